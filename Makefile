@@ -1,0 +1,38 @@
+# shelfwise: `make demo` and `make test` each set everything up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install demo test test-fast bench lint clean
+
+install: $(STAMP)
+
+# Re-installs only when pyproject.toml changed: `make install` is a no-op otherwise.
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/shelfwise demo --workdir demo-workdir
+
+test: install
+	$(BIN)/python -m pytest -n 2 tests
+
+test-fast: install
+	$(BIN)/python -m pytest -n 2 -m "not slow" tests
+
+bench: install
+	$(BIN)/python benchmarks/run.py --out benchmarks/results.json
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy src
+
+clean:
+	rm -rf $(VENV) demo-workdir .pytest_cache .mypy_cache .ruff_cache

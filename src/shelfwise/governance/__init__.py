@@ -1,0 +1,35 @@
+"""Governance: contracts, cleaning with a quarantine, privacy, lineage, governed ingestion."""
+
+from ._contracts import CONTRACTS, EVENT_TYPES, LOAD_ORDER, Classification, ColumnSpec, Kind, TableContract
+from ._ingest import IngestReport, IngestSettings, Ingestor, TableReport, ingest
+from ._lineage import DatasetRef, LineageRun, read_lineage
+from ._privacy import PII_PATTERNS, Pseudonymizer, SecretStore, mask_pii
+from ._quarantine import Quarantine
+from ._reasons import Reason
+from ._text import normalize_text, normalize_text_array
+
+__all__ = [
+    "CONTRACTS",
+    "EVENT_TYPES",
+    "LOAD_ORDER",
+    "PII_PATTERNS",
+    "Classification",
+    "ColumnSpec",
+    "DatasetRef",
+    "IngestReport",
+    "IngestSettings",
+    "Ingestor",
+    "Kind",
+    "LineageRun",
+    "Pseudonymizer",
+    "Quarantine",
+    "Reason",
+    "SecretStore",
+    "TableContract",
+    "TableReport",
+    "ingest",
+    "mask_pii",
+    "normalize_text",
+    "normalize_text_array",
+    "read_lineage",
+]

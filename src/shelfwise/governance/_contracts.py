@@ -1,0 +1,244 @@
+"""Data contracts: what each canonical table must look like.
+
+A contract is a *specification* (plain frozen dataclasses); the ingestion engine compiles it into
+row-level checks with reason codes (Ibis expressions that run in the warehouse) and into a pandera
+schema that the curated result is validated against. Keeping the spec apart from execution lets
+the same contract run on DuckDB and on Spark.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import pandera.ibis as pa
+
+
+class Kind(StrEnum):
+    """How a raw string is parsed and cleaned."""
+
+    ID = "id"  # trimmed string identifier
+    STRING = "string"  # short text: NFKC, HTML stripped, whitespace collapsed
+    TEXT = "text"  # free text: as STRING, plus personal data masked
+    CATEGORY = "category"  # category path "a > b > c"
+    FLOAT = "float"
+    BOOL = "bool"
+    TIMESTAMP = "timestamp"  # ISO 8601 (with or without offset) or epoch seconds / milliseconds, to UTC
+    JSON = "json"  # a JSON document
+    ENUM = "enum"  # lower-cased, synonyms mapped, must be one of `allowed`
+
+
+class Classification(StrEnum):
+    """Who may see a column (enforced by roles; `personal` never reaches the curated layer raw)."""
+
+    PUBLIC = "public"
+    INTERNAL = "internal"
+    PERSONAL = "personal"
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    name: str
+    kind: Kind
+    required: bool = False
+    classification: Classification = Classification.PUBLIC
+    allowed: tuple[str, ...] = ()
+    synonyms: tuple[tuple[str, str], ...] = ()  # raw value -> allowed value, for ENUM
+    min_value: float | None = None
+    max_value: float | None = None
+    pseudonymize: bool = False  # replaced by a keyed HMAC pseudonym before curation
+    aliases: tuple[str, ...] = ()  # other header names accepted for this column
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class TableContract:
+    name: str
+    version: str
+    columns: tuple[ColumnSpec, ...]
+    key: tuple[str, ...] = ()  # unique key of the curated table
+    key_rule: str = ""  # how a conflicting duplicate key is resolved (stated in reports)
+    dedupe_exact: bool = False  # exact duplicate rows are quarantined (the first is kept)
+    references: tuple[tuple[str, str, str], ...] = ()  # (column, table, column)
+    owner: str = "data-platform"
+    steward: str = "data-steward"
+    description: str = ""
+    # extra columns outside the canonical set are kept (as profile columns) only for `users`
+    keep_extra_columns: bool = False
+
+    def column(self, name: str) -> ColumnSpec:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(f"{self.name} has no column {name!r}")
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def required_columns(self) -> list[str]:
+        return [c.name for c in self.columns if c.required]
+
+    def classification(self) -> dict[str, str]:
+        return {c.name: c.classification.value for c in self.columns}
+
+    def to_pandera(self) -> pa.DataFrameSchema:
+        """The pandera schema the *curated* table must satisfy."""
+        return _to_pandera(self)
+
+
+EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "rating", "search")
+# Behavioural event types that a bot inflates; ratings/purchases come in legitimate bursts
+# (a MovieLens user rates 50 films in a minute; Amazon review times are whole days).
+BOT_EVENT_TYPES = ("view", "click", "add_to_cart", "search")
+
+_EVENT_SYNONYMS = (
+    ("pageview", "view"),
+    ("page_view", "view"),
+    ("detail_view", "view"),
+    ("impression_click", "click"),
+    ("addtocart", "add_to_cart"),
+    ("add-to-cart", "add_to_cart"),
+    ("cart", "add_to_cart"),
+    ("add_to_basket", "add_to_cart"),
+    ("transaction", "purchase"),
+    ("order", "purchase"),
+    ("buy", "purchase"),
+    ("review", "rating"),
+    ("query", "search"),
+)
+
+PRODUCTS = TableContract(
+    name="products",
+    version="1.0.0",
+    description="The shop's catalog: one row per product.",
+    key=("product_id",),
+    key_rule="the last row of a product_id in file order wins (later rows are newer versions)",
+    columns=(
+        ColumnSpec("product_id", Kind.ID, required=True, aliases=("item_id", "itemid", "sku", "asin", "product_uid", "id")),
+        ColumnSpec("title", Kind.STRING, required=True, aliases=("name", "product_title", "product_name")),
+        ColumnSpec("description", Kind.STRING),
+        ColumnSpec("category", Kind.CATEGORY, aliases=("category_path", "categories")),
+        ColumnSpec("brand", Kind.STRING),
+        ColumnSpec("price", Kind.FLOAT, min_value=0.0, max_value=1_000_000.0),
+        ColumnSpec("in_stock", Kind.BOOL, aliases=("available", "instock")),
+        ColumnSpec("attributes", Kind.JSON),
+    ),
+)
+
+EVENTS = TableContract(
+    name="events",
+    version="1.0.0",
+    description="Behaviour events: views, clicks, carts, purchases, ratings, searches, reviews.",
+    dedupe_exact=True,
+    references=(("product_id", "products", "product_id"),),
+    columns=(
+        ColumnSpec("user_id", Kind.ID, required=True, classification=Classification.PERSONAL, pseudonymize=True,
+                   aliases=("userid", "customer_id", "visitor_id", "visitorid", "user")),
+        ColumnSpec("product_id", Kind.ID, aliases=("item_id", "itemid", "sku", "asin", "product_uid", "item")),
+        ColumnSpec("event_type", Kind.ENUM, required=True, allowed=EVENT_TYPES, synonyms=_EVENT_SYNONYMS,
+                   aliases=("event", "type", "action", "behavior", "behaviour")),
+        ColumnSpec("timestamp", Kind.TIMESTAMP, required=True,
+                   aliases=("ts", "time", "datetime", "event_time", "date")),
+        ColumnSpec("session_id", Kind.ID, classification=Classification.INTERNAL, aliases=("session", "sessionid")),
+        ColumnSpec("query", Kind.TEXT, classification=Classification.INTERNAL, aliases=("search_term", "search_query")),
+        ColumnSpec("value", Kind.FLOAT, min_value=0.0, max_value=1_000_000.0, aliases=("rating", "price_paid")),
+        ColumnSpec("text", Kind.TEXT, classification=Classification.INTERNAL, aliases=("review", "review_text")),
+    ),
+)
+
+QUERIES = TableContract(
+    name="queries",
+    version="1.0.0",
+    description="Search queries with relevance judgments.",
+    key=("query_id",),
+    key_rule="the last row of a query_id in file order wins",
+    columns=(
+        ColumnSpec("query_id", Kind.ID, required=True, aliases=("qid", "id")),
+        ColumnSpec("query", Kind.TEXT, required=True, aliases=("query_text", "search_term", "text")),
+    ),
+)
+
+JUDGMENTS = TableContract(
+    name="judgments",
+    version="1.0.0",
+    description="Graded relevance of a product for a query (higher is better).",
+    key=("query_id", "product_id"),
+    key_rule="the last row of a (query_id, product_id) pair in file order wins",
+    references=(("query_id", "queries", "query_id"), ("product_id", "products", "product_id")),
+    columns=(
+        ColumnSpec("query_id", Kind.ID, required=True, aliases=("qid",)),
+        ColumnSpec("product_id", Kind.ID, required=True, aliases=("item_id", "asin", "product_uid", "doc_id", "docid")),
+        ColumnSpec("relevance", Kind.FLOAT, required=True, min_value=-1000.0, max_value=1000.0,
+                   aliases=("rating", "grade", "label", "score")),
+    ),
+)
+
+USERS = TableContract(
+    name="users",
+    version="1.0.0",
+    description="User profiles. Personal columns (names, contact details, addresses) never reach the curated layer.",
+    key=("user_id",),
+    key_rule="the last row of a user_id in file order wins",
+    keep_extra_columns=True,
+    columns=(
+        ColumnSpec("user_id", Kind.ID, required=True, classification=Classification.PERSONAL, pseudonymize=True,
+                   aliases=("userid", "customer_id", "id")),
+    ),
+)
+
+CONTRACTS: dict[str, TableContract] = {c.name: c for c in (PRODUCTS, QUERIES, USERS, EVENTS, JUDGMENTS)}
+# Load order: referenced tables first.
+LOAD_ORDER = ("products", "queries", "users", "events", "judgments")
+
+# Extra user-profile columns whose *name* says they hold personal data: excluded from curated data.
+PERSONAL_COLUMN_HINTS = (
+    "email", "e_mail", "mail", "phone", "mobile", "telephone", "name", "first_name", "last_name",
+    "full_name", "surname", "address", "street", "zip", "zip_code", "zipcode", "postcode", "postal_code",
+    "ip", "ip_address", "birth", "birthday", "birth_date", "dob", "ssn", "passport", "iban", "card",
+)
+
+
+def classify_extra_column(name: str) -> Classification:
+    """Classification of a profile column outside the contract, from its name."""
+    low = name.lower()
+    parts = set(low.replace("-", "_").split("_"))
+    for hint in PERSONAL_COLUMN_HINTS:
+        if low == hint or hint in parts or (len(hint) > 4 and hint in low):
+            return Classification.PERSONAL
+    return Classification.INTERNAL
+
+
+_PANDERA_TYPES = {
+    Kind.ID: str,
+    Kind.STRING: str,
+    Kind.TEXT: str,
+    Kind.CATEGORY: str,
+    Kind.ENUM: str,
+    Kind.JSON: str,
+    Kind.FLOAT: float,
+    Kind.BOOL: bool,
+}
+
+
+def _to_pandera(contract: TableContract) -> pa.DataFrameSchema:
+    import ibis.expr.datatypes as dt
+
+    columns = {}
+    for c in contract.columns:
+        checks = []
+        if c.allowed:
+            checks.append(pa.Check.isin(list(c.allowed)))
+        if c.min_value is not None:
+            checks.append(pa.Check.ge(c.min_value))
+        if c.max_value is not None:
+            checks.append(pa.Check.le(c.max_value))
+        dtype = dt.Timestamp(scale=6) if c.kind is Kind.TIMESTAMP else _PANDERA_TYPES[c.kind]
+        columns[c.name] = pa.Column(dtype, checks=checks, nullable=not c.required, required=True)
+    return pa.DataFrameSchema(
+        columns,
+        name=f"{contract.name}@{contract.version}",
+        strict=False,
+        unique=list(contract.key) or None,
+    )

@@ -1,0 +1,491 @@
+"""Governed ingestion: source files -> raw -> checks -> curated + quarantine, with lineage.
+
+For each canonical table present in the dataset directory (referenced tables first):
+
+1. stage the file (encoding repair, line numbers; `storage._sources`), hash it;
+2. load it into `raw.<table>` as strings; lines the CSV reader cannot split land in quarantine
+   as `malformed_row` with their line text;
+3. row checks compiled from the contract (`_compile`), every failure collected;
+4. set checks in the warehouse: exact duplicates, conflicting keys (stated keep rule), unknown
+   references, robot traffic (event rate per user in a sliding window);
+5. privacy: user ids replaced by keyed HMAC pseudonyms, personal data in free text masked (in 3),
+   personal profile columns left out;
+6. the curated result is validated against the contract's pandera schema and published as a new
+   table version; rejected rows go to `quarantine.rows` with reason, file and line.
+
+The invariant `rows_in == rows_curated + rows_quarantined` is checked for every table and stated
+in the report.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from ..errors import ContractViolation, ShelfwiseError, SourceError
+from ..storage import StagedFile, Warehouse, find_table_file, stage_file
+from ..storage._sources import JSON_DELIMITER, LINE_COLUMN
+from ._compile import NORMALIZE_UDF, compile_contract, lit, q, reasons_sql
+from ._contracts import (
+    BOT_EVENT_TYPES,
+    CONTRACTS,
+    LOAD_ORDER,
+    Classification,
+    TableContract,
+    classify_extra_column,
+)
+from ._lineage import DatasetRef, LineageRun, warehouse_namespace
+from ._privacy import Pseudonymizer, SecretStore
+from ._reasons import Reason
+from ._text import normalize_text_array
+
+QUARANTINE_DDL = """CREATE TABLE IF NOT EXISTS quarantine.rows (
+    quarantine_id BIGINT, run_id VARCHAR, table_name VARCHAR, source_file VARCHAR, source_line BIGINT,
+    reason VARCHAR, reasons VARCHAR[], detail VARCHAR, raw JSON, status VARCHAR,
+    quarantined_at TIMESTAMP, resolved_run_id VARCHAR)"""
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    bot_window_seconds: int = 60  # sliding window for the robot-traffic rule
+    bot_max_events: int = 120  # more behavioural events than this in one window: not a human
+    min_year: int = 1990  # timestamps before this are implausible
+    max_future_days: int = 2  # timestamps further in the future are implausible
+    memory_limit: str = "2GB"  # the warehouse spills to disk beyond this
+
+
+@dataclass
+class TableReport:
+    table: str
+    source_file: str
+    source_sha256: str
+    contract_version: str
+    rows_in: int = 0
+    rows_curated: int = 0
+    rows_quarantined: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    balanced: bool = True  # rows_in == rows_curated + rows_quarantined
+    blank_lines: int = 0
+    transcoded_lines: int = 0
+    column_mapping: dict[str, str] = field(default_factory=dict)  # source column -> canonical
+    ignored_columns: list[str] = field(default_factory=list)
+    personal_columns_dropped: list[str] = field(default_factory=list)
+    curated_version: int | None = None
+    content_hash: str = ""
+    contract_check: str = "passed"
+
+
+@dataclass
+class IngestReport:
+    run_id: str
+    workdir: str
+    data_dir: str
+    started_at: str
+    seconds: float = 0.0
+    status: str = "COMPLETE"
+    tables: dict[str, TableReport] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+    html_report: str | None = None
+
+    @property
+    def lineage_run_id(self) -> str:
+        return self.run_id
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["lineage_run_id"] = self.run_id
+        return d
+
+
+def _arrow_normalize(arr: pa.Array) -> pa.Array:
+    return normalize_text_array(arr)
+
+
+class Ingestor:
+    """Runs governed ingestion of one dataset directory into a workdir."""
+
+    def __init__(self, workdir: str | Path, settings: IngestSettings | None = None, *, mode: str = "replace",
+                 job: str = "shelfwise.ingest"):
+        if mode not in ("replace", "append"):
+            raise ValueError(f"mode must be 'replace' or 'append', not {mode!r}")
+        self.workdir = Path(workdir)
+        self.settings = settings or IngestSettings()
+        # replace: the dataset directory is the whole truth (a full load, a new version of each table)
+        # append: its rows are added to the current curated tables (re-processing, incremental loads)
+        self.mode = mode
+        self.job = job
+
+    def run(self, data_dir: str | Path) -> IngestReport:
+        data_dir = Path(data_dir)
+        if not data_dir.is_dir():
+            raise SourceError(str(data_dir), None, "dataset directory not found")
+        files = {t: find_table_file(data_dir, t) for t in LOAD_ORDER}
+        if self.mode == "replace" and files["events"] is None and files["products"] is None:
+            present = ", ".join(sorted(p.name for p in data_dir.iterdir())[:20]) or "nothing"
+            raise SourceError(
+                str(data_dir), None,
+                f"no events.{{parquet,csv,jsonl}} or products.{{...}} file (found: {present}); "
+                "convert other formats first with `shelfwise convert`",
+            )
+        started = datetime.now(UTC)
+        t0 = time.perf_counter()
+        staged_dir = self.workdir / "tmp" / "staged"
+        inputs = [DatasetRef("file", str(p.resolve())) for p in files.values() if p is not None]
+        lineage = LineageRun(self.workdir, self.job, inputs).start()
+        report = IngestReport(run_id=lineage.run_id, workdir=str(self.workdir), data_dir=str(data_dir),
+                              started_at=started.isoformat(), settings=asdict(self.settings))
+        wh = Warehouse(self.workdir, memory_limit=self.settings.memory_limit)
+        try:
+            self._prepare(wh)
+            outputs: list[DatasetRef] = []
+            input_refs: list[DatasetRef] = []
+            for table in LOAD_ORDER:
+                path = files[table]
+                if path is None:
+                    continue
+                staged = stage_file(path, staged_dir)
+                tr = self._ingest_table(wh, CONTRACTS[table], staged, lineage.run_id, report)
+                report.tables[table] = tr
+                input_refs.append(DatasetRef("file", str(path.resolve()), rows=tr.rows_in,
+                                             content_hash=staged.sha256, size_bytes=staged.size_bytes))
+                outputs.append(DatasetRef(warehouse_namespace(self.workdir), f"curated.{table}", rows=tr.rows_curated,
+                                          content_hash=tr.content_hash,
+                                          columns=tuple(wh.table(table).columns)))
+                if staged.staged is not None:
+                    staged.staged.unlink(missing_ok=True)
+            if "products" not in report.tables and self.mode == "replace":
+                report.notes.append("no products file: the catalog is the set of products seen in events")
+            q_rows = sum(t.rows_quarantined for t in report.tables.values())
+            outputs.append(DatasetRef(warehouse_namespace(self.workdir), "quarantine.rows", rows=q_rows))
+            lineage.inputs = input_refs
+            report.seconds = round(time.perf_counter() - t0, 3)
+            wh.record_run(lineage.run_id, self.job, started, "COMPLETE", report.to_dict())
+            lineage.complete(outputs)
+        except Exception as exc:
+            report.status = "FAIL"
+            lineage.fail(f"{type(exc).__name__}: {exc}")
+            try:
+                wh.record_run(lineage.run_id, self.job, started, "FAIL", report.to_dict())
+            except Exception:  # pragma: no cover - recording must not hide the real error
+                pass
+            raise
+        finally:
+            wh.close()
+            shutil.rmtree(staged_dir, ignore_errors=True)
+        return report
+
+    # ------------------------------------------------------------------------------------------
+    def _prepare(self, wh: Warehouse) -> None:
+        wh.sql(QUARANTINE_DDL)
+        wh.sql("CREATE SEQUENCE IF NOT EXISTS quarantine.qid_seq START 1")
+        wh.con.con.create_function(NORMALIZE_UDF, _arrow_normalize, ["VARCHAR"], "VARCHAR", type="arrow",
+                                   null_handling="special", side_effects=False)
+
+    def _map_columns(self, contract: TableContract, header: list[str], path: Path) -> tuple[dict[str, str], list[str]]:
+        """canonical -> source column; and the source columns outside the contract."""
+        by_lower = {h.lower().strip(): h for h in header}
+        mapping: dict[str, str] = {}
+        for c in contract.columns:
+            for cand in (c.name, *c.aliases):
+                if cand in by_lower and by_lower[cand] not in mapping.values():
+                    mapping[c.name] = by_lower[cand]
+                    break
+        missing = [c for c in contract.required_columns if c not in mapping]
+        if contract.name == "events" and "product_id" not in mapping:
+            missing.append("product_id")
+        if missing:
+            hints = []
+            for m in missing:
+                close = difflib.get_close_matches(m, header, n=1, cutoff=0.6)
+                hints.append(f"{m!r}" + (f" (is {close[0]!r} meant?)" if close else ""))
+            raise SourceError(str(path), 1, f"missing required column(s) {', '.join(hints)}; the header has: "
+                              f"{', '.join(header) or 'no columns'}")
+        extra = [h for h in header if h not in mapping.values() and h != LINE_COLUMN]
+        return mapping, extra
+
+    def _header(self, wh: Warehouse, staged: StagedFile) -> list[str]:
+        if staged.format == "csv":
+            return staged.header
+        if staged.format == "parquet":
+            rows = wh.sql(f"DESCRIBE SELECT * FROM read_parquet({lit(staged.source.as_posix())})").fetchall()
+            return [r[0] for r in rows]
+        assert staged.staged is not None
+        rows = wh.sql(
+            f"""SELECT DISTINCT unnest(json_keys(j)) FROM (
+                  SELECT column1 AS j FROM read_csv({lit(staged.staged.as_posix())}, header=false, delim={lit(JSON_DELIMITER)},
+                  quote='', escape='', columns={{'column0': 'BIGINT', 'column1': 'VARCHAR'}}, ignore_errors=true) LIMIT 10000)
+                WHERE json_valid(j) AND json_type(j) = 'OBJECT'"""
+        ).fetchall()
+        return sorted(r[0] for r in rows)
+
+    def _ingest_table(self, wh: Warehouse, contract: TableContract, staged: StagedFile, run_id: str,
+                      report: IngestReport) -> TableReport:
+        src = staged.source
+        tr = TableReport(table=contract.name, source_file=str(src), source_sha256=staged.sha256,
+                         contract_version=contract.version, blank_lines=staged.blank_lines,
+                         transcoded_lines=staged.transcoded_lines)
+        header = self._header(wh, staged)
+        if staged.format == "csv" and len(header) == 1 and len(header[0]) > 0 and contract.name != "users":
+            # one column: usually the wrong delimiter or no header at all
+            pass
+        mapping, extra = self._map_columns(contract, header, src)
+        tr.column_mapping = {v: k for k, v in mapping.items()}
+        extra_kept: list[str] = []
+        if contract.keep_extra_columns:
+            for e in extra:
+                if classify_extra_column(e) is Classification.PERSONAL:
+                    tr.personal_columns_dropped.append(e)
+                else:
+                    extra_kept.append(e)
+        else:
+            tr.ignored_columns = extra
+        if staged.transcoded_lines:
+            report.notes.append(f"{src.name}: {staged.transcoded_lines} line(s) were not valid UTF-8 and were read as cp1252/latin-1")
+        raw_cols = contract.column_names + [f"x_{_safe(e)}" for e in extra_kept]
+        raw_table = f"raw.{q(contract.name)}"
+        wh.sql(f"DROP TABLE IF EXISTS raw.{q(contract.name + '__load')}")
+        src_name = lit(str(src))
+        malformed = 0
+
+        # -- 2. load into raw --------------------------------------------------------------------
+        if staged.format == "csv":
+            assert staged.staged is not None
+            names = [LINE_COLUMN] + [f"c{i}" for i in range(len(header))]
+            pos = {h: f"c{i}" for i, h in enumerate(header)}
+            cols_spec = "{" + ", ".join(f"'{n}': 'VARCHAR'" for n in names) + "}"
+            select = [f"{q(pos[mapping[c]])} AS {q(c)}" if c in mapping else f"NULL::VARCHAR AS {q(c)}"
+                      for c in contract.column_names]
+            select += [f"{q(pos[e])} AS {q('x_' + _safe(e))}" for e in extra_kept]
+            rej = f"rej_{contract.name}"
+            wh.sql(f"DROP TABLE IF EXISTS {rej}; DROP TABLE IF EXISTS {rej}_scan")
+            reader = (f"read_csv({lit(staged.staged.as_posix())}, header=true, "
+                      f"delim={lit(staged.delimiter)}, quote='\"', escape='\"', columns={cols_spec}, "
+                      f"store_rejects=true, rejects_table='{rej}', rejects_scan='{rej}_scan', strict_mode=true, "
+                      f"null_padding=false, auto_detect=false, max_line_size=10000000)")
+            try:
+                wh.sql(f"CREATE TABLE raw.{q(contract.name + '__load')} AS SELECT {', '.join(select)}, "
+                       f"TRY_CAST({q(LINE_COLUMN)} AS BIGINT) AS _source_line FROM {reader}")
+            except Exception as exc:  # noqa: BLE001 - the reader's own words are the clearest reason
+                raise SourceError(str(src), None, f"unreadable CSV: {exc}") from exc
+            rejects = wh.sql(
+                f"SELECT min(csv_line), string_agg(DISTINCT error_type, ', ') FROM {rej} GROUP BY line ORDER BY line"
+            ).fetchall()
+            for csv_line, error_type in rejects:
+                line_text = csv_line or ""
+                sep = line_text.find(staged.delimiter)
+                line_no = int(line_text[:sep]) if sep > 0 and line_text[:sep].isdigit() else None
+                body = line_text[sep + 1:] if sep > 0 else line_text
+                wh.sql(
+                    "INSERT INTO quarantine.rows VALUES (nextval('quarantine.qid_seq'), ?, ?, ?, ?, ?, ?, ?, ?, 'open', now()::TIMESTAMP, NULL)",
+                    [run_id, contract.name, str(src), line_no, Reason.MALFORMED_ROW.value, [Reason.MALFORMED_ROW.value],
+                     f"{error_type.lower()}: expected {len(header)} fields", json.dumps({"line": body})],
+                )
+                malformed += 1
+            wh.sql(f"DROP TABLE IF EXISTS {rej}; DROP TABLE IF EXISTS {rej}_scan")
+            tr.rows_in = staged.records
+        elif staged.format == "jsonl":
+            assert staged.staged is not None
+            lines = (f"read_csv({lit(staged.staged.as_posix())}, header=false, delim={lit(JSON_DELIMITER)}, quote='', "
+                     f"escape='', columns={{'_source_line': 'BIGINT', 'j': 'VARCHAR'}}, auto_detect=false, "
+                     f"max_line_size=10000000)")
+            ok = "json_valid(j) AND json_type(j) = 'OBJECT'"
+
+            def field_sql(key: str) -> str:
+                path = "$." + '"' + key.replace('"', '\\"') + '"'
+                return (f"CASE WHEN json_type(j, {lit(path)}) IN ('ARRAY', 'OBJECT') THEN json_extract(j, {lit(path)})::VARCHAR "
+                        f"ELSE json_extract_string(j, {lit(path)}) END")
+
+            select = [f"{field_sql(mapping[c])} AS {q(c)}" if c in mapping else f"NULL::VARCHAR AS {q(c)}"
+                      for c in contract.column_names]
+            select += [f"{field_sql(e)} AS {q('x_' + _safe(e))}" for e in extra_kept]
+            wh.sql(f"CREATE TEMP TABLE _lines AS SELECT * FROM {lines}")
+            wh.sql(f"CREATE TABLE raw.{q(contract.name + '__load')} AS SELECT {', '.join(select)}, _source_line "
+                   f"FROM _lines WHERE {ok}")
+            row = wh.sql(
+                f"""INSERT INTO quarantine.rows SELECT nextval('quarantine.qid_seq'), ?, ?, ?, _source_line, ?, [?], 
+                    CASE WHEN json_valid(j) THEN 'not a JSON object' ELSE 'not valid JSON' END,
+                    json_object('line', left(j, 10000)), 'open', now()::TIMESTAMP, NULL FROM _lines WHERE NOT ({ok})""",
+                [run_id, contract.name, str(src), Reason.MALFORMED_ROW.value, Reason.MALFORMED_ROW.value],
+            ).fetchone()
+            malformed = int(row[0]) if row else 0
+            wh.sql("DROP TABLE _lines")
+            tr.rows_in = staged.records
+        else:  # parquet: typed columns are read as text so that one set of checks serves every format
+            select = [f"CAST({q(mapping[c])} AS VARCHAR) AS {q(c)}" if c in mapping else f"NULL::VARCHAR AS {q(c)}"
+                      for c in contract.column_names]
+            select += [f"CAST({q(e)} AS VARCHAR) AS {q('x_' + _safe(e))}" for e in extra_kept]
+            try:
+                wh.sql(f"CREATE TABLE raw.{q(contract.name + '__load')} AS SELECT {', '.join(select)}, "
+                       f"file_row_number + 1 AS _source_line FROM read_parquet({lit(src.as_posix())}, file_row_number=true)")
+            except Exception as exc:  # noqa: BLE001
+                raise SourceError(str(src), None, f"unreadable Parquet file: {exc}") from exc
+            tr.rows_in = int(wh.sql(f"SELECT count(*) FROM raw.{q(contract.name + '__load')}").fetchone()[0])
+
+        # raw layer: history of everything received (strings), steward-only
+        load = f"raw.{q(contract.name + '__load')}"
+        if not wh.exists("raw", contract.name):
+            wh.sql(f"CREATE TABLE {raw_table} AS SELECT *, {lit(run_id)} AS _run_id, {src_name} AS _source_file FROM {load} LIMIT 0")
+        raw_existing = [r[0] for r in wh.sql(f"DESCRIBE {raw_table}").fetchall()]
+        for col in raw_cols:
+            if col not in raw_existing:
+                wh.sql(f"ALTER TABLE {raw_table} ADD COLUMN {q(col)} VARCHAR")
+        wh.sql(f"INSERT INTO {raw_table} BY NAME SELECT *, {lit(run_id)} AS _run_id, {src_name} AS _source_file FROM {load}")
+
+        # -- 3. row checks -------------------------------------------------------------------------
+        compiled = compile_contract(contract, min_year=self.settings.min_year,
+                                    max_future_days=self.settings.max_future_days)
+        reasons, detail = reasons_sql(compiled.checks)
+        extra_sel = [f"{q('x_' + _safe(e))}" for e in extra_kept]
+        raw_json = "json_object(" + ", ".join(f"{lit(c)}, {q(c)}" for c in raw_cols) + ")"
+        wh.sql(
+            f"""CREATE OR REPLACE TEMP TABLE _checked AS
+                SELECT {', '.join(compiled.select_values + [f'nullif(trim({c}), {lit("")}) AS {c}' for c in extra_sel])},
+                       {reasons} AS _reasons, {detail} AS _detail, _source_line, {raw_json} AS _raw
+                FROM {load}"""
+        )
+        wh.sql(f"DROP TABLE {load}")
+
+        # -- 4. set checks ---------------------------------------------------------------------------
+        content = [q(c) for c in contract.column_names] + extra_sel
+        if contract.dedupe_exact:
+            self._flag(wh, Reason.DUPLICATE_ROW,
+                       f"row_number() OVER (PARTITION BY {', '.join(content)} ORDER BY _source_line) > 1",
+                       "'exact duplicate of an earlier row'")
+        if contract.key:
+            keys = ", ".join(q(k) for k in contract.key)
+            # an exact copy of a kept row is a duplicate row; a different row with the same key is a conflict
+            self._flag(wh, Reason.DUPLICATE_ROW,
+                       f"row_number() OVER (PARTITION BY {', '.join(content)} ORDER BY _source_line DESC) > 1",
+                       "'exact duplicate of a later row'")
+            key_text = " || ',' || ".join(q(k) for k in contract.key)
+            self._flag(wh, Reason.DUPLICATE_KEY,
+                       f"row_number() OVER (PARTITION BY {keys} ORDER BY _source_line DESC) > 1",
+                       f"'conflicting duplicate of key ' || {key_text} || ' (the last row wins)'")
+        for col, ref_table, ref_col in contract.references:
+            if ref_table not in report.tables and not (self.mode == "append" and ref_table in wh.curated_tables()):
+                continue
+            # a product whose catalog row was quarantined (e.g. its title was broken HTML) is still a
+            # known product: its events are valid, only its catalog row needs a fix.
+            known = (f"SELECT {q(ref_col)} FROM curated.{q(ref_table)} UNION "
+                     f"SELECT nullif(trim(json_extract_string(raw, '$.{ref_col}')), '') FROM quarantine.rows "
+                     f"WHERE run_id = {lit(run_id)} AND table_name = {lit(ref_table)} AND reason <> 'malformed_row'")
+            wh.sql(f"CREATE OR REPLACE TEMP TABLE _known AS {known}")
+            wh.sql(
+                f"""UPDATE _checked SET _reasons = list_append(_reasons, '{Reason.UNKNOWN_REFERENCE.value}'),
+                    _detail = coalesce(_detail, '{col}: unknown {ref_table[:-1]} ' || {q(col)})
+                    WHERE {q(col)} IS NOT NULL AND {q(col)} NOT IN (SELECT * FROM _known WHERE {q(ref_col)} IS NOT NULL)"""
+            )
+            wh.sql("DROP TABLE _known")
+        if contract.name == "events":
+            self._flag_bots(wh)
+
+        # -- 5./6. privacy, publish, quarantine -----------------------------------------------------
+        wh.sql(
+            f"""INSERT INTO quarantine.rows SELECT nextval('quarantine.qid_seq'), {lit(run_id)}, {lit(contract.name)},
+                {src_name}, _source_line, _reasons[1], _reasons, _detail, _raw, 'open', now()::TIMESTAMP, NULL
+                FROM _checked WHERE len(_reasons) > 0 ORDER BY _source_line"""
+        )
+        pseudo_cols = [c.name for c in contract.columns if c.pseudonymize]
+        select_out = []
+        for c in contract.column_names:
+            select_out.append(f"p_{c}.pseudonym AS {q(c)}" if c in pseudo_cols else f"t.{q(c)}")
+        select_out += [f"t.{c}" for c in extra_sel]
+        joins = ""
+        for c in pseudo_cols:
+            self._pseudonym_table(wh, c)
+            joins += f" LEFT JOIN _pseudo_{c} p_{c} ON p_{c}.raw_id = t.{q(c)}"
+        order = "ORDER BY t.\"timestamp\", t._source_line" if contract.name == "events" else "ORDER BY t._source_line"
+        source_sql = f"SELECT {', '.join(select_out)} FROM _checked t{joins} WHERE len(t._reasons) = 0 {order}"
+        if self.mode == "append" and contract.name in wh.curated_tables():
+            wh.sql(f"CREATE OR REPLACE TEMP TABLE _new AS {source_sql}")
+            keep = f"SELECT * FROM curated.{q(contract.name)}"
+            if contract.key:  # a re-processed row is the newer version of its key
+                keep += f" ANTI JOIN _new USING ({', '.join(q(k) for k in contract.key)})"
+            source_sql = f"{keep} UNION ALL BY NAME SELECT * FROM _new"
+        tv = wh.publish(contract.name, source_sql, run_id, contract.version)
+        for c in pseudo_cols:
+            wh.sql(f"DROP TABLE _pseudo_{c}")  # the raw -> pseudonym map never persists
+        tr.curated_version, tr.content_hash, tr.rows_curated = tv.version, tv.content_hash, tv.row_count
+        rows = wh.sql(
+            "SELECT reason, count(*) FROM quarantine.rows WHERE run_id = ? AND table_name = ? GROUP BY 1 ORDER BY 2 DESC",
+            [run_id, contract.name],
+        ).fetchall()
+        tr.reasons = {r[0]: int(r[1]) for r in rows}
+        tr.rows_quarantined = sum(tr.reasons.values())
+        tr.balanced = tr.rows_in == tr.rows_curated + tr.rows_quarantined
+        if not tr.balanced:
+            report.notes.append(
+                f"{contract.name}: rows_in {tr.rows_in} != curated {tr.rows_curated} + quarantined {tr.rows_quarantined}"
+            )
+        wh.sql("DROP TABLE _checked")
+        wh.sql("DROP TABLE IF EXISTS _new")
+        self._validate(wh, contract)
+        return tr
+
+    def _flag(self, wh: Warehouse, reason: Reason, window_condition: str, detail: str) -> None:
+        """Add `reason` to the still-valid rows for which the window condition holds."""
+        wh.sql(
+            f"""UPDATE _checked SET _reasons = list_append(_reasons, '{reason.value}'), _detail = coalesce(_detail, f.detail)
+                FROM (SELECT _source_line AS line, {detail} AS detail, {window_condition} AS hit
+                      FROM _checked WHERE len(_reasons) = 0) f
+                WHERE f.hit AND _checked._source_line = f.line AND len(_checked._reasons) = 0"""
+        )
+
+    def _flag_bots(self, wh: Warehouse) -> None:
+        s = self.settings
+        types = ", ".join(lit(t) for t in BOT_EVENT_TYPES)
+        wh.sql(
+            f"""CREATE OR REPLACE TEMP TABLE _bots AS
+                SELECT user_id, max(n) AS peak FROM (
+                  SELECT user_id, count(*) OVER (PARTITION BY user_id ORDER BY "timestamp"
+                         RANGE BETWEEN INTERVAL {int(s.bot_window_seconds)} SECOND PRECEDING AND CURRENT ROW) AS n
+                  FROM _checked WHERE len(_reasons) = 0 AND event_type IN ({types}))
+                GROUP BY user_id HAVING max(n) > {int(s.bot_max_events)}"""
+        )
+        wh.sql(
+            f"""UPDATE _checked SET _reasons = list_append(_reasons, '{Reason.BOT_TRAFFIC.value}'),
+                _detail = coalesce(_detail, 'user made ' || b.peak || ' events within {int(s.bot_window_seconds)} s')
+                FROM _bots b WHERE _checked.user_id = b.user_id AND len(_checked._reasons) = 0"""
+        )
+        wh.sql("DROP TABLE _bots")
+
+    def _pseudonym_table(self, wh: Warehouse, column: str) -> None:
+        key = SecretStore(self.workdir).pseudonym_key()
+        pseudo = Pseudonymizer(key)
+        raw_ids = [r[0] for r in wh.sql(
+            f"SELECT DISTINCT {q(column)} FROM _checked WHERE len(_reasons) = 0 AND {q(column)} IS NOT NULL").fetchall()]
+        arrow = pa.table({"raw_id": pa.array(raw_ids, pa.string()), "pseudonym": pa.array(pseudo.many(raw_ids), pa.string())})
+        wh.con.con.register("_pseudo_src", arrow)
+        wh.sql(f"CREATE OR REPLACE TEMP TABLE _pseudo_{column} AS SELECT * FROM _pseudo_src")
+        wh.con.con.unregister("_pseudo_src")
+
+    def _validate(self, wh: Warehouse, contract: TableContract) -> None:
+        """The curated table must satisfy the contract's pandera schema (checks run in the warehouse)."""
+        import pandera.errors
+
+        schema = contract.to_pandera()
+        try:
+            schema.validate(wh.table(contract.name), lazy=True)
+        except pandera.errors.SchemaErrors as exc:
+            raise ContractViolation(f"curated {contract.name} breaks its contract {schema.name}: {exc}") from exc
+
+
+def _safe(name: str) -> str:
+    out = "".join(ch.lower() if ch.isalnum() else "_" for ch in name).strip("_")
+    return out or "column"
+
+
+def ingest(data_dir: str | Path, workdir: str | Path, settings: IngestSettings | None = None) -> IngestReport:
+    """Governed ingestion of `data_dir` (a canonical dataset directory) into `workdir`."""
+    if not Path(data_dir).exists():
+        raise ShelfwiseError(f"{data_dir}: dataset directory not found")
+    return Ingestor(workdir, settings).run(data_dir)

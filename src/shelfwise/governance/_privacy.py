@@ -1,0 +1,76 @@
+"""Pseudonymization and masking of personal data.
+
+User ids are replaced by a keyed HMAC-SHA256 pseudonym: the same raw id always gives the same
+pseudonym (joins still work), and without the key nobody can go back or test a guess. The key
+lives in the workdir's secret store (a 0600 file outside the warehouse), created on first use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+PSEUDONYM_PREFIX = "u_"
+
+# Personal data in free text. Applied in the warehouse (RE2 regular expressions, DuckDB's
+# regexp_replace), in this order: cards before phones so a card number is not half-masked.
+PII_PATTERNS: tuple[tuple[str, str, str], ...] = (
+    ("email", r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}", "[email]"),
+    ("card", r"\b(?:\d[ \-]?){13,19}\b", "[card]"),
+    ("iban", r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){3,7}(?: ?[A-Z0-9]{1,4})?\b", "[iban]"),
+    ("phone", r"(?:\+\d{1,3}[ .\-]?)?(?:\(\d{1,4}\)[ .\-]?)?\d{2,4}[ .\-]\d{2,4}[ .\-]?\d{2,5}", "[phone]"),
+    ("ipv4", r"\b(?:\d{1,3}\.){3}\d{1,3}\b", "[ip]"),
+)
+
+
+class SecretStore:
+    """Secrets of one workdir, kept in `<workdir>/secrets/` with owner-only permissions."""
+
+    def __init__(self, workdir: str | Path):
+        self.root = Path(workdir) / "secrets"
+
+    def get_or_create(self, name: str, nbytes: int = 32) -> bytes:
+        path = self.root / f"{name}.key"
+        if path.exists():
+            return bytes.fromhex(path.read_text().strip())
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
+        key = secrets.token_bytes(nbytes)
+        # O_EXCL: two processes racing on first run must not end up with two keys.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return bytes.fromhex(path.read_text().strip())
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key.hex())
+        return key
+
+    def pseudonym_key(self) -> bytes:
+        return self.get_or_create("pseudonym")
+
+
+class Pseudonymizer:
+    """Maps raw ids to stable keyed pseudonyms."""
+
+    def __init__(self, key: bytes):
+        self._key = key
+
+    def __call__(self, raw_id: str) -> str:
+        digest = hmac.new(self._key, raw_id.encode("utf-8"), hashlib.sha256).hexdigest()
+        return PSEUDONYM_PREFIX + digest[:32]
+
+    def many(self, raw_ids: list[str]) -> list[str]:
+        key, new = self._key, hmac.new
+        return [PSEUDONYM_PREFIX + new(key, r.encode("utf-8"), hashlib.sha256).hexdigest()[:32] for r in raw_ids]
+
+
+def mask_pii(text: str) -> str:
+    """Mask personal data in one text, in Python (the warehouse path uses the same patterns)."""
+    import re
+
+    for _, pattern, token in PII_PATTERNS:
+        text = re.sub(pattern, token, text)
+    return text

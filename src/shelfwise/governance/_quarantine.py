@@ -1,0 +1,84 @@
+"""The quarantine: every rejected row, with its reason, source file and line; listed, exported, re-processed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import ShelfwiseError
+from ..storage import Warehouse
+
+
+class Quarantine:
+    """Read and act on `quarantine.rows` of a workdir."""
+
+    def __init__(self, workdir: str | Path):
+        self.workdir = Path(workdir)
+
+    def summary(self) -> list[dict[str, Any]]:
+        with Warehouse(self.workdir) as wh:
+            if not wh.exists("quarantine", "rows"):
+                return []
+            rows = wh.sql(
+                "SELECT table_name, reason, status, count(*) FROM quarantine.rows GROUP BY ALL ORDER BY 1, 4 DESC"
+            ).fetchall()
+        return [{"table": r[0], "reason": r[1], "status": r[2], "rows": int(r[3])} for r in rows]
+
+    def list(self, table: str | None = None, reason: str | None = None, status: str | None = "open",
+             limit: int | None = 100) -> list[dict[str, Any]]:
+        where, params = self._where(table, reason, status)
+        sql = ("SELECT quarantine_id, run_id, table_name, source_file, source_line, reason, reasons, detail, raw, status "
+               f"FROM quarantine.rows {where} ORDER BY quarantine_id")
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with Warehouse(self.workdir) as wh:
+            if not wh.exists("quarantine", "rows"):
+                return []
+            rows = wh.sql(sql, params).fetchall()
+        keys = ("quarantine_id", "run_id", "table", "source_file", "source_line", "reason", "reasons", "detail", "raw", "status")
+        out = []
+        for r in rows:
+            d = dict(zip(keys, r, strict=True))
+            d["raw"] = json.loads(d["raw"]) if d["raw"] else None
+            out.append(d)
+        return out
+
+    @staticmethod
+    def _where(table: str | None, reason: str | None, status: str | None) -> tuple[str, list[Any]]:
+        clauses, params = [], []
+        for col, val in (("table_name", table), ("reason", reason), ("status", status)):
+            if val:
+                clauses.append(f"{col} = ?")
+                params.append(val)
+        return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def export(self, out: str | Path, table: str | None = None, reason: str | None = None) -> int:
+        """Write open quarantined rows as JSON lines: the raw fields plus `_quarantine_id`, `_reason`, `_detail`.
+
+        Fix the fields in that file, then give it to `reprocess`.
+        """
+        rows = self.list(table, reason, "open", limit=None)
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "w", encoding="utf-8") as fh:
+            for r in rows:
+                rec = dict(r["raw"] or {})
+                rec.update({"_quarantine_id": r["quarantine_id"], "_table": r["table"], "_reason": r["reason"],
+                            "_detail": r["detail"], "_source_file": r["source_file"], "_source_line": r["source_line"]})
+                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        return len(rows)
+
+    def reprocess(self, table: str, fixed_file: str | Path | None = None) -> dict[str, Any]:
+        """Send quarantined rows of `table` through the governed path again.
+
+        With `fixed_file` (JSON lines written by `export` and edited), the edited rows are used;
+        otherwise the open rows are retried as they are (after a contract or catalog change).
+        Rows that now pass are added to a new version of the curated table and marked `released`;
+        the others stay in quarantine with their new reason.
+        """
+        from ._reprocess import reprocess_rows
+
+        if fixed_file is not None and not Path(fixed_file).exists():
+            raise ShelfwiseError(f"{fixed_file}: file not found")
+        return reprocess_rows(self.workdir, table, fixed_file)

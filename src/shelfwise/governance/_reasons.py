@@ -1,0 +1,38 @@
+"""Reason codes: why a row was quarantined. Stable strings: reports and scripts rely on them."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Why a row did not reach the curated layer (one primary reason per row, all reasons kept)."""
+
+    MALFORMED_ROW = "malformed_row"  # the parser could not split the line into the header's columns
+    MISSING_REQUIRED = "missing_required"  # a required field is empty (after cleaning)
+    INVALID_TYPE = "invalid_type"  # not a number / boolean / JSON where one is required
+    INVALID_VALUE = "invalid_value"  # not one of the allowed values
+    OUT_OF_RANGE = "out_of_range"  # a number or a date outside its plausible range
+    UNPARSEABLE_TIMESTAMP = "unparseable_timestamp"  # neither ISO 8601 nor epoch seconds/ms
+    DUPLICATE_ROW = "duplicate_row"  # an exact copy of an earlier row (the first is kept)
+    DUPLICATE_KEY = "duplicate_key"  # same key, different content (the stated keep rule decides)
+    UNKNOWN_REFERENCE = "unknown_reference"  # names a product / query the catalog does not know
+    BOT_TRAFFIC = "bot_traffic"  # a user whose event rate is far beyond a human's
+
+    @property
+    def description(self) -> str:
+        return _DESCRIPTIONS[self]
+
+
+_DESCRIPTIONS = {
+    Reason.MALFORMED_ROW: "the line could not be parsed into the header's columns",
+    Reason.MISSING_REQUIRED: "a required field is empty",
+    Reason.INVALID_TYPE: "a value has the wrong type (number, boolean, JSON)",
+    Reason.INVALID_VALUE: "a value is not one of the allowed values",
+    Reason.OUT_OF_RANGE: "a number or date is outside its plausible range",
+    Reason.UNPARSEABLE_TIMESTAMP: "a timestamp is neither ISO 8601 nor epoch seconds/milliseconds",
+    Reason.DUPLICATE_ROW: "an exact duplicate of an earlier row (the first one is kept)",
+    Reason.DUPLICATE_KEY: "a conflicting duplicate key (the last row in the file is kept)",
+    Reason.UNKNOWN_REFERENCE: "refers to a product or query that is not in the catalog",
+    Reason.BOT_TRAFFIC: "the user's event rate is far beyond a human's (robot traffic)",
+}

@@ -1,0 +1,71 @@
+"""Re-processing quarantined rows through the same governed path (append mode)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..errors import ShelfwiseError
+from ..storage import Warehouse
+from ._contracts import CONTRACTS
+
+
+def reprocess_rows(workdir: Path, table: str, fixed_file: str | Path | None) -> dict[str, Any]:
+    from ._ingest import Ingestor
+    from ._quarantine import Quarantine
+
+    if table not in CONTRACTS:
+        raise ShelfwiseError(f"unknown table {table!r} (tables: {', '.join(CONTRACTS)})")
+    contract = CONTRACTS[table]
+    if fixed_file is not None:
+        records = []
+        with open(fixed_file, encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ShelfwiseError(f"{fixed_file}:{n}: not valid JSON ({exc.msg})") from exc
+                if "_quarantine_id" not in rec:
+                    raise ShelfwiseError(f"{fixed_file}:{n}: no _quarantine_id (use a file written by quarantine export)")
+                records.append(rec)
+        open_ids = {r["quarantine_id"] for r in Quarantine(workdir).list(table, status="open", limit=None)}
+        records = [r for r in records if r["_quarantine_id"] in open_ids and r.get("_table", table) == table]
+    else:
+        records = []
+        for r in Quarantine(workdir).list(table, status="open", limit=None):
+            rec = dict(r["raw"] or {})
+            rec["_quarantine_id"] = r["quarantine_id"]
+            records.append(rec)
+    if not records:
+        return {"table": table, "retried": 0, "released": 0, "still_quarantined": 0}
+    tmp = Path(tempfile.mkdtemp(prefix="shelfwise-reprocess-", dir=workdir / "tmp"))
+    ids = []
+    try:
+        with open(tmp / f"{table}.jsonl", "w", encoding="utf-8") as fh:
+            for rec in records:
+                ids.append(int(rec["_quarantine_id"]))
+                row = {c: rec.get(c) for c in contract.column_names}
+                row.update({k: v for k, v in rec.items() if not k.startswith("_") and k not in row and k != "line"})
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        report = Ingestor(workdir, mode="append", job="shelfwise.quarantine.reprocess").run(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    run_id = report.run_id
+    with Warehouse(workdir) as wh:
+        failed_lines = {r[0] for r in wh.sql(
+            "SELECT source_line FROM quarantine.rows WHERE run_id = ? AND table_name = ?", [run_id, table]).fetchall()}
+        released = [qid for line, qid in enumerate(ids, 1) if line not in failed_lines]
+        retried_again = [qid for line, qid in enumerate(ids, 1) if line in failed_lines]
+        if released:
+            wh.sql("UPDATE quarantine.rows SET status = 'released', resolved_run_id = ? WHERE quarantine_id IN "
+                   f"({', '.join(map(str, released))})", [run_id])
+        if retried_again:
+            wh.sql("UPDATE quarantine.rows SET status = 'superseded', resolved_run_id = ? WHERE quarantine_id IN "
+                   f"({', '.join(map(str, retried_again))})", [run_id])
+    return {"table": table, "retried": len(ids), "released": len(released), "still_quarantined": len(retried_again),
+            "run_id": run_id}

@@ -1,0 +1,37 @@
+"""Text normalization: Unicode NFKC, HTML remnants, whitespace. Vectorized over Arrow arrays."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+_TAG = r"<[^<>]{0,400}>"  # a complete tag
+_OPEN_TAG_AT_END = r"<[A-Za-z/][^<>]*$"  # a fragment cut off inside a tag ('<span class="a-size')
+_HTML_HINT = re.compile(r"[<&]")
+
+
+def normalize_text_array(arr: pa.Array) -> pa.Array:
+    """NFKC, HTML tags and entities removed, whitespace collapsed, empty -> null."""
+    if len(arr) == 0:
+        return arr
+    arr = pc.utf8_normalize(arr, form="NFKC")
+    has_markup = pc.match_substring_regex(arr, r"[<&]")
+    if pc.any(has_markup).as_py():
+        arr = pc.replace_substring_regex(arr, _TAG, " ")
+        arr = pc.replace_substring_regex(arr, _OPEN_TAG_AT_END, " ")
+        # entities (&amp; &#39; &eacute;): html.unescape only where an '&' remains (rare rows)
+        values = arr.to_pylist()
+        values = [html.unescape(v) if v is not None and "&" in v else v for v in values]
+        arr = pa.array(values, type=pa.string())
+        arr = pc.utf8_normalize(arr, form="NFKC")
+    arr = pc.replace_substring_regex(arr, "[\\s\u200b\ufeff]+", " ")
+    arr = pc.utf8_trim_whitespace(arr)
+    return pc.if_else(pc.equal(arr, ""), pa.scalar(None, pa.string()), arr)
+
+
+def normalize_text(value: str | None) -> str | None:
+    out = normalize_text_array(pa.array([value], type=pa.string()))[0].as_py()
+    return out

@@ -1,0 +1,6 @@
+"""Storage: the workdir's warehouse (DuckDB through Ibis) and source-file staging."""
+
+from ._sources import StagedFile, find_table_file, stage_file
+from ._warehouse import LAYERS, TableVersion, Warehouse
+
+__all__ = ["LAYERS", "StagedFile", "TableVersion", "Warehouse", "find_table_file", "stage_file"]

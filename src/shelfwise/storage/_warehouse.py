@@ -1,0 +1,162 @@
+"""The warehouse: one DuckDB file in the workdir, reached through Ibis.
+
+Layers are DuckDB schemas: `raw` (rows as received, strings, steward-only), `curated` (cleaned,
+pseudonymized, versioned), `quarantine` (rejected rows with reasons) and `meta` (table versions,
+runs). A curated table is written as an immutable version `curated.<name>__v<N>` and the view
+`curated.<name>` points at the newest one, so every version stays readable and names the run
+that made it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import ibis
+from ibis.backends.duckdb import Backend
+
+from ..errors import ShelfwiseError
+
+LAYERS = ("raw", "curated", "quarantine", "meta")
+WAREHOUSE_FILE = "warehouse.duckdb"
+
+
+@dataclass(frozen=True)
+class TableVersion:
+    table: str
+    version: int
+    run_id: str
+    created_at: str
+    row_count: int
+    content_hash: str
+    contract_version: str
+    physical_name: str
+
+
+class Warehouse:
+    """The workdir's DuckDB warehouse (embedded default; Ibis keeps the expressions portable)."""
+
+    def __init__(self, workdir: str | Path, *, memory_limit: str = "2GB", threads: int | None = None):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.path = self.workdir / WAREHOUSE_FILE
+        tmp = self.workdir / "tmp"
+        tmp.mkdir(exist_ok=True)
+        # memory_limit + temp_directory: large inputs spill to disk instead of growing the process.
+        self.con: Backend = ibis.duckdb.connect(str(self.path))
+        self.sql(f"SET memory_limit='{memory_limit}'")
+        self.sql(f"SET temp_directory='{tmp.as_posix()}'")
+        self.sql("SET TimeZone='UTC'")
+        self.sql("SET preserve_insertion_order=true")
+        if threads:
+            self.sql(f"SET threads={int(threads)}")
+        for layer in LAYERS:
+            self.sql(f"CREATE SCHEMA IF NOT EXISTS {layer}")
+        self.sql(
+            """CREATE TABLE IF NOT EXISTS meta.table_versions (
+                table_name VARCHAR, version INTEGER, run_id VARCHAR, created_at TIMESTAMP,
+                row_count BIGINT, content_hash VARCHAR, contract_version VARCHAR, physical_name VARCHAR)"""
+        )
+        self.sql(
+            """CREATE TABLE IF NOT EXISTS meta.runs (
+                run_id VARCHAR PRIMARY KEY, job VARCHAR, started_at TIMESTAMP, ended_at TIMESTAMP,
+                status VARCHAR, report JSON)"""
+        )
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def sql(self, query: str, params: list[Any] | None = None) -> Any:
+        """Run SQL on the underlying DuckDB connection (for what Ibis does not express)."""
+        return self.con.con.execute(query, params) if params is not None else self.con.con.execute(query)
+
+    def close(self) -> None:
+        self.con.disconnect()
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def exists(self, layer: str, name: str) -> bool:
+        row = self.sql(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            [layer, name],
+        ).fetchone()
+        return bool(row and row[0])
+
+    def table(self, name: str, layer: str = "curated") -> ibis.Table:
+        if not self.exists(layer, name):
+            raise ShelfwiseError(f"no table {layer}.{name} in {self.path} (run `shelfwise ingest` first)")
+        return self.con.table(name, database=layer)
+
+    # -- curated versions -----------------------------------------------------------------------
+    def versions(self, table: str | None = None) -> list[TableVersion]:
+        q = "SELECT * FROM meta.table_versions"
+        params: list[Any] = []
+        if table:
+            q += " WHERE table_name = ?"
+            params.append(table)
+        q += " ORDER BY table_name, version"
+        rows = self.sql(q, params).fetchall()
+        return [TableVersion(r[0], r[1], r[2], str(r[3]), r[4], r[5], r[6], r[7]) for r in rows]
+
+    def latest_version(self, table: str) -> TableVersion | None:
+        vs = self.versions(table)
+        return vs[-1] if vs else None
+
+    def publish(self, table: str, source_sql: str, run_id: str, contract_version: str) -> TableVersion:
+        """Materialize `source_sql` as the next version of curated `table` and point the view at it."""
+        prev = self.latest_version(table)
+        version = (prev.version + 1) if prev else 1
+        physical = f"{table}__v{version}"
+        self.sql(f'CREATE TABLE curated."{physical}" AS {source_sql}')
+        count, digest = self.fingerprint(f'curated."{physical}"')
+        self.sql(f'CREATE OR REPLACE VIEW curated."{table}" AS SELECT * FROM curated."{physical}"')
+        tv = TableVersion(table, version, run_id, datetime.now(UTC).replace(tzinfo=None).isoformat(),
+                          count, digest, contract_version, physical)
+        self.sql(
+            "INSERT INTO meta.table_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [tv.table, tv.version, tv.run_id, tv.created_at, tv.row_count, tv.content_hash,
+             tv.contract_version, tv.physical_name],
+        )
+        return tv
+
+    def fingerprint(self, relation: str) -> tuple[int, str]:
+        """Row count and an order-independent content hash of a relation."""
+        row = self.sql(
+            f"SELECT count(*), coalesce(sum(hash(t)::HUGEINT), 0), coalesce(bit_xor(hash(t)), 0) FROM {relation} AS t"
+        ).fetchone()
+        assert row is not None
+        return int(row[0]), f"{int(row[1]) & ((1 << 64) - 1):016x}{int(row[2]):016x}"
+
+    def curated_tables(self) -> list[str]:
+        rows = self.sql(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema='curated' AND table_type='VIEW' ORDER BY 1"
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def record_run(self, run_id: str, job: str, started: datetime, status: str, report: dict[str, Any]) -> None:
+        self.sql(
+            "INSERT OR REPLACE INTO meta.runs VALUES (?, ?, ?, ?, ?, ?)",
+            [run_id, job, started.replace(tzinfo=None), datetime.now(UTC).replace(tzinfo=None), status,
+             json.dumps(report, default=str)],
+        )
+
+    # -- export ---------------------------------------------------------------------------------
+    def export(self, table: str, out: str | Path) -> int:
+        """Write a curated table (pseudonymized, masked) to CSV, Parquet or JSON lines."""
+        out = Path(out)
+        if table not in self.curated_tables():
+            known = ", ".join(self.curated_tables()) or "none yet"
+            raise ShelfwiseError(f"no curated table {table!r} (curated tables: {known})")
+        suffix = out.suffix.lower()
+        fmt = {".csv": "CSV, HEADER", ".parquet": "PARQUET", ".jsonl": "JSON", ".ndjson": "JSON", ".json": "JSON"}.get(suffix)
+        if fmt is None:
+            raise ShelfwiseError(f"{out}: unknown export format {suffix!r} (use .csv, .parquet or .jsonl)")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self.sql(f"COPY (SELECT * FROM curated.\"{table}\") TO '{out.as_posix()}' (FORMAT {fmt})")
+        row = self.sql(f'SELECT count(*) FROM curated."{table}"').fetchone()
+        return int(row[0]) if row else 0
