@@ -1,0 +1,230 @@
+"""The command line: a thin layer over the Python API (see DESIGN.md: commands, flags and output
+fields are a contract that shops' scripts rely on)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .errors import ShelfwiseError
+
+app = typer.Typer(help="shelfwise: a governed search and recommendation engine for online shops.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+quarantine_app = typer.Typer(help="List, export and re-process quarantined rows.", no_args_is_help=True)
+app.add_typer(quarantine_app, name="quarantine")
+
+Workdir = Annotated[Path, typer.Option("--workdir", "-w", help="The shop's working directory (warehouse, models, reports).")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON report.")]
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str, ensure_ascii=False) + "\n")
+
+
+def _run_ingest(data: Path, workdir: Path, as_json: bool) -> dict[str, Any]:
+    from .datasets import convert, detect_format
+    from .governance import ingest
+    from .reporting import summary_lines, write_quality_report
+
+    fmt = detect_format(data) if data.exists() else "canonical"
+    notes = []
+    if fmt not in (None, "canonical"):
+        converted = workdir / "converted" / fmt
+        res = convert(data, converted, fmt)
+        notes.append(f"{data} is in the {fmt} format: converted to {converted} ({res.files})")
+        data = converted
+    report = ingest(data, workdir)
+    report.notes[:0] = notes
+    html_path = write_quality_report(workdir, report)
+    report.html_report = str(html_path)
+    out = report.to_dict()
+    if as_json:
+        _print_json(out)
+    else:
+        for line in summary_lines(report):
+            typer.echo(line)
+        typer.echo(f"HTML quality report: {html_path}")
+        typer.echo(f"lineage run id: {report.run_id} (events in {workdir / 'lineage' / 'openlineage.jsonl'})")
+    return out
+
+
+@app.command()
+def ingest(
+    data: Annotated[Path, typer.Option("--data", "-d", help="A canonical dataset directory (or a known public format).")],
+    workdir: Workdir,
+    as_json: AsJson = False,
+) -> None:
+    """Governed ingestion: contracts, cleaning + quarantine, privacy, lineage, quality report."""
+    _run_ingest(data, workdir, as_json)
+
+
+@app.command()
+def demo(
+    workdir: Workdir = Path("demo-workdir"),
+    products: Annotated[int, typer.Option(help="Products in the demo shop.")] = 5000,
+    users: Annotated[int, typer.Option(help="Users in the demo shop.")] = 2000,
+    events: Annotated[int, typer.Option(help="Behaviour events in the demo shop.")] = 200_000,
+    seed: Annotated[int, typer.Option(help="Random seed (the same seed gives the same shop).")] = 7,
+    as_json: AsJson = False,
+) -> None:
+    """Make a demo shop, run everything on it, and print where the reports are."""
+    from .demo import generate_demo
+
+    data = workdir / "demo-data"
+    shop = generate_demo(data, products=products, users=users, events=events, seed=seed)
+    if not as_json:
+        typer.echo(f"demo shop written to {data}: {shop.products:,} products, {shop.users:,} users, "
+                   f"{shop.events:,} event rows ({len(shop.defects):,} injected defects recorded in defects.json)")
+    _run_ingest(data, workdir, as_json)
+    if not as_json:
+        typer.echo("")
+        typer.echo("next steps:")
+        typer.echo(f"  shelfwise quarantine list --workdir {workdir}")
+        typer.echo(f"  shelfwise export --workdir {workdir} --table events --out events.parquet")
+
+
+@app.command()
+def convert(
+    src: Annotated[Path, typer.Option("--src", help="A file or directory in a public format.")],
+    out: Annotated[Path, typer.Option("--out", help="The canonical dataset directory to write.")],
+    fmt: Annotated[str, typer.Option("--format", help="movielens | amazon | sequences | homedepot | diginetica | auto")] = "auto",
+    as_json: AsJson = False,
+) -> None:
+    """Convert a public dataset format into a canonical dataset directory."""
+    from .datasets import convert as _convert
+
+    res = _convert(src, out, fmt)
+    info = {"format": res.format, "out": str(res.out), "files": res.files, "passed_through": res.passed_through}
+    if as_json:
+        _print_json(info)
+    else:
+        typer.echo(f"{src} ({res.format}) -> {out}: " + ", ".join(f"{k} {v:,} rows" for k, v in res.files.items()))
+
+
+@app.command()
+def export(
+    workdir: Workdir,
+    table: Annotated[str, typer.Option("--table", help="A curated table: products, events, users, queries, judgments.")],
+    out: Annotated[Path, typer.Option("--out", help="FILE.csv, FILE.parquet or FILE.jsonl")],
+) -> None:
+    """Write a curated table (pseudonymized ids, masked text; never raw personal data)."""
+    from .storage import Warehouse
+
+    _require_workdir(workdir)
+    with Warehouse(workdir) as wh:
+        n = wh.export(table, out)
+    typer.echo(f"wrote {n:,} rows of curated.{table} to {out}")
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    workdir: Workdir,
+    table: Annotated[str | None, typer.Option(help="Only this table.")] = None,
+    reason: Annotated[str | None, typer.Option(help="Only this reason code.")] = None,
+    status: Annotated[str, typer.Option(help="open | released | superseded | all")] = "open",
+    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 20,
+    as_json: AsJson = False,
+) -> None:
+    """Summary by reason, and the first rows with their file, line and detail."""
+    from .governance import Quarantine
+
+    _require_workdir(workdir)
+    qr = Quarantine(workdir)
+    rows = qr.list(table, reason, None if status == "all" else status, limit=limit)
+    if as_json:
+        _print_json({"summary": qr.summary(), "rows": rows})
+        return
+    for s in qr.summary():
+        typer.echo(f"{s['table']:<10} {s['reason']:<22} {s['status']:<10} {s['rows']:>8,}")
+    typer.echo("")
+    for r in rows:
+        typer.echo(f"#{r['quarantine_id']} {r['table']} {Path(r['source_file']).name}:{r['source_line']} "
+                   f"[{r['reason']}] {r['detail']}")
+
+
+@quarantine_app.command("export")
+def quarantine_export(
+    workdir: Workdir,
+    out: Annotated[Path, typer.Option("--out", help="JSON lines file to write (fix it, then reprocess it).")],
+    table: Annotated[str | None, typer.Option(help="Only this table.")] = None,
+    reason: Annotated[str | None, typer.Option(help="Only this reason code.")] = None,
+) -> None:
+    """Export open quarantined rows (raw fields + _quarantine_id) for fixing."""
+    from .governance import Quarantine
+
+    _require_workdir(workdir)
+    n = Quarantine(workdir).export(out, table, reason)
+    typer.echo(f"wrote {n:,} quarantined rows to {out}")
+
+
+@quarantine_app.command("reprocess")
+def quarantine_reprocess(
+    workdir: Workdir,
+    table: Annotated[str, typer.Option(help="The table whose rows to re-process.")],
+    file: Annotated[Path | None, typer.Option("--file", help="Fixed rows (from `quarantine export`).")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Re-run quarantined rows through the governed path; rows that now pass are released into curated."""
+    from .governance import Quarantine
+
+    _require_workdir(workdir)
+    res = Quarantine(workdir).reprocess(table, file)
+    if as_json:
+        _print_json(res)
+    else:
+        typer.echo(f"{table}: retried {res['retried']:,}, released {res['released']:,}, "
+                   f"still quarantined {res['still_quarantined']:,}")
+
+
+@app.command()
+def lineage(workdir: Workdir, as_json: AsJson = False) -> None:
+    """The OpenLineage run events of the workdir."""
+    from .governance import read_lineage
+
+    _require_workdir(workdir)
+    events = read_lineage(workdir)
+    if as_json:
+        _print_json(events)
+        return
+    for e in events:
+        outs = ", ".join(f"{o['name']}" for o in e.get("outputs", []))
+        typer.echo(f"{e['eventTime']} {e['eventType']:<8} {e['job']['name']} run {e['run']['runId']} {outs}")
+
+
+def _require_workdir(workdir: Path) -> None:
+    if not (workdir / "warehouse.duckdb").exists():
+        raise ShelfwiseError(f"{workdir}: not a shelfwise workdir (no warehouse.duckdb; run `shelfwise ingest` first)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors print one clear line and exit with status 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except ShelfwiseError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return 2
+    except typer.Exit as exc:
+        return int(exc.exit_code or 0)
+    except typer.Abort:
+        return 130
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Charts as inline SVG (matplotlib, Agg backend): reports open offline, with nothing to fetch."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+PALETTE = ["#2563eb", "#f97316", "#16a34a", "#dc2626", "#9333ea", "#0891b2", "#ca8a04", "#db2777", "#4b5563"]
+
+
+def _svg(fig: plt.Figure) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    svg = buf.getvalue()
+    return svg[svg.find("<svg"):]
+
+
+def _fig(width: float = 7.0, height: float = 3.2) -> tuple[plt.Figure, plt.Axes]:
+    fig, ax = plt.subplots(figsize=(width, height))
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.grid(axis="x" if False else "y", alpha=0.25)
+    return fig, ax
+
+
+def bar_chart(labels: Sequence[str], values: Sequence[float], title: str, xlabel: str = "", horizontal: bool = True) -> str:
+    fig, ax = _fig(7.0, max(1.6, 0.32 * len(labels) + 0.8) if horizontal else 3.2)
+    if horizontal:
+        ax.barh(list(labels)[::-1], list(values)[::-1], color=PALETTE[0])
+        ax.set_xlabel(xlabel)
+        for y, v in enumerate(list(values)[::-1]):
+            ax.text(v, y, f" {v:,.0f}", va="center", fontsize=8)
+    else:
+        ax.bar(list(labels), list(values), color=PALETTE[0])
+        ax.set_ylabel(xlabel)
+    ax.set_title(title, loc="left", fontsize=11)
+    return _svg(fig)
+
+
+def stacked_time_chart(days: Sequence[str], series: dict[str, Sequence[float]], title: str) -> str:
+    import numpy as np
+
+    fig, ax = _fig(7.5, 3.2)
+    x = np.arange(len(days))
+    bottom = np.zeros(len(days))
+    for i, (name, vals) in enumerate(series.items()):
+        v = np.asarray(vals, dtype=float)
+        ax.bar(x, v, bottom=bottom, label=name, color=PALETTE[i % len(PALETTE)], width=1.0)
+        bottom += v
+    step = max(1, len(days) // 8)
+    ax.set_xticks(x[::step], [d for d in days][::step], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("events per day")
+    ax.legend(fontsize=8, ncols=3, frameon=False)
+    ax.set_title(title, loc="left", fontsize=11)
+    return _svg(fig)
+
+
+def long_tail_chart(counts: Sequence[int], title: str) -> str:
+    import numpy as np
+
+    fig, ax = _fig(7.0, 3.2)
+    c = np.sort(np.asarray(counts))[::-1]
+    ax.plot(np.arange(1, len(c) + 1), c, color=PALETTE[1])
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("product rank")
+    ax.set_ylabel("events")
+    total = c.sum() or 1
+    head = max(1, len(c) // 5)
+    ax.set_title(f"{title} - top 20% of products: {c[:head].sum() / total:.0%} of events", loc="left", fontsize=11)
+    return _svg(fig)
+
+
+def missing_chart(rows: list[tuple[str, float]], title: str) -> str:
+    fig, ax = _fig(7.0, max(1.6, 0.28 * len(rows) + 0.8))
+    labels = [r[0] for r in rows][::-1]
+    vals = [100 * r[1] for r in rows][::-1]
+    ax.barh(labels, vals, color=PALETTE[4])
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("% missing (curated)")
+    ax.set_title(title, loc="left", fontsize=11)
+    return _svg(fig)

@@ -1,0 +1,141 @@
+"""The HTML data-quality report of an ingestion run."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, select_autoescape
+
+from ..governance import IngestReport, Reason
+from ..storage import Warehouse
+from ._charts import bar_chart, long_tail_chart, missing_chart, stacked_time_chart
+
+_TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>shelfwise - data quality - {{ r.run_id }}</title>
+<style>
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#111827;padding:0 1rem}
+h1{font-size:1.5rem;margin-bottom:.2rem} .sub{color:#6b7280;margin-top:0}
+table{border-collapse:collapse;width:100%;margin:1rem 0;font-size:.9rem} th,td{padding:.4rem .6rem;border-bottom:1px solid #e5e7eb;text-align:right}
+th:first-child,td:first-child{text-align:left} th{background:#f9fafb}
+.ok{color:#16a34a;font-weight:600} .bad{color:#dc2626;font-weight:600}
+.cards{display:flex;gap:1rem;flex-wrap:wrap} .card{border:1px solid #e5e7eb;border-radius:8px;padding:.8rem 1rem;min-width:150px}
+.card b{display:block;font-size:1.4rem} .grid{display:grid;grid-template-columns:1fr 1fr;gap:1rem}
+.chart{border:1px solid #e5e7eb;border-radius:8px;padding:.5rem;overflow:auto} .chart svg{max-width:100%;height:auto}
+code{background:#f3f4f6;padding:0 .3rem;border-radius:4px} ul.notes li{margin:.2rem 0}
+</style></head><body>
+<h1>Data quality report</h1>
+<p class="sub">run <code>{{ r.run_id }}</code> · {{ r.started_at }} · {{ r.data_dir }} · {{ "%.1f"|format(r.seconds) }} s · status <b>{{ r.status }}</b></p>
+<div class="cards">
+<div class="card">rows in<b>{{ "{:,}".format(total_in) }}</b></div>
+<div class="card">curated<b>{{ "{:,}".format(total_cur) }}</b></div>
+<div class="card">quarantined<b>{{ "{:,}".format(total_q) }}</b></div>
+<div class="card">nothing lost<b class="{{ 'ok' if balanced else 'bad' }}">{{ 'yes' if balanced else 'NO' }}</b></div>
+</div>
+<h2>Tables</h2>
+<table><tr><th>table</th><th>source</th><th>contract</th><th>rows in</th><th>curated</th><th>quarantined</th><th>balanced</th><th>version</th></tr>
+{% for t in r.tables.values() %}<tr><td>{{ t.table }}</td><td>{{ t.source_file.split('/')[-1] }}</td><td>{{ t.contract_version }}</td>
+<td>{{ "{:,}".format(t.rows_in) }}</td><td>{{ "{:,}".format(t.rows_curated) }}</td><td>{{ "{:,}".format(t.rows_quarantined) }}</td>
+<td class="{{ 'ok' if t.balanced else 'bad' }}">{{ 'yes' if t.balanced else 'no' }}</td><td>v{{ t.curated_version }}</td></tr>{% endfor %}
+</table>
+<h2>Quarantine by reason</h2>
+<table><tr><th>table</th><th>reason</th><th>meaning</th><th>rows</th></tr>
+{% for t in r.tables.values() %}{% for reason, n in t.reasons.items() %}<tr><td>{{ t.table }}</td><td><code>{{ reason }}</code></td><td>{{ meaning.get(reason, '') }}</td><td>{{ "{:,}".format(n) }}</td></tr>{% endfor %}{% endfor %}
+</table>
+<div class="grid">
+{% for c in charts %}<div class="chart">{{ c|safe }}</div>{% endfor %}
+</div>
+{% if r.notes %}<h2>Notes</h2><ul class="notes">{% for n in r.notes %}<li>{{ n }}</li>{% endfor %}</ul>{% endif %}
+<h2>Privacy</h2>
+<ul class="notes"><li>User ids are replaced by keyed HMAC-SHA256 pseudonyms (the key is in the workdir's secret store, not in the warehouse).</li>
+<li>E-mail addresses, phone numbers, card numbers, IBANs and IP addresses in free text are masked before curation.</li>
+{% for t in r.tables.values() %}{% if t.personal_columns_dropped %}<li>{{ t.table }}: personal columns kept out of the curated layer: {{ t.personal_columns_dropped|join(', ') }}</li>{% endif %}{% endfor %}
+</ul>
+<h2>Rules in force</h2>
+<ul class="notes"><li>Robot traffic: more than {{ r.settings.bot_max_events }} view/click/cart/search events by one user within {{ r.settings.bot_window_seconds }} s quarantines that user's events.</li>
+<li>Timestamps: ISO 8601 (offsets converted to UTC) or epoch seconds / milliseconds; plausible from {{ r.settings.min_year }} to {{ r.settings.max_future_days }} days ahead.</li>
+<li>Conflicting duplicate keys: the last row in file order wins. Exact duplicate events: the first is kept.</li></ul>
+<p class="sub">Lineage: OpenLineage run <code>{{ r.run_id }}</code> in <code>lineage/openlineage.jsonl</code>.</p>
+</body></html>"""
+
+
+def _charts(wh: Warehouse, report: IngestReport) -> list[str]:
+    charts = []
+    labels, values = [], []
+    for t in report.tables.values():
+        for reason, n in t.reasons.items():
+            labels.append(f"{t.table}: {reason}")
+            values.append(n)
+    if labels:
+        charts.append(bar_chart(labels, values, "Quarantined rows by reason", "rows"))
+    tables = wh.curated_tables()
+    if "events" in tables:
+        rows = wh.sql(
+            """SELECT strftime(date_trunc('day', "timestamp"), '%Y-%m-%d') AS d, event_type, count(*)
+               FROM curated.events GROUP BY ALL ORDER BY 1"""
+        ).fetchall()
+        days = sorted({r[0] for r in rows})
+        types = sorted({r[1] for r in rows})
+        idx = {d: i for i, d in enumerate(days)}
+        series = {t: [0.0] * len(days) for t in types}
+        for d, t, n in rows:
+            series[t][idx[d]] = n
+        if days:
+            charts.append(stacked_time_chart(days, series, "Curated events over time"))
+        counts = [r[0] for r in wh.sql(
+            "SELECT count(*) FROM curated.events WHERE product_id IS NOT NULL GROUP BY product_id").fetchall()]
+        if counts:
+            charts.append(long_tail_chart(counts, "Popularity long tail"))
+    missing: list[tuple[str, float]] = []
+    for t in tables:
+        cols = [r[0] for r in wh.sql(f'DESCRIBE curated."{t}"').fetchall()]
+        if not cols:
+            continue
+        exprs = ", ".join(f'avg(CASE WHEN "{c}" IS NULL THEN 1.0 ELSE 0.0 END)' for c in cols)
+        fr = wh.sql(f'SELECT {exprs} FROM curated."{t}"').fetchone()
+        if fr:
+            missing.extend((f"{t}.{c}", float(v or 0.0)) for c, v in zip(cols, fr, strict=True))
+    if missing:
+        charts.append(missing_chart(missing, "Missing values by column"))
+    return charts
+
+
+def write_quality_report(workdir: str | Path, report: IngestReport) -> Path:
+    """Write `reports/quality-<run>.html` (and `reports/quality.html`, the latest) into the workdir."""
+    workdir = Path(workdir)
+    out_dir = workdir / "reports"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with Warehouse(workdir) as wh:
+        charts = _charts(wh, report)
+    env = Environment(autoescape=select_autoescape(default=True))
+    total_in = sum(t.rows_in for t in report.tables.values())
+    total_cur = sum(t.rows_curated for t in report.tables.values())
+    total_q = sum(t.rows_quarantined for t in report.tables.values())
+    page = env.from_string(_TEMPLATE).render(
+        r=report, charts=charts, total_in=total_in, total_cur=total_cur, total_q=total_q,
+        balanced=all(t.balanced for t in report.tables.values()),
+        meaning={r.value: r.description for r in Reason},
+    )
+    path = out_dir / f"quality-{report.run_id}.html"
+    path.write_text(page, encoding="utf-8")
+    (out_dir / "quality.html").write_text(page, encoding="utf-8")
+    return path
+
+
+def summary_lines(report: IngestReport) -> list[str]:
+    """A readable plain-text summary (the CLI prints it)."""
+    lines = [f"ingestion run {report.run_id} ({report.seconds:.1f} s)"]
+    for t in report.tables.values():
+        mark = "ok" if t.balanced else "UNBALANCED"
+        lines.append(f"  {t.table:<10} in {t.rows_in:>10,}  curated {t.rows_curated:>10,}  "
+                     f"quarantined {t.rows_quarantined:>8,}  [{mark}]")
+        for reason, n in t.reasons.items():
+            lines.append(f"      {reason:<22} {n:>8,}")
+    for n in report.notes:
+        lines.append(f"  note: {html.unescape(n)}")
+    return lines
+
+
+def as_dict(report: IngestReport) -> dict[str, Any]:
+    return report.to_dict()
