@@ -220,7 +220,7 @@ class Ingestor:
             return [r[0] for r in rows]
         assert staged.staged is not None
         rows = wh.sql(
-            f"""SELECT DISTINCT unnest(json_keys(j)) FROM (
+            f"""SELECT DISTINCT unnest(json_keys(CASE WHEN json_valid(j) AND json_type(j) = 'OBJECT' THEN j ELSE '{{}}' END)) FROM (
                   SELECT column1 AS j FROM read_csv({lit(staged.staged.as_posix())}, header=false, delim={lit(JSON_DELIMITER)},
                   quote='', escape='', columns={{'column0': 'BIGINT', 'column1': 'VARCHAR'}}, ignore_errors=true) LIMIT 10000)
                 WHERE json_valid(j) AND json_type(j) = 'OBJECT'"""
@@ -304,16 +304,27 @@ class Ingestor:
                 return (f"CASE WHEN json_type(j, {lit(path)}) IN ('ARRAY', 'OBJECT') THEN json_extract(j, {lit(path)})::VARCHAR "
                         f"ELSE json_extract_string(j, {lit(path)}) END")
 
-            select = [f"{field_sql(mapping[c])} AS {q(c)}" if c in mapping else f"NULL::VARCHAR AS {q(c)}"
+            def col_sql(spec_name: str) -> str:
+                # JSON lines may name a column differently from one line to the next (item_id / product_id)
+                spec = contract.column(spec_name)
+                keys = [h for h in header if h.lower().strip() in (spec.name, *spec.aliases)]
+                used.update(keys)
+                return f"coalesce({', '.join(field_sql(k) for k in keys)})"
+
+            used: set[str] = set()
+            select = [f"{col_sql(c)} AS {q(c)}" if c in mapping else f"NULL::VARCHAR AS {q(c)}"
                       for c in contract.column_names]
-            select += [f"{field_sql(e)} AS {q('x_' + _safe(e))}" for e in extra_kept]
+            select += [f"{field_sql(e)} AS {q('x_' + _safe(e))}" for e in extra_kept if e not in used]
+            tr.ignored_columns = [e for e in tr.ignored_columns if e not in used]
             wh.sql(f"CREATE TEMP TABLE _lines AS SELECT * FROM {lines}")
+            safe_lines = f"(SELECT _source_line, CASE WHEN {ok} THEN j END AS j FROM _lines)"
             wh.sql(f"CREATE TABLE raw.{q(contract.name + '__load')} AS SELECT {', '.join(select)}, _source_line "
-                   f"FROM _lines WHERE {ok}")
+                   f"FROM {safe_lines} WHERE j IS NOT NULL")
             row = wh.sql(
                 f"""INSERT INTO quarantine.rows SELECT nextval('quarantine.qid_seq'), ?, ?, ?, _source_line, ?, [?], 
                     CASE WHEN json_valid(j) THEN 'not a JSON object' ELSE 'not valid JSON' END,
-                    json_object('line', left(j, 10000)), 'open', now()::TIMESTAMP, NULL FROM _lines WHERE NOT ({ok})""",
+                    json_object('line', left(j, 10000)), 'open', now()::TIMESTAMP, NULL FROM _lines
+                    WHERE NOT coalesce(CASE WHEN json_valid(j) THEN json_type(j) = 'OBJECT' END, false)""",
                 [run_id, contract.name, str(src), Reason.MALFORMED_ROW.value, Reason.MALFORMED_ROW.value],
             ).fetchone()
             malformed = int(row[0]) if row else 0
@@ -486,6 +497,4 @@ def _safe(name: str) -> str:
 
 def ingest(data_dir: str | Path, workdir: str | Path, settings: IngestSettings | None = None) -> IngestReport:
     """Governed ingestion of `data_dir` (a canonical dataset directory) into `workdir`."""
-    if not Path(data_dir).exists():
-        raise ShelfwiseError(f"{data_dir}: dataset directory not found")
     return Ingestor(workdir, settings).run(data_dir)

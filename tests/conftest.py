@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from shelfwise.demo import generate_demo
+from shelfwise.governance import ingest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("SHELFWISE_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def shared(*parts: str) -> Path:
+    """A path under ../shared/data; skips the test with a clear message when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"needs the shared datasets ({path} is absent)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo") / "data"
+    generate_demo(out, products=800, users=300, events=20_000, seed=11)
+    return out
+
+
+@pytest.fixture(scope="session")
+def demo_ingested(tmp_path_factory: pytest.TempPathFactory, demo_data: Path):
+    workdir = tmp_path_factory.mktemp("demo-work") / "w"
+    report = ingest(demo_data, workdir)
+    return workdir, report
+
+
+@pytest.fixture()
+def tiny_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "data"
+    d.mkdir()
+    return d
+
+
+def copy_head(src: Path, dst: Path, lines: int) -> Path:
+    """The first `lines` lines of a (binary) file."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with open(src, "rb") as fi, open(dst, "wb") as fo:
+        for i, line in enumerate(fi):
+            if i >= lines:
+                break
+            fo.write(line)
+    return dst
+
+
+__all__ = ["copy_head", "shared", "shutil"]
