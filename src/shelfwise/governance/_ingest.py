@@ -388,7 +388,8 @@ class Ingestor:
             # known product: its events are valid, only its catalog row needs a fix.
             known = (f"SELECT {q(ref_col)} FROM curated.{q(ref_table)} UNION "
                      f"SELECT nullif(trim(json_extract_string(raw, '$.{ref_col}')), '') FROM quarantine.rows "
-                     f"WHERE run_id = {lit(run_id)} AND table_name = {lit(ref_table)} AND reason <> 'malformed_row'")
+                     f"WHERE table_name = {lit(ref_table)} AND reason <> 'malformed_row' AND (run_id = {lit(run_id)}"
+                     + (" OR status = 'open')" if self.mode == "append" else ")"))
             wh.sql(f"CREATE OR REPLACE TEMP TABLE _known AS {known}")
             wh.sql(
                 f"""UPDATE _checked SET _reasons = list_append(_reasons, '{Reason.UNKNOWN_REFERENCE.value}'),
