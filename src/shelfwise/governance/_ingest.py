@@ -356,14 +356,14 @@ class Ingestor:
                                     max_future_days=self.settings.max_future_days)
         reasons, detail = reasons_sql(compiled.checks)
         extra_sel = [f"{q('x_' + _safe(e))}" for e in extra_kept]
-        raw_json = "json_object(" + ", ".join(f"{lit(c)}, {q(c)}" for c in raw_cols) + ")"
+        # the raw row as JSON is built only for quarantined rows (at the end), not for every row
+        raw_json = "json_object(" + ", ".join(f"{lit(c)}, l.{q(c)}" for c in raw_cols) + ")"
         wh.sql(
             f"""CREATE OR REPLACE TEMP TABLE _checked AS
                 SELECT {', '.join(compiled.select_values + [f'nullif(trim({c}), {lit("")}) AS {c}' for c in extra_sel])},
-                       {reasons} AS _reasons, {detail} AS _detail, _source_line, {raw_json} AS _raw
+                       {reasons} AS _reasons, {detail} AS _detail, _source_line
                 FROM {load}"""
         )
-        wh.sql(f"DROP TABLE {load}")
 
         # -- 4. set checks ---------------------------------------------------------------------------
         content = [q(c) for c in contract.column_names] + extra_sel
@@ -403,8 +403,9 @@ class Ingestor:
         # -- 5./6. privacy, publish, quarantine -----------------------------------------------------
         wh.sql(
             f"""INSERT INTO quarantine.rows SELECT nextval('quarantine.qid_seq'), {lit(run_id)}, {lit(contract.name)},
-                {src_name}, _source_line, _reasons[1], _reasons, _detail, _raw, 'open', now()::TIMESTAMP, NULL
-                FROM _checked WHERE len(_reasons) > 0 ORDER BY _source_line"""
+                {src_name}, c._source_line, c._reasons[1], c._reasons, c._detail, {raw_json}, 'open', now()::TIMESTAMP, NULL
+                FROM _checked c JOIN {load} l ON l._source_line = c._source_line
+                WHERE len(c._reasons) > 0 ORDER BY c._source_line"""
         )
         pseudo_cols = [c.name for c in contract.columns if c.pseudonymize]
         select_out = []
@@ -440,6 +441,7 @@ class Ingestor:
             )
         wh.sql("DROP TABLE _checked")
         wh.sql("DROP TABLE IF EXISTS _new")
+        wh.sql(f"DROP TABLE {load}")
         self._validate(wh, contract)
         return tr
 

@@ -51,6 +51,7 @@ class Warehouse:
         self.sql(f"SET temp_directory='{tmp.as_posix()}'")
         self.sql("SET TimeZone='UTC'")
         self.sql("SET preserve_insertion_order=true")
+        self.sql("SET enable_progress_bar=false")
         if threads:
             self.sql(f"SET threads={int(threads)}")
         for layer in LAYERS:
