@@ -58,9 +58,14 @@ def run_one(rows: int, work: Path) -> dict:
     ev = rep.tables["events"]
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     out = {
-        "rows": rows, "file_mb": round(size / 1e6, 1), "seconds": round(secs, 2),
-        "rows_per_second": round(rows / secs), "peak_rss_mb": round(peak_kb / 1024, 1),
-        "rows_curated": ev.rows_curated, "rows_quarantined": ev.rows_quarantined, "balanced": ev.balanced,
+        "rows": rows,
+        "file_mb": round(size / 1e6, 1),
+        "seconds": round(secs, 2),
+        "rows_per_second": round(rows / secs),
+        "peak_rss_mb": round(peak_kb / 1024, 1),
+        "rows_curated": ev.rows_curated,
+        "rows_quarantined": ev.rows_quarantined,
+        "balanced": ev.balanced,
         "reasons": ev.reasons,
     }
     shutil.rmtree(data, ignore_errors=True)
@@ -81,17 +86,27 @@ def main() -> None:
         return
     results = []
     for n in [int(s) for s in args.sizes.split(",")]:
-        proc = subprocess.run([sys.executable, __file__, "--one", str(n), "--work", str(work)],
-                              capture_output=True, text=True, check=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--one", str(n), "--work", str(work)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         res = json.loads(proc.stdout.strip().splitlines()[-1])
         print(json.dumps(res), flush=True)
         results.append(res)
     report = {
         "benchmark": "governed ingestion of events (CSV -> raw -> checks -> curated + quarantine, lineage)",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
         "target_rows_per_second": 200_000,
         "ingestion": results,
-        "memory_growth_ratio": round(results[-1]["peak_rss_mb"] / results[0]["peak_rss_mb"], 2) if len(results) > 1 else None,
+        "memory_growth_ratio": round(results[-1]["peak_rss_mb"] / results[0]["peak_rss_mb"], 2)
+        if len(results) > 1
+        else None,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))

@@ -12,12 +12,18 @@ import typer
 
 from .errors import ShelfwiseError
 
-app = typer.Typer(help="shelfwise: a governed search and recommendation engine for online shops.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="shelfwise: a governed search and recommendation engine for online shops.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 quarantine_app = typer.Typer(help="List, export and re-process quarantined rows.", no_args_is_help=True)
 app.add_typer(quarantine_app, name="quarantine")
 
-Workdir = Annotated[Path, typer.Option("--workdir", "-w", help="The shop's working directory (warehouse, models, reports).")]
+Workdir = Annotated[
+    Path, typer.Option("--workdir", "-w", help="The shop's working directory (warehouse, models, reports).")
+]
 AsJson = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON report.")]
 
 
@@ -54,7 +60,9 @@ def _run_ingest(data: Path, workdir: Path, as_json: bool) -> dict[str, Any]:
 
 @app.command()
 def ingest(
-    data: Annotated[Path, typer.Option("--data", "-d", help="A canonical dataset directory (or a known public format).")],
+    data: Annotated[
+        Path, typer.Option("--data", "-d", help="A canonical dataset directory (or a known public format).")
+    ],
     workdir: Workdir,
     as_json: AsJson = False,
 ) -> None:
@@ -77,8 +85,10 @@ def demo(
     data = workdir / "demo-data"
     shop = generate_demo(data, products=products, users=users, events=events, seed=seed)
     if not as_json:
-        typer.echo(f"demo shop written to {data}: {shop.products:,} products, {shop.users:,} users, "
-                   f"{shop.events:,} event rows ({len(shop.defects):,} injected defects recorded in defects.json)")
+        typer.echo(
+            f"demo shop written to {data}: {shop.products:,} products, {shop.users:,} users, "
+            f"{shop.events:,} event rows ({len(shop.defects):,} injected defects recorded in defects.json)"
+        )
     _run_ingest(data, workdir, as_json)
     if not as_json:
         typer.echo("")
@@ -91,24 +101,35 @@ def demo(
 def convert(
     src: Annotated[Path, typer.Option("--src", help="A file or directory in a public format.")],
     out: Annotated[Path, typer.Option("--out", help="The canonical dataset directory to write.")],
-    fmt: Annotated[str, typer.Option("--format", help="movielens | amazon | sequences | homedepot | diginetica | auto")] = "auto",
+    fmt: Annotated[
+        str, typer.Option("--format", help="movielens | amazon | sequences | homedepot | diginetica | auto")
+    ] = "auto",
     as_json: AsJson = False,
 ) -> None:
     """Convert a public dataset format into a canonical dataset directory."""
     from .datasets import convert as _convert
 
     res = _convert(src, out, fmt)
-    info = {"format": res.format, "out": str(res.out), "files": res.files, "passed_through": res.passed_through}
+    info = {
+        "format": res.format,
+        "out": str(res.out),
+        "files": res.files,
+        "passed_through": res.passed_through,
+    }
     if as_json:
         _print_json(info)
     else:
-        typer.echo(f"{src} ({res.format}) -> {out}: " + ", ".join(f"{k} {v:,} rows" for k, v in res.files.items()))
+        typer.echo(
+            f"{src} ({res.format}) -> {out}: " + ", ".join(f"{k} {v:,} rows" for k, v in res.files.items())
+        )
 
 
 @app.command()
 def export(
     workdir: Workdir,
-    table: Annotated[str, typer.Option("--table", help="A curated table: products, events, users, queries, judgments.")],
+    table: Annotated[
+        str, typer.Option("--table", help="A curated table: products, events, users, queries, judgments.")
+    ],
     out: Annotated[Path, typer.Option("--out", help="FILE.csv, FILE.parquet or FILE.jsonl")],
 ) -> None:
     """Write a curated table (pseudonymized ids, masked text; never raw personal data)."""
@@ -142,8 +163,10 @@ def quarantine_list(
         typer.echo(f"{s['table']:<10} {s['reason']:<22} {s['status']:<10} {s['rows']:>8,}")
     typer.echo("")
     for r in rows:
-        typer.echo(f"#{r['quarantine_id']} {r['table']} {Path(r['source_file']).name}:{r['source_line']} "
-                   f"[{r['reason']}] {r['detail']}")
+        typer.echo(
+            f"#{r['quarantine_id']} {r['table']} {Path(r['source_file']).name}:{r['source_line']} "
+            f"[{r['reason']}] {r['detail']}"
+        )
 
 
 @quarantine_app.command("export")
@@ -165,7 +188,9 @@ def quarantine_export(
 def quarantine_reprocess(
     workdir: Workdir,
     table: Annotated[str, typer.Option(help="The table whose rows to re-process.")],
-    file: Annotated[Path | None, typer.Option("--file", help="Fixed rows (from `quarantine export`).")] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="Fixed rows (from `quarantine export`).")
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
     """Re-run quarantined rows through the governed path; rows that now pass are released into curated."""
@@ -176,8 +201,10 @@ def quarantine_reprocess(
     if as_json:
         _print_json(res)
     else:
-        typer.echo(f"{table}: retried {res['retried']:,}, released {res['released']:,}, "
-                   f"still quarantined {res['still_quarantined']:,}")
+        typer.echo(
+            f"{table}: retried {res['retried']:,}, released {res['released']:,}, "
+            f"still quarantined {res['still_quarantined']:,}"
+        )
 
 
 @app.command()
@@ -197,7 +224,9 @@ def lineage(workdir: Workdir, as_json: AsJson = False) -> None:
 
 def _require_workdir(workdir: Path) -> None:
     if not (workdir / "warehouse.duckdb").exists():
-        raise ShelfwiseError(f"{workdir}: not a shelfwise workdir (no warehouse.duckdb; run `shelfwise ingest` first)")
+        raise ShelfwiseError(
+            f"{workdir}: not a shelfwise workdir (no warehouse.duckdb; run `shelfwise ingest` first)"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,9 @@ from shelfwise.demo import generate_demo
 
 def sw(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    proc = subprocess.run([sys.executable, "-m", "shelfwise.cli", *args], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "shelfwise.cli", *args], capture_output=True, text=True, env=env, timeout=300
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"shelfwise {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -40,11 +42,17 @@ def test_ingest_json_report_fields(shop):
         assert rep["rows_in"] == rep["rows_curated"] + rep["rows_quarantined"]
     assert Path(out["html_report"]).exists()
     html = Path(out["html_report"]).read_text()
-    assert html.count("<svg") >= 4 and "Quarantined rows by reason" in html and "http" not in html.split("<body>")[0]
+    assert (
+        html.count("<svg") >= 4
+        and "Quarantined rows by reason" in html
+        and "http" not in html.split("<body>")[0]
+    )
 
 
 def test_readable_summary_and_demo_command(tmp_path):
-    proc = sw("demo", "--workdir", str(tmp_path / "w"), "--products", "200", "--users", "50", "--events", "3000")
+    proc = sw(
+        "demo", "--workdir", str(tmp_path / "w"), "--products", "200", "--users", "50", "--events", "3000"
+    )
     assert "HTML quality report:" in proc.stdout and "quarantined" in proc.stdout
     assert (tmp_path / "w" / "reports" / "quality.html").exists()
 
@@ -70,18 +78,48 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path):
     (d / "events.csv").write_text("who,what,when\nx,y,z\n")
     proc = sw("ingest", "--data", str(d), "--workdir", str(tmp_path / "w"), check=False)
     assert proc.returncode == 2 and "events.csv:1" in proc.stderr and "missing required column" in proc.stderr
-    proc = sw("export", "--workdir", str(tmp_path / "nowork"), "--table", "events", "--out", str(tmp_path / "x.csv"), check=False)
+    proc = sw(
+        "export",
+        "--workdir",
+        str(tmp_path / "nowork"),
+        "--table",
+        "events",
+        "--out",
+        str(tmp_path / "x.csv"),
+        check=False,
+    )
     assert proc.returncode == 2 and "not a shelfwise workdir" in proc.stderr
 
 
 def test_quarantine_list_export_fix_and_reprocess(shop, tmp_path):
     _, work, out = shop
-    listed = json.loads(sw("quarantine", "list", "--workdir", str(work), "--table", "events",
-                           "--reason", "unparseable_timestamp", "--json").stdout)
+    listed = json.loads(
+        sw(
+            "quarantine",
+            "list",
+            "--workdir",
+            str(work),
+            "--table",
+            "events",
+            "--reason",
+            "unparseable_timestamp",
+            "--json",
+        ).stdout
+    )
     assert listed["rows"] and all(r["source_line"] for r in listed["rows"])
     exported = tmp_path / "q.jsonl"
-    sw("quarantine", "export", "--workdir", str(work), "--table", "events", "--reason", "unparseable_timestamp",
-       "--out", str(exported))
+    sw(
+        "quarantine",
+        "export",
+        "--workdir",
+        str(work),
+        "--table",
+        "events",
+        "--reason",
+        "unparseable_timestamp",
+        "--out",
+        str(exported),
+    )
     fixed = tmp_path / "fixed.jsonl"
     recs = [json.loads(x) for x in exported.read_text().splitlines()]
     for i, r in enumerate(recs):
@@ -89,8 +127,19 @@ def test_quarantine_list_export_fix_and_reprocess(shop, tmp_path):
         r["timestamp"] = f"2026-09-01T12:{i // 60:02d}:{i % 60:02d}Z" if i % 2 == 0 else r["timestamp"]
     fixed.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
     before = out["tables"]["events"]["rows_curated"]
-    res = json.loads(sw("quarantine", "reprocess", "--workdir", str(work), "--table", "events",
-                        "--file", str(fixed), "--json").stdout)
+    res = json.loads(
+        sw(
+            "quarantine",
+            "reprocess",
+            "--workdir",
+            str(work),
+            "--table",
+            "events",
+            "--file",
+            str(fixed),
+            "--json",
+        ).stdout
+    )
     assert res["retried"] == len(recs)
     assert res["released"] == (len(recs) + 1) // 2 and res["still_quarantined"] == len(recs) // 2
     import duckdb
@@ -98,14 +147,20 @@ def test_quarantine_list_export_fix_and_reprocess(shop, tmp_path):
     con = duckdb.connect(str(work / "warehouse.duckdb"), read_only=True)
     try:
         after = con.sql("SELECT count(*) FROM curated.events").fetchone()[0]
-        statuses = dict(con.sql("SELECT status, count(*) FROM quarantine.rows WHERE reason = 'unparseable_timestamp' "
-                                "GROUP BY 1").fetchall())
+        statuses = dict(
+            con.sql(
+                "SELECT status, count(*) FROM quarantine.rows WHERE reason = 'unparseable_timestamp' "
+                "GROUP BY 1"
+            ).fetchall()
+        )
     finally:
         con.close()
     assert after == before + res["released"]
     assert statuses["released"] == res["released"]
     lineage = json.loads(sw("lineage", "--workdir", str(work), "--json").stdout)
-    assert any(e["job"]["name"] == "shelfwise.quarantine.reprocess" and e["eventType"] == "COMPLETE" for e in lineage)
+    assert any(
+        e["job"]["name"] == "shelfwise.quarantine.reprocess" and e["eventType"] == "COMPLETE" for e in lineage
+    )
 
 
 def test_known_public_format_is_converted_on_ingest(tmp_path):

@@ -32,7 +32,9 @@ def test_movielens_recbole_slice(tmp_path):
     assert res.files == {"events.jsonl": 3000, "products.jsonl": 1682, "users.jsonl": 943}
     rep = ingest(tmp_path / "out", tmp_path / "w")
     assert rep.tables["events"].rows_curated == 3000
-    assert _curated(tmp_path / "w", "SELECT title FROM curated.products WHERE product_id = '1'") == [("Toy Story",)]
+    assert _curated(tmp_path / "w", "SELECT title FROM curated.products WHERE product_id = '1'") == [
+        ("Toy Story",)
+    ]
     # zip codes are personal data: kept out of the curated users
     assert rep.tables["users"].personal_columns_dropped == ["zip_code"]
 
@@ -41,12 +43,18 @@ def test_amazon_reviews_with_dirty_metadata(tmp_path):
     src = shared("amazon2018_magazine_subscriptions")
     d = tmp_path / "amz"
     d.mkdir()
-    with gzip.open(src / "Magazine_Subscriptions_5.json.gz", "rb") as fi, open(d / "Magazine_5.json", "wb") as fo:
+    with (
+        gzip.open(src / "Magazine_Subscriptions_5.json.gz", "rb") as fi,
+        open(d / "Magazine_5.json", "wb") as fo,
+    ):
         for i, line in enumerate(fi):
             if i >= 300:
                 break
             fo.write(line)
-    with gzip.open(src / "meta_Magazine_Subscriptions.json.gz", "rb") as fi, gzip.open(d / "meta_Magazine.json.gz", "wb") as fo:
+    with (
+        gzip.open(src / "meta_Magazine_Subscriptions.json.gz", "rb") as fi,
+        gzip.open(d / "meta_Magazine.json.gz", "wb") as fo,
+    ):
         for i, line in enumerate(fi):
             if i >= 400:
                 break
@@ -62,8 +70,13 @@ def test_amazon_reviews_with_dirty_metadata(tmp_path):
     assert titles and not any("<span" in t for t in titles)
     e = rep.tables["events"]
     assert e.balanced and e.rows_curated > 200
-    assert _curated(tmp_path / "w", "SELECT count(*) FROM curated.events WHERE event_type = 'rating' "
-                    "AND value BETWEEN 1 AND 5")[0][0] == e.rows_curated
+    assert (
+        _curated(
+            tmp_path / "w",
+            "SELECT count(*) FROM curated.events WHERE event_type = 'rating' AND value BETWEEN 1 AND 5",
+        )[0][0]
+        == e.rows_curated
+    )
 
 
 def test_sequence_per_line_format(tmp_path):
@@ -79,8 +92,11 @@ def test_sequence_per_line_format(tmp_path):
     assert rep.tables["events"].rows_curated == n_events
     # order survives: the first user's items come back in file order
     first = (d / "Beauty.txt").read_text().splitlines()[0].split()
-    got = _curated(tmp_path / "w", "SELECT product_id FROM curated.events WHERE user_id = (SELECT user_id FROM "
-                   f"curated.events WHERE product_id = '{first[1]}' ORDER BY \"timestamp\" LIMIT 1) ORDER BY \"timestamp\"")
+    got = _curated(
+        tmp_path / "w",
+        "SELECT product_id FROM curated.events WHERE user_id = (SELECT user_id FROM "
+        f'curated.events WHERE product_id = \'{first[1]}\' ORDER BY "timestamp" LIMIT 1) ORDER BY "timestamp"',
+    )
     assert [g[0] for g in got] == first[1:]
 
 

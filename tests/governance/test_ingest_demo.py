@@ -20,10 +20,15 @@ def test_every_injected_defect_is_caught_with_its_reason(demo_data, demo_ingeste
     workdir, _ = demo_ingested
     manifest = json.loads((demo_data / "defects.json").read_text())["defects"]
     expected = [d for d in manifest if "line" in d]
-    assert {d["reason"] for d in expected} >= {r.value for r in Reason} - {"duplicate_key"} | {"duplicate_key"}
+    assert {d["reason"] for d in expected} >= {r.value for r in Reason} - {"duplicate_key"} | {
+        "duplicate_key"
+    }
     got = _quarantine_by_line(workdir)
-    misses = [(d["table"], d["line"], d["reason"], got.get((d["table"], d["line"]))) for d in expected
-              if got.get((d["table"], d["line"])) != d["reason"]]
+    misses = [
+        (d["table"], d["line"], d["reason"], got.get((d["table"], d["line"])))
+        for d in expected
+        if got.get((d["table"], d["line"])) != d["reason"]
+    ]
     assert misses == []
     # and nothing else was quarantined: the clean rows all reach the curated layer
     assert len(got) == len(expected)
@@ -63,14 +68,21 @@ def test_personal_data_is_pseudonymized_and_masked(demo_ingested):
     workdir, _ = demo_ingested
     users = [r[0] for r in _curated(workdir, "SELECT DISTINCT user_id FROM curated.events")]
     assert all(u.startswith("u_") and len(u) == 34 for u in users)
-    texts = " ".join(r[0] for r in _curated(workdir, "SELECT coalesce(text, '') || ' ' || coalesce(query, '') FROM curated.events"))
+    texts = " ".join(
+        r[0]
+        for r in _curated(
+            workdir, "SELECT coalesce(text, '') || ' ' || coalesce(query, '') FROM curated.events"
+        )
+    )
     assert "@example." not in texts
     assert "[email]" in texts and "[phone]" in texts
     cols = [r[0] for r in _curated(workdir, "DESCRIBE curated.users")]
     assert not {"name", "email", "phone", "x_name", "x_email", "x_phone"} & set(cols)
     assert "x_age" in cols  # non-personal profile columns stay
     # the same raw id always maps to the same pseudonym: users and events still join
-    joined = _curated(workdir, "SELECT count(DISTINCT e.user_id) FROM curated.events e JOIN curated.users u USING (user_id)")
+    joined = _curated(
+        workdir, "SELECT count(DISTINCT e.user_id) FROM curated.events e JOIN curated.users u USING (user_id)"
+    )
     assert joined[0][0] == len(users)
     # the key lives in the secret store, not in the warehouse
     key = (workdir / "secrets" / "pseudonym.key").read_text().strip()
@@ -87,7 +99,10 @@ def test_lineage_events_are_written_and_parse(demo_ingested):
     assert ins["events.csv"]["inputFacets"]["inputStatistics"]["rowCount"] == report.tables["events"].rows_in
     assert len(ins["events.csv"]["facets"]["version"]["datasetVersion"]) == 64  # sha256 of the file
     outs = {o["name"]: o for o in done["outputs"]}
-    assert outs["curated.events"]["outputFacets"]["outputStatistics"]["rowCount"] == report.tables["events"].rows_curated
+    assert (
+        outs["curated.events"]["outputFacets"]["outputStatistics"]["rowCount"]
+        == report.tables["events"].rows_curated
+    )
     versions = _curated(workdir, "SELECT table_name, run_id FROM meta.table_versions")
     assert ("events", report.run_id) in versions
 

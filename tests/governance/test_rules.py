@@ -9,8 +9,8 @@ import pytest
 
 from shelfwise.errors import ContractViolation, SourceError
 from shelfwise.governance import (
-    IngestSettings,
     Ingestor,
+    IngestSettings,
     Pseudonymizer,
     Quarantine,
     ingest,
@@ -35,22 +35,33 @@ def _rows(workdir: Path, sql: str):
 
 
 def test_timestamps_iso_offsets_and_epochs_are_utc(tiny_dir, tmp_path):
-    _events(tiny_dir, "a,p1,view,2024-01-05T10:00:00Z,,,,\n"
-                      "a,p2,view,2024-01-05T12:00:00+02:00,,,,\n"
-                      "a,p3,view,1704448800,,,,\n"
-                      "a,p4,view,1704448800000,,,,\n"
-                      "a,p5,view,2024-01-05 10:00:00,,,,\n"
-                      "a,p6,view,yesterday,,,,\n"
-                      "a,p7,view,1969-12-31T00:00:00Z,,,,\n")
+    _events(
+        tiny_dir,
+        "a,p1,view,2024-01-05T10:00:00Z,,,,\n"
+        "a,p2,view,2024-01-05T12:00:00+02:00,,,,\n"
+        "a,p3,view,1704448800,,,,\n"
+        "a,p4,view,1704448800000,,,,\n"
+        "a,p5,view,2024-01-05 10:00:00,,,,\n"
+        "a,p6,view,yesterday,,,,\n"
+        "a,p7,view,1969-12-31T00:00:00Z,,,,\n",
+    )
     r = ingest(tiny_dir, tmp_path / "w")
-    got = dict(_rows(tmp_path / "w", "SELECT product_id, strftime(\"timestamp\", '%Y-%m-%d %H:%M:%S') FROM curated.events"))
+    got = dict(
+        _rows(
+            tmp_path / "w",
+            "SELECT product_id, strftime(\"timestamp\", '%Y-%m-%d %H:%M:%S') FROM curated.events",
+        )
+    )
     assert got == {p: "2024-01-05 10:00:00" for p in ("p1", "p2", "p3", "p4", "p5")}
     assert r.tables["events"].reasons == {"unparseable_timestamp": 1, "out_of_range": 1}
 
 
 def test_event_type_synonyms_and_unknown_types(tiny_dir, tmp_path):
-    _events(tiny_dir, "a,p1,Add-To-Cart,2024-01-05,,,,\na,p1,PageView,2024-01-05,,,,\na,p1,teleport,2024-01-05,,,,\n"
-                      "a,,search,2024-01-05,,,,\na,,search,2024-01-06,,red shoes,,\n")
+    _events(
+        tiny_dir,
+        "a,p1,Add-To-Cart,2024-01-05,,,,\na,p1,PageView,2024-01-05,,,,\na,p1,teleport,2024-01-05,,,,\n"
+        "a,,search,2024-01-05,,,,\na,,search,2024-01-06,,red shoes,,\n",
+    )
     r = ingest(tiny_dir, tmp_path / "w")
     types = sorted(x[0] for x in _rows(tmp_path / "w", "SELECT event_type FROM curated.events"))
     assert types == ["add_to_cart", "search", "view"]
@@ -70,10 +81,13 @@ def test_bot_rule_uses_a_sliding_window(tiny_dir, tmp_path):
 
 def test_conflicting_keys_keep_the_last_row_and_references_are_checked(tiny_dir, tmp_path):
     (tiny_dir / "products.csv").write_text(
-        "product_id,title,price\np1,Old title,10\np2,Hat,5\np1,New title,12\np3,<span class=\"a-size\",3\n")
+        'product_id,title,price\np1,Old title,10\np2,Hat,5\np1,New title,12\np3,<span class="a-size",3\n'
+    )
     _events(tiny_dir, "a,p1,view,2024-01-05,,,,\na,p3,view,2024-01-05,,,,\na,p9,view,2024-01-05,,,,\n")
     r = ingest(tiny_dir, tmp_path / "w")
-    assert _rows(tmp_path / "w", "SELECT title, price FROM curated.products WHERE product_id='p1'") == [("New title", 12.0)]
+    assert _rows(tmp_path / "w", "SELECT title, price FROM curated.products WHERE product_id='p1'") == [
+        ("New title", 12.0)
+    ]
     assert r.tables["products"].reasons == {"duplicate_key": 1, "missing_required": 1}
     # p3's catalog row is broken (title is an HTML fragment) but p3 is a known product; p9 is not
     assert r.tables["events"].reasons == {"unknown_reference": 1}
@@ -82,8 +96,11 @@ def test_conflicting_keys_keep_the_last_row_and_references_are_checked(tiny_dir,
 
 
 def test_malformed_lines_are_quarantined_with_their_line(tiny_dir, tmp_path):
-    _events(tiny_dir, 'a,p1,view,2024-01-05,,,,\na,p1,view,2024-01-05,s,"a review\nthat spans lines",,\n'
-                      "a,p2,view,2024-01-05,,,,,oops,extra\n\na,p3\na,p4,view,2024-01-05,,,,\n")
+    _events(
+        tiny_dir,
+        'a,p1,view,2024-01-05,,,,\na,p1,view,2024-01-05,s,"a review\nthat spans lines",,\n'
+        "a,p2,view,2024-01-05,,,,,oops,extra\n\na,p3\na,p4,view,2024-01-05,,,,\n",
+    )
     r = ingest(tiny_dir, tmp_path / "w")
     t = r.tables["events"]
     assert t.rows_in == 5 and t.blank_lines == 1 and t.balanced
@@ -91,15 +108,24 @@ def test_malformed_lines_are_quarantined_with_their_line(tiny_dir, tmp_path):
     assert lines == {5: "malformed_row", 7: "malformed_row"}
     assert t.rows_curated == 3
     # the quoted field that spans two lines is one record, with its newline folded to a space
-    assert _rows(tmp_path / "w", "SELECT query FROM curated.events WHERE session_id = 's'") == [("a review that spans lines",)]
+    assert _rows(tmp_path / "w", "SELECT query FROM curated.events WHERE session_id = 's'") == [
+        ("a review that spans lines",)
+    ]
 
 
 def test_mixed_encodings_in_one_file(tiny_dir, tmp_path):
-    raw = HEADER.encode() + "a,p1,rating,2024-01-05,,,5,très bien\n".encode() + "a,p2,rating,2024-01-05,,,4,très bien\n".encode("latin-1")
+    raw = (
+        HEADER.encode()
+        + "a,p1,rating,2024-01-05,,,5,très bien\n".encode()
+        + "a,p2,rating,2024-01-05,,,4,très bien\n".encode("latin-1")
+    )
     (tiny_dir / "events.csv").write_bytes(raw)
     r = ingest(tiny_dir, tmp_path / "w")
     assert r.tables["events"].transcoded_lines == 1
-    assert sorted(x[0] for x in _rows(tmp_path / "w", "SELECT text FROM curated.events")) == ["très bien", "très bien"]
+    assert sorted(x[0] for x in _rows(tmp_path / "w", "SELECT text FROM curated.events")) == [
+        "très bien",
+        "très bien",
+    ]
 
 
 def test_jsonl_and_parquet_sources(tiny_dir, tmp_path):
@@ -107,16 +133,19 @@ def test_jsonl_and_parquet_sources(tiny_dir, tmp_path):
         '{"user_id": "a", "product_id": "p1", "event_type": "view", "timestamp": 1704448800}\n'
         "{not json}\n"
         '["an", "array"]\n'
-        '{"user_id": "b", "item_id": "p2", "event_type": "click", "timestamp": "2024-01-05T10:00:00Z", "extra": 1}\n')
+        '{"user_id": "b", "item_id": "p2", "event_type": "click", "timestamp": "2024-01-05T10:00:00Z", "extra": 1}\n'
+    )
     r = ingest(tiny_dir, tmp_path / "w")
     assert r.tables["events"].rows_curated == 2 and r.tables["events"].reasons == {"malformed_row": 2}
     assert {x["source_line"] for x in Quarantine(tmp_path / "w").list()} == {2, 3}
     pq = tmp_path / "pq"
     pq.mkdir()
     con = duckdb.connect()
-    con.sql(f"COPY (SELECT 'u' || i AS user_id, 'p' || (i % 5) AS product_id, 'view' AS event_type, "
-            f"TIMESTAMP '2024-01-01' + INTERVAL (i) MINUTE AS timestamp, CASE WHEN i = 3 THEN -1 ELSE 2.5 END AS value "
-            f"FROM range(10) t(i)) TO '{pq}/events.parquet' (FORMAT PARQUET)")
+    con.sql(
+        f"COPY (SELECT 'u' || i AS user_id, 'p' || (i % 5) AS product_id, 'view' AS event_type, "
+        f"TIMESTAMP '2024-01-01' + INTERVAL (i) MINUTE AS timestamp, CASE WHEN i = 3 THEN -1 ELSE 2.5 END AS value "
+        f"FROM range(10) t(i)) TO '{pq}/events.parquet' (FORMAT PARQUET)"
+    )
     r = ingest(pq, tmp_path / "w2")
     assert r.tables["events"].rows_curated == 9
     assert [x["source_line"] for x in Quarantine(tmp_path / "w2").list()] == [4]
@@ -146,9 +175,11 @@ def test_curated_data_must_satisfy_the_pandera_contract(tmp_path):
 
     w = Warehouse(tmp_path / "w")
     try:
-        w.sql("CREATE TABLE curated.events__v1 AS SELECT 'u' AS user_id, 'p' AS product_id, 'teleport' AS event_type, "
-              "TIMESTAMP '2024-01-01' AS timestamp, NULL::VARCHAR AS session_id, NULL::VARCHAR AS query, "
-              "NULL::DOUBLE AS value, NULL::VARCHAR AS text")
+        w.sql(
+            "CREATE TABLE curated.events__v1 AS SELECT 'u' AS user_id, 'p' AS product_id, 'teleport' AS event_type, "
+            "TIMESTAMP '2024-01-01' AS timestamp, NULL::VARCHAR AS session_id, NULL::VARCHAR AS query, "
+            "NULL::DOUBLE AS value, NULL::VARCHAR AS text"
+        )
         w.sql("CREATE VIEW curated.events AS SELECT * FROM curated.events__v1")
         with pytest.raises(ContractViolation, match="event_type"):
             Ingestor(tmp_path / "w")._validate(w, EVENTS)
@@ -157,7 +188,9 @@ def test_curated_data_must_satisfy_the_pandera_contract(tmp_path):
 
 
 def test_pii_masking_and_pseudonyms():
-    text = "Mail jane.doe+shop@example.co.uk or call +44 (20) 7946 0958, card 4111 1111 1111 1111, ip 10.1.2.3"
+    text = (
+        "Mail jane.doe+shop@example.co.uk or call +44 (20) 7946 0958, card 4111 1111 1111 1111, ip 10.1.2.3"
+    )
     masked = mask_pii(text)
     assert "jane" not in masked and "7946" not in masked and "4111" not in masked and "10.1.2.3" not in masked
     assert "[email]" in masked and "[phone]" in masked and "[card]" in masked

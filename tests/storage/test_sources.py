@@ -10,7 +10,7 @@ from shelfwise.storage import find_table_file, stage_file
 
 def test_staging_numbers_lines_and_repairs_encodings(tmp_path):
     src = tmp_path / "events.csv"
-    src.write_bytes(b"a,b\n1,caf\xc3\xa9\n\n2,caf\xe9\n3,\"multi\nline\"\n4,x\r\n")
+    src.write_bytes(b'a,b\n1,caf\xc3\xa9\n\n2,caf\xe9\n3,"multi\nline"\n4,x\r\n')
     st = stage_file(src, tmp_path / "st")
     assert st.records == 4 and st.blank_lines == 1 and st.transcoded_lines == 1
     assert st.header == ["a", "b"]

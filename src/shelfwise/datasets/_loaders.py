@@ -84,8 +84,15 @@ def convert_movielens(src: Path, out: Path) -> ConvertResult:
                     res.passed_through += 1
                     continue
                 r = dict(zip(header, parts, strict=True))
-                ev.write({"user_id": r.get("user_id"), "product_id": r.get("item_id"), "event_type": "rating",
-                          "timestamp": r.get("timestamp"), "value": r.get("rating")})
+                ev.write(
+                    {
+                        "user_id": r.get("user_id"),
+                        "product_id": r.get("item_id"),
+                        "event_type": "rating",
+                        "timestamp": r.get("timestamp"),
+                        "value": r.get("rating"),
+                    }
+                )
     elif classic.exists():
         with _open_text(classic) as fh:
             for line in fh:
@@ -94,8 +101,15 @@ def convert_movielens(src: Path, out: Path) -> ConvertResult:
                     ev.write_raw(line)
                     res.passed_through += 1
                     continue
-                ev.write({"user_id": parts[0], "product_id": parts[1], "event_type": "rating",
-                          "timestamp": parts[3], "value": parts[2]})
+                ev.write(
+                    {
+                        "user_id": parts[0],
+                        "product_id": parts[1],
+                        "event_type": "rating",
+                        "timestamp": parts[3],
+                        "value": parts[2],
+                    }
+                )
     else:
         raise SourceError(str(src), None, "no MovieLens ratings file (*.inter or u.data)")
     ev.close()
@@ -111,21 +125,51 @@ def convert_movielens(src: Path, out: Path) -> ConvertResult:
                     r = dict(zip(header, parts, strict=False))
                     year = r.get("release_year", "")
                     genres = (r.get("class") or "").split()
-                    pw.write({"product_id": r.get("item_id"), "title": r.get("movie_title"),
-                              "category": " > ".join(["Movies", genres[0]]) if genres else "Movies",
-                              "attributes": json.dumps({"year": year, "genres": genres})})
+                    pw.write(
+                        {
+                            "product_id": r.get("item_id"),
+                            "title": r.get("movie_title"),
+                            "category": " > ".join(["Movies", genres[0]]) if genres else "Movies",
+                            "attributes": json.dumps({"year": year, "genres": genres}),
+                        }
+                    )
         else:
-            genre_names = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
-                           "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
-                           "Romance", "Sci-Fi", "Thriller", "War", "Western"]
+            genre_names = [
+                "unknown",
+                "Action",
+                "Adventure",
+                "Animation",
+                "Children's",
+                "Comedy",
+                "Crime",
+                "Documentary",
+                "Drama",
+                "Fantasy",
+                "Film-Noir",
+                "Horror",
+                "Musical",
+                "Mystery",
+                "Romance",
+                "Sci-Fi",
+                "Thriller",
+                "War",
+                "Western",
+            ]
             with _open_text(src / "u.item") as fh:
                 for line in fh:
                     parts = _fix(line.rstrip("\r\n")).split("|")
                     flags = parts[5:24]
                     genres = [g for g, f in zip(genre_names, flags, strict=False) if f == "1"]
-                    pw.write({"product_id": parts[0], "title": parts[1] if len(parts) > 1 else None,
-                              "category": " > ".join(["Movies", genres[0]]) if genres else "Movies",
-                              "attributes": json.dumps({"released": parts[2] if len(parts) > 2 else None, "genres": genres})})
+                    pw.write(
+                        {
+                            "product_id": parts[0],
+                            "title": parts[1] if len(parts) > 1 else None,
+                            "category": " > ".join(["Movies", genres[0]]) if genres else "Movies",
+                            "attributes": json.dumps(
+                                {"released": parts[2] if len(parts) > 2 else None, "genres": genres}
+                            ),
+                        }
+                    )
         pw.close()
         res.files["products.jsonl"] = pw.rows
     user = next(iter(sorted(src.glob("*.user"))), None)
@@ -162,8 +206,13 @@ def _parse_loose_json(line: str) -> dict[str, Any] | None:
 def convert_amazon_reviews(src: Path, out: Path) -> ConvertResult:
     """Amazon reviews JSON lines (`reviewerID`, `asin`, `overall`, `unixReviewTime`, ...) + `meta_*.json`."""
     res = ConvertResult("amazon", out)
-    review_files = [p for p in sorted(src.iterdir()) if p.is_file() and not p.name.startswith("meta_")
-                    and p.name.removesuffix(".gz").endswith((".json", ".jsonl"))]
+    review_files = [
+        p
+        for p in sorted(src.iterdir())
+        if p.is_file()
+        and not p.name.startswith("meta_")
+        and p.name.removesuffix(".gz").endswith((".json", ".jsonl"))
+    ]
     if not review_files:
         raise SourceError(str(src), None, "no Amazon review file (*.json or *.json.gz)")
     ev = _JsonlWriter(out / "events.jsonl")
@@ -180,8 +229,16 @@ def convert_amazon_reviews(src: Path, out: Path) -> ConvertResult:
                 text = r.get("reviewText")
                 if r.get("summary"):
                     text = f"{r['summary']}. {text or ''}".strip()
-                ev.write({"user_id": r.get("reviewerID"), "product_id": r.get("asin"), "event_type": "rating",
-                          "timestamp": r.get("unixReviewTime"), "value": r.get("overall"), "text": text})
+                ev.write(
+                    {
+                        "user_id": r.get("reviewerID"),
+                        "product_id": r.get("asin"),
+                        "event_type": "rating",
+                        "timestamp": r.get("unixReviewTime"),
+                        "value": r.get("overall"),
+                        "text": text,
+                    }
+                )
     ev.close()
     res.files["events.jsonl"] = ev.rows
     metas = sorted(src.glob("meta_*.json*"))
@@ -204,10 +261,17 @@ def convert_amazon_reviews(src: Path, out: Path) -> ConvertResult:
                     if isinstance(desc, list):
                         desc = " ".join(str(d) for d in desc)
                     attrs = {k: m[k] for k in ("feature", "details", "main_cat", "rank", "date") if m.get(k)}
-                    pw.write({"product_id": m.get("asin"), "title": m.get("title"), "description": desc,
-                              "category": " > ".join(str(c) for c in cats) if cats else None,
-                              "brand": m.get("brand"), "price": m.get("price"),
-                              "attributes": json.dumps(attrs, ensure_ascii=False) if attrs else None})
+                    pw.write(
+                        {
+                            "product_id": m.get("asin"),
+                            "title": m.get("title"),
+                            "description": desc,
+                            "category": " > ".join(str(c) for c in cats) if cats else None,
+                            "brand": m.get("brand"),
+                            "price": m.get("price"),
+                            "attributes": json.dumps(attrs, ensure_ascii=False) if attrs else None,
+                        }
+                    )
         pw.close()
         res.files["products.jsonl"] = pw.rows
     return res
@@ -240,8 +304,14 @@ def convert_sequences(src: Path, out: Path) -> ConvertResult:
             user, seq = parts[0], parts[1:]
             for pos, item in enumerate(seq):
                 items.add(item)
-                ev.write({"user_id": user, "product_id": item, "event_type": "purchase",
-                          "timestamp": SEQUENCE_EPOCH + pos * 3600})
+                ev.write(
+                    {
+                        "user_id": user,
+                        "product_id": item,
+                        "event_type": "purchase",
+                        "timestamp": SEQUENCE_EPOCH + pos * 3600,
+                    }
+                )
     ev.close()
     res.files["events.jsonl"] = ev.rows
     attr_file = path.with_name(path.stem + "_item2attributes.json")
@@ -250,8 +320,9 @@ def convert_sequences(src: Path, out: Path) -> ConvertResult:
         pw = _JsonlWriter(out / "products.jsonl")
         for item in sorted(items | set(attrs), key=lambda x: (len(x), x)):
             a = attrs.get(item, [])
-            pw.write({"product_id": item, "title": f"item {item}",
-                      "attributes": json.dumps({"attribute_ids": a})})
+            pw.write(
+                {"product_id": item, "title": f"item {item}", "attributes": json.dumps({"attribute_ids": a})}
+            )
         pw.close()
         res.files["products.jsonl"] = pw.rows
     return res
@@ -271,7 +342,7 @@ def convert_homedepot(src: Path, out: Path) -> ConvertResult:
     j.writerow(["query_id", "product_id", "relevance"])
     n = 0
     with _open_text(path) as fh:
-        reader = csv.DictReader((_fix(line) for line in fh))
+        reader = csv.DictReader(_fix(line) for line in fh)
         missing = {"search_term", "product_uid", "relevance"} - set(reader.fieldnames or [])
         if missing:
             raise SourceError(str(path), 1, f"missing column(s) {sorted(missing)} for the Home Depot format")
@@ -325,8 +396,15 @@ def convert_diginetica(src: Path, out: Path) -> ConvertResult:
                 ts: Any = int(day + int(r["timeframe"]) / 1000)
             except (KeyError, ValueError):
                 ts = r.get("eventdate")
-            ev.write({"user_id": user, "product_id": r.get("item_id"), "event_type": "view",
-                      "timestamp": ts, "session_id": r.get("session_id")})
+            ev.write(
+                {
+                    "user_id": user,
+                    "product_id": r.get("item_id"),
+                    "event_type": "view",
+                    "timestamp": ts,
+                    "session_id": r.get("session_id"),
+                }
+            )
     ev.close()
     res.files["events.jsonl"] = ev.rows
     return res
@@ -351,8 +429,12 @@ def detect_format(src: Path) -> str | None:
         names = [p.name for p in src.iterdir()]
         if any(n.endswith(".inter") for n in names) or "u.data" in names:
             return "movielens"
-        if any(n.startswith("meta_") for n in names) or any(n.removesuffix(".gz").endswith(".json") and not n.startswith("meta_")
-                                                            and _first_line_has(src / n, "reviewerID") for n in names):
+        if any(n.startswith("meta_") for n in names) or any(
+            n.removesuffix(".gz").endswith(".json")
+            and not n.startswith("meta_")
+            and _first_line_has(src / n, "reviewerID")
+            for n in names
+        ):
             return "amazon"
         files = [src / n for n in names if (src / n).is_file()]
     else:
@@ -388,8 +470,13 @@ def convert(src: str | Path, out: str | Path, fmt: str = "auto") -> ConvertResul
     if fmt == "auto":
         detected = detect_format(src)
         if detected is None or detected == "canonical":
-            raise SourceError(str(src), None, "cannot tell the format" if detected is None else
-                              "already a canonical dataset directory; ingest it directly")
+            raise SourceError(
+                str(src),
+                None,
+                "cannot tell the format"
+                if detected is None
+                else "already a canonical dataset directory; ingest it directly",
+            )
         fmt = detected
     if fmt not in CONVERTERS:
         raise SourceError(str(src), None, f"unknown format {fmt!r} (known: {', '.join(CONVERTERS)})")

@@ -14,7 +14,7 @@ import csv
 import io
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -22,42 +22,84 @@ import numpy as np
 # top category -> sub category -> leaf -> (English noun, Chinese noun, base price)
 CATEGORY_TREE: dict[str, dict[str, dict[str, tuple[str, str, float]]]] = {
     "Electronics": {
-        "Audio": {"Headphones": ("headphones", "耳机", 79.0), "Speakers": ("speaker", "音箱", 59.0),
-                  "Earbuds": ("earbuds", "蓝牙耳机", 49.0)},
-        "Computers": {"Laptops": ("laptop", "笔记本电脑", 899.0), "Keyboards": ("keyboard", "键盘", 45.0),
-                      "Mice": ("mouse", "鼠标", 25.0)},
-        "Phones": {"Cases": ("phone case", "手机壳", 15.0), "Chargers": ("charger", "充电器", 19.0),
-                   "Cables": ("usb cable", "数据线", 9.0)},
+        "Audio": {
+            "Headphones": ("headphones", "耳机", 79.0),
+            "Speakers": ("speaker", "音箱", 59.0),
+            "Earbuds": ("earbuds", "蓝牙耳机", 49.0),
+        },
+        "Computers": {
+            "Laptops": ("laptop", "笔记本电脑", 899.0),
+            "Keyboards": ("keyboard", "键盘", 45.0),
+            "Mice": ("mouse", "鼠标", 25.0),
+        },
+        "Phones": {
+            "Cases": ("phone case", "手机壳", 15.0),
+            "Chargers": ("charger", "充电器", 19.0),
+            "Cables": ("usb cable", "数据线", 9.0),
+        },
     },
     "Home & Kitchen": {
-        "Cookware": {"Pans": ("frying pan", "煎锅", 39.0), "Pots": ("stock pot", "汤锅", 49.0),
-                     "Knives": ("chef knife", "厨师刀", 35.0)},
-        "Bedding": {"Pillows": ("pillow", "枕头", 25.0), "Blankets": ("blanket", "毯子", 45.0),
-                    "Sheets": ("bed sheet set", "床单", 55.0)},
-        "Appliances": {"Kettles": ("electric kettle", "电水壶", 35.0), "Blenders": ("blender", "搅拌机", 69.0),
-                       "Coffee": ("coffee maker", "咖啡机", 89.0)},
+        "Cookware": {
+            "Pans": ("frying pan", "煎锅", 39.0),
+            "Pots": ("stock pot", "汤锅", 49.0),
+            "Knives": ("chef knife", "厨师刀", 35.0),
+        },
+        "Bedding": {
+            "Pillows": ("pillow", "枕头", 25.0),
+            "Blankets": ("blanket", "毯子", 45.0),
+            "Sheets": ("bed sheet set", "床单", 55.0),
+        },
+        "Appliances": {
+            "Kettles": ("electric kettle", "电水壶", 35.0),
+            "Blenders": ("blender", "搅拌机", 69.0),
+            "Coffee": ("coffee maker", "咖啡机", 89.0),
+        },
     },
     "Sports": {
-        "Fitness": {"Yoga": ("yoga mat", "瑜伽垫", 29.0), "Weights": ("dumbbell set", "哑铃", 59.0),
-                    "Bands": ("resistance band", "弹力带", 15.0)},
-        "Outdoor": {"Tents": ("tent", "帐篷", 149.0), "Backpacks": ("hiking backpack", "登山包", 79.0),
-                    "Bottles": ("water bottle", "水壶", 19.0)},
-        "Cycling": {"Helmets": ("bike helmet", "自行车头盔", 49.0), "Lights": ("bike light", "车灯", 25.0),
-                    "Locks": ("bike lock", "车锁", 29.0)},
+        "Fitness": {
+            "Yoga": ("yoga mat", "瑜伽垫", 29.0),
+            "Weights": ("dumbbell set", "哑铃", 59.0),
+            "Bands": ("resistance band", "弹力带", 15.0),
+        },
+        "Outdoor": {
+            "Tents": ("tent", "帐篷", 149.0),
+            "Backpacks": ("hiking backpack", "登山包", 79.0),
+            "Bottles": ("water bottle", "水壶", 19.0),
+        },
+        "Cycling": {
+            "Helmets": ("bike helmet", "自行车头盔", 49.0),
+            "Lights": ("bike light", "车灯", 25.0),
+            "Locks": ("bike lock", "车锁", 29.0),
+        },
     },
     "Fashion": {
-        "Shoes": {"Sneakers": ("running shoes", "跑鞋", 89.0), "Boots": ("leather boots", "皮靴", 129.0),
-                  "Sandals": ("sandals", "凉鞋", 39.0)},
-        "Clothing": {"Jackets": ("rain jacket", "雨衣", 99.0), "Shirts": ("cotton shirt", "衬衫", 35.0),
-                     "Jeans": ("slim jeans", "牛仔裤", 59.0)},
-        "Accessories": {"Watches": ("watch", "手表", 149.0), "Bags": ("tote bag", "手提包", 45.0),
-                        "Sunglasses": ("sunglasses", "太阳镜", 39.0)},
+        "Shoes": {
+            "Sneakers": ("running shoes", "跑鞋", 89.0),
+            "Boots": ("leather boots", "皮靴", 129.0),
+            "Sandals": ("sandals", "凉鞋", 39.0),
+        },
+        "Clothing": {
+            "Jackets": ("rain jacket", "雨衣", 99.0),
+            "Shirts": ("cotton shirt", "衬衫", 35.0),
+            "Jeans": ("slim jeans", "牛仔裤", 59.0),
+        },
+        "Accessories": {
+            "Watches": ("watch", "手表", 149.0),
+            "Bags": ("tote bag", "手提包", 45.0),
+            "Sunglasses": ("sunglasses", "太阳镜", 39.0),
+        },
     },
     "Beauty": {
-        "Skincare": {"Moisturizers": ("face moisturizer", "面霜", 25.0), "Serums": ("vitamin c serum", "精华液", 29.0),
-                     "Sunscreen": ("sunscreen spf 50", "防晒霜", 15.0)},
-        "Hair": {"Shampoo": ("shampoo", "洗发水", 12.0), "Dryers": ("hair dryer", "吹风机", 49.0),
-                 "Brushes": ("hair brush", "梳子", 14.0)},
+        "Skincare": {
+            "Moisturizers": ("face moisturizer", "面霜", 25.0),
+            "Serums": ("vitamin c serum", "精华液", 29.0),
+            "Sunscreen": ("sunscreen spf 50", "防晒霜", 15.0),
+        },
+        "Hair": {
+            "Shampoo": ("shampoo", "洗发水", 12.0),
+            "Dryers": ("hair dryer", "吹风机", 49.0),
+            "Brushes": ("hair brush", "梳子", 14.0),
+        },
     },
 }
 BRANDS = {
@@ -67,24 +109,64 @@ BRANDS = {
     "Fashion": ["Urbano", "Maison Rivière", "Stride", "Northwind", "Luma", "Citadel"],
     "Beauty": ["Glowé", "PureSkin", "Botanica", "Silka", "Aurora", "Dermaé"],
 }
-COLORS = [("black", "黑色"), ("white", "白色"), ("red", "红色"), ("blue", "蓝色"), ("green", "绿色"),
-          ("grey", "灰色"), ("pink", "粉色"), ("navy", "藏青色")]
-ADJECTIVES = [("wireless", "无线"), ("premium", "高级"), ("compact", "便携"), ("classic", "经典"),
-              ("lightweight", "轻便"), ("pro", "专业"), ("eco", "环保"), ("deluxe", "豪华")]
+COLORS = [
+    ("black", "黑色"),
+    ("white", "白色"),
+    ("red", "红色"),
+    ("blue", "蓝色"),
+    ("green", "绿色"),
+    ("grey", "灰色"),
+    ("pink", "粉色"),
+    ("navy", "藏青色"),
+]
+ADJECTIVES = [
+    ("wireless", "无线"),
+    ("premium", "高级"),
+    ("compact", "便携"),
+    ("classic", "经典"),
+    ("lightweight", "轻便"),
+    ("pro", "专业"),
+    ("eco", "环保"),
+    ("deluxe", "豪华"),
+]
 MATERIALS = ["cotton", "steel", "aluminium", "leather", "bamboo", "plastic", "wool", "silicone"]
-REVIEW_GOOD = ["Great {noun}, works as described.", "Love this {noun}! Would buy again.",
-               "Excellent quality for the price.", "My second {noun} from {brand}, very happy."]
-REVIEW_BAD = ["The {noun} broke after a week.", "Not as described, returned it.",
-              "Poor quality, disappointed with {brand}."]
-PII_SNIPPETS = ["Contact me at {email} if you have questions.", "Call me on +1 (555) 01{d2}-{d4} for details.",
-                "Seller, please email {email} about my order.", "my number is 020 7946 {d4}, text me"]
-LATIN1_REVIEWS = ["Très bon produit, qualité supérieure.", "Génial, je recommande à 100%.",
-                  "Produit reçu abîmé, très déçu.", "Sehr gut, schöne Verarbeitung für den Preis."]
+REVIEW_GOOD = [
+    "Great {noun}, works as described.",
+    "Love this {noun}! Would buy again.",
+    "Excellent quality for the price.",
+    "My second {noun} from {brand}, very happy.",
+]
+REVIEW_BAD = [
+    "The {noun} broke after a week.",
+    "Not as described, returned it.",
+    "Poor quality, disappointed with {brand}.",
+]
+PII_SNIPPETS = [
+    "Contact me at {email} if you have questions.",
+    "Call me on +1 (555) 01{d2}-{d4} for details.",
+    "Seller, please email {email} about my order.",
+    "my number is 020 7946 {d4}, text me",
+]
+LATIN1_REVIEWS = [
+    "Très bon produit, qualité supérieure.",
+    "Génial, je recommande à 100%.",
+    "Produit reçu abîmé, très déçu.",
+    "Sehr gut, schöne Verarbeitung für den Preis.",
+]
 FIRST = ["Anna", "Ben", "Chloé", "David", "Emma", "Felix", "Grace", "Hugo", "Iris", "Jonas", "Li", "Mei"]
 LAST = ["Smith", "Müller", "Dubois", "Rossi", "Wang", "Kim", "Novak", "Silva", "Olsen", "García"]
 
 EVENT_HEADER = ["user_id", "product_id", "event_type", "timestamp", "session_id", "query", "value", "text"]
-PRODUCT_HEADER = ["product_id", "title", "description", "category", "brand", "price", "in_stock", "attributes"]
+PRODUCT_HEADER = [
+    "product_id",
+    "title",
+    "description",
+    "category",
+    "brand",
+    "price",
+    "in_stock",
+    "attributes",
+]
 END_DATE = datetime(2026, 9, 30, tzinfo=UTC)
 
 
@@ -107,8 +189,16 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def generate_demo(out: str | Path, *, products: int = 5000, users: int = 2000, events: int = 200_000,
-                  days: int = 90, seed: int = 7, defects: bool = True) -> DemoShop:
+def generate_demo(
+    out: str | Path,
+    *,
+    products: int = 5000,
+    users: int = 2000,
+    events: int = 200_000,
+    days: int = 90,
+    seed: int = 7,
+    defects: bool = True,
+) -> DemoShop:
     """Write a demo shop (canonical dataset directory) into `out`."""
     rng = np.random.default_rng(seed)
     out = Path(out)
@@ -116,8 +206,12 @@ def generate_demo(out: str | Path, *, products: int = 5000, users: int = 2000, e
     manifest: list[dict[str, object]] = []
 
     # ---- catalog ------------------------------------------------------------------------------
-    leaves = [(top, sub, leaf, spec) for top, subs in CATEGORY_TREE.items() for sub, ls in subs.items()
-              for leaf, spec in ls.items()]
+    leaves = [
+        (top, sub, leaf, spec)
+        for top, subs in CATEGORY_TREE.items()
+        for sub, ls in subs.items()
+        for leaf, spec in ls.items()
+    ]
     leaf_idx = rng.integers(0, len(leaves), products)
     cat_rows = []
     item_top = np.empty(products, dtype=object)
@@ -143,8 +237,18 @@ def generate_demo(out: str | Path, *, products: int = 5000, users: int = 2000, e
             title = f"{brand} {adj.title()} {noun.title()} - {color.title()}"
             desc = f"A {adj} {noun} by {brand} in {color}, made of {material}. Size {size}."
         attrs = json.dumps({"color": color, "material": material, "size": size}, ensure_ascii=False)
-        cat_rows.append([f"P{i:06d}", title, desc, f"{top} > {sub} > {leaf}", brand, f"{prices[i]:.2f}",
-                         "true" if rng.random() < 0.9 else "false", attrs])
+        cat_rows.append(
+            [
+                f"P{i:06d}",
+                title,
+                desc,
+                f"{top} > {sub} > {leaf}",
+                brand,
+                f"{prices[i]:.2f}",
+                "true" if rng.random() < 0.9 else "false",
+                attrs,
+            ]
+        )
         item_top[i] = top
         item_leaf[i] = leaf_idx[i]
     popularity = 1.0 / np.arange(1, products + 1) ** 1.05
@@ -187,7 +291,9 @@ def generate_demo(out: str | Path, *, products: int = 5000, users: int = 2000, e
                 words.insert(0, COLORS[item_color[first]][1 if chinese[first] else 0])
             query = " ".join(words)
             same = pool[item_leaf[pool] == item_leaf[first]]
-            viewed = np.unique(np.concatenate([[first], rng.choice(same, size=min(3, len(same)), replace=False)]))
+            viewed = np.unique(
+                np.concatenate([[first], rng.choice(same, size=min(3, len(same)), replace=False)])
+            )
             ev.append([uid, "", "search", t, sid, query, None, None])
             t += rng.uniform(2, 20)
         for it in viewed:
@@ -212,7 +318,18 @@ def generate_demo(out: str | Path, *, products: int = 5000, users: int = 2000, e
                                 tpl = REVIEW_GOOD if stars >= 3 else REVIEW_BAD
                                 brand = cat_rows[it][4]
                                 text = tpl[rng.integers(0, len(tpl))].format(noun=noun, brand=brand)
-                            ev.append([uid, pid, "rating", t + 86400 * rng.uniform(1, 5), sid, None, str(stars), text])
+                            ev.append(
+                                [
+                                    uid,
+                                    pid,
+                                    "rating",
+                                    t + 86400 * rng.uniform(1, 5),
+                                    sid,
+                                    None,
+                                    str(stars),
+                                    text,
+                                ]
+                            )
     ev = ev[:events]
     ev.sort(key=lambda r: r[3])
     # timestamps: mostly ISO 8601, some epoch seconds and milliseconds (both valid)
@@ -229,7 +346,10 @@ def generate_demo(out: str | Path, *, products: int = 5000, users: int = 2000, e
         for i in rng.choice(ratings_with_text, size=min(60, len(ratings_with_text)), replace=False):
             name = FIRST[rng.integers(0, len(FIRST))].lower()
             snippet = PII_SNIPPETS[rng.integers(0, len(PII_SNIPPETS))].format(
-                email=f"{name}.{rng.integers(10, 99)}@example.com", d2=rng.integers(10, 99), d4=rng.integers(1000, 9999))
+                email=f"{name}.{rng.integers(10, 99)}@example.com",
+                d2=rng.integers(10, 99),
+                d4=rng.integers(1000, 9999),
+            )
             ev[i][7] = f"{ev[i][7] or 'Good.'} {snippet}"
             manifest.append({"table": "events", "kind": "pii_in_text", "row": int(i)})
         for i in rng.choice(searches, size=min(30, len(searches)), replace=False):
@@ -240,7 +360,9 @@ def generate_demo(out: str | Path, *, products: int = 5000, users: int = 2000, e
             latin1_rows.add(int(i))
 
     # ---- defects ----------------------------------------------------------------------------------
-    rows: list[tuple[str, str | None, bool]] = [(_csv_line(r), None, i in latin1_rows) for i, r in enumerate(ev)]
+    rows: list[tuple[str, str | None, bool]] = [
+        (_csv_line(r), None, i in latin1_rows) for i, r in enumerate(ev)
+    ]
     if defects:
         rows = _inject_event_defects(rng, ev, rows, products)
     with open(out / "events.csv", "wb") as fh:
@@ -252,7 +374,12 @@ def generate_demo(out: str | Path, *, products: int = 5000, users: int = 2000, e
 
     prows: list[tuple[str, str | None, bool]] = []
     for r in cat_rows:
-        latin1 = defects and any(ch in r[4] for ch in "èéÅåö") and not chinese[int(r[0][1:])] and rng.random() < 0.5
+        latin1 = (
+            defects
+            and any(ch in r[4] for ch in "èéÅåö")
+            and not chinese[int(r[0][1:])]
+            and rng.random() < 0.5
+        )
         prows.append((_csv_line(r), None, bool(latin1)))
     if defects:
         prows = _inject_product_defects(rng, cat_rows, prows)
@@ -269,9 +396,17 @@ def generate_demo(out: str | Path, *, products: int = 5000, users: int = 2000, e
         w.writerow(["user_id", "name", "email", "phone", "age", "country", "segment"])
         for u, uid in enumerate(user_ids):
             first, last = FIRST[u % len(FIRST)], LAST[(u // len(FIRST)) % len(LAST)]
-            w.writerow([uid, f"{first} {last}", f"{first.lower()}.{last.lower()}{u}@example.com",
-                        f"+44 20 7946 {u % 10000:04d}", int(rng.integers(18, 80)),
-                        ["GB", "DE", "FR", "US", "CN"][u % 5], ["new", "regular", "vip"][int(rng.integers(0, 3))]])
+            w.writerow(
+                [
+                    uid,
+                    f"{first} {last}",
+                    f"{first.lower()}.{last.lower()}{u}@example.com",
+                    f"+44 20 7946 {u % 10000:04d}",
+                    int(rng.integers(18, 80)),
+                    ["GB", "DE", "FR", "US", "CN"][u % 5],
+                    ["new", "regular", "vip"][int(rng.integers(0, 3))],
+                ]
+            )
 
     # ---- search relevance judgments ------------------------------------------------------------------
     _write_judgments(rng, out, leaves, item_leaf, item_color, chinese)
@@ -279,8 +414,12 @@ def generate_demo(out: str | Path, *, products: int = 5000, users: int = 2000, e
     return DemoShop(out, products, users, len(rows), manifest)
 
 
-def _inject_event_defects(rng: np.random.Generator, ev: list[list[object]], rows: list[tuple[str, str | None, bool]],
-                          n_products: int) -> list[tuple[str, str | None, bool]]:
+def _inject_event_defects(
+    rng: np.random.Generator,
+    ev: list[list[object]],
+    rows: list[tuple[str, str | None, bool]],
+    n_products: int,
+) -> list[tuple[str, str | None, bool]]:
     n = len(ev)
     out = list(rows)
     inserts: list[tuple[int, tuple[str, str | None, bool]]] = []
@@ -339,8 +478,9 @@ def _inject_event_defects(rng: np.random.Generator, ev: list[list[object]], rows
     return out
 
 
-def _inject_product_defects(rng: np.random.Generator, cat_rows: list[list[str]],
-                            rows: list[tuple[str, str | None, bool]]) -> list[tuple[str, str | None, bool]]:
+def _inject_product_defects(
+    rng: np.random.Generator, cat_rows: list[list[str]], rows: list[tuple[str, str | None, bool]]
+) -> list[tuple[str, str | None, bool]]:
     n = len(rows)
     out = list(rows)
     idx = rng.permutation(n)
@@ -348,13 +488,17 @@ def _inject_product_defects(rng: np.random.Generator, cat_rows: list[list[str]],
 
     def take(count: int) -> list[int]:
         nonlocal k
-        chosen = [int(i) for i in idx[k:k + count]]
+        chosen = [int(i) for i in idx[k : k + count]]
         k += count
         return chosen
 
     for i in take(50):  # HTML remnants: cleaned, kept
         r = cat_rows[i]
-        out[i] = (_csv_line([r[0], f"<b>{r[1]}</b> &amp; more", r[2], r[3], r[4], r[5], r[6], r[7]]), None, out[i][2])
+        out[i] = (
+            _csv_line([r[0], f"<b>{r[1]}</b> &amp; more", r[2], r[3], r[4], r[5], r[6], r[7]]),
+            None,
+            out[i][2],
+        )
     for i in take(20):  # full-width characters: NFKC, kept
         r = cat_rows[i]
         wide = "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in "USB-C")
@@ -373,21 +517,34 @@ def _inject_product_defects(rng: np.random.Generator, cat_rows: list[list[str]],
         out[i] = (_csv_line([r[0], "", r[2], r[3], r[4], r[5], r[6], r[7]]), "missing_required", False)
     for i in take(5):
         r = cat_rows[i]
-        out[i] = (_csv_line([r[0], '<span class="a-size-medium a-color-secondary"', r[2], r[3], r[4], r[5], r[6], r[7]]),
-                  "missing_required", False)
+        out[i] = (
+            _csv_line(
+                [r[0], '<span class="a-size-medium a-color-secondary"', r[2], r[3], r[4], r[5], r[6], r[7]]
+            ),
+            "missing_required",
+            False,
+        )
     # conflicting duplicate keys: a later row re-lists the product at a new price; the earlier one is quarantined
     appended: list[tuple[str, str | None, bool]] = []
     for i in take(20):
         r = cat_rows[i]
-        appended.append((_csv_line([r[0], r[1], r[2], r[3], r[4], f"{float(r[5]) * 0.9:.2f}", r[6], r[7]]), None, False))
+        appended.append(
+            (_csv_line([r[0], r[1], r[2], r[3], r[4], f"{float(r[5]) * 0.9:.2f}", r[6], r[7]]), None, False)
+        )
         out[i] = (out[i][0], "duplicate_key", out[i][2])
     for _ in range(2):
         appended.append(("P999999,broken,row,with,far,too,many,fields,here", "malformed_row", False))
     return out + appended
 
 
-def _write_judgments(rng: np.random.Generator, out: Path, leaves: list, item_leaf: np.ndarray,
-                     item_color: np.ndarray, chinese: np.ndarray) -> None:
+def _write_judgments(
+    rng: np.random.Generator,
+    out: Path,
+    leaves: list,
+    item_leaf: np.ndarray,
+    item_color: np.ndarray,
+    chinese: np.ndarray,
+) -> None:
     products = len(item_leaf)
     queries, judgments = [], []
     for qi in range(min(200, len(leaves) * len(COLORS))):

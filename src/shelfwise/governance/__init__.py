@@ -1,7 +1,7 @@
 """Governance: contracts, cleaning with a quarantine, privacy, lineage, governed ingestion."""
 
 from ._contracts import CONTRACTS, EVENT_TYPES, LOAD_ORDER, Classification, ColumnSpec, Kind, TableContract
-from ._ingest import IngestReport, IngestSettings, Ingestor, TableReport, ingest
+from ._ingest import Ingestor, IngestReport, IngestSettings, TableReport, ingest
 from ._lineage import DatasetRef, LineageRun, read_lineage
 from ._privacy import PII_PATTERNS, Pseudonymizer, SecretStore, mask_pii
 from ._quarantine import Quarantine

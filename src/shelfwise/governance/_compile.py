@@ -60,7 +60,9 @@ def timestamp_expr(s: str) -> str:
     )
 
 
-def compile_contract(contract: TableContract, *, min_year: int = 1990, max_future_days: int = 2) -> CompiledContract:
+def compile_contract(
+    contract: TableContract, *, min_year: int = 1990, max_future_days: int = 2
+) -> CompiledContract:
     values: list[str] = []
     checks: list[Check] = []
     for c in contract.columns:
@@ -77,32 +79,70 @@ def compile_contract(contract: TableContract, *, min_year: int = 1990, max_futur
                 value = f"nullif(trim(regexp_replace({value}, '\\s*[>|]\\s*', ' > ', 'g'), ' >'), '')"
         elif c.kind is Kind.FLOAT:
             num_text = f"replace(regexp_replace({s}, '^[$€£¥]\\s*', ''), ',', '')"
-            value = f"CASE WHEN isfinite(TRY_CAST({num_text} AS DOUBLE)) THEN TRY_CAST({num_text} AS DOUBLE) END"
-            checks.append(Check(f"({s} IS NOT NULL AND ({value}) IS NULL)", Reason.INVALID_TYPE,
-                                f"{lit(name + ': not a number: ')} || {s}"))
+            value = (
+                f"CASE WHEN isfinite(TRY_CAST({num_text} AS DOUBLE)) THEN TRY_CAST({num_text} AS DOUBLE) END"
+            )
+            checks.append(
+                Check(
+                    f"({s} IS NOT NULL AND ({value}) IS NULL)",
+                    Reason.INVALID_TYPE,
+                    f"{lit(name + ': not a number: ')} || {s}",
+                )
+            )
             if c.min_value is not None:
-                checks.append(Check(f"(({value}) < {c.min_value})", Reason.OUT_OF_RANGE,
-                                    f"{lit(f'{name}: below {c.min_value:g}: ')} || {s}"))
+                checks.append(
+                    Check(
+                        f"(({value}) < {c.min_value})",
+                        Reason.OUT_OF_RANGE,
+                        f"{lit(f'{name}: below {c.min_value:g}: ')} || {s}",
+                    )
+                )
             if c.max_value is not None:
-                checks.append(Check(f"(({value}) > {c.max_value})", Reason.OUT_OF_RANGE,
-                                    f"{lit(f'{name}: above {c.max_value:g}: ')} || {s}"))
+                checks.append(
+                    Check(
+                        f"(({value}) > {c.max_value})",
+                        Reason.OUT_OF_RANGE,
+                        f"{lit(f'{name}: above {c.max_value:g}: ')} || {s}",
+                    )
+                )
         elif c.kind is Kind.BOOL:
             low = f"lower({s})"
-            value = (f"CASE WHEN {low} IN ('true','t','1','yes','y') THEN true "
-                     f"WHEN {low} IN ('false','f','0','no','n') THEN false END")
-            checks.append(Check(f"({s} IS NOT NULL AND ({value}) IS NULL)", Reason.INVALID_TYPE,
-                                f"{lit(name + ': not a boolean: ')} || {s}"))
+            value = (
+                f"CASE WHEN {low} IN ('true','t','1','yes','y') THEN true "
+                f"WHEN {low} IN ('false','f','0','no','n') THEN false END"
+            )
+            checks.append(
+                Check(
+                    f"({s} IS NOT NULL AND ({value}) IS NULL)",
+                    Reason.INVALID_TYPE,
+                    f"{lit(name + ': not a boolean: ')} || {s}",
+                )
+            )
         elif c.kind is Kind.TIMESTAMP:
             value = timestamp_expr(s)
-            checks.append(Check(f"({s} IS NOT NULL AND ({value}) IS NULL)", Reason.UNPARSEABLE_TIMESTAMP,
-                                f"{lit(name + ': cannot parse: ')} || {s}"))
-            checks.append(Check(
-                f"(({value}) < TIMESTAMP '{min_year}-01-01' OR ({value}) > now()::TIMESTAMP + INTERVAL {max_future_days} DAY)",
-                Reason.OUT_OF_RANGE, f"{lit(name + ': implausible date: ')} || {s}"))
+            checks.append(
+                Check(
+                    f"({s} IS NOT NULL AND ({value}) IS NULL)",
+                    Reason.UNPARSEABLE_TIMESTAMP,
+                    f"{lit(name + ': cannot parse: ')} || {s}",
+                )
+            )
+            checks.append(
+                Check(
+                    f"(({value}) < TIMESTAMP '{min_year}-01-01' OR ({value}) > now()::TIMESTAMP + INTERVAL {max_future_days} DAY)",
+                    Reason.OUT_OF_RANGE,
+                    f"{lit(name + ': implausible date: ')} || {s}",
+                )
+            )
         elif c.kind is Kind.JSON:
             value = f"CASE WHEN json_valid({s}) THEN {s} END"
-            checks.append(Check(f"({s} IS NOT NULL AND NOT json_valid({s}))", Reason.INVALID_TYPE,
-                                f"{lit(name + ': not valid JSON: ')} || left({s}, 80)"))
+            checks.append(
+                Check(
+                    f"({s} IS NOT NULL AND NOT json_valid({s}))",
+                    Reason.INVALID_TYPE,
+                    f"{lit(name + ': not valid JSON: ')} || left({s}, 80)",
+                )
+            )
         elif c.kind is Kind.ENUM:
             norm = f"replace(replace(lower({s}), ' ', '_'), '-', '_')"
             if c.synonyms:
@@ -110,16 +150,31 @@ def compile_contract(contract: TableContract, *, min_year: int = 1990, max_futur
                 norm = f"CASE {norm} {cases} ELSE {norm} END"
             value = norm
             allowed = ", ".join(lit(a) for a in c.allowed)
-            checks.append(Check(f"(({value}) IS NOT NULL AND ({value}) NOT IN ({allowed}))", Reason.INVALID_VALUE,
-                                f"{lit(name + ': not one of ' + '/'.join(c.allowed) + ': ')} || {s}"))
+            checks.append(
+                Check(
+                    f"(({value}) IS NOT NULL AND ({value}) NOT IN ({allowed}))",
+                    Reason.INVALID_VALUE,
+                    f"{lit(name + ': not one of ' + '/'.join(c.allowed) + ': ')} || {s}",
+                )
+            )
         else:  # pragma: no cover - every kind is handled above
             raise AssertionError(c.kind)
         if c.required:
             # typed columns: an unparseable value is its own reason; text can become empty by cleaning
-            empty = f"(({value}) IS NULL)" if c.kind in (Kind.STRING, Kind.TEXT, Kind.CATEGORY, Kind.ID) else f"({s} IS NULL)"
-            checks.insert(0, Check(empty, Reason.MISSING_REQUIRED,
-                                   f"CASE WHEN {s} IS NULL THEN {lit(name + ': empty')} "
-                                   f"ELSE {lit(name + ': empty after cleaning: ')} || left({s}, 80) END"))
+            empty = (
+                f"(({value}) IS NULL)"
+                if c.kind in (Kind.STRING, Kind.TEXT, Kind.CATEGORY, Kind.ID)
+                else f"({s} IS NULL)"
+            )
+            checks.insert(
+                0,
+                Check(
+                    empty,
+                    Reason.MISSING_REQUIRED,
+                    f"CASE WHEN {s} IS NULL THEN {lit(name + ': empty')} "
+                    f"ELSE {lit(name + ': empty after cleaning: ')} || left({s}, 80) END",
+                ),
+            )
         values.append(f"{value} AS {q(name)}")
     checks.extend(_table_rules(contract))
     return CompiledContract(values, checks)
@@ -131,12 +186,21 @@ def _table_rules(contract: TableContract) -> list[Check]:
         return []
     et = "replace(replace(lower(trim(\"event_type\")), ' ', '_'), '-', '_')"
     return [
-        Check(f"({et} NOT IN ('search', 'query') AND nullif(trim(\"product_id\"), '') IS NULL)",
-              Reason.MISSING_REQUIRED, "'product_id: empty (required for ' || coalesce(trim(\"event_type\"), '') || ' events)'"),
-        Check(f"({et} IN ('search', 'query') AND nullif(trim(\"query\"), '') IS NULL)",
-              Reason.MISSING_REQUIRED, "'query: empty (required for search events)'"),
-        Check(f"({et} IN ('rating', 'review') AND TRY_CAST(nullif(trim(\"value\"), '') AS DOUBLE) NOT BETWEEN 0 AND 10)",
-              Reason.OUT_OF_RANGE, "'value: a rating must be between 0 and 10: ' || trim(\"value\")"),
+        Check(
+            f"({et} NOT IN ('search', 'query') AND nullif(trim(\"product_id\"), '') IS NULL)",
+            Reason.MISSING_REQUIRED,
+            "'product_id: empty (required for ' || coalesce(trim(\"event_type\"), '') || ' events)'",
+        ),
+        Check(
+            f"({et} IN ('search', 'query') AND nullif(trim(\"query\"), '') IS NULL)",
+            Reason.MISSING_REQUIRED,
+            "'query: empty (required for search events)'",
+        ),
+        Check(
+            f"({et} IN ('rating', 'review') AND TRY_CAST(nullif(trim(\"value\"), '') AS DOUBLE) NOT BETWEEN 0 AND 10)",
+            Reason.OUT_OF_RANGE,
+            "'value: a rating must be between 0 and 10: ' || trim(\"value\")",
+        ),
     ]
 
 
@@ -144,5 +208,9 @@ def reasons_sql(checks: list[Check]) -> tuple[str, str]:
     """SQL for the list of failed reasons and for the detail of the first one."""
     items = ", ".join(f"CASE WHEN {c.condition} THEN {lit(c.reason.value)} END" for c in checks)
     reasons = f"list_filter([{items}], x -> x IS NOT NULL)" if checks else "[]::VARCHAR[]"
-    detail = "CASE " + " ".join(f"WHEN {c.condition} THEN {c.detail}" for c in checks) + " END" if checks else "NULL"
+    detail = (
+        "CASE " + " ".join(f"WHEN {c.condition} THEN {c.detail}" for c in checks) + " END"
+        if checks
+        else "NULL"
+    )
     return reasons, detail

@@ -8,7 +8,7 @@ the same contract run on DuckDB and on Spark.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 import pandera.ibis as pa
@@ -116,7 +116,12 @@ PRODUCTS = TableContract(
     key=("product_id",),
     key_rule="the last row of a product_id in file order wins (later rows are newer versions)",
     columns=(
-        ColumnSpec("product_id", Kind.ID, required=True, aliases=("item_id", "itemid", "sku", "asin", "product_uid", "id")),
+        ColumnSpec(
+            "product_id",
+            Kind.ID,
+            required=True,
+            aliases=("item_id", "itemid", "sku", "asin", "product_uid", "id"),
+        ),
         ColumnSpec("title", Kind.STRING, required=True, aliases=("name", "product_title", "product_name")),
         ColumnSpec("description", Kind.STRING),
         ColumnSpec("category", Kind.CATEGORY, aliases=("category_path", "categories")),
@@ -134,17 +139,46 @@ EVENTS = TableContract(
     dedupe_exact=True,
     references=(("product_id", "products", "product_id"),),
     columns=(
-        ColumnSpec("user_id", Kind.ID, required=True, classification=Classification.PERSONAL, pseudonymize=True,
-                   aliases=("userid", "customer_id", "visitor_id", "visitorid", "user")),
-        ColumnSpec("product_id", Kind.ID, aliases=("item_id", "itemid", "sku", "asin", "product_uid", "item")),
-        ColumnSpec("event_type", Kind.ENUM, required=True, allowed=EVENT_TYPES, synonyms=_EVENT_SYNONYMS,
-                   aliases=("event", "type", "action", "behavior", "behaviour")),
-        ColumnSpec("timestamp", Kind.TIMESTAMP, required=True,
-                   aliases=("ts", "time", "datetime", "event_time", "date")),
-        ColumnSpec("session_id", Kind.ID, classification=Classification.INTERNAL, aliases=("session", "sessionid")),
-        ColumnSpec("query", Kind.TEXT, classification=Classification.INTERNAL, aliases=("search_term", "search_query")),
-        ColumnSpec("value", Kind.FLOAT, min_value=0.0, max_value=1_000_000.0, aliases=("rating", "price_paid")),
-        ColumnSpec("text", Kind.TEXT, classification=Classification.INTERNAL, aliases=("review", "review_text")),
+        ColumnSpec(
+            "user_id",
+            Kind.ID,
+            required=True,
+            classification=Classification.PERSONAL,
+            pseudonymize=True,
+            aliases=("userid", "customer_id", "visitor_id", "visitorid", "user"),
+        ),
+        ColumnSpec(
+            "product_id", Kind.ID, aliases=("item_id", "itemid", "sku", "asin", "product_uid", "item")
+        ),
+        ColumnSpec(
+            "event_type",
+            Kind.ENUM,
+            required=True,
+            allowed=EVENT_TYPES,
+            synonyms=_EVENT_SYNONYMS,
+            aliases=("event", "type", "action", "behavior", "behaviour"),
+        ),
+        ColumnSpec(
+            "timestamp",
+            Kind.TIMESTAMP,
+            required=True,
+            aliases=("ts", "time", "datetime", "event_time", "date"),
+        ),
+        ColumnSpec(
+            "session_id", Kind.ID, classification=Classification.INTERNAL, aliases=("session", "sessionid")
+        ),
+        ColumnSpec(
+            "query",
+            Kind.TEXT,
+            classification=Classification.INTERNAL,
+            aliases=("search_term", "search_query"),
+        ),
+        ColumnSpec(
+            "value", Kind.FLOAT, min_value=0.0, max_value=1_000_000.0, aliases=("rating", "price_paid")
+        ),
+        ColumnSpec(
+            "text", Kind.TEXT, classification=Classification.INTERNAL, aliases=("review", "review_text")
+        ),
     ),
 )
 
@@ -169,9 +203,20 @@ JUDGMENTS = TableContract(
     references=(("query_id", "queries", "query_id"), ("product_id", "products", "product_id")),
     columns=(
         ColumnSpec("query_id", Kind.ID, required=True, aliases=("qid",)),
-        ColumnSpec("product_id", Kind.ID, required=True, aliases=("item_id", "asin", "product_uid", "doc_id", "docid")),
-        ColumnSpec("relevance", Kind.FLOAT, required=True, min_value=-1000.0, max_value=1000.0,
-                   aliases=("rating", "grade", "label", "score")),
+        ColumnSpec(
+            "product_id",
+            Kind.ID,
+            required=True,
+            aliases=("item_id", "asin", "product_uid", "doc_id", "docid"),
+        ),
+        ColumnSpec(
+            "relevance",
+            Kind.FLOAT,
+            required=True,
+            min_value=-1000.0,
+            max_value=1000.0,
+            aliases=("rating", "grade", "label", "score"),
+        ),
     ),
 )
 
@@ -183,8 +228,14 @@ USERS = TableContract(
     key_rule="the last row of a user_id in file order wins",
     keep_extra_columns=True,
     columns=(
-        ColumnSpec("user_id", Kind.ID, required=True, classification=Classification.PERSONAL, pseudonymize=True,
-                   aliases=("userid", "customer_id", "id")),
+        ColumnSpec(
+            "user_id",
+            Kind.ID,
+            required=True,
+            classification=Classification.PERSONAL,
+            pseudonymize=True,
+            aliases=("userid", "customer_id", "id"),
+        ),
     ),
 )
 
@@ -194,9 +245,34 @@ LOAD_ORDER = ("products", "queries", "users", "events", "judgments")
 
 # Extra user-profile columns whose *name* says they hold personal data: excluded from curated data.
 PERSONAL_COLUMN_HINTS = (
-    "email", "e_mail", "mail", "phone", "mobile", "telephone", "name", "first_name", "last_name",
-    "full_name", "surname", "address", "street", "zip", "zip_code", "zipcode", "postcode", "postal_code",
-    "ip", "ip_address", "birth", "birthday", "birth_date", "dob", "ssn", "passport", "iban", "card",
+    "email",
+    "e_mail",
+    "mail",
+    "phone",
+    "mobile",
+    "telephone",
+    "name",
+    "first_name",
+    "last_name",
+    "full_name",
+    "surname",
+    "address",
+    "street",
+    "zip",
+    "zip_code",
+    "zipcode",
+    "postcode",
+    "postal_code",
+    "ip",
+    "ip_address",
+    "birth",
+    "birthday",
+    "birth_date",
+    "dob",
+    "ssn",
+    "passport",
+    "iban",
+    "card",
 )
 
 

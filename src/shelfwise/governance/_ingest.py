@@ -30,7 +30,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..errors import ContractViolation, ShelfwiseError, SourceError
+from ..errors import ContractViolation, SourceError
 from ..storage import StagedFile, Warehouse, find_table_file, stage_file
 from ..storage._sources import JSON_DELIMITER, LINE_COLUMN
 from ._compile import NORMALIZE_UDF, compile_contract, lit, q, reasons_sql
@@ -113,8 +113,14 @@ def _arrow_normalize(arr: pa.Array) -> pa.Array:
 class Ingestor:
     """Runs governed ingestion of one dataset directory into a workdir."""
 
-    def __init__(self, workdir: str | Path, settings: IngestSettings | None = None, *, mode: str = "replace",
-                 job: str = "shelfwise.ingest"):
+    def __init__(
+        self,
+        workdir: str | Path,
+        settings: IngestSettings | None = None,
+        *,
+        mode: str = "replace",
+        job: str = "shelfwise.ingest",
+    ):
         if mode not in ("replace", "append"):
             raise ValueError(f"mode must be 'replace' or 'append', not {mode!r}")
         self.workdir = Path(workdir)
@@ -132,7 +138,8 @@ class Ingestor:
         if self.mode == "replace" and files["events"] is None and files["products"] is None:
             present = ", ".join(sorted(p.name for p in data_dir.iterdir())[:20]) or "nothing"
             raise SourceError(
-                str(data_dir), None,
+                str(data_dir),
+                None,
                 f"no events.{{parquet,csv,jsonl}} or products.{{...}} file (found: {present}); "
                 "convert other formats first with `shelfwise convert`",
             )
@@ -141,8 +148,13 @@ class Ingestor:
         staged_dir = self.workdir / "tmp" / "staged"
         inputs = [DatasetRef("file", str(p.resolve())) for p in files.values() if p is not None]
         lineage = LineageRun(self.workdir, self.job, inputs).start()
-        report = IngestReport(run_id=lineage.run_id, workdir=str(self.workdir), data_dir=str(data_dir),
-                              started_at=started.isoformat(), settings=asdict(self.settings))
+        report = IngestReport(
+            run_id=lineage.run_id,
+            workdir=str(self.workdir),
+            data_dir=str(data_dir),
+            started_at=started.isoformat(),
+            settings=asdict(self.settings),
+        )
         wh = Warehouse(self.workdir, memory_limit=self.settings.memory_limit)
         try:
             self._prepare(wh)
@@ -155,11 +167,24 @@ class Ingestor:
                 staged = stage_file(path, staged_dir)
                 tr = self._ingest_table(wh, CONTRACTS[table], staged, lineage.run_id, report)
                 report.tables[table] = tr
-                input_refs.append(DatasetRef("file", str(path.resolve()), rows=tr.rows_in,
-                                             content_hash=staged.sha256, size_bytes=staged.size_bytes))
-                outputs.append(DatasetRef(warehouse_namespace(self.workdir), f"curated.{table}", rows=tr.rows_curated,
-                                          content_hash=tr.content_hash,
-                                          columns=tuple(wh.table(table).columns)))
+                input_refs.append(
+                    DatasetRef(
+                        "file",
+                        str(path.resolve()),
+                        rows=tr.rows_in,
+                        content_hash=staged.sha256,
+                        size_bytes=staged.size_bytes,
+                    )
+                )
+                outputs.append(
+                    DatasetRef(
+                        warehouse_namespace(self.workdir),
+                        f"curated.{table}",
+                        rows=tr.rows_curated,
+                        content_hash=tr.content_hash,
+                        columns=tuple(wh.table(table).columns),
+                    )
+                )
                 if staged.staged is not None:
                     staged.staged.unlink(missing_ok=True)
             if "products" not in report.tables and self.mode == "replace":
@@ -187,10 +212,19 @@ class Ingestor:
     def _prepare(self, wh: Warehouse) -> None:
         wh.sql(QUARANTINE_DDL)
         wh.sql("CREATE SEQUENCE IF NOT EXISTS quarantine.qid_seq START 1")
-        wh.con.con.create_function(NORMALIZE_UDF, _arrow_normalize, ["VARCHAR"], "VARCHAR", type="arrow",
-                                   null_handling="special", side_effects=False)
+        wh.con.con.create_function(
+            NORMALIZE_UDF,
+            _arrow_normalize,
+            ["VARCHAR"],
+            "VARCHAR",
+            type="arrow",
+            null_handling="special",
+            side_effects=False,
+        )
 
-    def _map_columns(self, contract: TableContract, header: list[str], path: Path) -> tuple[dict[str, str], list[str]]:
+    def _map_columns(
+        self, contract: TableContract, header: list[str], path: Path
+    ) -> tuple[dict[str, str], list[str]]:
         """canonical -> source column; and the source columns outside the contract."""
         by_lower = {h.lower().strip(): h for h in header}
         mapping: dict[str, str] = {}
@@ -207,8 +241,12 @@ class Ingestor:
             for m in missing:
                 close = difflib.get_close_matches(m, header, n=1, cutoff=0.6)
                 hints.append(f"{m!r}" + (f" (is {close[0]!r} meant?)" if close else ""))
-            raise SourceError(str(path), 1, f"missing required column(s) {', '.join(hints)}; the header has: "
-                              f"{', '.join(header) or 'no columns'}")
+            raise SourceError(
+                str(path),
+                1,
+                f"missing required column(s) {', '.join(hints)}; the header has: "
+                f"{', '.join(header) or 'no columns'}",
+            )
         extra = [h for h in header if h not in mapping.values() and h != LINE_COLUMN]
         return mapping, extra
 
@@ -227,12 +265,18 @@ class Ingestor:
         ).fetchall()
         return sorted(r[0] for r in rows)
 
-    def _ingest_table(self, wh: Warehouse, contract: TableContract, staged: StagedFile, run_id: str,
-                      report: IngestReport) -> TableReport:
+    def _ingest_table(
+        self, wh: Warehouse, contract: TableContract, staged: StagedFile, run_id: str, report: IngestReport
+    ) -> TableReport:
         src = staged.source
-        tr = TableReport(table=contract.name, source_file=str(src), source_sha256=staged.sha256,
-                         contract_version=contract.version, blank_lines=staged.blank_lines,
-                         transcoded_lines=staged.transcoded_lines)
+        tr = TableReport(
+            table=contract.name,
+            source_file=str(src),
+            source_sha256=staged.sha256,
+            contract_version=contract.version,
+            blank_lines=staged.blank_lines,
+            transcoded_lines=staged.transcoded_lines,
+        )
         header = self._header(wh, staged)
         if staged.format == "csv" and len(header) == 1 and len(header[0]) > 0 and contract.name != "users":
             # one column: usually the wrong delimiter or no header at all
@@ -249,7 +293,9 @@ class Ingestor:
         else:
             tr.ignored_columns = extra
         if staged.transcoded_lines:
-            report.notes.append(f"{src.name}: {staged.transcoded_lines} line(s) were not valid UTF-8 and were read as cp1252/latin-1")
+            report.notes.append(
+                f"{src.name}: {staged.transcoded_lines} line(s) were not valid UTF-8 and were read as cp1252/latin-1"
+            )
         raw_cols = contract.column_names + [f"x_{_safe(e)}" for e in extra_kept]
         raw_table = f"raw.{q(contract.name)}"
         wh.sql(f"DROP TABLE IF EXISTS raw.{q(contract.name + '__load')}")
@@ -262,18 +308,24 @@ class Ingestor:
             names = [LINE_COLUMN] + [f"c{i}" for i in range(len(header))]
             pos = {h: f"c{i}" for i, h in enumerate(header)}
             cols_spec = "{" + ", ".join(f"'{n}': 'VARCHAR'" for n in names) + "}"
-            select = [f"{q(pos[mapping[c]])} AS {q(c)}" if c in mapping else f"NULL::VARCHAR AS {q(c)}"
-                      for c in contract.column_names]
+            select = [
+                f"{q(pos[mapping[c]])} AS {q(c)}" if c in mapping else f"NULL::VARCHAR AS {q(c)}"
+                for c in contract.column_names
+            ]
             select += [f"{q(pos[e])} AS {q('x_' + _safe(e))}" for e in extra_kept]
             rej = f"rej_{contract.name}"
             wh.sql(f"DROP TABLE IF EXISTS {rej}; DROP TABLE IF EXISTS {rej}_scan")
-            reader = (f"read_csv({lit(staged.staged.as_posix())}, header=true, "
-                      f"delim={lit(staged.delimiter)}, quote='\"', escape='\"', columns={cols_spec}, "
-                      f"store_rejects=true, rejects_table='{rej}', rejects_scan='{rej}_scan', strict_mode=true, "
-                      f"null_padding=false, auto_detect=false, max_line_size=10000000)")
+            reader = (
+                f"read_csv({lit(staged.staged.as_posix())}, header=true, "
+                f"delim={lit(staged.delimiter)}, quote='\"', escape='\"', columns={cols_spec}, "
+                f"store_rejects=true, rejects_table='{rej}', rejects_scan='{rej}_scan', strict_mode=true, "
+                f"null_padding=false, auto_detect=false, max_line_size=10000000)"
+            )
             try:
-                wh.sql(f"CREATE TABLE raw.{q(contract.name + '__load')} AS SELECT {', '.join(select)}, "
-                       f"TRY_CAST({q(LINE_COLUMN)} AS BIGINT) AS _source_line FROM {reader}")
+                wh.sql(
+                    f"CREATE TABLE raw.{q(contract.name + '__load')} AS SELECT {', '.join(select)}, "
+                    f"TRY_CAST({q(LINE_COLUMN)} AS BIGINT) AS _source_line FROM {reader}"
+                )
             except Exception as exc:  # noqa: BLE001 - the reader's own words are the clearest reason
                 raise SourceError(str(src), None, f"unreadable CSV: {exc}") from exc
             rejects = wh.sql(
@@ -283,26 +335,38 @@ class Ingestor:
                 line_text = csv_line or ""
                 sep = line_text.find(staged.delimiter)
                 line_no = int(line_text[:sep]) if sep > 0 and line_text[:sep].isdigit() else None
-                body = line_text[sep + 1:] if sep > 0 else line_text
+                body = line_text[sep + 1 :] if sep > 0 else line_text
                 wh.sql(
                     "INSERT INTO quarantine.rows VALUES (nextval('quarantine.qid_seq'), ?, ?, ?, ?, ?, ?, ?, ?, 'open', now()::TIMESTAMP, NULL)",
-                    [run_id, contract.name, str(src), line_no, Reason.MALFORMED_ROW.value, [Reason.MALFORMED_ROW.value],
-                     f"{error_type.lower()}: expected {len(header)} fields", json.dumps({"line": body})],
+                    [
+                        run_id,
+                        contract.name,
+                        str(src),
+                        line_no,
+                        Reason.MALFORMED_ROW.value,
+                        [Reason.MALFORMED_ROW.value],
+                        f"{error_type.lower()}: expected {len(header)} fields",
+                        json.dumps({"line": body}),
+                    ],
                 )
                 malformed += 1
             wh.sql(f"DROP TABLE IF EXISTS {rej}; DROP TABLE IF EXISTS {rej}_scan")
             tr.rows_in = staged.records
         elif staged.format == "jsonl":
             assert staged.staged is not None
-            lines = (f"read_csv({lit(staged.staged.as_posix())}, header=false, delim={lit(JSON_DELIMITER)}, quote='', "
-                     f"escape='', columns={{'_source_line': 'BIGINT', 'j': 'VARCHAR'}}, auto_detect=false, "
-                     f"max_line_size=10000000)")
+            lines = (
+                f"read_csv({lit(staged.staged.as_posix())}, header=false, delim={lit(JSON_DELIMITER)}, quote='', "
+                f"escape='', columns={{'_source_line': 'BIGINT', 'j': 'VARCHAR'}}, auto_detect=false, "
+                f"max_line_size=10000000)"
+            )
             ok = "json_valid(j) AND json_type(j) = 'OBJECT'"
 
             def field_sql(key: str) -> str:
                 path = "$." + '"' + key.replace('"', '\\"') + '"'
-                return (f"CASE WHEN json_type(j, {lit(path)}) IN ('ARRAY', 'OBJECT') THEN json_extract(j, {lit(path)})::VARCHAR "
-                        f"ELSE json_extract_string(j, {lit(path)}) END")
+                return (
+                    f"CASE WHEN json_type(j, {lit(path)}) IN ('ARRAY', 'OBJECT') THEN json_extract(j, {lit(path)})::VARCHAR "
+                    f"ELSE json_extract_string(j, {lit(path)}) END"
+                )
 
             def col_sql(spec_name: str) -> str:
                 # JSON lines may name a column differently from one line to the next (item_id / product_id)
@@ -312,16 +376,20 @@ class Ingestor:
                 return f"coalesce({', '.join(field_sql(k) for k in keys)})"
 
             used: set[str] = set()
-            select = [f"{col_sql(c)} AS {q(c)}" if c in mapping else f"NULL::VARCHAR AS {q(c)}"
-                      for c in contract.column_names]
+            select = [
+                f"{col_sql(c)} AS {q(c)}" if c in mapping else f"NULL::VARCHAR AS {q(c)}"
+                for c in contract.column_names
+            ]
             select += [f"{field_sql(e)} AS {q('x_' + _safe(e))}" for e in extra_kept if e not in used]
             tr.ignored_columns = [e for e in tr.ignored_columns if e not in used]
             wh.sql(f"CREATE TEMP TABLE _lines AS SELECT * FROM {lines}")
             safe_lines = f"(SELECT _source_line, CASE WHEN {ok} THEN j END AS j FROM _lines)"
-            wh.sql(f"CREATE TABLE raw.{q(contract.name + '__load')} AS SELECT {', '.join(select)}, _source_line "
-                   f"FROM {safe_lines} WHERE j IS NOT NULL")
+            wh.sql(
+                f"CREATE TABLE raw.{q(contract.name + '__load')} AS SELECT {', '.join(select)}, _source_line "
+                f"FROM {safe_lines} WHERE j IS NOT NULL"
+            )
             row = wh.sql(
-                f"""INSERT INTO quarantine.rows SELECT nextval('quarantine.qid_seq'), ?, ?, ?, _source_line, ?, [?], 
+                """INSERT INTO quarantine.rows SELECT nextval('quarantine.qid_seq'), ?, ?, ?, _source_line, ?, [?],
                     CASE WHEN json_valid(j) THEN 'not a JSON object' ELSE 'not valid JSON' END,
                     json_object('line', left(j, 10000)), 'open', now()::TIMESTAMP, NULL FROM _lines
                     WHERE NOT coalesce(CASE WHEN json_valid(j) THEN json_type(j) = 'OBJECT' END, false)""",
@@ -331,12 +399,16 @@ class Ingestor:
             wh.sql("DROP TABLE _lines")
             tr.rows_in = staged.records
         else:  # parquet: typed columns are read as text so that one set of checks serves every format
-            select = [f"CAST({q(mapping[c])} AS VARCHAR) AS {q(c)}" if c in mapping else f"NULL::VARCHAR AS {q(c)}"
-                      for c in contract.column_names]
+            select = [
+                f"CAST({q(mapping[c])} AS VARCHAR) AS {q(c)}" if c in mapping else f"NULL::VARCHAR AS {q(c)}"
+                for c in contract.column_names
+            ]
             select += [f"CAST({q(e)} AS VARCHAR) AS {q('x_' + _safe(e))}" for e in extra_kept]
             try:
-                wh.sql(f"CREATE TABLE raw.{q(contract.name + '__load')} AS SELECT {', '.join(select)}, "
-                       f"file_row_number + 1 AS _source_line FROM read_parquet({lit(src.as_posix())}, file_row_number=true)")
+                wh.sql(
+                    f"CREATE TABLE raw.{q(contract.name + '__load')} AS SELECT {', '.join(select)}, "
+                    f"file_row_number + 1 AS _source_line FROM read_parquet({lit(src.as_posix())}, file_row_number=true)"
+                )
             except Exception as exc:  # noqa: BLE001
                 raise SourceError(str(src), None, f"unreadable Parquet file: {exc}") from exc
             tr.rows_in = int(wh.sql(f"SELECT count(*) FROM raw.{q(contract.name + '__load')}").fetchone()[0])
@@ -344,23 +416,29 @@ class Ingestor:
         # raw layer: history of everything received (strings), steward-only
         load = f"raw.{q(contract.name + '__load')}"
         if not wh.exists("raw", contract.name):
-            wh.sql(f"CREATE TABLE {raw_table} AS SELECT *, {lit(run_id)} AS _run_id, {src_name} AS _source_file FROM {load} LIMIT 0")
+            wh.sql(
+                f"CREATE TABLE {raw_table} AS SELECT *, {lit(run_id)} AS _run_id, {src_name} AS _source_file FROM {load} LIMIT 0"
+            )
         raw_existing = [r[0] for r in wh.sql(f"DESCRIBE {raw_table}").fetchall()]
         for col in raw_cols:
             if col not in raw_existing:
                 wh.sql(f"ALTER TABLE {raw_table} ADD COLUMN {q(col)} VARCHAR")
-        wh.sql(f"INSERT INTO {raw_table} BY NAME SELECT *, {lit(run_id)} AS _run_id, {src_name} AS _source_file FROM {load}")
+        wh.sql(
+            f"INSERT INTO {raw_table} BY NAME SELECT *, {lit(run_id)} AS _run_id, {src_name} AS _source_file FROM {load}"
+        )
 
         # -- 3. row checks -------------------------------------------------------------------------
-        compiled = compile_contract(contract, min_year=self.settings.min_year,
-                                    max_future_days=self.settings.max_future_days)
+        compiled = compile_contract(
+            contract, min_year=self.settings.min_year, max_future_days=self.settings.max_future_days
+        )
         reasons, detail = reasons_sql(compiled.checks)
         extra_sel = [f"{q('x_' + _safe(e))}" for e in extra_kept]
         # the raw row as JSON is built only for quarantined rows (at the end), not for every row
         raw_json = "json_object(" + ", ".join(f"{lit(c)}, l.{q(c)}" for c in raw_cols) + ")"
+        empty_text = lit("")
         wh.sql(
             f"""CREATE OR REPLACE TEMP TABLE _checked AS
-                SELECT {', '.join(compiled.select_values + [f'nullif(trim({c}), {lit("")}) AS {c}' for c in extra_sel])},
+                SELECT {", ".join(compiled.select_values + [f"nullif(trim({c}), {empty_text}) AS {c}" for c in extra_sel])},
                        {reasons} AS _reasons, {detail} AS _detail, _source_line
                 FROM {load}"""
         )
@@ -368,28 +446,41 @@ class Ingestor:
         # -- 4. set checks ---------------------------------------------------------------------------
         content = [q(c) for c in contract.column_names] + extra_sel
         if contract.dedupe_exact:
-            self._flag(wh, Reason.DUPLICATE_ROW,
-                       f"row_number() OVER (PARTITION BY {', '.join(content)} ORDER BY _source_line) > 1",
-                       "'exact duplicate of an earlier row'")
+            self._flag(
+                wh,
+                Reason.DUPLICATE_ROW,
+                f"row_number() OVER (PARTITION BY {', '.join(content)} ORDER BY _source_line) > 1",
+                "'exact duplicate of an earlier row'",
+            )
         if contract.key:
             keys = ", ".join(q(k) for k in contract.key)
             # an exact copy of a kept row is a duplicate row; a different row with the same key is a conflict
-            self._flag(wh, Reason.DUPLICATE_ROW,
-                       f"row_number() OVER (PARTITION BY {', '.join(content)} ORDER BY _source_line DESC) > 1",
-                       "'exact duplicate of a later row'")
+            self._flag(
+                wh,
+                Reason.DUPLICATE_ROW,
+                f"row_number() OVER (PARTITION BY {', '.join(content)} ORDER BY _source_line DESC) > 1",
+                "'exact duplicate of a later row'",
+            )
             key_text = " || ',' || ".join(q(k) for k in contract.key)
-            self._flag(wh, Reason.DUPLICATE_KEY,
-                       f"row_number() OVER (PARTITION BY {keys} ORDER BY _source_line DESC) > 1",
-                       f"'conflicting duplicate of key ' || {key_text} || ' (the last row wins)'")
+            self._flag(
+                wh,
+                Reason.DUPLICATE_KEY,
+                f"row_number() OVER (PARTITION BY {keys} ORDER BY _source_line DESC) > 1",
+                f"'conflicting duplicate of key ' || {key_text} || ' (the last row wins)'",
+            )
         for col, ref_table, ref_col in contract.references:
-            if ref_table not in report.tables and not (self.mode == "append" and ref_table in wh.curated_tables()):
+            if ref_table not in report.tables and not (
+                self.mode == "append" and ref_table in wh.curated_tables()
+            ):
                 continue
             # a product whose catalog row was quarantined (e.g. its title was broken HTML) is still a
             # known product: its events are valid, only its catalog row needs a fix.
-            known = (f"SELECT {q(ref_col)} FROM curated.{q(ref_table)} UNION "
-                     f"SELECT nullif(trim(json_extract_string(raw, '$.{ref_col}')), '') FROM quarantine.rows "
-                     f"WHERE table_name = {lit(ref_table)} AND reason <> 'malformed_row' AND (run_id = {lit(run_id)}"
-                     + (" OR status = 'open')" if self.mode == "append" else ")"))
+            known = (
+                f"SELECT {q(ref_col)} FROM curated.{q(ref_table)} UNION "
+                f"SELECT nullif(trim(json_extract_string(raw, '$.{ref_col}')), '') FROM quarantine.rows "
+                f"WHERE table_name = {lit(ref_table)} AND reason <> 'malformed_row' AND (run_id = {lit(run_id)}"
+                + (" OR status = 'open')" if self.mode == "append" else ")")
+            )
             wh.sql(f"CREATE OR REPLACE TEMP TABLE _known AS {known}")
             wh.sql(
                 f"""UPDATE _checked SET _reasons = list_append(_reasons, '{Reason.UNKNOWN_REFERENCE.value}'),
@@ -416,8 +507,14 @@ class Ingestor:
         for c in pseudo_cols:
             self._pseudonym_table(wh, c)
             joins += f" LEFT JOIN _pseudo_{c} p_{c} ON p_{c}.raw_id = t.{q(c)}"
-        order = "ORDER BY t.\"timestamp\", t._source_line" if contract.name == "events" else "ORDER BY t._source_line"
-        source_sql = f"SELECT {', '.join(select_out)} FROM _checked t{joins} WHERE len(t._reasons) = 0 {order}"
+        order = (
+            'ORDER BY t."timestamp", t._source_line'
+            if contract.name == "events"
+            else "ORDER BY t._source_line"
+        )
+        source_sql = (
+            f"SELECT {', '.join(select_out)} FROM _checked t{joins} WHERE len(t._reasons) = 0 {order}"
+        )
         if self.mode == "append" and contract.name in wh.curated_tables():
             wh.sql(f"CREATE OR REPLACE TEMP TABLE _new AS {source_sql}")
             keep = f"SELECT * FROM curated.{q(contract.name)}"
@@ -475,9 +572,18 @@ class Ingestor:
     def _pseudonym_table(self, wh: Warehouse, column: str) -> None:
         key = SecretStore(self.workdir).pseudonym_key()
         pseudo = Pseudonymizer(key)
-        raw_ids = [r[0] for r in wh.sql(
-            f"SELECT DISTINCT {q(column)} FROM _checked WHERE len(_reasons) = 0 AND {q(column)} IS NOT NULL").fetchall()]
-        arrow = pa.table({"raw_id": pa.array(raw_ids, pa.string()), "pseudonym": pa.array(pseudo.many(raw_ids), pa.string())})
+        raw_ids = [
+            r[0]
+            for r in wh.sql(
+                f"SELECT DISTINCT {q(column)} FROM _checked WHERE len(_reasons) = 0 AND {q(column)} IS NOT NULL"
+            ).fetchall()
+        ]
+        arrow = pa.table(
+            {
+                "raw_id": pa.array(raw_ids, pa.string()),
+                "pseudonym": pa.array(pseudo.many(raw_ids), pa.string()),
+            }
+        )
         wh.con.con.register("_pseudo_src", arrow)
         wh.sql(f"CREATE OR REPLACE TEMP TABLE _pseudo_{column} AS SELECT * FROM _pseudo_src")
         wh.con.con.unregister("_pseudo_src")
@@ -490,7 +596,9 @@ class Ingestor:
         try:
             schema.validate(wh.table(contract.name), lazy=True)
         except pandera.errors.SchemaErrors as exc:
-            raise ContractViolation(f"curated {contract.name} breaks its contract {schema.name}: {exc}") from exc
+            raise ContractViolation(
+                f"curated {contract.name} breaks its contract {schema.name}: {exc}"
+            ) from exc
 
 
 def _safe(name: str) -> str:

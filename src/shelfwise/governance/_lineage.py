@@ -57,12 +57,18 @@ class LineageRun:
         self.inputs = list(inputs or [])
         path = self.workdir / LINEAGE_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._client = OpenLineageClient(transport=FileTransport(FileConfig(log_file_path=str(path), append=True)))
+        self._client = OpenLineageClient(
+            transport=FileTransport(FileConfig(log_file_path=str(path), append=True))
+        )
 
-    def _emit(self, state: RunState, outputs: list[DatasetRef] | None = None, error: str | None = None) -> None:
+    def _emit(
+        self, state: RunState, outputs: list[DatasetRef] | None = None, error: str | None = None
+    ) -> None:
         run_facets: dict[str, Any] = {}
         if error:
-            run_facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(message=error, programmingLanguage="python")
+            run_facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
+                message=error, programmingLanguage="python"
+            )
         event = RunEvent(
             eventType=state,
             eventTime=datetime.now(UTC).isoformat(),
@@ -97,13 +103,24 @@ def _dataset_facets(d: DatasetRef) -> dict[str, Any]:
 
 
 def _input(d: DatasetRef) -> InputDataset:
-    stats = input_statistics_input_dataset.InputStatisticsInputDatasetFacet(rowCount=d.rows, size=d.size_bytes)
-    return InputDataset(namespace=d.namespace, name=d.name, facets=_dataset_facets(d), inputFacets={"inputStatistics": stats})
+    stats = input_statistics_input_dataset.InputStatisticsInputDatasetFacet(
+        rowCount=d.rows, size=d.size_bytes
+    )
+    return InputDataset(
+        namespace=d.namespace, name=d.name, facets=_dataset_facets(d), inputFacets={"inputStatistics": stats}
+    )
 
 
 def _output(d: DatasetRef) -> OutputDataset:
-    stats = output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(rowCount=d.rows, size=d.size_bytes)
-    return OutputDataset(namespace=d.namespace, name=d.name, facets=_dataset_facets(d), outputFacets={"outputStatistics": stats})
+    stats = output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
+        rowCount=d.rows, size=d.size_bytes
+    )
+    return OutputDataset(
+        namespace=d.namespace,
+        name=d.name,
+        facets=_dataset_facets(d),
+        outputFacets={"outputStatistics": stats},
+    )
 
 
 def read_lineage(workdir: str | Path) -> list[dict[str, Any]]:

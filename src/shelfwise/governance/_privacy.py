@@ -65,7 +65,9 @@ class Pseudonymizer:
 
     def many(self, raw_ids: list[str]) -> list[str]:
         key, new = self._key, hmac.new
-        return [PSEUDONYM_PREFIX + new(key, r.encode("utf-8"), hashlib.sha256).hexdigest()[:32] for r in raw_ids]
+        return [
+            PSEUDONYM_PREFIX + new(key, r.encode("utf-8"), hashlib.sha256).hexdigest()[:32] for r in raw_ids
+        ]
 
 
 def mask_pii(text: str) -> str:

@@ -25,18 +25,36 @@ class Quarantine:
             ).fetchall()
         return [{"table": r[0], "reason": r[1], "status": r[2], "rows": int(r[3])} for r in rows]
 
-    def list(self, table: str | None = None, reason: str | None = None, status: str | None = "open",
-             limit: int | None = 100) -> list[dict[str, Any]]:
+    def list(
+        self,
+        table: str | None = None,
+        reason: str | None = None,
+        status: str | None = "open",
+        limit: int | None = 100,
+    ) -> list[dict[str, Any]]:
         where, params = self._where(table, reason, status)
-        sql = ("SELECT quarantine_id, run_id, table_name, source_file, source_line, reason, reasons, detail, raw, status "
-               f"FROM quarantine.rows {where} ORDER BY quarantine_id")
+        sql = (
+            "SELECT quarantine_id, run_id, table_name, source_file, source_line, reason, reasons, detail, raw, status "
+            f"FROM quarantine.rows {where} ORDER BY quarantine_id"
+        )
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         with Warehouse(self.workdir) as wh:
             if not wh.exists("quarantine", "rows"):
                 return []
             rows = wh.sql(sql, params).fetchall()
-        keys = ("quarantine_id", "run_id", "table", "source_file", "source_line", "reason", "reasons", "detail", "raw", "status")
+        keys = (
+            "quarantine_id",
+            "run_id",
+            "table",
+            "source_file",
+            "source_line",
+            "reason",
+            "reasons",
+            "detail",
+            "raw",
+            "status",
+        )
         out = []
         for r in rows:
             d = dict(zip(keys, r, strict=True))
@@ -64,8 +82,16 @@ class Quarantine:
         with open(out, "w", encoding="utf-8") as fh:
             for r in rows:
                 rec = dict(r["raw"] or {})
-                rec.update({"_quarantine_id": r["quarantine_id"], "_table": r["table"], "_reason": r["reason"],
-                            "_detail": r["detail"], "_source_file": r["source_file"], "_source_line": r["source_line"]})
+                rec.update(
+                    {
+                        "_quarantine_id": r["quarantine_id"],
+                        "_table": r["table"],
+                        "_reason": r["reason"],
+                        "_detail": r["detail"],
+                        "_source_file": r["source_file"],
+                        "_source_line": r["source_line"],
+                    }
+                )
                 fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
         return len(rows)
 

@@ -31,7 +31,9 @@ def reprocess_rows(workdir: Path, table: str, fixed_file: str | Path | None) -> 
                 except json.JSONDecodeError as exc:
                     raise ShelfwiseError(f"{fixed_file}:{n}: not valid JSON ({exc.msg})") from exc
                 if "_quarantine_id" not in rec:
-                    raise ShelfwiseError(f"{fixed_file}:{n}: no _quarantine_id (use a file written by quarantine export)")
+                    raise ShelfwiseError(
+                        f"{fixed_file}:{n}: no _quarantine_id (use a file written by quarantine export)"
+                    )
                 records.append(rec)
         open_ids = {r["quarantine_id"] for r in Quarantine(workdir).list(table, status="open", limit=None)}
         records = [r for r in records if r["_quarantine_id"] in open_ids and r.get("_table", table) == table]
@@ -50,22 +52,39 @@ def reprocess_rows(workdir: Path, table: str, fixed_file: str | Path | None) -> 
             for rec in records:
                 ids.append(int(rec["_quarantine_id"]))
                 row = {c: rec.get(c) for c in contract.column_names}
-                row.update({k: v for k, v in rec.items() if not k.startswith("_") and k not in row and k != "line"})
+                row.update(
+                    {k: v for k, v in rec.items() if not k.startswith("_") and k not in row and k != "line"}
+                )
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
         report = Ingestor(workdir, mode="append", job="shelfwise.quarantine.reprocess").run(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     run_id = report.run_id
     with Warehouse(workdir) as wh:
-        failed_lines = {r[0] for r in wh.sql(
-            "SELECT source_line FROM quarantine.rows WHERE run_id = ? AND table_name = ?", [run_id, table]).fetchall()}
+        failed_lines = {
+            r[0]
+            for r in wh.sql(
+                "SELECT source_line FROM quarantine.rows WHERE run_id = ? AND table_name = ?", [run_id, table]
+            ).fetchall()
+        }
         released = [qid for line, qid in enumerate(ids, 1) if line not in failed_lines]
         retried_again = [qid for line, qid in enumerate(ids, 1) if line in failed_lines]
         if released:
-            wh.sql("UPDATE quarantine.rows SET status = 'released', resolved_run_id = ? WHERE quarantine_id IN "
-                   f"({', '.join(map(str, released))})", [run_id])
+            wh.sql(
+                "UPDATE quarantine.rows SET status = 'released', resolved_run_id = ? WHERE quarantine_id IN "
+                f"({', '.join(map(str, released))})",
+                [run_id],
+            )
         if retried_again:
-            wh.sql("UPDATE quarantine.rows SET status = 'superseded', resolved_run_id = ? WHERE quarantine_id IN "
-                   f"({', '.join(map(str, retried_again))})", [run_id])
-    return {"table": table, "retried": len(ids), "released": len(released), "still_quarantined": len(retried_again),
-            "run_id": run_id}
+            wh.sql(
+                "UPDATE quarantine.rows SET status = 'superseded', resolved_run_id = ? WHERE quarantine_id IN "
+                f"({', '.join(map(str, retried_again))})",
+                [run_id],
+            )
+    return {
+        "table": table,
+        "retried": len(ids),
+        "released": len(released),
+        "still_quarantined": len(retried_again),
+        "run_id": run_id,
+    }

@@ -18,7 +18,7 @@ def _svg(fig: plt.Figure) -> str:
     fig.savefig(buf, format="svg", bbox_inches="tight")
     plt.close(fig)
     svg = buf.getvalue()
-    return svg[svg.find("<svg"):]
+    return svg[svg.find("<svg") :]
 
 
 def _fig(width: float = 7.0, height: float = 3.2) -> tuple[plt.Figure, plt.Axes]:
@@ -28,7 +28,9 @@ def _fig(width: float = 7.0, height: float = 3.2) -> tuple[plt.Figure, plt.Axes]
     return fig, ax
 
 
-def bar_chart(labels: Sequence[str], values: Sequence[float], title: str, xlabel: str = "", horizontal: bool = True) -> str:
+def bar_chart(
+    labels: Sequence[str], values: Sequence[float], title: str, xlabel: str = "", horizontal: bool = True
+) -> str:
     fig, ax = _fig(7.0, max(1.6, 0.32 * len(labels) + 0.8) if horizontal else 3.2)
     if horizontal:
         ax.barh(list(labels)[::-1], list(values)[::-1], color=PALETTE[0])
@@ -72,7 +74,9 @@ def long_tail_chart(counts: Sequence[int], title: str) -> str:
     ax.set_ylabel("events")
     total = c.sum() or 1
     head = max(1, len(c) // 5)
-    ax.set_title(f"{title} - top 20% of products: {c[:head].sum() / total:.0%} of events", loc="left", fontsize=11)
+    ax.set_title(
+        f"{title} - top 20% of products: {c[:head].sum() / total:.0%} of events", loc="left", fontsize=11
+    )
     return _svg(fig)
 
 

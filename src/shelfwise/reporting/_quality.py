@@ -83,8 +83,12 @@ def _charts(wh: Warehouse, report: IngestReport) -> list[str]:
             series[t][idx[d]] = n
         if days:
             charts.append(stacked_time_chart(days, series, "Curated events over time"))
-        counts = [r[0] for r in wh.sql(
-            "SELECT count(*) FROM curated.events WHERE product_id IS NOT NULL GROUP BY product_id").fetchall()]
+        counts = [
+            r[0]
+            for r in wh.sql(
+                "SELECT count(*) FROM curated.events WHERE product_id IS NOT NULL GROUP BY product_id"
+            ).fetchall()
+        ]
         if counts:
             charts.append(long_tail_chart(counts, "Popularity long tail"))
     missing: list[tuple[str, float]] = []
@@ -113,7 +117,11 @@ def write_quality_report(workdir: str | Path, report: IngestReport) -> Path:
     total_cur = sum(t.rows_curated for t in report.tables.values())
     total_q = sum(t.rows_quarantined for t in report.tables.values())
     page = env.from_string(_TEMPLATE).render(
-        r=report, charts=charts, total_in=total_in, total_cur=total_cur, total_q=total_q,
+        r=report,
+        charts=charts,
+        total_in=total_in,
+        total_cur=total_cur,
+        total_q=total_q,
         balanced=all(t.balanced for t in report.tables.values()),
         meaning={r.value: r.description for r in Reason},
     )
@@ -128,8 +136,10 @@ def summary_lines(report: IngestReport) -> list[str]:
     lines = [f"ingestion run {report.run_id} ({report.seconds:.1f} s)"]
     for t in report.tables.values():
         mark = "ok" if t.balanced else "UNBALANCED"
-        lines.append(f"  {t.table:<10} in {t.rows_in:>10,}  curated {t.rows_curated:>10,}  "
-                     f"quarantined {t.rows_quarantined:>8,}  [{mark}]")
+        lines.append(
+            f"  {t.table:<10} in {t.rows_in:>10,}  curated {t.rows_curated:>10,}  "
+            f"quarantined {t.rows_quarantined:>8,}  [{mark}]"
+        )
         for reason, n in t.reasons.items():
             lines.append(f"      {reason:<22} {n:>8,}")
     for n in report.notes:

@@ -48,7 +48,9 @@ def find_table_file(data_dir: Path, table: str) -> Path | None:
                 candidates.append(p)
     if len(candidates) > 1:
         names = ", ".join(p.name for p in candidates)
-        raise SourceError(str(data_dir), None, f"several files for table {table!r} ({names}); keep exactly one")
+        raise SourceError(
+            str(data_dir), None, f"several files for table {table!r} ({names}); keep exactly one"
+        )
     return candidates[0] if candidates else None
 
 
@@ -143,7 +145,9 @@ def _stage_stream(src: BinaryIO, dst: BinaryIO, info: StagedFile, h: hashlib._Ha
         header_text, _ = _decode_line(first.rstrip(b"\r\n"))
         header_text = header_text.lstrip("\ufeff")
         if not header_text.strip():
-            raise SourceError(str(info.source), 1, "the file is empty: a CSV file needs a header line naming its columns")
+            raise SourceError(
+                str(info.source), 1, "the file is empty: a CSV file needs a header line naming its columns"
+            )
         info.delimiter = _sniff_delimiter(header_text, suffix)
         info.header = _split_header(header_text, info.delimiter)
         dst.write(f"{LINE_COLUMN}{info.delimiter}{header_text}\n".encode())

@@ -116,12 +116,28 @@ class Warehouse:
         self.sql(f'CREATE TABLE curated."{physical}" AS {source_sql}')
         count, digest = self.fingerprint(f'curated."{physical}"')
         self.sql(f'CREATE OR REPLACE VIEW curated."{table}" AS SELECT * FROM curated."{physical}"')
-        tv = TableVersion(table, version, run_id, datetime.now(UTC).replace(tzinfo=None).isoformat(),
-                          count, digest, contract_version, physical)
+        tv = TableVersion(
+            table,
+            version,
+            run_id,
+            datetime.now(UTC).replace(tzinfo=None).isoformat(),
+            count,
+            digest,
+            contract_version,
+            physical,
+        )
         self.sql(
             "INSERT INTO meta.table_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [tv.table, tv.version, tv.run_id, tv.created_at, tv.row_count, tv.content_hash,
-             tv.contract_version, tv.physical_name],
+            [
+                tv.table,
+                tv.version,
+                tv.run_id,
+                tv.created_at,
+                tv.row_count,
+                tv.content_hash,
+                tv.contract_version,
+                tv.physical_name,
+            ],
         )
         return tv
 
@@ -139,11 +155,19 @@ class Warehouse:
         ).fetchall()
         return [r[0] for r in rows]
 
-    def record_run(self, run_id: str, job: str, started: datetime, status: str, report: dict[str, Any]) -> None:
+    def record_run(
+        self, run_id: str, job: str, started: datetime, status: str, report: dict[str, Any]
+    ) -> None:
         self.sql(
             "INSERT OR REPLACE INTO meta.runs VALUES (?, ?, ?, ?, ?, ?)",
-            [run_id, job, started.replace(tzinfo=None), datetime.now(UTC).replace(tzinfo=None), status,
-             json.dumps(report, default=str)],
+            [
+                run_id,
+                job,
+                started.replace(tzinfo=None),
+                datetime.now(UTC).replace(tzinfo=None),
+                status,
+                json.dumps(report, default=str),
+            ],
         )
 
     # -- export ---------------------------------------------------------------------------------
@@ -154,7 +178,13 @@ class Warehouse:
             known = ", ".join(self.curated_tables()) or "none yet"
             raise ShelfwiseError(f"no curated table {table!r} (curated tables: {known})")
         suffix = out.suffix.lower()
-        fmt = {".csv": "CSV, HEADER", ".parquet": "PARQUET", ".jsonl": "JSON", ".ndjson": "JSON", ".json": "JSON"}.get(suffix)
+        fmt = {
+            ".csv": "CSV, HEADER",
+            ".parquet": "PARQUET",
+            ".jsonl": "JSON",
+            ".ndjson": "JSON",
+            ".json": "JSON",
+        }.get(suffix)
         if fmt is None:
             raise ShelfwiseError(f"{out}: unknown export format {suffix!r} (use .csv, .parquet or .jsonl)")
         out.parent.mkdir(parents=True, exist_ok=True)
