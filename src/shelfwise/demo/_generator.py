@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -268,7 +269,7 @@ def generate_demo(
 
     # ---- sessions -------------------------------------------------------------------------------
     start = END_DATE.timestamp() - days * 86400
-    ev: list[list[object]] = []
+    ev: list[list[Any]] = []
     n_sessions = 0
     while len(ev) < events:
         n_sessions += 1
@@ -354,8 +355,8 @@ def generate_demo(
             manifest.append({"table": "events", "kind": "pii_in_text", "row": int(i)})
         for i in rng.choice(searches, size=min(30, len(searches)), replace=False):
             ev[i][5] = f"{ev[i][5]} {FIRST[rng.integers(0, len(FIRST))].lower()}@example.org"
-        pool = [i for i in ratings_with_text if not any(m.get("row") == i for m in manifest)]
-        for i in rng.choice(pool, size=min(20, len(pool)), replace=False):
+        text_pool = [i for i in ratings_with_text if not any(m.get("row") == i for m in manifest)]
+        for i in rng.choice(text_pool, size=min(20, len(text_pool)), replace=False):
             ev[i][7] = LATIN1_REVIEWS[rng.integers(0, len(LATIN1_REVIEWS))]
             latin1_rows.add(int(i))
 
@@ -373,14 +374,14 @@ def generate_demo(
                 manifest.append({"table": "events", "line": line_no, "reason": reason})
 
     prows: list[tuple[str, str | None, bool]] = []
-    for r in cat_rows:
+    for prow in cat_rows:
         latin1 = (
             defects
-            and any(ch in r[4] for ch in "èéÅåö")
-            and not chinese[int(r[0][1:])]
+            and any(ch in prow[4] for ch in "èéÅåö")
+            and not chinese[int(prow[0][1:])]
             and rng.random() < 0.5
         )
-        prows.append((_csv_line(r), None, bool(latin1)))
+        prows.append((_csv_line(list(prow)), None, bool(latin1)))
     if defects:
         prows = _inject_product_defects(rng, cat_rows, prows)
     with open(out / "products.csv", "wb") as fh:
@@ -395,12 +396,12 @@ def generate_demo(
         w = csv.writer(fh)
         w.writerow(["user_id", "name", "email", "phone", "age", "country", "segment"])
         for u, uid in enumerate(user_ids):
-            first, last = FIRST[u % len(FIRST)], LAST[(u // len(FIRST)) % len(LAST)]
+            fname, lname = FIRST[u % len(FIRST)], LAST[(u // len(FIRST)) % len(LAST)]
             w.writerow(
                 [
                     uid,
-                    f"{first} {last}",
-                    f"{first.lower()}.{last.lower()}{u}@example.com",
+                    f"{fname} {lname}",
+                    f"{fname.lower()}.{lname.lower()}{u}@example.com",
                     f"+44 20 7946 {u % 10000:04d}",
                     int(rng.integers(18, 80)),
                     ["GB", "DE", "FR", "US", "CN"][u % 5],

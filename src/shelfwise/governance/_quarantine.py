@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ class Quarantine:
         reason: str | None = None,
         status: str | None = "open",
         limit: int | None = 100,
-    ) -> list[dict[str, Any]]:
+    ) -> builtins.list[dict[str, Any]]:
         where, params = self._where(table, reason, status)
         sql = (
             "SELECT quarantine_id, run_id, table_name, source_file, source_line, reason, reasons, detail, raw, status "
@@ -63,8 +64,9 @@ class Quarantine:
         return out
 
     @staticmethod
-    def _where(table: str | None, reason: str | None, status: str | None) -> tuple[str, list[Any]]:
-        clauses, params = [], []
+    def _where(table: str | None, reason: str | None, status: str | None) -> tuple[str, builtins.list[Any]]:
+        clauses: builtins.list[str] = []
+        params: builtins.list[Any] = []
         for col, val in (("table_name", table), ("reason", reason), ("status", status)):
             if val:
                 clauses.append(f"{col} = ?")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 
@@ -44,7 +44,7 @@ def bar_chart(
     return _svg(fig)
 
 
-def stacked_time_chart(days: Sequence[str], series: dict[str, Sequence[float]], title: str) -> str:
+def stacked_time_chart(days: Sequence[str], series: Mapping[str, Sequence[float]], title: str) -> str:
     import numpy as np
 
     fig, ax = _fig(7.5, 3.2)

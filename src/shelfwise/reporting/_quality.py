@@ -92,14 +92,14 @@ def _charts(wh: Warehouse, report: IngestReport) -> list[str]:
         if counts:
             charts.append(long_tail_chart(counts, "Popularity long tail"))
     missing: list[tuple[str, float]] = []
-    for t in tables:
-        cols = [r[0] for r in wh.sql(f'DESCRIBE curated."{t}"').fetchall()]
+    for tname in tables:
+        cols = [r[0] for r in wh.sql(f'DESCRIBE curated."{tname}"').fetchall()]
         if not cols:
             continue
         exprs = ", ".join(f'avg(CASE WHEN "{c}" IS NULL THEN 1.0 ELSE 0.0 END)' for c in cols)
-        fr = wh.sql(f'SELECT {exprs} FROM curated."{t}"').fetchone()
+        fr = wh.sql(f'SELECT {exprs} FROM curated."{tname}"').fetchone()
         if fr:
-            missing.extend((f"{t}.{c}", float(v or 0.0)) for c, v in zip(cols, fr, strict=True))
+            missing.extend((f"{tname}.{c}", float(v or 0.0)) for c, v in zip(cols, fr, strict=True))
     if missing:
         charts.append(missing_chart(missing, "Missing values by column"))
     return charts
@@ -142,8 +142,8 @@ def summary_lines(report: IngestReport) -> list[str]:
         )
         for reason, n in t.reasons.items():
             lines.append(f"      {reason:<22} {n:>8,}")
-    for n in report.notes:
-        lines.append(f"  note: {html.unescape(n)}")
+    for note in report.notes:
+        lines.append(f"  note: {html.unescape(note)}")
     return lines
 
 
