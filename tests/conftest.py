@@ -45,6 +45,17 @@ def tiny_dir(tmp_path: Path) -> Path:
     return d
 
 
+def curated_rows(workdir: Path, sql: str) -> list[tuple]:
+    """Rows of a read-only query on a workdir's warehouse."""
+    import duckdb
+
+    con = duckdb.connect(str(workdir / "warehouse.duckdb"), read_only=True)
+    try:
+        return con.sql(sql).fetchall()
+    finally:
+        con.close()
+
+
 def copy_head(src: Path, dst: Path, lines: int) -> Path:
     """The first `lines` lines of a (binary) file."""
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -56,4 +67,4 @@ def copy_head(src: Path, dst: Path, lines: int) -> Path:
     return dst
 
 
-__all__ = ["copy_head", "shared", "shutil"]
+__all__ = ["copy_head", "curated_rows", "shared", "shutil"]

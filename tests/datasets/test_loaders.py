@@ -4,21 +4,10 @@ from __future__ import annotations
 
 import gzip
 import shutil
-from pathlib import Path
-
-import duckdb
 
 from shelfwise.datasets import convert, detect_format
 from shelfwise.governance import ingest
-from tests.conftest import copy_head, shared
-
-
-def _curated(work: Path, sql: str):
-    con = duckdb.connect(str(work / "warehouse.duckdb"), read_only=True)
-    try:
-        return con.sql(sql).fetchall()
-    finally:
-        con.close()
+from tests.conftest import copy_head, curated_rows, shared
 
 
 def test_movielens_recbole_slice(tmp_path):
@@ -32,7 +21,7 @@ def test_movielens_recbole_slice(tmp_path):
     assert res.files == {"events.jsonl": 3000, "products.jsonl": 1682, "users.jsonl": 943}
     rep = ingest(tmp_path / "out", tmp_path / "w")
     assert rep.tables["events"].rows_curated == 3000
-    assert _curated(tmp_path / "w", "SELECT title FROM curated.products WHERE product_id = '1'") == [
+    assert curated_rows(tmp_path / "w", "SELECT title FROM curated.products WHERE product_id = '1'") == [
         ("Toy Story",)
     ]
     # zip codes are personal data: kept out of the curated users
@@ -66,12 +55,12 @@ def test_amazon_reviews_with_dirty_metadata(tmp_path):
     assert p.balanced and p.rows_in == 400
     # most titles are broken HTML fragments: quarantined as empty after cleaning, never curated raw
     assert p.reasons.get("missing_required", 0) > 200
-    titles = [r[0] for r in _curated(tmp_path / "w", "SELECT title FROM curated.products")]
+    titles = [r[0] for r in curated_rows(tmp_path / "w", "SELECT title FROM curated.products")]
     assert titles and not any("<span" in t for t in titles)
     e = rep.tables["events"]
     assert e.balanced and e.rows_curated > 200
     assert (
-        _curated(
+        curated_rows(
             tmp_path / "w",
             "SELECT count(*) FROM curated.events WHERE event_type = 'rating' AND value BETWEEN 1 AND 5",
         )[0][0]
@@ -92,7 +81,7 @@ def test_sequence_per_line_format(tmp_path):
     assert rep.tables["events"].rows_curated == n_events
     # order survives: the first user's items come back in file order
     first = (d / "Beauty.txt").read_text().splitlines()[0].split()
-    got = _curated(
+    got = curated_rows(
         tmp_path / "w",
         "SELECT product_id FROM curated.events WHERE user_id = (SELECT user_id FROM "
         f'curated.events WHERE product_id = \'{first[1]}\' ORDER BY "timestamp" LIMIT 1) ORDER BY "timestamp"',
@@ -109,7 +98,7 @@ def test_homedepot_judgments_latin1(tmp_path):
     rep = ingest(tmp_path / "out", tmp_path / "w")
     assert rep.tables["judgments"].rows_curated == 2999 and rep.tables["judgments"].balanced
     assert rep.tables["queries"].rows_curated > 100
-    rel = _curated(tmp_path / "w", "SELECT min(relevance), max(relevance) FROM curated.judgments")[0]
+    rel = curated_rows(tmp_path / "w", "SELECT min(relevance), max(relevance) FROM curated.judgments")[0]
     assert 1.0 <= rel[0] <= rel[1] <= 3.0
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from shelfwise.governance import Quarantine, Reason, ingest, read_lineage
+from tests.conftest import curated_rows
 
 
 def _quarantine_by_line(workdir: Path) -> dict[tuple[str, int], str]:
@@ -43,44 +43,36 @@ def test_nothing_is_lost(demo_ingested):
     assert report.tables["events"].rows_in > 20_000
 
 
-def _curated(workdir: Path, sql: str):
-    con = duckdb.connect(str(workdir / "warehouse.duckdb"), read_only=True)
-    try:
-        return con.sql(sql).fetchall()
-    finally:
-        con.close()
-
-
 def test_cleaning_repairs_encoding_html_and_unicode(demo_ingested):
     workdir, report = demo_ingested
     assert report.tables["products"].transcoded_lines > 0
-    titles = [r[0] for r in _curated(workdir, "SELECT title FROM curated.products")]
+    titles = [r[0] for r in curated_rows(workdir, "SELECT title FROM curated.products")]
     assert not any("<" in t or "&amp;" in t for t in titles)
     assert any("USB-C" in t for t in titles)  # full-width letters folded by NFKC
     assert not any("\uff35" in t for t in titles)
-    brands = {r[0] for r in _curated(workdir, "SELECT DISTINCT brand FROM curated.products")}
+    brands = {r[0] for r in curated_rows(workdir, "SELECT DISTINCT brand FROM curated.products")}
     assert brands & {"Crème Cuisine", "Nordström Tech", "Åkerlund", "Maison Rivière", "Glowé", "Dermaé"}
-    texts = [r[0] for r in _curated(workdir, "SELECT text FROM curated.events WHERE text IS NOT NULL")]
+    texts = [r[0] for r in curated_rows(workdir, "SELECT text FROM curated.events WHERE text IS NOT NULL")]
     assert any(t.startswith(("Très", "Génial", "Produit reçu", "Sehr gut")) for t in texts)
 
 
 def test_personal_data_is_pseudonymized_and_masked(demo_ingested):
     workdir, _ = demo_ingested
-    users = [r[0] for r in _curated(workdir, "SELECT DISTINCT user_id FROM curated.events")]
+    users = [r[0] for r in curated_rows(workdir, "SELECT DISTINCT user_id FROM curated.events")]
     assert all(u.startswith("u_") and len(u) == 34 for u in users)
     texts = " ".join(
         r[0]
-        for r in _curated(
+        for r in curated_rows(
             workdir, "SELECT coalesce(text, '') || ' ' || coalesce(query, '') FROM curated.events"
         )
     )
     assert "@example." not in texts
     assert "[email]" in texts and "[phone]" in texts
-    cols = [r[0] for r in _curated(workdir, "DESCRIBE curated.users")]
+    cols = [r[0] for r in curated_rows(workdir, "DESCRIBE curated.users")]
     assert not {"name", "email", "phone", "x_name", "x_email", "x_phone"} & set(cols)
     assert "x_age" in cols  # non-personal profile columns stay
     # the same raw id always maps to the same pseudonym: users and events still join
-    joined = _curated(
+    joined = curated_rows(
         workdir, "SELECT count(DISTINCT e.user_id) FROM curated.events e JOIN curated.users u USING (user_id)"
     )
     assert joined[0][0] == len(users)
@@ -103,7 +95,7 @@ def test_lineage_events_are_written_and_parse(demo_ingested):
         outs["curated.events"]["outputFacets"]["outputStatistics"]["rowCount"]
         == report.tables["events"].rows_curated
     )
-    versions = _curated(workdir, "SELECT table_name, run_id FROM meta.table_versions")
+    versions = curated_rows(workdir, "SELECT table_name, run_id FROM meta.table_versions")
     assert ("events", report.run_id) in versions
 
 
@@ -118,8 +110,8 @@ def test_reingest_makes_a_new_version_and_keeps_pseudonyms(demo_data, tmp_path):
     assert r2.tables["events"].curated_version == r1.tables["events"].curated_version + 1
     assert r1.tables["events"].content_hash == r2.tables["events"].content_hash
     other = ingest(small, tmp_path / "other")  # another workdir has another key
-    a = _curated(w, "SELECT min(user_id) FROM curated.events")[0][0]
-    b = _curated(tmp_path / "other", "SELECT min(user_id) FROM curated.events")[0][0]
+    a = curated_rows(w, "SELECT min(user_id) FROM curated.events")[0][0]
+    b = curated_rows(tmp_path / "other", "SELECT min(user_id) FROM curated.events")[0][0]
     assert a != b and other.tables["events"].rows_curated == r1.tables["events"].rows_curated
 
 

@@ -17,6 +17,7 @@ from shelfwise.governance import (
     mask_pii,
     normalize_text,
 )
+from tests.conftest import curated_rows
 
 HEADER = "user_id,product_id,event_type,timestamp,session_id,query,value,text\n"
 
@@ -24,14 +25,6 @@ HEADER = "user_id,product_id,event_type,timestamp,session_id,query,value,text\n"
 def _events(d: Path, body: str) -> Path:
     (d / "events.csv").write_text(HEADER + body, encoding="utf-8")
     return d
-
-
-def _rows(workdir: Path, sql: str):
-    con = duckdb.connect(str(workdir / "warehouse.duckdb"), read_only=True)
-    try:
-        return con.sql(sql).fetchall()
-    finally:
-        con.close()
 
 
 def test_timestamps_iso_offsets_and_epochs_are_utc(tiny_dir, tmp_path):
@@ -47,7 +40,7 @@ def test_timestamps_iso_offsets_and_epochs_are_utc(tiny_dir, tmp_path):
     )
     r = ingest(tiny_dir, tmp_path / "w")
     got = dict(
-        _rows(
+        curated_rows(
             tmp_path / "w",
             "SELECT product_id, strftime(\"timestamp\", '%Y-%m-%d %H:%M:%S') FROM curated.events",
         )
@@ -63,7 +56,7 @@ def test_event_type_synonyms_and_unknown_types(tiny_dir, tmp_path):
         "a,,search,2024-01-05,,,,\na,,search,2024-01-06,,red shoes,,\n",
     )
     r = ingest(tiny_dir, tmp_path / "w")
-    types = sorted(x[0] for x in _rows(tmp_path / "w", "SELECT event_type FROM curated.events"))
+    types = sorted(x[0] for x in curated_rows(tmp_path / "w", "SELECT event_type FROM curated.events"))
     assert types == ["add_to_cart", "search", "view"]
     assert r.tables["events"].reasons == {"invalid_value": 1, "missing_required": 1}
 
@@ -85,9 +78,9 @@ def test_conflicting_keys_keep_the_last_row_and_references_are_checked(tiny_dir,
     )
     _events(tiny_dir, "a,p1,view,2024-01-05,,,,\na,p3,view,2024-01-05,,,,\na,p9,view,2024-01-05,,,,\n")
     r = ingest(tiny_dir, tmp_path / "w")
-    assert _rows(tmp_path / "w", "SELECT title, price FROM curated.products WHERE product_id='p1'") == [
-        ("New title", 12.0)
-    ]
+    assert curated_rows(
+        tmp_path / "w", "SELECT title, price FROM curated.products WHERE product_id='p1'"
+    ) == [("New title", 12.0)]
     assert r.tables["products"].reasons == {"duplicate_key": 1, "missing_required": 1}
     # p3's catalog row is broken (title is an HTML fragment) but p3 is a known product; p9 is not
     assert r.tables["events"].reasons == {"unknown_reference": 1}
@@ -108,7 +101,7 @@ def test_malformed_lines_are_quarantined_with_their_line(tiny_dir, tmp_path):
     assert lines == {5: "malformed_row", 7: "malformed_row"}
     assert t.rows_curated == 3
     # the quoted field that spans two lines is one record, with its newline folded to a space
-    assert _rows(tmp_path / "w", "SELECT query FROM curated.events WHERE session_id = 's'") == [
+    assert curated_rows(tmp_path / "w", "SELECT query FROM curated.events WHERE session_id = 's'") == [
         ("a review that spans lines",)
     ]
 
@@ -122,7 +115,7 @@ def test_mixed_encodings_in_one_file(tiny_dir, tmp_path):
     (tiny_dir / "events.csv").write_bytes(raw)
     r = ingest(tiny_dir, tmp_path / "w")
     assert r.tables["events"].transcoded_lines == 1
-    assert sorted(x[0] for x in _rows(tmp_path / "w", "SELECT text FROM curated.events")) == [
+    assert sorted(x[0] for x in curated_rows(tmp_path / "w", "SELECT text FROM curated.events")) == [
         "très bien",
         "très bien",
     ]

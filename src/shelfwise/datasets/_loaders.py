@@ -203,6 +203,21 @@ def _parse_loose_json(line: str) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
+def _json_records(paths: list[Path], writer: _JsonlWriter, res: ConvertResult) -> Iterator[dict[str, Any]]:
+    """The objects of JSON-lines files; a line that is neither JSON nor a Python dict is passed through."""
+    for path in paths:
+        with _open_text(path) as fh:
+            for line in fh:
+                if not line.strip():
+                    continue
+                rec = _parse_loose_json(_fix(line))
+                if rec is None:
+                    writer.write_raw(_fix(line))
+                    res.passed_through += 1
+                    continue
+                yield rec
+
+
 def convert_amazon_reviews(src: Path, out: Path) -> ConvertResult:
     """Amazon reviews JSON lines (`reviewerID`, `asin`, `overall`, `unixReviewTime`, ...) + `meta_*.json`."""
     res = ConvertResult("amazon", out)
@@ -216,62 +231,44 @@ def convert_amazon_reviews(src: Path, out: Path) -> ConvertResult:
     if not review_files:
         raise SourceError(str(src), None, "no Amazon review file (*.json or *.json.gz)")
     ev = _JsonlWriter(out / "events.jsonl")
-    for path in review_files:
-        with _open_text(path) as fh:
-            for line in fh:
-                if not line.strip():
-                    continue
-                r = _parse_loose_json(_fix(line))
-                if r is None:
-                    ev.write_raw(_fix(line))
-                    res.passed_through += 1
-                    continue
-                text = r.get("reviewText")
-                if r.get("summary"):
-                    text = f"{r['summary']}. {text or ''}".strip()
-                ev.write(
-                    {
-                        "user_id": r.get("reviewerID"),
-                        "product_id": r.get("asin"),
-                        "event_type": "rating",
-                        "timestamp": r.get("unixReviewTime"),
-                        "value": r.get("overall"),
-                        "text": text,
-                    }
-                )
+    for r in _json_records(review_files, ev, res):
+        text = r.get("reviewText")
+        if r.get("summary"):
+            text = f"{r['summary']}. {text or ''}".strip()
+        ev.write(
+            {
+                "user_id": r.get("reviewerID"),
+                "product_id": r.get("asin"),
+                "event_type": "rating",
+                "timestamp": r.get("unixReviewTime"),
+                "value": r.get("overall"),
+                "text": text,
+            }
+        )
     ev.close()
     res.files["events.jsonl"] = ev.rows
     metas = sorted(src.glob("meta_*.json*"))
     if metas:
         pw = _JsonlWriter(out / "products.jsonl")
-        for path in metas:
-            with _open_text(path) as fh:
-                for line in fh:
-                    if not line.strip():
-                        continue
-                    m = _parse_loose_json(_fix(line))
-                    if m is None:
-                        pw.write_raw(_fix(line))
-                        res.passed_through += 1
-                        continue
-                    cats = m.get("category") or m.get("categories") or []
-                    if cats and isinstance(cats[0], list):  # 2014: a list of category paths
-                        cats = cats[0]
-                    desc = m.get("description")
-                    if isinstance(desc, list):
-                        desc = " ".join(str(d) for d in desc)
-                    attrs = {k: m[k] for k in ("feature", "details", "main_cat", "rank", "date") if m.get(k)}
-                    pw.write(
-                        {
-                            "product_id": m.get("asin"),
-                            "title": m.get("title"),
-                            "description": desc,
-                            "category": " > ".join(str(c) for c in cats) if cats else None,
-                            "brand": m.get("brand"),
-                            "price": m.get("price"),
-                            "attributes": json.dumps(attrs, ensure_ascii=False) if attrs else None,
-                        }
-                    )
+        for m in _json_records(metas, pw, res):
+            cats = m.get("category") or m.get("categories") or []
+            if cats and isinstance(cats[0], list):  # 2014: a list of category paths
+                cats = cats[0]
+            desc = m.get("description")
+            if isinstance(desc, list):
+                desc = " ".join(str(d) for d in desc)
+            attrs = {k: m[k] for k in ("feature", "details", "main_cat", "rank", "date") if m.get(k)}
+            pw.write(
+                {
+                    "product_id": m.get("asin"),
+                    "title": m.get("title"),
+                    "description": desc,
+                    "category": " > ".join(str(c) for c in cats) if cats else None,
+                    "brand": m.get("brand"),
+                    "price": m.get("price"),
+                    "attributes": json.dumps(attrs, ensure_ascii=False) if attrs else None,
+                }
+            )
         pw.close()
         res.files["products.jsonl"] = pw.rows
     return res
@@ -482,9 +479,3 @@ def convert(src: str | Path, out: str | Path, fmt: str = "auto") -> ConvertResul
         raise SourceError(str(src), None, f"unknown format {fmt!r} (known: {', '.join(CONVERTERS)})")
     out.mkdir(parents=True, exist_ok=True)
     return CONVERTERS[fmt](src, out)
-
-
-def iter_lines(path: Path) -> Iterator[str]:  # pragma: no cover - small helper for scripts
-    with _open_text(path) as fh:
-        for line in fh:
-            yield _fix(line)

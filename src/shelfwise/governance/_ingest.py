@@ -106,10 +106,6 @@ class IngestReport:
         return d
 
 
-def _arrow_normalize(arr: pa.Array) -> pa.Array:
-    return normalize_text_array(arr)
-
-
 class Ingestor:
     """Runs governed ingestion of one dataset directory into a workdir."""
 
@@ -214,7 +210,7 @@ class Ingestor:
         wh.sql("CREATE SEQUENCE IF NOT EXISTS quarantine.qid_seq START 1")
         wh.con.con.create_function(
             NORMALIZE_UDF,
-            _arrow_normalize,
+            normalize_text_array,
             ["VARCHAR"],
             "VARCHAR",
             type="arrow",
@@ -278,9 +274,6 @@ class Ingestor:
             transcoded_lines=staged.transcoded_lines,
         )
         header = self._header(wh, staged)
-        if staged.format == "csv" and len(header) == 1 and len(header[0]) > 0 and contract.name != "users":
-            # one column: usually the wrong delimiter or no header at all
-            pass
         mapping, extra = self._map_columns(contract, header, src)
         tr.column_mapping = {v: k for k, v in mapping.items()}
         extra_kept: list[str] = []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import Any
 
 from jinja2 import Environment, select_autoescape
 
@@ -145,7 +144,3 @@ def summary_lines(report: IngestReport) -> list[str]:
     for note in report.notes:
         lines.append(f"  note: {html.unescape(note)}")
     return lines
-
-
-def as_dict(report: IngestReport) -> dict[str, Any]:
-    return report.to_dict()
