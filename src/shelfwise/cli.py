@@ -32,28 +32,17 @@ def _print_json(obj: Any) -> None:
 
 
 def _run_ingest(data: Path, workdir: Path, as_json: bool) -> dict[str, Any]:
-    from .datasets import convert, detect_format
-    from .governance import ingest
-    from .reporting import summary_lines, write_quality_report
+    from .lifecycle import ingest_dataset
+    from .reporting import summary_lines
 
-    fmt = detect_format(data) if data.exists() else "canonical"
-    notes = []
-    if fmt not in (None, "canonical"):
-        converted = workdir / "converted" / fmt
-        res = convert(data, converted, fmt)
-        notes.append(f"{data} is in the {fmt} format: converted to {converted} ({res.files})")
-        data = converted
-    report = ingest(data, workdir)
-    report.notes[:0] = notes
-    html_path = write_quality_report(workdir, report)
-    report.html_report = str(html_path)
+    report = ingest_dataset(data, workdir)
     out = report.to_dict()
     if as_json:
         _print_json(out)
     else:
         for line in summary_lines(report):
             typer.echo(line)
-        typer.echo(f"HTML quality report: {html_path}")
+        typer.echo(f"HTML quality report: {report.html_report}")
         typer.echo(f"lineage run id: {report.run_id} (events in {workdir / 'lineage' / 'openlineage.jsonl'})")
     return out
 

@@ -24,7 +24,7 @@ def _svg(fig: plt.Figure) -> str:
 def _fig(width: float = 7.0, height: float = 3.2) -> tuple[plt.Figure, plt.Axes]:
     fig, ax = plt.subplots(figsize=(width, height))
     ax.spines[["top", "right"]].set_visible(False)
-    ax.grid(axis="x" if False else "y", alpha=0.25)
+    ax.grid(axis="y", alpha=0.25)
     return fig, ax
 
 
@@ -87,5 +87,41 @@ def missing_chart(rows: list[tuple[str, float]], title: str) -> str:
     ax.barh(labels, vals, color=PALETTE[4])
     ax.set_xlim(0, 100)
     ax.set_xlabel("% missing (curated)")
+    ax.set_title(title, loc="left", fontsize=11)
+    return _svg(fig)
+
+
+def metric_by_model_chart(models: Sequence[str], values: Sequence[float], errors: Sequence[tuple[float, float]], title: str) -> str:
+    """Horizontal bars with 95% confidence whiskers."""
+    fig, ax = _fig(7.0, max(1.8, 0.4 * len(models) + 0.8))
+    ys = list(range(len(models)))[::-1]
+    lo = [max(v - e[0], 0) for v, e in zip(values, errors, strict=True)]
+    hi = [max(e[1] - v, 0) for v, e in zip(values, errors, strict=True)]
+    ax.barh(ys, values, xerr=[lo, hi], color=PALETTE[0], ecolor="#374151", capsize=3)
+    ax.set_yticks(ys, list(models))
+    for y, v in zip(ys, values, strict=True):
+        ax.text(v, y, f"  {v:.4f}", va="bottom", fontsize=8)
+    ax.set_title(title, loc="left", fontsize=11)
+    return _svg(fig)
+
+
+def lines_chart(xs: Sequence[float], series: Mapping[str, Sequence[float]], title: str, xlabel: str, ylabel: str) -> str:
+    fig, ax = _fig()
+    for i, (name, ys) in enumerate(series.items()):
+        ax.plot(list(xs), list(ys), marker="o", label=name, color=PALETTE[i % len(PALETTE)])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8, frameon=False)
+    ax.set_title(title, loc="left", fontsize=11)
+    return _svg(fig)
+
+
+def scatter_chart(points: Mapping[str, tuple[float, float]], title: str, xlabel: str, ylabel: str) -> str:
+    fig, ax = _fig()
+    for i, (name, (x, y)) in enumerate(points.items()):
+        ax.scatter([x], [y], color=PALETTE[i % len(PALETTE)], s=40)
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title, loc="left", fontsize=11)
     return _svg(fig)

@@ -1,0 +1,19 @@
+"""Evaluation: metrics, the harness (protocol stated in every report) and the HTML report."""
+
+from ._harness import CUTOFFS, HEADLINE, ModelResult, Protocol, evaluate_all, evaluate_model, ndcg_at_10
+from ._metrics import bootstrap_ci, coverage, hits_matrix, novelty, per_user_metrics
+
+__all__ = [
+    "CUTOFFS",
+    "HEADLINE",
+    "ModelResult",
+    "Protocol",
+    "bootstrap_ci",
+    "coverage",
+    "evaluate_all",
+    "evaluate_model",
+    "hits_matrix",
+    "ndcg_at_10",
+    "novelty",
+    "per_user_metrics",
+]

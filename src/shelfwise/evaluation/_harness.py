@@ -1,0 +1,178 @@
+"""The evaluation harness: every model, one protocol, stated in every report.
+
+Full ranking over the whole catalog with each user's seen items excluded is the default; a
+sampled protocol (the target among N random unseen items) is computed only when asked and is
+labelled `sampled` wherever it appears.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..features import Fold, Split
+from ..models import Recommender
+from ._metrics import bootstrap_ci, coverage, novelty, per_user_metrics
+
+CUTOFFS = (5, 10, 20, 50)
+HEADLINE = "ndcg@10"
+
+
+@dataclass
+class Protocol:
+    split: str
+    split_description: str
+    candidates: str  # "full ranking" or "sampled (N negatives)"
+    exclude_seen: bool
+    cutoffs: tuple[int, ...]
+    users: int
+    items: int
+    bootstrap_rounds: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+@dataclass
+class ModelResult:
+    model: str
+    metrics: dict[str, float]
+    ci: dict[str, tuple[float, float]]
+    segments: dict[str, dict[str, float]]
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "metrics": self.metrics,
+            "ci95": {k: list(v) for k, v in self.ci.items()},
+            "segments": self.segments,
+            "seconds": round(self.seconds, 3),
+            **self.extra,
+        }
+
+
+def _rank_sampled(model: Recommender, fold: Fold, negatives: int, seed: int) -> np.ndarray:
+    """(n, 1 + negatives) ids whose first column is a target, ordered by the model's score."""
+    rng = np.random.default_rng(seed)
+    seen = fold.history.seen()
+    out = np.empty((len(fold.users), negatives + 1), np.int64)
+    for lo in range(0, len(fold.users), 1024):
+        users = fold.users[lo : lo + 1024]
+        s = model.score(users, fold.history)
+        for r, u in enumerate(users):
+            pos = fold.targets.indices[fold.targets.indptr[lo + r] : fold.targets.indptr[lo + r + 1]]
+            banned = np.union1d(seen.indices[seen.indptr[u] : seen.indptr[u + 1]], pos)
+            neg = rng.choice(np.setdiff1d(np.arange(s.shape[1]), banned), size=negatives, replace=False)
+            cand = np.concatenate([pos[:1], neg])
+            out[lo + r] = cand[np.argsort(-s[r, cand], kind="stable")]
+    return out
+
+
+def evaluate_model(
+    name: str,
+    model: Recommender,
+    fold: Fold,
+    *,
+    item_counts: np.ndarray,
+    train_lengths: np.ndarray,
+    cutoffs: tuple[int, ...] = CUTOFFS,
+    sampled: int | None = None,
+    bootstrap_rounds: int = 1000,
+    seed: int = 0,
+) -> ModelResult:
+    t0 = time.monotonic()
+    kmax = max(cutoffs)
+    if sampled:
+        ids = _rank_sampled(model, fold, sampled, seed)
+    else:
+        ids = model.recommend(fold.users, kmax, exclude_seen=True, history=fold.history).ids
+    seconds = time.monotonic() - t0
+    per_user: dict[str, np.ndarray] = {}
+    for k in cutoffs:
+        per_user.update(per_user_metrics(ids, fold.targets, k))
+    metrics = {m: float(v.mean()) for m, v in per_user.items()}
+    if not sampled:
+        for k in (10, 20):
+            if k <= kmax:
+                metrics[f"coverage@{k}"] = coverage(ids, len(item_counts), k)
+                metrics[f"novelty@{k}"] = novelty(ids, item_counts, k)
+    ci = {
+        m: bootstrap_ci(per_user[m], rounds=bootstrap_rounds, seed=seed)
+        for m in (HEADLINE, "hr@10", "recall@10")
+        if m in per_user
+    }
+    # segments: users by history length; targets by item popularity (head = top 20% of items
+    # by training interactions, which together hold most of the traffic)
+    seg: dict[str, dict[str, float]] = {}
+    hist_len = train_lengths[fold.users]
+    seg_masks = {
+        "new_users(<=5 steps)": hist_len <= 5,
+        "active_users(>5 steps)": hist_len > 5,
+    }
+    head_cut = np.quantile(item_counts[item_counts > 0], 0.8) if (item_counts > 0).any() else 0
+    tgt_first = np.array(
+        [fold.targets.indices[fold.targets.indptr[r]] if fold.targets.indptr[r + 1] > fold.targets.indptr[r] else -1 for r in range(len(fold.users))]
+    )
+    tgt_count = np.where(tgt_first >= 0, item_counts[np.maximum(tgt_first, 0)], 0)
+    seg_masks["head_items"] = tgt_count > head_cut
+    seg_masks["tail_items"] = tgt_count <= head_cut
+    for sname, mask in seg_masks.items():
+        if mask.any():
+            seg[sname] = {"users": int(mask.sum()), HEADLINE: float(per_user[HEADLINE][mask].mean()), "hr@10": float(per_user["hr@10"][mask].mean())}
+    return ModelResult(name, metrics, ci, seg, seconds)
+
+
+def evaluate_all(
+    models: dict[str, Recommender],
+    split: Split,
+    *,
+    fold: str = "test",
+    cutoffs: tuple[int, ...] = CUTOFFS,
+    sampled: int | None = None,
+    bootstrap_rounds: int = 1000,
+    seed: int = 0,
+) -> tuple[Protocol, list[ModelResult]]:
+    f = split.test if fold == "test" else split.validation
+    item_counts = split.train.item_counts()
+    lengths = split.train.lengths()
+    protocol = Protocol(
+        split=split.protocol,
+        split_description=split.description,
+        candidates=f"sampled ({sampled} random unseen negatives per target)" if sampled else "full ranking (all items)",
+        exclude_seen=True,
+        cutoffs=tuple(cutoffs),
+        users=len(f),
+        items=split.train.n_items,
+        bootstrap_rounds=bootstrap_rounds,
+    )
+    results = [
+        evaluate_model(
+            name,
+            m,
+            f,
+            item_counts=item_counts,
+            train_lengths=lengths,
+            cutoffs=cutoffs,
+            sampled=sampled,
+            bootstrap_rounds=bootstrap_rounds,
+            seed=seed,
+        )
+        for name, m in models.items()
+    ]
+    return protocol, results
+
+
+def ndcg_at_10(model: Recommender, fold: Fold, max_users: int | None = None, seed: int = 0) -> float:
+    """Mean full-ranking NDCG@10 on a fold (optionally a fixed random subset of its users):
+    the objective of tuning and early stopping."""
+    users, targets = fold.users, fold.targets
+    if max_users and len(users) > max_users:
+        pick = np.sort(np.random.default_rng(seed).choice(len(users), max_users, replace=False))
+        users, targets = users[pick], targets[pick]
+    ids = model.recommend(users, 10, exclude_seen=True, history=fold.history).ids
+    return float(per_user_metrics(ids, targets, 10)["ndcg@10"].mean())

@@ -1,0 +1,74 @@
+"""The HTML evaluation report: protocol first, then the comparison table and the plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, select_autoescape
+
+from ..reporting._charts import lines_chart, metric_by_model_chart, scatter_chart
+
+_TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>shelfwise - evaluation - {{ r.bundle_version }}</title>
+<style>
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#111827;padding:0 1rem}
+h1{font-size:1.5rem;margin-bottom:.2rem} .sub{color:#6b7280;margin-top:0}
+table{border-collapse:collapse;width:100%;margin:1rem 0;font-size:.85rem} th,td{padding:.35rem .5rem;border-bottom:1px solid #e5e7eb;text-align:right}
+th:first-child,td:first-child{text-align:left} th{background:#f9fafb} tr.default td{font-weight:700;background:#eff6ff}
+.protocol{border:1px solid #bfdbfe;background:#eff6ff;border-radius:8px;padding:.6rem 1rem}
+.grid{display:grid;grid-template-columns:1fr 1fr;gap:1rem} .chart{border:1px solid #e5e7eb;border-radius:8px;padding:.5rem}
+.chart svg{max-width:100%;height:auto} code{background:#f3f4f6;padding:0 .3rem;border-radius:4px}
+</style></head><body>
+<h1>Recommendation evaluation</h1>
+<p class="sub">bundle <code>{{ r.bundle_version }}</code> · default model <b>{{ r.default_model }}</b> · lineage run <code>{{ r.lineage_run_id }}</code></p>
+<div class="protocol" id="protocol"><b>Protocol.</b> {{ p.split_description }}. Candidates: <b>{{ p.candidates }}</b>;
+seen items excluded: {{ p.exclude_seen }}; {{ "{:,}".format(p.users) }} users, {{ "{:,}".format(p["items"]) }} items;
+metrics at k = {{ p.cutoffs|join(", ") }}; 95% intervals from {{ p.bootstrap_rounds }} bootstrap resamples of users.</div>
+<h2>All models</h2>
+<table id="comparison"><thead><tr><th>model</th><th>NDCG@10</th><th>95% CI</th><th>HR@10</th><th>Recall@20</th><th>MRR@10</th><th>MAP@10</th>
+<th>coverage@10</th><th>novelty@10</th><th>validation NDCG@10</th><th>train s</th><th>peak RSS MB</th></tr></thead><tbody>
+{% for m in r.results %}<tr class="{{ 'default' if m.model == r.default_model else '' }}"><td>{{ m.model }}</td>
+<td>{{ "%.4f"|format(m.metrics["ndcg@10"]) }}</td><td>{{ "%.4f"|format(m.ci95["ndcg@10"][0]) }}–{{ "%.4f"|format(m.ci95["ndcg@10"][1]) }}</td>
+<td>{{ "%.4f"|format(m.metrics["hr@10"]) }}</td><td>{{ "%.4f"|format(m.metrics.get("recall@20", 0)) }}</td><td>{{ "%.4f"|format(m.metrics["mrr@10"]) }}</td>
+<td>{{ "%.4f"|format(m.metrics["map@10"]) }}</td><td>{{ "%.3f"|format(m.metrics.get("coverage@10", 0)) }}</td><td>{{ "%.2f"|format(m.metrics.get("novelty@10", 0)) }}</td>
+<td>{{ "%.4f"|format(m["validation_ndcg@10"] or 0) }}</td><td>{{ m.get("train_seconds", "") }}</td><td>{{ m.get("peak_rss_mb", "") }}</td></tr>
+{% endfor %}</tbody></table>
+<h2>Segments (NDCG@10)</h2>
+<table id="segments"><thead><tr><th>model</th>{% for s in segs %}<th>{{ s }}</th>{% endfor %}</tr></thead><tbody>
+{% for m in r.results %}<tr><td>{{ m.model }}</td>{% for s in segs %}<td>{% if s in m.segments %}{{ "%.4f"|format(m.segments[s]["ndcg@10"]) }} <small>({{ m.segments[s].users }})</small>{% endif %}</td>{% endfor %}</tr>
+{% endfor %}</tbody></table>
+<div class="grid">
+<div class="chart">{{ charts.by_model|safe }}</div>
+<div class="chart">{{ charts.by_cutoff|safe }}</div>
+<div class="chart">{{ charts.tradeoff|safe }}</div>
+</div>
+</body></html>
+"""
+
+
+def write_evaluation_report(path: str | Path, report: dict[str, Any]) -> Path:
+    path = Path(path)
+    results = report["results"]
+    names = [m["model"] for m in results]
+    ndcg = [m["metrics"]["ndcg@10"] for m in results]
+    cis = [tuple(m["ci95"]["ndcg@10"]) for m in results]
+    cutoffs = [k for k in report["protocol"]["cutoffs"]]
+    charts = {
+        "by_model": metric_by_model_chart(names, ndcg, cis, "NDCG@10 by model (95% CI)"),
+        "by_cutoff": lines_chart(
+            cutoffs, {m["model"]: [m["metrics"][f"ndcg@{k}"] for k in cutoffs] for m in results}, "NDCG@k vs cutoff", "k", "NDCG@k"
+        ),
+        "tradeoff": scatter_chart(
+            {m["model"]: (m["metrics"].get("coverage@10", 0.0), m["metrics"]["ndcg@10"]) for m in results},
+            "coverage vs accuracy",
+            "catalog coverage@10",
+            "NDCG@10",
+        ),
+    }
+    segs = sorted({s for m in results for s in m["segments"]})
+    env = Environment(autoescape=select_autoescape(default=True))
+    html = env.from_string(_TEMPLATE).render(r=report, p=report["protocol"], charts=charts, segs=segs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(html, encoding="utf-8")
+    return path

@@ -1,0 +1,80 @@
+"""Curated warehouse tables -> Interactions and the catalog arrays the models use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ShelfwiseError
+from ._interactions import DEFAULT_EVENT_WEIGHTS, Interactions
+
+
+@dataclass
+class Catalog:
+    """Per-item arrays in the interactions' item order (missing values where unknown)."""
+
+    item_ids: np.ndarray
+    titles: list[str]
+    categories: list[str]
+    category_codes: np.ndarray  # int, -1 = unknown
+    prices: np.ndarray  # float, nan = unknown
+    in_stock: np.ndarray  # bool
+
+
+def load_interactions(
+    workdir: str | Path, event_weights: dict[str, float] | None = None
+) -> tuple[Interactions, Catalog]:
+    """Item events from `curated.events` (pseudonymized users), every catalog product indexed.
+
+    Event weight comes from its type; a rating is weighted by its value (a 1-star rating is a
+    weak signal, a 5-star one strong). Searches have no product and are not interactions.
+    """
+    import duckdb
+
+    weights = dict(DEFAULT_EVENT_WEIGHTS if event_weights is None else event_weights)
+    path = Path(workdir) / "warehouse.duckdb"
+    if not path.exists():
+        raise ShelfwiseError(f"{workdir}: no warehouse; run `shelfwise ingest` or `shelfwise train --data` first")
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        tables = {r[0] for r in con.sql("SELECT table_name FROM information_schema.tables WHERE table_schema='curated'").fetchall()}
+        if "events" not in tables:
+            raise ShelfwiseError(f"{workdir}: the warehouse has no curated events table")
+        cases = " ".join(f"WHEN '{t}' THEN {float(w)}" for t, w in weights.items() if t != "rating")
+        rating_w = float(weights.get("rating", 0.0))
+        ev = con.sql(
+            f"""SELECT user_id, product_id, epoch(timestamp)::BIGINT AS ts,
+                       CASE event_type {cases}
+                            WHEN 'rating' THEN {rating_w} * coalesce(greatest(value, 0.5), 3.0) / 5.0
+                       END AS w
+                FROM curated.events
+                WHERE product_id IS NOT NULL AND product_id <> '' AND user_id IS NOT NULL
+                  AND event_type IN ({", ".join(f"'{t}'" for t in weights)})"""
+        ).fetchnumpy()
+        if "products" in tables:
+            prod = con.sql(
+                "SELECT product_id, coalesce(title, '') AS title, coalesce(category, '') AS category, "
+                "price, coalesce(in_stock, true) AS in_stock FROM curated.products ORDER BY product_id"
+            ).fetchnumpy()
+        else:
+            prod = None
+    finally:
+        con.close()
+    catalog_ids = None if prod is None else np.asarray(prod["product_id"], dtype=object)
+    inter = Interactions.from_arrays(ev["user_id"], ev["product_id"], ev["ts"], ev["w"], item_ids=catalog_ids)
+    n = inter.n_items
+    titles, cats = [""] * n, [""] * n
+    prices = np.full(n, np.nan)
+    stock = np.ones(n, bool)
+    if prod is not None:
+        # catalog rows come first in the item index, in the same order (from_arrays keeps it)
+        m = len(catalog_ids)
+        titles[:m] = [str(t) for t in prod["title"]]
+        cats[:m] = [str(c) for c in prod["category"]]
+        prices[:m] = np.asarray(prod["price"], dtype=float)
+        stock[:m] = np.asarray(prod["in_stock"], dtype=bool)
+    vocab = {c: i for i, c in enumerate(sorted({c for c in cats if c}))}
+    codes = np.array([vocab.get(c, -1) for c in cats], np.int64)
+    return inter, Catalog(inter.item_ids, titles, cats, codes, prices, stock)

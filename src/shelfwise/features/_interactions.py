@@ -1,0 +1,174 @@
+"""Interactions: curated events turned into the arrays every recommender learns from.
+
+One row per (user, item) step in time order. Consecutive events of one user on the same item
+(view -> click -> cart -> purchase of one product) collapse into one step that keeps the strongest
+event weight: the sequence models see "what came next", not the funnel of one product.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+# Event weight per type: how strongly an event says "this user wants this item".
+DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
+    "view": 1.0,
+    "click": 2.0,
+    "add_to_cart": 4.0,
+    "purchase": 8.0,
+    "rating": 4.0,
+}
+
+
+@dataclass
+class Interactions:
+    """Item steps per user, sorted by (user, time).
+
+    `user_ids`/`item_ids` map dense indices back to warehouse ids (user ids are pseudonyms).
+    """
+
+    user_idx: np.ndarray  # (n,) int32
+    item_idx: np.ndarray  # (n,) int32
+    weight: np.ndarray  # (n,) float32
+    timestamp: np.ndarray  # (n,) int64, epoch seconds
+    user_ids: np.ndarray  # (n_users,) object
+    item_ids: np.ndarray  # (n_items,) object
+    _offsets: np.ndarray | None = field(default=None, repr=False)
+    _seen: sp.csr_matrix | None = field(default=None, repr=False)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def __len__(self) -> int:
+        return len(self.user_idx)
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """offsets[u]:offsets[u+1] are user u's steps (rows are sorted by user)."""
+        if self._offsets is None:
+            counts = np.bincount(self.user_idx, minlength=self.n_users)
+            self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        return self._offsets
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def sequence(self, u: int) -> np.ndarray:
+        o = self.offsets
+        return self.item_idx[o[u] : o[u + 1]]
+
+    def to_csr(self, *, weighted: bool = True, half_life_days: float | None = None) -> sp.csr_matrix:
+        """User x item matrix; repeated steps add up. Optional exponential time decay."""
+        w = self.weight.astype(np.float32) if weighted else np.ones(len(self), np.float32)
+        if half_life_days and len(self):
+            age_days = (self.timestamp.max() - self.timestamp) / 86400.0
+            w = w * np.power(0.5, age_days / half_life_days).astype(np.float32)
+        m = sp.csr_matrix(
+            (w, (self.user_idx, self.item_idx)), shape=(self.n_users, self.n_items), dtype=np.float32
+        )
+        m.sum_duplicates()
+        return m
+
+    def seen(self) -> sp.csr_matrix:
+        """Binary user x item matrix (cached: an Interactions is never modified in place)."""
+        if self._seen is None:
+            m = self.to_csr(weighted=False)
+            m.data[:] = 1.0
+            self._seen = m
+        return self._seen
+
+    def item_counts(self) -> np.ndarray:
+        return np.bincount(self.item_idx, minlength=self.n_items)
+
+    def take(self, mask: np.ndarray) -> Interactions:
+        """A subset of rows with the same id maps (the index spaces stay comparable)."""
+        return Interactions(
+            self.user_idx[mask],
+            self.item_idx[mask],
+            self.weight[mask],
+            self.timestamp[mask],
+            self.user_ids,
+            self.item_ids,
+        )
+
+    def save(self, path: str | Path) -> None:
+        np.savez_compressed(
+            path,
+            user_idx=self.user_idx,
+            item_idx=self.item_idx,
+            weight=self.weight,
+            timestamp=self.timestamp,
+            user_ids=self.user_ids.astype(str),
+            item_ids=self.item_ids.astype(str),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> Interactions:
+        z = np.load(path, allow_pickle=False)
+        return cls(
+            z["user_idx"],
+            z["item_idx"],
+            z["weight"],
+            z["timestamp"],
+            z["user_ids"].astype(object),
+            z["item_ids"].astype(object),
+        )
+
+    @classmethod
+    def from_arrays(
+        cls,
+        users: Any,
+        items: Any,
+        timestamps: Any,
+        weights: Any = None,
+        *,
+        item_ids: Any = None,
+        collapse: bool = True,
+    ) -> Interactions:
+        """Build from parallel arrays of raw ids; rows are sorted by (user, time, input order).
+
+        `item_ids` fixes the item index space (e.g. the whole catalog, so never-seen products
+        still have an index for cold start); items not in it are added at the end.
+        """
+        users = np.asarray(users, dtype=object)
+        items = np.asarray(items, dtype=object)
+        ts = np.asarray(timestamps, dtype=np.int64)
+        w = np.ones(len(users), np.float32) if weights is None else np.asarray(weights, np.float32)
+        user_ids, uidx = np.unique(users.astype(str), return_inverse=True)
+        if item_ids is None:
+            item_vocab, iidx = np.unique(items.astype(str), return_inverse=True)
+        else:
+            item_vocab = np.asarray(item_ids, dtype=str)
+            extra = np.setdiff1d(np.unique(items.astype(str)), item_vocab)
+            item_vocab = np.concatenate([item_vocab, extra])
+            lookup = {v: i for i, v in enumerate(item_vocab)}
+            iidx = np.fromiter((lookup[x] for x in items.astype(str)), np.int64, len(items))
+        order = np.lexsort((np.arange(len(users)), ts, uidx))
+        uidx, iidx, ts, w = uidx[order], iidx[order], ts[order], w[order]
+        if collapse and len(uidx) > 1:
+            # One step per run of the same item by the same user; keep the strongest weight,
+            # the time of the first event of the run.
+            new_run = np.ones(len(uidx), bool)
+            new_run[1:] = (uidx[1:] != uidx[:-1]) | (iidx[1:] != iidx[:-1])
+            run_id = np.cumsum(new_run) - 1
+            w = np.maximum.reduceat(w, np.flatnonzero(new_run)) if len(w) else w
+            keep = np.flatnonzero(new_run)
+            uidx, iidx, ts = uidx[keep], iidx[keep], ts[keep]
+            del run_id
+        return cls(
+            uidx.astype(np.int32),
+            iidx.astype(np.int32),
+            w.astype(np.float32),
+            ts,
+            user_ids.astype(object),
+            item_vocab.astype(object),
+        )

@@ -1,0 +1,106 @@
+"""Point-in-time splits: nothing from a user's future reaches the data a model is fitted on.
+
+A `Fold` is what an evaluation asks: for these users, given this history (everything they did
+before the held-out moment), rank the catalog; `targets` holds what they did next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from ._interactions import Interactions
+
+
+@dataclass
+class Fold:
+    name: str
+    users: np.ndarray  # (n,) user indices that are evaluated
+    history: Interactions  # what is known at query time
+    targets: sp.csr_matrix  # (n, n_items) 1 where the item is a held-out positive
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+@dataclass
+class Split:
+    protocol: str  # "leave_last_out" or "global_time"
+    train: Interactions  # what models are fitted on
+    validation: Fold  # for tuning, early stopping and the ranker
+    test: Fold  # reported once
+    description: str
+
+
+def _targets(users: np.ndarray, items: list[np.ndarray], n_items: int) -> sp.csr_matrix:
+    rows = np.repeat(np.arange(len(users)), [len(i) for i in items])
+    cols = np.concatenate(items) if items else np.empty(0, np.int64)
+    m = sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols)), shape=(len(users), n_items))
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    return m
+
+
+def leave_last_out(inter: Interactions, min_steps: int = 3) -> Split:
+    """Each user's last step is the test target, the one before it the validation target.
+
+    Models are fitted on everything before both; the test history also contains the validation
+    step (it happened before the test step). Users with fewer than `min_steps` steps stay in
+    training and are not evaluated.
+    """
+    off = inter.offsets
+    lengths = np.diff(off)
+    rank_from_end = np.empty(len(inter), np.int64)
+    for u in np.flatnonzero(lengths):  # position counted from the user's last step (0 = last)
+        rank_from_end[off[u] : off[u + 1]] = np.arange(lengths[u] - 1, -1, -1)
+    evaluated = lengths >= min_steps
+    row_eval = np.repeat(evaluated, lengths)
+    train = inter.take(~row_eval | (rank_from_end >= 2))
+    upto_val = inter.take(~row_eval | (rank_from_end >= 1))
+    users = np.flatnonzero(evaluated)
+    val_items = inter.item_idx[off[users + 1] - 2]
+    test_items = inter.item_idx[off[users + 1] - 1]
+    return Split(
+        "leave_last_out",
+        train,
+        Fold("validation", users, train, _targets(users, [np.array([i]) for i in val_items], inter.n_items)),
+        Fold("test", users, upto_val, _targets(users, [np.array([i]) for i in test_items], inter.n_items)),
+        f"leave-last-out: per user with >= {min_steps} steps, the last step is the test target and "
+        "the one before it the validation target; models are fitted on the earlier steps",
+    )
+
+
+def global_time(inter: Interactions, test_fraction: float = 0.1, validation_fraction: float = 0.1) -> Split:
+    """Global temporal split: two cut-off times; targets are the new items a user touched after
+    the cut-off. Users with no history before it are evaluated too (the cold-start segment)."""
+    if len(inter) == 0:
+        raise ValueError("no interactions to split")
+    t_test = np.quantile(inter.timestamp, 1 - test_fraction)
+    t_val = np.quantile(inter.timestamp, 1 - test_fraction - validation_fraction)
+    train = inter.take(inter.timestamp < t_val)
+    upto_test = inter.take(inter.timestamp < t_test)
+
+    def fold(name: str, hist: Interactions, lo: float, hi: float) -> Fold:
+        window = (inter.timestamp >= lo) & (inter.timestamp < hi)
+        seen = hist.seen()
+        # vectorized: per user, the distinct window items not already in their history
+        wu, wi = inter.user_idx[window], inter.item_idx[window]
+        fresh = np.asarray(seen[wu, wi]).ravel() == 0
+        wu, wi = wu[fresh], wi[fresh]
+        users = np.unique(wu)
+        pos = np.searchsorted(users, wu)
+        order = np.argsort(pos, kind="stable")
+        splits = np.split(wi[order], np.cumsum(np.bincount(pos, minlength=len(users)))[:-1])
+        items = [np.unique(s) for s in splits]
+        return Fold(name, users, hist, _targets(users, items, inter.n_items))
+
+    return Split(
+        "global_time",
+        train,
+        fold("validation", train, t_val, t_test),
+        fold("test", upto_test, t_test, np.inf),
+        f"global time split: fitted before {int(t_val)}, validated on [{int(t_val)}, {int(t_test)}), "
+        f"tested on >= {int(t_test)} (epoch s); targets are items new to the user in the window",
+    )

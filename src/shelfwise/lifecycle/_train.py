@@ -1,0 +1,314 @@
+"""`shelfwise train`: ingest -> features -> tuned models -> evaluation -> fusion -> bundle.
+
+Every number the run reports is measured on a stated protocol (leave-last-out by default, full
+ranking, seen items excluded). Models are fitted on the training part of the split; the
+validation fold tunes them, stops SASRec early and trains the fusion ranker; the test fold is
+looked at once, for the report. The bundle keeps those fitted models and the full history, so
+serving sees each user's latest steps.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..evaluation import HEADLINE, evaluate_all, ndcg_at_10
+from ..features import Catalog, Interactions, Split, global_time, leave_last_out, load_interactions
+from ..models import RECOMMENDERS, Recommender
+from ..models._content import Content
+from ..models._fusion import Fusion
+from ..serving._bundle import write_bundle
+from ._tuning import tune
+
+DEFAULT_MODELS = ("popularity", "itemknn", "transitions", "als", "ease", "sasrec", "content")
+
+
+@dataclass
+class TrainSettings:
+    models: tuple[str, ...] = DEFAULT_MODELS
+    split: str = "leave_last_out"  # or "global_time"
+    tune_budget_s: float = 90.0  # Optuna seconds per tunable model (0 = defaults only)
+    sasrec_budget_s: float = 420.0  # SASRec training seconds (early stopping usually ends sooner)
+    fusion: bool = True
+    max_tune_users: int = 5000  # validation users sampled for tuning and early stopping
+    bootstrap_rounds: int = 1000
+    seed: int = 0
+    sasrec: dict[str, Any] = field(default_factory=dict)  # SASRecConfig overrides
+
+
+@dataclass
+class TrainResult:
+    bundle: Path
+    default_model: str
+    protocol: dict[str, Any]
+    results: list[dict[str, Any]]
+    validation: dict[str, float]
+    fusion: dict[str, Any] | None
+    timings: dict[str, dict[str, float]]
+    tuned: dict[str, dict[str, Any]]
+    report_json: Path
+    report_html: Path | None = None
+    mlflow_runs: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["bundle"] = str(self.bundle)
+        d["report_json"] = str(self.report_json)
+        d["report_html"] = str(self.report_html) if self.report_html else None
+        return d
+
+
+def ingest_dataset(data: str | Path, workdir: str | Path) -> Any:
+    """Governed ingestion of a dataset directory in any known format (converted first), with
+    the HTML quality report written: what `shelfwise ingest` and `shelfwise train --data` run."""
+    from ..datasets import convert, detect_format
+    from ..governance import ingest
+    from ..reporting import write_quality_report
+
+    data, workdir = Path(data), Path(workdir)
+    fmt = detect_format(data) if data.exists() else "canonical"
+    notes = []
+    if fmt not in (None, "canonical"):
+        converted = workdir / "converted" / fmt
+        res = convert(data, converted, fmt)
+        notes.append(f"{data} is in the {fmt} format: converted to {converted} ({res.files})")
+        data = converted
+    report = ingest(data, workdir)
+    report.notes[:0] = notes
+    report.html_report = str(write_quality_report(workdir, report))
+    return report
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def make_split(inter: Interactions, protocol: str) -> Split:
+    if protocol == "leave_last_out":
+        return leave_last_out(inter)
+    if protocol == "global_time":
+        return global_time(inter)
+    raise ValueError(f"unknown split protocol {protocol!r} (leave_last_out, global_time)")
+
+
+def _data_versions(workdir: Path) -> dict[str, Any]:
+    import duckdb
+
+    con = duckdb.connect(str(workdir / "warehouse.duckdb"), read_only=True)
+    try:
+        rows = con.sql(
+            "SELECT table_name, max(version), arg_max(run_id, version), arg_max(content_hash, version), "
+            "arg_max(contract_version, version), arg_max(row_count, version) FROM meta.table_versions GROUP BY 1"
+        ).fetchall()
+    finally:
+        con.close()
+    return {
+        r[0]: {"version": r[1], "run_id": r[2], "content_hash": r[3], "contract_version": r[4], "rows": r[5]}
+        for r in rows
+    }
+
+
+def train(
+    workdir: str | Path,
+    data: str | Path | None = None,
+    settings: TrainSettings | None = None,
+    log: Any = print,
+) -> TrainResult:
+    from ..governance import DatasetRef, LineageRun
+    from ..governance._lineage import warehouse_namespace
+
+    settings = settings or TrainSettings()
+    workdir = Path(workdir)
+    unknown = set(settings.models) - set(RECOMMENDERS)
+    if unknown:
+        raise ValueError(f"unknown models {sorted(unknown)}; known: {sorted(RECOMMENDERS)}")
+    ingest_run = None
+    if data is not None:
+        report = ingest_dataset(data, workdir)  # the same governed path as `shelfwise ingest`
+        ingest_run = report.run_id
+        log(f"ingested {data}: " + ", ".join(f"{t} {r.rows_curated:,} curated / {r.rows_quarantined:,} quarantined" for t, r in report.tables.items()))
+    data_versions = _data_versions(workdir)
+    ns = warehouse_namespace(workdir)
+    lineage = LineageRun(
+        workdir,
+        "shelfwise.train",
+        inputs=[
+            DatasetRef(ns, f"curated.{t}", rows=v["rows"], content_hash=v["content_hash"])
+            for t, v in data_versions.items()
+        ],
+    ).start()
+    try:
+        result = _train(workdir, settings, data_versions, lineage.run_id, ingest_run, log)
+    except Exception as exc:
+        lineage.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    lineage.complete([DatasetRef("file", str(result.bundle.resolve()), content_hash=result.bundle.name)])
+    return result
+
+
+def _train(
+    workdir: Path,
+    settings: TrainSettings,
+    data_versions: dict[str, Any],
+    lineage_run_id: str,
+    ingest_run: str | None,
+    log: Any,
+) -> TrainResult:
+    t_all = time.monotonic()
+    inter, catalog = load_interactions(workdir)
+    if len(inter) == 0:
+        from ..errors import ShelfwiseError
+
+        raise ShelfwiseError(f"{workdir}: no item interactions in curated.events; nothing to train on")
+    split = make_split(inter, settings.split)
+    log(f"interactions: {len(inter):,} steps, {inter.n_users:,} users, {inter.n_items:,} items; {split.description}")
+    models: dict[str, Recommender] = {}
+    timings: dict[str, dict[str, float]] = {}
+    tuned: dict[str, dict[str, Any]] = {}
+    validation: dict[str, float] = {}
+    names = list(settings.models)
+    if "content" in names and not _has_text(catalog):
+        log("content: skipped (the catalog titles carry no text to embed)")
+        names.remove("content")
+    for name in names:
+        t0 = time.monotonic()
+        model = _fit_one(name, split, catalog, settings, tuned, log)
+        secs = time.monotonic() - t0
+        models[name] = model
+        validation[name] = ndcg_at_10(model, split.validation)
+        timings[name] = {"train_seconds": round(secs, 2), "peak_rss_mb": round(_peak_rss_mb(), 1)}
+        log(f"{name}: fitted in {secs:.1f}s, validation {HEADLINE} {validation[name]:.4f}")
+    fusion_info = None
+    default = max(validation, key=lambda n: validation[n])
+    if settings.fusion and len(models) >= 2:
+        t0 = time.monotonic()
+        gens = {n: m for n, m in models.items() if n != "popularity" or len(models) == 1}
+        fusion = Fusion(seed=settings.seed).fit(split.train)
+        fusion.set_generators(gens, item_category=catalog.category_codes if (catalog.category_codes >= 0).any() else None)
+        fusion_info = fusion.fit_ranker(split.validation)
+        timings["fusion"] = {"train_seconds": round(time.monotonic() - t0, 2), "peak_rss_mb": round(_peak_rss_mb(), 1)}
+        models["fusion"] = fusion
+        hold = fusion_info.get("holdout_ndcg@10", {})
+        best_part = max((v for g, v in hold.items() if g != "fusion"), default=-1.0)
+        fusion_info["beats_parts"] = bool(hold and hold["fusion"] > best_part)
+        fusion_info["generators"] = list(gens)
+        log(f"fusion: held-out validation {HEADLINE} {hold.get('fusion', float('nan')):.4f} vs best part {best_part:.4f}")
+        if fusion_info["beats_parts"]:
+            default = "fusion"
+    protocol, results = evaluate_all(models, split, bootstrap_rounds=settings.bootstrap_rounds, seed=settings.seed)
+    for r in results:
+        r.extra.update(timings.get(r.model, {}))
+        r.extra["validation_ndcg@10"] = validation.get(r.model)
+        log(f"test {r.model:12s} {HEADLINE} {r.metrics[HEADLINE]:.4f}  hr@10 {r.metrics['hr@10']:.4f}  coverage@10 {r.metrics.get('coverage@10', 0):.3f}")
+    manifest = {
+        "default_model": default,
+        "protocol": protocol.as_dict(),
+        "metrics": {r.model: r.metrics for r in results},
+        "data_versions": data_versions,
+        "lineage": {"train_run_id": lineage_run_id, "ingest_run_id": ingest_run},
+        "fusion_generators": fusion_info["generators"] if fusion_info else [],
+        "settings": asdict(settings),
+    }
+    bundle = write_bundle(
+        workdir, models=models, default_model=default, interactions=inter, catalog=catalog, manifest=manifest
+    )
+    report = {
+        "bundle": str(bundle),
+        "bundle_version": bundle.name,
+        "default_model": default,
+        "protocol": protocol.as_dict(),
+        "results": [r.as_dict() for r in results],
+        "validation_ndcg@10": validation,
+        "fusion": fusion_info,
+        "tuned": tuned,
+        "data_versions": data_versions,
+        "lineage_run_id": lineage_run_id,
+        "seconds": round(time.monotonic() - t_all, 1),
+    }
+    reports = workdir / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    report_json = reports / "evaluation.json"
+    report_json.write_text(json.dumps(report, indent=2, default=str))
+    from ..evaluation._report import write_evaluation_report
+
+    html = write_evaluation_report(reports / "evaluation.html", report)
+    runs = _track(workdir, report, models, timings)
+    log(f"bundle {bundle.name}: default model {default}; report {html}")
+    return TrainResult(
+        bundle, default, protocol.as_dict(), [r.as_dict() for r in results], validation, fusion_info, timings, tuned, report_json, html, runs
+    )
+
+
+def _has_text(catalog: Catalog) -> bool:
+    from ..features._text_encoder import has_text
+
+    return has_text(catalog.titles)
+
+
+def _fit_one(
+    name: str, split: Split, catalog: Catalog, settings: TrainSettings, tuned: dict[str, dict[str, Any]], log: Any
+) -> Recommender:
+    cls = RECOMMENDERS[name]
+    if name == "sasrec":
+        cfg = {"time_budget_s": settings.sasrec_budget_s, "seed": settings.seed, **settings.sasrec}
+        model = cls(**cfg)
+        model.fit_with_validation(  # type: ignore[attr-defined]
+            split.train, lambda m: ndcg_at_10(m, split.validation, max_users=settings.max_tune_users, seed=settings.seed)
+        )
+        tuned[name] = {"params": cfg, "epochs": model.epochs_, "best_validation_ndcg@10": model.best_validation_}  # type: ignore[attr-defined]
+        return model
+    if name == "content":
+        from ..features._text_encoder import encode_texts
+
+        model = Content()
+        assert isinstance(model, Content)
+        model.set_embeddings(encode_texts(catalog.titles))
+        return model.fit(split.train)
+    params, trials = tune(
+        name, split, budget_s=settings.tune_budget_s, max_users=settings.max_tune_users, seed=settings.seed
+    )
+    if trials:
+        tuned[name] = {"params": params, "trials": len(trials), "best_validation_ndcg@10": max(t["validation_ndcg@10"] for t in trials)}
+        log(f"{name}: {len(trials)} Optuna trials, best {params}")
+    return cls(**params).fit(split.train)
+
+
+def _track(workdir: Path, report: dict[str, Any], models: dict[str, Recommender], timings: dict[str, dict[str, float]]) -> dict[str, str]:
+    """One MLflow run per model in the workdir's SQLite tracking store."""
+    import logging
+    import os
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    logging.getLogger("alembic").setLevel(logging.ERROR)
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{(workdir / 'mlflow.db').resolve().as_posix()}")
+    mlflow.set_experiment("shelfwise-recommendations")
+    runs = {}
+    data_version = ",".join(f"{t}@v{v['version']}" for t, v in sorted(report["data_versions"].items()))
+    for r in report["results"]:
+        name = r["model"]
+        with mlflow.start_run(run_name=f"{name}-{report['bundle_version']}") as run:
+            params = {k: str(v)[:250] for k, v in models[name].get_params().items()}
+            mlflow.log_params({"model": name, **params})
+            metrics = {k.replace("@", "_at_"): float(v) for k, v in r["metrics"].items() if np.isfinite(v)}
+            metrics.update({k: float(v) for k, v in timings.get(name, {}).items()})
+            mlflow.log_metrics(metrics)
+            mlflow.set_tags(
+                {
+                    "data_version": data_version,
+                    "lineage_run_id": report["lineage_run_id"],
+                    "bundle_version": report["bundle_version"],
+                    "protocol": f"{report['protocol']['split']}, {report['protocol']['candidates']}",
+                    "default_model": str(name == report["default_model"]),
+                }
+            )
+            runs[name] = run.info.run_id
+    return runs

@@ -1,0 +1,164 @@
+"""The Recommender interface every model implements, and the `Results` it returns.
+
+A model scores items for users given their *history* (the items they interacted with, up to the
+moment of the query). `fit` learns from training interactions; `recommend` takes an optional
+`history` so that evaluation and serving can ask with a more recent history than the one the
+model was trained on (leave-last-out test, a user who just clicked something) without refitting.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple
+
+import numpy as np
+
+from ..features import Interactions
+
+
+class Results(NamedTuple):
+    """Ranked ids and their scores, one row per query (user, item or search query)."""
+
+    ids: np.ndarray  # (n_queries, k) int; -1 pads rows with fewer than k answers
+    scores: np.ndarray  # (n_queries, k) float32; -inf where ids is -1
+
+
+def top_k(scores: np.ndarray, k: int) -> Results:
+    """Top-k per row of a dense score matrix, best first; -inf scores become padding."""
+    n, m = scores.shape
+    k_eff = min(k, m)
+    if k_eff <= 0:
+        return Results(np.full((n, k), -1, np.int64), np.full((n, k), -np.inf, np.float32))
+    part = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-part_scores, axis=1, kind="stable")
+    ids = np.take_along_axis(part, order, axis=1).astype(np.int64)
+    sc = np.take_along_axis(part_scores, order, axis=1).astype(np.float32)
+    ids[~np.isfinite(sc)] = -1
+    if k_eff < k:
+        ids = np.pad(ids, ((0, 0), (0, k - k_eff)), constant_values=-1)
+        sc = np.pad(sc, ((0, 0), (0, k - k_eff)), constant_values=-np.inf)
+    return Results(ids, sc)
+
+
+class Recommender(ABC):
+    """fit / recommend / similar_items / save / load (the implicit ABC, scikit-learn conventions).
+
+    Hyperparameters are keyword arguments stored unchanged in `__init__`; learned state is set
+    in `fit` and ends with `_`. Subclasses implement `_fit` and `_score`; batching, seen-item
+    exclusion and top-k live here once.
+    """
+
+    name: ClassVar[str] = "base"
+    #: whether `_score` reads the order of the history (sequence models)
+    sequential: ClassVar[bool] = False
+    batch_size: ClassVar[int] = 1024
+    #: learned attributes that are references to other objects, not state to persist
+    transient: ClassVar[tuple[str, ...]] = ("interactions_",)
+
+    def get_params(self) -> dict[str, Any]:
+        import inspect
+
+        sig = inspect.signature(type(self).__init__)
+        return {p: getattr(self, p) for p in sig.parameters if p != "self"}
+
+    def fit(self, interactions: Interactions) -> Recommender:
+        self.n_items_ = interactions.n_items
+        self.interactions_ = interactions
+        self._fit(interactions)
+        return self
+
+    @abstractmethod
+    def _fit(self, interactions: Interactions) -> None: ...
+
+    @abstractmethod
+    def _score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
+        """(len(users), n_items) float32 scores, higher is better, from each user's history."""
+
+    def score(self, users: np.ndarray, history: Interactions | None = None) -> np.ndarray:
+        return self._score(np.asarray(users, np.int64), self._history(history))
+
+    def _history(self, history: Interactions | None) -> Interactions:
+        self._check_fitted()
+        return self.interactions_ if history is None else history
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "n_items_"):
+            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() first")
+
+    def recommend(
+        self,
+        users: np.ndarray,
+        k: int = 10,
+        exclude_seen: bool = True,
+        history: Interactions | None = None,
+    ) -> Results:
+        hist = self._history(history)
+        users = np.asarray(users, np.int64)
+        seen = hist.seen() if exclude_seen else None
+        ids, scores = [], []
+        for start in range(0, len(users), self.batch_size):
+            batch = users[start : start + self.batch_size]
+            s = np.array(self._score(batch, hist), dtype=np.float32, copy=True)
+            if seen is not None:
+                rows = seen[batch]
+                s[np.repeat(np.arange(len(batch)), np.diff(rows.indptr)), rows.indices] = -np.inf
+            r = top_k(s, k)
+            ids.append(r.ids)
+            scores.append(r.scores)
+        if not ids:
+            return Results(np.empty((0, k), np.int64), np.empty((0, k), np.float32))
+        return Results(np.vstack(ids), np.vstack(scores))
+
+    def similar_items(self, items: np.ndarray, k: int = 10) -> Results:
+        """Items like each given item: by default, what this model recommends to a user whose
+        whole history is that one item (the item itself excluded)."""
+        self._check_fitted()
+        items = np.asarray(items, np.int64)
+        n = len(items)
+        probe = Interactions(
+            np.arange(n, dtype=np.int32),
+            items.astype(np.int32),
+            np.ones(n, np.float32),
+            np.zeros(n, np.int64),
+            np.arange(n).astype(object),
+            self.interactions_.item_ids,
+        )
+        return self.recommend(np.arange(n), k, exclude_seen=True, history=probe)
+
+    def explain(self, user: int, item: int, history: Interactions | None = None, top: int = 3) -> list[dict[str, Any]]:
+        """Why `item` for `user`: the history items whose removal lowers its score the most."""
+        hist = self._history(history)
+        seq = hist.sequence(user)
+        if len(seq) == 0:
+            return []
+        base = float(self._score(np.array([user]), hist)[0, item])
+        drops = []
+        for pos in np.unique(seq)[-50:]:
+            mask = ~((hist.user_idx == user) & (hist.item_idx == pos))
+            s = float(self._score(np.array([user]), hist.take(mask))[0, item])
+            drops.append((base - s, int(pos)))
+        drops.sort(reverse=True)
+        return [{"item": i, "contribution": round(d, 6)} for d, i in drops[:top] if d > 0]
+
+    # persistence: parameters as JSON, learned state as a pickle of the `_` attributes
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "params.json").write_text(json.dumps({"model": self.name, "params": self.get_params()}, indent=2))
+        state = {k: v for k, v in vars(self).items() if k.endswith("_") and k not in self.transient}
+        with open(path / "state.pkl", "wb") as fh:
+            pickle.dump(state, fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def load(cls, path: str | Path, interactions: Interactions) -> Recommender:
+        path = Path(path)
+        meta = json.loads((path / "params.json").read_text())
+        model = cls(**meta["params"])
+        with open(path / "state.pkl", "rb") as fh:
+            vars(model).update(pickle.load(fh))
+        model.interactions_ = interactions
+        return model

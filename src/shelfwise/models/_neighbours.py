@@ -1,0 +1,112 @@
+"""Item-to-item models: ItemKNN (cosine, through implicit) and sequential co-visitation."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..features import Interactions
+from ._base import Recommender
+
+
+def _recent_history(history: Interactions, users: np.ndarray, last: int | None, decay: float) -> sp.csr_matrix:
+    """(len(users), n_items) rows holding each user's last `last` items, weighted by recency
+    (`decay` ** steps-ago); `last=None` keeps all with weight 1 (decay=1)."""
+    off = history.offsets
+    rows, cols, vals = [], [], []
+    for r, u in enumerate(users):
+        lo, hi = off[u], off[u + 1]
+        if last is not None:
+            lo = max(lo, hi - last)
+        items = history.item_idx[lo:hi]
+        if len(items) == 0:
+            continue
+        age = np.arange(len(items) - 1, -1, -1)
+        rows.append(np.full(len(items), r))
+        cols.append(items)
+        vals.append(np.power(decay, age).astype(np.float32))
+    if not rows:
+        return sp.csr_matrix((len(users), history.n_items), dtype=np.float32)
+    m = sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(len(users), history.n_items),
+        dtype=np.float32,
+    )
+    m.sum_duplicates()
+    return m
+
+
+class ItemKNN(Recommender):
+    """Item-item cosine neighbours (implicit's CosineRecommender), scored from the history."""
+
+    name = "itemknn"
+
+    def __init__(self, neighbours: int = 100, last: int | None = None, decay: float = 1.0):
+        self.neighbours = neighbours
+        self.last = last
+        self.decay = decay
+
+    def _fit(self, interactions: Interactions) -> None:
+        from implicit.nearest_neighbours import CosineRecommender
+
+        model = CosineRecommender(K=self.neighbours, num_threads=0)
+        model.fit(interactions.seen(), show_progress=False)
+        self.similarity_ = model.similarity.tocsr().astype(np.float32)
+
+    def _score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
+        h = _recent_history(history, users, self.last, self.decay)
+        return np.asarray((h @ self.similarity_).todense(), dtype=np.float32)
+
+
+class Transitions(Recommender):
+    """Sequential co-visitation: how often item b follows item a within `window` steps.
+
+    A pair at distance d counts 1/d; backward pairs count `backward`. Counts are normalized by
+    the source item's popularity ** `alpha` (so hubs do not dominate). A user is scored from
+    their last `last` items, the most recent weighted most (`decay` per step back).
+    """
+
+    name = "transitions"
+    sequential = True
+
+    def __init__(
+        self,
+        window: int = 3,
+        backward: float = 0.5,
+        alpha: float = 0.5,
+        last: int = 5,
+        decay: float = 0.6,
+    ):
+        self.window = window
+        self.backward = backward
+        self.alpha = alpha
+        self.last = last
+        self.decay = decay
+
+    def _fit(self, interactions: Interactions) -> None:
+        u, it = interactions.user_idx, interactions.item_idx
+        n = interactions.n_items
+        src, dst, val = [], [], []
+        for d in range(1, self.window + 1):
+            same = u[d:] == u[:-d]
+            a, b = it[:-d][same], it[d:][same]
+            src += [a, b]
+            dst += [b, a]
+            w = np.float32(1.0 / d)
+            val += [np.full(len(a), w, np.float32), np.full(len(a), w * self.backward, np.float32)]
+        if src:
+            c = sp.csr_matrix(
+                (np.concatenate(val), (np.concatenate(src), np.concatenate(dst))), shape=(n, n), dtype=np.float32
+            )
+            c.sum_duplicates()
+            c.setdiag(0)
+            c.eliminate_zeros()
+        else:
+            c = sp.csr_matrix((n, n), dtype=np.float32)
+        pop = np.asarray(c.sum(axis=1)).ravel()
+        norm = np.where(pop > 0, 1.0 / np.power(np.maximum(pop, 1e-9), self.alpha), 0.0).astype(np.float32)
+        self.transitions_ = sp.diags(norm) @ c
+
+    def _score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
+        h = _recent_history(history, users, self.last, self.decay)
+        return np.asarray((h @ self.transitions_).todense(), dtype=np.float32)

@@ -1,0 +1,139 @@
+"""The bundle: the one directory serving loads (never model internals from elsewhere).
+
+    bundles/<version>/
+      manifest.json         version, created_at, default model, models, metrics, protocol,
+                            data versions (curated table versions + contract versions),
+                            lineage run ids, sha256 of every file
+      interactions.npz      the full curated history (pseudonymized users) used at query time
+      catalog.json          item stock / category per item index
+      models/<name>/        each model's params.json + state.pkl
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ShelfwiseError
+from ..features import Catalog, Interactions
+from ..models import RECOMMENDERS, Recommender
+from ..models._fusion import Fusion
+
+BUNDLES_DIR = "bundles"
+CURRENT = "CURRENT"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_bundle(
+    workdir: str | Path,
+    *,
+    models: dict[str, Recommender],
+    default_model: str,
+    interactions: Interactions,
+    catalog: Catalog,
+    manifest: dict[str, Any],
+    make_current: bool = True,
+) -> Path:
+    root = Path(workdir) / BUNDLES_DIR
+    version = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    path = root / version
+    tmp = root / f".{version}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    (tmp / "models").mkdir(parents=True)
+    interactions.save(tmp / "interactions.npz")
+    (tmp / "catalog.json").write_text(
+        json.dumps(
+            {"in_stock": catalog.in_stock.astype(bool).tolist(), "category": list(catalog.categories)},
+            ensure_ascii=False,
+        )
+    )
+    for name, m in models.items():
+        m.save(tmp / "models" / name)
+    files = {
+        str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()
+    }
+    full = {
+        "version": version,
+        "created_at": datetime.now(UTC).isoformat(),
+        "default_model": default_model,
+        "models": sorted(models),
+        **manifest,
+        "files": files,
+    }
+    (tmp / "manifest.json").write_text(json.dumps(full, indent=2, default=str))
+    tmp.rename(path)  # a bundle appears whole or not at all
+    if make_current:
+        pointer = root / CURRENT
+        pointer_tmp = root / f".{CURRENT}.tmp"
+        pointer_tmp.write_text(version)
+        pointer_tmp.replace(pointer)
+    return path
+
+
+def current_bundle(workdir: str | Path) -> Path:
+    root = Path(workdir) / BUNDLES_DIR
+    pointer = root / CURRENT
+    if not pointer.exists():
+        raise ShelfwiseError(f"{workdir}: no trained bundle; run `shelfwise train --data DIR --workdir {workdir}` first")
+    return root / pointer.read_text().strip()
+
+
+@dataclass
+class Bundle:
+    path: Path
+    manifest: dict[str, Any]
+    interactions: Interactions
+    models: dict[str, Recommender]
+    in_stock: np.ndarray
+    categories: list[str]
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+    @property
+    def default(self) -> Recommender:
+        return self.models[self.manifest["default_model"]]
+
+    @classmethod
+    def load(cls, path: str | Path, *, verify: bool = True) -> Bundle:
+        path = Path(path)
+        mf = path / "manifest.json"
+        if not mf.exists():
+            raise ShelfwiseError(f"{path}: not a bundle (no manifest.json)")
+        manifest = json.loads(mf.read_text())
+        if verify:
+            for rel, digest in manifest["files"].items():
+                f = path / rel
+                if not f.exists() or _sha256(f) != digest:
+                    raise ShelfwiseError(f"{f}: bundle file missing or changed since it was written (sha256 mismatch)")
+        inter = Interactions.load(path / "interactions.npz")
+        cat = json.loads((path / "catalog.json").read_text())
+        models: dict[str, Recommender] = {}
+        for name in manifest["models"]:
+            if name == "fusion":
+                continue
+            cls_ = RECOMMENDERS[json.loads((path / "models" / name / "params.json").read_text())["model"]]
+            models[name] = cls_.load(path / "models" / name, inter)
+        if "fusion" in manifest["models"]:
+            fusion = Fusion.load(path / "models" / "fusion", inter)
+            assert isinstance(fusion, Fusion)
+            gens = manifest.get("fusion_generators", [])
+            fusion.generators_ = {g: models[g] for g in gens}
+            models["fusion"] = fusion
+        return cls(path, manifest, inter, models, np.asarray(cat["in_stock"], bool), list(cat["category"]))
