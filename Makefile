@@ -28,6 +28,7 @@ test-fast: install
 
 bench: install
 	$(BIN)/python benchmarks/run.py --out benchmarks/results.json
+	$(BIN)/python benchmarks/recsys.py --out benchmarks/recsys.json
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

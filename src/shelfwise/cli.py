@@ -130,6 +130,136 @@ def export(
     typer.echo(f"wrote {n:,} rows of curated.{table} to {out}")
 
 
+@app.command()
+def train(
+    workdir: Workdir,
+    data: Annotated[
+        Path | None, typer.Option("--data", "-d", help="Ingest this dataset first (canonical or a known format).")
+    ] = None,
+    models: Annotated[
+        str | None, typer.Option(help="Comma-separated models (default: all of the default pipeline).")
+    ] = None,
+    split: Annotated[str, typer.Option(help="leave_last_out or global_time.")] = "leave_last_out",
+    tune_seconds: Annotated[float, typer.Option(help="Optuna budget per tunable model, seconds.")] = 60.0,
+    sasrec_seconds: Annotated[float, typer.Option(help="SASRec training budget, seconds.")] = 300.0,
+    no_fusion: Annotated[bool, typer.Option("--no-fusion", help="Skip the LightGBM fusion ranker.")] = False,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    as_json: AsJson = False,
+) -> None:
+    """Ingest (with --data), build features, tune and fit models, evaluate, write a bundle."""
+    from .lifecycle import DEFAULT_MODELS, TrainSettings
+    from .lifecycle import train as run_train
+
+    settings = TrainSettings(
+        models=tuple(m.strip() for m in models.split(",") if m.strip()) if models else DEFAULT_MODELS,
+        split=split,
+        tune_budget_s=tune_seconds,
+        sasrec_budget_s=sasrec_seconds,
+        fusion=not no_fusion,
+        seed=seed,
+    )
+    if data is None:
+        _require_workdir(workdir)
+    log = (lambda msg: sys.stderr.write(msg + "\n")) if as_json else typer.echo
+    result = run_train(workdir, data, settings, log=log)
+    if as_json:
+        _print_json(result.to_dict())
+    else:
+        typer.echo(f"bundle: {result.bundle} (default model: {result.default_model})")
+        typer.echo(f"evaluation report: {result.report_html}")
+
+
+@app.command()
+def evaluate(
+    workdir: Workdir,
+    models: Annotated[str | None, typer.Option(help="Comma-separated models of the bundle (default: all).")] = None,
+    sampled: Annotated[
+        int | None, typer.Option(help="Also a sampled protocol: rank each target among N random unseen items.")
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Evaluate the current bundle's models under its protocol (full ranking by default)."""
+    from .lifecycle import evaluate_workdir
+
+    _require_workdir(workdir)
+    chosen = [m.strip() for m in models.split(",")] if models else None
+    report = evaluate_workdir(workdir, models=chosen, sampled=sampled)
+    if as_json:
+        _print_json(report)
+        return
+    p = report["protocol"]
+    typer.echo(f"protocol: {p['split_description']}; candidates: {p['candidates']}; seen items excluded")
+    typer.echo(f"{'model':14s} {'ndcg@10':>8s} {'95% CI':>17s} {'hr@10':>7s} {'mrr@10':>7s} {'cov@10':>7s}")
+    for r in report["results"]:
+        m, ci = r["metrics"], r["ci95"]["ndcg@10"]
+        mark = " *" if r["model"] == report["default_model"] else ""
+        typer.echo(
+            f"{r['model']:14s} {m['ndcg@10']:8.4f} {ci[0]:8.4f}-{ci[1]:.4f} {m['hr@10']:7.4f} {m['mrr@10']:7.4f} "
+            f"{m.get('coverage@10', float('nan')):7.3f}{mark}"
+        )
+    typer.echo(f"report: {report['report_html']}   (* = the bundle's default model)")
+
+
+def _read_ids(path: Path, column: str) -> list[str]:
+    """Ids from a CSV with a `column` header, a JSON-lines file, or one id per line."""
+    import csv
+
+    from .errors import SourceError
+
+    if not path.exists():
+        raise SourceError(str(path), None, "file not found")
+    text = path.read_text(encoding="utf-8-sig", errors="replace")
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return []
+    if path.suffix == ".jsonl":
+        ids = []
+        for n, ln in enumerate(lines, 1):
+            try:
+                ids.append(str(json.loads(ln)[column]))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise SourceError(str(path), n, f"not a JSON object with {column!r}: {exc}") from exc
+        return ids
+    header = next(csv.reader([lines[0]]))
+    if column in header:
+        col = header.index(column)
+        return [row[col] for row in csv.reader(lines[1:]) if len(row) > col]
+    return [ln.strip() for ln in lines]
+
+
+@app.command()
+def recommend(
+    workdir: Workdir,
+    users: Annotated[Path, typer.Option("--users", help="CSV with a user_id column, JSONL, or one id per line.")],
+    out: Annotated[Path, typer.Option("--out", help="FILE.jsonl: one {user_id, items} per line.")],
+    k: Annotated[int, typer.Option("--k", min=1, max=1000, help="Items per user.")] = 10,
+    model: Annotated[str | None, typer.Option(help="A model of the bundle (default: its default model).")] = None,
+    explain: Annotated[bool, typer.Option(help="Add `because`: the history items behind the top item.")] = False,
+) -> None:
+    """Top-k items per user, in the shop's own ids; seen items excluded; unknown users get the
+    cold-start list."""
+    from .governance import Pseudonymizer, SecretStore
+    from .serving import Bundle, Recommendations, current_bundle
+
+    _require_workdir(workdir)
+    ids = _read_ids(users, "user_id")
+    service = Recommendations(
+        Bundle.load(current_bundle(workdir)), Pseudonymizer(SecretStore(workdir).pseudonym_key())
+    )
+    try:
+        service.model_name(model)
+    except KeyError as exc:
+        raise ShelfwiseError(str(exc.args[0])) from exc
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cold = 0
+    with open(out, "w", encoding="utf-8") as fh:
+        for lo in range(0, len(ids), 4096):
+            for ans in service.for_users(ids[lo : lo + 4096], k=k, model=model, explain=explain):
+                cold += ans["source"] == "cold_start"
+                fh.write(json.dumps(ans, ensure_ascii=False) + "\n")
+    typer.echo(f"wrote {len(ids):,} users to {out} ({cold:,} unknown users served the cold-start list)")
+
+
 @quarantine_app.command("list")
 def quarantine_list(
     workdir: Workdir,

@@ -33,8 +33,8 @@ DEFAULT_MODELS = ("popularity", "itemknn", "transitions", "als", "ease", "sasrec
 class TrainSettings:
     models: tuple[str, ...] = DEFAULT_MODELS
     split: str = "leave_last_out"  # or "global_time"
-    tune_budget_s: float = 90.0  # Optuna seconds per tunable model (0 = defaults only)
-    sasrec_budget_s: float = 420.0  # SASRec training seconds (early stopping usually ends sooner)
+    tune_budget_s: float = 60.0  # Optuna seconds per tunable model (0 = defaults only)
+    sasrec_budget_s: float = 300.0  # SASRec training seconds (early stopping usually ends sooner)
     fusion: bool = True
     max_tune_users: int = 5000  # validation users sampled for tuning and early stopping
     bootstrap_rounds: int = 1000
@@ -270,13 +270,13 @@ def _fit_one(
         assert isinstance(model, Content)
         model.set_embeddings(encode_texts(catalog.titles))
         return model.fit(split.train)
-    params, trials = tune(
+    params, trials, best = tune(
         name, split, budget_s=settings.tune_budget_s, max_users=settings.max_tune_users, seed=settings.seed
     )
     if trials:
         tuned[name] = {"params": params, "trials": len(trials), "best_validation_ndcg@10": max(t["validation_ndcg@10"] for t in trials)}
         log(f"{name}: {len(trials)} Optuna trials, best {params}")
-    return cls(**params).fit(split.train)
+    return best if best is not None else cls(**params).fit(split.train)
 
 
 def _track(workdir: Path, report: dict[str, Any], models: dict[str, Recommender], timings: dict[str, dict[str, float]]) -> dict[str, str]:
@@ -312,3 +312,43 @@ def _track(workdir: Path, report: dict[str, Any], models: dict[str, Recommender]
             )
             runs[name] = run.info.run_id
     return runs
+
+
+def evaluate_workdir(
+    workdir: str | Path,
+    *,
+    models: list[str] | None = None,
+    sampled: int | None = None,
+    bootstrap_rounds: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Re-evaluate the current bundle's models under its protocol (the same deterministic split
+    of the bundle's data), full ranking unless `sampled` negatives are asked for."""
+    from ..evaluation._report import write_evaluation_report
+    from ..serving import Bundle, current_bundle
+
+    workdir = Path(workdir)
+    bundle = Bundle.load(current_bundle(workdir))
+    split = make_split(bundle.interactions, bundle.manifest["protocol"]["split"])
+    chosen = {n: m for n, m in bundle.models.items() if models is None or n in models}
+    missing = set(models or []) - set(chosen)
+    if missing:
+        raise ValueError(f"models {sorted(missing)} are not in bundle {bundle.version} ({sorted(bundle.models)})")
+    protocol, results = evaluate_all(chosen, split, sampled=sampled, bootstrap_rounds=bootstrap_rounds, seed=seed)
+    report = {
+        "bundle": str(bundle.path),
+        "bundle_version": bundle.version,
+        "default_model": bundle.manifest["default_model"],
+        "protocol": protocol.as_dict(),
+        "results": [r.as_dict() for r in results],
+        "lineage_run_id": bundle.manifest["lineage"]["train_run_id"],
+        "data_versions": bundle.manifest["data_versions"],
+    }
+    for r in report["results"]:
+        r["validation_ndcg@10"] = None
+    suffix = f"-sampled{sampled}" if sampled else ""
+    reports = workdir / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / f"evaluation{suffix}.json").write_text(json.dumps(report, indent=2, default=str))
+    report["report_html"] = str(write_evaluation_report(reports / f"evaluation{suffix}.html", report))
+    return report

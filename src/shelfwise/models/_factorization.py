@@ -86,7 +86,7 @@ class BPR(_ImplicitMF):
             regularization=self.regularization,
             iterations=self.iterations,
             random_state=self.seed,
-            num_threads=0,
+            num_threads=1,  # BPR's parallel SGD is racy (Hogwild): one thread keeps a seed's result
         )
 
     def _matrix(self, interactions: Interactions) -> sp.csr_matrix:

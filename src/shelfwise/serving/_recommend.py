@@ -1,0 +1,78 @@
+"""Answering recommendation requests from a bundle, in the shop's own ids.
+
+User ids arrive raw and are pseudonymized with the workdir's key (the bundle only knows
+pseudonyms); product ids go out as the shop's own. A user the bundle has never seen gets the
+cold-start list (popularity), never an error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..features import Interactions
+from ..governance import Pseudonymizer
+from ._bundle import Bundle
+
+
+class Recommendations:
+    def __init__(self, bundle: Bundle, pseudonymize: Pseudonymizer):
+        self.bundle = bundle
+        self.pseudonymize = pseudonymize
+        self._user_index = {u: i for i, u in enumerate(bundle.interactions.user_ids)}
+        self._item_index = {p: i for i, p in enumerate(bundle.interactions.item_ids)}
+        pop = bundle.models.get("popularity")
+        counts = bundle.interactions.item_counts().astype(np.float64)
+        self._cold_scores = pop.score(np.array([0]))[0] if pop is not None else counts  # type: ignore[union-attr]
+        self._cold_order = np.argsort(-np.asarray(self._cold_scores), kind="stable")
+
+    def model_name(self, model: str | None) -> str:
+        name = model or self.bundle.manifest["default_model"]
+        if name not in self.bundle.models:
+            raise KeyError(f"model {name!r} is not in bundle {self.bundle.version} ({sorted(self.bundle.models)})")
+        return name
+
+    def for_users(self, raw_user_ids: list[str], k: int = 10, model: str | None = None, explain: bool = False) -> list[dict[str, Any]]:
+        name = self.model_name(model)
+        rec = self.bundle.models[name]
+        item_ids = self.bundle.interactions.item_ids
+        idx = [self._user_index.get(self.pseudonymize(str(u))) for u in raw_user_ids]
+        known = [i for i in idx if i is not None]
+        out_known: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        if known:
+            r = rec.recommend(np.array(known), k, exclude_seen=True)
+            for row, u in enumerate(known):
+                out_known[u] = (r.ids[row], r.scores[row])
+        answers = []
+        for raw, u in zip(raw_user_ids, idx, strict=True):
+            if u is None:
+                top = self._cold_order[:k]
+                answers.append({"user_id": raw, "items": [str(item_ids[i]) for i in top], "source": "cold_start"})
+                continue
+            ids, _ = out_known[u]
+            ids = ids[ids >= 0]
+            if len(ids) < k:  # a model with few candidates: fill from the cold-start list
+                seen = set(self.bundle.interactions.sequence(u).tolist()) | set(ids.tolist())
+                fill = [i for i in self._cold_order[: k + len(seen)] if i not in seen][: k - len(ids)]
+                ids = np.concatenate([ids, np.array(fill, dtype=ids.dtype)])
+            ans: dict[str, Any] = {"user_id": raw, "items": [str(item_ids[i]) for i in ids], "source": name}
+            if explain:
+                ans["because"] = self.explain(u, int(ids[0])) if len(ids) else []
+            answers.append(ans)
+        return answers
+
+    def explain(self, user: int, item: int) -> list[str]:
+        """The user's recent items that most raise `item`'s score under the transitions or
+        item-neighbour model (the most readable reason), else the most recent items."""
+        inter = self.bundle.interactions
+        seq = inter.sequence(user)
+        for name in ("transitions", "itemknn"):
+            m = self.bundle.models.get(name)
+            if m is not None:
+                single = Interactions(
+                    np.zeros(len(seq), np.int32), seq.astype(np.int32), np.ones(len(seq), np.float32),
+                    np.arange(len(seq), dtype=np.int64), np.array(["u"], dtype=object), inter.item_ids,
+                )
+                return [str(inter.item_ids[c["item"]]) for c in m.explain(0, item, history=single)]
+        return [str(inter.item_ids[i]) for i in seq[-3:][::-1]]

@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from shelfwise.evaluation import bootstrap_ci, coverage, novelty, per_user_metrics
+
+
+def targets(rows, n_items=10):
+    r = np.repeat(np.arange(len(rows)), [len(x) for x in rows])
+    c = np.concatenate([np.array(x, int) for x in rows]) if rows else np.array([], int)
+    return sp.csr_matrix((np.ones(len(c)), (r, c)), shape=(len(rows), n_items))
+
+
+def test_single_target_hand_computed():
+    ids = np.array([[3, 1, 2], [5, 6, 7], [9, 8, 4]])
+    t = targets([[1], [0], [4]])
+    m = per_user_metrics(ids, t, 3)
+    assert m["hr@3"].tolist() == [1, 0, 1]
+    np.testing.assert_allclose(m["ndcg@3"], [1 / np.log2(3), 0, 1 / np.log2(4)])
+    np.testing.assert_allclose(m["mrr@3"], [1 / 2, 0, 1 / 3])
+    np.testing.assert_allclose(m["map@3"], [1 / 2, 0, 1 / 3])
+    np.testing.assert_allclose(m["recall@3"], [1, 0, 1])
+    np.testing.assert_allclose(m["precision@3"], [1 / 3, 0, 1 / 3])
+
+
+def test_multiple_targets_hand_computed():
+    ids = np.array([[1, 2, 3, 4]])
+    t = targets([[1, 3, 9]])
+    m = per_user_metrics(ids, t, 4)
+    dcg = 1 + 1 / np.log2(4)
+    idcg = 1 + 1 / np.log2(3) + 1 / np.log2(4)
+    assert m["ndcg@4"][0] == pytest.approx(dcg / idcg)
+    assert m["recall@4"][0] == pytest.approx(2 / 3)
+    assert m["map@4"][0] == pytest.approx((1 / 1 + 2 / 3) / 3)
+
+
+def test_cutoff_and_padding():
+    ids = np.array([[-1, -1, 2]])
+    m = per_user_metrics(ids, targets([[2]]), 2)
+    assert m["hr@2"][0] == 0
+    m = per_user_metrics(ids, targets([[2]]), 3)
+    assert m["ndcg@3"][0] == pytest.approx(0.5)
+
+
+def test_bootstrap_ci_contains_mean_and_is_deterministic():
+    v = np.random.default_rng(1).random(500)
+    lo, hi = bootstrap_ci(v, seed=3)
+    assert lo < v.mean() < hi
+    assert (lo, hi) == bootstrap_ci(v, seed=3)
+
+
+def test_coverage_and_novelty():
+    ids = np.array([[0, 1], [0, 2]])
+    assert coverage(ids, 10, 2) == pytest.approx(0.3)
+    counts = np.array([100, 1, 1, 0])
+    assert novelty(np.array([[1]]), counts, 1) > novelty(np.array([[0]]), counts, 1)

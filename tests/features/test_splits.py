@@ -1,0 +1,58 @@
+import numpy as np
+
+from shelfwise.features import Interactions, global_time, leave_last_out
+
+
+def toy():
+    users = ["a"] * 5 + ["b"] * 3 + ["c"] * 2
+    items = ["x1", "x2", "x3", "x4", "x5", "y1", "y2", "y3", "z1", "z2"]
+    ts = [1, 2, 3, 4, 5, 1, 2, 3, 10, 11]
+    return Interactions.from_arrays(users, items, ts)
+
+
+def test_leave_last_out_no_leak():
+    inter = toy()
+    s = leave_last_out(inter)
+    uid = {u: i for i, u in enumerate(inter.user_ids)}
+    iid = {p: i for i, p in enumerate(inter.item_ids)}
+    assert sorted(inter.user_ids[s.test.users]) == ["a", "b"]  # c has only 2 steps
+    a = uid["a"]
+    assert s.train.sequence(a).tolist() == [iid[x] for x in ["x1", "x2", "x3"]]
+    row = list(s.test.users).index(a)
+    assert s.test.targets[row].indices.tolist() == [iid["x5"]]
+    assert s.validation.targets[row].indices.tolist() == [iid["x4"]]
+    # the test history holds the validation step, never the test step
+    assert iid["x4"] in s.test.history.sequence(a) and iid["x5"] not in s.test.history.sequence(a)
+    # nothing a model is fitted on is at or after a user's validation step
+    for u in s.test.users:
+        hist = set(s.train.sequence(u).tolist())
+        assert not hist & set(s.validation.targets[list(s.test.users).index(u)].indices)
+    # c stays in training entirely
+    assert len(s.train.sequence(uid["c"])) == 2
+
+
+def test_global_time_no_leak():
+    rng = np.random.default_rng(0)
+    n = 2000
+    inter = Interactions.from_arrays(
+        rng.integers(0, 50, n).astype(str), rng.integers(0, 80, n).astype(str), rng.integers(0, 10_000, n), collapse=False
+    )
+    s = global_time(inter, test_fraction=0.2, validation_fraction=0.2)
+    t_val = s.train.timestamp.max()
+    assert s.validation.history.timestamp.max() == t_val
+    assert s.test.history.timestamp.max() >= t_val
+    # targets are new to the user at query time
+    seen = s.test.history.seen()
+    for r, u in enumerate(s.test.users):
+        assert not set(s.test.targets[r].indices) & set(seen[u].indices)
+
+
+def test_collapse_keeps_strongest_weight_of_a_run():
+    inter = Interactions.from_arrays(["u"] * 4, ["p", "p", "q", "p"], [1, 2, 3, 4], [1, 8, 1, 2])
+    assert [inter.item_ids[i] for i in inter.sequence(0)] == ["p", "q", "p"]
+    assert inter.weight.tolist() == [8, 1, 2]
+
+
+def test_catalog_items_are_indexed_even_without_events():
+    inter = Interactions.from_arrays(["u"], ["p2"], [1], item_ids=["p1", "p2", "p3"])
+    assert list(inter.item_ids) == ["p1", "p2", "p3"] and inter.n_items == 3

@@ -1,0 +1,30 @@
+import numpy as np
+
+from shelfwise.features import Interactions
+
+
+def planted_groups(seed: int = 0, n_users: int = 120, n_items: int = 40) -> Interactions:
+    """Two taste groups: even users touch only even items, odd users only odd items."""
+    rng = np.random.default_rng(seed)
+    users, items, ts = [], [], []
+    for u in range(n_users):
+        pool = np.arange(u % 2, n_items, 2)
+        for t, i in enumerate(rng.choice(pool, 8, replace=False)):
+            users.append(f"u{u}")
+            items.append(f"i{i:03d}")
+            ts.append(t)
+    return Interactions.from_arrays(users, items, ts)
+
+
+def planted_cycles(seed: int = 0, n_users: int = 200, n_items: int = 30, length: int = 12) -> Interactions:
+    """Every user walks the cycle i -> i+1 -> i+2 ... from a random start: the next item is
+    fully determined by the last one."""
+    rng = np.random.default_rng(seed)
+    users, items, ts = [], [], []
+    for u in range(n_users):
+        start = rng.integers(0, n_items)
+        for t in range(length):
+            users.append(f"u{u}")
+            items.append(f"i{(start + t) % n_items:03d}")
+            ts.append(t)
+    return Interactions.from_arrays(users, items, ts)
