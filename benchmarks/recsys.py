@@ -33,7 +33,18 @@ def run(dataset: str, work: Path, extra: list[str]) -> dict:
         return {"dataset": dataset, "skipped": f"{src} is absent"}
     w = work / dataset
     shutil.rmtree(w, ignore_errors=True)
-    cmd = [sys.executable, "-m", "shelfwise.cli", "train", "--data", str(src), "--workdir", str(w), "--json", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "shelfwise.cli",
+        "train",
+        "--data",
+        str(src),
+        "--workdir",
+        str(w),
+        "--json",
+        *extra,
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(
         ["/usr/bin/time", "-f", "%M", *cmd] if Path("/usr/bin/time").exists() else cmd,
@@ -85,9 +96,36 @@ def main() -> None:
     results = []
     for ds in args.datasets.split(","):
         res = run(ds, Path(args.work), extra)
-        print(json.dumps({k: v for k, v in res.items() if k in ("dataset", "default_model", "ndcg@10", "wall_seconds", "peak_rss_mb", "error", "skipped")}), flush=True)
+        print(
+            json.dumps(
+                {
+                    k: v
+                    for k, v in res.items()
+                    if k
+                    in (
+                        "dataset",
+                        "default_model",
+                        "ndcg@10",
+                        "wall_seconds",
+                        "peak_rss_mb",
+                        "error",
+                        "skipped",
+                    )
+                }
+            ),
+            flush=True,
+        )
         results.append(res)
-    Path(args.out).write_text(json.dumps({"benchmark": "shelfwise train (default pipeline) on S3-Rec Amazon sets", "cpus": os.cpu_count(), "results": results}, indent=2))
+    Path(args.out).write_text(
+        json.dumps(
+            {
+                "benchmark": "shelfwise train (default pipeline) on S3-Rec Amazon sets",
+                "cpus": os.cpu_count(),
+                "results": results,
+            },
+            indent=2,
+        )
+    )
     shutil.rmtree(args.work, ignore_errors=True)
     print(f"wrote {args.out}")
 

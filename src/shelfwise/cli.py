@@ -66,6 +66,7 @@ def demo(
     users: Annotated[int, typer.Option(help="Users in the demo shop.")] = 2000,
     events: Annotated[int, typer.Option(help="Behaviour events in the demo shop.")] = 200_000,
     seed: Annotated[int, typer.Option(help="Random seed (the same seed gives the same shop).")] = 7,
+    train_models: Annotated[bool, typer.Option("--train/--no-train", help="Also train and evaluate.")] = True,
     as_json: AsJson = False,
 ) -> None:
     """Make a demo shop, run everything on it, and print where the reports are."""
@@ -79,9 +80,23 @@ def demo(
             f"{shop.events:,} event rows ({len(shop.defects):,} injected defects recorded in defects.json)"
         )
     _run_ingest(data, workdir, as_json)
+    if train_models:
+        from .lifecycle import TrainSettings
+        from .lifecycle import train as run_train
+
+        log = (lambda msg: sys.stderr.write(msg + "\n")) if as_json else typer.echo
+        if not as_json:
+            typer.echo("\ntraining (demo budgets: 15 s of tuning per model, 60 s of SASRec) ...")
+        result = run_train(workdir, None, TrainSettings(tune_budget_s=15.0, sasrec_budget_s=60.0), log=log)
+        if as_json:
+            _print_json(result.to_dict())
+        else:
+            typer.echo(f"evaluation report: {result.report_html}")
     if not as_json:
         typer.echo("")
         typer.echo("next steps:")
+        typer.echo(f"  shelfwise evaluate --workdir {workdir}")
+        typer.echo(f"  shelfwise recommend --workdir {workdir} --users USERS.csv --k 10 --out recs.jsonl")
         typer.echo(f"  shelfwise quarantine list --workdir {workdir}")
         typer.echo(f"  shelfwise export --workdir {workdir} --table events --out events.parquet")
 
@@ -134,7 +149,8 @@ def export(
 def train(
     workdir: Workdir,
     data: Annotated[
-        Path | None, typer.Option("--data", "-d", help="Ingest this dataset first (canonical or a known format).")
+        Path | None,
+        typer.Option("--data", "-d", help="Ingest this dataset first (canonical or a known format)."),
     ] = None,
     models: Annotated[
         str | None, typer.Option(help="Comma-separated models (default: all of the default pipeline).")
@@ -172,9 +188,12 @@ def train(
 @app.command()
 def evaluate(
     workdir: Workdir,
-    models: Annotated[str | None, typer.Option(help="Comma-separated models of the bundle (default: all).")] = None,
+    models: Annotated[
+        str | None, typer.Option(help="Comma-separated models of the bundle (default: all).")
+    ] = None,
     sampled: Annotated[
-        int | None, typer.Option(help="Also a sampled protocol: rank each target among N random unseen items.")
+        int | None,
+        typer.Option(help="Also a sampled protocol: rank each target among N random unseen items."),
     ] = None,
     as_json: AsJson = False,
 ) -> None:
@@ -230,11 +249,17 @@ def _read_ids(path: Path, column: str) -> list[str]:
 @app.command()
 def recommend(
     workdir: Workdir,
-    users: Annotated[Path, typer.Option("--users", help="CSV with a user_id column, JSONL, or one id per line.")],
+    users: Annotated[
+        Path, typer.Option("--users", help="CSV with a user_id column, JSONL, or one id per line.")
+    ],
     out: Annotated[Path, typer.Option("--out", help="FILE.jsonl: one {user_id, items} per line.")],
     k: Annotated[int, typer.Option("--k", min=1, max=1000, help="Items per user.")] = 10,
-    model: Annotated[str | None, typer.Option(help="A model of the bundle (default: its default model).")] = None,
-    explain: Annotated[bool, typer.Option(help="Add `because`: the history items behind the top item.")] = False,
+    model: Annotated[
+        str | None, typer.Option(help="A model of the bundle (default: its default model).")
+    ] = None,
+    explain: Annotated[
+        bool, typer.Option(help="Add `because`: the history items behind the top item.")
+    ] = False,
 ) -> None:
     """Top-k items per user, in the shop's own ids; seen items excluded; unknown users get the
     cold-start list."""

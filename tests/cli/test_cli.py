@@ -51,7 +51,16 @@ def test_ingest_json_report_fields(shop):
 
 def test_readable_summary_and_demo_command(tmp_path):
     proc = sw(
-        "demo", "--workdir", str(tmp_path / "w"), "--products", "200", "--users", "50", "--events", "3000"
+        "demo",
+        "--workdir",
+        str(tmp_path / "w"),
+        "--products",
+        "200",
+        "--users",
+        "50",
+        "--events",
+        "3000",
+        "--no-train",
     )
     assert "HTML quality report:" in proc.stdout and "quarantined" in proc.stdout
     assert (tmp_path / "w" / "reports" / "quality.html").exists()

@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.conftest import copy_head, shared
-from tests.cli.test_cli import sw
 
 from shelfwise.demo import generate_demo
 from shelfwise.governance import Pseudonymizer, SecretStore
 from shelfwise.serving import Bundle, current_bundle
+from tests.cli.test_cli import sw
+from tests.conftest import copy_head, shared
 
 FAST = ["--tune-seconds", "3", "--sasrec-seconds", "15"]
 
@@ -71,10 +71,14 @@ def test_bundle_tampering_is_detected(trained, tmp_path):
 @pytest.mark.slow
 def test_evaluate_full_and_sampled(trained):
     _, work, _ = trained
-    full = json.loads(sw("evaluate", "--workdir", str(work), "--json", "--models", "popularity,transitions").stdout)
+    full = json.loads(
+        sw("evaluate", "--workdir", str(work), "--json", "--models", "popularity,transitions").stdout
+    )
     assert full["protocol"]["candidates"] == "full ranking (all items)"
     assert [r["model"] for r in full["results"]] == ["popularity", "transitions"]
-    sampled = json.loads(sw("evaluate", "--workdir", str(work), "--json", "--sampled", "50", "--models", "transitions").stdout)
+    sampled = json.loads(
+        sw("evaluate", "--workdir", str(work), "--json", "--sampled", "50", "--models", "transitions").stdout
+    )
     assert sampled["protocol"]["candidates"].startswith("sampled (50")
     # a sampled metric is far easier than full ranking: it must never be reported as one
     assert sampled["results"][0]["metrics"]["ndcg@10"] > full["results"][1]["metrics"]["ndcg@10"]
@@ -91,25 +95,35 @@ def test_recommend_known_unknown_and_seen_excluded(trained, tmp_path):
     users = tmp_path / "users.csv"
     users.write_text("user_id\n" + "\n".join([*known, "never-seen-user"]) + "\n")
     out = tmp_path / "recs.jsonl"
-    proc = sw("recommend", "--workdir", str(work), "--users", str(users), "--k", "7", "--out", str(out), "--explain")
+    proc = sw(
+        "recommend", "--workdir", str(work), "--users", str(users), "--k", "7", "--out", str(out), "--explain"
+    )
     assert "1 unknown" in proc.stdout
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert [x["user_id"] for x in lines] == [*known, "never-seen-user"]
     assert all(len(x["items"]) == 7 for x in lines)
     assert lines[-1]["source"] == "cold_start"
-    products = {r["product_id"] for r in csv.DictReader(open(data / "products.csv", encoding="utf-8", errors="replace"))}
+    products = {
+        r["product_id"]
+        for r in csv.DictReader(open(data / "products.csv", encoding="utf-8", errors="replace"))
+    }
     bundle = Bundle.load(current_bundle(work))
     pseudo = Pseudonymizer(SecretStore(work).pseudonym_key())
     index = {u: i for i, u in enumerate(bundle.interactions.user_ids)}
     for line in lines[:-1]:
         assert set(line["items"]) <= products  # the shop's own ids
-        seen = {bundle.interactions.item_ids[i] for i in bundle.interactions.sequence(index[pseudo(line["user_id"])])}
+        seen = {
+            bundle.interactions.item_ids[i]
+            for i in bundle.interactions.sequence(index[pseudo(line["user_id"])])
+        }
         assert not seen & set(line["items"])
         assert isinstance(line["because"], list)
 
 
 def test_recommend_errors_are_clear(tmp_path):
-    proc = sw("recommend", "--workdir", str(tmp_path / "nope"), "--users", "x.csv", "--out", "o.jsonl", check=False)
+    proc = sw(
+        "recommend", "--workdir", str(tmp_path / "nope"), "--users", "x.csv", "--out", "o.jsonl", check=False
+    )
     assert proc.returncode == 2 and "not a shelfwise workdir" in proc.stderr + proc.stdout
 
 
@@ -122,7 +136,17 @@ def test_train_on_a_real_slice(tmp_path):
     copy_head(src, data / "Beauty.txt", 4000)
     work = tmp_path / "w"
     out = json.loads(
-        sw("train", "--data", str(data), "--workdir", str(work), "--json", "--models", "popularity,itemknn,transitions", *FAST).stdout
+        sw(
+            "train",
+            "--data",
+            str(data),
+            "--workdir",
+            str(work),
+            "--json",
+            "--models",
+            "popularity,itemknn,transitions",
+            *FAST,
+        ).stdout
     )
     metric = {r["model"]: r["metrics"]["ndcg@10"] for r in out["results"]}
     assert out["protocol"]["users"] == 4000

@@ -35,7 +35,10 @@ def test_global_time_no_leak():
     rng = np.random.default_rng(0)
     n = 2000
     inter = Interactions.from_arrays(
-        rng.integers(0, 50, n).astype(str), rng.integers(0, 80, n).astype(str), rng.integers(0, 10_000, n), collapse=False
+        rng.integers(0, 50, n).astype(str),
+        rng.integers(0, 80, n).astype(str),
+        rng.integers(0, 10_000, n),
+        collapse=False,
     )
     s = global_time(inter, test_fraction=0.2, validation_fraction=0.2)
     t_val = s.train.timestamp.max()

@@ -1,8 +1,7 @@
 import pytest
 
-from tests.models.planted_data import planted_cycles, planted_groups
-
 from shelfwise.features import Interactions
+from tests.models.planted_data import planted_cycles, planted_groups
 
 
 @pytest.fixture

@@ -5,10 +5,12 @@ import pytest
 
 from shelfwise.evaluation import ndcg_at_10
 from shelfwise.features import leave_last_out
-from shelfwise.models import ALS, EASE, SASRec, ItemKNN, Popularity, Transitions
+from shelfwise.models import ALS, EASE, ItemKNN, Popularity, SASRec, Transitions
 
 
-@pytest.mark.parametrize("model", [ItemKNN(), ALS(factors=8, iterations=10), EASE(l2=10.0)], ids=lambda m: m.name)
+@pytest.mark.parametrize(
+    "model", [ItemKNN(), ALS(factors=8, iterations=10), EASE(l2=10.0)], ids=lambda m: m.name
+)
 def test_taste_groups_are_recovered(model, groups):
     model.fit(groups)
     r = model.recommend(np.arange(groups.n_users), k=5)
@@ -20,7 +22,20 @@ def test_taste_groups_are_recovered(model, groups):
 
 @pytest.mark.parametrize(
     "model",
-    [Transitions(), SASRec(epochs=40, dim=32, heads=1, layers=1, max_len=8, batch_size=64, lr=5e-3, dropout=0.0, eval_every=40)],
+    [
+        Transitions(),
+        SASRec(
+            epochs=40,
+            dim=32,
+            heads=1,
+            layers=1,
+            max_len=8,
+            batch_size=64,
+            lr=5e-3,
+            dropout=0.0,
+            eval_every=40,
+        ),
+    ],
     ids=lambda m: m.name,
 )
 def test_sequence_models_predict_the_next_step(model, cycles):
@@ -39,7 +54,9 @@ def test_recent_window_popularity():
     from shelfwise.features import Interactions
 
     inter = Interactions.from_arrays(
-        ["a", "b", "c", "d", "e"], ["old", "old", "old", "new", "new"], [0, 1, 2, 100 * 86400, 100 * 86400 + 5]
+        ["a", "b", "c", "d", "e"],
+        ["old", "old", "old", "new", "new"],
+        [0, 1, 2, 100 * 86400, 100 * 86400 + 5],
     )
     top = Popularity(window_days=7).fit(inter).recommend(np.array([0]), k=1, exclude_seen=False)
     assert inter.item_ids[top.ids[0, 0]] == "new"

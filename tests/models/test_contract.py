@@ -5,7 +5,6 @@ import pytest
 
 from shelfwise.features import Interactions, leave_last_out
 from shelfwise.models import RECOMMENDERS, Content, Fusion, Recommender, Results
-
 from tests.models.planted_data import planted_groups
 
 SMALL = {
@@ -109,8 +108,12 @@ def test_query_time_history_changes_the_answer(fitted, inter):
     """A user who just acted is answered from the new history without refitting."""
     model = fitted["transitions"]
     probe = Interactions(
-        np.zeros(1, np.int32), np.array([inter.item_idx[0]], np.int32), np.ones(1, np.float32),
-        np.zeros(1, np.int64), np.array(["x"], dtype=object), inter.item_ids,
+        np.zeros(1, np.int32),
+        np.array([inter.item_idx[0]], np.int32),
+        np.ones(1, np.float32),
+        np.zeros(1, np.int64),
+        np.array(["x"], dtype=object),
+        inter.item_ids,
     )
     r = model.recommend(np.array([0]), k=3, history=probe)
     assert inter.item_idx[0] not in r.ids[0]

@@ -116,14 +116,23 @@ def evaluate_model(
     }
     head_cut = np.quantile(item_counts[item_counts > 0], 0.8) if (item_counts > 0).any() else 0
     tgt_first = np.array(
-        [fold.targets.indices[fold.targets.indptr[r]] if fold.targets.indptr[r + 1] > fold.targets.indptr[r] else -1 for r in range(len(fold.users))]
+        [
+            fold.targets.indices[fold.targets.indptr[r]]
+            if fold.targets.indptr[r + 1] > fold.targets.indptr[r]
+            else -1
+            for r in range(len(fold.users))
+        ]
     )
     tgt_count = np.where(tgt_first >= 0, item_counts[np.maximum(tgt_first, 0)], 0)
     seg_masks["head_items"] = tgt_count > head_cut
     seg_masks["tail_items"] = tgt_count <= head_cut
     for sname, mask in seg_masks.items():
         if mask.any():
-            seg[sname] = {"users": int(mask.sum()), HEADLINE: float(per_user[HEADLINE][mask].mean()), "hr@10": float(per_user["hr@10"][mask].mean())}
+            seg[sname] = {
+                "users": int(mask.sum()),
+                HEADLINE: float(per_user[HEADLINE][mask].mean()),
+                "hr@10": float(per_user["hr@10"][mask].mean()),
+            }
     return ModelResult(name, metrics, ci, seg, seconds)
 
 
@@ -143,7 +152,9 @@ def evaluate_all(
     protocol = Protocol(
         split=split.protocol,
         split_description=split.description,
-        candidates=f"sampled ({sampled} random unseen negatives per target)" if sampled else "full ranking (all items)",
+        candidates=f"sampled ({sampled} random unseen negatives per target)"
+        if sampled
+        else "full ranking (all items)",
         exclude_seen=True,
         cutoffs=tuple(cutoffs),
         users=len(f),

@@ -44,7 +44,9 @@ def per_user_metrics(ids: np.ndarray, targets: sp.csr_matrix, k: int) -> dict[st
     }
 
 
-def bootstrap_ci(values: np.ndarray, *, rounds: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(
+    values: np.ndarray, *, rounds: int = 1000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean over users."""
     if len(values) == 0:
         return (float("nan"), float("nan"))

@@ -57,7 +57,11 @@ def write_evaluation_report(path: str | Path, report: dict[str, Any]) -> Path:
     charts = {
         "by_model": metric_by_model_chart(names, ndcg, cis, "NDCG@10 by model (95% CI)"),
         "by_cutoff": lines_chart(
-            cutoffs, {m["model"]: [m["metrics"][f"ndcg@{k}"] for k in cutoffs] for m in results}, "NDCG@k vs cutoff", "k", "NDCG@k"
+            cutoffs,
+            {m["model"]: [m["metrics"][f"ndcg@{k}"] for k in cutoffs] for m in results},
+            "NDCG@k vs cutoff",
+            "k",
+            "NDCG@k",
         ),
         "tradeoff": scatter_chart(
             {m["model"]: (m["metrics"].get("coverage@10", 0.0), m["metrics"]["ndcg@10"]) for m in results},

@@ -7,4 +7,10 @@ from ._splits import Fold, Split, global_time, leave_last_out
 __all__ = [
     "DEFAULT_EVENT_WEIGHTS",
     "Catalog",
-    "load_interactions", "Fold", "Interactions", "Split", "global_time", "leave_last_out"]
+    "load_interactions",
+    "Fold",
+    "Interactions",
+    "Split",
+    "global_time",
+    "leave_last_out",
+]

@@ -36,10 +36,17 @@ def load_interactions(
     weights = dict(DEFAULT_EVENT_WEIGHTS if event_weights is None else event_weights)
     path = Path(workdir) / "warehouse.duckdb"
     if not path.exists():
-        raise ShelfwiseError(f"{workdir}: no warehouse; run `shelfwise ingest` or `shelfwise train --data` first")
+        raise ShelfwiseError(
+            f"{workdir}: no warehouse; run `shelfwise ingest` or `shelfwise train --data` first"
+        )
     con = duckdb.connect(str(path), read_only=True)
     try:
-        tables = {r[0] for r in con.sql("SELECT table_name FROM information_schema.tables WHERE table_schema='curated'").fetchall()}
+        tables = {
+            r[0]
+            for r in con.sql(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema='curated'"
+            ).fetchall()
+        }
         if "events" not in tables:
             raise ShelfwiseError(f"{workdir}: the warehouse has no curated events table")
         cases = " ".join(f"WHEN '{t}' THEN {float(w)}" for t, w in weights.items() if t != "rating")
@@ -70,6 +77,7 @@ def load_interactions(
     stock = np.ones(n, bool)
     if prod is not None:
         # catalog rows come first in the item index, in the same order (from_arrays keeps it)
+        assert catalog_ids is not None
         m = len(catalog_ids)
         titles[:m] = [str(t) for t in prod["title"]]
         cats[:m] = [str(c) for c in prod["category"]]

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..evaluation import HEADLINE, evaluate_all, ndcg_at_10
 from ..features import Catalog, Interactions, Split, global_time, leave_last_out, load_interactions
-from ..models import RECOMMENDERS, Recommender
+from ..models import RECOMMENDERS, Recommender, SASRec
 from ..models._content import Content
 from ..models._fusion import Fusion
 from ..serving._bundle import write_bundle
@@ -132,7 +132,13 @@ def train(
     if data is not None:
         report = ingest_dataset(data, workdir)  # the same governed path as `shelfwise ingest`
         ingest_run = report.run_id
-        log(f"ingested {data}: " + ", ".join(f"{t} {r.rows_curated:,} curated / {r.rows_quarantined:,} quarantined" for t, r in report.tables.items()))
+        log(
+            f"ingested {data}: "
+            + ", ".join(
+                f"{t} {r.rows_curated:,} curated / {r.rows_quarantined:,} quarantined"
+                for t, r in report.tables.items()
+            )
+        )
     data_versions = _data_versions(workdir)
     ns = warehouse_namespace(workdir)
     lineage = LineageRun(
@@ -167,7 +173,9 @@ def _train(
 
         raise ShelfwiseError(f"{workdir}: no item interactions in curated.events; nothing to train on")
     split = make_split(inter, settings.split)
-    log(f"interactions: {len(inter):,} steps, {inter.n_users:,} users, {inter.n_items:,} items; {split.description}")
+    log(
+        f"interactions: {len(inter):,} steps, {inter.n_users:,} users, {inter.n_items:,} items; {split.description}"
+    )
     models: dict[str, Recommender] = {}
     timings: dict[str, dict[str, float]] = {}
     tuned: dict[str, dict[str, Any]] = {}
@@ -189,23 +197,35 @@ def _train(
     if settings.fusion and len(models) >= 2:
         t0 = time.monotonic()
         gens = {n: m for n, m in models.items() if n != "popularity" or len(models) == 1}
-        fusion = Fusion(seed=settings.seed).fit(split.train)
-        fusion.set_generators(gens, item_category=catalog.category_codes if (catalog.category_codes >= 0).any() else None)
+        fusion = Fusion(seed=settings.seed)
+        fusion.fit(split.train)
+        fusion.set_generators(
+            gens, item_category=catalog.category_codes if (catalog.category_codes >= 0).any() else None
+        )
         fusion_info = fusion.fit_ranker(split.validation)
-        timings["fusion"] = {"train_seconds": round(time.monotonic() - t0, 2), "peak_rss_mb": round(_peak_rss_mb(), 1)}
+        timings["fusion"] = {
+            "train_seconds": round(time.monotonic() - t0, 2),
+            "peak_rss_mb": round(_peak_rss_mb(), 1),
+        }
         models["fusion"] = fusion
         hold = fusion_info.get("holdout_ndcg@10", {})
         best_part = max((v for g, v in hold.items() if g != "fusion"), default=-1.0)
         fusion_info["beats_parts"] = bool(hold and hold["fusion"] > best_part)
         fusion_info["generators"] = list(gens)
-        log(f"fusion: held-out validation {HEADLINE} {hold.get('fusion', float('nan')):.4f} vs best part {best_part:.4f}")
+        log(
+            f"fusion: held-out validation {HEADLINE} {hold.get('fusion', float('nan')):.4f} vs best part {best_part:.4f}"
+        )
         if fusion_info["beats_parts"]:
             default = "fusion"
-    protocol, results = evaluate_all(models, split, bootstrap_rounds=settings.bootstrap_rounds, seed=settings.seed)
+    protocol, results = evaluate_all(
+        models, split, bootstrap_rounds=settings.bootstrap_rounds, seed=settings.seed
+    )
     for r in results:
         r.extra.update(timings.get(r.model, {}))
         r.extra["validation_ndcg@10"] = validation.get(r.model)
-        log(f"test {r.model:12s} {HEADLINE} {r.metrics[HEADLINE]:.4f}  hr@10 {r.metrics['hr@10']:.4f}  coverage@10 {r.metrics.get('coverage@10', 0):.3f}")
+        log(
+            f"test {r.model:12s} {HEADLINE} {r.metrics[HEADLINE]:.4f}  hr@10 {r.metrics['hr@10']:.4f}  coverage@10 {r.metrics.get('coverage@10', 0):.3f}"
+        )
     manifest = {
         "default_model": default,
         "protocol": protocol.as_dict(),
@@ -241,7 +261,17 @@ def _train(
     runs = _track(workdir, report, models, timings)
     log(f"bundle {bundle.name}: default model {default}; report {html}")
     return TrainResult(
-        bundle, default, protocol.as_dict(), [r.as_dict() for r in results], validation, fusion_info, timings, tuned, report_json, html, runs
+        bundle,
+        default,
+        protocol.as_dict(),
+        [r.as_dict() for r in results],
+        validation,
+        fusion_info,
+        timings,
+        tuned,
+        report_json,
+        html,
+        runs,
     )
 
 
@@ -252,34 +282,50 @@ def _has_text(catalog: Catalog) -> bool:
 
 
 def _fit_one(
-    name: str, split: Split, catalog: Catalog, settings: TrainSettings, tuned: dict[str, dict[str, Any]], log: Any
+    name: str,
+    split: Split,
+    catalog: Catalog,
+    settings: TrainSettings,
+    tuned: dict[str, dict[str, Any]],
+    log: Any,
 ) -> Recommender:
     cls = RECOMMENDERS[name]
     if name == "sasrec":
         cfg = {"time_budget_s": settings.sasrec_budget_s, "seed": settings.seed, **settings.sasrec}
-        model = cls(**cfg)
-        model.fit_with_validation(  # type: ignore[attr-defined]
-            split.train, lambda m: ndcg_at_10(m, split.validation, max_users=settings.max_tune_users, seed=settings.seed)
+        model = SASRec(**cfg)
+        model.fit_with_validation(
+            split.train,
+            lambda m: ndcg_at_10(m, split.validation, max_users=settings.max_tune_users, seed=settings.seed),
         )
-        tuned[name] = {"params": cfg, "epochs": model.epochs_, "best_validation_ndcg@10": model.best_validation_}  # type: ignore[attr-defined]
+        tuned[name] = {
+            "params": cfg,
+            "epochs": model.epochs_,
+            "best_validation_ndcg@10": model.best_validation_,
+        }
         return model
     if name == "content":
         from ..features._text_encoder import encode_texts
 
-        model = Content()
-        assert isinstance(model, Content)
-        model.set_embeddings(encode_texts(catalog.titles))
-        return model.fit(split.train)
+        return Content().set_embeddings(encode_texts(catalog.titles)).fit(split.train)
     params, trials, best = tune(
         name, split, budget_s=settings.tune_budget_s, max_users=settings.max_tune_users, seed=settings.seed
     )
     if trials:
-        tuned[name] = {"params": params, "trials": len(trials), "best_validation_ndcg@10": max(t["validation_ndcg@10"] for t in trials)}
+        tuned[name] = {
+            "params": params,
+            "trials": len(trials),
+            "best_validation_ndcg@10": max(t["validation_ndcg@10"] for t in trials),
+        }
         log(f"{name}: {len(trials)} Optuna trials, best {params}")
     return best if best is not None else cls(**params).fit(split.train)
 
 
-def _track(workdir: Path, report: dict[str, Any], models: dict[str, Recommender], timings: dict[str, dict[str, float]]) -> dict[str, str]:
+def _track(
+    workdir: Path,
+    report: dict[str, Any],
+    models: dict[str, Recommender],
+    timings: dict[str, dict[str, float]],
+) -> dict[str, str]:
     """One MLflow run per model in the workdir's SQLite tracking store."""
     import logging
     import os
@@ -333,8 +379,12 @@ def evaluate_workdir(
     chosen = {n: m for n, m in bundle.models.items() if models is None or n in models}
     missing = set(models or []) - set(chosen)
     if missing:
-        raise ValueError(f"models {sorted(missing)} are not in bundle {bundle.version} ({sorted(bundle.models)})")
-    protocol, results = evaluate_all(chosen, split, sampled=sampled, bootstrap_rounds=bootstrap_rounds, seed=seed)
+        raise ValueError(
+            f"models {sorted(missing)} are not in bundle {bundle.version} ({sorted(bundle.models)})"
+        )
+    protocol, results = evaluate_all(
+        chosen, split, sampled=sampled, bootstrap_rounds=bootstrap_rounds, seed=seed
+    )
     report = {
         "bundle": str(bundle.path),
         "bundle_version": bundle.version,

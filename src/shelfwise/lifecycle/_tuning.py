@@ -57,7 +57,7 @@ def tune(
     max_users: int | None = 5000,
     seed: int = 0,
     defaults: dict[str, Any] | None = None,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+) -> tuple[dict[str, Any], list[dict[str, Any]], Recommender | None]:
     """Best parameters by full-ranking NDCG@10 on the validation fold, every trial, and the
     best fitted model (so the caller need not fit it again; None when nothing was tuned)."""
     cls = RECOMMENDERS[name]
@@ -71,7 +71,7 @@ def tune(
     first = {k: v for k, v in default_model.get_params().items()}
     probe = optuna.trial.FixedTrial(first)
     try:
-        study.enqueue_trial({k: first[k] for k in space(probe)})
+        study.enqueue_trial({k: first[k] for k in space(probe)})  # type: ignore[arg-type]
     except (ValueError, KeyError):
         pass
 
@@ -85,6 +85,10 @@ def tune(
             best.update(value=value, model=model)
         return value
 
-    study.optimize(objective, n_trials=max_trials or MAX_TRIALS.get(name, 30), timeout=budget_s, gc_after_trial=True)
-    trials = [{"params": t.params, "validation_ndcg@10": t.value} for t in study.trials if t.value is not None]
+    study.optimize(
+        objective, n_trials=max_trials or MAX_TRIALS.get(name, 30), timeout=budget_s, gc_after_trial=True
+    )
+    trials = [
+        {"params": t.params, "validation_ndcg@10": t.value} for t in study.trials if t.value is not None
+    ]
     return {**base, **study.best_params}, trials, best["model"]

@@ -129,7 +129,9 @@ class Recommender(ABC):
         )
         return self.recommend(np.arange(n), k, exclude_seen=True, history=probe)
 
-    def explain(self, user: int, item: int, history: Interactions | None = None, top: int = 3) -> list[dict[str, Any]]:
+    def explain(
+        self, user: int, item: int, history: Interactions | None = None, top: int = 3
+    ) -> list[dict[str, Any]]:
         """Why `item` for `user`: the history items whose removal lowers its score the most."""
         hist = self._history(history)
         seq = hist.sequence(user)
@@ -148,7 +150,9 @@ class Recommender(ABC):
     def save(self, path: str | Path) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        (path / "params.json").write_text(json.dumps({"model": self.name, "params": self.get_params()}, indent=2))
+        (path / "params.json").write_text(
+            json.dumps({"model": self.name, "params": self.get_params()}, indent=2)
+        )
         state = {k: v for k, v in vars(self).items() if k.endswith("_") and k not in self.transient}
         with open(path / "state.pkl", "wb") as fh:
             pickle.dump(state, fh, protocol=pickle.HIGHEST_PROTOCOL)

@@ -44,7 +44,14 @@ class ALS(_ImplicitMF):
 
     name = "als"
 
-    def __init__(self, factors: int = 64, regularization: float = 0.05, alpha: float = 2.0, iterations: int = 15, seed: int = 0):
+    def __init__(
+        self,
+        factors: int = 64,
+        regularization: float = 0.05,
+        alpha: float = 2.0,
+        iterations: int = 15,
+        seed: int = 0,
+    ):
         self.factors = factors
         self.regularization = regularization
         self.alpha = alpha
@@ -70,7 +77,14 @@ class BPR(_ImplicitMF):
 
     name = "bpr"
 
-    def __init__(self, factors: int = 64, learning_rate: float = 0.05, regularization: float = 0.001, iterations: int = 100, seed: int = 0):
+    def __init__(
+        self,
+        factors: int = 64,
+        learning_rate: float = 0.05,
+        regularization: float = 0.001,
+        iterations: int = 100,
+        seed: int = 0,
+    ):
         self.factors = factors
         self.learning_rate = learning_rate
         self.regularization = regularization
@@ -121,13 +135,15 @@ class EASE(Recommender):
         keep = np.argsort(-counts, kind="stable")[: self.max_items]
         keep = np.sort(keep[counts[keep] > 0])
         xs = x[:, keep]
-        g = (xs.T @ xs).toarray().astype(np.float64)
-        g[np.diag_indices_from(g)] += self.l2
+        # float32 throughout: the ridge term keeps the system well conditioned, and it halves
+        # memory and time (12k items: 0.6 GB per matrix instead of 1.2)
+        g = (xs.T @ xs).toarray().astype(np.float32)
+        g[np.diag_indices_from(g)] += np.float32(self.l2)
         p = np.linalg.inv(g)
-        b = -p / np.diag(p)
-        b[np.diag_indices_from(b)] = 0.0
+        p /= -np.diag(p)  # in place: B = -P / diag(P)
+        p[np.diag_indices_from(p)] = 0.0
         self.items_ = keep
-        self.weights_ = b.astype(np.float32)
+        self.weights_ = p
 
     def _score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
         h = history.seen()[users][:, self.items_]

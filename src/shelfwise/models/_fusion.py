@@ -51,13 +51,21 @@ class Fusion(Recommender):
         names = []
         for g in self.generators_:
             names += [f"{g}_score", f"{g}_rank"]
-        names += ["n_generators", "item_log_count", "user_log_length", "same_category_as_last", "category_share"]
+        names += [
+            "n_generators",
+            "item_log_count",
+            "user_log_length",
+            "same_category_as_last",
+            "category_share",
+        ]
         return names
 
     def _fit(self, interactions: Interactions) -> None:
         self.item_log_count_ = np.log1p(interactions.item_counts()).astype(np.float32)
 
-    def _candidate_features(self, users: np.ndarray, history: Interactions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _candidate_features(
+        self, users: np.ndarray, history: Interactions
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Flat (rows, cols, features): candidate item `cols[j]` for batch row `rows[j]`."""
         n, v, c = len(users), self.n_items_, self.candidates
         seen = history.seen()[users]
@@ -82,7 +90,7 @@ class Fusion(Recommender):
         feats = []
         for s, r in zip(scores, ranks, strict=True):
             feats += [s[rows, cols], r[rows, cols]]
-        feats.append(sum((r[rows, cols] <= c).astype(np.float32) for r in ranks))
+        feats.append(np.sum([(r[rows, cols] <= c) for r in ranks], axis=0).astype(np.float32))
         feats.append(self.item_log_count_[cols])
         off = history.offsets
         lengths = (off[users + 1] - off[users]).astype(np.float32)
@@ -113,7 +121,7 @@ class Fusion(Recommender):
         self._check_fitted()
         rng = np.random.default_rng(self.seed)
         is_hold = rng.random(len(fold.users)) < self.holdout
-        xs, ys, groups, hold_rows = [], [], [], []
+        hold_rows: list[tuple[bool, np.ndarray, np.ndarray, np.ndarray]] = []
         for lo in range(0, len(fold.users), self.batch_size):
             users = fold.users[lo : lo + self.batch_size]
             rows, cols, x = self._candidate_features(users, fold.history)
@@ -129,7 +137,7 @@ class Fusion(Recommender):
         xs = np.vstack([x for x, _ in train])
         ys = np.concatenate([y for _, y in train])
         groups = [len(y) for _, y in train]
-        params = dict(
+        params: dict[str, Any] = dict(
             objective="lambdarank",
             n_estimators=self.trees,
             learning_rate=self.learning_rate,
@@ -167,7 +175,7 @@ class Fusion(Recommender):
                     for g in gains:
                         gains[g].append(0.0)
                     continue
-                pred = ranker.predict(x)
+                pred = np.asarray(ranker.predict(x))
                 gains["fusion"].append(_ndcg_at_10(pred, y))
                 for gi, g in enumerate(self.generators_):
                     gains[g].append(_ndcg_at_10(-x[:, 2 * gi + 1], y))
@@ -175,14 +183,16 @@ class Fusion(Recommender):
             del n_gen
         out["best_iteration"] = int(getattr(ranker, "best_iteration_", 0) or self.trees)
         importance = ranker.booster_.feature_importance("gain")
-        out["feature_importance"] = {n: float(v) for n, v in zip(self.feature_names(), importance, strict=True)}
+        out["feature_importance"] = {
+            n: float(v) for n, v in zip(self.feature_names(), importance, strict=True)
+        }
         return out
 
     def _score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
         out = np.full((len(users), self.n_items_), -np.inf, np.float32)
         rows, cols, x = self._candidate_features(users, history)
         if len(rows):
-            out[rows, cols] = self.ranker_.predict(x).astype(np.float32)
+            out[rows, cols] = np.asarray(self.ranker_.predict(x), dtype=np.float32)
         return out
 
 

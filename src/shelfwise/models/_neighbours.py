@@ -9,7 +9,9 @@ from ..features import Interactions
 from ._base import Recommender
 
 
-def _recent_history(history: Interactions, users: np.ndarray, last: int | None, decay: float) -> sp.csr_matrix:
+def _recent_history(
+    history: Interactions, users: np.ndarray, last: int | None, decay: float
+) -> sp.csr_matrix:
     """(len(users), n_items) rows holding each user's last `last` items, weighted by recency
     (`decay` ** steps-ago); `last=None` keeps all with weight 1 (decay=1)."""
     off = history.offsets
@@ -96,7 +98,9 @@ class Transitions(Recommender):
             val += [np.full(len(a), w, np.float32), np.full(len(a), w * self.backward, np.float32)]
         if src:
             c = sp.csr_matrix(
-                (np.concatenate(val), (np.concatenate(src), np.concatenate(dst))), shape=(n, n), dtype=np.float32
+                (np.concatenate(val), (np.concatenate(src), np.concatenate(dst))),
+                shape=(n, n),
+                dtype=np.float32,
             )
             c.sum_duplicates()
             c.setdiag(0)

@@ -55,7 +55,12 @@ class SASRecNet(nn.Module):
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.dim)
         self.drop = nn.Dropout(cfg.dropout)
         layer = nn.TransformerEncoderLayer(
-            cfg.dim, cfg.heads, dim_feedforward=cfg.dim * 2, dropout=cfg.dropout, batch_first=True, norm_first=True
+            cfg.dim,
+            cfg.heads,
+            dim_feedforward=cfg.dim * 2,
+            dropout=cfg.dropout,
+            batch_first=True,
+            norm_first=True,
         )
         self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(cfg.dim)
@@ -124,7 +129,9 @@ class SASRec(Recommender):
     def _fit(self, interactions: Interactions) -> None:
         self.fit_with_validation(interactions, None)
 
-    def fit_with_validation(self, interactions: Interactions, validate: Callable[[Recommender], float] | None) -> SASRec:
+    def fit_with_validation(
+        self, interactions: Interactions, validate: Callable[[Recommender], float] | None
+    ) -> SASRec:
         """Train; with `validate` (model -> metric, higher is better) stop early and keep the best."""
         cfg = self.cfg
         self.n_items_ = interactions.n_items
@@ -181,8 +188,12 @@ class SASRec(Recommender):
         self.best_validation_ = None if best == -np.inf else best
         return self
 
-    def _loss(self, net: SASRecNet, h: torch.Tensor, y: torch.Tensor, rng: np.random.Generator, dev: torch.device) -> torch.Tensor:
-        full = self.cfg.loss == "ce" or (self.cfg.loss == "auto" and self.n_items_ <= self.cfg.full_softmax_items)
+    def _loss(
+        self, net: SASRecNet, h: torch.Tensor, y: torch.Tensor, rng: np.random.Generator, dev: torch.device
+    ) -> torch.Tensor:
+        full = self.cfg.loss == "ce" or (
+            self.cfg.loss == "auto" and self.n_items_ <= self.cfg.full_softmax_items
+        )
         if full:
             return nn.functional.cross_entropy(net.logits(h), y)
         # sampled softmax: the positive against shared uniform negatives, logQ-free (uniform)

@@ -91,7 +91,9 @@ def missing_chart(rows: list[tuple[str, float]], title: str) -> str:
     return _svg(fig)
 
 
-def metric_by_model_chart(models: Sequence[str], values: Sequence[float], errors: Sequence[tuple[float, float]], title: str) -> str:
+def metric_by_model_chart(
+    models: Sequence[str], values: Sequence[float], errors: Sequence[tuple[float, float]], title: str
+) -> str:
     """Horizontal bars with 95% confidence whiskers."""
     fig, ax = _fig(7.0, max(1.8, 0.4 * len(models) + 0.8))
     ys = list(range(len(models)))[::-1]
@@ -105,7 +107,9 @@ def metric_by_model_chart(models: Sequence[str], values: Sequence[float], errors
     return _svg(fig)
 
 
-def lines_chart(xs: Sequence[float], series: Mapping[str, Sequence[float]], title: str, xlabel: str, ylabel: str) -> str:
+def lines_chart(
+    xs: Sequence[float], series: Mapping[str, Sequence[float]], title: str, xlabel: str, ylabel: str
+) -> str:
     fig, ax = _fig()
     for i, (name, ys) in enumerate(series.items()):
         ax.plot(list(xs), list(ys), marker="o", label=name, color=PALETTE[i % len(PALETTE)])

@@ -1,12 +1,12 @@
 """The bundle: the one directory serving loads (never model internals from elsewhere).
 
-    bundles/<version>/
-      manifest.json         version, created_at, default model, models, metrics, protocol,
-                            data versions (curated table versions + contract versions),
-                            lineage run ids, sha256 of every file
-      interactions.npz      the full curated history (pseudonymized users) used at query time
-      catalog.json          item stock / category per item index
-      models/<name>/        each model's params.json + state.pkl
+bundles/<version>/
+  manifest.json         version, created_at, default model, models, metrics, protocol,
+                        data versions (curated table versions + contract versions),
+                        lineage run ids, sha256 of every file
+  interactions.npz      the full curated history (pseudonymized users) used at query time
+  catalog.json          item stock / category per item index
+  models/<name>/        each model's params.json + state.pkl
 """
 
 from __future__ import annotations
@@ -64,9 +64,7 @@ def write_bundle(
     )
     for name, m in models.items():
         m.save(tmp / "models" / name)
-    files = {
-        str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()
-    }
+    files = {str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
     full = {
         "version": version,
         "created_at": datetime.now(UTC).isoformat(),
@@ -89,7 +87,9 @@ def current_bundle(workdir: str | Path) -> Path:
     root = Path(workdir) / BUNDLES_DIR
     pointer = root / CURRENT
     if not pointer.exists():
-        raise ShelfwiseError(f"{workdir}: no trained bundle; run `shelfwise train --data DIR --workdir {workdir}` first")
+        raise ShelfwiseError(
+            f"{workdir}: no trained bundle; run `shelfwise train --data DIR --workdir {workdir}` first"
+        )
     return root / pointer.read_text().strip()
 
 
@@ -121,7 +121,9 @@ class Bundle:
             for rel, digest in manifest["files"].items():
                 f = path / rel
                 if not f.exists() or _sha256(f) != digest:
-                    raise ShelfwiseError(f"{f}: bundle file missing or changed since it was written (sha256 mismatch)")
+                    raise ShelfwiseError(
+                        f"{f}: bundle file missing or changed since it was written (sha256 mismatch)"
+                    )
         inter = Interactions.load(path / "interactions.npz")
         cat = json.loads((path / "catalog.json").read_text())
         models: dict[str, Recommender] = {}

@@ -30,10 +30,14 @@ class Recommendations:
     def model_name(self, model: str | None) -> str:
         name = model or self.bundle.manifest["default_model"]
         if name not in self.bundle.models:
-            raise KeyError(f"model {name!r} is not in bundle {self.bundle.version} ({sorted(self.bundle.models)})")
+            raise KeyError(
+                f"model {name!r} is not in bundle {self.bundle.version} ({sorted(self.bundle.models)})"
+            )
         return name
 
-    def for_users(self, raw_user_ids: list[str], k: int = 10, model: str | None = None, explain: bool = False) -> list[dict[str, Any]]:
+    def for_users(
+        self, raw_user_ids: list[str], k: int = 10, model: str | None = None, explain: bool = False
+    ) -> list[dict[str, Any]]:
         name = self.model_name(model)
         rec = self.bundle.models[name]
         item_ids = self.bundle.interactions.item_ids
@@ -45,11 +49,14 @@ class Recommendations:
             for row, u in enumerate(known):
                 out_known[u] = (r.ids[row], r.scores[row])
         answers = []
-        for raw, u in zip(raw_user_ids, idx, strict=True):
-            if u is None:
+        for raw, maybe_u in zip(raw_user_ids, idx, strict=True):
+            if maybe_u is None:
                 top = self._cold_order[:k]
-                answers.append({"user_id": raw, "items": [str(item_ids[i]) for i in top], "source": "cold_start"})
+                answers.append(
+                    {"user_id": raw, "items": [str(item_ids[i]) for i in top], "source": "cold_start"}
+                )
                 continue
+            u = maybe_u
             ids, _ = out_known[u]
             ids = ids[ids >= 0]
             if len(ids) < k:  # a model with few candidates: fill from the cold-start list
@@ -71,8 +78,12 @@ class Recommendations:
             m = self.bundle.models.get(name)
             if m is not None:
                 single = Interactions(
-                    np.zeros(len(seq), np.int32), seq.astype(np.int32), np.ones(len(seq), np.float32),
-                    np.arange(len(seq), dtype=np.int64), np.array(["u"], dtype=object), inter.item_ids,
+                    np.zeros(len(seq), np.int32),
+                    seq.astype(np.int32),
+                    np.ones(len(seq), np.float32),
+                    np.arange(len(seq), dtype=np.int64),
+                    np.array(["u"], dtype=object),
+                    inter.item_ids,
                 )
                 return [str(inter.item_ids[c["item"]]) for c in m.explain(0, item, history=single)]
         return [str(inter.item_ids[i]) for i in seq[-3:][::-1]]
