@@ -285,6 +285,80 @@ def recommend(
     typer.echo(f"wrote {len(ids):,} users to {out} ({cold:,} unknown users served the cold-start list)")
 
 
+@app.command()
+def search(
+    workdir: Workdir,
+    queries: Annotated[Path, typer.Option("--queries", help="CSV with query_id,query (or JSON lines).")],
+    out: Annotated[Path, typer.Option("--out", help="FILE.jsonl: one {query_id, items} per line.")],
+    k: Annotated[int, typer.Option("--k", min=1, max=1000, help="Items per query.")] = 10,
+    candidates: Annotated[
+        Path | None,
+        typer.Option("--candidates", help="JSON lines {query_id, items}: re-rank these lists only."),
+    ] = None,
+) -> None:
+    """Search the catalog: lexical + semantic retrieval, fused and re-ranked."""
+    import csv
+
+    from .errors import SourceError
+    from .search import SearchEngine
+    from .serving import current_bundle
+
+    _require_workdir(workdir)
+    bundle = current_bundle(workdir)
+    if not (bundle / "search").exists():
+        raise ShelfwiseError(f"{bundle}: no search index (the catalog had no text when it was trained)")
+    if not queries.exists():
+        raise SourceError(str(queries), None, "file not found")
+    rows: list[tuple[str, str]] = []
+    if queries.suffix == ".jsonl":
+        for n, line in enumerate(queries.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            if line.strip():
+                try:
+                    obj = json.loads(line)
+                    rows.append((str(obj["query_id"]), str(obj.get("query") or "")))
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise SourceError(
+                        str(queries), n, f"not a JSON object with query_id and query: {exc}"
+                    ) from exc
+    else:
+        with open(queries, encoding="utf-8", errors="replace", newline="") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None or "query_id" not in header or "query" not in header:
+                raise SourceError(str(queries), 1, "the header must name the columns query_id and query")
+            qi, ti = header.index("query_id"), header.index("query")
+            for n, row in enumerate(reader, 2):
+                if len(row) <= max(qi, ti):
+                    raise SourceError(str(queries), n, f"expected {len(header)} fields, found {len(row)}")
+                rows.append((row[qi], row[ti]))
+    given: dict[str, list[str]] = {}
+    if candidates is not None:
+        if not candidates.exists():
+            raise SourceError(str(candidates), None, "file not found")
+        for n, line in enumerate(candidates.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    obj = json.loads(line)
+                    given[str(obj["query_id"])] = [str(x) for x in obj["items"]]
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise SourceError(
+                        str(candidates), n, f"not a JSON object with query_id and items: {exc}"
+                    ) from exc
+    engine = SearchEngine.load(bundle / "search")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", encoding="utf-8") as fh:
+        for lo in range(0, len(rows), 512):
+            chunk = rows[lo : lo + 512]
+            cands = [given.get(q) for q, _ in chunk] if candidates is not None else None
+            for (qid, _), hits in zip(
+                chunk, engine.search_many([t for _, t in chunk], k, cands), strict=True
+            ):
+                fh.write(
+                    json.dumps({"query_id": qid, "items": [p for p, _ in hits]}, ensure_ascii=False) + "\n"
+                )
+    typer.echo(f"wrote {len(rows):,} queries to {out}")
+
+
 @quarantine_app.command("list")
 def quarantine_list(
     workdir: Workdir,

@@ -151,3 +151,45 @@ def test_train_on_a_real_slice(tmp_path):
     metric = {r["model"]: r["metrics"]["ndcg@10"] for r in out["results"]}
     assert out["protocol"]["users"] == 4000
     assert metric["transitions"] > metric["popularity"]
+
+
+@pytest.mark.slow
+def test_search_cli_with_ranker_and_candidates(trained, tmp_path):
+    data, work, out = trained
+    assert out["default_model"] and Bundle.load(current_bundle(work)).manifest["search"]["products"] > 0
+    q = tmp_path / "q.csv"
+    q.write_text(
+        'query_id,query\nq1,running shoes\nq2,\nq3,"' + "z" * 5000 + '"\nq4,耳机\n', encoding="utf-8"
+    )
+    res = tmp_path / "r.jsonl"
+    sw("search", "--workdir", str(work), "--queries", str(q), "--k", "5", "--out", str(res))
+    lines = [json.loads(x) for x in res.read_text().splitlines()]
+    assert [x["query_id"] for x in lines] == ["q1", "q2", "q3", "q4"]
+    assert len(lines[0]["items"]) == 5 and lines[1]["items"] == []
+    products = {
+        r["product_id"]
+        for r in csv.DictReader(open(data / "products.csv", encoding="utf-8", errors="replace"))
+    }
+    assert set(lines[0]["items"]) <= products
+    cands = tmp_path / "c.jsonl"
+    pick = sorted(products)[:4]
+    cands.write_text(json.dumps({"query_id": "q1", "items": pick}) + "\n")
+    sw(
+        "search",
+        "--workdir",
+        str(work),
+        "--queries",
+        str(q),
+        "--k",
+        "10",
+        "--out",
+        str(res),
+        "--candidates",
+        str(cands),
+    )
+    lines = [json.loads(x) for x in res.read_text().splitlines()]
+    assert sorted(lines[0]["items"]) == pick
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,text\n1,x\n")
+    proc = sw("search", "--workdir", str(work), "--queries", str(bad), "--out", str(res), check=False)
+    assert proc.returncode == 2 and "query_id" in proc.stderr

@@ -235,8 +235,16 @@ def _train(
         "fusion_generators": fusion_info["generators"] if fusion_info else [],
         "settings": asdict(settings),
     }
+    search_dir, search_info = _build_search(workdir, inter, log)
+    manifest["search"] = search_info
     bundle = write_bundle(
-        workdir, models=models, default_model=default, interactions=inter, catalog=catalog, manifest=manifest
+        workdir,
+        models=models,
+        default_model=default,
+        interactions=inter,
+        catalog=catalog,
+        manifest=manifest,
+        extra_dirs={"search": search_dir} if search_dir else None,
     )
     report = {
         "bundle": str(bundle),
@@ -249,6 +257,7 @@ def _train(
         "tuned": tuned,
         "data_versions": data_versions,
         "lineage_run_id": lineage_run_id,
+        "search": search_info,
         "seconds": round(time.monotonic() - t_all, 1),
     }
     reports = workdir / "reports"
@@ -273,6 +282,37 @@ def _train(
         html,
         runs,
     )
+
+
+def _build_search(workdir: Path, inter: Interactions, log: Any) -> tuple[Path | None, dict[str, Any] | None]:
+    """The search index (and ranker, when judgments exist) when the catalog has text."""
+    import shutil
+
+    from ..features._text_encoder import has_text
+    from ..search import SearchEngine, load_search_data
+
+    catalog, queries, gains = load_search_data(workdir)
+    if catalog is None or not has_text(catalog.title):
+        log("search: skipped (no catalog with text)")
+        return None, None
+    t0 = time.monotonic()
+    counts = inter.item_counts()
+    index = {p: i for i, p in enumerate(inter.item_ids)}
+    popularity = np.array([counts[index[p]] if p in index else 0 for p in catalog.product_ids], np.float32)
+    path = workdir / "tmp" / "search-build"
+    if path.exists():
+        shutil.rmtree(path)
+    engine = SearchEngine(path).build(catalog, popularity=popularity)
+    info: dict[str, Any] = {"products": len(catalog), "ranker": None}
+    if gains:
+        info["ranker"] = engine.fit_ranker(queries, gains)
+        log(
+            f"search: ranker on {len(gains):,} judged queries: held-out NDCG@10 {info['ranker']['holdout_ndcg@10']}, kept={info['ranker']['kept']}"
+        )
+    engine.save()
+    info["seconds"] = round(time.monotonic() - t0, 1)
+    log(f"search: {len(catalog):,} products indexed (tantivy + MiniLM/faiss) in {info['seconds']}s")
+    return path, info
 
 
 def _has_text(catalog: Catalog) -> bool:

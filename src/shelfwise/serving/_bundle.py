@@ -46,8 +46,11 @@ def write_bundle(
     interactions: Interactions,
     catalog: Catalog,
     manifest: dict[str, Any],
+    extra_dirs: dict[str, Path] | None = None,
     make_current: bool = True,
 ) -> Path:
+    """Write a bundle; `extra_dirs` (name -> a built directory, e.g. the search index) are
+    moved into it before the file hashes are taken."""
     root = Path(workdir) / BUNDLES_DIR
     version = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     path = root / version
@@ -64,6 +67,8 @@ def write_bundle(
     )
     for name, m in models.items():
         m.save(tmp / "models" / name)
+    for name, src in (extra_dirs or {}).items():
+        shutil.move(str(src), str(tmp / name))
     files = {str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
     full = {
         "version": version,

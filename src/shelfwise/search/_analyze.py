@@ -1,0 +1,63 @@
+"""Text analysis shared by indexing and querying: one analyzer, so both sides agree.
+
+English (and other Latin-script) words are lower-cased, NFKC-normalized and Snowball-stemmed
+(PyStemmer); runs of CJK characters are segmented with jieba's dictionary. Units glued to numbers
+(`12in`, `3.5oz`) are split so `12 in` and `12in` meet.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+_TOKEN = re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf]+|[^\W_]+", re.UNICODE)
+_CJK = re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf]")
+_NUM_UNIT = re.compile(r"^(\d+(?:\.\d+)?)([a-z]+)$")
+MAX_QUERY_CHARS = 512
+
+
+@lru_cache(maxsize=1)
+def _stemmer():
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+@lru_cache(maxsize=1)
+def _jieba():
+    import logging
+
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    jieba.initialize()
+    return jieba
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased surface words (no stemming): for spelling correction and autocomplete."""
+    text = unicodedata.normalize("NFKC", text or "").lower()
+    out: list[str] = []
+    for tok in _TOKEN.findall(text):
+        if _CJK.match(tok):
+            out.extend(w for w in _jieba().lcut(tok) if w.strip())
+            continue
+        m = _NUM_UNIT.match(tok)
+        out.extend([m.group(1), m.group(2)] if m else [tok])
+    return out
+
+
+def analyze(text: str) -> list[str]:
+    """Index/query terms: `words` with Latin words stemmed."""
+    ws = words(text)
+    stem = _stemmer().stemWords
+    latin = [i for i, w in enumerate(ws) if not _CJK.match(w)]
+    stemmed = stem([ws[i] for i in latin])
+    for i, s in zip(latin, stemmed, strict=True):
+        ws[i] = s
+    return ws
+
+
+def analyzed(text: str) -> str:
+    return " ".join(analyze(text))

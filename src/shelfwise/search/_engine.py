@@ -1,0 +1,379 @@
+"""The search pipeline: lexical + semantic retrieval, hybrid fusion, LightGBM re-ranking.
+
+    query -> analyze -> BM25 top-N (tantivy)  \
+                     -> MiniLM top-N (faiss)  -> union -> features -> lambdarank -> top k
+                                               \\-> reciprocal rank fusion when no ranker
+
+The ranker is trained on relevance judgments (graded; unjudged candidates count 0) and kept only
+if it beats the hybrid on held-out queries.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..models import Results
+from ._analyze import MAX_QUERY_CHARS, analyze
+from ._retrievers import LexicalRetriever, SearchCatalog, SemanticRetriever
+
+FEATURES = [
+    "bm25",
+    "bm25_rank",
+    "bm25_title",
+    "cosine",
+    "cosine_rank",
+    "rrf",
+    "query_terms",
+    "title_terms",
+    "title_coverage",
+    "text_coverage",
+    "title_bigram_coverage",
+    "exact_in_title",
+    "first_term_in_title",
+    "numbers_matched",
+    "prior_log_count",
+    "prior_mean_gain",
+    "log_popularity",
+]
+_DIGITS = re.compile(r"^\d")
+
+
+@dataclass
+class Query:
+    text: str
+    terms: list[str]
+
+
+def ndcg_at_k(ranked: list[int], gains: dict[int, float], k: int = 10) -> float:
+    """NDCG@k with graded gains; unjudged items gain 0; ideal from the judged gains."""
+    dcg = sum(gains.get(d, 0.0) / np.log2(r + 2) for r, d in enumerate(ranked[:k]))
+    ideal = sorted((g for g in gains.values() if g > 0), reverse=True)[:k]
+    idcg = sum(g / np.log2(r + 2) for r, g in enumerate(ideal))
+    return float(dcg / idcg) if idcg > 0 else 0.0
+
+
+class SearchEngine:
+    def __init__(self, path: str | Path, candidates: int = 100, rrf_k: int = 60):
+        self.path = Path(path)
+        self.candidates = candidates
+        self.rrf_k = rrf_k
+        self.ranker_: Any = None
+
+    # -- building ---------------------------------------------------------------------------
+    def build(self, catalog: SearchCatalog, popularity: np.ndarray | None = None) -> SearchEngine:
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.catalog = catalog
+        self.lexical_ = LexicalRetriever(self.path / "lexical").index(catalog)
+        self.semantic_ = SemanticRetriever().index(catalog)
+        self._prepare()
+        n = len(catalog)
+        self.popularity_ = (
+            np.zeros(n, np.float32) if popularity is None else np.asarray(popularity, np.float32)
+        )
+        self.prior_count_ = np.zeros(n, np.float32)
+        self.prior_sum_ = np.zeros(n, np.float32)
+        self._index = {p: i for i, p in enumerate(catalog.product_ids)}
+        return self
+
+    def _prepare(self) -> None:
+        """Per-product analyzed terms for the match features."""
+        c = self.catalog
+        titles = [analyze(t) for t in c.title]
+        self._title_terms = [set(t) for t in titles]
+        self._title_bigrams = [_bigrams(t) for t in titles]
+        self._title_norm = [" ".join(t) for t in titles]
+        self._text_terms = [
+            self._title_terms[i]
+            | set(analyze(" ".join([c.brand[i], c.category[i], c.description[i], c.attributes[i]])))
+            for i in range(len(c))
+        ]
+
+    def fit_ranker(
+        self,
+        queries: dict[str, str],
+        judgments: dict[str, dict[str, float]],
+        *,
+        holdout: float = 0.2,
+        seed: int = 0,
+    ) -> dict[str, Any]:
+        """LightGBM lambdarank on judged queries; `judgments[qid][product_id] = gain` (>= 0).
+
+        A fraction of the queries is held out: early stopping, and the keep-or-drop decision
+        against the hybrid ranking (the ranker is dropped if it does not win there).
+        """
+        import lightgbm as lgb
+
+        qids = sorted(q for q in judgments if q in queries and queries[q].strip())
+        rng = np.random.default_rng(seed)
+        is_hold = {q: rng.random() < holdout for q in qids}
+        train_q = [q for q in qids if not is_hold[q]]
+        # product prior from training queries only (per row, minus the row's own query)
+        for q in train_q:
+            for p, g in judgments[q].items():
+                i = self._index.get(p)
+                if i is not None:
+                    self.prior_count_[i] += 1
+                    self.prior_sum_[i] += g
+        from ..features._text_encoder import encode_texts
+
+        rows: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        vecs = encode_texts([queries[q][:MAX_QUERY_CHARS] for q in qids])
+        for q, v in zip(qids, vecs, strict=True):
+            gains = {self._index[p]: g for p, g in judgments[q].items() if p in self._index}
+            cands, x = self._features(
+                self._query(queries[q]), None, own=gains if not is_hold[q] else None, qvec=v
+            )
+            y = np.array([gains.get(int(c), 0.0) for c in cands], np.float32)
+            rows[q] = (cands, x, y)
+        scale = 3.0  # graded gains (e.g. 0, 0.33, ..., 2) -> integer labels for lambdarank
+
+        def stack(qs: list[str]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+            qs = [q for q in qs if len(rows[q][0]) and rows[q][2].max() > 0]
+            x = np.vstack([rows[q][1] for q in qs])
+            y = np.concatenate([np.clip(np.rint(rows[q][2] * scale), 0, 30) for q in qs]).astype(int)
+            return x, y, [len(rows[q][0]) for q in qs]
+
+        xt, yt, gt = stack(train_q)
+        hold_q = [q for q in qids if is_hold[q]]
+        ranker = lgb.LGBMRanker(
+            objective="lambdarank",
+            n_estimators=500,
+            learning_rate=0.05,
+            num_leaves=31,
+            min_child_samples=20,
+            subsample=0.8,
+            subsample_freq=1,
+            colsample_bytree=0.8,
+            random_state=seed,
+            deterministic=True,
+            force_row_wise=True,
+            n_jobs=2,
+            verbose=-1,
+        )
+        kw: dict[str, Any] = {}
+        if hold_q:
+            xh, yh, gh = stack(hold_q)
+            kw = dict(
+                eval_set=[(xh, yh)],
+                eval_group=[gh],
+                eval_at=[10],
+                callbacks=[lgb.early_stopping(40, verbose=False)],
+            )
+        ranker.fit(xt, yt, group=gt, feature_name=FEATURES, **kw)
+        # held-out comparison on every held-out query (whole catalog, unjudged = 0)
+        hyb, rer = [], []
+        for q in hold_q:
+            gains = {self._index[p]: g for p, g in judgments[q].items() if p in self._index}
+            cands, x, _ = rows[q]
+            if len(cands) == 0:
+                hyb.append(0.0)
+                rer.append(0.0)
+                continue
+            hyb.append(ndcg_at_k([int(c) for c in cands[np.argsort(-x[:, 5], kind="stable")]], gains))
+            pred = np.asarray(ranker.predict(x))
+            rer.append(ndcg_at_k([int(c) for c in cands[np.argsort(-pred, kind="stable")]], gains))
+        info = {
+            "train_queries": len(train_q),
+            "holdout_queries": len(hold_q),
+            "holdout_ndcg@10": {
+                "hybrid": float(np.mean(hyb)) if hyb else None,
+                "reranked": float(np.mean(rer)) if rer else None,
+            },
+            "best_iteration": int(getattr(ranker, "best_iteration_", 0) or 0),
+        }
+        info["kept"] = bool(not hyb or np.mean(rer) > np.mean(hyb))
+        self.ranker_ = ranker if info["kept"] else None
+        return info
+
+    # -- querying ---------------------------------------------------------------------------
+    def _query(self, text: str) -> Query:
+        text = (text or "")[:MAX_QUERY_CHARS]
+        return Query(text, analyze(text))
+
+    def _retrieve(
+        self, q: Query, qvec: np.ndarray
+    ) -> tuple[np.ndarray, dict[int, tuple[float, int]], dict[int, tuple[float, int]]]:
+        lex = self.lexical_.search_terms(q.terms, self.candidates)
+        sem = (
+            self.semantic_.search_vectors(qvec[None, :], self.candidates)
+            if q.text.strip()
+            else Results(np.empty((1, 0), np.int64), np.empty((1, 0), np.float32))
+        )
+        lex_d = {
+            int(d): (float(s), r + 1) for r, (d, s) in enumerate(zip(lex.ids[0], lex.scores[0], strict=True))
+        }
+        sem_d = {
+            int(d): (float(s), r + 1)
+            for r, (d, s) in enumerate(zip(sem.ids[0], sem.scores[0], strict=True))
+            if d >= 0
+        }
+        cands = np.array(sorted(set(lex_d) | set(sem_d)), np.int64)
+        return cands, lex_d, sem_d
+
+    def _features(
+        self,
+        q: Query,
+        given: np.ndarray | None,
+        own: dict[int, float] | None = None,
+        qvec: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        from ..features._text_encoder import encode_texts
+
+        if qvec is None:
+            qvec = (
+                encode_texts([q.text])[0]
+                if q.text.strip()
+                else np.zeros(self.semantic_.embeddings_.shape[1], np.float32)
+            )
+        cands, lex_d, sem_d = self._retrieve(q, qvec)
+        if given is not None:
+            cands = given
+        n = len(cands)
+        if n == 0:
+            return cands, np.zeros((0, len(FEATURES)), np.float32)
+        title_lex = self._title_scores(q, cands)
+        cos = self.semantic_.embeddings_[cands] @ qvec
+        c = self.candidates + 1
+        terms = q.terms
+        tset = set(terms)
+        qbig = _bigrams(terms)
+        qnorm = " ".join(terms)
+        nums = {t for t in terms if _DIGITS.match(t)}
+        x = np.zeros((n, len(FEATURES)), np.float32)
+        for j, d in enumerate(cands):
+            d = int(d)
+            bm, br = lex_d.get(d, (0.0, c))
+            cs, cr = sem_d.get(d, (float(cos[j]), c))
+            tt = self._title_terms[d]
+            pc, ps = self.prior_count_[d], self.prior_sum_[d]
+            if own is not None and d in own:  # leave this query's own judgment out of the prior
+                pc, ps = pc - 1, ps - own[d]
+            x[j] = (
+                bm,
+                br,
+                title_lex.get(d, 0.0),
+                float(cos[j]),
+                cr,
+                1.0 / (self.rrf_k + br) + 1.0 / (self.rrf_k + cr),
+                len(terms),
+                len(tt),
+                len(tset & tt) / max(len(tset), 1),
+                len(tset & self._text_terms[d]) / max(len(tset), 1),
+                len(qbig & self._title_bigrams[d]) / max(len(qbig), 1),
+                float(bool(qnorm) and qnorm in self._title_norm[d]),
+                float(bool(terms) and terms[0] in tt),
+                len(nums & tt) / max(len(nums), 1) if nums else -1.0,
+                np.log1p(max(pc, 0.0)),
+                (ps + 0.5) / (pc + 1.0) if pc > 0 else -1.0,
+                np.log1p(self.popularity_[d]),
+            )
+        return cands, x
+
+    def _title_scores(self, q: Query, cands: np.ndarray) -> dict[int, float]:
+        if not q.terms:
+            return {}
+        lx = self.lexical_
+        query = lx._ix.parse_query(" ".join(q.terms), ["title"])
+        hits = lx._searcher.search(query, max(self.candidates * 2, 10)).hits
+        return {lx._searcher.doc(a)["doc"][0]: float(s) for s, a in hits}
+
+    def search(
+        self, text: str, k: int = 10, candidates: list[str] | None = None, qvec: np.ndarray | None = None
+    ) -> list[tuple[str, float]]:
+        """Top k (product_id, score); with `candidates`, only those product ids are re-ranked
+        (unknown ids keep their given order after the known ones)."""
+        q = self._query(text)
+        given = None
+        unknown: list[str] = []
+        if candidates is not None:
+            known = [self._index[p] for p in candidates if p in self._index]
+            unknown = [p for p in candidates if p not in self._index]
+            given = np.array(known, np.int64)
+        cands, x = self._features(q, given, qvec=qvec)
+        if len(cands) == 0:
+            return [(p, 0.0) for p in unknown][:k]
+        score = (
+            np.asarray(self.ranker_.predict(x)) if self.ranker_ is not None else x[:, FEATURES.index("rrf")]
+        )
+        order = np.argsort(-score, kind="stable")[:k]
+        out = [(self.catalog.product_ids[int(cands[i])], float(score[i])) for i in order]
+        return (out + [(p, float("-inf")) for p in unknown])[:k]
+
+    def search_many(
+        self, texts: list[str], k: int = 10, candidates: list[list[str] | None] | None = None
+    ) -> list[list[tuple[str, float]]]:
+        from ..features._text_encoder import encode_texts
+
+        clean = [(t or "")[:MAX_QUERY_CHARS] for t in texts]
+        vecs = encode_texts([t if t.strip() else " " for t in clean])
+        cands = candidates or [None] * len(texts)
+        return [self.search(t, k, c, qvec=v) for t, c, v in zip(clean, cands, vecs, strict=True)]
+
+    # -- persistence ------------------------------------------------------------------------
+    def save(self) -> None:
+        self.semantic_.save(self.path / "embeddings.npy")
+        np.savez(
+            self.path / "priors.npz",
+            count=self.prior_count_,
+            sum=self.prior_sum_,
+            popularity=self.popularity_,
+        )
+        c = self.catalog
+        (self.path / "catalog.json").write_text(
+            json.dumps(
+                {
+                    f: getattr(c, f)
+                    for f in ("product_ids", "title", "brand", "category", "description", "attributes")
+                },
+                ensure_ascii=False,
+            )
+        )
+        np.savez(self.path / "catalog_arrays.npz", price=c.price, in_stock=c.in_stock)
+        if self.ranker_ is not None:
+            self.ranker_.booster_.save_model(str(self.path / "ranker.txt"))
+        (self.path / "search.json").write_text(
+            json.dumps(
+                {"candidates": self.candidates, "rrf_k": self.rrf_k, "ranker": self.ranker_ is not None}
+            )
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> SearchEngine:
+        import lightgbm as lgb
+
+        path = Path(path)
+        meta = json.loads((path / "search.json").read_text())
+        eng = cls(path, meta["candidates"], meta["rrf_k"])
+        cat = json.loads((path / "catalog.json").read_text())
+        arr = np.load(path / "catalog_arrays.npz")
+        catalog = SearchCatalog(**cat, price=arr["price"], in_stock=arr["in_stock"])
+        pri = np.load(path / "priors.npz")
+        eng.catalog = catalog
+        eng.lexical_ = LexicalRetriever.load(path / "lexical")
+        eng.semantic_ = SemanticRetriever.load(path / "embeddings.npy")
+        eng._prepare()
+        eng.prior_count_, eng.prior_sum_, eng.popularity_ = pri["count"], pri["sum"], pri["popularity"]
+        eng._index = {p: i for i, p in enumerate(catalog.product_ids)}
+        if meta["ranker"]:
+            eng.ranker_ = _BoosterRanker(lgb.Booster(model_file=str(path / "ranker.txt")))
+        return eng
+
+
+class _BoosterRanker:
+    """A loaded LightGBM booster with the `predict` the engine calls."""
+
+    def __init__(self, booster: Any):
+        self.booster_ = booster
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.booster_.predict(x))
+
+
+def _bigrams(terms: list[str]) -> set[tuple[str, str]]:
+    return set(zip(terms, terms[1:], strict=False))

@@ -1,0 +1,78 @@
+"""Search: analysis, retrieval, hybrid, re-ranking, candidates mode, bad queries."""
+
+from __future__ import annotations
+
+import pytest
+
+from shelfwise.search import SearchCatalog, SearchEngine, analyze, ndcg_at_k
+
+TITLES = {
+    "p1": "Red running shoes for men",
+    "p2": "Trail running shoe, waterproof",
+    "p3": "Dark chocolate cake mix",
+    "p4": "Stainless steel kitchen knife",
+    "p5": "无线蓝牙耳机 降噪",
+    "p6": "Wireless bluetooth headphones, noise cancelling",
+    "p7": "12 in. angle bracket, galvanized",
+    "p8": "Garden hose 50 ft",
+}
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    ids = sorted(TITLES)
+    cat = SearchCatalog(ids, [TITLES[p] for p in ids], brand=["acme"] * len(ids))
+    return SearchEngine(tmp_path_factory.mktemp("s") / "search", candidates=8).build(cat)
+
+
+def test_analyzer_stems_english_and_segments_chinese():
+    assert analyze("Running Shoes") == ["run", "shoe"]
+    assert "耳机" in analyze("无线蓝牙耳机")
+    assert analyze("12in bracket") == ["12", "in", "bracket"]
+
+
+def test_lexical_and_semantic_find_the_obvious(engine):
+    top = [p for p, _ in engine.search("running shoes", k=2)]
+    assert set(top) == {"p1", "p2"}
+    assert engine.search("蓝牙耳机", k=1)[0][0] == "p5"
+    # no shared word: only the semantic side can answer
+    assert engine.search("earphones", k=2)[0][0] in {"p6", "p5"}
+
+
+@pytest.mark.parametrize("q", ["", "   ", "x" * 100_000, "\x00\x01 bin", "ملابس رياضية", "🙂🙂"])
+def test_odd_queries_never_crash(engine, q):
+    hits = engine.search(q, k=3)
+    assert isinstance(hits, list) and len(hits) <= 3
+
+
+def test_candidates_mode_reranks_only_the_given_items(engine):
+    hits = engine.search("running shoes", k=5, candidates=["p3", "p2", "zzz-unknown", "p1"])
+    ids = [p for p, _ in hits]
+    assert set(ids) == {"p1", "p2", "p3", "zzz-unknown"}
+    assert ids[-1] == "zzz-unknown" and ids.index("p3") > max(ids.index("p1"), ids.index("p2"))
+
+
+def test_ranker_learns_from_judgments_and_round_trips(tmp_path):
+    # 40 products; a query template "tool N" whose truly relevant product is "pro tool N" (the
+    # judgments say so) while BM25 alone prefers the shorter "tool N kit" title
+    ids, titles = [], []
+    for i in range(20):
+        ids += [f"a{i}", f"b{i}"]
+        titles += [f"tool {i} kit", f"pro tool {i} heavy duty grade"]
+    cat = SearchCatalog(ids, titles)
+    eng = SearchEngine(tmp_path / "s", candidates=10).build(cat)
+    queries = {f"q{i}": f"tool {i}" for i in range(20)}
+    gains = {f"q{i}": {f"b{i}": 2.0, f"a{i}": 0.0} for i in range(20)}
+    info = eng.fit_ranker(queries, gains, holdout=0.25, seed=1)
+    assert info["train_queries"] + info["holdout_queries"] == 20
+    top = eng.search("tool 3", k=1)[0][0]
+    eng.save()
+    again = SearchEngine.load(tmp_path / "s")
+    assert again.search("tool 3", k=1)[0][0] == top
+    if info["kept"]:
+        assert top == "b3"
+
+
+def test_ndcg_hand_computed():
+    assert ndcg_at_k([1, 2], {2: 1.0}) == pytest.approx(1 / __import__("math").log2(3))
+    assert ndcg_at_k([5], {}) == 0.0
