@@ -76,3 +76,56 @@ def test_ranker_learns_from_judgments_and_round_trips(tmp_path):
 def test_ndcg_hand_computed():
     assert ndcg_at_k([1, 2], {2: 1.0}) == pytest.approx(1 / __import__("math").log2(3))
     assert ndcg_at_k([5], {}) == 0.0
+
+
+def shop_engine(tmp_path, synonyms=None):
+    from shelfwise.search import SearchCatalog
+
+    ids = ["s1", "s2", "s3", "s4", "s5"]
+    cat = SearchCatalog(
+        ids,
+        ["Red running shoes", "Blue running shoes", "Running socks", "Kitchen knife", "Chef knife set"],
+        brand=["Acme", "Zoom", "Acme", "Blade", "Blade"],
+        category=["Sport > Shoes", "Sport > Shoes", "Sport > Socks", "Home > Kitchen", "Home > Kitchen"],
+        price=__import__("numpy").array([80.0, 120.0, 10.0, 25.0, float("nan")]),
+        in_stock=__import__("numpy").array([True, False, True, True, True]),
+    )
+    return SearchEngine(tmp_path / "s", candidates=5).build(
+        cat, popularity=__import__("numpy").array([5, 50, 1, 0, 9]), synonyms=synonyms, query_log=["running shoes", "running shoes", "knife"]
+    )
+
+
+def test_filters_facets_and_sorting(tmp_path):
+    from shelfwise.search import Filters
+
+    eng = shop_engine(tmp_path)
+    page = eng.query("running", k=10)
+    assert page["total"] >= 3
+    cats = {f["value"]: f["count"] for f in page["facets"]["category"]}
+    assert cats.get("Sport", 0) >= 3
+    only = eng.query("running", k=10, filters=Filters(brand="acme", in_stock=True))
+    assert {i["product_id"] for i in only["items"]} == {"s1", "s3"}
+    cheap = eng.query("running shoes", k=10, filters=Filters(price_max=100, category="Sport > Shoes"))
+    assert [i["product_id"] for i in cheap["items"]] == ["s1"]
+    by_price = [i["product_id"] for i in eng.query("knife", k=10, sort="price_asc")["items"]]
+    assert by_price[-1] == "s5"  # no price: last
+    assert [i["product_id"] for i in eng.query("running shoes", k=2, sort="popularity")["items"]][0] == "s2"
+    with pytest.raises(ValueError, match="sort must be"):
+        eng.query("knife", sort="cheapest")
+
+
+def test_spelling_synonyms_autocomplete_and_round_trip(tmp_path):
+    from shelfwise.search import load_synonyms
+
+    syn = tmp_path / "synonyms.txt"
+    syn.write_text("# shop synonyms\nsneakers => running shoes\ncutlery, knife\n")
+    eng = shop_engine(tmp_path, synonyms=load_synonyms(syn))
+    page = eng.query("runnning shoes", k=2)
+    assert page["corrected_query"] == "running shoes"
+    assert {i["product_id"] for i in page["items"]} <= {"s1", "s2", "s3"}
+    assert eng.query("sneakers", k=1)["items"][0]["product_id"] in {"s1", "s2"}
+    assert eng.suggest("run") == ["running shoes", "running socks"] or eng.suggest("run")[0] == "running shoes"
+    eng.save()
+    again = SearchEngine.load(tmp_path / "s")
+    assert again.query("runnning shoes", k=2)["corrected_query"] == "running shoes"
+    assert again.suggest("kni")[0] == "knife"

@@ -150,7 +150,7 @@ def train(
         ],
     ).start()
     try:
-        result = _train(workdir, settings, data_versions, lineage.run_id, ingest_run, log)
+        result = _train(workdir, settings, data_versions, lineage.run_id, ingest_run, log, data)
     except Exception as exc:
         lineage.fail(f"{type(exc).__name__}: {exc}")
         raise
@@ -165,6 +165,7 @@ def _train(
     lineage_run_id: str,
     ingest_run: str | None,
     log: Any,
+    data_dir: str | Path | None = None,
 ) -> TrainResult:
     t_all = time.monotonic()
     inter, catalog = load_interactions(workdir)
@@ -235,7 +236,10 @@ def _train(
         "fusion_generators": fusion_info["generators"] if fusion_info else [],
         "settings": asdict(settings),
     }
-    search_dir, search_info = _build_search(workdir, inter, log)
+    synonym_files = [workdir / "config" / "synonyms.txt"]
+    if data_dir is not None:
+        synonym_files.insert(0, Path(data_dir) / "synonyms.txt")
+    search_dir, search_info = _build_search(workdir, inter, log, synonym_files)
     manifest["search"] = search_info
     bundle = write_bundle(
         workdir,
@@ -284,12 +288,15 @@ def _train(
     )
 
 
-def _build_search(workdir: Path, inter: Interactions, log: Any) -> tuple[Path | None, dict[str, Any] | None]:
-    """The search index (and ranker, when judgments exist) when the catalog has text."""
+def _build_search(
+    workdir: Path, inter: Interactions, log: Any, synonym_files: list[Path]
+) -> tuple[Path | None, dict[str, Any] | None]:
+    """The search index (and ranker, when judgments exist) when the catalog has text; the
+    shop's synonyms come from the first of `synonym_files` that exists."""
     import shutil
 
     from ..features._text_encoder import has_text
-    from ..search import SearchEngine, load_search_data
+    from ..search import SearchEngine, load_query_log, load_search_data, load_synonyms
 
     catalog, queries, gains = load_search_data(workdir)
     if catalog is None or not has_text(catalog.title):
@@ -302,7 +309,13 @@ def _build_search(workdir: Path, inter: Interactions, log: Any) -> tuple[Path | 
     path = workdir / "tmp" / "search-build"
     if path.exists():
         shutil.rmtree(path)
-    engine = SearchEngine(path).build(catalog, popularity=popularity)
+    synonyms_file = next((p for p in synonym_files if p.exists()), None)
+    engine = SearchEngine(path).build(
+        catalog,
+        popularity=popularity,
+        synonyms=load_synonyms(synonyms_file),
+        query_log=load_query_log(workdir),
+    )
     info: dict[str, Any] = {"products": len(catalog), "ranker": None}
     if gains:
         info["ranker"] = engine.fit_ranker(queries, gains)

@@ -2,11 +2,18 @@
 fusion and a LightGBM re-ranker."""
 
 from ._analyze import analyze, words
-from ._build import load_search_data
+from ._build import load_query_log, load_search_data
 from ._engine import FEATURES, SearchEngine, ndcg_at_k
 from ._retrievers import LexicalRetriever, SearchCatalog, SemanticRetriever
+from ._shopper import SORTS, Autocomplete, Filters, Speller, load_synonyms
 
 __all__ = [
+    "SORTS",
+    "Autocomplete",
+    "Filters",
+    "Speller",
+    "load_synonyms",
+    "load_query_log",
     "FEATURES",
     "LexicalRetriever",
     "SearchCatalog",

@@ -22,6 +22,28 @@ def _flatten(attributes: str | None) -> str:
     return ""
 
 
+def load_query_log(workdir: str | Path, limit: int = 200_000) -> list[str]:
+    """Shoppers' search queries (masked) from curated events: the source of autocomplete."""
+    import duckdb
+
+    con = duckdb.connect(str(Path(workdir) / "warehouse.duckdb"), read_only=True)
+    try:
+        tables = {
+            r[0]
+            for r in con.sql(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema='curated'"
+            ).fetchall()
+        }
+        if "events" not in tables:
+            return []
+        rows = con.sql(
+            f"SELECT query FROM curated.events WHERE event_type = 'search' AND query IS NOT NULL AND query <> '' LIMIT {int(limit)}"
+        ).fetchall()
+    finally:
+        con.close()
+    return [r[0] for r in rows]
+
+
 def load_search_data(
     workdir: str | Path,
 ) -> tuple[SearchCatalog | None, dict[str, str], dict[str, dict[str, float]]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import numpy as np
 from ..models import Results
 from ._analyze import MAX_QUERY_CHARS, analyze
 from ._retrievers import LexicalRetriever, SearchCatalog, SemanticRetriever
+from ._shopper import Autocomplete, Filters, Speller, expand_synonyms, facets, sort_docs
 
 FEATURES = [
     "bm25",
@@ -46,8 +48,9 @@ _DIGITS = re.compile(r"^\d")
 
 @dataclass
 class Query:
-    text: str
-    terms: list[str]
+    text: str  # as searched (after spelling correction)
+    terms: list[str]  # analyzed, synonyms added
+    corrected: str | None = None  # set when the spelling was corrected
 
 
 def ndcg_at_k(ranked: list[int], gains: dict[int, float], k: int = 10) -> float:
@@ -66,9 +69,19 @@ class SearchEngine:
         self.ranker_: Any = None
 
     # -- building ---------------------------------------------------------------------------
-    def build(self, catalog: SearchCatalog, popularity: np.ndarray | None = None) -> SearchEngine:
+    def build(
+        self,
+        catalog: SearchCatalog,
+        popularity: np.ndarray | None = None,
+        *,
+        synonyms: dict[str, list[str]] | None = None,
+        query_log: list[str] | None = None,
+    ) -> SearchEngine:
         self.path.mkdir(parents=True, exist_ok=True)
         self.catalog = catalog
+        self.synonyms_ = dict(synonyms or {})
+        self.speller_ = Speller.from_texts(catalog.title + catalog.brand + catalog.category)
+        self.autocomplete_ = Autocomplete.build(list(query_log or []), catalog.title)
         self.lexical_ = LexicalRetriever(self.path / "lexical").index(catalog)
         self.semantic_ = SemanticRetriever().index(catalog)
         self._prepare()
@@ -194,7 +207,46 @@ class SearchEngine:
     # -- querying ---------------------------------------------------------------------------
     def _query(self, text: str) -> Query:
         text = (text or "")[:MAX_QUERY_CHARS]
-        return Query(text, analyze(text))
+        fixed = self.speller_.correct(text) if text.strip() else text
+        return Query(fixed, analyze(expand_synonyms(fixed, self.synonyms_)), fixed if fixed != text else None)
+
+    def suggest(self, prefix: str, k: int = 8) -> list[str]:
+        return self.autocomplete_.suggest(prefix, k)
+
+    def query(
+        self,
+        text: str,
+        k: int = 10,
+        *,
+        filters: Filters | None = None,
+        sort: str = "relevance",
+        offset: int = 0,
+    ) -> dict[str, Any]:
+        """A results page: items (product id, score), facets over every matching candidate,
+        the corrected query when spelling was fixed, and the total number of matches."""
+        q = self._query(text)
+        cands, x = self._features(q, None)
+        if len(cands) and filters is not None and filters.active():
+            keep = filters.mask(self.catalog, cands)
+            cands, x = cands[keep], x[keep]
+        score = self._scores(x)
+        order = [int(cands[i]) for i in np.argsort(-score, kind="stable")]
+        by_doc = {int(c): float(s) for c, s in zip(cands, score, strict=True)}
+        order = sort_docs(sort, order, self.catalog, self.popularity_)
+        page = order[offset : offset + k]
+        return {
+            "items": [{"product_id": self.catalog.product_ids[d], "score": by_doc[d]} for d in page],
+            "total": len(order),
+            "facets": facets(self.catalog, cands),
+            "corrected_query": q.corrected,
+        }
+
+    def _scores(self, x: np.ndarray) -> np.ndarray:
+        if len(x) == 0:
+            return np.zeros(0, np.float32)
+        if self.ranker_ is not None:
+            return np.asarray(self.ranker_.predict(x), dtype=np.float32)
+        return x[:, FEATURES.index("rrf")]
 
     def _retrieve(
         self, q: Query, qvec: np.ndarray
@@ -298,9 +350,7 @@ class SearchEngine:
         cands, x = self._features(q, given, qvec=qvec)
         if len(cands) == 0:
             return [(p, 0.0) for p in unknown][:k]
-        score = (
-            np.asarray(self.ranker_.predict(x)) if self.ranker_ is not None else x[:, FEATURES.index("rrf")]
-        )
+        score = self._scores(x)
         order = np.argsort(-score, kind="stable")[:k]
         out = [(self.catalog.product_ids[int(cands[i])], float(score[i])) for i in order]
         return (out + [(p, float("-inf")) for p in unknown])[:k]
@@ -334,12 +384,22 @@ class SearchEngine:
                 ensure_ascii=False,
             )
         )
-        np.savez(self.path / "catalog_arrays.npz", price=c.price, in_stock=c.in_stock)
+        np.savez(self.path / "catalog_arrays.npz", price=np.asarray(c.price), in_stock=np.asarray(c.in_stock))
         if self.ranker_ is not None:
             self.ranker_.booster_.save_model(str(self.path / "ranker.txt"))
         (self.path / "search.json").write_text(
             json.dumps(
                 {"candidates": self.candidates, "rrf_k": self.rrf_k, "ranker": self.ranker_ is not None}
+            )
+        )
+        (self.path / "shopper.json").write_text(
+            json.dumps(
+                {
+                    "synonyms": self.synonyms_,
+                    "vocabulary": dict(self.speller_.vocabulary),
+                    "autocomplete": self.autocomplete_.phrases,
+                },
+                ensure_ascii=False,
             )
         )
 
@@ -358,6 +418,10 @@ class SearchEngine:
         eng.lexical_ = LexicalRetriever.load(path / "lexical")
         eng.semantic_ = SemanticRetriever.load(path / "embeddings.npy")
         eng._prepare()
+        shop = json.loads((path / "shopper.json").read_text())
+        eng.synonyms_ = shop["synonyms"]
+        eng.speller_ = Speller(Counter(shop["vocabulary"]))
+        eng.autocomplete_ = Autocomplete([(p, float(s)) for p, s in shop["autocomplete"]])
         eng.prior_count_, eng.prior_sum_, eng.popularity_ = pri["count"], pri["sum"], pri["popularity"]
         eng._index = {p: i for i, p in enumerate(catalog.product_ids)}
         if meta["ranker"]:

@@ -11,6 +11,7 @@ import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -85,7 +86,7 @@ class LexicalRetriever:
         ix = tantivy.Index(self._schema(), path=str(self.path))
         writer = ix.writer(heap_size=128_000_000, num_threads=1)
         for i in range(len(catalog)):
-            doc = {"doc": i}
+            doc: dict[str, Any] = {"doc": i}
             for f in TEXT_FIELDS:
                 doc[f] = analyzed(getattr(catalog, f)[i])
             writer.add_document(tantivy.Document(**doc))
@@ -144,6 +145,7 @@ class SemanticRetriever:
         import faiss
 
         d = self.embeddings_.shape[1]
+        ix: Any
         if len(self.embeddings_) > self.hnsw_above:
             ix = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
             ix.hnsw.efSearch = 128

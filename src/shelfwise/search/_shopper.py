@@ -1,0 +1,182 @@
+"""What shoppers expect around the ranked list: spelling correction against the catalog's own
+vocabulary, per-shop synonyms, autocomplete, filters, facets with counts, and sorting."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._analyze import words
+from ._retrievers import SearchCatalog
+
+SORTS = ("relevance", "price_asc", "price_desc", "popularity")
+
+
+@dataclass
+class Filters:
+    category: str | None = None  # a category path prefix, e.g. "Home > Kitchen"
+    brand: str | None = None  # case-insensitive exact brand
+    price_min: float | None = None
+    price_max: float | None = None
+    in_stock: bool | None = None
+
+    def mask(self, catalog: SearchCatalog, docs: np.ndarray) -> np.ndarray:
+        keep = np.ones(len(docs), bool)
+        if self.category:
+            pre = self.category.strip().lower()
+            keep &= np.array([catalog.category[d].lower().startswith(pre) for d in docs], bool)
+        if self.brand:
+            b = self.brand.strip().lower()
+            keep &= np.array([catalog.brand[d].lower() == b for d in docs], bool)
+        price = np.asarray(catalog.price, float)[docs]
+        if self.price_min is not None:
+            keep &= np.nan_to_num(price, nan=-np.inf) >= self.price_min
+        if self.price_max is not None:
+            keep &= np.nan_to_num(price, nan=np.inf) <= self.price_max
+        if self.in_stock is not None:
+            keep &= np.asarray(catalog.in_stock, bool)[docs] == self.in_stock
+        return keep
+
+    def active(self) -> bool:
+        return any(v is not None and v != "" for v in vars(self).values())
+
+
+def facets(catalog: SearchCatalog, docs: np.ndarray, top: int = 10) -> dict[str, Any]:
+    """Counts over the matching products: top-level category, brand, price bands, stock."""
+    cats = Counter(catalog.category[d].split(">")[0].strip() for d in docs if catalog.category[d])
+    brands = Counter(catalog.brand[d] for d in docs if catalog.brand[d])
+    price = np.asarray(catalog.price, float)[docs]
+    price = price[np.isfinite(price)]
+    bands: list[dict[str, Any]] = []
+    if len(price):
+        edges = np.unique(np.quantile(price, [0, 0.25, 0.5, 0.75, 1.0]).round(2))
+        for lo, hi in zip(edges[:-1], edges[1:], strict=False):
+            n = int(((price >= lo) & ((price < hi) | (hi == edges[-1]))).sum())
+            bands.append({"min": float(lo), "max": float(hi), "count": n})
+    stock = np.asarray(catalog.in_stock, bool)[docs]
+    return {
+        "category": [{"value": v, "count": c} for v, c in cats.most_common(top)],
+        "brand": [{"value": v, "count": c} for v, c in brands.most_common(top)],
+        "price": bands,
+        "in_stock": {"true": int(stock.sum()), "false": int((~stock).sum())},
+    }
+
+
+def sort_docs(order: str, docs: list[int], catalog: SearchCatalog, popularity: np.ndarray) -> list[int]:
+    if order not in SORTS:
+        raise ValueError(f"sort must be one of {', '.join(SORTS)}, not {order!r}")
+    if order == "relevance":
+        return docs
+    price = np.asarray(catalog.price, float)
+    if order == "popularity":
+        return sorted(docs, key=lambda d: -float(popularity[d]))
+    sign = 1.0 if order == "price_asc" else -1.0
+    # products with no price go last either way
+    return sorted(
+        docs, key=lambda d: (not np.isfinite(price[d]), sign * (price[d] if np.isfinite(price[d]) else 0.0))
+    )
+
+
+@dataclass
+class Speller:
+    """Corrects words unknown to the catalog to the most frequent known word within an edit
+    distance of 1 (words of 4-7 letters) or 2 (8+); numbers and short words are left alone."""
+
+    vocabulary: Counter = field(default_factory=Counter)
+
+    @classmethod
+    def from_texts(cls, texts: list[str]) -> Speller:
+        c: Counter = Counter()
+        for t in texts:
+            c.update(w for w in words(t) if w.isalpha())
+        return cls(c)
+
+    def correct_word(self, w: str) -> str:
+        from rapidfuzz.distance import Levenshtein
+        from rapidfuzz.process import extract
+
+        if w in self.vocabulary or not w.isalpha() or len(w) < 4 or not w.isascii():
+            return w
+        limit = 1 if len(w) < 8 else 2
+        pool = [v for v in self.vocabulary if abs(len(v) - len(w)) <= limit and v[0] == w[0]]
+        found = extract(w, pool, scorer=Levenshtein.distance, score_cutoff=limit, limit=20)
+        if not found:
+            return w
+        best = min(found, key=lambda m: (m[1], -self.vocabulary[m[0]], m[0]))
+        return str(best[0])
+
+    def correct(self, query: str) -> str:
+        out = []
+        for tok in re.split(r"(\s+)", query):
+            if tok.strip():
+                lw = tok.lower()
+                fixed = self.correct_word(lw)
+                out.append(tok if fixed == lw else fixed)
+            else:
+                out.append(tok)
+        return "".join(out)
+
+
+def load_synonyms(path: str | Path | None) -> dict[str, list[str]]:
+    """A shop's synonyms file: one group per line, `a, b, c` (all equivalent) or `a => b, c`
+    (a expands to b and c). `#` starts a comment."""
+    groups: dict[str, list[str]] = {}
+    if path is None or not Path(path).exists():
+        return groups
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if "=>" in line:
+            lhs, rhs = line.split("=>", 1)
+            targets = [t.strip().lower() for t in rhs.split(",") if t.strip()]
+            for src in (t.strip().lower() for t in lhs.split(",") if t.strip()):
+                groups.setdefault(src, []).extend(targets)
+        else:
+            terms = [t.strip().lower() for t in line.split(",") if t.strip()]
+            for t in terms:
+                groups.setdefault(t, []).extend(x for x in terms if x != t)
+    return groups
+
+
+def expand_synonyms(query: str, synonyms: dict[str, list[str]]) -> str:
+    if not synonyms:
+        return query
+    low = query.lower()
+    extra = [
+        s for key, syns in synonyms.items() if re.search(rf"(?<!\w){re.escape(key)}(?!\w)", low) for s in syns
+    ]
+    return query if not extra else query + " " + " ".join(extra)
+
+
+@dataclass
+class Autocomplete:
+    """Completions of a prefix: popular queries first (by count), then catalog titles."""
+
+    phrases: list[tuple[str, float]] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, queries: list[str], titles: list[str], max_titles: int = 50_000) -> Autocomplete:
+        qc = Counter(" ".join(words(q)) for q in queries if q and q.strip())
+        phrases = [(q, 1000.0 + n) for q, n in qc.items() if q]
+        seen = {q for q, _ in phrases}
+        for t in titles[:max_titles]:
+            p = " ".join(words(t)[:6])
+            if p and p not in seen:
+                seen.add(p)
+                phrases.append((p, 1.0))
+        phrases.sort(key=lambda x: (-x[1], x[0]))
+        return cls(phrases)
+
+    def suggest(self, prefix: str, k: int = 8) -> list[str]:
+        pre = " ".join(words(prefix))
+        if not pre:
+            return []
+        if prefix.endswith(" "):
+            pre += " "
+        return [p for p, _ in self.phrases if p.startswith(pre)][:k]
