@@ -201,7 +201,9 @@ def _train(
         fusion = Fusion(seed=settings.seed)
         fusion.fit(split.train)
         fusion.set_generators(
-            gens, item_category=catalog.category_codes if (catalog.category_codes >= 0).any() else None
+            gens,
+            item_category=catalog.category_codes if (catalog.category_codes >= 0).any() else None,
+            item_price=catalog.prices if np.isfinite(catalog.prices).any() else None,
         )
         fusion_info = fusion.fit_ranker(split.validation)
         timings["fusion"] = {

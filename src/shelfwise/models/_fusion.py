@@ -40,11 +40,21 @@ class Fusion(Recommender):
         self.seed = seed
 
     def set_generators(
-        self, generators: dict[str, Recommender], item_category: np.ndarray | None = None
+        self,
+        generators: dict[str, Recommender],
+        item_category: np.ndarray | None = None,
+        item_price: np.ndarray | None = None,
     ) -> Fusion:
-        """Fitted generators (all on the same item index) and an optional category per item."""
+        """Fitted generators (all on the same item index), optional category code (-1 unknown)
+        and price (nan unknown) per item."""
         self.generators_ = dict(generators)
         self.item_category_ = item_category
+        self.item_log_price_ = None
+        if item_price is not None:
+            price = np.asarray(item_price, float)
+            self.item_log_price_ = np.where(
+                np.isfinite(price) & (price > 0), np.log1p(np.abs(price)), 0.0
+            ).astype(np.float32)
         return self
 
     def feature_names(self) -> list[str]:
@@ -57,11 +67,28 @@ class Fusion(Recommender):
             "user_log_length",
             "same_category_as_last",
             "category_share",
+            "item_click_rate",
+            "item_cart_rate",
+            "item_purchase_rate",
+            "item_log_price",
+            "price_gap_to_user",
         ]
         return names
 
     def _fit(self, interactions: Interactions) -> None:
-        self.item_log_count_ = np.log1p(interactions.item_counts()).astype(np.float32)
+        counts = interactions.item_counts().astype(np.float64)
+        self.item_log_count_ = np.log1p(counts).astype(np.float32)
+        # funnel rates from the training steps only (a step keeps its strongest event's weight:
+        # >= 2 clicked, >= 4 carted, >= 8 purchased), shrunk towards 0 for rare items
+        rates = []
+        for w in (2.0, 4.0, 8.0):
+            hit = np.bincount(
+                interactions.item_idx,
+                weights=(interactions.weight >= w).astype(np.float64),
+                minlength=interactions.n_items,
+            )
+            rates.append(hit / (counts + 5.0))
+        self.item_rates_ = np.stack(rates, axis=1).astype(np.float32)  # (n_items, 3)
 
     def _candidate_features(
         self, users: np.ndarray, history: Interactions
@@ -107,6 +134,21 @@ class Fusion(Recommender):
                     sel = rows == r_i
                     share[sel] = (cat[cols[sel]][:, None] == hc[None, :]).mean(axis=1)
             feats.append(share)
+        else:
+            feats += [np.zeros(len(rows), np.float32), np.zeros(len(rows), np.float32)]
+        rates = getattr(self, "item_rates_", None)
+        for j in range(3):
+            feats.append(rates[cols, j] if rates is not None else np.zeros(len(rows), np.float32))
+        lp = getattr(self, "item_log_price_", None)
+        if lp is not None:
+            # the user's price level: mean log price of the priced items in their history
+            level = np.zeros(len(users), np.float32)
+            for r_i, u in enumerate(users):
+                hp = lp[history.item_idx[off[u] : off[u + 1]]]
+                hp = hp[hp > 0]
+                level[r_i] = hp.mean() if len(hp) else 0.0
+            feats.append(lp[cols])
+            feats.append(np.where((lp[cols] > 0) & (level[rows] > 0), lp[cols] - level[rows], 0.0))
         else:
             feats += [np.zeros(len(rows), np.float32), np.zeros(len(rows), np.float32)]
         x = np.column_stack(feats).astype(np.float32)
