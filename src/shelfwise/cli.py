@@ -359,6 +359,37 @@ def search(
     typer.echo(f"wrote {len(rows):,} queries to {out}")
 
 
+@app.command()
+def audit(
+    workdir: Workdir,
+    as_json: AsJson = False,
+    limit: Annotated[int, typer.Option(help="Entries to list (newest).")] = 50,
+) -> None:
+    """List the audit trail and verify its hash chain (exit status 1 when it was tampered with)."""
+    from .governance import AuditLog
+
+    _require_workdir(workdir)
+    log = AuditLog(workdir)
+    check = log.verify()
+    entries = log.entries()
+    if as_json:
+        _print_json({"verification": check.as_dict(), "entries": entries[-limit:]})
+    else:
+        for e in entries[-limit:]:
+            if "unparseable" in e:
+                typer.echo(f"?  {e['unparseable'][:100]}")
+                continue
+            typer.echo(
+                f"{e['seq']:>5} {e['at'][:19]} {e['actor']:<12} {e['action']:<22} {e['outcome']:<7} {json.dumps(e['details'], default=str)[:90]}"
+            )
+        if check.ok:
+            typer.echo(f"audit log verified: {check.entries} entries, hash chain intact ({log.path})")
+        else:
+            typer.echo(f"AUDIT LOG TAMPERED: line {check.first_bad_line}: {check.reason} ({log.path})")
+    if not check.ok:
+        raise typer.Exit(1)
+
+
 @quarantine_app.command("list")
 def quarantine_list(
     workdir: Workdir,
@@ -450,7 +481,9 @@ def _require_workdir(workdir: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one clear line and exit with status 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        rv = app(args=argv, standalone_mode=False)
+        if isinstance(rv, int) and rv:  # click turns typer.Exit(n) into a return value here
+            return rv
     except ShelfwiseError as exc:
         typer.echo(f"error: {exc}", err=True)
         return 2

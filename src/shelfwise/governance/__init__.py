@@ -1,5 +1,6 @@
 """Governance: contracts, cleaning with a quarantine, privacy, lineage, governed ingestion."""
 
+from ._audit import ACTIONS, AuditLog, Verification
 from ._contracts import CONTRACTS, EVENT_TYPES, LOAD_ORDER, Classification, ColumnSpec, Kind, TableContract
 from ._ingest import Ingestor, IngestReport, IngestSettings, TableReport, ingest
 from ._lineage import DatasetRef, LineageRun, read_lineage
@@ -9,6 +10,9 @@ from ._reasons import Reason
 from ._text import normalize_text, normalize_text_array
 
 __all__ = [
+    "ACTIONS",
+    "AuditLog",
+    "Verification",
     "CONTRACTS",
     "EVENT_TYPES",
     "LOAD_ORDER",

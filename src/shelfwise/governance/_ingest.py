@@ -33,6 +33,7 @@ import pyarrow as pa
 from ..errors import ContractViolation, SourceError
 from ..storage import StagedFile, Warehouse, find_table_file, stage_file
 from ..storage._sources import JSON_DELIMITER, LINE_COLUMN
+from ._audit import AuditLog
 from ._compile import NORMALIZE_UDF, compile_contract, lit, q, reasons_sql
 from ._contracts import (
     BOT_EVENT_TYPES,
@@ -191,9 +192,31 @@ class Ingestor:
             report.seconds = round(time.perf_counter() - t0, 3)
             wh.record_run(lineage.run_id, self.job, started, "COMPLETE", report.to_dict())
             lineage.complete(outputs)
+            if self.job == "shelfwise.ingest":  # re-processing audits itself, with its own details
+                AuditLog(self.workdir).append(
+                    "ingest",
+                    run_id=lineage.run_id,
+                    data_dir=str(data_dir),
+                    mode=self.mode,
+                    tables={
+                        t: {
+                            "rows_in": r.rows_in,
+                            "curated": r.rows_curated,
+                            "quarantined": r.rows_quarantined,
+                        }
+                        for t, r in report.tables.items()
+                    },
+                )
         except Exception as exc:
             report.status = "FAIL"
             lineage.fail(f"{type(exc).__name__}: {exc}")
+            AuditLog(self.workdir).append(
+                "ingest",
+                outcome="failed",
+                run_id=lineage.run_id,
+                data_dir=str(data_dir),
+                error=str(exc)[:500],
+            )
             try:
                 wh.record_run(lineage.run_id, self.job, started, "FAIL", report.to_dict())
             except Exception:  # pragma: no cover - recording must not hide the real error

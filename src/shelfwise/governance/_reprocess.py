@@ -81,6 +81,16 @@ def reprocess_rows(workdir: Path, table: str, fixed_file: str | Path | None) -> 
                 f"({', '.join(map(str, retried_again))})",
                 [run_id],
             )
+    from ._audit import AuditLog
+
+    AuditLog(workdir).append(
+        "quarantine.reprocess",
+        table=table,
+        run_id=run_id,
+        retried=len(ids),
+        released=len(released),
+        still_quarantined=len(retried_again),
+    )
     return {
         "table": table,
         "retried": len(ids),

@@ -155,6 +155,16 @@ def train(
         lineage.fail(f"{type(exc).__name__}: {exc}")
         raise
     lineage.complete([DatasetRef("file", str(result.bundle.resolve()), content_hash=result.bundle.name)])
+    from ..governance import AuditLog
+
+    AuditLog(workdir).append(
+        "train",
+        run_id=lineage.run_id,
+        bundle=result.bundle.name,
+        default_model=result.default_model,
+        protocol=result.protocol["split"],
+        metrics={r["model"]: round(r["metrics"]["ndcg@10"], 5) for r in result.results},
+    )
     return result
 
 

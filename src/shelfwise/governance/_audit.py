@@ -1,0 +1,147 @@
+"""The audit trail: an append-only, tamper-evident log of what was done to the shop's data.
+
+One JSON object per line in `<workdir>/audit/audit.jsonl`. Each entry carries the sha256 of the
+previous entry's canonical form (`prev`) and its own (`hash`), so editing, deleting or reordering
+any line breaks the chain from that line on, and `verify` names the first broken line. The log
+is written with O_APPEND and fsync: an entry that was acknowledged survives a crash.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+AUDIT_FILE = "audit/audit.jsonl"
+GENESIS = "0" * 64
+ACTIONS = (
+    "ingest",
+    "quarantine.reprocess",
+    "train",
+    "model.register",
+    "model.promote",
+    "model.approve",
+    "model.rollback",
+    "access.denied",
+    "rules.change",
+    "privacy.erase",
+    "retention.enforce",
+)
+
+
+def _canonical(entry: dict[str, Any]) -> bytes:
+    body = {k: v for k, v in entry.items() if k != "hash"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+@dataclass
+class Verification:
+    ok: bool
+    entries: int
+    first_bad_line: int | None = None
+    reason: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+class AuditLog:
+    def __init__(self, workdir: str | Path):
+        self.path = Path(workdir) / AUDIT_FILE
+
+    def _last_hash(self) -> tuple[str, int]:
+        if not self.path.exists():
+            return GENESIS, 0
+        last, n = GENESIS, 0
+        with open(self.path, encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    n += 1
+                    try:
+                        last = json.loads(line)["hash"]
+                    except (ValueError, KeyError):
+                        last = hashlib.sha256(line.encode()).hexdigest()
+        return last, n
+
+    def append(
+        self, action: str, *, actor: str | None = None, outcome: str = "ok", **details: Any
+    ) -> dict[str, Any]:
+        if action not in ACTIONS:
+            raise ValueError(f"unknown audit action {action!r}; known: {', '.join(ACTIONS)}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        prev, n = self._last_hash()
+        entry: dict[str, Any] = {
+            "seq": n + 1,
+            "at": datetime.now(UTC).isoformat(),
+            "action": action,
+            "actor": actor or os.environ.get("SHELFWISE_AS") or _os_user(),
+            "outcome": outcome,
+            "details": details,
+            "prev": prev,
+        }
+        entry["hash"] = hashlib.sha256(_canonical(entry)).hexdigest()
+        line = json.dumps(entry, ensure_ascii=False, default=str) + "\n"
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            os.write(fd, line.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return entry
+
+    def entries(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        out = []
+        with open(self.path, encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    try:
+                        out.append(json.loads(line))
+                    except ValueError:
+                        out.append({"unparseable": line.rstrip("\n")})
+        return out
+
+    def verify(self) -> Verification:
+        prev = GENESIS
+        n = 0
+        if not self.path.exists():
+            return Verification(True, 0)
+        with open(self.path, encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                n += 1
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    return Verification(False, n, lineno, "not valid JSON")
+                if entry.get("prev") != prev:
+                    return Verification(
+                        False,
+                        n,
+                        lineno,
+                        "chain broken: `prev` is not the previous entry's hash (a line was removed, reordered or edited)",
+                    )
+                if entry.get("seq") != n:
+                    return Verification(
+                        False, n, lineno, f"sequence number {entry.get('seq')} where {n} was expected"
+                    )
+                if hashlib.sha256(_canonical(entry)).hexdigest() != entry.get("hash"):
+                    return Verification(
+                        False, n, lineno, "content does not match its hash (the entry was edited)"
+                    )
+                prev = entry["hash"]
+        return Verification(True, n)
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

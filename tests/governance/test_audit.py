@@ -1,0 +1,56 @@
+"""The audit trail is append-only and tamper-evident."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shelfwise.governance import AuditLog
+from tests.cli.test_cli import sw
+
+
+def test_chain_verifies_and_names_the_first_tampered_line(tmp_path):
+    log = AuditLog(tmp_path)
+    for i in range(4):
+        log.append("ingest", actor="steward", run_id=f"r{i}")
+    assert log.verify().ok and log.verify().entries == 4
+    lines = log.path.read_text().splitlines()
+    edited = json.loads(lines[1])
+    edited["details"]["run_id"] = "forged"
+    log.path.write_text("\n".join([lines[0], json.dumps(edited), *lines[2:]]) + "\n")
+    v = log.verify()
+    assert not v.ok and v.first_bad_line == 2 and "edited" in v.reason
+
+
+def test_deleting_or_reordering_breaks_the_chain(tmp_path):
+    log = AuditLog(tmp_path)
+    for i in range(3):
+        log.append("train", run_id=f"r{i}")
+    lines = log.path.read_text().splitlines()
+    log.path.write_text("\n".join([lines[0], lines[2]]) + "\n")
+    assert AuditLog(tmp_path).verify().first_bad_line == 2
+    log.path.write_text("\n".join([lines[1], lines[0], lines[2]]) + "\n")
+    assert AuditLog(tmp_path).verify().first_bad_line == 1
+
+
+def test_unknown_actions_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown audit action"):
+        AuditLog(tmp_path).append("coffee")
+
+
+def test_ingest_is_audited_and_cli_detects_tampering(tmp_path):
+    from shelfwise.demo import generate_demo
+
+    data = tmp_path / "d"
+    generate_demo(data, products=100, users=30, events=1500, seed=2)
+    work = tmp_path / "w"
+    sw("ingest", "--data", str(data), "--workdir", str(work))
+    out = json.loads(sw("audit", "--workdir", str(work), "--json").stdout)
+    assert out["verification"]["ok"]
+    assert [e["action"] for e in out["entries"]] == ["ingest"]
+    assert out["entries"][0]["details"]["tables"]["events"]["rows_in"] > 0
+    path = work / "audit" / "audit.jsonl"
+    path.write_text(path.read_text().replace('"outcome": "ok"', '"outcome": "OK"'))
+    proc = sw("audit", "--workdir", str(work), check=False)
+    assert proc.returncode == 1 and "TAMPERED" in proc.stdout
