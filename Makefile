@@ -29,6 +29,7 @@ test-fast: install
 bench: install
 	$(BIN)/python benchmarks/run.py --out benchmarks/results.json
 	$(BIN)/python benchmarks/recsys.py --out benchmarks/recsys.json
+	$(BIN)/python benchmarks/search.py --out benchmarks/search.json
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
