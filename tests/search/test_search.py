@@ -91,7 +91,10 @@ def shop_engine(tmp_path, synonyms=None):
         in_stock=__import__("numpy").array([True, False, True, True, True]),
     )
     return SearchEngine(tmp_path / "s", candidates=5).build(
-        cat, popularity=__import__("numpy").array([5, 50, 1, 0, 9]), synonyms=synonyms, query_log=["running shoes", "running shoes", "knife"]
+        cat,
+        popularity=__import__("numpy").array([5, 50, 1, 0, 9]),
+        synonyms=synonyms,
+        query_log=["running shoes", "running shoes", "knife"],
     )
 
 
@@ -124,7 +127,9 @@ def test_spelling_synonyms_autocomplete_and_round_trip(tmp_path):
     assert page["corrected_query"] == "running shoes"
     assert {i["product_id"] for i in page["items"]} <= {"s1", "s2", "s3"}
     assert eng.query("sneakers", k=1)["items"][0]["product_id"] in {"s1", "s2"}
-    assert eng.suggest("run") == ["running shoes", "running socks"] or eng.suggest("run")[0] == "running shoes"
+    assert (
+        eng.suggest("run") == ["running shoes", "running socks"] or eng.suggest("run")[0] == "running shoes"
+    )
     eng.save()
     again = SearchEngine.load(tmp_path / "s")
     assert again.query("runnning shoes", k=2)["corrected_query"] == "running shoes"

@@ -25,13 +25,19 @@ class _ImplicitMF(Recommender):
             model.fit(self._matrix(interactions), show_progress=False)
         self.model_ = model
         self.user_factors_ = np.asarray(model.user_factors, np.float32)
+        self.fitted_steps_ = len(interactions)  # the factors describe exactly this history
         self.item_factors_ = np.asarray(model.item_factors, np.float32)
 
     def _matrix(self, interactions: Interactions) -> sp.csr_matrix:
         return interactions.to_csr(weighted=True)
 
+    def _fresh(self, history: Interactions) -> bool:
+        """Whether the fitted user factors describe `history` (not so for a bundle serving
+        a longer history than the one the model was fitted on)."""
+        return history is self.interactions_ and getattr(self, "fitted_steps_", -1) == len(history)
+
     def _user_vectors(self, users: np.ndarray, history: Interactions) -> np.ndarray:
-        if history is self.interactions_:
+        if self._fresh(history):
             return self.user_factors_[users]
         rows = self._matrix(history)[users]
         return np.asarray(self.model_.recalculate_user(np.arange(len(users)), rows), np.float32)
@@ -108,7 +114,7 @@ class BPR(_ImplicitMF):
         return interactions.seen()
 
     def _user_vectors(self, users: np.ndarray, history: Interactions) -> np.ndarray:
-        if history is self.interactions_:
+        if self._fresh(history):
             return self.user_factors_[users]
         # BPR scores with a bias column in the item factors; the mean of the history items'
         # factors is a stable user embedding for histories unseen at fit time.
