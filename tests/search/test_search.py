@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from shelfwise.search import SearchCatalog, SearchEngine, analyze, ndcg_at_k
@@ -74,7 +75,7 @@ def test_ranker_learns_from_judgments_and_round_trips(tmp_path):
 
 
 def test_ndcg_hand_computed():
-    assert ndcg_at_k([1, 2], {2: 1.0}) == pytest.approx(1 / __import__("math").log2(3))
+    assert ndcg_at_k([1, 2], {2: 1.0}) == pytest.approx(1 / np.log2(3))
     assert ndcg_at_k([5], {}) == 0.0
 
 
@@ -87,12 +88,12 @@ def shop_engine(tmp_path, synonyms=None):
         ["Red running shoes", "Blue running shoes", "Running socks", "Kitchen knife", "Chef knife set"],
         brand=["Acme", "Zoom", "Acme", "Blade", "Blade"],
         category=["Sport > Shoes", "Sport > Shoes", "Sport > Socks", "Home > Kitchen", "Home > Kitchen"],
-        price=__import__("numpy").array([80.0, 120.0, 10.0, 25.0, float("nan")]),
-        in_stock=__import__("numpy").array([True, False, True, True, True]),
+        price=np.array([80.0, 120.0, 10.0, 25.0, float("nan")]),
+        in_stock=np.array([True, False, True, True, True]),
     )
     return SearchEngine(tmp_path / "s", candidates=5).build(
         cat,
-        popularity=__import__("numpy").array([5, 50, 1, 0, 9]),
+        popularity=np.array([5, 50, 1, 0, 9]),
         synonyms=synonyms,
         query_log=["running shoes", "running shoes", "knife"],
     )
@@ -127,9 +128,7 @@ def test_spelling_synonyms_autocomplete_and_round_trip(tmp_path):
     assert page["corrected_query"] == "running shoes"
     assert {i["product_id"] for i in page["items"]} <= {"s1", "s2", "s3"}
     assert eng.query("sneakers", k=1)["items"][0]["product_id"] in {"s1", "s2"}
-    assert (
-        eng.suggest("run") == ["running shoes", "running socks"] or eng.suggest("run")[0] == "running shoes"
-    )
+    assert eng.suggest("run") == ["running shoes", "running socks"]  # the popular query first
     eng.save()
     again = SearchEngine.load(tmp_path / "s")
     assert again.query("runnning shoes", k=2)["corrected_query"] == "running shoes"
