@@ -260,6 +260,9 @@ def recommend(
     explain: Annotated[
         bool, typer.Option(help="Add `because`: the history items behind the top item.")
     ] = False,
+    context: Annotated[
+        str | None, typer.Option(help="A category path prefix: unknown users get what is popular there.")
+    ] = None,
 ) -> None:
     """Top-k items per user, in the shop's own ids; seen items excluded; unknown users get the
     cold-start list."""
@@ -279,7 +282,9 @@ def recommend(
     cold = 0
     with open(out, "w", encoding="utf-8") as fh:
         for lo in range(0, len(ids), 4096):
-            for ans in service.for_users(ids[lo : lo + 4096], k=k, model=model, explain=explain):
+            for ans in service.for_users(
+                ids[lo : lo + 4096], k=k, model=model, explain=explain, context=context
+            ):
                 cold += ans["source"] == "cold_start"
                 fh.write(json.dumps(ans, ensure_ascii=False) + "\n")
     typer.echo(f"wrote {len(ids):,} users to {out} ({cold:,} unknown users served the cold-start list)")

@@ -193,3 +193,29 @@ def test_search_cli_with_ranker_and_candidates(trained, tmp_path):
     bad.write_text("id,text\n1,x\n")
     proc = sw("search", "--workdir", str(work), "--queries", str(bad), "--out", str(res), check=False)
     assert proc.returncode == 2 and "query_id" in proc.stderr
+
+
+@pytest.mark.slow
+def test_cold_start_in_context(trained, tmp_path):
+    data, work, _ = trained
+    rows = list(csv.DictReader(open(data / "products.csv", encoding="utf-8", errors="replace")))
+    top_cat = sorted({r["category"].split(">")[0].strip() for r in rows if r["category"]})[0]
+    users = tmp_path / "u.txt"
+    users.write_text("brand-new-shopper\n")
+    out = tmp_path / "r.jsonl"
+    sw(
+        "recommend",
+        "--workdir",
+        str(work),
+        "--users",
+        str(users),
+        "--k",
+        "5",
+        "--out",
+        str(out),
+        "--context",
+        top_cat,
+    )
+    items = json.loads(out.read_text())["items"]
+    cat_of = {r["product_id"]: r["category"] for r in rows}
+    assert len(items) == 5 and all(cat_of[i].startswith(top_cat) for i in items)

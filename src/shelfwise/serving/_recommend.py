@@ -35,8 +35,28 @@ class Recommendations:
             )
         return name
 
+    def cold_start(self, k: int, context: str | None = None, exclude: set[int] | None = None) -> list[int]:
+        """Popular items; with a `context` (a category path prefix such as "Home > Kitchen"),
+        popular within that category first, then the overall list."""
+        exclude = exclude or set()
+        out: list[int] = []
+        if context:
+            pre = context.strip().lower()
+            cats = self.bundle.categories
+            out = [
+                int(i) for i in self._cold_order if cats[i].lower().startswith(pre) and int(i) not in exclude
+            ][:k]
+        taken = set(out) | exclude
+        out += [int(i) for i in self._cold_order[: k + len(taken)] if int(i) not in taken][: k - len(out)]
+        return out
+
     def for_users(
-        self, raw_user_ids: list[str], k: int = 10, model: str | None = None, explain: bool = False
+        self,
+        raw_user_ids: list[str],
+        k: int = 10,
+        model: str | None = None,
+        explain: bool = False,
+        context: str | None = None,
     ) -> list[dict[str, Any]]:
         name = self.model_name(model)
         rec = self.bundle.models[name]
@@ -51,7 +71,7 @@ class Recommendations:
         answers = []
         for raw, maybe_u in zip(raw_user_ids, idx, strict=True):
             if maybe_u is None:
-                top = self._cold_order[:k]
+                top = self.cold_start(k, context)
                 answers.append(
                     {"user_id": raw, "items": [str(item_ids[i]) for i in top], "source": "cold_start"}
                 )
