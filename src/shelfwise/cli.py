@@ -219,6 +219,21 @@ def evaluate(
     typer.echo(f"report: {report['report_html']}   (* = the bundle's default model)")
 
 
+def _json_lines(path: Path, fields: str, pick: Any) -> list[Any]:
+    """`pick(obj)` for each JSON object in a JSON-lines file; a bad line is a SourceError naming
+    the file, its line number (blank lines count) and the fields it must have."""
+    from .errors import SourceError
+
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8-sig", errors="replace").splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(pick(json.loads(line)))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise SourceError(str(path), n, f"not a JSON object with {fields}: {exc}") from exc
+    return out
+
+
 def _read_ids(path: Path, column: str) -> list[str]:
     """Ids from a CSV with a `column` header, a JSON-lines file, or one id per line."""
     import csv
@@ -232,13 +247,7 @@ def _read_ids(path: Path, column: str) -> list[str]:
     if not lines:
         return []
     if path.suffix == ".jsonl":
-        ids = []
-        for n, ln in enumerate(lines, 1):
-            try:
-                ids.append(str(json.loads(ln)[column]))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise SourceError(str(path), n, f"not a JSON object with {column!r}: {exc}") from exc
-        return ids
+        return _json_lines(path, repr(column), lambda obj: str(obj[column]))
     header = next(csv.reader([lines[0]]))
     if column in header:
         col = header.index(column)
@@ -316,15 +325,9 @@ def search(
         raise SourceError(str(queries), None, "file not found")
     rows: list[tuple[str, str]] = []
     if queries.suffix == ".jsonl":
-        for n, line in enumerate(queries.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-            if line.strip():
-                try:
-                    obj = json.loads(line)
-                    rows.append((str(obj["query_id"]), str(obj.get("query") or "")))
-                except (ValueError, KeyError, TypeError) as exc:
-                    raise SourceError(
-                        str(queries), n, f"not a JSON object with query_id and query: {exc}"
-                    ) from exc
+        rows = _json_lines(
+            queries, "query_id and query", lambda obj: (str(obj["query_id"]), str(obj.get("query") or ""))
+        )
     else:
         with open(queries, encoding="utf-8", errors="replace", newline="") as fh:
             reader = csv.reader(fh)
@@ -340,15 +343,12 @@ def search(
     if candidates is not None:
         if not candidates.exists():
             raise SourceError(str(candidates), None, "file not found")
-        for n, line in enumerate(candidates.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                try:
-                    obj = json.loads(line)
-                    given[str(obj["query_id"])] = [str(x) for x in obj["items"]]
-                except (ValueError, KeyError, TypeError) as exc:
-                    raise SourceError(
-                        str(candidates), n, f"not a JSON object with query_id and items: {exc}"
-                    ) from exc
+        pairs = _json_lines(
+            candidates,
+            "query_id and items",
+            lambda obj: (str(obj["query_id"]), [str(x) for x in obj["items"]]),
+        )
+        given = dict(pairs)
     engine = SearchEngine.load(bundle / "search")
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8") as fh:

@@ -44,6 +44,15 @@ def per_user_metrics(ids: np.ndarray, targets: sp.csr_matrix, k: int) -> dict[st
     }
 
 
+def graded_ndcg_at_k(ranked: list[int], gains: dict[int, float], k: int = 10) -> float:
+    """NDCG@k of one ranked list with graded gains (unlisted items gain 0; the ideal is built
+    from the positive gains): search judgments and re-ranker hold-outs."""
+    dcg = sum(gains.get(d, 0.0) / np.log2(r + 2) for r, d in enumerate(ranked[:k]))
+    ideal = sorted((g for g in gains.values() if g > 0), reverse=True)[:k]
+    idcg = sum(g / np.log2(r + 2) for r, g in enumerate(ideal))
+    return float(dcg / idcg) if idcg > 0 else 0.0
+
+
 def bootstrap_ci(
     values: np.ndarray, *, rounds: int = 1000, level: float = 0.95, seed: int = 0
 ) -> tuple[float, float]:

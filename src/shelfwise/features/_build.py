@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ShelfwiseError
+from ..storage import read_only
 from ._interactions import DEFAULT_EVENT_WEIGHTS, Interactions
 
 
@@ -31,22 +32,8 @@ def load_interactions(
     Event weight comes from its type; a rating is weighted by its value (a 1-star rating is a
     weak signal, a 5-star one strong). Searches have no product and are not interactions.
     """
-    import duckdb
-
     weights = dict(DEFAULT_EVENT_WEIGHTS if event_weights is None else event_weights)
-    path = Path(workdir) / "warehouse.duckdb"
-    if not path.exists():
-        raise ShelfwiseError(
-            f"{workdir}: no warehouse; run `shelfwise ingest` or `shelfwise train --data` first"
-        )
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        tables = {
-            r[0]
-            for r in con.sql(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema='curated'"
-            ).fetchall()
-        }
+    with read_only(workdir) as (con, tables):
         if "events" not in tables:
             raise ShelfwiseError(f"{workdir}: the warehouse has no curated events table")
         cases = " ".join(f"WHEN '{t}' THEN {float(w)}" for t, w in weights.items() if t != "rating")
@@ -67,8 +54,6 @@ def load_interactions(
             ).fetchnumpy()
         else:
             prod = None
-    finally:
-        con.close()
     catalog_ids = None if prod is None else np.asarray(prod["product_id"], dtype=object)
     inter = Interactions.from_arrays(ev["user_id"], ev["product_id"], ev["ts"], ev["w"], item_ids=catalog_ids)
     n = inter.n_items

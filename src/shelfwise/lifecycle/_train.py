@@ -98,16 +98,13 @@ def make_split(inter: Interactions, protocol: str) -> Split:
 
 
 def _data_versions(workdir: Path) -> dict[str, Any]:
-    import duckdb
+    from ..storage import read_only
 
-    con = duckdb.connect(str(workdir / "warehouse.duckdb"), read_only=True)
-    try:
+    with read_only(workdir) as (con, _):
         rows = con.sql(
             "SELECT table_name, max(version), arg_max(run_id, version), arg_max(content_hash, version), "
             "arg_max(contract_version, version), arg_max(row_count, version) FROM meta.table_versions GROUP BY 1"
         ).fetchall()
-    finally:
-        con.close()
     return {
         r[0]: {"version": r[1], "run_id": r[2], "content_hash": r[3], "contract_version": r[4], "rows": r[5]}
         for r in rows
@@ -207,7 +204,7 @@ def _train(
     default = max(validation, key=lambda n: validation[n])
     if settings.fusion and len(models) >= 2:
         t0 = time.monotonic()
-        gens = {n: m for n, m in models.items() if n != "popularity" or len(models) == 1}
+        gens = {n: m for n, m in models.items() if n != "popularity"}
         fusion = Fusion(seed=settings.seed)
         fusion.fit(split.train)
         fusion.set_generators(

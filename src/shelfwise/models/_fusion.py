@@ -210,7 +210,6 @@ class Fusion(Recommender):
         out: dict[str, Any] = {"train_users": len(train), "holdout_users": int(is_hold.sum())}
         hold = [(x, y) for h, x, y, _ in hold_rows if h]
         if hold:
-            n_gen = len(self.generators_)
             gains: dict[str, list[float]] = {g: [] for g in ["fusion", *self.generators_]}
             for x, y in hold:
                 if len(y) == 0:
@@ -222,7 +221,6 @@ class Fusion(Recommender):
                 for gi, g in enumerate(self.generators_):
                     gains[g].append(_ndcg_at_10(-x[:, 2 * gi + 1], y))
             out["holdout_ndcg@10"] = {g: float(np.mean(v)) for g, v in gains.items()}
-            del n_gen
         out["best_iteration"] = int(getattr(ranker, "best_iteration_", 0) or self.trees)
         importance = ranker.booster_.feature_importance("gain")
         out["feature_importance"] = {
@@ -239,7 +237,7 @@ class Fusion(Recommender):
 
 
 def _ndcg_at_10(pred: np.ndarray, y: np.ndarray) -> float:
-    order = np.argsort(-pred, kind="stable")[:10]
-    gains = y[order] / np.log2(np.arange(2, len(order) + 2))
-    ideal = np.sort(y)[::-1][:10] / np.log2(np.arange(2, min(10, len(y)) + 2))
-    return float(gains.sum() / ideal.sum()) if ideal.sum() > 0 else 0.0
+    """NDCG@10 of candidates ordered by `pred`, with labels `y` as gains."""
+    from ..evaluation._metrics import graded_ndcg_at_k  # local: evaluation imports models
+
+    return graded_ndcg_at_k(list(np.argsort(-pred, kind="stable")), dict(enumerate(y.tolist())))

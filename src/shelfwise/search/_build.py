@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..storage import read_only
 from ._retrievers import SearchCatalog
 
 
@@ -24,23 +25,12 @@ def _flatten(attributes: str | None) -> str:
 
 def load_query_log(workdir: str | Path, limit: int = 200_000) -> list[str]:
     """Shoppers' search queries (masked) from curated events: the source of autocomplete."""
-    import duckdb
-
-    con = duckdb.connect(str(Path(workdir) / "warehouse.duckdb"), read_only=True)
-    try:
-        tables = {
-            r[0]
-            for r in con.sql(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema='curated'"
-            ).fetchall()
-        }
+    with read_only(workdir) as (con, tables):
         if "events" not in tables:
             return []
         rows = con.sql(
             f"SELECT query FROM curated.events WHERE event_type = 'search' AND query IS NOT NULL AND query <> '' LIMIT {int(limit)}"
         ).fetchall()
-    finally:
-        con.close()
     return [r[0] for r in rows]
 
 
@@ -52,16 +42,7 @@ def load_search_data(
     Gains are relevance minus the lowest grade in the judgments (so `1 = irrelevant` scales such
     as Home Depot's get gain 0 there, and 0-based scales stay as they are).
     """
-    import duckdb
-
-    con = duckdb.connect(str(Path(workdir) / "warehouse.duckdb"), read_only=True)
-    try:
-        tables = {
-            r[0]
-            for r in con.sql(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema='curated'"
-            ).fetchall()
-        }
+    with read_only(workdir) as (con, tables):
         if "products" not in tables:
             return None, {}, {}
         rows = con.sql(
@@ -81,8 +62,6 @@ def load_search_data(
             low = min((r[2] for r in jr), default=0.0)
             for q, p, rel in jr:
                 gains.setdefault(str(q), {})[str(p)] = float(rel) - float(low)
-    finally:
-        con.close()
     catalog = SearchCatalog(
         [r[0] for r in rows],
         [r[1] for r in rows],

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..evaluation._metrics import graded_ndcg_at_k as ndcg_at_k
 from ..models import Results
 from ._analyze import MAX_QUERY_CHARS, analyze
 from ._retrievers import LexicalRetriever, SearchCatalog, SemanticRetriever
@@ -51,14 +52,6 @@ class Query:
     text: str  # as searched (after spelling correction)
     terms: list[str]  # analyzed, synonyms added
     corrected: str | None = None  # set when the spelling was corrected
-
-
-def ndcg_at_k(ranked: list[int], gains: dict[int, float], k: int = 10) -> float:
-    """NDCG@k with graded gains; unjudged items gain 0; ideal from the judged gains."""
-    dcg = sum(gains.get(d, 0.0) / np.log2(r + 2) for r, d in enumerate(ranked[:k]))
-    ideal = sorted((g for g in gains.values() if g > 0), reverse=True)[:k]
-    idcg = sum(g / np.log2(r + 2) for r, g in enumerate(ideal))
-    return float(dcg / idcg) if idcg > 0 else 0.0
 
 
 class SearchEngine:

@@ -10,6 +10,8 @@ that made it.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -191,3 +193,27 @@ class Warehouse:
         self.sql(f"COPY (SELECT * FROM curated.\"{table}\") TO '{out.as_posix()}' (FORMAT {fmt})")
         row = self.sql(f'SELECT count(*) FROM curated."{table}"').fetchone()
         return int(row[0]) if row else 0
+
+
+@contextmanager
+def read_only(workdir: str | Path) -> Iterator[tuple[Any, set[str]]]:
+    """A read-only DuckDB connection to the workdir's warehouse and the names of its curated
+    tables: for readers (training, search building) that must not take the write lock."""
+    import duckdb
+
+    path = Path(workdir) / WAREHOUSE_FILE
+    if not path.exists():
+        raise ShelfwiseError(
+            f"{workdir}: no warehouse; run `shelfwise ingest` or `shelfwise train --data` first"
+        )
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        curated = {
+            r[0]
+            for r in con.sql(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema='curated'"
+            ).fetchall()
+        }
+        yield con, curated
+    finally:
+        con.close()
