@@ -476,6 +476,178 @@ def lineage(workdir: Workdir, as_json: AsJson = False) -> None:
         typer.echo(f"{e['eventTime']} {e['eventType']:<8} {e['job']['name']} run {e['run']['runId']} {outs}")
 
 
+@app.command()
+def serve(
+    workdir: Workdir,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes (use --redis-url when > 1).")] = 1,
+    redis_url: Annotated[
+        str | None, typer.Option(help="Shared online state and event stream, e.g. redis://host:6379/0.")
+    ] = None,
+    max_k: Annotated[int, typer.Option(help="Largest k a request may ask for.")] = 100,
+    max_body_bytes: Annotated[int, typer.Option(help="Largest POST body.")] = 1 << 20,
+    max_events: Annotated[int, typer.Option(help="Most events in one POST /v1/events.")] = 1000,
+    absorb_seconds: Annotated[
+        float, typer.Option(help="Ingest accepted events into the warehouse this often (0: never).")
+    ] = 30.0,
+    reload_seconds: Annotated[
+        float, typer.Option(help="Check for a new production bundle this often (0: never).")
+    ] = 2.0,
+) -> None:
+    """Serve /v1/search, /v1/recommendations, /v1/items/{id}/similar and /v1/events over HTTP."""
+    import os
+    import shutil
+    from dataclasses import asdict
+
+    import uvicorn
+
+    from .serving import ServeSettings, current_bundle
+    from .serving._app import CONFIG_ENV
+
+    current_bundle(workdir)  # a clear error before any worker starts
+    settings = ServeSettings(
+        max_k=max_k,
+        max_body_bytes=max_body_bytes,
+        max_events_per_request=max_events,
+        absorb_interval_s=absorb_seconds,
+        reload_interval_s=reload_seconds,
+        redis_url=redis_url,
+    )
+    os.environ[CONFIG_ENV] = json.dumps({"workdir": str(workdir), "settings": asdict(settings)})
+    if workers > 1:  # Prometheus metrics summed over the worker processes
+        prom = workdir / "run" / "prometheus"
+        shutil.rmtree(prom, ignore_errors=True)
+        prom.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prom)
+    uvicorn.run(
+        "shelfwise.serving._app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        timeout_graceful_shutdown=15,
+        log_level="info",
+    )
+
+
+events_app = typer.Typer(help="Events posted to the server: the feedback loop.", no_args_is_help=True)
+app.add_typer(events_app, name="events")
+
+
+@events_app.command("absorb")
+def events_absorb(
+    workdir: Workdir,
+    redis_url: Annotated[str | None, typer.Option(help="Also drain this Redis event stream.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Ingest the events the server accepted (governed path) and quarantine the rejected ones."""
+    from .serving._feedback import absorb
+
+    _require_workdir(workdir)
+    client = None
+    if redis_url:
+        import redis
+
+        client = redis.Redis.from_url(redis_url)
+    res = absorb(workdir, client)
+    if as_json:
+        _print_json(res)
+    else:
+        typer.echo(", ".join(f"{k}: {v}" for k, v in res.items()))
+    if res.get("status") == "busy":
+        raise typer.Exit(3)
+
+
+rules_app = typer.Typer(
+    help="Business rules applied at serve time (versioned, audited).", no_args_is_help=True
+)
+app.add_typer(rules_app, name="rules")
+
+
+@rules_app.command("set")
+def rules_set(
+    workdir: Workdir,
+    file: Annotated[Path, typer.Option("--file", help="A rules JSON file (README: business rules).")],
+    as_json: AsJson = False,
+) -> None:
+    """Validate and install a rules file as the next version (a running server picks it up)."""
+    from .serving._rules import save_rules
+
+    try:
+        doc = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise ShelfwiseError(f"{file}: cannot read a JSON rules file: {exc}") from None
+    rules = save_rules(workdir, doc)
+    if as_json:
+        _print_json(rules.as_dict())
+    else:
+        typer.echo(f"rules version {rules.version} installed ({len(rules.items)} merchandising rules)")
+
+
+@rules_app.command("show")
+def rules_show(workdir: Workdir) -> None:
+    """Print the rules in force."""
+    from .serving._rules import RULES_FILE, Rules
+
+    rules = Rules.load(workdir)
+    path = workdir / RULES_FILE
+    _print_json({**rules.as_dict(), "file": json.loads(path.read_text()) if path.exists() else None})
+
+
+experiments_app = typer.Typer(
+    help="A/B experiments: configuration and the online report.", no_args_is_help=True
+)
+app.add_typer(experiments_app, name="experiments")
+
+
+@experiments_app.command("set")
+def experiments_set(
+    workdir: Workdir,
+    file: Annotated[Path, typer.Option("--file", help="An experiments JSON file.")],
+) -> None:
+    """Install the experiments configuration (a running server picks it up; audited)."""
+    from .serving._experiments import save_experiments
+
+    try:
+        doc = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise ShelfwiseError(f"{file}: cannot read a JSON experiments file: {exc}") from None
+    exps = save_experiments(workdir, doc)
+    typer.echo(f"{len(exps)} experiment(s) installed: {', '.join(e.name for e in exps)}")
+
+
+@experiments_app.command("report")
+def experiments_report(
+    workdir: Workdir,
+    experiment: Annotated[str | None, typer.Option(help="Only this experiment.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Per variant: users, exposures, CTR, add-to-cart rate, conversion, revenue per user (95% CI)."""
+    from .serving._experiments import experiment_report
+    from .serving._feedback import absorb
+
+    _require_workdir(workdir)
+    absorb(workdir)  # count the newest attributed events
+    rep = experiment_report(workdir, experiment)
+    if as_json:
+        _print_json(rep)
+        return
+    typer.echo(rep["protocol"])
+    for name, e in rep["experiments"].items():
+        typer.echo(f"\nexperiment {name}")
+        for var, m in e["variants"].items():
+            typer.echo(
+                f"  {var:12s} users {m['users']:6d} exposures {m['exposures']:7d} "
+                f"ctr {m['ctr']:.4f} [{m['ctr_ci95'][0]:.4f}, {m['ctr_ci95'][1]:.4f}] "
+                f"cart {m['add_to_cart_rate']:.4f} conv {m['conversion']:.4f} "
+                f"rev/user {m['revenue_per_user']:.2f} [{m['revenue_per_user_ci95'][0]:.2f}, {m['revenue_per_user_ci95'][1]:.2f}]"
+            )
+
+
 def _require_workdir(workdir: Path) -> None:
     if not (workdir / "warehouse.duckdb").exists():
         raise ShelfwiseError(

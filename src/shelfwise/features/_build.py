@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ class Catalog:
     category_codes: np.ndarray  # int, -1 = unknown
     prices: np.ndarray  # float, nan = unknown
     in_stock: np.ndarray  # bool
+    brands: list[str] = field(default_factory=list)  # "" = unknown
 
 
 def load_interactions(
@@ -50,14 +51,14 @@ def load_interactions(
         if "products" in tables:
             prod = con.sql(
                 "SELECT product_id, coalesce(title, '') AS title, coalesce(category, '') AS category, "
-                "price, coalesce(in_stock, true) AS in_stock FROM curated.products ORDER BY product_id"
+                "price, coalesce(in_stock, true) AS in_stock, coalesce(brand, '') AS brand FROM curated.products ORDER BY product_id"
             ).fetchnumpy()
         else:
             prod = None
     catalog_ids = None if prod is None else np.asarray(prod["product_id"], dtype=object)
     inter = Interactions.from_arrays(ev["user_id"], ev["product_id"], ev["ts"], ev["w"], item_ids=catalog_ids)
     n = inter.n_items
-    titles, cats = [""] * n, [""] * n
+    titles, cats, brands = [""] * n, [""] * n, [""] * n
     prices = np.full(n, np.nan)
     stock = np.ones(n, bool)
     if prod is not None:
@@ -68,6 +69,7 @@ def load_interactions(
         cats[:m] = [str(c) for c in prod["category"]]
         prices[:m] = np.asarray(prod["price"], dtype=float)
         stock[:m] = np.asarray(prod["in_stock"], dtype=bool)
+        brands[:m] = [str(b) for b in prod["brand"]]
     vocab = {c: i for i, c in enumerate(sorted({c for c in cats if c}))}
     codes = np.array([vocab.get(c, -1) for c in cats], np.int64)
-    return inter, Catalog(inter.item_ids, titles, cats, codes, prices, stock)
+    return inter, Catalog(inter.item_ids, titles, cats, codes, prices, stock, brands)

@@ -29,6 +29,8 @@ ACTIONS = (
     "model.rollback",
     "access.denied",
     "rules.change",
+    "events.absorb",
+    "experiments.change",
     "privacy.erase",
     "retention.enforce",
 )

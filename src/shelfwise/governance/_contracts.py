@@ -134,7 +134,7 @@ PRODUCTS = TableContract(
 
 EVENTS = TableContract(
     name="events",
-    version="1.0.0",
+    version="1.1.0",  # 1.1.0: recommendation_id / search_id attribute an event to a served list
     description="Behaviour events: views, clicks, carts, purchases, ratings, searches, reviews.",
     dedupe_exact=True,
     references=(("product_id", "products", "product_id"),),
@@ -178,6 +178,18 @@ EVENTS = TableContract(
         ),
         ColumnSpec(
             "text", Kind.TEXT, classification=Classification.INTERNAL, aliases=("review", "review_text")
+        ),
+        ColumnSpec(
+            "recommendation_id",
+            Kind.ID,
+            classification=Classification.INTERNAL,
+            description="the served recommendation list this event followed (from the HTTP API)",
+        ),
+        ColumnSpec(
+            "search_id",
+            Kind.ID,
+            classification=Classification.INTERNAL,
+            description="the served search results page this event followed (from the HTTP API)",
         ),
     ),
 )

@@ -18,6 +18,7 @@ class Reason(StrEnum):
     DUPLICATE_KEY = "duplicate_key"  # same key, different content (the stated keep rule decides)
     UNKNOWN_REFERENCE = "unknown_reference"  # names a product / query the catalog does not know
     BOT_TRAFFIC = "bot_traffic"  # a user whose event rate is far beyond a human's
+    UNKNOWN_FIELD = "unknown_field"  # a field outside the contract (the HTTP API is strict)
 
     @property
     def description(self) -> str:
@@ -35,4 +36,5 @@ _DESCRIPTIONS = {
     Reason.DUPLICATE_KEY: "a conflicting duplicate key (the last row in the file is kept)",
     Reason.UNKNOWN_REFERENCE: "refers to a product or query that is not in the catalog",
     Reason.BOT_TRAFFIC: "the user's event rate is far beyond a human's (robot traffic)",
+    Reason.UNKNOWN_FIELD: "a field that is not in the contract (events posted over HTTP)",
 }

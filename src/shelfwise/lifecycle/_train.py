@@ -40,6 +40,8 @@ class TrainSettings:
     bootstrap_rounds: int = 1000
     seed: int = 0
     sasrec: dict[str, Any] = field(default_factory=dict)  # SASRecConfig overrides
+    toplist_width: int = 100  # precomputed recommendations per known user in the bundle
+    toplist_max_users: int = 200_000  # beyond this, serving computes lists on request (cached)
 
 
 @dataclass
@@ -64,14 +66,27 @@ class TrainResult:
         return d
 
 
-def ingest_dataset(data: str | Path, workdir: str | Path) -> Any:
+def ingest_dataset(data: str | Path, workdir: str | Path, *, skip_unchanged: bool = False) -> Any:
     """Governed ingestion of a dataset directory in any known format (converted first), with
-    the HTML quality report written: what `shelfwise ingest` and `shelfwise train --data` run."""
+    the HTML quality report written: what `shelfwise ingest` and `shelfwise train --data` run.
+
+    A full load replaces the curated tables, so the served feedback absorbed earlier
+    (`feedback/`) is replayed on top of it: events collected over HTTP are never lost. With
+    `skip_unchanged`, a directory whose files have the same content as at its last successful
+    load is not ingested again (returns None): training on a workdir re-ingests only what is new.
+    """
     from ..datasets import convert, detect_format
     from ..governance import ingest
     from ..reporting import write_quality_report
 
     data, workdir = Path(data), Path(workdir)
+    source_key = str(data.resolve())
+    fingerprint = _fingerprint(data)
+    state = workdir / "state" / "sources.json"
+    if skip_unchanged and state.exists() and (workdir / "warehouse.duckdb").exists():
+        last = json.loads(state.read_text())
+        if last.get(source_key) == fingerprint:
+            return None
     fmt = detect_format(data) if data.exists() else "canonical"
     notes = []
     if fmt not in (None, "canonical"):
@@ -81,8 +96,56 @@ def ingest_dataset(data: str | Path, workdir: str | Path) -> Any:
         data = converted
     report = ingest(data, workdir)
     report.notes[:0] = notes
+    replayed = _replay_feedback(workdir)
+    if replayed:
+        report.notes.append(f"replayed {replayed:,} served events from feedback/ on top of the full load")
     report.html_report = str(write_quality_report(workdir, report))
+    state.parent.mkdir(parents=True, exist_ok=True)
+    last = json.loads(state.read_text()) if state.exists() else {}
+    last[source_key] = fingerprint
+    state.write_text(json.dumps(last, indent=2))
     return report
+
+
+def _fingerprint(data: Path) -> dict[str, str]:
+    """sha256 of every file of a dataset directory (what decides "unchanged")."""
+    import hashlib
+
+    out = {}
+    if data.is_dir():
+        for p in sorted(data.rglob("*")):
+            if p.is_file():
+                h = hashlib.sha256()
+                with open(p, "rb") as fh:
+                    for chunk in iter(lambda: fh.read(1 << 20), b""):
+                        h.update(chunk)
+                out[str(p.relative_to(data))] = h.hexdigest()
+    return out
+
+
+def _replay_feedback(workdir: Path) -> int:
+    """Append the archived served events (feedback/*.jsonl) after a full load."""
+    import shutil
+    import tempfile
+
+    from ..governance import Ingestor
+    from ..serving._feedback import FEEDBACK_DIR
+
+    files = sorted((workdir / FEEDBACK_DIR).glob("events-*.jsonl"))
+    if not files:
+        return 0
+    n = 0
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        with open(Path(tmp) / "events.jsonl", "wb") as out:
+            for f in files:
+                with open(f, "rb") as fh:
+                    for line in fh:
+                        if line.strip():
+                            out.write(line if line.endswith(b"\n") else line + b"\n")
+                            n += 1
+        Ingestor(workdir, mode="append", job="shelfwise.events").run(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return n
 
 
 def _peak_rss_mb() -> float:
@@ -127,15 +190,30 @@ def train(
         raise ValueError(f"unknown models {sorted(unknown)}; known: {sorted(RECOMMENDERS)}")
     ingest_run = None
     if data is not None:
-        report = ingest_dataset(data, workdir)  # the same governed path as `shelfwise ingest`
-        ingest_run = report.run_id
-        log(
-            f"ingested {data}: "
-            + ", ".join(
-                f"{t} {r.rows_curated:,} curated / {r.rows_quarantined:,} quarantined"
-                for t, r in report.tables.items()
+        # the same governed path as `shelfwise ingest`; files unchanged since their last load
+        # are not ingested again
+        report = ingest_dataset(data, workdir, skip_unchanged=True)
+        if report is None:
+            log(f"{data}: unchanged since its last load, not re-ingested")
+        else:
+            ingest_run = report.run_id
+            log(
+                f"ingested {data}: "
+                + ", ".join(
+                    f"{t} {r.rows_curated:,} curated / {r.rows_quarantined:,} quarantined"
+                    for t, r in report.tables.items()
+                )
             )
+    from ..serving._feedback import absorb
+
+    absorbed = absorb(workdir)  # events the server accepted since the last absorb
+    if absorbed["status"] == "ok":
+        ingest_run = ingest_run or absorbed.get("ingest_run_id")
+        log(
+            f"absorbed served events: {absorbed['accepted']:,} accepted, {absorbed['quarantined']:,} quarantined"
         )
+    elif absorbed["status"] == "busy":
+        log(f"served events not absorbed now ({absorbed.get('reason')}); they wait for the next run")
     data_versions = _data_versions(workdir)
     ns = warehouse_namespace(workdir)
     lineage = LineageRun(
@@ -250,6 +328,15 @@ def _train(
         synonym_files.insert(0, Path(data_dir) / "synonyms.txt")
     search_dir, search_info = _build_search(workdir, inter, log, synonym_files)
     manifest["search"] = search_info
+    t0 = time.monotonic()
+    arrays = _serving_arrays(workdir, models[default], inter, settings)
+    manifest["serving"] = {
+        "toplist_width": int(arrays["toplist"].shape[1]) if "toplist" in arrays else 0,
+        "toplist_model": default if "toplist" in arrays else None,
+        "purchases": int(len(arrays["purchase_user"])),
+        "seconds": round(time.monotonic() - t0, 1),
+    }
+    log(f"serving: top lists for {len(arrays.get('toplist', [])):,} users in {time.monotonic() - t0:.1f}s")
     bundle = write_bundle(
         workdir,
         models=models,
@@ -258,6 +345,7 @@ def _train(
         catalog=catalog,
         manifest=manifest,
         extra_dirs={"search": search_dir} if search_dir else None,
+        serving_arrays=arrays,
     )
     report = {
         "bundle": str(bundle),
@@ -295,6 +383,34 @@ def _train(
         html,
         runs,
     )
+
+
+def _serving_arrays(
+    workdir: Path, model: Recommender, inter: Interactions, settings: TrainSettings
+) -> dict[str, np.ndarray]:
+    """What serving answers from without running a model: the default model's top list for
+    every known user (seen items excluded; business rules still apply at serve time), and each
+    user's purchases with their time (repurchase windows)."""
+    from ..storage import read_only
+
+    out: dict[str, np.ndarray] = {}
+    width = min(settings.toplist_width, inter.n_items)
+    if 0 < inter.n_users <= settings.toplist_max_users and width > 0:
+        out["toplist"] = model.recommend(np.arange(inter.n_users), width, exclude_seen=True).ids.astype(
+            np.int32
+        )
+    with read_only(workdir) as (con, _):
+        rows = con.sql(
+            "SELECT user_id, product_id, max(epoch(timestamp))::BIGINT FROM curated.events "
+            "WHERE event_type = 'purchase' AND product_id IS NOT NULL GROUP BY 1, 2"
+        ).fetchall()
+    users = {u: i for i, u in enumerate(inter.user_ids)}
+    items = {p: i for i, p in enumerate(inter.item_ids)}
+    trip = [(users[u], items[p], ts) for u, p, ts in rows if u in users and p in items]
+    out["purchase_user"] = np.array([t[0] for t in trip], np.int32)
+    out["purchase_item"] = np.array([t[1] for t in trip], np.int32)
+    out["purchase_ts"] = np.array([t[2] for t in trip], np.int64)
+    return out
 
 
 def _build_search(

@@ -5,7 +5,9 @@ bundles/<version>/
                         data versions (curated table versions + contract versions),
                         lineage run ids, sha256 of every file
   interactions.npz      the full curated history (pseudonymized users) used at query time
-  catalog.json          item stock / category per item index
+  catalog.json          stock / category / brand / title per item index
+  serving.npz           precomputed top lists of the default model for known users, and the
+                        users' purchases (for repurchase rules), so serving answers in a lookup
   models/<name>/        each model's params.json + state.pkl
 """
 
@@ -47,6 +49,7 @@ def write_bundle(
     catalog: Catalog,
     manifest: dict[str, Any],
     extra_dirs: dict[str, Path] | None = None,
+    serving_arrays: dict[str, np.ndarray] | None = None,
     make_current: bool = True,
 ) -> Path:
     """Write a bundle; `extra_dirs` (name -> a built directory, e.g. the search index) are
@@ -61,10 +64,17 @@ def write_bundle(
     interactions.save(tmp / "interactions.npz")
     (tmp / "catalog.json").write_text(
         json.dumps(
-            {"in_stock": catalog.in_stock.astype(bool).tolist(), "category": list(catalog.categories)},
+            {
+                "in_stock": catalog.in_stock.astype(bool).tolist(),
+                "category": list(catalog.categories),
+                "brand": list(catalog.brands) or [""] * len(catalog.categories),
+                "title": list(catalog.titles),
+            },
             ensure_ascii=False,
         )
     )
+    if serving_arrays:
+        np.savez_compressed(tmp / "serving.npz", **serving_arrays)  # type: ignore[arg-type]
     for name, m in models.items():
         m.save(tmp / "models" / name)
     for name, src in (extra_dirs or {}).items():
@@ -106,6 +116,9 @@ class Bundle:
     models: dict[str, Recommender]
     in_stock: np.ndarray
     categories: list[str]
+    brands: list[str]
+    titles: list[str]
+    arrays: dict[str, np.ndarray]
 
     @property
     def version(self) -> str:
@@ -143,4 +156,19 @@ class Bundle:
             gens = manifest.get("fusion_generators", [])
             fusion.generators_ = {g: models[g] for g in gens}
             models["fusion"] = fusion
-        return cls(path, manifest, inter, models, np.asarray(cat["in_stock"], bool), list(cat["category"]))
+        arrays: dict[str, np.ndarray] = {}
+        if (path / "serving.npz").exists():
+            with np.load(path / "serving.npz") as z:
+                arrays = {k: z[k] for k in z.files}
+        n = len(cat["category"])
+        return cls(
+            path,
+            manifest,
+            inter,
+            models,
+            np.asarray(cat["in_stock"], bool),
+            list(cat["category"]),
+            list(cat.get("brand") or [""] * n),
+            list(cat.get("title") or [""] * n),
+            arrays,
+        )

@@ -1,0 +1,179 @@
+"""The same contracts, checked one record at a time in Python (the HTTP event path).
+
+Ingestion compiles a contract into warehouse SQL (`_compile`); a server answering `POST /events`
+cannot run a warehouse query per request, so this module interprets the *same* `TableContract`
+for one record and returns the same reason codes. A test runs both on the same tricky rows and
+requires that they agree on which rows pass and why (tests/governance/test_row_check.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import unicodedata
+from collections.abc import Callable, Container, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ._contracts import Kind, TableContract
+from ._reasons import Reason
+
+_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+_CURRENCY = re.compile(r"^[$€£¥]\s*")
+_TRUE = {"true", "t", "1", "yes", "y"}
+_FALSE = {"false", "f", "0", "no", "n"}
+
+
+@dataclass(frozen=True)
+class Failure:
+    field: str
+    reason: Reason
+    detail: str
+
+
+@dataclass
+class RecordCheck:
+    values: dict[str, Any] = field(default_factory=dict)  # typed values of the contract's columns
+    failures: list[Failure] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    @property
+    def reason(self) -> Reason | None:
+        return self.failures[0].reason if self.failures else None
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    s = (
+        value
+        if isinstance(value, str)
+        else json.dumps(value)
+        if isinstance(value, dict | list)
+        else str(value)
+    )
+    s = s.strip()
+    return s or None
+
+
+def parse_timestamp(s: str) -> datetime | None:
+    """ISO 8601 (offsets honoured, to naive UTC) or epoch seconds / milliseconds."""
+    if _NUMBER.fullmatch(s):
+        num = float(s)
+        if abs(num) > 1e11:
+            num /= 1000.0
+        try:
+            return datetime.fromtimestamp(num, UTC).replace(tzinfo=None)
+        except (OverflowError, OSError, ValueError):
+            return None
+    try:
+        ts = datetime.fromisoformat(s.replace("Z", "+00:00") if s.endswith("Z") else s)
+    except ValueError:
+        return None
+    if ts.tzinfo is not None:
+        ts = ts.astimezone(UTC).replace(tzinfo=None)
+    return ts
+
+
+def _normalize(s: str) -> str | None:
+    s = unicodedata.normalize("NFKC", s)
+    s = re.sub(r"[\s\u200b\ufeff]+", " ", s).strip()
+    return s or None
+
+
+def check_record(
+    contract: TableContract,
+    record: Mapping[str, Any],
+    *,
+    known: Mapping[str, Container[str]] | None = None,
+    min_year: int = 1990,
+    max_future_days: int = 2,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC).replace(tzinfo=None),
+) -> RecordCheck:
+    """Check one record (canonical column names) against `contract`. `known` maps a referenced
+    column (e.g. "product_id") to the ids it may name; omit it to skip reference checks."""
+    out = RecordCheck()
+    fail = out.failures.append
+    for c in contract.columns:
+        s = _text(record.get(c.name))
+        name = c.name
+        value: Any = None
+        if c.kind is Kind.ID:
+            value = s
+        elif c.kind in (Kind.STRING, Kind.TEXT, Kind.CATEGORY):
+            value = _normalize(s) if s is not None else None
+        elif c.kind is Kind.FLOAT:
+            if s is not None:
+                num_text = _CURRENCY.sub("", s).replace(",", "")
+                try:
+                    value = float(num_text)
+                except ValueError:
+                    value = None
+                if value is not None and not math.isfinite(value):
+                    value = None
+                if value is None:
+                    fail(Failure(name, Reason.INVALID_TYPE, f"{name}: not a number: {s}"))
+                elif c.min_value is not None and value < c.min_value:
+                    fail(Failure(name, Reason.OUT_OF_RANGE, f"{name}: below {c.min_value:g}: {s}"))
+                elif c.max_value is not None and value > c.max_value:
+                    fail(Failure(name, Reason.OUT_OF_RANGE, f"{name}: above {c.max_value:g}: {s}"))
+        elif c.kind is Kind.BOOL:
+            if s is not None:
+                low = s.lower()
+                value = True if low in _TRUE else False if low in _FALSE else None
+                if value is None:
+                    fail(Failure(name, Reason.INVALID_TYPE, f"{name}: not a boolean: {s}"))
+        elif c.kind is Kind.TIMESTAMP:
+            if s is not None:
+                value = parse_timestamp(s)
+                if value is None:
+                    fail(Failure(name, Reason.UNPARSEABLE_TIMESTAMP, f"{name}: cannot parse: {s}"))
+                elif value < datetime(min_year, 1, 1) or value > now() + timedelta(days=max_future_days):
+                    fail(Failure(name, Reason.OUT_OF_RANGE, f"{name}: implausible date: {s}"))
+        elif c.kind is Kind.JSON:
+            if s is not None:
+                try:
+                    json.loads(s)
+                    value = s
+                except ValueError:
+                    fail(Failure(name, Reason.INVALID_TYPE, f"{name}: not valid JSON: {s[:80]}"))
+        elif c.kind is Kind.ENUM and s is not None:
+            norm = s.lower().replace(" ", "_").replace("-", "_")
+            value = dict(c.synonyms).get(norm, norm)
+            if value not in c.allowed:
+                fail(Failure(name, Reason.INVALID_VALUE, f"{name}: not one of {'/'.join(c.allowed)}: {s}"))
+        if c.required and value is None and not any(f.field == name for f in out.failures):
+            out.failures.insert(0, Failure(name, Reason.MISSING_REQUIRED, f"{name}: empty"))
+        out.values[name] = value
+    _row_rules(contract, record, out)
+    for column, _table, _ref_col in contract.references:
+        v = out.values.get(column)
+        if known is not None and column in known and v is not None and v not in known[column]:
+            fail(Failure(column, Reason.UNKNOWN_REFERENCE, f"{column}: not in the catalog: {v}"))
+    return out
+
+
+def _row_rules(contract: TableContract, record: Mapping[str, Any], out: RecordCheck) -> None:
+    """Rules over several columns of one row (the same as `_compile._table_rules`)."""
+    if contract.name != "events":
+        return
+    et = (_text(record.get("event_type")) or "").lower().replace(" ", "_").replace("-", "_")
+    if et not in ("search", "query") and _text(record.get("product_id")) is None:
+        out.failures.append(
+            Failure("product_id", Reason.MISSING_REQUIRED, f"product_id: empty (required for {et} events)")
+        )
+    if et in ("search", "query") and _text(record.get("query")) is None:
+        out.failures.append(
+            Failure("query", Reason.MISSING_REQUIRED, "query: empty (required for search events)")
+        )
+    if et in ("rating", "review"):
+        v = out.values.get("value")
+        if isinstance(v, float) and not 0 <= v <= 10:
+            out.failures.append(
+                Failure("value", Reason.OUT_OF_RANGE, f"value: a rating must be between 0 and 10: {v:g}")
+            )

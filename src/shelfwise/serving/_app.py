@@ -1,0 +1,464 @@
+"""The HTTP API (FastAPI under uvicorn): parsing, validation, limits, metrics, serialization.
+
+(No `from __future__ import annotations` here: FastAPI reads the endpoint annotations, which
+name limits from the settings, at definition time.)
+
+Every answer carries the bundle version and a `recommendation_id` / `search_id`; every served
+list is written to the exposure log with that id, so a later event posted with the id is
+attributed to the list, the model and the experiment variant that produced it.
+"""
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from ..governance._contracts import EVENTS
+from ..governance._row_check import check_record, parse_timestamp
+from ._feedback import EVENTS_DIR, EXPOSURES_DIR, REDIS_EVENTS, REDIS_REJECTED, REJECTED_DIR, absorb
+from ._online import RedisState
+from ._service import Answer, ServeSettings, Service
+from ._spool import FileSpool, RedisSpool
+
+log = logging.getLogger("shelfwise.serve")
+
+EVENT_FIELDS = frozenset(EVENTS.column_names)
+CONFIG_ENV = "SHELFWISE_SERVE_CONFIG"
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class JSON(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        multiproc = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        self.registry = CollectorRegistry() if not multiproc else None
+        reg = self.registry if self.registry is not None else CollectorRegistry()
+        kw: dict[str, Any] = {"registry": reg}
+        self.latency = Histogram(
+            "shelfwise_request_seconds", "request latency", ["endpoint"], buckets=LATENCY_BUCKETS, **kw
+        )
+        self.requests = Counter(
+            "shelfwise_requests_total", "requests by status", ["endpoint", "status"], **kw
+        )
+        self.errors = Counter("shelfwise_errors_total", "5xx answers", ["endpoint"], **kw)
+        self.cache = Counter("shelfwise_cache_total", "list lookups by outcome", ["surface", "outcome"], **kw)
+        self.events = Counter("shelfwise_events_total", "posted events by outcome", ["outcome"], **kw)
+        self.swaps = Gauge("shelfwise_bundle_swaps", "bundles hot-swapped in", multiprocess_mode="max", **kw)
+
+    def render(self) -> bytes:
+        if self.registry is not None:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        reg = CollectorRegistry()
+        multiprocess.MultiProcessCollector(reg)
+        return generate_latest(reg)
+
+
+def _endpoint(scope: dict[str, Any]) -> str:
+    route = scope.get("route")
+    return getattr(route, "path", None) or "unmatched"
+
+
+class _MetricsMiddleware:
+    """Latency and status per route template (a raw ASGI middleware: no per-request task)."""
+
+    def __init__(self, app: Any, metrics: _Metrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = [500]
+
+        async def send_status(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            ep = _endpoint(scope)
+            self.metrics.latency.labels(ep).observe(time.perf_counter() - t0)
+            self.metrics.requests.labels(ep, str(status[0])).inc()
+            if status[0] >= 500:
+                self.metrics.errors.labels(ep).inc()
+
+
+def _clean_text(value: str, name: str, max_chars: int) -> str:
+    if len(value) > max_chars:
+        raise HTTPException(422, f"{name}: longer than {max_chars} characters")
+    if "\ufffd" in value or any(ord(c) < 32 and c not in "\t\n\r" for c in value):
+        raise HTTPException(422, f"{name}: not text (binary or control characters)")
+    return value
+
+
+def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> FastAPI:
+    settings = settings or ServeSettings()
+    workdir = Path(workdir)
+    metrics = _Metrics()
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis_client = None
+        if settings.redis_url:
+            import redis
+
+            redis_client = redis.Redis.from_url(settings.redis_url)
+            redis_client.ping()
+        online = RedisState(redis_client) if redis_client is not None else None
+        service = await asyncio.to_thread(Service, workdir, settings, online=online)
+        if redis_client is not None:
+            events: Any = RedisSpool(redis_client, REDIS_EVENTS)
+            rejected: Any = RedisSpool(redis_client, REDIS_REJECTED)
+        else:
+            events = FileSpool(workdir / EVENTS_DIR, fsync=settings.fsync)
+            rejected = FileSpool(workdir / REJECTED_DIR, fsync=settings.fsync)
+        exposures = FileSpool(workdir / EXPOSURES_DIR, fsync=False, rotate_seconds=60)
+        state.update(
+            service=service, events=events, rejected=rejected, exposures=exposures, redis=redis_client
+        )
+        tasks = []
+        if settings.reload_interval_s > 0:
+            tasks.append(asyncio.create_task(_every(settings.reload_interval_s, _refresh, service)))
+        if settings.absorb_interval_s > 0:
+            tasks.append(
+                asyncio.create_task(_every(settings.absorb_interval_s, _absorb, workdir, redis_client))
+            )
+        log.info("serving bundle %s from %s", service.snapshot.version, workdir)
+        try:
+            yield
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with suppress(asyncio.CancelledError):
+                    await t
+            # graceful stop: whatever was acknowledged is already on disk; close the segments so
+            # the absorber can take them at once
+            for spool in (events, rejected, exposures):
+                await asyncio.to_thread(spool.close)
+
+    app = FastAPI(
+        title="shelfwise",
+        version="1",
+        lifespan=lifespan,
+        default_response_class=JSON,
+        description="Search, recommendations and event collection for one shop. "
+        "Limits: " + ", ".join(f"{k}={v}" for k, v in asdict(settings).items() if k.startswith("max_")),
+    )
+    app.add_middleware(_MetricsMiddleware, metrics=metrics)
+
+    def svc() -> Service:
+        s = state.get("service")
+        if s is None:
+            raise HTTPException(503, "not ready: the bundle is still loading")
+        return s  # type: ignore[no-any-return]
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSON:
+        problems = []
+        for e in exc.errors():
+            loc = ".".join(str(x) for x in e.get("loc", ()) if x not in ("query", "path", "body"))
+            problems.append(f"{loc}: {e.get('msg', 'invalid')}")
+        return JSON({"error": "; ".join(problems), "details": problems}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> JSON:
+        body = exc.detail if isinstance(exc.detail, dict) else {"error": exc.detail}
+        return JSON(body, status_code=exc.status_code)
+
+    def expose(kind: str, served_id: str, ans: Answer, user: str | None, extra: dict[str, Any]) -> None:
+        rec = {
+            "id": served_id,
+            "kind": kind,
+            "at": time.time(),
+            "user": user,
+            "bundle": ans.bundle,
+            "model": ans.model,
+            "experiment": ans.experiment,
+            "variant": ans.variant.name if ans.variant else None,
+            "items": ans.items,
+            **extra,
+        }
+        state["exposures"].append([orjson.dumps(rec)])
+
+    def count_cache(surface: str, ans: Answer) -> None:
+        hit = ans.source.startswith(("precomputed:", "cached:"))
+        metrics.cache.labels(surface, "hit" if hit else "miss").inc()
+
+    K = Annotated[int, Query(ge=1, le=settings.max_k, description=f"1..{settings.max_k}")]
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSON:
+        s = state.get("service")
+        if s is None:
+            return JSON({"status": "loading"}, status_code=503)
+        return JSON({"status": "ready", "bundle_version": s.snapshot.version, "swaps": s.swaps})
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        s = state.get("service")
+        if s is not None:
+            metrics.swaps.set(s.swaps)
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/recommendations/{user_id}")
+    async def recommendations(
+        user_id: Annotated[str, PathParam(min_length=1, max_length=settings.max_id_chars)],
+        k: K = 10,
+        context: Annotated[str | None, Query(max_length=settings.max_query_chars)] = None,
+    ) -> dict[str, Any]:
+        s = svc()
+        _clean_text(user_id, "user_id", settings.max_id_chars)
+        if context is not None:
+            _clean_text(context, "context", settings.max_query_chars)
+        ans = s.recommend(user_id, k, context or None)
+        rid = s.new_id("rec")
+        count_cache("recommendations", ans)
+        expose("recommendations", rid, ans, s.pseudonymize(user_id), {"context": context})
+        out: dict[str, Any] = {
+            "recommendation_id": rid,
+            "bundle_version": ans.bundle,
+            "user_id": user_id,
+            "model": ans.model,
+            "source": ans.source.split(":")[0],
+            "items": ans.items,
+        }
+        if ans.experiment:
+            out["experiment"] = {"name": ans.experiment, "variant": ans.variant.name if ans.variant else None}
+        return out
+
+    @app.get("/v1/items/{product_id}/similar")
+    async def similar(
+        product_id: Annotated[str, PathParam(min_length=1, max_length=settings.max_id_chars)],
+        k: K = 10,
+    ) -> dict[str, Any]:
+        s = svc()
+        _clean_text(product_id, "product_id", settings.max_id_chars)
+        ans = s.similar(product_id, k)
+        if ans is None:
+            raise HTTPException(404, f"product_id: unknown product {product_id!r}")
+        rid = s.new_id("rec")
+        count_cache("similar", ans)
+        expose("similar", rid, ans, None, {"product_id": product_id})
+        return {
+            "recommendation_id": rid,
+            "bundle_version": ans.bundle,
+            "product_id": product_id,
+            "model": ans.model,
+            "items": ans.items,
+        }
+
+    @app.get("/v1/search")
+    async def search(
+        q: Annotated[str, Query(description="the query text")],
+        k: K = 10,
+        offset: Annotated[int, Query(ge=0, le=1000)] = 0,
+        category: Annotated[str | None, Query(max_length=256)] = None,
+        brand: Annotated[str | None, Query(max_length=256)] = None,
+        price_min: Annotated[float | None, Query(ge=0, le=1e9)] = None,
+        price_max: Annotated[float | None, Query(ge=0, le=1e9)] = None,
+        in_stock: bool | None = None,
+        sort: Annotated[str, Query(pattern="^(relevance|price_asc|price_desc|popularity)$")] = "relevance",
+        user_id: Annotated[str | None, Query(max_length=settings.max_id_chars)] = None,
+    ) -> dict[str, Any]:
+        from ..search import Filters
+
+        s = svc()
+        q = _clean_text(q, "q", settings.max_query_chars)
+        if not q.strip():
+            raise HTTPException(422, "q: empty")
+        for name, v in (("category", category), ("brand", brand), ("user_id", user_id)):
+            if v is not None:
+                _clean_text(v, name, 256)
+        filters = Filters(category, brand, price_min, price_max, in_stock)
+        ans = await asyncio.to_thread(
+            s.search, q, k, filters=filters, sort=sort, offset=offset, raw_user=user_id
+        )
+        sid = s.new_id("srch")
+        count_cache("search", ans)
+        expose("search", sid, ans, s.pseudonymize(user_id) if user_id else None, {"query": q})
+        snap = s.snapshot
+        titles = snap.bundle.titles
+        out = {
+            "search_id": sid,
+            "bundle_version": ans.bundle,
+            "query": q,
+            "corrected_query": ans.extra.get("corrected_query"),
+            "total": ans.extra.get("total", 0),
+            "items": [
+                {"product_id": p, "title": titles[snap.item_index[p]] if p in snap.item_index else None}
+                for p in ans.items
+            ],
+            "facets": ans.extra.get("facets", {}),
+        }
+        if ans.experiment:
+            out["experiment"] = {"name": ans.experiment, "variant": ans.variant.name if ans.variant else None}
+        return out
+
+    @app.get("/v1/suggest")
+    async def suggest(
+        q: Annotated[str, Query(max_length=settings.max_query_chars)],
+        k: Annotated[int, Query(ge=1, le=20)] = 8,
+    ) -> dict[str, Any]:
+        s = svc()
+        q = _clean_text(q, "q", settings.max_query_chars)
+        engine = s.snapshot.search
+        return {"query": q, "suggestions": engine.suggest(q, k) if engine is not None and q.strip() else []}
+
+    @app.post("/v1/events", status_code=202)
+    async def post_events(request: Request) -> JSON:
+        s = svc()
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > settings.max_body_bytes):
+            raise HTTPException(413, f"body larger than {settings.max_body_bytes} bytes")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > settings.max_body_bytes:
+                raise HTTPException(413, f"body larger than {settings.max_body_bytes} bytes")
+            chunks.append(chunk)
+        try:
+            body = orjson.loads(b"".join(chunks))
+        except orjson.JSONDecodeError as exc:
+            raise HTTPException(400, f"body is not valid JSON: {exc}") from None
+        if isinstance(body, dict) and isinstance(body.get("events"), list) and len(body) == 1:
+            body = body["events"]
+        if not isinstance(body, list):
+            raise HTTPException(422, "body: expected a JSON list of events")
+        if len(body) > settings.max_events_per_request:
+            raise HTTPException(413, f"more than {settings.max_events_per_request} events in one request")
+        if not body:
+            raise HTTPException(422, "body: empty list")
+        snap = s.snapshot
+        known = {"product_id": snap.item_index}
+        received = datetime.now(UTC).isoformat()
+        ok_lines, ok_events, bad_lines, errors = [], [], [], []
+        for i, ev in enumerate(body):
+            failures: list[dict[str, str]] = []
+            if not isinstance(ev, dict):
+                failures.append(
+                    {"field": "", "reason": "malformed_row", "detail": "an event must be a JSON object"}
+                )
+            else:
+                unknown = sorted(set(ev) - EVENT_FIELDS)
+                failures += [
+                    {"field": f, "reason": "unknown_field", "detail": f"{f}: not an event field"}
+                    for f in unknown[:10]
+                ]
+                if not failures:
+                    chk = check_record(EVENTS, ev, known=known)
+                    failures += [
+                        {"field": f.field, "reason": f.reason.value, "detail": f.detail} for f in chk.failures
+                    ]
+            if failures:
+                bad_lines.append(orjson.dumps({"event": ev, "failures": failures, "received_at": received}))
+                errors.append({"index": i, **failures[0], "all": failures})
+            else:
+                ok_lines.append(orjson.dumps({"event": ev, "received_at": received}))
+                ts = parse_timestamp(str(ev["timestamp"]).strip())
+                ok_events.append(
+                    {
+                        "user_id": ev["user_id"],
+                        "product_id": (str(ev.get("product_id") or "")).strip(),
+                        "_type": chk.values["event_type"],
+                        "_ts": ts.replace(tzinfo=UTC).timestamp() if ts else None,
+                    }
+                )
+        waits = []
+        if ok_lines:
+            waits.append(asyncio.wrap_future(state["events"].append(ok_lines)))
+        if bad_lines:
+            waits.append(asyncio.wrap_future(state["rejected"].append(bad_lines)))
+        try:
+            await asyncio.gather(*waits)  # durable (fsync'ed / in Redis) before we answer
+        except Exception as exc:
+            log.error("events not stored: %s", exc)
+            raise HTTPException(503, "events could not be stored; nothing was accepted, retry") from None
+        metrics.events.labels("accepted").inc(len(ok_lines))
+        metrics.events.labels("quarantined").inc(len(bad_lines))
+        if ok_events:
+            await asyncio.to_thread(s.record_events, ok_events)
+        if errors:
+            first = errors[0]
+            return JSON(
+                {
+                    "error": f"event {first['index']}: {first['detail']}",
+                    "accepted": len(ok_lines),
+                    "rejected": len(errors),
+                    "errors": errors[:100],
+                    "note": "valid events of this request were accepted; the rejected ones are quarantined",
+                },
+                status_code=422,
+            )
+        return JSON({"accepted": len(ok_lines), "rejected": 0}, status_code=202)
+
+    @app.post("/v1/admin/reload")
+    async def reload() -> dict[str, Any]:
+        s = svc()
+        changed = await asyncio.to_thread(s.refresh)
+        return {"changed": changed, "bundle_version": s.snapshot.version}
+
+    return app
+
+
+async def _every(seconds: float, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await fn(*args)
+        except Exception as exc:  # a background failure must not stop serving
+            log.error("%s failed: %s", fn.__name__, exc)
+
+
+async def _refresh(service: Service) -> None:
+    await asyncio.to_thread(service.refresh)
+
+
+async def _absorb(workdir: Path, redis_client: Any) -> None:
+    res = await asyncio.to_thread(absorb, workdir, redis_client)
+    if res.get("status") == "ok":
+        log.info("absorbed events: %s", res)
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory (each worker process builds its app from the same configuration)."""
+    cfg = json.loads(os.environ[CONFIG_ENV])
+    return create_app(cfg["workdir"], ServeSettings(**cfg["settings"]))

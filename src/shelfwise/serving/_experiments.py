@@ -1,0 +1,252 @@
+"""A/B experiments: deterministic bucketing, exposure logging and an online report.
+
+`<workdir>/config/experiments.json` (changed with `shelfwise experiments set`, audited):
+
+    {"experiments": [
+      {"name": "sasrec-vs-fusion", "surface": "recommendations", "salt": "2026-11",
+       "variants": [
+         {"name": "control", "weight": 50},
+         {"name": "sasrec", "weight": 50, "model": "sasrec"},
+         {"name": "old", "weight": 0, "bundle": "20261101T000000000000Z"},
+         {"name": "diverse", "weight": 0, "rules": {"max_per_category": 2}}
+       ],
+       "start": "2026-11-01", "end": null}
+    ]}
+
+A variant may name a model of the serving bundle, another bundle version, or rule overrides
+(pipeline settings). A user's variant is a pure function of (experiment, salt, raw user id):
+`sha256` into 10,000 buckets, split by weight, stable across processes, replicas and restarts.
+
+Every served list is logged (the exposure log, `spool/exposures/`) with its id, the user's
+pseudonym, the bundle, the model and the variant; events posted with that `recommendation_id` /
+`search_id` are attributed to it. `experiment_report` joins the two.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ShelfwiseError
+
+EXPERIMENTS_FILE = Path("config") / "experiments.json"
+BUCKETS = 10_000
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    weight: float
+    model: str | None = None
+    bundle: str | None = None
+    rules: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    surface: str
+    variants: tuple[Variant, ...]
+    salt: str = ""
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def active(self, now: datetime) -> bool:
+        return (self.start is None or now >= self.start) and (self.end is None or now < self.end)
+
+    def assign(self, raw_user_id: str) -> Variant:
+        h = hashlib.sha256(f"{self.name}\x00{self.salt}\x00{raw_user_id}".encode()).digest()
+        bucket = int.from_bytes(h[:8], "big") % BUCKETS
+        total = sum(v.weight for v in self.variants)
+        edge = 0.0
+        for v in self.variants:
+            edge += v.weight / total * BUCKETS
+            if bucket < edge:
+                return v
+        return self.variants[-1]
+
+
+def _time(v: Any, where: str) -> datetime | None:
+    if v in (None, ""):
+        return None
+    try:
+        t = datetime.fromisoformat(str(v).replace("Z", "+00:00"))
+    except ValueError:
+        raise ShelfwiseError(f"{where}: not an ISO 8601 date: {v!r}") from None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def parse_experiments(doc: Any, source: str = "experiments") -> list[Experiment]:
+    if not isinstance(doc, dict) or not isinstance(doc.get("experiments", []), list):
+        raise ShelfwiseError(f'{source}: expected {{"experiments": [...]}}')
+    out = []
+    names = set()
+    for i, e in enumerate(doc.get("experiments", [])):
+        where = f"{source}: experiments[{i}]"
+        if not isinstance(e, dict) or not e.get("name"):
+            raise ShelfwiseError(f"{where}: an object with a name")
+        if e["name"] in names:
+            raise ShelfwiseError(f"{where}: duplicate experiment name {e['name']!r}")
+        names.add(e["name"])
+        surface = e.get("surface", "recommendations")
+        if surface not in ("recommendations", "search"):
+            raise ShelfwiseError(f"{where}: surface must be recommendations or search")
+        variants = []
+        for j, v in enumerate(e.get("variants") or []):
+            if not isinstance(v, dict) or not v.get("name"):
+                raise ShelfwiseError(f"{where}: variants[{j}] needs a name")
+            w = float(v.get("weight", 1))
+            if w < 0:
+                raise ShelfwiseError(f"{where}: variants[{j}]: weight must be >= 0")
+            variants.append(
+                Variant(str(v["name"]), w, v.get("model"), v.get("bundle"), dict(v.get("rules") or {}))
+            )
+        if len(variants) < 2 or sum(v.weight for v in variants) <= 0:
+            raise ShelfwiseError(f"{where}: at least two variants with a positive total weight")
+        out.append(
+            Experiment(
+                str(e["name"]),
+                surface,
+                tuple(variants),
+                str(e.get("salt", "")),
+                _time(e.get("start"), where),
+                _time(e.get("end"), where),
+            )
+        )
+    return out
+
+
+def load_experiments(workdir: str | Path) -> list[Experiment]:
+    path = Path(workdir) / EXPERIMENTS_FILE
+    if not path.exists():
+        return []
+    try:
+        doc = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ShelfwiseError(f"{path}: not valid JSON: {exc}") from None
+    return parse_experiments(doc, str(path))
+
+
+def save_experiments(workdir: str | Path, doc: dict[str, Any], actor: str | None = None) -> list[Experiment]:
+    from ..governance import AuditLog
+
+    exps = parse_experiments(doc)
+    path = Path(workdir) / EXPERIMENTS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False))
+    tmp.replace(path)
+    AuditLog(workdir).append(
+        "experiments.change",
+        actor=actor,
+        experiments=[e.name for e in exps],
+        sha256=hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest(),
+    )
+    return exps
+
+
+def _wilson(successes: float, n: float, z: float = 1.96) -> tuple[float, float]:
+    if n <= 0:
+        return (0.0, 0.0)
+    p = successes / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return (max(0.0, float(c - h)), min(1.0, float(c + h)))
+
+
+def _bootstrap_mean(values: np.ndarray, rounds: int = 1000, seed: int = 0) -> tuple[float, float]:
+    if len(values) == 0:
+        return (0.0, 0.0)
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (rounds, len(values)))].mean(axis=1)
+    return (float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975)))
+
+
+def experiment_report(workdir: str | Path, experiment: str | None = None) -> dict[str, Any]:
+    """Per experiment and variant: users, exposures, CTR, add-to-cart rate, conversion and
+    revenue per user (95% CIs: Wilson for rates, bootstrap over users for revenue), from the
+    exposure log and the attributed events in the warehouse (absorb first to count the newest)."""
+    from ..storage import read_only
+    from ._feedback import EXPOSURES_DIR
+
+    workdir = Path(workdir)
+    files = sorted((workdir / EXPOSURES_DIR).glob("*.jsonl*"))
+    exposures = []
+    for f in files:
+        with open(f, "rb") as fh:
+            for line in fh:
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue  # a line cut by a crash mid-write
+                if rec.get("experiment") and (experiment is None or rec["experiment"] == experiment):
+                    exposures.append(rec)
+    out: dict[str, Any] = {
+        "protocol": (
+            "unit = user (pseudonym); exposure = one served list; an event counts for the list whose "
+            "recommendation_id/search_id it carries; CTR and add-to-cart rate per exposure, conversion "
+            "= share of exposed users with an attributed purchase, revenue per exposed user = sum of "
+            "attributed purchase values; 95% CIs: Wilson (rates), bootstrap over users (revenue)"
+        ),
+        "experiments": {},
+    }
+    if not exposures:
+        return out
+    ids = {e["id"]: e for e in exposures}
+    attributed: list[tuple[str, str, float]] = []  # (served id, event type, value)
+    with read_only(workdir) as (con, tables):
+        if "events" in tables:
+            cols = {r[0] for r in con.sql("DESCRIBE curated.events").fetchall()}
+            if "recommendation_id" in cols:
+                rows = con.sql(
+                    "SELECT coalesce(recommendation_id, search_id), event_type, coalesce(value, 0) "
+                    "FROM curated.events WHERE coalesce(recommendation_id, search_id) IS NOT NULL"
+                ).fetchall()
+                attributed = [(r[0], r[1], float(r[2])) for r in rows if r[0] in ids]
+    by_list: dict[str, dict[str, float]] = {}
+    for sid, etype, value in attributed:
+        d = by_list.setdefault(sid, {"click": 0, "add_to_cart": 0, "purchase": 0, "revenue": 0.0})
+        if etype in d:
+            d[etype] += 1
+        if etype == "purchase":
+            d["revenue"] += value
+    for exp_name in sorted({e["experiment"] for e in exposures}):
+        variants: dict[str, Any] = {}
+        for var in sorted({e["variant"] for e in exposures if e["experiment"] == exp_name}):
+            ex = [e for e in exposures if e["experiment"] == exp_name and e["variant"] == var]
+            users = sorted({e["user"] for e in ex})
+            n = len(ex)
+            clicks = sum(min(by_list.get(e["id"], {}).get("click", 0), 1) for e in ex)
+            carts = sum(min(by_list.get(e["id"], {}).get("add_to_cart", 0), 1) for e in ex)
+            per_user_rev = {u: 0.0 for u in users}
+            buyers = set()
+            for e in ex:
+                got = by_list.get(e["id"])
+                if got and got["purchase"]:
+                    buyers.add(e["user"])
+                    per_user_rev[e["user"]] += got["revenue"]
+            rev = np.array(list(per_user_rev.values()), float)
+            variants[var] = {
+                "users": len(users),
+                "exposures": n,
+                "ctr": clicks / n if n else 0.0,
+                "ctr_ci95": _wilson(clicks, n),
+                "add_to_cart_rate": carts / n if n else 0.0,
+                "add_to_cart_ci95": _wilson(carts, n),
+                "conversion": len(buyers) / len(users) if users else 0.0,
+                "conversion_ci95": _wilson(len(buyers), len(users)),
+                "revenue_per_user": float(rev.mean()) if len(rev) else 0.0,
+                "revenue_per_user_ci95": _bootstrap_mean(rev),
+                "bundles": sorted({e["bundle"] for e in ex}),
+            }
+        out["experiments"][exp_name] = {"variants": variants}
+    return out

@@ -1,0 +1,309 @@
+"""Business rules applied at serve time, shared by search and recommendations.
+
+One versioned JSON file per shop (`<workdir>/config/rules.json`, changed with
+`shelfwise rules set`, every change audited and the previous version kept):
+
+    {
+      "version": 3,
+      "filter_out_of_stock": true,
+      "max_per_category": 3,          # category diversity in the top k (null: off)
+      "category_level": 2,            # compare categories by their first N path levels
+      "repurchase_days": {"default": null, "Grocery": 7},
+                                      # a purchased item is not shown again (null) or only after N
+                                      # days; keys are category path prefixes, the longest wins
+      "items": [                      # merchandising, each with optional start/end (ISO 8601)
+        {"action": "pin", "product_id": "P12", "position": 1, "query": "kettle"},
+        {"action": "boost", "category": "Home > Kitchen", "factor": 2.0, "surfaces": ["search"]},
+        {"action": "bury", "product_id": "P99"},
+        {"action": "hide", "brand": "Acme", "context": "Toys"}
+      ]
+    }
+
+A rule's *target* is a product_id, a category prefix or a brand; its *conditions* are `query`
+(search: the normalized query equals it), `context` (recommendations: the request's category
+context starts with it), `surfaces` and the dates. boost moves an item up to rank/factor, bury
+sends it after every unburied item, hide removes it, pin puts it at `position` (1-based).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import ShelfwiseError
+
+ACTIONS = ("pin", "boost", "bury", "hide")
+SURFACES = ("search", "recommendations", "similar")
+RULES_FILE = Path("config") / "rules.json"
+
+
+def _parse_time(value: Any, where: str) -> datetime | None:
+    if value in (None, ""):
+        return None
+    try:
+        ts = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise ShelfwiseError(f"{where}: not an ISO 8601 date: {value!r}") from None
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class ItemRule:
+    action: str
+    product_id: str | None = None
+    category: str | None = None
+    brand: str | None = None
+    position: int = 1
+    factor: float = 2.0
+    query: str | None = None
+    context: str | None = None
+    surfaces: tuple[str, ...] = SURFACES
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def applies(self, surface: str, query: str | None, context: str | None, now: datetime) -> bool:
+        if surface not in self.surfaces:
+            return False
+        if self.start is not None and now < self.start:
+            return False
+        if self.end is not None and now >= self.end:
+            return False
+        if self.query is not None and (query or "").strip().lower() != self.query:
+            return False
+        return not (self.context is not None and not (context or "").lower().startswith(self.context))
+
+    def targets(self, product_id: str, category: str, brand: str) -> bool:
+        if self.product_id is not None:
+            return product_id == self.product_id
+        if self.category is not None:
+            return category.lower().startswith(self.category)
+        return self.brand is not None and brand.lower() == self.brand
+
+
+@dataclass(frozen=True)
+class Rules:
+    version: int = 0
+    sha256: str = ""
+    filter_out_of_stock: bool = True
+    max_per_category: int | None = None
+    category_level: int = 2
+    repurchase_days: dict[str, float | None] = field(default_factory=lambda: {"default": None})
+    items: tuple[ItemRule, ...] = ()
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any], source: str = "rules") -> Rules:
+        if not isinstance(doc, dict):
+            raise ShelfwiseError(f"{source}: the rules file must hold a JSON object")
+        known = {
+            "version",
+            "filter_out_of_stock",
+            "max_per_category",
+            "category_level",
+            "repurchase_days",
+            "items",
+            "description",
+        }
+        unknown = set(doc) - known
+        if unknown:
+            raise ShelfwiseError(f"{source}: unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
+        items = []
+        for i, r in enumerate(doc.get("items") or []):
+            where = f"{source}: items[{i}]"
+            if not isinstance(r, dict):
+                raise ShelfwiseError(f"{where}: must be an object")
+            action = r.get("action")
+            if action not in ACTIONS:
+                raise ShelfwiseError(f"{where}: action must be one of {ACTIONS}, not {action!r}")
+            targets = [t for t in ("product_id", "category", "brand") if r.get(t)]
+            if len(targets) != 1:
+                raise ShelfwiseError(f"{where}: name exactly one target: product_id, category or brand")
+            if action == "pin" and not r.get("product_id"):
+                raise ShelfwiseError(f"{where}: a pin names a product_id")
+            surfaces = tuple(r.get("surfaces") or SURFACES)
+            if set(surfaces) - set(SURFACES):
+                raise ShelfwiseError(f"{where}: surfaces must be among {SURFACES}")
+            factor = float(r.get("factor", 2.0))
+            position = int(r.get("position", 1))
+            if factor <= 0 or position < 1:
+                raise ShelfwiseError(f"{where}: factor must be > 0 and position >= 1")
+            extra = set(r) - {
+                "action",
+                "product_id",
+                "category",
+                "brand",
+                "position",
+                "factor",
+                "query",
+                "context",
+                "surfaces",
+                "start",
+                "end",
+                "note",
+            }
+            if extra:
+                raise ShelfwiseError(f"{where}: unknown field(s) {sorted(extra)}")
+            items.append(
+                ItemRule(
+                    action=action,
+                    product_id=str(r["product_id"]) if r.get("product_id") else None,
+                    category=str(r["category"]).lower() if r.get("category") else None,
+                    brand=str(r["brand"]).lower() if r.get("brand") else None,
+                    position=position,
+                    factor=factor,
+                    query=str(r["query"]).strip().lower() if r.get("query") else None,
+                    context=str(r["context"]).lower() if r.get("context") else None,
+                    surfaces=surfaces,
+                    start=_parse_time(r.get("start"), where),
+                    end=_parse_time(r.get("end"), where),
+                )
+            )
+        mpc = doc.get("max_per_category")
+        repurchase = dict(doc.get("repurchase_days") or {"default": None})
+        repurchase.setdefault("default", None)
+        canonical = json.dumps(doc, sort_keys=True).encode()
+        return cls(
+            version=int(doc.get("version", 0)),
+            sha256=hashlib.sha256(canonical).hexdigest(),
+            filter_out_of_stock=bool(doc.get("filter_out_of_stock", True)),
+            max_per_category=int(mpc) if mpc else None,
+            category_level=int(doc.get("category_level", 2)),
+            repurchase_days={k.lower() if k != "default" else k: v for k, v in repurchase.items()},
+            items=tuple(items),
+        )
+
+    @classmethod
+    def load(cls, workdir: str | Path) -> Rules:
+        path = Path(workdir) / RULES_FILE
+        if not path.exists():
+            return cls()
+        try:
+            doc = json.loads(path.read_text())
+        except ValueError as exc:
+            raise ShelfwiseError(f"{path}: not valid JSON: {exc}") from None
+        return cls.from_dict(doc, str(path))
+
+    def _repurchase_window(self, category: str) -> float | None:
+        best, best_len = self.repurchase_days.get("default"), -1
+        low = category.lower()
+        for prefix, days in self.repurchase_days.items():
+            if prefix != "default" and low.startswith(prefix) and len(prefix) > best_len:
+                best, best_len = days, len(prefix)
+        return best
+
+    def apply(
+        self,
+        ranked: Sequence[str],
+        k: int,
+        catalog: ItemInfo,
+        *,
+        surface: str,
+        query: str | None = None,
+        context: str | None = None,
+        purchases: dict[str, float] | None = None,
+        now: datetime | None = None,
+    ) -> list[str]:
+        """The top `k` of `ranked` (product ids, best first) after the rules."""
+        now = now or datetime.now(UTC)
+        active = [r for r in self.items if r.applies(surface, query, context, now)]
+        purchases = purchases or {}
+        now_s = now.timestamp()
+
+        def allowed(p: str) -> bool:
+            info = catalog.get(p)
+            if info is None:
+                return False
+            category, brand, in_stock = info
+            if self.filter_out_of_stock and not in_stock:
+                return False
+            if p in purchases:
+                window = self._repurchase_window(category)
+                if window is None or now_s - purchases[p] < float(window) * 86400:
+                    return False
+            return not any(r.action == "hide" and r.targets(p, category, brand) for r in active)
+
+        kept = [p for p in dict.fromkeys(ranked) if allowed(p)]
+        boosts = [r for r in active if r.action in ("boost", "bury")]
+        if boosts:
+            keyed = []
+            for rank, p in enumerate(kept):
+                category, brand, _ = catalog[p]
+                pos, buried = float(rank), False
+                for r in boosts:
+                    if r.targets(p, category, brand):
+                        if r.action == "boost":
+                            pos /= r.factor
+                        else:
+                            buried = True
+                keyed.append((buried, pos, rank, p))
+            kept = [p for *_, p in sorted(keyed)]
+        pins = sorted(
+            (r for r in active if r.action == "pin" and r.product_id and allowed(r.product_id)),
+            key=lambda r: r.position,
+        )
+        pinned = {r.product_id for r in pins}
+        kept = [p for p in kept if p not in pinned]
+        if self.max_per_category:
+            kept = self._diversify(kept, k - len(pins), catalog)
+        out = kept[: max(k - len(pins), 0)]
+        for r in pins:
+            assert r.product_id is not None
+            out.insert(min(r.position - 1, len(out)), r.product_id)
+        return out[:k]
+
+    def _diversify(self, ranked: list[str], k: int, catalog: ItemInfo) -> list[str]:
+        """Greedy: at most `max_per_category` per category among the first k; the overflow
+        follows (a short list is better than an empty one)."""
+        assert self.max_per_category is not None
+        counts: dict[str, int] = {}
+        top: list[str] = []
+        rest: list[str] = []
+        for p in ranked:
+            cat = " > ".join(catalog[p][0].split(" > ")[: self.category_level])
+            if len(top) < k and counts.get(cat, 0) < self.max_per_category:
+                counts[cat] = counts.get(cat, 0) + 1
+                top.append(p)
+            else:
+                rest.append(p)
+        return top + rest
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "sha256": self.sha256, "rules": len(self.items)}
+
+
+# product id -> (category path, brand, in stock)
+ItemInfo = dict[str, tuple[str, str, bool]]
+
+
+def save_rules(workdir: str | Path, doc: dict[str, Any], actor: str = "cli") -> Rules:
+    """Validate and install a new rules file: the version is bumped, the previous one kept
+    under config/rules-history/, and the change audited."""
+    from ..governance import AuditLog
+
+    workdir = Path(workdir)
+    current = Rules.load(workdir)
+    doc = dict(doc)
+    doc["version"] = current.version + 1
+    rules = Rules.from_dict(doc)
+    path = workdir / RULES_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        hist = workdir / "config" / "rules-history"
+        hist.mkdir(exist_ok=True)
+        (hist / f"rules-v{current.version}.json").write_text(path.read_text())
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False))
+    tmp.replace(path)
+    AuditLog(workdir).append(
+        "rules.change",
+        actor=actor,
+        version=rules.version,
+        sha256=rules.sha256,
+        previous_version=current.version,
+        rules=len(rules.items),
+    )
+    return rules

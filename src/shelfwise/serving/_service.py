@@ -1,0 +1,340 @@
+"""The serving core, apart from HTTP: answers recommendation, similar-item and search requests
+from one loaded bundle, with the online state, the business rules and the experiments.
+
+`Snapshot` is everything loaded from one bundle (immutable once built); `Service` holds the
+current snapshot and swaps in a new one when `bundles/CURRENT` changes (hot swap: requests in
+flight finish on the snapshot they started with, new requests see the new one; nothing is
+dropped). The HTTP layer (`_app`) only parses, validates and serializes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..features import Interactions
+from ..governance import Pseudonymizer, SecretStore
+from ._bundle import BUNDLES_DIR, CURRENT, Bundle, current_bundle
+from ._experiments import Experiment, Variant, load_experiments
+from ._online import MemoryState, OnlineState
+from ._recommend import Recommendations
+from ._rules import ItemInfo, Rules
+
+log = logging.getLogger("shelfwise.serve")
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Limits and knobs of `shelfwise serve` (documented in the README)."""
+
+    max_k: int = 100  # k above this is a 422
+    max_body_bytes: int = 1 << 20  # POST bodies above this are a 413
+    max_events_per_request: int = 1000  # longer event lists are a 413
+    max_query_chars: int = 512  # longer queries are a 422
+    max_id_chars: int = 256  # longer user / product ids are a 422
+    reload_interval_s: float = 2.0  # how often bundles/CURRENT is checked (0 = never)
+    absorb_interval_s: float = 30.0  # how often accepted events are ingested (0 = never)
+    cache_size: int = 50_000  # computed lists kept per process (LRU)
+    redis_url: str | None = None  # shared online state and event stream for several replicas
+    fsync: bool = True  # acknowledge events only after fsync (group commit)
+    candidates_factor: int = 3  # candidates taken before rules = k * factor + 20
+
+
+class LRU:
+    def __init__(self, size: int):
+        self.size = size
+        self._d: OrderedDict[Any, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            v = self._d.get(key)
+            if v is not None:
+                self._d.move_to_end(key)
+            return v
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._d[key] = value
+            if len(self._d) > self.size:
+                self._d.popitem(last=False)
+
+
+@dataclass
+class Answer:
+    items: list[str]
+    source: str  # model name, "precomputed:<model>", "cold_start"
+    model: str
+    bundle: str
+    variant: Variant | None = None
+    experiment: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Snapshot:
+    """One bundle, loaded and indexed for answering."""
+
+    def __init__(self, path: Path, pseudonymize: Pseudonymizer):
+        t0 = time.monotonic()
+        self.bundle = Bundle.load(path)
+        self.version = self.bundle.version
+        self.recs = Recommendations(self.bundle, pseudonymize)
+        inter = self.bundle.interactions
+        self.item_ids: list[str] = [str(p) for p in inter.item_ids]
+        self.item_index = {p: i for i, p in enumerate(self.item_ids)}
+        self.user_index = self.recs._user_index
+        self.info: ItemInfo = {
+            p: (self.bundle.categories[i], self.bundle.brands[i], bool(self.bundle.in_stock[i]))
+            for i, p in enumerate(self.item_ids)
+        }
+        arrays = self.bundle.arrays
+        self.toplist = arrays.get("toplist")
+        self.toplist_model = self.bundle.manifest.get("serving", {}).get("toplist_model")
+        self.purchases: dict[int, dict[str, float]] = {}
+        if "purchase_user" in arrays:
+            for u, i, ts in zip(
+                arrays["purchase_user"], arrays["purchase_item"], arrays["purchase_ts"], strict=True
+            ):
+                self.purchases.setdefault(int(u), {})[self.item_ids[int(i)]] = float(ts)
+        self.cold = [self.item_ids[i] for i in self.recs.cold_start(200)]
+        self.search = None
+        if (path / "search").exists():
+            from ..search import SearchEngine
+
+            self.search = SearchEngine.load(path / "search")
+        sim_name = next((n for n in ("itemknn", "transitions") if n in self.bundle.models), None)
+        self.similar_model = self.bundle.models[sim_name or self.bundle.manifest["default_model"]]
+        self.similar_model_name = sim_name or self.bundle.manifest["default_model"]
+        self.load_seconds = round(time.monotonic() - t0, 2)
+
+    def history(self, user: int | None, recent: list[str]) -> Interactions:
+        seq = self.bundle.interactions.sequence(user) if user is not None else np.empty(0, np.int64)
+        extra = [self.item_index[p] for p in recent if p in self.item_index]
+        items = np.concatenate([np.asarray(seq, np.int64), np.asarray(extra, np.int64)]).astype(np.int32)
+        n = len(items)
+        return Interactions(
+            np.zeros(n, np.int32),
+            items,
+            np.ones(n, np.float32),
+            np.arange(n, dtype=np.int64),
+            np.array(["u"], dtype=object),
+            self.bundle.interactions.item_ids,
+        )
+
+
+class Service:
+    def __init__(
+        self,
+        workdir: str | Path,
+        settings: ServeSettings | None = None,
+        *,
+        online: OnlineState | None = None,
+        bundle_path: str | Path | None = None,
+    ):
+        self.workdir = Path(workdir)
+        self.settings = settings or ServeSettings()
+        self.pseudonymize = Pseudonymizer(SecretStore(self.workdir).pseudonym_key())
+        self.online: OnlineState = online or MemoryState()
+        self._pinned_path = Path(bundle_path) if bundle_path else None
+        self.snapshot = Snapshot(self._pinned_path or current_bundle(self.workdir), self.pseudonymize)
+        self._others: dict[str, Snapshot] = {}  # bundles named by experiment variants
+        self.rules = Rules.load(self.workdir)
+        self.experiments: list[Experiment] = load_experiments(self.workdir)
+        self._config_mtimes = self._mtimes()
+        self.cache = LRU(self.settings.cache_size)
+        self.swaps = 0
+        self._swap_lock = threading.Lock()
+
+    # -- hot swap -----------------------------------------------------------------------------
+    def _pointer(self) -> str | None:
+        p = self.workdir / BUNDLES_DIR / CURRENT
+        try:
+            return p.read_text().strip()
+        except FileNotFoundError:
+            return None
+
+    def _mtimes(self) -> tuple[float, float]:
+        def m(p: Path) -> float:
+            try:
+                return p.stat().st_mtime_ns
+            except FileNotFoundError:
+                return 0.0
+
+        return (m(self.workdir / "config" / "rules.json"), m(self.workdir / "config" / "experiments.json"))
+
+    def refresh(self) -> bool:
+        """Load a new bundle when CURRENT moved, new rules / experiments when their files changed.
+        Loading happens off the request path; the swap itself is one reference assignment."""
+        changed = False
+        with self._swap_lock:
+            mt = self._mtimes()
+            if mt != self._config_mtimes:
+                try:
+                    self.rules = Rules.load(self.workdir)
+                    self.experiments = load_experiments(self.workdir)
+                    self._config_mtimes = mt
+                    changed = True
+                except Exception as exc:  # a bad file keeps the last good configuration
+                    log.error("config not reloaded: %s", exc)
+            if self._pinned_path is None:
+                version = self._pointer()
+                if version and version != self.snapshot.version:
+                    try:
+                        new = Snapshot(self.workdir / BUNDLES_DIR / version, self.pseudonymize)
+                    except Exception as exc:
+                        log.error(
+                            "bundle %s not loaded, still serving %s: %s", version, self.snapshot.version, exc
+                        )
+                        return changed
+                    self.snapshot = new
+                    self.cache = LRU(self.settings.cache_size)
+                    self.swaps += 1
+                    log.info("now serving bundle %s (loaded in %.1fs)", new.version, new.load_seconds)
+                    changed = True
+        return changed
+
+    def _snapshot_for(self, variant: Variant | None) -> Snapshot:
+        snap = self.snapshot
+        if variant is None or not variant.bundle or variant.bundle == snap.version:
+            return snap
+        other = self._others.get(variant.bundle)
+        if other is None:
+            other = Snapshot(self.workdir / BUNDLES_DIR / variant.bundle, self.pseudonymize)
+            self._others[variant.bundle] = other
+        return other
+
+    def assign(self, surface: str, raw_user: str | None) -> tuple[Experiment | None, Variant | None]:
+        if raw_user is None:
+            return None, None
+        now = datetime.now(UTC)
+        for e in self.experiments:
+            if e.surface == surface and e.active(now):
+                return e, e.assign(raw_user)
+        return None, None
+
+    def _rules_for(self, variant: Variant | None) -> Rules:
+        if variant is None or not variant.rules:
+            return self.rules
+        doc: dict[str, Any] = {
+            "filter_out_of_stock": self.rules.filter_out_of_stock,
+            "max_per_category": self.rules.max_per_category,
+            "category_level": self.rules.category_level,
+            "repurchase_days": self.rules.repurchase_days,
+        }
+        doc.update(variant.rules)
+        base = Rules.from_dict({k: v for k, v in doc.items()})
+        return replace(base, items=self.rules.items, version=self.rules.version)
+
+    # -- answering ----------------------------------------------------------------------------
+    def recommend(self, raw_user: str, k: int, context: str | None = None) -> Answer:
+        exp, variant = self.assign("recommendations", raw_user)
+        snap = self._snapshot_for(variant)
+        model = variant.model if variant and variant.model in snap.bundle.models else None
+        model = model or snap.bundle.manifest["default_model"]
+        pseudo = self.pseudonymize(raw_user)
+        user = snap.user_index.get(pseudo)
+        version, recent = self.online.recent(pseudo)
+        n_cand = min(k * self.settings.candidates_factor + 20, len(snap.item_ids))
+        source = model
+        if user is None and not recent:
+            cands = [snap.item_ids[i] for i in snap.recs.cold_start(n_cand, context)]
+            source = "cold_start"
+        elif not recent and snap.toplist is not None and model == snap.toplist_model:
+            row = snap.toplist[user]
+            cands = [snap.item_ids[i] for i in row[:n_cand] if i >= 0]
+            source = f"precomputed:{model}"
+        else:
+            key = (snap.version, pseudo, model, version, n_cand)
+            cands = self.cache.get(key)
+            if cands is None:
+                hist = snap.history(user, recent)
+                r = snap.bundle.models[model].recommend(
+                    np.array([0]), n_cand, exclude_seen=True, history=hist
+                )
+                cands = [snap.item_ids[i] for i in r.ids[0] if i >= 0]
+                self.cache.put(key, cands)
+            else:
+                source = f"cached:{model}"
+        purchases = dict(snap.purchases.get(user, {})) if user is not None else {}
+        purchases.update(self.online.purchases(pseudo) if recent else {})
+        rules = self._rules_for(variant)
+        items = rules.apply(
+            cands, k, snap.info, surface="recommendations", context=context, purchases=purchases
+        )
+        if len(items) < k:  # rules removed too much: fill from the popular list
+            seen = set(items) | set(recent)
+            if user is not None:
+                seen |= {snap.item_ids[i] for i in snap.bundle.interactions.sequence(user)}
+            more = [p for p in snap.cold if p not in seen]
+            items += rules.apply(
+                more, k - len(items), snap.info, surface="recommendations", purchases=purchases
+            )
+        return Answer(items[:k], source, model, snap.version, variant, exp.name if exp else None)
+
+    def similar(self, product_id: str, k: int) -> Answer | None:
+        snap = self.snapshot
+        i = snap.item_index.get(product_id)
+        if i is None:
+            return None
+        n_cand = min(k * self.settings.candidates_factor + 20, len(snap.item_ids) - 1)
+        key = (snap.version, "similar", i, n_cand)
+        cands = self.cache.get(key)
+        if cands is None:
+            r = snap.similar_model.similar_items(np.array([i]), n_cand)
+            cands = [snap.item_ids[j] for j in r.ids[0] if j >= 0 and j != i]
+            self.cache.put(key, cands)
+        items = self.rules.apply(cands, k, snap.info, surface="similar")
+        return Answer(items, snap.similar_model_name, snap.similar_model_name, snap.version)
+
+    def search(
+        self,
+        q: str,
+        k: int,
+        *,
+        filters: Any = None,
+        sort: str = "relevance",
+        offset: int = 0,
+        raw_user: str | None = None,
+    ) -> Answer:
+        from ..search import SearchEngine
+
+        exp, variant = self.assign("search", raw_user)
+        snap = self._snapshot_for(variant)
+        engine: SearchEngine | None = snap.search
+        if engine is None:
+            return Answer([], "no_search_index", "none", snap.version, variant, exp.name if exp else None)
+        rules = self._rules_for(variant)
+        n_cand = offset + k * self.settings.candidates_factor + 20
+        key = (snap.version, "search", q, repr(filters), sort, n_cand)
+        page = self.cache.get(key)
+        if page is None:
+            page = engine.query(q, n_cand, filters=filters, sort=sort)
+            self.cache.put(key, page)
+        ranked = [it["product_id"] for it in page["items"]]
+        # search shows purchased items again (people re-find what they bought): no repurchase rule
+        items = rules.apply(ranked, offset + k, snap.info, surface="search", query=q)
+        extra = {"total": page["total"], "facets": page["facets"], "corrected_query": page["corrected_query"]}
+        return Answer(
+            items[offset:], "search", "search", snap.version, variant, exp.name if exp else None, extra
+        )
+
+    def record_events(self, events: list[dict[str, Any]]) -> None:
+        """Accepted events update the online state right away (before the warehouse has them)."""
+        rows = []
+        for e in events:
+            ts = e.get("_ts") or time.time()
+            rows.append((self.pseudonymize(str(e["user_id"])), e.get("product_id") or "", e["_type"], ts))
+        self.online.record(rows)
+
+    @staticmethod
+    def new_id(prefix: str) -> str:
+        return f"{prefix}_{uuid.uuid4().hex}"

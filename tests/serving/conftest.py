@@ -1,0 +1,160 @@
+"""Fixtures for serving: a real redis-server, a trained demo workdir, a real uvicorn server."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shelfwise.demo import generate_demo
+from tests.cli.test_cli import sw
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.skip("needs redis-server (Debian package redis-server; .ci/run installs it)")
+    port = free_port()
+    d = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+         "--appendfsync", "always", "--dir", str(d)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    import redis
+
+    client = redis.Redis(port=port)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def served_workdir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A demo shop trained with fast settings: (data dir, workdir)."""
+    base = tmp_path_factory.mktemp("serve")
+    data = base / "data"
+    generate_demo(data, products=300, users=150, events=8000, seed=21)
+    work = base / "w"
+    sw(
+        "train", "--data", str(data), "--workdir", str(work), "--models", "popularity,itemknn,transitions,als",
+        "--tune-seconds", "1", "--json",
+    )  # fmt: skip
+    return data, work
+
+
+class Server:
+    """`shelfwise serve` in a subprocess on a free port."""
+
+    def __init__(self, workdir: Path, *args: str):
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+        self.log = open(workdir / f"serve-{self.port}.log", "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "shelfwise.cli", "serve", "--workdir", str(workdir), "--port", str(self.port), *args],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"server exited: {(workdir / f'serve-{self.port}.log').read_text()[-3000:]}"
+                )
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise AssertionError("server did not become ready in 120 s")
+        self.client = httpx.Client(base_url=self.url, timeout=30)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.client.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(60)
+        self.log.close()
+        return self.proc.returncode
+
+    def logs(self) -> str:
+        return (self.workdir / f"serve-{self.port}.log").read_text()
+
+
+@pytest.fixture(scope="module")
+def server(served_workdir) -> Iterator[Server]:
+    _, work = served_workdir
+    s = Server(work, "--absorb-seconds", "0", "--reload-seconds", "0.5")
+    yield s
+    s.stop()
+
+
+def events_in_warehouse(workdir: Path, where: str = "true") -> list[tuple]:
+    import duckdb
+
+    con = duckdb.connect(str(workdir / "warehouse.duckdb"), read_only=True)
+    try:
+        return con.sql(
+            f"SELECT user_id, product_id, event_type, session_id, recommendation_id FROM curated.events WHERE {where}"
+        ).fetchall()
+    finally:
+        con.close()
+
+
+def known_users(data: Path, workdir: Path, n: int = 5) -> list[str]:
+    """Raw user ids of the demo data that the serving bundle knows."""
+    import csv
+
+    from shelfwise.governance import Pseudonymizer, SecretStore
+    from shelfwise.serving import Bundle, current_bundle
+
+    pseudo = Pseudonymizer(SecretStore(workdir).pseudonym_key())
+    known = set(Bundle.load(current_bundle(workdir), verify=False).interactions.user_ids)
+    out: list[str] = []
+    with open(data / "events.csv") as fh:
+        for row in csv.DictReader(fh):
+            u = row["user_id"]
+            if u and u not in out and pseudo(u) in known:
+                out.append(u)
+                if len(out) == n:
+                    break
+    return out
+
+
+def catalog_products(workdir: Path) -> list[str]:
+    from shelfwise.serving import Bundle, current_bundle
+
+    b = Bundle.load(current_bundle(workdir), verify=False)
+    return [str(p) for p, s in zip(b.interactions.item_ids, b.in_stock, strict=True) if s]
+
+
+__all__ = ["Server", "catalog_products", "events_in_warehouse", "free_port", "json", "known_users"]

@@ -1,0 +1,374 @@
+"""The HTTP API over real HTTP: uvicorn started by the tests on a trained demo workdir."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shelfwise.serving._feedback import EVENTS_DIR
+from tests.cli.test_cli import sw
+from tests.serving.conftest import Server, catalog_products, events_in_warehouse, known_users
+
+pytestmark = pytest.mark.slow
+NOW = "2026-11-01T12:00:00Z"
+
+
+def ev(user: str, product: str, etype: str = "click", **kw: object) -> dict[str, object]:
+    return {"user_id": user, "product_id": product, "event_type": etype, "timestamp": NOW, **kw}
+
+
+def wait_for(cond, timeout: float = 15.0, step: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = cond()
+        if out:
+            return out
+        time.sleep(step)
+    raise AssertionError("condition not met in time")
+
+
+def all_segments_closed(work: Path) -> None:
+    """Wait until the server has rotated every event segment (at most ~5 s)."""
+    wait_for(lambda: not list((work / EVENTS_DIR).glob("*.open")))
+
+
+def test_health_ready_openapi_metrics(server):
+    c = server.client
+    assert c.get("/healthz").json() == {"status": "ok"}
+    ready = c.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["bundle_version"]
+    paths = c.get("/openapi.json").json()["paths"]
+    for p in ("/v1/recommendations/{user_id}", "/v1/search", "/v1/items/{product_id}/similar", "/v1/events"):
+        assert p in paths
+    c.get("/v1/recommendations/someone")
+    text = c.get("/metrics").text
+    assert 'shelfwise_request_seconds_bucket{endpoint="/v1/recommendations/{user_id}"' in text
+    assert "shelfwise_events_total" in text and "shelfwise_cache_total" in text
+
+
+def test_recommendations_known_unknown_and_similar(server, served_workdir):
+    data, work = served_workdir
+    c = server.client
+    user = known_users(data, work, 1)[0]
+    r = c.get(f"/v1/recommendations/{user}", params={"k": 7}).json()
+    assert (
+        r["recommendation_id"].startswith("rec_")
+        and r["bundle_version"] == c.get("/readyz").json()["bundle_version"]
+    )
+    assert len(r["items"]) == 7 and len(set(r["items"])) == 7 and r["source"] != "cold_start"
+    cold = c.get("/v1/recommendations/never-seen-user-42", params={"k": 5}).json()
+    assert cold["source"] == "cold_start" and len(cold["items"]) == 5
+    products = catalog_products(work)
+    sim = c.get(f"/v1/items/{products[0]}/similar", params={"k": 5}).json()
+    assert products[0] not in sim["items"] and 0 < len(sim["items"]) <= 5
+    assert c.get("/v1/items/NO-SUCH-PRODUCT/similar").status_code == 404
+
+
+def test_search_with_facets_filters_and_sort(server):
+    c = server.client
+    r = c.get("/v1/search", params={"q": "shirt", "k": 5}).json()
+    assert r["search_id"].startswith("srch_") and r["items"] and r["facets"]["category"]
+    assert all(set(it) == {"product_id", "title"} for it in r["items"])
+    top_cat = r["facets"]["category"][0]["value"]
+    f = c.get("/v1/search", params={"q": "shirt", "k": 5, "category": top_cat, "sort": "price_asc"})
+    assert f.status_code == 200 and f.json()["items"]
+    assert c.get("/v1/search", params={"q": "zzzzqqqq xxyyzz", "k": 5}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("GET", "/v1/recommendations/u1?k=-1", None, 422),
+        ("GET", "/v1/recommendations/u1?k=abc", None, 422),
+        ("GET", "/v1/recommendations/u1?k=1000000000", None, 422),
+        ("GET", "/v1/recommendations/u1?k=1e3", None, 422),
+        ("GET", "/v1/recommendations/" + "x" * 300, None, 422),
+        ("GET", "/v1/recommendations/u%00x", None, 422),
+        ("GET", "/v1/search", None, 422),
+        ("GET", "/v1/search?q=", None, 422),
+        ("GET", "/v1/search?q=%FF%FE%00", None, 422),
+        ("GET", "/v1/search?q=" + "a" * 600, None, 422),
+        ("GET", "/v1/search?q=tea&sort=random", None, 422),
+        ("GET", "/v1/search?q=tea&price_min=cheap", None, 422),
+        ("GET", "/v1/items/x/similar?k=0", None, 422),
+        ("POST", "/v1/events", b"{not json", 400),
+        ("POST", "/v1/events", b"\xff\xfe\x00binary", 400),
+        ("POST", "/v1/events", b'{"user_id": "u"}', 422),
+        ("POST", "/v1/events", b"[]", 422),
+        ("POST", "/v1/events", b"[1, 2]", 422),
+        ("POST", "/v1/events", json.dumps([ev("u", "P000001", colour="red")]).encode(), 422),
+        ("POST", "/v1/events", json.dumps([ev("u", "P000001", "teleport")]).encode(), 422),
+        ("POST", "/v1/events", json.dumps([ev("u", "P000001", timestamp="soon")]).encode(), 422),
+        ("POST", "/v1/events", json.dumps([ev("u", "P000001", value="abc")]).encode(), 422),
+        ("GET", "/v1/nothing-here", None, 404),
+    ],
+)
+def test_bad_inputs_are_4xx_with_a_message(server, method, path, body, status):
+    r = server.client.request(method, path, content=body)
+    assert r.status_code == status, r.text
+    if status != 404:
+        assert r.json()["error"]
+
+
+def test_limits_on_body_size_and_event_count(server):
+    c = server.client
+    big = b"[" + b",".join([json.dumps(ev("u", "P1")).encode()] * 20000) + b"]"
+    assert len(big) > 1 << 20
+    assert c.post("/v1/events", content=big).status_code == 413
+    many = json.dumps([ev("u", "P1")] * 1001).encode()
+    assert c.post("/v1/events", content=many).status_code == 413
+
+
+def test_events_are_durable_and_bad_ones_quarantined(server, served_workdir):
+    _, work = served_workdir
+    c = server.client
+    product = catalog_products(work)[0]
+    marker = f"s-{uuid.uuid4().hex[:8]}"
+    r = c.post(
+        "/v1/events",
+        json=[
+            ev("http-user-1", product, session_id=marker, recommendation_id="rec_test"),
+            ev("http-user-1", "NO-SUCH", session_id=marker),
+        ],
+    )
+    assert r.status_code == 422
+    body = r.json()
+    assert body["accepted"] == 1 and body["rejected"] == 1
+    assert body["errors"][0]["field"] == "product_id" and body["errors"][0]["reason"] == "unknown_reference"
+    # acknowledged means on disk (fsync'ed) already: the segment holds it before any absorb
+    assert any(marker in p.read_text() for p in (work / EVENTS_DIR).iterdir())
+    all_segments_closed(work)
+    out = json.loads(sw("events", "absorb", "--workdir", str(work), "--json").stdout)
+    assert out["status"] == "ok" and out["accepted"] >= 1 and out["quarantined"] >= 1
+    rows = events_in_warehouse(work, f"session_id = '{marker}'")
+    assert [(r[1], r[2], r[4]) for r in rows] == [(product, "click", "rec_test")]
+    assert rows[0][0].startswith("u_")  # pseudonymized like any other load
+    q = json.loads(
+        sw(
+            "quarantine",
+            "list",
+            "--workdir",
+            str(work),
+            "--reason",
+            "unknown_reference",
+            "--limit",
+            "100000",
+            "--json",
+        ).stdout
+    )
+    assert any(
+        r["source_file"].startswith("http:") and r["raw"]["product_id"] == "NO-SUCH" for r in q["rows"]
+    )
+
+
+def test_posted_events_change_the_next_list_at_once(server, served_workdir):
+    _, work = served_workdir
+    c = server.client
+    user = f"fresh-{uuid.uuid4().hex[:6]}"
+    before = c.get(f"/v1/recommendations/{user}", params={"k": 10}).json()
+    assert before["source"] == "cold_start"
+    clicked = before["items"][:2]
+    assert c.post("/v1/events", json=[ev(user, p) for p in clicked]).status_code == 202
+    after = c.get(f"/v1/recommendations/{user}", params={"k": 10}).json()
+    assert after["source"] != "cold_start"
+    assert not set(clicked) & set(after["items"])  # what they just saw is not offered again
+
+
+def test_rules_and_experiments_are_picked_up_live_and_reported(server, served_workdir, tmp_path):
+    data, work = served_workdir
+    c = server.client
+    products = catalog_products(work)
+    users = known_users(data, work, 5)
+    pin = products[-1]
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"items": [{"action": "pin", "product_id": pin, "position": 1}]}))
+    sw("rules", "set", "--workdir", str(work), "--file", str(rules))
+    try:
+        wait_for(lambda: c.get(f"/v1/recommendations/{users[0]}").json()["items"][0] == pin)
+        assert c.get("/v1/search", params={"q": "shirt"}).json()["items"][0]["product_id"] == pin
+    finally:
+        rules.write_text("{}")
+        sw("rules", "set", "--workdir", str(work), "--file", str(rules))
+    wait_for(lambda: c.get(f"/v1/recommendations/{users[0]}").json()["items"][0] != pin)
+
+    exp = tmp_path / "exp.json"
+    doc = {
+        "experiments": [
+            {
+                "name": "knn-test",
+                "salt": "s1",
+                "variants": [
+                    {"name": "control", "weight": 50},
+                    {"name": "knn", "weight": 50, "model": "itemknn"},
+                ],
+            }
+        ]
+    }
+    exp.write_text(json.dumps(doc))
+    sw("experiments", "set", "--workdir", str(work), "--file", str(exp))
+    try:
+        wait_for(lambda: "experiment" in c.get(f"/v1/recommendations/{users[0]}").json())
+        seen: dict[str, str] = {}
+        served = []
+        for i in range(40):
+            u = f"ab-user-{i}"
+            r1 = c.get(f"/v1/recommendations/{u}").json()
+            r2 = c.get(f"/v1/recommendations/{u}").json()
+            assert r1["experiment"] == r2["experiment"]  # deterministic bucketing
+            seen[u] = r1["experiment"]["variant"]
+            served.append((u, r1))
+        assert set(seen.values()) == {"control", "knn"}
+        knn_user = next(u for u, v in seen.items() if v == "knn")
+        known_knn = next(
+            (u for u in users if c.get(f"/v1/recommendations/{u}").json()["experiment"]["variant"] == "knn"),
+            None,
+        )
+        if known_knn is not None:
+            assert c.get(f"/v1/recommendations/{known_knn}").json()["model"] == "itemknn"
+        del knn_user
+        # clicks attributed to served lists, then the report per variant
+        clicks = [ev(u, r["items"][0], recommendation_id=r["recommendation_id"]) for u, r in served[:20]]
+        buys = [
+            ev(u, r["items"][0], "purchase", value=20.0, recommendation_id=r["recommendation_id"])
+            for u, r in served[:4]
+        ]
+        assert c.post("/v1/events", json=clicks + buys).status_code == 202
+        all_segments_closed(work)
+        rep = json.loads(sw("experiments", "report", "--workdir", str(work), "--json").stdout)
+        variants = rep["experiments"]["knn-test"]["variants"]
+        assert set(variants) == {"control", "knn"}
+        total_exposures = sum(v["exposures"] for v in variants.values())
+        assert total_exposures >= 80
+        assert sum(v["ctr"] * v["exposures"] for v in variants.values()) == pytest.approx(20, abs=0.01)
+        assert sum(v["revenue_per_user"] * v["users"] for v in variants.values()) == pytest.approx(80.0)
+        for v in variants.values():
+            lo, hi = v["ctr_ci95"]
+            assert 0 <= lo <= v["ctr"] <= hi <= 1
+    finally:
+        exp.write_text(json.dumps({"experiments": []}))
+        sw("experiments", "set", "--workdir", str(work), "--file", str(exp))
+
+
+def test_hot_swap_under_concurrent_requests(server, served_workdir):
+    _, work = served_workdir
+    c = server.client
+    old = c.get("/readyz").json()["bundle_version"]
+    statuses: list[int] = []
+    versions: set[str] = set()
+    stop = threading.Event()
+
+    def hammer() -> None:
+        with httpx.Client(base_url=server.url, timeout=30) as cl:
+            i = 0
+            while not stop.is_set():
+                r = cl.get(f"/v1/recommendations/swap-user-{i % 17}", params={"k": 5})
+                statuses.append(r.status_code)
+                if r.status_code == 200:
+                    versions.add(r.json()["bundle_version"])
+                i += 1
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    # a "retrained" bundle: same content under a new version, published by moving CURRENT
+    new = "29990101T000000000000Z"
+    src, dst = work / "bundles" / old, work / "bundles" / new
+    shutil.copytree(src, work / "bundles" / f".{new}.tmp")
+    manifest = json.loads((work / "bundles" / f".{new}.tmp" / "manifest.json").read_text())
+    manifest["version"] = new
+    (work / "bundles" / f".{new}.tmp" / "manifest.json").write_text(json.dumps(manifest))
+    (work / "bundles" / f".{new}.tmp").rename(dst)
+    (work / "bundles" / ".CURRENT.tmp").write_text(new)
+    (work / "bundles" / ".CURRENT.tmp").replace(work / "bundles" / "CURRENT")
+    try:
+        wait_for(lambda: c.get("/readyz").json()["bundle_version"] == new, timeout=60)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        (work / "bundles" / "CURRENT").write_text(old)
+    assert statuses and set(statuses) == {200}
+    assert versions == {old, new}
+    wait_for(lambda: c.get("/readyz").json()["bundle_version"] == old, timeout=60)
+    shutil.rmtree(dst)
+
+
+def test_graceful_stop_loses_nothing_acknowledged(served_workdir):
+    _, work = served_workdir
+    product = catalog_products(work)[1]
+    srv = Server(work, "--absorb-seconds", "0")
+    acked: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def post() -> None:
+        with httpx.Client(base_url=srv.url, timeout=30) as cl:
+            while not stop.is_set():
+                marker = f"g-{uuid.uuid4().hex[:12]}"
+                try:
+                    r = cl.post(
+                        "/v1/events", json=[ev(f"grace-{marker}", product, "view", session_id=marker)]
+                    )
+                except httpx.HTTPError:
+                    return
+                if r.status_code == 202:
+                    with lock:
+                        acked.append(marker)
+
+    threads = [threading.Thread(target=post) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    # uvicorn re-raises SIGTERM after its graceful shutdown, so -15 is a clean exit too
+    assert srv.stop(signal.SIGTERM) in (0, -signal.SIGTERM)
+    assert "Application shutdown complete" in srv.logs()
+    stop.set()
+    for t in threads:
+        t.join()
+    assert len(acked) > 20
+    assert not list((work / EVENTS_DIR).glob(f"*-{srv.proc.pid}.jsonl.open"))  # closed on the way out
+    sw("events", "absorb", "--workdir", str(work))
+    stored = {r[3] for r in events_in_warehouse(work, "session_id LIKE 'g-%'")}
+    assert set(acked) <= stored
+
+
+def test_replicas_share_online_state_and_the_event_stream_through_redis(served_workdir, redis_url):
+    import redis
+
+    _, work = served_workdir
+    a = Server(work, "--redis-url", redis_url, "--absorb-seconds", "0")
+    b = Server(work, "--redis-url", redis_url, "--absorb-seconds", "0")
+    try:
+        user = f"redis-user-{uuid.uuid4().hex[:6]}"
+        first = b.client.get(f"/v1/recommendations/{user}").json()
+        assert first["source"] == "cold_start"
+        marker = f"r-{uuid.uuid4().hex[:8]}"
+        posted = a.client.post(
+            "/v1/events", json=[ev(user, p, session_id=marker) for p in first["items"][:2]]
+        )
+        assert posted.status_code == 202
+        second = b.client.get(f"/v1/recommendations/{user}").json()  # the other replica
+        assert second["source"] != "cold_start"
+        client = redis.Redis.from_url(redis_url)
+        assert client.xlen("shelfwise:events") >= 2
+        sw("events", "absorb", "--workdir", str(work), "--redis-url", redis_url)
+        assert client.xlen("shelfwise:events") == 0
+        assert len(events_in_warehouse(work, f"session_id = '{marker}'")) == 2
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_serve_without_a_bundle_is_a_clear_error(tmp_path: Path):
+    proc = sw("serve", "--workdir", str(tmp_path), check=False)
+    assert proc.returncode == 2 and "no trained bundle" in proc.stderr
