@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test test-fast bench lint clean
+.PHONY: install system-deps demo test test-fast bench lint clean
 
 install: $(STAMP)
 
@@ -17,19 +17,24 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# Debian packages for the tests and benchmarks (redis-server, wrk, chromium): installs what is missing.
+system-deps:
+	./scripts/system-deps.sh
+
 demo: install
 	$(BIN)/shelfwise demo --workdir demo-workdir
 
-test: install
+test: install system-deps
 	$(BIN)/python -m pytest -n 2 tests
 
 test-fast: install
 	$(BIN)/python -m pytest -n 2 -m "not slow" tests
 
-bench: install
+bench: install system-deps
 	$(BIN)/python benchmarks/run.py --out benchmarks/results.json
 	$(BIN)/python benchmarks/recsys.py --out benchmarks/recsys.json
 	$(BIN)/python benchmarks/search.py --out benchmarks/search.json
+	$(BIN)/python benchmarks/serve.py --out benchmarks/serve.json
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
