@@ -125,7 +125,7 @@ def main() -> None:
 
     raw_users: list[str] = []
     queries: list[str] = []
-    with open(data / "events.csv") as fh:
+    with open(data / "events.csv", encoding="utf-8", errors="replace") as fh:
         for row in csv.DictReader(fh):
             if row["user_id"] and row["user_id"] not in raw_users[-1:]:
                 raw_users.append(row["user_id"])

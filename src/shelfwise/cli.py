@@ -56,6 +56,7 @@ def ingest(
     as_json: AsJson = False,
 ) -> None:
     """Governed ingestion: contracts, cleaning + quarantine, privacy, lineage, quality report."""
+    _allow(workdir, "ingest")
     _run_ingest(data, workdir, as_json)
 
 
@@ -100,7 +101,9 @@ def demo(
         typer.echo(f"  shelfwise quarantine list --workdir {workdir}")
         typer.echo(f"  shelfwise export --workdir {workdir} --table events --out events.parquet")
         if train_models:
-            typer.echo(f"  shelfwise serve --workdir {workdir} --port 8000   # then open http://127.0.0.1:8000/docs")
+            typer.echo(
+                f"  shelfwise serve --workdir {workdir} --port 8000   # then open http://127.0.0.1:8000/docs"
+            )
 
 
 @app.command()
@@ -139,6 +142,7 @@ def export(
     out: Annotated[Path, typer.Option("--out", help="FILE.csv, FILE.parquet or FILE.jsonl")],
 ) -> None:
     """Write a curated table (pseudonymized ids, masked text; never raw personal data)."""
+    _allow(workdir, "export")
     from .storage import Warehouse
 
     _require_workdir(workdir)
@@ -165,6 +169,7 @@ def train(
     as_json: AsJson = False,
 ) -> None:
     """Ingest (with --data), build features, tune and fit models, evaluate, write a bundle."""
+    actor = _allow(workdir, "train")
     from .lifecycle import DEFAULT_MODELS, TrainSettings
     from .lifecycle import train as run_train
 
@@ -179,7 +184,7 @@ def train(
     if data is None:
         _require_workdir(workdir)
     log = (lambda msg: sys.stderr.write(msg + "\n")) if as_json else typer.echo
-    result = run_train(workdir, data, settings, log=log)
+    result = run_train(workdir, data, settings, log=log, actor=actor)
     if as_json:
         _print_json(result.to_dict())
     else:
@@ -200,6 +205,7 @@ def evaluate(
     as_json: AsJson = False,
 ) -> None:
     """Evaluate the current bundle's models under its protocol (full ranking by default)."""
+    _allow(workdir, "evaluate")
     from .lifecycle import evaluate_workdir
 
     _require_workdir(workdir)
@@ -277,6 +283,7 @@ def recommend(
 ) -> None:
     """Top-k items per user, in the shop's own ids; seen items excluded; unknown users get the
     cold-start list."""
+    _allow(workdir, "recommend")
     from .governance import Pseudonymizer, SecretStore
     from .serving import Bundle, Recommendations, current_bundle
 
@@ -313,6 +320,7 @@ def search(
     ] = None,
 ) -> None:
     """Search the catalog: lexical + semantic retrieval, fused and re-ranked."""
+    _allow(workdir, "search")
     import csv
 
     from .errors import SourceError
@@ -373,6 +381,7 @@ def audit(
     limit: Annotated[int, typer.Option(help="Entries to list (newest).")] = 50,
 ) -> None:
     """List the audit trail and verify its hash chain (exit status 1 when it was tampered with)."""
+    _allow(workdir, "audit.read")
     from .governance import AuditLog
 
     _require_workdir(workdir)
@@ -407,6 +416,7 @@ def quarantine_list(
     as_json: AsJson = False,
 ) -> None:
     """Summary by reason, and the first rows with their file, line and detail."""
+    _allow(workdir, "quarantine.read_raw")
     from .governance import Quarantine
 
     _require_workdir(workdir)
@@ -433,6 +443,7 @@ def quarantine_export(
     reason: Annotated[str | None, typer.Option(help="Only this reason code.")] = None,
 ) -> None:
     """Export open quarantined rows (raw fields + _quarantine_id) for fixing."""
+    _allow(workdir, "quarantine.read_raw")
     from .governance import Quarantine
 
     _require_workdir(workdir)
@@ -450,6 +461,7 @@ def quarantine_reprocess(
     as_json: AsJson = False,
 ) -> None:
     """Re-run quarantined rows through the governed path; rows that now pass are released into curated."""
+    _allow(workdir, "quarantine.reprocess")
     from .governance import Quarantine
 
     _require_workdir(workdir)
@@ -466,6 +478,7 @@ def quarantine_reprocess(
 @app.command()
 def lineage(workdir: Workdir, as_json: AsJson = False) -> None:
     """The OpenLineage run events of the workdir."""
+    _allow(workdir, "lineage.read")
     from .governance import read_lineage
 
     _require_workdir(workdir)
@@ -498,6 +511,7 @@ def serve(
     ] = 2.0,
 ) -> None:
     """Serve /v1/search, /v1/recommendations, /v1/items/{id}/similar and /v1/events over HTTP."""
+    _allow(workdir, "serve.run")
     import os
     import shutil
     from dataclasses import asdict
@@ -547,6 +561,7 @@ def events_absorb(
     as_json: AsJson = False,
 ) -> None:
     """Ingest the events the server accepted (governed path) and quarantine the rejected ones."""
+    _allow(workdir, "events.absorb")
     from .serving._feedback import absorb
 
     _require_workdir(workdir)
@@ -577,13 +592,14 @@ def rules_set(
     as_json: AsJson = False,
 ) -> None:
     """Validate and install a rules file as the next version (a running server picks it up)."""
+    actor = _allow(workdir, "rules.change")
     from .serving._rules import save_rules
 
     try:
         doc = json.loads(file.read_text())
     except (OSError, ValueError) as exc:
         raise ShelfwiseError(f"{file}: cannot read a JSON rules file: {exc}") from None
-    rules = save_rules(workdir, doc)
+    rules = save_rules(workdir, doc, actor=actor or "cli")
     if as_json:
         _print_json(rules.as_dict())
     else:
@@ -612,13 +628,14 @@ def experiments_set(
     file: Annotated[Path, typer.Option("--file", help="An experiments JSON file.")],
 ) -> None:
     """Install the experiments configuration (a running server picks it up; audited)."""
+    actor = _allow(workdir, "experiments.change")
     from .serving._experiments import save_experiments
 
     try:
         doc = json.loads(file.read_text())
     except (OSError, ValueError) as exc:
         raise ShelfwiseError(f"{file}: cannot read a JSON experiments file: {exc}") from None
-    exps = save_experiments(workdir, doc)
+    exps = save_experiments(workdir, doc, actor=actor)
     typer.echo(f"{len(exps)} experiment(s) installed: {', '.join(e.name for e in exps)}")
 
 
@@ -629,6 +646,7 @@ def experiments_report(
     as_json: AsJson = False,
 ) -> None:
     """Per variant: users, exposures, CTR, add-to-cart rate, conversion, revenue per user (95% CI)."""
+    _allow(workdir, "evaluate")
     from .serving._experiments import experiment_report
     from .serving._feedback import absorb
 
@@ -650,6 +668,192 @@ def experiments_report(
             )
 
 
+users_app = typer.Typer(
+    help="People and services of the shop, their roles and API keys.", no_args_is_help=True
+)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("add")
+def users_add(
+    workdir: Workdir,
+    name: Annotated[str, typer.Option(help="Login name of the person or service.")],
+    role: Annotated[str, typer.Option(help="admin, steward, scientist, engineer, analyst or service.")],
+    as_json: AsJson = False,
+) -> None:
+    """Register a person or service and print their API key (shown once; stored hashed).
+    The first person of a workdir must be an admin; afterwards only admins add people."""
+    from .governance import People
+
+    people = People(workdir)
+    by = None
+    if people.governed:
+        actor = _allow(workdir, "users.manage")
+        by = people.load()[actor] if actor else None
+    key = people.add(name, role, by)
+    if as_json:
+        _print_json({"name": name, "role": role, "api_key": key})
+    else:
+        typer.echo(f"{name} ({role}) registered. API key (shown once, keep it secret):\n{key}")
+
+
+@users_app.command("list")
+def users_list(workdir: Workdir, as_json: AsJson = False) -> None:
+    """Who is registered, with which role (never the keys)."""
+    from .governance import People
+
+    _allow(workdir, "users.manage")
+    rows = [
+        {
+            "name": p.name,
+            "role": p.role.value,
+            "active": p.active,
+            "created_at": p.created_at,
+            "created_by": p.created_by,
+        }
+        for p in People(workdir).load().values()
+    ]
+    if as_json:
+        _print_json(rows)
+    else:
+        for r in rows:
+            typer.echo(
+                f"{r['name']:<20} {r['role']:<10} {'active' if r['active'] else 'inactive':<8} {r['created_at']}"
+            )
+
+
+models_app = typer.Typer(
+    help="The gated model registry (MLflow aliases candidate / production).", no_args_is_help=True
+)
+app.add_typer(models_app, name="models")
+Version = Annotated[str | None, typer.Option(help="Registry version (default: the candidate).")]
+
+
+def _registry(workdir: Path) -> Any:
+    from .lifecycle._registry import Registry
+
+    _require_workdir(workdir)
+    return Registry(workdir)
+
+
+def _version_or_candidate(reg: Any, version: str | None) -> str:
+    v = version or reg.candidate()
+    if v is None:
+        raise ShelfwiseError("no candidate version; name one with --version (see `shelfwise models list`)")
+    return str(v)
+
+
+@models_app.command("list")
+def models_list(workdir: Workdir, as_json: AsJson = False) -> None:
+    """Every registered bundle version with its aliases, headline metric, gates and approvals."""
+    _allow(workdir, "models.read")
+    rows = _registry(workdir).versions()
+    if as_json:
+        _print_json(rows)
+        return
+    for r in rows:
+        gates = (
+            "all gates pass"
+            if all(g["passed"] for g in r["gates"])
+            else "gates failing: " + ", ".join(g["name"] for g in r["gates"] if not g["passed"])
+        )
+        typer.echo(
+            f"v{r['version']:<4} {r['bundle']} {','.join(r['aliases']) or r['status']:<12} {r['default_model']:<12} "
+            f"ndcg@10 {r['ndcg@10'] or 0:.4f}  {gates}  approved by {r['approved_by'] or '-'}"
+        )
+
+
+@models_app.command("gates")
+def models_gates(workdir: Workdir, version: Version = None, as_json: AsJson = False) -> None:
+    """Evaluate the promotion gates of a version (default: the candidate)."""
+    from dataclasses import asdict
+
+    _allow(workdir, "models.read")
+    reg = _registry(workdir)
+    v = _version_or_candidate(reg, version)
+    gates = reg.gates(v)
+    if as_json:
+        _print_json({"version": v, "gates": [asdict(g) for g in gates]})
+        return
+    for g in gates:
+        typer.echo(f"{'PASS' if g.passed else 'FAIL'}  {g.name:<28} {g.detail}")
+
+
+@models_app.command("approve")
+def models_approve(workdir: Workdir, version: Version = None) -> None:
+    """Sign off a version for production (an approving role; not the person who trained it)."""
+    actor = _allow(workdir, "models.approve")
+    reg = _registry(workdir)
+    v = _version_or_candidate(reg, version)
+    reg.approve(v, actor or "single-user")
+    typer.echo(f"version {v} approved by {actor or 'single-user'}")
+
+
+@models_app.command("promote")
+def models_promote(workdir: Workdir, version: Version = None, as_json: AsJson = False) -> None:
+    """Put a version live: its gates must pass and it must be approved; serving follows."""
+    from dataclasses import asdict
+
+    actor = _allow(workdir, "models.promote")
+    reg = _registry(workdir)
+    v = _version_or_candidate(reg, version)
+    gates = reg.promote(v, actor)
+    if as_json:
+        _print_json({"version": v, "production": True, "gates": [asdict(g) for g in gates]})
+    else:
+        typer.echo(f"version {v} is production; bundles/CURRENT moved, servers follow")
+
+
+@models_app.command("rollback")
+def models_rollback(workdir: Workdir) -> None:
+    """Production goes back to the version it replaced."""
+    actor = _allow(workdir, "models.rollback")
+    v = _registry(workdir).rollback(actor)
+    typer.echo(f"version {v} is production again")
+
+
+privacy_app = typer.Typer(help="Personal data: the right to erasure.", no_args_is_help=True)
+app.add_typer(privacy_app, name="privacy")
+
+
+@privacy_app.command("erase")
+def privacy_erase(
+    workdir: Workdir,
+    user: Annotated[str, typer.Option("--user", help="The shop's own id of the user to erase.")],
+    redis_url: Annotated[
+        str | None, typer.Option(help="Also forget the user's online state in this Redis.")
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Remove a user from raw, curated, quarantine, spool and every bundle (no retrain); audited."""
+    from .governance._erase import erase_user
+
+    actor = _allow(workdir, "privacy.erase")
+    client = None
+    if redis_url:
+        import redis
+
+        client = redis.Redis.from_url(redis_url)
+    rep = erase_user(workdir, user, actor=actor, redis_client=client)
+    if as_json:
+        _print_json(rep)
+        return
+    typer.echo(f"erased {rep['pseudonym']} (lineage run {rep['lineage_run_id']})")
+    for group in ("warehouse", "files", "bundles"):
+        for name, n in rep[group].items():
+            if n:
+                typer.echo(f"  {group:<9} {name:<40} {n:>7,} rows")
+    typer.echo(f"note: {rep['not_covered']}")
+
+
+def _allow(workdir: Path, action: str) -> str | None:
+    """The identity permitted to do `action` (None in single-user mode); denials raise and are audited."""
+    from .governance import authorize
+
+    person = authorize(workdir, action)
+    return person.name if person else None
+
+
 def _require_workdir(workdir: Path) -> None:
     if not (workdir / "warehouse.duckdb").exists():
         raise ShelfwiseError(
@@ -657,12 +861,37 @@ def _require_workdir(workdir: Path) -> None:
         )
 
 
+def _take_identity(argv: list[str]) -> list[str]:
+    """`--as NAME` may stand anywhere on the command line; it sets SHELFWISE_AS for this run."""
+    import os
+
+    out, i = [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--as" and i + 1 < len(argv):
+            os.environ["SHELFWISE_AS"] = argv[i + 1]
+            i += 2
+            continue
+        if a.startswith("--as="):
+            os.environ["SHELFWISE_AS"] = a.split("=", 1)[1]
+        else:
+            out.append(a)
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: user errors print one clear line and exit with status 2."""
+    """Entry point: user errors print one clear line and exit with status 2 (4: access denied)."""
+    from .governance import AccessDenied
+
+    argv = _take_identity(list(sys.argv[1:] if argv is None else argv))
     try:
         rv = app(args=argv, standalone_mode=False)
         if isinstance(rv, int) and rv:  # click turns typer.Exit(n) into a return value here
             return rv
+    except AccessDenied as exc:
+        typer.echo(f"denied: {exc}", err=True)
+        return 4
     except ShelfwiseError as exc:
         typer.echo(f"error: {exc}", err=True)
         return 2

@@ -1,5 +1,6 @@
 """Governance: contracts, cleaning with a quarantine, privacy, lineage, governed ingestion."""
 
+from ._access import PERMISSIONS, AccessDenied, People, Person, Role, authorize
 from ._audit import ACTIONS, AuditLog, Verification
 from ._contracts import CONTRACTS, EVENT_TYPES, LOAD_ORDER, Classification, ColumnSpec, Kind, TableContract
 from ._ingest import Ingestor, IngestReport, IngestSettings, TableReport, ingest
@@ -11,6 +12,12 @@ from ._text import normalize_text, normalize_text_array
 
 __all__ = [
     "ACTIONS",
+    "PERMISSIONS",
+    "AccessDenied",
+    "People",
+    "Person",
+    "Role",
+    "authorize",
     "AuditLog",
     "Verification",
     "CONTRACTS",

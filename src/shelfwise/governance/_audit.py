@@ -30,6 +30,7 @@ ACTIONS = (
     "access.denied",
     "rules.change",
     "events.absorb",
+    "users.add",
     "experiments.change",
     "privacy.erase",
     "retention.enforce",

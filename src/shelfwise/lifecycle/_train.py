@@ -57,6 +57,7 @@ class TrainResult:
     report_json: Path
     report_html: Path | None = None
     mlflow_runs: dict[str, str] = field(default_factory=dict)
+    registry: dict[str, Any] = field(default_factory=dict)  # version, gates, production
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -179,6 +180,7 @@ def train(
     data: str | Path | None = None,
     settings: TrainSettings | None = None,
     log: Any = print,
+    actor: str | None = None,
 ) -> TrainResult:
     from ..governance import DatasetRef, LineageRun
     from ..governance._lineage import warehouse_namespace
@@ -225,7 +227,7 @@ def train(
         ],
     ).start()
     try:
-        result = _train(workdir, settings, data_versions, lineage.run_id, ingest_run, log, data)
+        result = _train(workdir, settings, data_versions, lineage.run_id, ingest_run, log, data, actor)
     except Exception as exc:
         lineage.fail(f"{type(exc).__name__}: {exc}")
         raise
@@ -251,6 +253,7 @@ def _train(
     ingest_run: str | None,
     log: Any,
     data_dir: str | Path | None = None,
+    actor: str | None = None,
 ) -> TrainResult:
     t_all = time.monotonic()
     inter, catalog = load_interactions(workdir)
@@ -318,6 +321,7 @@ def _train(
         "default_model": default,
         "protocol": protocol.as_dict(),
         "metrics": {r.model: r.metrics for r in results},
+        "ci95": {r.model: {k: list(v) for k, v in r.ci.items()} for r in results},
         "data_versions": data_versions,
         "lineage": {"train_run_id": lineage_run_id, "ingest_run_id": ingest_run},
         "fusion_generators": fusion_info["generators"] if fusion_info else [],
@@ -346,6 +350,7 @@ def _train(
         manifest=manifest,
         extra_dirs={"search": search_dir} if search_dir else None,
         serving_arrays=arrays,
+        make_current=False,  # going live is the registry's decision (below)
     )
     report = {
         "bundle": str(bundle),
@@ -369,6 +374,8 @@ def _train(
 
     html = write_evaluation_report(reports / "evaluation.html", report)
     runs = _track(workdir, report, models, timings)
+    report["registry"] = _register(workdir, bundle, runs.get(default), actor, log)
+    report_json.write_text(json.dumps(report, indent=2, default=str))
     log(f"bundle {bundle.name}: default model {default}; report {html}")
     return TrainResult(
         bundle,
@@ -382,7 +389,28 @@ def _train(
         report_json,
         html,
         runs,
+        report["registry"],  # type: ignore[arg-type]
     )
+
+
+def _register(workdir: Path, bundle: Path, run_id: str | None, actor: str | None, log: Any) -> dict[str, Any]:
+    """Register the bundle as a candidate; in single-user mode it goes live at once, otherwise
+    it waits for its gates and an approval (`shelfwise models promote`)."""
+    from ..governance import People
+    from ._registry import Registry
+
+    reg = Registry(workdir)
+    version = reg.register(bundle, run_id, actor)
+    gates = {g.name: g.passed for g in reg.gates(version)}
+    live = not People(workdir).governed
+    if live:
+        reg.promote_unattended(version, actor)
+        log(f"registry: version {version} is production (single-user mode); gates {gates}")
+    else:
+        log(
+            f"registry: version {version} registered as candidate; gates {gates}; promote with `shelfwise models promote`"
+        )
+    return {"version": version, "gates": gates, "production": live}
 
 
 def _serving_arrays(

@@ -181,11 +181,30 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
     )
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
 
-    def svc() -> Service:
-        s = state.get("service")
+    def svc(request: Request | None = None, action: str = "serve.call") -> Service:
+        s: Service | None = state.get("service")
         if s is None:
             raise HTTPException(503, "not ready: the bundle is still loading")
-        return s  # type: ignore[no-any-return]
+        if s.keys and request is not None:  # people are registered: an API key is required
+            key = request.headers.get("x-api-key")
+            auth = request.headers.get("authorization", "")
+            if key is None and auth.lower().startswith("bearer "):
+                key = auth[7:].strip()
+            allowed, name = s.caller(key, action)
+            if not allowed:
+                from ..governance import AuditLog
+
+                AuditLog(workdir).append(
+                    "access.denied",
+                    actor=name or "anonymous",
+                    outcome="denied",
+                    denied_action=action,
+                    path=request.url.path,
+                )
+                if name is None:
+                    raise HTTPException(401, "an API key is required (header X-API-Key)")
+                raise HTTPException(403, f"{name} may not {action}")
+        return s
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSON:
@@ -241,11 +260,12 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
 
     @app.get("/v1/recommendations/{user_id}")
     async def recommendations(
+        request: Request,
         user_id: Annotated[str, PathParam(min_length=1, max_length=settings.max_id_chars)],
         k: K = 10,
         context: Annotated[str | None, Query(max_length=settings.max_query_chars)] = None,
     ) -> dict[str, Any]:
-        s = svc()
+        s = svc(request)
         _clean_text(user_id, "user_id", settings.max_id_chars)
         if context is not None:
             _clean_text(context, "context", settings.max_query_chars)
@@ -267,10 +287,11 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
 
     @app.get("/v1/items/{product_id}/similar")
     async def similar(
+        request: Request,
         product_id: Annotated[str, PathParam(min_length=1, max_length=settings.max_id_chars)],
         k: K = 10,
     ) -> dict[str, Any]:
-        s = svc()
+        s = svc(request)
         _clean_text(product_id, "product_id", settings.max_id_chars)
         ans = s.similar(product_id, k)
         if ans is None:
@@ -288,6 +309,7 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
 
     @app.get("/v1/search")
     async def search(
+        request: Request,
         q: Annotated[str, Query(description="the query text")],
         k: K = 10,
         offset: Annotated[int, Query(ge=0, le=1000)] = 0,
@@ -301,7 +323,7 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
     ) -> dict[str, Any]:
         from ..search import Filters
 
-        s = svc()
+        s = svc(request)
         q = _clean_text(q, "q", settings.max_query_chars)
         if not q.strip():
             raise HTTPException(422, "q: empty")
@@ -335,17 +357,18 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
 
     @app.get("/v1/suggest")
     async def suggest(
+        request: Request,
         q: Annotated[str, Query(max_length=settings.max_query_chars)],
         k: Annotated[int, Query(ge=1, le=20)] = 8,
     ) -> dict[str, Any]:
-        s = svc()
+        s = svc(request)
         q = _clean_text(q, "q", settings.max_query_chars)
         engine = s.snapshot.search
         return {"query": q, "suggestions": engine.suggest(q, k) if engine is not None and q.strip() else []}
 
     @app.post("/v1/events", status_code=202)
     async def post_events(request: Request) -> JSON:
-        s = svc()
+        s = svc(request)
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > settings.max_body_bytes):
             raise HTTPException(413, f"body larger than {settings.max_body_bytes} bytes")
@@ -431,8 +454,8 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
         return JSON({"accepted": len(ok_lines), "rejected": 0}, status_code=202)
 
     @app.post("/v1/admin/reload")
-    async def reload() -> dict[str, Any]:
-        s = svc()
+    async def reload(request: Request) -> dict[str, Any]:
+        s = svc(request, "serve.admin")
         changed = await asyncio.to_thread(s.refresh)
         return {"changed": changed, "bundle_version": s.snapshot.version}
 

@@ -150,6 +150,7 @@ class Service:
         self.rules = Rules.load(self.workdir)
         self.experiments: list[Experiment] = load_experiments(self.workdir)
         self._config_mtimes = self._mtimes()
+        self.keys: dict[str, tuple[str, str]] = self._load_keys()  # sha256(key) -> (name, role)
         self.cache = LRU(self.settings.cache_size)
         self.swaps = 0
         self._swap_lock = threading.Lock()
@@ -162,14 +163,54 @@ class Service:
         except FileNotFoundError:
             return None
 
-    def _mtimes(self) -> tuple[float, float]:
+    def _mtimes(self) -> tuple[float, ...]:
         def m(p: Path) -> float:
             try:
                 return p.stat().st_mtime_ns
             except FileNotFoundError:
                 return 0.0
 
-        return (m(self.workdir / "config" / "rules.json"), m(self.workdir / "config" / "experiments.json"))
+        return (
+            m(self.workdir / "config" / "rules.json"),
+            m(self.workdir / "config" / "experiments.json"),
+            m(self.workdir / "governance" / "people.json"),
+            m(self.workdir / "governance" / "erasures.jsonl"),
+        )
+
+    def _apply_erasures(self) -> None:
+        """A user was erased: forget their online state and reload the (re-signed) bundle."""
+        import json
+
+        path = self.workdir / "governance" / "erasures.jsonl"
+        if path.exists():
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    self.online.forget(json.loads(line)["pseudonym"])
+        self.snapshot = Snapshot(self.snapshot.bundle.path, self.pseudonymize)
+        self._others.clear()
+        self.cache = LRU(self.settings.cache_size)
+
+    def _load_keys(self) -> dict[str, tuple[str, str]]:
+        from ..governance import People
+
+        return {
+            p.key_sha256: (p.name, p.role.value) for p in People(self.workdir).load().values() if p.active
+        }
+
+    def caller(self, key: str | None, action: str) -> tuple[bool, str | None]:
+        """(allowed, name) for an API key; everyone is allowed when nobody is registered."""
+        import hashlib
+
+        from ..governance import PERMISSIONS
+
+        if not self.keys:
+            return True, None
+        if not key:
+            return False, None
+        who = self.keys.get(hashlib.sha256(key.encode()).hexdigest())
+        if who is None:
+            return False, None
+        return who[1] in {r.value for r in PERMISSIONS[action]}, who[0]
 
     def refresh(self) -> bool:
         """Load a new bundle when CURRENT moved, new rules / experiments when their files changed.
@@ -181,6 +222,9 @@ class Service:
                 try:
                     self.rules = Rules.load(self.workdir)
                     self.experiments = load_experiments(self.workdir)
+                    self.keys = self._load_keys()
+                    if mt[3] != self._config_mtimes[3]:
+                        self._apply_erasures()
                     self._config_mtimes = mt
                     changed = True
                 except Exception as exc:  # a bad file keeps the last good configuration

@@ -1,0 +1,183 @@
+"""People, roles and permissions.
+
+`<workdir>/governance/people.json` (0600) lists the people and services of a shop with their role
+and the sha256 of their API key (keys are 32 random bytes, shown once when made; a fast hash is
+enough for a random key and lets the HTTP layer check one per request). A workdir with nobody
+registered runs in *single-user mode*: everything is allowed and every trained bundle goes live.
+Once people exist, every governed action needs an identity (`--as NAME` or `SHELFWISE_AS`, with
+`SHELFWISE_API_KEY`) whose role permits it; a denial is a clear error and an audit entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+
+from ..errors import ShelfwiseError
+from ._audit import AuditLog
+
+PEOPLE_FILE = Path("governance") / "people.json"
+ENV_AS = "SHELFWISE_AS"
+ENV_KEY = "SHELFWISE_API_KEY"
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    STEWARD = "steward"  # data steward: owns data quality and personal data
+    SCIENTIST = "scientist"  # data scientist: trains and evaluates
+    ENGINEER = "engineer"  # ML engineer: puts models and rules live
+    ANALYST = "analyst"  # reads curated, pseudonymized data and reports
+    SERVICE = "service"  # a program calling the serving API
+
+
+H = {Role.ADMIN, Role.STEWARD, Role.SCIENTIST, Role.ENGINEER, Role.ANALYST}  # people, not services
+
+# action -> roles allowed. The action names are stable: audit entries and docs use them.
+PERMISSIONS: dict[str, set[Role]] = {
+    "ingest": {Role.ADMIN, Role.STEWARD, Role.ENGINEER},
+    "train": {Role.ADMIN, Role.SCIENTIST, Role.ENGINEER},
+    "evaluate": set(H),
+    "recommend": {Role.ADMIN, Role.SCIENTIST, Role.ENGINEER, Role.ANALYST},
+    "search": {Role.ADMIN, Role.SCIENTIST, Role.ENGINEER, Role.ANALYST},
+    "export": set(H),  # curated data is pseudonymized; personal columns never reach it
+    "quarantine.read_raw": {Role.ADMIN, Role.STEWARD},  # raw rows may hold personal data
+    "quarantine.reprocess": {Role.ADMIN, Role.STEWARD},
+    "lineage.read": set(H),
+    "catalog.read": set(H),
+    "audit.read": {Role.ADMIN, Role.STEWARD},
+    "models.read": set(H),
+    "models.approve": {Role.ADMIN, Role.ENGINEER, Role.STEWARD},
+    "models.promote": {Role.ADMIN, Role.ENGINEER},
+    "models.rollback": {Role.ADMIN, Role.ENGINEER},
+    "rules.change": {Role.ADMIN, Role.ENGINEER},
+    "experiments.change": {Role.ADMIN, Role.SCIENTIST, Role.ENGINEER},
+    "events.absorb": {Role.ADMIN, Role.STEWARD, Role.ENGINEER},
+    "privacy.erase": {Role.ADMIN, Role.STEWARD},
+    "retention.enforce": {Role.ADMIN, Role.STEWARD},
+    "users.manage": {Role.ADMIN},
+    "serve.run": {Role.ADMIN, Role.ENGINEER},
+    "serve.call": {Role.ADMIN, Role.ENGINEER, Role.SERVICE, Role.SCIENTIST, Role.ANALYST},
+    "serve.admin": {Role.ADMIN, Role.ENGINEER},
+}
+
+
+class AccessDenied(ShelfwiseError):
+    """The identity is missing, wrong, or its role does not permit the action (exit status 4)."""
+
+
+@dataclass
+class Person:
+    name: str
+    role: Role
+    key_sha256: str
+    created_at: str
+    created_by: str | None = None
+    active: bool = True
+
+
+def _hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class People:
+    def __init__(self, workdir: str | Path):
+        self.workdir = Path(workdir)
+        self.path = self.workdir / PEOPLE_FILE
+
+    def load(self) -> dict[str, Person]:
+        if not self.path.exists():
+            return {}
+        doc = json.loads(self.path.read_text())
+        return {n: Person(**{**p, "role": Role(p["role"])}) for n, p in doc.items()}
+
+    def _save(self, people: dict[str, Person]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({n: {**asdict(p), "role": p.role.value} for n, p in people.items()}, fh, indent=2)
+        tmp.replace(self.path)
+
+    @property
+    def governed(self) -> bool:
+        return self.path.exists() and bool(self.load())
+
+    def add(self, name: str, role: str, by: Person | None = None) -> str:
+        """Register a person or service; returns their API key (shown once, stored hashed)."""
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}", name):
+            raise ShelfwiseError(f"name {name!r}: 1-64 letters, digits, '.', '_', '@', '-'")
+        try:
+            r = Role(role)
+        except ValueError:
+            raise ShelfwiseError(f"role {role!r}: one of {', '.join(x.value for x in Role)}") from None
+        people = self.load()
+        if not people and r is not Role.ADMIN:
+            raise ShelfwiseError("the first person registered in a workdir must be an admin")
+        if name in people:
+            raise ShelfwiseError(f"{name!r} is already registered (role {people[name].role.value})")
+        key = "swk_" + secrets.token_urlsafe(32)
+        people[name] = Person(name, r, _hash_key(key), datetime.now(UTC).isoformat(), by.name if by else None)
+        self._save(people)
+        AuditLog(self.workdir).append("users.add", actor=by.name if by else name, name=name, role=r.value)
+        return key
+
+    def by_key(self, key: str) -> Person | None:
+        h = _hash_key(key)
+        for p in self.load().values():
+            if p.active and hmac.compare_digest(p.key_sha256, h):
+                return p
+        return None
+
+    def authenticate(self, name: str | None, key: str | None) -> Person:
+        people = self.load()
+        if not name:
+            raise AccessDenied(
+                f"{self.workdir}: this workdir has registered people; say who you are with "
+                f"--as NAME (or {ENV_AS}) and {ENV_KEY}"
+            )
+        p = people.get(name)
+        if p is None or not p.active or not key or not hmac.compare_digest(p.key_sha256, _hash_key(key)):
+            raise AccessDenied(f"{name!r}: unknown person or wrong API key ({ENV_KEY})")
+        return p
+
+
+def authorize(
+    workdir: str | Path, action: str, *, name: str | None = None, key: str | None = None
+) -> Person | None:
+    """The person allowed to do `action`, or None in single-user mode; AccessDenied otherwise
+    (and the denial is audited)."""
+    if action not in PERMISSIONS:
+        raise ValueError(f"unknown action {action!r}")
+    people = People(workdir)
+    if not people.governed:
+        return None
+    name = name if name is not None else os.environ.get(ENV_AS)
+    key = key if key is not None else os.environ.get(ENV_KEY)
+    try:
+        person = people.authenticate(name, key)
+    except AccessDenied as exc:
+        AuditLog(workdir).append(
+            "access.denied",
+            actor=name or "anonymous",
+            outcome="denied",
+            denied_action=action,
+            reason=str(exc),
+        )
+        raise
+    if person.role not in PERMISSIONS[action]:
+        allowed = ", ".join(sorted(r.value for r in PERMISSIONS[action]))
+        AuditLog(workdir).append(
+            "access.denied", actor=person.name, outcome="denied", denied_action=action, role=person.role.value
+        )
+        raise AccessDenied(
+            f"{person.name} (role {person.role.value}) may not {action}; roles allowed: {allowed}"
+        )
+    return person

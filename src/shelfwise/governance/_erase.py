@@ -1,0 +1,215 @@
+"""Right to erasure: remove one user from everything shelfwise holds, without a retrain.
+
+- warehouse: the user's rows in every raw table (raw ids), every version of every curated table
+  (pseudonym) and the quarantine (raw fields, and malformed lines that name the id);
+- files: the served-events spool and its archive (`feedback/`), the exposure log;
+- every bundle: the user's steps leave the history, their pseudonym is replaced by a tombstone,
+  their precomputed list and purchases go, and per-user model state (ALS/BPR user factors) is
+  zeroed; the manifest's file hashes are re-signed and the erasure noted in it. The user is then
+  unknown to serving: exactly a never-seen user (cold start);
+- online state (Redis, when given) and running servers (they watch `governance/erasures.jsonl`,
+  forget the user and reload the bundle).
+
+An OpenLineage run names every artifact touched; the audit entry holds the pseudonym, never the
+raw id. The shop's own source files are outside shelfwise: the report says so.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ShelfwiseError
+from ._audit import AuditLog
+from ._lineage import DatasetRef, LineageRun, warehouse_namespace
+from ._privacy import Pseudonymizer, SecretStore
+
+ERASURES_FILE = Path("governance") / "erasures.jsonl"
+
+
+def erase_user(
+    workdir: str | Path, raw_user_id: str, *, actor: str | None = None, redis_client: Any = None
+) -> dict[str, Any]:
+    workdir = Path(workdir)
+    if not raw_user_id.strip():
+        raise ShelfwiseError("--user: an empty user id")
+    if not (workdir / "warehouse.duckdb").exists():
+        raise ShelfwiseError(f"{workdir}: not a shelfwise workdir (no warehouse.duckdb)")
+    pseudo = Pseudonymizer(SecretStore(workdir).pseudonym_key())(raw_user_id)
+    lineage = LineageRun(workdir, "shelfwise.privacy.erase", []).start()
+    report: dict[str, Any] = {"pseudonym": pseudo, "warehouse": {}, "files": {}, "bundles": {}}
+    touched: list[DatasetRef] = []
+    try:
+        report["warehouse"] = _erase_warehouse(workdir, raw_user_id, pseudo)
+        ns = warehouse_namespace(workdir)
+        touched += [DatasetRef(ns, t, rows=n) for t, n in report["warehouse"].items() if n]
+        report["files"] = _erase_files(workdir, raw_user_id, pseudo)
+        touched += [
+            DatasetRef("file", str((workdir / f).resolve()), rows=n) for f, n in report["files"].items() if n
+        ]
+        for b in sorted((workdir / "bundles").glob("[0-9]*")):
+            n = _erase_bundle(b, pseudo)
+            report["bundles"][b.name] = n
+            if n:
+                touched.append(DatasetRef("file", str(b.resolve()), rows=n))
+        if redis_client is not None:
+            from ..serving._online import RedisState
+
+            RedisState(redis_client).forget(pseudo)
+            report["redis"] = "forgotten"
+        path = workdir / ERASURES_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as fh:  # running servers forget the user and reload
+            fh.write(json.dumps({"pseudonym": pseudo, "at": datetime.now(UTC).isoformat()}) + "\n")
+    except Exception as exc:
+        lineage.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    lineage.complete(touched)
+    report["lineage_run_id"] = lineage.run_id
+    report["not_covered"] = (
+        "the shop's own source files (the --data directories) are outside shelfwise; "
+        "delete the user there too or the next full load brings them back"
+    )
+    AuditLog(workdir).append(
+        "privacy.erase",
+        actor=actor,
+        pseudonym=pseudo,
+        warehouse=report["warehouse"],
+        files=report["files"],
+        bundles=report["bundles"],
+        lineage_run_id=lineage.run_id,
+    )
+    return report
+
+
+def _erase_warehouse(workdir: Path, raw: str, pseudo: str) -> dict[str, int]:
+    from ..storage import Warehouse
+
+    out: dict[str, int] = {}
+    with Warehouse(workdir) as wh:
+        tables = wh.sql(
+            "SELECT table_schema, table_name FROM information_schema.columns "
+            "WHERE column_name = 'user_id' AND table_schema IN ('raw', 'curated') "
+            "AND table_name IN (SELECT table_name FROM information_schema.tables "
+            "WHERE table_type = 'BASE TABLE' AND table_schema = information_schema.columns.table_schema)"
+        ).fetchall()
+        for schema, table in tables:
+            value = raw if schema == "raw" else pseudo
+            n = wh.sql(f'DELETE FROM "{schema}"."{table}" WHERE trim(user_id) = ?', [value]).fetchone()
+            out[f"{schema}.{table}"] = int(n[0]) if n else 0
+        has_q = wh.sql(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'quarantine' AND table_name = 'rows'"
+        ).fetchone()
+        if has_q and has_q[0]:
+            token = '(^|[,;\\t|"])' + re.escape(raw) + '([,;\\t|"]|$)'
+            n = wh.sql(
+                "DELETE FROM quarantine.rows WHERE trim(json_extract_string(raw, '$.user_id')) = ? "
+                "OR regexp_matches(coalesce(json_extract_string(raw, '$.line'), ''), ?)",
+                [raw, token],
+            ).fetchone()
+            out["quarantine.rows"] = int(n[0]) if n else 0
+        wh.sql("CHECKPOINT")
+    return out
+
+
+def _rewrite_jsonl(path: Path, drop: Any) -> int:
+    kept, dropped = [], 0
+    with open(path, "rb") as fh:
+        for line in fh:
+            try:
+                rec = json.loads(line) if line.strip() else None
+            except ValueError:
+                rec = None
+            if rec is not None and drop(rec):
+                dropped += 1
+            else:
+                kept.append(line)
+    if dropped:
+        tmp = path.with_name(path.name + ".erase-tmp")
+        with open(tmp, "wb") as fh:
+            fh.writelines(kept)
+        tmp.replace(path)
+    return dropped
+
+
+def _erase_files(workdir: Path, raw: str, pseudo: str) -> dict[str, int]:
+    def raw_event(rec: dict[str, Any]) -> bool:
+        ev = rec.get("event", rec)
+        return isinstance(ev, dict) and str(ev.get("user_id", "")).strip() == raw
+
+    out: dict[str, int] = {}
+    groups = [
+        ("feedback", "events-*.jsonl", raw_event),
+        ("spool/events", "*.jsonl", raw_event),
+        ("spool/rejected", "*.jsonl", raw_event),
+        ("spool/exposures", "*.jsonl*", lambda r: r.get("user") == pseudo),
+    ]
+    for folder, pattern, drop in groups:
+        n = sum(_rewrite_jsonl(p, drop) for p in sorted((workdir / folder).glob(pattern)))
+        out[folder] = n
+    return out
+
+
+def _erase_bundle(path: Path, pseudo: str) -> int:
+    """Remove one user from a bundle in place; returns the steps removed (0: not in it)."""
+    from ..features import Interactions
+    from ..serving._bundle import _sha256
+
+    inter = Interactions.load(path / "interactions.npz")
+    hits = np.flatnonzero(inter.user_ids.astype(str) == pseudo)
+    if len(hits) == 0:
+        return 0
+    u = int(hits[0])
+    keep = inter.user_idx != u
+    user_ids = inter.user_ids.astype(object).copy()
+    user_ids[u] = f"erased_{u}"  # the index stays (model state is indexed by it); the id is gone
+    steps = int((~keep).sum())
+    Interactions(
+        inter.user_idx[keep],
+        inter.item_idx[keep],
+        inter.weight[keep],
+        inter.timestamp[keep],
+        user_ids,
+        inter.item_ids,
+    ).save(path / "interactions.npz")
+    sv = path / "serving.npz"
+    if sv.exists():
+        with np.load(sv) as z:
+            arrays = {k: z[k] for k in z.files}
+        if "toplist" in arrays and u < len(arrays["toplist"]):
+            arrays["toplist"][u] = -1
+        if "purchase_user" in arrays:
+            m = arrays["purchase_user"] != u
+            for k in ("purchase_user", "purchase_item", "purchase_ts"):
+                arrays[k] = arrays[k][m]
+        np.savez_compressed(sv, **arrays)  # type: ignore[arg-type]
+    for state in (path / "models").glob("*/state.pkl"):
+        with open(state, "rb") as fh:
+            st = pickle.load(fh)
+        changed = False
+        uf = st.get("user_factors_")
+        if isinstance(uf, np.ndarray) and u < len(uf):
+            uf[u] = 0
+            changed = True
+        inner = st.get("model_")
+        inner_uf = getattr(inner, "user_factors", None)
+        if isinstance(inner_uf, np.ndarray) and u < len(inner_uf):
+            inner_uf[u] = 0
+            changed = True
+        if changed:
+            with open(state, "wb") as fh:
+                pickle.dump(st, fh)
+    mf = path / "manifest.json"
+    manifest = json.loads(mf.read_text())
+    manifest["files"] = {rel: _sha256(path / rel) for rel in manifest["files"] if (path / rel).exists()}
+    manifest.setdefault("erasures", []).append({"pseudonym": pseudo, "at": datetime.now(UTC).isoformat()})
+    tmp = mf.with_name("manifest.json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, default=str))
+    tmp.replace(mf)
+    return steps

@@ -1,0 +1,311 @@
+"""The gated model registry, on MLflow's model registry (aliases, not the deprecated stages).
+
+Every bundle `shelfwise train` writes is registered as a version of the registered model
+`shelfwise-bundle` with alias `candidate`, its metrics, data versions and lineage run id as tags.
+Going live (`promote`) needs every gate to pass and a sign-off by a person with an approving role
+who is not the one who trained it (four eyes); it moves the `production` alias and
+`bundles/CURRENT`, which every running server follows. `rollback` moves both back to the previous
+production version. Each step is audited.
+
+Gates (stated in `gates()` with their numbers):
+- `data_contracts`: the curated tables the bundle learned from were published under the
+  contract versions in force now (publication requires the contract's pandera schema to pass);
+- `not_worse_than_production`: the candidate's NDCG@10 upper 95% bound is at least production's
+  NDCG@10 (both on their own test folds; no production yet passes);
+- `beats_popularity`: the candidate's NDCG@10 lower 95% bound is above the popularity baseline's
+  NDCG@10 in the same evaluation;
+- `coverage_floor`: catalog coverage@10 of the default model at least `coverage_floor` (0.05).
+
+In single-user mode (nobody registered, see governance._access) a trained bundle is promoted at
+once, as before the registry existed; the gates are still computed and recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import ShelfwiseError
+
+MODEL = "shelfwise-bundle"
+HEADLINE = "ndcg@10"
+
+
+@dataclass
+class Gate:
+    name: str
+    passed: bool
+    detail: str
+
+
+def _client(workdir: Path) -> Any:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    logging.getLogger("alembic").setLevel(logging.ERROR)
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{(workdir / 'mlflow.db').resolve().as_posix()}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+class Registry:
+    def __init__(self, workdir: str | Path, coverage_floor: float = 0.05):
+        self.workdir = Path(workdir)
+        self.coverage_floor = coverage_floor
+        self.client = _client(self.workdir)
+
+    # -- reading -------------------------------------------------------------------------------
+    def _ensure_model(self) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(MODEL)
+        except MlflowException:
+            self.client.create_registered_model(
+                MODEL, description="shelfwise serving bundles: candidate and production aliases"
+            )
+
+    def _alias(self, alias: str) -> str | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return str(self.client.get_model_version_by_alias(MODEL, alias).version)
+        except MlflowException:
+            return None
+
+    def production(self) -> str | None:
+        return self._alias("production")
+
+    def candidate(self) -> str | None:
+        return self._alias("candidate")
+
+    def _version(self, version: str) -> Any:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_model_version(MODEL, str(version))
+        except MlflowException:
+            raise ShelfwiseError(
+                f"model version {version!r} is not registered (see `shelfwise models list`)"
+            ) from None
+
+    def manifest(self, version: str) -> dict[str, Any]:
+        mv = self._version(version)
+        return json.loads((Path(mv.source) / "manifest.json").read_text())  # type: ignore[no-any-return]
+
+    def versions(self) -> list[dict[str, Any]]:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            mvs = self.client.search_model_versions(f"name='{MODEL}'")
+        except MlflowException:
+            return []
+        prod, cand = self.production(), self.candidate()
+        out = []
+        for mv in sorted(mvs, key=lambda m: int(m.version)):
+            tags = dict(mv.tags)
+            aliases = [a for a, v in (("production", prod), ("candidate", cand)) if v == str(mv.version)]
+            out.append(
+                {
+                    "version": str(mv.version),
+                    "bundle": tags.get("bundle_version"),
+                    "path": mv.source,
+                    "aliases": aliases,
+                    "default_model": tags.get("default_model"),
+                    HEADLINE: float(tags["ndcg_at_10"]) if tags.get("ndcg_at_10") else None,
+                    "registered_by": tags.get("registered_by"),
+                    "approved_by": tags.get("approved_by"),
+                    "gates": json.loads(tags.get("gates", "[]")),
+                    "status": tags.get("status", "candidate"),
+                }
+            )
+        return out
+
+    # -- gates ---------------------------------------------------------------------------------
+    def gates(self, version: str) -> list[Gate]:
+        from ..governance import CONTRACTS
+
+        m = self.manifest(version)
+        gates = []
+        stale = [
+            f"{t} (v{v.get('contract_version')}, now v{CONTRACTS[t].version})"
+            for t, v in m.get("data_versions", {}).items()
+            if t in CONTRACTS and v.get("contract_version") != CONTRACTS[t].version
+        ]
+        gates.append(
+            Gate(
+                "data_contracts",
+                bool(m.get("data_versions")) and not stale,
+                "every curated input passed its contract"
+                if not stale
+                else "learned from data checked by older contracts: " + ", ".join(stale),
+            )
+        )
+        default = m["default_model"]
+        metrics = m.get("metrics", {})
+        ci = m.get("ci95", {})
+        score = float(metrics.get(default, {}).get(HEADLINE, 0.0))
+        lo, hi = (ci.get(default, {}).get(HEADLINE) or [score, score])[:2]
+        prod = self.production()
+        if prod is None or prod == str(version):
+            gates.append(Gate("not_worse_than_production", True, "no other production version"))
+        else:
+            pm = self.manifest(prod)
+            pscore = float(pm["metrics"][pm["default_model"]][HEADLINE])
+            gates.append(
+                Gate(
+                    "not_worse_than_production",
+                    hi >= pscore,
+                    f"{HEADLINE} {score:.4f} (95% CI {lo:.4f}-{hi:.4f}) vs production v{prod} {pscore:.4f}",
+                )
+            )
+        pop = metrics.get("popularity", {}).get(HEADLINE)
+        if pop is None:
+            gates.append(Gate("beats_popularity", False, "no popularity baseline in this evaluation"))
+        else:
+            gates.append(
+                Gate(
+                    "beats_popularity",
+                    default != "popularity" and lo > float(pop),
+                    f"{default} {HEADLINE} 95% CI lower bound {lo:.4f} vs popularity {float(pop):.4f}",
+                )
+            )
+        cov = float(metrics.get(default, {}).get("coverage@10", 0.0))
+        gates.append(
+            Gate(
+                "coverage_floor",
+                cov >= self.coverage_floor,
+                f"coverage@10 {cov:.3f} (floor {self.coverage_floor})",
+            )
+        )
+        return gates
+
+    # -- writing -------------------------------------------------------------------------------
+    def register(self, bundle: Path, run_id: str | None, actor: str | None) -> str:
+        from ..governance import AuditLog
+
+        self._ensure_model()
+        m = json.loads((bundle / "manifest.json").read_text())
+        default = m["default_model"]
+        tags = {
+            "bundle_version": m["version"],
+            "default_model": default,
+            "ndcg_at_10": str(m.get("metrics", {}).get(default, {}).get(HEADLINE, "")),
+            "lineage_run_id": str(m.get("lineage", {}).get("train_run_id")),
+            "data_versions": json.dumps({t: v.get("version") for t, v in m.get("data_versions", {}).items()}),
+            "registered_by": actor or "",
+            "status": "candidate",
+        }
+        mv = self.client.create_model_version(MODEL, source=str(bundle.resolve()), run_id=run_id, tags=tags)
+        version = str(mv.version)
+        gates = self.gates(version)
+        self.client.set_model_version_tag(MODEL, version, "gates", json.dumps([asdict(g) for g in gates]))
+        self.client.set_registered_model_alias(MODEL, "candidate", version)
+        AuditLog(self.workdir).append(
+            "model.register",
+            actor=actor,
+            version=version,
+            bundle=m["version"],
+            gates={g.name: g.passed for g in gates},
+        )
+        return version
+
+    def approve(self, version: str, actor: str) -> None:
+        from ..governance import AccessDenied, AuditLog
+
+        mv = self._version(version)
+        if mv.tags.get("registered_by") and mv.tags.get("registered_by") == actor:
+            AuditLog(self.workdir).append(
+                "access.denied",
+                actor=actor,
+                outcome="denied",
+                denied_action="models.approve",
+                reason="four eyes",
+                version=version,
+            )
+            raise AccessDenied(f"{actor} trained version {version}: someone else must approve it (four eyes)")
+        self.client.set_model_version_tag(MODEL, str(version), "approved_by", actor)
+        self.client.set_model_version_tag(MODEL, str(version), "approved_at", datetime.now(UTC).isoformat())
+        AuditLog(self.workdir).append("model.approve", actor=actor, version=str(version))
+
+    def promote(self, version: str, actor: str | None, *, require_approval: bool = True) -> list[Gate]:
+        """Make `version` production if its gates pass and (when required) it is approved."""
+        from ..governance import AuditLog
+
+        mv = self._version(version)
+        gates = self.gates(version)
+        failed = [g for g in gates if not g.passed]
+        approved = mv.tags.get("approved_by")
+        if failed or (require_approval and not approved):
+            why = [f"gate {g.name} failed: {g.detail}" for g in failed]
+            if require_approval and not approved:
+                why.append("no approval: a person with an approving role must run `shelfwise models approve`")
+            AuditLog(self.workdir).append(
+                "model.promote", actor=actor, outcome="refused", version=str(version), reasons=why
+            )
+            raise ShelfwiseError(f"version {version} not promoted: " + "; ".join(why))
+        previous = self.production()
+        self._go_live(str(version), mv.source, previous)
+        AuditLog(self.workdir).append(
+            "model.promote",
+            actor=actor,
+            version=str(version),
+            bundle=mv.tags.get("bundle_version"),
+            previous=previous,
+            approved_by=approved,
+            gates={g.name: g.passed for g in gates},
+        )
+        return gates
+
+    def promote_unattended(self, version: str, actor: str | None) -> None:
+        """Single-user mode: live at once (the gates are recorded on the version, not enforced)."""
+        from ..governance import AuditLog
+
+        previous = self.production()
+        mv = self._version(version)
+        self._go_live(str(version), mv.source, previous)
+        AuditLog(self.workdir).append(
+            "model.promote", actor=actor, version=str(version), previous=previous, mode="single-user"
+        )
+
+    def _go_live(self, version: str, source: str, previous: str | None) -> None:
+        from ..serving._bundle import BUNDLES_DIR, CURRENT
+
+        if previous and previous != version:
+            self.client.set_model_version_tag(MODEL, version, "previous_production", previous)
+            self.client.set_model_version_tag(MODEL, previous, "status", "retired")
+        self.client.set_model_version_tag(MODEL, version, "status", "production")
+        self.client.set_registered_model_alias(MODEL, "production", version)
+        if self.candidate() == version:
+            self.client.delete_registered_model_alias(MODEL, "candidate")
+        root = self.workdir / BUNDLES_DIR
+        tmp = root / f".{CURRENT}.tmp"
+        tmp.write_text(Path(source).name)
+        tmp.replace(root / CURRENT)  # every server follows this pointer
+
+    def rollback(self, actor: str | None) -> str:
+        from ..governance import AuditLog
+
+        prod = self.production()
+        if prod is None:
+            raise ShelfwiseError("nothing in production to roll back")
+        previous = self._version(prod).tags.get("previous_production")
+        if not previous:
+            raise ShelfwiseError(f"version {prod} has no previous production version to go back to")
+        pv = self._version(previous)
+        self.client.set_model_version_tag(MODEL, prod, "status", "rolled_back")
+        self.client.set_model_version_tag(MODEL, previous, "status", "production")
+        self.client.set_registered_model_alias(MODEL, "production", previous)
+        from ..serving._bundle import BUNDLES_DIR, CURRENT
+
+        root = self.workdir / BUNDLES_DIR
+        tmp = root / f".{CURRENT}.tmp"
+        tmp.write_text(Path(pv.source).name)
+        tmp.replace(root / CURRENT)
+        AuditLog(self.workdir).append("model.rollback", actor=actor, version=previous, rolled_back=prod)
+        return previous
