@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-DICT_APP = '''
+DICT_APP = """
 import json, os
 from fastapi import FastAPI
 from fastapi.responses import Response
@@ -36,7 +36,7 @@ app = FastAPI()
 @app.get("/v1/recommendations/{user_id}")
 async def rec(user_id: str, k: int = 10):
     return Response(orjson.dumps({"user_id": user_id, "items": D.get(user_id, COLD)[:k]}), media_type="application/json")
-'''
+"""
 LUA_PATHS = """
 local paths = {}
 for line in io.lines(os.getenv("WRK_PATHS")) do paths[#paths + 1] = line end
@@ -191,17 +191,25 @@ def main() -> None:
     try:
         wait_ready(f"http://127.0.0.1:{port_dict}", dict_proc, "/v1/recommendations/x")
         wait_ready(f"http://127.0.0.1:{port_sw}", sw_proc)
+        for _ in range(600):  # the server pre-searches the logged head queries after loading
+            if httpx.get(f"http://127.0.0.1:{port_sw}/readyz").json().get("search_cache_warmed") is not None:
+                break
+            time.sleep(0.5)
         penv = {"WRK_PATHS": str(tmp / "rec_paths.txt")}
         for port in (port_dict, port_sw):  # warm-up
             wrk(f"http://127.0.0.1:{port}", LUA_PATHS, penv, 3, 32)
-        results["dict_app_recommendations"] = wrk(f"http://127.0.0.1:{port_dict}", LUA_PATHS, penv, args.seconds, 32)
+        results["dict_app_recommendations"] = wrk(
+            f"http://127.0.0.1:{port_dict}", LUA_PATHS, penv, args.seconds, 32
+        )
         results["recommendations"] = wrk(f"http://127.0.0.1:{port_sw}", LUA_PATHS, penv, args.seconds, 32)
         dict_proc.terminate()
         spenv = {"WRK_PATHS": str(tmp / "search_paths.txt")}
         wrk(f"http://127.0.0.1:{port_sw}", LUA_PATHS, spenv, 3, 8)
         results["search_query_log"] = wrk(f"http://127.0.0.1:{port_sw}", LUA_PATHS, spenv, args.seconds, 32)
         cenv = {"WRK_PATHS": str(tmp / "search_cold.txt")}
-        results["search_uncached_4_conns"] = wrk(f"http://127.0.0.1:{port_sw}", LUA_PATHS, cenv, args.seconds, 4)
+        results["search_uncached_4_conns"] = wrk(
+            f"http://127.0.0.1:{port_sw}", LUA_PATHS, cenv, args.seconds, 4
+        )
         eenv = {"WRK_BODY": str(tmp / "events.json")}
         ev = wrk(f"http://127.0.0.1:{port_sw}/v1/events", LUA_POST, eenv, args.seconds, 32)
         ev["events_per_request"] = len(body)
@@ -219,7 +227,9 @@ def main() -> None:
         "recommendations_p99_ok (< 50 ms)": rec["p99_ms"] < 50,
         "search_p99_ok (< 100 ms, query log, 32 conns)": results["search_query_log"]["p99_ms"] < 100,
         "events_ok (>= 5000/s durable)": results["events"]["events_per_second"] >= 5000,
-        "no_5xx": all(r.get("non2xx", 0) == 0 for k, r in results.items() if isinstance(r, dict) and "rps" in r),
+        "no_5xx": all(
+            r.get("non2xx", 0) == 0 for k, r in results.items() if isinstance(r, dict) and "rps" in r
+        ),
     }
     shutil.rmtree(tmp, ignore_errors=True)
     if args.work is None:

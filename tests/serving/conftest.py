@@ -70,11 +70,11 @@ def served_workdir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
 class Server:
     """`shelfwise serve` in a subprocess on a free port."""
 
-    def __init__(self, workdir: Path, *args: str):
+    def __init__(self, workdir: Path, *args: str, env: dict[str, str] | None = None):
         self.workdir = workdir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+        env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", **(env or {}))
         self.log = open(workdir / f"serve-{self.port}.log", "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "shelfwise.cli", "serve", "--workdir", str(workdir), "--port", str(self.port), *args],

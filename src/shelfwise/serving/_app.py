@@ -41,7 +41,7 @@ from ._online import RedisState
 from ._service import Answer, ServeSettings, Service
 from ._spool import FileSpool, RedisSpool
 
-log = logging.getLogger("shelfwise.serve")
+log = logging.getLogger("uvicorn.error")  # configured by uvicorn: our messages show with its own
 
 EVENT_FIELDS = frozenset(EVENTS.column_names)
 CONFIG_ENV = "SHELFWISE_SERVE_CONFIG"
@@ -70,6 +70,7 @@ class _Metrics:
         self.errors = Counter("shelfwise_errors_total", "5xx answers", ["endpoint"], **kw)
         self.cache = Counter("shelfwise_cache_total", "list lookups by outcome", ["surface", "outcome"], **kw)
         self.events = Counter("shelfwise_events_total", "posted events by outcome", ["outcome"], **kw)
+        self.children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self.swaps = Gauge("shelfwise_bundle_swaps", "bundles hot-swapped in", multiprocess_mode="max", **kw)
 
     def render(self) -> bytes:
@@ -110,10 +111,15 @@ class _MetricsMiddleware:
             await self.app(scope, receive, send_status)
         finally:
             ep = _endpoint(scope)
-            self.metrics.latency.labels(ep).observe(time.perf_counter() - t0)
-            self.metrics.requests.labels(ep, str(status[0])).inc()
+            m = self.metrics
+            key = (ep, status[0])
+            children = m.children.get(key)
+            if children is None:  # labelled children are looked up once, not per request
+                children = m.children[key] = (m.latency.labels(ep), m.requests.labels(ep, str(status[0])))
+            children[0].observe(time.perf_counter() - t0)
+            children[1].inc()
             if status[0] >= 500:
-                self.metrics.errors.labels(ep).inc()
+                m.errors.labels(ep).inc()
 
 
 def _clean_text(value: str, name: str, max_chars: int) -> str:
@@ -139,6 +145,9 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
             redis_client = redis.Redis.from_url(settings.redis_url)
             redis_client.ping()
         online = RedisState(redis_client) if redis_client is not None else None
+        import torch
+
+        torch.set_num_threads(1)  # one request's query encoding must not take every core
         service = await asyncio.to_thread(Service, workdir, settings, online=online)
         if redis_client is not None:
             events: Any = RedisSpool(redis_client, REDIS_EVENTS)
@@ -148,9 +157,17 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
             rejected = FileSpool(workdir / REJECTED_DIR, fsync=settings.fsync)
         exposures = FileSpool(workdir / EXPOSURES_DIR, fsync=False, rotate_seconds=60)
         state.update(
-            service=service, events=events, rejected=rejected, exposures=exposures, redis=redis_client
+            service=service,
+            events=events,
+            rejected=rejected,
+            exposures=exposures,
+            redis=redis_client,
+            exposure_buffer=[],
+            search_slots=asyncio.Semaphore(1),  # CPU-bound: one at a time, in arrival order
         )
-        tasks = []
+        tasks = [asyncio.create_task(_every(0.5, _flush_exposures, state))]
+        if settings.warm_search_queries > 0:
+            tasks.append(asyncio.create_task(_warm(service, settings.warm_search_queries)))
         if settings.reload_interval_s > 0:
             tasks.append(asyncio.create_task(_every(settings.reload_interval_s, _refresh, service)))
         if settings.absorb_interval_s > 0:
@@ -166,6 +183,7 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
             for t in tasks:
                 with suppress(asyncio.CancelledError):
                     await t
+            await _flush_exposures(state)
             # graceful stop: whatever was acknowledged is already on disk; close the segments so
             # the absorber can take them at once
             for spool in (events, rejected, exposures):
@@ -232,7 +250,7 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
             "items": ans.items,
             **extra,
         }
-        state["exposures"].append([orjson.dumps(rec)])
+        state["exposure_buffer"].append(orjson.dumps(rec))  # written every 0.5 s in one batch
 
     def count_cache(surface: str, ans: Answer) -> None:
         hit = ans.source.startswith(("precomputed:", "cached:"))
@@ -241,15 +259,22 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
     K = Annotated[int, Query(ge=1, le=settings.max_k, description=f"1..{settings.max_k}")]
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, Any]:
-        return {"status": "ok"}
+    async def healthz() -> JSON:
+        return JSON({"status": "ok"})
 
     @app.get("/readyz")
     async def readyz() -> JSON:
         s = state.get("service")
         if s is None:
             return JSON({"status": "loading"}, status_code=503)
-        return JSON({"status": "ready", "bundle_version": s.snapshot.version, "swaps": s.swaps})
+        return JSON(
+            {
+                "status": "ready",
+                "bundle_version": s.snapshot.version,
+                "swaps": s.swaps,
+                "search_cache_warmed": s.search_warm,  # null while warming
+            }
+        )
 
     @app.get("/metrics")
     async def prometheus() -> Response:
@@ -264,7 +289,7 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
         user_id: Annotated[str, PathParam(min_length=1, max_length=settings.max_id_chars)],
         k: K = 10,
         context: Annotated[str | None, Query(max_length=settings.max_query_chars)] = None,
-    ) -> dict[str, Any]:
+    ) -> JSON:
         s = svc(request)
         _clean_text(user_id, "user_id", settings.max_id_chars)
         if context is not None:
@@ -272,7 +297,7 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
         ans = s.recommend(user_id, k, context or None)
         rid = s.new_id("rec")
         count_cache("recommendations", ans)
-        expose("recommendations", rid, ans, s.pseudonymize(user_id), {"context": context})
+        expose("recommendations", rid, ans, ans.user, {"context": context})
         out: dict[str, Any] = {
             "recommendation_id": rid,
             "bundle_version": ans.bundle,
@@ -283,14 +308,14 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
         }
         if ans.experiment:
             out["experiment"] = {"name": ans.experiment, "variant": ans.variant.name if ans.variant else None}
-        return out
+        return JSON(out)
 
     @app.get("/v1/items/{product_id}/similar")
     async def similar(
         request: Request,
         product_id: Annotated[str, PathParam(min_length=1, max_length=settings.max_id_chars)],
         k: K = 10,
-    ) -> dict[str, Any]:
+    ) -> JSON:
         s = svc(request)
         _clean_text(product_id, "product_id", settings.max_id_chars)
         ans = s.similar(product_id, k)
@@ -299,13 +324,15 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
         rid = s.new_id("rec")
         count_cache("similar", ans)
         expose("similar", rid, ans, None, {"product_id": product_id})
-        return {
-            "recommendation_id": rid,
-            "bundle_version": ans.bundle,
-            "product_id": product_id,
-            "model": ans.model,
-            "items": ans.items,
-        }
+        return JSON(
+            {
+                "recommendation_id": rid,
+                "bundle_version": ans.bundle,
+                "product_id": product_id,
+                "model": ans.model,
+                "items": ans.items,
+            }
+        )
 
     @app.get("/v1/search")
     async def search(
@@ -320,7 +347,7 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
         in_stock: bool | None = None,
         sort: Annotated[str, Query(pattern="^(relevance|price_asc|price_desc|popularity)$")] = "relevance",
         user_id: Annotated[str | None, Query(max_length=settings.max_id_chars)] = None,
-    ) -> dict[str, Any]:
+    ) -> JSON:
         from ..search import Filters
 
         s = svc(request)
@@ -331,9 +358,14 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
             if v is not None:
                 _clean_text(v, name, 256)
         filters = Filters(category, brand, price_min, price_max, in_stock)
-        ans = await asyncio.to_thread(
-            s.search, q, k, filters=filters, sort=sort, offset=offset, raw_user=user_id
-        )
+        # a cache hit is answered on the event loop; a miss waits for the one search slot
+        ans = s.search(q, k, filters=filters, sort=sort, offset=offset, raw_user=user_id, cached_only=True)
+        if ans is None:
+            async with state["search_slots"]:
+                ans = await asyncio.to_thread(
+                    lambda: s.search(q, k, filters=filters, sort=sort, offset=offset, raw_user=user_id)
+                )
+        assert ans is not None
         sid = s.new_id("srch")
         count_cache("search", ans)
         expose("search", sid, ans, s.pseudonymize(user_id) if user_id else None, {"query": q})
@@ -353,18 +385,20 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
         }
         if ans.experiment:
             out["experiment"] = {"name": ans.experiment, "variant": ans.variant.name if ans.variant else None}
-        return out
+        return JSON(out)
 
     @app.get("/v1/suggest")
     async def suggest(
         request: Request,
         q: Annotated[str, Query(max_length=settings.max_query_chars)],
         k: Annotated[int, Query(ge=1, le=20)] = 8,
-    ) -> dict[str, Any]:
+    ) -> JSON:
         s = svc(request)
         q = _clean_text(q, "q", settings.max_query_chars)
         engine = s.snapshot.search
-        return {"query": q, "suggestions": engine.suggest(q, k) if engine is not None and q.strip() else []}
+        return JSON(
+            {"query": q, "suggestions": engine.suggest(q, k) if engine is not None and q.strip() else []}
+        )
 
     @app.post("/v1/events", status_code=202)
     async def post_events(request: Request) -> JSON:
@@ -454,10 +488,10 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
         return JSON({"accepted": len(ok_lines), "rejected": 0}, status_code=202)
 
     @app.post("/v1/admin/reload")
-    async def reload(request: Request) -> dict[str, Any]:
+    async def reload(request: Request) -> JSON:
         s = svc(request, "serve.admin")
         changed = await asyncio.to_thread(s.refresh)
-        return {"changed": changed, "bundle_version": s.snapshot.version}
+        return JSON({"changed": changed, "bundle_version": s.snapshot.version})
 
     return app
 
@@ -472,7 +506,26 @@ async def _every(seconds: float, fn: Callable[..., Awaitable[None]], *args: Any)
 
 
 async def _refresh(service: Service) -> None:
+    before = service.snapshot
     await asyncio.to_thread(service.refresh)
+    if service.snapshot is not before and service.settings.warm_search_queries > 0:
+        await _warm(service, service.settings.warm_search_queries)
+
+
+async def _warm(service: Service, top: int) -> None:
+    try:
+        n = await asyncio.to_thread(service.warm_search, top)
+    except Exception:
+        log.exception("search cache not warmed")
+        return
+    log.info("search cache warmed with %d logged queries", n)
+
+
+async def _flush_exposures(state: dict[str, Any]) -> None:
+    buf = state.get("exposure_buffer")
+    if buf:
+        state["exposure_buffer"] = []
+        state["exposures"].append(buf)
 
 
 async def _absorb(workdir: Path, redis_client: Any) -> None:

@@ -209,25 +209,38 @@ class Rules:
     ) -> list[str]:
         """The top `k` of `ranked` (product ids, best first) after the rules."""
         now = now or datetime.now(UTC)
-        active = [r for r in self.items if r.applies(surface, query, context, now)]
+        active = [r for r in self.items if r.applies(surface, query, context, now)] if self.items else []
+        hides = [r for r in active if r.action == "hide"]
         purchases = purchases or {}
         now_s = now.timestamp()
+        out_of_stock = self.filter_out_of_stock
 
         def allowed(p: str) -> bool:
             info = catalog.get(p)
             if info is None:
                 return False
             category, brand, in_stock = info
-            if self.filter_out_of_stock and not in_stock:
+            if out_of_stock and not in_stock:
                 return False
-            if p in purchases:
+            if purchases and p in purchases:
                 window = self._repurchase_window(category)
                 if window is None or now_s - purchases[p] < float(window) * 86400:
                     return False
-            return not any(r.action == "hide" and r.targets(p, category, brand) for r in active)
+            return not (hides and any(r.targets(p, category, brand) for r in hides))
 
-        kept = [p for p in dict.fromkeys(ranked) if allowed(p)]
         boosts = [r for r in active if r.action in ("boost", "bury")]
+        n_pins = sum(1 for r in active if r.action == "pin")
+        if boosts or self.max_per_category:
+            kept = [p for p in dict.fromkeys(ranked) if allowed(p)]
+        else:  # the common case: stop as soon as the page is full
+            kept, taken = [], set()
+            need = k + n_pins
+            for p in ranked:
+                if p not in taken and allowed(p):
+                    taken.add(p)
+                    kept.append(p)
+                    if len(kept) >= need:
+                        break
         if boosts:
             keyed = []
             for rank, p in enumerate(kept):

@@ -10,9 +10,9 @@ dropped). The HTTP layer (`_app`) only parses, validates and serializes.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -43,7 +43,9 @@ class ServeSettings:
     max_id_chars: int = 256  # longer user / product ids are a 422
     reload_interval_s: float = 2.0  # how often bundles/CURRENT is checked (0 = never)
     absorb_interval_s: float = 30.0  # how often accepted events are ingested (0 = never)
-    cache_size: int = 50_000  # computed lists kept per process (LRU)
+    cache_size: int = 50_000  # computed recommendation lists kept per process (LRU)
+    search_cache_size: int = 5_000  # search result pages kept per process (LRU)
+    warm_search_queries: int = 1_000  # most frequent logged queries searched after a bundle loads
     redis_url: str | None = None  # shared online state and event stream for several replicas
     fsync: bool = True  # acknowledge events only after fsync (group commit)
     candidates_factor: int = 3  # candidates taken before rules = k * factor + 20
@@ -78,6 +80,7 @@ class Answer:
     variant: Variant | None = None
     experiment: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    user: str | None = None  # the pseudonym the answer was for
 
 
 class Snapshot:
@@ -152,7 +155,9 @@ class Service:
         self._config_mtimes = self._mtimes()
         self.keys: dict[str, tuple[str, str]] = self._load_keys()  # sha256(key) -> (name, role)
         self.cache = LRU(self.settings.cache_size)
+        self.search_cache = LRU(self.settings.search_cache_size)
         self.swaps = 0
+        self.search_warm: int | None = None  # queries pre-searched for the current snapshot
         self._swap_lock = threading.Lock()
 
     # -- hot swap -----------------------------------------------------------------------------
@@ -189,6 +194,7 @@ class Service:
         self.snapshot = Snapshot(self.snapshot.bundle.path, self.pseudonymize)
         self._others.clear()
         self.cache = LRU(self.settings.cache_size)
+        self.search_cache = LRU(self.settings.search_cache_size)
 
     def _load_keys(self) -> dict[str, tuple[str, str]]:
         from ..governance import People
@@ -240,7 +246,9 @@ class Service:
                         )
                         return changed
                     self.snapshot = new
+                    self.search_warm = None
                     self.cache = LRU(self.settings.cache_size)
+                    self.search_cache = LRU(self.settings.search_cache_size)
                     self.swaps += 1
                     log.info("now serving bundle %s (loaded in %.1fs)", new.version, new.load_seconds)
                     changed = True
@@ -293,8 +301,8 @@ class Service:
             cands = [snap.item_ids[i] for i in snap.recs.cold_start(n_cand, context)]
             source = "cold_start"
         elif not recent and snap.toplist is not None and model == snap.toplist_model:
-            row = snap.toplist[user]
-            cands = [snap.item_ids[i] for i in row[:n_cand] if i >= 0]
+            ids = snap.item_ids
+            cands = [ids[i] for i in snap.toplist[user, :n_cand].tolist() if i >= 0]
             source = f"precomputed:{model}"
         else:
             key = (snap.version, pseudo, model, version, n_cand)
@@ -322,7 +330,7 @@ class Service:
             items += rules.apply(
                 more, k - len(items), snap.info, surface="recommendations", purchases=purchases
             )
-        return Answer(items[:k], source, model, snap.version, variant, exp.name if exp else None)
+        return Answer(items[:k], source, model, snap.version, variant, exp.name if exp else None, user=pseudo)
 
     def similar(self, product_id: str, k: int) -> Answer | None:
         snap = self.snapshot
@@ -348,7 +356,10 @@ class Service:
         sort: str = "relevance",
         offset: int = 0,
         raw_user: str | None = None,
-    ) -> Answer:
+        cached_only: bool = False,
+    ) -> Answer | None:
+        """A results page; with `cached_only`, None unless it is in the cache (the HTTP layer
+        answers cache hits on the event loop and sends misses to a worker thread)."""
         from ..search import SearchEngine
 
         exp, variant = self.assign("search", raw_user)
@@ -357,19 +368,55 @@ class Service:
         if engine is None:
             return Answer([], "no_search_index", "none", snap.version, variant, exp.name if exp else None)
         rules = self._rules_for(variant)
-        n_cand = offset + k * self.settings.candidates_factor + 20
-        key = (snap.version, "search", q, repr(filters), sort, n_cand)
-        page = self.cache.get(key)
+        key, n_cand = self._search_key(snap, q, filters, sort, offset, k)
+        page = self.search_cache.get(key)
         if page is None:
+            if cached_only:
+                return None
             page = engine.query(q, n_cand, filters=filters, sort=sort)
-            self.cache.put(key, page)
+            self.search_cache.put(key, page)
+            source = "search"
+        else:
+            source = "cached:search"
         ranked = [it["product_id"] for it in page["items"]]
         # search shows purchased items again (people re-find what they bought): no repurchase rule
         items = rules.apply(ranked, offset + k, snap.info, surface="search", query=q)
         extra = {"total": page["total"], "facets": page["facets"], "corrected_query": page["corrected_query"]}
         return Answer(
-            items[offset:], "search", "search", snap.version, variant, exp.name if exp else None, extra
+            items[offset:], source, "search", snap.version, variant, exp.name if exp else None, extra
         )
+
+    def _search_key(
+        self, snap: Snapshot, q: str, filters: Any, sort: str, offset: int, k: int
+    ) -> tuple[tuple[Any, ...], int]:
+        # one cached page of >= 100 candidates serves every k and offset that fit in it
+        n_cand = max(100, offset + k * self.settings.candidates_factor + 20)
+        from ..search._analyze import words
+
+        norm = " ".join(words(q)) or q.strip().lower()  # the same normalization as the query log
+        return (snap.version, "search", norm, repr(filters), sort, n_cand), n_cand
+
+    def warm_search(self, top: int = 1000) -> int:
+        """Fill the cache with the first page of the most frequent logged queries (run in the
+        background after a bundle is loaded: the head of real traffic is then a lookup)."""
+        from ..search import Filters
+
+        snap = self.snapshot
+        engine = snap.search
+        if engine is None:
+            return 0
+        logged = [p for p, score in engine.autocomplete_.phrases if score > 1000.0][:top]
+        n = 0
+        for q in logged:
+            if self.snapshot is not snap:  # swapped meanwhile: the new snapshot warms itself
+                break
+            key, n_cand = self._search_key(snap, q, Filters(), "relevance", 0, 10)
+            if self.search_cache.get(key) is None:
+                self.search_cache.put(key, engine.query(q, n_cand, filters=Filters(), sort="relevance"))
+                n += 1
+        if self.snapshot is snap:
+            self.search_warm = n
+        return n
 
     def record_events(self, events: list[dict[str, Any]]) -> None:
         """Accepted events update the online state right away (before the warehouse has them)."""
@@ -381,4 +428,4 @@ class Service:
 
     @staticmethod
     def new_id(prefix: str) -> str:
-        return f"{prefix}_{uuid.uuid4().hex}"
+        return f"{prefix}_{os.urandom(16).hex()}"  # 128 random bits, as a uuid4

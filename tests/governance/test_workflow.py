@@ -1,0 +1,258 @@
+"""The team's workflow end to end through the CLI: roles, the gated registry, serving following
+the production alias, denials in the audit log, erasure leaving no trace."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from shelfwise.demo import generate_demo
+from shelfwise.governance import Pseudonymizer, SecretStore
+from shelfwise.serving import Bundle, current_bundle
+from tests.serving.conftest import Server, known_users
+
+pytestmark = pytest.mark.slow
+FAST = ["--models", "popularity,itemknn,transitions", "--tune-seconds", "1"]
+
+
+def run(*args: str, who: tuple[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env.pop("SHELFWISE_AS", None)
+    env.pop("SHELFWISE_API_KEY", None)
+    if who is not None:
+        env["SHELFWISE_API_KEY"] = who[1]
+        args = (*args, "--as", who[0])
+    return subprocess.run(
+        [sys.executable, "-m", "shelfwise.cli", *args], capture_output=True, text=True, env=env, timeout=600
+    )
+
+
+def ok(proc: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def audit(work: Path) -> list[dict]:
+    return [json.loads(line) for line in (work / "audit" / "audit.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):
+    base = tmp_path_factory.mktemp("team")
+    data, work = base / "data", base / "w"
+    generate_demo(data, products=300, users=150, events=8000, seed=4)
+    ok(run("train", "--data", str(data), "--workdir", str(work), *FAST))  # single-user mode: live at once
+    keys = {}
+    for name, role in [("ada", "admin"), ("sam", "scientist"), ("eve", "engineer"), ("ann", "analyst"),
+                       ("stu", "steward"), ("svc", "service")]:  # fmt: skip
+        who = ("ada", keys["ada"]) if keys else None
+        out = ok(
+            run("users", "add", "--workdir", str(work), "--name", name, "--role", role, "--json", who=who)
+        )
+        keys[name] = json.loads(out.stdout)["api_key"]
+    return data, work, {n: (n, k) for n, k in keys.items()}
+
+
+def test_first_person_must_be_admin_and_only_admins_add_people(tmp_path, shop):
+    _, work, who = shop
+    proc = run("users", "add", "--workdir", str(tmp_path), "--name", "x", "--role", "analyst")
+    assert proc.returncode == 2 and "must be an admin" in proc.stderr
+    proc = run("users", "add", "--workdir", str(work), "--name", "mallory", "--role", "admin", who=who["eve"])
+    assert proc.returncode == 4 and "may not users.manage" in proc.stderr
+
+
+def test_denials_are_clear_and_audited(shop):
+    data, work, who = shop
+    proc = run("train", "--workdir", str(work), *FAST, who=who["ann"])
+    assert proc.returncode == 4 and "ann (role analyst) may not train" in proc.stderr
+    proc = run("quarantine", "list", "--workdir", str(work), who=who["ann"])
+    assert proc.returncode == 4  # raw quarantined rows are for stewards
+    ok(run("quarantine", "list", "--workdir", str(work), who=who["stu"]))
+    proc = run("evaluate", "--workdir", str(work))  # nobody: once people exist, say who you are
+    assert proc.returncode == 4 and "--as NAME" in proc.stderr
+    proc = run("evaluate", "--workdir", str(work), who=("ann", "swk_wrong"))
+    assert proc.returncode == 4 and "wrong API key" in proc.stderr
+    denied = [e for e in audit(work) if e["action"] == "access.denied"]
+    assert {(e["actor"], e["details"]["denied_action"]) for e in denied} >= {
+        ("ann", "train"),
+        ("ann", "quarantine.read_raw"),
+        ("anonymous", "evaluate"),
+    }
+    assert "hash chain intact" in ok(run("audit", "--workdir", str(work), who=who["stu"])).stdout
+
+
+def test_promotion_needs_gates_and_approval_and_serving_follows(shop):
+    data, work, who = shop
+    live = current_bundle(work).name
+    proc = run("serve", "--workdir", str(work), who=who["ann"])
+    assert proc.returncode == 4 and "may not serve.run" in proc.stderr
+    eve = {"SHELFWISE_AS": "eve", "SHELFWISE_API_KEY": who["eve"][1]}
+    server = Server(work, "--reload-seconds", "0.5", "--absorb-seconds", "0", env=eve)
+    try:
+        # people are registered: the API needs a key, and a service key may only call serving
+        assert server.client.get("/v1/recommendations/u1").status_code == 401
+        svc = {"X-API-Key": who["svc"][1]}
+        assert server.client.get("/v1/recommendations/u1", headers=svc).status_code == 200
+        assert server.client.post("/v1/admin/reload", headers=svc).status_code == 403
+        assert server.client.get("/readyz").json()["bundle_version"] == live
+
+        out = json.loads(ok(run("train", "--workdir", str(work), *FAST, "--json", who=who["sam"])).stdout)
+        cand = out["registry"]["version"]
+        assert out["registry"]["production"] is False and current_bundle(work).name == live
+        models = json.loads(
+            ok(run("models", "list", "--workdir", str(work), "--json", who=who["ann"])).stdout
+        )
+        assert [m["aliases"] for m in models] == [["production"], ["candidate"]]
+        assert all(g["passed"] for g in models[1]["gates"])
+
+        proc = run("models", "promote", "--workdir", str(work), who=who["eve"])
+        assert proc.returncode == 2 and "no approval" in proc.stderr
+        assert current_bundle(work).name == live
+        proc = run("models", "approve", "--workdir", str(work), who=who["sam"])
+        assert proc.returncode == 4  # a scientist may not approve (and sam trained it)
+        ok(run("models", "approve", "--workdir", str(work), who=who["stu"]))
+        ok(run("models", "promote", "--workdir", str(work), who=who["eve"]))
+        new = current_bundle(work).name
+        assert new != live and new == Path(out["bundle"]).name
+
+        def switched() -> bool:
+            return server.client.get("/readyz").json()["bundle_version"] == new
+
+        for _ in range(100):
+            if switched():
+                break
+            import time
+
+            time.sleep(0.3)
+        assert switched()
+        r = server.client.get("/v1/recommendations/u1", headers=svc).json()
+        assert r["bundle_version"] == new
+
+        ok(run("models", "rollback", "--workdir", str(work), who=who["eve"]))
+        assert current_bundle(work).name == live
+        actions = [(e["action"], e["outcome"], e["actor"]) for e in audit(work)]
+        assert ("model.promote", "refused", "eve") in actions
+        assert ("model.approve", "ok", "stu") in actions
+        assert ("model.promote", "ok", "eve") in actions and ("model.rollback", "ok", "eve") in actions
+        assert cand == "2"
+    finally:
+        server.stop()
+
+
+def test_erasure_leaves_no_trace_and_the_user_is_served_as_new(shop, tmp_path):
+    data, work, who = shop
+    user = known_users(data, work, 1)[0]
+    pseudo = Pseudonymizer(SecretStore(work).pseudonym_key())(user)
+    users_file = tmp_path / "users.txt"
+    users_file.write_text(f"{user}\n")
+    out = tmp_path / "before.jsonl"
+    ok(
+        run(
+            "recommend",
+            "--workdir",
+            str(work),
+            "--users",
+            str(users_file),
+            "--k",
+            "5",
+            "--out",
+            str(out),
+            who=who["ann"],
+        )
+    )
+    assert json.loads(out.read_text())["source"] != "cold_start"
+    cold = tmp_path / "cold.jsonl"
+    users_file.write_text("someone-never-seen\n")
+    ok(
+        run(
+            "recommend",
+            "--workdir",
+            str(work),
+            "--users",
+            str(users_file),
+            "--k",
+            "5",
+            "--out",
+            str(cold),
+            who=who["ann"],
+        )
+    )
+
+    proc = run("privacy", "erase", "--workdir", str(work), "--user", user, who=who["ann"])
+    assert proc.returncode == 4  # analysts may not erase
+    rep = json.loads(
+        ok(run("privacy", "erase", "--workdir", str(work), "--user", user, "--json", who=who["stu"])).stdout
+    )
+    assert rep["pseudonym"] == pseudo and sum(rep["warehouse"].values()) > 0 and rep["bundles"]
+
+    # no exported table holds the user
+    for table in ("events", "users", "products", "queries", "judgments"):
+        f = tmp_path / f"{table}.csv"
+        proc = run("export", "--workdir", str(work), "--table", table, "--out", str(f), who=who["ann"])
+        if proc.returncode == 0:
+            text = f.read_text()
+            assert pseudo not in text and f",{user}," not in text
+    con = duckdb.connect(str(work / "warehouse.duckdb"), read_only=True)
+    try:
+        for schema, table in con.sql(
+            "SELECT table_schema, table_name FROM information_schema.columns WHERE column_name = 'user_id' "
+            "AND table_schema IN ('raw', 'curated')"
+        ).fetchall():
+            n = con.sql(
+                f'SELECT count(*) FROM "{schema}"."{table}" WHERE user_id IN (?, ?)', params=[user, pseudo]
+            ).fetchone()[0]
+            assert n == 0, (schema, table)
+        q = con.sql(
+            "SELECT count(*) FROM quarantine.rows WHERE json_extract_string(raw, '$.user_id') = ?",
+            params=[user],
+        ).fetchone()[0]
+        assert q == 0
+    finally:
+        con.close()
+    for b in (work / "bundles").glob("[0-9]*"):
+        bundle = Bundle.load(b)  # re-signed: the hashes still verify
+        assert pseudo not in set(bundle.interactions.user_ids.astype(str))
+
+    # served exactly as a never-seen user
+    after = tmp_path / "after.jsonl"
+    users_file.write_text(f"{user}\n")
+    ok(
+        run(
+            "recommend",
+            "--workdir",
+            str(work),
+            "--users",
+            str(users_file),
+            "--k",
+            "5",
+            "--out",
+            str(after),
+            who=who["ann"],
+        )
+    )
+    a, c = json.loads(after.read_text()), json.loads(cold.read_text())
+    assert a["source"] == "cold_start" and a["items"] == c["items"]
+
+    entries = audit(work)
+    erase = [e for e in entries if e["action"] == "privacy.erase"]
+    assert len(erase) == 1 and erase[0]["details"]["pseudonym"] == pseudo
+    assert user not in (work / "audit" / "audit.jsonl").read_text()  # the raw id never enters the log
+    lineage = [json.loads(x) for x in (work / "lineage" / "openlineage.jsonl").read_text().splitlines()]
+    runs = [
+        e for e in lineage if e["job"]["name"] == "shelfwise.privacy.erase" and e["eventType"] == "COMPLETE"
+    ]
+    assert runs and any("bundles" in o["name"] for o in runs[-1]["outputs"])
+    ok(run("audit", "--workdir", str(work), who=who["ada"]))
+
+    # tampering with the audit file is detected
+    path = work / "audit" / "audit.jsonl"
+    lines = path.read_text().splitlines()
+    lines[1] = lines[1].replace('"ok"', '"denied"', 1)
+    path.write_text("\n".join(lines) + "\n")
+    assert run("audit", "--workdir", str(work), who=who["ada"]).returncode == 1
