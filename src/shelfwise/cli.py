@@ -846,6 +846,56 @@ def privacy_erase(
     typer.echo(f"note: {rep['not_covered']}")
 
 
+@app.command("catalog")
+def catalog_cmd(workdir: Workdir, as_json: AsJson = False) -> None:
+    """Datasets, contracts, models and rules with owner, steward, classification, rows,
+    freshness, latest quality result and lineage (upstream / downstream)."""
+    from .governance._catalog import catalog
+
+    _allow(workdir, "catalog.read")
+    _require_workdir(workdir)
+    cat = catalog(workdir)
+    if as_json:
+        _print_json({k: v for k, v in cat.items() if k != "loads"})
+        return
+    for d in cat["datasets"]:
+        q = d["quality"]
+        typer.echo(
+            f"{d['name']:<20} owner {d['owner']:<14} steward {d['steward']:<14} rows {d['rows']:>9,} "
+            f"v{d['latest_version']:<3} fresh {d['freshness_hours']:>7.1f}h  "
+            f"{'passed' if q['passed'] else 'FAILING'} ({100 * q['quarantined_share']:.1f}% quarantined)  "
+            f"downstream bundles {len(d['lineage']['downstream'])}"
+        )
+        personal = [c for c, k in d["classification"].items() if k == "personal"]
+        if personal:
+            typer.echo(f"{'':<20} personal columns (pseudonymized): {', '.join(personal)}")
+    for m in cat["models"]:
+        typer.echo(
+            f"model v{m['version']:<4} {m['bundle']} {','.join(m['aliases']) or m['status']:<12} owner {m['owner']}"
+        )
+    if cat["rules"]:
+        typer.echo(f"rules v{cat['rules']['version']} owner {cat['rules']['owner']}")
+
+
+report_app = typer.Typer(help="Reports for the business.", no_args_is_help=True)
+app.add_typer(report_app, name="report")
+
+
+@report_app.command("governance")
+def report_governance(workdir: Workdir, as_json: AsJson = False) -> None:
+    """Quality trend, quarantine by reason, owners with failing checks, models in production and
+    their gates: reports/governance.html (charts) and reports/governance.json."""
+    from .governance._catalog import write_governance_report
+
+    _allow(workdir, "catalog.read")
+    _require_workdir(workdir)
+    page, js = write_governance_report(workdir)
+    if as_json:
+        _print_json({k: v for k, v in json.loads(js.read_text()).items() if k != "catalog"})
+    else:
+        typer.echo(f"governance report: {page} (JSON: {js})")
+
+
 def _allow(workdir: Path, action: str) -> str | None:
     """The identity permitted to do `action` (None in single-user mode); denials raise and are audited."""
     from .governance import authorize

@@ -1,0 +1,63 @@
+"""The catalog and the governance report (JSON through the CLI; the HTML page in a real headless
+Chromium)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.cli.test_cli import sw
+
+
+@pytest.fixture(scope="module")
+def work(demo_ingested, tmp_path_factory) -> Path:
+    src, _ = demo_ingested
+    dst = tmp_path_factory.mktemp("catalog") / "w"
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_catalog_lists_owners_classification_quality_and_lineage(work):
+    cat = json.loads(sw("catalog", "--workdir", str(work), "--json").stdout)
+    by_name = {d["name"]: d for d in cat["datasets"]}
+    assert {"curated.events", "curated.products"} <= set(by_name)
+    ev = by_name["curated.events"]
+    assert ev["owner"] and ev["steward"] and ev["classification"]["user_id"] == "personal"
+    assert ev["rows"] > 0 and ev["freshness_hours"] >= 0 and ev["contract_version"] == ev["contract_in_force"]
+    assert ev["quality"]["rows_in"] == ev["rows"] + ev["quality"]["rows_quarantined"]
+    assert any(r for r in ev["quality"]["reasons"])  # the demo's injected defects
+    assert ev["lineage"]["upstream"] and ev["lineage"]["upstream"][0].endswith("events.csv")
+    assert {c["name"] for c in cat["contracts"]} >= {"events", "products"}
+
+
+def test_governance_report_json_and_html_in_a_browser(work, tmp_path):
+    out = json.loads(sw("report", "governance", "--workdir", str(work), "--json").stdout)
+    assert out["quarantine_by_reason"] and out["audit"]["intact"] is True
+    assert out["owners_with_failing_checks"]  # the demo shop's dirty catalog fails its check
+    page = work / "reports" / "governance.html"
+    assert page.exists()
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("needs Debian's chromium (scripts/system-deps.sh installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium,
+            args=["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"],
+        )  # fmt: skip
+        pg = browser.new_page()
+        pg.goto(page.as_uri())
+        assert pg.title() == "shelfwise governance"
+        assert pg.locator("#card-audit b").inner_text() == "intact"
+        assert int(pg.locator("#card-failing b").inner_text()) == len(out["owners_with_failing_checks"])
+        assert pg.locator("svg").count() >= 2  # the trend and the reasons charts rendered
+        box = pg.locator("svg").first.bounding_box()
+        assert box is not None and box["width"] > 200 and box["height"] > 100
+        pg.screenshot(path=str(tmp_path / "governance.png"), full_page=True)
+        browser.close()
+    assert (tmp_path / "governance.png").stat().st_size > 10_000
