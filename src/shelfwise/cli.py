@@ -846,6 +846,25 @@ def privacy_erase(
     typer.echo(f"note: {rep['not_covered']}")
 
 
+retention_app = typer.Typer(help="How long data is kept (config/retention.json).", no_args_is_help=True)
+app.add_typer(retention_app, name="retention")
+
+
+@retention_app.command("enforce")
+def retention_enforce(workdir: Workdir, as_json: AsJson = False) -> None:
+    """Delete what is older than the retention periods (events, quarantine, served log, bundles)."""
+    from .governance._retention import enforce_retention
+
+    actor = _allow(workdir, "retention.enforce")
+    rep = enforce_retention(workdir, actor=actor)
+    if as_json:
+        _print_json(rep)
+        return
+    typer.echo("policy: " + ", ".join(f"{k}={v}" for k, v in rep["policy"].items()))
+    for name, n in rep["deleted"].items():
+        typer.echo(f"  {name:<32} {n:>9,} deleted")
+
+
 @app.command("catalog")
 def catalog_cmd(workdir: Workdir, as_json: AsJson = False) -> None:
     """Datasets, contracts, models and rules with owner, steward, classification, rows,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,32 @@ def test_governance_report_json_and_html_in_a_browser(work, tmp_path):
         pg.screenshot(path=str(tmp_path / "governance.png"), full_page=True)
         browser.close()
     assert (tmp_path / "governance.png").stat().st_size > 10_000
+
+
+def test_retention_deletes_what_is_older_than_its_period_and_is_audited(demo_ingested, tmp_path):
+    import duckdb
+
+    src, _ = demo_ingested
+    w = tmp_path / "w"
+    shutil.copytree(src, w)
+    con = duckdb.connect(str(w / "warehouse.duckdb"), read_only=True)
+    lo, hi, n0 = con.sql("SELECT min(timestamp), max(timestamp), count(*) FROM curated.events").fetchone()
+    con.close()
+    days = max((datetime.now(UTC).replace(tzinfo=None) - hi).days + 30, 1)  # keeps the newest month or so
+    (w / "config").mkdir(exist_ok=True)
+    (w / "config" / "retention.json").write_text(json.dumps({"events_days": days, "quarantine_days": 0}))
+    rep = json.loads(sw("retention", "enforce", "--workdir", str(w), "--json").stdout)
+    assert (
+        rep["deleted"]["quarantine.rows"] > 0
+        and sum(v for k, v in rep["deleted"].items() if k.startswith("curated.events")) > 0
+    )
+    con = duckdb.connect(str(w / "warehouse.duckdb"), read_only=True)
+    lo2, _, n1 = con.sql("SELECT min(timestamp), max(timestamp), count(*) FROM curated.events").fetchone()
+    q = con.sql("SELECT count(*) FROM quarantine.rows").fetchone()[0]
+    con.close()
+    cutoff = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=days)
+    assert 0 < n1 < n0 and lo2 >= cutoff - timedelta(seconds=5) and q == 0
+    audit = [json.loads(x) for x in (w / "audit" / "audit.jsonl").read_text().splitlines()]
+    assert audit[-1]["action"] == "retention.enforce"
+    (w / "config" / "retention.json").write_text(json.dumps({"events_days": "forever"}))
+    assert sw("retention", "enforce", "--workdir", str(w), check=False).returncode == 2

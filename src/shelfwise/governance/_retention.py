@@ -1,0 +1,145 @@
+"""Retention: how long each kind of data is kept, enforced by `shelfwise retention enforce`.
+
+`<workdir>/config/retention.json` (defaults below when absent; `null` keeps forever):
+
+    {"events_days": 730, "quarantine_days": 365, "served_log_days": 365, "bundles_keep": 5}
+
+- `events_days`: behaviour events older than this leave every version of `curated.events`, the raw
+  layer (by their parsed timestamp) and the served-events archive (`feedback/`);
+- `quarantine_days`: quarantined rows older than this (by quarantine time) are deleted;
+- `served_log_days`: exposure-log lines older than this are deleted;
+- `bundles_keep`: only the newest N bundles are kept, plus the ones that `bundles/CURRENT` and the
+  registry's production and candidate aliases name (older bundles hold older histories).
+
+Each run is audited and emits an OpenLineage run naming what it changed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from ..errors import ShelfwiseError
+from ._audit import AuditLog
+from ._lineage import DatasetRef, LineageRun, warehouse_namespace
+
+RETENTION_FILE = Path("config") / "retention.json"
+DEFAULTS: dict[str, int | None] = {
+    "events_days": None,
+    "quarantine_days": 365,
+    "served_log_days": 365,
+    "bundles_keep": 5,
+}
+
+
+def load_retention(workdir: str | Path) -> dict[str, int | None]:
+    path = Path(workdir) / RETENTION_FILE
+    out = dict(DEFAULTS)
+    if path.exists():
+        try:
+            doc = json.loads(path.read_text())
+        except ValueError as exc:
+            raise ShelfwiseError(f"{path}: not valid JSON: {exc}") from None
+        unknown = set(doc) - set(DEFAULTS)
+        if unknown:
+            raise ShelfwiseError(f"{path}: unknown setting(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+        for k, v in doc.items():
+            if v is not None and (not isinstance(v, int) or v < 0):
+                raise ShelfwiseError(f"{path}: {k} must be a whole number >= 0 or null")
+            out[k] = v
+    return out
+
+
+def enforce_retention(
+    workdir: str | Path, *, actor: str | None = None, now: datetime | None = None
+) -> dict[str, Any]:
+    from ..storage import Warehouse
+    from ._compile import timestamp_expr
+
+    workdir = Path(workdir)
+    if not (workdir / "warehouse.duckdb").exists():
+        raise ShelfwiseError(f"{workdir}: not a shelfwise workdir (no warehouse.duckdb)")
+    policy = load_retention(workdir)
+    now = now or datetime.now(UTC)
+    lineage = LineageRun(workdir, "shelfwise.retention", []).start()
+    deleted: dict[str, int] = {}
+    try:
+        with Warehouse(workdir) as wh:
+            if policy["events_days"] is not None:
+                cutoff = (now - timedelta(days=policy["events_days"])).replace(tzinfo=None)
+                for (name,) in wh.sql(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = 'curated' "
+                    "AND table_type = 'BASE TABLE' AND table_name LIKE 'events__v%'"
+                ).fetchall():
+                    n = wh.sql(f'DELETE FROM curated."{name}" WHERE "timestamp" < ?', [cutoff]).fetchone()
+                    deleted[f"curated.{name}"] = int(n[0]) if n else 0
+                has_raw = wh.sql(
+                    "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'raw' AND table_name = 'events'"
+                ).fetchone()
+                if has_raw and has_raw[0]:
+                    ts = timestamp_expr("nullif(trim(\"timestamp\"), '')")
+                    n = wh.sql(f"DELETE FROM raw.events WHERE ({ts}) < ?", [cutoff]).fetchone()
+                    deleted["raw.events"] = int(n[0]) if n else 0
+            if policy["quarantine_days"] is not None:
+                cutoff = (now - timedelta(days=policy["quarantine_days"])).replace(tzinfo=None)
+                has_q = wh.sql(
+                    "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'quarantine' AND table_name = 'rows'"
+                ).fetchone()
+                if has_q and has_q[0]:
+                    n = wh.sql("DELETE FROM quarantine.rows WHERE quarantined_at < ?", [cutoff]).fetchone()
+                    deleted["quarantine.rows"] = int(n[0]) if n else 0
+            wh.sql("CHECKPOINT")
+        if policy["events_days"] is not None:
+            from ._erase import _rewrite_jsonl
+            from ._row_check import parse_timestamp
+
+            cutoff = (now - timedelta(days=policy["events_days"])).replace(tzinfo=None)
+
+            def old_event(rec: dict[str, Any]) -> bool:
+                t = parse_timestamp(str(rec.get("timestamp", "")).strip())
+                return t is not None and t < cutoff
+
+            deleted["feedback"] = sum(
+                _rewrite_jsonl(p, old_event) for p in (workdir / "feedback").glob("*.jsonl")
+            )
+        if policy["served_log_days"] is not None:
+            from ._erase import _rewrite_jsonl
+
+            limit = (now - timedelta(days=policy["served_log_days"])).timestamp()
+            deleted["spool/exposures"] = sum(
+                _rewrite_jsonl(p, lambda r: float(r.get("at", limit)) < limit)
+                for p in (workdir / "spool" / "exposures").glob("*.jsonl")
+            )
+        deleted["bundles"] = _prune_bundles(workdir, policy["bundles_keep"])
+    except Exception as exc:
+        lineage.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    ns = warehouse_namespace(workdir)
+    lineage.complete([DatasetRef(ns, t, rows=n) for t, n in deleted.items() if n and "." in t])
+    AuditLog(workdir).append("retention.enforce", actor=actor, policy=policy, deleted=deleted)
+    return {"policy": policy, "deleted": deleted, "lineage_run_id": lineage.run_id}
+
+
+def _prune_bundles(workdir: Path, keep: int | None) -> int:
+    if keep is None:
+        return 0
+    root = workdir / "bundles"
+    bundles = sorted(p for p in root.glob("[0-9]*") if p.is_dir())
+    protected = set(b.name for b in bundles[-keep:]) if keep else set()
+    if (root / "CURRENT").exists():
+        protected.add((root / "CURRENT").read_text().strip())
+    if (workdir / "mlflow.db").exists():
+        from ..lifecycle._registry import Registry
+
+        for v in Registry(workdir).versions():
+            if v["aliases"]:
+                protected.add(str(v["bundle"]))
+    n = 0
+    for b in bundles:
+        if b.name not in protected:
+            shutil.rmtree(b)
+            n += 1
+    return n
