@@ -89,10 +89,14 @@ def demo(
         if not as_json:
             typer.echo("\ntraining (demo budgets: 15 s of tuning per model, 60 s of SASRec) ...")
         result = run_train(workdir, None, TrainSettings(tune_budget_s=15.0, sasrec_budget_s=60.0), log=log)
+        from .governance._catalog import write_governance_report
+
+        gov_html, _ = write_governance_report(workdir)
         if as_json:
             _print_json(result.to_dict())
         else:
             typer.echo(f"evaluation report: {result.report_html}")
+            typer.echo(f"governance report: {gov_html}")
     if not as_json:
         typer.echo("")
         typer.echo("next steps:")

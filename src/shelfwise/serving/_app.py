@@ -9,9 +9,11 @@ attributed to the list, the model and the experiment variant that produced it.
 """
 
 import asyncio
+import gc
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
@@ -122,10 +124,13 @@ class _MetricsMiddleware:
                 m.errors.labels(ep).inc()
 
 
+_NOT_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffd]")  # control characters, undecodable bytes
+
+
 def _clean_text(value: str, name: str, max_chars: int) -> str:
     if len(value) > max_chars:
         raise HTTPException(422, f"{name}: longer than {max_chars} characters")
-    if "\ufffd" in value or any(ord(c) < 32 and c not in "\t\n\r" for c in value):
+    if _NOT_TEXT.search(value):
         raise HTTPException(422, f"{name}: not text (binary or control characters)")
     return value
 
@@ -149,6 +154,7 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
 
         torch.set_num_threads(1)  # one request's query encoding must not take every core
         service = await asyncio.to_thread(Service, workdir, settings, online=online)
+        gc.freeze()  # the loaded bundle is long-lived: keep it out of every garbage collection
         if redis_client is not None:
             events: Any = RedisSpool(redis_client, REDIS_EVENTS)
             rejected: Any = RedisSpool(redis_client, REDIS_REJECTED)
@@ -508,6 +514,9 @@ async def _every(seconds: float, fn: Callable[..., Awaitable[None]], *args: Any)
 async def _refresh(service: Service) -> None:
     before = service.snapshot
     await asyncio.to_thread(service.refresh)
+    if service.snapshot is not before:
+        gc.collect()  # the old snapshot goes now, not at some request's expense
+        gc.freeze()
     if service.snapshot is not before and service.settings.warm_search_queries > 0:
         await _warm(service, service.settings.warm_search_queries)
 
@@ -518,6 +527,7 @@ async def _warm(service: Service, top: int) -> None:
     except Exception:
         log.exception("search cache not warmed")
         return
+    gc.freeze()  # and so are the warmed pages
     log.info("search cache warmed with %d logged queries", n)
 
 

@@ -265,7 +265,7 @@ class Service:
         return other
 
     def assign(self, surface: str, raw_user: str | None) -> tuple[Experiment | None, Variant | None]:
-        if raw_user is None:
+        if raw_user is None or not self.experiments:
             return None, None
         now = datetime.now(UTC)
         for e in self.experiments:
