@@ -68,3 +68,29 @@ def copy_head(src: Path, dst: Path, lines: int) -> Path:
 
 
 __all__ = ["copy_head", "curated_rows", "shared", "shutil"]
+
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium driven by Playwright (skips with a message when it is not installed)."""
+    exe = shutil.which("chromium")
+    if exe is None:
+        pytest.skip("needs Debian's chromium (scripts/system-deps.sh installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

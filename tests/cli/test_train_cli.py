@@ -219,3 +219,23 @@ def test_cold_start_in_context(trained, tmp_path):
     items = json.loads(out.read_text())["items"]
     cat_of = {r["product_id"]: r["category"] for r in rows}
     assert len(items) == 5 and all(cat_of[i].startswith(top_cat) for i in items)
+
+
+def test_reports_render_in_a_browser(trained, browser, tmp_path):
+    """The evaluation and data-quality pages as people see them: protocol stated, one row per
+    model, charts drawn."""
+    _, work, out = trained
+    pg = browser.new_page()
+    pg.goto((work / "reports" / "evaluation.html").as_uri())
+    assert "full ranking" in pg.locator("#protocol").inner_text()
+    rows = pg.locator("#comparison tbody tr")
+    assert rows.count() == len(out["results"])
+    assert pg.locator("svg").count() >= 3
+    for i in range(pg.locator("svg").count()):
+        box = pg.locator("svg").nth(i).bounding_box()
+        assert box is not None and box["width"] > 200 and box["height"] > 100
+    pg.goto((work / "reports" / "quality.html").as_uri())
+    assert "data quality" in pg.title()
+    assert pg.locator("svg").count() >= 1 and pg.locator("table").count() >= 1
+    pg.screenshot(path=str(tmp_path / "quality.png"), full_page=True)
+    pg.close()

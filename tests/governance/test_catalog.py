@@ -34,33 +34,22 @@ def test_catalog_lists_owners_classification_quality_and_lineage(work):
     assert {c["name"] for c in cat["contracts"]} >= {"events", "products"}
 
 
-def test_governance_report_json_and_html_in_a_browser(work, tmp_path):
+def test_governance_report_json_and_html_in_a_browser(work, tmp_path, browser):
     out = json.loads(sw("report", "governance", "--workdir", str(work), "--json").stdout)
     assert out["quarantine_by_reason"] and out["audit"]["intact"] is True
     assert out["owners_with_failing_checks"]  # the demo shop's dirty catalog fails its check
     page = work / "reports" / "governance.html"
     assert page.exists()
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("needs Debian's chromium (scripts/system-deps.sh installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium,
-            args=["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"],
-        )  # fmt: skip
-        pg = browser.new_page()
-        pg.goto(page.as_uri())
-        assert pg.title() == "shelfwise governance"
-        assert pg.locator("#card-audit b").inner_text() == "intact"
-        assert int(pg.locator("#card-failing b").inner_text()) == len(out["owners_with_failing_checks"])
-        assert pg.locator("svg").count() >= 2  # the trend and the reasons charts rendered
-        box = pg.locator("svg").first.bounding_box()
-        assert box is not None and box["width"] > 200 and box["height"] > 100
-        pg.screenshot(path=str(tmp_path / "governance.png"), full_page=True)
-        browser.close()
+    pg = browser.new_page()
+    pg.goto(page.as_uri())
+    assert pg.title() == "shelfwise governance"
+    assert pg.locator("#card-audit b").inner_text() == "intact"
+    assert int(pg.locator("#card-failing b").inner_text()) == len(out["owners_with_failing_checks"])
+    assert pg.locator("svg").count() >= 2  # the trend and the reasons charts rendered
+    box = pg.locator("svg").first.bounding_box()
+    assert box is not None and box["width"] > 200 and box["height"] > 100
+    pg.screenshot(path=str(tmp_path / "governance.png"), full_page=True)
+    pg.close()
     assert (tmp_path / "governance.png").stat().st_size > 10_000
 
 
