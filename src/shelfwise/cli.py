@@ -919,6 +919,23 @@ def report_governance(workdir: Workdir, as_json: AsJson = False) -> None:
         typer.echo(f"governance report: {page} (JSON: {js})")
 
 
+@report_app.command("search")
+def report_search(workdir: Workdir, as_json: AsJson = False) -> None:
+    """Search analytics: top queries, zero-result queries, CTR per query (logged and served):
+    reports/search-analytics.html and .json."""
+    from .search._analytics import write_search_report
+    from .serving._feedback import absorb
+
+    _allow(workdir, "catalog.read")
+    _require_workdir(workdir)
+    absorb(workdir)  # count the newest attributed events
+    page, js = write_search_report(workdir)
+    if as_json:
+        _print_json(json.loads(js.read_text()))
+    else:
+        typer.echo(f"search analytics: {page} (JSON: {js})")
+
+
 def _allow(workdir: Path, action: str) -> str | None:
     """The identity permitted to do `action` (None in single-user mode); denials raise and are audited."""
     from .governance import authorize

@@ -257,6 +257,27 @@ def test_rules_and_experiments_are_picked_up_live_and_reported(server, served_wo
         sw("experiments", "set", "--workdir", str(work), "--file", str(exp))
 
 
+def test_search_analytics_from_the_logs_and_the_served_pages(server, served_workdir):
+    _, work = served_workdir
+    c = server.client
+    pages = [c.get("/v1/search", params={"q": "Green Tent", "k": 5}).json() for _ in range(3)]
+    first = pages[0]
+    assert first["items"]
+    click = ev("analytics-user", first["items"][0]["product_id"], search_id=first["search_id"])
+    assert c.post("/v1/events", json=[click]).status_code == 202
+    time.sleep(1.0)  # the exposure log is written every 0.5 s
+    all_segments_closed(work)
+    rep = json.loads(sw("report", "search", "--workdir", str(work), "--json").stdout)
+    assert rep["logged"]["searches"] > 0 and rep["logged"]["top_queries"][0]["searches"] >= 1
+    assert all(0 <= (t["session_ctr"] or 0) <= 1 for t in rep["logged"]["top_queries"])
+    served = {t["query"]: t for t in rep["served"]["top_queries"]}
+    assert served["green tent"]["pages"] >= 3
+    assert served["green tent"]["attributed_ctr"] == pytest.approx(
+        1 / served["green tent"]["pages"], abs=1e-4
+    )
+    assert (work / "reports" / "search-analytics.html").exists()
+
+
 def test_hot_swap_under_concurrent_requests(server, served_workdir):
     _, work = served_workdir
     c = server.client

@@ -1,0 +1,183 @@
+"""Search analytics for merchandisers: top queries, zero-result queries, CTR per query.
+
+Two sources, each labelled in the report:
+- the shop's own logs (curated `search` events): how often each query is searched, by how many
+  users, and its *session CTR*: the share of searches followed by a click, cart or purchase in the
+  same session within 30 minutes (the usual definition when the log carries no result ids);
+- the served log (`spool/exposures/` from `shelfwise serve`): result pages actually shown, which
+  of them were empty (zero results) and their *attributed CTR*: the share of served pages that a
+  later event names by `search_id`.
+Queries whose words match nothing in the keyword index ("no keyword match": only the semantic
+retriever answers them, usually a synonym or vocabulary gap worth a rule or a synonym line) are
+found by running the most frequent logged queries through the current bundle's lexical index.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+SESSION_WINDOW_S = 1800
+
+
+def search_analytics(workdir: str | Path, top: int = 50) -> dict[str, Any]:
+    from ..storage import read_only
+    from ._analyze import analyze, words
+
+    workdir = Path(workdir)
+    out: dict[str, Any] = {
+        "protocol": {
+            "session_ctr": f"share of logged searches followed by a click/cart/purchase in the same session within {SESSION_WINDOW_S // 60} min",
+            "attributed_ctr": "share of served result pages named by a later event's search_id",
+            "zero_results": "served pages with no item (served log); queries with no keyword match (current index)",
+        },
+        "logged": {"searches": 0, "distinct_queries": 0, "top_queries": []},
+        "served": {"pages": 0, "zero_result_pages": 0, "top_queries": [], "zero_result_queries": []},
+        "no_keyword_match": [],
+    }
+    with read_only(workdir) as (con, tables):
+        if "events" in tables:
+            rows = con.sql(
+                f"""WITH s AS (
+                        SELECT user_id, session_id, query, timestamp FROM curated.events
+                        WHERE event_type = 'search' AND query IS NOT NULL),
+                    a AS (
+                        SELECT session_id, timestamp FROM curated.events
+                        WHERE event_type IN ('click', 'add_to_cart', 'purchase') AND session_id IS NOT NULL),
+                    flagged AS (
+                        SELECT s.query, s.user_id, s.session_id IS NOT NULL AS has_session,
+                               EXISTS (SELECT 1 FROM a WHERE a.session_id = s.session_id
+                                       AND a.timestamp >= s.timestamp
+                                       AND a.timestamp <= s.timestamp + INTERVAL {SESSION_WINDOW_S} SECOND) AS clicked
+                        FROM s)
+                    SELECT lower(trim(query)) AS q, count(*) AS n, count(DISTINCT user_id) AS users,
+                           sum(has_session::INT) AS with_session, sum(clicked::INT) AS clicked
+                    FROM flagged GROUP BY 1 ORDER BY n DESC, q"""
+            ).fetchall()
+            out["logged"]["searches"] = int(sum(r[1] for r in rows))
+            out["logged"]["distinct_queries"] = len(rows)
+            out["logged"]["top_queries"] = [
+                {
+                    "query": q,
+                    "searches": int(n),
+                    "users": int(u),
+                    "session_ctr": round(c / ws, 4) if ws else None,
+                }
+                for q, n, u, ws, c in rows[:top]
+            ]
+            attributed: set[str] = set()
+            cols = {r[0] for r in con.sql("DESCRIBE curated.events").fetchall()}
+            if "search_id" in cols:
+                attributed = {
+                    r[0]
+                    for r in con.sql(
+                        "SELECT DISTINCT search_id FROM curated.events WHERE search_id IS NOT NULL"
+                    ).fetchall()
+                }
+        else:
+            rows, attributed = [], set()
+    pages: dict[str, dict[str, Any]] = {}
+    for f in sorted((workdir / "spool" / "exposures").glob("*.jsonl*")):
+        with open(f, "rb") as fh:
+            for line in fh:
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                if rec.get("kind") != "search":
+                    continue
+                q = " ".join(words(rec.get("query") or "")) or (rec.get("query") or "").strip().lower()
+                d = pages.setdefault(q, {"query": q, "pages": 0, "zero": 0, "clicked": 0})
+                d["pages"] += 1
+                d["zero"] += 0 if rec.get("items") else 1
+                d["clicked"] += 1 if rec.get("id") in attributed else 0
+    served = sorted(pages.values(), key=lambda d: (-d["pages"], d["query"]))
+    out["served"]["pages"] = sum(d["pages"] for d in served)
+    out["served"]["zero_result_pages"] = sum(d["zero"] for d in served)
+    out["served"]["top_queries"] = [
+        {"query": d["query"], "pages": d["pages"], "attributed_ctr": round(d["clicked"] / d["pages"], 4)}
+        for d in served[:top]
+    ]
+    out["served"]["zero_result_queries"] = [
+        {"query": d["query"], "zero_result_pages": d["zero"]} for d in served if d["zero"]
+    ][:top]
+    engine = _current_engine(workdir)
+    if engine is not None:
+        for r in out["logged"]["top_queries"][: max(top, 200)]:
+            terms = analyze(r["query"])
+            if terms and len(engine.lexical_.search_terms(terms, 1).ids[0]) == 0:
+                out["no_keyword_match"].append({"query": r["query"], "searches": r["searches"]})
+    return out
+
+
+def _current_engine(workdir: Path) -> Any:
+    from ..serving._bundle import BUNDLES_DIR, CURRENT
+    from ._engine import SearchEngine
+
+    pointer = workdir / BUNDLES_DIR / CURRENT
+    if not pointer.exists():
+        return None
+    path = workdir / BUNDLES_DIR / pointer.read_text().strip() / "search"
+    return SearchEngine.load(path) if path.exists() else None
+
+
+def write_search_report(workdir: str | Path) -> tuple[Path, Path]:
+    """reports/search-analytics.html (charts) and reports/search-analytics.json."""
+    from html import escape
+
+    from ..reporting._charts import bar_chart
+
+    workdir = Path(workdir)
+    a = search_analytics(workdir)
+    reports = workdir / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    js = reports / "search-analytics.json"
+    js.write_text(json.dumps(a, indent=2, ensure_ascii=False))
+    top = a["logged"]["top_queries"][:15]
+    top_svg = (
+        bar_chart(
+            [t["query"] for t in top],
+            [float(t["searches"]) for t in top],
+            title="Top queries (logged searches)",
+        )
+        if top
+        else "<p>No searches in the logs.</p>"
+    )
+    with_ctr = [t for t in top if t["session_ctr"] is not None]
+    ctr_svg = (
+        bar_chart(
+            [t["query"] for t in with_ctr],
+            [100.0 * t["session_ctr"] for t in with_ctr],
+            title="Session CTR of the top queries (%)",
+        )
+        if with_ctr
+        else "<p>No sessions in the logs.</p>"
+    )
+
+    def rows(items: list[dict[str, Any]], cols: list[str]) -> str:
+        if not items:
+            return "<p>None.</p>"
+        head = "".join(f"<th>{escape(c)}</th>" for c in cols)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{escape(str(i.get(c, '')))}</td>" for c in cols) + "</tr>" for i in items
+        )
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    html = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>shelfwise search analytics</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:1100px;color:#222}}
+table{{border-collapse:collapse;margin:1rem 0;font-size:14px}}td,th{{border:1px solid #ddd;padding:4px 8px;text-align:left}}
+th{{background:#f4f4f4}}.protocol{{background:#f7f7f7;padding:.6rem;border-radius:6px;font-size:13px}}</style>
+</head><body><h1>Search analytics</h1>
+<div class="protocol" id="protocol">{"<br>".join(f"<b>{escape(k)}</b>: {escape(v)}" for k, v in a["protocol"].items())}</div>
+<p id="totals">{a["logged"]["searches"]:,} logged searches, {a["logged"]["distinct_queries"]:,} distinct queries;
+{a["served"]["pages"]:,} served result pages, {a["served"]["zero_result_pages"]:,} of them empty.</p>
+<h2>Top queries</h2>{top_svg}{ctr_svg}
+{rows(a["logged"]["top_queries"], ["query", "searches", "users", "session_ctr"])}
+<h2>Served: attributed CTR per query</h2>{rows(a["served"]["top_queries"], ["query", "pages", "attributed_ctr"])}
+<h2>Zero-result queries (served)</h2>{rows(a["served"]["zero_result_queries"], ["query", "zero_result_pages"])}
+<h2>No keyword match (answered by the semantic retriever only)</h2>{rows(a["no_keyword_match"], ["query", "searches"])}
+</body></html>"""
+    page = reports / "search-analytics.html"
+    page.write_text(html)
+    return page, js
