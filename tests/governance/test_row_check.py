@@ -32,6 +32,11 @@ CASES: list[tuple[dict[str, str], Reason | None]] = [
     ({"user_id": "u6", "product_id": "", "event_type": "click", "timestamp": "2024-03-01T10:00:00Z"}, Reason.MISSING_REQUIRED),
     ({"user_id": "u6", "product_id": "", "event_type": "search", "timestamp": "2024-03-01T10:00:00Z"}, Reason.MISSING_REQUIRED),
     ({"user_id": "u7", "product_id": "P404", "event_type": "view", "timestamp": "2024-03-01T10:00:00Z"}, Reason.UNKNOWN_REFERENCE),
+    # synonyms are mapped before the cross-column rules: a "review" is a rating, a "query" a search
+    ({"user_id": "u8", "product_id": "P1", "event_type": "Review", "timestamp": "2024-03-01T10:00:00Z", "value": "42"}, Reason.OUT_OF_RANGE),
+    ({"user_id": "u8", "product_id": "", "event_type": "query", "timestamp": "2024-03-01T10:00:00Z"}, Reason.MISSING_REQUIRED),
+    ({"user_id": "u8", "product_id": "", "event_type": "QUERY", "timestamp": "2024-03-01T10:00:00Z", "query": "tea"}, None),
+    ({"user_id": "u8", "product_id": "", "event_type": "transaction", "timestamp": "2024-03-01T10:00:00Z"}, Reason.MISSING_REQUIRED),
 ]  # fmt: skip
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ._contracts import Kind, TableContract
+from ._contracts import ColumnSpec, Kind, TableContract
 from ._privacy import PII_PATTERNS
 from ._reasons import Reason
 
@@ -58,6 +58,15 @@ def timestamp_expr(s: str) -> str:
         f"ELSE to_timestamp({num})::TIMESTAMP END "
         f"ELSE TRY_CAST(TRY_CAST({s} AS TIMESTAMPTZ) AS TIMESTAMP) END"
     )
+
+
+def enum_expr(c: ColumnSpec, s: str) -> str:
+    """An enum value: lower case, spaces and dashes as underscores, synonyms mapped."""
+    norm = f"replace(replace(lower({s}), ' ', '_'), '-', '_')"
+    if c.synonyms:
+        cases = " ".join(f"WHEN {lit(a)} THEN {lit(b)}" for a, b in c.synonyms)
+        norm = f"CASE {norm} {cases} ELSE {norm} END"
+    return norm
 
 
 def compile_contract(
@@ -144,11 +153,7 @@ def compile_contract(
                 )
             )
         elif c.kind is Kind.ENUM:
-            norm = f"replace(replace(lower({s}), ' ', '_'), '-', '_')"
-            if c.synonyms:
-                cases = " ".join(f"WHEN {lit(a)} THEN {lit(b)}" for a, b in c.synonyms)
-                norm = f"CASE {norm} {cases} ELSE {norm} END"
-            value = norm
+            value = enum_expr(c, s)
             allowed = ", ".join(lit(a) for a in c.allowed)
             checks.append(
                 Check(
@@ -184,20 +189,21 @@ def _table_rules(contract: TableContract) -> list[Check]:
     """Rules that involve several columns of one row."""
     if contract.name != "events":
         return []
-    et = "replace(replace(lower(trim(\"event_type\")), ' ', '_'), '-', '_')"
+    # the event type as the contract types it (synonyms mapped), so these rules see what curation sees
+    et = enum_expr(contract.column("event_type"), _clean(q("event_type")))
     return [
         Check(
-            f"({et} NOT IN ('search', 'query') AND nullif(trim(\"product_id\"), '') IS NULL)",
+            f"(coalesce({et}, '') <> 'search' AND nullif(trim(\"product_id\"), '') IS NULL)",
             Reason.MISSING_REQUIRED,
             "'product_id: empty (required for ' || coalesce(trim(\"event_type\"), '') || ' events)'",
         ),
         Check(
-            f"({et} IN ('search', 'query') AND nullif(trim(\"query\"), '') IS NULL)",
+            f"({et} = 'search' AND nullif(trim(\"query\"), '') IS NULL)",
             Reason.MISSING_REQUIRED,
             "'query: empty (required for search events)'",
         ),
         Check(
-            f"({et} IN ('rating', 'review') AND TRY_CAST(nullif(trim(\"value\"), '') AS DOUBLE) NOT BETWEEN 0 AND 10)",
+            f"({et} = 'rating' AND TRY_CAST(nullif(trim(\"value\"), '') AS DOUBLE) NOT BETWEEN 0 AND 10)",
             Reason.OUT_OF_RANGE,
             "'value: a rating must be between 0 and 10: ' || trim(\"value\")",
         ),

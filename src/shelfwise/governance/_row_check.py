@@ -162,16 +162,16 @@ def _row_rules(contract: TableContract, record: Mapping[str, Any], out: RecordCh
     """Rules over several columns of one row (the same as `_compile._table_rules`)."""
     if contract.name != "events":
         return
-    et = (_text(record.get("event_type")) or "").lower().replace(" ", "_").replace("-", "_")
-    if et not in ("search", "query") and _text(record.get("product_id")) is None:
+    et = out.values.get("event_type") or ""  # typed by the contract: synonyms already mapped
+    if et != "search" and _text(record.get("product_id")) is None:
         out.failures.append(
             Failure("product_id", Reason.MISSING_REQUIRED, f"product_id: empty (required for {et} events)")
         )
-    if et in ("search", "query") and _text(record.get("query")) is None:
+    if et == "search" and _text(record.get("query")) is None:
         out.failures.append(
             Failure("query", Reason.MISSING_REQUIRED, "query: empty (required for search events)")
         )
-    if et in ("rating", "review"):
+    if et == "rating":
         v = out.values.get("value")
         if isinstance(v, float) and not 0 <= v <= 10:
             out.failures.append(
