@@ -569,11 +569,7 @@ def events_absorb(
     from .serving._feedback import absorb
 
     _require_workdir(workdir)
-    client = None
-    if redis_url:
-        import redis
-
-        client = redis.Redis.from_url(redis_url)
+    client = _redis(redis_url)
     res = absorb(workdir, client)
     if as_json:
         _print_json(res)
@@ -599,10 +595,7 @@ def rules_set(
     actor = _allow(workdir, "rules.change")
     from .serving._rules import save_rules
 
-    try:
-        doc = json.loads(file.read_text())
-    except (OSError, ValueError) as exc:
-        raise ShelfwiseError(f"{file}: cannot read a JSON rules file: {exc}") from None
+    doc = _read_json(file, "rules")
     rules = save_rules(workdir, doc, actor=actor or "cli")
     if as_json:
         _print_json(rules.as_dict())
@@ -635,10 +628,7 @@ def experiments_set(
     actor = _allow(workdir, "experiments.change")
     from .serving._experiments import save_experiments
 
-    try:
-        doc = json.loads(file.read_text())
-    except (OSError, ValueError) as exc:
-        raise ShelfwiseError(f"{file}: cannot read a JSON experiments file: {exc}") from None
+    doc = _read_json(file, "experiments")
     exps = save_experiments(workdir, doc, actor=actor)
     typer.echo(f"{len(exps)} experiment(s) installed: {', '.join(e.name for e in exps)}")
 
@@ -833,11 +823,7 @@ def privacy_erase(
     from .governance._erase import erase_user
 
     actor = _allow(workdir, "privacy.erase")
-    client = None
-    if redis_url:
-        import redis
-
-        client = redis.Redis.from_url(redis_url)
+    client = _redis(redis_url)
     rep = erase_user(workdir, user, actor=actor, redis_client=client)
     if as_json:
         _print_json(rep)
@@ -934,6 +920,21 @@ def report_search(workdir: Workdir, as_json: AsJson = False) -> None:
         _print_json(json.loads(js.read_text()))
     else:
         typer.echo(f"search analytics: {page} (JSON: {js})")
+
+
+def _redis(url: str | None) -> Any:
+    if not url:
+        return None
+    import redis
+
+    return redis.Redis.from_url(url)
+
+
+def _read_json(file: Path, what: str) -> Any:
+    try:
+        return json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise ShelfwiseError(f"{file}: cannot read a JSON {what} file: {exc}") from None
 
 
 def _allow(workdir: Path, action: str) -> str | None:

@@ -190,6 +190,7 @@ def write_governance_report(workdir: str | Path) -> tuple[Path, Path]:
     from html import escape
 
     from ..reporting._charts import bar_chart, lines_chart
+    from ..reporting._html import html_table
 
     workdir = Path(workdir)
     s = governance_summary(workdir)
@@ -223,13 +224,6 @@ def write_governance_report(workdir: str | Path) -> tuple[Path, Path]:
         if reasons
         else "<p>Nothing quarantined.</p>"
     )
-
-    def table(rows: list[dict[str, Any]], cols: list[str]) -> str:
-        head = "".join(f"<th>{escape(c)}</th>" for c in cols)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{escape(str(r.get(c, '')))}</td>" for c in cols) + "</tr>" for r in rows
-        )
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
     ds_rows = [
         {
@@ -275,9 +269,9 @@ th{{background:#f4f4f4}}.ok{{color:#1a7f37}}.bad{{color:#b42318}}.cards{{display
 <h2>Quality trend</h2>{trend_svg}
 <h2>Quarantine by reason</h2>{reasons_svg}
 <h2>Owners with failing checks</h2>
-{table(failing, ["owner", "steward", "dataset"]) if failing else '<p class="ok">Every dataset passed its latest check.</p>'}
-<h2>Datasets</h2>{table(ds_rows, list(ds_rows[0]) if ds_rows else ["dataset"])}
-<h2>Models and their gates</h2>{table(model_rows, list(model_rows[0]) if model_rows else ["version"])}
+{html_table(failing, ["owner", "steward", "dataset"]) if failing else '<p class="ok">Every dataset passed its latest check.</p>'}
+<h2>Datasets</h2>{html_table(ds_rows, list(ds_rows[0]) if ds_rows else ["dataset"])}
+<h2>Models and their gates</h2>{html_table(model_rows, list(model_rows[0]) if model_rows else ["version"])}
 </body></html>"""
     page = out / "governance.html"
     page.write_text(html)

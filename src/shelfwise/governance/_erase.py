@@ -103,10 +103,7 @@ def _erase_warehouse(workdir: Path, raw: str, pseudo: str) -> dict[str, int]:
             value = raw if schema == "raw" else pseudo
             n = wh.sql(f'DELETE FROM "{schema}"."{table}" WHERE trim(user_id) = ?', [value]).fetchone()
             out[f"{schema}.{table}"] = int(n[0]) if n else 0
-        has_q = wh.sql(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'quarantine' AND table_name = 'rows'"
-        ).fetchone()
-        if has_q and has_q[0]:
+        if wh.exists("quarantine", "rows"):
             token = '(^|[,;\\t|"])' + re.escape(raw) + '([,;\\t|"]|$)'
             n = wh.sql(
                 "DELETE FROM quarantine.rows WHERE trim(json_extract_string(raw, '$.user_id')) = ? "

@@ -76,19 +76,13 @@ def enforce_retention(
                 ).fetchall():
                     n = wh.sql(f'DELETE FROM curated."{name}" WHERE "timestamp" < ?', [cutoff]).fetchone()
                     deleted[f"curated.{name}"] = int(n[0]) if n else 0
-                has_raw = wh.sql(
-                    "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'raw' AND table_name = 'events'"
-                ).fetchone()
-                if has_raw and has_raw[0]:
+                if wh.exists("raw", "events"):
                     ts = timestamp_expr("nullif(trim(\"timestamp\"), '')")
                     n = wh.sql(f"DELETE FROM raw.events WHERE ({ts}) < ?", [cutoff]).fetchone()
                     deleted["raw.events"] = int(n[0]) if n else 0
             if policy["quarantine_days"] is not None:
                 cutoff = (now - timedelta(days=policy["quarantine_days"])).replace(tzinfo=None)
-                has_q = wh.sql(
-                    "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'quarantine' AND table_name = 'rows'"
-                ).fetchone()
-                if has_q and has_q[0]:
+                if wh.exists("quarantine", "rows"):
                     n = wh.sql("DELETE FROM quarantine.rows WHERE quarantined_at < ?", [cutoff]).fetchone()
                     deleted["quarantine.rows"] = int(n[0]) if n else 0
             wh.sql("CHECKPOINT")

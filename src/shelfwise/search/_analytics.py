@@ -127,6 +127,7 @@ def write_search_report(workdir: str | Path) -> tuple[Path, Path]:
     from html import escape
 
     from ..reporting._charts import bar_chart
+    from ..reporting._html import html_table
 
     workdir = Path(workdir)
     a = search_analytics(workdir)
@@ -155,15 +156,6 @@ def write_search_report(workdir: str | Path) -> tuple[Path, Path]:
         else "<p>No sessions in the logs.</p>"
     )
 
-    def rows(items: list[dict[str, Any]], cols: list[str]) -> str:
-        if not items:
-            return "<p>None.</p>"
-        head = "".join(f"<th>{escape(c)}</th>" for c in cols)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{escape(str(i.get(c, '')))}</td>" for c in cols) + "</tr>" for i in items
-        )
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
     html = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>shelfwise search analytics</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:1100px;color:#222}}
 table{{border-collapse:collapse;margin:1rem 0;font-size:14px}}td,th{{border:1px solid #ddd;padding:4px 8px;text-align:left}}
@@ -173,10 +165,10 @@ th{{background:#f4f4f4}}.protocol{{background:#f7f7f7;padding:.6rem;border-radiu
 <p id="totals">{a["logged"]["searches"]:,} logged searches, {a["logged"]["distinct_queries"]:,} distinct queries;
 {a["served"]["pages"]:,} served result pages, {a["served"]["zero_result_pages"]:,} of them empty.</p>
 <h2>Top queries</h2>{top_svg}{ctr_svg}
-{rows(a["logged"]["top_queries"], ["query", "searches", "users", "session_ctr"])}
-<h2>Served: attributed CTR per query</h2>{rows(a["served"]["top_queries"], ["query", "pages", "attributed_ctr"])}
-<h2>Zero-result queries (served)</h2>{rows(a["served"]["zero_result_queries"], ["query", "zero_result_pages"])}
-<h2>No keyword match (answered by the semantic retriever only)</h2>{rows(a["no_keyword_match"], ["query", "searches"])}
+{html_table(a["logged"]["top_queries"], ["query", "searches", "users", "session_ctr"])}
+<h2>Served: attributed CTR per query</h2>{html_table(a["served"]["top_queries"], ["query", "pages", "attributed_ctr"])}
+<h2>Zero-result queries (served)</h2>{html_table(a["served"]["zero_result_queries"], ["query", "zero_result_pages"])}
+<h2>No keyword match (answered by the semantic retriever only)</h2>{html_table(a["no_keyword_match"], ["query", "searches"])}
 </body></html>"""
     page = reports / "search-analytics.html"
     page.write_text(html)

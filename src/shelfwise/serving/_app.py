@@ -258,6 +258,10 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
         }
         state["exposure_buffer"].append(orjson.dumps(rec))  # written every 0.5 s in one batch
 
+    def with_experiment(out: dict[str, Any], ans: Answer) -> None:
+        if ans.experiment:
+            out["experiment"] = {"name": ans.experiment, "variant": ans.variant.name if ans.variant else None}
+
     def count_cache(surface: str, ans: Answer) -> None:
         hit = ans.source.startswith(("precomputed:", "cached:"))
         metrics.cache.labels(surface, "hit" if hit else "miss").inc()
@@ -312,8 +316,7 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
             "source": ans.source.split(":")[0],
             "items": ans.items,
         }
-        if ans.experiment:
-            out["experiment"] = {"name": ans.experiment, "variant": ans.variant.name if ans.variant else None}
+        with_experiment(out, ans)
         return JSON(out)
 
     @app.get("/v1/items/{product_id}/similar")
@@ -389,8 +392,7 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
             ],
             "facets": ans.extra.get("facets", {}),
         }
-        if ans.experiment:
-            out["experiment"] = {"name": ans.experiment, "variant": ans.variant.name if ans.variant else None}
+        with_experiment(out, ans)
         return JSON(out)
 
     @app.get("/v1/suggest")

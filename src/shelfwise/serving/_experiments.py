@@ -27,13 +27,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import ShelfwiseError
+from ._rules import parse_when, write_json_atomically
 
 EXPERIMENTS_FILE = Path("config") / "experiments.json"
 BUCKETS = 10_000
@@ -72,16 +73,6 @@ class Experiment:
         return self.variants[-1]
 
 
-def _time(v: Any, where: str) -> datetime | None:
-    if v in (None, ""):
-        return None
-    try:
-        t = datetime.fromisoformat(str(v).replace("Z", "+00:00"))
-    except ValueError:
-        raise ShelfwiseError(f"{where}: not an ISO 8601 date: {v!r}") from None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
 def parse_experiments(doc: Any, source: str = "experiments") -> list[Experiment]:
     if not isinstance(doc, dict) or not isinstance(doc.get("experiments", []), list):
         raise ShelfwiseError(f'{source}: expected {{"experiments": [...]}}')
@@ -115,8 +106,8 @@ def parse_experiments(doc: Any, source: str = "experiments") -> list[Experiment]
                 surface,
                 tuple(variants),
                 str(e.get("salt", "")),
-                _time(e.get("start"), where),
-                _time(e.get("end"), where),
+                parse_when(e.get("start"), where),
+                parse_when(e.get("end"), where),
             )
         )
     return out
@@ -137,11 +128,7 @@ def save_experiments(workdir: str | Path, doc: dict[str, Any], actor: str | None
     from ..governance import AuditLog
 
     exps = parse_experiments(doc)
-    path = Path(workdir) / EXPERIMENTS_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False))
-    tmp.replace(path)
+    write_json_atomically(Path(workdir) / EXPERIMENTS_FILE, doc)
     AuditLog(workdir).append(
         "experiments.change",
         actor=actor,

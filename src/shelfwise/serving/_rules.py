@@ -42,7 +42,8 @@ SURFACES = ("search", "recommendations", "similar")
 RULES_FILE = Path("config") / "rules.json"
 
 
-def _parse_time(value: Any, where: str) -> datetime | None:
+def parse_when(value: Any, where: str) -> datetime | None:
+    """An optional ISO 8601 date or time (naive means UTC), or a clear error naming `where`."""
     if value in (None, ""):
         return None
     try:
@@ -158,8 +159,8 @@ class Rules:
                     query=str(r["query"]).strip().lower() if r.get("query") else None,
                     context=str(r["context"]).lower() if r.get("context") else None,
                     surfaces=surfaces,
-                    start=_parse_time(r.get("start"), where),
-                    end=_parse_time(r.get("end"), where),
+                    start=parse_when(r.get("start"), where),
+                    end=parse_when(r.get("end"), where),
                 )
             )
         mpc = doc.get("max_per_category")
@@ -292,6 +293,14 @@ class Rules:
 ItemInfo = dict[str, tuple[str, str, bool]]
 
 
+def write_json_atomically(path: Path, doc: Any) -> None:
+    """A configuration file appears whole or not at all (a running server may be reading it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False))
+    tmp.replace(path)
+
+
 def save_rules(workdir: str | Path, doc: dict[str, Any], actor: str = "cli") -> Rules:
     """Validate and install a new rules file: the version is bumped, the previous one kept
     under config/rules-history/, and the change audited."""
@@ -308,9 +317,7 @@ def save_rules(workdir: str | Path, doc: dict[str, Any], actor: str = "cli") -> 
         hist = workdir / "config" / "rules-history"
         hist.mkdir(exist_ok=True)
         (hist / f"rules-v{current.version}.json").write_text(path.read_text())
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False))
-    tmp.replace(path)
+    write_json_atomically(path, doc)
     AuditLog(workdir).append(
         "rules.change",
         actor=actor,

@@ -28,7 +28,80 @@ OPEN_SUFFIX = ".jsonl.open"
 CLOSED_SUFFIX = ".jsonl"
 
 
-class FileSpool:
+Item = tuple[list[bytes], Future[int]]
+
+
+class _GroupCommit:
+    """One writer thread; `append` returns a future completed when the batch is stored, and every
+    batch waiting at that moment is stored together (one fsync / one round trip for all)."""
+
+    poll_seconds: float | None = None  # wake up this often even when idle (for rotation)
+
+    def __init__(self, name: str):
+        self._queue: queue.Queue[Item | None] = queue.Queue()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def append(self, lines: list[bytes]) -> Future[int]:
+        """Queue JSON lines (without newlines); the future completes once they are durable."""
+        fut: Future[int] = Future()
+        if self._closed:
+            fut.set_exception(RuntimeError("spool is closed"))
+            return fut
+        self._queue.put((lines, fut))
+        return fut
+
+    def close(self) -> None:
+        """Store what is queued, then stop (graceful stop)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join()
+
+    def _store(self, batch: list[Item]) -> None:
+        raise NotImplementedError
+
+    def _idle(self, stopping: bool) -> None:
+        """Called after every wake-up (rotation, closing)."""
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            batch: list[Item] = []
+            try:
+                first = self._queue.get(timeout=self.poll_seconds)
+                if first is None:
+                    stop = True
+                else:
+                    batch.append(first)
+            except queue.Empty:
+                pass
+            while True:  # group commit: take everything already waiting
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                else:
+                    batch.append(more)
+            if batch:
+                try:
+                    self._store(batch)
+                    for lines, fut in batch:
+                        fut.set_result(len(lines))
+                except Exception as exc:  # storage failed: nobody is told "accepted"
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+            self._idle(stop)
+
+
+class FileSpool(_GroupCommit):
+    poll_seconds = 0.5
+
     def __init__(
         self,
         directory: str | Path,
@@ -42,33 +115,12 @@ class FileSpool:
         self.rotate_seconds = rotate_seconds
         self.rotate_bytes = rotate_bytes
         self.fsync = fsync
-        self._queue: queue.Queue[tuple[list[bytes], Future[int]] | None] = queue.Queue()
         self._fh: Any = None
         self._path: Path | None = None
         self._opened_at = 0.0
         self._written = 0
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name=f"spool-{self.directory.name}", daemon=True)
-        self._thread.start()
+        super().__init__(f"spool-{self.directory.name}")
 
-    def append(self, lines: list[bytes]) -> Future[int]:
-        """Queue JSON lines (without newlines); the future completes once they are durable."""
-        fut: Future[int] = Future()
-        if self._closed:
-            fut.set_exception(RuntimeError("spool is closed"))
-            return fut
-        self._queue.put((lines, fut))
-        return fut
-
-    def close(self) -> None:
-        """Write what is queued, close the segment (graceful stop)."""
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(None)
-        self._thread.join()
-
-    # -- writer thread ------------------------------------------------------------------------
     def _open(self) -> None:
         name = f"{time.time_ns()}-{socket.gethostname()}-{os.getpid()}{OPEN_SUFFIX}"
         self._path = self.directory / name
@@ -89,53 +141,24 @@ class FileSpool:
             self._path.unlink(missing_ok=True)
         self._fh, self._path = None, None
 
-    def _run(self) -> None:
-        stop = False
-        while not stop:
-            try:
-                item = self._queue.get(timeout=0.5)
-            except queue.Empty:
-                item = ...  # type: ignore[assignment]
-            batch: list[tuple[list[bytes], Future[int]]] = []
-            if item is None:
-                stop = True
-            elif item is not ...:
-                batch.append(item)  # type: ignore[arg-type]
-            while True:  # group commit: take everything already waiting
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                else:
-                    batch.append(more)
-            if batch:
-                try:
-                    if self._fh is None:
-                        self._open()
-                    n = 0
-                    for lines, _ in batch:
-                        for line in lines:
-                            self._fh.write(line + b"\n")
-                        n += len(lines)
-                    self._fh.flush()
-                    if self.fsync:
-                        os.fsync(self._fh.fileno())
-                    self._written += n
-                    for lines, fut in batch:
-                        fut.set_result(len(lines))
-                except Exception as exc:  # the disk failed: nobody is told "accepted"
-                    for _, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(exc)
-            if self._fh is not None and (
-                stop
-                or time.monotonic() - self._opened_at >= self.rotate_seconds
-                or self._written >= self.rotate_bytes
-            ):
-                self._close_segment()
-        self._close_segment()
+    def _store(self, batch: list[Item]) -> None:
+        if self._fh is None:
+            self._open()
+        for lines, _ in batch:
+            for line in lines:
+                self._fh.write(line + b"\n")
+                self._written += len(line) + 1  # bytes: what rotate_bytes is compared with
+        self._fh.flush()
+        if self.fsync:
+            os.fsync(self._fh.fileno())
+
+    def _idle(self, stopping: bool) -> None:
+        if self._fh is not None and (
+            stopping
+            or time.monotonic() - self._opened_at >= self.rotate_seconds
+            or self._written >= self.rotate_bytes
+        ):
+            self._close_segment()
 
 
 def _pid_alive(pid: int) -> bool:
@@ -169,61 +192,17 @@ def ready_segments(directory: str | Path) -> list[Path]:
     return out
 
 
-class RedisSpool:
+class RedisSpool(_GroupCommit):
     """The same interface over a Redis stream (one queue shared by every replica)."""
 
-    def __init__(self, client: Any, stream: str, maxlen: int | None = None):
+    def __init__(self, client: Any, stream: str):
         self.client = client
         self.stream = stream
-        self.maxlen = maxlen
-        self._queue: queue.Queue[tuple[list[bytes], Future[int]] | None] = queue.Queue()
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name=f"redis-spool-{stream}", daemon=True)
-        self._thread.start()
+        super().__init__(f"redis-spool-{stream}")
 
-    def append(self, lines: list[bytes]) -> Future[int]:
-        fut: Future[int] = Future()
-        if self._closed:
-            fut.set_exception(RuntimeError("spool is closed"))
-            return fut
-        self._queue.put((lines, fut))
-        return fut
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._queue.put(None)
-            self._thread.join()
-
-    def _run(self) -> None:
-        stop = False
-        while not stop:
-            item = self._queue.get()
-            batch = []
-            if item is None:
-                stop = True
-            else:
-                batch.append(item)
-            while True:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                else:
-                    batch.append(more)
-            if not batch:
-                continue
-            try:
-                pipe = self.client.pipeline(transaction=False)
-                for lines, _ in batch:
-                    for line in lines:
-                        pipe.xadd(self.stream, {"e": line})
-                pipe.execute()
-                for lines, fut in batch:
-                    fut.set_result(len(lines))
-            except Exception as exc:
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
+    def _store(self, batch: list[Item]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for lines, _ in batch:
+            for line in lines:
+                pipe.xadd(self.stream, {"e": line})
+        pipe.execute()
