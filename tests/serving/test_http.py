@@ -393,3 +393,18 @@ def test_replicas_share_online_state_and_the_event_stream_through_redis(served_w
 def test_serve_without_a_bundle_is_a_clear_error(tmp_path: Path):
     proc = sw("serve", "--workdir", str(tmp_path), check=False)
     assert proc.returncode == 2 and "no trained bundle" in proc.stderr
+
+
+def test_users_without_a_precomputed_list_are_answered_by_the_model(served_workdir):
+    """Training may stop precomputing lists at its time budget: rows left at -1 are computed live."""
+    from shelfwise.serving import Service
+
+    data, work = served_workdir
+    svc = Service(work)
+    user = known_users(data, work, 1)[0]
+    precomputed = svc.recommend(user, 5)
+    assert precomputed.source.startswith("precomputed:")
+    assert svc.snapshot.toplist is not None
+    svc.snapshot.toplist[:] = -1
+    live = svc.recommend(user, 5)
+    assert live.source == precomputed.model and live.items == precomputed.items

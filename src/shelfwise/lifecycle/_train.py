@@ -42,6 +42,7 @@ class TrainSettings:
     sasrec: dict[str, Any] = field(default_factory=dict)  # SASRecConfig overrides
     toplist_width: int = 100  # precomputed recommendations per known user in the bundle
     toplist_max_users: int = 200_000  # beyond this, serving computes lists on request (cached)
+    toplist_budget_s: float = 60.0  # seconds spent precomputing; the rest are computed on request
 
 
 @dataclass
@@ -424,9 +425,16 @@ def _serving_arrays(
     out: dict[str, np.ndarray] = {}
     width = min(settings.toplist_width, inter.n_items)
     if 0 < inter.n_users <= settings.toplist_max_users and width > 0:
-        out["toplist"] = model.recommend(np.arange(inter.n_users), width, exclude_seen=True).ids.astype(
-            np.int32
-        )
+        # rows left at -1 when the time budget runs out are computed by the server on request
+        top = np.full((inter.n_users, width), -1, np.int32)
+        t0 = time.monotonic()
+        for start in range(0, inter.n_users, 1024):
+            if time.monotonic() - t0 > settings.toplist_budget_s:
+                break
+            batch = np.arange(start, min(start + 1024, inter.n_users))
+            # the full history (the model was fitted on the training part): what serving would use
+            top[batch] = model.recommend(batch, width, exclude_seen=True, history=inter).ids
+        out["toplist"] = top
     with read_only(workdir) as (con, _):
         rows = con.sql(
             "SELECT user_id, product_id, max(epoch(timestamp))::BIGINT FROM curated.events "

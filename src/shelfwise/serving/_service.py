@@ -300,7 +300,12 @@ class Service:
         if user is None and not recent:
             cands = [snap.item_ids[i] for i in snap.recs.cold_start(n_cand, context)]
             source = "cold_start"
-        elif not recent and snap.toplist is not None and model == snap.toplist_model:
+        elif (
+            not recent
+            and snap.toplist is not None
+            and model == snap.toplist_model
+            and snap.toplist[user, 0] >= 0  # -1: not precomputed (training's time budget ran out)
+        ):
             ids = snap.item_ids
             cands = [ids[i] for i in snap.toplist[user, :n_cand].tolist() if i >= 0]
             source = f"precomputed:{model}"
