@@ -42,7 +42,7 @@ class TrainSettings:
     sasrec: dict[str, Any] = field(default_factory=dict)  # SASRecConfig overrides
     toplist_width: int = 100  # precomputed recommendations per known user in the bundle
     toplist_max_users: int = 200_000  # beyond this, serving computes lists on request (cached)
-    toplist_budget_s: float = 60.0  # seconds spent precomputing; the rest are computed on request
+    toplist_budget_s: float = 20.0  # seconds spent precomputing; the rest are computed on request
 
 
 @dataclass
