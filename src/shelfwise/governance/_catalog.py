@@ -255,7 +255,7 @@ def write_governance_report(workdir: str | Path) -> tuple[Path, Path]:
     html = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>shelfwise governance</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:1100px;color:#222}}
 table{{border-collapse:collapse;margin:1rem 0;font-size:14px}}td,th{{border:1px solid #ddd;padding:4px 8px;text-align:left}}
-th{{background:#f4f4f4}}.ok{{color:#1a7f37}}.bad{{color:#b42318}}.cards{{display:flex;gap:1rem}}
+th{{background:#f4f4f4}}.ok{{color:#1a7f37}}.bad{{color:#b42318}}.cards{{display:flex;flex-wrap:wrap;gap:1rem}}
 .card{{border:1px solid #ddd;border-radius:8px;padding:1rem;min-width:180px}}.card b{{font-size:1.6rem;display:block}}</style>
 </head><body>
 <h1>Governance summary</h1>

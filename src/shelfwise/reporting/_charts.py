@@ -110,9 +110,15 @@ def metric_by_model_chart(
 def lines_chart(
     xs: Sequence[float], series: Mapping[str, Sequence[float]], title: str, xlabel: str, ylabel: str
 ) -> str:
+    from matplotlib.ticker import MaxNLocator
+
     fig, ax = _fig()
     for i, (name, ys) in enumerate(series.items()):
         ax.plot(list(xs), list(ys), marker="o", label=name, color=PALETTE[i % len(PALETTE)])
+    if len(xs) <= 12:  # cutoffs and load numbers: tick exactly where the points are
+        ax.set_xticks(list(xs))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=8, frameon=False)
