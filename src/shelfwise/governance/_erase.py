@@ -156,7 +156,7 @@ def _erase_files(workdir: Path, raw: str, pseudo: str) -> dict[str, int]:
 def _erase_bundle(path: Path, pseudo: str) -> int:
     """Remove one user from a bundle in place; returns the steps removed (0: not in it)."""
     from ..features import Interactions
-    from ..serving._bundle import _sha256
+    from ..storage import file_sha256
 
     inter = Interactions.load(path / "interactions.npz")
     hits = np.flatnonzero(inter.user_ids.astype(str) == pseudo)
@@ -204,7 +204,7 @@ def _erase_bundle(path: Path, pseudo: str) -> int:
                 pickle.dump(st, fh)
     mf = path / "manifest.json"
     manifest = json.loads(mf.read_text())
-    manifest["files"] = {rel: _sha256(path / rel) for rel in manifest["files"] if (path / rel).exists()}
+    manifest["files"] = {rel: file_sha256(path / rel) for rel in manifest["files"] if (path / rel).exists()}
     manifest.setdefault("erasures", []).append({"pseudonym": pseudo, "at": datetime.now(UTC).isoformat()})
     tmp = mf.with_name("manifest.json.tmp")
     tmp.write_text(json.dumps(manifest, indent=2, default=str))

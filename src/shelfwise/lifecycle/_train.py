@@ -111,18 +111,11 @@ def ingest_dataset(data: str | Path, workdir: str | Path, *, skip_unchanged: boo
 
 def _fingerprint(data: Path) -> dict[str, str]:
     """sha256 of every file of a dataset directory (what decides "unchanged")."""
-    import hashlib
+    from ..storage import file_sha256
 
-    out = {}
-    if data.is_dir():
-        for p in sorted(data.rglob("*")):
-            if p.is_file():
-                h = hashlib.sha256()
-                with open(p, "rb") as fh:
-                    for chunk in iter(lambda: fh.read(1 << 20), b""):
-                        h.update(chunk)
-                out[str(p.relative_to(data))] = h.hexdigest()
-    return out
+    if not data.is_dir():
+        return {}
+    return {str(p.relative_to(data)): file_sha256(p) for p in sorted(data.rglob("*")) if p.is_file()}
 
 
 def _replay_feedback(workdir: Path) -> int:

@@ -13,7 +13,6 @@ bundles/<version>/
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -27,17 +26,10 @@ from ..errors import ShelfwiseError
 from ..features import Catalog, Interactions
 from ..models import RECOMMENDERS, Recommender
 from ..models._fusion import Fusion
+from ..storage import file_sha256
 
 BUNDLES_DIR = "bundles"
 CURRENT = "CURRENT"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_bundle(
@@ -79,7 +71,7 @@ def write_bundle(
         m.save(tmp / "models" / name)
     for name, src in (extra_dirs or {}).items():
         shutil.move(str(src), str(tmp / name))
-    files = {str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+    files = {str(p.relative_to(tmp)): file_sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
     full = {
         "version": version,
         "created_at": datetime.now(UTC).isoformat(),
@@ -138,7 +130,7 @@ class Bundle:
         if verify:
             for rel, digest in manifest["files"].items():
                 f = path / rel
-                if not f.exists() or _sha256(f) != digest:
+                if not f.exists() or file_sha256(f) != digest:
                     raise ShelfwiseError(
                         f"{f}: bundle file missing or changed since it was written (sha256 mismatch)"
                     )

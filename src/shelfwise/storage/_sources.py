@@ -109,6 +109,15 @@ def _split_header(header: str, delimiter: str) -> list[str]:
     return [c.strip().strip("\ufeff") for c in row]
 
 
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(BLOCK_BYTES):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def stage_file(source: Path, staged_dir: Path) -> StagedFile:
     """Stage one source file for loading (see the module docstring)."""
     if not source.exists():
