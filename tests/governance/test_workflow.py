@@ -149,40 +149,28 @@ def test_erasure_leaves_no_trace_and_the_user_is_served_as_new(shop, tmp_path):
     data, work, who = shop
     user = known_users(data, work, 1)[0]
     pseudo = Pseudonymizer(SecretStore(work).pseudonym_key())(user)
-    users_file = tmp_path / "users.txt"
-    users_file.write_text(f"{user}\n")
-    out = tmp_path / "before.jsonl"
-    ok(
-        run(
-            "recommend",
-            "--workdir",
-            str(work),
-            "--users",
-            str(users_file),
-            "--k",
-            "5",
-            "--out",
-            str(out),
-            who=who["ann"],
+
+    def recommend(raw_user: str) -> dict:
+        users_file, out = tmp_path / "users.txt", tmp_path / "recs.jsonl"
+        users_file.write_text(f"{raw_user}\n")
+        ok(
+            run(
+                "recommend",
+                "--workdir",
+                str(work),
+                "--users",
+                str(users_file),
+                "--k",
+                "5",
+                "--out",
+                str(out),
+                who=who["ann"],
+            )
         )
-    )
-    assert json.loads(out.read_text())["source"] != "cold_start"
-    cold = tmp_path / "cold.jsonl"
-    users_file.write_text("someone-never-seen\n")
-    ok(
-        run(
-            "recommend",
-            "--workdir",
-            str(work),
-            "--users",
-            str(users_file),
-            "--k",
-            "5",
-            "--out",
-            str(cold),
-            who=who["ann"],
-        )
-    )
+        return json.loads(out.read_text())
+
+    assert recommend(user)["source"] != "cold_start"
+    cold = recommend("someone-never-seen")
 
     proc = run("privacy", "erase", "--workdir", str(work), "--user", user, who=who["ann"])
     assert proc.returncode == 4  # analysts may not erase
@@ -220,24 +208,8 @@ def test_erasure_leaves_no_trace_and_the_user_is_served_as_new(shop, tmp_path):
         assert pseudo not in set(bundle.interactions.user_ids.astype(str))
 
     # served exactly as a never-seen user
-    after = tmp_path / "after.jsonl"
-    users_file.write_text(f"{user}\n")
-    ok(
-        run(
-            "recommend",
-            "--workdir",
-            str(work),
-            "--users",
-            str(users_file),
-            "--k",
-            "5",
-            "--out",
-            str(after),
-            who=who["ann"],
-        )
-    )
-    a, c = json.loads(after.read_text()), json.loads(cold.read_text())
-    assert a["source"] == "cold_start" and a["items"] == c["items"]
+    after = recommend(user)
+    assert after["source"] == "cold_start" and after["items"] == cold["items"]
 
     entries = audit(work)
     erase = [e for e in entries if e["action"] == "privacy.erase"]

@@ -112,6 +112,20 @@ class Interactions:
         )
 
     @classmethod
+    def of_one_user(cls, items: np.ndarray, item_ids: np.ndarray) -> Interactions:
+        """A history of one user (index 0), `items` in order: what a model is asked with at
+        query time for a user whose steps are not (all) in the training data."""
+        n = len(items)
+        return cls(
+            np.zeros(n, np.int32),
+            np.asarray(items, np.int32),
+            np.ones(n, np.float32),
+            np.arange(n, dtype=np.int64),
+            np.array(["u"], dtype=object),
+            item_ids,
+        )
+
+    @classmethod
     def load(cls, path: str | Path) -> Interactions:
         z = np.load(path, allow_pickle=False)
         return cls(

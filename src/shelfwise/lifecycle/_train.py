@@ -120,26 +120,16 @@ def _fingerprint(data: Path) -> dict[str, str]:
 
 def _replay_feedback(workdir: Path) -> int:
     """Append the archived served events (feedback/*.jsonl) after a full load."""
-    import shutil
     import tempfile
 
-    from ..governance import Ingestor
-    from ..serving._feedback import FEEDBACK_DIR
+    from ..serving._feedback import FEEDBACK_DIR, ingest_events, read_lines, write_events
 
     files = sorted((workdir / FEEDBACK_DIR).glob("events-*.jsonl"))
     if not files:
         return 0
-    n = 0
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        with open(Path(tmp) / "events.jsonl", "wb") as out:
-            for f in files:
-                with open(f, "rb") as fh:
-                    for line in fh:
-                        if line.strip():
-                            out.write(line if line.endswith(b"\n") else line + b"\n")
-                            n += 1
-        Ingestor(workdir, mode="append", job="shelfwise.events").run(tmp)
-        shutil.rmtree(tmp, ignore_errors=True)
+        n = write_events(Path(tmp) / "events.jsonl", (line for f in files for line in read_lines(f)))
+        ingest_events(workdir, Path(tmp))
     return n
 
 

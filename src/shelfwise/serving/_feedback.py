@@ -52,19 +52,11 @@ def _lock(workdir: Path) -> Iterator[bool]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def pending(workdir: str | Path) -> dict[str, int]:
-    workdir = Path(workdir)
-    return {
-        "events_segments": len(ready_segments(workdir / EVENTS_DIR)),
-        "rejected_segments": len(ready_segments(workdir / REJECTED_DIR)),
-    }
-
-
 def absorb(workdir: str | Path, redis_client: Any = None) -> dict[str, Any]:
     """Ingest what the server accepted and quarantine what it rejected; idempotent per segment."""
     import duckdb
 
-    from ..governance import AuditLog, Ingestor
+    from ..governance import AuditLog
 
     workdir = Path(workdir)
     with _lock(workdir) as locked:
@@ -82,21 +74,12 @@ def absorb(workdir: str | Path, redis_client: Any = None) -> dict[str, Any]:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         tmp = workdir / "tmp" / f"absorb-{stamp}"
         tmp.mkdir(parents=True, exist_ok=True)
-        n_events = 0
-        with open(tmp / "events.jsonl", "wb") as out:
-            for seg in ev_segments:
-                with open(seg, "rb") as fh:
-                    for line in fh:
-                        if line.strip():
-                            out.write(_canonical_line(line))
-                            n_events += 1
-            for _, line in redis_ev:
-                out.write(_canonical_line(line))
-                n_events += 1
+        lines = [line for seg in ev_segments for line in read_lines(seg)] + [line for _, line in redis_ev]
+        n_events = write_events(tmp / "events.jsonl", (_canonical_line(line) for line in lines))
         report: dict[str, Any] = {"status": "ok", "accepted": n_events, "quarantined": 0}
         try:
             if n_events:
-                rep = Ingestor(workdir, mode="append", job="shelfwise.events").run(tmp)
+                rep = ingest_events(workdir, tmp)
                 ev = rep.tables.get("events")
                 report["ingest_run_id"] = rep.run_id
                 report["curated"] = ev.rows_curated if ev else 0
@@ -121,6 +104,28 @@ def absorb(workdir: str | Path, redis_client: Any = None) -> dict[str, Any]:
         shutil.rmtree(tmp, ignore_errors=True)
         AuditLog(workdir).append("events.absorb", **{k: v for k, v in report.items() if k != "status"})
         return report
+
+
+def read_lines(path: Path) -> list[bytes]:
+    with open(path, "rb") as fh:
+        return [line for line in fh if line.strip()]
+
+
+def write_events(path: Path, lines: Any) -> int:
+    """One events.jsonl from JSON lines (newline added where missing); returns the count."""
+    n = 0
+    with open(path, "wb") as out:
+        for line in lines:
+            out.write(line if line.endswith(b"\n") else line + b"\n")
+            n += 1
+    return n
+
+
+def ingest_events(workdir: Path, data_dir: Path) -> Any:
+    """Served events go into the warehouse like any file load, appended (the governed path)."""
+    from ..governance import Ingestor
+
+    return Ingestor(workdir, mode="append", job="shelfwise.events").run(data_dir)
 
 
 def _canonical_line(line: bytes) -> bytes:

@@ -97,13 +97,6 @@ class Recommendations:
         for name in ("transitions", "itemknn"):
             m = self.bundle.models.get(name)
             if m is not None:
-                single = Interactions(
-                    np.zeros(len(seq), np.int32),
-                    seq.astype(np.int32),
-                    np.ones(len(seq), np.float32),
-                    np.arange(len(seq), dtype=np.int64),
-                    np.array(["u"], dtype=object),
-                    inter.item_ids,
-                )
+                single = Interactions.of_one_user(seq, inter.item_ids)
                 return [str(inter.item_ids[c["item"]]) for c in m.explain(0, item, history=single)]
         return [str(inter.item_ids[i]) for i in seq[-3:][::-1]]

@@ -122,16 +122,8 @@ class Snapshot:
     def history(self, user: int | None, recent: list[str]) -> Interactions:
         seq = self.bundle.interactions.sequence(user) if user is not None else np.empty(0, np.int64)
         extra = [self.item_index[p] for p in recent if p in self.item_index]
-        items = np.concatenate([np.asarray(seq, np.int64), np.asarray(extra, np.int64)]).astype(np.int32)
-        n = len(items)
-        return Interactions(
-            np.zeros(n, np.int32),
-            items,
-            np.ones(n, np.float32),
-            np.arange(n, dtype=np.int64),
-            np.array(["u"], dtype=object),
-            self.bundle.interactions.item_ids,
-        )
+        items = np.concatenate([np.asarray(seq, np.int64), np.asarray(extra, np.int64)])
+        return Interactions.of_one_user(items, self.bundle.interactions.item_ids)
 
 
 class Service:
@@ -141,24 +133,26 @@ class Service:
         settings: ServeSettings | None = None,
         *,
         online: OnlineState | None = None,
-        bundle_path: str | Path | None = None,
     ):
         self.workdir = Path(workdir)
         self.settings = settings or ServeSettings()
         self.pseudonymize = Pseudonymizer(SecretStore(self.workdir).pseudonym_key())
         self.online: OnlineState = online or MemoryState()
-        self._pinned_path = Path(bundle_path) if bundle_path else None
-        self.snapshot = Snapshot(self._pinned_path or current_bundle(self.workdir), self.pseudonymize)
+        self.snapshot = Snapshot(current_bundle(self.workdir), self.pseudonymize)
         self._others: dict[str, Snapshot] = {}  # bundles named by experiment variants
         self.rules = Rules.load(self.workdir)
         self.experiments: list[Experiment] = load_experiments(self.workdir)
         self._config_mtimes = self._mtimes()
         self.keys: dict[str, tuple[str, str]] = self._load_keys()  # sha256(key) -> (name, role)
-        self.cache = LRU(self.settings.cache_size)
-        self.search_cache = LRU(self.settings.search_cache_size)
+        self._clear_caches()
         self.swaps = 0
         self.search_warm: int | None = None  # queries pre-searched for the current snapshot
         self._swap_lock = threading.Lock()
+
+    def _clear_caches(self) -> None:
+        """Cached lists and pages belong to one snapshot."""
+        self.cache = LRU(self.settings.cache_size)
+        self.search_cache = LRU(self.settings.search_cache_size)
 
     # -- hot swap -----------------------------------------------------------------------------
     def _pointer(self) -> str | None:
@@ -193,8 +187,7 @@ class Service:
                     self.online.forget(json.loads(line)["pseudonym"])
         self.snapshot = Snapshot(self.snapshot.bundle.path, self.pseudonymize)
         self._others.clear()
-        self.cache = LRU(self.settings.cache_size)
-        self.search_cache = LRU(self.settings.search_cache_size)
+        self._clear_caches()
 
     def _load_keys(self) -> dict[str, tuple[str, str]]:
         from ..governance import People
@@ -235,23 +228,21 @@ class Service:
                     changed = True
                 except Exception as exc:  # a bad file keeps the last good configuration
                     log.error("config not reloaded: %s", exc)
-            if self._pinned_path is None:
-                version = self._pointer()
-                if version and version != self.snapshot.version:
-                    try:
-                        new = Snapshot(self.workdir / BUNDLES_DIR / version, self.pseudonymize)
-                    except Exception as exc:
-                        log.error(
-                            "bundle %s not loaded, still serving %s: %s", version, self.snapshot.version, exc
-                        )
-                        return changed
-                    self.snapshot = new
-                    self.search_warm = None
-                    self.cache = LRU(self.settings.cache_size)
-                    self.search_cache = LRU(self.settings.search_cache_size)
-                    self.swaps += 1
-                    log.info("now serving bundle %s (loaded in %.1fs)", new.version, new.load_seconds)
-                    changed = True
+            version = self._pointer()
+            if version and version != self.snapshot.version:
+                try:
+                    new = Snapshot(self.workdir / BUNDLES_DIR / version, self.pseudonymize)
+                except Exception as exc:
+                    log.error(
+                        "bundle %s not loaded, still serving %s: %s", version, self.snapshot.version, exc
+                    )
+                    return changed
+                self.snapshot = new
+                self.search_warm = None
+                self._clear_caches()
+                self.swaps += 1
+                log.info("now serving bundle %s (loaded in %.1fs)", new.version, new.load_seconds)
+                changed = True
         return changed
 
     def _snapshot_for(self, variant: Variant | None) -> Snapshot:
@@ -283,7 +274,7 @@ class Service:
             "repurchase_days": self.rules.repurchase_days,
         }
         doc.update(variant.rules)
-        base = Rules.from_dict({k: v for k, v in doc.items()})
+        base = Rules.from_dict(doc)
         return replace(base, items=self.rules.items, version=self.rules.version)
 
     # -- answering ----------------------------------------------------------------------------
