@@ -133,3 +133,52 @@ def test_spelling_synonyms_autocomplete_and_round_trip(tmp_path):
     again = SearchEngine.load(tmp_path / "s")
     assert again.query("runnning shoes", k=2)["corrected_query"] == "running shoes"
     assert again.suggest("kni")[0] == "knife"
+
+
+BILINGUAL = {
+    "e1": "Red running shoes for men",
+    "e2": "Stainless steel kitchen knife",
+    "e3": "Garden hose 50 ft",
+    "e4": "Dark chocolate cake mix",
+    "c1": "男士 轻便 跑鞋",  # men's light running shoes
+    "c2": "不锈钢 菜刀",  # stainless kitchen knife
+    "c3": "花园 浇水 软管",  # garden watering hose
+    "c4": "巧克力 蛋糕粉",  # chocolate cake mix
+}
+
+
+@pytest.fixture(scope="module")
+def bilingual(tmp_path_factory):
+    ids = sorted(BILINGUAL)
+    cat = SearchCatalog(ids, [BILINGUAL[p] for p in ids])
+    return SearchEngine(tmp_path_factory.mktemp("bi") / "search", candidates=8).build(cat)
+
+
+def test_a_chinese_catalog_gets_the_multilingual_index_and_it_round_trips(bilingual):
+    assert bilingual.multilingual_ is not None and bilingual.multilingual_.embeddings_.shape == (8, 512)
+    bilingual.save()
+    again = SearchEngine.load(bilingual.path)
+    assert again.multilingual_ is not None
+    assert again.search("garden hose", k=3) == bilingual.search("garden hose", k=3)
+
+
+@pytest.mark.parametrize(
+    "query, expected",
+    [
+        ("running shoes", {"e1", "c1"}),
+        ("跑鞋", {"e1", "c1"}),
+        ("kitchen knife", {"e2", "c2"}),
+        ("菜刀", {"e2", "c2"}),
+    ],
+)
+def test_cross_language_queries_find_both_languages(bilingual, query, expected):
+    # the product in the other language shares no word with the query: only the multilingual
+    # encoder can bring it into the top 2
+    assert {p for p, _ in bilingual.search(query, k=2)} == expected
+
+
+def test_an_english_catalog_has_no_multilingual_index(tmp_path):
+    ids = [p for p in sorted(BILINGUAL) if p.startswith("e")]
+    eng = SearchEngine(tmp_path / "s", candidates=4).build(SearchCatalog(ids, [BILINGUAL[p] for p in ids]))
+    assert eng.multilingual_ is None
+    assert eng.search("garden hose", k=1)[0][0] == "e3"

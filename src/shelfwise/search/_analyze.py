@@ -61,3 +61,9 @@ def analyze(text: str) -> list[str]:
 
 def analyzed(text: str) -> str:
     return " ".join(analyze(text))
+
+
+def has_cjk(texts: list[str], share: float = 0.01, at_least: int = 20) -> bool:
+    """Whether a catalog has enough Chinese text to need the multilingual encoder."""
+    hits = sum(1 for t in texts if t and _CJK.search(t))
+    return hits >= at_least or (bool(texts) and hits / len(texts) >= share and hits > 0)

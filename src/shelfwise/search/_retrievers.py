@@ -1,7 +1,8 @@
 """Retrievers behind one interface: `index(catalog) -> self`, `search(query, k) -> Results`.
 
 `LexicalRetriever` is a tantivy BM25 index on disk over the analyzed fields, with field boosts;
-`SemanticRetriever` is a faiss inner-product index over L2-normalized MiniLM embeddings.
+`SemanticRetriever` is a faiss inner-product index over L2-normalized text embeddings (MiniLM,
+the multilingual USE, or a fine-tuned MiniLM).
 Result ids are row positions in the catalog given to `index`.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -124,18 +126,27 @@ class LexicalRetriever:
 
 
 class SemanticRetriever:
-    """Exact inner product (faiss) up to 200k products, HNSW above; cosine on unit vectors."""
+    """Nearest products by cosine (unit vectors, faiss inner product) under one text encoder:
+    exact search up to `hnsw_above` products, HNSW (M=32, efSearch 128) above.
+
+    `encoder` names the encoder: "minilm" (the shipped English MiniLM), "minilm-int8" (the same,
+    quantized: for large catalogs, see `SearchEngine.build`), "multilingual" (the
+    multilingual USE, for Chinese and cross-language queries), or the file name of a fine-tuned
+    ONNX encoder inside the search directory (`base` when loading)."""
 
     name = "semantic"
 
-    def __init__(self, hnsw_above: int = 200_000):
+    def __init__(self, encoder: str = "minilm", hnsw_above: int = 50_000, base: str | Path | None = None):
+        self.encoder = encoder
         self.hnsw_above = hnsw_above
+        self.base = Path(base) if base is not None else None
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return text_encoder(self.encoder, self.base).encode(texts)
 
     def index(self, catalog: SearchCatalog, embeddings: np.ndarray | None = None) -> SemanticRetriever:
-        from ..features._text_encoder import encode_texts
-
         emb = (
-            encode_texts([catalog.text(i) for i in range(len(catalog))]) if embeddings is None else embeddings
+            self.encode([catalog.text(i) for i in range(len(catalog))]) if embeddings is None else embeddings
         )
         self.embeddings_ = np.ascontiguousarray(emb, dtype=np.float32)
         self._build()
@@ -148,19 +159,28 @@ class SemanticRetriever:
         ix: Any
         if len(self.embeddings_) > self.hnsw_above:
             ix = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
+            ix.hnsw.efConstruction = 64
+            ix.add(self.embeddings_)
             ix.hnsw.efSearch = 128
         else:
             ix = faiss.IndexFlatIP(d)
-        ix.add(self.embeddings_)
+            ix.add(self.embeddings_)
         self._ix = ix
 
     def save(self, path: str | Path) -> None:
-        np.save(Path(path), self.embeddings_)
+        path = Path(path)
+        np.save(path, self.embeddings_)
+        path.with_suffix(".json").write_text(
+            json.dumps({"encoder": self.encoder, "hnsw_above": self.hnsw_above})
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> SemanticRetriever:
-        r = cls()
-        r.embeddings_ = np.load(Path(path))
+        path = Path(path)
+        meta_path = path.with_suffix(".json")
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        r = cls(meta.get("encoder", "minilm"), meta.get("hnsw_above", 50_000), base=path.parent)
+        r.embeddings_ = np.load(path)
         r._build()
         return r
 
@@ -170,6 +190,24 @@ class SemanticRetriever:
         return Results(ids.astype(np.int64), scores.astype(np.float32))
 
     def search(self, query: str, k: int = 10) -> Results:
-        from ..features._text_encoder import encode_texts
+        return self.search_vectors(self.encode([query]), k)
 
-        return self.search_vectors(encode_texts([query]), k)
+
+def text_encoder(name: str, base: Path | None = None) -> Any:
+    """The encoder a semantic index was built with (see `SemanticRetriever`)."""
+    from ..features import _text_encoder as te
+
+    if name in ("minilm", "minilm-int8"):
+        return te.shipped_encoder(int8=name == "minilm-int8")
+    if name == "multilingual":
+        return te.multilingual_encoder()
+    if base is None:
+        raise ValueError(f"encoder {name!r} is a file and needs the search directory")
+    return _tuned(str(base / name))
+
+
+@lru_cache(maxsize=4)
+def _tuned(path: str) -> Any:
+    from ..features._text_encoder import OnnxEncoder
+
+    return OnnxEncoder(path)
