@@ -87,8 +87,15 @@ def demo(
 
         log = (lambda msg: sys.stderr.write(msg + "\n")) if as_json else typer.echo
         if not as_json:
-            typer.echo("\ntraining (demo budgets: 15 s of tuning per model, 60 s of SASRec) ...")
-        result = run_train(workdir, None, TrainSettings(tune_budget_s=15.0, sasrec_budget_s=60.0), log=log)
+            typer.echo(
+                "\ntraining (demo budgets: 15 s of tuning per model, 60 s of SASRec, 30 s of MiniLM fine-tuning) ..."
+            )
+        result = run_train(
+            workdir,
+            None,
+            TrainSettings(tune_budget_s=15.0, sasrec_budget_s=60.0, search_finetune_budget_s=30.0),
+            log=log,
+        )
         from .governance._catalog import write_governance_report
 
         gov_html, _ = write_governance_report(workdir)
@@ -169,6 +176,10 @@ def train(
     tune_seconds: Annotated[float, typer.Option(help="Optuna budget per tunable model, seconds.")] = 60.0,
     sasrec_seconds: Annotated[float, typer.Option(help="SASRec training budget, seconds.")] = 300.0,
     no_fusion: Annotated[bool, typer.Option("--no-fusion", help="Skip the LightGBM fusion ranker.")] = False,
+    finetune_seconds: Annotated[
+        float,
+        typer.Option(help="Budget for fine-tuning MiniLM on search judgments, seconds (0: off)."),
+    ] = 180.0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     as_json: AsJson = False,
 ) -> None:
@@ -183,6 +194,7 @@ def train(
         tune_budget_s=tune_seconds,
         sasrec_budget_s=sasrec_seconds,
         fusion=not no_fusion,
+        search_finetune_budget_s=finetune_seconds,
         seed=seed,
     )
     if data is None:

@@ -14,7 +14,7 @@ from shelfwise.serving import Bundle, current_bundle
 from tests.cli.test_cli import sw
 from tests.conftest import copy_head, shared
 
-FAST = ["--tune-seconds", "3", "--sasrec-seconds", "15"]
+FAST = ["--tune-seconds", "3", "--sasrec-seconds", "15", "--finetune-seconds", "10"]
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +156,13 @@ def test_train_on_a_real_slice(tmp_path):
 @pytest.mark.slow
 def test_search_cli_with_ranker_and_candidates(trained, tmp_path):
     data, work, out = trained
-    assert out["default_model"] and Bundle.load(current_bundle(work)).manifest["search"]["products"] > 0
+    manifest_search = Bundle.load(current_bundle(work)).manifest["search"]
+    assert out["default_model"] and manifest_search["products"] > 0
+    # MiniLM fine-tuning ran on the demo's judgments and said whether it was kept, and why
+    ft = manifest_search["finetune"]
+    assert "skipped" in ft or ft["validation_ndcg@10_tuned"] >= 0
+    tuned = (current_bundle(work) / "search" / "encoder-tuned.onnx").exists()
+    assert tuned == ft["kept"] == (manifest_search["encoders"]["main"] == "encoder-tuned.onnx")
     q = tmp_path / "q.csv"
     q.write_text(
         'query_id,query\nq1,running shoes\nq2,\nq3,"' + "z" * 5000 + '"\nq4,耳机\n', encoding="utf-8"

@@ -1,9 +1,10 @@
-"""Product search: analysis, lexical (tantivy) and semantic (MiniLM + faiss) retrieval, hybrid
-fusion and a LightGBM re-ranker."""
+"""Product search: analysis, lexical (tantivy) and semantic (MiniLM, multilingual USE + faiss)
+retrieval, hybrid fusion, MiniLM fine-tuned on the shop's judgments, and a LightGBM re-ranker."""
 
 from ._analyze import analyze, words
 from ._build import load_query_log, load_search_data
 from ._engine import FEATURES, SearchEngine, ndcg_at_k
+from ._finetune import FinetuneSettings
 from ._retrievers import LexicalRetriever, SearchCatalog, SemanticRetriever
 from ._shopper import SORTS, Autocomplete, Filters, Speller, load_synonyms
 
@@ -15,6 +16,7 @@ __all__ = [
     "load_synonyms",
     "load_query_log",
     "FEATURES",
+    "FinetuneSettings",
     "LexicalRetriever",
     "SearchCatalog",
     "SearchEngine",

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ import numpy as np
 from ..evaluation._metrics import graded_ndcg_at_k as ndcg_at_k
 from ..models import Results
 from ._analyze import MAX_QUERY_CHARS, analyze, has_cjk
+from ._finetune import FinetuneSettings
 from ._retrievers import LexicalRetriever, SearchCatalog, SemanticRetriever
 from ._shopper import Autocomplete, Filters, Speller, expand_synonyms, facets, sort_docs
 
@@ -131,9 +134,7 @@ class SearchEngine:
         """
         import lightgbm as lgb
 
-        qids = sorted(q for q in judgments if q in queries and queries[q].strip())
-        rng = np.random.default_rng(seed)
-        is_hold = {q: rng.random() < holdout for q in qids}
+        qids, is_hold = _split_queries(queries, judgments, holdout, seed)
         train_q = [q for q in qids if not is_hold[q]]
         # product prior from training queries only (per row, minus the row's own query)
         for q in train_q:
@@ -208,7 +209,48 @@ class SearchEngine:
             "best_iteration": int(getattr(ranker, "best_iteration_", 0) or 0),
         }
         info["kept"] = bool(not hyb or np.mean(rer) > np.mean(hyb))
-        self.ranker_ = ranker if info["kept"] else None
+        self.ranker_ = _BoosterRanker(ranker.booster_) if info["kept"] else None
+        return info
+
+    def finetune_encoder(
+        self,
+        queries: dict[str, str],
+        judgments: dict[str, dict[str, float]],
+        *,
+        holdout: float = 0.2,
+        seed: int = 0,
+        settings: FinetuneSettings | None = None,
+    ) -> dict[str, Any]:
+        """Fine-tune MiniLM on the judged queries (see `_finetune`); when the tuned encoder beats
+        the shipped one on the held-out queries (the same ones `fit_ranker` holds out, so the
+        ranker's keep decision is not fooled), export it to ONNX in the search directory and
+        re-embed the catalog with it. Call before `fit_ranker`."""
+        from ..features._text_encoder import export_onnx, quantize_int8, shipped_model_dir
+        from ._finetune import finetune_biencoder
+
+        qids, is_hold = _split_queries(queries, judgments, holdout, seed)
+        texts = {p: self.catalog.text(i) for p, i in self._index.items()}
+        with tempfile.TemporaryDirectory() as tmp:
+            tuned_dir = Path(tmp) / "tuned"
+            info = finetune_biencoder(
+                shipped_model_dir(),
+                tuned_dir,
+                queries,
+                judgments,
+                texts,
+                [q for q in qids if not is_hold[q]],
+                [q for q in qids if is_hold[q]],
+                settings,
+            )
+            if info["kept"]:
+                t0 = time.perf_counter()
+                name = "encoder-tuned.onnx"
+                export_onnx(tuned_dir, self.path / name)
+                if self.semantic_.encoder == "minilm-int8":
+                    name = quantize_int8(self.path / name, self.path / "encoder-tuned-int8.onnx").name
+                self.semantic_ = SemanticRetriever(name, base=self.path).index(self.catalog)
+                info["encoder"] = name
+                info["export_and_index_seconds"] = round(time.perf_counter() - t0, 1)
         return info
 
     # -- querying ---------------------------------------------------------------------------
@@ -460,7 +502,17 @@ class _BoosterRanker:
         self.booster_ = booster
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self.booster_.predict(x))
+        return np.asarray(self.booster_.predict(x, num_threads=1))
+
+
+def _split_queries(
+    queries: dict[str, str], judgments: dict[str, dict[str, float]], holdout: float, seed: int
+) -> tuple[list[str], dict[str, bool]]:
+    """Judged queries with text, and which are held out (the same draw for fine-tuning and the
+    ranker, so neither learns from the other's validation queries)."""
+    qids = sorted(q for q in judgments if q in queries and queries[q].strip())
+    rng = np.random.default_rng(seed)
+    return qids, {q: bool(rng.random() < holdout) for q in qids}
 
 
 @dataclass

@@ -203,11 +203,12 @@ def text_encoder(name: str, base: Path | None = None) -> Any:
         return te.multilingual_encoder()
     if base is None:
         raise ValueError(f"encoder {name!r} is a file and needs the search directory")
-    return _tuned(str(base / name))
+    path = base / name
+    return _tuned(str(path), path.stat().st_mtime_ns)
 
 
 @lru_cache(maxsize=4)
-def _tuned(path: str) -> Any:
+def _tuned(path: str, mtime_ns: int) -> Any:
     from ..features._text_encoder import OnnxEncoder
 
     return OnnxEncoder(path)

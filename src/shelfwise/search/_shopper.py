@@ -96,6 +96,16 @@ class Speller:
             c.update(w for w in words(t) if w.isalpha())
         return cls(c)
 
+    def _buckets(self) -> dict[tuple[str, int], list[str]]:
+        """Known words by (first letter, length): a correction compares a word with its own
+        bucket and its neighbours only, not the whole vocabulary."""
+        if getattr(self, "_by_key", None) is None:
+            by: dict[tuple[str, int], list[str]] = {}
+            for v in self.vocabulary:
+                by.setdefault((v[0], len(v)), []).append(v)
+            self._by_key = by
+        return self._by_key
+
     def correct_word(self, w: str) -> str:
         from rapidfuzz.distance import Levenshtein
         from rapidfuzz.process import extract
@@ -103,7 +113,8 @@ class Speller:
         if w in self.vocabulary or not w.isalpha() or len(w) < 4 or not w.isascii():
             return w
         limit = 1 if len(w) < 8 else 2
-        pool = [v for v in self.vocabulary if abs(len(v) - len(w)) <= limit and v[0] == w[0]]
+        buckets = self._buckets()
+        pool = [v for n in range(len(w) - limit, len(w) + limit + 1) for v in buckets.get((w[0], n), ())]
         found = extract(w, pool, scorer=Levenshtein.distance, score_cutoff=limit, limit=20)
         if not found:
             return w

@@ -1,0 +1,58 @@
+"""Fine-tuning MiniLM on a shop's judgments: a planted shop word the shipped encoder cannot know."""
+
+from __future__ import annotations
+
+import pytest
+
+from shelfwise.search import SearchCatalog, SearchEngine
+from shelfwise.search._finetune import FinetuneSettings, training_pairs
+
+pytestmark = pytest.mark.slow
+
+N = 60
+
+
+def _shop():
+    # in this shop "zorp" is the house word for a phone charger and "blick" for a garden hose:
+    # "zorp 7" means charger model 7, "blick 7" hose model 7. Every model number exists as both,
+    # so an encoder that does not know the two words ranks both queries the same way.
+    ids, titles = [], []
+    for i in range(N):
+        ids += [f"c{i}", f"h{i}"]
+        titles += [f"phone charger model {i}", f"garden hose model {i}"]
+    queries = {f"z{i}": f"zorp {i}" for i in range(N)} | {f"b{i}": f"blick {i}" for i in range(N)}
+    gains = {f"z{i}": {f"c{i}": 2.0, f"h{i}": 0.0} for i in range(N)}
+    gains |= {f"b{i}": {f"h{i}": 2.0, f"c{i}": 0.0} for i in range(N)}
+    return SearchCatalog(ids, titles), queries, gains
+
+
+def test_pairs_take_the_top_of_the_scale_as_positive_and_the_bottom_as_hard_negative():
+    pairs = training_pairs({"q": "x"}, {"q": {"a": 2.0, "b": 1.0, "c": 0.0}}, {"a": "A", "b": "B", "c": "C"}, ["q"])
+    assert pairs == [("x", "A", "C")]
+
+
+def test_finetuned_encoder_learns_the_shop_word_and_is_served(tmp_path):
+    catalog, queries, gains = _shop()
+    eng = SearchEngine(tmp_path / "s", candidates=20).build(catalog)
+    settings = FinetuneSettings(budget_s=60, epochs=6, batch_size=16, learning_rate=1e-4, min_pairs=20)
+    info = eng.finetune_encoder(queries, gains, holdout=0.25, seed=3, settings=settings)
+    assert info["kept"], info
+    assert info["validation_ndcg@10_tuned"] > info["validation_ndcg@10_untuned"] + 0.05
+    assert eng.semantic_.encoder == "encoder-tuned.onnx" and (tmp_path / "s" / "encoder-tuned.onnx").exists()
+    # every query (held-out ones included): the tuned encoder puts the meant product first
+    wins = 0
+    for q, text in queries.items():
+        top = catalog.product_ids[eng.semantic_.search(text, 1).ids[0][0]]
+        wins += top == ("c" if q[0] == "z" else "h") + q[1:]
+    assert wins >= 0.9 * len(queries)
+    eng.save()
+    again = SearchEngine.load(tmp_path / "s")
+    assert again.semantic_.encoder == "encoder-tuned.onnx"
+    assert again.search("zorp 11", k=3) == eng.search("zorp 11", k=3)
+
+
+def test_too_few_pairs_means_no_finetuning(tmp_path):
+    catalog, queries, gains = _shop()
+    eng = SearchEngine(tmp_path / "s", candidates=20).build(catalog)
+    info = eng.finetune_encoder(queries, gains, settings=FinetuneSettings(min_pairs=10_000))
+    assert not info["kept"] and "skipped" in info and eng.semantic_.encoder == "minilm"
