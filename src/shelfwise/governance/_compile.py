@@ -35,8 +35,25 @@ class Check:
 
 @dataclass
 class CompiledContract:
-    select_values: list[str]  # "<expr> AS <col>" for every contract column
+    """Three levels, so that every expression is computed once per row: `cleaned` computes each
+    column's trimmed text (`_s_<col>`) from the loaded strings, `typed` its typed value
+    (`_v_<col>`) from that, and `select_values` and the checks refer to those columns only."""
+
+    cleaned: list[str]  # "<expr> AS _s_<col>" for every contract column (over the loaded row)
+    typed: list[str]  # "<expr> AS _v_<col>" (over the loaded row + `cleaned`)
+    select_values: list[str]  # "_v_<col> AS <col>" for every contract column
     checks: list[Check]
+
+    def query(self, source: str, keep: list[str]) -> str:
+        """Typed values + `_reasons` (failed checks) + `_detail` (the first failure) per row of
+        `source`; `keep` are extra source columns passed through as they are."""
+        reasons, detail = reasons_sql(self.checks)
+        passed = "".join(f", {c}" for c in keep)
+        return (
+            f"SELECT {', '.join(self.select_values)}{passed}, {reasons} AS _reasons, {detail} AS _detail, "
+            f"_source_line FROM (SELECT *, {', '.join(self.typed)} FROM "
+            f"(SELECT *, {', '.join(self.cleaned)} FROM {source}))"
+        )
 
 
 def _clean(raw: str) -> str:
@@ -72,12 +89,17 @@ def enum_expr(c: ColumnSpec, s: str) -> str:
 def compile_contract(
     contract: TableContract, *, min_year: int = 1990, max_future_days: int = 2
 ) -> CompiledContract:
+    cleaned: list[str] = []
+    typed: list[str] = []
     values: list[str] = []
     checks: list[Check] = []
     for c in contract.columns:
         raw = q(c.name)
-        s = _clean(raw)
         name = c.name
+        s_ref, v_ref = q("_s_" + name), q("_v_" + name)
+        cleaned.append(f"{_clean(raw)} AS {s_ref}")
+        s = s_ref  # the cleaned text, computed once
+        v = v_ref  # the typed value, computed once
         if c.kind is Kind.ID:
             value = s
         elif c.kind in (Kind.STRING, Kind.TEXT, Kind.CATEGORY):
@@ -93,7 +115,7 @@ def compile_contract(
             )
             checks.append(
                 Check(
-                    f"({s} IS NOT NULL AND ({value}) IS NULL)",
+                    f"({s} IS NOT NULL AND {v} IS NULL)",
                     Reason.INVALID_TYPE,
                     f"{lit(name + ': not a number: ')} || {s}",
                 )
@@ -101,7 +123,7 @@ def compile_contract(
             if c.min_value is not None:
                 checks.append(
                     Check(
-                        f"(({value}) < {c.min_value})",
+                        f"({v} < {c.min_value})",
                         Reason.OUT_OF_RANGE,
                         f"{lit(f'{name}: below {c.min_value:g}: ')} || {s}",
                     )
@@ -109,7 +131,7 @@ def compile_contract(
             if c.max_value is not None:
                 checks.append(
                     Check(
-                        f"(({value}) > {c.max_value})",
+                        f"({v} > {c.max_value})",
                         Reason.OUT_OF_RANGE,
                         f"{lit(f'{name}: above {c.max_value:g}: ')} || {s}",
                     )
@@ -122,7 +144,7 @@ def compile_contract(
             )
             checks.append(
                 Check(
-                    f"({s} IS NOT NULL AND ({value}) IS NULL)",
+                    f"({s} IS NOT NULL AND {v} IS NULL)",
                     Reason.INVALID_TYPE,
                     f"{lit(name + ': not a boolean: ')} || {s}",
                 )
@@ -131,14 +153,14 @@ def compile_contract(
             value = timestamp_expr(s)
             checks.append(
                 Check(
-                    f"({s} IS NOT NULL AND ({value}) IS NULL)",
+                    f"({s} IS NOT NULL AND {v} IS NULL)",
                     Reason.UNPARSEABLE_TIMESTAMP,
                     f"{lit(name + ': cannot parse: ')} || {s}",
                 )
             )
             checks.append(
                 Check(
-                    f"(({value}) < TIMESTAMP '{min_year}-01-01' OR ({value}) > now()::TIMESTAMP + INTERVAL {max_future_days} DAY)",
+                    f"({v} < TIMESTAMP '{min_year}-01-01' OR {v} > now()::TIMESTAMP + INTERVAL {max_future_days} DAY)",
                     Reason.OUT_OF_RANGE,
                     f"{lit(name + ': implausible date: ')} || {s}",
                 )
@@ -157,7 +179,7 @@ def compile_contract(
             allowed = ", ".join(lit(a) for a in c.allowed)
             checks.append(
                 Check(
-                    f"(({value}) IS NOT NULL AND ({value}) NOT IN ({allowed}))",
+                    f"({v} IS NOT NULL AND {v} NOT IN ({allowed}))",
                     Reason.INVALID_VALUE,
                     f"{lit(name + ': not one of ' + '/'.join(c.allowed) + ': ')} || {s}",
                 )
@@ -167,7 +189,7 @@ def compile_contract(
         if c.required:
             # typed columns: an unparseable value is its own reason; text can become empty by cleaning
             empty = (
-                f"(({value}) IS NULL)"
+                f"({v} IS NULL)"
                 if c.kind in (Kind.STRING, Kind.TEXT, Kind.CATEGORY, Kind.ID)
                 else f"({s} IS NULL)"
             )
@@ -180,32 +202,34 @@ def compile_contract(
                     f"ELSE {lit(name + ': empty after cleaning: ')} || left({s}, 80) END",
                 ),
             )
-        values.append(f"{value} AS {q(name)}")
+        typed.append(f"{value} AS {v_ref}")
+        values.append(f"{v_ref} AS {q(name)}")
     checks.extend(_table_rules(contract))
-    return CompiledContract(values, checks)
+    return CompiledContract(cleaned, typed, values, checks)
 
 
 def _table_rules(contract: TableContract) -> list[Check]:
     """Rules that involve several columns of one row."""
     if contract.name != "events":
         return []
-    # the event type as the contract types it (synonyms mapped), so these rules see what curation sees
-    et = enum_expr(contract.column("event_type"), _clean(q("event_type")))
+    # the event type as the contract types it (synonyms mapped), so these rules see what curation
+    # sees; cleaned texts and typed values are computed columns (see `CompiledContract`)
+    et = '"_v_event_type"'
     return [
         Check(
-            f"(coalesce({et}, '') <> 'search' AND nullif(trim(\"product_id\"), '') IS NULL)",
+            f"(coalesce({et}, '') <> 'search' AND \"_s_product_id\" IS NULL)",
             Reason.MISSING_REQUIRED,
-            "'product_id: empty (required for ' || coalesce(trim(\"event_type\"), '') || ' events)'",
+            "'product_id: empty (required for ' || coalesce(\"_s_event_type\", '') || ' events)'",
         ),
         Check(
-            f"({et} = 'search' AND nullif(trim(\"query\"), '') IS NULL)",
+            f"({et} = 'search' AND \"_s_query\" IS NULL)",
             Reason.MISSING_REQUIRED,
             "'query: empty (required for search events)'",
         ),
         Check(
-            f"({et} = 'rating' AND TRY_CAST(nullif(trim(\"value\"), '') AS DOUBLE) NOT BETWEEN 0 AND 10)",
+            f"({et} = 'rating' AND TRY_CAST(\"_s_value\" AS DOUBLE) NOT BETWEEN 0 AND 10)",
             Reason.OUT_OF_RANGE,
-            "'value: a rating must be between 0 and 10: ' || trim(\"value\")",
+            "'value: a rating must be between 0 and 10: ' || \"_s_value\"",
         ),
     ]
 

@@ -34,7 +34,7 @@ from ..errors import ContractViolation, SourceError
 from ..storage import StagedFile, Warehouse, find_table_file, stage_file
 from ..storage._sources import JSON_DELIMITER, LINE_COLUMN
 from ._audit import AuditLog
-from ._compile import NORMALIZE_UDF, compile_contract, lit, q, reasons_sql
+from ._compile import NORMALIZE_UDF, compile_contract, lit, q
 from ._contracts import (
     BOT_EVENT_TYPES,
     CONTRACTS,
@@ -314,9 +314,20 @@ class Ingestor:
             )
         raw_cols = contract.column_names + [f"x_{_safe(e)}" for e in extra_kept]
         raw_table = f"raw.{q(contract.name)}"
-        wh.sql(f"DROP TABLE IF EXISTS raw.{q(contract.name + '__load')}")
         src_name = lit(str(src))
         malformed = 0
+        # raw layer: the history of everything received (strings), steward-only. Rows are written
+        # there once, straight from the reader; this run's rows are then read back by run id.
+        if not wh.exists("raw", contract.name):
+            cols = ", ".join(f"{q(c)} VARCHAR" for c in raw_cols)
+            wh.sql(
+                f"CREATE TABLE {raw_table} ({cols}, _source_line BIGINT, _run_id VARCHAR, _source_file VARCHAR)"
+            )
+        raw_existing = {r[0] for r in wh.sql(f"DESCRIBE {raw_table}").fetchall()}
+        for col in raw_cols:
+            if col not in raw_existing:
+                wh.sql(f"ALTER TABLE {raw_table} ADD COLUMN {q(col)} VARCHAR")
+        into_raw = f"INSERT INTO {raw_table} BY NAME SELECT *, {lit(run_id)} AS _run_id, {src_name} AS _source_file FROM"
 
         # -- 2. load into raw --------------------------------------------------------------------
         if staged.format == "csv":
@@ -339,8 +350,8 @@ class Ingestor:
             )
             try:
                 wh.sql(
-                    f"CREATE TABLE raw.{q(contract.name + '__load')} AS SELECT {', '.join(select)}, "
-                    f"TRY_CAST({q(LINE_COLUMN)} AS BIGINT) AS _source_line FROM {reader}"
+                    f"{into_raw} (SELECT {', '.join(select)}, "
+                    f"TRY_CAST({q(LINE_COLUMN)} AS BIGINT) AS _source_line FROM {reader})"
                 )
             except Exception as exc:  # noqa: BLE001 - the reader's own words are the clearest reason
                 raise SourceError(str(src), None, f"unreadable CSV: {exc}") from exc
@@ -401,8 +412,7 @@ class Ingestor:
             wh.sql(f"CREATE TEMP TABLE _lines AS SELECT * FROM {lines}")
             safe_lines = f"(SELECT _source_line, CASE WHEN {ok} THEN j END AS j FROM _lines)"
             wh.sql(
-                f"CREATE TABLE raw.{q(contract.name + '__load')} AS SELECT {', '.join(select)}, _source_line "
-                f"FROM {safe_lines} WHERE j IS NOT NULL"
+                f"{into_raw} (SELECT {', '.join(select)}, _source_line FROM {safe_lines} WHERE j IS NOT NULL)"
             )
             row = wh.sql(
                 """INSERT INTO quarantine.rows SELECT nextval('quarantine.qid_seq'), ?, ?, ?, _source_line, ?, [?],
@@ -421,43 +431,36 @@ class Ingestor:
             ]
             select += [f"CAST({q(e)} AS VARCHAR) AS {q('x_' + _safe(e))}" for e in extra_kept]
             try:
-                wh.sql(
-                    f"CREATE TABLE raw.{q(contract.name + '__load')} AS SELECT {', '.join(select)}, "
-                    f"file_row_number + 1 AS _source_line FROM read_parquet({lit(src.as_posix())}, file_row_number=true)"
-                )
+                row = wh.sql(
+                    f"{into_raw} (SELECT {', '.join(select)}, "
+                    f"file_row_number + 1 AS _source_line FROM read_parquet({lit(src.as_posix())}, file_row_number=true))"
+                ).fetchone()
             except Exception as exc:  # noqa: BLE001
                 raise SourceError(str(src), None, f"unreadable Parquet file: {exc}") from exc
-            tr.rows_in = int(wh.sql(f"SELECT count(*) FROM raw.{q(contract.name + '__load')}").fetchone()[0])
+            tr.rows_in = int(row[0]) if row else 0
 
-        # raw layer: history of everything received (strings), steward-only
-        load = f"raw.{q(contract.name + '__load')}"
-        if not wh.exists("raw", contract.name):
-            wh.sql(
-                f"CREATE TABLE {raw_table} AS SELECT *, {lit(run_id)} AS _run_id, {src_name} AS _source_file FROM {load} LIMIT 0"
-            )
-        raw_existing = [r[0] for r in wh.sql(f"DESCRIBE {raw_table}").fetchall()]
-        for col in raw_cols:
-            if col not in raw_existing:
-                wh.sql(f"ALTER TABLE {raw_table} ADD COLUMN {q(col)} VARCHAR")
+        # this run's rows, as loaded
+        load = f"_load_{contract.name}"
+        cols = ", ".join([q(c) for c in raw_cols] + ["_source_line"])
         wh.sql(
-            f"INSERT INTO {raw_table} BY NAME SELECT *, {lit(run_id)} AS _run_id, {src_name} AS _source_file FROM {load}"
+            f"CREATE OR REPLACE TEMP VIEW {load} AS SELECT {cols} FROM {raw_table} WHERE _run_id = {lit(run_id)}"
         )
 
         # -- 3. row checks -------------------------------------------------------------------------
         compiled = compile_contract(
             contract, min_year=self.settings.min_year, max_future_days=self.settings.max_future_days
         )
-        reasons, detail = reasons_sql(compiled.checks)
         extra_sel = [f"{q('x_' + _safe(e))}" for e in extra_kept]
         # the raw row as JSON is built only for quarantined rows (at the end), not for every row
         raw_json = "json_object(" + ", ".join(f"{lit(c)}, l.{q(c)}" for c in raw_cols) + ")"
         empty_text = lit("")
-        wh.sql(
-            f"""CREATE OR REPLACE TEMP TABLE _checked AS
-                SELECT {", ".join(compiled.select_values + [f"nullif(trim({c}), {empty_text}) AS {c}" for c in extra_sel])},
-                       {reasons} AS _reasons, {detail} AS _detail, _source_line
-                FROM {load}"""
+        extra_clean = [f"nullif(trim({c}), {empty_text}) AS {c}" for c in extra_sel]
+        source = (
+            f"(SELECT * EXCLUDE ({', '.join(extra_sel)}), {', '.join(extra_clean)} FROM {load})"
+            if extra_sel
+            else load
         )
+        wh.sql(f"CREATE OR REPLACE TEMP TABLE _checked AS {compiled.query(source, extra_sel)}")
 
         # -- 4. set checks ---------------------------------------------------------------------------
         content = [q(c) for c in contract.column_names] + extra_sel
@@ -554,7 +557,7 @@ class Ingestor:
             )
         wh.sql("DROP TABLE _checked")
         wh.sql("DROP TABLE IF EXISTS _new")
-        wh.sql(f"DROP TABLE {load}")
+        wh.sql(f"DROP VIEW {load}")
         self._validate(wh, contract)
         return tr
 

@@ -15,8 +15,14 @@ _HTML_HINT = re.compile(r"[<&]")
 
 def normalize_text_array(arr: pa.Array) -> pa.Array:
     """NFKC, HTML tags and entities removed, whitespace collapsed, empty -> null."""
-    if len(arr) == 0:
+    if len(arr) == 0 or arr.null_count == len(arr):
         return arr
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.null_count > len(arr) // 2:  # sparse columns (reviews, queries): work on the values only
+        valid = pc.is_valid(arr)
+        done = normalize_text_array(arr.filter(valid))
+        return pc.replace_with_mask(arr, valid, done)
     arr = pc.utf8_normalize(arr, form="NFKC")
     has_markup = pc.match_substring_regex(arr, r"[<&]")
     if pc.any(has_markup).as_py():
