@@ -27,7 +27,9 @@ def _shop():
 
 
 def test_pairs_take_the_top_of_the_scale_as_positive_and_the_bottom_as_hard_negative():
-    pairs = training_pairs({"q": "x"}, {"q": {"a": 2.0, "b": 1.0, "c": 0.0}}, {"a": "A", "b": "B", "c": "C"}, ["q"])
+    pairs = training_pairs(
+        {"q": "x"}, {"q": {"a": 2.0, "b": 1.0, "c": 0.0}}, {"a": "A", "b": "B", "c": "C"}, ["q"]
+    )
     assert pairs == [("x", "A", "C")]
 
 

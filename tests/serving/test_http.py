@@ -276,6 +276,17 @@ def test_search_analytics_from_the_logs_and_the_served_pages(server, served_work
         1 / served["green tent"]["pages"], abs=1e-4
     )
     assert (work / "reports" / "search-analytics.html").exists()
+    # the same served pages are training data for the search ranker: the clicked product at its
+    # display position, the other products of the page as impressions without a click
+    from shelfwise.search._clicks import load_click_groups
+
+    groups = load_click_groups(work)
+    page = groups[first["search_id"]]
+    assert page.source == "served" and page.query == "Green Tent"
+    assert page.positions == {it["product_id"]: r + 1 for r, it in enumerate(first["items"])}
+    assert page.labels == {first["items"][0]["product_id"]: 1.0}
+    assert sum(1 for g in groups.values() if g.source == "served" and g.query == "Green Tent") >= 3
+    assert any(g.source == "logged" for g in groups.values())  # the demo's own logged searches
 
 
 def test_hot_swap_under_concurrent_requests(server, served_workdir):

@@ -483,10 +483,16 @@ def _build_search(
             f"{ft.get('validation_ndcg@10_untuned')} untuned -> {ft.get('validation_ndcg@10_tuned')} tuned, "
             f"kept={ft['kept']}" + (f" ({ft['skipped']})" if "skipped" in ft else "")
         )
-    if gains:
-        info["ranker"] = engine.fit_ranker(queries, gains, seed=settings.seed)
+    from ..search._clicks import load_click_groups
+
+    clicks = load_click_groups(workdir)
+    if gains or clicks:
+        info["ranker"] = engine.fit_ranker(queries, gains, clicks=clicks, seed=settings.seed)
+        r = info["ranker"]
         log(
-            f"search: ranker on {len(gains):,} judged queries: held-out NDCG@10 {info['ranker']['holdout_ndcg@10']}, kept={info['ranker']['kept']}"
+            f"search: ranker on {len(gains):,} judged queries and {r['click_groups']:,} click groups "
+            f"({r['served_pages']:,} served pages, position-corrected: {r['position_bias_correction']}): "
+            f"held-out ({r['holdout_label']}) NDCG@10 {r.get('holdout_ndcg@10')}, kept={r['kept']}"
         )
     engine.save()
     info["seconds"] = round(time.monotonic() - t0, 1)

@@ -25,6 +25,7 @@ import numpy as np
 from ..evaluation._metrics import graded_ndcg_at_k as ndcg_at_k
 from ..models import Results
 from ._analyze import MAX_QUERY_CHARS, analyze, has_cjk
+from ._clicks import ClickGroup, debias
 from ._finetune import FinetuneSettings
 from ._retrievers import LexicalRetriever, SearchCatalog, SemanticRetriever
 from ._shopper import Autocomplete, Filters, Speller, expand_synonyms, facets, sort_docs
@@ -124,16 +125,25 @@ class SearchEngine:
         queries: dict[str, str],
         judgments: dict[str, dict[str, float]],
         *,
+        clicks: dict[str, ClickGroup] | None = None,
         holdout: float = 0.2,
         seed: int = 0,
+        always_keep: bool = False,
     ) -> dict[str, Any]:
-        """LightGBM lambdarank on judged queries; `judgments[qid][product_id] = gain` (>= 0).
+        """LightGBM lambdarank on judged queries (`judgments[qid][product_id] = gain >= 0`) and on
+        search clicks (`clicks`, see `_clicks`), either or both.
 
-        A fraction of the queries is held out: early stopping, and the keep-or-drop decision
-        against the hybrid ranking (the ranker is dropped if it does not win there).
+        Served pages (clicks at known display positions) are turned into one graded group per
+        query by the position-based click model (`_clicks.debias`: a click at position 5 counts
+        for more than one at position 1, by the examination propensities estimated from the logs);
+        logged searches (positions unknown) are one group per search. A fraction of the queries (of the judged ones
+        when there are judgments, else of the click groups) is held out: early stopping and the
+        keep-or-drop decision against the hybrid ranking (`always_keep` skips the decision:
+        held-out clicks are themselves position-biased, so a debiased ranker can lose on them).
         """
         import lightgbm as lgb
 
+        clicks = clicks or {}
         qids, is_hold = _split_queries(queries, judgments, holdout, seed)
         train_q = [q for q in qids if not is_hold[q]]
         # product prior from training queries only (per row, minus the row's own query)
@@ -143,73 +153,109 @@ class SearchEngine:
                 if i is not None:
                     self.prior_count_[i] += 1
                     self.prior_sum_[i] += g
-        rows: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        vecs = self.encode_queries([queries[q] for q in qids])
-        for q, v in zip(qids, vecs, strict=True):
+        groups: dict[str, tuple[str, dict[int, float], float]] = {}
+        for q in qids:  # judged: graded gains (0, 0.33, ..., 2) -> integer labels x3
             gains = {self._index[p]: g for p, g in judgments[q].items() if p in self._index}
-            cands, x = self._features(
-                self._query(queries[q]), None, own=gains if not is_hold[q] else None, vecs=v
+            groups[q] = (queries[q], gains, 3.0)
+        # served pages: one group per query, relevance corrected for position (see `_clicks`);
+        # logged searches: one group per search, graded by the strongest action (1-3)
+        served_rel, prop = debias({g: c for g, c in clicks.items() if c.source == "served"})
+        click_groups: dict[str, tuple[str, dict[int, float]]] = {}
+        for qtext, rel in sorted(served_rel.items()):
+            top = max(rel.values())
+            labels = {self._index[p]: 3.0 * v / top for p, v in rel.items() if p in self._index}
+            click_groups["served:" + qtext] = (qtext, labels)
+        for g in sorted(clicks):
+            c = clicks[g]
+            if c.source != "served" and c.query.strip():
+                labels = {self._index[p]: v for p, v in c.labels.items() if p in self._index}
+                click_groups["logged:" + g] = (c.query, labels)
+        rng = np.random.default_rng(seed + 1)
+        for g, (text, labels) in click_groups.items():
+            if any(v > 0 for v in labels.values()):
+                groups[g] = (text, labels, 1.0)
+                is_hold[g] = bool(not qids and rng.random() < holdout)
+        rows: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        names = list(groups)
+        vecs = self.encode_queries([groups[g][0] for g in names])
+        for g, v in zip(names, vecs, strict=True):
+            text, labels, scale = groups[g]
+            own = labels if g in judgments and not is_hold[g] else None
+            cands, x = self._features(self._query(text), None, own=own, vecs=v)
+            y = np.array([labels.get(int(d), 0.0) for d in cands], np.float32) * scale
+            rows[g] = (cands, x, np.clip(np.rint(y), 0, 30).astype(np.int32))
+
+        def stack(gs: list[str]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+            gs = [g for g in gs if len(rows[g][0]) and rows[g][2].max() > 0]
+            if not gs:
+                return np.zeros((0, len(FEATURES)), np.float32), np.zeros(0, np.int32), []
+            return (
+                np.vstack([rows[g][1] for g in gs]),
+                np.concatenate([rows[g][2] for g in gs]),
+                [len(rows[g][0]) for g in gs],
             )
-            y = np.array([gains.get(int(c), 0.0) for c in cands], np.float32)
-            rows[q] = (cands, x, y)
-        scale = 3.0  # graded gains (e.g. 0, 0.33, ..., 2) -> integer labels for lambdarank
 
-        def stack(qs: list[str]) -> tuple[np.ndarray, np.ndarray, list[int]]:
-            qs = [q for q in qs if len(rows[q][0]) and rows[q][2].max() > 0]
-            x = np.vstack([rows[q][1] for q in qs])
-            y = np.concatenate([np.clip(np.rint(rows[q][2] * scale), 0, 30) for q in qs]).astype(int)
-            return x, y, [len(rows[q][0]) for q in qs]
-
-        xt, yt, gt = stack(train_q)
-        hold_q = [q for q in qids if is_hold[q]]
-        ranker = lgb.LGBMRanker(
-            objective="lambdarank",
-            n_estimators=500,
-            learning_rate=0.05,
-            num_leaves=31,
-            min_child_samples=20,
-            subsample=0.8,
-            subsample_freq=1,
-            colsample_bytree=0.8,
-            random_state=seed,
-            deterministic=True,
-            force_row_wise=True,
-            n_jobs=2,
-            verbose=-1,
-        )
+        train_g = [g for g in names if not is_hold[g]]
+        hold_g = [g for g in names if is_hold[g]]
+        xt, yt, gt = stack(train_g)
+        info: dict[str, Any] = {
+            "train_queries": len(train_q),
+            "holdout_queries": len([g for g in hold_g if g in judgments]),
+            "click_groups": sum(1 for g in groups if g not in judgments),
+            "served_pages": sum(1 for c in clicks.values() if c.source == "served"),
+            "served_queries": len(served_rel),
+            "holdout_label": "judgments" if qids else "clicks",
+            "position_bias_correction": bool(served_rel),
+            "propensity": {str(k): round(v, 4) for k, v in prop.items() if k <= 10} if served_rel else None,
+        }
+        if not gt:
+            info.update(kept=False, skipped="no training group with a relevant or clicked product")
+            self.ranker_ = None
+            return info
+        params = {
+            "objective": "lambdarank",
+            "learning_rate": 0.05,
+            "num_leaves": 31,
+            "min_data_in_leaf": 20,
+            "bagging_fraction": 0.8,
+            "bagging_freq": 1,
+            "feature_fraction": 0.8,
+            "seed": seed,
+            "deterministic": True,
+            "force_row_wise": True,
+            "num_threads": 2,
+            "verbose": -1,
+            "metric": "ndcg",
+            "eval_at": [10],
+        }
+        train_set = lgb.Dataset(xt, yt, group=gt, feature_name=FEATURES)
+        xh, yh, gh = stack(hold_g)
         kw: dict[str, Any] = {}
-        if hold_q:
-            xh, yh, gh = stack(hold_q)
+        if gh:
             kw = dict(
-                eval_set=[(xh, yh)],
-                eval_group=[gh],
-                eval_at=[10],
+                valid_sets=[lgb.Dataset(xh, yh, group=gh, reference=train_set)],
                 callbacks=[lgb.early_stopping(40, verbose=False)],
             )
-        ranker.fit(xt, yt, group=gt, feature_name=FEATURES, **kw)
-        # held-out comparison on every held-out query (whole catalog, unjudged = 0)
+        booster = lgb.train(params, train_set, num_boost_round=500, **kw)
+        # held-out comparison on every held-out group (whole catalog, unjudged = 0)
         hyb, rer = [], []
-        for q in hold_q:
-            gains = {self._index[p]: g for p, g in judgments[q].items() if p in self._index}
-            cands, x, _ = rows[q]
+        for g in hold_g:
+            cands, x, _ = rows[g]
+            labels = groups[g][1]
             if len(cands) == 0:
                 hyb.append(0.0)
                 rer.append(0.0)
                 continue
-            hyb.append(ndcg_at_k([int(c) for c in cands[np.argsort(-x[:, _RRF], kind="stable")]], gains))
-            pred = np.asarray(ranker.predict(x))
-            rer.append(ndcg_at_k([int(c) for c in cands[np.argsort(-pred, kind="stable")]], gains))
-        info = {
-            "train_queries": len(train_q),
-            "holdout_queries": len(hold_q),
-            "holdout_ndcg@10": {
-                "hybrid": float(np.mean(hyb)) if hyb else None,
-                "reranked": float(np.mean(rer)) if rer else None,
-            },
-            "best_iteration": int(getattr(ranker, "best_iteration_", 0) or 0),
+            hyb.append(ndcg_at_k([int(c) for c in cands[np.argsort(-x[:, _RRF], kind="stable")]], labels))
+            pred = np.asarray(booster.predict(x))
+            rer.append(ndcg_at_k([int(c) for c in cands[np.argsort(-pred, kind="stable")]], labels))
+        info["holdout_ndcg@10"] = {
+            "hybrid": float(np.mean(hyb)) if hyb else None,
+            "reranked": float(np.mean(rer)) if rer else None,
         }
-        info["kept"] = bool(not hyb or np.mean(rer) > np.mean(hyb))
-        self.ranker_ = _BoosterRanker(ranker.booster_) if info["kept"] else None
+        info["best_iteration"] = int(booster.best_iteration or booster.current_iteration())
+        info["kept"] = bool(always_keep or not hyb or np.mean(rer) > np.mean(hyb))
+        self.ranker_ = _BoosterRanker(booster) if info["kept"] else None
         return info
 
     def finetune_encoder(

@@ -377,7 +377,13 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
         assert ans is not None
         sid = s.new_id("srch")
         count_cache("search", ans)
-        expose("search", sid, ans, s.pseudonymize(user_id) if user_id else None, {"query": q})
+        expose(
+            "search",
+            sid,
+            ans,
+            s.pseudonymize(user_id) if user_id else None,
+            {"query": q, "offset": offset, "sort": sort, "filtered": filters.active()},
+        )
         snap = s.snapshot
         titles = snap.bundle.titles
         out = {

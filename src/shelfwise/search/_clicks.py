@@ -1,0 +1,164 @@
+"""Search clicks as training data for the ranker, with the positions they were shown at.
+
+Two sources:
+- **served pages** (`spool/exposures/`, written by `shelfwise serve`): the products shown for a
+  query at their display positions (offset + rank), and the events that name the page's
+  `search_id`. Shoppers look at the top of a page more than at the bottom, so raw click rates
+  favour whatever was shown first. `debias` corrects for it with the position-based click model:
+  P(click) = P(examine position) x P(relevant); the examination propensities are estimated from
+  the logs themselves by intervention harvesting (the same product for the same query shown at
+  different positions on different pages: its click rates at the two positions give their
+  propensity ratio), and each (query, product) gets relevance = clicks / sum of the propensities
+  of its impressions.
+- **logged searches** (curated `search` events): the products the same session clicked, carted
+  or bought within 30 minutes after the search. Positions are unknown: no correction.
+
+Labels: click 1, add to cart 2, purchase 3 (the strongest action per product wins).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ._analytics import SESSION_WINDOW_S
+
+ACTION_GRADE = {"click": 1.0, "add_to_cart": 2.0, "purchase": 3.0}
+
+
+@dataclass
+class ClickGroup:
+    query: str
+    labels: dict[str, float]  # product id -> grade (only products acted on)
+    positions: dict[str, int] = field(default_factory=dict)  # product id -> 1-based display position
+    source: str = "logged"  # logged | served
+
+
+def load_click_groups(workdir: str | Path, *, max_groups: int = 50_000) -> dict[str, ClickGroup]:
+    """Click groups by id (a search_id for served pages, `log:<n>` for logged searches)."""
+    from ..storage import read_only
+
+    workdir = Path(workdir)
+    groups: dict[str, ClickGroup] = {}
+    acted: dict[str, dict[str, float]] = {}
+    with read_only(workdir) as (con, tables):
+        if "events" not in tables:
+            return groups
+        cols = {r[0] for r in con.sql("DESCRIBE curated.events").fetchall()}
+        grades = (
+            "CASE event_type " + " ".join(f"WHEN '{a}' THEN {g}" for a, g in ACTION_GRADE.items()) + " END"
+        )
+        if "search_id" in cols:
+            for sid, pid, g in con.sql(
+                f"""SELECT search_id, product_id, max({grades}) FROM curated.events
+                    WHERE search_id IS NOT NULL AND product_id IS NOT NULL
+                      AND event_type IN ('click', 'add_to_cart', 'purchase') GROUP BY 1, 2"""
+            ).fetchall():
+                acted.setdefault(sid, {})[pid] = float(g)
+        rows = con.sql(
+            f"""WITH s AS (
+                    SELECT row_number() OVER (ORDER BY timestamp, session_id, query) AS n, session_id, query, timestamp
+                    FROM curated.events
+                    WHERE event_type = 'search' AND query IS NOT NULL AND session_id IS NOT NULL),
+                a AS (
+                    SELECT session_id, product_id, timestamp, {grades} AS g FROM curated.events
+                    WHERE event_type IN ('click', 'add_to_cart', 'purchase') AND session_id IS NOT NULL
+                      AND product_id IS NOT NULL)
+                SELECT s.n, any_value(s.query), a.product_id, max(a.g)
+                FROM s JOIN a ON a.session_id = s.session_id AND a.timestamp >= s.timestamp
+                     AND a.timestamp <= s.timestamp + INTERVAL {SESSION_WINDOW_S} SECOND
+                GROUP BY s.n, a.product_id ORDER BY s.n LIMIT {int(max_groups) * 20}"""
+        ).fetchall()
+    for n, query, pid, g in rows:
+        gid = f"log:{n}"
+        if gid not in groups:
+            if len(groups) >= max_groups:
+                break
+            groups[gid] = ClickGroup(query, {})
+        groups[gid].labels[pid] = float(g)
+    for f in sorted((workdir / "spool" / "exposures").glob("*.jsonl*")):
+        with open(f, "rb") as fh:
+            for line in fh:
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                sid = rec.get("id")
+                if (
+                    rec.get("kind") != "search"
+                    or sid not in acted
+                    or rec.get("sort", "relevance") != "relevance"
+                ):
+                    continue
+                offset = int(rec.get("offset") or 0)
+                shown = {p: offset + i + 1 for i, p in enumerate(rec.get("items") or [])}
+                labels = {p: g for p, g in acted.get(sid, {}).items() if p in shown}
+                if shown and len(groups) < max_groups:  # pages without a click count as impressions
+                    groups[sid] = ClickGroup(rec.get("query") or "", labels, shown, "served")
+    return groups
+
+
+def propensities(pages: list[ClickGroup], max_position: int = 20, prior: float = 5.0) -> dict[int, float]:
+    """Examination propensity per display position, position 1 = 1.0, by intervention harvesting:
+    for every (query, product) seen at position 1 and at position k, the ratio of its click rates
+    there (pooled over such pairs) estimates p(k) / p(1). Smoothed towards the usual 1/k prior
+    with `prior` pseudo-impressions, so positions with little evidence stay close to 1/k."""
+    stats: dict[tuple[str, str], dict[int, list[float]]] = {}
+    for g in pages:
+        for p, pos in g.positions.items():
+            if pos <= max_position:
+                s = stats.setdefault((g.query, p), {}).setdefault(pos, [0.0, 0.0])
+                s[0] += 1.0 if g.labels.get(p, 0) > 0 else 0.0
+                s[1] += 1.0
+    out = {1: 1.0}
+    for k in range(2, max_position + 1):
+        c1 = n1 = ck = nk = 0.0
+        for by_pos in stats.values():
+            if 1 in by_pos and k in by_pos:
+                w = min(by_pos[1][1], by_pos[k][1])  # weight each pair by its smaller side
+                c1 += w * by_pos[1][0] / by_pos[1][1]
+                ck += w * by_pos[k][0] / by_pos[k][1]
+                n1 += w
+                nk += w
+        base = 1.0 / k
+        if n1 > 0 and c1 > 0:
+            ratio = (ck / nk) / (c1 / n1)
+            out[k] = float(min(1.0, (ratio * n1 + base * prior) / (n1 + prior)))
+        else:
+            out[k] = base
+    return out
+
+
+def debias(
+    groups: dict[str, ClickGroup], min_impressions: int = 3
+) -> tuple[dict[str, dict[str, float]], dict[int, float]]:
+    """Served pages -> relevance per (query, product) = clicks / sum of the examination
+    propensities of its impressions (capped at 1), for products with at least `min_impressions`;
+    also the propensities used. Queries are grouped by their normalized text."""
+    from ._analyze import words
+
+    pages = [g for g in groups.values() if g.source == "served"]
+    for g in pages:
+        g.query = " ".join(words(g.query)) or g.query.strip().lower()
+    prop = propensities(pages)
+    floor = min(prop.values())
+    clicks: dict[str, dict[str, float]] = {}
+    exam: dict[str, dict[str, float]] = {}
+    imps: dict[str, dict[str, int]] = {}
+    for g in pages:
+        for p, pos in g.positions.items():
+            e = prop.get(pos, floor)
+            exam.setdefault(g.query, {})[p] = exam.get(g.query, {}).get(p, 0.0) + e
+            imps.setdefault(g.query, {})[p] = imps.get(g.query, {}).get(p, 0) + 1
+            if g.labels.get(p, 0) > 0:
+                clicks.setdefault(g.query, {})[p] = clicks.get(g.query, {}).get(p, 0.0) + 1.0
+    rel = {
+        q: {
+            p: min(1.0, clicks.get(q, {}).get(p, 0.0) / e)
+            for p, e in by.items()
+            if imps[q][p] >= min_impressions
+        }
+        for q, by in exam.items()
+    }
+    return {q: r for q, r in rel.items() if any(v > 0 for v in r.values())}, prop
