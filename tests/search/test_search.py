@@ -182,3 +182,26 @@ def test_an_english_catalog_has_no_multilingual_index(tmp_path):
     eng = SearchEngine(tmp_path / "s", candidates=4).build(SearchCatalog(ids, [BILINGUAL[p] for p in ids]))
     assert eng.multilingual_ is None
     assert eng.search("garden hose", k=1)[0][0] == "e3"
+
+
+def test_a_filter_never_empties_a_page_the_catalog_can_fill(tmp_path):
+    from shelfwise.search import Filters
+
+    # 300 "garden hose" products; the 3 by brand "zeta" have the longest titles, so BM25 ranks
+    # them last: far below the 10 candidates each retriever returns by default
+    ids = [f"h{i}" for i in range(300)]
+    titles = [f"garden hose {i}" for i in range(297)] + [
+        f"garden hose reinforced kink free extra long model {i}" for i in range(3)
+    ]
+    brands = ["acme"] * 297 + ["zeta"] * 3
+    eng = SearchEngine(tmp_path / "s", candidates=10).build(SearchCatalog(ids, titles, brand=brands))
+    page = eng.query("garden hose", k=5, filters=Filters(brand="zeta"))
+    assert {i["product_id"] for i in page["items"]} == {"h297", "h298", "h299"}
+    assert page["depth"] > 10 and page["match"] == "keyword"
+    assert eng.query("garden hose", k=5)["depth"] == 10  # no filter: no deeper retrieval
+
+
+def test_a_query_with_no_keyword_match_is_answered_semantically_and_says_so(engine):
+    page = engine.query("earphones", k=3)
+    assert page["match"] == "semantic_only" and page["items"]
+    assert engine.query("running shoes", k=3)["match"] == "keyword"

@@ -85,11 +85,7 @@ def load_click_groups(workdir: str | Path, *, max_groups: int = 50_000) -> dict[
                 except ValueError:
                     continue
                 sid = rec.get("id")
-                if (
-                    rec.get("kind") != "search"
-                    or sid not in acted
-                    or rec.get("sort", "relevance") != "relevance"
-                ):
+                if rec.get("kind") != "search" or rec.get("sort", "relevance") != "relevance":
                     continue
                 offset = int(rec.get("offset") or 0)
                 shown = {p: offset + i + 1 for i, p in enumerate(rec.get("items") or [])}

@@ -53,6 +53,7 @@ FEATURES = [
 ]
 _DIGITS = re.compile(r"^\d")
 _RRF = FEATURES.index("rrf")
+_BM25 = FEATURES.index("bm25")
 
 
 @dataclass
@@ -63,9 +64,10 @@ class Query:
 
 
 class SearchEngine:
-    def __init__(self, path: str | Path, candidates: int = 100, rrf_k: int = 60):
+    def __init__(self, path: str | Path, candidates: int = 100, rrf_k: int = 60, max_depth: int = 10_000):
         self.path = Path(path)
         self.candidates = candidates
+        self.max_depth = max_depth
         self.rrf_k = rrf_k
         self.ranker_: Any = None
 
@@ -318,12 +320,27 @@ class SearchEngine:
         offset: int = 0,
     ) -> dict[str, Any]:
         """A results page: items (product id, score), facets over every matching candidate,
-        the corrected query when spelling was fixed, and the total number of matches."""
+        the corrected query when spelling was fixed, the total number of candidates, and how
+        they were found (`match`): "keyword" when some product matches a query term (terms are
+        ORed, so a query is already relaxed to any of its terms; the ranker weighs coverage),
+        "semantic_only" when no product matches any term and the encoders answer alone.
+
+        With filters, retrieval goes deeper (x10, then x100, up to `max_depth` products per
+        retriever) until the page is full: a filter never empties a page that the catalog
+        could fill from deeper in the ranking."""
         q = self._query(text)
-        cands, x = self._features(q, None)
-        if len(cands) and filters is not None and filters.active():
-            keep = filters.mask(self.catalog, cands)
-            cands, x = cands[keep], x[keep]
+        vecs = self.encode_queries([q.text])[0]
+        filtering = filters is not None and filters.active()
+        depth = self.candidates
+        while True:
+            cands, x = self._features(q, None, vecs=vecs, depth=depth)
+            keyword = bool(len(cands)) and bool((x[:, _BM25] > 0).any())
+            if filtering and len(cands):
+                keep = filters.mask(self.catalog, cands)  # type: ignore[union-attr]
+                cands, x = cands[keep], x[keep]
+            if not filtering or len(cands) >= offset + k or depth >= min(self.max_depth, len(self.catalog)):
+                break
+            depth = min(depth * 10, self.max_depth, len(self.catalog))
         score = self._scores(x)
         order = [int(cands[i]) for i in np.argsort(-score, kind="stable")]
         by_doc = {int(c): float(s) for c, s in zip(cands, score, strict=True)}
@@ -334,6 +351,8 @@ class SearchEngine:
             "total": len(order),
             "facets": facets(self.catalog, cands),
             "corrected_query": q.corrected,
+            "match": "keyword" if keyword else ("semantic_only" if len(order) else "none"),
+            "depth": depth,
         }
 
     def _scores(self, x: np.ndarray) -> np.ndarray:
@@ -353,17 +372,16 @@ class SearchEngine:
         return [QueryVectors(m, u) for m, u in zip(main, multi, strict=True)]
 
     def _retrieve(
-        self, q: Query, vecs: QueryVectors
+        self, q: Query, vecs: QueryVectors, depth: int | None = None
     ) -> tuple[np.ndarray, list[dict[int, tuple[float, int]]]]:
         """Candidates (sorted row ids) and, per retriever (bm25, main encoder, multilingual),
-        {row: (score, rank)}."""
-        found = [_ranked(self.lexical_.search_terms(q.terms, self.candidates))]
+        {row: (score, rank)}; each retriever contributes its top `depth` (default: candidates)."""
+        n = depth or self.candidates
+        found = [_ranked(self.lexical_.search_terms(q.terms, n))]
         if q.text.strip():
-            found.append(_ranked(self.semantic_.search_vectors(vecs.main[None, :], self.candidates)))
+            found.append(_ranked(self.semantic_.search_vectors(vecs.main[None, :], n)))
             if self.multilingual_ is not None and vecs.multilingual is not None:
-                found.append(
-                    _ranked(self.multilingual_.search_vectors(vecs.multilingual[None, :], self.candidates))
-                )
+                found.append(_ranked(self.multilingual_.search_vectors(vecs.multilingual[None, :], n)))
         cands = np.array(sorted(set().union(*found)), np.int64)
         while len(found) < 3:
             found.append({})
@@ -375,10 +393,11 @@ class SearchEngine:
         given: np.ndarray | None,
         own: dict[int, float] | None = None,
         vecs: QueryVectors | None = None,
+        depth: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         if vecs is None:
             vecs = self.encode_queries([q.text])[0]
-        cands, (lex_d, sem_d, ml_d) = self._retrieve(q, vecs)
+        cands, (lex_d, sem_d, ml_d) = self._retrieve(q, vecs, depth)
         if given is not None:
             cands = given
         n = len(cands)

@@ -392,6 +392,7 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
             "query": q,
             "corrected_query": ans.extra.get("corrected_query"),
             "total": ans.extra.get("total", 0),
+            "match": ans.extra.get("match"),
             "items": [
                 {"product_id": p, "title": titles[snap.item_index[p]] if p in snap.item_index else None}
                 for p in ans.items

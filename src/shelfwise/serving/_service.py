@@ -377,7 +377,12 @@ class Service:
         ranked = [it["product_id"] for it in page["items"]]
         # search shows purchased items again (people re-find what they bought): no repurchase rule
         items = rules.apply(ranked, offset + k, snap.info, surface="search", query=q)
-        extra = {"total": page["total"], "facets": page["facets"], "corrected_query": page["corrected_query"]}
+        extra = {
+            "total": page["total"],
+            "facets": page["facets"],
+            "corrected_query": page["corrected_query"],
+            "match": page["match"],
+        }
         return Answer(
             items[offset:], source, "search", snap.version, variant, exp.name if exp else None, extra
         )
