@@ -40,3 +40,28 @@ def test_a_cold_product_is_recommended_from_its_text():
 def test_placeholder_titles_are_not_text():
     assert not has_text([f"item {i}" for i in range(1000)])
     assert has_text(TITLES * 20 + [f"word{i}" for i in range(60)])
+
+
+def test_sasrec_reads_item_text_and_places_a_new_product_after_what_it_reads_like():
+    from shelfwise.models import SASRec
+
+    run = ["running shoes light", "running shoes trail", "running socks thin", "running socks ankle"]
+    bake = ["wheat flour fine", "rye flour whole", "vanilla cake mix", "lemon cake mix"]
+    cold = ["wool running socks", "chocolate cake mix"]  # new products: no interaction at all
+    titles = run + bake + cold
+    ids = [f"i{j}" for j in range(len(titles))]
+    rng = np.random.default_rng(0)
+    users, items, ts = [], [], []
+    for u in range(120):
+        theme = range(0, 4) if u % 2 == 0 else range(4, 8)
+        for t in range(6):
+            users.append(f"u{u}")
+            items.append(ids[int(rng.choice(list(theme)))])
+            ts.append(t)
+    inter = Interactions.from_arrays(users, items, ts, item_ids=ids)
+    model = SASRec(epochs=40, dim=32, heads=1, layers=1, max_len=8, batch_size=32, dropout=0.1, item_text=True)
+    model.set_text_embeddings(encode_texts(titles)).fit(inter)
+    sock, cake = ids.index("i8"), ids.index("i9")
+    for u, want, other in (("u0", sock, cake), ("u1", cake, sock)):
+        ranked = list(model.recommend(np.array([list(inter.user_ids).index(u)]), k=len(ids)).ids[0])
+        assert ranked.index(want) < ranked.index(other), (u, ranked)

@@ -506,6 +506,17 @@ def _has_text(catalog: Catalog) -> bool:
     return has_text(catalog.titles)
 
 
+def _title_embeddings(catalog: Catalog) -> np.ndarray:
+    """MiniLM embeddings of the catalog's titles (item order), computed once per catalog."""
+    from ..features._text_encoder import encode_texts
+
+    cached = getattr(catalog, "_title_embeddings", None)
+    if cached is None:
+        cached = encode_texts(catalog.titles)
+        catalog._title_embeddings = cached  # type: ignore[attr-defined]
+    return cached
+
+
 def _fit_one(
     name: str,
     split: Split,
@@ -517,7 +528,11 @@ def _fit_one(
     cls = RECOMMENDERS[name]
     if name == "sasrec":
         cfg = {"time_budget_s": settings.sasrec_budget_s, "seed": settings.seed, **settings.sasrec}
+        if cfg.get("item_text", "auto") == "auto":  # titles with words: SASRec reads them too
+            cfg["item_text"] = _has_text(catalog)
         model = SASRec(**cfg)
+        if cfg["item_text"]:
+            model.set_text_embeddings(_title_embeddings(catalog))
         model.fit_with_validation(
             split.train,
             lambda m: ndcg_at_10(m, split.validation, max_users=settings.max_tune_users, seed=settings.seed),
@@ -529,9 +544,7 @@ def _fit_one(
         }
         return model
     if name == "content":
-        from ..features._text_encoder import encode_texts
-
-        return Content().set_embeddings(encode_texts(catalog.titles)).fit(split.train)
+        return Content().set_embeddings(_title_embeddings(catalog)).fit(split.train)
     params, trials, best = tune(
         name, split, budget_s=settings.tune_budget_s, max_users=settings.max_tune_users, seed=settings.seed
     )

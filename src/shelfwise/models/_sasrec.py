@@ -4,6 +4,11 @@ Causal self-attention over each user's recent items predicts the next item at ev
 trained with full-softmax cross-entropy over the catalog (Klenitskiy & Vasilev 2023: CE beats
 the original binary loss by a wide margin) or sampled softmax for very large catalogs.
 Item embeddings are tied between input and output.
+
+With `item_text`, each item's vector is its learned id embedding plus a learned projection of
+its frozen text embedding (the shipped MiniLM over its title): items that share words share
+signal, and an item with no training interaction (a new product) is represented by its text
+alone, so it can still be recommended after the items it reads like.
 """
 
 from __future__ import annotations
@@ -44,14 +49,23 @@ class SASRecConfig:
     time_budget_s: float = 600.0  # stop training after this many seconds
     seed: int = 0
     device: str = "auto"  # "auto" takes a GPU when there is one
+    item_text: bool = False  # add projected text embeddings (see `SASRec.set_text_embeddings`)
 
 
 class SASRecNet(nn.Module):
-    def __init__(self, n_items: int, cfg: SASRecConfig):
+    def __init__(self, n_items: int, cfg: SASRecConfig, text: np.ndarray | None = None):
         super().__init__()
         self.cfg = cfg
         # index 0 is padding; item i is stored at i + 1
         self.item_emb = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0)
+        self.text_proj: nn.Linear | None = None
+        if text is not None:
+            padded = np.zeros((n_items + 1, text.shape[1]), np.float32)
+            padded[1:] = text
+            self.register_buffer("text", torch.from_numpy(padded))
+            # 1 for items seen in training (id embedding used), 0 for the others (text only)
+            self.register_buffer("seen", torch.ones(n_items + 1, 1))
+            self.text_proj = nn.Linear(text.shape[1], cfg.dim, bias=False)
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.dim)
         self.drop = nn.Dropout(cfg.dropout)
         layer = nn.TransformerEncoderLayer(
@@ -68,12 +82,19 @@ class SASRecNet(nn.Module):
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
 
+    def item_vectors(self) -> torch.Tensor:
+        """(n_items + 1, D): id embedding (items seen in training) + projected text."""
+        if self.text_proj is None:
+            return self.item_emb.weight
+        return self.item_emb.weight * self.seen + self.text_proj(self.text)
+
     def forward(self, seq: torch.Tensor) -> torch.Tensor:
         # seq: (B, L) item indices + 1, left-padded with 0; the last column is the newest item
         b, length = seq.shape
         # positions count back from the newest item, so trimming padding never shifts them
         pos = torch.arange(length - 1, -1, -1, device=seq.device).unsqueeze(0)  # (1, L)
-        x = self.item_emb(seq) * math.sqrt(self.cfg.dim) + self.pos_emb(pos)  # (B, L, D)
+        emb = self.item_emb(seq) if self.text_proj is None else self.item_vectors()[seq]
+        x = emb * math.sqrt(self.cfg.dim) + self.pos_emb(pos)  # (B, L, D)
         x = self.drop(x * (seq > 0).unsqueeze(-1))
         future = torch.triu(torch.ones(length, length, dtype=torch.bool, device=seq.device), diagonal=1)
         blocked = future.unsqueeze(0) | (seq == 0).unsqueeze(1)  # (B, L, L): no future, no padding
@@ -85,7 +106,7 @@ class SASRecNet(nn.Module):
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         # h: (N, D) -> (N, n_items): tied output embedding, padding column dropped
-        return h @ self.item_emb.weight[1:].T
+        return h @ self.item_vectors()[1:].T
 
 
 def _length_buckets(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -109,9 +130,17 @@ class SASRec(Recommender):
     name = "sasrec"
     sequential = True
     batch_size = 512
+    transient = ("interactions_", "text_")  # the text lives on in the network's buffer
 
     def __init__(self, **config: Any):
         self.config = config
+        self.text_: np.ndarray | None = None
+
+    def set_text_embeddings(self, embeddings: np.ndarray) -> SASRec:
+        """(n_items, d) text embeddings in the interactions' item order; used when the config
+        says `item_text`."""
+        self.text_ = np.asarray(embeddings, np.float32)
+        return self
 
     def get_params(self) -> dict[str, Any]:
         return dict(self.config)
@@ -139,7 +168,15 @@ class SASRec(Recommender):
         torch.manual_seed(cfg.seed)
         rng = np.random.default_rng(cfg.seed)
         dev = self._device()
-        net = SASRecNet(interactions.n_items, cfg).to(dev)
+        text = None
+        if cfg.item_text:
+            if self.text_ is None or len(self.text_) != interactions.n_items:
+                raise ValueError("item_text needs set_text_embeddings() with one row per item")
+            text = self.text_
+        net = SASRecNet(interactions.n_items, cfg, text).to(dev)
+        if text is not None:  # items with no training interaction are represented by their text
+            counts = np.asarray(interactions.item_counts()).ravel()
+            net.seen[1:, 0] = torch.from_numpy((counts > 0).astype(np.float32)).to(dev)
         self.net_ = net
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         # one training example per user: its last max_len + 1 items (inputs and shifted targets)
@@ -198,7 +235,7 @@ class SASRec(Recommender):
             return nn.functional.cross_entropy(net.logits(h), y)
         # sampled softmax: the positive against shared uniform negatives, logQ-free (uniform)
         neg = torch.from_numpy(rng.integers(0, self.n_items_, self.cfg.negatives)).to(dev)
-        w = net.item_emb.weight[1:]
+        w = net.item_vectors()[1:]
         pos_logit = (h * w[y]).sum(-1, keepdim=True)  # (N, 1)
         neg_logit = h @ w[neg].T  # (N, negatives)
         neg_logit = neg_logit.masked_fill(neg.unsqueeze(0) == y.unsqueeze(1), -1e9)
