@@ -277,6 +277,7 @@ def _train(
             gens,
             item_category=catalog.category_codes if (catalog.category_codes >= 0).any() else None,
             item_price=catalog.prices if np.isfinite(catalog.prices).any() else None,
+            item_brand=_brand_codes(catalog),
         )
         fusion_info = fusion.fit_ranker(split.validation)
         timings["fusion"] = {
@@ -504,6 +505,14 @@ def _has_text(catalog: Catalog) -> bool:
     from ..features._text_encoder import has_text
 
     return has_text(catalog.titles)
+
+
+def _brand_codes(catalog: Catalog) -> np.ndarray | None:
+    """Brand code per item (-1 unknown), or None when the catalog names no brand."""
+    if not catalog.brands or not any(catalog.brands):
+        return None
+    codes: dict[str, int] = {}
+    return np.array([codes.setdefault(b.lower(), len(codes)) if b else -1 for b in catalog.brands], np.int64)
 
 
 def _title_embeddings(catalog: Catalog) -> np.ndarray:

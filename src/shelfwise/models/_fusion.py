@@ -44,11 +44,13 @@ class Fusion(Recommender):
         generators: dict[str, Recommender],
         item_category: np.ndarray | None = None,
         item_price: np.ndarray | None = None,
+        item_brand: np.ndarray | None = None,
     ) -> Fusion:
-        """Fitted generators (all on the same item index), optional category code (-1 unknown)
-        and price (nan unknown) per item."""
+        """Fitted generators (all on the same item index), optional category code and brand code
+        (-1 unknown) and price (nan unknown) per item."""
         self.generators_ = dict(generators)
         self.item_category_ = item_category
+        self.item_brand_ = item_brand
         self.item_log_price_ = None
         if item_price is not None:
             price = np.asarray(item_price, float)
@@ -58,22 +60,19 @@ class Fusion(Recommender):
         return self
 
     def feature_names(self) -> list[str]:
+        """Every feature `_candidate_features` computes, in its column order."""
         names = []
         for g in self.generators_:
             names += [f"{g}_score", f"{g}_rank"]
-        names += [
-            "n_generators",
-            "item_log_count",
-            "user_log_length",
-            "same_category_as_last",
-            "category_share",
-            "item_click_rate",
-            "item_cart_rate",
-            "item_purchase_rate",
-            "item_log_price",
-            "price_gap_to_user",
-        ]
-        return names
+        return names + _ITEM_USER_FEATURES + _ADDED_FEATURES
+
+    def _used_features(self) -> list[str]:
+        """The features the ranker was trained on (bundles from before a feature was added
+        keep scoring with the features they knew)."""
+        used = getattr(self, "features_", None)
+        if used is not None:
+            return list(used)
+        return [n for n in self.feature_names() if n not in _ADDED_FEATURES]
 
     def _fit(self, interactions: Interactions) -> None:
         counts = interactions.item_counts().astype(np.float64)
@@ -89,35 +88,55 @@ class Fusion(Recommender):
             )
             rates.append(hit / (counts + 5.0))
         self.item_rates_ = np.stack(rates, axis=1).astype(np.float32)  # (n_items, 3)
+        # freshness: days from the item's last step to the end of the training data, and the
+        # share of its steps in the last 7 days (what is trending when the model was trained)
+        ts = interactions.timestamp.astype(np.int64)
+        end = int(ts.max()) if len(ts) else 0
+        last = np.full(interactions.n_items, np.iinfo(np.int64).min, np.int64)
+        np.maximum.at(last, interactions.item_idx, ts)
+        days = np.where(last > np.iinfo(np.int64).min, (end - last) / 86400.0, 1e4)
+        self.item_log_days_since_last_ = np.log1p(np.clip(days, 0, 1e4)).astype(np.float32)
+        recent = np.bincount(
+            interactions.item_idx,
+            weights=(ts >= end - 7 * 86400).astype(np.float64),
+            minlength=interactions.n_items,
+        )
+        self.item_recent_share_ = (recent / (counts + 5.0)).astype(np.float32)
 
     def _candidate_features(
         self, users: np.ndarray, history: Interactions
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Flat (rows, cols, features): candidate item `cols[j]` for batch row `rows[j]`."""
-        n, v, c = len(users), self.n_items_, self.candidates
+        n, v = len(users), self.n_items_
+        c = min(self.candidates, v)
         seen = history.seen()[users]
         seen_rows = np.repeat(np.arange(n), np.diff(seen.indptr))
-        scores, ranks = [], []
-        is_cand = np.zeros((n, v), bool)
+        # each generator's top c per user, as flat keys row * v + item (no users x items rank
+        # or mark matrices: on an 18k-item catalog those dominated the cost)
+        tops = []
         for g in self.generators_.values():
             s = np.array(g.score(users, history), dtype=np.float32, copy=True)
             s[seen_rows, seen.indices] = -np.inf
-            top = np.argpartition(-s, min(c, v - 1), axis=1)[:, :c]
+            top = np.argpartition(-s, c - 1, axis=1)[:, :c] if c < v else np.tile(np.arange(v), (n, 1))
             order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1, kind="stable")
             top = np.take_along_axis(top, order, axis=1)
-            rank = np.full((n, v), c + 1, np.float32)
-            np.put_along_axis(rank, top, np.arange(1, c + 1, dtype=np.float32)[None, :].repeat(n, 0), axis=1)
-            finite = np.isfinite(np.take_along_axis(s, top, axis=1))
-            mark = np.zeros((n, v), bool)
-            np.put_along_axis(mark, top, finite, axis=1)
-            is_cand |= mark
-            scores.append(s)
-            ranks.append(rank)
-        rows, cols = np.nonzero(is_cand)
+            keys = (np.arange(n, dtype=np.int64)[:, None] * v + top).ravel()
+            finite = np.isfinite(np.take_along_axis(s, top, axis=1)).ravel()
+            tops.append((s, keys, finite))
+        cand = np.unique(np.concatenate([k[f] for _, k, f in tops]))  # sorted: row-major order
+        rows, cols = (cand // v).astype(np.int64), (cand % v).astype(np.int64)
+        in_top = np.tile(np.arange(1, c + 1, dtype=np.float32), n)
         feats = []
-        for s, r in zip(scores, ranks, strict=True):
-            feats += [s[rows, cols], r[rows, cols]]
-        feats.append(np.sum([(r[rows, cols] <= c) for r in ranks], axis=0).astype(np.float32))
+        n_gen = np.zeros(len(cand), np.float32)
+        for s, keys, _ in tops:
+            rank = np.full(len(cand), self.candidates + 1, np.float32)
+            pos = np.searchsorted(cand, keys)
+            hit = pos < len(cand)
+            hit[hit] = cand[pos[hit]] == keys[hit]
+            rank[pos[hit]] = in_top[hit]
+            n_gen += rank <= self.candidates
+            feats += [s[rows, cols], rank]
+        feats.append(n_gen)
         feats.append(self.item_log_count_[cols])
         off = history.offsets
         lengths = (off[users + 1] - off[users]).astype(np.float32)
@@ -151,8 +170,29 @@ class Fusion(Recommender):
             feats.append(np.where((lp[cols] > 0) & (level[rows] > 0), lp[cols] - level[rows], 0.0))
         else:
             feats += [np.zeros(len(rows), np.float32), np.zeros(len(rows), np.float32)]
+        brand = getattr(self, "item_brand_", None)
+        if brand is not None:
+            last = np.array([history.item_idx[off[u + 1] - 1] if off[u + 1] > off[u] else -1 for u in users])
+            last_brand = np.where(last >= 0, brand[np.maximum(last, 0)], -2)
+            feats.append(((brand[cols] == last_brand[rows]) & (brand[cols] >= 0)).astype(np.float32))
+            share = np.zeros(len(rows), np.float32)
+            for r_i, u in enumerate(users):
+                hb = brand[history.item_idx[off[u] : off[u + 1]]]
+                hb = hb[hb >= 0]
+                if len(hb):
+                    sel = rows == r_i
+                    share[sel] = (brand[cols[sel]][:, None] == hb[None, :]).mean(axis=1)
+            feats.append(share)
+        else:
+            feats += [np.zeros(len(rows), np.float32), np.zeros(len(rows), np.float32)]
+        for name in ("item_log_days_since_last_", "item_recent_share_"):
+            arr = getattr(self, name, None)
+            feats.append(arr[cols] if arr is not None else np.zeros(len(rows), np.float32))
         x = np.column_stack(feats).astype(np.float32)
         x[~np.isfinite(x)] = -1e9
+        used = self._used_features()
+        if len(used) != x.shape[1]:
+            x = x[:, [self.feature_names().index(f) for f in used]]
         return rows, cols, x
 
     def fit_ranker(self, fold: Fold) -> dict[str, Any]:
@@ -161,6 +201,7 @@ class Fusion(Recommender):
         import lightgbm as lgb
 
         self._check_fitted()
+        self.features_ = self.feature_names()
         rng = np.random.default_rng(self.seed)
         is_hold = rng.random(len(fold.users)) < self.holdout
         hold_rows: list[tuple[bool, np.ndarray, np.ndarray, np.ndarray]] = []
@@ -203,7 +244,7 @@ class Fusion(Recommender):
                 eval_at=[10],
                 callbacks=[lgb.early_stopping(30, verbose=False)],
             )
-        ranker.fit(xs, ys, group=groups, feature_name=self.feature_names(), **fit_kw)
+        ranker.fit(xs, ys, group=groups, feature_name=self.features_, **fit_kw)
         self.ranker_ = ranker
         # held-out comparison: NDCG@10 of the fusion and of each generator alone, on the
         # held-out users (every user, not only those whose target was a candidate)
@@ -223,9 +264,7 @@ class Fusion(Recommender):
             out["holdout_ndcg@10"] = {g: float(np.mean(v)) for g, v in gains.items()}
         out["best_iteration"] = int(getattr(ranker, "best_iteration_", 0) or self.trees)
         importance = ranker.booster_.feature_importance("gain")
-        out["feature_importance"] = {
-            n: float(v) for n, v in zip(self.feature_names(), importance, strict=True)
-        }
+        out["feature_importance"] = {n: float(v) for n, v in zip(self.features_, importance, strict=True)}
         return out
 
     def _score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
@@ -234,6 +273,22 @@ class Fusion(Recommender):
         if len(rows):
             out[rows, cols] = np.asarray(self.ranker_.predict(x), dtype=np.float32)
         return out
+
+
+_ITEM_USER_FEATURES = [
+    "n_generators",
+    "item_log_count",
+    "user_log_length",
+    "same_category_as_last",
+    "category_share",
+    "item_click_rate",
+    "item_cart_rate",
+    "item_purchase_rate",
+    "item_log_price",
+    "price_gap_to_user",
+]
+# added later: a ranker trained before these scores without them (see `_used_features`)
+_ADDED_FEATURES = ["same_brand_as_last", "brand_share", "item_log_days_since_last", "item_recent_share"]
 
 
 def _ndcg_at_10(pred: np.ndarray, y: np.ndarray) -> float:
