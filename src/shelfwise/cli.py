@@ -88,12 +88,18 @@ def demo(
         log = (lambda msg: sys.stderr.write(msg + "\n")) if as_json else typer.echo
         if not as_json:
             typer.echo(
-                "\ntraining (demo budgets: 15 s of tuning per model, 60 s of SASRec, 30 s of MiniLM fine-tuning) ..."
+                "\ntraining (demo budgets: 15 s of tuning per model, 60 s of SASRec, 30 s each of MiniLM "
+                "fine-tuning and cross-encoder training) ..."
             )
         result = run_train(
             workdir,
             None,
-            TrainSettings(tune_budget_s=15.0, sasrec_budget_s=60.0, search_finetune_budget_s=30.0),
+            TrainSettings(
+                tune_budget_s=15.0,
+                sasrec_budget_s=60.0,
+                search_finetune_budget_s=30.0,
+                search_cross_budget_s=30.0,
+            ),
             log=log,
         )
         from .governance._catalog import write_governance_report
@@ -174,12 +180,18 @@ def train(
     ] = None,
     split: Annotated[str, typer.Option(help="leave_last_out or global_time.")] = "leave_last_out",
     tune_seconds: Annotated[float, typer.Option(help="Optuna budget per tunable model, seconds.")] = 60.0,
-    sasrec_seconds: Annotated[float, typer.Option(help="SASRec training budget, seconds.")] = 300.0,
+    sasrec_seconds: Annotated[float, typer.Option(help="SASRec training budget, seconds.")] = 240.0,
     no_fusion: Annotated[bool, typer.Option("--no-fusion", help="Skip the LightGBM fusion ranker.")] = False,
     finetune_seconds: Annotated[
         float,
         typer.Option(help="Budget for fine-tuning MiniLM on search judgments, seconds (0: off)."),
     ] = 180.0,
+    cross_encoder_seconds: Annotated[
+        float,
+        typer.Option(
+            help="Budget for training the cross-encoder re-ranker on search judgments, seconds (0: off)."
+        ),
+    ] = 120.0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     as_json: AsJson = False,
 ) -> None:
@@ -195,6 +207,7 @@ def train(
         sasrec_budget_s=sasrec_seconds,
         fusion=not no_fusion,
         search_finetune_budget_s=finetune_seconds,
+        search_cross_budget_s=cross_encoder_seconds,
         seed=seed,
     )
     if data is None:

@@ -14,7 +14,16 @@ from shelfwise.serving import Bundle, current_bundle
 from tests.cli.test_cli import sw
 from tests.conftest import copy_head, shared
 
-FAST = ["--tune-seconds", "3", "--sasrec-seconds", "15", "--finetune-seconds", "10"]
+FAST = [
+    "--tune-seconds",
+    "3",
+    "--sasrec-seconds",
+    "15",
+    "--finetune-seconds",
+    "10",
+    "--cross-encoder-seconds",
+    "10",
+]
 
 
 @pytest.fixture(scope="module")
@@ -163,6 +172,9 @@ def test_search_cli_with_ranker_and_candidates(trained, tmp_path):
     assert "skipped" in ft or ft["validation_ndcg@10_tuned"] >= 0
     tuned = (current_bundle(work) / "search" / "encoder-tuned.onnx").exists()
     assert tuned == ft["kept"] == (manifest_search["encoders"]["main"] == "encoder-tuned.onnx")
+    ce = manifest_search["cross_encoder"]
+    assert "skipped" in ce or "holdout_ndcg@10" in ce
+    assert (current_bundle(work) / "search" / "cross-encoder.onnx").exists() == ce["kept"]
     q = tmp_path / "q.csv"
     q.write_text(
         'query_id,query\nq1,running shoes\nq2,\nq3,"' + "z" * 5000 + '"\nq4,耳机\n', encoding="utf-8"

@@ -18,7 +18,16 @@ from shelfwise.serving import Bundle, current_bundle
 from tests.serving.conftest import Server, known_users
 
 pytestmark = pytest.mark.slow
-FAST = ["--models", "popularity,itemknn,transitions", "--tune-seconds", "1", "--finetune-seconds", "0"]
+FAST = [
+    "--models",
+    "popularity,itemknn,transitions",
+    "--tune-seconds",
+    "1",
+    "--finetune-seconds",
+    "0",
+    "--cross-encoder-seconds",
+    "0",
+]
 
 
 def run(*args: str, who: tuple[str, str] | None = None) -> subprocess.CompletedProcess[str]:

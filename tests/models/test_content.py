@@ -59,7 +59,9 @@ def test_sasrec_reads_item_text_and_places_a_new_product_after_what_it_reads_lik
             items.append(ids[int(rng.choice(list(theme)))])
             ts.append(t)
     inter = Interactions.from_arrays(users, items, ts, item_ids=ids)
-    model = SASRec(epochs=40, dim=32, heads=1, layers=1, max_len=8, batch_size=32, dropout=0.1, item_text=True)
+    model = SASRec(
+        epochs=40, dim=32, heads=1, layers=1, max_len=8, batch_size=32, dropout=0.1, item_text=True
+    )
     model.set_text_embeddings(encode_texts(titles)).fit(inter)
     sock, cake = ids.index("i8"), ids.index("i9")
     for u, want, other in (("u0", sock, cake), ("u1", cake, sock)):

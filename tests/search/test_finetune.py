@@ -58,3 +58,22 @@ def test_too_few_pairs_means_no_finetuning(tmp_path):
     eng = SearchEngine(tmp_path / "s", candidates=20).build(catalog)
     info = eng.finetune_encoder(queries, gains, settings=FinetuneSettings(min_pairs=10_000))
     assert not info["kept"] and "skipped" in info and eng.semantic_.encoder == "minilm"
+
+
+def test_cross_encoder_learns_the_shop_words_and_reorders_the_top(tmp_path):
+    from shelfwise.search._cross import CrossSettings
+
+    catalog, queries, gains = _shop()
+    eng = SearchEngine(tmp_path / "s", candidates=20).build(catalog)
+    eng.fit_ranker(queries, gains, holdout=0.25, seed=3)
+    settings = CrossSettings(budget_s=60, epochs=6, batch_size=16, learning_rate=1e-4, min_pairs=20, top=5)
+    info = eng.fit_cross_encoder(queries, gains, holdout=0.25, seed=3, settings=settings)
+    assert info["kept"], info
+    assert info["holdout_ndcg@10"]["cross_encoder"] > info["holdout_ndcg@10"]["pipeline"]
+    wins = sum(
+        eng.search(text, k=1)[0][0] == ("c" if q[0] == "z" else "h") + q[1:] for q, text in queries.items()
+    )
+    assert wins >= 0.9 * len(queries)
+    eng.save()
+    again = SearchEngine.load(tmp_path / "s")
+    assert again.cross_top_ == 5 and again.search("blick 17", k=3) == eng.search("blick 17", k=3)

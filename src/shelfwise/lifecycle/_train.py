@@ -34,7 +34,7 @@ class TrainSettings:
     models: tuple[str, ...] = DEFAULT_MODELS
     split: str = "leave_last_out"  # or "global_time"
     tune_budget_s: float = 60.0  # Optuna seconds per tunable model (0 = defaults only)
-    sasrec_budget_s: float = 300.0  # SASRec training seconds (early stopping usually ends sooner)
+    sasrec_budget_s: float = 240.0  # SASRec training seconds (early stopping may end sooner)
     fusion: bool = True
     max_tune_users: int = 5000  # validation users sampled for tuning and early stopping
     bootstrap_rounds: int = 1000
@@ -44,6 +44,7 @@ class TrainSettings:
     toplist_max_users: int = 200_000  # beyond this, serving computes lists on request (cached)
     toplist_budget_s: float = 20.0  # seconds spent precomputing; the rest are computed on request
     search_finetune_budget_s: float = 180.0  # MiniLM fine-tuning on search judgments (0 = off)
+    search_cross_budget_s: float = 120.0  # cross-encoder re-ranker training on judgments (0 = off)
 
 
 @dataclass
@@ -494,6 +495,21 @@ def _build_search(
             f"search: ranker on {len(gains):,} judged queries and {r['click_groups']:,} click groups "
             f"({r['served_pages']:,} served pages, position-corrected: {r['position_bias_correction']}): "
             f"held-out ({r['holdout_label']}) NDCG@10 {r.get('holdout_ndcg@10')}, kept={r['kept']}"
+        )
+    if gains and settings.search_cross_budget_s > 0:
+        from ..search import CrossSettings
+
+        ce = engine.fit_cross_encoder(
+            queries,
+            gains,
+            seed=settings.seed,
+            settings=CrossSettings(budget_s=settings.search_cross_budget_s, seed=settings.seed),
+        )
+        info["cross_encoder"] = ce
+        log(
+            f"search: cross-encoder on {ce.get('pairs', 0):,} pairs: held-out NDCG@10 "
+            f"{ce.get('holdout_ndcg@10')}, kept={ce['kept']}"
+            + (f" ({ce['skipped']})" if "skipped" in ce else "")
         )
     engine.save()
     info["seconds"] = round(time.monotonic() - t0, 1)

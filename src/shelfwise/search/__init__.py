@@ -3,6 +3,7 @@ retrieval, hybrid fusion, MiniLM fine-tuned on the shop's judgments, and a Light
 
 from ._analyze import analyze, words
 from ._build import load_query_log, load_search_data
+from ._cross import CrossSettings
 from ._engine import FEATURES, SearchEngine, ndcg_at_k
 from ._finetune import FinetuneSettings
 from ._retrievers import LexicalRetriever, SearchCatalog, SemanticRetriever
@@ -16,6 +17,7 @@ __all__ = [
     "load_synonyms",
     "load_query_log",
     "FEATURES",
+    "CrossSettings",
     "FinetuneSettings",
     "LexicalRetriever",
     "SearchCatalog",

@@ -26,6 +26,7 @@ from ..evaluation._metrics import graded_ndcg_at_k as ndcg_at_k
 from ..models import Results
 from ._analyze import MAX_QUERY_CHARS, analyze, has_cjk
 from ._clicks import ClickGroup, debias
+from ._cross import CrossSettings
 from ._finetune import FinetuneSettings
 from ._retrievers import LexicalRetriever, SearchCatalog, SemanticRetriever
 from ._shopper import Autocomplete, Filters, Speller, expand_synonyms, facets, sort_docs
@@ -342,7 +343,7 @@ class SearchEngine:
                 break
             depth = min(depth * 10, self.max_depth, len(self.catalog))
         score = self._scores(x)
-        order = [int(cands[i]) for i in np.argsort(-score, kind="stable")]
+        order = [int(cands[i]) for i in self._cross_rerank(q.text, cands, np.argsort(-score, kind="stable"))]
         by_doc = {int(c): float(s) for c, s in zip(cands, score, strict=True)}
         order = sort_docs(sort, order, self.catalog, self.popularity_)
         page = order[offset : offset + k]
@@ -480,9 +481,82 @@ class SearchEngine:
         if len(cands) == 0:
             return [(p, 0.0) for p in unknown][:k]
         score = self._scores(x)
-        order = np.argsort(-score, kind="stable")[:k]
+        order = self._cross_rerank(q.text, cands, np.argsort(-score, kind="stable"))[:k]
         out = [(self.catalog.product_ids[int(cands[i])], float(score[i])) for i in order]
         return (out + [(p, float("-inf")) for p in unknown])[:k]
+
+    def _cross_rerank(self, text: str, cands: np.ndarray, order: np.ndarray) -> np.ndarray:
+        """The first `cross_top_` of `order` (indices into `cands`) re-ordered by the
+        cross-encoder, when one was kept; the rest as they were."""
+        cross = getattr(self, "cross_", None)
+        if cross is None or not text.strip() or len(order) < 2:
+            return order
+        head = order[: self.cross_top_]
+        ce = cross.score(text, [self.catalog.text(int(cands[i])) for i in head])
+        return np.concatenate([head[np.argsort(-ce, kind="stable")], order[self.cross_top_ :]])
+
+    def fit_cross_encoder(
+        self,
+        queries: dict[str, str],
+        judgments: dict[str, dict[str, float]],
+        *,
+        holdout: float = 0.2,
+        seed: int = 0,
+        settings: CrossSettings | None = None,
+    ) -> dict[str, Any]:
+        """Fine-tune a cross-encoder from MiniLM on the training queries' judged pairs (and their
+        retrieved, unjudged candidates as negatives) and keep it as the last stage, re-ordering
+        the first `settings.top` results, only when that beats the current pipeline's order on
+        the held-out queries (the split `fit_ranker` uses). Call after `fit_ranker`."""
+        from ..features._text_encoder import quantize_int8, shipped_model_dir
+        from ._cross import OnnxCrossEncoder, export_cross_onnx, train_cross_encoder
+
+        st = settings or CrossSettings(seed=seed)
+        self.cross_ = None
+        qids, is_hold = _split_queries(queries, judgments, holdout, seed)
+        rng = np.random.default_rng(st.seed)
+        top_gain = max((g for q in qids for g in judgments[q].values()), default=0.0)
+        pairs: list[tuple[str, str, float]] = []
+        hold: list[tuple[str, list[int], dict[int, float]]] = []
+        for q in qids:
+            gains = {self._index[p]: g for p, g in judgments[q].items() if p in self._index}
+            if is_hold[q]:
+                ranked = [self._index[p] for p, _ in self.search(queries[q], k=st.top)]
+                hold.append((queries[q], ranked, gains))
+                continue
+            if top_gain <= 0:
+                continue
+            pairs += [(queries[q], self.catalog.text(d), min(1.0, g / top_gain)) for d, g in gains.items()]
+            unjudged = [
+                self._index[p] for p, _ in self.search(queries[q], k=20) if self._index[p] not in gains
+            ]
+            for d in rng.permutation(unjudged)[: st.negatives_per_query]:
+                pairs.append((queries[q], self.catalog.text(int(d)), 0.0))
+        model, info = train_cross_encoder(shipped_model_dir(), pairs, st)
+        info.pop("settings", None)
+        info["kept"] = False
+        if model is None or not hold:
+            info.setdefault("skipped", "no held-out query")
+            return info
+        # judged as it will be served: the exported, int8-quantized graph through onnxruntime
+        fp32 = export_cross_onnx(model, self.path / "cross-encoder-fp32.onnx")
+        path = quantize_int8(fp32, self.path / "cross-encoder.onnx")
+        for f in (fp32, fp32.with_suffix(".tokenizer.json")):
+            f.unlink(missing_ok=True)
+        served = OnnxCrossEncoder(path, st.max_tokens)
+        before, after = [], []
+        for text, ranked, gains in hold:
+            before.append(ndcg_at_k(ranked, gains))
+            ce = served.score(text, [self.catalog.text(d) for d in ranked])
+            after.append(ndcg_at_k([ranked[i] for i in np.argsort(-ce, kind="stable")], gains))
+        info["holdout_ndcg@10"] = {"pipeline": float(np.mean(before)), "cross_encoder": float(np.mean(after))}
+        info["kept"] = bool(np.mean(after) > np.mean(before))
+        if info["kept"]:
+            self.cross_, self.cross_top_, self.cross_tokens_ = served, st.top, st.max_tokens
+        else:
+            for f in (path, path.with_suffix(".tokenizer.json")):
+                f.unlink(missing_ok=True)
+        return info
 
     def search_many(
         self, texts: list[str], k: int = 10, candidates: list[list[str] | None] | None = None
@@ -518,7 +592,18 @@ class SearchEngine:
             self.ranker_.booster_.save_model(str(self.path / "ranker.txt"))
         (self.path / "search.json").write_text(
             json.dumps(
-                {"candidates": self.candidates, "rrf_k": self.rrf_k, "ranker": self.ranker_ is not None}
+                {
+                    "candidates": self.candidates,
+                    "rrf_k": self.rrf_k,
+                    "ranker": self.ranker_ is not None,
+                    "cross_encoder": {
+                        "file": self.cross_.path.name,
+                        "top": self.cross_top_,
+                        "tokens": self.cross_tokens_,
+                    }
+                    if getattr(self, "cross_", None) is not None
+                    else None,
+                }
             )
         )
         (self.path / "shopper.json").write_text(
@@ -557,6 +642,13 @@ class SearchEngine:
         eng._index = {p: i for i, p in enumerate(catalog.product_ids)}
         if meta["ranker"]:
             eng.ranker_ = _BoosterRanker(lgb.Booster(model_file=str(path / "ranker.txt")))
+        if meta.get("cross_encoder"):
+            from ._cross import OnnxCrossEncoder
+
+            ce = meta["cross_encoder"]
+            eng.cross_ = OnnxCrossEncoder(path / ce["file"], ce["tokens"])
+            eng.cross_top_ = ce["top"]
+            eng.cross_tokens_ = ce["tokens"]
         return eng
 
 
