@@ -109,6 +109,12 @@ _EVENT_SYNONYMS = (
     ("query", "search"),
 )
 
+# Column names other shops and public datasets use for the same thing, shared by every table that
+# has the column (a table may add names of its own, e.g. a bare `id` where it is the table's key).
+PRODUCT_ID_ALIASES = ("item_id", "itemid", "sku", "asin", "product_uid")
+USER_ID_ALIASES = ("userid", "customer_id", "visitor_id", "visitorid")
+QUERY_ALIASES = ("search_term", "search_query")
+
 PRODUCTS = TableContract(
     name="products",
     version="1.0.0",
@@ -120,7 +126,7 @@ PRODUCTS = TableContract(
             "product_id",
             Kind.ID,
             required=True,
-            aliases=("item_id", "itemid", "sku", "asin", "product_uid", "id"),
+            aliases=(*PRODUCT_ID_ALIASES, "id"),
         ),
         ColumnSpec("title", Kind.STRING, required=True, aliases=("name", "product_title", "product_name")),
         ColumnSpec("description", Kind.STRING),
@@ -145,11 +151,9 @@ EVENTS = TableContract(
             required=True,
             classification=Classification.PERSONAL,
             pseudonymize=True,
-            aliases=("userid", "customer_id", "visitor_id", "visitorid", "user"),
+            aliases=(*USER_ID_ALIASES, "user"),
         ),
-        ColumnSpec(
-            "product_id", Kind.ID, aliases=("item_id", "itemid", "sku", "asin", "product_uid", "item")
-        ),
+        ColumnSpec("product_id", Kind.ID, aliases=(*PRODUCT_ID_ALIASES, "item")),
         ColumnSpec(
             "event_type",
             Kind.ENUM,
@@ -171,7 +175,7 @@ EVENTS = TableContract(
             "query",
             Kind.TEXT,
             classification=Classification.INTERNAL,
-            aliases=("search_term", "search_query"),
+            aliases=QUERY_ALIASES,
         ),
         ColumnSpec(
             "value", Kind.FLOAT, min_value=0.0, max_value=1_000_000.0, aliases=("rating", "price_paid")
@@ -196,19 +200,19 @@ EVENTS = TableContract(
 
 QUERIES = TableContract(
     name="queries",
-    version="1.0.0",
+    version="1.1.0",
     description="Search queries with relevance judgments.",
     key=("query_id",),
     key_rule="the last row of a query_id in file order wins",
     columns=(
         ColumnSpec("query_id", Kind.ID, required=True, aliases=("qid", "id")),
-        ColumnSpec("query", Kind.TEXT, required=True, aliases=("query_text", "search_term", "text")),
+        ColumnSpec("query", Kind.TEXT, required=True, aliases=("query_text", *QUERY_ALIASES, "text")),
     ),
 )
 
 JUDGMENTS = TableContract(
     name="judgments",
-    version="1.0.0",
+    version="1.1.0",
     description="Graded relevance of a product for a query (higher is better).",
     key=("query_id", "product_id"),
     key_rule="the last row of a (query_id, product_id) pair in file order wins",
@@ -219,7 +223,7 @@ JUDGMENTS = TableContract(
             "product_id",
             Kind.ID,
             required=True,
-            aliases=("item_id", "asin", "product_uid", "doc_id", "docid"),
+            aliases=(*PRODUCT_ID_ALIASES, "doc_id", "docid"),
         ),
         ColumnSpec(
             "relevance",
@@ -234,7 +238,7 @@ JUDGMENTS = TableContract(
 
 USERS = TableContract(
     name="users",
-    version="1.0.0",
+    version="1.1.0",
     description="User profiles. Personal columns (names, contact details, addresses) never reach the curated layer.",
     key=("user_id",),
     key_rule="the last row of a user_id in file order wins",
@@ -246,7 +250,7 @@ USERS = TableContract(
             required=True,
             classification=Classification.PERSONAL,
             pseudonymize=True,
-            aliases=("userid", "customer_id", "id"),
+            aliases=(*USER_ID_ALIASES, "id"),
         ),
     ),
 )
