@@ -84,14 +84,19 @@ def evaluate_model(
     sampled: int | None = None,
     bootstrap_rounds: int = 1000,
     seed: int = 0,
+    ranked: tuple[np.ndarray, float] | None = None,
 ) -> ModelResult:
+    """Metrics of one model on a fold; `ranked` = (top ids, seconds) when already computed."""
     t0 = time.monotonic()
     kmax = max(cutoffs)
-    if sampled:
-        ids = _rank_sampled(model, fold, sampled, seed)
+    if ranked is not None:
+        ids, seconds = ranked
     else:
-        ids = model.recommend(fold.users, kmax, exclude_seen=True, history=fold.history).ids
-    seconds = time.monotonic() - t0
+        if sampled:
+            ids = _rank_sampled(model, fold, sampled, seed)
+        else:
+            ids = model.recommend(fold.users, kmax, exclude_seen=True, history=fold.history).ids
+        seconds = time.monotonic() - t0
     per_user: dict[str, np.ndarray] = {}
     for k in cutoffs:
         per_user.update(per_user_metrics(ids, fold.targets, k))
@@ -161,6 +166,7 @@ def evaluate_all(
         items=split.train.n_items,
         bootstrap_rounds=bootstrap_rounds,
     )
+    ranked = {} if sampled else _rank_jointly(models, f, max(cutoffs))
     results = [
         evaluate_model(
             name,
@@ -172,10 +178,33 @@ def evaluate_all(
             sampled=sampled,
             bootstrap_rounds=bootstrap_rounds,
             seed=seed,
+            ranked=ranked.get(name),
         )
         for name, m in models.items()
     ]
     return protocol, results
+
+
+def _rank_jointly(
+    models: dict[str, Recommender], fold: Fold, k: int, memory_bytes: float = 256e6
+) -> dict[str, tuple[np.ndarray, float]]:
+    """Every model's top k for every fold user, batch by batch with the models' scores shared
+    within a batch (`shared_scores`): a fusion reuses its generators' scores instead of
+    recomputing them. Batches are sized so the shared score matrices stay under `memory_bytes`."""
+    from ..models import shared_scores
+
+    n_items = max(1, max((getattr(m, "n_items_", 1) for m in models.values()), default=1))
+    batch = int(np.clip(memory_bytes // (4 * n_items * max(1, len(models))), 32, 512))
+    ids: dict[str, list[np.ndarray]] = {name: [] for name in models}
+    secs = dict.fromkeys(models, 0.0)
+    for lo in range(0, len(fold.users), batch):
+        users = fold.users[lo : lo + batch]
+        with shared_scores():
+            for name, m in models.items():
+                t0 = time.monotonic()
+                ids[name].append(m.recommend(users, k, exclude_seen=True, history=fold.history).ids)
+                secs[name] += time.monotonic() - t0
+    return {name: (np.vstack(v) if v else np.empty((0, k), np.int64), secs[name]) for name, v in ids.items()}
 
 
 def ndcg_at_10(model: Recommender, fold: Fold, max_users: int | None = None, seed: int = 0) -> float:

@@ -1,6 +1,6 @@
 """Recommenders behind one interface, and the registry `name -> class`."""
 
-from ._base import Recommender, Results, top_k
+from ._base import Recommender, Results, shared_scores, top_k
 from ._content import Content
 from ._factorization import ALS, BPR, EASE
 from ._fusion import Fusion
@@ -26,5 +26,6 @@ __all__ = [
     "SASRec",
     "SASRecConfig",
     "Transitions",
+    "shared_scores",
     "top_k",
 ]

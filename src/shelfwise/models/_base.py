@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import pickle
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
@@ -42,6 +44,22 @@ def top_k(scores: np.ndarray, k: int) -> Results:
         ids = np.pad(ids, ((0, 0), (0, k - k_eff)), constant_values=-1)
         sc = np.pad(sc, ((0, 0), (0, k - k_eff)), constant_values=-np.inf)
     return Results(ids, sc)
+
+
+_SCORE_MEMO: list[dict[Any, np.ndarray] | None] = [None]
+
+
+@contextmanager
+def shared_scores() -> Iterator[None]:
+    """Inside the block every model's scores for the same users and history are computed once:
+    a fusion scored after its generators on the same batch reuses their scores. Keep the block
+    to one batch of users (the memo holds every score matrix computed in it)."""
+    prev = _SCORE_MEMO[0]
+    _SCORE_MEMO[0] = {}
+    try:
+        yield
+    finally:
+        _SCORE_MEMO[0] = prev
 
 
 class Recommender(ABC):
@@ -79,7 +97,20 @@ class Recommender(ABC):
         """(len(users), n_items) float32 scores, higher is better, from each user's history."""
 
     def score(self, users: np.ndarray, history: Interactions | None = None) -> np.ndarray:
-        return self._score(np.asarray(users, np.int64), self._history(history))
+        return self._shared_score(np.asarray(users, np.int64), self._history(history))
+
+    def _shared_score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
+        """`_score`, computed once per (model, users, history) inside `shared_scores()`."""
+        memo = _SCORE_MEMO[0]
+        if memo is None:
+            return self._score(users, history)
+        key = (id(self), id(history), users.tobytes())
+        hit = memo.get(key)
+        if hit is None:
+            hit = np.array(self._score(users, history), dtype=np.float32, copy=True)
+            hit.flags.writeable = False  # shared: whoever changes scores works on a copy
+            memo[key] = hit
+        return hit
 
     def _history(self, history: Interactions | None) -> Interactions:
         self._check_fitted()
@@ -102,7 +133,7 @@ class Recommender(ABC):
         ids, scores = [], []
         for start in range(0, len(users), self.batch_size):
             batch = users[start : start + self.batch_size]
-            s = np.array(self._score(batch, hist), dtype=np.float32, copy=True)
+            s = np.array(self._shared_score(batch, hist), dtype=np.float32, copy=True)
             if seen is not None:
                 rows = seen[batch]
                 s[np.repeat(np.arange(len(batch)), np.diff(rows.indptr)), rows.indices] = -np.inf
