@@ -464,6 +464,7 @@ def _build_search(
         query_log=load_query_log(workdir),
     )
     info: dict[str, Any] = {"products": len(catalog), "ranker": None}
+    info["build_seconds"] = engine.build_seconds_
     info["encoders"] = {
         "main": engine.semantic_.encoder,
         "multilingual": engine.multilingual_ is not None,

@@ -90,16 +90,24 @@ class SearchEngine:
         self.path.mkdir(parents=True, exist_ok=True)
         self.catalog = catalog
         self.synonyms_ = dict(synonyms or {})
+        took: dict[str, float] = {}
+        t0 = time.perf_counter()
         self.speller_ = Speller.from_texts(catalog.title + catalog.brand + catalog.category)
         self.autocomplete_ = Autocomplete.build(list(query_log or []), catalog.title)
+        took["speller_and_autocomplete"], t0 = time.perf_counter() - t0, time.perf_counter()
         self.lexical_ = LexicalRetriever(self.path / "lexical").index(catalog)
+        took["lexical"], t0 = time.perf_counter() - t0, time.perf_counter()
         self.semantic_ = SemanticRetriever("minilm-int8" if len(catalog) > int8_above else "minilm").index(
             catalog
         )
+        took["semantic"], t0 = time.perf_counter() - t0, time.perf_counter()
         if multilingual is None:
             multilingual = has_cjk(catalog.title)
         self.multilingual_ = SemanticRetriever("multilingual").index(catalog) if multilingual else None
+        took["multilingual"], t0 = time.perf_counter() - t0, time.perf_counter()
         self._prepare()
+        took["match_features"] = time.perf_counter() - t0
+        self.build_seconds_ = {k: round(v, 1) for k, v in took.items()}
         n = len(catalog)
         self.popularity_ = (
             np.zeros(n, np.float32) if popularity is None else np.asarray(popularity, np.float32)

@@ -145,9 +145,13 @@ class SemanticRetriever:
         return text_encoder(self.encoder, self.base).encode(texts)
 
     def index(self, catalog: SearchCatalog, embeddings: np.ndarray | None = None) -> SemanticRetriever:
-        emb = (
-            self.encode([catalog.text(i) for i in range(len(catalog))]) if embeddings is None else embeddings
-        )
+        if embeddings is None:
+            # products that read the same (variants of one title) are encoded once
+            first: dict[str, int] = {}
+            which = [first.setdefault(catalog.text(i), len(first)) for i in range(len(catalog))]
+            emb = self.encode(list(first))[np.asarray(which, np.int64)]
+        else:
+            emb = embeddings
         self.embeddings_ = np.ascontiguousarray(emb, dtype=np.float32)
         self._build()
         return self
