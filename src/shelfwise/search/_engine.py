@@ -170,49 +170,49 @@ class SearchEngine:
             groups[q] = (queries[q], gains, 3.0)
         # served pages: one group per query, relevance corrected for position (see `_clicks`);
         # logged searches: one group per search, graded by the strongest action (1-3)
-        served_rel, prop = debias({g: c for g, c in clicks.items() if c.source == "served"})
+        served_rel, prop = debias({cid: c for cid, c in clicks.items() if c.source == "served"})
         click_groups: dict[str, tuple[str, dict[int, float]]] = {}
         for qtext, rel in sorted(served_rel.items()):
             top = max(rel.values())
             labels = {self._index[p]: 3.0 * v / top for p, v in rel.items() if p in self._index}
             click_groups["served:" + qtext] = (qtext, labels)
-        for g in sorted(clicks):
-            c = clicks[g]
+        for cid in sorted(clicks):
+            c = clicks[cid]
             if c.source != "served" and c.query.strip():
                 labels = {self._index[p]: v for p, v in c.labels.items() if p in self._index}
-                click_groups["logged:" + g] = (c.query, labels)
+                click_groups["logged:" + cid] = (c.query, labels)
         rng = np.random.default_rng(seed + 1)
-        for g, (text, labels) in click_groups.items():
+        for gid, (text, labels) in click_groups.items():
             if any(v > 0 for v in labels.values()):
-                groups[g] = (text, labels, 1.0)
-                is_hold[g] = bool(not qids and rng.random() < holdout)
+                groups[gid] = (text, labels, 1.0)
+                is_hold[gid] = bool(not qids and rng.random() < holdout)
         rows: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         names = list(groups)
-        vecs = self.encode_queries([groups[g][0] for g in names])
-        for g, v in zip(names, vecs, strict=True):
-            text, labels, scale = groups[g]
-            own = labels if g in judgments and not is_hold[g] else None
+        vecs = self.encode_queries([groups[gid][0] for gid in names])
+        for gid, v in zip(names, vecs, strict=True):
+            text, labels, scale = groups[gid]
+            own = labels if gid in judgments and not is_hold[gid] else None
             cands, x = self._features(self._query(text), None, own=own, vecs=v)
             y = np.array([labels.get(int(d), 0.0) for d in cands], np.float32) * scale
-            rows[g] = (cands, x, np.clip(np.rint(y), 0, 30).astype(np.int32))
+            rows[gid] = (cands, x, np.clip(np.rint(y), 0, 30).astype(np.int32))
 
         def stack(gs: list[str]) -> tuple[np.ndarray, np.ndarray, list[int]]:
-            gs = [g for g in gs if len(rows[g][0]) and rows[g][2].max() > 0]
+            gs = [gid for gid in gs if len(rows[gid][0]) and rows[gid][2].max() > 0]
             if not gs:
                 return np.zeros((0, len(FEATURES)), np.float32), np.zeros(0, np.int32), []
             return (
-                np.vstack([rows[g][1] for g in gs]),
-                np.concatenate([rows[g][2] for g in gs]),
-                [len(rows[g][0]) for g in gs],
+                np.vstack([rows[gid][1] for gid in gs]),
+                np.concatenate([rows[gid][2] for gid in gs]),
+                [len(rows[gid][0]) for gid in gs],
             )
 
-        train_g = [g for g in names if not is_hold[g]]
-        hold_g = [g for g in names if is_hold[g]]
+        train_g = [gid for gid in names if not is_hold[gid]]
+        hold_g = [gid for gid in names if is_hold[gid]]
         xt, yt, gt = stack(train_g)
         info: dict[str, Any] = {
             "train_queries": len(train_q),
-            "holdout_queries": len([g for g in hold_g if g in judgments]),
-            "click_groups": sum(1 for g in groups if g not in judgments),
+            "holdout_queries": len([gid for gid in hold_g if gid in judgments]),
+            "click_groups": sum(1 for gid in groups if gid not in judgments),
             "served_pages": sum(1 for c in clicks.values() if c.source == "served"),
             "served_queries": len(served_rel),
             "holdout_label": "judgments" if qids else "clicks",
@@ -250,9 +250,9 @@ class SearchEngine:
         booster = lgb.train(params, train_set, num_boost_round=500, **kw)
         # held-out comparison on every held-out group (whole catalog, unjudged = 0)
         hyb, rer = [], []
-        for g in hold_g:
-            cands, x, _ = rows[g]
-            labels = groups[g][1]
+        for gid in hold_g:
+            cands, x, _ = rows[gid]
+            labels = groups[gid][1]
             if len(cands) == 0:
                 hyb.append(0.0)
                 rer.append(0.0)
@@ -605,7 +605,7 @@ class SearchEngine:
                     "rrf_k": self.rrf_k,
                     "ranker": self.ranker_ is not None,
                     "cross_encoder": {
-                        "file": self.cross_.path.name,
+                        "file": self.cross_.path.name,  # type: ignore[union-attr]
                         "top": self.cross_top_,
                         "tokens": self.cross_tokens_,
                     }

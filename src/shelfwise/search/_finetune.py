@@ -100,8 +100,14 @@ def _semantic_ndcg(
     docs = model.encode(pool_texts)
     qv = model.encode(queries)
     top = np.argsort(-(qv @ docs.T), axis=1, kind="stable")[:, :10]
+    at = {p: i for i, p in enumerate(pool_ids)}
     return float(
-        np.mean([graded_ndcg_at_k([pool_ids[i] for i in row], g) for row, g in zip(top, gains, strict=True)])
+        np.mean(
+            [
+                graded_ndcg_at_k([int(i) for i in row], {at[p]: v for p, v in g.items() if p in at})
+                for row, g in zip(top, gains, strict=True)
+            ]
+        )
     )
 
 
@@ -136,8 +142,10 @@ def finetune_biencoder(
     rng = np.random.default_rng(s.seed)
     judged = sorted({p for q in valid_q for p in gains[q] if p in texts})
     rest = sorted(set(texts) - set(judged))
-    extra = (
-        rng.choice(len(rest), size=min(s.validation_distractors, len(rest)), replace=False) if rest else []
+    extra: list[int] = (
+        [int(i) for i in rng.choice(len(rest), size=min(s.validation_distractors, len(rest)), replace=False)]
+        if rest
+        else []
     )
     pool_ids = judged + [rest[i] for i in sorted(extra)]
     pool_texts = [texts[p] for p in pool_ids]
