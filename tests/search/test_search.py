@@ -205,3 +205,40 @@ def test_a_query_with_no_keyword_match_is_answered_semantically_and_says_so(engi
     page = engine.query("earphones", k=3)
     assert page["match"] == "semantic_only" and page["items"]
     assert engine.query("running shoes", k=3)["match"] == "keyword"
+
+
+def test_a_search_bundle_saved_before_the_multilingual_features_still_ranks(tmp_path):
+    import json
+
+    import lightgbm as lgb
+
+    from shelfwise.search import FEATURES
+
+    ids, titles = [], []
+    for i in range(20):
+        ids += [f"a{i}", f"b{i}"]
+        titles += [f"tool {i} kit", f"pro tool {i} heavy duty grade"]
+    eng = SearchEngine(tmp_path / "s", candidates=10).build(SearchCatalog(ids, titles))
+    eng.save()
+    # an older bundle: a ranker over the features of its time (no multilingual columns) and no
+    # feature list in search.json
+    legacy = [j for j, f in enumerate(FEATURES) if f not in ("cosine_ml", "cosine_ml_rank")]
+    xs, ys, groups = [], [], []
+    for i in range(20):
+        cands, x = eng._features(eng._query(f"tool {i}"), None)
+        xs.append(x[:, legacy])
+        ys.append([2 if ids[int(c)] == f"b{i}" else 0 for c in cands])
+        groups.append(len(cands))
+    booster = lgb.train(
+        {"objective": "lambdarank", "verbose": -1, "min_data_in_leaf": 2},
+        lgb.Dataset(np.vstack(xs), np.concatenate(ys), group=groups),
+        num_boost_round=20,
+    )
+    booster.save_model(str(tmp_path / "s" / "ranker.txt"))
+    meta = json.loads((tmp_path / "s" / "search.json").read_text())
+    meta.pop("features")
+    meta["ranker"] = True
+    (tmp_path / "s" / "search.json").write_text(json.dumps(meta))
+    again = SearchEngine.load(tmp_path / "s")
+    assert again.ranker_columns_ == legacy
+    assert again.search("tool 7", k=1)[0][0] == "b7"

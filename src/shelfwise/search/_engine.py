@@ -71,6 +71,7 @@ class SearchEngine:
         self.max_depth = max_depth
         self.rrf_k = rrf_k
         self.ranker_: Any = None
+        self.ranker_columns_: list[int] | None = None  # set when a loaded ranker knew other features
 
     # -- building ---------------------------------------------------------------------------
     def build(
@@ -368,7 +369,8 @@ class SearchEngine:
         if len(x) == 0:
             return np.zeros(0, np.float32)
         if self.ranker_ is not None:
-            return np.asarray(self.ranker_.predict(x), dtype=np.float32)
+            cols = self.ranker_columns_
+            return np.asarray(self.ranker_.predict(x if cols is None else x[:, cols]), dtype=np.float32)
         return x[:, _RRF]
 
     def encode_queries(self, texts: list[str]) -> list[QueryVectors]:
@@ -604,6 +606,7 @@ class SearchEngine:
                     "candidates": self.candidates,
                     "rrf_k": self.rrf_k,
                     "ranker": self.ranker_ is not None,
+                    "features": FEATURES,
                     "cross_encoder": {
                         "file": self.cross_.path.name,  # type: ignore[union-attr]
                         "top": self.cross_top_,
@@ -650,6 +653,10 @@ class SearchEngine:
         eng._index = {p: i for i, p in enumerate(catalog.product_ids)}
         if meta["ranker"]:
             eng.ranker_ = _BoosterRanker(lgb.Booster(model_file=str(path / "ranker.txt")))
+            # bundles made before a feature was added: the ranker reads the columns it knew
+            saved = meta.get("features") or [f for f in FEATURES if f not in ("cosine_ml", "cosine_ml_rank")]
+            if saved != FEATURES:
+                eng.ranker_columns_ = [FEATURES.index(f) for f in saved]
         if meta.get("cross_encoder"):
             from ._cross import OnnxCrossEncoder
 
