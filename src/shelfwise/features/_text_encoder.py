@@ -60,65 +60,64 @@ def _dir_fingerprint(model_dir: Path) -> str:
     return h.hexdigest()[:16]
 
 
-class _MeanPooled:
-    """A BERT body + mean pooling + L2 normalization, as one traceable module."""
+def mean_pool(hidden: Any, attention_mask: Any) -> Any:
+    """Mean of the token states over the real (unmasked) tokens: MiniLM's sentence pooling."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
-    def __new__(cls, body: Any) -> Any:
-        import torch
 
-        class Pooled(torch.nn.Module):
-            def __init__(self, body: Any):
-                super().__init__()
-                self.body = body
+def export_module(module: Any, sample: dict[str, Any], output: str, out: Path, tokenizer_dir: Path) -> Path:
+    """Trace `module` (called with the `sample` tensors, in their order) to ONNX at `out`, written
+    atomically, with batch and token axes dynamic and the tokenizer.json of `tokenizer_dir`
+    beside it. The one export path of the shipped, fine-tuned and cross encoders."""
+    import warnings
 
-            def forward(self, input_ids: Any, attention_mask: Any) -> Any:
-                out = self.body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-                mask = attention_mask.unsqueeze(-1).to(out.dtype)
-                emb = (out * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                return torch.nn.functional.normalize(emb, dim=-1)
+    import torch
 
-        return Pooled(body)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    names = list(sample)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            tuple(sample[n] for n in names),
+            str(tmp),
+            input_names=names,
+            output_names=[output],
+            dynamic_axes={n: {0: "batch", 1: "tokens"} for n in names} | {output: {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+    copy_atomically(tokenizer_dir / "tokenizer.json", out.with_suffix(".tokenizer.json"))
+    os.replace(tmp, out)
+    return out
 
 
 def export_onnx(model_dir: str | Path, out: str | Path) -> Path:
     """Export a sentence-transformers (BERT + mean pooling) directory to ONNX at `out`
-    (written atomically), with its tokenizer.json beside it."""
+    (input_ids, attention_mask -> L2-normalized embedding), with its tokenizer.json beside it."""
     offline()
 
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    model_dir, out = Path(model_dir), Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    model_dir = Path(model_dir)
     body = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager").eval()
     tok = AutoTokenizer.from_pretrained(str(model_dir))
-    sample = tok(["a cordless drill", "white paint"], padding=True, return_tensors="pt")
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    import warnings
 
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            _MeanPooled(body),
-            (sample["input_ids"], sample["attention_mask"]),
-            str(tmp),
-            input_names=["input_ids", "attention_mask"],
-            output_names=["embedding"],
-            dynamic_axes={
-                "input_ids": {0: "batch", 1: "tokens"},
-                "attention_mask": {0: "batch", 1: "tokens"},
-                "embedding": {0: "batch"},
-            },
-            opset_version=17,
-            dynamo=False,
-        )
-    tok_src = model_dir / "tokenizer.json"
-    if not tok_src.exists():
-        tok.save_pretrained(str(out.parent / (out.stem + ".tok")))
-        tok_src = out.parent / (out.stem + ".tok") / "tokenizer.json"
-    copy_atomically(tok_src, out.with_suffix(".tokenizer.json"))
-    os.replace(tmp, out)
-    return out
+    class Embedding(torch.nn.Module):
+        def __init__(self, body: Any):
+            super().__init__()
+            self.body = body
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            out = self.body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            return torch.nn.functional.normalize(mean_pool(out, attention_mask), dim=-1)
+
+    sample = tok(["a cordless drill", "white paint"], padding=True, return_tensors="pt")
+    inputs = {"input_ids": sample["input_ids"], "attention_mask": sample["attention_mask"]}
+    return export_module(Embedding(body), inputs, "embedding", Path(out), model_dir)
 
 
 def copy_atomically(src: Path, dst: Path) -> None:

@@ -9,13 +9,14 @@ LightGBM order on the held-out queries. Exported to ONNX for serving (pairs scor
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..features._text_encoder import export_module, mean_pool, onnx_session
 
 
 @dataclass
@@ -36,6 +37,7 @@ class _Cross:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
+        self.model_dir = model_dir  # its tokenizer.json goes with the export
         self.tok = AutoTokenizer.from_pretrained(str(model_dir))
         self.body = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager")
         self.head = torch.nn.Linear(self.body.config.hidden_size, 1)
@@ -57,9 +59,7 @@ def _pooled_score(body: Any, head: Any, input_ids: Any, attention_mask: Any, tok
     out = body(
         input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
     ).last_hidden_state
-    mask = attention_mask.unsqueeze(-1).to(out.dtype)
-    pooled = (out * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-    return head(pooled).squeeze(-1)
+    return head(mean_pool(out, attention_mask)).squeeze(-1)
 
 
 def train_cross_encoder(
@@ -110,13 +110,9 @@ def train_cross_encoder(
 def export_cross_onnx(model: _Cross, out: Path) -> Path:
     """The cross-encoder as ONNX (input_ids, attention_mask, token_type_ids -> score), with its
     tokenizer.json beside it."""
-    import shutil
-    import tempfile
-    import warnings
-
     import torch
 
-    class Wrapped(torch.nn.Module):
+    class Scorer(torch.nn.Module):
         def __init__(self, body: Any, head: Any):
             super().__init__()
             self.body, self.head = body, head
@@ -125,27 +121,8 @@ def export_cross_onnx(model: _Cross, out: Path) -> Path:
             return _pooled_score(self.body, self.head, input_ids, attention_mask, token_type_ids)
 
     sample = model.tok(["a drill"], ["cordless drill 18v"], padding=True, return_tensors="pt")
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            Wrapped(model.body, model.head),
-            (sample["input_ids"], sample["attention_mask"], sample["token_type_ids"]),
-            str(tmp),
-            input_names=["input_ids", "attention_mask", "token_type_ids"],
-            output_names=["score"],
-            dynamic_axes={
-                n: {0: "batch", 1: "tokens"} for n in ("input_ids", "attention_mask", "token_type_ids")
-            }
-            | {"score": {0: "batch"}},
-            opset_version=17,
-            dynamo=False,
-        )
-    with tempfile.TemporaryDirectory() as d:
-        model.tok.save_pretrained(d)
-        shutil.copyfile(Path(d) / "tokenizer.json", out.with_suffix(".tokenizer.json"))
-    os.replace(tmp, out)
-    return out
+    inputs = {n: sample[n] for n in ("input_ids", "attention_mask", "token_type_ids")}
+    return export_module(Scorer(model.body, model.head), inputs, "score", out, model.model_dir)
 
 
 class OnnxCrossEncoder:
@@ -153,8 +130,6 @@ class OnnxCrossEncoder:
 
     def __init__(self, path: str | Path, max_tokens: int = 64, threads: int | None = None):
         from tokenizers import Tokenizer
-
-        from ..features._text_encoder import onnx_session
 
         self.path = Path(path)
         tok = Tokenizer.from_file(str(self.path.with_suffix(".tokenizer.json")))

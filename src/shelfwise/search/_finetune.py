@@ -71,11 +71,11 @@ class _Bi:
     def embed(self, texts: list[str]) -> Any:
         import torch
 
+        from ..features._text_encoder import mean_pool
+
         enc = self.tok(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
         out = self.body(**enc).last_hidden_state
-        mask = enc["attention_mask"].unsqueeze(-1).to(out.dtype)
-        emb = (out * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        return torch.nn.functional.normalize(emb, dim=-1)
+        return torch.nn.functional.normalize(mean_pool(out, enc["attention_mask"]), dim=-1)
 
     def encode(self, texts: list[str], batch: int = 128) -> np.ndarray:
         import torch
