@@ -141,20 +141,11 @@ class Fusion(Recommender):
         off = history.offsets
         lengths = (off[users + 1] - off[users]).astype(np.float32)
         feats.append(np.log1p(lengths)[rows])
-        cat = self.item_category_
-        if cat is not None:
-            last = np.array([history.item_idx[off[u + 1] - 1] if off[u + 1] > off[u] else -1 for u in users])
-            last_cat = np.where(last >= 0, cat[np.maximum(last, 0)], -2)
-            feats.append((cat[cols] == last_cat[rows]).astype(np.float32))
-            share = np.zeros(len(rows), np.float32)
-            for r_i, u in enumerate(users):
-                hc = cat[history.item_idx[off[u] : off[u + 1]]]
-                if len(hc):
-                    sel = rows == r_i
-                    share[sel] = (cat[cols[sel]][:, None] == hc[None, :]).mean(axis=1)
-            feats.append(share)
-        else:
-            feats += [np.zeros(len(rows), np.float32), np.zeros(len(rows), np.float32)]
+        # each user's most recent item (-1: no history), for the "same as last" features
+        last = np.array([history.item_idx[off[u + 1] - 1] if off[u + 1] > off[u] else -1 for u in users])
+        # category codes compare as they are (an unknown category matches an unknown one, as
+        # before brands came); brand codes ignore unknown brands
+        feats += _code_affinity(self.item_category_, users, rows, cols, history, last, known_only=False)
         rates = getattr(self, "item_rates_", None)
         for j in range(3):
             feats.append(rates[cols, j] if rates is not None else np.zeros(len(rows), np.float32))
@@ -170,21 +161,9 @@ class Fusion(Recommender):
             feats.append(np.where((lp[cols] > 0) & (level[rows] > 0), lp[cols] - level[rows], 0.0))
         else:
             feats += [np.zeros(len(rows), np.float32), np.zeros(len(rows), np.float32)]
-        brand = getattr(self, "item_brand_", None)
-        if brand is not None:
-            last = np.array([history.item_idx[off[u + 1] - 1] if off[u + 1] > off[u] else -1 for u in users])
-            last_brand = np.where(last >= 0, brand[np.maximum(last, 0)], -2)
-            feats.append(((brand[cols] == last_brand[rows]) & (brand[cols] >= 0)).astype(np.float32))
-            share = np.zeros(len(rows), np.float32)
-            for r_i, u in enumerate(users):
-                hb = brand[history.item_idx[off[u] : off[u + 1]]]
-                hb = hb[hb >= 0]
-                if len(hb):
-                    sel = rows == r_i
-                    share[sel] = (brand[cols[sel]][:, None] == hb[None, :]).mean(axis=1)
-            feats.append(share)
-        else:
-            feats += [np.zeros(len(rows), np.float32), np.zeros(len(rows), np.float32)]
+        feats += _code_affinity(
+            getattr(self, "item_brand_", None), users, rows, cols, history, last, known_only=True
+        )
         for name in ("item_log_days_since_last_", "item_recent_share_"):
             arr = getattr(self, name, None)
             feats.append(arr[cols] if arr is not None else np.zeros(len(rows), np.float32))
@@ -273,6 +252,37 @@ class Fusion(Recommender):
         if len(rows):
             out[rows, cols] = np.asarray(self.ranker_.predict(x), dtype=np.float32)
         return out
+
+
+def _code_affinity(
+    codes: np.ndarray | None,
+    users: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    history: Interactions,
+    last: np.ndarray,
+    *,
+    known_only: bool,
+) -> list[np.ndarray]:
+    """Two features per candidate from an item code (category, brand): whether the candidate has
+    the code of the user's last item, and the share of the user's history with its code. With
+    `known_only`, negative codes (unknown) never match and do not count in the history."""
+    if codes is None:
+        return [np.zeros(len(rows), np.float32), np.zeros(len(rows), np.float32)]
+    off = history.offsets
+    last_code = np.where(last >= 0, codes[np.maximum(last, 0)], -2)
+    same = codes[cols] == last_code[rows]
+    if known_only:
+        same &= codes[cols] >= 0
+    share = np.zeros(len(rows), np.float32)
+    for r_i, u in enumerate(users):
+        hist = codes[history.item_idx[off[u] : off[u + 1]]]
+        if known_only:
+            hist = hist[hist >= 0]
+        if len(hist):
+            sel = rows == r_i
+            share[sel] = (codes[cols[sel]][:, None] == hist[None, :]).mean(axis=1)
+    return [same.astype(np.float32), share]
 
 
 _ITEM_USER_FEATURES = [
