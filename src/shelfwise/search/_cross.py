@@ -132,6 +132,7 @@ class OnnxCrossEncoder:
         from tokenizers import Tokenizer
 
         self.path = Path(path)
+        self.max_tokens = max_tokens
         tok = Tokenizer.from_file(str(self.path.with_suffix(".tokenizer.json")))
         tok.enable_truncation(max_tokens)
         tok.enable_padding(pad_id=0)

@@ -26,7 +26,7 @@ from ..evaluation._metrics import graded_ndcg_at_k as ndcg_at_k
 from ..models import Results
 from ._analyze import MAX_QUERY_CHARS, analyze, has_cjk
 from ._clicks import ClickGroup, debias
-from ._cross import CrossSettings
+from ._cross import CrossSettings, OnnxCrossEncoder
 from ._finetune import FinetuneSettings
 from ._retrievers import LexicalRetriever, SearchCatalog, SemanticRetriever
 from ._shopper import Autocomplete, Filters, Speller, expand_synonyms, facets, sort_docs
@@ -72,6 +72,8 @@ class SearchEngine:
         self.rrf_k = rrf_k
         self.ranker_: Any = None
         self.ranker_columns_: list[int] | None = None  # set when a loaded ranker knew other features
+        self.cross_: OnnxCrossEncoder | None = None  # the kept cross-encoder, if any
+        self.cross_top_ = 0  # how many of the first results it re-orders
 
     # -- building ---------------------------------------------------------------------------
     def build(
@@ -498,11 +500,10 @@ class SearchEngine:
     def _cross_rerank(self, text: str, cands: np.ndarray, order: np.ndarray) -> np.ndarray:
         """The first `cross_top_` of `order` (indices into `cands`) re-ordered by the
         cross-encoder, when one was kept; the rest as they were."""
-        cross = getattr(self, "cross_", None)
-        if cross is None or not text.strip() or len(order) < 2:
+        if self.cross_ is None or not text.strip() or len(order) < 2:
             return order
         head = order[: self.cross_top_]
-        ce = cross.score(text, [self.catalog.text(int(cands[i])) for i in head])
+        ce = self.cross_.score(text, [self.catalog.text(int(cands[i])) for i in head])
         return np.concatenate([head[np.argsort(-ce, kind="stable")], order[self.cross_top_ :]])
 
     def fit_cross_encoder(
@@ -519,7 +520,7 @@ class SearchEngine:
         the first `settings.top` results, only when that beats the current pipeline's order on
         the held-out queries (the split `fit_ranker` uses). Call after `fit_ranker`."""
         from ..features._text_encoder import quantize_int8, shipped_model_dir
-        from ._cross import OnnxCrossEncoder, export_cross_onnx, train_cross_encoder
+        from ._cross import export_cross_onnx, train_cross_encoder
 
         st = settings or CrossSettings(seed=seed)
         self.cross_ = None
@@ -562,7 +563,7 @@ class SearchEngine:
         info["holdout_ndcg@10"] = {"pipeline": float(np.mean(before)), "cross_encoder": float(np.mean(after))}
         info["kept"] = bool(np.mean(after) > np.mean(before))
         if info["kept"]:
-            self.cross_, self.cross_top_, self.cross_tokens_ = served, st.top, st.max_tokens
+            self.cross_, self.cross_top_ = served, st.top
         else:
             for f in (path, path.with_suffix(".tokenizer.json")):
                 f.unlink(missing_ok=True)
@@ -608,11 +609,11 @@ class SearchEngine:
                     "ranker": self.ranker_ is not None,
                     "features": FEATURES,
                     "cross_encoder": {
-                        "file": self.cross_.path.name,  # type: ignore[union-attr]
+                        "file": self.cross_.path.name,
                         "top": self.cross_top_,
-                        "tokens": self.cross_tokens_,
+                        "tokens": self.cross_.max_tokens,
                     }
-                    if getattr(self, "cross_", None) is not None
+                    if self.cross_ is not None
                     else None,
                 }
             )
@@ -658,12 +659,9 @@ class SearchEngine:
             if saved != FEATURES:
                 eng.ranker_columns_ = [FEATURES.index(f) for f in saved]
         if meta.get("cross_encoder"):
-            from ._cross import OnnxCrossEncoder
-
             ce = meta["cross_encoder"]
             eng.cross_ = OnnxCrossEncoder(path / ce["file"], ce["tokens"])
             eng.cross_top_ = ce["top"]
-            eng.cross_tokens_ = ce["tokens"]
         return eng
 
 
