@@ -18,7 +18,7 @@ Labels: click 1, add to cart 2, purchase 3 (the strongest action per product win
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ._analytics import SESSION_WINDOW_S, served_search_pages
@@ -102,18 +102,16 @@ def propensities(pages: list[ClickGroup], max_position: int = 20, prior: float =
                 s[1] += 1.0
     out = {1: 1.0}
     for k in range(2, max_position + 1):
-        c1 = n1 = ck = nk = 0.0
+        c1 = ck = n = 0.0  # weighted click rates at positions 1 and k over the shared pairs
         for by_pos in stats.values():
             if 1 in by_pos and k in by_pos:
                 w = min(by_pos[1][1], by_pos[k][1])  # weight each pair by its smaller side
                 c1 += w * by_pos[1][0] / by_pos[1][1]
                 ck += w * by_pos[k][0] / by_pos[k][1]
-                n1 += w
-                nk += w
+                n += w
         base = 1.0 / k
-        if n1 > 0 and c1 > 0:
-            ratio = (ck / nk) / (c1 / n1)
-            out[k] = float(min(1.0, (ratio * n1 + base * prior) / (n1 + prior)))
+        if n > 0 and c1 > 0:
+            out[k] = float(min(1.0, (ck / c1 * n + base * prior) / (n + prior)))
         else:
             out[k] = base
     return out
@@ -127,27 +125,25 @@ def debias(
     also the propensities used. Queries are grouped by their normalized text."""
     from ._analyze import words
 
-    pages = [g for g in groups.values() if g.source == "served"]
-    for g in pages:
-        g.query = " ".join(words(g.query)) or g.query.strip().lower()
+    # the caller's groups are left as they are: normalized copies
+    pages = [
+        replace(g, query=" ".join(words(g.query)) or g.query.strip().lower())
+        for g in groups.values()
+        if g.source == "served"
+    ]
     prop = propensities(pages)
     floor = min(prop.values())
-    clicks: dict[str, dict[str, float]] = {}
-    exam: dict[str, dict[str, float]] = {}
-    imps: dict[str, dict[str, int]] = {}
+    # (query, product) -> [sum of examination propensities, impressions, clicks]
+    seen: dict[tuple[str, str], list[float]] = {}
     for g in pages:
         for p, pos in g.positions.items():
-            e = prop.get(pos, floor)
-            exam.setdefault(g.query, {})[p] = exam.get(g.query, {}).get(p, 0.0) + e
-            imps.setdefault(g.query, {})[p] = imps.get(g.query, {}).get(p, 0) + 1
-            if g.labels.get(p, 0) > 0:
-                clicks.setdefault(g.query, {})[p] = clicks.get(g.query, {}).get(p, 0.0) + 1.0
-    rel = {
-        q: {
-            p: min(1.0, clicks.get(q, {}).get(p, 0.0) / e)
-            for p, e in by.items()
-            if imps[q][p] >= min_impressions
-        }
-        for q, by in exam.items()
-    }
+            acc = seen.setdefault((g.query, p), [0.0, 0.0, 0.0])
+            acc[0] += prop.get(pos, floor)
+            acc[1] += 1
+            acc[2] += 1.0 if g.labels.get(p, 0) > 0 else 0.0
+    rel: dict[str, dict[str, float]] = {}
+    for (q, p), (exam, imps, clicks) in seen.items():
+        by = rel.setdefault(q, {})
+        if imps >= min_impressions:
+            by[p] = min(1.0, clicks / exam)
     return {q: r for q, r in rel.items() if any(v > 0 for v in r.values())}, prop

@@ -138,11 +138,14 @@ class SemanticRetriever:
 
     def __init__(self, encoder: str = "minilm", hnsw_above: int = 50_000, base: str | Path | None = None):
         self.encoder = encoder
+        self._encoder: Any = None
         self.hnsw_above = hnsw_above
         self.base = Path(base) if base is not None else None
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        return text_encoder(self.encoder, self.base).encode(texts)
+        if self._encoder is None:  # resolved once: no lookup (or file stat) per query
+            self._encoder = text_encoder(self.encoder, self.base)
+        return self._encoder.encode(texts)
 
     def index(self, catalog: SearchCatalog, embeddings: np.ndarray | None = None) -> SemanticRetriever:
         if embeddings is None:
