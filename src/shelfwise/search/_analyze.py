@@ -63,7 +63,12 @@ def analyzed(text: str) -> str:
     return " ".join(analyze(text))
 
 
+def contains_cjk(text: str) -> bool:
+    """Whether a text has any Chinese character."""
+    return bool(text) and _CJK.search(text) is not None
+
+
 def has_cjk(texts: list[str], share: float = 0.01, at_least: int = 20) -> bool:
     """Whether a catalog has enough Chinese text to need the multilingual encoder."""
-    hits = sum(1 for t in texts if t and _CJK.search(t))
+    hits = sum(1 for t in texts if contains_cjk(t))
     return hits >= at_least or (bool(texts) and hits / len(texts) >= share and hits > 0)

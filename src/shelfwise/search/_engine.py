@@ -24,7 +24,7 @@ import numpy as np
 
 from ..evaluation._metrics import graded_ndcg_at_k as ndcg_at_k
 from ..models import Results
-from ._analyze import MAX_QUERY_CHARS, analyze, has_cjk
+from ._analyze import MAX_QUERY_CHARS, analyze, contains_cjk, has_cjk
 from ._clicks import ClickGroup, debias
 from ._cross import CrossSettings, OnnxCrossEncoder
 from ._finetune import FinetuneSettings
@@ -127,7 +127,7 @@ class SearchEngine:
         self._title_terms = [set(t) for t in titles]
         self._title_bigrams = [_bigrams(t) for t in titles]
         self._title_norm = [" ".join(t) for t in titles]
-        self._cjk = np.array([has_cjk([t], at_least=1) for t in c.title], bool)
+        self._cjk = np.array([contains_cjk(t) for t in c.title], bool)
         self._text_terms = [
             self._title_terms[i]
             | set(analyze(" ".join([c.brand[i], c.category[i], c.description[i], c.attributes[i]])))
@@ -424,7 +424,7 @@ class SearchEngine:
             # MiniLM is English: its cosines on Chinese text are noise. The fused semantic rank
             # takes, per product, the encoder that reads both sides: MiniLM when query and title
             # are both free of Chinese, the multilingual encoder otherwise.
-            latin = np.zeros(n, bool) if has_cjk([q.text], at_least=1) else ~self._cjk[cands]
+            latin = np.zeros(n, bool) if contains_cjk(q.text) else ~self._cjk[cands]
             applicable = np.where(latin, cos, cos_ml)
             sem_rank = np.empty(n, np.float32)
             sem_rank[np.argsort(-applicable, kind="stable")] = np.arange(1, n + 1)
