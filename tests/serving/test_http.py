@@ -289,7 +289,9 @@ def test_search_analytics_from_the_logs_and_the_served_pages(server, served_work
     assert page.labels == {first["items"][0]["product_id"]: 1.0}
     served_pages = [(k, g.query, g.positions) for k, g in groups.items() if g.source == "served"]
     assert sum(1 for _, q, _ in served_pages if q == "Green Tent") >= 3, served_pages
-    assert any(g.source == "logged" for g in groups.values())  # the demo's own logged searches
+    logged = [g for g in groups.values() if g.source == "logged"]  # the demo's own logged searches
+    # with the shopper's history before the search (demo shoppers come back: most have one)
+    assert logged and sum(bool(g.history) for g in logged) > len(logged) / 2
 
 
 def test_hot_swap_under_concurrent_requests(server, served_workdir):
@@ -422,3 +424,40 @@ def test_users_without_a_precomputed_list_are_answered_by_the_model(served_workd
     svc.snapshot.toplist[:] = -1
     live = svc.recommend(user, 5)
     assert live.source == precomputed.model and live.items == precomputed.items
+
+
+def test_search_is_personalized_by_the_shoppers_history(served_workdir, tmp_path: Path):
+    """The service builds a shopper's profile from their history (here: events posted since the
+    bundle) and caches personalized pages per shopper and history version."""
+    from shelfwise.search import Filters, SearchEngine
+    from shelfwise.serving import Service
+    from tests.search.test_personal import _catalog, _clicks
+
+    _, work = served_workdir
+    svc = Service(work)
+    cat = _catalog()
+    eng = SearchEngine(tmp_path / "s", candidates=40).build(cat)
+    assert eng.fit_ranker({}, {}, clicks=_clicks(), seed=3)["personalized"]
+    svc.snapshot.search = eng  # the planted engine and its products in place of the demo's
+    svc.snapshot.info.update(
+        {p: (c, b, True) for p, c, b in zip(cat.product_ids, cat.category, cat.brand, strict=True)}
+    )
+
+    def trail_share(user: str | None) -> tuple[float, str]:
+        ans = svc.search("shoes", 10, filters=Filters(), raw_user=user)
+        assert ans is not None and len(ans.items) == 10
+        return sum(p.startswith("trail-shoe") for p in ans.items) / 10, ans.source
+
+    view = [{"user_id": "hiker", "product_id": f"trail-gear-{i}", "_type": "view"} for i in range(4)]
+    view += [{"user_id": "clerk", "product_id": f"office-gear-{i}", "_type": "view"} for i in range(4)]
+    svc.record_events(view)
+    share, source = trail_share("hiker")
+    assert share >= 0.9 and source == "search"
+    assert trail_share("hiker") == (share, "cached:search")  # same shopper, same history: cached
+    assert trail_share("clerk")[0] <= 0.1  # not the hiker's cached page
+    anon, _ = trail_share(None)
+    assert 0.0 < anon < 1.0
+    # a new event is a new history version: the page is recomputed, not served from the cache
+    svc.record_events([{"user_id": "hiker", "product_id": "trail-gear-9", "_type": "view"}])
+    share, source = trail_share("hiker")
+    assert source == "search" and share >= 0.9

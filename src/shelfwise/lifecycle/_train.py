@@ -444,6 +444,7 @@ def _build_search(
 
     from ..features._text_encoder import has_text
     from ..search import SearchEngine, load_query_log, load_search_data, load_synonyms
+    from ..search._build import load_ctr
 
     catalog, queries, gains = load_search_data(workdir)
     if catalog is None or not has_text(catalog.title):
@@ -460,6 +461,7 @@ def _build_search(
     engine = SearchEngine(path).build(
         catalog,
         popularity=popularity,
+        ctr=load_ctr(workdir, catalog.product_ids),
         synonyms=load_synonyms(synonyms_file),
         query_log=load_query_log(workdir),
     )
@@ -494,7 +496,8 @@ def _build_search(
         r = info["ranker"]
         log(
             f"search: ranker on {len(gains):,} judged queries and {r['click_groups']:,} click groups "
-            f"({r['served_pages']:,} served pages, position-corrected: {r['position_bias_correction']}): "
+            f"({r['personalized_groups']:,} with the shopper's history; {r['served_pages']:,} served pages, "
+            f"position-corrected: {r['position_bias_correction']}): "
             f"held-out ({r['holdout_label']}) NDCG@10 {r.get('holdout_ndcg@10')}, kept={r['kept']}"
         )
     if gains and settings.search_cross_budget_s > 0:

@@ -34,6 +34,31 @@ def load_query_log(workdir: str | Path, limit: int = 200_000) -> list[str]:
     return [r[0] for r in rows]
 
 
+def load_ctr(workdir: str | Path, product_ids: list[str], prior_views: float = 20.0) -> np.ndarray:
+    """Clicks per view of each product from curated events, smoothed towards the catalog-wide
+    rate with `prior_views` pseudo-views (a product viewed twice and clicked once is not a 50%
+    product); NaN for every product when the events have no views or no clicks."""
+    out = np.full(len(product_ids), np.nan, np.float32)
+    with read_only(workdir) as (con, tables):
+        if "events" not in tables:
+            return out
+        rows = con.sql(
+            """SELECT product_id, count(*) FILTER (WHERE event_type = 'view'),
+                      count(*) FILTER (WHERE event_type = 'click')
+               FROM curated.events WHERE product_id IS NOT NULL AND event_type IN ('view', 'click')
+               GROUP BY 1"""
+        ).fetchall()
+    views = {str(p): float(v) for p, v, _ in rows}
+    clicks = {str(p): float(c) for p, _, c in rows}
+    total_v, total_c = sum(views.values()), sum(clicks.values())
+    if total_v <= 0 or total_c <= 0:
+        return out
+    base = min(1.0, total_c / total_v)
+    for i, p in enumerate(product_ids):
+        out[i] = min(1.0, (clicks.get(p, 0.0) + prior_views * base) / (views.get(p, 0.0) + prior_views))
+    return out
+
+
 def load_search_data(
     workdir: str | Path,
 ) -> tuple[SearchCatalog | None, dict[str, str], dict[str, dict[str, float]]]:

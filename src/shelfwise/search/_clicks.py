@@ -14,14 +14,23 @@ Two sources:
   or bought within 30 minutes after the search. Positions are unknown: no correction.
 
 Labels: click 1, add to cart 2, purchase 3 (the strongest action per product wins).
+
+Logged searches also carry the shopper's history before the search (`ClickGroup.history`, the
+last products they interacted with, strictly earlier than the search): the point-in-time
+profile the personalized ranker features are computed from (see `_personal`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
 
 from ._analytics import SESSION_WINDOW_S, served_search_pages
+from ._personal import HISTORY_EVENTS, histories_before
 
 ACTION_GRADE = {"click": 1.0, "add_to_cart": 2.0, "purchase": 3.0}
 
@@ -32,6 +41,7 @@ class ClickGroup:
     labels: dict[str, float]  # product id -> grade (only products acted on)
     positions: dict[str, int] = field(default_factory=dict)  # product id -> 1-based display position
     source: str = "logged"  # logged | served
+    history: list[str] = field(default_factory=list)  # the shopper's products before the search
 
 
 def load_click_groups(workdir: str | Path, *, max_groups: int = 50_000) -> dict[str, ClickGroup]:
@@ -57,25 +67,33 @@ def load_click_groups(workdir: str | Path, *, max_groups: int = 50_000) -> dict[
                 acted.setdefault(sid, {})[pid] = float(g)
         rows = con.sql(
             f"""WITH s AS (
-                    SELECT row_number() OVER (ORDER BY timestamp, session_id, query) AS n, session_id, query, timestamp
+                    SELECT row_number() OVER (ORDER BY timestamp, session_id, query) AS n, session_id, query, timestamp,
+                           user_id
                     FROM curated.events
                     WHERE event_type = 'search' AND query IS NOT NULL AND session_id IS NOT NULL),
                 a AS (
                     SELECT session_id, product_id, timestamp, {grades} AS g FROM curated.events
                     WHERE event_type IN ('click', 'add_to_cart', 'purchase') AND session_id IS NOT NULL
                       AND product_id IS NOT NULL)
-                SELECT s.n, any_value(s.query), a.product_id, max(a.g)
+                SELECT s.n, any_value(s.query), a.product_id, max(a.g), any_value(s.user_id),
+                       epoch(any_value(s.timestamp))
                 FROM s JOIN a ON a.session_id = s.session_id AND a.timestamp >= s.timestamp
                      AND a.timestamp <= s.timestamp + INTERVAL {SESSION_WINDOW_S} SECOND
                 GROUP BY s.n, a.product_id ORDER BY s.n LIMIT {int(max_groups) * 20}"""
         ).fetchall()
-    for n, query, pid, g in rows:
-        gid = f"log:{n}"
-        if gid not in groups:
-            if len(groups) >= max_groups:
-                break
-            groups[gid] = ClickGroup(query, {})
-        groups[gid].labels[pid] = float(g)
+        searched_at: dict[str, tuple[str, float]] = {}
+        for n, query, pid, g, user, at in rows:
+            gid = f"log:{n}"
+            if gid not in groups:
+                if len(groups) >= max_groups:
+                    break
+                groups[gid] = ClickGroup(query, {})
+                if user is not None:
+                    searched_at[gid] = (str(user), float(at))
+            groups[gid].labels[pid] = float(g)
+        histories = _histories(con, {u for u, _ in searched_at.values()})
+    for gid, (user, at) in searched_at.items():
+        groups[gid].history = histories_before(histories, user, at)
     for rec in served_search_pages(workdir):
         if rec.get("sort", "relevance") != "relevance":
             continue
@@ -86,6 +104,27 @@ def load_click_groups(workdir: str | Path, *, max_groups: int = 50_000) -> dict[
         if sid and shown and len(groups) < max_groups:  # pages without a click count as impressions
             groups[sid] = ClickGroup(rec.get("query") or "", labels, shown, "served")
     return groups
+
+
+def _histories(con: Any, users: set[str]) -> dict[str, tuple[np.ndarray, list[str]]]:
+    """Per user: (sorted epoch timestamps, product ids) of their product interactions."""
+    out: dict[str, tuple[np.ndarray, list[str]]] = {}
+    if not users:
+        return out
+    kinds = ", ".join(f"'{k}'" for k in HISTORY_EVENTS)
+    con.register("_searchers", pa.table({"user_id": sorted(users)}))
+    try:
+        rows = con.sql(
+            f"""SELECT e.user_id, list(epoch(e.timestamp) ORDER BY e.timestamp, e.product_id),
+                       list(e.product_id ORDER BY e.timestamp, e.product_id)
+                FROM curated.events e SEMI JOIN _searchers s ON e.user_id = s.user_id
+                WHERE e.event_type IN ({kinds}) AND e.product_id IS NOT NULL GROUP BY 1"""
+        ).fetchall()
+    finally:
+        con.unregister("_searchers")
+    for user, ts, products in rows:
+        out[str(user)] = (np.asarray(ts, float), [str(p) for p in products])
+    return out
 
 
 def propensities(pages: list[ClickGroup], max_position: int = 20, prior: float = 5.0) -> dict[int, float]:

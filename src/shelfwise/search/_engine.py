@@ -28,6 +28,7 @@ from ._analyze import MAX_QUERY_CHARS, analyze, contains_cjk, has_cjk
 from ._clicks import ClickGroup, debias
 from ._cross import CrossSettings, OnnxCrossEncoder
 from ._finetune import FinetuneSettings
+from ._personal import USER_FEATURES, Profile, top_category
 from ._retrievers import LexicalRetriever, SearchCatalog, SemanticRetriever
 from ._shopper import Autocomplete, Filters, Speller, expand_synonyms, facets, sort_docs
 
@@ -51,10 +52,16 @@ FEATURES = [
     "prior_log_count",
     "prior_mean_gain",
     "log_popularity",
+    "category_match",
+    "log_price",
+    "ctr",
+    *USER_FEATURES,
 ]
 _DIGITS = re.compile(r"^\d")
 _RRF = FEATURES.index("rrf")
 _BM25 = FEATURES.index("bm25")
+_USER = FEATURES.index(USER_FEATURES[0])
+_NO_USER = (np.nan,) * len(USER_FEATURES)
 
 
 @dataclass
@@ -74,6 +81,7 @@ class SearchEngine:
         self.ranker_columns_: list[int] | None = None  # set when a loaded ranker knew other features
         self.cross_: OnnxCrossEncoder | None = None  # the kept cross-encoder, if any
         self.cross_top_ = 0  # how many of the first results it re-orders
+        self.personalized_ = False  # the ranker splits on the shopper's profile features
 
     # -- building ---------------------------------------------------------------------------
     def build(
@@ -81,6 +89,7 @@ class SearchEngine:
         catalog: SearchCatalog,
         popularity: np.ndarray | None = None,
         *,
+        ctr: np.ndarray | None = None,
         synonyms: dict[str, list[str]] | None = None,
         query_log: list[str] | None = None,
         multilingual: bool | None = None,
@@ -89,7 +98,8 @@ class SearchEngine:
         """Index `catalog`. `multilingual` adds the multilingual encoder's index (Chinese and
         cross-language queries); by default it is added when the catalog has Chinese text.
         Catalogs over `int8_above` products are embedded with the int8 MiniLM (2.5x faster to
-        build and to encode a query; semantic NDCG@10 on Home Depot 0.289 against 0.304)."""
+        build and to encode a query; semantic NDCG@10 on Home Depot 0.289 against 0.304).
+        `popularity` and `ctr` (clicks per view, smoothed) are per catalog row."""
         self.path.mkdir(parents=True, exist_ok=True)
         self.catalog = catalog
         self.synonyms_ = dict(synonyms or {})
@@ -115,6 +125,7 @@ class SearchEngine:
         self.popularity_ = (
             np.zeros(n, np.float32) if popularity is None else np.asarray(popularity, np.float32)
         )
+        self.ctr_ = np.full(n, np.nan, np.float32) if ctr is None else np.asarray(ctr, np.float32)
         self.prior_count_ = np.zeros(n, np.float32)
         self.prior_sum_ = np.zeros(n, np.float32)
         self._index = {p: i for i, p in enumerate(catalog.product_ids)}
@@ -128,6 +139,12 @@ class SearchEngine:
         self._title_bigrams = [_bigrams(t) for t in titles]
         self._title_norm = [" ".join(t) for t in titles]
         self._cjk = np.array([contains_cjk(t) for t in c.title], bool)
+        self._category_terms = [set(analyze(cat.replace(">", " "))) for cat in c.category]
+        self._category_low = [cat.strip().lower() for cat in c.category]
+        self._top_low = [top_category(cat) for cat in c.category]
+        self._brand_low = [b.strip().lower() for b in c.brand]
+        price = np.asarray(c.price, float)
+        self._log_price = np.where(np.isfinite(price) & (price >= 0), np.log1p(np.abs(price)), np.nan)
         self._text_terms = [
             self._title_terms[i]
             | set(analyze(" ".join([c.brand[i], c.category[i], c.description[i], c.attributes[i]])))
@@ -167,35 +184,38 @@ class SearchEngine:
                 if i is not None:
                     self.prior_count_[i] += 1
                     self.prior_sum_[i] += g
-        groups: dict[str, tuple[str, dict[int, float], float]] = {}
+        # group id -> (query text, labels by catalog row, label scale, the shopper's profile)
+        groups: dict[str, tuple[str, dict[int, float], float, Profile | None]] = {}
         for q in qids:  # judged: graded gains (0, 0.33, ..., 2) -> integer labels x3
             gains = {self._index[p]: g for p, g in judgments[q].items() if p in self._index}
-            groups[q] = (queries[q], gains, 3.0)
+            groups[q] = (queries[q], gains, 3.0, None)
         # served pages: one group per query, relevance corrected for position (see `_clicks`);
         # logged searches: one group per search, graded by the strongest action (1-3)
         served_rel, prop = debias({cid: c for cid, c in clicks.items() if c.source == "served"})
-        click_groups: dict[str, tuple[str, dict[int, float]]] = {}
+        # (pooled over shoppers: no profile); logged searches carry the shopper's history before
+        # the search, so their groups get point-in-time profiles (personalized features)
+        click_groups: dict[str, tuple[str, dict[int, float], Profile | None]] = {}
         for qtext, rel in sorted(served_rel.items()):
             top = max(rel.values())
             labels = {self._index[p]: 3.0 * v / top for p, v in rel.items() if p in self._index}
-            click_groups["served:" + qtext] = (qtext, labels)
+            click_groups["served:" + qtext] = (qtext, labels, None)
         for cid in sorted(clicks):
             c = clicks[cid]
             if c.source != "served" and c.query.strip():
                 labels = {self._index[p]: v for p, v in c.labels.items() if p in self._index}
-                click_groups["logged:" + cid] = (c.query, labels)
+                click_groups["logged:" + cid] = (c.query, labels, self.profile(c.history))
         rng = np.random.default_rng(seed + 1)
-        for gid, (text, labels) in click_groups.items():
+        for gid, (text, labels, prof) in click_groups.items():
             if any(v > 0 for v in labels.values()):
-                groups[gid] = (text, labels, 1.0)
+                groups[gid] = (text, labels, 1.0, prof)
                 is_hold[gid] = bool(not qids and rng.random() < holdout)
         rows: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         names = list(groups)
         vecs = self.encode_queries([groups[gid][0] for gid in names])
         for gid, v in zip(names, vecs, strict=True):
-            text, labels, scale = groups[gid]
+            text, labels, scale, prof = groups[gid]
             own = labels if gid in judgments and not is_hold[gid] else None
-            cands, x = self._features(self._query(text), None, own=own, vecs=v)
+            cands, x = self._features(self._query(text), None, own=own, vecs=v, profile=prof)
             y = np.array([labels.get(int(d), 0.0) for d in cands], np.float32) * scale
             rows[gid] = (cands, x, np.clip(np.rint(y), 0, 30).astype(np.int32))
 
@@ -216,6 +236,7 @@ class SearchEngine:
             "train_queries": len(train_q),
             "holdout_queries": len([gid for gid in hold_g if gid in judgments]),
             "click_groups": sum(1 for gid in groups if gid not in judgments),
+            "personalized_groups": sum(1 for g in groups.values() if g[3] is not None),
             "served_pages": sum(1 for c in clicks.values() if c.source == "served"),
             "served_queries": len(served_rel),
             "holdout_label": "judgments" if qids else "clicks",
@@ -270,6 +291,8 @@ class SearchEngine:
         info["best_iteration"] = int(booster.best_iteration or booster.current_iteration())
         info["kept"] = bool(always_keep or not hyb or np.mean(rer) > np.mean(hyb))
         self.ranker_ = _BoosterRanker(booster) if info["kept"] else None
+        self.personalized_ = self.ranker_ is not None and self.ranker_.uses(USER_FEATURES)
+        info["personalized"] = self.personalized_
         return info
 
     def finetune_encoder(
@@ -330,6 +353,7 @@ class SearchEngine:
         filters: Filters | None = None,
         sort: str = "relevance",
         offset: int = 0,
+        profile: Profile | None = None,
     ) -> dict[str, Any]:
         """A results page: items (product id, score), facets over every matching candidate,
         the corrected query when spelling was fixed, the total number of candidates, and how
@@ -339,13 +363,14 @@ class SearchEngine:
 
         With filters, retrieval goes deeper (x10, then x100, up to `max_depth` products per
         retriever) until the page is full: a filter never empties a page that the catalog
-        could fill from deeper in the ranking."""
+        could fill from deeper in the ranking. With a shopper's `profile` (see `profile()`), the
+        ranker's personal features are filled in (personalized search)."""
         q = self._query(text)
         vecs = self.encode_queries([q.text])[0]
         filtering = filters is not None and filters.active()
         depth = self.candidates
         while True:
-            cands, x = self._features(q, None, vecs=vecs, depth=depth)
+            cands, x = self._features(q, None, vecs=vecs, depth=depth, profile=profile)
             keyword = bool(len(cands)) and bool((x[:, _BM25] > 0).any())
             if filtering and len(cands):
                 keep = filters.mask(self.catalog, cands)  # type: ignore[union-attr]
@@ -407,7 +432,10 @@ class SearchEngine:
         own: dict[int, float] | None = None,
         vecs: QueryVectors | None = None,
         depth: int | None = None,
+        profile: Profile | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
+        """Candidates (catalog rows) and their FEATURES; the user columns are NaN without a
+        `profile` (see `_personal`)."""
         if vecs is None:
             vecs = self.encode_queries([q.text])[0]
         cands, (lex_d, sem_d, ml_d) = self._retrieve(q, vecs, depth)
@@ -466,8 +494,22 @@ class SearchEngine:
                 np.log1p(max(pc, 0.0)),
                 (ps + 0.5) / (pc + 1.0) if pc > 0 else -1.0,
                 np.log1p(self.popularity_[d]),
+                len(tset & self._category_terms[d]) / max(len(tset), 1),
+                self._log_price[d],
+                self.ctr_[d],
+                *_NO_USER,
+            )
+        if profile is not None:
+            x[:, _USER:] = profile.features(
+                cands, self._category_low, self._top_low, self._brand_low, self._log_price
             )
         return cands, x
+
+    def profile(self, product_ids: list[str]) -> Profile | None:
+        """A shopper's profile from the products they interacted with, oldest first (products
+        not in the catalog are skipped; None when nothing is left)."""
+        rows = [self._index[p] for p in product_ids if p in self._index]
+        return Profile.of(rows, self.catalog)
 
     def _title_scores(self, q: Query, cands: np.ndarray) -> dict[int, float]:
         if not q.terms:
@@ -587,6 +629,7 @@ class SearchEngine:
             count=self.prior_count_,
             sum=self.prior_sum_,
             popularity=self.popularity_,
+            ctr=self.ctr_,
         )
         c = self.catalog
         (self.path / "catalog.json").write_text(
@@ -651,6 +694,7 @@ class SearchEngine:
         eng.speller_ = Speller(Counter(shop["vocabulary"]))
         eng.autocomplete_ = Autocomplete([(p, float(s)) for p, s in shop["autocomplete"]])
         eng.prior_count_, eng.prior_sum_, eng.popularity_ = pri["count"], pri["sum"], pri["popularity"]
+        eng.ctr_ = pri["ctr"] if "ctr" in pri.files else np.full(len(catalog), np.nan, np.float32)
         eng._index = {p: i for i, p in enumerate(catalog.product_ids)}
         if meta["ranker"]:
             eng.ranker_ = _BoosterRanker(lgb.Booster(model_file=str(path / "ranker.txt")))
@@ -658,6 +702,7 @@ class SearchEngine:
             saved = meta.get("features") or [f for f in FEATURES if f not in ("cosine_ml", "cosine_ml_rank")]
             if saved != FEATURES:
                 eng.ranker_columns_ = [FEATURES.index(f) for f in saved]
+            eng.personalized_ = eng.ranker_.uses(USER_FEATURES)
         if meta.get("cross_encoder"):
             ce = meta["cross_encoder"]
             eng.cross_ = OnnxCrossEncoder(path / ce["file"], ce["tokens"])
@@ -673,6 +718,13 @@ class _BoosterRanker:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self.booster_.predict(x, num_threads=1))
+
+    def uses(self, features: list[str]) -> bool:
+        """Whether any split of the model is on one of `features`."""
+        split = dict(
+            zip(self.booster_.feature_name(), self.booster_.feature_importance("split"), strict=True)
+        )
+        return any(split.get(f, 0) > 0 for f in features)
 
 
 def _split_queries(

@@ -365,11 +365,22 @@ class Service:
             return Answer([], "no_search_index", "none", snap.version, variant, exp.name if exp else None)
         rules = self._rules_for(variant)
         key, n_cand = self._search_key(snap, q, filters, sort, offset, k)
+        profile = None
+        if raw_user is not None and engine.personalized_:
+            # personalized search: the shopper's history (bundle + events since) -> profile;
+            # pages of shoppers with a profile are cached per shopper and history version
+            pseudo = self.pseudonymize(raw_user)
+            user = snap.user_index.get(pseudo)
+            version, recent = self.online.recent(pseudo)
+            seq = snap.bundle.interactions.sequence(user).tolist() if user is not None else []
+            profile = engine.profile([snap.item_ids[i] for i in seq] + list(recent))
+            if profile is not None:
+                key = (*key, pseudo, version)
         page = self.search_cache.get(key)
         if page is None:
             if cached_only:
                 return None
-            page = engine.query(q, n_cand, filters=filters, sort=sort)
+            page = engine.query(q, n_cand, filters=filters, sort=sort, profile=profile)
             self.search_cache.put(key, page)
             source = "search"
         else:
