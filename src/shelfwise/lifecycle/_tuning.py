@@ -13,34 +13,52 @@ from ..evaluation import ndcg_at_10
 from ..features import Split
 from ..models import RECOMMENDERS, Recommender
 
-SearchSpace = Callable[[optuna.Trial], dict[str, Any]]
+# (trial, the half-lives worth trying on this data) -> parameters
+SearchSpace = Callable[[optuna.Trial, list[float | None]], dict[str, Any]]
+
+# time decay of the training data (None: no decay). Only half-lives shorter than the time the
+# training data spans are tried: on data without real timestamps (sequence-per-line sets count
+# one second per step) none would change anything, and the trials are kept for the rest.
+HALF_LIVES: list[float | None] = [None, 7.0, 30.0, 90.0, 365.0]
+
+
+def half_lives_for(interactions: Any) -> list[float | None]:
+    ts = interactions.timestamp
+    span_days = float(ts.max() - ts.min()) / 86400.0 if len(ts) else 0.0
+    return [h for h in HALF_LIVES if h is None or h < span_days]
+
 
 SEARCH_SPACES: dict[str, SearchSpace] = {
-    "transitions": lambda t: {
+    "transitions": lambda t, h: {
         "window": t.suggest_int("window", 1, 6),
         "backward": t.suggest_float("backward", 0.0, 1.0),
         "alpha": t.suggest_float("alpha", 0.0, 1.0),
         "last": t.suggest_int("last", 1, 12),
         "decay": t.suggest_float("decay", 0.2, 1.0),
     },
-    "itemknn": lambda t: {
+    "itemknn": lambda t, h: {
         "neighbours": t.suggest_int("neighbours", 10, 400, log=True),
         "last": t.suggest_categorical("last", [None, 3, 10, 30]),
         "decay": t.suggest_float("decay", 0.5, 1.0),
+        "half_life_days": t.suggest_categorical("half_life_days", h),
     },
-    "als": lambda t: {
+    "als": lambda t, h: {
         "factors": t.suggest_categorical("factors", [32, 64, 128]),
         "regularization": t.suggest_float("regularization", 1e-3, 1.0, log=True),  # L2
         "alpha": t.suggest_float("alpha", 0.5, 40.0, log=True),
         "iterations": t.suggest_int("iterations", 8, 25),
+        "half_life_days": t.suggest_categorical("half_life_days", h),
     },
-    "bpr": lambda t: {
+    "bpr": lambda t, h: {
         "factors": t.suggest_categorical("factors", [32, 64, 128]),
         "learning_rate": t.suggest_float("learning_rate", 0.005, 0.2, log=True),
         "regularization": t.suggest_float("regularization", 1e-5, 0.1, log=True),  # L2
     },
-    "ease": lambda t: {"l2": t.suggest_float("l2", 10.0, 5000.0, log=True)},  # L2
-    "popularity": lambda t: {"window_days": t.suggest_categorical("window_days", [None, 7, 30, 90])},
+    "ease": lambda t, h: {
+        "l2": t.suggest_float("l2", 10.0, 5000.0, log=True),  # L2
+        "half_life_days": t.suggest_categorical("half_life_days", h),
+    },
+    "popularity": lambda t, h: {"window_days": t.suggest_categorical("window_days", [None, 7, 30, 90])},
 }
 
 
@@ -65,20 +83,21 @@ def tune(
     base = dict(defaults or {})
     if space is None or budget_s <= 0:
         return base, [], None
+    half_lives = half_lives_for(split.train)
     optuna.logging.set_verbosity(logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     default_model: Recommender = cls(**base)
     first = {k: v for k, v in default_model.get_params().items()}
     probe = optuna.trial.FixedTrial(first)
     try:
-        study.enqueue_trial({k: first[k] for k in space(probe)})  # type: ignore[arg-type]
+        study.enqueue_trial({k: first[k] for k in space(probe, half_lives)})  # type: ignore[arg-type]
     except (ValueError, KeyError):
         pass
 
     best: dict[str, Any] = {"value": -1.0, "model": None}
 
     def objective(trial: optuna.Trial) -> float:
-        params = {**base, **space(trial)}
+        params = {**base, **space(trial, half_lives)}
         model = cls(**params).fit(split.train)
         value = ndcg_at_10(model, split.validation, max_users=max_users, seed=seed)
         if value > best["value"]:

@@ -39,20 +39,29 @@ def _recent_history(
 
 
 class ItemKNN(Recommender):
-    """Item-item cosine neighbours (implicit's CosineRecommender), scored from the history."""
+    """Item-item cosine neighbours (implicit's CosineRecommender), scored from the history.
+    `last`/`decay` weigh the query-time history by position (the last steps count most);
+    `half_life_days` weighs the training data by age (recent co-occurrences count most)."""
 
     name = "itemknn"
 
-    def __init__(self, neighbours: int = 100, last: int | None = None, decay: float = 1.0):
+    def __init__(
+        self,
+        neighbours: int = 100,
+        last: int | None = None,
+        decay: float = 1.0,
+        half_life_days: float | None = None,
+    ):
         self.neighbours = neighbours
         self.last = last
         self.decay = decay
+        self.half_life_days = half_life_days
 
     def _fit(self, interactions: Interactions) -> None:
         from implicit.nearest_neighbours import CosineRecommender
 
         model = CosineRecommender(K=self.neighbours, num_threads=0)
-        model.fit(interactions.seen(), show_progress=False)
+        model.fit(interactions.decayed_seen(self.half_life_days), show_progress=False)
         self.similarity_ = model.similarity.tocsr().astype(np.float32)
 
     def _score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
