@@ -84,6 +84,7 @@ def run(dataset: str, work: Path, extra: list[str]) -> dict:
             for r in out["results"]
         },
         "tuned": out["tuned"],
+        "refit_for_serving": out.get("refit"),
     }
 
 

@@ -192,6 +192,12 @@ def train(
             help="Budget for training the cross-encoder re-ranker on search judgments, seconds (0: off)."
         ),
     ] = 120.0,
+    refit_seconds: Annotated[
+        float,
+        typer.Option(
+            help="Budget for refitting the served models on all interactions after evaluation, seconds (0: off)."
+        ),
+    ] = 60.0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     as_json: AsJson = False,
 ) -> None:
@@ -208,6 +214,7 @@ def train(
         fusion=not no_fusion,
         search_finetune_budget_s=finetune_seconds,
         search_cross_budget_s=cross_encoder_seconds,
+        refit_budget_s=refit_seconds,
         seed=seed,
     )
     if data is None:

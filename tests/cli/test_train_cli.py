@@ -63,6 +63,29 @@ def test_train_writes_a_bundle_with_protocol_lineage_and_tracking(trained):
 
 
 @pytest.mark.slow
+def test_served_models_are_refit_on_all_interactions(trained):
+    """Evaluated as fitted on the training part; served as refit on everything (the latest steps
+    of every user, held out by leave-last-out, included), with the same settings."""
+    from shelfwise.features import leave_last_out
+    from shelfwise.models import EASE, ItemKNN
+
+    _, work, _ = trained
+    bundle = Bundle.load(current_bundle(work))
+    refit = bundle.manifest["refit"]
+    assert {"itemknn", "ease", "als", "transitions", "popularity", "fusion"} <= set(refit["models"])
+    assert "sasrec" in refit["skipped"] and refit["steps"] == len(bundle.interactions)
+    inter = bundle.interactions
+    for cls, attr in ((ItemKNN, "similarity_"), (EASE, "weights_")):
+        served = bundle.models[cls.name]
+        params = served.get_params()
+        full = getattr(cls(**params).fit(inter), attr)
+        train_only = getattr(cls(**params).fit(leave_last_out(inter).train), attr)
+        as_dense = (lambda m: m.toarray()) if attr == "similarity_" else (lambda m: m)
+        assert abs(as_dense(getattr(served, attr)) - as_dense(full)).max() < 1e-5
+        assert abs(as_dense(getattr(served, attr)) - as_dense(train_only)).max() > 1e-3
+
+
+@pytest.mark.slow
 def test_bundle_tampering_is_detected(trained, tmp_path):
     import shutil
 

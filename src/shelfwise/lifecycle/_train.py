@@ -45,6 +45,7 @@ class TrainSettings:
     toplist_budget_s: float = 20.0  # seconds spent precomputing; the rest are computed on request
     search_finetune_budget_s: float = 180.0  # MiniLM fine-tuning on search judgments (0 = off)
     search_cross_budget_s: float = 120.0  # cross-encoder re-ranker training on judgments (0 = off)
+    refit_budget_s: float = 60.0  # refitting the served models on all interactions (0 = off)
 
 
 @dataclass
@@ -61,6 +62,7 @@ class TrainResult:
     report_html: Path | None = None
     mlflow_runs: dict[str, str] = field(default_factory=dict)
     registry: dict[str, Any] = field(default_factory=dict)  # version, gates, production
+    refit: dict[str, Any] = field(default_factory=dict)  # models refit on all data for serving
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -304,8 +306,10 @@ def _train(
         log(
             f"test {r.model:12s} {HEADLINE} {r.metrics[HEADLINE]:.4f}  hr@10 {r.metrics['hr@10']:.4f}  coverage@10 {r.metrics.get('coverage@10', 0):.3f}"
         )
+    refit = _refit_on_all(models, inter, timings, settings.refit_budget_s, log)
     manifest = {
         "default_model": default,
+        "refit": refit,
         "protocol": protocol.as_dict(),
         "metrics": {r.model: r.metrics for r in results},
         "ci95": {r.model: {k: list(v) for k, v in r.ci.items()} for r in results},
@@ -377,6 +381,7 @@ def _train(
         html,
         runs,
         report["registry"],  # type: ignore[arg-type]
+        refit,
     )
 
 
@@ -544,6 +549,44 @@ def _title_embeddings(catalog: Catalog) -> np.ndarray:
         cached = encode_texts(catalog.titles)
         catalog._title_embeddings = cached  # type: ignore[attr-defined]
     return cached
+
+
+def _refit_on_all(
+    models: dict[str, Recommender],
+    inter: Interactions,
+    timings: dict[str, dict[str, float]],
+    budget_s: float,
+    log: Any,
+) -> dict[str, Any]:
+    """Refit the evaluated models on every interaction, with their tuned settings, for serving.
+
+    The reported metrics are those of the models fitted on the training part of the split (the
+    only honest ones); what the bundle serves has also learnt from each user's latest steps,
+    which leave-last-out held out (often the freshest co-occurrences). Cheapest first (by their
+    training time), while `budget_s` lasts. SASRec keeps its training fit (a refit is another
+    full training run with no validation to stop it); the fusion keeps its ranker (trained on
+    the validation fold) and refreshes its item statistics, its generators being refit in place.
+    """
+    if budget_s <= 0:
+        return {"models": [], "skipped": sorted(models), "seconds": 0.0, "reason": "off"}
+    t0 = time.monotonic()
+    done: list[str] = []
+    order = sorted(
+        (n for n in models if n not in ("sasrec", "fusion")),
+        key=lambda n: timings.get(n, {}).get("train_seconds", 0.0),
+    )
+    for name in order:
+        if time.monotonic() - t0 > budget_s:
+            break
+        models[name].fit(inter)
+        done.append(name)
+    if "fusion" in models and time.monotonic() - t0 <= budget_s:
+        models["fusion"].fit(inter)  # item statistics; the ranker and generators stay as set
+        done.append("fusion")
+    secs = round(time.monotonic() - t0, 1)
+    skipped = sorted(set(models) - set(done))
+    log(f"refit on all {len(inter):,} steps for serving: {', '.join(done) or 'none'} in {secs}s")
+    return {"models": done, "skipped": skipped, "seconds": secs, "steps": len(inter)}
 
 
 def _fit_one(

@@ -147,6 +147,7 @@ class EASE(Recommender):
         self.half_life_days = half_life_days
 
     def _fit(self, interactions: Interactions) -> None:
+        self.__dict__.pop("weights_", None)  # a refit: free the old items x items matrix first
         x = interactions.decayed_seen(self.half_life_days)
         counts = np.asarray(interactions.seen().sum(axis=0)).ravel()  # popularity, not decayed
         keep = np.argsort(-counts, kind="stable")[: self.max_items]
