@@ -190,7 +190,10 @@ def test_pii_masking_and_pseudonyms():
     assert mask_pii("size 42, 3 pack, 2024 model") == "size 42, 3 pack, 2024 model"
     p = Pseudonymizer(b"k" * 32)
     assert p("123") == p("123") != p("124") != Pseudonymizer(b"x" * 32)("124")
-    assert p.many(["123"]) == [p("123")]
+    ids = ["123", "C00042", "ünïcode", ""]
+    for key in (b"k" * 32, b"long" * 40, b""):  # short, longer than a SHA-256 block, empty
+        q = Pseudonymizer(key)
+        assert q.many(ids) == [q(i) for i in ids]
 
 
 def test_text_normalization():
