@@ -60,7 +60,9 @@ class IngestSettings:
     bot_max_events: int = 120  # more behavioural events than this in one window: not a human
     min_year: int = 1990  # timestamps before this are implausible
     max_future_days: int = 2  # timestamps further in the future are implausible
-    memory_limit: str = "2GB"  # the warehouse spills to disk beyond this
+    # the warehouse spills to disk beyond this: peak RSS 673 MB at 1M rows, 818 MB at 10M (with
+    # 2GB: 679 MB / 2.27 GB; 512MB costs ~8% of the throughput at 10M rows)
+    memory_limit: str = "512MB"
 
 
 @dataclass
