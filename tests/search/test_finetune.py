@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from shelfwise.search import SearchCatalog, SearchEngine
@@ -73,6 +74,8 @@ def test_cross_encoder_learns_the_shop_words_and_reorders_the_top(tmp_path):
     info = eng.fit_cross_encoder(queries, gains, holdout=0.25, seed=3, settings=settings)
     assert info["kept"], info
     assert info["holdout_ndcg@10"]["cross_encoder"] > info["holdout_ndcg@10"]["pipeline"]
+    h = info["holdout_ndcg@10"]
+    assert h["blend_weight"] > 0 and h["decision_half"]["blend"] > h["decision_half"]["pipeline"]
     wins = sum(
         eng.search(text, k=1)[0][0] == ("c" if q[0] == "z" else "h") + q[1:] for q, text in queries.items()
     )
@@ -80,3 +83,15 @@ def test_cross_encoder_learns_the_shop_words_and_reorders_the_top(tmp_path):
     eng.save()
     again = SearchEngine.load(tmp_path / "s")
     assert again.cross_top_ == 5 and again.search("blick 17", k=3) == eng.search("blick 17", k=3)
+
+
+def test_blend_of_pipeline_and_cross_encoder_scores():
+    from shelfwise.search._engine import _blend
+
+    pipeline = np.array([3.0, 2.0, 1.0])  # the pipeline's order: 0, 1, 2
+    cross = np.array([-5.0, 0.0, 9.0])  # the cross-encoder's: 2, 1, 0
+    assert _blend(pipeline, cross, 0.0).tolist() == [0, 1, 2]
+    assert _blend(pipeline, cross, 1.0).tolist() == [2, 1, 0]
+    # scales do not matter (standardized within the head), only the weight does
+    assert _blend(pipeline * 100, cross / 100, 0.4).tolist() == _blend(pipeline, cross, 0.4).tolist()
+    assert _blend(np.ones(3), cross, 0.2).tolist() == [2, 1, 0]  # a flat pipeline defers

@@ -81,6 +81,7 @@ class SearchEngine:
         self.ranker_columns_: list[int] | None = None  # set when a loaded ranker knew other features
         self.cross_: OnnxCrossEncoder | None = None  # the kept cross-encoder, if any
         self.cross_top_ = 0  # how many of the first results it re-orders
+        self.cross_weight_ = 1.0  # its weight in the blend with the pipeline's scores
         self.personalized_ = False  # the ranker splits on the shopper's profile features
 
     # -- building ---------------------------------------------------------------------------
@@ -379,7 +380,9 @@ class SearchEngine:
                 break
             depth = min(depth * 10, self.max_depth, len(self.catalog))
         score = self._scores(x)
-        order = [int(cands[i]) for i in self._cross_rerank(q.text, cands, np.argsort(-score, kind="stable"))]
+        order = [
+            int(cands[i]) for i in self._cross_rerank(q.text, cands, np.argsort(-score, kind="stable"), score)
+        ]
         by_doc = {int(c): float(s) for c, s in zip(cands, score, strict=True)}
         order = sort_docs(sort, order, self.catalog, self.popularity_)
         page = order[offset : offset + k]
@@ -535,18 +538,19 @@ class SearchEngine:
         if len(cands) == 0:
             return [(p, 0.0) for p in unknown][:k]
         score = self._scores(x)
-        order = self._cross_rerank(q.text, cands, np.argsort(-score, kind="stable"))[:k]
+        order = self._cross_rerank(q.text, cands, np.argsort(-score, kind="stable"), score)[:k]
         out = [(self.catalog.product_ids[int(cands[i])], float(score[i])) for i in order]
         return (out + [(p, float("-inf")) for p in unknown])[:k]
 
-    def _cross_rerank(self, text: str, cands: np.ndarray, order: np.ndarray) -> np.ndarray:
-        """The first `cross_top_` of `order` (indices into `cands`) re-ordered by the
-        cross-encoder, when one was kept; the rest as they were."""
+    def _cross_rerank(self, text: str, cands: np.ndarray, order: np.ndarray, score: np.ndarray) -> np.ndarray:
+        """The first `cross_top_` of `order` (indices into `cands`, `score` the pipeline's
+        scores) re-ordered by the blend of the pipeline's and the cross-encoder's standardized
+        scores (`cross_weight_` on the cross-encoder), when one was kept; the rest as they were."""
         if self.cross_ is None or not text.strip() or len(order) < 2:
             return order
         head = order[: self.cross_top_]
         ce = self.cross_.score(text, [self.catalog.text(int(cands[i])) for i in head])
-        return np.concatenate([head[np.argsort(-ce, kind="stable")], order[self.cross_top_ :]])
+        return np.concatenate([head[_blend(score[head], ce, self.cross_weight_)], order[self.cross_top_ :]])
 
     def fit_cross_encoder(
         self,
@@ -570,12 +574,13 @@ class SearchEngine:
         rng = np.random.default_rng(st.seed)
         top_gain = max((g for q in qids for g in judgments[q].values()), default=0.0)
         pairs: list[tuple[str, str, float]] = []
-        hold: list[tuple[str, list[int], dict[int, float]]] = []
+        hold: list[tuple[str, list[int], np.ndarray, dict[int, float]]] = []
         for q in qids:
             gains = {self._index[p]: g for p, g in judgments[q].items() if p in self._index}
             if is_hold[q]:
-                ranked = [self._index[p] for p, _ in self.search(queries[q], k=st.top)]
-                hold.append((queries[q], ranked, gains))
+                found = self.search(queries[q], k=st.top)
+                ranked = [self._index[p] for p, _ in found]
+                hold.append((queries[q], ranked, np.array([s for _, s in found], float), gains))
                 continue
             if top_gain <= 0:
                 continue
@@ -597,15 +602,26 @@ class SearchEngine:
         for f in (fp32, fp32.with_suffix(".tokenizer.json")):
             f.unlink(missing_ok=True)
         served = OnnxCrossEncoder(path, st.max_tokens)
-        before, after = [], []
-        for text, ranked, gains in hold:
-            before.append(ndcg_at_k(ranked, gains))
+        # the blend weight is chosen on one half of the held-out queries and the keep decision
+        # made on the other half, so the choice of the weight does not flatter the decision
+        ndcg = np.zeros((len(hold), len(BLEND_WEIGHTS)))
+        for r, (text, ranked, pipe, gains) in enumerate(hold):
             ce = served.score(text, [self.catalog.text(d) for d in ranked])
-            after.append(ndcg_at_k([ranked[i] for i in np.argsort(-ce, kind="stable")], gains))
-        info["holdout_ndcg@10"] = {"pipeline": float(np.mean(before)), "cross_encoder": float(np.mean(after))}
-        info["kept"] = bool(np.mean(after) > np.mean(before))
+            for c, w in enumerate(BLEND_WEIGHTS):
+                ndcg[r, c] = ndcg_at_k([ranked[i] for i in _blend(pipe, ce, w)], gains)
+        choose, decide = (ndcg[0::2], ndcg[1::2]) if len(hold) >= 2 else (ndcg, ndcg)
+        best = 1 + int(np.argmax(choose[:, 1:].mean(axis=0)))  # column 0 is the pipeline itself
+        weight = BLEND_WEIGHTS[best]
+        info["holdout_ndcg@10"] = {
+            "pipeline": float(ndcg[:, 0].mean()),
+            "cross_encoder": float(ndcg[:, -1].mean()),
+            "blend": float(ndcg[:, best].mean()),
+            "blend_weight": weight,
+            "decision_half": {"pipeline": float(decide[:, 0].mean()), "blend": float(decide[:, best].mean())},
+        }
+        info["kept"] = bool(decide[:, best].mean() > decide[:, 0].mean())
         if info["kept"]:
-            self.cross_, self.cross_top_ = served, st.top
+            self.cross_, self.cross_top_, self.cross_weight_ = served, st.top, weight
         else:
             for f in (path, path.with_suffix(".tokenizer.json")):
                 f.unlink(missing_ok=True)
@@ -655,6 +671,7 @@ class SearchEngine:
                         "file": self.cross_.path.name,
                         "top": self.cross_top_,
                         "tokens": self.cross_.max_tokens,
+                        "weight": self.cross_weight_,
                     }
                     if self.cross_ is not None
                     else None,
@@ -707,6 +724,7 @@ class SearchEngine:
             ce = meta["cross_encoder"]
             eng.cross_ = OnnxCrossEncoder(path / ce["file"], ce["tokens"])
             eng.cross_top_ = ce["top"]
+            eng.cross_weight_ = float(ce.get("weight", 1.0))  # bundles before the blend: alone
         return eng
 
 
@@ -725,6 +743,21 @@ class _BoosterRanker:
             zip(self.booster_.feature_name(), self.booster_.feature_importance("split"), strict=True)
         )
         return any(split.get(f, 0) > 0 for f in features)
+
+
+# cross-encoder weights tried in its blend with the pipeline's scores (0 = the pipeline alone)
+BLEND_WEIGHTS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def _blend(pipeline: np.ndarray, cross: np.ndarray, weight: float) -> np.ndarray:
+    """Positions of a result head ordered by (1 - weight) z(pipeline) + weight z(cross), z
+    standardizing within the head (the two scores live on different scales)."""
+
+    def z(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, float)
+        return (x - x.mean()) / max(float(x.std()), 1e-9)
+
+    return np.argsort(-((1.0 - weight) * z(pipeline) + weight * z(cross)), kind="stable")
 
 
 def _split_queries(
