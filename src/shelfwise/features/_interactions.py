@@ -71,21 +71,24 @@ class Interactions:
         decay: a step's weight halves every `half_life_days` before the newest step."""
         w = self.weight.astype(np.float32) if weighted else np.ones(len(self), np.float32)
         if half_life_days and len(self):
-            age_days = (self.timestamp.max() - self.timestamp) / 86400.0
-            w = w * np.power(0.5, age_days / half_life_days).astype(np.float32)
+            w = w * self._decay(half_life_days)
         m = sp.csr_matrix(
             (w, (self.user_idx, self.item_idx)), shape=(self.n_users, self.n_items), dtype=np.float32
         )
         m.sum_duplicates()
         return m
 
+    def _decay(self, half_life_days: float) -> np.ndarray:
+        """Per step: 0.5 ** (its age before the newest step, in days / half_life_days)."""
+        age_days = (self.timestamp.max() - self.timestamp) / 86400.0
+        return np.power(0.5, age_days / half_life_days).astype(np.float32)
+
     def decayed_seen(self, half_life_days: float | None) -> sp.csr_matrix:
         """`seen()` with each user-item cell weighted by the decay of its newest step: 1 at the
         newest step of the data, 0.5 one half-life before it. `seen()` when None."""
         if not half_life_days or not len(self):
             return self.seen()
-        age_days = (self.timestamp.max() - self.timestamp) / 86400.0
-        w = np.power(0.5, age_days / half_life_days).astype(np.float32)
+        w = self._decay(half_life_days)
         key = self.user_idx.astype(np.int64) * self.n_items + self.item_idx
         order = np.lexsort((w, key))  # by cell, then weight: the last of a cell is its newest step
         key, w = key[order], w[order]

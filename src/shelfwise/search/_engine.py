@@ -28,7 +28,7 @@ from ._analyze import MAX_QUERY_CHARS, analyze, contains_cjk, has_cjk
 from ._clicks import ClickGroup, debias
 from ._cross import CrossSettings, OnnxCrossEncoder
 from ._finetune import FinetuneSettings
-from ._personal import USER_FEATURES, Profile, top_category
+from ._personal import USER_FEATURES, Profile, ProfileColumns
 from ._retrievers import LexicalRetriever, SearchCatalog, SemanticRetriever
 from ._shopper import Autocomplete, Filters, Speller, expand_synonyms, facets, sort_docs
 
@@ -141,11 +141,7 @@ class SearchEngine:
         self._title_norm = [" ".join(t) for t in titles]
         self._cjk = np.array([contains_cjk(t) for t in c.title], bool)
         self._category_terms = [set(analyze(cat.replace(">", " "))) for cat in c.category]
-        self._category_low = [cat.strip().lower() for cat in c.category]
-        self._top_low = [top_category(cat) for cat in c.category]
-        self._brand_low = [b.strip().lower() for b in c.brand]
-        price = np.asarray(c.price, float)
-        self._log_price = np.where(np.isfinite(price) & (price >= 0), np.log1p(np.abs(price)), np.nan)
+        self._profile_cols = ProfileColumns.of(c)
         self._text_terms = [
             self._title_terms[i]
             | set(analyze(" ".join([c.brand[i], c.category[i], c.description[i], c.attributes[i]])))
@@ -498,21 +494,19 @@ class SearchEngine:
                 (ps + 0.5) / (pc + 1.0) if pc > 0 else -1.0,
                 np.log1p(self.popularity_[d]),
                 len(tset & self._category_terms[d]) / max(len(tset), 1),
-                self._log_price[d],
+                self._profile_cols.log_price[d],
                 self.ctr_[d],
                 *_NO_USER,
             )
         if profile is not None:
-            x[:, _USER:] = profile.features(
-                cands, self._category_low, self._top_low, self._brand_low, self._log_price
-            )
+            x[:, _USER:] = profile.features(cands, self._profile_cols)
         return cands, x
 
     def profile(self, product_ids: list[str]) -> Profile | None:
         """A shopper's profile from the products they interacted with, oldest first (products
         not in the catalog are skipped; None when nothing is left)."""
         rows = [self._index[p] for p in product_ids if p in self._index]
-        return Profile.of(rows, self.catalog)
+        return Profile.of(rows, self._profile_cols)
 
     def _title_scores(self, q: Query, cands: np.ndarray) -> dict[int, float]:
         if not q.terms:

@@ -34,6 +34,27 @@ def top_category(path: str) -> str:
 
 
 @dataclass(frozen=True)
+class ProfileColumns:
+    """The catalog columns profiles are made of and compared with, normalized once per catalog:
+    lower-cased category path, top-level category and brand, log1p price (NaN when unknown)."""
+
+    category: list[str]
+    top: list[str]
+    brand: list[str]
+    log_price: np.ndarray
+
+    @classmethod
+    def of(cls, catalog: SearchCatalog) -> ProfileColumns:
+        price = np.asarray(catalog.price, float)
+        return cls(
+            [c.strip().lower() for c in catalog.category],
+            [top_category(c) for c in catalog.category],
+            [b.strip().lower() for b in catalog.brand],
+            np.where(np.isfinite(price) & (price >= 0), np.log1p(np.abs(price)), np.nan),
+        )
+
+
+@dataclass(frozen=True)
 class Profile:
     category: dict[str, float]  # share of the recent history per category path (lower case)
     top: dict[str, float]  # ... per top-level category
@@ -43,38 +64,35 @@ class Profile:
     size: int
 
     @classmethod
-    def of(cls, rows: list[int], catalog: SearchCatalog) -> Profile | None:
+    def of(cls, rows: list[int], cols: ProfileColumns) -> Profile | None:
         """The profile of a history given as catalog rows, oldest first (None when empty)."""
         rows = [int(r) for r in rows][-RECENT:]
         if not rows:
             return None
         n = float(len(rows))
 
-        def shares(values: list[str]) -> dict[str, float]:
-            return {v: c / n for v, c in Counter(v for v in values if v).items()}
+        def shares(column: list[str]) -> dict[str, float]:
+            return {v: c / n for v, c in Counter(column[r] for r in rows if column[r]).items()}
 
-        price = np.asarray(catalog.price, float)[rows]
-        price = price[np.isfinite(price) & (price >= 0)]
+        price = cols.log_price[rows]
+        price = price[np.isfinite(price)]
         return cls(
-            shares([catalog.category[r].strip().lower() for r in rows]),
-            shares([top_category(catalog.category[r]) for r in rows]),
-            shares([catalog.brand[r].strip().lower() for r in rows]),
-            float(np.log1p(price).mean()) if len(price) else float("nan"),
+            shares(cols.category),
+            shares(cols.top),
+            shares(cols.brand),
+            float(price.mean()) if len(price) else float("nan"),
             frozenset(rows),
             len(rows),
         )
 
-    def features(
-        self, cands: np.ndarray, category: list[str], top: list[str], brand: list[str], log_price: np.ndarray
-    ) -> np.ndarray:
-        """(len(cands), len(USER_FEATURES)) for candidate rows; `category`/`top`/`brand` are the
-        catalog's lower-cased columns, `log_price` its log1p prices (NaN when unknown)."""
+    def features(self, cands: np.ndarray, cols: ProfileColumns) -> np.ndarray:
+        """(len(cands), len(USER_FEATURES)) for candidate catalog rows."""
         out = np.empty((len(cands), len(USER_FEATURES)), np.float32)
         for j, d in enumerate(cands.tolist()):
-            out[j, 0] = self.category.get(category[d], 0.0)
-            out[j, 1] = self.top.get(top[d], 0.0)
-            out[j, 2] = self.brand.get(brand[d], 0.0) if brand[d] else np.nan
-            out[j, 3] = abs(log_price[d] - self.log_price)  # NaN when either is unknown
+            out[j, 0] = self.category.get(cols.category[d], 0.0)
+            out[j, 1] = self.top.get(cols.top[d], 0.0)
+            out[j, 2] = self.brand.get(cols.brand[d], 0.0) if cols.brand[d] else np.nan
+            out[j, 3] = abs(cols.log_price[d] - self.log_price)  # NaN when either is unknown
             out[j, 4] = float(d in self.seen)
         return out
 
