@@ -180,6 +180,13 @@ def train(
     ] = None,
     split: Annotated[str, typer.Option(help="leave_last_out or global_time.")] = "leave_last_out",
     tune_seconds: Annotated[float, typer.Option(help="Optuna budget per tunable model, seconds.")] = 60.0,
+    tune_trials: Annotated[
+        int,
+        typer.Option(
+            help="At most this many Optuna trials per tunable model (0: each model's own cap); "
+            "with a time budget that always covers them, the tuning is reproducible."
+        ),
+    ] = 0,
     sasrec_seconds: Annotated[float, typer.Option(help="SASRec training budget, seconds.")] = 240.0,
     no_fusion: Annotated[bool, typer.Option("--no-fusion", help="Skip the LightGBM fusion ranker.")] = False,
     finetune_seconds: Annotated[
@@ -210,6 +217,7 @@ def train(
         models=tuple(m.strip() for m in models.split(",") if m.strip()) if models else DEFAULT_MODELS,
         split=split,
         tune_budget_s=tune_seconds,
+        tune_trials=tune_trials or None,
         sasrec_budget_s=sasrec_seconds,
         fusion=not no_fusion,
         search_finetune_budget_s=finetune_seconds,

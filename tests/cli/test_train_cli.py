@@ -16,6 +16,8 @@ from tests.conftest import copy_head, shared
 
 FAST = [
     "--tune-seconds",
+    "300",
+    "--tune-trials",
     "3",
     "--sasrec-seconds",
     "15",

@@ -62,7 +62,7 @@ def served_workdir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
     work = base / "w"
     sw(
         "train", "--data", str(data), "--workdir", str(work), "--models", "popularity,itemknn,transitions,als",
-        "--tune-seconds", "1", "--finetune-seconds", "0", "--cross-encoder-seconds", "0", "--json",
+        "--tune-seconds", "300", "--tune-trials", "3", "--finetune-seconds", "0", "--cross-encoder-seconds", "0", "--json",
     )  # fmt: skip
     return data, work
 

@@ -34,6 +34,7 @@ class TrainSettings:
     models: tuple[str, ...] = DEFAULT_MODELS
     split: str = "leave_last_out"  # or "global_time"
     tune_budget_s: float = 60.0  # Optuna seconds per tunable model (0 = defaults only)
+    tune_trials: int | None = None  # at most this many trials per model (None: each model's cap)
     sasrec_budget_s: float = 240.0  # SASRec training seconds (early stopping may end sooner)
     fusion: bool = True
     max_tune_users: int = 5000  # validation users sampled for tuning and early stopping
@@ -618,7 +619,12 @@ def _fit_one(
     if name == "content":
         return Content().set_embeddings(_title_embeddings(catalog)).fit(split.train)
     params, trials, best = tune(
-        name, split, budget_s=settings.tune_budget_s, max_users=settings.max_tune_users, seed=settings.seed
+        name,
+        split,
+        budget_s=settings.tune_budget_s,
+        max_trials=settings.tune_trials,
+        max_users=settings.max_tune_users,
+        seed=settings.seed,
     )
     if trials:
         tuned[name] = {

@@ -104,9 +104,9 @@ def tune(
             best.update(value=value, model=model)
         return value
 
-    study.optimize(
-        objective, n_trials=max_trials or MAX_TRIALS.get(name, 30), timeout=budget_s, gc_after_trial=True
-    )
+    cap = MAX_TRIALS.get(name, 30)
+    n_trials = min(cap, max_trials) if max_trials else cap
+    study.optimize(objective, n_trials=n_trials, timeout=budget_s, gc_after_trial=True)
     trials = [
         {"params": t.params, "validation_ndcg@10": t.value} for t in study.trials if t.value is not None
     ]
