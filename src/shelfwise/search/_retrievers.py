@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..models import Results
-from ._analyze import analyze, analyzed
+from ._analyze import analyze, analyzed, without_cjk
 
 TEXT_FIELDS = ("title", "brand", "category", "description", "attributes")
 DEFAULT_BOOSTS = {"title": 3.0, "brand": 2.0, "category": 1.5, "description": 1.0, "attributes": 1.0}
@@ -52,8 +52,12 @@ class SearchCatalog:
         return len(self.product_ids)
 
     def text(self, i: int) -> str:
-        """Everything searchable about one product, for the text encoder."""
-        parts = [self.title[i], self.brand[i], self.category[i].replace(">", " ")]
+        """Everything searchable about one product, for the text encoder (the brand once: not
+        repeated when the title already names it, which costs encoder time and says nothing new)."""
+        title, brand = self.title[i], self.brand[i]
+        if brand and brand.casefold() in title.casefold():
+            brand = ""
+        parts = [title, brand, self.category[i].replace(">", " ")]
         return " | ".join(p for p in parts if p)
 
 
@@ -149,9 +153,12 @@ class SemanticRetriever:
 
     def index(self, catalog: SearchCatalog, embeddings: np.ndarray | None = None) -> SemanticRetriever:
         if embeddings is None:
-            # products that read the same (variants of one title) are encoded once
+            # products that read the same (variants of one title) are encoded once; an English
+            # encoder gets what it can read of a Chinese title (its Chinese is the multilingual
+            # index's job, and tokenized into characters it only costs encoding time)
             first: dict[str, int] = {}
-            which = [first.setdefault(catalog.text(i), len(first)) for i in range(len(catalog))]
+            readable = (lambda t: t) if self.encoder == "multilingual" else without_cjk
+            which = [first.setdefault(readable(catalog.text(i)), len(first)) for i in range(len(catalog))]
             emb = self.encode(list(first))[np.asarray(which, np.int64)]
         else:
             emb = embeddings

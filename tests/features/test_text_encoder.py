@@ -1,0 +1,67 @@
+"""Bulk encoding: a large list spread over one single-threaded session per core gives the same
+vectors as one session; an English encoder gets what it can read of a Chinese title."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shelfwise.features import _text_encoder as te
+from shelfwise.search._analyze import without_cjk
+
+WORDS = [
+    "cordless",
+    "drill",
+    "white",
+    "paint",
+    "garden",
+    "hose",
+    "led",
+    "bulb",
+    "copper",
+    "pipe",
+    "oak",
+    "flooring",
+    "ceiling",
+    "fan",
+]
+
+
+def _texts(n: int) -> list[str]:
+    rng = np.random.default_rng(0)
+    return [" ".join(rng.choice(WORDS, size=int(rng.integers(2, 12)))) + f" {i}" for i in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("make", "floor"),
+    [
+        (lambda: te.OnnxEncoder(te.shipped_onnx_path()), 0.9999),
+        # int8 with activations quantized per batch: a text's vector moves a little with its batch
+        (te.MultilingualEncoder, 0.998),
+    ],
+)
+def test_sharded_encoding_equals_one_session(monkeypatch, make, floor):
+    texts = _texts(te.BULK_MIN_TEXTS + 37)
+    enc = make()
+    monkeypatch.setattr(te, "bulk_workers", lambda threads=None: 3)
+    sharded = enc.encode(texts)
+    assert enc._workers is not None and len(enc._workers) == 3
+    monkeypatch.setattr(te, "bulk_workers", lambda threads=None: 1)
+    single = enc.encode(texts)
+    assert sharded.shape == single.shape == (len(texts), enc.dim)
+    np.testing.assert_allclose(np.linalg.norm(sharded, axis=1), 1.0, atol=1e-4)
+    assert float(np.min(np.sum(sharded * single, axis=1))) > floor  # same vectors, row for row
+
+
+def test_bulk_workers_follow_the_thread_setting(monkeypatch):
+    monkeypatch.delenv("SHELFWISE_ENCODER_THREADS", raising=False)
+    assert te.bulk_workers(threads=1) == 1  # a server's session: never sharded
+    monkeypatch.setenv("SHELFWISE_ENCODER_THREADS", "2")
+    assert te.bulk_workers() == 1
+
+
+def test_an_english_encoder_reads_the_latin_part_of_a_chinese_title():
+    assert without_cjk("Glowé 无线 洗发水 - 灰色 | Beauty Hair Shampoo") == "Glowé | Beauty Hair Shampoo"
+    assert without_cjk("Nike 跑步鞋 Air 2") == "Nike Air 2"
+    assert without_cjk("跑步鞋") == "跑步鞋"  # nothing else to read: the text itself
+    assert without_cjk("plain | english") == "plain | english"
