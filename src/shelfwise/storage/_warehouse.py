@@ -54,6 +54,11 @@ class Warehouse:
         self.sql("SET TimeZone='UTC'")
         self.sql("SET preserve_insertion_order=true")
         self.sql("SET enable_progress_bar=false")
+        # the legacy dictionary compression's analysis dominates writing wide string tables
+        # (the raw layer): without it a million raw events are written in 1.5 s instead of 2.5 s,
+        # in 43.8 MB instead of 40.9 MB (dict_fsst, FSST, RLE and the rest stay on). Files written
+        # before keep their encoding and read as they did.
+        self.sql("SET disabled_compression_methods='dictionary'")
         if threads:
             self.sql(f"SET threads={int(threads)}")
         for layer in LAYERS:
