@@ -468,7 +468,11 @@ class Ingestor:
         content = [q(c) for c in contract.column_names] + extra_sel
         if contract.dedupe_exact:
             self._flag_repeats(
-                wh, Reason.DUPLICATE_ROW, content, last_wins=False, detail="'exact duplicate of an earlier row'"
+                wh,
+                Reason.DUPLICATE_ROW,
+                content,
+                last_wins=False,
+                detail="'exact duplicate of an earlier row'",
             )
         if contract.key:
             keys = [q(k) for k in contract.key]
