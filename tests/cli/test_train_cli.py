@@ -49,6 +49,8 @@ def test_train_writes_a_bundle_with_protocol_lineage_and_tracking(trained):
         lo, hi = r["ci95"]["ndcg@10"]
         assert lo <= r["metrics"]["ndcg@10"] <= hi
         assert r["train_seconds"] >= 0 and r["peak_rss_mb"] > 0
+    trials = {n: t["trials"] for n, t in out["tuned"].items() if "trials" in t}
+    assert trials and all(1 <= n <= 3 for n in trials.values()), trials  # --tune-trials 3
     bundle = Bundle.load(current_bundle(work))
     assert bundle.manifest["default_model"] == out["default_model"]
     assert bundle.manifest["data_versions"]["events"]["version"] >= 1
