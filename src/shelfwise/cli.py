@@ -183,8 +183,9 @@ def train(
     tune_trials: Annotated[
         int,
         typer.Option(
+            min=0,
             help="At most this many Optuna trials per tunable model (0: each model's own cap); "
-            "with a time budget that always covers them, the tuning is reproducible."
+            "with a time budget that always covers them, the tuning is reproducible.",
         ),
     ] = 0,
     sasrec_seconds: Annotated[float, typer.Option(help="SASRec training budget, seconds.")] = 240.0,
@@ -1030,12 +1031,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.exit_code or 0)
     except typer.Abort:
         return 130
-    except Exception as exc:  # click usage errors
+    except Exception as exc:  # usage errors: typer raises those of its own vendored click
         import click
+        from typer.exceptions import TyperException
 
-        if isinstance(exc, click.exceptions.ClickException):
+        if isinstance(exc, click.exceptions.ClickException | TyperException) and hasattr(exc, "show"):
             exc.show()
-            return exc.exit_code
+            return int(getattr(exc, "exit_code", 2))
         raise
     return 0
 

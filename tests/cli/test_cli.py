@@ -182,3 +182,17 @@ def test_known_public_format_is_converted_on_ingest(tmp_path):
     ev = out["tables"]["events"]
     assert ev["rows_in"] == 3 and ev["rows_curated"] == 2 and ev["reasons"] == {"malformed_row": 1}
     assert "movielens" in out["notes"][0]
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["train", "--tune-trials", "-1"], "Invalid value for '--tune-trials'"),
+        (["recommend", "--users", "u.txt", "--out", "o.jsonl", "--k", "0"], "Invalid value for '--k'"),
+        (["train", "--no-such-flag"], "No such option: --no-such-flag"),
+    ],
+)
+def test_usage_errors_are_one_clear_message_not_a_traceback(tmp_path, args, said):
+    proc = sw(*args, "--workdir", str(tmp_path / "w"), check=False)
+    assert proc.returncode == 2 and said in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
