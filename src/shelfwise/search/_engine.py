@@ -463,41 +463,53 @@ class SearchEngine:
         qbig = _bigrams(terms)
         qnorm = " ".join(terms)
         nums = {t for t in terms if _DIGITS.match(t)}
-        x = np.zeros((n, len(FEATURES)), np.float32)
-        for j, d in enumerate(cands):
-            d = int(d)
-            bm, br = lex_d.get(d, (0.0, c))
-            cs, cr = sem_d.get(d, (float(cos[j]), c))
-            mr = ml_d.get(d, (0.0, c))[1]
-            tt = self._title_terms[d]
-            pc, ps = self.prior_count_[d], self.prior_sum_[d]
-            if own is not None and d in own:  # leave this query's own judgment out of the prior
-                pc, ps = pc - 1, ps - own[d]
-            x[j] = (
-                bm,
-                br,
-                title_lex.get(d, 0.0),
-                float(cos[j]),
-                cr,
-                float(cos_ml[j]),
-                mr,
-                1.0 / (self.rrf_k + br) + 1.0 / (self.rrf_k + (cr if sem_rank is None else sem_rank[j])),
-                len(terms),
-                len(tt),
-                len(tset & tt) / max(len(tset), 1),
-                len(tset & self._text_terms[d]) / max(len(tset), 1),
-                len(qbig & self._title_bigrams[d]) / max(len(qbig), 1),
-                float(bool(qnorm) and qnorm in self._title_norm[d]),
-                float(bool(terms) and terms[0] in tt),
-                len(nums & tt) / max(len(nums), 1) if nums else -1.0,
-                np.log1p(max(pc, 0.0)),
-                (ps + 0.5) / (pc + 1.0) if pc > 0 else -1.0,
-                np.log1p(self.popularity_[d]),
-                len(tset & self._category_terms[d]) / max(len(tset), 1),
-                self._profile_cols.log_price[d],
-                self.ctr_[d],
-                *_NO_USER,
-            )
+        # array lookups are vectorized; only the set-overlap features need a step per candidate
+        # (a row-by-row fill of x cost ~3 ms per query at 250 candidates)
+        rows = [int(d) for d in cands]
+        bm = np.array([lex_d.get(d, (0.0, c))[0] for d in rows], np.float64)
+        br = np.array([lex_d.get(d, (0.0, c))[1] for d in rows], np.float64)
+        cr = np.array([sem_d[d][1] if d in sem_d else c for d in rows], np.float64)
+        mr = np.array([ml_d.get(d, (0.0, c))[1] for d in rows], np.float64)
+        pc, ps = self.prior_count_[cands].copy(), self.prior_sum_[cands].copy()
+        if own:  # leave this query's own judgment out of the prior
+            for j, d in enumerate(rows):
+                if d in own:
+                    pc[j], ps[j] = pc[j] - 1, ps[j] - own[d]
+        nt, nb, nn = max(len(tset), 1), max(len(qbig), 1), max(len(nums), 1)
+        first = terms[0] if terms else None
+        overlap = np.array(
+            [
+                (
+                    len(self._title_terms[d]),
+                    len(tset & self._title_terms[d]) / nt,
+                    len(tset & self._text_terms[d]) / nt,
+                    len(qbig & self._title_bigrams[d]) / nb,
+                    float(bool(qnorm) and qnorm in self._title_norm[d]),
+                    float(first is not None and first in self._title_terms[d]),
+                    len(nums & self._title_terms[d]) / nn if nums else -1.0,
+                    len(tset & self._category_terms[d]) / nt,
+                )
+                for d in rows
+            ],
+            np.float64,
+        ).reshape(n, 8)
+        x = np.empty((n, len(FEATURES)), np.float32)
+        x[:, 0], x[:, 1] = bm, br
+        x[:, 2] = [title_lex.get(d, 0.0) for d in rows]
+        x[:, 3], x[:, 4], x[:, 5], x[:, 6] = cos, cr, cos_ml, mr
+        if sem_rank is None:
+            x[:, 7] = 1.0 / (self.rrf_k + br) + 1.0 / (self.rrf_k + cr)
+        else:  # in float32, as the fused rank is (the values the ranker was trained on, bit for bit)
+            x[:, 7] = (1.0 / (self.rrf_k + br)).astype(np.float32) + 1.0 / (self.rrf_k + sem_rank)
+        x[:, 8] = len(terms)
+        x[:, 9:16] = overlap[:, :7]
+        x[:, 16] = np.log1p(np.maximum(pc, 0.0))
+        x[:, 17] = np.where(pc > 0, (ps + 0.5) / (pc + 1.0), -1.0)
+        x[:, 18] = np.log1p(self.popularity_[cands])
+        x[:, 19] = overlap[:, 7]
+        x[:, 20] = self._profile_cols.log_price[cands]
+        x[:, 21] = self.ctr_[cands]
+        x[:, _USER:] = _NO_USER
         if profile is not None:
             x[:, _USER:] = profile.features(cands, self._profile_cols)
         return cands, x
@@ -514,7 +526,7 @@ class SearchEngine:
         lx = self.lexical_
         query = lx._ix.parse_query(" ".join(q.terms), ["title"])
         hits = lx._searcher.search(query, max(self.candidates * 2, 10)).hits
-        return {lx._searcher.doc(a)["doc"][0]: float(s) for s, a in hits}
+        return {lx.row(a): float(s) for s, a in hits}
 
     def search(
         self, text: str, k: int = 10, candidates: list[str] | None = None, vecs: QueryVectors | None = None

@@ -108,6 +108,20 @@ class LexicalRetriever:
         self._ix = tantivy.Index.open(str(self.path))
         self._ix.reload()
         self._searcher = self._ix.searcher()
+        # catalog row of every (segment, doc) address, read once: loading a stored document per
+        # hit cost ~0.7 ms per query (300 hits) on a 100k catalog; the index is not written after
+        rows: dict[int, dict[int, int]] = {}
+        n = self._searcher.num_docs
+        for _, a in self._searcher.search(tantivy.Query.all_query(), max(n, 1)).hits:
+            rows.setdefault(a.segment_ord, {})[a.doc] = self._searcher.doc(a)["doc"][0]
+        self._rows = {
+            seg: np.fromiter((m.get(d, -1) for d in range(max(m) + 1)), np.int64, max(m) + 1)
+            for seg, m in rows.items()
+        }
+
+    def row(self, address: Any) -> int:
+        """The catalog row a search hit's address points at."""
+        return int(self._rows[address.segment_ord][address.doc])
 
     @classmethod
     def load(cls, path: str | Path) -> LexicalRetriever:
@@ -121,7 +135,7 @@ class LexicalRetriever:
             return _empty(k)
         q = self._ix.parse_query(" ".join(terms), list(TEXT_FIELDS), field_boosts=self.boosts)
         hits = self._searcher.search(q, k).hits
-        ids = np.array([self._searcher.doc(a)["doc"][0] for _, a in hits], np.int64)
+        ids = np.array([self.row(a) for _, a in hits], np.int64)
         scores = np.array([s for s, _ in hits], np.float32)
         return Results(ids[None, :], scores[None, :])
 
