@@ -11,8 +11,11 @@ import re
 import unicodedata
 from functools import lru_cache
 
-_TOKEN = re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf]+|[^\W_]+", re.UNICODE)
-_CJK = re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf]")
+_HAN = "\u4e00-\u9fff\u3400-\u4dbf"  # CJK unified ideographs and extension A
+_TOKEN = re.compile(f"[{_HAN}]+|[^\\W_]+", re.UNICODE)
+_CJK = re.compile(f"[{_HAN}]")
+# ideographs with CJK punctuation and full-width forms: what an English encoder cannot read
+_CJK_RUN = re.compile(f"[{_HAN}\u3000-\u303f\uff00-\uffef]+")
 _NUM_UNIT = re.compile(r"^(\d+(?:\.\d+)?)([a-z]+)$")
 MAX_QUERY_CHARS = 512
 
@@ -66,9 +69,6 @@ def analyzed(text: str) -> str:
 def contains_cjk(text: str) -> bool:
     """Whether a text has any Chinese character."""
     return bool(text) and _CJK.search(text) is not None
-
-
-_CJK_RUN = re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf\u3000-\u303f\uff00-\uffef]+")
 
 
 def without_cjk(text: str) -> str:

@@ -466,8 +466,7 @@ class SearchEngine:
         # array lookups are vectorized; only the set-overlap features need a step per candidate
         # (a row-by-row fill of x cost ~3 ms per query at 250 candidates)
         rows = [int(d) for d in cands]
-        bm = np.array([lex_d.get(d, (0.0, c))[0] for d in rows], np.float64)
-        br = np.array([lex_d.get(d, (0.0, c))[1] for d in rows], np.float64)
+        bm, br = np.array([lex_d.get(d, (0.0, c)) for d in rows], np.float64).reshape(n, 2).T
         cr = np.array([sem_d[d][1] if d in sem_d else c for d in rows], np.float64)
         mr = np.array([ml_d.get(d, (0.0, c))[1] for d in rows], np.float64)
         pc, ps = self.prior_count_[cands].copy(), self.prior_sum_[cands].copy()

@@ -110,18 +110,14 @@ class LexicalRetriever:
         self._searcher = self._ix.searcher()
         # catalog row of every (segment, doc) address, read once: loading a stored document per
         # hit cost ~0.7 ms per query (300 hits) on a 100k catalog; the index is not written after
-        rows: dict[int, dict[int, int]] = {}
+        self._rows: dict[int, dict[int, int]] = {}
         n = self._searcher.num_docs
         for _, a in self._searcher.search(tantivy.Query.all_query(), max(n, 1)).hits:
-            rows.setdefault(a.segment_ord, {})[a.doc] = self._searcher.doc(a)["doc"][0]
-        self._rows = {
-            seg: np.fromiter((m.get(d, -1) for d in range(max(m) + 1)), np.int64, max(m) + 1)
-            for seg, m in rows.items()
-        }
+            self._rows.setdefault(a.segment_ord, {})[a.doc] = self._searcher.doc(a)["doc"][0]
 
     def row(self, address: Any) -> int:
         """The catalog row a search hit's address points at."""
-        return int(self._rows[address.segment_ord][address.doc])
+        return self._rows[address.segment_ord][address.doc]
 
     @classmethod
     def load(cls, path: str | Path) -> LexicalRetriever:
