@@ -242,3 +242,39 @@ def test_a_search_bundle_saved_before_the_multilingual_features_still_ranks(tmp_
     again = SearchEngine.load(tmp_path / "s")
     assert again.ranker_columns_ == legacy
     assert again.search("tool 7", k=1)[0][0] == "b7"
+
+
+def test_a_product_is_embedded_with_its_category_path_encoded_once_per_path(monkeypatch):
+    """The embedding is the name's plus CATEGORY_WEIGHT times the category path's, normalized:
+    a product whose title does not say what it is is found through its category."""
+    from shelfwise.search import _retrievers as r
+
+    cat = SearchCatalog(
+        ["a", "b", "c", "d"],
+        ["Pegasus 40", "Pegasus 40", "Pegasus 40", "Dark chocolate cake mix"],
+        brand=["", "", "Pegasus", "acme"],
+        category=["Shoes > Running", "Kitchen > Knives", "Shoes > Running", ""],
+    )
+    assert [cat.name(i) for i in range(4)] == [
+        "Pegasus 40",
+        "Pegasus 40",
+        "Pegasus 40",
+        "Dark chocolate cake mix | acme",
+    ]
+    assert cat.text(0) == "Pegasus 40 | Shoes Running" and cat.text(3) == "Dark chocolate cake mix | acme"
+    sem = r.SemanticRetriever("minilm")
+    seen: list[list[str]] = []
+    encode = sem.encode
+    monkeypatch.setattr(sem, "encode", lambda texts: seen.append(list(texts)) or encode(texts))
+    sem.index(cat)
+    # one name encoded once for three products; two distinct paths (no empty one)
+    assert seen == [["Pegasus 40", "Dark chocolate cake mix | acme"], ["Shoes Running", "Kitchen Knives"]]
+    e = sem.embeddings_
+    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(e[0], e[2], atol=1e-6)
+    name, shoes, _ = encode(["Pegasus 40", "Shoes Running", "x"])
+    want = name + r.CATEGORY_WEIGHT * shoes
+    np.testing.assert_allclose(e[0], want / np.linalg.norm(want), atol=1e-5)
+    np.testing.assert_allclose(e[3], encode(["Dark chocolate cake mix | acme"])[0], atol=1e-5)
+    top = sem.search("running shoes", k=4)
+    assert top.ids[0][0] in (0, 2) and list(top.ids[0]).index(1) > 1

@@ -21,6 +21,8 @@ from ..models import Results
 from ._analyze import analyze, analyzed, without_cjk
 
 TEXT_FIELDS = ("title", "brand", "category", "description", "attributes")
+# weight of the category path's embedding beside the product name's (see `embed_catalog`)
+CATEGORY_WEIGHT = 0.2
 DEFAULT_BOOSTS = {"title": 3.0, "brand": 2.0, "category": 1.5, "description": 1.0, "attributes": 1.0}
 
 
@@ -51,14 +53,23 @@ class SearchCatalog:
     def __len__(self) -> int:
         return len(self.product_ids)
 
-    def text(self, i: int) -> str:
-        """Everything searchable about one product, for the text encoder (the brand once: not
-        repeated when the title already names it, which costs encoder time and says nothing new)."""
+    def name(self, i: int) -> str:
+        """What the product is called: the title, and the brand when the title does not already
+        name it (repeating it costs encoder time and says nothing new)."""
         title, brand = self.title[i], self.brand[i]
-        if brand and brand.casefold() in title.casefold():
-            brand = ""
-        parts = [title, brand, self.category[i].replace(">", " ")]
+        if brand and brand.casefold() not in title.casefold():
+            return f"{title} | {brand}"
+        return title
+
+    def text(self, i: int) -> str:
+        """Everything searchable about one product in a line: name and category path (what the
+        cross-encoder reads and the fine-tuned encoder learns from)."""
+        parts = [self.name(i), self.category_path(i)]
         return " | ".join(p for p in parts if p)
+
+    def category_path(self, i: int) -> str:
+        """The category as words: `Shoes > Running` -> `Shoes Running`."""
+        return " ".join(self.category[i].replace(">", " ").split())
 
 
 def _empty(k: int) -> Results:
@@ -141,7 +152,9 @@ class LexicalRetriever:
 
 class SemanticRetriever:
     """Nearest products by cosine (unit vectors, faiss inner product) under one text encoder:
-    exact search up to `hnsw_above` products, HNSW (M=32, efSearch 128) above.
+    exact search up to `hnsw_above` products, HNSW (M=24, efConstruction 48, efSearch 128) above:
+    recall@100 0.978 (MiniLM) / 0.986 (multilingual) against exact search on 100k demo products,
+    built in 4.2 / 6.5 s on 2 cores (M=32, efConstruction 64: 0.982 / 0.985 in 5.9 / 8.6 s).
 
     `encoder` names the encoder: "minilm" (the shipped English MiniLM), "minilm-int8" (the same,
     quantized: for large catalogs, see `SearchEngine.build`), "multilingual" (the
@@ -163,18 +176,31 @@ class SemanticRetriever:
 
     def index(self, catalog: SearchCatalog, embeddings: np.ndarray | None = None) -> SemanticRetriever:
         if embeddings is None:
-            # products that read the same (variants of one title) are encoded once; an English
-            # encoder gets what it can read of a Chinese title (its Chinese is the multilingual
-            # index's job, and tokenized into characters it only costs encoding time)
-            first: dict[str, int] = {}
-            readable = (lambda t: t) if self.encoder == "multilingual" else without_cjk
-            which = [first.setdefault(readable(catalog.text(i)), len(first)) for i in range(len(catalog))]
-            emb = self.encode(list(first))[np.asarray(which, np.int64)]
-        else:
-            emb = embeddings
-        self.embeddings_ = np.ascontiguousarray(emb, dtype=np.float32)
+            embeddings = self.embed_catalog(catalog)
+        self.embeddings_ = np.ascontiguousarray(embeddings, dtype=np.float32)
         self._build()
         return self
+
+    def embed_catalog(self, catalog: SearchCatalog) -> np.ndarray:
+        """One unit vector per product: the embedding of its name plus `CATEGORY_WEIGHT` times
+        the embedding of its category path, normalized. The category path is embedded once per
+        distinct path (hundreds in a catalog), not once per product inside each product's text:
+        30% fewer tokens to encode per product (17 -> 12 MiniLM tokens on 100k demo products
+        with every title distinct). Semantic-only NDCG@10 on the demo judgments (int8 MiniLM),
+        whole-text embedding vs composed: 0.108 vs 0.122 on 20k products, 0.0230 vs 0.0221 on
+        100k (title alone: 0.117 / 0.0248) - no measurable loss; the weight keeps the category's
+        sense in the vector for catalogs whose titles do not say what the product is.
+        Products that read the same (variants of one title) are encoded once; an English encoder
+        gets what it can read of a Chinese name (its Chinese is the multilingual index's job, and
+        tokenized into characters it only costs encoding time)."""
+        readable = (lambda t: t) if self.encoder == "multilingual" else without_cjk
+        names = _encode_distinct(self, [readable(catalog.name(i)) for i in range(len(catalog))])
+        paths = [catalog.category_path(i) for i in range(len(catalog))]
+        filed = np.flatnonzero([bool(p) for p in paths])
+        if len(filed):
+            names[filed] += CATEGORY_WEIGHT * _encode_distinct(self, [paths[i] for i in filed])
+            names /= np.maximum(np.linalg.norm(names, axis=1, keepdims=True), 1e-12)
+        return names
 
     def _build(self) -> None:
         import faiss
@@ -182,8 +208,8 @@ class SemanticRetriever:
         d = self.embeddings_.shape[1]
         ix: Any
         if len(self.embeddings_) > self.hnsw_above:
-            ix = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
-            ix.hnsw.efConstruction = 64
+            ix = faiss.IndexHNSWFlat(d, 24, faiss.METRIC_INNER_PRODUCT)
+            ix.hnsw.efConstruction = 48
             ix.add(self.embeddings_)
             ix.hnsw.efSearch = 128
         else:
@@ -215,6 +241,13 @@ class SemanticRetriever:
 
     def search(self, query: str, k: int = 10) -> Results:
         return self.search_vectors(self.encode([query]), k)
+
+
+def _encode_distinct(retriever: SemanticRetriever, texts: list[str]) -> np.ndarray:
+    """Embeddings of `texts`, each distinct text encoded once."""
+    first: dict[str, int] = {}
+    which = [first.setdefault(t, len(first)) for t in texts]
+    return retriever.encode(list(first))[np.asarray(which, np.int64)]
 
 
 def text_encoder(name: str, base: Path | None = None) -> Any:
