@@ -117,3 +117,41 @@ def test_reingest_makes_a_new_version_and_keeps_pseudonyms(demo_data, tmp_path):
 @pytest.mark.parametrize("reason", [r.value for r in Reason])
 def test_reason_codes_have_descriptions(reason):
     assert Reason(reason).description
+
+
+def test_raw_rows_name_their_load_and_old_raw_tables_still_load(demo_data, tmp_path):
+    """Raw rows carry a load id; meta.raw_loads gives each load's run, file and hash. A raw
+    table written before load ids existed (run id and file name in every row) takes new loads."""
+    import duckdb
+
+    small = tmp_path / "small"
+    small.mkdir()
+    lines = (demo_data / "events.csv").read_bytes().split(b"\n")[:500]
+    (small / "events.csv").write_bytes(b"\n".join(lines) + b"\n")
+    w = tmp_path / "w"
+    r1 = ingest(small, w)
+    loads = curated_rows(
+        w, "SELECT load_id, run_id, table_name, source_file, source_sha256 FROM meta.raw_loads"
+    )
+    assert loads == [(1, r1.run_id, "events", str(small / "events.csv"), r1.tables["events"].source_sha256)]
+    per_load = curated_rows(w, "SELECT _load, count(*) FROM raw.events GROUP BY 1")
+    assert per_load == [
+        (1, r1.tables["events"].rows_in - r1.tables["events"].reasons.get("malformed_row", 0))
+    ]
+    # the layout of earlier versions
+    con = duckdb.connect(str(w / "warehouse.duckdb"))
+    con.execute("ALTER TABLE raw.events DROP COLUMN _load")
+    con.execute("ALTER TABLE raw.events ADD COLUMN _run_id VARCHAR DEFAULT 'old-run'")
+    con.execute("ALTER TABLE raw.events ADD COLUMN _source_file VARCHAR DEFAULT 'old.csv'")
+    con.execute("ALTER TABLE raw.events ALTER COLUMN _run_id DROP DEFAULT")
+    con.execute("ALTER TABLE raw.events ALTER COLUMN _source_file DROP DEFAULT")
+    con.execute("DELETE FROM meta.raw_loads")
+    con.close()
+    r2 = ingest(small, w)
+    assert r2.tables["events"].balanced
+    assert r2.tables["events"].rows_curated == r1.tables["events"].rows_curated
+    rows = curated_rows(
+        w, "SELECT _run_id, _source_file, _load, count(*) FROM raw.events GROUP BY ALL ORDER BY 3"
+    )
+    n = per_load[0][1]
+    assert sorted(rows, key=str) == sorted([("old-run", "old.csv", None, n), (None, None, 1, n)], key=str)

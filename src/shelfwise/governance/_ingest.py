@@ -319,17 +319,23 @@ class Ingestor:
         src_name = lit(str(src))
         malformed = 0
         # raw layer: the history of everything received (strings), steward-only. Rows are written
-        # there once, straight from the reader; this run's rows are then read back by run id.
+        # there once, straight from the reader, with the id of this load (meta.raw_loads: run,
+        # file, hash); this load's rows are then read back by that id. Raw tables written before
+        # the load id keep their `_run_id` and `_source_file` columns (NULL in newer rows).
         if not wh.exists("raw", contract.name):
             cols = ", ".join(f"{q(c)} VARCHAR" for c in raw_cols)
-            wh.sql(
-                f"CREATE TABLE {raw_table} ({cols}, _source_line BIGINT, _run_id VARCHAR, _source_file VARCHAR)"
-            )
+            wh.sql(f"CREATE TABLE {raw_table} ({cols}, _source_line BIGINT, _load INTEGER)")
         raw_existing = {r[0] for r in wh.sql(f"DESCRIBE {raw_table}").fetchall()}
-        for col in raw_cols:
+        for col, typ in [(c, "VARCHAR") for c in raw_cols] + [("_load", "INTEGER")]:
             if col not in raw_existing:
-                wh.sql(f"ALTER TABLE {raw_table} ADD COLUMN {q(col)} VARCHAR")
-        into_raw = f"INSERT INTO {raw_table} BY NAME SELECT *, {lit(run_id)} AS _run_id, {src_name} AS _source_file FROM"
+                wh.sql(f"ALTER TABLE {raw_table} ADD COLUMN {q(col)} {typ}")
+        load_row = wh.sql("SELECT coalesce(max(load_id), 0) + 1 FROM meta.raw_loads").fetchone()
+        load_id = int(load_row[0]) if load_row else 1
+        wh.sql(
+            "INSERT INTO meta.raw_loads VALUES (?, ?, ?, ?, ?, now()::TIMESTAMP)",
+            [load_id, run_id, contract.name, str(src), staged.sha256],
+        )
+        into_raw = f"INSERT INTO {raw_table} BY NAME SELECT *, {load_id}::INTEGER AS _load FROM"
 
         # -- 2. load into raw --------------------------------------------------------------------
         if staged.format == "csv":
@@ -445,7 +451,7 @@ class Ingestor:
         load = f"_load_{contract.name}"
         cols = ", ".join([q(c) for c in raw_cols] + ["_source_line"])
         wh.sql(
-            f"CREATE OR REPLACE TEMP VIEW {load} AS SELECT {cols} FROM {raw_table} WHERE _run_id = {lit(run_id)}"
+            f"CREATE OR REPLACE TEMP VIEW {load} AS SELECT {cols} FROM {raw_table} WHERE _load = {load_id}"
         )
 
         # -- 3. row checks -------------------------------------------------------------------------

@@ -68,6 +68,13 @@ class Warehouse:
                 table_name VARCHAR, version INTEGER, run_id VARCHAR, created_at TIMESTAMP,
                 row_count BIGINT, content_hash VARCHAR, contract_version VARCHAR, physical_name VARCHAR)"""
         )
+        # one row per file loaded into the raw layer: raw rows carry only the small `_load` id
+        # (writing the run id and file name into every row cost ~0.35 s per million rows)
+        self.sql(
+            """CREATE TABLE IF NOT EXISTS meta.raw_loads (
+                load_id INTEGER, run_id VARCHAR, table_name VARCHAR, source_file VARCHAR,
+                source_sha256 VARCHAR, loaded_at TIMESTAMP)"""
+        )
         self.sql(
             """CREATE TABLE IF NOT EXISTS meta.runs (
                 run_id VARCHAR PRIMARY KEY, job VARCHAR, started_at TIMESTAMP, ended_at TIMESTAMP,
