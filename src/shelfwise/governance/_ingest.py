@@ -592,12 +592,17 @@ class Ingestor:
     def _flag_bots(self, wh: Warehouse) -> None:
         s = self.settings
         types = ", ".join(lit(t) for t in BOT_EVENT_TYPES)
+        behaviour = f"len(_reasons) = 0 AND event_type IN ({types})"
+        # the sliding window runs only over users with more events in all than one window may
+        # hold (no one else can exceed it): a few users instead of every one (~0.2 s per 1M events)
         wh.sql(
             f"""CREATE OR REPLACE TEMP TABLE _bots AS
                 SELECT user_id, max(n) AS peak FROM (
                   SELECT user_id, count(*) OVER (PARTITION BY user_id ORDER BY "timestamp"
                          RANGE BETWEEN INTERVAL {int(s.bot_window_seconds)} SECOND PRECEDING AND CURRENT ROW) AS n
-                  FROM _checked WHERE len(_reasons) = 0 AND event_type IN ({types}))
+                  FROM _checked WHERE {behaviour} AND user_id IN (
+                    SELECT user_id FROM _checked WHERE {behaviour}
+                    GROUP BY user_id HAVING count(*) > {int(s.bot_max_events)}))
                 GROUP BY user_id HAVING max(n) > {int(s.bot_max_events)}"""
         )
         wh.sql(
