@@ -1,15 +1,29 @@
-"""Lifecycle: training runs (tuning, evaluation, bundle), later the gated registry."""
+"""Lifecycle: training runs (tuning, evaluation, bundle), later the gated registry.
 
-from ._train import (
-    DEFAULT_MODELS,
-    TrainResult,
-    TrainSettings,
-    evaluate_workdir,
-    ingest_dataset,
-    make_split,
-    train,
-)
-from ._tuning import SEARCH_SPACES, tune
+Names are imported on first use (PEP 562): `shelfwise ingest` needs `ingest_dataset` only, not
+the models and their libraries behind `train`."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._ingest_job import ingest_dataset
+    from ._train import DEFAULT_MODELS, TrainResult, TrainSettings, evaluate_workdir, make_split, train
+    from ._tuning import SEARCH_SPACES, tune
+
+_WHERE = {
+    "DEFAULT_MODELS": "._train",
+    "SEARCH_SPACES": "._tuning",
+    "TrainResult": "._train",
+    "TrainSettings": "._train",
+    "evaluate_workdir": "._train",
+    "ingest_dataset": "._ingest_job",
+    "make_split": "._train",
+    "train": "._train",
+    "tune": "._tuning",
+}
 
 __all__ = [
     "DEFAULT_MODELS",
@@ -22,3 +36,11 @@ __all__ = [
     "train",
     "tune",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(_WHERE[name], __name__), name)
+    globals()[name] = value
+    return value

@@ -24,6 +24,7 @@ from ..models import RECOMMENDERS, Recommender, SASRec
 from ..models._content import Content
 from ..models._fusion import Fusion
 from ..serving._bundle import write_bundle
+from ._ingest_job import ingest_dataset
 from ._tuning import tune
 
 DEFAULT_MODELS = ("popularity", "itemknn", "transitions", "als", "ease", "sasrec", "content")
@@ -71,71 +72,6 @@ class TrainResult:
         d["report_json"] = str(self.report_json)
         d["report_html"] = str(self.report_html) if self.report_html else None
         return d
-
-
-def ingest_dataset(data: str | Path, workdir: str | Path, *, skip_unchanged: bool = False) -> Any:
-    """Governed ingestion of a dataset directory in any known format (converted first), with
-    the HTML quality report written: what `shelfwise ingest` and `shelfwise train --data` run.
-
-    A full load replaces the curated tables, so the served feedback absorbed earlier
-    (`feedback/`) is replayed on top of it: events collected over HTTP are never lost. With
-    `skip_unchanged`, a directory whose files have the same content as at its last successful
-    load is not ingested again (returns None): training on a workdir re-ingests only what is new.
-    """
-    from ..datasets import convert, detect_format
-    from ..governance import ingest
-    from ..reporting import write_quality_report
-
-    data, workdir = Path(data), Path(workdir)
-    source_key = str(data.resolve())
-    fingerprint = _fingerprint(data)
-    state = workdir / "state" / "sources.json"
-    if skip_unchanged and state.exists() and (workdir / "warehouse.duckdb").exists():
-        last = json.loads(state.read_text())
-        if last.get(source_key) == fingerprint:
-            return None
-    fmt = detect_format(data) if data.exists() else "canonical"
-    notes = []
-    if fmt not in (None, "canonical"):
-        converted = workdir / "converted" / fmt
-        res = convert(data, converted, fmt)
-        notes.append(f"{data} is in the {fmt} format: converted to {converted} ({res.files})")
-        data = converted
-    report = ingest(data, workdir)
-    report.notes[:0] = notes
-    replayed = _replay_feedback(workdir)
-    if replayed:
-        report.notes.append(f"replayed {replayed:,} served events from feedback/ on top of the full load")
-    report.html_report = str(write_quality_report(workdir, report))
-    state.parent.mkdir(parents=True, exist_ok=True)
-    last = json.loads(state.read_text()) if state.exists() else {}
-    last[source_key] = fingerprint
-    state.write_text(json.dumps(last, indent=2))
-    return report
-
-
-def _fingerprint(data: Path) -> dict[str, str]:
-    """sha256 of every file of a dataset directory (what decides "unchanged")."""
-    from ..storage import file_sha256
-
-    if not data.is_dir():
-        return {}
-    return {str(p.relative_to(data)): file_sha256(p) for p in sorted(data.rglob("*")) if p.is_file()}
-
-
-def _replay_feedback(workdir: Path) -> int:
-    """Append the archived served events (feedback/*.jsonl) after a full load."""
-    import tempfile
-
-    from ..serving._feedback import FEEDBACK_DIR, ingest_events, read_lines, write_events
-
-    files = sorted((workdir / FEEDBACK_DIR).glob("events-*.jsonl"))
-    if not files:
-        return 0
-    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        n = write_events(Path(tmp) / "events.jsonl", (line for f in files for line in read_lines(f)))
-        ingest_events(workdir, Path(tmp))
-    return n
 
 
 def _peak_rss_mb() -> float:

@@ -1,14 +1,42 @@
 """Serving: the bundle (the one thing serving loads), request answering, the HTTP API,
-business rules, experiments and the feedback loop."""
+business rules, experiments and the feedback loop.
 
-from ._app import create_app
-from ._bundle import Bundle, current_bundle, write_bundle
-from ._experiments import Experiment, Variant, experiment_report, load_experiments
-from ._feedback import absorb
-from ._online import MemoryState, RedisState
-from ._recommend import Recommendations
-from ._rules import Rules, save_rules
-from ._service import ServeSettings, Service
+Names are imported on first use (PEP 562): a module that needs one part (the ingest job replays
+`_feedback`) does not pay for the HTTP app and the models behind the bundle."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._app import create_app
+    from ._bundle import Bundle, current_bundle, write_bundle
+    from ._experiments import Experiment, Variant, experiment_report, load_experiments
+    from ._feedback import absorb
+    from ._online import MemoryState, RedisState
+    from ._recommend import Recommendations
+    from ._rules import Rules, save_rules
+    from ._service import ServeSettings, Service
+
+_WHERE = {
+    "Bundle": "._bundle",
+    "Experiment": "._experiments",
+    "MemoryState": "._online",
+    "Recommendations": "._recommend",
+    "RedisState": "._online",
+    "Rules": "._rules",
+    "ServeSettings": "._service",
+    "Service": "._service",
+    "Variant": "._experiments",
+    "absorb": "._feedback",
+    "create_app": "._app",
+    "current_bundle": "._bundle",
+    "experiment_report": "._experiments",
+    "load_experiments": "._experiments",
+    "save_rules": "._rules",
+    "write_bundle": "._bundle",
+}
 
 __all__ = [
     "Bundle",
@@ -28,3 +56,11 @@ __all__ = [
     "save_rules",
     "write_bundle",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(_WHERE[name], __name__), name)
+    globals()[name] = value
+    return value

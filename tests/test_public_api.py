@@ -6,7 +6,19 @@ import importlib
 
 import pytest
 
-PACKAGES = ["shelfwise.governance", "shelfwise.storage", "shelfwise.datasets", "shelfwise.demo", "shelfwise.reporting"]
+PACKAGES = [
+    "shelfwise.datasets",
+    "shelfwise.demo",
+    "shelfwise.evaluation",
+    "shelfwise.features",
+    "shelfwise.governance",
+    "shelfwise.lifecycle",
+    "shelfwise.models",
+    "shelfwise.reporting",
+    "shelfwise.search",
+    "shelfwise.serving",
+    "shelfwise.storage",
+]
 
 
 @pytest.mark.parametrize("name", PACKAGES)

@@ -1,0 +1,37 @@
+"""The ingest job: quality report, and "unchanged" decided by the content hashes of the files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from shelfwise.lifecycle import ingest_dataset
+from shelfwise.storage import file_sha256
+
+
+def test_an_unchanged_directory_is_not_ingested_again(demo_data, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    lines = (demo_data / "events.csv").read_bytes().split(b"\n")[:300]
+    (data / "events.csv").write_bytes(b"\n".join(lines) + b"\n")
+    (data / "README.txt").write_text("not a table")
+    w = tmp_path / "w"
+    first = ingest_dataset(data, w)
+    assert first is not None and first.html_report
+    state = json.loads((w / "state" / "sources.json").read_text())[str(data.resolve())]
+    # the hash taken while staging is the file's own
+    assert state == {
+        "events.csv": file_sha256(data / "events.csv"),
+        "README.txt": file_sha256(data / "README.txt"),
+    }
+    assert ingest_dataset(data, w, skip_unchanged=True) is None
+    (data / "events.csv").write_bytes(b"\n".join(lines[:200]) + b"\n")
+    again = ingest_dataset(data, w, skip_unchanged=True)
+    assert again is not None and again.tables["events"].rows_in < first.tables["events"].rows_in
+
+
+def test_ingesting_does_not_import_the_models():
+    code = "import sys, shelfwise.cli, shelfwise.serving._feedback; from shelfwise.lifecycle import ingest_dataset; print(sorted(m for m in ('torch', 'implicit', 'shelfwise.models', 'shelfwise.lifecycle._train') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
