@@ -278,3 +278,27 @@ def test_a_product_is_embedded_with_its_category_path_encoded_once_per_path(monk
     np.testing.assert_allclose(e[3], encode(["Dark chocolate cake mix | acme"])[0], atol=1e-5)
     top = sem.search("running shoes", k=4)
     assert top.ids[0][0] in (0, 2) and list(top.ids[0]).index(1) > 1
+
+
+def test_an_hnsw_graph_is_saved_and_read_back_not_rebuilt(tmp_path, monkeypatch):
+    import faiss
+
+    from shelfwise.search import _retrievers as r
+
+    ids = sorted(TITLES)
+    cat = SearchCatalog(ids, [TITLES[p] for p in ids])
+    sem = r.SemanticRetriever("minilm", hnsw_above=4).index(cat)
+    assert isinstance(sem._ix, faiss.IndexHNSWFlat)
+    sem.save(tmp_path / "embeddings.npy")
+    assert (tmp_path / "embeddings.faiss").exists()
+    monkeypatch.setattr(r.SemanticRetriever, "_build", lambda self: pytest.fail("rebuilt"))
+    back = r.SemanticRetriever.load(tmp_path / "embeddings.npy")
+    assert back._ix.hnsw.efSearch == r.HNSW_EF_SEARCH
+    a, b = sem.search("running shoes", k=5), back.search("running shoes", k=5)
+    assert a.ids.tolist() == b.ids.tolist()
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6)
+    monkeypatch.undo()
+    # an exact index keeps no graph file, and a stale one is removed
+    flat = r.SemanticRetriever("minilm").index(cat)
+    flat.save(tmp_path / "embeddings.npy")
+    assert not (tmp_path / "embeddings.faiss").exists()
