@@ -112,7 +112,7 @@ class SearchEngine:
 
         def embed() -> None:
             # the encoders and faiss run beside the single-threaded steps below (speller, BM25
-            # index, match features): they keep the other core busy (~6 s less on 100k products)
+            # index, match features: 12-18 s on 100k products), on the core those leave idle
             t0 = time.perf_counter()
             self.semantic_ = SemanticRetriever(
                 "minilm-int8" if len(catalog) > int8_above else "minilm"
