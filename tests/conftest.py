@@ -94,3 +94,11 @@ def browser():
         b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+def events_head(demo_data: Path, directory: Path, lines: int) -> Path:
+    """A dataset directory holding the first `lines` lines (header included) of the demo events."""
+    directory.mkdir(parents=True, exist_ok=True)
+    head = (demo_data / "events.csv").read_bytes().split(b"\n")[:lines]
+    (directory / "events.csv").write_bytes(b"\n".join(head) + b"\n")
+    return directory

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from shelfwise.governance import Quarantine, Reason, ingest, read_lineage
-from tests.conftest import curated_rows
+from tests.conftest import curated_rows, events_head
 
 
 def _quarantine_by_line(workdir: Path) -> dict[tuple[str, int], str]:
@@ -99,10 +99,7 @@ def test_lineage_events_are_written_and_parse(demo_ingested):
 
 
 def test_reingest_makes_a_new_version_and_keeps_pseudonyms(demo_data, tmp_path):
-    small = tmp_path / "small"
-    small.mkdir()
-    lines = (demo_data / "events.csv").read_bytes().split(b"\n")[:2000]
-    (small / "events.csv").write_bytes(b"\n".join(lines) + b"\n")
+    small = events_head(demo_data, tmp_path / "small", 2000)
     w = tmp_path / "w"
     r1 = ingest(small, w)
     r2 = ingest(small, w)
@@ -124,10 +121,7 @@ def test_raw_rows_name_their_load_and_old_raw_tables_still_load(demo_data, tmp_p
     table written before load ids existed (run id and file name in every row) takes new loads."""
     import duckdb
 
-    small = tmp_path / "small"
-    small.mkdir()
-    lines = (demo_data / "events.csv").read_bytes().split(b"\n")[:500]
-    (small / "events.csv").write_bytes(b"\n".join(lines) + b"\n")
+    small = events_head(demo_data, tmp_path / "small", 500)
     w = tmp_path / "w"
     r1 = ingest(small, w)
     loads = curated_rows(

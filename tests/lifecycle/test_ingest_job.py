@@ -8,13 +8,12 @@ import sys
 
 from shelfwise.lifecycle import ingest_dataset
 from shelfwise.storage import file_sha256
+from tests.conftest import events_head
 
 
 def test_an_unchanged_directory_is_not_ingested_again(demo_data, tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    lines = (demo_data / "events.csv").read_bytes().split(b"\n")[:300]
-    (data / "events.csv").write_bytes(b"\n".join(lines) + b"\n")
+    data = events_head(demo_data, tmp_path / "data", 300)
+    lines = (data / "events.csv").read_bytes().split(b"\n")
     (data / "README.txt").write_text("not a table")
     w = tmp_path / "w"
     first = ingest_dataset(data, w)
