@@ -59,6 +59,7 @@ FEATURES = [
     *USER_FEATURES,
 ]
 _DIGITS = re.compile(r"^\d")
+_COLUMN = {name: j for j, name in enumerate(FEATURES)}
 _RRF = FEATURES.index("rrf")
 _BM25 = FEATURES.index("bm25")
 _USER = FEATURES.index(USER_FEATURES[0])
@@ -487,6 +488,16 @@ class SearchEngine:
                     pc[j], ps[j] = pc[j] - 1, ps[j] - own[d]
         nt, nb, nn = max(len(tset), 1), max(len(qbig), 1), max(len(nums), 1)
         first = terms[0] if terms else None
+        overlap_names = (
+            "title_terms",
+            "title_coverage",
+            "text_coverage",
+            "title_bigram_coverage",
+            "exact_in_title",
+            "first_term_in_title",
+            "numbers_matched",
+            "category_match",
+        )
         overlap = np.array(
             [
                 (
@@ -502,23 +513,25 @@ class SearchEngine:
                 for d in rows
             ],
             np.float64,
-        ).reshape(n, 8)
+        ).reshape(n, len(overlap_names))
         x = np.empty((n, len(FEATURES)), np.float32)
-        x[:, 0], x[:, 1] = bm, br
-        x[:, 2] = [title_lex.get(d, 0.0) for d in rows]
-        x[:, 3], x[:, 4], x[:, 5], x[:, 6] = cos, cr, cos_ml, mr
+        col = _COLUMN
+        x[:, col["bm25"]], x[:, col["bm25_rank"]] = bm, br
+        x[:, col["bm25_title"]] = [title_lex.get(d, 0.0) for d in rows]
+        x[:, col["cosine"]], x[:, col["cosine_rank"]] = cos, cr
+        x[:, col["cosine_ml"]], x[:, col["cosine_ml_rank"]] = cos_ml, mr
         if sem_rank is None:
-            x[:, 7] = 1.0 / (self.rrf_k + br) + 1.0 / (self.rrf_k + cr)
+            x[:, col["rrf"]] = 1.0 / (self.rrf_k + br) + 1.0 / (self.rrf_k + cr)
         else:  # in float32, as the fused rank is (the values the ranker was trained on, bit for bit)
-            x[:, 7] = (1.0 / (self.rrf_k + br)).astype(np.float32) + 1.0 / (self.rrf_k + sem_rank)
-        x[:, 8] = len(terms)
-        x[:, 9:16] = overlap[:, :7]
-        x[:, 16] = np.log1p(np.maximum(pc, 0.0))
-        x[:, 17] = np.where(pc > 0, (ps + 0.5) / (pc + 1.0), -1.0)
-        x[:, 18] = np.log1p(self.popularity_[cands])
-        x[:, 19] = overlap[:, 7]
-        x[:, 20] = self._profile_cols.log_price[cands]
-        x[:, 21] = self.ctr_[cands]
+            x[:, col["rrf"]] = (1.0 / (self.rrf_k + br)).astype(np.float32) + 1.0 / (self.rrf_k + sem_rank)
+        x[:, col["query_terms"]] = len(terms)
+        for j, name in enumerate(overlap_names):
+            x[:, col[name]] = overlap[:, j]
+        x[:, col["prior_log_count"]] = np.log1p(np.maximum(pc, 0.0))
+        x[:, col["prior_mean_gain"]] = np.where(pc > 0, (ps + 0.5) / (pc + 1.0), -1.0)
+        x[:, col["log_popularity"]] = np.log1p(self.popularity_[cands])
+        x[:, col["log_price"]] = self._profile_cols.log_price[cands]
+        x[:, col["ctr"]] = self.ctr_[cands]
         x[:, _USER:] = _NO_USER
         if profile is not None:
             x[:, _USER:] = profile.features(cands, self._profile_cols)

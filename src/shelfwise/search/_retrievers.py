@@ -23,6 +23,9 @@ from ._analyze import analyze, analyzed, without_cjk
 TEXT_FIELDS = ("title", "brand", "category", "description", "attributes")
 # weight of the category path's embedding beside the product name's (see `embed_catalog`)
 CATEGORY_WEIGHT = 0.2
+# the HNSW graph above `SemanticRetriever.hnsw_above` products (see its docstring for the recall)
+HNSW_M = 24
+HNSW_EF_CONSTRUCTION = 48
 HNSW_EF_SEARCH = 128
 DEFAULT_BOOSTS = {"title": 3.0, "brand": 2.0, "category": 1.5, "description": 1.0, "attributes": 1.0}
 
@@ -195,13 +198,19 @@ class SemanticRetriever:
         gets what it can read of a Chinese name (its Chinese is the multilingual index's job, and
         tokenized into characters it only costs encoding time)."""
         readable = (lambda t: t) if self.encoder == "multilingual" else without_cjk
-        names = _encode_distinct(self, [readable(catalog.name(i)) for i in range(len(catalog))])
+        names = self._encode_distinct([readable(catalog.name(i)) for i in range(len(catalog))])
         paths = [catalog.category_path(i) for i in range(len(catalog))]
         filed = np.flatnonzero([bool(p) for p in paths])
         if len(filed):
-            names[filed] += CATEGORY_WEIGHT * _encode_distinct(self, [paths[i] for i in filed])
+            names[filed] += CATEGORY_WEIGHT * self._encode_distinct([paths[i] for i in filed])
             names /= np.maximum(np.linalg.norm(names, axis=1, keepdims=True), 1e-12)
         return names
+
+    def _encode_distinct(self, texts: list[str]) -> np.ndarray:
+        """Embeddings of `texts`, each distinct text encoded once."""
+        first: dict[str, int] = {}
+        which = [first.setdefault(t, len(first)) for t in texts]
+        return self.encode(list(first))[np.asarray(which, np.int64)]
 
     def _build(self) -> None:
         import faiss
@@ -209,8 +218,8 @@ class SemanticRetriever:
         d = self.embeddings_.shape[1]
         ix: Any
         if len(self.embeddings_) > self.hnsw_above:
-            ix = faiss.IndexHNSWFlat(d, 24, faiss.METRIC_INNER_PRODUCT)
-            ix.hnsw.efConstruction = 48
+            ix = faiss.IndexHNSWFlat(d, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+            ix.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
             ix.add(self.embeddings_)
             ix.hnsw.efSearch = HNSW_EF_SEARCH
         else:
@@ -262,13 +271,6 @@ class SemanticRetriever:
 
     def search(self, query: str, k: int = 10) -> Results:
         return self.search_vectors(self.encode([query]), k)
-
-
-def _encode_distinct(retriever: SemanticRetriever, texts: list[str]) -> np.ndarray:
-    """Embeddings of `texts`, each distinct text encoded once."""
-    first: dict[str, int] = {}
-    which = [first.setdefault(t, len(first)) for t in texts]
-    return retriever.encode(list(first))[np.asarray(which, np.int64)]
 
 
 def text_encoder(name: str, base: Path | None = None) -> Any:
