@@ -14,7 +14,7 @@ from shelfwise.governance import Ingestor, Quarantine, Reason
 from shelfwise.governance._contracts import EVENTS
 from shelfwise.governance._row_check import check_record, parse_timestamp
 
-PRODUCTS = ["P1", "P2"]
+PRODUCTS = ["P1", "P2", "101"]
 # (event, expected primary reason or None)
 CASES: list[tuple[dict[str, str], Reason | None]] = [
     ({"user_id": "u1", "product_id": "P1", "event_type": "view", "timestamp": "2024-03-01T10:00:00Z"}, None),
@@ -37,6 +37,25 @@ CASES: list[tuple[dict[str, str], Reason | None]] = [
     ({"user_id": "u8", "product_id": "", "event_type": "query", "timestamp": "2024-03-01T10:00:00Z"}, Reason.MISSING_REQUIRED),
     ({"user_id": "u8", "product_id": "", "event_type": "QUERY", "timestamp": "2024-03-01T10:00:00Z", "query": "tea"}, None),
     ({"user_id": "u8", "product_id": "", "event_type": "transaction", "timestamp": "2024-03-01T10:00:00Z"}, Reason.MISSING_REQUIRED),
+    # what exports write: "no value" words, decimal commas, ids written as floats, non-ISO dates
+    ({"user_id": "nan", "product_id": "P1", "event_type": "view", "timestamp": "2024-03-01T10:00:00Z"}, Reason.MISSING_REQUIRED),
+    ({"user_id": "u9", "product_id": "P1", "event_type": "NULL", "timestamp": "2024-03-01T10:00:00Z"}, Reason.MISSING_REQUIRED),
+    ({"user_id": "u9", "product_id": "P1", "event_type": "purchase", "timestamp": "2024-03-01T10:00:00Z", "value": "N/A"}, None),
+    ({"user_id": "u10", "product_id": "P1", "event_type": "purchase", "timestamp": "2024-03-01T10:00:00Z", "value": "12,50 EUR"}, None),
+    ({"user_id": "u10", "product_id": "P1", "event_type": "purchase", "timestamp": "2024-03-01T10:00:01Z", "value": "1.299,00"}, None),
+    ({"user_id": "u10", "product_id": "P1", "event_type": "purchase", "timestamp": "2024-03-01T10:00:02Z", "value": "1,299.00"}, None),
+    ({"user_id": "u10", "product_id": "P1", "event_type": "purchase", "timestamp": "2024-03-01T10:00:03Z", "value": "1.299,00 GBP"}, None),
+    ({"user_id": "u11", "product_id": "101.0", "event_type": "view", "timestamp": "2024-03-01T10:00:00Z"}, None),
+    ({"user_id": "u11", "product_id": "102.0", "event_type": "view", "timestamp": "2024-03-01T10:00:00Z"}, Reason.UNKNOWN_REFERENCE),
+    ({"user_id": "u12", "product_id": "P1", "event_type": "view", "timestamp": "20240301"}, None),
+    ({"user_id": "u12", "product_id": "P1", "event_type": "view", "timestamp": "20240301103000"}, None),
+    ({"user_id": "u12", "product_id": "P1", "event_type": "view", "timestamp": "03/01/2024 10:00"}, None),
+    ({"user_id": "u12", "product_id": "P1", "event_type": "view", "timestamp": "3/1/24 10:05 AM"}, None),
+    ({"user_id": "u12", "product_id": "P1", "event_type": "view", "timestamp": "01.03.2024 11:00"}, None),
+    ({"user_id": "u12", "product_id": "P1", "event_type": "view", "timestamp": "Fri, 01 Mar 2024 14:15:00 +0200"}, None),
+    ({"user_id": "u12", "product_id": "P1", "event_type": "view", "timestamp": "Mar 2, 2024"}, None),
+    ({"user_id": "u12", "product_id": "P1", "event_type": "view", "timestamp": "2024/03/01 10:45"}, None),
+    ({"user_id": "u12", "product_id": "P1", "event_type": "view", "timestamp": "13/13/2024"}, Reason.UNPARSEABLE_TIMESTAMP),
 ]  # fmt: skip
 
 
@@ -46,6 +65,20 @@ def test_parse_timestamp_formats():
     assert parse_timestamp("1709287200") == datetime(2024, 3, 1, 10)
     assert parse_timestamp("1709287200000") == datetime(2024, 3, 1, 10)
     assert parse_timestamp("not a date") is None
+    assert parse_timestamp("20240301") == datetime(2024, 3, 1)
+    assert parse_timestamp("03/01/2024 10:00") == datetime(2024, 3, 1, 10)
+    assert parse_timestamp("03/01/2024 10:00", day_first=True) == datetime(2024, 1, 3, 10)
+    assert parse_timestamp("Fri, 01 Mar 2024 12:00:00 +0200") == datetime(2024, 3, 1, 10)
+
+
+def test_parse_number_forms():
+    from shelfwise.governance._row_check import parse_number
+
+    for text, value in [("12.5", 12.5), ("$1,299.00", 1299.0), ("1.299,00", 1299.0), ("12,99", 12.99),
+                        ("1,299", 1299.0), ("7.5 EUR", 7.5), ("€ 5,50", 5.5), ("1e3", 1000.0)]:  # fmt: skip
+        assert parse_number(text) == value, text
+    for text in ("free", "nan", "inf", "1_000", "12,9,9"):
+        assert parse_number(text) is None, text
 
 
 @pytest.mark.parametrize(("event", "expected"), CASES)

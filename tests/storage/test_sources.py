@@ -5,7 +5,7 @@ import gzip
 import pytest
 
 from shelfwise.errors import SourceError
-from shelfwise.storage import find_table_file, stage_file
+from shelfwise.storage import file_sha256, find_table_file, stage_file
 
 
 def test_staging_numbers_lines_and_repairs_encodings(tmp_path):
@@ -62,3 +62,88 @@ def test_find_table_file_refuses_ambiguity(tmp_path):
     (tmp_path / "events.jsonl").write_text("{}\n")
     with pytest.raises(SourceError, match="several files"):
         find_table_file(tmp_path, "events")
+
+
+def test_a_quote_inside_a_field_is_a_literal(tmp_path):
+    """`12" pan` (inches) does not open a quoted field: every line stays its own record."""
+    src = tmp_path / "products.csv"
+    src.write_text('product_id,title\np1,12" pizza pan\np2,Blue shoe\np3,"6"" ruler"\np4,Hammer\n')
+    st = stage_file(src, tmp_path / "st")
+    assert st.records == 4 and not st.bad_lines
+    assert st.staged.read_text().splitlines()[1:] == [
+        '2,p1,12" pizza pan',
+        "3,p2,Blue shoe",
+        '4,p3,"6"" ruler"',
+        "5,p4,Hammer",
+    ]
+
+
+@pytest.mark.parametrize("at_end", [False, True])
+def test_a_quote_that_never_closes_rejects_its_line_alone(tmp_path, monkeypatch, at_end):
+    import shelfwise.storage._sources as sources
+
+    monkeypatch.setattr(sources, "MAX_QUOTED_LINES", 3)
+    rows = ["a,b", '1,"ok\nstill ok"', '2,"broken'] + [f"{i},v{i}" for i in range(3, 6 if at_end else 9)]
+    src = tmp_path / "e.csv"
+    src.write_text("\n".join(rows) + "\n")
+    st = stage_file(src, tmp_path / "st")
+    assert [(line, text) for line, text, _ in st.bad_lines] == [(4, '2,"broken')]
+    assert "open" in st.bad_lines[0][2] or "never closes" in st.bad_lines[0][2]
+    body = st.staged.read_text().splitlines()[1:]
+    assert body[:2] == ['2,1,"ok', 'still ok"']
+    # every line after the broken one is read again as a record, with its own line number
+    assert body[2:] == [f"{i + 2},{i},v{i}" for i in range(3, 6 if at_end else 9)]
+    assert st.records == 1 + len(body[2:])
+
+
+def test_exports_are_repaired_and_said_so(tmp_path):
+    text = "product_id\ttitle\np1\tCafé\np2\tTea\n"
+    cases = {
+        "utf16.csv": (text.encode("utf-16"), "UTF-16"),
+        "utf16le_nobom.csv": (text.encode("utf-16-le"), "UTF-16-LE"),
+        "cr.csv": (text.replace("\n", "\r").encode(), "CR alone"),
+        "nul.csv": (text.replace("Tea", "T\x00ea").encode(), "NUL"),
+        "gz.csv": (gzip.compress(text.encode()), "gzip"),
+    }
+    for name, (data, note) in cases.items():
+        src = tmp_path / name
+        src.write_bytes(data)
+        st = stage_file(src, tmp_path / "st")
+        assert st.header == ["product_id", "title"], name
+        assert st.staged.read_text(encoding="utf-8").splitlines()[1:] == ["2\tp1\tCafé", "3\tp2\tTea"], name
+        assert any(note in n for n in st.notes), (name, st.notes)
+        assert st.sha256 == file_sha256(src) and st.size_bytes == len(data)  # the bytes as stored
+
+
+def test_what_is_not_a_table_is_refused_with_the_reason(tmp_path):
+    for name, data, reason in [
+        ("a.csv", b"PK\x03\x04" + bytes(100), "ZIP archive"),
+        ("b.csv", b"\xd0\xcf\x11\xe0" + bytes(100), "Excel .xls"),
+        ("c.csv", bytes(range(32)) * 20, "binary file"),
+        ("d.csv.gz", b"plain text\n", "not gzip"),
+    ]:
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(SourceError, match=reason):
+            stage_file(tmp_path / name, tmp_path / "st")
+
+
+def test_a_json_array_is_read_element_by_element(tmp_path):
+    import json
+
+    src = tmp_path / "products.json"
+    src.write_text(json.dumps([{"product_id": "p1", "title": "Shoe"}, 7, {"product_id": "p2"}], indent=2))
+    st = stage_file(src, tmp_path / "st")
+    lines = st.staged.read_text().rstrip("\n").split("\n")  # (splitlines() also cuts at \x1e)
+    assert st.records == 3 and [ln.split("\x1e")[0] for ln in lines] == ["2", "6", "7"]
+    assert json.loads(lines[0].split("\x1e")[1]) == {"product_id": "p1", "title": "Shoe"}
+    (tmp_path / "bad.json").write_text('[\n{"a": 1},\n{"a": \n')
+    with pytest.raises(SourceError, match="bad.json:4: invalid JSON"):
+        stage_file(tmp_path / "bad.json", tmp_path / "st")
+
+
+def test_find_table_file_ignores_case_and_names_spreadsheets(tmp_path):
+    (tmp_path / "Events.CSV").write_text("x\n")
+    assert find_table_file(tmp_path, "events") == tmp_path / "Events.CSV"
+    (tmp_path / "products.xlsx").write_bytes(b"PK")
+    with pytest.raises(SourceError, match="save the sheet as CSV"):
+        find_table_file(tmp_path, "products")

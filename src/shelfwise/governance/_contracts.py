@@ -83,9 +83,11 @@ class TableContract:
     def classification(self) -> dict[str, str]:
         return {c.name: c.classification.value for c in self.columns}
 
-    def to_pandera(self) -> pa.DataFrameSchema:
-        """The pandera schema the *curated* table must satisfy."""
-        return _to_pandera(self)
+    def to_pandera(self, *, values: bool = True) -> pa.DataFrameSchema:
+        """The pandera schema the *curated* table must satisfy; `values=False`: columns and
+        types only (pandera's Ibis backend reports every value check of an empty table as
+        failed, so an empty table is validated this way)."""
+        return _to_pandera(self, values=values)
 
 
 EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "rating", "search")
@@ -314,12 +316,16 @@ _PANDERA_TYPES = {
 }
 
 
-def _to_pandera(contract: TableContract) -> pa.DataFrameSchema:
+def _to_pandera(contract: TableContract, *, values: bool = True) -> pa.DataFrameSchema:
     import ibis.expr.datatypes as dt
 
     columns = {}
     for c in contract.columns:
-        checks = []
+        checks: list[pa.Check] = []
+        if not values:
+            dtype = dt.Timestamp(scale=6) if c.kind is Kind.TIMESTAMP else _PANDERA_TYPES[c.kind]
+            columns[c.name] = pa.Column(dtype, nullable=True, required=True)
+            continue
         if c.allowed:
             checks.append(pa.Check.isin(list(c.allowed)))
         if c.min_value is not None:
@@ -332,5 +338,5 @@ def _to_pandera(contract: TableContract) -> pa.DataFrameSchema:
         columns,
         name=f"{contract.name}@{contract.version}",
         strict=False,
-        unique=list(contract.key) or None,
+        unique=(list(contract.key) or None) if values else None,
     )

@@ -40,6 +40,7 @@ from ._contracts import (
     CONTRACTS,
     LOAD_ORDER,
     Classification,
+    Kind,
     TableContract,
     classify_extra_column,
 )
@@ -142,6 +143,10 @@ class Ingestor:
                 f"no events.{{parquet,csv,jsonl}} or products.{{...}} file (found: {present}); "
                 "convert other formats first with `shelfwise convert`",
             )
+        used = {p.name for p in files.values() if p is not None}
+        unread = [
+            p.name for p in sorted(data_dir.iterdir()) if p.name not in used and not p.name.startswith(".")
+        ]
         started = datetime.now(UTC)
         t0 = time.perf_counter()
         staged_dir = self.workdir / "tmp" / "staged"
@@ -186,6 +191,12 @@ class Ingestor:
                 )
                 if staged.staged is not None:
                     staged.staged.unlink(missing_ok=True)
+            if unread:
+                shown = ", ".join(unread[:10]) + (f" and {len(unread) - 10} more" if len(unread) > 10 else "")
+                report.notes.append(
+                    f"not read: {shown} (a table is read from a file named after it: "
+                    f"{', '.join(LOAD_ORDER)} with .csv, .tsv, .jsonl, .json or .parquet, optionally .gz)"
+                )
             if "products" not in report.tables and self.mode == "replace":
                 report.notes.append("no products file: the catalog is the set of products seen in events")
             q_rows = sum(t.rows_quarantined for t in report.tables.values())
@@ -247,12 +258,15 @@ class Ingestor:
         self, contract: TableContract, header: list[str], path: Path
     ) -> tuple[dict[str, str], list[str]]:
         """canonical -> source column; and the source columns outside the contract."""
-        by_lower = {h.lower().strip(): h for h in header}
+        by_key: dict[str, str] = {}
+        for h in header:
+            by_key.setdefault(_column_key(h), h)
         mapping: dict[str, str] = {}
         for c in contract.columns:
             for cand in (c.name, *c.aliases):
-                if cand in by_lower and by_lower[cand] not in mapping.values():
-                    mapping[c.name] = by_lower[cand]
+                found = by_key.get(_column_key(cand))
+                if found is not None and found not in mapping.values():
+                    mapping[c.name] = found
                     break
         missing = [c for c in contract.required_columns if c not in mapping]
         if contract.name == "events" and "product_id" not in mapping:
@@ -314,6 +328,7 @@ class Ingestor:
             report.notes.append(
                 f"{src.name}: {staged.transcoded_lines} line(s) were not valid UTF-8 and were read as cp1252/latin-1"
             )
+        report.notes.extend(f"{src.name}: {note}" for note in staged.notes)
         raw_cols = contract.column_names + [f"x_{_safe(e)}" for e in extra_kept]
         raw_table = f"raw.{q(contract.name)}"
         src_name = lit(str(src))
@@ -406,7 +421,8 @@ class Ingestor:
             def col_sql(spec_name: str) -> str:
                 # JSON lines may name a column differently from one line to the next (item_id / product_id)
                 spec = contract.column(spec_name)
-                keys = [h for h in header if h.lower().strip() in (spec.name, *spec.aliases)]
+                names = {_column_key(n) for n in (spec.name, *spec.aliases)}
+                keys = [h for h in header if _column_key(h) in names]
                 used.update(keys)
                 return f"coalesce({', '.join(field_sql(k) for k in keys)})"
 
@@ -447,6 +463,26 @@ class Ingestor:
                 raise SourceError(str(src), None, f"unreadable Parquet file: {exc}") from exc
             tr.rows_in = int(row[0]) if row else 0
 
+        # lines staging rejected itself (a quote that never closes): quarantined as they are
+        if staged.bad_lines:
+            wh.con.con.executemany(
+                "INSERT INTO quarantine.rows VALUES (nextval('quarantine.qid_seq'), ?, ?, ?, ?, ?, ?, ?, ?, 'open', now()::TIMESTAMP, NULL)",
+                [
+                    [
+                        run_id,
+                        contract.name,
+                        str(src),
+                        line_no,
+                        Reason.MALFORMED_ROW.value,
+                        [Reason.MALFORMED_ROW.value],
+                        why,
+                        json.dumps({"line": text}),
+                    ]
+                    for line_no, text, why in staged.bad_lines
+                ],
+            )
+            tr.rows_in += len(staged.bad_lines)
+
         # this run's rows, as loaded
         load = f"_load_{contract.name}"
         cols = ", ".join([q(c) for c in raw_cols] + ["_source_line"])
@@ -455,8 +491,17 @@ class Ingestor:
         )
 
         # -- 3. row checks -------------------------------------------------------------------------
+        day_first = self._day_first(wh, contract, load)
+        if day_first:
+            report.notes.append(
+                f"{src.name}: dates like 05/01/2024 read as day/month/year (a first field above 12 occurs, "
+                "a second one never does)"
+            )
         compiled = compile_contract(
-            contract, min_year=self.settings.min_year, max_future_days=self.settings.max_future_days
+            contract,
+            min_year=self.settings.min_year,
+            max_future_days=self.settings.max_future_days,
+            day_first=day_first,
         )
         extra_sel = [f"{q('x_' + _safe(e))}" for e in extra_kept]
         # the raw row as JSON is built only for quarantined rows (at the end), not for every row
@@ -565,8 +610,26 @@ class Ingestor:
         wh.sql("DROP TABLE _checked")
         wh.sql("DROP TABLE IF EXISTS _new")
         wh.sql(f"DROP VIEW {load}")
-        self._validate(wh, contract)
+        self._validate(wh, contract, empty=tr.rows_curated == 0)
         return tr
+
+    def _day_first(self, wh: Warehouse, contract: TableContract, load: str) -> bool:
+        """Whether the file writes slash dates day first (`25/01/2024`): some first field is
+        above 12 and no second one is. Month first otherwise (a sample of 200,000 such values)."""
+        columns = [c.name for c in contract.columns if c.kind is Kind.TIMESTAMP]
+        if not columns:
+            return False
+        ts = q(columns[0])
+
+        def part(group: int) -> str:
+            return f"TRY_CAST(regexp_extract(v, '^\\s*([0-9]{{1,2}})/([0-9]{{1,2}})/', {group}) AS INTEGER)"
+
+        row = wh.sql(
+            f"""SELECT count(*) FILTER (WHERE a > 12), count(*) FILTER (WHERE b > 12) FROM (
+                  SELECT {part(1)} AS a, {part(2)} AS b FROM (
+                    SELECT {ts} AS v FROM {load} WHERE contains({ts}, '/') LIMIT 200000))"""
+        ).fetchone()
+        return bool(row and row[0] and not row[1])
 
     def _flag_repeats(
         self, wh: Warehouse, reason: Reason, columns: list[str], *, last_wins: bool, detail: str
@@ -631,17 +694,23 @@ class Ingestor:
         wh.sql(f"CREATE OR REPLACE TEMP TABLE _pseudo_{column} AS SELECT * FROM _pseudo_src")
         wh.con.con.unregister("_pseudo_src")
 
-    def _validate(self, wh: Warehouse, contract: TableContract) -> None:
+    def _validate(self, wh: Warehouse, contract: TableContract, *, empty: bool = False) -> None:
         """The curated table must satisfy the contract's pandera schema (checks run in the warehouse)."""
         import pandera.errors
 
-        schema = contract.to_pandera()
+        schema = contract.to_pandera(values=not empty)
         try:
             schema.validate(wh.table(contract.name), lazy=True)
         except pandera.errors.SchemaErrors as exc:
             raise ContractViolation(
                 f"curated {contract.name} breaks its contract {schema.name}: {exc}"
             ) from exc
+
+
+def _column_key(name: str) -> str:
+    """A column name as it is matched: case, spaces, dashes and underscores do not count
+    (`User ID`, `userId`, `user-id` and `user_id` are one name)."""
+    return "".join(ch for ch in name.lower() if ch.isalnum())
 
 
 def _safe(name: str) -> str:

@@ -17,13 +17,27 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ._compile import (
+    CURRENCY_AROUND,
+    FALSE_TOKENS,
+    MISSING_VALUES,
+    RFC2822_FORMAT,
+    TIMESTAMP_FORMATS,
+    TRUE_TOKENS,
+    slash_date_formats,
+)
 from ._contracts import Kind, TableContract
 from ._reasons import Reason
 
 _NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
-_CURRENCY = re.compile(r"^[$€£¥]\s*")
-_TRUE = {"true", "t", "1", "yes", "y"}
-_FALSE = {"false", "f", "0", "no", "n"}
+_CURRENCY = re.compile(CURRENCY_AROUND)
+_GROUPED_DECIMAL_COMMA = re.compile(r"-?[0-9]{1,3}(\.[0-9]{3})+,[0-9]+")  # 1.299,00
+_DECIMAL_COMMA = re.compile(r"-?[0-9]+,[0-9]{1,2}")  # 12,99
+_GROUPED = re.compile(r"-?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?")  # 1,299.00
+_FLOAT_INT = re.compile(r"-?[0-9]+\.0")
+_MISSING = frozenset(MISSING_VALUES)
+_TRUE = frozenset(TRUE_TOKENS)
+_FALSE = frozenset(FALSE_TOKENS)
 
 
 @dataclass(frozen=True)
@@ -61,9 +75,39 @@ def _text(value: Any) -> str | None:
     return s or None
 
 
-def parse_timestamp(s: str) -> datetime | None:
-    """ISO 8601 (offsets honoured, to naive UTC) or epoch seconds / milliseconds."""
+def parse_number(s: str) -> float | None:
+    """A number as `_compile.number_expr` reads it (currency, thousands, decimal comma)."""
+    try:
+        if "_" in s:  # Python reads 1_000; the warehouse does not
+            raise ValueError(s)
+        value = float(s)
+    except ValueError:
+        t = _CURRENCY.sub("", s).strip()
+        if _GROUPED_DECIMAL_COMMA.fullmatch(t):
+            t = t.replace(".", "").replace(",", ".")
+        elif _DECIMAL_COMMA.fullmatch(t):
+            t = t.replace(",", ".")
+        elif _GROUPED.fullmatch(t):
+            t = t.replace(",", "")
+        try:
+            if "_" in t:
+                raise ValueError(t)
+            value = float(t)
+        except ValueError:
+            return None
+    return value if math.isfinite(value) else None
+
+
+def parse_timestamp(s: str, *, day_first: bool = False) -> datetime | None:
+    """As `_compile.timestamp_expr`: ISO 8601 (offsets honoured, to naive UTC), epoch seconds /
+    milliseconds, compact `YYYYMMDD[HHMMSS]`, or a common non-ISO form."""
     if _NUMBER.fullmatch(s):
+        for digits, fmt in ((8, "%Y%m%d"), (14, "%Y%m%d%H%M%S")):
+            if len(s) == digits and s[:2] in ("19", "20"):
+                try:
+                    return datetime.strptime(s, fmt)
+                except ValueError:
+                    return None
         num = float(s)
         if abs(num) > 1e11:
             num /= 1000.0
@@ -74,7 +118,14 @@ def parse_timestamp(s: str) -> datetime | None:
     try:
         ts = datetime.fromisoformat(s.replace("Z", "+00:00") if s.endswith("Z") else s)
     except ValueError:
-        return None
+        for fmt in (*slash_date_formats(day_first), *TIMESTAMP_FORMATS, RFC2822_FORMAT):
+            try:
+                ts = datetime.strptime(s, fmt)
+                break
+            except ValueError:
+                continue
+        else:
+            return None
     if ts.tzinfo is not None:
         ts = ts.astimezone(UTC).replace(tzinfo=None)
     return ts
@@ -101,21 +152,17 @@ def check_record(
     fail = out.failures.append
     for c in contract.columns:
         s = _text(record.get(c.name))
+        if s is not None and c.kind is not Kind.TEXT and s in _MISSING:
+            s = None
         name = c.name
         value: Any = None
         if c.kind is Kind.ID:
-            value = s
+            value = s[:-2] if s is not None and _FLOAT_INT.fullmatch(s) else s
         elif c.kind in (Kind.STRING, Kind.TEXT, Kind.CATEGORY):
             value = _normalize(s) if s is not None else None
         elif c.kind is Kind.FLOAT:
             if s is not None:
-                num_text = _CURRENCY.sub("", s).replace(",", "")
-                try:
-                    value = float(num_text)
-                except ValueError:
-                    value = None
-                if value is not None and not math.isfinite(value):
-                    value = None
+                value = parse_number(s)
                 if value is None:
                     fail(Failure(name, Reason.INVALID_TYPE, f"{name}: not a number: {s}"))
                 elif c.min_value is not None and value < c.min_value:
@@ -163,7 +210,7 @@ def _row_rules(contract: TableContract, record: Mapping[str, Any], out: RecordCh
     if contract.name != "events":
         return
     et = out.values.get("event_type") or ""  # typed by the contract: synonyms already mapped
-    if et != "search" and _text(record.get("product_id")) is None:
+    if et != "search" and out.values.get("product_id") is None:
         out.failures.append(
             Failure("product_id", Reason.MISSING_REQUIRED, f"product_id: empty (required for {et} events)")
         )

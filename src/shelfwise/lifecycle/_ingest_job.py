@@ -45,9 +45,7 @@ def ingest_dataset(data: str | Path, workdir: str | Path, *, skip_unchanged: boo
     report.html_report = str(write_quality_report(workdir, report))
     if fingerprint is None:  # the files ingested were hashed while staged: not read again
         staged = {
-            Path(t.source_file).resolve(): t.source_sha256
-            for t in report.tables.values()
-            if t.source_sha256 and not t.source_file.lower().endswith(".gz")  # hashed decompressed
+            Path(t.source_file).resolve(): t.source_sha256 for t in report.tables.values() if t.source_sha256
         }
         fingerprint = _fingerprint(source, staged)
     state.parent.mkdir(parents=True, exist_ok=True)

@@ -2,27 +2,43 @@
 
 Staging streams a source file once, block by block (memory does not grow with the file):
 it decodes each line as UTF-8 and falls back to cp1252/latin-1 for lines that are not (files that
-mix encodings keep every line), records the SHA-256 of the bytes, skips blank lines, and prefixes
-every record with its physical line number, so that the warehouse's CSV reader - which numbers
-records, not lines - can still name the exact line of every bad row.
+mix encodings keep every line), records the SHA-256 of the file's bytes, skips blank lines, and
+prefixes every record with its physical line number, so that the warehouse's CSV reader - which
+numbers records, not lines - can still name the exact line of every bad row.
+
+It also repairs what exports from spreadsheets and old systems do to files, saying so in `notes`:
+gzip without a `.gz` name, UTF-16 (Excel's "Unicode text"), classic-Mac CR line ends, NUL bytes,
+a JSON array instead of JSON lines; and it refuses, with the reason, what is not a table at all
+(a ZIP archive or an Excel workbook under a CSV name, a binary file). A quote that opens a CSV
+field and never closes would swallow the rest of the file into one field: staging gives such a
+line up after `MAX_QUOTED_LINES` lines and rejects it alone (`bad_lines`), keeping every line after it.
 """
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import hashlib
 import io
+import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from ..errors import SourceError
 
-SUPPORTED_SUFFIXES = (".parquet", ".csv", ".tsv", ".jsonl", ".ndjson", ".json")
+SUPPORTED_SUFFIXES = (".parquet", ".csv", ".tsv", ".txt", ".jsonl", ".ndjson", ".json")
+SPREADSHEET_SUFFIXES = (".xlsx", ".xls", ".xlsm", ".ods", ".numbers")
 BLOCK_BYTES = 8 << 20
 LINE_COLUMN = "_line"
 JSON_DELIMITER = "\x1e"  # never inside valid JSON (control characters must be escaped there)
+# a quoted CSV field may span lines; one still open after this many lines (or bytes) had a stray
+# opening quote: its first line is rejected alone and the lines after it are read as records again
+MAX_QUOTED_LINES = 1000
+MAX_QUOTED_BYTES = 4 << 20
+BAD_LINE_CHARS = 10_000  # text kept of a rejected line
 
 
 @dataclass
@@ -32,25 +48,48 @@ class StagedFile:
     format: str  # csv | jsonl | parquet
     delimiter: str = ","
     header: list[str] = field(default_factory=list)
-    sha256: str = ""
+    sha256: str = ""  # of the file's bytes as stored (compressed, encoded)
     size_bytes: int = 0
-    records: int = 0
+    records: int = 0  # records written to the staged file
     blank_lines: int = 0
     transcoded_lines: int = 0  # lines that were not valid UTF-8 and were read as cp1252/latin-1
+    nul_bytes: int = 0  # NUL bytes removed
+    # records staging rejected itself: (line, text, why); they count as rows in
+    bad_lines: list[tuple[int, str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what was repaired, in words
+
+
+def _same_name(entry: Path, stem: str) -> str | None:
+    """The suffix (`.csv`, `.csv.gz`, ...) of `entry` when its name is `stem` plus a suffix, in any case."""
+    low = entry.name.lower()
+    if not low.startswith(stem + "."):
+        return None
+    return low[len(stem) :]
 
 
 def find_table_file(data_dir: Path, table: str) -> Path | None:
-    """The source file of a canonical table in a dataset directory, or None."""
+    """The source file of a canonical table in a dataset directory, or None. Names match in any
+    case (`Events.CSV`), with an optional `.gz`."""
     candidates = []
-    for suffix in SUPPORTED_SUFFIXES:
-        for name in (f"{table}{suffix}", f"{table}{suffix}.gz"):
-            p = data_dir / name
-            if p.is_file():
-                candidates.append(p)
+    spreadsheets = []
+    for p in sorted(data_dir.iterdir()):
+        suffix = _same_name(p, table)
+        if suffix is None or not p.is_file():
+            continue
+        if suffix.removesuffix(".gz") in SUPPORTED_SUFFIXES:
+            candidates.append(p)
+        elif suffix in SPREADSHEET_SUFFIXES:
+            spreadsheets.append(p)
     if len(candidates) > 1:
         names = ", ".join(p.name for p in candidates)
         raise SourceError(
             str(data_dir), None, f"several files for table {table!r} ({names}); keep exactly one"
+        )
+    if not candidates and spreadsheets:
+        raise SourceError(
+            str(spreadsheets[0]),
+            None,
+            "a spreadsheet workbook is not read: save the sheet as CSV (UTF-8) or export Parquet",
         )
     return candidates[0] if candidates else None
 
@@ -62,12 +101,6 @@ def file_format(path: Path) -> str:
     if name.endswith((".jsonl", ".ndjson", ".json")):
         return "jsonl"
     return "csv"
-
-
-def _open(path: Path) -> BinaryIO:
-    if path.name.lower().endswith(".gz"):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    return open(path, "rb")
 
 
 def _decode_line(line: bytes) -> tuple[str, bool]:
@@ -95,29 +128,6 @@ def _decode_block(block: bytes) -> tuple[bytes, int]:
     return b"\n".join(out), transcoded
 
 
-_BLANK_LINE = re.compile(rb"\n[ \t\r]*\n")  # a literal first byte: re scans for it fast
-
-
-def _plain_block(block: bytes, quoted: bool) -> bool:
-    """No blank line in `block` and, for CSV, no line with an odd number of quotes (which would
-    open a quoted field continuing on the next line): the common case, checked with a few scans
-    of the block and one step per line that has a quote, not per line."""
-    payload = block[:-1] if block.endswith(b"\n") else block
-    if not payload or _BLANK_LINE.search(b"\n" + payload + b"\n"):
-        return False
-    if not quoted:
-        return True
-    pos = payload.find(b'"')
-    while pos >= 0:
-        start = payload.rfind(b"\n", 0, pos) + 1
-        end = payload.find(b"\n", pos)
-        end = len(payload) if end < 0 else end
-        if payload.count(b'"', start, end) % 2:
-            return False
-        pos = payload.find(b'"', end)
-    return True
-
-
 def _sniff_delimiter(header: str, suffix: str) -> str:
     if suffix == ".tsv":
         return "\t"
@@ -142,40 +152,296 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+class _Readable(Protocol):
+    def read(self, n: int, /) -> bytes: ...
+
+
+class _HashingReader(io.RawIOBase):
+    """A file read through this feeds every byte to `hash` (the file's bytes as stored, whatever
+    decompression or decoding happens above)."""
+
+    def __init__(self, fh: BinaryIO, digest: hashlib._Hash):
+        self._fh, self._digest, self.size = fh, digest, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        n = self._fh.readinto(buffer)  # type: ignore[attr-defined]
+        if n:
+            self._digest.update(memoryview(buffer)[:n])
+            self.size += n
+        return n or 0
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
+class _Recoded:
+    """UTF-8 bytes of a stream in another encoding (UTF-16), read in blocks."""
+
+    def __init__(self, stream: _Readable, encoding: str):
+        self._stream = stream
+        self._decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+
+    def read(self, n: int) -> bytes:
+        while True:
+            chunk = self._stream.read(n)
+            text = self._decoder.decode(chunk, final=not chunk)
+            if text or not chunk:
+                return text.encode("utf-8")
+
+
+class _CrLines:
+    """Classic-Mac line ends (CR alone) read as LF."""
+
+    def __init__(self, stream: _Readable):
+        self._stream = stream
+
+    def read(self, n: int) -> bytes:
+        return self._stream.read(n).replace(b"\r", b"\n")
+
+
+_CONTROL = bytes(b for b in range(32) if b not in (9, 10, 13, 12, 27))
+
+
+def _sniff(
+    source: Path, buffered: io.BufferedReader[Any], notes: list[str]
+) -> tuple[_Readable, bytes, str | None]:
+    """The stream to stage from (decompressed, decoded to UTF-8, line ends repaired), the first
+    bytes it holds, and the format the content shows when it is not what the name says."""
+    head = buffered.peek(1 << 16)[: 1 << 16]
+    stream: _Readable = buffered
+    gz = head[:2] == b"\x1f\x8b"
+    if gz:
+        gzf = gzip.GzipFile(fileobj=buffered)
+        if not source.name.lower().endswith(".gz"):
+            notes.append("gzip-compressed without a .gz name: decompressed")
+        try:
+            head = gzf.peek(1 << 16)[: 1 << 16]
+        except (OSError, EOFError) as exc:
+            raise SourceError(str(source), None, f"unreadable gzip file: {exc}") from exc
+        stream = gzf
+    elif source.name.lower().endswith(".gz"):
+        raise SourceError(str(source), None, "unreadable file: named .gz but not gzip-compressed")
+    if head.startswith(b"PK\x03\x04"):
+        raise SourceError(
+            str(source),
+            None,
+            "a ZIP archive (an Excel .xlsx workbook or a zipped export), not CSV or JSON lines: "
+            "unzip it, or save the sheet as CSV",
+        )
+    if head.startswith(b"\xd0\xcf\x11\xe0"):
+        raise SourceError(
+            str(source), None, "an Excel .xls workbook, not CSV or JSON lines: save the sheet as CSV"
+        )
+    if head.startswith(b"PAR1") and not gz:
+        return stream, head, "parquet"
+    encoding = None
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        encoding = "utf-16"
+    elif len(head) >= 4 and head[1:200:2].count(0) > 0.9 * len(head[1:200:2]):
+        encoding = "utf-16-le"  # no byte-order mark: ASCII text with a NUL after every byte
+    elif len(head) >= 4 and head[0:200:2].count(0) > 0.9 * len(head[0:200:2]):
+        encoding = "utf-16-be"
+    if encoding:
+        notes.append(f"{encoding.upper()} text (e.g. Excel's 'Unicode text'): decoded and stored as UTF-8")
+        stream = _Recoded(stream, encoding)
+        head = head.decode(encoding, errors="replace").encode("utf-8")
+    sample = head[:4096]
+    if sample and sum(sample.count(bytes([b])) for b in _CONTROL) > 0.1 * len(sample):
+        raise SourceError(str(source), None, "a binary file, not text: expected CSV, JSON lines or Parquet")
+    if b"\r" in head and b"\n" not in head:
+        notes.append("line ends are CR alone (classic Mac): read as line feeds")
+        stream = _CrLines(stream)
+        head = head.replace(b"\r", b"\n")
+    return stream, head, None
+
+
 def stage_file(source: Path, staged_dir: Path) -> StagedFile:
     """Stage one source file for loading (see the module docstring)."""
     if not source.exists():
         raise SourceError(str(source), None, "file not found")
     fmt = file_format(source)
     info = StagedFile(source=source, staged=None, format=fmt)
-    if fmt == "parquet":
-        h = hashlib.sha256()
-        with open(source, "rb") as fh:
-            while chunk := fh.read(BLOCK_BYTES):
-                h.update(chunk)
-                info.size_bytes += len(chunk)
-        info.sha256 = h.hexdigest()
-        return info
+    digest = hashlib.sha256()
     staged_dir.mkdir(parents=True, exist_ok=True)
-    info.staged = staged_dir / (source.name.removesuffix(".gz") + ".staged")
-    h = hashlib.sha256()
+    staged = staged_dir / (source.name.removesuffix(".gz") + ".staged")
     try:
-        with _open(source) as src, open(info.staged, "wb") as dst:
-            _stage_stream(src, dst, info, h)
+        raw = _HashingReader(open(source, "rb"), digest)
+        with io.BufferedReader(raw, BLOCK_BYTES) as buffered:
+            stream, head, shown = (
+                (buffered, b"", "parquet") if fmt == "parquet" else _sniff(source, buffered, info.notes)
+            )
+            if shown == "parquet":
+                info.format = "parquet"
+            else:
+                info.staged = staged
+                with open(staged, "wb") as dst:
+                    if fmt == "jsonl" and head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"[":
+                        info.notes.append("a JSON array, not JSON lines: read element by element")
+                        _stage_json_array(stream, dst, info)
+                    else:
+                        _stage_stream(stream, dst, info)
+            while buffered.read(BLOCK_BYTES):  # the rest of the file, for its hash
+                pass
     except (OSError, EOFError) as exc:  # e.g. a truncated gzip file
         raise SourceError(str(source), None, f"unreadable file: {exc}") from exc
-    info.sha256 = h.hexdigest()
+    info.sha256 = digest.hexdigest()
+    info.size_bytes = raw.size
     return info
 
 
-def _stage_stream(src: BinaryIO, dst: BinaryIO, info: StagedFile, h: hashlib._Hash) -> None:
+def _open_quote(line: bytes, sep: int, in_quote: bool) -> bool:
+    """Whether a CSV line leaves a quoted field open (starting inside one or not), as the
+    warehouse's reader sees it: a quote opens a field only at the field's start (`12" pan` is a
+    literal quote), and inside a quoted field `""` is an escaped quote."""
+    i, n = 0, len(line)
+    while True:
+        j = line.find(b'"', i)
+        if j < 0:
+            return in_quote
+        if in_quote:
+            if j + 1 < n and line[j + 1] == 34:
+                i = j + 2
+                continue
+            in_quote = False
+        elif j == 0 or line[j - 1] == sep:
+            in_quote = True
+        i = j + 1
+
+
+_BLANK_LINE = re.compile(rb"\n[ \t\r]*\n")  # a literal first byte: re scans for it fast
+
+
+def _plain_block(block: bytes, sep: int | None) -> bool:
+    """No blank line and, for CSV (`sep` given), no line that leaves a quoted field open: the
+    common case, checked with a few scans of the block and one step per line that has a quote."""
+    payload = block[:-1] if block.endswith(b"\n") else block
+    if not payload or _BLANK_LINE.search(b"\n" + payload + b"\n"):
+        return False
+    if sep is None:
+        return True
+    pos = payload.find(b'"')
+    while pos >= 0:
+        start = payload.rfind(b"\n", 0, pos) + 1
+        end = payload.find(b"\n", pos)
+        end = len(payload) if end < 0 else end
+        if _open_quote(payload[start:end], sep, False):
+            return False
+        pos = payload.find(b'"', end)
+    return True
+
+
+class _Records:
+    """Numbers the records of a staged file, line by line where a block is not plain: blank
+    lines skipped, a quoted field that spans lines kept with its record, a quote that never
+    closes given up (its line rejected alone, the lines after it read again)."""
+
+    def __init__(self, info: StagedFile, sep: bytes, quoted: bool, line_no: int):
+        self.info, self.sep, self.quoted, self.line_no = info, sep, quoted, line_no
+        self.out: list[bytes] = []
+        self.pending: list[bytes] = []  # the lines of a record whose quoted field is still open
+        self.pending_no = 0
+        self.pending_bytes = 0
+
+    def plain(self, lines: list[bytes], crlf: bool) -> None:
+        """Every line one non-blank record (a plain block): numbered in one pass."""
+        if crlf:
+            lines = [line.rstrip(b"\r") for line in lines]
+        sep = self.sep
+        self.out.extend(b"%d%b%b" % (n, sep, line) for n, line in enumerate(lines, self.line_no + 1))
+        self.line_no += len(lines)
+        self.info.records += len(lines)
+
+    def lines(self, lines: list[bytes]) -> None:
+        for line in lines:
+            self.line_no += 1
+            self._feed(self.line_no, line)
+
+    def _feed(self, line_no: int, line: bytes) -> None:
+        if self.pending:
+            self.pending.append(line)
+            self.pending_bytes += len(line)
+            if not _open_quote(line, self.sep[0], True):
+                first, *rest = (ln.rstrip(b"\r") for ln in self.pending)
+                self.out.append(b"%d%b%b" % (self.pending_no, self.sep, first))
+                self.out.extend(rest)
+                self.info.records += 1
+                self.pending = []
+            elif len(self.pending) > MAX_QUOTED_LINES or self.pending_bytes > MAX_QUOTED_BYTES:
+                self._give_up(
+                    f"a quoted field opens on this line and is still open {MAX_QUOTED_LINES} lines later"
+                )
+            return
+        if not line.strip(b"\r \t"):
+            self.info.blank_lines += 1
+            return
+        if self.quoted and b'"' in line and _open_quote(line, self.sep[0], False):
+            self.pending, self.pending_no, self.pending_bytes = [line], line_no, len(line)
+            return
+        self.out.append(b"%d%b%b" % (line_no, self.sep, line.rstrip(b"\r")))
+        self.info.records += 1
+
+    def _give_up(self, why: str) -> None:
+        first, rest, no = self.pending[0], self.pending[1:], self.pending_no
+        self.pending = []
+        text, _ = _decode_line(first.rstrip(b"\r"))
+        self.info.bad_lines.append((no, text[:BAD_LINE_CHARS], why))
+        for k, line in enumerate(rest, no + 1):
+            self._feed(k, line)
+
+    def finish(self) -> None:
+        while self.pending:
+            self._give_up("a quoted field opens on this line and never closes")
+
+    def flush(self, dst: BinaryIO) -> None:
+        if self.out:
+            dst.write(b"\n".join(self.out) + b"\n")
+            self.out = []
+
+
+def _blocks(stream: _Readable, carry: bytes) -> Iterator[bytes]:
+    """The stream in blocks that end at a line end (the last one may not)."""
+    while True:
+        chunk = stream.read(BLOCK_BYTES)
+        data = carry + chunk
+        if chunk:
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                carry = data
+                continue
+            yield data[: cut + 1]
+            carry = data[cut + 1 :]
+        else:
+            if data:
+                yield data
+            return
+
+
+def _clean_block(block: bytes, info: StagedFile) -> bytes:
+    """UTF-8 (lines in other encodings transcoded), without NUL bytes."""
+    block, transcoded = _decode_block(block)
+    info.transcoded_lines += transcoded
+    if b"\x00" in block:
+        info.nul_bytes += block.count(b"\x00")
+        block = block.replace(b"\x00", b"")
+    return block
+
+
+def _stage_stream(stream: _Readable, dst: BinaryIO, info: StagedFile) -> None:
     suffix = Path(info.source.name.lower().removesuffix(".gz")).suffix
-    first = src.readline()
-    h.update(first)
-    info.size_bytes += len(first)
-    line_no = 1
+    carry = b""
     if info.format == "csv":
-        header_text, _ = _decode_line(first.rstrip(b"\r\n"))
+        while b"\n" not in carry:
+            chunk = stream.read(BLOCK_BYTES)
+            if not chunk:
+                break
+            carry += chunk
+        cut = carry.find(b"\n")
+        first, carry = (carry, b"") if cut < 0 else (carry[:cut], carry[cut + 1 :])
+        header_text, _ = _decode_line(first.rstrip(b"\r").replace(b"\x00", b""))
         header_text = header_text.lstrip("\ufeff")
         if not header_text.strip():
             raise SourceError(
@@ -184,63 +450,73 @@ def _stage_stream(src: BinaryIO, dst: BinaryIO, info: StagedFile, h: hashlib._Ha
         info.delimiter = _sniff_delimiter(header_text, suffix)
         info.header = _split_header(header_text, info.delimiter)
         dst.write(f"{LINE_COLUMN}{info.delimiter}{header_text}\n".encode())
-        sep = info.delimiter.encode()
+        records = _Records(info, info.delimiter.encode(), quoted=True, line_no=1)
     else:
-        sep = JSON_DELIMITER.encode()
-        line_no = 0
-    carry = first if info.format != "csv" else b""
-    in_quote = False
-    quoted = info.format == "csv"
-    while True:
-        chunk = src.read(BLOCK_BYTES)
-        h.update(chunk)
-        info.size_bytes += len(chunk)
-        data = carry + chunk
-        if chunk:
-            cut = data.rfind(b"\n")
-            if cut < 0:
-                carry = data
-                continue
-            block, carry = data[: cut + 1], data[cut + 1 :]
-        else:
-            block, carry = data, b""
-            if not block:
-                break
-        block, transcoded = _decode_block(block)
-        info.transcoded_lines += transcoded
+        records = _Records(info, JSON_DELIMITER.encode(), quoted=False, line_no=0)
+    sep = records.sep[0] if records.quoted else None
+    for raw_block in _blocks(stream, carry):
+        block = _clean_block(raw_block, info)
         lines = block.split(b"\n")
         if block.endswith(b"\n"):
             lines.pop()
-        out = []
-        if not in_quote and _plain_block(block, quoted):
-            # every line is one non-blank record (no quoted field spans lines): numbered in one pass
-            if b"\r" in block:
-                lines = [line.rstrip(b"\r") for line in lines]
-            out = [b"%d%b%b" % (n, sep, line) for n, line in enumerate(lines, line_no + 1)]
-            line_no += len(lines)
-            info.records += len(out)
-        elif quoted and (in_quote or b'"' in block):
-            for line in lines:
-                line_no += 1
-                if in_quote:
-                    out.append(line)  # continuation of a quoted field that spans lines
-                elif line.strip(b"\r \t"):
-                    out.append(b"%d%b%b" % (line_no, sep, line.rstrip(b"\r")))
-                    info.records += 1
-                else:
-                    info.blank_lines += 1
-                    continue
-                if line.count(b'"') % 2:
-                    in_quote = not in_quote
+        if not records.pending and _plain_block(block, sep):
+            records.plain(lines, b"\r" in block)
         else:
-            for line in lines:
-                line_no += 1
-                if line.strip(b"\r \t"):
-                    out.append(b"%d%b%b" % (line_no, sep, line.rstrip(b"\r")))
-                else:
-                    info.blank_lines += 1
-            info.records += len(out)
-        if out:
-            dst.write(b"\n".join(out) + b"\n")
-        if not chunk:
+            records.lines(lines)
+        records.flush(dst)
+    records.finish()
+    records.flush(dst)
+    if info.nul_bytes:
+        info.notes.append(f"{info.nul_bytes} NUL byte(s) removed")
+
+
+def _stage_json_array(stream: _Readable, dst: BinaryIO, info: StagedFile) -> None:
+    """A JSON array of records, parsed element by element (memory holds one block), each element
+    written as a record numbered by the line it starts on."""
+    decoder = json.JSONDecoder()
+    sep = JSON_DELIMITER.encode()
+    text, pos, line = "", 0, 1
+    started = done = False
+    blocks = _blocks(stream, b"")
+    exhausted = False
+
+    def more() -> bool:
+        nonlocal text, pos, exhausted
+        block = next(blocks, None)
+        if block is None:
+            exhausted = True
+            return False
+        text = text[pos:] + _clean_block(block, info).decode("utf-8")
+        pos = 0
+        return True
+
+    while not done:
+        while True:  # skip to the next value
+            while pos < len(text) and text[pos] in " \t\r\n,\ufeff":
+                line += text[pos] == "\n"
+                pos += 1
+            if pos < len(text) or not more():
+                break
+        if pos >= len(text):
+            raise SourceError(str(info.source), line, "the JSON array is not closed (no ']' at the end)")
+        if not started:
+            if text[pos] != "[":
+                raise SourceError(str(info.source), line, "expected a JSON array or JSON lines")
+            started, pos = True, pos + 1
+            continue
+        if text[pos] == "]":
+            done = True
             break
+        while True:
+            try:
+                value, end = decoder.raw_decode(text, pos)
+                break
+            except json.JSONDecodeError as exc:
+                if exhausted or not more():
+                    raise SourceError(
+                        str(info.source), line + text.count("\n", pos, exc.pos), f"invalid JSON: {exc.msg}"
+                    ) from exc
+        dst.write(b"%d%b%b\n" % (line, sep, json.dumps(value, ensure_ascii=False).encode("utf-8")))
+        info.records += 1
+        line += text.count("\n", pos, end)
+        pos = end
