@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from shelfwise.governance import Ingestor, Quarantine
 from tests.cli.test_cli import sw
 from tests.conftest import curated_rows
@@ -90,3 +92,56 @@ def test_a_table_whose_every_row_is_bad_is_published_empty(tmp_path):
     assert report.tables["products"].rows_curated == 0 and report.tables["products"].balanced
     assert report.tables["products"].reasons == {"missing_required": 1, "out_of_range": 1}
     assert report.tables["events"].rows_in == 0 and report.status == "COMPLETE"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_table_from_a_folder_of_parts(tmp_path, fmt):
+    """Spark/Hive-style output: a table's folder of parts is one table; a later part's row is
+    the newer version of a key; a quarantined row names its part and its line there."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = tmp_path / "data"
+    (data / "products").mkdir(parents=True)
+    (data / "events").mkdir()
+    products = [
+        [("p1", "Old title"), ("p2", "Hat")],
+        [("p1", "New title"), ("p3", "")],  # p1 again in a later part; p3 without a title
+    ]
+    for k, rows in enumerate(products):
+        path = data / "products" / f"part-{k:05d}.{fmt}"
+        if fmt == "csv":
+            path.write_text("product_id,title\n" + "".join(f"{p},{t}\n" for p, t in rows))
+        else:
+            pq.write_table(
+                pa.table({"product_id": [r[0] for r in rows], "title": [r[1] for r in rows]}), path
+            )
+    (data / "products" / "_SUCCESS").write_text("")
+    (data / "events" / f"part-00000.{fmt}").write_bytes(b"")
+    events = {"user_id": ["u1", "u2"], "product_id": ["p1", "p9"], "event_type": ["view", "view"],
+              "timestamp": ["2024-03-01T10:00:00Z", "2024-03-01T10:00:00Z"]}  # fmt: skip
+    path = data / "events" / f"part-00001.{fmt}"
+    if fmt == "csv":
+        path.write_text(
+            "user_id,product_id,event_type,timestamp\nu1,p1,view,2024-03-01T10:00:00Z\nu2,p9,view,2024-03-01T10:00:00Z\n"
+        )
+        (data / "events" / "part-00000.csv").write_text("")
+    else:
+        pq.write_table(pa.table(events), path)
+        (data / "events" / "part-00000.parquet").unlink()
+    report = Ingestor(tmp_path / "w").run(data)
+    prods = report.tables["products"]
+    assert (prods.rows_in, prods.rows_curated, prods.balanced) == (4, 2, True)
+    assert [Path(f).name for f in prods.source_files] == [f"part-00000.{fmt}", f"part-00001.{fmt}"]
+    titles = dict(curated_rows(tmp_path / "w", "SELECT product_id, title FROM curated.products"))
+    assert titles == {"p1": "New title", "p2": "Hat"}
+    got = {
+        (r["table"], Path(r["source_file"]).name, r["source_line"], r["reason"])
+        for r in Quarantine(tmp_path / "w").list(status=None, limit=None)
+    }
+    first = 2 if fmt == "csv" else 1  # a CSV's line 1 is its header; Parquet rows count from 1
+    assert got == {
+        ("products", f"part-00000.{fmt}", first, "duplicate_key"),
+        ("products", f"part-00001.{fmt}", first + 1, "missing_required"),
+        ("events", f"part-00001.{fmt}", first + 1, "unknown_reference"),
+    }

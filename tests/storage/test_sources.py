@@ -147,3 +147,33 @@ def test_find_table_file_ignores_case_and_names_spreadsheets(tmp_path):
     (tmp_path / "products.xlsx").write_bytes(b"PK")
     with pytest.raises(SourceError, match="save the sheet as CSV"):
         find_table_file(tmp_path, "products")
+
+
+def test_a_folder_of_parts_is_staged_as_one_table(tmp_path):
+    from shelfwise.storage._sources import PART_LINES
+
+    folder = tmp_path / "events"
+    (folder / "dt=2024-02").mkdir(parents=True)
+    (folder / "part-0.csv").write_text("a,b\n1,x\n2,y\n")
+    (folder / "dt=2024-02" / "part-1.csv.gz").write_bytes(gzip.compress(b"a,b\n\n3,z\n"))
+    (folder / "part-2.csv").write_text("")  # an empty part (writers leave them)
+    (folder / "_SUCCESS").write_text("")
+    (folder / ".part-0.csv.crc").write_text("x")
+    assert find_table_file(tmp_path, "events") == folder
+    st = stage_file(folder, tmp_path / "st")
+    assert [p.name for p in st.parts] == ["part-1.csv.gz", "part-0.csv", "part-2.csv"]
+    assert st.records == 3 and st.header == ["a", "b"] and len(st.part_sha256) == 3
+    assert st.staged.read_text().splitlines() == [
+        "_line,a,b",
+        f"{3},3,z",  # part 0: dt=2024-02/part-1.csv.gz sorts first; its blank line 2 skipped
+        f"{PART_LINES + 2},1,x",
+        f"{PART_LINES + 3},2,y",
+    ]
+    assert any("part-2.csv: empty" in n for n in st.notes)
+    (folder / "part-3.csv").write_text("a,c\n1,2\n")
+    with pytest.raises(SourceError, match="part-3.csv:1: its header"):
+        stage_file(folder, tmp_path / "st")
+    (folder / "part-3.csv").unlink()
+    (folder / "part-4.jsonl").write_text("{}\n")
+    with pytest.raises(SourceError, match="share one format"):
+        stage_file(folder, tmp_path / "st")

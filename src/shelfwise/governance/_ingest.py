@@ -2,7 +2,8 @@
 
 For each canonical table present in the dataset directory (referenced tables first):
 
-1. stage the file (encoding repair, line numbers; `storage._sources`), hash it;
+1. stage the file, or the parts of the table's folder, as one file (encoding and export repairs,
+   line numbers; `storage._sources`), hash it;
 2. load it into `raw.<table>` as strings; lines the CSV reader cannot split land in quarantine
    as `malformed_row` with their line text;
 3. row checks compiled from the contract (`_compile`), every failure collected;
@@ -32,7 +33,7 @@ import pyarrow as pa
 
 from ..errors import ContractViolation, SourceError
 from ..storage import StagedFile, Warehouse, find_table_file, stage_file
-from ..storage._sources import JSON_DELIMITER, LINE_COLUMN
+from ..storage._sources import JSON_DELIMITER, LINE_COLUMN, PART_LINES
 from ._audit import AuditLog
 from ._compile import NORMALIZE_UDF, compile_contract, lit, q
 from ._contracts import (
@@ -69,7 +70,7 @@ class IngestSettings:
 @dataclass
 class TableReport:
     table: str
-    source_file: str
+    source_file: str  # the table's file, or its folder of parts
     source_sha256: str
     contract_version: str
     rows_in: int = 0
@@ -85,6 +86,7 @@ class TableReport:
     curated_version: int | None = None
     content_hash: str = ""
     contract_check: str = "passed"
+    source_files: list[str] = field(default_factory=list)  # the files read (a folder's parts)
 
 
 @dataclass
@@ -195,7 +197,8 @@ class Ingestor:
                 shown = ", ".join(unread[:10]) + (f" and {len(unread) - 10} more" if len(unread) > 10 else "")
                 report.notes.append(
                     f"not read: {shown} (a table is read from a file named after it: "
-                    f"{', '.join(LOAD_ORDER)} with .csv, .tsv, .jsonl, .json or .parquet, optionally .gz)"
+                    f"{', '.join(LOAD_ORDER)} with .csv, .tsv, .jsonl, .json or .parquet, optionally .gz; "
+                    "or from a folder of such files named after it)"
                 )
             if "products" not in report.tables and self.mode == "replace":
                 report.notes.append("no products file: the catalog is the set of products seen in events")
@@ -289,7 +292,9 @@ class Ingestor:
         if staged.format == "csv":
             return staged.header
         if staged.format == "parquet":
-            rows = wh.sql(f"DESCRIBE SELECT * FROM read_parquet({lit(staged.source.as_posix())})").fetchall()
+            rows = wh.sql(
+                f"DESCRIBE SELECT * FROM read_parquet({_parquet_files(staged)}, union_by_name=true)"
+            ).fetchall()
             return [r[0] for r in rows]
         assert staged.staged is not None
         rows = wh.sql(
@@ -311,6 +316,7 @@ class Ingestor:
             contract_version=contract.version,
             blank_lines=staged.blank_lines,
             transcoded_lines=staged.transcoded_lines,
+            source_files=[str(p) for p in staged.parts],
         )
         header = self._header(wh, staged)
         mapping, extra = self._map_columns(contract, header, src)
@@ -454,10 +460,16 @@ class Ingestor:
                 for c in contract.column_names
             ]
             select += [f"CAST({q(e)} AS VARCHAR) AS {q('x_' + _safe(e))}" for e in extra_kept]
+            files = _parquet_files(staged)
+            line = "file_row_number + 1"
+            options = "union_by_name=true, file_row_number=true"
+            if len(staged.parts) > 1:  # numbered as the parts of a staged folder are
+                line = f"(list_position({files}, filename) - 1) * {PART_LINES} + {line}"
+                options += ", filename=true"
             try:
                 row = wh.sql(
                     f"{into_raw} (SELECT {', '.join(select)}, "
-                    f"file_row_number + 1 AS _source_line FROM read_parquet({lit(src.as_posix())}, file_row_number=true))"
+                    f"{line} AS _source_line FROM read_parquet({files}, {options}))"
                 ).fetchone()
             except Exception as exc:  # noqa: BLE001
                 raise SourceError(str(src), None, f"unreadable Parquet file: {exc}") from exc
@@ -596,6 +608,14 @@ class Ingestor:
         for c in pseudo_cols:
             wh.sql(f"DROP TABLE _pseudo_{c}")  # the raw -> pseudonym map never persists
         tr.curated_version, tr.content_hash, tr.rows_curated = tv.version, tv.content_hash, tv.row_count
+        if staged.source.is_dir():  # a folder's rows are numbered part * PART_LINES + line: name both
+            parts = "[" + ", ".join(lit(str(p)) for p in staged.parts) + "]"
+            wh.sql(
+                f"""UPDATE quarantine.rows SET source_file = {parts}[source_line // {PART_LINES} + 1],
+                    source_line = source_line % {PART_LINES}
+                    WHERE run_id = ? AND table_name = ? AND source_line IS NOT NULL""",
+                [run_id, contract.name],
+            )
         rows = wh.sql(
             "SELECT reason, count(*) FROM quarantine.rows WHERE run_id = ? AND table_name = ? GROUP BY 1 ORDER BY 2 DESC",
             [run_id, contract.name],
@@ -705,6 +725,10 @@ class Ingestor:
             raise ContractViolation(
                 f"curated {contract.name} breaks its contract {schema.name}: {exc}"
             ) from exc
+
+
+def _parquet_files(staged: StagedFile) -> str:
+    return "[" + ", ".join(lit(p.as_posix()) for p in staged.parts) + "]"
 
 
 def _column_key(name: str) -> str:

@@ -39,16 +39,21 @@ JSON_DELIMITER = "\x1e"  # never inside valid JSON (control characters must be e
 MAX_QUOTED_LINES = 1000
 MAX_QUOTED_BYTES = 4 << 20
 BAD_LINE_CHARS = 10_000  # text kept of a rejected line
+# a table read from a folder of parts is staged as one file whose records are numbered
+# part_index * PART_LINES + line (the raw layer keeps that number; quarantine names part and line)
+PART_LINES = 10**10
 
 
 @dataclass
 class StagedFile:
-    source: Path
+    source: Path  # the table's file, or its folder of parts
     staged: Path | None  # None for parquet (read in place)
     format: str  # csv | jsonl | parquet
+    parts: list[Path] = field(default_factory=list)  # the files read (one, or a folder's parts)
+    part_sha256: list[str] = field(default_factory=list)
     delimiter: str = ","
     header: list[str] = field(default_factory=list)
-    sha256: str = ""  # of the file's bytes as stored (compressed, encoded)
+    sha256: str = ""  # of the file's bytes as stored (compressed, encoded); of the parts' hashes
     size_bytes: int = 0
     records: int = 0  # records written to the staged file
     blank_lines: int = 0
@@ -68,11 +73,15 @@ def _same_name(entry: Path, stem: str) -> str | None:
 
 
 def find_table_file(data_dir: Path, table: str) -> Path | None:
-    """The source file of a canonical table in a dataset directory, or None. Names match in any
-    case (`Events.CSV`), with an optional `.gz`."""
+    """The source of a canonical table in a dataset directory - a file, or a folder of parts
+    named after the table (`events/part-0000.parquet`, ...) - or None. Names match in any case
+    (`Events.CSV`), with an optional `.gz`."""
     candidates = []
     spreadsheets = []
     for p in sorted(data_dir.iterdir()):
+        if p.is_dir() and p.name.lower() == table:
+            candidates.append(p)
+            continue
         suffix = _same_name(p, table)
         if suffix is None or not p.is_file():
             continue
@@ -92,6 +101,37 @@ def find_table_file(data_dir: Path, table: str) -> Path | None:
             "a spreadsheet workbook is not read: save the sheet as CSV (UTF-8) or export Parquet",
         )
     return candidates[0] if candidates else None
+
+
+def _readable_name(name: str) -> bool:
+    return name.lower().removesuffix(".gz").endswith(SUPPORTED_SUFFIXES)
+
+
+def table_parts(path: Path) -> list[Path]:
+    """The files a table is read from: the file itself, or the data files of its folder (and of
+    sub-folders, such as `dt=2024-01-01/`), in path order; names starting with `.` or `_`
+    (`_SUCCESS`, `.part-0.crc`) are not data."""
+    if not path.exists():
+        raise SourceError(str(path), None, "file not found")
+    if path.is_file():
+        return [path]
+    parts = sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file()
+        and _readable_name(p.name)
+        and not any(s.startswith((".", "_")) for s in p.relative_to(path).parts)
+    )
+    if not parts:
+        raise SourceError(
+            str(path), None, "a table folder with no .csv, .tsv, .jsonl, .json or .parquet file in it"
+        )
+    formats = sorted({file_format(p) for p in parts})
+    if len(formats) > 1:
+        raise SourceError(
+            str(path), None, f"the parts of a table must share one format (found {', '.join(formats)})"
+        )
+    return parts
 
 
 def file_format(path: Path) -> str:
@@ -260,36 +300,57 @@ def _sniff(
 
 
 def stage_file(source: Path, staged_dir: Path) -> StagedFile:
-    """Stage one source file for loading (see the module docstring)."""
-    if not source.exists():
-        raise SourceError(str(source), None, "file not found")
-    fmt = file_format(source)
-    info = StagedFile(source=source, staged=None, format=fmt)
-    digest = hashlib.sha256()
+    """Stage a table's file, or the parts of its folder as one file (see the module docstring)."""
+    parts = table_parts(source)
+    info = StagedFile(source=source, staged=None, format=file_format(parts[0]), parts=parts)
     staged_dir.mkdir(parents=True, exist_ok=True)
     staged = staged_dir / (source.name.removesuffix(".gz") + ".staged")
+    dst: BinaryIO | None = None
     try:
-        raw = _HashingReader(open(source, "rb"), digest)
-        with io.BufferedReader(raw, BLOCK_BYTES) as buffered:
-            stream, head, shown = (
-                (buffered, b"", "parquet") if fmt == "parquet" else _sniff(source, buffered, info.notes)
-            )
-            if shown == "parquet":
-                info.format = "parquet"
-            else:
-                info.staged = staged
-                with open(staged, "wb") as dst:
-                    if fmt == "jsonl" and head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"[":
-                        info.notes.append("a JSON array, not JSON lines: read element by element")
-                        _stage_json_array(stream, dst, info)
+        for k, part in enumerate(parts):
+            digest = hashlib.sha256()
+            notes: list[str] = []
+            try:
+                raw = _HashingReader(open(part, "rb"), digest)
+                with io.BufferedReader(raw, BLOCK_BYTES) as buffered:
+                    stream, head, shown = (
+                        (buffered, b"", "parquet")
+                        if info.format == "parquet"
+                        else _sniff(part, buffered, notes)
+                    )
+                    if shown == "parquet":
+                        if len(parts) > 1 and info.format != "parquet":
+                            raise SourceError(
+                                str(part),
+                                None,
+                                "a Parquet file among text files: a table's parts share one format",
+                            )
+                        info.format = "parquet"
                     else:
-                        _stage_stream(stream, dst, info)
-            while buffered.read(BLOCK_BYTES):  # the rest of the file, for its hash
-                pass
-    except (OSError, EOFError) as exc:  # e.g. a truncated gzip file
-        raise SourceError(str(source), None, f"unreadable file: {exc}") from exc
-    info.sha256 = digest.hexdigest()
-    info.size_bytes = raw.size
+                        if dst is None:
+                            dst = open(staged, "wb")
+                            info.staged = staged
+                        base = k * PART_LINES
+                        if info.format == "jsonl" and head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"[":
+                            notes.append("a JSON array, not JSON lines: read element by element")
+                            _stage_json_array(part, stream, dst, info, base)
+                        else:
+                            _stage_stream(part, stream, dst, info, base, notes, many=len(parts) > 1)
+                    while buffered.read(BLOCK_BYTES):  # the rest of the file, for its hash
+                        pass
+            except (OSError, EOFError) as exc:  # e.g. a truncated gzip file
+                raise SourceError(str(part), None, f"unreadable file: {exc}") from exc
+            info.part_sha256.append(digest.hexdigest())
+            info.size_bytes += raw.size
+            info.notes.extend(notes if len(parts) == 1 else [f"{part.name}: {n}" for n in notes])
+    finally:
+        if dst is not None:
+            dst.close()
+    info.sha256 = (
+        info.part_sha256[0]
+        if source.is_file()
+        else hashlib.sha256("\n".join(info.part_sha256).encode()).hexdigest()
+    )
     return info
 
 
@@ -430,8 +491,20 @@ def _clean_block(block: bytes, info: StagedFile) -> bytes:
     return block
 
 
-def _stage_stream(stream: _Readable, dst: BinaryIO, info: StagedFile) -> None:
-    suffix = Path(info.source.name.lower().removesuffix(".gz")).suffix
+def _stage_stream(
+    source: Path,
+    stream: _Readable,
+    dst: BinaryIO,
+    info: StagedFile,
+    line_base: int,
+    notes: list[str],
+    *,
+    many: bool,
+) -> None:
+    """Stage one file (or one part of a table: `line_base` numbers its lines after the earlier
+    parts'; it must have the first part's header, which is written once)."""
+    suffix = Path(source.name.lower().removesuffix(".gz")).suffix
+    nul_before = info.nul_bytes
     carry = b""
     if info.format == "csv":
         while b"\n" not in carry:
@@ -444,15 +517,27 @@ def _stage_stream(stream: _Readable, dst: BinaryIO, info: StagedFile) -> None:
         header_text, _ = _decode_line(first.rstrip(b"\r").replace(b"\x00", b""))
         header_text = header_text.lstrip("\ufeff")
         if not header_text.strip():
+            if many and not carry.strip():
+                notes.append("empty: no header, no rows")
+                return
             raise SourceError(
-                str(info.source), 1, "the file is empty: a CSV file needs a header line naming its columns"
+                str(source), 1, "the file is empty: a CSV file needs a header line naming its columns"
             )
-        info.delimiter = _sniff_delimiter(header_text, suffix)
-        info.header = _split_header(header_text, info.delimiter)
-        dst.write(f"{LINE_COLUMN}{info.delimiter}{header_text}\n".encode())
-        records = _Records(info, info.delimiter.encode(), quoted=True, line_no=1)
+        delimiter = _sniff_delimiter(header_text, suffix)
+        header = _split_header(header_text, delimiter)
+        if not info.header:
+            info.delimiter, info.header = delimiter, header
+            dst.write(f"{LINE_COLUMN}{info.delimiter}{header_text}\n".encode())
+        elif (delimiter, header) != (info.delimiter, info.header):
+            raise SourceError(
+                str(source),
+                1,
+                f"its header ({', '.join(header)}) is not that of the table's first part "
+                f"({', '.join(info.header)}): the parts of a table share one header",
+            )
+        records = _Records(info, info.delimiter.encode(), quoted=True, line_no=line_base + 1)
     else:
-        records = _Records(info, JSON_DELIMITER.encode(), quoted=False, line_no=0)
+        records = _Records(info, JSON_DELIMITER.encode(), quoted=False, line_no=line_base)
     sep = records.sep[0] if records.quoted else None
     for raw_block in _blocks(stream, carry):
         block = _clean_block(raw_block, info)
@@ -466,16 +551,18 @@ def _stage_stream(stream: _Readable, dst: BinaryIO, info: StagedFile) -> None:
         records.flush(dst)
     records.finish()
     records.flush(dst)
-    if info.nul_bytes:
-        info.notes.append(f"{info.nul_bytes} NUL byte(s) removed")
+    if info.nul_bytes > nul_before:
+        notes.append(f"{info.nul_bytes - nul_before} NUL byte(s) removed")
 
 
-def _stage_json_array(stream: _Readable, dst: BinaryIO, info: StagedFile) -> None:
+def _stage_json_array(
+    source: Path, stream: _Readable, dst: BinaryIO, info: StagedFile, line_base: int
+) -> None:
     """A JSON array of records, parsed element by element (memory holds one block), each element
     written as a record numbered by the line it starts on."""
     decoder = json.JSONDecoder()
     sep = JSON_DELIMITER.encode()
-    text, pos, line = "", 0, 1
+    text, pos, line = "", 0, line_base + 1
     started = done = False
     blocks = _blocks(stream, b"")
     exhausted = False
@@ -498,10 +585,12 @@ def _stage_json_array(stream: _Readable, dst: BinaryIO, info: StagedFile) -> Non
             if pos < len(text) or not more():
                 break
         if pos >= len(text):
-            raise SourceError(str(info.source), line, "the JSON array is not closed (no ']' at the end)")
+            raise SourceError(
+                str(source), line - line_base, "the JSON array is not closed (no ']' at the end)"
+            )
         if not started:
             if text[pos] != "[":
-                raise SourceError(str(info.source), line, "expected a JSON array or JSON lines")
+                raise SourceError(str(source), line - line_base, "expected a JSON array or JSON lines")
             started, pos = True, pos + 1
             continue
         if text[pos] == "]":
@@ -514,7 +603,9 @@ def _stage_json_array(stream: _Readable, dst: BinaryIO, info: StagedFile) -> Non
             except json.JSONDecodeError as exc:
                 if exhausted or not more():
                     raise SourceError(
-                        str(info.source), line + text.count("\n", pos, exc.pos), f"invalid JSON: {exc.msg}"
+                        str(source),
+                        line - line_base + text.count("\n", pos, exc.pos),
+                        f"invalid JSON: {exc.msg}",
                     ) from exc
         dst.write(b"%d%b%b\n" % (line, sep, json.dumps(value, ensure_ascii=False).encode("utf-8")))
         info.records += 1
