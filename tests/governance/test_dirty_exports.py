@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from shelfwise.errors import SourceError
 from shelfwise.governance import Ingestor, Quarantine
 from tests.cli.test_cli import sw
 from tests.conftest import curated_rows
@@ -145,3 +146,42 @@ def test_a_table_from_a_folder_of_parts(tmp_path, fmt):
         ("products", f"part-00001.{fmt}", first + 1, "missing_required"),
         ("events", f"part-00001.{fmt}", first + 1, "unknown_reference"),
     }
+
+
+def test_files_named_as_other_exports_name_them(tmp_path):
+    """A MovieLens download (`ratings.csv`, `movies.csv`) and an orders export read as they
+    are: the file name or a rating column implies the event type, which the notes say."""
+    data = tmp_path / "ml"
+    data.mkdir()
+    (data / "ratings.csv").write_text(
+        "userId,movieId,rating,timestamp\n1,10,4.0,964982703\n1,20,3.5,964982224\n2,10,5.0,1445714835\n"
+    )
+    (data / "movies.csv").write_text(
+        'movieId,title,genres\n10,Toy Story (1995),Adventure|Animation\n20,"Heat (1995)",Action|Crime\n'
+    )
+    (data / "tags.csv").write_text("userId,movieId,tag,timestamp\n")
+    report = Ingestor(tmp_path / "w").run(data)
+    assert report.tables["events"].rows_curated == 3 and report.tables["products"].rows_curated == 2
+    assert any(
+        "ratings.csv: no event_type column: every row is event_type = rating" in n for n in report.notes
+    )
+    assert any("not read: tags.csv" in n for n in report.notes)
+    rows = curated_rows(tmp_path / "w", "SELECT DISTINCT event_type, value FROM curated.events ORDER BY 2")
+    assert rows == [("rating", 3.5), ("rating", 4.0), ("rating", 5.0)]
+    cats = dict(curated_rows(tmp_path / "w", "SELECT product_id, category FROM curated.products"))
+    assert cats == {"10": "Adventure > Animation", "20": "Action > Crime"}
+
+    orders = tmp_path / "orders"
+    orders.mkdir()
+    (orders / "orders.csv").write_text("customer_id,sku,created_at\nc1,A1,2024-03-01 10:00:00\n")
+    report = Ingestor(tmp_path / "w2").run(orders)
+    assert report.tables["events"].rows_curated == 1
+    assert curated_rows(tmp_path / "w2", "SELECT event_type FROM curated.events") == [("purchase",)]
+
+    (orders / "clicks.csv").write_text("customer_id,sku,created_at\n")
+    with pytest.raises(SourceError, match=r"several that could be it \(orders.csv, clicks.csv\)"):
+        Ingestor(tmp_path / "w3").run(orders)
+    (orders / "clicks.csv").unlink()
+    (orders / "orders.csv").rename(orders / "events.csv")
+    with pytest.raises(SourceError, match="a rating column"):  # no type, nothing implies one
+        Ingestor(tmp_path / "w4").run(orders)

@@ -56,6 +56,8 @@ CASES: list[tuple[dict[str, str], Reason | None]] = [
     ({"user_id": "u12", "product_id": "P1", "event_type": "view", "timestamp": "Mar 2, 2024"}, None),
     ({"user_id": "u12", "product_id": "P1", "event_type": "view", "timestamp": "2024/03/01 10:45"}, None),
     ({"user_id": "u12", "product_id": "P1", "event_type": "view", "timestamp": "13/13/2024"}, Reason.UNPARSEABLE_TIMESTAMP),
+    ({"user_id": "u13", "product_id": "P1", "event_type": "view", "timestamp": "1709287200000000"}, None),  # µs
+    ({"user_id": "u14", "product_id": "P1", "event_type": "view", "timestamp": "1709287200000000000"}, None),  # ns
 ]  # fmt: skip
 
 

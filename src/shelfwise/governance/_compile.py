@@ -128,7 +128,7 @@ RFC2822_FORMAT = "%a, %d %b %Y %H:%M:%S %z"  # with an offset: converted to UTC
 
 
 def timestamp_expr(s: str, *, day_first: bool = False) -> str:
-    """ISO 8601 (offsets honoured, converted to UTC), epoch seconds / milliseconds, compact
+    """ISO 8601 (offsets honoured, converted to UTC), epoch seconds / ms / µs / ns, compact
     `YYYYMMDD[HHMMSS]`, or one of the common non-ISO forms (`TIMESTAMP_FORMATS`, slash dates)."""
     num = f"TRY_CAST({s} AS DOUBLE)"
     formats = "[" + ", ".join(lit(f) for f in (*slash_date_formats(day_first), *TIMESTAMP_FORMATS)) + "]"
@@ -138,6 +138,8 @@ def timestamp_expr(s: str, *, day_first: bool = False) -> str:
         f"CASE WHEN regexp_full_match({s}, '-?[0-9]+(\\.[0-9]+)?') THEN "
         f"CASE WHEN regexp_full_match({s}, '(19|20)[0-9]{{6}}') THEN try_strptime({s}, '%Y%m%d') "
         f"WHEN regexp_full_match({s}, '(19|20)[0-9]{{12}}') THEN try_strptime({s}, '%Y%m%d%H%M%S') "
+        f"WHEN abs({num}) > 1e17 THEN to_timestamp({num} / 1e9)::TIMESTAMP "
+        f"WHEN abs({num}) > 1e14 THEN to_timestamp({num} / 1e6)::TIMESTAMP "
         f"WHEN abs({num}) > 1e11 THEN to_timestamp({num} / 1000.0)::TIMESTAMP "
         f"ELSE to_timestamp({num})::TIMESTAMP END "
         f"ELSE coalesce(TRY_CAST(TRY_CAST({s} AS TIMESTAMPTZ) AS TIMESTAMP), try_strptime({s}, {formats}), "

@@ -113,8 +113,25 @@ _EVENT_SYNONYMS = (
 
 # Column names other shops and public datasets use for the same thing, shared by every table that
 # has the column (a table may add names of its own, e.g. a bare `id` where it is the table's key).
-PRODUCT_ID_ALIASES = ("item_id", "itemid", "sku", "asin", "product_uid")
-USER_ID_ALIASES = ("userid", "customer_id", "visitor_id", "visitorid")
+PRODUCT_ID_ALIASES = (
+    "item_id",
+    "itemid",
+    "sku",
+    "asin",
+    "product_uid",
+    "article_id",
+    "movie_id",
+    "variant_id",
+)
+USER_ID_ALIASES = (
+    "userid",
+    "customer_id",
+    "visitor_id",
+    "visitorid",
+    "user_pseudo_id",
+    "client_id",
+    "member_id",
+)
 QUERY_ALIASES = ("search_term", "search_query")
 
 PRODUCTS = TableContract(
@@ -132,7 +149,11 @@ PRODUCTS = TableContract(
         ),
         ColumnSpec("title", Kind.STRING, required=True, aliases=("name", "product_title", "product_name")),
         ColumnSpec("description", Kind.STRING),
-        ColumnSpec("category", Kind.CATEGORY, aliases=("category_path", "categories")),
+        ColumnSpec(
+            "category",
+            Kind.CATEGORY,
+            aliases=("category_path", "categories", "category_name", "product_category", "genres", "genre"),
+        ),
         ColumnSpec("brand", Kind.STRING),
         ColumnSpec("price", Kind.FLOAT, min_value=0.0, max_value=1_000_000.0),
         ColumnSpec("in_stock", Kind.BOOL, aliases=("available", "instock")),
@@ -162,13 +183,31 @@ EVENTS = TableContract(
             required=True,
             allowed=EVENT_TYPES,
             synonyms=_EVENT_SYNONYMS,
-            aliases=("event", "type", "action", "behavior", "behaviour"),
+            aliases=(
+                "event",
+                "type",
+                "action",
+                "behavior",
+                "behaviour",
+                "event_name",
+                "interaction",
+                "interaction_type",
+            ),
         ),
         ColumnSpec(
             "timestamp",
             Kind.TIMESTAMP,
             required=True,
-            aliases=("ts", "time", "datetime", "event_time", "date"),
+            aliases=(
+                "ts",
+                "time",
+                "datetime",
+                "event_time",
+                "date",
+                "event_timestamp",
+                "created_at",
+                "occurred_at",
+            ),
         ),
         ColumnSpec(
             "session_id", Kind.ID, classification=Classification.INTERNAL, aliases=("session", "sessionid")
@@ -260,6 +299,21 @@ USERS = TableContract(
 CONTRACTS: dict[str, TableContract] = {c.name: c for c in (PRODUCTS, QUERIES, USERS, EVENTS, JUDGMENTS)}
 # Load order: referenced tables first.
 LOAD_ORDER = ("products", "queries", "users", "events", "judgments")
+# file names other exports use for a table, read when the canonical name is absent (`ratings.csv`
+# and `movies.csv` of a MovieLens download, an `orders.csv` export, an `items.jsonl` catalog)
+TABLE_FILE_ALIASES: dict[str, tuple[str, ...]] = {
+    "products": ("items", "catalog", "movies", "articles"),
+    "events": ("interactions", "ratings", "transactions", "orders", "purchases", "clicks", "views"),
+}
+# an events file named for one kind of event, without an event type column, holds that kind
+IMPLIED_EVENT_TYPES = {
+    "ratings": "rating",
+    "transactions": "purchase",
+    "orders": "purchase",
+    "purchases": "purchase",
+    "clicks": "click",
+    "views": "view",
+}
 
 # Extra user-profile columns whose *name* says they hold personal data: excluded from curated data.
 PERSONAL_COLUMN_HINTS = (

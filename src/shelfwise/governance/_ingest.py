@@ -39,7 +39,9 @@ from ._compile import NORMALIZE_UDF, compile_contract, lit, q
 from ._contracts import (
     BOT_EVENT_TYPES,
     CONTRACTS,
+    IMPLIED_EVENT_TYPES,
     LOAD_ORDER,
+    TABLE_FILE_ALIASES,
     Classification,
     Kind,
     TableContract,
@@ -136,7 +138,7 @@ class Ingestor:
         data_dir = Path(data_dir)
         if not data_dir.is_dir():
             raise SourceError(str(data_dir), None, "dataset directory not found")
-        files = {t: find_table_file(data_dir, t) for t in LOAD_ORDER}
+        files = {t: find_table_file(data_dir, t, TABLE_FILE_ALIASES.get(t, ())) for t in LOAD_ORDER}
         if self.mode == "replace" and files["events"] is None and files["products"] is None:
             present = ", ".join(sorted(p.name for p in data_dir.iterdir())[:20]) or "nothing"
             raise SourceError(
@@ -259,8 +261,9 @@ class Ingestor:
 
     def _map_columns(
         self, contract: TableContract, header: list[str], path: Path
-    ) -> tuple[dict[str, str], list[str]]:
-        """canonical -> source column; and the source columns outside the contract."""
+    ) -> tuple[dict[str, str], list[str], dict[str, str]]:
+        """canonical -> source column; the source columns outside the contract; and canonical
+        columns the file implies without naming them (the event type of `ratings.csv`)."""
         by_key: dict[str, str] = {}
         for h in header:
             by_key.setdefault(_column_key(h), h)
@@ -271,7 +274,14 @@ class Ingestor:
                 if found is not None and found not in mapping.values():
                     mapping[c.name] = found
                     break
-        missing = [c for c in contract.required_columns if c not in mapping]
+        implied: dict[str, str] = {}
+        if contract.name == "events" and "event_type" not in mapping:
+            kind = IMPLIED_EVENT_TYPES.get(path.name.lower().split(".")[0])
+            if kind is None and "value" in mapping and _column_key(mapping["value"]) == "rating":
+                kind = "rating"  # a rating per row and no event type: rating events
+            if kind is not None:
+                implied["event_type"] = kind
+        missing = [c for c in contract.required_columns if c not in mapping and c not in implied]
         if contract.name == "events" and "product_id" not in mapping:
             missing.append("product_id")
         if missing:
@@ -279,14 +289,21 @@ class Ingestor:
             for m in missing:
                 close = difflib.get_close_matches(m, header, n=1, cutoff=0.6)
                 hints.append(f"{m!r}" + (f" (is {close[0]!r} meant?)" if close else ""))
+            advice = (
+                " (an events file without one is read as one kind of event when its name says which -"
+                f" {', '.join(f'{k} = {v}' for k, v in IMPLIED_EVENT_TYPES.items())} - or when it has a"
+                " rating column)"
+                if "event_type" in missing
+                else ""
+            )
             raise SourceError(
                 str(path),
                 1,
                 f"missing required column(s) {', '.join(hints)}; the header has: "
-                f"{', '.join(header) or 'no columns'}",
+                f"{', '.join(header) or 'no columns'}{advice}",
             )
         extra = [h for h in header if h not in mapping.values() and h != LINE_COLUMN]
-        return mapping, extra
+        return mapping, extra, implied
 
     def _header(self, wh: Warehouse, staged: StagedFile) -> list[str]:
         if staged.format == "csv":
@@ -319,8 +336,10 @@ class Ingestor:
             source_files=[str(p) for p in staged.parts],
         )
         header = self._header(wh, staged)
-        mapping, extra = self._map_columns(contract, header, src)
+        mapping, extra, implied = self._map_columns(contract, header, src)
         tr.column_mapping = {v: k for k, v in mapping.items()}
+        for column, value in implied.items():
+            report.notes.append(f"{src.name}: no {column} column: every row is {column} = {value}")
         extra_kept: list[str] = []
         if contract.keep_extra_columns:
             for e in extra:
@@ -365,7 +384,7 @@ class Ingestor:
             pos = {h: f"c{i}" for i, h in enumerate(header)}
             cols_spec = "{" + ", ".join(f"'{n}': 'VARCHAR'" for n in names) + "}"
             select = [
-                f"{q(pos[mapping[c]])} AS {q(c)}" if c in mapping else f"NULL::VARCHAR AS {q(c)}"
+                f"{q(pos[mapping[c]])} AS {q(c)}" if c in mapping else f"{_constant(implied, c)} AS {q(c)}"
                 for c in contract.column_names
             ]
             select += [f"{q(pos[e])} AS {q('x_' + _safe(e))}" for e in extra_kept]
@@ -434,7 +453,7 @@ class Ingestor:
 
             used: set[str] = set()
             select = [
-                f"{col_sql(c)} AS {q(c)}" if c in mapping else f"NULL::VARCHAR AS {q(c)}"
+                f"{col_sql(c)} AS {q(c)}" if c in mapping else f"{_constant(implied, c)} AS {q(c)}"
                 for c in contract.column_names
             ]
             select += [f"{field_sql(e)} AS {q('x_' + _safe(e))}" for e in extra_kept if e not in used]
@@ -456,7 +475,9 @@ class Ingestor:
             tr.rows_in = staged.records
         else:  # parquet: typed columns are read as text so that one set of checks serves every format
             select = [
-                f"CAST({q(mapping[c])} AS VARCHAR) AS {q(c)}" if c in mapping else f"NULL::VARCHAR AS {q(c)}"
+                f"CAST({q(mapping[c])} AS VARCHAR) AS {q(c)}"
+                if c in mapping
+                else f"{_constant(implied, c)} AS {q(c)}"
                 for c in contract.column_names
             ]
             select += [f"CAST({q(e)} AS VARCHAR) AS {q('x_' + _safe(e))}" for e in extra_kept]
@@ -725,6 +746,11 @@ class Ingestor:
             raise ContractViolation(
                 f"curated {contract.name} breaks its contract {schema.name}: {exc}"
             ) from exc
+
+
+def _constant(implied: dict[str, str], column: str) -> str:
+    """SQL for a column the file does not have: its implied value, or NULL."""
+    return f"{lit(implied[column])}::VARCHAR" if column in implied else "NULL::VARCHAR"
 
 
 def _parquet_files(staged: StagedFile) -> str:

@@ -109,8 +109,10 @@ def parse_timestamp(s: str, *, day_first: bool = False) -> datetime | None:
                 except ValueError:
                     return None
         num = float(s)
-        if abs(num) > 1e11:
-            num /= 1000.0
+        for above, per_second in ((1e17, 1e9), (1e14, 1e6), (1e11, 1e3)):  # ns, µs, ms
+            if abs(num) > above:
+                num /= per_second
+                break
         try:
             return datetime.fromtimestamp(num, UTC).replace(tzinfo=None)
         except (OverflowError, OSError, ValueError):

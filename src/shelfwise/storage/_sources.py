@@ -72,10 +72,26 @@ def _same_name(entry: Path, stem: str) -> str | None:
     return low[len(stem) :]
 
 
-def find_table_file(data_dir: Path, table: str) -> Path | None:
+def find_table_file(data_dir: Path, table: str, aliases: tuple[str, ...] = ()) -> Path | None:
     """The source of a canonical table in a dataset directory - a file, or a folder of parts
     named after the table (`events/part-0000.parquet`, ...) - or None. Names match in any case
-    (`Events.CSV`), with an optional `.gz`."""
+    (`Events.CSV`), with an optional `.gz`. Without one, a file under one of `aliases`
+    (`ratings.csv` for events), which must be unambiguous."""
+    found = _find_named(data_dir, table)
+    if found is not None or not aliases:
+        return found
+    by_alias = [p for p in (_find_named(data_dir, a) for a in aliases) if p is not None]
+    if len(by_alias) > 1:
+        names = ", ".join(p.name for p in by_alias)
+        raise SourceError(
+            str(data_dir),
+            None,
+            f"no {table} file, and several that could be it ({names}): name the one to read {table}.<ext>",
+        )
+    return by_alias[0] if by_alias else None
+
+
+def _find_named(data_dir: Path, table: str) -> Path | None:
     candidates = []
     spreadsheets = []
     for p in sorted(data_dir.iterdir()):
