@@ -1014,7 +1014,7 @@ def _take_identity(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one clear line and exit with status 2 (4: access denied)."""
-    from .governance import AccessDenied
+    from .errors import AccessDenied  # (not through `governance`: `--help` needs no warehouse)
 
     argv = _take_identity(list(sys.argv[1:] if argv is None else argv))
     try:

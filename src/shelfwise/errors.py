@@ -18,3 +18,7 @@ class SourceError(ShelfwiseError):
 
 class ContractViolation(ShelfwiseError):
     """Curated data broke its contract: a bug in cleaning, never the user's fault. The run fails."""
+
+
+class AccessDenied(ShelfwiseError):
+    """The identity is missing, wrong, or its role does not permit the action (exit status 4)."""

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
-from ..errors import ShelfwiseError
+from ..errors import AccessDenied, ShelfwiseError
 from ._audit import AuditLog
 
 PEOPLE_FILE = Path("governance") / "people.json"
@@ -67,10 +67,6 @@ PERMISSIONS: dict[str, set[Role]] = {
     "serve.call": {Role.ADMIN, Role.ENGINEER, Role.SERVICE, Role.SCIENTIST, Role.ANALYST},
     "serve.admin": {Role.ADMIN, Role.ENGINEER},
 }
-
-
-class AccessDenied(ShelfwiseError):
-    """The identity is missing, wrong, or its role does not permit the action (exit status 4)."""
 
 
 @dataclass

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-import pandera.ibis as pa
+if TYPE_CHECKING:  # pandera (~1 s to import) is imported where schemas are built
+    import pandera.ibis as pa
 
 
 class Kind(StrEnum):
@@ -372,6 +374,7 @@ _PANDERA_TYPES = {
 
 def _to_pandera(contract: TableContract, *, values: bool = True) -> pa.DataFrameSchema:
     import ibis.expr.datatypes as dt
+    import pandera.ibis as pa
 
     columns = {}
     for c in contract.columns:
