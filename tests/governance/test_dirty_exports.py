@@ -89,7 +89,10 @@ def test_a_table_whose_every_row_is_bad_is_published_empty(tmp_path):
     data.mkdir()
     (data / "products.csv").write_text("product_id,title,price\np1,,3\np2,Hat,-4\n")
     (data / "events.csv").write_text("user_id,product_id,event_type,timestamp\n")
+    (data / "queries.csv").write_text("query_id,query\nq1,hat\n")
+    (data / "judgments.csv").write_text("query_id,product_id,relevance\nq1,p2,N/A\n")  # required: missing
     report = Ingestor(tmp_path / "w").run(data)
+    assert report.tables["judgments"].reasons == {"missing_required": 1}
     assert report.tables["products"].rows_curated == 0 and report.tables["products"].balanced
     assert report.tables["products"].reasons == {"missing_required": 1, "out_of_range": 1}
     assert report.tables["events"].rows_in == 0 and report.status == "COMPLETE"

@@ -39,7 +39,9 @@ CASES: list[tuple[dict[str, str], Reason | None]] = [
     ({"user_id": "u8", "product_id": "", "event_type": "transaction", "timestamp": "2024-03-01T10:00:00Z"}, Reason.MISSING_REQUIRED),
     # what exports write: "no value" words, decimal commas, ids written as floats, non-ISO dates
     ({"user_id": "nan", "product_id": "P1", "event_type": "view", "timestamp": "2024-03-01T10:00:00Z"}, Reason.MISSING_REQUIRED),
-    ({"user_id": "u9", "product_id": "P1", "event_type": "NULL", "timestamp": "2024-03-01T10:00:00Z"}, Reason.MISSING_REQUIRED),
+    ({"user_id": "u9", "product_id": "P1", "event_type": "NULL", "timestamp": "2024-03-01T10:00:00Z"}, Reason.INVALID_VALUE),
+    ({"user_id": "u9", "product_id": "n/a", "event_type": "view", "timestamp": "2024-03-01T10:00:00Z"}, Reason.MISSING_REQUIRED),
+    ({"user_id": "u9", "product_id": "P2", "event_type": "view", "timestamp": "N/A"}, Reason.UNPARSEABLE_TIMESTAMP),
     ({"user_id": "u9", "product_id": "P1", "event_type": "purchase", "timestamp": "2024-03-01T10:00:00Z", "value": "N/A"}, None),
     ({"user_id": "u10", "product_id": "P1", "event_type": "purchase", "timestamp": "2024-03-01T10:00:00Z", "value": "12,50 EUR"}, None),
     ({"user_id": "u10", "product_id": "P1", "event_type": "purchase", "timestamp": "2024-03-01T10:00:01Z", "value": "1.299,00"}, None),

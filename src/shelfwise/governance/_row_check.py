@@ -20,6 +20,7 @@ from typing import Any
 from ._compile import (
     CURRENCY_AROUND,
     FALSE_TOKENS,
+    MISSING_KINDS,
     MISSING_VALUES,
     RFC2822_FORMAT,
     TIMESTAMP_FORMATS,
@@ -103,7 +104,7 @@ def parse_timestamp(s: str, *, day_first: bool = False) -> datetime | None:
     milliseconds, compact `YYYYMMDD[HHMMSS]`, or a common non-ISO form."""
     if _NUMBER.fullmatch(s):
         for digits, fmt in ((8, "%Y%m%d"), (14, "%Y%m%d%H%M%S")):
-            if len(s) == digits and s[:2] in ("19", "20"):
+            if len(s) == digits:
                 try:
                     return datetime.strptime(s, fmt)
                 except ValueError:
@@ -154,8 +155,8 @@ def check_record(
     fail = out.failures.append
     for c in contract.columns:
         s = _text(record.get(c.name))
-        if s is not None and c.kind is not Kind.TEXT and s in _MISSING:
-            s = None
+        if s is not None and s in _MISSING and c.kind in (*MISSING_KINDS, Kind.FLOAT, Kind.BOOL, Kind.JSON):
+            s = None  # missing (not invalid); see `_compile.MISSING_VALUES`
         name = c.name
         value: Any = None
         if c.kind is Kind.ID:

@@ -428,7 +428,7 @@ class _Records:
         if crlf:
             lines = [line.rstrip(b"\r") for line in lines]
         sep = self.sep
-        self.out.extend(b"%d%b%b" % (n, sep, line) for n, line in enumerate(lines, self.line_no + 1))
+        self.out += [b"%d%b%b" % (n, sep, line) for n, line in enumerate(lines, self.line_no + 1)]
         self.line_no += len(lines)
         self.info.records += len(lines)
 
