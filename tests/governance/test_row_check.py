@@ -48,6 +48,8 @@ CASES: list[tuple[dict[str, str], Reason | None]] = [
     ({"user_id": "u10", "product_id": "P1", "event_type": "purchase", "timestamp": "2024-03-01T10:00:02Z", "value": "1,299.00"}, None),
     ({"user_id": "u10", "product_id": "P1", "event_type": "purchase", "timestamp": "2024-03-01T10:00:03Z", "value": "1.299,00 GBP"}, None),
     ({"user_id": "u11", "product_id": "101.0", "event_type": "view", "timestamp": "2024-03-01T10:00:00Z"}, None),
+    ({"user_id": "u15", "product_id": "P1", "event_type": "view_item", "timestamp": "2024-03-01T10:00:00Z"}, None),
+    ({"user_id": "u15", "product_id": "P1", "event_type": "purchase", "timestamp": "2024-03-01T10:00:00Z", "value": "1 299,00 €"}, None),
     ({"user_id": "u11", "product_id": "102.0", "event_type": "view", "timestamp": "2024-03-01T10:00:00Z"}, Reason.UNKNOWN_REFERENCE),
     ({"user_id": "u12", "product_id": "P1", "event_type": "view", "timestamp": "20240301"}, None),
     ({"user_id": "u12", "product_id": "P1", "event_type": "view", "timestamp": "20240301103000"}, None),
@@ -79,7 +81,8 @@ def test_parse_number_forms():
     from shelfwise.governance._row_check import parse_number
 
     for text, value in [("12.5", 12.5), ("$1,299.00", 1299.0), ("1.299,00", 1299.0), ("12,99", 12.99),
-                        ("1,299", 1299.0), ("7.5 EUR", 7.5), ("€ 5,50", 5.5), ("1e3", 1000.0)]:  # fmt: skip
+                        ("1,299", 1299.0), ("7.5 EUR", 7.5), ("€ 5,50", 5.5), ("1e3", 1000.0),
+                        ("1 299,00", 1299.0), ("1\u00a0299,50 €", 1299.5), ("12 345", 12345.0)]:  # fmt: skip
         assert parse_number(text) == value, text
     for text in ("free", "nan", "inf", "1_000", "12,9,9"):
         assert parse_number(text) is None, text

@@ -58,8 +58,19 @@ class CompiledContract:
         )
 
 
-TRUE_TOKENS = ("true", "t", "1", "yes", "y", "in stock", "in_stock", "instock", "available")
-FALSE_TOKENS = ("false", "f", "0", "no", "n", "out of stock", "out_of_stock", "sold out", "unavailable")
+TRUE_TOKENS = ("true", "t", "1", "1.0", "yes", "y", "in stock", "in_stock", "instock", "available")
+FALSE_TOKENS = (
+    "false",
+    "f",
+    "0",
+    "0.0",
+    "no",
+    "n",
+    "out of stock",
+    "out_of_stock",
+    "sold out",
+    "unavailable",
+)
 # what exports write for "no value", in the cases they write it (`nan`, `NaN`, `N/A`, `NULL`).
 # Ids, names and categories holding one are missing (`_clean`); a number, boolean or JSON column
 # holding one is missing instead of invalid (tested only on the rows that fail to parse: free);
@@ -159,6 +170,7 @@ def timestamp_expr(s: str, *, day_first: bool = False) -> str:
 
 CURRENCY = "[$€£¥₹]|[A-Za-z]{3}"  # a symbol or an ISO 4217 code (USD, eur)
 CURRENCY_AROUND = f"^({CURRENCY})\\s*|\\s*({CURRENCY})$"
+NUMBER_SPACES = "[ \u00a0\u202f]"
 
 
 def number_expr(s: str) -> str:
@@ -166,7 +178,8 @@ def number_expr(s: str) -> str:
     a currency symbol or code before or after it, with thousands separators (`1,299.00`,
     `1.299,00`) or a decimal comma (`12,99`; `1,299` is one thousand two hundred and ninety-nine)."""
     fast = f"TRY_CAST({s} AS DOUBLE)"
-    t = f"trim(regexp_replace({s}, {lit(CURRENCY_AROUND)}, '', 'g'))"
+    # (spaces inside a number group thousands: `1 299,00`, with a no-break space in French)
+    t = f"regexp_replace(regexp_replace({s}, {lit(CURRENCY_AROUND)}, '', 'g'), {lit(NUMBER_SPACES)}, '', 'g')"
     text = (
         f"CASE WHEN regexp_full_match({t}, '-?[0-9]{{1,3}}(\\.[0-9]{{3}})+,[0-9]+') "
         f"THEN replace(replace({t}, '.', ''), ',', '.') "

@@ -99,6 +99,13 @@ BOT_EVENT_TYPES = ("view", "click", "add_to_cart", "search")
 
 _EVENT_SYNONYMS = (
     ("pageview", "view"),
+    ("view_item", "view"),  # GA4 event names
+    ("product_view", "view"),
+    ("item_view", "view"),
+    ("detail", "view"),
+    ("select_item", "click"),
+    ("view_search_results", "search"),
+    ("rate", "rating"),
     ("page_view", "view"),
     ("detail_view", "view"),
     ("impression_click", "click"),

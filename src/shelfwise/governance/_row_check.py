@@ -22,6 +22,7 @@ from ._compile import (
     FALSE_TOKENS,
     MISSING_KINDS,
     MISSING_VALUES,
+    NUMBER_SPACES,
     RFC2822_FORMAT,
     TIMESTAMP_FORMATS,
     TRUE_TOKENS,
@@ -32,6 +33,7 @@ from ._reasons import Reason
 
 _NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 _CURRENCY = re.compile(CURRENCY_AROUND)
+_SPACES = re.compile(NUMBER_SPACES)
 _GROUPED_DECIMAL_COMMA = re.compile(r"-?[0-9]{1,3}(\.[0-9]{3})+,[0-9]+")  # 1.299,00
 _DECIMAL_COMMA = re.compile(r"-?[0-9]+,[0-9]{1,2}")  # 12,99
 _GROUPED = re.compile(r"-?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?")  # 1,299.00
@@ -83,7 +85,7 @@ def parse_number(s: str) -> float | None:
             raise ValueError(s)
         value = float(s)
     except ValueError:
-        t = _CURRENCY.sub("", s).strip()
+        t = _SPACES.sub("", _CURRENCY.sub("", s))
         if _GROUPED_DECIMAL_COMMA.fullmatch(t):
             t = t.replace(".", "").replace(",", ".")
         elif _DECIMAL_COMMA.fullmatch(t):
