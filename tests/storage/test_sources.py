@@ -139,6 +139,9 @@ def test_a_json_array_is_read_element_by_element(tmp_path):
     (tmp_path / "bad.json").write_text('[\n{"a": 1},\n{"a": \n')
     with pytest.raises(SourceError, match="bad.json:4: invalid JSON"):
         stage_file(tmp_path / "bad.json", tmp_path / "st")
+    (tmp_path / "arrays.jsonl").write_text("[1, 2]\n[3, 4]\n")  # JSON lines of arrays: not one array
+    with pytest.raises(SourceError, match="arrays.jsonl:2: more data after the JSON array"):
+        stage_file(tmp_path / "arrays.jsonl", tmp_path / "st")
 
 
 def test_find_table_file_ignores_case_and_names_spreadsheets(tmp_path):

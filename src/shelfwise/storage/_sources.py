@@ -213,8 +213,8 @@ class _Readable(Protocol):
 
 
 class _HashingReader(io.RawIOBase):
-    """A file read through this feeds every byte to `hash` (the file's bytes as stored, whatever
-    decompression or decoding happens above)."""
+    """A file read through this feeds every byte it reads to `digest`: the hash is of the file's
+    bytes as stored, whatever decompression or decoding happens above."""
 
     def __init__(self, fh: BinaryIO, digest: hashlib._Hash):
         self._fh, self._digest, self.size = fh, digest, 0
@@ -611,6 +611,18 @@ def _stage_json_array(
             continue
         if text[pos] == "]":
             done = True
+            pos += 1
+            while True:  # nothing may follow the array (JSON lines of arrays would lose lines)
+                rest = text[pos:].lstrip(" \t\r\n")
+                if rest:
+                    line += text.count("\n", pos, len(text) - len(rest))
+                    raise SourceError(
+                        str(source),
+                        line - line_base,
+                        "more data after the JSON array: a .json file holds one JSON array, or one JSON object per line",
+                    )
+                if not more():
+                    break
             break
         while True:
             try:
