@@ -24,6 +24,7 @@ import difflib
 import json
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -357,7 +358,6 @@ class Ingestor:
         raw_cols = contract.column_names + [f"x_{_safe(e)}" for e in extra_kept]
         raw_table = f"raw.{q(contract.name)}"
         src_name = lit(str(src))
-        malformed = 0
         # raw layer: the history of everything received (strings), steward-only. Rows are written
         # there once, straight from the reader, with the id of this load (meta.raw_loads: run,
         # file, hash); this load's rows are then read back by that id. Raw tables written before
@@ -406,25 +406,14 @@ class Ingestor:
             rejects = wh.sql(
                 f"SELECT min(csv_line), string_agg(DISTINCT error_type, ', ') FROM {rej} GROUP BY line ORDER BY line"
             ).fetchall()
+            bad = []
             for csv_line, error_type in rejects:
                 line_text = csv_line or ""
                 sep = line_text.find(staged.delimiter)
                 line_no = int(line_text[:sep]) if sep > 0 and line_text[:sep].isdigit() else None
                 body = line_text[sep + 1 :] if sep > 0 else line_text
-                wh.sql(
-                    "INSERT INTO quarantine.rows VALUES (nextval('quarantine.qid_seq'), ?, ?, ?, ?, ?, ?, ?, ?, 'open', now()::TIMESTAMP, NULL)",
-                    [
-                        run_id,
-                        contract.name,
-                        str(src),
-                        line_no,
-                        Reason.MALFORMED_ROW.value,
-                        [Reason.MALFORMED_ROW.value],
-                        f"{error_type.lower()}: expected {len(header)} fields",
-                        json.dumps({"line": body}),
-                    ],
-                )
-                malformed += 1
+                bad.append((line_no, body, f"{error_type.lower()}: expected {len(header)} fields"))
+            _quarantine_lines(wh, run_id, contract.name, src, bad)
             wh.sql(f"DROP TABLE IF EXISTS {rej}; DROP TABLE IF EXISTS {rej}_scan")
             tr.rows_in = staged.records
         elif staged.format == "jsonl":
@@ -463,14 +452,13 @@ class Ingestor:
             wh.sql(
                 f"{into_raw} (SELECT {', '.join(select)}, _source_line FROM {safe_lines} WHERE j IS NOT NULL)"
             )
-            row = wh.sql(
+            wh.sql(
                 """INSERT INTO quarantine.rows SELECT nextval('quarantine.qid_seq'), ?, ?, ?, _source_line, ?, [?],
                     CASE WHEN json_valid(j) THEN 'not a JSON object' ELSE 'not valid JSON' END,
                     json_object('line', left(j, 10000)), 'open', now()::TIMESTAMP, NULL FROM _lines
                     WHERE NOT coalesce(CASE WHEN json_valid(j) THEN json_type(j) = 'OBJECT' END, false)""",
                 [run_id, contract.name, str(src), Reason.MALFORMED_ROW.value, Reason.MALFORMED_ROW.value],
-            ).fetchone()
-            malformed = int(row[0]) if row else 0
+            )
             wh.sql("DROP TABLE _lines")
             tr.rows_in = staged.records
         else:  # parquet: typed columns are read as text so that one set of checks serves every format
@@ -497,24 +485,8 @@ class Ingestor:
             tr.rows_in = int(row[0]) if row else 0
 
         # lines staging rejected itself (a quote that never closes): quarantined as they are
-        if staged.bad_lines:
-            wh.con.con.executemany(
-                "INSERT INTO quarantine.rows VALUES (nextval('quarantine.qid_seq'), ?, ?, ?, ?, ?, ?, ?, ?, 'open', now()::TIMESTAMP, NULL)",
-                [
-                    [
-                        run_id,
-                        contract.name,
-                        str(src),
-                        line_no,
-                        Reason.MALFORMED_ROW.value,
-                        [Reason.MALFORMED_ROW.value],
-                        why,
-                        json.dumps({"line": text}),
-                    ]
-                    for line_no, text, why in staged.bad_lines
-                ],
-            )
-            tr.rows_in += len(staged.bad_lines)
+        _quarantine_lines(wh, run_id, contract.name, src, staged.bad_lines)
+        tr.rows_in += len(staged.bad_lines)
 
         # this run's rows, as loaded
         load = f"_load_{contract.name}"
@@ -746,6 +718,30 @@ class Ingestor:
             raise ContractViolation(
                 f"curated {contract.name} breaks its contract {schema.name}: {exc}"
             ) from exc
+
+
+def _quarantine_lines(
+    wh: Warehouse, run_id: str, table: str, src: Path, lines: Sequence[tuple[int | None, str, str]]
+) -> None:
+    """Quarantine source lines that never became rows: (line, its text, why) as `malformed_row`."""
+    if lines:
+        wh.con.con.executemany(
+            "INSERT INTO quarantine.rows VALUES (nextval('quarantine.qid_seq'), ?, ?, ?, ?, ?, ?, ?, ?, "
+            "'open', now()::TIMESTAMP, NULL)",
+            [
+                [
+                    run_id,
+                    table,
+                    str(src),
+                    line_no,
+                    Reason.MALFORMED_ROW.value,
+                    [Reason.MALFORMED_ROW.value],
+                    why,
+                    json.dumps({"line": text}),
+                ]
+                for line_no, text, why in lines
+            ],
+        )
 
 
 def _constant(implied: dict[str, str], column: str) -> str:
