@@ -103,7 +103,7 @@ def parse_number(s: str) -> float | None:
 
 def parse_timestamp(s: str, *, day_first: bool = False) -> datetime | None:
     """As `_compile.timestamp_expr`: ISO 8601 (offsets honoured, to naive UTC), epoch seconds /
-    milliseconds, compact `YYYYMMDD[HHMMSS]`, or a common non-ISO form."""
+    ms / µs / ns, compact `YYYYMMDD[HHMMSS]`, or a common non-ISO form."""
     if _NUMBER.fullmatch(s):
         for digits, fmt in ((8, "%Y%m%d"), (14, "%Y%m%d%H%M%S")):
             if len(s) == digits:
