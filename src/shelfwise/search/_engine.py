@@ -63,6 +63,12 @@ _COLUMN = {name: j for j, name in enumerate(FEATURES)}
 _RRF = FEATURES.index("rrf")
 _BM25 = FEATURES.index("bm25")
 _USER = FEATURES.index(USER_FEATURES[0])
+# the columns of the features computed per candidate from set overlaps: FEATURES from
+# title_terms to numbers_matched, then category_match (the order `_features` computes them in)
+_OVERLAP = [
+    _COLUMN[name]
+    for name in (*FEATURES[_COLUMN["title_terms"] : _COLUMN["numbers_matched"] + 1], "category_match")
+]
 _NO_USER = (np.nan,) * len(USER_FEATURES)
 
 
@@ -488,16 +494,6 @@ class SearchEngine:
                     pc[j], ps[j] = pc[j] - 1, ps[j] - own[d]
         nt, nb, nn = max(len(tset), 1), max(len(qbig), 1), max(len(nums), 1)
         first = terms[0] if terms else None
-        overlap_names = (
-            "title_terms",
-            "title_coverage",
-            "text_coverage",
-            "title_bigram_coverage",
-            "exact_in_title",
-            "first_term_in_title",
-            "numbers_matched",
-            "category_match",
-        )
         overlap = np.array(
             [
                 (
@@ -513,7 +509,7 @@ class SearchEngine:
                 for d in rows
             ],
             np.float64,
-        ).reshape(n, len(overlap_names))
+        ).reshape(n, len(_OVERLAP))
         x = np.empty((n, len(FEATURES)), np.float32)
         col = _COLUMN
         x[:, col["bm25"]], x[:, col["bm25_rank"]] = bm, br
@@ -525,8 +521,7 @@ class SearchEngine:
         else:  # in float32, as the fused rank is (the values the ranker was trained on, bit for bit)
             x[:, col["rrf"]] = (1.0 / (self.rrf_k + br)).astype(np.float32) + 1.0 / (self.rrf_k + sem_rank)
         x[:, col["query_terms"]] = len(terms)
-        for j, name in enumerate(overlap_names):
-            x[:, col[name]] = overlap[:, j]
+        x[:, _OVERLAP] = overlap
         x[:, col["prior_log_count"]] = np.log1p(np.maximum(pc, 0.0))
         x[:, col["prior_mean_gain"]] = np.where(pc > 0, (ps + 0.5) / (pc + 1.0), -1.0)
         x[:, col["log_popularity"]] = np.log1p(self.popularity_[cands])
