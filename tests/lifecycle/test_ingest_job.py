@@ -34,3 +34,27 @@ def test_ingesting_does_not_import_the_models():
     code = "import sys, shelfwise.cli, shelfwise.serving._feedback; from shelfwise.lifecycle import ingest_dataset; print(sorted(m for m in ('torch', 'implicit', 'shelfwise.models', 'shelfwise.lifecycle._train') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_folder_of_parts_is_hashed_once(demo_data, tmp_path, monkeypatch):
+    """The parts' hashes taken while staging decide "unchanged": no part is read a second time."""
+    import shelfwise.storage as storage
+
+    src = events_head(demo_data, tmp_path / "src", 300)
+    lines = (src / "events.csv").read_text().splitlines(keepends=True)
+    data = tmp_path / "data"
+    (data / "events").mkdir(parents=True)
+    (data / "events" / "part-0.csv").write_text("".join(lines[:150]))
+    (data / "events" / "part-1.csv").write_text(lines[0] + "".join(lines[150:]))
+    (data / "README.txt").write_text("not a table")
+    hashed = []
+    real = storage.file_sha256
+    monkeypatch.setattr(storage, "file_sha256", lambda p: hashed.append(p.name) or real(p))
+    assert ingest_dataset(data, tmp_path / "w") is not None
+    assert hashed == ["README.txt"]
+    state = json.loads((tmp_path / "w" / "state" / "sources.json").read_text())[str(data.resolve())]
+    assert state == {
+        "README.txt": real(data / "README.txt"),
+        "events/part-0.csv": real(data / "events" / "part-0.csv"),
+        "events/part-1.csv": real(data / "events" / "part-1.csv"),
+    }

@@ -89,7 +89,8 @@ class TableReport:
     curated_version: int | None = None
     content_hash: str = ""
     contract_check: str = "passed"
-    source_files: list[str] = field(default_factory=list)  # the files read (a folder's parts)
+    # the files read (one, or a folder's parts) -> the sha256 of each, taken while staging
+    source_files: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -334,7 +335,7 @@ class Ingestor:
             contract_version=contract.version,
             blank_lines=staged.blank_lines,
             transcoded_lines=staged.transcoded_lines,
-            source_files=[str(p) for p in staged.parts],
+            source_files={str(p): h for p, h in zip(staged.parts, staged.part_sha256, strict=True)},
         )
         header = self._header(wh, staged)
         mapping, extra, implied = self._map_columns(contract, header, src)

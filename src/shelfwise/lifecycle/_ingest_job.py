@@ -56,9 +56,7 @@ def _ingest_dataset(data: Path, workdir: Path, skip_unchanged: bool) -> Any:
 
     report.html_report = str(write_quality_report(workdir, report))
     if fingerprint is None:  # the files ingested were hashed while staged: not read again
-        staged = {
-            Path(t.source_file).resolve(): t.source_sha256 for t in report.tables.values() if t.source_sha256
-        }
+        staged = {Path(f).resolve(): h for t in report.tables.values() for f, h in t.source_files.items()}
         fingerprint = _fingerprint(source, staged)
     state.parent.mkdir(parents=True, exist_ok=True)
     last = json.loads(state.read_text()) if state.exists() else {}
