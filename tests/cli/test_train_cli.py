@@ -90,6 +90,30 @@ def test_served_models_are_refit_on_all_interactions(trained):
 
 
 @pytest.mark.slow
+def test_evaluate_scores_the_fits_train_evaluated_not_the_refits(trained):
+    """`evaluate` re-scores the train-fold fits (saved in the bundle before the refit on every
+    interaction), so its numbers are train's test numbers, not scores on training data."""
+    _, work, out = trained
+    again = json.loads(sw("evaluate", "--workdir", str(work), "--json").stdout)
+    trained_ndcg = {r["model"]: r["metrics"]["ndcg@10"] for r in out["results"]}
+    evaluated = {r["model"]: r["metrics"]["ndcg@10"] for r in again["results"]}
+    assert set(evaluated) == set(trained_ndcg) and again["not_evaluable"] == {}
+    for name, value in trained_ndcg.items():
+        assert evaluated[name] == pytest.approx(value, abs=1e-9), name
+    bundle = Bundle.load(current_bundle(work))
+    for name in bundle.manifest["refit"]["models"]:
+        assert bundle.manifest["evaluated_models"][name] == f"evaluated/{name}"
+    # the served refit of a neighbour model has seen the test targets: scored on them it would
+    # look far better than it is, which is exactly what `evaluate` must not report
+    from shelfwise.evaluation import evaluate_all
+    from shelfwise.lifecycle._train import make_split
+
+    split = make_split(bundle.interactions, "leave_last_out")
+    _, leaked = evaluate_all({"itemknn": bundle.models["itemknn"]}, split, bootstrap_rounds=10)
+    assert leaked[0].metrics["ndcg@10"] > evaluated["itemknn"] + 0.05
+
+
+@pytest.mark.slow
 def test_bundle_tampering_is_detected(trained, tmp_path):
     import shutil
 

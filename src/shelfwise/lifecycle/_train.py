@@ -23,7 +23,7 @@ from ..features import Catalog, Interactions, Split, global_time, leave_last_out
 from ..models import RECOMMENDERS, Recommender, SASRec
 from ..models._content import Content
 from ..models._fusion import Fusion
-from ..serving._bundle import write_bundle
+from ..serving._bundle import BUNDLES_DIR, EVALUATED_DIR, load_evaluated_models, write_bundle
 from ._ingest_job import ingest_dataset
 from ._tuning import tune
 
@@ -243,7 +243,10 @@ def _train(
         log(
             f"test {r.model:12s} {HEADLINE} {r.metrics[HEADLINE]:.4f}  hr@10 {r.metrics['hr@10']:.4f}  coverage@10 {r.metrics.get('coverage@10', 0):.3f}"
         )
-    refit = _refit_on_all(models, inter, timings, settings.refit_budget_s, log)
+    # the test-fold numbers above are those of the train-fold fits: each model is saved as it
+    # was evaluated before its refit on all data, so `shelfwise evaluate` scores the same fits
+    evaluated_dir = workdir / BUNDLES_DIR / f".evaluated-{lineage_run_id}"
+    refit = _refit_on_all(models, inter, timings, settings.refit_budget_s, log, evaluated_dir)
     manifest = {
         "default_model": default,
         "refit": refit,
@@ -253,6 +256,9 @@ def _train(
         "data_versions": data_versions,
         "lineage": {"train_run_id": lineage_run_id, "ingest_run_id": ingest_run},
         "fusion_generators": fusion_info["generators"] if fusion_info else [],
+        "evaluated_models": {
+            n: f"{EVALUATED_DIR}/{n}" if n in refit["models"] else f"models/{n}" for n in models
+        },
         "settings": asdict(settings),
     }
     synonym_files = [workdir / "config" / "synonyms.txt"]
@@ -276,7 +282,10 @@ def _train(
         interactions=inter,
         catalog=catalog,
         manifest=manifest,
-        extra_dirs={"search": search_dir} if search_dir else None,
+        extra_dirs={
+            **({"search": search_dir} if search_dir else {}),
+            **({EVALUATED_DIR: evaluated_dir} if evaluated_dir.exists() else {}),
+        },
         serving_arrays=arrays,
         make_current=False,  # going live is the registry's decision (below)
     )
@@ -494,6 +503,7 @@ def _refit_on_all(
     timings: dict[str, dict[str, float]],
     budget_s: float,
     log: Any,
+    evaluated_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Refit the evaluated models on every interaction, with their tuned settings, for serving.
 
@@ -503,6 +513,7 @@ def _refit_on_all(
     training time), while `budget_s` lasts. SASRec keeps its training fit (a refit is another
     full training run with no validation to stop it); the fusion keeps its ranker (trained on
     the validation fold) and refreshes its item statistics, its generators being refit in place.
+    Each model is first saved under `evaluated_dir` as it was evaluated (its train-fold fit).
     """
     if budget_s <= 0:
         return {"models": [], "skipped": sorted(models), "seconds": 0.0, "reason": "off"}
@@ -515,9 +526,13 @@ def _refit_on_all(
     for name in order:
         if time.monotonic() - t0 > budget_s:
             break
+        if evaluated_dir is not None:
+            models[name].save(evaluated_dir / name)
         models[name].fit(inter)
         done.append(name)
     if "fusion" in models and time.monotonic() - t0 <= budget_s:
+        if evaluated_dir is not None:
+            models["fusion"].save(evaluated_dir / "fusion")
         models["fusion"].fit(inter)  # item statistics; the ranker and generators stay as set
         done.append("fusion")
     secs = round(time.monotonic() - t0, 1)
@@ -628,11 +643,19 @@ def evaluate_workdir(
     workdir = Path(workdir)
     bundle = Bundle.load(current_bundle(workdir))
     split = make_split(bundle.interactions, bundle.manifest["protocol"]["split"])
-    chosen = {n: m for n, m in bundle.models.items() if models is None or n in models}
-    missing = set(models or []) - set(chosen)
+    missing = set(models or []) - set(bundle.models)
     if missing:
         raise ValueError(
             f"models {sorted(missing)} are not in bundle {bundle.version} ({sorted(bundle.models)})"
+        )
+    # the fits that were evaluated by `train` (fitted without the test targets), not the served
+    # refits on every interaction: scoring those on the test fold would score training data
+    evaluated, not_evaluable = load_evaluated_models(bundle)
+    chosen = {n: m for n, m in evaluated.items() if models is None or n in models}
+    if not chosen:
+        raise ValueError(
+            f"bundle {bundle.version} keeps no fit of {sorted(models or bundle.models)} made without "
+            "the test targets (it predates evaluated fits); retrain to evaluate"
         )
     protocol, results = evaluate_all(
         chosen, split, sampled=sampled, bootstrap_rounds=bootstrap_rounds, seed=seed
@@ -645,6 +668,8 @@ def evaluate_workdir(
         "results": [r.as_dict() for r in results],
         "lineage_run_id": bundle.manifest["lineage"]["train_run_id"],
         "data_versions": bundle.manifest["data_versions"],
+        "fits": "train fold (as evaluated by train; the served models are refit on every interaction)",
+        "not_evaluable": not_evaluable,
     }
     for r in report["results"]:
         r["validation_ndcg@10"] = None

@@ -8,7 +8,9 @@ bundles/<version>/
   catalog.json          stock / category / brand / title per item index
   serving.npz           precomputed top lists of the default model for known users, and the
                         users' purchases (for repurchase rules), so serving answers in a lookup
-  models/<name>/        each model's params.json + state.pkl
+  models/<name>/        each model's params.json + state.pkl (what is served: refit on all data)
+  evaluated/<name>/     the train-fold fit of each model that was refit, as `train` evaluated it
+                        (what `shelfwise evaluate` scores; manifest `evaluated_models` maps names)
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from ..storage import file_sha256
 
 BUNDLES_DIR = "bundles"
 CURRENT = "CURRENT"
+EVALUATED_DIR = "evaluated"
 
 
 def write_bundle(
@@ -164,3 +167,35 @@ class Bundle:
             list(cat.get("title") or [""] * n),
             arrays,
         )
+
+
+def load_evaluated_models(bundle: Bundle) -> tuple[dict[str, Recommender], dict[str, str]]:
+    """The fits `train` evaluated on the test fold (fitted without its targets), by name, and the
+    models that have none with the reason. A bundle from before `evaluated_models` keeps only the
+    served fits: those refit on every interaction have seen the test targets and are left out."""
+    manifest = bundle.manifest
+    paths: dict[str, str] | None = manifest.get("evaluated_models")
+    not_evaluable: dict[str, str] = {}
+    if paths is None:
+        refit = set((manifest.get("refit") or {}).get("models", []))
+        paths = {n: f"models/{n}" for n in manifest["models"] if n not in refit}
+        not_evaluable = {n: "refit on every interaction (test targets included)" for n in sorted(refit)}
+    out: dict[str, Recommender] = {}
+    for name, rel in paths.items():
+        if name == "fusion":
+            continue
+        if rel == f"models/{name}":
+            out[name] = bundle.models[name]
+            continue
+        cls_ = RECOMMENDERS[json.loads((bundle.path / rel / "params.json").read_text())["model"]]
+        out[name] = cls_.load(bundle.path / rel, bundle.interactions)
+    if "fusion" in paths:
+        gens = manifest.get("fusion_generators", [])
+        if all(g in out for g in gens):
+            fusion = Fusion.load(bundle.path / paths["fusion"], bundle.interactions)
+            assert isinstance(fusion, Fusion)
+            fusion.generators_ = {g: out[g] for g in gens}
+            out["fusion"] = fusion
+        else:
+            not_evaluable["fusion"] = "a generator has no train-fold fit"
+    return out, not_evaluable
