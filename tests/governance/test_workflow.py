@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 
 from shelfwise.demo import generate_demo
@@ -217,6 +218,17 @@ def test_erasure_leaves_no_trace_and_the_user_is_served_as_new(shop, tmp_path):
     for b in (work / "bundles").glob("[0-9]*"):
         bundle = Bundle.load(b)  # re-signed: the hashes still verify
         assert pseudo not in set(bundle.interactions.user_ids.astype(str))
+        # the user's factors are gone from the served ALS and from its train-fold fit kept for
+        # `evaluate` (evaluated/) alike
+        from shelfwise.serving._bundle import load_evaluated_models
+
+        ids = bundle.interactions.user_ids.astype(str)
+        erased = [i for i, x in enumerate(ids) if x == f"erased_{i}"]
+        assert erased
+        for fits in (bundle.models, load_evaluated_models(bundle)[0]):
+            als = fits.get("als")
+            if als is not None:
+                assert not np.asarray(als.user_factors_)[erased].any()
 
     # served exactly as a never-seen user
     after = recommend(user)

@@ -186,7 +186,8 @@ def _erase_bundle(path: Path, pseudo: str) -> int:
             for k in ("purchase_user", "purchase_item", "purchase_ts"):
                 arrays[k] = arrays[k][m]
         np.savez_compressed(sv, **arrays)  # type: ignore[arg-type]
-    for state in (path / "models").glob("*/state.pkl"):
+    # the served fits and the train-fold fits kept for `evaluate` (evaluated/) alike
+    for state in [*(path / "models").glob("*/state.pkl"), *(path / "evaluated").glob("*/state.pkl")]:
         with open(state, "rb") as fh:
             st = pickle.load(fh)
         changed = False
