@@ -325,31 +325,49 @@ def recommend(
     context: Annotated[
         str | None, typer.Option(help="A category path prefix: unknown users get what is popular there.")
     ] = None,
+    rules: Annotated[
+        bool,
+        typer.Option(
+            "--rules/--no-rules",
+            help="Apply the business rules (config/rules.json, the out-of-stock filter) as "
+            "/v1/recommendations does; --no-rules: the model's ranking alone.",
+        ),
+    ] = True,
 ) -> None:
-    """Top-k items per user, in the shop's own ids; seen items excluded; unknown users get the
-    cold-start list."""
+    """Top-k items per user, in the shop's own ids: the ranking /v1/recommendations answers for
+    the same user (same model, experiments and business rules); seen items excluded; unknown
+    users get the cold-start list."""
     _allow(workdir, "recommend")
-    from .governance import Pseudonymizer, SecretStore
-    from .serving import Bundle, Recommendations, current_bundle
+    from .serving import Service
 
     _require_workdir(workdir)
     ids = _read_ids(users, "user_id")
-    service = Recommendations(
-        Bundle.load(current_bundle(workdir)), Pseudonymizer(SecretStore(workdir).pseudonym_key())
-    )
+    service = Service(workdir, apply_rules=rules, load_search=False)
+    snap = service.snapshot
     try:
-        service.model_name(model)
+        snap.recs.model_name(model)
     except KeyError as exc:
         raise ShelfwiseError(str(exc.args[0])) from exc
     out.parent.mkdir(parents=True, exist_ok=True)
     cold = 0
     with open(out, "w", encoding="utf-8") as fh:
-        for lo in range(0, len(ids), 4096):
-            for ans in service.for_users(
-                ids[lo : lo + 4096], k=k, model=model, explain=explain, context=context
-            ):
-                cold += ans["source"] == "cold_start"
-                fh.write(json.dumps(ans, ensure_ascii=False) + "\n")
+        for raw in ids:
+            ans = service.recommend(raw, k, context=context, model=model)
+            line: dict[str, Any] = {
+                "user_id": raw,
+                "items": ans.items,
+                "source": "cold_start" if ans.source == "cold_start" else ans.model,
+            }
+            if ans.experiment:
+                line["experiment"] = {
+                    "name": ans.experiment,
+                    "variant": ans.variant.name if ans.variant else None,
+                }
+            user = snap.user_index.get(ans.user) if ans.user else None
+            if explain and user is not None and ans.items:
+                line["because"] = snap.recs.explain(user, snap.item_index[ans.items[0]])
+            cold += line["source"] == "cold_start"
+            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
     typer.echo(f"wrote {len(ids):,} users to {out} ({cold:,} unknown users served the cold-start list)")
 
 
@@ -361,16 +379,28 @@ def search(
     k: Annotated[int, typer.Option("--k", min=1, max=1000, help="Items per query.")] = 10,
     candidates: Annotated[
         Path | None,
-        typer.Option("--candidates", help="JSON lines {query_id, items}: re-rank these lists only."),
+        typer.Option(
+            "--candidates",
+            help="JSON lines {query_id, items}: re-rank these lists only (the ranker alone: no rules).",
+        ),
     ] = None,
+    rules: Annotated[
+        bool,
+        typer.Option(
+            "--rules/--no-rules",
+            help="Apply the business rules (config/rules.json, the out-of-stock filter) as /v1/search "
+            "does; --no-rules: the search ranking alone.",
+        ),
+    ] = True,
 ) -> None:
-    """Search the catalog: lexical + semantic retrieval, fused and re-ranked."""
+    """Search the catalog: lexical + semantic retrieval, fused and re-ranked; the same results
+    /v1/search answers for the same query (business rules included)."""
     _allow(workdir, "search")
     import csv
 
     from .errors import SourceError
-    from .search import SearchEngine
-    from .serving import current_bundle
+    from .search import Filters, SearchEngine
+    from .serving import Service, current_bundle
 
     _require_workdir(workdir)
     bundle = current_bundle(workdir)
@@ -404,18 +434,26 @@ def search(
             lambda obj: (str(obj["query_id"]), [str(x) for x in obj["items"]]),
         )
         given = dict(pairs)
-    engine = SearchEngine.load(bundle / "search")
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8") as fh:
-        for lo in range(0, len(rows), 512):
-            chunk = rows[lo : lo + 512]
-            cands = [given.get(q) for q, _ in chunk] if candidates is not None else None
-            for (qid, _), hits in zip(
-                chunk, engine.search_many([t for _, t in chunk], k, cands), strict=True
-            ):
-                fh.write(
-                    json.dumps({"query_id": qid, "items": [p for p, _ in hits]}, ensure_ascii=False) + "\n"
-                )
+        if candidates is not None:  # re-ranking given lists has no HTTP twin: the ranker alone
+            engine = SearchEngine.load(bundle / "search")
+            for lo in range(0, len(rows), 512):
+                chunk = rows[lo : lo + 512]
+                cands = [given.get(q) for q, _ in chunk]
+                for (qid, _), hits in zip(
+                    chunk, engine.search_many([t for _, t in chunk], k, cands), strict=True
+                ):
+                    fh.write(
+                        json.dumps({"query_id": qid, "items": [p for p, _ in hits]}, ensure_ascii=False)
+                        + "\n"
+                    )
+        else:  # the serving path itself, so an offline evaluation measures what shoppers get
+            service = Service(workdir, apply_rules=rules)
+            for qid, text in rows:
+                ans = service.search(text, k, filters=Filters()) if text.strip() else None
+                items = ans.items if ans is not None else []
+                fh.write(json.dumps({"query_id": qid, "items": items}, ensure_ascii=False) + "\n")
     typer.echo(f"wrote {len(rows):,} queries to {out}")
 
 

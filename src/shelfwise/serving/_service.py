@@ -30,6 +30,8 @@ from ._recommend import Recommendations
 from ._rules import ItemInfo, Rules
 
 log = logging.getLogger("shelfwise.serve")
+# no business rule at all (not even the default out-of-stock filter): the models' ranking alone
+NO_RULES = Rules(filter_out_of_stock=False)
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ class Answer:
 class Snapshot:
     """One bundle, loaded and indexed for answering."""
 
-    def __init__(self, path: Path, pseudonymize: Pseudonymizer):
+    def __init__(self, path: Path, pseudonymize: Pseudonymizer, *, load_search: bool = True):
         t0 = time.monotonic()
         self.bundle = Bundle.load(path)
         self.version = self.bundle.version
@@ -110,7 +112,7 @@ class Snapshot:
                 self.purchases.setdefault(int(u), {})[self.item_ids[int(i)]] = float(ts)
         self.cold = [self.item_ids[i] for i in self.recs.cold_start(200)]
         self.search = None
-        if (path / "search").exists():
+        if load_search and (path / "search").exists():
             from ..search import SearchEngine
 
             self.search = SearchEngine.load(path / "search")
@@ -133,12 +135,18 @@ class Service:
         settings: ServeSettings | None = None,
         *,
         online: OnlineState | None = None,
+        apply_rules: bool = True,
+        load_search: bool = True,
     ):
+        """`apply_rules=False` answers with the models' ranking alone (the batch CLI's
+        `--no-rules`); `load_search=False` skips the search index (a recommendations-only batch)."""
         self.workdir = Path(workdir)
+        self.apply_rules = apply_rules
+        self._load_search = load_search
         self.settings = settings or ServeSettings()
         self.pseudonymize = Pseudonymizer(SecretStore(self.workdir).pseudonym_key())
         self.online: OnlineState = online or MemoryState()
-        self.snapshot = Snapshot(current_bundle(self.workdir), self.pseudonymize)
+        self.snapshot = Snapshot(current_bundle(self.workdir), self.pseudonymize, load_search=load_search)
         self._others: dict[str, Snapshot] = {}  # bundles named by experiment variants
         self.rules = Rules.load(self.workdir)
         self.experiments: list[Experiment] = load_experiments(self.workdir)
@@ -231,7 +239,9 @@ class Service:
             version = self._pointer()
             if version and version != self.snapshot.version:
                 try:
-                    new = Snapshot(self.workdir / BUNDLES_DIR / version, self.pseudonymize)
+                    new = Snapshot(
+                        self.workdir / BUNDLES_DIR / version, self.pseudonymize, load_search=self._load_search
+                    )
                 except Exception as exc:
                     log.error(
                         "bundle %s not loaded, still serving %s: %s", version, self.snapshot.version, exc
@@ -251,7 +261,9 @@ class Service:
             return snap
         other = self._others.get(variant.bundle)
         if other is None:
-            other = Snapshot(self.workdir / BUNDLES_DIR / variant.bundle, self.pseudonymize)
+            other = Snapshot(
+                self.workdir / BUNDLES_DIR / variant.bundle, self.pseudonymize, load_search=self._load_search
+            )
             self._others[variant.bundle] = other
         return other
 
@@ -265,6 +277,8 @@ class Service:
         return None, None
 
     def _rules_for(self, variant: Variant | None) -> Rules:
+        if not self.apply_rules:
+            return NO_RULES
         if variant is None or not variant.rules:
             return self.rules
         doc: dict[str, Any] = {
@@ -278,11 +292,16 @@ class Service:
         return replace(base, items=self.rules.items, version=self.rules.version)
 
     # -- answering ----------------------------------------------------------------------------
-    def recommend(self, raw_user: str, k: int, context: str | None = None) -> Answer:
-        exp, variant = self.assign("recommendations", raw_user)
+    def recommend(
+        self, raw_user: str, k: int, context: str | None = None, model: str | None = None
+    ) -> Answer:
+        """What /v1/recommendations answers (and `shelfwise recommend`); `model` names one of the
+        bundle's models instead of the default or an experiment's (no experiment then)."""
+        exp, variant = self.assign("recommendations", raw_user) if model is None else (None, None)
         snap = self._snapshot_for(variant)
-        model = variant.model if variant and variant.model in snap.bundle.models else None
-        model = model or snap.bundle.manifest["default_model"]
+        if model is None:
+            model = variant.model if variant and variant.model in snap.bundle.models else None
+            model = model or snap.bundle.manifest["default_model"]
         pseudo = self.pseudonymize(raw_user)
         user = snap.user_index.get(pseudo)
         version, recent = self.online.recent(pseudo)
@@ -340,7 +359,7 @@ class Service:
             r = snap.similar_model.similar_items(np.array([i]), n_cand)
             cands = [snap.item_ids[j] for j in r.ids[0] if j >= 0 and j != i]
             self.cache.put(key, cands)
-        items = self.rules.apply(cands, k, snap.info, surface="similar")
+        items = self._rules_for(None).apply(cands, k, snap.info, surface="similar")
         return Answer(items, snap.similar_model_name, snap.similar_model_name, snap.version)
 
     def search(

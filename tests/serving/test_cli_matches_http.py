@@ -1,0 +1,92 @@
+"""The batch CLI and the HTTP API answer alike: `shelfwise recommend` / `shelfwise search` give the
+ranking that /v1/recommendations and /v1/search give for the same input, business rules included
+(so an offline evaluation measures what shoppers get); `--no-rules` gives the models' ranking alone."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.cli.test_cli import sw
+from tests.serving.conftest import Server, catalog_products, known_users
+
+QUERIES = ["wireless speaker", "kitchen knife", "running shoes", "tea", "blue lamp", "usb cable"]
+
+
+def _cli_recommend(work: Path, tmp: Path, users: list[str], *flags: str) -> dict[str, list[str]]:
+    (tmp / "users.txt").write_text("\n".join(users) + "\n")
+    out = tmp / "recs.jsonl"
+    sw(
+        "recommend",
+        "--workdir",
+        str(work),
+        "--users",
+        str(tmp / "users.txt"),
+        "--k",
+        "8",
+        "--out",
+        str(out),
+        *flags,
+    )
+    return {d["user_id"]: d["items"] for d in map(json.loads, out.read_text().splitlines())}
+
+
+def _cli_search(work: Path, tmp: Path, *flags: str) -> dict[str, list[str]]:
+    (tmp / "q.csv").write_text("query_id,query\n" + "".join(f"q{i},{q}\n" for i, q in enumerate(QUERIES)))
+    out = tmp / "search.jsonl"
+    sw(
+        "search",
+        "--workdir",
+        str(work),
+        "--queries",
+        str(tmp / "q.csv"),
+        "--k",
+        "8",
+        "--out",
+        str(out),
+        *flags,
+    )
+    return {d["query_id"]: d["items"] for d in map(json.loads, out.read_text().splitlines())}
+
+
+@pytest.mark.slow
+def test_cli_and_http_give_the_same_rankings_with_rules(served_workdir, tmp_path):
+    data, trained = served_workdir
+    work = tmp_path / "w"
+    shutil.copytree(trained, work)  # its own rules file: the shared workdir stays as it is
+    users = [*known_users(data, work, 6), "someone-never-seen"]
+    plain = _cli_recommend(work, tmp_path, users, "--no-rules")
+    # hide what the models rank first for two users, and pin a product on every list
+    hidden = plain[users[0]][0]
+    pinned = next(p for p in catalog_products(work) if p not in plain[users[1]][:8])
+    rules = {
+        "items": [
+            {"action": "hide", "product_id": hidden},
+            {"action": "pin", "product_id": pinned, "position": 1, "surfaces": ["recommendations"]},
+        ]
+    }
+    (tmp_path / "rules.json").write_text(json.dumps(rules))
+    sw("rules", "set", "--workdir", str(work), "--file", str(tmp_path / "rules.json"))
+
+    cli_recs = _cli_recommend(work, tmp_path, users)
+    cli_search = _cli_search(work, tmp_path)
+    server = Server(work, "--absorb-seconds", "0", "--reload-seconds", "0")
+    try:
+        for u in users:
+            r = server.client.get(f"/v1/recommendations/{u}", params={"k": 8})
+            assert r.status_code == 200, r.text
+            assert r.json()["items"] == cli_recs[u], u
+        for i, q in enumerate(QUERIES):
+            r = server.client.get("/v1/search", params={"q": q, "k": 8})
+            assert r.status_code == 200, r.text
+            assert [it["product_id"] for it in r.json()["items"]] == cli_search[f"q{i}"], q
+    finally:
+        server.stop()
+    # the rules are in force in the CLI's answers, and --no-rules turns them off
+    assert all(hidden not in items for items in cli_recs.values())
+    assert all(items[0] == pinned for items in cli_recs.values())
+    assert plain[users[0]][0] == hidden and _cli_recommend(work, tmp_path, users, "--no-rules") == plain
+    assert all(hidden not in items for items in cli_search.values())
