@@ -190,6 +190,8 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
             tasks.append(asyncio.create_task(_warm(service, settings.warm_search_queries)))
         if settings.reload_interval_s > 0:
             tasks.append(asyncio.create_task(_every(settings.reload_interval_s, _refresh, service)))
+        if isinstance(event_ids, SqliteEventIds):  # forget ids older than the window, hourly
+            tasks.append(asyncio.create_task(_every(3600, _prune, event_ids)))
         if settings.absorb_interval_s > 0:
             # at once (what a killed predecessor acknowledged), then every interval
             tasks.append(asyncio.create_task(_absorb(workdir, redis_client)))
@@ -615,6 +617,10 @@ async def _absorb(workdir: Path, redis_client: Any) -> None:
         log.info("absorbed events: %s", res)
 
 
+async def _prune(event_ids: SqliteEventIds) -> None:
+    await asyncio.to_thread(event_ids.prune)
+
+
 def _open_event_ids(workdir: Path, redis_client: Any, settings: ServeSettings) -> EventIds:
     """The accepted event_ids, shared by the workers (and replicas, with Redis)."""
     if redis_client is not None:
@@ -661,8 +667,8 @@ async def _drain(workdir: Path, redis_client: Any, seconds: float) -> None:
             )
         elif status != "nothing":
             log.warning("events not absorbed on the way out: %s", result.get("reason", status))
-    try:
-        left = pending_events(workdir, redis_client)
+    try:  # what this process acknowledged (the other workers say theirs; Redis: the stream)
+        left = pending_events(workdir, redis_client, pid=os.getpid())
     except Exception as exc:
         log.warning("could not count the spooled events: %s", exc)
         return

@@ -164,10 +164,14 @@ def _count_lines(path: Path) -> int:
     return n
 
 
-def pending_events(workdir: str | Path, redis_client: Any = None) -> int:
+def pending_events(workdir: str | Path, redis_client: Any = None, *, pid: int | None = None) -> int:
     """Acknowledged events not yet in the warehouse: the lines of every event segment (the open
-    ones of running servers included), plus the Redis stream when one is given."""
-    n = sum(_count_lines(p) for p in all_segments(Path(workdir) / EVENTS_DIR))
+    ones of running servers included; `pid`: only those of that process), plus the Redis stream
+    when one is given."""
+    segments = all_segments(Path(workdir) / EVENTS_DIR)
+    if pid is not None:
+        segments = [p for p in segments if segment_stem(p).endswith(f"-{pid}")]
+    n = sum(_count_lines(p) for p in segments)
     if redis_client is not None:
         n += int(redis_client.xlen(REDIS_EVENTS))
     return n
