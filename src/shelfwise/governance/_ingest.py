@@ -691,7 +691,7 @@ class Ingestor:
                 f"""UPDATE _checked SET _reasons = list_append(_reasons, '{dup}'),
                         _detail = coalesce(_detail, 'event_id ' || event_id || ': already curated')
                     WHERE len(_reasons) = 0 AND event_id IN (
-                        SELECT event_id FROM curated.{q(table)} WHERE event_id IS NOT NULL)"""
+                        SELECT c.event_id FROM curated.{q(table)} c SEMI JOIN _checked n USING (event_id))"""
             )
 
     def _flag_bots(self, wh: Warehouse) -> None:

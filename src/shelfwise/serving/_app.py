@@ -514,6 +514,8 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
                     continue
                 seen.add(eid)  # a repeat later in this batch is a duplicate of this one
                 ok_ids.append(eid)
+            elif "event_id" in ev:  # "", "null": no id; the absorber gives it one of its own
+                ev = {k: v for k, v in ev.items() if k != "event_id"}
             ok_lines.append(orjson.dumps({"event": ev, "received_at": received}))
             ts = parse_timestamp(str(ev["timestamp"]).strip())
             ok_events.append(
