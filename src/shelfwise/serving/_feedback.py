@@ -98,6 +98,8 @@ def _absorb_once(workdir: Path, redis_client: Any) -> dict[str, Any]:
     with _lock(workdir) as locked:
         if not locked:
             return {"status": "busy", "reason": "another absorb is running"}
+        for stale in (workdir / "tmp").glob("absorb-*"):  # of an absorber that died (we hold the lock)
+            shutil.rmtree(stale, ignore_errors=True)
         ev_segments = ready_segments(workdir / EVENTS_DIR)
         rej_segments = ready_segments(workdir / REJECTED_DIR)
         redis_ev: list[tuple[str, bytes]] = []
