@@ -163,3 +163,25 @@ def test_a_mixed_batch_answers_per_event_and_a_retry_lands_once(shop: Path):
     rows = curated(shop, "session_id = 'mixed'")
     assert sorted(r[2] for r in rows if r[0] == "m-1") == [products[0]]  # the first wins, once
     assert len(rows) == 3 and not [r for r in rows if r[0] == "m-2"]
+
+
+def test_two_workers_share_the_ids_and_both_stops_absorb_once(shop: Path):
+    import httpx
+
+    products = catalog_products(shop)
+    srv = Server(shop, "--absorb-seconds", "0", "--workers", "2")
+    try:
+        for b in range(20):
+            batch = [
+                ev(f"w{b}-{i}", products[i], session_id="workers", event_id=f"w{b}-{i}") for i in range(25)
+            ]
+            with httpx.Client(base_url=srv.url, timeout=30) as c:  # new connections: either worker
+                assert c.post("/v1/events", json=batch).json()["accepted"] == 25
+            with httpx.Client(base_url=srv.url, timeout=30) as c:
+                assert c.post("/v1/events", json=batch).json()["duplicates"] == 25
+    finally:
+        assert srv.stop() in (0, -signal.SIGTERM)
+    logs = srv.logs()
+    assert logs.count("every acknowledged event is in the warehouse") == 2, logs[-3000:]
+    rows = curated(shop, "session_id = 'workers'")
+    assert len(rows) == 500 and len({r[0] for r in rows}) == 500
