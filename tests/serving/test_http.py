@@ -395,13 +395,16 @@ def test_replicas_share_online_state_and_the_event_stream_through_redis(served_w
             "/v1/events", json=[ev(user, p, session_id=marker) for p in first["items"][:2]]
         )
         assert posted.status_code == 202
+        keyed = [ev(user, first["items"][0], session_id=marker, event_id=f"{marker}-k")]
+        assert a.client.post("/v1/events", json=keyed).json()["accepted"] == 1
+        assert b.client.post("/v1/events", json=keyed).json()["duplicates"] == 1  # ids shared in Redis
         second = b.client.get(f"/v1/recommendations/{user}").json()  # the other replica
         assert second["source"] != "cold_start"
         client = redis.Redis.from_url(redis_url)
-        assert client.xlen("shelfwise:events") >= 2
+        assert client.xlen("shelfwise:events") >= 3
         sw("events", "absorb", "--workdir", str(work), "--redis-url", redis_url)
         assert client.xlen("shelfwise:events") == 0
-        assert len(events_in_warehouse(work, f"session_id = '{marker}'")) == 2
+        assert len(events_in_warehouse(work, f"session_id = '{marker}'")) == 3
     finally:
         a.stop()
         b.stop()
