@@ -166,6 +166,25 @@ def export(
     with Warehouse(workdir) as wh:
         n = wh.export(table, out)
     typer.echo(f"wrote {n:,} rows of curated.{table} to {out}")
+    if table == "events":
+        _say_pending(workdir)
+
+
+def _say_pending(workdir: Path, log: Any = None) -> int:
+    """Tell (on stderr, or `log`) how many acknowledged events wait in the spool: served, not
+    yet in the warehouse. An export does not absorb them itself: it reads, it does not load
+    (and who may export may not be allowed to ingest)."""
+    from .serving._feedback import pending_events
+
+    n = pending_events(workdir)
+    if n:
+        msg = (
+            f"note: {n:,} acknowledged events are still waiting in the spool (not in the warehouse yet): "
+            f"a running server absorbs them every --absorb-seconds, or run `shelfwise events absorb "
+            f"--workdir {workdir}`"
+        )
+        (log or (lambda m: typer.echo(m, err=True)))(msg)
+    return n
 
 
 @app.command()
@@ -230,8 +249,11 @@ def train(
         _require_workdir(workdir)
     log = (lambda msg: sys.stderr.write(msg + "\n")) if as_json else typer.echo
     result = run_train(workdir, data, settings, log=log, actor=actor)
+    # training absorbs the spool first when it can take the lock; what it could not (a server
+    # stopping, an absorb running) or what arrived since is said here
+    pending = _say_pending(workdir, log)
     if as_json:
-        _print_json(result.to_dict())
+        _print_json({**result.to_dict(), "events_pending": pending})
     else:
         typer.echo(f"bundle: {result.bundle} (default model: {result.default_model})")
         typer.echo(f"evaluation report: {result.report_html}")
@@ -587,8 +609,16 @@ def serve(
     max_body_bytes: Annotated[int, typer.Option(help="Largest POST body.")] = 1 << 20,
     max_events: Annotated[int, typer.Option(help="Most events in one POST /v1/events.")] = 1000,
     absorb_seconds: Annotated[
-        float, typer.Option(help="Ingest accepted events into the warehouse this often (0: never).")
+        float,
+        typer.Option(help="Ingest accepted events into the warehouse at start and this often (0: never)."),
     ] = 30.0,
+    drain_seconds: Annotated[
+        float,
+        typer.Option(
+            help="On a graceful stop (SIGTERM), absorb the acknowledged events for at most this long; "
+            "what is left waits in the spool (0: leave it all there)."
+        ),
+    ] = 20.0,
     reload_seconds: Annotated[
         float, typer.Option(help="Check for a new production bundle this often (0: never).")
     ] = 2.0,
@@ -612,6 +642,7 @@ def serve(
         absorb_interval_s=absorb_seconds,
         reload_interval_s=reload_seconds,
         redis_url=redis_url,
+        drain_seconds=drain_seconds,
     )
     os.environ[CONFIG_ENV] = json.dumps({"workdir": str(workdir), "settings": asdict(settings)})
     if workers > 1:  # Prometheus metrics summed over the worker processes
@@ -650,6 +681,9 @@ def events_absorb(
     _require_workdir(workdir)
     client = _redis(redis_url)
     res = absorb(workdir, client)
+    from .serving._feedback import pending_events
+
+    res["pending"] = pending_events(workdir, client)  # acknowledged since, or left by a busy absorb
     if as_json:
         _print_json(res)
     else:

@@ -172,7 +172,9 @@ PRODUCTS = TableContract(
 
 EVENTS = TableContract(
     name="events",
-    version="1.1.0",  # 1.1.0: recommendation_id / search_id attribute an event to a served list
+    # 1.1.0: recommendation_id / search_id attribute an event to a served list
+    # 1.2.0: event_id, an idempotency key: an event_id is curated once
+    version="1.2.0",
     description="Behaviour events: views, clicks, carts, purchases, ratings, searches, reviews.",
     dedupe_exact=True,
     references=(("product_id", "products", "product_id"),),
@@ -244,6 +246,14 @@ EVENTS = TableContract(
             Kind.ID,
             classification=Classification.INTERNAL,
             description="the served search results page this event followed (from the HTTP API)",
+        ),
+        ColumnSpec(
+            "event_id",
+            Kind.ID,
+            classification=Classification.INTERNAL,
+            aliases=("idempotency_key",),
+            description="the event's unique id (a client's idempotency key; for a served event without "
+            "one, where the server spooled it): a repeated event_id is a duplicate_row",
         ),
     ),
 )

@@ -531,6 +531,8 @@ class Ingestor:
                 last_wins=False,
                 detail="'exact duplicate of an earlier row'",
             )
+        if "event_id" in contract.column_names:
+            self._flag_event_ids(wh, contract.name)
         if contract.key:
             keys = [q(k) for k in contract.key]
             # an exact copy of a kept row is a duplicate row; a different row with the same key is a conflict
@@ -665,6 +667,32 @@ class Ingestor:
                         GROUP BY h HAVING count(*) > 1)) f
                 WHERE f.hit AND _checked._source_line = f.line AND len(_checked._reasons) = 0"""
         )
+
+    def _flag_event_ids(self, wh: Warehouse, table: str) -> None:
+        """An event_id (an idempotency key) is curated once: a row repeating one of an earlier
+        row of this load or, appending, one already curated is a `duplicate_row` (a client's
+        retry, a served event absorbed twice)."""
+        dup = Reason.DUPLICATE_ROW.value
+        wh.sql(
+            f"""UPDATE _checked SET _reasons = list_append(_reasons, '{dup}'),
+                    _detail = coalesce(_detail, 'event_id ' || event_id || ': repeats an earlier event')
+                FROM (SELECT _source_line AS line,
+                             row_number() OVER (PARTITION BY event_id ORDER BY _source_line) > 1 AS hit
+                      FROM _checked WHERE len(_reasons) = 0 AND event_id IS NOT NULL) f
+                WHERE f.hit AND _checked._source_line = f.line"""
+        )
+        has_ids = wh.sql(
+            "SELECT count(*) FROM duckdb_columns() WHERE schema_name = 'curated' AND table_name = ? "
+            "AND column_name = 'event_id'",
+            [table],
+        ).fetchone()
+        if self.mode == "append" and has_ids and has_ids[0]:
+            wh.sql(
+                f"""UPDATE _checked SET _reasons = list_append(_reasons, '{dup}'),
+                        _detail = coalesce(_detail, 'event_id ' || event_id || ': already curated')
+                    WHERE len(_reasons) = 0 AND event_id IN (
+                        SELECT c.event_id FROM curated.{q(table)} c SEMI JOIN _checked n USING (event_id))"""
+            )
 
     def _flag_bots(self, wh: Warehouse) -> None:
         s = self.settings

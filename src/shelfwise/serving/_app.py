@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
@@ -38,7 +39,18 @@ from prometheus_client import (
 
 from ..governance._contracts import EVENTS
 from ..governance._row_check import check_record, parse_timestamp
-from ._feedback import EVENTS_DIR, EXPOSURES_DIR, REDIS_EVENTS, REDIS_REJECTED, REJECTED_DIR, absorb
+from ._event_ids import EventIds, RedisEventIds, SqliteEventIds
+from ._feedback import (
+    EVENT_IDS_DB,
+    EVENTS_DIR,
+    EXPOSURES_DIR,
+    REDIS_EVENTS,
+    REDIS_REJECTED,
+    REJECTED_DIR,
+    absorb,
+    pending_events,
+    spooled_event_ids,
+)
 from ._online import RedisState
 from ._service import Answer, ServeSettings, Service
 from ._spool import FileSpool, RedisSpool
@@ -162,7 +174,9 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
             events = FileSpool(workdir / EVENTS_DIR, fsync=settings.fsync)
             rejected = FileSpool(workdir / REJECTED_DIR, fsync=settings.fsync)
         exposures = FileSpool(workdir / EXPOSURES_DIR, fsync=False, rotate_seconds=60)
+        event_ids = await asyncio.to_thread(_open_event_ids, workdir, redis_client, settings)
         state.update(
+            event_ids=event_ids,
             service=service,
             events=events,
             rejected=rejected,
@@ -176,7 +190,11 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
             tasks.append(asyncio.create_task(_warm(service, settings.warm_search_queries)))
         if settings.reload_interval_s > 0:
             tasks.append(asyncio.create_task(_every(settings.reload_interval_s, _refresh, service)))
+        if isinstance(event_ids, SqliteEventIds):  # forget ids older than the window, hourly
+            tasks.append(asyncio.create_task(_every(3600, _prune, event_ids)))
         if settings.absorb_interval_s > 0:
+            # at once (what a killed predecessor acknowledged), then every interval
+            tasks.append(asyncio.create_task(_absorb(workdir, redis_client)))
             tasks.append(
                 asyncio.create_task(_every(settings.absorb_interval_s, _absorb, workdir, redis_client))
             )
@@ -194,6 +212,8 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
             # the absorber can take them at once
             for spool in (events, rejected, exposures):
                 await asyncio.to_thread(spool.close)
+            await _drain(workdir, redis_client, settings.drain_seconds)
+            await asyncio.to_thread(event_ids.close)
 
     app = FastAPI(
         title="shelfwise",
@@ -283,6 +303,8 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
                 "bundle_version": s.snapshot.version,
                 "swaps": s.swaps,
                 "search_cache_warmed": s.search_warm,  # null while warming
+                # acknowledged, not yet in the warehouse (absorbed every --absorb-seconds)
+                "events_pending": await asyncio.to_thread(pending_events, workdir, state.get("redis")),
             }
         )
 
@@ -442,9 +464,14 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
         snap = s.snapshot
         known = {"product_id": snap.item_index}
         received = datetime.now(UTC).isoformat()
-        ok_lines, ok_events, bad_lines, errors = [], [], [], []
+        # each event gets a verdict: rejected (invalid), duplicate (its event_id was accepted
+        # before, or earlier in this batch) or accepted (spooled)
+        results: list[dict[str, Any]] = []
+        valid: list[tuple[int, dict[str, Any], Any, str | None]] = []
+        bad_lines, errors = [], []
         for i, ev in enumerate(body):
             failures: list[dict[str, str]] = []
+            eid: str | None = None
             if not isinstance(ev, dict):
                 failures.append(
                     {"field": "", "reason": "malformed_row", "detail": "an event must be a JSON object"}
@@ -460,20 +487,45 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
                     failures += [
                         {"field": f.field, "reason": f.reason.value, "detail": f.detail} for f in chk.failures
                     ]
+                    eid = chk.values.get("event_id")
+                    if eid is not None and len(eid) > settings.max_id_chars:
+                        failures.append(
+                            {
+                                "field": "event_id",
+                                "reason": "invalid_value",
+                                "detail": f"event_id: longer than {settings.max_id_chars} characters",
+                            }
+                        )
             if failures:
                 bad_lines.append(orjson.dumps({"event": ev, "failures": failures, "received_at": received}))
                 errors.append({"index": i, **failures[0], "all": failures})
+                results.append({"index": i, "status": "rejected", "event_id": eid, "errors": failures})
             else:
-                ok_lines.append(orjson.dumps({"event": ev, "received_at": received}))
-                ts = parse_timestamp(str(ev["timestamp"]).strip())
-                ok_events.append(
-                    {
-                        "user_id": ev["user_id"],
-                        "product_id": (str(ev.get("product_id") or "")).strip(),
-                        "_type": chk.values["event_type"],
-                        "_ts": ts.replace(tzinfo=UTC).timestamp() if ts else None,
-                    }
-                )
+                valid.append((i, ev, chk, eid))
+                results.append({"index": i, "status": "accepted", "event_id": eid})
+        ids = list({eid for _, _, _, eid in valid if eid is not None})
+        store: EventIds = state["event_ids"]
+        seen = await asyncio.to_thread(store.seen, ids) if ids else set()
+        ok_lines, ok_events, ok_ids = [], [], []
+        for i, ev, chk, eid in valid:
+            if eid is not None:
+                if eid in seen:
+                    results[i]["status"] = "duplicate"
+                    continue
+                seen.add(eid)  # a repeat later in this batch is a duplicate of this one
+                ok_ids.append(eid)
+            elif "event_id" in ev:  # "", "null": no id; the absorber gives it one of its own
+                ev = {k: v for k, v in ev.items() if k != "event_id"}
+            ok_lines.append(orjson.dumps({"event": ev, "received_at": received}))
+            ts = parse_timestamp(str(ev["timestamp"]).strip())
+            ok_events.append(
+                {
+                    "user_id": ev["user_id"],
+                    "product_id": (str(ev.get("product_id") or "")).strip(),
+                    "_type": chk.values["event_type"],
+                    "_ts": ts.replace(tzinfo=UTC).timestamp() if ts else None,
+                }
+            )
         waits = []
         if ok_lines:
             waits.append(asyncio.wrap_future(state["events"].append(ok_lines)))
@@ -484,23 +536,37 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
         except Exception as exc:
             log.error("events not stored: %s", exc)
             raise HTTPException(503, "events could not be stored; nothing was accepted, retry") from None
+        duplicates = len(valid) - len(ok_lines)
         metrics.events.labels("accepted").inc(len(ok_lines))
         metrics.events.labels("quarantined").inc(len(bad_lines))
+        if duplicates:
+            metrics.events.labels("duplicate").inc(duplicates)
+        if ok_ids:
+            try:  # after the spool: a crash in between makes a retry spool again (the warehouse
+                # drops it), never an acknowledged event that is not stored
+                await asyncio.to_thread(store.remember, ok_ids)
+            except Exception as exc:
+                log.error("event_ids not remembered (the warehouse still drops repeats): %s", exc)
         if ok_events:
             await asyncio.to_thread(s.record_events, ok_events)
-        if errors:
-            first = errors[0]
-            return JSON(
-                {
-                    "error": f"event {first['index']}: {first['detail']}",
-                    "accepted": len(ok_lines),
-                    "rejected": len(errors),
-                    "errors": errors[:100],
-                    "note": "valid events of this request were accepted; the rejected ones are quarantined",
-                },
-                status_code=422,
-            )
-        return JSON({"accepted": len(ok_lines), "rejected": 0}, status_code=202)
+        out: dict[str, Any] = {
+            "accepted": len(ok_lines),
+            "rejected": len(errors),
+            "duplicates": duplicates,
+            "results": results,
+        }
+        if not errors:
+            return JSON(out, status_code=202)
+        first = errors[0]
+        out.update(
+            error=f"event {first['index']}: {first['detail']}",
+            errors=errors[:100],
+            note="the rejected events are quarantined; the others were accepted (or were duplicates): "
+            "do not send them again",
+        )
+        # 422 only when nothing of the batch was acceptable; a mixed batch is a 207 (multi-status):
+        # a success, so that a client does not retry (and duplicate) the accepted events
+        return JSON(out, status_code=422 if len(errors) == len(body) else 207)
 
     @app.post("/v1/admin/reload")
     async def reload(request: Request) -> JSON:
@@ -551,6 +617,72 @@ async def _absorb(workdir: Path, redis_client: Any) -> None:
     res = await asyncio.to_thread(absorb, workdir, redis_client)
     if res.get("status") == "ok":
         log.info("absorbed events: %s", res)
+
+
+async def _prune(event_ids: SqliteEventIds) -> None:
+    await asyncio.to_thread(event_ids.prune)
+
+
+def _open_event_ids(workdir: Path, redis_client: Any, settings: ServeSettings) -> EventIds:
+    """The accepted event_ids, shared by the workers (and replicas, with Redis)."""
+    if redis_client is not None:
+        return RedisEventIds(redis_client, settings.event_id_window_s)
+    store = SqliteEventIds(workdir / EVENT_IDS_DB, settings.event_id_window_s)
+    store.prune()
+    # spooled but maybe not remembered (a process killed between the two): remembered now
+    store.remember(spooled_event_ids(workdir))
+    return store
+
+
+async def _drain(workdir: Path, redis_client: Any, seconds: float) -> None:
+    """Graceful stop: absorb what was acknowledged, for at most `seconds` in all (a worker waits
+    for the lock while another worker absorbs, then takes what is left), and say what happened.
+    An absorb still running at the deadline is abandoned: like a crash, it leaves the segments
+    for the next absorb, which never curates an event twice."""
+    result: dict[str, Any] = {}
+    if seconds > 0:
+        t0 = time.monotonic()
+
+        def run() -> None:
+            try:
+                result.update(absorb(workdir, redis_client, wait_s=seconds / 2))
+            except Exception as exc:  # the warehouse held by a training run, a bad segment
+                result.update(
+                    status="failed", reason=str(exc).splitlines()[0][:200] if str(exc) else repr(exc)
+                )
+
+        worker = threading.Thread(target=run, name="shelfwise-drain", daemon=True)
+        worker.start()
+        await asyncio.to_thread(worker.join, seconds)
+        if worker.is_alive():
+            result = {"status": "timeout", "reason": f"still absorbing after {seconds:g} s"}
+        took = time.monotonic() - t0
+        status = result.get("status")
+        if status == "ok":
+            log.info(
+                "absorbed %d acknowledged events into the warehouse on the way out in %.1f s (%d of "
+                "them quarantined by its checks, e.g. repeats; %d rejected events quarantined)",
+                result.get("accepted", 0),
+                took,
+                result.get("quarantined_by_ingest", 0),
+                result.get("quarantined", 0),
+            )
+        elif status != "nothing":
+            log.warning("events not absorbed on the way out: %s", result.get("reason", status))
+    try:  # what this process acknowledged (the other workers say theirs; Redis: the stream)
+        left = pending_events(workdir, redis_client, pid=os.getpid())
+    except Exception as exc:
+        log.warning("could not count the spooled events: %s", exc)
+        return
+    if left:
+        log.warning(
+            "%d acknowledged events left in the spool, absorbed at the next start or by "
+            "`shelfwise events absorb --workdir %s`",
+            left,
+            workdir,
+        )
+    elif seconds > 0:
+        log.info("every acknowledged event is in the warehouse")
 
 
 def app_from_env() -> FastAPI:

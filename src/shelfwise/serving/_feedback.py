@@ -12,6 +12,13 @@
 
 Only one absorber runs at a time (a file lock); when another process holds the warehouse (a
 training run), absorb reports `busy` and leaves every segment for the next try.
+
+Exactly once, also when an absorber dies half-way (between the ingest and the archiving, say):
+every served event reaches the warehouse with an `event_id`, the client's idempotency key or,
+where it sent none, where it was spooled (`spool:<segment>:<line>`, `redis:<stream id>`), and
+ingestion never curates an event_id twice (`duplicate_row`). A segment absorbed again after a
+crash is therefore dropped row by row instead of doubled; a rejected row already quarantined
+from its segment and line is not quarantined again.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import fcntl
 import json
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ._spool import ready_segments
+from ._spool import CLOSED_SUFFIX, all_segments, ready_segments, segment_stem
 
 SPOOL = Path("spool")
 EVENTS_DIR = SPOOL / "events"
@@ -35,6 +43,23 @@ EXPOSURES_DIR = SPOOL / "exposures"
 FEEDBACK_DIR = Path("feedback")
 REDIS_EVENTS = "shelfwise:events"
 REDIS_REJECTED = "shelfwise:rejected"
+EVENT_IDS_DB = SPOOL / "event_ids.sqlite"
+
+__all__ = [
+    "EVENTS_DIR",
+    "EVENT_IDS_DB",
+    "EXPOSURES_DIR",
+    "FEEDBACK_DIR",
+    "REDIS_EVENTS",
+    "REDIS_REJECTED",
+    "REJECTED_DIR",
+    "absorb",
+    "ingest_events",
+    "pending_events",
+    "read_lines",
+    "spooled_event_ids",
+    "write_events",
+]
 
 
 @contextmanager
@@ -52,16 +77,29 @@ def _lock(workdir: Path) -> Iterator[bool]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def absorb(workdir: str | Path, redis_client: Any = None) -> dict[str, Any]:
-    """Ingest what the server accepted and quarantine what it rejected; idempotent per segment."""
+def absorb(workdir: str | Path, redis_client: Any = None, *, wait_s: float = 0.0) -> dict[str, Any]:
+    """Ingest what the server accepted and quarantine what it rejected; idempotent per segment.
+
+    `wait_s`: while another absorber holds the lock (another worker stopping, the periodic
+    absorb), try again until this many seconds have passed, then answer `busy`."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        res = _absorb_once(Path(workdir), redis_client)
+        if res["status"] != "busy" or time.monotonic() >= deadline:
+            return res
+        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
+
+def _absorb_once(workdir: Path, redis_client: Any) -> dict[str, Any]:
     import duckdb
 
     from ..governance import AuditLog
 
-    workdir = Path(workdir)
     with _lock(workdir) as locked:
         if not locked:
             return {"status": "busy", "reason": "another absorb is running"}
+        for stale in (workdir / "tmp").glob("absorb-*"):  # of an absorber that died (we hold the lock)
+            shutil.rmtree(stale, ignore_errors=True)
         ev_segments = ready_segments(workdir / EVENTS_DIR)
         rej_segments = ready_segments(workdir / REJECTED_DIR)
         redis_ev: list[tuple[str, bytes]] = []
@@ -74,8 +112,12 @@ def absorb(workdir: str | Path, redis_client: Any = None) -> dict[str, Any]:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         tmp = workdir / "tmp" / f"absorb-{stamp}"
         tmp.mkdir(parents=True, exist_ok=True)
-        lines = [line for seg in ev_segments for line in read_lines(seg)] + [line for _, line in redis_ev]
-        n_events = write_events(tmp / "events.jsonl", (_canonical_line(line) for line in lines))
+        lines = [
+            _canonical_line(line, f"spool:{segment_stem(seg)}:{n}")
+            for seg in ev_segments
+            for n, line in enumerate(read_lines(seg), 1)
+        ] + [_canonical_line(line, f"redis:{i}") for i, line in redis_ev]
+        n_events = write_events(tmp / "events.jsonl", lines)
         report: dict[str, Any] = {"status": "ok", "accepted": n_events, "quarantined": 0}
         try:
             if n_events:
@@ -107,8 +149,50 @@ def absorb(workdir: str | Path, redis_client: Any = None) -> dict[str, Any]:
 
 
 def read_lines(path: Path) -> list[bytes]:
+    """The complete lines of a spool file. A last line without its newline is a write that a
+    crash cut short: never acknowledged (the answer waits for the fsync), so not an event."""
     with open(path, "rb") as fh:
-        return [line for line in fh if line.strip()]
+        return [line for line in fh if line.strip() and line.endswith(b"\n")]
+
+
+def _count_lines(path: Path) -> int:
+    n = 0
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                n += chunk.count(b"\n")
+    except FileNotFoundError:  # absorbed meanwhile
+        return 0
+    return n
+
+
+def pending_events(workdir: str | Path, redis_client: Any = None, *, pid: int | None = None) -> int:
+    """Acknowledged events not yet in the warehouse: the lines of every event segment (the open
+    ones of running servers included; `pid`: only those of that process), plus the Redis stream
+    when one is given."""
+    segments = all_segments(Path(workdir) / EVENTS_DIR)
+    if pid is not None:
+        segments = [p for p in segments if segment_stem(p).endswith(f"-{pid}")]
+    n = sum(_count_lines(p) for p in segments)
+    if redis_client is not None:
+        n += int(redis_client.xlen(REDIS_EVENTS))
+    return n
+
+
+def spooled_event_ids(workdir: str | Path) -> list[str]:
+    """The clients' event_ids in the event segments not yet absorbed."""
+    out = []
+    for seg in all_segments(Path(workdir) / EVENTS_DIR):
+        try:
+            lines = read_lines(seg)
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            if b'"event_id"' in line:  # most lines have none: not parsed
+                eid = json.loads(line).get("event", {}).get("event_id")
+                if isinstance(eid, str) and eid.strip():
+                    out.append(eid.strip())
+    return out
 
 
 def write_events(path: Path, lines: Any) -> int:
@@ -128,19 +212,22 @@ def ingest_events(workdir: Path, data_dir: Path) -> Any:
     return Ingestor(workdir, mode="append", job="shelfwise.events").run(data_dir)
 
 
-def _canonical_line(line: bytes) -> bytes:
-    """The spool holds {"event": {...}, "received_at": ...}; ingestion takes the event."""
-    rec = json.loads(line)
-    return json.dumps(rec["event"], ensure_ascii=False).encode() + b"\n"
+def _canonical_line(line: bytes, locator: str) -> bytes:
+    """The spool holds {"event": {...}, "received_at": ...}; ingestion takes the event, with
+    its `locator` as event_id when the client sent none (what makes a second absorb of the same
+    segment harmless)."""
+    ev = json.loads(line)["event"]
+    if ev.get("event_id") is None or not str(ev["event_id"]).strip():
+        ev = {**ev, "event_id": locator}
+    return json.dumps(ev, ensure_ascii=False).encode() + b"\n"
 
 
 def _rejected_rows(segments: list[Path], redis_lines: list[bytes]) -> list[tuple[str, int, dict[str, Any]]]:
     rows = []
     for seg in segments:
-        with open(seg, "rb") as fh:
-            for n, line in enumerate(fh, 1):
-                if line.strip():
-                    rows.append((str(seg.name), n, json.loads(line)))
+        name = segment_stem(seg) + CLOSED_SUFFIX  # the same whether the writer closed it or died
+        for n, line in enumerate(read_lines(seg), 1):
+            rows.append((name, n, json.loads(line)))
     rows += [("redis:" + REDIS_REJECTED, n, json.loads(line)) for n, line in enumerate(redis_lines, 1)]
     return rows
 
@@ -153,7 +240,15 @@ def _quarantine(workdir: Path, rows: list[tuple[str, int, dict[str, Any]]], run_
     with Warehouse(workdir) as wh:
         wh.sql("CREATE SEQUENCE IF NOT EXISTS quarantine.qid_seq")
         wh.sql(QUARANTINE_DDL)
+        n = 0
         for source, line, rec in rows:
+            if wh.sql(  # quarantined already by an absorb that died before removing the segment
+                "SELECT 1 FROM quarantine.rows WHERE table_name = 'events' AND source_file = ? "
+                "AND source_line = ? LIMIT 1",
+                [f"http:{source}", line],
+            ).fetchone():
+                continue
+            n += 1
             failures = rec.get("failures") or [{"reason": "malformed_row", "detail": "rejected"}]
             raw = rec.get("event")
             wh.sql(
@@ -171,4 +266,4 @@ def _quarantine(workdir: Path, rows: list[tuple[str, int, dict[str, Any]]], run_
                     ),
                 ],
             )
-    return len(rows)
+    return n

@@ -51,6 +51,8 @@ class ServeSettings:
     redis_url: str | None = None  # shared online state and event stream for several replicas
     fsync: bool = True  # acknowledge events only after fsync (group commit)
     candidates_factor: int = 3  # candidates taken before rules = k * factor + 20
+    drain_seconds: float = 20.0  # on a graceful stop, absorb the spooled events for at most this long
+    event_id_window_s: float = 7 * 86400.0  # how long accepted event_ids are answered `duplicate`
 
 
 class LRU:

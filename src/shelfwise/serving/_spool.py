@@ -7,6 +7,9 @@ moment shares one fsync (thousands of acknowledged events per second on one disk
 `<time>-<host>-<pid>.jsonl.open` while written and renamed to `.jsonl` when closed (every
 `rotate_seconds`, at `rotate_bytes`, and on a graceful stop); the absorber only takes closed
 segments and the open segments of processes that are gone (a crash loses nothing acknowledged).
+A writer holds an exclusive `flock` on its open segment for as long as it writes it (the kernel
+drops it when the process dies, `kill -9` included): that, not the pid in the name, tells a
+live writer from a dead one, since a restarted container often gets its old pid back.
 
 `RedisSpool` appends to a Redis stream instead (several replicas, one queue); acknowledged
 means Redis has it, so run Redis with `appendonly yes` and `appendfsync always` for the same
@@ -15,6 +18,7 @@ durability (README: scaling out).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import queue
 import socket
@@ -124,7 +128,11 @@ class FileSpool(_GroupCommit):
     def _open(self) -> None:
         name = f"{time.time_ns()}-{socket.gethostname()}-{os.getpid()}{OPEN_SUFFIX}"
         self._path = self.directory / name
-        self._fh = open(self._path, "ab", buffering=1 << 20)
+        # locked before it has its name, so that no absorber ever sees it open and unlocked
+        tmp = self.directory / f".{name}.new"
+        self._fh = open(tmp, "ab", buffering=1 << 20)
+        fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        tmp.rename(self._path)
         self._opened_at = time.monotonic()
         self._written = 0
 
@@ -134,11 +142,12 @@ class FileSpool(_GroupCommit):
         self._fh.flush()
         if self.fsync:
             os.fsync(self._fh.fileno())
-        self._fh.close()
+        # renamed (or removed) while still locked: an absorber never takes it open and unlocked
         if self._written:
             self._path.rename(self._path.with_name(self._path.name[: -len(OPEN_SUFFIX)] + CLOSED_SUFFIX))
         else:
             self._path.unlink(missing_ok=True)
+        self._fh.close()
         self._fh, self._path = None, None
 
     def _store(self, batch: list[Item]) -> None:
@@ -171,6 +180,20 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _writer_gone(path: Path) -> bool:
+    """Whether nobody holds the open segment's lock (its writer ended, however it ended)."""
+    try:
+        with open(path, "rb") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            return True
+    except FileNotFoundError:  # closed (renamed) meanwhile: taken as a closed segment next time
+        return False
+
+
 def ready_segments(directory: str | Path) -> list[Path]:
     """Closed segments, plus open ones left by a process of this host that is gone."""
     d = Path(directory)
@@ -187,9 +210,26 @@ def ready_segments(directory: str | Path) -> list[Path]:
                 pid = int(parts[-1])
             except ValueError:
                 continue
-            if "-".join(parts[1:-1]) == host and not _pid_alive(pid):
+            if "-".join(parts[1:-1]) == host and (not _pid_alive(pid) or _writer_gone(p)):
                 out.append(p)
     return out
+
+
+def all_segments(directory: str | Path) -> list[Path]:
+    """Every segment, open ones of live writers included (what is acknowledged and not absorbed)."""
+    d = Path(directory)
+    if not d.exists():
+        return []
+    return sorted(p for p in d.iterdir() if p.name.endswith((CLOSED_SUFFIX, OPEN_SUFFIX)))
+
+
+def segment_stem(path: Path) -> str:
+    """`<time>-<host>-<pid>`: a segment's name, the same while open and once closed."""
+    name = path.name
+    for suffix in (OPEN_SUFFIX, CLOSED_SUFFIX):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 class RedisSpool(_GroupCommit):

@@ -1,0 +1,187 @@
+"""Events reach the warehouse (issue 15, part 5), over real HTTP on a copy of the trained shop:
+SIGTERM absorbs what was acknowledged; after kill -9 and a restart every acknowledged event is
+curated exactly once (an absorber dying half-way included); a retried batch with event_ids lands
+once, also after a restart; a batch with some bad events answers per event."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+
+from shelfwise.serving._feedback import EVENT_IDS_DB, EVENTS_DIR
+from shelfwise.serving._spool import ready_segments
+from tests.cli.test_cli import sw
+from tests.serving.conftest import Server, catalog_products
+from tests.serving.test_http import ev, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def shop(served_workdir: tuple[Path, Path], tmp_path: Path) -> Path:
+    """A private copy of the trained shop (11 MB): what a test posts, stops and absorbs stays its own."""
+    _, work = served_workdir
+    dst = tmp_path / "w"
+    shutil.copytree(work, dst, ignore=shutil.ignore_patterns("spool", "serve-*.log"))
+    return dst
+
+
+def curated(work: Path, where: str) -> list[tuple]:
+    import duckdb
+
+    con = duckdb.connect(str(work / "warehouse.duckdb"), read_only=True)
+    try:
+        return con.sql(
+            f"SELECT event_id, session_id, product_id FROM curated.events WHERE {where}"
+        ).fetchall()
+    finally:
+        con.close()
+
+
+def exported_sessions(work: Path, out: Path) -> tuple[list[str], str]:
+    proc = sw("export", "--workdir", str(work), "--table", "events", "--out", str(out))
+    with open(out, newline="") as fh:
+        return [r["session_id"] for r in csv.DictReader(fh)], proc.stderr
+
+
+def test_sigterm_then_export_shows_every_acknowledged_event(shop: Path):
+    products = catalog_products(shop)
+    srv = Server(shop, "--absorb-seconds", "0")  # no periodic absorb: the stop alone must do it
+    try:
+        for b in range(10):
+            r = srv.client.post(
+                "/v1/events",
+                json=[
+                    ev(f"d{b}-{i}", products[i % len(products)], "view", session_id="drain")
+                    for i in range(100)
+                ],
+            )
+            assert r.status_code == 202 and r.json()["accepted"] == 100
+        assert srv.client.get("/readyz").json()["events_pending"] == 1000
+        sessions, stderr = exported_sessions(shop, shop / "before.csv")
+        assert "drain" not in sessions
+        assert "1,000 acknowledged events are still waiting in the spool" in stderr
+    finally:
+        rc = srv.stop(signal.SIGTERM)
+    assert rc in (0, -signal.SIGTERM)
+    assert "absorbed 1000 acknowledged events into the warehouse on the way out" in srv.logs()
+    assert "every acknowledged event is in the warehouse" in srv.logs()
+    sessions, stderr = exported_sessions(shop, shop / "after.csv")
+    assert sessions.count("drain") == 1000
+    assert "waiting in the spool" not in stderr
+
+
+def test_kill9_restart_and_a_repeated_absorb_curate_each_event_once(shop: Path):
+    products = catalog_products(shop)
+    keyed = [ev(f"k{i}", products[i % len(products)], session_id="k9", event_id=f"k9-{i}") for i in range(50)]
+    plain = [ev(f"p{i}", products[i % len(products)], session_id="k9") for i in range(50)]
+    a = Server(shop, "--absorb-seconds", "0")
+    assert a.client.post("/v1/events", json=keyed).json()["accepted"] == 50
+    assert a.client.post("/v1/events", json=plain).json()["accepted"] == 50
+    a.stop(signal.SIGKILL)
+    assert list((shop / EVENTS_DIR).glob("*.jsonl.open"))  # the killed writer never closed it
+    # as if it had died between spooling and remembering the ids: the spool is the truth
+    for p in (shop / EVENT_IDS_DB).parent.glob(EVENT_IDS_DB.name + "*"):
+        p.unlink()
+
+    b = Server(shop, "--absorb-seconds", "0", "--drain-seconds", "0")
+    retry = b.client.post("/v1/events", json=keyed)  # the client never got its answer: it retries
+    assert retry.status_code == 202
+    assert retry.json()["accepted"] == 0 and retry.json()["duplicates"] == 50
+    assert {x["status"] for x in retry.json()["results"]} == {"duplicate"}
+    b.stop(signal.SIGKILL)
+
+    # an absorber that dies after the ingest, before removing its segments: they are absorbed again
+    segments = {p: p.read_bytes() for p in ready_segments(shop / EVENTS_DIR)}
+    assert segments
+    assert json.loads(sw("events", "absorb", "--workdir", str(shop), "--json").stdout)["accepted"] == 100
+    for p, content in segments.items():
+        p.write_bytes(content)
+
+    c = Server(shop, "--absorb-seconds", "30")  # absorbs at start what is left
+    try:
+        wait_for(lambda: c.client.get("/readyz").json()["events_pending"] == 0, timeout=90, step=0.5)
+        again = c.client.post("/v1/events", json=keyed).json()  # ids remembered across restarts
+        assert again["accepted"] == 0 and again["duplicates"] == 50
+    finally:
+        c.stop()
+    rows = curated(shop, "session_id = 'k9'")
+    assert len(rows) == 100
+    ids = [r[0] for r in rows]
+    assert len(set(ids)) == 100 and {f"k9-{i}" for i in range(50)} <= set(ids)
+    assert all(i.startswith("spool:") for i in ids if not i.startswith("k9-"))  # where it was spooled
+    q = json.loads(
+        sw(
+            "quarantine",
+            "list",
+            "--workdir",
+            str(shop),
+            "--reason",
+            "duplicate_row",
+            "--limit",
+            "100000",
+            "--json",
+        ).stdout
+    )
+    assert sum(1 for r in q["rows"] if (r["raw"] or {}).get("session_id") == "k9") == 100  # the second absorb
+
+
+def test_a_mixed_batch_answers_per_event_and_a_retry_lands_once(shop: Path):
+    products = catalog_products(shop)
+    batch = [
+        ev("m-user", products[0], session_id="mixed", event_id="m-1"),
+        ev("m-user", "NO-SUCH-PRODUCT", session_id="mixed", event_id="m-2"),
+        ev("m-user", products[1], session_id="mixed"),
+        ev("m-user", products[2], session_id="mixed", event_id="m-1"),  # the same id twice in a batch
+    ]
+    srv = Server(shop, "--absorb-seconds", "0")
+    try:
+        r = srv.client.post("/v1/events", json=batch)
+        assert r.status_code == 207  # a success: what was accepted must not be sent again
+        body = r.json()
+        assert (body["accepted"], body["rejected"], body["duplicates"]) == (2, 1, 1)
+        assert [(x["index"], x["status"], x["event_id"]) for x in body["results"]] == [
+            (0, "accepted", "m-1"),
+            (1, "rejected", "m-2"),
+            (2, "accepted", None),
+            (3, "duplicate", "m-1"),
+        ]
+        assert body["results"][1]["errors"][0]["reason"] == "unknown_reference"
+        assert body["errors"][0]["index"] == 1 and body["error"].startswith("event 1:")  # old clients
+        retry = srv.client.post("/v1/events", json=batch).json()
+        # the event without an id has nothing to recognise it by: a retry sends it again
+        assert (retry["accepted"], retry["rejected"], retry["duplicates"]) == (1, 1, 2)
+        bad = srv.client.post("/v1/events", json=[batch[1]])
+        assert bad.status_code == 422 and bad.json()["accepted"] == 0  # nothing acceptable
+    finally:
+        srv.stop()
+    rows = curated(shop, "session_id = 'mixed'")
+    assert sorted(r[2] for r in rows if r[0] == "m-1") == [products[0]]  # the first wins, once
+    assert len(rows) == 3 and not [r for r in rows if r[0] == "m-2"]
+
+
+def test_two_workers_share_the_ids_and_both_stops_absorb_once(shop: Path):
+    import httpx
+
+    products = catalog_products(shop)
+    srv = Server(shop, "--absorb-seconds", "0", "--workers", "2")
+    try:
+        for b in range(20):
+            batch = [
+                ev(f"w{b}-{i}", products[i], session_id="workers", event_id=f"w{b}-{i}") for i in range(25)
+            ]
+            with httpx.Client(base_url=srv.url, timeout=30) as c:  # new connections: either worker
+                assert c.post("/v1/events", json=batch).json()["accepted"] == 25
+            with httpx.Client(base_url=srv.url, timeout=30) as c:
+                assert c.post("/v1/events", json=batch).json()["duplicates"] == 25
+    finally:
+        assert srv.stop() in (0, -signal.SIGTERM)
+    logs = srv.logs()
+    assert logs.count("every acknowledged event is in the warehouse") == 2, logs[-3000:]
+    rows = curated(shop, "session_id = 'workers'")
+    assert len(rows) == 500 and len({r[0] for r in rows}) == 500

@@ -1,0 +1,124 @@
+"""Idempotency keys and a repeatable absorb, without a trained shop: the id store shared by
+workers, and an absorber that dies after its ingest (segments absorbed twice) curating once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from shelfwise.serving._event_ids import RedisEventIds, SqliteEventIds
+from shelfwise.serving._feedback import EVENTS_DIR, REJECTED_DIR, absorb, pending_events, spooled_event_ids
+from shelfwise.serving._spool import FileSpool, ready_segments
+
+NOW = "2026-11-01T12:00:00Z"
+
+
+def test_sqlite_ids_are_shared_by_workers_and_survive_a_reopen(tmp_path: Path):
+    a, b = SqliteEventIds(tmp_path / "ids.sqlite"), SqliteEventIds(tmp_path / "ids.sqlite")  # two workers
+    assert a.seen(["x", "y"]) == set()
+    a.remember(["x", "x", "z"])
+    assert b.seen(["x", "y", "z"]) == {"x", "z"}
+    a.close()
+    b.close()
+    c = SqliteEventIds(tmp_path / "ids.sqlite")
+    assert c.seen([f"id{i}" for i in range(1200)] + ["x"]) == {"x"}  # more than one IN (...) chunk
+    assert c.prune() == 0 and len(c) == 2
+    c.window_s = -1.0  # everything is older than the window
+    assert c.prune() == 2 and c.seen(["x"]) == set()
+
+
+def test_redis_ids(redis_url: str):
+    import redis
+
+    ids = RedisEventIds(redis.Redis.from_url(redis_url), window_s=60)
+    assert ids.seen(["r-1", "r-2"]) == set()
+    ids.remember(["r-1"])
+    assert ids.seen(["r-1", "r-2"]) == {"r-1"}
+
+
+def _workdir(tmp_path: Path) -> Path:
+    from shelfwise.governance import Ingestor
+
+    data, work = tmp_path / "data", tmp_path / "w"
+    data.mkdir()
+    (data / "products.csv").write_text("product_id,title\nP1,Tea\nP2,Cup\n")
+    (data / "events.csv").write_text(f"user_id,product_id,event_type,timestamp\nu0,P1,view,{NOW}\n")
+    Ingestor(work).run(data)
+    return work
+
+
+def _line(event: dict[str, object], **extra: object) -> bytes:
+    return json.dumps({"event": event, "received_at": NOW, **extra}).encode()
+
+
+def test_an_absorb_repeated_after_a_crash_curates_and_quarantines_once(tmp_path: Path):
+    import duckdb
+
+    work = _workdir(tmp_path)
+    events = [
+        {"user_id": f"u{i}", "product_id": "P1", "event_type": "view", "timestamp": NOW, "session_id": "s"}
+        for i in range(5)
+    ]
+    events[0]["event_id"] = "client-1"
+    spool = FileSpool(work / EVENTS_DIR, fsync=False)
+    spool.append([_line(e) for e in events]).result()
+    assert pending_events(work) == 5 and spooled_event_ids(work) == ["client-1"]
+    assert ready_segments(work / EVENTS_DIR) == []  # open, and its writer alive (it holds the lock)
+    spool.close()
+    rejected = FileSpool(work / REJECTED_DIR, fsync=False)
+    bad = {"user_id": "u9", "product_id": "NOPE", "event_type": "view", "timestamp": NOW}
+    rejected.append([_line(bad, failures=[{"reason": "unknown_reference", "detail": "NOPE"}])]).result()
+    rejected.close()
+    (seg,) = ready_segments(work / EVENTS_DIR)
+    with open(seg, "ab") as fh:  # a write the crash cut short: never acknowledged
+        fh.write(b'{"event": {"user_id": "torn"')
+    segments = {p: p.read_bytes() for d in (EVENTS_DIR, REJECTED_DIR) for p in ready_segments(work / d)}
+
+    first = absorb(work)
+    assert (first["accepted"], first["quarantined"]) == (5, 1) and pending_events(work) == 0
+    for p, content in segments.items():  # as if the absorber died before removing its segments
+        p.write_bytes(content)
+    second = absorb(work)
+    assert second["accepted"] == 5 and second["quarantined_by_ingest"] == 5 and second["quarantined"] == 0
+
+    con = duckdb.connect(str(work / "warehouse.duckdb"), read_only=True)
+    ids = [r[0] for r in con.sql("SELECT event_id FROM curated.events WHERE session_id = 's'").fetchall()]
+    reasons = con.sql(
+        "SELECT reason, count(*) FROM quarantine.rows WHERE table_name = 'events' GROUP BY 1"
+    ).fetchall()
+    con.close()
+    assert len(ids) == 5 and len(set(ids)) == 5 and "client-1" in ids
+    assert sorted(i for i in ids if i != "client-1") == [
+        f"spool:{seg.name[: -len('.jsonl')]}:{n}" for n in range(2, 6)
+    ]
+    assert dict(reasons) == {"duplicate_row": 5, "unknown_reference": 1}
+
+
+@pytest.mark.parametrize("mode", ["replace", "append"])
+def test_ingest_curates_an_event_id_once(tmp_path: Path, mode: str):
+    """A file load too: a repeated event_id is a duplicate_row, and appending, so is one already curated."""
+    import duckdb
+
+    from shelfwise.governance import Ingestor
+
+    work = _workdir(tmp_path)
+    day = tmp_path / "day2"
+    day.mkdir()
+    (day / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp,idempotency_key\n"
+        f"u1,P1,view,{NOW},e-1\nu2,P2,click,{NOW},e-1\nu3,P2,view,{NOW},\nu4,P2,view,{NOW},e-2\n"
+    )
+    (day / "products.csv").write_text("product_id,title\nP1,Tea\nP2,Cup\n")
+    Ingestor(work).run(day)
+    rep = Ingestor(work, mode=mode).run(day)  # the same delivery again
+    con = duckdb.connect(str(work / "warehouse.duckdb"), read_only=True)
+    rows = con.sql("SELECT event_id, user_id FROM curated.events ORDER BY event_id NULLS LAST").fetchall()
+    con.close()
+    if mode == "replace":  # a full snapshot: only the repeat within the file goes
+        assert rep.tables["events"].reasons == {"duplicate_row": 1}
+        assert [r[0] for r in rows] == ["e-1", "e-2", None]
+    else:
+        assert rep.tables["events"].reasons["duplicate_row"] >= 3  # e-1 twice, e-2
+        assert [r[0] for r in rows if r[0]] == ["e-1", "e-2"]
