@@ -132,13 +132,19 @@ def write_quality_report(workdir: str | Path, report: IngestReport) -> Path:
 
 def summary_lines(report: IngestReport) -> list[str]:
     """A readable plain-text summary (the CLI prints it)."""
-    lines = [f"ingestion run {report.run_id} ({report.seconds:.1f} s)"]
+    delivery = " (a delivery appended to what is curated)" if report.mode == "append" else ""
+    lines = [f"ingestion run {report.run_id} ({report.seconds:.1f} s){delivery}"]
     for t in report.tables.values():
         mark = "ok" if t.balanced else "UNBALANCED"
         lines.append(
-            f"  {t.table:<10} in {t.rows_in:>10,}  curated {t.rows_curated:>10,}  "
-            f"quarantined {t.rows_quarantined:>8,}  [{mark}]"
+            f"  {t.table:<10} in {t.rows_in:>10,}  {'added' if t.mode == 'append' else 'curated'} "
+            f"{t.rows_curated:>10,}  quarantined {t.rows_quarantined:>8,}  [{mark}]"
         )
+        if t.mode == "append":
+            lines.append(
+                f"      inserted {t.rows_inserted or 0:,}, updated {t.rows_updated or 0:,}, unchanged "
+                f"(re-delivered) {t.rows_unchanged or 0:,}; the table now has {t.rows_total:,} rows"
+            )
         for reason, n in t.reasons.items():
             lines.append(f"      {reason:<22} {n:>8,}")
     for note in report.notes:
