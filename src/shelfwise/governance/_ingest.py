@@ -246,9 +246,10 @@ class Ingestor:
                     DatasetRef(
                         warehouse_namespace(self.workdir),
                         f"curated.{table}",
-                        rows=tr.rows_curated,
+                        rows=tr.rows_total,
                         content_hash=tr.content_hash,
                         columns=tuple(wh.table(table).columns),
+                        lifecycle="ALTER" if self.mode == "append" else "OVERWRITE",
                     )
                 )
                 if staged.staged is not None:
@@ -279,6 +280,16 @@ class Ingestor:
                             "rows_in": r.rows_in,
                             "curated": r.rows_curated,
                             "quarantined": r.rows_quarantined,
+                            **(
+                                {
+                                    "inserted": r.rows_inserted,
+                                    "updated": r.rows_updated,
+                                    "unchanged": r.rows_unchanged,
+                                    "rows_total": r.rows_total,
+                                }
+                                if r.mode == "append"
+                                else {}
+                            ),
                         }
                         for t, r in report.tables.items()
                     },

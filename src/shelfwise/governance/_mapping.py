@@ -31,6 +31,14 @@ from ..errors import ShelfwiseError, SourceError
 from ._contracts import CONTRACTS, Kind, TableContract
 
 MAP_FILE = "shelfwise.toml"
+# words in a header that holding dates make it the likely event time (not a ship or birth date)
+EVENT_TIME_WORDS = ("date", "time", "day", "when", "placed", "ordered", "created", "purchased", "occurred")
+# words in a header that make it a likely id of a user, a product, a query
+ID_WORDS = {
+    "user_id": ("customer", "user", "client", "member", "visitor", "buyer", "shopper", "account"),
+    "product_id": ("product", "item", "article", "sku", "asin", "variant", "offer"),
+    "query_id": ("query", "search", "qid"),
+}
 # the canonical columns that may be built from several source columns (joined as a path)
 MULTI_COLUMN = {("products", "category")}
 
@@ -181,7 +189,7 @@ def suggest_columns(
             share = sum(plausible(v) for v in vals) / len(vals)
             # a column of small numbers parses as epoch seconds of 1970: not a date
             if share >= 0.8:
-                bonus = 0.5 if any(w in _key(h) for w in ("date", "time", "day", "when")) else 0.0
+                bonus = 0.5 if any(w in _key(h) for w in EVENT_TIME_WORDS) else 0.0
                 # of several date columns (order date, ship date) the closest name first
                 offer(h, 2.0 + share + bonus + 0.2 * ratios.get(h, 0.0), f"holds dates, e.g. {example!r}")
         elif spec.kind is Kind.ENUM:
@@ -193,14 +201,11 @@ def suggest_columns(
             share = sum(parse_number(v) is not None for v in vals) / len(vals)
             if share >= 0.9 and h in scored:
                 offer(h, scored[h][0] + 0.5, f"a similar name, holds numbers, e.g. {example!r}")
-        elif spec.kind is Kind.ID and _key(h).endswith(("id", "code", "sku", "number", "no")):
-            distinct = len(set(vals)) / len(vals)
-            hint = "user" if missing == "user_id" else "product" if missing == "product_id" else ""
-            words = {"user": ("customer", "user", "client", "member", "visitor", "buyer")}.get(
-                hint, ("product", "item", "article", "sku", "query")
-            )
+        elif spec.kind is Kind.ID:
+            words = ID_WORDS.get(missing, ())
             if any(w in _key(h) for w in words):
-                offer(h, 2.5 + 0.1 * distinct, f"an id column, e.g. {example!r}")
+                idlike = _key(h).endswith(("id", "code", "sku", "number", "no", "ref"))
+                offer(h, 2.2 + 0.3 * idlike, f"{'an id column' if idlike else 'names one'}, e.g. {example!r}")
     return [(h, why) for h, (_, why) in sorted(scored.items(), key=lambda kv: -kv[1][0])][:3]
 
 
