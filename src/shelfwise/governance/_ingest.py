@@ -738,17 +738,6 @@ class Ingestor:
             self._pseudonym_table(wh, c)
             joins += f" LEFT JOIN _pseudo_{c} p_{c} ON p_{c}.raw_id = t.{q(c)}"
         appending = self.mode == "append" and contract.name in wh.curated_tables()
-        if appending:  # rows an earlier load curated already: recognised, never added twice
-            names = contract.column_names + [f"x_{_safe(e)}" for e in extra_kept]
-            self._flag_redelivered(wh, contract, select_out, names, joins, load_id, tr)
-        wh.sql(
-            f"""INSERT INTO quarantine.rows SELECT nextval('quarantine.qid_seq'), {lit(run_id)}, {lit(contract.name)},
-                {src_name}, c._source_line, c._reasons[1], c._reasons, c._detail, {raw_json},
-                CASE WHEN c._redelivered THEN 'redelivered' ELSE 'open' END, now()::TIMESTAMP, NULL
-                FROM (SELECT *, {"_source_line IN (SELECT line FROM _redelivered)" if appending else "false"} AS _redelivered
-                      FROM _checked) c JOIN {load} l ON l._source_line = c._source_line
-                WHERE len(c._reasons) > 0 ORDER BY c._source_line"""
-        )
         order = (
             'ORDER BY t."timestamp", t._source_line'
             if contract.name == "events"
@@ -758,15 +747,30 @@ class Ingestor:
             f"SELECT {', '.join(select_out)} FROM _checked t{joins} WHERE len(t._reasons) = 0 {order}"
         )
         added = None
-        if self.mode == "append" and contract.name in wh.curated_tables():
-            wh.sql(f"CREATE OR REPLACE TEMP TABLE _new AS {source_sql}")
+        if appending:  # rows an earlier load curated already: recognised, never added twice
+            # the valid rows as they will be curated, kept with their line while they are compared
+            wh.sql(
+                f"CREATE OR REPLACE TEMP TABLE _new AS SELECT t._source_line, {', '.join(select_out)} "
+                f"FROM _checked t{joins} WHERE len(t._reasons) = 0 {order}"
+            )
+            names = contract.column_names + [f"x_{_safe(e)}" for e in extra_kept]
+            self._flag_redelivered(wh, contract, names, load_id, tr)
+            wh.sql("DELETE FROM _new WHERE _source_line IN (SELECT line FROM _redelivered)")
             row = wh.sql("SELECT count(*) FROM _new").fetchone()
             added = int(row[0]) if row else 0
             keep = f"SELECT * FROM curated.{q(contract.name)}"
-            if contract.key:  # a re-processed row is the newer version of its key
+            if contract.key:  # the newer version of a key replaces the curated one (an upsert)
                 keep += f" ANTI JOIN _new USING ({', '.join(q(k) for k in contract.key)})"
-            source_sql = f"{keep} UNION ALL BY NAME SELECT * FROM _new"
-        elif self.mode == "append":  # the table's first load: every valid row is new
+            source_sql = f"{keep} UNION ALL BY NAME SELECT * EXCLUDE (_source_line) FROM _new"
+        wh.sql(
+            f"""INSERT INTO quarantine.rows SELECT nextval('quarantine.qid_seq'), {lit(run_id)}, {lit(contract.name)},
+                {src_name}, c._source_line, c._reasons[1], c._reasons, c._detail, {raw_json},
+                CASE WHEN c._redelivered THEN 'redelivered' ELSE 'open' END, now()::TIMESTAMP, NULL
+                FROM (SELECT *, {"_source_line IN (SELECT line FROM _redelivered)" if appending else "false"} AS _redelivered
+                      FROM _checked) c JOIN {load} l ON l._source_line = c._source_line
+                WHERE len(c._reasons) > 0 ORDER BY c._source_line"""
+        )
+        if self.mode == "append" and not appending:  # the table's first load: every valid row is new
             tr.rows_updated, tr.rows_unchanged = 0, 0
         tv = wh.publish(contract.name, source_sql, run_id, contract.version)
         for c in pseudo_cols:
@@ -808,9 +812,7 @@ class Ingestor:
         self,
         wh: Warehouse,
         contract: TableContract,
-        select_out: list[str],
         names: list[str],
-        joins: str,
         load_id: int,
         tr: TableReport,
     ) -> None:
@@ -823,13 +825,10 @@ class Ingestor:
         warehouse; events are compared only with the curated events of the delivery's time
         range (the curated table is in time order, so its row groups outside are skipped).
 
-        Leaves `_redelivered(line)`: the source lines flagged."""
+        Compares `_new` (this load's valid rows as they will be curated, with `_source_line`);
+        leaves `_redelivered(line)`: the source lines flagged."""
         cur = f"curated.{q(contract.name)}"
         cur_cols = [r[0] for r in wh.sql(f"DESCRIBE {cur}").fetchall()]
-        wh.sql(
-            f"CREATE OR REPLACE TEMP TABLE _cand AS SELECT t._source_line, {', '.join(select_out)} "
-            f"FROM _checked t{joins} WHERE len(t._reasons) = 0"
-        )
         same = " AND ".join(
             f"{'c.' + q(col) if col in names else 'NULL'} IS NOT DISTINCT FROM {'e.' + q(col) if col in cur_cols else 'NULL'}"
             for col in dict.fromkeys([*names, *cur_cols])
@@ -842,7 +841,7 @@ class Ingestor:
                 f"""CREATE OR REPLACE TEMP TABLE _upsert AS
                     SELECT c._source_line AS line, e._present IS NOT NULL AS present,
                            coalesce(e._present AND {same}, false) AS same
-                    FROM _cand c LEFT JOIN (SELECT *, true AS _present FROM {cur}) e ON {on}"""
+                    FROM _new c LEFT JOIN (SELECT *, true AS _present FROM {cur}) e ON {on}"""
             )
             row = wh.sql(
                 "SELECT count(*) FILTER (WHERE NOT present), count(*) FILTER (WHERE present AND NOT same), "
@@ -862,7 +861,7 @@ class Ingestor:
         else:
             where = ""
             if "timestamp" in names and "timestamp" in cur_cols:
-                lo, hi = wh.sql('SELECT min("timestamp"), max("timestamp") FROM _cand').fetchone() or (
+                lo, hi = wh.sql('SELECT min("timestamp"), max("timestamp") FROM _new').fetchone() or (
                     None,
                     None,
                 )
@@ -870,12 +869,11 @@ class Ingestor:
                     where = f"WHERE \"timestamp\" BETWEEN TIMESTAMP '{lo}' AND TIMESTAMP '{hi}'"
             wh.sql(
                 f"""CREATE OR REPLACE TEMP TABLE _redelivered AS SELECT DISTINCT c._source_line AS line
-                    FROM _cand c JOIN (SELECT * FROM {cur} {where}) e ON {same}"""
+                    FROM _new c JOIN (SELECT * FROM {cur} {where}) e ON {same}"""
             )
             row = wh.sql("SELECT count(*) FROM _redelivered").fetchone()
             tr.rows_unchanged, tr.rows_updated = (int(row[0]) if row else 0), 0
             what = lit(f"re-delivered: an identical row is already curated ({holder})")
-        wh.sql("DROP TABLE _cand")
         if not tr.rows_unchanged:
             return
         # which load delivered it first: the raw layer keeps every load's rows as received, and a

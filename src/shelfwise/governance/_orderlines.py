@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..errors import SourceError
 from ..storage import StagedFile
-from ..storage._sources import JSON_DELIMITER, LINE_COLUMN
+from ..storage._sources import JSON_DELIMITER, LINE_COLUMN, PART_LINES
 from ._compile import lit, number_expr, q
 from ._contracts import PRODUCTS, TableContract
 
@@ -82,8 +82,12 @@ def source_relation(staged: StagedFile, header: list[str], parquet_files: str) -
             "strict_mode=true, null_padding=false, max_line_size=10000000))"
         )
         return rel, {h: q(f"c{i}") for i, h in enumerate(header)}
-    if staged.format == "parquet":
-        rel = f"(SELECT file_row_number + 1 AS _line, * FROM read_parquet({parquet_files}, union_by_name=true, file_row_number=true))"
+    if staged.format == "parquet":  # lines numbered as the events load numbers them
+        line, options = "file_row_number + 1", "union_by_name=true, file_row_number=true"
+        if len(staged.parts) > 1:
+            line = f"(list_position({parquet_files}, filename) - 1) * {PART_LINES} + {line}"
+            options += ", filename=true"
+        rel = f"(SELECT {line} AS _line, * FROM read_parquet({parquet_files}, {options}))"
         return rel, {h: f"CAST({q(h)} AS VARCHAR)" for h in header}
     assert staged.staged is not None
     rel = (
