@@ -365,13 +365,13 @@ class Ingestor:
             if len(found) > 1:
                 self._joined[contract.name][c] = found[1:]
         taken = {h for hs in [mapping.values(), *self._joined[contract.name].values()] for h in hs}
-        for c in contract.columns:
-            if c.name in mapping:
+        for spec in contract.columns:
+            if spec.name in mapping:
                 continue
-            for cand in (c.name, *c.aliases):
+            for cand in (spec.name, *spec.aliases):
                 found_h = by_key.get(_column_key(cand))
                 if found_h is not None and found_h not in taken:
-                    mapping[c.name] = found_h
+                    mapping[spec.name] = found_h
                     taken.add(found_h)
                     break
         implied: dict[str, str] = {}

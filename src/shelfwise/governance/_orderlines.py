@@ -17,11 +17,13 @@ A derived table is staged like a file: its rows carry the line of the order line
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import SourceError
-from ..storage import StagedFile
+from ..storage import StagedFile, Warehouse
 from ..storage._sources import JSON_DELIMITER, LINE_COLUMN, PART_LINES
 from ._compile import lit, number_expr, q
 from ._contracts import PRODUCTS, TableContract
@@ -104,7 +106,7 @@ def source_relation(staged: StagedFile, header: list[str], parquet_files: str) -
 
 
 def derive(
-    wh: object,
+    wh: Warehouse,
     staged: StagedFile,
     header: list[str],
     events_mapping: dict[str, str],
@@ -149,7 +151,7 @@ def derive(
         return []
 
     rel, expr = source_relation(staged, header, parquet_files)
-    sql = wh.sql  # type: ignore[attr-defined]
+    sql = wh.sql
 
     def text(h: str) -> str:
         return f"nullif(trim({expr[h]}), '')"
@@ -161,19 +163,19 @@ def derive(
             category = find("category", PRODUCTS)
             if category and "category" not in product_map:
                 category += [by_key[k] for k in SUBCATEGORY_KEYS if k in by_key and by_key[k] not in taken]
-            for c, hs in (
+            for name, found in (
                 ("category", category),
                 *((c, find(c, PRODUCTS)) for c in ("brand", "description")),
             ):
-                if hs:
-                    cols[c] = hs
-            used = {h for hs in cols.values() for h in hs}
+                if found:
+                    cols[name] = found
+            used = {h for found in cols.values() for h in found}
             select = [f"{text(pid)} AS product_id"]
-            for c, hs in cols.items():
+            for name, found in cols.items():
                 select.append(
-                    f"nullif(concat_ws(' > ', {', '.join(text(h) for h in hs)}), '') AS {q(c)}"
-                    if len(hs) > 1
-                    else f"{text(hs[0])} AS {q(c)}"
+                    f"nullif(concat_ws(' > ', {', '.join(text(h) for h in found)}), '') AS {q(name)}"
+                    if len(found) > 1
+                    else f"{text(found[0])} AS {q(name)}"
                 )
             price = find("price", PRODUCTS)
             how = ""
@@ -249,15 +251,17 @@ def derive(
     return out
 
 
-def _write(sql: object, staged: StagedFile, path: Path, query: str, header: list[str]) -> StagedFile:
+def _write(
+    sql: Callable[..., Any], staged: StagedFile, path: Path, query: str, header: list[str]
+) -> StagedFile:
     """Write a derived table as a staged CSV (line column first) and describe it as staged."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    sql(f"CREATE OR REPLACE TEMP TABLE _derived AS {query}")  # type: ignore[operator]
-    sql(  # type: ignore[operator]
+    sql(f"CREATE OR REPLACE TEMP TABLE _derived AS {query}")
+    sql(
         f"COPY _derived TO {lit(path.as_posix())} (FORMAT CSV, HEADER, DELIMITER ',', QUOTE '\"', ESCAPE '\"')"
     )
-    row = sql("SELECT count(*) FROM _derived").fetchone()  # type: ignore[operator]
-    sql("DROP TABLE _derived")  # type: ignore[operator]
+    row = sql("SELECT count(*) FROM _derived").fetchone()
+    sql("DROP TABLE _derived")
     return StagedFile(
         source=staged.source,
         staged=path,
