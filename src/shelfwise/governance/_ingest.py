@@ -829,8 +829,19 @@ class Ingestor:
         leaves `_redelivered(line)`: the source lines flagged."""
         cur = f"curated.{q(contract.name)}"
         cur_cols = [r[0] for r in wh.sql(f"DESCRIBE {cur}").fetchall()]
+        # required columns are never NULL in a valid row: compared with `=`, which lets the
+        # warehouse push the join's key range down to the scan; the others NULL-safely
+        required = set(contract.required_columns)
+
+        def equal(left: str, right: str, col: str) -> str:
+            return f"{left} {'=' if col in required else 'IS NOT DISTINCT FROM'} {right}"
+
         same = " AND ".join(
-            f"{'c.' + q(col) if col in names else 'NULL'} IS NOT DISTINCT FROM {'e.' + q(col) if col in cur_cols else 'NULL'}"
+            equal(
+                "c." + q(col) if col in names else "NULL",
+                "e." + q(col) if col in cur_cols else "NULL",
+                col if col in names and col in cur_cols else "",
+            )
             for col in dict.fromkeys([*names, *cur_cols])
         )
         version = wh.latest_version(contract.name)
@@ -880,7 +891,7 @@ class Ingestor:
         # re-sent row is usually the same text (when it is not, the curated version is named alone)
         load = f"_load_{contract.name}"
         raw_cols = [r[0] for r in wh.sql(f"DESCRIBE {load}").fetchall() if r[0] != "_source_line"]
-        raw_same = " AND ".join(f"r.{q(c)} IS NOT DISTINCT FROM d.{q(c)}" for c in raw_cols)
+        raw_same = " AND ".join(equal(f"r.{q(c)}", f"d.{q(c)}", c) for c in raw_cols)
         wh.sql(
             f"""CREATE OR REPLACE TEMP TABLE _first AS
                 SELECT d._source_line AS line, min(r._load) AS first_load
