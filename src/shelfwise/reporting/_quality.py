@@ -28,14 +28,14 @@ code{background:#f3f4f6;padding:0 .3rem;border-radius:4px} ul.notes li{margin:.2
 <p class="sub">run <code>{{ r.run_id }}</code> · {{ r.started_at }} · {{ r.data_dir }} · {{ "%.1f"|format(r.seconds) }} s · status <b>{{ r.status }}</b></p>
 <div class="cards">
 <div class="card">rows in<b>{{ "{:,}".format(total_in) }}</b></div>
-<div class="card">curated<b>{{ "{:,}".format(total_cur) }}</b></div>
+<div class="card">{{ 'added (a delivery)' if r.mode == 'append' else 'curated' }}<b>{{ "{:,}".format(total_cur) }}</b></div>
 <div class="card">quarantined<b>{{ "{:,}".format(total_q) }}</b></div>
 <div class="card">nothing lost<b class="{{ 'ok' if balanced else 'bad' }}">{{ 'yes' if balanced else 'NO' }}</b></div>
 </div>
 <h2>Tables</h2>
-<table><tr><th>table</th><th>source</th><th>contract</th><th>rows in</th><th>curated</th><th>quarantined</th><th>balanced</th><th>version</th></tr>
+<table><tr><th>table</th><th>source</th><th>contract</th><th>rows in</th><th>{{ 'added' if r.mode == 'append' else 'curated' }}</th><th>quarantined</th><th>balanced</th><th>version</th></tr>
 {% for t in r.tables.values() %}<tr><td>{{ t.table }}</td><td>{{ t.source_file.split('/')[-1] }}</td><td>{{ t.contract_version }}</td>
-<td>{{ "{:,}".format(t.rows_in) }}</td><td>{{ "{:,}".format(t.rows_curated) }}</td><td>{{ "{:,}".format(t.rows_quarantined) }}</td>
+<td>{{ "{:,}".format(t.rows_in) }}</td><td>{{ "{:,}".format(t.rows_curated) }}{% if t.mode == 'append' %} ({{ "{:,}".format(t.rows_inserted or 0) }} new, {{ "{:,}".format(t.rows_updated or 0) }} updated; {{ "{:,}".format(t.rows_unchanged or 0) }} re-delivered; {{ "{:,}".format(t.rows_total) }} in all){% endif %}</td><td>{{ "{:,}".format(t.rows_quarantined) }}</td>
 <td class="{{ 'ok' if t.balanced else 'bad' }}">{{ 'yes' if t.balanced else 'no' }}</td><td>v{{ t.curated_version }}</td></tr>{% endfor %}
 </table>
 <h2>Quarantine by reason</h2>
