@@ -482,7 +482,7 @@ def quarantine_list(
     workdir: Workdir,
     table: Annotated[str | None, typer.Option(help="Only this table.")] = None,
     reason: Annotated[str | None, typer.Option(help="Only this reason code.")] = None,
-    status: Annotated[str, typer.Option(help="open | released | superseded | all")] = "open",
+    status: Annotated[str, typer.Option(help="open | released | superseded | redelivered | all")] = "open",
     limit: Annotated[int, typer.Option(help="At most this many rows.")] = 20,
     as_json: AsJson = False,
 ) -> None:
