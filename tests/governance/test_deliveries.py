@@ -323,3 +323,35 @@ def test_train_with_append_trains_on_the_union_of_the_deliveries(tmp_path):
     assert after == total > first  # the bundle was trained on the union
     # never added twice: the union holds no event twice
     assert curated_rows(work, "SELECT count(*) FROM (SELECT DISTINCT * FROM curated.events)")[0][0] == total
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_order_lines_in_parquet_and_json_lines(tmp_path, fmt):
+    import duckdb
+
+    d = tmp_path / "shop"
+    d.mkdir()
+    csv = tmp_path / "lines.csv"
+    csv.write_text(
+        "Order ID,Order Date,Customer ID,Customer Name,Segment,Product ID,Product Name,Category,Sales,Quantity\n"
+        "o1,2024-02-01,c1,Ann Lee,Consumer,s1,Mug,Kitchen,20,2\no2,2024-02-03,c2,Bo Li,Corporate,s2,Pan,Kitchen,30,1\n"
+        "o3,2024-02-04,c1,Ann Lee,Consumer,s1,Mug,Kitchen,9,1\n"
+    )
+    out = (d / f"orders.{fmt}").as_posix()
+    con = duckdb.connect()
+    con.sql(
+        f"COPY (SELECT * FROM read_csv('{csv.as_posix()}', all_varchar=true)) TO '{out}'"
+        + (" (FORMAT JSON)" if fmt == "jsonl" else "")
+    )
+    con.close()
+    rep = Ingestor(tmp_path / "w").run(d)
+    assert {t: (r.rows_in, r.rows_curated) for t, r in rep.tables.items()} == {
+        "products": (2, 2),
+        "users": (2, 2),
+        "events": (3, 3),
+    }
+    assert rep.tables["users"].personal_columns_dropped == ["Customer Name"]
+    assert curated_rows(tmp_path / "w", "SELECT product_id, price FROM curated.products ORDER BY 1") == [
+        ("s1", 9.5),
+        ("s2", 30.0),
+    ]
