@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shelfwise.errors import ShelfwiseError
+from shelfwise.errors import ShelfwiseError, SourceError
 from shelfwise.governance import Ingestor
 from shelfwise.governance._mapping import load_column_map
 from tests.cli.test_cli import sw
@@ -287,6 +287,11 @@ def test_the_feedback_absorber_still_appends_through_the_same_path(tmp_path):
     ev = rep.tables["events"]
     assert (ev.rows_curated, ev.rows_inserted, ev.rows_unchanged, ev.rows_total) == (20, 20, 0, 20)
     assert _audit_path_exists(tmp_path / "w")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("nothing here")
+    with pytest.raises(SourceError, match="a delivery with no table file"):
+        Ingestor(tmp_path / "w", mode="append").run(empty)
 
 
 @pytest.mark.slow

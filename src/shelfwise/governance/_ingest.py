@@ -174,6 +174,14 @@ class Ingestor:
                 f"no events.{{parquet,csv,jsonl}} or products.{{...}} file (found: {present}); "
                 "convert other formats first with `shelfwise convert`",
             )
+        if self.mode == "append" and all(f is None for f in files.values()):
+            present = ", ".join(sorted(p.name for p in data_dir.iterdir())[:20]) or "nothing"
+            raise SourceError(
+                str(data_dir),
+                None,
+                f"a delivery with no table file (found: {present}); a table is read from a file named "
+                f"after it: {', '.join(LOAD_ORDER)} (.csv, .tsv, .jsonl, .json or .parquet)",
+            )
         used = {p.name for p in files.values() if p is not None}
         unread = [
             p.name
