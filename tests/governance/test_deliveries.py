@@ -280,8 +280,8 @@ def test_the_superstore_export_ingests_into_events_products_and_users(tmp_path):
     assert "Claire Gute" not in blob and "CG-12520" not in blob
 
 
-def test_the_feedback_absorber_still_appends_through_the_same_path(tmp_path):
-    """Append mode without a CLI: a delivery into an empty workdir is a first load (all inserted)."""
+def test_a_first_delivery_into_an_empty_workdir_and_an_empty_delivery(tmp_path):
+    """A delivery into an empty workdir is a first load (all inserted); one without a table file is refused."""
     d = _day1(tmp_path / "d")
     rep = Ingestor(tmp_path / "w", mode="append").run(d)
     ev = rep.tables["events"]
