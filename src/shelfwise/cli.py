@@ -25,17 +25,35 @@ Workdir = Annotated[
     Path, typer.Option("--workdir", "-w", help="The shop's working directory (warehouse, models, reports).")
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON report.")]
+Append = Annotated[
+    bool,
+    typer.Option(
+        "--append",
+        help="A delivery: add the rows to what is curated (rows an earlier load curated are recognised as "
+        "duplicate_row; keyed tables are upserted) instead of replacing it with a full snapshot.",
+    ),
+]
+MapFlags = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--map",
+        help="TABLE.COLUMN=HEADER: read a canonical column from the file's HEADER (repeatable; "
+        "overrides the data directory's shelfwise.toml [map.TABLE] entries).",
+    ),
+]
 
 
 def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str, ensure_ascii=False) + "\n")
 
 
-def _run_ingest(data: Path, workdir: Path, as_json: bool) -> dict[str, Any]:
+def _run_ingest(
+    data: Path, workdir: Path, as_json: bool, *, append: bool = False, map_flags: list[str] | None = None
+) -> dict[str, Any]:
     from .lifecycle import ingest_dataset
     from .reporting import summary_lines
 
-    report = ingest_dataset(data, workdir)
+    report = ingest_dataset(data, workdir, append=append, map_flags=map_flags or ())
     out = report.to_dict()
     if as_json:
         _print_json(out)
@@ -53,11 +71,13 @@ def ingest(
         Path, typer.Option("--data", "-d", help="A canonical dataset directory (or a known public format).")
     ],
     workdir: Workdir,
+    append: Append = False,
+    map_flags: MapFlags = None,
     as_json: AsJson = False,
 ) -> None:
     """Governed ingestion: contracts, cleaning + quarantine, privacy, lineage, quality report."""
     _allow(workdir, "ingest")
-    _run_ingest(data, workdir, as_json)
+    _run_ingest(data, workdir, as_json, append=append, map_flags=map_flags)
 
 
 @app.command()
@@ -226,6 +246,8 @@ def train(
         ),
     ] = 60.0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    append: Append = False,
+    map_flags: MapFlags = None,
     as_json: AsJson = False,
 ) -> None:
     """Ingest (with --data), build features, tune and fit models, evaluate, write a bundle."""
@@ -248,7 +270,11 @@ def train(
     if data is None:
         _require_workdir(workdir)
     log = (lambda msg: sys.stderr.write(msg + "\n")) if as_json else typer.echo
-    result = run_train(workdir, data, settings, log=log, actor=actor)
+    if (append or map_flags) and data is None:
+        raise ShelfwiseError("--append and --map apply to the data given with --data")
+    result = run_train(
+        workdir, data, settings, log=log, actor=actor, append=append, map_flags=tuple(map_flags or ())
+    )
     # training absorbs the spool first when it can take the lock; what it could not (a server
     # stopping, an absorb running) or what arrived since is said here
     pending = _say_pending(workdir, log)
@@ -516,7 +542,7 @@ def quarantine_list(
     workdir: Workdir,
     table: Annotated[str | None, typer.Option(help="Only this table.")] = None,
     reason: Annotated[str | None, typer.Option(help="Only this reason code.")] = None,
-    status: Annotated[str, typer.Option(help="open | released | superseded | all")] = "open",
+    status: Annotated[str, typer.Option(help="open | released | superseded | redelivered | all")] = "open",
     limit: Annotated[int, typer.Option(help="At most this many rows.")] = 20,
     as_json: AsJson = False,
 ) -> None:

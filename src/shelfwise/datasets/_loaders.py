@@ -421,6 +421,9 @@ def detect_format(src: Path) -> str | None:
     from ..storage._sources import find_table_file
 
     if src.is_dir():
+        # a column map (shelfwise.toml) says the directory is read as canonical tables
+        if (src / "shelfwise.toml").is_file():
+            return "canonical"
         if find_table_file(src, "events") or find_table_file(src, "products"):
             return "canonical"
         names = [p.name for p in src.iterdir()]

@@ -5,6 +5,7 @@ from ._audit import ACTIONS, AuditLog, Verification
 from ._contracts import CONTRACTS, EVENT_TYPES, LOAD_ORDER, Classification, ColumnSpec, Kind, TableContract
 from ._ingest import Ingestor, IngestReport, IngestSettings, TableReport, ingest
 from ._lineage import DatasetRef, LineageRun, read_lineage
+from ._mapping import MAP_FILE, ColumnMap, load_column_map
 from ._privacy import PII_PATTERNS, Pseudonymizer, SecretStore, mask_pii
 from ._quarantine import Quarantine
 from ._reasons import Reason
@@ -23,8 +24,10 @@ __all__ = [
     "CONTRACTS",
     "EVENT_TYPES",
     "LOAD_ORDER",
+    "MAP_FILE",
     "PII_PATTERNS",
     "Classification",
+    "ColumnMap",
     "ColumnSpec",
     "DatasetRef",
     "IngestReport",
@@ -39,6 +42,7 @@ __all__ = [
     "TableContract",
     "TableReport",
     "ingest",
+    "load_column_map",
     "mask_pii",
     "normalize_text",
     "normalize_text_array",

@@ -8,6 +8,7 @@ the same contract run on DuckDB and on Spark.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -142,6 +143,9 @@ USER_ID_ALIASES = (
     "member_id",
 )
 QUERY_ALIASES = ("search_term", "search_query")
+# order-lines exports: the order's date is the event's time, the order id groups its lines
+ORDER_DATE_ALIASES = ("order_date", "order_datetime", "order_time", "purchase_date", "invoice_date")
+ORDER_ID_ALIASES = ("order_id", "order_number", "order_no", "invoice_no", "invoice_id", "basket_id")
 
 PRODUCTS = TableContract(
     name="products",
@@ -173,7 +177,7 @@ PRODUCTS = TableContract(
 EVENTS = TableContract(
     name="events",
     # 1.1.0: recommendation_id / search_id attribute an event to a served list
-    # 1.2.0: event_id, an idempotency key: an event_id is curated once
+    # 1.2.0: quantity (units of an order line); event_id, an idempotency key: curated once
     version="1.2.0",
     description="Behaviour events: views, clicks, carts, purchases, ratings, searches, reviews.",
     dedupe_exact=True,
@@ -218,10 +222,15 @@ EVENTS = TableContract(
                 "event_timestamp",
                 "created_at",
                 "occurred_at",
+                *ORDER_DATE_ALIASES,
             ),
         ),
         ColumnSpec(
-            "session_id", Kind.ID, classification=Classification.INTERNAL, aliases=("session", "sessionid")
+            "session_id",
+            Kind.ID,
+            classification=Classification.INTERNAL,
+            # an order (basket) groups what was bought together, as a session groups what was seen
+            aliases=("session", "sessionid", *ORDER_ID_ALIASES),
         ),
         ColumnSpec(
             "query",
@@ -230,7 +239,20 @@ EVENTS = TableContract(
             aliases=QUERY_ALIASES,
         ),
         ColumnSpec(
-            "value", Kind.FLOAT, min_value=0.0, max_value=1_000_000.0, aliases=("rating", "price_paid")
+            "value",
+            Kind.FLOAT,
+            min_value=0.0,
+            max_value=1_000_000.0,
+            # an order line's revenue is the price paid
+            aliases=("rating", "price_paid", "sales", "revenue", "line_total", "amount"),
+        ),
+        ColumnSpec(
+            "quantity",
+            Kind.FLOAT,
+            min_value=1.0,
+            max_value=1_000_000.0,
+            aliases=("qty", "units", "quantity_ordered", "order_quantity"),
+            description="units bought in a purchase (an order line)",
         ),
         ColumnSpec(
             "text", Kind.TEXT, classification=Classification.INTERNAL, aliases=("review", "review_text")
@@ -369,8 +391,9 @@ PERSONAL_COLUMN_HINTS = (
 
 def classify_extra_column(name: str) -> Classification:
     """Classification of a profile column outside the contract, from its name."""
-    low = name.lower()
-    parts = set(low.replace("-", "_").split("_"))
+    # `Customer Name`, `customer-name`, `CustomerName` and `customer_name` are one name
+    low = re.sub(r"[^a-z0-9]+", "_", re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()).strip("_")
+    parts = set(low.split("_"))
     for hint in PERSONAL_COLUMN_HINTS:
         if low == hint or hint in parts or (len(hint) > 4 and hint in low):
             return Classification.PERSONAL

@@ -24,7 +24,7 @@ import difflib
 import json
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +42,7 @@ from ._contracts import (
     CONTRACTS,
     IMPLIED_EVENT_TYPES,
     LOAD_ORDER,
+    ORDER_ID_ALIASES,
     TABLE_FILE_ALIASES,
     Classification,
     Kind,
@@ -49,9 +50,14 @@ from ._contracts import (
     classify_extra_column,
 )
 from ._lineage import DatasetRef, LineageRun, warehouse_namespace
+from ._mapping import MAP_FILE, ColumnMap, load_column_map, mapping_advice, suggest_columns
+from ._orderlines import derive as derive_order_lines
 from ._privacy import Pseudonymizer, SecretStore
 from ._reasons import Reason
 from ._text import normalize_text_array
+
+# header names of an order id: an events file with one and no event type holds purchases
+ORDER_KEYS = frozenset("".join(ch for ch in a if ch.isalnum()) for a in ORDER_ID_ALIASES)
 
 QUARANTINE_DDL = """CREATE TABLE IF NOT EXISTS quarantine.rows (
     quarantine_id BIGINT, run_id VARCHAR, table_name VARCHAR, source_file VARCHAR, source_line BIGINT,
@@ -91,6 +97,16 @@ class TableReport:
     contract_check: str = "passed"
     # the files read (one, or a folder's parts) -> the sha256 of each, taken while staging
     source_files: dict[str, str] = field(default_factory=dict)
+    # how a table without a file of its own was derived (the products of an order-lines export)
+    derived: str = ""
+    # replace: the load is the table (rows_curated = its rows); append (a delivery): rows_curated
+    # are the rows this load added (inserted + updated), rows_unchanged the re-delivered ones
+    # (quarantined as duplicate_row, status 'redelivered'), rows_total the table after the load
+    mode: str = "replace"
+    rows_total: int = 0
+    rows_inserted: int | None = None
+    rows_updated: int | None = None
+    rows_unchanged: int | None = None
 
 
 @dataclass
@@ -105,6 +121,8 @@ class IngestReport:
     notes: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     html_report: str | None = None
+    mode: str = "replace"  # replace (a full snapshot) or append (a delivery added to what is curated)
+    column_map: dict[str, dict[str, str]] = field(default_factory=dict)  # table -> canonical -> header(s)
 
     @property
     def lineage_run_id(self) -> str:
@@ -126,6 +144,7 @@ class Ingestor:
         *,
         mode: str = "replace",
         job: str = "shelfwise.ingest",
+        column_map: ColumnMap | None = None,
     ):
         if mode not in ("replace", "append"):
             raise ValueError(f"mode must be 'replace' or 'append', not {mode!r}")
@@ -135,11 +154,17 @@ class Ingestor:
         # append: its rows are added to the current curated tables (re-processing, incremental loads)
         self.mode = mode
         self.job = job
+        # the shop's headers -> canonical columns (`shelfwise.toml`, `--map`); None: the data
+        # directory's shelfwise.toml when it has one
+        self.column_map = column_map
+        self._joined: dict[str, dict[str, list[str]]] = {}  # table -> column -> further headers
 
     def run(self, data_dir: str | Path) -> IngestReport:
         data_dir = Path(data_dir)
         if not data_dir.is_dir():
             raise SourceError(str(data_dir), None, "dataset directory not found")
+        self._map = self.column_map if self.column_map is not None else load_column_map(data_dir)
+        self._derived: set[str] = set()
         files = {t: find_table_file(data_dir, t, TABLE_FILE_ALIASES.get(t, ())) for t in LOAD_ORDER}
         if self.mode == "replace" and files["events"] is None and files["products"] is None:
             present = ", ".join(sorted(p.name for p in data_dir.iterdir())[:20]) or "nothing"
@@ -149,9 +174,19 @@ class Ingestor:
                 f"no events.{{parquet,csv,jsonl}} or products.{{...}} file (found: {present}); "
                 "convert other formats first with `shelfwise convert`",
             )
+        if self.mode == "append" and all(f is None for f in files.values()):
+            present = ", ".join(sorted(p.name for p in data_dir.iterdir())[:20]) or "nothing"
+            raise SourceError(
+                str(data_dir),
+                None,
+                f"a delivery with no table file (found: {present}); a table is read from a file named "
+                f"after it: {', '.join(LOAD_ORDER)} (.csv, .tsv, .jsonl, .json or .parquet)",
+            )
         used = {p.name for p in files.values() if p is not None}
         unread = [
-            p.name for p in sorted(data_dir.iterdir()) if p.name not in used and not p.name.startswith(".")
+            p.name
+            for p in sorted(data_dir.iterdir())
+            if p.name not in used and not p.name.startswith(".") and p.name != MAP_FILE
         ]
         started = datetime.now(UTC)
         t0 = time.perf_counter()
@@ -164,18 +199,47 @@ class Ingestor:
             data_dir=str(data_dir),
             started_at=started.isoformat(),
             settings=asdict(self.settings),
+            mode=self.mode,
+            column_map=self._map.describe(),
         )
         wh = Warehouse(self.workdir, memory_limit=self.settings.memory_limit)
         try:
             self._prepare(wh)
             outputs: list[DatasetRef] = []
             input_refs: list[DatasetRef] = []
+            staged_now: dict[str, StagedFile] = {}
+            derived: dict[str, str] = {}
+            need = {t for t in ("products", "users") if files[t] is None}
+            events_path = files["events"]
+            if events_path is not None and need:  # an order-lines export carries products and users
+                ev = staged_now["events"] = stage_file(events_path, staged_dir)
+                header = self._header(wh, ev)
+                ev_map, _, _ = self._map_columns(
+                    CONTRACTS["events"], header, ev.source, lambda: self._samples(wh, ev, header)
+                )
+                lines = derive_order_lines(
+                    wh,
+                    ev,
+                    header,
+                    ev_map,
+                    self._map.for_table("products"),
+                    need,
+                    staged_dir,
+                    _parquet_files(ev),
+                )
+                staged_now.update(lines.tables)
+                derived.update(lines.descriptions)
+                self._derived = set(lines.tables)
+                report.notes.extend(lines.notes)
+                for t in lines.tables:
+                    files[t] = events_path
             for table in LOAD_ORDER:
                 path = files[table]
                 if path is None:
                     continue
-                staged = stage_file(path, staged_dir)
+                staged = staged_now.pop(table, None) or stage_file(path, staged_dir)
                 tr = self._ingest_table(wh, CONTRACTS[table], staged, lineage.run_id, report)
+                tr.derived = derived.get(table, "")
                 report.tables[table] = tr
                 input_refs.append(
                     DatasetRef(
@@ -190,9 +254,10 @@ class Ingestor:
                     DatasetRef(
                         warehouse_namespace(self.workdir),
                         f"curated.{table}",
-                        rows=tr.rows_curated,
+                        rows=tr.rows_total,
                         content_hash=tr.content_hash,
                         columns=tuple(wh.table(table).columns),
+                        lifecycle="ALTER" if self.mode == "append" else "OVERWRITE",
                     )
                 )
                 if staged.staged is not None:
@@ -223,6 +288,16 @@ class Ingestor:
                             "rows_in": r.rows_in,
                             "curated": r.rows_curated,
                             "quarantined": r.rows_quarantined,
+                            **(
+                                {
+                                    "inserted": r.rows_inserted,
+                                    "updated": r.rows_updated,
+                                    "unchanged": r.rows_unchanged,
+                                    "rows_total": r.rows_total,
+                                }
+                                if r.mode == "append"
+                                else {}
+                            ),
                         }
                         for t, r in report.tables.items()
                     },
@@ -262,39 +337,78 @@ class Ingestor:
         )
 
     def _map_columns(
-        self, contract: TableContract, header: list[str], path: Path
+        self,
+        contract: TableContract,
+        header: list[str],
+        path: Path,
+        samples: Callable[[], dict[str, list[str]]] | None = None,
     ) -> tuple[dict[str, str], list[str], dict[str, str]]:
         """canonical -> source column; the source columns outside the contract; and canonical
-        columns the file implies without naming them (the event type of `ratings.csv`)."""
+        columns the file implies without naming them (the event type of `ratings.csv`). The
+        column map (`shelfwise.toml`, `--map`) is applied first; the rest is matched by name.
+        A canonical column mapped to several headers (a category path) reads the first here,
+        the others are joined to it (`self._joined`)."""
         by_key: dict[str, str] = {}
         for h in header:
             by_key.setdefault(_column_key(h), h)
         mapping: dict[str, str] = {}
-        for c in contract.columns:
-            for cand in (c.name, *c.aliases):
-                found = by_key.get(_column_key(cand))
-                if found is not None and found not in mapping.values():
-                    mapping[c.name] = found
+        self._joined[contract.name] = {}
+        explicit = {} if contract.name in self._derived else self._map.for_table(contract.name)
+        for c, headers in explicit.items():
+            found = []
+            for h in headers:
+                hit = h if h in header else by_key.get(_column_key(h))
+                if hit is None:
+                    origin = self._map.origin.get((contract.name, c), MAP_FILE)
+                    close = difflib.get_close_matches(h, header, n=1, cutoff=0.5)
+                    raise SourceError(
+                        str(path),
+                        1,
+                        f"{origin} maps {contract.name}.{c} to {h!r}, which is not a column of this file"
+                        + (f" (is {close[0]!r} meant?)" if close else "")
+                        + f"; the header has: {', '.join(header) or 'no columns'}",
+                    )
+                found.append(hit)
+            mapping[c] = found[0]
+            if len(found) > 1:
+                self._joined[contract.name][c] = found[1:]
+        taken = {h for hs in [mapping.values(), *self._joined[contract.name].values()] for h in hs}
+        for spec in contract.columns:
+            if spec.name in mapping:
+                continue
+            for cand in (spec.name, *spec.aliases):
+                found_h = by_key.get(_column_key(cand))
+                if found_h is not None and found_h not in taken:
+                    mapping[spec.name] = found_h
+                    taken.add(found_h)
                     break
         implied: dict[str, str] = {}
         if contract.name == "events" and "event_type" not in mapping:
             kind = IMPLIED_EVENT_TYPES.get(path.name.lower().split(".")[0])
             if kind is None and "value" in mapping and _column_key(mapping["value"]) == "rating":
                 kind = "rating"  # a rating per row and no event type: rating events
+            if kind is None and _column_key(mapping.get("session_id", "")) in ORDER_KEYS:
+                kind = "purchase"  # order lines: every row is a purchase
             if kind is not None:
                 implied["event_type"] = kind
         missing = [c for c in contract.required_columns if c not in mapping and c not in implied]
         if contract.name == "events" and "product_id" not in mapping:
             missing.append("product_id")
         if missing:
-            hints = []
+            sample = samples() if samples is not None else {}
+            hints, picks = [], {}
             for m in missing:
-                close = difflib.get_close_matches(m, header, n=1, cutoff=0.6)
-                hints.append(f"{m!r}" + (f" (is {close[0]!r} meant?)" if close else ""))
+                found_s = suggest_columns(contract, m, header, sample, used=taken)
+                if found_s:
+                    picks[m] = found_s[0][0]
+                    likely = "; ".join(f"{h!r} ({why})" for h, why in found_s)
+                    hints.append(f"{m!r} (likely: {likely})")
+                else:
+                    hints.append(f"{m!r}")
             advice = (
                 " (an events file without one is read as one kind of event when its name says which -"
                 f" {', '.join(f'{k} = {v}' for k, v in IMPLIED_EVENT_TYPES.items())} - or when it has a"
-                " rating column)"
+                " rating column or an order id)"
                 if "event_type" in missing
                 else ""
             )
@@ -302,10 +416,48 @@ class Ingestor:
                 str(path),
                 1,
                 f"missing required column(s) {', '.join(hints)}; the header has: "
-                f"{', '.join(header) or 'no columns'}{advice}",
+                f"{', '.join(header) or 'no columns'}{advice}"
+                + (f"\n  {mapping_advice(contract.name, picks)}" if picks else ""),
             )
-        extra = [h for h in header if h not in mapping.values() and h != LINE_COLUMN]
+        extra = [h for h in header if h not in taken and h != LINE_COLUMN]
         return mapping, extra, implied
+
+    def _samples(self, wh: Warehouse, staged: StagedFile, header: list[str]) -> dict[str, list[str]]:
+        """Up to 200 values of each column of a staged file (for the missing-column advice)."""
+        try:
+            if staged.format == "csv":
+                assert staged.staged is not None
+                names = [LINE_COLUMN] + [f"c{i}" for i in range(len(header))]
+                spec = "{" + ", ".join(f"'{n}': 'VARCHAR'" for n in names) + "}"
+                rows = wh.sql(
+                    f"SELECT * EXCLUDE ({q(LINE_COLUMN)}) FROM read_csv({lit(staged.staged.as_posix())}, "
+                    f"header=true, delim={lit(staged.delimiter)}, quote='\"', escape='\"', columns={spec}, "
+                    "auto_detect=false, ignore_errors=true, null_padding=true) LIMIT 200"
+                ).fetchall()
+                return {h: [r[i] for r in rows if r[i] is not None] for i, h in enumerate(header)}
+            if staged.format == "parquet":
+                cols = ", ".join(f"CAST({q(h)} AS VARCHAR)" for h in header)
+                rows = wh.sql(
+                    f"SELECT {cols} FROM read_parquet({_parquet_files(staged)}, union_by_name=true) LIMIT 200"
+                ).fetchall()
+                return {h: [r[i] for r in rows if r[i] is not None] for i, h in enumerate(header)}
+            assert staged.staged is not None
+            out: dict[str, list[str]] = {h: [] for h in header}
+            with open(staged.staged, encoding="utf-8", errors="replace") as fh:
+                for n, line in enumerate(fh):
+                    if n >= 200:
+                        break
+                    try:
+                        rec = json.loads(line.partition(JSON_DELIMITER)[2])
+                    except ValueError:
+                        continue
+                    if isinstance(rec, dict):
+                        for k, v in rec.items():
+                            if k in out and v is not None:
+                                out[k].append(str(v))
+            return out
+        except Exception:  # noqa: BLE001 - advice only: without samples, names alone are suggested
+            return {}
 
     def _header(self, wh: Warehouse, staged: StagedFile) -> list[str]:
         if staged.format == "csv":
@@ -338,8 +490,12 @@ class Ingestor:
             source_files={str(p): h for p, h in zip(staged.parts, staged.part_sha256, strict=True)},
         )
         header = self._header(wh, staged)
-        mapping, extra, implied = self._map_columns(contract, header, src)
+        mapping, extra, implied = self._map_columns(
+            contract, header, src, lambda: self._samples(wh, staged, header)
+        )
+        joined = self._joined.get(contract.name, {})
         tr.column_mapping = {v: k for k, v in mapping.items()}
+        tr.column_mapping.update({h: c for c, hs in joined.items() for h in hs})
         for column, value in implied.items():
             report.notes.append(f"{src.name}: no {column} column: every row is {column} = {value}")
         extra_kept: list[str] = []
@@ -385,7 +541,9 @@ class Ingestor:
             pos = {h: f"c{i}" for i, h in enumerate(header)}
             cols_spec = "{" + ", ".join(f"'{n}': 'VARCHAR'" for n in names) + "}"
             select = [
-                f"{q(pos[mapping[c]])} AS {q(c)}" if c in mapping else f"{_constant(implied, c)} AS {q(c)}"
+                f"{_joined_sql(q(pos[mapping[c]]), [q(pos[h]) for h in joined.get(c, [])])} AS {q(c)}"
+                if c in mapping
+                else f"{_constant(implied, c)} AS {q(c)}"
                 for c in contract.column_names
             ]
             select += [f"{q(pos[e])} AS {q('x_' + _safe(e))}" for e in extra_kept]
@@ -436,6 +594,11 @@ class Ingestor:
             def col_sql(spec_name: str) -> str:
                 # JSON lines may name a column differently from one line to the next (item_id / product_id)
                 spec = contract.column(spec_name)
+                if spec_name in self._map.for_table(contract.name):  # mapped: that key only
+                    used.update([mapping[spec_name], *joined.get(spec_name, [])])
+                    return _joined_sql(
+                        field_sql(mapping[spec_name]), [field_sql(h) for h in joined.get(spec_name, [])]
+                    )
                 names = {_column_key(n) for n in (spec.name, *spec.aliases)}
                 keys = [h for h in header if _column_key(h) in names]
                 used.update(keys)
@@ -464,7 +627,11 @@ class Ingestor:
             tr.rows_in = staged.records
         else:  # parquet: typed columns are read as text so that one set of checks serves every format
             select = [
-                f"CAST({q(mapping[c])} AS VARCHAR) AS {q(c)}"
+                _joined_sql(
+                    f"CAST({q(mapping[c])} AS VARCHAR)",
+                    [f"CAST({q(h)} AS VARCHAR)" for h in joined.get(c, [])],
+                )
+                + f" AS {q(c)}"
                 if c in mapping
                 else f"{_constant(implied, c)} AS {q(c)}"
                 for c in contract.column_names
@@ -571,12 +738,6 @@ class Ingestor:
             self._flag_bots(wh)
 
         # -- 5./6. privacy, publish, quarantine -----------------------------------------------------
-        wh.sql(
-            f"""INSERT INTO quarantine.rows SELECT nextval('quarantine.qid_seq'), {lit(run_id)}, {lit(contract.name)},
-                {src_name}, c._source_line, c._reasons[1], c._reasons, c._detail, {raw_json}, 'open', now()::TIMESTAMP, NULL
-                FROM _checked c JOIN {load} l ON l._source_line = c._source_line
-                WHERE len(c._reasons) > 0 ORDER BY c._source_line"""
-        )
         pseudo_cols = [c.name for c in contract.columns if c.pseudonymize]
         select_out = []
         for c in contract.column_names:
@@ -586,6 +747,7 @@ class Ingestor:
         for c in pseudo_cols:
             self._pseudonym_table(wh, c)
             joins += f" LEFT JOIN _pseudo_{c} p_{c} ON p_{c}.raw_id = t.{q(c)}"
+        appending = self.mode == "append" and contract.name in wh.curated_tables()
         order = (
             'ORDER BY t."timestamp", t._source_line'
             if contract.name == "events"
@@ -594,16 +756,43 @@ class Ingestor:
         source_sql = (
             f"SELECT {', '.join(select_out)} FROM _checked t{joins} WHERE len(t._reasons) = 0 {order}"
         )
-        if self.mode == "append" and contract.name in wh.curated_tables():
-            wh.sql(f"CREATE OR REPLACE TEMP TABLE _new AS {source_sql}")
+        added = None
+        if appending:  # rows an earlier load curated already: recognised, never added twice
+            # the valid rows as they will be curated, kept with their line while they are compared
+            wh.sql(
+                f"CREATE OR REPLACE TEMP TABLE _new AS SELECT t._source_line, {', '.join(select_out)} "
+                f"FROM _checked t{joins} WHERE len(t._reasons) = 0 {order}"
+            )
+            names = contract.column_names + [f"x_{_safe(e)}" for e in extra_kept]
+            self._flag_redelivered(wh, contract, names, load_id, tr)
+            wh.sql("DELETE FROM _new WHERE _source_line IN (SELECT line FROM _redelivered)")
+            row = wh.sql("SELECT count(*) FROM _new").fetchone()
+            added = int(row[0]) if row else 0
             keep = f"SELECT * FROM curated.{q(contract.name)}"
-            if contract.key:  # a re-processed row is the newer version of its key
+            if contract.key:  # the newer version of a key replaces the curated one (an upsert)
                 keep += f" ANTI JOIN _new USING ({', '.join(q(k) for k in contract.key)})"
-            source_sql = f"{keep} UNION ALL BY NAME SELECT * FROM _new"
+            source_sql = f"{keep} UNION ALL BY NAME SELECT * EXCLUDE (_source_line) FROM _new"
+        wh.sql(
+            f"""INSERT INTO quarantine.rows SELECT nextval('quarantine.qid_seq'), {lit(run_id)}, {lit(contract.name)},
+                {src_name}, c._source_line, c._reasons[1], c._reasons, c._detail, {raw_json},
+                CASE WHEN c._redelivered THEN 'redelivered' ELSE 'open' END, now()::TIMESTAMP, NULL
+                FROM (SELECT *, {"_source_line IN (SELECT line FROM _redelivered)" if appending else "false"} AS _redelivered
+                      FROM _checked) c JOIN {load} l ON l._source_line = c._source_line
+                WHERE len(c._reasons) > 0 ORDER BY c._source_line"""
+        )
+        if self.mode == "append" and not appending:  # the table's first load: every valid row is new
+            tr.rows_updated, tr.rows_unchanged = 0, 0
         tv = wh.publish(contract.name, source_sql, run_id, contract.version)
         for c in pseudo_cols:
             wh.sql(f"DROP TABLE _pseudo_{c}")  # the raw -> pseudonym map never persists
-        tr.curated_version, tr.content_hash, tr.rows_curated = tv.version, tv.content_hash, tv.row_count
+        wh.sql("DROP TABLE IF EXISTS _redelivered")
+        tr.curated_version, tr.content_hash, tr.rows_total = tv.version, tv.content_hash, tv.row_count
+        # a full load's curated rows are the table; an appended load's are the rows it added
+        tr.rows_curated = tv.row_count if added is None else added
+        if self.mode == "append":
+            tr.mode = "append"
+            if tr.rows_inserted is None:
+                tr.rows_inserted = tr.rows_curated - (tr.rows_updated or 0)
         if staged.source.is_dir():  # a folder's rows are numbered part * PART_LINES + line: name both
             parts = "[" + ", ".join(lit(str(p)) for p in staged.parts) + "]"
             wh.sql(
@@ -626,8 +815,109 @@ class Ingestor:
         wh.sql("DROP TABLE _checked")
         wh.sql("DROP TABLE IF EXISTS _new")
         wh.sql(f"DROP VIEW {load}")
-        self._validate(wh, contract, empty=tr.rows_curated == 0)
+        self._validate(wh, contract, empty=tr.rows_total == 0)
         return tr
+
+    def _flag_redelivered(
+        self,
+        wh: Warehouse,
+        contract: TableContract,
+        names: list[str],
+        load_id: int,
+        tr: TableReport,
+    ) -> None:
+        """Append mode: flag the valid rows of this load that an earlier load curated already
+        (an at-least-once export re-sends part of yesterday) as `duplicate_row`, and count what
+        the load does to the table. A row is identified by every curated column as it would be
+        curated (cleaned, the user pseudonymized): an events row equal to a curated one is a
+        re-delivery; a keyed row is an insert (new key), an update (its key's curated row
+        differs) or unchanged (equal: a re-delivery). The comparison is a hash join in the
+        warehouse; events are compared only with the curated events of the delivery's time
+        range (the curated table is in time order, so its row groups outside are skipped).
+
+        Compares `_new` (this load's valid rows as they will be curated, with `_source_line`);
+        leaves `_redelivered(line)`: the source lines flagged."""
+        cur = f"curated.{q(contract.name)}"
+        cur_cols = [r[0] for r in wh.sql(f"DESCRIBE {cur}").fetchall()]
+        # required columns are never NULL in a valid row: compared with `=`, which lets the
+        # warehouse push the join's key range down to the scan; the others NULL-safely
+        required = set(contract.required_columns)
+
+        def equal(left: str, right: str, col: str) -> str:
+            return f"{left} {'=' if col in required else 'IS NOT DISTINCT FROM'} {right}"
+
+        same = " AND ".join(
+            equal(
+                "c." + q(col) if col in names else "NULL",
+                "e." + q(col) if col in cur_cols else "NULL",
+                col if col in names and col in cur_cols else "",
+            )
+            for col in dict.fromkeys([*names, *cur_cols])
+        )
+        version = wh.latest_version(contract.name)
+        holder = f"{contract.name} v{version.version}" if version else contract.name
+        if contract.key:
+            on = " AND ".join(f"c.{q(k)} = e.{q(k)}" for k in contract.key)
+            wh.sql(
+                f"""CREATE OR REPLACE TEMP TABLE _upsert AS
+                    SELECT c._source_line AS line, e._present IS NOT NULL AS present,
+                           coalesce(e._present AND {same}, false) AS same
+                    FROM _new c LEFT JOIN (SELECT *, true AS _present FROM {cur}) e ON {on}"""
+            )
+            row = wh.sql(
+                "SELECT count(*) FILTER (WHERE NOT present), count(*) FILTER (WHERE present AND NOT same), "
+                "count(*) FILTER (WHERE same) FROM _upsert"
+            ).fetchone()
+            assert row is not None
+            tr.rows_inserted, tr.rows_updated, tr.rows_unchanged = (int(v) for v in row)
+            wh.sql("CREATE OR REPLACE TEMP TABLE _redelivered AS SELECT line FROM _upsert WHERE same")
+            wh.sql("DROP TABLE _upsert")
+            # (a pseudonymized key - a user id - is not written out: the detail is shown in reports)
+            shown = not any(contract.column(k).pseudonymize for k in contract.key)
+            key_text = " || ',' || ".join(f"l.{q(k)}" for k in contract.key) if shown else "'(pseudonymized)'"
+            what = (
+                f"{lit('re-delivered unchanged: the curated row of ' + '/'.join(contract.key) + ' ')} || "
+                f"{key_text} || {lit(f' in {holder} is identical')}"
+            )
+        else:
+            where = ""
+            if "timestamp" in names and "timestamp" in cur_cols:
+                lo, hi = wh.sql('SELECT min("timestamp"), max("timestamp") FROM _new').fetchone() or (
+                    None,
+                    None,
+                )
+                if lo is not None:
+                    where = f"WHERE \"timestamp\" BETWEEN TIMESTAMP '{lo}' AND TIMESTAMP '{hi}'"
+            wh.sql(
+                f"""CREATE OR REPLACE TEMP TABLE _redelivered AS SELECT DISTINCT c._source_line AS line
+                    FROM _new c JOIN (SELECT * FROM {cur} {where}) e ON {same}"""
+            )
+            row = wh.sql("SELECT count(*) FROM _redelivered").fetchone()
+            tr.rows_unchanged, tr.rows_updated = (int(row[0]) if row else 0), 0
+            what = lit(f"re-delivered: an identical row is already curated ({holder})")
+        if not tr.rows_unchanged:
+            return
+        # which load delivered it first: the raw layer keeps every load's rows as received, and a
+        # re-sent row is usually the same text (when it is not, the curated version is named alone)
+        load = f"_load_{contract.name}"
+        raw_cols = [r[0] for r in wh.sql(f"DESCRIBE {load}").fetchall() if r[0] != "_source_line"]
+        raw_same = " AND ".join(equal(f"r.{q(c)}", f"d.{q(c)}", c) for c in raw_cols)
+        wh.sql(
+            f"""CREATE OR REPLACE TEMP TABLE _first AS
+                SELECT d._source_line AS line, min(r._load) AS first_load
+                FROM (SELECT * FROM {load} WHERE _source_line IN (SELECT line FROM _redelivered)) d
+                JOIN raw.{q(contract.name)} r ON r._load <> {int(load_id)} AND {raw_same} GROUP BY 1"""
+        )
+        wh.sql(
+            f"""UPDATE _checked SET _reasons = list_append(_reasons, '{Reason.DUPLICATE_ROW.value}'),
+                _detail = coalesce(_detail, {what} || coalesce('; first delivered by load ' || f.first_load || ' ('
+                    || m.source_file || ', ' || strftime(m.loaded_at, '%Y-%m-%d %H:%M:%S') || ' UTC, run ' || m.run_id || ')', ''))
+                FROM {load} l LEFT JOIN _first f ON f.line = l._source_line
+                LEFT JOIN meta.raw_loads m ON m.load_id = f.first_load
+                WHERE l._source_line = _checked._source_line
+                  AND _checked._source_line IN (SELECT line FROM _redelivered)"""
+        )
+        wh.sql("DROP TABLE _first")
 
     def _day_first(self, wh: Warehouse, contract: TableContract, load: str) -> bool:
         """Whether the file writes slash dates day first (`25/01/2024`): some first field is
@@ -778,6 +1068,15 @@ def _constant(implied: dict[str, str], column: str) -> str:
     return f"{lit(implied[column])}::VARCHAR" if column in implied else "NULL::VARCHAR"
 
 
+def _joined_sql(first: str, rest: list[str]) -> str:
+    """A column read from several source columns (a category path from `Category` and
+    `Sub-Category`): their non-empty values joined with ' > '."""
+    if not rest:
+        return first
+    parts = ", ".join(f"nullif(trim({e}), '')" for e in (first, *rest))
+    return f"nullif(concat_ws(' > ', {parts}), '')"
+
+
 def _parquet_files(staged: StagedFile) -> str:
     return "[" + ", ".join(lit(p.as_posix()) for p in staged.parts) + "]"
 
@@ -793,6 +1092,17 @@ def _safe(name: str) -> str:
     return out or "column"
 
 
-def ingest(data_dir: str | Path, workdir: str | Path, settings: IngestSettings | None = None) -> IngestReport:
-    """Governed ingestion of `data_dir` (a canonical dataset directory) into `workdir`."""
-    return Ingestor(workdir, settings).run(data_dir)
+def ingest(
+    data_dir: str | Path,
+    workdir: str | Path,
+    settings: IngestSettings | None = None,
+    *,
+    append: bool = False,
+    column_map: ColumnMap | None = None,
+) -> IngestReport:
+    """Governed ingestion of `data_dir` (a canonical dataset directory) into `workdir`: a full
+    snapshot, or with `append` a delivery added to what is curated (re-delivered rows are
+    recognised, keyed tables upserted). `column_map`: the shop's headers -> canonical columns
+    (default: the directory's shelfwise.toml, when it has one)."""
+    mode = "append" if append else "replace"
+    return Ingestor(workdir, settings, mode=mode, column_map=column_map).run(data_dir)

@@ -20,6 +20,7 @@ from openlineage.client.facet_v2 import (
     dataset_version_dataset,
     error_message_run,
     input_statistics_input_dataset,
+    lifecycle_state_change_dataset,
     output_statistics_output_dataset,
     schema_dataset,
 )
@@ -41,6 +42,8 @@ class DatasetRef:
     content_hash: str | None = None
     size_bytes: int | None = None
     columns: tuple[str, ...] = ()
+    # how a run changed an output table: OVERWRITE (a full load) or ALTER (rows appended/upserted)
+    lifecycle: str | None = None
 
 
 def warehouse_namespace(workdir: Path) -> str:
@@ -95,6 +98,10 @@ def _dataset_facets(d: DatasetRef) -> dict[str, Any]:
     facets: dict[str, Any] = {}
     if d.content_hash:
         facets["version"] = dataset_version_dataset.DatasetVersionDatasetFacet(datasetVersion=d.content_hash)
+    if d.lifecycle:
+        facets["lifecycleStateChange"] = lifecycle_state_change_dataset.LifecycleStateChangeDatasetFacet(
+            lifecycleStateChange=lifecycle_state_change_dataset.LifecycleStateChange(d.lifecycle)
+        )
     if d.columns:
         facets["schema"] = schema_dataset.SchemaDatasetFacet(
             fields=[schema_dataset.SchemaDatasetFacetFields(name=c) for c in d.columns]

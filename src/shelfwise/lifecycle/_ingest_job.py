@@ -6,16 +6,28 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 
-def ingest_dataset(data: str | Path, workdir: str | Path, *, skip_unchanged: bool = False) -> Any:
+def ingest_dataset(
+    data: str | Path,
+    workdir: str | Path,
+    *,
+    skip_unchanged: bool = False,
+    append: bool = False,
+    map_flags: Sequence[str] = (),
+) -> Any:
     """Governed ingestion of a dataset directory in any known format (converted first), with
     the HTML quality report written: what `shelfwise ingest` and `shelfwise train --data` run.
 
     A full load replaces the curated tables, so the served feedback absorbed earlier
     (`feedback/`) is replayed on top of it: events collected over HTTP are never lost. With
+    `append` (a daily delivery) the directory's rows are added to what is curated instead:
+    rows an earlier load curated are recognised and quarantined as re-delivered, keyed tables
+    are upserted, and nothing needs replaying. `map_flags` (`table.column=HEADER`) map the
+    shop's headers to canonical columns, over the directory's shelfwise.toml. With
     `skip_unchanged`, a directory whose files have the same content as at its last successful
     load is not ingested again (returns None): training on a workdir re-ingests only what is new.
     """
@@ -24,14 +36,20 @@ def ingest_dataset(data: str | Path, workdir: str | Path, *, skip_unchanged: boo
 
     preload = _preload("ibis.backends.duckdb", background=("pandera.ibis", "shelfwise.reporting"))
     try:
-        return _ingest_dataset(Path(data), Path(workdir), skip_unchanged)
+        return _ingest_dataset(Path(data), Path(workdir), skip_unchanged, append, map_flags)
     finally:
         preload.join()  # an early failure does not leave a thread importing while Python exits
 
 
-def _ingest_dataset(data: Path, workdir: Path, skip_unchanged: bool) -> Any:
+def _ingest_dataset(
+    data: Path, workdir: Path, skip_unchanged: bool, append: bool, map_flags: Sequence[str]
+) -> Any:
     from ..datasets import convert, detect_format
     from ..governance import ingest
+    from ..governance._mapping import load_column_map
+
+    # read (and checked) before anything is loaded; a converted directory keeps the original's map
+    column_map = load_column_map(data if data.is_dir() else None, map_flags)
 
     source, source_key = data, str(data.resolve())
     state = workdir / "state" / "sources.json"
@@ -47,9 +65,10 @@ def _ingest_dataset(data: Path, workdir: Path, skip_unchanged: bool) -> Any:
         res = convert(data, converted, fmt)
         notes.append(f"{data} is in the {fmt} format: converted to {converted} ({res.files})")
         data = converted
-    report = ingest(data, workdir)
+    report = ingest(data, workdir, append=append, column_map=column_map)
     report.notes[:0] = notes
-    replayed = _replay_feedback(workdir)
+    # a delivery is added to what is curated, served events included: nothing to replay
+    replayed = 0 if append else _replay_feedback(workdir)
     if replayed:
         report.notes.append(f"replayed {replayed:,} served events from feedback/ on top of the full load")
     from ..reporting import write_quality_report  # (imported in the background meanwhile)

@@ -106,6 +106,9 @@ def train(
     settings: TrainSettings | None = None,
     log: Any = print,
     actor: str | None = None,
+    *,
+    append: bool = False,
+    map_flags: tuple[str, ...] = (),
 ) -> TrainResult:
     from ..governance import DatasetRef, LineageRun
     from ..governance._lineage import warehouse_namespace
@@ -119,15 +122,15 @@ def train(
     if data is not None:
         # the same governed path as `shelfwise ingest`; files unchanged since their last load
         # are not ingested again
-        report = ingest_dataset(data, workdir, skip_unchanged=True)
+        report = ingest_dataset(data, workdir, skip_unchanged=True, append=append, map_flags=map_flags)
         if report is None:
             log(f"{data}: unchanged since its last load, not re-ingested")
         else:
             ingest_run = report.run_id
             log(
-                f"ingested {data}: "
+                f"ingested {data}{' (appended)' if append else ''}: "
                 + ", ".join(
-                    f"{t} {r.rows_curated:,} curated / {r.rows_quarantined:,} quarantined"
+                    f"{t} {r.rows_curated:,} {'added' if append else 'curated'} / {r.rows_quarantined:,} quarantined"
                     for t, r in report.tables.items()
                 )
             )

@@ -28,14 +28,14 @@ code{background:#f3f4f6;padding:0 .3rem;border-radius:4px} ul.notes li{margin:.2
 <p class="sub">run <code>{{ r.run_id }}</code> · {{ r.started_at }} · {{ r.data_dir }} · {{ "%.1f"|format(r.seconds) }} s · status <b>{{ r.status }}</b></p>
 <div class="cards">
 <div class="card">rows in<b>{{ "{:,}".format(total_in) }}</b></div>
-<div class="card">curated<b>{{ "{:,}".format(total_cur) }}</b></div>
+<div class="card">{{ 'added (a delivery)' if r.mode == 'append' else 'curated' }}<b>{{ "{:,}".format(total_cur) }}</b></div>
 <div class="card">quarantined<b>{{ "{:,}".format(total_q) }}</b></div>
 <div class="card">nothing lost<b class="{{ 'ok' if balanced else 'bad' }}">{{ 'yes' if balanced else 'NO' }}</b></div>
 </div>
 <h2>Tables</h2>
-<table><tr><th>table</th><th>source</th><th>contract</th><th>rows in</th><th>curated</th><th>quarantined</th><th>balanced</th><th>version</th></tr>
+<table><tr><th>table</th><th>source</th><th>contract</th><th>rows in</th><th>{{ 'added' if r.mode == 'append' else 'curated' }}</th><th>quarantined</th><th>balanced</th><th>version</th></tr>
 {% for t in r.tables.values() %}<tr><td>{{ t.table }}</td><td>{{ t.source_file.split('/')[-1] }}</td><td>{{ t.contract_version }}</td>
-<td>{{ "{:,}".format(t.rows_in) }}</td><td>{{ "{:,}".format(t.rows_curated) }}</td><td>{{ "{:,}".format(t.rows_quarantined) }}</td>
+<td>{{ "{:,}".format(t.rows_in) }}</td><td>{{ "{:,}".format(t.rows_curated) }}{% if t.mode == 'append' %} ({{ "{:,}".format(t.rows_inserted or 0) }} new, {{ "{:,}".format(t.rows_updated or 0) }} updated; {{ "{:,}".format(t.rows_unchanged or 0) }} re-delivered; {{ "{:,}".format(t.rows_total) }} in all){% endif %}</td><td>{{ "{:,}".format(t.rows_quarantined) }}</td>
 <td class="{{ 'ok' if t.balanced else 'bad' }}">{{ 'yes' if t.balanced else 'no' }}</td><td>v{{ t.curated_version }}</td></tr>{% endfor %}
 </table>
 <h2>Quarantine by reason</h2>
@@ -132,13 +132,19 @@ def write_quality_report(workdir: str | Path, report: IngestReport) -> Path:
 
 def summary_lines(report: IngestReport) -> list[str]:
     """A readable plain-text summary (the CLI prints it)."""
-    lines = [f"ingestion run {report.run_id} ({report.seconds:.1f} s)"]
+    delivery = " (a delivery appended to what is curated)" if report.mode == "append" else ""
+    lines = [f"ingestion run {report.run_id} ({report.seconds:.1f} s){delivery}"]
     for t in report.tables.values():
         mark = "ok" if t.balanced else "UNBALANCED"
         lines.append(
-            f"  {t.table:<10} in {t.rows_in:>10,}  curated {t.rows_curated:>10,}  "
-            f"quarantined {t.rows_quarantined:>8,}  [{mark}]"
+            f"  {t.table:<10} in {t.rows_in:>10,}  {'added' if t.mode == 'append' else 'curated'} "
+            f"{t.rows_curated:>10,}  quarantined {t.rows_quarantined:>8,}  [{mark}]"
         )
+        if t.mode == "append":
+            lines.append(
+                f"      inserted {t.rows_inserted or 0:,}, updated {t.rows_updated or 0:,}, unchanged "
+                f"(re-delivered) {t.rows_unchanged or 0:,}; the table now has {t.rows_total:,} rows"
+            )
         for reason, n in t.reasons.items():
             lines.append(f"      {reason:<22} {n:>8,}")
     for note in report.notes:

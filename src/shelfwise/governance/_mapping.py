@@ -1,0 +1,231 @@
+"""Column mappings: a shop's own headers -> the canonical columns of a table.
+
+A mapping comes from a small file beside the data, `shelfwise.toml`:
+
+    [map.events]
+    timestamp = "Order Date"
+    user_id = "Customer ID"
+
+    [map.products]
+    category = ["Category", "Sub-Category"]   # several columns: one category path
+
+and from `--map table.column=HEADER` flags (repeatable), which override the file. A mapped
+column wins over the contract's own header names; the other columns are still matched by name.
+The file is read with the standard library's tomllib; an unknown table or canonical column is a
+clear error at once, before anything is loaded.
+
+When a required column is missing, `suggest_columns` names the likely headers: close spellings
+(difflib) and headers whose values look like the column (dates for a timestamp, event names for
+an event type), with the exact flag and TOML lines to write.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ShelfwiseError, SourceError
+from ._contracts import CONTRACTS, Kind, TableContract
+
+MAP_FILE = "shelfwise.toml"
+# words in a header that holding dates make it the likely event time (not a ship or birth date)
+EVENT_TIME_WORDS = ("date", "time", "day", "when", "placed", "ordered", "created", "purchased", "occurred")
+# words in a header that make it a likely id of a user, a product, a query
+ID_WORDS = {
+    "user_id": ("customer", "user", "client", "member", "visitor", "buyer", "shopper", "account"),
+    "product_id": ("product", "item", "article", "sku", "asin", "variant", "offer"),
+    "query_id": ("query", "search", "qid"),
+}
+# the canonical columns that may be built from several source columns (joined as a path)
+MULTI_COLUMN = {("products", "category")}
+
+
+@dataclass
+class ColumnMap:
+    """table -> canonical column -> the source header(s) it is read from; `origin` says where
+    each entry came from (the file or a flag), for error messages and the report."""
+
+    tables: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
+    origin: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def for_table(self, table: str) -> dict[str, tuple[str, ...]]:
+        return self.tables.get(table, {})
+
+    def __bool__(self) -> bool:
+        return any(self.tables.values())
+
+    def set(self, table: str, column: str, headers: Sequence[str], origin: str) -> None:
+        contract = _contract(table, origin)
+        if column not in contract.column_names:
+            close = difflib.get_close_matches(column, contract.column_names, n=1)
+            raise ShelfwiseError(
+                f"{origin}: {table} has no column {column!r}"
+                + (f" (did you mean {close[0]!r}?)" if close else "")
+                + f"; its columns: {', '.join(contract.column_names)}"
+            )
+        if not headers or any(not isinstance(h, str) or not h.strip() for h in headers):
+            raise ShelfwiseError(f"{origin}: {table}.{column} must name a column of the file (a string)")
+        if len(headers) > 1 and (table, column) not in MULTI_COLUMN:
+            raise ShelfwiseError(
+                f"{origin}: {table}.{column} is read from one column; only "
+                f"{', '.join(f'{t}.{c}' for t, c in sorted(MULTI_COLUMN))} may join several"
+            )
+        self.tables.setdefault(table, {})[column] = tuple(h.strip() for h in headers)
+        self.origin[(table, column)] = origin
+
+    def describe(self) -> dict[str, dict[str, str]]:
+        """As the report shows it: table -> canonical -> "Header" (or "A > B")."""
+        return {t: {c: " > ".join(h) for c, h in cols.items()} for t, cols in self.tables.items() if cols}
+
+
+def _contract(table: str, origin: str) -> TableContract:
+    if table not in CONTRACTS:
+        close = difflib.get_close_matches(table, list(CONTRACTS), n=1)
+        raise ShelfwiseError(
+            f"{origin}: unknown table {table!r}"
+            + (f" (did you mean {close[0]!r}?)" if close else "")
+            + f"; tables: {', '.join(CONTRACTS)}"
+        )
+    return CONTRACTS[table]
+
+
+def read_map_file(path: Path, into: ColumnMap | None = None) -> ColumnMap:
+    """The `[map.<table>]` sections of a `shelfwise.toml`."""
+    out = into if into is not None else ColumnMap()
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SourceError(str(path), None, f"unreadable: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SourceError(str(path), None, f"not valid TOML: {exc}") from exc
+    unknown = sorted(set(doc) - {"map"})
+    if unknown:
+        raise SourceError(
+            str(path),
+            None,
+            f"unknown section(s) {', '.join(unknown)}: a column mapping is written under [map.<table>], "
+            'e.g. [map.events] then timestamp = "Order Date"',
+        )
+    sections = doc.get("map", {})
+    if not isinstance(sections, dict):
+        raise SourceError(str(path), None, "[map] must hold [map.<table>] sections")
+    for table, cols in sections.items():
+        where = f"{path} [map.{table}]"
+        if not isinstance(cols, dict):
+            raise SourceError(str(path), None, f'map.{table} must be a section of column = "HEADER" lines')
+        for column, headers in cols.items():
+            seq = [headers] if isinstance(headers, str) else headers if isinstance(headers, list) else None
+            if seq is None:
+                raise ShelfwiseError(f"{where}: {column} must be a header name (a string) or a list of them")
+            out.set(table, column, seq, where)
+    return out
+
+
+def parse_map_flags(flags: Iterable[str], into: ColumnMap | None = None) -> ColumnMap:
+    """`table.column=HEADER` flags (the header may hold spaces and `=`; quote it in the shell)."""
+    out = into if into is not None else ColumnMap()
+    for flag in flags:
+        target, sep, header = flag.partition("=")
+        table, dot, column = target.strip().partition(".")
+        if not sep or not dot or not header.strip():
+            raise ShelfwiseError(
+                f"--map {flag!r}: write TABLE.COLUMN=HEADER, e.g. --map 'events.timestamp=Order Date'"
+            )
+        out.set(table.strip(), column.strip(), [header], f"--map {flag}")
+    return out
+
+
+def load_column_map(data_dir: Path | None, flags: Sequence[str] = ()) -> ColumnMap:
+    """The mapping for a dataset directory: its `shelfwise.toml` (when there is one), then the
+    flags on top (a flag replaces the file's entry for the same column)."""
+    out = ColumnMap()
+    if data_dir is not None and (data_dir / MAP_FILE).is_file():
+        read_map_file(data_dir / MAP_FILE, out)
+    return parse_map_flags(flags, out)
+
+
+# -- suggestions for a missing column ---------------------------------------------------------------
+def suggest_columns(
+    contract: TableContract,
+    missing: str,
+    header: Sequence[str],
+    samples: Mapping[str, Sequence[str]],
+    used: Iterable[str] = (),
+) -> list[tuple[str, str]]:
+    """The headers that may hold canonical column `missing`, best first, each with why: its
+    values look like the column's kind, or its name is close. `used` headers (already mapped to
+    other columns) are left out."""
+    from ._row_check import parse_number, parse_timestamp
+
+    spec = contract.column(missing)
+    taken = set(used)
+    names = [missing, *spec.aliases]
+    scored: dict[str, tuple[float, str]] = {}
+
+    def offer(h: str, score: float, why: str) -> None:
+        if h not in taken and (h not in scored or scored[h][0] < score):
+            scored[h] = (score, why)
+
+    keys = [_key(n) for n in names]
+    ratios = {h: max(difflib.SequenceMatcher(None, _key(h), k).ratio() for k in keys) for h in header}
+    for h in header:
+        if ratios[h] >= 0.6 or any(k and k in _key(h) for k in keys):
+            offer(h, 1.0 + ratios[h], "a similar name")
+    for h, values in samples.items():
+        vals = [v.strip() for v in values if v is not None and v.strip()]
+        if not vals or h in taken:
+            continue
+        example = vals[0][:40]
+        if spec.kind is Kind.TIMESTAMP:
+            from datetime import datetime
+
+            def plausible(v: str) -> bool:
+                ts = parse_timestamp(v)
+                return ts is not None and datetime(1990, 1, 1) <= ts <= datetime(2100, 1, 1)
+
+            share = sum(plausible(v) for v in vals) / len(vals)
+            # a column of small numbers parses as epoch seconds of 1970: not a date
+            if share >= 0.8:
+                bonus = 0.5 if any(w in _key(h) for w in EVENT_TIME_WORDS) else 0.0
+                # of several date columns (order date, ship date) the closest name first
+                offer(h, 2.0 + share + bonus + 0.2 * ratios.get(h, 0.0), f"holds dates, e.g. {example!r}")
+        elif spec.kind is Kind.ENUM:
+            allowed = {a for a in spec.allowed} | {a for a, _ in spec.synonyms}
+            share = sum(v.lower().replace(" ", "_").replace("-", "_") in allowed for v in vals) / len(vals)
+            if share >= 0.5:
+                offer(h, 2.0 + share, f"holds {missing} values, e.g. {example!r}")
+        elif spec.kind is Kind.FLOAT:
+            share = sum(parse_number(v) is not None for v in vals) / len(vals)
+            if share >= 0.9 and h in scored:
+                offer(h, scored[h][0] + 0.5, f"a similar name, holds numbers, e.g. {example!r}")
+        elif spec.kind is Kind.ID:
+            words = ID_WORDS.get(missing, ())
+            if any(w in _key(h) for w in words):
+                idlike = _key(h).endswith(("id", "code", "sku", "number", "no", "ref"))
+                offer(h, 2.2 + 0.3 * idlike, f"{'an id column' if idlike else 'names one'}, e.g. {example!r}")
+    return [(h, why) for h, (_, why) in sorted(scored.items(), key=lambda kv: -kv[1][0])][:3]
+
+
+def mapping_advice(table: str, picks: Mapping[str, str]) -> str:
+    """The exact flags and TOML lines that map `picks` (canonical -> header)."""
+    flags = " ".join(f"--map '{table}.{c}={h}'" for c, h in picks.items())
+    toml = "\n".join(f'    {c} = "{h}"' for c, h in picks.items())
+    return f"say which with {flags}\n  or in the data directory's {MAP_FILE}:\n    [map.{table}]\n{toml}"
+
+
+def _key(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+__all__ = [
+    "MAP_FILE",
+    "ColumnMap",
+    "load_column_map",
+    "mapping_advice",
+    "parse_map_flags",
+    "read_map_file",
+    "suggest_columns",
+]

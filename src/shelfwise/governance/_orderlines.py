@@ -1,0 +1,279 @@
+"""Denormalized order-lines exports: one file with order, customer and product columns.
+
+Shops export what their order system holds: one row per order line, with the customer's and the
+product's attributes repeated on every line (Tableau's "Superstore" sample is the classic case).
+When an events file names product attributes (a product title, by the column map or by name) and
+the dataset has no products file, the products are derived from it - one row per product id and
+title, with the category path (`Category > Sub-Category`), the brand, and a unit price (the price
+column, or the median of revenue / quantity / (1 - discount) over the product's lines). Likewise,
+without a users file, the customer's attributes (segment, region, ...: the value of their last
+line) become the users table. Both go through their contracts like any file: keys, cleaning,
+quarantine, and the users contract leaves personal columns (names, postal codes) out. The events
+themselves are the file's rows, read as usual.
+
+A derived table is staged like a file: its rows carry the line of the order line they come from
+(the product's or customer's last one), so quarantine names the export's file and line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import SourceError
+from ..storage import StagedFile, Warehouse
+from ..storage._sources import JSON_DELIMITER, LINE_COLUMN, PART_LINES
+from ._compile import lit, number_expr, q
+from ._contracts import PRODUCTS, TableContract
+
+# headers (compared without case, spaces and punctuation) that continue a category path
+SUBCATEGORY_KEYS = ("subcategory", "subcategoryname", "subcat", "productsubcategory")
+# headers of a customer's attributes on an order line (besides customer_* / client_* columns)
+USER_ATTRIBUTE_KEYS = (
+    "segment",
+    "customersegment",
+    "region",
+    "country",
+    "countryregion",
+    "state",
+    "province",
+    "city",
+    "postalcode",
+    "zipcode",
+    "zip",
+    "gender",
+    "age",
+    "agegroup",
+    "loyaltytier",
+    "tier",
+    "customertype",
+    "customername",
+)
+USER_PREFIXES = ("customer", "client", "buyer")
+SALES_KEYS = ("sales", "revenue", "linetotal", "amount", "pricepaid")
+QUANTITY_KEYS = ("quantity", "qty", "units", "quantityordered", "orderquantity")
+DISCOUNT_KEYS = ("discount", "discountrate")
+
+
+@dataclass
+class OrderLines:
+    """What was derived from an order-lines events file."""
+
+    tables: dict[str, StagedFile] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    descriptions: dict[str, str] = field(default_factory=dict)  # table -> how it was derived
+
+
+def _key(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def source_relation(staged: StagedFile, header: list[str], parquet_files: str) -> tuple[str, dict[str, str]]:
+    """SQL reading a staged file's rows as text (lines the reader cannot split are skipped:
+    the events load quarantines them) and the SQL expression of each header."""
+    if staged.format == "csv":
+        assert staged.staged is not None
+        names = [LINE_COLUMN] + [f"c{i}" for i in range(len(header))]
+        spec = "{" + ", ".join(f"'{n}': 'VARCHAR'" for n in names) + "}"
+        rel = (
+            f"(SELECT TRY_CAST({q(LINE_COLUMN)} AS BIGINT) AS _line, * EXCLUDE ({q(LINE_COLUMN)}) FROM "
+            f"read_csv({lit(staged.staged.as_posix())}, header=true, delim={lit(staged.delimiter)}, "
+            f"quote='\"', escape='\"', columns={spec}, auto_detect=false, ignore_errors=true, "
+            "strict_mode=true, null_padding=false, max_line_size=10000000))"
+        )
+        return rel, {h: q(f"c{i}") for i, h in enumerate(header)}
+    if staged.format == "parquet":  # lines numbered as the events load numbers them
+        line, options = "file_row_number + 1", "union_by_name=true, file_row_number=true"
+        if len(staged.parts) > 1:
+            line = f"(list_position({parquet_files}, filename) - 1) * {PART_LINES} + {line}"
+            options += ", filename=true"
+        rel = f"(SELECT {line} AS _line, * FROM read_parquet({parquet_files}, {options}))"
+        return rel, {h: f"CAST({q(h)} AS VARCHAR)" for h in header}
+    assert staged.staged is not None
+    rel = (
+        f"(SELECT _source_line AS _line, j FROM read_csv({lit(staged.staged.as_posix())}, header=false, "
+        f"delim={lit(JSON_DELIMITER)}, quote='', escape='', columns={{'_source_line': 'BIGINT', 'j': 'VARCHAR'}}, "
+        "auto_detect=false, max_line_size=10000000) WHERE json_valid(j) AND json_type(j) = 'OBJECT')"
+    )
+
+    def field_sql(key: str) -> str:
+        path = "$." + '"' + key.replace('"', '\\"') + '"'
+        return f"json_extract_string(j, {lit(path)})"
+
+    return rel, {h: field_sql(h) for h in header}
+
+
+def derive(
+    wh: Warehouse,
+    staged: StagedFile,
+    header: list[str],
+    events_mapping: dict[str, str],
+    product_map: dict[str, tuple[str, ...]],
+    need: set[str],
+    staged_dir: Path,
+    parquet_files: str,
+) -> OrderLines:
+    """Products and users from an events file that carries their attributes; `need`: the
+    tables the dataset has no file for; `product_map`: the column map's products entries
+    (headers of this file). Nothing when the file names no product title."""
+    out = OrderLines()
+    pid, uid = events_mapping.get("product_id"), events_mapping.get("user_id")
+    if pid is None or not need:
+        return out
+
+    by_key: dict[str, str] = {}
+    for h in header:
+        by_key.setdefault(_key(h), h)
+    taken = set(events_mapping.values())
+    # events columns that an order line also uses for the product (its revenue, its quantity)
+    shared = {events_mapping[c] for c in ("value", "quantity") if c in events_mapping}
+
+    for column, hs in product_map.items():
+        for h in hs:
+            if h not in header:
+                raise SourceError(
+                    str(staged.source),
+                    1,
+                    f"the column map names products.{column} = {h!r}, which is not a column of this file "
+                    f"(the products are read from it: there is no products file); the header has: {', '.join(header)}",
+                )
+
+    def find(column: str, contract: TableContract) -> list[str]:
+        if column in product_map:
+            return list(product_map[column])
+        spec = contract.column(column)
+        for cand in (spec.name, *spec.aliases):
+            h = by_key.get(_key(cand))
+            if h is not None and h not in taken:
+                return [h]
+        return []
+
+    rel, expr = source_relation(staged, header, parquet_files)
+    sql = wh.sql
+
+    def text(h: str) -> str:
+        return f"nullif(trim({expr[h]}), '')"
+
+    if "products" in need:
+        title = find("title", PRODUCTS)
+        if title:
+            cols: dict[str, list[str]] = {"title": title}
+            category = find("category", PRODUCTS)
+            if category and "category" not in product_map:
+                category += [by_key[k] for k in SUBCATEGORY_KEYS if k in by_key and by_key[k] not in taken]
+            for name, found in (
+                ("category", category),
+                *((c, find(c, PRODUCTS)) for c in ("brand", "description")),
+            ):
+                if found:
+                    cols[name] = found
+            used = {h for found in cols.values() for h in found}
+            select = [f"{text(pid)} AS product_id"]
+            for name, found in cols.items():
+                select.append(
+                    f"nullif(concat_ws(' > ', {', '.join(text(h) for h in found)}), '') AS {q(name)}"
+                    if len(found) > 1
+                    else f"{text(found[0])} AS {q(name)}"
+                )
+            price = find("price", PRODUCTS)
+            how = ""
+            if price:
+                unit = number_expr(text(price[0]))
+                how = f"the median of {price[0]!r} over its lines"
+                used.add(price[0])
+            else:
+                sales = next((by_key[k] for k in SALES_KEYS if k in by_key), None)
+                qty = next((by_key[k] for k in QUANTITY_KEYS if k in by_key), None)
+                disc = next((by_key[k] for k in DISCOUNT_KEYS if k in by_key), None)
+                unit = "NULL::DOUBLE"
+                if sales and qty:
+                    n_qty, n_sales = number_expr(text(qty)), number_expr(text(sales))
+                    d = f"coalesce({number_expr(text(disc))}, 0)" if disc else "0"
+                    # the line's revenue is after its discount: the list price is before it
+                    unit = f"CASE WHEN {n_qty} > 0 AND {d} >= 0 AND {d} < 1 THEN {n_sales} / {n_qty} / (1 - {d}) END"
+                    how = (
+                        f"the median of {sales} / {qty}"
+                        + (f" / (1 - {disc})" if disc else "")
+                        + " over its lines"
+                    )
+                    used |= {sales, qty} | ({disc} if disc else set())
+            if how:
+                select.append(f"{unit} AS _unit")
+            names = ["product_id", *cols]
+            group = ", ".join(q(n) for n in names)
+            price_out = ", CAST(round(median(_unit), 2) AS VARCHAR) AS price" if how else ""
+            out.tables["products"] = _write(
+                sql,
+                staged,
+                staged_dir / "products.derived.staged",
+                f"""SELECT max(_line) AS {q(LINE_COLUMN)}, {group}{price_out} FROM (
+                      SELECT _line, {", ".join(select)} FROM {rel}) WHERE product_id IS NOT NULL
+                    GROUP BY {group} ORDER BY 1""",
+                names + (["price"] if how else []),
+            )
+            taken |= used - shared
+            out.descriptions["products"] = (
+                f"one row per product id and title of the order lines in {staged.source.name}: "
+                + ", ".join(f"{c} from {' > '.join(hs)}" for c, hs in cols.items())
+                + (f", price = {how}" if how else "")
+            )
+    if "users" in need and uid is not None and "products" in out.tables:
+        attrs = [
+            h
+            for h in header
+            if h not in taken
+            and h != LINE_COLUMN
+            and (_key(h) in USER_ATTRIBUTE_KEYS or (_key(h).startswith(USER_PREFIXES) and h != uid))
+        ]
+        if attrs:
+            latest = ", ".join(
+                f"arg_max({text(h)}, _line) FILTER (WHERE {text(h)} IS NOT NULL) AS {q(h)}" for h in attrs
+            )
+            out.tables["users"] = _write(
+                sql,
+                staged,
+                staged_dir / "users.derived.staged",
+                f"""SELECT max(_line) AS {q(LINE_COLUMN)}, {text(uid)} AS user_id, {latest} FROM {rel}
+                    WHERE {text(uid)} IS NOT NULL GROUP BY {text(uid)} ORDER BY 1""",
+                ["user_id", *attrs],
+            )
+            out.descriptions["users"] = (
+                f"one row per customer of the order lines in {staged.source.name}, with the attributes of "
+                f"their last line: {', '.join(attrs)} (personal ones are left out by the users contract)"
+            )
+    if out.tables:
+        out.notes.append(
+            f"{staged.source.name}: an order-lines export (order, customer and product columns): events are its "
+            "rows; " + "; ".join(f"{t} derived as {d}" for t, d in out.descriptions.items())
+        )
+    return out
+
+
+def _write(
+    sql: Callable[..., Any], staged: StagedFile, path: Path, query: str, header: list[str]
+) -> StagedFile:
+    """Write a derived table as a staged CSV (line column first) and describe it as staged."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sql(f"CREATE OR REPLACE TEMP TABLE _derived AS {query}")
+    sql(
+        f"COPY _derived TO {lit(path.as_posix())} (FORMAT CSV, HEADER, DELIMITER ',', QUOTE '\"', ESCAPE '\"')"
+    )
+    row = sql("SELECT count(*) FROM _derived").fetchone()
+    sql("DROP TABLE _derived")
+    return StagedFile(
+        source=staged.source,
+        staged=path,
+        format="csv",
+        parts=list(staged.parts),
+        part_sha256=list(staged.part_sha256),
+        delimiter=",",
+        header=header,
+        sha256=staged.sha256,
+        size_bytes=staged.size_bytes,
+        records=int(row[0]) if row else 0,
+    )
+
+
+__all__ = ["OrderLines", "derive", "source_relation"]
