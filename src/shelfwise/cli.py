@@ -229,7 +229,8 @@ def train(
     if data is None:
         _require_workdir(workdir)
     log = (lambda msg: sys.stderr.write(msg + "\n")) if as_json else typer.echo
-    result = run_train(workdir, data, settings, log=log, actor=actor)
+    progress = not as_json and sys.stderr.isatty()  # a progress display only for a person watching
+    result = run_train(workdir, data, settings, log=log, actor=actor, progress=progress)
     if as_json:
         _print_json(result.to_dict())
     else:
@@ -258,6 +259,11 @@ def evaluate(
     report = evaluate_workdir(workdir, models=chosen, sampled=sampled)
     if as_json:
         _print_json(report)
+        return
+    if report.get("nothing_to_evaluate"):
+        typer.echo(
+            f"nothing to evaluate in bundle {report['bundle_version']}: {report['nothing_to_evaluate']}"
+        )
         return
     p = report["protocol"]
     typer.echo(f"protocol: {p['split_description']}; candidates: {p['candidates']}; seen items excluded")
