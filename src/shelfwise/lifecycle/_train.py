@@ -39,6 +39,9 @@ class TrainSettings:
     tune_trials: int | None = None  # at most this many trials per model (None: each model's cap)
     sasrec_budget_s: float = 240.0  # SASRec training seconds (early stopping may end sooner)
     fusion: bool = True
+    # below this many validation users the ranker learns noise and its comparison with its parts
+    # (on a fifth of them) decides nothing: the fusion is skipped
+    fusion_min_users: int = 50
     max_tune_users: int = 5000  # validation users sampled for tuning and early stopping
     bootstrap_rounds: int = 1000
     seed: int = 0
@@ -306,6 +309,13 @@ def _train(
     elif not has_val:
         if len(inter):
             skipped.add("stage", "fusion", "no validation users to train the ranker on")
+    elif len(split.validation) < settings.fusion_min_users:
+        skipped.add(
+            "stage",
+            "fusion",
+            f"{len(split.validation)} validation users; the ranker needs >= {settings.fusion_min_users} "
+            "to learn from and to be compared with its parts",
+        )
     elif len(models) < 2 or not gens:
         skipped.add("stage", "fusion", f"it blends two or more models; this run has {', '.join(models)}")
     else:
