@@ -229,7 +229,8 @@ def train(
     if data is None:
         _require_workdir(workdir)
     log = (lambda msg: sys.stderr.write(msg + "\n")) if as_json else typer.echo
-    progress = not as_json and sys.stderr.isatty()  # a progress display only for a person watching
+    # a progress display only for a person watching (the run's lines then print above it)
+    progress = not as_json and sys.stderr.isatty() and sys.stdout.isatty()
     result = run_train(workdir, data, settings, log=log, actor=actor, progress=progress)
     if as_json:
         _print_json(result.to_dict())

@@ -70,12 +70,30 @@ def test_catalog_only_shop_trains_searches_recommends_and_serves(catalog_only, t
 
     # search works from the CLI
     (tmp_path / "q.csv").write_text("query_id,query\nq1,black boots\n")
-    sw("search", "--workdir", str(work), "--queries", str(tmp_path / "q.csv"), "--out", str(tmp_path / "s.jsonl"))
+    sw(
+        "search",
+        "--workdir",
+        str(work),
+        "--queries",
+        str(tmp_path / "q.csv"),
+        "--out",
+        str(tmp_path / "s.jsonl"),
+    )
     assert json.loads((tmp_path / "s.jsonl").read_text())["items"]
 
     # every user gets the cold-start list, never an error; the judged products lead it
     users = _users(tmp_path / "u.csv", ["C100000", "somebody-new"])
-    sw("recommend", "--workdir", str(work), "--users", str(users), "--out", str(tmp_path / "r.jsonl"), "--k", "5")
+    sw(
+        "recommend",
+        "--workdir",
+        str(work),
+        "--users",
+        str(users),
+        "--out",
+        str(tmp_path / "r.jsonl"),
+        "--k",
+        "5",
+    )
     answers = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
     assert [a["source"] for a in answers] == ["cold_start", "cold_start"]
     assert answers[0]["items"] == answers[1]["items"] and len(answers[0]["items"]) == 5

@@ -294,6 +294,7 @@ def _train(
         from ..models import Popularity
 
         models["popularity"] = Popularity().fit(inter)
+        log("popularity: the only model (nothing else could be fitted): serves the cold-start list")
         timings["popularity"] = {"train_seconds": 0.0, "peak_rss_mb": round(_peak_rss_mb(), 1)}
     fusion_info = None
     if validation:
@@ -571,8 +572,7 @@ def _build_search(
 
     catalog, queries, gains = load_search_data(workdir)
     if catalog is None or not has_text(catalog.title):
-        log("search: skipped (no catalog with text)")
-        return None, None
+        return None, None  # (the caller records and logs the skip)
     t0 = time.monotonic()
     counts = inter.item_counts()
     index = {p: i for i, p in enumerate(inter.item_ids)}
@@ -858,7 +858,7 @@ def _nothing_to_evaluate(bundle: Any) -> dict[str, Any] | None:
     inter = bundle.interactions
     protocol = bundle.manifest.get("protocol", {}).get("split", "leave_last_out")
     if len(inter) == 0:
-        reason = "no behaviour events yet: the bundle serves search, similar items and cold-start lists"
+        reason = "no behaviour events yet: no user to evaluate recommendations for"
     elif len(make_split(inter, protocol).test) == 0:
         reason = f"no test users in the bundle's {len(inter):,} steps under {protocol}"
         if protocol == "leave_last_out":
