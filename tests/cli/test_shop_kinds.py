@@ -127,7 +127,8 @@ def test_catalog_only_shop_trains_searches_recommends_and_serves(catalog_only, t
 
 @pytest.mark.slow
 def test_events_arriving_later_add_the_recommenders(catalog_only, demo, tmp_path):
-    data0, work0, _ = catalog_only
+    data0, work0, out0 = catalog_only
+    first = out0["bundle"].rsplit("/", 1)[-1]
     work = tmp_path / "w"
     shutil.copytree(work0, work)
     data = tmp_path / "data"
@@ -144,6 +145,14 @@ def test_events_arriving_later_add_the_recommenders(catalog_only, demo, tmp_path
     assert out["registry"]["production"] and out["registry"]["version"] == "2"
     report = json.loads(sw("evaluate", "--workdir", str(work), "--json").stdout)
     assert report["results"] and "nothing_to_evaluate" not in report
+    # an unmeasured bundle (the catalog-only one, registered again) cannot replace a measured one
+    from shelfwise.lifecycle._registry import Registry
+
+    reg = Registry(work)
+    again = reg.register(work / "bundles" / first, None, None)
+    gates = {g.name: g for g in reg.gates(again)}
+    assert not gates["not_worse_than_production"].passed
+    assert gates["beats_popularity"].passed and gates["coverage_floor"].passed  # n/a
 
 
 @pytest.fixture(scope="module")
