@@ -83,8 +83,8 @@ def tune(
     cls = RECOMMENDERS[name]
     space = SEARCH_SPACES.get(name)
     base = dict(defaults or {})
-    if space is None or budget_s <= 0:
-        return base, [], None
+    if space is None or budget_s <= 0 or len(split.validation) == 0:
+        return base, [], None  # (no validation targets: every trial would score nan)
     half_lives = half_lives_for(split.train)
     optuna.logging.set_verbosity(logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
