@@ -67,6 +67,8 @@ def test_catalog_only_shop_trains_searches_recommends_and_serves(catalog_only, t
     assert bundle.manifest["search"]["ranker"] is not None  # learnt from the judgments
     assert sorted(bundle.models) == ["content"] and bundle.manifest["skipped"] == out["skipped"]
     assert (work / "logs").is_dir() and list((work / "logs").glob("train-*.log"))
+    html = (work / "reports" / "evaluation.html").read_text()
+    assert 'id="skipped"' in html and "no behaviour events yet" in html
 
     # search works from the CLI
     (tmp_path / "q.csv").write_text("query_id,query\nq1,black boots\n")
