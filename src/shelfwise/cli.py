@@ -272,8 +272,17 @@ def train(
     log = (lambda msg: sys.stderr.write(msg + "\n")) if as_json else typer.echo
     if (append or map_flags) and data is None:
         raise ShelfwiseError("--append and --map apply to the data given with --data")
+    # a progress display only for a person watching (the run's lines then print above it)
+    progress = not as_json and sys.stderr.isatty() and sys.stdout.isatty()
     result = run_train(
-        workdir, data, settings, log=log, actor=actor, append=append, map_flags=tuple(map_flags or ())
+        workdir,
+        data,
+        settings,
+        log=log,
+        actor=actor,
+        append=append,
+        map_flags=tuple(map_flags or ()),
+        progress=progress,
     )
     # training absorbs the spool first when it can take the lock; what it could not (a server
     # stopping, an absorb running) or what arrived since is said here
@@ -306,6 +315,11 @@ def evaluate(
     report = evaluate_workdir(workdir, models=chosen, sampled=sampled)
     if as_json:
         _print_json(report)
+        return
+    if report.get("nothing_to_evaluate"):
+        typer.echo(
+            f"nothing to evaluate in bundle {report['bundle_version']}: {report['nothing_to_evaluate']}"
+        )
         return
     p = report["protocol"]
     typer.echo(f"protocol: {p['split_description']}; candidates: {p['candidates']}; seen items excluded")

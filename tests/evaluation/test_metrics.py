@@ -54,3 +54,21 @@ def test_coverage_and_novelty():
     assert coverage(ids, 10, 2) == pytest.approx(0.3)
     counts = np.array([100, 1, 1, 0])
     assert novelty(np.array([[1]]), counts, 1) > novelty(np.array([[0]]), counts, 1)
+
+
+def test_a_fold_with_no_users_has_no_value_and_no_error():
+    """A shop with a handful of events: nobody has >= 3 steps, so the folds are empty."""
+    import warnings
+
+    from shelfwise.evaluation import evaluate_all, ndcg_at_10
+    from shelfwise.features import Interactions, leave_last_out
+    from shelfwise.models import Popularity
+
+    split = leave_last_out(Interactions.from_arrays(["a", "a", "b"], ["x", "y", "x"], [1, 2, 3]))
+    model = Popularity().fit(split.train)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "mean of empty slice" either
+        assert np.isnan(ndcg_at_10(model, split.validation))
+        protocol, (result,) = evaluate_all({"popularity": model}, split)
+    assert protocol.users == 0 and np.isnan(result.metrics["ndcg@10"])
+    assert all(np.isnan(v).all() for v in result.ci.values())

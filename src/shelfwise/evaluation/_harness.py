@@ -100,7 +100,8 @@ def evaluate_model(
     per_user: dict[str, np.ndarray] = {}
     for k in cutoffs:
         per_user.update(per_user_metrics(ids, fold.targets, k))
-    metrics = {m: float(v.mean()) for m, v in per_user.items()}
+    # a fold with no users (a shop with a handful of events) has no value, not a warning
+    metrics = {m: float(v.mean()) if len(v) else float("nan") for m, v in per_user.items()}
     if not sampled:
         for k in (10, 20):
             if k <= kmax:
@@ -126,7 +127,8 @@ def evaluate_model(
             if fold.targets.indptr[r + 1] > fold.targets.indptr[r]
             else -1
             for r in range(len(fold.users))
-        ]
+        ],
+        np.int64,
     )
     tgt_count = np.where(tgt_first >= 0, item_counts[np.maximum(tgt_first, 0)], 0)
     seg_masks["head_items"] = tgt_count > head_cut
@@ -214,5 +216,7 @@ def ndcg_at_10(model: Recommender, fold: Fold, max_users: int | None = None, see
     if max_users and len(users) > max_users:
         pick = np.sort(np.random.default_rng(seed).choice(len(users), max_users, replace=False))
         users, targets = users[pick], targets[pick]
+    if len(users) == 0:
+        return float("nan")  # no validation target: nothing to score (callers skip tuning then)
     ids = model.recommend(users, 10, exclude_seen=True, history=fold.history).ids
     return float(per_user_metrics(ids, targets, 10)["ndcg@10"].mean())

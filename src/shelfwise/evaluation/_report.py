@@ -25,6 +25,10 @@ th:first-child,td:first-child{text-align:left} th{background:#f9fafb} tr.default
 <div class="protocol" id="protocol"><b>Protocol.</b> {{ p.split_description }}. Candidates: <b>{{ p.candidates }}</b>;
 seen items excluded: {{ p.exclude_seen }}; {{ "{:,}".format(p.users) }} users, {{ "{:,}".format(p["items"]) }} items;
 metrics at k = {{ p.cutoffs|join(", ") }}; 95% intervals from {{ p.bootstrap_rounds }} bootstrap resamples of users.</div>
+{% if r.get("skipped") %}<h2>Skipped</h2>
+<table id="skipped"><thead><tr><th>model or stage</th><th>why</th></tr></thead><tbody>
+{% for s in r.skipped %}<tr><td>{{ s.get("model") or s.get("stage") }}</td><td style="text-align:left">{{ s.reason }}</td></tr>
+{% endfor %}</tbody></table>{% endif %}
 <h2>All models</h2>
 <table id="comparison"><thead><tr><th>model</th><th>NDCG@10</th><th>95% CI</th><th>HR@10</th><th>Recall@20</th><th>MRR@10</th><th>MAP@10</th>
 <th>coverage@10</th><th>novelty@10</th><th>validation NDCG@10</th><th>train s</th><th>peak RSS MB</th></tr></thead><tbody>

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ShelfwiseError
 from ..storage import read_only
 from ._interactions import DEFAULT_EVENT_WEIGHTS, Interactions
 
@@ -25,29 +24,42 @@ class Catalog:
     brands: list[str] = field(default_factory=list)  # "" = unknown
 
 
+_NO_EVENTS = {
+    "user_id": np.empty(0, object),
+    "product_id": np.empty(0, object),
+    "ts": np.empty(0, np.int64),
+    "w": np.empty(0, np.float32),
+}
+
+
 def load_interactions(
     workdir: str | Path, event_weights: dict[str, float] | None = None
 ) -> tuple[Interactions, Catalog]:
-    """Item events from `curated.events` (pseudonymized users), every catalog product indexed.
+    """Item events from `curated.events` (pseudonymized users), every catalog product indexed;
+    no interactions (and the catalog) when the warehouse has no events table yet.
 
     Event weight comes from its type; a rating is weighted by its value (a 1-star rating is a
     weak signal, a 5-star one strong). Searches have no product and are not interactions.
     """
     weights = dict(DEFAULT_EVENT_WEIGHTS if event_weights is None else event_weights)
     with read_only(workdir) as (con, tables):
-        if "events" not in tables:
-            raise ShelfwiseError(f"{workdir}: the warehouse has no curated events table")
+        has_events = "events" in tables
         cases = " ".join(f"WHEN '{t}' THEN {float(w)}" for t, w in weights.items() if t != "rating")
         rating_w = float(weights.get("rating", 0.0))
-        ev = con.sql(
-            f"""SELECT user_id, product_id, epoch(timestamp)::BIGINT AS ts,
+        # a shop with a catalog and no behaviour yet: no interactions, every product indexed
+        ev = (
+            con.sql(
+                f"""SELECT user_id, product_id, epoch(timestamp)::BIGINT AS ts,
                        CASE event_type {cases}
                             WHEN 'rating' THEN {rating_w} * coalesce(greatest(value, 0.5), 3.0) / 5.0
                        END AS w
                 FROM curated.events
                 WHERE product_id IS NOT NULL AND product_id <> '' AND user_id IS NOT NULL
                   AND event_type IN ({", ".join(f"'{t}'" for t in weights)})"""
-        ).fetchnumpy()
+            ).fetchnumpy()
+            if has_events
+            else _NO_EVENTS
+        )
         if "products" in tables:
             prod = con.sql(
                 "SELECT product_id, coalesce(title, '') AS title, coalesce(category, '') AS category, "

@@ -16,6 +16,11 @@ Gates (stated in `gates()` with their numbers):
   NDCG@10 in the same evaluation;
 - `coverage_floor`: catalog coverage@10 of the default model at least `coverage_floor` (0.05).
 
+A bundle with no test metrics (a shop with no or too few events: no test users) passes
+`beats_popularity` and `coverage_floor` as not applicable, and `not_worse_than_production` only
+when production has no test metrics either: a new shop's first bundle can go live, an
+unmeasured bundle never replaces a measured one.
+
 In single-user mode (nobody registered, see governance._access) a trained bundle is promoted at
 once, as before the registry existed; the gates are still computed and recorded.
 """
@@ -149,13 +154,18 @@ class Registry:
         default = m["default_model"]
         metrics = m.get("metrics", {})
         ci = m.get("ci95", {})
+        if default not in metrics:
+            # no test users (a new shop: no or few events): the quality gates have nothing to
+            # measure; such a bundle may go live first, never replace a measured production one
+            return gates + self._unmeasured_gates(version)
         score = float(metrics.get(default, {}).get(HEADLINE, 0.0))
         lo, hi = (ci.get(default, {}).get(HEADLINE) or [score, score])[:2]
         prod = self.production()
         if prod is None or prod == str(version):
             gates.append(Gate("not_worse_than_production", True, "no other production version"))
+        elif (pm := self.manifest(prod))["default_model"] not in pm.get("metrics", {}):
+            gates.append(Gate("not_worse_than_production", True, f"production v{prod} has no test metrics"))
         else:
-            pm = self.manifest(prod)
             pscore = float(pm["metrics"][pm["default_model"]][HEADLINE])
             gates.append(
                 Gate(
@@ -184,6 +194,25 @@ class Registry:
             )
         )
         return gates
+
+    def _unmeasured_gates(self, version: str) -> list[Gate]:
+        """Gates of a bundle with no test metrics (its recommendations are cold-start lists,
+        content similarity or models nobody could test yet)."""
+        why = "n/a: no test users in this bundle's data (nothing to measure)"
+        prod = self.production()
+        if prod is None or prod == str(version):
+            worse = Gate("not_worse_than_production", True, "no other production version")
+        else:
+            pm = self.manifest(prod)
+            measured = pm["default_model"] in pm.get("metrics", {})
+            worse = Gate(
+                "not_worse_than_production",
+                not measured,
+                f"production v{prod} is measured and this bundle is not: it cannot show it is not worse"
+                if measured
+                else f"neither this bundle nor production v{prod} has test metrics",
+            )
+        return [worse, Gate("beats_popularity", True, why), Gate("coverage_floor", True, why)]
 
     # -- writing -------------------------------------------------------------------------------
     def register(self, bundle: Path, run_id: str | None, actor: str | None) -> str:

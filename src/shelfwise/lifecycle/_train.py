@@ -22,10 +22,11 @@ from ..evaluation import HEADLINE, evaluate_all, ndcg_at_10
 from ..features import Catalog, Interactions, Split, global_time, leave_last_out, load_interactions
 from ..models import RECOMMENDERS, Recommender, SASRec
 from ..models._content import Content
-from ..models._fusion import Fusion
+from ..models._fusion import Fusion, NoRankerData
 from ..serving._bundle import BUNDLES_DIR, EVALUATED_DIR, load_evaluated_models, write_bundle
+from ._console import RunConsole
 from ._ingest_job import ingest_dataset
-from ._tuning import tune
+from ._tuning import MAX_TRIALS, SEARCH_SPACES, tune
 
 DEFAULT_MODELS = ("popularity", "itemknn", "transitions", "als", "ease", "sasrec", "content")
 
@@ -38,6 +39,9 @@ class TrainSettings:
     tune_trials: int | None = None  # at most this many trials per model (None: each model's cap)
     sasrec_budget_s: float = 240.0  # SASRec training seconds (early stopping may end sooner)
     fusion: bool = True
+    # below this many validation users the ranker learns noise and its comparison with its parts
+    # (on a fifth of them) decides nothing: the fusion is skipped
+    fusion_min_users: int = 50
     max_tune_users: int = 5000  # validation users sampled for tuning and early stopping
     bootstrap_rounds: int = 1000
     seed: int = 0
@@ -65,6 +69,7 @@ class TrainResult:
     mlflow_runs: dict[str, str] = field(default_factory=dict)
     registry: dict[str, Any] = field(default_factory=dict)  # version, gates, production
     refit: dict[str, Any] = field(default_factory=dict)  # models refit on all data for serving
+    skipped: list[dict[str, str]] = field(default_factory=list)  # {"model"/"stage", "reason"}
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -109,20 +114,44 @@ def train(
     *,
     append: bool = False,
     map_flags: tuple[str, ...] = (),
+    progress: bool = False,
 ) -> TrainResult:
-    from ..governance import DatasetRef, LineageRun
-    from ..governance._lineage import warehouse_namespace
+    """Ingest (with `data`), fit what the data supports, evaluate, write and register a bundle.
 
+    `log` receives the run's lines (they also go to `<workdir>/logs/train-*.log`, with every
+    library warning, which stays off the console); `progress` shows a progress display of the
+    long steps on stderr (for a terminal).
+    """
     settings = settings or TrainSettings()
     workdir = Path(workdir)
     unknown = set(settings.models) - set(RECOMMENDERS)
     if unknown:
         raise ValueError(f"unknown models {sorted(unknown)}; known: {sorted(RECOMMENDERS)}")
+    with RunConsole(workdir, log, progress=progress) as console:
+        result = _train_logged(workdir, data, settings, console, actor, append, map_flags)
+        console.log(f"run log (library warnings included): {console.path}")
+    return result
+
+
+def _train_logged(
+    workdir: Path,
+    data: str | Path | None,
+    settings: TrainSettings,
+    console: RunConsole,
+    actor: str | None,
+    append: bool = False,
+    map_flags: tuple[str, ...] = (),
+) -> TrainResult:
+    from ..governance import DatasetRef, LineageRun
+    from ..governance._lineage import warehouse_namespace
+
+    log = console.log
     ingest_run = None
     if data is not None:
         # the same governed path as `shelfwise ingest`; files unchanged since their last load
         # are not ingested again
-        report = ingest_dataset(data, workdir, skip_unchanged=True, append=append, map_flags=map_flags)
+        with console.stage("ingest"):
+            report = ingest_dataset(data, workdir, skip_unchanged=True, append=append, map_flags=map_flags)
         if report is None:
             log(f"{data}: unchanged since its last load, not re-ingested")
         else:
@@ -155,7 +184,7 @@ def train(
         ],
     ).start()
     try:
-        result = _train(workdir, settings, data_versions, lineage.run_id, ingest_run, log, data, actor)
+        result = _train(workdir, settings, data_versions, lineage.run_id, ingest_run, console, data, actor)
     except Exception as exc:
         lineage.fail(f"{type(exc).__name__}: {exc}")
         raise
@@ -169,8 +198,27 @@ def train(
         default_model=result.default_model,
         protocol=result.protocol["split"],
         metrics={r["model"]: round(r["metrics"]["ndcg@10"], 5) for r in result.results},
+        skipped=result.skipped,
     )
     return result
+
+
+class _Skips(list[dict[str, str]]):
+    """What a run left out and why: {"model" or "stage": name, "reason": one line}, in the
+    report, the manifest and the log."""
+
+    def __init__(self, log: Any):
+        super().__init__()
+        self._log = log
+
+    def add(self, kind: str, name: str, reason: str) -> None:
+        self.append({kind: name, "reason": reason})
+        self._log(f"{name}: skipped ({reason})")
+
+
+# without validation users to choose by, the default model is the first of these the run has:
+# on a few events, text similarity and co-visitation say more than a factorization can learn
+FALLBACK_ORDER = ("content", "itemknn", "transitions", "ease", "als", "bpr", "sasrec", "popularity")
 
 
 def _train(
@@ -179,77 +227,143 @@ def _train(
     data_versions: dict[str, Any],
     lineage_run_id: str,
     ingest_run: str | None,
-    log: Any,
+    console: RunConsole,
     data_dir: str | Path | None = None,
     actor: str | None = None,
 ) -> TrainResult:
+    log = console.log
     t_all = time.monotonic()
     inter, catalog = load_interactions(workdir)
-    if len(inter) == 0:
-        from ..errors import ShelfwiseError
-
-        raise ShelfwiseError(f"{workdir}: no item interactions in curated.events; nothing to train on")
-    split = make_split(inter, settings.split)
-    log(
-        f"interactions: {len(inter):,} steps, {inter.n_users:,} users, {inter.n_items:,} items; {split.description}"
-    )
+    skipped = _Skips(log)
+    split = make_split(inter, settings.split) if len(inter) else leave_last_out(inter)
+    if len(inter):
+        log(
+            f"interactions: {len(inter):,} steps, {inter.n_users:,} users, {inter.n_items:,} items; {split.description}"
+        )
+    else:
+        log(
+            f"interactions: none yet ({inter.n_items:,} products in the catalog): building search, "
+            "content-based similar items and a cold-start list"
+        )
+    has_val = len(split.validation) > 0
     models: dict[str, Recommender] = {}
     timings: dict[str, dict[str, float]] = {}
     tuned: dict[str, dict[str, Any]] = {}
     validation: dict[str, float] = {}
     names = list(settings.models)
     if "content" in names and not _has_text(catalog):
-        log("content: skipped (the catalog titles carry no text to embed)")
+        skipped.add("model", "content", "the catalog titles carry no text to embed")
         names.remove("content")
-    for name in names:
+    if not len(inter):
+        for n in [n for n in names if n != "content"]:
+            skipped.add("model", n, "no behaviour events yet: it learns from interactions")
+            names.remove(n)
+    else:
+        if not has_val:
+            why = (
+                f"no validation users ({split.protocol}: "
+                + (
+                    "a user needs >= 3 steps"
+                    if split.protocol == "leave_last_out"
+                    else "nobody new after the cut-off"
+                )
+                + ")"
+            )
+            if any(n in SEARCH_SPACES for n in names) and settings.tune_budget_s > 0:
+                skipped.add("stage", "tuning", f"{why}: models keep their default settings")
+            if "sasrec" in names:
+                skipped.add("model", "sasrec", f"{why} to stop its training")
+                names.remove("sasrec")
+        if "sasrec" in names and not (split.train.lengths() >= 2).any():
+            skipped.add("model", "sasrec", "no user has two training steps to learn a next step from")
+            names.remove("sasrec")
+    stages = [*names, "fusion", "evaluation", "refit", "search", "serving lists", "registry"]
+    for i, name in enumerate(names):
         t0 = time.monotonic()
-        model = _fit_one(name, split, catalog, settings, tuned, log)
+        with console.stage(f"fitting {name}", stages[i + 1 :], total=_planned_trials(name, settings) or None):
+            try:
+                model = _fit_one(name, split, catalog, settings, tuned, log, has_val, console)
+            except Exception as exc:  # one model that cannot learn from this data must not end the run
+                import logging
+
+                logging.getLogger("shelfwise.run").exception("%s could not be fitted", name)
+                skipped.add("model", name, f"could not be fitted on this data: {type(exc).__name__}: {exc}")
+                continue
         secs = time.monotonic() - t0
         models[name] = model
-        validation[name] = ndcg_at_10(model, split.validation)
         timings[name] = {"train_seconds": round(secs, 2), "peak_rss_mb": round(_peak_rss_mb(), 1)}
-        log(f"{name}: fitted in {secs:.1f}s, validation {HEADLINE} {validation[name]:.4f}")
+        if has_val:
+            validation[name] = ndcg_at_10(model, split.validation)
+            log(f"{name}: fitted in {secs:.1f}s, validation {HEADLINE} {validation[name]:.4f}")
+        else:
+            log(f"{name}: fitted in {secs:.1f}s (no validation users to score it on)")
+    if not models:
+        # nothing to learn from and no text: the bundle still needs a model to name; popularity
+        # over no events is the catalog in its cold-start order
+        from ..models import Popularity
+
+        models["popularity"] = Popularity().fit(inter)
+        log("popularity: the only model (nothing else could be fitted): serves the cold-start list")
+        timings["popularity"] = {"train_seconds": 0.0, "peak_rss_mb": round(_peak_rss_mb(), 1)}
     fusion_info = None
-    default = max(validation, key=lambda n: validation[n])
-    if settings.fusion and len(models) >= 2:
-        t0 = time.monotonic()
-        gens = {n: m for n, m in models.items() if n != "popularity"}
-        fusion = Fusion(seed=settings.seed)
-        fusion.fit(split.train)
-        fusion.set_generators(
-            gens,
-            item_category=catalog.category_codes if (catalog.category_codes >= 0).any() else None,
-            item_price=catalog.prices if np.isfinite(catalog.prices).any() else None,
-            item_brand=_brand_codes(catalog),
-        )
-        fusion_info = fusion.fit_ranker(split.validation)
-        timings["fusion"] = {
-            "train_seconds": round(time.monotonic() - t0, 2),
-            "peak_rss_mb": round(_peak_rss_mb(), 1),
-        }
-        models["fusion"] = fusion
-        hold = fusion_info.get("holdout_ndcg@10", {})
-        best_part = max((v for g, v in hold.items() if g != "fusion"), default=-1.0)
-        fusion_info["beats_parts"] = bool(hold and hold["fusion"] > best_part)
-        fusion_info["generators"] = list(gens)
+    if validation:
+        default = max(validation, key=lambda n: validation[n])
+    else:
+        default = next(n for n in (*FALLBACK_ORDER, *models) if n in models)
         log(
-            f"fusion: held-out validation {HEADLINE} {hold.get('fusion', float('nan')):.4f} vs best part {best_part:.4f}"
+            f"default model: {default} (no validation users to choose by; the first of {', '.join(FALLBACK_ORDER)})"
         )
-        if fusion_info["beats_parts"]:
-            default = "fusion"
-    protocol, results = evaluate_all(
-        models, split, bootstrap_rounds=settings.bootstrap_rounds, seed=settings.seed
-    )
+    gens = {n: m for n, m in models.items() if n != "popularity"}
+    if not settings.fusion:
+        pass
+    elif not has_val:
+        if len(inter):
+            skipped.add("stage", "fusion", "no validation users to train the ranker on")
+    elif len(split.validation) < settings.fusion_min_users:
+        skipped.add(
+            "stage",
+            "fusion",
+            f"{len(split.validation)} validation users; the ranker needs >= {settings.fusion_min_users} "
+            "to learn from and to be compared with its parts",
+        )
+    elif len(models) < 2 or not gens:
+        skipped.add("stage", "fusion", f"it blends two or more models; this run has {', '.join(models)}")
+    else:
+        with console.stage("fusion", stages[len(names) + 1 :]):
+            fusion_info = _fit_fusion(models, gens, split, catalog, settings, timings, skipped)
+        if fusion_info is not None:
+            hold = fusion_info.get("holdout_ndcg@10", {})
+            best_part = max((v for g, v in hold.items() if g != "fusion"), default=-1.0)
+            fusion_info["beats_parts"] = bool(hold and hold["fusion"] > best_part)
+            log(
+                f"fusion: held-out validation {HEADLINE} {hold.get('fusion', float('nan')):.4f} vs best part {best_part:.4f}"
+            )
+            if fusion_info["beats_parts"]:
+                default = "fusion"
+    if len(split.test):
+        with console.stage("evaluation", ["refit", "search", "serving lists", "registry"]):
+            protocol, results = evaluate_all(
+                models, split, bootstrap_rounds=settings.bootstrap_rounds, seed=settings.seed
+            )
+    else:
+        protocol, results = evaluate_all({}, split)  # the protocol, stated; nobody to score
+        if len(inter):
+            skipped.add("stage", "evaluation", "no test users: nothing to measure the models on")
     for r in results:
         r.extra.update(timings.get(r.model, {}))
         r.extra["validation_ndcg@10"] = validation.get(r.model)
         log(
             f"test {r.model:12s} {HEADLINE} {r.metrics[HEADLINE]:.4f}  hr@10 {r.metrics['hr@10']:.4f}  coverage@10 {r.metrics.get('coverage@10', 0):.3f}"
         )
-    # the test-fold numbers above are those of the train-fold fits: each model is saved as it
-    # was evaluated before its refit on all data, so `shelfwise evaluate` scores the same fits
-    evaluated_dir = workdir / BUNDLES_DIR / f".evaluated-{lineage_run_id}"
-    refit = _refit_on_all(models, inter, timings, settings.refit_budget_s, log, evaluated_dir)
+    if len(inter):
+        # the test-fold numbers above are those of the train-fold fits: each model is saved as it
+        # was evaluated before its refit on all data, so `shelfwise evaluate` scores the same fits
+        evaluated_dir = workdir / BUNDLES_DIR / f".evaluated-{lineage_run_id}"
+        with console.stage("refit", ["search", "serving lists", "registry"]):
+            refit = _refit_on_all(models, inter, timings, settings.refit_budget_s, log, evaluated_dir)
+    else:
+        evaluated_dir = workdir / BUNDLES_DIR / ".evaluated-none"  # never made: nothing is refit
+        refit = {"models": [], "skipped": sorted(models), "seconds": 0.0, "reason": "no events"}
     manifest = {
         "default_model": default,
         "refit": refit,
@@ -263,14 +377,19 @@ def _train(
             n: f"{EVALUATED_DIR}/{n}" if n in refit["models"] else f"models/{n}" for n in models
         },
         "settings": asdict(settings),
+        "skipped": list(skipped),
     }
     synonym_files = [workdir / "config" / "synonyms.txt"]
     if data_dir is not None:
         synonym_files.insert(0, Path(data_dir) / "synonyms.txt")
-    search_dir, search_info = _build_search(workdir, inter, log, synonym_files, settings)
+    with console.stage("search", ["serving lists", "registry"]):
+        search_dir, search_info = _build_search(workdir, inter, log, synonym_files, settings)
+    if search_info is None:
+        skipped.add("stage", "search", "no catalog with text to index")
     manifest["search"] = search_info
     t0 = time.monotonic()
-    arrays = _serving_arrays(workdir, models[default], inter, settings)
+    with console.stage("serving lists", ["registry"]):
+        arrays = _serving_arrays(workdir, models[default], inter, settings, models.get("popularity"))
     manifest["serving"] = {
         "toplist_width": int(arrays["toplist"].shape[1]) if "toplist" in arrays else 0,
         "toplist_model": default if "toplist" in arrays else None,
@@ -278,6 +397,7 @@ def _train(
         "seconds": round(time.monotonic() - t0, 1),
     }
     log(f"serving: top lists for {len(arrays.get('toplist', [])):,} users in {time.monotonic() - t0:.1f}s")
+    manifest["skipped"] = list(skipped)
     bundle = write_bundle(
         workdir,
         models=models,
@@ -304,6 +424,7 @@ def _train(
         "data_versions": data_versions,
         "lineage_run_id": lineage_run_id,
         "search": search_info,
+        "skipped": list(skipped),
         "seconds": round(time.monotonic() - t_all, 1),
     }
     reports = workdir / "reports"
@@ -313,8 +434,9 @@ def _train(
     from ..evaluation._report import write_evaluation_report
 
     html = write_evaluation_report(reports / "evaluation.html", report)
-    runs = _track(workdir, report, models, timings)
-    report["registry"] = _register(workdir, bundle, runs.get(default), actor, log)
+    with console.stage("registry"):
+        runs = _track(workdir, report, models, timings)
+        report["registry"] = _register(workdir, bundle, runs.get(default), actor, log)
     report_json.write_text(json.dumps(report, indent=2, default=str))
     log(f"bundle {bundle.name}: default model {default}; report {html}")
     return TrainResult(
@@ -331,7 +453,50 @@ def _train(
         runs,
         report["registry"],  # type: ignore[arg-type]
         refit,
+        list(skipped),
     )
+
+
+def _planned_trials(name: str, settings: TrainSettings) -> int:
+    """Optuna trials a model's tuning will run at most (0: not tuned)."""
+    if name not in SEARCH_SPACES or settings.tune_budget_s <= 0:
+        return 0
+    cap = MAX_TRIALS.get(name, 30)
+    return min(cap, settings.tune_trials) if settings.tune_trials else cap
+
+
+def _fit_fusion(
+    models: dict[str, Recommender],
+    gens: dict[str, Recommender],
+    split: Split,
+    catalog: Catalog,
+    settings: TrainSettings,
+    timings: dict[str, dict[str, float]],
+    skipped: _Skips,
+) -> dict[str, Any] | None:
+    """The LightGBM ranker over the generators' candidates, trained on the validation fold;
+    None (and a reason) when the fold gives it nothing to learn from."""
+    t0 = time.monotonic()
+    fusion = Fusion(seed=settings.seed)
+    fusion.fit(split.train)
+    fusion.set_generators(
+        gens,
+        item_category=catalog.category_codes if (catalog.category_codes >= 0).any() else None,
+        item_price=catalog.prices if np.isfinite(catalog.prices).any() else None,
+        item_brand=_brand_codes(catalog),
+    )
+    try:
+        info = fusion.fit_ranker(split.validation)
+    except NoRankerData as exc:  # a few users: none of them has what it did next among the candidates
+        skipped.add("stage", "fusion", str(exc))
+        return None
+    timings["fusion"] = {
+        "train_seconds": round(time.monotonic() - t0, 2),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+    }
+    models["fusion"] = fusion
+    info["generators"] = list(gens)
+    return info
 
 
 def _register(workdir: Path, bundle: Path, run_id: str | None, actor: str | None, log: Any) -> dict[str, Any]:
@@ -355,11 +520,17 @@ def _register(workdir: Path, bundle: Path, run_id: str | None, actor: str | None
 
 
 def _serving_arrays(
-    workdir: Path, model: Recommender, inter: Interactions, settings: TrainSettings
+    workdir: Path,
+    model: Recommender,
+    inter: Interactions,
+    settings: TrainSettings,
+    popularity: Recommender | None = None,
 ) -> dict[str, np.ndarray]:
     """What serving answers from without running a model: the default model's top list for
-    every known user (seen items excluded; business rules still apply at serve time), and each
-    user's purchases with their time (repurchase windows)."""
+    every known user (seen items excluded; business rules still apply at serve time), each
+    user's purchases with their time (repurchase windows), and the cold-start order of every
+    item (`cold_start`): by popularity, ties (every item, in a shop with no events yet) broken
+    by how relevant the shop's search judgments found the item, then by catalog order."""
     from ..storage import read_only
 
     out: dict[str, np.ndarray] = {}
@@ -375,17 +546,35 @@ def _serving_arrays(
             # the full history (the model was fitted on the training part): what serving would use
             top[batch] = model.recommend(batch, width, exclude_seen=True, history=inter).ids
         out["toplist"] = top
-    with read_only(workdir) as (con, _):
-        rows = con.sql(
-            "SELECT user_id, product_id, max(epoch(timestamp))::BIGINT FROM curated.events "
-            "WHERE event_type = 'purchase' AND product_id IS NOT NULL GROUP BY 1, 2"
-        ).fetchall()
+    rows: list[tuple[Any, ...]] = []
+    judged: list[tuple[Any, ...]] = []
+    with read_only(workdir) as (con, tables):
+        if "events" in tables:
+            rows = con.sql(
+                "SELECT user_id, product_id, max(epoch(timestamp))::BIGINT FROM curated.events "
+                "WHERE event_type = 'purchase' AND product_id IS NOT NULL GROUP BY 1, 2"
+            ).fetchall()
+        if "judgments" in tables:
+            judged = con.sql(
+                "SELECT product_id, sum(relevance - (SELECT min(relevance) FROM curated.judgments)) "
+                "FROM curated.judgments WHERE relevance IS NOT NULL GROUP BY 1"
+            ).fetchall()
     users = {u: i for i, u in enumerate(inter.user_ids)}
     items = {p: i for i, p in enumerate(inter.item_ids)}
     trip = [(users[u], items[p], ts) for u, p, ts in rows if u in users and p in items]
     out["purchase_user"] = np.array([t[0] for t in trip], np.int32)
     out["purchase_item"] = np.array([t[1] for t in trip], np.int32)
     out["purchase_ts"] = np.array([t[2] for t in trip], np.int64)
+    pop = (
+        np.asarray(popularity.score(np.array([0]))[0], np.float64)
+        if popularity is not None
+        else inter.item_counts().astype(np.float64)
+    )
+    prior = np.zeros(inter.n_items)
+    for p, gain in judged:
+        if p in items and gain is not None:
+            prior[items[p]] = float(gain)
+    out["cold_start"] = np.lexsort((np.arange(inter.n_items), -prior, -pop)).astype(np.int32)
     return out
 
 
@@ -402,8 +591,7 @@ def _build_search(
 
     catalog, queries, gains = load_search_data(workdir)
     if catalog is None or not has_text(catalog.title):
-        log("search: skipped (no catalog with text)")
-        return None, None
+        return None, None  # (the caller records and logs the skip)
     t0 = time.monotonic()
     counts = inter.item_counts()
     index = {p: i for i, p in enumerate(inter.item_ids)}
@@ -551,8 +739,17 @@ def _fit_one(
     settings: TrainSettings,
     tuned: dict[str, dict[str, Any]],
     log: Any,
+    has_val: bool = True,
+    console: RunConsole | None = None,
 ) -> Recommender:
+    """One model fitted on the training part: SASRec stopped early on the validation fold,
+    the others tuned on it (with their defaults when there are no validation users)."""
     cls = RECOMMENDERS[name]
+
+    def step() -> None:
+        if console is not None:
+            console.advance()
+
     if name == "sasrec":
         cfg = {"time_budget_s": settings.sasrec_budget_s, "seed": settings.seed, **settings.sasrec}
         if cfg.get("item_text", "auto") == "auto":  # titles with words: SASRec reads them too
@@ -560,10 +757,12 @@ def _fit_one(
         model = SASRec(**cfg)
         if cfg["item_text"]:
             model.set_text_embeddings(_title_embeddings(catalog))
-        model.fit_with_validation(
-            split.train,
-            lambda m: ndcg_at_10(m, split.validation, max_users=settings.max_tune_users, seed=settings.seed),
-        )
+
+        def validate(m: Recommender) -> float:
+            step()  # one validation per `eval_every` epochs: the progress of the run
+            return ndcg_at_10(m, split.validation, max_users=settings.max_tune_users, seed=settings.seed)
+
+        model.fit_with_validation(split.train, validate)
         tuned[name] = {
             "params": cfg,
             "epochs": model.epochs_,
@@ -575,10 +774,11 @@ def _fit_one(
     params, trials, best = tune(
         name,
         split,
-        budget_s=settings.tune_budget_s,
+        budget_s=settings.tune_budget_s if has_val else 0.0,
         max_trials=settings.tune_trials,
         max_users=settings.max_tune_users,
         seed=settings.seed,
+        on_trial=step,
     )
     if trials:
         tuned[name] = {
@@ -645,6 +845,9 @@ def evaluate_workdir(
 
     workdir = Path(workdir)
     bundle = Bundle.load(current_bundle(workdir))
+    nothing = _nothing_to_evaluate(bundle)
+    if nothing is not None:
+        return nothing
     split = make_split(bundle.interactions, bundle.manifest["protocol"]["split"])
     missing = set(models or []) - set(bundle.models)
     if missing:
@@ -682,3 +885,27 @@ def evaluate_workdir(
     (reports / f"evaluation{suffix}.json").write_text(json.dumps(report, indent=2, default=str))
     report["report_html"] = str(write_evaluation_report(reports / f"evaluation{suffix}.html", report))
     return report
+
+
+def _nothing_to_evaluate(bundle: Any) -> dict[str, Any] | None:
+    """The report of a bundle whose data has no test users (a shop with no or few events yet):
+    `nothing_to_evaluate` says why, `results` is empty; None when there is something."""
+    inter = bundle.interactions
+    protocol = bundle.manifest.get("protocol", {}).get("split", "leave_last_out")
+    if len(inter) == 0:
+        reason = "no behaviour events yet: no user to evaluate recommendations for"
+    elif len(make_split(inter, protocol).test) == 0:
+        reason = f"no test users in the bundle's {len(inter):,} steps under {protocol}"
+        if protocol == "leave_last_out":
+            reason += " (a user needs >= 3 steps)"
+    else:
+        return None
+    return {
+        "bundle": str(bundle.path),
+        "bundle_version": bundle.version,
+        "default_model": bundle.manifest["default_model"],
+        "protocol": bundle.manifest.get("protocol"),
+        "results": [],
+        "nothing_to_evaluate": reason,
+        "skipped": bundle.manifest.get("skipped", []),
+    }

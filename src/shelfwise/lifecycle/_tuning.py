@@ -75,14 +75,16 @@ def tune(
     max_users: int | None = 5000,
     seed: int = 0,
     defaults: dict[str, Any] | None = None,
+    on_trial: Callable[[], None] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], Recommender | None]:
     """Best parameters by full-ranking NDCG@10 on the validation fold, every trial, and the
-    best fitted model (so the caller need not fit it again; None when nothing was tuned)."""
+    best fitted model (so the caller need not fit it again; None when nothing was tuned).
+    `on_trial` is called after each trial (the run's progress display)."""
     cls = RECOMMENDERS[name]
     space = SEARCH_SPACES.get(name)
     base = dict(defaults or {})
-    if space is None or budget_s <= 0:
-        return base, [], None
+    if space is None or budget_s <= 0 or len(split.validation) == 0:
+        return base, [], None  # (no validation targets: every trial would score nan)
     half_lives = half_lives_for(split.train)
     optuna.logging.set_verbosity(logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
@@ -106,7 +108,8 @@ def tune(
 
     cap = MAX_TRIALS.get(name, 30)
     n_trials = min(cap, max_trials) if max_trials else cap
-    study.optimize(objective, n_trials=n_trials, timeout=budget_s, gc_after_trial=True)
+    callbacks = [lambda study, trial: on_trial()] if on_trial is not None else None
+    study.optimize(objective, n_trials=n_trials, timeout=budget_s, gc_after_trial=True, callbacks=callbacks)
     trials = [
         {"params": t.params, "validation_ndcg@10": t.value} for t in study.trials if t.value is not None
     ]

@@ -20,8 +20,8 @@ class _ImplicitMF(Recommender):
     def _fit(self, interactions: Interactions) -> None:
         from threadpoolctl import threadpool_limits
 
-        model = self._make()
         with threadpool_limits(1, "blas"):  # implicit's own threads; BLAS threads would oversubscribe
+            model = self._make()  # (inside: implicit checks the BLAS threads when it is made)
             model.fit(self._matrix(interactions), show_progress=False)
         self.model_ = model
         self.user_factors_ = np.asarray(model.user_factors, np.float32)

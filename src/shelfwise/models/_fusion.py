@@ -16,6 +16,11 @@ from ..features import Fold, Interactions
 from ._base import Recommender
 
 
+class NoRankerData(ValueError):
+    """The validation fold gives the ranker nothing to learn from (no user's next item is
+    among the generators' candidates): a shop with a handful of users."""
+
+
 class Fusion(Recommender):
     name = "fusion"
     batch_size = 512
@@ -195,7 +200,10 @@ class Fusion(Recommender):
         train = [(x, y) for h, x, y, _ in hold_rows if not h and y.sum() > 0]
         valid = [(x, y) for h, x, y, _ in hold_rows if h and y.sum() > 0]
         if not train:
-            raise ValueError("no validation user has a held-out item among the candidates")
+            raise NoRankerData(
+                f"none of the {len(fold.users) - int(is_hold.sum())} validation users it trains on "
+                f"has its next item among the generators' top {self.candidates}"
+            )
         xs = np.vstack([x for x, _ in train])
         ys = np.concatenate([y for _, y in train])
         groups = [len(y) for _, y in train]
@@ -218,7 +226,8 @@ class Fusion(Recommender):
         fit_kw: dict[str, Any] = {}
         if valid:
             fit_kw = dict(
-                eval_set=[(np.vstack([x for x, _ in valid]), np.concatenate([y for _, y in valid]))],
+                eval_X=(np.vstack([x for x, _ in valid]),),
+                eval_y=(np.concatenate([y for _, y in valid]),),
                 eval_group=[[len(y) for _, y in valid]],
                 eval_at=[10],
                 callbacks=[lgb.early_stopping(30, verbose=False)],
@@ -236,7 +245,7 @@ class Fusion(Recommender):
                     for g in gains:
                         gains[g].append(0.0)
                     continue
-                pred = np.asarray(ranker.predict(x))
+                pred = _predict(ranker, x)
                 gains["fusion"].append(_ndcg_at_10(pred, y))
                 for gi, g in enumerate(self.generators_):
                     gains[g].append(_ndcg_at_10(-x[:, 2 * gi + 1], y))
@@ -250,8 +259,16 @@ class Fusion(Recommender):
         out = np.full((len(users), self.n_items_), -np.inf, np.float32)
         rows, cols, x = self._candidate_features(users, history)
         if len(rows):
-            out[rows, cols] = np.asarray(self.ranker_.predict(x), dtype=np.float32)
+            out[rows, cols] = _predict(self.ranker_, x)
         return out
+
+
+def _predict(ranker: Any, x: np.ndarray) -> np.ndarray:
+    """The ranker's scores of feature rows `x`. Through the booster: the scikit-learn wrapper
+    checks that a plain array has the feature names the ranker was fitted with and warns on
+    every batch (the columns are the fitted features, in order, by construction); the booster
+    uses the early-stopping best iteration, as the wrapper does."""
+    return np.asarray(ranker.booster_.predict(x, num_iteration=ranker.best_iteration_ or None), np.float32)
 
 
 def _code_affinity(

@@ -133,7 +133,8 @@ def lines_chart(
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=8, frameon=False)
+    if series:  # (no series, no legend: matplotlib warns about a legend with nothing in it)
+        ax.legend(fontsize=8, frameon=False)
     ax.set_title(title, loc="left", fontsize=11)
     return _svg(fig)
 

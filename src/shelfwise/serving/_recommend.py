@@ -2,7 +2,8 @@
 
 User ids arrive raw and are pseudonymized with the workdir's key (the bundle only knows
 pseudonyms); product ids go out as the shop's own. A user the bundle has never seen gets the
-cold-start list (popularity), never an error.
+cold-start list (popularity; for a shop with no events yet, the items its search judgments
+found relevant, then catalog order), never an error.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ class Recommendations:
         counts = bundle.interactions.item_counts().astype(np.float64)
         self._cold_scores = pop.score(np.array([0]))[0] if pop is not None else counts  # type: ignore[union-attr]
         self._cold_order = np.argsort(-np.asarray(self._cold_scores), kind="stable")
+        if "cold_start" in bundle.arrays:  # the order training chose (ties broken for a new shop)
+            self._cold_order = bundle.arrays["cold_start"]
 
     def model_name(self, model: str | None) -> str:
         name = model or self.bundle.manifest["default_model"]

@@ -121,6 +121,10 @@ class Snapshot:
         sim_name = next((n for n in ("itemknn", "transitions") if n in self.bundle.models), None)
         self.similar_model = self.bundle.models[sim_name or self.bundle.manifest["default_model"]]
         self.similar_model_name = sim_name or self.bundle.manifest["default_model"]
+        # text similarity completes the list of an item with few co-occurrences (a new shop, a
+        # new product) instead of items with no evidence at all
+        content = self.bundle.models.get("content")
+        self.similar_fill = content if sim_name is not None else None
         self.load_seconds = round(time.monotonic() - t0, 2)
 
     def history(self, user: int | None, recent: list[str]) -> Interactions:
@@ -359,7 +363,14 @@ class Service:
         cands = self.cache.get(key)
         if cands is None:
             r = snap.similar_model.similar_items(np.array([i]), n_cand)
-            cands = [snap.item_ids[j] for j in r.ids[0] if j >= 0 and j != i]
+            evidence = r.scores[0] > 0 if snap.similar_fill is not None else np.ones(len(r.ids[0]), bool)
+            cands = [
+                snap.item_ids[j] for j, ok in zip(r.ids[0], evidence, strict=True) if ok and j >= 0 and j != i
+            ]
+            if len(cands) < n_cand and snap.similar_fill is not None:
+                have = set(cands)
+                more = snap.similar_fill.similar_items(np.array([i]), n_cand).ids[0]
+                cands += [p for p in (snap.item_ids[j] for j in more if j >= 0 and j != i) if p not in have]
             self.cache.put(key, cands)
         items = self._rules_for(None).apply(cands, k, snap.info, surface="similar")
         return Answer(items, snap.similar_model_name, snap.similar_model_name, snap.version)

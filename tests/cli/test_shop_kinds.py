@@ -1,0 +1,202 @@
+"""Every kind of shop can train (issue 15): a catalog-only shop (products, queries, judgments,
+no events) and a shop with a handful of users train, search, recommend, evaluate and serve over
+real HTTP; a later train with events adds the recommenders. And the console of a train carries
+no library warnings (they go to the run's log file)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from shelfwise.demo import generate_demo
+from shelfwise.serving import Bundle, current_bundle
+from tests.cli.test_cli import sw
+from tests.serving.conftest import Server
+
+FAST = [
+    "--tune-seconds", "300", "--tune-trials", "2", "--sasrec-seconds", "5",
+    "--finetune-seconds", "0", "--cross-encoder-seconds", "0",
+]  # fmt: skip
+
+# what a library prints when it warns or draws its own progress bar
+NOISE = ("Warning:", "warnings.warn", "it/s]", "INFO mlflow", "Loading weights")
+
+
+def noise(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if any(n in line for n in NOISE)]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("kinds") / "demo"
+    generate_demo(d, products=150, users=60, events=3000, seed=11, defects=False)
+    return d
+
+
+@pytest.fixture(scope="module")
+def catalog_only(demo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
+    base = tmp_path_factory.mktemp("catalog")
+    data = base / "data"
+    data.mkdir()
+    for f in ("products.csv", "queries.csv", "judgments.csv"):
+        shutil.copy(demo / f, data / f)
+    work = base / "w"
+    proc = sw("train", "--data", str(data), "--workdir", str(work), "--json", *FAST)
+    assert noise(proc.stderr) == [], proc.stderr
+    return data, work, json.loads(proc.stdout)
+
+
+def _users(path: Path, ids: list[str]) -> Path:
+    path.write_text("user_id\n" + "\n".join(ids) + "\n")
+    return path
+
+
+@pytest.mark.slow
+def test_catalog_only_shop_trains_searches_recommends_and_serves(catalog_only, tmp_path):
+    data, work, out = catalog_only
+    skipped = {s.get("model") or s.get("stage"): s["reason"] for s in out["skipped"]}
+    for m in ("popularity", "itemknn", "transitions", "als", "ease", "sasrec"):
+        assert "no behaviour events" in skipped[m]
+    assert out["default_model"] == "content" and out["results"] == []
+    assert out["registry"]["production"] is True and all(out["registry"]["gates"].values())
+    bundle = Bundle.load(current_bundle(work))
+    assert bundle.manifest["search"]["ranker"] is not None  # learnt from the judgments
+    assert sorted(bundle.models) == ["content"] and bundle.manifest["skipped"] == out["skipped"]
+    assert (work / "logs").is_dir() and list((work / "logs").glob("train-*.log"))
+    html = (work / "reports" / "evaluation.html").read_text()
+    assert 'id="skipped"' in html and "no behaviour events yet" in html
+
+    # search works from the CLI
+    (tmp_path / "q.csv").write_text("query_id,query\nq1,black boots\n")
+    sw(
+        "search",
+        "--workdir",
+        str(work),
+        "--queries",
+        str(tmp_path / "q.csv"),
+        "--out",
+        str(tmp_path / "s.jsonl"),
+    )
+    assert json.loads((tmp_path / "s.jsonl").read_text())["items"]
+
+    # every user gets the cold-start list, never an error; the judged products lead it
+    users = _users(tmp_path / "u.csv", ["C100000", "somebody-new"])
+    sw(
+        "recommend",
+        "--workdir",
+        str(work),
+        "--users",
+        str(users),
+        "--out",
+        str(tmp_path / "r.jsonl"),
+        "--k",
+        "5",
+    )
+    answers = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert [a["source"] for a in answers] == ["cold_start", "cold_start"]
+    assert answers[0]["items"] == answers[1]["items"] and len(answers[0]["items"]) == 5
+    judged: dict[str, float] = {}
+    for row in csv.DictReader(open(data / "judgments.csv", encoding="utf-8")):
+        judged[row["product_id"]] = judged.get(row["product_id"], 0.0) + float(row["relevance"])
+    best = max(judged.values())
+    assert judged.get(answers[0]["items"][0]) == best
+
+    # evaluate: nothing to evaluate, exit 0, said plainly and in the JSON
+    proc = sw("evaluate", "--workdir", str(work))
+    assert "nothing to evaluate" in proc.stdout
+    report = json.loads(sw("evaluate", "--workdir", str(work), "--json").stdout)
+    assert report["results"] == [] and "no behaviour events" in report["nothing_to_evaluate"]
+
+    # serve: the three GET endpoints answer over HTTP
+    server = Server(work, "--absorb-seconds", "0")
+    try:
+        r = server.client.get("/v1/recommendations/C100000", params={"k": 5})
+        assert r.status_code == 200 and r.json()["source"] == "cold_start"
+        assert len(r.json()["items"]) == 5  # (the business rules in force apply over HTTP)
+        pid = answers[0]["items"][0]
+        r = server.client.get(f"/v1/items/{pid}/similar", params={"k": 5})
+        assert r.status_code == 200 and r.json()["model"] == "content" and len(r.json()["items"]) == 5
+        assert pid not in r.json()["items"]
+        r = server.client.get("/v1/search", params={"q": "black boots", "k": 5})
+        assert r.status_code == 200 and r.json()["items"]
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_events_arriving_later_add_the_recommenders(catalog_only, demo, tmp_path):
+    data0, work0, out0 = catalog_only
+    first = out0["bundle"].rsplit("/", 1)[-1]
+    work = tmp_path / "w"
+    shutil.copytree(work0, work)
+    data = tmp_path / "data"
+    shutil.copytree(data0, data)
+    shutil.copy(demo / "events.csv", data / "events.csv")  # the next full snapshot has events
+    proc = sw("train", "--data", str(data), "--workdir", str(work), "--json", "--models",
+              "popularity,itemknn,content", "--no-fusion", *FAST)  # fmt: skip
+    out = json.loads(proc.stdout)
+    assert {r["model"] for r in out["results"]} == {"popularity", "itemknn", "content"}
+    assert out["skipped"] == []
+    bundle = Bundle.load(current_bundle(work))
+    assert {"popularity", "itemknn", "content"} == set(bundle.models) and len(bundle.interactions) > 0
+    # the measured bundle replaces the unmeasured one (single-user mode: at once)
+    assert out["registry"]["production"] and out["registry"]["version"] == "2"
+    report = json.loads(sw("evaluate", "--workdir", str(work), "--json").stdout)
+    assert report["results"] and "nothing_to_evaluate" not in report
+    # an unmeasured bundle (the catalog-only one, registered again) cannot replace a measured one
+    from shelfwise.lifecycle._registry import Registry
+
+    reg = Registry(work)
+    again = reg.register(work / "bundles" / first, None, None)
+    gates = {g.name: g for g in reg.gates(again)}
+    assert not gates["not_worse_than_production"].passed
+    assert gates["beats_popularity"].passed and gates["coverage_floor"].passed  # n/a
+
+
+@pytest.fixture(scope="module")
+def twenty_users(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict, str]:
+    base = tmp_path_factory.mktemp("twenty")
+    data = base / "data"
+    generate_demo(data, products=150, users=20, events=260, seed=4, defects=False)
+    work = base / "w"
+    proc = sw("train", "--data", str(data), "--workdir", str(work), "--json", *FAST)  # every default model
+    out = json.loads(proc.stdout)
+    return data, work, out, proc.stderr
+
+
+@pytest.mark.slow
+def test_twenty_user_shop_trains_and_serves(twenty_users, tmp_path):
+    data, work, out, _ = twenty_users
+    bundle = Bundle.load(current_bundle(work))
+    assert bundle.interactions.n_users <= 20 and "content" in bundle.models
+    # what could not be trained says why; what could, was
+    for s in out["skipped"]:
+        assert s["reason"] and ("model" in s or "stage" in s)
+    assert len(bundle.models) >= 3
+    known = str(next(iter(csv.DictReader(open(data / "events.csv", encoding="utf-8"))))["user_id"])
+    users = _users(tmp_path / "u.csv", [known, "somebody-new"])
+    sw("recommend", "--workdir", str(work), "--users", str(users), "--out", str(tmp_path / "r.jsonl"))
+    sources = [json.loads(x)["source"] for x in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert sources[0] != "cold_start" and sources[1] == "cold_start"
+    assert sw("evaluate", "--workdir", str(work)).returncode == 0
+    server = Server(work, "--absorb-seconds", "0")
+    try:
+        assert server.client.get(f"/v1/recommendations/{known}").status_code == 200
+        pid = str(bundle.interactions.item_ids[int(bundle.interactions.item_idx[0])])
+        assert server.client.get(f"/v1/items/{pid}/similar").json()["items"]
+        assert server.client.get("/v1/search", params={"q": "boots"}).status_code == 200
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_a_small_train_prints_no_library_warnings(twenty_users):
+    """Every default model (LightGBM fusion, implicit's ALS and ItemKNN, SASRec, Optuna, MLflow)
+    on a small shop: the console has the run's lines only; warnings, if any, are in the log."""
+    _, work, out, stderr = twenty_users
+    assert noise(stderr) == [], "\n".join(noise(stderr))
+    assert "run log (library warnings included)" in stderr
