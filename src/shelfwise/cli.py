@@ -554,6 +554,21 @@ def serve(
     reload_seconds: Annotated[
         float, typer.Option(help="Check for a new production bundle this often (0: never).")
     ] = 2.0,
+    search_budget_ms: Annotated[
+        float,
+        typer.Option(
+            help="Time a search-cache miss may take from arrival to answer; stages are skipped "
+            "(ranker, then encoder) to keep it under load (0: always the cheapest).",
+            min=0,
+        ),
+    ] = 50.0,
+    search_queue: Annotated[
+        int, typer.Option(help="Search misses that may wait or be in progress; more get 503.", min=1)
+    ] = 256,
+    search_max_wait_ms: Annotated[
+        float,
+        typer.Option(help="Refuse a search miss (503 + Retry-After) whose predicted wait is longer.", min=0),
+    ] = 500.0,
 ) -> None:
     """Serve /v1/search, /v1/recommendations, /v1/items/{id}/similar and /v1/events over HTTP."""
     _allow(workdir, "serve.run")
@@ -567,6 +582,10 @@ def serve(
     from .serving._app import CONFIG_ENV
 
     current_bundle(workdir)  # a clear error before any worker starts
+    # one core per worker process: the encoder (onnxruntime), faiss and LightGBM would otherwise
+    # start a spinning thread per core, which a server shares with its own event loop and clients
+    os.environ.setdefault("SHELFWISE_ENCODER_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     settings = ServeSettings(
         max_k=max_k,
         max_body_bytes=max_body_bytes,
@@ -574,6 +593,9 @@ def serve(
         absorb_interval_s=absorb_seconds,
         reload_interval_s=reload_seconds,
         redis_url=redis_url,
+        search_budget_ms=search_budget_ms,
+        search_queue=search_queue,
+        search_max_wait_ms=search_max_wait_ms,
     )
     os.environ[CONFIG_ENV] = json.dumps({"workdir": str(workdir), "settings": asdict(settings)})
     if workers > 1:  # Prometheus metrics summed over the worker processes
