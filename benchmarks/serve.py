@@ -129,20 +129,23 @@ def search_counters(url: str) -> dict[str, float]:
     return out
 
 
-def distinct_query_paths(queries: list[str], n: int, seed: int) -> list[str]:
-    """`n` different two-word queries (pairs of the query log's words; no logged query among
-    them), as /v1/search paths, in a seeded random order."""
+def distinct_query_paths(queries: list[str], texts: list[str], n: int, seed: int) -> list[str]:
+    """`n` different two-word queries (pairs of words shoppers typed, or the catalog's words
+    when those run out; no logged query among them), as /v1/search paths, in a seeded order."""
     import urllib.parse
 
     from shelfwise.search import words
 
     logged = {" ".join(words(q)) for q in queries}
-    vocab = sorted({w for q in queries for w in words(q) if w.isalpha() and len(w) > 2})
+    typed = sorted({w for q in queries for w in words(q) if w.isalpha() and len(w) > 2})
+    vocab = typed + sorted({w for t in texts for w in words(t) if w.isalpha() and len(w) > 2} - set(typed))
+    if len(vocab) * (len(vocab) - 1) < 2 * n:
+        raise SystemExit(f"{len(vocab)} words make too few distinct pairs for {n} queries")
     rng = random.Random(seed)
     seen: set[str] = set()
     out: list[str] = []
     while len(out) < n:
-        a, b = rng.sample(vocab, 2)
+        a, b = rng.sample(vocab[: max(len(typed), int(n**0.5) * 2)], 2)  # shoppers' words first
         q = f"{a} {b}"
         if q in seen or q in logged:
             continue
@@ -151,11 +154,22 @@ def distinct_query_paths(queries: list[str], n: int, seed: int) -> list[str]:
     return out
 
 
-def uncached_search(url: str, queries: list[str], tmp: Path, seconds: int, tag: str) -> dict:
+def catalog_texts(data: Path) -> list[str]:
+    """Every product's words: title, description, category, brand, attributes."""
+    import csv
+
+    fields = ("title", "description", "category", "brand", "attributes")
+    with open(data / "products.csv", encoding="utf-8", errors="replace") as fh:
+        return [" ".join(r.get(f) or "" for f in fields) for r in csv.DictReader(fh)]
+
+
+def uncached_search(url: str, data: Path, tmp: Path, seconds: int, tag: str) -> dict:
     """wrk at 1, 8 and 32 connections, every request a query never sent before in this run."""
-    per_run = 30_000  # more than any run sends at this length (checked by the cache counters)
+    per_run = 1_000 * seconds  # more than any run sends (checked: the cache counters, `uncached`)
     conns = (1, 8, 32)
-    paths = distinct_query_paths(queries, per_run * (len(conns) + 1), seed=15)
+    paths = distinct_query_paths(
+        logged_queries(data), catalog_texts(data), per_run * (len(conns) + 1), seed=15
+    )
     out: dict = {}
     for r, c in enumerate((8, *conns)):  # the first: a 2 s warm-up (first-call allocations)
         f = tmp / f"uncached_{tag}_{r}.txt"
@@ -337,9 +351,7 @@ def main() -> None:
         spenv = {"WRK_PATHS": str(tmp / "search_paths.txt")}
         wrk(url, LUA_PATHS, spenv, 3, 8)
         results["search_query_log"] = wrk(url, LUA_PATHS, spenv, args.seconds, 32)
-        results["search_uncached"] = {
-            str(len(products)): uncached_search(url, queries, tmp, args.seconds, "s")
-        }
+        results["search_uncached"] = {str(len(products)): uncached_search(url, data, tmp, args.seconds, "s")}
         eenv = {"WRK_BODY": str(tmp / "events.json")}
         ev = wrk(f"{url}/v1/events", LUA_POST, eenv, args.seconds, 32)
         ev["events_per_request"] = len(body)
@@ -352,7 +364,7 @@ def main() -> None:
             results["large_bundle"] = {"products": args.large_products, "train_seconds": round(big_s, 1)}
             sw_proc = start_server(big / "w", port_sw, env)
             results["search_uncached"][str(args.large_products)] = uncached_search(
-                url, logged_queries(big / "data"), tmp, args.seconds, "l"
+                url, big / "data", tmp, args.seconds, "l"
             )
     finally:
         for p in (dict_proc, sw_proc):

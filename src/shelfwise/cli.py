@@ -561,7 +561,7 @@ def serve(
             "(ranker, then encoder) to keep it under load (0: always the cheapest).",
             min=0,
         ),
-    ] = 50.0,
+    ] = 40.0,
     search_queue: Annotated[
         int, typer.Option(help="Search misses that may wait or be in progress; more get 503.", min=1)
     ] = 256,

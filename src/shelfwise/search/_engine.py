@@ -111,6 +111,7 @@ class SearchEngine:
         self._spelling: LRUCache[str, str] = LRUCache(QUERY_CACHE_SIZE)
         self._vectors: LRUCache[str, QueryVectors] = LRUCache(QUERY_CACHE_SIZE)
         self._null_cosine: dict[str, float] = {}  # see `no_match_threshold`
+        self._facet_codes: tuple[Any, ...] | None = None  # see `_facets`
 
     # -- building ---------------------------------------------------------------------------
     def build(
@@ -440,7 +441,8 @@ class SearchEngine:
         depth = self.candidates
         while True:
             if level == "full":
-                vecs = vecs or self.encode_queries([q.text])[0]
+                if vecs is None or (self.multilingual_ is not None and vecs.multilingual is None):
+                    vecs = self.encode_queries([q.text])[0]
                 encoded = True
                 cands, x = self._features(q, None, vecs=vecs, depth=depth, profile=profile)
                 keyword = bool(len(cands)) and bool((x[:, _BM25] > 0).any())
@@ -451,11 +453,11 @@ class SearchEngine:
                     lex = _ranked(self.lexical_.search_terms(q.terms, depth))
                     found = [lex, {}, {}]
                     if not lex and q.text.strip():  # no keyword: only the encoder can tell
-                        vecs = vecs or self.encode_queries([q.text])[0]
+                        vecs = vecs or self.encode_queries([q.text], multilingual=None)[0]
                         encoded = True
                         _, found = self._retrieve(q, vecs, depth)
                 else:
-                    vecs = vecs or self.encode_queries([q.text])[0]
+                    vecs = vecs or self.encode_queries([q.text], multilingual=None)[0]
                     encoded = True
                     _, found = self._retrieve(q, vecs, depth)
                 cands, score, keyword, semantic = self._fuse(found, depth)
@@ -486,7 +488,7 @@ class SearchEngine:
         return {
             "items": [{"product_id": self.catalog.product_ids[d], "score": by_doc[d]} for d in page],
             "total": len(order),
-            "facets": facets(self.catalog, cands),
+            "facets": self._facets(cands),
             "corrected_query": q.corrected,
             "match": "keyword" if keyword else "semantic_only",
             "fallback": None,
@@ -494,6 +496,35 @@ class SearchEngine:
             "stages": stages,
             "level": level,
         }
+
+    def _facets(self, docs: np.ndarray, top: int = 10) -> dict[str, Any]:
+        """`facets(self.catalog, docs)`, the same counts in the same order, from per-product codes
+        made once per engine (counting strings per candidate was ~40% of a BM25-only page)."""
+        codes = self._facet_codes
+        if codes is None:
+            c = self.catalog
+            tops = [cat.split(">")[0].strip() if cat else "" for cat in c.category]
+            top_names, top_code = np.unique(np.array(tops, dtype=object), return_inverse=True)
+            brand_names, brand_code = np.unique(np.array(list(c.brand), dtype=object), return_inverse=True)
+            codes = self._facet_codes = (top_names, top_code, brand_names, brand_code)
+        top_names, top_code, brand_names, brand_code = codes
+        docs = np.asarray(docs, np.int64)
+        out: dict[str, Any] = {
+            "category": _counted(top_names, top_code[docs], top),
+            "brand": _counted(brand_names, brand_code[docs], top),
+        }
+        price = np.asarray(self.catalog.price, float)[docs]
+        price = price[np.isfinite(price)]
+        bands: list[dict[str, Any]] = []
+        if len(price):
+            edges = np.unique(np.quantile(price, [0, 0.25, 0.5, 0.75, 1.0]).round(2))
+            for lo, hi in zip(edges[:-1], edges[1:], strict=False):
+                n = int(((price >= lo) & ((price < hi) | (hi == edges[-1]))).sum())
+                bands.append({"min": float(lo), "max": float(hi), "count": n})
+        out["price"] = bands
+        stock = np.asarray(self.catalog.in_stock, bool)[docs]
+        out["in_stock"] = {"true": int(stock.sum()), "false": int((~stock).sum())}
+        return out
 
     def _fuse(
         self, found: list[dict[int, tuple[float, int]]], depth: int
@@ -583,23 +614,34 @@ class SearchEngine:
             return np.asarray(self.ranker_.predict(x if cols is None else x[:, cols]), dtype=np.float32)
         return x[:, _RRF]
 
-    def encode_queries(self, texts: list[str]) -> list[QueryVectors]:
+    def encode_queries(self, texts: list[str], multilingual: bool | None = True) -> list[QueryVectors]:
         """Each query's embedding under the main encoder and, when the catalog has one, the
-        multilingual encoder (batched: one encoder call per list, for the texts not cached)."""
+        multilingual encoder (batched: one encoder call per list, for the texts not cached).
+        `multilingual=None`: that encoder only for queries with Chinese text (the "fused" and
+        "lexical" levels: MiniLM reads the others; the full pipeline's features need both)."""
         clean = [(t or "")[:MAX_QUERY_CHARS] for t in texts]
         clean = [t if t.strip() else " " for t in clean]
+        has_ml = self.multilingual_ is not None
+
+        def wants_ml(t: str) -> bool:
+            return has_ml and (multilingual is True or (multilingual is None and contains_cjk(t)))
+
         with self._caches_lock:
-            got = [self._vectors.get(t) for t in clean]
-        todo = list(dict.fromkeys(t for t, v in zip(clean, got, strict=True) if v is None))
-        if todo:
-            main = self.semantic_.encode(todo)
-            multi = self.multilingual_.encode(todo) if self.multilingual_ is not None else [None] * len(todo)
-            new = {t: QueryVectors(m, u) for t, m, u in zip(todo, main, multi, strict=True)}
+            got = {t: self._vectors.get(t) for t in clean}
+        main = [t for t, v in got.items() if v is None]
+        multi = [t for t, v in got.items() if wants_ml(t) and (v is None or v.multilingual is None)]
+        if main or multi:
+            m = dict(zip(main, self.semantic_.encode(main), strict=True)) if main else {}
+            u = dict(zip(multi, self.multilingual_.encode(multi), strict=True)) if multi else {}  # type: ignore[union-attr]
             with self._caches_lock:
-                for t, v in new.items():
-                    self._vectors[t] = v
-            got = [v if v is not None else new[t] for t, v in zip(clean, got, strict=True)]
-        return got  # type: ignore[return-value]
+                for t in set(main) | set(multi):
+                    old = got[t]
+                    if old is None:  # new: the main vector was just encoded
+                        vec = QueryVectors(m[t], u.get(t))
+                    else:  # cached without the multilingual vector, which is now wanted
+                        vec = QueryVectors(old.main, u.get(t, old.multilingual))
+                    got[t] = self._vectors[t] = vec
+        return [got[t] for t in clean]  # type: ignore[misc]
 
     def _retrieve(
         self, q: Query, vecs: QueryVectors, depth: int | None = None
@@ -985,3 +1027,17 @@ def _ranked(found: Results) -> dict[int, tuple[float, int]]:
 
 def _bigrams(terms: list[str]) -> set[tuple[str, str]]:
     return set(zip(terms, terms[1:], strict=False))
+
+
+def _counted(names: np.ndarray, codes: np.ndarray, top: int) -> list[dict[str, Any]]:
+    """`Counter(...).most_common(top)` over coded values, the empty one left out: by count,
+    ties in order of first appearance (as Counter orders them)."""
+    if not len(codes):
+        return []
+    counts = np.bincount(codes, minlength=len(names))
+    first = np.full(len(names), len(codes), np.int64)
+    np.minimum.at(first, codes, np.arange(len(codes)))
+    seen = np.flatnonzero(counts)
+    seen = seen[names[seen] != ""]
+    order = seen[np.lexsort((first[seen], -counts[seen]))][:top]
+    return [{"value": str(names[u]), "count": int(counts[u])} for u in order]

@@ -197,7 +197,7 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
             exposures=exposures,
             redis=redis_client,
             exposure_buffer=[],
-            search_queue=_search_queue(service, settings),
+            search_queue=await _search_queue(service, settings),
         )
         tasks = [asyncio.create_task(_every(0.5, _flush_exposures, state))]
         tasks.append(asyncio.create_task(_stop_when_cancelled(state["search_queue"])))
@@ -413,14 +413,14 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
                 raise HTTPException(
                     503, f"overloaded: {exc}; retry later", headers={"Retry-After": exc.retry_after}
                 ) from None
-            level = ans.extra.get("level")
-            if level is not None:
-                metrics.search_level.labels(level).inc()
+        assert ans is not None
+        level = ans.extra.get("level")
+        if level is not None:  # computed for this request (not a cache hit)
+            metrics.search_level.labels(level).inc()
             if ans.extra.get("degraded"):
                 metrics.search_degraded.inc()
             for stage in ans.extra.get("skipped", ()):
                 metrics.search_skipped.labels(stage).inc()
-        assert ans is not None
         sid = s.new_id("srch")
         count_cache("search", ans)
         expose(
@@ -560,9 +560,9 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
     return app
 
 
-def _search_queue(service: Service, settings: ServeSettings) -> SearchQueue:
-    """The queue of search-cache misses for `service` (see `_search_queue`), started, its cost
-    estimates calibrated on the loaded catalog first."""
+async def _search_queue(service: Service, settings: ServeSettings) -> SearchQueue:
+    """The queue of search-cache misses for `service` (see `_search_queue`), its cost
+    estimates calibrated on the loaded catalog (before the page cache is warmed), started."""
 
     def levels() -> tuple[str, ...]:
         engine = service.snapshot.search
@@ -575,7 +575,8 @@ def _search_queue(service: Service, settings: ServeSettings) -> SearchQueue:
         limit=settings.search_queue,
         max_wait_s=settings.search_max_wait_ms / 1000,
     )
-    queue.start(calibrate=service.calibrate_search)
+    await asyncio.to_thread(queue.calibrate, service.calibrate_search)
+    queue.start()
     return queue
 
 

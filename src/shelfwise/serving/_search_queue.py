@@ -7,10 +7,12 @@ miss waiting (up to `MAX_BATCH`) at once, so that:
 - the queries of the batch that need the encoder are encoded in one call (dynamic batching with
   no added wait: while a batch is computed the next one gathers);
 - each miss gets a level (`SearchEngine.query`: "full", "fused", "lexical") from its deadline
-  (`budget_s` after it arrived) and what waits behind it: the richest level that still lets
-  every waiting miss finish within its budget at the cheapest level. What each level costs per
-  query is measured as the worker runs (moving average, seeded by a calibration on start), so
-  the plan follows the machine's real speed;
+  (`budget_s` after it arrived) and what waits behind it (the queue, or its recent peak depth
+  when that is deeper: requests on their way are not queued yet): the richest level that still
+  lets every waiting miss finish within its budget at the cheapest level. What each level costs
+  per query is measured as the worker runs (moving average, seeded by a calibration on start;
+  a level not chosen for a while is priced a little lower at each idle moment, so that it is
+  tried again), so the plan follows the machine's real speed;
 - a miss that cannot be done in time is refused at the door (503 with `Retry-After`, counted):
   when `limit` misses are already waiting or in progress, or when the predicted wait even at the
   cheapest level is beyond `max_wait_s`. Below that, the queue absorbs bursts by degrading.
@@ -36,6 +38,11 @@ log = logging.getLogger("uvicorn.error")
 
 MAX_BATCH = 64  # misses taken at once (one encoder call): bounds the batch's own latency
 EWMA = 0.2  # weight of a new measurement in a level's cost estimate
+DECAY = 0.98  # per batch, for the estimate of a level that batch did not run (see `_learn`)
+PEAK_DECAY_S = 1.0
+# what a request costs the server besides its engine work (HTTP parsing, validation, the page's
+# JSON, the exposure log): not in the measured per-level costs, but every miss waiting pays it
+OVERHEAD_S = 0.001
 PRIOR_S = {"full": 0.02, "fused": 0.005, "lexical": 0.001}  # until calibrated
 
 
@@ -69,7 +76,7 @@ class SearchQueue:
 
     run_batch: Callable[[list[tuple[Any, str]]], list[Any]]
     levels: Callable[[], tuple[str, ...]]
-    budget_s: float = 0.05
+    budget_s: float = 0.04
     limit: int = 256
     max_wait_s: float = 0.5
     cost_s: dict[str, float] = field(default_factory=lambda: dict(PRIOR_S))
@@ -79,6 +86,8 @@ class SearchQueue:
     _cv: threading.Condition = field(default_factory=threading.Condition)
     _stop: bool = False
     _thread: threading.Thread | None = None
+    _peak: float = 0.0  # recent peak depth (decays with `PEAK_DECAY_S`)
+    _peak_at: float = 0.0
 
     # -- the event loop's side ----------------------------------------------------------------
     def depth(self) -> int:
@@ -101,17 +110,40 @@ class SearchQueue:
                 wait,
             )
         loop = asyncio.get_running_loop()
-        job = _Job(args, time.monotonic() + self.budget_s, loop.create_future(), loop)
+        now = time.monotonic()
+        job = _Job(args, now + self.budget_s, loop.create_future(), loop)
         with self._cv:
             self._jobs.append(job)
             self._cv.notify()
+        self._peak = max(depth + 1.0, self.recent_peak(now))
+        self._peak_at = now
         return job.future
 
+    def recent_peak(self, now: float) -> float:
+        """The deepest the queue has recently been (exponentially forgotten over ~1 s): misses
+        that are on their way but not queued yet (in the socket, the HTTP parser) are unseen,
+        and a closed-loop client sends the next request the moment one is answered, so the
+        recent depth is the best guess of what will wait behind a miss started now."""
+        return self._peak * math.exp(-(now - self._peak_at) / PEAK_DECAY_S)
+
     # -- the worker ---------------------------------------------------------------------------
-    def start(self, calibrate: Callable[[str], float] | None = None) -> None:
-        """Start the worker thread; `calibrate(level)` (seconds one query takes at that level)
-        seeds the cost estimates before the first batch."""
-        self._thread = threading.Thread(target=self._run, args=(calibrate,), name="search-queue", daemon=True)
+    def calibrate(self, measure: Callable[[str], float]) -> None:
+        """Seed the cost estimates: `measure(level)` is the seconds one query takes at a level
+        (run before anything else loads the machine: the warm-up of the page cache waits)."""
+        for level in self._levels():
+            try:
+                self.cost_s[level] = max(measure(level), 1e-5)
+            except Exception as exc:  # a calibration failure keeps the priors
+                log.warning("search queue: %s level not calibrated: %s", level, exc)
+        log.info(
+            "search queue: budget %.0f ms, cost per query %s",
+            self.budget_s * 1000,
+            {k: round(v * 1000, 2) for k, v in self.cost_s.items()},
+        )
+
+    def start(self) -> None:
+        """Start the worker thread."""
+        self._thread = threading.Thread(target=self._run, name="search-queue", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -127,18 +159,7 @@ class SearchQueue:
         except Exception:
             return LEVELS
 
-    def _run(self, calibrate: Callable[[str], float] | None) -> None:
-        if calibrate is not None:
-            for level in self._levels():
-                try:
-                    self.cost_s[level] = max(calibrate(level), 1e-5)
-                except Exception as exc:  # a calibration failure keeps the priors
-                    log.warning("search queue: %s level not calibrated: %s", level, exc)
-            log.info(
-                "search queue: budget %.0f ms, cost per query %s",
-                self.budget_s * 1000,
-                {k: round(v * 1000, 2) for k, v in self.cost_s.items()},
-            )
+    def _run(self) -> None:
         while True:
             with self._cv:
                 while not self._jobs and not self._stop:
@@ -160,12 +181,13 @@ class SearchQueue:
         deadline and still leaves every miss behind it (in the batch and in the queue) time to be
         answered at the cheapest level within the newest deadline."""
         levels = self._levels()
-        cheapest = self.cost_s[levels[-1]]
-        last = self._jobs[-1].deadline if self._jobs else batch[-1].deadline
+        cheapest = self.cost_s[levels[-1]] + OVERHEAD_S
         queued = len(self._jobs)
+        expected = self.recent_peak(now)  # what will wait, seen or not (see `recent_peak`)
+        last = max(self._jobs[-1].deadline if self._jobs else batch[-1].deadline, now + self.budget_s)
         t = now
         for i, job in enumerate(batch):
-            behind = len(batch) - i - 1 + queued
+            behind = max(len(batch) - i - 1 + queued, expected - i - 1)
             job.level = levels[-1]
             for level in levels:
                 end = t + self.cost_s[level]
@@ -192,11 +214,22 @@ class SearchQueue:
 
     def _learn(self, batch: list[_Job], answers: list[Any], took: float) -> None:
         """Update the per-level cost estimates from what each computed job of a batch cost
-        (`extra["cost_s"]`: its engine time and its share of the batch's encoder call)."""
+        (`extra["cost_s"]`: its engine time and its share of the batch's encoder call). A level
+        not run in a batch has its estimate lowered a little (`DECAY`, down to the next cheaper
+        level's): an estimate made on a busy moment would otherwise never be revised, since
+        the level it prices would never be chosen again."""
+        seen = set()
         for a in answers:
             level, cost = a.extra.get("level"), a.extra.get("cost_s")
             if level in self.cost_s and cost is not None:
                 self.cost_s[level] = (1 - EWMA) * self.cost_s[level] + EWMA * cost
+                seen.add(level)
+        if self._jobs:  # misses wait: no room to try a richer level again now
+            return
+        levels = self._levels()
+        for richer, cheaper in zip(levels, levels[1:], strict=False):
+            if richer not in seen:
+                self.cost_s[richer] = max(self.cost_s[richer] * DECAY, self.cost_s[cheaper])
 
 
 def _resolve(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:

@@ -52,7 +52,7 @@ class ServeSettings:
     # search misses (see `_search_queue`): the time a miss may take from arrival to answer (the
     # queue skips stages to keep it), how many may wait or be in progress, and the predicted wait
     # (at the cheapest level) beyond which a miss is refused with 503 + Retry-After
-    search_budget_ms: float = 50.0
+    search_budget_ms: float = 40.0
     search_queue: int = 256
     search_max_wait_ms: float = 500.0
 
@@ -407,17 +407,20 @@ class Service:
         job of the batch just computed, too) are looked up. Degraded pages are not cached: the
         next request for the query gets the whole pipeline when there is time for it."""
         reqs = [self._search_request(args, level) for args, level in jobs]
-        by_engine: dict[int, tuple[Any, list[str]]] = {}
+        # per engine and level ("full" needs both encoders, "fused" the multilingual one only
+        # for Chinese queries): the texts to encode, in one call each
+        by_engine: dict[tuple[int, bool], tuple[Any, list[str]]] = {}
         for r in reqs:
             if r.page is None and r.answer is None and r.level != "lexical":
                 eng = r.snap.search
-                by_engine.setdefault(id(eng), (eng, []))[1].append(eng._query(r.args.q).text)
-        vectors: dict[tuple[int, str], Any] = {}
-        share: dict[int, float] = {}  # encoder seconds per query, per engine
+                texts = by_engine.setdefault((id(eng), r.level == "full"), (eng, []))[1]
+                texts.append(eng._query(r.args.q).text)
+        vectors: dict[tuple[int, bool, str], Any] = {}
+        share: dict[tuple[int, bool], float] = {}  # encoder seconds per query
         for key, (eng, texts) in by_engine.items():
             t0 = time.perf_counter()
-            for t, v in zip(texts, eng.encode_queries(texts), strict=True):
-                vectors[(key, t)] = v
+            for t, v in zip(texts, eng.encode_queries(texts, multilingual=key[1] or None), strict=True):
+                vectors[(*key, t)] = v
             share[key] = (time.perf_counter() - t0) / len(texts)
         out = []
         for r in reqs:
@@ -428,13 +431,14 @@ class Service:
                 r.page = self.search_cache.get(r.key)  # computed by an earlier job of this batch
             if r.page is None:
                 eng = r.snap.search
-                vecs = vectors.get((id(eng), eng._query(r.args.q).text))
+                vkey = (id(eng), r.level == "full")
+                vecs = vectors.get((*vkey, eng._query(r.args.q).text))
                 a = r.args
                 t0 = time.perf_counter()
                 r.page = eng.query(
                     a.q, r.n_cand, filters=a.filters, sort=a.sort, profile=r.profile, level=r.level, vecs=vecs
                 )
-                r.cost_s = time.perf_counter() - t0 + (share.get(id(eng), 0.0) if vecs is not None else 0.0)
+                r.cost_s = time.perf_counter() - t0 + (share.get(vkey, 0.0) if vecs is not None else 0.0)
                 r.computed = True
                 if not self._degraded(eng, r.page):
                     self.search_cache.put(r.key, r.page)
