@@ -209,8 +209,8 @@ class SearchQueue:
         if error is None:
             self._learn(batch, answers, took)
         for i, job in enumerate(batch):
-            result, exc = (answers[i], None) if error is None else (None, error)
-            job.loop.call_soon_threadsafe(_resolve, job.future, result, exc)
+            result = answers[i] if error is None else None
+            job.loop.call_soon_threadsafe(_resolve, job.future, result, error)
 
     def _learn(self, batch: list[_Job], answers: list[Any], took: float) -> None:
         """Update the per-level cost estimates from what each computed job of a batch cost

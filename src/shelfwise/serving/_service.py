@@ -413,6 +413,7 @@ class Service:
         for r in reqs:
             if r.page is None and r.answer is None and r.level != "lexical":
                 eng = r.snap.search
+                assert eng is not None  # else `_search_request` answered
                 texts = by_engine.setdefault((id(eng), r.level == "full"), (eng, []))[1]
                 texts.append(eng._query(r.args.q).text)
         vectors: dict[tuple[int, bool, str], Any] = {}
@@ -431,6 +432,7 @@ class Service:
                 r.page = self.search_cache.get(r.key)  # computed by an earlier job of this batch
             if r.page is None:
                 eng = r.snap.search
+                assert eng is not None  # else `_search_request` answered
                 vkey = (id(eng), r.level == "full")
                 vecs = vectors.get((*vkey, eng._query(r.args.q).text))
                 a = r.args
@@ -481,6 +483,7 @@ class Service:
         page = req.page
         assert page is not None
         engine = req.snap.search
+        assert engine is not None
         ranked = [it["product_id"] for it in page["items"]]
         a = req.args
         # search shows purchased items again (people re-find what they bought): no repurchase rule
