@@ -510,12 +510,18 @@ def search(
                         json.dumps({"query_id": qid, "items": [p for p, _ in hits]}, ensure_ascii=False)
                         + "\n"
                     )
-        else:  # the serving path itself, so an offline evaluation measures what shoppers get
+        else:  # the serving path itself (its whole pipeline), so an offline evaluation measures
+            # what shoppers get; batched as the server batches concurrent misses
+            from .serving._service import SearchArgs
+
             service = Service(workdir, apply_rules=rules)
-            for qid, text in rows:
-                ans = service.search(text, k, filters=Filters()) if text.strip() else None
-                items = ans.items if ans is not None else []
-                fh.write(json.dumps({"query_id": qid, "items": items}, ensure_ascii=False) + "\n")
+            for lo in range(0, len(rows), 256):
+                chunk = [(qid, text) for qid, text in rows[lo : lo + 256]]
+                jobs = [(SearchArgs(text, k, Filters()), "full") for _, text in chunk if text.strip()]
+                answers = iter(service.search_batch(jobs))
+                for qid, text in chunk:
+                    items = next(answers).items if text.strip() else []
+                    fh.write(json.dumps({"query_id": qid, "items": items}, ensure_ascii=False) + "\n")
     typer.echo(f"wrote {len(rows):,} queries to {out}")
 
 
@@ -662,6 +668,21 @@ def serve(
     reload_seconds: Annotated[
         float, typer.Option(help="Check for a new production bundle this often (0: never).")
     ] = 2.0,
+    search_budget_ms: Annotated[
+        float,
+        typer.Option(
+            help="Time a search-cache miss may take from arrival to answer; stages are skipped "
+            "(ranker, then encoder) to keep it under load (0: always the cheapest).",
+            min=0,
+        ),
+    ] = 40.0,
+    search_queue: Annotated[
+        int, typer.Option(help="Search misses that may wait or be in progress; more get 503.", min=1)
+    ] = 256,
+    search_max_wait_ms: Annotated[
+        float,
+        typer.Option(help="Refuse a search miss (503 + Retry-After) whose predicted wait is longer.", min=0),
+    ] = 500.0,
 ) -> None:
     """Serve /v1/search, /v1/recommendations, /v1/items/{id}/similar and /v1/events over HTTP."""
     _allow(workdir, "serve.run")
@@ -675,6 +696,10 @@ def serve(
     from .serving._app import CONFIG_ENV
 
     current_bundle(workdir)  # a clear error before any worker starts
+    # one core per worker process: the encoder (onnxruntime), faiss and LightGBM would otherwise
+    # start a spinning thread per core, which a server shares with its own event loop and clients
+    os.environ.setdefault("SHELFWISE_ENCODER_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     settings = ServeSettings(
         max_k=max_k,
         max_body_bytes=max_body_bytes,
@@ -683,6 +708,9 @@ def serve(
         reload_interval_s=reload_seconds,
         redis_url=redis_url,
         drain_seconds=drain_seconds,
+        search_budget_ms=search_budget_ms,
+        search_queue=search_queue,
+        search_max_wait_ms=search_max_wait_ms,
     )
     os.environ[CONFIG_ENV] = json.dumps({"workdir": str(workdir), "settings": asdict(settings)})
     if workers > 1:  # Prometheus metrics summed over the worker processes

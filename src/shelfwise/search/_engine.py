@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cachetools import LRUCache
 
 from ..evaluation._metrics import graded_ndcg_at_k as ndcg_at_k
 from ..models import Results
@@ -70,6 +72,17 @@ _OVERLAP = [
     for name in (*FEATURES[_COLUMN["title_terms"] : _COLUMN["numbers_matched"] + 1], "category_match")
 ]
 _NO_USER = (np.nan,) * len(USER_FEATURES)
+# How much of the pipeline a query gets, richest first (see `SearchEngine.query`): "full" is
+# lexical + semantic retrieval, the ranker's features and LightGBM (and the cross-encoder when one
+# was kept); "fused" skips the features and the ranker (reciprocal rank fusion of the retrievers:
+# no feature building, one batched encoder call); "lexical" is BM25 alone (no encoder). A server
+# under a deep queue steps down these levels to answer within its latency budget.
+LEVELS = ("full", "fused", "lexical")
+QUERY_CACHE_SIZE = 20_000  # corrected queries and query vectors kept per engine (LRU)
+# a query with no keyword hit is a semantic match only when its best cosine beats what text
+# with no meaning gets against this catalog: the highest top-1 cosine of NULL_QUERIES random
+# letter strings (a meaningless query then passes with probability ~1 / (NULL_QUERIES + 1))
+NULL_QUERIES = 64
 
 
 @dataclass
@@ -91,6 +104,14 @@ class SearchEngine:
         self.cross_top_ = 0  # how many of the first results it re-orders
         self.cross_weight_ = 1.0  # its weight in the blend with the pipeline's scores
         self.personalized_ = False  # the ranker splits on the shopper's profile features
+        # query-time caches (bounded LRU, shared by the threads that query): the spelling fix of
+        # a query's words and a query's vectors; long-tail queries repeat their words, and a page
+        # evicted from the server's page cache is re-ranked without encoding the query again
+        self._caches_lock = threading.Lock()
+        self._spelling: LRUCache[str, str] = LRUCache(QUERY_CACHE_SIZE)
+        self._vectors: LRUCache[str, QueryVectors] = LRUCache(QUERY_CACHE_SIZE)
+        self._null_cosine: dict[str, float] = {}  # see `no_match_threshold`
+        self._facet_codes: tuple[Any, ...] | None = None  # see `_facets`
 
     # -- building ---------------------------------------------------------------------------
     def build(
@@ -354,11 +375,28 @@ class SearchEngine:
     # -- querying ---------------------------------------------------------------------------
     def _query(self, text: str) -> Query:
         text = (text or "")[:MAX_QUERY_CHARS]
-        fixed = self.speller_.correct(text) if text.strip() else text
+        fixed = self.correct(text) if text.strip() else text
         return Query(fixed, analyze(expand_synonyms(fixed, self.synonyms_)), fixed if fixed != text else None)
+
+    def correct(self, text: str) -> str:
+        """The spelling-corrected query (cached: the speller's fuzzy match is the costly part)."""
+        with self._caches_lock:
+            fixed = self._spelling.get(text)
+        if fixed is None:
+            fixed = self.speller_.correct(text)
+            with self._caches_lock:
+                self._spelling[text] = fixed
+        return fixed
 
     def suggest(self, prefix: str, k: int = 8) -> list[str]:
         return self.autocomplete_.suggest(prefix, k)
+
+    def levels(self) -> tuple[str, ...]:
+        """The levels this engine answers at, richest first ("full" only when it adds to
+        "fused": a ranker or a cross-encoder; both need the query's vectors)."""
+        if self.ranker_ is None and self.cross_ is None:
+            return LEVELS[1:]
+        return LEVELS
 
     def query(
         self,
@@ -369,44 +407,203 @@ class SearchEngine:
         sort: str = "relevance",
         offset: int = 0,
         profile: Profile | None = None,
+        level: str = "full",
+        vecs: QueryVectors | None = None,
     ) -> dict[str, Any]:
         """A results page: items (product id, score), facets over every matching candidate,
-        the corrected query when spelling was fixed, the total number of candidates, and how
-        they were found (`match`): "keyword" when some product matches a query term (terms are
-        ORed, so a query is already relaxed to any of its terms; the ranker weighs coverage),
-        "semantic_only" when no product matches any term and the encoders answer alone.
+        the corrected query when spelling was fixed, the total number of candidates, how they
+        were found (`match`), and the `stages` that ran.
+
+        `match` is "keyword" when some product matches a query term (terms are ORed, so a query
+        is already relaxed to any of its terms; the ranker weighs coverage), "semantic_only" when
+        no product matches any term but the encoders find products closer to the query than
+        meaningless text gets (`no_match_threshold`), and "none" otherwise: then `total` is 0 and
+        the items are the most popular products (`"fallback": "popular"`; none when the shop has
+        no popularity yet), never the nearest random vectors.
+
+        `level` (see LEVELS) bounds the work: "full" runs every stage this engine has, "fused"
+        ranks by reciprocal rank fusion of the retrievers, "lexical" by BM25 alone (the encoder
+        still runs when nothing matches a keyword: that is the only way to tell a semantic match
+        from none). `vecs`: the query's vectors when the caller encoded a batch of queries at once.
 
         With filters, retrieval goes deeper (x10, then x100, up to `max_depth` products per
         retriever) until the page is full: a filter never empties a page that the catalog
         could fill from deeper in the ranking. With a shopper's `profile` (see `profile()`), the
         ranker's personal features are filled in (personalized search)."""
+        if level not in LEVELS:
+            raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
+        if level == "full" and self.ranker_ is None and self.cross_ is None:
+            level = "fused"  # the features would only feed the fusion score
         q = self._query(text)
-        vecs = self.encode_queries([q.text])[0]
+        stages: list[str] = ["lexical"]
+        encoded = False  # whether the encoders ran (the semantic retrievers with them)
         filtering = filters is not None and filters.active()
         depth = self.candidates
         while True:
-            cands, x = self._features(q, None, vecs=vecs, depth=depth, profile=profile)
-            keyword = bool(len(cands)) and bool((x[:, _BM25] > 0).any())
+            if level == "full":
+                if vecs is None or (self.multilingual_ is not None and vecs.multilingual is None):
+                    vecs = self.encode_queries([q.text])[0]
+                encoded = True
+                cands, x = self._features(q, None, vecs=vecs, depth=depth, profile=profile)
+                keyword = bool(len(cands)) and bool((x[:, _BM25] > 0).any())
+                semantic = self._semantic_match(x[:, _COLUMN["cosine"]], x[:, _COLUMN["cosine_ml"]])
+                score = self._scores(x)
+            else:
+                if level == "lexical":
+                    lex = _ranked(self.lexical_.search_terms(q.terms, depth))
+                    found = [lex, {}, {}]
+                    if not lex and q.text.strip():  # no keyword: only the encoder can tell
+                        vecs = vecs or self.encode_queries([q.text], multilingual=None)[0]
+                        encoded = True
+                        _, found = self._retrieve(q, vecs, depth)
+                else:
+                    vecs = vecs or self.encode_queries([q.text], multilingual=None)[0]
+                    encoded = True
+                    _, found = self._retrieve(q, vecs, depth)
+                cands, score, keyword, semantic = self._fuse(found, depth)
             if filtering and len(cands):
                 keep = filters.mask(self.catalog, cands)  # type: ignore[union-attr]
-                cands, x = cands[keep], x[keep]
+                cands, score = cands[keep], score[keep]
+                if level == "full":
+                    x = x[keep]
             if not filtering or len(cands) >= offset + k or depth >= min(self.max_depth, len(self.catalog)):
                 break
             depth = min(depth * 10, self.max_depth, len(self.catalog))
-        score = self._scores(x)
-        order = [
-            int(cands[i]) for i in self._cross_rerank(q.text, cands, np.argsort(-score, kind="stable"), score)
-        ]
+        if encoded and q.text.strip():
+            stages.append("semantic")
+        if not keyword and not semantic:
+            return self._no_match(q, k, offset, filters, sort, stages, depth) | {"level": level}
+        order_idx = np.argsort(-score, kind="stable")
+        if level == "full":
+            stages.append("rerank")
+            if self.cross_ is not None and q.text.strip() and len(order_idx) >= 2:
+                order_idx = self._cross_rerank(q.text, cands, order_idx, score)
+                stages.append("cross_encoder")
+        elif len(stages) > 1:
+            stages.append("fusion")
+        order = [int(cands[i]) for i in order_idx]
         by_doc = {int(c): float(s) for c, s in zip(cands, score, strict=True)}
         order = sort_docs(sort, order, self.catalog, self.popularity_)
         page = order[offset : offset + k]
         return {
             "items": [{"product_id": self.catalog.product_ids[d], "score": by_doc[d]} for d in page],
             "total": len(order),
-            "facets": facets(self.catalog, cands),
+            "facets": self._facets(cands),
             "corrected_query": q.corrected,
-            "match": "keyword" if keyword else ("semantic_only" if len(order) else "none"),
+            "match": "keyword" if keyword else "semantic_only",
+            "fallback": None,
             "depth": depth,
+            "stages": stages,
+            "level": level,
+        }
+
+    def _facets(self, docs: np.ndarray, top: int = 10) -> dict[str, Any]:
+        """`facets(self.catalog, docs)`, the same counts in the same order, from per-product codes
+        made once per engine (counting strings per candidate was ~40% of a BM25-only page)."""
+        codes = self._facet_codes
+        if codes is None:
+            c = self.catalog
+            tops = [cat.split(">")[0].strip() if cat else "" for cat in c.category]
+            top_names, top_code = np.unique(np.array(tops, dtype=object), return_inverse=True)
+            brand_names, brand_code = np.unique(np.array(list(c.brand), dtype=object), return_inverse=True)
+            codes = self._facet_codes = (top_names, top_code, brand_names, brand_code)
+        top_names, top_code, brand_names, brand_code = codes
+        docs = np.asarray(docs, np.int64)
+        out: dict[str, Any] = {
+            "category": _counted(top_names, top_code[docs], top),
+            "brand": _counted(brand_names, brand_code[docs], top),
+        }
+        price = np.asarray(self.catalog.price, float)[docs]
+        price = price[np.isfinite(price)]
+        bands: list[dict[str, Any]] = []
+        if len(price):
+            edges = np.unique(np.quantile(price, [0, 0.25, 0.5, 0.75, 1.0]).round(2))
+            for lo, hi in zip(edges[:-1], edges[1:], strict=False):
+                n = int(((price >= lo) & ((price < hi) | (hi == edges[-1]))).sum())
+                bands.append({"min": float(lo), "max": float(hi), "count": n})
+        out["price"] = bands
+        stock = np.asarray(self.catalog.in_stock, bool)[docs]
+        out["in_stock"] = {"true": int(stock.sum()), "false": int((~stock).sum())}
+        return out
+
+    def _fuse(
+        self, found: list[dict[int, tuple[float, int]]], depth: int
+    ) -> tuple[np.ndarray, np.ndarray, bool, bool]:
+        """Candidates, their reciprocal-rank-fusion score (BM25 alone when the encoders did
+        not run), whether a keyword matched and whether the encoders found a semantic match."""
+        lex, sem, ml = found
+        cands = np.array(sorted(set().union(*found)), np.int64)
+        if not sem and not ml:  # BM25 alone: its own score orders (ties as tantivy ranked)
+            score = np.array([lex[int(d)][0] for d in cands], np.float32)
+            return cands, score, bool(lex), False
+        c = depth + 1
+        score = np.zeros(len(cands), np.float32)
+        for ranks in found:
+            if ranks:
+                score += np.array([1.0 / (self.rrf_k + ranks.get(int(d), (0.0, c))[1]) for d in cands])
+        best = max((s for s, _ in sem.values()), default=-1.0)
+        best_ml = max((s for s, _ in ml.values()), default=-1.0)
+        return cands, score, any(s > 0 for s, _ in lex.values()), self._semantic_match(best, best_ml)
+
+    def _semantic_match(self, cosine: Any, cosine_ml: Any) -> bool:
+        """Whether the best cosine (main encoder, or the multilingual one when it ran) beats what
+        meaningless text gets against this catalog."""
+        top = float(np.max(cosine, initial=-1.0))
+        if top >= self.no_match_threshold("main"):
+            return True
+        if self.multilingual_ is None:
+            return False
+        top_ml = float(np.max(cosine_ml, initial=-1.0))
+        return top_ml != 0.0 and top_ml >= self.no_match_threshold("multilingual")
+
+    def no_match_threshold(self, which: str = "main") -> float:
+        """The best cosine meaningless text gets against this catalog under one encoder ("main"
+        or "multilingual"): the highest top-1 cosine of `NULL_QUERIES` random letter strings of
+        one or two 5-10 letter words (seeded: the same catalog gets the same threshold).
+        Computed once per loaded engine, on first use (one batched encode, ~0.1 s)."""
+        got = self._null_cosine.get(which)
+        if got is not None:
+            return got
+        rng = np.random.default_rng(20261201)
+        letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+
+        def word() -> str:
+            return "".join(rng.choice(letters, int(rng.integers(5, 11))))
+
+        texts = [" ".join(word() for _ in range(int(rng.integers(1, 3)))) for _ in range(NULL_QUERIES)]
+        retriever = self.semantic_ if which == "main" else self.multilingual_
+        if retriever is None:
+            return float("inf")
+        found = retriever.search_vectors(retriever.encode(texts), 1)
+        value = float(found.scores[:, 0].max()) if found.scores.size else float("inf")
+        with self._caches_lock:
+            self._null_cosine[which] = value
+        return value
+
+    def _no_match(
+        self, q: Query, k: int, offset: int, filters: Filters | None, sort: str, stages: list[str], depth: int
+    ) -> dict[str, Any]:
+        """The page of a query that matches nothing: no results, and the shop's most popular
+        products (those passing the filters) as a fallback that says it is one."""
+        pop = np.asarray(self.popularity_, np.float64)
+        fallback: list[int] = []
+        if len(pop) and float(pop.max()) > 0:
+            top = np.argsort(-pop, kind="stable")[: max(1000, offset + k)]
+            top = top[pop[top] > 0]
+            if filters is not None and filters.active():
+                top = top[filters.mask(self.catalog, top)]
+            fallback = sort_docs(sort, [int(d) for d in top], self.catalog, self.popularity_)[
+                offset : offset + k
+            ]
+        return {
+            "items": [{"product_id": self.catalog.product_ids[d], "score": 0.0} for d in fallback],
+            "total": 0,
+            "facets": facets(self.catalog, np.zeros(0, np.int64)),
+            "corrected_query": q.corrected,
+            "match": "none",
+            "fallback": "popular" if fallback else None,
+            "depth": depth,
+            "stages": stages,
         }
 
     def _scores(self, x: np.ndarray) -> np.ndarray:
@@ -417,14 +614,34 @@ class SearchEngine:
             return np.asarray(self.ranker_.predict(x if cols is None else x[:, cols]), dtype=np.float32)
         return x[:, _RRF]
 
-    def encode_queries(self, texts: list[str]) -> list[QueryVectors]:
+    def encode_queries(self, texts: list[str], multilingual: bool | None = True) -> list[QueryVectors]:
         """Each query's embedding under the main encoder and, when the catalog has one, the
-        multilingual encoder (batched: one encoder call per list)."""
+        multilingual encoder (batched: one encoder call per list, for the texts not cached).
+        `multilingual=None`: that encoder only for queries with Chinese text (the "fused" and
+        "lexical" levels: MiniLM reads the others; the full pipeline's features need both)."""
         clean = [(t or "")[:MAX_QUERY_CHARS] for t in texts]
         clean = [t if t.strip() else " " for t in clean]
-        main = self.semantic_.encode(clean)
-        multi = self.multilingual_.encode(clean) if self.multilingual_ is not None else [None] * len(clean)
-        return [QueryVectors(m, u) for m, u in zip(main, multi, strict=True)]
+        has_ml = self.multilingual_ is not None
+
+        def wants_ml(t: str) -> bool:
+            return has_ml and (multilingual is True or (multilingual is None and contains_cjk(t)))
+
+        with self._caches_lock:
+            got = {t: self._vectors.get(t) for t in clean}
+        main = [t for t, v in got.items() if v is None]
+        multi = [t for t, v in got.items() if wants_ml(t) and (v is None or v.multilingual is None)]
+        if main or multi:
+            m = dict(zip(main, self.semantic_.encode(main), strict=True)) if main else {}
+            u = dict(zip(multi, self.multilingual_.encode(multi), strict=True)) if multi else {}  # type: ignore[union-attr]
+            with self._caches_lock:
+                for t in set(main) | set(multi):
+                    old = got[t]
+                    if old is None:  # new: the main vector was just encoded
+                        vec = QueryVectors(m[t], u.get(t))
+                    else:  # cached without the multilingual vector, which is now wanted
+                        vec = QueryVectors(old.main, u.get(t, old.multilingual))
+                    got[t] = self._vectors[t] = vec
+        return [got[t] for t in clean]  # type: ignore[misc]
 
     def _retrieve(
         self, q: Query, vecs: QueryVectors, depth: int | None = None
@@ -810,3 +1027,17 @@ def _ranked(found: Results) -> dict[int, tuple[float, int]]:
 
 def _bigrams(terms: list[str]) -> set[tuple[str, str]]:
     return set(zip(terms, terms[1:], strict=False))
+
+
+def _counted(names: np.ndarray, codes: np.ndarray, top: int) -> list[dict[str, Any]]:
+    """`Counter(...).most_common(top)` over coded values, the empty one left out: by count,
+    ties in order of first appearance (as Counter orders them)."""
+    if not len(codes):
+        return []
+    counts = np.bincount(codes, minlength=len(names))
+    first = np.full(len(names), len(codes), np.int64)
+    np.minimum.at(first, codes, np.arange(len(codes)))
+    seen = np.flatnonzero(counts)
+    seen = seen[names[seen] != ""]
+    order = seen[np.lexsort((first[seen], -counts[seen]))][:top]
+    return [{"value": str(names[u]), "count": int(counts[u])} for u in order]

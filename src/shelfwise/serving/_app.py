@@ -52,7 +52,8 @@ from ._feedback import (
     spooled_event_ids,
 )
 from ._online import RedisState
-from ._service import Answer, ServeSettings, Service
+from ._search_queue import Overloaded, SearchQueue
+from ._service import Answer, SearchArgs, ServeSettings, Service
 from ._spool import FileSpool, RedisSpool
 
 log = logging.getLogger("uvicorn.error")  # configured by uvicorn: our messages show with its own
@@ -86,6 +87,33 @@ class _Metrics:
         self.events = Counter("shelfwise_events_total", "posted events by outcome", ["outcome"], **kw)
         self.children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self.swaps = Gauge("shelfwise_bundle_swaps", "bundles hot-swapped in", multiprocess_mode="max", **kw)
+        # the search queue (see `_search_queue`): misses waiting or in progress, refused misses,
+        # pages computed per level, stages skipped to stay within the latency budget
+        self.search_depth = Gauge(
+            "shelfwise_search_queue_depth",
+            "search misses waiting or in progress",
+            multiprocess_mode="livesum",
+            **kw,
+        )
+        self.search_shed = Counter(
+            "shelfwise_search_shed_total", "search misses refused with 503 (overload)", ["reason"], **kw
+        )
+        self.search_level = Counter(
+            "shelfwise_search_computed_total", "search pages computed, by pipeline level", ["level"], **kw
+        )
+        self.search_degraded = Counter(
+            "shelfwise_search_degraded_total", "search pages answered below the full pipeline", **kw
+        )
+        self.search_skipped = Counter(
+            "shelfwise_search_stage_skipped_total", "search stages skipped for the budget", ["stage"], **kw
+        )
+        self.search_cost = Gauge(
+            "shelfwise_search_level_cost_seconds",
+            "estimated CPU seconds per query at each pipeline level",
+            ["level"],
+            multiprocess_mode="mostrecent",
+            **kw,
+        )
 
     def render(self) -> bytes:
         if self.registry is not None:
@@ -183,9 +211,10 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
             exposures=exposures,
             redis=redis_client,
             exposure_buffer=[],
-            search_slots=asyncio.Semaphore(1),  # CPU-bound: one at a time, in arrival order
+            search_queue=await _search_queue(service, settings),
         )
         tasks = [asyncio.create_task(_every(0.5, _flush_exposures, state))]
+        tasks.append(asyncio.create_task(_stop_when_cancelled(state["search_queue"])))
         if settings.warm_search_queries > 0:
             tasks.append(asyncio.create_task(_warm(service, settings.warm_search_queries)))
         if settings.reload_interval_s > 0:
@@ -261,7 +290,7 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSON:
         body = exc.detail if isinstance(exc.detail, dict) else {"error": exc.detail}
-        return JSON(body, status_code=exc.status_code)
+        return JSON(body, status_code=exc.status_code, headers=exc.headers)
 
     def expose(kind: str, served_id: str, ans: Answer, user: str | None, extra: dict[str, Any]) -> None:
         rec = {
@@ -305,6 +334,7 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
                 "search_cache_warmed": s.search_warm,  # null while warming
                 # acknowledged, not yet in the warehouse (absorbed every --absorb-seconds)
                 "events_pending": await asyncio.to_thread(pending_events, workdir, state.get("redis")),
+                "search_queue": _queue_status(state.get("search_queue")),
             }
         )
 
@@ -313,6 +343,11 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
         s = state.get("service")
         if s is not None:
             metrics.swaps.set(s.swaps)
+        queue: SearchQueue | None = state.get("search_queue")
+        if queue is not None:
+            metrics.search_depth.set(queue.depth())
+            for level, cost in list(queue.cost_s.items()):
+                metrics.search_cost.labels(level).set(cost)
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/recommendations/{user_id}")
@@ -389,14 +424,25 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
             if v is not None:
                 _clean_text(v, name, 256)
         filters = Filters(category, brand, price_min, price_max, in_stock)
-        # a cache hit is answered on the event loop; a miss waits for the one search slot
+        # a cache hit is answered on the event loop; a miss goes to the search queue, which
+        # answers it within the latency budget (skipping stages when it is deep) or refuses it
         ans = s.search(q, k, filters=filters, sort=sort, offset=offset, raw_user=user_id, cached_only=True)
         if ans is None:
-            async with state["search_slots"]:
-                ans = await asyncio.to_thread(
-                    lambda: s.search(q, k, filters=filters, sort=sort, offset=offset, raw_user=user_id)
-                )
+            try:
+                ans = await state["search_queue"].submit(SearchArgs(q, k, filters, sort, offset, user_id))
+            except Overloaded as exc:
+                metrics.search_shed.labels(exc.kind).inc()
+                raise HTTPException(
+                    503, f"overloaded: {exc}; retry later", headers={"Retry-After": exc.retry_after}
+                ) from None
         assert ans is not None
+        level = ans.extra.get("level")
+        if level is not None:  # computed for this request (not a cache hit)
+            metrics.search_level.labels(level).inc()
+            if ans.extra.get("degraded"):
+                metrics.search_degraded.inc()
+            for stage in ans.extra.get("skipped", ()):
+                metrics.search_skipped.labels(stage).inc()
         sid = s.new_id("srch")
         count_cache("search", ans)
         expose(
@@ -415,6 +461,9 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
             "corrected_query": ans.extra.get("corrected_query"),
             "total": ans.extra.get("total", 0),
             "match": ans.extra.get("match"),
+            "fallback": ans.extra.get("fallback"),
+            "stages": ans.extra.get("stages", []),
+            "degraded": bool(ans.extra.get("degraded")),
             "items": [
                 {"product_id": p, "title": titles[snap.item_index[p]] if p in snap.item_index else None}
                 for p in ans.items
@@ -575,6 +624,46 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
         return JSON({"changed": changed, "bundle_version": s.snapshot.version})
 
     return app
+
+
+async def _search_queue(service: Service, settings: ServeSettings) -> SearchQueue:
+    """The queue of search-cache misses for `service` (see `_search_queue`), its cost
+    estimates calibrated on the loaded catalog (before the page cache is warmed), started."""
+
+    def levels() -> tuple[str, ...]:
+        engine = service.snapshot.search
+        return engine.levels() if engine is not None else ("lexical",)
+
+    queue = SearchQueue(
+        service.search_batch,
+        levels,
+        budget_s=settings.search_budget_ms / 1000,
+        limit=settings.search_queue,
+        max_wait_s=settings.search_max_wait_ms / 1000,
+    )
+    await asyncio.to_thread(queue.calibrate, service.calibrate_search)
+    queue.start()
+    return queue
+
+
+def _queue_status(queue: SearchQueue | None) -> dict[str, Any] | None:
+    if queue is None:
+        return None
+    return {
+        "depth": queue.depth(),
+        "limit": queue.limit,
+        "budget_ms": round(queue.budget_s * 1000, 1),
+        "max_wait_ms": round(queue.max_wait_s * 1000, 1),
+        "cost_ms": {k: round(v * 1000, 3) for k, v in list(queue.cost_s.items())},
+    }
+
+
+async def _stop_when_cancelled(queue: SearchQueue) -> None:
+    """Runs until the server stops (its task is cancelled with the others), then stops the queue."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await asyncio.to_thread(queue.stop)
 
 
 async def _every(seconds: float, fn: Callable[..., Awaitable[None]], *args: Any) -> None:

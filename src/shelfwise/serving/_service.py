@@ -53,6 +53,12 @@ class ServeSettings:
     candidates_factor: int = 3  # candidates taken before rules = k * factor + 20
     drain_seconds: float = 20.0  # on a graceful stop, absorb the spooled events for at most this long
     event_id_window_s: float = 7 * 86400.0  # how long accepted event_ids are answered `duplicate`
+    # search misses (see `_search_queue`): the time a miss may take from arrival to answer (the
+    # queue skips stages to keep it), how many may wait or be in progress, and the predicted wait
+    # (at the cheapest level) beyond which a miss is refused with 503 + Retry-After
+    search_budget_ms: float = 40.0
+    search_queue: int = 256
+    search_max_wait_ms: float = 500.0
 
 
 class LRU:
@@ -85,6 +91,34 @@ class Answer:
     experiment: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     user: str | None = None  # the pseudonym the answer was for
+
+
+@dataclass(frozen=True)
+class SearchArgs:
+    """One search request as the HTTP layer parsed it."""
+
+    q: str
+    k: int
+    filters: Any = None
+    sort: str = "relevance"
+    offset: int = 0
+    raw_user: str | None = None
+
+
+@dataclass
+class _SearchRequest:
+    args: SearchArgs
+    level: str
+    snap: Snapshot
+    experiment: str | None
+    variant: Variant | None
+    key: tuple[Any, ...] = ()
+    n_cand: int = 0
+    profile: Any = None
+    page: dict[str, Any] | None = None  # the cached or computed page
+    answer: Answer | None = None  # set when there is nothing to search (no index)
+    computed: bool = False  # the page was computed for this request (not from the cache)
+    cost_s: float | None = None  # what computing it took (engine time + share of the encoder call)
 
 
 class Snapshot:
@@ -385,49 +419,130 @@ class Service:
         offset: int = 0,
         raw_user: str | None = None,
         cached_only: bool = False,
+        level: str = "full",
     ) -> Answer | None:
         """A results page; with `cached_only`, None unless it is in the cache (the HTTP layer
-        answers cache hits on the event loop and sends misses to a worker thread)."""
-        from ..search import SearchEngine
+        answers cache hits on the event loop and sends misses to the search queue, which calls
+        `search_batch`). `level` bounds the work of a miss (see `SearchEngine.query`)."""
+        req = self._search_request(SearchArgs(q, k, filters, sort, offset, raw_user))
+        if req.answer is not None:
+            return req.answer
+        if req.page is not None:
+            return self._search_answer(req)
+        if cached_only:
+            return None
+        return self.search_batch([(req.args, level)])[0]
 
-        exp, variant = self.assign("search", raw_user)
+    def search_batch(self, jobs: list[tuple[SearchArgs, str]]) -> list[Answer]:
+        """Pages for several searches at once, each at its level: the queries that need the
+        encoder are encoded in one call per engine (dynamic batching), cache hits (a page another
+        job of the batch just computed, too) are looked up. Degraded pages are not cached: the
+        next request for the query gets the whole pipeline when there is time for it."""
+        reqs = [self._search_request(args, level) for args, level in jobs]
+        # per engine and level ("full" needs both encoders, "fused" the multilingual one only
+        # for Chinese queries): the texts to encode, in one call each
+        by_engine: dict[tuple[int, bool], tuple[Any, list[str]]] = {}
+        for r in reqs:
+            if r.page is None and r.answer is None and r.level != "lexical":
+                eng = r.snap.search
+                assert eng is not None  # else `_search_request` answered
+                texts = by_engine.setdefault((id(eng), r.level == "full"), (eng, []))[1]
+                texts.append(eng._query(r.args.q).text)
+        vectors: dict[tuple[int, bool, str], Any] = {}
+        share: dict[tuple[int, bool], float] = {}  # encoder seconds per query
+        for key, (eng, texts) in by_engine.items():
+            t0 = time.perf_counter()
+            for t, v in zip(texts, eng.encode_queries(texts, multilingual=key[1] or None), strict=True):
+                vectors[(*key, t)] = v
+            share[key] = (time.perf_counter() - t0) / len(texts)
+        out = []
+        for r in reqs:
+            if r.answer is not None:
+                out.append(r.answer)
+                continue
+            if r.page is None:
+                r.page = self.search_cache.get(r.key)  # computed by an earlier job of this batch
+            if r.page is None:
+                eng = r.snap.search
+                assert eng is not None  # else `_search_request` answered
+                vkey = (id(eng), r.level == "full")
+                vecs = vectors.get((*vkey, eng._query(r.args.q).text))
+                a = r.args
+                t0 = time.perf_counter()
+                r.page = eng.query(
+                    a.q, r.n_cand, filters=a.filters, sort=a.sort, profile=r.profile, level=r.level, vecs=vecs
+                )
+                r.cost_s = time.perf_counter() - t0 + (share.get(vkey, 0.0) if vecs is not None else 0.0)
+                r.computed = True
+                if not self._degraded(eng, r.page):
+                    self.search_cache.put(r.key, r.page)
+            out.append(self._search_answer(r))
+        return out
+
+    def _search_request(self, args: SearchArgs, level: str = "full") -> _SearchRequest:
+        """Everything a search needs before the engine runs: the experiment variant, the
+        snapshot, the cache key (per shopper and history version for personalized search), the
+        shopper's profile, and the cached page when there is one."""
+        exp, variant = self.assign("search", args.raw_user)
         snap = self._snapshot_for(variant)
-        engine: SearchEngine | None = snap.search
+        req = _SearchRequest(args, level, snap, exp.name if exp else None, variant)
+        engine = snap.search
         if engine is None:
-            return Answer([], "no_search_index", "none", snap.version, variant, exp.name if exp else None)
-        rules = self._rules_for(variant)
-        key, n_cand = self._search_key(snap, q, filters, sort, offset, k)
-        profile = None
-        if raw_user is not None and engine.personalized_:
+            req.answer = Answer([], "no_search_index", "none", snap.version, variant, req.experiment)
+            return req
+        req.key, req.n_cand = self._search_key(snap, args.q, args.filters, args.sort, args.offset, args.k)
+        if args.raw_user is not None and engine.personalized_:
             # personalized search: the shopper's history (bundle + events since) -> profile;
             # pages of shoppers with a profile are cached per shopper and history version
-            pseudo = self.pseudonymize(raw_user)
+            pseudo = self.pseudonymize(args.raw_user)
             user = snap.user_index.get(pseudo)
             version, recent = self.online.recent(pseudo)
             seq = snap.bundle.interactions.sequence(user).tolist() if user is not None else []
-            profile = engine.profile([snap.item_ids[i] for i in seq] + list(recent))
-            if profile is not None:
-                key = (*key, pseudo, version)
-        page = self.search_cache.get(key)
-        if page is None:
-            if cached_only:
-                return None
-            page = engine.query(q, n_cand, filters=filters, sort=sort, profile=profile)
-            self.search_cache.put(key, page)
-            source = "search"
-        else:
-            source = "cached:search"
+            req.profile = engine.profile([snap.item_ids[i] for i in seq] + list(recent))
+            if req.profile is not None:
+                req.key = (*req.key, pseudo, version)
+        req.page = self.search_cache.get(req.key)
+        return req
+
+    @staticmethod
+    def _degraded(engine: Any, page: dict[str, Any]) -> bool:
+        """Whether a page was computed below its engine's richest level (`SearchEngine.levels`)."""
+        from ..search._engine import LEVELS
+
+        return LEVELS.index(page["level"]) > LEVELS.index(engine.levels()[0])
+
+    def _search_answer(self, req: _SearchRequest) -> Answer:
+        page = req.page
+        assert page is not None
+        engine = req.snap.search
+        assert engine is not None
         ranked = [it["product_id"] for it in page["items"]]
+        a = req.args
         # search shows purchased items again (people re-find what they bought): no repurchase rule
-        items = rules.apply(ranked, offset + k, snap.info, surface="search", query=q)
+        items = self._rules_for(req.variant).apply(
+            ranked, a.offset + a.k, req.snap.info, surface="search", query=a.q
+        )
+        stages = list(page["stages"])
+        available = ["lexical", "semantic"]
+        if engine.ranker_ is not None:
+            available.append("rerank")
+        if engine.cross_ is not None:
+            available.append("cross_encoder")
         extra = {
             "total": page["total"],
             "facets": page["facets"],
             "corrected_query": page["corrected_query"],
             "match": page["match"],
+            "fallback": page.get("fallback"),
+            "stages": stages,
+            "degraded": self._degraded(engine, page),
+            "skipped": [st for st in available if st not in stages],
+            "level": req.level if req.computed else None,
+            "cost_s": req.cost_s,
         }
+        source = "search" if req.computed else "cached:search"
         return Answer(
-            items[offset:], source, "search", snap.version, variant, exp.name if exp else None, extra
+            items[a.offset :], source, "search", req.snap.version, req.variant, req.experiment, extra
         )
 
     def _search_key(
@@ -439,6 +554,25 @@ class Service:
 
         norm = " ".join(words(q)) or q.strip().lower()  # the same normalization as the query log
         return (snap.version, "search", norm, repr(filters), sort, n_cand), n_cand
+
+    def calibrate_search(self, level: str, runs: int = 3) -> float:
+        """Seconds one query takes at `level` on the current engine (the median of `runs`
+        queries made of catalog words, after one to warm up): the search queue's first cost
+        estimates. Nothing is cached but the queries' vectors."""
+        engine = self.snapshot.search
+        if engine is None:
+            return 0.0
+        from ..search import Filters
+
+        titles = [t.split() for t in engine.catalog.title[:1000] if t.split()] or [["x"]]
+        took = []
+        for i in range(runs + 1):
+            a, b = (7919 * (i + 1) + 31 * len(level)) % len(titles), (104729 * (i + 1)) % len(titles)
+            text = f"{titles[a][0]} {titles[b][-1]}"  # two words of the catalog: a keyword match
+            t0 = time.perf_counter()
+            engine.query(text, 100, filters=Filters(), level=level)
+            took.append(time.perf_counter() - t0)
+        return float(np.median(took[1:]))
 
     def warm_search(self, top: int = 1000) -> int:
         """Fill the cache with the first page of the most frequent logged queries (run in the

@@ -1,0 +1,241 @@
+"""The queue of search-cache misses: admission control, a latency budget and dynamic batching.
+
+A cache hit is answered on the event loop; a miss costs milliseconds of CPU (the encoder, the
+retrievers, the ranker's features and LightGBM) and goes here. One worker thread takes every
+miss waiting (up to `MAX_BATCH`) at once, so that:
+
+- the queries of the batch that need the encoder are encoded in one call (dynamic batching with
+  no added wait: while a batch is computed the next one gathers);
+- each miss gets a level (`SearchEngine.query`: "full", "fused", "lexical") from its deadline
+  (`budget_s` after it arrived) and what waits behind it (the queue, or its recent peak depth
+  when that is deeper: requests on their way are not queued yet): the richest level that still
+  lets every waiting miss finish within its budget at the cheapest level. What each level costs
+  per query is measured as the worker runs (moving average, seeded by a calibration on start;
+  a level not chosen for a while is priced a little lower at each idle moment, so that it is
+  tried again), so the plan follows the machine's real speed;
+- a miss that cannot be done in time is refused at the door (503 with `Retry-After`, counted):
+  when `limit` misses are already waiting or in progress, or when the predicted wait even at the
+  cheapest level is beyond `max_wait_s`. Below that, the queue absorbs bursts by degrading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..search._engine import LEVELS
+
+__all__ = ["MAX_BATCH", "Overloaded", "SearchQueue"]
+
+log = logging.getLogger("uvicorn.error")
+
+MAX_BATCH = 64  # misses taken at once (one encoder call): bounds the batch's own latency
+EWMA = 0.2  # weight of a new measurement in a level's cost estimate
+DECAY = 0.98  # per batch, for the estimate of a level that batch did not run (see `_learn`)
+PEAK_DECAY_S = 1.0
+# what a request costs the server besides its engine work (HTTP parsing, validation, the page's
+# JSON, the exposure log): not in the measured per-level costs, but every miss waiting pays it
+OVERHEAD_S = 0.001
+PRIOR_S = {"full": 0.02, "fused": 0.005, "lexical": 0.001}  # until calibrated
+
+
+class Overloaded(Exception):
+    """A miss refused at admission: `kind` is "queue_full" or "too_slow", `retry_after_s` when
+    the queue should have drained."""
+
+    def __init__(self, kind: str, detail: str, retry_after_s: float):
+        super().__init__(detail)
+        self.kind = kind
+        self.retry_after_s = retry_after_s
+
+    @property
+    def retry_after(self) -> str:
+        return str(max(1, math.ceil(self.retry_after_s)))  # Retry-After takes whole seconds
+
+
+@dataclass
+class _Job:
+    args: Any
+    deadline: float
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+    level: str = "full"
+
+
+@dataclass
+class SearchQueue:
+    """`run_batch(jobs: list[(args, level)]) -> list[answer]` computes a batch (the service's
+    `search_batch`); `levels()` names the levels the current engine has, richest first."""
+
+    run_batch: Callable[[list[tuple[Any, str]]], list[Any]]
+    levels: Callable[[], tuple[str, ...]]
+    budget_s: float = 0.04
+    limit: int = 256
+    max_wait_s: float = 0.5
+    cost_s: dict[str, float] = field(default_factory=lambda: dict(PRIOR_S))
+    batches: int = 0
+    _jobs: deque[_Job] = field(default_factory=deque)
+    _busy: int = 0  # misses taken by the worker and not answered yet
+    _cv: threading.Condition = field(default_factory=threading.Condition)
+    _stop: bool = False
+    _thread: threading.Thread | None = None
+    _peak: float = 0.0  # recent peak depth (decays with `PEAK_DECAY_S`)
+    _peak_at: float = 0.0
+
+    # -- the event loop's side ----------------------------------------------------------------
+    def depth(self) -> int:
+        """Misses waiting or in progress."""
+        return len(self._jobs) + self._busy
+
+    def submit(self, args: Any) -> asyncio.Future[Any]:
+        """Queue a miss (called on the event loop); raises `Overloaded` when it cannot be done
+        in time. The future resolves to the answer, or to the exception computing it raised."""
+        depth = self.depth()
+        cheapest = self.cost_s[self._levels()[-1]]
+        wait = depth * cheapest
+        if depth >= self.limit:
+            raise Overloaded("queue_full", f"search queue full ({depth} misses, limit {self.limit})", wait)
+        if wait > self.max_wait_s:
+            raise Overloaded(
+                "too_slow",
+                f"search queue too slow (predicted wait {wait * 1000:.0f} ms, limit "
+                f"{self.max_wait_s * 1000:.0f} ms)",
+                wait,
+            )
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        job = _Job(args, now + self.budget_s, loop.create_future(), loop)
+        with self._cv:
+            self._jobs.append(job)
+            self._cv.notify()
+        self._peak = max(depth + 1.0, self.recent_peak(now))
+        self._peak_at = now
+        return job.future
+
+    def recent_peak(self, now: float) -> float:
+        """The deepest the queue has recently been (exponentially forgotten over ~1 s): misses
+        that are on their way but not queued yet (in the socket, the HTTP parser) are unseen,
+        and a closed-loop client sends the next request the moment one is answered, so the
+        recent depth is the best guess of what will wait behind a miss started now."""
+        return self._peak * math.exp(-(now - self._peak_at) / PEAK_DECAY_S)
+
+    # -- the worker ---------------------------------------------------------------------------
+    def calibrate(self, measure: Callable[[str], float]) -> None:
+        """Seed the cost estimates: `measure(level)` is the seconds one query takes at a level
+        (run before anything else loads the machine: the warm-up of the page cache waits)."""
+        for level in self._levels():
+            try:
+                self.cost_s[level] = max(measure(level), 1e-5)
+            except Exception as exc:  # a calibration failure keeps the priors
+                log.warning("search queue: %s level not calibrated: %s", level, exc)
+        log.info(
+            "search queue: budget %.0f ms, cost per query %s",
+            self.budget_s * 1000,
+            {k: round(v * 1000, 2) for k, v in self.cost_s.items()},
+        )
+
+    def start(self) -> None:
+        """Start the worker thread."""
+        self._thread = threading.Thread(target=self._run, name="search-queue", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _levels(self) -> tuple[str, ...]:
+        try:
+            return self.levels() or LEVELS
+        except Exception:
+            return LEVELS
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._jobs and not self._stop:
+                    self._cv.wait()
+                if self._stop:
+                    break
+                batch = [self._jobs.popleft() for _ in range(min(MAX_BATCH, len(self._jobs)))]
+                self._busy = len(batch)
+            try:
+                batch = [j for j in batch if not j.future.cancelled()]  # the client went away
+                if batch:
+                    self._answer(batch)
+            finally:
+                with self._cv:
+                    self._busy = 0
+
+    def plan(self, batch: list[_Job], now: float) -> None:
+        """Set each job's level: in arrival order, the richest level that ends within the job's
+        deadline and still leaves every miss behind it (in the batch and in the queue) time to be
+        answered at the cheapest level within the newest deadline."""
+        levels = self._levels()
+        cheapest = self.cost_s[levels[-1]] + OVERHEAD_S
+        queued = len(self._jobs)
+        expected = self.recent_peak(now)  # what will wait, seen or not (see `recent_peak`)
+        last = max(self._jobs[-1].deadline if self._jobs else batch[-1].deadline, now + self.budget_s)
+        t = now
+        for i, job in enumerate(batch):
+            behind = max(len(batch) - i - 1 + queued, expected - i - 1)
+            job.level = levels[-1]
+            for level in levels:
+                end = t + self.cost_s[level]
+                if end <= job.deadline and end + behind * cheapest <= last:
+                    job.level = level
+                    break
+            t += self.cost_s[job.level]
+
+    def _answer(self, batch: list[_Job]) -> None:
+        self.plan(batch, time.monotonic())
+        t0 = time.perf_counter()
+        try:
+            answers: list[Any] = self.run_batch([(j.args, j.level) for j in batch])
+            error: BaseException | None = None
+        except Exception as exc:  # answered as an error to every job of the batch
+            answers, error = [], exc
+        took = time.perf_counter() - t0
+        self.batches += 1
+        if error is None:
+            self._learn(batch, answers, took)
+        for i, job in enumerate(batch):
+            result = answers[i] if error is None else None
+            job.loop.call_soon_threadsafe(_resolve, job.future, result, error)
+
+    def _learn(self, batch: list[_Job], answers: list[Any], took: float) -> None:
+        """Update the per-level cost estimates from what each computed job of a batch cost
+        (`extra["cost_s"]`: its engine time and its share of the batch's encoder call). A level
+        not run in a batch has its estimate lowered a little (`DECAY`, down to the next cheaper
+        level's): an estimate made on a busy moment would otherwise never be revised, since
+        the level it prices would never be chosen again."""
+        seen = set()
+        for a in answers:
+            level, cost = a.extra.get("level"), a.extra.get("cost_s")
+            if level in self.cost_s and cost is not None:
+                self.cost_s[level] = (1 - EWMA) * self.cost_s[level] + EWMA * cost
+                seen.add(level)
+        if self._jobs:  # misses wait: no room to try a richer level again now
+            return
+        levels = self._levels()
+        for richer, cheaper in zip(levels, levels[1:], strict=False):
+            if richer not in seen:
+                self.cost_s[richer] = max(self.cost_s[richer] * DECAY, self.cost_s[cheaper])
+
+
+def _resolve(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if fut.cancelled():
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)

@@ -1,0 +1,76 @@
+"""The search queue's planner and admission, without a server (known costs, no clock races)."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+
+from shelfwise.serving._search_queue import Overloaded, SearchQueue, _Job
+
+COSTS = {"full": 0.010, "fused": 0.003, "lexical": 0.0005}
+
+
+def queue(**kw) -> SearchQueue:
+    q = SearchQueue(lambda jobs: [], lambda: ("full", "fused", "lexical"), **kw)
+    q.cost_s = dict(COSTS)
+    return q
+
+
+def jobs(deadlines: list[float]) -> list[_Job]:
+    return [_Job(i, d, None, None) for i, d in enumerate(deadlines)]  # type: ignore[arg-type]
+
+
+def test_the_plan_gives_the_richest_level_that_leaves_everyone_their_budget():
+    q = queue(budget_s=0.040)
+    alone = jobs([0.040])
+    q.plan(alone, now=0.0)
+    assert alone[0].level == "full"
+    # misses that arrived together: the first ones get richer levels as long as every miss
+    # behind can still finish at BM25 alone (+ 1 ms of HTTP each) within the budget
+    for n, first in ((18, "full"), (30, "lexical")):
+        burst = jobs([0.040] * n)
+        q.plan(burst, now=0.0)
+        levels = [j.level for j in burst]
+        assert levels[0] == first and "lexical" in levels, levels
+        assert sum(COSTS[lv] for lv in levels) <= 0.040  # all of them done within the budget
+    # already late: the cheapest, whatever waits
+    late = jobs([-0.001, 0.040])
+    q.plan(late, now=0.0)
+    assert [j.level for j in late] == ["lexical", "full"]
+    # a zero budget: always the cheapest
+    q0 = queue(budget_s=0.0)
+    zero = jobs([0.0, 0.0])
+    q0.plan(zero, now=0.0)
+    assert [j.level for j in zero] == ["lexical", "lexical"]
+
+
+def test_costs_follow_what_the_levels_took_and_an_unused_level_is_tried_again():
+    q = queue()
+    answers = [SimpleNamespace(extra={"level": "lexical", "cost_s": 0.0015})]
+    q._learn(jobs([1.0]), answers, 0.0)  # type: ignore[arg-type]
+    assert COSTS["lexical"] < q.cost_s["lexical"] < 0.0015
+    assert q.cost_s["full"] < COSTS["full"] and q.cost_s["fused"] < COSTS["fused"]  # idle: decays
+    for _ in range(10_000):
+        q._learn(jobs([1.0]), answers, 0.0)  # type: ignore[arg-type]
+    assert q.cost_s["full"] >= q.cost_s["fused"] >= q.cost_s["lexical"]  # never below the cheaper
+
+
+def test_admission_refuses_beyond_the_limit_or_the_predicted_wait():
+    async def run() -> None:
+        q = queue(limit=3, max_wait_s=10.0)
+        for _ in range(3):
+            q.submit("a miss")
+        with pytest.raises(Overloaded) as exc:
+            q.submit("one too many")
+        assert exc.value.kind == "queue_full" and exc.value.retry_after == "1"
+        slow = queue(limit=1000, max_wait_s=0.002)
+        slow.cost_s["lexical"] = 0.001
+        for _ in range(3):
+            slow.submit("a miss")
+        with pytest.raises(Overloaded) as exc:
+            slow.submit("too slow")
+        assert exc.value.kind == "too_slow" and int(exc.value.retry_after) >= 1
+
+    asyncio.run(run())  # the worker is not started: nothing leaves the queue
