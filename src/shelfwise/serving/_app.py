@@ -321,6 +321,17 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
     async def healthz() -> JSON:
         return JSON({"status": "ok"})
 
+    pending_cache: list[float] = [0.0, 0.0]  # (counted at, count)
+
+    async def pending_count() -> int:
+        """The spool's acknowledged events, counted at most once a second: a readiness probe may
+        come every few hundred ms, and counting reads every spooled line (a backlog can be large
+        while a training run holds the warehouse)."""
+        if time.monotonic() - pending_cache[0] > 1.0:
+            n = await asyncio.to_thread(pending_events, workdir, state.get("redis"))
+            pending_cache[:] = [time.monotonic(), float(n)]
+        return int(pending_cache[1])
+
     @app.get("/readyz")
     async def readyz() -> JSON:
         s = state.get("service")
@@ -333,7 +344,7 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
                 "swaps": s.swaps,
                 "search_cache_warmed": s.search_warm,  # null while warming
                 # acknowledged, not yet in the warehouse (absorbed every --absorb-seconds)
-                "events_pending": await asyncio.to_thread(pending_events, workdir, state.get("redis")),
+                "events_pending": await pending_count(),
                 "search_queue": _queue_status(state.get("search_queue")),
             }
         )
