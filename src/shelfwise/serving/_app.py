@@ -324,9 +324,9 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
     pending_cache: list[float] = [0.0, 0.0]  # (counted at, count)
 
     async def pending_count() -> int:
-        """The spool's acknowledged events, counted at most once a second: a readiness probe may
-        come every few hundred ms, and counting reads every spooled line (a backlog can be large
-        while a training run holds the warehouse)."""
+        """The spool's acknowledged events, counted again only after this worker accepted events
+        or a second passed: a readiness probe may come every few hundred ms, and counting reads
+        every spooled line (a backlog can be large while a training run holds the warehouse)."""
         if time.monotonic() - pending_cache[0] > 1.0:
             n = await asyncio.to_thread(pending_events, workdir, state.get("redis"))
             pending_cache[:] = [time.monotonic(), float(n)]
@@ -598,6 +598,8 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
             raise HTTPException(503, "events could not be stored; nothing was accepted, retry") from None
         duplicates = len(valid) - len(ok_lines)
         metrics.events.labels("accepted").inc(len(ok_lines))
+        if ok_lines:
+            pending_cache[0] = 0.0  # the next /readyz counts again
         metrics.events.labels("quarantined").inc(len(bad_lines))
         if duplicates:
             metrics.events.labels("duplicate").inc(duplicates)
