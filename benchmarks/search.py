@@ -66,7 +66,7 @@ def load(path: Path):
     return titles, judg
 
 
-def latency(products: int, real_queries: list[str]) -> dict:
+def latency(products: int, real_queries: list[str], cross_seconds: float = 120.0) -> dict:
     """Index build time for a generated catalog of `products` (demo shop generator: titles from
     attributes, 15% Chinese, so the multilingual index is built too), the ranker trained on its
     judgments (and the cross-encoder when it wins there), then per-query latency of the full
@@ -111,7 +111,12 @@ def latency(products: int, real_queries: list[str]) -> dict:
         eng = SearchEngine(Path(tmp) / "search").build(catalog)
         build_s = time.perf_counter() - t0
         info = eng.fit_ranker(shop_q, gains)
-        ce = eng.fit_cross_encoder(shop_q, gains)
+        if cross_seconds > 0:
+            from shelfwise.search import CrossSettings
+
+            ce = eng.fit_cross_encoder(shop_q, gains, settings=CrossSettings(budget_s=cross_seconds))
+        else:
+            ce = {"kept": False}
         eng.save()
         qfile = Path(tmp) / "queries.json"
         qfile.write_text(json.dumps(real_queries + list(shop_q.values())))
@@ -206,7 +211,9 @@ def main() -> None:
     if args.latency_only:
         res = json.loads(Path(args.out).read_text())
         test_q = sorted(q for q in judg if zlib.crc32(q.encode()) % 1000 < args.test_fraction * 1000)
-        res["latency"] = latency(args.latency_products, test_q[: args.max_test_queries])
+        res["latency"] = latency(
+            args.latency_products, test_q[: args.max_test_queries], args.cross_encoder_seconds
+        )
         res["latency"]["run"] = run_info(sys.argv[1:])
         print(json.dumps(res["latency"]), flush=True)
         Path(args.out).write_text(json.dumps(res, indent=2))
@@ -310,7 +317,7 @@ def main() -> None:
     res["target_ratio"] = 1.40
     print(json.dumps({k: res[k] for k in ("default_pipeline", "ratio_vs_bm25s")}), flush=True)
     if args.latency_products:
-        res["latency"] = latency(args.latency_products, test_q)
+        res["latency"] = latency(args.latency_products, test_q, args.cross_encoder_seconds)
         print(json.dumps(res["latency"]), flush=True)
     Path(args.out).write_text(json.dumps(res, indent=2))
     print(f"wrote {args.out}")

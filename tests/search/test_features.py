@@ -86,3 +86,31 @@ def test_a_training_query_never_sees_its_own_judgments_in_the_prior(tmp_path, mo
             # its own judgment is among those taken out, and what is taken out is in the prior
             assert out[row][0] >= 1 and out[row][1] >= g
             assert out[row][0] <= eng.prior_count_[row]
+
+
+def test_a_kept_ranker_is_refitted_on_the_held_out_queries_too(tmp_path):
+    ids, titles = [], []
+    for i in range(20):
+        ids += [f"a{i}", f"b{i}"]
+        titles += [f"tool {i} kit", f"pro tool {i} heavy duty grade"]
+    eng = SearchEngine(tmp_path / "s", candidates=10).build(SearchCatalog(ids, titles))
+    queries = {f"q{i}": f"tool {i}" for i in range(20)}
+    gains = {f"q{i}": {f"b{i}": 2.0, f"a{i}": 0.0} for i in range(20)}
+    info = eng.fit_ranker(queries, gains, holdout=0.25, seed=1, always_keep=True, refit=True)
+    assert info["refit_groups"] == info["train_queries"] + info["holdout_queries"] == 20
+    assert eng.ranker_.booster_.current_iteration() == info["best_iteration"]
+    assert eng.search("tool 3", k=1)[0][0] == "b3"
+    again = eng.fit_ranker(queries, gains, holdout=0.25, seed=1, always_keep=True)
+    assert "refit_groups" not in again
+
+
+def test_fitting_the_ranker_twice_counts_the_prior_once(tmp_path):
+    eng = SearchEngine(tmp_path / "s", candidates=4).build(
+        SearchCatalog(["a", "b"], ["deck paint", "wall paint"])
+    )
+    queries = {f"q{i}": "paint" for i in range(4)}
+    gains = {q: {"a": 2.0, "b": 0.0} for q in queries}
+    eng.fit_ranker(queries, gains, holdout=0.0)
+    first = eng.prior_count_.copy()
+    eng.fit_ranker(queries, gains, holdout=0.0)
+    assert first.tolist() == [4.0, 4.0] and eng.prior_count_.tolist() == first.tolist()

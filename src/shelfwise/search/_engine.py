@@ -186,6 +186,7 @@ class SearchEngine:
         holdout: float = 0.2,
         seed: int = 0,
         always_keep: bool = False,
+        refit: bool = False,
     ) -> dict[str, Any]:
         """LightGBM lambdarank on judged queries (`judgments[qid][product_id] = gain >= 0`) and on
         search clicks (`clicks`, see `_clicks`), either or both.
@@ -197,6 +198,10 @@ class SearchEngine:
         when there are judgments, else of the click groups) is held out: early stopping and the
         keep-or-drop decision against the hybrid ranking (`always_keep` skips the decision:
         held-out clicks are themselves position-biased, so a debiased ranker can lose on them).
+        With `refit`, a kept ranker is then refitted on every group, held-out ones included, for
+        the chosen number of rounds (off by default: on Home Depot, stopping on a fifth of the
+        training queries and refitting on all gave validation NDCG@10 0.5204, against 0.5227 for
+        the ranker stopped on the validation queries themselves - no measured win).
         """
         import lightgbm as lgb
 
@@ -212,6 +217,7 @@ class SearchEngine:
             q: j % PRIOR_FOLDS for j, q in enumerate(np.random.default_rng(seed + 2).permutation(train_q))
         }
         in_fold: list[dict[int, tuple[float, float]]] = [{} for _ in range(PRIOR_FOLDS)]
+        self.prior_count_[:], self.prior_sum_[:] = 0.0, 0.0  # a second fit counts afresh
         for q in train_q:
             for p, g in judgments[q].items():
                 i = self._index.get(p)
@@ -329,6 +335,13 @@ class SearchEngine:
         }
         info["best_iteration"] = int(booster.best_iteration or booster.current_iteration())
         info["kept"] = bool(always_keep or not hyb or np.mean(rer) > np.mean(hyb))
+        if info["kept"] and refit and gh:
+            # the kept model, refitted on the held-out groups too for the rounds early stopping
+            # chose (their rows' prior never held their own judgments, as out of fold)
+            xa, ya, ga = stack(train_g + hold_g)
+            full = lgb.Dataset(xa, ya, group=ga, feature_name=FEATURES)
+            booster = lgb.train(params, full, num_boost_round=info["best_iteration"])
+            info["refit_groups"] = len(ga)
         self.ranker_ = _BoosterRanker(booster) if info["kept"] else None
         self.personalized_ = self.ranker_ is not None and self.ranker_.uses(USER_FEATURES)
         info["personalized"] = self.personalized_
