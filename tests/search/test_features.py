@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from shelfwise.search import SearchCatalog, SearchEngine
-from shelfwise.search._engine import FEATURES, _title_idf, _weighted_match
+from shelfwise.search._engine import FEATURES, _postings, _title_idf, _weighted_match
 
 
 def test_idf_weighs_a_rare_term_over_a_common_one():
@@ -20,14 +20,21 @@ def test_idf_weighs_a_rare_term_over_a_common_one():
 def test_weighted_match_coverage_last_term_and_rarest_missing_term():
     weight = {"deck": 3.0, "paint": 1.0}
     titles = [{"deck", "paint", "over"}, {"paint", "wall"}, {"deck", "board"}, {"hose"}]
-    out = _weighted_match(["deck", "paint"], weight, titles, [0, 1, 2, 3])
+    rows = _postings(titles)
+    assert rows["paint"].tolist() == [0, 1] and rows["hose"].tolist() == [3]
+    out = _weighted_match(["deck", "paint"], weight, rows, np.array([0, 1, 2, 3]))
     # coverage of the IDF mass: all / paint only / deck only / none
     assert out[:, 0].tolist() == pytest.approx([1.0, 0.25, 0.75, 0.0])
     # the last query term ("paint", the product type) is in the title
     assert out[:, 1].tolist() == [1.0, 1.0, 0.0, 0.0]
     # the weight of the rarest query term the title lacks
     assert out[:, 2].tolist() == [0.0, 3.0, 1.0, 3.0]
-    assert not _weighted_match([], {}, titles, [0, 1]).any()
+    # any order of candidates (candidates mode), a term no title has
+    again = _weighted_match(["deck", "paint"], weight, rows, np.array([3, 0, 2]))
+    assert again[:, 0].tolist() == pytest.approx([0.0, 1.0, 0.75])
+    lost = _weighted_match(["zzz"], {"zzz": 2.0}, rows, np.array([0, 3]))
+    assert lost.tolist() == [[0.0, 0.0, 2.0], [0.0, 0.0, 2.0]]
+    assert not _weighted_match([], {}, rows, np.array([0, 1])).any()
 
 
 def test_engine_fills_the_new_columns(tmp_path):
