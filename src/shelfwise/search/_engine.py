@@ -225,8 +225,8 @@ class SearchEngine:
                 if i is not None:
                     self.prior_count_[i] += 1
                     self.prior_sum_[i] += g
-                    c, s = in_fold[fold[q]].get(i, (0.0, 0.0))
-                    in_fold[fold[q]][i] = (c + 1.0, s + g)
+                    n_in, g_in = in_fold[fold[q]].get(i, (0.0, 0.0))
+                    in_fold[fold[q]][i] = (n_in + 1.0, g_in + g)
         # group id -> (query text, labels by catalog row, label scale, the shopper's profile)
         groups: dict[str, tuple[str, dict[int, float], float, Profile | None]] = {}
         for q in qids:  # judged: graded gains (0, 0.33, ..., 2) -> integer labels x3
