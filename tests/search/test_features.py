@@ -1,0 +1,123 @@
+"""Ranker features with known answers on tiny data: term-weighted matching and the query's make-up."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shelfwise.search import SearchCatalog, SearchEngine
+from shelfwise.search._engine import FEATURES, _postings, _title_idf, _weighted_match
+
+
+def test_idf_weighs_a_rare_term_over_a_common_one():
+    titles = [{"paint", "deck"}, {"paint", "wall"}, {"paint", "brush"}, {"hose"}]
+    idf, unseen = _title_idf(titles)
+    assert idf["deck"] > idf["paint"]
+    assert idf["paint"] == pytest.approx(np.log1p((4 - 3 + 0.5) / 3.5))
+    assert unseen > idf["deck"]
+
+
+def test_weighted_match_coverage_last_term_and_rarest_missing_term():
+    weight = {"deck": 3.0, "paint": 1.0}
+    titles = [{"deck", "paint", "over"}, {"paint", "wall"}, {"deck", "board"}, {"hose"}]
+    rows = _postings(titles)
+    assert rows["paint"].tolist() == [0, 1] and rows["hose"].tolist() == [3]
+    out = _weighted_match(["deck", "paint"], weight, rows, np.array([0, 1, 2, 3]))
+    # coverage of the IDF mass: all / paint only / deck only / none
+    assert out[:, 0].tolist() == pytest.approx([1.0, 0.25, 0.75, 0.0])
+    # the last query term ("paint", the product type) is in the title
+    assert out[:, 1].tolist() == [1.0, 1.0, 0.0, 0.0]
+    # the weight of the rarest query term the title lacks
+    assert out[:, 2].tolist() == [0.0, 3.0, 1.0, 3.0]
+    # any order of candidates (candidates mode), a term no title has
+    again = _weighted_match(["deck", "paint"], weight, rows, np.array([3, 0, 2]))
+    assert again[:, 0].tolist() == pytest.approx([0.0, 1.0, 0.75])
+    lost = _weighted_match(["zzz"], {"zzz": 2.0}, rows, np.array([0, 3]))
+    assert lost.tolist() == [[0.0, 0.0, 2.0], [0.0, 0.0, 2.0]]
+    assert not _weighted_match([], {}, rows, np.array([0, 1])).any()
+
+
+def test_engine_fills_the_new_columns(tmp_path):
+    ids = ["a", "b", "c", "d"]
+    titles = ["Deck over paint 1 gal", "Wall paint 1 gal", "Deck board 8 ft", "Garden hose 50 ft"]
+    eng = SearchEngine(tmp_path / "s", candidates=4).build(SearchCatalog(ids, titles))
+    cands, x = eng._features(eng._query("deck paint"), None)
+    row = {eng.catalog.product_ids[int(d)]: x[j] for j, d in enumerate(cands)}
+    col = {n: j for j, n in enumerate(FEATURES)}
+    assert row["a"][col["idf_coverage"]] == pytest.approx(1.0)
+    assert row["a"][col["last_term_in_title"]] == 1.0 and row["c"][col["last_term_in_title"]] == 0.0
+    assert row["b"][col["max_idf_missing"]] > 0 and row["a"][col["max_idf_missing"]] == 0.0
+    assert {row[p][col["query_numbers"]] for p in row} == {0.0}
+    assert max(row[p][col["bm25_rel"]] for p in row) == pytest.approx(1.0)
+    assert max(row[p][col["cosine_rel"]] for p in row) == pytest.approx(0.0)
+    _, x2 = eng._features(eng._query("paint 5 gal"), None)
+    assert set(x2[:, col["query_numbers"]]) == {1.0}
+
+
+def test_the_product_prior_leaves_out_the_given_judgments(tmp_path):
+    eng = SearchEngine(tmp_path / "s", candidates=4).build(
+        SearchCatalog(["a", "b"], ["deck paint", "wall paint"])
+    )
+    eng.prior_count_[:] = [3.0, 1.0]
+    eng.prior_sum_[:] = [4.0, 2.0]
+    col = {n: j for j, n in enumerate(FEATURES)}
+    cands, x = eng._features(eng._query("paint"), None, leave_out={0: (2.0, 3.5)})
+    got = {int(d): x[j] for j, d in enumerate(cands)}
+    assert got[0][col["prior_log_count"]] == pytest.approx(np.log1p(1.0))
+    assert got[0][col["prior_mean_gain"]] == pytest.approx((0.5 + 0.5) / 2.0)
+    assert got[1][col["prior_mean_gain"]] == pytest.approx((2.0 + 0.5) / 2.0)
+
+
+def test_a_training_query_never_sees_its_own_judgments_in_the_prior(tmp_path, monkeypatch):
+    ids = [f"p{i}" for i in range(30)]
+    eng = SearchEngine(tmp_path / "s", candidates=10).build(
+        SearchCatalog(ids, [f"tool {i % 10} model {i}" for i in range(30)])
+    )
+    queries = {f"q{i}": f"tool {i}" for i in range(10)}
+    gains = {f"q{i}": {f"p{i}": 2.0, f"p{i + 10}": 1.0, f"p{i + 20}": 0.0} for i in range(10)}
+    seen: dict[str, dict | None] = {}
+    features = eng._features
+
+    def spy(q, given, leave_out=None, **kw):
+        seen[q.text] = leave_out
+        return features(q, given, leave_out=leave_out, **kw)
+
+    monkeypatch.setattr(eng, "_features", spy)
+    info = eng.fit_ranker(queries, gains, holdout=0.3, seed=0)
+    trained = [q for q in queries if seen[queries[q]] is not None]
+    assert len(trained) == info["train_queries"] and info["holdout_queries"] == 10 - len(trained)
+    for q in trained:
+        out = seen[queries[q]]
+        for p, g in gains[q].items():
+            row = eng._index[p]
+            # its own judgment is among those taken out, and what is taken out is in the prior
+            assert out[row][0] >= 1 and out[row][1] >= g
+            assert out[row][0] <= eng.prior_count_[row]
+
+
+def test_a_kept_ranker_is_refitted_on_the_held_out_queries_too(tmp_path):
+    ids, titles = [], []
+    for i in range(20):
+        ids += [f"a{i}", f"b{i}"]
+        titles += [f"tool {i} kit", f"pro tool {i} heavy duty grade"]
+    eng = SearchEngine(tmp_path / "s", candidates=10).build(SearchCatalog(ids, titles))
+    queries = {f"q{i}": f"tool {i}" for i in range(20)}
+    gains = {f"q{i}": {f"b{i}": 2.0, f"a{i}": 0.0} for i in range(20)}
+    info = eng.fit_ranker(queries, gains, holdout=0.25, seed=1, always_keep=True, refit=True)
+    assert info["refit_groups"] == info["train_queries"] + info["holdout_queries"] == 20
+    assert eng.ranker_.booster_.current_iteration() == info["best_iteration"]
+    assert eng.search("tool 3", k=1)[0][0] == "b3"
+    again = eng.fit_ranker(queries, gains, holdout=0.25, seed=1, always_keep=True)
+    assert "refit_groups" not in again
+
+
+def test_fitting_the_ranker_twice_counts_the_prior_once(tmp_path):
+    eng = SearchEngine(tmp_path / "s", candidates=4).build(
+        SearchCatalog(["a", "b"], ["deck paint", "wall paint"])
+    )
+    queries = {f"q{i}": "paint" for i in range(4)}
+    gains = {q: {"a": 2.0, "b": 0.0} for q in queries}
+    eng.fit_ranker(queries, gains, holdout=0.0)
+    first = eng.prior_count_.copy()
+    eng.fit_ranker(queries, gains, holdout=0.0)
+    assert first.tolist() == [4.0, 4.0] and eng.prior_count_.tolist() == first.tolist()
