@@ -65,3 +65,21 @@ def test_an_english_encoder_reads_the_latin_part_of_a_chinese_title():
     assert without_cjk("Nike 跑步鞋 Air 2") == "Nike Air 2"
     assert without_cjk("跑步鞋") == "跑步鞋"  # nothing else to read: the text itself
     assert without_cjk("plain | english") == "plain | english"
+
+
+@pytest.mark.parametrize("make", [te.multilingual_encoder, lambda: te.shipped_encoder(int8=True)])
+def test_a_query_vector_does_not_depend_on_the_queries_beside_it(make):
+    """int8 graphs quantize activations per batch: a server that batches the queries of
+    concurrent requests must still give each query the vector it has alone."""
+    enc = make()
+    assert not enc.batch_invariant
+    queries = ["blue lamp", "wireless speaker with a very long description of its many features", "tea"]
+    together = enc.encode_queries(queries)
+    alone = np.stack([enc.encode_queries([q])[0] for q in queries])
+    assert np.array_equal(together, alone)
+    # (what the guard is for: a batch of these texts moves the vectors)
+    assert not np.array_equal(enc.encode(queries), alone)
+
+
+def test_a_full_precision_encoder_batches_queries():
+    assert te.shipped_encoder().batch_invariant

@@ -669,8 +669,8 @@ class SearchEngine:
         main = [t for t, v in got.items() if v is None]
         multi = [t for t, v in got.items() if wants_ml(t) and (v is None or v.multilingual is None)]
         if main or multi:
-            m = dict(zip(main, self.semantic_.encode(main), strict=True)) if main else {}
-            u = dict(zip(multi, self.multilingual_.encode(multi), strict=True)) if multi else {}  # type: ignore[union-attr]
+            m = dict(zip(main, self.semantic_.encode_queries(main), strict=True)) if main else {}
+            u = dict(zip(multi, self.multilingual_.encode_queries(multi), strict=True)) if multi else {}  # type: ignore[union-attr]
             with self._caches_lock:
                 for t in set(main) | set(multi):
                     old = got[t]

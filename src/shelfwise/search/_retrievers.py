@@ -178,6 +178,14 @@ class SemanticRetriever:
             self._encoder = text_encoder(self.encoder, self.base)
         return self._encoder.encode(texts)
 
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        """Query vectors, each independent of the other texts of the list (a server batches the
+        queries of concurrent requests; an int8 encoder would otherwise mix them)."""
+        if self._encoder is None:
+            self._encoder = text_encoder(self.encoder, self.base)
+        enc = self._encoder
+        return enc.encode_queries(texts) if hasattr(enc, "encode_queries") else enc.encode(texts)
+
     def index(self, catalog: SearchCatalog, embeddings: np.ndarray | None = None) -> SemanticRetriever:
         if embeddings is None:
             embeddings = self.embed_catalog(catalog)
