@@ -104,3 +104,26 @@ def test_query_vectors_and_corrections_are_cached(ranked_engine, monkeypatch):
     assert eng.correct("runing shoes") == "running shoes"
     monkeypatch.setattr(eng.speller_, "correct", lambda text: pytest.fail("not cached"))
     assert eng.correct("runing shoes") == "running shoes"
+
+
+def test_coded_facets_equal_the_counted_ones(tmp_path):
+    """The query path counts facets from per-product codes: the same values in the same order
+    as counting the catalog's strings (ties in order of first appearance)."""
+    from shelfwise.search._shopper import facets
+
+    ids = sorted(TITLES)
+    cats = ["Shoes > Men", "Shoes > Trail", "Food > Cakes", "Home > Kitchen", "Audio", "", "Garden", "Shoes"]
+    brands = ["Acme", "Bolt", "", "Acme", "Cup", "Bolt", "", "Acme"]
+    cat = SearchCatalog(
+        ids,
+        [TITLES[p] for p in ids],
+        category=cats,
+        brand=brands,
+        price=[10.0, 20.0, float("nan"), 5.0, 99.0, 3.5, 12.0, 40.0],
+        in_stock=[True, False, True, True, True, False, True, True],
+    )
+    eng = SearchEngine(tmp_path / "search", candidates=8)
+    eng.build(cat)
+    for docs in ([7, 0, 1, 3], [5, 6], list(range(8)), []):
+        d = np.array(docs, np.int64)
+        assert eng._facets(d) == facets(cat, d)

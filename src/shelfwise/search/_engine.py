@@ -33,7 +33,15 @@ from ._cross import CrossSettings, OnnxCrossEncoder
 from ._finetune import FinetuneSettings
 from ._personal import USER_FEATURES, Profile, ProfileColumns
 from ._retrievers import LexicalRetriever, SearchCatalog, SemanticRetriever
-from ._shopper import Autocomplete, Filters, Speller, expand_synonyms, facets, sort_docs
+from ._shopper import (
+    Autocomplete,
+    Filters,
+    Speller,
+    expand_synonyms,
+    facets,
+    price_and_stock_facets,
+    sort_docs,
+)
 
 FEATURES = [
     "bm25",
@@ -547,22 +555,11 @@ class SearchEngine:
             codes = self._facet_codes = (top_names, top_code, brand_names, brand_code)
         top_names, top_code, brand_names, brand_code = codes
         docs = np.asarray(docs, np.int64)
-        out: dict[str, Any] = {
+        return {
             "category": _counted(top_names, top_code[docs], top),
             "brand": _counted(brand_names, brand_code[docs], top),
+            **price_and_stock_facets(self.catalog, docs),
         }
-        price = np.asarray(self.catalog.price, float)[docs]
-        price = price[np.isfinite(price)]
-        bands: list[dict[str, Any]] = []
-        if len(price):
-            edges = np.unique(np.quantile(price, [0, 0.25, 0.5, 0.75, 1.0]).round(2))
-            for lo, hi in zip(edges[:-1], edges[1:], strict=False):
-                n = int(((price >= lo) & ((price < hi) | (hi == edges[-1]))).sum())
-                bands.append({"min": float(lo), "max": float(hi), "count": n})
-        out["price"] = bands
-        stock = np.asarray(self.catalog.in_stock, bool)[docs]
-        out["in_stock"] = {"true": int(stock.sum()), "false": int((~stock).sum())}
-        return out
 
     def _fuse(
         self, found: list[dict[int, tuple[float, int]]], depth: int

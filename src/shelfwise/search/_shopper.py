@@ -50,6 +50,15 @@ def facets(catalog: SearchCatalog, docs: np.ndarray, top: int = 10) -> dict[str,
     """Counts over the matching products: top-level category, brand, price bands, stock."""
     cats = Counter(catalog.category[d].split(">")[0].strip() for d in docs if catalog.category[d])
     brands = Counter(catalog.brand[d] for d in docs if catalog.brand[d])
+    return {
+        "category": [{"value": v, "count": c} for v, c in cats.most_common(top)],
+        "brand": [{"value": v, "count": c} for v, c in brands.most_common(top)],
+        **price_and_stock_facets(catalog, docs),
+    }
+
+
+def price_and_stock_facets(catalog: SearchCatalog, docs: np.ndarray) -> dict[str, Any]:
+    """The `price` (quartile bands) and `in_stock` facets over the matching products."""
     price = np.asarray(catalog.price, float)[docs]
     price = price[np.isfinite(price)]
     bands: list[dict[str, Any]] = []
@@ -59,12 +68,7 @@ def facets(catalog: SearchCatalog, docs: np.ndarray, top: int = 10) -> dict[str,
             n = int(((price >= lo) & ((price < hi) | (hi == edges[-1]))).sum())
             bands.append({"min": float(lo), "max": float(hi), "count": n})
     stock = np.asarray(catalog.in_stock, bool)[docs]
-    return {
-        "category": [{"value": v, "count": c} for v, c in cats.most_common(top)],
-        "brand": [{"value": v, "count": c} for v, c in brands.most_common(top)],
-        "price": bands,
-        "in_stock": {"true": int(stock.sum()), "false": int((~stock).sum())},
-    }
+    return {"price": bands, "in_stock": {"true": int(stock.sum()), "false": int((~stock).sum())}}
 
 
 def sort_docs(order: str, docs: list[int], catalog: SearchCatalog, popularity: np.ndarray) -> list[int]:
