@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -23,6 +21,7 @@ import time
 from pathlib import Path
 
 import duckdb
+from _provenance import provenance
 
 T0 = 1767225600  # 2026-01-01
 STEP_S = 7  # one event every 7 s: the data runs in time order, as a shop's exports do
@@ -113,14 +112,10 @@ def main() -> None:
     print(json.dumps(alone), flush=True)
     assert append["rows_unchanged"] == resent and append["rows_added"] == args.delivery - resent, append
     report = {
+        **provenance(),
         "benchmark": "a daily delivery appended to a warehouse (ingest --append)",
         "measures": "seconds of shelfwise.governance.ingest() in a process of its own: the warehouse's full "
         "load, the delivery appended to it, and the same delivery as a full load into an empty workdir",
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
         "warehouse_events": args.base,
         "delivery_events": args.delivery,
         "delivery_resent": resent,

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from _provenance import provenance
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SHELFWISE_SHARED_DATA", ROOT.parent / "shared" / "data"))
 # Published full-ranking NDCG@10 on these files (S3-Rec protocol), quoted in issue 3.
@@ -120,8 +122,8 @@ def main() -> None:
     Path(args.out).write_text(
         json.dumps(
             {
+                **provenance(),
                 "benchmark": "shelfwise train (default pipeline) on S3-Rec Amazon sets",
-                "cpus": os.cpu_count(),
                 "results": results,
             },
             indent=2,

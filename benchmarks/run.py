@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -19,6 +17,7 @@ import time
 from pathlib import Path
 
 import duckdb
+from _provenance import provenance
 
 
 def make_events(path: Path, rows: int, seed: int = 1) -> None:
@@ -113,14 +112,10 @@ def main() -> None:
         print(json.dumps(res), flush=True)
         results.append(res)
     report = {
+        **provenance(),
         "benchmark": "governed ingestion of events (CSV -> raw -> checks -> curated + quarantine, lineage)",
         "measures": "seconds: shelfwise.governance.ingest() in a process of its own; cli_seconds: "
         "`shelfwise ingest --json` from process start to exit (imports, the same ingestion, the HTML quality report)",
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
         "target_rows_per_second": 200_000,
         "ingestion": results,
         "memory_growth_ratio": round(results[-1]["peak_rss_mb"] / results[0]["peak_rss_mb"], 2)

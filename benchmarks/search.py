@@ -21,39 +21,10 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from _provenance import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SHELFWISE_SHARED_DATA", ROOT.parent / "shared" / "data"))
-
-
-def run_info(argv: list[str]) -> dict:
-    """Where and how a result was measured: commit (with a mark when the tree had local changes),
-    UTC date, the machine's cores and memory, and the command as typed (relative to the repo)."""
-    import datetime
-    import platform
-    import subprocess
-
-    def git(*a: str) -> str:
-        try:
-            return subprocess.run(
-                ["git", *a], cwd=ROOT, capture_output=True, text=True, check=True
-            ).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return ""
-
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
-    return {
-        "commit": git("rev-parse", "HEAD") or None,
-        "uncommitted_changes": bool(git("status", "--porcelain", "--untracked-files=no")),
-        "date_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": {
-            "cores": os.cpu_count(),
-            "memory_gib": round(mem / 2**30, 1),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
-        "command": " ".join(["python", "benchmarks/search.py", *argv]),
-    }
 
 
 def load(path: Path):
@@ -194,7 +165,10 @@ def main() -> None:
         help="cross-encoder training budget, as `train --cross-encoder-seconds` (0 skips it: on CPU it is not kept)",
     )
     ap.add_argument(
-        "--latency-only", action="store_true", help="re-measure only the latency run, into the existing --out"
+        "--latency-only",
+        action="store_true",
+        help="measure only the latency run, into a file of its own written whole "
+        "(--out defaults to benchmarks/search-latency.json then)",
     )
     args = ap.parse_args()
     src = SHARED / "homedepot_search_relevance" / "train_dev.csv"
@@ -209,14 +183,16 @@ def main() -> None:
 
     titles, judg = load(src)
     if args.latency_only:
-        res = json.loads(Path(args.out).read_text())
+        out = "benchmarks/search-latency.json" if args.out == "benchmarks/search.json" else args.out
         test_q = sorted(q for q in judg if zlib.crc32(q.encode()) % 1000 < args.test_fraction * 1000)
-        res["latency"] = latency(
-            args.latency_products, test_q[: args.max_test_queries], args.cross_encoder_seconds
-        )
-        res["latency"]["run"] = run_info(sys.argv[1:])
+        res = {
+            "run": provenance(),
+            "latency": latency(
+                args.latency_products, test_q[: args.max_test_queries], args.cross_encoder_seconds
+            ),
+        }
         print(json.dumps(res["latency"]), flush=True)
-        Path(args.out).write_text(json.dumps(res, indent=2))
+        Path(out).write_text(json.dumps(res, indent=2))
         return
     pids = sorted(titles)
     index = {p: i for i, p in enumerate(pids)}
@@ -226,7 +202,7 @@ def main() -> None:
     ]
     train_q = [q for q in judg if zlib.crc32(q.encode()) % 1000 >= args.test_fraction * 1000]
     res: dict = {
-        "run": run_info(sys.argv[1:]),
+        "run": provenance(),
         "dataset": str(src.relative_to(SHARED)),
         "catalog_titles": len(pids),
         "train_queries": len(train_q),

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import httpx
+from _provenance import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 DICT_APP = """
@@ -231,30 +232,6 @@ def stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
-
-
-def provenance() -> dict:
-    import platform
-    from datetime import UTC, datetime
-
-    import psutil
-
-    def git(*a: str) -> str:
-        r = subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True)
-        return r.stdout.strip()
-
-    return {
-        "commit": git("rev-parse", "HEAD"),
-        "uncommitted_changes": bool(git("status", "--porcelain", "--untracked-files=no")),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join(["python", *sys.argv]),
-        "machine": {
-            "cores": os.cpu_count(),
-            "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-            "cpu": platform.processor() or platform.machine(),
-            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        },
-    }
 
 
 def main() -> None:

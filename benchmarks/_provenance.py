@@ -1,0 +1,46 @@
+"""Where and how a benchmark result was measured, recorded by every script in the file it writes
+whole: the commit (and whether the tree had local changes), the UTC date, the machine (cores,
+memory, load at the start) and the command as typed, relative to the repository."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def provenance() -> dict:
+    script = Path(sys.argv[0]).resolve()
+    try:
+        script_name = str(script.relative_to(ROOT))
+    except ValueError:
+        script_name = script.name
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
+    return {
+        "commit": _git("rev-parse", "HEAD") or None,
+        "uncommitted_changes": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["python", script_name, *sys.argv[1:]]),
+        "machine": {
+            "cores": os.cpu_count(),
+            "memory_gib": round(mem / 2**30, 1),
+            "cpu": platform.processor() or platform.machine(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        },
+    }
