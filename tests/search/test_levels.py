@@ -93,8 +93,10 @@ def test_no_fallback_without_popularity(tmp_path):
 def test_query_vectors_and_corrections_are_cached(ranked_engine, monkeypatch):
     eng = ranked_engine
     calls: list[list[str]] = []
-    encode = eng.semantic_.encode
-    monkeypatch.setattr(eng.semantic_, "encode", lambda texts: calls.append(list(texts)) or encode(texts))
+    encode = eng.semantic_.encode_queries
+    monkeypatch.setattr(
+        eng.semantic_, "encode_queries", lambda texts: calls.append(list(texts)) or encode(texts)
+    )
     batch = eng.encode_queries(["blue dress", "steel knife", "blue dress"])
     assert calls == [["blue dress", "steel knife"]]  # one call, each distinct text once
     again = eng.encode_queries(["steel knife", "hose for the garden"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from types import SimpleNamespace
 
 import pytest
@@ -73,4 +74,18 @@ def test_admission_refuses_beyond_the_limit_or_the_predicted_wait():
             slow.submit("too slow")
         assert exc.value.kind == "too_slow" and int(exc.value.retry_after) >= 1
 
-    asyncio.run(run())  # the worker is not started: nothing leaves the queue
+    # the worker is not started: nothing leaves the queue. A thread of its own: another test of
+    # the same process (Playwright's sync API) may have left an event loop running in this one
+    failure: list[BaseException] = []
+
+    def in_thread() -> None:
+        try:
+            asyncio.run(run())
+        except BaseException as exc:  # re-raised below, in the test's thread
+            failure.append(exc)
+
+    t = threading.Thread(target=in_thread)
+    t.start()
+    t.join(60)
+    if failure:
+        raise failure[0]

@@ -609,7 +609,7 @@ class SearchEngine:
         retriever = self.semantic_ if which == "main" else self.multilingual_
         if retriever is None:
             return float("inf")
-        found = retriever.search_vectors(retriever.encode(texts), 1)
+        found = retriever.search_vectors(retriever.encode_queries(texts), 1)  # as queries are
         value = float(found.scores[:, 0].max()) if found.scores.size else float("inf")
         with self._caches_lock:
             self._null_cosine[which] = value
