@@ -504,9 +504,24 @@ class SearchEngine:
                         _, found = self._retrieve(q, vecs, depth)
                 else:
                     vecs = vecs or self.encode_queries([q.text], multilingual=None)[0]
+                    if vecs.multilingual is not None and not contains_cjk(q.text):
+                        # this level reads Latin queries with MiniLM alone, whether or not the
+                        # multilingual vector happens to be cached: the page must not depend on it
+                        vecs = QueryVectors(vecs.main, None)
                     encoded = True
                     _, found = self._retrieve(q, vecs, depth)
                 cands, score, keyword, semantic = self._fuse(found, depth)
+                if (
+                    not keyword
+                    and not semantic
+                    and self.multilingual_ is not None
+                    and q.text.strip()
+                    and (vecs is None or vecs.multilingual is None)
+                ):  # before saying "no match", the multilingual encoder too (as the full level does)
+                    vecs = self.encode_queries([q.text])[0]
+                    encoded = True
+                    _, found = self._retrieve(q, vecs, depth)
+                    cands, score, keyword, semantic = self._fuse(found, depth)
             if filtering and len(cands):
                 keep = filters.mask(self.catalog, cands)  # type: ignore[union-attr]
                 cands, score = cands[keep], score[keep]
