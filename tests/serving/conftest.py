@@ -118,14 +118,16 @@ def server(served_workdir) -> Iterator[Server]:
     s.stop()
 
 
-def events_in_warehouse(workdir: Path, where: str = "true") -> list[tuple]:
+def events_in_warehouse(
+    workdir: Path,
+    where: str = "true",
+    columns: str = "user_id, product_id, event_type, session_id, recommendation_id",
+) -> list[tuple]:
     import duckdb
 
     con = duckdb.connect(str(workdir / "warehouse.duckdb"), read_only=True)
     try:
-        return con.sql(
-            f"SELECT user_id, product_id, event_type, session_id, recommendation_id FROM curated.events WHERE {where}"
-        ).fetchall()
+        return con.sql(f"SELECT {columns} FROM curated.events WHERE {where}").fetchall()
     finally:
         con.close()
 

@@ -16,7 +16,7 @@ import pytest
 from shelfwise.serving._feedback import EVENT_IDS_DB, EVENTS_DIR
 from shelfwise.serving._spool import ready_segments
 from tests.cli.test_cli import sw
-from tests.serving.conftest import Server, catalog_products
+from tests.serving.conftest import Server, catalog_products, events_in_warehouse
 from tests.serving.test_http import ev, wait_for
 
 pytestmark = pytest.mark.slow
@@ -32,15 +32,7 @@ def shop(served_workdir: tuple[Path, Path], tmp_path: Path) -> Path:
 
 
 def curated(work: Path, where: str) -> list[tuple]:
-    import duckdb
-
-    con = duckdb.connect(str(work / "warehouse.duckdb"), read_only=True)
-    try:
-        return con.sql(
-            f"SELECT event_id, session_id, product_id FROM curated.events WHERE {where}"
-        ).fetchall()
-    finally:
-        con.close()
+    return events_in_warehouse(work, where, "event_id, session_id, product_id")
 
 
 def exported_sessions(work: Path, out: Path) -> tuple[list[str], str]:
