@@ -4,6 +4,7 @@ memory, load at the start) and the command as typed, relative to the repository.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -44,3 +45,10 @@ def provenance() -> dict:
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         },
     }
+
+
+def write_report(out: str | Path, report: dict) -> None:
+    """Write a benchmark's whole file (its parent made) and say where."""
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(report, indent=2))
+    print(f"wrote {out}")

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import duckdb
-from _provenance import provenance
+from _provenance import provenance, write_report
 
 T0 = 1767225600  # 2026-01-01
 STEP_S = 7  # one event every 7 s: the data runs in time order, as a shop's exports do
@@ -124,10 +124,8 @@ def main() -> None:
         "delivery_as_full_load": alone,
         "append_overhead_seconds": round(append["seconds"] - alone["seconds"], 2),
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2))
     shutil.rmtree(work, ignore_errors=True)
-    print(f"wrote {args.out}")
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":

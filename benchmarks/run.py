@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import duckdb
-from _provenance import provenance
+from _provenance import provenance, write_report
 
 
 def make_events(path: Path, rows: int, seed: int = 1) -> None:
@@ -122,10 +122,8 @@ def main() -> None:
         if len(results) > 1
         else None,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2))
     shutil.rmtree(work, ignore_errors=True)
-    print(f"wrote {args.out}")
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":
