@@ -11,7 +11,9 @@
   forget the user and reload the bundle).
 
 An OpenLineage run names every artifact touched; the audit entry holds the pseudonym, never the
-raw id. The shop's own source files are outside shelfwise: the report says so.
+raw id. The shop's own source files are outside shelfwise: the report says so, and ingestion
+reads the register this appends to (`_erasures`) so that a later delivery or full reload of
+those files does not bring the user's rows back.
 """
 
 from __future__ import annotations
@@ -27,10 +29,9 @@ import numpy as np
 
 from ..errors import ShelfwiseError
 from ._audit import AuditLog
+from ._erasures import ERASURES_FILE
 from ._lineage import DatasetRef, LineageRun, warehouse_namespace
 from ._privacy import Pseudonymizer, SecretStore
-
-ERASURES_FILE = Path("governance") / "erasures.jsonl"
 
 
 def erase_user(
@@ -74,7 +75,7 @@ def erase_user(
     report["lineage_run_id"] = lineage.run_id
     report["not_covered"] = (
         "the shop's own source files (the --data directories) are outside shelfwise; "
-        "delete the user there too or the next full load brings them back"
+        "delete the user there too (later loads of them withhold the user's rows dated up to this erasure)"
     )
     AuditLog(workdir).append(
         "privacy.erase",

@@ -49,6 +49,7 @@ from ._contracts import (
     TableContract,
     classify_extra_column,
 )
+from ._erasures import ERASED_USER, erased_users, names_erased_user
 from ._lineage import DatasetRef, LineageRun, warehouse_namespace
 from ._mapping import MAP_FILE, ColumnMap, load_column_map, mapping_advice, suggest_columns
 from ._orderlines import derive as derive_order_lines
@@ -86,7 +87,7 @@ class TableReport:
     rows_curated: int = 0
     rows_quarantined: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
-    balanced: bool = True  # rows_in == rows_curated + rows_quarantined
+    balanced: bool = True  # rows_in == rows_curated + rows_quarantined + rows_withheld
     blank_lines: int = 0
     transcoded_lines: int = 0
     column_mapping: dict[str, str] = field(default_factory=dict)  # source column -> canonical
@@ -107,6 +108,10 @@ class TableReport:
     rows_inserted: int | None = None
     rows_updated: int | None = None
     rows_unchanged: int | None = None
+    # rows of erased users dated at or before their erasure (`_erasures`): never stored, counted
+    # here by reason so that rows_in == rows_curated + rows_quarantined + rows_withheld
+    rows_withheld: int = 0
+    withheld: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -164,6 +169,11 @@ class Ingestor:
         if not data_dir.is_dir():
             raise SourceError(str(data_dir), None, "dataset directory not found")
         self._map = self.column_map if self.column_map is not None else load_column_map(data_dir)
+        # the erasure register, read once per load: rows of these users must not come back
+        self._erased = erased_users(self.workdir)
+        self._pseudonymizer = (
+            Pseudonymizer(SecretStore(self.workdir).pseudonym_key()) if self._erased else None
+        )
         self._derived: set[str] = set()
         files = {t: find_table_file(data_dir, t, TABLE_FILE_ALIASES.get(t, ())) for t in LOAD_ORDER}
         if self.mode == "replace" and files["events"] is None and files["products"] is None:
@@ -288,6 +298,8 @@ class Ingestor:
                             "rows_in": r.rows_in,
                             "curated": r.rows_curated,
                             "quarantined": r.rows_quarantined,
+                            # counts only: the audit log never holds a raw id
+                            **({"withheld": r.withheld} if r.rows_withheld else {}),
                             **(
                                 {
                                     "inserted": r.rows_inserted,
@@ -532,7 +544,14 @@ class Ingestor:
             "INSERT INTO meta.raw_loads VALUES (?, ?, ?, ?, ?, now()::TIMESTAMP)",
             [load_id, run_id, contract.name, str(src), staged.sha256],
         )
-        into_raw = f"INSERT INTO {raw_table} BY NAME SELECT *, {load_id}::INTEGER AS _load FROM"
+        pseudo_cols = [c.name for c in contract.columns if c.pseudonymize]
+        # with erased users on record, this load's rows are read into a temporary table first and
+        # reach raw only after the erased users' rows are taken out: those are never stored
+        staging = bool(self._erased) and bool(pseudo_cols)
+        target = f"_incoming_{contract.name}" if staging else raw_table
+        if staging:
+            wh.sql(f"CREATE OR REPLACE TEMP TABLE {target} AS SELECT * FROM {raw_table} LIMIT 0")
+        into_raw = f"INSERT INTO {target} BY NAME SELECT *, {load_id}::INTEGER AS _load FROM"
 
         # -- 2. load into raw --------------------------------------------------------------------
         if staged.format == "csv":
@@ -572,7 +591,7 @@ class Ingestor:
                 line_no = int(line_text[:sep]) if sep > 0 and line_text[:sep].isdigit() else None
                 body = line_text[sep + 1 :] if sep > 0 else line_text
                 bad.append((line_no, body, f"{error_type.lower()}: expected {len(header)} fields"))
-            _quarantine_lines(wh, run_id, contract.name, src, bad)
+            _quarantine_lines(wh, run_id, contract.name, src, self._drop_erased_lines(bad, tr, staging))
             wh.sql(f"DROP TABLE IF EXISTS {rej}; DROP TABLE IF EXISTS {rej}_scan")
             tr.rows_in = staged.records
         elif staged.format == "jsonl":
@@ -616,12 +635,25 @@ class Ingestor:
             wh.sql(
                 f"{into_raw} (SELECT {', '.join(select)}, _source_line FROM {safe_lines} WHERE j IS NOT NULL)"
             )
+            malformed = "NOT coalesce(CASE WHEN json_valid(j) THEN json_type(j) = 'OBJECT' END, false)"
+            withheld_lines: list[int] = []
+            if staging:  # a line that is no JSON object but names an erased user is withheld too
+                bad_json = wh.sql(f"SELECT _source_line, j FROM _lines WHERE {malformed}").fetchall()
+                kept = {n for n, _, _ in self._drop_erased_lines([(n, j, "") for n, j in bad_json], tr, True)}
+                withheld_lines = [n for n, _ in bad_json if n not in kept]
             wh.sql(
-                """INSERT INTO quarantine.rows SELECT nextval('quarantine.qid_seq'), ?, ?, ?, _source_line, ?, [?],
+                f"""INSERT INTO quarantine.rows SELECT nextval('quarantine.qid_seq'), ?, ?, ?, _source_line, ?, [?],
                     CASE WHEN json_valid(j) THEN 'not a JSON object' ELSE 'not valid JSON' END,
                     json_object('line', left(j, 10000)), 'open', now()::TIMESTAMP, NULL FROM _lines
-                    WHERE NOT coalesce(CASE WHEN json_valid(j) THEN json_type(j) = 'OBJECT' END, false)""",
-                [run_id, contract.name, str(src), Reason.MALFORMED_ROW.value, Reason.MALFORMED_ROW.value],
+                    WHERE {malformed} AND NOT list_contains(?::BIGINT[], _source_line)""",
+                [
+                    run_id,
+                    contract.name,
+                    str(src),
+                    Reason.MALFORMED_ROW.value,
+                    Reason.MALFORMED_ROW.value,
+                    withheld_lines,
+                ],
             )
             wh.sql("DROP TABLE _lines")
             tr.rows_in = staged.records
@@ -653,15 +685,15 @@ class Ingestor:
             tr.rows_in = int(row[0]) if row else 0
 
         # lines staging rejected itself (a quote that never closes): quarantined as they are
-        _quarantine_lines(wh, run_id, contract.name, src, staged.bad_lines)
+        _quarantine_lines(
+            wh, run_id, contract.name, src, self._drop_erased_lines(staged.bad_lines, tr, staging)
+        )
         tr.rows_in += len(staged.bad_lines)
 
         # this run's rows, as loaded
         load = f"_load_{contract.name}"
         cols = ", ".join([q(c) for c in raw_cols] + ["_source_line"])
-        wh.sql(
-            f"CREATE OR REPLACE TEMP VIEW {load} AS SELECT {cols} FROM {raw_table} WHERE _load = {load_id}"
-        )
+        wh.sql(f"CREATE OR REPLACE TEMP VIEW {load} AS SELECT {cols} FROM {target} WHERE _load = {load_id}")
 
         # -- 3. row checks -------------------------------------------------------------------------
         day_first = self._day_first(wh, contract, load)
@@ -687,6 +719,18 @@ class Ingestor:
             else load
         )
         wh.sql(f"CREATE OR REPLACE TEMP TABLE _checked AS {compiled.query(source, extra_sel)}")
+        if staging:  # the erased users' rows leave the load; the rest is written to raw
+            self._withhold_erased(wh, contract, pseudo_cols, target, tr)
+            wh.sql(f"INSERT INTO {raw_table} BY NAME SELECT * FROM {target}")
+            wh.sql(
+                f"CREATE OR REPLACE TEMP VIEW {load} AS SELECT {cols} FROM {raw_table} WHERE _load = {load_id}"
+            )
+            wh.sql(f"DROP TABLE {target}")
+            if tr.rows_withheld:
+                report.notes.append(
+                    f"{contract.name}: {tr.rows_withheld:,} row(s) of erased users withheld (dated at or before "
+                    "their erasure, or undated): not stored in raw, curated or quarantine"
+                )
 
         # -- 4. set checks ---------------------------------------------------------------------------
         content = [q(c) for c in contract.column_names] + extra_sel
@@ -738,14 +782,14 @@ class Ingestor:
             self._flag_bots(wh)
 
         # -- 5./6. privacy, publish, quarantine -----------------------------------------------------
-        pseudo_cols = [c.name for c in contract.columns if c.pseudonymize]
         select_out = []
         for c in contract.column_names:
             select_out.append(f"p_{c}.pseudonym AS {q(c)}" if c in pseudo_cols else f"t.{q(c)}")
         select_out += [f"t.{c}" for c in extra_sel]
         joins = ""
         for c in pseudo_cols:
-            self._pseudonym_table(wh, c)
+            if not staging:  # (staging built it already, for every id of the load)
+                self._pseudonym_table(wh, c)
             joins += f" LEFT JOIN _pseudo_{c} p_{c} ON p_{c}.raw_id = t.{q(c)}"
         appending = self.mode == "append" and contract.name in wh.curated_tables()
         order = (
@@ -807,16 +851,84 @@ class Ingestor:
         ).fetchall()
         tr.reasons = {r[0]: int(r[1]) for r in rows}
         tr.rows_quarantined = sum(tr.reasons.values())
-        tr.balanced = tr.rows_in == tr.rows_curated + tr.rows_quarantined
+        tr.balanced = tr.rows_in == tr.rows_curated + tr.rows_quarantined + tr.rows_withheld
         if not tr.balanced:
             report.notes.append(
-                f"{contract.name}: rows_in {tr.rows_in} != curated {tr.rows_curated} + quarantined {tr.rows_quarantined}"
+                f"{contract.name}: rows_in {tr.rows_in} != curated {tr.rows_curated} + quarantined "
+                f"{tr.rows_quarantined} + withheld {tr.rows_withheld}"
             )
         wh.sql("DROP TABLE _checked")
         wh.sql("DROP TABLE IF EXISTS _new")
         wh.sql(f"DROP VIEW {load}")
         self._validate(wh, contract, empty=tr.rows_total == 0)
         return tr
+
+    def _drop_erased_lines(
+        self, lines: Sequence[tuple[int | None, str, str]], tr: TableReport, staging: bool
+    ) -> list[tuple[int | None, str, str]]:
+        """Lines that never became rows, less those naming an erased user (withheld, counted)."""
+        if not staging or not lines:
+            return list(lines)
+        assert self._pseudonymizer is not None
+        hits = names_erased_user((text for _, text, _ in lines), self._pseudonymizer, self._erased)
+        kept = [line for line, hit in zip(lines, hits, strict=True) if not hit]
+        _count_withheld(tr, len(lines) - len(kept))
+        return kept
+
+    def _withhold_erased(
+        self, wh: Warehouse, contract: TableContract, pseudo_cols: list[str], target: str, tr: TableReport
+    ) -> None:
+        """Take the rows of erased users dated at or before their erasure out of this load
+        (`_checked` and the not yet stored `target`). Every id of the load is pseudonymized
+        here (`_pseudo_<col>`, used again when the valid rows are curated) and looked up in
+        the erasure register. A row is kept only when its timestamp is valid and later than
+        the erasure (a returning shopper's new data); undated tables (`users`) keep none."""
+        assert self._pseudonymizer is not None
+        hits: list[tuple[str, str, Any]] = []
+        for c in pseudo_cols:
+            ids = [
+                r[0]
+                for r in wh.sql(f"SELECT DISTINCT {q(c)} FROM _checked WHERE {q(c)} IS NOT NULL").fetchall()
+            ]
+            pseudos = self._pseudonymizer.many(ids)
+            arrow = pa.table(
+                {"raw_id": pa.array(ids, pa.string()), "pseudonym": pa.array(pseudos, pa.string())}
+            )
+            wh.con.con.register("_pseudo_src", arrow)
+            wh.sql(f"CREATE OR REPLACE TEMP TABLE _pseudo_{c} AS SELECT * FROM _pseudo_src")
+            wh.con.con.unregister("_pseudo_src")
+            hits += [
+                (c, raw, self._erased[p]) for raw, p in zip(ids, pseudos, strict=True) if p in self._erased
+            ]
+        if not hits:
+            return
+        erased = pa.table(
+            {
+                "col": pa.array([h[0] for h in hits], pa.string()),
+                "raw_id": pa.array([h[1] for h in hits], pa.string()),
+                "at": pa.array([h[2] for h in hits], pa.timestamp("us")),
+            }
+        )
+        on = " OR ".join(f"(e.col = {lit(c)} AND c.{q(c)} = e.raw_id)" for c in pseudo_cols)
+        later = "false"
+        if any(c.name == "timestamp" and c.kind is Kind.TIMESTAMP for c in contract.columns):
+            later = (
+                'c."timestamp" > e.at AND c."timestamp" <= now()::TIMESTAMP + '
+                f"INTERVAL {int(self.settings.max_future_days)} DAY"
+            )
+        wh.con.con.register("_erased_src", erased)
+        wh.sql(
+            f"""CREATE OR REPLACE TEMP TABLE _withheld AS SELECT DISTINCT c._source_line AS line
+                FROM _checked c JOIN _erased_src e ON {on} WHERE NOT coalesce({later}, false)"""
+        )
+        wh.con.con.unregister("_erased_src")
+        row = wh.sql("SELECT count(*) FROM _withheld").fetchone()
+        n = int(row[0]) if row else 0
+        if n:
+            wh.sql("DELETE FROM _checked WHERE _source_line IN (SELECT line FROM _withheld)")
+            wh.sql(f"DELETE FROM {target} WHERE _source_line IN (SELECT line FROM _withheld)")
+            _count_withheld(tr, n)
+        wh.sql("DROP TABLE _withheld")
 
     def _flag_redelivered(
         self,
@@ -1037,6 +1149,12 @@ class Ingestor:
             raise ContractViolation(
                 f"curated {contract.name} breaks its contract {schema.name}: {exc}"
             ) from exc
+
+
+def _count_withheld(tr: TableReport, n: int) -> None:
+    if n:
+        tr.rows_withheld += n
+        tr.withheld[ERASED_USER] = tr.withheld.get(ERASED_USER, 0) + n
 
 
 def _quarantine_lines(

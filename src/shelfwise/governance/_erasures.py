@@ -1,0 +1,70 @@
+"""The erasure register (`<workdir>/governance/erasures.jsonl`) as ingestion reads it.
+
+`shelfwise privacy erase` appends `{"pseudonym", "at"}` there. Ingestion withholds the rows of
+an erased user dated at or before their (latest) erasure from raw, curated and quarantine alike,
+so that a delivery re-sending old rows, or a full reload of an export that still holds them,
+does not bring the user back. The register holds pseudonyms only: a load's user ids are
+pseudonymized (the keyed HMAC curation uses) and looked up.
+
+Rows dated after the erasure are kept: a shopper who comes back after being erased generates new
+data, which the shop may hold as it holds any new customer's (erasure removes what was held,
+it does not ban the id). A row is "after" only when its timestamp is valid and later than the
+erasure; a row without a valid date, and a row of a table without dates (`users`: a profile
+re-delivered from an old export would otherwise restore the attributes), is withheld.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ._privacy import Pseudonymizer
+
+ERASURES_FILE = Path("governance") / "erasures.jsonl"
+# the reason under which withheld rows are counted in the load report (never a quarantine reason:
+# withheld rows are not stored anywhere)
+ERASED_USER = "erased_user"
+
+__all__ = ["ERASED_USER", "ERASURES_FILE", "erased_users", "names_erased_user"]
+
+
+def erased_users(workdir: str | Path) -> dict[str, datetime]:
+    """pseudonym -> the time of its latest erasure (naive UTC, as curated timestamps are)."""
+    path = Path(workdir) / ERASURES_FILE
+    out: dict[str, datetime] = {}
+    if not path.exists():
+        return out
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            pseudo, at = str(rec["pseudonym"]), datetime.fromisoformat(str(rec["at"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            # a register that cannot be read must stop the load: skipping it would restore users
+            raise ValueError(f"{path}:{n}: not an erasure record ({exc})") from exc
+        if at.tzinfo is not None:
+            at = at.astimezone(UTC).replace(tzinfo=None)
+        if pseudo not in out or at > out[pseudo]:
+            out[pseudo] = at
+    return out
+
+
+# what separates fields in a line the reader could not split (CSV, TSV, JSON text)
+_TOKEN_SPLIT = re.compile(r'[,;\t|"{}\[\]:\r\n]')
+
+
+def names_erased_user(
+    texts: Iterable[str], pseudonymize: Pseudonymizer, erased: dict[str, datetime]
+) -> list[bool]:
+    """For each line that never became a row (a malformed line): whether one of its fields is
+    the id of an erased user. Such a line has no date to tell its age by: it is withheld."""
+    out = []
+    for text in texts:
+        tokens = {t.strip() for t in _TOKEN_SPLIT.split(text or "")}
+        tokens.discard("")
+        out.append(any(p in erased for p in pseudonymize.many(sorted(tokens))))
+    return out

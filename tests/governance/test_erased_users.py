@@ -1,0 +1,152 @@
+"""An erased user stays erased: deliveries and full reloads that re-send their old rows do not
+bring them back (withheld from raw, curated and quarantine, counted in the load report), end to
+end through the command line."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from shelfwise.governance import Pseudonymizer, SecretStore
+from tests.cli.test_cli import sw
+
+EVENTS_HEADER = "user_id,product_id,event_type,timestamp,value\n"
+FAST_TRAIN = ["--models", "popularity,itemknn", "--no-fusion", "--tune-seconds", "0", "--sasrec-seconds", "0"]
+FAST_TRAIN += ["--finetune-seconds", "0", "--cross-encoder-seconds", "0", "--refit-seconds", "0", "--json"]
+
+
+def _shop(d: Path, extra_events: list[str] = (), extra_lines: str = "") -> Path:
+    """5 products, 4 users with a profile, 40 events (u1 has 10 of them)."""
+    d.mkdir(parents=True)
+    (d / "products.csv").write_text(
+        "product_id,title,category,price\n"
+        "p1,Red mug,Kitchen > Mugs,9.5\np2,Blue mug,Kitchen > Mugs,9.5\np3,Tea pot,Kitchen,30\n"
+        "p4,Kettle,Kitchen,45\np5,Spoon,Kitchen,2\n"
+    )
+    (d / "users.csv").write_text("user_id,segment\nu0,gold\nu1,silver\nu2,gold\nu3,bronze\n")
+    rows = [f"u{i % 4},p{i % 5 + 1},view,2024-03-01T10:{i:02d}:00," for i in range(40)]
+    (d / "events.csv").write_text(EVENTS_HEADER + "\n".join([*rows, *extra_events]) + "\n" + extra_lines)
+    return d
+
+
+def _hits(work: Path, raw: str, pseudo: str) -> dict[str, int]:
+    """Rows anywhere in the warehouse (every raw and curated table, every curated version kept,
+    the quarantine) that name the user, raw id or pseudonym."""
+    con = duckdb.connect(str(work / "warehouse.duckdb"), read_only=True)
+    try:
+        out = {}
+        for schema, table in con.sql(
+            "SELECT table_schema, table_name FROM information_schema.columns WHERE column_name = 'user_id' "
+            "AND table_schema IN ('raw', 'curated')"
+        ).fetchall():
+            n = con.sql(
+                f'SELECT count(*) FROM "{schema}"."{table}" WHERE trim(user_id) IN (?, ?)',
+                params=[raw, pseudo],
+            ).fetchone()[0]
+            out[f"{schema}.{table}"] = n
+        out["quarantine"] = con.sql(
+            "SELECT count(*) FROM quarantine.rows WHERE contains(raw::VARCHAR, ?)", params=[raw]
+        ).fetchone()[0]
+        return out
+    finally:
+        con.close()
+
+
+@pytest.mark.slow  # five commands: ~20 s on a quiet machine
+def test_an_erased_user_does_not_come_back_with_a_delivery_or_a_full_reload(tmp_path):
+    work = tmp_path / "w"
+    d1 = _shop(tmp_path / "day1")
+    sw("ingest", "--data", str(d1), "--workdir", str(work), "--json")
+    pseudo = Pseudonymizer(SecretStore(work).pseudonym_key())("u1")
+    assert sum(_hits(work, "u1", pseudo).values()) > 0
+
+    rep = json.loads(sw("privacy", "erase", "--workdir", str(work), "--user", "u1", "--json").stdout)
+    assert rep["pseudonym"] == pseudo
+    assert sum(_hits(work, "u1", pseudo).values()) == 0
+
+    # day 1 re-delivered, with a line the reader cannot split that names u1 and one u1 event
+    # dated after the erasure (a returning shopper: new data, kept)
+    later = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    again = _shop(tmp_path / "again", [f"u1,p2,view,{later},"], 'u1,p3,"view,2024-03-01T11:00:00,\n')
+    out = json.loads(sw("ingest", "--data", str(again), "--workdir", str(work), "--append", "--json").stdout)
+    ev, us = out["tables"]["events"], out["tables"]["users"]
+    # 42 lines: u1's 10 old events and the malformed line naming u1 withheld, 30 re-delivered,
+    # u1's new event added
+    assert (ev["rows_in"], ev["rows_withheld"], ev["withheld"]) == (42, 11, {"erased_user": 11})
+    assert (ev["rows_curated"], ev["rows_quarantined"], ev["balanced"]) == (1, 30, True)
+    assert ev["reasons"] == {"duplicate_row": 30}
+    # u1's profile row is withheld: a users row has no date, so it cannot be told from an old one
+    assert (us["rows_in"], us["rows_withheld"], us["rows_curated"], us["balanced"]) == (4, 1, 0, True)
+    assert any("erased users withheld" in n for n in out["notes"])
+    # the new event alone, in raw and in the curated table's new version (older versions: none)
+    hits = {k: n for k, n in _hits(work, "u1", pseudo).items() if n}
+    assert hits == {"raw.events": 1, "curated.events": 1, "curated.events__v2": 1}, hits
+    con = duckdb.connect(str(work / "warehouse.duckdb"), read_only=True)
+    try:
+        ts = con.sql("SELECT timestamp FROM curated.events WHERE user_id = ?", params=[pseudo]).fetchall()
+        assert [str(t[0])[:19].replace(" ", "T") for t in ts] == [later]
+    finally:
+        con.close()
+
+    # the audit entry counts the withheld rows and names no one
+    audit = [json.loads(x) for x in (work / "audit" / "audit.jsonl").read_text().splitlines()]
+    entry = [e for e in audit if e["action"] == "ingest"][-1]
+    assert entry["details"]["tables"]["events"]["withheld"] == {"erased_user": 11}
+    assert "u1" not in json.dumps(entry) and pseudo not in json.dumps(entry)
+
+    # a full reload of the shop's export that still holds u1: their rows do not come back (the new
+    # event is not in this export, so u1 is gone entirely)
+    out = json.loads(sw("ingest", "--data", str(d1), "--workdir", str(work), "--json").stdout)
+    ev, us = out["tables"]["events"], out["tables"]["users"]
+    assert (ev["rows_in"], ev["rows_curated"], ev["rows_withheld"], ev["balanced"]) == (40, 30, 10, True)
+    assert (us["rows_in"], us["rows_curated"], us["rows_withheld"], us["balanced"]) == (4, 3, 1, True)
+    hits = {k: n for k, n in _hits(work, "u1", pseudo).items() if n}
+    assert hits == {"raw.events": 1, "curated.events__v2": 1}, hits  # the delivery's new event
+
+
+@pytest.mark.slow
+def test_training_after_a_full_reload_has_no_trace_of_an_erased_user(tmp_path):
+    from shelfwise.serving import Bundle, current_bundle
+
+    work, d1 = tmp_path / "w", _shop(tmp_path / "day1")
+    sw("train", "--data", str(d1), "--workdir", str(work), *FAST_TRAIN)
+    pseudo = json.loads(sw("privacy", "erase", "--workdir", str(work), "--user", "u1", "--json").stdout)[
+        "pseudonym"
+    ]
+    # the shop's export still holds u1 (a copy elsewhere: an unchanged directory is not re-read)
+    sw("train", "--data", str(_shop(tmp_path / "export")), "--workdir", str(work), *FAST_TRAIN)
+    bundle = Bundle.load(current_bundle(work))
+    ids = set(bundle.interactions.user_ids.astype(str))
+    assert pseudo not in ids and len(ids) == 3
+    assert bundle.manifest["data_versions"]["events"]["rows"] == 30
+
+
+def test_json_lines_an_erased_user_is_withheld_from_valid_and_malformed_lines(tmp_path):
+    from shelfwise.governance import Ingestor
+    from shelfwise.governance._erase import erase_user
+
+    work, d = tmp_path / "w", tmp_path / "d"
+    d.mkdir()
+    rows = [
+        json.dumps(
+            {
+                "user_id": f"u{i % 3}",
+                "product_id": "p1",
+                "event_type": "view",
+                "timestamp": f"2024-03-01T10:{i:02d}:00",
+            }
+        )
+        for i in range(9)
+    ]
+    (d / "events.jsonl").write_text("\n".join(rows) + "\n")
+    Ingestor(work).run(d)
+    erase_user(work, "u2")
+    # the same file again, plus a line that is no JSON object and names u2, and one that names no one
+    (d / "events.jsonl").write_text("\n".join(rows) + '\n{"user_id": "u2", "product_id"\n[1, 2]\n')
+    rep = Ingestor(work).run(d).tables["events"]
+    assert (rep.rows_in, rep.rows_curated, rep.rows_quarantined, rep.rows_withheld) == (11, 6, 1, 4)
+    assert rep.withheld == {"erased_user": 4} and rep.balanced and rep.reasons == {"malformed_row": 1}
