@@ -104,6 +104,14 @@ def _erase_warehouse(workdir: Path, raw: str, pseudo: str) -> dict[str, int]:
             value = raw if schema == "raw" else pseudo
             n = wh.sql(f'DELETE FROM "{schema}"."{table}" WHERE trim(user_id) = ?', [value]).fetchone()
             out[f"{schema}.{table}"] = int(n[0]) if n else 0
+            if schema == "curated" and out[f"{schema}.{table}"]:
+                # the version's recorded size and content hash describe what it now holds (a
+                # bundle trained afterwards states the rows it was trained on)
+                count, digest = wh.fingerprint(f'curated."{table}"')
+                wh.sql(
+                    "UPDATE meta.table_versions SET row_count = ?, content_hash = ? WHERE physical_name = ?",
+                    [count, digest, table],
+                )
         if wh.exists("quarantine", "rows"):
             token = '(^|[,;\\t|"])' + re.escape(raw) + '([,;\\t|"]|$)'
             n = wh.sql(

@@ -17,18 +17,19 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ._privacy import Pseudonymizer
+from ._privacy import Pseudonymizer, SecretStore
 
 ERASURES_FILE = Path("governance") / "erasures.jsonl"
 # the reason under which withheld rows are counted in the load report (never a quarantine reason:
 # withheld rows are not stored anywhere)
 ERASED_USER = "erased_user"
 
-__all__ = ["ERASED_USER", "ERASURES_FILE", "erased_users", "names_erased_user"]
+__all__ = ["ERASED_USER", "ERASURES_FILE", "Erasures", "erased_users", "names_erased_user"]
 
 
 def erased_users(workdir: str | Path) -> dict[str, datetime]:
@@ -68,3 +69,36 @@ def names_erased_user(
         tokens.discard("")
         out.append(any(p in erased for p in pseudonymize.many(sorted(tokens))))
     return out
+
+
+@dataclass(frozen=True)
+class Erasures:
+    """The register of one workdir, read once per load, with the pseudonymizer to look ids up."""
+
+    erased: dict[str, datetime]  # pseudonym -> latest erasure (naive UTC)
+    pseudonymize: Pseudonymizer
+
+    @classmethod
+    def of(cls, workdir: str | Path) -> Erasures | None:
+        """None when no one was ever erased (the load then takes its direct path)."""
+        erased = erased_users(workdir)
+        if not erased:
+            return None
+        return cls(erased, Pseudonymizer(SecretStore(workdir).pseudonym_key()))
+
+    def lookup(self, raw_ids: list[str]) -> tuple[list[str], list[tuple[str, datetime]]]:
+        """The pseudonyms of `raw_ids`, and (raw id, erased at) of those that were erased."""
+        pseudos = self.pseudonymize.many(raw_ids)
+        hits = [(r, self.erased[p]) for r, p in zip(raw_ids, pseudos, strict=True) if p in self.erased]
+        return pseudos, hits
+
+    def split_lines(
+        self, lines: Sequence[tuple[int | None, str, str]]
+    ) -> tuple[list[tuple[int | None, str, str]], int]:
+        """Lines that never became rows (line, text, why): those naming no erased user, and
+        how many named one (withheld)."""
+        if not lines:
+            return list(lines), 0
+        hits = names_erased_user((text for _, text, _ in lines), self.pseudonymize, self.erased)
+        kept = [line for line, hit in zip(lines, hits, strict=True) if not hit]
+        return kept, len(lines) - len(kept)

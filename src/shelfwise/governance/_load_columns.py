@@ -1,0 +1,177 @@
+"""A file's columns: its header, and which header is which canonical column (the column map
+first, then names and aliases), with advice naming the likely column when one is missing."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import SourceError
+from ..storage import StagedFile, Warehouse
+from ..storage._sources import JSON_DELIMITER, LINE_COLUMN
+from ._compile import lit, q
+from ._contracts import IMPLIED_EVENT_TYPES, ORDER_ID_ALIASES, TableContract
+from ._load_state import column_key, parquet_files
+from ._mapping import MAP_FILE, ColumnMap, mapping_advice, suggest_columns
+
+# header names of an order id: an events file with one and no event type holds purchases
+ORDER_KEYS = frozenset("".join(ch for ch in a if ch.isalnum()) for a in ORDER_ID_ALIASES)
+
+__all__ = ["ORDER_KEYS", "Columns", "header_of", "map_columns", "samples_of"]
+
+
+@dataclass
+class Columns:
+    mapping: dict[str, str]  # canonical -> source column (the first, when several are joined)
+    extra: list[str]  # source columns outside the contract
+    implied: dict[str, str]  # canonical columns the file implies without naming them
+    joined: dict[str, list[str]] = field(default_factory=dict)  # canonical -> further headers
+
+
+def map_columns(
+    contract: TableContract,
+    header: list[str],
+    path: Path,
+    column_map: ColumnMap,
+    *,
+    derived: bool = False,
+    samples: Callable[[], dict[str, list[str]]] | None = None,
+) -> Columns:
+    """canonical -> source column; the source columns outside the contract; and canonical
+    columns the file implies without naming them (the event type of `ratings.csv`). The
+    column map (`shelfwise.toml`, `--map`) is applied first (not to a `derived` table); the
+    rest is matched by name. A canonical column mapped to several headers (a category path)
+    reads the first, the others are joined to it."""
+    by_key: dict[str, str] = {}
+    for h in header:
+        by_key.setdefault(column_key(h), h)
+    mapping: dict[str, str] = {}
+    joined: dict[str, list[str]] = {}
+    explicit = {} if derived else column_map.for_table(contract.name)
+    for c, headers in explicit.items():
+        found = []
+        for h in headers:
+            hit = h if h in header else by_key.get(column_key(h))
+            if hit is None:
+                origin = column_map.origin.get((contract.name, c), MAP_FILE)
+                close = difflib.get_close_matches(h, header, n=1, cutoff=0.5)
+                raise SourceError(
+                    str(path),
+                    1,
+                    f"{origin} maps {contract.name}.{c} to {h!r}, which is not a column of this file"
+                    + (f" (is {close[0]!r} meant?)" if close else "")
+                    + f"; the header has: {', '.join(header) or 'no columns'}",
+                )
+            found.append(hit)
+        mapping[c] = found[0]
+        if len(found) > 1:
+            joined[c] = found[1:]
+    taken = {h for hs in [mapping.values(), *joined.values()] for h in hs}
+    for spec in contract.columns:
+        if spec.name in mapping:
+            continue
+        for cand in (spec.name, *spec.aliases):
+            found_h = by_key.get(column_key(cand))
+            if found_h is not None and found_h not in taken:
+                mapping[spec.name] = found_h
+                taken.add(found_h)
+                break
+    implied: dict[str, str] = {}
+    if contract.name == "events" and "event_type" not in mapping:
+        kind = IMPLIED_EVENT_TYPES.get(path.name.lower().split(".")[0])
+        if kind is None and "value" in mapping and column_key(mapping["value"]) == "rating":
+            kind = "rating"  # a rating per row and no event type: rating events
+        if kind is None and column_key(mapping.get("session_id", "")) in ORDER_KEYS:
+            kind = "purchase"  # order lines: every row is a purchase
+        if kind is not None:
+            implied["event_type"] = kind
+    missing = [c for c in contract.required_columns if c not in mapping and c not in implied]
+    if contract.name == "events" and "product_id" not in mapping:
+        missing.append("product_id")
+    if missing:
+        sample = samples() if samples is not None else {}
+        hints, picks = [], {}
+        for m in missing:
+            found_s = suggest_columns(contract, m, header, sample, used=taken)
+            if found_s:
+                picks[m] = found_s[0][0]
+                likely = "; ".join(f"{h!r} ({why})" for h, why in found_s)
+                hints.append(f"{m!r} (likely: {likely})")
+            else:
+                hints.append(f"{m!r}")
+        advice = (
+            " (an events file without one is read as one kind of event when its name says which -"
+            f" {', '.join(f'{k} = {v}' for k, v in IMPLIED_EVENT_TYPES.items())} - or when it has a"
+            " rating column or an order id)"
+            if "event_type" in missing
+            else ""
+        )
+        raise SourceError(
+            str(path),
+            1,
+            f"missing required column(s) {', '.join(hints)}; the header has: "
+            f"{', '.join(header) or 'no columns'}{advice}"
+            + (f"\n  {mapping_advice(contract.name, picks)}" if picks else ""),
+        )
+    extra = [h for h in header if h not in taken and h != LINE_COLUMN]
+    return Columns(mapping, extra, implied, joined)
+
+
+def samples_of(wh: Warehouse, staged: StagedFile, header: list[str]) -> dict[str, list[str]]:
+    """Up to 200 values of each column of a staged file (for the missing-column advice)."""
+    try:
+        if staged.format == "csv":
+            assert staged.staged is not None
+            names = [LINE_COLUMN] + [f"c{i}" for i in range(len(header))]
+            spec = "{" + ", ".join(f"'{n}': 'VARCHAR'" for n in names) + "}"
+            rows = wh.sql(
+                f"SELECT * EXCLUDE ({q(LINE_COLUMN)}) FROM read_csv({lit(staged.staged.as_posix())}, "
+                f"header=true, delim={lit(staged.delimiter)}, quote='\"', escape='\"', columns={spec}, "
+                "auto_detect=false, ignore_errors=true, null_padding=true) LIMIT 200"
+            ).fetchall()
+            return {h: [r[i] for r in rows if r[i] is not None] for i, h in enumerate(header)}
+        if staged.format == "parquet":
+            cols = ", ".join(f"CAST({q(h)} AS VARCHAR)" for h in header)
+            rows = wh.sql(
+                f"SELECT {cols} FROM read_parquet({parquet_files(staged)}, union_by_name=true) LIMIT 200"
+            ).fetchall()
+            return {h: [r[i] for r in rows if r[i] is not None] for i, h in enumerate(header)}
+        assert staged.staged is not None
+        out: dict[str, list[str]] = {h: [] for h in header}
+        with open(staged.staged, encoding="utf-8", errors="replace") as fh:
+            for n, line in enumerate(fh):
+                if n >= 200:
+                    break
+                try:
+                    rec = json.loads(line.partition(JSON_DELIMITER)[2])
+                except ValueError:
+                    continue
+                if isinstance(rec, dict):
+                    for k, v in rec.items():
+                        if k in out and v is not None:
+                            out[k].append(str(v))
+        return out
+    except Exception:  # noqa: BLE001 - advice only: without samples, names alone are suggested
+        return {}
+
+
+def header_of(wh: Warehouse, staged: StagedFile) -> list[str]:
+    """The column names of a staged file (the keys of the first 10,000 JSON lines)."""
+    if staged.format == "csv":
+        return staged.header
+    if staged.format == "parquet":
+        rows = wh.sql(
+            f"DESCRIBE SELECT * FROM read_parquet({parquet_files(staged)}, union_by_name=true)"
+        ).fetchall()
+        return [r[0] for r in rows]
+    assert staged.staged is not None
+    rows = wh.sql(
+        f"""SELECT DISTINCT unnest(json_keys(CASE WHEN json_valid(j) AND json_type(j) = 'OBJECT' THEN j ELSE '{{}}' END)) FROM (
+              SELECT column1 AS j FROM read_csv({lit(staged.staged.as_posix())}, header=false, delim={lit(JSON_DELIMITER)},
+              quote='', escape='', columns={{'column0': 'BIGINT', 'column1': 'VARCHAR'}}, ignore_errors=true) LIMIT 10000)
+            WHERE json_valid(j) AND json_type(j) = 'OBJECT'"""
+    ).fetchall()
+    return sorted(r[0] for r in rows)

@@ -1,0 +1,293 @@
+"""Stage 4 of a table's load: privacy and publishing.
+
+- `withhold_erased` (right after the row checks, before anything is stored): the rows of erased
+  users dated at or before their erasure leave the load (`_erasures`);
+- `publish`: user ids replaced by keyed HMAC pseudonyms, rows an earlier load curated recognised
+  (append), rejected rows quarantined with reason, file and line, the valid ones published as a
+  new curated version that is validated against the contract's pandera schema, and the load's
+  accounting (`rows_in == curated + quarantined + withheld`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pyarrow as pa
+
+from ..errors import ContractViolation
+from ..storage._sources import PART_LINES
+from ._compile import lit, q
+from ._contracts import Kind
+from ._load_state import CHECKED, LoadState, count_withheld
+from ._privacy import Pseudonymizer, SecretStore
+from ._reasons import Reason
+
+__all__ = ["publish", "withhold_erased"]
+
+
+def withhold_erased(st: LoadState) -> None:
+    """Take the rows of erased users dated at or before their erasure out of this load
+    (`_checked` and the not yet stored `st.target`). Every id of the load is pseudonymized
+    here (`_pseudo_<col>`, used again when the valid rows are curated) and looked up in the
+    erasure register. A row is kept only when its timestamp is valid and later than the
+    erasure (a returning shopper's new data); undated tables (`users`) keep none."""
+    if not st.staging:
+        return
+    assert st.erasures is not None
+    wh = st.wh
+    hits: list[tuple[str, str, datetime]] = []
+    for c in st.pseudo_cols:
+        ids = [
+            r[0] for r in wh.sql(f"SELECT DISTINCT {q(c)} FROM {CHECKED} WHERE {q(c)} IS NOT NULL").fetchall()
+        ]
+        pseudos, erased = st.erasures.lookup(ids)
+        _register_pseudonyms(st, c, ids, pseudos)
+        hits += [(c, raw, at) for raw, at in erased]
+    if not hits:
+        return
+    table = pa.table(
+        {
+            "col": pa.array([h[0] for h in hits], pa.string()),
+            "raw_id": pa.array([h[1] for h in hits], pa.string()),
+            "at": pa.array([h[2] for h in hits], pa.timestamp("us")),
+        }
+    )
+    on = " OR ".join(f"(e.col = {lit(c)} AND c.{q(c)} = e.raw_id)" for c in st.pseudo_cols)
+    later = "false"
+    if any(c.name == "timestamp" and c.kind is Kind.TIMESTAMP for c in st.contract.columns):
+        # a valid date after the erasure (not one implausibly far in the future)
+        later = (
+            'c."timestamp" > e.at AND c."timestamp" <= now()::TIMESTAMP + '
+            f"INTERVAL {int(st.settings.max_future_days)} DAY"
+        )
+    wh.con.con.register("_erased_src", table)
+    try:
+        wh.sql(
+            f"""CREATE OR REPLACE TEMP TABLE _withheld AS SELECT DISTINCT c._source_line AS line
+                FROM {CHECKED} c JOIN _erased_src e ON {on} WHERE NOT coalesce({later}, false)"""
+        )
+    finally:
+        wh.con.con.unregister("_erased_src")
+    row = wh.sql("SELECT count(*) FROM _withheld").fetchone()
+    n = int(row[0]) if row else 0
+    if n:
+        wh.sql(f"DELETE FROM {CHECKED} WHERE _source_line IN (SELECT line FROM _withheld)")
+        wh.sql(f"DELETE FROM {st.target} WHERE _source_line IN (SELECT line FROM _withheld)")
+        count_withheld(st.tr, n)
+        st.note(
+            f"{st.name}: {n:,} row(s) of erased users withheld (dated at or before their erasure, or "
+            "undated): not stored in raw, curated or quarantine"
+        )
+    wh.sql("DROP TABLE _withheld")
+
+
+def publish(st: LoadState) -> None:
+    wh, contract, tr, run_id = st.wh, st.contract, st.tr, st.run_id
+    pseudo_cols, extra_sel = st.pseudo_cols, st.extra_sel
+    select_out = [
+        f"p_{c}.pseudonym AS {q(c)}" if c in pseudo_cols else f"t.{q(c)}" for c in contract.column_names
+    ]
+    select_out += [f"t.{c}" for c in extra_sel]
+    joins = ""
+    for c in pseudo_cols:
+        if not st.staging:  # (withhold_erased built it already, for every id of the load)
+            _pseudonym_table(st, c)
+        joins += f" LEFT JOIN _pseudo_{c} p_{c} ON p_{c}.raw_id = t.{q(c)}"
+    appending = st.mode == "append" and contract.name in wh.curated_tables()
+    order = (
+        'ORDER BY t."timestamp", t._source_line' if contract.name == "events" else "ORDER BY t._source_line"
+    )
+    source_sql = f"SELECT {', '.join(select_out)} FROM {CHECKED} t{joins} WHERE len(t._reasons) = 0 {order}"
+    added = None
+    if appending:  # rows an earlier load curated already: recognised, never added twice
+        # the valid rows as they will be curated, kept with their line while they are compared
+        wh.sql(
+            f"CREATE OR REPLACE TEMP TABLE _new AS SELECT t._source_line, {', '.join(select_out)} "
+            f"FROM {CHECKED} t{joins} WHERE len(t._reasons) = 0 {order}"
+        )
+        _flag_redelivered(st, st.raw_cols)
+        wh.sql("DELETE FROM _new WHERE _source_line IN (SELECT line FROM _redelivered)")
+        row = wh.sql("SELECT count(*) FROM _new").fetchone()
+        added = int(row[0]) if row else 0
+        keep = f"SELECT * FROM curated.{q(contract.name)}"
+        if contract.key:  # the newer version of a key replaces the curated one (an upsert)
+            keep += f" ANTI JOIN _new USING ({', '.join(q(k) for k in contract.key)})"
+        source_sql = f"{keep} UNION ALL BY NAME SELECT * EXCLUDE (_source_line) FROM _new"
+    # the raw row as JSON is built only for quarantined rows, not for every row
+    raw_json = "json_object(" + ", ".join(f"{lit(c)}, l.{q(c)}" for c in st.raw_cols) + ")"
+    redelivered = "_source_line IN (SELECT line FROM _redelivered)" if appending else "false"
+    wh.sql(
+        f"""INSERT INTO quarantine.rows SELECT nextval('quarantine.qid_seq'), {lit(run_id)}, {lit(contract.name)},
+            {lit(str(st.src))}, c._source_line, c._reasons[1], c._reasons, c._detail, {raw_json},
+            CASE WHEN c._redelivered THEN 'redelivered' ELSE 'open' END, now()::TIMESTAMP, NULL
+            FROM (SELECT *, {redelivered} AS _redelivered FROM {CHECKED}) c
+            JOIN {st.load} l ON l._source_line = c._source_line
+            WHERE len(c._reasons) > 0 ORDER BY c._source_line"""
+    )
+    if st.mode == "append" and not appending:  # the table's first load: every valid row is new
+        tr.rows_updated, tr.rows_unchanged = 0, 0
+    tv = wh.publish(contract.name, source_sql, run_id, contract.version)
+    for c in pseudo_cols:
+        wh.sql(f"DROP TABLE _pseudo_{c}")  # the raw -> pseudonym map never persists
+    wh.sql("DROP TABLE IF EXISTS _redelivered")
+    tr.curated_version, tr.content_hash, tr.rows_total = tv.version, tv.content_hash, tv.row_count
+    # a full load's curated rows are the table; an appended load's are the rows it added
+    tr.rows_curated = tv.row_count if added is None else added
+    if st.mode == "append":
+        tr.mode = "append"
+        if tr.rows_inserted is None:
+            tr.rows_inserted = tr.rows_curated - (tr.rows_updated or 0)
+    if st.staged.source.is_dir():  # a folder's rows are numbered part * PART_LINES + line: name both
+        parts = "[" + ", ".join(lit(str(p)) for p in st.staged.parts) + "]"
+        wh.sql(
+            f"""UPDATE quarantine.rows SET source_file = {parts}[source_line // {PART_LINES} + 1],
+                source_line = source_line % {PART_LINES}
+                WHERE run_id = ? AND table_name = ? AND source_line IS NOT NULL""",
+            [run_id, contract.name],
+        )
+    rows = wh.sql(
+        "SELECT reason, count(*) FROM quarantine.rows WHERE run_id = ? AND table_name = ? GROUP BY 1 ORDER BY 2 DESC",
+        [run_id, contract.name],
+    ).fetchall()
+    tr.reasons = {r[0]: int(r[1]) for r in rows}
+    tr.rows_quarantined = sum(tr.reasons.values())
+    tr.balanced = tr.rows_in == tr.rows_curated + tr.rows_quarantined + tr.rows_withheld
+    if not tr.balanced:
+        st.note(
+            f"{contract.name}: rows_in {tr.rows_in} != curated {tr.rows_curated} + quarantined "
+            f"{tr.rows_quarantined} + withheld {tr.rows_withheld}"
+        )
+    wh.sql(f"DROP TABLE {CHECKED}")
+    wh.sql("DROP TABLE IF EXISTS _new")
+    wh.sql(f"DROP VIEW {st.load}")
+    _validate(st, empty=tr.rows_total == 0)
+
+
+def _register_pseudonyms(st: LoadState, column: str, raw_ids: list[str], pseudonyms: list[str]) -> None:
+    """`_pseudo_<column>(raw_id, pseudonym)`: a temp table, dropped once the load is published."""
+    arrow = pa.table(
+        {"raw_id": pa.array(raw_ids, pa.string()), "pseudonym": pa.array(pseudonyms, pa.string())}
+    )
+    st.wh.con.con.register("_pseudo_src", arrow)
+    try:
+        st.wh.sql(f"CREATE OR REPLACE TEMP TABLE _pseudo_{column} AS SELECT * FROM _pseudo_src")
+    finally:
+        st.wh.con.con.unregister("_pseudo_src")
+
+
+def _pseudonym_table(st: LoadState, column: str) -> None:
+    """The pseudonyms of the ids of the valid rows."""
+    pseudo = Pseudonymizer(SecretStore(st.workdir).pseudonym_key())
+    raw_ids = [
+        r[0]
+        for r in st.wh.sql(
+            f"SELECT DISTINCT {q(column)} FROM {CHECKED} WHERE len(_reasons) = 0 AND {q(column)} IS NOT NULL"
+        ).fetchall()
+    ]
+    _register_pseudonyms(st, column, raw_ids, pseudo.many(raw_ids))
+
+
+def _flag_redelivered(st: LoadState, names: list[str]) -> None:
+    """Append mode: flag the valid rows of this load that an earlier load curated already
+    (an at-least-once export re-sends part of yesterday) as `duplicate_row`, and count what
+    the load does to the table. A row is identified by every curated column as it would be
+    curated (cleaned, the user pseudonymized): an events row equal to a curated one is a
+    re-delivery; a keyed row is an insert (new key), an update (its key's curated row
+    differs) or unchanged (equal: a re-delivery). The comparison is a hash join in the
+    warehouse; events are compared only with the curated events of the delivery's time
+    range (the curated table is in time order, so its row groups outside are skipped).
+
+    Compares `_new` (this load's valid rows as they will be curated, with `_source_line`);
+    leaves `_redelivered(line)`: the source lines flagged."""
+    wh, contract, tr = st.wh, st.contract, st.tr
+    cur = f"curated.{q(contract.name)}"
+    cur_cols = [r[0] for r in wh.sql(f"DESCRIBE {cur}").fetchall()]
+    # required columns are never NULL in a valid row: compared with `=`, which lets the
+    # warehouse push the join's key range down to the scan; the others NULL-safely
+    required = set(contract.required_columns)
+
+    def equal(left: str, right: str, col: str) -> str:
+        return f"{left} {'=' if col in required else 'IS NOT DISTINCT FROM'} {right}"
+
+    same = " AND ".join(
+        equal(
+            "c." + q(col) if col in names else "NULL",
+            "e." + q(col) if col in cur_cols else "NULL",
+            col if col in names and col in cur_cols else "",
+        )
+        for col in dict.fromkeys([*names, *cur_cols])
+    )
+    version = wh.latest_version(contract.name)
+    holder = f"{contract.name} v{version.version}" if version else contract.name
+    if contract.key:
+        on = " AND ".join(f"c.{q(k)} = e.{q(k)}" for k in contract.key)
+        wh.sql(
+            f"""CREATE OR REPLACE TEMP TABLE _upsert AS
+                SELECT c._source_line AS line, e._present IS NOT NULL AS present,
+                       coalesce(e._present AND {same}, false) AS same
+                FROM _new c LEFT JOIN (SELECT *, true AS _present FROM {cur}) e ON {on}"""
+        )
+        row = wh.sql(
+            "SELECT count(*) FILTER (WHERE NOT present), count(*) FILTER (WHERE present AND NOT same), "
+            "count(*) FILTER (WHERE same) FROM _upsert"
+        ).fetchone()
+        assert row is not None
+        tr.rows_inserted, tr.rows_updated, tr.rows_unchanged = (int(v) for v in row)
+        wh.sql("CREATE OR REPLACE TEMP TABLE _redelivered AS SELECT line FROM _upsert WHERE same")
+        wh.sql("DROP TABLE _upsert")
+        # (a pseudonymized key - a user id - is not written out: the detail is shown in reports)
+        shown = not any(contract.column(k).pseudonymize for k in contract.key)
+        key_text = " || ',' || ".join(f"l.{q(k)}" for k in contract.key) if shown else "'(pseudonymized)'"
+        what = (
+            f"{lit('re-delivered unchanged: the curated row of ' + '/'.join(contract.key) + ' ')} || "
+            f"{key_text} || {lit(f' in {holder} is identical')}"
+        )
+    else:
+        where = ""
+        if "timestamp" in names and "timestamp" in cur_cols:
+            lo, hi = wh.sql('SELECT min("timestamp"), max("timestamp") FROM _new').fetchone() or (None, None)
+            if lo is not None:
+                where = f"WHERE \"timestamp\" BETWEEN TIMESTAMP '{lo}' AND TIMESTAMP '{hi}'"
+        wh.sql(
+            f"""CREATE OR REPLACE TEMP TABLE _redelivered AS SELECT DISTINCT c._source_line AS line
+                FROM _new c JOIN (SELECT * FROM {cur} {where}) e ON {same}"""
+        )
+        row = wh.sql("SELECT count(*) FROM _redelivered").fetchone()
+        tr.rows_unchanged, tr.rows_updated = (int(row[0]) if row else 0), 0
+        what = lit(f"re-delivered: an identical row is already curated ({holder})")
+    if not tr.rows_unchanged:
+        return
+    # which load delivered it first: the raw layer keeps every load's rows as received, and a
+    # re-sent row is usually the same text (when it is not, the curated version is named alone)
+    load = st.load
+    raw_cols = [r[0] for r in wh.sql(f"DESCRIBE {load}").fetchall() if r[0] != "_source_line"]
+    raw_same = " AND ".join(equal(f"r.{q(c)}", f"d.{q(c)}", c) for c in raw_cols)
+    wh.sql(
+        f"""CREATE OR REPLACE TEMP TABLE _first AS
+            SELECT d._source_line AS line, min(r._load) AS first_load
+            FROM (SELECT * FROM {load} WHERE _source_line IN (SELECT line FROM _redelivered)) d
+            JOIN {st.raw_table} r ON r._load <> {int(st.load_id)} AND {raw_same} GROUP BY 1"""
+    )
+    wh.sql(
+        f"""UPDATE {CHECKED} SET _reasons = list_append(_reasons, '{Reason.DUPLICATE_ROW.value}'),
+            _detail = coalesce(_detail, {what} || coalesce('; first delivered by load ' || f.first_load || ' ('
+                || m.source_file || ', ' || strftime(m.loaded_at, '%Y-%m-%d %H:%M:%S') || ' UTC, run ' || m.run_id || ')', ''))
+            FROM {load} l LEFT JOIN _first f ON f.line = l._source_line
+            LEFT JOIN meta.raw_loads m ON m.load_id = f.first_load
+            WHERE l._source_line = {CHECKED}._source_line
+              AND {CHECKED}._source_line IN (SELECT line FROM _redelivered)"""
+    )
+    wh.sql("DROP TABLE _first")
+
+
+def _validate(st: LoadState, *, empty: bool = False) -> None:
+    """The curated table must satisfy the contract's pandera schema (checks run in the warehouse)."""
+    import pandera.errors
+
+    schema = st.contract.to_pandera(values=not empty)
+    try:
+        schema.validate(st.wh.table(st.contract.name), lazy=True)
+    except pandera.errors.SchemaErrors as exc:
+        raise ContractViolation(
+            f"curated {st.contract.name} breaks its contract {schema.name}: {exc}"
+        ) from exc

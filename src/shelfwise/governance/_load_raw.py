@@ -1,0 +1,219 @@
+"""Stage 1 of a table's load: the staged file into the raw layer (strings, with its line numbers);
+lines the reader cannot split go to quarantine as `malformed_row` with their text.
+
+The raw layer is the history of everything received, steward-only. Rows are written there once,
+straight from the reader, with the id of this load (`meta.raw_loads`: run, file, hash); the load's
+rows are then read back by that id (`LoadState.load`). Raw tables written before the load id keep
+their `_run_id` and `_source_file` columns (NULL in newer rows). With erased users on record the
+rows go to a temp table first (`LoadState.target`) and reach raw through `store_raw`, once the
+erased users' rows are out (`_load_publish.withhold_erased`).
+"""
+
+from __future__ import annotations
+
+from ..errors import SourceError
+from ..storage._sources import JSON_DELIMITER, LINE_COLUMN, PART_LINES
+from ._compile import lit, q
+from ._load_state import (
+    LoadState,
+    column_key,
+    constant,
+    joined_sql,
+    parquet_files,
+    quarantine_lines,
+    safe,
+)
+from ._reasons import Reason
+
+__all__ = ["load_raw", "store_raw"]
+
+
+def load_raw(st: LoadState) -> None:
+    """Read the file into `st.target` and define `st.load`; sets `rows_in`."""
+    wh, contract, staged, tr = st.wh, st.contract, st.staged, st.tr
+    raw_table, raw_cols = st.raw_table, st.raw_cols
+    if not wh.exists("raw", contract.name):
+        cols = ", ".join(f"{q(c)} VARCHAR" for c in raw_cols)
+        wh.sql(f"CREATE TABLE {raw_table} ({cols}, _source_line BIGINT, _load INTEGER)")
+    raw_existing = {r[0] for r in wh.sql(f"DESCRIBE {raw_table}").fetchall()}
+    for col, typ in [(c, "VARCHAR") for c in raw_cols] + [("_load", "INTEGER")]:
+        if col not in raw_existing:
+            wh.sql(f"ALTER TABLE {raw_table} ADD COLUMN {q(col)} {typ}")
+    load_row = wh.sql("SELECT coalesce(max(load_id), 0) + 1 FROM meta.raw_loads").fetchone()
+    st.load_id = int(load_row[0]) if load_row else 1
+    wh.sql(
+        "INSERT INTO meta.raw_loads VALUES (?, ?, ?, ?, ?, now()::TIMESTAMP)",
+        [st.load_id, st.run_id, contract.name, str(st.src), staged.sha256],
+    )
+    # with erased users on record, this load's rows are read into a temporary table first and
+    # reach raw only after the erased users' rows are taken out: those are never stored
+    st.target = f"_incoming_{contract.name}" if st.staging else raw_table
+    if st.staging:
+        wh.sql(f"CREATE OR REPLACE TEMP TABLE {st.target} AS SELECT * FROM {raw_table} LIMIT 0")
+    into = f"INSERT INTO {st.target} BY NAME SELECT *, {st.load_id}::INTEGER AS _load FROM"
+    if staged.format == "csv":
+        _read_csv(st, into)
+    elif staged.format == "jsonl":
+        _read_json_lines(st, into)
+    else:
+        _read_parquet(st, into)
+    # lines staging rejected itself (a quote that never closes): quarantined as they are
+    quarantine_lines(wh, st.run_id, contract.name, st.src, st.drop_erased_lines(staged.bad_lines))
+    tr.rows_in += len(staged.bad_lines)
+    st.load = f"_load_{contract.name}"
+    _define_load(st, st.target)
+
+
+def store_raw(st: LoadState) -> None:
+    """Staging: this load's remaining rows into raw, `st.load` pointed there."""
+    if not st.staging:
+        return
+    st.wh.sql(f"INSERT INTO {st.raw_table} BY NAME SELECT * FROM {st.target}")
+    _define_load(st, st.raw_table)
+    st.wh.sql(f"DROP TABLE {st.target}")
+    st.target = st.raw_table
+
+
+def _define_load(st: LoadState, table: str) -> None:
+    cols = ", ".join([q(c) for c in st.raw_cols] + ["_source_line"])
+    st.wh.sql(
+        f"CREATE OR REPLACE TEMP VIEW {st.load} AS SELECT {cols} FROM {table} WHERE _load = {st.load_id}"
+    )
+
+
+def _read_csv(st: LoadState, into: str) -> None:
+    wh, contract, staged, header = st.wh, st.contract, st.staged, st.header
+    mapping, joined = st.mapping, st.joined
+    assert staged.staged is not None
+    names = [LINE_COLUMN] + [f"c{i}" for i in range(len(header))]
+    pos = {h: f"c{i}" for i, h in enumerate(header)}
+    cols_spec = "{" + ", ".join(f"'{n}': 'VARCHAR'" for n in names) + "}"
+    select = [
+        f"{joined_sql(q(pos[mapping[c]]), [q(pos[h]) for h in joined.get(c, [])])} AS {q(c)}"
+        if c in mapping
+        else f"{constant(st.implied, c)} AS {q(c)}"
+        for c in contract.column_names
+    ]
+    select += [f"{q(pos[e])} AS {q('x_' + safe(e))}" for e in st.extra_kept]
+    rej = f"rej_{contract.name}"
+    wh.sql(f"DROP TABLE IF EXISTS {rej}; DROP TABLE IF EXISTS {rej}_scan")
+    reader = (
+        f"read_csv({lit(staged.staged.as_posix())}, header=true, "
+        f"delim={lit(staged.delimiter)}, quote='\"', escape='\"', columns={cols_spec}, "
+        f"store_rejects=true, rejects_table='{rej}', rejects_scan='{rej}_scan', strict_mode=true, "
+        f"null_padding=false, auto_detect=false, max_line_size=10000000)"
+    )
+    try:
+        wh.sql(
+            f"{into} (SELECT {', '.join(select)}, "
+            f"TRY_CAST({q(LINE_COLUMN)} AS BIGINT) AS _source_line FROM {reader})"
+        )
+    except Exception as exc:  # noqa: BLE001 - the reader's own words are the clearest reason
+        raise SourceError(str(st.src), None, f"unreadable CSV: {exc}") from exc
+    rejects = wh.sql(
+        f"SELECT min(csv_line), string_agg(DISTINCT error_type, ', ') FROM {rej} GROUP BY line ORDER BY line"
+    ).fetchall()
+    bad = []
+    for csv_line, error_type in rejects:
+        line_text = csv_line or ""
+        sep = line_text.find(staged.delimiter)
+        line_no = int(line_text[:sep]) if sep > 0 and line_text[:sep].isdigit() else None
+        body = line_text[sep + 1 :] if sep > 0 else line_text
+        bad.append((line_no, body, f"{error_type.lower()}: expected {len(header)} fields"))
+    quarantine_lines(wh, st.run_id, contract.name, st.src, st.drop_erased_lines(bad))
+    wh.sql(f"DROP TABLE IF EXISTS {rej}; DROP TABLE IF EXISTS {rej}_scan")
+    st.tr.rows_in = staged.records
+
+
+def _read_json_lines(st: LoadState, into: str) -> None:
+    wh, contract, staged, tr = st.wh, st.contract, st.staged, st.tr
+    mapping, joined = st.mapping, st.joined
+    assert staged.staged is not None
+    lines = (
+        f"read_csv({lit(staged.staged.as_posix())}, header=false, delim={lit(JSON_DELIMITER)}, quote='', "
+        f"escape='', columns={{'_source_line': 'BIGINT', 'j': 'VARCHAR'}}, auto_detect=false, "
+        f"max_line_size=10000000)"
+    )
+    ok = "json_valid(j) AND json_type(j) = 'OBJECT'"
+
+    def field_sql(key: str) -> str:
+        path = "$." + '"' + key.replace('"', '\\"') + '"'
+        return (
+            f"CASE WHEN json_type(j, {lit(path)}) IN ('ARRAY', 'OBJECT') THEN json_extract(j, {lit(path)})::VARCHAR "
+            f"ELSE json_extract_string(j, {lit(path)}) END"
+        )
+
+    def col_sql(spec_name: str) -> str:
+        # JSON lines may name a column differently from one line to the next (item_id / product_id)
+        spec = contract.column(spec_name)
+        if spec_name in st.mapped_explicitly:  # mapped: that key only
+            used.update([mapping[spec_name], *joined.get(spec_name, [])])
+            return joined_sql(
+                field_sql(mapping[spec_name]), [field_sql(h) for h in joined.get(spec_name, [])]
+            )
+        names = {column_key(n) for n in (spec.name, *spec.aliases)}
+        keys = [h for h in st.header if column_key(h) in names]
+        used.update(keys)
+        return f"coalesce({', '.join(field_sql(k) for k in keys)})"
+
+    used: set[str] = set()
+    select = [
+        f"{col_sql(c)} AS {q(c)}" if c in mapping else f"{constant(st.implied, c)} AS {q(c)}"
+        for c in contract.column_names
+    ]
+    select += [f"{field_sql(e)} AS {q('x_' + safe(e))}" for e in st.extra_kept if e not in used]
+    tr.ignored_columns = [e for e in tr.ignored_columns if e not in used]
+    wh.sql(f"CREATE TEMP TABLE _lines AS SELECT * FROM {lines}")
+    safe_lines = f"(SELECT _source_line, CASE WHEN {ok} THEN j END AS j FROM _lines)"
+    wh.sql(f"{into} (SELECT {', '.join(select)}, _source_line FROM {safe_lines} WHERE j IS NOT NULL)")
+    malformed = "NOT coalesce(CASE WHEN json_valid(j) THEN json_type(j) = 'OBJECT' END, false)"
+    withheld_lines: list[int] = []
+    if st.staging:  # a line that is no JSON object but names an erased user is withheld too
+        bad_json = wh.sql(f"SELECT _source_line, j FROM _lines WHERE {malformed}").fetchall()
+        kept = {n for n, _, _ in st.drop_erased_lines([(n, j, "") for n, j in bad_json])}
+        withheld_lines = [n for n, _ in bad_json if n not in kept]
+    wh.sql(
+        f"""INSERT INTO quarantine.rows SELECT nextval('quarantine.qid_seq'), ?, ?, ?, _source_line, ?, [?],
+            CASE WHEN json_valid(j) THEN 'not a JSON object' ELSE 'not valid JSON' END,
+            json_object('line', left(j, 10000)), 'open', now()::TIMESTAMP, NULL FROM _lines
+            WHERE {malformed} AND NOT list_contains(?::BIGINT[], _source_line)""",
+        [
+            st.run_id,
+            contract.name,
+            str(st.src),
+            Reason.MALFORMED_ROW.value,
+            Reason.MALFORMED_ROW.value,
+            withheld_lines,
+        ],
+    )
+    wh.sql("DROP TABLE _lines")
+    tr.rows_in = staged.records
+
+
+def _read_parquet(st: LoadState, into: str) -> None:
+    """Typed columns are read as text so that one set of checks serves every format."""
+    contract, staged, mapping, joined = st.contract, st.staged, st.mapping, st.joined
+    select = [
+        joined_sql(
+            f"CAST({q(mapping[c])} AS VARCHAR)",
+            [f"CAST({q(h)} AS VARCHAR)" for h in joined.get(c, [])],
+        )
+        + f" AS {q(c)}"
+        if c in mapping
+        else f"{constant(st.implied, c)} AS {q(c)}"
+        for c in contract.column_names
+    ]
+    select += [f"CAST({q(e)} AS VARCHAR) AS {q('x_' + safe(e))}" for e in st.extra_kept]
+    files = parquet_files(staged)
+    line = "file_row_number + 1"
+    options = "union_by_name=true, file_row_number=true"
+    if len(staged.parts) > 1:  # numbered as the parts of a staged folder are
+        line = f"(list_position({files}, filename) - 1) * {PART_LINES} + {line}"
+        options += ", filename=true"
+    try:
+        row = st.wh.sql(
+            f"{into} (SELECT {', '.join(select)}, {line} AS _source_line FROM read_parquet({files}, {options}))"
+        ).fetchone()
+    except Exception as exc:  # noqa: BLE001
+        raise SourceError(str(st.src), None, f"unreadable Parquet file: {exc}") from exc
+    st.tr.rows_in = int(row[0]) if row else 0

@@ -1,0 +1,131 @@
+"""Stage 3 of a table's load: the checks that look at a row against the others, in the warehouse
+(`_checked` updated in place): exact duplicates, repeated event ids, conflicting keys (the
+stated keep rule), unknown references, robot traffic (events per user in a sliding window)."""
+
+from __future__ import annotations
+
+from ._compile import lit, q
+from ._contracts import BOT_EVENT_TYPES
+from ._load_state import LoadState
+from ._reasons import Reason
+
+__all__ = ["check_sets"]
+
+
+def check_sets(st: LoadState) -> None:
+    wh, contract = st.wh, st.contract
+    content = [q(c) for c in contract.column_names] + st.extra_sel
+    if contract.dedupe_exact:
+        _flag_repeats(
+            st, Reason.DUPLICATE_ROW, content, last_wins=False, detail="'exact duplicate of an earlier row'"
+        )
+    if "event_id" in contract.column_names:
+        _flag_event_ids(st)
+    if contract.key:
+        keys = [q(k) for k in contract.key]
+        # an exact copy of a kept row is a duplicate row; a different row with the same key is a conflict
+        _flag_repeats(
+            st, Reason.DUPLICATE_ROW, content, last_wins=True, detail="'exact duplicate of a later row'"
+        )
+        key_text = " || ',' || ".join(keys)
+        _flag_repeats(
+            st,
+            Reason.DUPLICATE_KEY,
+            keys,
+            last_wins=True,
+            detail=f"'conflicting duplicate of key ' || {key_text} || ' (the last row wins)'",
+        )
+    for col, ref_table, ref_col in contract.references:
+        if ref_table not in st.report.tables and not (
+            st.mode == "append" and ref_table in wh.curated_tables()
+        ):
+            continue
+        # a product whose catalog row was quarantined (e.g. its title was broken HTML) is still a
+        # known product: its events are valid, only its catalog row needs a fix.
+        known = (
+            f"SELECT {q(ref_col)} FROM curated.{q(ref_table)} UNION "
+            f"SELECT nullif(trim(json_extract_string(raw, '$.{ref_col}')), '') FROM quarantine.rows "
+            f"WHERE table_name = {lit(ref_table)} AND reason <> 'malformed_row' AND (run_id = {lit(st.run_id)}"
+            + (" OR status = 'open')" if st.mode == "append" else ")")
+        )
+        wh.sql(f"CREATE OR REPLACE TEMP TABLE _known AS {known}")
+        wh.sql(
+            f"""UPDATE _checked SET _reasons = list_append(_reasons, '{Reason.UNKNOWN_REFERENCE.value}'),
+                _detail = coalesce(_detail, '{col}: unknown {ref_table[:-1]} ' || {q(col)})
+                WHERE {q(col)} IS NOT NULL AND {q(col)} NOT IN (SELECT * FROM _known WHERE {q(ref_col)} IS NOT NULL)"""
+        )
+        wh.sql("DROP TABLE _known")
+    if contract.name == "events":
+        _flag_bots(st)
+
+
+def _flag_repeats(st: LoadState, reason: Reason, columns: list[str], *, last_wins: bool, detail: str) -> None:
+    """Add `reason` to the still-valid rows that repeat `columns` (NULLs equal) of another
+    still-valid row: all but the first (or, `last_wins`, the last) by source line. The
+    window runs only over the rows whose hash of `columns` occurs more than once (a
+    superset of the repeats: equal values hash equally), not over every row: about 0.3 s
+    less per million mostly distinct events."""
+    cols = ", ".join(columns)
+    order = "_source_line DESC" if last_wins else "_source_line"
+    valid = "len(_reasons) = 0"
+    st.wh.sql(
+        f"""UPDATE _checked SET _reasons = list_append(_reasons, '{reason.value}'), _detail = coalesce(_detail, f.detail)
+            FROM (SELECT _source_line AS line, {detail} AS detail,
+                         row_number() OVER (PARTITION BY {cols} ORDER BY {order}) > 1 AS hit
+                  FROM _checked WHERE {valid} AND hash({cols}) IN (
+                    SELECT h FROM (SELECT hash({cols}) AS h FROM _checked WHERE {valid})
+                    GROUP BY h HAVING count(*) > 1)) f
+            WHERE f.hit AND _checked._source_line = f.line AND len(_checked._reasons) = 0"""
+    )
+
+
+def _flag_event_ids(st: LoadState) -> None:
+    """An event_id (an idempotency key) is curated once: a row repeating one of an earlier
+    row of this load or, appending, one already curated is a `duplicate_row` (a client's
+    retry, a served event absorbed twice)."""
+    wh, table = st.wh, st.contract.name
+    dup = Reason.DUPLICATE_ROW.value
+    wh.sql(
+        f"""UPDATE _checked SET _reasons = list_append(_reasons, '{dup}'),
+                _detail = coalesce(_detail, 'event_id ' || event_id || ': repeats an earlier event')
+            FROM (SELECT _source_line AS line,
+                         row_number() OVER (PARTITION BY event_id ORDER BY _source_line) > 1 AS hit
+                  FROM _checked WHERE len(_reasons) = 0 AND event_id IS NOT NULL) f
+            WHERE f.hit AND _checked._source_line = f.line"""
+    )
+    has_ids = wh.sql(
+        "SELECT count(*) FROM duckdb_columns() WHERE schema_name = 'curated' AND table_name = ? "
+        "AND column_name = 'event_id'",
+        [table],
+    ).fetchone()
+    if st.mode == "append" and has_ids and has_ids[0]:
+        wh.sql(
+            f"""UPDATE _checked SET _reasons = list_append(_reasons, '{dup}'),
+                    _detail = coalesce(_detail, 'event_id ' || event_id || ': already curated')
+                WHERE len(_reasons) = 0 AND event_id IN (
+                    SELECT c.event_id FROM curated.{q(table)} c SEMI JOIN _checked n USING (event_id))"""
+        )
+
+
+def _flag_bots(st: LoadState) -> None:
+    s = st.settings
+    types = ", ".join(lit(t) for t in BOT_EVENT_TYPES)
+    behaviour = f"len(_reasons) = 0 AND event_type IN ({types})"
+    # the sliding window runs only over users with more events in all than one window may
+    # hold (no one else can exceed it): a few users instead of every one (~0.2 s per 1M events)
+    st.wh.sql(
+        f"""CREATE OR REPLACE TEMP TABLE _bots AS
+            SELECT user_id, max(n) AS peak FROM (
+              SELECT user_id, count(*) OVER (PARTITION BY user_id ORDER BY "timestamp"
+                     RANGE BETWEEN INTERVAL {int(s.bot_window_seconds)} SECOND PRECEDING AND CURRENT ROW) AS n
+              FROM _checked WHERE {behaviour} AND user_id IN (
+                SELECT user_id FROM _checked WHERE {behaviour}
+                GROUP BY user_id HAVING count(*) > {int(s.bot_max_events)}))
+            GROUP BY user_id HAVING max(n) > {int(s.bot_max_events)}"""
+    )
+    st.wh.sql(
+        f"""UPDATE _checked SET _reasons = list_append(_reasons, '{Reason.BOT_TRAFFIC.value}'),
+            _detail = coalesce(_detail, 'user made ' || b.peak || ' events within {int(s.bot_window_seconds)} s')
+            FROM _bots b WHERE _checked.user_id = b.user_id AND len(_checked._reasons) = 0"""
+    )
+    st.wh.sql("DROP TABLE _bots")

@@ -1,0 +1,176 @@
+"""The state of one table's governed load, passed from stage to stage.
+
+A load is four functions over one `LoadState`: `_load_raw.load_raw` (the file into the raw layer,
+malformed lines quarantined), `_load_rows.check_rows` (the contract's row checks), `_load_sets.check_sets`
+(duplicates, keys, references, robots) and `_load_publish.publish` (erased users withheld,
+pseudonyms, re-deliveries, quarantine, the new curated version, the accounting). Each stage
+reads what the earlier ones set and leaves its result in warehouse temp tables named here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..storage import StagedFile, Warehouse
+from ._compile import lit, q
+from ._contracts import TableContract
+from ._erasures import ERASED_USER, Erasures
+from ._ingest_report import IngestReport, IngestSettings, TableReport
+from ._reasons import Reason
+
+QUARANTINE_DDL = """CREATE TABLE IF NOT EXISTS quarantine.rows (
+    quarantine_id BIGINT, run_id VARCHAR, table_name VARCHAR, source_file VARCHAR, source_line BIGINT,
+    reason VARCHAR, reasons VARCHAR[], detail VARCHAR, raw JSON, status VARCHAR,
+    quarantined_at TIMESTAMP, resolved_run_id VARCHAR)"""
+
+# the temp table of checked rows: typed values, `_reasons` (failed checks), `_detail`, `_source_line`
+CHECKED = "_checked"
+
+__all__ = [
+    "CHECKED",
+    "QUARANTINE_DDL",
+    "LoadState",
+    "column_key",
+    "constant",
+    "count_withheld",
+    "joined_sql",
+    "parquet_files",
+    "quarantine_lines",
+    "safe",
+]
+
+
+@dataclass
+class LoadState:
+    """One table's load. Set up by `Ingestor`; `columns` onwards by the stages."""
+
+    wh: Warehouse
+    contract: TableContract
+    staged: StagedFile
+    run_id: str
+    mode: str  # replace or append
+    settings: IngestSettings
+    report: IngestReport
+    tr: TableReport
+    workdir: Path
+    # None: no one was ever erased (rows go to raw straight from the reader)
+    erasures: Erasures | None
+    # the file's columns: canonical -> source header, further headers joined to one, the
+    # values implied by the file's name, the kept extra (profile) columns
+    header: list[str] = field(default_factory=list)
+    mapping: dict[str, str] = field(default_factory=dict)
+    joined: dict[str, list[str]] = field(default_factory=dict)
+    implied: dict[str, str] = field(default_factory=dict)
+    extra_kept: list[str] = field(default_factory=list)
+    mapped_explicitly: frozenset[str] = frozenset()  # columns the column map names (JSON lines)
+    # set by load_raw
+    load_id: int = 0
+    target: str = ""  # where this load's rows are written first: raw, or a temp table (staging)
+    load: str = ""  # a view of this load's rows as loaded (strings)
+
+    @property
+    def src(self) -> Path:
+        return self.staged.source
+
+    @property
+    def name(self) -> str:
+        return self.contract.name
+
+    @property
+    def raw_table(self) -> str:
+        return f"raw.{q(self.contract.name)}"
+
+    @property
+    def raw_cols(self) -> list[str]:
+        return self.contract.column_names + [f"x_{safe(e)}" for e in self.extra_kept]
+
+    @property
+    def extra_sel(self) -> list[str]:
+        return [q("x_" + safe(e)) for e in self.extra_kept]
+
+    @property
+    def pseudo_cols(self) -> list[str]:
+        return [c.name for c in self.contract.columns if c.pseudonymize]
+
+    @property
+    def staging(self) -> bool:
+        """Whether rows are held in a temp table until erased users' rows are taken out."""
+        return self.erasures is not None and bool(self.pseudo_cols)
+
+    def note(self, text: str) -> None:
+        self.report.notes.append(text)
+
+    def drop_erased_lines(
+        self, lines: Sequence[tuple[int | None, str, str]]
+    ) -> list[tuple[int | None, str, str]]:
+        """Lines that never became rows, less those naming an erased user (withheld, counted).
+        Only tables with pseudonymized columns are looked at (a product line naming `42` is
+        not a user's)."""
+        if not self.staging or not lines:
+            return list(lines)
+        assert self.erasures is not None
+        kept, n = self.erasures.split_lines(lines)
+        count_withheld(self.tr, n)
+        return kept
+
+
+def count_withheld(tr: TableReport, n: int) -> None:
+    if n:
+        tr.rows_withheld += n
+        tr.withheld[ERASED_USER] = tr.withheld.get(ERASED_USER, 0) + n
+
+
+def quarantine_lines(
+    wh: Warehouse, run_id: str, table: str, src: Path, lines: Sequence[tuple[int | None, str, str]]
+) -> None:
+    """Quarantine source lines that never became rows: (line, its text, why) as `malformed_row`."""
+    if lines:
+        wh.con.con.executemany(
+            "INSERT INTO quarantine.rows VALUES (nextval('quarantine.qid_seq'), ?, ?, ?, ?, ?, ?, ?, ?, "
+            "'open', now()::TIMESTAMP, NULL)",
+            [
+                [
+                    run_id,
+                    table,
+                    str(src),
+                    line_no,
+                    Reason.MALFORMED_ROW.value,
+                    [Reason.MALFORMED_ROW.value],
+                    why,
+                    json.dumps({"line": text}),
+                ]
+                for line_no, text, why in lines
+            ],
+        )
+
+
+def constant(implied: dict[str, str], column: str) -> str:
+    """SQL for a column the file does not have: its implied value, or NULL."""
+    return f"{lit(implied[column])}::VARCHAR" if column in implied else "NULL::VARCHAR"
+
+
+def joined_sql(first: str, rest: list[str]) -> str:
+    """A column read from several source columns (a category path from `Category` and
+    `Sub-Category`): their non-empty values joined with ' > '."""
+    if not rest:
+        return first
+    parts = ", ".join(f"nullif(trim({e}), '')" for e in (first, *rest))
+    return f"nullif(concat_ws(' > ', {parts}), '')"
+
+
+def parquet_files(staged: StagedFile) -> str:
+    return "[" + ", ".join(lit(p.as_posix()) for p in staged.parts) + "]"
+
+
+def column_key(name: str) -> str:
+    """A column name as it is matched: case, spaces, dashes and underscores do not count
+    (`User ID`, `userId`, `user-id` and `user_id` are one name)."""
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def safe(name: str) -> str:
+    out = "".join(ch.lower() if ch.isalnum() else "_" for ch in name).strip("_")
+    return out or "column"
