@@ -106,10 +106,10 @@ def catalog(workdir: str | Path) -> dict[str, Any]:
                 },
             }
         )
-    from ..lifecycle._registry import Registry
+    from ._model_versions import registered_versions
 
     models = (
-        [{**m, **MODEL_OWNER} for m in Registry(workdir).versions()]
+        [{**m, **MODEL_OWNER} for m in registered_versions(workdir)]
         if (workdir / "mlflow.db").exists()
         else []
     )

@@ -60,9 +60,9 @@ def erase_user(
             if n:
                 touched.append(DatasetRef("file", str(b.resolve()), rows=n))
         if redis_client is not None:
-            from ..serving._online import RedisState
+            from ._online_keys import online_keys
 
-            RedisState(redis_client).forget(pseudo)
+            redis_client.delete(*online_keys(pseudo))  # what `serving._online.RedisState` holds
             report["redis"] = "forgotten"
         path = workdir / ERASURES_FILE
         path.parent.mkdir(parents=True, exist_ok=True)

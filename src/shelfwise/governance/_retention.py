@@ -126,9 +126,9 @@ def _prune_bundles(workdir: Path, keep: int | None) -> int:
     if (root / "CURRENT").exists():
         protected.add((root / "CURRENT").read_text().strip())
     if (workdir / "mlflow.db").exists():
-        from ..lifecycle._registry import Registry
+        from ._model_versions import registered_versions
 
-        for v in Registry(workdir).versions():
+        for v in registered_versions(workdir):
             if v["aliases"]:
                 protected.add(str(v["bundle"]))
     n = 0

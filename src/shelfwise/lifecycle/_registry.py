@@ -28,17 +28,14 @@ once, as before the registry existed; the gates are still computed and recorded.
 from __future__ import annotations
 
 import json
-import logging
-import os
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..errors import ShelfwiseError
-
-MODEL = "shelfwise-bundle"
-HEADLINE = "ndcg@10"
+from ..governance._model_versions import HEADLINE, MODEL, alias_version, registered_versions
+from ..governance._model_versions import mlflow_client as _client
 
 
 @dataclass
@@ -46,16 +43,6 @@ class Gate:
     name: str
     passed: bool
     detail: str
-
-
-def _client(workdir: Path) -> Any:
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
-    logging.getLogger("alembic").setLevel(logging.ERROR)
-    from mlflow import MlflowClient
-
-    uri = f"sqlite:///{(workdir / 'mlflow.db').resolve().as_posix()}"
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 class Registry:
@@ -76,12 +63,7 @@ class Registry:
             )
 
     def _alias(self, alias: str) -> str | None:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            return str(self.client.get_model_version_by_alias(MODEL, alias).version)
-        except MlflowException:
-            return None
+        return alias_version(self.client, alias)
 
     def production(self) -> str | None:
         return self._alias("production")
@@ -104,32 +86,7 @@ class Registry:
         return json.loads((Path(mv.source) / "manifest.json").read_text())  # type: ignore[no-any-return]
 
     def versions(self) -> list[dict[str, Any]]:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            mvs = self.client.search_model_versions(f"name='{MODEL}'")
-        except MlflowException:
-            return []
-        prod, cand = self.production(), self.candidate()
-        out = []
-        for mv in sorted(mvs, key=lambda m: int(m.version)):
-            tags = dict(mv.tags)
-            aliases = [a for a, v in (("production", prod), ("candidate", cand)) if v == str(mv.version)]
-            out.append(
-                {
-                    "version": str(mv.version),
-                    "bundle": tags.get("bundle_version"),
-                    "path": mv.source,
-                    "aliases": aliases,
-                    "default_model": tags.get("default_model"),
-                    HEADLINE: float(tags["ndcg_at_10"]) if tags.get("ndcg_at_10") else None,
-                    "registered_by": tags.get("registered_by"),
-                    "approved_by": tags.get("approved_by"),
-                    "gates": json.loads(tags.get("gates", "[]")),
-                    "status": tags.get("status", "candidate"),
-                }
-            )
-        return out
+        return registered_versions(self.workdir, self.client)
 
     # -- gates ---------------------------------------------------------------------------------
     def gates(self, version: str) -> list[Gate]:

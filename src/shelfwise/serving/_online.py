@@ -12,6 +12,8 @@ import threading
 from collections import OrderedDict, deque
 from typing import Any, Protocol
 
+from ..governance._online_keys import ONLINE_PREFIX, online_keys
+
 RECENT_MAX = 50
 
 
@@ -71,14 +73,13 @@ class MemoryState:
 class RedisState:
     """Recent items in a capped list per user, purchases in a hash, a version counter."""
 
-    def __init__(self, client: Any, prefix: str = "shelfwise:", ttl_seconds: int = 30 * 86400):
+    def __init__(self, client: Any, prefix: str = ONLINE_PREFIX, ttl_seconds: int = 30 * 86400):
         self.client = client
         self.prefix = prefix
         self.ttl = ttl_seconds
 
     def _keys(self, user: str) -> tuple[str, str, str]:
-        p = self.prefix
-        return f"{p}recent:{user}", f"{p}bought:{user}", f"{p}v:{user}"
+        return online_keys(user, self.prefix)
 
     def record(self, events: list[tuple[str, str, str, float]]) -> None:
         pipe = self.client.pipeline(transaction=False)

@@ -1,0 +1,72 @@
+"""The model registry, read side: the registered bundle versions with their aliases and tags.
+
+Governance reads it (the data catalog lists models, retention keeps the bundles an alias points
+at) and the gated registry (`lifecycle._registry`) builds on it; kept here, below both, so that
+governance does not import the lifecycle.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+MODEL = "shelfwise-bundle"
+HEADLINE = "ndcg@10"
+
+__all__ = ["HEADLINE", "MODEL", "alias_version", "mlflow_client", "registered_versions"]
+
+
+def mlflow_client(workdir: Path) -> Any:
+    """An MLflow client on the workdir's registry (`mlflow.db`)."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    logging.getLogger("alembic").setLevel(logging.ERROR)
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{(workdir / 'mlflow.db').resolve().as_posix()}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def alias_version(client: Any, alias: str) -> str | None:
+    """The version an alias (`production`, `candidate`) points at, if any."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(MODEL, alias).version)
+    except MlflowException:
+        return None
+
+
+def registered_versions(workdir: str | Path, client: Any = None) -> list[dict[str, Any]]:
+    """Every registered bundle version, oldest first, with its aliases, headline metric, gates
+    and approvals ([] when none is registered)."""
+    from mlflow.exceptions import MlflowException
+
+    client = client if client is not None else mlflow_client(Path(workdir))
+    try:
+        mvs = client.search_model_versions(f"name='{MODEL}'")
+    except MlflowException:
+        return []
+    prod, cand = alias_version(client, "production"), alias_version(client, "candidate")
+    out = []
+    for mv in sorted(mvs, key=lambda m: int(m.version)):
+        tags = dict(mv.tags)
+        aliases = [a for a, v in (("production", prod), ("candidate", cand)) if v == str(mv.version)]
+        out.append(
+            {
+                "version": str(mv.version),
+                "bundle": tags.get("bundle_version"),
+                "path": mv.source,
+                "aliases": aliases,
+                "default_model": tags.get("default_model"),
+                HEADLINE: float(tags["ndcg_at_10"]) if tags.get("ndcg_at_10") else None,
+                "registered_by": tags.get("registered_by"),
+                "approved_by": tags.get("approved_by"),
+                "gates": json.loads(tags.get("gates", "[]")),
+                "status": tags.get("status", "candidate"),
+            }
+        )
+    return out
