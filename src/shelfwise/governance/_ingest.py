@@ -46,7 +46,7 @@ from ._erasures import Erasures
 from ._ingest_report import IngestReport, IngestSettings, TableReport
 from ._lineage import DatasetRef, LineageRun, warehouse_namespace
 from ._load_columns import ORDER_KEYS, header_of, map_columns, samples_of
-from ._load_publish import publish, withhold_erased
+from ._load_publish import publish, validate_curated, withhold_erased
 from ._load_raw import load_raw, store_raw
 from ._load_rows import check_rows
 from ._load_sets import check_sets
@@ -174,8 +174,11 @@ class Ingestor:
                 path = files[table]
                 if path is None:
                     continue
+                t0_stage = time.perf_counter()
                 staged = staged_now.pop(table, None) or stage_file(path, staged_dir)
+                staging_s = time.perf_counter() - t0_stage
                 tr = self._ingest_table(wh, CONTRACTS[table], staged, lineage.run_id, report)
+                tr.stage_seconds = {"stage": round(staging_s, 3), **tr.stage_seconds}
                 tr.derived = derived.get(table, "")
                 report.tables[table] = tr
                 input_refs.append(
@@ -275,10 +278,15 @@ class Ingestor:
             side_effects=False,
         )
 
+    def _validate(self, wh: Warehouse, contract: TableContract, *, empty: bool = False) -> None:
+        """The curated table must satisfy the contract's pandera schema."""
+        validate_curated(wh, contract, empty=empty)
+
     def _ingest_table(
         self, wh: Warehouse, contract: TableContract, staged: StagedFile, run_id: str, report: IngestReport
     ) -> TableReport:
         """One table: its columns mapped, then the four stages over one `LoadState`."""
+        t0 = time.perf_counter()
         src = staged.source
         tr = TableReport(
             table=contract.name,
@@ -334,12 +342,19 @@ class Ingestor:
             extra_kept=extra_kept,
             mapped_explicitly=frozenset(self._map.for_table(contract.name)),
         )
-        load_raw(st)  # 1. the file into raw (or, with erased users on record, a temp table)
-        check_rows(st)  # 2. the contract's row checks
-        withhold_erased(st)  # the erased users' rows leave the load before anything is stored
-        store_raw(st)
-        check_sets(st)  # 3. duplicates, keys, references, robots
-        publish(st)  # 4. pseudonyms, re-deliveries, quarantine, the new curated version
+        tr.stage_seconds["columns"] = round(time.perf_counter() - t0, 3)
+        for name, stage in (
+            ("raw", load_raw),  # 1. the file into raw (or, with erased users on record, a temp table)
+            ("rows", check_rows),  # 2. the contract's row checks
+            ("erased", withhold_erased),  # erased users' rows leave the load before anything is stored
+            ("raw", store_raw),
+            ("sets", check_sets),  # 3. duplicates, keys, references, robots
+            ("publish", publish),  # 4. pseudonyms, re-deliveries, quarantine, the new curated version
+        ):
+            t0 = time.perf_counter()
+            stage(st)
+            spent = tr.stage_seconds.get(name, 0.0) + time.perf_counter() - t0
+            tr.stage_seconds[name] = round(spent, 3)
         return tr
 
 

@@ -54,6 +54,9 @@ class TableReport:
     # here by reason so that rows_in == rows_curated + rows_quarantined + rows_withheld
     rows_withheld: int = 0
     withheld: dict[str, int] = field(default_factory=dict)
+    # wall seconds of each stage of the load (stage, columns, raw, rows, sets, publish): where
+    # the time goes (`benchmarks/ingest_speed.py`)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

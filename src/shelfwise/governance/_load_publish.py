@@ -15,14 +15,15 @@ from datetime import datetime
 import pyarrow as pa
 
 from ..errors import ContractViolation
+from ..storage import Warehouse
 from ..storage._sources import PART_LINES
 from ._compile import lit, q
-from ._contracts import Kind
+from ._contracts import Kind, TableContract
 from ._load_state import CHECKED, LoadState, count_withheld
 from ._privacy import Pseudonymizer, SecretStore
 from ._reasons import Reason
 
-__all__ = ["publish", "withhold_erased"]
+__all__ = ["publish", "validate_curated", "withhold_erased"]
 
 
 def withhold_erased(st: LoadState) -> None:
@@ -160,7 +161,7 @@ def publish(st: LoadState) -> None:
     wh.sql(f"DROP TABLE {CHECKED}")
     wh.sql("DROP TABLE IF EXISTS _new")
     wh.sql(f"DROP VIEW {st.load}")
-    _validate(st, empty=tr.rows_total == 0)
+    validate_curated(wh, contract, empty=tr.rows_total == 0)
 
 
 def _register_pseudonyms(st: LoadState, column: str, raw_ids: list[str], pseudonyms: list[str]) -> None:
@@ -280,14 +281,13 @@ def _flag_redelivered(st: LoadState, names: list[str]) -> None:
     wh.sql("DROP TABLE _first")
 
 
-def _validate(st: LoadState, *, empty: bool = False) -> None:
-    """The curated table must satisfy the contract's pandera schema (checks run in the warehouse)."""
+def validate_curated(wh: Warehouse, contract: TableContract, *, empty: bool = False) -> None:
+    """The curated table must satisfy the contract's pandera schema (checks run in the warehouse;
+    `empty`: columns and types only)."""
     import pandera.errors
 
-    schema = st.contract.to_pandera(values=not empty)
+    schema = contract.to_pandera(values=not empty)
     try:
-        schema.validate(st.wh.table(st.contract.name), lazy=True)
+        schema.validate(wh.table(contract.name), lazy=True)
     except pandera.errors.SchemaErrors as exc:
-        raise ContractViolation(
-            f"curated {st.contract.name} breaks its contract {schema.name}: {exc}"
-        ) from exc
+        raise ContractViolation(f"curated {contract.name} breaks its contract {schema.name}: {exc}") from exc

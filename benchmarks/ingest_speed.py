@@ -1,0 +1,138 @@
+"""Governed ingestion against a bare DuckDB load of the same file (issue 20, part 0), as JSON.
+
+For each size one events CSV is written (`run.make_events`: synthetic, about 0.5% defective rows,
+8 columns), then loaded, in the same run and alternately:
+
+- bare: a fresh Python process that imports DuckDB and runs `CREATE TABLE events AS SELECT * FROM
+  read_csv(file)` into a new database file (auto-detected types, no checks), start to exit;
+- shelfwise: `shelfwise ingest --data DIR --workdir NEW --json`, start to exit (imports, staging,
+  raw, row and set checks, pseudonyms, quarantine, publishing, lineage, audit, the HTML report).
+
+Wall time is the median of `--repeat` runs of each; peak memory is each child's own maximum
+resident set (`os.wait4`). The ingest report's per-stage seconds say where the time goes. Target:
+`ratio` (shelfwise / bare) at most 3. The machine may be shared: its load average is recorded at
+the start and after each size, and a loaded machine stretches both sides of the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _provenance import provenance, write_report
+from run import make_events
+
+BARE = """
+import sys, duckdb
+con = duckdb.connect(sys.argv[2])
+con.sql(f"CREATE TABLE events AS SELECT * FROM read_csv('{sys.argv[1]}')")
+print(con.sql("SELECT count(*) FROM events").fetchone()[0])
+con.close()
+"""
+
+
+def timed(cmd: list[str]) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS in MB, stdout) of one child process, start to exit."""
+    with tempfile.TemporaryFile() as out:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(proc.pid, 0)
+        secs = time.perf_counter() - t0
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{err[-2000:]}")
+        out.seek(0)
+        return secs, usage.ru_maxrss / 1024, out.read().decode()
+
+
+def measure(rows: int, work: Path, repeat: int) -> dict:
+    data = work / f"data-{rows}"
+    make_events(data / "events.csv", rows)
+    csv = data / "events.csv"
+    cli = [sys.executable, "-m", "shelfwise.cli"]
+    bare_s, bare_mb, ours_s, ours_mb = [], [], [], []
+    report: dict = {}
+    for _ in range(repeat):
+        db = work / "bare.duckdb"
+        db.unlink(missing_ok=True)
+        s, mb, out = timed([sys.executable, "-c", BARE, csv.as_posix(), db.as_posix()])
+        assert int(out.strip()) == rows, out
+        bare_s.append(s)
+        bare_mb.append(mb)
+        db.unlink(missing_ok=True)
+        w = work / f"w-{rows}"
+        shutil.rmtree(w, ignore_errors=True)
+        s, mb, out = timed([*cli, "ingest", "--data", str(data), "--workdir", str(w), "--json"])
+        ours_s.append(s)
+        ours_mb.append(mb)
+        report = json.loads(out)
+        shutil.rmtree(w, ignore_errors=True)
+    ev = report["tables"]["events"]
+    bare, ours = statistics.median(bare_s), statistics.median(ours_s)
+    shutil.rmtree(data, ignore_errors=True)
+    return {
+        "rows": rows,
+        "file_mb": round(csv.stat().st_size / 1e6, 1) if csv.exists() else None,
+        "bare_seconds": round(bare, 2),
+        "bare_peak_rss_mb": round(max(bare_mb), 1),
+        "ingest_seconds": round(ours, 2),
+        "ingest_peak_rss_mb": round(max(ours_mb), 1),
+        "ratio": round(ours / bare, 2),
+        "runs": {
+            "bare_seconds": [round(x, 2) for x in bare_s],
+            "ingest_seconds": [round(x, 2) for x in ours_s],
+        },
+        "ingest_stage_seconds": ev.get("stage_seconds", {}),
+        "ingest_in_process_seconds": report.get("seconds"),
+        "rows_curated": ev["rows_curated"],
+        "rows_quarantined": ev["rows_quarantined"],
+        "reasons": ev["reasons"],
+        "balanced": ev["balanced"],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="benchmarks/ingest_speed.json")
+    ap.add_argument(
+        "--sizes", default="1000000,2000000", help="comma-separated row counts (10000000 optional)"
+    )
+    ap.add_argument(
+        "--repeat", type=int, default=1, help="runs of each side per size (the median is reported)"
+    )
+    ap.add_argument("--work", default="benchmarks/work-ingest-speed")
+    args = ap.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    results = []
+    try:
+        for n in [int(s) for s in args.sizes.split(",")]:
+            res = measure(n, work, args.repeat)
+            print(json.dumps({k: v for k, v in res.items() if k != "reasons"}), flush=True)
+            results.append(res)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    write_report(
+        args.out,
+        {
+            **provenance(),
+            "benchmark": "`shelfwise ingest` against a bare DuckDB read_csv load of the same events CSV",
+            "measures": "wall seconds from process start to exit (median of the runs) and each process's "
+            "peak RSS; ratio = ingest_seconds / bare_seconds; ingest_stage_seconds from the ingest report",
+            "target_ratio": 3.0,
+            "ingestion": results,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
