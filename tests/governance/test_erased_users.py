@@ -150,3 +150,29 @@ def test_json_lines_an_erased_user_is_withheld_from_valid_and_malformed_lines(tm
     rep = Ingestor(work).run(d).tables["events"]
     assert (rep.rows_in, rep.rows_curated, rep.rows_quarantined, rep.rows_withheld) == (11, 6, 1, 4)
     assert rep.withheld == {"erased_user": 4} and rep.balanced and rep.reasons == {"malformed_row": 1}
+
+    # served events absorbed later (the feedback loop's governed path): u2's old event is withheld,
+    # the one they sent after the erasure is curated
+    from shelfwise.serving._feedback import ingest_events
+
+    later = (datetime.now(UTC) + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "events.jsonl").write_text(
+        json.dumps(
+            {
+                "user_id": "u2",
+                "product_id": "p1",
+                "event_type": "click",
+                "timestamp": "2024-03-02T10:00:00Z",
+                "event_id": "e1",
+            }
+        )
+        + "\n"
+        + json.dumps(
+            {"user_id": "u2", "product_id": "p1", "event_type": "click", "timestamp": later, "event_id": "e2"}
+        )
+        + "\n"
+    )
+    rep = ingest_events(work, served).tables["events"]
+    assert (rep.rows_in, rep.rows_curated, rep.rows_withheld, rep.balanced) == (2, 1, 1, True)
