@@ -33,6 +33,7 @@ from run import make_events
 BARE = """
 import sys, duckdb
 con = duckdb.connect(sys.argv[2])
+con.sql("SET enable_progress_bar = false")
 con.sql(f"CREATE TABLE events AS SELECT * FROM read_csv('{sys.argv[1]}')")
 print(con.sql("SELECT count(*) FROM events").fetchone()[0])
 con.close()
