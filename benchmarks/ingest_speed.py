@@ -58,6 +58,7 @@ def measure(rows: int, work: Path, repeat: int) -> dict:
     data = work / f"data-{rows}"
     make_events(data / "events.csv", rows)
     csv = data / "events.csv"
+    file_mb = round(csv.stat().st_size / 1e6, 1)
     cli = [sys.executable, "-m", "shelfwise.cli"]
     bare_s, bare_mb, ours_s, ours_mb = [], [], [], []
     report: dict = {}
@@ -81,7 +82,7 @@ def measure(rows: int, work: Path, repeat: int) -> dict:
     shutil.rmtree(data, ignore_errors=True)
     return {
         "rows": rows,
-        "file_mb": round(csv.stat().st_size / 1e6, 1) if csv.exists() else None,
+        "file_mb": file_mb,
         "bare_seconds": round(bare, 2),
         "bare_peak_rss_mb": round(max(bare_mb), 1),
         "ingest_seconds": round(ours, 2),
@@ -112,6 +113,7 @@ def main() -> None:
     )
     ap.add_argument("--work", default="benchmarks/work-ingest-speed")
     args = ap.parse_args()
+    prov = provenance()  # (the machine's load average as the run starts)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     results = []
@@ -125,7 +127,7 @@ def main() -> None:
     write_report(
         args.out,
         {
-            **provenance(),
+            **prov,
             "benchmark": "`shelfwise ingest` against a bare DuckDB read_csv load of the same events CSV",
             "measures": "wall seconds from process start to exit (median of the runs) and each process's "
             "peak RSS; ratio = ingest_seconds / bare_seconds; ingest_stage_seconds from the ingest report",
