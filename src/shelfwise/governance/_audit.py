@@ -34,6 +34,7 @@ ACTIONS = (
     "experiments.change",
     "privacy.erase",
     "retention.enforce",
+    "insights.customers",
 )
 
 

@@ -1,0 +1,216 @@
+"""Benchmark (`make bench`): customer churn and expected purchases against BG/NBD and Pareto/NBD.
+
+Real order data from ../shared/data (see each folder's SOURCE.md), split in time: at each origin
+`as_of`, every model sees only the orders up to it, and is scored on what each customer did in
+the `horizon` days after it. Several origins (90 days apart) are averaged. Scored on the
+customers with at least one order before `as_of` (the anchors' domain):
+- churn AUC: the score of "no order in the horizon" vs what happened (ROC AUC);
+- MAE: mean absolute error of expected orders in the horizon, per customer.
+Anchors (the `bench` extra; `lifetimes` 0.11.3, archived but the reference implementation):
+BG/NBD and Pareto/NBD fitted on the same calibration orders (orders counted per day, as those
+models assume); their churn score is P(no order) = exp(-expected orders) and, as a second
+score, 1 - P(alive); the better of the two is kept for each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from _provenance import provenance, write_report
+from sklearn.metrics import roc_auc_score
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+DATA = ROOT.parent / "shared" / "data"
+
+from shelfwise.insights._customers import fit_predict, orders_from_events  # noqa: E402
+
+
+def superstore() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Tableau Superstore order lines -> canonical purchase events (one order = one session)."""
+    df = pd.read_csv(DATA / "superstore_sales" / "Sample - Superstore.csv", encoding="cp1252", dtype=str)
+    events = pd.DataFrame(
+        {
+            "user_id": df["Customer ID"],
+            "product_id": df["Product ID"],
+            "event_type": "purchase",
+            "timestamp": pd.to_datetime(df["Order Date"], format="%m/%d/%Y").astype("datetime64[us]"),
+            "session_id": df["Order ID"],
+            "value": pd.to_numeric(df["Sales"]),
+            "quantity": pd.to_numeric(df["Quantity"]),
+        }
+    )
+    products = (
+        df.assign(category=df["Category"] + " > " + df["Sub-Category"])
+        .drop_duplicates("Product ID")[["Product ID", "category"]]
+        .rename(columns={"Product ID": "product_id"})
+    )
+    products["brand"] = None
+    products["price"] = np.nan
+    return events.sort_values("timestamp", kind="stable").reset_index(drop=True), products
+
+
+def magazine() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Amazon 2018 Magazine_Subscriptions 5-core reviews as purchases (a review follows a buy)."""
+    df = pd.read_json(DATA / "amazon2018_magazine_subscriptions" / "Magazine_Subscriptions_5.json.gz", lines=True)
+    events = pd.DataFrame(
+        {
+            "user_id": df["reviewerID"].astype(str),
+            "product_id": df["asin"].astype(str),
+            "event_type": "purchase",
+            "timestamp": pd.to_datetime(df["unixReviewTime"], unit="s").astype("datetime64[us]"),
+            "session_id": None,
+            "value": np.nan,
+            "quantity": 1.0,
+        }
+    )
+    products = pd.DataFrame({"product_id": events["product_id"].unique()})
+    products["category"], products["brand"], products["price"] = None, None, np.nan
+    return events.sort_values("timestamp", kind="stable").reset_index(drop=True), products
+
+
+DATASETS = {"superstore_sales": superstore, "amazon2018_magazine_subscriptions": magazine}
+
+
+def _rfm(orders: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Per customer: BG/NBD's frequency (repeat order days), recency and T (days)."""
+    days = orders.assign(day=orders["ts"].dt.floor("D")).drop_duplicates(["user_id", "day"])
+    g = days.groupby("user_id")["day"]
+    first, last, n = g.min(), g.max(), g.size()
+    return pd.DataFrame(
+        {
+            "frequency": (n - 1).astype(float),
+            "recency": (last - first).dt.days.astype(float),
+            "T": ((as_of.floor("D") - first).dt.days + 1).astype(float),
+        }
+    )
+
+
+def _anchor(name: str, rfm: pd.DataFrame, horizon: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | str:
+    from lifetimes import BetaGeoFitter, ParetoNBDFitter
+    from lifetimes.utils import ConvergenceError
+
+    cls = BetaGeoFitter if name == "bgnbd" else ParetoNBDFitter
+    for pen in (0.0, 0.001, 0.01, 0.1):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                m = cls(penalizer_coef=pen).fit(rfm["frequency"], rfm["recency"], rfm["T"])
+                exp = m.conditional_expected_number_of_purchases_up_to_time(
+                    horizon, rfm["frequency"], rfm["recency"], rfm["T"]
+                )
+                alive = m.conditional_probability_alive(rfm["frequency"], rfm["recency"], rfm["T"])
+            exp, alive = np.asarray(exp, float), np.asarray(alive, float)
+            if np.isfinite(exp).all() and np.isfinite(alive).all():
+                return exp, np.exp(-exp), 1 - alive
+        except (ConvergenceError, ValueError, FloatingPointError, ZeroDivisionError):
+            continue
+    return f"{name}: did not converge at any penalizer"
+
+
+def evaluate(events: pd.DataFrame, products: pd.DataFrame, horizon: int, origins: int) -> dict:
+    orders_all = orders_from_events(events, products)
+    end = events["timestamp"].max()
+    rows = []
+    for k in range(origins):
+        as_of = pd.Timestamp(end) - pd.Timedelta(days=horizon + 90 * k)
+        seen = events[events["timestamp"] <= as_of]
+        orders = orders_all[orders_all["ts"] <= as_of]
+        rfm = _rfm(orders, as_of)
+        future = orders_all[(orders_all["ts"] > as_of) & (orders_all["ts"] <= as_of + pd.Timedelta(days=horizon))]
+        # the truth in the anchors' unit (order days) and in ours (orders); on these data they agree
+        # almost everywhere; each model is scored in its own unit
+        y_orders = future.groupby("user_id").size().reindex(rfm.index).fillna(0).to_numpy()
+        y_days = (
+            future.assign(day=future["ts"].dt.floor("D"))
+            .drop_duplicates(["user_id", "day"])
+            .groupby("user_id")
+            .size()
+            .reindex(rfm.index)
+            .fillna(0)
+            .to_numpy()
+        )
+        churned = (y_orders == 0).astype(int)
+        if churned.min() == churned.max():
+            continue
+        t0 = time.perf_counter()
+        ours, info = fit_predict(seen, products, as_of.to_pydatetime(), horizon)
+        ours = ours.reindex(rfm.index)
+        row = {
+            "as_of": as_of.date().isoformat(),
+            "customers": len(rfm),
+            "churn_rate": round(float(churned.mean()), 4),
+            "shelfwise_gbm": {
+                "churn_weight": info.churn_weight,
+                "count_weight": info.count_weight,
+                "seasonal_factor": round(info.seasonal_factor, 3),
+                "churn_auc": roc_auc_score(churned, ours["churn_risk"]),
+                "mae": float(np.abs(ours["expected_purchases"] - y_orders).mean()),
+                "model": info.model,
+                "train_rows": info.train_rows,
+                "fit_s": round(time.perf_counter() - t0, 2),
+            },
+        }
+        for name in ("bgnbd", "pareto_nbd"):
+            t0 = time.perf_counter()
+            got = _anchor(name, rfm, horizon)
+            if isinstance(got, str):
+                row[name] = {"error": got}
+                continue
+            exp, p_none, p_dead = got
+            auc_none, auc_dead = roc_auc_score(churned, p_none), roc_auc_score(churned, p_dead)
+            row[name] = {
+                "churn_auc": max(auc_none, auc_dead),
+                "churn_auc_p_no_purchase": auc_none,
+                "churn_auc_1_minus_p_alive": auc_dead,
+                "mae": float(np.abs(exp - y_days).mean()),
+                "fit_s": round(time.perf_counter() - t0, 2),
+            }
+        rows.append(row)
+    models = ("shelfwise_gbm", "bgnbd", "pareto_nbd")
+    mean = {
+        m: {
+            k: round(float(np.mean([r[m][k] for r in rows if k in r[m]])), 4)
+            for k in ("churn_auc", "mae")
+            if any(k in r[m] for r in rows)
+        }
+        for m in models
+    }
+    for r in rows:
+        for m in models:
+            for k, v in list(r[m].items()):
+                if isinstance(v, float):
+                    r[m][k] = round(v, 4)
+    return {"horizon_days": horizon, "origins": rows, "mean": mean}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="benchmarks/insights.json")
+    ap.add_argument("--horizons", default="90,180")
+    ap.add_argument("--datasets", default=",".join(DATASETS))
+    ap.add_argument("--origins", type=int, default=4, help="as_of dates, 90 days apart, back from the end")
+    args = ap.parse_args()
+    report = {"provenance": provenance(), "protocol": __doc__.strip(), "customers": {}}
+    for name in args.datasets.split(","):
+        load = DATASETS[name]
+        if not (DATA / name).exists():
+            report["customers"][name] = {"skipped": f"{DATA / name} is absent"}
+            continue
+        events, products = load()
+        report["customers"][name] = {
+            str(h): evaluate(events, products, int(h), args.origins) for h in args.horizons.split(",")
+        }
+        for h, res in report["customers"][name].items():
+            print(name, f"horizon {h} d:", res["mean"])
+    write_report(args.out, report)
+
+
+if __name__ == "__main__":
+    main()
