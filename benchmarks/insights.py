@@ -58,7 +58,9 @@ def superstore() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def magazine() -> tuple[pd.DataFrame, pd.DataFrame]:
     """Amazon 2018 Magazine_Subscriptions 5-core reviews as purchases (a review follows a buy)."""
-    df = pd.read_json(DATA / "amazon2018_magazine_subscriptions" / "Magazine_Subscriptions_5.json.gz", lines=True)
+    df = pd.read_json(
+        DATA / "amazon2018_magazine_subscriptions" / "Magazine_Subscriptions_5.json.gz", lines=True
+    )
     events = pd.DataFrame(
         {
             "user_id": df["reviewerID"].astype(str),
@@ -123,7 +125,9 @@ def evaluate(events: pd.DataFrame, products: pd.DataFrame, horizon: int, origins
         seen = events[events["timestamp"] <= as_of]
         orders = orders_all[orders_all["ts"] <= as_of]
         rfm = _rfm(orders, as_of)
-        future = orders_all[(orders_all["ts"] > as_of) & (orders_all["ts"] <= as_of + pd.Timedelta(days=horizon))]
+        future = orders_all[
+            (orders_all["ts"] > as_of) & (orders_all["ts"] <= as_of + pd.Timedelta(days=horizon))
+        ]
         # the truth in the anchors' unit (order days) and in ours (orders); on these data they agree
         # almost everywhere; each model is scored in its own unit
         y_orders = future.groupby("user_id").size().reindex(rfm.index).fillna(0).to_numpy()

@@ -5,4 +5,12 @@ from ._bgnbd import BGNBD
 from ._customers import SEGMENTS, CustomerModel, profile_customers
 from ._run import PROFILE_FIELDS, profile_records, run_customers
 
-__all__ = ["BGNBD", "PROFILE_FIELDS", "SEGMENTS", "CustomerModel", "profile_customers", "profile_records", "run_customers"]
+__all__ = [
+    "BGNBD",
+    "PROFILE_FIELDS",
+    "SEGMENTS",
+    "CustomerModel",
+    "profile_customers",
+    "profile_records",
+    "run_customers",
+]

@@ -38,7 +38,12 @@ MIN_TRAIN_ROWS = 50
 PRIOR_ORDERS = 2.0
 MIN_BGNBD_CUSTOMERS = 20
 SEASONAL_CLIP = 2.0
-DEFAULT_TREES, MIN_TREES, MAX_TREES, EARLY_STOP = 200, 10, 1000, 50  # shrinkage of a user's average order value towards the shop's
+DEFAULT_TREES, MIN_TREES, MAX_TREES, EARLY_STOP = (
+    200,
+    10,
+    1000,
+    50,
+)  # shrinkage of a user's average order value towards the shop's
 
 FEATURES = (
     "frequency",
@@ -165,7 +170,9 @@ def features_at(
         ("events_30", kinds != "purchase", 30),
     ):
         f[name] = ev[mask & (ev_age <= w)].groupby("user_id").size().reindex(users).fillna(0.0)
-    f["days_since_event"] = pd.Series(days(ev.groupby("user_id")["timestamp"].max().reindex(users)), index=users)
+    f["days_since_event"] = pd.Series(
+        days(ev.groupby("user_id")["timestamp"].max().reindex(users)), index=users
+    )
     carts = ev[kinds == "add_to_cart"].groupby("user_id")["timestamp"].max().reindex(users)
     f["days_since_cart"] = pd.Series(days(carts), index=users)
     f["bgnbd_expected"], f["bgnbd_p_alive"] = np.nan, np.nan
@@ -173,7 +180,9 @@ def features_at(
     x, t_x, T = b["frequency"] - 1, b["age_days"] - b["recency_days"], b["age_days"]
     if len(b) >= MIN_BGNBD_CUSTOMERS and (x > 0).any():
         m = BGNBD.fit(x.to_numpy(), t_x.to_numpy(), T.to_numpy())
-        f.loc[b.index, "bgnbd_expected"] = m.expected(horizon_days, x.to_numpy(), t_x.to_numpy(), T.to_numpy())
+        f.loc[b.index, "bgnbd_expected"] = m.expected(
+            horizon_days, x.to_numpy(), t_x.to_numpy(), T.to_numpy()
+        )
         f.loc[b.index, "bgnbd_p_alive"] = m.p_alive(x.to_numpy(), t_x.to_numpy(), T.to_numpy())
     return f.astype(float)
 
@@ -256,7 +265,9 @@ def _fit_gbm(
         xv, yv = parts[0][0][cols], target(parts[0][1])
         if ya.nunique() > 1 and yv.nunique() > 1:
             probe = cls(objective=objective, **{**_gbm_params(seed), "n_estimators": MAX_TREES})
-            probe.fit(xa, ya, eval_set=[(xv, yv)], callbacks=[lgb.early_stopping(EARLY_STOP, verbose=False)])
+            probe.fit(
+                xa, ya, eval_X=(xv,), eval_y=(yv,), callbacks=[lgb.early_stopping(EARLY_STOP, verbose=False)]
+            )
             n_trees = max(MIN_TREES, int(probe.best_iteration_ or DEFAULT_TREES))
             val = probe.predict_proba(xv)[:, 1] if objective == "binary" else probe.predict(xv)
     model = cls(objective=objective, **{**_gbm_params(seed), "n_estimators": n_trees})
@@ -330,7 +341,9 @@ def fit_predict(
             bg_count.notna(), info.count_weight * count + (1 - info.count_weight) * bg_count.fillna(0), count
         )
         info.model, info.train_rows = "gbm", rows
-        info.seasonal_factor = seasonal_factor(orders, as_of, [pd.Timestamp(c) for c in info.cuts], horizon_days)
+        info.seasonal_factor = seasonal_factor(
+            orders, as_of, [pd.Timestamp(c) for c in info.cuts], horizon_days
+        )
         # Poisson: scaling the rate by s scales expected orders by s and raises P(none) to the s
         now["expected_purchases"] *= info.seasonal_factor
         now["churn_risk"] = now["churn_risk"] ** info.seasonal_factor
@@ -375,8 +388,14 @@ def tastes(events: pd.DataFrame, products: pd.DataFrame, top: int = 3) -> pd.Dat
     p = products.drop_duplicates("product_id").set_index("product_id")
     if p.empty:
         idx = pd.Index(events["user_id"].unique(), name="user_id")
-        return pd.DataFrame({"top_categories": [[]] * len(idx), "top_brands": [[]] * len(idx),
-                             "price_level": [None] * len(idx)}, index=idx)
+        return pd.DataFrame(
+            {
+                "top_categories": [[]] * len(idx),
+                "top_brands": [[]] * len(idx),
+                "price_level": [None] * len(idx),
+            },
+            index=idx,
+        )
     top_cat = p["category"].astype("string").str.split(" > ").str[0]
     pct = pd.to_numeric(p["price"], errors="coerce").groupby(top_cat).rank(pct=True)
     d = pd.DataFrame(

@@ -42,7 +42,9 @@ def load_curated(workdir: str | Path, as_of: datetime | None) -> tuple[pd.DataFr
 
     with read_only(workdir) as (con, curated):
         if "events" not in curated:
-            raise ShelfwiseError(f"{workdir}: no curated events (run `shelfwise ingest` with an events table)")
+            raise ShelfwiseError(
+                f"{workdir}: no curated events (run `shelfwise ingest` with an events table)"
+            )
         have = {r[0] for r in con.sql("SELECT column_name FROM (DESCRIBE curated.events)").fetchall()}
         cols = ", ".join(f'"{c}"' if c in have else f'NULL AS "{c}"' for c in EVENT_COLUMNS)
         if as_of is None:

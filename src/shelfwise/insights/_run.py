@@ -40,9 +40,9 @@ def _clean(v: Any, digits: int | None = None) -> Any:
     return v
 
 
-def profile_records(workdir: str | Path, as_of: str | None = None, horizon_days: int = 90) -> tuple[
-    list[dict[str, Any]], dict[str, Any]
-]:
+def profile_records(
+    workdir: str | Path, as_of: str | None = None, horizon_days: int = 90
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The profiles as JSON-ready dicts in the shop's own ids, and what made them."""
     at = parse_as_of(as_of)
     events, products, at = load_curated(workdir, at)
@@ -97,11 +97,15 @@ def run_customers(
     if out.suffix not in (".jsonl", ".csv"):
         raise ShelfwiseError(f"{out}: unknown output format {out.suffix!r} (use .jsonl or .csv)")
     if not (workdir / "warehouse.duckdb").exists():
-        raise ShelfwiseError(f"{workdir}: not a shelfwise workdir (no warehouse.duckdb; run `shelfwise ingest` first)")
+        raise ShelfwiseError(
+            f"{workdir}: not a shelfwise workdir (no warehouse.duckdb; run `shelfwise ingest` first)"
+        )
     person = authorize(workdir, "insights.customers")
     ns = warehouse_namespace(workdir)
     lineage = LineageRun(
-        workdir, "shelfwise.insights.customers", [DatasetRef(ns, "curated.events"), DatasetRef(ns, "curated.products")]
+        workdir,
+        "shelfwise.insights.customers",
+        [DatasetRef(ns, "curated.events"), DatasetRef(ns, "curated.products")],
     ).start()
     try:
         records, meta = profile_records(workdir, as_of, horizon_days)
