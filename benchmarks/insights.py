@@ -1,4 +1,5 @@
-"""Benchmark (`make bench`): customer churn and expected purchases against BG/NBD and Pareto/NBD.
+"""Benchmark (`make bench`): customer churn and expected purchases against BG/NBD and Pareto/NBD;
+FAQ answers against bm25s (see faq_benchmark).
 
 Real order data from ../shared/data (see each folder's SOURCE.md), split in time: at each origin
 `as_of`, every model sees only the orders up to it, and is scored on what each customer did in
@@ -194,6 +195,75 @@ def evaluate(events: pd.DataFrame, products: pd.DataFrame, horizon: int, origins
     return {"horizon_days": horizon, "origins": rows, "mean": mean}
 
 
+def faq_split(seed: int = 0) -> dict:
+    """Bitext customer-support utterances as an FAQ task: one FAQ entry per intent (its first
+    utterance as the question, its response as the answer), 7 of the 27 intents held out (their
+    utterances must be left unanswered), other utterances as the shoppers' questions: 20 per
+    intent for development (where _faq.py's weights and threshold were chosen), the next 30 per
+    intent scored here."""
+    df = pd.read_csv(DATA / "bitext_customer_support" / "Bitext_Sample_Customer_Support_Training_Dataset.csv")
+    rng = np.random.default_rng(seed)
+    held_out = set(rng.choice(sorted(df["intent"].unique()), 7, replace=False))
+    faq = df.groupby("intent").head(1)
+    faq = faq[~faq["intent"].isin(held_out)]
+    pool = df.drop(faq.index).sample(frac=1, random_state=1).groupby("intent").head(50)
+    test = pool.drop(pool.groupby("intent").head(20).index)
+    truth = [None if i in held_out else i for i in test["intent"]]
+    return {"faq": faq, "questions": test["instruction"].tolist(), "truth": truth, "held_out": sorted(held_out)}
+
+
+def _accuracy(pred: list, truth: list) -> float:
+    """Right entry for answerable questions, abstention for the others."""
+    return float(np.mean([p == t for p, t in zip(pred, truth, strict=True)]))
+
+
+def faq_benchmark() -> dict:
+    import bm25s
+    import Stemmer
+
+    from shelfwise.insights._faq import ABSTAIN_BELOW, FaqMatcher
+
+    sp = faq_split()
+    faq, qs, truth = sp["faq"], sp["questions"], sp["truth"]
+    ids = faq["intent"].tolist()
+    out: dict = {
+        "data": "bitext_customer_support",
+        "faq_entries": len(ids),
+        "questions": len(qs),
+        "unanswerable": sum(t is None for t in truth),
+        "held_out_intents": sp["held_out"],
+        "metric": "accuracy: the right entry, or no answer where none is right",
+    }
+    t0 = time.perf_counter()
+    m = FaqMatcher(ids, faq["instruction"].tolist(), faq["response"].tolist())
+    got = m.match(qs)
+    out["shelfwise"] = {
+        "accuracy": round(_accuracy([a.faq_id for a in got], truth), 4),
+        "threshold": ABSTAIN_BELOW,
+        "threshold_from": "the development split (fixed before this run)",
+        "s": round(time.perf_counter() - t0, 1),
+    }
+    stem = Stemmer.Stemmer("english")
+    for name, docs in (
+        ("bm25s_question", faq["instruction"].tolist()),
+        ("bm25s_question_answer", (faq["instruction"] + " " + faq["response"]).tolist()),
+    ):
+        r = bm25s.BM25()
+        r.index(bm25s.tokenize(docs, stopwords="en", stemmer=stem, show_progress=False), show_progress=False)
+        res, sc = r.retrieve(bm25s.tokenize(qs, stopwords="en", stemmer=stem, show_progress=False), k=1, show_progress=False)
+        pred, score = [ids[i] for i in res[:, 0]], sc[:, 0]
+        # its best abstention threshold, chosen on the very questions scored (an upper bound)
+        best = max(
+            (_accuracy([p if s >= th else None for p, s in zip(pred, score, strict=True)], truth), float(th))
+            for th in np.unique(np.r_[score, score.max() + 1])
+        )
+        out[name] = {"accuracy": round(best[0], 4), "best_threshold": round(best[1], 4)}
+    out["margin_points_over_best_bm25s"] = round(
+        100 * (out["shelfwise"]["accuracy"] - max(out["bm25s_question"]["accuracy"], out["bm25s_question_answer"]["accuracy"])), 1
+    )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="benchmarks/insights.json")
@@ -202,7 +272,10 @@ def main() -> None:
     ap.add_argument("--origins", type=int, default=4, help="as_of dates, 90 days apart, back from the end")
     args = ap.parse_args()
     report = {"provenance": provenance(), "protocol": __doc__.strip(), "customers": {}}
-    for name in args.datasets.split(","):
+    if (DATA / "bitext_customer_support").exists():
+        report["faq"] = faq_benchmark()
+        print("faq:", {k: v for k, v in report["faq"].items() if k not in ("held_out_intents",)})
+    for name in [d for d in args.datasets.split(",") if d]:
         load = DATASETS[name]
         if not (DATA / name).exists():
             report["customers"][name] = {"skipped": f"{DATA / name} is absent"}
