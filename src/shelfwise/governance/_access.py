@@ -68,6 +68,7 @@ PERMISSIONS: dict[str, set[Role]] = {
     "serve.admin": {Role.ADMIN, Role.ENGINEER},
     # profiles name customers by the shop's own ids: people who work with customers' data
     "insights.customers": {Role.ADMIN, Role.STEWARD, Role.SCIENTIST, Role.ANALYST},
+    "ask": set(H) | {Role.SERVICE},  # the FAQ is the shop's public text
 }
 
 

@@ -35,6 +35,7 @@ ACTIONS = (
     "privacy.erase",
     "retention.enforce",
     "insights.customers",
+    "ask",
 )
 
 

@@ -48,4 +48,27 @@ def customers(
         typer.echo(f"  {rep['left_out']:,} users left out: their shop ids are no longer held (retention)")
 
 
-__all__ = ["insights_app"]
+def ask(
+    workdir: Workdir,
+    questions: Annotated[
+        Path, typer.Option("--questions", help="CSV with question_id,question (or JSON lines).")
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", help='FILE.jsonl: {"question_id", "faq_id"|null, "answer", "score", "products"}.'
+        ),
+    ],
+) -> None:
+    """Answer shoppers' questions from the shop's FAQ (the faq table): semantic + lexical,
+    multilingual; no answer (faq_id null) when no entry answers the question."""
+    from ._run import run_ask
+
+    rep = run_ask(workdir, questions, out)
+    typer.echo(
+        f"wrote {rep['questions']:,} answers to {out} ({rep['answered']:,} answered from the FAQ, "
+        f"{rep['questions'] - rep['answered']:,} left unanswered; lineage run {rep['lineage_run_id']})"
+    )
+
+
+__all__ = ["ask", "insights_app"]

@@ -127,4 +127,103 @@ def run_customers(
     return rep
 
 
-__all__ = ["PROFILE_FIELDS", "profile_records", "run_customers", "write_records"]
+def read_questions(path: Path) -> list[tuple[str, str]]:
+    """(question_id, question) from a CSV with those headers or JSON lines; a bad row names the
+    file and line."""
+    from ..errors import SourceError
+
+    if not path.exists():
+        raise SourceError(str(path), None, "file not found")
+    out: list[tuple[str, str]] = []
+    if path.suffix == ".jsonl":
+        for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+            if line.strip():
+                try:
+                    obj = json.loads(line)
+                    out.append((str(obj["question_id"]), str(obj["question"])))
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise SourceError(
+                        str(path), n, f"not a JSON object with question_id, question: {exc}"
+                    ) from exc
+        return out
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or not {"question_id", "question"} <= set(reader.fieldnames):
+            raise SourceError(
+                str(path), 1, f"needs the columns question_id,question (has {reader.fieldnames})"
+            )
+        for row in reader:
+            if row.get("question_id") is None or row.get("question") is None:
+                raise SourceError(str(path), reader.line_num, "a row without question_id or question")
+            out.append((row["question_id"], row["question"]))
+    return out
+
+
+def load_faq(workdir: str | Path) -> tuple[list[str], list[str], list[str]]:
+    from ..storage import read_only
+
+    with read_only(workdir) as (con, curated):
+        if "faq" not in curated:
+            raise ShelfwiseError(
+                f"{workdir}: no FAQ; add a faq.csv (faq_id,question,answer) to the data and run `shelfwise ingest`"
+            )
+        rows = con.sql("SELECT faq_id, question, answer FROM curated.faq ORDER BY faq_id").fetchall()
+    if not rows:
+        raise ShelfwiseError(f"{workdir}: the curated faq table is empty")
+    return [r[0] for r in rows], [r[1] or "" for r in rows], [r[2] or "" for r in rows]
+
+
+def run_ask(workdir: str | Path, questions: str | Path, out: str | Path) -> dict[str, Any]:
+    """Answer each question from the shop's FAQ (or abstain), as JSON lines."""
+    from ..governance import AuditLog, DatasetRef, LineageRun, authorize
+    from ..governance._lineage import warehouse_namespace
+    from ._faq import FaqMatcher
+
+    workdir, questions, out = Path(workdir), Path(questions), Path(out)
+    if not (workdir / "warehouse.duckdb").exists():
+        raise ShelfwiseError(
+            f"{workdir}: not a shelfwise workdir (no warehouse.duckdb; run `shelfwise ingest` first)"
+        )
+    person = authorize(workdir, "ask")
+    asked = read_questions(questions)
+    ns = warehouse_namespace(workdir)
+    lineage = LineageRun(
+        workdir,
+        "shelfwise.ask",
+        [DatasetRef(ns, "curated.faq"), DatasetRef("file", str(questions.resolve()), rows=len(asked))],
+    ).start()
+    try:
+        matcher = FaqMatcher(*load_faq(workdir))
+        answers = matcher.match([q for _, q in asked])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "w", encoding="utf-8") as fh:
+            for (qid, _), a in zip(asked, answers, strict=True):
+                line = {
+                    "question_id": qid,
+                    "faq_id": a.faq_id,
+                    "answer": a.answer,
+                    "score": round(a.score, 4),
+                    "products": [],
+                }
+                fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+    except Exception as exc:
+        lineage.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    lineage.complete([DatasetRef("file", str(out.resolve()), rows=len(asked))])
+    answered = sum(a.faq_id is not None for a in answers)
+    AuditLog(workdir).append(
+        "ask", actor=person.name if person else None, out=str(out), questions=len(asked), answered=answered,
+        lineage_run_id=lineage.run_id,
+    )  # fmt: skip
+    return {"questions": len(asked), "answered": answered, "out": str(out), "lineage_run_id": lineage.run_id}
+
+
+__all__ = [
+    "PROFILE_FIELDS",
+    "load_faq",
+    "profile_records",
+    "read_questions",
+    "run_ask",
+    "run_customers",
+    "write_records",
+]
