@@ -209,7 +209,12 @@ def faq_split(seed: int = 0) -> dict:
     pool = df.drop(faq.index).sample(frac=1, random_state=1).groupby("intent").head(50)
     test = pool.drop(pool.groupby("intent").head(20).index)
     truth = [None if i in held_out else i for i in test["intent"]]
-    return {"faq": faq, "questions": test["instruction"].tolist(), "truth": truth, "held_out": sorted(held_out)}
+    return {
+        "faq": faq,
+        "questions": test["instruction"].tolist(),
+        "truth": truth,
+        "held_out": sorted(held_out),
+    }
 
 
 def _accuracy(pred: list, truth: list) -> float:
@@ -250,7 +255,9 @@ def faq_benchmark() -> dict:
     ):
         r = bm25s.BM25()
         r.index(bm25s.tokenize(docs, stopwords="en", stemmer=stem, show_progress=False), show_progress=False)
-        res, sc = r.retrieve(bm25s.tokenize(qs, stopwords="en", stemmer=stem, show_progress=False), k=1, show_progress=False)
+        res, sc = r.retrieve(
+            bm25s.tokenize(qs, stopwords="en", stemmer=stem, show_progress=False), k=1, show_progress=False
+        )
         pred, score = [ids[i] for i in res[:, 0]], sc[:, 0]
         # its best abstention threshold, chosen on the very questions scored (an upper bound)
         best = max(
@@ -259,7 +266,12 @@ def faq_benchmark() -> dict:
         )
         out[name] = {"accuracy": round(best[0], 4), "best_threshold": round(best[1], 4)}
     out["margin_points_over_best_bm25s"] = round(
-        100 * (out["shelfwise"]["accuracy"] - max(out["bm25s_question"]["accuracy"], out["bm25s_question_answer"]["accuracy"])), 1
+        100
+        * (
+            out["shelfwise"]["accuracy"]
+            - max(out["bm25s_question"]["accuracy"], out["bm25s_question_answer"]["accuracy"])
+        ),
+        1,
     )
     return out
 
@@ -271,20 +283,21 @@ def main() -> None:
     ap.add_argument("--datasets", default=",".join(DATASETS))
     ap.add_argument("--origins", type=int, default=4, help="as_of dates, 90 days apart, back from the end")
     args = ap.parse_args()
-    report = {"provenance": provenance(), "protocol": __doc__.strip(), "customers": {}}
+    customers: dict[str, dict] = {}
+    report: dict = {"provenance": provenance(), "protocol": __doc__.strip(), "customers": customers}
     if (DATA / "bitext_customer_support").exists():
         report["faq"] = faq_benchmark()
         print("faq:", {k: v for k, v in report["faq"].items() if k not in ("held_out_intents",)})
     for name in [d for d in args.datasets.split(",") if d]:
         load = DATASETS[name]
         if not (DATA / name).exists():
-            report["customers"][name] = {"skipped": f"{DATA / name} is absent"}
+            customers[name] = {"skipped": f"{DATA / name} is absent"}
             continue
         events, products = load()
-        report["customers"][name] = {
+        customers[name] = {
             str(h): evaluate(events, products, int(h), args.origins) for h in args.horizons.split(",")
         }
-        for h, res in report["customers"][name].items():
+        for h, res in customers[name].items():
             print(name, f"horizon {h} d:", res["mean"])
     write_report(args.out, report)
 

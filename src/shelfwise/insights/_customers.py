@@ -198,7 +198,7 @@ def labels_after(orders: pd.DataFrame, users: pd.Index, cut: Any, horizon_days: 
 def training_cuts(first_event: Any, as_of: Any, horizon_days: int) -> list[pd.Timestamp]:
     """Cut dates whose horizon ends by `as_of`, every CUT_STEP_DAYS back, each with history before it."""
     start = pd.Timestamp(first_event) + pd.Timedelta(days=MIN_HISTORY_DAYS)
-    cuts = []
+    cuts: list[pd.Timestamp] = []
     c = pd.Timestamp(as_of) - pd.Timedelta(days=horizon_days)
     while c >= start and len(cuts) < MAX_CUTS:
         cuts.append(c)

@@ -198,7 +198,7 @@ def run_ask(workdir: str | Path, questions: str | Path, out: str | Path) -> dict
         out.parent.mkdir(parents=True, exist_ok=True)
         with open(out, "w", encoding="utf-8") as fh:
             for (qid, _), a in zip(asked, answers, strict=True):
-                line = {
+                line: dict[str, Any] = {
                     "question_id": qid,
                     "faq_id": a.faq_id,
                     "answer": a.answer,
