@@ -16,6 +16,8 @@ score, 1 - P(alive); the better of the two is kept for each.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
 import time
 import warnings
@@ -102,7 +104,8 @@ def _anchor(name: str, rfm: pd.DataFrame, horizon: int) -> tuple[np.ndarray, np.
     cls = BetaGeoFitter if name == "bgnbd" else ParetoNBDFitter
     for pen in (0.0, 0.001, 0.01, 0.1):
         try:
-            with warnings.catch_warnings():
+            # lifetimes prints the optimizer's state when a fit fails to converge: kept off the log
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
                 warnings.simplefilter("ignore")
                 m = cls(penalizer_coef=pen).fit(rfm["frequency"], rfm["recency"], rfm["T"])
                 exp = m.conditional_expected_number_of_purchases_up_to_time(
