@@ -247,6 +247,12 @@ def _gbm_params(seed: int) -> dict[str, Any]:
     )
 
 
+def validation_cuts(n_cuts: int) -> int:
+    """How many of the latest cuts check the models trained on the earlier ones: two once there
+    are six (one cut's verdict on a noisy shop flips from month to month), one from three on."""
+    return 2 if n_cuts >= 6 else 1 if n_cuts >= 3 else 0
+
+
 def _fit_gbm(
     cls: Any, objective: str, parts: list[tuple[pd.DataFrame, pd.Series]], target: Any, seed: int
 ) -> tuple[Any, np.ndarray | None]:
@@ -259,10 +265,12 @@ def _fit_gbm(
     x = pd.concat([p[0] for p in parts])[cols]
     y = target(pd.concat([p[1] for p in parts]))
     n_trees, val = DEFAULT_TREES, None
-    if len(parts) >= 3:
-        xa = pd.concat([p[0] for p in parts[1:]])[cols]
-        ya = target(pd.concat([p[1] for p in parts[1:]]))
-        xv, yv = parts[0][0][cols], target(parts[0][1])
+    nv = validation_cuts(len(parts))
+    if nv:
+        xa = pd.concat([p[0] for p in parts[nv:]])[cols]
+        ya = target(pd.concat([p[1] for p in parts[nv:]]))
+        xv = pd.concat([p[0] for p in parts[:nv]])[cols]
+        yv = target(pd.concat([p[1] for p in parts[:nv]]))
         if ya.nunique() > 1 and yv.nunique() > 1:
             probe = cls(objective=objective, **{**_gbm_params(seed), "n_estimators": MAX_TREES})
             probe.fit(
@@ -324,7 +332,9 @@ def fit_predict(
         reg, count_val = _fit_gbm(lgb.LGBMRegressor, "poisson", parts, lambda y: y, seed)
         xn = now[list(FEATURES)]
         churn, count = clf.predict_proba(xn)[:, 1], reg.predict(xn)
-        latest, y_latest = parts[0][0], parts[0][1].to_numpy()
+        nv = validation_cuts(len(parts))
+        latest = pd.concat([p[0] for p in parts[:nv]]) if nv else parts[0][0]
+        y_latest = pd.concat([p[1] for p in parts[:nv]]).to_numpy() if nv else parts[0][1].to_numpy()
         if churn_val is not None:
             info.churn_weight = _blend_weight(
                 (y_latest == 0).astype(int), churn_val, _bgnbd_churn(latest).to_numpy(), roc_auc_score
