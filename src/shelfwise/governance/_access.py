@@ -66,6 +66,9 @@ PERMISSIONS: dict[str, set[Role]] = {
     "serve.run": {Role.ADMIN, Role.ENGINEER},
     "serve.call": {Role.ADMIN, Role.ENGINEER, Role.SERVICE, Role.SCIENTIST, Role.ANALYST},
     "serve.admin": {Role.ADMIN, Role.ENGINEER},
+    # profiles name customers by the shop's own ids: people who work with customers' data
+    "insights.customers": {Role.ADMIN, Role.STEWARD, Role.SCIENTIST, Role.ANALYST},
+    "ask": set(H) | {Role.SERVICE},  # the FAQ is the shop's public text
 }
 
 

@@ -34,6 +34,8 @@ ACTIONS = (
     "experiments.change",
     "privacy.erase",
     "retention.enforce",
+    "insights.customers",
+    "ask",
 )
 
 

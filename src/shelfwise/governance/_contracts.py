@@ -337,9 +337,22 @@ USERS = TableContract(
     ),
 )
 
-CONTRACTS: dict[str, TableContract] = {c.name: c for c in (PRODUCTS, QUERIES, USERS, EVENTS, JUDGMENTS)}
+FAQ = TableContract(
+    name="faq",
+    version="1.0.0",
+    description="The shop's customer-service FAQ (any language): what `shelfwise ask` answers from.",
+    key=("faq_id",),
+    key_rule="the last row of a faq_id in file order wins",
+    columns=(
+        ColumnSpec("faq_id", Kind.ID, required=True, aliases=("id", "question_id", "intent")),
+        ColumnSpec("question", Kind.TEXT, required=True, aliases=("title", "instruction", "q")),
+        ColumnSpec("answer", Kind.TEXT, required=True, aliases=("response", "reply", "a")),
+    ),
+)
+
+CONTRACTS: dict[str, TableContract] = {c.name: c for c in (PRODUCTS, QUERIES, USERS, EVENTS, JUDGMENTS, FAQ)}
 # Load order: referenced tables first.
-LOAD_ORDER = ("products", "queries", "users", "events", "judgments")
+LOAD_ORDER = ("products", "queries", "users", "events", "judgments", "faq")
 # file names other exports use for a table, read when the canonical name is absent (`ratings.csv`
 # and `movies.csv` of a MovieLens download, an `orders.csv` export, an `items.jsonl` catalog)
 TABLE_FILE_ALIASES: dict[str, tuple[str, ...]] = {

@@ -1,0 +1,49 @@
+"""Insights for the business on the governed, pseudonymized data (issue 18): customer profiles
+with churn risk and expected purchases (point in time, in the shop's own ids) and answers from
+the shop's FAQ.
+
+Names are imported on first use (PEP 562): the command line registers `insights` and `ask`
+without loading pandas, LightGBM or the text encoders."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from ._bgnbd import BGNBD
+    from ._customers import SEGMENTS, CustomerModel, profile_customers
+    from ._faq import Answer, FaqMatcher
+    from ._http import insights_router
+    from ._run import PROFILE_FIELDS, profile_records, run_ask, run_customers
+
+_WHERE = {
+    "Answer": "._faq",
+    "BGNBD": "._bgnbd",
+    "CustomerModel": "._customers",
+    "FaqMatcher": "._faq",
+    "PROFILE_FIELDS": "._run",
+    "SEGMENTS": "._customers",
+    "insights_router": "._http",
+    "profile_customers": "._customers",
+    "profile_records": "._run",
+    "run_ask": "._run",
+    "run_customers": "._run",
+}
+
+__all__ = [
+    "BGNBD",
+    "PROFILE_FIELDS",
+    "SEGMENTS",
+    "Answer",
+    "CustomerModel",
+    "FaqMatcher",
+    "insights_router",
+    "profile_customers",
+    "profile_records",
+    "run_ask",
+    "run_customers",
+]
+
+__getattr__ = lazy_exports(__name__, _WHERE)

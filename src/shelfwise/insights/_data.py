@@ -1,0 +1,97 @@
+"""Reading a workdir's curated events and catalog for insights, point in time, and mapping the
+warehouse's pseudonyms back to the shop's own ids.
+
+The warehouse holds only keyed pseudonyms; the shop's ids survive in the raw layer (the rows as
+delivered, which erasure and retention clean as well). A pseudonym is mapped back by
+pseudonymizing the raw layer's ids with the workdir's key, exactly as ingestion did: no reverse
+table of personal data is kept anywhere. A user whose raw rows are gone (retention) has no shop
+id any more and is left out of outputs that name users.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import ShelfwiseError
+
+EVENT_COLUMNS = ("user_id", "product_id", "event_type", "timestamp", "session_id", "value", "quantity")
+PRODUCT_COLUMNS = ("product_id", "category", "brand", "price")
+
+
+def parse_as_of(text: str | None) -> datetime | None:
+    """`--as-of`: an ISO date (the whole day is included) or date-time, in UTC."""
+    if text is None:
+        return None
+    try:
+        ts = pd.Timestamp(text)
+    except ValueError:
+        raise ShelfwiseError(f"--as-of {text!r}: not an ISO date or date-time (e.g. 2024-03-31)") from None
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    if len(text.strip()) <= 10:  # a date: up to the end of that day
+        ts = ts + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
+    return ts.to_pydatetime()
+
+
+def load_curated(workdir: str | Path, as_of: datetime | None) -> tuple[pd.DataFrame, pd.DataFrame, datetime]:
+    """Curated events up to `as_of` (inclusive; default: the latest event) and the catalog."""
+    from ..storage import read_only
+
+    with read_only(workdir) as (con, curated):
+        if "events" not in curated:
+            raise ShelfwiseError(
+                f"{workdir}: no curated events (run `shelfwise ingest` with an events table)"
+            )
+        have = {r[0] for r in con.sql("SELECT column_name FROM (DESCRIBE curated.events)").fetchall()}
+        cols = ", ".join(f'"{c}"' if c in have else f'NULL AS "{c}"' for c in EVENT_COLUMNS)
+        if as_of is None:
+            row = con.sql('SELECT max("timestamp") FROM curated.events').fetchone()
+            if not row or row[0] is None:
+                raise ShelfwiseError(f"{workdir}: the curated events table is empty")
+            as_of = row[0]
+        events = con.execute(
+            f'SELECT {cols} FROM curated.events WHERE "timestamp" <= ? AND user_id IS NOT NULL '
+            'ORDER BY "timestamp"',
+            [as_of],
+        ).df()
+        if "products" in curated:
+            have_p = {r[0] for r in con.sql("SELECT column_name FROM (DESCRIBE curated.products)").fetchall()}
+            pcols = ", ".join(f'"{c}"' if c in have_p else f'NULL AS "{c}"' for c in PRODUCT_COLUMNS)
+            products = con.sql(f"SELECT {pcols} FROM curated.products").df()
+        else:
+            products = pd.DataFrame({c: pd.Series(dtype="object") for c in PRODUCT_COLUMNS})
+    assert as_of is not None
+    return events, products, as_of
+
+
+def shop_ids(workdir: str | Path, pseudonyms: list[str]) -> dict[str, str]:
+    """pseudonym -> the shop's own id, for the pseudonyms whose raw rows are still held."""
+    from ..governance import Pseudonymizer, SecretStore
+    from ..storage import read_only
+
+    raw: set[str] = set()
+    with read_only(workdir) as (con, _):
+        tables = {
+            r[0]
+            for r in con.sql(
+                "SELECT table_name FROM information_schema.columns "
+                "WHERE table_schema = 'raw' AND column_name = 'user_id'"
+            ).fetchall()
+        }
+        for t in sorted(tables):
+            raw.update(
+                r[0]
+                for r in con.sql(
+                    f'SELECT DISTINCT trim(user_id) FROM raw."{t}" WHERE user_id IS NOT NULL'
+                ).fetchall()
+            )
+    raw_list = sorted(raw)
+    pseudo = Pseudonymizer(SecretStore(workdir).pseudonym_key()).many(raw_list)
+    wanted = set(pseudonyms)
+    return {p: r for p, r in zip(pseudo, raw_list, strict=True) if p in wanted}
+
+
+__all__ = ["load_curated", "parse_as_of", "shop_ids"]

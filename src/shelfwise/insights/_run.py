@@ -1,0 +1,229 @@
+"""The governed jobs behind the insights commands: permission, point-in-time read, model, the
+output file in the shop's own ids, an OpenLineage run and an audit entry."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..errors import ShelfwiseError
+from ._customers import profile_customers
+from ._data import load_curated, parse_as_of, shop_ids
+
+PROFILE_FIELDS = (
+    "user_id",
+    "recency_days",
+    "frequency",
+    "monetary",
+    "expected_purchases",
+    "churn_risk",
+    "expected_value",
+    "segment",
+    "top_categories",
+    "top_brands",
+    "price_level",
+)
+_ROUND = {"recency_days": 2, "monetary": 2, "expected_purchases": 4, "churn_risk": 4, "expected_value": 2}
+
+
+def _clean(v: Any, digits: int | None = None) -> Any:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return None
+        return round(v, digits) if digits is not None else v
+    return v
+
+
+def profile_records(
+    workdir: str | Path, as_of: str | None = None, horizon_days: int = 90
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The profiles as JSON-ready dicts in the shop's own ids, and what made them."""
+    at = parse_as_of(as_of)
+    events, products, at = load_curated(workdir, at)
+    if events.empty:
+        raise ShelfwiseError(f"{workdir}: no events up to {at}")
+    prof, info = profile_customers(events, products, at, horizon_days)
+    ids = shop_ids(workdir, list(prof.index))
+    records = []
+    for pseudo, row in prof.iterrows():
+        raw = ids.get(str(pseudo))
+        if raw is None:
+            continue
+        rec: dict[str, Any] = {"user_id": raw}
+        for f in PROFILE_FIELDS[1:]:
+            v = row[f]
+            rec[f] = int(v) if f == "frequency" else _clean(v, _ROUND.get(f))
+        records.append(rec)
+    records.sort(key=lambda r: r["user_id"])
+    meta = {
+        "as_of": pd.Timestamp(at).isoformat(),
+        "events": len(events),
+        "model": asdict(info),
+        "left_out": len(prof) - len(records),
+    }
+    return records, meta
+
+
+def write_records(records: list[dict[str, Any]], out: Path, fields: tuple[str, ...]) -> None:
+    """JSON lines, or CSV (lists joined with '|'), by the file's suffix."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".jsonl":
+        with open(out, "w", encoding="utf-8") as fh:
+            for r in records:
+                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    elif out.suffix == ".csv":
+        with open(out, "w", encoding="utf-8", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(fields))
+            w.writeheader()
+            for r in records:
+                w.writerow({k: "|".join(v) if isinstance(v, list) else v for k, v in r.items()})
+    else:
+        raise ShelfwiseError(f"{out}: unknown output format {out.suffix!r} (use .jsonl or .csv)")
+
+
+def run_customers(
+    workdir: str | Path, out: str | Path, *, as_of: str | None = None, horizon_days: int = 90
+) -> dict[str, Any]:
+    from ..governance import AuditLog, DatasetRef, LineageRun, authorize
+    from ..governance._lineage import warehouse_namespace
+
+    workdir, out = Path(workdir), Path(out)
+    if out.suffix not in (".jsonl", ".csv"):
+        raise ShelfwiseError(f"{out}: unknown output format {out.suffix!r} (use .jsonl or .csv)")
+    if not (workdir / "warehouse.duckdb").exists():
+        raise ShelfwiseError(
+            f"{workdir}: not a shelfwise workdir (no warehouse.duckdb; run `shelfwise ingest` first)"
+        )
+    person = authorize(workdir, "insights.customers")
+    ns = warehouse_namespace(workdir)
+    lineage = LineageRun(
+        workdir,
+        "shelfwise.insights.customers",
+        [DatasetRef(ns, "curated.events"), DatasetRef(ns, "curated.products")],
+    ).start()
+    try:
+        records, meta = profile_records(workdir, as_of, horizon_days)
+        write_records(records, out, PROFILE_FIELDS)
+    except Exception as exc:
+        lineage.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    lineage.complete([DatasetRef("file", str(out.resolve()), rows=len(records), columns=PROFILE_FIELDS)])
+    rep = {"users": len(records), "out": str(out), "lineage_run_id": lineage.run_id, **meta}
+    AuditLog(workdir).append(
+        "insights.customers",
+        actor=person.name if person else None,
+        out=str(out),
+        users=len(records),
+        as_of=meta["as_of"],
+        horizon_days=horizon_days,
+        lineage_run_id=lineage.run_id,
+    )
+    return rep
+
+
+def read_questions(path: Path) -> list[tuple[str, str]]:
+    """(question_id, question) from a CSV with those headers or JSON lines; a bad row names the
+    file and line."""
+    from ..errors import SourceError
+
+    if not path.exists():
+        raise SourceError(str(path), None, "file not found")
+    out: list[tuple[str, str]] = []
+    if path.suffix == ".jsonl":
+        for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+            if line.strip():
+                try:
+                    obj = json.loads(line)
+                    out.append((str(obj["question_id"]), str(obj["question"])))
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise SourceError(
+                        str(path), n, f"not a JSON object with question_id, question: {exc}"
+                    ) from exc
+        return out
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or not {"question_id", "question"} <= set(reader.fieldnames):
+            raise SourceError(
+                str(path), 1, f"needs the columns question_id,question (has {reader.fieldnames})"
+            )
+        for row in reader:
+            if row.get("question_id") is None or row.get("question") is None:
+                raise SourceError(str(path), reader.line_num, "a row without question_id or question")
+            out.append((row["question_id"], row["question"]))
+    return out
+
+
+def load_faq(workdir: str | Path) -> tuple[list[str], list[str], list[str]]:
+    from ..storage import read_only
+
+    with read_only(workdir) as (con, curated):
+        if "faq" not in curated:
+            raise ShelfwiseError(
+                f"{workdir}: no FAQ; add a faq.csv (faq_id,question,answer) to the data and run `shelfwise ingest`"
+            )
+        rows = con.sql("SELECT faq_id, question, answer FROM curated.faq ORDER BY faq_id").fetchall()
+    if not rows:
+        raise ShelfwiseError(f"{workdir}: the curated faq table is empty")
+    return [r[0] for r in rows], [r[1] or "" for r in rows], [r[2] or "" for r in rows]
+
+
+def run_ask(workdir: str | Path, questions: str | Path, out: str | Path) -> dict[str, Any]:
+    """Answer each question from the shop's FAQ (or abstain), as JSON lines."""
+    from ..governance import AuditLog, DatasetRef, LineageRun, authorize
+    from ..governance._lineage import warehouse_namespace
+    from ._faq import FaqMatcher
+
+    workdir, questions, out = Path(workdir), Path(questions), Path(out)
+    if not (workdir / "warehouse.duckdb").exists():
+        raise ShelfwiseError(
+            f"{workdir}: not a shelfwise workdir (no warehouse.duckdb; run `shelfwise ingest` first)"
+        )
+    person = authorize(workdir, "ask")
+    asked = read_questions(questions)
+    ns = warehouse_namespace(workdir)
+    lineage = LineageRun(
+        workdir,
+        "shelfwise.ask",
+        [DatasetRef(ns, "curated.faq"), DatasetRef("file", str(questions.resolve()), rows=len(asked))],
+    ).start()
+    try:
+        matcher = FaqMatcher(*load_faq(workdir))
+        answers = matcher.match([q for _, q in asked])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "w", encoding="utf-8") as fh:
+            for (qid, _), a in zip(asked, answers, strict=True):
+                line: dict[str, Any] = {
+                    "question_id": qid,
+                    "faq_id": a.faq_id,
+                    "answer": a.answer,
+                    "score": round(a.score, 4),
+                    "products": [],
+                }
+                fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+    except Exception as exc:
+        lineage.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    lineage.complete([DatasetRef("file", str(out.resolve()), rows=len(asked))])
+    answered = sum(a.faq_id is not None for a in answers)
+    AuditLog(workdir).append(
+        "ask", actor=person.name if person else None, out=str(out), questions=len(asked), answered=answered,
+        lineage_run_id=lineage.run_id,
+    )  # fmt: skip
+    return {"questions": len(asked), "answered": answered, "out": str(out), "lineage_run_id": lineage.run_id}
+
+
+__all__ = [
+    "PROFILE_FIELDS",
+    "load_faq",
+    "profile_records",
+    "read_questions",
+    "run_ask",
+    "run_customers",
+    "write_records",
+]

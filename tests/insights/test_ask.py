@@ -1,0 +1,107 @@
+"""`shelfwise ask` end to end: an FAQ paraphrase, a keyword question, a question in German, and
+a question the FAQ cannot answer (left unanswered)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.insights.test_customers import ok, run
+
+FAQ = """faq_id,question,answer
+F1,How do I return an item?,"Open your orders, choose the item and press Return. Refunds take 5 days."
+F2,How long does delivery take?,Delivery takes 2-4 working days.
+F3,Which payment methods do you accept?,"Cards, PayPal and bank transfer."
+"""
+QUESTIONS = """question_id,question
+refund,how do i get my money back
+paypal,do you take paypal
+german,wie lange dauert die lieferung
+offtopic,what is the capital of mongolia
+"""
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("ask")
+    data = base / "data"
+    data.mkdir()
+    (data / "products.csv").write_text("product_id,title\nP1,Red running shoes\nP2,Blue kettle\n")
+    (data / "faq.csv").write_text(FAQ)
+    ok(run("ingest", "--data", str(data), "--workdir", str(base / "w")))
+    return base / "w"
+
+
+def test_paraphrase_keyword_german_and_abstention(shop: Path):
+    qs, out = shop.parent / "q.csv", shop.parent / "answers.jsonl"
+    qs.write_text(QUESTIONS)
+    proc = ok(run("ask", "--workdir", str(shop), "--questions", str(qs), "--out", str(out)))
+    assert "3 answered from the FAQ, 1 left unanswered" in proc.stdout
+    got = {r["question_id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert got["refund"]["faq_id"] == "F1" and got["refund"]["answer"].startswith("Open your orders")
+    assert got["paypal"]["faq_id"] == "F3"
+    assert got["german"]["faq_id"] == "F2"
+    assert got["offtopic"]["faq_id"] is None and got["offtopic"]["answer"] is None
+    assert got["offtopic"]["score"] < min(got[q]["score"] for q in ("refund", "paypal", "german"))
+    assert all(set(r) == {"question_id", "faq_id", "answer", "score", "products"} for r in got.values())
+    audit = [json.loads(x) for x in (shop / "audit" / "audit.jsonl").read_text().splitlines()]
+    assert any(a["action"] == "ask" and a["details"]["answered"] == 3 for a in audit)
+
+
+def test_no_faq_and_bad_questions_are_clear_errors(shop: Path, tmp_path: Path):
+    bad = tmp_path / "q.csv"
+    bad.write_text("id,text\n1,hello\n")
+    proc = run("ask", "--workdir", str(shop), "--questions", str(bad), "--out", str(tmp_path / "a.jsonl"))
+    assert proc.returncode == 2 and "question_id,question" in proc.stderr
+    empty = tmp_path / "data"
+    empty.mkdir()
+    (empty / "products.csv").write_text("product_id,title\nP1,Shoe\n")
+    ok(run("ingest", "--data", str(empty), "--workdir", str(tmp_path / "w")))
+    bad.write_text("question_id,question\n1,hello\n")
+    proc = run(
+        "ask", "--workdir", str(tmp_path / "w"), "--questions", str(bad), "--out", str(tmp_path / "a.jsonl")
+    )
+    assert proc.returncode == 2 and "no FAQ" in proc.stderr
+
+
+def test_post_v1_ask_over_http(shop: Path):
+    """The router as the serving app includes it, on a real uvicorn server; the app's guard
+    decides who may ask."""
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+    from fastapi import FastAPI, HTTPException, Request
+
+    from shelfwise.insights._http import insights_router
+    from tests.serving.conftest import free_port
+
+    def guard(request: Request, action: str) -> None:
+        assert action == "ask"
+        if request.headers.get("x-api-key") != "k":
+            raise HTTPException(401, "an API key is required (header X-API-Key)")
+
+    app = FastAPI()
+    app.include_router(insights_router(shop, guard=guard))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as c:
+            assert c.post("/v1/ask", json={"question": "do you take paypal"}).status_code == 401
+            h = {"x-api-key": "k"}
+            r = c.post("/v1/ask", json={"question": "how do i get my money back"}, headers=h)
+            assert r.status_code == 200 and r.json()["faq_id"] == "F1" and r.json()["products"] == []
+            r = c.post("/v1/ask", json={"question": "what is the capital of mongolia"}, headers=h)
+            assert r.status_code == 200 and r.json()["faq_id"] is None and r.json()["answer"] is None
+            assert c.post("/v1/ask", json={"question": ""}, headers=h).status_code == 422
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -1,0 +1,184 @@
+"""`shelfwise insights customers` end to end on a planted shop: a known churner, a loyal weekly
+buyer and a browser who never bought; point in time (a purchase after --as-of changes nothing),
+the shop's own ids out, erasure, permissions, audit and lineage."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+AS_OF = "2025-12-31"
+START = datetime(2025, 1, 1)
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    e = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    e.pop("SHELFWISE_AS", None)
+    e.pop("SHELFWISE_API_KEY", None)
+    e.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "shelfwise.cli", *args], capture_output=True, text=True, env=e, timeout=300
+    )
+
+
+def ok(proc: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def planted_shop(d: Path) -> None:
+    """A year of orders: 40 regular buyers, 15 who lapse at random dates (the churn the model
+    learns from), CHURNER (weekly until mid-August, then silent: and one purchase *after* the
+    as-of date), LOYAL (weekly to the end) and BROWSER (views only)."""
+    rng = np.random.default_rng(3)
+    d.mkdir(parents=True)
+    cats = ["Home > Kitchen", "Sports > Outdoor", "Beauty > Hair"]
+    with open(d / "products.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["product_id", "title", "category", "brand", "price"])
+        for i in range(30):
+            w.writerow([f"P{i:03d}", f"Product {i}", cats[i % 3], f"Brand{i % 5}", 10 + 3 * i])
+    rows: list[list[str]] = []
+
+    def buy(user: str, day: float, product: int) -> None:
+        ts = (START + timedelta(days=float(day))).strftime("%Y-%m-%dT%H:%M:%SZ")
+        rows.append([user, f"P{product:03d}", "view", ts, ""])
+        rows.append([user, f"P{product:03d}", "purchase", ts, str(10 + 3 * product)])
+
+    for u in range(40):
+        gap, day = rng.uniform(10, 30), rng.uniform(0, 30)
+        while day < 364:
+            buy(f"R{u:02d}", day, int(rng.integers(0, 30)))
+            day += rng.exponential(gap)
+    for u in range(15):
+        stop, day = rng.uniform(60, 300), rng.uniform(0, 20)
+        while day < stop:
+            buy(f"L{u:02d}", day, int(rng.integers(0, 30)))
+            day += rng.exponential(8)
+    for day in range(0, 227, 7):  # to 2025-08-15
+        buy("CHURNER", day, 3)
+    buy("CHURNER", 370, 3)  # 2026-01-06: after --as-of
+    for day in range(3, 364, 7):
+        buy("LOYAL", day, 4)
+    for day in range(100, 360, 20):
+        rows.append(
+            ["BROWSER", "P005", "view", (START + timedelta(days=day)).strftime("%Y-%m-%dT%H:%M:%SZ"), ""]
+        )
+    with open(d / "events.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["user_id", "product_id", "event_type", "timestamp", "value"])
+        w.writerows(rows)
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("insights")
+    planted_shop(base / "data")
+    ok(run("ingest", "--data", str(base / "data"), "--workdir", str(base / "w")))
+    return base / "w"
+
+
+@pytest.fixture(scope="module")
+def profiles(shop: Path) -> dict[str, dict]:
+    out = shop.parent / "profiles.jsonl"
+    proc = ok(run("insights", "customers", "--workdir", str(shop), "--as-of", AS_OF, "--out", str(out)))
+    assert "customer profiles" in proc.stdout
+    return {r["user_id"]: r for r in map(json.loads, out.read_text().splitlines())}
+
+
+def test_known_churner_loyal_buyer_and_browser(profiles):
+    churner, loyal, browser = profiles["CHURNER"], profiles["LOYAL"], profiles["BROWSER"]
+    assert churner["churn_risk"] > 0.7 > 0.3 > loyal["churn_risk"]
+    assert loyal["expected_purchases"] > 5 > 0.5 > churner["expected_purchases"]
+    assert loyal["segment"] == "champions"
+    assert churner["segment"] in ("at_risk", "cant_lose", "hibernating")
+    assert browser["frequency"] == 0 and browser["segment"] == "prospect" and browser["recency_days"] is None
+    assert loyal["top_categories"] == ["Sports > Outdoor"] and loyal["top_brands"] == ["Brand4"]
+    assert loyal["price_level"] in ("budget", "mid", "premium")
+    assert all(0.0 <= p["churn_risk"] <= 1.0 for p in profiles.values())
+
+
+def test_point_in_time_nothing_after_as_of(profiles):
+    churner = profiles["CHURNER"]
+    # 33 weekly orders, the last on 2025-08-13; the order of 2026-01-06 is not seen
+    assert churner["frequency"] == 33
+    assert churner["recency_days"] == pytest.approx(
+        (datetime(2026, 1, 1) - (START + timedelta(days=224))).days, abs=0.01
+    )
+    assert churner["monetary"] == pytest.approx(33 * 19)
+
+
+def test_shop_ids_out_csv_and_lineage(shop, profiles):
+    assert set(profiles) >= {"CHURNER", "LOYAL", "BROWSER"} and not any(u.startswith("u_") for u in profiles)
+    out = shop.parent / "profiles.csv"
+    ok(
+        run(
+            "insights",
+            "customers",
+            "--workdir",
+            str(shop),
+            "--as-of",
+            AS_OF,
+            "--out",
+            str(out),
+            "--horizon-days",
+            "30",
+        )
+    )
+    rows = {r["user_id"]: r for r in csv.DictReader(out.open())}
+    assert rows["LOYAL"]["top_categories"] == "Sports > Outdoor"
+    assert float(rows["LOYAL"]["expected_purchases"]) < profiles["LOYAL"]["expected_purchases"]  # 30 d < 90 d
+    runs = [json.loads(x) for x in (shop / "lineage" / "openlineage.jsonl").read_text().splitlines()]
+    done = [
+        r for r in runs if r["job"]["name"] == "shelfwise.insights.customers" and r["eventType"] == "COMPLETE"
+    ]
+    assert any(o["name"] == str(out.resolve()) for r in done for o in r["outputs"])
+    audit = [json.loads(x) for x in (shop / "audit" / "audit.jsonl").read_text().splitlines()]
+    assert any(a["action"] == "insights.customers" and a["details"]["out"] == str(out) for a in audit)
+
+
+def test_bad_output_and_as_of_are_clear_errors(shop, tmp_path):
+    proc = run("insights", "customers", "--workdir", str(shop), "--out", str(tmp_path / "p.txt"))
+    assert proc.returncode == 2 and "use .jsonl or .csv" in proc.stderr
+    proc = run(
+        "insights",
+        "customers",
+        "--workdir",
+        str(shop),
+        "--as-of",
+        "yesterday",
+        "--out",
+        str(tmp_path / "p.jsonl"),
+    )
+    assert proc.returncode == 2 and "--as-of 'yesterday'" in proc.stderr
+
+
+@pytest.mark.slow
+def test_erased_user_leaves_profiles_and_roles_are_checked(shop, tmp_path):
+    work = tmp_path / "w"
+    shutil.copytree(shop, work)
+    ok(run("privacy", "erase", "--workdir", str(work), "--user", "CHURNER"))
+    keys = {}
+    for name, role in [("ada", "admin"), ("ann", "analyst"), ("svc", "service")]:
+        env = {"SHELFWISE_AS": "ada", "SHELFWISE_API_KEY": keys["ada"]} if keys else {}
+        out = ok(
+            run("users", "add", "--workdir", str(work), "--name", name, "--role", role, "--json", env=env)
+        )
+        keys[name] = json.loads(out.stdout)["api_key"]
+    out = tmp_path / "p.jsonl"
+    denied = run("insights", "customers", "--workdir", str(work), "--out", str(out),
+                 env={"SHELFWISE_AS": "svc", "SHELFWISE_API_KEY": keys["svc"]})  # fmt: skip
+    assert denied.returncode == 4 and "may not insights.customers" in denied.stderr and not out.exists()
+    ok(run("insights", "customers", "--workdir", str(work), "--as-of", AS_OF, "--out", str(out),
+           env={"SHELFWISE_AS": "ann", "SHELFWISE_API_KEY": keys["ann"]}))  # fmt: skip
+    users = {json.loads(x)["user_id"] for x in out.read_text().splitlines()}
+    assert "CHURNER" not in users and {"LOYAL", "BROWSER"} <= users
