@@ -209,7 +209,7 @@ class Shop:
         return svc
 
     @overload
-    def recommend(
+    def recommend(  # type: ignore[overload-overlap]  # a str is an Iterable[str]: this one wins
         self,
         users: str,
         k: int = 10,
@@ -299,7 +299,7 @@ class Shop:
             return ans.items
 
     @overload
-    def search(
+    def search(  # type: ignore[overload-overlap]  # a str is an Iterable[str]: this one wins
         self,
         queries: str,
         k: int = 10,
