@@ -12,6 +12,9 @@ import getpass
 import hashlib
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +40,22 @@ ACTIONS = (
     "insights.customers",
     "ask",
 )
+
+
+# who acts in this context: `shelfwise.Shop` sets it around each call, so that the entries of the
+# layers below that take no `actor` (ingest, absorb, reprocess) name the Shop's person rather
+# than whoever SHELFWISE_AS names in the process environment
+_ACTING: ContextVar[str | None] = ContextVar("shelfwise_acting", default=None)
+
+
+@contextmanager
+def acting_as(name: str | None) -> Iterator[None]:
+    """Audit entries appended inside this block without an explicit `actor` name `name`."""
+    token = _ACTING.set(name)
+    try:
+        yield
+    finally:
+        _ACTING.reset(token)
 
 
 def _canonical(entry: dict[str, Any]) -> bytes:
@@ -84,7 +103,7 @@ class AuditLog:
             "seq": n + 1,
             "at": datetime.now(UTC).isoformat(),
             "action": action,
-            "actor": actor or os.environ.get("SHELFWISE_AS") or _os_user(),
+            "actor": actor or _ACTING.get() or os.environ.get("SHELFWISE_AS") or _os_user(),
             "outcome": outcome,
             "details": details,
             "prev": prev,

@@ -1,0 +1,612 @@
+"""`Shop`: a shop's workdir as a Python object, everything the command line does.
+
+The CLI is a thin layer over this class (it parses flags, calls a method, prints), so a notebook,
+a script and `shelfwise ...` behave the same: each method checks the acting person's permission
+(`governance.authorize`: a denial raises `AccessDenied` and is audited) and the audit entries the
+work writes name that person. Ids in and out are the shop's own; pseudonyms and index positions
+stay inside. Heavy libraries are imported by the methods that need them.
+
+    >>> shop = Shop("shop", as_="alice")          # API key from SHELFWISE_API_KEY (or api_key=)
+    >>> shop.ingest("data/")                       # doctest: +SKIP
+    >>> shop.recommend("C1001", k=5)["items"]      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, overload
+
+from .errors import ShelfwiseError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .governance import IngestReport, Verification
+    from .lifecycle import TrainResult, TrainSettings
+    from .serving import Service
+
+__all__ = ["Shop"]
+
+ColumnMap = Sequence[str] | Mapping[str, str]
+"""Column maps: `"events.user_id=customer"` strings (as `--map` takes) or `{"events.user_id": "customer"}`."""
+
+
+def _map_flags(column_map: ColumnMap | None) -> tuple[str, ...]:
+    if not column_map:
+        return ()
+    if isinstance(column_map, Mapping):
+        return tuple(f"{k}={v}" for k, v in column_map.items())
+    return tuple(column_map)
+
+
+class Shop:
+    """A shop's working directory (warehouse, models, reports, governance), opened as `as_`.
+
+    `as_` and `api_key` identify the acting person once for every call; left out, they come
+    from `SHELFWISE_AS` and `SHELFWISE_API_KEY` as on the command line. A workdir with nobody
+    registered runs in single-user mode: everything is allowed. The workdir need not exist yet
+    (`ingest` and `train(data=...)` make it).
+    """
+
+    def __init__(self, workdir: str | Path, *, as_: str | None = None, api_key: str | None = None) -> None:
+        self.workdir = Path(workdir)
+        self._as = as_
+        self._key = api_key
+        self._services: dict[tuple[bool, bool], Service] = {}
+        self._engines: dict[Path, Any] = {}
+
+    def __repr__(self) -> str:
+        who = f", as_={self._as!r}" if self._as else ""
+        return f"Shop({str(self.workdir)!r}{who})"
+
+    # -- permissions ----------------------------------------------------------------------------
+    def authorize(self, action: str) -> str | None:
+        """The name of the person allowed to do `action` (a `governance.PERMISSIONS` key), None in
+        single-user mode; raises `AccessDenied` (audited) otherwise."""
+        from .governance import authorize
+
+        person = authorize(self.workdir, action, name=self._as, key=self._key)
+        return person.name if person else None
+
+    @contextmanager
+    def _acting(self, action: str | None, *, workdir: bool = True) -> Iterator[str | None]:
+        """Authorize `action` (None: no permission needed), require a workdir (`workdir`), and
+        let the audit entries written inside name the person."""
+        from .governance._audit import acting_as
+
+        actor = self.authorize(action) if action else None
+        if workdir:
+            self._require_workdir()
+        with acting_as(actor or self._as):
+            yield actor
+
+    def _require_workdir(self) -> None:
+        if not (self.workdir / "warehouse.duckdb").exists():
+            raise ShelfwiseError(
+                f"{self.workdir}: not a shelfwise workdir (no warehouse.duckdb; run `shelfwise ingest` first)"
+            )
+
+    # -- data -----------------------------------------------------------------------------------
+    def ingest(
+        self, data: str | Path, *, append: bool = False, column_map: ColumnMap | None = None
+    ) -> IngestReport:
+        """Governed ingestion of a dataset directory (canonical or a known public format):
+        contracts, cleaning + quarantine, privacy, lineage and the HTML quality report.
+        `append` adds a delivery to what is curated instead of replacing it with a snapshot."""
+        with self._acting("ingest", workdir=False):
+            from .lifecycle import ingest_dataset
+
+            report: IngestReport = ingest_dataset(
+                data, self.workdir, append=append, map_flags=_map_flags(column_map)
+            )
+            return report
+
+    def export(self, table: str, out: str | Path) -> int:
+        """Write a curated table (pseudonymized ids, masked text) to CSV, Parquet or JSON lines;
+        returns the number of rows."""
+        with self._acting("export"):
+            from .storage import Warehouse
+
+            with Warehouse(self.workdir) as wh:
+                return wh.export(table, out)
+
+    def table(self, name: str) -> pd.DataFrame:
+        """A curated table as a pandas DataFrame (what `export` writes: pseudonymized, masked)."""
+        with self._acting("export"):
+            from .storage import read_only
+
+            with read_only(self.workdir) as (con, tables):
+                if name not in tables:
+                    known = ", ".join(sorted(tables)) or "none yet"
+                    raise ShelfwiseError(f"no curated table {name!r} (curated tables: {known})")
+                return con.sql(f'SELECT * FROM curated."{name}"').df()
+
+    def pending_events(self) -> int:
+        """Acknowledged events waiting in the spool (served, not yet in the warehouse)."""
+        from .serving._feedback import pending_events
+
+        return pending_events(self.workdir)
+
+    def absorb_events(self, *, redis_url: str | None = None) -> dict[str, Any]:
+        """Ingest the events the server accepted (governed path), quarantine the rejected ones;
+        `status` is "busy" when the warehouse was held by another process. `pending`: what is
+        still waiting."""
+        with self._acting("events.absorb"):
+            from .serving._feedback import absorb, pending_events
+
+            client = _redis(redis_url)
+            res = absorb(self.workdir, client)
+            res["pending"] = pending_events(self.workdir, client)
+            return res
+
+    # -- training and evaluation ----------------------------------------------------------------
+    def train(
+        self,
+        data: str | Path | None = None,
+        *,
+        models: Sequence[str] | None = None,
+        settings: TrainSettings | None = None,
+        append: bool = False,
+        column_map: ColumnMap | None = None,
+        log: Callable[[str], Any] | None = print,
+        progress: bool = False,
+        **options: Any,
+    ) -> TrainResult:
+        """Ingest `data` first (when given), build features, tune and fit the models, evaluate
+        them out of sample, write and register a bundle (single-user mode: live at once).
+
+        `models` picks models (default: the whole pipeline); `options` are `TrainSettings`
+        fields (`seed`, `split`, budgets...) over `settings`. The result carries the protocol,
+        the test-fold metrics per model (`results`), the report paths and the registry entry."""
+        with self._acting("train", workdir=data is None) as actor:
+            from .lifecycle import TrainSettings
+            from .lifecycle import train as run_train
+
+            if (append or column_map) and data is None:
+                raise ShelfwiseError("--append and --map apply to the data given with --data")
+            chosen = replace(settings or TrainSettings(), **options)
+            if models is not None:
+                chosen = replace(chosen, models=tuple(models))
+            result: TrainResult = run_train(
+                self.workdir,
+                data,
+                chosen,
+                log=log or (lambda _msg: None),
+                actor=actor,
+                append=append,
+                map_flags=_map_flags(column_map),
+                progress=progress,
+            )
+            self._services.clear()
+            return result
+
+    def evaluate(self, models: Sequence[str] | None = None, *, sampled: int | None = None) -> dict[str, Any]:
+        """Evaluate the current bundle's models under its protocol (full ranking; `sampled`: also
+        rank each target among that many random unseen items): the `--json` report of
+        `shelfwise evaluate`."""
+        with self._acting("evaluate"):
+            from .lifecycle import evaluate_workdir
+
+            return evaluate_workdir(self.workdir, models=list(models) if models else None, sampled=sampled)
+
+    # -- answering ------------------------------------------------------------------------------
+    def _service(self, rules: bool, search: bool) -> Service:
+        """A serving `Service` over the current bundle (kept between calls, refreshed when the
+        bundle, the rules or the experiments change)."""
+        from .serving import Service
+
+        for key in ((rules, search), (rules, True)):
+            svc = self._services.get(key)
+            if svc is not None:
+                svc.refresh()
+                return svc
+        svc = Service(self.workdir, apply_rules=rules, load_search=search)
+        self._services[(rules, search)] = svc
+        return svc
+
+    @overload
+    def recommend(  # type: ignore[overload-overlap]  # a str is an Iterable[str]: this one wins
+        self,
+        users: str,
+        k: int = 10,
+        *,
+        model: str | None = None,
+        explain: bool = False,
+        context: str | None = None,
+        rules: bool = True,
+    ) -> dict[str, Any]: ...
+
+    @overload
+    def recommend(
+        self,
+        users: Iterable[str],
+        k: int = 10,
+        *,
+        model: str | None = None,
+        explain: bool = False,
+        context: str | None = None,
+        rules: bool = True,
+    ) -> list[dict[str, Any]]: ...
+
+    def recommend(
+        self,
+        users: str | Iterable[str],
+        k: int = 10,
+        *,
+        model: str | None = None,
+        explain: bool = False,
+        context: str | None = None,
+        rules: bool = True,
+    ) -> dict[str, Any] | list[dict[str, Any]]:
+        """Top-k products for a user (a shop user id) or for each of several: what
+        /v1/recommendations answers (same model, experiments and business rules; `rules=False`:
+        the model's ranking alone). Each answer is `{"user_id", "items", "source"}` (source: the
+        model, or "cold_start" for a user the shop has no history of), with `experiment` when one
+        assigned the user and, with `explain`, `because`: the history items behind the top item.
+        `model` names one of the bundle's models; `context` (a category path prefix) steers the
+        cold-start list."""
+        with self._acting("recommend"):
+            one = isinstance(users, str)
+            # read after the checks: the CLI passes a generator reading its file
+            ids = [users] if isinstance(users, str) else [str(u) for u in users]
+            service = self._service(rules, search=False)
+            snap = service.snapshot
+            try:
+                snap.recs.model_name(model)
+            except KeyError as exc:
+                raise ShelfwiseError(str(exc.args[0])) from exc
+            out = []
+            for raw in ids:
+                ans = service.recommend(raw, k, context=context, model=model)
+                line: dict[str, Any] = {
+                    "user_id": raw,
+                    "items": ans.items,
+                    "source": "cold_start" if ans.source == "cold_start" else ans.model,
+                }
+                if ans.experiment:
+                    line["experiment"] = {
+                        "name": ans.experiment,
+                        "variant": ans.variant.name if ans.variant else None,
+                    }
+                user = snap.user_index.get(ans.user) if ans.user else None
+                if explain and user is not None and ans.items:
+                    line["because"] = snap.recs.explain(user, snap.item_index[ans.items[0]])
+                out.append(line)
+            return out[0] if one else out
+
+    def explain(self, user_id: str, product_id: str) -> list[str]:
+        """The user's history items that most raise `product_id` for them (shop ids; empty for a
+        user or product the current bundle does not know)."""
+        with self._acting("recommend"):
+            snap = self._service(True, search=False).snapshot
+            user = snap.user_index.get(snap.recs.pseudonymize(user_id))
+            item = snap.item_index.get(product_id)
+            if user is None or item is None:
+                return []
+            return snap.recs.explain(user, item)
+
+    def similar(self, product_id: str, k: int = 10, *, rules: bool = True) -> list[str]:
+        """Products like `product_id` (what /v1/items/{id}/similar answers); ShelfwiseError for a
+        product the current bundle does not know."""
+        with self._acting("recommend"):
+            ans = self._service(rules, search=False).similar(product_id, k)
+            if ans is None:
+                raise ShelfwiseError(f"product {product_id!r} is not in the current bundle")
+            return ans.items
+
+    @overload
+    def search(  # type: ignore[overload-overlap]  # a str is an Iterable[str]: this one wins
+        self,
+        queries: str,
+        k: int = 10,
+        *,
+        candidates: Iterable[Sequence[str] | None] | None = None,
+        rules: bool = True,
+    ) -> list[str]: ...
+
+    @overload
+    def search(
+        self,
+        queries: Iterable[str],
+        k: int = 10,
+        *,
+        candidates: Iterable[Sequence[str] | None] | None = None,
+        rules: bool = True,
+    ) -> list[list[str]]: ...
+
+    def search(
+        self,
+        queries: str | Iterable[str],
+        k: int = 10,
+        *,
+        candidates: Iterable[Sequence[str] | None] | None = None,
+        rules: bool = True,
+    ) -> list[str] | list[list[str]]:
+        """Product ids for a query (or a list per query): lexical + semantic retrieval, fused and
+        re-ranked; the results /v1/search answers (business rules included; `rules=False`: the
+        search ranking alone). `candidates` (one list or None per query) re-ranks given lists
+        only, with the ranker alone (no rules). A blank query finds nothing."""
+        with self._acting("search"):
+            from .search import Filters
+            from .serving import current_bundle
+            from .serving._service import SearchArgs
+
+            bundle = current_bundle(self.workdir)
+            if not (bundle / "search").exists():
+                raise ShelfwiseError(
+                    f"{bundle}: no search index (the catalog had no text when it was trained)"
+                )
+            # the inputs are read after the checks (and `candidates` after `queries`): the CLI
+            # passes generators that read its files, so its errors come in the order they did
+            one = isinstance(queries, str)
+            texts = [queries] if isinstance(queries, str) else [str(q) for q in queries]
+            out: list[list[str]] = []
+            if candidates is not None:  # re-ranking given lists has no HTTP twin: the ranker alone
+                cands = [list(c) if c is not None else None for c in candidates]
+                if len(cands) != len(texts):
+                    raise ShelfwiseError(f"{len(cands)} candidate lists for {len(texts)} queries")
+                engine = self._engine(bundle / "search")
+                for lo in range(0, len(texts), 512):
+                    hits = engine.search_many(texts[lo : lo + 512], k, cands[lo : lo + 512])
+                    out += [[p for p, _ in h] for h in hits]
+            else:  # the serving path itself (its whole pipeline), batched as the server batches
+                service = self._service(rules, search=True)
+                for lo in range(0, len(texts), 256):
+                    chunk = texts[lo : lo + 256]
+                    jobs = [(SearchArgs(t, k, Filters()), "full") for t in chunk if t.strip()]
+                    answers = iter(service.search_batch(jobs))
+                    out += [next(answers).items if t.strip() else [] for t in chunk]
+            return out[0] if one else out
+
+    def _engine(self, path: Path) -> Any:
+        from .search import SearchEngine
+
+        if path not in self._engines:
+            self._engines = {path: SearchEngine.load(path)}  # keep only the current bundle's
+        return self._engines[path]
+
+    # -- business rules and experiments ---------------------------------------------------------
+    def rules(self) -> dict[str, Any]:
+        """The business rules in force, and the installed rules file (`file`, None without one)."""
+        from .serving._rules import RULES_FILE, Rules
+
+        rules = Rules.load(self.workdir)
+        path = self.workdir / RULES_FILE
+        return {**rules.as_dict(), "file": json.loads(path.read_text()) if path.exists() else None}
+
+    def set_rules(self, rules: Mapping[str, Any] | str | Path) -> dict[str, Any]:
+        """Validate and install a rules document (or JSON file) as the next version; a running
+        server picks it up. Returns the installed rules (with `version`)."""
+        with self._acting("rules.change", workdir=False) as actor:
+            from .serving._rules import save_rules
+
+            doc = _json_doc(rules, "rules")
+            return save_rules(self.workdir, doc, actor=actor or "cli").as_dict()
+
+    def set_experiments(self, experiments: Mapping[str, Any] | str | Path) -> list[str]:
+        """Install an experiments configuration (document or JSON file); returns their names."""
+        with self._acting("experiments.change", workdir=False) as actor:
+            from .serving._experiments import save_experiments
+
+            doc = _json_doc(experiments, "experiments")
+            return [e.name for e in save_experiments(self.workdir, doc, actor=actor)]
+
+    def experiment_report(self, experiment: str | None = None) -> dict[str, Any]:
+        """Per experiment and variant: users, exposures, CTR, add-to-cart rate, conversion,
+        revenue per user (95% intervals). Absorbs the newest attributed events first."""
+        with self._acting("evaluate"):
+            from .serving._experiments import experiment_report
+            from .serving._feedback import absorb
+
+            absorb(self.workdir)
+            return experiment_report(self.workdir, experiment)
+
+    # -- the model registry ---------------------------------------------------------------------
+    def _registry(self) -> Any:
+        from .lifecycle._registry import Registry
+
+        return Registry(self.workdir)
+
+    @staticmethod
+    def _version_or_candidate(reg: Any, version: str | int | None) -> str:
+        v = version if version is not None else reg.candidate()
+        if v is None:
+            raise ShelfwiseError(
+                "no candidate version; name one with --version (see `shelfwise models list`)"
+            )
+        return str(v)
+
+    def versions(self) -> list[dict[str, Any]]:
+        """Every registered bundle version: aliases, status, headline metric, gates, approvals."""
+        with self._acting("models.read"):
+            rows: list[dict[str, Any]] = self._registry().versions()
+            return rows
+
+    def gates(self, version: str | int | None = None) -> dict[str, Any]:
+        """The promotion gates of a version (default: the candidate): `{"version", "gates"}`,
+        each gate `{"name", "passed", "detail"}`."""
+        with self._acting("models.read"):
+            reg = self._registry()
+            v = self._version_or_candidate(reg, version)
+            return {"version": v, "gates": [asdict(g) for g in reg.gates(v)]}
+
+    def approve(self, version: str | int | None = None) -> dict[str, str]:
+        """Sign off a version (default: the candidate) for production; someone other than the
+        person who trained it. Returns `{"version", "approved_by"}`."""
+        with self._acting("models.approve") as actor:
+            reg = self._registry()
+            v = self._version_or_candidate(reg, version)
+            reg.approve(v, actor or "single-user")
+            return {"version": v, "approved_by": actor or "single-user"}
+
+    def promote(self, version: str | int | None = None) -> dict[str, Any]:
+        """Put a version (default: the candidate) live: its gates must pass and it must be
+        approved; servers follow. Returns `{"version", "production": True, "gates"}`."""
+        with self._acting("models.promote") as actor:
+            reg = self._registry()
+            v = self._version_or_candidate(reg, version)
+            gates = reg.promote(v, actor)
+            self._services.clear()
+            return {"version": v, "production": True, "gates": [asdict(g) for g in gates]}
+
+    def rollback(self) -> str:
+        """Production goes back to the version it replaced; returns that version."""
+        with self._acting("models.rollback") as actor:
+            v: str = self._registry().rollback(actor)
+            self._services.clear()
+            return v
+
+    # -- governance -----------------------------------------------------------------------------
+    def catalog(self) -> dict[str, Any]:
+        """Datasets, contracts, models and rules with owner, steward, classification, rows,
+        freshness, latest quality result and lineage."""
+        with self._acting("catalog.read"):
+            from .governance._catalog import catalog
+
+            return {k: v for k, v in catalog(self.workdir).items() if k != "loads"}
+
+    def governance_report(self) -> dict[str, Any]:
+        """Write reports/governance.html and .json (quality trend, quarantine by reason, failing
+        owners, models and gates); returns the JSON report (less the catalog) with `html` and
+        `json`: the files' paths."""
+        with self._acting("catalog.read"):
+            from .governance._catalog import write_governance_report
+
+            page, js = write_governance_report(self.workdir)
+            doc = {k: v for k, v in json.loads(js.read_text()).items() if k != "catalog"}
+            return {**doc, "html": str(page), "json": str(js)}
+
+    def search_report(self) -> dict[str, Any]:
+        """Search analytics (top queries, zero-result queries, CTR per query), written to
+        reports/search-analytics.html and .json; returns the JSON with `html` and `json` paths."""
+        with self._acting("catalog.read"):
+            from .search._analytics import write_search_report
+            from .serving._feedback import absorb
+
+            absorb(self.workdir)  # count the newest attributed events
+            page, js = write_search_report(self.workdir)
+            return {**json.loads(js.read_text()), "html": str(page), "json": str(js)}
+
+    def lineage(self) -> list[dict[str, Any]]:
+        """The workdir's OpenLineage run events."""
+        with self._acting("lineage.read"):
+            from .governance import read_lineage
+
+            return read_lineage(self.workdir)
+
+    def audit(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """The audit trail's entries, oldest first (`limit`: only the newest that many)."""
+        with self._acting("audit.read"):
+            from .governance import AuditLog
+
+            entries = AuditLog(self.workdir).entries()
+            return entries[-limit:] if limit else entries
+
+    def verify_audit(self) -> Verification:
+        """Check the audit trail's hash chain (`ok`, `entries`, `first_bad_line`, `reason`)."""
+        with self._acting("audit.read"):
+            from .governance import AuditLog
+
+            return AuditLog(self.workdir).verify()
+
+    def quarantine(
+        self,
+        table: str | None = None,
+        reason: str | None = None,
+        *,
+        status: str = "open",
+        limit: int = 20,
+    ) -> dict[str, Any]:
+        """Quarantined rows: `summary` (rows per table, reason and status) and the first `rows`
+        with their file, line and detail. `status`: open, released, superseded, redelivered or all."""
+        with self._acting("quarantine.read_raw"):
+            from .governance import Quarantine
+
+            qr = Quarantine(self.workdir)
+            rows = qr.list(table, reason, None if status == "all" else status, limit=limit)
+            return {"summary": qr.summary(), "rows": rows}
+
+    def export_quarantine(self, out: str | Path, table: str | None = None, reason: str | None = None) -> int:
+        """Write the open quarantined rows (raw fields + `_quarantine_id`) as JSON lines to fix;
+        returns the number of rows."""
+        with self._acting("quarantine.read_raw"):
+            from .governance import Quarantine
+
+            return Quarantine(self.workdir).export(out, table, reason)
+
+    def reprocess(self, table: str, fixed: str | Path | None = None) -> dict[str, Any]:
+        """Re-run a table's quarantined rows (or the `fixed` JSON-lines file from
+        `export_quarantine`) through the governed path; rows that now pass are released."""
+        with self._acting("quarantine.reprocess"):
+            from .governance import Quarantine
+
+            return Quarantine(self.workdir).reprocess(table, fixed)
+
+    def enforce_retention(self) -> dict[str, Any]:
+        """Delete what is older than the retention periods (config/retention.json)."""
+        with self._acting("retention.enforce", workdir=False) as actor:
+            from .governance._retention import enforce_retention
+
+            return enforce_retention(self.workdir, actor=actor)
+
+    def erase(self, user_id: str, *, redis_url: str | None = None) -> dict[str, Any]:
+        """The right to erasure: remove a user (the shop's id) from raw, curated, quarantine,
+        spool and every bundle, without retraining (and from a Redis's online state)."""
+        with self._acting("privacy.erase", workdir=False) as actor:
+            from .governance._erase import erase_user
+
+            client = _redis(redis_url)
+            report = erase_user(self.workdir, user_id, actor=actor, redis_client=client)
+            self._services.clear()
+            return report
+
+    # -- people ---------------------------------------------------------------------------------
+    def add_person(self, name: str, role: str) -> str:
+        """Register a person or service with a role; returns their API key (shown once, stored
+        hashed). The first person must be an admin; afterwards only admins add people."""
+        from .governance import People
+
+        people = People(self.workdir)
+        by = None
+        if people.governed:
+            actor = self.authorize("users.manage")
+            by = people.load()[actor] if actor else None
+        return people.add(name, role, by)
+
+    def people(self) -> list[dict[str, Any]]:
+        """Who is registered, with which role (never the keys)."""
+        with self._acting("users.manage", workdir=False):
+            from .governance import People
+
+            return [
+                {
+                    "name": p.name,
+                    "role": p.role.value,
+                    "active": p.active,
+                    "created_at": p.created_at,
+                    "created_by": p.created_by,
+                }
+                for p in People(self.workdir).load().values()
+            ]
+
+
+def _redis(url: str | None) -> Any:
+    if not url:
+        return None
+    import redis
+
+    return redis.Redis.from_url(url)
+
+
+def _json_doc(doc: Mapping[str, Any] | str | Path, what: str) -> Any:
+    if isinstance(doc, Mapping):
+        return dict(doc)
+    file = Path(doc)
+    try:
+        return json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise ShelfwiseError(f"{file}: cannot read a JSON {what} file: {exc}") from None

@@ -1,0 +1,79 @@
+"""The command line: a thin layer over the Python API, `shelfwise.Shop` (see DESIGN.md: commands,
+flags and output fields are a contract that shops' scripts rely on).
+
+Each command parses its flags, calls one `Shop` method (which checks the acting person's
+permission and audits), and prints. One module per command group; a new group is a module that
+makes its `typer.Typer()`, adds it with `app.add_typer(..., name=...)` and is imported below.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ..errors import ShelfwiseError
+from ._app import app
+
+# the command groups register themselves on `app` when imported; the order is --help's order
+# isort: off
+from . import _data, _train, _answer, _governance, _quarantine, _insights  # noqa: F401
+from . import _serve, _rules, _people, _registry, _privacy  # noqa: F401
+
+# isort: on
+
+__all__ = ["app", "main", "run"]
+
+
+def _take_identity(argv: list[str]) -> list[str]:
+    """`--as NAME` may stand anywhere on the command line; it sets SHELFWISE_AS for this run."""
+    import os
+
+    out, i = [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--as" and i + 1 < len(argv):
+            os.environ["SHELFWISE_AS"] = argv[i + 1]
+            i += 2
+            continue
+        if a.startswith("--as="):
+            os.environ["SHELFWISE_AS"] = a.split("=", 1)[1]
+        else:
+            out.append(a)
+        i += 1
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors print one clear line and exit with status 2 (4: access denied)."""
+    from ..errors import AccessDenied  # (not through `governance`: `--help` needs no warehouse)
+
+    argv = _take_identity(list(sys.argv[1:] if argv is None else argv))
+    try:
+        rv = app(args=argv, standalone_mode=False)
+        if isinstance(rv, int) and rv:  # click turns typer.Exit(n) into a return value here
+            return rv
+    except AccessDenied as exc:
+        typer.echo(f"denied: {exc}", err=True)
+        return 4
+    except ShelfwiseError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return 2
+    except typer.Exit as exc:
+        return int(exc.exit_code or 0)
+    except typer.Abort:
+        return 130
+    except Exception as exc:  # usage errors: typer raises those of its own vendored click
+        import click
+        from typer.exceptions import TyperException
+
+        if isinstance(exc, click.exceptions.ClickException | TyperException) and hasattr(exc, "show"):
+            exc.show()
+            return int(getattr(exc, "exit_code", 2))
+        raise
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""Answers in batch, as the HTTP API gives them: `recommend`, `search`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._app import Workdir, app, json_lines, read_ids, shop
+
+__all__ = ["recommend", "search"]
+
+
+@app.command()
+def recommend(
+    workdir: Workdir,
+    users: Annotated[
+        Path, typer.Option("--users", help="CSV with a user_id column, JSONL, or one id per line.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="FILE.jsonl: one {user_id, items} per line.")],
+    k: Annotated[int, typer.Option("--k", min=1, max=1000, help="Items per user.")] = 10,
+    model: Annotated[
+        str | None, typer.Option(help="A model of the bundle (default: its default model).")
+    ] = None,
+    explain: Annotated[
+        bool, typer.Option(help="Add `because`: the history items behind the top item.")
+    ] = False,
+    context: Annotated[
+        str | None, typer.Option(help="A category path prefix: unknown users get what is popular there.")
+    ] = None,
+    rules: Annotated[
+        bool,
+        typer.Option(
+            "--rules/--no-rules",
+            help="Apply the business rules (config/rules.json, the out-of-stock filter) as "
+            "/v1/recommendations does; --no-rules: the model's ranking alone.",
+        ),
+    ] = True,
+) -> None:
+    """Top-k items per user, in the shop's own ids: the ranking /v1/recommendations answers for
+    the same user (same model, experiments and business rules); seen items excluded; unknown
+    users get the cold-start list."""
+
+    def ids() -> Iterator[str]:  # read once the Shop has checked the permission and the workdir
+        yield from read_ids(users, "user_id")
+
+    answers = shop(workdir).recommend(ids(), k, model=model, explain=explain, context=context, rules=rules)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cold = 0
+    with open(out, "w", encoding="utf-8") as fh:
+        for line in answers:
+            cold += line["source"] == "cold_start"
+            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+    typer.echo(f"wrote {len(answers):,} users to {out} ({cold:,} unknown users served the cold-start list)")
+
+
+def _read_queries(queries: Path) -> list[tuple[str, str]]:
+    """(query_id, query) pairs from a CSV with those columns or a JSON-lines file."""
+    import csv
+
+    from ..errors import SourceError
+
+    if not queries.exists():
+        raise SourceError(str(queries), None, "file not found")
+    rows: list[tuple[str, str]] = []
+    if queries.suffix == ".jsonl":
+        return json_lines(
+            queries, "query_id and query", lambda obj: (str(obj["query_id"]), str(obj.get("query") or ""))
+        )
+    with open(queries, encoding="utf-8", errors="replace", newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None or "query_id" not in header or "query" not in header:
+            raise SourceError(str(queries), 1, "the header must name the columns query_id and query")
+        qi, ti = header.index("query_id"), header.index("query")
+        for n, row in enumerate(reader, 2):
+            if len(row) <= max(qi, ti):
+                raise SourceError(str(queries), n, f"expected {len(header)} fields, found {len(row)}")
+            rows.append((row[qi], row[ti]))
+    return rows
+
+
+@app.command()
+def search(
+    workdir: Workdir,
+    queries: Annotated[Path, typer.Option("--queries", help="CSV with query_id,query (or JSON lines).")],
+    out: Annotated[Path, typer.Option("--out", help="FILE.jsonl: one {query_id, items} per line.")],
+    k: Annotated[int, typer.Option("--k", min=1, max=1000, help="Items per query.")] = 10,
+    candidates: Annotated[
+        Path | None,
+        typer.Option(
+            "--candidates",
+            help="JSON lines {query_id, items}: re-rank these lists only (the ranker alone: no rules).",
+        ),
+    ] = None,
+    rules: Annotated[
+        bool,
+        typer.Option(
+            "--rules/--no-rules",
+            help="Apply the business rules (config/rules.json, the out-of-stock filter) as /v1/search "
+            "does; --no-rules: the search ranking alone.",
+        ),
+    ] = True,
+) -> None:
+    """Search the catalog: lexical + semantic retrieval, fused and re-ranked; the same results
+    /v1/search answers for the same query (business rules included)."""
+    from ..errors import SourceError
+
+    # the Shop checks the permission, the workdir and the bundle's index before it reads the
+    # queries, and the queries before the candidates: the files are read in its order
+    rows: list[tuple[str, str]] = []
+
+    def texts() -> Iterator[str]:
+        rows.extend(_read_queries(queries))
+        yield from (text for _, text in rows)
+
+    def given() -> Iterator[list[str] | None]:
+        assert candidates is not None
+        if not candidates.exists():
+            raise SourceError(str(candidates), None, "file not found")
+        pairs = json_lines(
+            candidates,
+            "query_id and items",
+            lambda obj: (str(obj["query_id"]), [str(x) for x in obj["items"]]),
+        )
+        lists = dict(pairs)
+        yield from (lists.get(qid) for qid, _ in rows)
+
+    results = shop(workdir).search(
+        texts(), k, candidates=given() if candidates is not None else None, rules=rules
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", encoding="utf-8") as fh:
+        for (qid, _), items in zip(rows, results, strict=True):
+            fh.write(json.dumps({"query_id": qid, "items": items}, ensure_ascii=False) + "\n")
+    typer.echo(f"wrote {len(rows):,} queries to {out}")

@@ -1,0 +1,128 @@
+"""The Typer app and what every command group shares: the common options, JSON printing,
+opening the workdir as a `Shop`, reading the id and query files commands take."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from ..errors import ShelfwiseError
+
+if TYPE_CHECKING:
+    from .._shop import Shop
+
+__all__ = [
+    "Append",
+    "AsJson",
+    "MapFlags",
+    "Workdir",
+    "app",
+    "json_lines",
+    "print_json",
+    "read_ids",
+    "read_json",
+    "say_pending",
+    "shop",
+]
+
+app = typer.Typer(
+    help="shelfwise: a governed search and recommendation engine for online shops.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+Workdir = Annotated[
+    Path, typer.Option("--workdir", "-w", help="The shop's working directory (warehouse, models, reports).")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON report.")]
+Append = Annotated[
+    bool,
+    typer.Option(
+        "--append",
+        help="A delivery: add the rows to what is curated (rows an earlier load curated are recognised as "
+        "duplicate_row; keyed tables are upserted) instead of replacing it with a full snapshot.",
+    ),
+]
+MapFlags = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--map",
+        help="TABLE.COLUMN=HEADER: read a canonical column from the file's HEADER (repeatable; "
+        "overrides the data directory's shelfwise.toml [map.TABLE] entries).",
+    ),
+]
+
+
+def shop(workdir: Path) -> Shop:
+    """The workdir as the Python API sees it, acting as `--as` / SHELFWISE_AS with
+    SHELFWISE_API_KEY (the Shop checks the permission of every call and audits denials)."""
+    from .._shop import Shop
+
+    return Shop(workdir)
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str, ensure_ascii=False) + "\n")
+
+
+def say_pending(workdir: Path, log: Any = None) -> int:
+    """Tell (on stderr, or `log`) how many acknowledged events wait in the spool: served, not
+    yet in the warehouse. An export does not absorb them itself: it reads, it does not load
+    (and who may export may not be allowed to ingest)."""
+    n = shop(workdir).pending_events()
+    if n:
+        msg = (
+            f"note: {n:,} acknowledged events are still waiting in the spool (not in the warehouse yet): "
+            f"a running server absorbs them every --absorb-seconds, or run `shelfwise events absorb "
+            f"--workdir {workdir}`"
+        )
+        (log or (lambda m: typer.echo(m, err=True)))(msg)
+    return n
+
+
+def json_lines(path: Path, fields: str, pick: Any) -> list[Any]:
+    """`pick(obj)` for each JSON object in a JSON-lines file; a bad line is a SourceError naming
+    the file, its line number (blank lines count) and the fields it must have."""
+    from ..errors import SourceError
+
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8-sig", errors="replace").splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(pick(json.loads(line)))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise SourceError(str(path), n, f"not a JSON object with {fields}: {exc}") from exc
+    return out
+
+
+def read_ids(path: Path, column: str) -> list[str]:
+    """Ids from a CSV with a `column` header, a JSON-lines file, or one id per line."""
+    import csv
+
+    from ..errors import SourceError
+
+    if not path.exists():
+        raise SourceError(str(path), None, "file not found")
+    text = path.read_text(encoding="utf-8-sig", errors="replace")
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return []
+    if path.suffix == ".jsonl":
+        return json_lines(path, repr(column), lambda obj: str(obj[column]))
+    header = next(csv.reader([lines[0]]))
+    if column in header:
+        col = header.index(column)
+        return [row[col] for row in csv.reader(lines[1:]) if len(row) > col]
+    return [ln.strip() for ln in lines]
+
+
+def read_json(file: Path, what: str) -> Any:
+    try:
+        return json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise ShelfwiseError(f"{file}: cannot read a JSON {what} file: {exc}") from None

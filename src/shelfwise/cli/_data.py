@@ -1,0 +1,144 @@
+"""Data in and out: `ingest`, `demo`, `convert`, `export`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ._app import Append, AsJson, MapFlags, Workdir, app, print_json, say_pending, shop
+
+__all__ = ["convert", "demo", "export", "ingest"]
+
+
+def _run_ingest(
+    data: Path, workdir: Path, as_json: bool, *, append: bool = False, map_flags: list[str] | None = None
+) -> dict[str, Any]:
+    from ..reporting import summary_lines
+
+    report = shop(workdir).ingest(data, append=append, column_map=map_flags or ())
+    out = report.to_dict()
+    if as_json:
+        print_json(out)
+    else:
+        for line in summary_lines(report):
+            typer.echo(line)
+        typer.echo(f"HTML quality report: {report.html_report}")
+        typer.echo(f"lineage run id: {report.run_id} (events in {workdir / 'lineage' / 'openlineage.jsonl'})")
+    return out
+
+
+@app.command()
+def ingest(
+    data: Annotated[
+        Path, typer.Option("--data", "-d", help="A canonical dataset directory (or a known public format).")
+    ],
+    workdir: Workdir,
+    append: Append = False,
+    map_flags: MapFlags = None,
+    as_json: AsJson = False,
+) -> None:
+    """Governed ingestion: contracts, cleaning + quarantine, privacy, lineage, quality report."""
+    _run_ingest(data, workdir, as_json, append=append, map_flags=map_flags)
+
+
+@app.command()
+def demo(
+    workdir: Workdir = Path("demo-workdir"),
+    products: Annotated[int, typer.Option(help="Products in the demo shop.")] = 5000,
+    users: Annotated[int, typer.Option(help="Users in the demo shop.")] = 2000,
+    events: Annotated[int, typer.Option(help="Behaviour events in the demo shop.")] = 200_000,
+    seed: Annotated[int, typer.Option(help="Random seed (the same seed gives the same shop).")] = 7,
+    train_models: Annotated[bool, typer.Option("--train/--no-train", help="Also train and evaluate.")] = True,
+    as_json: AsJson = False,
+) -> None:
+    """Make a demo shop, run everything on it, and print where the reports are."""
+    from ..demo import generate_demo
+
+    data = workdir / "demo-data"
+    made = generate_demo(data, products=products, users=users, events=events, seed=seed)
+    if not as_json:
+        typer.echo(
+            f"demo shop written to {data}: {made.products:,} products, {made.users:,} users, "
+            f"{made.events:,} event rows ({len(made.defects):,} injected defects recorded in defects.json)"
+        )
+    _run_ingest(data, workdir, as_json)
+    if train_models:
+        from ..lifecycle import TrainSettings
+
+        log = (lambda msg: sys.stderr.write(msg + "\n")) if as_json else typer.echo
+        if not as_json:
+            typer.echo(
+                "\ntraining (demo budgets: 15 s of tuning per model, 60 s of SASRec, 30 s each of MiniLM "
+                "fine-tuning and cross-encoder training) ..."
+            )
+        result = shop(workdir).train(
+            settings=TrainSettings(
+                tune_budget_s=15.0,
+                sasrec_budget_s=60.0,
+                search_finetune_budget_s=30.0,
+                search_cross_budget_s=30.0,
+            ),
+            log=log,
+        )
+        gov_html = shop(workdir).governance_report()["html"]
+        if as_json:
+            print_json(result.to_dict())
+        else:
+            typer.echo(f"evaluation report: {result.report_html}")
+            typer.echo(f"governance report: {gov_html}")
+    if not as_json:
+        typer.echo("")
+        typer.echo("next steps:")
+        typer.echo(f"  shelfwise evaluate --workdir {workdir}")
+        typer.echo(f"  shelfwise recommend --workdir {workdir} --users USERS.csv --k 10 --out recs.jsonl")
+        typer.echo(f"  shelfwise quarantine list --workdir {workdir}")
+        typer.echo(f"  shelfwise export --workdir {workdir} --table events --out events.parquet")
+        if train_models:
+            typer.echo(
+                f"  shelfwise serve --workdir {workdir} --port 8000   # then open http://127.0.0.1:8000/docs"
+            )
+
+
+@app.command()
+def convert(
+    src: Annotated[Path, typer.Option("--src", help="A file or directory in a public format.")],
+    out: Annotated[Path, typer.Option("--out", help="The canonical dataset directory to write.")],
+    fmt: Annotated[
+        str, typer.Option("--format", help="movielens | amazon | sequences | homedepot | diginetica | auto")
+    ] = "auto",
+    as_json: AsJson = False,
+) -> None:
+    """Convert a public dataset format into a canonical dataset directory."""
+    from ..datasets import convert as _convert
+
+    res = _convert(src, out, fmt)
+    info = {
+        "format": res.format,
+        "out": str(res.out),
+        "files": res.files,
+        "passed_through": res.passed_through,
+    }
+    if as_json:
+        print_json(info)
+    else:
+        typer.echo(
+            f"{src} ({res.format}) -> {out}: " + ", ".join(f"{k} {v:,} rows" for k, v in res.files.items())
+        )
+
+
+@app.command()
+def export(
+    workdir: Workdir,
+    table: Annotated[
+        str, typer.Option("--table", help="A curated table: products, events, users, queries, judgments.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="FILE.csv, FILE.parquet or FILE.jsonl")],
+) -> None:
+    """Write a curated table (pseudonymized ids, masked text; never raw personal data)."""
+    n = shop(workdir).export(table, out)
+    typer.echo(f"wrote {n:,} rows of curated.{table} to {out}")
+    if table == "events":
+        say_pending(workdir)

@@ -1,0 +1,110 @@
+"""What the team reads about the shop: `audit`, `lineage`, `catalog`, `report governance|search`."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from ._app import AsJson, Workdir, app, print_json, shop
+
+__all__ = ["audit", "catalog_cmd", "lineage", "report_app", "report_governance", "report_search"]
+
+
+@app.command()
+def audit(
+    workdir: Workdir,
+    as_json: AsJson = False,
+    limit: Annotated[int, typer.Option(help="Entries to list (newest).")] = 50,
+) -> None:
+    """List the audit trail and verify its hash chain (exit status 1 when it was tampered with)."""
+    from ..governance._audit import AUDIT_FILE
+
+    sh = shop(workdir)
+    check = sh.verify_audit()
+    entries = sh.audit()
+    path = workdir / AUDIT_FILE
+    if as_json:
+        print_json({"verification": check.as_dict(), "entries": entries[-limit:]})
+    else:
+        for e in entries[-limit:]:
+            if "unparseable" in e:
+                typer.echo(f"?  {e['unparseable'][:100]}")
+                continue
+            typer.echo(
+                f"{e['seq']:>5} {e['at'][:19]} {e['actor']:<12} {e['action']:<22} {e['outcome']:<7} {json.dumps(e['details'], default=str)[:90]}"
+            )
+        if check.ok:
+            typer.echo(f"audit log verified: {check.entries} entries, hash chain intact ({path})")
+        else:
+            typer.echo(f"AUDIT LOG TAMPERED: line {check.first_bad_line}: {check.reason} ({path})")
+    if not check.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def lineage(workdir: Workdir, as_json: AsJson = False) -> None:
+    """The OpenLineage run events of the workdir."""
+    events = shop(workdir).lineage()
+    if as_json:
+        print_json(events)
+        return
+    for e in events:
+        outs = ", ".join(f"{o['name']}" for o in e.get("outputs", []))
+        typer.echo(f"{e['eventTime']} {e['eventType']:<8} {e['job']['name']} run {e['run']['runId']} {outs}")
+
+
+@app.command("catalog")
+def catalog_cmd(workdir: Workdir, as_json: AsJson = False) -> None:
+    """Datasets, contracts, models and rules with owner, steward, classification, rows,
+    freshness, latest quality result and lineage (upstream / downstream)."""
+    cat = shop(workdir).catalog()
+    if as_json:
+        print_json(cat)
+        return
+    for d in cat["datasets"]:
+        q = d["quality"]
+        typer.echo(
+            f"{d['name']:<20} owner {d['owner']:<14} steward {d['steward']:<14} rows {d['rows']:>9,} "
+            f"v{d['latest_version']:<3} fresh {d['freshness_hours']:>7.1f}h  "
+            f"{'passed' if q['passed'] else 'FAILING'} ({100 * q['quarantined_share']:.1f}% quarantined)  "
+            f"downstream bundles {len(d['lineage']['downstream'])}"
+        )
+        personal = [c for c, k in d["classification"].items() if k == "personal"]
+        if personal:
+            typer.echo(f"{'':<20} personal columns (pseudonymized): {', '.join(personal)}")
+    for m in cat["models"]:
+        typer.echo(
+            f"model v{m['version']:<4} {m['bundle']} {','.join(m['aliases']) or m['status']:<12} owner {m['owner']}"
+        )
+    if cat["rules"]:
+        typer.echo(f"rules v{cat['rules']['version']} owner {cat['rules']['owner']}")
+
+
+report_app = typer.Typer(help="Reports for the business.", no_args_is_help=True)
+app.add_typer(report_app, name="report")
+
+
+@report_app.command("governance")
+def report_governance(workdir: Workdir, as_json: AsJson = False) -> None:
+    """Quality trend, quarantine by reason, owners with failing checks, models in production and
+    their gates: reports/governance.html (charts) and reports/governance.json."""
+    doc = shop(workdir).governance_report()
+    page, js = doc.pop("html"), doc.pop("json")
+    if as_json:
+        print_json(doc)
+    else:
+        typer.echo(f"governance report: {page} (JSON: {js})")
+
+
+@report_app.command("search")
+def report_search(workdir: Workdir, as_json: AsJson = False) -> None:
+    """Search analytics: top queries, zero-result queries, CTR per query (logged and served):
+    reports/search-analytics.html and .json."""
+    doc = shop(workdir).search_report()
+    page, js = doc.pop("html"), doc.pop("json")
+    if as_json:
+        print_json(doc)
+    else:
+        typer.echo(f"search analytics: {page} (JSON: {js})")

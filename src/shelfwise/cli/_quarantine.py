@@ -1,0 +1,71 @@
+"""`quarantine list|export|reprocess`: the rows governance held back, and fixing them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._app import AsJson, Workdir, app, print_json, shop
+
+__all__ = ["quarantine_app", "quarantine_export", "quarantine_list", "quarantine_reprocess"]
+
+quarantine_app = typer.Typer(help="List, export and re-process quarantined rows.", no_args_is_help=True)
+app.add_typer(quarantine_app, name="quarantine")
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    workdir: Workdir,
+    table: Annotated[str | None, typer.Option(help="Only this table.")] = None,
+    reason: Annotated[str | None, typer.Option(help="Only this reason code.")] = None,
+    status: Annotated[str, typer.Option(help="open | released | superseded | redelivered | all")] = "open",
+    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 20,
+    as_json: AsJson = False,
+) -> None:
+    """Summary by reason, and the first rows with their file, line and detail."""
+    res = shop(workdir).quarantine(table, reason, status=status, limit=limit)
+    if as_json:
+        print_json(res)
+        return
+    for s in res["summary"]:
+        typer.echo(f"{s['table']:<10} {s['reason']:<22} {s['status']:<10} {s['rows']:>8,}")
+    typer.echo("")
+    for r in res["rows"]:
+        typer.echo(
+            f"#{r['quarantine_id']} {r['table']} {Path(r['source_file']).name}:{r['source_line']} "
+            f"[{r['reason']}] {r['detail']}"
+        )
+
+
+@quarantine_app.command("export")
+def quarantine_export(
+    workdir: Workdir,
+    out: Annotated[Path, typer.Option("--out", help="JSON lines file to write (fix it, then reprocess it).")],
+    table: Annotated[str | None, typer.Option(help="Only this table.")] = None,
+    reason: Annotated[str | None, typer.Option(help="Only this reason code.")] = None,
+) -> None:
+    """Export open quarantined rows (raw fields + _quarantine_id) for fixing."""
+    n = shop(workdir).export_quarantine(out, table, reason)
+    typer.echo(f"wrote {n:,} quarantined rows to {out}")
+
+
+@quarantine_app.command("reprocess")
+def quarantine_reprocess(
+    workdir: Workdir,
+    table: Annotated[str, typer.Option(help="The table whose rows to re-process.")],
+    file: Annotated[
+        Path | None, typer.Option("--file", help="Fixed rows (from `quarantine export`).")
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Re-run quarantined rows through the governed path; rows that now pass are released into curated."""
+    res = shop(workdir).reprocess(table, file)
+    if as_json:
+        print_json(res)
+    else:
+        typer.echo(
+            f"{table}: retried {res['retried']:,}, released {res['released']:,}, "
+            f"still quarantined {res['still_quarantined']:,}"
+        )

@@ -1,0 +1,83 @@
+"""What serving applies on top of the models: `rules set|show`, `experiments set|report`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._app import AsJson, Workdir, app, print_json, shop
+
+__all__ = [
+    "experiments_app",
+    "experiments_report",
+    "experiments_set",
+    "rules_app",
+    "rules_set",
+    "rules_show",
+]
+
+rules_app = typer.Typer(
+    help="Business rules applied at serve time (versioned, audited).", no_args_is_help=True
+)
+app.add_typer(rules_app, name="rules")
+
+
+@rules_app.command("set")
+def rules_set(
+    workdir: Workdir,
+    file: Annotated[Path, typer.Option("--file", help="A rules JSON file (README: business rules).")],
+    as_json: AsJson = False,
+) -> None:
+    """Validate and install a rules file as the next version (a running server picks it up)."""
+    rules = shop(workdir).set_rules(file)
+    if as_json:
+        print_json(rules)
+    else:
+        typer.echo(f"rules version {rules['version']} installed ({rules['rules']} merchandising rules)")
+
+
+@rules_app.command("show")
+def rules_show(workdir: Workdir) -> None:
+    """Print the rules in force."""
+    print_json(shop(workdir).rules())
+
+
+experiments_app = typer.Typer(
+    help="A/B experiments: configuration and the online report.", no_args_is_help=True
+)
+app.add_typer(experiments_app, name="experiments")
+
+
+@experiments_app.command("set")
+def experiments_set(
+    workdir: Workdir,
+    file: Annotated[Path, typer.Option("--file", help="An experiments JSON file.")],
+) -> None:
+    """Install the experiments configuration (a running server picks it up; audited)."""
+    names = shop(workdir).set_experiments(file)
+    typer.echo(f"{len(names)} experiment(s) installed: {', '.join(names)}")
+
+
+@experiments_app.command("report")
+def experiments_report(
+    workdir: Workdir,
+    experiment: Annotated[str | None, typer.Option(help="Only this experiment.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Per variant: users, exposures, CTR, add-to-cart rate, conversion, revenue per user (95% CI)."""
+    rep = shop(workdir).experiment_report(experiment)
+    if as_json:
+        print_json(rep)
+        return
+    typer.echo(rep["protocol"])
+    for name, e in rep["experiments"].items():
+        typer.echo(f"\nexperiment {name}")
+        for var, m in e["variants"].items():
+            typer.echo(
+                f"  {var:12s} users {m['users']:6d} exposures {m['exposures']:7d} "
+                f"ctr {m['ctr']:.4f} [{m['ctr_ci95'][0]:.4f}, {m['ctr_ci95'][1]:.4f}] "
+                f"cart {m['add_to_cart_rate']:.4f} conv {m['conversion']:.4f} "
+                f"rev/user {m['revenue_per_user']:.2f} [{m['revenue_per_user_ci95'][0]:.2f}, {m['revenue_per_user_ci95'][1]:.2f}]"
+            )

@@ -1,0 +1,122 @@
+"""Serving over HTTP and its feedback loop: `serve`, `events absorb`."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from ._app import AsJson, Workdir, app, print_json, shop
+
+__all__ = ["events_absorb", "events_app", "serve"]
+
+
+@app.command()
+def serve(
+    workdir: Workdir,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes (use --redis-url when > 1).")] = 1,
+    redis_url: Annotated[
+        str | None, typer.Option(help="Shared online state and event stream, e.g. redis://host:6379/0.")
+    ] = None,
+    max_k: Annotated[int, typer.Option(help="Largest k a request may ask for.")] = 100,
+    max_body_bytes: Annotated[int, typer.Option(help="Largest POST body.")] = 1 << 20,
+    max_events: Annotated[int, typer.Option(help="Most events in one POST /v1/events.")] = 1000,
+    absorb_seconds: Annotated[
+        float,
+        typer.Option(help="Ingest accepted events into the warehouse at start and this often (0: never)."),
+    ] = 30.0,
+    drain_seconds: Annotated[
+        float,
+        typer.Option(
+            help="On a graceful stop (SIGTERM), absorb the acknowledged events for at most this long; "
+            "what is left waits in the spool (0: leave it all there)."
+        ),
+    ] = 20.0,
+    reload_seconds: Annotated[
+        float, typer.Option(help="Check for a new production bundle this often (0: never).")
+    ] = 2.0,
+    search_budget_ms: Annotated[
+        float,
+        typer.Option(
+            help="Time a search-cache miss may take from arrival to answer; stages are skipped "
+            "(ranker, then encoder) to keep it under load (0: always the cheapest).",
+            min=0,
+        ),
+    ] = 40.0,
+    search_queue: Annotated[
+        int, typer.Option(help="Search misses that may wait or be in progress; more get 503.", min=1)
+    ] = 256,
+    search_max_wait_ms: Annotated[
+        float,
+        typer.Option(help="Refuse a search miss (503 + Retry-After) whose predicted wait is longer.", min=0),
+    ] = 500.0,
+) -> None:
+    """Serve /v1/search, /v1/recommendations, /v1/items/{id}/similar and /v1/events over HTTP."""
+    shop(workdir).authorize("serve.run")
+    import os
+    import shutil
+    from dataclasses import asdict
+
+    import uvicorn
+
+    from ..serving import ServeSettings, current_bundle
+    from ..serving._app import CONFIG_ENV
+
+    current_bundle(workdir)  # a clear error before any worker starts
+    # one core per worker process: the encoder (onnxruntime), faiss and LightGBM would otherwise
+    # start a spinning thread per core, which a server shares with its own event loop and clients
+    os.environ.setdefault("SHELFWISE_ENCODER_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    settings = ServeSettings(
+        max_k=max_k,
+        max_body_bytes=max_body_bytes,
+        max_events_per_request=max_events,
+        absorb_interval_s=absorb_seconds,
+        reload_interval_s=reload_seconds,
+        redis_url=redis_url,
+        drain_seconds=drain_seconds,
+        search_budget_ms=search_budget_ms,
+        search_queue=search_queue,
+        search_max_wait_ms=search_max_wait_ms,
+    )
+    os.environ[CONFIG_ENV] = json.dumps({"workdir": str(workdir), "settings": asdict(settings)})
+    if workers > 1:  # Prometheus metrics summed over the worker processes
+        prom = workdir / "run" / "prometheus"
+        shutil.rmtree(prom, ignore_errors=True)
+        prom.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prom)
+    uvicorn.run(
+        "shelfwise.serving._app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        timeout_graceful_shutdown=15,
+        log_level="info",
+    )
+
+
+events_app = typer.Typer(help="Events posted to the server: the feedback loop.", no_args_is_help=True)
+app.add_typer(events_app, name="events")
+
+
+@events_app.command("absorb")
+def events_absorb(
+    workdir: Workdir,
+    redis_url: Annotated[str | None, typer.Option(help="Also drain this Redis event stream.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Ingest the events the server accepted (governed path) and quarantine the rejected ones."""
+    res = shop(workdir).absorb_events(redis_url=redis_url)
+    if as_json:
+        print_json(res)
+    else:
+        typer.echo(", ".join(f"{k}: {v}" for k, v in res.items()))
+    if res.get("status") == "busy":
+        raise typer.Exit(3)

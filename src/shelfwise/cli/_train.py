@@ -1,0 +1,128 @@
+"""Models from the data: `train`, `evaluate`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._app import Append, AsJson, MapFlags, Workdir, app, print_json, say_pending, shop
+
+__all__ = ["evaluate", "train"]
+
+
+@app.command()
+def train(
+    workdir: Workdir,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", "-d", help="Ingest this dataset first (canonical or a known format)."),
+    ] = None,
+    models: Annotated[
+        str | None, typer.Option(help="Comma-separated models (default: all of the default pipeline).")
+    ] = None,
+    split: Annotated[str, typer.Option(help="leave_last_out or global_time.")] = "leave_last_out",
+    tune_seconds: Annotated[float, typer.Option(help="Optuna budget per tunable model, seconds.")] = 60.0,
+    tune_trials: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="At most this many Optuna trials per tunable model (0: each model's own cap); "
+            "with a time budget that always covers them, the tuning is reproducible.",
+        ),
+    ] = 0,
+    sasrec_seconds: Annotated[float, typer.Option(help="SASRec training budget, seconds.")] = 240.0,
+    no_fusion: Annotated[bool, typer.Option("--no-fusion", help="Skip the LightGBM fusion ranker.")] = False,
+    finetune_seconds: Annotated[
+        float,
+        typer.Option(help="Budget for fine-tuning MiniLM on search judgments, seconds (0: off)."),
+    ] = 180.0,
+    cross_encoder_seconds: Annotated[
+        float,
+        typer.Option(
+            help="Budget for training the cross-encoder re-ranker on search judgments, seconds (0: off)."
+        ),
+    ] = 120.0,
+    refit_seconds: Annotated[
+        float,
+        typer.Option(
+            help="Budget for refitting the served models on all interactions after evaluation, seconds (0: off)."
+        ),
+    ] = 60.0,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    append: Append = False,
+    map_flags: MapFlags = None,
+    as_json: AsJson = False,
+) -> None:
+    """Ingest (with --data), build features, tune and fit models, evaluate, write a bundle."""
+    from ..lifecycle import DEFAULT_MODELS, TrainSettings
+
+    settings = TrainSettings(
+        models=tuple(m.strip() for m in models.split(",") if m.strip()) if models else DEFAULT_MODELS,
+        split=split,
+        tune_budget_s=tune_seconds,
+        tune_trials=tune_trials or None,
+        sasrec_budget_s=sasrec_seconds,
+        fusion=not no_fusion,
+        search_finetune_budget_s=finetune_seconds,
+        search_cross_budget_s=cross_encoder_seconds,
+        refit_budget_s=refit_seconds,
+        seed=seed,
+    )
+    log = (lambda msg: sys.stderr.write(msg + "\n")) if as_json else typer.echo
+    # a progress display only for a person watching (the run's lines then print above it)
+    progress = not as_json and sys.stderr.isatty() and sys.stdout.isatty()
+    result = shop(workdir).train(
+        data,
+        settings=settings,
+        append=append,
+        column_map=map_flags or (),
+        log=log,
+        progress=progress,
+    )
+    # training absorbs the spool first when it can take the lock; what it could not (a server
+    # stopping, an absorb running) or what arrived since is said here
+    pending = say_pending(workdir, log)
+    if as_json:
+        print_json({**result.to_dict(), "events_pending": pending})
+    else:
+        typer.echo(f"bundle: {result.bundle} (default model: {result.default_model})")
+        typer.echo(f"evaluation report: {result.report_html}")
+
+
+@app.command()
+def evaluate(
+    workdir: Workdir,
+    models: Annotated[
+        str | None, typer.Option(help="Comma-separated models of the bundle (default: all).")
+    ] = None,
+    sampled: Annotated[
+        int | None,
+        typer.Option(help="Also a sampled protocol: rank each target among N random unseen items."),
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Evaluate the current bundle's models under its protocol (full ranking by default)."""
+    chosen = [m.strip() for m in models.split(",")] if models else None
+    report = shop(workdir).evaluate(chosen, sampled=sampled)
+    if as_json:
+        print_json(report)
+        return
+    if report.get("nothing_to_evaluate"):
+        typer.echo(
+            f"nothing to evaluate in bundle {report['bundle_version']}: {report['nothing_to_evaluate']}"
+        )
+        return
+    p = report["protocol"]
+    typer.echo(f"protocol: {p['split_description']}; candidates: {p['candidates']}; seen items excluded")
+    typer.echo(f"{'model':14s} {'ndcg@10':>8s} {'95% CI':>17s} {'hr@10':>7s} {'mrr@10':>7s} {'cov@10':>7s}")
+    for r in report["results"]:
+        m, ci = r["metrics"], r["ci95"]["ndcg@10"]
+        mark = " *" if r["model"] == report["default_model"] else ""
+        typer.echo(
+            f"{r['model']:14s} {m['ndcg@10']:8.4f} {ci[0]:8.4f}-{ci[1]:.4f} {m['hr@10']:7.4f} {m['mrr@10']:7.4f} "
+            f"{m.get('coverage@10', float('nan')):7.3f}{mark}"
+        )
+    typer.echo(f"report: {report['report_html']}   (* = the bundle's default model)")

@@ -1,0 +1,134 @@
+"""`shelfwise.Shop`, the Python API: the CLI's answers, in the shop's own ids, with the same
+permissions and audit trail."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shelfwise import Shop
+from shelfwise.demo import generate_demo
+from shelfwise.errors import AccessDenied
+from tests.cli.test_cli import sw
+from tests.serving.conftest import known_users
+
+FAST = {"tune_budget_s": 0, "search_finetune_budget_s": 0, "search_cross_budget_s": 0, "log": None}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    base = tmp_path_factory.mktemp("shop")
+    data, work = base / "data", base / "w"
+    generate_demo(data, products=300, users=120, events=6000, seed=5)
+    Shop(work).train(data, models=["popularity", "itemknn"], **FAST)
+    return data, work
+
+
+@pytest.fixture(autouse=True)
+def _nobody(monkeypatch):
+    for var in ("SHELFWISE_AS", "SHELFWISE_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_importing_shelfwise_stays_cheap():
+    code = (
+        "import sys, shelfwise; cheap = sorted(m for m in ('shelfwise._shop', 'duckdb', 'typer') "
+        "if m in sys.modules); from shelfwise import Shop; print(cheap, Shop.__module__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["[]", "shelfwise._shop"]
+
+
+@pytest.mark.slow
+def test_recommend_and_search_answer_what_the_cli_writes(trained, tmp_path):
+    data, work = trained
+    shop = Shop(work)
+    users = [*known_users(data, work, 4), "someone-never-seen"]
+    (tmp_path / "users.txt").write_text("\n".join(users) + "\n")
+    sw(
+        "recommend", "--workdir", str(work), "--users", str(tmp_path / "users.txt"), "--k", "5",
+        "--explain", "--out", str(tmp_path / "recs.jsonl"),
+    )  # fmt: skip
+    cli = [json.loads(x) for x in (tmp_path / "recs.jsonl").read_text().splitlines()]
+    assert shop.recommend(users, 5, explain=True) == cli
+    assert shop.recommend(users[0], 5, explain=True) == cli[0]  # one id in: one answer out
+    assert cli[-1]["source"] == "cold_start" and cli[0]["source"] != "cold_start"
+    assert cli[0]["because"] and all(p.startswith("P0") for p in cli[0]["because"])  # shop ids
+
+    queries = ["black bike light", "", "navy running shoes"]
+    (tmp_path / "q.csv").write_text(
+        "query_id,query\n" + "".join(f"q{i},{q}\n" for i, q in enumerate(queries))
+    )
+    sw(
+        "search",
+        "--workdir",
+        str(work),
+        "--queries",
+        str(tmp_path / "q.csv"),
+        "--out",
+        str(tmp_path / "s.jsonl"),
+    )
+    cli_hits = [json.loads(x)["items"] for x in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert shop.search(queries) == cli_hits and cli_hits[1] == [] and cli_hits[0]
+    assert shop.search(queries[0]) == cli_hits[0]
+    # re-ranking given lists: only those products come back
+    given = [cli_hits[2][::-1], None, cli_hits[0][:3]]
+    reranked = shop.search(queries, candidates=given)
+    assert set(reranked[0]) <= set(given[0]) and set(reranked[2]) <= set(given[2])
+
+    top = cli[0]["items"][0]
+    assert top not in shop.similar(top, 5) and len(shop.similar(top, 5)) == 5
+    assert shop.explain(users[0], top) == cli[0]["because"]
+    assert shop.explain("someone-never-seen", top) == []
+    events = shop.table("events")  # curated: pseudonymized
+    assert len(events) > 0 and not events["user_id"].astype(str).str.startswith("C1").any()
+
+
+@pytest.mark.slow
+def test_permissions_and_audit_are_enforced_in_python(trained, tmp_path, monkeypatch):
+    data, src = trained
+    work = tmp_path / "w"
+    shutil.copytree(src, work)
+    ada = Shop(work, as_="ada", api_key=Shop(work).add_person("ada", "admin"))
+    ann = Shop(work, as_="ann", api_key=ada.add_person("ann", "analyst"))
+    stu = Shop(work, as_="stu", api_key=ada.add_person("stu", "steward"))
+
+    with pytest.raises(AccessDenied, match="ann \\(role analyst\\) may not train"):
+        ann.train(models=["popularity"], **FAST)
+    with pytest.raises(AccessDenied, match="--as NAME"):
+        Shop(work).evaluate()  # nobody: once people exist, say who you are
+    with pytest.raises(AccessDenied, match="wrong API key"):
+        Shop(work, as_="ann", api_key="swk_wrong").recommend("u1")
+    assert ann.recommend("someone-never-seen", 3)["source"] == "cold_start"  # analysts may
+
+    # the work's own audit entries name the Shop's person, whoever the environment names
+    monkeypatch.setenv("SHELFWISE_AS", "mallory")
+    stu.ingest(data)
+    entries = stu.audit()
+    denied = {(e["actor"], e["details"]["denied_action"]) for e in entries if e["action"] == "access.denied"}
+    assert {("ann", "train"), ("anonymous", "evaluate"), ("ann", "recommend")} <= denied
+    assert [e["actor"] for e in entries if e["action"] == "ingest"][-1] == "stu"
+    assert stu.verify_audit().ok
+    with pytest.raises(AccessDenied):
+        ann.audit()  # the trail is for stewards and admins
+    assert {p["name"]: p["role"] for p in ada.people()} == {
+        "ada": "admin",
+        "ann": "analyst",
+        "stu": "steward",
+    }
+
+
+def test_a_column_map_may_be_a_dict(tmp_path):
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "events.csv").write_text(
+        "customer,product_id,event_type,timestamp\nc1,p1,view,2026-01-01T00:00:00Z\nc2,p1,view,2026-01-02T00:00:00Z\n"
+    )
+    report = Shop(tmp_path / "w").ingest(data, column_map={"events.user_id": "customer"})
+    assert report.tables["events"].rows_curated == 2
+    assert report.column_map["events"]["user_id"] == "customer"
