@@ -1,0 +1,402 @@
+"""What the console's pages show, gathered from the workdir by the same functions the CLI uses
+(`catalog`, `Registry`, `Quarantine`, `AuditLog`, `read_lineage`, `search_analytics`,
+`experiment_report`): the pages and the CLI cannot disagree. Each function returns plain data
+(dicts and lists) that a template renders and a test compares with the CLI's JSON.
+
+The warehouse is a DuckDB file: within this process the console opens it through one lock (a
+read-only and a read-write connection to one file cannot coexist in a process), and a page
+whose warehouse is held by another process (a training run, an absorb) says so instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "WarehouseBusy",
+    "alerts",
+    "audit_entries",
+    "datasets",
+    "experiments",
+    "lineage_graph",
+    "models",
+    "overview",
+    "quarantine",
+    "search_report",
+    "traffic",
+    "warehouse",
+]
+
+_LOCK = threading.Lock()
+SPIKE_FACTOR = 2.0  # a load quarantining this many times the table's previous share is a spike
+
+
+class WarehouseBusy(Exception):
+    """Another process holds the warehouse (DuckDB allows one writer and no reader beside it)."""
+
+
+@contextmanager
+def warehouse() -> Any:
+    """The console's turn at the warehouse (see the module docstring)."""
+    with _LOCK:
+        try:
+            yield
+        except Exception as exc:
+            if "lock" in str(exc).lower() and "conflict" in str(exc).lower():
+                raise WarehouseBusy(str(exc).splitlines()[0]) from None
+            raise
+
+
+def _has_warehouse(workdir: Path) -> bool:
+    return (workdir / "warehouse.duckdb").exists()
+
+
+# -- data ------------------------------------------------------------------------------------------
+def datasets(workdir: Path) -> dict[str, Any]:
+    """`shelfwise catalog --json`: every curated table with contract, owner, classification,
+    rows, freshness and quality; the registered models; the rules file; the loads."""
+    from ..governance._catalog import catalog
+
+    if not _has_warehouse(workdir):
+        return {"datasets": [], "models": [], "rules": None, "loads": [], "contracts": []}
+    with warehouse():
+        return catalog(workdir)
+
+
+def quarantine(
+    workdir: Path, table: str | None, reason: str | None, status: str | None, limit: int = 50
+) -> dict[str, Any]:
+    """`shelfwise quarantine list --json`: the summary by table, reason and status, and rows."""
+    from ..governance import Quarantine
+
+    if not _has_warehouse(workdir):
+        return {"summary": [], "rows": []}
+    q = Quarantine(workdir)
+    with warehouse():
+        return {"summary": q.summary(), "rows": q.list(table or None, reason or None, status, limit=limit)}
+
+
+# -- models ----------------------------------------------------------------------------------------
+def _manifest(path: str | None) -> dict[str, Any]:
+    try:
+        return json.loads((Path(path or "") / "manifest.json").read_text())  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return {}
+
+
+def models(workdir: Path, with_live_gates: bool = True) -> list[dict[str, Any]]:
+    """`shelfwise models list --json`, each version with its default model's test metrics and
+    95% intervals from its bundle manifest; the candidate's gates evaluated now (`models gates`)."""
+    from ..lifecycle._registry import Registry
+
+    if not (workdir / "mlflow.db").exists():
+        return []
+    reg = Registry(workdir)
+    rows = reg.versions()
+    for r in rows:
+        m = _manifest(r["path"])
+        default = m.get("default_model") or r.get("default_model")
+        metrics = (m.get("metrics") or {}).get(default, {})
+        ci = (m.get("ci95") or {}).get(default, {})
+        r["metrics"] = {
+            k: {"value": metrics.get(k), "ci95": ci.get(k)}
+            for k in ("ndcg@10", "hr@10", "recall@10", "mrr@10", "coverage@10")
+            if metrics.get(k) is not None
+        }
+        r["per_model"] = {n: v.get("ndcg@10") for n, v in (m.get("metrics") or {}).items()}
+        r["created_at"] = m.get("created_at")
+        r["protocol"] = (m.get("protocol") or {}) if isinstance(m.get("protocol"), dict) else m.get("protocol")
+        if with_live_gates and "candidate" in r["aliases"]:
+            r["gates"] = [asdict(g) for g in reg.gates(r["version"])]
+    return rows
+
+
+# -- traffic ---------------------------------------------------------------------------------------
+def traffic(workdir: Path) -> dict[str, Any]:
+    """Served lists (the exposure log) and the events that name them (absorbed into the
+    warehouse): per surface, lists served, click-through (lists with an attributed click, cart
+    or purchase) and conversion (lists with an attributed purchase)."""
+    from ..serving._feedback import EXPOSURES_DIR
+
+    served: Counter[str] = Counter()
+    kind_of: dict[str, str] = {}
+    for f in sorted((workdir / EXPOSURES_DIR).glob("*.jsonl*")):
+        with open(f, "rb") as fh:
+            for line in fh:
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue  # a line cut by a crash mid-write
+                kind = str(rec.get("kind") or "other")
+                served[kind] += 1
+                if rec.get("id"):
+                    kind_of[rec["id"]] = kind
+    clicked: Counter[str] = Counter()
+    bought: Counter[str] = Counter()
+    if kind_of and _has_warehouse(workdir):
+        from ..storage import read_only
+
+        with warehouse(), read_only(workdir) as (con, tables):
+            if "events" in tables:
+                cols = {r[0] for r in con.sql("DESCRIBE curated.events").fetchall()}
+                ids = [c for c in ("recommendation_id", "search_id") if c in cols]
+                for c in ids:
+                    for sid, clicks, purchases in con.sql(
+                        f"SELECT {c}, count(*) FILTER (WHERE event_type IN ('click','add_to_cart','purchase')), "
+                        f"count(*) FILTER (WHERE event_type = 'purchase') FROM curated.events "
+                        f"WHERE {c} IS NOT NULL GROUP BY 1"
+                    ).fetchall():
+                        kind = kind_of.get(sid)
+                        if kind is not None:
+                            clicked[kind] += 1 if clicks else 0
+                            bought[kind] += 1 if purchases else 0
+    surfaces = [
+        {
+            "surface": k,
+            "served": n,
+            "ctr": round(clicked[k] / n, 4) if n else None,
+            "conversion": round(bought[k] / n, 4) if n else None,
+        }
+        for k, n in sorted(served.items())
+    ]
+    return {"surfaces": surfaces, "served": sum(served.values())}
+
+
+# -- overview --------------------------------------------------------------------------------------
+def alerts(cat: dict[str, Any], versions: list[dict[str, Any]], audit_ok: bool) -> list[dict[str, str]]:
+    """What needs someone: failing quality checks, quarantine spikes, a broken audit chain, a
+    candidate whose gates fail or that waits for approval."""
+    out: list[dict[str, str]] = []
+    for d in cat.get("datasets", []):
+        q = d["quality"]
+        if not q["passed"]:
+            out.append(
+                {
+                    "level": "bad",
+                    "what": f"{d['name']}: the latest load quarantined {100 * q['quarantined_share']:.1f}% of its rows "
+                    f"(owner {d['owner']}, steward {d['steward']})",
+                    "link": "/console/data",
+                }
+            )
+    by_table: dict[str, list[dict[str, Any]]] = {}
+    for x in cat.get("loads", []):
+        if x["rows_in"]:
+            by_table.setdefault(x["table"], []).append(x)
+    for t, loads in by_table.items():
+        if len(loads) >= 2:
+            prev, last = loads[-2], loads[-1]
+            a = prev["rows_quarantined"] / prev["rows_in"]
+            b = last["rows_quarantined"] / last["rows_in"]
+            if b > max(a * SPIKE_FACTOR, 0.01):
+                out.append(
+                    {
+                        "level": "bad",
+                        "what": f"quarantine spike in {t}: {100 * b:.1f}% of the latest load vs {100 * a:.1f}% before",
+                        "link": f"/console/data/quarantine?table={t}",
+                    }
+                )
+    for v in versions:
+        if "candidate" in v["aliases"]:
+            failing = [g["name"] for g in v["gates"] if not g["passed"]]
+            if failing:
+                out.append(
+                    {
+                        "level": "warn",
+                        "what": f"candidate v{v['version']} fails gates: {', '.join(failing)}",
+                        "link": "/console/models",
+                    }
+                )
+            elif not v.get("approved_by"):
+                out.append(
+                    {
+                        "level": "info",
+                        "what": f"candidate v{v['version']} passes its gates and waits for approval",
+                        "link": "/console/models",
+                    }
+                )
+    if not audit_ok:
+        out.append({"level": "bad", "what": "the audit trail's hash chain is broken", "link": "/console/audit"})
+    return out
+
+
+def overview(workdir: Path) -> dict[str, Any]:
+    from ..governance import AuditLog
+
+    cat = datasets(workdir)
+    versions = models(workdir)
+    check = AuditLog(workdir).verify()
+    trend: dict[str, list[tuple[str, float]]] = {}
+    for x in cat.get("loads", []):
+        if x["rows_in"]:
+            trend.setdefault(x["table"], []).append((x["at"], round(x["rows_quarantined"] / x["rows_in"], 4)))
+    return {
+        "datasets": cat["datasets"],
+        "trend": trend,
+        "production": [v for v in versions if "production" in v["aliases"]],
+        "candidates": [v for v in versions if "candidate" in v["aliases"]],
+        "traffic": traffic(workdir),
+        "alerts": alerts(cat, versions, check.ok),
+        "audit": check.as_dict(),
+    }
+
+
+# -- audit -----------------------------------------------------------------------------------------
+def audit_entries(
+    workdir: Path, action: str | None = None, actor: str | None = None, outcome: str | None = None, limit: int = 200
+) -> dict[str, Any]:
+    """`shelfwise audit --json`, filtered, newest first."""
+    from ..governance import AuditLog
+
+    log = AuditLog(workdir)
+    entries = log.entries()
+    picked = [
+        e
+        for e in entries
+        if "unparseable" not in e
+        and (not action or e.get("action") == action)
+        and (not actor or e.get("actor") == actor)
+        and (not outcome or e.get("outcome") == outcome)
+    ]
+    return {
+        "verification": log.verify().as_dict(),
+        "total": len(entries),
+        "matching": len(picked),
+        "entries": picked[::-1][:limit],
+        "actions": sorted({str(e.get("action")) for e in entries if "action" in e}),
+        "actors": sorted({str(e.get("actor")) for e in entries if "actor" in e}),
+    }
+
+
+# -- lineage ---------------------------------------------------------------------------------------
+def lineage_graph(workdir: Path, bundle: str | None = None) -> dict[str, Any]:
+    """From a bundle (default: the one serving) back to the runs and data versions that made it:
+    registry version -> bundle -> training run -> curated table versions -> ingest runs -> files.
+    Nodes carry a column (layer) for drawing; edges go left to right (upstream to downstream)."""
+    from ..governance import read_lineage
+    from ..serving._bundle import BUNDLES_DIR, CURRENT
+
+    root = workdir / BUNDLES_DIR
+    if bundle is None:
+        try:
+            bundle = (root / CURRENT).read_text().strip()
+        except OSError:
+            return {"bundle": None, "nodes": [], "edges": [], "bundles": []}
+    m = _manifest(str(root / bundle))
+    nodes: dict[str, dict[str, Any]] = {}
+    edges: list[tuple[str, str]] = []
+
+    def node(nid: str, label: str, kind: str, col: int, detail: str = "") -> str:
+        nodes.setdefault(nid, {"id": nid, "label": label, "kind": kind, "col": col, "detail": detail})
+        return nid
+
+    b = node(f"bundle:{bundle}", f"bundle {bundle}", "bundle", 4, f"default model {m.get('default_model')}")
+    for v in models(workdir, with_live_gates=False) if (workdir / "mlflow.db").exists() else []:
+        if v.get("bundle") == bundle:
+            r = node(f"reg:{v['version']}", f"registry v{v['version']}", "model", 5, ",".join(v["aliases"]) or v["status"])
+            edges.append((b, r))
+    lin = m.get("lineage") or {}
+    runs = {e["run"]["runId"]: e for e in read_lineage(workdir) if e.get("eventType") == "COMPLETE"}
+    train_run = lin.get("train_run_id")
+    t = None
+    if train_run:
+        t = node(f"run:{train_run}", f"train {str(train_run)[:8]}", "run", 3, str(train_run))
+        edges.append((t, b))
+    ingest_runs: set[str] = set()
+    for table, dv in (m.get("data_versions") or {}).items():
+        d = node(
+            f"data:{table}:{dv.get('version')}",
+            f"curated.{table} v{dv.get('version')}",
+            "dataset",
+            2,
+            f"{dv.get('rows')} rows, contract {dv.get('contract_version')}, hash {str(dv.get('content_hash'))[:12]}",
+        )
+        if t:
+            edges.append((d, t))
+        rid = dv.get("run_id")
+        if rid:
+            ingest_runs.add(rid)
+            job = runs.get(rid, {}).get("job", {}).get("name", "ingest").split(".")[-1]
+            r = node(f"run:{rid}", f"{job} {str(rid)[:8]}", "run", 1, str(rid))
+            edges.append((r, d))
+    for rid in ingest_runs:
+        for inp in runs.get(rid, {}).get("inputs", []):
+            if str(inp.get("namespace", "")).startswith("file"):
+                f = node(f"file:{inp['name']}", Path(inp["name"]).name, "file", 0, inp["name"])
+                edges.append((f, f"run:{rid}"))
+    bundles = sorted((p.name for p in root.glob("[0-9]*") if p.is_dir()), reverse=True) if root.exists() else []
+    return {"bundle": bundle, "nodes": list(nodes.values()), "edges": sorted(set(edges)), "bundles": bundles}
+
+
+def lineage_svg(graph: dict[str, Any]) -> str:
+    """The graph drawn as SVG, server-side (columns by layer, one row per node in a column)."""
+    from html import escape
+
+    cols: dict[int, list[dict[str, Any]]] = {}
+    for n in graph["nodes"]:
+        cols.setdefault(n["col"], []).append(n)
+    w, h, gap_x, gap_y = 170, 38, 40, 14
+    pos: dict[str, tuple[float, float]] = {}
+    used = sorted(cols)
+    for ci, c in enumerate(used):
+        for ri, n in enumerate(sorted(cols[c], key=lambda n: n["label"])):
+            pos[n["id"]] = (10 + ci * (w + gap_x), 10 + ri * (h + gap_y))
+    width = 20 + len(used) * (w + gap_x)
+    height = 20 + max((len(v) for v in cols.values()), default=1) * (h + gap_y)
+    colour = {"file": "#e8eef7", "run": "#fff4d6", "dataset": "#e3f4e3", "bundle": "#f4e3f1", "model": "#ffe3e3"}
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+        f'aria-label="lineage graph" class="lineage">'
+    ]
+    for a, b in graph["edges"]:
+        if a in pos and b in pos:
+            (x1, y1), (x2, y2) = pos[a], pos[b]
+            parts.append(
+                f'<path d="M{x1 + w},{y1 + h / 2} C{x1 + w + 20},{y1 + h / 2} {x2 - 20},{y2 + h / 2} {x2},{y2 + h / 2}" '
+                'fill="none" stroke="#889" stroke-width="1.2"/>'
+            )
+    for n in graph["nodes"]:
+        x, y = pos[n["id"]]
+        parts.append(
+            f'<g class="node node-{n["kind"]}" data-id="{escape(n["id"])}"><title>{escape(n["detail"])}</title>'
+            f'<rect x="{x}" y="{y}" width="{w}" height="{h}" rx="6" fill="{colour.get(n["kind"], "#eee")}" stroke="#667"/>'
+            f'<text x="{x + 8}" y="{y + 15}" font-size="11" font-weight="600">{escape(n["kind"])}</text>'
+            f'<text x="{x + 8}" y="{y + 30}" font-size="11">{escape(n["label"][:26])}</text></g>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+# -- analytics -------------------------------------------------------------------------------------
+def search_report(workdir: Path) -> dict[str, Any]:
+    """`shelfwise report search --json` (without absorbing first: a page only reads)."""
+    from ..search._analytics import search_analytics
+
+    if not _has_warehouse(workdir):
+        return {}
+    with warehouse():
+        return search_analytics(workdir)
+
+
+def experiments(workdir: Path) -> dict[str, Any]:
+    """`shelfwise experiments report --json` (without absorbing first) and the configuration."""
+    from ..serving._experiments import experiment_report, load_experiments
+
+    configured = [
+        {
+            "name": e.name,
+            "surface": e.surface,
+            "variants": [{"name": v.name, "weight": v.weight, "model": v.model, "bundle": v.bundle} for v in e.variants],
+        }
+        for e in load_experiments(workdir)
+    ]
+    if not _has_warehouse(workdir):
+        return {"configured": configured, "report": {"experiments": {}}}
+    with warehouse():
+        rep = experiment_report(workdir)
+    return {"configured": configured, "report": rep}
