@@ -32,7 +32,17 @@ from fastapi import Request
 from ..governance import PERMISSIONS, AuditLog, People, Role
 from ..governance._privacy import SecretStore
 
-__all__ = ["COOKIE", "Denied", "Session", "User", "check_csrf", "form", "permit", "read_session", "write_session"]
+__all__ = [
+    "COOKIE",
+    "Denied",
+    "Session",
+    "User",
+    "check_csrf",
+    "form",
+    "permit",
+    "read_session",
+    "write_session",
+]
 
 COOKIE = "shelfwise_console"
 MAX_AGE_S = 12 * 3600  # a working day; then log in again

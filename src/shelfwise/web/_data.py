@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -34,6 +35,9 @@ __all__ = [
 ]
 
 _LOCK = threading.Lock()
+_CACHE: dict[tuple[Any, ...], tuple[Any, float, Any]] = {}
+_CACHE_LOCK = threading.Lock()
+CACHE_TTL_S = 60.0  # freshness ages and the like are recomputed at least this often
 SPIKE_FACTOR = 2.0  # a load quarantining this many times the table's previous share is a spike
 
 
@@ -53,6 +57,48 @@ def warehouse() -> Any:
             raise
 
 
+def _stamp(workdir: Path, *names: str) -> tuple[Any, ...]:
+    """What the files a page reads look like now (size and mtime; a folder: its files'): a page's
+    data is recomputed when any of them changed. DuckDB writes its WAL before the file."""
+    out: list[Any] = []
+    for name in names:
+        p = workdir / name
+        if name.endswith("/"):
+            out.append(
+                tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(p.glob("*")))
+                if p.exists()
+                else None
+            )
+            continue
+        try:
+            st = p.stat()
+            out.append((st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+WAREHOUSE = ("warehouse.duckdb", "warehouse.duckdb.wal")
+REGISTRY = ("mlflow.db", "mlflow.db-wal", "bundles/CURRENT")
+SERVED = ("spool/exposures/",)
+
+
+def _cached(key: tuple[Any, ...], stamp: tuple[Any, ...], compute: Any) -> Any:
+    """`compute()` again only when the stamp moved or the entry is older than CACHE_TTL_S:
+    opening the warehouse read-only alone takes ~100 ms, and nothing changed in between."""
+    now = time.monotonic()
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+    if hit is not None and hit[0] == stamp and now - hit[1] < CACHE_TTL_S:
+        return hit[2]
+    value = compute()
+    with _CACHE_LOCK:
+        if len(_CACHE) > 256:
+            _CACHE.clear()
+        _CACHE[key] = (stamp, now, value)
+    return value
+
+
 def _has_warehouse(workdir: Path) -> bool:
     return (workdir / "warehouse.duckdb").exists()
 
@@ -65,8 +111,12 @@ def datasets(workdir: Path) -> dict[str, Any]:
 
     if not _has_warehouse(workdir):
         return {"datasets": [], "models": [], "rules": None, "loads": [], "contracts": []}
-    with warehouse():
-        return catalog(workdir)
+
+    def compute() -> dict[str, Any]:
+        with warehouse():
+            return catalog(workdir)
+
+    return _cached(("catalog", workdir), _stamp(workdir, *WAREHOUSE, *REGISTRY, "config/rules.json"), compute)  # type: ignore[no-any-return]
 
 
 def quarantine(
@@ -78,8 +128,16 @@ def quarantine(
     if not _has_warehouse(workdir):
         return {"summary": [], "rows": []}
     q = Quarantine(workdir)
-    with warehouse():
-        return {"summary": q.summary(), "rows": q.list(table or None, reason or None, status, limit=limit)}
+
+    def compute() -> dict[str, Any]:
+        with warehouse():
+            return {
+                "summary": q.summary(),
+                "rows": q.list(table or None, reason or None, status, limit=limit),
+            }
+
+    key = ("quarantine", workdir, table, reason, status, limit)
+    return _cached(key, _stamp(workdir, *WAREHOUSE), compute)  # type: ignore[no-any-return]
 
 
 # -- models ----------------------------------------------------------------------------------------
@@ -93,10 +151,16 @@ def _manifest(path: str | None) -> dict[str, Any]:
 def models(workdir: Path, with_live_gates: bool = True) -> list[dict[str, Any]]:
     """`shelfwise models list --json`, each version with its default model's test metrics and
     95% intervals from its bundle manifest; the candidate's gates evaluated now (`models gates`)."""
-    from ..lifecycle._registry import Registry
 
     if not (workdir / "mlflow.db").exists():
         return []
+    stamp = _stamp(workdir, *REGISTRY, "bundles/")
+    return _cached(("models", workdir, with_live_gates), stamp, lambda: _models(workdir, with_live_gates))  # type: ignore[no-any-return]
+
+
+def _models(workdir: Path, with_live_gates: bool) -> list[dict[str, Any]]:
+    from ..lifecycle._registry import Registry
+
     reg = Registry(workdir)
     rows = reg.versions()
     for r in rows:
@@ -111,7 +175,9 @@ def models(workdir: Path, with_live_gates: bool = True) -> list[dict[str, Any]]:
         }
         r["per_model"] = {n: v.get("ndcg@10") for n, v in (m.get("metrics") or {}).items()}
         r["created_at"] = m.get("created_at")
-        r["protocol"] = (m.get("protocol") or {}) if isinstance(m.get("protocol"), dict) else m.get("protocol")
+        r["protocol"] = (
+            (m.get("protocol") or {}) if isinstance(m.get("protocol"), dict) else m.get("protocol")
+        )
         if with_live_gates and "candidate" in r["aliases"]:
             r["gates"] = [asdict(g) for g in reg.gates(r["version"])]
     return rows
@@ -122,6 +188,10 @@ def traffic(workdir: Path) -> dict[str, Any]:
     """Served lists (the exposure log) and the events that name them (absorbed into the
     warehouse): per surface, lists served, click-through (lists with an attributed click, cart
     or purchase) and conversion (lists with an attributed purchase)."""
+    return _cached(("traffic", workdir), _stamp(workdir, *WAREHOUSE, *SERVED), lambda: _traffic(workdir))  # type: ignore[no-any-return]
+
+
+def _traffic(workdir: Path) -> dict[str, Any]:
     from ..serving._feedback import EXPOSURES_DIR
 
     served: Counter[str] = Counter()
@@ -221,7 +291,9 @@ def alerts(cat: dict[str, Any], versions: list[dict[str, Any]], audit_ok: bool) 
                     }
                 )
     if not audit_ok:
-        out.append({"level": "bad", "what": "the audit trail's hash chain is broken", "link": "/console/audit"})
+        out.append(
+            {"level": "bad", "what": "the audit trail's hash chain is broken", "link": "/console/audit"}
+        )
     return out
 
 
@@ -248,7 +320,11 @@ def overview(workdir: Path) -> dict[str, Any]:
 
 # -- audit -----------------------------------------------------------------------------------------
 def audit_entries(
-    workdir: Path, action: str | None = None, actor: str | None = None, outcome: str | None = None, limit: int = 200
+    workdir: Path,
+    action: str | None = None,
+    actor: str | None = None,
+    outcome: str | None = None,
+    limit: int = 200,
 ) -> dict[str, Any]:
     """`shelfwise audit --json`, filtered, newest first."""
     from ..governance import AuditLog
@@ -298,7 +374,13 @@ def lineage_graph(workdir: Path, bundle: str | None = None) -> dict[str, Any]:
     b = node(f"bundle:{bundle}", f"bundle {bundle}", "bundle", 4, f"default model {m.get('default_model')}")
     for v in models(workdir, with_live_gates=False) if (workdir / "mlflow.db").exists() else []:
         if v.get("bundle") == bundle:
-            r = node(f"reg:{v['version']}", f"registry v{v['version']}", "model", 5, ",".join(v["aliases"]) or v["status"])
+            r = node(
+                f"reg:{v['version']}",
+                f"registry v{v['version']}",
+                "model",
+                5,
+                ",".join(v["aliases"]) or v["status"],
+            )
             edges.append((b, r))
     lin = m.get("lineage") or {}
     runs = {e["run"]["runId"]: e for e in read_lineage(workdir) if e.get("eventType") == "COMPLETE"}
@@ -329,7 +411,9 @@ def lineage_graph(workdir: Path, bundle: str | None = None) -> dict[str, Any]:
             if str(inp.get("namespace", "")).startswith("file"):
                 f = node(f"file:{inp['name']}", Path(inp["name"]).name, "file", 0, inp["name"])
                 edges.append((f, f"run:{rid}"))
-    bundles = sorted((p.name for p in root.glob("[0-9]*") if p.is_dir()), reverse=True) if root.exists() else []
+    bundles = (
+        sorted((p.name for p in root.glob("[0-9]*") if p.is_dir()), reverse=True) if root.exists() else []
+    )
     return {"bundle": bundle, "nodes": list(nodes.values()), "edges": sorted(set(edges)), "bundles": bundles}
 
 
@@ -348,7 +432,13 @@ def lineage_svg(graph: dict[str, Any]) -> str:
             pos[n["id"]] = (10 + ci * (w + gap_x), 10 + ri * (h + gap_y))
     width = 20 + len(used) * (w + gap_x)
     height = 20 + max((len(v) for v in cols.values()), default=1) * (h + gap_y)
-    colour = {"file": "#e8eef7", "run": "#fff4d6", "dataset": "#e3f4e3", "bundle": "#f4e3f1", "model": "#ffe3e3"}
+    colour = {
+        "file": "#e8eef7",
+        "run": "#fff4d6",
+        "dataset": "#e3f4e3",
+        "bundle": "#f4e3f1",
+        "model": "#ffe3e3",
+    }
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
         f'aria-label="lineage graph" class="lineage">'
@@ -379,8 +469,12 @@ def search_report(workdir: Path) -> dict[str, Any]:
 
     if not _has_warehouse(workdir):
         return {}
-    with warehouse():
-        return search_analytics(workdir)
+
+    def compute() -> dict[str, Any]:
+        with warehouse():
+            return search_analytics(workdir)
+
+    return _cached(("search", workdir), _stamp(workdir, *WAREHOUSE, *SERVED, *REGISTRY), compute)  # type: ignore[no-any-return]
 
 
 def experiments(workdir: Path) -> dict[str, Any]:
@@ -391,12 +485,18 @@ def experiments(workdir: Path) -> dict[str, Any]:
         {
             "name": e.name,
             "surface": e.surface,
-            "variants": [{"name": v.name, "weight": v.weight, "model": v.model, "bundle": v.bundle} for v in e.variants],
+            "variants": [
+                {"name": v.name, "weight": v.weight, "model": v.model, "bundle": v.bundle} for v in e.variants
+            ],
         }
         for e in load_experiments(workdir)
     ]
     if not _has_warehouse(workdir):
         return {"configured": configured, "report": {"experiments": {}}}
-    with warehouse():
-        rep = experiment_report(workdir)
-    return {"configured": configured, "report": rep}
+
+    def compute() -> dict[str, Any]:
+        with warehouse():
+            return experiment_report(workdir)
+
+    stamp = _stamp(workdir, *WAREHOUSE, *SERVED, "config/experiments.json")
+    return {"configured": configured, "report": _cached(("experiments", workdir), stamp, compute)}

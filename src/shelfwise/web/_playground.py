@@ -21,6 +21,7 @@ import numpy as np
 
 __all__ = ["Side", "search_side", "shopper"]
 
+EXPLAINED = 5  # recommendations explained on the shopper page
 _IMAGE = re.compile(r"https?://[^\s\"']+\.(?:jpe?g|png|webp|gif)(?:\?[^\s\"']*)?", re.IGNORECASE)
 
 
@@ -107,7 +108,12 @@ def search_side(
     snap = _snapshot(service, side.bundle)
     engine = snap.search
     if engine is None:
-        return {"label": side.label, "bundle": snap.version, "error": "this bundle has no search index", "items": []}
+        return {
+            "label": side.label,
+            "bundle": snap.version,
+            "error": "this bundle has no search index",
+            "items": [],
+        }
     if synonyms is not None:
         engine = copy.copy(engine)
         engine.synonyms_ = synonyms
@@ -141,7 +147,9 @@ def search_side(
                 "title": cat.title[r] if r is not None else p,
                 "brand": cat.brand[r] if r is not None else "",
                 "category": cat.category[r] if r is not None else "",
-                "price": float(cat.price[r]) if r is not None and cat.price is not None and np.isfinite(cat.price[r]) else None,
+                "price": float(cat.price[r])
+                if r is not None and cat.price is not None and np.isfinite(cat.price[r])
+                else None,
                 "image": _image(engine, r) if r is not None else None,
                 "engine_rank": engine_rank.get(p),
                 "score": round(float(score[p]), 4) if p in score else None,
@@ -175,7 +183,13 @@ def shopper(service: Any, user_id: str, k: int = 10) -> dict[str, Any]:
     def item(p: str) -> dict[str, Any]:
         i = snap.item_index.get(p)
         cat, brand, stock = snap.info.get(p, ("", "", True))
-        return {"product_id": p, "title": titles[i] if i is not None else p, "category": cat, "brand": brand, "in_stock": stock}
+        return {
+            "product_id": p,
+            "title": titles[i] if i is not None else p,
+            "category": cat,
+            "brand": brand,
+            "in_stock": stock,
+        }
 
     seq = snap.bundle.interactions.sequence(u).tolist() if u is not None else []
     history = [item(snap.item_ids[i]) for i in seq] + [item(p) for p in recent]
@@ -184,8 +198,10 @@ def shopper(service: Any, user_id: str, k: int = 10) -> dict[str, Any]:
     model = snap.bundle.models.get(ans.model)
     hist = snap.history(u, list(recent)) if (u is not None or recent) else None
     if hist is not None and ans.source != "cold_start":
-        expl = next((snap.bundle.models[n] for n in ("transitions", "itemknn") if n in snap.bundle.models), None)
-        for p in ans.items[:k]:
+        expl = next(
+            (snap.bundle.models[n] for n in ("transitions", "itemknn") if n in snap.bundle.models), None
+        )
+        for p in ans.items[:EXPLAINED]:  # each explanation re-scores the history: the top few
             i = snap.item_index.get(p)
             if expl is not None and i is not None:
                 try:
@@ -206,10 +222,14 @@ def shopper(service: Any, user_id: str, k: int = 10) -> dict[str, Any]:
             if vu is None and not recent:
                 cands = [vs.item_ids[i] for i in vs.recs.cold_start(k * 3 + 20)]
             else:
-                r = vs.bundle.models[name].recommend(np.array([0]), k * 3 + 20, exclude_seen=True, history=vs.history(vu, list(recent)))
+                r = vs.bundle.models[name].recommend(
+                    np.array([0]), k * 3 + 20, exclude_seen=True, history=vs.history(vu, list(recent))
+                )
                 cands = [vs.item_ids[i] for i in r.ids[0] if i >= 0]
             purchases = dict(vs.purchases.get(vu, {})) if vu is not None else {}
-            shown = service._rules_for(v).apply(cands, k, vs.info, surface="recommendations", purchases=purchases)
+            shown = service._rules_for(v).apply(
+                cands, k, vs.info, surface="recommendations", purchases=purchases
+            )
             variants.append(
                 {"experiment": e.name, "variant": v.name, "model": name, "bundle": vs.version, "mine": v.name == mine.name,
                  "items": [item(p) for p in shown]}

@@ -111,7 +111,9 @@ def console_router(workdir: Path, service: Callable[[], Any]) -> APIRouter:
                 if exc.status == 401 and request.method == "GET" and not request.headers.get("hx-request"):
                     nxt = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                     if not _auth.People(workdir).governed:
-                        return ctx.render("error.html", 403, title="Loopback only", message=single_user_msg, page="")
+                        return ctx.render(
+                            "error.html", 403, title="Loopback only", message=single_user_msg, page=""
+                        )
                     return ctx.finish(RedirectResponse(f"{PREFIX}/login?next={quote(nxt)}", 303))
                 return ctx.render("error.html", exc.status, title="Not allowed", message=exc.message, page="")
             except _data.WarehouseBusy as exc:
@@ -153,7 +155,9 @@ def console_router(workdir: Path, service: Callable[[], Any]) -> APIRouter:
     @router.get("/login", response_class=HTMLResponse)
     def login_page(request: Request, next: str = "/console/") -> Any:
         ctx = Ctx(request)
-        return ctx.render("login.html", next=next if next.startswith(PREFIX) else "/console/", error=None, page="")
+        return ctx.render(
+            "login.html", next=next if next.startswith(PREFIX) else "/console/", error=None, page=""
+        )
 
     @router.post("/login", response_class=HTMLResponse)
     async def login(request: Request) -> Any:
@@ -165,7 +169,9 @@ def console_router(workdir: Path, service: Callable[[], Any]) -> APIRouter:
         nxt = fields.get("next") or "/console/"
         nxt = nxt if nxt.startswith(PREFIX) else "/console/"
         try:
-            user, key_hash = _auth.login(workdir, fields.get("name", "").strip(), fields.get("api_key", "").strip())
+            user, key_hash = _auth.login(
+                workdir, fields.get("name", "").strip(), fields.get("api_key", "").strip()
+            )
         except Denied as exc:
             return ctx.render("login.html", exc.status, next=nxt, error=exc.message, page="")
         resp = RedirectResponse(nxt, 303)
@@ -219,7 +225,9 @@ def console_router(workdir: Path, service: Callable[[], Any]) -> APIRouter:
             return ctx.render("error.html", exc.status, title="Not allowed", message=exc.message, page="")
         except ShelfwiseError as exc:  # AccessDenied (four eyes) is one too
             denied = isinstance(exc, AccessDenied)  # four eyes: audited by the registry
-            return ctx.render("error.html", 403 if denied else 409, title="Not done", message=str(exc), page="")
+            return ctx.render(
+                "error.html", 403 if denied else 409, title="Not done", message=str(exc), page=""
+            )
         s = service()
         if s is not None:
             s.refresh()  # this process serves the new bundle now, not at its next poll
@@ -247,7 +255,12 @@ def console_router(workdir: Path, service: Callable[[], Any]) -> APIRouter:
     @router.get("/data/quarantine", response_class=HTMLResponse)
     @guard
     def quarantine(
-        ctx: Any, table: str = "", reason: str = "", status: str = "open", limit: int = 50, done: str | None = None
+        ctx: Any,
+        table: str = "",
+        reason: str = "",
+        status: str = "open",
+        limit: int = 50,
+        done: str | None = None,
     ) -> Any:
         ctx.need("quarantine.read_raw")
         st = None if status == "all" else status
@@ -268,7 +281,11 @@ def console_router(workdir: Path, service: Callable[[], Any]) -> APIRouter:
             fields = await posted(request, ctx)
             user = ctx.need("quarantine.reprocess")
             with _data.warehouse():
-                rows = [r for r in Quarantine(workdir).list(None, None, "open", limit=None) if r["quarantine_id"] == qid]
+                rows = [
+                    r
+                    for r in Quarantine(workdir).list(None, None, "open", limit=None)
+                    if r["quarantine_id"] == qid
+                ]
             if not rows:
                 raise ShelfwiseError(f"quarantined row #{qid} is not open (released or superseded already?)")
             row = rows[0]
@@ -278,7 +295,9 @@ def console_router(workdir: Path, service: Callable[[], Any]) -> APIRouter:
                 fixed = Path(tmp) / "fixed.jsonl"
                 fixed.write_text(json.dumps(rec, ensure_ascii=False) + "\n")
                 with _data.warehouse():
-                    res = Quarantine(workdir).reprocess(row["table"], fixed, actor=None if user.single_user else user.name)
+                    res = Quarantine(workdir).reprocess(
+                        row["table"], fixed, actor=None if user.single_user else user.name
+                    )
         except Denied as exc:
             return ctx.render("error.html", exc.status, title="Not allowed", message=exc.message, page="")
         except ShelfwiseError as exc:
@@ -286,7 +305,9 @@ def console_router(workdir: Path, service: Callable[[], Any]) -> APIRouter:
         except _data.WarehouseBusy as exc:
             return ctx.render("error.html", 503, title="Warehouse busy", message=str(exc), page="")
         verdict = "released into curated" if res["released"] else "still quarantined (see its new reason)"
-        return back(ctx, f"{PREFIX}/data/quarantine?table={row['table']}&status=all", f"row #{qid}: {verdict}")
+        return back(
+            ctx, f"{PREFIX}/data/quarantine?table={row['table']}&status=all", f"row #{qid}: {verdict}"
+        )
 
     # -- search playground ---------------------------------------------------------------------
     def sides(s: Any, b_bundle: str, b_rules: str, draft: Any = None) -> list[_playground.Side]:
