@@ -119,8 +119,14 @@ def login(page: Any, shop: Shop, who: str) -> None:
 
 def shot(page: Any, name: str) -> None:
     if os.environ.get("SHELFWISE_SCREENSHOTS"):  # README's pictures: SHELFWISE_SCREENSHOTS=1 pytest tests/web
+        import io
+
+        from PIL import Image
+
         IMG.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(IMG / f"console-{name}.png"), full_page=False)
+        img = Image.open(io.BytesIO(page.screenshot(full_page=False))).convert("RGB")
+        img = img.resize((960, round(img.height * 960 / img.width)), Image.Resampling.LANCZOS)
+        img.quantize(64).save(IMG / f"console-{name}.png", optimize=True)  # small PNGs for the README
 
 
 def denied_since(shop: Shop, n: int, who: str, action: str) -> bool:
@@ -252,6 +258,7 @@ def test_search_playground_and_a_saved_rule(shop: Shop, page: Any) -> None:
     assert not api["degraded"]
     login(page, shop, "eve")
     page.goto(shop.url + f"/console/search?q={q.replace(' ', '+')}&compare=1&b_rules=none")
+    page.locator(".col").first.locator("details.why summary").first.click()
     shot(page, "search")
     col = page.locator(".col").first
     ids = col.locator("li[data-product]").evaluate_all("els => els.map(e => e.dataset.product)")

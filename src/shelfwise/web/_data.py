@@ -222,10 +222,10 @@ def _traffic(workdir: Path) -> dict[str, Any]:
                         f"count(*) FILTER (WHERE event_type = 'purchase') FROM curated.events "
                         f"WHERE {c} IS NOT NULL GROUP BY 1"
                     ).fetchall():
-                        kind = kind_of.get(sid)
-                        if kind is not None:
-                            clicked[kind] += 1 if clicks else 0
-                            bought[kind] += 1 if purchases else 0
+                        surface = kind_of.get(sid)
+                        if surface is not None:
+                            clicked[surface] += 1 if clicks else 0
+                            bought[surface] += 1 if purchases else 0
     surfaces = [
         {
             "surface": k,
@@ -456,7 +456,7 @@ def lineage_svg(graph: dict[str, Any]) -> str:
             f'<g class="node node-{n["kind"]}" data-id="{escape(n["id"])}"><title>{escape(n["detail"])}</title>'
             f'<rect x="{x}" y="{y}" width="{w}" height="{h}" rx="6" fill="{colour.get(n["kind"], "#eee")}" stroke="#667"/>'
             f'<text x="{x + 8}" y="{y + 15}" font-size="11" font-weight="600">{escape(n["kind"])}</text>'
-            f'<text x="{x + 8}" y="{y + 30}" font-size="11">{escape(n["label"][:26])}</text></g>'
+            f'<text x="{x + 8}" y="{y + 30}" font-size="11">{escape(n["label"][:25])}</text></g>'
         )
     parts.append("</svg>")
     return "".join(parts)

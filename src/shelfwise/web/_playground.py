@@ -136,7 +136,7 @@ def search_side(
     rows = [idx[p] for p in items if p in idx]
     why = _explain(engine, q, rows) if explain and page["match"] != "none" else [{} for _ in rows]
     cat = engine.catalog
-    out_items = []
+    out_items: list[dict[str, Any]] = []
     for pos, p in enumerate(items, 1):
         r = idx.get(p)
         w = why[len(out_items)] if r is not None and len(out_items) < len(why) else {}

@@ -289,7 +289,7 @@ def console_router(workdir: Path, service: Callable[[], Any]) -> APIRouter:
             if not rows:
                 raise ShelfwiseError(f"quarantined row #{qid} is not open (released or superseded already?)")
             row = rows[0]
-            rec = {k[2:]: v for k, v in fields.items() if k.startswith("f.")}
+            rec: dict[str, Any] = {k[2:]: v for k, v in fields.items() if k.startswith("f.")}
             rec.update({"_quarantine_id": qid, "_table": row["table"]})
             with tempfile.TemporaryDirectory() as tmp:
                 fixed = Path(tmp) / "fixed.jsonl"
