@@ -18,6 +18,7 @@ PACKAGES = [
     "shelfwise.search",
     "shelfwise.serving",
     "shelfwise.storage",
+    "shelfwise.web",
 ]
 
 

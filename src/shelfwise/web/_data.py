@@ -27,6 +27,7 @@ __all__ = [
     "experiments",
     "lineage_graph",
     "models",
+    "online_drops",
     "overview",
     "quarantine",
     "search_report",
@@ -196,6 +197,9 @@ def _traffic(workdir: Path) -> dict[str, Any]:
 
     served: Counter[str] = Counter()
     kind_of: dict[str, str] = {}
+    bundle_of: dict[str, tuple[str, str]] = {}  # list id -> (surface, bundle)
+    by_bundle: Counter[tuple[str, str]] = Counter()
+    order: dict[str, float] = {}  # bundle -> when it first served
     for f in sorted((workdir / EXPOSURES_DIR).glob("*.jsonl*")):
         with open(f, "rb") as fh:
             for line in fh:
@@ -205,10 +209,15 @@ def _traffic(workdir: Path) -> dict[str, Any]:
                     continue  # a line cut by a crash mid-write
                 kind = str(rec.get("kind") or "other")
                 served[kind] += 1
+                b = str(rec.get("bundle") or "")
+                by_bundle[(kind, b)] += 1
+                order.setdefault(b, float(rec.get("at") or 0.0))
                 if rec.get("id"):
                     kind_of[rec["id"]] = kind
+                    bundle_of[rec["id"]] = (kind, b)
     clicked: Counter[str] = Counter()
     bought: Counter[str] = Counter()
+    clicked_by_bundle: Counter[tuple[str, str]] = Counter()
     if kind_of and _has_warehouse(workdir):
         from ..storage import read_only
 
@@ -226,6 +235,7 @@ def _traffic(workdir: Path) -> dict[str, Any]:
                         if surface is not None:
                             clicked[surface] += 1 if clicks else 0
                             bought[surface] += 1 if purchases else 0
+                            clicked_by_bundle[bundle_of[sid]] += 1 if clicks else 0
     surfaces = [
         {
             "surface": k,
@@ -235,14 +245,65 @@ def _traffic(workdir: Path) -> dict[str, Any]:
         }
         for k, n in sorted(served.items())
     ]
-    return {"surfaces": surfaces, "served": sum(served.values())}
+    bundles = [
+        {
+            "surface": k,
+            "bundle": b,
+            "served": n,
+            "clicked": clicked_by_bundle[(k, b)],
+            "first_served": order.get(b, 0.0),
+        }
+        for (k, b), n in sorted(by_bundle.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 0.0)))
+    ]
+    return {"surfaces": surfaces, "served": sum(served.values()), "by_bundle": bundles}
+
+
+MIN_LISTS = 200  # lists a bundle must have served on a surface before its click-through is compared
+
+
+def online_drops(by_bundle: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Surfaces where the newest bundle's click-through is below the previous bundle's beyond
+    chance: the newest's Wilson 95% upper bound under the previous one's rate (each with at
+    least MIN_LISTS lists served)."""
+    from ..serving._experiments import _wilson
+
+    out = []
+    surfaces: dict[str, list[dict[str, Any]]] = {}
+    for row in by_bundle:  # in the order the bundles first served
+        surfaces.setdefault(row["surface"], []).append(row)
+    for surface, rows in surfaces.items():
+        if len(rows) < 2:
+            continue
+        prev, last = rows[-2], rows[-1]
+        if prev["served"] < MIN_LISTS or last["served"] < MIN_LISTS:
+            continue
+        before = prev["clicked"] / prev["served"]
+        hi = _wilson(last["clicked"], last["served"])[1]
+        if hi < before:
+            out.append(
+                {"surface": surface, "bundle": last["bundle"], "previous": prev["bundle"],
+                 "ctr": last["clicked"] / last["served"], "previous_ctr": before}
+            )  # fmt: skip
+    return out
 
 
 # -- overview --------------------------------------------------------------------------------------
-def alerts(cat: dict[str, Any], versions: list[dict[str, Any]], audit_ok: bool) -> list[dict[str, str]]:
+def alerts(
+    cat: dict[str, Any], versions: list[dict[str, Any]], audit_ok: bool, traffic: dict[str, Any] | None = None
+) -> list[dict[str, str]]:
     """What needs someone: failing quality checks, quarantine spikes, a broken audit chain, a
-    candidate whose gates fail or that waits for approval."""
+    candidate whose gates fail or that waits for approval, a bundle whose online click-through
+    dropped against the bundle before it."""
     out: list[dict[str, str]] = []
+    for d in online_drops((traffic or {}).get("by_bundle", [])):
+        out.append(
+            {
+                "level": "bad",
+                "what": f"online click-through on {d['surface']} dropped with bundle {d['bundle']}: "
+                f"{100 * d['ctr']:.1f}% vs {100 * d['previous_ctr']:.1f}% with {d['previous']} (roll back?)",
+                "link": "/console/models",
+            }
+        )
     for d in cat.get("datasets", []):
         q = d["quality"]
         if not q["passed"]:
@@ -303,6 +364,7 @@ def overview(workdir: Path) -> dict[str, Any]:
     cat = datasets(workdir)
     versions = models(workdir)
     check = AuditLog(workdir).verify()
+    served = traffic(workdir)
     trend: dict[str, list[tuple[str, float]]] = {}
     for x in cat.get("loads", []):
         if x["rows_in"]:
@@ -312,8 +374,8 @@ def overview(workdir: Path) -> dict[str, Any]:
         "trend": trend,
         "production": [v for v in versions if "production" in v["aliases"]],
         "candidates": [v for v in versions if "candidate" in v["aliases"]],
-        "traffic": traffic(workdir),
-        "alerts": alerts(cat, versions, check.ok),
+        "traffic": served,
+        "alerts": alerts(cat, versions, check.ok, served),
         "audit": check.as_dict(),
     }
 
