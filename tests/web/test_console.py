@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -373,3 +374,18 @@ def test_single_user_mode_is_loopback_only_and_forms_need_the_token(served_workd
         r = local.post("/console/rules", data={"rules": "{}"})  # no CSRF token
         assert r.status_code == 403 and "CSRF" in r.text
         assert (work / "config" / "rules.json").exists() == before
+        # previews without JavaScript (a whole page) and of a synonyms list (a copy of the engine)
+        page = local.get("/console/search?q=red+pillow&k=5").text
+        token = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+        top = re.search(r'data-product="([^"]+)"', page).group(1)
+        hide = {"items": [{"action": "hide", "product_id": top}]}
+        r = local.post(
+            "/console/search/preview",
+            data={"csrf": token, "q": "red pillow", "k": "5", "what": "rules", "rules": json.dumps(hide)},
+        )
+        assert r.status_code == 200 and "<h1>Preview" in r.text
+        in_force, draft = r.text.split('data-label="draft rules', 1)
+        assert f'data-product="{top}"' in in_force and f'data-product="{top}"' not in draft
+        syn = {"csrf": token, "q": "sofa", "k": "5", "what": "synonyms", "synonyms": "sofa => pillow"}
+        r = local.post("/console/search/preview", data=syn, headers={"hx-request": "true"})
+        assert re.findall(r'class="match">(\w+)', r.text) == ["none", "keyword"]  # the synonym finds pillows

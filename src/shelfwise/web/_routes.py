@@ -378,7 +378,9 @@ def console_router(workdir: Path, service: Callable[[], Any]) -> APIRouter:
                 else:
                     b = _playground.Side(None, draft, "draft rules (not saved)")
                     cols.append(_playground.search_side(s, q, k, b, explain=False))
-            return ctx.render("_preview.html", cols=cols, error=error, q=q, page="search")
+            # htmx swaps the fragment in; without JavaScript the form posts here: a whole page
+            name = "_preview.html" if request.headers.get("hx-request") else "preview_page.html"
+            return ctx.render(name, cols=cols, error=error, q=q, page="search")
         except Denied as exc:
             return ctx.render("error.html", exc.status, title="Not allowed", message=exc.message, page="")
 
