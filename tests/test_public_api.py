@@ -19,6 +19,7 @@ PACKAGES = [
     "shelfwise.search",
     "shelfwise.serving",
     "shelfwise.storage",
+    "shelfwise.web",
 ]
 
 

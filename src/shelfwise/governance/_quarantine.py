@@ -97,16 +97,19 @@ class Quarantine:
                 fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
         return len(rows)
 
-    def reprocess(self, table: str, fixed_file: str | Path | None = None) -> dict[str, Any]:
+    def reprocess(
+        self, table: str, fixed_file: str | Path | None = None, actor: str | None = None
+    ) -> dict[str, Any]:
         """Send quarantined rows of `table` through the governed path again.
 
         With `fixed_file` (JSON lines written by `export` and edited), the edited rows are used;
         otherwise the open rows are retried as they are (after a contract or catalog change).
         Rows that now pass are added to a new version of the curated table and marked `released`;
-        the others stay in quarantine with their new reason.
+        the others stay in quarantine with their new reason. `actor` names who did it in the
+        audit entry (default: the CLI's identity, `SHELFWISE_AS`).
         """
         from ._reprocess import reprocess_rows
 
         if fixed_file is not None and not Path(fixed_file).exists():
             raise ShelfwiseError(f"{fixed_file}: file not found")
-        return reprocess_rows(self.workdir, table, fixed_file)
+        return reprocess_rows(self.workdir, table, fixed_file, actor=actor)

@@ -13,7 +13,9 @@ from ..storage import Warehouse
 from ._contracts import CONTRACTS
 
 
-def reprocess_rows(workdir: Path, table: str, fixed_file: str | Path | None) -> dict[str, Any]:
+def reprocess_rows(
+    workdir: Path, table: str, fixed_file: str | Path | None, actor: str | None = None
+) -> dict[str, Any]:
     from ._ingest import Ingestor
     from ._quarantine import Quarantine
 
@@ -85,6 +87,7 @@ def reprocess_rows(workdir: Path, table: str, fixed_file: str | Path | None) -> 
 
     AuditLog(workdir).append(
         "quarantine.reprocess",
+        actor=actor,
         table=table,
         run_id=run_id,
         retried=len(ids),

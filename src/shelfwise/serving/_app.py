@@ -253,6 +253,9 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
         "Limits: " + ", ".join(f"{k}={v}" for k, v in asdict(settings).items() if k.startswith("max_")),
     )
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
+    from ..web import mount_console  # the team's console at /console (issue 17)
+
+    mount_console(app, workdir, lambda: state.get("service"))
 
     def svc(request: Request | None = None, action: str = "serve.call") -> Service:
         s: Service | None = state.get("service")

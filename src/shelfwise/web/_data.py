@@ -1,0 +1,564 @@
+"""What the console's pages show, gathered from the workdir by the same functions the CLI uses
+(`catalog`, `Registry`, `Quarantine`, `AuditLog`, `read_lineage`, `search_analytics`,
+`experiment_report`): the pages and the CLI cannot disagree. Each function returns plain data
+(dicts and lists) that a template renders and a test compares with the CLI's JSON.
+
+The warehouse is a DuckDB file: within this process the console opens it through one lock (a
+read-only and a read-write connection to one file cannot coexist in a process), and a page
+whose warehouse is held by another process (a training run, an absorb) says so instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "WarehouseBusy",
+    "alerts",
+    "audit_entries",
+    "datasets",
+    "experiments",
+    "lineage_graph",
+    "models",
+    "online_drops",
+    "overview",
+    "quarantine",
+    "search_report",
+    "traffic",
+    "warehouse",
+]
+
+_LOCK = threading.Lock()
+_CACHE: dict[tuple[Any, ...], tuple[Any, float, Any]] = {}
+_CACHE_LOCK = threading.Lock()
+CACHE_TTL_S = 60.0  # freshness ages and the like are recomputed at least this often
+SPIKE_FACTOR = 2.0  # a load quarantining this many times the table's previous share is a spike
+
+
+class WarehouseBusy(Exception):
+    """Another process holds the warehouse (DuckDB allows one writer and no reader beside it)."""
+
+
+@contextmanager
+def warehouse() -> Any:
+    """The console's turn at the warehouse (see the module docstring)."""
+    with _LOCK:
+        try:
+            yield
+        except Exception as exc:
+            if "lock" in str(exc).lower() and "conflict" in str(exc).lower():
+                raise WarehouseBusy(str(exc).splitlines()[0]) from None
+            raise
+
+
+def _stamp(workdir: Path, *names: str) -> tuple[Any, ...]:
+    """What the files a page reads look like now (size and mtime; a folder: its files'): a page's
+    data is recomputed when any of them changed. DuckDB writes its WAL before the file."""
+    out: list[Any] = []
+    for name in names:
+        p = workdir / name
+        if name.endswith("/"):
+            out.append(
+                tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(p.glob("*")))
+                if p.exists()
+                else None
+            )
+            continue
+        try:
+            st = p.stat()
+            out.append((st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+WAREHOUSE = ("warehouse.duckdb", "warehouse.duckdb.wal")
+REGISTRY = ("mlflow.db", "mlflow.db-wal", "bundles/CURRENT")
+SERVED = ("spool/exposures/",)
+
+
+def _cached(key: tuple[Any, ...], stamp: tuple[Any, ...], compute: Any) -> Any:
+    """`compute()` again only when the stamp moved or the entry is older than CACHE_TTL_S:
+    opening the warehouse read-only alone takes ~100 ms, and nothing changed in between."""
+    now = time.monotonic()
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+    if hit is not None and hit[0] == stamp and now - hit[1] < CACHE_TTL_S:
+        return hit[2]
+    value = compute()
+    with _CACHE_LOCK:
+        if len(_CACHE) > 256:
+            _CACHE.clear()
+        _CACHE[key] = (stamp, now, value)
+    return value
+
+
+def _has_warehouse(workdir: Path) -> bool:
+    return (workdir / "warehouse.duckdb").exists()
+
+
+# -- data ------------------------------------------------------------------------------------------
+def datasets(workdir: Path) -> dict[str, Any]:
+    """`shelfwise catalog --json`: every curated table with contract, owner, classification,
+    rows, freshness and quality; the registered models; the rules file; the loads."""
+    from ..governance._catalog import catalog
+
+    if not _has_warehouse(workdir):
+        return {"datasets": [], "models": [], "rules": None, "loads": [], "contracts": []}
+
+    def compute() -> dict[str, Any]:
+        with warehouse():
+            return catalog(workdir)
+
+    return _cached(("catalog", workdir), _stamp(workdir, *WAREHOUSE, *REGISTRY, "config/rules.json"), compute)  # type: ignore[no-any-return]
+
+
+def quarantine(
+    workdir: Path, table: str | None, reason: str | None, status: str | None, limit: int = 50
+) -> dict[str, Any]:
+    """`shelfwise quarantine list --json`: the summary by table, reason and status, and rows."""
+    from ..governance import Quarantine
+
+    if not _has_warehouse(workdir):
+        return {"summary": [], "rows": []}
+    q = Quarantine(workdir)
+
+    def compute() -> dict[str, Any]:
+        with warehouse():
+            return {
+                "summary": q.summary(),
+                "rows": q.list(table or None, reason or None, status, limit=limit),
+            }
+
+    key = ("quarantine", workdir, table, reason, status, limit)
+    return _cached(key, _stamp(workdir, *WAREHOUSE), compute)  # type: ignore[no-any-return]
+
+
+# -- models ----------------------------------------------------------------------------------------
+def _manifest(path: str | None) -> dict[str, Any]:
+    try:
+        return json.loads((Path(path or "") / "manifest.json").read_text())  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return {}
+
+
+def models(workdir: Path, with_live_gates: bool = True) -> list[dict[str, Any]]:
+    """`shelfwise models list --json`, each version with its default model's test metrics and
+    95% intervals from its bundle manifest; the candidate's gates evaluated now (`models gates`)."""
+
+    if not (workdir / "mlflow.db").exists():
+        return []
+    stamp = _stamp(workdir, *REGISTRY, "bundles/")
+    return _cached(("models", workdir, with_live_gates), stamp, lambda: _models(workdir, with_live_gates))  # type: ignore[no-any-return]
+
+
+def _models(workdir: Path, with_live_gates: bool) -> list[dict[str, Any]]:
+    from ..lifecycle._registry import Registry
+
+    reg = Registry(workdir)
+    rows = reg.versions()
+    for r in rows:
+        m = _manifest(r["path"])
+        default = m.get("default_model") or r.get("default_model")
+        metrics = (m.get("metrics") or {}).get(default, {})
+        ci = (m.get("ci95") or {}).get(default, {})
+        r["metrics"] = {
+            k: {"value": metrics.get(k), "ci95": ci.get(k)}
+            for k in ("ndcg@10", "hr@10", "recall@10", "mrr@10", "coverage@10")
+            if metrics.get(k) is not None
+        }
+        r["per_model"] = {n: v.get("ndcg@10") for n, v in (m.get("metrics") or {}).items()}
+        r["created_at"] = m.get("created_at")
+        r["protocol"] = (
+            (m.get("protocol") or {}) if isinstance(m.get("protocol"), dict) else m.get("protocol")
+        )
+        if with_live_gates and "candidate" in r["aliases"]:
+            r["gates"] = [asdict(g) for g in reg.gates(r["version"])]
+    return rows
+
+
+# -- traffic ---------------------------------------------------------------------------------------
+def traffic(workdir: Path) -> dict[str, Any]:
+    """Served lists (the exposure log) and the events that name them (absorbed into the
+    warehouse): per surface, lists served, click-through (lists with an attributed click, cart
+    or purchase) and conversion (lists with an attributed purchase)."""
+    return _cached(("traffic", workdir), _stamp(workdir, *WAREHOUSE, *SERVED), lambda: _traffic(workdir))  # type: ignore[no-any-return]
+
+
+def _traffic(workdir: Path) -> dict[str, Any]:
+    from ..serving._feedback import EXPOSURES_DIR
+
+    served: Counter[str] = Counter()
+    kind_of: dict[str, str] = {}
+    bundle_of: dict[str, tuple[str, str]] = {}  # list id -> (surface, bundle)
+    by_bundle: Counter[tuple[str, str]] = Counter()
+    order: dict[str, float] = {}  # bundle -> when it first served
+    for f in sorted((workdir / EXPOSURES_DIR).glob("*.jsonl*")):
+        with open(f, "rb") as fh:
+            for line in fh:
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue  # a line cut by a crash mid-write
+                kind = str(rec.get("kind") or "other")
+                served[kind] += 1
+                b = str(rec.get("bundle") or "")
+                by_bundle[(kind, b)] += 1
+                order.setdefault(b, float(rec.get("at") or 0.0))
+                if rec.get("id"):
+                    kind_of[rec["id"]] = kind
+                    bundle_of[rec["id"]] = (kind, b)
+    clicked: Counter[str] = Counter()
+    bought: Counter[str] = Counter()
+    clicked_by_bundle: Counter[tuple[str, str]] = Counter()
+    if kind_of and _has_warehouse(workdir):
+        from ..storage import read_only
+
+        with warehouse(), read_only(workdir) as (con, tables):
+            if "events" in tables:
+                cols = {r[0] for r in con.sql("DESCRIBE curated.events").fetchall()}
+                ids = [c for c in ("recommendation_id", "search_id") if c in cols]
+                for c in ids:
+                    for sid, clicks, purchases in con.sql(
+                        f"SELECT {c}, count(*) FILTER (WHERE event_type IN ('click','add_to_cart','purchase')), "
+                        f"count(*) FILTER (WHERE event_type = 'purchase') FROM curated.events "
+                        f"WHERE {c} IS NOT NULL GROUP BY 1"
+                    ).fetchall():
+                        surface = kind_of.get(sid)
+                        if surface is not None:
+                            clicked[surface] += 1 if clicks else 0
+                            bought[surface] += 1 if purchases else 0
+                            clicked_by_bundle[bundle_of[sid]] += 1 if clicks else 0
+    surfaces = [
+        {
+            "surface": k,
+            "served": n,
+            "ctr": round(clicked[k] / n, 4) if n else None,
+            "conversion": round(bought[k] / n, 4) if n else None,
+        }
+        for k, n in sorted(served.items())
+    ]
+    bundles = [
+        {
+            "surface": k,
+            "bundle": b,
+            "served": n,
+            "clicked": clicked_by_bundle[(k, b)],
+            "first_served": order.get(b, 0.0),
+        }
+        for (k, b), n in sorted(by_bundle.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 0.0)))
+    ]
+    return {"surfaces": surfaces, "served": sum(served.values()), "by_bundle": bundles}
+
+
+MIN_LISTS = 200  # lists a bundle must have served on a surface before its click-through is compared
+
+
+def online_drops(by_bundle: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Surfaces where the newest bundle's click-through is below the previous bundle's beyond
+    chance: the newest's Wilson 95% upper bound under the previous one's rate (each with at
+    least MIN_LISTS lists served)."""
+    from ..serving._experiments import _wilson
+
+    out = []
+    surfaces: dict[str, list[dict[str, Any]]] = {}
+    for row in by_bundle:  # in the order the bundles first served
+        surfaces.setdefault(row["surface"], []).append(row)
+    for surface, rows in surfaces.items():
+        if len(rows) < 2:
+            continue
+        prev, last = rows[-2], rows[-1]
+        if prev["served"] < MIN_LISTS or last["served"] < MIN_LISTS:
+            continue
+        before = prev["clicked"] / prev["served"]
+        hi = _wilson(last["clicked"], last["served"])[1]
+        if hi < before:
+            out.append(
+                {"surface": surface, "bundle": last["bundle"], "previous": prev["bundle"],
+                 "ctr": last["clicked"] / last["served"], "previous_ctr": before}
+            )  # fmt: skip
+    return out
+
+
+# -- overview --------------------------------------------------------------------------------------
+def alerts(
+    cat: dict[str, Any], versions: list[dict[str, Any]], audit_ok: bool, traffic: dict[str, Any] | None = None
+) -> list[dict[str, str]]:
+    """What needs someone: failing quality checks, quarantine spikes, a broken audit chain, a
+    candidate whose gates fail or that waits for approval, a bundle whose online click-through
+    dropped against the bundle before it."""
+    out: list[dict[str, str]] = []
+    for d in online_drops((traffic or {}).get("by_bundle", [])):
+        out.append(
+            {
+                "level": "bad",
+                "what": f"online click-through on {d['surface']} dropped with bundle {d['bundle']}: "
+                f"{100 * d['ctr']:.1f}% vs {100 * d['previous_ctr']:.1f}% with {d['previous']} (roll back?)",
+                "link": "/console/models",
+            }
+        )
+    for d in cat.get("datasets", []):
+        q = d["quality"]
+        if not q["passed"]:
+            out.append(
+                {
+                    "level": "bad",
+                    "what": f"{d['name']}: the latest load quarantined {100 * q['quarantined_share']:.1f}% of its rows "
+                    f"(owner {d['owner']}, steward {d['steward']})",
+                    "link": "/console/data",
+                }
+            )
+    by_table: dict[str, list[dict[str, Any]]] = {}
+    for x in cat.get("loads", []):
+        if x["rows_in"]:
+            by_table.setdefault(x["table"], []).append(x)
+    for t, loads in by_table.items():
+        if len(loads) >= 2:
+            prev, last = loads[-2], loads[-1]
+            a = prev["rows_quarantined"] / prev["rows_in"]
+            b = last["rows_quarantined"] / last["rows_in"]
+            if b > max(a * SPIKE_FACTOR, 0.01):
+                out.append(
+                    {
+                        "level": "bad",
+                        "what": f"quarantine spike in {t}: {100 * b:.1f}% of the latest load vs {100 * a:.1f}% before",
+                        "link": f"/console/data/quarantine?table={t}",
+                    }
+                )
+    for v in versions:
+        if "candidate" in v["aliases"]:
+            failing = [g["name"] for g in v["gates"] if not g["passed"]]
+            if failing:
+                out.append(
+                    {
+                        "level": "warn",
+                        "what": f"candidate v{v['version']} fails gates: {', '.join(failing)}",
+                        "link": "/console/models",
+                    }
+                )
+            elif not v.get("approved_by"):
+                out.append(
+                    {
+                        "level": "info",
+                        "what": f"candidate v{v['version']} passes its gates and waits for approval",
+                        "link": "/console/models",
+                    }
+                )
+    if not audit_ok:
+        out.append(
+            {"level": "bad", "what": "the audit trail's hash chain is broken", "link": "/console/audit"}
+        )
+    return out
+
+
+def overview(workdir: Path) -> dict[str, Any]:
+    from ..governance import AuditLog
+
+    cat = datasets(workdir)
+    versions = models(workdir)
+    check = AuditLog(workdir).verify()
+    served = traffic(workdir)
+    trend: dict[str, list[tuple[str, float]]] = {}
+    for x in cat.get("loads", []):
+        if x["rows_in"]:
+            trend.setdefault(x["table"], []).append((x["at"], round(x["rows_quarantined"] / x["rows_in"], 4)))
+    return {
+        "datasets": cat["datasets"],
+        "trend": trend,
+        "production": [v for v in versions if "production" in v["aliases"]],
+        "candidates": [v for v in versions if "candidate" in v["aliases"]],
+        "traffic": served,
+        "alerts": alerts(cat, versions, check.ok, served),
+        "audit": check.as_dict(),
+    }
+
+
+# -- audit -----------------------------------------------------------------------------------------
+def audit_entries(
+    workdir: Path,
+    action: str | None = None,
+    actor: str | None = None,
+    outcome: str | None = None,
+    limit: int = 200,
+) -> dict[str, Any]:
+    """`shelfwise audit --json`, filtered, newest first."""
+    from ..governance import AuditLog
+
+    log = AuditLog(workdir)
+    entries = log.entries()
+    picked = [
+        e
+        for e in entries
+        if "unparseable" not in e
+        and (not action or e.get("action") == action)
+        and (not actor or e.get("actor") == actor)
+        and (not outcome or e.get("outcome") == outcome)
+    ]
+    return {
+        "verification": log.verify().as_dict(),
+        "total": len(entries),
+        "matching": len(picked),
+        "entries": picked[::-1][:limit],
+        "actions": sorted({str(e.get("action")) for e in entries if "action" in e}),
+        "actors": sorted({str(e.get("actor")) for e in entries if "actor" in e}),
+    }
+
+
+# -- lineage ---------------------------------------------------------------------------------------
+def lineage_graph(workdir: Path, bundle: str | None = None) -> dict[str, Any]:
+    """From a bundle (default: the one serving) back to the runs and data versions that made it:
+    registry version -> bundle -> training run -> curated table versions -> ingest runs -> files.
+    Nodes carry a column (layer) for drawing; edges go left to right (upstream to downstream)."""
+    from ..governance import read_lineage
+    from ..serving._bundle import BUNDLES_DIR, CURRENT
+
+    root = workdir / BUNDLES_DIR
+    if bundle is None:
+        try:
+            bundle = (root / CURRENT).read_text().strip()
+        except OSError:
+            return {"bundle": None, "nodes": [], "edges": [], "bundles": []}
+    m = _manifest(str(root / bundle))
+    nodes: dict[str, dict[str, Any]] = {}
+    edges: list[tuple[str, str]] = []
+
+    def node(nid: str, label: str, kind: str, col: int, detail: str = "") -> str:
+        nodes.setdefault(nid, {"id": nid, "label": label, "kind": kind, "col": col, "detail": detail})
+        return nid
+
+    b = node(f"bundle:{bundle}", f"bundle {bundle}", "bundle", 4, f"default model {m.get('default_model')}")
+    for v in models(workdir, with_live_gates=False) if (workdir / "mlflow.db").exists() else []:
+        if v.get("bundle") == bundle:
+            r = node(
+                f"reg:{v['version']}",
+                f"registry v{v['version']}",
+                "model",
+                5,
+                ",".join(v["aliases"]) or v["status"],
+            )
+            edges.append((b, r))
+    lin = m.get("lineage") or {}
+    runs = {e["run"]["runId"]: e for e in read_lineage(workdir) if e.get("eventType") == "COMPLETE"}
+    train_run = lin.get("train_run_id")
+    t = None
+    if train_run:
+        t = node(f"run:{train_run}", f"train {str(train_run)[:8]}", "run", 3, str(train_run))
+        edges.append((t, b))
+    ingest_runs: set[str] = set()
+    for table, dv in (m.get("data_versions") or {}).items():
+        d = node(
+            f"data:{table}:{dv.get('version')}",
+            f"curated.{table} v{dv.get('version')}",
+            "dataset",
+            2,
+            f"{dv.get('rows')} rows, contract {dv.get('contract_version')}, hash {str(dv.get('content_hash'))[:12]}",
+        )
+        if t:
+            edges.append((d, t))
+        rid = dv.get("run_id")
+        if rid:
+            ingest_runs.add(rid)
+            job = runs.get(rid, {}).get("job", {}).get("name", "ingest").split(".")[-1]
+            r = node(f"run:{rid}", f"{job} {str(rid)[:8]}", "run", 1, str(rid))
+            edges.append((r, d))
+    for rid in ingest_runs:
+        for inp in runs.get(rid, {}).get("inputs", []):
+            if str(inp.get("namespace", "")).startswith("file"):
+                f = node(f"file:{inp['name']}", Path(inp["name"]).name, "file", 0, inp["name"])
+                edges.append((f, f"run:{rid}"))
+    bundles = (
+        sorted((p.name for p in root.glob("[0-9]*") if p.is_dir()), reverse=True) if root.exists() else []
+    )
+    return {"bundle": bundle, "nodes": list(nodes.values()), "edges": sorted(set(edges)), "bundles": bundles}
+
+
+def lineage_svg(graph: dict[str, Any]) -> str:
+    """The graph drawn as SVG, server-side (columns by layer, one row per node in a column)."""
+    from html import escape
+
+    cols: dict[int, list[dict[str, Any]]] = {}
+    for n in graph["nodes"]:
+        cols.setdefault(n["col"], []).append(n)
+    w, h, gap_x, gap_y = 170, 38, 40, 14
+    pos: dict[str, tuple[float, float]] = {}
+    used = sorted(cols)
+    for ci, c in enumerate(used):
+        for ri, n in enumerate(sorted(cols[c], key=lambda n: n["label"])):
+            pos[n["id"]] = (10 + ci * (w + gap_x), 10 + ri * (h + gap_y))
+    width = 20 + len(used) * (w + gap_x)
+    height = 20 + max((len(v) for v in cols.values()), default=1) * (h + gap_y)
+    colour = {
+        "file": "#e8eef7",
+        "run": "#fff4d6",
+        "dataset": "#e3f4e3",
+        "bundle": "#f4e3f1",
+        "model": "#ffe3e3",
+    }
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+        f'aria-label="lineage graph" class="lineage">'
+    ]
+    for a, b in graph["edges"]:
+        if a in pos and b in pos:
+            (x1, y1), (x2, y2) = pos[a], pos[b]
+            parts.append(
+                f'<path d="M{x1 + w},{y1 + h / 2} C{x1 + w + 20},{y1 + h / 2} {x2 - 20},{y2 + h / 2} {x2},{y2 + h / 2}" '
+                'fill="none" stroke="#889" stroke-width="1.2"/>'
+            )
+    for n in graph["nodes"]:
+        x, y = pos[n["id"]]
+        parts.append(
+            f'<g class="node node-{n["kind"]}" data-id="{escape(n["id"])}"><title>{escape(n["detail"])}</title>'
+            f'<rect x="{x}" y="{y}" width="{w}" height="{h}" rx="6" fill="{colour.get(n["kind"], "#eee")}" stroke="#667"/>'
+            f'<text x="{x + 8}" y="{y + 15}" font-size="11" font-weight="600">{escape(n["kind"])}</text>'
+            f'<text x="{x + 8}" y="{y + 30}" font-size="11">{escape(n["label"][:25])}</text></g>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+# -- analytics -------------------------------------------------------------------------------------
+def search_report(workdir: Path) -> dict[str, Any]:
+    """`shelfwise report search --json` (without absorbing first: a page only reads)."""
+    from ..search._analytics import search_analytics
+
+    if not _has_warehouse(workdir):
+        return {}
+
+    def compute() -> dict[str, Any]:
+        with warehouse():
+            return search_analytics(workdir)
+
+    return _cached(("search", workdir), _stamp(workdir, *WAREHOUSE, *SERVED, *REGISTRY), compute)  # type: ignore[no-any-return]
+
+
+def experiments(workdir: Path) -> dict[str, Any]:
+    """`shelfwise experiments report --json` (without absorbing first) and the configuration."""
+    from ..serving._experiments import experiment_report, load_experiments
+
+    configured = [
+        {
+            "name": e.name,
+            "surface": e.surface,
+            "variants": [
+                {"name": v.name, "weight": v.weight, "model": v.model, "bundle": v.bundle} for v in e.variants
+            ],
+        }
+        for e in load_experiments(workdir)
+    ]
+    if not _has_warehouse(workdir):
+        return {"configured": configured, "report": {"experiments": {}}}
+
+    def compute() -> dict[str, Any]:
+        with warehouse():
+            return experiment_report(workdir)
+
+    stamp = _stamp(workdir, *WAREHOUSE, *SERVED, "config/experiments.json")
+    return {"configured": configured, "report": _cached(("experiments", workdir), stamp, compute)}

@@ -1,0 +1,276 @@
+"""The search playground and the shopper view: what the serving code answers, and why.
+
+Pages come from the serving code itself (`Service`, its snapshots and `Rules.apply`), in the
+order `/v1/search` and `/v1/recommendations` give them; nothing here is logged as an exposure
+(the team's looking is not shopper traffic). The *why* of a search result is the ranker's input:
+the retrievers' scores (BM25, cosines, reciprocal rank fusion) and the LightGBM ranker's per-feature
+contributions (`pred_contrib`, SHAP values: they sum to the score), plus the merchandising rules
+that touched the item. The why of a recommendation is the model's `explain` (the user's items
+that raise it most).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Side", "search_side", "shopper"]
+
+EXPLAINED = 5  # recommendations explained on the shopper page
+_IMAGE = re.compile(r"https?://[^\s\"']+\.(?:jpe?g|png|webp|gif)(?:\?[^\s\"']*)?", re.IGNORECASE)
+
+
+class Side:
+    """One column of the playground: a bundle (None: the one serving) and rules (None: none)."""
+
+    def __init__(self, bundle: str | None, rules: Any, label: str):
+        self.bundle = bundle
+        self.rules = rules
+        self.label = label
+
+
+def _snapshot(service: Any, bundle: str | None) -> Any:
+    if not bundle or bundle == service.snapshot.version:
+        return service.snapshot
+    from ..serving._experiments import Variant
+
+    return service._snapshot_for(Variant("console", 1.0, bundle=bundle))  # loaded once, kept
+
+
+def _rules_hits(rules: Any, pid: str, info: Any, surface: str, query: str | None) -> list[str]:
+    if rules is None or pid not in info:
+        return []
+    category, brand, _ = info[pid]
+    now = datetime.now(UTC)
+    out = []
+    for r in rules.items:
+        if r.applies(surface, query, None, now) and r.targets(pid, category, brand):
+            target = r.product_id or (f"category {r.category}" if r.category else f"brand {r.brand}")
+            out.append(f"{r.action} ({target}{', query ' + r.query if r.query else ''})")
+    return out
+
+
+def _explain(engine: Any, q: str, rows: list[int], top: int = 5) -> list[dict[str, Any]]:
+    """Per row: the retrievers' scores and the ranker's largest feature contributions."""
+    from ..search._engine import _COLUMN, FEATURES
+
+    if not rows:
+        return []
+    query = engine._query(q)
+    _, x = engine._features(query, np.asarray(rows, np.int64))
+    scores = {n: x[:, _COLUMN[n]] for n in ("bm25", "cosine", "rrf", "title_coverage") if n in _COLUMN}
+    contrib = None
+    names = FEATURES
+    if engine.ranker_ is not None and hasattr(engine.ranker_, "booster_"):
+        cols = engine.ranker_columns_
+        xx = x if cols is None else x[:, cols]
+        names = FEATURES if cols is None else [FEATURES[c] for c in cols]
+        contrib = np.asarray(engine.ranker_.booster_.predict(xx, pred_contrib=True, num_threads=1))
+    out = []
+    for i in range(len(rows)):
+        d: dict[str, Any] = {
+            "scores": {n: round(float(v[i]), 4) for n, v in scores.items() if np.isfinite(v[i])},
+            "features": [],
+        }
+        if contrib is not None:
+            c = contrib[i, :-1]  # the last column is the bias (the expected score)
+            order = np.argsort(-np.abs(c))[:top]
+            d["features"] = [
+                {"name": names[j], "value": round(float(xx[i, j]), 4), "contribution": round(float(c[j]), 4)}
+                for j in order
+                if c[j] != 0
+            ]
+            d["ranker_score"] = round(float(contrib[i].sum()), 4)
+        out.append(d)
+    return out
+
+
+def _image(engine: Any, row: int) -> str | None:
+    attrs = engine.catalog.attributes[row] if engine.catalog.attributes else ""
+    m = _IMAGE.search(attrs or "")
+    return m.group(0) if m else None
+
+
+def search_side(
+    service: Any, q: str, k: int, side: Side, *, user_id: str | None = None, explain: bool = True,
+    synonyms: dict[str, list[str]] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """One column of results: what `/v1/search?q=&k=` answers for the side's bundle and rules
+    (the page is computed, not taken from the server's cache), each item with its why.
+    `synonyms` previews a synonyms list instead of the bundle's (a copy of the engine)."""
+    from ..search import Filters
+
+    snap = _snapshot(service, side.bundle)
+    engine = snap.search
+    if engine is None:
+        return {
+            "label": side.label,
+            "bundle": snap.version,
+            "error": "this bundle has no search index",
+            "items": [],
+        }
+    if synonyms is not None:
+        engine = copy.copy(engine)
+        engine.synonyms_ = synonyms
+    profile = None
+    if user_id and engine.personalized_:
+        pseudo = service.pseudonymize(user_id)
+        u = snap.user_index.get(pseudo)
+        seq = snap.bundle.interactions.sequence(u).tolist() if u is not None else []
+        profile = engine.profile([snap.item_ids[i] for i in seq] + list(service.online.recent(pseudo)[1]))
+    n_cand = max(100, k * service.settings.candidates_factor + 20)  # as Service._search_key
+    page = engine.query(q, n_cand, filters=Filters(), sort="relevance", profile=profile)
+    ranked = [it["product_id"] for it in page["items"]]
+    engine_rank = {p: i + 1 for i, p in enumerate(ranked)}
+    score = {it["product_id"]: it["score"] for it in page["items"]}
+    if side.rules is not None:
+        items = side.rules.apply(ranked, k, snap.info, surface="search", query=q)
+    else:
+        items = ranked[:k]
+    idx = engine._index
+    rows = [idx[p] for p in items if p in idx]
+    why = _explain(engine, q, rows) if explain and page["match"] != "none" else [{} for _ in rows]
+    cat = engine.catalog
+    out_items: list[dict[str, Any]] = []
+    for pos, p in enumerate(items, 1):
+        r = idx.get(p)
+        w = why[len(out_items)] if r is not None and len(out_items) < len(why) else {}
+        out_items.append(
+            {
+                "position": pos,
+                "product_id": p,
+                "title": cat.title[r] if r is not None else p,
+                "brand": cat.brand[r] if r is not None else "",
+                "category": cat.category[r] if r is not None else "",
+                "price": float(cat.price[r])
+                if r is not None and cat.price is not None and np.isfinite(cat.price[r])
+                else None,
+                "image": _image(engine, r) if r is not None else None,
+                "engine_rank": engine_rank.get(p),
+                "score": round(float(score[p]), 4) if p in score else None,
+                "rules": _rules_hits(side.rules, p, snap.info, "search", q),
+                "why": w,
+            }
+        )
+    return {
+        "label": side.label,
+        "bundle": snap.version,
+        "match": page["match"],
+        "total": page["total"],
+        "corrected_query": page["corrected_query"],
+        "stages": page["stages"],
+        "facets": page["facets"],
+        "fallback": page.get("fallback"),
+        "items": out_items,
+    }
+
+
+def shopper(service: Any, user_id: str, k: int = 10) -> dict[str, Any]:
+    """A shopper's page: recent history (the bundle's and the events posted since), what
+    `/v1/recommendations/{user_id}` answers with the reason per item, and what each variant
+    of each recommendations experiment would show them (their own variant marked)."""
+    snap = service.snapshot
+    pseudo = service.pseudonymize(user_id)
+    u = snap.user_index.get(pseudo)
+    _, recent = service.online.recent(pseudo)
+    titles = snap.bundle.titles
+
+    def item(p: str) -> dict[str, Any]:
+        i = snap.item_index.get(p)
+        cat, brand, stock = snap.info.get(p, ("", "", True))
+        return {
+            "product_id": p,
+            "title": titles[i] if i is not None else p,
+            "category": cat,
+            "brand": brand,
+            "in_stock": stock,
+        }
+
+    seq = snap.bundle.interactions.sequence(u).tolist() if u is not None else []
+    history = [item(snap.item_ids[i]) for i in seq] + [item(p) for p in recent]
+    ans = service.recommend(user_id, k)
+    reasons: dict[str, list[str]] = {}
+    model = snap.bundle.models.get(ans.model)
+    hist = snap.history(u, list(recent)) if (u is not None or recent) else None
+    if hist is not None and ans.source != "cold_start":
+        expl = next(
+            (snap.bundle.models[n] for n in ("transitions", "itemknn") if n in snap.bundle.models), None
+        )
+        for p in ans.items[:EXPLAINED]:  # each explanation re-scores the history: the top few
+            i = snap.item_index.get(p)
+            if expl is not None and i is not None:
+                try:
+                    got = expl.explain(0, i, history=hist)
+                except Exception:  # an explanation is a courtesy, never a failed page
+                    got = []
+                reasons[p] = [titles[c["item"]] for c in got]
+    variants = []
+    now = datetime.now(UTC)
+    for e in service.experiments:
+        if e.surface != "recommendations" or not e.active(now):
+            continue
+        mine = e.assign(user_id)
+        for v in e.variants:
+            vs = _snapshot(service, v.bundle)
+            name = v.model if v.model in vs.bundle.models else vs.bundle.manifest["default_model"]
+            vu = vs.user_index.get(pseudo)
+            if vu is None and not recent:
+                cands = [vs.item_ids[i] for i in vs.recs.cold_start(k * 3 + 20)]
+            else:
+                r = vs.bundle.models[name].recommend(
+                    np.array([0]), k * 3 + 20, exclude_seen=True, history=vs.history(vu, list(recent))
+                )
+                cands = [vs.item_ids[i] for i in r.ids[0] if i >= 0]
+            purchases = dict(vs.purchases.get(vu, {})) if vu is not None else {}
+            shown = service._rules_for(v).apply(
+                cands, k, vs.info, surface="recommendations", purchases=purchases
+            )
+            variants.append(
+                {"experiment": e.name, "variant": v.name, "model": name, "bundle": vs.version, "mine": v.name == mine.name,
+                 "items": [item(p) for p in shown]}
+            )  # fmt: skip
+    return {
+        "user_id": user_id,
+        "known": u is not None,
+        "history": history[-30:][::-1],
+        "history_total": len(history),
+        "recommendations": {
+            "model": ans.model,
+            "source": ans.source.split(":")[0],
+            "experiment": {"name": ans.experiment, "variant": ans.variant.name if ans.variant else None}
+            if ans.experiment
+            else None,
+            "items": [{**item(p), "because": reasons.get(p, [])} for p in ans.items],
+        },
+        "variants": variants,
+        "model_known": model is not None,
+    }
+
+
+def parse_synonyms(text: str) -> dict[str, list[str]]:
+    """The synonyms file format (`a, b, c` or `a => b, c`), as `load_synonyms` reads it."""
+    import tempfile
+    from pathlib import Path
+
+    from ..search import load_synonyms
+
+    with tempfile.TemporaryDirectory() as tmp:
+        p = Path(tmp) / "synonyms.txt"
+        p.write_text(text)
+        return load_synonyms(p)
+
+
+def rules_json(workdir: Any) -> str:
+    from ..serving._rules import RULES_FILE
+
+    path = workdir / RULES_FILE
+    if path.exists():
+        doc = json.loads(path.read_text())
+        doc.pop("version", None)
+        return json.dumps(doc, indent=2, ensure_ascii=False)
+    return json.dumps({"filter_out_of_stock": True, "items": []}, indent=2)

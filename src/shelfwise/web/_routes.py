@@ -1,0 +1,450 @@
+"""The console's pages and actions (an APIRouter under `/console`, mounted by `mount_console`).
+
+Pages are server-rendered (Jinja2) and readable without JavaScript; forms post normally and,
+with htmx loaded, the few interactive parts (the rules preview, the quarantine filter) swap
+fragments instead of reloading. Every action checks the person's role with
+`governance.PERMISSIONS` (a refusal is a 403 page and an `access.denied` audit entry) and calls
+the same function the CLI calls, which writes the same audit entry, with the person as actor.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from ..errors import AccessDenied, ShelfwiseError
+from . import _auth, _data, _playground
+from ._auth import Denied, User
+
+__all__ = ["console_router", "mount_console"]
+
+HERE = Path(__file__).parent
+PREFIX = "/console"
+NAV = [
+    ("overview", "Overview", "/console/"),
+    ("models", "Models", "/console/models"),
+    ("data", "Data", "/console/data"),
+    ("search", "Search", "/console/search"),
+    ("users", "Shoppers", "/console/users"),
+    ("analytics", "Analytics", "/console/analytics"),
+    ("lineage", "Lineage", "/console/lineage"),
+    ("audit", "Audit", "/console/audit"),
+]
+
+
+def mount_console(app: FastAPI, workdir: str | Path, service: Callable[[], Any]) -> None:
+    """Add the console to a serving app: `service()` gives the loaded `Service` (None while
+    the bundle loads); the pages read everything else from `workdir`."""
+    app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
+    app.include_router(console_router(Path(workdir), service))
+
+
+def console_router(workdir: Path, service: Callable[[], Any]) -> APIRouter:
+    templates = Jinja2Templates(directory=HERE / "templates")
+    templates.env.filters["tojson_compact"] = lambda v: json.dumps(v, default=str, ensure_ascii=False)
+    templates.env.filters["pct"] = lambda v: "–" if v is None else f"{100 * float(v):.1f}%"
+    templates.env.filters["num"] = lambda v, d=4: "–" if v is None else f"{float(v):.{d}f}"
+    router = APIRouter(prefix=PREFIX, include_in_schema=False)
+
+    class Ctx:
+        """One request: the session (made on first visit: it carries the CSRF token) and the user."""
+
+        def __init__(self, request: Request):
+            self.request = request
+            self.t0 = time.perf_counter()
+            self.session = _auth.read_session(request, workdir)
+            self.fresh = self.session is None
+            if self.session is None:
+                self.session = _auth.new_session()
+            self.user: User | None = _auth.current_user(request, workdir, self.session)
+
+        def need(self, action: str) -> User:
+            return _auth.permit(workdir, self.user, action, self.request.url.path)
+
+        def render(self, name: str, code: int = 200, **values: Any) -> HTMLResponse:
+            page = values.pop("page", name.split(".")[0])
+            resp = templates.TemplateResponse(
+                self.request,
+                name,
+                {
+                    "user": self.user,
+                    "csrf": self.session.csrf if self.session else "",
+                    "nav": NAV,
+                    "page": page,
+                    "may": (lambda a: self.user is not None and self.user.may(a)),
+                    "started": self.t0,
+                    "now": time.perf_counter,
+                    **values,
+                },
+                status_code=code,
+            )
+            return self.finish(resp)
+
+        def finish(self, resp: Response) -> Any:
+            if self.fresh and self.session is not None:
+                _auth.write_session(resp, workdir, self.session, self.request.url.scheme == "https")
+            ms = (time.perf_counter() - self.t0) * 1000
+            resp.headers["Server-Timing"] = f"app;dur={ms:.1f}"
+            return resp
+
+    def guard(fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Denials and a busy warehouse become pages (401 sends a browser to the login form)."""
+        import functools
+
+        @functools.wraps(fn)
+        def run(request: Request, *args: Any, **kwargs: Any) -> Any:
+            ctx = Ctx(request)
+            try:
+                return fn(ctx, *args, **kwargs)
+            except Denied as exc:
+                if exc.status == 401 and request.method == "GET" and not request.headers.get("hx-request"):
+                    nxt = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                    if not _auth.People(workdir).governed:
+                        return ctx.render(
+                            "error.html", 403, title="Loopback only", message=single_user_msg, page=""
+                        )
+                    return ctx.finish(RedirectResponse(f"{PREFIX}/login?next={quote(nxt)}", 303))
+                return ctx.render("error.html", exc.status, title="Not allowed", message=exc.message, page="")
+            except _data.WarehouseBusy as exc:
+                return ctx.render(
+                    "error.html", 503, title="Warehouse busy",
+                    message=f"another process holds the warehouse (a training run or an absorb); retry in a moment ({exc})",
+                    page="",
+                )  # fmt: skip
+            except ShelfwiseError as exc:
+                return ctx.render("error.html", 409, title="Not done", message=str(exc), page="")
+
+        # FastAPI reads the parameters from the signature: the request, then the page's own
+        sig = inspect.signature(fn)
+        first = inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request)
+        run.__signature__ = sig.replace(parameters=[first, *list(sig.parameters.values())[1:]])  # type: ignore[attr-defined]
+        return run
+
+    single_user_msg = (
+        "Nobody is registered in this workdir (single-user mode): the console answers only on the "
+        "loopback interface. Register people with `shelfwise users add` to use it from elsewhere."
+    )
+
+    def svc() -> Any:
+        s = service()
+        if s is None:
+            raise Denied(503, "the bundle is still loading; retry in a moment")
+        return s
+
+    async def posted(request: Request, ctx: Any) -> dict[str, str]:
+        fields = await _auth.form(request)
+        _auth.check_csrf(ctx.session if not ctx.fresh else None, fields, request)
+        return fields
+
+    def back(ctx: Any, url: str, message: str) -> Any:
+        sep = "&" if "?" in url else "?"
+        return ctx.finish(RedirectResponse(f"{url}{sep}{urlencode({'done': message})}", 303))
+
+    # -- login ---------------------------------------------------------------------------------
+    @router.get("/login", response_class=HTMLResponse)
+    def login_page(request: Request, next: str = "/console/") -> Any:
+        ctx = Ctx(request)
+        return ctx.render(
+            "login.html", next=next if next.startswith(PREFIX) else "/console/", error=None, page=""
+        )
+
+    @router.post("/login", response_class=HTMLResponse)
+    async def login(request: Request) -> Any:
+        ctx = Ctx(request)
+        try:
+            fields = await posted(request, ctx)
+        except Denied as exc:
+            return ctx.render("login.html", exc.status, next="/console/", error=exc.message, page="")
+        nxt = fields.get("next") or "/console/"
+        nxt = nxt if nxt.startswith(PREFIX) else "/console/"
+        try:
+            user, key_hash = _auth.login(
+                workdir, fields.get("name", "").strip(), fields.get("api_key", "").strip()
+            )
+        except Denied as exc:
+            return ctx.render("login.html", exc.status, next=nxt, error=exc.message, page="")
+        resp = RedirectResponse(nxt, 303)
+        ctx.session = _auth.new_session(user.name, key_hash)  # a new token at login
+        ctx.fresh = True
+        return ctx.finish(resp)
+
+    @router.post("/logout")
+    async def logout(request: Request) -> Any:
+        ctx = Ctx(request)
+        await posted(request, ctx)
+        resp = RedirectResponse(f"{PREFIX}/login", 303)
+        resp.delete_cookie(_auth.COOKIE, path=PREFIX)
+        return resp
+
+    # -- overview ------------------------------------------------------------------------------
+    @router.get("/", response_class=HTMLResponse)
+    @guard
+    def overview(ctx: Any) -> Any:
+        ctx.need("catalog.read")
+        data = _data.overview(workdir)
+        return ctx.render("overview.html", o=data)
+
+    # -- models --------------------------------------------------------------------------------
+    @router.get("/models", response_class=HTMLResponse)
+    @guard
+    def models(ctx: Any, done: str | None = None) -> Any:
+        ctx.need("models.read")
+        return ctx.render("models.html", versions=_data.models(workdir)[::-1], done=done)
+
+    async def model_action(request: Request, version: str | None, action: str) -> Any:
+        from ..lifecycle._registry import Registry
+
+        ctx = Ctx(request)
+        try:
+            await posted(request, ctx)
+            user = ctx.need(action)
+            actor = None if user.single_user else user.name
+            reg = Registry(workdir)
+            if action == "models.approve":
+                assert version is not None
+                reg.approve(version, actor or "single-user")
+                msg = f"version {version} approved by {user.name}"
+            elif action == "models.promote":
+                assert version is not None
+                reg.promote(version, actor)
+                msg = f"version {version} is production; servers follow bundles/CURRENT"
+            else:
+                msg = f"version {reg.rollback(actor)} is production again"
+        except Denied as exc:
+            return ctx.render("error.html", exc.status, title="Not allowed", message=exc.message, page="")
+        except ShelfwiseError as exc:  # AccessDenied (four eyes) is one too
+            denied = isinstance(exc, AccessDenied)  # four eyes: audited by the registry
+            return ctx.render(
+                "error.html", 403 if denied else 409, title="Not done", message=str(exc), page=""
+            )
+        s = service()
+        if s is not None:
+            s.refresh()  # this process serves the new bundle now, not at its next poll
+        return back(ctx, f"{PREFIX}/models", msg)
+
+    @router.post("/models/{version}/approve")
+    async def approve(request: Request, version: str) -> Any:
+        return await model_action(request, version, "models.approve")
+
+    @router.post("/models/{version}/promote")
+    async def promote(request: Request, version: str) -> Any:
+        return await model_action(request, version, "models.promote")
+
+    @router.post("/models/rollback")
+    async def rollback(request: Request) -> Any:
+        return await model_action(request, None, "models.rollback")
+
+    # -- data ----------------------------------------------------------------------------------
+    @router.get("/data", response_class=HTMLResponse)
+    @guard
+    def data(ctx: Any) -> Any:
+        ctx.need("catalog.read")
+        return ctx.render("data.html", cat=_data.datasets(workdir))
+
+    @router.get("/data/quarantine", response_class=HTMLResponse)
+    @guard
+    def quarantine(
+        ctx: Any,
+        table: str = "",
+        reason: str = "",
+        status: str = "open",
+        limit: int = 50,
+        done: str | None = None,
+    ) -> Any:
+        ctx.need("quarantine.read_raw")
+        st = None if status == "all" else status
+        q = _data.quarantine(workdir, table, reason, st, min(max(limit, 1), 500))
+        tables = sorted({s["table"] for s in q["summary"]})
+        reasons = sorted({s["reason"] for s in q["summary"] if not table or s["table"] == table})
+        name = "_quarantine_rows.html" if ctx.request.headers.get("hx-request") else "quarantine.html"
+        return ctx.render(name, q=q, table=table, reason=reason, status=status, tables=tables, reasons=reasons,
+                          done=done, page="data")  # fmt: skip
+
+    @router.post("/data/quarantine/{qid}/reprocess")
+    async def reprocess_row(request: Request, qid: int) -> Any:
+        """One quarantined row, its raw fields as edited in the form, through the governed path."""
+        from ..governance import Quarantine
+
+        ctx = Ctx(request)
+        try:
+            fields = await posted(request, ctx)
+            user = ctx.need("quarantine.reprocess")
+            with _data.warehouse():
+                rows = [
+                    r
+                    for r in Quarantine(workdir).list(None, None, "open", limit=None)
+                    if r["quarantine_id"] == qid
+                ]
+            if not rows:
+                raise ShelfwiseError(f"quarantined row #{qid} is not open (released or superseded already?)")
+            row = rows[0]
+            rec: dict[str, Any] = {k[2:]: v for k, v in fields.items() if k.startswith("f.")}
+            rec.update({"_quarantine_id": qid, "_table": row["table"]})
+            with tempfile.TemporaryDirectory() as tmp:
+                fixed = Path(tmp) / "fixed.jsonl"
+                fixed.write_text(json.dumps(rec, ensure_ascii=False) + "\n")
+                with _data.warehouse():
+                    res = Quarantine(workdir).reprocess(
+                        row["table"], fixed, actor=None if user.single_user else user.name
+                    )
+        except Denied as exc:
+            return ctx.render("error.html", exc.status, title="Not allowed", message=exc.message, page="")
+        except ShelfwiseError as exc:
+            return ctx.render("error.html", 409, title="Not done", message=str(exc), page="")
+        except _data.WarehouseBusy as exc:
+            return ctx.render("error.html", 503, title="Warehouse busy", message=str(exc), page="")
+        verdict = "released into curated" if res["released"] else "still quarantined (see its new reason)"
+        return back(
+            ctx, f"{PREFIX}/data/quarantine?table={row['table']}&status=all", f"row #{qid}: {verdict}"
+        )
+
+    # -- search playground ---------------------------------------------------------------------
+    def sides(s: Any, b_bundle: str, b_rules: str, draft: Any = None) -> list[_playground.Side]:
+        a = _playground.Side(None, s.rules, f"serving: bundle {s.snapshot.version}, rules v{s.rules.version}")
+        if draft is not None:
+            b = _playground.Side(b_bundle or None, draft, "draft rules (not saved)")
+        else:
+            rules = {"none": None, "force": s.rules}.get(b_rules or "force", s.rules)
+            what = "no rules" if rules is None else f"rules v{s.rules.version}"
+            b = _playground.Side(b_bundle or None, rules, f"bundle {b_bundle or s.snapshot.version}, {what}")
+        return [a, b]
+
+    def bundles() -> list[str]:
+        from ..serving._bundle import BUNDLES_DIR
+
+        root = workdir / BUNDLES_DIR
+        return sorted((p.name for p in root.glob("[0-9]*") if (p / "manifest.json").exists()), reverse=True)
+
+    @router.get("/search", response_class=HTMLResponse)
+    @guard
+    def search(
+        ctx: Any, q: str = "", k: int = 10, user_id: str = "", compare: str = "", b_bundle: str = "",
+        b_rules: str = "force", done: str | None = None,
+    ) -> Any:  # fmt: skip
+        ctx.need("search")
+        s = svc()
+        k = min(max(k, 1), 50)
+        cols = []
+        if q.strip():
+            chosen = sides(s, b_bundle, b_rules)
+            cols = [_playground.search_side(s, q[:512], k, chosen[0], user_id=user_id or None)]
+            if compare:
+                cols.append(_playground.search_side(s, q[:512], k, chosen[1], user_id=user_id or None))
+        engine = s.snapshot.search
+        syn = engine.synonyms_ if engine is not None else {}
+        return ctx.render(
+            "search.html", q=q, k=k, user_id=user_id, compare=compare, b_bundle=b_bundle, b_rules=b_rules,
+            cols=cols, bundles=bundles(), rules_text=_playground.rules_json(workdir), rules_version=s.rules.version,
+            synonyms_text="\n".join(f"{a} => {', '.join(b)}" for a, b in sorted(syn.items())), done=done,
+        )  # fmt: skip
+
+    @router.post("/search/preview", response_class=HTMLResponse)
+    async def preview(request: Request) -> Any:
+        """The query's page under the rules in force and under the draft, side by side."""
+        from ..serving._rules import Rules
+
+        ctx = Ctx(request)
+        try:
+            fields = await posted(request, ctx)
+            ctx.need("search")
+            s = svc()
+            q, k = fields.get("q", "")[:512], min(max(int(fields.get("k") or 10), 1), 50)
+            error = None
+            cols: list[dict[str, Any]] = []
+            try:
+                draft = Rules.from_dict(json.loads(fields.get("rules") or "{}"), "draft")
+            except (ValueError, ShelfwiseError) as exc:
+                draft, error = None, f"the draft is not a valid rules file: {exc}"
+            synonyms = None
+            if fields.get("synonyms") is not None and fields.get("what") == "synonyms":
+                synonyms = _playground.parse_synonyms(fields["synonyms"])
+            if q.strip() and (draft is not None or synonyms is not None):
+                a = _playground.Side(None, s.rules, f"in force (rules v{s.rules.version})")
+                cols = [_playground.search_side(s, q, k, a, explain=False)]
+                if synonyms is not None:
+                    b = _playground.Side(None, s.rules, "draft synonyms (not saved)")
+                    cols.append(_playground.search_side(s, q, k, b, explain=False, synonyms=synonyms))
+                else:
+                    b = _playground.Side(None, draft, "draft rules (not saved)")
+                    cols.append(_playground.search_side(s, q, k, b, explain=False))
+            # htmx swaps the fragment in; without JavaScript the form posts here: a whole page
+            name = "_preview.html" if request.headers.get("hx-request") else "preview_page.html"
+            return ctx.render(name, cols=cols, error=error, q=q, page="search")
+        except Denied as exc:
+            return ctx.render("error.html", exc.status, title="Not allowed", message=exc.message, page="")
+
+    @router.post("/rules")
+    async def save_rules(request: Request) -> Any:
+        """`shelfwise rules set`: validated, versioned, the previous version kept, audited."""
+        from ..serving._rules import save_rules as save
+
+        ctx = Ctx(request)
+        try:
+            fields = await posted(request, ctx)
+            user = ctx.need("rules.change")
+            try:
+                doc = json.loads(fields.get("rules") or "")
+            except ValueError as exc:
+                raise ShelfwiseError(f"the rules are not valid JSON: {exc}") from None
+            rules = save(workdir, doc, actor="single-user" if user.single_user else user.name)
+        except Denied as exc:
+            return ctx.render("error.html", exc.status, title="Not allowed", message=exc.message, page="")
+        except ShelfwiseError as exc:
+            return ctx.render("error.html", 422, title="Rules not saved", message=str(exc), page="")
+        s = service()
+        if s is not None:
+            s.refresh()  # this process applies them now; other workers within --reload-seconds
+        q = fields.get("q", "")
+        return back(ctx, f"{PREFIX}/search?{urlencode({'q': q})}", f"rules version {rules.version} saved")
+
+    # -- shoppers ------------------------------------------------------------------------------
+    @router.get("/users", response_class=HTMLResponse)
+    @guard
+    def users_index(ctx: Any, user_id: str = "") -> Any:
+        ctx.need("recommend")
+        if user_id.strip():
+            return ctx.finish(RedirectResponse(f"{PREFIX}/users/{quote(user_id.strip(), safe='')}", 303))
+        return ctx.render("shopper.html", shop=None, user_id="")
+
+    @router.get("/users/{user_id}", response_class=HTMLResponse)
+    @guard
+    def user_page(ctx: Any, user_id: str, k: int = 10) -> Any:
+        ctx.need("recommend")
+        s = svc()
+        return ctx.render("shopper.html", shop=_playground.shopper(s, user_id[:256], min(max(k, 1), 50)), user_id=user_id,
+                          page="users")  # fmt: skip
+
+    # -- audit, lineage, analytics -------------------------------------------------------------
+    @router.get("/audit", response_class=HTMLResponse)
+    @guard
+    def audit(ctx: Any, action: str = "", actor: str = "", outcome: str = "") -> Any:
+        ctx.need("audit.read")
+        a = _data.audit_entries(workdir, action or None, actor or None, outcome or None)
+        return ctx.render("audit.html", a=a, action=action, actor=actor, outcome=outcome)
+
+    @router.get("/lineage", response_class=HTMLResponse)
+    @guard
+    def lineage(ctx: Any, bundle: str = "") -> Any:
+        ctx.need("lineage.read")
+        g = _data.lineage_graph(workdir, bundle or None)
+        return ctx.render("lineage.html", g=g, svg=_data.lineage_svg(g))
+
+    @router.get("/analytics", response_class=HTMLResponse)
+    @guard
+    def analytics(ctx: Any) -> Any:
+        ctx.need("catalog.read")
+        exps = _data.experiments(workdir) if ctx.user.may("evaluate") else None
+        return ctx.render("analytics.html", sr=_data.search_report(workdir), exps=exps)
+
+    return router

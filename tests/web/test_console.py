@@ -1,0 +1,391 @@
+"""The console (`/console` of `shelfwise serve`) in Debian's Chromium: every page renders with no
+JavaScript error, shows what the CLI and the API say, each action works end to end (a promotion
+approved by a second person, a quarantined row fixed and released, a rule saved that changes the
+search), and a person without the role is refused (a 403 page and an audit entry).
+
+One served copy of the demo shop (tests/serving's trained workdir) with five people registered
+and a second registry version (the same bundle, registered by the engineer) as the candidate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.cli.test_cli import sw
+from tests.serving.conftest import Server, known_users
+
+PEOPLE = {"ada": "admin", "sam": "scientist", "eve": "engineer", "stu": "steward", "ana": "analyst"}
+pytestmark = pytest.mark.slow  # one trained demo shop (about a minute), then seconds per test
+IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
+
+
+class Shop:
+    def __init__(self, data: Path, work: Path, keys: dict[str, str], server: Server):
+        self.data, self.work, self.keys, self.server = data, work, keys, server
+        self.url = server.url
+
+    def cli(self, who: str, *args: str) -> Any:
+        env = {"SHELFWISE_AS": who, "SHELFWISE_API_KEY": self.keys[who]}
+        old = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            return json.loads(sw(*args, "--workdir", str(self.work), "--json").stdout)
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    def api(self, who: str, path: str) -> Any:
+        r = httpx.get(self.url + path, headers={"X-API-Key": self.keys[who]}, timeout=30)
+        r.raise_for_status()
+        return r.json()
+
+    def audit(self) -> list[dict[str, Any]]:
+        path = self.work / "audit" / "audit.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def shop(served_workdir, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
+    data, trained = served_workdir
+    work = tmp_path_factory.mktemp("console") / "w"
+    shutil.copytree(trained, work, ignore=shutil.ignore_patterns("serve-*.log", "spool"))
+    keys = {}
+    for name, role in PEOPLE.items():  # the admin first; then the admin adds the others
+        env_as = {} if not keys else {"SHELFWISE_AS": "ada", "SHELFWISE_API_KEY": keys["ada"]}
+        old = {k: os.environ.get(k) for k in env_as}
+        os.environ.update(env_as)
+        try:
+            out = sw("users", "add", "--workdir", str(work), "--name", name, "--role", role, "--json")
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        keys[name] = json.loads(out.stdout)["api_key"]
+    from shelfwise.lifecycle._registry import Registry
+    from shelfwise.serving import current_bundle
+
+    # a candidate: the serving bundle registered again, by the engineer (four eyes: not theirs to approve)
+    Registry(work).register(current_bundle(work), None, "eve")
+    server = Server(
+        work, "--absorb-seconds", "0", "--reload-seconds", "0.5", "--search-budget-ms", "10000",
+        env={"SHELFWISE_AS": "eve", "SHELFWISE_API_KEY": keys["eve"]},
+    )  # fmt: skip
+    yield Shop(data, work, keys, server)
+    server.stop()
+
+
+@pytest.fixture
+def page(browser) -> Iterator[Any]:
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    p = ctx.new_page()
+    p.js_errors = []  # type: ignore[attr-defined]
+    p.on("pageerror", lambda e: p.js_errors.append(str(e)))
+    # a refusal (401/403) is a page the test asks for, not a script error
+    expected = ("status of 401", "status of 403", "status of 409")
+    p.on(
+        "console",
+        lambda m: (
+            p.js_errors.append(m.text)
+            if m.type == "error" and not any(x in m.text for x in expected)
+            else None
+        ),
+    )
+    yield p
+    ctx.close()
+
+
+def login(page: Any, shop: Shop, who: str) -> None:
+    page.goto(shop.url + "/console/login")
+    page.fill("input[name=name]", who)
+    page.fill("input[name=api_key]", shop.keys[who])
+    page.click("form.stack button[type=submit]")
+    page.wait_for_load_state("networkidle")
+    assert page.locator(".person").inner_text().startswith(who)
+
+
+def shot(page: Any, name: str) -> None:
+    if os.environ.get("SHELFWISE_SCREENSHOTS"):  # README's pictures: SHELFWISE_SCREENSHOTS=1 pytest tests/web
+        import io
+
+        from PIL import Image
+
+        IMG.mkdir(parents=True, exist_ok=True)
+        img = Image.open(io.BytesIO(page.screenshot(full_page=False))).convert("RGB")
+        img = img.resize((960, round(img.height * 960 / img.width)), Image.Resampling.LANCZOS)
+        img.quantize(64).save(IMG / f"console-{name}.png", optimize=True)  # small PNGs for the README
+
+
+def denied_since(shop: Shop, n: int, who: str, action: str) -> bool:
+    return any(
+        e["action"] == "access.denied" and e["actor"] == who and e["details"].get("denied_action") == action
+        for e in shop.audit()[n:]
+    )
+
+
+def test_login_logout_and_anonymous(shop: Shop, page: Any) -> None:
+    page.goto(shop.url + "/console/")
+    assert "/console/login" in page.url  # not logged in: the login form
+    n = len(shop.audit())
+    page.fill("input[name=name]", "ana")
+    page.fill("input[name=api_key]", "swk_wrong")
+    page.click("form.stack button[type=submit]")
+    assert "wrong API key" in page.locator(".flash.bad").inner_text()
+    assert denied_since(shop, n, "ana", "console.login")
+    login(page, shop, "ana")
+    assert page.url.rstrip("/").endswith("/console")
+    page.click("text=log out")
+    page.wait_for_load_state("networkidle")
+    assert "/console/login" in page.url
+    page.goto(shop.url + "/console/models")
+    assert "/console/login" in page.url
+    assert page.js_errors == []
+
+
+def test_overview_matches_the_cli(shop: Shop, page: Any) -> None:
+    login(page, shop, "ana")
+    page.wait_for_selector(".chart canvas")  # uPlot drew the quality trend
+    shot(page, "overview")
+    cat = shop.cli("ana", "catalog")
+    for d in cat["datasets"]:
+        row = page.locator(f"#freshness tr[data-table='{d['name']}'] .rows")
+        assert int(row.inner_text()) == d["rows"]
+    prod = [m for m in shop.cli("ana", "models", "list") if "production" in m["aliases"]]
+    shown = page.locator(".card[data-version] [data-metric='ndcg@10']").first.inner_text()
+    assert float(shown) == pytest.approx(prod[0]["ndcg@10"], abs=1e-4)
+    # the demo's bot traffic quarantines more than 5% of the events: an alert names it
+    assert "curated.events" in page.locator("#alerts").inner_text()
+    assert page.js_errors == []
+
+
+def test_promotion_needs_a_second_person(shop: Shop, page: Any) -> None:
+    cand = next(m for m in shop.cli("ana", "models", "list") if "candidate" in m["aliases"])
+    v = cand["version"]
+    n = len(shop.audit())
+    # the analyst sees no buttons, and a forged post is refused and audited
+    login(page, shop, "ana")
+    page.goto(shop.url + "/console/models")
+    assert page.locator(f"tr[data-version='{v}'] button.approve").count() == 0
+    csrf = page.locator("body").get_attribute("hx-headers")
+    token = json.loads(csrf)["X-CSRF-Token"]
+    r = page.request.post(shop.url + f"/console/models/{v}/approve", form={"csrf": token})
+    assert r.status == 403
+    assert denied_since(shop, n, "ana", "models.approve")
+    # the engineer registered it: four eyes refuses their approval
+    login(page, shop, "eve")
+    page.goto(shop.url + "/console/models")
+    shot(page, "models")
+    page.click(f"tr[data-version='{v}'] button.approve")
+    assert "someone else must approve" in page.locator("#error-message").inner_text()
+    # promotion without approval is refused (and audited as refused by the registry)
+    page.goto(shop.url + "/console/models")
+    page.click(f"tr[data-version='{v}'] button.promote")
+    assert "no approval" in page.locator("#error-message").inner_text()
+    # the steward approves, the engineer promotes
+    login(page, shop, "stu")
+    page.goto(shop.url + "/console/models")
+    page.click(f"tr[data-version='{v}'] button.approve")
+    assert f"version {v} approved by stu" in page.locator(".flash.ok").inner_text()
+    login(page, shop, "eve")
+    page.goto(shop.url + "/console/models")
+    page.click(f"tr[data-version='{v}'] button.promote")
+    assert "is production" in page.locator(".flash.ok").inner_text()
+    assert page.locator(f"tr[data-version='{v}'] .status").inner_text() == "production"
+    listed = {m["version"]: m for m in shop.cli("ana", "models", "list")}
+    assert "production" in listed[v]["aliases"] and listed[v]["approved_by"] == "stu"
+    trail = shop.audit()[n:]
+    assert any(e["action"] == "model.approve" and e["actor"] == "stu" for e in trail)
+    assert any(e["action"] == "model.promote" and e["actor"] == "eve" and e["outcome"] == "ok" for e in trail)
+    assert any(e["action"] == "access.denied" and e["details"].get("reason") == "four eyes" for e in trail)
+    # and back: the rollback button
+    page.click("#rollback")
+    assert "production again" in page.locator(".flash.ok").inner_text()
+    assert page.js_errors == []
+
+
+def test_quarantine_row_fixed_and_released(shop: Shop, page: Any) -> None:
+    n = len(shop.audit())
+    login(page, shop, "ana")  # analysts do not read raw rows
+    page.goto(shop.url + "/console/data")
+    assert page.locator("#datasets tr[data-table='curated.events']").count() == 1
+    page.goto(shop.url + "/console/data/quarantine")
+    assert "may not quarantine.read_raw" in page.locator("#error-message").inner_text()
+    assert denied_since(shop, n, "ana", "quarantine.read_raw")
+    login(page, shop, "stu")
+    page.goto(shop.url + "/console/data/quarantine?table=products&reason=out_of_range")
+    listed = shop.cli("stu", "quarantine", "list", "--table", "products", "--reason", "out_of_range")["rows"]
+    first = page.locator("details.qrow").first
+    qid = int(first.get_attribute("data-qid"))
+    assert qid == listed[0]["quarantine_id"]
+    first.locator("summary").click()
+    shot(page, "quarantine")
+    first.locator("input[name='f.price']").fill("12.50")
+    first.locator("button.reprocess").click()
+    assert "released into curated" in page.locator(".flash.ok").inner_text()
+    released = shop.cli("stu", "quarantine", "list", "--status", "released", "--limit", "1000")["rows"]
+    assert qid in {r["quarantine_id"] for r in released}
+    entry = [e for e in shop.audit()[n:] if e["action"] == "quarantine.reprocess"][-1]
+    assert entry["actor"] == "stu" and entry["details"]["released"] == 1
+    # the htmx filter swaps the rows without a reload
+    page.goto(shop.url + "/console/data/quarantine")
+    page.select_option("select[name=table]", "events")
+    page.wait_for_function(
+        "document.querySelectorAll('details.qrow').length > 0 && location.search.includes('table=events')"
+    )
+    assert page.js_errors == []
+
+
+def test_search_playground_and_a_saved_rule(shop: Shop, page: Any) -> None:
+    q = "red pillow"
+    for _ in range(20):  # a page the queue answered below the full pipeline (a busy machine) differs
+        api = shop.api("eve", f"/v1/search?q={q.replace(' ', '+')}&k=10")
+        if not api["degraded"]:
+            break
+        time.sleep(0.5)
+    assert not api["degraded"]
+    login(page, shop, "eve")
+    page.goto(shop.url + f"/console/search?q={q.replace(' ', '+')}&compare=1&b_rules=none")
+    page.locator(".col").first.locator("details.why summary").first.click()
+    shot(page, "search")
+    col = page.locator(".col").first
+    ids = col.locator("li[data-product]").evaluate_all("els => els.map(e => e.dataset.product)")
+    assert ids == [it["product_id"] for it in api["items"]]
+    assert col.locator("details.why").count() >= 1  # scores (and ranker contributions) per result
+    top = ids[0]
+    rules = {"filter_out_of_stock": True, "items": [{"action": "hide", "product_id": top, "query": q}]}
+    page.fill("#rules-form textarea", json.dumps(rules))
+    page.click("#preview")
+    page.wait_for_selector("#preview-cols .col:nth-child(2)")
+    draft = page.locator("#preview-cols .col").nth(1).locator("li[data-product]")
+    assert top not in draft.evaluate_all("els => els.map(e => e.dataset.product)")
+    # the analyst may search but not change rules: refused and audited
+    n = len(shop.audit())
+    other = page.context.browser.new_context()
+    p2 = other.new_page()
+    login(p2, shop, "ana")
+    token = json.loads(p2.locator("body").get_attribute("hx-headers"))["X-CSRF-Token"]
+    r = p2.request.post(shop.url + "/console/rules", form={"csrf": token, "rules": json.dumps(rules)})
+    assert r.status == 403 and denied_since(shop, n, "ana", "rules.change")
+    other.close()
+    page.click("#save-rules")
+    assert "saved" in page.locator(".flash.ok").inner_text()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        now = [
+            it["product_id"] for it in shop.api("eve", f"/v1/search?q={q.replace(' ', '+')}&k=10")["items"]
+        ]
+        if top not in now:
+            break
+        time.sleep(0.3)
+    assert top not in now  # the API follows the rule saved in the console
+    entry = [e for e in shop.audit() if e["action"] == "rules.change"][-1]
+    assert entry["actor"] == "eve"
+    assert page.js_errors == []
+
+
+def test_shopper_view_matches_the_api(shop: Shop, page: Any) -> None:
+    user = known_users(shop.data, shop.work, 1)[0]
+    login(page, shop, "sam")
+    page.goto(shop.url + f"/console/users/{user}")
+    shot(page, "shopper")
+    api = shop.api("sam", f"/v1/recommendations/{user}?k=10")
+    ids = page.locator("#recommendations li").evaluate_all("els => els.map(e => e.dataset.product)")
+    assert ids == api["items"]
+    assert page.locator("#history li[data-product]").count() > 0
+    n = len(shop.audit())
+    login(page, shop, "stu")  # stewards do not browse shoppers' recommendations
+    page.goto(shop.url + f"/console/users/{user}")
+    assert page.locator("#error-message").count() == 1
+    assert denied_since(shop, n, "stu", "recommend")
+    assert page.js_errors == []
+
+
+def test_audit_lineage_and_analytics(shop: Shop, page: Any) -> None:
+    login(page, shop, "ada")
+    page.goto(shop.url + "/console/audit")
+    shot(page, "audit")
+    cli = shop.cli("ada", "audit", "--limit", "1")
+    assert f"{cli['verification']['entries']} entries" in page.locator("#verification").inner_text()
+    page.select_option("select[name=action]", "access.denied")
+    page.click("form.filters button[type=submit]")
+    actions = page.locator("#audit td.action").all_inner_texts()
+    assert actions and set(actions) == {"access.denied"}
+    page.goto(shop.url + "/console/lineage")
+    shot(page, "lineage")
+    kinds = page.locator("svg.lineage g.node").evaluate_all("els => els.map(e => e.getAttribute('class'))")
+    assert {"node node-bundle", "node node-run", "node node-dataset", "node node-file"} <= set(kinds)
+    page.goto(shop.url + "/console/analytics")
+    rep = shop.cli("ada", "report", "search")
+    first = page.locator("#top-queries tr").nth(1).locator("td").first.inner_text()
+    assert first == rep["logged"]["top_queries"][0]["query"]
+    page.wait_for_selector(".chart canvas")
+    assert page.js_errors == []
+
+
+def test_pages_read_without_javascript(shop: Shop, browser: Any) -> None:
+    ctx = browser.new_context(java_script_enabled=False)
+    p = ctx.new_page()
+    login(p, shop, "ada")
+    for path in (
+        "/console/",
+        "/console/models",
+        "/console/data",
+        "/console/search?q=pillow",
+        "/console/audit",
+    ):
+        r = p.goto(shop.url + path)
+        assert r is not None and r.status == 200, path
+        assert p.locator("main h1").count() == 1
+    ctx.close()
+
+
+def test_single_user_mode_is_loopback_only_and_forms_need_the_token(served_workdir, tmp_path) -> None:
+    from fastapi.testclient import TestClient
+
+    from shelfwise.serving import ServeSettings
+    from shelfwise.serving._app import create_app
+
+    _, trained = served_workdir
+    work = tmp_path / "w"
+    shutil.copytree(trained, work, ignore=shutil.ignore_patterns("serve-*.log", "spool"))
+    settings = ServeSettings(absorb_interval_s=0, reload_interval_s=0, warm_search_queries=0)
+    app = create_app(work, settings)
+    with TestClient(app, client=("203.0.113.9", 40000)) as remote:
+        r = remote.get("/console/")
+        assert r.status_code == 403 and "loopback" in r.text
+    with TestClient(app, client=("127.0.0.1", 40000)) as local:
+        r = local.get("/console/")
+        assert r.status_code == 200 and "single-user" in r.text
+        before = (work / "config" / "rules.json").exists()
+        r = local.post("/console/rules", data={"rules": "{}"})  # no CSRF token
+        assert r.status_code == 403 and "CSRF" in r.text
+        assert (work / "config" / "rules.json").exists() == before
+        # previews without JavaScript (a whole page) and of a synonyms list (a copy of the engine)
+        page = local.get("/console/search?q=red+pillow&k=5").text
+        token = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+        top = re.search(r'data-product="([^"]+)"', page).group(1)
+        hide = {"items": [{"action": "hide", "product_id": top}]}
+        r = local.post(
+            "/console/search/preview",
+            data={"csrf": token, "q": "red pillow", "k": "5", "what": "rules", "rules": json.dumps(hide)},
+        )
+        assert r.status_code == 200 and "<h1>Preview" in r.text
+        in_force, draft = r.text.split('data-label="draft rules', 1)
+        assert f'data-product="{top}"' in in_force and f'data-product="{top}"' not in draft
+        syn = {"csrf": token, "q": "sofa", "k": "5", "what": "synonyms", "synonyms": "sofa => pillow"}
+        r = local.post("/console/search/preview", data=syn, headers={"hx-request": "true"})
+        assert re.findall(r'class="match">(\w+)', r.text) == ["none", "keyword"]  # the synonym finds pillows

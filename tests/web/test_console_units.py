@@ -1,0 +1,100 @@
+"""The console's pieces that need no server: alerts, the online click-through drop, the session
+cookie, the lineage drawing (known answers on small hand-made inputs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from shelfwise.web import _auth, _data
+
+
+def _dataset(name: str, share: float) -> dict:
+    return {
+        "name": name,
+        "owner": "o",
+        "steward": "s",
+        "quality": {"passed": share <= 0.05, "quarantined_share": share},
+    }
+
+
+def test_alerts_name_failing_checks_spikes_and_waiting_candidates() -> None:
+    loads = [
+        {"table": "events", "rows_in": 1000, "rows_quarantined": 10},
+        {"table": "events", "rows_in": 1000, "rows_quarantined": 40},  # 1% -> 4%: a spike
+        {"table": "products", "rows_in": 100, "rows_quarantined": 1},
+    ]
+    cat = {"datasets": [_dataset("curated.events", 0.04), _dataset("curated.users", 0.2)], "loads": loads}
+    versions = [
+        {
+            "version": "2",
+            "aliases": ["candidate"],
+            "gates": [{"name": "g", "passed": True}],
+            "approved_by": None,
+        },
+        {"version": "1", "aliases": ["production"], "gates": [], "approved_by": "x"},
+    ]
+    got = [a["what"] for a in _data.alerts(cat, versions, audit_ok=False)]
+    assert any("curated.users" in w and "20.0%" in w for w in got)
+    assert any("quarantine spike in events" in w for w in got)
+    assert not any("curated.events: the latest load" in w for w in got)  # 4% passes the check
+    assert any("candidate v2" in w and "waits for approval" in w for w in got)
+    assert any("hash chain" in w for w in got)
+
+
+def test_online_click_through_drop_needs_evidence() -> None:
+    def rows(prev_clicks: int, last_clicks: int, n: int = 400) -> list[dict]:
+        return [
+            {"surface": "recommendations", "bundle": "A", "served": n, "clicked": prev_clicks},
+            {"surface": "recommendations", "bundle": "B", "served": n, "clicked": last_clicks},
+        ]
+
+    drops = _data.online_drops(rows(80, 40))  # 20% -> 10%: upper bound ~13.4% < 20%
+    assert [(d["bundle"], d["previous"]) for d in drops] == [("B", "A")]
+    assert _data.online_drops(rows(80, 70)) == []  # 17.5%: within chance
+    assert _data.online_drops(rows(80, 0, n=100)) == []  # too few lists to say
+    cat = {"datasets": [], "loads": []}
+    alerts = _data.alerts(cat, [], True, {"by_bundle": rows(80, 40)})
+    assert any("dropped with bundle B" in a["what"] for a in alerts)
+
+
+def _request(cookie: str | None = None, host: str = "127.0.0.1") -> Request:
+    headers = [(b"cookie", f"{_auth.COOKIE}={cookie}".encode())] if cookie else []
+    return Request(
+        {"type": "http", "headers": headers, "client": (host, 1234), "method": "GET", "path": "/console/"}
+    )
+
+
+def test_session_cookie_round_trip_and_tampering(tmp_path: Path) -> None:
+    s = _auth.new_session("ana", "abcd" * 4)
+    resp = Response()
+    _auth.write_session(resp, tmp_path, s)
+    value = resp.headers["set-cookie"].split(";")[0].split("=", 1)[1].strip('"')
+    back = _auth.read_session(_request(value), tmp_path)
+    assert back is not None and (back.name, back.key_hash, back.csrf) == ("ana", "abcd" * 4, s.csrf)
+    body, sig = value.rsplit(".", 1)
+    forged = body[:-2] + ("A" if body[-2] != "A" else "B") + body[-1] + "." + sig
+    assert _auth.read_session(_request(forged), tmp_path) is None
+    assert (tmp_path / "secrets" / "console.key").stat().st_mode & 0o077 == 0
+
+
+def test_single_user_mode_only_on_loopback(tmp_path: Path) -> None:
+    assert _auth.current_user(_request(host="127.0.0.1"), tmp_path, None) is not None
+    assert _auth.current_user(_request(host="::1"), tmp_path, None) is not None
+    assert _auth.current_user(_request(host="192.0.2.7"), tmp_path, None) is None
+
+
+def test_lineage_svg_draws_every_node_and_edge() -> None:
+    g = {
+        "nodes": [
+            {"id": "file:a", "label": "a.csv", "kind": "file", "col": 0, "detail": "/x/a.csv"},
+            {"id": "run:1", "label": "ingest 1", "kind": "run", "col": 1, "detail": "1"},
+            {"id": "bundle:b", "label": "bundle b", "kind": "bundle", "col": 4, "detail": "<b>"},
+        ],
+        "edges": [("file:a", "run:1"), ("run:1", "bundle:b")],
+    }
+    svg = _data.lineage_svg(g)
+    assert svg.count('<g class="node') == 3 and svg.count("<path") == 2
+    assert "&lt;b&gt;" in svg  # details are escaped
