@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 from fastapi import HTTPException
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse
 
 from ._feedback import pending_events
 from ._http_metrics import Metrics
@@ -21,11 +21,10 @@ from ._service import Answer, ServeSettings, Service
 __all__ = ["JSON", "NOT_TEXT", "AppContext", "clean_text", "text_pattern", "with_experiment"]
 
 
-class JSON(Response):
+class JSON(JSONResponse):
     """orjson-serialised answers: the endpoints build dicts and return this response directly
-    (FastAPI then neither validates nor serialises them again)."""
-
-    media_type = "application/json"
+    (FastAPI then neither validates nor serialises them again). A JSONResponse, so that FastAPI
+    documents the endpoints' models as their JSON answers."""
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
