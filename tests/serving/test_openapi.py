@@ -28,8 +28,13 @@ LISTS = ("/v1/recommendations/{user_id}", "/v1/items/{product_id}/similar", "/v1
 
 @pytest.fixture(scope="module")
 def schema(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    # the document is built without a bundle (the lifespan loads one; the schema does not need it)
-    return create_app(tmp_path_factory.mktemp("schema")).openapi()
+    """The document of a shop with people registered (the API needs a key). It is built without a
+    bundle: the lifespan loads one, the schema does not need it."""
+    from shelfwise.governance import People
+
+    work = tmp_path_factory.mktemp("schema")
+    People(work).add("ann", "admin")
+    return create_app(work).openapi()
 
 
 def _json_schema(op: dict, status: str) -> dict:
@@ -60,6 +65,14 @@ def test_every_json_answer_is_typed_and_every_error_has_the_one_shape(schema):
             assert (op.get("security") is not None) == path.startswith("/v1/"), path
     search_q = next(p for p in paths["/v1/search"]["get"]["parameters"] if p["name"] == "q")
     assert search_q["schema"]["maxLength"] == 512 and search_q["schema"]["pattern"]
+
+
+def test_single_user_mode_declares_no_key(tmp_path: Path):
+    """Nobody registered: every call is allowed, so no operation asks for a key (an API tester
+    would otherwise expect a 401); the schemes stay documented."""
+    schema = TestClient(create_app(tmp_path)).get("/openapi.json").json()
+    assert "APIKeyHeader" in schema["components"]["securitySchemes"]
+    assert all("security" not in op for ops in schema["paths"].values() for op in ops.values())
 
 
 def test_errors_outside_the_routes_have_the_one_shape_too(tmp_path: Path):
@@ -176,7 +189,10 @@ def _offline_page(browser, url: str):
 
 @pytest.mark.parametrize(
     ("path", "operation"),
-    [("/docs", ".opblock-summary-path[data-path='/v1/search']"), ("/redoc", "h2:has-text('Search the catalog')")],
+    [
+        ("/docs", ".opblock-summary-path[data-path='/v1/search']"),
+        ("/redoc", "h2:has-text('Search the catalog')"),
+    ],
 )
 def test_api_docs_render_offline(browser, docs_url, path, operation):
     page, outside, failed, errors = _offline_page(browser, docs_url + path)

@@ -82,7 +82,30 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
     for router in routers:
         app.include_router(router)
     mount_assets(app)
+    _security_as_configured(app, ctx)
     return app
+
+
+def _security_as_configured(app: FastAPI, ctx: AppContext) -> None:
+    """`/openapi.json` asks for the API key only where the shop needs one: in single-user mode
+    (nobody registered) the operations declare no security requirement (the schemes stay listed),
+    so that a client or API tester does not expect a 401 that never comes."""
+    full = app.openapi  # FastAPI's, built once and cached
+    open_schema: dict[str, Any] = {}
+
+    def openapi() -> dict[str, Any]:
+        schema = full()
+        if ctx.keys_required():
+            return schema
+        if not open_schema:
+            copy = json.loads(json.dumps(schema))
+            for ops in copy["paths"].values():
+                for op in ops.values():
+                    op.pop("security", None)
+            open_schema.update(copy)
+        return open_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _error_answers(app: FastAPI) -> None:

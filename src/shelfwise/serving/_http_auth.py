@@ -7,7 +7,7 @@ role may not; both are written to the audit log. The two headers are declared as
 schemes, so `/openapi.json` and `/docs` show them.
 """
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
@@ -23,7 +23,7 @@ api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description=_K
 bearer = HTTPBearer(auto_error=False, description=_KEY_DOC + " (the same key as a bearer token)")
 
 
-def authorize(ctx: AppContext, action: str) -> Callable[..., Service]:
+def authorize(ctx: AppContext, action: str) -> Callable[..., Awaitable[Service]]:
     """A dependency giving the service when the caller may do `action` (serve.call, serve.admin)."""
 
     async def caller(

@@ -69,6 +69,16 @@ class AppContext:
             raise HTTPException(503, "not ready: the bundle is still loading")
         return s
 
+    def keys_required(self) -> bool:
+        """Whether calls need an API key: people are registered (and active) in the shop."""
+        s: Service | None = self.state.get("service")
+        if s is not None:
+            return bool(s.keys)
+        from ..governance import People
+
+        people = People(self.workdir)
+        return people.governed and any(p.active for p in people.load().values())
+
     def expose(self, kind: str, served_id: str, ans: Answer, user: str | None, extra: dict[str, Any]) -> None:
         """Log a served list under its id (written every 0.5 s in one batch), so that events
         posted with the id are attributed to the list, model and experiment variant."""
