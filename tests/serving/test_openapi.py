@@ -129,7 +129,7 @@ def test_schemathesis_finds_no_failure_against_a_served_shop(keyed_server, tmp_p
     proc = subprocess.run(
         [sys.executable, "-c", "from schemathesis.cli import schemathesis; schemathesis()",
          "--config-file", str(config), "run", f"{server.url}/openapi.json", "--checks", "all",
-         "--max-examples", "15", "--generation-deterministic", "--workers", "1", "--no-color",
+         "--max-examples", "10", "--generation-deterministic", "--workers", "1", "--no-color",
          "--header", f"X-API-Key: {key}", "--report", "junit", "--report-dir", str(tmp_path / "report")],
         capture_output=True, text=True, cwd=tmp_path, timeout=600,
     )  # fmt: skip

@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from . import _http_tasks as tasks
 from ._event_ids import SqliteEventIds
 from ._feedback import EVENTS_DIR, EXPOSURES_DIR, REDIS_EVENTS, REDIS_REJECTED, REJECTED_DIR
+from ._http_auth import SCHEMES
 from ._http_context import JSON, AppContext
 from ._http_docs import docs_router, mount_assets
 from ._http_events import events_router
@@ -72,7 +73,7 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
 
     # Every router of the app, in one place. Another part of shelfwise that serves pages or
     # endpoints from `shelfwise serve` (the web console at /console) adds its router here,
-    # built from the same context (service, settings, auth: `_http_auth.authorize(ctx, action)`).
+    # built from the same context (service, settings; the API key: `_http_auth.authorize(ctx, request)`).
     routers: list[APIRouter] = [
         ops_router(ctx),
         lists_router(ctx),
@@ -89,12 +90,14 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
 def _security_as_configured(app: FastAPI, ctx: AppContext) -> None:
     """`/openapi.json` asks for the API key only where the shop needs one: in single-user mode
     (nobody registered) the operations declare no security requirement (the schemes stay listed),
-    so that a client or API tester does not expect a 401 that never comes."""
+    so that a client or API tester does not expect a 401 that never comes. The schemes are the
+    hand-declared ones of `_http_auth` (the check is no FastAPI dependency)."""
     full = app.openapi  # FastAPI's, built once and cached
     open_schema: dict[str, Any] = {}
 
     def openapi() -> dict[str, Any]:
         schema = full()
+        schema.setdefault("components", {})["securitySchemes"] = SCHEMES
         if ctx.keys_required():
             return schema
         if not open_schema:

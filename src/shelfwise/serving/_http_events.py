@@ -6,25 +6,25 @@ The body is read by hand rather than as a pydantic parameter: the size limit is 
 reading, and a batch is answered per event (a mixed batch is a 207) instead of all-or-nothing.
 Its schema is documented by hand (`_http_models.events_request_body`).
 
-(No `from __future__ import annotations` here: FastAPI reads the endpoint annotations, which
-name this app's auth dependency, at definition time.)
 """
+
+from __future__ import annotations
 
 import asyncio
 import logging
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 
 from ..governance._contracts import EVENTS
 from ..governance._row_check import check_record, parse_timestamp
 from ._event_ids import EventIds
-from ._http_auth import authorize
+from ._http_auth import REQUIREMENT, authorize
 from ._http_context import JSON, AppContext
 from ._http_models import ErrorBody, EventsAccepted, EventsRejected, error_responses, events_request_body
-from ._service import ServeSettings, Service
+from ._service import ServeSettings
 
 __all__ = ["events_router", "read_events", "verdicts"]
 
@@ -120,7 +120,6 @@ def events_router(ctx: AppContext) -> APIRouter:
     settings = ctx.settings
     metrics = ctx.metrics
     router = APIRouter(tags=["events"])
-    caller = Annotated[Service, Depends(authorize(ctx, "serve.call"))]
 
     @router.post(
         "/v1/events",
@@ -138,9 +137,13 @@ def events_router(ctx: AppContext) -> APIRouter:
                 "description": "No event acceptable (each one's reasons), or the body is not a list of events",
             },
         },
-        openapi_extra={"requestBody": events_request_body(settings.max_events_per_request)},
+        openapi_extra={
+            "requestBody": events_request_body(settings.max_events_per_request),
+            "security": REQUIREMENT,
+        },
     )
-    async def post_events(request: Request, s: caller) -> Any:
+    async def post_events(request: Request) -> Any:
+        s = authorize(ctx, request)
         body = await read_events(request, settings)
         snap = s.snapshot
         received = datetime.now(UTC).isoformat()

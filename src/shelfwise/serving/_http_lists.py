@@ -10,14 +10,14 @@ list, the model and the experiment variant that produced it.
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi import Path as PathParam
 
-from ._http_auth import authorize
+from ._http_auth import REQUIREMENT, authorize
 from ._http_context import JSON, AppContext, clean_text, text_pattern, with_experiment
 from ._http_models import Recommendations, SearchPage, Similar, Suggestions, error_responses
 from ._search_queue import Overloaded
-from ._service import SearchArgs, Service
+from ._service import SearchArgs
 
 __all__ = ["lists_router"]
 
@@ -27,8 +27,9 @@ _SORTS = "^(relevance|price_asc|price_desc|popularity)$"
 def lists_router(ctx: AppContext) -> APIRouter:
     settings = ctx.settings
     metrics = ctx.metrics
+    # the key is checked in each endpoint, after parameter validation (see `_http_auth`)
     router = APIRouter(tags=["lists"])
-    caller = Annotated[Service, Depends(authorize(ctx, "serve.call"))]
+    secured = {"security": REQUIREMENT}
     text = {"pattern": text_pattern()}  # documented; `clean_text` answers it with its own message
     K = Annotated[int, Query(ge=1, le=settings.max_k, description=f"1..{settings.max_k}")]
 
@@ -41,10 +42,11 @@ def lists_router(ctx: AppContext) -> APIRouter:
         "/v1/recommendations/{user_id}",
         response_model=Recommendations,
         responses=error_responses(401, 403, 422, 503),
+        openapi_extra=secured,
         summary="Recommendations for a shopper",
     )
     async def recommendations(
-        s: caller,
+        request: Request,
         user_id: Annotated[str, ident("the shop's own user id")],
         k: K = 10,
         context: Annotated[
@@ -56,6 +58,7 @@ def lists_router(ctx: AppContext) -> APIRouter:
             ),
         ] = None,
     ) -> Any:
+        s = authorize(ctx, request)
         clean_text(user_id, "user_id", settings.max_id_chars)
         if context is not None:
             clean_text(context, "context", settings.max_query_chars)
@@ -78,11 +81,13 @@ def lists_router(ctx: AppContext) -> APIRouter:
         "/v1/items/{product_id}/similar",
         response_model=Similar,
         responses=error_responses(401, 403, 404, 422, 503),
+        openapi_extra=secured,
         summary="Items similar to a product",
     )
     async def similar(
-        s: caller, product_id: Annotated[str, ident("a product id of the catalog")], k: K = 10
+        request: Request, product_id: Annotated[str, ident("a product id of the catalog")], k: K = 10
     ) -> Any:
+        s = authorize(ctx, request)
         clean_text(product_id, "product_id", settings.max_id_chars)
         ans = s.similar(product_id, k)
         if ans is None:
@@ -106,10 +111,11 @@ def lists_router(ctx: AppContext) -> APIRouter:
         "/v1/search",
         response_model=SearchPage,
         responses=error_responses(401, 403, 422, 503),
+        openapi_extra=secured,
         summary="Search the catalog",
     )
     async def search(
-        s: caller,
+        request: Request,
         q: Annotated[
             str,
             Query(
@@ -139,6 +145,7 @@ def lists_router(ctx: AppContext) -> APIRouter:
     ) -> Any:
         from ..search import Filters
 
+        s = authorize(ctx, request)
         q = clean_text(q, "q", settings.max_query_chars)
         if not q.strip():
             raise HTTPException(422, "q: empty")
@@ -199,13 +206,15 @@ def lists_router(ctx: AppContext) -> APIRouter:
         "/v1/suggest",
         response_model=Suggestions,
         responses=error_responses(401, 403, 422, 503),
+        openapi_extra=secured,
         summary="Query suggestions for a prefix",
     )
     async def suggest(
-        s: caller,
+        request: Request,
         q: Annotated[str, Query(max_length=settings.max_query_chars, json_schema_extra=text)],
         k: Annotated[int, Query(ge=1, le=20)] = 8,
     ) -> Any:
+        s = authorize(ctx, request)
         q = clean_text(q, "q", settings.max_query_chars)
         engine = s.snapshot.search
         return JSON(

@@ -1,21 +1,18 @@
-"""Operations endpoints: liveness, readiness, Prometheus metrics, and the admin reload.
+"""Operations endpoints: liveness, readiness, Prometheus metrics, and the admin reload."""
 
-(No `from __future__ import annotations` here: FastAPI reads the endpoint annotations, which
-name this app's auth dependency, at definition time.)
-"""
+from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from ._http_auth import authorize
+from ._http_auth import REQUIREMENT, authorize
 from ._http_context import JSON, AppContext
 from ._http_models import Health, Ready, Reloaded, error_responses
 from ._search_queue import SearchQueue
-from ._service import Service
 
 __all__ = ["ops_router", "queue_status"]
 
@@ -83,9 +80,11 @@ def ops_router(ctx: AppContext) -> APIRouter:
         "/v1/admin/reload",
         response_model=Reloaded,
         responses=error_responses(401, 403, 503),
+        openapi_extra={"security": REQUIREMENT},
         summary="Load a new bundle, rules and experiments now (instead of at the next check)",
     )
-    async def reload(s: Annotated[Service, Depends(authorize(ctx, "serve.admin"))]) -> Any:
+    async def reload(request: Request) -> Any:
+        s = authorize(ctx, request, "serve.admin")
         changed = await asyncio.to_thread(s.refresh)
         return JSON({"changed": changed, "bundle_version": s.snapshot.version})
 
