@@ -109,7 +109,7 @@ def keyed_server(served_workdir, tmp_path_factory: pytest.TempPathFactory) -> It
         sw("users", "add", "--workdir", str(copy), "--name", "ann", "--role", "admin", "--json").stdout
     )
     env = {"SHELFWISE_AS": "ann", "SHELFWISE_API_KEY": key["api_key"]}
-    s = Server(copy, "--absorb-seconds", "0", "--reload-seconds", "0", env=env)
+    s = Server(copy, "--absorb-seconds", "0", "--reload-seconds", "0", "--drain-seconds", "0", env=env)
     yield s, key["api_key"]
     s.stop()
 
@@ -143,7 +143,9 @@ def docs_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     app = create_app(tmp_path_factory.mktemp("docs"))
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, lifespan="off", log_level="warning", timeout_graceful_shutdown=1
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
