@@ -118,8 +118,13 @@ def keyed_server(served_workdir, tmp_path_factory: pytest.TempPathFactory) -> It
 def test_schemathesis_finds_no_failure_against_a_served_shop(keyed_server, tmp_path: Path):
     server, key = keyed_server
     assert server.client.get("/v1/search", params={"q": "tea"}).status_code == 401  # the key is needed
+    # a field is text or a number: an object (or list, or true/false) is rejected, not stored as text
+    product = catalog_products(server.workdir)[0]
+    event = {"user_id": {"id": 1}, "product_id": product, "event_type": "click", "timestamp": "2026-11-01"}
+    r = server.client.post("/v1/events", json=[event], headers={"X-API-Key": key})
+    assert r.status_code == 422 and r.json()["errors"][0]["reason"] == "invalid_type", r.text
     config = tmp_path / "schemathesis.toml"
-    config.write_text(CONFIG.read_text() + SIMILAR.format(product=catalog_products(server.workdir)[0]))
+    config.write_text(CONFIG.read_text() + SIMILAR.format(product=product))
     proc = subprocess.run(
         [sys.executable, "-c", "from schemathesis.cli import schemathesis; schemathesis()",
          "--config-file", str(config), "run", f"{server.url}/openapi.json", "--checks", "all",
