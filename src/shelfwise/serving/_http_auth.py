@@ -1,0 +1,58 @@
+"""Who may call the API: the API-key check of every `/v1` endpoint.
+
+A shop with no people registered serves everyone (single-user mode). Once people are registered
+(`shelfwise users add`), each call needs the API key of someone whose role may do the action
+(header `X-API-Key`, or `Authorization: Bearer <key>`): 401 without a known key, 403 when the
+role may not; both are written to the audit log.
+
+The check is a plain call at the top of each endpoint, not a FastAPI dependency: solving a
+dependency (with the security classes as sub-dependencies) cost ~60 µs per request, 15% of a
+cached recommendation, measured in-process. The two headers are declared to OpenAPI by hand
+(`SCHEMES`, `REQUIREMENT`), so `/openapi.json` and `/docs` ("Authorize") show them all the same.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import HTTPException, Request
+
+from ._http_context import AppContext
+from ._service import Service
+
+__all__ = ["REQUIREMENT", "SCHEMES", "authorize"]
+
+_KEY_DOC = "a person's or service's API key (`shelfwise users add`); needed once people are registered"
+SCHEMES: dict[str, dict[str, Any]] = {
+    "APIKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": _KEY_DOC},
+    "HTTPBearer": {"type": "http", "scheme": "bearer", "description": _KEY_DOC + " (as a bearer token)"},
+}
+# either scheme (a list of alternatives); `openapi_extra={"security": REQUIREMENT}` on a route
+REQUIREMENT: list[dict[str, list[str]]] = [{name: []} for name in SCHEMES]
+
+
+def authorize(ctx: AppContext, request: Request, action: str = "serve.call") -> Service:
+    """The service when the caller may do `action` (serve.call, serve.admin); 503 while the
+    bundle loads, 401 / 403 (audited) otherwise."""
+    s = ctx.service()
+    if not s.keys:  # nobody registered: single-user mode
+        return s
+    key = request.headers.get("x-api-key")
+    auth = request.headers.get("authorization", "")
+    if key is None and auth.lower().startswith("bearer "):
+        key = auth[7:].strip()
+    allowed, name = s.caller(key, action)
+    if allowed:
+        return s
+    from ..governance import AuditLog
+
+    AuditLog(ctx.workdir).append(
+        "access.denied",
+        actor=name or "anonymous",
+        outcome="denied",
+        denied_action=action,
+        path=request.url.path,
+    )
+    if name is None:
+        raise HTTPException(401, "an API key is required (header X-API-Key)")
+    raise HTTPException(403, f"{name} may not {action}")

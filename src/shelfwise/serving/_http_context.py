@@ -1,0 +1,118 @@
+"""What the HTTP routers share: the app's state (service, spools, queue), its settings and
+metrics, the orjson response class, text checks and the exposure log of served lists."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastapi import HTTPException
+from fastapi.responses import JSONResponse
+
+from ._feedback import pending_events
+from ._http_metrics import Metrics
+from ._service import Answer, ServeSettings, Service
+
+__all__ = ["JSON", "NOT_TEXT", "AppContext", "clean_text", "text_pattern", "with_experiment"]
+
+
+class JSON(JSONResponse):
+    """orjson-serialised answers: the endpoints build dicts and return this response directly
+    (FastAPI then neither validates nor serialises them again). A JSONResponse, so that FastAPI
+    documents the endpoints' models as their JSON answers."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+# control characters and undecodable bytes (U+FFFD) are not text: a 422
+_CONTROL = "\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\ufffd"
+NOT_TEXT = re.compile(f"[{_CONTROL}]")
+
+
+def text_pattern(*, non_blank: bool = False) -> str:
+    """The JSON-schema `pattern` of what `clean_text` accepts (for the OpenAPI document); with
+    `non_blank`, at least one character that is not white space."""
+    if non_blank:
+        return f"^[^{_CONTROL}]*[^\\s{_CONTROL}][^{_CONTROL}]*$"
+    return f"^[^{_CONTROL}]*$"
+
+
+def clean_text(value: str, name: str, max_chars: int) -> str:
+    if len(value) > max_chars:
+        raise HTTPException(422, f"{name}: longer than {max_chars} characters")
+    if NOT_TEXT.search(value):
+        raise HTTPException(422, f"{name}: not text (binary or control characters)")
+    return value
+
+
+@dataclass
+class AppContext:
+    """One app's shared state. `state` is filled by the lifespan (service, spools, the search
+    queue, the event-id store); the routers read it per request."""
+
+    workdir: Path
+    settings: ServeSettings
+    metrics: Metrics
+    state: dict[str, Any] = field(default_factory=dict)
+    # (counted at, count) of the spool's pending events, see `pending_count`
+    _pending: list[float] = field(default_factory=lambda: [0.0, 0.0])
+
+    def service(self) -> Service:
+        s: Service | None = self.state.get("service")
+        if s is None:
+            raise HTTPException(503, "not ready: the bundle is still loading")
+        return s
+
+    def keys_required(self) -> bool:
+        """Whether calls need an API key: people are registered (and active) in the shop."""
+        s: Service | None = self.state.get("service")
+        if s is not None:
+            return bool(s.keys)
+        from ..governance import People
+
+        people = People(self.workdir)
+        return people.governed and any(p.active for p in people.load().values())
+
+    def expose(self, kind: str, served_id: str, ans: Answer, user: str | None, extra: dict[str, Any]) -> None:
+        """Log a served list under its id (written every 0.5 s in one batch), so that events
+        posted with the id are attributed to the list, model and experiment variant."""
+        rec = {
+            "id": served_id,
+            "kind": kind,
+            "at": time.time(),
+            "user": user,
+            "bundle": ans.bundle,
+            "model": ans.model,
+            "experiment": ans.experiment,
+            "variant": ans.variant.name if ans.variant else None,
+            "items": ans.items,
+            **extra,
+        }
+        self.state["exposure_buffer"].append(orjson.dumps(rec))
+
+    def count_cache(self, surface: str, ans: Answer) -> None:
+        hit = ans.source.startswith(("precomputed:", "cached:"))
+        self.metrics.cache.labels(surface, "hit" if hit else "miss").inc()
+
+    async def pending_count(self) -> int:
+        """The spool's acknowledged events, counted again only after this worker accepted events
+        or a second passed: a readiness probe may come every few hundred ms, and counting reads
+        every spooled line (a backlog can be large while a training run holds the warehouse)."""
+        if time.monotonic() - self._pending[0] > 1.0:
+            n = await asyncio.to_thread(pending_events, self.workdir, self.state.get("redis"))
+            self._pending[:] = [time.monotonic(), float(n)]
+        return int(self._pending[1])
+
+    def events_accepted(self) -> None:
+        self._pending[0] = 0.0  # the next /readyz counts again
+
+
+def with_experiment(out: dict[str, Any], ans: Answer) -> None:
+    if ans.experiment:
+        out["experiment"] = {"name": ans.experiment, "variant": ans.variant.name if ans.variant else None}

@@ -1,0 +1,224 @@
+"""The served lists: recommendations, similar items, search and suggestions (`/v1`).
+
+(No `from __future__ import annotations` here: FastAPI reads the endpoint annotations, which
+name limits from the settings, at definition time.)
+
+Every list carries the bundle version and a `recommendation_id` / `search_id`, and is written to
+the exposure log under that id, so that a later event posted with the id is attributed to the
+list, the model and the experiment variant that produced it.
+"""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import Path as PathParam
+
+from ._http_auth import REQUIREMENT, authorize
+from ._http_context import JSON, AppContext, clean_text, text_pattern, with_experiment
+from ._http_models import Recommendations, SearchPage, Similar, Suggestions, error_responses
+from ._search_queue import Overloaded
+from ._service import SearchArgs
+
+__all__ = ["lists_router"]
+
+_SORTS = "^(relevance|price_asc|price_desc|popularity)$"
+
+
+def lists_router(ctx: AppContext) -> APIRouter:
+    settings = ctx.settings
+    metrics = ctx.metrics
+    # the key is checked in each endpoint, after parameter validation (see `_http_auth`)
+    router = APIRouter(tags=["lists"])
+    secured = {"security": REQUIREMENT}
+    text = {"pattern": text_pattern()}  # documented; `clean_text` answers it with its own message
+    K = Annotated[int, Query(ge=1, le=settings.max_k, description=f"1..{settings.max_k}")]
+
+    def ident(description: str) -> Any:
+        return PathParam(
+            min_length=1, max_length=settings.max_id_chars, description=description, json_schema_extra=text
+        )
+
+    @router.get(
+        "/v1/recommendations/{user_id}",
+        response_model=Recommendations,
+        responses=error_responses(401, 403, 422, 503),
+        openapi_extra=secured,
+        summary="Recommendations for a shopper",
+    )
+    async def recommendations(
+        request: Request,
+        user_id: Annotated[str, ident("the shop's own user id")],
+        k: K = 10,
+        context: Annotated[
+            str | None,
+            Query(
+                max_length=settings.max_query_chars,
+                description="what the shopper is looking at (a product id or a query)",
+                json_schema_extra=text,
+            ),
+        ] = None,
+    ) -> Any:
+        s = authorize(ctx, request)
+        clean_text(user_id, "user_id", settings.max_id_chars)
+        if context is not None:
+            clean_text(context, "context", settings.max_query_chars)
+        ans = s.recommend(user_id, k, context or None)
+        rid = s.new_id("rec")
+        ctx.count_cache("recommendations", ans)
+        ctx.expose("recommendations", rid, ans, ans.user, {"context": context})
+        out: dict[str, Any] = {
+            "recommendation_id": rid,
+            "bundle_version": ans.bundle,
+            "user_id": user_id,
+            "model": ans.model,
+            "source": ans.source.split(":")[0],
+            "items": ans.items,
+        }
+        with_experiment(out, ans)
+        return JSON(out)
+
+    @router.get(
+        "/v1/items/{product_id}/similar",
+        response_model=Similar,
+        responses=error_responses(401, 403, 404, 422, 503),
+        openapi_extra=secured,
+        summary="Items similar to a product",
+    )
+    async def similar(
+        request: Request, product_id: Annotated[str, ident("a product id of the catalog")], k: K = 10
+    ) -> Any:
+        s = authorize(ctx, request)
+        clean_text(product_id, "product_id", settings.max_id_chars)
+        ans = s.similar(product_id, k)
+        if ans is None:
+            raise HTTPException(404, f"product_id: unknown product {product_id!r}")
+        rid = s.new_id("rec")
+        ctx.count_cache("similar", ans)
+        ctx.expose("similar", rid, ans, None, {"product_id": product_id})
+        return JSON(
+            {
+                "recommendation_id": rid,
+                "bundle_version": ans.bundle,
+                "product_id": product_id,
+                "model": ans.model,
+                "items": ans.items,
+            }
+        )
+
+    Facet = Annotated[str | None, Query(max_length=256, json_schema_extra=text)]
+
+    @router.get(
+        "/v1/search",
+        response_model=SearchPage,
+        responses=error_responses(401, 403, 422, 503),
+        openapi_extra=secured,
+        summary="Search the catalog",
+    )
+    async def search(
+        request: Request,
+        q: Annotated[
+            str,
+            Query(
+                description="the query text (not blank)",
+                json_schema_extra={
+                    "pattern": text_pattern(non_blank=True),
+                    "maxLength": settings.max_query_chars,
+                },
+            ),
+        ],
+        k: K = 10,
+        offset: Annotated[int, Query(ge=0, le=1000)] = 0,
+        category: Facet = None,
+        brand: Facet = None,
+        price_min: Annotated[float | None, Query(ge=0, le=1e9)] = None,
+        price_max: Annotated[float | None, Query(ge=0, le=1e9)] = None,
+        in_stock: bool | None = None,
+        sort: Annotated[str, Query(pattern=_SORTS)] = "relevance",
+        user_id: Annotated[
+            str | None,
+            Query(
+                max_length=settings.max_id_chars,
+                description="personalizes the page by the shopper's history",
+                json_schema_extra=text,
+            ),
+        ] = None,
+    ) -> Any:
+        from ..search import Filters
+
+        s = authorize(ctx, request)
+        q = clean_text(q, "q", settings.max_query_chars)
+        if not q.strip():
+            raise HTTPException(422, "q: empty")
+        for name, v in (("category", category), ("brand", brand), ("user_id", user_id)):
+            if v is not None:
+                clean_text(v, name, 256)
+        filters = Filters(category, brand, price_min, price_max, in_stock)
+        # a cache hit is answered on the event loop; a miss goes to the search queue, which
+        # answers it within the latency budget (skipping stages when it is deep) or refuses it
+        ans = s.search(q, k, filters=filters, sort=sort, offset=offset, raw_user=user_id, cached_only=True)
+        if ans is None:
+            try:
+                ans = await ctx.state["search_queue"].submit(SearchArgs(q, k, filters, sort, offset, user_id))
+            except Overloaded as exc:
+                metrics.search_shed.labels(exc.kind).inc()
+                raise HTTPException(
+                    503, f"overloaded: {exc}; retry later", headers={"Retry-After": exc.retry_after}
+                ) from None
+        assert ans is not None
+        level = ans.extra.get("level")
+        if level is not None:  # computed for this request (not a cache hit)
+            metrics.search_level.labels(level).inc()
+            if ans.extra.get("degraded"):
+                metrics.search_degraded.inc()
+            for stage in ans.extra.get("skipped", ()):
+                metrics.search_skipped.labels(stage).inc()
+        sid = s.new_id("srch")
+        ctx.count_cache("search", ans)
+        ctx.expose(
+            "search",
+            sid,
+            ans,
+            s.pseudonymize(user_id) if user_id else None,
+            {"query": q, "offset": offset, "sort": sort, "filtered": filters.active()},
+        )
+        snap = s.snapshot
+        titles = snap.bundle.titles
+        out = {
+            "search_id": sid,
+            "bundle_version": ans.bundle,
+            "query": q,
+            "corrected_query": ans.extra.get("corrected_query"),
+            "total": ans.extra.get("total", 0),
+            "match": ans.extra.get("match"),
+            "fallback": ans.extra.get("fallback"),
+            "stages": ans.extra.get("stages", []),
+            "degraded": bool(ans.extra.get("degraded")),
+            "items": [
+                {"product_id": p, "title": titles[snap.item_index[p]] if p in snap.item_index else None}
+                for p in ans.items
+            ],
+            "facets": ans.extra.get("facets", {}),
+        }
+        with_experiment(out, ans)
+        return JSON(out)
+
+    @router.get(
+        "/v1/suggest",
+        response_model=Suggestions,
+        responses=error_responses(401, 403, 422, 503),
+        openapi_extra=secured,
+        summary="Query suggestions for a prefix",
+    )
+    async def suggest(
+        request: Request,
+        q: Annotated[str, Query(max_length=settings.max_query_chars, json_schema_extra=text)],
+        k: Annotated[int, Query(ge=1, le=20)] = 8,
+    ) -> Any:
+        s = authorize(ctx, request)
+        q = clean_text(q, "q", settings.max_query_chars)
+        engine = s.snapshot.search
+        return JSON(
+            {"query": q, "suggestions": engine.suggest(q, k) if engine is not None and q.strip() else []}
+        )
+
+    return router

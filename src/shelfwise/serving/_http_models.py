@@ -1,0 +1,231 @@
+"""The HTTP API's request and answer shapes, for `/openapi.json` (client generators, API testers).
+
+The endpoints answer with orjson-serialised dicts (`_http_context.JSON`) and return that response
+directly, so FastAPI documents these models but does not validate or re-serialise the answers on
+the request path; the Schemathesis test (tests/serving/test_openapi.py) checks that real answers
+match them. Field names are the API's contract: they do not change.
+
+One error shape: every 4xx/5xx body is an object with `error` (a message naming the field and
+the reason); a request that fails validation adds `details` (one message per problem), and the
+events intake adds its per-event verdicts (`EventsRejected`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from ..governance._contracts import EVENTS, Kind
+
+__all__ = [
+    "ErrorBody",
+    "EventsAccepted",
+    "EventsRejected",
+    "Health",
+    "Ready",
+    "Recommendations",
+    "Reloaded",
+    "SearchPage",
+    "Similar",
+    "Suggestions",
+    "error_responses",
+    "events_request_body",
+]
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a message naming the field and the reason."""
+
+    error: str = Field(description="what was wrong, e.g. `k: Input should be less than or equal to 100`")
+    details: list[str] | None = Field(None, description="request validation: one `field: reason` per problem")
+
+
+_ERROR_TEXT = {
+    400: "The body is not valid JSON.",
+    401: "An API key is required (header `X-API-Key` or `Authorization: Bearer`): people are "
+    "registered in this shop.",
+    403: "The API key's role may not do this.",
+    404: "Unknown product.",
+    413: "The body or the event list is larger than the server's limit.",
+    422: "A parameter or the body is invalid (the message names it).",
+    503: "Not ready (the bundle is loading), or overloaded (retry after `Retry-After` seconds).",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for an endpoint: these error statuses, each with the one error shape."""
+    return {code: {"model": ErrorBody, "description": _ERROR_TEXT[code]} for code in codes}
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class SearchQueueStatus(BaseModel):
+    depth: int
+    limit: int
+    budget_ms: float
+    max_wait_ms: float
+    cost_ms: dict[str, float] = Field(description="estimated milliseconds per query at each level")
+
+
+class Ready(BaseModel):
+    status: Literal["ready", "loading"]
+    bundle_version: str | None = None
+    swaps: int | None = Field(None, description="bundles hot-swapped in since the start")
+    search_cache_warmed: int | None = Field(None, description="queries pre-searched; null while warming")
+    events_pending: int | None = Field(None, description="acknowledged events not yet in the warehouse")
+    search_queue: SearchQueueStatus | None = None
+
+
+class Reloaded(BaseModel):
+    changed: bool
+    bundle_version: str
+
+
+class ExperimentAssignment(BaseModel):
+    name: str
+    variant: str | None
+
+
+class Recommendations(BaseModel):
+    recommendation_id: str = Field(description="post it with events to attribute them to this list")
+    bundle_version: str
+    user_id: str
+    model: str
+    source: str = Field(description="the model name, `precomputed`, `cached` or `cold_start`")
+    items: list[str] = Field(description="product ids, best first")
+    experiment: ExperimentAssignment | None = Field(None, description="present when an experiment runs")
+
+
+class Similar(BaseModel):
+    recommendation_id: str
+    bundle_version: str
+    product_id: str
+    model: str
+    items: list[str]
+
+
+class SearchItem(BaseModel):
+    product_id: str
+    title: str | None
+
+
+class FacetValue(BaseModel):
+    value: str
+    count: int
+
+
+class PriceBand(BaseModel):
+    min: float
+    max: float
+    count: int
+
+
+class Facets(BaseModel):
+    category: list[FacetValue] = []
+    brand: list[FacetValue] = []
+    price: list[PriceBand] = []
+    in_stock: dict[str, int] = Field({}, description="`true` / `false` counts")
+
+
+class SearchPage(BaseModel):
+    search_id: str = Field(description="post it with events to attribute them to this page")
+    bundle_version: str
+    query: str
+    corrected_query: str | None
+    total: int
+    match: str | None = Field(description="`keyword`, `semantic_only` or `none`")
+    fallback: str | None = Field(description="`popular` when nothing matched and popular items are shown")
+    stages: list[str]
+    degraded: bool = Field(description="answered below the full pipeline to stay within the budget")
+    items: list[SearchItem]
+    facets: Facets
+    experiment: ExperimentAssignment | None = None
+
+
+class Suggestions(BaseModel):
+    query: str
+    suggestions: list[str]
+
+
+class EventFailure(BaseModel):
+    field: str
+    reason: str = Field(description="e.g. `unknown_field`, `missing_required`, `unknown_reference`")
+    detail: str
+
+
+class EventError(EventFailure):
+    index: int = Field(description="the event's position in the posted list")
+    all: list[EventFailure]
+
+
+class EventResult(BaseModel):
+    index: int
+    status: Literal["accepted", "duplicate", "rejected"]
+    event_id: str | None
+    errors: list[EventFailure] | None = None
+
+
+class EventsAccepted(BaseModel):
+    """202: every event accepted (or a duplicate of one accepted before: not stored twice)."""
+
+    accepted: int
+    rejected: int
+    duplicates: int
+    results: list[EventResult]
+
+
+class EventsRejected(EventsAccepted):
+    """207 (some events rejected, the others accepted: do not send them again) or 422 (none
+    acceptable). The rejected events are quarantined with their reasons."""
+
+    error: str
+    errors: list[EventError]
+    note: str
+
+
+# The event fields as the intake reads them (it is lenient the way a CSV load is: numbers are
+# read as text where text is expected and text as numbers where numbers are; null is "absent").
+# What a schema cannot say — the event-type vocabulary and its synonyms, the timestamp formats,
+# that product_id names a product of the catalog — is checked per event and answered per event.
+_SCALAR: dict[Kind, list[dict[str, Any]]] = {
+    Kind.FLOAT: [{"type": "number"}, {"type": "string"}],
+    Kind.TIMESTAMP: [{"type": "string"}, {"type": "number"}],
+}
+
+
+def _event_schema() -> dict[str, Any]:
+    props: dict[str, Any] = {}
+    for col in EVENTS.columns:
+        options = _SCALAR.get(col.kind, [{"type": "string"}, {"type": "number"}])
+        if not col.required:
+            options = [*options, {"type": "null"}]
+        doc = col.kind.value
+        if col.allowed:
+            doc += ": one of " + ", ".join(col.allowed) + " (or a synonym)"
+        props[col.name] = {"anyOf": options, "description": doc}
+    return {
+        "type": "object",
+        "title": "Event",
+        "properties": props,
+        "required": [c.name for c in EVENTS.columns if c.required],
+        "additionalProperties": False,
+    }
+
+
+def events_request_body(max_events: int) -> dict[str, Any]:
+    """The POST /v1/events body (read by hand for the size limits, so documented by hand): a
+    list of events, or `{"events": [...]}`."""
+    events = {"type": "array", "items": _event_schema(), "minItems": 1, "maxItems": max_events}
+    envelope = {
+        "type": "object",
+        "properties": {"events": events},
+        "required": ["events"],
+        "additionalProperties": False,
+    }
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": {"anyOf": [events, envelope]}}},
+    }

@@ -1,0 +1,91 @@
+"""Operations endpoints: liveness, readiness, Prometheus metrics, and the admin reload."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from ._http_auth import REQUIREMENT, authorize
+from ._http_context import JSON, AppContext
+from ._http_models import Health, Ready, Reloaded, error_responses
+from ._search_queue import SearchQueue
+
+__all__ = ["ops_router", "queue_status"]
+
+
+def queue_status(queue: SearchQueue | None) -> dict[str, Any] | None:
+    if queue is None:
+        return None
+    return {
+        "depth": queue.depth(),
+        "limit": queue.limit,
+        "budget_ms": round(queue.budget_s * 1000, 1),
+        "max_wait_ms": round(queue.max_wait_s * 1000, 1),
+        "cost_ms": {k: round(v * 1000, 3) for k, v in list(queue.cost_s.items())},
+    }
+
+
+def ops_router(ctx: AppContext) -> APIRouter:
+    metrics = ctx.metrics
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", response_model=Health, summary="Liveness: the process answers")
+    async def healthz() -> Any:
+        return JSON({"status": "ok"})
+
+    @router.get(
+        "/readyz",
+        response_model=Ready,
+        summary="Readiness: the bundle is loaded",
+        responses={503: {"model": Ready, "description": 'Loading: `{"status": "loading"}`'}},
+    )
+    async def readyz() -> Any:
+        s = ctx.state.get("service")
+        if s is None:
+            return JSON({"status": "loading"}, status_code=503)
+        return JSON(
+            {
+                "status": "ready",
+                "bundle_version": s.snapshot.version,
+                "swaps": s.swaps,
+                "search_cache_warmed": s.search_warm,  # null while warming
+                # acknowledged, not yet in the warehouse (absorbed every --absorb-seconds)
+                "events_pending": await ctx.pending_count(),
+                "search_queue": queue_status(ctx.state.get("search_queue")),
+            }
+        )
+
+    @router.get(
+        "/metrics",
+        summary="Prometheus metrics (text exposition format)",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
+    async def prometheus() -> Response:
+        s = ctx.state.get("service")
+        if s is not None:
+            metrics.swaps.set(s.swaps)
+        queue: SearchQueue | None = ctx.state.get("search_queue")
+        if queue is not None:
+            metrics.search_depth.set(queue.depth())
+            for level, cost in list(queue.cost_s.items()):
+                metrics.search_cost.labels(level).set(cost)
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    @router.post(
+        "/v1/admin/reload",
+        response_model=Reloaded,
+        responses=error_responses(401, 403, 503),
+        openapi_extra={"security": REQUIREMENT},
+        summary="Load a new bundle, rules and experiments now (instead of at the next check)",
+    )
+    async def reload(request: Request) -> Any:
+        s = authorize(ctx, request, "serve.admin")
+        changed = await asyncio.to_thread(s.refresh)
+        return JSON({"changed": changed, "bundle_version": s.snapshot.version})
+
+    return router

@@ -1,0 +1,171 @@
+"""The HTTP app's background work, started and stopped by its lifespan: the search queue,
+bundle refresh and search-cache warming, the exposure log's writer, the event absorber, and the
+graceful stop that absorbs what was acknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from ._event_ids import EventIds, RedisEventIds, SqliteEventIds
+from ._feedback import EVENT_IDS_DB, absorb, pending_events, spooled_event_ids
+from ._search_queue import SearchQueue
+from ._service import ServeSettings, Service
+
+__all__ = [
+    "absorb_now",
+    "drain",
+    "every",
+    "flush_exposures",
+    "open_event_ids",
+    "prune",
+    "refresh",
+    "start_search_queue",
+    "stop_when_cancelled",
+    "warm",
+]
+
+log = logging.getLogger("uvicorn.error")
+
+
+async def start_search_queue(service: Service, settings: ServeSettings) -> SearchQueue:
+    """The queue of search-cache misses for `service` (see `_search_queue`), its cost
+    estimates calibrated on the loaded catalog (before the page cache is warmed), started."""
+
+    def levels() -> tuple[str, ...]:
+        engine = service.snapshot.search
+        return engine.levels() if engine is not None else ("lexical",)
+
+    queue = SearchQueue(
+        service.search_batch,
+        levels,
+        budget_s=settings.search_budget_ms / 1000,
+        limit=settings.search_queue,
+        max_wait_s=settings.search_max_wait_ms / 1000,
+    )
+    await asyncio.to_thread(queue.calibrate, service.calibrate_search)
+    queue.start()
+    return queue
+
+
+async def stop_when_cancelled(queue: SearchQueue) -> None:
+    """Runs until the server stops (its task is cancelled with the others), then stops the queue."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await asyncio.to_thread(queue.stop)
+
+
+async def every(seconds: float, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await fn(*args)
+        except Exception as exc:  # a background failure must not stop serving
+            log.error("%s failed: %s", fn.__name__, exc)
+
+
+async def refresh(service: Service) -> None:
+    before = service.snapshot
+    await asyncio.to_thread(service.refresh)
+    if service.snapshot is not before:
+        gc.collect()  # the old snapshot goes now, not at some request's expense
+        gc.freeze()
+    if service.snapshot is not before and service.settings.warm_search_queries > 0:
+        await warm(service, service.settings.warm_search_queries)
+
+
+async def warm(service: Service, top: int) -> None:
+    try:
+        n = await asyncio.to_thread(service.warm_search, top)
+    except Exception:
+        log.exception("search cache not warmed")
+        return
+    gc.freeze()  # and so are the warmed pages
+    log.info("search cache warmed with %d logged queries", n)
+
+
+async def flush_exposures(state: dict[str, Any]) -> None:
+    buf = state.get("exposure_buffer")
+    if buf:
+        state["exposure_buffer"] = []
+        state["exposures"].append(buf)
+
+
+async def absorb_now(workdir: Path, redis_client: Any) -> None:
+    res = await asyncio.to_thread(absorb, workdir, redis_client)
+    if res.get("status") == "ok":
+        log.info("absorbed events: %s", res)
+
+
+async def prune(event_ids: SqliteEventIds) -> None:
+    await asyncio.to_thread(event_ids.prune)
+
+
+def open_event_ids(workdir: Path, redis_client: Any, settings: ServeSettings) -> EventIds:
+    """The accepted event_ids, shared by the workers (and replicas, with Redis)."""
+    if redis_client is not None:
+        return RedisEventIds(redis_client, settings.event_id_window_s)
+    store = SqliteEventIds(workdir / EVENT_IDS_DB, settings.event_id_window_s)
+    store.prune()
+    # spooled but maybe not remembered (a process killed between the two): remembered now
+    store.remember(spooled_event_ids(workdir))
+    return store
+
+
+async def drain(workdir: Path, redis_client: Any, seconds: float) -> None:
+    """Graceful stop: absorb what was acknowledged, for at most `seconds` in all (a worker waits
+    for the lock while another worker absorbs, then takes what is left), and say what happened.
+    An absorb still running at the deadline is abandoned: like a crash, it leaves the segments
+    for the next absorb, which never curates an event twice."""
+    result: dict[str, Any] = {}
+    if seconds > 0:
+        t0 = time.monotonic()
+
+        def run() -> None:
+            try:
+                result.update(absorb(workdir, redis_client, wait_s=seconds / 2))
+            except Exception as exc:  # the warehouse held by a training run, a bad segment
+                result.update(
+                    status="failed", reason=str(exc).splitlines()[0][:200] if str(exc) else repr(exc)
+                )
+
+        worker = threading.Thread(target=run, name="shelfwise-drain", daemon=True)
+        worker.start()
+        await asyncio.to_thread(worker.join, seconds)
+        if worker.is_alive():
+            result = {"status": "timeout", "reason": f"still absorbing after {seconds:g} s"}
+        took = time.monotonic() - t0
+        status = result.get("status")
+        if status == "ok":
+            log.info(
+                "absorbed %d acknowledged events into the warehouse on the way out in %.1f s (%d of "
+                "them quarantined by its checks, e.g. repeats; %d rejected events quarantined)",
+                result.get("accepted", 0),
+                took,
+                result.get("quarantined_by_ingest", 0),
+                result.get("quarantined", 0),
+            )
+        elif status != "nothing":
+            log.warning("events not absorbed on the way out: %s", result.get("reason", status))
+    try:  # what this process acknowledged (the other workers say theirs; Redis: the stream)
+        left = pending_events(workdir, redis_client, pid=os.getpid())
+    except Exception as exc:
+        log.warning("could not count the spooled events: %s", exc)
+        return
+    if left:
+        log.warning(
+            "%d acknowledged events left in the spool, absorbed at the next start or by "
+            "`shelfwise events absorb --workdir %s`",
+            left,
+            workdir,
+        )
+    elif seconds > 0:
+        log.info("every acknowledged event is in the warehouse")
