@@ -33,6 +33,7 @@ class AskResponse(BaseModel):
 
 
 def insights_router(workdir: str | Path, guard: Callable[..., Any] | None = None) -> APIRouter:
+    from ..serving._http_auth import REQUIREMENT  # the API key, as the app's other /v1 routes
     from ..serving._http_models import error_responses  # the API's one documented error shape
 
     router = APIRouter()
@@ -52,7 +53,12 @@ def insights_router(workdir: str | Path, guard: Callable[..., Any] | None = None
                     raise HTTPException(404, str(exc)) from None
             return cache["m"]
 
-    @router.post("/v1/ask", response_model=AskResponse, responses=error_responses(401, 403, 404, 422, 503))
+    @router.post(
+        "/v1/ask",
+        response_model=AskResponse,
+        responses=error_responses(401, 403, 404, 422, 503),
+        openapi_extra={"security": REQUIREMENT},
+    )
     async def ask(body: AskRequest, request: Request) -> AskResponse:
         if guard is not None:
             guard(request, "ask")
