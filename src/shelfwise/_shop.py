@@ -564,6 +564,26 @@ class Shop:
             self._services.clear()
             return report
 
+    # -- insights (issue 18) --------------------------------------------------------------------
+    def customers(
+        self, out: str | Path, *, as_of: str | None = None, horizon_days: int = 90
+    ) -> dict[str, Any]:
+        """One profile per user in the shop's own ids (RFM, expected purchases and churn risk in
+        the horizon, expected value, segment, top categories/brands, price level), from events up
+        to `as_of`, written to `out` (.jsonl or .csv); returns the run's summary."""
+        with self._acting("insights.customers", workdir=False) as actor:
+            from .insights._run import run_customers
+
+            return run_customers(self.workdir, out, as_of=as_of, horizon_days=horizon_days, actor=actor)
+
+    def ask(self, questions: str | Path, out: str | Path) -> dict[str, Any]:
+        """Answer shoppers' questions (a `question_id,question` CSV or JSON lines) from the shop's
+        FAQ, abstaining when no entry answers; writes JSON lines to `out`."""
+        with self._acting("ask", workdir=False) as actor:
+            from .insights._run import run_ask
+
+            return run_ask(self.workdir, questions, out, actor=actor)
+
     # -- people ---------------------------------------------------------------------------------
     def add_person(self, name: str, role: str) -> str:
         """Register a person or service with a role; returns their API key (shown once, stored

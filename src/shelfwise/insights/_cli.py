@@ -1,5 +1,5 @@
 """`shelfwise insights ...`: the command group, registered by shelfwise.cli (a thin layer over
-`run_customers`)."""
+`shelfwise.Shop`)."""
 
 from __future__ import annotations
 
@@ -37,9 +37,9 @@ def customers(
     expected_purchases and churn_risk in the horizon, expected_value, segment, top categories and
     brands, price level. Needs only an ingested workdir; the model is fitted on the shop's own
     history up to --as-of."""
-    from ._run import run_customers
+    from .._shop import Shop
 
-    rep = run_customers(workdir, out, as_of=as_of, horizon_days=horizon_days)
+    rep = Shop(workdir).customers(out, as_of=as_of, horizon_days=horizon_days)
     typer.echo(
         f"wrote {rep['users']:,} customer profiles to {out} (as of {rep['as_of']}, horizon {horizon_days} d, "
         f"model {rep['model']['model']}; lineage run {rep['lineage_run_id']})"
@@ -62,9 +62,9 @@ def ask(
 ) -> None:
     """Answer shoppers' questions from the shop's FAQ (the faq table): semantic + lexical,
     multilingual; no answer (faq_id null) when no entry answers the question."""
-    from ._run import run_ask
+    from .._shop import Shop
 
-    rep = run_ask(workdir, questions, out)
+    rep = Shop(workdir).ask(questions, out)
     typer.echo(
         f"wrote {rep['questions']:,} answers to {out} ({rep['answered']:,} answered from the FAQ, "
         f"{rep['questions'] - rep['answered']:,} left unanswered; lineage run {rep['lineage_run_id']})"
