@@ -47,6 +47,16 @@ FEATURES = [
     "query_numbers",
     "bm25_rel",
     "cosine_rel",
+    # fuzzy matching of the query's and the title's characters (rapidfuzz, see `_fuzzy`: word
+    # forms the analyzer does not join, compounds, model numbers written apart), and the
+    # title-match strength relative to the query's best candidate (LambdaMART compares rows
+    # across queries; these say how a row stands within its own)
+    "fuzzy_token_set",
+    "fuzzy_partial",
+    "fuzzy_rel",
+    "idf_coverage_rel",
+    "bm25_title_rel",
+    "full_matches",
     *USER_FEATURES,
 ]
 _DIGITS = re.compile(r"^\d")
@@ -175,6 +185,14 @@ class RankingFeatures(EngineState):
         x[:, col["query_numbers"]] = len(nums)
         x[:, col["bm25_rel"]] = bm / bm.max() if bm.max() > 0 else 0.0
         x[:, col["cosine_rel"]] = cos - cos.max()
+        fz = _fuzzy(q.text, [self._title_proc[d] for d in rows])
+        x[:, col["fuzzy_token_set"]], x[:, col["fuzzy_partial"]] = fz
+        x[:, col["fuzzy_rel"]] = fz[0] - fz[0].max()
+        cover = x[:, col["idf_coverage"]]
+        x[:, col["idf_coverage_rel"]] = cover - cover.max()
+        bt = x[:, col["bm25_title"]]
+        x[:, col["bm25_title_rel"]] = bt / bt.max() if bt.max() > 0 else 0.0
+        x[:, col["full_matches"]] = np.log1p(np.count_nonzero(cover >= 0.999))
         x[:, _USER:] = _NO_USER
         if profile is not None:
             x[:, _USER:] = profile.features(cands, self._profile_cols)
@@ -245,6 +263,27 @@ def _weighted_match(
     out[:, 1] = has[:, qt.index(terms[-1])]
     out[:, 2] = np.where(has, 0.0, w).max(axis=1)
     return out
+
+
+def _fuzzy(query: str, titles: list[str]) -> np.ndarray:
+    """(2, n): per title (already through rapidfuzz's `default_process`), the token-set ratio
+    (1 when every query word is in the title, in any order) and the partial ratio (the best
+    alignment of the query inside the title, which matches "2x4" to "2 x 4" and "deckover" to
+    "deck over") with the query, in [0, 1]. rapidfuzz's C++ scorers: ~0.2 ms for 200 titles."""
+    from rapidfuzz import fuzz, process, utils
+
+    q = utils.default_process(query or "")
+    if not q or not titles:
+        return np.zeros((2, len(titles)), np.float32)
+    return (
+        np.vstack(
+            [
+                process.cdist([q], titles, scorer=scorer, workers=1)[0]
+                for scorer in (fuzz.token_set_ratio, fuzz.partial_ratio)
+            ]
+        ).astype(np.float32)
+        / 100.0
+    )
 
 
 def _bigrams(terms: list[str]) -> set[tuple[str, str]]:

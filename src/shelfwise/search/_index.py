@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
+from rapidfuzz import utils
 
 from ._analyze import analyze, contains_cjk, has_cjk
 from ._cross import OnnxCrossEncoder
@@ -90,6 +91,7 @@ class SearchIndex(EngineState):
         self._title_terms = [set(t) for t in titles]
         self._title_bigrams = [_bigrams(t) for t in titles]
         self._title_norm = [" ".join(t) for t in titles]
+        self._title_proc = [utils.default_process(t) for t in c.title]  # for `_fuzzy`
         self._idf, self._idf_unseen = _title_idf(self._title_terms)
         self._title_rows = _postings(self._title_terms)
         self._cjk = np.array([contains_cjk(t) for t in c.title], bool)

@@ -61,6 +61,7 @@ class EngineState:
     _title_terms: list[set[str]]
     _title_bigrams: list[set[tuple[str, str]]]
     _title_norm: list[str]
+    _title_proc: list[str]
     _idf: dict[str, float]
     _idf_unseen: float
     _title_rows: dict[str, np.ndarray]
