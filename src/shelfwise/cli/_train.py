@@ -35,16 +35,27 @@ def train(
     ] = 0,
     sasrec_seconds: Annotated[float, typer.Option(help="SASRec training budget, seconds.")] = 240.0,
     no_fusion: Annotated[bool, typer.Option("--no-fusion", help="Skip the LightGBM fusion ranker.")] = False,
+    finetune_steps: Annotated[
+        int, typer.Option(min=0, help="Budget for fine-tuning MiniLM on search judgments, steps (0: off).")
+    ] = 400,
     finetune_seconds: Annotated[
         float,
-        typer.Option(help="Budget for fine-tuning MiniLM on search judgments, seconds (0: off)."),
-    ] = 180.0,
+        typer.Option(
+            help="Safety cap on the MiniLM fine-tuning, seconds (0: off); the report says when it is hit."
+        ),
+    ] = 3600.0,
+    cross_encoder_steps: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Budget for training the cross-encoder re-ranker on search judgments, steps (0: off)."
+        ),
+    ] = 300,
     cross_encoder_seconds: Annotated[
         float,
         typer.Option(
-            help="Budget for training the cross-encoder re-ranker on search judgments, seconds (0: off)."
+            help="Safety cap on the cross-encoder training, seconds (0: off); the report says when it is hit."
         ),
-    ] = 120.0,
+    ] = 3600.0,
     refit_seconds: Annotated[
         float,
         typer.Option(
@@ -66,7 +77,9 @@ def train(
         tune_trials=tune_trials or None,
         sasrec_budget_s=sasrec_seconds,
         fusion=not no_fusion,
+        search_finetune_steps=finetune_steps,
         search_finetune_budget_s=finetune_seconds,
+        search_cross_steps=cross_encoder_steps,
         search_cross_budget_s=cross_encoder_seconds,
         refit_budget_s=refit_seconds,
         seed=seed,

@@ -49,8 +49,13 @@ class TrainSettings:
     toplist_width: int = 100  # precomputed recommendations per known user in the bundle
     toplist_max_users: int = 200_000  # beyond this, serving computes lists on request (cached)
     toplist_budget_s: float = 20.0  # seconds spent precomputing; the rest are computed on request
-    search_finetune_budget_s: float = 180.0  # MiniLM fine-tuning on search judgments (0 = off)
-    search_cross_budget_s: float = 120.0  # cross-encoder re-ranker training on judgments (0 = off)
+    # MiniLM fine-tuning and the cross-encoder on search judgments are budgeted in optimizer
+    # steps (same data + seed = same models on any machine; 0 = off); the seconds are only a
+    # safety cap, which the report names when it stops a training early (0 = off too)
+    search_finetune_steps: int = 400
+    search_finetune_budget_s: float = 3600.0
+    search_cross_steps: int = 300
+    search_cross_budget_s: float = 3600.0
     refit_budget_s: float = 60.0  # refitting the served models on all interactions (0 = off)
 
 
@@ -613,14 +618,18 @@ def _build_search(
         "main": engine.semantic_.encoder,
         "multilingual": engine.multilingual_ is not None,
     }
-    if gains and settings.search_finetune_budget_s > 0:
+    if gains and settings.search_finetune_budget_s > 0 and settings.search_finetune_steps > 0:
         from ..search import FinetuneSettings
 
         ft = engine.finetune_encoder(
             queries,
             gains,
             seed=settings.seed,
-            settings=FinetuneSettings(budget_s=settings.search_finetune_budget_s, seed=settings.seed),
+            settings=FinetuneSettings(
+                max_steps=settings.search_finetune_steps,
+                budget_s=settings.search_finetune_budget_s,
+                seed=settings.seed,
+            ),
         )
         info["finetune"] = {k: v for k, v in ft.items() if k != "settings"}
         info["encoders"]["main"] = engine.semantic_.encoder
@@ -628,7 +637,9 @@ def _build_search(
             "search: MiniLM fine-tuned on "
             f"{ft.get('pairs', 0):,} judged pairs: held-out semantic NDCG@10 "
             f"{ft.get('validation_ndcg@10_untuned')} untuned -> {ft.get('validation_ndcg@10_tuned')} tuned, "
-            f"kept={ft['kept']}" + (f" ({ft['skipped']})" if "skipped" in ft else "")
+            f"kept={ft['kept']}, {ft.get('steps', 0)} of {ft.get('planned_steps', 0)} steps"
+            + (f" ({ft['skipped']})" if "skipped" in ft else "")
+            + (f"; {ft['stopped']}" if "stopped" in ft else "")
         )
     from ..search._clicks import load_click_groups
 
@@ -642,20 +653,25 @@ def _build_search(
             f"position-corrected: {r['position_bias_correction']}): "
             f"held-out ({r['holdout_label']}) NDCG@10 {r.get('holdout_ndcg@10')}, kept={r['kept']}"
         )
-    if gains and settings.search_cross_budget_s > 0:
+    if gains and settings.search_cross_budget_s > 0 and settings.search_cross_steps > 0:
         from ..search import CrossSettings
 
         ce = engine.fit_cross_encoder(
             queries,
             gains,
             seed=settings.seed,
-            settings=CrossSettings(budget_s=settings.search_cross_budget_s, seed=settings.seed),
+            settings=CrossSettings(
+                max_steps=settings.search_cross_steps,
+                budget_s=settings.search_cross_budget_s,
+                seed=settings.seed,
+            ),
         )
         info["cross_encoder"] = ce
         log(
             f"search: cross-encoder on {ce.get('pairs', 0):,} pairs: held-out NDCG@10 "
-            f"{ce.get('holdout_ndcg@10')}, kept={ce['kept']}"
+            f"{ce.get('holdout_ndcg@10')}, kept={ce['kept']}, {ce.get('steps', 0)} of {ce.get('planned_steps', 0)} steps"
             + (f" ({ce['skipped']})" if "skipped" in ce else "")
+            + (f"; {ce['stopped']}" if "stopped" in ce else "")
         )
     engine.save()
     info["seconds"] = round(time.monotonic() - t0, 1)

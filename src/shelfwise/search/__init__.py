@@ -4,7 +4,7 @@ retrieval, hybrid fusion, MiniLM fine-tuned on the shop's judgments, and a Light
 from ._analyze import analyze, words
 from ._build import load_query_log, load_search_data
 from ._cross import CrossSettings
-from ._engine import FEATURES, SearchEngine, ndcg_at_k
+from ._engine import FEATURES, LEVELS, SearchEngine, ndcg_at_k
 from ._finetune import FinetuneSettings
 from ._retrievers import LexicalRetriever, SearchCatalog, SemanticRetriever
 from ._shopper import SORTS, Autocomplete, Filters, Speller, load_synonyms
@@ -17,6 +17,7 @@ __all__ = [
     "load_synonyms",
     "load_query_log",
     "FEATURES",
+    "LEVELS",
     "CrossSettings",
     "FinetuneSettings",
     "LexicalRetriever",

@@ -2,7 +2,9 @@
 any package here): query and product text read together, one relevance score per pair.
 
 Trained pointwise on the judged pairs of the training queries (target = gain / top gain, binary
-cross-entropy), plus the retrieved-but-unjudged candidates as negatives, under a time budget. It
+cross-entropy), plus the retrieved-but-unjudged candidates as negatives, for a number of steps
+(`epochs`, at most `max_steps`: the same data and seed give the same model on any machine; the
+time is only a safety cap, named in the result when it is hit). It
 re-orders the first `top` results of the LightGBM stage; it is kept only when that beats the
 LightGBM order on the held-out queries. Exported to ONNX for serving (pairs scored in one batch).
 """
@@ -21,8 +23,9 @@ from ..features._text_encoder import export_module, mean_pool, onnx_session
 
 @dataclass
 class CrossSettings:
-    budget_s: float = 120.0
     epochs: int = 1
+    max_steps: int = 300  # the budget (0: no cross-encoder)
+    budget_s: float = 3600.0  # safety cap on the training seconds (`time_cap_hit` when it stops it)
     batch_size: int = 32
     learning_rate: float = 3e-5
     max_tokens: int = 64
@@ -72,6 +75,9 @@ def train_cross_encoder(
 
     s = settings
     info: dict[str, Any] = {"settings": asdict(s), "pairs": len(train)}
+    if s.max_steps <= 0:
+        info["skipped"] = "a budget of 0 steps"
+        return None, info
     if len(train) < s.min_pairs:
         info["skipped"] = f"{len(train)} training pairs (need {s.min_pairs})"
         return None, info
@@ -80,14 +86,18 @@ def train_cross_encoder(
     model = _Cross(model_dir, s.max_tokens)
     opt = torch.optim.AdamW(model.parameters(), lr=s.learning_rate, weight_decay=0.01)
     steps_per_epoch = max(1, len(train) // s.batch_size)
+    planned = min(steps_per_epoch * s.epochs, s.max_steps)
     t0, step = time.perf_counter(), 0
     model.body.train()
-    done = False
+    done = capped = False
     for _ in range(s.epochs):
         order = rng.permutation(len(train))
         for b in range(steps_per_epoch):
-            if time.perf_counter() - t0 > s.budget_s:
+            if step >= planned:
                 done = True
+                break
+            if time.perf_counter() - t0 > s.budget_s:
+                done = capped = True
                 break
             batch = [train[i] for i in order[b * s.batch_size : (b + 1) * s.batch_size]]
             logit = model.logits([x[0] for x in batch], [x[1] for x in batch])
@@ -102,8 +112,14 @@ def train_cross_encoder(
             break
     model.body.eval()
     info.update(
-        steps=step, planned_steps=steps_per_epoch * s.epochs, train_seconds=round(time.perf_counter() - t0, 1)
+        steps=step,
+        planned_steps=planned,
+        time_cap_hit=capped,
+        train_seconds=round(time.perf_counter() - t0, 1),
     )
+    if capped:
+        info["stopped"] = f"time cap of {s.budget_s:g} s hit after {step} of {planned} steps"
+
     return model, info
 
 

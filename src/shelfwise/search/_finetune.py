@@ -4,7 +4,9 @@ Pairs come from graded judgments (and click logs turned into judgments): a query
 judged in the top third of the scale is a positive; a product judged in the bottom third for the
 same query is a hard negative. The loss is the in-batch softmax of multiple-negatives ranking
 (every other positive in the batch, and every hard negative, is a negative for a query) with a
-temperature of 0.05, AdamW, linear warm-up, under a time budget.
+temperature of 0.05, AdamW, linear warm-up. The budget is a number of steps (`epochs` over the
+pairs, at most `max_steps`), so the same judgments and seed give the same encoder on an idle and
+on a loaded machine; `budget_s` is only a safety cap, and the result says when it was hit.
 
 The tuned encoder is kept only when it beats the shipped one on held-out queries, both measured
 the same way: NDCG@10 of semantic retrieval over the held-out queries' judged products plus a
@@ -26,8 +28,13 @@ from ..evaluation._metrics import graded_ndcg_at_k
 
 @dataclass
 class FinetuneSettings:
-    budget_s: float = 180.0  # training time; validation and export come on top
+    # the budget: `epochs` passes over the pairs, at most `max_steps` optimizer steps (the
+    # learning-rate schedule is planned over them). 0 steps: no fine-tuning
     epochs: int = 2
+    max_steps: int = 400
+    # safety cap on the training seconds (validation and export come on top): when it stops
+    # the training early the result says so (`time_cap_hit`); the steps are the budget
+    budget_s: float = 3600.0
     batch_size: int = 32
     learning_rate: float = 3e-5
     warmup: float = 0.1  # share of the planned steps
@@ -133,6 +140,9 @@ def finetune_biencoder(
     info["pairs"] = len(pairs)
     valid_q = [q for q in valid_q if any(g > 0 for g in gains.get(q, {}).values())]
     info["validation_queries"] = len(valid_q)
+    if s.max_steps <= 0:
+        info["skipped"] = "a budget of 0 steps"
+        return info
     if len(pairs) < s.min_pairs or not valid_q:
         info["skipped"] = (
             f"{len(pairs)} positive pairs (need {s.min_pairs}) and {len(valid_q)} validation queries"
@@ -155,18 +165,22 @@ def finetune_biencoder(
     model = _Bi(model_dir, s.max_tokens)
     info["validation_ndcg@10_untuned"] = base = _semantic_ndcg(model, pool_ids, pool_texts, vq, vg)
     steps_per_epoch = max(1, len(pairs) // s.batch_size)
-    planned = steps_per_epoch * s.epochs
+    planned = min(steps_per_epoch * s.epochs, s.max_steps)
     opt = torch.optim.AdamW(model.body.parameters(), lr=s.learning_rate, weight_decay=s.weight_decay)
     warm = max(1, int(s.warmup * planned))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda i: min((i + 1) / warm, max(0.0, (planned - i) / max(1, planned - warm)))
     )
     step, t0 = 0, time.perf_counter()
+    capped = False
     model.body.train()
     for _epoch in range(s.epochs):
         order = rng.permutation(len(pairs))
         for b in range(steps_per_epoch):
+            if step >= planned:
+                break
             if time.perf_counter() - t0 > s.budget_s:
+                capped = True
                 break
             batch = [pairs[i] for i in order[b * s.batch_size : (b + 1) * s.batch_size]]
             # a query appearing twice in one batch would make its other positive a "negative"
@@ -188,6 +202,9 @@ def finetune_biencoder(
         break
     info["steps"] = step
     info["planned_steps"] = planned
+    info["time_cap_hit"] = capped
+    if capped:
+        info["stopped"] = f"time cap of {s.budget_s:g} s hit after {step} of {planned} steps"
     info["train_seconds"] = round(time.perf_counter() - t0, 1)
     info["validation_ndcg@10_tuned"] = tuned = _semantic_ndcg(model, pool_ids, pool_texts, vq, vg)
     info["kept"] = bool(tuned > base)

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..search._engine import LEVELS
+from ..search import LEVELS
 
 __all__ = ["MAX_BATCH", "Overloaded", "SearchQueue"]
 

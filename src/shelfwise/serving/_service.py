@@ -507,7 +507,7 @@ class Service:
     @staticmethod
     def _degraded(engine: Any, page: dict[str, Any]) -> bool:
         """Whether a page was computed below its engine's richest level (`SearchEngine.levels`)."""
-        from ..search._engine import LEVELS
+        from ..search import LEVELS
 
         return LEVELS.index(page["level"]) > LEVELS.index(engine.levels()[0])
 
@@ -550,7 +550,7 @@ class Service:
     ) -> tuple[tuple[Any, ...], int]:
         # one cached page of >= 100 candidates serves every k and offset that fit in it
         n_cand = max(100, offset + k * self.settings.candidates_factor + 20)
-        from ..search._analyze import words
+        from ..search import words
 
         norm = " ".join(words(q)) or q.strip().lower()  # the same normalization as the query log
         return (snap.version, "search", norm, repr(filters), sort, n_cand), n_cand

@@ -1,0 +1,103 @@
+"""What the parts of the search engine share: the engine's state (set by `__init__`, `build` or
+`load`) and the query types. The engine is assembled from one class per concern, each a module:
+
+    _index.SearchIndex        building, saving and loading the lexical + vector indexes
+    _features.RankingFeatures  candidates and their ranking features
+    _training.RankerTraining   the LightGBM ranker, the MiniLM fine-tune, the cross-encoder
+    _engine.SearchEngine       the query-time searcher (levels, filters, facets, caches)
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from cachetools import LRUCache
+
+if TYPE_CHECKING:
+    from ._cross import OnnxCrossEncoder
+    from ._personal import ProfileColumns
+    from ._retrievers import LexicalRetriever, SearchCatalog, SemanticRetriever
+    from ._shopper import Autocomplete, Speller
+
+QUERY_CACHE_SIZE = 20_000  # corrected queries and query vectors kept per engine (LRU)
+
+
+@dataclass
+class Query:
+    text: str  # as searched (after spelling correction)
+    terms: list[str]  # analyzed, synonyms added
+    corrected: str | None = None  # set when the spelling was corrected
+
+
+@dataclass
+class QueryVectors:
+    main: np.ndarray
+    multilingual: np.ndarray | None = None
+
+
+class EngineState:
+    """The attributes every part of the engine reads, and the query-time methods the training
+    part calls (defined by `SearchEngine`)."""
+
+    # set by `build` or `load`
+    catalog: SearchCatalog
+    synonyms_: dict[str, list[str]]
+    speller_: Speller
+    autocomplete_: Autocomplete
+    lexical_: LexicalRetriever
+    semantic_: SemanticRetriever
+    multilingual_: SemanticRetriever | None
+    popularity_: np.ndarray
+    ctr_: np.ndarray
+    prior_count_: np.ndarray
+    prior_sum_: np.ndarray
+    build_seconds_: dict[str, float]
+    _index: dict[str, int]  # product id -> catalog row
+    # per-product match tables (see `SearchIndex._prepare`)
+    _title_terms: list[set[str]]
+    _title_bigrams: list[set[tuple[str, str]]]
+    _title_norm: list[str]
+    _title_proc: list[str]
+    _idf: dict[str, float]
+    _idf_unseen: float
+    _title_rows: dict[str, np.ndarray]
+    _cjk: np.ndarray
+    _category_terms: list[set[str]]
+    _profile_cols: ProfileColumns
+    _text_terms: list[set[str]]
+
+    def __init__(self, path: str | Path, candidates: int = 100, rrf_k: int = 60, max_depth: int = 10_000):
+        self.path = Path(path)
+        self.candidates = candidates
+        self.max_depth = max_depth
+        self.rrf_k = rrf_k
+        self.ranker_: Any = None
+        self.ranker_columns_: list[int] | None = None  # set when a loaded ranker knew other features
+        self.cross_: OnnxCrossEncoder | None = None  # the kept cross-encoder, if any
+        self.cross_top_ = 0  # how many of the first results it re-orders
+        self.cross_weight_ = 1.0  # its weight in the blend with the pipeline's scores
+        self.personalized_ = False  # the ranker splits on the shopper's profile features
+        # query-time caches (bounded LRU, shared by the threads that query): the spelling fix of
+        # a query's words and a query's vectors; long-tail queries repeat their words, and a page
+        # evicted from the server's page cache is re-ranked without encoding the query again
+        self._caches_lock = threading.Lock()
+        self._spelling: LRUCache[str, str] = LRUCache(QUERY_CACHE_SIZE)
+        self._vectors: LRUCache[str, QueryVectors] = LRUCache(QUERY_CACHE_SIZE)
+        self._null_cosine: dict[str, float] = {}  # see `no_match_threshold`
+        self._facet_codes: tuple[Any, ...] | None = None  # see `_facets`
+
+    # -- query time (see `SearchEngine`) ----------------------------------------------------
+    def _query(self, text: str) -> Query:
+        raise NotImplementedError
+
+    def encode_queries(self, texts: list[str], multilingual: bool | None = True) -> list[QueryVectors]:
+        raise NotImplementedError
+
+    def search(
+        self, text: str, k: int = 10, candidates: list[str] | None = None, vecs: QueryVectors | None = None
+    ) -> list[tuple[str, float]]:
+        raise NotImplementedError
