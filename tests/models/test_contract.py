@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from shelfwise.features import Interactions, leave_last_out
-from shelfwise.models import RECOMMENDERS, Content, Fusion, Recommender, Results
+from shelfwise.models import RECOMMENDERS, Content, Fusion, Recommender, Results, load_model
 from tests.models.planted_data import planted_groups
 
 SMALL = {
@@ -19,16 +19,15 @@ def build(name: str, inter: Interactions) -> Recommender:
     if name == "fusion":
         split = leave_last_out(inter)
         gens = {n: RECOMMENDERS[n]().fit(split.train) for n in ("transitions", "itemknn")}
-        f = Fusion(trees=20, min_child_samples=2, candidates=10, holdout=0.0).fit(split.train)
-        f.set_generators(gens)
-        f.fit_ranker(split.validation)
-        return f
+        return Fusion(trees=20, min_child_samples=2, candidates=10, holdout=0.0).fit(
+            split.train, generators=gens, validation=split.validation
+        )
     cls = RECOMMENDERS[name]
     model = cls(**SMALL.get(name, {}))
     if isinstance(model, Content):
         rng = np.random.default_rng(0)
         emb = rng.normal(size=(inter.n_items, 8)).astype(np.float32)
-        model.set_embeddings(emb / np.linalg.norm(emb, axis=1, keepdims=True))
+        return model.fit(inter, item_embeddings=emb / np.linalg.norm(emb, axis=1, keepdims=True))
     return model.fit(inter)
 
 
@@ -73,9 +72,9 @@ def test_deterministic(name, inter, fitted):
 def test_save_load_round_trip(name, fitted, inter, tmp_path):
     model = fitted[name]
     model.save(tmp_path / name)
-    loaded = type(model).load(tmp_path / name, model.interactions_)
-    if isinstance(model, Fusion):
-        loaded.generators_ = model.generators_
+    gens = model.generators_ if isinstance(model, Fusion) else None
+    loaded = load_model(tmp_path / name, model.interactions_, generators=gens)
+    assert type(loaded) is type(model)
     a = model.recommend(np.arange(6), k=5)
     b = loaded.recommend(np.arange(6), k=5)
     np.testing.assert_array_equal(a.ids, b.ids)

@@ -33,9 +33,12 @@ import os
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ShelfwiseError
+
+if TYPE_CHECKING:
+    from ..models import BundleManifest
 
 MODEL = "shelfwise-bundle"
 HEADLINE = "ndcg@10"
@@ -99,9 +102,10 @@ class Registry:
                 f"model version {version!r} is not registered (see `shelfwise models list`)"
             ) from None
 
-    def manifest(self, version: str) -> dict[str, Any]:
-        mv = self._version(version)
-        return json.loads((Path(mv.source) / "manifest.json").read_text())  # type: ignore[no-any-return]
+    def manifest(self, version: str) -> BundleManifest:
+        from ..models import read_manifest
+
+        return read_manifest(self._version(version).source)
 
     def versions(self) -> list[dict[str, Any]]:
         from mlflow.exceptions import MlflowException
@@ -219,7 +223,9 @@ class Registry:
         from ..governance import AuditLog
 
         self._ensure_model()
-        m = json.loads((bundle / "manifest.json").read_text())
+        from ..models import read_manifest
+
+        m = read_manifest(bundle)
         default = m["default_model"]
         tags = {
             "bundle_version": m["version"],
