@@ -808,7 +808,7 @@ def _fit_one(
             caps.add(
                 "sasrec training",
                 f"{model.epochs} epochs, capped at {model.max_seconds:g} s",
-                f"epoch {model.epochs_}",
+                f"epoch {model.epochs_} of {model.epochs}",
             )
         return model
     if name == "content":
@@ -835,7 +835,7 @@ def _fit_one(
             caps.add(
                 f"tuning {name}",
                 f"{planned} trials, capped at {settings.tune_budget_s:g} s",
-                f"{len(trials)} trials",
+                f"{len(trials)} of {planned} trials",
             )
     return best if best is not None else cls(**params).fit(split.train)
 
