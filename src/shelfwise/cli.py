@@ -108,15 +108,15 @@ def demo(
         log = (lambda msg: sys.stderr.write(msg + "\n")) if as_json else typer.echo
         if not as_json:
             typer.echo(
-                "\ntraining (demo budgets: 15 s of tuning per model, 60 s of SASRec, 30 s each of MiniLM "
+                "\ntraining (demo budgets: 6 Optuna trials per model, 15 SASRec epochs, 30 s each of MiniLM "
                 "fine-tuning and cross-encoder training) ..."
             )
         result = run_train(
             workdir,
             None,
             TrainSettings(
-                tune_budget_s=15.0,
-                sasrec_budget_s=60.0,
+                tune_trials=6,  # counted budgets: the same demo shop gives the same models anywhere
+                sasrec_epochs=15,
                 search_finetune_budget_s=30.0,
                 search_cross_budget_s=30.0,
             ),
