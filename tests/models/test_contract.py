@@ -92,8 +92,6 @@ def test_similar_items_excludes_the_item(name, fitted):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_unfitted_model_raises(name):
-    if name == "fusion":
-        pytest.skip("fusion is built from fitted generators")
     with pytest.raises(RuntimeError, match="not fitted"):
         RECOMMENDERS[name](**SMALL.get(name, {})).recommend(np.arange(2), k=3)
 
