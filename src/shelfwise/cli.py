@@ -108,7 +108,7 @@ def demo(
         log = (lambda msg: sys.stderr.write(msg + "\n")) if as_json else typer.echo
         if not as_json:
             typer.echo(
-                "\ntraining (demo budgets: 6 Optuna trials per model, 15 SASRec epochs, 30 s each of MiniLM "
+                "\ntraining (demo budgets: 6 Optuna trials per model, 5 SASRec epochs, 30 s each of MiniLM "
                 "fine-tuning and cross-encoder training) ..."
             )
         result = run_train(
@@ -116,7 +116,7 @@ def demo(
             None,
             TrainSettings(
                 tune_trials=6,  # counted budgets: the same demo shop gives the same models anywhere
-                sasrec_epochs=15,
+                sasrec_epochs=5,
                 search_finetune_budget_s=30.0,
                 search_cross_budget_s=30.0,
             ),
@@ -232,7 +232,7 @@ def train(
     ] = 0,
     sasrec_epochs: Annotated[
         int, typer.Option(min=1, help="SASRec epochs at most (early stopping on validation ends sooner).")
-    ] = 100,
+    ] = 20,
     sasrec_seconds: Annotated[
         float, typer.Option(help="Safety cap on SASRec training seconds; a hit cap is reported.")
     ] = 1800.0,
