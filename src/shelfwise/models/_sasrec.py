@@ -101,7 +101,13 @@ class SASRecNet(nn.Module):
         b, length = seq.shape
         # positions count back from the newest item, so trimming padding never shifts them
         pos = torch.arange(length - 1, -1, -1, device=seq.device).unsqueeze(0)  # (1, L)
-        emb = self.item_emb(seq) if self.text_proj is None else self.item_vectors()[seq]
+        # through `embedding`, not indexing: its backward sums the gradient in a fixed order (an
+        # indexed gather accumulates it across threads, changing the last bits from run to run)
+        emb = (
+            self.item_emb(seq)
+            if self.text_proj is None
+            else nn.functional.embedding(seq, self.item_vectors())
+        )
         x = emb * math.sqrt(self.cfg.dim) + self.pos_emb(pos)  # (B, L, D)
         x = self.drop(x * (seq > 0).unsqueeze(-1))
         future = torch.triu(torch.ones(length, length, dtype=torch.bool, device=seq.device), diagonal=1)
