@@ -92,9 +92,11 @@ def test_a_hit_time_cap_is_named_with_how_far_it_got() -> None:
     )
     _fit_one("transitions", split, None, tiny, tuned, lines.append, caps=caps)  # type: ignore[arg-type]
     _fit_one("sasrec", split, None, tiny, tuned, lines.append, caps=caps)  # type: ignore[arg-type]
-    assert caps == [
-        {"stage": "tuning transitions", "budget": "5 trials, capped at 1e-09 s", "reached": "1 of 5 trials"},
-        {"stage": "sasrec training", "budget": "4 epochs, capped at 0 s", "reached": "epoch 1 of 4"},
+    # (Optuna checks the cap before each trial: the clock's resolution decides whether one runs)
+    assert caps[0]["stage"] == "tuning transitions" and caps[0]["budget"] == "5 trials, capped at 1e-09 s"
+    assert caps[0]["reached"] in ("0 of 5 trials", "1 of 5 trials")
+    assert caps[1:] == [
+        {"stage": "sasrec training", "budget": "4 epochs, capped at 0 s", "reached": "epoch 1 of 4"}
     ]
     assert tuned["sasrec"]["stopped_by"] == "time cap"
     assert any("time cap hit" in line and "tuning transitions" in line for line in lines)

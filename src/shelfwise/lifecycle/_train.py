@@ -723,8 +723,7 @@ def _refit_on_all(
 
     The reported metrics are those of the models fitted on the training part of the split (the
     only honest ones); what the bundle serves has also learnt from each user's latest steps,
-    which leave-last-out held out (often the freshest co-occurrences). Cheapest first (by their
-    training time), while `budget_s` lasts. SASRec keeps its training fit (a refit is another
+    which leave-last-out held out (often the freshest co-occurrences). SASRec keeps its training fit (a refit is another
     full training run with no validation to stop it); the fusion keeps its ranker (trained on
     the validation fold) and refreshes its item statistics, its generators being refit in place.
     Each model is first saved under `evaluated_dir` as it was evaluated (its train-fold fit).
@@ -735,10 +734,9 @@ def _refit_on_all(
         return {"models": [], "skipped": sorted(models), "seconds": 0.0, "reason": "off"}
     t0 = time.monotonic()
     done: list[str] = []
-    order = sorted(
-        (n for n in models if n not in ("sasrec", "fusion")),
-        key=lambda n: timings.get(n, {}).get("train_seconds", 0.0),
-    )
+    # in the run's order, not by measured cost: which models are refit, and the report, must not
+    # depend on the machine's speed (unless the cap is hit, which is then reported)
+    order = [n for n in models if n not in ("sasrec", "fusion")]
     for name in order:
         if time.monotonic() - t0 > budget_s:
             if caps is not None:
@@ -822,8 +820,8 @@ def _fit_one(
         seed=settings.seed,
         on_trial=step,
     )
+    planned = planned_trials(name, settings.tune_trials) if has_val and settings.tune_budget_s > 0 else 0
     if trials:
-        planned = planned_trials(name, settings.tune_trials)
         tuned[name] = {
             "params": params,
             "trials": len(trials),
@@ -831,12 +829,12 @@ def _fit_one(
             "best_validation_ndcg@10": max(t["validation_ndcg@10"] for t in trials),
         }
         log(f"{name}: {len(trials)} Optuna trials, best {params}")
-        if len(trials) < planned and caps is not None:
-            caps.add(
-                f"tuning {name}",
-                f"{planned} trials, capped at {settings.tune_budget_s:g} s",
-                f"{len(trials)} of {planned} trials",
-            )
+    if len(trials) < planned and caps is not None:
+        caps.add(
+            f"tuning {name}",
+            f"{planned} trials, capped at {settings.tune_budget_s:g} s",
+            f"{len(trials)} of {planned} trials",
+        )
     return best if best is not None else cls(**params).fit(split.train)
 
 

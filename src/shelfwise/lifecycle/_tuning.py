@@ -126,4 +126,6 @@ def tune(
     trials = [
         {"params": t.params, "validation_ndcg@10": t.value} for t in study.trials if t.value is not None
     ]
+    if not trials:  # the time cap ended the study before its first trial: the defaults
+        return base, [], None
     return {**base, **study.best_params}, trials, best["model"]
