@@ -723,9 +723,10 @@ def _refit_on_all(
 
     The reported metrics are those of the models fitted on the training part of the split (the
     only honest ones); what the bundle serves has also learnt from each user's latest steps,
-    which leave-last-out held out (often the freshest co-occurrences). SASRec keeps its training fit (a refit is another
-    full training run with no validation to stop it); the fusion keeps its ranker (trained on
-    the validation fold) and refreshes its item statistics, its generators being refit in place.
+    which leave-last-out held out (often the freshest co-occurrences). SASRec keeps its training
+    fit (a refit is another full training run with no validation to stop it); the fusion keeps
+    its ranker (trained on the validation fold) and refreshes its item statistics, its
+    generators being refit in place.
     Each model is first saved under `evaluated_dir` as it was evaluated (its train-fold fit).
     Every model is refit; `budget_s` caps the seconds (no model starts after it, and `caps`
     records that the served models then depend on the machine's speed).
