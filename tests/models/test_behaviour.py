@@ -5,11 +5,13 @@ import pytest
 
 from shelfwise.evaluation import ndcg_at_10
 from shelfwise.features import leave_last_out
-from shelfwise.models import ALS, EASE, ItemKNN, Popularity, SASRec, Transitions
+from shelfwise.models import ALS, BPR, EASE, Fusion, ItemKNN, Popularity, SASRec, Transitions
 
 
 @pytest.mark.parametrize(
-    "model", [ItemKNN(), ALS(factors=8, iterations=10), EASE(l2=10.0)], ids=lambda m: m.name
+    "model",
+    [ItemKNN(), ALS(factors=8, iterations=10), BPR(factors=8, iterations=200), EASE(l2=10.0)],
+    ids=lambda m: m.name,
 )
 def test_taste_groups_are_recovered(model, groups):
     model.fit(groups)
@@ -62,3 +64,18 @@ def test_recent_window_popularity():
     assert inter.item_ids[top.ids[0, 0]] == "new"
     top = Popularity().fit(inter).recommend(np.array([0]), k=1, exclude_seen=False)
     assert inter.item_ids[top.ids[0, 0]] == "old"
+
+
+def test_fusion_learns_which_generator_knows_the_next_step(cycles):
+    """On cycles the next item is the one after the last: transitions know it, popularity does
+    not. The ranker, trained on the validation fold, must follow transitions and stay far
+    ahead of popularity on the test fold."""
+    split = leave_last_out(cycles)
+    gens = {"popularity": Popularity().fit(split.train), "transitions": Transitions().fit(split.train)}
+    fusion = Fusion(trees=50, min_child_samples=5, candidates=10, holdout=0.2).fit(
+        split.train, generators=gens, validation=split.validation
+    )
+    assert ndcg_at_10(fusion, split.test) > 0.9
+    assert ndcg_at_10(gens["popularity"], split.test) < 0.3
+    hold = fusion.ranker_report_["holdout_ndcg@10"]
+    assert hold["fusion"] >= hold["popularity"] + 0.5

@@ -29,7 +29,7 @@ def test_a_cold_product_is_recommended_from_its_text():
         [1, 2, 1, 2],
         item_ids=["p0", "p1", "p2", "p3", "p4"],
     )
-    model = Content().set_embeddings(encode_texts(TITLES)).fit(inter)
+    model = Content().fit(inter, item_embeddings=encode_texts(TITLES))
     u = list(inter.user_ids).index("shoe-fan")
     top = model.recommend(np.array([u]), k=1).ids[0, 0]
     assert inter.item_ids[top] == "p4"
@@ -62,7 +62,7 @@ def test_sasrec_reads_item_text_and_places_a_new_product_after_what_it_reads_lik
     model = SASRec(
         epochs=40, dim=32, heads=1, layers=1, max_len=8, batch_size=32, dropout=0.1, item_text=True
     )
-    model.set_text_embeddings(encode_texts(titles)).fit(inter)
+    model.fit(inter, item_embeddings=encode_texts(titles))
     sock, cake = ids.index("i8"), ids.index("i9")
     for u, want, other in (("u0", sock, cake), ("u1", cake, sock)):
         ranked = list(model.recommend(np.array([list(inter.user_ids).index(u)]), k=len(ids)).ids[0])

@@ -24,16 +24,26 @@ def train(
         str | None, typer.Option(help="Comma-separated models (default: all of the default pipeline).")
     ] = None,
     split: Annotated[str, typer.Option(help="leave_last_out or global_time.")] = "leave_last_out",
-    tune_seconds: Annotated[float, typer.Option(help="Optuna budget per tunable model, seconds.")] = 60.0,
+    tune_seconds: Annotated[
+        float,
+        typer.Option(
+            help="Safety cap on Optuna seconds per tunable model (0: no tuning); a hit cap is reported."
+        ),
+    ] = 600.0,
     tune_trials: Annotated[
         int,
         typer.Option(
             min=0,
-            help="At most this many Optuna trials per tunable model (0: each model's own cap); "
-            "with a time budget that always covers them, the tuning is reproducible.",
+            help="Optuna trials per tunable model, the tuning budget (0: each model's own number); "
+            "counted, so the same data and seed give the same models.",
         ),
     ] = 0,
-    sasrec_seconds: Annotated[float, typer.Option(help="SASRec training budget, seconds.")] = 240.0,
+    sasrec_epochs: Annotated[
+        int, typer.Option(min=1, help="SASRec epochs at most (early stopping on validation ends sooner).")
+    ] = 20,
+    sasrec_seconds: Annotated[
+        float, typer.Option(help="Safety cap on SASRec training seconds; a hit cap is reported.")
+    ] = 1800.0,
     no_fusion: Annotated[bool, typer.Option("--no-fusion", help="Skip the LightGBM fusion ranker.")] = False,
     finetune_steps: Annotated[
         int, typer.Option(min=0, help="Budget for fine-tuning MiniLM on search judgments, steps (0: off).")
@@ -59,9 +69,10 @@ def train(
     refit_seconds: Annotated[
         float,
         typer.Option(
-            help="Budget for refitting the served models on all interactions after evaluation, seconds (0: off)."
+            help="Safety cap on refitting the served models on all interactions after evaluation, "
+            "seconds (0: no refit); a hit cap is reported."
         ),
-    ] = 60.0,
+    ] = 600.0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     append: Append = False,
     map_flags: MapFlags = None,
@@ -75,6 +86,7 @@ def train(
         split=split,
         tune_budget_s=tune_seconds,
         tune_trials=tune_trials or None,
+        sasrec_epochs=sasrec_epochs,
         sasrec_budget_s=sasrec_seconds,
         fusion=not no_fusion,
         search_finetune_steps=finetune_steps,

@@ -4,8 +4,9 @@
   (pseudonym) and the quarantine (raw fields, and malformed lines that name the id);
 - files: the served-events spool and its archive (`feedback/`), the exposure log;
 - every bundle: the user's steps leave the history, their pseudonym is replaced by a tombstone,
-  their precomputed list and purchases go, and per-user model state (ALS/BPR user factors) is
-  zeroed; the manifest's file hashes are re-signed and the erasure noted in it. The user is then
+  their precomputed list and purchases go, and every model that holds per-user state (ALS/BPR
+  user factors) forgets the user (`Recommender.forget_users`); the manifest's file hashes are
+  re-signed and the erasure noted in it. The user is then
   unknown to serving: exactly a never-seen user (cold start);
 - online state (Redis, when given) and running servers (they watch `governance/erasures.jsonl`,
   forget the user and reload the bundle).
@@ -19,7 +20,6 @@ those files does not bring the user's rows back.
 from __future__ import annotations
 
 import json
-import pickle
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -165,6 +165,7 @@ def _erase_files(workdir: Path, raw: str, pseudo: str) -> dict[str, int]:
 def _erase_bundle(path: Path, pseudo: str) -> int:
     """Remove one user from a bundle in place; returns the steps removed (0: not in it)."""
     from ..features import Interactions
+    from ..models import read_manifest, write_manifest
     from ..storage import file_sha256
 
     inter = Interactions.load(path / "interactions.npz")
@@ -195,28 +196,32 @@ def _erase_bundle(path: Path, pseudo: str) -> int:
             for k in ("purchase_user", "purchase_item", "purchase_ts"):
                 arrays[k] = arrays[k][m]
         np.savez_compressed(sv, **arrays)  # type: ignore[arg-type]
+    erased = Interactions.load(path / "interactions.npz")
     # the served fits and the train-fold fits kept for `evaluate` (evaluated/) alike
-    for state in [*(path / "models").glob("*/state.pkl"), *(path / "evaluated").glob("*/state.pkl")]:
-        with open(state, "rb") as fh:
-            st = pickle.load(fh)
-        changed = False
-        uf = st.get("user_factors_")
-        if isinstance(uf, np.ndarray) and u < len(uf):
-            uf[u] = 0
-            changed = True
-        inner = st.get("model_")
-        inner_uf = getattr(inner, "user_factors", None)
-        if isinstance(inner_uf, np.ndarray) and u < len(inner_uf):
-            inner_uf[u] = 0
-            changed = True
-        if changed:
-            with open(state, "wb") as fh:
-                pickle.dump(st, fh)
-    mf = path / "manifest.json"
-    manifest = json.loads(mf.read_text())
-    manifest["files"] = {rel: file_sha256(path / rel) for rel in manifest["files"] if (path / rel).exists()}
-    manifest.setdefault("erasures", []).append({"pseudonym": pseudo, "at": datetime.now(UTC).isoformat()})
-    tmp = mf.with_name("manifest.json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, default=str))
-    tmp.replace(mf)
+    for model_dir in sorted(
+        {p.parent for p in [*path.glob("models/*/state.pkl"), *path.glob("evaluated/*/state.pkl")]}
+    ):
+        _forget_in_model(model_dir, u, erased, path.name)
+    manifest = read_manifest(path)
+    manifest.files = {rel: file_sha256(path / rel) for rel in manifest.files if (path / rel).exists()}
+    manifest.erasures.append({"pseudonym": pseudo, "at": datetime.now(UTC).isoformat()})
+    write_manifest(path, manifest)
     return steps
+
+
+def _forget_in_model(model_dir: Path, user: int, interactions: Any, bundle: str) -> None:
+    """The saved model in `model_dir` forgets `user`, through the model's own `forget_users`
+    (loaded, told, saved back); models holding no per-user state are left as they are."""
+    from ..models import IncompatibleModel, load_model, model_class
+
+    try:
+        if not model_class(model_dir).holds_user_state:
+            return
+        model = load_model(model_dir, interactions)
+    except IncompatibleModel as exc:
+        raise ShelfwiseError(
+            f"bundle {bundle}: cannot erase the user from {model_dir.name}, written by a shelfwise whose "
+            f"models this version cannot read ({exc}); retrain, then delete bundle {bundle}"
+        ) from exc
+    model.forget_users([user])
+    model.save(model_dir)

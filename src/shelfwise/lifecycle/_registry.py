@@ -31,11 +31,14 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ShelfwiseError
 from ..governance._model_versions import HEADLINE, MODEL, alias_version, registered_versions
 from ..governance._model_versions import mlflow_client as _client
+
+if TYPE_CHECKING:
+    from ..models import BundleManifest
 
 
 @dataclass
@@ -81,9 +84,10 @@ class Registry:
                 f"model version {version!r} is not registered (see `shelfwise models list`)"
             ) from None
 
-    def manifest(self, version: str) -> dict[str, Any]:
-        mv = self._version(version)
-        return json.loads((Path(mv.source) / "manifest.json").read_text())  # type: ignore[no-any-return]
+    def manifest(self, version: str) -> BundleManifest:
+        from ..models import read_manifest
+
+        return read_manifest(self._version(version).source)
 
     def versions(self) -> list[dict[str, Any]]:
         return registered_versions(self.workdir, self.client)
@@ -176,7 +180,9 @@ class Registry:
         from ..governance import AuditLog
 
         self._ensure_model()
-        m = json.loads((bundle / "manifest.json").read_text())
+        from ..models import read_manifest
+
+        m = read_manifest(bundle)
         default = m["default_model"]
         tags = {
             "bundle_version": m["version"],

@@ -20,24 +20,28 @@ import numpy as np
 
 from ..evaluation import HEADLINE, evaluate_all, ndcg_at_10
 from ..features import Catalog, Interactions, Split, global_time, leave_last_out, load_interactions
-from ..models import RECOMMENDERS, Recommender, SASRec
-from ..models._content import Content
-from ..models._fusion import Fusion, NoRankerData
+from ..models import RECOMMENDERS, Content, Fusion, NoRankerData, Recommender, SASRec
 from ..serving._bundle import BUNDLES_DIR, EVALUATED_DIR, load_evaluated_models, write_bundle
 from ._console import RunConsole
 from ._ingest_job import ingest_dataset
-from ._tuning import MAX_TRIALS, SEARCH_SPACES, tune
+from ._tuning import SEARCH_SPACES, planned_trials, tune
 
 DEFAULT_MODELS = ("popularity", "itemknn", "transitions", "als", "ease", "sasrec", "content")
 
 
 @dataclass
 class TrainSettings:
+    """What a run does and its budgets. The budgets that decide the models are counted (Optuna
+    trials, SASRec epochs, every model refit), so the same data and seed give the same models
+    and numbers on a busy and an idle machine; the `*_budget_s` seconds are safety caps, and a
+    run that hits one says so (`budget_caps` in the report, the manifest and the log)."""
+
     models: tuple[str, ...] = DEFAULT_MODELS
     split: str = "leave_last_out"  # or "global_time"
-    tune_budget_s: float = 60.0  # Optuna seconds per tunable model (0 = defaults only)
+    tune_budget_s: float = 600.0  # cap on Optuna seconds per tunable model (0 = defaults only)
     tune_trials: int | None = None  # at most this many trials per model (None: each model's cap)
-    sasrec_budget_s: float = 240.0  # SASRec training seconds (early stopping may end sooner)
+    sasrec_epochs: int = 20  # SASRec epochs at most (early stopping on validation ends sooner)
+    sasrec_budget_s: float = 1800.0  # cap on SASRec training seconds
     fusion: bool = True
     # below this many validation users the ranker learns noise and its comparison with its parts
     # (on a fifth of them) decides nothing: the fusion is skipped
@@ -56,7 +60,7 @@ class TrainSettings:
     search_finetune_budget_s: float = 3600.0
     search_cross_steps: int = 300
     search_cross_budget_s: float = 3600.0
-    refit_budget_s: float = 60.0  # refitting the served models on all interactions (0 = off)
+    refit_budget_s: float = 600.0  # cap on refitting the served models on all data (0 = off)
 
 
 @dataclass
@@ -75,6 +79,8 @@ class TrainResult:
     registry: dict[str, Any] = field(default_factory=dict)  # version, gates, production
     refit: dict[str, Any] = field(default_factory=dict)  # models refit on all data for serving
     skipped: list[dict[str, str]] = field(default_factory=list)  # {"model"/"stage", "reason"}
+    #: safety caps the run hit ({"stage", "budget", "reached"}): its numbers are not reproducible
+    budget_caps: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -221,6 +227,20 @@ class _Skips(list[dict[str, str]]):
         self._log(f"{name}: skipped ({reason})")
 
 
+class _Caps(list[dict[str, str]]):
+    """The safety caps (seconds) a run hit before its counted budget was spent: which stage,
+    what budget, how far it got. In the report, the manifest and the log: the run's models
+    and numbers then depend on how busy the machine was."""
+
+    def __init__(self, log: Any):
+        super().__init__()
+        self._log = log
+
+    def add(self, stage: str, budget: str, reached: str) -> None:
+        self.append({"stage": stage, "budget": budget, "reached": reached})
+        self._log(f"{stage}: time cap hit ({budget}; reached {reached}): not reproducible on another machine")
+
+
 # without validation users to choose by, the default model is the first of these the run has:
 # on a few events, text similarity and co-visitation say more than a factorization can learn
 FALLBACK_ORDER = ("content", "itemknn", "transitions", "ease", "als", "bpr", "sasrec", "popularity")
@@ -240,6 +260,7 @@ def _train(
     t_all = time.monotonic()
     inter, catalog = load_interactions(workdir)
     skipped = _Skips(log)
+    caps = _Caps(log)
     split = make_split(inter, settings.split) if len(inter) else leave_last_out(inter)
     if len(inter):
         log(
@@ -287,7 +308,7 @@ def _train(
         t0 = time.monotonic()
         with console.stage(f"fitting {name}", stages[i + 1 :], total=_planned_trials(name, settings) or None):
             try:
-                model = _fit_one(name, split, catalog, settings, tuned, log, has_val, console)
+                model = _fit_one(name, split, catalog, settings, tuned, log, has_val, console, caps)
             except Exception as exc:  # one model that cannot learn from this data must not end the run
                 import logging
 
@@ -365,7 +386,7 @@ def _train(
         # was evaluated before its refit on all data, so `shelfwise evaluate` scores the same fits
         evaluated_dir = workdir / BUNDLES_DIR / f".evaluated-{lineage_run_id}"
         with console.stage("refit", ["search", "serving lists", "registry"]):
-            refit = _refit_on_all(models, inter, timings, settings.refit_budget_s, log, evaluated_dir)
+            refit = _refit_on_all(models, inter, timings, settings.refit_budget_s, log, evaluated_dir, caps)
     else:
         evaluated_dir = workdir / BUNDLES_DIR / ".evaluated-none"  # never made: nothing is refit
         refit = {"models": [], "skipped": sorted(models), "seconds": 0.0, "reason": "no events"}
@@ -383,6 +404,7 @@ def _train(
         },
         "settings": asdict(settings),
         "skipped": list(skipped),
+        "budget_caps": list(caps),
     }
     synonym_files = [workdir / "config" / "synonyms.txt"]
     if data_dir is not None:
@@ -430,6 +452,7 @@ def _train(
         "lineage_run_id": lineage_run_id,
         "search": search_info,
         "skipped": list(skipped),
+        "budget_caps": list(caps),
         "seconds": round(time.monotonic() - t_all, 1),
     }
     reports = workdir / "reports"
@@ -459,15 +482,13 @@ def _train(
         report["registry"],  # type: ignore[arg-type]
         refit,
         list(skipped),
+        list(caps),
     )
 
 
 def _planned_trials(name: str, settings: TrainSettings) -> int:
-    """Optuna trials a model's tuning will run at most (0: not tuned)."""
-    if name not in SEARCH_SPACES or settings.tune_budget_s <= 0:
-        return 0
-    cap = MAX_TRIALS.get(name, 30)
-    return min(cap, settings.tune_trials) if settings.tune_trials else cap
+    """Optuna trials a model's tuning runs (0: not tuned)."""
+    return planned_trials(name, settings.tune_trials) if settings.tune_budget_s > 0 else 0
 
 
 def _fit_fusion(
@@ -483,15 +504,16 @@ def _fit_fusion(
     None (and a reason) when the fold gives it nothing to learn from."""
     t0 = time.monotonic()
     fusion = Fusion(seed=settings.seed)
-    fusion.fit(split.train)
-    fusion.set_generators(
-        gens,
-        item_category=catalog.category_codes if (catalog.category_codes >= 0).any() else None,
-        item_price=catalog.prices if np.isfinite(catalog.prices).any() else None,
-        item_brand=_brand_codes(catalog),
-    )
     try:
-        info = fusion.fit_ranker(split.validation)
+        fusion.fit(
+            split.train,
+            generators=gens,
+            validation=split.validation,
+            item_category=catalog.category_codes if (catalog.category_codes >= 0).any() else None,
+            item_price=catalog.prices if np.isfinite(catalog.prices).any() else None,
+            item_brand=_brand_codes(catalog),
+        )
+        info = fusion.ranker_report_
     except NoRankerData as exc:  # a few users: none of them has what it did next among the candidates
         skipped.add("stage", "fusion", str(exc))
         return None
@@ -711,27 +733,31 @@ def _refit_on_all(
     budget_s: float,
     log: Any,
     evaluated_dir: Path | None = None,
+    caps: _Caps | None = None,
 ) -> dict[str, Any]:
     """Refit the evaluated models on every interaction, with their tuned settings, for serving.
 
     The reported metrics are those of the models fitted on the training part of the split (the
     only honest ones); what the bundle serves has also learnt from each user's latest steps,
-    which leave-last-out held out (often the freshest co-occurrences). Cheapest first (by their
-    training time), while `budget_s` lasts. SASRec keeps its training fit (a refit is another
-    full training run with no validation to stop it); the fusion keeps its ranker (trained on
-    the validation fold) and refreshes its item statistics, its generators being refit in place.
+    which leave-last-out held out (often the freshest co-occurrences). SASRec keeps its training
+    fit (a refit is another full training run with no validation to stop it); the fusion keeps
+    its ranker (trained on the validation fold) and refreshes its item statistics, its
+    generators being refit in place.
     Each model is first saved under `evaluated_dir` as it was evaluated (its train-fold fit).
+    Every model is refit; `budget_s` caps the seconds (no model starts after it, and `caps`
+    records that the served models then depend on the machine's speed).
     """
     if budget_s <= 0:
         return {"models": [], "skipped": sorted(models), "seconds": 0.0, "reason": "off"}
     t0 = time.monotonic()
     done: list[str] = []
-    order = sorted(
-        (n for n in models if n not in ("sasrec", "fusion")),
-        key=lambda n: timings.get(n, {}).get("train_seconds", 0.0),
-    )
+    # in the run's order, not by measured cost: which models are refit, and the report, must not
+    # depend on the machine's speed (unless the cap is hit, which is then reported)
+    order = [n for n in models if n not in ("sasrec", "fusion")]
     for name in order:
         if time.monotonic() - t0 > budget_s:
+            if caps is not None:
+                caps.add("refit", f"{budget_s:g} s", f"{len(done)} of {len(order)} models: {', '.join(done)}")
             break
         if evaluated_dir is not None:
             models[name].save(evaluated_dir / name)
@@ -757,6 +783,7 @@ def _fit_one(
     log: Any,
     has_val: bool = True,
     console: RunConsole | None = None,
+    caps: _Caps | None = None,
 ) -> Recommender:
     """One model fitted on the training part: SASRec stopped early on the validation fold,
     the others tuned on it (with their defaults when there are no validation users)."""
@@ -767,26 +794,40 @@ def _fit_one(
             console.advance()
 
     if name == "sasrec":
-        cfg = {"time_budget_s": settings.sasrec_budget_s, "seed": settings.seed, **settings.sasrec}
+        cfg = {
+            "epochs": settings.sasrec_epochs,
+            "max_seconds": settings.sasrec_budget_s,
+            "seed": settings.seed,
+            **SASRec.upgrade_params(settings.sasrec),
+        }
         if cfg.get("item_text", "auto") == "auto":  # titles with words: SASRec reads them too
             cfg["item_text"] = _has_text(catalog)
         model = SASRec(**cfg)
-        if cfg["item_text"]:
-            model.set_text_embeddings(_title_embeddings(catalog))
 
         def validate(m: Recommender) -> float:
             step()  # one validation per `eval_every` epochs: the progress of the run
             return ndcg_at_10(m, split.validation, max_users=settings.max_tune_users, seed=settings.seed)
 
-        model.fit_with_validation(split.train, validate)
+        model.fit(
+            split.train,
+            item_embeddings=_title_embeddings(catalog) if cfg["item_text"] else None,
+            validation=validate,
+        )
         tuned[name] = {
             "params": cfg,
             "epochs": model.epochs_,
+            "stopped_by": model.stopped_by_,
             "best_validation_ndcg@10": model.best_validation_,
         }
+        if model.stopped_by_ == "time cap" and caps is not None:
+            caps.add(
+                "sasrec training",
+                f"{model.epochs} epochs, capped at {model.max_seconds:g} s",
+                f"epoch {model.epochs_} of {model.epochs}",
+            )
         return model
     if name == "content":
-        return Content().set_embeddings(_title_embeddings(catalog)).fit(split.train)
+        return Content().fit(split.train, item_embeddings=_title_embeddings(catalog))
     params, trials, best = tune(
         name,
         split,
@@ -796,13 +837,21 @@ def _fit_one(
         seed=settings.seed,
         on_trial=step,
     )
+    planned = planned_trials(name, settings.tune_trials) if has_val and settings.tune_budget_s > 0 else 0
     if trials:
         tuned[name] = {
             "params": params,
             "trials": len(trials),
+            "planned_trials": planned,
             "best_validation_ndcg@10": max(t["validation_ndcg@10"] for t in trials),
         }
         log(f"{name}: {len(trials)} Optuna trials, best {params}")
+    if len(trials) < planned and caps is not None:
+        caps.add(
+            f"tuning {name}",
+            f"{planned} trials, capped at {settings.tune_budget_s:g} s",
+            f"{len(trials)} of {planned} trials",
+        )
     return best if best is not None else cls(**params).fit(split.train)
 
 

@@ -1,5 +1,7 @@
-"""Hyperparameter tuning with Optuna: one study per model, a time budget, the model's defaults
-as the first trial (so tuning never returns something worse than the defaults on validation)."""
+"""Hyperparameter tuning with Optuna: one study per model, a budget of trials (counted, so the
+same data and seed give the same choice on any machine; seconds only cap it), the model's
+defaults as the first trial (so tuning never returns something worse than the defaults on
+validation)."""
 
 from __future__ import annotations
 
@@ -66,6 +68,15 @@ SEARCH_SPACES: dict[str, SearchSpace] = {
 MAX_TRIALS = {"popularity": 4, "ease": 3, "als": 12, "bpr": 12, "itemknn": 25, "transitions": 40}
 
 
+def planned_trials(name: str, max_trials: int | None = None) -> int:
+    """The trials a model's tuning runs (its budget): its own cap, or `max_trials` if fewer;
+    0 for a model that is not tuned."""
+    if name not in SEARCH_SPACES:
+        return 0
+    cap = MAX_TRIALS.get(name, 30)
+    return min(cap, max_trials) if max_trials else cap
+
+
 def tune(
     name: str,
     split: Split,
@@ -79,7 +90,10 @@ def tune(
 ) -> tuple[dict[str, Any], list[dict[str, Any]], Recommender | None]:
     """Best parameters by full-ranking NDCG@10 on the validation fold, every trial, and the
     best fitted model (so the caller need not fit it again; None when nothing was tuned).
-    `on_trial` is called after each trial (the run's progress display)."""
+    The budget is `planned_trials(name, max_trials)` trials; `budget_s` seconds is a safety
+    cap (0: no tuning) after which no new trial starts: fewer trials than planned means it was
+    hit, and the choice then depends on the machine's speed. `on_trial` is called after each
+    trial (the run's progress display)."""
     cls = RECOMMENDERS[name]
     space = SEARCH_SPACES.get(name)
     base = dict(defaults or {})
@@ -106,11 +120,12 @@ def tune(
             best.update(value=value, model=model)
         return value
 
-    cap = MAX_TRIALS.get(name, 30)
-    n_trials = min(cap, max_trials) if max_trials else cap
+    n_trials = planned_trials(name, max_trials)
     callbacks = [lambda study, trial: on_trial()] if on_trial is not None else None
     study.optimize(objective, n_trials=n_trials, timeout=budget_s, gc_after_trial=True, callbacks=callbacks)
     trials = [
         {"params": t.params, "validation_ndcg@10": t.value} for t in study.trials if t.value is not None
     ]
+    if not trials:  # the time cap ended the study before its first trial: the defaults
+        return base, [], None
     return {**base, **study.best_params}, trials, best["model"]

@@ -1,9 +1,12 @@
-"""Recommenders behind one interface, and the registry `name -> class`."""
+"""Recommenders behind one interface, the registry `name -> class`, saved models' loading and
+the bundle manifest schema."""
 
-from ._base import Recommender, Results, shared_scores, top_k
+from ._base import IncompatibleModel, Recommender, Results, shared_scores, top_k
 from ._content import Content
 from ._factorization import ALS, BPR, EASE
-from ._fusion import Fusion
+from ._fusion import Fusion, NoRankerData
+from ._loading import load_model, load_models, model_class
+from ._manifest import SCHEMA_VERSION, BundleManifest, read_manifest, write_manifest
 from ._neighbours import ItemKNN, Transitions
 from ._popularity import Popularity
 from ._sasrec import SASRec, SASRecConfig
@@ -16,16 +19,25 @@ __all__ = [
     "ALS",
     "BPR",
     "EASE",
+    "RECOMMENDERS",
+    "SCHEMA_VERSION",
+    "BundleManifest",
     "Content",
     "Fusion",
-    "RECOMMENDERS",
+    "IncompatibleModel",
     "ItemKNN",
+    "NoRankerData",
     "Popularity",
     "Recommender",
     "Results",
     "SASRec",
     "SASRecConfig",
     "Transitions",
+    "load_model",
+    "load_models",
+    "model_class",
+    "read_manifest",
     "shared_scores",
     "top_k",
+    "write_manifest",
 ]

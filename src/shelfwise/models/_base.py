@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, Self
 
 import numpy as np
 
@@ -63,19 +63,26 @@ def shared_scores() -> Iterator[None]:
 
 
 class Recommender(ABC):
-    """fit / recommend / similar_items / save / load (the implicit ABC, scikit-learn conventions).
+    """fit / recommend / similar_items / forget_users / save / load (the implicit ABC,
+    scikit-learn conventions).
 
-    Hyperparameters are keyword arguments stored unchanged in `__init__`; learned state is set
-    in `fit` and ends with `_`. Subclasses implement `_fit` and `_score`; batching, seen-item
-    exclusion and top-k live here once.
+    Hyperparameters are typed keyword arguments stored unchanged in `__init__` (no config
+    dicts); learned state is set in `fit` and ends with `_`. What a model needs besides the
+    interactions (item text embeddings, a validation fold, the generators of a fusion) is a
+    keyword argument of its `fit`, never a setter. Subclasses implement `_fit` and `_score`;
+    batching, seen-item exclusion and top-k live here once.
     """
 
     name: ClassVar[str] = "base"
     #: whether `_score` reads the order of the history (sequence models)
     sequential: ClassVar[bool] = False
-    batch_size: ClassVar[int] = 1024
+    #: users scored per batch in `recommend`
+    scoring_batch_size: ClassVar[int] = 1024
     #: learned attributes that are references to other objects, not state to persist
     transient: ClassVar[tuple[str, ...]] = ("interactions_",)
+    #: whether the learned state holds anything per user (`forget_users` changes it); models
+    #: whose state is aggregated over users (item-item weights, item factors) hold none
+    holds_user_state: ClassVar[bool] = False
 
     def get_params(self) -> dict[str, Any]:
         import inspect
@@ -83,11 +90,26 @@ class Recommender(ABC):
         sig = inspect.signature(type(self).__init__)
         return {p: getattr(self, p) for p in sig.parameters if p != "self"}
 
-    def fit(self, interactions: Interactions) -> Recommender:
+    def fit(self, interactions: Interactions) -> Self:
         self.n_items_ = interactions.n_items
         self.interactions_ = interactions
         self._fit(interactions)
         return self
+
+    def forget_users(self, user_indices: np.ndarray | list[int]) -> Self:
+        """Remove what the model learnt about these users in particular (right to erasure):
+        afterwards it answers them as it answers a user it never saw, given the same history.
+        What it learnt from them in aggregate (co-occurrence counts, item factors) stays; the
+        next training run drops that too."""
+        self._check_fitted()
+        users = np.asarray(user_indices, np.int64).ravel()
+        if self.holds_user_state and len(users):
+            self._forget(users)
+        return self
+
+    def _forget(self, users: np.ndarray) -> None:
+        """Clear the per-user state of `users` (models with `holds_user_state` implement it)."""
+        raise NotImplementedError(f"{type(self).__name__} holds user state but cannot forget it")
 
     @abstractmethod
     def _fit(self, interactions: Interactions) -> None: ...
@@ -131,8 +153,8 @@ class Recommender(ABC):
         users = np.asarray(users, np.int64)
         seen = hist.seen() if exclude_seen else None
         ids, scores = [], []
-        for start in range(0, len(users), self.batch_size):
-            batch = users[start : start + self.batch_size]
+        for start in range(0, len(users), self.scoring_batch_size):
+            batch = users[start : start + self.scoring_batch_size]
             s = np.array(self._shared_score(batch, hist), dtype=np.float32, copy=True)
             if seen is not None:
                 rows = seen[batch]
@@ -189,11 +211,27 @@ class Recommender(ABC):
             pickle.dump(state, fh, protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod
-    def load(cls, path: str | Path, interactions: Interactions) -> Recommender:
+    def upgrade_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """The hyperparameters a model saved by an older shelfwise wrote, as `__init__` takes
+        them today (renamed or retired parameters); the identity unless a model renamed some."""
+        return params
+
+    @classmethod
+    def load(cls, path: str | Path, interactions: Interactions) -> Self:
         path = Path(path)
         meta = json.loads((path / "params.json").read_text())
-        model = cls(**meta["params"])
+        params = cls.upgrade_params(dict(meta["params"]))
+        try:
+            model = cls(**params)
+        except TypeError as exc:
+            raise IncompatibleModel(
+                f"{path}: {cls.__name__} saved with parameters this shelfwise does not take ({exc})"
+            ) from exc
         with open(path / "state.pkl", "rb") as fh:
             vars(model).update(pickle.load(fh))
         model.interactions_ = interactions
         return model
+
+
+class IncompatibleModel(ValueError):
+    """A saved model this version of shelfwise cannot read (retrain to replace it)."""

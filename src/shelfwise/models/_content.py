@@ -3,6 +3,8 @@ that nobody has interacted with yet."""
 
 from __future__ import annotations
 
+from typing import Self
+
 import numpy as np
 
 from ..features import Interactions
@@ -11,7 +13,7 @@ from ._base import Recommender, Results, top_k
 
 class Content(Recommender):
     """A user is the recency-weighted mean of their last `last` items' text embeddings; items
-    are ranked by cosine to it. Embeddings are given (`item_embeddings_`), not learned."""
+    are ranked by cosine to it. Embeddings are given to `fit`, not learned."""
 
     name = "content"
     sequential = True
@@ -20,14 +22,16 @@ class Content(Recommender):
         self.last = last
         self.decay = decay
 
-    def set_embeddings(self, embeddings: np.ndarray) -> Content:
-        """(n_items, dim) L2-normalized item embeddings, in the interactions' item order."""
-        self.item_embeddings_ = np.asarray(embeddings, np.float32)
-        return self
+    def fit(self, interactions: Interactions, *, item_embeddings: np.ndarray | None = None) -> Self:
+        """`item_embeddings`: (n_items, dim) L2-normalized, in the interactions' item order; a
+        refit without them keeps those of the previous fit (the catalog is the same)."""
+        if item_embeddings is not None:
+            self.item_embeddings_ = np.asarray(item_embeddings, np.float32)
+        return super().fit(interactions)
 
     def _fit(self, interactions: Interactions) -> None:
         if not hasattr(self, "item_embeddings_") or len(self.item_embeddings_) != interactions.n_items:
-            raise ValueError("Content needs set_embeddings() with one row per item before fit()")
+            raise ValueError("Content.fit needs item_embeddings= with one row per item")
 
     def _score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
         emb = self.item_embeddings_

@@ -14,6 +14,8 @@ class _ImplicitMF(Recommender):
     """Shared scoring for implicit's factor models: user factors are recomputed from the
     query-time history when it differs from the training one (a user who just acted)."""
 
+    holds_user_state = True  # a factor vector per training user
+
     def _make(self):  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -30,6 +32,15 @@ class _ImplicitMF(Recommender):
 
     def _matrix(self, interactions: Interactions) -> sp.csr_matrix:
         return interactions.to_csr(weighted=True)
+
+    def _forget(self, users: np.ndarray) -> None:
+        # the user's factors, ours and implicit's copy (what a refit of the user would start
+        # from); zero is what a user with no history gets
+        users = users[users < len(self.user_factors_)]
+        self.user_factors_[users] = 0.0
+        inner = getattr(getattr(self, "model_", None), "user_factors", None)
+        if isinstance(inner, np.ndarray):
+            inner[users[users < len(inner)]] = 0
 
     def _fresh(self, history: Interactions) -> bool:
         """Whether the fitted user factors describe `history` (not so for a bundle serving

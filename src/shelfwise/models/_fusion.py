@@ -8,7 +8,9 @@ not fitted on). It is what `shelfwise train` serves when it beats its parts on h
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Self
 
 import numpy as np
 
@@ -22,9 +24,15 @@ class NoRankerData(ValueError):
 
 
 class Fusion(Recommender):
+    """`fit(interactions, generators=..., validation=...)` computes the item statistics from the
+    training interactions and trains the ranker on the validation fold (`ranker_report_` holds
+    its held-out comparison with the generators); `fit(interactions)` alone on a fitted fusion
+    refreshes the item statistics and keeps the ranker and generators (the refit for serving).
+    A loaded fusion is given its (loaded) generators: `load(path, interactions, generators=...)`."""
+
     name = "fusion"
-    batch_size = 512
-    transient = ("interactions_", "generators_")
+    scoring_batch_size = 512
+    transient = ("interactions_", "generators_", "ranker_report_")
 
     def __init__(
         self,
@@ -44,15 +52,54 @@ class Fusion(Recommender):
         self.holdout = holdout
         self.seed = seed
 
-    def set_generators(
+    def fit(
         self,
-        generators: dict[str, Recommender],
+        interactions: Interactions,
+        *,
+        generators: Mapping[str, Recommender] | None = None,
+        validation: Fold | None = None,
         item_category: np.ndarray | None = None,
         item_price: np.ndarray | None = None,
         item_brand: np.ndarray | None = None,
-    ) -> Fusion:
-        """Fitted generators (all on the same item index), optional category code and brand code
-        (-1 unknown) and price (nan unknown) per item."""
+    ) -> Self:
+        """`generators`: fitted models (all on the same item index) whose candidates the ranker
+        re-ranks; `validation`: the fold the ranker learns from (what users did next, which the
+        generators were not fitted on); optional category and brand code (-1 unknown) and price
+        (nan unknown) per item. Raises `NoRankerData` when the fold gives nothing to learn."""
+        if generators is None:
+            if not hasattr(self, "ranker_"):
+                raise ValueError("Fusion.fit needs generators= and validation= (fitted models and a fold)")
+            return super().fit(interactions)  # a refit: new item statistics, the same ranker
+        if validation is None:
+            raise ValueError(
+                "Fusion.fit with generators= needs validation= (the fold the ranker learns from)"
+            )
+        self._set_side_inputs(generators, item_category, item_price, item_brand)
+        super().fit(interactions)
+        self.ranker_report_ = self._fit_ranker(validation)
+        return self
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        interactions: Interactions,
+        *,
+        generators: Mapping[str, Recommender] | None = None,
+    ) -> Self:
+        """A saved fusion with its generators (loaded on the same interactions); without them it
+        can be saved again (erasure) but not asked for recommendations."""
+        model = super().load(path, interactions)
+        model.generators_ = dict(generators or {})
+        return model
+
+    def _set_side_inputs(
+        self,
+        generators: Mapping[str, Recommender],
+        item_category: np.ndarray | None,
+        item_price: np.ndarray | None,
+        item_brand: np.ndarray | None,
+    ) -> None:
         self.generators_ = dict(generators)
         self.item_category_ = item_category
         self.item_brand_ = item_brand
@@ -62,7 +109,6 @@ class Fusion(Recommender):
             self.item_log_price_ = np.where(
                 np.isfinite(price) & (price > 0), np.log1p(np.abs(price)), 0.0
             ).astype(np.float32)
-        return self
 
     def feature_names(self) -> list[str]:
         """Every feature `_candidate_features` computes, in its column order."""
@@ -179,7 +225,7 @@ class Fusion(Recommender):
             x = x[:, [self.feature_names().index(f) for f in used]]
         return rows, cols, x
 
-    def fit_ranker(self, fold: Fold) -> dict[str, Any]:
+    def _fit_ranker(self, fold: Fold) -> dict[str, Any]:
         """Train the ranker on `fold` (a validation fold), keeping `holdout` of its users aside;
         returns NDCG@10 on those held-out users for the fusion and for each generator."""
         import lightgbm as lgb
@@ -189,10 +235,10 @@ class Fusion(Recommender):
         rng = np.random.default_rng(self.seed)
         is_hold = rng.random(len(fold.users)) < self.holdout
         hold_rows: list[tuple[bool, np.ndarray, np.ndarray, np.ndarray]] = []
-        for lo in range(0, len(fold.users), self.batch_size):
-            users = fold.users[lo : lo + self.batch_size]
+        for lo in range(0, len(fold.users), self.scoring_batch_size):
+            users = fold.users[lo : lo + self.scoring_batch_size]
             rows, cols, x = self._candidate_features(users, fold.history)
-            tgt = fold.targets[lo : lo + self.batch_size]
+            tgt = fold.targets[lo : lo + self.scoring_batch_size]
             y = np.asarray(tgt[rows, cols]).ravel().astype(np.float32)
             for r in range(len(users)):
                 sel = rows == r

@@ -16,19 +16,24 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any, cast
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Self, cast
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..features import Interactions
+from ..features import Fold, Interactions
 from ._base import Recommender
+
+#: what a validation is: a fold (scored by NDCG@10 over its users) or model -> metric
+Validation = Fold | Callable[[Recommender], float]
 
 
 @dataclass
 class SASRecConfig:
+    """The network's settings: `SASRec`'s hyperparameters, as one value for `SASRecNet`."""
+
     max_len: int = 50  # most recent items a user is represented by
     dim: int = 64  # embedding and hidden size
     layers: int = 2  # transformer blocks
@@ -37,7 +42,7 @@ class SASRecConfig:
     lr: float = 1e-3  # AdamW learning rate
     weight_decay: float = 0.0  # AdamW L2 (decoupled)
     batch_size: int = 128  # users per step
-    epochs: int = 200  # upper bound; early stopping usually ends sooner
+    epochs: int = 200  # epochs at most (the budget); early stopping usually ends sooner
     patience: int = 3  # validation checks without improvement before stopping
     eval_every: int = 5  # epochs between validation checks
     # "ce": full softmax; "sampled": softmax over the positives and `negatives` shared uniform
@@ -46,10 +51,12 @@ class SASRecConfig:
     loss: str = "auto"
     negatives: int = 2048
     full_softmax_items: int = 4096
-    time_budget_s: float = 600.0  # stop training after this many seconds
+    # a safety cap, not the budget: training that runs past it stops at the end of the epoch
+    # (the result then depends on the machine's speed; `stopped_by_` says so). None: no cap
+    max_seconds: float | None = None
     seed: int = 0
     device: str = "auto"  # "auto" takes a GPU when there is one
-    item_text: bool = False  # add projected text embeddings (see `SASRec.set_text_embeddings`)
+    item_text: bool = False  # add projected text embeddings (`fit(item_embeddings=...)`)
 
 
 class SASRecNet(nn.Module):
@@ -94,7 +101,13 @@ class SASRecNet(nn.Module):
         b, length = seq.shape
         # positions count back from the newest item, so trimming padding never shifts them
         pos = torch.arange(length - 1, -1, -1, device=seq.device).unsqueeze(0)  # (1, L)
-        emb = self.item_emb(seq) if self.text_proj is None else self.item_vectors()[seq]
+        # through `embedding`, not indexing: its backward sums the gradient in a fixed order (an
+        # indexed gather accumulates it across threads, changing the last bits from run to run)
+        emb = (
+            self.item_emb(seq)
+            if self.text_proj is None
+            else nn.functional.embedding(seq, self.item_vectors())
+        )
         x = emb * math.sqrt(self.cfg.dim) + self.pos_emb(pos)  # (B, L, D)
         x = self.drop(x * (seq > 0).unsqueeze(-1))
         future = torch.triu(torch.ones(length, length, dtype=torch.bool, device=seq.device), diagonal=1)
@@ -128,52 +141,108 @@ def _left_pad(seqs: list[np.ndarray], length: int) -> np.ndarray:
 
 
 class SASRec(Recommender):
+    """Hyperparameters: see `SASRecConfig` (the same names). `epochs` is the training budget,
+    counted, so that the same data and seed give the same model on any machine; `max_seconds`
+    only caps it."""
+
     name = "sasrec"
     sequential = True
-    batch_size = 512
-    transient = ("interactions_", "text_")  # the text lives on in the network's buffer
+    scoring_batch_size = 512
+    transient = ("interactions_",)
 
-    def __init__(self, **config: Any):
-        self.config = config
-        self.text_: np.ndarray | None = None
+    def __init__(
+        self,
+        max_len: int = 50,
+        dim: int = 64,
+        layers: int = 2,
+        heads: int = 2,
+        dropout: float = 0.3,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        batch_size: int = 128,
+        epochs: int = 200,
+        patience: int = 3,
+        eval_every: int = 5,
+        loss: str = "auto",
+        negatives: int = 2048,
+        full_softmax_items: int = 4096,
+        max_seconds: float | None = None,
+        seed: int = 0,
+        device: str = "auto",
+        item_text: bool = False,
+    ):
+        self.max_len = max_len
+        self.dim = dim
+        self.layers = layers
+        self.heads = heads
+        self.dropout = dropout
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.patience = patience
+        self.eval_every = eval_every
+        self.loss = loss
+        self.negatives = negatives
+        self.full_softmax_items = full_softmax_items
+        self.max_seconds = max_seconds
+        self.seed = seed
+        self.device = device
+        self.item_text = item_text
 
-    def set_text_embeddings(self, embeddings: np.ndarray) -> SASRec:
-        """(n_items, d) text embeddings in the interactions' item order; used when the config
-        says `item_text`."""
-        self.text_ = np.asarray(embeddings, np.float32)
-        return self
-
-    def get_params(self) -> dict[str, Any]:
-        return dict(self.config)
+    @classmethod
+    def upgrade_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        # before 0.10 the parameters were a config dict with a time budget (a cap now)
+        params = dict(params)
+        if "time_budget_s" in params:
+            params["max_seconds"] = params.pop("time_budget_s")
+        return params
 
     @property
     def cfg(self) -> SASRecConfig:
-        return SASRecConfig(**self.config)
+        return SASRecConfig(**{f.name: getattr(self, f.name) for f in fields(SASRecConfig)})
 
     def _device(self) -> torch.device:
-        want = self.cfg.device
+        want = self.device
         if want == "auto":
             want = "cuda" if torch.cuda.is_available() else "cpu"
         return torch.device(want)
 
-    def _fit(self, interactions: Interactions) -> None:
-        self.fit_with_validation(interactions, None)
-
-    def fit_with_validation(
-        self, interactions: Interactions, validate: Callable[[Recommender], float] | None
-    ) -> SASRec:
-        """Train; with `validate` (model -> metric, higher is better) stop early and keep the best."""
-        cfg = self.cfg
+    def fit(
+        self,
+        interactions: Interactions,
+        *,
+        item_embeddings: np.ndarray | None = None,
+        validation: Validation | None = None,
+    ) -> Self:
+        """Train for `epochs` epochs; with `validation` (a fold, or model -> metric, higher is
+        better) check it every `eval_every` epochs, stop after `patience` checks without
+        improvement and keep the best. `item_embeddings` (n_items, d), in the interactions'
+        item order, are read when `item_text` is set."""
         self.n_items_ = interactions.n_items
         self.interactions_ = interactions
+        self._train(interactions, item_embeddings, _as_metric(validation))
+        return self
+
+    def _fit(self, interactions: Interactions) -> None:  # (fit does the work)
+        self._train(interactions, None, None)
+
+    def _train(
+        self,
+        interactions: Interactions,
+        text: np.ndarray | None,
+        validate: Callable[[Recommender], float] | None,
+    ) -> None:
+        cfg = self.cfg
         torch.manual_seed(cfg.seed)
         rng = np.random.default_rng(cfg.seed)
         dev = self._device()
-        text = None
         if cfg.item_text:
-            if self.text_ is None or len(self.text_) != interactions.n_items:
-                raise ValueError("item_text needs set_text_embeddings() with one row per item")
-            text = self.text_
+            if text is None or len(text) != interactions.n_items:
+                raise ValueError("SASRec(item_text=True).fit needs item_embeddings= with one row per item")
+            text = np.asarray(text, np.float32)
+        else:
+            text = None
         net = SASRecNet(interactions.n_items, cfg, text).to(dev)
         if text is not None:  # items with no training interaction are represented by their text
             counts = np.asarray(interactions.item_counts()).ravel()
@@ -187,6 +256,7 @@ class SASRec(Recommender):
         start = time.monotonic()
         best, best_state, bad = -np.inf, None, 0
         self.history_: list[dict[str, float]] = []
+        self.stopped_by_ = "epochs"  # the budget ran out (no early stop, no cap)
         for epoch in range(1, cfg.epochs + 1):
             net.train()
             total, steps = 0.0, 0
@@ -206,8 +276,8 @@ class SASRec(Recommender):
                 total += loss.item()
                 steps += 1
             rec = {"epoch": epoch, "loss": total / max(steps, 1), "seconds": time.monotonic() - start}
-            out_of_time = time.monotonic() - start > cfg.time_budget_s
-            if validate is not None and (epoch % cfg.eval_every == 0 or out_of_time or epoch == cfg.epochs):
+            capped = cfg.max_seconds is not None and time.monotonic() - start > cfg.max_seconds
+            if validate is not None and (epoch % cfg.eval_every == 0 or capped or epoch == cfg.epochs):
                 net.eval()
                 score = float(validate(self))
                 rec["validation"] = score
@@ -217,25 +287,26 @@ class SASRec(Recommender):
                 else:
                     bad += 1
             self.history_.append(rec)
-            if out_of_time or bad >= cfg.patience:
+            if bad >= cfg.patience:
+                self.stopped_by_ = "early stopping"
+                break
+            if capped and epoch < cfg.epochs:
+                self.stopped_by_ = "time cap"
                 break
         if best_state is not None:
             net.load_state_dict(best_state)
         net.eval()
         self.epochs_ = len(self.history_)
         self.best_validation_ = None if best == -np.inf else best
-        return self
 
     def _loss(
         self, net: SASRecNet, h: torch.Tensor, y: torch.Tensor, rng: np.random.Generator, dev: torch.device
     ) -> torch.Tensor:
-        full = self.cfg.loss == "ce" or (
-            self.cfg.loss == "auto" and self.n_items_ <= self.cfg.full_softmax_items
-        )
+        full = self.loss == "ce" or (self.loss == "auto" and self.n_items_ <= self.full_softmax_items)
         if full:
             return nn.functional.cross_entropy(net.logits(h), y)
         # sampled softmax: the positive against shared uniform negatives, logQ-free (uniform)
-        neg = torch.from_numpy(rng.integers(0, self.n_items_, self.cfg.negatives)).to(dev)
+        neg = torch.from_numpy(rng.integers(0, self.n_items_, self.negatives)).to(dev)
         w = net.item_vectors()[1:]
         pos_logit = (h * w[y]).sum(-1, keepdim=True)  # (N, 1)
         neg_logit = h @ w[neg].T  # (N, negatives)
@@ -245,10 +316,9 @@ class SASRec(Recommender):
 
     @torch.no_grad()
     def _score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
-        cfg = self.cfg
         dev = next(self.net_.parameters()).device
         seqs = [history.sequence(int(u)) for u in users]
-        length = max([min(len(s), cfg.max_len) for s in seqs] + [1])
+        length = max([min(len(s), self.max_len) for s in seqs] + [1])
         arr = torch.from_numpy(_left_pad(seqs, length)).to(dev)
         h = self.net_(arr)[:, -1]  # (B, D): the state after the most recent item
         out = self.net_.logits(h).float().cpu().numpy()
@@ -262,3 +332,17 @@ class SASRec(Recommender):
 
     def config_dict(self) -> dict[str, Any]:
         return asdict(self.cfg)
+
+
+def _as_metric(validation: Validation | None) -> Callable[[Recommender], float] | None:
+    """A validation fold as model -> NDCG@10 on it (full ranking, seen items excluded)."""
+    if validation is None or callable(validation):
+        return validation
+    fold = validation
+
+    def metric(model: Recommender) -> float:
+        from ..evaluation import ndcg_at_10  # local: evaluation imports models
+
+        return ndcg_at_10(model, fold)
+
+    return metric

@@ -1,7 +1,8 @@
 """The bundle: the one directory serving loads (never model internals from elsewhere).
 
 bundles/<version>/
-  manifest.json         version, created_at, default model, models, metrics, protocol,
+  manifest.json         `models.BundleManifest` (typed, versioned; older schemas are upgraded on
+                        reading): version, created_at, default model, models, metrics, protocol,
                         data versions (curated table versions + contract versions),
                         lineage run ids, sha256 of every file
   interactions.npz      the full curated history (pseudonymized users) used at query time
@@ -26,8 +27,14 @@ import numpy as np
 
 from ..errors import ShelfwiseError
 from ..features import Catalog, Interactions
-from ..models import RECOMMENDERS, Recommender
-from ..models._fusion import Fusion
+from ..models import (
+    SCHEMA_VERSION,
+    BundleManifest,
+    Recommender,
+    load_models,
+    read_manifest,
+    write_manifest,
+)
 from ..storage import file_sha256
 
 BUNDLES_DIR = "bundles"
@@ -82,8 +89,9 @@ def write_bundle(
         "models": sorted(models),
         **manifest,
         "files": files,
+        "schema_version": SCHEMA_VERSION,
     }
-    (tmp / "manifest.json").write_text(json.dumps(full, indent=2, default=str))
+    write_manifest(tmp, BundleManifest.from_dict(full))
     tmp.rename(path)  # a bundle appears whole or not at all
     if make_current:
         pointer = root / CURRENT
@@ -106,7 +114,7 @@ def current_bundle(workdir: str | Path) -> Path:
 @dataclass
 class Bundle:
     path: Path
-    manifest: dict[str, Any]
+    manifest: BundleManifest
     interactions: Interactions
     models: dict[str, Recommender]
     in_stock: np.ndarray
@@ -117,21 +125,18 @@ class Bundle:
 
     @property
     def version(self) -> str:
-        return str(self.manifest["version"])
+        return self.manifest.version
 
     @property
     def default(self) -> Recommender:
-        return self.models[self.manifest["default_model"]]
+        return self.models[self.manifest.default_model]
 
     @classmethod
     def load(cls, path: str | Path, *, verify: bool = True) -> Bundle:
         path = Path(path)
-        mf = path / "manifest.json"
-        if not mf.exists():
-            raise ShelfwiseError(f"{path}: not a bundle (no manifest.json)")
-        manifest = json.loads(mf.read_text())
+        manifest = read_manifest(path)
         if verify:
-            for rel, digest in manifest["files"].items():
+            for rel, digest in manifest.files.items():
                 f = path / rel
                 if not f.exists() or file_sha256(f) != digest:
                     raise ShelfwiseError(
@@ -139,18 +144,12 @@ class Bundle:
                     )
         inter = Interactions.load(path / "interactions.npz")
         cat = json.loads((path / "catalog.json").read_text())
-        models: dict[str, Recommender] = {}
-        for name in manifest["models"]:
-            if name == "fusion":
-                continue
-            cls_ = RECOMMENDERS[json.loads((path / "models" / name / "params.json").read_text())["model"]]
-            models[name] = cls_.load(path / "models" / name, inter)
-        if "fusion" in manifest["models"]:
-            fusion = Fusion.load(path / "models" / "fusion", inter)
-            assert isinstance(fusion, Fusion)
-            gens = manifest.get("fusion_generators", [])
-            fusion.generators_ = {g: models[g] for g in gens}
-            models["fusion"] = fusion
+        models = load_models(
+            {n: path / "models" / n for n in manifest.models},
+            inter,
+            fusion_generators=manifest.fusion_generators,
+            bundle=manifest.version,
+        )
         arrays: dict[str, np.ndarray] = {}
         if (path / "serving.npz").exists():
             with np.load(path / "serving.npz") as z:
@@ -171,31 +170,20 @@ class Bundle:
 
 def load_evaluated_models(bundle: Bundle) -> tuple[dict[str, Recommender], dict[str, str]]:
     """The fits `train` evaluated on the test fold (fitted without its targets), by name, and the
-    models that have none with the reason. A bundle from before `evaluated_models` keeps only the
-    served fits: those refit on every interaction have seen the test targets and are left out."""
+    models that have none with the reason (the manifest's `not_evaluable`: for bundles from
+    before evaluated fits were kept, the models refit on every interaction)."""
     manifest = bundle.manifest
-    paths: dict[str, str] | None = manifest.get("evaluated_models")
-    not_evaluable: dict[str, str] = {}
-    if paths is None:
-        refit = set((manifest.get("refit") or {}).get("models", []))
-        paths = {n: f"models/{n}" for n in manifest["models"] if n not in refit}
-        not_evaluable = {n: "refit on every interaction (test targets included)" for n in sorted(refit)}
-    out: dict[str, Recommender] = {}
-    for name, rel in paths.items():
-        if name == "fusion":
-            continue
-        if rel == f"models/{name}":
-            out[name] = bundle.models[name]
-            continue
-        cls_ = RECOMMENDERS[json.loads((bundle.path / rel / "params.json").read_text())["model"]]
-        out[name] = cls_.load(bundle.path / rel, bundle.interactions)
-    if "fusion" in paths:
-        gens = manifest.get("fusion_generators", [])
-        if all(g in out for g in gens):
-            fusion = Fusion.load(bundle.path / paths["fusion"], bundle.interactions)
-            assert isinstance(fusion, Fusion)
-            fusion.generators_ = {g: out[g] for g in gens}
-            out["fusion"] = fusion
-        else:
-            not_evaluable["fusion"] = "a generator has no train-fold fit"
+    not_evaluable = dict(manifest.not_evaluable)
+    paths = manifest.evaluated_models
+    # the served fits that are also the evaluated ones are loaded already
+    served = {n: bundle.models[n] for n, rel in paths.items() if rel == f"models/{n}" and n != "fusion"}
+    out = load_models(
+        {n: bundle.path / rel for n, rel in paths.items() if n not in served},
+        bundle.interactions,
+        fusion_generators=manifest.fusion_generators,
+        loaded=served,
+        bundle=bundle.version,
+    )
+    if "fusion" in paths and "fusion" not in out:
+        not_evaluable["fusion"] = "a generator has no train-fold fit"
     return out, not_evaluable
