@@ -438,6 +438,21 @@ def tastes(events: pd.DataFrame, products: pd.DataFrame, top: int = 3) -> pd.Dat
     return out
 
 
+# a profile's columns, in the order written (the shop's user id comes first, added by the caller)
+PROFILE_COLUMNS = (
+    "recency_days",
+    "frequency",
+    "monetary",
+    "expected_purchases",
+    "churn_risk",
+    "expected_value",
+    "segment",
+    "top_categories",
+    "top_brands",
+    "price_level",
+)
+
+
 def profile_customers(
     events: pd.DataFrame,
     products: pd.DataFrame,
@@ -452,23 +467,12 @@ def profile_customers(
     f["segment"] = rfm_segments(f)
     t = tastes(events[events["timestamp"] <= pd.Timestamp(as_of)], products)
     f = f.join(t)
-    cols = [
-        "recency_days",
-        "frequency",
-        "monetary",
-        "expected_purchases",
-        "churn_risk",
-        "expected_value",
-        "segment",
-        "top_categories",
-        "top_brands",
-        "price_level",
-    ]
-    return f[cols], info
+    return f[list(PROFILE_COLUMNS)], info
 
 
 __all__ = [
     "FEATURES",
+    "PROFILE_COLUMNS",
     "SEGMENTS",
     "CustomerModel",
     "features_at",

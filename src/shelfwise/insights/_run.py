@@ -13,22 +13,10 @@ from typing import Any
 import pandas as pd
 
 from ..errors import ShelfwiseError
-from ._customers import profile_customers
+from ._customers import PROFILE_COLUMNS, profile_customers
 from ._data import load_curated, parse_as_of, shop_ids
 
-PROFILE_FIELDS = (
-    "user_id",
-    "recency_days",
-    "frequency",
-    "monetary",
-    "expected_purchases",
-    "churn_risk",
-    "expected_value",
-    "segment",
-    "top_categories",
-    "top_brands",
-    "price_level",
-)
+PROFILE_FIELDS = ("user_id", *PROFILE_COLUMNS)
 _ROUND = {"recency_days": 2, "monetary": 2, "expected_purchases": 4, "churn_risk": 4, "expected_value": 2}
 
 
