@@ -367,7 +367,7 @@ def test_single_user_mode_is_loopback_only_and_forms_need_the_token(served_workd
     with TestClient(app, client=("203.0.113.9", 40000)) as remote:
         r = remote.get("/console/")
         assert r.status_code == 403 and "loopback" in r.text
-    with TestClient(app, client=("127.0.0.1", 40000)) as local:
+    with TestClient(app, base_url="http://127.0.0.1:8000", client=("127.0.0.1", 40000)) as local:
         r = local.get("/console/")
         assert r.status_code == 200 and "single-user" in r.text
         before = (work / "config" / "rules.json").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -60,8 +61,13 @@ def test_online_click_through_drop_needs_evidence() -> None:
     assert any("dropped with bundle B" in a["what"] for a in alerts)
 
 
-def _request(cookie: str | None = None, host: str = "127.0.0.1") -> Request:
+def _request(
+    cookie: str | None = None, host: str = "127.0.0.1", to: str = "127.0.0.1:8000", origin: str | None = None
+) -> Request:
     headers = [(b"cookie", f"{_auth.COOKIE}={cookie}".encode())] if cookie else []
+    headers.append((b"host", to.encode()))
+    if origin is not None:
+        headers.append((b"origin", origin.encode()))
     return Request(
         {"type": "http", "headers": headers, "client": (host, 1234), "method": "GET", "path": "/console/"}
     )
@@ -83,7 +89,22 @@ def test_session_cookie_round_trip_and_tampering(tmp_path: Path) -> None:
 def test_single_user_mode_only_on_loopback(tmp_path: Path) -> None:
     assert _auth.current_user(_request(host="127.0.0.1"), tmp_path, None) is not None
     assert _auth.current_user(_request(host="::1"), tmp_path, None) is not None
+    assert _auth.current_user(_request(host="::1", to="[::1]:8000"), tmp_path, None) is not None
+    assert _auth.current_user(_request(host="127.0.0.1", to="localhost:8000"), tmp_path, None) is not None
     assert _auth.current_user(_request(host="192.0.2.7"), tmp_path, None) is None
+    # DNS rebinding: a page on attacker.example re-pointed at 127.0.0.1 comes from loopback but
+    # names its own host: no single-user admin for it
+    assert _auth.current_user(_request(host="127.0.0.1", to="attacker.example:8000"), tmp_path, None) is None
+
+
+def test_a_form_from_another_site_is_refused_even_with_the_token() -> None:
+    s = _auth.new_session()
+    _auth.check_csrf(s, {"csrf": s.csrf}, _request(origin="http://127.0.0.1:8000"))  # same site
+    _auth.check_csrf(s, {"csrf": s.csrf}, _request())  # no Origin (an old browser, a script)
+    with pytest.raises(_auth.Denied):
+        _auth.check_csrf(s, {"csrf": s.csrf}, _request(origin="http://attacker.example:8000"))
+    with pytest.raises(_auth.Denied):
+        _auth.check_csrf(s, {"csrf": "forged"}, _request(origin="http://127.0.0.1:8000"))
 
 
 def test_lineage_svg_draws_every_node_and_edge() -> None:

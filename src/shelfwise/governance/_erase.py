@@ -48,6 +48,13 @@ def erase_user(
     touched: list[DatasetRef] = []
     try:
         report["warehouse"] = _erase_warehouse(workdir, raw_user_id, pseudo)
+        # registered at once, before files and bundles: should a later step fail, every later
+        # load still withholds the user's rows and running servers still forget them (a retry
+        # finishes the rest: a bundle that still holds the user is erased again)
+        path = workdir / ERASURES_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as fh:  # running servers forget the user and reload
+            fh.write(json.dumps({"pseudonym": pseudo, "at": datetime.now(UTC).isoformat()}) + "\n")
         ns = warehouse_namespace(workdir)
         touched += [DatasetRef(ns, t, rows=n) for t, n in report["warehouse"].items() if n]
         report["files"] = _erase_files(workdir, raw_user_id, pseudo)
@@ -64,10 +71,6 @@ def erase_user(
 
             redis_client.delete(*online_keys(pseudo))  # what `serving._online.RedisState` holds
             report["redis"] = "forgotten"
-        path = workdir / ERASURES_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a") as fh:  # running servers forget the user and reload
-            fh.write(json.dumps({"pseudonym": pseudo, "at": datetime.now(UTC).isoformat()}) + "\n")
     except Exception as exc:
         lineage.fail(f"{type(exc).__name__}: {exc}")
         raise
@@ -177,14 +180,20 @@ def _erase_bundle(path: Path, pseudo: str) -> int:
     user_ids = inter.user_ids.astype(object).copy()
     user_ids[u] = f"erased_{u}"  # the index stays (model state is indexed by it); the id is gone
     steps = int((~keep).sum())
-    Interactions(
+    erased = Interactions(
         inter.user_idx[keep],
         inter.item_idx[keep],
         inter.weight[keep],
         inter.timestamp[keep],
         user_ids,
         inter.item_ids,
-    ).save(path / "interactions.npz")
+    )
+    # the models forget first (the served fits and the train-fold fits kept for `evaluate` alike):
+    # should one fail, the bundle's history still names the user and a retry erases it again
+    for model_dir in sorted(
+        {p.parent for p in [*path.glob("models/*/state.pkl"), *path.glob("evaluated/*/state.pkl")]}
+    ):
+        _forget_in_model(model_dir, u, erased, path.name)
     sv = path / "serving.npz"
     if sv.exists():
         with np.load(sv) as z:
@@ -196,12 +205,7 @@ def _erase_bundle(path: Path, pseudo: str) -> int:
             for k in ("purchase_user", "purchase_item", "purchase_ts"):
                 arrays[k] = arrays[k][m]
         np.savez_compressed(sv, **arrays)  # type: ignore[arg-type]
-    erased = Interactions.load(path / "interactions.npz")
-    # the served fits and the train-fold fits kept for `evaluate` (evaluated/) alike
-    for model_dir in sorted(
-        {p.parent for p in [*path.glob("models/*/state.pkl"), *path.glob("evaluated/*/state.pkl")]}
-    ):
-        _forget_in_model(model_dir, u, erased, path.name)
+    erased.save(path / "interactions.npz")
     manifest = read_manifest(path)
     manifest.files = {rel: file_sha256(path / rel) for rel in manifest.files if (path / rel).exists()}
     manifest.erasures.append({"pseudonym": pseudo, "at": datetime.now(UTC).isoformat()})

@@ -413,7 +413,12 @@ def _train(
         search_dir, search_info = _build_search(workdir, inter, log, synonym_files, settings)
     if search_info is None:
         skipped.add("stage", "search", "no catalog with text to index")
+    for part, stage in (("finetune", "search fine-tune"), ("cross_encoder", "search cross-encoder")):
+        if search_info and "stopped" in (search_info.get(part) or {}):
+            got = search_info[part]
+            caps.add(stage, f"{got.get('planned_steps')} steps", str(got["stopped"]))
     manifest["search"] = search_info
+    manifest["budget_caps"] = list(caps)
     t0 = time.monotonic()
     with console.stage("serving lists", ["registry"]):
         arrays = _serving_arrays(workdir, models[default], inter, settings, models.get("popularity"))
@@ -788,8 +793,10 @@ def _fit_one(
     """One model fitted on the training part: SASRec stopped early on the validation fold,
     the others tuned on it (with their defaults when there are no validation users)."""
     cls = RECOMMENDERS[name]
+    ran = [0]  # Optuna trials that ended, scored or failed (a NaN score): the cap is what stops short
 
     def step() -> None:
+        ran[0] += 1
         if console is not None:
             console.advance()
 
@@ -846,11 +853,11 @@ def _fit_one(
             "best_validation_ndcg@10": max(t["validation_ndcg@10"] for t in trials),
         }
         log(f"{name}: {len(trials)} Optuna trials, best {params}")
-    if len(trials) < planned and caps is not None:
+    if ran[0] < planned and caps is not None:
         caps.add(
             f"tuning {name}",
             f"{planned} trials, capped at {settings.tune_budget_s:g} s",
-            f"{len(trials)} of {planned} trials",
+            f"{ran[0]} of {planned} trials",
         )
     return best if best is not None else cls(**params).fit(split.train)
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import Request
 
@@ -120,12 +120,22 @@ def write_session(response: Any, workdir: Path, session: Session, secure: bool =
     )
 
 
-def is_loopback(request: Request) -> bool:
-    host = request.client.host if request.client else ""
+def _loopback_name(host: str) -> bool:
     try:
-        return ip_address(host).is_loopback
+        return ip_address(host.strip("[]")).is_loopback
     except ValueError:
-        return host in ("localhost", "testclient")
+        return host == "localhost"
+
+
+def is_loopback(request: Request) -> bool:
+    """A request from this machine, addressed to this machine by a loopback name: the `Host` check
+    stops DNS rebinding (a page on attacker.example re-pointed at 127.0.0.1 would otherwise be
+    served the single-user admin console, and its forms with it)."""
+    client = request.client.host if request.client else ""
+    host = urlsplit("//" + request.headers.get("host", "")).hostname or ""
+    if client == "testclient":  # Starlette's TestClient (in-process tests), addressed as testserver
+        return host in ("testserver", "localhost") or _loopback_name(host)
+    return _loopback_name(client) and _loopback_name(host)
 
 
 def current_user(request: Request, workdir: Path, session: Session | None) -> User | None:
@@ -206,3 +216,7 @@ def check_csrf(session: Session | None, fields: dict[str, str], request: Request
     token = fields.get("csrf") or request.headers.get("x-csrf-token") or ""
     if session is None or not hmac.compare_digest(session.csrf, token):
         raise Denied(403, "the form expired or did not come from this console (CSRF check); reload the page")
+    # and the browser says the form came from this site (a second line of defence: Origin, else Referer)
+    source = request.headers.get("origin") or request.headers.get("referer")
+    if source and source != "null" and urlsplit(source).netloc != request.headers.get("host", ""):
+        raise Denied(403, "the form did not come from this console (its Origin is another site)")

@@ -311,6 +311,8 @@ def console_router(workdir: Path, service: Callable[[], Any]) -> APIRouter:
 
     # -- search playground ---------------------------------------------------------------------
     def sides(s: Any, b_bundle: str, b_rules: str, draft: Any = None) -> list[_playground.Side]:
+        if b_bundle and b_bundle not in bundles():  # a bundle of this shop, never a path
+            raise Denied(404, f"no bundle {b_bundle!r} in this shop")
         a = _playground.Side(None, s.rules, f"serving: bundle {s.snapshot.version}, rules v{s.rules.version}")
         if draft is not None:
             b = _playground.Side(b_bundle or None, draft, "draft rules (not saved)")
