@@ -156,6 +156,7 @@ def test_json_lines_an_erased_user_is_withheld_from_valid_and_malformed_lines(tm
     from shelfwise.serving._feedback import ingest_events
 
     later = (datetime.now(UTC) + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    ahead = (datetime.now(UTC) + timedelta(hours=36)).strftime("%Y-%m-%dT%H:%M:%SZ")
     served = tmp_path / "served"
     served.mkdir()
     (served / "events.jsonl").write_text(
@@ -173,6 +174,12 @@ def test_json_lines_an_erased_user_is_withheld_from_valid_and_malformed_lines(tm
             {"user_id": "u2", "product_id": "p1", "event_type": "click", "timestamp": later, "event_id": "e2"}
         )
         + "\n"
+        # dated 36 h ahead: within max_future_days (2) for anyone else, but an erased user's row
+        # must be dated no later than the load (a day of clock skew) to count as new data
+        + json.dumps(
+            {"user_id": "u2", "product_id": "p1", "event_type": "click", "timestamp": ahead, "event_id": "e3"}
+        )
+        + "\n"
     )
     rep = ingest_events(work, served).tables["events"]
-    assert (rep.rows_in, rep.rows_curated, rep.rows_withheld, rep.balanced) == (2, 1, 1, True)
+    assert (rep.rows_in, rep.rows_curated, rep.rows_withheld, rep.balanced) == (3, 1, 2, True)

@@ -56,11 +56,10 @@ def withhold_erased(st: LoadState) -> None:
     on = " OR ".join(f"(e.col = {lit(c)} AND c.{q(c)} = e.raw_id)" for c in st.pseudo_cols)
     later = "false"
     if any(c.name == "timestamp" and c.kind is Kind.TIMESTAMP for c in st.contract.columns):
-        # a valid date after the erasure (not one implausibly far in the future)
-        later = (
-            'c."timestamp" > e.at AND c."timestamp" <= now()::TIMESTAMP + '
-            f"INTERVAL {int(st.settings.max_future_days)} DAY"
-        )
+        # a valid date after the erasure and no later than this load (a day of clock skew): an
+        # erased user's row dated in the future is withheld even where `max_future_days` would
+        # curate it, or an old export with a mistyped year could bring them back
+        later = 'c."timestamp" > e.at AND c."timestamp" <= now()::TIMESTAMP + INTERVAL 1 DAY'
     wh.con.con.register("_erased_src", table)
     try:
         wh.sql(
