@@ -28,7 +28,6 @@ EXCEPTIONS = {
     ("serving/_app.py", "insights"): "create_app composes the HTTP surface: POST /v1/ask",
     ("serving/_app.py", "web"): "create_app composes the HTTP surface: the console at /console",
     ("search/_analytics.py", "serving"): "reads where bundles live (BUNDLES_DIR, CURRENT)",
-    ("insights/_cli.py", "_shop"): "the insights commands are a thin layer over shelfwise.Shop",
 }
 
 
