@@ -403,8 +403,6 @@ def _train(
             n: f"{EVALUATED_DIR}/{n}" if n in refit["models"] else f"models/{n}" for n in models
         },
         "settings": asdict(settings),
-        "skipped": list(skipped),
-        "budget_caps": list(caps),
     }
     synonym_files = [workdir / "config" / "synonyms.txt"]
     if data_dir is not None:
@@ -418,7 +416,6 @@ def _train(
             got = search_info[part]
             caps.add(stage, f"{got.get('planned_steps')} steps", str(got["stopped"]))
     manifest["search"] = search_info
-    manifest["budget_caps"] = list(caps)
     t0 = time.monotonic()
     with console.stage("serving lists", ["registry"]):
         arrays = _serving_arrays(workdir, models[default], inter, settings, models.get("popularity"))
@@ -429,7 +426,8 @@ def _train(
         "seconds": round(time.monotonic() - t0, 1),
     }
     log(f"serving: top lists for {len(arrays.get('toplist', [])):,} users in {time.monotonic() - t0:.1f}s")
-    manifest["skipped"] = list(skipped)
+    manifest["skipped"] = list(skipped)  # both as the last stage left them
+    manifest["budget_caps"] = list(caps)
     bundle = write_bundle(
         workdir,
         models=models,
