@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -67,7 +69,32 @@ def copy_head(src: Path, dst: Path, lines: int) -> Path:
     return dst
 
 
-__all__ = ["copy_head", "curated_rows", "shared", "shutil"]
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """A directory `build` fills once per test run, shared by the xdist workers (a file lock in
+    their common temporary root), and a private copy of it for the caller.
+
+    Training a shop is the suite's most expensive step; without this a session- or module-scoped
+    fixture trains once per worker that happens to run one of its tests."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's root, common to every worker
+    cache = root / f"built-once-{name}"
+    with open(root / f"built-once-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not (cache / ".built").exists():
+                shutil.rmtree(cache, ignore_errors=True)
+                cache.mkdir()
+                build(cache)
+                (cache / ".built").touch()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    copy = tmp_path_factory.mktemp(name)
+    shutil.copytree(cache, copy, symlinks=True, dirs_exist_ok=True)
+    return copy
+
+
+__all__ = ["built_once", "copy_head", "curated_rows", "shared", "shutil"]
 
 
 CHROMIUM_ARGS = [

@@ -15,11 +15,11 @@ import pytest
 from shelfwise.demo import generate_demo
 from shelfwise.serving import Bundle, current_bundle
 from tests.cli.test_cli import sw
+from tests.conftest import built_once
 from tests.serving.conftest import Server, catalog_products
 
 FAST = [
-    "--tune-seconds", "300", "--tune-trials", "2", "--sasrec-seconds", "5",
-    "--finetune-seconds", "0", "--cross-encoder-seconds", "0",
+    "--tune-trials", "2", "--sasrec-epochs", "2", "--finetune-steps", "0", "--cross-encoder-steps", "0",
 ]  # fmt: skip
 
 # what a library prints when it warns or draws its own progress bar
@@ -159,15 +159,21 @@ def test_events_arriving_later_add_the_recommenders(catalog_only, demo, tmp_path
     assert gates["beats_popularity"].passed and gates["coverage_floor"].passed  # n/a
 
 
-@pytest.fixture(scope="module")
-def twenty_users(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict, str]:
-    base = tmp_path_factory.mktemp("twenty")
+def _train_twenty_users(base: Path) -> None:
     data = base / "data"
     generate_demo(data, products=150, users=20, events=260, seed=4, defects=False)
-    work = base / "w"
-    proc = sw("train", "--data", str(data), "--workdir", str(work), "--json", *FAST)  # every default model
-    out = json.loads(proc.stdout)
-    return data, work, out, proc.stderr
+    proc = sw(
+        "train", "--data", str(data), "--workdir", str(base / "w"), "--json", *FAST
+    )  # every default model
+    (base / "train.json").write_text(proc.stdout)
+    (base / "train.stderr").write_text(proc.stderr)
+
+
+@pytest.fixture(scope="module")
+def twenty_users(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict, str]:
+    base = built_once(tmp_path_factory, "twenty-users", _train_twenty_users)
+    out = json.loads((base / "train.json").read_text())
+    return base / "data", base / "w", out, (base / "train.stderr").read_text()
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -12,30 +13,33 @@ from shelfwise.demo import generate_demo
 from shelfwise.governance import Pseudonymizer, SecretStore
 from shelfwise.serving import Bundle, current_bundle
 from tests.cli.test_cli import sw
-from tests.conftest import copy_head, shared
+from tests.conftest import built_once, copy_head, shared
 
+# counted budgets (trials, epochs, steps), small: the same data and seed give the same bundle
+# whatever the machine's load, and no stage runs into a time cap
 FAST = [
-    "--tune-seconds",
-    "300",
     "--tune-trials",
     "3",
-    "--sasrec-seconds",
-    "15",
-    "--finetune-seconds",
-    "10",
-    "--cross-encoder-seconds",
-    "10",
+    "--sasrec-epochs",
+    "2",
+    "--finetune-steps",
+    "5",
+    "--cross-encoder-steps",
+    "5",
 ]
+
+
+def _train_demo_shop(base: Path) -> None:
+    data = base / "data"
+    generate_demo(data, products=300, users=120, events=6000, seed=5)
+    proc = sw("train", "--data", str(data), "--workdir", str(base / "w"), "--json", *FAST)
+    (base / "train.json").write_text(proc.stdout)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
-    base = tmp_path_factory.mktemp("train")
-    data = base / "data"
-    generate_demo(data, products=300, users=120, events=6000, seed=5)
-    work = base / "w"
-    proc = sw("train", "--data", str(data), "--workdir", str(work), "--json", *FAST)
-    return data, work, json.loads(proc.stdout)
+    base = built_once(tmp_path_factory, "train-cli", _train_demo_shop)  # once, whichever worker asks
+    return base / "data", base / "w", json.loads((base / "train.json").read_text())
 
 
 @pytest.mark.slow
@@ -59,6 +63,11 @@ def test_train_writes_a_bundle_with_protocol_lineage_and_tracking(trained):
     assert [e["eventType"] for e in train_events] == ["START", "COMPLETE"]
     assert bundle.manifest["lineage"]["train_run_id"] == train_events[0]["run"]["runId"]
     assert (work / "mlflow.db").exists() and set(out["mlflow_runs"]) == names
+    with sqlite3.connect(work / "mlflow.db") as db:  # artifacts go to the workdir, not the current directory
+        (where,) = db.execute(
+            "SELECT artifact_location FROM experiments WHERE name = 'shelfwise-recommendations'"
+        ).fetchone()
+    assert where.startswith("file://") and where.endswith("/w/mlruns")
     html = (work / "reports" / "evaluation.html").read_text()
     assert "full ranking" in html and "<svg" in html
     # the popularity baseline is beaten by the default model on the demo's planted tastes

@@ -18,6 +18,7 @@ import pytest
 
 from shelfwise.demo import generate_demo
 from tests.cli.test_cli import sw
+from tests.conftest import built_once
 
 
 def free_port() -> int:
@@ -53,18 +54,21 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     proc.wait(10)
 
 
-@pytest.fixture(scope="session")
-def served_workdir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A demo shop trained with fast settings: (data dir, workdir)."""
-    base = tmp_path_factory.mktemp("serve")
+def _train_served_shop(base: Path) -> None:
     data = base / "data"
     generate_demo(data, products=300, users=150, events=8000, seed=21)
-    work = base / "w"
     sw(
-        "train", "--data", str(data), "--workdir", str(work), "--models", "popularity,itemknn,transitions,als",
+        "train", "--data", str(data), "--workdir", str(base / "w"), "--models", "popularity,itemknn,transitions,als",
         "--tune-seconds", "300", "--tune-trials", "3", "--finetune-seconds", "0", "--cross-encoder-seconds", "0", "--json",
     )  # fmt: skip
-    return data, work
+
+
+@pytest.fixture(scope="session")
+def served_workdir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A demo shop trained with fast settings: (data dir, workdir); trained once per run, each
+    xdist worker serving its own copy."""
+    base = built_once(tmp_path_factory, "serve", _train_served_shop)
+    return base / "data", base / "w"
 
 
 class Server:

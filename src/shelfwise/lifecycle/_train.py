@@ -876,6 +876,11 @@ def _track(
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{(workdir / 'mlflow.db').resolve().as_posix()}")
+    # the experiment's artifacts live in the workdir too, not in whatever directory train ran from
+    if mlflow.get_experiment_by_name("shelfwise-recommendations") is None:
+        mlflow.create_experiment(
+            "shelfwise-recommendations", artifact_location=(workdir / "mlruns").resolve().as_uri()
+        )
     mlflow.set_experiment("shelfwise-recommendations")
     runs = {}
     data_version = ",".join(f"{t}@v{v['version']}" for t, v in sorted(report["data_versions"].items()))
