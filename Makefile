@@ -32,7 +32,7 @@ demo: install
 	$(BIN)/shelfwise demo --workdir demo-workdir
 
 test: install system-deps
-	$(BIN)/python -m pytest -n 2 tests
+	$(BIN)/python -m pytest -n 2 --durations=25 tests
 
 test-fast: install
 	$(BIN)/python -m pytest -n 2 -m "not slow" tests
