@@ -53,6 +53,20 @@ def serve(
         float,
         typer.Option(help="Refuse a search miss (503 + Retry-After) whose predicted wait is longer.", min=0),
     ] = 500.0,
+    recommend_queue: Annotated[
+        int,
+        typer.Option(
+            help="Recommendation lists that need the model (not precomputed or cached) that may "
+            "wait or be in progress; more get 503.",
+            min=1,
+        ),
+    ] = 256,
+    recommend_max_wait_ms: Annotated[
+        float,
+        typer.Option(
+            help="Refuse such a list (503 + Retry-After) whose predicted answer time is longer.", min=0
+        ),
+    ] = 200.0,
 ) -> None:
     """Serve /v1/search, /v1/recommendations, /v1/items/{id}/similar and /v1/events over HTTP."""
     shop(workdir).authorize("serve.run")
@@ -81,6 +95,8 @@ def serve(
         search_budget_ms=search_budget_ms,
         search_queue=search_queue,
         search_max_wait_ms=search_max_wait_ms,
+        recommend_queue=recommend_queue,
+        recommend_max_wait_ms=recommend_max_wait_ms,
     )
     os.environ[CONFIG_ENV] = json.dumps({"workdir": str(workdir), "settings": asdict(settings)})
     if workers > 1:  # Prometheus metrics summed over the worker processes
