@@ -39,7 +39,7 @@ def test_a_loaded_bundle_maps_its_big_arrays_from_the_files(served_workdir):
     assert isinstance(snap.search.semantic_.embeddings_, np.memmap)
     models_dir = snap.bundle.path / "models"
     saved = {d.name for d in models_dir.iterdir() if any((d / "arrays").glob("*.npy"))}
-    assert {"als", "itemknn"} <= saved  # factor matrices, the similarity matrix's arrays
+    assert "als" in saved  # its factor matrices (the other models are under the size on 300 products)
     for name in saved:
         assert _memmaps(snap.bundle.models[name]) > 0, name
     # and they answer as the arrays they were saved from
