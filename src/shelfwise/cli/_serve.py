@@ -11,6 +11,8 @@ from ._app import AsJson, Workdir, app, print_json, shop
 
 __all__ = ["events_absorb", "events_app", "serve"]
 
+WORKER_HEALTHCHECK_S = 120  # see `serve`
+
 
 @app.command()
 def serve(
@@ -114,6 +116,10 @@ def serve(
         http="httptools",
         access_log=False,
         timeout_graceful_shutdown=15,
+        # a worker loading a large bundle holds the GIL for seconds at a time, longer on a busy
+        # machine: uvicorn's default (5 s without an answer to its ping) killed and restarted
+        # such workers over and over, and with several workers none ever finished loading
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
         log_level="info",
     )
 
