@@ -12,6 +12,13 @@ request can be a page-cache hit; the server's cache counters are read before and
 to prove it), at 1, 8 and 32 connections, on the 5,000-product shop and on a 100,000-product
 shop. Target: p99 <= 100 ms and no 5xx at 32 connections on the 5,000-product shop. Each run also
 reports how the server answered (pages per pipeline level, degraded, shed) from /metrics.
+
+Worker memory (`worker_memory`): `shelfwise serve --workers 1` and `--workers 4` on the large shop
+(the bundle's embeddings, faiss index and models' large arrays are memory-mapped), each process's
+RSS and PSS from /proc/PID/smaps_rollup after the workers have answered for a while. PSS divides a
+shared page among the processes mapping it, so the total PSS is what the workers take together.
+`--memory-only` measures just this and replaces that section of the file (it carries its own
+provenance record).
 """
 
 from __future__ import annotations
@@ -213,6 +220,109 @@ def logged_queries(data: Path) -> list[str]:
         return [r["query"] for r in csv.DictReader(fh) if r["event_type"] == "search" and r["query"]]
 
 
+def smaps_rollup(pid: int) -> dict[str, int]:
+    """A process's memory from /proc/PID/smaps_rollup, in MiB: `rss` (every resident page it
+    maps, shared ones in full), `pss` (shared pages divided among the processes mapping them:
+    the sum over processes is what they take together), `anonymous` (its private heap)."""
+    fields = {"Rss": "rss", "Pss": "pss", "Anonymous": "anonymous"}
+    out: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name in fields:
+            out[fields[name]] = round(int(rest.split()[0]) / 1024)
+    return out
+
+
+def worker_memory(work: Path, data: Path, port: int, env: dict, workers: int, seconds: int) -> dict:
+    """`shelfwise serve --workers N`: each process's RSS and PSS after the workers have answered
+    searches and recommendations for `seconds` (wrk, 8 connections: the pages they touch are
+    mapped), and the total. With one worker uvicorn serves from its own process; with several a
+    master process supervises the workers."""
+    import psutil
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shelfwise.cli", "serve", "--workdir", str(work), "--port", str(port),
+         "--absorb-seconds", "0", "--workers", str(workers)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc)
+        master = psutil.Process(proc.pid)
+        deadline = time.monotonic() + 600
+        while workers > 1 and time.monotonic() < deadline:  # every worker has loaded its bundle
+            kids = [c for c in master.children() if "resource_tracker" not in " ".join(c.cmdline())]
+            if (
+                len(kids) == workers
+                and all(smaps_rollup(c.pid).get("anonymous", 0) > 100 for c in kids)
+                and _steady(kids)
+            ):
+                break
+            time.sleep(1)
+        tmp = Path(tempfile.mkdtemp(prefix="sw-mem-"))
+        queries = logged_queries(data)[:2000]
+        import urllib.parse
+
+        (tmp / "paths.txt").write_text(
+            "\n".join(f"/v1/search?q={urllib.parse.quote(q)}&k=10" for q in queries)
+            + "\n"
+            + "\n".join(f"/v1/recommendations/mem-{i}?k=10" for i in range(500))
+            + "\n"
+        )
+        load = wrk(url, LUA_PATHS, {"WRK_PATHS": str(tmp / "paths.txt")}, seconds, 8)
+        shutil.rmtree(tmp, ignore_errors=True)
+        kids = [c for c in master.children() if "resource_tracker" not in " ".join(c.cmdline())]
+        procs = [("worker", c.pid) for c in kids] if workers > 1 else [("worker", proc.pid)]
+        if workers > 1:
+            procs.insert(0, ("master", proc.pid))
+        each = [{"role": role, **smaps_rollup(pid)} for role, pid in procs]
+        ws = [e for e in each if e["role"] == "worker"]
+        return {
+            "workers": workers,
+            "processes": each,
+            "worker_rss_mib_mean": round(sum(e["rss"] for e in ws) / len(ws)),
+            "worker_pss_mib_mean": round(sum(e["pss"] for e in ws) / len(ws)),
+            "total_pss_mib": sum(e["pss"] for e in each),
+            "total_rss_mib": sum(e["rss"] for e in each),
+            "requests_answered": load["requests"],
+            "non2xx": load["non2xx"],
+        }
+    finally:
+        stop(proc)
+
+
+def _steady(procs: list) -> bool:
+    """Whether the processes' private memory stopped growing (their bundles are loaded)."""
+    before = [smaps_rollup(p.pid).get("anonymous", 0) for p in procs]
+    time.sleep(2)
+    after = [smaps_rollup(p.pid).get("anonymous", 0) for p in procs]
+    return all(abs(a - b) <= 2 for a, b in zip(before, after, strict=True))
+
+
+def memory_report(work: Path, data: Path, port: int, env: dict, seconds: int) -> dict:
+    """Memory of 1 and 4 workers serving the same bundle (see `worker_memory`)."""
+    from shelfwise.serving import current_bundle
+
+    bundle = current_bundle(work)
+    mapped = sorted(str(f.relative_to(bundle)) for f in bundle.rglob("*") if f.suffix in (".npy", ".faiss"))
+    out: dict = {
+        **provenance(),
+        "bundle": bundle.name,
+        "products": len(json.loads((bundle / "catalog.json").read_text())["category"]),
+        "memory_mapped_files": {
+            "count": len(mapped),
+            "mib": round(sum((bundle / f).stat().st_size for f in mapped) / 2**20, 1),
+        },
+        "protocol": "shelfwise serve --workers N, wrk 8 connections for the stated seconds (logged "
+        "queries and recommendations), then /proc/PID/smaps_rollup of every process; MiB",
+    }
+    for n in (1, 4):
+        out[f"{n}_workers"] = worker_memory(work, data, port, env, n, seconds)
+    one, four = out["1_workers"], out["4_workers"]
+    out["four_vs_one_total_pss"] = round(four["total_pss_mib"] / one["total_pss_mib"], 2)
+    return out
+
+
 def start_server(work: Path, port: int, env: dict) -> subprocess.Popen:
     proc = subprocess.Popen(
         [sys.executable, "-m", "shelfwise.cli", "serve", "--workdir", str(work), "--port", str(port),
@@ -249,10 +359,31 @@ def main() -> None:
         help="measure search only (computing the dict app's table takes minutes): the file then "
         "holds no recommendation or event results, since every number in it comes from this run",
     )
+    ap.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="measure only the memory of 1 and 4 workers on the large shop (the 5k shop with "
+        "--large-products 0) and replace the `worker_memory` section of --out, which carries its "
+        "own provenance record (the file's other sections keep theirs)",
+    )
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("needs wrk (Debian package wrk)")
     root = Path(args.work or tempfile.mkdtemp(prefix="sw-serve-bench-"))
+    if args.memory_only:
+        env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+        size = args.large_products or args.products
+        shop = root / f"shop{size}"
+        if args.large_products:
+            train_shop(shop, size, 3000, 60_000, light=True, env=env)
+        else:
+            train_shop(shop, size, args.users, args.events, light=False, env=env)
+        out = Path(args.out)
+        results = json.loads(out.read_text()) if out.exists() else provenance()
+        results["worker_memory"] = memory_report(shop / "w", shop / "data", 18083, env, args.seconds)
+        out.write_text(json.dumps(results, indent=2))
+        print(json.dumps(results["worker_memory"], indent=2))
+        return
     base = root / f"shop{args.products}"
     data, work = base / "data", base / "w"
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
@@ -355,6 +486,8 @@ def main() -> None:
             results["search_uncached"][str(args.large_products)] = uncached_search(
                 url, big / "data", tmp, args.seconds, "l"
             )
+            stop(sw_proc)
+            results["worker_memory"] = memory_report(big / "w", big / "data", port_sw, env, args.seconds)
     finally:
         for p in (dict_proc, sw_proc):
             if p is not None:

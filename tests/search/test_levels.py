@@ -72,8 +72,13 @@ def test_a_query_that_matches_nothing_gets_no_results_and_a_fallback_that_says_s
             assert page["match"] == "none" and page["total"] == 0, (q, level)
             assert page["fallback"] == "popular" and [i["product_id"] for i in page["items"]] == popular
             assert "semantic" in page["stages"]  # the encoder was asked, even at the lexical level
-    # the rule: no keyword and the best cosine below what random letter strings get here
-    assert 0.0 < eng.no_match_threshold() < 1.0
+    # the rule: no keyword, and no product closer to the query than its nearest random string
+    gib, real = (eng.encode_queries([t])[0].main for t in ("asdkjhqwe", "earphones"))
+
+    def best(v: np.ndarray) -> float:
+        return float(np.max(np.asarray(eng.semantic_.embeddings_) @ v))
+
+    assert best(gib) < eng.no_match_threshold(gib) and best(real) >= eng.no_match_threshold(real)
     # a query with no shared word but a meaning is still answered by the encoder
     page = eng.query("earphones", 3, level="lexical")
     assert page["match"] == "semantic_only" and page["items"][0]["product_id"] == "p5"

@@ -11,6 +11,8 @@ from ._app import AsJson, Workdir, app, print_json, shop
 
 __all__ = ["events_absorb", "events_app", "serve"]
 
+WORKER_HEALTHCHECK_S = 120  # see `serve`
+
 
 @app.command()
 def serve(
@@ -53,6 +55,20 @@ def serve(
         float,
         typer.Option(help="Refuse a search miss (503 + Retry-After) whose predicted wait is longer.", min=0),
     ] = 500.0,
+    recommend_queue: Annotated[
+        int,
+        typer.Option(
+            help="Recommendation lists that need the model (not precomputed or cached) that may "
+            "wait or be in progress; more get 503.",
+            min=1,
+        ),
+    ] = 256,
+    recommend_max_wait_ms: Annotated[
+        float,
+        typer.Option(
+            help="Refuse such a list (503 + Retry-After) whose predicted answer time is longer.", min=0
+        ),
+    ] = 200.0,
 ) -> None:
     """Serve /v1/search, /v1/recommendations, /v1/items/{id}/similar and /v1/events over HTTP."""
     shop(workdir).authorize("serve.run")
@@ -81,6 +97,8 @@ def serve(
         search_budget_ms=search_budget_ms,
         search_queue=search_queue,
         search_max_wait_ms=search_max_wait_ms,
+        recommend_queue=recommend_queue,
+        recommend_max_wait_ms=recommend_max_wait_ms,
     )
     os.environ[CONFIG_ENV] = json.dumps({"workdir": str(workdir), "settings": asdict(settings)})
     if workers > 1:  # Prometheus metrics summed over the worker processes
@@ -98,6 +116,10 @@ def serve(
         http="httptools",
         access_log=False,
         timeout_graceful_shutdown=15,
+        # a worker loading a large bundle holds the GIL for seconds at a time, longer on a busy
+        # machine: uvicorn's default (5 s without an answer to its ping) killed and restarted
+        # such workers over and over, and with several workers none ever finished loading
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
         log_level="info",
     )
 

@@ -90,6 +90,20 @@ class Ingestor:
         # directory's shelfwise.toml when it has one
         self.column_map = column_map
 
+    def _declared_file(self, data_dir: Path, table: str) -> Path:
+        """The file `shelfwise.toml` names for `table` (`[files]`): it must be there."""
+        name = self._map.files[table]
+        path = data_dir / name
+        if not path.exists():
+            present = ", ".join(sorted(p.name for p in data_dir.iterdir() if p.name != MAP_FILE)[:20])
+            raise SourceError(
+                str(path),
+                None,
+                f"not found: {MAP_FILE} [files] says the {table} table is read from {name!r}, and "
+                f"{data_dir} has no such file (found: {present or 'nothing'})",
+            )
+        return path
+
     def run(self, data_dir: str | Path) -> IngestReport:
         data_dir = Path(data_dir)
         if not data_dir.is_dir():
@@ -98,7 +112,12 @@ class Ingestor:
         # the erasure register, read once per load: rows of these users must not come back
         self._erasures = Erasures.of(self.workdir)
         self._derived: set[str] = set()
-        files = {t: find_table_file(data_dir, t, TABLE_FILE_ALIASES.get(t, ())) for t in LOAD_ORDER}
+        files = {
+            t: self._declared_file(data_dir, t)
+            if t in self._map.files
+            else find_table_file(data_dir, t, TABLE_FILE_ALIASES.get(t, ()))
+            for t in LOAD_ORDER
+        }
         if self.mode == "replace" and files["events"] is None and files["products"] is None:
             present = ", ".join(sorted(p.name for p in data_dir.iterdir())[:20]) or "nothing"
             raise SourceError(

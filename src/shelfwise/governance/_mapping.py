@@ -9,7 +9,15 @@ A mapping comes from a small file beside the data, `shelfwise.toml`:
     [map.products]
     category = ["Category", "Sub-Category"]   # several columns: one category path
 
-and from `--map table.column=HEADER` flags (repeatable), which override the file. A mapped
+and from `--map table.column=HEADER` flags (repeatable), which override the file.
+
+A `[files]` table in the same file names the file a canonical table is read from when the shop's
+export is not named after it (by default `events.csv`, `products.parquet`, ...):
+
+    [files]
+    events = "orders_2026.csv"
+    products = "catalog export.csv"
+ A mapped
 column wins over the contract's own header names; the other columns are still matched by name.
 The file is read with the standard library's tomllib; an unknown table or canonical column is a
 clear error at once, before anything is loaded.
@@ -26,6 +34,7 @@ import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import ShelfwiseError, SourceError
 from ._contracts import CONTRACTS, Kind, TableContract
@@ -50,6 +59,7 @@ class ColumnMap:
 
     tables: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
     origin: dict[tuple[str, str], str] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)  # table -> its file's name (`[files]`)
 
     def for_table(self, table: str) -> dict[str, tuple[str, ...]]:
         return self.tables.get(table, {})
@@ -76,6 +86,18 @@ class ColumnMap:
         self.tables.setdefault(table, {})[column] = tuple(h.strip() for h in headers)
         self.origin[(table, column)] = origin
 
+    def set_file(self, table: str, name: Any, origin: str) -> None:
+        """`table` is read from the file `name` of the data directory."""
+        _contract(table, origin)
+        if not isinstance(name, str) or not name.strip():
+            raise ShelfwiseError(f"{origin}: {table} must name a file of the data directory (a string)")
+        name = name.strip()
+        if Path(name).is_absolute() or ".." in Path(name).parts or Path(name).name != name:
+            raise ShelfwiseError(
+                f"{origin}: {table} = {name!r}: name a file of the data directory itself (no path)"
+            )
+        self.files[table] = name
+
     def describe(self) -> dict[str, dict[str, str]]:
         """As the report shows it: table -> canonical -> "Header" (or "A > B")."""
         return {t: {c: " > ".join(h) for c, h in cols.items()} for t, cols in self.tables.items() if cols}
@@ -101,14 +123,20 @@ def read_map_file(path: Path, into: ColumnMap | None = None) -> ColumnMap:
         raise SourceError(str(path), None, f"unreadable: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise SourceError(str(path), None, f"not valid TOML: {exc}") from exc
-    unknown = sorted(set(doc) - {"map"})
+    unknown = sorted(set(doc) - {"map", "files"})
     if unknown:
         raise SourceError(
             str(path),
             None,
             f"unknown section(s) {', '.join(unknown)}: a column mapping is written under [map.<table>], "
-            'e.g. [map.events] then timestamp = "Order Date"',
+            'e.g. [map.events] then timestamp = "Order Date"; the file of a table under [files], '
+            'e.g. events = "orders_2026.csv"',
         )
+    files = doc.get("files", {})
+    if not isinstance(files, dict):
+        raise SourceError(str(path), None, '[files] must hold TABLE = "FILE NAME" lines')
+    for table, name in files.items():
+        out.set_file(table, name, f"{path} [files]")
     sections = doc.get("map", {})
     if not isinstance(sections, dict):
         raise SourceError(str(path), None, "[map] must hold [map.<table>] sections")

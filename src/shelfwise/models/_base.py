@@ -199,7 +199,8 @@ class Recommender(ABC):
         drops.sort(reverse=True)
         return [{"item": i, "contribution": round(d, 6)} for d, i in drops[:top] if d > 0]
 
-    # persistence: parameters as JSON, learned state as a pickle of the `_` attributes
+    # persistence: parameters as JSON, learned state as a pickle of the `_` attributes, its
+    # large arrays beside it as .npy files (`arrays/`, see `_StatePickler`)
     def save(self, path: str | Path) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
@@ -207,8 +208,7 @@ class Recommender(ABC):
             json.dumps({"model": self.name, "params": self.get_params()}, indent=2)
         )
         state = {k: v for k, v in vars(self).items() if k.endswith("_") and k not in self.transient}
-        with open(path / "state.pkl", "wb") as fh:
-            pickle.dump(state, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        save_state(state, path)
 
     @classmethod
     def upgrade_params(cls, params: dict[str, Any]) -> dict[str, Any]:
@@ -227,11 +227,90 @@ class Recommender(ABC):
             raise IncompatibleModel(
                 f"{path}: {cls.__name__} saved with parameters this shelfwise does not take ({exc})"
             ) from exc
-        with open(path / "state.pkl", "rb") as fh:
-            vars(model).update(pickle.load(fh))
+        vars(model).update(load_state(path))
         model.interactions_ = interactions
         return model
 
 
 class IncompatibleModel(ValueError):
     """A saved model this version of shelfwise cannot read (retrain to replace it)."""
+
+
+# A model's arrays of at least this size are saved as .npy files beside its pickled state and
+# loaded memory-mapped: the worker processes of one server (`shelfwise serve --workers N`) then
+# share one copy of the factor matrices and embeddings in the page cache instead of each
+# holding its own.
+MMAP_MIN_BYTES = 1 << 16
+ARRAYS_DIR = "arrays"
+
+
+class _StatePickler(pickle.Pickler):
+    """Pickles a model's state with every large numeric array (anywhere inside it: an attribute,
+    a sparse matrix's data, a library model's factors) written to `arrays/NNN.npy` instead."""
+
+    def __init__(self, fh: Any, directory: Path):
+        super().__init__(fh, protocol=pickle.HIGHEST_PROTOCOL)
+        self.directory = directory
+        self.written: dict[int, tuple[str, np.ndarray]] = {}  # id -> (file, array kept alive)
+
+    def persistent_id(self, obj: Any) -> Any:
+        if not (type(obj) is np.ndarray or isinstance(obj, np.memmap)):
+            return None
+        if obj.dtype.hasobject or obj.nbytes < MMAP_MIN_BYTES:
+            return None
+        got = self.written.get(id(obj))
+        if got is None:
+            name = f"{len(self.written):03d}.npy"
+            self.directory.mkdir(exist_ok=True)
+            _replace_with(self.directory / name, lambda fh: np.save(fh, np.asarray(obj), allow_pickle=False))
+            got = self.written[id(obj)] = (name, obj)
+        return ("npy", got[0])
+
+
+class _StateUnpickler(pickle.Unpickler):
+    def __init__(self, fh: Any, directory: Path):
+        super().__init__(fh)
+        self.directory = directory
+
+    def persistent_load(self, pid: Any) -> Any:
+        kind, name = pid
+        if kind != "npy" or "/" in name or name.startswith("."):
+            raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
+        # copy-on-write: pages are shared with every process mapping the file until one writes
+        # (a model told to forget a user changes its own copy, then saves it as new files)
+        return np.load(self.directory / name, mmap_mode="c", allow_pickle=False)
+
+
+def save_state(state: dict[str, Any], path: Path) -> None:
+    """`state.pkl` and its arrays in `path`. Every file is written beside and renamed over the
+    old one: a running server that maps the old file keeps reading it (truncating a mapped
+    file in place would crash it) and loads the new ones when told (a reloaded bundle)."""
+    directory = path / ARRAYS_DIR
+    written: list[str] = []
+
+    def dump(fh: Any) -> None:
+        pickler = _StatePickler(fh, directory)
+        pickler.dump(state)
+        written.extend(name for name, _ in pickler.written.values())
+
+    _replace_with(path / "state.pkl", dump)
+    if directory.exists():  # arrays of an earlier save that this one no longer has
+        for f in directory.iterdir():
+            if f.name not in written:
+                f.unlink()
+        if not written:
+            directory.rmdir()
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    """What `save_state` wrote (a state pickled before arrays were kept apart loads as is)."""
+    with open(path / "state.pkl", "rb") as fh:
+        state: dict[str, Any] = _StateUnpickler(fh, path / ARRAYS_DIR).load()
+    return state
+
+
+def _replace_with(target: Path, write: Any) -> None:
+    tmp = target.with_name(f".{target.name}.tmp")
+    with open(tmp, "wb") as fh:
+        write(fh)
+    tmp.replace(target)

@@ -236,40 +236,50 @@ class SemanticRetriever:
         self._ix = ix
 
     def save(self, path: str | Path) -> None:
-        """The embeddings (`path`, .npy), and the HNSW graph when there is one (`.faiss`
-        beside it: a 100k-product graph is read in well under a second instead of rebuilt)."""
+        """The embeddings (`path`, .npy) and the faiss index (`.faiss` beside it: a 100k-product
+        HNSW graph is read in well under a second instead of rebuilt). Both are loaded
+        memory-mapped (see `load`); each file is written beside and renamed over the old one, so
+        a server mapping the old file keeps reading it."""
         import faiss
 
         path = Path(path)
-        np.save(path, self.embeddings_)
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.asarray(self.embeddings_), allow_pickle=False)
+        tmp.replace(path)
         graph = path.with_suffix(".faiss")
-        if isinstance(self._ix, faiss.IndexHNSWFlat):
-            tmp = graph.with_name(f".{graph.name}.tmp")
-            faiss.write_index(self._ix, str(tmp))
-            tmp.replace(graph)
-        else:
-            graph.unlink(missing_ok=True)
+        tmp = graph.with_name(f".{graph.name}.tmp")
+        faiss.write_index(self._ix, str(tmp))
+        tmp.replace(graph)
         path.with_suffix(".json").write_text(
             json.dumps({"encoder": self.encoder, "hnsw_above": self.hnsw_above})
         )
 
     @classmethod
     def load(cls, path: str | Path) -> SemanticRetriever:
+        """The saved retriever, its embeddings and faiss index memory-mapped from the files (read
+        only: the worker processes of a server share one copy in the page cache)."""
         import faiss
 
         path = Path(path)
         meta_path = path.with_suffix(".json")
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
         r = cls(meta.get("encoder", "minilm"), meta.get("hnsw_above", 50_000), base=path.parent)
-        r.embeddings_ = np.load(path)
+        r.embeddings_ = np.load(path, mmap_mode="r")
         graph = path.with_suffix(".faiss")
-        if graph.exists() and len(r.embeddings_) > r.hnsw_above:
-            ix: Any = faiss.read_index(str(graph))
-            if ix.ntotal == len(r.embeddings_) and ix.d == r.embeddings_.shape[1]:
-                ix.hnsw.efSearch = HNSW_EF_SEARCH
+        if graph.exists():
+            ix: Any = faiss.read_index(str(graph), faiss.IO_FLAG_MMAP_IFC)
+            hnsw = isinstance(ix, faiss.IndexHNSWFlat)
+            if (
+                ix.ntotal == len(r.embeddings_)
+                and ix.d == r.embeddings_.shape[1]
+                and hnsw == (len(r.embeddings_) > r.hnsw_above)
+            ):
+                if hnsw:
+                    ix.hnsw.efSearch = HNSW_EF_SEARCH
                 r._ix = ix
                 return r
-        r._build()  # a bundle saved before graphs were kept, or an exact (flat) index
+        r._build()  # a bundle saved before the flat index was kept too
         return r
 
     def search_vectors(self, q: np.ndarray, k: int) -> Results:

@@ -87,7 +87,7 @@ class EngineState:
         self._caches_lock = threading.Lock()
         self._spelling: LRUCache[str, str] = LRUCache(QUERY_CACHE_SIZE)
         self._vectors: LRUCache[str, QueryVectors] = LRUCache(QUERY_CACHE_SIZE)
-        self._null_cosine: dict[str, float] = {}  # see `no_match_threshold`
+        self._null_vectors: dict[str, np.ndarray] = {}  # see `no_match_threshold`
         self._facet_codes: tuple[Any, ...] | None = None  # see `_facets`
 
     # -- query time (see `SearchEngine`) ----------------------------------------------------

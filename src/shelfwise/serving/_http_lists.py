@@ -62,7 +62,18 @@ def lists_router(ctx: AppContext) -> APIRouter:
         clean_text(user_id, "user_id", settings.max_id_chars)
         if context is not None:
             clean_text(context, "context", settings.max_query_chars)
-        ans = s.recommend(user_id, k, context or None)
+        # a lookup is answered on the event loop; a list that needs the model goes to the
+        # recommendation queue, which answers it within its time or refuses it (503)
+        ans = s.recommend_cached(user_id, k, context or None)
+        if ans is None:
+            try:
+                ans = await ctx.state["recommend_queue"].submit((user_id, k, context or None))
+            except Overloaded as exc:
+                metrics.recommend_shed.labels(exc.kind).inc()
+                raise HTTPException(
+                    503, f"overloaded: {exc}; retry later", headers={"Retry-After": exc.retry_after}
+                ) from None
+        assert ans is not None
         rid = s.new_id("rec")
         ctx.count_cache("recommendations", ans)
         ctx.expose("recommendations", rid, ans, ans.user, {"context": context})

@@ -1,5 +1,5 @@
 """Prometheus metrics of the HTTP API: latency and status per route template, cache outcomes,
-posted events, the search queue (`/metrics`). Per process, or across uvicorn workers through
+posted events, the search and recommendation queues (`/metrics`). Per process, or across uvicorn workers through
 `PROMETHEUS_MULTIPROC_DIR`."""
 
 from __future__ import annotations
@@ -51,6 +51,19 @@ class Metrics:
         )
         self.search_skipped = Counter(
             "shelfwise_search_stage_skipped_total", "search stages skipped for the budget", ["stage"], **kw
+        )
+        # the recommendation queue (see `_recommend_queue`): lists that need the model
+        self.recommend_depth = Gauge(
+            "shelfwise_recommend_queue_depth",
+            "recommendation lists waiting for the model or in progress",
+            multiprocess_mode="livesum",
+            **kw,
+        )
+        self.recommend_shed = Counter(
+            "shelfwise_recommend_shed_total",
+            "recommendation requests refused with 503 (overload)",
+            ["reason"],
+            **kw,
         )
         self.search_cost = Gauge(
             "shelfwise_search_level_cost_seconds",

@@ -70,6 +70,13 @@ class SearchQueueStatus(BaseModel):
     cost_ms: dict[str, float] = Field(description="estimated milliseconds per query at each level")
 
 
+class RecommendQueueStatus(BaseModel):
+    depth: int
+    limit: int
+    max_wait_ms: float
+    cost_ms: float = Field(description="estimated milliseconds per list computed by the model")
+
+
 class Ready(BaseModel):
     status: Literal["ready", "loading"]
     bundle_version: str | None = None
@@ -77,6 +84,7 @@ class Ready(BaseModel):
     search_cache_warmed: int | None = Field(None, description="queries pre-searched; null while warming")
     events_pending: int | None = Field(None, description="acknowledged events not yet in the warehouse")
     search_queue: SearchQueueStatus | None = None
+    recommend_queue: RecommendQueueStatus | None = None
 
 
 class Reloaded(BaseModel):

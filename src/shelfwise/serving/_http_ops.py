@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from ._http_auth import REQUIREMENT, authorize
 from ._http_context import JSON, AppContext
 from ._http_models import Health, Ready, Reloaded, error_responses
+from ._recommend_queue import RecommendQueue
 from ._search_queue import SearchQueue
 
 __all__ = ["ops_router", "queue_status"]
@@ -26,6 +27,17 @@ def queue_status(queue: SearchQueue | None) -> dict[str, Any] | None:
         "budget_ms": round(queue.budget_s * 1000, 1),
         "max_wait_ms": round(queue.max_wait_s * 1000, 1),
         "cost_ms": {k: round(v * 1000, 3) for k, v in list(queue.cost_s.items())},
+    }
+
+
+def recommend_queue_status(queue: RecommendQueue | None) -> dict[str, Any] | None:
+    if queue is None:
+        return None
+    return {
+        "depth": queue.depth(),
+        "limit": queue.limit,
+        "max_wait_ms": round(queue.max_wait_s * 1000, 1),
+        "cost_ms": round(queue.cost_s * 1000, 3),
     }
 
 
@@ -56,6 +68,7 @@ def ops_router(ctx: AppContext) -> APIRouter:
                 # acknowledged, not yet in the warehouse (absorbed every --absorb-seconds)
                 "events_pending": await ctx.pending_count(),
                 "search_queue": queue_status(ctx.state.get("search_queue")),
+                "recommend_queue": recommend_queue_status(ctx.state.get("recommend_queue")),
             }
         )
 
@@ -74,6 +87,9 @@ def ops_router(ctx: AppContext) -> APIRouter:
             metrics.search_depth.set(queue.depth())
             for level, cost in list(queue.cost_s.items()):
                 metrics.search_cost.labels(level).set(cost)
+        rq: RecommendQueue | None = ctx.state.get("recommend_queue")
+        if rq is not None:
+            metrics.recommend_depth.set(rq.depth())
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @router.post(

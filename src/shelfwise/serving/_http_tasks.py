@@ -16,6 +16,7 @@ from typing import Any
 
 from ._event_ids import EventIds, RedisEventIds, SqliteEventIds
 from ._feedback import EVENT_IDS_DB, absorb, pending_events, spooled_event_ids
+from ._recommend_queue import RecommendQueue
 from ._search_queue import SearchQueue
 from ._service import ServeSettings, Service
 
@@ -27,6 +28,7 @@ __all__ = [
     "open_event_ids",
     "prune",
     "refresh",
+    "start_recommend_queue",
     "start_search_queue",
     "stop_when_cancelled",
     "warm",
@@ -55,7 +57,20 @@ async def start_search_queue(service: Service, settings: ServeSettings) -> Searc
     return queue
 
 
-async def stop_when_cancelled(queue: SearchQueue) -> None:
+def start_recommend_queue(service: Service, settings: ServeSettings) -> RecommendQueue:
+    """The queue of recommendation lists that need the model (see `_recommend_queue`), started."""
+
+    def run(args: tuple[str, int, str | None]) -> Any:
+        return service.recommend(*args)
+
+    queue = RecommendQueue(
+        run, limit=settings.recommend_queue, max_wait_s=settings.recommend_max_wait_ms / 1000
+    )
+    queue.start()
+    return queue
+
+
+async def stop_when_cancelled(queue: SearchQueue | RecommendQueue) -> None:
     """Runs until the server stops (its task is cancelled with the others), then stops the queue."""
     try:
         await asyncio.Event().wait()

@@ -59,6 +59,10 @@ class ServeSettings:
     search_budget_ms: float = 40.0
     search_queue: int = 256
     search_max_wait_ms: float = 500.0
+    # recommendation lists that need the model (see `_recommend_queue`): how many may wait or be
+    # in progress, and the predicted time to answer beyond which one is refused (503)
+    recommend_queue: int = 256
+    recommend_max_wait_ms: float = 200.0
 
 
 class LRU:
@@ -337,6 +341,19 @@ class Service:
     ) -> Answer:
         """What /v1/recommendations answers (and `shelfwise recommend`); `model` names one of the
         bundle's models instead of the default or an experiment's (no experiment then)."""
+        ans = self._recommend(raw_user, k, context, model, cached_only=False)
+        assert ans is not None
+        return ans
+
+    def recommend_cached(self, raw_user: str, k: int, context: str | None = None) -> Answer | None:
+        """`recommend`'s answer when it needs no model computation (a precomputed, cached or
+        cold-start list), else None: the HTTP layer answers those on the event loop and sends the
+        others to the recommendation queue (see `_recommend_queue`)."""
+        return self._recommend(raw_user, k, context, None, cached_only=True)
+
+    def _recommend(
+        self, raw_user: str, k: int, context: str | None, model: str | None, *, cached_only: bool
+    ) -> Answer | None:
         exp, variant = self.assign("recommendations", raw_user) if model is None else (None, None)
         snap = self._snapshot_for(variant)
         if model is None:
@@ -362,6 +379,8 @@ class Service:
         else:
             key = (snap.version, pseudo, model, version, n_cand)
             cands = self.cache.get(key)
+            if cands is None and cached_only:
+                return None
             if cands is None:
                 hist = snap.history(user, recent)
                 r = snap.bundle.models[model].recommend(

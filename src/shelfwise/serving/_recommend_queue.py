@@ -1,0 +1,146 @@
+"""Admission control for recommendation lists the server has to compute.
+
+A recommendation that is a lookup (a precomputed top list, a cached list, the cold-start list)
+is answered on the event loop. One that needs the model (a shopper with events since the
+bundle, a user whose list was not precomputed) costs milliseconds of CPU; those go to this queue,
+one worker thread computing them in arrival order, so that under overload the server answers
+503 with `Retry-After` for the work it cannot do in time instead of queueing without bound:
+
+- at the door, a miss is refused when `limit` misses already wait or are in progress
+  (`queue_full`), or when its predicted answer time (the misses ahead of it and itself, at the
+  measured cost per miss) is beyond `max_wait_s` (`too_slow`);
+- a miss admitted but still waiting when its `max_wait_s` has passed (the estimate was too
+  optimistic: a burst of slow users) is refused when the worker reaches it (`expired`) rather
+  than computed for a client that has given up.
+
+The cost per miss is a moving average of what the worker measures (seeded with a prior).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._search_queue import Overloaded
+
+__all__ = ["RecommendQueue"]
+
+log = logging.getLogger("uvicorn.error")
+
+EWMA = 0.2  # weight of a new measurement in the cost estimate
+PRIOR_S = 0.003  # cost per miss until measured
+
+
+@dataclass
+class _Job:
+    args: Any
+    arrived: float
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+@dataclass
+class RecommendQueue:
+    """`run(args) -> answer` computes one list (the service's `recommend`)."""
+
+    run: Callable[[Any], Any]
+    limit: int = 256
+    max_wait_s: float = 0.2
+    cost_s: float = PRIOR_S
+    computed: int = 0
+    _jobs: deque[_Job] = field(default_factory=deque)
+    _busy: int = 0
+    _cv: threading.Condition = field(default_factory=threading.Condition)
+    _stop: bool = False
+    _thread: threading.Thread | None = None
+
+    def depth(self) -> int:
+        """Misses waiting or in progress."""
+        return len(self._jobs) + self._busy
+
+    def submit(self, args: Any) -> asyncio.Future[Any]:
+        """Queue a miss (on the event loop); raises `Overloaded` when it cannot be answered
+        within `max_wait_s`. The future resolves to the answer, or to the exception computing it
+        raised (an `Overloaded` with kind "expired" when it waited past its time)."""
+        depth = self.depth()
+        wait = (depth + 1) * self.cost_s  # the misses ahead of it, then its own
+        if depth >= self.limit:
+            raise Overloaded(
+                "queue_full", f"recommendation queue full ({depth} misses, limit {self.limit})", wait
+            )
+        if wait > self.max_wait_s:
+            raise Overloaded(
+                "too_slow",
+                f"recommendations too slow (predicted answer in {wait * 1000:.0f} ms, limit "
+                f"{self.max_wait_s * 1000:.0f} ms)",
+                wait,
+            )
+        loop = asyncio.get_running_loop()
+        job = _Job(args, time.monotonic(), loop.create_future(), loop)
+        with self._cv:
+            self._jobs.append(job)
+            self._cv.notify()
+        return job.future
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._work, name="recommend-queue", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _work(self) -> None:
+        while True:
+            with self._cv:
+                while not self._jobs and not self._stop:
+                    self._cv.wait()
+                if self._stop:
+                    break
+                job = self._jobs.popleft()
+                self._busy = 1
+            try:
+                if not job.future.cancelled():  # else the client went away
+                    self._answer(job)
+            finally:
+                with self._cv:
+                    self._busy = 0
+
+    def _answer(self, job: _Job) -> None:
+        result: Any = None
+        error: BaseException | None = None
+        waited = time.monotonic() - job.arrived
+        if waited + self.cost_s > self.max_wait_s:
+            error = Overloaded(
+                "expired",
+                f"recommendation waited {waited * 1000:.0f} ms, limit {self.max_wait_s * 1000:.0f} ms",
+                len(self._jobs) * self.cost_s,
+            )
+        else:
+            t0 = time.perf_counter()
+            try:
+                result = self.run(job.args)
+            except Exception as exc:  # answered as the request's error
+                error = exc
+            else:
+                self.cost_s = (1 - EWMA) * self.cost_s + EWMA * (time.perf_counter() - t0)
+                self.computed += 1
+        job.loop.call_soon_threadsafe(_resolve, job.future, result, error)
+
+
+def _resolve(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if fut.cancelled():
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)

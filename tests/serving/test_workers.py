@@ -1,0 +1,95 @@
+"""Several worker processes share the bundle's big arrays: the search embeddings, the faiss index
+and the models' factor matrices are memory-mapped from the bundle's files (one copy in the page
+cache for every worker), and the workers answer alike."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from .conftest import Server
+
+
+def _memmaps(obj: Any, depth: int = 3) -> int:
+    """How many memory-mapped arrays `obj` holds (its attributes, dicts, lists; `depth` deep)."""
+    if isinstance(obj, np.memmap):
+        return 1
+    if depth == 0 or isinstance(obj, (str, bytes, np.ndarray)):
+        return 0
+    if isinstance(obj, dict):
+        items = list(obj.values())
+    elif isinstance(obj, (list, tuple)):
+        items = list(obj)
+    else:
+        items = list(getattr(obj, "__dict__", {}).values())
+    return sum(_memmaps(v, depth - 1) for v in items)
+
+
+def test_a_loaded_bundle_maps_its_big_arrays_from_the_files(served_workdir):
+    from shelfwise.serving._service import Service
+
+    _, work = served_workdir
+    svc = Service(work)
+    snap = svc.snapshot
+    assert snap.search is not None
+    assert isinstance(snap.search.semantic_.embeddings_, np.memmap)
+    models_dir = snap.bundle.path / "models"
+    saved = {d.name for d in models_dir.iterdir() if any((d / "arrays").glob("*.npy"))}
+    assert "als" in saved  # its factor matrices (the other models are under the size on 300 products)
+    for name in saved:
+        assert _memmaps(snap.bundle.models[name]) > 0, name
+    # and they answer as the arrays they were saved from
+    assert svc.recommend("u1", 10).items == Service(work).recommend("u1", 10).items
+
+
+def _workers(server: Server) -> list[int]:
+    import psutil
+
+    kids = psutil.Process(server.proc.pid).children()
+    return [c.pid for c in kids if "resource_tracker" not in " ".join(c.cmdline())]
+
+
+def _maps(pid: int) -> str:
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
+@pytest.mark.slow
+def test_two_workers_share_the_mapped_files_and_answer_alike(served_workdir, redis_url):
+    _, work = served_workdir
+    server = Server(work, "--workers", "2", "--redis-url", redis_url, "--absorb-seconds", "0",
+                    "--reload-seconds", "0")  # fmt: skip
+    try:
+        bundle = (work / "bundles" / (work / "bundles" / "CURRENT").read_text().strip()).resolve()
+        faiss_file = str(bundle / "search" / "embeddings.faiss")
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:  # both workers have loaded the bundle
+            pids = _workers(server)
+            if len(pids) == 2 and all(faiss_file in _maps(p) for p in pids):
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"two workers did not map {faiss_file}: {server.logs()[-2000:]}")
+        model_arrays = sorted(str(f) for f in (bundle / "models").glob("*/arrays/*.npy"))
+        for pid in pids:
+            maps = _maps(pid)
+            assert str(bundle / "search" / "embeddings.npy") in maps
+            assert any(f in maps for f in model_arrays)
+        # many requests on fresh connections: both workers answer, and alike
+        import httpx
+
+        pages, lists = set(), set()
+        for _ in range(24):
+            with httpx.Client(base_url=server.url, timeout=30) as c:
+                r = c.get("/v1/search", params={"q": "wireless headphones", "k": 5})
+                assert r.status_code == 200
+                pages.add(tuple(it["product_id"] for it in r.json()["items"]))
+                r = c.get("/v1/recommendations/u7", params={"k": 5})
+                assert r.status_code == 200
+                lists.add(tuple(r.json()["items"]))
+        assert len(pages) == 1 and len(lists) == 1
+    finally:
+        assert server.stop() == 0
