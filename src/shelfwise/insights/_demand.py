@@ -77,9 +77,7 @@ class DemandModel:
 
 
 # -- reading -----------------------------------------------------------------------------------
-def load_weekly(
-    workdir: str | Path, as_of: datetime | None
-) -> tuple[pd.DataFrame, pd.DataFrame, datetime]:
+def load_weekly(workdir: str | Path, as_of: datetime | None) -> tuple[pd.DataFrame, pd.DataFrame, datetime]:
     """Per product and week up to `as_of`: units bought and interest events, aggregated in the
     warehouse; the catalog's category, stock and lead time; and `as_of` itself."""
     from ..storage import read_only
@@ -155,9 +153,9 @@ def uncensor(grid: pd.DataFrame, out_of_stock: set[str]) -> tuple[pd.DataFrame, 
         return grid.assign(censored=False), 0
     g = grid.sort_values(["unique_id", "ds"]).reset_index(drop=True)
     by = g.groupby("unique_id", sort=False)
-    local = by["y"].transform(
-        lambda s: s.rolling(LOCAL_WEEKS, center=True, min_periods=3).median()
-    ).fillna(0.0)
+    local = (
+        by["y"].transform(lambda s: s.rolling(LOCAL_WEEKS, center=True, min_periods=3).median()).fillna(0.0)
+    )
     has_interest = by["interest"].transform("sum") > 0
     usual = by["interest"].transform(lambda s: s[s > 0].median() if (s > 0).any() else 0.0)
     improbable = (g["y"] == 0) & (np.exp(-local) < CENSOR_P0)
@@ -175,9 +173,10 @@ def uncensor(grid: pd.DataFrame, out_of_stock: set[str]) -> tuple[pd.DataFrame, 
     conversion = (units_ok / interest_ok.where(interest_ok > 0)).fillna(0.0)
     # the level before a stock-out: the median of the last uncensored weeks
     level = (
-        g["y"].where(ok).groupby(g["unique_id"]).transform(
-            lambda s: s.ffill().rolling(SHORT_WEEKS, min_periods=1).median()
-        )
+        g["y"]
+        .where(ok)
+        .groupby(g["unique_id"])
+        .transform(lambda s: s.ffill().rolling(SHORT_WEEKS, min_periods=1).median())
     ).fillna(0.0)
     from_interest = g["interest"] * conversion
     estimate = np.where(from_interest > 0, from_interest, np.maximum(local, level))
@@ -297,9 +296,10 @@ def forecast_group(
     q = (1 - LEVEL / 100) / 2
     resid = cv[["unique_id"]].copy()
     pick = cv["unique_id"].map(chosen)
-    resid["r"] = cv["y"].to_numpy() - cv[candidates].to_numpy()[
-        np.arange(len(cv)), [candidates.index(m) for m in pick]
-    ]
+    resid["r"] = (
+        cv["y"].to_numpy()
+        - cv[candidates].to_numpy()[np.arange(len(cv)), [candidates.index(m) for m in pick]]
+    )
     bounds = resid.groupby("unique_id")["r"].quantile([q, 1 - q]).unstack()
     out = fc[["unique_id", "ds"]].copy()
     fpick = fc["unique_id"].map(chosen)
@@ -361,14 +361,18 @@ def forecast_series(
     short = length.index[~seasonal_ok & ~plain_ok]
     if len(short):
         parts.append(forecast_short(series[series["unique_id"].isin(short)], horizon, last_week))
-    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
-        columns=["unique_id", "ds", "units", "lo", "hi", "model"]
+    out = (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else pd.DataFrame(columns=["unique_id", "ds", "units", "lo", "hi", "model"])
     )
     for c in ("units", "lo", "hi"):
         out[c] = out[c].astype(float).clip(lower=0.0)
     out["lo"] = np.minimum(out["lo"], out["units"])
     out["hi"] = np.maximum(out["hi"], out["units"])
-    info["chosen"] = {str(k): int(v) for k, v in out.groupby("unique_id")["model"].first().value_counts().items()}
+    info["chosen"] = {
+        str(k): int(v) for k, v in out.groupby("unique_id")["model"].first().value_counts().items()
+    }
     if maes:
         allmae = pd.concat(maes)
         info["cv_mae"] = {str(k): round(float(v), 4) for k, v in allmae.mean().dropna().items()}

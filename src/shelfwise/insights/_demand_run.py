@@ -136,7 +136,9 @@ def run_replenishment(
     except Exception as exc:
         lineage.fail(f"{type(exc).__name__}: {exc}")
         raise
-    lineage.complete([DatasetRef("file", str(out.resolve()), rows=len(records), columns=REPLENISHMENT_FIELDS)])
+    lineage.complete(
+        [DatasetRef("file", str(out.resolve()), rows=len(records), columns=REPLENISHMENT_FIELDS)]
+    )
     to_order = sum(1 for r in records if (r["order_qty"] or 0) > 0)
     rep = {
         "products": len(records),
