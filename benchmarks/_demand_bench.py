@@ -48,8 +48,8 @@ def italian_grocery() -> pd.DataFrame:
     qty = [c for c in d.columns if c.startswith("QTY_")]
     long = d[["DATE", *qty]].melt(id_vars="DATE", var_name="unique_id", value_name="y")
     long["ds"] = long["DATE"] - pd.to_timedelta(long["DATE"].dt.weekday, unit="D")
-    days = d.assign(ds=d["DATE"] - pd.to_timedelta(d["DATE"].dt.weekday, unit="D")).groupby("ds").size()
-    full = days.index[(days.index > days.index.min()) & (days.index < days.index.max())]
+    days = (d["DATE"] - pd.to_timedelta(d["DATE"].dt.weekday, unit="D")).value_counts()
+    full = days.index[(days.index > days.index.min()) & (days.index < days.index.max())]  # partial ends
     w = long.groupby(["unique_id", "ds"], as_index=False)["y"].sum()
     return w[w["ds"].isin(full)].astype({"y": float}).reset_index(drop=True)
 

@@ -128,6 +128,7 @@ def test_row_check_agrees_on_stock():
 
 
 # -- forecasts, end to end ---------------------------------------------------------------------
+@pytest.mark.slow  # a statsforecast run through the CLI (~30-60 s on a loaded machine)
 def test_seasonal_series_forecast_in_phase(forecasts):
     by, stdout = forecasts
     seas = by["SEAS"]
@@ -142,6 +143,7 @@ def test_seasonal_series_forecast_in_phase(forecasts):
     assert all(r["lo"] <= r["units"] <= r["hi"] for rs in by.values() for r in rs)
 
 
+@pytest.mark.slow  # a statsforecast run through the CLI (~30-60 s on a loaded machine)
 def test_stock_outs_are_not_read_as_zero_demand(forecasts):
     by, stdout = forecasts
     oos = [r["units"] for r in by["OOS"]]
@@ -151,6 +153,7 @@ def test_stock_outs_are_not_read_as_zero_demand(forecasts):
     assert len(OUT_MID) + OUT_END <= censored <= len(OUT_MID) + OUT_END + 2
 
 
+@pytest.mark.slow  # a statsforecast run through the CLI (~30-60 s on a loaded machine)
 def test_replenishment_end_to_end(shop, forecasts):
     out = shop.parent / "reorder.csv"
     proc = ok(
@@ -176,7 +179,7 @@ def test_replenishment_end_to_end(shop, forecasts):
 
 
 @pytest.mark.slow
-def test_category_level_csv_and_roles(shop, tmp_path):
+def test_category_level_csv(shop, tmp_path):
     out = tmp_path / "cat.csv"
     ok(run("insights", "demand", "--workdir", str(shop), "--as-of", AS_OF, "--level", "category",
            "--horizon-weeks", "4", "--out", str(out)))  # fmt: skip
