@@ -295,6 +295,7 @@ def main() -> None:
     ap.add_argument("--demand-origins", type=int, default=2, help="forecast origins, 13 weeks apart")
     ap.add_argument("--demand-arima-series", type=int, default=8, help="series AutoARIMA (52) runs on")
     ap.add_argument("--demand-variants", action="store_true", help="also our selection variants")
+    ap.add_argument("--demand-series", type=int, default=0, help="a seeded sample of series (0: all)")
     ap.add_argument("--demand-datasets", default=",".join(DEMAND_DATASETS))
     args = ap.parse_args()
     demand_sets = [d for d in args.demand_datasets.split(",") if d]
@@ -302,7 +303,11 @@ def main() -> None:
         out = Path(args.out)
         merged = json.loads(out.read_text()) if out.exists() else {"provenance": provenance()}
         merged["demand"] = demand_benchmark(
-            demand_sets, args.demand_origins, args.demand_arima_series, args.demand_variants
+            demand_sets,
+            args.demand_origins,
+            args.demand_arima_series,
+            args.demand_variants,
+            args.demand_series,
         )
         write_report(out, merged)
         return
