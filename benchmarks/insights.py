@@ -328,7 +328,7 @@ def main() -> None:
         for h, res in customers[name].items():
             print(name, f"horizon {h} d:", res["mean"])
     report["demand"] = demand_benchmark(
-        demand_sets, args.demand_origins, args.demand_arima_series, args.demand_variants
+        demand_sets, args.demand_origins, args.demand_arima_series, args.demand_variants, args.demand_series
     )
     write_report(args.out, report)
 
