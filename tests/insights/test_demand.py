@@ -187,6 +187,7 @@ def test_category_level_csv(shop, tmp_path):
     assert {r["category"] for r in rows} == {"Home > Kitchen", "Sports > Outdoor"} and len(rows) == 8
 
 
+@pytest.mark.slow  # four CLI processes (~50 s on a loaded machine)
 def test_permissions_are_checked_and_denials_audited(shop, tmp_path):
     import shutil
 
