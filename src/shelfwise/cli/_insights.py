@@ -56,7 +56,8 @@ _AS_OF_HELP = (
 def demand(
     workdir: Workdir,
     out: Annotated[
-        Path, typer.Option("--out", help="FILE.jsonl or FILE.csv: one line per product (or category) and week.")
+        Path,
+        typer.Option("--out", help="FILE.jsonl or FILE.csv: one line per product (or category) and week."),
     ],
     as_of: Annotated[str | None, typer.Option("--as-of", help=_AS_OF_HELP)] = None,
     horizon_weeks: Annotated[
@@ -89,7 +90,10 @@ def replenishment(
     service_level: Annotated[
         float,
         typer.Option(
-            "--service-level", min=0.5, max=0.999, help="Probability of no stock-out before the next delivery."
+            "--service-level",
+            min=0.5,
+            max=0.999,
+            help="Probability of no stock-out before the next delivery.",
         ),
     ] = 0.95,
     review_days: Annotated[
