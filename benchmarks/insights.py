@@ -1,5 +1,7 @@
 """Benchmark (`make bench`): customer churn and expected purchases against BG/NBD and Pareto/NBD;
-FAQ answers against bm25s (see faq_benchmark).
+FAQ answers against bm25s (see faq_benchmark); weekly demand against statsforecast's
+SeasonalNaive, AutoETS, AutoTheta and AutoARIMA (see _demand_bench.py; `--only demand` runs that
+part alone and merges it into the existing --out file, its own provenance inside it).
 
 Real order data from ../shared/data (see each folder's SOURCE.md), split in time: at each origin
 `as_of`, every model sees only the orders up to it, and is scored on what each customer did in
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import sys
 import time
 import warnings
@@ -25,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _demand_bench import DEMAND_DATASETS, demand_benchmark
 from _provenance import provenance, write_report
 from sklearn.metrics import roc_auc_score
 
@@ -285,7 +289,28 @@ def main() -> None:
     ap.add_argument("--horizons", default="90,180")
     ap.add_argument("--datasets", default=",".join(DATASETS))
     ap.add_argument("--origins", type=int, default=4, help="as_of dates, 90 days apart, back from the end")
+    ap.add_argument(
+        "--only", choices=("demand",), help="run only this part; merge it into the existing --out file"
+    )
+    ap.add_argument("--demand-origins", type=int, default=2, help="forecast origins, 13 weeks apart")
+    ap.add_argument("--demand-arima-series", type=int, default=8, help="series AutoARIMA (52) runs on")
+    ap.add_argument("--demand-variants", action="store_true", help="also our selection variants")
+    ap.add_argument("--demand-series", type=int, default=0, help="a seeded sample of series (0: all)")
+    ap.add_argument("--demand-datasets", default=",".join(DEMAND_DATASETS))
     args = ap.parse_args()
+    demand_sets = [d for d in args.demand_datasets.split(",") if d]
+    if args.only == "demand":
+        out = Path(args.out)
+        merged = json.loads(out.read_text()) if out.exists() else {"provenance": provenance()}
+        merged["demand"] = demand_benchmark(
+            demand_sets,
+            args.demand_origins,
+            args.demand_arima_series,
+            args.demand_variants,
+            args.demand_series,
+        )
+        write_report(out, merged)
+        return
     customers: dict[str, dict] = {}
     report: dict = {"provenance": provenance(), "protocol": __doc__.strip(), "customers": customers}
     if (DATA / "bitext_customer_support").exists():
@@ -302,6 +327,9 @@ def main() -> None:
         }
         for h, res in customers[name].items():
             print(name, f"horizon {h} d:", res["mean"])
+    report["demand"] = demand_benchmark(
+        demand_sets, args.demand_origins, args.demand_arima_series, args.demand_variants, args.demand_series
+    )
     write_report(args.out, report)
 
 

@@ -576,6 +576,41 @@ class Shop:
 
             return run_customers(self.workdir, out, as_of=as_of, horizon_days=horizon_days, actor=actor)
 
+    def demand(
+        self,
+        out: str | Path,
+        *,
+        as_of: str | None = None,
+        horizon_weeks: int = 13,
+        level: str = "product",
+    ) -> dict[str, Any]:
+        """Weekly demand forecasts (units with an 80% interval) per product or category for
+        `horizon_weeks` after the last complete week up to `as_of`, written to `out`."""
+        with self._acting("insights.demand", workdir=False) as actor:
+            from .insights._demand_run import run_demand
+
+            return run_demand(
+                self.workdir, out, as_of=as_of, horizon_weeks=horizon_weeks, level=level, actor=actor
+            )
+
+    def replenishment(
+        self,
+        out: str | Path,
+        *,
+        as_of: str | None = None,
+        service_level: float = 0.95,
+        review_days: float = 7.0,
+    ) -> dict[str, Any]:
+        """Reorder suggestions per product (stock, lead time, demand over lead time + review
+        period, safety stock, reorder point, order quantity, reason), written to `out`."""
+        with self._acting("insights.replenishment", workdir=False) as actor:
+            from .insights._demand_run import run_replenishment
+
+            return run_replenishment(
+                self.workdir, out, as_of=as_of, service_level=service_level, review_days=review_days,
+                actor=actor,
+            )  # fmt: skip
+
     def ask(self, questions: str | Path, out: str | Path) -> dict[str, Any]:
         """Answer shoppers' questions (a `question_id,question` CSV or JSON lines) from the shop's
         FAQ, abstaining when no entry answers; writes JSON lines to `out`."""

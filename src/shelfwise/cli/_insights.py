@@ -10,10 +10,11 @@ import typer
 
 from ._app import Workdir, app, shop
 
-__all__ = ["ask", "customers", "insights_app"]
+__all__ = ["ask", "customers", "demand", "insights_app", "replenishment"]
 
 insights_app = typer.Typer(
-    help="Insights for the business: customer profiles and churn.", no_args_is_help=True
+    help="Insights for the business: customer profiles and churn, demand and replenishment.",
+    no_args_is_help=True,
 )
 
 
@@ -44,6 +45,69 @@ def customers(
     )
     if rep["left_out"]:
         typer.echo(f"  {rep['left_out']:,} users left out: their shop ids are no longer held (retention)")
+
+
+_AS_OF_HELP = (
+    "Use only events up to this ISO date (the whole day) or date-time, UTC (default: the latest event)."
+)
+
+
+@insights_app.command("demand")
+def demand(
+    workdir: Workdir,
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="FILE.jsonl or FILE.csv: one line per product (or category) and week."),
+    ],
+    as_of: Annotated[str | None, typer.Option("--as-of", help=_AS_OF_HELP)] = None,
+    horizon_weeks: Annotated[
+        int, typer.Option("--horizon-weeks", min=1, max=104, help="Weeks to forecast.")
+    ] = 13,
+    level: Annotated[
+        str, typer.Option("--level", help="product or category: what each series sums.")
+    ] = "product",
+) -> None:
+    """Weekly demand forecasts: units bought per week (Monday week_start) with an 80% interval
+    (lo, hi), per product or category, after the last complete week up to --as-of. Models chosen
+    per series by time-series cross-validation (statsforecast); stock-out weeks estimated from
+    search and browsing demand. Needs only an ingested workdir."""
+    rep = shop(workdir).demand(out, as_of=as_of, horizon_weeks=horizon_weeks, level=level)
+    m = rep["model"]
+    chosen = ", ".join(f"{k} {v}" for k, v in sorted(m["chosen"].items(), key=lambda kv: -kv[1]))
+    typer.echo(
+        f"wrote {rep['rows']:,} weekly forecasts for {rep['series']:,} {level} series to {out} "
+        f"(as of {rep['as_of']}, history to the week of {m['last_week']}, season {m['season_length']} "
+        f"weeks, {m['censored_weeks']} stock-out weeks estimated; lineage run {rep['lineage_run_id']})"
+    )
+    typer.echo(f"  models chosen by cross-validation: {chosen}")
+
+
+@insights_app.command("replenishment")
+def replenishment(
+    workdir: Workdir,
+    out: Annotated[Path, typer.Option("--out", help="FILE.jsonl or FILE.csv: one suggestion per product.")],
+    as_of: Annotated[str | None, typer.Option("--as-of", help=_AS_OF_HELP)] = None,
+    service_level: Annotated[
+        float,
+        typer.Option(
+            "--service-level",
+            min=0.5,
+            max=0.999,
+            help="Probability of no stock-out before the next delivery.",
+        ),
+    ] = 0.95,
+    review_days: Annotated[
+        float, typer.Option("--review-days", min=0, max=365, help="Days between two stock reviews.")
+    ] = 7.0,
+) -> None:
+    """Reorder suggestions per product from the demand forecast, the catalog's stock and
+    lead_time_days: demand over lead time + review period, safety stock for the service level,
+    reorder point, order quantity and the reason."""
+    rep = shop(workdir).replenishment(out, as_of=as_of, service_level=service_level, review_days=review_days)
+    typer.echo(
+        f"wrote {rep['products']:,} reorder suggestions to {out} ({rep['to_order']:,} to order; as of "
+        f"{rep['as_of']}, service level {service_level:.1%}; lineage run {rep['lineage_run_id']})"
+    )
 
 
 def ask(

@@ -69,6 +69,9 @@ PERMISSIONS: dict[str, set[Role]] = {
     # profiles name customers by the shop's own ids: people who work with customers' data
     "insights.customers": {Role.ADMIN, Role.STEWARD, Role.SCIENTIST, Role.ANALYST},
     "ask": set(H) | {Role.SERVICE},  # the FAQ is the shop's public text
+    # demand and reorder suggestions are aggregates per product: no customer is named
+    "insights.demand": set(H),
+    "insights.replenishment": set(H),
 }
 
 

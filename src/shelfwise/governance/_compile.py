@@ -245,6 +245,14 @@ def compile_contract(
                     f"{lit(name + ': not a number: ')} || {s}",
                 )
             )
+            if c.integer:
+                checks.append(
+                    Check(
+                        f"({v} <> trunc({v}))",
+                        Reason.INVALID_TYPE,
+                        f"{lit(name + ': not a whole number: ')} || {s}",
+                    )
+                )
             if c.min_value is not None:
                 checks.append(
                     Check(

@@ -50,6 +50,7 @@ class ColumnSpec:
     min_value: float | None = None
     max_value: float | None = None
     pseudonymize: bool = False  # replaced by a keyed HMAC pseudonym before curation
+    integer: bool = False  # FLOAT only: a whole number (a count of units)
     aliases: tuple[str, ...] = ()  # other header names accepted for this column
     description: str = ""
 
@@ -149,7 +150,8 @@ ORDER_ID_ALIASES = ("order_id", "order_number", "order_no", "invoice_no", "invoi
 
 PRODUCTS = TableContract(
     name="products",
-    version="1.0.0",
+    # 1.1.0: stock (units on hand) and lead_time_days (days from order to delivery), optional
+    version="1.1.0",
     description="The shop's catalog: one row per product.",
     key=("product_id",),
     key_rule="the last row of a product_id in file order wins (later rows are newer versions)",
@@ -171,6 +173,23 @@ PRODUCTS = TableContract(
         ColumnSpec("price", Kind.FLOAT, min_value=0.0, max_value=1_000_000.0),
         ColumnSpec("in_stock", Kind.BOOL, aliases=("available", "instock")),
         ColumnSpec("attributes", Kind.JSON),
+        ColumnSpec(
+            "stock",
+            Kind.FLOAT,
+            min_value=0.0,
+            max_value=1_000_000_000.0,
+            integer=True,
+            aliases=("stock_qty", "stock_level", "on_hand", "qty_on_hand", "quantity_on_hand", "inventory"),
+            description="units on hand",
+        ),
+        ColumnSpec(
+            "lead_time_days",
+            Kind.FLOAT,
+            min_value=0.0,
+            max_value=3650.0,
+            aliases=("lead_time", "leadtime", "lead_days", "replenishment_days", "delivery_days"),
+            description="days from placing a replenishment order to its delivery",
+        ),
     ),
 )
 

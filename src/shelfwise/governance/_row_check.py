@@ -170,6 +170,8 @@ def check_record(
                 value = parse_number(s)
                 if value is None:
                     fail(Failure(name, Reason.INVALID_TYPE, f"{name}: not a number: {s}"))
+                elif c.integer and value != int(value):
+                    fail(Failure(name, Reason.INVALID_TYPE, f"{name}: not a whole number: {s}"))
                 elif c.min_value is not None and value < c.min_value:
                     fail(Failure(name, Reason.OUT_OF_RANGE, f"{name}: below {c.min_value:g}: {s}"))
                 elif c.max_value is not None and value > c.max_value:

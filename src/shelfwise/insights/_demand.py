@@ -1,0 +1,436 @@
+"""Weekly demand forecasts per product or category, point in time (issue 18.3).
+
+The series: units bought per week (the sum of purchase quantities; weeks start on Monday), from a
+product's first event to the last *complete* week up to `as_of` (a partial week would read as a
+drop in demand). Nothing after `as_of` is read.
+
+Censored weeks: a week with no sales is not always a week without demand. A zero week is taken
+as a stock-out (demand not observed) when it is improbable under the product's local sales rate
+(Poisson P(0) < 1%, the rate being the median of the 9 weeks around it) while shoppers still
+looked at the product (views, clicks, carts and searches naming it, at least half its usual
+weekly interest); and the trailing run of zero weeks of a product the catalog lists as out of
+stock now (`in_stock` false or `stock` 0). A censored week's demand is estimated from that
+week's interest times the product's conversion (units per interest event in uncensored weeks),
+else from the local rate: search and browsing demand is the signal that stands in for sales the
+shop could not make.
+
+The models: the field's maintained library (statsforecast): SeasonalNaive, AutoETS and AutoTheta
+(AutoARIMA on request: it costs ~50x AutoETS), plus CrostonOptimized, ADIDA and IMAPA for intermittent series (average interval
+between sales > 1.32 weeks, Syntetos-Boylan), and the mean of the smooth models as a combination.
+Each series gets the candidate with the lowest error in rolling-origin cross-validation
+(`n_windows` origins, `h` = min(horizon, 13) weeks each). The 80% interval is conformal: the
+chosen model's 10%/90% cross-validation errors around the point forecast (the same for every
+model, including the combination and the intermittent ones that have no interval of their own).
+Series too short to cross-validate get the mean of their last 8 weeks with a Poisson interval.
+
+The season length is detected once per run on the total series (see `detect_season`); a series shorter than two seasons plus the validation windows is modelled
+without a season.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ShelfwiseError
+
+WEEK = pd.Timedelta(weeks=1)
+SEASON_CANDIDATES = (52, 13, 4)
+INTERMITTENT_ADI = 1.32  # Syntetos & Boylan's cut-off on the average inter-demand interval
+CENSOR_P0 = 0.01  # a zero week is a stock-out when P(0 | local Poisson rate) is below this
+CENSOR_INTEREST = 0.5  # ... and the week's interest is at least this share of the usual
+LOCAL_WEEKS = 9  # the centred window of the local sales rate
+SHORT_WEEKS = 8  # the window of the fallback mean for series too short to cross-validate
+MAX_CV_H = 13
+LEVEL = 80  # the interval's coverage, percent
+SMOOTH_MODELS = ("SeasonalNaive", "AutoETS", "AutoTheta", "AutoARIMA")
+# AutoARIMA is left out of the default candidates: ~5 s per short series on a loaded core (50x
+# AutoETS) for forecasts that rarely win the cross-validation (benchmarks/insights.py has it)
+DEFAULT_MODELS = ("SeasonalNaive", "AutoETS", "AutoTheta")
+INTERMITTENT_MODELS = ("CrostonOptimized", "ADIDA", "IMAPA")
+ENSEMBLE = "Ensemble"
+INTEREST_TYPES = ("view", "click", "add_to_cart", "search")
+
+
+@dataclass
+class DemandModel:
+    """What made a demand forecast (the report's `model`)."""
+
+    level: str
+    as_of: str
+    last_week: str  # the week_start of the last complete week used
+    horizon_weeks: int
+    season_length: int
+    series: int = 0
+    censored_weeks: int = 0
+    cv_windows: int = 0
+    cv_h: int = 0
+    chosen: dict[str, int] = field(default_factory=dict)  # model -> number of series
+    cv_mae: dict[str, float] = field(default_factory=dict)  # model -> mean CV MAE over the series
+
+
+# -- reading -----------------------------------------------------------------------------------
+def load_weekly(workdir: str | Path, as_of: datetime | None) -> tuple[pd.DataFrame, pd.DataFrame, datetime]:
+    """Per product and week up to `as_of`: units bought and interest events, aggregated in the
+    warehouse; the catalog's category, stock and lead time; and `as_of` itself."""
+    from ..storage import read_only
+
+    with read_only(workdir) as (con, curated):
+        if "events" not in curated:
+            raise ShelfwiseError(
+                f"{workdir}: no curated events (run `shelfwise ingest` with an events table)"
+            )
+        have = {r[0] for r in con.sql("SELECT column_name FROM (DESCRIBE curated.events)").fetchall()}
+        qty = 'coalesce("quantity", 1)' if "quantity" in have else "1"
+        if as_of is None:
+            row = con.sql('SELECT max("timestamp") FROM curated.events').fetchone()
+            if not row or row[0] is None:
+                raise ShelfwiseError(f"{workdir}: the curated events table is empty")
+            as_of = row[0]
+        interest = ", ".join(f"'{t}'" for t in INTEREST_TYPES)
+        weekly = con.execute(
+            f"""SELECT product_id, date_trunc('week', "timestamp") AS ds,
+                  sum(CASE WHEN event_type = 'purchase' THEN {qty} ELSE 0 END)::DOUBLE AS units,
+                  count(*) FILTER (WHERE event_type IN ({interest}))::DOUBLE AS interest
+                FROM curated.events
+                WHERE "timestamp" <= ? AND product_id IS NOT NULL
+                GROUP BY ALL""",
+            [as_of],
+        ).df()
+        cols = {"category": "NULL", "in_stock": "NULL", "stock": "NULL", "lead_time_days": "NULL"}
+        if "products" in curated:
+            have_p = {r[0] for r in con.sql("SELECT column_name FROM (DESCRIBE curated.products)").fetchall()}
+            cols = {c: f'"{c}"' if c in have_p else "NULL" for c in cols}
+            sel = ", ".join(f"{v} AS {k}" for k, v in cols.items())
+            products = con.sql(f"SELECT product_id, {sel} FROM curated.products").df()
+        else:
+            products = pd.DataFrame(columns=["product_id", *cols])
+    assert as_of is not None
+    weekly["ds"] = pd.to_datetime(weekly["ds"]).astype("datetime64[ns]")
+    return weekly, products, as_of
+
+
+def last_complete_week(as_of: Any) -> pd.Timestamp:
+    """The Monday of the last week that ends at or before `as_of` (as_of at the end of a Sunday
+    completes that week)."""
+    end = pd.Timestamp(as_of) + pd.Timedelta(microseconds=1)
+    monday = end.normalize() - pd.Timedelta(days=end.weekday())
+    return monday - WEEK
+
+
+# -- the series --------------------------------------------------------------------------------
+def weekly_grid(weekly: pd.DataFrame, last_week: pd.Timestamp) -> pd.DataFrame:
+    """Every product with a sale, every week from its first event to `last_week`, zeros filled:
+    `unique_id, ds, y, interest`."""
+    w = weekly[weekly["ds"] <= last_week]
+    sold = w.groupby("product_id")["units"].sum()
+    w = w[w["product_id"].isin(sold.index[sold > 0])]
+    if w.empty:
+        return pd.DataFrame(columns=["unique_id", "ds", "y", "interest"])
+    first = w.groupby("product_id")["ds"].min()
+    parts = [
+        pd.DataFrame({"unique_id": pid, "ds": pd.date_range(start, last_week, freq="7D")})
+        for pid, start in first.items()
+    ]
+    grid = pd.concat(parts, ignore_index=True)
+    grid = grid.merge(
+        w.rename(columns={"product_id": "unique_id"}), on=["unique_id", "ds"], how="left"
+    ).fillna({"units": 0.0, "interest": 0.0})
+    return grid.rename(columns={"units": "y"})[["unique_id", "ds", "y", "interest"]]
+
+
+def uncensor(grid: pd.DataFrame, out_of_stock: set[str]) -> tuple[pd.DataFrame, int]:
+    """Replace the demand of censored (stock-out) weeks by its estimate; returns the series with
+    a `censored` flag and the number of censored weeks. See the module's docstring."""
+    if grid.empty:
+        return grid.assign(censored=False), 0
+    g = grid.sort_values(["unique_id", "ds"]).reset_index(drop=True)
+    by = g.groupby("unique_id", sort=False)
+    local = (
+        by["y"].transform(lambda s: s.rolling(LOCAL_WEEKS, center=True, min_periods=3).median()).fillna(0.0)
+    )
+    has_interest = by["interest"].transform("sum") > 0
+    usual = by["interest"].transform(lambda s: s[s > 0].median() if (s > 0).any() else 0.0)
+    improbable = (g["y"] == 0) & (np.exp(-local) < CENSOR_P0)
+    looked = ~has_interest | (g["interest"] >= CENSOR_INTEREST * usual)
+    censored = improbable & looked
+    # the trailing run of zero weeks of a product that is out of stock now
+    if out_of_stock:
+        rev_nonzero = by["y"].transform(lambda s: (s[::-1] > 0).cumsum()[::-1])
+        censored |= g["unique_id"].isin(out_of_stock) & (rev_nonzero == 0)
+    if not censored.any():
+        return g.assign(censored=False), 0
+    ok = ~censored
+    units_ok = g["y"].where(ok, 0.0).groupby(g["unique_id"]).transform("sum")
+    interest_ok = g["interest"].where(ok, 0.0).groupby(g["unique_id"]).transform("sum")
+    conversion = (units_ok / interest_ok.where(interest_ok > 0)).fillna(0.0)
+    # the level before a stock-out: the median of the last uncensored weeks
+    level = (
+        g["y"]
+        .where(ok)
+        .groupby(g["unique_id"])
+        .transform(lambda s: s.ffill().rolling(SHORT_WEEKS, min_periods=1).median())
+    ).fillna(0.0)
+    from_interest = g["interest"] * conversion
+    estimate = np.where(from_interest > 0, from_interest, np.maximum(local, level))
+    g["y"] = np.where(censored, estimate, g["y"])
+    return g.assign(censored=censored.to_numpy()), int(censored.sum())
+
+
+def _acf(x: np.ndarray, lag: int) -> float:
+    a, b = x[lag:] - x[lag:].mean(), x[:-lag] - x[:-lag].mean()
+    denom = math.sqrt(float((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / denom) if denom > 0 else 0.0
+
+
+def detect_season(total: np.ndarray, horizon: int) -> int:
+    """The season length of the total weekly series (1: none): among 52, 13 and 4 weeks that the
+    series is long enough for (two seasons plus `horizon`), the lags where the autocorrelation of
+    the linearly detrended series is significant (> 1.96/sqrt(n)) and a local peak (a smooth or
+    persistent series correlates at every short lag; a season peaks at its length); the shortest
+    whose peak is at least 0.8 of the highest (a 4-week pattern peaks at 52 weeks too)."""
+    y = np.asarray(total, dtype=float)
+    n = len(y)
+    if n < 12:
+        return 1
+    t = np.arange(n)
+    x = y - np.polyval(np.polyfit(t, y, 1), t)
+    peaks: dict[int, float] = {}
+    for m in SEASON_CANDIDATES:
+        if n < 2 * m + horizon or n <= m + 3:
+            continue
+        # the peak may sit a week off (noise, 52 vs 52.18 weeks a year)
+        acf = max(_acf(x, k) for k in (m - 1, m, m + 1))
+        if acf > 1.96 / math.sqrt(n) and acf > max(_acf(x, m - 3), _acf(x, m + 3)):
+            peaks[m] = acf
+    if not peaks:
+        return 1
+    top = max(peaks.values())
+    return min(m for m, a in peaks.items() if a >= 0.8 * top)
+
+
+def _adi(y: pd.Series) -> float:
+    nz = int((y > 0).sum())
+    return len(y) / nz if nz else math.inf
+
+
+# -- the models --------------------------------------------------------------------------------
+def _models(names: tuple[str, ...], season: int) -> list[Any]:
+    from statsforecast.models import (
+        ADIDA,
+        IMAPA,
+        AutoARIMA,
+        AutoETS,
+        AutoTheta,
+        CrostonOptimized,
+        SeasonalNaive,
+    )
+
+    make = {
+        "SeasonalNaive": lambda: SeasonalNaive(season_length=season),
+        "AutoETS": lambda: AutoETS(season_length=season),
+        "AutoTheta": lambda: AutoTheta(season_length=season),
+        "AutoARIMA": lambda: AutoARIMA(season_length=season),
+        "CrostonOptimized": lambda: CrostonOptimized(),
+        "ADIDA": lambda: ADIDA(),
+        "IMAPA": lambda: IMAPA(),
+    }
+    return [make[n]() for n in names]
+
+
+def _statsforecast(models: list[Any]) -> Any:
+    from statsforecast import StatsForecast
+
+    return StatsForecast(models=models, freq="7D", n_jobs=1)
+
+
+def forecast_group(
+    df: pd.DataFrame,
+    horizon: int,
+    season: int,
+    models: tuple[str, ...],
+    *,
+    select: str = "series",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Cross-validate `models` (and their mean) on each series of `df` (`unique_id, ds, y`; all
+    long enough), pick the best per series (`select` "series"), the best for the whole group
+    ("group") or a named candidate (e.g. "Ensemble"),
+    refit on the whole series and forecast `horizon` weeks with a conformal 80% interval.
+    Returns the forecasts (`unique_id, ds, units, lo, hi, model`) and the per-series CV MAE of
+    every candidate (`unique_id` x model)."""
+    n_min = int(df.groupby("unique_id").size().min())
+    h = min(horizon, MAX_CV_H)
+    windows = max(1, min(3, (n_min - max(season, 1) - 4) // h))
+    smooth = [m for m in models if m in SMOOTH_MODELS]
+    with warnings.catch_warnings():
+        # statsforecast's fits warn per series (e.g. a constant series); the CV error judges them
+        warnings.simplefilter("ignore")
+        cv = _statsforecast(_models(models, season)).cross_validation(
+            df=df[["unique_id", "ds", "y"]], h=h, n_windows=windows, step_size=h
+        )
+        fc = _statsforecast(_models(models, season)).forecast(df=df[["unique_id", "ds", "y"]], h=horizon)
+    for frame in (cv, fc):
+        frame[ENSEMBLE] = frame[smooth].mean(axis=1) if smooth else frame[list(models)].mean(axis=1)
+        frame["unique_id"] = frame["unique_id"].astype(str)
+    candidates = [*models, ENSEMBLE]
+    err = cv[candidates].sub(cv["y"], axis=0).abs()
+    err["unique_id"] = cv["unique_id"]
+    mae = err.groupby("unique_id")[candidates].mean()
+    if select == "series":
+        chosen = mae.idxmin(axis=1)
+    elif select == "group":  # one model for the group: the lowest mean scaled error
+        scale = df.groupby("unique_id")["y"].apply(lambda s: s.diff().abs().mean()).replace(0.0, np.nan)
+        scale.index = scale.index.astype(str)
+        best = mae.div(scale.reindex(mae.index), axis=0).mean().idxmin()
+        chosen = pd.Series(best, index=mae.index)
+    else:
+        chosen = pd.Series(select, index=mae.index)
+    # conformal interval: the chosen model's CV errors (actual - forecast), 10% and 90%
+    q = (1 - LEVEL / 100) / 2
+    resid = cv[["unique_id"]].copy()
+    pick = cv["unique_id"].map(chosen)
+    resid["r"] = (
+        cv["y"].to_numpy()
+        - cv[candidates].to_numpy()[np.arange(len(cv)), [candidates.index(m) for m in pick]]
+    )
+    bounds = resid.groupby("unique_id")["r"].quantile([q, 1 - q]).unstack()
+    out = fc[["unique_id", "ds"]].copy()
+    fpick = fc["unique_id"].map(chosen)
+    out["units"] = fc[candidates].to_numpy()[np.arange(len(fc)), [candidates.index(m) for m in fpick]]
+    out["model"] = fpick.to_numpy()
+    out["lo"] = out["units"] + out["unique_id"].map(bounds[q]).to_numpy()
+    out["hi"] = out["units"] + out["unique_id"].map(bounds[1 - q]).to_numpy()
+    mae.attrs["windows"], mae.attrs["h"] = windows, h
+    return out, mae
+
+
+def forecast_short(df: pd.DataFrame, horizon: int, last_week: pd.Timestamp) -> pd.DataFrame:
+    """Series too short to cross-validate: the mean of their last weeks, Poisson 80% interval."""
+    from scipy.stats import poisson
+
+    rows = []
+    for uid, s in df.groupby("unique_id", sort=False):
+        mean = float(s["y"].tail(SHORT_WEEKS).mean())
+        lo, hi = (float(v) for v in poisson.ppf([0.1, 0.9], mean)) if mean > 0 else (0.0, 0.0)
+        for k in range(1, horizon + 1):
+            rows.append((str(uid), last_week + k * WEEK, mean, lo, hi, "RecentMean"))
+    return pd.DataFrame(rows, columns=["unique_id", "ds", "units", "lo", "hi", "model"])
+
+
+def forecast_series(
+    series: pd.DataFrame,
+    horizon: int,
+    *,
+    season: int | None = None,
+    models: tuple[str, ...] = DEFAULT_MODELS,
+    select: str = "series",
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Forecast every series of `series` (`unique_id, ds, y`, weekly, no gaps) `horizon` weeks
+    past its last week: `unique_id, ds, units, lo, hi, model` (units and bounds >= 0), and what
+    was chosen. Used by `insights demand` and by the benchmark, on any weekly data."""
+    series = series.sort_values(["unique_id", "ds"])
+    last_week = series["ds"].max()
+    total = series.groupby("ds")["y"].sum().sort_index().to_numpy()
+    h_cv = min(horizon, MAX_CV_H)
+    m = detect_season(total, h_cv) if season is None else season
+    length = series.groupby("unique_id").size()
+    adi = series.groupby("unique_id")["y"].apply(_adi)
+    parts: list[pd.DataFrame] = []
+    maes: list[pd.DataFrame] = []
+    info: dict[str, Any] = {"season_length": m, "cv_windows": 0, "cv_h": 0}
+    seasonal_ok = length >= 2 * m + h_cv + 4 if m > 1 else length < 0
+    plain_ok = (length >= 2 * h_cv + 8) & ~seasonal_ok
+    for ok, s in ((seasonal_ok, m), (plain_ok, 1)):
+        for intermittent in (False, True):
+            ids = length.index[ok & ((adi > INTERMITTENT_ADI) == intermittent)]
+            if len(ids) == 0:
+                continue
+            names = (*models, *INTERMITTENT_MODELS) if intermittent else models
+            fc, mae = forecast_group(series[series["unique_id"].isin(ids)], horizon, s, names, select=select)
+            parts.append(fc)
+            maes.append(mae)
+            info["cv_windows"] = max(info["cv_windows"], mae.attrs["windows"])
+            info["cv_h"] = max(info["cv_h"], mae.attrs["h"])
+    short = length.index[~seasonal_ok & ~plain_ok]
+    if len(short):
+        parts.append(forecast_short(series[series["unique_id"].isin(short)], horizon, last_week))
+    out = (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else pd.DataFrame(columns=["unique_id", "ds", "units", "lo", "hi", "model"])
+    )
+    for c in ("units", "lo", "hi"):
+        out[c] = out[c].astype(float).clip(lower=0.0)
+    out["lo"] = np.minimum(out["lo"], out["units"])
+    out["hi"] = np.maximum(out["hi"], out["units"])
+    info["chosen"] = {
+        str(k): int(v) for k, v in out.groupby("unique_id")["model"].first().value_counts().items()
+    }
+    if maes:
+        allmae = pd.concat(maes)
+        info["cv_mae"] = {str(k): round(float(v), 4) for k, v in allmae.mean().dropna().items()}
+    else:
+        info["cv_mae"] = {}
+    return out.sort_values(["unique_id", "ds"]).reset_index(drop=True), info
+
+
+def forecast_demand(
+    weekly: pd.DataFrame,
+    products: pd.DataFrame,
+    as_of: Any,
+    *,
+    horizon_weeks: int = 13,
+    level: str = "product",
+) -> tuple[pd.DataFrame, DemandModel, pd.DataFrame]:
+    """Weekly forecasts per product (or category) after the last complete week up to `as_of`,
+    from `load_weekly`'s aggregates; returns the forecasts (`unique_id, ds, units, lo, hi,
+    model`), what made them, and the (uncensored) history."""
+    if level not in ("product", "category"):
+        raise ShelfwiseError(f"--level {level!r}: use product or category")
+    last_week = last_complete_week(as_of)
+    info = DemandModel(
+        level=level,
+        as_of=pd.Timestamp(as_of).isoformat(),
+        last_week=last_week.date().isoformat(),
+        horizon_weeks=horizon_weeks,
+        season_length=1,
+    )
+    grid = weekly_grid(weekly, last_week)
+    if grid.empty:
+        raise ShelfwiseError(f"no purchases in complete weeks up to {pd.Timestamp(as_of).date()}")
+    out_now = products[
+        (products["in_stock"].astype("boolean") == False)  # noqa: E712 (a nullable column)
+        | (pd.to_numeric(products["stock"], errors="coerce") == 0)
+    ]["product_id"]
+    series, info.censored_weeks = uncensor(grid, set(out_now.astype(str)))
+    if level == "category":
+        cat = products.set_index("product_id")["category"].dropna().astype(str)
+        series = series.assign(unique_id=series["unique_id"].map(cat)).dropna(subset=["unique_id"])
+        series = series.groupby(["unique_id", "ds"], as_index=False)[["y", "interest"]].sum()
+        if series.empty:
+            raise ShelfwiseError("--level category: no product with a sale has a category")
+    fc, meta = forecast_series(series[["unique_id", "ds", "y"]], horizon_weeks)
+    info.series = int(series["unique_id"].nunique())
+    info.season_length = int(meta["season_length"])
+    info.cv_windows, info.cv_h = int(meta["cv_windows"]), int(meta["cv_h"])
+    info.chosen, info.cv_mae = meta["chosen"], meta["cv_mae"]
+    return fc, info, series
+
+
+__all__ = [
+    "DemandModel",
+    "detect_season",
+    "forecast_demand",
+    "forecast_series",
+    "last_complete_week",
+    "load_weekly",
+    "uncensor",
+    "weekly_grid",
+]

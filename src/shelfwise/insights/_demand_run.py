@@ -1,0 +1,164 @@
+"""The governed jobs behind `insights demand` and `insights replenishment`: point-in-time read,
+forecast, the output file, an OpenLineage run and an audit entry. The caller
+(`shelfwise.Shop`) has checked the permission; `actor` is who the audit entry names."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..errors import ShelfwiseError
+from ._data import parse_as_of
+from ._demand import forecast_demand, load_weekly
+from ._replenishment import REPLENISHMENT_FIELDS, replenish
+from ._run import write_records
+
+DEMAND_FIELDS = ("product_id", "week_start", "units", "lo", "hi", "model")
+CATEGORY_FIELDS = ("category", "week_start", "units", "lo", "hi", "model")
+
+
+def _check(workdir: Path, out: Path) -> None:
+    if out.suffix not in (".jsonl", ".csv"):
+        raise ShelfwiseError(f"{out}: unknown output format {out.suffix!r} (use .jsonl or .csv)")
+    if not (workdir / "warehouse.duckdb").exists():
+        raise ShelfwiseError(
+            f"{workdir}: not a shelfwise workdir (no warehouse.duckdb; run `shelfwise ingest` first)"
+        )
+
+
+def demand_records(
+    workdir: str | Path, as_of: str | None = None, horizon_weeks: int = 13, level: str = "product"
+) -> tuple[list[dict[str, Any]], dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    """The forecasts as JSON-ready dicts, what made them, the forecast frame and the catalog."""
+    if not 1 <= horizon_weeks <= 104:
+        raise ShelfwiseError(f"--horizon-weeks {horizon_weeks}: use 1..104")
+    weekly, products, at = load_weekly(workdir, parse_as_of(as_of))
+    fc, info, history = forecast_demand(weekly, products, at, horizon_weeks=horizon_weeks, level=level)
+    key = "product_id" if level == "product" else "category"
+    records = [
+        {
+            key: r.unique_id,
+            "week_start": pd.Timestamp(r.ds).date().isoformat(),
+            "units": round(float(r.units), 3),
+            "lo": round(float(r.lo), 3),
+            "hi": round(float(r.hi), 3),
+            "model": r.model,
+        }
+        for r in fc.itertuples(index=False)
+    ]
+    meta = {"as_of": info.as_of, "weeks_of_history": int(history["ds"].nunique()), "model": asdict(info)}
+    return records, meta, fc, products
+
+
+def run_demand(
+    workdir: str | Path,
+    out: str | Path,
+    *,
+    as_of: str | None = None,
+    horizon_weeks: int = 13,
+    level: str = "product",
+    actor: str | None = None,
+) -> dict[str, Any]:
+    """Weekly demand forecasts per product (or category) from events up to `as_of`, to `out`."""
+    from ..governance import AuditLog, DatasetRef, LineageRun
+    from ..governance._lineage import warehouse_namespace
+
+    workdir, out = Path(workdir), Path(out)
+    _check(workdir, out)
+    if level not in ("product", "category"):
+        raise ShelfwiseError(f"--level {level!r}: use product or category")
+    fields = DEMAND_FIELDS if level == "product" else CATEGORY_FIELDS
+    ns = warehouse_namespace(workdir)
+    lineage = LineageRun(
+        workdir,
+        "shelfwise.insights.demand",
+        [DatasetRef(ns, "curated.events"), DatasetRef(ns, "curated.products")],
+    ).start()
+    try:
+        records, meta, _, _ = demand_records(workdir, as_of, horizon_weeks, level)
+        write_records(records, out, fields)
+    except Exception as exc:
+        lineage.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    lineage.complete([DatasetRef("file", str(out.resolve()), rows=len(records), columns=fields)])
+    series = meta["model"]["series"]
+    rep = {"series": series, "rows": len(records), "out": str(out), "lineage_run_id": lineage.run_id, **meta}
+    AuditLog(workdir).append(
+        "insights.demand",
+        actor=actor,
+        out=str(out),
+        level=level,
+        series=series,
+        as_of=meta["as_of"],
+        horizon_weeks=horizon_weeks,
+        lineage_run_id=lineage.run_id,
+    )
+    return rep
+
+
+def run_replenishment(
+    workdir: str | Path,
+    out: str | Path,
+    *,
+    as_of: str | None = None,
+    service_level: float = 0.95,
+    review_days: float = 7.0,
+    actor: str | None = None,
+) -> dict[str, Any]:
+    """Reorder suggestions per product from the demand forecast at `as_of`, the catalog's stock
+    and lead times, to `out`."""
+    from ..governance import AuditLog, DatasetRef, LineageRun
+    from ..governance._lineage import warehouse_namespace
+
+    workdir, out = Path(workdir), Path(out)
+    _check(workdir, out)
+    if not 0.5 <= service_level < 1.0:
+        raise ShelfwiseError(f"--service-level {service_level}: use a probability in [0.5, 1)")
+    if review_days < 0:
+        raise ShelfwiseError(f"--review-days {review_days}: must be >= 0")
+    ns = warehouse_namespace(workdir)
+    lineage = LineageRun(
+        workdir,
+        "shelfwise.insights.replenishment",
+        [DatasetRef(ns, "curated.events"), DatasetRef(ns, "curated.products")],
+    ).start()
+    try:
+        weekly, products, at = load_weekly(workdir, parse_as_of(as_of))
+        lead = pd.to_numeric(products["lead_time_days"], errors="coerce").max()
+        weeks = max(13, math.ceil(((0.0 if pd.isna(lead) else float(lead)) + review_days) / 7) + 1)
+        fc, info, _ = forecast_demand(weekly, products, at, horizon_weeks=min(weeks, 104))
+        records = replenish(fc, products, service_level=service_level, review_days=review_days)
+        write_records(records, out, REPLENISHMENT_FIELDS)
+    except Exception as exc:
+        lineage.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    lineage.complete(
+        [DatasetRef("file", str(out.resolve()), rows=len(records), columns=REPLENISHMENT_FIELDS)]
+    )
+    to_order = sum(1 for r in records if (r["order_qty"] or 0) > 0)
+    rep = {
+        "products": len(records),
+        "to_order": to_order,
+        "out": str(out),
+        "lineage_run_id": lineage.run_id,
+        "as_of": info.as_of,
+        "model": asdict(info),
+    }
+    AuditLog(workdir).append(
+        "insights.replenishment",
+        actor=actor,
+        out=str(out),
+        products=len(records),
+        to_order=to_order,
+        as_of=info.as_of,
+        service_level=service_level,
+        lineage_run_id=lineage.run_id,
+    )
+    return rep
+
+
+__all__ = ["CATEGORY_FIELDS", "DEMAND_FIELDS", "demand_records", "run_demand", "run_replenishment"]

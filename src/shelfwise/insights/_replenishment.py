@@ -1,0 +1,141 @@
+"""Reorder suggestions from demand forecasts, stock on hand and lead times (issue 18.3).
+
+The policy is the periodic review order-up-to (R, S) policy: every `review_days` the stock is
+looked at, and an order placed now arrives after `lead_time_days`; it must cover the demand until
+the order after next can arrive, the protection period P = lead time + review period. With D the
+forecast demand over P (the weekly forecasts, the part-week pro rata) and sigma its standard
+deviation (each week's from its 80% interval, width / (2 x 1.2816), the variances added pro rata
+as if days were independent), the safety stock is z(service level) x sigma, the reorder point (the
+order-up-to level S) is D + safety stock, and the suggested order is what brings the stock up to
+it, in whole units. Stock on order is not known to shelfwise (no purchase-order table), so the
+suggestion assumes none is on the way. Weeks past the forecast horizon repeat its last week.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+from scipy.stats import norm
+
+Z80 = float(norm.ppf(0.9))  # the half-width of an 80% interval in standard deviations
+
+REPLENISHMENT_FIELDS = (
+    "product_id",
+    "stock",
+    "lead_time_days",
+    "review_days",
+    "weekly_demand",
+    "demand_lead_time",
+    "demand_sd",
+    "safety_stock",
+    "reorder_point",
+    "order_qty",
+    "weeks_of_cover",
+    "service_level",
+    "reason",
+)
+
+
+def protection_demand(weeks: pd.DataFrame, days: float) -> tuple[float, float]:
+    """Demand over the next `days` and its standard deviation, from weekly forecasts in order
+    (`units`, `lo`, `hi`)."""
+    units = weeks["units"].to_numpy(dtype=float)
+    sd = (weeks["hi"].to_numpy(dtype=float) - weeks["lo"].to_numpy(dtype=float)) / (2 * Z80)
+    total = var = 0.0
+    k = 0
+    left = days / 7.0
+    while left > 1e-12:
+        i = min(k, len(units) - 1)
+        frac = min(1.0, left)
+        total += frac * units[i]
+        var += frac * sd[i] ** 2
+        left -= frac
+        k += 1
+    return total, math.sqrt(var)
+
+
+def _number(v: Any) -> float | None:
+    if v is None:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+def replenish(
+    forecasts: pd.DataFrame,
+    products: pd.DataFrame,
+    *,
+    service_level: float = 0.95,
+    review_days: float = 7.0,
+) -> list[dict[str, Any]]:
+    """One suggestion per product that has a stock figure or a forecast. `forecasts`:
+    `unique_id, ds, units, lo, hi` per product and week; `products`: `product_id, stock,
+    lead_time_days`."""
+    if not 0.5 <= service_level < 1.0:
+        raise ValueError(f"--service-level {service_level}: use a probability in [0.5, 1)")
+    z = float(norm.ppf(service_level))
+    by_product = {str(k): g.sort_values("ds") for k, g in forecasts.groupby("unique_id", sort=False)}
+    catalog = {str(r.product_id): r for r in products.itertuples(index=False)}
+    ids = sorted(set(by_product) | {p for p, r in catalog.items() if _number(r.stock) is not None})
+    out: list[dict[str, Any]] = []
+    for pid in ids:
+        row = catalog.get(pid)
+        stock = _number(row.stock) if row is not None else None
+        lead = _number(row.lead_time_days) if row is not None else None
+        weeks = by_product.get(pid)
+        weekly = float(weeks["units"].head(4).mean()) if weeks is not None else 0.0
+        rec: dict[str, Any] = {
+            "product_id": pid,
+            "stock": None if stock is None else int(stock),
+            "lead_time_days": lead,
+            "review_days": review_days,
+            "weekly_demand": round(weekly, 3),
+            "demand_lead_time": None,
+            "demand_sd": None,
+            "safety_stock": None,
+            "reorder_point": None,
+            "order_qty": None,
+            "weeks_of_cover": round(stock / weekly, 2) if stock is not None and weekly > 0 else None,
+            "service_level": service_level,
+        }
+        if stock is None:
+            rec["reason"] = "no stock figure in the catalog: nothing to compare the demand with"
+        elif lead is None:
+            rec["reason"] = "no lead_time_days in the catalog: the protection period is unknown"
+        elif weeks is None:
+            rec.update(demand_lead_time=0.0, demand_sd=0.0, safety_stock=0.0, reorder_point=0.0, order_qty=0)
+            rec["reason"] = "no sales up to as-of: no demand to cover"
+        else:
+            days = lead + review_days
+            demand, sd = protection_demand(weeks, days)
+            safety = z * sd
+            rop = demand + safety
+            qty = max(0, math.ceil(rop - stock - 1e-9))
+            rec.update(
+                demand_lead_time=round(demand, 3),
+                demand_sd=round(sd, 3),
+                safety_stock=round(safety, 3),
+                reorder_point=round(rop, 3),
+                order_qty=qty,
+            )
+            span = f"{lead:g} d lead time + {review_days:g} d review"
+            if qty > 0:
+                rec["reason"] = (
+                    f"stock {int(stock)} is below the reorder point {rop:.1f} (demand {demand:.1f} over "
+                    f"{span}, safety stock {safety:.1f} for a {service_level:.0%} service level): order {qty}"
+                )
+            else:
+                rec["reason"] = (
+                    f"stock {int(stock)} covers the reorder point {rop:.1f} (demand {demand:.1f} over "
+                    f"{span}, safety stock {safety:.1f}): no order"
+                )
+        out.append(rec)
+    return out
+
+
+__all__ = ["REPLENISHMENT_FIELDS", "Z80", "protection_demand", "replenish"]

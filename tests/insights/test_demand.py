@@ -1,0 +1,279 @@
+"""`shelfwise insights demand` and `insights replenishment` (issue 18.3): a planted seasonal series
+(period 4) forecast in phase, a product with stock-outs whose demand is not read as zero, point in
+time (a spike after --as-of changes nothing), the products contract's stock / lead_time_days with
+bad values quarantined, permissions, audit and lineage, and the reorder arithmetic on a planted
+case."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+START = datetime(2024, 1, 1)  # a Monday
+WEEKS = 72
+AS_OF = (START + timedelta(weeks=WEEKS) - timedelta(days=1)).date().isoformat()  # a Sunday
+PATTERN = np.array([15.0, 30.0, 60.0, 30.0])  # SEAS's weekly units, period 4
+OUT_MID = range(40, 44)  # OOS sold nothing these weeks although shoppers kept looking
+OUT_END = 3  # ... and the last 3 weeks before as-of: the catalog lists it with stock 0 now
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    e = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    e.pop("SHELFWISE_AS", None)
+    e.pop("SHELFWISE_API_KEY", None)
+    e.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "shelfwise.cli", *args], capture_output=True, text=True, env=e, timeout=600
+    )
+
+
+def ok(proc: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def planted_shop(d: Path) -> None:
+    """72 weeks of a small shop. SEAS: period-4 demand; STEADY: ~10 a week, well stocked; OOS:
+    ~10 a week with two stock-outs (views go on, sales stop); after as-of SEAS sells 5,000 units
+    in a week (must not be seen). BADSTOCK/BADLEAD carry invalid stock / lead time values."""
+    rng = np.random.default_rng(11)
+    d.mkdir(parents=True)
+    with open(d / "products.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["product_id", "title", "category", "price", "in_stock", "stock_qty", "lead_time"])
+        w.writerow(["SEAS", "Seasonal thing", "Home > Kitchen", 5, "true", 40, 14])
+        w.writerow(["STEADY", "Steady thing", "Home > Kitchen", 5, "true", 500, 7])
+        w.writerow(["OOS", "Often sold out", "Sports > Outdoor", 5, "false", 0, 14])
+        w.writerow(["NOLEAD", "No lead time", "Sports > Outdoor", 5, "true", 3, ""])
+        w.writerow(["BADSTOCK", "Half a unit", "Sports > Outdoor", 5, "true", "2.5", 7])
+        w.writerow(["BADLEAD", "Negative lead", "Sports > Outdoor", 5, "true", 4, "-3"])
+    rows: list[list[object]] = []
+
+    def week(product: str, k: int, units: int, views: int) -> None:
+        for v in range(views):
+            ts = START + timedelta(weeks=k, hours=int(rng.integers(1, 160)), minutes=v)
+            rows.append([f"U{rng.integers(0, 300)}", product, "view", ts.strftime("%Y-%m-%dT%H:%M:%SZ"), ""])
+        if units:
+            ts = START + timedelta(weeks=k, days=2, hours=int(rng.integers(0, 23)))
+            rows.append(
+                [f"U{rng.integers(0, 300)}", product, "purchase", ts.strftime("%Y-%m-%dT%H:%M:%SZ"), units]
+            )
+
+    for k in range(WEEKS):
+        seas = int(rng.poisson(PATTERN[k % 4]))
+        week("SEAS", k, seas, seas // 2 + 1)
+        week("STEADY", k, int(rng.poisson(10)), 20)
+        out = k in OUT_MID or k >= WEEKS - OUT_END
+        week("OOS", k, 0 if out else int(rng.poisson(10)), int(rng.poisson(20)))
+        week("NOLEAD", k, int(rng.poisson(2)), 4)
+    week("SEAS", WEEKS, 5000, 10)  # after --as-of
+    with open(d / "events.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["user_id", "product_id", "event_type", "timestamp", "quantity"])
+        w.writerows(rows)
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("demand")
+    planted_shop(base / "data")
+    ok(run("ingest", "--data", str(base / "data"), "--workdir", str(base / "w")))
+    return base / "w"
+
+
+@pytest.fixture(scope="module")
+def forecasts(shop: Path) -> tuple[dict[str, list[dict]], str]:
+    out = shop.parent / "demand.jsonl"
+    proc = ok(run("insights", "demand", "--workdir", str(shop), "--as-of", AS_OF, "--out", str(out)))
+    by: dict[str, list[dict]] = {}
+    for r in map(json.loads, out.read_text().splitlines()):
+        by.setdefault(r["product_id"], []).append(r)
+    return by, proc.stdout
+
+
+# -- the contract ------------------------------------------------------------------------------
+def test_stock_and_lead_time_are_curated_and_bad_values_quarantined(shop):
+    from shelfwise.storage import read_only
+
+    with read_only(shop) as (con, _):
+        got = dict(con.sql("SELECT product_id, stock FROM curated.products").fetchall())
+        lead = dict(con.sql("SELECT product_id, lead_time_days FROM curated.products").fetchall())
+        bad = con.sql(
+            "SELECT reason, detail FROM quarantine.rows WHERE table_name = 'products' ORDER BY detail"
+        ).fetchall()
+    assert got["SEAS"] == 40 and got["OOS"] == 0 and lead["SEAS"] == 14 and lead["NOLEAD"] is None
+    assert "BADSTOCK" not in got and "BADLEAD" not in got
+    assert [r[0] for r in bad] == ["out_of_range", "invalid_type"], bad
+    assert "lead_time_days: below 0: -3" in bad[0][1] and "stock: not a whole number: 2.5" in bad[1][1]
+
+
+def test_row_check_agrees_on_stock():
+    from shelfwise.governance._contracts import PRODUCTS
+    from shelfwise.governance._row_check import check_record
+
+    base = {"product_id": "P1", "title": "A thing"}
+    assert not check_record(PRODUCTS, {**base, "stock": "7", "lead_time_days": "2.5"}).failures
+    f = check_record(PRODUCTS, {**base, "stock": "7.5"}).failures
+    assert [x.reason.value for x in f] == ["invalid_type"] and "whole number" in f[0].detail
+
+
+# -- forecasts, end to end ---------------------------------------------------------------------
+@pytest.mark.slow  # a statsforecast run through the CLI (~30-60 s on a loaded machine)
+def test_seasonal_series_forecast_in_phase(forecasts):
+    by, stdout = forecasts
+    seas = by["SEAS"]
+    assert len(seas) == 13 and "season 4 weeks" in stdout
+    first = date.fromisoformat(seas[0]["week_start"])
+    assert first == (START + timedelta(weeks=WEEKS)).date() and first.weekday() == 0
+    expected = [PATTERN[(WEEKS + k) % 4] for k in range(8)]
+    got = [r["units"] for r in seas[:8]]
+    assert np.allclose(got, expected, rtol=0.3), (got, expected)
+    # point in time: the 5,000 units sold after --as-of are not seen
+    assert max(r["hi"] for r in seas) < 120
+    assert all(r["lo"] <= r["units"] <= r["hi"] for rs in by.values() for r in rs)
+
+
+@pytest.mark.slow  # a statsforecast run through the CLI (~30-60 s on a loaded machine)
+def test_stock_outs_are_not_read_as_zero_demand(forecasts):
+    by, stdout = forecasts
+    oos = [r["units"] for r in by["OOS"]]
+    # the last 3 weeks sold nothing (out of stock): demand is still ~10 a week
+    assert 7.5 < float(np.mean(oos)) < 12.5, oos
+    censored = int(stdout.split(" stock-out weeks")[0].rsplit(" ", 1)[1])
+    assert len(OUT_MID) + OUT_END <= censored <= len(OUT_MID) + OUT_END + 2
+
+
+@pytest.mark.slow  # a statsforecast run through the CLI (~30-60 s on a loaded machine)
+def test_replenishment_end_to_end(shop, forecasts):
+    out = shop.parent / "reorder.csv"
+    proc = ok(
+        run("insights", "replenishment", "--workdir", str(shop), "--as-of", AS_OF, "--out", str(out),
+            "--service-level", "0.9")
+    )  # fmt: skip
+    assert "reorder suggestions" in proc.stdout
+    rows = {r["product_id"]: r for r in csv.DictReader(out.open())}
+    assert rows["STEADY"]["order_qty"] == "0" and "no order" in rows["STEADY"]["reason"]
+    oos = rows["OOS"]
+    assert int(oos["order_qty"]) >= 30 and oos["stock"] == "0" and "order" in oos["reason"]
+    assert float(oos["demand_lead_time"]) > 25  # 3 weeks of ~10
+    assert rows["NOLEAD"]["order_qty"] == "" and "lead_time_days" in rows["NOLEAD"]["reason"]
+    audit = [json.loads(x) for x in (shop / "audit" / "audit.jsonl").read_text().splitlines()]
+    assert {"insights.demand", "insights.replenishment"} <= {a["action"] for a in audit}
+    runs = [json.loads(x) for x in (shop / "lineage" / "openlineage.jsonl").read_text().splitlines()]
+    done = [
+        r
+        for r in runs
+        if r["job"]["name"] == "shelfwise.insights.replenishment" and r["eventType"] == "COMPLETE"
+    ]
+    assert any(o["name"] == str(out.resolve()) for r in done for o in r["outputs"])
+
+
+@pytest.mark.slow
+def test_category_level_csv(shop, tmp_path):
+    out = tmp_path / "cat.csv"
+    ok(run("insights", "demand", "--workdir", str(shop), "--as-of", AS_OF, "--level", "category",
+           "--horizon-weeks", "4", "--out", str(out)))  # fmt: skip
+    rows = list(csv.DictReader(out.open()))
+    assert {r["category"] for r in rows} == {"Home > Kitchen", "Sports > Outdoor"} and len(rows) == 8
+
+
+@pytest.mark.slow  # four CLI processes (~50 s on a loaded machine)
+def test_permissions_are_checked_and_denials_audited(shop, tmp_path):
+    import shutil
+
+    work = tmp_path / "w"
+    shutil.copytree(shop, work)
+    keys = {}
+    for name, role in [("ada", "admin"), ("svc", "service")]:
+        env = {"SHELFWISE_AS": "ada", "SHELFWISE_API_KEY": keys["ada"]} if keys else {}
+        out = ok(
+            run("users", "add", "--workdir", str(work), "--name", name, "--role", role, "--json", env=env)
+        )
+        keys[name] = json.loads(out.stdout)["api_key"]
+    svc = {"SHELFWISE_AS": "svc", "SHELFWISE_API_KEY": keys["svc"]}
+    for cmd, action in (("demand", "insights.demand"), ("replenishment", "insights.replenishment")):
+        out = tmp_path / f"{cmd}.jsonl"
+        denied = run("insights", cmd, "--workdir", str(work), "--out", str(out), env=svc)
+        assert denied.returncode == 4 and f"may not {action}" in denied.stderr and not out.exists()
+    audit = [json.loads(x) for x in (work / "audit" / "audit.jsonl").read_text().splitlines()]
+    assert sum(a["action"] == "access.denied" for a in audit) >= 2
+
+
+# -- the model, in process ---------------------------------------------------------------------
+def test_uncensor_flags_stock_out_weeks_and_estimates_from_views():
+    from shelfwise.insights._demand import uncensor
+
+    ds = pd.date_range("2024-01-01", periods=30, freq="7D")
+    y = np.full(30, 10.0)
+    y[[12, 13, 14]] = 0.0
+    interest = np.full(30, 20.0)
+    g = pd.DataFrame({"unique_id": "A", "ds": ds, "y": y, "interest": interest})
+    fixed, n = uncensor(g, set())
+    assert n == 3 and fixed["censored"].sum() == 3
+    assert np.allclose(fixed["y"], 10.0)  # 20 views x 0.5 units per view
+    # no views in those weeks: the product was not even looked at, so no stock-out is assumed
+    g.loc[[12, 13, 14], "interest"] = 0.0
+    assert uncensor(g, set())[1] == 0
+    # ... unless the catalog says it is out of stock now and the zero weeks are the last ones
+    g2 = g.assign(
+        y=np.r_[y[:27], 0.0, 0.0, 0.0], interest=np.r_[g["interest"].to_numpy()[:27], 0.0, 0.0, 0.0]
+    )
+    fixed, n = uncensor(g2, {"A"})
+    assert n == 3 and np.allclose(fixed["y"].tail(3), 10.0)
+
+
+def test_last_complete_week_is_point_in_time():
+    from shelfwise.insights._data import parse_as_of
+    from shelfwise.insights._demand import last_complete_week
+
+    assert last_complete_week(parse_as_of("2024-03-10")) == pd.Timestamp("2024-03-04")  # a Sunday
+    assert last_complete_week(parse_as_of("2024-03-13")) == pd.Timestamp("2024-03-04")  # a Wednesday
+    assert last_complete_week(parse_as_of("2024-03-11T00:00:00")) == pd.Timestamp("2024-03-04")
+
+
+def test_replenishment_arithmetic_on_a_planted_case():
+    from shelfwise.insights._replenishment import Z80, replenish
+
+    weeks = pd.date_range("2025-01-06", periods=8, freq="7D")
+    fc = pd.DataFrame(
+        {"unique_id": "A", "ds": weeks, "units": 10.0, "lo": 10.0 - 2 * Z80, "hi": 10.0 + 2 * Z80}
+    )  # 10 a week, sd 2 a week
+    products = pd.DataFrame({"product_id": ["A", "B"], "stock": [20.0, 7.0], "lead_time_days": [14.0, 3.0]})
+    got = {r["product_id"]: r for r in replenish(fc, products, service_level=0.95, review_days=7)}
+    a = got["A"]
+    # protection period 14 + 7 = 21 days = 3 weeks: demand 30, sd sqrt(3 x 4), z(0.95) = 1.6449
+    assert a["demand_lead_time"] == pytest.approx(30.0)
+    assert a["demand_sd"] == pytest.approx(math.sqrt(12), abs=1e-3)
+    assert a["safety_stock"] == pytest.approx(1.644854 * math.sqrt(12), abs=1e-3)
+    assert a["reorder_point"] == pytest.approx(30 + 1.644854 * math.sqrt(12), abs=1e-3)
+    assert a["order_qty"] == math.ceil(30 + 1.644854 * math.sqrt(12) - 20) == 16
+    assert a["weeks_of_cover"] == 2.0 and "order 16" in a["reason"]
+    # B: no forecast (no sales) -> nothing to order; a part week counts pro rata
+    assert got["B"]["order_qty"] == 0 and "no sales" in got["B"]["reason"]
+    from shelfwise.insights._replenishment import protection_demand
+
+    d, sd = protection_demand(fc, 10.5)  # 1.5 weeks
+    assert d == pytest.approx(15.0) and sd == pytest.approx(math.sqrt(1.5 * 4))
+    with pytest.raises(ValueError):
+        replenish(fc, products, service_level=1.0)
+
+
+def test_detect_season_finds_the_planted_period():
+    from shelfwise.insights._demand import detect_season
+
+    rng = np.random.default_rng(0)
+    t = np.arange(160)
+    yearly = 100 + 40 * np.sin(2 * np.pi * t / 52) + rng.normal(0, 5, 160)
+    assert detect_season(yearly, 13) == 52
+    assert detect_season(np.tile(PATTERN, 20) + rng.normal(0, 1, 80), 13) == 4
+    assert detect_season(rng.normal(50, 5, 100), 13) == 1
