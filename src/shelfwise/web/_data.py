@@ -265,7 +265,7 @@ def online_drops(by_bundle: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Surfaces where the newest bundle's click-through is below the previous bundle's beyond
     chance: the newest's Wilson 95% upper bound under the previous one's rate (each with at
     least MIN_LISTS lists served)."""
-    from ..serving._experiments import _wilson
+    from ..evaluation import wilson_interval
 
     out = []
     surfaces: dict[str, list[dict[str, Any]]] = {}
@@ -278,7 +278,7 @@ def online_drops(by_bundle: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if prev["served"] < MIN_LISTS or last["served"] < MIN_LISTS:
             continue
         before = prev["clicked"] / prev["served"]
-        hi = _wilson(last["clicked"], last["served"])[1]
+        hi = wilson_interval(last["clicked"], last["served"])[1]
         if hi < before:
             out.append(
                 {"surface": surface, "bundle": last["bundle"], "previous": prev["bundle"],
