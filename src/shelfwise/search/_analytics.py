@@ -22,7 +22,9 @@ from typing import Any
 SESSION_WINDOW_S = 1800
 
 
-def search_analytics(workdir: str | Path, top: int = 50) -> dict[str, Any]:
+def search_analytics(workdir: str | Path, top: int = 50, lexical: Any = None) -> dict[str, Any]:
+    """The report; `lexical` is the current bundle's keyword index when the caller has it loaded
+    (a serving process), else it is read from the bundle (once per bundle and process)."""
     from ..storage import read_only
     from ._analyze import analyze, words
 
@@ -95,11 +97,11 @@ def search_analytics(workdir: str | Path, top: int = 50) -> dict[str, Any]:
     out["served"]["zero_result_queries"] = [
         {"query": d["query"], "zero_result_pages": d["zero"]} for d in served if d["zero"]
     ][:top]
-    engine = _current_engine(workdir)
-    if engine is not None:
+    lexical = lexical if lexical is not None else current_lexical(workdir)
+    if lexical is not None:
         for r in out["logged"]["top_queries"][: max(top, 200)]:
             terms = analyze(r["query"])
-            if terms and len(engine.lexical_.search_terms(terms, 1).ids[0]) == 0:
+            if terms and len(lexical.search_terms(terms, 1).ids[0]) == 0:
                 out["no_keyword_match"].append({"query": r["query"], "searches": r["searches"]})
     return out
 
@@ -118,15 +120,27 @@ def served_search_pages(workdir: str | Path) -> Iterator[dict[str, Any]]:
                     yield rec
 
 
-def _current_engine(workdir: Path) -> Any:
-    from ..serving._bundle import BUNDLES_DIR, CURRENT
-    from ._engine import SearchEngine
+_LEXICAL: dict[Path, Any] = {}  # bundle's search folder -> its keyword index (bundles never change)
 
+
+def current_lexical(workdir: str | Path) -> Any:
+    """The serving bundle's keyword index alone (not the whole engine: no embeddings, catalog
+    analysis or ranker; ~10x less to load), kept per bundle: a bundle is immutable once made."""
+    from ..serving._bundle import BUNDLES_DIR, CURRENT
+    from ._retrievers import LexicalRetriever
+
+    workdir = Path(workdir)
     pointer = workdir / BUNDLES_DIR / CURRENT
     if not pointer.exists():
         return None
     path = workdir / BUNDLES_DIR / pointer.read_text().strip() / "search"
-    return SearchEngine.load(path) if path.exists() else None
+    if not path.exists():
+        return None
+    if path not in _LEXICAL:
+        if len(_LEXICAL) >= 4:
+            _LEXICAL.clear()
+        _LEXICAL[path] = LexicalRetriever.load(path / "lexical")
+    return _LEXICAL[path]
 
 
 def write_search_report(workdir: str | Path) -> tuple[Path, Path]:

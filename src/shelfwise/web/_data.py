@@ -192,33 +192,143 @@ def traffic(workdir: Path) -> dict[str, Any]:
     return _cached(("traffic", workdir), _stamp(workdir, *WAREHOUSE, *SERVED), lambda: _traffic(workdir))  # type: ignore[no-any-return]
 
 
-def _traffic(workdir: Path) -> dict[str, Any]:
-    from ..serving._feedback import EXPOSURES_DIR
+class _FileTally:
+    """What one exposure segment has said up to `offset` (complete lines only)."""
 
-    served: Counter[str] = Counter()
-    kind_of: dict[str, str] = {}
-    bundle_of: dict[str, tuple[str, str]] = {}  # list id -> (surface, bundle)
-    by_bundle: Counter[tuple[str, str]] = Counter()
-    order: dict[str, float] = {}  # bundle -> when it first served
-    for f in sorted((workdir / EXPOSURES_DIR).glob("*.jsonl*")):
-        with open(f, "rb") as fh:
+    def __init__(self) -> None:
+        self.offset = 0
+        self.tail = b""  # the bytes just before `offset`: a file rewritten in place shows here
+        self.served: Counter[str] = Counter()
+        self.by_bundle: Counter[tuple[str, str]] = Counter()
+        self.first: dict[str, float] = {}  # bundle -> earliest `at`
+        self.ids: dict[str, tuple[str, str]] = {}  # list id -> (surface, bundle)
+        self.lines = 0  # lines parsed (tests: an append is read, not the whole file again)
+
+    def read(self, path: Path) -> _FileTally:
+        """Read the lines appended since `offset` into this tally; returns them as a tally of
+        their own (the delta). A last line without its newline is left for the next read."""
+        delta = _FileTally()
+        with open(path, "rb") as fh:
+            fh.seek(self.offset)
             for line in fh:
+                if not line.endswith(b"\n"):
+                    break  # being written: read whole next time
+                delta.offset += len(line)
+                delta.tail = (delta.tail + line)[-64:]  # the delta's last bytes
+                delta.lines += 1
                 try:
                     rec = json.loads(line)
                 except ValueError:
                     continue  # a line cut by a crash mid-write
+                if not isinstance(rec, dict):
+                    continue
                 kind = str(rec.get("kind") or "other")
-                served[kind] += 1
                 b = str(rec.get("bundle") or "")
-                by_bundle[(kind, b)] += 1
-                order.setdefault(b, float(rec.get("at") or 0.0))
+                delta.served[kind] += 1
+                delta.by_bundle[(kind, b)] += 1
+                at = float(rec.get("at") or 0.0)
+                if at < delta.first.get(b, float("inf")):
+                    delta.first[b] = at
                 if rec.get("id"):
-                    kind_of[rec["id"]] = kind
-                    bundle_of[rec["id"]] = (kind, b)
+                    delta.ids[str(rec["id"])] = (kind, b)
+        self.offset += delta.offset
+        self.tail = (self.tail + delta.tail)[-64:] if delta.offset else self.tail
+        self.merge(delta)
+        self.lines += delta.lines
+        return delta
+
+    def merge(self, other: _FileTally) -> None:
+        self.served.update(other.served)
+        self.by_bundle.update(other.by_bundle)
+        for b, at in other.first.items():
+            if at < self.first.get(b, float("inf")):
+                self.first[b] = at
+        self.ids.update(other.ids)
+
+    def unchanged_before(self, path: Path) -> bool:
+        if not self.offset:
+            return True
+        with open(path, "rb") as fh:
+            fh.seek(self.offset - len(self.tail))
+            return fh.read(len(self.tail)) == self.tail
+
+
+class ExposureTally:
+    """The served-lists tally of an exposure folder, kept up to date incrementally: each
+    segment is remembered by inode with the offset read so far, so a call reads only what was
+    appended (a renamed segment, `.jsonl.open` -> `.jsonl`, is the same inode: not re-read).
+    A segment that shrank, was rewritten in place or was removed (an erasure, retention) is
+    dropped from the sum, which is then rebuilt from the per-segment tallies in memory.
+    Every sum is order-free (counts, earliest time, unique list ids), so the result equals a
+    tally from scratch."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.files: dict[tuple[int, int], _FileTally] = {}
+        self.total = _FileTally()
+        self.lock = threading.Lock()
+
+    def update(self) -> _FileTally:
+        with self.lock:
+            found: dict[tuple[int, int], tuple[Path, int]] = {}
+            for f in sorted(self.folder.glob("*.jsonl*")) if self.folder.exists() else []:
+                try:
+                    st = f.stat()
+                except FileNotFoundError:
+                    continue  # renamed meanwhile: seen under its new name next time
+                found[(st.st_dev, st.st_ino)] = (f, st.st_size)
+            rebuild = any(k not in found for k in self.files)
+            self.files = {k: t for k, t in self.files.items() if k in found}
+            deltas = []
+            for key, (f, size) in found.items():
+                t = self.files.get(key)
+                try:
+                    if t is not None and (size < t.offset or not t.unchanged_before(f)):
+                        t, rebuild = None, True  # rewritten: read it again from the start
+                    if t is None:
+                        t = self.files[key] = _FileTally()
+                    if size > t.offset:
+                        deltas.append(t.read(f))
+                except FileNotFoundError:
+                    self.files.pop(key, None)
+                    rebuild = True
+            if rebuild:
+                self.total = _FileTally()
+                for t in self.files.values():
+                    self.total.merge(t)
+            else:
+                for d in deltas:
+                    self.total.merge(d)
+            return self.total
+
+
+_TALLIES: dict[Path, ExposureTally] = {}
+_TALLIES_LOCK = threading.Lock()
+
+
+def exposure_tally(workdir: Path) -> dict[str, Any]:
+    """The current tally of the workdir's exposure log (one incremental tally per folder):
+    lists served per surface (`served`) and per (surface, bundle) (`by_bundle`), when each
+    bundle first served (`first`), and list id -> (surface, bundle) (`ids`, only looked up)."""
+    from ..serving._feedback import EXPOSURES_DIR
+
+    folder = (workdir / EXPOSURES_DIR).resolve()
+    with _TALLIES_LOCK:
+        tally = _TALLIES.setdefault(folder, ExposureTally(folder))
+    total = tally.update()
+    with tally.lock:  # copies of the small sums
+        return {"served": Counter(total.served), "by_bundle": Counter(total.by_bundle),
+                "first": dict(total.first), "ids": total.ids}  # fmt: skip
+
+
+def _traffic(workdir: Path) -> dict[str, Any]:
+    tally = exposure_tally(workdir)
+    served, by_bundle, order = tally["served"], tally["by_bundle"], tally["first"]
+    bundle_of = tally["ids"]  # list id -> (surface, bundle)
     clicked: Counter[str] = Counter()
     bought: Counter[str] = Counter()
     clicked_by_bundle: Counter[tuple[str, str]] = Counter()
-    if kind_of and _has_warehouse(workdir):
+    if bundle_of and _has_warehouse(workdir):
         from ..storage import read_only
 
         with warehouse(), read_only(workdir) as (con, tables):
@@ -231,11 +341,11 @@ def _traffic(workdir: Path) -> dict[str, Any]:
                         f"count(*) FILTER (WHERE event_type = 'purchase') FROM curated.events "
                         f"WHERE {c} IS NOT NULL GROUP BY 1"
                     ).fetchall():
-                        surface = kind_of.get(sid)
-                        if surface is not None:
-                            clicked[surface] += 1 if clicks else 0
-                            bought[surface] += 1 if purchases else 0
-                            clicked_by_bundle[bundle_of[sid]] += 1 if clicks else 0
+                        got = bundle_of.get(sid)
+                        if got is not None:
+                            clicked[got[0]] += 1 if clicks else 0
+                            bought[got[0]] += 1 if purchases else 0
+                            clicked_by_bundle[got] += 1 if clicks else 0
     surfaces = [
         {
             "surface": k,
@@ -525,8 +635,9 @@ def lineage_svg(graph: dict[str, Any]) -> str:
 
 
 # -- analytics -------------------------------------------------------------------------------------
-def search_report(workdir: Path) -> dict[str, Any]:
-    """`shelfwise report search --json` (without absorbing first: a page only reads)."""
+def search_report(workdir: Path, lexical: Any = None) -> dict[str, Any]:
+    """`shelfwise report search --json` (without absorbing first: a page only reads);
+    `lexical`: the serving bundle's keyword index, already in memory (else read once per bundle)."""
     from ..search._analytics import search_analytics
 
     if not _has_warehouse(workdir):
@@ -534,7 +645,7 @@ def search_report(workdir: Path) -> dict[str, Any]:
 
     def compute() -> dict[str, Any]:
         with warehouse():
-            return search_analytics(workdir)
+            return search_analytics(workdir, lexical=lexical)
 
     return _cached(("search", workdir), _stamp(workdir, *WAREHOUSE, *SERVED, *REGISTRY), compute)  # type: ignore[no-any-return]
 

@@ -50,6 +50,15 @@ def mount_console(app: FastAPI, workdir: str | Path, service: Callable[[], Any])
     app.include_router(console_router(Path(workdir), service))
 
 
+def _current(workdir: Path) -> str | None:
+    from ..serving._bundle import BUNDLES_DIR, CURRENT
+
+    try:
+        return (workdir / BUNDLES_DIR / CURRENT).read_text().strip()
+    except OSError:
+        return None
+
+
 def console_router(workdir: Path, service: Callable[[], Any]) -> APIRouter:
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.filters["tojson_compact"] = lambda v: json.dumps(v, default=str, ensure_ascii=False)
@@ -476,6 +485,9 @@ def console_router(workdir: Path, service: Callable[[], Any]) -> APIRouter:
     def analytics(ctx: Any) -> Any:
         ctx.need("catalog.read")
         exps = _data.experiments(workdir) if ctx.user.may("evaluate") else None
-        return ctx.render("analytics.html", sr=_data.search_report(workdir), exps=exps)
+        s, lexical = service(), None
+        if s is not None and s.snapshot.search is not None and s.snapshot.version == _current(workdir):
+            lexical = s.snapshot.search.lexical_  # the index serving uses: nothing to load
+        return ctx.render("analytics.html", sr=_data.search_report(workdir, lexical), exps=exps)
 
     return router
