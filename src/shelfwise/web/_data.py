@@ -20,11 +20,14 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "ExposureTally",
     "WarehouseBusy",
     "alerts",
     "audit_entries",
+    "customer_profile",
     "datasets",
     "experiments",
+    "exposure_tally",
     "lineage_graph",
     "models",
     "online_drops",
@@ -673,3 +676,81 @@ def experiments(workdir: Path) -> dict[str, Any]:
 
     stamp = _stamp(workdir, *WAREHOUSE, *SERVED, "config/experiments.json")
     return {"configured": configured, "report": _cached(("experiments", workdir), stamp, compute)}
+
+
+# -- customer profiles (shelfwise.insights) --------------------------------------------------------
+PROFILE_HORIZON_DAYS = 90  # `shelfwise insights customers`' default horizon
+_PROFILES: dict[Path, dict[str, Any]] = {}
+_PROFILES_LOCK = threading.Lock()
+
+
+def _compute_profiles(workdir: Path) -> dict[str, Any]:
+    """Every customer's profile (`insights.profile_customers`: RFM, expected purchases, churn
+    risk, segment, tastes) keyed by the warehouse's (pseudonymous) user id, as of the newest
+    event. The warehouse is held only while the tables are read, not during the fit."""
+    import math
+
+    from ..insights._customers import profile_customers
+    from ..insights._data import load_curated
+
+    with warehouse():
+        events, products, at = load_curated(workdir, None)
+    if events.empty:
+        raise ValueError("no curated events")
+    prof, info = profile_customers(events, products, at, PROFILE_HORIZON_DAYS)
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, float):
+            return None if math.isnan(v) else round(v, 4)
+        if hasattr(v, "tolist"):
+            return v.tolist()
+        return v
+
+    by_user = {str(u): {f: clean(row[f]) for f in prof.columns} for u, row in prof.iterrows()}
+    for rec in by_user.values():
+        rec["frequency"] = int(rec["frequency"] or 0)  # purchases: a count (as the CLI writes it)
+    return {"by_user": by_user, "as_of": str(at), "model": info.model, "horizon_days": PROFILE_HORIZON_DAYS}
+
+
+def customer_profile(workdir: Path, pseudonym: str, wait_s: float = 0.0) -> dict[str, Any]:
+    """A shopper's customer profile when `shelfwise.insights` can compute one: `status` is
+    "ready" (with `profile`, `as_of`, `model`; `stale` while a newer warehouse is being
+    profiled), "computing" or "unavailable" (with `reason`). Profiles are computed for all
+    customers at once (a LightGBM fit: seconds), in a background thread per warehouse version,
+    so a page never waits for them beyond `wait_s`."""
+    if not _has_warehouse(workdir):
+        return {"status": "unavailable", "reason": "no warehouse in this workdir"}
+    stamp = _stamp(workdir, *WAREHOUSE)
+    with _PROFILES_LOCK:
+        e = _PROFILES.setdefault(workdir, {"stamp": None, "done": None, "error": None, "thread": None})
+        running = e["thread"] is not None and e["thread"].is_alive()
+        if e["stamp"] != stamp and not running:
+            e["want"] = stamp
+
+            def run(want: tuple[Any, ...] = stamp) -> None:
+                try:
+                    done, error = _compute_profiles(workdir), None
+                except Exception as exc:  # no profile is a note on the page, never a failed page
+                    done, error = (
+                        None,
+                        f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                    )
+                with _PROFILES_LOCK:  # a failure drops the older profiles too: they would mislead
+                    e["stamp"], e["error"], e["done"] = want, error, done
+
+            e["thread"] = threading.Thread(target=run, name="console-profiles", daemon=True)
+            e["thread"].start()
+        thread = e["thread"]
+    if wait_s > 0 and thread is not None:
+        thread.join(wait_s)
+    with _PROFILES_LOCK:
+        done, error, fresh = e["done"], e["error"], e["stamp"] == stamp
+    if done is None:
+        if error is not None and fresh:
+            return {"status": "unavailable", "reason": f"customer profiles could not be computed ({error})"}
+        return {"status": "computing"}
+    rec = done["by_user"].get(pseudonym)
+    if rec is None:
+        return {"status": "unavailable", "reason": f"no history for this shopper up to {done['as_of']}"}
+    return {"status": "ready", "profile": rec, "as_of": done["as_of"], "model": done["model"],
+            "horizon_days": done["horizon_days"], "stale": not fresh}  # fmt: skip

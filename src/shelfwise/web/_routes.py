@@ -462,8 +462,15 @@ def console_router(workdir: Path, service: Callable[[], Any]) -> APIRouter:
     def user_page(ctx: Any, user_id: str, k: int = 10) -> Any:
         ctx.need("recommend")
         s = svc()
-        return ctx.render("shopper.html", shop=_playground.shopper(s, user_id[:256], min(max(k, 1), 50)), user_id=user_id,
-                          page="users")  # fmt: skip
+        shop = _playground.shopper(s, user_id[:256], min(max(k, 1), 50))
+        if ctx.user.may("insights.customers"):  # the CLI's permission for customer profiles
+            profile = _data.customer_profile(workdir, s.pseudonymize(user_id[:256]))
+        else:
+            profile = {
+                "status": "unavailable",
+                "reason": f"the role {ctx.user.role} may not read customer insights",
+            }
+        return ctx.render("shopper.html", shop=shop, profile=profile, user_id=user_id, page="users")  # fmt: skip
 
     # -- audit, lineage, analytics -------------------------------------------------------------
     @router.get("/audit", response_class=HTMLResponse)
