@@ -354,6 +354,27 @@ def test_shopper_view_matches_the_api(shop: Shop, page: Any) -> None:
     ids = page.locator("#recommendations li").evaluate_all("els => els.map(e => e.dataset.product)")
     assert ids == api["items"]
     assert page.locator("#history li[data-product]").count() > 0
+    # the customer profile (computed in the background for every customer): as the CLI says
+    deadline = time.monotonic() + 120
+    while (
+        page.locator("#profile").get_attribute("data-status") == "computing" and time.monotonic() < deadline
+    ):
+        time.sleep(2)
+        page.reload()
+    assert page.locator("#profile").get_attribute("data-status") == "ready"
+    out = shop.work / "profiles.jsonl"
+    shop.cli("sam", "insights", "customers", "--out", str(out))
+    cli = next(r for r in map(json.loads, out.read_text().splitlines()) if r["user_id"] == user)
+    assert page.locator("#profile .segment").inner_text() == cli["segment"]
+    assert int(page.locator("#profile .frequency").get_attribute("data-value")) == cli["frequency"]
+    recency = float(page.locator("#profile .recency").get_attribute("data-value"))
+    assert recency == pytest.approx(cli["recency_days"], abs=0.01)
+    churn = float(page.locator("#profile .churn").get_attribute("data-value"))
+    assert churn == pytest.approx(cli["churn_risk"], abs=1e-3)
+    login(page, shop, "eve")  # engineers see recommendations, not customer insights
+    page.goto(shop.url + f"/console/users/{user}")
+    assert page.locator("#profile").get_attribute("data-status") == "unavailable"
+    assert "may not read customer insights" in page.locator("#profile").inner_text()
     n = len(shop.audit())
     login(page, shop, "stu")  # stewards do not browse shoppers' recommendations
     page.goto(shop.url + f"/console/users/{user}")

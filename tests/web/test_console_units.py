@@ -173,3 +173,28 @@ def test_the_traffic_tally_reads_only_what_was_appended(tmp_path: Path) -> None:
     # rewritten in place to a longer file: the bytes before the offset differ, read again
     a.write_bytes(b"".join(_exposure(i, "search", "b9") for i in range(300, 400)))
     assert state() == _scratch(folder) and tally.update().served == {"search": 100, "similar": 1}
+
+
+def test_no_customer_profile_is_a_reason_not_a_failed_page(tmp_path: Path, monkeypatch) -> None:
+    assert _data.customer_profile(tmp_path, "u_x") == {
+        "status": "unavailable",
+        "reason": "no warehouse in this workdir",
+    }
+    (tmp_path / "warehouse.duckdb").write_bytes(b"")
+
+    def broken(workdir: Path) -> dict:
+        raise ValueError("no curated events")
+
+    monkeypatch.setattr(_data, "_compute_profiles", broken)
+    got = _data.customer_profile(tmp_path, "u_x", wait_s=10)
+    assert got["status"] == "unavailable" and "no curated events" in got["reason"]
+
+    def fine(workdir: Path) -> dict:
+        prof = {"segment": "loyal", "frequency": 3, "recency_days": 2.5, "churn_risk": 0.1}
+        return {"by_user": {"u_a": prof}, "as_of": "2026-01-01", "model": "gbm", "horizon_days": 90}
+
+    monkeypatch.setattr(_data, "_compute_profiles", fine)
+    (tmp_path / "warehouse.duckdb").write_bytes(b"changed")  # a new warehouse version: computed again
+    assert _data.customer_profile(tmp_path, "u_a", wait_s=10)["profile"]["segment"] == "loyal"
+    got = _data.customer_profile(tmp_path, "u_b")
+    assert got["status"] == "unavailable" and "no history" in got["reason"]

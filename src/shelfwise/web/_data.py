@@ -87,13 +87,14 @@ REGISTRY = ("mlflow.db", "mlflow.db-wal", "bundles/CURRENT")
 SERVED = ("spool/exposures/",)
 
 
-def _cached(key: tuple[Any, ...], stamp: tuple[Any, ...], compute: Any) -> Any:
-    """`compute()` again only when the stamp moved or the entry is older than CACHE_TTL_S:
-    opening the warehouse read-only alone takes ~100 ms, and nothing changed in between."""
+def _cached(key: tuple[Any, ...], stamp: tuple[Any, ...], compute: Any, ttl: float = CACHE_TTL_S) -> Any:
+    """`compute()` again only when the stamp moved or the entry is older than `ttl` (data with
+    ages in it; `inf` for data that only the stamped files determine): opening the warehouse
+    read-only alone takes ~100 ms, and nothing changed in between."""
     now = time.monotonic()
     with _CACHE_LOCK:
         hit = _CACHE.get(key)
-    if hit is not None and hit[0] == stamp and now - hit[1] < CACHE_TTL_S:
+    if hit is not None and hit[0] == stamp and now - hit[1] < ttl:
         return hit[2]
     value = compute()
     with _CACHE_LOCK:
@@ -332,23 +333,18 @@ def _traffic(workdir: Path) -> dict[str, Any]:
     bought: Counter[str] = Counter()
     clicked_by_bundle: Counter[tuple[str, str]] = Counter()
     if bundle_of and _has_warehouse(workdir):
-        from ..storage import read_only
-
-        with warehouse(), read_only(workdir) as (con, tables):
-            if "events" in tables:
-                cols = {r[0] for r in con.sql("DESCRIBE curated.events").fetchall()}
-                ids = [c for c in ("recommendation_id", "search_id") if c in cols]
-                for c in ids:
-                    for sid, clicks, purchases in con.sql(
-                        f"SELECT {c}, count(*) FILTER (WHERE event_type IN ('click','add_to_cart','purchase')), "
-                        f"count(*) FILTER (WHERE event_type = 'purchase') FROM curated.events "
-                        f"WHERE {c} IS NOT NULL GROUP BY 1"
-                    ).fetchall():
-                        got = bundle_of.get(sid)
-                        if got is not None:
-                            clicked[got[0]] += 1 if clicks else 0
-                            bought[got[0]] += 1 if purchases else 0
-                            clicked_by_bundle[got] += 1 if clicks else 0
+        attributed = _cached(
+            ("attributed", workdir),
+            _stamp(workdir, *WAREHOUSE),
+            lambda: _attributed(workdir),
+            ttl=float("inf"),
+        )
+        for sid, clicks, purchases in attributed:
+            got = bundle_of.get(sid)
+            if got is not None:
+                clicked[got[0]] += 1 if clicks else 0
+                bought[got[0]] += 1 if purchases else 0
+                clicked_by_bundle[got] += 1 if clicks else 0
     surfaces = [
         {
             "surface": k,
@@ -369,6 +365,25 @@ def _traffic(workdir: Path) -> dict[str, Any]:
         for (k, b), n in sorted(by_bundle.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 0.0)))
     ]
     return {"surfaces": surfaces, "served": sum(served.values()), "by_bundle": bundles}
+
+
+def _attributed(workdir: Path) -> list[tuple[str, int, int]]:
+    """(list id, clicks/carts/purchases, purchases) of every served list a curated event names:
+    the warehouse's part of the traffic, cached apart from the served log's (which grows with
+    every page served while the warehouse changes at each absorb)."""
+    from ..storage import read_only
+
+    out: list[tuple[str, int, int]] = []
+    with warehouse(), read_only(workdir) as (con, tables):
+        if "events" in tables:
+            cols = {r[0] for r in con.sql("DESCRIBE curated.events").fetchall()}
+            for c in (c for c in ("recommendation_id", "search_id") if c in cols):
+                out += con.sql(
+                    f"SELECT {c}, count(*) FILTER (WHERE event_type IN ('click','add_to_cart','purchase')), "
+                    f"count(*) FILTER (WHERE event_type = 'purchase') FROM curated.events "
+                    f"WHERE {c} IS NOT NULL GROUP BY 1"
+                ).fetchall()
+    return out
 
 
 MIN_LISTS = 200  # lists a bundle must have served on a surface before its click-through is compared
@@ -640,17 +655,34 @@ def lineage_svg(graph: dict[str, Any]) -> str:
 # -- analytics -------------------------------------------------------------------------------------
 def search_report(workdir: Path, lexical: Any = None) -> dict[str, Any]:
     """`shelfwise report search --json` (without absorbing first: a page only reads);
-    `lexical`: the serving bundle's keyword index, already in memory (else read once per bundle)."""
-    from ..search._analytics import search_analytics
+    `lexical`: the serving bundle's keyword index, already in memory (else read once per bundle).
+    Its parts are cached apart: the warehouse's (logged searches, attributed ids, queries without
+    a keyword match: recomputed when the warehouse or the bundle changes; opening the warehouse
+    is most of a cold render) and the served log's (recomputed when a page was served)."""
+    from ..search._analytics import (
+        PROTOCOL,
+        current_lexical,
+        logged_searches,
+        no_keyword_match,
+        served_searches,
+    )
 
     if not _has_warehouse(workdir):
         return {}
 
-    def compute() -> dict[str, Any]:
+    def logged() -> tuple[dict[str, Any], set[str], list[dict[str, Any]]]:
         with warehouse():
-            return search_analytics(workdir, lexical=lexical)
+            got, attributed = logged_searches(workdir)
+        lex = lexical if lexical is not None else current_lexical(workdir)
+        return got, attributed, no_keyword_match(lex, got["top_queries"])
 
-    return _cached(("search", workdir), _stamp(workdir, *WAREHOUSE, *SERVED, *REGISTRY), compute)  # type: ignore[no-any-return]
+    stamp = _stamp(workdir, *WAREHOUSE, *REGISTRY)
+    got, attributed, nkm = _cached(("search-logged", workdir), stamp, logged, ttl=float("inf"))
+    stamp = _stamp(workdir, *WAREHOUSE, *SERVED)
+    served = _cached(
+        ("search-served", workdir), stamp, lambda: served_searches(workdir, attributed), ttl=float("inf")
+    )
+    return {"protocol": dict(PROTOCOL), "logged": got, "served": served, "no_keyword_match": nkm}
 
 
 def experiments(workdir: Path) -> dict[str, Any]:
