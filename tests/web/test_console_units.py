@@ -198,3 +198,28 @@ def test_no_customer_profile_is_a_reason_not_a_failed_page(tmp_path: Path, monke
     assert _data.customer_profile(tmp_path, "u_a", wait_s=10)["profile"]["segment"] == "loyal"
     got = _data.customer_profile(tmp_path, "u_b")
     assert got["status"] == "unavailable" and "no history" in got["reason"]
+
+
+def test_figures_refreshed_in_the_background_never_hold_a_page_long() -> None:
+    import threading
+
+    release = threading.Event()
+    calls = []
+
+    def compute(v: int):
+        def run() -> int:
+            calls.append(v)
+            if v == 2:
+                release.wait(10)  # a slow warehouse read
+            return v
+
+        return run
+
+    key = ("unit-refresh", "w")
+    assert _data._cached(key, ("s1",), compute(1), float("inf"), 0.05) == 1  # the first: waited for
+    assert _data._cached(key, ("s2",), compute(2), float("inf"), 0.05) == 1  # the previous figures
+    assert _data._cached(key, ("s2",), compute(3), float("inf"), 0.05) == 1  # one refresh at a time
+    release.set()
+    _data._REFRESHING[key].join(10)
+    assert _data._cached(key, ("s2",), compute(4), float("inf"), 0.05) == 2
+    assert calls == [1, 2]

@@ -11,6 +11,7 @@ whose warehouse is held by another process (a training run, an absorb) says so i
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import Counter
@@ -41,6 +42,9 @@ __all__ = [
 _LOCK = threading.Lock()
 _CACHE: dict[tuple[Any, ...], tuple[Any, float, Any]] = {}
 _CACHE_LOCK = threading.Lock()
+_REFRESHING: dict[tuple[Any, ...], threading.Thread] = {}
+REFRESH_WAIT_S = 0.15  # how long a page waits for warehouse figures recomputed after an absorb
+log = logging.getLogger("shelfwise.web")
 CACHE_TTL_S = 60.0  # freshness ages and the like are recomputed at least this often
 SPIKE_FACTOR = 2.0  # a load quarantining this many times the table's previous share is a spike
 
@@ -87,21 +91,52 @@ REGISTRY = ("mlflow.db", "mlflow.db-wal", "bundles/CURRENT")
 SERVED = ("spool/exposures/",)
 
 
-def _cached(key: tuple[Any, ...], stamp: tuple[Any, ...], compute: Any, ttl: float = CACHE_TTL_S) -> Any:
+def _cached(
+    key: tuple[Any, ...],
+    stamp: tuple[Any, ...],
+    compute: Any,
+    ttl: float = CACHE_TTL_S,
+    wait_s: float | None = None,
+) -> Any:
     """`compute()` again only when the stamp moved or the entry is older than `ttl` (data with
     ages in it; `inf` for data that only the stamped files determine): opening the warehouse
-    read-only alone takes ~100 ms, and nothing changed in between."""
+    read-only alone takes ~100 ms, and nothing changed in between. With `wait_s`, an entry
+    whose files changed is recomputed in the background and the page waits at most `wait_s`
+    for it, else shows the previous figures (an absorb behind, for about a second); the
+    first computation is always waited for."""
     now = time.monotonic()
     with _CACHE_LOCK:
         hit = _CACHE.get(key)
     if hit is not None and hit[0] == stamp and now - hit[1] < ttl:
         return hit[2]
-    value = compute()
+    if hit is None or wait_s is None:
+        value = compute()
+        _store(key, stamp, now, value)
+        return value
+    with _CACHE_LOCK:
+        worker = _REFRESHING.get(key)
+        if worker is None or not worker.is_alive():
+
+            def refresh() -> None:
+                try:
+                    _store(key, stamp, time.monotonic(), compute())
+                except Exception as exc:  # the previous figures stay; the next page retries
+                    log.warning("console: %s not refreshed: %s", key[0], exc)
+
+            worker = _REFRESHING[key] = threading.Thread(
+                target=refresh, name=f"console-{key[0]}", daemon=True
+            )
+            worker.start()
+    worker.join(wait_s)
+    with _CACHE_LOCK:
+        return _CACHE.get(key, hit)[2]
+
+
+def _store(key: tuple[Any, ...], stamp: tuple[Any, ...], at: float, value: Any) -> None:
     with _CACHE_LOCK:
         if len(_CACHE) > 256:
             _CACHE.clear()
-        _CACHE[key] = (stamp, now, value)
-    return value
+        _CACHE[key] = (stamp, at, value)
 
 
 def _has_warehouse(workdir: Path) -> bool:
@@ -193,7 +228,21 @@ def traffic(workdir: Path) -> dict[str, Any]:
     """Served lists (the exposure log) and the events that name them (absorbed into the
     warehouse): per surface, lists served, click-through (lists with an attributed click, cart
     or purchase) and conversion (lists with an attributed purchase)."""
-    return _cached(("traffic", workdir), _stamp(workdir, *WAREHOUSE, *SERVED), lambda: _traffic(workdir))  # type: ignore[no-any-return]
+    served = _stamp(workdir, *SERVED)
+    att_stamp: tuple[Any, ...] = ()
+    attributed: list[tuple[str, int, int]] = []
+    if _has_warehouse(workdir) and served[0]:  # lists were served: the events that name them
+        stamp = _stamp(workdir, *WAREHOUSE)
+        att_stamp, attributed = _cached(
+            ("attributed", workdir),
+            stamp,
+            lambda: (stamp, _attributed(workdir)),
+            float("inf"),
+            REFRESH_WAIT_S,
+        )
+    # keyed by the attributed rows' own stamp: figures made from rows an absorb behind are
+    # made again once the new rows are in
+    return _cached(("traffic", workdir), (served, att_stamp), lambda: _traffic(workdir, attributed))  # type: ignore[no-any-return]
 
 
 class _FileTally:
@@ -325,26 +374,19 @@ def exposure_tally(workdir: Path) -> dict[str, Any]:
                 "first": dict(total.first), "ids": total.ids}  # fmt: skip
 
 
-def _traffic(workdir: Path) -> dict[str, Any]:
+def _traffic(workdir: Path, attributed: list[tuple[str, int, int]]) -> dict[str, Any]:
     tally = exposure_tally(workdir)
     served, by_bundle, order = tally["served"], tally["by_bundle"], tally["first"]
     bundle_of = tally["ids"]  # list id -> (surface, bundle)
     clicked: Counter[str] = Counter()
     bought: Counter[str] = Counter()
     clicked_by_bundle: Counter[tuple[str, str]] = Counter()
-    if bundle_of and _has_warehouse(workdir):
-        attributed = _cached(
-            ("attributed", workdir),
-            _stamp(workdir, *WAREHOUSE),
-            lambda: _attributed(workdir),
-            ttl=float("inf"),
-        )
-        for sid, clicks, purchases in attributed:
-            got = bundle_of.get(sid)
-            if got is not None:
-                clicked[got[0]] += 1 if clicks else 0
-                bought[got[0]] += 1 if purchases else 0
-                clicked_by_bundle[got] += 1 if clicks else 0
+    for sid, clicks, purchases in attributed if bundle_of else []:
+        got = bundle_of.get(sid)
+        if got is not None:
+            clicked[got[0]] += 1 if clicks else 0
+            bought[got[0]] += 1 if purchases else 0
+            clicked_by_bundle[got] += 1 if clicks else 0
     surfaces = [
         {
             "surface": k,
@@ -670,17 +712,22 @@ def search_report(workdir: Path, lexical: Any = None) -> dict[str, Any]:
     if not _has_warehouse(workdir):
         return {}
 
-    def logged() -> tuple[dict[str, Any], set[str], list[dict[str, Any]]]:
+    stamp = _stamp(workdir, *WAREHOUSE, *REGISTRY)
+
+    def logged() -> tuple[Any, dict[str, Any], set[str], list[dict[str, Any]]]:
         with warehouse():
             got, attributed = logged_searches(workdir)
         lex = lexical if lexical is not None else current_lexical(workdir)
-        return got, attributed, no_keyword_match(lex, got["top_queries"])
+        return stamp, got, attributed, no_keyword_match(lex, got["top_queries"])
 
-    stamp = _stamp(workdir, *WAREHOUSE, *REGISTRY)
-    got, attributed, nkm = _cached(("search-logged", workdir), stamp, logged, ttl=float("inf"))
-    stamp = _stamp(workdir, *WAREHOUSE, *SERVED)
-    served = _cached(
-        ("search-served", workdir), stamp, lambda: served_searches(workdir, attributed), ttl=float("inf")
+    made, got, attributed, nkm = _cached(
+        ("search-logged", workdir), stamp, logged, float("inf"), REFRESH_WAIT_S
+    )
+    served = _cached(  # keyed by the logged part it was made with (maybe an absorb behind)
+        ("search-served", workdir),
+        (_stamp(workdir, *SERVED), made),
+        lambda: served_searches(workdir, attributed),
+        ttl=float("inf"),
     )
     return {"protocol": dict(PROTOCOL), "logged": got, "served": served, "no_keyword_match": nkm}
 
