@@ -34,12 +34,13 @@ class Shop:
         self.data, self.work, self.keys, self.server = data, work, keys, server
         self.url = server.url
 
-    def cli(self, who: str, *args: str) -> Any:
+    def cli(self, who: str, *args: str, as_json: bool = True) -> Any:
         env = {"SHELFWISE_AS": who, "SHELFWISE_API_KEY": self.keys[who]}
         old = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:
-            return json.loads(sw(*args, "--workdir", str(self.work), "--json").stdout)
+            out = sw(*args, "--workdir", str(self.work), *(["--json"] if as_json else [])).stdout
+            return json.loads(out) if as_json else out
         finally:
             for k, v in old.items():
                 if v is None:
@@ -363,7 +364,7 @@ def test_shopper_view_matches_the_api(shop: Shop, page: Any) -> None:
         page.reload()
     assert page.locator("#profile").get_attribute("data-status") == "ready"
     out = shop.work / "profiles.jsonl"
-    shop.cli("sam", "insights", "customers", "--out", str(out))
+    shop.cli("sam", "insights", "customers", "--out", str(out), as_json=False)
     cli = next(r for r in map(json.loads, out.read_text().splitlines()) if r["user_id"] == user)
     assert page.locator("#profile .segment").inner_text() == cli["segment"]
     assert int(page.locator("#profile .frequency").get_attribute("data-value")) == cli["frequency"]
