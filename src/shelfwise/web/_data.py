@@ -156,7 +156,8 @@ def datasets(workdir: Path) -> dict[str, Any]:
         with warehouse():
             return catalog(workdir)
 
-    return _cached(("catalog", workdir), _stamp(workdir, *WAREHOUSE, *REGISTRY, "config/rules.json"), compute)  # type: ignore[no-any-return]
+    stamp = _stamp(workdir, *WAREHOUSE, *REGISTRY, "config/rules.json")
+    return _cached(("catalog", workdir), stamp, compute, CACHE_TTL_S, REFRESH_WAIT_S)  # type: ignore[no-any-return]
 
 
 def quarantine(
