@@ -16,6 +16,7 @@ import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,9 @@ _CACHE: dict[tuple[Any, ...], tuple[Any, float, Any]] = {}
 _CACHE_LOCK = threading.Lock()
 _REFRESHING: dict[tuple[Any, ...], threading.Thread] = {}
 REFRESH_WAIT_S = 0.15  # how long a page waits for warehouse figures recomputed after an absorb
+# when the page being made stops waiting for refreshed figures (set per page by the routes: the
+# waits of its parts share one budget instead of adding up)
+PAGE_DEADLINE: ContextVar[float | None] = ContextVar("console_page_deadline", default=None)
 log = logging.getLogger("shelfwise.web")
 CACHE_TTL_S = 60.0  # freshness ages and the like are recomputed at least this often
 SPIKE_FACTOR = 2.0  # a load quarantining this many times the table's previous share is a spike
@@ -127,7 +131,8 @@ def _cached(
                 target=refresh, name=f"console-{key[0]}", daemon=True
             )
             worker.start()
-    worker.join(wait_s)
+    deadline = PAGE_DEADLINE.get()
+    worker.join(wait_s if deadline is None else max(0.0, min(wait_s, deadline - time.monotonic())))
     with _CACHE_LOCK:
         return _CACHE.get(key, hit)[2]
 

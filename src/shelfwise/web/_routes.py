@@ -114,6 +114,7 @@ def console_router(workdir: Path, service: Callable[[], Any]) -> APIRouter:
         @functools.wraps(fn)
         def run(request: Request, *args: Any, **kwargs: Any) -> Any:
             ctx = Ctx(request)
+            _data.PAGE_DEADLINE.set(time.monotonic() + _data.REFRESH_WAIT_S)  # this page's wait, all parts
             try:
                 return fn(ctx, *args, **kwargs)
             except Denied as exc:
