@@ -387,6 +387,19 @@ class Shop:
             doc = _json_doc(rules, "rules")
             return save_rules(self.workdir, doc, actor=actor or "cli").as_dict()
 
+    def set_synonyms(self, file: str | Path) -> dict[str, Any]:
+        """Install a search synonyms file (one group per line, `a, b, c` or `a => b, c`) as the
+        next version of config/synonyms.txt; running servers use it on their next search (no
+        retraining). The rules' permission and audit action (`rules.change`, `what: synonyms`)."""
+        with self._acting("rules.change", workdir=False) as actor:
+            from .serving._synonyms import save_synonyms
+
+            try:
+                text = Path(file).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ShelfwiseError(f"{file}: cannot read a synonyms file: {exc}") from None
+            return save_synonyms(self.workdir, text, actor=actor or "cli")
+
     def set_experiments(self, experiments: Mapping[str, Any] | str | Path) -> list[str]:
         """Install an experiments configuration (document or JSON file); returns their names."""
         with self._acting("experiments.change", workdir=False) as actor:

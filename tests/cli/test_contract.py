@@ -59,6 +59,7 @@ CONTRACT = {
     "retention enforce": ["--json", "--workdir", "-w"],
     "rules set": ["--file", "--json", "--workdir", "-w"],
     "rules show": ["--workdir", "-w"],
+    "rules synonyms": ["--file", "--json", "--workdir", "-w"],
     "search": ["--candidates", "--k", "--no-rules", "--out", "--queries", "--rules", "--workdir", "-w"],
     "serve": [
         "--absorb-seconds",

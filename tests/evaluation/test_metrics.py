@@ -72,3 +72,16 @@ def test_a_fold_with_no_users_has_no_value_and_no_error():
         protocol, (result,) = evaluate_all({"popularity": model}, split)
     assert protocol.users == 0 and np.isnan(result.metrics["ndcg@10"])
     assert all(np.isnan(v).all() for v in result.ci.values())
+
+
+def test_wilson_interval_known_answers() -> None:
+    from shelfwise.evaluation import wilson_interval
+
+    # 30 of 200: statsmodels' proportion_confint(30, 200, method="wilson") = (0.10714, 0.20606)
+    lo, hi = wilson_interval(30, 200)
+    assert lo == pytest.approx(0.107136, abs=1e-5) and hi == pytest.approx(0.206056, abs=1e-5)
+    assert wilson_interval(0, 0) == (0.0, 0.0)
+    lo, hi = wilson_interval(0, 10)  # no success: the lower bound is 0, the upper one is not
+    assert lo == 0.0 and hi == pytest.approx(0.27753, abs=1e-4)
+    lo, hi = wilson_interval(10, 10)
+    assert hi == 1.0 and lo == pytest.approx(1 - 0.27753, abs=1e-4)

@@ -34,12 +34,13 @@ class Shop:
         self.data, self.work, self.keys, self.server = data, work, keys, server
         self.url = server.url
 
-    def cli(self, who: str, *args: str) -> Any:
+    def cli(self, who: str, *args: str, as_json: bool = True) -> Any:
         env = {"SHELFWISE_AS": who, "SHELFWISE_API_KEY": self.keys[who]}
         old = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:
-            return json.loads(sw(*args, "--workdir", str(self.work), "--json").stdout)
+            out = sw(*args, "--workdir", str(self.work), *(["--json"] if as_json else [])).stdout
+            return json.loads(out) if as_json else out
         finally:
             for k, v in old.items():
                 if v is None:
@@ -297,6 +298,54 @@ def test_search_playground_and_a_saved_rule(shop: Shop, page: Any) -> None:
     assert page.js_errors == []
 
 
+def api_search(shop: Shop, q: str, k: int = 10) -> dict[str, Any]:
+    """/v1/search's full-pipeline page (a busy machine's queue may answer below it for a while)."""
+    for _ in range(20):
+        got = shop.api("eve", f"/v1/search?q={q.replace(' ', '+')}&k={k}")
+        if not got["degraded"]:
+            return got  # type: ignore[no-any-return]
+        time.sleep(0.5)
+    raise AssertionError(f"/v1/search?q={q} stayed degraded")
+
+
+def test_saved_synonyms_change_the_search(shop: Shop, page: Any) -> None:
+    q = "sofa"  # no catalog word: only the semantic retriever answers it
+    before = api_search(shop, q)
+    assert before["match"] == "none"
+    # the analyst may search but not change synonyms: refused and audited, nothing written
+    n = len(shop.audit())
+    login(page, shop, "ana")
+    page.goto(shop.url + f"/console/search?q={q}")
+    assert page.locator("#save-synonyms").count() == 0
+    token = json.loads(page.locator("body").get_attribute("hx-headers"))["X-CSRF-Token"]
+    r = page.request.post(shop.url + "/console/synonyms", form={"csrf": token, "synonyms": "sofa => pillow"})
+    assert r.status == 403 and denied_since(shop, n, "ana", "rules.change")
+    assert not (shop.work / "config" / "synonyms.txt").exists()
+    # the engineer previews a synonym, then saves it
+    login(page, shop, "eve")
+    page.goto(shop.url + f"/console/search?q={q}")
+    page.fill("#synonyms-form textarea", "sofa => pillow\n")
+    page.click("#preview-synonyms")
+    page.wait_for_selector("#synonyms-out .col:nth-child(2)")
+    cols = page.locator("#synonyms-out .col")
+    assert cols.nth(0).locator(".match").inner_text() == "none"
+    assert cols.nth(1).locator(".match").inner_text() == "keyword"
+    draft = cols.nth(1).locator("li[data-product]").evaluate_all("els => els.map(e => e.dataset.product)")
+    page.click("#save-synonyms")
+    assert "synonyms version 1 saved" in page.locator(".flash.ok").inner_text()
+    # the preview showed exactly what saving did: the playground and the API answer the draft
+    shown = page.locator("#results .col").first.locator("li[data-product]")
+    assert shown.evaluate_all("els => els.map(e => e.dataset.product)") == draft
+    after = api_search(shop, q)
+    assert after["match"] == "keyword" and [it["product_id"] for it in after["items"]] == draft
+    assert [it["product_id"] for it in after["items"]] != [it["product_id"] for it in before["items"]]
+    assert all("pillow" in it["title"].lower() for it in after["items"][:3])
+    entry = [e for e in shop.audit() if e["action"] == "rules.change"][-1]
+    assert entry["actor"] == "eve" and entry["details"]["what"] == "synonyms"
+    assert entry["details"]["version"] == 1
+    assert page.js_errors == []
+
+
 def test_shopper_view_matches_the_api(shop: Shop, page: Any) -> None:
     user = known_users(shop.data, shop.work, 1)[0]
     login(page, shop, "sam")
@@ -306,6 +355,27 @@ def test_shopper_view_matches_the_api(shop: Shop, page: Any) -> None:
     ids = page.locator("#recommendations li").evaluate_all("els => els.map(e => e.dataset.product)")
     assert ids == api["items"]
     assert page.locator("#history li[data-product]").count() > 0
+    # the customer profile (computed in the background for every customer): as the CLI says
+    deadline = time.monotonic() + 120
+    while (
+        page.locator("#profile").get_attribute("data-status") == "computing" and time.monotonic() < deadline
+    ):
+        time.sleep(2)
+        page.reload()
+    assert page.locator("#profile").get_attribute("data-status") == "ready"
+    out = shop.work / "profiles.jsonl"
+    shop.cli("sam", "insights", "customers", "--out", str(out), as_json=False)
+    cli = next(r for r in map(json.loads, out.read_text().splitlines()) if r["user_id"] == user)
+    assert page.locator("#profile .segment").inner_text() == cli["segment"]
+    assert int(page.locator("#profile .frequency").get_attribute("data-value")) == cli["frequency"]
+    recency = float(page.locator("#profile .recency").get_attribute("data-value"))
+    assert recency == pytest.approx(cli["recency_days"], abs=0.01)
+    churn = float(page.locator("#profile .churn").get_attribute("data-value"))
+    assert churn == pytest.approx(cli["churn_risk"], abs=1e-3)
+    login(page, shop, "eve")  # engineers see recommendations, not customer insights
+    page.goto(shop.url + f"/console/users/{user}")
+    assert page.locator("#profile").get_attribute("data-status") == "unavailable"
+    assert "may not read customer insights" in page.locator("#profile").inner_text()
     n = len(shop.audit())
     login(page, shop, "stu")  # stewards do not browse shoppers' recommendations
     page.goto(shop.url + f"/console/users/{user}")

@@ -119,3 +119,107 @@ def test_lineage_svg_draws_every_node_and_edge() -> None:
     svg = _data.lineage_svg(g)
     assert svg.count('<g class="node') == 3 and svg.count("<path") == 2
     assert "&lt;b&gt;" in svg  # details are escaped
+
+
+def _exposure(i: int, kind: str = "search", bundle: str = "b1", at: float | None = None) -> bytes:
+    import json
+
+    rec = {"id": f"L{i}", "kind": kind, "bundle": bundle, "at": float(at if at is not None else 1000 + i)}
+    return (json.dumps(rec) + "\n").encode()
+
+
+def _scratch(folder: Path) -> dict:
+    t = _data.ExposureTally(folder).update()  # a fresh tally: every line read
+    return {"served": dict(t.served), "by_bundle": dict(t.by_bundle), "first": t.first, "ids": t.ids}
+
+
+def test_the_traffic_tally_reads_only_what_was_appended(tmp_path: Path) -> None:
+    folder = tmp_path / "exposures"
+    folder.mkdir()
+    a = folder / "t1-host-1.jsonl.open"
+    b = folder / "t2-host-2.jsonl.open"
+    a.write_bytes(b"".join(_exposure(i) for i in range(50)) + b"not json\n")
+    b.write_bytes(b"".join(_exposure(i, "recommendations", "b2") for i in range(100, 130)))
+    tally = _data.ExposureTally(folder)
+
+    def state() -> dict:
+        t = tally.update()
+        return {"served": dict(t.served), "by_bundle": dict(t.by_bundle), "first": t.first, "ids": t.ids}
+
+    assert state() == _scratch(folder)
+    assert tally.update().served == {"search": 50, "recommendations": 30}
+    parsed = sum(t.lines for t in tally.files.values())
+    assert parsed == 81
+    # appends (one line cut mid-write, finished later), a rename on close, a new segment
+    with open(a, "ab") as fh:
+        fh.write(_exposure(50, bundle="b3", at=5000) + _exposure(51, bundle="b3")[:20])
+    assert state() == _scratch(folder)
+    assert sum(t.lines for t in tally.files.values()) == parsed + 1  # the new whole line only
+    with open(a, "ab") as fh:
+        fh.write(_exposure(51, bundle="b3")[20:])
+    a = a.rename(folder / "t1-host-1.jsonl")
+    (folder / "t3-host-1.jsonl.open").write_bytes(_exposure(200, "similar", "b3", at=10))
+    assert state() == _scratch(folder)
+    assert sum(t.lines for t in tally.files.values()) == parsed + 3  # nothing read twice
+    got = tally.update()
+    assert got.served == {"search": 52, "recommendations": 30, "similar": 1}
+    assert got.first["b3"] == 10.0 and got.ids["L51"] == ("search", "b3")
+    # a segment rewritten (an erasure drops lines) or removed: the sums follow
+    b.write_bytes(b"".join(_exposure(i, "recommendations", "b2") for i in range(100, 110)))
+    assert state() == _scratch(folder) and tally.update().served["recommendations"] == 10
+    b.unlink()
+    assert state() == _scratch(folder) and "recommendations" not in tally.update().served
+    assert "L105" not in tally.update().ids
+    # rewritten in place to a longer file: the bytes before the offset differ, read again
+    a.write_bytes(b"".join(_exposure(i, "search", "b9") for i in range(300, 400)))
+    assert state() == _scratch(folder) and tally.update().served == {"search": 100, "similar": 1}
+
+
+def test_no_customer_profile_is_a_reason_not_a_failed_page(tmp_path: Path, monkeypatch) -> None:
+    assert _data.customer_profile(tmp_path, "u_x") == {
+        "status": "unavailable",
+        "reason": "no warehouse in this workdir",
+    }
+    (tmp_path / "warehouse.duckdb").write_bytes(b"")
+
+    def broken(workdir: Path) -> dict:
+        raise ValueError("no curated events")
+
+    monkeypatch.setattr(_data, "_compute_profiles", broken)
+    got = _data.customer_profile(tmp_path, "u_x", wait_s=10)
+    assert got["status"] == "unavailable" and "no curated events" in got["reason"]
+
+    def fine(workdir: Path) -> dict:
+        prof = {"segment": "loyal", "frequency": 3, "recency_days": 2.5, "churn_risk": 0.1}
+        return {"by_user": {"u_a": prof}, "as_of": "2026-01-01", "model": "gbm", "horizon_days": 90}
+
+    monkeypatch.setattr(_data, "_compute_profiles", fine)
+    (tmp_path / "warehouse.duckdb").write_bytes(b"changed")  # a new warehouse version: computed again
+    assert _data.customer_profile(tmp_path, "u_a", wait_s=10)["profile"]["segment"] == "loyal"
+    got = _data.customer_profile(tmp_path, "u_b")
+    assert got["status"] == "unavailable" and "no history" in got["reason"]
+
+
+def test_figures_refreshed_in_the_background_never_hold_a_page_long() -> None:
+    import threading
+
+    release = threading.Event()
+    calls = []
+
+    def compute(v: int):
+        def run() -> int:
+            calls.append(v)
+            if v == 2:
+                release.wait(10)  # a slow warehouse read
+            return v
+
+        return run
+
+    key = ("unit-refresh", "w")
+    assert _data._cached(key, ("s1",), compute(1), float("inf"), 0.05) == 1  # the first: waited for
+    assert _data._cached(key, ("s2",), compute(2), float("inf"), 0.05) == 1  # the previous figures
+    assert _data._cached(key, ("s2",), compute(3), float("inf"), 0.05) == 1  # one refresh at a time
+    release.set()
+    _data._REFRESHING[key].join(10)
+    assert _data._cached(key, ("s2",), compute(4), float("inf"), 0.05) == 2
+    assert calls == [1, 2]

@@ -16,6 +16,7 @@ __all__ = [
     "rules_app",
     "rules_set",
     "rules_show",
+    "rules_synonyms",
 ]
 
 rules_app = typer.Typer(
@@ -42,6 +43,24 @@ def rules_set(
 def rules_show(workdir: Workdir) -> None:
     """Print the rules in force."""
     print_json(shop(workdir).rules())
+
+
+@rules_app.command("synonyms")
+def rules_synonyms(
+    workdir: Workdir,
+    file: Annotated[
+        Path,
+        typer.Option("--file", help="A synonyms file: one group per line, `a, b, c` or `a => b, c`."),
+    ],
+    as_json: AsJson = False,
+) -> None:
+    """Validate and install search synonyms as the next version of config/synonyms.txt (a
+    running server uses them on its next search; no retraining)."""
+    got = shop(workdir).set_synonyms(file)
+    if as_json:
+        print_json(got)
+    else:
+        typer.echo(f"synonyms version {got['version']} installed ({got['synonyms']} words with synonyms)")
 
 
 experiments_app = typer.Typer(

@@ -1,7 +1,15 @@
 """Evaluation: metrics, the harness (protocol stated in every report) and the HTML report."""
 
 from ._harness import CUTOFFS, HEADLINE, ModelResult, Protocol, evaluate_all, evaluate_model, ndcg_at_10
-from ._metrics import bootstrap_ci, coverage, graded_ndcg_at_k, hits_matrix, novelty, per_user_metrics
+from ._metrics import (
+    bootstrap_ci,
+    coverage,
+    graded_ndcg_at_k,
+    hits_matrix,
+    novelty,
+    per_user_metrics,
+    wilson_interval,
+)
 
 __all__ = [
     "CUTOFFS",
@@ -17,4 +25,5 @@ __all__ = [
     "ndcg_at_10",
     "novelty",
     "per_user_metrics",
+    "wilson_interval",
 ]

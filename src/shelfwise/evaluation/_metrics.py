@@ -80,3 +80,16 @@ def novelty(ids: np.ndarray, item_counts: np.ndarray, k: int) -> float:
         return float("nan")
     p = (item_counts + 1.0) / (item_counts.sum() + len(item_counts))
     return float(np.mean(-np.log2(p[top])))
+
+
+def wilson_interval(successes: float, n: float, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (95% with the default z): unlike the normal
+    approximation it stays within [0, 1] and is not degenerate at 0 or n successes. (0, 0) for
+    n = 0. The same as statsmodels' `proportion_confint(..., method="wilson")`."""
+    if n <= 0:
+        return (0.0, 0.0)
+    p = successes / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return (max(0.0, float(c - h)), min(1.0, float(c + h)))

@@ -7,7 +7,7 @@ from ._cross import CrossSettings
 from ._engine import FEATURES, LEVELS, SearchEngine, ndcg_at_k
 from ._finetune import FinetuneSettings
 from ._retrievers import LexicalRetriever, SearchCatalog, SemanticRetriever
-from ._shopper import SORTS, Autocomplete, Filters, Speller, load_synonyms
+from ._shopper import SORTS, Autocomplete, Filters, Speller, load_synonyms, parse_synonyms
 
 __all__ = [
     "SORTS",
@@ -15,6 +15,7 @@ __all__ = [
     "Filters",
     "Speller",
     "load_synonyms",
+    "parse_synonyms",
     "load_query_log",
     "FEATURES",
     "LEVELS",

@@ -22,62 +22,79 @@ from typing import Any
 SESSION_WINDOW_S = 1800
 
 
-def search_analytics(workdir: str | Path, top: int = 50) -> dict[str, Any]:
-    from ..storage import read_only
-    from ._analyze import analyze, words
+PROTOCOL = {
+    "session_ctr": f"share of logged searches followed by a click/cart/purchase in the same session within {SESSION_WINDOW_S // 60} min",
+    "attributed_ctr": "share of served result pages named by a later event's search_id",
+    "zero_results": "served pages with no item (served log); queries with no keyword match (current index)",
+}
 
+
+def search_analytics(workdir: str | Path, top: int = 50, lexical: Any = None) -> dict[str, Any]:
+    """The report; `lexical` is the current bundle's keyword index when the caller has it loaded
+    (a serving process), else it is read from the bundle (once per bundle and process). Three
+    parts that change at different times (a caller may cache each on its own): the logged
+    searches and attributed search ids (the warehouse), the served pages (the exposure log) and
+    the queries without a keyword match (the warehouse's top queries and the bundle)."""
     workdir = Path(workdir)
-    out: dict[str, Any] = {
-        "protocol": {
-            "session_ctr": f"share of logged searches followed by a click/cart/purchase in the same session within {SESSION_WINDOW_S // 60} min",
-            "attributed_ctr": "share of served result pages named by a later event's search_id",
-            "zero_results": "served pages with no item (served log); queries with no keyword match (current index)",
-        },
-        "logged": {"searches": 0, "distinct_queries": 0, "top_queries": []},
-        "served": {"pages": 0, "zero_result_pages": 0, "top_queries": [], "zero_result_queries": []},
-        "no_keyword_match": [],
+    logged, attributed = logged_searches(workdir, top)
+    lexical = lexical if lexical is not None else current_lexical(workdir)
+    return {
+        "protocol": dict(PROTOCOL),
+        "logged": logged,
+        "served": served_searches(workdir, attributed, top),
+        "no_keyword_match": no_keyword_match(lexical, logged["top_queries"], top),
     }
+
+
+def logged_searches(workdir: str | Path, top: int = 50) -> tuple[dict[str, Any], set[str]]:
+    """The shop's logged searches (top queries with session CTR) and the search ids that a
+    curated event names (for the served pages' attributed CTR)."""
+    from ..storage import read_only
+
+    logged: dict[str, Any] = {"searches": 0, "distinct_queries": 0, "top_queries": []}
+    attributed: set[str] = set()
     with read_only(workdir) as (con, tables):
-        if "events" in tables:
-            rows = con.sql(
-                f"""WITH s AS (
-                        SELECT user_id, session_id, query, timestamp FROM curated.events
-                        WHERE event_type = 'search' AND query IS NOT NULL),
-                    a AS (
-                        SELECT session_id, timestamp FROM curated.events
-                        WHERE event_type IN ('click', 'add_to_cart', 'purchase') AND session_id IS NOT NULL),
-                    flagged AS (
-                        SELECT s.query, s.user_id, s.session_id IS NOT NULL AS has_session,
-                               EXISTS (SELECT 1 FROM a WHERE a.session_id = s.session_id
-                                       AND a.timestamp >= s.timestamp
-                                       AND a.timestamp <= s.timestamp + INTERVAL {SESSION_WINDOW_S} SECOND) AS clicked
-                        FROM s)
-                    SELECT lower(trim(query)) AS q, count(*) AS n, count(DISTINCT user_id) AS users,
-                           sum(has_session::INT) AS with_session, sum(clicked::INT) AS clicked
-                    FROM flagged GROUP BY 1 ORDER BY n DESC, q"""
-            ).fetchall()
-            out["logged"]["searches"] = int(sum(r[1] for r in rows))
-            out["logged"]["distinct_queries"] = len(rows)
-            out["logged"]["top_queries"] = [
-                {
-                    "query": q,
-                    "searches": int(n),
-                    "users": int(u),
-                    "session_ctr": round(c / ws, 4) if ws else None,
-                }
-                for q, n, u, ws, c in rows[:top]
-            ]
-            attributed: set[str] = set()
-            cols = {r[0] for r in con.sql("DESCRIBE curated.events").fetchall()}
-            if "search_id" in cols:
-                attributed = {
-                    r[0]
-                    for r in con.sql(
-                        "SELECT DISTINCT search_id FROM curated.events WHERE search_id IS NOT NULL"
-                    ).fetchall()
-                }
-        else:
-            rows, attributed = [], set()
+        if "events" not in tables:
+            return logged, attributed
+        rows = con.sql(
+            f"""WITH s AS (
+                    SELECT user_id, session_id, query, timestamp FROM curated.events
+                    WHERE event_type = 'search' AND query IS NOT NULL),
+                a AS (
+                    SELECT session_id, timestamp FROM curated.events
+                    WHERE event_type IN ('click', 'add_to_cart', 'purchase') AND session_id IS NOT NULL),
+                flagged AS (
+                    SELECT s.query, s.user_id, s.session_id IS NOT NULL AS has_session,
+                           EXISTS (SELECT 1 FROM a WHERE a.session_id = s.session_id
+                                   AND a.timestamp >= s.timestamp
+                                   AND a.timestamp <= s.timestamp + INTERVAL {SESSION_WINDOW_S} SECOND) AS clicked
+                    FROM s)
+                SELECT lower(trim(query)) AS q, count(*) AS n, count(DISTINCT user_id) AS users,
+                       sum(has_session::INT) AS with_session, sum(clicked::INT) AS clicked
+                FROM flagged GROUP BY 1 ORDER BY n DESC, q"""
+        ).fetchall()
+        logged["searches"] = int(sum(r[1] for r in rows))
+        logged["distinct_queries"] = len(rows)
+        logged["top_queries"] = [
+            {"query": q, "searches": int(n), "users": int(u), "session_ctr": round(c / ws, 4) if ws else None}
+            for q, n, u, ws, c in rows[:top]
+        ]
+        cols = {r[0] for r in con.sql("DESCRIBE curated.events").fetchall()}
+        if "search_id" in cols:
+            attributed = {
+                r[0]
+                for r in con.sql(
+                    "SELECT DISTINCT search_id FROM curated.events WHERE search_id IS NOT NULL"
+                ).fetchall()
+            }
+    return logged, attributed
+
+
+def served_searches(workdir: str | Path, attributed: set[str], top: int = 50) -> dict[str, Any]:
+    """The result pages `shelfwise serve` logged: per query, pages, empty pages and the share
+    of pages a curated event names (`attributed`: `logged_searches`' search ids)."""
+    from ._analyze import words
+
     pages: dict[str, dict[str, Any]] = {}
     for rec in served_search_pages(workdir):
         q = " ".join(words(rec.get("query") or "")) or (rec.get("query") or "").strip().lower()
@@ -86,21 +103,31 @@ def search_analytics(workdir: str | Path, top: int = 50) -> dict[str, Any]:
         d["zero"] += 0 if rec.get("items") else 1
         d["clicked"] += 1 if rec.get("id") in attributed else 0
     served = sorted(pages.values(), key=lambda d: (-d["pages"], d["query"]))
-    out["served"]["pages"] = sum(d["pages"] for d in served)
-    out["served"]["zero_result_pages"] = sum(d["zero"] for d in served)
-    out["served"]["top_queries"] = [
-        {"query": d["query"], "pages": d["pages"], "attributed_ctr": round(d["clicked"] / d["pages"], 4)}
-        for d in served[:top]
-    ]
-    out["served"]["zero_result_queries"] = [
-        {"query": d["query"], "zero_result_pages": d["zero"]} for d in served if d["zero"]
-    ][:top]
-    engine = _current_engine(workdir)
-    if engine is not None:
-        for r in out["logged"]["top_queries"][: max(top, 200)]:
-            terms = analyze(r["query"])
-            if terms and len(engine.lexical_.search_terms(terms, 1).ids[0]) == 0:
-                out["no_keyword_match"].append({"query": r["query"], "searches": r["searches"]})
+    return {
+        "pages": sum(d["pages"] for d in served),
+        "zero_result_pages": sum(d["zero"] for d in served),
+        "top_queries": [
+            {"query": d["query"], "pages": d["pages"], "attributed_ctr": round(d["clicked"] / d["pages"], 4)}
+            for d in served[:top]
+        ],
+        "zero_result_queries": [
+            {"query": d["query"], "zero_result_pages": d["zero"]} for d in served if d["zero"]
+        ][:top],
+    }
+
+
+def no_keyword_match(lexical: Any, top_queries: list[dict[str, Any]], top: int = 50) -> list[dict[str, Any]]:
+    """The logged top queries none of whose words the keyword index knows (`lexical`: the
+    serving bundle's; None: no search index, no such list)."""
+    from ._analyze import analyze
+
+    out: list[dict[str, Any]] = []
+    if lexical is None:
+        return out
+    for r in top_queries[: max(top, 200)]:
+        terms = analyze(r["query"])
+        if terms and len(lexical.search_terms(terms, 1).ids[0]) == 0:
+            out.append({"query": r["query"], "searches": r["searches"]})
     return out
 
 
@@ -118,15 +145,27 @@ def served_search_pages(workdir: str | Path) -> Iterator[dict[str, Any]]:
                     yield rec
 
 
-def _current_engine(workdir: Path) -> Any:
-    from ..serving._bundle import BUNDLES_DIR, CURRENT
-    from ._engine import SearchEngine
+_LEXICAL: dict[Path, Any] = {}  # bundle's search folder -> its keyword index (bundles never change)
 
+
+def current_lexical(workdir: str | Path) -> Any:
+    """The serving bundle's keyword index alone (not the whole engine: no embeddings, catalog
+    analysis or ranker; ~10x less to load), kept per bundle: a bundle is immutable once made."""
+    from ..serving._bundle import BUNDLES_DIR, CURRENT
+    from ._retrievers import LexicalRetriever
+
+    workdir = Path(workdir)
     pointer = workdir / BUNDLES_DIR / CURRENT
     if not pointer.exists():
         return None
     path = workdir / BUNDLES_DIR / pointer.read_text().strip() / "search"
-    return SearchEngine.load(path) if path.exists() else None
+    if not path.exists():
+        return None
+    if path not in _LEXICAL:
+        if len(_LEXICAL) >= 4:
+            _LEXICAL.clear()
+        _LEXICAL[path] = LexicalRetriever.load(path / "lexical")
+    return _LEXICAL[path]
 
 
 def write_search_report(workdir: str | Path) -> tuple[Path, Path]:

@@ -138,12 +138,17 @@ class Speller:
 
 
 def load_synonyms(path: str | Path | None) -> dict[str, list[str]]:
-    """A shop's synonyms file: one group per line, `a, b, c` (all equivalent) or `a => b, c`
-    (a expands to b and c). `#` starts a comment."""
-    groups: dict[str, list[str]] = {}
+    """A shop's synonyms file (see `parse_synonyms`); {} without one."""
     if path is None or not Path(path).exists():
-        return groups
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        return {}
+    return parse_synonyms(Path(path).read_text(encoding="utf-8"))
+
+
+def parse_synonyms(text: str) -> dict[str, list[str]]:
+    """Synonyms text: one group per line, `a, b, c` (all equivalent) or `a => b, c` (a expands
+    to b and c). `#` starts a comment."""
+    groups: dict[str, list[str]] = {}
+    for line in text.splitlines():
         line = line.split("#", 1)[0].strip()
         if not line:
             continue

@@ -138,16 +138,6 @@ def save_experiments(workdir: str | Path, doc: dict[str, Any], actor: str | None
     return exps
 
 
-def _wilson(successes: float, n: float, z: float = 1.96) -> tuple[float, float]:
-    if n <= 0:
-        return (0.0, 0.0)
-    p = successes / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return (max(0.0, float(c - h)), min(1.0, float(c + h)))
-
-
 def _bootstrap_mean(values: np.ndarray, rounds: int = 1000, seed: int = 0) -> tuple[float, float]:
     if len(values) == 0:
         return (0.0, 0.0)
@@ -160,6 +150,7 @@ def experiment_report(workdir: str | Path, experiment: str | None = None) -> dic
     """Per experiment and variant: users, exposures, CTR, add-to-cart rate, conversion and
     revenue per user (95% CIs: Wilson for rates, bootstrap over users for revenue), from the
     exposure log and the attributed events in the warehouse (absorb first to count the newest)."""
+    from ..evaluation import wilson_interval
     from ..storage import read_only
     from ._feedback import EXPOSURES_DIR
 
@@ -226,11 +217,11 @@ def experiment_report(workdir: str | Path, experiment: str | None = None) -> dic
                 "users": len(users),
                 "exposures": n,
                 "ctr": clicks / n if n else 0.0,
-                "ctr_ci95": _wilson(clicks, n),
+                "ctr_ci95": wilson_interval(clicks, n),
                 "add_to_cart_rate": carts / n if n else 0.0,
-                "add_to_cart_ci95": _wilson(carts, n),
+                "add_to_cart_ci95": wilson_interval(carts, n),
                 "conversion": len(buyers) / len(users) if users else 0.0,
-                "conversion_ci95": _wilson(len(buyers), len(users)),
+                "conversion_ci95": wilson_interval(len(buyers), len(users)),
                 "revenue_per_user": float(rev.mean()) if len(rev) else 0.0,
                 "revenue_per_user_ci95": _bootstrap_mean(rev),
                 "bundles": sorted({e["bundle"] for e in ex}),

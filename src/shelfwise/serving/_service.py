@@ -28,6 +28,7 @@ from ._experiments import Experiment, Variant, load_experiments
 from ._online import MemoryState, OnlineState
 from ._recommend import Recommendations
 from ._rules import ItemInfo, Rules
+from ._synonyms import LiveSynonyms
 
 log = logging.getLogger("shelfwise.serve")
 # no business rule at all (not even the default out-of-stock filter): the models' ranking alone
@@ -193,6 +194,7 @@ class Service:
         self.snapshot = Snapshot(current_bundle(self.workdir), self.pseudonymize, load_search=load_search)
         self._others: dict[str, Snapshot] = {}  # bundles named by experiment variants
         self.rules = Rules.load(self.workdir)
+        self.synonyms = LiveSynonyms(self.workdir)  # config/synonyms.txt, checked per search
         self.experiments: list[Experiment] = load_experiments(self.workdir)
         self._config_mtimes = self._mtimes()
         self.keys: dict[str, tuple[str, str]] = self._load_keys()  # sha256(key) -> (name, role)
@@ -572,7 +574,16 @@ class Service:
         from ..search import words
 
         norm = " ".join(words(q)) or q.strip().lower()  # the same normalization as the query log
-        return (snap.version, "search", norm, repr(filters), sort, n_cand), n_cand
+        syn = self.sync_synonyms(snap)  # a page belongs to the synonyms it was searched with
+        return (snap.version, "search", norm, repr(filters), sort, n_cand, syn), n_cand
+
+    def sync_synonyms(self, snap: Snapshot) -> Any:
+        """The snapshot's engine with the synonyms in force now (config/synonyms.txt when it
+        exists, else the bundle's); returns their stamp. One `stat` per call."""
+        stamp = self.synonyms.check()
+        if snap.search is not None:
+            self.synonyms.apply(snap.search)
+        return stamp
 
     def calibrate_search(self, level: str, runs: int = 3) -> float:
         """Seconds one query takes at `level` on the current engine (the median of `runs`

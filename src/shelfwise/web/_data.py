@@ -11,20 +11,25 @@ whose warehouse is held by another process (a training run, an absorb) says so i
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "ExposureTally",
     "WarehouseBusy",
     "alerts",
     "audit_entries",
+    "customer_profile",
     "datasets",
     "experiments",
+    "exposure_tally",
     "lineage_graph",
     "models",
     "online_drops",
@@ -38,6 +43,12 @@ __all__ = [
 _LOCK = threading.Lock()
 _CACHE: dict[tuple[Any, ...], tuple[Any, float, Any]] = {}
 _CACHE_LOCK = threading.Lock()
+_REFRESHING: dict[tuple[Any, ...], threading.Thread] = {}
+REFRESH_WAIT_S = 0.15  # how long a page waits for warehouse figures recomputed after an absorb
+# when the page being made stops waiting for refreshed figures (set per page by the routes: the
+# waits of its parts share one budget instead of adding up)
+PAGE_DEADLINE: ContextVar[float | None] = ContextVar("console_page_deadline", default=None)
+log = logging.getLogger("shelfwise.web")
 CACHE_TTL_S = 60.0  # freshness ages and the like are recomputed at least this often
 SPIKE_FACTOR = 2.0  # a load quarantining this many times the table's previous share is a spike
 
@@ -84,20 +95,53 @@ REGISTRY = ("mlflow.db", "mlflow.db-wal", "bundles/CURRENT")
 SERVED = ("spool/exposures/",)
 
 
-def _cached(key: tuple[Any, ...], stamp: tuple[Any, ...], compute: Any) -> Any:
-    """`compute()` again only when the stamp moved or the entry is older than CACHE_TTL_S:
-    opening the warehouse read-only alone takes ~100 ms, and nothing changed in between."""
+def _cached(
+    key: tuple[Any, ...],
+    stamp: tuple[Any, ...],
+    compute: Any,
+    ttl: float = CACHE_TTL_S,
+    wait_s: float | None = None,
+) -> Any:
+    """`compute()` again only when the stamp moved or the entry is older than `ttl` (data with
+    ages in it; `inf` for data that only the stamped files determine): opening the warehouse
+    read-only alone takes ~100 ms, and nothing changed in between. With `wait_s`, an entry
+    whose files changed is recomputed in the background and the page waits at most `wait_s`
+    for it, else shows the previous figures (an absorb behind, for about a second); the
+    first computation is always waited for."""
     now = time.monotonic()
     with _CACHE_LOCK:
         hit = _CACHE.get(key)
-    if hit is not None and hit[0] == stamp and now - hit[1] < CACHE_TTL_S:
+    if hit is not None and hit[0] == stamp and now - hit[1] < ttl:
         return hit[2]
-    value = compute()
+    if hit is None or wait_s is None:
+        value = compute()
+        _store(key, stamp, now, value)
+        return value
+    with _CACHE_LOCK:
+        worker = _REFRESHING.get(key)
+        if worker is None or not worker.is_alive():
+
+            def refresh() -> None:
+                try:
+                    _store(key, stamp, time.monotonic(), compute())
+                except Exception as exc:  # the previous figures stay; the next page retries
+                    log.warning("console: %s not refreshed: %s", key[0], exc)
+
+            worker = _REFRESHING[key] = threading.Thread(
+                target=refresh, name=f"console-{key[0]}", daemon=True
+            )
+            worker.start()
+    deadline = PAGE_DEADLINE.get()
+    worker.join(wait_s if deadline is None else max(0.0, min(wait_s, deadline - time.monotonic())))
+    with _CACHE_LOCK:
+        return _CACHE.get(key, hit)[2]
+
+
+def _store(key: tuple[Any, ...], stamp: tuple[Any, ...], at: float, value: Any) -> None:
     with _CACHE_LOCK:
         if len(_CACHE) > 256:
             _CACHE.clear()
-        _CACHE[key] = (stamp, now, value)
-    return value
+        _CACHE[key] = (stamp, at, value)
 
 
 def _has_warehouse(workdir: Path) -> bool:
@@ -117,7 +161,8 @@ def datasets(workdir: Path) -> dict[str, Any]:
         with warehouse():
             return catalog(workdir)
 
-    return _cached(("catalog", workdir), _stamp(workdir, *WAREHOUSE, *REGISTRY, "config/rules.json"), compute)  # type: ignore[no-any-return]
+    stamp = _stamp(workdir, *WAREHOUSE, *REGISTRY, "config/rules.json")
+    return _cached(("catalog", workdir), stamp, compute, CACHE_TTL_S, REFRESH_WAIT_S)  # type: ignore[no-any-return]
 
 
 def quarantine(
@@ -189,53 +234,165 @@ def traffic(workdir: Path) -> dict[str, Any]:
     """Served lists (the exposure log) and the events that name them (absorbed into the
     warehouse): per surface, lists served, click-through (lists with an attributed click, cart
     or purchase) and conversion (lists with an attributed purchase)."""
-    return _cached(("traffic", workdir), _stamp(workdir, *WAREHOUSE, *SERVED), lambda: _traffic(workdir))  # type: ignore[no-any-return]
+    served = _stamp(workdir, *SERVED)
+    att_stamp: tuple[Any, ...] = ()
+    attributed: list[tuple[str, int, int]] = []
+    if _has_warehouse(workdir) and served[0]:  # lists were served: the events that name them
+        stamp = _stamp(workdir, *WAREHOUSE)
+        att_stamp, attributed = _cached(
+            ("attributed", workdir),
+            stamp,
+            lambda: (stamp, _attributed(workdir)),
+            float("inf"),
+            REFRESH_WAIT_S,
+        )
+    # keyed by the attributed rows' own stamp: figures made from rows an absorb behind are
+    # made again once the new rows are in
+    return _cached(("traffic", workdir), (served, att_stamp), lambda: _traffic(workdir, attributed))  # type: ignore[no-any-return]
 
 
-def _traffic(workdir: Path) -> dict[str, Any]:
-    from ..serving._feedback import EXPOSURES_DIR
+class _FileTally:
+    """What one exposure segment has said up to `offset` (complete lines only)."""
 
-    served: Counter[str] = Counter()
-    kind_of: dict[str, str] = {}
-    bundle_of: dict[str, tuple[str, str]] = {}  # list id -> (surface, bundle)
-    by_bundle: Counter[tuple[str, str]] = Counter()
-    order: dict[str, float] = {}  # bundle -> when it first served
-    for f in sorted((workdir / EXPOSURES_DIR).glob("*.jsonl*")):
-        with open(f, "rb") as fh:
+    def __init__(self) -> None:
+        self.offset = 0
+        self.tail = b""  # the bytes just before `offset`: a file rewritten in place shows here
+        self.served: Counter[str] = Counter()
+        self.by_bundle: Counter[tuple[str, str]] = Counter()
+        self.first: dict[str, float] = {}  # bundle -> earliest `at`
+        self.ids: dict[str, tuple[str, str]] = {}  # list id -> (surface, bundle)
+        self.lines = 0  # lines parsed (tests: an append is read, not the whole file again)
+
+    def read(self, path: Path) -> _FileTally:
+        """Read the lines appended since `offset` into this tally; returns them as a tally of
+        their own (the delta). A last line without its newline is left for the next read."""
+        delta = _FileTally()
+        with open(path, "rb") as fh:
+            fh.seek(self.offset)
             for line in fh:
+                if not line.endswith(b"\n"):
+                    break  # being written: read whole next time
+                delta.offset += len(line)
+                delta.tail = (delta.tail + line)[-64:]  # the delta's last bytes
+                delta.lines += 1
                 try:
                     rec = json.loads(line)
                 except ValueError:
                     continue  # a line cut by a crash mid-write
+                if not isinstance(rec, dict):
+                    continue
                 kind = str(rec.get("kind") or "other")
-                served[kind] += 1
                 b = str(rec.get("bundle") or "")
-                by_bundle[(kind, b)] += 1
-                order.setdefault(b, float(rec.get("at") or 0.0))
+                delta.served[kind] += 1
+                delta.by_bundle[(kind, b)] += 1
+                at = float(rec.get("at") or 0.0)
+                if at < delta.first.get(b, float("inf")):
+                    delta.first[b] = at
                 if rec.get("id"):
-                    kind_of[rec["id"]] = kind
-                    bundle_of[rec["id"]] = (kind, b)
+                    delta.ids[str(rec["id"])] = (kind, b)
+        self.offset += delta.offset
+        self.tail = (self.tail + delta.tail)[-64:] if delta.offset else self.tail
+        self.merge(delta)
+        self.lines += delta.lines
+        return delta
+
+    def merge(self, other: _FileTally) -> None:
+        self.served.update(other.served)
+        self.by_bundle.update(other.by_bundle)
+        for b, at in other.first.items():
+            if at < self.first.get(b, float("inf")):
+                self.first[b] = at
+        self.ids.update(other.ids)
+
+    def unchanged_before(self, path: Path) -> bool:
+        if not self.offset:
+            return True
+        with open(path, "rb") as fh:
+            fh.seek(self.offset - len(self.tail))
+            return fh.read(len(self.tail)) == self.tail
+
+
+class ExposureTally:
+    """The served-lists tally of an exposure folder, kept up to date incrementally: each
+    segment is remembered by inode with the offset read so far, so a call reads only what was
+    appended (a renamed segment, `.jsonl.open` -> `.jsonl`, is the same inode: not re-read).
+    A segment that shrank, was rewritten in place or was removed (an erasure, retention) is
+    dropped from the sum, which is then rebuilt from the per-segment tallies in memory.
+    Every sum is order-free (counts, earliest time, unique list ids), so the result equals a
+    tally from scratch."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.files: dict[tuple[int, int], _FileTally] = {}
+        self.total = _FileTally()
+        self.lock = threading.Lock()
+
+    def update(self) -> _FileTally:
+        with self.lock:
+            found: dict[tuple[int, int], tuple[Path, int]] = {}
+            for f in sorted(self.folder.glob("*.jsonl*")) if self.folder.exists() else []:
+                try:
+                    st = f.stat()
+                except FileNotFoundError:
+                    continue  # renamed meanwhile: seen under its new name next time
+                found[(st.st_dev, st.st_ino)] = (f, st.st_size)
+            rebuild = any(k not in found for k in self.files)
+            self.files = {k: t for k, t in self.files.items() if k in found}
+            deltas = []
+            for key, (f, size) in found.items():
+                t = self.files.get(key)
+                try:
+                    if t is not None and (size < t.offset or not t.unchanged_before(f)):
+                        t, rebuild = None, True  # rewritten: read it again from the start
+                    if t is None:
+                        t = self.files[key] = _FileTally()
+                    if size > t.offset:
+                        deltas.append(t.read(f))
+                except FileNotFoundError:
+                    self.files.pop(key, None)
+                    rebuild = True
+            if rebuild:
+                self.total = _FileTally()
+                for t in self.files.values():
+                    self.total.merge(t)
+            else:
+                for d in deltas:
+                    self.total.merge(d)
+            return self.total
+
+
+_TALLIES: dict[Path, ExposureTally] = {}
+_TALLIES_LOCK = threading.Lock()
+
+
+def exposure_tally(workdir: Path) -> dict[str, Any]:
+    """The current tally of the workdir's exposure log (one incremental tally per folder):
+    lists served per surface (`served`) and per (surface, bundle) (`by_bundle`), when each
+    bundle first served (`first`), and list id -> (surface, bundle) (`ids`, only looked up)."""
+    from ..serving._feedback import EXPOSURES_DIR
+
+    folder = (workdir / EXPOSURES_DIR).resolve()
+    with _TALLIES_LOCK:
+        tally = _TALLIES.setdefault(folder, ExposureTally(folder))
+    total = tally.update()
+    with tally.lock:  # copies of the small sums
+        return {"served": Counter(total.served), "by_bundle": Counter(total.by_bundle),
+                "first": dict(total.first), "ids": total.ids}  # fmt: skip
+
+
+def _traffic(workdir: Path, attributed: list[tuple[str, int, int]]) -> dict[str, Any]:
+    tally = exposure_tally(workdir)
+    served, by_bundle, order = tally["served"], tally["by_bundle"], tally["first"]
+    bundle_of = tally["ids"]  # list id -> (surface, bundle)
     clicked: Counter[str] = Counter()
     bought: Counter[str] = Counter()
     clicked_by_bundle: Counter[tuple[str, str]] = Counter()
-    if kind_of and _has_warehouse(workdir):
-        from ..storage import read_only
-
-        with warehouse(), read_only(workdir) as (con, tables):
-            if "events" in tables:
-                cols = {r[0] for r in con.sql("DESCRIBE curated.events").fetchall()}
-                ids = [c for c in ("recommendation_id", "search_id") if c in cols]
-                for c in ids:
-                    for sid, clicks, purchases in con.sql(
-                        f"SELECT {c}, count(*) FILTER (WHERE event_type IN ('click','add_to_cart','purchase')), "
-                        f"count(*) FILTER (WHERE event_type = 'purchase') FROM curated.events "
-                        f"WHERE {c} IS NOT NULL GROUP BY 1"
-                    ).fetchall():
-                        surface = kind_of.get(sid)
-                        if surface is not None:
-                            clicked[surface] += 1 if clicks else 0
-                            bought[surface] += 1 if purchases else 0
-                            clicked_by_bundle[bundle_of[sid]] += 1 if clicks else 0
+    for sid, clicks, purchases in attributed if bundle_of else []:
+        got = bundle_of.get(sid)
+        if got is not None:
+            clicked[got[0]] += 1 if clicks else 0
+            bought[got[0]] += 1 if purchases else 0
+            clicked_by_bundle[got] += 1 if clicks else 0
     surfaces = [
         {
             "surface": k,
@@ -258,6 +415,25 @@ def _traffic(workdir: Path) -> dict[str, Any]:
     return {"surfaces": surfaces, "served": sum(served.values()), "by_bundle": bundles}
 
 
+def _attributed(workdir: Path) -> list[tuple[str, int, int]]:
+    """(list id, clicks/carts/purchases, purchases) of every served list a curated event names:
+    the warehouse's part of the traffic, cached apart from the served log's (which grows with
+    every page served while the warehouse changes at each absorb)."""
+    from ..storage import read_only
+
+    out: list[tuple[str, int, int]] = []
+    with warehouse(), read_only(workdir) as (con, tables):
+        if "events" in tables:
+            cols = {r[0] for r in con.sql("DESCRIBE curated.events").fetchall()}
+            for c in (c for c in ("recommendation_id", "search_id") if c in cols):
+                out += con.sql(
+                    f"SELECT {c}, count(*) FILTER (WHERE event_type IN ('click','add_to_cart','purchase')), "
+                    f"count(*) FILTER (WHERE event_type = 'purchase') FROM curated.events "
+                    f"WHERE {c} IS NOT NULL GROUP BY 1"
+                ).fetchall()
+    return out
+
+
 MIN_LISTS = 200  # lists a bundle must have served on a surface before its click-through is compared
 
 
@@ -265,7 +441,7 @@ def online_drops(by_bundle: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Surfaces where the newest bundle's click-through is below the previous bundle's beyond
     chance: the newest's Wilson 95% upper bound under the previous one's rate (each with at
     least MIN_LISTS lists served)."""
-    from ..serving._experiments import _wilson
+    from ..evaluation import wilson_interval
 
     out = []
     surfaces: dict[str, list[dict[str, Any]]] = {}
@@ -278,7 +454,7 @@ def online_drops(by_bundle: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if prev["served"] < MIN_LISTS or last["served"] < MIN_LISTS:
             continue
         before = prev["clicked"] / prev["served"]
-        hi = _wilson(last["clicked"], last["served"])[1]
+        hi = wilson_interval(last["clicked"], last["served"])[1]
         if hi < before:
             out.append(
                 {"surface": surface, "bundle": last["bundle"], "previous": prev["bundle"],
@@ -525,18 +701,41 @@ def lineage_svg(graph: dict[str, Any]) -> str:
 
 
 # -- analytics -------------------------------------------------------------------------------------
-def search_report(workdir: Path) -> dict[str, Any]:
-    """`shelfwise report search --json` (without absorbing first: a page only reads)."""
-    from ..search._analytics import search_analytics
+def search_report(workdir: Path, lexical: Any = None) -> dict[str, Any]:
+    """`shelfwise report search --json` (without absorbing first: a page only reads);
+    `lexical`: the serving bundle's keyword index, already in memory (else read once per bundle).
+    Its parts are cached apart: the warehouse's (logged searches, attributed ids, queries without
+    a keyword match: recomputed when the warehouse or the bundle changes; opening the warehouse
+    is most of a cold render) and the served log's (recomputed when a page was served)."""
+    from ..search._analytics import (
+        PROTOCOL,
+        current_lexical,
+        logged_searches,
+        no_keyword_match,
+        served_searches,
+    )
 
     if not _has_warehouse(workdir):
         return {}
 
-    def compute() -> dict[str, Any]:
-        with warehouse():
-            return search_analytics(workdir)
+    stamp = _stamp(workdir, *WAREHOUSE, *REGISTRY)
 
-    return _cached(("search", workdir), _stamp(workdir, *WAREHOUSE, *SERVED, *REGISTRY), compute)  # type: ignore[no-any-return]
+    def logged() -> tuple[Any, dict[str, Any], set[str], list[dict[str, Any]]]:
+        with warehouse():
+            got, attributed = logged_searches(workdir)
+        lex = lexical if lexical is not None else current_lexical(workdir)
+        return stamp, got, attributed, no_keyword_match(lex, got["top_queries"])
+
+    made, got, attributed, nkm = _cached(
+        ("search-logged", workdir), stamp, logged, float("inf"), REFRESH_WAIT_S
+    )
+    served = _cached(  # keyed by the logged part it was made with (maybe an absorb behind)
+        ("search-served", workdir),
+        (_stamp(workdir, *SERVED), made),
+        lambda: served_searches(workdir, attributed),
+        ttl=float("inf"),
+    )
+    return {"protocol": dict(PROTOCOL), "logged": got, "served": served, "no_keyword_match": nkm}
 
 
 def experiments(workdir: Path) -> dict[str, Any]:
@@ -562,3 +761,81 @@ def experiments(workdir: Path) -> dict[str, Any]:
 
     stamp = _stamp(workdir, *WAREHOUSE, *SERVED, "config/experiments.json")
     return {"configured": configured, "report": _cached(("experiments", workdir), stamp, compute)}
+
+
+# -- customer profiles (shelfwise.insights) --------------------------------------------------------
+PROFILE_HORIZON_DAYS = 90  # `shelfwise insights customers`' default horizon
+_PROFILES: dict[Path, dict[str, Any]] = {}
+_PROFILES_LOCK = threading.Lock()
+
+
+def _compute_profiles(workdir: Path) -> dict[str, Any]:
+    """Every customer's profile (`insights.profile_customers`: RFM, expected purchases, churn
+    risk, segment, tastes) keyed by the warehouse's (pseudonymous) user id, as of the newest
+    event. The warehouse is held only while the tables are read, not during the fit."""
+    import math
+
+    from ..insights._customers import profile_customers
+    from ..insights._data import load_curated
+
+    with warehouse():
+        events, products, at = load_curated(workdir, None)
+    if events.empty:
+        raise ValueError("no curated events")
+    prof, info = profile_customers(events, products, at, PROFILE_HORIZON_DAYS)
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, float):
+            return None if math.isnan(v) else round(v, 4)
+        if hasattr(v, "tolist"):
+            return v.tolist()
+        return v
+
+    by_user = {str(u): {f: clean(row[f]) for f in prof.columns} for u, row in prof.iterrows()}
+    for rec in by_user.values():
+        rec["frequency"] = int(rec["frequency"] or 0)  # purchases: a count (as the CLI writes it)
+    return {"by_user": by_user, "as_of": str(at), "model": info.model, "horizon_days": PROFILE_HORIZON_DAYS}
+
+
+def customer_profile(workdir: Path, pseudonym: str, wait_s: float = 0.0) -> dict[str, Any]:
+    """A shopper's customer profile when `shelfwise.insights` can compute one: `status` is
+    "ready" (with `profile`, `as_of`, `model`; `stale` while a newer warehouse is being
+    profiled), "computing" or "unavailable" (with `reason`). Profiles are computed for all
+    customers at once (a LightGBM fit: seconds), in a background thread per warehouse version,
+    so a page never waits for them beyond `wait_s`."""
+    if not _has_warehouse(workdir):
+        return {"status": "unavailable", "reason": "no warehouse in this workdir"}
+    stamp = _stamp(workdir, *WAREHOUSE)
+    with _PROFILES_LOCK:
+        e = _PROFILES.setdefault(workdir, {"stamp": None, "done": None, "error": None, "thread": None})
+        running = e["thread"] is not None and e["thread"].is_alive()
+        if e["stamp"] != stamp and not running:
+            e["want"] = stamp
+
+            def run(want: tuple[Any, ...] = stamp) -> None:
+                try:
+                    done, error = _compute_profiles(workdir), None
+                except Exception as exc:  # no profile is a note on the page, never a failed page
+                    done, error = (
+                        None,
+                        f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                    )
+                with _PROFILES_LOCK:  # a failure drops the older profiles too: they would mislead
+                    e["stamp"], e["error"], e["done"] = want, error, done
+
+            e["thread"] = threading.Thread(target=run, name="console-profiles", daemon=True)
+            e["thread"].start()
+        thread = e["thread"]
+    if wait_s > 0 and thread is not None:
+        thread.join(wait_s)
+    with _PROFILES_LOCK:
+        done, error, fresh = e["done"], e["error"], e["stamp"] == stamp
+    if done is None:
+        if error is not None and fresh:
+            return {"status": "unavailable", "reason": f"customer profiles could not be computed ({error})"}
+        return {"status": "computing"}
+    rec = done["by_user"].get(pseudonym)
+    if rec is None:
+        return {"status": "unavailable", "reason": f"no history for this shopper up to {done['as_of']}"}
+    return {"status": "ready", "profile": rec, "as_of": done["as_of"], "model": done["model"],
+            "horizon_days": done["horizon_days"], "stale": not fresh}  # fmt: skip

@@ -102,10 +102,11 @@ def search_side(
 ) -> dict[str, Any]:  # fmt: skip
     """One column of results: what `/v1/search?q=&k=` answers for the side's bundle and rules
     (the page is computed, not taken from the server's cache), each item with its why.
-    `synonyms` previews a synonyms list instead of the bundle's (a copy of the engine)."""
+    `synonyms` previews a synonyms list instead of the ones in force (a copy of the engine)."""
     from ..search import Filters
 
     snap = _snapshot(service, side.bundle)
+    service.sync_synonyms(snap)  # the synonyms in force now (config/synonyms.txt), as /v1/search
     engine = snap.search
     if engine is None:
         return {
@@ -253,16 +254,10 @@ def shopper(service: Any, user_id: str, k: int = 10) -> dict[str, Any]:
 
 
 def parse_synonyms(text: str) -> dict[str, list[str]]:
-    """The synonyms file format (`a, b, c` or `a => b, c`), as `load_synonyms` reads it."""
-    import tempfile
-    from pathlib import Path
+    """A draft synonyms list as saving it would install it (the same check and parser)."""
+    from ..serving._synonyms import check_synonyms
 
-    from ..search import load_synonyms
-
-    with tempfile.TemporaryDirectory() as tmp:
-        p = Path(tmp) / "synonyms.txt"
-        p.write_text(text)
-        return load_synonyms(p)
+    return check_synonyms(text, "the draft synonyms")
 
 
 def rules_json(workdir: Any) -> str:

@@ -50,6 +50,15 @@ def mount_console(app: FastAPI, workdir: str | Path, service: Callable[[], Any])
     app.include_router(console_router(Path(workdir), service))
 
 
+def _current(workdir: Path) -> str | None:
+    from ..serving._bundle import BUNDLES_DIR, CURRENT
+
+    try:
+        return (workdir / BUNDLES_DIR / CURRENT).read_text().strip()
+    except OSError:
+        return None
+
+
 def console_router(workdir: Path, service: Callable[[], Any]) -> APIRouter:
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.filters["tojson_compact"] = lambda v: json.dumps(v, default=str, ensure_ascii=False)
@@ -105,6 +114,7 @@ def console_router(workdir: Path, service: Callable[[], Any]) -> APIRouter:
         @functools.wraps(fn)
         def run(request: Request, *args: Any, **kwargs: Any) -> Any:
             ctx = Ctx(request)
+            _data.PAGE_DEADLINE.set(time.monotonic() + _data.REFRESH_WAIT_S)  # this page's wait, all parts
             try:
                 return fn(ctx, *args, **kwargs)
             except Denied as exc:
@@ -343,12 +353,16 @@ def console_router(workdir: Path, service: Callable[[], Any]) -> APIRouter:
             cols = [_playground.search_side(s, q[:512], k, chosen[0], user_id=user_id or None)]
             if compare:
                 cols.append(_playground.search_side(s, q[:512], k, chosen[1], user_id=user_id or None))
+        from ..serving._synonyms import synonyms_text
+
+        s.sync_synonyms(s.snapshot)
         engine = s.snapshot.search
-        syn = engine.synonyms_ if engine is not None else {}
+        bundle_syn = s.synonyms.bundle_synonyms(engine) if engine is not None else None
+        syn_text, syn_version = synonyms_text(workdir, bundle_syn)
         return ctx.render(
             "search.html", q=q, k=k, user_id=user_id, compare=compare, b_bundle=b_bundle, b_rules=b_rules,
             cols=cols, bundles=bundles(), rules_text=_playground.rules_json(workdir), rules_version=s.rules.version,
-            synonyms_text="\n".join(f"{a} => {', '.join(b)}" for a, b in sorted(syn.items())), done=done,
+            synonyms_text=syn_text, synonyms_version=syn_version, done=done,
         )  # fmt: skip
 
     @router.post("/search/preview", response_class=HTMLResponse)
@@ -370,9 +384,14 @@ def console_router(workdir: Path, service: Callable[[], Any]) -> APIRouter:
                 draft, error = None, f"the draft is not a valid rules file: {exc}"
             synonyms = None
             if fields.get("synonyms") is not None and fields.get("what") == "synonyms":
-                synonyms = _playground.parse_synonyms(fields["synonyms"])
-            if q.strip() and (draft is not None or synonyms is not None):
-                a = _playground.Side(None, s.rules, f"in force (rules v{s.rules.version})")
+                try:  # what saving would install, or why it would refuse
+                    synonyms = _playground.parse_synonyms(fields["synonyms"])
+                except ShelfwiseError as exc:
+                    error = str(exc)
+            if q.strip() and not error and (draft is not None or synonyms is not None):
+                a = _playground.Side(
+                    None, s.rules, f"in force (rules v{s.rules.version}, synonyms v{s.synonyms.version})"
+                )
                 cols = [_playground.search_side(s, q, k, a, explain=False)]
                 if synonyms is not None:
                     b = _playground.Side(None, s.rules, "draft synonyms (not saved)")
@@ -410,6 +429,26 @@ def console_router(workdir: Path, service: Callable[[], Any]) -> APIRouter:
         q = fields.get("q", "")
         return back(ctx, f"{PREFIX}/search?{urlencode({'q': q})}", f"rules version {rules.version} saved")
 
+    @router.post("/synonyms")
+    async def save_synonyms(request: Request) -> Any:
+        """`shelfwise rules synonyms`: checked, versioned, the previous file kept, audited; every
+        serving process uses them on its next search."""
+        from ..serving._synonyms import save_synonyms as save
+
+        ctx = Ctx(request)
+        try:
+            fields = await posted(request, ctx)
+            user = ctx.need("rules.change")
+            got = save(
+                workdir, fields.get("synonyms") or "", actor="single-user" if user.single_user else user.name
+            )
+        except Denied as exc:
+            return ctx.render("error.html", exc.status, title="Not allowed", message=exc.message, page="")
+        except ShelfwiseError as exc:
+            return ctx.render("error.html", 422, title="Synonyms not saved", message=str(exc), page="")
+        q = fields.get("q", "")
+        return back(ctx, f"{PREFIX}/search?{urlencode({'q': q})}", f"synonyms version {got['version']} saved")
+
     # -- shoppers ------------------------------------------------------------------------------
     @router.get("/users", response_class=HTMLResponse)
     @guard
@@ -424,8 +463,15 @@ def console_router(workdir: Path, service: Callable[[], Any]) -> APIRouter:
     def user_page(ctx: Any, user_id: str, k: int = 10) -> Any:
         ctx.need("recommend")
         s = svc()
-        return ctx.render("shopper.html", shop=_playground.shopper(s, user_id[:256], min(max(k, 1), 50)), user_id=user_id,
-                          page="users")  # fmt: skip
+        shop = _playground.shopper(s, user_id[:256], min(max(k, 1), 50))
+        if ctx.user.may("insights.customers"):  # the CLI's permission for customer profiles
+            profile = _data.customer_profile(workdir, s.pseudonymize(user_id[:256]))
+        else:
+            profile = {
+                "status": "unavailable",
+                "reason": f"the role {ctx.user.role} may not read customer insights",
+            }
+        return ctx.render("shopper.html", shop=shop, profile=profile, user_id=user_id, page="users")  # fmt: skip
 
     # -- audit, lineage, analytics -------------------------------------------------------------
     @router.get("/audit", response_class=HTMLResponse)
@@ -447,6 +493,9 @@ def console_router(workdir: Path, service: Callable[[], Any]) -> APIRouter:
     def analytics(ctx: Any) -> Any:
         ctx.need("catalog.read")
         exps = _data.experiments(workdir) if ctx.user.may("evaluate") else None
-        return ctx.render("analytics.html", sr=_data.search_report(workdir), exps=exps)
+        s, lexical = service(), None
+        if s is not None and s.snapshot.search is not None and s.snapshot.version == _current(workdir):
+            lexical = s.snapshot.search.lexical_  # the index serving uses: nothing to load
+        return ctx.render("analytics.html", sr=_data.search_report(workdir, lexical), exps=exps)
 
     return router
