@@ -53,6 +53,13 @@ def serve(
         float,
         typer.Option(help="Refuse a search miss (503 + Retry-After) whose predicted wait is longer.", min=0),
     ] = 500.0,
+    personalization: Annotated[
+        bool,
+        typer.Option(
+            help="--no-personalization: answer every shopper with the non-personalized lists "
+            "(the shop-wide setting is personalized_serving in config/privacy.json)."
+        ),
+    ] = True,
 ) -> None:
     """Serve /v1/search, /v1/recommendations, /v1/items/{id}/similar and /v1/events over HTTP."""
     shop(workdir).authorize("serve.run")
@@ -81,6 +88,7 @@ def serve(
         search_budget_ms=search_budget_ms,
         search_queue=search_queue,
         search_max_wait_ms=search_max_wait_ms,
+        personalization=personalization,
     )
     os.environ[CONFIG_ENV] = json.dumps({"workdir": str(workdir), "settings": asdict(settings)})
     if workers > 1:  # Prometheus metrics summed over the worker processes
