@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from shelfwise.errors import ShelfwiseError
 from shelfwise.governance import AuditLog, Pseudonymizer, SecretStore
 from shelfwise.governance._consent import (
     CONSENTS_FILE,
@@ -21,7 +22,6 @@ from shelfwise.governance._consent import (
     read_register,
     record_consent,
 )
-from shelfwise.errors import ShelfwiseError
 from tests.cli.test_cli import sw
 
 FAST_TRAIN = ["--models", "popularity,itemknn", "--no-fusion", "--tune-seconds", "0", "--sasrec-seconds", "0"]
@@ -93,7 +93,9 @@ def test_consent_from_the_users_table_and_the_cli_versioned_and_audited(tmp_path
     sw("ingest", "--data", str(data), "--workdir", str(work), "--json")
     assert Consents.of(work).current(s2) == {"personalization": False, "marketing": False}
 
-    shown = json.loads(sw("privacy", "consent", "--workdir", str(work), "--user", "shopper-2", "--json").stdout)
+    shown = json.loads(
+        sw("privacy", "consent", "--workdir", str(work), "--user", "shopper-2", "--json").stdout
+    )
     assert [(r["flag"], r["value"], r["source"]) for r in shown["history"]] == [
         ("personalization", True, "users table"),
         ("personalization", False, "support-ticket-17"),
@@ -155,7 +157,11 @@ def test_training_and_profiles_leave_out_users_without_personalization_consent(t
 
 def _plant_files(work: Path, s1: str, s10: str) -> None:
     """Served events (spool, rejected, archive) and served lists (exposures) of both users."""
-    for folder, name in (("spool/events", "a.jsonl"), ("spool/rejected", "b.jsonl"), ("feedback", "events-1.jsonl")):
+    for folder, name in (
+        ("spool/events", "a.jsonl"),
+        ("spool/rejected", "b.jsonl"),
+        ("feedback", "events-1.jsonl"),
+    ):
         (work / folder).mkdir(parents=True, exist_ok=True)
         lines = [
             {"user_id": u, "product_id": "p2", "event_type": "click", "timestamp": "2024-03-03T10:00:00Z"}
@@ -167,7 +173,8 @@ def _plant_files(work: Path, s1: str, s10: str) -> None:
     (work / "spool/exposures").mkdir(parents=True, exist_ok=True)
     (work / "spool/exposures" / "x.jsonl").write_text(
         "".join(
-            json.dumps({"id": f"rec_{i}", "kind": "recommendations", "at": 1.0e9, "user": u, "items": ["p1"]}) + "\n"
+            json.dumps({"id": f"rec_{i}", "kind": "recommendations", "at": 1.0e9, "user": u, "items": ["p1"]})
+            + "\n"
             for i, u in enumerate((s1, s10, s10, s1, None))
         )
     )
@@ -181,7 +188,9 @@ def test_the_access_export_holds_exactly_the_users_rows_with_lineage(tmp_path):
     _plant_files(work, s1, s10)
     out = tmp_path / "access" / "shopper-1.json"
     rep = json.loads(
-        sw("privacy", "export", "--workdir", str(work), "--user", "shopper-1", "--out", str(out), "--json").stdout
+        sw(
+            "privacy", "export", "--workdir", str(work), "--user", "shopper-1", "--out", str(out), "--json"
+        ).stdout
     )
     assert out.stat().st_mode & 0o777 == 0o600
     doc = json.loads(out.read_text())
@@ -204,8 +213,12 @@ def test_the_access_export_holds_exactly_the_users_rows_with_lineage(tmp_path):
     }
     assert rep["parts"] == counts
     # exactly the user's rows: never shopper-10's, whose data overlaps
-    assert all(r["user_id"].strip() == "shopper-1" for k in ("raw.events", "raw.users") for r in parts[k]["rows"])
-    assert all(r["user_id"] == s1 for k in ("curated.events@v1", "curated.users@v1") for r in parts[k]["rows"])
+    assert all(
+        r["user_id"].strip() == "shopper-1" for k in ("raw.events", "raw.users") for r in parts[k]["rows"]
+    )
+    assert all(
+        r["user_id"] == s1 for k in ("curated.events@v1", "curated.users@v1") for r in parts[k]["rows"]
+    )
     assert all(json.loads(r["raw"])["user_id"] == "shopper-1" for r in parts["quarantine"]["rows"])
     assert all(r["record"]["user"] == s1 for r in parts["exposures"]["rows"])
     assert all(r["pseudonym"] == s1 for r in parts["consent"]["rows"])
