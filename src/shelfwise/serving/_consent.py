@@ -105,6 +105,12 @@ class ConsentView:
                 pipe.hset(key, mapping=values)
         pipe.execute()
 
+    def personalizes(self, pseudonym: str) -> bool:
+        """Whether the shop serves personalized answers at all (`personalized_serving`) and this
+        shopper has personalization consent: both as of now."""
+        self._follow()
+        return self.personalized_serving and self.allows(pseudonym)
+
     def allows(self, pseudonym: str, flag: str = "personalization") -> bool:
         """The shopper's current consent for `flag` (the shop's default when unrecorded)."""
         self._follow()

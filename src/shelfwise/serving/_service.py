@@ -344,12 +344,7 @@ class Service:
         """Whether an answer for this shopper may use their data: asked for (`?personalized`),
         allowed by the server and the shop (`--no-personalization`, config/privacy.json) and by
         the shopper's current personalization consent (read per request: see `ConsentView`)."""
-        return (
-            requested
-            and self.settings.personalization
-            and self.consent.personalized_serving
-            and self.consent.allows(pseudo)
-        )
+        return requested and self.settings.personalization and self.consent.personalizes(pseudo)
 
     def recommend(
         self,
