@@ -13,7 +13,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi import Path as PathParam
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from ..governance._consent import FLAGS, record_consent
 from ._http_auth import REQUIREMENT, authorize
@@ -24,14 +25,33 @@ __all__ = ["ConsentChange", "ConsentState", "consent_router"]
 
 
 class ConsentChange(BaseModel):
-    """A shopper's consent as the shop's systems report it; a flag left out stays as it is."""
+    """A shopper's consent as the shop's systems report it; a flag left out stays as it is (at
+    least one is given; null is not a value)."""
 
-    model_config = {"extra": "forbid"}
-    personalization: bool | None = Field(None, description="personalized recommendations and search")
-    marketing: bool | None = Field(None, description="being in audience exports")
-    source: str | None = Field(
-        None, max_length=128, description="where it was given, e.g. `cookie-banner` (default `api`)"
+    model_config = {
+        "extra": "forbid",
+        "json_schema_extra": {"anyOf": [{"required": ["personalization"]}, {"required": ["marketing"]}]},
+    }
+    personalization: bool | SkipJsonSchema[None] = Field(
+        None, description="personalized recommendations and search"
     )
+    marketing: bool | SkipJsonSchema[None] = Field(None, description="being in audience exports")
+    source: str | SkipJsonSchema[None] = Field(
+        None,
+        max_length=128,
+        pattern=text_pattern(),
+        json_schema_extra={"pattern": text_pattern()},  # (the union's schema drops `pattern`)
+        description="where it was given, e.g. `cookie-banner` (default `api`)",
+    )
+
+    @model_validator(mode="after")
+    def _given(self) -> "ConsentChange":
+        for name in self.model_fields_set:
+            if getattr(self, name) is None:
+                raise ValueError(f"{name}: null is not a value (leave the field out)")
+        if self.personalization is None and self.marketing is None:
+            raise ValueError(f"give at least one of {', '.join(FLAGS)}")
+        return self
 
 
 class ConsentState(BaseModel):
