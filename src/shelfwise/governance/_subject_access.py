@@ -100,7 +100,7 @@ def _warehouse_parts(workdir: Path, raw: str, pseudo: str) -> dict[str, Any]:
             if not rows:
                 continue
             if schema == "raw":
-                loads = sorted({r.get("_load") for r in rows if r.get("_load") is not None})
+                loads = sorted({int(r["_load"]) for r in rows if r.get("_load") is not None})
                 lineage: dict[str, Any] = {"layer": "raw", "table": f"raw.{table}", "location": where}
                 if loads and has_loads:
                     lineage["loads"] = _records(
