@@ -1,4 +1,4 @@
-"""A shopper's consent over HTTP: `PUT /v1/users/{user_id}/consent` and `GET` of the same.
+"""A shopper's consent over HTTP: `PUT /v1/users/{user_id}/consent`.
 
 The shop's systems (the service role; stewards and admins too) report consent as shoppers give or
 withdraw it. A PUT appends to the consent register (versioned: time, source, who; audited with
@@ -86,7 +86,7 @@ def consent_router(ctx: AppContext) -> APIRouter:
     @router.put(
         "/v1/users/{user_id}/consent",
         response_model=ConsentState,
-        responses=error_responses(401, 403, 422, 503),
+        responses=error_responses(400, 401, 403, 422, 503),
         openapi_extra={"security": REQUIREMENT},
         summary="Record a shopper's consent (personalization, marketing)",
     )
@@ -104,19 +104,5 @@ def consent_router(ctx: AppContext) -> APIRouter:
         )
         s.consent.set(pseudo, values)
         return JSON({"user_id": user_id, "consent": rec["consent"], "recorded": rec["recorded"]})
-
-    @router.get(
-        "/v1/users/{user_id}/consent",
-        response_model=ConsentState,
-        responses=error_responses(401, 403, 422, 503),
-        openapi_extra={"security": REQUIREMENT},
-        summary="A shopper's current consent",
-    )
-    async def get_consent(request: Request, user_id: UserId) -> Any:
-        s = authorize(ctx, request, "privacy.consent")
-        clean_text(user_id, "user_id", settings.max_id_chars)
-        return JSON(
-            {"user_id": user_id, "consent": s.consent.current(s.pseudonymize(user_id)), "recorded": 0}
-        )
 
     return router
