@@ -36,12 +36,9 @@ class ConsentChange(BaseModel):
         None, description="personalized recommendations and search"
     )
     marketing: bool | SkipJsonSchema[None] = Field(None, description="being in audience exports")
-    source: str | SkipJsonSchema[None] = Field(
-        None,
-        max_length=128,
-        pattern=text_pattern(),
-        json_schema_extra={"pattern": text_pattern()},  # (the union's schema drops `pattern`)
-        description="where it was given, e.g. `cookie-banner` (default `api`)",
+    # the constraints on the text alone (on the union, a null would reach them: a 500)
+    source: Annotated[str, Field(max_length=128, pattern=text_pattern())] | SkipJsonSchema[None] = Field(
+        None, description="where it was given, e.g. `cookie-banner` (default `api`)"
     )
 
     @model_validator(mode="after")
