@@ -30,6 +30,7 @@ class ConsentChange(BaseModel):
 
     model_config = {
         "extra": "forbid",
+        "strict": True,  # true / false only: 0, 1, "yes" are not a consent
         "json_schema_extra": {"anyOf": [{"required": ["personalization"]}, {"required": ["marketing"]}]},
     }
     personalization: bool | SkipJsonSchema[None] = Field(
