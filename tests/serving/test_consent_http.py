@@ -7,16 +7,19 @@ the shop's non-personalization settings."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from shelfwise.governance import AuditLog, Pseudonymizer, SecretStore
+from shelfwise.serving._consent import ConsentView
 from tests.cli.test_cli import sw
 from tests.governance.test_consent import FAST_TRAIN, plant_shop
 from tests.serving.conftest import Server
 
+FOLLOW_S = 2 * ConsentView(Path("/nonexistent")).follow_interval_s
 pytestmark = pytest.mark.slow  # trains a tiny shop and starts servers: ~1 min on a shared machine
 
 
@@ -113,10 +116,12 @@ def test_a_stewards_withdrawal_reaches_a_running_server_without_redis(consent_sh
         # the shop-wide setting: nobody is personalized
         (work / "config").mkdir(exist_ok=True)
         (work / "config" / "privacy.json").write_text(json.dumps({"personalized_serving": False}))
+        time.sleep(FOLLOW_S)  # a change to the files is read within the view's follow interval
         try:
             assert recs(s, "shopper-10")["personalized"] is False
         finally:
             (work / "config" / "privacy.json").unlink()
+        time.sleep(FOLLOW_S)
         assert recs(s, "shopper-10")["personalized"] is True
     finally:
         s.stop()
