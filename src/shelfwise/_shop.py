@@ -577,6 +577,74 @@ class Shop:
             self._services.clear()
             return report
 
+    def set_consent(
+        self,
+        user_id: str,
+        *,
+        personalization: bool | None = None,
+        marketing: bool | None = None,
+        source: str = "cli",
+        redis_url: str | None = None,
+    ) -> dict[str, Any]:
+        """Record a user's consent (flags left None stay as they are) in the consent register,
+        audited; running servers follow on the next request (and at once through `redis_url`).
+        Returns `{"user_id", "consent": current flags, "recorded"}`."""
+        with self._acting("privacy.consent", workdir=False) as actor:
+            from .governance import Pseudonymizer, SecretStore
+            from .governance._consent import record_consent
+
+            if not user_id.strip():
+                raise ShelfwiseError("--user: an empty user id")
+            pseudo = Pseudonymizer(SecretStore(self.workdir).pseudonym_key())(user_id)
+            values = {"personalization": personalization, "marketing": marketing}
+            rec = record_consent(self.workdir, pseudo, values, source=source, actor=actor)
+            client = _redis(redis_url)
+            if client is not None:
+                from .serving._consent import ConsentView
+
+                ConsentView(self.workdir, client)  # catches Redis up with the register
+            self._services.clear()
+            return {"user_id": user_id, "consent": rec["consent"], "recorded": rec["recorded"]}
+
+    def consent(self, user_id: str) -> dict[str, Any]:
+        """A user's current consent flags and their history (oldest first)."""
+        with self._acting("privacy.consent", workdir=False):
+            from .governance import Pseudonymizer, SecretStore
+            from .governance._consent import Consents, consent_history
+
+            pseudo = Pseudonymizer(SecretStore(self.workdir).pseudonym_key())(user_id)
+            return {
+                "user_id": user_id,
+                "consent": Consents.of(self.workdir).current(pseudo),
+                "history": [
+                    {k: v for k, v in r.items() if k != "pseudonym"}
+                    for r in consent_history(self.workdir, pseudo)
+                ],
+            }
+
+    def access_export(self, user_id: str, out: str | Path) -> dict[str, Any]:
+        """The right of access: everything held about a user (rows of every layer, spool,
+        served lists, bundle histories, profile, consent, erasure) with each part's lineage, as
+        JSON in `out` (owner-only); audited. Returns `{"pseudonym", "out", "parts": rows per part}`."""
+        with self._acting("privacy.export") as actor:
+            from .governance._subject_access import write_subject_access
+
+            return write_subject_access(
+                self.workdir, user_id, out, actor=actor, extra={"profile": self._profile_part(user_id)}
+            )
+
+    def _profile_part(self, user_id: str) -> dict[str, Any]:
+        """The user's customer profile as `insights customers` computes it now (when it can)."""
+        lineage = {"layer": "derived", "job": "insights customers", "from": "curated.events"}
+        try:
+            from .insights._run import profile_records
+
+            records, meta = profile_records(self.workdir)
+        except Exception as exc:  # a shop too small to profile still answers the request
+            return {"lineage": lineage, "rows": [], "note": f"not computable: {exc}"}
+        rows = [r for r in records if r["user_id"] == user_id.strip()]
+        return {"lineage": {**lineage, "as_of": meta["as_of"], "model": meta["model"]}, "rows": rows}
+
     # -- insights (issue 18) --------------------------------------------------------------------
     def customers(
         self, out: str | Path, *, as_of: str | None = None, horizon_days: int = 90

@@ -1,16 +1,27 @@
-"""Personal data and how long data is kept: `privacy erase`, `retention enforce`."""
+"""Personal data and how long data is kept: `privacy erase|consent|export`, `retention enforce`."""
 
 from __future__ import annotations
 
+from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from ._app import AsJson, Workdir, app, print_json, shop
 
-__all__ = ["privacy_app", "privacy_erase", "retention_app", "retention_enforce"]
+__all__ = [
+    "privacy_app",
+    "privacy_consent",
+    "privacy_erase",
+    "privacy_export",
+    "retention_app",
+    "retention_enforce",
+]
 
-privacy_app = typer.Typer(help="Personal data: the right to erasure.", no_args_is_help=True)
+privacy_app = typer.Typer(
+    help="Personal data: erasure, consent and the right of access.", no_args_is_help=True
+)
 app.add_typer(privacy_app, name="privacy")
 
 
@@ -34,6 +45,68 @@ def privacy_erase(
             if n:
                 typer.echo(f"  {group:<9} {name:<40} {n:>7,} rows")
     typer.echo(f"note: {rep['not_covered']}")
+
+
+class YesNo(StrEnum):
+    yes = "yes"
+    no = "no"
+
+
+@privacy_app.command("consent")
+def privacy_consent(
+    workdir: Workdir,
+    user: Annotated[str, typer.Option("--user", help="The shop's own id of the user.")],
+    personalization: Annotated[
+        YesNo | None, typer.Option(help="Personalized recommendations and search.")
+    ] = None,
+    marketing: Annotated[YesNo | None, typer.Option(help="Being in audience exports.")] = None,
+    source: Annotated[str, typer.Option(help="Where the consent was given (recorded).")] = "cli",
+    redis_url: Annotated[
+        str | None, typer.Option(help="Also tell the servers sharing this Redis at once.")
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Record a user's consent (versioned in the consent register, audited); without a flag, show
+    the current consent and its history. Servers obey it from the user's next request on."""
+    s = shop(workdir)
+    if personalization is None and marketing is None:
+        rep = s.consent(user)
+    else:
+        rep = s.set_consent(
+            user,
+            personalization=None if personalization is None else personalization is YesNo.yes,
+            marketing=None if marketing is None else marketing is YesNo.yes,
+            source=source,
+            redis_url=redis_url,
+        )
+    if as_json:
+        print_json(rep)
+        return
+    typer.echo(", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in rep["consent"].items()))
+    for r in rep.get("history", []):
+        if "erased" in r:
+            typer.echo(f"  {r['erased']}  erased")
+        else:
+            typer.echo(
+                f"  {r['at']}  {r['flag']:<16} {'yes' if r['value'] else 'no':<4} {r['source']} ({r['by']})"
+            )
+
+
+@privacy_app.command("export")
+def privacy_export(
+    workdir: Workdir,
+    user: Annotated[str, typer.Option("--user", help="The shop's own id of the user.")],
+    out: Annotated[Path, typer.Option("--out", help="The JSON file to write (owner-only).")],
+    as_json: AsJson = False,
+) -> None:
+    """The right of access: everything held about a user, each part with its lineage, as JSON."""
+    rep = shop(workdir).access_export(user, out)
+    if as_json:
+        print_json(rep)
+        return
+    typer.echo(f"wrote {rep['out']} ({rep['pseudonym']})")
+    for name, n in rep["parts"].items():
+        typer.echo(f"  {name:<48} {n:>7,} rows")
 
 
 retention_app = typer.Typer(help="How long data is kept (config/retention.json).", no_args_is_help=True)

@@ -69,6 +69,13 @@ def serve(
             help="Refuse such a list (503 + Retry-After) whose predicted answer time is longer.", min=0
         ),
     ] = 200.0,
+    personalization: Annotated[
+        bool,
+        typer.Option(
+            help="--no-personalization: answer every shopper with the non-personalized lists "
+            "(the shop-wide setting is personalized_serving in config/privacy.json)."
+        ),
+    ] = True,
 ) -> None:
     """Serve /v1/search, /v1/recommendations, /v1/items/{id}/similar and /v1/events over HTTP."""
     shop(workdir).authorize("serve.run")
@@ -99,6 +106,7 @@ def serve(
         search_max_wait_ms=search_max_wait_ms,
         recommend_queue=recommend_queue,
         recommend_max_wait_ms=recommend_max_wait_ms,
+        personalization=personalization,
     )
     os.environ[CONFIG_ENV] = json.dumps({"workdir": str(workdir), "settings": asdict(settings)})
     if workers > 1:  # Prometheus metrics summed over the worker processes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,10 +34,17 @@ _NO_EVENTS = {
 
 
 def load_interactions(
-    workdir: str | Path, event_weights: dict[str, float] | None = None
+    workdir: str | Path,
+    event_weights: dict[str, float] | None = None,
+    *,
+    leave_out: Callable[[list[str]], set[str]] | None = None,
 ) -> tuple[Interactions, Catalog]:
     """Item events from `curated.events` (pseudonymized users), every catalog product indexed;
     no interactions (and the catalog) when the warehouse has no events table yet.
+
+    `leave_out` is given the users of the events and returns those whose events no model may
+    learn from (training passes the users without personalization consent): their events stay
+    in the warehouse but not in the interactions.
 
     Event weight comes from its type; a rating is weighted by its value (a 1-star rating is a
     weak signal, a 5-star one strong). Searches have no product and are not interactions.
@@ -67,6 +75,12 @@ def load_interactions(
             ).fetchnumpy()
         else:
             prod = None
+    if leave_out is not None and len(ev["user_id"]):
+        users = np.asarray(ev["user_id"], dtype=object)
+        out = leave_out(sorted(set(users.tolist())))
+        if out:
+            keep = ~np.isin(users, np.array(sorted(out), dtype=object))
+            ev = {k: np.asarray(v)[keep] for k, v in ev.items()}
     catalog_ids = None if prod is None else np.asarray(prod["product_id"], dtype=object)
     inter = Interactions.from_arrays(ev["user_id"], ev["product_id"], ev["ts"], ev["w"], item_ids=catalog_ids)
     n = inter.n_items

@@ -2,6 +2,7 @@
 
 from ._access import PERMISSIONS, AccessDenied, People, Person, Role, authorize
 from ._audit import ACTIONS, AuditLog, Verification
+from ._consent import Consents, consent_withdrawn
 from ._contracts import CONTRACTS, EVENT_TYPES, LOAD_ORDER, Classification, ColumnSpec, Kind, TableContract
 from ._ingest import Ingestor, IngestReport, IngestSettings, TableReport, ingest
 from ._lineage import DatasetRef, LineageRun, read_lineage
@@ -19,6 +20,7 @@ __all__ = [
     "Person",
     "Role",
     "authorize",
+    "consent_withdrawn",
     "AuditLog",
     "Verification",
     "CONTRACTS",
@@ -29,6 +31,7 @@ __all__ = [
     "Classification",
     "ColumnMap",
     "ColumnSpec",
+    "Consents",
     "DatasetRef",
     "IngestReport",
     "IngestSettings",

@@ -61,6 +61,10 @@ PERMISSIONS: dict[str, set[Role]] = {
     "experiments.change": {Role.ADMIN, Role.SCIENTIST, Role.ENGINEER},
     "events.absorb": {Role.ADMIN, Role.STEWARD, Role.ENGINEER},
     "privacy.erase": {Role.ADMIN, Role.STEWARD},
+    # a shopper's consent comes through the shop's own systems (the service role, over HTTP) or
+    # a steward handling a request by hand
+    "privacy.consent": {Role.ADMIN, Role.STEWARD, Role.SERVICE},
+    "privacy.export": {Role.ADMIN, Role.STEWARD},  # the right of access: the raw ids and rows
     "retention.enforce": {Role.ADMIN, Role.STEWARD},
     "users.manage": {Role.ADMIN},
     "serve.run": {Role.ADMIN, Role.ENGINEER},

@@ -36,6 +36,8 @@ ACTIONS = (
     "users.add",
     "experiments.change",
     "privacy.erase",
+    "privacy.consent",
+    "privacy.export",
     "retention.enforce",
     "insights.customers",
     "ask",

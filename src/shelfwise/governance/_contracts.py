@@ -339,7 +339,8 @@ JUDGMENTS = TableContract(
 
 USERS = TableContract(
     name="users",
-    version="1.1.0",
+    # 1.2.0: the optional consent columns (governance/_consent.py reads them after each load)
+    version="1.2.0",
     description="User profiles. Personal columns (names, contact details, addresses) never reach the curated layer.",
     key=("user_id",),
     key_rule="the last row of a user_id in file order wins",
@@ -352,6 +353,18 @@ USERS = TableContract(
             classification=Classification.PERSONAL,
             pseudonymize=True,
             aliases=(*USER_ID_ALIASES, "id"),
+        ),
+        ColumnSpec(
+            "consent_personalization",
+            Kind.BOOL,
+            aliases=("personalization_consent", "consent_profiling", "personalization"),
+            description="the user consents to personalized lists (blank: unknown, the shop's default)",
+        ),
+        ColumnSpec(
+            "consent_marketing",
+            Kind.BOOL,
+            aliases=("marketing_consent", "marketing_opt_in", "newsletter_opt_in", "accepts_marketing"),
+            description="the user consents to marketing (audience exports)",
         ),
     ),
 )

@@ -2,7 +2,8 @@
 
 - warehouse: the user's rows in every raw table (raw ids), every version of every curated table
   (pseudonym) and the quarantine (raw fields, and malformed lines that name the id);
-- files: the served-events spool and its archive (`feedback/`), the exposure log;
+- files: the served-events spool and its archive (`feedback/`), the exposure log (served lists),
+  the consent register (the user's records go, a tombstone stays);
 - every bundle: the user's steps leave the history, their pseudonym is replaced by a tombstone,
   their precomputed list and purchases go, and every model that holds per-user state (ALS/BPR
   user factors) forgets the user (`Recommender.forget_users`); the manifest's file hashes are
@@ -29,6 +30,7 @@ import numpy as np
 
 from ..errors import ShelfwiseError
 from ._audit import AuditLog
+from ._consent import CONSENTS_FILE, erase_consent
 from ._erasures import ERASURES_FILE
 from ._lineage import DatasetRef, LineageRun, warehouse_namespace
 from ._privacy import Pseudonymizer, SecretStore
@@ -58,6 +60,8 @@ def erase_user(
         ns = warehouse_namespace(workdir)
         touched += [DatasetRef(ns, t, rows=n) for t, n in report["warehouse"].items() if n]
         report["files"] = _erase_files(workdir, raw_user_id, pseudo)
+        # the consent history goes; a tombstone remembers the erasure (servers drop the state)
+        report["files"][str(CONSENTS_FILE)] = erase_consent(workdir, pseudo)
         touched += [
             DatasetRef("file", str((workdir / f).resolve()), rows=n) for f, n in report["files"].items() if n
         ]

@@ -2,12 +2,15 @@
 
 `<workdir>/config/retention.json` (defaults below when absent; `null` keeps forever):
 
-    {"events_days": 730, "quarantine_days": 365, "served_log_days": 365, "bundles_keep": 5}
+    {"events_days": 730, "quarantine_days": 365, "served_log_days": 365, "bundles_keep": 5,
+     "consent_history_days": null}
 
 - `events_days`: behaviour events older than this leave every version of `curated.events`, the raw
   layer (by their parsed timestamp) and the served-events archive (`feedback/`);
 - `quarantine_days`: quarantined rows older than this (by quarantine time) are deleted;
 - `served_log_days`: exposure-log lines older than this are deleted;
+- `consent_history_days`: superseded consent records older than this leave the consent register
+  (each user's current consent and the erasure tombstones are kept: they are what is obeyed);
 - `bundles_keep`: only the newest N bundles are kept, plus the ones that `bundles/CURRENT` and the
   registry's production and candidate aliases name (older bundles hold older histories).
 
@@ -32,6 +35,7 @@ DEFAULTS: dict[str, int | None] = {
     "quarantine_days": 365,
     "served_log_days": 365,
     "bundles_keep": 5,
+    "consent_history_days": None,  # the history of consent is its proof: kept unless the shop says
 }
 
 
@@ -106,6 +110,12 @@ def enforce_retention(
             deleted["spool/exposures"] = sum(
                 _rewrite_jsonl(p, lambda r: float(r.get("at", limit)) < limit)
                 for p in (workdir / "spool" / "exposures").glob("*.jsonl")
+            )
+        if policy["consent_history_days"] is not None:
+            from ._consent import CONSENTS_FILE, prune_history
+
+            deleted[str(CONSENTS_FILE)] = prune_history(
+                workdir, now - timedelta(days=policy["consent_history_days"])
             )
         deleted["bundles"] = _prune_bundles(workdir, policy["bundles_keep"])
     except Exception as exc:

@@ -36,8 +36,14 @@ def parse_as_of(text: str | None) -> datetime | None:
     return ts.to_pydatetime()
 
 
-def load_curated(workdir: str | Path, as_of: datetime | None) -> tuple[pd.DataFrame, pd.DataFrame, datetime]:
-    """Curated events up to `as_of` (inclusive; default: the latest event) and the catalog."""
+def load_curated(
+    workdir: str | Path, as_of: datetime | None, *, consent: str | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame, datetime]:
+    """Curated events up to `as_of` (inclusive; default: the latest event) and the catalog.
+
+    `consent` ("personalization" for profiles and audiences, "marketing"): the events of users
+    without that consent are left out (`governance._consent`); None keeps everyone's (demand and
+    other shop-level aggregates are operations, not profiling)."""
     from ..storage import read_only
 
     with read_only(workdir) as (con, curated):
@@ -64,6 +70,12 @@ def load_curated(workdir: str | Path, as_of: datetime | None) -> tuple[pd.DataFr
         else:
             products = pd.DataFrame({c: pd.Series(dtype="object") for c in PRODUCT_COLUMNS})
     assert as_of is not None
+    if consent is not None and not events.empty:
+        from ..governance._consent import consent_withdrawn
+
+        out = consent_withdrawn(workdir, consent, among=events["user_id"].unique().tolist())
+        if out:
+            events = events[~events["user_id"].isin(out)].reset_index(drop=True)
     return events, products, as_of
 
 

@@ -33,7 +33,8 @@ def profile_records(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The profiles as JSON-ready dicts in the shop's own ids, and what made them."""
     at = parse_as_of(as_of)
-    events, products, at = load_curated(workdir, at)
+    # profiles are profiling: users without personalization consent are left out
+    events, products, at = load_curated(workdir, at, consent="personalization")
     if events.empty:
         raise ShelfwiseError(f"{workdir}: no events up to {at}")
     prof, info = profile_customers(events, products, at, horizon_days)

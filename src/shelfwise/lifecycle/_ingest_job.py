@@ -67,6 +67,14 @@ def _ingest_dataset(
         data = converted
     report = ingest(data, workdir, append=append, column_map=column_map)
     report.notes[:0] = notes
+    from ..governance._consent import sync_users_table
+
+    # consent given or withdrawn in the users table joins the consent register (audited)
+    consents = sync_users_table(workdir)
+    if consents:
+        report.notes.append(
+            f"consent: {consents:,} change(s) from the users table recorded in the consent register"
+        )
     # a delivery is added to what is curated, served events included: nothing to replay
     replayed = 0 if append else _replay_feedback(workdir)
     if replayed:

@@ -258,7 +258,19 @@ def _train(
 ) -> TrainResult:
     log = console.log
     t_all = time.monotonic()
-    inter, catalog = load_interactions(workdir)
+    from ..governance._consent import consent_withdrawn
+
+    withdrawn: set[str] = set()
+
+    def no_consent(users: list[str]) -> set[str]:
+        withdrawn.update(consent_withdrawn(workdir, "personalization", among=users))
+        return withdrawn
+
+    # the events of users without personalization consent stay in the warehouse (operations)
+    # but no model learns from them and the bundle's history does not hold them
+    inter, catalog = load_interactions(workdir, leave_out=no_consent)
+    if withdrawn:
+        log(f"consent: left out the events of {len(withdrawn):,} users without personalization consent")
     skipped = _Skips(log)
     caps = _Caps(log)
     split = make_split(inter, settings.split) if len(inter) else leave_last_out(inter)

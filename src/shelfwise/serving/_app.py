@@ -32,6 +32,7 @@ from . import _http_tasks as tasks
 from ._event_ids import SqliteEventIds
 from ._feedback import EVENTS_DIR, EXPOSURES_DIR, REDIS_EVENTS, REDIS_REJECTED, REJECTED_DIR
 from ._http_auth import SCHEMES, authorize
+from ._http_consent import consent_router
 from ._http_context import JSON, AppContext
 from ._http_docs import docs_router, mount_assets
 from ._http_events import events_router
@@ -81,6 +82,7 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
         ops_router(ctx),
         lists_router(ctx),
         events_router(ctx),
+        consent_router(ctx),  # PUT /v1/users/{id}/consent (issue 19)
         docs_router(app.title, app.openapi_url or "/openapi.json"),
         insights_router(workdir, guard=lambda request, action: authorize(ctx, request, action)),
     ]

@@ -32,6 +32,14 @@ def lists_router(ctx: AppContext) -> APIRouter:
     secured = {"security": REQUIREMENT}
     text = {"pattern": text_pattern()}  # documented; `clean_text` answers it with its own message
     K = Annotated[int, Query(ge=1, le=settings.max_k, description=f"1..{settings.max_k}")]
+    # the non-profiling option (DSA Art. 38): the answer uses nothing of the shopper's own data
+    Personalized = Annotated[
+        bool,
+        Query(
+            description="false: an answer not based on the shopper's profile (the list a never-seen "
+            "shopper gets); the answer's `personalized` says whether the shopper's data shaped it"
+        ),
+    ]
 
     def ident(description: str) -> Any:
         return PathParam(
@@ -57,6 +65,7 @@ def lists_router(ctx: AppContext) -> APIRouter:
                 json_schema_extra=text,
             ),
         ] = None,
+        personalized: Personalized = True,
     ) -> Any:
         s = authorize(ctx, request)
         clean_text(user_id, "user_id", settings.max_id_chars)
@@ -64,10 +73,12 @@ def lists_router(ctx: AppContext) -> APIRouter:
             clean_text(context, "context", settings.max_query_chars)
         # a lookup is answered on the event loop; a list that needs the model goes to the
         # recommendation queue, which answers it within its time or refuses it (503)
-        ans = s.recommend_cached(user_id, k, context or None)
+        ans = s.recommend_cached(user_id, k, context or None, personalized=personalized)
         if ans is None:
             try:
-                ans = await ctx.state["recommend_queue"].submit((user_id, k, context or None))
+                ans = await ctx.state["recommend_queue"].submit(
+                    (user_id, k, context or None, None, personalized)
+                )
             except Overloaded as exc:
                 metrics.recommend_shed.labels(exc.kind).inc()
                 raise HTTPException(
@@ -83,6 +94,7 @@ def lists_router(ctx: AppContext) -> APIRouter:
             "user_id": user_id,
             "model": ans.model,
             "source": ans.source.split(":")[0],
+            "personalized": bool(ans.extra.get("personalized")),
             "items": ans.items,
         }
         with_experiment(out, ans)
@@ -96,7 +108,10 @@ def lists_router(ctx: AppContext) -> APIRouter:
         summary="Items similar to a product",
     )
     async def similar(
-        request: Request, product_id: Annotated[str, ident("a product id of the catalog")], k: K = 10
+        request: Request,
+        product_id: Annotated[str, ident("a product id of the catalog")],
+        k: K = 10,
+        personalized: Personalized = True,  # accepted everywhere; similar items never use a profile
     ) -> Any:
         s = authorize(ctx, request)
         clean_text(product_id, "product_id", settings.max_id_chars)
@@ -112,6 +127,7 @@ def lists_router(ctx: AppContext) -> APIRouter:
                 "bundle_version": ans.bundle,
                 "product_id": product_id,
                 "model": ans.model,
+                "personalized": False,
                 "items": ans.items,
             }
         )
@@ -153,6 +169,7 @@ def lists_router(ctx: AppContext) -> APIRouter:
                 json_schema_extra=text,
             ),
         ] = None,
+        personalized: Personalized = True,
     ) -> Any:
         from ..search import Filters
 
@@ -166,10 +183,20 @@ def lists_router(ctx: AppContext) -> APIRouter:
         filters = Filters(category, brand, price_min, price_max, in_stock)
         # a cache hit is answered on the event loop; a miss goes to the search queue, which
         # answers it within the latency budget (skipping stages when it is deep) or refuses it
-        ans = s.search(q, k, filters=filters, sort=sort, offset=offset, raw_user=user_id, cached_only=True)
+        ans = s.search(
+            q,
+            k,
+            filters=filters,
+            sort=sort,
+            offset=offset,
+            raw_user=user_id,
+            cached_only=True,
+            personalized=personalized,
+        )
         if ans is None:
+            args = SearchArgs(q, k, filters, sort, offset, user_id, personalized)
             try:
-                ans = await ctx.state["search_queue"].submit(SearchArgs(q, k, filters, sort, offset, user_id))
+                ans = await ctx.state["search_queue"].submit(args)
             except Overloaded as exc:
                 metrics.search_shed.labels(exc.kind).inc()
                 raise HTTPException(
@@ -204,6 +231,7 @@ def lists_router(ctx: AppContext) -> APIRouter:
             "fallback": ans.extra.get("fallback"),
             "stages": ans.extra.get("stages", []),
             "degraded": bool(ans.extra.get("degraded")),
+            "personalized": bool(ans.extra.get("personalized")),
             "items": [
                 {"product_id": p, "title": titles[snap.item_index[p]] if p in snap.item_index else None}
                 for p in ans.items

@@ -103,6 +103,9 @@ class Recommendations(BaseModel):
     user_id: str
     model: str
     source: str = Field(description="the model name, `precomputed`, `cached` or `cold_start`")
+    personalized: bool = Field(
+        description="whether the shopper's own data (history, recent events) shaped it"
+    )
     items: list[str] = Field(description="product ids, best first")
     experiment: ExperimentAssignment | None = Field(None, description="present when an experiment runs")
 
@@ -112,6 +115,7 @@ class Similar(BaseModel):
     bundle_version: str
     product_id: str
     model: str
+    personalized: bool = Field(description="always false: similar items use no shopper's data")
     items: list[str]
 
 
@@ -148,6 +152,9 @@ class SearchPage(BaseModel):
     fallback: str | None = Field(description="`popular` when nothing matched and popular items are shown")
     stages: list[str]
     degraded: bool = Field(description="answered below the full pipeline to stay within the budget")
+    personalized: bool = Field(
+        description="whether the shopper's own data (history, recent events) shaped it"
+    )
     items: list[SearchItem]
     facets: Facets
     experiment: ExperimentAssignment | None = None

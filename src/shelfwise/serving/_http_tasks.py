@@ -60,8 +60,9 @@ async def start_search_queue(service: Service, settings: ServeSettings) -> Searc
 def start_recommend_queue(service: Service, settings: ServeSettings) -> RecommendQueue:
     """The queue of recommendation lists that need the model (see `_recommend_queue`), started."""
 
-    def run(args: tuple[str, int, str | None]) -> Any:
-        return service.recommend(*args)
+    def run(args: tuple[str, int, str | None, str | None, bool]) -> Any:
+        user, k, context, model, personalized = args
+        return service.recommend(user, k, context, model, personalized=personalized)
 
     queue = RecommendQueue(
         run, limit=settings.recommend_queue, max_wait_s=settings.recommend_max_wait_ms / 1000

@@ -24,6 +24,7 @@ import numpy as np
 from ..features import Interactions
 from ..governance import Pseudonymizer, SecretStore
 from ._bundle import BUNDLES_DIR, CURRENT, Bundle, current_bundle
+from ._consent import ConsentView
 from ._experiments import Experiment, Variant, load_experiments
 from ._online import MemoryState, OnlineState
 from ._recommend import Recommendations
@@ -64,6 +65,9 @@ class ServeSettings:
     # in progress, and the predicted time to answer beyond which one is refused (503)
     recommend_queue: int = 256
     recommend_max_wait_ms: float = 200.0
+    # False: every answer is the non-personalized one (`serve --no-personalization`; the shop-wide
+    # `personalized_serving` of config/privacy.json does the same for every server)
+    personalization: bool = True
 
 
 class LRU:
@@ -108,6 +112,7 @@ class SearchArgs:
     sort: str = "relevance"
     offset: int = 0
     raw_user: str | None = None
+    personalized: bool = True  # False: the shopper's history is not used (`?personalized=false`)
 
 
 @dataclass
@@ -182,6 +187,7 @@ class Service:
         online: OnlineState | None = None,
         apply_rules: bool = True,
         load_search: bool = True,
+        consent: ConsentView | None = None,
     ):
         """`apply_rules=False` answers with the models' ranking alone (the batch CLI's
         `--no-rules`); `load_search=False` skips the search index (a recommendations-only batch)."""
@@ -191,6 +197,8 @@ class Service:
         self.settings = settings or ServeSettings()
         self.pseudonymize = Pseudonymizer(SecretStore(self.workdir).pseudonym_key())
         self.online: OnlineState = online or MemoryState()
+        # consent lives beside the online state: in the same Redis when there is one
+        self.consent = consent or ConsentView(self.workdir, getattr(self.online, "client", None))
         self.snapshot = Snapshot(current_bundle(self.workdir), self.pseudonymize, load_search=load_search)
         self._others: dict[str, Snapshot] = {}  # bundles named by experiment variants
         self.rules = Rules.load(self.workdir)
@@ -338,23 +346,47 @@ class Service:
         return replace(base, items=self.rules.items, version=self.rules.version)
 
     # -- answering ----------------------------------------------------------------------------
+    def personalizes(self, pseudo: str, requested: bool = True) -> bool:
+        """Whether an answer for this shopper may use their data: asked for (`?personalized`),
+        allowed by the server and the shop (`--no-personalization`, config/privacy.json) and by
+        the shopper's current personalization consent (read per request: see `ConsentView`)."""
+        return requested and self.settings.personalization and self.consent.personalizes(pseudo)
+
     def recommend(
-        self, raw_user: str, k: int, context: str | None = None, model: str | None = None
+        self,
+        raw_user: str,
+        k: int,
+        context: str | None = None,
+        model: str | None = None,
+        *,
+        personalized: bool = True,
     ) -> Answer:
         """What /v1/recommendations answers (and `shelfwise recommend`); `model` names one of the
-        bundle's models instead of the default or an experiment's (no experiment then)."""
-        ans = self._recommend(raw_user, k, context, model, cached_only=False)
+        bundle's models instead of the default or an experiment's (no experiment then). A shopper
+        not to be personalized (`personalized=False`, the server's or shop's setting, no consent)
+        gets exactly a never-seen user's answer; `extra["personalized"]` says whether the
+        shopper's own data shaped it."""
+        ans = self._recommend(raw_user, k, context, model, cached_only=False, personalized=personalized)
         assert ans is not None
         return ans
 
-    def recommend_cached(self, raw_user: str, k: int, context: str | None = None) -> Answer | None:
+    def recommend_cached(
+        self, raw_user: str, k: int, context: str | None = None, *, personalized: bool = True
+    ) -> Answer | None:
         """`recommend`'s answer when it needs no model computation (a precomputed, cached or
         cold-start list), else None: the HTTP layer answers those on the event loop and sends the
         others to the recommendation queue (see `_recommend_queue`)."""
-        return self._recommend(raw_user, k, context, None, cached_only=True)
+        return self._recommend(raw_user, k, context, None, cached_only=True, personalized=personalized)
 
     def _recommend(
-        self, raw_user: str, k: int, context: str | None, model: str | None, *, cached_only: bool
+        self,
+        raw_user: str,
+        k: int,
+        context: str | None,
+        model: str | None,
+        *,
+        cached_only: bool,
+        personalized: bool = True,
     ) -> Answer | None:
         exp, variant = self.assign("recommendations", raw_user) if model is None else (None, None)
         snap = self._snapshot_for(variant)
@@ -362,8 +394,11 @@ class Service:
             model = variant.model if variant and variant.model in snap.bundle.models else None
             model = model or snap.bundle.manifest["default_model"]
         pseudo = self.pseudonymize(raw_user)
-        user = snap.user_index.get(pseudo)
-        version, recent = self.online.recent(pseudo)
+        if self.personalizes(pseudo, personalized):
+            user = snap.user_index.get(pseudo)
+            version, recent = self.online.recent(pseudo)
+        else:  # their history and recent events are not read: a never-seen user
+            user, version, recent = None, 0, []
         n_cand = min(k * self.settings.candidates_factor + 20, len(snap.item_ids))
         source = model
         if user is None and not recent:
@@ -406,7 +441,10 @@ class Service:
             items += rules.apply(
                 more, k - len(items), snap.info, surface="recommendations", purchases=purchases
             )
-        return Answer(items[:k], source, model, snap.version, variant, exp.name if exp else None, user=pseudo)
+        personal = {"personalized": user is not None or bool(recent)}
+        return Answer(
+            items[:k], source, model, snap.version, variant, exp.name if exp else None, personal, user=pseudo
+        )
 
     def similar(self, product_id: str, k: int) -> Answer | None:
         snap = self.snapshot
@@ -441,11 +479,12 @@ class Service:
         raw_user: str | None = None,
         cached_only: bool = False,
         level: str = "full",
+        personalized: bool = True,
     ) -> Answer | None:
         """A results page; with `cached_only`, None unless it is in the cache (the HTTP layer
         answers cache hits on the event loop and sends misses to the search queue, which calls
         `search_batch`). `level` bounds the work of a miss (see `SearchEngine.query`)."""
-        req = self._search_request(SearchArgs(q, k, filters, sort, offset, raw_user))
+        req = self._search_request(SearchArgs(q, k, filters, sort, offset, raw_user, personalized))
         if req.answer is not None:
             return req.answer
         if req.page is not None:
@@ -512,10 +551,10 @@ class Service:
             req.answer = Answer([], "no_search_index", "none", snap.version, variant, req.experiment)
             return req
         req.key, req.n_cand = self._search_key(snap, args.q, args.filters, args.sort, args.offset, args.k)
-        if args.raw_user is not None and engine.personalized_:
+        pseudo = self.pseudonymize(args.raw_user) if args.raw_user is not None else None
+        if pseudo is not None and engine.personalized_ and self.personalizes(pseudo, args.personalized):
             # personalized search: the shopper's history (bundle + events since) -> profile;
             # pages of shoppers with a profile are cached per shopper and history version
-            pseudo = self.pseudonymize(args.raw_user)
             user = snap.user_index.get(pseudo)
             version, recent = self.online.recent(pseudo)
             seq = snap.bundle.interactions.sequence(user).tolist() if user is not None else []
@@ -560,6 +599,7 @@ class Service:
             "skipped": [st for st in available if st not in stages],
             "level": req.level if req.computed else None,
             "cost_s": req.cost_s,
+            "personalized": req.profile is not None,
         }
         source = "search" if req.computed else "cached:search"
         return Answer(

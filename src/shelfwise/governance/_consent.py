@@ -1,0 +1,340 @@
+"""Consent: per-user `personalization` and `marketing` flags, versioned in an append-only register.
+
+`<workdir>/governance/consents.jsonl` holds one record per change, oldest first:
+
+    {"pseudonym": "u_…", "flag": "personalization", "value": false, "at": "…", "source": "api", "by": "svc"}
+
+A user's current consent for a flag is their latest record for it (file order); a user with no
+record has the shop's default (`config/privacy.json`, below). Records come from
+`PUT /v1/users/{id}/consent`, `shelfwise privacy consent` and the users table's optional
+`consent_personalization` / `consent_marketing` columns. A users-table value is recorded only when
+it differs from the value that the users table last gave for that user and flag: re-delivering
+an old export does not undo a withdrawal made since through the API.
+
+Erasure removes a user's records and leaves one tombstone (`{"pseudonym", "erased": at}`): the
+register must remember that an erasure happened, not what was consented before it. Like the
+erasure register, it holds pseudonyms only.
+
+`config/privacy.json` (every key optional):
+
+    {"default_consent": {"personalization": true, "marketing": true}, "personalized_serving": true}
+
+- `default_consent`: a user without a record has consented (the default) or, set to false, has
+  not (an opt-in shop);
+- `personalized_serving`: false serves every shopper the non-personalized lists (`serve
+  --no-personalization` does the same for one server).
+
+What a missing consent means elsewhere: without `personalization`, the user's events stay in the
+warehouse (operations) but training, customer profiles and audiences leave them out, and serving
+answers them as a never-seen user; without `marketing`, the user is in no audience export
+(`consent_withdrawn(workdir, "marketing", among=...)`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import ShelfwiseError
+from ._audit import AuditLog
+
+CONSENTS_FILE = Path("governance") / "consents.jsonl"
+PRIVACY_FILE = Path("config") / "privacy.json"
+FLAGS = ("personalization", "marketing")
+USERS_TABLE_SOURCE = "users table"
+# the users-table columns that carry consent (contract `users` >= 1.2.0)
+USERS_COLUMNS = {f"consent_{f}": f for f in FLAGS}
+
+__all__ = [
+    "CONSENTS_FILE",
+    "FLAGS",
+    "PRIVACY_FILE",
+    "Consents",
+    "PrivacySettings",
+    "consent_history",
+    "consent_withdrawn",
+    "erase_consent",
+    "load_privacy_settings",
+    "prune_history",
+    "read_register",
+    "record_consent",
+    "sync_users_table",
+]
+
+
+@dataclass(frozen=True)
+class PrivacySettings:
+    default_consent: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(FLAGS, True))
+    personalized_serving: bool = True
+
+
+def load_privacy_settings(workdir: str | Path) -> PrivacySettings:
+    path = Path(workdir) / PRIVACY_FILE
+    if not path.exists():
+        return PrivacySettings()
+    try:
+        doc = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ShelfwiseError(f"{path}: not valid JSON: {exc}") from None
+    known = {"default_consent", "personalized_serving"}
+    if not isinstance(doc, dict) or set(doc) - known:
+        raise ShelfwiseError(f"{path}: an object with the keys {sorted(known)}")
+    default = dict.fromkeys(FLAGS, True)
+    given = doc.get("default_consent", {})
+    if not isinstance(given, dict) or set(given) - set(FLAGS):
+        raise ShelfwiseError(f"{path}: default_consent maps {list(FLAGS)} to true or false")
+    for k, v in given.items():
+        if not isinstance(v, bool):
+            raise ShelfwiseError(f"{path}: default_consent.{k} must be true or false")
+        default[k] = v
+    serving = doc.get("personalized_serving", True)
+    if not isinstance(serving, bool):
+        raise ShelfwiseError(f"{path}: personalized_serving must be true or false")
+    return PrivacySettings(default, serving)
+
+
+def read_register(workdir: str | Path) -> list[dict[str, Any]]:
+    """Every record of the register, oldest first (tombstones included)."""
+    path = Path(workdir) / CONSENTS_FILE
+    if not path.exists():
+        return []
+    return parse_records(path.read_text(encoding="utf-8"), path)
+
+
+def parse_records(text: str, path: Path, first_line: int = 1) -> list[dict[str, Any]]:
+    """The records of register lines (`first_line`: the number of the first, for errors)."""
+    out = []
+    for n, line in enumerate(text.splitlines(), first_line):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            str(rec["pseudonym"])
+            if "erased" not in rec and (rec["flag"] not in FLAGS or not isinstance(rec["value"], bool)):
+                raise ValueError("flag or value")
+        except (ValueError, KeyError, TypeError) as exc:
+            # an unreadable register must stop whoever reads it: skipping a line could turn a
+            # withdrawal back into consent
+            raise ShelfwiseError(f"{path}:{n}: not a consent record ({exc})") from None
+        out.append(rec)
+    return out
+
+
+def _state(
+    records: Iterable[dict[str, Any]], state: dict[str, dict[str, bool]] | None = None
+) -> dict[str, dict[str, bool]]:
+    """pseudonym -> flag -> the latest recorded value (a tombstone clears what came before);
+    `state`: the state so far, updated in place with later records."""
+    state = {} if state is None else state
+    for rec in records:
+        if "erased" in rec:
+            state.pop(rec["pseudonym"], None)
+        else:
+            state.setdefault(rec["pseudonym"], {})[rec["flag"]] = rec["value"]
+    return state
+
+
+@dataclass(frozen=True)
+class Consents:
+    """The current consent of every recorded user, with the shop's default for the others."""
+
+    state: dict[str, dict[str, bool]]
+    default: dict[str, bool]
+
+    @classmethod
+    def of(cls, workdir: str | Path) -> Consents:
+        return cls(_state(read_register(workdir)), load_privacy_settings(workdir).default_consent)
+
+    def allows(self, pseudonym: str, flag: str) -> bool:
+        return self.state.get(pseudonym, {}).get(flag, self.default[flag])
+
+    def current(self, pseudonym: str) -> dict[str, bool]:
+        return {f: self.allows(pseudonym, f) for f in FLAGS}
+
+
+def consent_withdrawn(workdir: str | Path, purpose: str, among: Iterable[str] | None = None) -> set[str]:
+    """The pseudonyms that may not be used for `purpose` ("personalization" or "marketing").
+
+    Without `among`: the users whose latest record withdraws it. With `among` (the pseudonyms a
+    job is about to use): those of them without consent, the shop's default applied to the
+    unrecorded ones. An opt-in shop (default false) needs `among`: the users it has never heard
+    from are not in the register."""
+    if purpose not in FLAGS:
+        raise ValueError(f"purpose {purpose!r}: one of {', '.join(FLAGS)}")
+    c = Consents.of(workdir)
+    if among is None:
+        if not c.default[purpose]:
+            raise ValueError(
+                f"{purpose}: the shop asks for opt-in consent (config/privacy.json); pass `among`, "
+                "the pseudonyms to check"
+            )
+        return {p for p, flags in c.state.items() if flags.get(purpose) is False}
+    return {p for p in among if not c.allows(p, purpose)}
+
+
+def _append(workdir: Path, records: list[dict[str, Any]]) -> None:
+    if not records:
+        return
+    path = workdir / CONSENTS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
+    # one O_APPEND write: servers that watch the register never read half a batch
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def record_consent(
+    workdir: str | Path,
+    pseudonym: str,
+    changes: Mapping[str, bool | None],
+    *,
+    source: str,
+    actor: str | None = None,
+) -> dict[str, Any]:
+    """Append the given flags (None: left as it is) for one user; audited with the pseudonym.
+    Returns `{"pseudonym", "recorded", "consent"}` (consent: the current state, defaults applied)."""
+    workdir = Path(workdir)
+    unknown = set(changes) - set(FLAGS)
+    if unknown:
+        raise ShelfwiseError(f"consent: unknown flag(s) {sorted(unknown)}; known: {', '.join(FLAGS)}")
+    given = {f: v for f, v in changes.items() if v is not None}
+    if not given:
+        raise ShelfwiseError(f"consent: give at least one of {', '.join(FLAGS)}")
+    at = datetime.now(UTC).isoformat()
+    by = actor or _audit_actor()
+    records = [
+        {"pseudonym": pseudonym, "flag": f, "value": bool(v), "at": at, "source": source, "by": by}
+        for f, v in given.items()
+    ]
+    _append(workdir, records)
+    AuditLog(workdir).append(
+        "privacy.consent", actor=actor, pseudonym=pseudonym, changes=given, source=source, users=1
+    )
+    return {
+        "pseudonym": pseudonym,
+        "recorded": len(records),
+        "at": at,
+        "consent": Consents.of(workdir).current(pseudonym),
+    }
+
+
+def _audit_actor() -> str:
+    from ._audit import _ACTING, _os_user
+
+    return _ACTING.get() or os.environ.get("SHELFWISE_AS") or _os_user()
+
+
+def sync_users_table(workdir: str | Path, *, actor: str | None = None) -> int:
+    """Record the consent columns of the curated users table where they changed since the users
+    table last gave them (see the module doc); returns the records appended (audited when > 0)."""
+    from ..storage import read_only
+
+    workdir = Path(workdir)
+    if not (workdir / "warehouse.duckdb").exists():
+        return 0
+    with read_only(workdir) as (con, curated):
+        if "users" not in curated:
+            return 0
+        have = {r[0] for r in con.sql("SELECT column_name FROM (DESCRIBE curated.users)").fetchall()}
+        cols = [c for c in USERS_COLUMNS if c in have]
+        if not cols:
+            return 0
+        rows = con.sql(
+            f"SELECT user_id, {', '.join(cols)} FROM curated.users WHERE user_id IS NOT NULL"
+        ).fetchall()
+    last: dict[tuple[str, str], bool] = {}
+    for rec in read_register(workdir):
+        if "erased" in rec:
+            for f in FLAGS:
+                last.pop((rec["pseudonym"], f), None)
+        elif rec.get("source") == USERS_TABLE_SOURCE:
+            last[(rec["pseudonym"], rec["flag"])] = rec["value"]
+    at = datetime.now(UTC).isoformat()
+    by = actor or _audit_actor()
+    new = []
+    for user, *values in rows:
+        for col, v in zip(cols, values, strict=True):
+            flag = USERS_COLUMNS[col]
+            if v is None or last.get((user, flag)) == bool(v):
+                continue
+            new.append(
+                {
+                    "pseudonym": user,
+                    "flag": flag,
+                    "value": bool(v),
+                    "at": at,
+                    "source": USERS_TABLE_SOURCE,
+                    "by": by,
+                }
+            )
+    _append(workdir, new)
+    if new:
+        AuditLog(workdir).append(
+            "privacy.consent",
+            actor=actor,
+            source=USERS_TABLE_SOURCE,
+            records=len(new),
+            users=len({r["pseudonym"] for r in new}),
+            withdrawn=sum(not r["value"] for r in new),
+        )
+    return len(new)
+
+
+def consent_history(workdir: str | Path, pseudonym: str) -> list[dict[str, Any]]:
+    """One user's records, oldest first (their tombstones included)."""
+    return [r for r in read_register(workdir) if r["pseudonym"] == pseudonym]
+
+
+def erase_consent(workdir: str | Path, pseudonym: str) -> int:
+    """Erasure: the user's records leave the register, one tombstone stays; returns the records
+    removed."""
+    path = Path(workdir) / CONSENTS_FILE
+    if not path.exists():
+        return 0
+    records = read_register(workdir)
+    kept = [r for r in records if r["pseudonym"] != pseudonym]
+    if len(kept) == len(records):
+        return 0  # nothing recorded: nothing to remember either
+    kept.append({"pseudonym": pseudonym, "erased": datetime.now(UTC).isoformat()})
+    tmp = path.with_name(path.name + ".erase-tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept), encoding="utf-8")
+    tmp.replace(path)
+    return len(records) - (len(kept) - 1)  # the tombstone is not a removed record
+
+
+def prune_history(workdir: str | Path, before: datetime) -> int:
+    """Retention: superseded records (a later record of the same user and flag exists) dated
+    before `before` leave the register; each user's current records and every tombstone stay
+    (the current state is what serving and training obey). Returns the records removed."""
+    path = Path(workdir) / CONSENTS_FILE
+    before = before if before.tzinfo else before.replace(tzinfo=UTC)
+    records = read_register(workdir)
+    latest: dict[tuple[str, str], int] = {}
+    for i, r in enumerate(records):
+        if "erased" not in r:
+            latest[(r["pseudonym"], r["flag"])] = i
+
+    def old(r: dict[str, Any]) -> bool:
+        at = datetime.fromisoformat(str(r["at"]))
+        return (at if at.tzinfo else at.replace(tzinfo=UTC)) < before
+
+    kept = [
+        r
+        for i, r in enumerate(records)
+        if "erased" in r or latest[(r["pseudonym"], r["flag"])] == i or not old(r)
+    ]
+    if len(kept) == len(records):
+        return 0
+    tmp = path.with_name(path.name + ".retention-tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept), encoding="utf-8")
+    tmp.replace(path)
+    return len(records) - len(kept)

@@ -1,0 +1,297 @@
+"""The right of access: everything shelfwise holds about one user, with the lineage of each part.
+
+`shelfwise privacy export --user ID --out FILE` writes one JSON document:
+
+    {"format": "shelfwise.subject-access/1", "user_id", "pseudonym", "generated_at",
+     "parts": {NAME: {"lineage": {...}, "rows": [...]}, ...}, "not_covered": [...]}
+
+Parts (each only when it holds something, but for consent and erasure, always present):
+
+- `raw.<table>`: the rows as delivered (raw ids), with the loads they came from (file, sha256, run);
+- `curated.<table>@v<N>`: every kept version of every curated table (pseudonymized rows), with
+  the version's run, time and contract, and whether it is the current one;
+- `quarantine`: quarantined rows that name the user (their raw fields or malformed lines);
+- `spool/…`, `feedback`: served events (accepted, rejected, archived) with file and line;
+- `exposures`: the served lists logged for the user (recommendations and search pages);
+- `bundles/<version>`: the user's steps in each model bundle's history (what models learned from);
+- `consent`: the consent register's records for the user and the current flags;
+- `erasure`: when the user was last erased, if ever;
+- `audit`: the audit entries that name the user's pseudonym;
+- more parts from the caller (`Shop` adds the customer profile, computed by insights).
+
+Matching is exact on the id (after trimming, as erasure matches): a user `u1` never sees the rows
+of `u10`. The file is written owner-only (it holds personal data); the audit entry names the
+pseudonym and counts, never the id or the path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import ShelfwiseError
+from ._audit import AuditLog
+from ._consent import Consents, consent_history
+from ._erasures import erased_users
+from ._privacy import Pseudonymizer, SecretStore
+
+FORMAT = "shelfwise.subject-access/1"
+
+__all__ = ["FORMAT", "subject_access", "write_subject_access"]
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, datetime):
+        return v.isoformat()
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, bytes | bytearray):
+        return v.decode("utf-8", "replace")
+    if v is None or isinstance(v, str | int | float | bool):
+        return v
+    return str(v)
+
+
+def _records(cur: Any) -> list[dict[str, Any]]:
+    cols = [d[0] for d in cur.description]
+    return [{c: _jsonable(v) for c, v in zip(cols, row, strict=True)} for row in cur.fetchall()]
+
+
+def _warehouse_parts(workdir: Path, raw: str, pseudo: str) -> dict[str, Any]:
+    from ..storage import read_only
+
+    where = str((workdir / "warehouse.duckdb").resolve())
+    parts: dict[str, Any] = {}
+    with read_only(workdir) as (con, _):
+        tables = con.sql(
+            "SELECT c.table_schema, c.table_name FROM information_schema.columns c "
+            "JOIN information_schema.tables t USING (table_schema, table_name) "
+            "WHERE c.column_name = 'user_id' AND c.table_schema IN ('raw', 'curated') "
+            "AND t.table_type = 'BASE TABLE' ORDER BY 1, 2"
+        ).fetchall()
+        versions = {
+            r[0]: r[1:]
+            for r in con.sql(
+                "SELECT physical_name, table_name, version, run_id, created_at, contract_version, row_count "
+                "FROM meta.table_versions"
+            ).fetchall()
+        }
+        current = {
+            r[0]: r[1]
+            for r in con.sql("SELECT table_name, max(version) FROM meta.table_versions GROUP BY 1").fetchall()
+        }
+        has_loads = bool(
+            con.sql(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'meta' "
+                "AND table_name = 'raw_loads'"
+            ).fetchone()[0]
+        )
+        for schema, table in tables:
+            value = raw if schema == "raw" else pseudo
+            rows = _records(
+                con.execute(f'SELECT * FROM "{schema}"."{table}" WHERE trim(user_id) = ?', [value])
+            )
+            if not rows:
+                continue
+            if schema == "raw":
+                loads = sorted({int(r["_load"]) for r in rows if r.get("_load") is not None})
+                lineage: dict[str, Any] = {"layer": "raw", "table": f"raw.{table}", "location": where}
+                if loads and has_loads:
+                    lineage["loads"] = _records(
+                        con.execute(
+                            "SELECT load_id, run_id, source_file, source_sha256, loaded_at FROM meta.raw_loads "
+                            "WHERE table_name = ? AND load_id IN (SELECT unnest(?::INTEGER[])) ORDER BY load_id",
+                            [table, loads],
+                        )
+                    )
+                parts[f"raw.{table}"] = {"lineage": lineage, "rows": rows}
+            else:
+                name, version, run_id, created, contract, _ = versions.get(
+                    table, (table, None, None, None, None, None)
+                )
+                lineage = {
+                    "layer": "curated",
+                    "table": f"curated.{name}",
+                    "version": version,
+                    "physical_table": f"curated.{table}",
+                    "current": version is not None and current.get(name) == version,
+                    "run_id": run_id,
+                    "created_at": _jsonable(created),
+                    "contract": contract,
+                    "location": where,
+                }
+                key = f"curated.{name}@v{version}" if version is not None else f"curated.{table}"
+                parts[key] = {"lineage": lineage, "rows": rows}
+        if con.sql(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'quarantine' AND table_name = 'rows'"
+        ).fetchone()[0]:
+            token = '(^|[,;\\t|"])' + re.escape(raw) + '([,;\\t|"]|$)'
+            rows = _records(
+                con.execute(
+                    "SELECT * FROM quarantine.rows WHERE trim(json_extract_string(raw, '$.user_id')) = ? "
+                    "OR regexp_matches(coalesce(json_extract_string(raw, '$.line'), ''), ?) ORDER BY quarantine_id",
+                    [raw, token],
+                )
+            )
+            if rows:
+                parts["quarantine"] = {
+                    "lineage": {"layer": "quarantine", "table": "quarantine.rows", "location": where},
+                    "rows": rows,
+                }
+    return parts
+
+
+def _jsonl_matches(path: Path, match: Any) -> list[dict[str, Any]]:
+    out = []
+    with open(path, "rb") as fh:
+        for n, line in enumerate(fh, 1):
+            try:
+                rec = json.loads(line) if line.strip() else None
+            except ValueError:
+                continue
+            if isinstance(rec, dict) and match(rec):
+                out.append({"line": n, "record": rec})
+    return out
+
+
+def _file_parts(workdir: Path, raw: str, pseudo: str) -> dict[str, Any]:
+    def raw_event(rec: dict[str, Any]) -> bool:
+        ev = rec.get("event", rec)
+        return isinstance(ev, dict) and str(ev.get("user_id", "")).strip() == raw
+
+    groups = [
+        ("feedback", "feedback", "events-*.jsonl", raw_event),
+        ("spool/events", "spool/events", "*.jsonl*", raw_event),
+        ("spool/rejected", "spool/rejected", "*.jsonl*", raw_event),
+        ("exposures", "spool/exposures", "*.jsonl*", lambda r: r.get("user") == pseudo),
+    ]
+    parts: dict[str, Any] = {}
+    for name, folder, pattern, match in groups:
+        rows, files = [], []
+        for p in sorted((workdir / folder).glob(pattern)):
+            hits = _jsonl_matches(p, match)
+            if hits:
+                files.append(str(p.resolve()))
+                rows += [{"file": str(p.resolve()), **h} for h in hits]
+        if rows:
+            parts[name] = {
+                "lineage": {"layer": "files", "location": str((workdir / folder).resolve()), "files": files},
+                "rows": rows,
+            }
+    return parts
+
+
+def _bundle_parts(workdir: Path, pseudo: str) -> dict[str, Any]:
+    import numpy as np
+
+    from ..features import Interactions
+    from ..models import read_manifest
+
+    parts: dict[str, Any] = {}
+    for b in sorted((workdir / "bundles").glob("[0-9]*")):
+        if not (b / "interactions.npz").exists():
+            continue
+        inter = Interactions.load(b / "interactions.npz")
+        hits = np.flatnonzero(inter.user_ids.astype(str) == pseudo)
+        if not len(hits):
+            continue
+        m = inter.user_idx == int(hits[0])
+        manifest = read_manifest(b)
+        parts[f"bundles/{b.name}"] = {
+            "lineage": {
+                "layer": "bundle",
+                "bundle": manifest.version,
+                "location": str(b.resolve()),
+                "file": "interactions.npz",
+                "data_versions": manifest.data_versions,
+                "train_run_id": manifest.lineage.get("train_run_id"),
+            },
+            "rows": [
+                {"product_id": str(inter.item_ids[i]), "weight": float(w), "timestamp": int(t)}
+                for i, w, t in zip(inter.item_idx[m], inter.weight[m], inter.timestamp[m], strict=True)
+            ],
+        }
+    return parts
+
+
+def subject_access(
+    workdir: str | Path, raw_user_id: str, *, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The access document (not written, not audited: see `write_subject_access`)."""
+    workdir = Path(workdir)
+    raw = raw_user_id.strip()
+    if not raw:
+        raise ShelfwiseError("--user: an empty user id")
+    if not (workdir / "warehouse.duckdb").exists():
+        raise ShelfwiseError(f"{workdir}: not a shelfwise workdir (no warehouse.duckdb)")
+    pseudo = Pseudonymizer(SecretStore(workdir).pseudonym_key())(raw)
+    parts: dict[str, Any] = {}
+    parts.update(_warehouse_parts(workdir, raw, pseudo))
+    parts.update(_file_parts(workdir, raw, pseudo))
+    parts.update(_bundle_parts(workdir, pseudo))
+    from ._consent import CONSENTS_FILE, PRIVACY_FILE
+    from ._erasures import ERASURES_FILE
+
+    parts["consent"] = {
+        "lineage": {
+            "layer": "register",
+            "location": str((workdir / CONSENTS_FILE).resolve()),
+            "defaults": str(PRIVACY_FILE),
+        },
+        "current": Consents.of(workdir).current(pseudo),
+        "rows": consent_history(workdir, pseudo),
+    }
+    erased = erased_users(workdir).get(pseudo)
+    parts["erasure"] = {
+        "lineage": {"layer": "register", "location": str((workdir / ERASURES_FILE).resolve())},
+        "erased_at": erased.isoformat() if erased else None,
+    }
+    audit = [
+        {k: e.get(k) for k in ("seq", "at", "action", "actor", "outcome")}
+        for e in AuditLog(workdir).entries()
+        if isinstance(e.get("details"), dict) and e["details"].get("pseudonym") == pseudo
+    ]
+    if audit:
+        parts["audit"] = {
+            "lineage": {"layer": "audit", "location": str(AuditLog(workdir).path.resolve())},
+            "rows": audit,
+        }
+    parts.update(extra or {})
+    return {
+        "format": FORMAT,
+        "user_id": raw,
+        "pseudonym": pseudo,
+        "generated_at": datetime.now(UTC).isoformat(),
+        "parts": parts,
+        "not_covered": [
+            "the shop's own source files (the --data directories) are outside shelfwise",
+            "events waiting in a Redis event stream (`serve --redis-url`) until `events absorb` takes them",
+        ],
+    }
+
+
+def write_subject_access(
+    workdir: str | Path,
+    raw_user_id: str,
+    out: str | Path,
+    *,
+    actor: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write the access document to `out` (owner-only) and audit it; returns a summary
+    (`pseudonym`, `out`, `parts`: rows per part)."""
+    doc = subject_access(workdir, raw_user_id, extra=extra)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(doc, fh, ensure_ascii=False, indent=1, default=str)
+    counts = {name: len(p.get("rows", [])) for name, p in doc["parts"].items()}
+    AuditLog(workdir).append("privacy.export", actor=actor, pseudonym=doc["pseudonym"], parts=counts)
+    return {"pseudonym": doc["pseudonym"], "out": str(out), "parts": counts}

@@ -1,0 +1,267 @@
+"""Consent and the right of access, end to end through the command line: the consent register
+(users table, `privacy consent`, the shop's default), training and profiles that leave out users
+without personalization consent, the access export that holds exactly one user's rows, erasure's
+tombstone and retention of the consent history, all audited without raw ids."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shelfwise.errors import ShelfwiseError
+from shelfwise.governance import AuditLog, Pseudonymizer, SecretStore
+from shelfwise.governance._consent import (
+    CONSENTS_FILE,
+    Consents,
+    consent_withdrawn,
+    prune_history,
+    read_register,
+    record_consent,
+)
+from tests.cli.test_cli import sw
+
+FAST_TRAIN = ["--models", "popularity,itemknn", "--no-fusion", "--tune-seconds", "0", "--sasrec-seconds", "0"]
+FAST_TRAIN += ["--finetune-seconds", "0", "--cross-encoder-seconds", "0", "--refit-seconds", "0", "--json"]
+USERS = ("shopper-1", "shopper-10", "shopper-2", "shopper-3")
+
+
+def plant_shop(d: Path, users_csv: str | None = None) -> Path:
+    """6 products; 4 users with overlapping histories (`shopper-1` and `shopper-10` view the very
+    same products; one id is a prefix of the other); one quarantined row each for both."""
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "products.csv").write_text(
+        "product_id,title,category,price\n"
+        "p1,Red mug,Kitchen > Mugs,9.5\np2,Blue mug,Kitchen > Mugs,9.5\np3,Tea pot,Kitchen,30\n"
+        "p4,Kettle,Kitchen,45\np5,Spoon,Kitchen,2\np6,Fork,Kitchen,2\n"
+    )
+    (d / "users.csv").write_text(
+        users_csv
+        or "user_id,segment,consent_personalization,consent_marketing\n"
+        "shopper-1,gold,no,yes\nshopper-10,gold,,no\nshopper-2,silver,yes,\nshopper-3,bronze,,\n"
+    )
+    rows = ["user_id,product_id,event_type,timestamp,value"]
+    for i in range(64):
+        rows.append(f"{USERS[i % 4]},p{(i // 4) % 6 + 1},view,2024-03-01T10:{i % 60:02d}:{i // 60:02d},")
+    rows += ["shopper-1,p1,teleport,2024-03-02T10:00:00,", "shopper-10,p1,teleport,2024-03-02T10:00:00,"]
+    (d / "events.csv").write_text("\n".join(rows) + "\n")
+    return d
+
+
+def pseudo(work: Path, raw: str) -> str:
+    return Pseudonymizer(SecretStore(work).pseudonym_key())(raw)
+
+
+def audit_text(work: Path) -> str:
+    return (work / "audit" / "audit.jsonl").read_text()
+
+
+@pytest.mark.slow  # four commands: ~20 s on a quiet machine
+def test_consent_from_the_users_table_and_the_cli_versioned_and_audited(tmp_path):
+    data = plant_shop(tmp_path / "d")
+    work = tmp_path / "w"
+    sw("ingest", "--data", str(data), "--workdir", str(work), "--json")
+    s1, s10, s2 = (pseudo(work, u) for u in ("shopper-1", "shopper-10", "shopper-2"))
+    c = Consents.of(work)
+    assert c.current(s1) == {"personalization": False, "marketing": True}
+    assert c.current(s10) == {"personalization": True, "marketing": False}  # blank: the default
+    assert c.current(pseudo(work, "shopper-3")) == {"personalization": True, "marketing": True}
+    assert consent_withdrawn(work, "personalization") == {s1}
+    assert consent_withdrawn(work, "marketing") == {s10}
+
+    # a steward withdraws shopper-2's consent; the users table is delivered again unchanged:
+    # the old "yes" in the file does not undo the withdrawal
+    out = json.loads(
+        sw(
+            "privacy", "consent", "--workdir", str(work), "--user", "shopper-2", "--personalization", "no",
+            "--source", "support-ticket-17", "--json",
+        ).stdout
+    )  # fmt: skip
+    assert out["consent"] == {"personalization": False, "marketing": True} and out["recorded"] == 1
+    sw("ingest", "--data", str(data), "--workdir", str(work), "--json")
+    assert consent_withdrawn(work, "personalization") == {s1, s2}
+    # a users table that changes a column is a new statement: recorded (marketing); the
+    # unchanged personalization column leaves the withdrawal standing
+    plant_shop(
+        data,
+        "user_id,segment,consent_personalization,consent_marketing\n"
+        "shopper-1,gold,no,yes\nshopper-10,gold,,no\nshopper-2,silver,yes,no\nshopper-3,bronze,,\n",
+    )
+    sw("ingest", "--data", str(data), "--workdir", str(work), "--json")
+    assert Consents.of(work).current(s2) == {"personalization": False, "marketing": False}
+
+    shown = json.loads(
+        sw("privacy", "consent", "--workdir", str(work), "--user", "shopper-2", "--json").stdout
+    )
+    assert [(r["flag"], r["value"], r["source"]) for r in shown["history"]] == [
+        ("personalization", True, "users table"),
+        ("personalization", False, "support-ticket-17"),
+        ("marketing", False, "users table"),
+    ]
+    assert all("by" in r and "at" in r for r in shown["history"])
+    # audited with pseudonyms and counts, never a raw id
+    entries = [e for e in AuditLog(work).entries() if e["action"] == "privacy.consent"]
+    assert [e["details"].get("source") for e in entries] == [
+        "users table", "support-ticket-17", "users table",
+    ]  # fmt: skip
+    assert entries[1]["details"]["pseudonym"] == s2
+    assert "shopper-" not in audit_text(work) and AuditLog(work).verify().ok
+
+
+def test_an_opt_in_shop_counts_the_unrecorded_as_without_consent(tmp_path):
+    work = tmp_path / "w"
+    (work / "config").mkdir(parents=True)
+    (work / "config" / "privacy.json").write_text(json.dumps({"default_consent": {"marketing": False}}))
+    record_consent(work, "u_a", {"marketing": True}, source="test")
+    assert consent_withdrawn(work, "marketing", among=["u_a", "u_b"]) == {"u_b"}
+    assert consent_withdrawn(work, "personalization", among=["u_a", "u_b"]) == set()
+    with pytest.raises(ValueError, match="opt-in"):
+        consent_withdrawn(work, "marketing")
+    with pytest.raises(ShelfwiseError, match="at least one"):
+        record_consent(work, "u_a", {"marketing": None}, source="test")
+    (work / CONSENTS_FILE).open("a").write('{"pseudonym": "u_c", "flag": "marketing", "value": "maybe"}\n')
+    with pytest.raises(ShelfwiseError, match="consents.jsonl:2: not a consent record"):
+        Consents.of(work)
+
+
+@pytest.mark.slow  # ingest + train + insights through the CLI: ~30 s on a shared machine
+def test_training_and_profiles_leave_out_users_without_personalization_consent(tmp_path):
+    from shelfwise.features import Interactions
+    from shelfwise.insights._data import load_curated
+    from shelfwise.serving import current_bundle
+
+    data = plant_shop(tmp_path / "d")
+    work = tmp_path / "w"
+    sw("train", "--data", str(data), "--workdir", str(work), *FAST_TRAIN)
+    s1, s10 = pseudo(work, "shopper-1"), pseudo(work, "shopper-10")
+    history = Interactions.load(current_bundle(work) / "interactions.npz")
+    users = set(history.user_ids.astype(str))
+    assert s1 not in users and s10 in users and len(users) == 3
+    # kept for operations: the warehouse still holds shopper-1's events
+    events, _, _ = load_curated(work, None)
+    assert (events["user_id"] == s1).sum() == 16
+    profiled, _, _ = load_curated(work, None, consent="personalization")
+    assert s1 not in set(profiled["user_id"]) and s10 in set(profiled["user_id"])
+
+    # shopper-10 withdraws: the next training run leaves them out too
+    sw("privacy", "consent", "--workdir", str(work), "--user", "shopper-10", "--personalization", "no")
+    sw("train", "--workdir", str(work), *FAST_TRAIN)
+    history = Interactions.load(current_bundle(work) / "interactions.npz")
+    users = set(history.user_ids.astype(str))
+    assert not {s1, s10} & users and len(users) == 2
+    assert int(np.isin(history.user_ids.astype(str), [s1, s10]).sum()) == 0
+
+
+def _plant_files(work: Path, s1: str, s10: str) -> None:
+    """Served events (spool, rejected, archive) and served lists (exposures) of both users."""
+    for folder, name in (
+        ("spool/events", "a.jsonl"),
+        ("spool/rejected", "b.jsonl"),
+        ("feedback", "events-1.jsonl"),
+    ):
+        (work / folder).mkdir(parents=True, exist_ok=True)
+        lines = [
+            {"user_id": u, "product_id": "p2", "event_type": "click", "timestamp": "2024-03-03T10:00:00Z"}
+            for u in ("shopper-1", "shopper-10", "shopper-1 ")
+        ]
+        if folder == "spool/rejected":
+            lines = [{"event": ln, "error": "bad"} for ln in lines]
+        (work / folder / name).write_text("".join(json.dumps(ln) + "\n" for ln in lines))
+    (work / "spool/exposures").mkdir(parents=True, exist_ok=True)
+    (work / "spool/exposures" / "x.jsonl").write_text(
+        "".join(
+            json.dumps({"id": f"rec_{i}", "kind": "recommendations", "at": 1.0e9, "user": u, "items": ["p1"]})
+            + "\n"
+            for i, u in enumerate((s1, s10, s10, s1, None))
+        )
+    )
+
+
+def test_the_access_export_holds_exactly_the_users_rows_with_lineage(tmp_path):
+    data = plant_shop(tmp_path / "d")
+    work = tmp_path / "w"
+    sw("ingest", "--data", str(data), "--workdir", str(work), "--json")
+    s1, s10 = pseudo(work, "shopper-1"), pseudo(work, "shopper-10")
+    _plant_files(work, s1, s10)
+    out = tmp_path / "access" / "shopper-1.json"
+    rep = json.loads(
+        sw(
+            "privacy", "export", "--workdir", str(work), "--user", "shopper-1", "--out", str(out), "--json"
+        ).stdout
+    )
+    assert out.stat().st_mode & 0o777 == 0o600
+    doc = json.loads(out.read_text())
+    assert doc["user_id"] == "shopper-1" and doc["pseudonym"] == s1 and rep["pseudonym"] == s1
+    parts = doc["parts"]
+    counts = {k: len(v.get("rows", [])) for k, v in parts.items()}
+    assert counts == {
+        "raw.events": 17,  # 16 views and the quarantined row, as delivered
+        "raw.users": 1,
+        "curated.events@v1": 16,
+        "curated.users@v1": 1,
+        "quarantine": 1,
+        "feedback": 2,  # " shopper-1 " matches as erasure matches (trimmed)
+        "spool/events": 2,
+        "spool/rejected": 2,
+        "exposures": 2,
+        "consent": 2,
+        "erasure": 0,
+        "profile": 0,  # no personalization consent: no profile is made
+    }
+    assert rep["parts"] == counts
+    # exactly the user's rows: never shopper-10's, whose data overlaps
+    assert all(
+        r["user_id"].strip() == "shopper-1" for k in ("raw.events", "raw.users") for r in parts[k]["rows"]
+    )
+    assert all(
+        r["user_id"] == s1 for k in ("curated.events@v1", "curated.users@v1") for r in parts[k]["rows"]
+    )
+    assert all(json.loads(r["raw"])["user_id"] == "shopper-1" for r in parts["quarantine"]["rows"])
+    assert all(r["record"]["user"] == s1 for r in parts["exposures"]["rows"])
+    assert all(r["pseudonym"] == s1 for r in parts["consent"]["rows"])
+    assert parts["consent"]["current"] == {"personalization": False, "marketing": True}
+    # each part says where it is held
+    assert parts["curated.events@v1"]["lineage"]["current"] is True
+    assert parts["curated.events@v1"]["lineage"]["physical_table"].startswith("curated.events__v")
+    assert parts["raw.events"]["lineage"]["loads"][0]["source_file"].endswith("events.csv")
+    assert parts["exposures"]["lineage"]["location"].endswith("spool/exposures")
+    # audited: pseudonym and counts, not the id or the file
+    entry = AuditLog(work).entries()[-1]
+    assert entry["action"] == "privacy.export" and entry["details"]["pseudonym"] == s1
+    assert "shopper-" not in audit_text(work)
+
+
+@pytest.mark.slow  # ingest + train + erase through the CLI: ~25 s on a shared machine
+def test_erasure_and_retention_cover_the_consent_register_and_the_served_lists(tmp_path):
+    data = plant_shop(tmp_path / "d")
+    work = tmp_path / "w"
+    sw("ingest", "--data", str(data), "--workdir", str(work), "--json")
+    s1, s10 = pseudo(work, "shopper-1"), pseudo(work, "shopper-10")
+    _plant_files(work, s1, s10)
+    rep = json.loads(sw("privacy", "erase", "--workdir", str(work), "--user", "shopper-1", "--json").stdout)
+    assert rep["files"]["governance/consents.jsonl"] == 2 and rep["files"]["spool/exposures"] == 2
+    register = read_register(work)
+    mine = [r for r in register if r["pseudonym"] == s1]
+    assert len(mine) == 1 and "erased" in mine[0]  # the tombstone remembers the erasure
+    assert Consents.of(work).current(s1) == {"personalization": True, "marketing": True}
+    assert any(r["pseudonym"] == s10 for r in register)  # the other user's records stay
+    out = tmp_path / "after.json"
+    sw("privacy", "export", "--workdir", str(work), "--user", "shopper-1", "--out", str(out))
+    parts = json.loads(out.read_text())["parts"]
+    # nothing left but the tombstone and the audit entry of the erasure (pseudonym only)
+    assert {k for k, v in parts.items() if v.get("rows")} == {"consent", "audit"}
+    assert [r["action"] for r in parts["audit"]["rows"]] == ["privacy.erase"]
+    assert parts["erasure"]["erased_at"] is not None
+
+    # retention: superseded consent records older than the period go, the current ones stay
+    record_consent(work, s10, {"marketing": True}, source="test")
+    later = datetime.now(UTC) + timedelta(days=40)
+    assert prune_history(work, later - timedelta(days=30)) == 1  # s10's first marketing record
+    assert Consents.of(work).current(s10) == {"personalization": True, "marketing": True}
+    (work / "config").mkdir(exist_ok=True)
+    (work / "config" / "retention.json").write_text(json.dumps({"consent_history_days": 0}))
+    ret = json.loads(sw("retention", "enforce", "--workdir", str(work), "--json").stdout)
+    assert "governance/consents.jsonl" in ret["deleted"]
