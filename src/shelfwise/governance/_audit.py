@@ -39,6 +39,8 @@ ACTIONS = (
     "retention.enforce",
     "insights.customers",
     "ask",
+    "audiences.build",
+    "audiences.export",
 )
 
 
