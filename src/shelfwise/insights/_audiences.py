@@ -240,6 +240,18 @@ def _top(ranks: np.ndarray, scores: np.ndarray, size: int) -> np.ndarray:
     return order[:size]
 
 
+def _audience_model(bundle: Any) -> str:
+    """The bundle's default model, unless it is a fusion: a fusion re-ranks candidates it has
+    not seen the user take (what a user bought scores -inf), so it cannot tell who will buy a
+    product again, and the regular buyers of a category are its likeliest buyers. Then the
+    fusion's generator with the best held-out NDCG@10 stands in."""
+    m = bundle.manifest
+    if m.default_model != "fusion" or not m.fusion_generators:
+        return str(m.default_model)
+    ndcg = {g: float((m.metrics.get(g) or {}).get("ndcg@10", 0.0)) for g in m.fusion_generators}
+    return max(m.fusion_generators, key=lambda g: (ndcg[g], g))
+
+
 def _model_audience(
     workdir: Path, spec: AudienceSpec
 ) -> tuple[list[tuple[str, float]], dict[str, Any], dict[str, Any] | None]:
@@ -247,7 +259,7 @@ def _model_audience(
 
     path = current_bundle(workdir)
     bundle = Bundle.load(path)
-    name = spec.model or bundle.manifest.default_model
+    name = spec.model or _audience_model(bundle)
     if name not in bundle.models:
         raise ShelfwiseError(
             f"audience {spec.name}: the bundle has no model {name!r} (it has {', '.join(sorted(bundle.models))})"
@@ -272,13 +284,38 @@ def _model_audience(
     lift = None
     if spec.lift:
         lift = _model_lift(
-            workdir, model, inter, users, targets, set(target_ids), len(top) / max(len(users), 1), spec
+            workdir,
+            path / "models" / name,
+            model,
+            inter,
+            users,
+            targets,
+            set(target_ids),
+            len(top) / max(len(users), 1),
+            spec,
         )
     return members, made, lift
 
 
+def _refit(model: Any, past: Any, model_dir: Path) -> Any:
+    """The same model class with the same parameters fitted on `past` alone. A fusion refits its
+    generators and keeps its learned blend (fitted on the bundle's whole history: the one part
+    not redone); text embeddings of the catalog are kept (they hold no behaviour)."""
+    from ..models import load_model
+    from ..models._fusion import Fusion
+
+    if isinstance(model, Fusion):
+        gens = {g: _refit(m, past, model_dir.parent / g) for g, m in model.generators_.items()}
+        return load_model(model_dir, past, generators=gens)
+    new = type(model)(**model.get_params())
+    if hasattr(model, "item_embeddings_"):
+        new.item_embeddings_ = model.item_embeddings_
+    return new.fit(past)
+
+
 def _model_lift(
     workdir: Path,
+    model_dir: Path,
     model: Any,
     inter: Any,
     users: np.ndarray,
@@ -304,7 +341,7 @@ def _model_lift(
     if len(known) == 0:
         return {**rep, "note": f"no interactions before {at:%Y-%m-%d}: no lift to measure"}
     try:
-        refit = type(model)(**model.get_params()).fit(past)
+        refit = _refit(model, past, model_dir)
     except Exception as exc:  # noqa: BLE001 - a model that needs more than interactions to fit
         return {
             **rep,
