@@ -253,7 +253,7 @@ def _audience_model(bundle: Any) -> str:
 
 
 def _model_audience(
-    workdir: Path, spec: AudienceSpec
+    workdir: Path, spec: AudienceSpec, check: Any
 ) -> tuple[list[tuple[str, float]], dict[str, Any], dict[str, Any] | None]:
     from ..serving import Bundle, current_bundle
 
@@ -281,6 +281,7 @@ def _model_audience(
         "targets_count": len(target_ids),
         "score": "minus the best target's rank in the user's ranking of the catalog (0 = their top pick)",
     }
+    check(len(members))  # before the lift: a refused audience costs no second fit
     lift = None
     if spec.lift:
         lift = _model_lift(
@@ -358,7 +359,7 @@ def _model_lift(
 
 
 def _rule_audience(
-    workdir: Path, spec: AudienceSpec
+    workdir: Path, spec: AudienceSpec, check: Any
 ) -> tuple[list[tuple[str, float]], dict[str, Any], dict[str, Any] | None]:
     rule = Rule(str(spec.rule))
     prof, events, products, at = _profiles_at(workdir, None, spec.horizon_days)
@@ -371,6 +372,7 @@ def _rule_audience(
         "horizon_days": spec.horizon_days,
         "score": "expected_value",
     }
+    check(len(members))  # before the lift: a refused audience costs no second fit
     lift = None
     if spec.lift:
         cut = pd.Timestamp(at) - pd.Timedelta(days=spec.days)
@@ -432,17 +434,20 @@ def build_audience(
         "shelfwise.audiences.build",
         [DatasetRef(ns, "curated.events"), DatasetRef(ns, "curated.products")],
     ).start()
-    try:
-        if spec.kind == "rule":
-            members, made, lift = _rule_audience(workdir, spec)
-        else:
-            members, made, lift = _model_audience(workdir, spec)
-        if len(members) < spec.min_size:
+
+    def check(size: int) -> None:
+        if size < spec.min_size:
             raise ShelfwiseError(
-                f"audience {spec.name}: {len(members)} users, fewer than the minimum audience size "
+                f"audience {spec.name}: {size} users, fewer than the minimum audience size "
                 f"{spec.min_size} (an audience this small could single people out); widen it or "
                 "lower --min-size"
             )
+
+    try:
+        if spec.kind == "rule":
+            members, made, lift = _rule_audience(workdir, spec, check)
+        else:
+            members, made, lift = _model_audience(workdir, spec, check)
         meta = {
             "name": spec.name,
             "kind": spec.kind,
