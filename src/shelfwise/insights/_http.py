@@ -1,4 +1,5 @@
-"""HTTP: `POST /v1/ask` as an APIRouter the serving app includes.
+"""HTTP: `POST /v1/ask` and `GET /v1/users/{user_id}/profile` as an APIRouter the serving app
+includes.
 
 The app passes its own access check (`guard(request, action)`, raising HTTPException when the
 caller may not), so the router follows the server's keys and audit of denials:
@@ -12,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from os import PathLike
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Path, Request
 from pydantic import BaseModel, Field
 
 MAX_QUESTION_CHARS = 2000
@@ -25,6 +26,25 @@ class AskRequest(BaseModel):
     question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS, description="The shopper's question.")
 
 
+class ProfileResponse(BaseModel):
+    """One customer's profile (see `shelfwise insights customers`), as of the latest curated event."""
+
+    user_id: str = Field(description="The shop's own user id, as asked.")
+    as_of: str = Field(description="The profile uses events up to this time (UTC).")
+    horizon_days: int = Field(description="The horizon of expected_purchases and churn_risk.")
+    recency_days: float | None = Field(description="Days since the last order; null without one.")
+    frequency: int = Field(description="Orders up to as_of.")
+    monetary: float = Field(description="Total paid.")
+    expected_purchases: float = Field(description="Orders expected in the horizon.")
+    churn_risk: float = Field(ge=0, le=1, description="Probability of no order in the horizon.")
+    expected_value: float
+    segment: str = Field(description="RFM-style segment (prospect: no order yet).")
+    top_categories: list[str]
+    top_brands: list[str]
+    price_level: str | None = Field(description="budget, mid or premium; null without priced products.")
+    data_version: str = Field(description="The curated events/products versions the profile is fitted on.")
+
+
 class AskResponse(BaseModel):
     faq_id: str | None = Field(description="The FAQ entry that answers it; null when none does.")
     answer: str | None
@@ -32,7 +52,7 @@ class AskResponse(BaseModel):
     products: list[str] = Field(default_factory=list)
 
 
-def insights_router(workdir: str | Path, guard: Callable[..., Any] | None = None) -> APIRouter:
+def insights_router(workdir: str | PathLike[str], guard: Callable[..., Any] | None = None) -> APIRouter:
     from ..serving._http_auth import REQUIREMENT  # the API key, as the app's other /v1 routes
     from ..serving._http_models import error_responses  # the API's one documented error shape
 
@@ -66,7 +86,45 @@ def insights_router(workdir: str | Path, guard: Callable[..., Any] | None = None
         a = (await asyncio.to_thread(m.match, [body.question]))[0]
         return AskResponse(faq_id=a.faq_id, answer=a.answer, score=round(a.score, 4), products=[])
 
+    profiles: dict[str, Any] = {}
+
+    @router.get(
+        "/v1/users/{user_id}/profile",
+        response_model=ProfileResponse,
+        responses=error_responses(401, 403, 404, 422, 503),
+        openapi_extra={"security": REQUIREMENT},
+        summary="A customer's profile",
+    )
+    async def profile(
+        user_id: Annotated[str, Path(min_length=1, max_length=256, description="The shop's own user id.")],
+        request: Request,
+    ) -> ProfileResponse:
+        """RFM, expected purchases and churn risk in the next 90 days, expected value, segment,
+        tastes and price level of one customer. Fitted once per data version and kept in the
+        workdir: the first request after new data answers 503 (with Retry-After) while the fit
+        runs; after that the previous data's profiles answer until the new ones are ready."""
+        if guard is not None:
+            guard(request, "insights.profile")
+        with lock:
+            if "store" not in profiles:
+                from ..governance import Pseudonymizer, SecretStore
+                from ._profiles import ProfileStore
+
+                profiles["store"] = ProfileStore(workdir)
+                profiles["pseudo"] = Pseudonymizer(SecretStore(workdir).pseudonym_key())
+        store = profiles["store"]
+        ready, rec = await asyncio.to_thread(store.get, profiles["pseudo"](user_id.strip()))
+        if not ready:
+            why = f" (the last fit failed: {store.error})" if store.error else ""
+            raise HTTPException(
+                503, f"customer profiles are being fitted on the current data; retry shortly{why}",
+                headers={"Retry-After": "10"},
+            )  # fmt: skip
+        if rec is None:
+            raise HTTPException(404, f"unknown user {user_id!r}: no events of theirs in the warehouse")
+        return ProfileResponse(user_id=user_id, data_version=store.key or "", **rec)
+
     return router
 
 
-__all__ = ["AskRequest", "AskResponse", "insights_router"]
+__all__ = ["AskRequest", "AskResponse", "ProfileResponse", "insights_router"]
