@@ -4,8 +4,9 @@ includes.
 The app passes its own access check (`guard(request, action)`, raising HTTPException when the
 caller may not), so the router follows the server's keys and audit of denials:
     app.include_router(insights_router(workdir, guard=svc))
-The FAQ is read from the warehouse and encoded on the first question, then kept for the life of
-the process (an FAQ changed by a later ingestion is read by a restarted or reloaded server).
+The FAQ is the served bundle's (encoded by `train`) when it matches the warehouse's, else
+encoded on the first question; either is kept until the served bundle changes. Products come
+from the served bundle's search engine.
 """
 
 from __future__ import annotations
@@ -60,18 +61,26 @@ def insights_router(workdir: str | PathLike[str], guard: Callable[..., Any] | No
     lock = threading.Lock()
     cache: dict[str, Any] = {}
 
-    def matcher() -> Any:
+    def matcher(svc: Any) -> tuple[Any, Any]:
+        """The FAQ matcher and search engine of the bundle being served (the service's, when the
+        guard hands one over; else the workdir's live bundle), rebuilt when the bundle changes."""
+        snapshot = getattr(svc, "snapshot", None)
+        bundle = snapshot.bundle.path if snapshot is not None else None
         with lock:
-            if "m" not in cache:
+            from ._faq_stage import live_bundle
+
+            bundle = bundle or live_bundle(workdir)
+            if cache.get("bundle", "-") != bundle:
                 from ..errors import ShelfwiseError
-                from ._faq import FaqMatcher
-                from ._run import load_faq
+                from ._faq_stage import faq_matcher, search_engine
 
                 try:
-                    cache["m"] = FaqMatcher(*load_faq(workdir))
+                    m, _ = faq_matcher(workdir, bundle)
                 except ShelfwiseError as exc:
                     raise HTTPException(404, str(exc)) from None
-            return cache["m"]
+                engine = snapshot.search if snapshot is not None else search_engine(bundle)
+                cache.update(bundle=bundle, m=m, engine=engine)
+            return cache["m"], cache["engine"]
 
     @router.post(
         "/v1/ask",
@@ -80,11 +89,17 @@ def insights_router(workdir: str | PathLike[str], guard: Callable[..., Any] | No
         openapi_extra={"security": REQUIREMENT},
     )
     async def ask(body: AskRequest, request: Request) -> AskResponse:
-        if guard is not None:
-            guard(request, "ask")
-        m = await asyncio.to_thread(matcher)
+        """The FAQ entry that answers the question (or none: `faq_id` null), and the products
+        it is about when no entry answers it but the shop's search finds products for it."""
+        svc = guard(request, "ask") if guard is not None else None
+        m, engine = await asyncio.to_thread(matcher, svc)
         a = (await asyncio.to_thread(m.match, [body.question]))[0]
-        return AskResponse(faq_id=a.faq_id, answer=a.answer, score=round(a.score, 4), products=[])
+        from ._faq_stage import attach_products
+
+        (products,) = await asyncio.to_thread(
+            attach_products, engine, [body.question], [a.faq_id is not None]
+        )
+        return AskResponse(faq_id=a.faq_id, answer=a.answer, score=round(a.score, 4), products=products)
 
     profiles: dict[str, Any] = {}
 
