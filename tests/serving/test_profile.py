@@ -54,7 +54,7 @@ def test_profile_over_http_matches_insights_customers_then_erasure(shop):
         for f in ("frequency", "segment", "top_categories", "top_brands", "price_level"):
             assert got[f] == want[f], f
         for f in ("recency_days", "monetary", "expected_purchases", "churn_risk", "expected_value"):
-            assert got[f] == pytest.approx(want[f], abs=1e-3), f
+            assert got[f] == pytest.approx(want[f], abs=1e-9), f
         # stored once per data version, keyed by pseudonym (never the shop's id)
         (stored,) = (work / "insights" / "profiles").glob("*.jsonl")
         assert users[0] not in stored.read_text()

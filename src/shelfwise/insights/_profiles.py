@@ -43,7 +43,7 @@ def write_profiles(workdir: str | Path, key: str) -> Path:
     """Fit the profiles on every curated event and store them under `key` (atomically)."""
     from ._customers import profile_customers
     from ._data import load_curated
-    from ._run import PROFILE_FIELDS, _clean
+    from ._run import _ROUND, PROFILE_FIELDS, _clean
 
     workdir = Path(workdir)
     events, products, at = load_curated(workdir, None)
@@ -58,7 +58,7 @@ def write_profiles(workdir: str | Path, key: str) -> Path:
             rec: dict[str, Any] = {"user": str(pseudo), "as_of": as_of, "horizon_days": HORIZON_DAYS}
             for f in PROFILE_FIELDS[1:]:
                 v = row[f]
-                rec[f] = int(v) if f == "frequency" else _clean(v, 4)
+                rec[f] = int(v) if f == "frequency" else _clean(v, _ROUND.get(f))  # as `insights customers`
             fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
     tmp.replace(path)
     for old in folder.glob("*.jsonl"):
