@@ -12,9 +12,9 @@ from the served bundle's search engine.
 from __future__ import annotations
 
 import asyncio
+import pathlib
 import threading
 from collections.abc import Callable
-from os import PathLike
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Request
@@ -53,7 +53,7 @@ class AskResponse(BaseModel):
     products: list[str] = Field(default_factory=list)
 
 
-def insights_router(workdir: str | PathLike[str], guard: Callable[..., Any] | None = None) -> APIRouter:
+def insights_router(workdir: str | pathlib.Path, guard: Callable[..., Any] | None = None) -> APIRouter:
     from ..serving._http_auth import REQUIREMENT  # the API key, as the app's other /v1 routes
     from ..serving._http_models import error_responses  # the API's one documented error shape
 
