@@ -34,6 +34,7 @@ def shop(served_workdir, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path
     return data, copy
 
 
+@pytest.mark.slow
 def test_profile_over_http_matches_insights_customers_then_erasure(shop):
     data, work = shop
     users = known_users(data, work, 3)
@@ -69,17 +70,24 @@ def test_profile_over_http_matches_insights_customers_then_erasure(shop):
         s.stop()
 
 
+@pytest.mark.slow
 def test_who_may_read_a_profile(shop):
     """Services (the shop's CRM) and people who work with customers' data; not an engineer."""
     data, work = shop
     from shelfwise.governance import People
 
     people = People(work)
-    if not people.governed:
-        people.add("root", "admin")
+    root = people.add("root", "admin")
     keys = {role: people.add(f"p-{role}", role) for role in ("service", "engineer")}
     user = known_users(data, work, 5)[-1]
-    s = Server(work, "--absorb-seconds", "0", "--reload-seconds", "0")
+    s = Server(
+        work,
+        "--absorb-seconds",
+        "0",
+        "--reload-seconds",
+        "0",
+        env={"SHELFWISE_AS": "root", "SHELFWISE_API_KEY": root},
+    )
     try:
         assert s.client.get(f"/v1/users/{user}/profile").status_code == 401
         r = s.client.get(f"/v1/users/{user}/profile", headers={"X-API-Key": keys["engineer"]})

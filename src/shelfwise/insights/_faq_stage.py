@@ -69,20 +69,34 @@ def search_engine(bundle: str | Path | None) -> Any:
     return SearchEngine.load(Path(bundle) / "search")
 
 
+def content_words(question: str) -> str:
+    """The question without its conversational words ("do you have a ...?"): the catalog's
+    keyword search ORs terms, so "what", "is" or "the" alone would match some description."""
+    import re
+
+    from bm25s.stopwords import STOPWORDS_EN_PLUS
+
+    stop = set(STOPWORDS_EN_PLUS)
+    return " ".join(w for w in re.findall(r"\w+", question) if w.lower() not in stop)
+
+
 def attach_products(
     engine: Any, questions: list[str], answered: list[bool], k: int = PRODUCTS_K
 ) -> list[list[str]]:
-    """The products each question is about: a question is *about products* when no FAQ entry
-    answers it and the shop's search engine matches products to it (a keyword hit, or a semantic
-    match above the engine's no-match threshold: the bar meaningless text does not pass). A
-    question the FAQ answers is about the shop's service, and one that matches neither is off
-    topic: both get []. Without a trained search engine every list is empty."""
+    """The products each question is about. A question is *about products* when no FAQ entry
+    answers it and the shop's search engine, asked with the question's content words, matches
+    products (a keyword hit, or a semantic match above the engine's no-match threshold: the bar
+    meaningless text does not pass). A question the FAQ answers is about the shop's service, and
+    one that matches neither is off topic: both get []. Without a trained search engine every
+    list is empty. (English filler words only: a question in another language may match on its
+    own filler words.)"""
     out: list[list[str]] = []
     for q, done in zip(questions, answered, strict=True):
-        if done or engine is None or not q.strip():
+        words = content_words(q) if engine is not None and not done else ""
+        if not words:
             out.append([])
             continue
-        page = engine.query(q, k=k)
+        page = engine.query(words, k=k)
         out.append([str(it["product_id"]) for it in page["items"]] if page["match"] != "none" else [])
     return out
 
