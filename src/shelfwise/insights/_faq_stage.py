@@ -106,6 +106,7 @@ __all__ = [
     "PRODUCTS_K",
     "attach_products",
     "build_faq_stage",
+    "content_words",
     "faq_matcher",
     "live_bundle",
     "search_engine",
