@@ -116,8 +116,9 @@ def insights_router(workdir: str | pathlib.Path, guard: Callable[..., Any] | Non
     ) -> ProfileResponse:
         """RFM, expected purchases and churn risk in the next 90 days, expected value, segment,
         tastes and price level of one customer. Fitted once per data version and kept in the
-        workdir: the first request after new data answers 503 (with Retry-After) while the fit
-        runs; after that the previous data's profiles answer until the new ones are ready."""
+        workdir: the first request with no profiles at all waits for the fit (503 with
+        Retry-After when it takes longer than a few minutes); after new data, the previous
+        profiles answer while the new ones are fitted."""
         if guard is not None:
             guard(request, "insights.profile")
         with lock:

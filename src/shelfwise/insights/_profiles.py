@@ -4,9 +4,9 @@ kept in the workdir, so that no request refits the customers model.
 `<workdir>/insights/profiles/<key>.jsonl` holds one line per user, `{"user": pseudonym, ...the
 profile's fields}`, as of the latest curated event with the default 90-day horizon; `<key>`
 names the curated events' and products' table versions and content hashes. The first request
-after new data starts the fit in the background (the route answers 503 with Retry-After until it
-is written; other server processes read the same file); older files are removed when a new one
-is written. Lines are keyed by pseudonym, never the shop's id (the route pseudonymizes the id it
+with no profiles at all fits them (waiting up to `WAIT_S`; beyond that the route answers 503 with
+Retry-After); later, new data is fitted in the background while the previous profiles answer.
+Other server processes read the same file; older files are removed when a new one is written. Lines are keyed by pseudonym, never the shop's id (the route pseudonymizes the id it
 is asked for), and erasure removes the user's line (governance/_erase.py) as it removes them
 from the warehouse, which also changes the key.
 """
@@ -23,6 +23,7 @@ import pandas as pd
 
 PROFILES_DIR = Path("insights") / "profiles"
 HORIZON_DAYS = 90
+WAIT_S = 300.0  # a request finding no profiles at all waits this long for the first fit
 
 
 def profiles_key(workdir: str | Path) -> str | None:
@@ -147,10 +148,17 @@ class ProfileStore:
                 self._fitting = None
                 self._stamp = None  # data that came while fitting is looked at on the next call
 
-    def get(self, pseudonym: str) -> tuple[bool, dict[str, Any] | None]:
-        """(ready, profile): not ready while the profiles of the current data are being fitted."""
+    def get(self, pseudonym: str, wait_s: float = WAIT_S) -> tuple[bool, dict[str, Any] | None]:
+        """(ready, profile). With no profiles at all yet, the call waits for the fit (up to
+        `wait_s`); once some exist, newer data is fitted in the background while they answer."""
         with self._lock:
             self._refresh()
+            fitting = self._fitting if self._profiles is None else None
+        if fitting is not None:
+            fitting.join(wait_s)
+            with self._lock:
+                self._refresh()
+        with self._lock:
             if self._profiles is None:
                 return False, None
             if pseudonym in self._erased:
