@@ -700,6 +700,41 @@ class Shop:
 
             return run_ask(self.workdir, questions, out, actor=actor)
 
+    def build_audience(self, spec: Any = None, *, replace: bool = False, **fields: Any) -> dict[str, Any]:
+        """Build and store a marketing audience: an `insights.AudienceSpec`, a TOML/JSON spec
+        file, or its fields (`name=`, and one of `rule=`, `products=`, `category=`; `days`,
+        `size`, `model`, `min_size`, `lift`); refused below its minimum size. Returns its summary
+        (size, lift estimate, lineage)."""
+        with self._acting("audiences.build") as actor:
+            from .insights._audiences import AudienceSpec, build_audience
+
+            if spec is None:
+                spec = AudienceSpec(**fields)
+            elif not isinstance(spec, AudienceSpec):
+                spec = AudienceSpec.from_file(spec, **fields)
+            return build_audience(self.workdir, spec, actor=actor, replace=replace)
+
+    def audiences(self) -> list[dict[str, Any]]:
+        """The stored audiences: kind, definition, size now, lift, bundle and data versions."""
+        with self._acting("audiences.read", workdir=False):
+            from .insights._audiences import list_audiences
+
+            return list_audiences(self.workdir)
+
+    def export_audience(self, name: str, out: str | Path, *, pseudonyms: bool = False) -> dict[str, Any]:
+        """Write an audience (CSV or JSON lines: user_id, score) for a campaign: the shop's own
+        ids when the acting role may see them (`audiences.shop_ids`) and `pseudonyms` is not
+        asked for, the warehouse's pseudonyms otherwise. Audited."""
+        with self._acting("audiences.export") as actor:
+            from .governance import PERMISSIONS, People
+            from .insights._audiences import export_audience
+
+            if actor is None:  # single-user mode: the shop's owner
+                may_see = True
+            else:
+                may_see = People(self.workdir).load()[actor].role in PERMISSIONS["audiences.shop_ids"]
+            return export_audience(self.workdir, name, out, shop_ids=may_see and not pseudonyms, actor=actor)
+
     # -- people ---------------------------------------------------------------------------------
     def add_person(self, name: str, role: str) -> str:
         """Register a person or service with a role; returns their API key (shown once, stored

@@ -11,6 +11,25 @@ from typer.main import get_command
 from shelfwise.cli import app, main, run
 
 CONTRACT = {
+    "audiences build": [
+        "--category",
+        "--days",
+        "--horizon-days",
+        "--json",
+        "--min-size",
+        "--model",
+        "--name",
+        "--no-lift",
+        "--product",
+        "--replace",
+        "--rule",
+        "--size",
+        "--spec",
+        "--workdir",
+        "-w",
+    ],
+    "audiences export": ["--json", "--name", "--out", "--pseudonyms", "--workdir", "-w"],
+    "audiences list": ["--json", "--workdir", "-w"],
     "audit": ["--json", "--limit", "--workdir", "-w"],
     "catalog": ["--json", "--workdir", "-w"],
     "convert": ["--format", "--json", "--out", "--src"],

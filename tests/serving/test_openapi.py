@@ -134,8 +134,8 @@ def test_schemathesis_finds_no_failure_against_a_served_shop(keyed_server, tmp_p
     )  # fmt: skip
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-6000:]
-    # POST /v1/ask (issue 18) and PUT /v1/users/{user_id}/consent (issue 19) included
-    assert "11 selected / 11 total" in out, out[-3000:]
+    # POST /v1/ask, GET /v1/users/{user_id}/profile (issue 18), PUT /v1/users/{user_id}/consent (19)
+    assert "12 selected / 12 total" in out, out[-3000:]
 
 
 @pytest.fixture(scope="module")

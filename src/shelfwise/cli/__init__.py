@@ -19,6 +19,7 @@ from ._app import app
 # isort: off
 from . import _data, _train, _answer, _governance, _quarantine, _insights  # noqa: F401
 from . import _serve, _rules, _people, _registry, _privacy  # noqa: F401
+from . import _audiences  # noqa: F401
 
 # isort: on
 

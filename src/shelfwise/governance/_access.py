@@ -76,6 +76,15 @@ PERMISSIONS: dict[str, set[Role]] = {
     # demand and reorder suggestions are aggregates per product: no customer is named
     "insights.demand": set(H),
     "insights.replenishment": set(H),
+    # marketing audiences (issue 18): built and listed by those who work with customers' data;
+    # exported by the same, but the shop's own ids (who to contact) only to the roles that run
+    # campaigns and own personal data: the others get the warehouse's pseudonyms
+    "audiences.build": {Role.ADMIN, Role.SCIENTIST, Role.ANALYST},
+    "audiences.read": {Role.ADMIN, Role.STEWARD, Role.SCIENTIST, Role.ANALYST},
+    "audiences.export": {Role.ADMIN, Role.STEWARD, Role.SCIENTIST, Role.ANALYST},
+    "audiences.shop_ids": {Role.ADMIN, Role.STEWARD, Role.ANALYST},
+    # one customer's profile over HTTP, for the shop's own systems (a CRM, the shop front)
+    "insights.profile": {Role.ADMIN, Role.STEWARD, Role.ANALYST, Role.SERVICE},
 }
 
 

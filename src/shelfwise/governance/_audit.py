@@ -43,6 +43,8 @@ ACTIONS = (
     "ask",
     "insights.demand",
     "insights.replenishment",
+    "audiences.build",
+    "audiences.export",
 )
 
 

@@ -3,7 +3,8 @@
 - warehouse: the user's rows in every raw table (raw ids), every version of every curated table
   (pseudonym) and the quarantine (raw fields, and malformed lines that name the id);
 - files: the served-events spool and its archive (`feedback/`), the exposure log (served lists),
-  the consent register (the user's records go, a tombstone stays);
+  the consent register (the user's records go, a tombstone stays), stored marketing audiences and
+  served customer profiles;
 - every bundle: the user's steps leave the history, their pseudonym is replaced by a tombstone,
   their precomputed list and purchases go, and every model that holds per-user state (ALS/BPR
   user factors) forgets the user (`Recommender.forget_users`); the manifest's file hashes are
@@ -162,6 +163,9 @@ def _erase_files(workdir: Path, raw: str, pseudo: str) -> dict[str, int]:
         ("spool/events", "*.jsonl", raw_event),
         ("spool/rejected", "*.jsonl", raw_event),
         ("spool/exposures", "*.jsonl*", lambda r: r.get("user") == pseudo),
+        # insights (issue 18): stored marketing audiences and served profiles, by pseudonym
+        ("audiences", "*/members.jsonl", lambda r: r.get("user") == pseudo),
+        ("insights/profiles", "*.jsonl", lambda r: r.get("user") == pseudo),
     ]
     for folder, pattern, drop in groups:
         n = sum(_rewrite_jsonl(p, drop) for p in sorted((workdir / folder).glob(pattern)))

@@ -1,6 +1,6 @@
 """Insights for the business on the governed, pseudonymized data (issue 18): customer profiles
-with churn risk and expected purchases (point in time, in the shop's own ids), weekly demand
-forecasts and reorder suggestions, and answers from the shop's FAQ.
+with churn risk and expected purchases (point in time, in the shop's own ids), marketing
+audiences, weekly demand forecasts and reorder suggestions, and answers from the shop's FAQ.
 
 Names are imported on first use (PEP 562): the command line registers `insights` and `ask`
 without loading pandas, LightGBM or the text encoders."""
@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from ._audience_rules import Rule, RuleError
+    from ._audiences import AudienceSpec, lift_estimate
     from ._bgnbd import BGNBD
     from ._customers import SEGMENTS, CustomerModel, profile_customers
     from ._demand import DemandModel, forecast_demand, forecast_series
@@ -22,6 +24,10 @@ if TYPE_CHECKING:
     from ._run import PROFILE_FIELDS, profile_records, run_ask, run_customers
 
 _WHERE = {
+    "AudienceSpec": "._audiences",
+    "Rule": "._audience_rules",
+    "RuleError": "._audience_rules",
+    "lift_estimate": "._audiences",
     "Answer": "._faq",
     "BGNBD": "._bgnbd",
     "CustomerModel": "._customers",
@@ -43,6 +49,10 @@ _WHERE = {
 
 __all__ = [
     "BGNBD",
+    "AudienceSpec",
+    "Rule",
+    "RuleError",
+    "lift_estimate",
     "PROFILE_FIELDS",
     "SEGMENTS",
     "Answer",

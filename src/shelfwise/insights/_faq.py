@@ -15,7 +15,9 @@ intents held out as unanswerable), disjoint from the split benchmarks/insights.p
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,6 +55,41 @@ class FaqMatcher:
         self._bm25.index(
             self._tokenize([f"{q} {a}" for q, a in zip(questions, answers, strict=True)]), show_progress=False
         )
+
+    # -- built once by `train` into the bundle (insights/_faq_stage.py), read by `ask` ---------
+    def save(self, folder: str | Path) -> None:
+        """The FAQ's texts and both encoders' vectors (the costly part); bm25 is rebuilt on load."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / "minilm.npy", np.asarray(self._minilm, np.float32))
+        np.save(folder / "use.npy", np.asarray(self._use, np.float32))
+        (folder / "faq.json").write_text(
+            json.dumps(
+                {"faq_ids": self.faq_ids, "questions": self.questions, "answers": self.answers},
+                ensure_ascii=False,
+            )
+        )
+
+    @classmethod
+    def load(cls, folder: str | Path) -> FaqMatcher:
+        import bm25s
+
+        folder = Path(folder)
+        doc = json.loads((folder / "faq.json").read_text())
+        m = cls.__new__(cls)
+        m.faq_ids, m.questions, m.answers = doc["faq_ids"], doc["questions"], doc["answers"]
+        m._minilm = np.load(folder / "minilm.npy")
+        m._use = np.load(folder / "use.npy")
+        m._bm25 = bm25s.BM25()
+        m._bm25.index(
+            m._tokenize([f"{q} {a}" for q, a in zip(m.questions, m.answers, strict=True)]),
+            show_progress=False,
+        )
+        return m
+
+    def same_faq(self, faq_ids: list[str], questions: list[str], answers: list[str]) -> bool:
+        """Whether this matcher was built from exactly this FAQ."""
+        return (self.faq_ids, self.questions, self.answers) == (list(faq_ids), list(questions), list(answers))
 
     @staticmethod
     def _tokenize(texts: list[str]) -> Any:

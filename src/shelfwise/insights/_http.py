@@ -1,21 +1,23 @@
-"""HTTP: `POST /v1/ask` as an APIRouter the serving app includes.
+"""HTTP: `POST /v1/ask` and `GET /v1/users/{user_id}/profile` as an APIRouter the serving app
+includes.
 
 The app passes its own access check (`guard(request, action)`, raising HTTPException when the
 caller may not), so the router follows the server's keys and audit of denials:
     app.include_router(insights_router(workdir, guard=svc))
-The FAQ is read from the warehouse and encoded on the first question, then kept for the life of
-the process (an FAQ changed by a later ingestion is read by a restarted or reloaded server).
+The FAQ is the served bundle's (encoded by `train`) when it matches the warehouse's, else
+encoded on the first question; either is kept until the served bundle changes. Products come
+from the served bundle's search engine.
 """
 
 from __future__ import annotations
 
 import asyncio
+import pathlib
 import threading
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Path, Request
 from pydantic import BaseModel, Field
 
 MAX_QUESTION_CHARS = 2000
@@ -25,6 +27,25 @@ class AskRequest(BaseModel):
     question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS, description="The shopper's question.")
 
 
+class ProfileResponse(BaseModel):
+    """One customer's profile (see `shelfwise insights customers`), as of the latest curated event."""
+
+    user_id: str = Field(description="The shop's own user id, as asked.")
+    as_of: str = Field(description="The profile uses events up to this time (UTC).")
+    horizon_days: int = Field(description="The horizon of expected_purchases and churn_risk.")
+    recency_days: float | None = Field(description="Days since the last order; null without one.")
+    frequency: int = Field(description="Orders up to as_of.")
+    monetary: float = Field(description="Total paid.")
+    expected_purchases: float = Field(description="Orders expected in the horizon.")
+    churn_risk: float = Field(ge=0, le=1, description="Probability of no order in the horizon.")
+    expected_value: float
+    segment: str = Field(description="RFM-style segment (prospect: no order yet).")
+    top_categories: list[str]
+    top_brands: list[str]
+    price_level: str | None = Field(description="budget, mid or premium; null without priced products.")
+    data_version: str = Field(description="The curated events/products versions the profile is fitted on.")
+
+
 class AskResponse(BaseModel):
     faq_id: str | None = Field(description="The FAQ entry that answers it; null when none does.")
     answer: str | None
@@ -32,7 +53,7 @@ class AskResponse(BaseModel):
     products: list[str] = Field(default_factory=list)
 
 
-def insights_router(workdir: str | Path, guard: Callable[..., Any] | None = None) -> APIRouter:
+def insights_router(workdir: str | pathlib.Path, guard: Callable[..., Any] | None = None) -> APIRouter:
     from ..serving._http_auth import REQUIREMENT  # the API key, as the app's other /v1 routes
     from ..serving._http_models import error_responses  # the API's one documented error shape
 
@@ -40,18 +61,26 @@ def insights_router(workdir: str | Path, guard: Callable[..., Any] | None = None
     lock = threading.Lock()
     cache: dict[str, Any] = {}
 
-    def matcher() -> Any:
+    def matcher(svc: Any) -> tuple[Any, Any]:
+        """The FAQ matcher and search engine of the bundle being served (the service's, when the
+        guard hands one over; else the workdir's live bundle), rebuilt when the bundle changes."""
+        snapshot = getattr(svc, "snapshot", None)
+        bundle = snapshot.bundle.path if snapshot is not None else None
         with lock:
-            if "m" not in cache:
+            from ._faq_stage import live_bundle
+
+            bundle = bundle or live_bundle(workdir)
+            if cache.get("bundle", "-") != bundle:
                 from ..errors import ShelfwiseError
-                from ._faq import FaqMatcher
-                from ._run import load_faq
+                from ._faq_stage import faq_matcher, search_engine
 
                 try:
-                    cache["m"] = FaqMatcher(*load_faq(workdir))
+                    m, _ = faq_matcher(workdir, bundle)
                 except ShelfwiseError as exc:
                     raise HTTPException(404, str(exc)) from None
-            return cache["m"]
+                engine = snapshot.search if snapshot is not None else search_engine(bundle)
+                cache.update(bundle=bundle, m=m, engine=engine)
+            return cache["m"], cache["engine"]
 
     @router.post(
         "/v1/ask",
@@ -60,13 +89,58 @@ def insights_router(workdir: str | Path, guard: Callable[..., Any] | None = None
         openapi_extra={"security": REQUIREMENT},
     )
     async def ask(body: AskRequest, request: Request) -> AskResponse:
-        if guard is not None:
-            guard(request, "ask")
-        m = await asyncio.to_thread(matcher)
+        """The FAQ entry that answers the question (or none: `faq_id` null), and the products
+        it is about when no entry answers it but the shop's search finds products for it."""
+        svc = guard(request, "ask") if guard is not None else None
+        m, engine = await asyncio.to_thread(matcher, svc)
         a = (await asyncio.to_thread(m.match, [body.question]))[0]
-        return AskResponse(faq_id=a.faq_id, answer=a.answer, score=round(a.score, 4), products=[])
+        from ._faq_stage import attach_products
+
+        (products,) = await asyncio.to_thread(
+            attach_products, engine, [body.question], [a.faq_id is not None]
+        )
+        return AskResponse(faq_id=a.faq_id, answer=a.answer, score=round(a.score, 4), products=products)
+
+    profiles: dict[str, Any] = {}
+
+    @router.get(
+        "/v1/users/{user_id}/profile",
+        response_model=ProfileResponse,
+        responses=error_responses(401, 403, 404, 422, 503),
+        openapi_extra={"security": REQUIREMENT},
+        summary="A customer's profile",
+    )
+    async def profile(
+        user_id: Annotated[str, Path(min_length=1, max_length=256, description="The shop's own user id.")],
+        request: Request,
+    ) -> ProfileResponse:
+        """RFM, expected purchases and churn risk in the next 90 days, expected value, segment,
+        tastes and price level of one customer. Fitted once per data version and kept in the
+        workdir: the first request with no profiles at all waits for the fit (503 with
+        Retry-After when it takes longer than a few minutes); after new data, the previous
+        profiles answer while the new ones are fitted."""
+        if guard is not None:
+            guard(request, "insights.profile")
+        with lock:
+            if "store" not in profiles:
+                from ..governance import Pseudonymizer, SecretStore
+                from ._profiles import ProfileStore
+
+                profiles["store"] = ProfileStore(workdir)
+                profiles["pseudo"] = Pseudonymizer(SecretStore(workdir).pseudonym_key())
+        store = profiles["store"]
+        ready, rec = await asyncio.to_thread(store.get, profiles["pseudo"](user_id.strip()))
+        if not ready:
+            why = f" (the last fit failed: {store.error})" if store.error else ""
+            raise HTTPException(
+                503, f"customer profiles are being fitted on the current data; retry shortly{why}",
+                headers={"Retry-After": "10"},
+            )  # fmt: skip
+        if rec is None:
+            raise HTTPException(404, f"unknown user {user_id!r}: no events of theirs in the warehouse")
+        return ProfileResponse(user_id=user_id, data_version=store.key or "", **rec)
 
     return router
 
 
-__all__ = ["AskRequest", "AskResponse", "insights_router"]
+__all__ = ["AskRequest", "AskResponse", "ProfileResponse", "insights_router"]

@@ -175,7 +175,7 @@ def run_ask(
     (`shelfwise.Shop`) has checked the `ask` permission; `actor` is who the audit entry names."""
     from ..governance import AuditLog, DatasetRef, LineageRun
     from ..governance._lineage import warehouse_namespace
-    from ._faq import FaqMatcher
+    from ._faq_stage import attach_products, faq_matcher, live_bundle, search_engine
 
     workdir, questions, out = Path(workdir), Path(questions), Path(out)
     if not (workdir / "warehouse.duckdb").exists():
@@ -190,17 +190,21 @@ def run_ask(
         [DatasetRef(ns, "curated.faq"), DatasetRef("file", str(questions.resolve()), rows=len(asked))],
     ).start()
     try:
-        matcher = FaqMatcher(*load_faq(workdir))
+        bundle = live_bundle(workdir)
+        matcher, faq_from = faq_matcher(workdir, bundle)  # the bundle's encodings when current
         answers = matcher.match([q for _, q in asked])
+        products = attach_products(
+            search_engine(bundle), [q for _, q in asked], [a.faq_id is not None for a in answers]
+        )
         out.parent.mkdir(parents=True, exist_ok=True)
         with open(out, "w", encoding="utf-8") as fh:
-            for (qid, _), a in zip(asked, answers, strict=True):
+            for (qid, _), a, prods in zip(asked, answers, products, strict=True):
                 line: dict[str, Any] = {
                     "question_id": qid,
                     "faq_id": a.faq_id,
                     "answer": a.answer,
                     "score": round(a.score, 4),
-                    "products": [],
+                    "products": prods,
                 }
                 fh.write(json.dumps(line, ensure_ascii=False) + "\n")
     except Exception as exc:
@@ -212,7 +216,10 @@ def run_ask(
         "ask", actor=actor, out=str(out), questions=len(asked), answered=answered,
         lineage_run_id=lineage.run_id,
     )  # fmt: skip
-    return {"questions": len(asked), "answered": answered, "out": str(out), "lineage_run_id": lineage.run_id}
+    return {
+        "questions": len(asked), "answered": answered, "out": str(out), "lineage_run_id": lineage.run_id,
+        "faq_from": faq_from, "with_products": sum(bool(p) for p in products),
+    }  # fmt: skip
 
 
 __all__ = [

@@ -428,6 +428,8 @@ def _train(
             got = search_info[part]
             caps.add(stage, f"{got.get('planned_steps')} steps", str(got["stopped"]))
     manifest["search"] = search_info
+    faq_dir, faq_info = _build_faq(workdir, log)
+    manifest["faq"] = faq_info
     t0 = time.monotonic()
     with console.stage("serving lists", ["registry"]):
         arrays = _serving_arrays(workdir, models[default], inter, settings, models.get("popularity"))
@@ -449,6 +451,7 @@ def _train(
         manifest=manifest,
         extra_dirs={
             **({"search": search_dir} if search_dir else {}),
+            **({"faq": faq_dir} if faq_info else {}),
             **({EVALUATED_DIR: evaluated_dir} if evaluated_dir.exists() else {}),
         },
         serving_arrays=arrays,
@@ -618,6 +621,18 @@ def _serving_arrays(
             prior[items[p]] = float(gain)
     out["cold_start"] = np.lexsort((np.arange(inter.n_items), -prior, -pop)).astype(np.int32)
     return out
+
+
+def _build_faq(workdir: Path, log: Any) -> tuple[Path, dict[str, Any] | None]:
+    """The shop's FAQ encoded into the bundle (issue 18), so `ask` and POST /v1/ask do not
+    encode it per run; nothing when the shop has no faq table."""
+    from ..insights._faq_stage import build_faq_stage
+
+    path = workdir / "tmp" / "faq-build"
+    info = build_faq_stage(workdir, path)
+    if info:
+        log(f"faq: {info['entries']:,} entries encoded in {info['seconds']}s")
+    return path, info
 
 
 def _build_search(

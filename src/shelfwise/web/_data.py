@@ -778,8 +778,8 @@ def _compute_profiles(workdir: Path) -> dict[str, Any]:
     from ..insights._customers import profile_customers
     from ..insights._data import load_curated
 
-    with warehouse():
-        events, products, at = load_curated(workdir, None)
+    with warehouse():  # profiling: users without personalization consent are left out
+        events, products, at = load_curated(workdir, None, consent="personalization")
     if events.empty:
         raise ValueError("no curated events")
     prof, info = profile_customers(events, products, at, PROFILE_HORIZON_DAYS)

@@ -1,0 +1,113 @@
+"""The FAQ built by `train` into the bundle (`faq/`: the entries and their encodings), and the
+matcher `ask` and `POST /v1/ask` use: the bundle's when it was built from the FAQ the warehouse
+holds now, else one built on the fly (a bundle trained before the faq table existed, or an FAQ
+ingested since)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from ._faq import FaqMatcher
+
+FAQ_DIR = "faq"  # inside a bundle
+
+
+def build_faq_stage(workdir: str | Path, out: str | Path) -> dict[str, Any] | None:
+    """`train`'s FAQ stage: encode the curated faq table into `out` (moved into the bundle by the
+    caller); None when the shop has no FAQ (then nothing is written)."""
+    from ..storage import read_only
+    from ._run import load_faq
+
+    with read_only(workdir) as (_, curated):
+        if "faq" not in curated:
+            return None
+    t0 = time.monotonic()
+    ids, questions, answers = load_faq(workdir)
+    out = Path(out)
+    if out.exists():
+        shutil.rmtree(out)
+    FaqMatcher(ids, questions, answers).save(out)
+    return {"entries": len(ids), "seconds": round(time.monotonic() - t0, 1)}
+
+
+def faq_matcher(workdir: str | Path, bundle: str | Path | None) -> tuple[FaqMatcher, str]:
+    """(matcher, where it came from: "bundle" or "built") for the FAQ the warehouse holds now."""
+    from ._run import load_faq
+
+    faq = load_faq(workdir)  # raises a clear error when the shop has no FAQ
+    if bundle is not None and (Path(bundle) / FAQ_DIR / "faq.json").exists():
+        m = FaqMatcher.load(Path(bundle) / FAQ_DIR)
+        if m.same_faq(*faq):
+            return m, "bundle"
+    return FaqMatcher(*faq), "built"
+
+
+def live_bundle(workdir: str | Path) -> Path | None:
+    """The bundle in production, or None before the first training."""
+    from ..errors import ShelfwiseError
+    from ..serving import current_bundle
+
+    try:
+        return current_bundle(workdir)
+    except ShelfwiseError:
+        return None
+
+
+# -- products in answers ------------------------------------------------------------------------
+PRODUCTS_K = 5
+
+
+def search_engine(bundle: str | Path | None) -> Any:
+    """The bundle's search engine, or None (no bundle, or a catalog without text to index)."""
+    if bundle is None or not (Path(bundle) / "search").exists():
+        return None
+    from ..search import SearchEngine
+
+    return SearchEngine.load(Path(bundle) / "search")
+
+
+def content_words(question: str) -> str:
+    """The question without its conversational words ("do you have a ...?"): the catalog's
+    keyword search ORs terms, so "what", "is" or "the" alone would match some description."""
+    import re
+
+    from bm25s.stopwords import STOPWORDS_EN_PLUS
+
+    stop = set(STOPWORDS_EN_PLUS)
+    return " ".join(w for w in re.findall(r"\w+", question) if w.lower() not in stop)
+
+
+def attach_products(
+    engine: Any, questions: list[str], answered: list[bool], k: int = PRODUCTS_K
+) -> list[list[str]]:
+    """The products each question is about. A question is *about products* when no FAQ entry
+    answers it and the shop's search engine, asked with the question's content words, matches
+    products (a keyword hit, or a semantic match above the engine's no-match threshold: the bar
+    meaningless text does not pass). A question the FAQ answers is about the shop's service, and
+    one that matches neither is off topic: both get []. Without a trained search engine every
+    list is empty. (English filler words only: a question in another language may match on its
+    own filler words.)"""
+    out: list[list[str]] = []
+    for q, done in zip(questions, answered, strict=True):
+        words = content_words(q) if engine is not None and not done else ""
+        if not words:
+            out.append([])
+            continue
+        page = engine.query(words, k=k)
+        out.append([str(it["product_id"]) for it in page["items"]] if page["match"] != "none" else [])
+    return out
+
+
+__all__ = [
+    "FAQ_DIR",
+    "PRODUCTS_K",
+    "attach_products",
+    "build_faq_stage",
+    "content_words",
+    "faq_matcher",
+    "live_bundle",
+    "search_engine",
+]

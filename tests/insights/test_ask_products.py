@@ -1,0 +1,78 @@
+"""`ask` on a trained demo shop with an FAQ: `train` encodes the FAQ into the bundle (ask reads
+it instead of encoding again), and a question no FAQ entry answers but the catalog does gets the
+search engine's products; an FAQ question and an off-topic one get none. The same over real
+HTTP (POST /v1/ask on `shelfwise serve`)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from shelfwise.demo import generate_demo
+from tests.insights.test_ask import FAQ
+from tests.insights.test_customers import ok, run
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    base = tmp_path_factory.mktemp("askp")
+    data = base / "data"
+    generate_demo(data, products=200, users=80, events=3000, seed=5)
+    (data / "faq.csv").write_text(FAQ)
+    ok(run("train", "--data", str(data), "--workdir", str(base / "w"), "--models", "popularity",
+           "--tune-seconds", "0", "--finetune-seconds", "0", "--cross-encoder-seconds", "0"))  # fmt: skip
+    with open(data / "products.csv", encoding="utf-8", errors="replace") as fh:  # the demo's dirty rows
+        titles = {r["product_id"]: r["title"] for r in csv.DictReader(fh)}
+    return base / "w", titles
+
+
+def product_question(titles: dict[str, str]) -> tuple[str, str]:
+    """A shopper's question naming a product's kind and colour, from an English demo title
+    ("Brand Adjective Noun - Colour"), and the noun."""
+    for title in titles.values():
+        m = re.fullmatch(r"\S+ (\w+) ([\w ]+) - (\w+)", title)
+        if m:
+            noun, colour = m.group(2).lower(), m.group(3).lower()
+            return f"do you have a {colour} {noun}?", noun
+    raise AssertionError("no English title in the demo catalog")
+
+
+@pytest.mark.slow
+def test_train_builds_the_faq_and_ask_attaches_products(trained, tmp_path: Path):
+    from shelfwise import Shop
+    from shelfwise.serving import current_bundle
+
+    work, titles = trained
+    bundle = current_bundle(work)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["faq"]["entries"] == 3 and (bundle / "faq" / "minilm.npy").exists()
+    question, noun = product_question(titles)
+    qs = tmp_path / "q.csv"
+    qs.write_text(
+        "question_id,question\n"
+        f"product,{question}\nrefund,how do i get my money back\noff,what is the capital of mongolia\n"
+        "joke,tell me a joke\n"
+    )
+    rep = Shop(work).ask(qs, tmp_path / "a.jsonl")
+    assert rep["faq_from"] == "bundle" and rep["with_products"] == 1
+    got = {r["question_id"]: r for r in map(json.loads, (tmp_path / "a.jsonl").read_text().splitlines())}
+    assert got["product"]["faq_id"] is None and 1 <= len(got["product"]["products"]) <= 5
+    assert noun in titles[got["product"]["products"][0]].lower()  # the search engine's best match
+    assert got["refund"]["faq_id"] == "F1" and got["refund"]["products"] == []
+    for off in ("off", "joke"):  # off topic: neither the FAQ nor the catalog
+        assert got[off]["faq_id"] is None and got[off]["products"] == [], got[off]
+
+    from tests.serving.conftest import Server
+
+    s = Server(work, "--absorb-seconds", "0", "--reload-seconds", "0")
+    try:
+        r = s.client.post("/v1/ask", json={"question": question})
+        assert r.status_code == 200 and r.json()["products"] == got["product"]["products"], r.text
+        r = s.client.post("/v1/ask", json={"question": "how do i get my money back"})
+        assert r.json()["faq_id"] == "F1" and r.json()["products"] == []
+    finally:
+        s.stop()

@@ -1,0 +1,250 @@
+"""`shelfwise audiences build | list | export` on a planted shop (120 heavy kitchen buyers, 180
+light buyers of garden products and books): a rule audience with a known answer, the minimum
+size, the lift estimate, permissions, erasure, a model audience read from the item side."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shelfwise.errors import ShelfwiseError
+from tests.insights._planted_audiences import HEAVY, planted_audience_shop
+from tests.insights.test_customers import ok, run
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("audiences")
+    planted_audience_shop(base / "data")
+    ok(run("ingest", "--data", str(base / "data"), "--workdir", str(base / "w")))
+    return base / "w"
+
+
+@pytest.fixture(scope="module")
+def heavy(shop: Path) -> dict:
+    """The rule audience every test reads: users with 20 orders or more, i.e. exactly HEAVY."""
+    proc = ok(
+        run("audiences", "build", "-w", str(shop), "--name", "heavy", "--rule", "frequency >= 20", "--json")
+    )
+    return json.loads(proc.stdout)
+
+
+def copy_of(shop: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "w"
+    shutil.copytree(shop, dst)
+    return dst
+
+
+def exported(path: Path) -> dict[str, float]:
+    return {r["user_id"]: float(r["score"]) for r in csv.DictReader(path.open())}
+
+
+def test_rule_audience_known_answer_lineage_and_export(shop: Path, heavy: dict, tmp_path: Path):
+    assert heavy["size"] == len(HEAVY) and heavy["kind"] == "rule"
+    assert set(heavy["data_versions"]) >= {"events", "products"} and heavy["lineage_run_id"]
+    out = tmp_path / "heavy.csv"
+    proc = ok(run("audiences", "export", "-w", str(shop), "--name", "heavy", "--out", str(out)))
+    assert "(shop ids;" in proc.stdout
+    assert set(exported(out)) == set(HEAVY)  # the known answer, in the shop's own ids
+    listed = json.loads(ok(run("audiences", "list", "-w", str(shop), "--json")).stdout)
+    assert [(a["name"], a["size"], a["rule"]) for a in listed] == [("heavy", 120, "frequency >= 20")]
+    audit = [json.loads(x) for x in (shop / "audit" / "audit.jsonl").read_text().splitlines()]
+    assert any(a["action"] == "audiences.build" and a["details"]["size"] == 120 for a in audit)
+    assert any(a["action"] == "audiences.export" and a["details"]["ids"] == "shop" for a in audit)
+    # the members are stored as pseudonyms, never the shop's ids
+    assert "H000" not in (shop / "audiences" / "heavy" / "members.jsonl").read_text()
+
+
+def test_lift_on_planted_data(heavy: dict):
+    """30 days before the last event, the heavy buyers all buy again in the next 30 days; the
+    base rate is theirs plus the few light buyers who happen to order then."""
+    lift = heavy["lift"]
+    assert lift["audience_users"] == 120 and lift["audience_rate"] == 1.0
+    assert 0.35 < lift["base_rate"] < 0.6
+    assert lift["lift"] == pytest.approx(1.0 / lift["base_rate"], rel=0.01)
+    lo, hi = lift["lift_ci95"]
+    assert 1.5 < lo < lift["lift"] < hi
+
+
+def test_lift_estimate_known_answer():
+    from shelfwise.insights._audiences import lift_estimate
+
+    members = np.zeros(1000, bool)
+    members[:100] = True
+    converted = np.zeros(1000, bool)
+    converted[:50] = True  # half the audience
+    converted[100:250] = True  # 150 of the 900 others: base rate 0.2
+    got = lift_estimate(members, converted)
+    assert got["audience_rate"] == 0.5 and got["base_rate"] == 0.2 and got["lift"] == 2.5
+    assert got["lift_ci95"][0] < 2.5 < got["lift_ci95"][1] and got["lift_ci95"][0] > 1.8
+    assert lift_estimate(members, converted) == got  # seeded
+
+
+def test_minimum_size_and_bad_rules_are_refused(shop: Path, heavy: dict):
+    from shelfwise import Shop
+
+    proc = run(
+        "audiences",
+        "build",
+        "-w",
+        str(shop),
+        "--name",
+        "small",
+        "--rule",
+        "frequency >= 20",
+        "--min-size",
+        "121",
+    )
+    assert proc.returncode == 2 and "fewer than the minimum audience size 121" in proc.stderr
+    assert not (shop / "audiences" / "small").exists()
+    for rule, why in (
+        ("segment == 'loyl'", "'loyl' is not a segment"),
+        ("churn > 0.5", "unknown field 'churn'"),
+        ("frequency >= 'x'", "frequency is a number"),
+        ("__import__('os')", "only comparisons of a profile field"),
+    ):
+        with pytest.raises(ShelfwiseError, match=re.escape(why)):
+            Shop(shop).build_audience(name="bad", rule=rule)
+    with pytest.raises(ShelfwiseError, match="--replace"):
+        Shop(shop).build_audience(name="heavy", rule="frequency >= 20")
+    with pytest.raises(ShelfwiseError, match="exactly one of"):
+        Shop(shop).build_audience(name="two", rule="frequency >= 20", category="Kitchen")
+
+
+def test_spec_file(shop: Path, tmp_path: Path):
+    from shelfwise import Shop
+
+    spec = tmp_path / "a.toml"
+    spec.write_text(
+        '[audience]\nname = "lapsing"\nrule = "frequency <= 3 and recency_days > 60"\nmin_size = 10\nlift = false\n'
+    )
+    rep = Shop(copy_of(shop, tmp_path)).build_audience(spec)
+    assert rep["lift"] is None and 10 <= rep["size"] <= 180 and rep["spec"]["min_size"] == 10
+    spec.write_text('name = "x"\nrules = "frequency > 1"\n')
+    with pytest.raises(ShelfwiseError, match="unknown audience field"):
+        Shop(shop).build_audience(spec)
+
+
+def test_permissions_raw_ids_only_for_roles_allowed(shop: Path, heavy: dict, tmp_path: Path):
+    from shelfwise import Shop
+    from shelfwise.errors import AccessDenied
+
+    w = copy_of(shop, tmp_path)
+    keys = {"root": Shop(w).add_person("root", "admin")}
+    for name, role in (("ana", "analyst"), ("sci", "scientist"), ("eng", "engineer"), ("svc", "service")):
+        keys[name] = Shop(w, as_="root", api_key=keys["root"]).add_person(name, role)
+
+    def as_(name: str) -> Shop:
+        return Shop(w, as_=name, api_key=keys[name])
+
+    with pytest.raises(AccessDenied, match="may not audiences.build"):
+        as_("eng").build_audience(name="x", rule="frequency >= 20")
+    for who in ("eng", "svc"):
+        with pytest.raises(AccessDenied, match="may not audiences.export"):
+            as_(who).export_audience("heavy", tmp_path / "e.csv")
+    assert as_("sci").export_audience("heavy", tmp_path / "s.csv")["ids"] == "pseudonym"
+    pseudo = exported(tmp_path / "s.csv")
+    assert len(pseudo) == 120 and not set(pseudo) & set(HEAVY)  # a scientist gets pseudonyms
+    assert as_("ana").export_audience("heavy", tmp_path / "a.csv")["ids"] == "shop"
+    assert set(exported(tmp_path / "a.csv")) == set(HEAVY)  # the analyst runs the campaign
+    assert as_("ana").export_audience("heavy", tmp_path / "p.csv", pseudonyms=True)["ids"] == "pseudonym"
+    audit = [json.loads(x) for x in (w / "audit" / "audit.jsonl").read_text().splitlines()]
+    exports = [(a["actor"], a["details"]["ids"]) for a in audit if a["action"] == "audiences.export"]
+    assert exports[-3:] == [("sci", "pseudonym"), ("ana", "shop"), ("ana", "pseudonym")]
+    assert any(
+        a["action"] == "access.denied" and a["details"]["denied_action"] == "audiences.build" for a in audit
+    )
+
+
+def test_an_erased_user_leaves_stored_audiences(shop: Path, heavy: dict, tmp_path: Path):
+    from shelfwise import Shop
+    from shelfwise.governance import Pseudonymizer, SecretStore
+
+    w = copy_of(shop, tmp_path)
+    ok(run("privacy", "erase", "-w", str(w), "--user", "H007"))
+    pseudo = Pseudonymizer(SecretStore(w).pseudonym_key())("H007")
+    assert pseudo not in (w / "audiences" / "heavy" / "members.jsonl").read_text()
+    listed = Shop(w).audiences()
+    assert listed[0]["size"] == 119 and listed[0]["built_size"] == 120
+    Shop(w).export_audience("heavy", tmp_path / "e.csv")
+    assert set(exported(tmp_path / "e.csv")) == set(HEAVY) - {"H007"}
+    # below its minimum size after erasures, an audience is no longer exported
+    Shop(w).build_audience(name="h2", rule="frequency >= 20", min_size=119, lift=False)
+    Shop(w).erase("H008")
+    with pytest.raises(ShelfwiseError, match="fewer than its minimum size 119"):
+        Shop(w).export_audience("h2", tmp_path / "f.csv")
+
+
+def test_the_export_goes_through_one_consent_gate(shop: Path, heavy: dict, tmp_path: Path, monkeypatch):
+    """Marketing consent (issue 19) is wired into `_eligible_for_marketing`: what it refuses is
+    not exported, and the minimum size is checked after it."""
+    from shelfwise import Shop
+    from shelfwise.insights import _audiences
+
+    w = copy_of(shop, tmp_path)
+    monkeypatch.setattr(
+        _audiences, "_eligible_for_marketing", lambda workdir, ps: [i % 2 == 0 for i in range(len(ps))]
+    )
+    rep = Shop(w).export_audience("heavy", tmp_path / "y.jsonl")
+    assert rep["rows"] == 60 and len((tmp_path / "y.jsonl").read_text().splitlines()) == 60
+    Shop(w).build_audience(name="h3", rule="frequency >= 20", min_size=61, lift=False)
+    with pytest.raises(ShelfwiseError, match="fewer than its minimum size 61"):
+        Shop(w).export_audience("h3", tmp_path / "x.csv")
+
+
+@pytest.mark.slow
+def test_model_audience_reads_the_recommenders_from_the_item_side(shop: Path, heavy: dict, tmp_path: Path):
+    """'Most likely to buy in Kitchen': the heavy buyers (all their orders are kitchen products),
+    from the trained bundle; the lift of the same audience built 30 days earlier is measured on
+    kitchen purchases."""
+    w = copy_of(shop, tmp_path)
+    ok(run("train", "-w", str(w), "--models", "popularity,itemknn,als", "--tune-seconds", "0",
+           "--finetune-seconds", "0", "--cross-encoder-seconds", "0"))  # fmt: skip
+    rep = json.loads(
+        ok(
+            run(
+                "audiences",
+                "build",
+                "-w",
+                str(w),
+                "--name",
+                "kitchen",
+                "--category",
+                "Kitchen",
+                "--size",
+                "120",
+                "--days",
+                "30",
+                "--json",
+            )
+        ).stdout  # fmt: skip
+    )
+    assert rep["kind"] == "model" and rep["bundle_version"] and rep["model"] in ("itemknn", "als")
+    assert rep["targets_count"] == 10 and rep["lift"]["lift"] > 2 and rep["lift"]["lift_ci95"][0] > 1.5
+    ok(run("audiences", "export", "-w", str(w), "--name", "kitchen", "--out", str(tmp_path / "k.csv")))
+    assert set(exported(tmp_path / "k.csv")) == set(HEAVY)
+    proc = run("audiences", "build", "-w", str(w), "--name", "p", "--product", "NOPE")
+    assert proc.returncode == 2 and "NOPE not in the trained bundle" in proc.stderr
+
+
+def test_users_without_marketing_or_personalization_consent_are_not_exported(
+    shop: Path, heavy: dict, tmp_path: Path
+):
+    """The consent register (issue 19) through the one gate: a marketing withdrawal and a
+    personalization withdrawal each leave the export; a user who consents again is back."""
+    from shelfwise import Shop
+
+    w = copy_of(shop, tmp_path)
+    Shop(w).set_consent("H001", marketing=False)
+    Shop(w).set_consent("H002", personalization=False)
+    Shop(w).export_audience("heavy", tmp_path / "a.csv")
+    assert set(exported(tmp_path / "a.csv")) == set(HEAVY) - {"H001", "H002"}
+    Shop(w).set_consent("H001", marketing=True)
+    Shop(w).export_audience("heavy", tmp_path / "b.csv")
+    assert set(exported(tmp_path / "b.csv")) == set(HEAVY) - {"H002"}

@@ -1,0 +1,98 @@
+"""`GET /v1/users/{id}/profile` over real HTTP on the served demo shop: 503 while the profiles of
+the current data are fitted, then the same profile `insights customers` writes, 404 (the one
+error shape) for an unknown user, gone after erasure; who may call it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cli.test_cli import sw
+from tests.serving.conftest import Server, known_users
+
+
+def profile_when_ready(server: Server, user: str, headers: dict[str, str] | None = None, wait_s: float = 240):
+    deadline = time.monotonic() + wait_s
+    while True:
+        r = server.client.get(f"/v1/users/{user}/profile", headers=headers or {})
+        if r.status_code != 503 or time.monotonic() > deadline:
+            return r
+        assert r.headers["retry-after"] == "10" and "being fitted" in r.json()["error"]
+        time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def shop(served_workdir, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A copy of the served shop (this module erases a user)."""
+    data, work = served_workdir
+    copy = tmp_path_factory.mktemp("profile") / "w"
+    shutil.copytree(work, copy)
+    return data, copy
+
+
+@pytest.mark.slow
+def test_profile_over_http_matches_insights_customers_then_erasure(shop):
+    data, work = shop
+    users = known_users(data, work, 3)
+    out = work.parent / "profiles.jsonl"
+    sw("insights", "customers", "--workdir", str(work), "--out", str(out))
+    batch = {r["user_id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    s = Server(work, "--absorb-seconds", "0", "--reload-seconds", "0.5")
+    try:
+        r = profile_when_ready(s, users[0])
+        assert r.status_code == 200, r.text
+        got = r.json()
+        want = batch[users[0]]
+        assert (
+            got["user_id"] == users[0]
+            and got["horizon_days"] == 90
+            and got["data_version"].startswith("events-v")
+        )
+        for f in ("frequency", "segment", "top_categories", "top_brands", "price_level"):
+            assert got[f] == want[f], f
+        for f in ("recency_days", "monetary", "expected_purchases", "churn_risk", "expected_value"):
+            assert got[f] == pytest.approx(want[f], abs=1e-9), f
+        # stored once per data version, keyed by pseudonym (never the shop's id)
+        (stored,) = (work / "insights" / "profiles").glob("*.jsonl")
+        assert users[0] not in stored.read_text()
+        r = s.client.get("/v1/users/nobody-at-all/profile")
+        assert r.status_code == 404 and set(r.json()) == {"error"} and "unknown user" in r.json()["error"]
+        sw("privacy", "erase", "--workdir", str(work), "--user", users[1])
+        assert s.client.get(f"/v1/users/{users[1]}/profile").status_code in (404, 503)
+        r = profile_when_ready(s, users[1])
+        assert r.status_code == 404, r.text
+        assert profile_when_ready(s, users[2]).status_code == 200
+    finally:
+        s.stop()
+
+
+@pytest.mark.slow
+def test_who_may_read_a_profile(shop):
+    """Services (the shop's CRM) and people who work with customers' data; not an engineer."""
+    data, work = shop
+    from shelfwise.governance import People
+
+    people = People(work)
+    root = people.add("root", "admin")
+    keys = {role: people.add(f"p-{role}", role) for role in ("service", "engineer")}
+    user = known_users(data, work, 5)[-1]
+    s = Server(
+        work,
+        "--absorb-seconds",
+        "0",
+        "--reload-seconds",
+        "0",
+        env={"SHELFWISE_AS": "root", "SHELFWISE_API_KEY": root},
+    )
+    try:
+        assert s.client.get(f"/v1/users/{user}/profile").status_code == 401
+        r = s.client.get(f"/v1/users/{user}/profile", headers={"X-API-Key": keys["engineer"]})
+        assert r.status_code == 403 and "may not insights.profile" in r.json()["error"]
+        r = profile_when_ready(s, user, {"X-API-Key": keys["service"]})
+        assert r.status_code == 200 and r.json()["user_id"] == user
+    finally:
+        s.stop()
