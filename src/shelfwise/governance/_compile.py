@@ -120,8 +120,12 @@ class Dialect:
         return f"to_timestamp({num})::TIMESTAMP"
 
     def iso_timestamp(self, s: str) -> str:
-        """ISO 8601 with or without an offset, as UTC wall-clock time."""
-        return f"TRY_CAST(TRY_CAST({s} AS TIMESTAMPTZ) AS TIMESTAMP)"
+        """ISO 8601 with or without an offset, as UTC wall-clock time. Only for a value that
+        starts with a four-digit year: the cast also reads `05/01/24` as 24 January of the year
+        5 (a US short date, which the formats read as 1 May 2024)."""
+        return (
+            f"CASE WHEN substr({s}, 5, 1) = '-' THEN TRY_CAST(TRY_CAST({s} AS TIMESTAMPTZ) AS TIMESTAMP) END"
+        )
 
     def plain_timestamp(self, s: str) -> str:
         return f"TRY_CAST({s} AS TIMESTAMP)"
@@ -238,9 +242,6 @@ class SparkDialect(Dialect):
 DUCKDB = Dialect()
 SPARK = SparkDialect()
 DIALECTS = {"duckdb": DUCKDB, "spark": SPARK}
-
-
-
 
 
 @dataclass(frozen=True)
