@@ -141,23 +141,24 @@ def _erase_parquet(wh: Any, raw: str, pseudo: str) -> dict[str, int]:
         "SELECT physical_name FROM meta.table_versions WHERE physical_name LIKE '%/%.parquet'"
     ).fetchall()
     locations = {Path(p).parents[3] for (p,) in versions}  # <location>/curated/<table>/v<N>/*.parquet
-    targets = [(p, "trim(user_id) = $1", pseudo) for (p,) in versions]
+    targets = [(p, "user_id", "trim(user_id) = $1", pseudo) for (p,) in versions]
     targets += [
         (
             str(loc / "quarantine" / "*" / "*" / "*.parquet"),
+            "raw",
             "trim(json_extract_string(raw, '$.user_id')) = $1",
             raw,
         )
         for loc in locations
     ]
-    for pattern, match, value in targets:
+    for pattern, column, match, value in targets:
         for f in sorted(Path(x) for x in glob.glob(pattern)):
             con = duckdb.connect()
             try:
                 cols = {
                     r[0] for r in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(f)]).fetchall()
                 }
-                if ("user_id" if "user_id" in match else "raw") not in cols:
+                if column not in cols:
                     continue
                 row = con.execute(
                     f"SELECT count(*) FROM read_parquet($2) WHERE {match}", [value, str(f)]

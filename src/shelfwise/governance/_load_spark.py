@@ -109,12 +109,27 @@ def spark_check_rows(st: LoadState) -> None:
     st.frames["checked"] = spark.sql(compiled.query(source, extra)).localCheckpoint()
 
 
+SMALL_HITS = 50_000
+
+
 def _add_reason(st: LoadState, hits: Any, reason: Reason, *, any_row: bool = False) -> None:
     """Append `reason` to the still-valid (`any_row`: every) rows whose `_source_line` is in
     `hits(_hit_line, _hit_detail)`; the first detail stays."""
     from pyspark.sql import functions as F
 
     df = st.frames["checked"]
+    # defects are few: up to SMALL_HITS flagged rows are fetched (one job) and joined back as a
+    # small local table, so `checked` needs no new materialization; more are joined as computed
+    # and the result checkpointed (else every later check would recompute the windows)
+    few = hits.limit(SMALL_HITS + 1).collect()
+    small = len(few) <= SMALL_HITS
+    if small and not few:
+        return
+    if small:
+        hits = _engine(st).session.createDataFrame(
+            [(int(r[0]), r[1]) for r in few], "_hit_line bigint, _hit_detail string"
+        )
+        hits = F.broadcast(hits)
     j = df.join(hits, df["_source_line"] == hits["_hit_line"], "left")
     hit = F.col("_hit_line").isNotNull()
     if not any_row:
@@ -129,7 +144,8 @@ def _add_reason(st: LoadState, hits: Any, reason: Reason, *, any_row: bool = Fal
     ).withColumn(
         "_detail", F.when(F.col("_hit"), F.coalesce("_detail", "_hit_detail")).otherwise(F.col("_detail"))
     )
-    st.frames["checked"] = j.drop("_hit", "_hit_line", "_hit_detail").localCheckpoint()
+    j = j.drop("_hit", "_hit_line", "_hit_detail")
+    st.frames["checked"] = j if small else j.localCheckpoint()
 
 
 def _view(st: LoadState) -> str:
