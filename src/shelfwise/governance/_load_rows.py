@@ -7,12 +7,12 @@ from ._compile import compile_contract, lit, q
 from ._contracts import Kind
 from ._load_state import CHECKED, LoadState
 
-__all__ = ["check_rows"]
+__all__ = ["check_rows", "day_first_dates"]
 
 
 def check_rows(st: LoadState) -> None:
     """`_checked` (typed values, `_reasons`, `_detail`, `_source_line`) from `st.load`."""
-    day_first = _day_first(st)
+    day_first = day_first_dates(st)
     if day_first:
         st.note(
             f"{st.src.name}: dates like 05/01/2024 read as day/month/year (a first field above 12 occurs, "
@@ -35,7 +35,7 @@ def check_rows(st: LoadState) -> None:
     st.wh.sql(f"CREATE OR REPLACE TEMP TABLE {CHECKED} AS {compiled.query(source, extra_sel)}")
 
 
-def _day_first(st: LoadState) -> bool:
+def day_first_dates(st: LoadState) -> bool:
     """Whether the file writes slash dates day first (`25/01/2024`): some first field is
     above 12 and no second one is. Month first otherwise (a sample of 200,000 such values)."""
     columns = [c.name for c in st.contract.columns if c.kind is Kind.TIMESTAMP]

@@ -13,6 +13,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..storage import StagedFile, Warehouse
 from ._compile import lit, q
@@ -70,6 +71,10 @@ class LoadState:
     load_id: int = 0
     target: str = ""  # where this load's rows are written first: raw, or a temp table (staging)
     load: str = ""  # a view of this load's rows as loaded (strings)
+    # where the stages after reading run (`storage.Engine`): DuckDB, or Spark (`_load_spark`),
+    # whose stages keep their DataFrames in `frames`
+    engine: Any = None
+    frames: dict[str, Any] = field(default_factory=dict)
 
     @property
     def src(self) -> Path:

@@ -18,6 +18,7 @@ def ingest_dataset(
     skip_unchanged: bool = False,
     append: bool = False,
     map_flags: Sequence[str] = (),
+    engine: Any = None,
 ) -> Any:
     """Governed ingestion of a dataset directory in any known format (converted first), with
     the HTML quality report written: what `shelfwise ingest` and `shelfwise train --data` run.
@@ -36,13 +37,18 @@ def ingest_dataset(
 
     preload = _preload("ibis.backends.duckdb", background=("pandera.ibis", "shelfwise.reporting"))
     try:
-        return _ingest_dataset(Path(data), Path(workdir), skip_unchanged, append, map_flags)
+        return _ingest_dataset(Path(data), Path(workdir), skip_unchanged, append, map_flags, engine)
     finally:
         preload.join()  # an early failure does not leave a thread importing while Python exits
 
 
 def _ingest_dataset(
-    data: Path, workdir: Path, skip_unchanged: bool, append: bool, map_flags: Sequence[str]
+    data: Path,
+    workdir: Path,
+    skip_unchanged: bool,
+    append: bool,
+    map_flags: Sequence[str],
+    engine: Any = None,
 ) -> Any:
     from ..datasets import convert, detect_format
     from ..governance import ingest
@@ -65,7 +71,7 @@ def _ingest_dataset(
         res = convert(data, converted, fmt)
         notes.append(f"{data} is in the {fmt} format: converted to {converted} ({res.files})")
         data = converted
-    report = ingest(data, workdir, append=append, column_map=column_map)
+    report = ingest(data, workdir, append=append, column_map=column_map, engine=engine)
     report.notes[:0] = notes
     from ..governance._consent import sync_users_table
 

@@ -1,13 +1,20 @@
-"""Storage: the workdir's warehouse (DuckDB through Ibis) and source-file staging."""
+"""Storage: the workdir's warehouse (DuckDB through Ibis), source-file staging, and the engine a
+load runs on (DuckDB, or Spark with Parquet in a warehouse location)."""
 
 from ._sources import StagedFile, file_sha256, find_table_file, stage_file
+from ._spark import ENGINES, DuckDBEngine, Engine, SparkEngine, engine_from
 from ._warehouse import LAYERS, TableVersion, Warehouse, read_only
 
 __all__ = [
+    "ENGINES",
     "LAYERS",
+    "DuckDBEngine",
+    "Engine",
+    "SparkEngine",
     "StagedFile",
     "TableVersion",
     "Warehouse",
+    "engine_from",
     "file_sha256",
     "find_table_file",
     "read_only",

@@ -155,6 +155,40 @@ class Warehouse:
         )
         return tv
 
+    def publish_parquet(self, table: str, files: str, run_id: str, contract_version: str) -> TableVersion:
+        """Record a version another engine (Spark) wrote as Parquet (`files`: a glob): the view
+        `curated.<name>` reads it, so readers need not know which engine wrote a table. The
+        version's physical name is its Parquet location."""
+        prev = self.latest_version(table)
+        version = (prev.version + 1) if prev else 1
+        relation = f"read_parquet('{files}')"
+        count, digest = self.fingerprint(relation)
+        self.sql(f'CREATE OR REPLACE VIEW curated."{table}" AS SELECT * FROM {relation}')
+        tv = TableVersion(
+            table,
+            version,
+            run_id,
+            datetime.now(UTC).replace(tzinfo=None).isoformat(),
+            count,
+            digest,
+            contract_version,
+            files,
+        )
+        self.sql(
+            "INSERT INTO meta.table_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                tv.table,
+                tv.version,
+                tv.run_id,
+                tv.created_at,
+                tv.row_count,
+                tv.content_hash,
+                tv.contract_version,
+                tv.physical_name,
+            ],
+        )
+        return tv
+
     def fingerprint(self, relation: str) -> tuple[int, str]:
         """Row count and an order-independent content hash of a relation."""
         row = self.sql(

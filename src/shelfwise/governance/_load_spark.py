@@ -1,0 +1,359 @@
+"""A table's load on Apache Spark (`--engine spark`): the same stages as on DuckDB, over the same
+`LoadState`, with the data work in Spark.
+
+- reading the file stays where it is (`_load_raw`: staging, the CSV/JSON/Parquet reader, malformed
+  lines, the raw layer in the workdir's DuckDB); the load's rows reach Spark as Parquet (pandas-3
+  string nulls would otherwise arrive as 'NaN');
+- the contract's row checks are the contract compiled to Spark SQL (`_compile.SparkDialect`),
+  with the text normalizer and the JSON test as Python UDFs;
+- erased users' rows are withheld, then duplicates, repeated event ids, conflicting keys, unknown
+  references and robot windows are flagged, in Spark (windows and joins);
+- pseudonyms are the same keyed HMAC-SHA256 hexdigests (computed once per distinct id, as on
+  DuckDB, and joined in Spark); the curated version and this load's quarantined rows are
+  written as Parquet in the engine's warehouse location, and recorded in the workdir's DuckDB
+  catalog (`Warehouse.publish_parquet`; quarantined rows are indexed in `quarantine.rows` for
+  the stewards' commands).
+
+The accounting and the pandera validation are the DuckDB path's (`_load_publish.account`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import ShelfwiseError
+from ..storage import SparkEngine
+from ._compile import JSON_VALID_UDF, NORMALIZE_UDF, SPARK, compile_contract, lit
+from ._contracts import BOT_EVENT_TYPES, Kind
+from ._load_publish import account
+from ._load_rows import day_first_dates
+from ._load_state import LoadState, count_withheld, safe
+from ._privacy import Pseudonymizer, SecretStore
+from ._reasons import Reason
+
+__all__ = ["spark_check_rows", "spark_check_sets", "spark_publish", "spark_withhold_erased"]
+
+bq = SPARK.q  # Spark's identifier quoting
+
+
+def _engine(st: LoadState) -> SparkEngine:
+    assert isinstance(st.engine, SparkEngine)
+    return st.engine
+
+
+def _tmp(st: LoadState) -> Path:
+    return _engine(st).location / "_tmp" / st.run_id
+
+
+def register_udfs(spark: Any) -> None:
+    """The contract SQL's two Python functions, as Arrow-batched UDFs."""
+    import pandas as pd
+    import pyarrow as pa
+    from pyspark.sql.functions import pandas_udf
+
+    from ._text import normalize_text_array
+
+    def normalize(values: pd.Series) -> pd.Series:
+        arr = normalize_text_array(pa.array(values, pa.string(), from_pandas=True))
+        return pd.Series(arr.to_pylist(), index=values.index, dtype=object)
+
+    def json_valid(values: pd.Series) -> pd.Series:
+        import json
+
+        def ok(v: Any) -> bool | None:
+            if v is None or not isinstance(v, str):
+                return None
+            try:
+                json.loads(v)
+            except ValueError:
+                return False
+            return True
+
+        return pd.Series([ok(v) for v in values], index=values.index, dtype=object)
+
+    # (this module's annotations are strings; pyspark reads the UDF kind from real ones)
+    for fn in (normalize, json_valid):
+        fn.__annotations__ = {"values": pd.Series, "return": pd.Series}
+    spark.udf.register(NORMALIZE_UDF, pandas_udf(normalize, "string"))  # type: ignore[call-overload]
+    spark.udf.register(JSON_VALID_UDF, pandas_udf(json_valid, "boolean"))  # type: ignore[call-overload]
+
+
+def spark_check_rows(st: LoadState) -> None:
+    """The load's rows (strings) to Parquet, read by Spark, checked by the compiled contract."""
+    spark = _engine(st).session
+    register_udfs(spark)
+    day_first = day_first_dates(st)
+    compiled = compile_contract(
+        st.contract,
+        min_year=st.settings.min_year,
+        max_future_days=st.settings.max_future_days,
+        day_first=day_first,
+        dialect=SPARK,
+    )
+    path = _tmp(st) / f"{st.name}_load.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    st.wh.sql(f"COPY (SELECT * FROM {st.load}) TO '{path.as_posix()}' (FORMAT PARQUET)")
+    load = spark.read.parquet(str(path))
+    st.frames["load"] = load
+    view = f"_sw_load_{st.name}"
+    load.createOrReplaceTempView(view)
+    extra = [bq("x_" + safe(e)) for e in st.extra_kept]
+    source = view
+    if extra:
+        kept = [bq(c) for c in st.contract.column_names] + ["_source_line"]
+        cleaned = [f"nullif(trim({c}), '') AS {c}" for c in extra]
+        source = f"(SELECT {', '.join(kept + cleaned)} FROM {view}) AS _with_extra"
+    st.frames["checked"] = spark.sql(compiled.query(source, extra)).localCheckpoint()
+
+
+SMALL_HITS = 50_000
+
+
+def _add_reason(st: LoadState, hits: Any, reason: Reason, *, any_row: bool = False) -> None:
+    """Append `reason` to the still-valid (`any_row`: every) rows whose `_source_line` is in
+    `hits(_hit_line, _hit_detail)`; the first detail stays."""
+    from pyspark.sql import functions as F
+
+    df = st.frames["checked"]
+    # defects are few: up to SMALL_HITS flagged rows are fetched (one job) and joined back as a
+    # small local table, so `checked` needs no new materialization; more are joined as computed
+    # and the result checkpointed (else every later check would recompute the windows)
+    few = hits.limit(SMALL_HITS + 1).collect()
+    small = len(few) <= SMALL_HITS
+    if small and not few:
+        return
+    if small:
+        hits = _engine(st).session.createDataFrame(
+            [(int(r[0]), r[1]) for r in few], "_hit_line bigint, _hit_detail string"
+        )
+        hits = F.broadcast(hits)
+    j = df.join(hits, df["_source_line"] == hits["_hit_line"], "left")
+    hit = F.col("_hit_line").isNotNull()
+    if not any_row:
+        hit = hit & (F.size("_reasons") == 0)
+    # (the flag first: `_reasons` changes in the next step and the detail needs the same answer)
+    j = j.withColumn("_hit", hit)
+    j = j.withColumn(
+        "_reasons",
+        F.when(F.col("_hit"), F.concat("_reasons", F.array(F.lit(reason.value)))).otherwise(
+            F.col("_reasons")
+        ),
+    ).withColumn(
+        "_detail", F.when(F.col("_hit"), F.coalesce("_detail", "_hit_detail")).otherwise(F.col("_detail"))
+    )
+    j = j.drop("_hit", "_hit_line", "_hit_detail")
+    st.frames["checked"] = j if small else j.localCheckpoint()
+
+
+def _view(st: LoadState) -> str:
+    st.frames["checked"].createOrReplaceTempView("_sw_checked")
+    return "_sw_checked"
+
+
+def spark_withhold_erased(st: LoadState) -> None:
+    """As `_load_publish.withhold_erased`: every id of the load pseudonymized once and looked
+    up in the erasure register; their rows dated at or before the erasure leave the load."""
+    if not st.staging:
+        return
+    assert st.erasures is not None
+    spark = _engine(st).session
+    df = st.frames["checked"]
+    hits: list[tuple[str, str, datetime]] = []
+    for c in st.pseudo_cols:
+        ids = [r[0] for r in df.where(df[c].isNotNull()).select(c).distinct().collect()]
+        pseudos, erased = st.erasures.lookup(ids)
+        st.frames[f"pseudo_{c}"] = (ids, pseudos)
+        hits += [(c, raw, at) for raw, at in erased]
+    if not hits:
+        return
+    spark.createDataFrame(hits, "col string, raw_id string, at timestamp_ntz").createOrReplaceTempView(
+        "_sw_erased"
+    )
+    on = " OR ".join(f"(e.col = {SPARK.lit(c)} AND c.{bq(c)} = e.raw_id)" for c in st.pseudo_cols)
+    later = "false"
+    if any(c.name == "timestamp" and c.kind is Kind.TIMESTAMP for c in st.contract.columns):
+        later = f"c.`timestamp` > e.at AND c.`timestamp` <= {SPARK.now_plus_days(1)}"
+    lines = [
+        int(r[0])
+        for r in spark.sql(
+            f"SELECT DISTINCT c._source_line FROM {_view(st)} c JOIN _sw_erased e ON {on} "
+            f"WHERE NOT coalesce({later}, false)"
+        ).collect()
+    ]
+    if not lines:
+        return
+    from pyspark.sql import functions as F
+
+    st.frames["checked"] = df.where(~F.col("_source_line").isin(lines)).localCheckpoint()
+    st.wh.sql(f"DELETE FROM {st.target} WHERE list_contains(?::BIGINT[], _source_line)", [lines])
+    count_withheld(st.tr, len(lines))
+    st.note(
+        f"{st.name}: {len(lines):,} row(s) of erased users withheld (dated at or before their erasure, or "
+        "undated): not stored in raw, curated or quarantine"
+    )
+
+
+def spark_check_sets(st: LoadState) -> None:
+    """As `_load_sets.check_sets`, in Spark."""
+    contract = st.contract
+    content = [bq(c) for c in contract.column_names] + [bq("x_" + safe(e)) for e in st.extra_kept]
+    if contract.dedupe_exact:
+        _flag_repeats(
+            st, Reason.DUPLICATE_ROW, content, last_wins=False, detail="'exact duplicate of an earlier row'"
+        )
+    if "event_id" in contract.column_names:
+        _flag_repeats(
+            st,
+            Reason.DUPLICATE_ROW,
+            ["event_id"],
+            last_wins=False,
+            detail="'event_id ' || event_id || ': repeats an earlier event'",
+            where="event_id IS NOT NULL",
+        )
+    if contract.key:
+        keys = [bq(k) for k in contract.key]
+        _flag_repeats(
+            st, Reason.DUPLICATE_ROW, content, last_wins=True, detail="'exact duplicate of a later row'"
+        )
+        key_text = " || ',' || ".join(keys)
+        _flag_repeats(
+            st,
+            Reason.DUPLICATE_KEY,
+            keys,
+            last_wins=True,
+            detail=f"'conflicting duplicate of key ' || {key_text} || ' (the last row wins)'",
+        )
+    for col, ref_table, ref_col in contract.references:
+        if ref_table not in st.report.tables:
+            continue
+        _flag_unknown(st, col, ref_table, ref_col)
+    if contract.name == "events":
+        _flag_bots(st)
+
+
+def _flag_repeats(
+    st: LoadState, reason: Reason, columns: list[str], *, last_wins: bool, detail: str, where: str = "true"
+) -> None:
+    spark = _engine(st).session
+    order = "_source_line DESC" if last_wins else "_source_line"
+    hits = spark.sql(
+        f"""SELECT _source_line AS _hit_line, {detail} AS _hit_detail FROM (
+              SELECT *, row_number() OVER (PARTITION BY {", ".join(columns)} ORDER BY {order}) AS _rn
+              FROM {_view(st)} WHERE size(_reasons) = 0 AND {where}) AS r WHERE _rn > 1"""
+    )
+    _add_reason(st, hits, reason)
+
+
+def _flag_unknown(st: LoadState, col: str, ref_table: str, ref_col: str) -> None:
+    """Ids the referenced table does not know: its curated rows (this load's Parquet) and the
+    rows of it quarantined by this load (a product with a broken title is still a product)."""
+    spark = _engine(st).session
+    version = st.wh.latest_version(ref_table)
+    parts = []
+    if version is not None and "/" in version.physical_name:
+        spark.read.parquet(version.physical_name.rsplit("/", 1)[0]).createOrReplaceTempView("_sw_ref")
+        parts.append(f"SELECT {bq(ref_col)} AS id FROM _sw_ref")
+    quarantined = [
+        r[0]
+        for r in st.wh.sql(
+            f"SELECT DISTINCT nullif(trim(json_extract_string(raw, '$.{ref_col}')), '') FROM quarantine.rows "
+            f"WHERE table_name = ? AND reason <> 'malformed_row' AND run_id = ?",
+            [ref_table, st.run_id],
+        ).fetchall()
+        if r[0] is not None
+    ]
+    spark.createDataFrame([(v,) for v in quarantined], "id string").createOrReplaceTempView("_sw_ref_q")
+    parts.append("SELECT id FROM _sw_ref_q")
+    c = bq(col)
+    hits = spark.sql(
+        f"""SELECT c._source_line AS _hit_line, {SPARK.lit(f"{col}: unknown {ref_table[:-1]} ")} || c.{c} AS _hit_detail
+            FROM {_view(st)} c LEFT ANTI JOIN ({" UNION ".join(parts)}) AS k ON c.{c} = k.id
+            WHERE c.{c} IS NOT NULL"""
+    )
+    _add_reason(st, hits, Reason.UNKNOWN_REFERENCE, any_row=True)
+
+
+def _flag_bots(st: LoadState) -> None:
+    s = st.settings
+    spark = _engine(st).session
+    types = ", ".join(SPARK.lit(t) for t in BOT_EVENT_TYPES)
+    view = _view(st)
+    behaviour = f"size(_reasons) = 0 AND event_type IN ({types})"
+    window = int(s.bot_window_seconds) * 1_000_000
+    peak = int(s.bot_max_events)
+    bots = spark.sql(
+        f"""SELECT user_id AS _bot, max(n) AS peak FROM (
+              SELECT user_id, count(*) OVER (PARTITION BY user_id ORDER BY unix_micros(CAST(`timestamp` AS TIMESTAMP))
+                     RANGE BETWEEN {window} PRECEDING AND CURRENT ROW) AS n
+              FROM {view} WHERE {behaviour} AND user_id IN (
+                SELECT user_id FROM {view} WHERE {behaviour} GROUP BY user_id HAVING count(*) > {peak})) AS w
+            GROUP BY user_id HAVING max(n) > {peak}"""
+    )
+    bots.createOrReplaceTempView("_sw_bots")
+    hits = spark.sql(
+        f"""SELECT c._source_line AS _hit_line,
+                   'user made ' || b.peak || ' events within {int(s.bot_window_seconds)} s' AS _hit_detail
+            FROM {view} c JOIN _sw_bots b ON c.user_id = b._bot"""
+    )
+    _add_reason(st, hits, Reason.BOT_TRAFFIC)
+
+
+def spark_publish(st: LoadState) -> None:
+    """Pseudonyms, the curated version and the quarantined rows as Parquet; the catalog and the
+    accounting in the workdir's DuckDB."""
+    from pyspark.sql import functions as F
+
+    if st.mode == "append":
+        raise ShelfwiseError("--append with --engine spark is not built yet: load a full snapshot")
+    eng, wh, contract = _engine(st), st.wh, st.contract
+    spark = eng.session
+    df = st.frames["checked"]
+    valid = df.where(F.size("_reasons") == 0)
+    pseudo = Pseudonymizer(SecretStore(st.workdir).pseudonym_key())
+    for c in st.pseudo_cols:
+        if f"pseudo_{c}" in st.frames:  # every id of the load, pseudonymized when withholding
+            ids, pseudos = st.frames[f"pseudo_{c}"]
+        else:
+            ids = [r[0] for r in valid.where(F.col(c).isNotNull()).select(c).distinct().collect()]
+            pseudos = pseudo.many(ids)
+        table = spark.createDataFrame(
+            list(zip(ids, pseudos, strict=True)), f"_raw_{c} string, _pseudo_{c} string"
+        )
+        valid = valid.join(F.broadcast(table), valid[c] == table[f"_raw_{c}"], "left")
+    out_cols = [
+        F.col(f"_pseudo_{c}").alias(c) if c in st.pseudo_cols else F.col(c) for c in contract.column_names
+    ] + [F.col("x_" + safe(e)) for e in st.extra_kept]
+    order = ["timestamp", "_source_line"] if contract.name == "events" else ["_source_line"]
+    curated = valid.orderBy(*order).select(*out_cols)
+    prev = wh.latest_version(contract.name)
+    version = (prev.version + 1) if prev else 1
+    where = eng.location / "curated" / contract.name / f"v{version}"
+    curated.write.mode("overwrite").parquet(str(where))
+    # this load's quarantined rows, each with its raw row as received (JSON, every column)
+    load = st.frames["load"]
+    raw_json = (
+        "to_json(named_struct("
+        + ", ".join(f"{SPARK.lit(c)}, l.{bq(c)}" for c in st.raw_cols)
+        + "), map('ignoreNullFields', 'false'))"
+    )
+    load.createOrReplaceTempView("_sw_raw")
+    bad = spark.sql(
+        f"""SELECT c._source_line AS source_line, c._reasons[0] AS reason, c._reasons AS reasons,
+                   c._detail AS detail, {raw_json} AS raw
+            FROM {_view(st)} c JOIN _sw_raw l ON l._source_line = c._source_line WHERE size(c._reasons) > 0"""
+    )
+    qdir = eng.location / "quarantine" / contract.name / f"run={st.run_id}"
+    bad.write.mode("overwrite").parquet(str(qdir))
+    wh.sql(
+        f"""INSERT INTO quarantine.rows SELECT nextval('quarantine.qid_seq'), {lit(st.run_id)}, {lit(contract.name)},
+            {lit(str(st.src))}, source_line, reason, reasons, detail, raw::JSON, 'open', now()::TIMESTAMP, NULL
+            FROM read_parquet('{qdir.as_posix()}/*.parquet') ORDER BY source_line"""
+    )
+    tv = wh.publish_parquet(contract.name, f"{where.as_posix()}/*.parquet", st.run_id, contract.version)
+    wh.sql(f"DROP VIEW {st.load}")
+    shutil.rmtree(_tmp(st), ignore_errors=True)
+    st.frames.clear()
+    account(st, tv, None)

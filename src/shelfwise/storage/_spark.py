@@ -1,0 +1,165 @@
+"""The engine seam: where a load's data work runs. DuckDB in the workdir (the default) or Apache
+Spark (`--engine spark`), reached through pyspark: a local master (`local[2]`) or Spark Connect
+(`sc://HOST:PORT`, a standalone cluster, Kubernetes or a managed Spark).
+
+On Spark the curated tables and the quarantine are Parquet in a warehouse location (the
+workdir's `spark-warehouse/`, or `--warehouse PATH`: a path every executor can read and write).
+The workdir's DuckDB file stays the catalog: table versions, runs, raw loads, and views over the
+Parquet versions, so every single-node reader (`export`, `catalog`, `train`, serving) reads a
+Spark-written table as it reads a DuckDB one.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ShelfwiseError
+
+__all__ = ["ENGINES", "DuckDBEngine", "Engine", "SparkEngine", "engine_from"]
+
+ENGINES = ("duckdb", "spark")
+REMOTE_ENV = "SHELFWISE_SPARK_REMOTE"
+MASTER_ENV = "SHELFWISE_SPARK_MASTER"
+
+# what every shelfwise Spark session sets: the contract SQL reads timestamps as UTC wall-clock
+# time and expects failed casts to be NULL (governance/_compile.SparkDialect)
+SESSION_CONF = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.ansi.enabled": "false",
+    "spark.sql.legacy.timeParserPolicy": "CORRECTED",
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+}
+# a local master only (a cluster's own settings are its operators')
+LOCAL_CONF = {
+    "spark.ui.enabled": "false",
+    "spark.sql.shuffle.partitions": "2",
+    "spark.default.parallelism": "2",
+    "spark.sql.adaptive.enabled": "true",
+    "spark.driver.memory": "1g",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+}
+
+
+@dataclass
+class DuckDBEngine:
+    """The default: every stage runs in the workdir's DuckDB warehouse."""
+
+    name: str = "duckdb"
+
+    def describe(self) -> str:
+        return "duckdb (the workdir's warehouse)"
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class SparkEngine:
+    """A Spark session (created on first use) and the warehouse location it writes."""
+
+    workdir: Path
+    remote: str | None = None
+    master: str | None = None
+    warehouse: Path | None = None
+    name: str = "spark"
+    _session: Any = field(default=None, repr=False)
+    _owned: bool = field(default=False, repr=False)
+
+    @property
+    def location(self) -> Path:
+        return Path(self.warehouse) if self.warehouse else Path(self.workdir) / "spark-warehouse"
+
+    def describe(self) -> str:
+        return f"spark ({self.remote or self.master or 'local[2]'}), warehouse {self.location}"
+
+    @property
+    def session(self) -> Any:
+        if self._session is None:
+            self._session, self._owned = _session(self.remote, self.master, self.location)
+        return self._session
+
+    def read_parquet(self, path: str | Path) -> Any:
+        return self.session.read.parquet(str(path))
+
+    def close(self) -> None:
+        """Stops the session only when this engine started it (a test's shared one stays)."""
+        if self._session is not None and self._owned:
+            self._session.stop()
+        self._session = None
+
+
+Engine = DuckDBEngine | SparkEngine
+
+
+def _session(remote: str | None, master: str | None, location: Path) -> tuple[Any, bool]:
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as exc:
+        raise ShelfwiseError(
+            "--engine spark needs pyspark: pip install 'shelfwise[spark]' (pyspark 4.0 and Java 17)"
+        ) from exc
+    active = SparkSession.getActiveSession()
+    if active is not None and remote is None:
+        for key, value in SESSION_CONF.items():
+            active.conf.set(key, value)
+        return active, False
+    if remote:
+        builder = SparkSession.builder.remote(remote)
+    else:
+        # a local JVM: loopback only, executors run this very Python (the UDFs import shelfwise)
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        builder = SparkSession.builder.master(master or "local[2]").appName("shelfwise")
+        for key, value in LOCAL_CONF.items():
+            builder = builder.config(key, value)
+        builder = builder.config("spark.sql.warehouse.dir", str(location / "_spark_sql"))
+        builder = builder.config("spark.local.dir", str(location / "_tmp"))
+    for key, value in SESSION_CONF.items():
+        builder = builder.config(key, value)
+    try:
+        session = builder.getOrCreate()
+    except Exception as exc:  # noqa: BLE001 - no Java, no cluster: say which
+        raise ShelfwiseError(
+            f"cannot start Spark ({remote or master or 'local[2]'}): {exc}; a local master needs Java 17 "
+            "(Debian: openjdk-17-jre-headless)"
+        ) from exc
+    if not remote:
+        session.sparkContext.setLogLevel("ERROR")
+    return session, True
+
+
+def engine_from(
+    name: str | None,
+    workdir: str | Path,
+    *,
+    remote: str | None = None,
+    master: str | None = None,
+    warehouse: str | Path | None = None,
+) -> Engine:
+    """The engine a command asked for (`--engine`, `--spark-remote`, `--spark-master`,
+    `--warehouse`; the Spark address also from SHELFWISE_SPARK_REMOTE / SHELFWISE_SPARK_MASTER)."""
+    name = (name or "duckdb").lower()
+    if name not in ENGINES:
+        raise ShelfwiseError(f"unknown engine {name!r} (known: {', '.join(ENGINES)})")
+    remote = remote or os.environ.get(REMOTE_ENV) or None
+    master = master or os.environ.get(MASTER_ENV) or None
+    if name == "duckdb":
+        if remote or master or warehouse:
+            given = "--spark-remote" if remote else "--spark-master" if master else "--warehouse"
+            if warehouse or not (os.environ.get(REMOTE_ENV) or os.environ.get(MASTER_ENV)):
+                raise ShelfwiseError(f"{given} is for --engine spark")
+        return DuckDBEngine()
+    if remote and master:
+        raise ShelfwiseError("give --spark-remote or --spark-master, not both")
+    if remote and not remote.startswith("sc://"):
+        raise ShelfwiseError(f"--spark-remote {remote!r}: a Spark Connect address looks like sc://HOST:PORT")
+    return SparkEngine(
+        Path(workdir),
+        remote=remote,
+        master=master,
+        warehouse=Path(warehouse).resolve() if warehouse else None,
+    )

@@ -1,0 +1,260 @@
+"""`--engine spark` gives what DuckDB gives: the same dirty data (the demo shop's injected defects
+and a spreadsheet's export) ingested on both engines yields the same counts per table and per
+reason, the same quarantined lines with the same reasons and details, and the same curated rows.
+Both workdirs share one pseudonym key, so even the pseudonymized user ids must be equal.
+
+One Spark session (local[2]) for the module; skipped with a message where Java or pyspark is
+missing (scripts/system-deps.sh installs Java 17, `make install` the `spark` extra)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from shelfwise.demo import generate_demo
+from shelfwise.governance import Ingestor
+from shelfwise.governance._compile import SPARK, compile_contract
+from shelfwise.governance._contracts import CONTRACTS
+from shelfwise.governance._privacy import SecretStore
+from shelfwise.storage import SparkEngine, engine_from
+from tests.cli.test_cli import sw
+from tests.conftest import curated_rows
+from tests.governance.test_dirty_exports import _write as write_dirty_export
+
+pytestmark = pytest.mark.slow
+
+if shutil.which("java") is None:
+    pytest.skip("no Java: the Spark engine needs Java 17 (scripts/system-deps.sh)", allow_module_level=True)
+pytest.importorskip("pyspark", reason="the `spark` extra is not installed (make install)")
+
+
+@pytest.fixture(scope="module")
+def spark(tmp_path_factory):
+    engine = SparkEngine(tmp_path_factory.mktemp("spark"), master="local[2]")
+    session = engine.session
+    yield session
+    engine.close()
+
+
+def _ingest_both(spark, data: Path, root: Path):
+    duck, sprk = root / "duck", root / "spark"
+    key = SecretStore(duck).pseudonym_key()
+    (sprk / "secrets").mkdir(parents=True)
+    (sprk / "secrets" / "pseudonym.key").write_text(key.hex())
+    reports = {
+        "duckdb": Ingestor(duck).run(data),
+        "spark": Ingestor(sprk, engine=SparkEngine(sprk, master="local[2]")).run(data),
+    }
+    return duck, sprk, reports
+
+
+def _counts(report):
+    return {
+        t: (r.rows_in, r.rows_curated, r.rows_quarantined, r.rows_withheld, r.reasons, r.balanced)
+        for t, r in report.tables.items()
+    }
+
+
+def _quarantine(work: Path):
+    return sorted(
+        curated_rows(
+            work,
+            "SELECT table_name, source_line, reason, reasons, detail, raw::VARCHAR, status FROM quarantine.rows",
+        ),
+        key=repr,
+    )
+
+
+def _curated(work: Path, table: str):
+    return curated_rows(work, f'SELECT * FROM curated."{table}"')
+
+
+def _assert_same(duck: Path, sprk: Path, reports) -> None:
+    assert reports["spark"].engine == "spark" and reports["duckdb"].engine == "duckdb"
+    assert _counts(reports["spark"]) == _counts(reports["duckdb"])
+    assert _quarantine(sprk) == _quarantine(duck)
+    for table in reports["duckdb"].tables:
+        d, s = _curated(duck, table), _curated(sprk, table)
+        assert len(s) == len(d), table
+        if table == "events":  # published in time order on both (ties: by source line)
+            assert s == d
+        else:
+            assert sorted(s, key=repr) == sorted(d, key=repr), table
+
+
+def test_demo_shop_defects_same_on_both_engines(spark, tmp_path):
+    data = tmp_path / "data"
+    shop = generate_demo(data, products=150, users=80, events=4000, days=20, seed=11)
+    assert shop.defects  # the demo injects bad rows of every kind
+    # (the search tables are left out: each table costs Spark ~10 jobs, and they add no new check)
+    for extra in ("queries.csv", "judgments.csv"):
+        (data / extra).unlink(missing_ok=True)
+    duck, sprk, reports = _ingest_both(spark, data, tmp_path)
+    quarantined = reports["duckdb"].tables["events"].reasons
+    # the parity below is about something: several kinds of defects were caught
+    assert len(quarantined) >= 4, quarantined
+    _assert_same(duck, sprk, reports)
+    # the Spark tables are Parquet in the warehouse location, read through the catalog's views
+    assert list((sprk / "spark-warehouse" / "curated" / "events" / "v1").glob("*.parquet"))
+    assert list((sprk / "spark-warehouse" / "quarantine" / "events").glob("run=*/*.parquet"))
+
+    # erasure reaches the Parquet versions and quarantine files too (both engines alike)
+    import duckdb
+
+    from shelfwise.governance._erase import erase_user
+
+    # the busiest shopper (robots aside): rows in curated and in quarantine on both engines
+    raw_id = curated_rows(
+        duck,
+        "SELECT user_id FROM raw.events WHERE user_id NOT LIKE 'BOT%' GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1",
+    )[0][0]
+    pseudo = None
+    for work in (duck, sprk):
+        pseudo = erase_user(work, raw_id)["pseudonym"]
+    assert _curated(sprk, "events") == _curated(duck, "events")
+    assert not curated_rows(sprk, f"SELECT * FROM curated.events WHERE user_id = '{pseudo}'")
+    quarantine_files = str(sprk / "spark-warehouse" / "quarantine" / "*" / "*" / "*.parquet")
+    left = duckdb.sql(
+        f"SELECT count(*) FROM read_parquet('{quarantine_files}') WHERE raw LIKE '%\"{raw_id}\"%'"
+    ).fetchone()
+    assert left == (0,)
+
+
+def test_a_dirty_export_through_the_cli_on_both_engines(spark, tmp_path):
+    """`shelfwise ingest --engine spark` (its own local session, as a shop runs it), then
+    `export` and `catalog` read the Parquet tables through the workdir's catalog."""
+    data = tmp_path / "data"
+    write_dirty_export(data)
+    duck, sprk = tmp_path / "duck", tmp_path / "spark"
+    key = SecretStore(duck).pseudonym_key()
+    (sprk / "secrets").mkdir(parents=True)
+    (sprk / "secrets" / "pseudonym.key").write_text(key.hex())
+    out = {
+        "duckdb": Ingestor(duck).run(data).to_dict(),
+        "spark": json.loads(
+            sw(
+                "ingest",
+                "--data",
+                str(data),
+                "--workdir",
+                str(sprk),
+                "--json",
+                "--engine",
+                "spark",
+                "--spark-master",
+                "local[1]",
+            ).stdout
+        ),
+    }
+    keys = ("rows_in", "rows_curated", "rows_quarantined", "rows_withheld", "reasons", "balanced")
+    counts = {e: {t: [r[k] for k in keys] for t, r in o["tables"].items()} for e, o in out.items()}
+    assert counts["spark"] == counts["duckdb"]
+    assert out["spark"]["engine"] == "spark" and counts["spark"]["products"][4] == {"invalid_type": 1}
+    assert _quarantine(sprk) == _quarantine(duck)
+    for table in out["duckdb"]["tables"]:
+        assert sorted(_curated(sprk, table), key=repr) == sorted(_curated(duck, table), key=repr)
+    exported = tmp_path / "events.csv"
+    sw("export", "--table", "events", "--out", str(exported), "--workdir", str(sprk))
+    assert len(exported.read_text().splitlines()) == 1 + out["duckdb"]["tables"]["events"]["rows_curated"]
+    catalog = json.loads(sw("catalog", "--workdir", str(sprk), "--json").stdout)
+    rows = {d["name"]: d["rows"] for d in catalog["datasets"]}
+    assert rows["curated.events"] == out["duckdb"]["tables"]["events"]["rows_curated"]
+
+
+TRICKY = {
+    "price": [
+        "12,99",
+        "1.299,00",
+        "$1,299.00",
+        "1 299,00",
+        "EUR 5",
+        "1d",
+        "2f",
+        "inf",
+        "nan",
+        "N/A",
+        "abc",
+        "-0",
+    ],
+    "timestamp": [
+        "2024-01-05T10:00:00Z",
+        "2024-01-05T10:00:00+02:00",
+        "2024-01-05 10:00:00",
+        "2024-01",
+        "2024",
+        "1704448800",
+        "1704448800000",
+        "20240105",
+        "20240105101112",
+        "05/01/2024 10:00",
+        "05/01/24",
+        "5/1/24 10:00",
+        "24-01-05",
+        "Jan 05, 2024",
+        "Fri, 05 Jan 2024 10:00:00 +0200",
+        "Fri Jan 05 10:00:00 2024",
+        "05.01.2024",
+        "yesterday",
+        "1850-01-01",
+    ],
+}
+
+
+def test_compiled_checks_agree_value_by_value(spark):
+    """The tricky values of numbers and dates, through both dialects' compiled SQL."""
+    import duckdb
+
+    contract = CONTRACTS["events"]
+    rows = [
+        {
+            "event_id": None,
+            "user_id": "u1",
+            "product_id": "p1",
+            "event_type": "purchase",
+            "timestamp": ts,
+            "value": price,
+        }
+        for ts in TRICKY["timestamp"]
+        for price in TRICKY["price"]
+    ]
+    cols = contract.column_names
+    table = [{c: r.get(c) for c in cols} | {"_source_line": i} for i, r in enumerate(rows)]
+    import pyarrow as pa
+
+    arrow = pa.Table.from_pylist(
+        table, pa.schema([(c, pa.string()) for c in cols] + [("_source_line", pa.int64())])
+    )
+    con = duckdb.connect()
+    con.register("src", arrow)
+    from shelfwise.governance._compile import NORMALIZE_UDF
+    from shelfwise.governance._load_spark import register_udfs
+    from shelfwise.governance._text import normalize_text_array
+
+    con.create_function(
+        NORMALIZE_UDF, normalize_text_array, ["VARCHAR"], "VARCHAR", type="arrow", null_handling="special"
+    )
+    con.execute("SET TimeZone='UTC'")
+    duck = con.sql(compile_contract(contract).query("src", [])).fetchall()
+    register_udfs(spark)
+    schema = ", ".join(f"`{c}` string" for c in cols) + ", _source_line bigint"
+    spark.createDataFrame([tuple(r.values()) for r in table], schema).createOrReplaceTempView("src")
+    sprk = [tuple(r) for r in spark.sql(compile_contract(contract, dialect=SPARK).query("src", [])).collect()]
+    by_line = {r[-1]: r for r in sprk}
+    for d in duck:
+        s = by_line[d[-1]]
+        assert tuple(s[:-3]) == tuple(d[:-3]) and list(s[-3]) == list(d[-3]) and s[-2] == d[-2], (d, s)
+
+
+def test_engine_choice(tmp_path, monkeypatch):
+    monkeypatch.delenv("SHELFWISE_SPARK_REMOTE", raising=False)
+    monkeypatch.setenv("SHELFWISE_SPARK_MASTER", "local[1]")
+    engine = engine_from("spark", tmp_path)
+    assert isinstance(engine, SparkEngine) and engine.master == "local[1]"
+    assert engine.location == tmp_path / "spark-warehouse"
+    assert engine_from(None, tmp_path).name == "duckdb"
+    monkeypatch.delenv("SHELFWISE_SPARK_MASTER")
+    with pytest.raises(Exception, match="sc://"):
+        engine_from("spark", tmp_path, remote="localhost:15002")
