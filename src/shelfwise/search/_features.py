@@ -12,7 +12,6 @@ import numpy as np
 
 from ..models import Results
 from ._analyze import contains_cjk
-from ._neighbours import NEIGHBOUR_FEATURES
 from ._personal import USER_FEATURES, Profile
 from ._state import EngineState, Query, QueryVectors
 
@@ -58,8 +57,6 @@ FEATURES = [
     "idf_coverage_rel",
     "bm25_title_rel",
     "full_matches",
-    # what the nearest judged queries gave each candidate (see `_neighbours`)
-    *NEIGHBOUR_FEATURES,
     *USER_FEATURES,
 ]
 _DIGITS = re.compile(r"^\d")
@@ -75,7 +72,6 @@ _OVERLAP = [
 ]
 _NO_USER = (np.nan,) * len(USER_FEATURES)
 _WEIGHTED = [_COLUMN[name] for name in ("idf_coverage", "last_term_in_title", "max_idf_missing")]
-_NEIGHBOURS = slice(_COLUMN[NEIGHBOUR_FEATURES[0]], _COLUMN[NEIGHBOUR_FEATURES[-1]] + 1)
 
 
 class RankingFeatures(EngineState):
@@ -105,13 +101,10 @@ class RankingFeatures(EngineState):
         vecs: QueryVectors | None = None,
         depth: int | None = None,
         profile: Profile | None = None,
-        fold: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Candidates (catalog rows) and their FEATURES; the user columns are NaN without a
         `profile` (see `_personal`). `leave_out[row] = (judgments, summed gain)` is taken off
-        the product prior (a training query's own fold), and the judged queries of `fold` are
-        not its neighbours (see `_neighbours`); the neighbour columns are NaN until the ranker
-        is trained on judgments."""
+        the product prior (a training query's own fold)."""
         if vecs is None:
             vecs = self.encode_queries([q.text])[0]
         cands, (lex_d, sem_d, ml_d) = self._retrieve(q, vecs, depth)
@@ -200,10 +193,6 @@ class RankingFeatures(EngineState):
         bt = x[:, col["bm25_title"]]
         x[:, col["bm25_title_rel"]] = bt / bt.max() if bt.max() > 0 else 0.0
         x[:, col["full_matches"]] = np.log1p(np.count_nonzero(cover >= 0.999))
-        if self.neighbours_ is not None:
-            x[:, _NEIGHBOURS] = self.neighbours_.features(vecs.main, cands, fold)
-        else:
-            x[:, _NEIGHBOURS] = np.nan
         x[:, _USER:] = _NO_USER
         if profile is not None:
             x[:, _USER:] = profile.features(cands, self._profile_cols)

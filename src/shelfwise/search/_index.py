@@ -18,7 +18,6 @@ from rapidfuzz import utils
 from ._analyze import analyze, contains_cjk, has_cjk
 from ._cross import OnnxCrossEncoder
 from ._features import FEATURES, _bigrams, _postings, _title_idf
-from ._neighbours import QueryNeighbours
 from ._personal import USER_FEATURES, ProfileColumns
 from ._retrievers import LexicalRetriever, SearchCatalog, SemanticRetriever
 from ._shopper import Autocomplete, Speller
@@ -129,9 +128,6 @@ class SearchIndex(EngineState):
         np.savez(self.path / "catalog_arrays.npz", price=np.asarray(c.price), in_stock=np.asarray(c.in_stock))
         if self.ranker_ is not None:
             self.ranker_.booster_.save_model(str(self.path / "ranker.txt"))
-        (self.path / "neighbours.npz").unlink(missing_ok=True)
-        if self.neighbours_ is not None:
-            self.neighbours_.save(self.path / "neighbours.npz")
         (self.path / "search.json").write_text(
             json.dumps(
                 {
@@ -185,8 +181,6 @@ class SearchIndex(EngineState):
         eng.prior_count_, eng.prior_sum_, eng.popularity_ = pri["count"], pri["sum"], pri["popularity"]
         eng.ctr_ = pri["ctr"] if "ctr" in pri.files else np.full(len(catalog), np.nan, np.float32)
         eng._index = {p: i for i, p in enumerate(catalog.product_ids)}
-        if (path / "neighbours.npz").exists():
-            eng.neighbours_ = QueryNeighbours.load(path / "neighbours.npz")
         if meta["ranker"]:
             eng.ranker_ = _BoosterRanker(lgb.Booster(model_file=str(path / "ranker.txt")))
             # bundles made before a feature was added: the ranker reads the columns it knew

@@ -19,7 +19,6 @@ from cachetools import LRUCache
 
 if TYPE_CHECKING:
     from ._cross import OnnxCrossEncoder
-    from ._neighbours import QueryNeighbours
     from ._personal import ProfileColumns
     from ._retrievers import LexicalRetriever, SearchCatalog, SemanticRetriever
     from ._shopper import Autocomplete, Speller
@@ -82,7 +81,6 @@ class EngineState:
         self.cross_top_ = 0  # how many of the first results it re-orders
         self.cross_weight_ = 1.0  # its weight in the blend with the pipeline's scores
         self.personalized_ = False  # the ranker splits on the shopper's profile features
-        self.neighbours_: QueryNeighbours | None = None  # judged queries (see `_neighbours`)
         # query-time caches (bounded LRU, shared by the threads that query): the spelling fix of
         # a query's words and a query's vectors; long-tail queries repeat their words, and a page
         # evicted from the server's page cache is re-ranked without encoding the query again

@@ -18,7 +18,6 @@ from ._cross import CrossSettings, OnnxCrossEncoder
 from ._features import _RRF, FEATURES, RankingFeatures
 from ._finetune import FinetuneSettings
 from ._index import _BoosterRanker
-from ._neighbours import QueryNeighbours
 from ._personal import USER_FEATURES, Profile
 from ._retrievers import SemanticRetriever
 
@@ -103,24 +102,10 @@ class RankerTraining(RankingFeatures):
         rows: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         names = list(groups)
         vecs = self.encode_queries([groups[gid][0] for gid in names])
-        # the training queries' judgments as neighbours of new queries (see `_neighbours`); a
-        # training query's own fold is left out of its neighbours, as of its product prior
-        by_gid = dict(zip(names, vecs, strict=True))
-        self.neighbours_ = (
-            QueryNeighbours.of(
-                np.stack([by_gid[q].main for q in train_q]),
-                [groups[q][1] for q in train_q],
-                [fold[q] for q in train_q],
-            )
-            if train_q
-            else None
-        )
         for gid, v in zip(names, vecs, strict=True):
             text, labels, scale, prof = groups[gid]
             out = in_fold[fold[gid]] if gid in fold else None
-            cands, x = self._features(
-                self._query(text), None, leave_out=out, vecs=v, profile=prof, fold=fold.get(gid)
-            )
+            cands, x = self._features(self._query(text), None, leave_out=out, vecs=v, profile=prof)
             y = np.array([labels.get(int(d), 0.0) for d in cands], np.float32) * scale
             rows[gid] = (cands, x, np.clip(np.rint(y), 0, 30).astype(np.int32))
 
@@ -147,7 +132,6 @@ class RankerTraining(RankingFeatures):
             "holdout_label": "judgments" if qids else "clicks",
             "position_bias_correction": bool(served_rel),
             "propensity": {str(k): round(v, 4) for k, v in prop.items() if k <= 10} if served_rel else None,
-            "neighbour_queries": len(self.neighbours_) if self.neighbours_ is not None else 0,
         }
         if not gt:
             info.update(kept=False, skipped="no training group with a relevant or clicked product")
