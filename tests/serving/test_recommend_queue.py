@@ -116,3 +116,20 @@ def test_over_http_a_list_that_needs_the_model_beyond_the_limit_is_a_503(served_
         assert "shelfwise_recommend_queue_depth" in c.get("/metrics").text
     finally:
         srv.stop()
+
+
+def test_one_slow_list_does_not_refuse_every_later_one():
+    """The cost estimate is only updated by lists computed: after one slow list (estimate now over
+    the limit) an idle queue still admits, so the estimate can come back down."""
+
+    async def run() -> None:
+        q = RecommendQueue(lambda args: args, max_wait_s=0.2, cost_s=0.001)
+        q.cost_s = 5.0  # as after a list that took seconds
+        q.start()
+        try:
+            assert await q.submit("a") == "a"  # idle: admitted and computed
+            assert q.computed == 1 and q.cost_s < 5.0
+        finally:
+            q.stop()
+
+    in_thread(run)
