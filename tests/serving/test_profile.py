@@ -92,6 +92,9 @@ def test_who_may_read_a_profile(shop):
         assert s.client.get(f"/v1/users/{user}/profile").status_code == 401
         r = s.client.get(f"/v1/users/{user}/profile", headers={"X-API-Key": keys["engineer"]})
         assert r.status_code == 403 and "may not insights.profile" in r.json()["error"]
+        # the refusals are audited with the route, never the shop's own user id from the path
+        audit = (work / "audit" / "audit.jsonl").read_text()
+        assert '"/v1/users/{user_id}/profile"' in audit and user not in audit
         r = profile_when_ready(s, user, {"X-API-Key": keys["service"]})
         assert r.status_code == 200 and r.json()["user_id"] == user
     finally:

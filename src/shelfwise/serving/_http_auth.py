@@ -20,7 +20,7 @@ from fastapi import HTTPException, Request
 from ._http_context import AppContext
 from ._service import Service
 
-__all__ = ["REQUIREMENT", "SCHEMES", "authorize"]
+__all__ = ["REQUIREMENT", "SCHEMES", "authorize", "route_path"]
 
 _KEY_DOC = "a person's or service's API key (`shelfwise users add`); needed once people are registered"
 SCHEMES: dict[str, dict[str, Any]] = {
@@ -51,8 +51,15 @@ def authorize(ctx: AppContext, request: Request, action: str = "serve.call") -> 
         actor=name or "anonymous",
         outcome="denied",
         denied_action=action,
-        path=request.url.path,
+        path=route_path(request),
     )
     if name is None:
         raise HTTPException(401, "an API key is required (header X-API-Key)")
     raise HTTPException(403, f"{name} may not {action}")
+
+
+def route_path(request: Request) -> str:
+    """The route's template (`/v1/users/{user_id}/profile`), not the requested path: a path can
+    hold the shop's own user id, and the append-only audit log holds no raw ids."""
+    route = request.scope.get("route")
+    return str(getattr(route, "path", None) or request.scope.get("root_path", "") or "unmatched")

@@ -24,6 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from ..errors import AccessDenied, ShelfwiseError
+from ..serving._http_auth import route_path
 from . import _auth, _data, _playground
 from ._auth import Denied, User
 
@@ -79,7 +80,7 @@ def console_router(workdir: Path, service: Callable[[], Any]) -> APIRouter:
             self.user: User | None = _auth.current_user(request, workdir, self.session)
 
         def need(self, action: str) -> User:
-            return _auth.permit(workdir, self.user, action, self.request.url.path)
+            return _auth.permit(workdir, self.user, action, route_path(self.request))
 
         def render(self, name: str, code: int = 200, **values: Any) -> HTMLResponse:
             page = values.pop("page", name.split(".")[0])
