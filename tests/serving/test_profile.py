@@ -66,6 +66,10 @@ def test_profile_over_http_matches_insights_customers_then_erasure(shop):
         r = profile_when_ready(s, users[1])
         assert r.status_code == 404, r.text
         assert profile_when_ready(s, users[2]).status_code == 200
+        # a withdrawal of personalization consent hides the profile from the next request on
+        sw("privacy", "consent", "--workdir", str(work), "--user", users[2], "--personalization", "no")
+        r = s.client.get(f"/v1/users/{users[2]}/profile")
+        assert r.status_code == 404, r.text
     finally:
         s.stop()
 

@@ -17,9 +17,12 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from ..governance._consent import Consents
 
 PROFILES_DIR = Path("insights") / "profiles"
 HORIZON_DAYS = 90
@@ -92,15 +95,16 @@ class ProfileStore:
     def __init__(self, workdir: str | Path):
         self.workdir = Path(workdir)
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, ...] | None = None
         self._key: str | None = None
         self._profiles: dict[str, dict[str, Any]] | None = None
         self._erased: set[str] = set()
+        self._consents: Consents | None = None
         self._fitting: threading.Thread | None = None
         self._failed: str | None = None
         self.error: str | None = None
 
-    def _mtimes(self) -> tuple[int, int]:
+    def _mtimes(self) -> tuple[int, ...]:
         from ..governance._erasures import ERASURES_FILE
 
         def mtime(p: Path) -> int:
@@ -109,15 +113,26 @@ class ProfileStore:
             except FileNotFoundError:
                 return 0
 
-        return mtime(self.workdir / "warehouse.duckdb"), mtime(self.workdir / ERASURES_FILE)
+        from ..governance._consent import CONSENTS_FILE, PRIVACY_FILE
+
+        return (
+            mtime(self.workdir / "warehouse.duckdb"),
+            mtime(self.workdir / ERASURES_FILE),
+            # a withdrawal of personalization consent (or an opt-in shop's setting) hides a
+            # profile at once, before the profiles are refitted without the user
+            mtime(self.workdir / CONSENTS_FILE),
+            mtime(self.workdir / PRIVACY_FILE),
+        )
 
     def _refresh(self) -> None:
         stamp = self._mtimes()
         if stamp == self._stamp:
             return
         self._stamp = stamp
+        from ..governance._consent import Consents
         from ..governance._erasures import ERASURES_FILE
 
+        self._consents = Consents.of(self.workdir)
         erasures = self.workdir / ERASURES_FILE
         if erasures.exists():
             self._erased = {
@@ -169,6 +184,8 @@ class ProfileStore:
                 return False, None
             if pseudonym in self._erased:
                 return True, None
+            if self._consents is not None and not self._consents.allows(pseudonym, "personalization"):
+                return True, None  # profiling is what they withdrew
             return True, self._profiles.get(pseudonym)
 
     @property

@@ -834,6 +834,17 @@ def customer_profile(workdir: Path, pseudonym: str, wait_s: float = 0.0) -> dict
         if error is not None and fresh:
             return {"status": "unavailable", "reason": f"customer profiles could not be computed ({error})"}
         return {"status": "computing"}
+    from ..governance._consent import Consents
+    from ..governance._erasures import erased_users
+
+    # checked per page, not per computation: a withdrawal or an erasure shows at once
+    if pseudonym in erased_users(workdir):
+        return {"status": "unavailable", "reason": "this shopper was erased"}
+    if not Consents.of(workdir).allows(pseudonym, "personalization"):
+        return {
+            "status": "unavailable",
+            "reason": "this shopper withdrew personalization consent (no profiling)",
+        }
     rec = done["by_user"].get(pseudonym)
     if rec is None:
         return {"status": "unavailable", "reason": f"no history for this shopper up to {done['as_of']}"}
