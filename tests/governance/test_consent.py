@@ -21,6 +21,7 @@ from shelfwise.governance._consent import (
     prune_history,
     read_register,
     record_consent,
+    sync_users_table,
 )
 from tests.cli.test_cli import sw
 
@@ -258,8 +259,13 @@ def test_erasure_and_retention_cover_the_consent_register_and_the_served_lists(t
 
     # retention: superseded consent records older than the period go, the current ones stay
     record_consent(work, s10, {"marketing": True}, source="test")
+    record_consent(work, s10, {"marketing": True}, source="test")
     later = datetime.now(UTC) + timedelta(days=40)
-    assert prune_history(work, later - timedelta(days=30)) == 1  # s10's first marketing record
+    # the first "test" record goes; the users table's "no" stays (superseded, but its latest word)
+    assert prune_history(work, later - timedelta(days=30)) == 1
+    assert Consents.of(work).current(s10) == {"personalization": True, "marketing": True}
+    # so the next load of the unchanged users table does not take back the later consent
+    assert sync_users_table(work) == 0
     assert Consents.of(work).current(s10) == {"personalization": True, "marketing": True}
     (work / "config").mkdir(exist_ok=True)
     (work / "config" / "retention.json").write_text(json.dumps({"consent_history_days": 0}))

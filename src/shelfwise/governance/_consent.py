@@ -32,9 +32,11 @@ answers them as a never-seen user; without `marketing`, the user is in no audien
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -177,6 +179,26 @@ def consent_withdrawn(workdir: str | Path, purpose: str, among: Iterable[str] | 
     return {p for p in among if not c.allows(p, purpose)}
 
 
+@contextmanager
+def _register_lock(workdir: Path) -> Iterator[None]:
+    """Appends and rewrites (erasure, retention) of the register one at a time: an append that
+    landed between a rewrite's read and its rename would go to the replaced file and be lost."""
+    lock = workdir / CONSENTS_FILE.with_suffix(".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _rewrite(path: Path, records: list[dict[str, Any]], suffix: str) -> None:
+    tmp = path.with_name(path.name + suffix)
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    tmp.replace(path)
+
+
 def _append(workdir: Path, records: list[dict[str, Any]]) -> None:
     if not records:
         return
@@ -184,12 +206,13 @@ def _append(workdir: Path, records: list[dict[str, Any]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
     # one O_APPEND write: servers that watch the register never read half a batch
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with _register_lock(workdir):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def record_consent(
@@ -300,14 +323,13 @@ def erase_consent(workdir: str | Path, pseudonym: str) -> int:
     path = Path(workdir) / CONSENTS_FILE
     if not path.exists():
         return 0
-    records = read_register(workdir)
-    kept = [r for r in records if r["pseudonym"] != pseudonym]
-    if len(kept) == len(records):
-        return 0  # nothing recorded: nothing to remember either
-    kept.append({"pseudonym": pseudonym, "erased": datetime.now(UTC).isoformat()})
-    tmp = path.with_name(path.name + ".erase-tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept), encoding="utf-8")
-    tmp.replace(path)
+    with _register_lock(Path(workdir)):
+        records = read_register(workdir)
+        kept = [r for r in records if r["pseudonym"] != pseudonym]
+        if len(kept) == len(records):
+            return 0  # nothing recorded: nothing to remember either
+        kept.append({"pseudonym": pseudonym, "erased": datetime.now(UTC).isoformat()})
+        _rewrite(path, kept, ".erase-tmp")
     return len(records) - (len(kept) - 1)  # the tombstone is not a removed record
 
 
@@ -316,12 +338,24 @@ def prune_history(workdir: str | Path, before: datetime) -> int:
     before `before` leave the register; each user's current records and every tombstone stay
     (the current state is what serving and training obey). Returns the records removed."""
     path = Path(workdir) / CONSENTS_FILE
-    before = before if before.tzinfo else before.replace(tzinfo=UTC)
+    if not path.exists():
+        return 0
+    with _register_lock(Path(workdir)):
+        return _prune(path, workdir, before if before.tzinfo else before.replace(tzinfo=UTC))
+
+
+def _prune(path: Path, workdir: str | Path, before: datetime) -> int:
     records = read_register(workdir)
     latest: dict[tuple[str, str], int] = {}
+    # the users table's latest word per user and flag stays too: `sync_users_table` records a
+    # users-table value only when it differs from that word, so pruning it would let the next
+    # load of an unchanged users table undo a later withdrawal (API, CLI)
+    from_table: dict[tuple[str, str], int] = {}
     for i, r in enumerate(records):
         if "erased" not in r:
             latest[(r["pseudonym"], r["flag"])] = i
+            if r.get("source") == USERS_TABLE_SOURCE:
+                from_table[(r["pseudonym"], r["flag"])] = i
 
     def old(r: dict[str, Any]) -> bool:
         at = datetime.fromisoformat(str(r["at"]))
@@ -330,11 +364,11 @@ def prune_history(workdir: str | Path, before: datetime) -> int:
     kept = [
         r
         for i, r in enumerate(records)
-        if "erased" in r or latest[(r["pseudonym"], r["flag"])] == i or not old(r)
+        if "erased" in r
+        or i in (latest[(r["pseudonym"], r["flag"])], from_table.get((r["pseudonym"], r["flag"])))
+        or not old(r)
     ]
     if len(kept) == len(records):
         return 0
-    tmp = path.with_name(path.name + ".retention-tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept), encoding="utf-8")
-    tmp.replace(path)
+    _rewrite(path, kept, ".retention-tmp")
     return len(records) - len(kept)
