@@ -293,6 +293,15 @@ def test_search_analytics_from_the_logs_and_the_served_pages(server, served_work
     logged = [g for g in groups.values() if g.source == "logged"]  # the demo's own logged searches
     # with the shopper's history before the search (demo shoppers come back: most have one)
     assert logged and sum(bool(g.history) for g in logged) > len(logged) / 2
+    # users without personalization consent: none of their searches is training data
+    asked: list[str] = []
+
+    def everyone(users: list[str]) -> set[str]:
+        asked.extend(users)
+        return set(users)
+
+    left = load_click_groups(work, leave_out=everyone)
+    assert asked and all(g.source == "served" and not g.history for g in left.values()), left
 
 
 def test_hot_swap_under_concurrent_requests(server, served_workdir):

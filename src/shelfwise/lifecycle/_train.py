@@ -693,9 +693,13 @@ def _build_search(
             + (f" ({ft['skipped']})" if "skipped" in ft else "")
             + (f"; {ft['stopped']}" if "stopped" in ft else "")
         )
+    from ..governance._consent import consent_withdrawn
     from ..search._clicks import load_click_groups
 
-    clicks = load_click_groups(workdir)
+    # searches of users without personalization consent are behaviour no model learns from
+    clicks = load_click_groups(
+        workdir, leave_out=lambda users: consent_withdrawn(workdir, "personalization", among=users)
+    )
     if gains or clicks:
         info["ranker"] = engine.fit_ranker(queries, gains, clicks=clicks, seed=settings.seed)
         r = info["ranker"]

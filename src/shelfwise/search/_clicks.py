@@ -22,6 +22,7 @@ profile the personalized ranker features are computed from (see `_personal`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,15 @@ class ClickGroup:
     history: list[str] = field(default_factory=list)  # the shopper's products before the search
 
 
-def load_click_groups(workdir: str | Path, *, max_groups: int = 50_000) -> dict[str, ClickGroup]:
-    """Click groups by id (a search_id for served pages, `log:<n>` for logged searches)."""
+def load_click_groups(
+    workdir: str | Path,
+    *,
+    max_groups: int = 50_000,
+    leave_out: Callable[[list[str]], set[str]] | None = None,
+) -> dict[str, ClickGroup]:
+    """Click groups by id (a search_id for served pages, `log:<n>` for logged searches).
+    `leave_out(users)`: the pseudonyms among `users` whose searches no model may learn from
+    (no personalization consent): their groups are dropped, history and all."""
     from ..storage import read_only
 
     workdir = Path(workdir)
@@ -81,8 +89,11 @@ def load_click_groups(workdir: str | Path, *, max_groups: int = 50_000) -> dict[
                      AND a.timestamp <= s.timestamp + INTERVAL {SESSION_WINDOW_S} SECOND
                 GROUP BY s.n, a.product_id ORDER BY s.n LIMIT {int(max_groups) * 20}"""
         ).fetchall()
+        out = leave_out(sorted({str(r[4]) for r in rows if r[4] is not None})) if leave_out else set()
         searched_at: dict[str, tuple[str, float]] = {}
         for n, query, pid, g, user, at in rows:
+            if user is not None and str(user) in out:
+                continue
             gid = f"log:{n}"
             if gid not in groups:
                 if len(groups) >= max_groups:
@@ -94,9 +105,11 @@ def load_click_groups(workdir: str | Path, *, max_groups: int = 50_000) -> dict[
         histories = _histories(con, {u for u, _ in searched_at.values()})
     for gid, (user, at) in searched_at.items():
         groups[gid].history = histories_before(histories, user, at)
-    for rec in served_search_pages(workdir):
-        if rec.get("sort", "relevance") != "relevance":
-            continue
+    pages = [r for r in served_search_pages(workdir) if r.get("sort", "relevance") == "relevance"]
+    if leave_out is not None:
+        out = leave_out(sorted({str(r["user"]) for r in pages if r.get("user")}))
+        pages = [r for r in pages if not r.get("user") or str(r["user"]) not in out]
+    for rec in pages:
         offset = int(rec.get("offset") or 0)
         shown = {p: offset + i + 1 for i, p in enumerate(rec.get("items") or [])}
         sid = str(rec.get("id") or "")
