@@ -279,7 +279,9 @@ class Shop:
                         "name": ans.experiment,
                         "variant": ans.variant.name if ans.variant else None,
                     }
-                user = snap.user_index.get(ans.user) if ans.user else None
+                # a shopper not personalized (no consent) is explained by nothing of theirs
+                personal = bool(ans.extra.get("personalized"))
+                user = snap.user_index.get(ans.user) if ans.user and personal else None
                 if explain and user is not None and ans.items:
                     line["because"] = snap.recs.explain(user, snap.item_index[ans.items[0]])
                 out.append(line)
@@ -287,10 +289,13 @@ class Shop:
 
     def explain(self, user_id: str, product_id: str) -> list[str]:
         """The user's history items that most raise `product_id` for them (shop ids; empty for a
-        user or product the current bundle does not know)."""
+        user or product the current bundle does not know, or a user without personalization
+        consent)."""
         with self._acting("recommend"):
-            snap = self._service(True, search=False).snapshot
-            user = snap.user_index.get(snap.recs.pseudonymize(user_id))
+            service = self._service(True, search=False)
+            snap = service.snapshot
+            pseudo = snap.recs.pseudonymize(user_id)
+            user = snap.user_index.get(pseudo) if service.personalizes(pseudo) else None
             item = snap.item_index.get(product_id)
             if user is None or item is None:
                 return []
