@@ -270,6 +270,12 @@ def _model_audience(
     targets, target_ids = _targets(inter.item_ids, bundle.categories, spec)
     # users the bundle knows with some history (erased users keep an index but no steps)
     users = np.flatnonzero(np.bincount(inter.user_idx, minlength=inter.n_users) > 0)
+    # nor users who withdrew personalization consent after the bundle was trained
+    from ..governance._consent import consent_withdrawn
+
+    out = consent_withdrawn(workdir, "personalization", among=inter.user_ids[users].astype(str).tolist())
+    if out:
+        users = users[~np.isin(inter.user_ids[users].astype(str), sorted(out))]
     size = spec.size or max(1, math.ceil(DEFAULT_SHARE * len(users)))
     ranks, scores = rank_users(model, users, targets)
     top = _top(ranks, scores, size)
