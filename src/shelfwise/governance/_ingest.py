@@ -399,11 +399,18 @@ class Ingestor:
             engine=self.engine,
         )
         tr.stage_seconds["columns"] = round(time.perf_counter() - t0, 3)
-        for name, stage in STAGES[self.engine.name]:
-            t0 = time.perf_counter()
-            stage(st)
-            spent = tr.stage_seconds.get(name, 0.0) + time.perf_counter() - t0
-            tr.stage_seconds[name] = round(spent, 3)
+        try:
+            for name, stage in STAGES[self.engine.name]:
+                t0 = time.perf_counter()
+                stage(st)
+                spent = tr.stage_seconds.get(name, 0.0) + time.perf_counter() - t0
+                tr.stage_seconds[name] = round(spent, 3)
+        except BaseException:
+            if self.engine.name == "spark":  # the load's staged Parquet holds raw ids: never left behind
+                from ._load_spark import discard_staged
+
+                discard_staged(st)
+            raise
         return tr
 
 

@@ -34,7 +34,7 @@ from ._load_state import LoadState, count_withheld, safe
 from ._privacy import Pseudonymizer, SecretStore
 from ._reasons import Reason
 
-__all__ = ["spark_check_rows", "spark_check_sets", "spark_publish", "spark_withhold_erased"]
+__all__ = ["discard_staged", "spark_check_rows", "spark_check_sets", "spark_publish", "spark_withhold_erased"]
 
 bq = SPARK.q  # Spark's identifier quoting
 
@@ -46,6 +46,11 @@ def _engine(st: LoadState) -> SparkEngine:
 
 def _tmp(st: LoadState) -> Path:
     return _engine(st).location / "_tmp" / st.run_id
+
+
+def discard_staged(st: LoadState) -> None:
+    """A failed load's staged rows (raw ids, erased users' rows not yet withheld) go with it."""
+    shutil.rmtree(_tmp(st), ignore_errors=True)
 
 
 def register_udfs(spark: Any) -> None:
