@@ -179,6 +179,13 @@ def _plant_files(work: Path, s1: str, s10: str) -> None:
             for i, u in enumerate((s1, s10, s10, s1, None))
         )
     )
+    # profiling kept about them: an audience's members, the served profiles
+    (work / "audiences" / "lapsing").mkdir(parents=True)
+    (work / "audiences" / "lapsing" / "members.jsonl").write_text(
+        "".join(json.dumps({"user": u, "score": 0.5}) + "\n" for u in (s10, s1))
+    )
+    (work / "insights" / "profiles").mkdir(parents=True)
+    (work / "insights" / "profiles" / "k.jsonl").write_text(json.dumps({"user": s10, "frequency": 3}) + "\n")
 
 
 def test_the_access_export_holds_exactly_the_users_rows_with_lineage(tmp_path):
@@ -208,6 +215,7 @@ def test_the_access_export_holds_exactly_the_users_rows_with_lineage(tmp_path):
         "spool/events": 2,
         "spool/rejected": 2,
         "exposures": 2,
+        "audiences": 1,  # shopper-10's served profile is not theirs
         "consent": 2,
         "erasure": 0,
         "profile": 0,  # no personalization consent: no profile is made

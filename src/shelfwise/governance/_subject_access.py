@@ -170,6 +170,9 @@ def _file_parts(workdir: Path, raw: str, pseudo: str) -> dict[str, Any]:
         ("spool/events", "spool/events", "*.jsonl*", raw_event),
         ("spool/rejected", "spool/rejected", "*.jsonl*", raw_event),
         ("exposures", "spool/exposures", "*.jsonl*", lambda r: r.get("user") == pseudo),
+        # profiling kept about them: marketing audiences they are in, the served profiles
+        ("audiences", "audiences", "*/members.jsonl", lambda r: r.get("user") == pseudo),
+        ("profiles", "insights/profiles", "*.jsonl", lambda r: r.get("user") == pseudo),
     ]
     parts: dict[str, Any] = {}
     for name, folder, pattern, match in groups:
