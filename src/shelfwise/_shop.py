@@ -634,15 +634,21 @@ class Shop:
                 ],
             }
 
-    def access_export(self, user_id: str, out: str | Path) -> dict[str, Any]:
+    def access_export(self, user_id: str, out: str | Path, *, redis_url: str | None = None) -> dict[str, Any]:
         """The right of access: everything held about a user (rows of every layer, spool,
-        served lists, bundle histories, profile, consent, erasure) with each part's lineage, as
-        JSON in `out` (owner-only); audited. Returns `{"pseudonym", "out", "parts": rows per part}`."""
+        served lists, bundle histories, profile, consent, erasure; with `redis_url`, the served
+        events and online state a shared Redis holds) with each part's lineage, as JSON in `out`
+        (owner-only); audited. Returns `{"pseudonym", "out", "parts": rows per part}`."""
         with self._acting("privacy.export") as actor:
             from .governance._subject_access import write_subject_access
 
             return write_subject_access(
-                self.workdir, user_id, out, actor=actor, extra={"profile": self._profile_part(user_id)}
+                self.workdir,
+                user_id,
+                out,
+                actor=actor,
+                extra={"profile": self._profile_part(user_id)},
+                redis_client=_redis(redis_url),
             )
 
     def _profile_part(self, user_id: str) -> dict[str, Any]:

@@ -70,7 +70,7 @@ CONTRACT = {
     "models rollback": ["--workdir", "-w"],
     "privacy consent": ["--json", "--marketing", "--personalization", "--user", "--workdir", "-w"],
     "privacy erase": ["--json", "--redis-url", "--user", "--workdir", "-w"],
-    "privacy export": ["--json", "--out", "--user", "--workdir", "-w"],
+    "privacy export": ["--json", "--out", "--redis-url", "--user", "--workdir", "-w"],
     "quarantine export": ["--out", "--reason", "--table", "--workdir", "-w"],
     "quarantine list": ["--json", "--limit", "--reason", "--status", "--table", "--workdir", "-w"],
     "quarantine reprocess": ["--file", "--json", "--table", "--workdir", "-w"],

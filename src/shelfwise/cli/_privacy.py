@@ -97,10 +97,14 @@ def privacy_export(
     workdir: Workdir,
     user: Annotated[str, typer.Option("--user", help="The shop's own id of the user.")],
     out: Annotated[Path, typer.Option("--out", help="The JSON file to write (owner-only).")],
+    redis_url: Annotated[
+        str | None,
+        typer.Option(help="Also what this Redis holds (served events not yet absorbed, online state)."),
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
     """The right of access: everything held about a user, each part with its lineage, as JSON."""
-    rep = shop(workdir).access_export(user, out)
+    rep = shop(workdir).access_export(user, out, redis_url=redis_url)
     if as_json:
         print_json(rep)
         return

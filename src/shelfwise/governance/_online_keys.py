@@ -5,8 +5,11 @@ here so that governance does not import serving."""
 from __future__ import annotations
 
 ONLINE_PREFIX = "shelfwise:"
+# the streams of served events (accepted, rejected) that `events absorb` takes into the warehouse
+REDIS_EVENTS = "shelfwise:events"
+REDIS_REJECTED = "shelfwise:rejected"
 
-__all__ = ["ONLINE_PREFIX", "online_keys"]
+__all__ = ["ONLINE_PREFIX", "REDIS_EVENTS", "REDIS_REJECTED", "online_keys"]
 
 
 def online_keys(user: str, prefix: str = ONLINE_PREFIX) -> tuple[str, str, str]:

@@ -37,6 +37,7 @@ from ..errors import ShelfwiseError
 from ._audit import AuditLog
 from ._consent import Consents, consent_history
 from ._erasures import erased_users
+from ._online_keys import REDIS_EVENTS, REDIS_REJECTED, online_keys
 from ._privacy import Pseudonymizer, SecretStore
 
 FORMAT = "shelfwise.subject-access/1"
@@ -224,7 +225,11 @@ def _bundle_parts(workdir: Path, pseudo: str) -> dict[str, Any]:
 
 
 def subject_access(
-    workdir: str | Path, raw_user_id: str, *, extra: dict[str, Any] | None = None
+    workdir: str | Path,
+    raw_user_id: str,
+    *,
+    extra: dict[str, Any] | None = None,
+    redis_client: Any = None,
 ) -> dict[str, Any]:
     """The access document (not written, not audited: see `write_subject_access`)."""
     workdir = Path(workdir)
@@ -265,6 +270,8 @@ def subject_access(
             "lineage": {"layer": "audit", "location": str(AuditLog(workdir).path.resolve())},
             "rows": audit,
         }
+    if redis_client is not None:
+        parts.update(_redis_parts(redis_client, raw, pseudo))
     parts.update(extra or {})
     return {
         "format": FORMAT,
@@ -274,9 +281,49 @@ def subject_access(
         "parts": parts,
         "not_covered": [
             "the shop's own source files (the --data directories) are outside shelfwise",
-            "events waiting in a Redis event stream (`serve --redis-url`) until `events absorb` takes them",
+            *(
+                []
+                if redis_client is not None
+                else [
+                    "events waiting in a Redis event stream and online state in Redis (`serve "
+                    "--redis-url`): pass the same --redis-url to include them"
+                ]
+            ),
         ],
     }
+
+
+def _redis_parts(client: Any, raw: str, pseudo: str) -> dict[str, Any]:
+    """What a shared Redis holds about the user: served events not yet absorbed (accepted and
+    rejected streams) and the online state serving keeps (recent items, purchases)."""
+    parts: dict[str, Any] = {}
+    for name, stream in (("redis/events", REDIS_EVENTS), ("redis/rejected", REDIS_REJECTED)):
+        rows = []
+        for entry_id, fields in client.xrange(stream):
+            line = fields.get(b"e", fields.get("e"))
+            try:
+                rec = json.loads(line)
+            except (TypeError, ValueError):
+                continue
+            ev = rec.get("event", rec) if isinstance(rec, dict) else None
+            if isinstance(ev, dict) and str(ev.get("user_id", "")).strip() == raw:
+                rows.append(
+                    {"entry": entry_id.decode() if isinstance(entry_id, bytes) else entry_id, "record": rec}
+                )
+        if rows:
+            parts[name] = {"lineage": {"layer": "redis stream", "key": stream}, "rows": rows}
+    recent_key, bought_key, _ = online_keys(pseudo)
+    recent = [x.decode() if isinstance(x, bytes) else x for x in client.lrange(recent_key, 0, -1)]
+    bought = {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+        for k, v in client.hgetall(bought_key).items()
+    }
+    if recent or bought:
+        parts["redis/online"] = {
+            "lineage": {"layer": "redis online state", "keys": [recent_key, bought_key]},
+            "rows": [{"recent_items": recent, "purchases": bought}],
+        }
+    return parts
 
 
 def write_subject_access(
@@ -286,10 +333,11 @@ def write_subject_access(
     *,
     actor: str | None = None,
     extra: dict[str, Any] | None = None,
+    redis_client: Any = None,
 ) -> dict[str, Any]:
     """Write the access document to `out` (owner-only) and audit it; returns a summary
-    (`pseudonym`, `out`, `parts`: rows per part)."""
-    doc = subject_access(workdir, raw_user_id, extra=extra)
+    (`pseudonym`, `out`, `parts`: rows per part). `redis_client`: also what a shared Redis holds."""
+    doc = subject_access(workdir, raw_user_id, extra=extra, redis_client=redis_client)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

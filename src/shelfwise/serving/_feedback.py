@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..governance._online_keys import REDIS_EVENTS, REDIS_REJECTED  # the key names, shared
 from ._spool import CLOSED_SUFFIX, all_segments, ready_segments, segment_stem
 
 SPOOL = Path("spool")
@@ -41,8 +42,6 @@ EVENTS_DIR = SPOOL / "events"
 REJECTED_DIR = SPOOL / "rejected"
 EXPOSURES_DIR = SPOOL / "exposures"
 FEEDBACK_DIR = Path("feedback")
-REDIS_EVENTS = "shelfwise:events"
-REDIS_REJECTED = "shelfwise:rejected"
 EVENT_IDS_DB = SPOOL / "event_ids.sqlite"
 
 __all__ = [
