@@ -317,3 +317,13 @@ def test_an_hnsw_graph_is_saved_and_read_back_not_rebuilt(tmp_path, monkeypatch)
     (tmp_path / "embeddings.faiss").unlink()
     old = r.SemanticRetriever.load(tmp_path / "embeddings.npy")
     assert old.search("running shoes", k=5).ids.tolist() == flat.search("running shoes", k=5).ids.tolist()
+
+
+def test_the_no_keyword_match_list_counts_the_live_synonyms(engine):
+    """Search analytics' "queries without a keyword match" expands synonyms as search does: a
+    synonym the shop saved takes its query off the list."""
+    from shelfwise.search._analytics import no_keyword_match
+
+    top = [{"query": "sneakers", "searches": 5}, {"query": "running shoes", "searches": 3}]
+    assert no_keyword_match(engine.lexical_, top) == [{"query": "sneakers", "searches": 5}]
+    assert no_keyword_match(engine.lexical_, top, synonyms={"sneakers": ["running shoes"]}) == []

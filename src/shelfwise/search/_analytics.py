@@ -116,16 +116,22 @@ def served_searches(workdir: str | Path, attributed: set[str], top: int = 50) ->
     }
 
 
-def no_keyword_match(lexical: Any, top_queries: list[dict[str, Any]], top: int = 50) -> list[dict[str, Any]]:
-    """The logged top queries none of whose words the keyword index knows (`lexical`: the
-    serving bundle's; None: no search index, no such list)."""
+def no_keyword_match(
+    lexical: Any,
+    top_queries: list[dict[str, Any]],
+    top: int = 50,
+    synonyms: dict[str, list[str]] | None = None,
+) -> list[dict[str, Any]]:
+    """The logged top queries none of whose words (synonyms expanded, as search does) the
+    keyword index knows (`lexical`: the serving bundle's; None: no search index, no such list)."""
     from ._analyze import analyze
+    from ._shopper import expand_synonyms
 
     out: list[dict[str, Any]] = []
     if lexical is None:
         return out
     for r in top_queries[: max(top, 200)]:
-        terms = analyze(r["query"])
+        terms = analyze(expand_synonyms(r["query"], synonyms) if synonyms else r["query"])
         if terms and len(lexical.search_terms(terms, 1).ids[0]) == 0:
             out.append({"query": r["query"], "searches": r["searches"]})
     return out

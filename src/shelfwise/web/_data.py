@@ -718,13 +718,19 @@ def search_report(workdir: Path, lexical: Any = None) -> dict[str, Any]:
     if not _has_warehouse(workdir):
         return {}
 
-    stamp = _stamp(workdir, *WAREHOUSE, *REGISTRY)
+    from ..search._shopper import load_synonyms
+    from ..serving._synonyms import SYNONYMS_FILE
+
+    # the live synonyms count: a saved synonym takes a query off the no-keyword-match list
+    stamp = _stamp(workdir, *WAREHOUSE, *REGISTRY, str(SYNONYMS_FILE))
 
     def logged() -> tuple[Any, dict[str, Any], set[str], list[dict[str, Any]]]:
         with warehouse():
             got, attributed = logged_searches(workdir)
         lex = lexical if lexical is not None else current_lexical(workdir)
-        return stamp, got, attributed, no_keyword_match(lex, got["top_queries"])
+        live = workdir / SYNONYMS_FILE
+        synonyms = load_synonyms(live) if live.exists() else None
+        return stamp, got, attributed, no_keyword_match(lex, got["top_queries"], synonyms=synonyms)
 
     made, got, attributed, nkm = _cached(
         ("search-logged", workdir), stamp, logged, float("inf"), REFRESH_WAIT_S
