@@ -104,6 +104,9 @@ class Dialect:
     def isfinite(self, x: str) -> str:
         return f"isfinite({x})"
 
+    def not_whole(self, x: str) -> str:
+        return f"({x} <> trunc({x}))"
+
     def length(self, s: str) -> str:
         return f"strlen({s})"
 
@@ -195,6 +198,10 @@ class SparkDialect(Dialect):
 
     def isfinite(self, x: str) -> str:
         return f"(abs({x}) < CAST('Infinity' AS DOUBLE))"  # NaN sorts above infinity in Spark
+
+    def not_whole(self, x: str) -> str:
+        # Spark's trunc is for dates; round(x, 0) stays a double (no BIGINT overflow as floor)
+        return f"({x} <> round({x}, 0))"
 
     def length(self, s: str) -> str:
         return f"length({s})"
@@ -487,7 +494,7 @@ def compile_contract(
             if c.integer:
                 checks.append(
                     Check(
-                        f"({v} <> trunc({v}))",
+                        d.not_whole(v),
                         Reason.INVALID_TYPE,
                         f"{lit(name + ': not a whole number: ')} || {s}",
                     )
