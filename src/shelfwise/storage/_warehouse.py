@@ -140,20 +140,7 @@ class Warehouse:
             contract_version,
             physical,
         )
-        self.sql(
-            "INSERT INTO meta.table_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                tv.table,
-                tv.version,
-                tv.run_id,
-                tv.created_at,
-                tv.row_count,
-                tv.content_hash,
-                tv.contract_version,
-                tv.physical_name,
-            ],
-        )
-        return tv
+        return self._record_version(tv)
 
     def publish_parquet(self, table: str, files: str, run_id: str, contract_version: str) -> TableVersion:
         """Record a version another engine (Spark) wrote as Parquet (`files`: a glob): the view
@@ -174,6 +161,10 @@ class Warehouse:
             contract_version,
             files,
         )
+        return self._record_version(tv)
+
+    def _record_version(self, tv: TableVersion) -> TableVersion:
+        """One row of meta.table_versions, whichever engine wrote the version."""
         self.sql(
             "INSERT INTO meta.table_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [
