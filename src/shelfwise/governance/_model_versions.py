@@ -10,13 +10,64 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 MODEL = "shelfwise-bundle"
 HEADLINE = "ndcg@10"
 
-__all__ = ["HEADLINE", "MODEL", "alias_version", "mlflow_client", "registered_versions"]
+__all__ = ["HEADLINE", "MODEL", "alias_version", "mlflow_client", "registered_versions", "tracking_uri"]
+
+
+def tracking_uri(workdir: Path) -> str:
+    """The workdir's SQLite tracking and registry store (`mlflow.db`).
+
+    A new workdir's store starts as a copy of an empty, already migrated one, kept per MLflow
+    version in the shelfwise cache: creating the tables runs MLflow's alembic migrations, which
+    cost about ten seconds on every new shop otherwise.
+    """
+    db = (Path(workdir) / "mlflow.db").resolve()
+    if not db.exists():
+        _seed_store(db)
+    return f"sqlite:///{db.as_posix()}"
+
+
+def _seed_store(db: Path) -> None:
+    import sqlite3
+
+    import mlflow
+
+    from ..features._text_encoder import cache_dir
+
+    template = cache_dir() / "mlflow" / f"empty-{mlflow.__version__}.db"
+    if not template.exists():
+        template.parent.mkdir(parents=True, exist_ok=True)
+        staging = template.with_name(f"{template.name}.{os.getpid()}.tmp")
+        staging.unlink(missing_ok=True)
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        store = SqlAlchemyStore(f"sqlite:///{staging.as_posix()}", (template.parent / "unused").as_uri())
+        store.engine.dispose()
+        os.replace(staging, template)  # whole or absent: a concurrent creator writes the same
+    db.parent.mkdir(parents=True, exist_ok=True)
+    staging = db.with_name(f"{db.name}.{os.getpid()}.tmp")
+    shutil.copyfile(template, staging)
+    con = sqlite3.connect(staging)
+    try:  # the default experiment's artifacts belong in this workdir, as for a store made here
+        with con:
+            con.execute(
+                "UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+                ((db.parent / "mlruns").as_uri(),),
+            )
+    finally:
+        con.close()
+    try:
+        os.link(staging, db)  # never over a store another process made meanwhile
+    except FileExistsError:
+        pass
+    finally:
+        staging.unlink()
 
 
 def mlflow_client(workdir: Path) -> Any:
@@ -26,7 +77,7 @@ def mlflow_client(workdir: Path) -> Any:
     logging.getLogger("alembic").setLevel(logging.ERROR)
     from mlflow import MlflowClient
 
-    uri = f"sqlite:///{(workdir / 'mlflow.db').resolve().as_posix()}"
+    uri = tracking_uri(workdir)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..evaluation import HEADLINE, evaluate_all, ndcg_at_10
 from ..features import Catalog, Interactions, Split, global_time, leave_last_out, load_interactions
-from ..models import RECOMMENDERS, Content, Fusion, NoRankerData, Recommender, SASRec
+from ..models import RECOMMENDERS, Content, Fusion, NoRankerData, Recommender
 from ..serving._bundle import BUNDLES_DIR, EVALUATED_DIR, load_evaluated_models, write_bundle
 from ._console import RunConsole
 from ._ingest_job import ingest_dataset
@@ -830,6 +830,8 @@ def _fit_one(
             console.advance()
 
     if name == "sasrec":
+        from ..models import SASRec
+
         cfg = {
             "epochs": settings.sasrec_epochs,
             "max_seconds": settings.sasrec_budget_s,
@@ -906,7 +908,9 @@ def _track(
     logging.getLogger("alembic").setLevel(logging.ERROR)
     import mlflow
 
-    mlflow.set_tracking_uri(f"sqlite:///{(workdir / 'mlflow.db').resolve().as_posix()}")
+    from ..governance._model_versions import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri(workdir))
     # the experiment's artifacts live in the workdir too, not in whatever directory train ran from
     if mlflow.get_experiment_by_name("shelfwise-recommendations") is None:
         mlflow.create_experiment(

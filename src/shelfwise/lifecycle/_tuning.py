@@ -122,7 +122,7 @@ def tune(
 
     n_trials = planned_trials(name, max_trials)
     callbacks = [lambda study, trial: on_trial()] if on_trial is not None else None
-    study.optimize(objective, n_trials=n_trials, timeout=budget_s, gc_after_trial=True, callbacks=callbacks)
+    study.optimize(objective, n_trials=n_trials, timeout=budget_s, gc_after_trial=False, callbacks=callbacks)
     trials = [
         {"params": t.params, "validation_ndcg@10": t.value} for t in study.trials if t.value is not None
     ]

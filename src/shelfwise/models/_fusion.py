@@ -14,6 +14,7 @@ from typing import Any, Self
 
 import numpy as np
 
+from .._threads import lightgbm_threads
 from ..features import Fold, Interactions
 from ._base import Recommender
 
@@ -265,7 +266,7 @@ class Fusion(Recommender):
             random_state=self.seed,
             deterministic=True,
             force_row_wise=True,
-            n_jobs=2,
+            n_jobs=lightgbm_threads(len(ys)),
             verbose=-1,
         )
         ranker = lgb.LGBMRanker(**params)

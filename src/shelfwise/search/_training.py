@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .._threads import lightgbm_threads
 from ..evaluation._metrics import graded_ndcg_at_k as ndcg_at_k
 from ._clicks import ClickGroup, debias
 from ._cross import CrossSettings, OnnxCrossEncoder
@@ -148,7 +149,7 @@ class RankerTraining(RankingFeatures):
             "seed": seed,
             "deterministic": True,
             "force_row_wise": True,
-            "num_threads": 2,
+            "num_threads": lightgbm_threads(len(yt)),
             "verbose": -1,
             "metric": "ndcg",
             "eval_at": [10],
