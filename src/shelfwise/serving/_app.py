@@ -18,6 +18,7 @@ import gc
 import json
 import logging
 import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import asdict
@@ -149,10 +150,9 @@ async def _serving(ctx: AppContext) -> AsyncIterator[None]:
         redis_client = redis.Redis.from_url(settings.redis_url)
         redis_client.ping()
     online = RedisState(redis_client) if redis_client is not None else None
-    import torch
-
-    torch.set_num_threads(1)  # one request's query encoding must not take every core
     service = await asyncio.to_thread(Service, workdir, settings, online=online)
+    if "torch" in sys.modules:  # a bundle's model scores with torch: one request must not take every core
+        sys.modules["torch"].set_num_threads(1)
     gc.freeze()  # the loaded bundle is long-lived: keep it out of every garbage collection
     if redis_client is not None:
         events: Any = RedisSpool(redis_client, REDIS_EVENTS)
