@@ -277,3 +277,28 @@ def test_detect_season_finds_the_planted_period():
     assert detect_season(yearly, 13) == 52
     assert detect_season(np.tile(PATTERN, 20) + rng.normal(0, 1, 80), 13) == 4
     assert detect_season(rng.normal(50, 5, 100), 13) == 1
+
+
+def test_replenishment_window_starts_at_as_of_not_on_monday():
+    """as-of on a Wednesday (end of day): Monday-Wednesday of the first forecast week are past;
+    the 7-day window covers Thursday-Sunday of that week (10 a day) and Monday-Wednesday of the
+    next (20 a day): 4 x 10 + 3 x 20 = 100, not the 70 of a window read from the Monday."""
+    from shelfwise.insights._data import parse_as_of
+    from shelfwise.insights._replenishment import elapsed_days, replenish
+
+    weeks = pd.date_range("2025-01-06", periods=4, freq="7D")  # Mondays
+    fc = pd.DataFrame(
+        {"unique_id": "A", "ds": weeks, "units": [70.0, 140.0, 140.0, 140.0], "lo": 0.0, "hi": 0.0}
+    )
+    fc["lo"], fc["hi"] = fc["units"], fc["units"]  # no uncertainty: the safety stock is 0
+    products = pd.DataFrame({"product_id": ["A"], "stock": [0.0], "lead_time_days": [7.0]})
+    at = parse_as_of("2025-01-08")  # a Wednesday
+    assert elapsed_days(weeks[0], at) == pytest.approx(3.0)
+    (a,) = replenish(fc, products, service_level=0.95, review_days=0, as_of=at)
+    assert a["demand_lead_time"] == pytest.approx(100.0) and a["order_qty"] == 100
+    # as-of at the end of the Sunday before: the window starts on the Monday, 7 days of week 0
+    (b,) = replenish(fc, products, service_level=0.95, review_days=0, as_of=parse_as_of("2025-01-05"))
+    assert b["demand_lead_time"] == pytest.approx(70.0)
+    # a Wednesday noon: 2.5 days gone -> 4.5 x 10 + 2.5 x 20
+    (c,) = replenish(fc, products, service_level=0.95, review_days=0, as_of=parse_as_of("2025-01-08T12:00"))
+    assert c["demand_lead_time"] == pytest.approx(95.0)

@@ -131,7 +131,7 @@ def run_replenishment(
         lead = pd.to_numeric(products["lead_time_days"], errors="coerce").max()
         weeks = max(13, math.ceil(((0.0 if pd.isna(lead) else float(lead)) + review_days) / 7) + 1)
         fc, info, _ = forecast_demand(weekly, products, at, horizon_weeks=min(weeks, 104))
-        records = replenish(fc, products, service_level=service_level, review_days=review_days)
+        records = replenish(fc, products, service_level=service_level, review_days=review_days, as_of=at)
         write_records(records, out, REPLENISHMENT_FIELDS)
     except Exception as exc:
         lineage.fail(f"{type(exc).__name__}: {exc}")
