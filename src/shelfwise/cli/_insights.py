@@ -80,6 +80,24 @@ def demand(
         f"weeks, {m['censored_weeks']} stock-out weeks estimated; lineage run {rep['lineage_run_id']})"
     )
     typer.echo(f"  models chosen by cross-validation: {chosen}")
+    typer.echo(f"  {_catalog_line(m)}")
+    for c in m.get("calibration", []):
+        raw = c.get("held_out_coverage_raw")
+        held = (
+            f"{raw:.0%} of {c['held_out_errors']:,} held-out weeks inside before"
+            if raw is not None
+            else "no held-out window"
+        )
+        typer.echo(f"  80% intervals ({c['group']}, {c['series']:,} series): x{c['factor']:g} ({held})")
+
+
+def _catalog_line(m: dict) -> str:
+    """Which catalog version gave the stock figures (read as of --as-of, never carried back)."""
+    if not m.get("stock_known", True):
+        return "stock figures: none known at as-of (no products version ingested by then)"
+    if m.get("catalog_version") is None:
+        return "stock figures: the current catalog"
+    return f"stock figures: products version {m['catalog_version']} (ingested {m['catalog_ingested_at']})"
 
 
 @insights_app.command("replenishment")
@@ -108,6 +126,7 @@ def replenishment(
         f"wrote {rep['products']:,} reorder suggestions to {out} ({rep['to_order']:,} to order; as of "
         f"{rep['as_of']}, service level {service_level:.1%}; lineage run {rep['lineage_run_id']})"
     )
+    typer.echo(f"  {_catalog_line(rep['model'])}")
 
 
 def ask(
