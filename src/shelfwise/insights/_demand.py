@@ -56,6 +56,11 @@ SMOOTH_MODELS = ("SeasonalNaive", "AutoETS", "AutoTheta", "AutoARIMA")
 DEFAULT_MODELS = ("SeasonalNaive", "AutoETS", "AutoTheta")
 INTERMITTENT_MODELS = ("CrostonOptimized", "ADIDA", "IMAPA")
 ENSEMBLE = "Ensemble"
+# search and browsing demand as a forecast input: AutoETS on a product's weekly interest events
+# times its recent conversion (units per interest event, the last CONVERSION_WEEKS up to the
+# forecast origin); a candidate like the others, chosen only where it wins the cross-validation
+INTEREST_MODEL = "InterestETS"
+CONVERSION_WEEKS = 52
 INTEREST_TYPES = ("view", "click", "add_to_cart", "search")
 
 
@@ -315,7 +320,8 @@ def _choose(mae: pd.DataFrame, df: pd.DataFrame, select: str) -> pd.Series:
     if select == "group":
         scale = df.groupby("unique_id")["y"].apply(lambda s: s.diff().abs().mean()).replace(0.0, np.nan)
         scale.index = scale.index.astype(str)
-        return pd.Series(mae.div(scale.reindex(mae.index), axis=0).mean().idxmin(), index=mae.index)
+        scaled = mae.div(scale.reindex(mae.index), axis=0).mean(skipna=False)  # (a candidate offered to all)
+        return pd.Series(scaled.idxmin(), index=mae.index)
     return pd.Series(select, index=mae.index)
 
 
@@ -332,6 +338,51 @@ def _residual_bounds(cv: pd.DataFrame, candidates: list[str], chosen: pd.Series)
     r = _residuals(cv, candidates, chosen)
     b = r.groupby(cv["unique_id"]).quantile([q, 1 - q]).unstack()
     return b.set_axis(["lo", "hi"], axis=1)
+
+
+def _conversion(df: pd.DataFrame, upto: Any) -> pd.Series:
+    """Per series: units per interest event over the last CONVERSION_WEEKS weeks up to `upto`."""
+    recent = df[df["ds"] <= upto].groupby("unique_id").tail(CONVERSION_WEEKS)
+    s = recent.groupby("unique_id")[["y", "interest"]].sum()
+    out = (s["y"] / s["interest"].where(s["interest"] > 0)).fillna(0.0)
+    out.index = out.index.astype(str)
+    return out
+
+
+def _with_interest(
+    df: pd.DataFrame, cv: pd.DataFrame, fc: pd.DataFrame, h: int, windows: int, season: int, horizon: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`cv` and `fc` with the INTEREST_MODEL column: interest forecast x conversion, both from
+    the weeks up to each origin only (the same CV origins as the other candidates)."""
+    from statsforecast.models import AutoETS
+
+    x = df[["unique_id", "ds", "interest"]].rename(columns={"interest": "y"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cvx = _statsforecast([AutoETS(season_length=season)]).cross_validation(
+            df=x, h=h, n_windows=windows, step_size=h
+        )
+        fcx = _statsforecast([AutoETS(season_length=season)]).forecast(df=x, h=horizon)
+    for frame in (cvx, fcx):
+        frame["unique_id"] = frame["unique_id"].astype(str)
+    cvx[INTEREST_MODEL] = 0.0
+    for cutoff in cvx["cutoff"].unique():
+        at = cvx["cutoff"] == cutoff
+        conv = _conversion(df, cutoff)
+        cvx.loc[at, INTEREST_MODEL] = cvx.loc[at, "AutoETS"] * cvx.loc[at, "unique_id"].map(conv).fillna(0.0)
+    fcx[INTEREST_MODEL] = fcx["AutoETS"] * fcx["unique_id"].map(_conversion(df, df["ds"].max())).fillna(0.0)
+    # offered only where interest moves with sales: the weekly correlation significant (> 2 /
+    # sqrt(n)); elsewhere it is a long-run mean by another name, and choosing among more
+    # candidates on a few CV windows costs accuracy (measured: benchmarks/insights.json)
+    n = df.groupby("unique_id").size()
+    corr = df.groupby("unique_id")[["y", "interest"]].apply(lambda g: g["y"].corr(g["interest"])).fillna(0.0)
+    offered = set((corr.index[corr > 2 / np.sqrt(n.reindex(corr.index))]).astype(str))
+    for frame in (cvx, fcx):
+        frame.loc[~frame["unique_id"].isin(offered), INTEREST_MODEL] = np.nan
+    keys = ["unique_id", "ds", "cutoff"]
+    cv = cv.merge(cvx[[*keys, INTEREST_MODEL]], on=keys, how="left")
+    fc = fc.merge(fcx[["unique_id", "ds", INTEREST_MODEL]], on=["unique_id", "ds"], how="left")
+    return cv, fc
 
 
 def calibrate(
@@ -376,6 +427,7 @@ def forecast_group(
     models: tuple[str, ...],
     *,
     select: str = "series",
+    interest: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Cross-validate `models` (and their mean) on each series of `df` (`unique_id, ds, y`; all
     long enough), pick the best per series (`select` "series"), the best for the whole group
@@ -398,6 +450,9 @@ def forecast_group(
         frame[ENSEMBLE] = frame[smooth].mean(axis=1) if smooth else frame[list(models)].mean(axis=1)
         frame["unique_id"] = frame["unique_id"].astype(str)
     candidates = [*models, ENSEMBLE]
+    if interest:
+        cv, fc = _with_interest(df, cv, fc, h, windows, season, horizon)
+        candidates.append(INTEREST_MODEL)
     mae = _cv_mae(cv, candidates)
     chosen = _choose(mae, df, select)
     # conformal interval: the chosen model's CV errors (actual - forecast), 10% and 90%, widened
@@ -436,7 +491,8 @@ def forecast_series(
     models: tuple[str, ...] = DEFAULT_MODELS,
     select: str = "series",
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Forecast every series of `series` (`unique_id, ds, y`, weekly, no gaps) `horizon` weeks
+    """Forecast every series of `series` (`unique_id, ds, y`, weekly, no gaps; with an
+    `interest` column, search and browsing demand is a candidate input too) `horizon` weeks
     past its last week: `unique_id, ds, units, lo, hi, model` (units and bounds >= 0), and what
     was chosen. Used by `insights demand` and by the benchmark, on any weekly data."""
     series = series.sort_values(["unique_id", "ds"])
@@ -457,7 +513,9 @@ def forecast_series(
             if len(ids) == 0:
                 continue
             names = (*models, *INTERMITTENT_MODELS) if intermittent else models
-            fc, mae = forecast_group(series[series["unique_id"].isin(ids)], horizon, s, names, select=select)
+            part = series[series["unique_id"].isin(ids)]
+            with_interest = "interest" in part and bool((part["interest"] > 0).any()) and not intermittent
+            fc, mae = forecast_group(part, horizon, s, names, select=select, interest=with_interest)
             parts.append(fc)
             maes.append(mae)
             info["cv_windows"] = max(info["cv_windows"], mae.attrs["windows"])
@@ -529,7 +587,7 @@ def forecast_demand(
         series = series.groupby(["unique_id", "ds"], as_index=False)[["y", "interest"]].sum()
         if series.empty:
             raise ShelfwiseError("--level category: no product with a sale has a category")
-    fc, meta = forecast_series(series[["unique_id", "ds", "y"]], horizon_weeks)
+    fc, meta = forecast_series(series[["unique_id", "ds", "y", "interest"]], horizon_weeks)
     info.series = int(series["unique_id"].nunique())
     info.season_length = int(meta["season_length"])
     info.cv_windows, info.cv_h = int(meta["cv_windows"]), int(meta["cv_h"])
