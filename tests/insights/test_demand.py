@@ -381,3 +381,39 @@ def test_intervals_are_calibrated_on_a_planted_series():
     coverage = float(((truth >= fc["lo"]) & (truth <= fc["hi"])).mean())
     assert 0.74 <= coverage <= 0.9, coverage
     assert 22 < float((fc["hi"] - fc["lo"]).mean()) < 36  # the true width is 25.6
+
+
+@pytest.mark.slow  # a forecast through the CLI (~30-60 s on a loaded machine)
+def test_demand_report_and_console_page(shop, tmp_path):
+    """`shelfwise report demand` writes an offline HTML report with charts and the JSON the
+    console's insights page shows; the page renders the forecasts and reorder suggestions."""
+    import shutil
+
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from shelfwise.web import mount_console
+
+    work = tmp_path / "w"
+    shutil.copytree(shop, work)
+    proc = ok(run("report", "demand", "--workdir", str(work), "--as-of", AS_OF, "--json"))
+    doc = json.loads(proc.stdout)
+    html = (work / "reports" / "demand.html").read_text()
+    assert html.count("<svg") >= 2 and "Reorder suggestions" in html and "http" not in html.split("<svg")[0]
+    top = {p["id"]: p for p in doc["top"]}
+    assert top["SEAS"]["forecast"][0][0] == (START + timedelta(weeks=WEEKS)).date().isoformat()
+    assert len(top["OOS"]["censored"]) >= len(OUT_MID) + OUT_END
+    rows = {r["product_id"]: r for r in doc["replenishment"]["rows"]}
+    assert rows["OOS"]["order_qty"] >= 30 and rows["STEADY"]["order_qty"] == 0
+    ok(run("report", "audiences", "--workdir", str(work)))
+    assert "No audience yet" in (work / "reports" / "audiences.html").read_text()
+
+    app = FastAPI()
+    mount_console(app, work, lambda: None)
+    with TestClient(app, base_url="http://127.0.0.1:8000", client=("127.0.0.1", 40000)) as local:
+        r = local.get("/console/insights")
+    assert r.status_code == 200, r.text
+    assert 'data-product="SEAS"' in r.text and 'id="reorders"' in r.text and "No audience yet" in r.text
+    row = r.text.split('<tr data-product="OOS">', 2)[2].split("</tr>")[0]  # the reorder table's row
+    assert f'<td class="n order">{rows["OOS"]["order_qty"]}</td>' in row
+    assert 'href="/console/insights"' in r.text  # in the console's navigation
