@@ -417,3 +417,40 @@ def test_demand_report_and_console_page(shop, tmp_path):
     row = r.text.split('<tr data-product="OOS">', 2)[2].split("</tr>")[0]  # the reorder table's row
     assert f'<td class="n order">{rows["OOS"]["order_qty"]}</td>' in row
     assert 'href="/console/insights"' in r.text  # in the console's navigation
+
+
+def test_search_demand_is_offered_only_where_it_moves_with_sales():
+    """Interest that tracks the demand level (views = 10 x units in expectation) gives a candidate
+    forecasting interest x conversion (~0.1 units a view); interest unrelated to sales gives none."""
+    from shelfwise.insights._demand import INTEREST_MODEL, _with_interest
+
+    rng = np.random.default_rng(2)
+    ds = pd.date_range("2023-01-02", periods=60, freq="7D")
+    level = 5 + 3 * np.sin(np.arange(60) / 6)
+    df = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "unique_id": "TRACKS",
+                    "ds": ds,
+                    "y": rng.poisson(level),
+                    "interest": rng.poisson(10 * level),
+                }
+            ),
+            pd.DataFrame(
+                {"unique_id": "NOISE", "ds": ds, "y": rng.poisson(level), "interest": rng.poisson(50, 60)}
+            ),
+        ]
+    ).astype({"y": float, "interest": float})
+    cv = df[df["ds"] > ds[33]].assign(cutoff=lambda d: np.where(d["ds"] <= ds[46], ds[33], ds[46]))
+    fc = pd.DataFrame(
+        {"unique_id": ["TRACKS", "NOISE"] * 2, "ds": [ds[-1] + pd.Timedelta(weeks=k) for k in (1, 1, 2, 2)]}
+    )
+    cv2, fc2 = _with_interest(df, cv[["unique_id", "ds", "cutoff", "y"]], fc, 13, 2, 1, 2)
+    got = fc2.set_index("unique_id")[INTEREST_MODEL]
+    assert got["NOISE"].isna().all() and cv2.loc[cv2["unique_id"] == "NOISE", INTEREST_MODEL].isna().all()
+    tracks = df[df["unique_id"] == "TRACKS"]
+    recent = tracks.tail(52)
+    conv = recent["y"].sum() / recent["interest"].sum()
+    assert 0.08 < conv < 0.12 and got["TRACKS"].notna().all()
+    assert got["TRACKS"].iloc[0] == pytest.approx(conv * tracks["interest"].tail(4).mean(), rel=0.35)

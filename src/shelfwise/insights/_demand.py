@@ -8,8 +8,8 @@ Censored weeks: a week with no sales is not always a week without demand. A zero
 as a stock-out (demand not observed) when it is improbable under the product's local sales rate
 (Poisson P(0) < 1%, the rate being the median of the 9 weeks around it) while shoppers still
 looked at the product (views, clicks, carts and searches naming it, at least half its usual
-weekly interest); and the trailing run of zero weeks of a product the catalog lists as out of
-stock now (`in_stock` false or `stock` 0). A censored week's demand is estimated from that
+weekly interest); and the trailing run of zero weeks of a product the catalog listed as out of
+stock at `as_of` (`in_stock` false or `stock` 0, in the products version current then). A censored week's demand is estimated from that
 week's interest times the product's conversion (units per interest event in uncensored weeks),
 else from the local rate: search and browsing demand is the signal that stands in for sales the
 shop could not make.
@@ -18,13 +18,18 @@ The models: the field's maintained library (statsforecast): SeasonalNaive, AutoE
 (AutoARIMA on request: it costs ~50x AutoETS), plus CrostonOptimized, ADIDA and IMAPA for intermittent series (average interval
 between sales > 1.32 weeks, Syntetos-Boylan), and the mean of the smooth models as a combination.
 Each series gets the candidate with the lowest error in rolling-origin cross-validation
-(`n_windows` origins, `h` = min(horizon, 13) weeks each). The 80% interval is conformal: the
-chosen model's 10%/90% cross-validation errors around the point forecast (the same for every
-model, including the combination and the intermittent ones that have no interval of their own).
+(`n_windows` origins, `h` = min(horizon, 13) weeks each). Search and browsing demand is an input
+where it carries the signal: for a product whose weekly interest correlates with its sales,
+InterestETS (AutoETS on interest x recent conversion) is one more candidate (on planted shops it
+helps where interest tracks the demand level and changes nothing where it is noise:
+benchmarks/insights.json `demand_interest`). The 80% interval is conformal: the chosen model's
+10%/90% cross-validation errors around the point forecast (the same for every model, including
+the combination and the intermittent ones that have no interval of their own), scaled per group
+by a factor learnt on a held-out CV window (`calibrate`).
 Series too short to cross-validate get the mean of their last 8 weeks with a Poisson interval.
 
-The season length is detected once per run on the total series (see `detect_season`); a series shorter than two seasons plus the validation windows is modelled
-without a season.
+The season length is detected once per run on the total series (see `detect_season`); a series
+shorter than two seasons plus the validation windows is modelled without a season.
 """
 
 from __future__ import annotations
