@@ -148,6 +148,7 @@ def test_seasonal_series_forecast_in_phase(forecasts):
     by, stdout = forecasts
     seas = by["SEAS"]
     assert len(seas) == 13 and "season 4 weeks" in stdout
+    assert "80% intervals (smooth, season 4" in stdout and "held-out weeks inside before" in stdout
     first = date.fromisoformat(seas[0]["week_start"])
     assert first == (START + timedelta(weeks=WEEKS)).date() and first.weekday() == 0
     expected = [PATTERN[(WEEKS + k) % 4] for k in range(8)]
@@ -184,6 +185,9 @@ def test_replenishment_end_to_end(shop, forecasts):
     assert rows["NOLEAD"]["order_qty"] == "" and "lead_time_days" in rows["NOLEAD"]["reason"]
     audit = [json.loads(x) for x in (shop / "audit" / "audit.jsonl").read_text().splitlines()]
     assert {"insights.demand", "insights.replenishment"} <= {a["action"] for a in audit}
+    # the stock figures came from the products version current at as-of (the fixture's, backdated)
+    assert [a for a in audit if a["action"] == "insights.replenishment"][-1]["catalog_version"] == 1
+    assert "stock figures: products version 1" in proc.stdout
     runs = [json.loads(x) for x in (shop / "lineage" / "openlineage.jsonl").read_text().splitlines()]
     done = [
         r

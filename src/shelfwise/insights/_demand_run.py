@@ -117,6 +117,7 @@ def run_demand(
         level=level,
         series=series,
         as_of=meta["as_of"],
+        catalog_version=meta["model"]["catalog_version"],
         horizon_weeks=horizon_weeks,
         lineage_run_id=lineage.run_id,
     )
@@ -180,6 +181,7 @@ def run_replenishment(
         products=len(records),
         to_order=to_order,
         as_of=info.as_of,
+        catalog_version=info.catalog_version,
         service_level=service_level,
         lineage_run_id=lineage.run_id,
     )
