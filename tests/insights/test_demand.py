@@ -186,7 +186,9 @@ def test_replenishment_end_to_end(shop, forecasts):
     audit = [json.loads(x) for x in (shop / "audit" / "audit.jsonl").read_text().splitlines()]
     assert {"insights.demand", "insights.replenishment"} <= {a["action"] for a in audit}
     # the stock figures came from the products version current at as-of (the fixture's, backdated)
-    assert [a for a in audit if a["action"] == "insights.replenishment"][-1]["catalog_version"] == 1
+    assert [a for a in audit if a["action"] == "insights.replenishment"][-1]["details"][
+        "catalog_version"
+    ] == 1
     assert "stock figures: products version 1" in proc.stdout
     runs = [json.loads(x) for x in (shop / "lineage" / "openlineage.jsonl").read_text().splitlines()]
     done = [
