@@ -159,7 +159,8 @@ def demand_html(s: dict[str, Any]) -> str:
     chosen = ", ".join(f"{k}: {v}" for k, v in sorted(m["chosen"].items(), key=lambda kv: -kv[1]))
     if rep["stock_known"]:
         cols = [c for c in REPLENISHMENT_FIELDS if c not in ("review_days", "service_level")]
-        reorder = html_table(rep["rows"], cols, empty="<p>No product with a stock figure.</p>")
+        rows = [{c: "–" if r[c] is None else r[c] for c in cols} for r in rep["rows"]]
+        reorder = html_table(rows, cols, empty="<p>No product with a stock figure.</p>")
     else:
         reorder = (
             "<p>No reorder suggestions: no products version with stock figures had been ingested "

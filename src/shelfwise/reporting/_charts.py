@@ -185,6 +185,11 @@ def forecast_chart(
             label="80% interval",
         )
         ax.plot(fx, [f[1] for f in forecast], color=PALETTE[1], lw=1.6, label="forecast")
+    import matplotlib.dates as mdates
+
+    loc = mdates.AutoDateLocator(maxticks=7 if width >= 8 else 5)
+    ax.xaxis.set_major_locator(loc)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
     ax.set_ylabel("units / week")
     ax.tick_params(axis="x", labelsize=8)
     ax.legend(fontsize=7, frameon=False, ncols=4, loc="upper left")
