@@ -1,7 +1,8 @@
 """Benchmark (`make bench`): customer churn and expected purchases against BG/NBD and Pareto/NBD;
 FAQ answers against bm25s (see faq_benchmark); weekly demand against statsforecast's
 SeasonalNaive, AutoETS, AutoTheta and AutoARIMA (see _demand_bench.py; `--only demand` runs that
-part alone and merges it into the existing --out file, its own provenance inside it).
+part alone and merges it into the existing --out file, its own provenance inside it); search
+demand as a forecast input on planted shops (`interest_benchmark`; `--only demand_interest`).
 
 Real order data from ../shared/data (see each folder's SOURCE.md), split in time: at each origin
 `as_of`, every model sees only the orders up to it, and is scored on what each customer did in
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _demand_bench import DEMAND_DATASETS, demand_benchmark
+from _demand_bench import DEMAND_DATASETS, demand_benchmark, interest_benchmark
 from _provenance import provenance, write_report
 from sklearn.metrics import roc_auc_score
 
@@ -290,7 +291,9 @@ def main() -> None:
     ap.add_argument("--datasets", default=",".join(DATASETS))
     ap.add_argument("--origins", type=int, default=4, help="as_of dates, 90 days apart, back from the end")
     ap.add_argument(
-        "--only", choices=("demand",), help="run only this part; merge it into the existing --out file"
+        "--only",
+        choices=("demand", "demand_interest"),
+        help="run only this part; merge it into the existing --out file",
     )
     ap.add_argument("--demand-origins", type=int, default=2, help="forecast origins, 13 weeks apart")
     ap.add_argument("--demand-arima-series", type=int, default=8, help="series AutoARIMA (52) runs on")
@@ -299,6 +302,12 @@ def main() -> None:
     ap.add_argument("--demand-datasets", default=",".join(DEMAND_DATASETS))
     args = ap.parse_args()
     demand_sets = [d for d in args.demand_datasets.split(",") if d]
+    if args.only == "demand_interest":
+        out = Path(args.out)
+        merged = json.loads(out.read_text()) if out.exists() else {"provenance": provenance()}
+        merged["demand_interest"] = interest_benchmark()
+        write_report(out, merged)
+        return
     if args.only == "demand":
         out = Path(args.out)
         merged = json.loads(out.read_text()) if out.exists() else {"provenance": provenance()}
@@ -330,6 +339,7 @@ def main() -> None:
     report["demand"] = demand_benchmark(
         demand_sets, args.demand_origins, args.demand_arima_series, args.demand_variants, args.demand_series
     )
+    report["demand_interest"] = interest_benchmark()
     write_report(args.out, report)
 
 

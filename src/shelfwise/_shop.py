@@ -710,6 +710,37 @@ class Shop:
                 actor=actor,
             )  # fmt: skip
 
+    def demand_report(
+        self,
+        *,
+        as_of: str | None = None,
+        horizon_weeks: int = 13,
+        service_level: float = 0.95,
+        review_days: float = 7.0,
+    ) -> dict[str, Any]:
+        """Write reports/demand.html (charts) and .json: weekly demand and forecasts with their
+        80% intervals, stock-out weeks, reorder suggestions; returns the JSON with `html` and
+        `json` paths."""
+        with self._acting("insights.replenishment", workdir=False):
+            from .insights._reports import DEMAND_REPORT, demand_html, demand_summary, write_report
+
+            s = demand_summary(
+                self.workdir, as_of=as_of, horizon_weeks=horizon_weeks, service_level=service_level,
+                review_days=review_days,
+            )  # fmt: skip
+            page, js = write_report(self.workdir, DEMAND_REPORT, s, demand_html(s))
+            return {**s, "html": str(page), "json": str(js)}
+
+    def audiences_report(self) -> dict[str, Any]:
+        """Write reports/audiences.html (charts) and .json: the stored audiences' sizes, lift and
+        lineage; returns the JSON with `html` and `json` paths."""
+        with self._acting("audiences.read", workdir=False):
+            from .insights._reports import AUDIENCES_REPORT, audiences_html, audiences_summary, write_report
+
+            s = audiences_summary(self.workdir)
+            page, js = write_report(self.workdir, AUDIENCES_REPORT, s, audiences_html(s))
+            return {**s, "html": str(page), "json": str(js)}
+
     def ask(self, questions: str | Path, out: str | Path) -> dict[str, Any]:
         """Answer shoppers' questions (a `question_id,question` CSV or JSON lines) from the shop's
         FAQ, abstaining when no entry answers; writes JSON lines to `out`."""

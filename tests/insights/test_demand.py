@@ -88,7 +88,22 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("demand")
     planted_shop(base / "data")
     ok(run("ingest", "--data", str(base / "data"), "--workdir", str(base / "w")))
+    # the catalog as delivered when the shop started: stock figures are read point in time from
+    # the products version current at --as-of, and this one was ingested today
+    backdate(base / "w", {1: START})
     return base / "w"
+
+
+def backdate(workdir: Path, when: dict[int, datetime]) -> None:
+    """Set when products versions were ingested (a shop whose catalog deliveries go back)."""
+    import duckdb
+
+    with duckdb.connect(str(workdir / "warehouse.duckdb")) as con:
+        for version, at in when.items():
+            con.execute(
+                "UPDATE meta.table_versions SET created_at = ? WHERE table_name = 'products' AND version = ?",
+                [at, version],
+            )
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +148,7 @@ def test_seasonal_series_forecast_in_phase(forecasts):
     by, stdout = forecasts
     seas = by["SEAS"]
     assert len(seas) == 13 and "season 4 weeks" in stdout
+    assert "80% intervals (smooth, season 4" in stdout and "held-out weeks inside before" in stdout
     first = date.fromisoformat(seas[0]["week_start"])
     assert first == (START + timedelta(weeks=WEEKS)).date() and first.weekday() == 0
     expected = [PATTERN[(WEEKS + k) % 4] for k in range(8)]
@@ -169,6 +185,11 @@ def test_replenishment_end_to_end(shop, forecasts):
     assert rows["NOLEAD"]["order_qty"] == "" and "lead_time_days" in rows["NOLEAD"]["reason"]
     audit = [json.loads(x) for x in (shop / "audit" / "audit.jsonl").read_text().splitlines()]
     assert {"insights.demand", "insights.replenishment"} <= {a["action"] for a in audit}
+    # the stock figures came from the products version current at as-of (the fixture's, backdated)
+    assert [a for a in audit if a["action"] == "insights.replenishment"][-1]["details"][
+        "catalog_version"
+    ] == 1
+    assert "stock figures: products version 1" in proc.stdout
     runs = [json.loads(x) for x in (shop / "lineage" / "openlineage.jsonl").read_text().splitlines()]
     done = [
         r
@@ -277,3 +298,165 @@ def test_detect_season_finds_the_planted_period():
     assert detect_season(yearly, 13) == 52
     assert detect_season(np.tile(PATTERN, 20) + rng.normal(0, 1, 80), 13) == 4
     assert detect_season(rng.normal(50, 5, 100), 13) == 1
+
+
+def test_replenishment_window_starts_at_as_of_not_on_monday():
+    """as-of on a Wednesday (end of day): Monday-Wednesday of the first forecast week are past;
+    the 7-day window covers Thursday-Sunday of that week (10 a day) and Monday-Wednesday of the
+    next (20 a day): 4 x 10 + 3 x 20 = 100, not the 70 of a window read from the Monday."""
+    from shelfwise.insights._data import parse_as_of
+    from shelfwise.insights._replenishment import elapsed_days, replenish
+
+    weeks = pd.date_range("2025-01-06", periods=4, freq="7D")  # Mondays
+    fc = pd.DataFrame(
+        {"unique_id": "A", "ds": weeks, "units": [70.0, 140.0, 140.0, 140.0], "lo": 0.0, "hi": 0.0}
+    )
+    fc["lo"], fc["hi"] = fc["units"], fc["units"]  # no uncertainty: the safety stock is 0
+    products = pd.DataFrame({"product_id": ["A"], "stock": [0.0], "lead_time_days": [7.0]})
+    at = parse_as_of("2025-01-08")  # a Wednesday
+    assert elapsed_days(weeks[0], at) == pytest.approx(3.0)
+    (a,) = replenish(fc, products, service_level=0.95, review_days=0, as_of=at)
+    assert a["demand_lead_time"] == pytest.approx(100.0) and a["order_qty"] == 100
+    # as-of at the end of the Sunday before: the window starts on the Monday, 7 days of week 0
+    (b,) = replenish(fc, products, service_level=0.95, review_days=0, as_of=parse_as_of("2025-01-05"))
+    assert b["demand_lead_time"] == pytest.approx(70.0)
+    # a Wednesday noon: 2.5 days gone -> 4.5 x 10 + 2.5 x 20
+    (c,) = replenish(fc, products, service_level=0.95, review_days=0, as_of=parse_as_of("2025-01-08T12:00"))
+    assert c["demand_lead_time"] == pytest.approx(95.0)
+
+
+@pytest.mark.slow  # two ingest runs through the CLI
+def test_stock_and_lead_time_are_read_as_of_the_date(shop, tmp_path):
+    """Three catalog deliveries: STEADY's stock 500 (at the start), 3 (ten days before as-of),
+    1000 (today). At as-of the replenishment reads 3 and 14 days of lead time, not today's 1000;
+    before the first delivery the stock is not known: refused, saying why."""
+    import shutil
+
+    from shelfwise.insights._data import parse_as_of
+    from shelfwise.insights._demand import load_weekly
+
+    work = tmp_path / "w"
+    shutil.copytree(shop, work)
+    for stock, lead in ((3, 14), (1000, 2)):
+        d = tmp_path / f"cat{stock}"
+        d.mkdir()
+        (d / "products.csv").write_text(
+            "product_id,title,category,price,in_stock,stock_qty,lead_time\n"
+            f"STEADY,Steady thing,Home > Kitchen,5,true,{stock},{lead}\n"
+        )
+        ok(run("ingest", "--append", "--data", str(d), "--workdir", str(work)))
+    at = datetime.fromisoformat(AS_OF)
+    backdate(work, {1: START + timedelta(weeks=20), 2: at - timedelta(days=10)})
+
+    def steady(as_of: str | None) -> tuple[object, object, dict]:
+        _, products, _, catalog = load_weekly(work, parse_as_of(as_of))
+        row = products.set_index("product_id").loc["STEADY"]
+        return row["stock"], row["lead_time_days"], catalog
+
+    stock, lead, catalog = steady(AS_OF)
+    assert (stock, lead) == (3, 14) and catalog["version"] == 2 and catalog["stock_known"]
+    assert steady(None)[:2] == (1000, 2)  # no --as-of: the current catalog
+    early = (START + timedelta(weeks=10)).date().isoformat()  # before the first delivery
+    assert steady(early)[2] == {"version": None, "ingested_at": None, "stock_known": False}
+    assert pd.isna(steady(early)[0])
+    out = tmp_path / "early.csv"
+    refused = run("insights", "replenishment", "--workdir", str(work), "--as-of", early, "--out", str(out))
+    assert refused.returncode != 0 and not out.exists()
+    assert "stock on hand and lead times at that date are not known" in refused.stderr, refused.stderr
+
+
+@pytest.mark.slow  # 24 series cross-validated in process (~25 s on a loaded machine)
+def test_intervals_are_calibrated_on_a_planted_series():
+    """i.i.d. Normal(100, 10) weeks: the true 80% interval is 100 +- 12.8. Raw conformal bounds
+    (the chosen model's own CV errors) cover ~70% of held-out weeks; the calibrated ones cover
+    ~80% of 13 fresh weeks per series, and are not absurdly wide."""
+    from shelfwise.insights._demand import forecast_series
+
+    rng = np.random.default_rng(3)
+    n, t = 24, 70
+    ds = pd.date_range("2022-01-03", periods=t + 13, freq="7D")
+    d = pd.concat(
+        pd.DataFrame({"unique_id": f"S{i}", "ds": ds, "y": rng.normal(100, 10, t + 13)}) for i in range(n)
+    )
+    train = d[d["ds"] <= ds[t - 1]]
+    truth = d[d["ds"] > ds[t - 1]].set_index(["unique_id", "ds"])["y"]
+    fc, info = forecast_series(train, 13, season=1)
+    (cal,) = info["calibration"]
+    assert cal["held_out_errors"] == n * 13 and cal["held_out_coverage_raw"] < 0.78 and cal["factor"] > 1.05
+    fc = fc.set_index(["unique_id", "ds"]).reindex(truth.index)
+    coverage = float(((truth >= fc["lo"]) & (truth <= fc["hi"])).mean())
+    assert 0.74 <= coverage <= 0.9, coverage
+    assert 22 < float((fc["hi"] - fc["lo"]).mean()) < 36  # the true width is 25.6
+
+
+@pytest.mark.slow  # a forecast through the CLI (~30-60 s on a loaded machine)
+def test_demand_report_and_console_page(shop, tmp_path):
+    """`shelfwise report demand` writes an offline HTML report with charts and the JSON the
+    console's insights page shows; the page renders the forecasts and reorder suggestions."""
+    import shutil
+
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from shelfwise.web import mount_console
+
+    work = tmp_path / "w"
+    shutil.copytree(shop, work)
+    proc = ok(run("report", "demand", "--workdir", str(work), "--as-of", AS_OF, "--json"))
+    doc = json.loads(proc.stdout)
+    html = (work / "reports" / "demand.html").read_text()
+    assert html.count("<svg") >= 2 and "Reorder suggestions" in html and "http" not in html.split("<svg")[0]
+    top = {p["id"]: p for p in doc["top"]}
+    assert top["SEAS"]["forecast"][0][0] == (START + timedelta(weeks=WEEKS)).date().isoformat()
+    assert len(top["OOS"]["censored"]) >= len(OUT_MID) + OUT_END
+    rows = {r["product_id"]: r for r in doc["replenishment"]["rows"]}
+    assert rows["OOS"]["order_qty"] >= 30 and rows["STEADY"]["order_qty"] == 0
+    ok(run("report", "audiences", "--workdir", str(work)))
+    assert "No audience yet" in (work / "reports" / "audiences.html").read_text()
+
+    app = FastAPI()
+    mount_console(app, work, lambda: None)
+    with TestClient(app, base_url="http://127.0.0.1:8000", client=("127.0.0.1", 40000)) as local:
+        r = local.get("/console/insights")
+    assert r.status_code == 200, r.text
+    assert 'data-product="SEAS"' in r.text and 'id="reorders"' in r.text and "No audience yet" in r.text
+    row = r.text.split('<tr data-product="OOS">', 2)[2].split("</tr>")[0]  # the reorder table's row
+    assert f'<td class="n order">{rows["OOS"]["order_qty"]}</td>' in row
+    assert 'href="/console/insights"' in r.text  # in the console's navigation
+
+
+def test_search_demand_is_offered_only_where_it_moves_with_sales():
+    """Interest that tracks the demand level (views = 10 x units in expectation) gives a candidate
+    forecasting interest x conversion (~0.1 units a view); interest unrelated to sales gives none."""
+    from shelfwise.insights._demand import INTEREST_MODEL, _with_interest
+
+    rng = np.random.default_rng(2)
+    ds = pd.date_range("2023-01-02", periods=60, freq="7D")
+    level = 5 + 3 * np.sin(np.arange(60) / 6)
+    df = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "unique_id": "TRACKS",
+                    "ds": ds,
+                    "y": rng.poisson(level),
+                    "interest": rng.poisson(10 * level),
+                }
+            ),
+            pd.DataFrame(
+                {"unique_id": "NOISE", "ds": ds, "y": rng.poisson(level), "interest": rng.poisson(50, 60)}
+            ),
+        ]
+    ).astype({"y": float, "interest": float})
+    cv = df[df["ds"] > ds[33]].assign(cutoff=lambda d: np.where(d["ds"] <= ds[46], ds[33], ds[46]))
+    fc = pd.DataFrame(
+        {"unique_id": ["TRACKS", "NOISE"] * 2, "ds": [ds[-1] + pd.Timedelta(weeks=k) for k in (1, 1, 2, 2)]}
+    )
+    cv2, fc2 = _with_interest(df, cv[["unique_id", "ds", "cutoff", "y"]], fc, 13, 2, 1, 2)
+    got = fc2.set_index("unique_id")[INTEREST_MODEL]
+    assert got["NOISE"].isna().all() and cv2.loc[cv2["unique_id"] == "NOISE", INTEREST_MODEL].isna().all()
+    tracks = df[df["unique_id"] == "TRACKS"]
+    recent = tracks.tail(52)
+    conv = recent["y"].sum() / recent["interest"].sum()
+    assert 0.08 < conv < 0.12 and got["TRACKS"].notna().all()
+    assert got["TRACKS"].iloc[0] == pytest.approx(conv * tracks["interest"].tail(4).mean(), rel=0.35)

@@ -8,9 +8,10 @@ from typing import Annotated
 
 import typer
 
-from ._app import Workdir, app, shop
+from ._app import AsJson, Workdir, app, print_json, shop
+from ._governance import report_app
 
-__all__ = ["ask", "customers", "demand", "insights_app", "replenishment"]
+__all__ = ["ask", "customers", "demand", "insights_app", "replenishment", "report_audiences", "report_demand"]
 
 insights_app = typer.Typer(
     help="Insights for the business: customer profiles and churn, demand and replenishment.",
@@ -80,6 +81,24 @@ def demand(
         f"weeks, {m['censored_weeks']} stock-out weeks estimated; lineage run {rep['lineage_run_id']})"
     )
     typer.echo(f"  models chosen by cross-validation: {chosen}")
+    typer.echo(f"  {_catalog_line(m)}")
+    for c in m.get("calibration", []):
+        raw = c.get("held_out_coverage_raw")
+        held = (
+            f"{raw:.0%} of {c['held_out_errors']:,} held-out weeks inside before"
+            if raw is not None
+            else "no held-out window"
+        )
+        typer.echo(f"  80% intervals ({c['group']}, {c['series']:,} series): x{c['factor']:g} ({held})")
+
+
+def _catalog_line(m: dict) -> str:
+    """Which catalog version gave the stock figures (read as of --as-of, never carried back)."""
+    if not m.get("stock_known", True):
+        return "stock figures: none known at as-of (no products version ingested by then)"
+    if m.get("catalog_version") is None:
+        return "stock figures: the current catalog"
+    return f"stock figures: products version {m['catalog_version']} (ingested {m['catalog_ingested_at']})"
 
 
 @insights_app.command("replenishment")
@@ -108,6 +127,46 @@ def replenishment(
         f"wrote {rep['products']:,} reorder suggestions to {out} ({rep['to_order']:,} to order; as of "
         f"{rep['as_of']}, service level {service_level:.1%}; lineage run {rep['lineage_run_id']})"
     )
+    typer.echo(f"  {_catalog_line(rep['model'])}")
+
+
+@report_app.command("demand")
+def report_demand(
+    workdir: Workdir,
+    as_of: Annotated[str | None, typer.Option("--as-of", help=_AS_OF_HELP)] = None,
+    horizon_weeks: Annotated[
+        int, typer.Option("--horizon-weeks", min=1, max=104, help="Weeks of forecast shown.")
+    ] = 13,
+    service_level: Annotated[
+        float, typer.Option("--service-level", min=0.5, max=0.999, help="For the reorder suggestions.")
+    ] = 0.95,
+    review_days: Annotated[
+        float, typer.Option("--review-days", min=0, max=365, help="Days between two stock reviews.")
+    ] = 7.0,
+    as_json: AsJson = False,
+) -> None:
+    """Demand and replenishment: weekly units and forecasts with 80% intervals (all products and
+    the largest sellers), stock-out weeks, reorder suggestions: reports/demand.html and .json."""
+    doc = shop(workdir).demand_report(
+        as_of=as_of, horizon_weeks=horizon_weeks, service_level=service_level, review_days=review_days
+    )
+    page, js = doc.pop("html"), doc.pop("json")
+    if as_json:
+        print_json(doc)
+    else:
+        typer.echo(f"demand report: {page} (JSON: {js})")
+
+
+@report_app.command("audiences")
+def report_audiences(workdir: Workdir, as_json: AsJson = False) -> None:
+    """Marketing audiences: size now, offline lift with its interval, lineage:
+    reports/audiences.html and .json."""
+    doc = shop(workdir).audiences_report()
+    page, js = doc.pop("html"), doc.pop("json")
+    if as_json:
+        print_json(doc)
+    else:
+        typer.echo(f"audiences report: {page} (JSON: {js})")
 
 
 def ask(

@@ -30,14 +30,37 @@ def _check(workdir: Path, out: Path) -> None:
         )
 
 
+def stock_unknown(workdir: Path, at: Any) -> str:
+    """Why a replenishment at `at` is refused: no products version had been ingested by then."""
+    from ..storage import read_only
+
+    with read_only(workdir) as (con, _):
+        row = con.sql(
+            "SELECT min(created_at) FROM meta.table_versions WHERE table_name = 'products'"
+        ).fetchone()
+    first = row[0] if row else None
+    since = (
+        f"the first products version was ingested on {pd.Timestamp(first).isoformat(timespec='seconds')}"
+        if first is not None
+        else "no products table has been ingested"
+    )
+    return (
+        f"--as-of {pd.Timestamp(at).isoformat()}: the stock on hand and lead times at that date are not "
+        f"known ({since}; stock figures are never carried back in time). Drop --as-of to suggest "
+        "orders for now, or use a date after a products delivery."
+    )
+
+
 def demand_records(
     workdir: str | Path, as_of: str | None = None, horizon_weeks: int = 13, level: str = "product"
 ) -> tuple[list[dict[str, Any]], dict[str, Any], pd.DataFrame, pd.DataFrame]:
     """The forecasts as JSON-ready dicts, what made them, the forecast frame and the catalog."""
     if not 1 <= horizon_weeks <= 104:
         raise ShelfwiseError(f"--horizon-weeks {horizon_weeks}: use 1..104")
-    weekly, products, at = load_weekly(workdir, parse_as_of(as_of))
-    fc, info, history = forecast_demand(weekly, products, at, horizon_weeks=horizon_weeks, level=level)
+    weekly, products, at, catalog = load_weekly(workdir, parse_as_of(as_of))
+    fc, info, history = forecast_demand(
+        weekly, products, at, horizon_weeks=horizon_weeks, level=level, catalog=catalog
+    )
     key = "product_id" if level == "product" else "category"
     records = [
         {
@@ -94,6 +117,7 @@ def run_demand(
         level=level,
         series=series,
         as_of=meta["as_of"],
+        catalog_version=meta["model"]["catalog_version"],
         horizon_weeks=horizon_weeks,
         lineage_run_id=lineage.run_id,
     )
@@ -127,11 +151,13 @@ def run_replenishment(
         [DatasetRef(ns, "curated.events"), DatasetRef(ns, "curated.products")],
     ).start()
     try:
-        weekly, products, at = load_weekly(workdir, parse_as_of(as_of))
+        weekly, products, at, catalog = load_weekly(workdir, parse_as_of(as_of))
+        if not catalog["stock_known"]:
+            raise ShelfwiseError(stock_unknown(workdir, at))
         lead = pd.to_numeric(products["lead_time_days"], errors="coerce").max()
         weeks = max(13, math.ceil(((0.0 if pd.isna(lead) else float(lead)) + review_days) / 7) + 1)
-        fc, info, _ = forecast_demand(weekly, products, at, horizon_weeks=min(weeks, 104))
-        records = replenish(fc, products, service_level=service_level, review_days=review_days)
+        fc, info, _ = forecast_demand(weekly, products, at, horizon_weeks=min(weeks, 104), catalog=catalog)
+        records = replenish(fc, products, service_level=service_level, review_days=review_days, as_of=at)
         write_records(records, out, REPLENISHMENT_FIELDS)
     except Exception as exc:
         lineage.fail(f"{type(exc).__name__}: {exc}")
@@ -155,10 +181,18 @@ def run_replenishment(
         products=len(records),
         to_order=to_order,
         as_of=info.as_of,
+        catalog_version=info.catalog_version,
         service_level=service_level,
         lineage_run_id=lineage.run_id,
     )
     return rep
 
 
-__all__ = ["CATEGORY_FIELDS", "DEMAND_FIELDS", "demand_records", "run_demand", "run_replenishment"]
+__all__ = [
+    "CATEGORY_FIELDS",
+    "DEMAND_FIELDS",
+    "demand_records",
+    "run_demand",
+    "run_replenishment",
+    "stock_unknown",
+]

@@ -3,9 +3,10 @@
 The policy is the periodic review order-up-to (R, S) policy: every `review_days` the stock is
 looked at, and an order placed now arrives after `lead_time_days`; it must cover the demand until
 the order after next can arrive, the protection period P = lead time + review period. With D the
-forecast demand over P (the weekly forecasts, the part-week pro rata) and sigma its standard
-deviation (each week's from its 80% interval, width / (2 x 1.2816), the variances added pro rata
-as if days were independent), the safety stock is z(service level) x sigma, the reorder point (the
+forecast demand over P from as-of on (the weekly forecasts, part weeks pro rata; the first
+forecast week starts on the Monday of the as-of week, so its days already past are skipped) and
+sigma its standard deviation (each week's from its 80% interval, width / (2 x 1.2816), the
+variances added pro rata as if days were independent), the safety stock is z(service level) x sigma, the reorder point (the
 order-up-to level S) is D + safety stock, and the suggested order is what brings the stock up to
 it, in whole units. Stock on order is not known to shelfwise (no purchase-order table), so the
 suggestion assumes none is on the way. Weeks past the forecast horizon repeat its last week.
@@ -38,22 +39,34 @@ REPLENISHMENT_FIELDS = (
 )
 
 
-def protection_demand(weeks: pd.DataFrame, days: float) -> tuple[float, float]:
-    """Demand over the next `days` and its standard deviation, from weekly forecasts in order
-    (`units`, `lo`, `hi`)."""
+def protection_demand(weeks: pd.DataFrame, days: float, start: float = 0.0) -> tuple[float, float]:
+    """Demand over the `days` that follow day `start` of the first forecast week, and its
+    standard deviation, from weekly forecasts in order (`units`, `lo`, `hi`). `start` is how
+    much of that week had passed at as-of: the first forecast week begins on the Monday of the
+    as-of week, so a window read from its start would count demand that can no longer be served
+    from the stock counted at as-of (up to 6 days too early)."""
     units = weeks["units"].to_numpy(dtype=float)
     sd = (weeks["hi"].to_numpy(dtype=float) - weeks["lo"].to_numpy(dtype=float)) / (2 * Z80)
     total = var = 0.0
-    k = 0
-    left = days / 7.0
-    while left > 1e-12:
-        i = min(k, len(units) - 1)
-        frac = min(1.0, left)
-        total += frac * units[i]
-        var += frac * sd[i] ** 2
-        left -= frac
+    lo, hi = start / 7.0, (start + days) / 7.0  # the window, in weeks from the first forecast week
+    k = int(math.floor(lo))
+    while hi - k > 1e-12:
+        frac = min(hi, k + 1.0) - max(lo, float(k))  # the share of week k inside the window
+        if frac > 0:
+            i = min(k, len(units) - 1)  # past the horizon: its last week again
+            total += frac * units[i]
+            var += frac * sd[i] ** 2
         k += 1
     return total, math.sqrt(var)
+
+
+def elapsed_days(first_week: Any, as_of: Any) -> float:
+    """Days of the first forecast week (starting `first_week`, a Monday) already past at
+    `as_of`, in [0, 7): the replenishment window starts at as-of, not on that Monday."""
+    gone = (pd.Timestamp(as_of) + pd.Timedelta(microseconds=1) - pd.Timestamp(first_week)) / pd.Timedelta(
+        days=1
+    )
+    return float(min(max(gone, 0.0), 7.0))
 
 
 def _number(v: Any) -> float | None:
@@ -72,10 +85,12 @@ def replenish(
     *,
     service_level: float = 0.95,
     review_days: float = 7.0,
+    as_of: Any = None,
 ) -> list[dict[str, Any]]:
     """One suggestion per product that has a stock figure or a forecast. `forecasts`:
     `unique_id, ds, units, lo, hi` per product and week; `products`: `product_id, stock,
-    lead_time_days`."""
+    lead_time_days` (as they were at `as_of`). The protection period starts at `as_of` (None:
+    at the first forecast week's Monday)."""
     if not 0.5 <= service_level < 1.0:
         raise ValueError(f"--service-level {service_level}: use a probability in [0.5, 1)")
     z = float(norm.ppf(service_level))
@@ -112,7 +127,8 @@ def replenish(
             rec["reason"] = "no sales up to as-of: no demand to cover"
         else:
             days = lead + review_days
-            demand, sd = protection_demand(weeks, days)
+            start = 0.0 if as_of is None else elapsed_days(weeks["ds"].iloc[0], as_of)
+            demand, sd = protection_demand(weeks, days, start)
             safety = z * sd
             rop = demand + safety
             qty = max(0, math.ceil(rop - stock - 1e-9))
@@ -138,4 +154,4 @@ def replenish(
     return out
 
 
-__all__ = ["REPLENISHMENT_FIELDS", "Z80", "protection_demand", "replenish"]
+__all__ = ["REPLENISHMENT_FIELDS", "Z80", "elapsed_days", "protection_demand", "replenish"]

@@ -148,3 +148,50 @@ def scatter_chart(points: Mapping[str, tuple[float, float]], title: str, xlabel:
     ax.set_ylabel(ylabel)
     ax.set_title(title, loc="left", fontsize=11)
     return _svg(fig)
+
+
+def forecast_chart(
+    history: Sequence[tuple[str, float]],
+    forecast: Sequence[tuple[str, float, float, float]],
+    title: str,
+    *,
+    censored: Sequence[str] = (),
+    width: float = 7.0,
+    height: float = 2.8,
+) -> str:
+    """Weekly history (`week, units`) and a forecast (`week, units, lo, hi`) with its interval
+    as a band; `censored` weeks (stock-outs, demand estimated) marked."""
+    import pandas as pd
+
+    fig, ax = _fig(width, height)
+    hx = pd.to_datetime([h[0] for h in history])
+    ax.plot(hx, [h[1] for h in history], color=PALETTE[0], lw=1.4, label="sold (estimated in stock-outs)")
+    if censored:
+        at = {pd.Timestamp(c) for c in censored}
+        pts = [(x, y) for x, (_, y) in zip(hx, history, strict=True) if x in at]
+        if pts:
+            ax.scatter(
+                [p[0] for p in pts], [p[1] for p in pts], color=PALETTE[3], s=12, zorder=3, label="stock-out"
+            )
+    if forecast:
+        fx = pd.to_datetime([f[0] for f in forecast])
+        ax.fill_between(
+            fx,
+            [f[2] for f in forecast],
+            [f[3] for f in forecast],
+            color=PALETTE[1],
+            alpha=0.25,
+            lw=0,
+            label="80% interval",
+        )
+        ax.plot(fx, [f[1] for f in forecast], color=PALETTE[1], lw=1.6, label="forecast")
+    import matplotlib.dates as mdates
+
+    loc = mdates.AutoDateLocator(maxticks=7 if width >= 8 else 5)
+    ax.xaxis.set_major_locator(loc)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
+    ax.set_ylabel("units / week")
+    ax.tick_params(axis="x", labelsize=8)
+    ax.legend(fontsize=7, frameon=False, ncols=4, loc="upper left")
+    ax.set_title(title, loc="left", fontsize=10)
+    return _svg(fig)

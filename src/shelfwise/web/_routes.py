@@ -39,6 +39,7 @@ NAV = [
     ("search", "Search", "/console/search"),
     ("users", "Shoppers", "/console/users"),
     ("analytics", "Analytics", "/console/analytics"),
+    ("insights", "Insights", "/console/insights"),
     ("lineage", "Lineage", "/console/lineage"),
     ("audit", "Audit", "/console/audit"),
 ]
@@ -499,4 +500,7 @@ def console_router(workdir: Path, service: Callable[[], Any]) -> APIRouter:
             lexical = s.snapshot.search.lexical_  # the index serving uses: nothing to load
         return ctx.render("analytics.html", sr=_data.search_report(workdir, lexical), exps=exps)
 
+    from ._insights_page import add_insights_routes  # (the insights stream's page, own module)
+
+    add_insights_routes(router, workdir, guard)
     return router

@@ -1,0 +1,275 @@
+"""Reports for the business (issue 18.5): reports/demand.{html,json} (weekly demand, forecasts
+with their calibrated 80% intervals, stock-out weeks, reorder suggestions) and
+reports/audiences.{html,json} (stored audiences: size, lift with its interval, lineage).
+
+The HTML opens offline (inline SVG charts from `reporting._charts`, no script, no CDN); the JSON
+is the same content for machines and for the console's insights page, which reads it instead of
+forecasting inside a request. Demand is forecast exactly as `insights demand` does (same point in
+time, same models and calibration); reorder suggestions appear when the catalog's stock figures
+are known at as-of (`load_weekly`)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..errors import ShelfwiseError
+from ._data import parse_as_of
+from ._demand import forecast_demand, load_weekly
+from ._replenishment import REPLENISHMENT_FIELDS, replenish
+
+REPORTS_DIR = "reports"
+DEMAND_REPORT = "demand"
+AUDIENCES_REPORT = "audiences"
+TOP_PRODUCTS = 12  # products drawn one by one (the largest sellers over the last 13 weeks)
+RECENT_WEEKS = 13
+
+_STYLE = """<style>body{font-family:system-ui,sans-serif;margin:2rem;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:1rem 0;font-size:14px}td,th{border:1px solid #ddd;padding:4px 8px;text-align:left}
+th{background:#f4f4f4}.muted{color:#666}.cards{display:flex;flex-wrap:wrap;gap:1rem}
+.card{border:1px solid #ddd;border-radius:8px;padding:1rem;min-width:160px}.card b{font-size:1.6rem;display:block}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(480px,1fr));gap:.5rem}svg{max-width:100%;height:auto}</style>"""
+
+
+def _week(ts: Any) -> str:
+    return pd.Timestamp(ts).date().isoformat()
+
+
+def demand_summary(
+    workdir: str | Path,
+    *,
+    as_of: str | None = None,
+    horizon_weeks: int = 13,
+    service_level: float = 0.95,
+    review_days: float = 7.0,
+    top: int = TOP_PRODUCTS,
+) -> dict[str, Any]:
+    """What reports/demand.json holds: the model, the total and the top products' weekly
+    history and forecast, and the reorder suggestions (none when stock is not known at as-of)."""
+    if not 1 <= horizon_weeks <= 104:
+        raise ShelfwiseError(f"--horizon-weeks {horizon_weeks}: use 1..104")
+    weekly, products, at, catalog = load_weekly(workdir, parse_as_of(as_of))
+    lead = pd.to_numeric(products["lead_time_days"], errors="coerce").max()
+    need = math.ceil(((0.0 if pd.isna(lead) else float(lead)) + review_days) / 7) + 1
+    fc, info, history = forecast_demand(
+        weekly, products, at, horizon_weeks=min(max(horizon_weeks, need), 104), catalog=catalog
+    )
+    reorders = (
+        replenish(fc, products, service_level=service_level, review_days=review_days, as_of=at)
+        if catalog["stock_known"]
+        else []
+    )
+    shown = fc[fc["ds"] <= fc["ds"].min() + pd.Timedelta(weeks=horizon_weeks - 1)]
+    last = history["ds"].max()
+    recent = history[history["ds"] > last - pd.Timedelta(weeks=RECENT_WEEKS)]
+    ranked = recent.groupby("unique_id")["y"].sum().sort_values(ascending=False, kind="stable")
+    total_h = history.groupby("ds")["y"].sum()
+    total_f = shown.groupby("ds")[["units", "lo", "hi"]].sum()  # (the band of a sum: summed bounds)
+    series = []
+    for uid in ranked.index[:top]:
+        h = history[history["unique_id"] == uid].sort_values("ds")
+        f = shown[shown["unique_id"] == uid].sort_values("ds")
+        series.append(
+            {
+                "id": str(uid),
+                "model": str(f["model"].iloc[0]) if len(f) else None,
+                "recent_units": round(float(ranked[uid]), 3),
+                "history": [[_week(r.ds), round(float(r.y), 3)] for r in h.itertuples()],
+                "censored": [_week(r.ds) for r in h.itertuples() if getattr(r, "censored", False)],
+                "forecast": [
+                    [_week(r.ds), round(float(r.units), 3), round(float(r.lo), 3), round(float(r.hi), 3)]
+                    for r in f.itertuples()
+                ],
+            }
+        )
+    return {
+        "as_of": info.as_of,
+        "level": "product",
+        "horizon_weeks": horizon_weeks,
+        "model": asdict(info),
+        "total": {
+            "history": [[_week(d), round(float(v), 3)] for d, v in total_h.items()],
+            "forecast": [[_week(d), *(round(float(x), 3) for x in r)] for d, r in total_f.iterrows()],
+        },
+        "top": series,
+        "replenishment": {
+            "service_level": service_level,
+            "review_days": review_days,
+            "stock_known": bool(catalog["stock_known"]),
+            "to_order": sum(1 for r in reorders if (r["order_qty"] or 0) > 0),
+            "rows": sorted(reorders, key=lambda r: (-(r["order_qty"] or 0), r["product_id"])),
+        },
+    }
+
+
+def _cards(items: list[tuple[str, Any]]) -> str:
+    return (
+        '<div class="cards">'
+        + "".join(f'<div class="card"><b>{escape(str(v))}</b>{escape(k)}</div>' for k, v in items)
+        + "</div>"
+    )
+
+
+def demand_html(s: dict[str, Any]) -> str:
+    from ..reporting._charts import forecast_chart
+    from ..reporting._html import html_table
+
+    m = s["model"]
+    rep = s["replenishment"]
+    total = forecast_chart(
+        [tuple(x) for x in s["total"]["history"]],
+        [tuple(x) for x in s["total"]["forecast"]],
+        "All products: units per week and forecast",
+        width=10.0,
+        height=3.2,
+    )
+    small = "".join(
+        forecast_chart(
+            [tuple(x) for x in p["history"]],
+            [tuple(x) for x in p["forecast"]],
+            f"{p['id']} ({p['model']})",
+            censored=p["censored"],
+            width=6.0,
+            height=2.4,
+        )
+        for p in s["top"]
+    )
+    calib = html_table(
+        [
+            {
+                "series group": c["group"],
+                "series": c["series"],
+                "factor": c["factor"],
+                "held-out weeks": c["held_out_errors"],
+                "coverage before calibration": "–"
+                if c["held_out_coverage_raw"] is None
+                else f"{100 * c['held_out_coverage_raw']:.0f}%",
+            }
+            for c in m.get("calibration", [])
+        ],
+        ["series group", "series", "factor", "held-out weeks", "coverage before calibration"],
+        empty="<p>No group was long enough to cross-validate.</p>",
+    )
+    chosen = ", ".join(f"{k}: {v}" for k, v in sorted(m["chosen"].items(), key=lambda kv: -kv[1]))
+    if rep["stock_known"]:
+        cols = [c for c in REPLENISHMENT_FIELDS if c not in ("review_days", "service_level")]
+        rows = [{c: "–" if r[c] is None else r[c] for c in cols} for r in rep["rows"]]
+        reorder = html_table(rows, cols, empty="<p>No product with a stock figure.</p>")
+    else:
+        reorder = (
+            "<p>No reorder suggestions: no products version with stock figures had been ingested "
+            "by as-of (stock is never carried back in time).</p>"
+        )
+    stock_line = (
+        f"products version {m['catalog_version']} (ingested {m['catalog_ingested_at']})"
+        if m.get("catalog_version") is not None
+        else ("the current catalog" if m.get("stock_known", True) else "none known at as-of")
+    )
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>shelfwise demand</title>
+{_STYLE}</head><body>
+<h1>Demand and replenishment</h1>
+<p class="muted">As of {escape(s["as_of"])}; history up to the week of {escape(m["last_week"])};
+season {m["season_length"]} weeks; models chosen per series by rolling-origin cross-validation
+({escape(chosen)}); stock figures: {escape(stock_line)}.</p>
+{
+        _cards(
+            [
+                ("series", m["series"]),
+                ("stock-out weeks estimated", m["censored_weeks"]),
+                ("products to order", rep["to_order"] if rep["stock_known"] else "–"),
+                ("service level", f"{100 * rep['service_level']:.0f}%"),
+            ]
+        )
+    }
+<h2>All products</h2>{total}
+<h2>Largest sellers (last {RECENT_WEEKS} weeks)</h2><div class="grid">{small}</div>
+<h2>Reorder suggestions</h2>{reorder}
+<h2>80% intervals</h2><p class="muted">Each group's conformal bounds are scaled by a factor learnt on
+a held-out cross-validation window so that 80% of held-out weeks fall inside; the coverage of the
+uncalibrated bounds on that window is shown.</p>{calib}
+</body></html>"""
+
+
+def audiences_summary(workdir: str | Path) -> dict[str, Any]:
+    from ._audiences import list_audiences
+
+    rows = list_audiences(workdir)
+    return {"audiences": rows, "count": len(rows)}
+
+
+def audiences_html(s: dict[str, Any]) -> str:
+    from ..reporting._charts import bar_chart, metric_by_model_chart
+    from ..reporting._html import html_table
+
+    rows = s["audiences"]
+    if not rows:
+        body = "<p>No audience yet (<code>shelfwise audiences build</code>).</p>"
+    else:
+        sizes = bar_chart([r["name"] for r in rows], [float(r["size"]) for r in rows], "Members now")
+        lifted = [r for r in rows if r["lift"] is not None]
+        lift_svg = (
+            metric_by_model_chart(
+                [r["name"] for r in lifted],
+                [float(r["lift"]) for r in lifted],
+                [tuple(r["lift_ci95"] or (r["lift"], r["lift"])) for r in lifted],
+                "Offline lift (holdout conversion / base rate, 95% interval)",
+            )
+            if lifted
+            else "<p>No lift estimate yet.</p>"
+        )
+        table = html_table(
+            [
+                {
+                    **r,
+                    "definition": r["rule"] or r["category"] or ", ".join(r["products"] or []),
+                    "lift_ci95": "" if not r["lift_ci95"] else f"[{r['lift_ci95'][0]}, {r['lift_ci95'][1]}]",
+                    "data_versions": ", ".join(f"{t} v{v}" for t, v in r["data_versions"].items()),
+                }
+                for r in rows
+            ],
+            ["name", "kind", "definition", "size", "built_size", "lift", "lift_ci95", "model",
+             "bundle_version", "data_versions", "created_at", "created_by"],
+        )  # fmt: skip
+        body = f"{sizes}{lift_svg}{table}"
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>shelfwise audiences</title>
+{_STYLE}</head><body><h1>Marketing audiences</h1>
+<p class="muted">{s["count"]} audiences; sizes count the members held now (erased users leave).</p>
+{body}</body></html>"""
+
+
+def write_report(workdir: str | Path, name: str, summary: dict[str, Any], html: str) -> tuple[Path, Path]:
+    """reports/<name>.html and .json in the workdir."""
+    out = Path(workdir) / REPORTS_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    js = out / f"{name}.json"
+    js.write_text(json.dumps(summary, indent=1, default=str))
+    page = out / f"{name}.html"
+    page.write_text(html)
+    return page, js
+
+
+def read_report(workdir: str | Path, name: str) -> dict[str, Any] | None:
+    """A report's JSON as last written, None when there is none (the console's pages)."""
+    path = Path(workdir) / REPORTS_DIR / f"{name}.json"
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return None
+
+
+__all__ = [
+    "AUDIENCES_REPORT",
+    "DEMAND_REPORT",
+    "audiences_html",
+    "audiences_summary",
+    "demand_html",
+    "demand_summary",
+    "read_report",
+    "write_report",
+]

@@ -1,0 +1,42 @@
+"""The console's insights page (`/console/insights`, issue 18.5): demand, reorder suggestions and
+marketing audiences.
+
+Demand is read from reports/demand.json as `shelfwise report demand` last wrote it (forecasting
+takes tens of seconds: not inside a request); audiences are listed live (their summaries are
+small files). Each part needs its own permission: a role that may not see one sees why."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse
+
+__all__ = ["add_insights_routes"]
+
+
+def add_insights_routes(router: APIRouter, workdir: Path, guard: Callable[..., Any]) -> None:
+    """Register the page on the console's router (`guard`: the console's page wrapper)."""
+
+    @router.get("/insights", response_class=HTMLResponse)
+    @guard
+    def insights(ctx: Any) -> Any:
+        from ..insights._reports import DEMAND_REPORT, read_report
+
+        ctx.need("catalog.read")
+        demand: dict[str, Any] | None = None
+        demand_reason = ""
+        if ctx.user.may("insights.demand"):
+            demand = read_report(workdir, DEMAND_REPORT)
+            if demand is None:
+                demand_reason = "no demand report yet: run `shelfwise report demand`"
+        else:
+            demand_reason = f"the role {ctx.user.role} may not read demand forecasts"
+        audiences: list[dict[str, Any]] | None = None
+        if ctx.user.may("audiences.read"):
+            from ..insights._audiences import list_audiences
+
+            audiences = list_audiences(workdir)
+        return ctx.render("insights.html", demand=demand, demand_reason=demand_reason, audiences=audiences)
