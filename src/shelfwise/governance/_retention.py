@@ -164,7 +164,7 @@ def _expire_parquet_quarantine(wh: Any, cutoff: datetime) -> dict[str, int]:
             continue
         files = sorted(folder.glob("*.parquet"))
         if files:
-            counted = wh.sql(f"SELECT count(*) FROM read_parquet({[str(f) for f in files]})").fetchone()
+            counted = wh.sql("SELECT count(*) FROM read_parquet(?)", [[str(f) for f in files]]).fetchone()
             n += int(counted[0]) if counted else 0
         shutil.rmtree(folder)
     return {"quarantine.parquet": n}
