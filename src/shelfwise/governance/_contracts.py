@@ -17,6 +17,19 @@ if TYPE_CHECKING:  # pandera (~1 s to import) is imported where schemas are buil
     import pandera.ibis as pa
 
 
+def skip_pyspark_pandas() -> None:
+    """Call before pandera is first imported. pandera imports `pyspark.pandas` whenever pyspark
+    is installed (the `spark` extra), to patch pandas' type hints; pyspark 4.0's pandas API
+    does not import under pandas 3 (`DateOffset` left `pandas.tseries.frequencies`), so that
+    import fails anyway, after ~0.8 s of CPU on every load. Marked absent, pandera's guarded
+    import fails at once. (Only where it would fail: pandas 3 or later.)"""
+    import sys
+    from importlib.metadata import version
+
+    if "pyspark.pandas" not in sys.modules and int(version("pandas").split(".")[0]) >= 3:
+        sys.modules["pyspark.pandas"] = None  # type: ignore[assignment]
+
+
 class Kind(StrEnum):
     """How a raw string is parsed and cleaned."""
 
@@ -459,6 +472,8 @@ _PANDERA_TYPES = {
 
 def _to_pandera(contract: TableContract, *, values: bool = True) -> pa.DataFrameSchema:
     import ibis.expr.datatypes as dt
+
+    skip_pyspark_pandas()
     import pandera.ibis as pa
 
     columns = {}

@@ -137,56 +137,22 @@ def _erase_parquet(wh: Any, raw: str, pseudo: str) -> dict[str, int]:
     """Versions another engine (Spark) wrote as Parquet, and its quarantine files beside them:
     each file holding the user's rows is rewritten without them (the catalog's views read the
     files, so the curated table no longer shows them)."""
-    import glob
+    from ._parquet_versions import parquet_versions, quarantine_dirs, refresh_versions, rewrite_files
 
-    import duckdb
-
+    versions = parquet_versions(wh)
     out: dict[str, int] = {}
-    versions = wh.sql(
-        "SELECT physical_name FROM meta.table_versions WHERE physical_name LIKE '%/%.parquet'"
-    ).fetchall()
-    locations = {Path(p).parents[3] for (p,) in versions}  # <location>/curated/<table>/v<N>/*.parquet
-    targets = [(p, "user_id", "trim(user_id) = $1", pseudo) for (p,) in versions]
-    targets += [
-        (
-            str(loc / "quarantine" / "*" / "*" / "*.parquet"),
-            "raw",
-            "trim(json_extract_string(raw, '$.user_id')) = $1",
-            raw,
-        )
-        for loc in locations
-    ]
-    for pattern, column, match, value in targets:
-        for f in sorted(Path(x) for x in glob.glob(pattern)):
-            con = duckdb.connect()
-            try:
-                cols = {
-                    r[0] for r in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(f)]).fetchall()
-                }
-                if column not in cols:
-                    continue
-                row = con.execute(
-                    f"SELECT count(*) FROM read_parquet($2) WHERE {match}", [value, str(f)]
-                ).fetchone()
-                n = int(row[0]) if row else 0
-                if n:
-                    tmp = f.with_name(f.name + ".erasing")
-                    con.execute(
-                        f"COPY (SELECT * FROM read_parquet($2) WHERE NOT coalesce({match}, false)) "
-                        f"TO '{tmp.as_posix()}' (FORMAT PARQUET)",
-                        [value, str(f)],
-                    )
-                    tmp.replace(f)
-                    out[str(f)] = n
-            finally:
-                con.close()
-    for (physical,) in versions:  # the versions' recorded size and hash describe what they now hold
-        if any(k.startswith(physical.split("*")[0]) for k in out):
-            count, digest = wh.fingerprint(f"read_parquet('{physical}')")
-            wh.sql(
-                "UPDATE meta.table_versions SET row_count = ?, content_hash = ? WHERE physical_name = ?",
-                [count, digest, physical],
+    for v in versions:
+        out.update(rewrite_files(v.files, "user_id", "trim(user_id) = $2", [pseudo]))
+    for _, _, folder in quarantine_dirs(versions):
+        out.update(
+            rewrite_files(
+                sorted(folder.glob("*.parquet")),
+                "raw",
+                "trim(json_extract_string(raw, '$.user_id')) = $2",
+                [raw],
             )
+        )
+    refresh_versions(wh, versions, out)
     return out
 
 

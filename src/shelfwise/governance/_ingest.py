@@ -30,7 +30,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..errors import ShelfwiseError, SourceError
+from ..errors import SourceError
 from ..storage import DuckDBEngine, Engine, StagedFile, Warehouse, find_table_file, stage_file
 from ._audit import AuditLog
 from ._compile import NORMALIZE_UDF
@@ -114,11 +114,6 @@ class Ingestor:
         self.column_map = column_map
         # where the checks, sets and publishing run (`storage.engine_from`): DuckDB by default
         self.engine: Engine = engine or DuckDBEngine()
-        if self.engine.name == "spark" and mode == "append":
-            raise ShelfwiseError(
-                "--append with --engine spark is not built yet: load the full snapshot with --engine spark, "
-                "or append with the default engine"
-            )
 
     def _declared_file(self, data_dir: Path, table: str) -> Path:
         """The file `shelfwise.toml` names for `table` (`[files]`): it must be there."""

@@ -23,7 +23,7 @@ from ._load_state import CHECKED, LoadState, count_withheld
 from ._privacy import Pseudonymizer, SecretStore
 from ._reasons import Reason
 
-__all__ = ["account", "publish", "validate_curated", "withhold_erased"]
+__all__ = ["account", "publish", "redelivery_details", "validate_curated", "withhold_erased"]
 
 
 def withhold_erased(st: LoadState) -> None:
@@ -224,8 +224,6 @@ def _flag_redelivered(st: LoadState, names: list[str]) -> None:
         )
         for col in dict.fromkeys([*names, *cur_cols])
     )
-    version = wh.latest_version(contract.name)
-    holder = f"{contract.name} v{version.version}" if version else contract.name
     if contract.key:
         on = " AND ".join(f"c.{q(k)} = e.{q(k)}" for k in contract.key)
         wh.sql(
@@ -242,13 +240,6 @@ def _flag_redelivered(st: LoadState, names: list[str]) -> None:
         tr.rows_inserted, tr.rows_updated, tr.rows_unchanged = (int(v) for v in row)
         wh.sql("CREATE OR REPLACE TEMP TABLE _redelivered AS SELECT line FROM _upsert WHERE same")
         wh.sql("DROP TABLE _upsert")
-        # (a pseudonymized key - a user id - is not written out: the detail is shown in reports)
-        shown = not any(contract.column(k).pseudonymize for k in contract.key)
-        key_text = " || ',' || ".join(f"l.{q(k)}" for k in contract.key) if shown else "'(pseudonymized)'"
-        what = (
-            f"{lit('re-delivered unchanged: the curated row of ' + '/'.join(contract.key) + ' ')} || "
-            f"{key_text} || {lit(f' in {holder} is identical')}"
-        )
     else:
         where = ""
         if "timestamp" in names and "timestamp" in cur_cols:
@@ -261,9 +252,38 @@ def _flag_redelivered(st: LoadState, names: list[str]) -> None:
         )
         row = wh.sql("SELECT count(*) FROM _redelivered").fetchone()
         tr.rows_unchanged, tr.rows_updated = (int(row[0]) if row else 0), 0
-        what = lit(f"re-delivered: an identical row is already curated ({holder})")
     if not tr.rows_unchanged:
         return
+    redelivery_details(st)
+    wh.sql(
+        f"""UPDATE {CHECKED} SET _reasons = list_append(_reasons, '{Reason.DUPLICATE_ROW.value}'),
+            _detail = coalesce(_detail, r.detail) FROM _redelivery r WHERE r.line = {CHECKED}._source_line"""
+    )
+    wh.sql("DROP TABLE _redelivery")
+
+
+def redelivery_details(st: LoadState) -> None:
+    """`_redelivery(line, detail)`: why each line of `_redelivered(line)` (this load's rows an
+    earlier load curated already) is a re-delivery, and which load delivered it first (both
+    engines: the raw layer is the workdir's)."""
+    wh, contract = st.wh, st.contract
+    version = wh.latest_version(contract.name)
+    holder = f"{contract.name} v{version.version}" if version else contract.name
+    if contract.key:
+        # (a pseudonymized key - a user id - is not written out: the detail is shown in reports)
+        shown = not any(contract.column(k).pseudonymize for k in contract.key)
+        key_text = " || ',' || ".join(f"l.{q(k)}" for k in contract.key) if shown else "'(pseudonymized)'"
+        what = (
+            f"{lit('re-delivered unchanged: the curated row of ' + '/'.join(contract.key) + ' ')} || "
+            f"{key_text} || {lit(f' in {holder} is identical')}"
+        )
+    else:
+        what = lit(f"re-delivered: an identical row is already curated ({holder})")
+    required = set(contract.required_columns)
+
+    def equal(left: str, right: str, col: str) -> str:
+        return f"{left} {'=' if col in required else 'IS NOT DISTINCT FROM'} {right}"
+
     # which load delivered it first: the raw layer keeps every load's rows as received, and a
     # re-sent row is usually the same text (when it is not, the curated version is named alone)
     load = st.load
@@ -276,13 +296,12 @@ def _flag_redelivered(st: LoadState, names: list[str]) -> None:
             JOIN {st.raw_table} r ON r._load <> {int(st.load_id)} AND {raw_same} GROUP BY 1"""
     )
     wh.sql(
-        f"""UPDATE {CHECKED} SET _reasons = list_append(_reasons, '{Reason.DUPLICATE_ROW.value}'),
-            _detail = coalesce(_detail, {what} || coalesce('; first delivered by load ' || f.first_load || ' ('
-                || m.source_file || ', ' || strftime(m.loaded_at, '%Y-%m-%d %H:%M:%S') || ' UTC, run ' || m.run_id || ')', ''))
+        f"""CREATE OR REPLACE TEMP TABLE _redelivery AS
+            SELECT l._source_line AS line, {what} || coalesce('; first delivered by load ' || f.first_load || ' ('
+                || m.source_file || ', ' || strftime(m.loaded_at, '%Y-%m-%d %H:%M:%S') || ' UTC, run ' || m.run_id || ')', '') AS detail
             FROM {load} l LEFT JOIN _first f ON f.line = l._source_line
             LEFT JOIN meta.raw_loads m ON m.load_id = f.first_load
-            WHERE l._source_line = {CHECKED}._source_line
-              AND {CHECKED}._source_line IN (SELECT line FROM _redelivered)"""
+            WHERE l._source_line IN (SELECT line FROM _redelivered)"""
     )
     wh.sql("DROP TABLE _first")
 

@@ -24,11 +24,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import ShelfwiseError
 from ..storage import SparkEngine
-from ._compile import JSON_VALID_UDF, NORMALIZE_UDF, SPARK, compile_contract, lit
+from ._compile import JSON_VALID_UDF, NORMALIZE_UDF, SPARK, compile_contract, lit, q
 from ._contracts import BOT_EVENT_TYPES, Kind
-from ._load_publish import account
+from ._load_publish import account, redelivery_details
 from ._load_rows import day_first_dates
 from ._load_state import LoadState, count_withheld, safe
 from ._privacy import Pseudonymizer, SecretStore
@@ -218,6 +217,8 @@ def spark_check_sets(st: LoadState) -> None:
             detail="'event_id ' || event_id || ': repeats an earlier event'",
             where="event_id IS NOT NULL",
         )
+        if st.mode == "append":
+            _flag_curated_event_ids(st)
     if contract.key:
         keys = [bq(k) for k in contract.key]
         _flag_repeats(
@@ -232,7 +233,9 @@ def spark_check_sets(st: LoadState) -> None:
             detail=f"'conflicting duplicate of key ' || {key_text} || ' (the last row wins)'",
         )
     for col, ref_table, ref_col in contract.references:
-        if ref_table not in st.report.tables:
+        if ref_table not in st.report.tables and not (
+            st.mode == "append" and ref_table in st.wh.curated_tables()
+        ):
             continue
         _flag_unknown(st, col, ref_table, ref_col)
     if contract.name == "events":
@@ -256,16 +259,18 @@ def _flag_unknown(st: LoadState, col: str, ref_table: str, ref_col: str) -> None
     """Ids the referenced table does not know: its curated rows (this load's Parquet) and the
     rows of it quarantined by this load (a product with a broken title is still a product)."""
     spark = _engine(st).session
-    version = st.wh.latest_version(ref_table)
     parts = []
-    if version is not None and "/" in version.physical_name:
-        spark.read.parquet(version.physical_name.rsplit("/", 1)[0]).createOrReplaceTempView("_sw_ref")
+    ref = _current(st, ref_table)
+    if ref is not None:
+        ref.createOrReplaceTempView("_sw_ref")
         parts.append(f"SELECT {bq(ref_col)} AS id FROM _sw_ref")
+    # appending, the rows of it still open in quarantine from earlier loads count too (as on DuckDB)
+    still_open = " OR status = 'open'" if st.mode == "append" else ""
     quarantined = [
         r[0]
         for r in st.wh.sql(
             f"SELECT DISTINCT nullif(trim(json_extract_string(raw, '$.{ref_col}')), '') FROM quarantine.rows "
-            f"WHERE table_name = ? AND reason <> 'malformed_row' AND run_id = ?",
+            f"WHERE table_name = ? AND reason <> 'malformed_row' AND (run_id = ?{still_open})",
             [ref_table, st.run_id],
         ).fetchall()
         if r[0] is not None
@@ -279,6 +284,37 @@ def _flag_unknown(st: LoadState, col: str, ref_table: str, ref_col: str) -> None
             WHERE c.{c} IS NOT NULL"""
     )
     _add_reason(st, hits, Reason.UNKNOWN_REFERENCE, any_row=True)
+
+
+def _current(st: LoadState, table: str) -> Any:
+    """The current curated version of `table` as a Spark DataFrame (None: none yet): a Parquet
+    version read where it lies, a DuckDB one (a workdir loaded on DuckDB before) exported to
+    Parquet in the load's temporary folder first."""
+    version = st.wh.latest_version(table)
+    if version is None or table not in st.wh.curated_tables():
+        return None
+    spark = _engine(st).session
+    if "/" in version.physical_name:
+        return spark.read.parquet(version.physical_name.rsplit("/", 1)[0])
+    path = _tmp(st) / f"{table}_current.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    st.wh.sql(f"COPY (SELECT * FROM curated.{q(table)}) TO '{path.as_posix()}' (FORMAT PARQUET)")
+    return spark.read.parquet(str(path))
+
+
+def _flag_curated_event_ids(st: LoadState) -> None:
+    """Appending: a valid row whose event_id is already curated is a `duplicate_row` (as on DuckDB)."""
+    cur = _current(st, st.contract.name)
+    if cur is None or "event_id" not in cur.columns:
+        return
+    spark = _engine(st).session
+    cur.select("event_id").where("event_id IS NOT NULL").createOrReplaceTempView("_sw_cur_ids")
+    hits = spark.sql(
+        f"""SELECT c._source_line AS _hit_line, 'event_id ' || c.event_id || ': already curated' AS _hit_detail
+            FROM {_view(st)} c LEFT SEMI JOIN _sw_cur_ids k ON c.event_id = k.event_id
+            WHERE size(c._reasons) = 0"""
+    )
+    _add_reason(st, hits, Reason.DUPLICATE_ROW)
 
 
 def _flag_bots(st: LoadState) -> None:
@@ -308,12 +344,12 @@ def _flag_bots(st: LoadState) -> None:
 
 def spark_publish(st: LoadState) -> None:
     """Pseudonyms, the curated version and the quarantined rows as Parquet; the catalog and the
-    accounting in the workdir's DuckDB."""
+    accounting in the workdir's DuckDB. Appending (`--append`), as on DuckDB: the load's valid
+    rows an earlier load curated already are quarantined as re-delivered `duplicate_row`s, and
+    the new version is the current one with this load's rows added (keyed tables: upserted)."""
     from pyspark.sql import functions as F
 
-    if st.mode == "append":
-        raise ShelfwiseError("--append with --engine spark is not built yet: load a full snapshot")
-    eng, wh, contract = _engine(st), st.wh, st.contract
+    eng, wh, contract, tr = _engine(st), st.wh, st.contract, st.tr
     spark = eng.session
     df = st.frames["checked"]
     valid = df.where(F.size("_reasons") == 0)
@@ -332,7 +368,25 @@ def spark_publish(st: LoadState) -> None:
         F.col(f"_pseudo_{c}").alias(c) if c in st.pseudo_cols else F.col(c) for c in contract.column_names
     ] + [F.col("x_" + safe(e)) for e in st.extra_kept]
     order = ["timestamp", "_source_line"] if contract.name == "events" else ["_source_line"]
-    curated = valid.orderBy(*order).select(*out_cols)
+    current = _current(st, contract.name) if st.mode == "append" else None
+    redelivered: list[int] = []
+    added = None
+    if current is None:
+        if st.mode == "append":  # the table's first load: every valid row is new
+            tr.rows_updated, tr.rows_unchanged = 0, 0
+        curated = valid.orderBy(*order).select(*out_cols)
+    else:
+        new = valid.select(*out_cols, "_source_line").localCheckpoint()
+        redelivered = _flag_redelivered(st, new, current)
+        if redelivered:
+            gone = spark.createDataFrame([(n,) for n in redelivered], "_gone bigint")
+            new = new.join(F.broadcast(gone), new["_source_line"] == gone["_gone"], "left_anti")
+        new = new.orderBy(*order).drop("_source_line").localCheckpoint()
+        added = new.count()
+        keep = current
+        if contract.key:  # the newer version of a key replaces the curated one (an upsert)
+            keep = current.join(new.select(*contract.key), list(contract.key), "left_anti")
+        curated = keep.unionByName(new, allowMissingColumns=True)
     prev = wh.latest_version(contract.name)
     version = (prev.version + 1) if prev else 1
     where = eng.location / "curated" / contract.name / f"v{version}"
@@ -354,11 +408,78 @@ def spark_publish(st: LoadState) -> None:
     bad.write.mode("overwrite").parquet(str(qdir))
     wh.sql(
         f"""INSERT INTO quarantine.rows SELECT nextval('quarantine.qid_seq'), {lit(st.run_id)}, {lit(contract.name)},
-            {lit(str(st.src))}, source_line, reason, reasons, detail, raw::JSON, 'open', now()::TIMESTAMP, NULL
-            FROM read_parquet('{qdir.as_posix()}/*.parquet') ORDER BY source_line"""
+            {lit(str(st.src))}, source_line, reason, reasons, detail, raw::JSON,
+            CASE WHEN list_contains(?::BIGINT[], source_line) THEN 'redelivered' ELSE 'open' END,
+            now()::TIMESTAMP, NULL
+            FROM read_parquet('{qdir.as_posix()}/*.parquet') ORDER BY source_line""",
+        [redelivered],
     )
     tv = wh.publish_parquet(contract.name, f"{where.as_posix()}/*.parquet", st.run_id, contract.version)
     wh.sql(f"DROP VIEW {st.load}")
     shutil.rmtree(_tmp(st), ignore_errors=True)
     st.frames.clear()
-    account(st, tv, None)
+    account(st, tv, added)
+
+
+def _flag_redelivered(st: LoadState, new: Any, current: Any) -> list[int]:
+    """As `_load_publish._flag_redelivered`, in Spark: the rows of `new` (this load's valid rows
+    as they will be curated, with `_source_line`) that `current` (the curated version) holds
+    already - keyed tables: the key's curated row is identical (inserted / updated / unchanged
+    counted); others: an identical row, looked for among the curated rows of the delivery's time
+    range. They are flagged `duplicate_row` with the detail DuckDB gives (which load delivered
+    them first: the raw layer is the workdir's). Returns their lines."""
+    spark = _engine(st).session
+    contract, tr, names = st.contract, st.tr, st.raw_cols
+    cur_cols = list(current.columns)
+    required = set(contract.required_columns)
+
+    def equal(left: str, right: str, col: str) -> str:
+        return f"{left} {'=' if col in required else '<=>'} {right}"
+
+    same = " AND ".join(
+        equal(
+            "c." + bq(col) if col in names else "NULL",
+            "e." + bq(col) if col in cur_cols else "NULL",
+            col if col in names and col in cur_cols else "",
+        )
+        for col in dict.fromkeys([*names, *cur_cols])
+    )
+    new.createOrReplaceTempView("_sw_new")
+    current.createOrReplaceTempView("_sw_cur")
+    if contract.key:
+        on = " AND ".join(f"c.{bq(k)} = e.{bq(k)}" for k in contract.key)
+        upsert = spark.sql(
+            f"""SELECT c._source_line AS line, e._present IS NOT NULL AS present,
+                       coalesce(e._present AND {same}, false) AS same
+                FROM _sw_new c LEFT JOIN (SELECT *, true AS _present FROM _sw_cur) e ON {on}"""
+        ).localCheckpoint()
+        counts = upsert.selectExpr(
+            "count_if(NOT present)", "count_if(present AND NOT same)", "count_if(same)"
+        ).first()
+        tr.rows_inserted, tr.rows_updated, tr.rows_unchanged = (int(v) for v in counts)
+        lines = [int(r[0]) for r in upsert.where("same").select("line").collect()]
+    else:
+        where = ""
+        if "timestamp" in names and "timestamp" in cur_cols:
+            lo, hi = spark.sql("SELECT min(`timestamp`), max(`timestamp`) FROM _sw_new").first()
+            if lo is not None:
+                where = f"WHERE `timestamp` BETWEEN {SPARK.lit(str(lo))}::timestamp AND {SPARK.lit(str(hi))}::timestamp"
+        lines = [
+            int(r[0])
+            for r in spark.sql(
+                f"""SELECT DISTINCT c._source_line FROM _sw_new c
+                    JOIN (SELECT * FROM _sw_cur {where}) e ON {same}"""
+            ).collect()
+        ]
+        tr.rows_unchanged, tr.rows_updated = len(lines), 0
+    if not lines:
+        return []
+    wh = st.wh
+    wh.sql("CREATE OR REPLACE TEMP TABLE _redelivered AS SELECT unnest(?::BIGINT[]) AS line", [lines])
+    redelivery_details(st)
+    details = [(int(n), d) for n, d in wh.sql("SELECT line, detail FROM _redelivery").fetchall()]
+    wh.sql("DROP TABLE _redelivery")
+    wh.sql("DROP TABLE _redelivered")
+    hits = spark.createDataFrame(details, "_hit_line bigint, _hit_detail string")
+    _add_reason(st, hits, Reason.DUPLICATE_ROW)
+    return sorted(lines)

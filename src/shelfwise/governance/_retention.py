@@ -5,9 +5,11 @@
     {"events_days": 730, "quarantine_days": 365, "served_log_days": 365, "bundles_keep": 5,
      "consent_history_days": null}
 
-- `events_days`: behaviour events older than this leave every version of `curated.events`, the raw
-  layer (by their parsed timestamp) and the served-events archive (`feedback/`);
-- `quarantine_days`: quarantined rows older than this (by quarantine time) are deleted;
+- `events_days`: behaviour events older than this leave every version of `curated.events` (the
+  Parquet versions Spark wrote too: their files are rewritten), the raw layer (by their parsed
+  timestamp) and the served-events archive (`feedback/`);
+- `quarantine_days`: quarantined rows older than this (by quarantine time) are deleted, with the
+  quarantine files of the Spark loads they came from;
 - `served_log_days`: exposure-log lines older than this are deleted;
 - `consent_history_days`: superseded consent records older than this leave the consent register
   (each user's current consent and the erasure tombstones are kept: they are what is obeyed);
@@ -80,12 +82,15 @@ def enforce_retention(
                 ).fetchall():
                     n = wh.sql(f'DELETE FROM curated."{name}" WHERE "timestamp" < ?', [cutoff]).fetchone()
                     deleted[f"curated.{name}"] = int(n[0]) if n else 0
+                deleted.update(_expire_parquet_events(wh, cutoff))
                 if wh.exists("raw", "events"):
                     ts = timestamp_expr("nullif(trim(\"timestamp\"), '')")
                     n = wh.sql(f"DELETE FROM raw.events WHERE ({ts}) < ?", [cutoff]).fetchone()
                     deleted["raw.events"] = int(n[0]) if n else 0
             if policy["quarantine_days"] is not None:
                 cutoff = (now - timedelta(days=policy["quarantine_days"])).replace(tzinfo=None)
+                # (first: the Spark loads' quarantine times are read from the rows deleted below)
+                deleted.update(_expire_parquet_quarantine(wh, cutoff))
                 if wh.exists("quarantine", "rows"):
                     n = wh.sql("DELETE FROM quarantine.rows WHERE quarantined_at < ?", [cutoff]).fetchone()
                     deleted["quarantine.rows"] = int(n[0]) if n else 0
@@ -125,6 +130,44 @@ def enforce_retention(
     lineage.complete([DatasetRef(ns, t, rows=n) for t, n in deleted.items() if n and "." in t])
     AuditLog(workdir).append("retention.enforce", actor=actor, policy=policy, deleted=deleted)
     return {"policy": policy, "deleted": deleted, "lineage_run_id": lineage.run_id}
+
+
+def _expire_parquet_events(wh: Any, cutoff: datetime) -> dict[str, int]:
+    """Spark-written versions of curated.events: files rewritten without the events before `cutoff`."""
+    from ._parquet_versions import parquet_versions, refresh_versions, rewrite_files
+
+    versions = parquet_versions(wh, "events")
+    out: dict[str, int] = {}
+    changed: dict[str, int] = {}
+    for v in versions:
+        gone = rewrite_files(v.files, "timestamp", '"timestamp" < $2', [cutoff])
+        changed.update(gone)
+        out[f"curated.events@v{v.version}"] = sum(gone.values())
+    refresh_versions(wh, versions, changed)
+    return out
+
+
+def _expire_parquet_quarantine(wh: Any, cutoff: datetime) -> dict[str, int]:
+    """A Spark load's quarantine files go once its rows are older than `cutoff` (by the time they
+    were quarantined, as `quarantine.rows` records it; the run's start where no row is left)."""
+    from ._parquet_versions import parquet_versions, quarantine_dirs
+
+    n = 0
+    for table, run_id, folder in quarantine_dirs(parquet_versions(wh)):
+        row = wh.sql(
+            "SELECT coalesce((SELECT max(quarantined_at) FROM quarantine.rows WHERE run_id = ? AND table_name = ?), "
+            "(SELECT started_at FROM meta.runs WHERE run_id = ?))",
+            [run_id, table, run_id],
+        ).fetchone()
+        at = row[0] if row else None
+        if at is None or at >= cutoff:
+            continue
+        files = sorted(folder.glob("*.parquet"))
+        if files:
+            counted = wh.sql("SELECT count(*) FROM read_parquet(?)", [[str(f) for f in files]]).fetchone()
+            n += int(counted[0]) if counted else 0
+        shutil.rmtree(folder)
+    return {"quarantine.parquet": n}
 
 
 def _prune_bundles(workdir: Path, keep: int | None) -> int:

@@ -129,6 +129,7 @@ def _warehouse_parts(workdir: Path, raw: str, pseudo: str) -> dict[str, Any]:
                 }
                 key = f"curated.{name}@v{version}" if version is not None else f"curated.{table}"
                 parts[key] = {"lineage": lineage, "rows": rows}
+        parts.update(_parquet_parts(con, pseudo, versions, current))
         if con.sql(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'quarantine' AND table_name = 'rows'"
         ).fetchone()[0]:
@@ -145,6 +146,44 @@ def _warehouse_parts(workdir: Path, raw: str, pseudo: str) -> dict[str, Any]:
                     "lineage": {"layer": "quarantine", "table": "quarantine.rows", "location": where},
                     "rows": rows,
                 }
+    return parts
+
+
+def _parquet_parts(
+    con: Any, pseudo: str, versions: dict[str, tuple[Any, ...]], current: dict[str, Any]
+) -> dict[str, Any]:
+    """The user's rows in the curated versions another engine (Spark) wrote as Parquet (their
+    quarantined rows are in `quarantine.rows`, which indexes the Spark quarantine files)."""
+    from ._parquet_versions import parquet_versions
+
+    parts: dict[str, Any] = {}
+    for v in parquet_versions(con):
+        files = [str(f) for f in v.files]
+        if not files:  # (a location no longer reachable from here: nothing to read)
+            continue
+        if "user_id" not in {
+            r[0] for r in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [files]).fetchall()
+        }:
+            continue
+        rows = _records(con.execute("SELECT * FROM read_parquet(?) WHERE trim(user_id) = ?", [files, pseudo]))
+        if not rows:
+            continue
+        _, _, run_id, created, contract, _ = versions[v.physical]
+        parts[f"curated.{v.table}@v{v.version}"] = {
+            "lineage": {
+                "layer": "curated",
+                "table": f"curated.{v.table}",
+                "version": v.version,
+                "physical_table": v.physical,
+                "current": current.get(v.table) == v.version,
+                "run_id": run_id,
+                "created_at": _jsonable(created),
+                "contract": contract,
+                "location": v.physical,
+                "format": "parquet",
+            },
+            "rows": rows,
+        }
     return parts
 
 

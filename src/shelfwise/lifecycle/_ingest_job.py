@@ -34,7 +34,9 @@ def ingest_dataset(
     """
     from ..datasets import convert  # noqa: F401 - imported before the background imports start
     from ..governance import ingest  # noqa: F401
+    from ..governance._contracts import skip_pyspark_pandas
 
+    skip_pyspark_pandas()  # (before pandera is imported in the background)
     preload = _preload("ibis.backends.duckdb", background=("pandera.ibis", "shelfwise.reporting"))
     try:
         return _ingest_dataset(Path(data), Path(workdir), skip_unchanged, append, map_flags, engine)
