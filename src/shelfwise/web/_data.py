@@ -38,6 +38,7 @@ __all__ = [
     "search_report",
     "traffic",
     "warehouse",
+    "warm_up",
 ]
 
 _LOCK = threading.Lock()
@@ -95,28 +96,88 @@ REGISTRY = ("mlflow.db", "mlflow.db-wal", "bundles/CURRENT")
 SERVED = ("spool/exposures/",)
 
 
+SUMMARIES = Path("state") / "console"  # the figures pages need, kept between server runs
+
+
+class Persist:
+    """How a cached entry is kept in the workdir (`state/console/<name>.json`): the figures
+    with the stamp of the files they were computed from (their lineage: which warehouse and
+    registry state), so that a freshly started server shows them at once instead of opening
+    the warehouse (a fresh process's first page: hundreds of milliseconds, seconds under
+    load). `dump`/`load` turn the value into JSON and back (sets, tuples)."""
+
+    def __init__(self, name: str, dump: Any = None, load: Any = None):
+        self.name, self.dump, self.load = name, dump or (lambda v: v), load or (lambda v: v)
+
+    def read(self, workdir: Path) -> tuple[Any, Any] | None:
+        """(stamp as JSON, value) or None."""
+        try:
+            doc = json.loads((workdir / SUMMARIES / f"{self.name}.json").read_text())
+            return doc["stamp"], self.load(doc["value"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def write(self, workdir: Path, stamp: tuple[Any, ...], value: Any) -> None:
+        import os
+        import tempfile
+
+        folder = workdir / SUMMARIES
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            doc = {"stamp": _as_json(stamp), "computed_at": time.time(), "value": self.dump(value)}
+            with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False) as fh:
+                json.dump(doc, fh, default=str)
+            os.replace(fh.name, folder / f"{self.name}.json")  # readers see it whole or not at all
+        except (OSError, TypeError, ValueError) as exc:  # a read-only workdir: kept in memory only
+            log.debug("console: %s not kept: %s", self.name, exc)
+
+
+def _as_json(v: Any) -> Any:
+    return json.loads(json.dumps(v, default=str))
+
+
 def _cached(
     key: tuple[Any, ...],
     stamp: tuple[Any, ...],
     compute: Any,
     ttl: float = CACHE_TTL_S,
     wait_s: float | None = None,
+    persist: tuple[Path, Persist] | None = None,
 ) -> Any:
     """`compute()` again only when the stamp moved or the entry is older than `ttl` (data with
     ages in it; `inf` for data that only the stamped files determine): opening the warehouse
     read-only alone takes ~100 ms, and nothing changed in between. With `wait_s`, an entry
     whose files changed is recomputed in the background and the page waits at most `wait_s`
     for it, else shows the previous figures (an absorb behind, for about a second); the
-    first computation is always waited for."""
+    first computation is always waited for. With `persist` (workdir, how), what was computed
+    is also kept in the workdir: a new process starts from it (the same stamp: as if computed
+    here; another: the previous figures, refreshed as above)."""
     now = time.monotonic()
     with _CACHE_LOCK:
         hit = _CACHE.get(key)
+    if hit is None and persist is not None and (kept := persist[1].read(persist[0])) is not None:
+        # another process's figures: current if made from these files, else the previous ones
+        hit = (stamp if kept[0] == _as_json(stamp) else ("kept", kept[0]), now, kept[1])
+        _store(key, *hit)
     if hit is not None and hit[0] == stamp and now - hit[1] < ttl:
         return hit[2]
+    if persist is not None:
+        inner = compute
+
+        def compute() -> Any:
+            value = inner()
+            persist[1].write(persist[0], stamp, value)
+            return value
+
     if hit is None or wait_s is None:
-        value = compute()
-        _store(key, stamp, now, value)
-        return value
+        with _key_lock(key):  # one computation of an entry at a time: a page during the warm-up waits for it
+            with _CACHE_LOCK:
+                got = _CACHE.get(key)
+            if got is not None and got[0] == stamp and time.monotonic() - got[1] < ttl:
+                return got[2]
+            value = compute()
+            _store(key, stamp, now, value)
+            return value
     with _CACHE_LOCK:
         worker = _REFRESHING.get(key)
         if worker is None or not worker.is_alive():
@@ -135,6 +196,17 @@ def _cached(
     worker.join(wait_s if deadline is None else max(0.0, min(wait_s, deadline - time.monotonic())))
     with _CACHE_LOCK:
         return _CACHE.get(key, hit)[2]
+
+
+_KEY_LOCKS: dict[tuple[Any, ...], threading.Lock] = {}
+
+
+def _key_lock(key: tuple[Any, ...]) -> threading.Lock:
+    with _CACHE_LOCK:
+        if len(_KEY_LOCKS) > 1024:  # filters make keys: keep the ones in use
+            for k in [k for k, lock in _KEY_LOCKS.items() if not lock.locked()]:
+                del _KEY_LOCKS[k]
+        return _KEY_LOCKS.setdefault(key, threading.Lock())
 
 
 def _store(key: tuple[Any, ...], stamp: tuple[Any, ...], at: float, value: Any) -> None:
@@ -162,7 +234,24 @@ def datasets(workdir: Path) -> dict[str, Any]:
             return catalog(workdir)
 
     stamp = _stamp(workdir, *WAREHOUSE, *REGISTRY, "config/rules.json")
-    return _cached(("catalog", workdir), stamp, compute, CACHE_TTL_S, REFRESH_WAIT_S)  # type: ignore[no-any-return]
+    got = _cached(("catalog", workdir), stamp, compute, float("inf"), REFRESH_WAIT_S, (workdir, _CATALOG))
+    # ages move with the clock, not with the files: computed at each read from `updated_at`
+    return {
+        **got,
+        "datasets": [{**d, "freshness_hours": _age_hours(d.get("updated_at"))} for d in got["datasets"]],
+    }
+
+
+_CATALOG = Persist("catalog")
+
+
+def _age_hours(ts: Any) -> float | None:
+    from ..governance._catalog import _age_hours as age
+
+    try:
+        return age(ts)
+    except ValueError:
+        return None
 
 
 def quarantine(
@@ -205,9 +294,9 @@ def models(workdir: Path, with_live_gates: bool = True) -> list[dict[str, Any]]:
 
 
 def _models(workdir: Path, with_live_gates: bool) -> list[dict[str, Any]]:
-    from ..lifecycle._registry import Registry
+    from ..lifecycle._registry import RegistryView
 
-    reg = Registry(workdir)
+    reg = RegistryView(workdir)  # MLflow's snapshot while unchanged: no MLflow import on a page
     rows = reg.versions()
     for r in rows:
         m = _manifest(r["path"])
@@ -245,6 +334,7 @@ def traffic(workdir: Path) -> dict[str, Any]:
             lambda: (stamp, _attributed(workdir)),
             float("inf"),
             REFRESH_WAIT_S,
+            (workdir, _ATTRIBUTED),
         )
     # keyed by the attributed rows' own stamp: figures made from rows an absorb behind are
     # made again once the new rows are in
@@ -378,6 +468,14 @@ def exposure_tally(workdir: Path) -> dict[str, Any]:
     with tally.lock:  # copies of the small sums
         return {"served": Counter(total.served), "by_bundle": Counter(total.by_bundle),
                 "first": dict(total.first), "ids": total.ids}  # fmt: skip
+
+
+_ATTRIBUTED = Persist("attributed", load=lambda v: (_tuples(v[0]), [tuple(r) for r in v[1]]))
+
+
+def _tuples(v: Any) -> Any:
+    """A stamp as JSON gave it back (lists) as the tuples `_stamp` makes."""
+    return tuple(_tuples(x) for x in v) if isinstance(v, list) else v
 
 
 def _traffic(workdir: Path, attributed: list[tuple[str, int, int]]) -> dict[str, Any]:
@@ -535,11 +633,9 @@ def alerts(
 
 
 def overview(workdir: Path) -> dict[str, Any]:
-    from ..governance import AuditLog
-
     cat = datasets(workdir)
     versions = models(workdir)
-    check = AuditLog(workdir).verify()
+    check = audit_check(workdir)
     served = traffic(workdir)
     trend: dict[str, list[tuple[str, float]]] = {}
     for x in cat.get("loads", []):
@@ -551,12 +647,22 @@ def overview(workdir: Path) -> dict[str, Any]:
         "production": [v for v in versions if "production" in v["aliases"]],
         "candidates": [v for v in versions if "candidate" in v["aliases"]],
         "traffic": served,
-        "alerts": alerts(cat, versions, check.ok, served),
-        "audit": check.as_dict(),
+        "alerts": alerts(cat, versions, check["ok"], served),
+        "audit": check,
     }
 
 
 # -- audit -----------------------------------------------------------------------------------------
+def audit_check(workdir: Path) -> dict[str, Any]:
+    """`AuditLog.verify()` (the whole hash chain) again only when the log changed: an append
+    moves its size and mtime. Kept in this process's memory only (never trusted from a file)."""
+    from ..governance import AuditLog
+
+    log = AuditLog(workdir)
+    stamp = _stamp(log.path.parent, log.path.name)
+    return _cached(("audit-verify", workdir), stamp, lambda: log.verify().as_dict(), float("inf"))  # type: ignore[no-any-return]
+
+
 def audit_entries(
     workdir: Path,
     action: str | None = None,
@@ -578,7 +684,7 @@ def audit_entries(
         and (not outcome or e.get("outcome") == outcome)
     ]
     return {
-        "verification": log.verify().as_dict(),
+        "verification": audit_check(workdir),
         "total": len(entries),
         "matching": len(picked),
         "entries": picked[::-1][:limit],
@@ -733,7 +839,7 @@ def search_report(workdir: Path, lexical: Any = None) -> dict[str, Any]:
         return stamp, got, attributed, no_keyword_match(lex, got["top_queries"], synonyms=synonyms)
 
     made, got, attributed, nkm = _cached(
-        ("search-logged", workdir), stamp, logged, float("inf"), REFRESH_WAIT_S
+        ("search-logged", workdir), stamp, logged, float("inf"), REFRESH_WAIT_S, (workdir, _SEARCH_LOGGED)
     )
     served = _cached(  # keyed by the logged part it was made with (maybe an absorb behind)
         ("search-served", workdir),
@@ -742,6 +848,13 @@ def search_report(workdir: Path, lexical: Any = None) -> dict[str, Any]:
         ttl=float("inf"),
     )
     return {"protocol": dict(PROTOCOL), "logged": got, "served": served, "no_keyword_match": nkm}
+
+
+_SEARCH_LOGGED = Persist(
+    "search_logged",
+    dump=lambda v: [v[0], v[1], sorted(v[2]), v[3]],
+    load=lambda v: (_tuples(v[0]), v[1], set(v[2]), v[3]),
+)
 
 
 def experiments(workdir: Path) -> dict[str, Any]:
@@ -767,6 +880,30 @@ def experiments(workdir: Path) -> dict[str, Any]:
 
     stamp = _stamp(workdir, *WAREHOUSE, *SERVED, "config/experiments.json")
     return {"configured": configured, "report": _cached(("experiments", workdir), stamp, compute)}
+
+
+# -- warm-up ---------------------------------------------------------------------------------------
+def warm_up(workdir: Path, lexical: Any = None) -> list[str]:
+    """What the pages read, computed once (in a background thread of a server that just
+    started: its readiness does not wait): a page read afterwards finds it in memory, a page
+    read meanwhile waits for the same computation instead of starting its own. Returns the
+    parts that could not be computed (a page says why when it is read)."""
+    parts: list[tuple[str, Any]] = [
+        ("overview", lambda: overview(workdir)),  # catalog, registry, traffic, audit chain
+        ("models", lambda: models(workdir)),
+        ("quarantine", lambda: quarantine(workdir, "", "", "open")),  # the page's default filter
+        ("analytics", lambda: search_report(workdir, lexical)),
+        ("experiments", lambda: experiments(workdir)),
+        ("lineage", lambda: lineage_graph(workdir)),
+    ]
+    failed = []
+    for name, part in parts:
+        try:
+            part()
+        except Exception as exc:  # e.g. the warehouse held by a training run: the page retries
+            failed.append(name)
+            log.info("console warm-up: %s not computed: %s", name, exc)
+    return failed
 
 
 # -- customer profiles (shelfwise.insights) --------------------------------------------------------

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -31,6 +34,7 @@ from ._auth import Denied, User
 __all__ = ["console_router", "mount_console"]
 
 HERE = Path(__file__).parent
+log = logging.getLogger("uvicorn.error")  # configured by uvicorn: shows with its own messages
 PREFIX = "/console"
 NAV = [
     ("overview", "Overview", "/console/"),
@@ -48,7 +52,44 @@ def mount_console(app: FastAPI, workdir: str | Path, service: Callable[[], Any])
     """Add the console to a serving app: `service()` gives the loaded `Service` (None while
     the bundle loads); the pages read everything else from `workdir`."""
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
-    app.include_router(console_router(Path(workdir), service))
+    templates = _templates()
+    app.include_router(console_router(Path(workdir), service, templates))
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(a: Any) -> AsyncIterator[Any]:
+        async with inner(a) as state:  # the service is loaded: the server is ready
+            threading.Thread(
+                target=_warm, args=(Path(workdir), service, templates), name="console-warm", daemon=True
+            ).start()
+            yield state
+
+    app.router.lifespan_context = lifespan
+
+
+def _warm(workdir: Path, service: Callable[[], Any], templates: Jinja2Templates) -> None:
+    """The first page of each kind in a fresh server: its figures computed and its template
+    compiled in the background, after readiness (see `_data.warm_up`)."""
+    t0 = time.perf_counter()
+    for name in templates.env.list_templates(extensions=["html"]):
+        templates.env.get_template(name)  # Jinja compiles a template on its first use
+    s, lexical = service(), None
+    if s is not None and s.snapshot.search is not None and s.snapshot.version == _current(workdir):
+        lexical = s.snapshot.search.lexical_
+    failed = _data.warm_up(workdir, lexical)
+    log.info(
+        "console warm-up: %.1f s%s",
+        time.perf_counter() - t0,
+        f" ({', '.join(failed)} not ready)" if failed else "",
+    )
+
+
+def _templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=HERE / "templates")
+    templates.env.filters["tojson_compact"] = lambda v: json.dumps(v, default=str, ensure_ascii=False)
+    templates.env.filters["pct"] = lambda v: "–" if v is None else f"{100 * float(v):.1f}%"
+    templates.env.filters["num"] = lambda v, d=4: "–" if v is None else f"{float(v):.{d}f}"
+    return templates
 
 
 def _current(workdir: Path) -> str | None:
@@ -60,11 +101,10 @@ def _current(workdir: Path) -> str | None:
         return None
 
 
-def console_router(workdir: Path, service: Callable[[], Any]) -> APIRouter:
-    templates = Jinja2Templates(directory=HERE / "templates")
-    templates.env.filters["tojson_compact"] = lambda v: json.dumps(v, default=str, ensure_ascii=False)
-    templates.env.filters["pct"] = lambda v: "–" if v is None else f"{100 * float(v):.1f}%"
-    templates.env.filters["num"] = lambda v, d=4: "–" if v is None else f"{float(v):.{d}f}"
+def console_router(
+    workdir: Path, service: Callable[[], Any], templates: Jinja2Templates | None = None
+) -> APIRouter:
+    templates = templates or _templates()
     router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
     class Ctx:
