@@ -351,11 +351,18 @@ class _FileTally:
         self.by_bundle: Counter[tuple[str, str]] = Counter()
         self.first: dict[str, float] = {}  # bundle -> earliest `at`
         self.ids: dict[str, tuple[str, str]] = {}  # list id -> (surface, bundle)
+        # search pages per query (`search._analytics.add_served_search`) and experiment
+        # exposures (`serving._experiments.experiment_exposure`): the analytics page's sums
+        self.searches: dict[str, list[Any]] = {}
+        self.exposures: list[tuple[str, str, str, str, str]] = []
         self.lines = 0  # lines parsed (tests: an append is read, not the whole file again)
 
     def read(self, path: Path) -> _FileTally:
         """Read the lines appended since `offset` into this tally; returns them as a tally of
         their own (the delta). A last line without its newline is left for the next read."""
+        from ..search._analytics import add_served_search
+        from ..serving._experiments import experiment_exposure
+
         delta = _FileTally()
         with open(path, "rb") as fh:
             fh.seek(self.offset)
@@ -380,6 +387,10 @@ class _FileTally:
                     delta.first[b] = at
                 if rec.get("id"):
                     delta.ids[str(rec["id"])] = (kind, b)
+                if kind == "search":
+                    add_served_search(delta.searches, rec)
+                if (e := experiment_exposure(rec)) is not None:
+                    delta.exposures.append(e)
         self.offset += delta.offset
         self.tail = (self.tail + delta.tail)[-64:] if delta.offset else self.tail
         self.merge(delta)
@@ -387,6 +398,10 @@ class _FileTally:
         return delta
 
     def merge(self, other: _FileTally) -> None:
+        from ..search._analytics import merge_served_searches
+
+        merge_served_searches(self.searches, other.searches)
+        self.exposures.extend(other.exposures)
         self.served.update(other.served)
         self.by_bundle.update(other.by_bundle)
         for b, at in other.first.items():
@@ -458,7 +473,9 @@ _TALLIES_LOCK = threading.Lock()
 def exposure_tally(workdir: Path) -> dict[str, Any]:
     """The current tally of the workdir's exposure log (one incremental tally per folder):
     lists served per surface (`served`) and per (surface, bundle) (`by_bundle`), when each
-    bundle first served (`first`), and list id -> (surface, bundle) (`ids`, only looked up)."""
+    bundle first served (`first`), and list id -> (surface, bundle) (`ids`), search pages per
+    query (`searches`) and experiment exposures (`exposures`); the last three are the tally's
+    own (only read, never changed)."""
     from ..serving._feedback import EXPOSURES_DIR
 
     folder = (workdir / EXPOSURES_DIR).resolve()
@@ -467,7 +484,8 @@ def exposure_tally(workdir: Path) -> dict[str, Any]:
     total = tally.update()
     with tally.lock:  # copies of the small sums
         return {"served": Counter(total.served), "by_bundle": Counter(total.by_bundle),
-                "first": dict(total.first), "ids": total.ids}  # fmt: skip
+                "first": dict(total.first), "ids": total.ids, "searches": total.searches,
+                "exposures": total.exposures}  # fmt: skip
 
 
 _ATTRIBUTED = Persist("attributed", load=lambda v: (_tuples(v[0]), [tuple(r) for r in v[1]]))
@@ -818,7 +836,7 @@ def search_report(workdir: Path, lexical: Any = None) -> dict[str, Any]:
         current_lexical,
         logged_searches,
         no_keyword_match,
-        served_searches,
+        served_search_summary,
     )
 
     if not _has_warehouse(workdir):
@@ -844,7 +862,8 @@ def search_report(workdir: Path, lexical: Any = None) -> dict[str, Any]:
     served = _cached(  # keyed by the logged part it was made with (maybe an absorb behind)
         ("search-served", workdir),
         (_stamp(workdir, *SERVED), made),
-        lambda: served_searches(workdir, attributed),
+        # the exposure log's search pages as the tally has them (only what was appended is read)
+        lambda: served_search_summary(exposure_tally(workdir)["searches"], attributed),
         ttl=float("inf"),
     )
     return {"protocol": dict(PROTOCOL), "logged": got, "served": served, "no_keyword_match": nkm}
@@ -858,8 +877,10 @@ _SEARCH_LOGGED = Persist(
 
 
 def experiments(workdir: Path) -> dict[str, Any]:
-    """`shelfwise experiments report --json` (without absorbing first) and the configuration."""
-    from ..serving._experiments import experiment_report, load_experiments
+    """`shelfwise experiments report --json` (without absorbing first) and the configuration.
+    The exposures come from the incremental tally (only what was appended to the log is read),
+    the attributed events from the warehouse (cached, kept in the workdir, per warehouse state)."""
+    from ..serving._experiments import attributed_events, experiment_summary, load_experiments
 
     configured = [
         {
@@ -873,13 +894,30 @@ def experiments(workdir: Path) -> dict[str, Any]:
     ]
     if not _has_warehouse(workdir):
         return {"configured": configured, "report": {"experiments": {}}}
+    served = _stamp(workdir, *SERVED)
+    events_stamp: tuple[Any, ...] = ()
+    by_list: dict[str, dict[str, float]] = {}
+    if served[0]:
+        stamp = _stamp(workdir, *WAREHOUSE)
 
-    def compute() -> dict[str, Any]:
-        with warehouse():
-            return experiment_report(workdir)
+        def events() -> tuple[tuple[Any, ...], dict[str, dict[str, float]]]:
+            with warehouse():
+                return stamp, attributed_events(workdir)
 
-    stamp = _stamp(workdir, *WAREHOUSE, *SERVED, "config/experiments.json")
-    return {"configured": configured, "report": _cached(("experiments", workdir), stamp, compute)}
+        events_stamp, by_list = _cached(
+            ("experiment-events", workdir), stamp, events, float("inf"), REFRESH_WAIT_S,
+            (workdir, _EXPERIMENT_EVENTS),
+        )  # fmt: skip
+    report = _cached(
+        ("experiments", workdir),
+        (served, events_stamp),
+        lambda: experiment_summary(exposure_tally(workdir)["exposures"], by_list),
+        float("inf"),
+    )
+    return {"configured": configured, "report": report}
+
+
+_EXPERIMENT_EVENTS = Persist("experiment_events", load=lambda v: (_tuples(v[0]), v[1]))
 
 
 # -- warm-up ---------------------------------------------------------------------------------------
