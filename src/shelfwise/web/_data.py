@@ -255,24 +255,40 @@ def _age_hours(ts: Any) -> float | None:
 
 
 def quarantine(
-    workdir: Path, table: str | None, reason: str | None, status: str | None, limit: int = 50
+    workdir: Path,
+    table: str | None,
+    reason: str | None,
+    status: str | None,
+    limit: int = 50,
+    rows: bool = True,
 ) -> dict[str, Any]:
-    """`shelfwise quarantine list --json`: the summary by table, reason and status, and rows."""
+    """`shelfwise quarantine list --json`: the summary by table, reason and status (counts only:
+    kept in the workdir like the catalog), and the rows (raw fields: memory only; `rows=False`:
+    none read, for a role that may not read raw rows)."""
     from ..governance import Quarantine
 
     if not _has_warehouse(workdir):
         return {"summary": [], "rows": []}
     q = Quarantine(workdir)
 
-    def compute() -> dict[str, Any]:
+    def summary() -> list[dict[str, Any]]:
         with warehouse():
-            return {
-                "summary": q.summary(),
-                "rows": q.list(table or None, reason or None, status, limit=limit),
-            }
+            return q.summary()
+
+    stamp = _stamp(workdir, *WAREHOUSE)
+    got = _cached(("quarantine-summary", workdir), stamp, summary, float("inf"), None, (workdir, _QUARANTINE))
+    if not rows:
+        return {"summary": got, "rows": []}
+
+    def listed() -> list[dict[str, Any]]:
+        with warehouse():
+            return q.list(table or None, reason or None, status, limit=limit)
 
     key = ("quarantine", workdir, table, reason, status, limit)
-    return _cached(key, _stamp(workdir, *WAREHOUSE), compute)  # type: ignore[no-any-return]
+    return {"summary": got, "rows": _cached(key, stamp, listed)}
+
+
+_QUARANTINE = Persist("quarantine_summary")
 
 
 # -- models ----------------------------------------------------------------------------------------

@@ -313,14 +313,15 @@ def console_router(
         limit: int = 50,
         done: str | None = None,
     ) -> Any:
-        ctx.need("quarantine.read_raw")
+        ctx.need("catalog.read")  # the counts by table and reason; the rows hold raw fields:
+        raw = ctx.user.may("quarantine.read_raw")  # those only for the roles the CLI allows
         st = None if status == "all" else status
-        q = _data.quarantine(workdir, table, reason, st, min(max(limit, 1), 500))
+        q = _data.quarantine(workdir, table, reason, st, min(max(limit, 1), 500), rows=raw)
         tables = sorted({s["table"] for s in q["summary"]})
         reasons = sorted({s["reason"] for s in q["summary"] if not table or s["table"] == table})
         name = "_quarantine_rows.html" if ctx.request.headers.get("hx-request") else "quarantine.html"
         return ctx.render(name, q=q, table=table, reason=reason, status=status, tables=tables, reasons=reasons,
-                          done=done, page="data")  # fmt: skip
+                          done=done, page="data", raw=raw)  # fmt: skip
 
     @router.post("/data/quarantine/{qid}/reprocess")
     async def reprocess_row(request: Request, qid: int) -> Any:
@@ -361,10 +362,25 @@ def console_router(
         )
 
     # -- search playground ---------------------------------------------------------------------
-    def sides(s: Any, b_bundle: str, b_rules: str, draft: Any = None) -> list[_playground.Side]:
+    def search_variants(s: Any) -> dict[str, Any]:
+        """ "experiment:variant" -> variant, for every search experiment configured."""
+        return {f"{e.name}:{v.name}": v for e in s.experiments if e.surface == "search" for v in e.variants}
+
+    def sides(
+        s: Any, b_bundle: str, b_rules: str, draft: Any = None, b_variant: str = ""
+    ) -> list[_playground.Side]:
         if b_bundle and b_bundle not in bundles():  # a bundle of this shop, never a path
             raise Denied(404, f"no bundle {b_bundle!r} in this shop")
         a = _playground.Side(None, s.rules, f"serving: bundle {s.snapshot.version}, rules v{s.rules.version}")
+        if b_variant and draft is None:
+            # what a search experiment's variant shows: its bundle and its rules over those in force
+            v = search_variants(s).get(b_variant)
+            if v is None:
+                raise Denied(404, f"no search experiment variant {b_variant!r} in this shop")
+            if v.bundle and v.bundle not in bundles():
+                raise Denied(404, f"variant {b_variant!r} names bundle {v.bundle!r}, not in this shop")
+            what = f"bundle {v.bundle or s.snapshot.version}" + (f", rules {v.rules}" if v.rules else "")
+            return [a, _playground.Side(v.bundle or None, s._rules_for(v), f"variant {b_variant}: {what}")]
         if draft is not None:
             b = _playground.Side(b_bundle or None, draft, "draft rules (not saved)")
         else:
@@ -383,14 +399,14 @@ def console_router(
     @guard
     def search(
         ctx: Any, q: str = "", k: int = 10, user_id: str = "", compare: str = "", b_bundle: str = "",
-        b_rules: str = "force", done: str | None = None,
+        b_rules: str = "force", b_variant: str = "", done: str | None = None,
     ) -> Any:  # fmt: skip
         ctx.need("search")
         s = svc()
         k = min(max(k, 1), 50)
         cols = []
         if q.strip():
-            chosen = sides(s, b_bundle, b_rules)
+            chosen = sides(s, b_bundle, b_rules, b_variant=b_variant if compare else "")
             cols = [_playground.search_side(s, q[:512], k, chosen[0], user_id=user_id or None)]
             if compare:
                 cols.append(_playground.search_side(s, q[:512], k, chosen[1], user_id=user_id or None))
@@ -402,6 +418,7 @@ def console_router(
         syn_text, syn_version = synonyms_text(workdir, bundle_syn)
         return ctx.render(
             "search.html", q=q, k=k, user_id=user_id, compare=compare, b_bundle=b_bundle, b_rules=b_rules,
+            b_variant=b_variant, variants=sorted(search_variants(s)),
             cols=cols, bundles=bundles(), rules_text=_playground.rules_json(workdir), rules_version=s.rules.version,
             synonyms_text=syn_text, synonyms_version=syn_version, done=done,
         )  # fmt: skip
