@@ -77,6 +77,14 @@ def _warm(workdir: Path, service: Callable[[], Any], templates: Jinja2Templates)
     if s is not None and s.snapshot.search is not None and s.snapshot.version == _current(workdir):
         lexical = s.snapshot.search.lexical_
     failed = _data.warm_up(workdir, lexical)
+    if s is not None:  # the playground's and the shopper view's first use of the engine's paths
+        try:
+            if s.snapshot.search is not None:
+                side = _playground.Side(None, s.rules, "warm-up")
+                _playground.search_side(s, "a", 10, side)  # the ranker's contributions, the facets
+            _playground.shopper(s, "console-warm-up", 10)  # nothing of either is logged or audited
+        except Exception as exc:  # a courtesy: the first real page does it instead
+            failed.append(f"playground ({type(exc).__name__})")
     log.info(
         "console warm-up: %.1f s%s",
         time.perf_counter() - t0,
