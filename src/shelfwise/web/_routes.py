@@ -112,7 +112,7 @@ def _current(workdir: Path) -> str | None:
 def console_router(
     workdir: Path, service: Callable[[], Any], templates: Jinja2Templates | None = None
 ) -> APIRouter:
-    templates = templates or _templates()
+    tpl = templates or _templates()
     router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
     class Ctx:
@@ -132,7 +132,7 @@ def console_router(
 
         def render(self, name: str, code: int = 200, **values: Any) -> HTMLResponse:
             page = values.pop("page", name.split(".")[0])
-            resp = templates.TemplateResponse(
+            resp = tpl.TemplateResponse(
                 self.request,
                 name,
                 {
