@@ -198,6 +198,11 @@ def test_no_customer_profile_is_a_reason_not_a_failed_page(tmp_path: Path, monke
     assert _data.customer_profile(tmp_path, "u_a", wait_s=10)["profile"]["segment"] == "loyal"
     got = _data.customer_profile(tmp_path, "u_b")
     assert got["status"] == "unavailable" and "no history" in got["reason"]
+    # the next absorb, soon after: the profiles just made are shown (stale), no new fit yet
+    monkeypatch.setattr(_data, "_compute_profiles", broken)
+    (tmp_path / "warehouse.duckdb").write_bytes(b"changed again")
+    got = _data.customer_profile(tmp_path, "u_a", wait_s=10)
+    assert got["status"] == "ready" and got["stale"] and got["profile"]["segment"] == "loyal"
 
 
 def test_figures_refreshed_in_the_background_never_hold_a_page_long() -> None:

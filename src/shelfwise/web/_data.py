@@ -962,6 +962,9 @@ def warm_up(workdir: Path, lexical: Any = None) -> list[str]:
 
 # -- customer profiles (shelfwise.insights) --------------------------------------------------------
 PROFILE_HORIZON_DAYS = 90  # `shelfwise insights customers`' default horizon
+# a LightGBM fit over every customer: at most this often (an absorb every few seconds would
+# otherwise keep a core busy); meanwhile the page shows the previous profiles, marked stale
+PROFILE_REFRESH_S = 300.0
 _PROFILES: dict[Path, dict[str, Any]] = {}
 _PROFILES_LOCK = threading.Lock()
 
@@ -1006,7 +1009,8 @@ def customer_profile(workdir: Path, pseudonym: str, wait_s: float = 0.0) -> dict
     with _PROFILES_LOCK:
         e = _PROFILES.setdefault(workdir, {"stamp": None, "done": None, "error": None, "thread": None})
         running = e["thread"] is not None and e["thread"].is_alive()
-        if e["stamp"] != stamp and not running:
+        recent = e["done"] is not None and time.monotonic() - e.get("at", 0.0) < PROFILE_REFRESH_S
+        if e["stamp"] != stamp and not running and not recent:
             e["want"] = stamp
 
             def run(want: tuple[Any, ...] = stamp) -> None:
@@ -1018,7 +1022,7 @@ def customer_profile(workdir: Path, pseudonym: str, wait_s: float = 0.0) -> dict
                         f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
                     )
                 with _PROFILES_LOCK:  # a failure drops the older profiles too: they would mislead
-                    e["stamp"], e["error"], e["done"] = want, error, done
+                    e["stamp"], e["error"], e["done"], e["at"] = want, error, done, time.monotonic()
 
             e["thread"] = threading.Thread(target=run, name="console-profiles", daemon=True)
             e["thread"].start()
