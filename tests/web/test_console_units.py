@@ -198,6 +198,11 @@ def test_no_customer_profile_is_a_reason_not_a_failed_page(tmp_path: Path, monke
     assert _data.customer_profile(tmp_path, "u_a", wait_s=10)["profile"]["segment"] == "loyal"
     got = _data.customer_profile(tmp_path, "u_b")
     assert got["status"] == "unavailable" and "no history" in got["reason"]
+    # the next absorb, soon after: the profiles just made are shown (stale), no new fit yet
+    monkeypatch.setattr(_data, "_compute_profiles", broken)
+    (tmp_path / "warehouse.duckdb").write_bytes(b"changed again")
+    got = _data.customer_profile(tmp_path, "u_a", wait_s=10)
+    assert got["status"] == "ready" and got["stale"] and got["profile"]["segment"] == "loyal"
 
 
 def test_figures_refreshed_in_the_background_never_hold_a_page_long() -> None:
@@ -223,3 +228,178 @@ def test_figures_refreshed_in_the_background_never_hold_a_page_long() -> None:
     _data._REFRESHING[key].join(10)
     assert _data._cached(key, ("s2",), compute(4), float("inf"), 0.05) == 2
     assert calls == [1, 2]
+
+
+def _page(i: int, query: str, items: int, experiment: str | None = None, user: str = "u1") -> bytes:
+    import json
+
+    rec: dict = {"id": f"S{i}", "kind": "search", "bundle": "b1", "at": 1000.0 + i, "query": query,
+                 "items": [f"p{j}" for j in range(items)], "user": user}  # fmt: skip
+    if experiment:
+        rec.update(experiment=experiment, variant="ctl" if i % 2 else "new")
+    return (json.dumps(rec) + "\n").encode()
+
+
+def test_served_searches_and_experiments_read_incrementally_equal_a_full_read(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The analytics page's sums (the tally's search pages and experiment exposures) give the
+    report a full read of the log gives: after appends, a rotation (`.open` renamed), a new
+    segment, retention rewriting a segment with fewer lines, and a segment removed."""
+    from shelfwise.search._analytics import served_search_summary, served_searches
+    from shelfwise.serving import _experiments
+
+    by_list = {f"S{i}": {"click": 1, "add_to_cart": i % 3 == 0, "purchase": i % 4 == 0, "revenue": 2.5 * i}
+               for i in range(0, 200, 3)}  # fmt: skip
+    monkeypatch.setattr(_experiments, "attributed_events", lambda workdir: by_list)
+    attributed = set(by_list)
+    folder = tmp_path / "spool" / "exposures"
+    folder.mkdir(parents=True)
+    a = folder / "t1-host-1.jsonl.open"
+    queries = ["Red Pillow", "red  pillow", "lamp", "sofa bed", "zzz"]
+    a.write_bytes(b"".join(_page(i, queries[i % 5], i % 4, "exp1", f"u{i % 7}") for i in range(40)))
+    tally = _data.ExposureTally(folder)
+
+    def same() -> None:
+        t = tally.update()
+        assert served_search_summary(t.searches, attributed) == served_searches(tmp_path, attributed)
+        assert _experiments.experiment_summary(t.exposures, by_list) == _experiments.experiment_report(
+            tmp_path
+        )
+        fresh = _data.ExposureTally(folder).update()  # and the same sums as a fresh tally's
+        assert sorted(fresh.exposures) == sorted(t.exposures)
+
+    same()
+    assert (
+        _experiments.experiment_report(tmp_path)["experiments"]["exp1"]["variants"]["new"]["exposures"] == 20
+    )
+    read = sum(t.lines for t in tally.files.values())
+    with open(a, "ab") as fh:  # appended: only the new lines are read
+        fh.write(b"".join(_page(i, "lamp", 0, "exp1") for i in range(40, 50)))
+    same()
+    assert sum(t.lines for t in tally.files.values()) == read + 10
+    a = a.rename(folder / "t1-host-1.jsonl")  # rotation: the same inode, not read again
+    (folder / "t2-host-1.jsonl.open").write_bytes(
+        b"".join(_page(i, "sofa", 2, "exp2") for i in range(50, 70))
+    )
+    same()
+    assert sum(t.lines for t in tally.files.values()) == read + 30
+    # retention/erasure rewrites a segment with fewer lines (a new file renamed over it)
+    kept = b"".join(line + b"\n" for line in a.read_bytes().splitlines()[::2])
+    tmp = folder / "rewrite.tmp"
+    tmp.write_bytes(kept)
+    tmp.replace(a)
+    same()
+    (folder / "t2-host-1.jsonl.open").unlink()
+    same()
+    assert {e[0] for e in tally.update().exposures} == {"exp1"}
+
+
+def test_figures_kept_in_the_workdir_serve_a_new_process_only_for_the_same_files(tmp_path: Path) -> None:
+    import threading
+
+    kept = _data.Persist("unit", dump=sorted, load=set)
+    key, inf = ("unit-kept", tmp_path), float("inf")
+    (tmp_path / "f").write_text("1")
+
+    def boom() -> set:
+        raise AssertionError("computed again")
+
+    assert _data._cached(key, _data._stamp(tmp_path, "f"), lambda: {2, 1}, inf, None, (tmp_path, kept)) == {
+        1,
+        2,
+    }
+    assert (tmp_path / "state" / "console" / "unit.json").exists()
+    _data._CACHE.clear()  # a new process: the same files, the kept figures
+    assert _data._cached(key, _data._stamp(tmp_path, "f"), boom, inf, None, (tmp_path, kept)) == {1, 2}
+    (tmp_path / "f").write_text("22")  # the files changed: computed again (and kept)
+    _data._CACHE.clear()
+    assert _data._cached(key, _data._stamp(tmp_path, "f"), lambda: {3}, inf, None, (tmp_path, kept)) == {3}
+    _data._CACHE.clear()
+    assert _data._cached(key, _data._stamp(tmp_path, "f"), boom, inf, None, (tmp_path, kept)) == {3}
+    # with a wait: a new process shows the kept figures while the new ones are computed
+    (tmp_path / "f").write_text("333")
+    _data._CACHE.clear()
+    release = threading.Event()
+
+    def slow() -> set:
+        release.wait(10)
+        return {4}
+
+    stamp = _data._stamp(tmp_path, "f")
+    assert _data._cached(key, stamp, slow, inf, 0.05, (tmp_path, kept)) == {3}
+    release.set()
+    _data._REFRESHING[key].join(10)
+    assert _data._cached(key, stamp, boom, inf, 0.05, (tmp_path, kept)) == {4}
+    _data._CACHE.clear()
+    assert _data._cached(key, stamp, boom, inf, 0.05, (tmp_path, kept)) == {4}
+
+
+def test_a_page_during_the_warm_up_waits_for_the_same_computation(tmp_path: Path) -> None:
+    import threading
+
+    started, release, calls = threading.Event(), threading.Event(), []
+
+    def compute() -> int:
+        calls.append(1)
+        started.set()
+        release.wait(10)
+        return 7
+
+    key = ("unit-single", tmp_path)
+    warm = threading.Thread(target=_data._cached, args=(key, ("s",), compute, float("inf")))
+    warm.start()
+    started.wait(10)
+    got: list[int] = []
+    page = threading.Thread(target=lambda: got.append(_data._cached(key, ("s",), compute, float("inf"))))
+    page.start()
+    release.set()
+    warm.join(10)
+    page.join(10)
+    assert got == [7] and calls == [1]
+
+
+class _Version:
+    def __init__(self, version: int, **tags: str):
+        self.version, self.tags, self.source = str(version), tags, f"/b/{version}"
+
+
+class _Client:
+    def __init__(self, versions: list, aliases: dict):
+        self.versions, self.aliases = versions, aliases
+
+    def search_model_versions(self, query: str) -> list:
+        return self.versions
+
+    def get_model_version_by_alias(self, name: str, alias: str) -> _Version:
+        from mlflow.exceptions import MlflowException
+
+        if alias not in self.aliases:
+            raise MlflowException("no alias")
+        return _Version(self.aliases[alias])
+
+
+def test_the_registry_is_read_from_its_snapshot_until_it_changes(tmp_path: Path, monkeypatch) -> None:
+    from shelfwise.governance import _model_versions as mv
+
+    (tmp_path / "mlflow.db").write_bytes(b"v1")
+    first = _Client([_Version(1, bundle_version="a", ndcg_at_10="0.1"), _Version(2, bundle_version="b")],
+                    {"production": 1, "candidate": 2})  # fmt: skip
+    got = mv.registered_versions(tmp_path, first)  # a read through MLflow writes the snapshot
+    assert [v["aliases"] for v in got] == [["production"], ["candidate"]]
+
+    def no_mlflow(workdir: Path) -> None:
+        raise AssertionError("MLflow opened")
+
+    monkeypatch.setattr(mv, "mlflow_client", no_mlflow)
+    assert mv.registered_versions(tmp_path, use_snapshot=True) == got
+    from shelfwise.lifecycle._registry import RegistryView
+
+    view = RegistryView(tmp_path)
+    assert (view.production(), view.candidate()) == ("1", "2")
+    (tmp_path / "mlflow.db").write_bytes(b"v2 promoted")  # the registry changed: read again
+    second = _Client(first.versions, {"production": 2})
+    monkeypatch.setattr(mv, "mlflow_client", lambda workdir: second)
+    assert [v["aliases"] for v in mv.registered_versions(tmp_path, use_snapshot=True)] == [[], ["production"]]
+    monkeypatch.setattr(mv, "mlflow_client", no_mlflow)
+    assert [v["aliases"] for v in mv.registered_versions(tmp_path, use_snapshot=True)] == [[], ["production"]]

@@ -109,7 +109,7 @@ def catalog(workdir: str | Path) -> dict[str, Any]:
     from ._model_versions import registered_versions
 
     models = (
-        [{**m, **MODEL_OWNER} for m in registered_versions(workdir)]
+        [{**m, **MODEL_OWNER} for m in registered_versions(workdir, use_snapshot=True)]
         if (workdir / "mlflow.db").exists()
         else []
     )

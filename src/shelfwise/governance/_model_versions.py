@@ -3,6 +3,11 @@
 Governance reads it (the data catalog lists models, retention keeps the bundles an alias points
 at) and the gated registry (`lifecycle._registry`) builds on it; kept here, below both, so that
 governance does not import the lifecycle.
+
+Every read through MLflow also writes what it read to `state/registry_versions.json` with the
+registry file's size and mtime (its stamp); a reader that only needs the versions (the catalog,
+the console's pages) takes that snapshot while the stamp still matches, without importing MLflow
+(seconds in a fresh process). The gated registry's writes refresh it.
 """
 
 from __future__ import annotations
@@ -11,13 +16,25 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 MODEL = "shelfwise-bundle"
 HEADLINE = "ndcg@10"
 
-__all__ = ["HEADLINE", "MODEL", "alias_version", "mlflow_client", "registered_versions", "tracking_uri"]
+__all__ = [
+    "HEADLINE",
+    "MODEL",
+    "REGISTRY_SNAPSHOT",
+    "alias_version",
+    "mlflow_client",
+    "registered_versions",
+    "tracking_uri",
+]
+
+REGISTRY_SNAPSHOT = Path("state") / "registry_versions.json"
+_REGISTRY_FILES = ("mlflow.db", "mlflow.db-wal", "mlflow.db-journal")
 
 
 def tracking_uri(workdir: Path) -> str:
@@ -91,12 +108,53 @@ def alias_version(client: Any, alias: str) -> str | None:
         return None
 
 
-def registered_versions(workdir: str | Path, client: Any = None) -> list[dict[str, Any]]:
+def _registry_stamp(workdir: Path) -> list[Any]:
+    """What the registry's files look like now: any write through MLflow changes it."""
+    out: list[Any] = []
+    for name in _REGISTRY_FILES:
+        try:
+            st = (workdir / name).stat()
+            out.append([st.st_size, st.st_mtime_ns])
+        except OSError:
+            out.append(None)
+    return out
+
+
+def _read_snapshot(workdir: Path) -> list[dict[str, Any]] | None:
+    try:
+        snap = json.loads((workdir / REGISTRY_SNAPSHOT).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(snap, dict) or snap.get("stamp") != _registry_stamp(workdir):
+        return None  # the registry changed since: read it through MLflow
+    versions = snap.get("versions")
+    return versions if isinstance(versions, list) else None
+
+
+def _write_snapshot(workdir: Path, stamp: list[Any], versions: list[dict[str, Any]]) -> None:
+    path = workdir / REGISTRY_SNAPSHOT
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as fh:
+            json.dump({"stamp": stamp, "versions": versions}, fh)
+        os.replace(fh.name, path)  # whole or not at all: readers never see half a snapshot
+    except OSError:
+        pass  # a read-only workdir: the next reader goes through MLflow as before
+
+
+def registered_versions(
+    workdir: str | Path, client: Any = None, *, use_snapshot: bool = False
+) -> list[dict[str, Any]]:
     """Every registered bundle version, oldest first, with its aliases, headline metric, gates
-    and approvals ([] when none is registered)."""
+    and approvals ([] when none is registered). `use_snapshot`: the snapshot of the last read
+    when the registry has not changed since (no MLflow import; see the module docstring)."""
+    workdir = Path(workdir)
+    if use_snapshot and client is None and (got := _read_snapshot(workdir)) is not None:
+        return got
     from mlflow.exceptions import MlflowException
 
-    client = client if client is not None else mlflow_client(Path(workdir))
+    client = client if client is not None else mlflow_client(workdir)
+    before = _registry_stamp(workdir)
     try:
         mvs = client.search_model_versions(f"name='{MODEL}'")
     except MlflowException:
@@ -120,4 +178,6 @@ def registered_versions(workdir: str | Path, client: Any = None) -> list[dict[st
                 "status": tags.get("status", "candidate"),
             }
         )
+    if _registry_stamp(workdir) == before:  # nothing was written while we read
+        _write_snapshot(workdir, before, out)
     return out

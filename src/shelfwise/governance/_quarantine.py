@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ShelfwiseError
-from ..storage import Warehouse
 
 
 class Quarantine:
@@ -17,13 +16,25 @@ class Quarantine:
     def __init__(self, workdir: str | Path):
         self.workdir = Path(workdir)
 
-    def summary(self) -> list[dict[str, Any]]:
-        with Warehouse(self.workdir) as wh:
-            if not wh.exists("quarantine", "rows"):
+    def _read(self, sql: str, params: builtins.list[Any] | None = None) -> builtins.list[Any]:
+        """Rows of a query on `quarantine.rows` through a read-only connection (listing takes no
+        write lock and opens in a fraction of the time); [] without a warehouse or quarantine."""
+        from ..storage import read_only
+
+        if not (self.workdir / "warehouse.duckdb").exists():
+            return []
+        with read_only(self.workdir) as (con, _):
+            found = con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'quarantine' AND table_name = 'rows'"
+            ).fetchone()
+            if not found or not found[0]:
                 return []
-            rows = wh.sql(
-                "SELECT table_name, reason, status, count(*) FROM quarantine.rows GROUP BY ALL ORDER BY 1, 4 DESC"
-            ).fetchall()
+            return con.execute(sql, params or []).fetchall()
+
+    def summary(self) -> list[dict[str, Any]]:
+        rows = self._read(
+            "SELECT table_name, reason, status, count(*) FROM quarantine.rows GROUP BY ALL ORDER BY 1, 4 DESC"
+        )
         return [{"table": r[0], "reason": r[1], "status": r[2], "rows": int(r[3])} for r in rows]
 
     def list(
@@ -40,10 +51,7 @@ class Quarantine:
         )
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        with Warehouse(self.workdir) as wh:
-            if not wh.exists("quarantine", "rows"):
-                return []
-            rows = wh.sql(sql, params).fetchall()
+        rows = self._read(sql, params)
         keys = (
             "quarantine_id",
             "run_id",

@@ -205,6 +205,7 @@ class Registry:
             bundle=m["version"],
             gates={g.name: g.passed for g in gates},
         )
+        self.versions()  # the snapshot readers take without MLflow (`registered_versions`)
         return version
 
     def approve(self, version: str, actor: str) -> None:
@@ -224,6 +225,7 @@ class Registry:
         self.client.set_model_version_tag(MODEL, str(version), "approved_by", actor)
         self.client.set_model_version_tag(MODEL, str(version), "approved_at", datetime.now(UTC).isoformat())
         AuditLog(self.workdir).append("model.approve", actor=actor, version=str(version))
+        self.versions()
 
     def promote(self, version: str, actor: str | None, *, require_approval: bool = True) -> list[Gate]:
         """Make `version` production if its gates pass and (when required) it is approved."""
@@ -252,6 +254,7 @@ class Registry:
             approved_by=approved,
             gates={g.name: g.passed for g in gates},
         )
+        self.versions()
         return gates
 
     def promote_unattended(self, version: str, actor: str | None) -> None:
@@ -264,6 +267,7 @@ class Registry:
         AuditLog(self.workdir).append(
             "model.promote", actor=actor, version=str(version), previous=previous, mode="single-user"
         )
+        self.versions()
 
     def _go_live(self, version: str, source: str, previous: str | None) -> None:
         from ..serving._bundle import BUNDLES_DIR, CURRENT
@@ -300,4 +304,29 @@ class Registry:
         tmp.write_text(Path(pv.source).name)
         tmp.replace(root / CURRENT)
         AuditLog(self.workdir).append("model.rollback", actor=actor, version=previous, rolled_back=prod)
+        self.versions()
         return previous
+
+
+class RegistryView(Registry):
+    """The registry as `registered_versions` last read it (its snapshot while the registry is
+    unchanged: no MLflow import), for what only reads: the gates on a console page."""
+
+    def __init__(self, workdir: str | Path, coverage_floor: float = 0.05):
+        self.workdir = Path(workdir)
+        self.coverage_floor = coverage_floor
+        self.rows = registered_versions(self.workdir, use_snapshot=True)
+
+    def versions(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.rows]
+
+    def _alias(self, alias: str) -> str | None:
+        return next((str(r["version"]) for r in self.rows if alias in r["aliases"]), None)
+
+    def manifest(self, version: str) -> BundleManifest:
+        from ..models import read_manifest
+
+        for r in self.rows:
+            if str(r["version"]) == str(version):
+                return read_manifest(r["path"])
+        raise ShelfwiseError(f"model version {version!r} is not registered (see `shelfwise models list`)")

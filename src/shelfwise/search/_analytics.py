@@ -93,16 +93,45 @@ def logged_searches(workdir: str | Path, top: int = 50) -> tuple[dict[str, Any],
 def served_searches(workdir: str | Path, attributed: set[str], top: int = 50) -> dict[str, Any]:
     """The result pages `shelfwise serve` logged: per query, pages, empty pages and the share
     of pages a curated event names (`attributed`: `logged_searches`' search ids)."""
+    per_query: dict[str, list[Any]] = {}
+    for rec in served_search_pages(workdir):
+        add_served_search(per_query, rec)
+    return served_search_summary(per_query, attributed, top)
+
+
+def add_served_search(per_query: dict[str, list[Any]], rec: dict[str, Any]) -> None:
+    """Count one logged search page into `per_query` (normalized query -> [pages, empty
+    pages, the pages' list ids]): sums a reader can keep and add to as the log grows (the
+    console's exposure tally) and that give `served_searches` whatever the order."""
     from ._analyze import words
 
-    pages: dict[str, dict[str, Any]] = {}
-    for rec in served_search_pages(workdir):
-        q = " ".join(words(rec.get("query") or "")) or (rec.get("query") or "").strip().lower()
-        d = pages.setdefault(q, {"query": q, "pages": 0, "zero": 0, "clicked": 0})
-        d["pages"] += 1
-        d["zero"] += 0 if rec.get("items") else 1
-        d["clicked"] += 1 if rec.get("id") in attributed else 0
-    served = sorted(pages.values(), key=lambda d: (-d["pages"], d["query"]))
+    q = " ".join(words(rec.get("query") or "")) or (rec.get("query") or "").strip().lower()
+    d = per_query.setdefault(q, [0, 0, []])
+    d[0] += 1
+    d[1] += 0 if rec.get("items") else 1
+    if rec.get("id"):
+        d[2].append(str(rec["id"]))
+
+
+def merge_served_searches(into: dict[str, list[Any]], other: dict[str, list[Any]]) -> None:
+    for q, (pages, zero, ids) in other.items():
+        d = into.setdefault(q, [0, 0, []])
+        d[0] += pages
+        d[1] += zero
+        d[2].extend(ids)
+
+
+def served_search_summary(
+    per_query: dict[str, list[Any]], attributed: set[str], top: int = 50
+) -> dict[str, Any]:
+    """`served_searches` from the per-query sums of `add_served_search`."""
+    served = sorted(
+        (
+            {"query": q, "pages": pages, "zero": zero, "clicked": sum(1 for i in ids if i in attributed)}
+            for q, (pages, zero, ids) in per_query.items()
+        ),
+        key=lambda d: (-d["pages"], d["query"]),
+    )
     return {
         "pages": sum(d["pages"] for d in served),
         "zero_result_pages": sum(d["zero"] for d in served),

@@ -150,14 +150,11 @@ def experiment_report(workdir: str | Path, experiment: str | None = None) -> dic
     """Per experiment and variant: users, exposures, CTR, add-to-cart rate, conversion and
     revenue per user (95% CIs: Wilson for rates, bootstrap over users for revenue), from the
     exposure log and the attributed events in the warehouse (absorb first to count the newest)."""
-    from ..evaluation import wilson_interval
-    from ..storage import read_only
     from ._feedback import EXPOSURES_DIR
 
     workdir = Path(workdir)
-    files = sorted((workdir / EXPOSURES_DIR).glob("*.jsonl*"))
     exposures = []
-    for f in files:
+    for f in sorted((workdir / EXPOSURES_DIR).glob("*.jsonl*")):
         with open(f, "rb") as fh:
             for line in fh:
                 if not line.strip():
@@ -166,8 +163,54 @@ def experiment_report(workdir: str | Path, experiment: str | None = None) -> dic
                     rec = json.loads(line)
                 except ValueError:
                     continue  # a line cut by a crash mid-write
-                if rec.get("experiment") and (experiment is None or rec["experiment"] == experiment):
-                    exposures.append(rec)
+                if (e := experiment_exposure(rec)) is not None:
+                    exposures.append(e)
+    if experiment is not None:
+        exposures = [e for e in exposures if e[0] == experiment]
+    return experiment_summary(exposures, attributed_events(workdir) if exposures else {})
+
+
+def experiment_exposure(rec: Any) -> tuple[str, str, str, str, str] | None:
+    """What the report needs of one exposure-log line: (experiment, variant, list id, user,
+    bundle), or None when no experiment served it. Order-free: a reader may keep these as the
+    log grows (the console does) and give `experiment_summary` the same report."""
+    if not isinstance(rec, dict) or not rec.get("experiment"):
+        return None
+    return (str(rec["experiment"]), str(rec.get("variant")), str(rec.get("id")), str(rec.get("user")),
+            str(rec.get("bundle")))  # fmt: skip
+
+
+def attributed_events(workdir: str | Path) -> dict[str, dict[str, float]]:
+    """Per served list id a curated event names (`recommendation_id`, else `search_id`): its
+    clicks, add-to-carts, purchases and purchase revenue (the warehouse's part of the report)."""
+    from ..storage import read_only
+
+    by_list: dict[str, dict[str, float]] = {}
+    with read_only(workdir) as (con, tables):
+        if "events" not in tables:
+            return by_list
+        cols = {r[0] for r in con.sql("DESCRIBE curated.events").fetchall()}
+        if "recommendation_id" not in cols:
+            return by_list
+        rows = con.sql(
+            "SELECT coalesce(recommendation_id, search_id), event_type, coalesce(value, 0) "
+            "FROM curated.events WHERE coalesce(recommendation_id, search_id) IS NOT NULL"
+        ).fetchall()
+    for sid, etype, value in rows:
+        d = by_list.setdefault(sid, {"click": 0, "add_to_cart": 0, "purchase": 0, "revenue": 0.0})
+        if etype in d:
+            d[etype] += 1
+        if etype == "purchase":
+            d["revenue"] += float(value)
+    return by_list
+
+
+def experiment_summary(
+    exposures: list[tuple[str, str, str, str, str]], by_list: dict[str, dict[str, float]]
+) -> dict[str, Any]:
+    """The report from the exposures (`experiment_exposure`'s tuples) and `attributed_events`."""
+    from ..evaluation import wilson_interval
+
     out: dict[str, Any] = {
         "protocol": (
             "unit = user (pseudonym); exposure = one served list; an event counts for the list whose "
@@ -177,41 +220,24 @@ def experiment_report(workdir: str | Path, experiment: str | None = None) -> dic
         ),
         "experiments": {},
     }
-    if not exposures:
-        return out
-    ids = {e["id"]: e for e in exposures}
-    attributed: list[tuple[str, str, float]] = []  # (served id, event type, value)
-    with read_only(workdir) as (con, tables):
-        if "events" in tables:
-            cols = {r[0] for r in con.sql("DESCRIBE curated.events").fetchall()}
-            if "recommendation_id" in cols:
-                rows = con.sql(
-                    "SELECT coalesce(recommendation_id, search_id), event_type, coalesce(value, 0) "
-                    "FROM curated.events WHERE coalesce(recommendation_id, search_id) IS NOT NULL"
-                ).fetchall()
-                attributed = [(r[0], r[1], float(r[2])) for r in rows if r[0] in ids]
-    by_list: dict[str, dict[str, float]] = {}
-    for sid, etype, value in attributed:
-        d = by_list.setdefault(sid, {"click": 0, "add_to_cart": 0, "purchase": 0, "revenue": 0.0})
-        if etype in d:
-            d[etype] += 1
-        if etype == "purchase":
-            d["revenue"] += value
-    for exp_name in sorted({e["experiment"] for e in exposures}):
+    groups: dict[tuple[str, str], list[tuple[str, str, str, str, str]]] = {}
+    for e in exposures:
+        groups.setdefault((e[0], e[1]), []).append(e)
+    for exp_name in sorted({k[0] for k in groups}):
         variants: dict[str, Any] = {}
-        for var in sorted({e["variant"] for e in exposures if e["experiment"] == exp_name}):
-            ex = [e for e in exposures if e["experiment"] == exp_name and e["variant"] == var]
-            users = sorted({e["user"] for e in ex})
+        for var in sorted(v for x, v in groups if x == exp_name):
+            ex = groups[(exp_name, var)]
+            users = sorted({e[3] for e in ex})
             n = len(ex)
-            clicks = sum(min(by_list.get(e["id"], {}).get("click", 0), 1) for e in ex)
-            carts = sum(min(by_list.get(e["id"], {}).get("add_to_cart", 0), 1) for e in ex)
+            clicks = sum(min(by_list.get(e[2], {}).get("click", 0), 1) for e in ex)
+            carts = sum(min(by_list.get(e[2], {}).get("add_to_cart", 0), 1) for e in ex)
             per_user_rev = {u: 0.0 for u in users}
             buyers = set()
             for e in ex:
-                got = by_list.get(e["id"])
+                got = by_list.get(e[2])
                 if got and got["purchase"]:
-                    buyers.add(e["user"])
-                    per_user_rev[e["user"]] += got["revenue"]
+                    buyers.add(e[3])
+                    per_user_rev[e[3]] += got["revenue"]
             rev = np.array(list(per_user_rev.values()), float)
             variants[var] = {
                 "users": len(users),
@@ -224,7 +250,7 @@ def experiment_report(workdir: str | Path, experiment: str | None = None) -> dic
                 "conversion_ci95": wilson_interval(len(buyers), len(users)),
                 "revenue_per_user": float(rev.mean()) if len(rev) else 0.0,
                 "revenue_per_user_ci95": _bootstrap_mean(rev),
-                "bundles": sorted({e["bundle"] for e in ex}),
+                "bundles": sorted({e[4] for e in ex}),
             }
         out["experiments"][exp_name] = {"variants": variants}
     return out

@@ -38,6 +38,7 @@ __all__ = [
     "search_report",
     "traffic",
     "warehouse",
+    "warm_up",
 ]
 
 _LOCK = threading.Lock()
@@ -95,28 +96,88 @@ REGISTRY = ("mlflow.db", "mlflow.db-wal", "bundles/CURRENT")
 SERVED = ("spool/exposures/",)
 
 
+SUMMARIES = Path("state") / "console"  # the figures pages need, kept between server runs
+
+
+class Persist:
+    """How a cached entry is kept in the workdir (`state/console/<name>.json`): the figures
+    with the stamp of the files they were computed from (their lineage: which warehouse and
+    registry state), so that a freshly started server shows them at once instead of opening
+    the warehouse (a fresh process's first page: hundreds of milliseconds, seconds under
+    load). `dump`/`load` turn the value into JSON and back (sets, tuples)."""
+
+    def __init__(self, name: str, dump: Any = None, load: Any = None):
+        self.name, self.dump, self.load = name, dump or (lambda v: v), load or (lambda v: v)
+
+    def read(self, workdir: Path) -> tuple[Any, Any] | None:
+        """(stamp as JSON, value) or None."""
+        try:
+            doc = json.loads((workdir / SUMMARIES / f"{self.name}.json").read_text())
+            return doc["stamp"], self.load(doc["value"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def write(self, workdir: Path, stamp: tuple[Any, ...], value: Any) -> None:
+        import os
+        import tempfile
+
+        folder = workdir / SUMMARIES
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            doc = {"stamp": _as_json(stamp), "computed_at": time.time(), "value": self.dump(value)}
+            with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False) as fh:
+                json.dump(doc, fh, default=str)
+            os.replace(fh.name, folder / f"{self.name}.json")  # readers see it whole or not at all
+        except (OSError, TypeError, ValueError) as exc:  # a read-only workdir: kept in memory only
+            log.debug("console: %s not kept: %s", self.name, exc)
+
+
+def _as_json(v: Any) -> Any:
+    return json.loads(json.dumps(v, default=str))
+
+
 def _cached(
     key: tuple[Any, ...],
     stamp: tuple[Any, ...],
     compute: Any,
     ttl: float = CACHE_TTL_S,
     wait_s: float | None = None,
+    persist: tuple[Path, Persist] | None = None,
 ) -> Any:
     """`compute()` again only when the stamp moved or the entry is older than `ttl` (data with
     ages in it; `inf` for data that only the stamped files determine): opening the warehouse
     read-only alone takes ~100 ms, and nothing changed in between. With `wait_s`, an entry
     whose files changed is recomputed in the background and the page waits at most `wait_s`
     for it, else shows the previous figures (an absorb behind, for about a second); the
-    first computation is always waited for."""
+    first computation is always waited for. With `persist` (workdir, how), what was computed
+    is also kept in the workdir: a new process starts from it (the same stamp: as if computed
+    here; another: the previous figures, refreshed as above)."""
     now = time.monotonic()
     with _CACHE_LOCK:
         hit = _CACHE.get(key)
+    if hit is None and persist is not None and (kept := persist[1].read(persist[0])) is not None:
+        # another process's figures: current if made from these files, else the previous ones
+        hit = (stamp if kept[0] == _as_json(stamp) else ("kept", kept[0]), now, kept[1])
+        _store(key, *hit)
     if hit is not None and hit[0] == stamp and now - hit[1] < ttl:
         return hit[2]
+    if persist is not None:
+        inner = compute
+
+        def compute() -> Any:
+            value = inner()
+            persist[1].write(persist[0], stamp, value)
+            return value
+
     if hit is None or wait_s is None:
-        value = compute()
-        _store(key, stamp, now, value)
-        return value
+        with _key_lock(key):  # one computation of an entry at a time: a page during the warm-up waits for it
+            with _CACHE_LOCK:
+                got = _CACHE.get(key)
+            if got is not None and got[0] == stamp and time.monotonic() - got[1] < ttl:
+                return got[2]
+            value = compute()
+            _store(key, stamp, now, value)
+            return value
     with _CACHE_LOCK:
         worker = _REFRESHING.get(key)
         if worker is None or not worker.is_alive():
@@ -135,6 +196,17 @@ def _cached(
     worker.join(wait_s if deadline is None else max(0.0, min(wait_s, deadline - time.monotonic())))
     with _CACHE_LOCK:
         return _CACHE.get(key, hit)[2]
+
+
+_KEY_LOCKS: dict[tuple[Any, ...], threading.Lock] = {}
+
+
+def _key_lock(key: tuple[Any, ...]) -> threading.Lock:
+    with _CACHE_LOCK:
+        if len(_KEY_LOCKS) > 1024:  # filters make keys: keep the ones in use
+            for k in [k for k, lock in _KEY_LOCKS.items() if not lock.locked()]:
+                del _KEY_LOCKS[k]
+        return _KEY_LOCKS.setdefault(key, threading.Lock())
 
 
 def _store(key: tuple[Any, ...], stamp: tuple[Any, ...], at: float, value: Any) -> None:
@@ -162,28 +234,61 @@ def datasets(workdir: Path) -> dict[str, Any]:
             return catalog(workdir)
 
     stamp = _stamp(workdir, *WAREHOUSE, *REGISTRY, "config/rules.json")
-    return _cached(("catalog", workdir), stamp, compute, CACHE_TTL_S, REFRESH_WAIT_S)  # type: ignore[no-any-return]
+    got = _cached(("catalog", workdir), stamp, compute, float("inf"), REFRESH_WAIT_S, (workdir, _CATALOG))
+    # ages move with the clock, not with the files: computed at each read from `updated_at`
+    return {
+        **got,
+        "datasets": [{**d, "freshness_hours": _age_hours(d.get("updated_at"))} for d in got["datasets"]],
+    }
+
+
+_CATALOG = Persist("catalog")
+
+
+def _age_hours(ts: Any) -> float | None:
+    from ..governance._catalog import _age_hours as age
+
+    try:
+        return age(ts)
+    except ValueError:
+        return None
 
 
 def quarantine(
-    workdir: Path, table: str | None, reason: str | None, status: str | None, limit: int = 50
+    workdir: Path,
+    table: str | None,
+    reason: str | None,
+    status: str | None,
+    limit: int = 50,
+    rows: bool = True,
 ) -> dict[str, Any]:
-    """`shelfwise quarantine list --json`: the summary by table, reason and status, and rows."""
+    """`shelfwise quarantine list --json`: the summary by table, reason and status (counts only:
+    kept in the workdir like the catalog), and the rows (raw fields: memory only; `rows=False`:
+    none read, for a role that may not read raw rows)."""
     from ..governance import Quarantine
 
     if not _has_warehouse(workdir):
         return {"summary": [], "rows": []}
     q = Quarantine(workdir)
 
-    def compute() -> dict[str, Any]:
+    def summary() -> list[dict[str, Any]]:
         with warehouse():
-            return {
-                "summary": q.summary(),
-                "rows": q.list(table or None, reason or None, status, limit=limit),
-            }
+            return q.summary()
+
+    stamp = _stamp(workdir, *WAREHOUSE)
+    got = _cached(("quarantine-summary", workdir), stamp, summary, float("inf"), None, (workdir, _QUARANTINE))
+    if not rows:
+        return {"summary": got, "rows": []}
+
+    def listed() -> list[dict[str, Any]]:
+        with warehouse():
+            return q.list(table or None, reason or None, status, limit=limit)
 
     key = ("quarantine", workdir, table, reason, status, limit)
-    return _cached(key, _stamp(workdir, *WAREHOUSE), compute)  # type: ignore[no-any-return]
+    return {"summary": got, "rows": _cached(key, stamp, listed)}
+
+
+_QUARANTINE = Persist("quarantine_summary")
 
 
 # -- models ----------------------------------------------------------------------------------------
@@ -205,9 +310,9 @@ def models(workdir: Path, with_live_gates: bool = True) -> list[dict[str, Any]]:
 
 
 def _models(workdir: Path, with_live_gates: bool) -> list[dict[str, Any]]:
-    from ..lifecycle._registry import Registry
+    from ..lifecycle._registry import RegistryView
 
-    reg = Registry(workdir)
+    reg = RegistryView(workdir)  # MLflow's snapshot while unchanged: no MLflow import on a page
     rows = reg.versions()
     for r in rows:
         m = _manifest(r["path"])
@@ -245,6 +350,7 @@ def traffic(workdir: Path) -> dict[str, Any]:
             lambda: (stamp, _attributed(workdir)),
             float("inf"),
             REFRESH_WAIT_S,
+            (workdir, _ATTRIBUTED),
         )
     # keyed by the attributed rows' own stamp: figures made from rows an absorb behind are
     # made again once the new rows are in
@@ -261,11 +367,18 @@ class _FileTally:
         self.by_bundle: Counter[tuple[str, str]] = Counter()
         self.first: dict[str, float] = {}  # bundle -> earliest `at`
         self.ids: dict[str, tuple[str, str]] = {}  # list id -> (surface, bundle)
+        # search pages per query (`search._analytics.add_served_search`) and experiment
+        # exposures (`serving._experiments.experiment_exposure`): the analytics page's sums
+        self.searches: dict[str, list[Any]] = {}
+        self.exposures: list[tuple[str, str, str, str, str]] = []
         self.lines = 0  # lines parsed (tests: an append is read, not the whole file again)
 
     def read(self, path: Path) -> _FileTally:
         """Read the lines appended since `offset` into this tally; returns them as a tally of
         their own (the delta). A last line without its newline is left for the next read."""
+        from ..search._analytics import add_served_search
+        from ..serving._experiments import experiment_exposure
+
         delta = _FileTally()
         with open(path, "rb") as fh:
             fh.seek(self.offset)
@@ -290,6 +403,10 @@ class _FileTally:
                     delta.first[b] = at
                 if rec.get("id"):
                     delta.ids[str(rec["id"])] = (kind, b)
+                if kind == "search":
+                    add_served_search(delta.searches, rec)
+                if (e := experiment_exposure(rec)) is not None:
+                    delta.exposures.append(e)
         self.offset += delta.offset
         self.tail = (self.tail + delta.tail)[-64:] if delta.offset else self.tail
         self.merge(delta)
@@ -297,6 +414,10 @@ class _FileTally:
         return delta
 
     def merge(self, other: _FileTally) -> None:
+        from ..search._analytics import merge_served_searches
+
+        merge_served_searches(self.searches, other.searches)
+        self.exposures.extend(other.exposures)
         self.served.update(other.served)
         self.by_bundle.update(other.by_bundle)
         for b, at in other.first.items():
@@ -368,7 +489,9 @@ _TALLIES_LOCK = threading.Lock()
 def exposure_tally(workdir: Path) -> dict[str, Any]:
     """The current tally of the workdir's exposure log (one incremental tally per folder):
     lists served per surface (`served`) and per (surface, bundle) (`by_bundle`), when each
-    bundle first served (`first`), and list id -> (surface, bundle) (`ids`, only looked up)."""
+    bundle first served (`first`), and list id -> (surface, bundle) (`ids`), search pages per
+    query (`searches`) and experiment exposures (`exposures`); the last three are the tally's
+    own (only read, never changed)."""
     from ..serving._feedback import EXPOSURES_DIR
 
     folder = (workdir / EXPOSURES_DIR).resolve()
@@ -377,7 +500,16 @@ def exposure_tally(workdir: Path) -> dict[str, Any]:
     total = tally.update()
     with tally.lock:  # copies of the small sums
         return {"served": Counter(total.served), "by_bundle": Counter(total.by_bundle),
-                "first": dict(total.first), "ids": total.ids}  # fmt: skip
+                "first": dict(total.first), "ids": total.ids, "searches": total.searches,
+                "exposures": total.exposures}  # fmt: skip
+
+
+_ATTRIBUTED = Persist("attributed", load=lambda v: (_tuples(v[0]), [tuple(r) for r in v[1]]))
+
+
+def _tuples(v: Any) -> Any:
+    """A stamp as JSON gave it back (lists) as the tuples `_stamp` makes."""
+    return tuple(_tuples(x) for x in v) if isinstance(v, list) else v
 
 
 def _traffic(workdir: Path, attributed: list[tuple[str, int, int]]) -> dict[str, Any]:
@@ -535,11 +667,9 @@ def alerts(
 
 
 def overview(workdir: Path) -> dict[str, Any]:
-    from ..governance import AuditLog
-
     cat = datasets(workdir)
     versions = models(workdir)
-    check = AuditLog(workdir).verify()
+    check = audit_check(workdir)
     served = traffic(workdir)
     trend: dict[str, list[tuple[str, float]]] = {}
     for x in cat.get("loads", []):
@@ -551,12 +681,22 @@ def overview(workdir: Path) -> dict[str, Any]:
         "production": [v for v in versions if "production" in v["aliases"]],
         "candidates": [v for v in versions if "candidate" in v["aliases"]],
         "traffic": served,
-        "alerts": alerts(cat, versions, check.ok, served),
-        "audit": check.as_dict(),
+        "alerts": alerts(cat, versions, check["ok"], served),
+        "audit": check,
     }
 
 
 # -- audit -----------------------------------------------------------------------------------------
+def audit_check(workdir: Path) -> dict[str, Any]:
+    """`AuditLog.verify()` (the whole hash chain) again only when the log changed: an append
+    moves its size and mtime. Kept in this process's memory only (never trusted from a file)."""
+    from ..governance import AuditLog
+
+    log = AuditLog(workdir)
+    stamp = _stamp(log.path.parent, log.path.name)
+    return _cached(("audit-verify", workdir), stamp, lambda: log.verify().as_dict(), float("inf"))  # type: ignore[no-any-return]
+
+
 def audit_entries(
     workdir: Path,
     action: str | None = None,
@@ -578,7 +718,7 @@ def audit_entries(
         and (not outcome or e.get("outcome") == outcome)
     ]
     return {
-        "verification": log.verify().as_dict(),
+        "verification": audit_check(workdir),
         "total": len(entries),
         "matching": len(picked),
         "entries": picked[::-1][:limit],
@@ -712,7 +852,7 @@ def search_report(workdir: Path, lexical: Any = None) -> dict[str, Any]:
         current_lexical,
         logged_searches,
         no_keyword_match,
-        served_searches,
+        served_search_summary,
     )
 
     if not _has_warehouse(workdir):
@@ -733,20 +873,30 @@ def search_report(workdir: Path, lexical: Any = None) -> dict[str, Any]:
         return stamp, got, attributed, no_keyword_match(lex, got["top_queries"], synonyms=synonyms)
 
     made, got, attributed, nkm = _cached(
-        ("search-logged", workdir), stamp, logged, float("inf"), REFRESH_WAIT_S
+        ("search-logged", workdir), stamp, logged, float("inf"), REFRESH_WAIT_S, (workdir, _SEARCH_LOGGED)
     )
     served = _cached(  # keyed by the logged part it was made with (maybe an absorb behind)
         ("search-served", workdir),
         (_stamp(workdir, *SERVED), made),
-        lambda: served_searches(workdir, attributed),
+        # the exposure log's search pages as the tally has them (only what was appended is read)
+        lambda: served_search_summary(exposure_tally(workdir)["searches"], attributed),
         ttl=float("inf"),
     )
     return {"protocol": dict(PROTOCOL), "logged": got, "served": served, "no_keyword_match": nkm}
 
 
+_SEARCH_LOGGED = Persist(
+    "search_logged",
+    dump=lambda v: [v[0], v[1], sorted(v[2]), v[3]],
+    load=lambda v: (_tuples(v[0]), v[1], set(v[2]), v[3]),
+)
+
+
 def experiments(workdir: Path) -> dict[str, Any]:
-    """`shelfwise experiments report --json` (without absorbing first) and the configuration."""
-    from ..serving._experiments import experiment_report, load_experiments
+    """`shelfwise experiments report --json` (without absorbing first) and the configuration.
+    The exposures come from the incremental tally (only what was appended to the log is read),
+    the attributed events from the warehouse (cached, kept in the workdir, per warehouse state)."""
+    from ..serving._experiments import attributed_events, experiment_summary, load_experiments
 
     configured = [
         {
@@ -760,17 +910,61 @@ def experiments(workdir: Path) -> dict[str, Any]:
     ]
     if not _has_warehouse(workdir):
         return {"configured": configured, "report": {"experiments": {}}}
+    served = _stamp(workdir, *SERVED)
+    events_stamp: tuple[Any, ...] = ()
+    by_list: dict[str, dict[str, float]] = {}
+    if served[0]:
+        stamp = _stamp(workdir, *WAREHOUSE)
 
-    def compute() -> dict[str, Any]:
-        with warehouse():
-            return experiment_report(workdir)
+        def events() -> tuple[tuple[Any, ...], dict[str, dict[str, float]]]:
+            with warehouse():
+                return stamp, attributed_events(workdir)
 
-    stamp = _stamp(workdir, *WAREHOUSE, *SERVED, "config/experiments.json")
-    return {"configured": configured, "report": _cached(("experiments", workdir), stamp, compute)}
+        events_stamp, by_list = _cached(
+            ("experiment-events", workdir), stamp, events, float("inf"), REFRESH_WAIT_S,
+            (workdir, _EXPERIMENT_EVENTS),
+        )  # fmt: skip
+    report = _cached(
+        ("experiments", workdir),
+        (served, events_stamp),
+        lambda: experiment_summary(exposure_tally(workdir)["exposures"], by_list),
+        float("inf"),
+    )
+    return {"configured": configured, "report": report}
+
+
+_EXPERIMENT_EVENTS = Persist("experiment_events", load=lambda v: (_tuples(v[0]), v[1]))
+
+
+# -- warm-up ---------------------------------------------------------------------------------------
+def warm_up(workdir: Path, lexical: Any = None) -> list[str]:
+    """What the pages read, computed once (in a background thread of a server that just
+    started: its readiness does not wait): a page read afterwards finds it in memory, a page
+    read meanwhile waits for the same computation instead of starting its own. Returns the
+    parts that could not be computed (a page says why when it is read)."""
+    parts: list[tuple[str, Any]] = [
+        ("overview", lambda: overview(workdir)),  # catalog, registry, traffic, audit chain
+        ("models", lambda: models(workdir)),
+        ("quarantine", lambda: quarantine(workdir, "", "", "open")),  # the page's default filter
+        ("analytics", lambda: search_report(workdir, lexical)),
+        ("experiments", lambda: experiments(workdir)),
+        ("lineage", lambda: lineage_graph(workdir)),
+    ]
+    failed = []
+    for name, part in parts:
+        try:
+            part()
+        except Exception as exc:  # e.g. the warehouse held by a training run: the page retries
+            failed.append(name)
+            log.info("console warm-up: %s not computed: %s", name, exc)
+    return failed
 
 
 # -- customer profiles (shelfwise.insights) --------------------------------------------------------
 PROFILE_HORIZON_DAYS = 90  # `shelfwise insights customers`' default horizon
+# a LightGBM fit over every customer: at most this often (an absorb every few seconds would
+# otherwise keep a core busy); meanwhile the page shows the previous profiles, marked stale
+PROFILE_REFRESH_S = 300.0
 _PROFILES: dict[Path, dict[str, Any]] = {}
 _PROFILES_LOCK = threading.Lock()
 
@@ -815,7 +1009,8 @@ def customer_profile(workdir: Path, pseudonym: str, wait_s: float = 0.0) -> dict
     with _PROFILES_LOCK:
         e = _PROFILES.setdefault(workdir, {"stamp": None, "done": None, "error": None, "thread": None})
         running = e["thread"] is not None and e["thread"].is_alive()
-        if e["stamp"] != stamp and not running:
+        recent = e["done"] is not None and time.monotonic() - e.get("at", 0.0) < PROFILE_REFRESH_S
+        if e["stamp"] != stamp and not running and not recent:
             e["want"] = stamp
 
             def run(want: tuple[Any, ...] = stamp) -> None:
@@ -827,7 +1022,7 @@ def customer_profile(workdir: Path, pseudonym: str, wait_s: float = 0.0) -> dict
                         f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
                     )
                 with _PROFILES_LOCK:  # a failure drops the older profiles too: they would mislead
-                    e["stamp"], e["error"], e["done"] = want, error, done
+                    e["stamp"], e["error"], e["done"], e["at"] = want, error, done, time.monotonic()
 
             e["thread"] = threading.Thread(target=run, name="console-profiles", daemon=True)
             e["thread"].start()

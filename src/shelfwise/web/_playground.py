@@ -202,14 +202,14 @@ def shopper(service: Any, user_id: str, k: int = 10) -> dict[str, Any]:
         expl = next(
             (snap.bundle.models[n] for n in ("transitions", "itemknn") if n in snap.bundle.models), None
         )
-        for p in ans.items[:EXPLAINED]:  # each explanation re-scores the history: the top few
-            i = snap.item_index.get(p)
-            if expl is not None and i is not None:
-                try:
-                    got = expl.explain(0, i, history=hist)
-                except Exception:  # an explanation is a courtesy, never a failed page
-                    got = []
-                reasons[p] = [titles[c["item"]] for c in got]
+        top = {p: snap.item_index[p] for p in ans.items[:EXPLAINED] if p in snap.item_index}
+        if expl is not None and top:  # the top few, their history re-scored once for all of them
+            try:
+                got = expl.explain_many(0, list(top.values()), history=hist)
+            except Exception:  # an explanation is a courtesy, never a failed page
+                got = {}
+            for p, i in top.items():
+                reasons[p] = [titles[c["item"]] for c in got.get(i, [])]
     variants = []
     now = datetime.now(UTC)
     for e in service.experiments:

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -31,6 +34,7 @@ from ._auth import Denied, User
 __all__ = ["console_router", "mount_console"]
 
 HERE = Path(__file__).parent
+log = logging.getLogger("uvicorn.error")  # configured by uvicorn: shows with its own messages
 PREFIX = "/console"
 NAV = [
     ("overview", "Overview", "/console/"),
@@ -49,7 +53,52 @@ def mount_console(app: FastAPI, workdir: str | Path, service: Callable[[], Any])
     """Add the console to a serving app: `service()` gives the loaded `Service` (None while
     the bundle loads); the pages read everything else from `workdir`."""
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
-    app.include_router(console_router(Path(workdir), service))
+    templates = _templates()
+    app.include_router(console_router(Path(workdir), service, templates))
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(a: Any) -> AsyncIterator[Any]:
+        async with inner(a) as state:  # the service is loaded: the server is ready
+            threading.Thread(
+                target=_warm, args=(Path(workdir), service, templates), name="console-warm", daemon=True
+            ).start()
+            yield state
+
+    app.router.lifespan_context = lifespan
+
+
+def _warm(workdir: Path, service: Callable[[], Any], templates: Jinja2Templates) -> None:
+    """The first page of each kind in a fresh server: its figures computed and its template
+    compiled in the background, after readiness (see `_data.warm_up`)."""
+    t0 = time.perf_counter()
+    for name in templates.env.list_templates(extensions=["html"]):
+        templates.env.get_template(name)  # Jinja compiles a template on its first use
+    s, lexical = service(), None
+    if s is not None and s.snapshot.search is not None and s.snapshot.version == _current(workdir):
+        lexical = s.snapshot.search.lexical_
+    failed = _data.warm_up(workdir, lexical)
+    if s is not None:  # the playground's and the shopper view's first use of the engine's paths
+        try:
+            if s.snapshot.search is not None:
+                side = _playground.Side(None, s.rules, "warm-up")
+                _playground.search_side(s, "a", 10, side)  # the ranker's contributions, the facets
+            _playground.shopper(s, "console-warm-up", 10)  # nothing of either is logged or audited
+        except Exception as exc:  # a courtesy: the first real page does it instead
+            failed.append(f"playground ({type(exc).__name__})")
+    log.info(
+        "console warm-up: %.1f s%s",
+        time.perf_counter() - t0,
+        f" ({', '.join(failed)} not ready)" if failed else "",
+    )
+
+
+def _templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=HERE / "templates")
+    templates.env.filters["tojson_compact"] = lambda v: json.dumps(v, default=str, ensure_ascii=False)
+    templates.env.filters["pct"] = lambda v: "–" if v is None else f"{100 * float(v):.1f}%"
+    templates.env.filters["num"] = lambda v, d=4: "–" if v is None else f"{float(v):.{d}f}"
+    return templates
 
 
 def _current(workdir: Path) -> str | None:
@@ -61,11 +110,10 @@ def _current(workdir: Path) -> str | None:
         return None
 
 
-def console_router(workdir: Path, service: Callable[[], Any]) -> APIRouter:
-    templates = Jinja2Templates(directory=HERE / "templates")
-    templates.env.filters["tojson_compact"] = lambda v: json.dumps(v, default=str, ensure_ascii=False)
-    templates.env.filters["pct"] = lambda v: "–" if v is None else f"{100 * float(v):.1f}%"
-    templates.env.filters["num"] = lambda v, d=4: "–" if v is None else f"{float(v):.{d}f}"
+def console_router(
+    workdir: Path, service: Callable[[], Any], templates: Jinja2Templates | None = None
+) -> APIRouter:
+    tpl = templates or _templates()
     router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
     class Ctx:
@@ -85,7 +133,7 @@ def console_router(workdir: Path, service: Callable[[], Any]) -> APIRouter:
 
         def render(self, name: str, code: int = 200, **values: Any) -> HTMLResponse:
             page = values.pop("page", name.split(".")[0])
-            resp = templates.TemplateResponse(
+            resp = tpl.TemplateResponse(
                 self.request,
                 name,
                 {
@@ -274,14 +322,15 @@ def console_router(workdir: Path, service: Callable[[], Any]) -> APIRouter:
         limit: int = 50,
         done: str | None = None,
     ) -> Any:
-        ctx.need("quarantine.read_raw")
+        ctx.need("catalog.read")  # the counts by table and reason; the rows hold raw fields:
+        raw = ctx.user.may("quarantine.read_raw")  # those only for the roles the CLI allows
         st = None if status == "all" else status
-        q = _data.quarantine(workdir, table, reason, st, min(max(limit, 1), 500))
+        q = _data.quarantine(workdir, table, reason, st, min(max(limit, 1), 500), rows=raw)
         tables = sorted({s["table"] for s in q["summary"]})
         reasons = sorted({s["reason"] for s in q["summary"] if not table or s["table"] == table})
         name = "_quarantine_rows.html" if ctx.request.headers.get("hx-request") else "quarantine.html"
         return ctx.render(name, q=q, table=table, reason=reason, status=status, tables=tables, reasons=reasons,
-                          done=done, page="data")  # fmt: skip
+                          done=done, page="data", raw=raw)  # fmt: skip
 
     @router.post("/data/quarantine/{qid}/reprocess")
     async def reprocess_row(request: Request, qid: int) -> Any:
@@ -322,10 +371,25 @@ def console_router(workdir: Path, service: Callable[[], Any]) -> APIRouter:
         )
 
     # -- search playground ---------------------------------------------------------------------
-    def sides(s: Any, b_bundle: str, b_rules: str, draft: Any = None) -> list[_playground.Side]:
+    def search_variants(s: Any) -> dict[str, Any]:
+        """ "experiment:variant" -> variant, for every search experiment configured."""
+        return {f"{e.name}:{v.name}": v for e in s.experiments if e.surface == "search" for v in e.variants}
+
+    def sides(
+        s: Any, b_bundle: str, b_rules: str, draft: Any = None, b_variant: str = ""
+    ) -> list[_playground.Side]:
         if b_bundle and b_bundle not in bundles():  # a bundle of this shop, never a path
             raise Denied(404, f"no bundle {b_bundle!r} in this shop")
         a = _playground.Side(None, s.rules, f"serving: bundle {s.snapshot.version}, rules v{s.rules.version}")
+        if b_variant and draft is None:
+            # what a search experiment's variant shows: its bundle and its rules over those in force
+            v = search_variants(s).get(b_variant)
+            if v is None:
+                raise Denied(404, f"no search experiment variant {b_variant!r} in this shop")
+            if v.bundle and v.bundle not in bundles():
+                raise Denied(404, f"variant {b_variant!r} names bundle {v.bundle!r}, not in this shop")
+            what = f"bundle {v.bundle or s.snapshot.version}" + (f", rules {v.rules}" if v.rules else "")
+            return [a, _playground.Side(v.bundle or None, s._rules_for(v), f"variant {b_variant}: {what}")]
         if draft is not None:
             b = _playground.Side(b_bundle or None, draft, "draft rules (not saved)")
         else:
@@ -344,14 +408,14 @@ def console_router(workdir: Path, service: Callable[[], Any]) -> APIRouter:
     @guard
     def search(
         ctx: Any, q: str = "", k: int = 10, user_id: str = "", compare: str = "", b_bundle: str = "",
-        b_rules: str = "force", done: str | None = None,
+        b_rules: str = "force", b_variant: str = "", done: str | None = None,
     ) -> Any:  # fmt: skip
         ctx.need("search")
         s = svc()
         k = min(max(k, 1), 50)
         cols = []
         if q.strip():
-            chosen = sides(s, b_bundle, b_rules)
+            chosen = sides(s, b_bundle, b_rules, b_variant=b_variant if compare else "")
             cols = [_playground.search_side(s, q[:512], k, chosen[0], user_id=user_id or None)]
             if compare:
                 cols.append(_playground.search_side(s, q[:512], k, chosen[1], user_id=user_id or None))
@@ -363,6 +427,7 @@ def console_router(workdir: Path, service: Callable[[], Any]) -> APIRouter:
         syn_text, syn_version = synonyms_text(workdir, bundle_syn)
         return ctx.render(
             "search.html", q=q, k=k, user_id=user_id, compare=compare, b_bundle=b_bundle, b_rules=b_rules,
+            b_variant=b_variant, variants=sorted(search_variants(s)),
             cols=cols, bundles=bundles(), rules_text=_playground.rules_json(workdir), rules_version=s.rules.version,
             synonyms_text=syn_text, synonyms_version=syn_version, done=done,
         )  # fmt: skip
