@@ -69,6 +69,19 @@ def serve(
             help="Refuse such a list (503 + Retry-After) whose predicted answer time is longer.", min=0
         ),
     ] = 200.0,
+    similar_queue: Annotated[
+        int,
+        typer.Option(
+            help="Similar-item lists that are not cached that may wait or be in progress; more get 503.",
+            min=1,
+        ),
+    ] = 256,
+    similar_max_wait_ms: Annotated[
+        float,
+        typer.Option(
+            help="Refuse such a list (503 + Retry-After) whose predicted answer time is longer.", min=0
+        ),
+    ] = 200.0,
     personalization: Annotated[
         bool,
         typer.Option(
@@ -106,6 +119,8 @@ def serve(
         search_max_wait_ms=search_max_wait_ms,
         recommend_queue=recommend_queue,
         recommend_max_wait_ms=recommend_max_wait_ms,
+        similar_queue=similar_queue,
+        similar_max_wait_ms=similar_max_wait_ms,
         personalization=personalization,
     )
     os.environ[CONFIG_ENV] = json.dumps({"workdir": str(workdir), "settings": asdict(settings)})

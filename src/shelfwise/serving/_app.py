@@ -172,10 +172,12 @@ async def _serving(ctx: AppContext) -> AsyncIterator[None]:
         exposure_buffer=[],
         search_queue=await tasks.start_search_queue(service, settings),
         recommend_queue=tasks.start_recommend_queue(service, settings),
+        similar_queue=tasks.start_similar_queue(service, settings),
     )
     running = [asyncio.create_task(tasks.every(0.5, tasks.flush_exposures, state))]
     running.append(asyncio.create_task(tasks.stop_when_cancelled(state["search_queue"])))
     running.append(asyncio.create_task(tasks.stop_when_cancelled(state["recommend_queue"])))
+    running.append(asyncio.create_task(tasks.stop_when_cancelled(state["similar_queue"])))
     if settings.warm_search_queries > 0:
         running.append(asyncio.create_task(tasks.warm(service, settings.warm_search_queries)))
     if settings.reload_interval_s > 0:

@@ -65,6 +65,9 @@ class ServeSettings:
     # in progress, and the predicted time to answer beyond which one is refused (503)
     recommend_queue: int = 256
     recommend_max_wait_ms: float = 200.0
+    # similar-item lists not cached (see `_recommend_queue`): a queue of their own, same rules
+    similar_queue: int = 256
+    similar_max_wait_ms: float = 200.0
     # False: every answer is the non-personalized one (`serve --no-personalization`; the shop-wide
     # `personalized_serving` of config/privacy.json does the same for every server)
     personalization: bool = True
@@ -446,7 +449,13 @@ class Service:
             items[:k], source, model, snap.version, variant, exp.name if exp else None, personal, user=pseudo
         )
 
-    def similar(self, product_id: str, k: int) -> Answer | None:
+    def knows_product(self, product_id: str) -> bool:
+        return product_id in self.snapshot.item_index
+
+    def similar(self, product_id: str, k: int, *, cached_only: bool = False) -> Answer | None:
+        """What /v1/items/{id}/similar answers; None for a product not in the catalog, or (with
+        `cached_only`) when the list needs the model: the HTTP layer answers cached lists on the
+        event loop and sends the others to the similar-items queue (see `_recommend_queue`)."""
         snap = self.snapshot
         i = snap.item_index.get(product_id)
         if i is None:
@@ -454,6 +463,8 @@ class Service:
         n_cand = min(k * self.settings.candidates_factor + 20, len(snap.item_ids) - 1)
         key = (snap.version, "similar", i, n_cand)
         cands = self.cache.get(key)
+        if cands is None and cached_only:
+            return None
         if cands is None:
             r = snap.similar_model.similar_items(np.array([i]), n_cand)
             evidence = r.scores[0] > 0 if snap.similar_fill is not None else np.ones(len(r.ids[0]), bool)
