@@ -152,7 +152,11 @@ async def _serving(ctx: AppContext) -> AsyncIterator[None]:
     import torch
 
     torch.set_num_threads(1)  # one request's query encoding must not take every core
-    service = await asyncio.to_thread(Service, workdir, settings, online=online)
+    from ._bundle import current_bundle
+    from ._prefork import preloaded_snapshot
+
+    snapshot = preloaded_snapshot(current_bundle(workdir))  # `serve --workers N` loaded it before the fork
+    service = await asyncio.to_thread(Service, workdir, settings, online=online, snapshot=snapshot)
     gc.freeze()  # the loaded bundle is long-lived: keep it out of every garbage collection
     if redis_client is not None:
         events: Any = RedisSpool(redis_client, REDIS_EVENTS)

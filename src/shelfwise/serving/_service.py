@@ -191,9 +191,12 @@ class Service:
         apply_rules: bool = True,
         load_search: bool = True,
         consent: ConsentView | None = None,
+        snapshot: Snapshot | None = None,
     ):
         """`apply_rules=False` answers with the models' ranking alone (the batch CLI's
-        `--no-rules`); `load_search=False` skips the search index (a recommendations-only batch)."""
+        `--no-rules`); `load_search=False` skips the search index (a recommendations-only batch);
+        `snapshot`: the current bundle already loaded (by `serve --workers N` before it forks),
+        used when it is still the current one."""
         self.workdir = Path(workdir)
         self.apply_rules = apply_rules
         self._load_search = load_search
@@ -202,7 +205,10 @@ class Service:
         self.online: OnlineState = online or MemoryState()
         # consent lives beside the online state: in the same Redis when there is one
         self.consent = consent or ConsentView(self.workdir, getattr(self.online, "client", None))
-        self.snapshot = Snapshot(current_bundle(self.workdir), self.pseudonymize, load_search=load_search)
+        path = current_bundle(self.workdir)
+        if snapshot is None or snapshot.bundle.path != path:
+            snapshot = Snapshot(path, self.pseudonymize, load_search=load_search)
+        self.snapshot = snapshot
         self._others: dict[str, Snapshot] = {}  # bundles named by experiment variants
         self.rules = Rules.load(self.workdir)
         self.synonyms = LiveSynonyms(self.workdir)  # config/synonyms.txt, checked per search
