@@ -50,8 +50,14 @@ def test_a_loaded_bundle_maps_its_big_arrays_from_the_files(served_workdir):
 def _workers(server: Server) -> list[int]:
     import psutil
 
-    kids = psutil.Process(server.proc.pid).children()
-    return [c.pid for c in kids if "resource_tracker" not in " ".join(c.cmdline())]
+    out = []
+    for c in psutil.Process(server.proc.pid).children():
+        try:  # a worker just killed is a zombie until the supervisor reaps it
+            if c.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(c.cmdline()):
+                out.append(c.pid)
+        except psutil.Error:
+            pass
+    return out
 
 
 def _rollup(pid: int) -> dict[str, int]:
