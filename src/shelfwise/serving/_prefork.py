@@ -151,9 +151,9 @@ def serve_forked(
             break
         except InterruptedError:
             continue
-        n = children.pop(pid, None)
-        if n is None:
+        if pid not in children:
             continue
+        n = children.pop(pid)
         _mark_dead(pid)
         if not stopping:
             print(
