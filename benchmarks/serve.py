@@ -14,7 +14,9 @@ shop. Target: p99 <= 100 ms and no 5xx at 32 connections on the 5,000-product sh
 reports how the server answered (pages per pipeline level, degraded, shed) from /metrics.
 
 Worker memory (`worker_memory`): `shelfwise serve --workers 1` and `--workers 4` on the large shop
-(the bundle's embeddings, faiss index and models' large arrays are memory-mapped), each process's
+(the bundle's embeddings, faiss index and models' large arrays are memory-mapped; with several
+workers the bundle is loaded once and the workers forked from it, and `--no-preload`, uvicorn's
+own workers that each load the bundle, is measured beside it for comparison), each process's
 RSS and PSS from /proc/PID/smaps_rollup after the workers have answered for a while. PSS divides a
 shared page among the processes mapping it, so the total PSS is what the workers take together.
 `--memory-only` measures just this and replaces that section of the file (it carries its own
@@ -233,7 +235,9 @@ def smaps_rollup(pid: int) -> dict[str, int]:
     return out
 
 
-def worker_memory(work: Path, data: Path, port: int, env: dict, workers: int, seconds: int) -> dict:
+def worker_memory(
+    work: Path, data: Path, port: int, env: dict, workers: int, seconds: int, preload: bool = True
+) -> dict:
     """`shelfwise serve --workers N`: each process's RSS and PSS after the workers have answered
     searches and recommendations for `seconds` (wrk, 8 connections: the pages they touch are
     mapped), and the total. With one worker uvicorn serves from its own process; with several a
@@ -242,7 +246,7 @@ def worker_memory(work: Path, data: Path, port: int, env: dict, workers: int, se
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "shelfwise.cli", "serve", "--workdir", str(work), "--port", str(port),
-         "--absorb-seconds", "0", "--workers", str(workers)],
+         "--absorb-seconds", "0", "--workers", str(workers), *([] if preload else ["--no-preload"])],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -279,6 +283,7 @@ def worker_memory(work: Path, data: Path, port: int, env: dict, workers: int, se
         ws = [e for e in each if e["role"] == "worker"]
         return {
             "workers": workers,
+            "preload": preload,
             "processes": each,
             "worker_rss_mib_mean": round(sum(e["rss"] for e in ws) / len(ws)),
             "worker_pss_mib_mean": round(sum(e["pss"] for e in ws) / len(ws)),
@@ -318,8 +323,13 @@ def memory_report(work: Path, data: Path, port: int, env: dict, seconds: int) ->
     }
     for n in (1, 4):
         out[f"{n}_workers"] = worker_memory(work, data, port, env, n, seconds)
+    # uvicorn's own workers (each loads the bundle itself), in the same run for comparison
+    out["4_workers_no_preload"] = worker_memory(work, data, port, env, 4, seconds, preload=False)
     one, four = out["1_workers"], out["4_workers"]
     out["four_vs_one_total_pss"] = round(four["total_pss_mib"] / one["total_pss_mib"], 2)
+    out["four_no_preload_vs_one_total_pss"] = round(
+        out["4_workers_no_preload"]["total_pss_mib"] / one["total_pss_mib"], 2
+    )
     return out
 
 

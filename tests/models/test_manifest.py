@@ -93,3 +93,38 @@ def test_an_unreadable_model_names_the_bundle_to_retrain(tmp_path):
     meta.write_text(json.dumps({"model": "no-such-model", "params": {}}))
     with pytest.raises(ShelfwiseError, match="unknown model 'no-such-model'"):
         load_models({"transitions": tmp_path / "transitions"}, inter, bundle="20260101T0")
+
+
+def test_a_schema_2_bundle_still_loads_and_a_newer_one_is_refused_before_its_models(tmp_path):
+    """Schema 3 keeps a model's large arrays as .npy files beside its state.pkl; a schema-2
+    bundle pickled them inside and still loads. A newer schema fails on the manifest with a
+    message, not in the unpickler."""
+    import pickle
+
+    from shelfwise.models._base import ARRAYS_DIR, load_state
+
+    inter = planted_cycles(n_users=30)
+    model = Transitions().fit(inter)
+    model.save(tmp_path / "new")
+    # as shelfwise wrote it before schema 3: the whole state in one pickle, no arrays directory
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "params.json").write_text((tmp_path / "new" / "params.json").read_text())
+    state = {
+        k: np.array(v) if isinstance(v, np.ndarray) else v for k, v in load_state(tmp_path / "new").items()
+    }
+    (old / "state.pkl").write_bytes(pickle.dumps(state))
+    assert not (old / ARRAYS_DIR).exists()
+    loaded = load_models({"transitions": old}, inter, bundle="v2")["transitions"]
+    users = np.arange(5)
+    np.testing.assert_array_equal(loaded.recommend(users, k=5).ids, model.recommend(users, k=5).ids)
+    v2 = {**V1, "schema_version": 2, "budget_caps": [], "evaluated_models": {}}
+    assert BundleManifest.from_dict(v2).schema_version == SCHEMA_VERSION == 3
+    # a bundle from a newer shelfwise: refused on its manifest, saying what to do
+    from shelfwise.serving import Bundle
+
+    (tmp_path / "manifest.json").write_text(json.dumps({**v2, "schema_version": SCHEMA_VERSION + 1}))
+    with pytest.raises(
+        ShelfwiseError, match=r"schema 4 is newer than this shelfwise reads \(up to 3\); upgrade"
+    ):
+        Bundle.load(tmp_path)

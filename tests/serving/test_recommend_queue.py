@@ -1,5 +1,5 @@
-"""Admission control for recommendations: a list that needs the model goes through a bounded
-queue with a time limit; what cannot be answered in time is a 503 with Retry-After, counted in
+"""Admission control for recommendations and similar items: a list that needs the model goes
+through a bounded queue with a time limit; what cannot be answered in time is a 503 with Retry-After, counted in
 /metrics. The mechanism is asserted (a limit of 0, a full queue, a job that waited too long),
 never a wall-clock number."""
 
@@ -11,8 +11,8 @@ import time
 
 import pytest
 
+from shelfwise.serving._queue import Overloaded
 from shelfwise.serving._recommend_queue import RecommendQueue, _Job
-from shelfwise.serving._search_queue import Overloaded
 
 from .conftest import Server, catalog_products
 from .test_http import ev
@@ -78,16 +78,20 @@ def test_the_worker_answers_in_order_and_refuses_what_waited_past_its_time():
     in_thread(run)
 
 
-def _shed(metrics: str, reason: str) -> float:
+def _shed(metrics: str, reason: str, surface: str = "recommend") -> float:
     for line in metrics.splitlines():
-        if line.startswith("shelfwise_recommend_shed_total{") and f'reason="{reason}"' in line:
+        if line.startswith(f"shelfwise_{surface}_shed_total{{") and f'reason="{reason}"' in line:
             return float(line.rsplit(" ", 1)[1])
     return 0.0
 
 
 def test_over_http_a_list_that_needs_the_model_beyond_the_limit_is_a_503(served_workdir):
     _, work = served_workdir
-    srv = Server(work, "--absorb-seconds", "0", "--reload-seconds", "0", "--recommend-max-wait-ms", "0")
+    srv = Server(
+        work,
+        *("--absorb-seconds", "0", "--reload-seconds", "0"),
+        *("--recommend-max-wait-ms", "0", "--similar-max-wait-ms", "0"),
+    )
     try:
         c = srv.client
         # lookups need no model time: answered whatever the limit
@@ -103,6 +107,17 @@ def test_over_http_a_list_that_needs_the_model_beyond_the_limit_is_a_503(served_
         assert _shed(c.get("/metrics").text, "too_slow") == 1.0
         queue = c.get("/readyz").json()["recommend_queue"]
         assert queue["max_wait_ms"] == 0.0 and queue["depth"] == 0
+        # similar items of a product not asked for since the bundle: the model must run
+        assert c.get("/v1/items/no-such-product/similar").status_code == 404  # before the queue
+        r = c.get(f"/v1/items/{product}/similar")
+        assert r.status_code == 503, r.text
+        assert int(r.headers["Retry-After"]) >= 1 and "similar items" in r.json()["error"]
+        metrics = c.get("/metrics").text
+        assert _shed(metrics, "too_slow", "similar") == 1.0
+        assert _shed(metrics, "too_slow") == 1.0  # a queue of its own: not counted as recommendations
+        assert "shelfwise_similar_queue_depth" in metrics
+        queue = c.get("/readyz").json()["similar_queue"]
+        assert queue["max_wait_ms"] == 0.0 and queue["depth"] == 0
     finally:
         srv.stop()
     # with the default limit the same shopper is answered by the model
@@ -114,6 +129,10 @@ def test_over_http_a_list_that_needs_the_model_beyond_the_limit_is_a_503(served_
         assert r.status_code == 200 and r.json()["items"]
         assert _shed(c.get("/metrics").text, "too_slow") == 0.0
         assert "shelfwise_recommend_queue_depth" in c.get("/metrics").text
+        first = c.get(f"/v1/items/{product}/similar")  # computed in the queue, then cached
+        assert first.status_code == 200 and first.json()["items"]
+        assert c.get(f"/v1/items/{product}/similar").json()["items"] == first.json()["items"]
+        assert _shed(c.get("/metrics").text, "too_slow", "similar") == 0.0
     finally:
         srv.stop()
 

@@ -1,6 +1,7 @@
 """Several worker processes share the bundle's big arrays: the search embeddings, the faiss index
 and the models' factor matrices are memory-mapped from the bundle's files (one copy in the page
-cache for every worker), and the workers answer alike."""
+cache for every worker); the rest of the loaded bundle is loaded once and the workers forked
+from it; the workers answer alike."""
 
 from __future__ import annotations
 
@@ -49,8 +50,22 @@ def test_a_loaded_bundle_maps_its_big_arrays_from_the_files(served_workdir):
 def _workers(server: Server) -> list[int]:
     import psutil
 
-    kids = psutil.Process(server.proc.pid).children()
-    return [c.pid for c in kids if "resource_tracker" not in " ".join(c.cmdline())]
+    out = []
+    for c in psutil.Process(server.proc.pid).children():
+        try:  # a worker just killed is a zombie until the supervisor reaps it
+            if c.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(c.cmdline()):
+                out.append(c.pid)
+        except psutil.Error:
+            pass
+    return out
+
+
+def _rollup(pid: int) -> dict[str, int]:
+    out = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        name, _, rest = line.partition(":")
+        out[name] = int(rest.split()[0])
+    return out
 
 
 def _maps(pid: int) -> str:
@@ -95,5 +110,25 @@ def test_two_workers_share_the_mapped_files_and_answer_alike(served_workdir, red
                 assert r.status_code == 200
                 lists.add(tuple(r.json()["items"]))
         assert len(pages) == 1 and len(lists) == 1
+        # the bundle was loaded once, by the supervisor, and the workers forked from it: the
+        # pages it wrote while loading (the libraries, the catalog, the search index) are
+        # shared with every worker (copy-on-write), which spawned workers never share
+        assert "forking 2 workers" in server.logs()
+        for pid in pids:
+            assert _rollup(pid)["Shared_Dirty"] > 100 * 1024, _rollup(pid)  # kB
+        # a worker that dies is forked again from the loaded bundle, and it answers alike
+        import os
+        import signal
+
+        os.kill(pids[0], signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (len(_workers(server)) != 2 or pids[0] in _workers(server)):
+            time.sleep(0.2)
+        assert len(_workers(server)) == 2 and pids[0] not in _workers(server), server.logs()[-2000:]
+        for _ in range(8):
+            with httpx.Client(base_url=server.url, timeout=30) as c:
+                r = c.get("/v1/search", params={"q": "wireless headphones", "k": 5})
+                assert r.status_code == 200 and not r.json()["degraded"]
+                assert tuple(it["product_id"] for it in r.json()["items"]) in pages
     finally:
         assert server.stop() == 0

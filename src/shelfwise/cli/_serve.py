@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -69,6 +69,26 @@ def serve(
             help="Refuse such a list (503 + Retry-After) whose predicted answer time is longer.", min=0
         ),
     ] = 200.0,
+    similar_queue: Annotated[
+        int,
+        typer.Option(
+            help="Similar-item lists that are not cached that may wait or be in progress; more get 503.",
+            min=1,
+        ),
+    ] = 256,
+    similar_max_wait_ms: Annotated[
+        float,
+        typer.Option(
+            help="Refuse such a list (503 + Retry-After) whose predicted answer time is longer.", min=0
+        ),
+    ] = 200.0,
+    preload: Annotated[
+        bool,
+        typer.Option(
+            help="With --workers > 1: load the bundle once and fork the workers from it, which "
+            "then share its memory (--no-preload: each worker loads its own, uvicorn's workers).",
+        ),
+    ] = True,
     personalization: Annotated[
         bool,
         typer.Option(
@@ -106,6 +126,8 @@ def serve(
         search_max_wait_ms=search_max_wait_ms,
         recommend_queue=recommend_queue,
         recommend_max_wait_ms=recommend_max_wait_ms,
+        similar_queue=similar_queue,
+        similar_max_wait_ms=similar_max_wait_ms,
         personalization=personalization,
     )
     os.environ[CONFIG_ENV] = json.dumps({"workdir": str(workdir), "settings": asdict(settings)})
@@ -114,21 +136,34 @@ def serve(
         shutil.rmtree(prom, ignore_errors=True)
         prom.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prom)
+    options: dict = {
+        "factory": True,
+        "loop": "uvloop",
+        "http": "httptools",
+        "access_log": False,
+        "timeout_graceful_shutdown": 15,
+        "log_level": "info",
+    }
+    if workers > 1 and preload:
+        # the bundle is loaded once and the workers forked from it (see `serving._prefork`)
+        from ..serving._prefork import serve_forked
+
+        def run_worker(sock: Any) -> None:
+            config = uvicorn.Config("shelfwise.serving._app:app_from_env", **options)
+            uvicorn.Server(config).run(sockets=[sock])
+
+        serve_forked(workdir, host, port, workers, run_worker)
+        return
     uvicorn.run(
         "shelfwise.serving._app:app_from_env",
-        factory=True,
         host=host,
         port=port,
         workers=workers,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        timeout_graceful_shutdown=15,
         # a worker loading a large bundle holds the GIL for seconds at a time, longer on a busy
         # machine: uvicorn's default (5 s without an answer to its ping) killed and restarted
         # such workers over and over, and with several workers none ever finished loading
         timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
-        log_level="info",
+        **options,
     )
 
 

@@ -7,6 +7,12 @@
    in the latest 0.9 bundles.
 2. `schema_version`, `not_evaluable`, `budget_caps` (the safety caps the run hit: the numbers
    of a run that hit one depend on the machine's speed).
+3. the manifest is as in 2, the files are not: a model's large arrays are `.npy` files beside
+   its `state.pkl` (`arrays/`, memory-mapped by every server worker), which a shelfwise reading
+   only up to 2 cannot unpickle. A schema-2 bundle (arrays inside the pickle) still loads.
+
+A manifest of a newer schema than this shelfwise reads is refused with a message that says so
+(before any model file is opened), never a traceback from deep inside the unpickler.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import Any
 
 from ..errors import ShelfwiseError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MANIFEST_FILE = "manifest.json"
 
 

@@ -150,7 +150,11 @@ async def _serving(ctx: AppContext) -> AsyncIterator[None]:
         redis_client = redis.Redis.from_url(settings.redis_url)
         redis_client.ping()
     online = RedisState(redis_client) if redis_client is not None else None
-    service = await asyncio.to_thread(Service, workdir, settings, online=online)
+    from ._bundle import current_bundle
+    from ._prefork import preloaded_snapshot
+
+    snapshot = preloaded_snapshot(current_bundle(workdir))  # `serve --workers N` loaded it before the fork
+    service = await asyncio.to_thread(Service, workdir, settings, online=online, snapshot=snapshot)
     if "torch" in sys.modules:  # a bundle's model scores with torch: one request must not take every core
         sys.modules["torch"].set_num_threads(1)
     gc.freeze()  # the loaded bundle is long-lived: keep it out of every garbage collection
@@ -172,10 +176,12 @@ async def _serving(ctx: AppContext) -> AsyncIterator[None]:
         exposure_buffer=[],
         search_queue=await tasks.start_search_queue(service, settings),
         recommend_queue=tasks.start_recommend_queue(service, settings),
+        similar_queue=tasks.start_similar_queue(service, settings),
     )
     running = [asyncio.create_task(tasks.every(0.5, tasks.flush_exposures, state))]
     running.append(asyncio.create_task(tasks.stop_when_cancelled(state["search_queue"])))
     running.append(asyncio.create_task(tasks.stop_when_cancelled(state["recommend_queue"])))
+    running.append(asyncio.create_task(tasks.stop_when_cancelled(state["similar_queue"])))
     if settings.warm_search_queries > 0:
         running.append(asyncio.create_task(tasks.warm(service, settings.warm_search_queries)))
     if settings.reload_interval_s > 0:

@@ -16,7 +16,7 @@ from fastapi import Path as PathParam
 from ._http_auth import REQUIREMENT, authorize
 from ._http_context import JSON, AppContext, clean_text, text_pattern, with_experiment
 from ._http_models import Recommendations, SearchPage, Similar, Suggestions, error_responses
-from ._search_queue import Overloaded
+from ._queue import Overloaded
 from ._service import SearchArgs
 
 __all__ = ["lists_router"]
@@ -115,8 +115,20 @@ def lists_router(ctx: AppContext) -> APIRouter:
     ) -> Any:
         s = authorize(ctx, request)
         clean_text(product_id, "product_id", settings.max_id_chars)
-        ans = s.similar(product_id, k)
+        if not s.knows_product(product_id):
+            raise HTTPException(404, f"product_id: unknown product {product_id!r}")
+        # a cached list is answered on the event loop; one that needs the model goes to the
+        # similar-items queue, which answers it within its time or refuses it (503)
+        ans = s.similar(product_id, k, cached_only=True)
         if ans is None:
+            try:
+                ans = await ctx.state["similar_queue"].submit((product_id, k))
+            except Overloaded as exc:
+                metrics.similar_shed.labels(exc.kind).inc()
+                raise HTTPException(
+                    503, f"overloaded: {exc}; retry later", headers={"Retry-After": exc.retry_after}
+                ) from None
+        if ans is None:  # a new bundle without the product came in meanwhile
             raise HTTPException(404, f"product_id: unknown product {product_id!r}")
         rid = s.new_id("rec")
         ctx.count_cache("similar", ans)

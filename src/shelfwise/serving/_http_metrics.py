@@ -1,5 +1,5 @@
 """Prometheus metrics of the HTTP API: latency and status per route template, cache outcomes,
-posted events, the search and recommendation queues (`/metrics`). Per process, or across uvicorn workers through
+posted events, the search, recommendation and similar-items queues (`/metrics`). Per process, or across uvicorn workers through
 `PROMETHEUS_MULTIPROC_DIR`."""
 
 from __future__ import annotations
@@ -62,6 +62,19 @@ class Metrics:
         self.recommend_shed = Counter(
             "shelfwise_recommend_shed_total",
             "recommendation requests refused with 503 (overload)",
+            ["reason"],
+            **kw,
+        )
+        # the similar-items queue (the same kind): lists not cached
+        self.similar_depth = Gauge(
+            "shelfwise_similar_queue_depth",
+            "similar-item lists waiting for the model or in progress",
+            multiprocess_mode="livesum",
+            **kw,
+        )
+        self.similar_shed = Counter(
+            "shelfwise_similar_shed_total",
+            "similar-item requests refused with 503 (overload)",
             ["reason"],
             **kw,
         )

@@ -85,6 +85,7 @@ class Ready(BaseModel):
     events_pending: int | None = Field(None, description="acknowledged events not yet in the warehouse")
     search_queue: SearchQueueStatus | None = None
     recommend_queue: RecommendQueueStatus | None = None
+    similar_queue: RecommendQueueStatus | None = Field(None, description="similar-item lists not cached")
 
 
 class Reloaded(BaseModel):

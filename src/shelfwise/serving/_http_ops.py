@@ -69,6 +69,7 @@ def ops_router(ctx: AppContext) -> APIRouter:
                 "events_pending": await ctx.pending_count(),
                 "search_queue": queue_status(ctx.state.get("search_queue")),
                 "recommend_queue": recommend_queue_status(ctx.state.get("recommend_queue")),
+                "similar_queue": recommend_queue_status(ctx.state.get("similar_queue")),
             }
         )
 
@@ -90,6 +91,9 @@ def ops_router(ctx: AppContext) -> APIRouter:
         rq: RecommendQueue | None = ctx.state.get("recommend_queue")
         if rq is not None:
             metrics.recommend_depth.set(rq.depth())
+        sq: RecommendQueue | None = ctx.state.get("similar_queue")
+        if sq is not None:
+            metrics.similar_depth.set(sq.depth())
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @router.post(

@@ -16,6 +16,7 @@ from typing import Any
 
 from ._event_ids import EventIds, RedisEventIds, SqliteEventIds
 from ._feedback import EVENT_IDS_DB, absorb, pending_events, spooled_event_ids
+from ._queue import WorkQueue
 from ._recommend_queue import RecommendQueue
 from ._search_queue import SearchQueue
 from ._service import ServeSettings, Service
@@ -30,6 +31,7 @@ __all__ = [
     "refresh",
     "start_recommend_queue",
     "start_search_queue",
+    "start_similar_queue",
     "stop_when_cancelled",
     "warm",
 ]
@@ -71,7 +73,24 @@ def start_recommend_queue(service: Service, settings: ServeSettings) -> Recommen
     return queue
 
 
-async def stop_when_cancelled(queue: SearchQueue | RecommendQueue) -> None:
+def start_similar_queue(service: Service, settings: ServeSettings) -> RecommendQueue:
+    """The queue of similar-item lists that are not cached (see `_recommend_queue`), started."""
+
+    def run(args: tuple[str, int]) -> Any:
+        product_id, k = args
+        return service.similar(product_id, k)
+
+    queue = RecommendQueue(
+        run,
+        limit=settings.similar_queue,
+        max_wait_s=settings.similar_max_wait_ms / 1000,
+        what="similar items",
+    )
+    queue.start()
+    return queue
+
+
+async def stop_when_cancelled(queue: WorkQueue[Any]) -> None:
     """Runs until the server stops (its task is cancelled with the others), then stops the queue."""
     try:
         await asyncio.Event().wait()

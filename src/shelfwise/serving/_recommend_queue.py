@@ -1,10 +1,12 @@
-"""Admission control for recommendation lists the server has to compute.
+"""Admission control for the lists the server has to compute: recommendations and similar items.
 
-A recommendation that is a lookup (a precomputed top list, a cached list, the cold-start list)
-is answered on the event loop. One that needs the model (a shopper with events since the
-bundle, a user whose list was not precomputed) costs milliseconds of CPU; those go to this queue,
-one worker thread computing them in arrival order, so that under overload the server answers
-503 with `Retry-After` for the work it cannot do in time instead of queueing without bound:
+A list that is a lookup (a precomputed top list, a cached list, the cold-start list) is answered
+on the event loop. One that needs the model (a shopper with events since the bundle, a user whose
+list was not precomputed; the similar items of a product not asked for since the bundle) costs
+milliseconds of CPU; those go to a queue of this kind (one for recommendations, one for similar
+items, so that a flood of one does not refuse the other), one worker thread computing them in
+arrival order, so that under overload the server answers 503 with `Retry-After` for the work it
+cannot do in time instead of queueing without bound:
 
 - at the door, a miss is refused when `limit` misses already wait or are in progress
   (`queue_full`), or when its predicted answer time (the misses ahead of it and itself, at the
@@ -20,14 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from ._search_queue import Overloaded
+from ._queue import Overloaded, WorkQueue, resolve
 
 __all__ = ["RecommendQueue"]
 
@@ -46,23 +46,19 @@ class _Job:
 
 
 @dataclass
-class RecommendQueue:
-    """`run(args) -> answer` computes one list (the service's `recommend`)."""
+class RecommendQueue(WorkQueue[_Job]):
+    """`run(args) -> answer` computes one list (the service's `recommend`, or `similar`);
+    `what` names the lists in refusals and the worker thread."""
 
     run: Callable[[Any], Any]
     limit: int = 256
     max_wait_s: float = 0.2
     cost_s: float = PRIOR_S
     computed: int = 0
-    _jobs: deque[_Job] = field(default_factory=deque)
-    _busy: int = 0
-    _cv: threading.Condition = field(default_factory=threading.Condition)
-    _stop: bool = False
-    _thread: threading.Thread | None = None
+    what: str = "recommendation"
 
-    def depth(self) -> int:
-        """Misses waiting or in progress."""
-        return len(self._jobs) + self._busy
+    def name(self) -> str:
+        return f"{self.what.replace(' ', '-')}-queue"
 
     def submit(self, args: Any) -> asyncio.Future[Any]:
         """Queue a miss (on the event loop); raises `Overloaded` when it cannot be answered
@@ -72,7 +68,7 @@ class RecommendQueue:
         wait = (depth + 1) * self.cost_s  # the misses ahead of it, then its own
         if depth >= self.limit:
             raise Overloaded(
-                "queue_full", f"recommendation queue full ({depth} misses, limit {self.limit})", wait
+                "queue_full", f"{self.what} queue full ({depth} misses, limit {self.limit})", wait
             )
         # an idle queue admits (unless no wait at all is allowed): the estimate is only updated by
         # lists computed, so refusing on it when nothing is queued would, after one slow list (a GC
@@ -80,43 +76,18 @@ class RecommendQueue:
         if wait > self.max_wait_s and (depth > 0 or self.max_wait_s <= 0):
             raise Overloaded(
                 "too_slow",
-                f"recommendations too slow (predicted answer in {wait * 1000:.0f} ms, limit "
+                f"{self.what} lists too slow (predicted answer in {wait * 1000:.0f} ms, limit "
                 f"{self.max_wait_s * 1000:.0f} ms)",
                 wait,
             )
         loop = asyncio.get_running_loop()
         job = _Job(args, time.monotonic(), loop.create_future(), loop)
-        with self._cv:
-            self._jobs.append(job)
-            self._cv.notify()
+        self._enqueue(job)
         return job.future
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._work, name="recommend-queue", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        with self._cv:
-            self._stop = True
-            self._cv.notify()
-        if self._thread is not None:
-            self._thread.join(10)
-
-    def _work(self) -> None:
-        while True:
-            with self._cv:
-                while not self._jobs and not self._stop:
-                    self._cv.wait()
-                if self._stop:
-                    break
-                job = self._jobs.popleft()
-                self._busy = 1
-            try:
-                if not job.future.cancelled():  # else the client went away
-                    self._answer(job)
-            finally:
-                with self._cv:
-                    self._busy = 0
+    def _compute(self, jobs: list[_Job]) -> None:
+        for job in jobs:  # one at a time (`_take`)
+            self._answer(job)
 
     def _answer(self, job: _Job) -> None:
         result: Any = None
@@ -125,7 +96,7 @@ class RecommendQueue:
         if waited > self.max_wait_s:  # it already waited past its time (predictions were checked at submit)
             error = Overloaded(
                 "expired",
-                f"recommendation waited {waited * 1000:.0f} ms, limit {self.max_wait_s * 1000:.0f} ms",
+                f"{self.what} list waited {waited * 1000:.0f} ms, limit {self.max_wait_s * 1000:.0f} ms",
                 len(self._jobs) * self.cost_s,
             )
         else:
@@ -137,13 +108,4 @@ class RecommendQueue:
             else:
                 self.cost_s = (1 - EWMA) * self.cost_s + EWMA * (time.perf_counter() - t0)
                 self.computed += 1
-        job.loop.call_soon_threadsafe(_resolve, job.future, result, error)
-
-
-def _resolve(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    if fut.cancelled():
-        return
-    if exc is not None:
-        fut.set_exception(exc)
-    else:
-        fut.set_result(result)
+        job.loop.call_soon_threadsafe(resolve, job.future, result, error)

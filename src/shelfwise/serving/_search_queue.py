@@ -23,14 +23,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..search import LEVELS
+from ._queue import Overloaded, WorkQueue, resolve
 
 __all__ = ["MAX_BATCH", "Overloaded", "SearchQueue"]
 
@@ -46,20 +45,6 @@ OVERHEAD_S = 0.001
 PRIOR_S = {"full": 0.02, "fused": 0.005, "lexical": 0.001}  # until calibrated
 
 
-class Overloaded(Exception):
-    """A miss refused at admission: `kind` is "queue_full" or "too_slow", `retry_after_s` when
-    the queue should have drained."""
-
-    def __init__(self, kind: str, detail: str, retry_after_s: float):
-        super().__init__(detail)
-        self.kind = kind
-        self.retry_after_s = retry_after_s
-
-    @property
-    def retry_after(self) -> str:
-        return str(max(1, math.ceil(self.retry_after_s)))  # Retry-After takes whole seconds
-
-
 @dataclass
 class _Job:
     args: Any
@@ -70,7 +55,7 @@ class _Job:
 
 
 @dataclass
-class SearchQueue:
+class SearchQueue(WorkQueue[_Job]):
     """`run_batch(jobs: list[(args, level)]) -> list[answer]` computes a batch (the service's
     `search_batch`); `levels()` names the levels the current engine has, richest first."""
 
@@ -81,19 +66,13 @@ class SearchQueue:
     max_wait_s: float = 0.5
     cost_s: dict[str, float] = field(default_factory=lambda: dict(PRIOR_S))
     batches: int = 0
-    _jobs: deque[_Job] = field(default_factory=deque)
-    _busy: int = 0  # misses taken by the worker and not answered yet
-    _cv: threading.Condition = field(default_factory=threading.Condition)
-    _stop: bool = False
-    _thread: threading.Thread | None = None
     _peak: float = 0.0  # recent peak depth (decays with `PEAK_DECAY_S`)
     _peak_at: float = 0.0
 
-    # -- the event loop's side ----------------------------------------------------------------
-    def depth(self) -> int:
-        """Misses waiting or in progress."""
-        return len(self._jobs) + self._busy
+    def name(self) -> str:
+        return "search-queue"
 
+    # -- the event loop's side ----------------------------------------------------------------
     def submit(self, args: Any) -> asyncio.Future[Any]:
         """Queue a miss (called on the event loop); raises `Overloaded` when it cannot be done
         in time. The future resolves to the answer, or to the exception computing it raised."""
@@ -112,9 +91,7 @@ class SearchQueue:
         loop = asyncio.get_running_loop()
         now = time.monotonic()
         job = _Job(args, now + self.budget_s, loop.create_future(), loop)
-        with self._cv:
-            self._jobs.append(job)
-            self._cv.notify()
+        self._enqueue(job)
         self._peak = max(depth + 1.0, self.recent_peak(now))
         self._peak_at = now
         return job.future
@@ -141,40 +118,15 @@ class SearchQueue:
             {k: round(v * 1000, 2) for k, v in self.cost_s.items()},
         )
 
-    def start(self) -> None:
-        """Start the worker thread."""
-        self._thread = threading.Thread(target=self._run, name="search-queue", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        with self._cv:
-            self._stop = True
-            self._cv.notify()
-        if self._thread is not None:
-            self._thread.join(10)
-
     def _levels(self) -> tuple[str, ...]:
         try:
             return self.levels() or LEVELS
         except Exception:
             return LEVELS
 
-    def _run(self) -> None:
-        while True:
-            with self._cv:
-                while not self._jobs and not self._stop:
-                    self._cv.wait()
-                if self._stop:
-                    break
-                batch = [self._jobs.popleft() for _ in range(min(MAX_BATCH, len(self._jobs)))]
-                self._busy = len(batch)
-            try:
-                batch = [j for j in batch if not j.future.cancelled()]  # the client went away
-                if batch:
-                    self._answer(batch)
-            finally:
-                with self._cv:
-                    self._busy = 0
+    def _take(self) -> list[_Job]:
+        # every miss waiting, up to MAX_BATCH: their queries are encoded in one call
+        return [self._jobs.popleft() for _ in range(min(MAX_BATCH, len(self._jobs)))]
 
     def plan(self, batch: list[_Job], now: float) -> None:
         """Set each job's level: in arrival order, the richest level that ends within the job's
@@ -196,7 +148,7 @@ class SearchQueue:
                     break
             t += self.cost_s[job.level]
 
-    def _answer(self, batch: list[_Job]) -> None:
+    def _compute(self, batch: list[_Job]) -> None:
         self.plan(batch, time.monotonic())
         t0 = time.perf_counter()
         try:
@@ -210,7 +162,7 @@ class SearchQueue:
             self._learn(batch, answers, took)
         for i, job in enumerate(batch):
             result = answers[i] if error is None else None
-            job.loop.call_soon_threadsafe(_resolve, job.future, result, error)
+            job.loop.call_soon_threadsafe(resolve, job.future, result, error)
 
     def _learn(self, batch: list[_Job], answers: list[Any], took: float) -> None:
         """Update the per-level cost estimates from what each computed job of a batch cost
@@ -230,12 +182,3 @@ class SearchQueue:
         for richer, cheaper in zip(levels, levels[1:], strict=False):
             if richer not in seen:
                 self.cost_s[richer] = max(self.cost_s[richer] * DECAY, self.cost_s[cheaper])
-
-
-def _resolve(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    if fut.cancelled():
-        return
-    if exc is not None:
-        fut.set_exception(exc)
-    else:
-        fut.set_result(result)

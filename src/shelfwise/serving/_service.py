@@ -65,6 +65,9 @@ class ServeSettings:
     # in progress, and the predicted time to answer beyond which one is refused (503)
     recommend_queue: int = 256
     recommend_max_wait_ms: float = 200.0
+    # similar-item lists not cached (see `_recommend_queue`): a queue of their own, same rules
+    similar_queue: int = 256
+    similar_max_wait_ms: float = 200.0
     # False: every answer is the non-personalized one (`serve --no-personalization`; the shop-wide
     # `personalized_serving` of config/privacy.json does the same for every server)
     personalization: bool = True
@@ -188,9 +191,12 @@ class Service:
         apply_rules: bool = True,
         load_search: bool = True,
         consent: ConsentView | None = None,
+        snapshot: Snapshot | None = None,
     ):
         """`apply_rules=False` answers with the models' ranking alone (the batch CLI's
-        `--no-rules`); `load_search=False` skips the search index (a recommendations-only batch)."""
+        `--no-rules`); `load_search=False` skips the search index (a recommendations-only batch);
+        `snapshot`: the current bundle already loaded (by `serve --workers N` before it forks),
+        used when it is still the current one."""
         self.workdir = Path(workdir)
         self.apply_rules = apply_rules
         self._load_search = load_search
@@ -199,7 +205,10 @@ class Service:
         self.online: OnlineState = online or MemoryState()
         # consent lives beside the online state: in the same Redis when there is one
         self.consent = consent or ConsentView(self.workdir, getattr(self.online, "client", None))
-        self.snapshot = Snapshot(current_bundle(self.workdir), self.pseudonymize, load_search=load_search)
+        path = current_bundle(self.workdir)
+        if snapshot is None or snapshot.bundle.path != path:
+            snapshot = Snapshot(path, self.pseudonymize, load_search=load_search)
+        self.snapshot = snapshot
         self._others: dict[str, Snapshot] = {}  # bundles named by experiment variants
         self.rules = Rules.load(self.workdir)
         self.synonyms = LiveSynonyms(self.workdir)  # config/synonyms.txt, checked per search
@@ -446,7 +455,13 @@ class Service:
             items[:k], source, model, snap.version, variant, exp.name if exp else None, personal, user=pseudo
         )
 
-    def similar(self, product_id: str, k: int) -> Answer | None:
+    def knows_product(self, product_id: str) -> bool:
+        return product_id in self.snapshot.item_index
+
+    def similar(self, product_id: str, k: int, *, cached_only: bool = False) -> Answer | None:
+        """What /v1/items/{id}/similar answers; None for a product not in the catalog, or (with
+        `cached_only`) when the list needs the model: the HTTP layer answers cached lists on the
+        event loop and sends the others to the similar-items queue (see `_recommend_queue`)."""
         snap = self.snapshot
         i = snap.item_index.get(product_id)
         if i is None:
@@ -454,6 +469,8 @@ class Service:
         n_cand = min(k * self.settings.candidates_factor + 20, len(snap.item_ids) - 1)
         key = (snap.version, "similar", i, n_cand)
         cands = self.cache.get(key)
+        if cands is None and cached_only:
+            return None
         if cands is None:
             r = snap.similar_model.similar_items(np.array([i]), n_cand)
             evidence = r.scores[0] > 0 if snap.similar_fill is not None else np.ones(len(r.ids[0]), bool)
