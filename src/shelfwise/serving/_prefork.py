@@ -96,10 +96,9 @@ def serve_forked(
     sock.listen(2048)
     sock.set_inheritable(True)
     t0 = time.monotonic()
-    import torch  # imported here, shared: the workers' lifespan imports it
-
-    torch.set_num_threads(1)
     _preload(workdir)
+    if "torch" in sys.modules:  # the bundle's models score with torch: one thread, set before the fork
+        sys.modules["torch"].set_num_threads(1)
     gc.collect()
     gc.freeze()  # what was loaded stays out of every worker's garbage collections
     print(
