@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import resource
+import sys
 import time
 from pathlib import Path
 
@@ -57,10 +58,17 @@ def run(dataset: str, params: dict, val_users: int) -> dict:
     model = SASRec(**params)
     t0 = time.monotonic()
     cpu0 = time.process_time()
-    model.fit(
-        split.train,
-        validation=lambda m: ndcg_at_10(m, split.validation, max_users=val_users, seed=0),
-    )
+
+    def validate(m: SASRec) -> float:
+        score = ndcg_at_10(m, split.validation, max_users=val_users, seed=0)
+        print(
+            f"  {dataset}: validation NDCG@10 {score:.4f} after {time.monotonic() - t0:.0f}s",
+            file=sys.stderr,
+            flush=True,
+        )
+        return score
+
+    model.fit(split.train, validation=validate)
     train_s, train_cpu_s = time.monotonic() - t0, time.process_time() - cpu0
     ids = model.recommend(split.test.users, 10, exclude_seen=True, history=split.test.history).ids
     per_user = per_user_metrics(ids, split.test.targets, 10)
