@@ -40,7 +40,7 @@ def train(
     ] = 0,
     sasrec_epochs: Annotated[
         int, typer.Option(min=1, help="SASRec epochs at most (early stopping on validation ends sooner).")
-    ] = 40,
+    ] = 20,
     sasrec_seconds: Annotated[
         float, typer.Option(help="Safety cap on SASRec training seconds; a hit cap is reported.")
     ] = 1800.0,

@@ -40,7 +40,7 @@ class TrainSettings:
     split: str = "leave_last_out"  # or "global_time"
     tune_budget_s: float = 600.0  # cap on Optuna seconds per tunable model (0 = defaults only)
     tune_trials: int | None = None  # at most this many trials per model (None: each model's cap)
-    sasrec_epochs: int = 40  # SASRec epochs at most (early stopping on validation ends sooner)
+    sasrec_epochs: int = 20  # SASRec epochs at most (early stopping on validation ends sooner)
     sasrec_budget_s: float = 1800.0  # cap on SASRec training seconds
     fusion: bool = True
     # below this many validation users the ranker learns noise and its comparison with its parts
