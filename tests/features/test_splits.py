@@ -59,3 +59,32 @@ def test_collapse_keeps_strongest_weight_of_a_run():
 def test_catalog_items_are_indexed_even_without_events():
     inter = Interactions.from_arrays(["u"], ["p2"], [1], item_ids=["p1", "p2", "p3"])
     assert list(inter.item_ids) == ["p1", "p2", "p3"] and inter.n_items == 3
+
+
+def test_global_time_targets_the_next_new_item_of_users_active_before_the_cut():
+    """ "Time to Split": after each global cut, a returning user's target is the first item new
+    to them; users with no history before the cut, or who never come back, are not evaluated."""
+    rows = [
+        ("u1", "p1", 1), ("u1", "p2", 2), ("u1", "p3", 8), ("u1", "p4", 12), ("u1", "p5", 13),
+        ("u2", "p1", 1), ("u2", "p6", 9), ("u2", "p1", 12), ("u2", "p7", 14),  # p1 again: seen
+        ("u3", "p8", 12), ("u3", "p9", 13),  # cold: nothing before the test cut
+        ("u4", "p2", 3), ("u4", "p3", 4),  # never comes back
+        ("u5", "p4", 5), ("u5", "p5", 6),
+    ]  # fmt: skip
+    inter = Interactions.from_arrays(*zip(*rows, strict=True))
+    s = global_time(inter, test_fraction=0.3, validation_fraction=0.2)
+    assert s.train.timestamp.max() == 6 and s.test.history.timestamp.max() == 9  # cuts at 8 and 12
+    uid = {u: i for i, u in enumerate(inter.user_ids)}
+    iid = {p: i for i, p in enumerate(inter.item_ids)}
+
+    def answer(fold):
+        return {
+            inter.user_ids[u]: inter.item_ids[fold.targets[r].indices].tolist()
+            for r, u in enumerate(fold.users)
+        }
+
+    assert answer(s.validation) == {"u1": ["p3"], "u2": ["p6"]}
+    assert answer(s.test) == {"u1": ["p4"], "u2": ["p7"]}  # not p5 (later), not u2's p1 (seen), not u3
+    assert iid["p6"] in s.test.history.sequence(uid["u2"])  # the validation period is history now
+    every = global_time(inter, test_fraction=0.3, validation_fraction=0.2, targets="all")
+    assert answer(every.test) == {"u1": ["p4", "p5"], "u2": ["p7"], "u3": ["p8", "p9"]}

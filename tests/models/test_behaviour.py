@@ -37,8 +37,19 @@ def test_taste_groups_are_recovered(model, groups):
             dropout=0.0,
             eval_every=40,
         ),
+        # the sampled softmax of large catalogs (8 shared uniform negatives of 30 items)
+        SASRec(
+            epochs=40,
+            dim=32,
+            max_len=8,
+            batch_size=64,
+            lr=5e-3,
+            dropout=0.0,
+            loss="sampled",
+            negatives=8,
+        ),
     ],
-    ids=lambda m: m.name,
+    ids=lambda m: f"{m.name}-{getattr(m, 'loss', '')}",
 )
 def test_sequence_models_predict_the_next_step(model, cycles):
     split = leave_last_out(cycles)

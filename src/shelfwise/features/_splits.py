@@ -72,11 +72,25 @@ def leave_last_out(inter: Interactions, min_steps: int = 3) -> Split:
     )
 
 
-def global_time(inter: Interactions, test_fraction: float = 0.1, validation_fraction: float = 0.1) -> Split:
-    """Global temporal split: two cut-off times; targets are the new items a user touched after
-    the cut-off. Users with no history before it are evaluated too (the cold-start segment)."""
+def global_time(
+    inter: Interactions,
+    test_fraction: float = 0.1,
+    validation_fraction: float = 0.1,
+    targets: str = "next",
+) -> Split:
+    """Global temporal split as in "Time to Split" (Gusak et al., RecSys 2025): two global
+    cut-off times, a shop's life as it is lived: models are fitted on everything before the
+    validation cut, tuned on the period between the cuts, and tested after the test cut.
+
+    `targets="next"` (the default): the users evaluated after a cut are those active before it
+    who come back after it, and each one's target is the first item new to them after the cut
+    (the next thing they did, seen items being excluded from every ranking). `targets="all"`:
+    every item new to the user in the window, and users with no history before the cut too
+    (the cold-start segment)."""
     if len(inter) == 0:
         raise ValueError("no interactions to split")
+    if targets not in ("next", "all"):
+        raise ValueError(f"unknown global_time targets {targets!r} (next, all)")
     t_test = np.quantile(inter.timestamp, 1 - test_fraction)
     t_val = np.quantile(inter.timestamp, 1 - test_fraction - validation_fraction)
     train = inter.take(inter.timestamp < t_val)
@@ -89,6 +103,12 @@ def global_time(inter: Interactions, test_fraction: float = 0.1, validation_frac
         wu, wi = inter.user_idx[window], inter.item_idx[window]
         fresh = np.asarray(seen[wu, wi]).ravel() == 0
         wu, wi = wu[fresh], wi[fresh]
+        if targets == "next":
+            # rows are ordered by (user, time): a user's first row in the window is their next step
+            warm = hist.lengths()[wu] > 0
+            wu, wi = wu[warm], wi[warm]
+            users, first = np.unique(wu, return_index=True)
+            return Fold(name, users, hist, _targets(users, [wi[[f]] for f in first], inter.n_items))
         users = np.unique(wu)
         pos = np.searchsorted(users, wu)
         order = np.argsort(pos, kind="stable")
@@ -96,11 +116,16 @@ def global_time(inter: Interactions, test_fraction: float = 0.1, validation_frac
         items = [np.unique(s) for s in splits]
         return Fold(name, users, hist, _targets(users, items, inter.n_items))
 
+    what = (
+        "the first item new to each user active before the cut"
+        if targets == "next"
+        else "every item new to the user in the window (users with no history too)"
+    )
     return Split(
         "global_time",
         train,
         fold("validation", train, t_val, t_test),
         fold("test", upto_test, t_test, np.inf),
         f"global time split: fitted before {int(t_val)}, validated on [{int(t_val)}, {int(t_test)}), "
-        f"tested on >= {int(t_test)} (epoch s); targets are items new to the user in the window",
+        f"tested on >= {int(t_test)} (epoch s); targets: {what}",
     )
