@@ -183,6 +183,13 @@ def test_erasure_leaves_no_trace_and_the_user_is_served_as_new(shop, tmp_path):
 
     assert recommend(user)["source"] != "cold_start"
     cold = recommend("someone-never-seen")
+    from shelfwise.governance._erase import CONSOLE_FIGURES
+    from shelfwise.web._data import SUMMARIES
+
+    assert CONSOLE_FIGURES == SUMMARIES
+    kept = work / SUMMARIES / "search_logged.json"  # a console's kept figures (a cache)
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_text(json.dumps({"top": [{"query": f"order for {user}"}]}))
 
     proc = run("privacy", "erase", "--workdir", str(work), "--user", user, who=who["ann"])
     assert proc.returncode == 4  # analysts may not erase
@@ -190,6 +197,7 @@ def test_erasure_leaves_no_trace_and_the_user_is_served_as_new(shop, tmp_path):
         ok(run("privacy", "erase", "--workdir", str(work), "--user", user, "--json", who=who["stu"])).stdout
     )
     assert rep["pseudonym"] == pseudo and sum(rep["warehouse"].values()) > 0 and rep["bundles"]
+    assert not kept.exists() and rep["files"]["state/console"] >= 1  # made again from what is left
 
     # no exported table holds the user
     for table in ("events", "users", "products", "queries", "judgments"):

@@ -194,7 +194,23 @@ def _erase_files(workdir: Path, raw: str, pseudo: str) -> dict[str, int]:
     for folder, pattern, drop in groups:
         n = sum(_rewrite_jsonl(p, drop) for p in sorted((workdir / folder).glob(pattern)))
         out[folder] = n
+    out[str(CONSOLE_FIGURES)] = drop_console_figures(workdir)
     return out
+
+
+# the console keeps the figures its pages need between server runs (top queries, attributed
+# lists, experiment events): derived from the data an erasure or retention removes, so they go
+# with it and are made again from what is left
+CONSOLE_FIGURES = Path("state") / "console"
+
+
+def drop_console_figures(workdir: Path) -> int:
+    """Remove the console's kept figures (caches); the number of files removed."""
+    n = 0
+    for f in sorted((workdir / CONSOLE_FIGURES).glob("*.json")):
+        f.unlink(missing_ok=True)
+        n += 1
+    return n
 
 
 def _erase_bundle(path: Path, pseudo: str) -> int:

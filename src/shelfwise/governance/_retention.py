@@ -123,6 +123,9 @@ def enforce_retention(
                 workdir, now - timedelta(days=policy["consent_history_days"])
             )
         deleted["bundles"] = _prune_bundles(workdir, policy["bundles_keep"])
+        from ._erase import CONSOLE_FIGURES, drop_console_figures
+
+        deleted[str(CONSOLE_FIGURES)] = drop_console_figures(workdir)
     except Exception as exc:
         lineage.fail(f"{type(exc).__name__}: {exc}")
         raise

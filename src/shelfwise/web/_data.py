@@ -96,7 +96,8 @@ REGISTRY = ("mlflow.db", "mlflow.db-wal", "bundles/CURRENT")
 SERVED = ("spool/exposures/",)
 
 
-SUMMARIES = Path("state") / "console"  # the figures pages need, kept between server runs
+SUMMARIES = Path("state") / "console"  # the figures pages need, kept between server runs (erasure and
+# retention drop them: governance._erase.CONSOLE_FIGURES names the same folder)
 
 
 class Persist:
@@ -491,17 +492,19 @@ def exposure_tally(workdir: Path) -> dict[str, Any]:
     lists served per surface (`served`) and per (surface, bundle) (`by_bundle`), when each
     bundle first served (`first`), and list id -> (surface, bundle) (`ids`), search pages per
     query (`searches`) and experiment exposures (`exposures`); the last three are the tally's
-    own (only read, never changed)."""
+    own (`ids` only looked up: the tally's own dict; the searches and exposures copied, since
+    another thread's update may grow them while a page iterates them)."""
     from ..serving._feedback import EXPOSURES_DIR
 
     folder = (workdir / EXPOSURES_DIR).resolve()
     with _TALLIES_LOCK:
         tally = _TALLIES.setdefault(folder, ExposureTally(folder))
     total = tally.update()
-    with tally.lock:  # copies of the small sums
+    with tally.lock:  # copies: pages iterate them while another thread's update may grow them
+        searches = {q: [pages, zero, list(ids)] for q, (pages, zero, ids) in total.searches.items()}
         return {"served": Counter(total.served), "by_bundle": Counter(total.by_bundle),
-                "first": dict(total.first), "ids": total.ids, "searches": total.searches,
-                "exposures": total.exposures}  # fmt: skip
+                "first": dict(total.first), "ids": total.ids, "searches": searches,
+                "exposures": list(total.exposures)}  # fmt: skip
 
 
 _ATTRIBUTED = Persist("attributed", load=lambda v: (_tuples(v[0]), [tuple(r) for r in v[1]]))
