@@ -37,13 +37,37 @@ __all__ = ["preloaded_snapshot", "serve_forked"]
 
 log = logging.getLogger("shelfwise.serve")
 
-_PRELOADED: dict[str, Any] = {}  # the bundle path -> its Snapshot, loaded before the fork
+# the bundle path -> (its Snapshot, loaded before the fork; the stamp of what it was made from)
+_PRELOADED: dict[str, tuple[Any, tuple[tuple[int, int], ...]]] = {}
 RESPAWN_PAUSE_S = 1.0  # between re-forks of a worker that keeps dying
+FAST_FAILURES = 5  # workers in a row that ended within FAST_FAILURE_S of their start: give up
+FAST_FAILURE_S = 10.0
+
+
+def _stamp(bundle: Path) -> tuple[tuple[int, int], ...]:
+    """(mtime, size) of the erasure register and of the bundle's manifest: an erasure appends to
+    the one and rewrites the bundle (the same path) in place."""
+    from ..governance._erasures import ERASURES_FILE
+    from ..models._manifest import MANIFEST_FILE
+
+    out = []
+    for f in (bundle.parent.parent / ERASURES_FILE, bundle / MANIFEST_FILE):
+        try:
+            st = f.stat()
+            out.append((st.st_mtime_ns, st.st_size))
+        except FileNotFoundError:
+            out.append((0, -1))
+    return tuple(out)
 
 
 def preloaded_snapshot(bundle: Path) -> Any | None:
-    """The snapshot the supervisor loaded for `bundle` (taken: a worker uses it once), or None."""
-    return _PRELOADED.pop(str(bundle), None)
+    """The snapshot the supervisor loaded for `bundle` (taken: a worker uses it once), or None;
+    None too when a user was erased (or the bundle rewritten) since it was loaded: a worker
+    forked again later must not serve what the erasure removed."""
+    got = _PRELOADED.pop(str(bundle), None)
+    if got is None or got[1] != _stamp(bundle):
+        return None
+    return got[0]
 
 
 def _preload(workdir: Path) -> None:
@@ -52,8 +76,10 @@ def _preload(workdir: Path) -> None:
     from ._service import Snapshot
 
     bundle = current_bundle(workdir)
+    stamp = _stamp(bundle)  # before loading: an erasure meanwhile makes the copy stale
     pseudonymize = Pseudonymizer(SecretStore(workdir).pseudonym_key())
-    snapshot = _PRELOADED[str(bundle)] = Snapshot(bundle, pseudonymize)
+    snapshot = Snapshot(bundle, pseudonymize)
+    _PRELOADED[str(bundle)] = (snapshot, stamp)
     _warm(snapshot)
 
 
@@ -116,6 +142,11 @@ def serve_forked(
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
+                # its own process group: a terminal's Ctrl-C reaches the supervisor only, which
+                # stops every worker with one SIGTERM (a second SIGINT makes uvicorn skip the
+                # graceful shutdown that absorbs what was acknowledged)
+                os.setpgid(0, 0)
+                _die_with_parent()
                 run_worker(sock)
             except BaseException:  # reported, then the worker ends (the supervisor re-forks)
                 import traceback
@@ -127,22 +158,26 @@ def serve_forked(
                 sys.stderr.flush()
                 os._exit(code)
         children[pid] = n
+        started[pid] = time.monotonic()
 
-    def stop(signum: int, _frame: Any) -> None:
+    def stop(_signum: int, _frame: Any) -> None:
         nonlocal stopping
         stopping = True
         for pid in list(children):
             try:
-                os.kill(pid, signum)
+                os.kill(pid, signal.SIGTERM)  # whatever arrived: SIGTERM is the graceful stop
             except ProcessLookupError:
                 pass
 
+    started: dict[int, float] = {}
+    fast_failures = 0
+    failed = False
+    signal.signal(signal.SIGTERM, stop)  # before the first fork (each worker resets its own)
+    signal.signal(signal.SIGINT, stop)
     # the supervisor keeps the loaded bundle (shared with the workers: it costs nothing more)
     # for a worker forked again
     for n in range(workers):
         fork(n)
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     while children:
         try:
             pid, status = os.wait()
@@ -154,6 +189,17 @@ def serve_forked(
             continue
         n = children.pop(pid)
         _mark_dead(pid)
+        lived = time.monotonic() - started.pop(pid, 0.0)
+        fast_failures = fast_failures + 1 if lived < FAST_FAILURE_S else 0
+        if not stopping and fast_failures >= FAST_FAILURES:  # e.g. Redis down, a bundle unreadable
+            print(
+                f"shelfwise serve: {fast_failures} workers in a row ended within {FAST_FAILURE_S:.0f} s "
+                f"of their start (last: {_describe(status)}); stopping",
+                file=sys.stderr,
+                flush=True,
+            )
+            failed = True
+            stop(signal.SIGTERM, None)
         if not stopping:
             print(
                 f"shelfwise serve: worker {pid} ended ({_describe(status)}); starting another",
@@ -164,6 +210,22 @@ def serve_forked(
             if not stopping:  # (a bundle swapped in since: the new worker loads it itself)
                 fork(n)
     sock.close()
+    if failed:
+        raise SystemExit(1)
+
+
+def _die_with_parent() -> None:
+    """Linux: the worker gets SIGTERM when the supervisor dies (killed -9, out of memory)
+    instead of holding the port as an orphan."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the supervisor died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _mark_dead(pid: int) -> None:
