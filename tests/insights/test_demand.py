@@ -460,3 +460,20 @@ def test_search_demand_is_offered_only_where_it_moves_with_sales():
     conv = recent["y"].sum() / recent["interest"].sum()
     assert 0.08 < conv < 0.12 and got["TRACKS"].notna().all()
     assert got["TRACKS"].iloc[0] == pytest.approx(conv * tracks["interest"].tail(4).mean(), rel=0.35)
+
+
+def test_the_total_band_adds_the_products_errors_as_independent():
+    import pandas as pd
+
+    from shelfwise.insights._reports import _total_band
+    from shelfwise.insights._replenishment import Z80
+
+    # four products, each 10 +- 2 standard deviations in a week: the total is 40 with an sd of 4
+    # (not 8, which summing the bounds would give)
+    week = pd.Timestamp("2026-01-05")
+    fc = pd.DataFrame(
+        {"ds": [week] * 4, "units": [10.0] * 4, "lo": [10 - 2 * Z80] * 4, "hi": [10 + 2 * Z80] * 4}
+    )
+    band = _total_band(fc).loc[week]
+    assert band["units"] == 40.0
+    assert band["hi"] == pytest.approx(40 + 4 * Z80) and band["lo"] == pytest.approx(40 - 4 * Z80)
