@@ -126,6 +126,17 @@ class Registry:
             gates.append(Gate("not_worse_than_production", True, "no other production version"))
         elif (pm := self.manifest(prod))["default_model"] not in pm.get("metrics", {}):
             gates.append(Gate("not_worse_than_production", True, f"production v{prod} has no test metrics"))
+        elif _measured_as(pm) != _measured_as(m):
+            # e.g. `global_time` before and after it followed "Time to Split" (other targets):
+            # the two numbers are not on one scale; the gate says so and the approver decides
+            gates.append(
+                Gate(
+                    "not_worse_than_production",
+                    True,
+                    f"not comparable: production v{prod} was measured as {_measured_as(pm)}, "
+                    f"this bundle as {_measured_as(m)}",
+                )
+            )
         else:
             pscore = float(pm["metrics"][pm["default_model"]][HEADLINE])
             gates.append(
@@ -330,3 +341,12 @@ class RegistryView(Registry):
             if str(r["version"]) == str(version):
                 return read_manifest(r["path"])
         raise ShelfwiseError(f"model version {version!r} is not registered (see `shelfwise models list`)")
+
+
+def _measured_as(manifest: dict[str, Any]) -> str:
+    """What a bundle's test numbers measure: the split, its targets and the candidates (the cut
+    dates and users differ from run to run; what a target is must not)."""
+    p = manifest.get("protocol") or {}
+    desc = str(p.get("split_description", ""))
+    targets = desc.split("targets: ", 1)[1] if "targets: " in desc else "each user's held-out step"
+    return f"{p.get('split')} ({targets}; {p.get('candidates')})"
