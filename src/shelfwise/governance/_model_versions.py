@@ -83,6 +83,12 @@ def _seed_store(db: Path) -> None:
         os.link(staging, db)  # never over a store another process made meanwhile
     except FileExistsError:
         pass
+    except OSError:  # a file system without hard links: an exclusive create, then the copy
+        try:
+            with open(db, "xb") as out, open(staging, "rb") as src:
+                shutil.copyfileobj(src, out)
+        except FileExistsError:
+            pass
     finally:
         staging.unlink()
 
