@@ -195,6 +195,7 @@ class Recommender(ABC):
         (a page explaining its top five does a fifth of the work)."""
         hist = self._history(history)
         seq = hist.sequence(user)
+        items = list(dict.fromkeys(items))  # an item asked twice is explained once
         if len(seq) == 0:
             return {i: [] for i in items}
         cols = np.asarray(items, np.int64)

@@ -174,8 +174,8 @@ def experiment_exposure(rec: Any) -> tuple[str, str, str, str, str] | None:
     """What the report needs of one exposure-log line: (experiment, variant, list id, user,
     bundle), or None when no experiment served it. Order-free: a reader may keep these as the
     log grows (the console does) and give `experiment_summary` the same report."""
-    if not isinstance(rec, dict) or not rec.get("experiment"):
-        return None
+    if not isinstance(rec, dict) or not rec.get("experiment") or not rec.get("variant"):
+        return None  # (a line without its variant cannot count for one: not a variant "None")
     return (str(rec["experiment"]), str(rec.get("variant")), str(rec.get("id")), str(rec.get("user")),
             str(rec.get("bundle")))  # fmt: skip
 
