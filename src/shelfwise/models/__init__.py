@@ -27,15 +27,17 @@ __getattr__ = lazy_exports(__name__, _LAZY)
 
 
 class _Registry(Mapping[str, type[Recommender]]):
-    """`name -> class`; a lazily imported class is imported when it is looked up."""
+    """`name -> class` in the order given; a lazily imported class (given by its model name,
+    exported under `lazy[name]`) is imported when it is looked up."""
 
-    def __init__(self, eager: tuple[type[Recommender], ...], lazy: dict[str, str]) -> None:
+    def __init__(self, entries: tuple[type[Recommender] | str, ...], lazy: dict[str, str]) -> None:
         self._classes: dict[str, type[Recommender] | None] = {}
-        for cls in eager:
-            self._classes[cls.name] = cls
+        for entry in entries:
+            if isinstance(entry, str):
+                self._classes[entry] = None
+            else:
+                self._classes[entry.name] = entry
         self._lazy = lazy  # model name -> exported class name
-        for name in lazy:
-            self._classes.setdefault(name, None)
 
     def __getitem__(self, name: str) -> type[Recommender]:
         cls = self._classes[name]
@@ -52,7 +54,7 @@ class _Registry(Mapping[str, type[Recommender]]):
 
 
 RECOMMENDERS: Mapping[str, type[Recommender]] = _Registry(
-    (Popularity, ItemKNN, Transitions, ALS, BPR, EASE, Content, Fusion), {"sasrec": "SASRec"}
+    (Popularity, ItemKNN, Transitions, ALS, BPR, EASE, "sasrec", Content, Fusion), {"sasrec": "SASRec"}
 )
 
 __all__ = [
