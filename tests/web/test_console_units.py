@@ -353,6 +353,8 @@ def test_a_page_during_the_warm_up_waits_for_the_same_computation(tmp_path: Path
     got: list[int] = []
     page = threading.Thread(target=lambda: got.append(_data._cached(key, ("s",), compute, float("inf"))))
     page.start()
+    page.join(0.5)  # the page reaches the entry while the warm-up still computes it
+    assert page.is_alive()  # it waits (for the warm-up's result, or, without the lock, in its own)
     release.set()
     warm.join(10)
     page.join(10)
