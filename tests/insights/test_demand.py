@@ -465,8 +465,8 @@ def test_search_demand_is_offered_only_where_it_moves_with_sales():
 def test_the_total_band_adds_the_products_errors_as_independent():
     import pandas as pd
 
-    from shelfwise.insights._reports import _total_band
     from shelfwise.insights._replenishment import Z80
+    from shelfwise.insights._reports import _total_band
 
     # four products, each 10 +- 2 standard deviations in a week: the total is 40 with an sd of 4
     # (not 8, which summing the bounds would give)

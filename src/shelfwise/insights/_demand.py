@@ -370,24 +370,29 @@ def _with_interest(
         fcx = _statsforecast([AutoETS(season_length=season)]).forecast(df=x, h=horizon)
     for frame in (cvx, fcx):
         frame["unique_id"] = frame["unique_id"].astype(str)
-    cvx[INTEREST_MODEL] = 0.0
+    # offered only where interest moves with sales: the weekly correlation significant (> 2 /
+    # sqrt(n)); elsewhere it is a long-run mean by another name, and choosing among more
+    # candidates on a few CV windows costs accuracy (measured: benchmarks/insights.json). Like
+    # the conversion, judged from the weeks up to each origin only: a CV window must not have
+    # helped offer the candidate it then scores
+    cvx[INTEREST_MODEL] = np.nan
     for cutoff in cvx["cutoff"].unique():
-        at = cvx["cutoff"] == cutoff
+        at = (cvx["cutoff"] == cutoff) & cvx["unique_id"].isin(_moves_with_sales(df[df["ds"] <= cutoff]))
         conv = _conversion(df, cutoff)
         cvx.loc[at, INTEREST_MODEL] = cvx.loc[at, "AutoETS"] * cvx.loc[at, "unique_id"].map(conv).fillna(0.0)
     fcx[INTEREST_MODEL] = fcx["AutoETS"] * fcx["unique_id"].map(_conversion(df, df["ds"].max())).fillna(0.0)
-    # offered only where interest moves with sales: the weekly correlation significant (> 2 /
-    # sqrt(n)); elsewhere it is a long-run mean by another name, and choosing among more
-    # candidates on a few CV windows costs accuracy (measured: benchmarks/insights.json)
-    n = df.groupby("unique_id").size()
-    corr = df.groupby("unique_id")[["y", "interest"]].apply(lambda g: g["y"].corr(g["interest"])).fillna(0.0)
-    offered = set((corr.index[corr > 2 / np.sqrt(n.reindex(corr.index))]).astype(str))
-    for frame in (cvx, fcx):
-        frame.loc[~frame["unique_id"].isin(offered), INTEREST_MODEL] = np.nan
+    fcx.loc[~fcx["unique_id"].isin(_moves_with_sales(df)), INTEREST_MODEL] = np.nan
     keys = ["unique_id", "ds", "cutoff"]
     cv = cv.merge(cvx[[*keys, INTEREST_MODEL]], on=keys, how="left")
     fc = fc.merge(fcx[["unique_id", "ds", INTEREST_MODEL]], on=["unique_id", "ds"], how="left")
     return cv, fc
+
+
+def _moves_with_sales(df: pd.DataFrame) -> set[str]:
+    """The series whose weekly interest and sales correlate significantly (> 2 / sqrt(n))."""
+    n = df.groupby("unique_id").size()
+    corr = df.groupby("unique_id")[["y", "interest"]].apply(lambda g: g["y"].corr(g["interest"])).fillna(0.0)
+    return set((corr.index[corr > 2 / np.sqrt(n.reindex(corr.index))]).astype(str))
 
 
 def calibrate(

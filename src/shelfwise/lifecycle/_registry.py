@@ -343,9 +343,9 @@ class RegistryView(Registry):
         raise ShelfwiseError(f"model version {version!r} is not registered (see `shelfwise models list`)")
 
 
-def _measured_as(manifest: dict[str, Any]) -> str:
-    """What a bundle's test numbers measure: the split, its targets and the candidates (the cut
-    dates and users differ from run to run; what a target is must not)."""
+def _measured_as(manifest: Any) -> str:
+    """What a bundle's test numbers measure, from its manifest: the split, its targets and the
+    candidates (the cut dates and users differ from run to run; what a target is must not)."""
     p = manifest.get("protocol") or {}
     desc = str(p.get("split_description", ""))
     targets = desc.split("targets: ", 1)[1] if "targets: " in desc else "each user's held-out step"
