@@ -27,6 +27,7 @@ __all__ = [
     "app",
     "json_lines",
     "print_json",
+    "print_report",
     "read_ids",
     "read_json",
     "say_pending",
@@ -103,6 +104,15 @@ def shop(workdir: Path) -> Shop:
 
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str, ensure_ascii=False) + "\n")
+
+
+def print_report(doc: dict[str, Any], what: str, as_json: bool) -> None:
+    """A written report's answer: its document (`--json`) or where its HTML and JSON files are."""
+    page, js = doc.pop("html"), doc.pop("json")
+    if as_json:
+        print_json(doc)
+    else:
+        typer.echo(f"{what}: {page} (JSON: {js})")
 
 
 def say_pending(workdir: Path, log: Any = None) -> int:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._app import AsJson, Workdir, app, print_json, shop
+from ._app import AsJson, Workdir, app, print_json, print_report, shop
 
 __all__ = ["audit", "catalog_cmd", "lineage", "report_app", "report_governance", "report_search"]
 
@@ -91,11 +91,7 @@ def report_governance(workdir: Workdir, as_json: AsJson = False) -> None:
     """Quality trend, quarantine by reason, owners with failing checks, models in production and
     their gates: reports/governance.html (charts) and reports/governance.json."""
     doc = shop(workdir).governance_report()
-    page, js = doc.pop("html"), doc.pop("json")
-    if as_json:
-        print_json(doc)
-    else:
-        typer.echo(f"governance report: {page} (JSON: {js})")
+    print_report(doc, "governance report", as_json)
 
 
 @report_app.command("search")
@@ -103,8 +99,4 @@ def report_search(workdir: Workdir, as_json: AsJson = False) -> None:
     """Search analytics: top queries, zero-result queries, CTR per query (logged and served):
     reports/search-analytics.html and .json."""
     doc = shop(workdir).search_report()
-    page, js = doc.pop("html"), doc.pop("json")
-    if as_json:
-        print_json(doc)
-    else:
-        typer.echo(f"search analytics: {page} (JSON: {js})")
+    print_report(doc, "search analytics", as_json)

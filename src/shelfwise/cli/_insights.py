@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ._app import AsJson, Workdir, app, print_json, shop
+from ._app import AsJson, Workdir, app, print_report, shop
 from ._governance import report_app
 
 __all__ = ["ask", "customers", "demand", "insights_app", "replenishment", "report_audiences", "report_demand"]
@@ -150,11 +150,7 @@ def report_demand(
     doc = shop(workdir).demand_report(
         as_of=as_of, horizon_weeks=horizon_weeks, service_level=service_level, review_days=review_days
     )
-    page, js = doc.pop("html"), doc.pop("json")
-    if as_json:
-        print_json(doc)
-    else:
-        typer.echo(f"demand report: {page} (JSON: {js})")
+    print_report(doc, "demand report", as_json)
 
 
 @report_app.command("audiences")
@@ -162,11 +158,7 @@ def report_audiences(workdir: Workdir, as_json: AsJson = False) -> None:
     """Marketing audiences: size now, offline lift with its interval, lineage:
     reports/audiences.html and .json."""
     doc = shop(workdir).audiences_report()
-    page, js = doc.pop("html"), doc.pop("json")
-    if as_json:
-        print_json(doc)
-    else:
-        typer.echo(f"audiences report: {page} (JSON: {js})")
+    print_report(doc, "audiences report", as_json)
 
 
 def ask(
