@@ -69,6 +69,7 @@ class Dialect:
     """DuckDB's spelling of the functions the contract SQL uses (the default)."""
 
     name = "duckdb"
+    null_safe_eq = "IS NOT DISTINCT FROM"  # equal, NULL equal to NULL
 
     def q(self, name: str) -> str:
         return q(name)
@@ -157,6 +158,7 @@ class SparkDialect(Dialect):
     (naive UTC), as the DuckDB warehouse's TIMESTAMP."""
 
     name = "spark"
+    null_safe_eq = "<=>"
 
     def q(self, name: str) -> str:
         return "`" + name.replace("`", "``") + "`"

@@ -17,7 +17,7 @@ import pyarrow as pa
 from ..errors import ContractViolation
 from ..storage import TableVersion, Warehouse
 from ..storage._sources import PART_LINES
-from ._compile import lit, q
+from ._compile import DUCKDB, Dialect, lit, q
 from ._contracts import Kind, TableContract
 from ._load_state import CHECKED, LoadState, count_withheld
 from ._privacy import Pseudonymizer, SecretStore
@@ -209,21 +209,7 @@ def _flag_redelivered(st: LoadState, names: list[str]) -> None:
     wh, contract, tr = st.wh, st.contract, st.tr
     cur = f"curated.{q(contract.name)}"
     cur_cols = [r[0] for r in wh.sql(f"DESCRIBE {cur}").fetchall()]
-    # required columns are never NULL in a valid row: compared with `=`, which lets the
-    # warehouse push the join's key range down to the scan; the others NULL-safely
-    required = set(contract.required_columns)
-
-    def equal(left: str, right: str, col: str) -> str:
-        return f"{left} {'=' if col in required else 'IS NOT DISTINCT FROM'} {right}"
-
-    same = " AND ".join(
-        equal(
-            "c." + q(col) if col in names else "NULL",
-            "e." + q(col) if col in cur_cols else "NULL",
-            col if col in names and col in cur_cols else "",
-        )
-        for col in dict.fromkeys([*names, *cur_cols])
-    )
+    same = same_row(contract, names, cur_cols)
     if contract.key:
         on = " AND ".join(f"c.{q(k)} = e.{q(k)}" for k in contract.key)
         wh.sql(
@@ -260,6 +246,28 @@ def _flag_redelivered(st: LoadState, names: list[str]) -> None:
             _detail = coalesce(_detail, r.detail) FROM _redelivery r WHERE r.line = {CHECKED}._source_line"""
     )
     wh.sql("DROP TABLE _redelivery")
+
+
+def same_row(
+    contract: TableContract, names: list[str], cur_cols: list[str], dialect: Dialect = DUCKDB
+) -> str:
+    """The condition that this load's row `c` (columns `names`) equals the curated row `e`
+    (columns `cur_cols`) in every column either has (one only one side has is NULL on the
+    other). Required columns are never NULL in a valid row: compared with `=`, which lets the
+    warehouse push the join's key range down to the scan; the others NULL-safely."""
+    required = set(contract.required_columns)
+
+    def equal(left: str, right: str, col: str) -> str:
+        return f"{left} {'=' if col in required else dialect.null_safe_eq} {right}"
+
+    return " AND ".join(
+        equal(
+            "c." + dialect.q(col) if col in names else "NULL",
+            "e." + dialect.q(col) if col in cur_cols else "NULL",
+            col if col in names and col in cur_cols else "",
+        )
+        for col in dict.fromkeys([*names, *cur_cols])
+    )
 
 
 def redelivery_details(st: LoadState) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 from ..storage import SparkEngine
 from ._compile import JSON_VALID_UDF, NORMALIZE_UDF, SPARK, compile_contract, lit, q
 from ._contracts import BOT_EVENT_TYPES, Kind
-from ._load_publish import account, redelivery_details
+from ._load_publish import account, redelivery_details, same_row
 from ._load_rows import day_first_dates
 from ._load_state import LoadState, count_withheld, safe
 from ._privacy import Pseudonymizer, SecretStore
@@ -431,19 +431,7 @@ def _flag_redelivered(st: LoadState, new: Any, current: Any) -> list[int]:
     spark = _engine(st).session
     contract, tr, names = st.contract, st.tr, st.raw_cols
     cur_cols = list(current.columns)
-    required = set(contract.required_columns)
-
-    def equal(left: str, right: str, col: str) -> str:
-        return f"{left} {'=' if col in required else '<=>'} {right}"
-
-    same = " AND ".join(
-        equal(
-            "c." + bq(col) if col in names else "NULL",
-            "e." + bq(col) if col in cur_cols else "NULL",
-            col if col in names and col in cur_cols else "",
-        )
-        for col in dict.fromkeys([*names, *cur_cols])
-    )
+    same = same_row(contract, names, cur_cols, SPARK)
     new.createOrReplaceTempView("_sw_new")
     current.createOrReplaceTempView("_sw_cur")
     if contract.key:
