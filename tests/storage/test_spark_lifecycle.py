@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,20 +23,11 @@ from shelfwise.governance._retention import enforce_retention
 from shelfwise.governance._subject_access import subject_access
 from shelfwise.storage import SparkEngine
 from tests.conftest import curated_rows
+from tests.storage.conftest import skip_without_spark
 
 pytestmark = pytest.mark.slow
 
-if shutil.which("java") is None:
-    pytest.skip("no Java: the Spark engine needs Java 17 (scripts/system-deps.sh)", allow_module_level=True)
-pytest.importorskip("pyspark", reason="the `spark` extra is not installed (make install)")
-
-
-@pytest.fixture(scope="module")
-def spark(tmp_path_factory):
-    engine = SparkEngine(tmp_path_factory.mktemp("spark"), master="local[2]")
-    session = engine.session
-    yield session
-    engine.close()
+skip_without_spark()
 
 
 @pytest.fixture()

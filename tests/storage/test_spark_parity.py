@@ -9,7 +9,6 @@ missing (scripts/system-deps.sh installs Java 17, `make install` the `spark` ext
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -23,20 +22,11 @@ from shelfwise.storage import SparkEngine, engine_from
 from tests.cli.test_cli import sw
 from tests.conftest import curated_rows
 from tests.governance.test_dirty_exports import _write as write_dirty_export
+from tests.storage.conftest import skip_without_spark
 
 pytestmark = pytest.mark.slow
 
-if shutil.which("java") is None:
-    pytest.skip("no Java: the Spark engine needs Java 17 (scripts/system-deps.sh)", allow_module_level=True)
-pytest.importorskip("pyspark", reason="the `spark` extra is not installed (make install)")
-
-
-@pytest.fixture(scope="module")
-def spark(tmp_path_factory):
-    engine = SparkEngine(tmp_path_factory.mktemp("spark"), master="local[2]")
-    session = engine.session
-    yield session
-    engine.close()
+skip_without_spark()
 
 
 def _ingest_both(spark, data: Path, root: Path):
