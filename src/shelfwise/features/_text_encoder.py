@@ -66,6 +66,15 @@ def mean_pool(hidden: Any, attention_mask: Any) -> Any:
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
 
+def adamw(params: Any, lr: float, weight_decay: float) -> Any:
+    """AdamW with the fused kernel: the same update, one pass over each tensor. On CPU the default
+    (per-tensor) implementation spent ~0.9 s CPU per step on MiniLM's 22M parameters, more than a
+    third of a fine-tuning step; fused takes a tenth of that."""
+    import torch
+
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+
+
 def export_module(module: Any, sample: dict[str, Any], output: str, out: Path, tokenizer_dir: Path) -> Path:
     """Trace `module` (called with the `sample` tensors, in their order) to ONNX at `out`, written
     atomically, with batch and token axes dynamic and the tokenizer.json of `tokenizer_dir`

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..features._text_encoder import export_module, mean_pool, onnx_session
+from ..features._text_encoder import adamw, export_module, mean_pool, onnx_session
 
 
 @dataclass
@@ -84,7 +84,7 @@ def train_cross_encoder(
     torch.manual_seed(s.seed)
     rng = np.random.default_rng(s.seed)
     model = _Cross(model_dir, s.max_tokens)
-    opt = torch.optim.AdamW(model.parameters(), lr=s.learning_rate, weight_decay=0.01)
+    opt = adamw(model.parameters(), s.learning_rate, 0.01)
     steps_per_epoch = max(1, len(train) // s.batch_size)
     planned = min(steps_per_epoch * s.epochs, s.max_steps)
     t0, step = time.perf_counter(), 0

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..evaluation._metrics import graded_ndcg_at_k
+from ..features._text_encoder import adamw
 
 
 @dataclass
@@ -166,7 +167,7 @@ def finetune_biencoder(
     info["validation_ndcg@10_untuned"] = base = _semantic_ndcg(model, pool_ids, pool_texts, vq, vg)
     steps_per_epoch = max(1, len(pairs) // s.batch_size)
     planned = min(steps_per_epoch * s.epochs, s.max_steps)
-    opt = torch.optim.AdamW(model.body.parameters(), lr=s.learning_rate, weight_decay=s.weight_decay)
+    opt = adamw(model.body.parameters(), s.learning_rate, s.weight_decay)
     warm = max(1, int(s.warmup * planned))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda i: min((i + 1) / warm, max(0.0, (planned - i) / max(1, planned - warm)))
