@@ -82,3 +82,15 @@ def test_a_quoted_field_across_lines_with_a_bom_and_crlf_is_staged_and_named_exa
     # (a review is curated as a rating; whitespace in text, the line break too, is normalised)
     texts = curated_rows(work, "SELECT DISTINCT event_type, text FROM curated.events WHERE text IS NOT NULL")
     assert texts == [("rating", "great pan, really")]
+
+
+def test_a_file_mixing_lf_and_crlf_line_ends_is_staged_and_named_exactly(tmp_path):
+    """DuckDB's strict reader fails on mixed line ends: such a file is staged (every line LF)."""
+    lines, bad = _events(quoted_newline=False)
+    data = tmp_path / "data"
+    data.mkdir()
+    body = "".join(line + ("\r\n" if n % 3 else "\n") for n, line in enumerate(lines))
+    (data / "events.csv").write_bytes(body.encode())
+    assert _sources._plain_csv(data / "events.csv") is None
+    ingest(data, tmp_path / "work")
+    assert _quarantined(tmp_path / "work") == bad

@@ -14,7 +14,7 @@ field and never closes would swallow the rest of the file into one field: stagin
 line up after `MAX_QUOTED_LINES` lines and rejects it alone (`bad_lines`), keeping every line after it.
 
 A plain CSV file - one UTF-8 file, every line one record (no blank line, no quoted field across
-lines, no NUL byte, CR only in CRLF) - needs none of that: with `in_place`, staging reads it once
+lines, no NUL byte, one kind of line end: LF or CRLF) - needs none of that: with `in_place`, staging reads it once
 (hash, checks) and writes nothing; the warehouse reads the original and numbers its rows itself
 (`numbered` is False: record k is line k + 1). Writing a numbered copy was most of the cost of
 staging a large clean file, and the warehouse's reading of it twice over.
@@ -408,6 +408,9 @@ def _plain_csv(source: Path) -> StagedFile | None:
         if cut < 0:
             return None
         first, carry = carry[:cut], carry[cut + 1 :]
+        # one kind of line end throughout: the warehouse's strict reader fails on a file that
+        # mixes LF and CRLF (staging makes every line LF)
+        crlf = first.endswith(b"\r")
         first = first.removesuffix(b"\r")
         try:
             header_text = first.decode("utf-8").lstrip("\ufeff")
@@ -421,7 +424,10 @@ def _plain_csv(source: Path) -> StagedFile | None:
             return None
         info.header = _split_header(header_text, info.delimiter)
         for block in _blocks(buffered, carry):
-            if b"\x00" in block or block.count(b"\r") != block.count(b"\r\n"):
+            cr = block.count(b"\r")
+            if b"\x00" in block or cr != (block.count(b"\r\n") if crlf else 0):
+                return None
+            if crlf and cr != block.count(b"\n"):
                 return None
             try:
                 block.decode("utf-8")
