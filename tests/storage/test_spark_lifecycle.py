@@ -144,9 +144,10 @@ def _delivery(data: Path, out: Path) -> None:
 def test_append_on_spark_curates_what_duckdb_appends(shop, tmp_path, monkeypatch):
     """A delivery appended on both engines: the same counts (new / updated / re-delivered), the
     same quarantined rows with the same reasons, details and status, the same curated rows.
-    The Python process runs in a time zone behind UTC (Spark's session is UTC): a timestamp
-    collected into Python is local time there, and the re-delivery check's time range, once
-    taken that way, ended 5 hours early and missed the re-sent rows of the delivery's last hours."""
+    The delivery's new rows are older than anything curated and its newest rows are re-sent
+    ones (the time range's edge); the Python process runs in a time zone behind UTC (Spark's
+    session is UTC): a TIMESTAMP (not _NTZ) collected into Python is local time there, so the
+    range's bounds are formatted by Spark and never pass through Python."""
     data, duck, sprk = shop
     day2 = tmp_path / "day2"
     _delivery(data, day2)
