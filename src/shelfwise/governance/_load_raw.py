@@ -115,7 +115,7 @@ def _read_csv(st: LoadState, into: str) -> None:
     rejects = wh.sql(
         f"SELECT min(csv_line), string_agg(DISTINCT error_type, ', '), line FROM {rej} GROUP BY line ORDER BY line"
     ).fetchall()
-    bad = []
+    bad: list[tuple[int | None, str, str]] = []
     for csv_line, error_type, reader_line in rejects:
         line_text = csv_line or ""
         why = f"{error_type.lower()}: expected {len(header)} fields"
