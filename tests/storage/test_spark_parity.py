@@ -271,10 +271,15 @@ def test_interactions_and_batch_scoring_on_spark_match_the_one_node_path(spark, 
     assert spark_events_reader(engine, work)[0] is None  # a DuckDB version: read by DuckDB
     parts = tmp_path / "events-v2"
     with Warehouse(work) as wh:  # the version as Spark would write it: Parquet, in many files
-        wh.sql(
-            f"COPY (SELECT * FROM curated.events) TO '{parts}' "
-            "(FORMAT parquet, ROW_GROUP_SIZE 150, ROW_GROUPS_PER_FILE 1)"
-        )
+        wh.sql("CREATE TEMP TABLE _ev AS SELECT *, row_number() OVER () AS _n FROM curated.events")
+        parts.mkdir()
+        total = wh.sql("SELECT count(*) FROM _ev").fetchone()[0]
+        cuts = [total * k * k // 144 for k in range(13)]  # parts growing in size: Spark plans
+        for k in range(12):  # the largest first, DuckDB reads them by name
+            wh.sql(
+                f"COPY (SELECT * EXCLUDE (_n) FROM _ev WHERE _n > {cuts[k]} AND _n <= {cuts[k + 1]} ORDER BY _n) "
+                f"TO '{parts}/part-{k:02d}.parquet' (FORMAT parquet)"
+            )
         wh.publish_parquet("events", f"{parts}/*.parquet", "test-run", "1")
     assert len(list(parts.glob("*.parquet"))) > 10
     reader, how = spark_events_reader(engine, work)

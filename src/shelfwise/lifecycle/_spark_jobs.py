@@ -93,12 +93,17 @@ def spark_event_rows(session: Any, files: str, weights: dict[str, float]) -> dic
     from ..features._build import event_weight_sql
 
     weight, where = event_weight_sql(weights, q="`")
-    session.read.parquet(files).createOrReplaceTempView("_sw_events")
+    from pyspark.sql import functions as F
+
+    # (the hidden `_metadata` column is the file source's: taken before the frame becomes a view)
+    events = session.read.parquet(files)
+    events.select(
+        "*", F.col("_metadata.file_path").alias("_file"), F.col("_metadata.row_index").alias("_row")
+    ).createOrReplaceTempView("_sw_events")
     rows = session.sql(
         f"""SELECT user_id, product_id, CAST(bround(unix_micros(CAST(`timestamp` AS TIMESTAMP)) / 1000000.0, 0) AS BIGINT) AS ts,
                    CAST({weight} AS DOUBLE) AS w
-            FROM (SELECT *, _metadata.file_path AS _file, _metadata.row_index AS _row FROM _sw_events)
-            WHERE {where} ORDER BY _file, _row"""
+            FROM _sw_events WHERE {where} ORDER BY _file, _row"""
     ).toArrow()
     return {
         "user_id": np.asarray(rows.column("user_id").to_pylist(), dtype=object),
