@@ -161,6 +161,7 @@ class Shop:
         column_map: ColumnMap | None = None,
         log: Callable[[str], Any] | None = print,
         progress: bool = False,
+        engine: Any = None,
         **options: Any,
     ) -> TrainResult:
         """Ingest `data` first (when given), build features, tune and fit the models, evaluate
@@ -168,7 +169,8 @@ class Shop:
 
         `models` picks models (default: the whole pipeline); `options` are `TrainSettings`
         fields (`seed`, `split`, budgets...) over `settings`. The result carries the protocol,
-        the test-fold metrics per model (`results`), the report paths and the registry entry."""
+        the test-fold metrics per model (`results`), the report paths and the registry entry.
+        `engine` (a `SparkEngine`): the ingestion and the interactions run on Spark."""
         with self._acting("train", workdir=data is None) as actor:
             from .lifecycle import TrainSettings
             from .lifecycle import train as run_train
@@ -187,6 +189,7 @@ class Shop:
                 append=append,
                 map_flags=_map_flags(column_map),
                 progress=progress,
+                engine=engine,
             )
             self._services.clear()
             return result

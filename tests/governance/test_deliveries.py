@@ -366,3 +366,36 @@ def test_order_lines_in_parquet_and_json_lines(tmp_path, fmt):
         ("s1", 9.5),
         ("s2", 30.0),
     ]
+
+
+def test_deliveries_older_than_what_is_curated_are_still_recognised_when_re_sent(tmp_path):
+    """Appended versions are not in time order (a day-2 delivery may carry rows older than day
+    1's): the re-delivery check compares each delivery with the curated rows of its own time
+    range, whatever their order in the table, so a re-sent row is found on every delivery."""
+    products = "product_id,title,category,price\n" + "".join(f"p{i},P{i},C,1\n" for i in range(1, 6))
+
+    def delivery(name: str, rows: list[str]) -> Path:
+        d = tmp_path / name
+        d.mkdir()
+        (d / "products.csv").write_text(products)
+        (d / "events.csv").write_text(EVENTS_HEADER + "\n".join(rows) + "\n")
+        return d
+
+    day1 = [f"u{i % 4},p{i % 5 + 1},view,2024-03-10T10:{i:02d}:00," for i in range(20)]
+    older = [f"u{i % 3},p{i % 5 + 1},click,2024-03-01T09:{i:02d}:00," for i in range(10)]
+    oldest = [f"u{i},p1,view,2024-02-20T08:{i:02d}:00," for i in range(3)]
+    work = tmp_path / "w"
+    Ingestor(work).run(delivery("day1", day1))
+    # day 2: rows older than all of day 1, and five of day 1's re-sent among them
+    d2 = Ingestor(work, mode="append").run(delivery("day2", older[:5] + day1[15:] + older[5:]))
+    ev = d2.tables["events"]
+    assert (ev.rows_inserted, ev.rows_unchanged, ev.reasons) == (10, 5, {"duplicate_row": 5})
+    # day 3: re-sends of day 2's old rows (curated after day 1's newer ones) and of day 1's,
+    # around rows older than anything curated
+    d3 = Ingestor(work, mode="append").run(delivery("day3", older[2:6] + oldest + day1[:2] + day1[19:]))
+    ev = d3.tables["events"]
+    assert (ev.rows_inserted, ev.rows_unchanged, ev.reasons) == (3, 7, {"duplicate_row": 7})
+    assert ev.rows_total == 33 and ev.balanced
+    assert curated_rows(
+        work, 'SELECT count(*), count(DISTINCT ("timestamp", event_type)) FROM curated.events'
+    ) == [(33, 33)]

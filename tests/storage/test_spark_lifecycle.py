@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -106,8 +107,9 @@ def test_access_export_and_retention_reach_spark_parquet(shop):
 
 def _delivery(data: Path, out: Path) -> None:
     """A next day's delivery: the last 100 events again (an at-least-once export re-sends
-    them), 50 new ones (yesterday's rows moved a day on), and the products with one price
-    changed (an upsert)."""
+    them), 50 new ones (earlier rows moved 40 days back: older than anything curated, so the
+    appended version is out of time order, and the delivery's newest rows are re-sent ones),
+    and the products with one price changed (an upsert)."""
     out.mkdir()
     with open(data / "events.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
@@ -118,7 +120,7 @@ def _delivery(data: Path, out: Path) -> None:
             t = datetime.fromisoformat(r["timestamp"].replace("Z", "+00:00"))
         except ValueError:
             continue
-        moved.append({**r, "timestamp": (t + timedelta(days=1)).isoformat()})
+        moved.append({**r, "timestamp": (t - timedelta(days=40)).isoformat()})
     with open(out / "events.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fields)
         w.writeheader()
@@ -139,16 +141,26 @@ def _delivery(data: Path, out: Path) -> None:
         w.writerows([plain[0], {**plain[1], "price": "12345.5"}])
 
 
-def test_append_on_spark_curates_what_duckdb_appends(shop, tmp_path):
+def test_append_on_spark_curates_what_duckdb_appends(shop, tmp_path, monkeypatch):
     """A delivery appended on both engines: the same counts (new / updated / re-delivered), the
-    same quarantined rows with the same reasons, details and status, the same curated rows."""
+    same quarantined rows with the same reasons, details and status, the same curated rows.
+    The delivery's new rows are older than anything curated and its newest rows are re-sent
+    ones (the time range's edge); the Python process runs in a time zone behind UTC (Spark's
+    session is UTC): a TIMESTAMP (not _NTZ) collected into Python is local time there, so the
+    range's bounds are formatted by Spark and never pass through Python."""
     data, duck, sprk = shop
     day2 = tmp_path / "day2"
     _delivery(data, day2)
-    reports = {
-        "duckdb": Ingestor(duck, mode="append").run(day2),
-        "spark": Ingestor(sprk, mode="append", engine=SparkEngine(sprk, master="local[2]")).run(day2),
-    }
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        reports = {
+            "duckdb": Ingestor(duck, mode="append").run(day2),
+            "spark": Ingestor(sprk, mode="append", engine=SparkEngine(sprk, master="local[2]")).run(day2),
+        }
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
     def counts(report):
         return {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from shelfwise.demo import generate_demo
@@ -248,3 +249,57 @@ def test_engine_choice(tmp_path, monkeypatch):
     monkeypatch.delenv("SHELFWISE_SPARK_MASTER")
     with pytest.raises(Exception, match="sc://"):
         engine_from("spark", tmp_path, remote="localhost:15002")
+
+
+def test_interactions_and_batch_scoring_on_spark_match_the_one_node_path(spark, tmp_path):
+    """`train --engine spark`: the interactions read on Spark from the curated events' Parquet
+    version are the ones DuckDB reads from it (same steps, weights, times and index maps; the
+    version spread over many files), and `recommend` for all users as a Spark job (the fitted
+    model broadcast, `mapInPandas` over partitions of users) gives each user the top 10 the
+    one-node path ranks."""
+    from types import SimpleNamespace
+
+    from shelfwise.features import load_interactions
+    from shelfwise.lifecycle._spark_jobs import recommend_all_spark, spark_events_reader
+    from shelfwise.models import ALS, ItemKNN
+    from shelfwise.storage import Warehouse
+
+    data, work = tmp_path / "data", tmp_path / "w"
+    generate_demo(data, products=80, users=60, events=2000, days=20, seed=11)
+    Ingestor(work).run(data)
+    engine = SimpleNamespace(name="spark", session=spark)
+    assert spark_events_reader(engine, work)[0] is None  # a DuckDB version: read by DuckDB
+    parts = tmp_path / "events-v2"
+    with Warehouse(work) as wh:  # the version as Spark would write it: Parquet, in many files
+        wh.sql("CREATE TEMP TABLE _ev AS SELECT *, row_number() OVER () AS _n FROM curated.events")
+        parts.mkdir()
+        total = wh.sql("SELECT count(*) FROM _ev").fetchone()[0]
+        cuts = [total * k * k // 144 for k in range(13)]  # parts growing in size: Spark plans
+        for k in range(12):  # the largest first, DuckDB reads them by name
+            wh.sql(
+                f"COPY (SELECT * EXCLUDE (_n) FROM _ev WHERE _n > {cuts[k]} AND _n <= {cuts[k + 1]} ORDER BY _n) "
+                f"TO '{parts}/part-{k:02d}.parquet' (FORMAT parquet)"
+            )
+        wh.publish_parquet("events", f"{parts}/*.parquet", "test-run", "1")
+    assert len(list(parts.glob("*.parquet"))) > 10
+    reader, how = spark_events_reader(engine, work)
+    assert reader is not None and "read on Spark" in how
+    inter, _ = load_interactions(work)
+    on_spark, _ = load_interactions(work, events=reader)
+    for field in ("user_idx", "item_idx", "weight", "timestamp", "user_ids", "item_ids"):
+        assert np.array_equal(getattr(on_spark, field), getattr(inter, field)), field
+    assert len(inter) > 1000
+
+    for model in (ItemKNN(neighbours=20), ALS(factors=8, iterations=3, seed=1)):
+        model.fit(inter)
+        one_node = model.recommend(np.arange(inter.n_users), 10)
+        want = {
+            str(inter.user_ids[u]): [str(inter.item_ids[i]) for i in row if i >= 0]
+            for u, row in enumerate(one_node.ids)
+        }
+        got = {
+            r["user_id"]: list(r["items"])
+            for r in recommend_all_spark(spark, model, 10, partitions=3).collect()
+        }
+        assert got == want, model.name
+        assert len(got) == inter.n_users > 50

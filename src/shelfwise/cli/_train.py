@@ -8,7 +8,20 @@ from typing import Annotated
 
 import typer
 
-from ._app import Append, AsJson, MapFlags, Workdir, app, print_json, say_pending, shop
+from ._app import (
+    Append,
+    AsJson,
+    EngineName,
+    MapFlags,
+    SparkMaster,
+    SparkRemote,
+    WarehouseDir,
+    Workdir,
+    app,
+    print_json,
+    say_pending,
+    shop,
+)
 
 __all__ = ["evaluate", "train"]
 
@@ -77,9 +90,15 @@ def train(
     append: Append = False,
     map_flags: MapFlags = None,
     as_json: AsJson = False,
+    engine: EngineName = "duckdb",
+    spark_remote: SparkRemote = None,
+    spark_master: SparkMaster = None,
+    warehouse: WarehouseDir = None,
 ) -> None:
-    """Ingest (with --data), build features, tune and fit models, evaluate, write a bundle."""
+    """Ingest (with --data), build features, tune and fit models, evaluate, write a bundle.
+    --engine spark: the ingestion and the interactions run on Spark; fitting stays here."""
     from ..lifecycle import DEFAULT_MODELS, TrainSettings
+    from ..storage import engine_from
 
     settings = TrainSettings(
         models=tuple(m.strip() for m in models.split(",") if m.strip()) if models else DEFAULT_MODELS,
@@ -99,14 +118,19 @@ def train(
     log = (lambda msg: sys.stderr.write(msg + "\n")) if as_json else typer.echo
     # a progress display only for a person watching (the run's lines then print above it)
     progress = not as_json and sys.stderr.isatty() and sys.stdout.isatty()
-    result = shop(workdir).train(
-        data,
-        settings=settings,
-        append=append,
-        column_map=map_flags or (),
-        log=log,
-        progress=progress,
-    )
+    chosen = engine_from(engine, workdir, remote=spark_remote, master=spark_master, warehouse=warehouse)
+    try:
+        result = shop(workdir).train(
+            data,
+            settings=settings,
+            append=append,
+            column_map=map_flags or (),
+            log=log,
+            progress=progress,
+            engine=chosen if chosen.name == "spark" else None,
+        )
+    finally:
+        chosen.close()
     # training absorbs the spool first when it can take the lock; what it could not (a server
     # stopping, an absorb running) or what arrived since is said here
     pending = say_pending(workdir, log)

@@ -33,11 +33,23 @@ _NO_EVENTS = {
 }
 
 
+def event_weight_sql(weights: dict[str, float], q: str = '"') -> tuple[str, str]:
+    """(the weight of an event row, the filter of item events) as SQL both DuckDB and Spark
+    read (`q`: the engine's identifier quote)."""
+    cases = " ".join(f"WHEN '{t}' THEN {float(w)}" for t, w in weights.items() if t != "rating")
+    rating_w = float(weights.get("rating", 0.0))
+    weight = f"CASE event_type {cases} WHEN 'rating' THEN {rating_w} * coalesce(greatest(value, 0.5), 3.0) / 5.0 END"
+    types = ", ".join(f"'{t}'" for t in weights)
+    where = f"product_id IS NOT NULL AND product_id <> '' AND user_id IS NOT NULL AND event_type IN ({types})"
+    return weight, where
+
+
 def load_interactions(
     workdir: str | Path,
     event_weights: dict[str, float] | None = None,
     *,
     leave_out: Callable[[list[str]], set[str]] | None = None,
+    events: Callable[[dict[str, float]], dict[str, np.ndarray]] | None = None,
 ) -> tuple[Interactions, Catalog]:
     """Item events from `curated.events` (pseudonymized users), every catalog product indexed;
     no interactions (and the catalog) when the warehouse has no events table yet.
@@ -48,26 +60,25 @@ def load_interactions(
 
     Event weight comes from its type; a rating is weighted by its value (a 1-star rating is a
     weak signal, a 5-star one strong). Searches have no product and are not interactions.
+
+    `events` reads the event rows elsewhere (`user_id`, `product_id`, `ts`, `w`: what the
+    warehouse query below gives, in the curated table's order), e.g. on Spark from the curated
+    Parquet (`lifecycle/_spark_jobs.spark_event_rows`); the catalog is read here.
     """
     weights = dict(DEFAULT_EVENT_WEIGHTS if event_weights is None else event_weights)
     with read_only(workdir) as (con, tables):
         has_events = "events" in tables
-        cases = " ".join(f"WHEN '{t}' THEN {float(w)}" for t, w in weights.items() if t != "rating")
-        rating_w = float(weights.get("rating", 0.0))
+        weight, where = event_weight_sql(weights)
         # a shop with a catalog and no behaviour yet: no interactions, every product indexed
-        ev = (
-            con.sql(
-                f"""SELECT user_id, product_id, epoch(timestamp)::BIGINT AS ts,
-                       CASE event_type {cases}
-                            WHEN 'rating' THEN {rating_w} * coalesce(greatest(value, 0.5), 3.0) / 5.0
-                       END AS w
-                FROM curated.events
-                WHERE product_id IS NOT NULL AND product_id <> '' AND user_id IS NOT NULL
-                  AND event_type IN ({", ".join(f"'{t}'" for t in weights)})"""
+        if not has_events:
+            ev = _NO_EVENTS
+        elif events is not None:
+            ev = events(weights)
+        else:
+            ev = con.sql(
+                f"""SELECT user_id, product_id, epoch(timestamp)::BIGINT AS ts, {weight} AS w
+                    FROM curated.events WHERE {where}"""
             ).fetchnumpy()
-            if has_events
-            else _NO_EVENTS
-        )
         if "products" in tables:
             prod = con.sql(
                 "SELECT product_id, coalesce(title, '') AS title, coalesce(category, '') AS category, "

@@ -194,7 +194,7 @@ class Ingestor:
             events_path = files["events"]
             if events_path is not None and need:  # an order-lines export carries products and users
                 t0_stage = time.perf_counter()
-                ev = staged_now["events"] = stage_file(events_path, staged_dir)
+                ev = staged_now["events"] = stage_file(events_path, staged_dir, in_place=True)
                 staging_secs["events"] = time.perf_counter() - t0_stage
                 header = header_of(wh, ev)
                 ev_map = map_columns(
@@ -225,7 +225,7 @@ class Ingestor:
                 if path is None:
                     continue
                 t0_stage = time.perf_counter()
-                staged = staged_now.pop(table, None) or stage_file(path, staged_dir)
+                staged = staged_now.pop(table, None) or stage_file(path, staged_dir, in_place=True)
                 staging_s = staging_secs.get(table, 0.0) + time.perf_counter() - t0_stage
                 tr = self._ingest_table(wh, CONTRACTS[table], staged, lineage.run_id, report)
                 tr.stage_seconds = {"stage": round(staging_s, 3), **tr.stage_seconds}
@@ -250,7 +250,7 @@ class Ingestor:
                         lifecycle="ALTER" if self.mode == "append" else "OVERWRITE",
                     )
                 )
-                if staged.staged is not None:
+                if staged.staged is not None and staged.numbered:  # (never the source read in place)
                     staged.staged.unlink(missing_ok=True)
             if unread:
                 shown = ", ".join(unread[:10]) + (f" and {len(unread) - 10} more" if len(unread) > 10 else "")

@@ -125,10 +125,11 @@ def samples_of(wh: Warehouse, staged: StagedFile, header: list[str]) -> dict[str
     try:
         if staged.format == "csv":
             assert staged.staged is not None
-            names = [LINE_COLUMN] + [f"c{i}" for i in range(len(header))]
+            names = ([LINE_COLUMN] if staged.numbered else []) + [f"c{i}" for i in range(len(header))]
             spec = "{" + ", ".join(f"'{n}': 'VARCHAR'" for n in names) + "}"
+            drop = f" EXCLUDE ({q(LINE_COLUMN)})" if staged.numbered else ""
             rows = wh.sql(
-                f"SELECT * EXCLUDE ({q(LINE_COLUMN)}) FROM read_csv({lit(staged.staged.as_posix())}, "
+                f"SELECT *{drop} FROM read_csv({lit(staged.staged.as_posix())}, "
                 f"header=true, delim={lit(staged.delimiter)}, quote='\"', escape='\"', columns={spec}, "
                 "auto_detect=false, ignore_errors=true, null_padding=true) LIMIT 200"
             ).fetchall()

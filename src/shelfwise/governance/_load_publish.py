@@ -202,7 +202,9 @@ def _flag_redelivered(st: LoadState, names: list[str]) -> None:
     re-delivery; a keyed row is an insert (new key), an update (its key's curated row
     differs) or unchanged (equal: a re-delivery). The comparison is a hash join in the
     warehouse; events are compared only with the curated events of the delivery's time
-    range (the curated table is in time order, so its row groups outside are skipped).
+    range: a filter, so it holds whatever the table's order (a delivery older than the last
+    one appends rows out of time order); it is fast where the table is in time order, as
+    each version is within itself: row groups outside the range are skipped.
 
     Compares `_new` (this load's valid rows as they will be curated, with `_source_line`);
     leaves `_redelivered(line)`: the source lines flagged."""

@@ -85,7 +85,8 @@ def _read_csv(st: LoadState, into: str) -> None:
     wh, contract, staged, header = st.wh, st.contract, st.staged, st.header
     mapping, joined = st.mapping, st.joined
     assert staged.staged is not None
-    names = [LINE_COLUMN] + [f"c{i}" for i in range(len(header))]
+    numbered = staged.numbered
+    names = ([LINE_COLUMN] if numbered else []) + [f"c{i}" for i in range(len(header))]
     pos = {h: f"c{i}" for i, h in enumerate(header)}
     cols_spec = "{" + ", ".join(f"'{n}': 'VARCHAR'" for n in names) + "}"
     select = [
@@ -103,26 +104,52 @@ def _read_csv(st: LoadState, into: str) -> None:
         f"store_rejects=true, rejects_table='{rej}', rejects_scan='{rej}_scan', strict_mode=true, "
         f"null_padding=false, auto_detect=false, max_line_size=10000000)"
     )
+    # a copy carries each record's line; a plain file read in place is one record a line, so
+    # the n-th row read is line n + 1 (the header is line 1) until a rejected line (below).
+    # (row_number() OVER () numbers rows in the order read: DuckDB keeps a file's order)
+    line = f"TRY_CAST({q(LINE_COLUMN)} AS BIGINT)" if numbered else "(row_number() OVER () + 1)::BIGINT"
     try:
-        wh.sql(
-            f"{into} (SELECT {', '.join(select)}, "
-            f"TRY_CAST({q(LINE_COLUMN)} AS BIGINT) AS _source_line FROM {reader})"
-        )
+        wh.sql(f"{into} (SELECT {', '.join(select)}, {line} AS _source_line FROM {reader})")
     except Exception as exc:  # noqa: BLE001 - the reader's own words are the clearest reason
         raise SourceError(str(st.src), None, f"unreadable CSV: {exc}") from exc
     rejects = wh.sql(
-        f"SELECT min(csv_line), string_agg(DISTINCT error_type, ', ') FROM {rej} GROUP BY line ORDER BY line"
+        f"SELECT min(csv_line), string_agg(DISTINCT error_type, ', '), line FROM {rej} GROUP BY line ORDER BY line"
     ).fetchall()
-    bad = []
-    for csv_line, error_type in rejects:
+    bad: list[tuple[int | None, str, str]] = []
+    for csv_line, error_type, reader_line in rejects:
         line_text = csv_line or ""
+        why = f"{error_type.lower()}: expected {len(header)} fields"
+        if not numbered:  # the reader's line is the file's (one record a line, no blank line)
+            bad.append((int(reader_line), line_text, why))
+            continue
         sep = line_text.find(staged.delimiter)
         line_no = int(line_text[:sep]) if sep > 0 and line_text[:sep].isdigit() else None
         body = line_text[sep + 1 :] if sep > 0 else line_text
-        bad.append((line_no, body, f"{error_type.lower()}: expected {len(header)} fields"))
+        bad.append((line_no, body, why))
+    if not numbered and bad:
+        _renumber_after_rejects(st, [n for n, _, _ in bad if n is not None])
     quarantine_lines(wh, st.run_id, contract.name, st.src, st.drop_erased_lines(bad))
     wh.sql(f"DROP TABLE IF EXISTS {rej}; DROP TABLE IF EXISTS {rej}_scan")
     st.tr.rows_in = staged.records
+
+
+def _renumber_after_rejects(st: LoadState, rejected: list[int]) -> None:
+    """Rows read in place were numbered as if no line had been rejected: a row after the i-th
+    rejected line (in file order) and before the next is i lines further down. A row on line x
+    there is numbered x - i before the fix, so the first row after rejected line L_i is numbered
+    L_i - i + 1 (consecutive rejected lines share that number: the last one's shift holds)."""
+    by_number = {line - i + 1: i for i, line in enumerate(sorted(rejected), 1)}
+    shifts = sorted(by_number.items())
+    st.wh.sql("CREATE OR REPLACE TEMP TABLE _shifts (r BIGINT, shift BIGINT)")
+    st.wh.con.con.executemany("INSERT INTO _shifts VALUES (?, ?)", shifts)
+    st.wh.sql(
+        f"""UPDATE {st.target} t SET _source_line = t._source_line + s.shift FROM (
+              SELECT l._source_line AS r, sh.shift FROM (
+                SELECT _source_line FROM {st.target} WHERE _load = {int(st.load_id)}) l
+              ASOF JOIN _shifts sh ON l._source_line >= sh.r) s
+            WHERE t._load = {int(st.load_id)} AND t._source_line = s.r"""
+    )
+    st.wh.sql("DROP TABLE _shifts")
 
 
 def _read_json_lines(st: LoadState, into: str) -> None:

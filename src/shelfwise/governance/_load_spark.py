@@ -449,9 +449,17 @@ def _flag_redelivered(st: LoadState, new: Any, current: Any) -> list[int]:
     else:
         where = ""
         if "timestamp" in names and "timestamp" in cur_cols:
-            lo, hi = spark.sql("SELECT min(`timestamp`), max(`timestamp`) FROM _sw_new").first()
+            # the bounds as text written by Spark in its session's time zone, read back in it: a
+            # TIMESTAMP (with local time zone) collected into Python is in the Python process's
+            # local time, and a range taken from it would miss the delivery's edge rows on a
+            # machine not set to UTC (the events' timestamps are TIMESTAMP_NTZ today, which
+            # collects unshifted: this keeps it right whichever type the column has)
+            fmt = SPARK.lit("yyyy-MM-dd HH:mm:ss.SSSSSS")
+            lo, hi = spark.sql(
+                f"SELECT date_format(min(`timestamp`), {fmt}), date_format(max(`timestamp`), {fmt}) FROM _sw_new"
+            ).first()
             if lo is not None:
-                where = f"WHERE `timestamp` BETWEEN {SPARK.lit(str(lo))}::timestamp AND {SPARK.lit(str(hi))}::timestamp"
+                where = f"WHERE `timestamp` BETWEEN {SPARK.lit(lo)}::timestamp AND {SPARK.lit(hi)}::timestamp"
         lines = [
             int(r[0])
             for r in spark.sql(

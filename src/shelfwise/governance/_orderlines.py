@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SourceError
-from ..storage import StagedFile, Warehouse
+from ..storage import StagedFile, Warehouse, stage_file
 from ..storage._sources import JSON_DELIMITER, LINE_COLUMN, PART_LINES
 from ._compile import lit, number_expr, q
 from ._contracts import PRODUCTS, TableContract
@@ -75,10 +75,17 @@ def source_relation(staged: StagedFile, header: list[str], parquet_files: str) -
     the events load quarantines them) and the SQL expression of each header."""
     if staged.format == "csv":
         assert staged.staged is not None
-        names = [LINE_COLUMN] + [f"c{i}" for i in range(len(header))]
+        names = ([LINE_COLUMN] if staged.numbered else []) + [f"c{i}" for i in range(len(header))]
         spec = "{" + ", ".join(f"'{n}': 'VARCHAR'" for n in names) + "}"
+        # a file read in place has no line column: its rows in file order (what derivation
+        # reads is restaged as a numbered copy first, see `derive`)
+        line, rest = (
+            (f"TRY_CAST({q(LINE_COLUMN)} AS BIGINT)", f"* EXCLUDE ({q(LINE_COLUMN)})")
+            if staged.numbered
+            else ("row_number() OVER () + 1", "*")
+        )
         rel = (
-            f"(SELECT TRY_CAST({q(LINE_COLUMN)} AS BIGINT) AS _line, * EXCLUDE ({q(LINE_COLUMN)}) FROM "
+            f"(SELECT {line} AS _line, {rest} FROM "
             f"read_csv({lit(staged.staged.as_posix())}, header=true, delim={lit(staged.delimiter)}, "
             f"quote='\"', escape='\"', columns={spec}, auto_detect=false, ignore_errors=true, "
             "strict_mode=true, null_padding=false, max_line_size=10000000))"
@@ -150,6 +157,10 @@ def derive(
                 return [h]
         return []
 
+    if staged.format == "csv" and not staged.numbered and "products" in need and find("title", PRODUCTS):
+        # order lines are read with their file lines (each derived row names its last line): a
+        # plain file read in place is staged as a numbered copy for it
+        staged = stage_file(staged.source, staged_dir)
     rel, expr = source_relation(staged, header, parquet_files)
     sql = wh.sql
 

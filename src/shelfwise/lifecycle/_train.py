@@ -126,8 +126,12 @@ def train(
     append: bool = False,
     map_flags: tuple[str, ...] = (),
     progress: bool = False,
+    engine: Any = None,
 ) -> TrainResult:
     """Ingest (with `data`), fit what the data supports, evaluate, write and register a bundle.
+
+    `engine` (a `SparkEngine`): the ingestion and the interactions run on Spark (the curated
+    events read from their Parquet version); fitting stays on this machine.
 
     `log` receives the run's lines (they also go to `<workdir>/logs/train-*.log`, with every
     library warning, which stays off the console); `progress` shows a progress display of the
@@ -139,7 +143,7 @@ def train(
     if unknown:
         raise ValueError(f"unknown models {sorted(unknown)}; known: {sorted(RECOMMENDERS)}")
     with RunConsole(workdir, log, progress=progress) as console:
-        result = _train_logged(workdir, data, settings, console, actor, append, map_flags)
+        result = _train_logged(workdir, data, settings, console, actor, append, map_flags, engine)
         console.log(f"run log (library warnings included): {console.path}")
     return result
 
@@ -152,6 +156,7 @@ def _train_logged(
     actor: str | None,
     append: bool = False,
     map_flags: tuple[str, ...] = (),
+    engine: Any = None,
 ) -> TrainResult:
     from ..governance import DatasetRef, LineageRun
     from ..governance._lineage import warehouse_namespace
@@ -162,7 +167,9 @@ def _train_logged(
         # the same governed path as `shelfwise ingest`; files unchanged since their last load
         # are not ingested again
         with console.stage("ingest"):
-            report = ingest_dataset(data, workdir, skip_unchanged=True, append=append, map_flags=map_flags)
+            report = ingest_dataset(
+                data, workdir, skip_unchanged=True, append=append, map_flags=map_flags, engine=engine
+            )
         if report is None:
             log(f"{data}: unchanged since its last load, not re-ingested")
         else:
@@ -195,7 +202,9 @@ def _train_logged(
         ],
     ).start()
     try:
-        result = _train(workdir, settings, data_versions, lineage.run_id, ingest_run, console, data, actor)
+        result = _train(
+            workdir, settings, data_versions, lineage.run_id, ingest_run, console, data, actor, engine
+        )
     except Exception as exc:
         lineage.fail(f"{type(exc).__name__}: {exc}")
         raise
@@ -255,6 +264,7 @@ def _train(
     console: RunConsole,
     data_dir: str | Path | None = None,
     actor: str | None = None,
+    engine: Any = None,
 ) -> TrainResult:
     log = console.log
     t_all = time.monotonic()
@@ -268,7 +278,13 @@ def _train(
 
     # the events of users without personalization consent stay in the warehouse (operations)
     # but no model learns from them and the bundle's history does not hold them
-    inter, catalog = load_interactions(workdir, leave_out=no_consent)
+    events = None
+    if engine is not None and engine.name == "spark":
+        from ._spark_jobs import spark_events_reader
+
+        events, how = spark_events_reader(engine, workdir)
+        log(f"interactions: {how}")
+    inter, catalog = load_interactions(workdir, leave_out=no_consent, events=events)
     if withdrawn:
         log(f"consent: left out the events of {len(withdrawn):,} users without personalization consent")
     skipped = _Skips(log)

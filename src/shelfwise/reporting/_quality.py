@@ -60,6 +60,7 @@ code{background:#f3f4f6;padding:0 .3rem;border-radius:4px} ul.notes li{margin:.2
 
 
 def _charts(wh: Warehouse, report: IngestReport) -> list[str]:
+    # (laid out, not cropped: drawing each chart once keeps the report a small part of a load)
     charts = []
     labels, values = [], []
     for t in report.tables.values():
@@ -67,7 +68,7 @@ def _charts(wh: Warehouse, report: IngestReport) -> list[str]:
             labels.append(f"{t.table}: {reason}")
             values.append(n)
     if labels:
-        charts.append(bar_chart(labels, values, "Quarantined rows by reason", "rows"))
+        charts.append(bar_chart(labels, values, "Quarantined rows by reason", "rows", fast=True))
     tables = wh.curated_tables()
     if "events" in tables:
         rows = wh.sql(
@@ -81,7 +82,7 @@ def _charts(wh: Warehouse, report: IngestReport) -> list[str]:
         for d, t, n in rows:
             series[t][idx[d]] = n
         if days:
-            charts.append(stacked_time_chart(days, series, "Curated events over time"))
+            charts.append(stacked_time_chart(days, series, "Curated events over time", fast=True))
         counts = [
             r[0]
             for r in wh.sql(
@@ -89,7 +90,7 @@ def _charts(wh: Warehouse, report: IngestReport) -> list[str]:
             ).fetchall()
         ]
         if counts:
-            charts.append(long_tail_chart(counts, "Popularity long tail"))
+            charts.append(long_tail_chart(counts, "Popularity long tail", fast=True))
     missing: list[tuple[str, float]] = []
     for tname in tables:
         cols = [r[0] for r in wh.sql(f'DESCRIBE curated."{tname}"').fetchall()]
@@ -100,7 +101,7 @@ def _charts(wh: Warehouse, report: IngestReport) -> list[str]:
         if fr:
             missing.extend((f"{tname}.{c}", float(v or 0.0)) for c, v in zip(cols, fr, strict=True))
     if missing:
-        charts.append(missing_chart(missing, "Missing values by column"))
+        charts.append(missing_chart(missing, "Missing values by column", fast=True))
     return charts
 
 
