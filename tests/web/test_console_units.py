@@ -3,6 +3,9 @@ cookie, the lineage drawing (known answers on small hand-made inputs)."""
 
 from __future__ import annotations
 
+import json
+import re
+import time
 from pathlib import Path
 
 import pytest
@@ -405,3 +408,66 @@ def test_the_registry_is_read_from_its_snapshot_until_it_changes(tmp_path: Path,
     assert [v["aliases"] for v in mv.registered_versions(tmp_path, use_snapshot=True)] == [[], ["production"]]
     monkeypatch.setattr(mv, "mlflow_client", no_mlflow)
     assert [v["aliases"] for v in mv.registered_versions(tmp_path, use_snapshot=True)] == [[], ["production"]]
+
+
+def test_figures_from_an_older_data_state_are_marked_on_the_page(tmp_path: Path, monkeypatch) -> None:
+    """While the tables' figures are recomputed after an absorb (longer than the page waits),
+    the Data page shows the previous ones and says so: "as of <their time>, refreshing"; once
+    the refresh is in, the note is gone."""
+    import threading
+
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from shelfwise.governance import _catalog
+    from shelfwise.web._routes import console_router
+
+    release, rows = threading.Event(), iter([11, 22])
+
+    def catalog(workdir: Path) -> dict:
+        n = next(rows)
+        if n == 22:
+            release.wait(10)  # a slow warehouse read
+        table = {"name": "curated.events", "description": "", "owner": "o", "steward": "s",
+                 "contract_version": 1, "classification": {}, "rows": n, "versions": 1, "updated_at": None,
+                 "quality": {"passed": True, "rows_quarantined": 0, "rows_in": n, "quarantined_share": 0.0,
+                             "open_quarantine": 0, "reasons": {}}}  # fmt: skip
+        return {"datasets": [table], "models": [], "rules": None, "loads": [], "contracts": []}
+
+    monkeypatch.setattr(_catalog, "catalog", catalog)
+    (tmp_path / "warehouse.duckdb").write_bytes(b"v1")
+    app = FastAPI()
+    app.include_router(console_router(tmp_path, lambda: None))
+    with TestClient(app) as c:  # single-user mode: the in-process client counts as loopback
+        page = c.get("/console/data").text
+        assert '<td class="n rows">11</td>' in page and 'id="stale"' not in page
+        first = json.loads((tmp_path / "state" / "console" / "catalog.json").read_text())["computed_at"]
+        (tmp_path / "warehouse.duckdb").write_bytes(b"v2, an absorb later")
+        page = c.get("/console/data").text  # the refresh runs longer than the page waits
+        assert '<td class="n rows">11</td>' in page
+        as_of = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(first))
+        assert re.search(
+            rf'<li data-what="tables, rows, freshness and quality">[^<]*as of {as_of} \(\d+ s ago\), refreshing',
+            page,
+        )
+        release.set()
+        _data._REFRESHING[("catalog", tmp_path)].join(10)
+        page = c.get("/console/data").text
+        assert '<td class="n rows">22</td>' in page and 'id="stale"' not in page
+
+
+def test_a_computation_lock_is_not_dropped_while_a_thread_waits_for_it(monkeypatch) -> None:
+    """The key locks' cleanup (past 1024 keys) keeps a lock a thread has taken and not yet
+    acquired (else the next thread gets a second lock and the entry is computed twice), and
+    drops the unused ones."""
+    monkeypatch.setattr(_data, "_KEY_LOCKS", {("filler", i): _data._KeyLock() for i in range(1100)})
+    key = ("unit-race", "w")
+    taken = _data._take_key_lock(key)  # a page took the lock; the thread is not yet in `acquire`
+    assert not taken.lock.locked()
+    with _data._key_lock(("another", "key")):  # another page's entry: the cleanup runs
+        assert ("filler", 1) not in _data._KEY_LOCKS
+    again = _data._take_key_lock(key)  # a second page for the same entry: the same lock
+    assert again is taken and taken.users == 2
+    _data._drop_key_lock(taken)
+    _data._drop_key_lock(again)
+    assert taken.users == 0

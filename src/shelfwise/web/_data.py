@@ -43,12 +43,23 @@ __all__ = [
 
 _LOCK = threading.Lock()
 _CACHE: dict[tuple[Any, ...], tuple[Any, float, Any]] = {}
+_AS_OF: dict[tuple[Any, ...], float] = {}  # when each entry's figures were computed (wall clock)
 _CACHE_LOCK = threading.Lock()
 _REFRESHING: dict[tuple[Any, ...], threading.Thread] = {}
 REFRESH_WAIT_S = 0.15  # how long a page waits for warehouse figures recomputed after an absorb
 # when the page being made stops waiting for refreshed figures (set per page by the routes: the
 # waits of its parts share one budget instead of adding up)
 PAGE_DEADLINE: ContextVar[float | None] = ContextVar("console_page_deadline", default=None)
+# the kept figures a page shows from an older data state while their refresh runs (set to a
+# fresh list per page by the routes; the page says "as of <time>, refreshing" for each)
+STALE: ContextVar[list[dict[str, Any]] | None] = ContextVar("console_stale", default=None)
+# what each refreshed-in-the-background entry is, in the page's words
+STALE_WHAT = {
+    "catalog": "tables, rows, freshness and quality",
+    "attributed": "click-through and conversion",
+    "search-logged": "logged searches and no-keyword-match queries",
+    "experiment-events": "experiment outcomes",
+}
 log = logging.getLogger("shelfwise.web")
 CACHE_TTL_S = 60.0  # freshness ages and the like are recomputed at least this often
 SPIKE_FACTOR = 2.0  # a load quarantining this many times the table's previous share is a spike
@@ -110,11 +121,12 @@ class Persist:
     def __init__(self, name: str, dump: Any = None, load: Any = None):
         self.name, self.dump, self.load = name, dump or (lambda v: v), load or (lambda v: v)
 
-    def read(self, workdir: Path) -> tuple[Any, Any] | None:
-        """(stamp as JSON, value) or None."""
+    def read(self, workdir: Path) -> tuple[Any, Any, float | None] | None:
+        """(stamp as JSON, value, when computed: epoch seconds) or None."""
         try:
             doc = json.loads((workdir / SUMMARIES / f"{self.name}.json").read_text())
-            return doc["stamp"], self.load(doc["value"])
+            at = doc.get("computed_at")
+            return doc["stamp"], self.load(doc["value"]), float(at) if at is not None else None
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -159,7 +171,7 @@ def _cached(
     if hit is None and persist is not None and (kept := persist[1].read(persist[0])) is not None:
         # another process's figures: current if made from these files, else the previous ones
         hit = (stamp if kept[0] == _as_json(stamp) else ("kept", kept[0]), now, kept[1])
-        _store(key, *hit)
+        _store(key, *hit, as_of=kept[2])
     if hit is not None and hit[0] == stamp and now - hit[1] < ttl:
         return hit[2]
     if persist is not None:
@@ -196,25 +208,69 @@ def _cached(
     deadline = PAGE_DEADLINE.get()
     worker.join(wait_s if deadline is None else max(0.0, min(wait_s, deadline - time.monotonic())))
     with _CACHE_LOCK:
-        return _CACHE.get(key, hit)[2]
+        got = _CACHE.get(key, hit)
+        as_of = _AS_OF.get(key)
+    if got[0] != stamp and (notes := STALE.get()) is not None:  # shown from an older data state
+        notes.append({"what": STALE_WHAT.get(str(key[0]), str(key[0])), "as_of": as_of})
+    return got[2]
 
 
-_KEY_LOCKS: dict[tuple[Any, ...], threading.Lock] = {}
+class _KeyLock:
+    """A lock and how many threads hold it or wait for it (the cleanup's test of "in use": a
+    lock's `locked()` is False between a thread taking the entry and acquiring it, so a
+    cleanup then would hand the next thread a second lock and the entry computed twice)."""
+
+    def __init__(self) -> None:
+        self.lock, self.users = threading.Lock(), 0
 
 
-def _key_lock(key: tuple[Any, ...]) -> threading.Lock:
+_KEY_LOCKS: dict[tuple[Any, ...], _KeyLock] = {}
+
+
+def _take_key_lock(key: tuple[Any, ...]) -> _KeyLock:
+    """The entry's lock, counted as in use until `_drop_key_lock` (its holder may not have
+    acquired it yet: a cleanup meanwhile must keep it)."""
     with _CACHE_LOCK:
-        if len(_KEY_LOCKS) > 1024:  # filters make keys: keep the ones in use
-            for k in [k for k, lock in _KEY_LOCKS.items() if not lock.locked()]:
-                del _KEY_LOCKS[k]
-        return _KEY_LOCKS.setdefault(key, threading.Lock())
+        entry = _KEY_LOCKS.get(key)
+        if entry is None:
+            if len(_KEY_LOCKS) > 1024:  # filters make keys: keep the ones in use
+                for k in [k for k, e in _KEY_LOCKS.items() if not e.users]:
+                    del _KEY_LOCKS[k]
+            entry = _KEY_LOCKS[key] = _KeyLock()
+        entry.users += 1
+        return entry
 
 
-def _store(key: tuple[Any, ...], stamp: tuple[Any, ...], at: float, value: Any) -> None:
+def _drop_key_lock(entry: _KeyLock) -> None:
+    with _CACHE_LOCK:
+        entry.users -= 1
+
+
+@contextmanager
+def _key_lock(key: tuple[Any, ...]) -> Any:
+    """Held while `key` is computed: one computation of an entry at a time."""
+    entry = _take_key_lock(key)
+    try:
+        with entry.lock:
+            yield
+    finally:
+        _drop_key_lock(entry)
+
+
+def _store(
+    key: tuple[Any, ...], stamp: tuple[Any, ...], at: float, value: Any, as_of: float | None = None
+) -> None:
+    """`at`: monotonic (the TTL's clock); `as_of`: the wall-clock time the figures were computed
+    (now unless they come from a file kept by another process, `None`: unknown)."""
     with _CACHE_LOCK:
         if len(_CACHE) > 256:
             _CACHE.clear()
+            _AS_OF.clear()
         _CACHE[key] = (stamp, at, value)
+        if as_of is not None or stamp[:1] != ("kept",):
+            _AS_OF[key] = time.time() if as_of is None else as_of
+        else:
+            _AS_OF.pop(key, None)
 
 
 def _has_warehouse(workdir: Path) -> bool:

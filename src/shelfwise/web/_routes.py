@@ -101,6 +101,20 @@ def _templates() -> Jinja2Templates:
     return templates
 
 
+def _stale_notes(notes: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """The page's figures shown from an older data state (see `_data.STALE`), each with the
+    UTC time they were computed ("as of") and their age, once per kind."""
+    out: dict[str, dict[str, Any]] = {}
+    for n in notes or []:
+        at = n.get("as_of")
+        out.setdefault(n["what"], {
+            "what": n["what"],
+            "as_of": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at)) if at else None,
+            "age_s": max(0, round(time.time() - at)) if at else None,
+        })  # fmt: skip
+    return list(out.values())
+
+
 def _current(workdir: Path) -> str | None:
     from ..serving._bundle import BUNDLES_DIR, CURRENT
 
@@ -144,6 +158,7 @@ def console_router(
                     "may": (lambda a: self.user is not None and self.user.may(a)),
                     "started": self.t0,
                     "now": time.perf_counter,
+                    "stale": _stale_notes(_data.STALE.get()),
                     **values,
                 },
                 status_code=code,
@@ -165,6 +180,7 @@ def console_router(
         def run(request: Request, *args: Any, **kwargs: Any) -> Any:
             ctx = Ctx(request)
             _data.PAGE_DEADLINE.set(time.monotonic() + _data.REFRESH_WAIT_S)  # this page's wait, all parts
+            stale = _data.STALE.set([])  # the figures it shows from an older data state
             try:
                 return fn(ctx, *args, **kwargs)
             except Denied as exc:
@@ -184,6 +200,8 @@ def console_router(
                 )  # fmt: skip
             except ShelfwiseError as exc:
                 return ctx.render("error.html", 409, title="Not done", message=str(exc), page="")
+            finally:
+                _data.STALE.reset(stale)
 
         # FastAPI reads the parameters from the signature: the request, then the page's own
         sig = inspect.signature(fn)
