@@ -40,7 +40,28 @@ from _provenance import provenance, write_report
 
 def pages(user: str) -> list[str]:
     return ["/console/", "/console/models", "/console/data", "/console/data/quarantine", "/console/analytics",
-            "/console/search?q=pillow", f"/console/users/{user}", "/console/audit", "/console/lineage"]  # fmt: skip
+            "/console/search?q=pillow", f"/console/users/{user}", "/console/audit", "/console/lineage",
+            "/console/insights"]  # fmt: skip
+
+
+def shop_of(work: Path, source: str) -> dict[str, object]:
+    """Which shop was measured: the workdir given, its curated tables' rows (from the figures
+    the console kept), the demo's generator settings when it is a `shelfwise demo` workdir, and
+    the size of every file the console keeps in `state/console/`."""
+    kept = work / "state" / "console"
+    out: dict[str, object] = {"workdir": source}
+    try:
+        cat = json.loads((kept / "catalog.json").read_text())["value"]
+        out["rows"] = {d["name"]: d["rows"] for d in cat["datasets"]}
+    except (OSError, ValueError, KeyError):
+        pass
+    demo = work / "demo-data"
+    if demo.is_dir():  # `shelfwise demo`: 5,000 products, 2,000 users, 200,000 events by default
+        out["demo_data_lines"] = {f.name: sum(1 for _ in f.open("rb")) - 1 for f in sorted(demo.glob("*.csv"))}
+    out["kept_bytes"] = (
+        {f.name: f.stat().st_size for f in sorted(kept.glob("*.json"))} if kept.exists() else {}
+    )
+    return out
 
 
 def _port() -> int:
@@ -85,7 +106,11 @@ def serving(work: Path) -> Iterator[tuple[httpx.Client, float]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workdir", required=True, help="a trained shop (copied, not changed)")
+    ap.add_argument(
+        "--workdir",
+        required=True,
+        help="a trained shop, e.g. `shelfwise demo --workdir W` (copied, not changed)",
+    )
     ap.add_argument("--user", default="C100011", help="a shopper's raw id for the shopper view")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--out", default="benchmarks/console.json")
@@ -121,6 +146,7 @@ def main() -> None:
                     warm[p].append(_ms(c.get(p)))
                 per_round.append(round(os.getloadavg()[0], 2))
             loads["rounds"] = per_round
+        shop = shop_of(work, str(Path(a.workdir).resolve()))
     report["protocol"] = {
         "server_ms": "the page's Server-Timing app;dur (request in, response built), milliseconds",
         "first": "first read of the page in the first freshly started server on the workdir, right after /readyz "
@@ -132,6 +158,7 @@ def main() -> None:
         "warm": "the same page again, nothing changed",
         "rounds": a.rounds,
     }
+    report["shop"] = shop
     report["seconds_to_ready"] = {"first_server": round(ready1, 1), "second_server": round(ready2, 1)}
     report["load_average_1m"] = loads
     report["pages"] = {

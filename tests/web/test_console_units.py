@@ -471,3 +471,40 @@ def test_a_computation_lock_is_not_dropped_while_a_thread_waits_for_it(monkeypat
     _data._drop_key_lock(taken)
     _data._drop_key_lock(again)
     assert taken.users == 0
+
+
+def test_the_console_keeps_the_latest_loads_of_each_table() -> None:
+    loads = [{"table": t, "at": i} for i in range(10) for t in ("events", "products")]
+    loads += [{"table": "users", "at": 99}]
+    got = _data._recent_loads(loads, per_table=3)
+    assert [(x["table"], x["at"]) for x in got] == [
+        ("events", 7), ("products", 7), ("events", 8), ("products", 8), ("events", 9), ("products", 9),
+        ("users", 99),
+    ]  # fmt: skip
+
+
+def test_the_lineage_file_is_read_incrementally_and_equals_a_full_read(tmp_path: Path) -> None:
+    from shelfwise.governance._lineage import LINEAGE_FILE, read_lineage
+
+    assert _data.LINEAGE_FILE == LINEAGE_FILE  # the console reads it without the OpenLineage client
+    path = tmp_path / LINEAGE_FILE
+    path.parent.mkdir(parents=True)
+
+    def event(i: int, state: str = "COMPLETE") -> str:
+        return json.dumps({"eventType": state, "run": {"runId": f"r{i}"}, "job": {"name": f"shelfwise.ingest{i}"},
+                           "inputs": [{"namespace": "file", "name": f"/d/{i}.csv"}]}) + "\n"  # fmt: skip
+
+    def full() -> dict:
+        return {e["run"]["runId"]: {"job": e["job"], "inputs": e["inputs"]}
+                for e in read_lineage(tmp_path) if e["eventType"] == "COMPLETE"}  # fmt: skip
+
+    path.write_text(event(1, "START") + event(1) + event(2))
+    assert _data.lineage_runs(tmp_path) == full() and set(full()) == {"r1", "r2"}
+    reader = _data._LINEAGE[path.resolve()]
+    with open(path, "a") as fh:
+        fh.write(event(3) + '{"eventType": "COMPL')  # a line being written: left for the next read
+    offset = reader.offset
+    assert set(_data.lineage_runs(tmp_path)) == {"r1", "r2", "r3"}
+    assert reader.offset == offset + len(event(3))  # only the appended line was read
+    path.write_text(event(4) + event(5) + event(6) + event(7))  # rewritten (retention): read again
+    assert _data.lineage_runs(tmp_path) == full() and set(full()) == {"r4", "r5", "r6", "r7"}

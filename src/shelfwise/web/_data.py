@@ -288,7 +288,8 @@ def datasets(workdir: Path) -> dict[str, Any]:
 
     def compute() -> dict[str, Any]:
         with warehouse():
-            return catalog(workdir)
+            got = catalog(workdir)
+        return {**got, "loads": _recent_loads(got["loads"])}
 
     stamp = _stamp(workdir, *WAREHOUSE, *REGISTRY, "config/rules.json")
     got = _cached(("catalog", workdir), stamp, compute, float("inf"), REFRESH_WAIT_S, (workdir, _CATALOG))
@@ -300,6 +301,20 @@ def datasets(workdir: Path) -> dict[str, Any]:
 
 
 _CATALOG = Persist("catalog")
+LOADS_SHOWN = 100  # per table: the quality trend's points (an absorb every few seconds is a load each)
+
+
+def _recent_loads(loads: list[dict[str, Any]], per_table: int = LOADS_SHOWN) -> list[dict[str, Any]]:
+    """The latest `per_table` loads of each table, in their order (the trend and the spike
+    alert read these; the catalog has every load since the shop began: kept whole, the
+    console's copy in `state/console/catalog.json` would grow with every absorb)."""
+    seen: Counter[str] = Counter()
+    out = []
+    for x in reversed(loads):
+        seen[x["table"]] += 1
+        if seen[x["table"]] <= per_table:
+            out.append(x)
+    return out[::-1]
 
 
 def _age_hours(ts: Any) -> float | None:
@@ -791,7 +806,6 @@ def lineage_graph(workdir: Path, bundle: str | None = None) -> dict[str, Any]:
     """From a bundle (default: the one serving) back to the runs and data versions that made it:
     registry version -> bundle -> training run -> curated table versions -> ingest runs -> files.
     Nodes carry a column (layer) for drawing; edges go left to right (upstream to downstream)."""
-    from ..governance import read_lineage
     from ..serving._bundle import BUNDLES_DIR, CURRENT
 
     root = workdir / BUNDLES_DIR
@@ -820,7 +834,7 @@ def lineage_graph(workdir: Path, bundle: str | None = None) -> dict[str, Any]:
             )
             edges.append((b, r))
     lin = m.get("lineage") or {}
-    runs = {e["run"]["runId"]: e for e in read_lineage(workdir) if e.get("eventType") == "COMPLETE"}
+    runs = lineage_runs(workdir)
     train_run = lin.get("train_run_id")
     t = None
     if train_run:
@@ -840,7 +854,7 @@ def lineage_graph(workdir: Path, bundle: str | None = None) -> dict[str, Any]:
         rid = dv.get("run_id")
         if rid:
             ingest_runs.add(rid)
-            job = runs.get(rid, {}).get("job", {}).get("name", "ingest").split(".")[-1]
+            job = str(runs.get(rid, {}).get("job", {}).get("name", "ingest")).split(".")[-1]
             r = node(f"run:{rid}", f"{job} {str(rid)[:8]}", "run", 1, str(rid))
             edges.append((r, d))
     for rid in ingest_runs:
@@ -852,6 +866,61 @@ def lineage_graph(workdir: Path, bundle: str | None = None) -> dict[str, Any]:
         sorted((p.name for p in root.glob("[0-9]*") if p.is_dir()), reverse=True) if root.exists() else []
     )
     return {"bundle": bundle, "nodes": list(nodes.values()), "edges": sorted(set(edges)), "bundles": bundles}
+
+
+LINEAGE_FILE = "lineage/openlineage.jsonl"  # governance._lineage.LINEAGE_FILE (that module imports the
+# OpenLineage client: a second of CPU on a page; the file is plain JSON lines)
+
+
+class _LineageRuns:
+    """The completed runs of a lineage file (run id -> its event), read incrementally: every
+    ingest and absorb appends a run, so the file grows with the shop's age; a page reads only
+    what was appended since the last one (a file that shrank or was rewritten: from the start)."""
+
+    def __init__(self, path: Path):
+        self.path, self.offset, self.tail = path, 0, b""
+        self.runs: dict[str, dict[str, Any]] = {}
+        self.lock = threading.Lock()
+
+    def update(self) -> dict[str, dict[str, Any]]:
+        with self.lock:
+            try:
+                fh = open(self.path, "rb")
+            except OSError:
+                self.offset, self.tail, self.runs = 0, b"", {}
+                return self.runs
+            with fh:
+                size = fh.seek(0, 2)
+                if self.offset:
+                    fh.seek(self.offset - len(self.tail))
+                    if size < self.offset or fh.read(len(self.tail)) != self.tail:
+                        self.offset, self.tail, self.runs = 0, b"", {}  # rewritten: read again
+                fh.seek(self.offset)
+                for line in fh:
+                    if not line.endswith(b"\n"):
+                        break  # being written: read whole next time
+                    self.offset += len(line)
+                    self.tail = (self.tail + line)[-64:]
+                    try:
+                        e = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(e, dict) and e.get("eventType") == "COMPLETE":
+                        rid = (e.get("run") or {}).get("runId")
+                        if rid:  # the job's name and inputs are what a page draws
+                            self.runs[str(rid)] = {"job": e.get("job") or {}, "inputs": e.get("inputs") or []}
+            return dict(self.runs)
+
+
+_LINEAGE: dict[Path, _LineageRuns] = {}
+
+
+def lineage_runs(workdir: Path) -> dict[str, dict[str, Any]]:
+    """Run id -> {"job", "inputs"} of every completed run in the workdir's lineage file."""
+    path = (workdir / LINEAGE_FILE).resolve()
+    with _CACHE_LOCK:
+        reader = _LINEAGE.setdefault(path, _LineageRuns(path))
+    return reader.update()
 
 
 def lineage_svg(graph: dict[str, Any]) -> str:
