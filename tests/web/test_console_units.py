@@ -508,3 +508,33 @@ def test_the_lineage_file_is_read_incrementally_and_equals_a_full_read(tmp_path:
     assert reader.offset == offset + len(event(3))  # only the appended line was read
     path.write_text(event(4) + event(5) + event(6) + event(7))  # rewritten (retention): read again
     assert _data.lineage_runs(tmp_path) == full() and set(full()) == {"r4", "r5", "r6", "r7"}
+
+
+def test_the_audit_log_is_read_incrementally_with_verify_s_verdict(tmp_path: Path) -> None:
+    """Appends are parsed and chained from where the last read stopped; an edit in place (even
+    one with an append after it) is read and verified again from the start: the verdict is
+    always `AuditLog.verify()`'s."""
+    from shelfwise.governance import AuditLog
+
+    log = AuditLog(tmp_path)
+    for i in range(3):
+        log.append("rules.change", actor=f"p{i}", version=i)
+    got = _data.audit_entries(tmp_path)
+    assert got["verification"] == log.verify().as_dict() == {"ok": True, "entries": 3, "first_bad_line": None,
+                                                             "reason": None}  # fmt: skip
+    assert [e["seq"] for e in got["entries"]] == [3, 2, 1] and got["actors"] == ["p0", "p1", "p2"]
+    reader = _data._AUDIT[log.path.resolve()]
+    log.append("access.denied", actor="eve", outcome="denied")
+    before = reader.lineno
+    got = _data.audit_entries(tmp_path, outcome="denied")
+    assert reader.lineno == before + 1 and got["matching"] == 1 and got["total"] == 4
+    assert got["verification"] == log.verify().as_dict()
+    # tampering: an earlier entry edited in place (same length), then an honest append
+    text = log.path.read_text()
+    log.path.write_text(text.replace('"actor": "p1"', '"actor": "p7"', 1))
+    assert '"p7"' in log.path.read_text()
+    with open(log.path, "a") as fh:
+        fh.write("\n")  # the append that would let an offset-only reader miss the edit
+    got = _data.audit_entries(tmp_path)
+    assert got["verification"] == log.verify().as_dict() and not got["verification"]["ok"]
+    assert got["verification"]["first_bad_line"] == 2

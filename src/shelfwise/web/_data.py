@@ -10,6 +10,7 @@ whose warehouse is held by another process (a training run, an absorb) says so i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -761,14 +762,108 @@ def overview(workdir: Path) -> dict[str, Any]:
 
 
 # -- audit -----------------------------------------------------------------------------------------
-def audit_check(workdir: Path) -> dict[str, Any]:
-    """`AuditLog.verify()` (the whole hash chain) again only when the log changed: an append
-    moves its size and mtime. Kept in this process's memory only (never trusted from a file)."""
-    from ..governance import AuditLog
+class _AuditReader:
+    """The audit log as the audit page needs it, read incrementally: every absorb appends an
+    entry, so the log grows with the shop's age and parsing it whole at each page (and again to
+    verify the chain) outgrows a page's time. Appended lines are parsed and their hash chain
+    checked from where the last read stopped (`AuditLog.verify`'s checks, the same verdict);
+    the bytes read before are hashed again at each read (C speed) and, when they changed (an
+    edit in place, a truncation), everything is read and verified again: an edit is never
+    taken for an append. Entries are kept compact (the fields the page shows)."""
 
-    log = AuditLog(workdir)
-    stamp = _stamp(log.path.parent, log.path.name)
-    return _cached(("audit-verify", workdir), stamp, lambda: log.verify().as_dict(), float("inf"))  # type: ignore[no-any-return]
+    def __init__(self, path: Path):
+        self.path = path
+        self.lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        from ..governance._audit import GENESIS
+
+        self.offset, self.digest, self.lineno = 0, hashlib.sha256().digest(), 0
+        self.prev, self.n, self.bad = GENESIS, 0, None
+        self.entries: list[dict[str, Any]] = []
+        self.unparseable = 0
+
+    def update(self) -> _AuditReader:
+        from ..governance._audit import _canonical
+
+        with self.lock:
+            try:
+                data = self.path.read_bytes()
+            except OSError:
+                self._reset()
+                return self
+            if len(data) < self.offset or hashlib.sha256(data[: self.offset]).digest() != self.digest:
+                self._reset()  # not an append: read and verify from the start
+            end = data.rfind(b"\n") + 1  # a last line without its newline: read whole next time
+            if end <= self.offset:
+                return self
+            for raw in data[self.offset : end].split(b"\n")[:-1]:
+                self.lineno += 1
+                line = raw.decode("utf-8", errors="replace")
+                if not line.strip():
+                    continue
+                self.n += 1
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    self.unparseable += 1
+                    self._fail("not valid JSON")
+                    continue
+                if not isinstance(entry, dict):
+                    self.unparseable += 1
+                    self._fail("not valid JSON")
+                    continue
+                if self.bad is None:
+                    if entry.get("prev") != self.prev:
+                        self._fail(
+                            "chain broken: `prev` is not the previous entry's hash (a line was removed, reordered or edited)"
+                        )
+                    elif entry.get("seq") != self.n:
+                        self._fail(f"sequence number {entry.get('seq')} where {self.n} was expected")
+                    elif hashlib.sha256(_canonical(entry)).hexdigest() != entry.get("hash"):
+                        self._fail("content does not match its hash (the entry was edited)")
+                    else:
+                        self.prev = entry["hash"]
+                details = entry.get("details")
+                self.entries.append(
+                    {k: entry.get(k) for k in ("seq", "at", "actor", "action", "outcome")}
+                    # the page shows the details cut to 220 characters: kept cut (memory)
+                    | {"details": json.dumps(details, default=str, ensure_ascii=False)[:240]}
+                )
+            self.offset = end
+            self.digest = hashlib.sha256(data[:end]).digest()
+            return self
+
+    def _fail(self, reason: str) -> None:
+        if self.bad is None:
+            self.bad = (self.n, self.lineno, reason)
+
+    def verification(self) -> dict[str, Any]:
+        if self.bad is None:
+            return {"ok": True, "entries": self.n, "first_bad_line": None, "reason": None}
+        n, lineno, reason = self.bad
+        return {"ok": False, "entries": n, "first_bad_line": lineno, "reason": reason}
+
+
+_AUDIT: dict[Path, _AuditReader] = {}
+
+
+def _audit(workdir: Path) -> _AuditReader:
+    from ..governance._audit import AUDIT_FILE
+
+    path = (workdir / AUDIT_FILE).resolve()
+    with _CACHE_LOCK:
+        reader = _AUDIT.setdefault(path, _AuditReader(path))
+    return reader.update()
+
+
+def audit_check(workdir: Path) -> dict[str, Any]:
+    """`AuditLog.verify()` (the whole hash chain), kept up to date incrementally (see
+    `_AuditReader`). Kept in this process's memory only (never trusted from a file)."""
+    reader = _audit(workdir)
+    with reader.lock:
+        return reader.verification()
 
 
 def audit_entries(
@@ -778,27 +873,29 @@ def audit_entries(
     outcome: str | None = None,
     limit: int = 200,
 ) -> dict[str, Any]:
-    """`shelfwise audit --json`, filtered, newest first."""
-    from ..governance import AuditLog
-
-    log = AuditLog(workdir)
-    entries = log.entries()
-    picked = [
-        e
-        for e in entries
-        if "unparseable" not in e
-        and (not action or e.get("action") == action)
-        and (not actor or e.get("actor") == actor)
-        and (not outcome or e.get("outcome") == outcome)
-    ]
-    return {
-        "verification": audit_check(workdir),
-        "total": len(entries),
-        "matching": len(picked),
-        "entries": picked[::-1][:limit],
-        "actions": sorted({str(e.get("action")) for e in entries if "action" in e}),
-        "actors": sorted({str(e.get("actor")) for e in entries if "actor" in e}),
-    }
+    """`shelfwise audit --json`, filtered, newest first (details as JSON text, cut)."""
+    reader = _audit(workdir)
+    with reader.lock:
+        entries = reader.entries
+        picked: list[dict[str, Any]] = []
+        matching = 0
+        for e in reversed(entries):
+            if (
+                (not action or e["action"] == action)
+                and (not actor or e["actor"] == actor)
+                and (not outcome or e["outcome"] == outcome)
+            ):
+                matching += 1
+                if len(picked) < limit:
+                    picked.append(e)
+        return {
+            "verification": reader.verification(),
+            "total": len(entries) + reader.unparseable,
+            "matching": matching,
+            "entries": picked,
+            "actions": sorted({str(e["action"]) for e in entries if e["action"] is not None}),
+            "actors": sorted({str(e["actor"]) for e in entries if e["actor"] is not None}),
+        }
 
 
 # -- lineage ---------------------------------------------------------------------------------------

@@ -78,6 +78,13 @@ def _warm(workdir: Path, service: Callable[[], Any], templates: Jinja2Templates)
     if s is not None and s.snapshot.search is not None and s.snapshot.version == _current(workdir):
         lexical = s.snapshot.search.lexical_
     failed = _data.warm_up(workdir, lexical)
+    try:  # the insights page's modules (scipy.stats among them: seconds of CPU on its first read)
+        import importlib
+
+        for mod in ("_reports", "_audiences"):
+            importlib.import_module(f"..insights.{mod}", __package__)
+    except Exception as exc:  # a courtesy, as below
+        failed.append(f"insights ({type(exc).__name__})")
     if s is not None:  # the playground's and the shopper view's first use of the engine's paths
         try:
             if s.snapshot.search is not None:
