@@ -420,7 +420,7 @@ def traffic(workdir: Path) -> dict[str, Any]:
         att_stamp, attributed = _cached(
             ("attributed", workdir),
             stamp,
-            lambda: (stamp, _attributed(workdir)),
+            lambda: (stamp, _served_only(workdir, _attributed(workdir))),
             float("inf"),
             REFRESH_WAIT_S,
             (workdir, _ATTRIBUTED),
@@ -639,6 +639,15 @@ def _attributed(workdir: Path) -> list[tuple[str, int, int]]:
                     f"WHERE {c} IS NOT NULL GROUP BY 1"
                 ).fetchall()
     return out
+
+
+def _served_only(workdir: Path, attributed: Any) -> list[Any]:
+    """The warehouse's attributed lists (ids, or rows whose first field is the id) that the
+    exposure log holds: only those count on a page, and the warehouse names every list an event
+    ever named (the kept figures grew with the shop's traffic, past the log's retention). An
+    event names a list after it was served, so the list is in the log by then."""
+    ids = exposure_tally(workdir)["ids"]
+    return [a for a in attributed if (a[0] if isinstance(a, tuple) else a) in ids]
 
 
 MIN_LISTS = 200  # lists a bundle must have served on a surface before its click-through is compared
@@ -1092,6 +1101,7 @@ def search_report(workdir: Path, lexical: Any = None) -> dict[str, Any]:
     def logged() -> tuple[Any, dict[str, Any], set[str], list[dict[str, Any]]]:
         with warehouse():
             got, attributed = logged_searches(workdir)
+        attributed = set(_served_only(workdir, attributed))
         lex = lexical if lexical is not None else current_lexical(workdir)
         live = workdir / SYNONYMS_FILE
         synonyms = load_synonyms(live) if live.exists() else None
@@ -1143,7 +1153,8 @@ def experiments(workdir: Path) -> dict[str, Any]:
 
         def events() -> tuple[tuple[Any, ...], dict[str, dict[str, float]]]:
             with warehouse():
-                return stamp, attributed_events(workdir)
+                got = attributed_events(workdir)
+            return stamp, {k: got[k] for k in _served_only(workdir, got)}
 
         events_stamp, by_list = _cached(
             ("experiment-events", workdir), stamp, events, float("inf"), REFRESH_WAIT_S,
