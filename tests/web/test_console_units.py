@@ -538,3 +538,33 @@ def test_the_audit_log_is_read_incrementally_with_verify_s_verdict(tmp_path: Pat
     got = _data.audit_entries(tmp_path)
     assert got["verification"] == log.verify().as_dict() and not got["verification"]["ok"]
     assert got["verification"]["first_bad_line"] == 2
+
+
+@pytest.mark.slow  # an ingest (a minute on a loaded machine)
+def test_a_training_run_keeps_the_figures_the_first_server_shows(tmp_path: Path, monkeypatch) -> None:
+    """`Shop.train` ends with `keep_figures`: the warehouse figures the pages read are in
+    `state/console/` with the stamp of the files they came from, so the first server after it
+    shows them without opening the warehouse (here: the catalog refuses to be computed again)."""
+    from shelfwise import Shop
+    from shelfwise.demo import generate_demo
+    from shelfwise.governance import _catalog
+    from shelfwise.lifecycle import _train
+
+    generate_demo(tmp_path / "data", products=60, users=20, events=800, seed=3)
+    shop = Shop(tmp_path / "w")
+    shop.ingest(tmp_path / "data")
+    assert not (tmp_path / "w" / "state" / "console" / "catalog.json").exists()
+    monkeypatch.setattr(_train, "train", lambda *a, **k: "trained")  # the figures, not the models
+    monkeypatch.setattr("shelfwise.lifecycle.train", lambda *a, **k: "trained")
+    assert shop.train(log=None) == "trained"
+    kept = {f.name for f in (tmp_path / "w" / "state" / "console").glob("*.json")}
+    assert {"catalog.json", "quarantine_summary.json", "search_logged.json"} <= kept
+    expected = _data.datasets(tmp_path / "w")
+    _data._CACHE.clear()  # a new process
+
+    def boom(workdir: Path) -> dict:
+        raise AssertionError("the warehouse was opened")
+
+    monkeypatch.setattr(_catalog, "catalog", boom)
+    assert _data.datasets(tmp_path / "w")["datasets"] == expected["datasets"]
+    assert expected["datasets"] and expected["datasets"][0]["rows"] > 0

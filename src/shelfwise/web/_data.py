@@ -31,6 +31,7 @@ __all__ = [
     "datasets",
     "experiments",
     "exposure_tally",
+    "keep_figures",
     "lineage_graph",
     "models",
     "online_drops",
@@ -1193,6 +1194,32 @@ def warm_up(workdir: Path, lexical: Any = None) -> list[str]:
         except Exception as exc:  # e.g. the warehouse held by a training run: the page retries
             failed.append(name)
             log.info("console warm-up: %s not computed: %s", name, exc)
+    return failed
+
+
+def keep_figures(workdir: str | Path) -> list[str]:
+    """The figures a freshly started server's pages read from the warehouse, computed now and
+    kept in `state/console/` (with the stamp of the files they were made from): called at the
+    end of a training run, so that the first server after it shows its pages without opening
+    the warehouse (on the demo shop that takes seconds under load).
+    Never fails its caller: returns the parts that could not be computed."""
+    workdir = Path(workdir)
+    if not _has_warehouse(workdir):
+        return []
+    parts: list[tuple[str, Any]] = [
+        ("catalog", lambda: datasets(workdir)),
+        ("quarantine", lambda: quarantine(workdir, "", "", "open", rows=False)),
+        ("analytics", lambda: search_report(workdir)),
+        ("traffic", lambda: traffic(workdir)),
+        ("experiments", lambda: experiments(workdir)),
+    ]
+    failed = []
+    for name, part in parts:
+        try:
+            part()
+        except Exception as exc:  # the server computes it instead
+            failed.append(name)
+            log.info("console figures: %s not kept: %s", name, exc)
     return failed
 
 

@@ -350,12 +350,13 @@ def console_router(
         ctx.need("catalog.read")  # the counts by table and reason; the rows hold raw fields:
         raw = ctx.user.may("quarantine.read_raw")  # those only for the roles the CLI allows
         st = None if status == "all" else status
-        q = _data.quarantine(workdir, table, reason, st, min(max(limit, 1), 500), rows=raw)
+        limit = min(max(limit, 1), 500)
+        q = _data.quarantine(workdir, table, reason, st, limit, rows=raw)
         tables = sorted({s["table"] for s in q["summary"]})
         reasons = sorted({s["reason"] for s in q["summary"] if not table or s["table"] == table})
         name = "_quarantine_rows.html" if ctx.request.headers.get("hx-request") else "quarantine.html"
         return ctx.render(name, q=q, table=table, reason=reason, status=status, tables=tables, reasons=reasons,
-                          done=done, page="data", raw=raw)  # fmt: skip
+                          done=done, page="data", raw=raw, limit=limit)  # fmt: skip
 
     @router.post("/data/quarantine/{qid}/reprocess")
     async def reprocess_row(request: Request, qid: int) -> Any:
