@@ -790,7 +790,8 @@ class _AuditReader:
         from ..governance._audit import GENESIS
 
         self.offset, self.digest, self.lineno = 0, hashlib.sha256().digest(), 0
-        self.prev, self.n, self.bad = GENESIS, 0, None
+        self.prev, self.n = GENESIS, 0
+        self.bad: tuple[int, int, str] | None = None  # (entries, line, reason) of the first failure
         self.entries: list[dict[str, Any]] = []
         self.unparseable = 0
 
