@@ -1,12 +1,15 @@
 """Benchmark: the console's server time per page (the `Server-Timing: app;dur=` header each
 page sends), on a trained shop served by `shelfwise serve` in single-user mode on loopback.
 
-A copy of `--workdir` (a trained shop, e.g. the demo: `shelfwise demo --workdir W`) is served
-twice, each time by a freshly started process:
+Copies of `--workdir` (a trained shop, e.g. the demo: `shelfwise demo --workdir W`; the JSON's
+`shop` says which, with its tables' rows and the sizes of the files the console keeps) are
+served three times, each time by a freshly started process:
 
-- `first_ms`: the first server on the copy: each page read once right after /readyz (the
-  console's warm-up runs in the background from then on: a page read meanwhile waits for the
-  same computation). Nothing the console keeps in the workdir (`state/console/`) exists yet.
+- `after_train_ms`: a server on the workdir as training left it: each page read once right after
+  /readyz; the warehouse figures train kept in `state/console/` are there.
+- `first_ms`: a server on a copy without `state/console/`: each page read once right after
+  /readyz (the console's warm-up runs in the background from then on: a page read meanwhile
+  waits for the same computation).
 - `restart_first_ms`: a second server on the same copy after the first stopped: the figures the
   first one kept are read instead of opening the warehouse.
 - then, in the second server, each page is read `--rounds` times *cold* (after a change to
@@ -40,7 +43,30 @@ from _provenance import provenance, write_report
 
 def pages(user: str) -> list[str]:
     return ["/console/", "/console/models", "/console/data", "/console/data/quarantine", "/console/analytics",
-            "/console/search?q=pillow", f"/console/users/{user}", "/console/audit", "/console/lineage"]  # fmt: skip
+            "/console/search?q=pillow", f"/console/users/{user}", "/console/audit", "/console/lineage",
+            "/console/insights"]  # fmt: skip
+
+
+def shop_of(work: Path, source: str) -> dict[str, object]:
+    """Which shop was measured: the workdir given, its curated tables' rows (from the figures
+    the console kept), the demo's generator settings when it is a `shelfwise demo` workdir, and
+    the size of every file the console keeps in `state/console/`."""
+    kept = work / "state" / "console"
+    out: dict[str, object] = {"workdir": source}
+    try:
+        cat = json.loads((kept / "catalog.json").read_text())["value"]
+        out["rows"] = {d["name"]: d["rows"] for d in cat["datasets"]}
+    except (OSError, ValueError, KeyError):
+        pass
+    demo = work / "demo-data"
+    if demo.is_dir():  # `shelfwise demo`: 5,000 products, 2,000 users, 200,000 events by default
+        out["demo_data_lines"] = {
+            f.name: sum(1 for _ in f.open("rb")) - 1 for f in sorted(demo.glob("*.csv"))
+        }
+    out["kept_bytes"] = (
+        {f.name: f.stat().st_size for f in sorted(kept.glob("*.json"))} if kept.exists() else {}
+    )
+    return out
 
 
 def _port() -> int:
@@ -85,7 +111,11 @@ def serving(work: Path) -> Iterator[tuple[httpx.Client, float]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workdir", required=True, help="a trained shop (copied, not changed)")
+    ap.add_argument(
+        "--workdir",
+        required=True,
+        help="a trained shop, e.g. `shelfwise demo --workdir W` (copied, not changed)",
+    )
     ap.add_argument("--user", default="C100011", help="a shopper's raw id for the shopper view")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--out", default="benchmarks/console.json")
@@ -94,6 +124,12 @@ def main() -> None:
     paths = pages(a.user)
     loads: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        # as the training run left it: the figures it kept in state/console/ (`keep_figures`)
+        trained = Path(tmp) / "trained"
+        shutil.copytree(a.workdir, trained, ignore=shutil.ignore_patterns("serve-*.log"))
+        loads["trained_server"] = round(os.getloadavg()[0], 2)
+        with serving(trained) as (c, ready0):
+            as_trained = {p: _ms(c.get(p)) for p in paths}
         work = Path(tmp) / "w"
         shutil.copytree(a.workdir, work, ignore=shutil.ignore_patterns("serve-*.log", "console"))
         loads["first_server"] = round(os.getloadavg()[0], 2)
@@ -121,10 +157,13 @@ def main() -> None:
                     warm[p].append(_ms(c.get(p)))
                 per_round.append(round(os.getloadavg()[0], 2))
             loads["rounds"] = per_round
+        shop = shop_of(work, str(Path(a.workdir).resolve()))
     report["protocol"] = {
         "server_ms": "the page's Server-Timing app;dur (request in, response built), milliseconds",
-        "first": "first read of the page in the first freshly started server on the workdir, right after /readyz "
-        "(the console's warm-up started then; nothing kept in state/console/ yet)",
+        "after_train": "first read of the page in a freshly started server on the workdir as training left it, "
+        "right after /readyz (the warehouse figures train kept in state/console/ are there)",
+        "first": "first read of the page in the first freshly started server on the workdir without state/console/, "
+        "right after /readyz (the console's warm-up started then: a page waits for the figures it needs)",
         "restart_first": "first read of the page in a second freshly started server on the same workdir "
         "(the figures the first server kept in state/console/ are there)",
         "cold": "after an exposure line was appended (a page shown: what the served log feeds recomputed)",
@@ -132,10 +171,16 @@ def main() -> None:
         "warm": "the same page again, nothing changed",
         "rounds": a.rounds,
     }
-    report["seconds_to_ready"] = {"first_server": round(ready1, 1), "second_server": round(ready2, 1)}
+    report["shop"] = shop
+    report["seconds_to_ready"] = {
+        "trained_server": round(ready0, 1),
+        "first_server": round(ready1, 1),
+        "second_server": round(ready2, 1),
+    }
     report["load_average_1m"] = loads
     report["pages"] = {
         p: {
+            "after_train_ms": round(as_trained[p], 1),
             "first_ms": round(first[p], 1),
             "restart_first_ms": round(restart[p], 1),
             "cold_median_ms": round(statistics.median(cold[p]), 1),

@@ -192,6 +192,7 @@ class Shop:
                 engine=engine,
             )
             self._services.clear()
+            _keep_console_figures(self.workdir)
             return result
 
     def evaluate(self, models: Sequence[str] | None = None, *, sampled: int | None = None) -> dict[str, Any]:
@@ -833,3 +834,11 @@ def _json_doc(doc: Mapping[str, Any] | str | Path, what: str) -> Any:
         return json.loads(file.read_text())
     except (OSError, ValueError) as exc:
         raise ShelfwiseError(f"{file}: cannot read a JSON {what} file: {exc}") from None
+
+
+def _keep_console_figures(workdir: Path) -> None:
+    """The console's warehouse figures for the next server's first pages (`web._data.keep_figures`:
+    after a training run, which a server needs before it starts)."""
+    from .web._data import keep_figures
+
+    keep_figures(workdir)

@@ -3,6 +3,9 @@ cookie, the lineage drawing (known answers on small hand-made inputs)."""
 
 from __future__ import annotations
 
+import json
+import re
+import time
 from pathlib import Path
 
 import pytest
@@ -405,3 +408,163 @@ def test_the_registry_is_read_from_its_snapshot_until_it_changes(tmp_path: Path,
     assert [v["aliases"] for v in mv.registered_versions(tmp_path, use_snapshot=True)] == [[], ["production"]]
     monkeypatch.setattr(mv, "mlflow_client", no_mlflow)
     assert [v["aliases"] for v in mv.registered_versions(tmp_path, use_snapshot=True)] == [[], ["production"]]
+
+
+def test_figures_from_an_older_data_state_are_marked_on_the_page(tmp_path: Path, monkeypatch) -> None:
+    """While the tables' figures are recomputed after an absorb (longer than the page waits),
+    the Data page shows the previous ones and says so: "as of <their time>, refreshing"; once
+    the refresh is in, the note is gone."""
+    import threading
+
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from shelfwise.governance import _catalog
+    from shelfwise.web._routes import console_router
+
+    release, rows = threading.Event(), iter([11, 22])
+
+    def catalog(workdir: Path) -> dict:
+        n = next(rows)
+        if n == 22:
+            release.wait(10)  # a slow warehouse read
+        table = {"name": "curated.events", "description": "", "owner": "o", "steward": "s",
+                 "contract_version": 1, "classification": {}, "rows": n, "versions": 1, "updated_at": None,
+                 "quality": {"passed": True, "rows_quarantined": 0, "rows_in": n, "quarantined_share": 0.0,
+                             "open_quarantine": 0, "reasons": {}}}  # fmt: skip
+        return {"datasets": [table], "models": [], "rules": None, "loads": [], "contracts": []}
+
+    monkeypatch.setattr(_catalog, "catalog", catalog)
+    (tmp_path / "warehouse.duckdb").write_bytes(b"v1")
+    app = FastAPI()
+    app.include_router(console_router(tmp_path, lambda: None))
+    with TestClient(app) as c:  # single-user mode: the in-process client counts as loopback
+        page = c.get("/console/data").text
+        assert '<td class="n rows">11</td>' in page and 'id="stale"' not in page
+        first = json.loads((tmp_path / "state" / "console" / "catalog.json").read_text())["computed_at"]
+        (tmp_path / "warehouse.duckdb").write_bytes(b"v2, an absorb later")
+        page = c.get("/console/data").text  # the refresh runs longer than the page waits
+        assert '<td class="n rows">11</td>' in page
+        as_of = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(first))
+        assert re.search(
+            rf'<li data-what="tables, rows, freshness and quality">[^<]*as of {as_of} \(\d+ s ago\), refreshing',
+            page,
+        )
+        release.set()
+        _data._REFRESHING[("catalog", tmp_path)].join(10)
+        page = c.get("/console/data").text
+        assert '<td class="n rows">22</td>' in page and 'id="stale"' not in page
+
+
+def test_a_computation_lock_is_not_dropped_while_a_thread_waits_for_it(monkeypatch) -> None:
+    """The key locks' cleanup (past 1024 keys) keeps a lock a thread has taken and not yet
+    acquired (else the next thread gets a second lock and the entry is computed twice), and
+    drops the unused ones."""
+    monkeypatch.setattr(_data, "_KEY_LOCKS", {("filler", i): _data._KeyLock() for i in range(1100)})
+    key = ("unit-race", "w")
+    taken = _data._take_key_lock(key)  # a page took the lock; the thread is not yet in `acquire`
+    assert not taken.lock.locked()
+    with _data._key_lock(("another", "key")):  # another page's entry: the cleanup runs
+        assert ("filler", 1) not in _data._KEY_LOCKS
+    again = _data._take_key_lock(key)  # a second page for the same entry: the same lock
+    assert again is taken and taken.users == 2
+    _data._drop_key_lock(taken)
+    _data._drop_key_lock(again)
+    assert taken.users == 0
+
+
+def test_the_console_keeps_the_latest_loads_of_each_table() -> None:
+    loads = [{"table": t, "at": i} for i in range(10) for t in ("events", "products")]
+    loads += [{"table": "users", "at": 99}]
+    got = _data._recent_loads(loads, per_table=3)
+    assert [(x["table"], x["at"]) for x in got] == [
+        ("events", 7), ("products", 7), ("events", 8), ("products", 8), ("events", 9), ("products", 9),
+        ("users", 99),
+    ]  # fmt: skip
+
+
+def test_the_lineage_file_is_read_incrementally_and_equals_a_full_read(tmp_path: Path) -> None:
+    from shelfwise.governance._lineage import LINEAGE_FILE, read_lineage
+
+    assert _data.LINEAGE_FILE == LINEAGE_FILE  # the console reads it without the OpenLineage client
+    path = tmp_path / LINEAGE_FILE
+    path.parent.mkdir(parents=True)
+
+    def event(i: int, state: str = "COMPLETE") -> str:
+        return json.dumps({"eventType": state, "run": {"runId": f"r{i}"}, "job": {"name": f"shelfwise.ingest{i}"},
+                           "inputs": [{"namespace": "file", "name": f"/d/{i}.csv"}]}) + "\n"  # fmt: skip
+
+    def full() -> dict:
+        return {e["run"]["runId"]: {"job": e["job"], "inputs": e["inputs"]}
+                for e in read_lineage(tmp_path) if e["eventType"] == "COMPLETE"}  # fmt: skip
+
+    path.write_text(event(1, "START") + event(1) + event(2))
+    assert _data.lineage_runs(tmp_path) == full() and set(full()) == {"r1", "r2"}
+    reader = _data._LINEAGE[path.resolve()]
+    with open(path, "a") as fh:
+        fh.write(event(3) + '{"eventType": "COMPL')  # a line being written: left for the next read
+    offset = reader.offset
+    assert set(_data.lineage_runs(tmp_path)) == {"r1", "r2", "r3"}
+    assert reader.offset == offset + len(event(3))  # only the appended line was read
+    path.write_text(event(4) + event(5) + event(6) + event(7))  # rewritten (retention): read again
+    assert _data.lineage_runs(tmp_path) == full() and set(full()) == {"r4", "r5", "r6", "r7"}
+
+
+def test_the_audit_log_is_read_incrementally_with_verify_s_verdict(tmp_path: Path) -> None:
+    """Appends are parsed and chained from where the last read stopped; an edit in place (even
+    one with an append after it) is read and verified again from the start: the verdict is
+    always `AuditLog.verify()`'s."""
+    from shelfwise.governance import AuditLog
+
+    log = AuditLog(tmp_path)
+    for i in range(3):
+        log.append("rules.change", actor=f"p{i}", version=i)
+    got = _data.audit_entries(tmp_path)
+    assert got["verification"] == log.verify().as_dict() == {"ok": True, "entries": 3, "first_bad_line": None,
+                                                             "reason": None}  # fmt: skip
+    assert [e["seq"] for e in got["entries"]] == [3, 2, 1] and got["actors"] == ["p0", "p1", "p2"]
+    reader = _data._AUDIT[log.path.resolve()]
+    log.append("access.denied", actor="eve", outcome="denied")
+    before = reader.lineno
+    got = _data.audit_entries(tmp_path, outcome="denied")
+    assert reader.lineno == before + 1 and got["matching"] == 1 and got["total"] == 4
+    assert got["verification"] == log.verify().as_dict()
+    # tampering: an earlier entry edited in place (same length), then an honest append
+    text = log.path.read_text()
+    log.path.write_text(text.replace('"actor": "p1"', '"actor": "p7"', 1))
+    assert '"p7"' in log.path.read_text()
+    with open(log.path, "a") as fh:
+        fh.write("\n")  # the append that would let an offset-only reader miss the edit
+    got = _data.audit_entries(tmp_path)
+    assert got["verification"] == log.verify().as_dict() and not got["verification"]["ok"]
+    assert got["verification"]["first_bad_line"] == 2
+
+
+@pytest.mark.slow  # an ingest (a minute on a loaded machine)
+def test_a_training_run_keeps_the_figures_the_first_server_shows(tmp_path: Path, monkeypatch) -> None:
+    """`Shop.train` ends with `keep_figures`: the warehouse figures the pages read are in
+    `state/console/` with the stamp of the files they came from, so the first server after it
+    shows them without opening the warehouse (here: the catalog refuses to be computed again)."""
+    from shelfwise import Shop
+    from shelfwise.demo import generate_demo
+    from shelfwise.governance import _catalog
+    from shelfwise.lifecycle import _train
+
+    generate_demo(tmp_path / "data", products=60, users=20, events=800, seed=3)
+    shop = Shop(tmp_path / "w")
+    shop.ingest(tmp_path / "data")
+    assert not (tmp_path / "w" / "state" / "console" / "catalog.json").exists()
+    monkeypatch.setattr(_train, "train", lambda *a, **k: "trained")  # the figures, not the models
+    monkeypatch.setattr("shelfwise.lifecycle.train", lambda *a, **k: "trained")
+    assert shop.train(log=None) == "trained"
+    kept = {f.name for f in (tmp_path / "w" / "state" / "console").glob("*.json")}
+    assert {"catalog.json", "quarantine_summary.json", "search_logged.json"} <= kept
+    expected = _data.datasets(tmp_path / "w")
+    _data._CACHE.clear()  # a new process
+
+    def boom(workdir: Path) -> dict:
+        raise AssertionError("the warehouse was opened")
+
+    monkeypatch.setattr(_catalog, "catalog", boom)
+    assert _data.datasets(tmp_path / "w")["datasets"] == expected["datasets"]
+    assert expected["datasets"] and expected["datasets"][0]["rows"] > 0

@@ -10,6 +10,7 @@ whose warehouse is held by another process (a training run, an absorb) says so i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -30,6 +31,7 @@ __all__ = [
     "datasets",
     "experiments",
     "exposure_tally",
+    "keep_figures",
     "lineage_graph",
     "models",
     "online_drops",
@@ -43,12 +45,23 @@ __all__ = [
 
 _LOCK = threading.Lock()
 _CACHE: dict[tuple[Any, ...], tuple[Any, float, Any]] = {}
+_AS_OF: dict[tuple[Any, ...], float] = {}  # when each entry's figures were computed (wall clock)
 _CACHE_LOCK = threading.Lock()
 _REFRESHING: dict[tuple[Any, ...], threading.Thread] = {}
 REFRESH_WAIT_S = 0.15  # how long a page waits for warehouse figures recomputed after an absorb
 # when the page being made stops waiting for refreshed figures (set per page by the routes: the
 # waits of its parts share one budget instead of adding up)
 PAGE_DEADLINE: ContextVar[float | None] = ContextVar("console_page_deadline", default=None)
+# the kept figures a page shows from an older data state while their refresh runs (set to a
+# fresh list per page by the routes; the page says "as of <time>, refreshing" for each)
+STALE: ContextVar[list[dict[str, Any]] | None] = ContextVar("console_stale", default=None)
+# what each refreshed-in-the-background entry is, in the page's words
+STALE_WHAT = {
+    "catalog": "tables, rows, freshness and quality",
+    "attributed": "click-through and conversion",
+    "search-logged": "logged searches and no-keyword-match queries",
+    "experiment-events": "experiment outcomes",
+}
 log = logging.getLogger("shelfwise.web")
 CACHE_TTL_S = 60.0  # freshness ages and the like are recomputed at least this often
 SPIKE_FACTOR = 2.0  # a load quarantining this many times the table's previous share is a spike
@@ -110,11 +123,12 @@ class Persist:
     def __init__(self, name: str, dump: Any = None, load: Any = None):
         self.name, self.dump, self.load = name, dump or (lambda v: v), load or (lambda v: v)
 
-    def read(self, workdir: Path) -> tuple[Any, Any] | None:
-        """(stamp as JSON, value) or None."""
+    def read(self, workdir: Path) -> tuple[Any, Any, float | None] | None:
+        """(stamp as JSON, value, when computed: epoch seconds) or None."""
         try:
             doc = json.loads((workdir / SUMMARIES / f"{self.name}.json").read_text())
-            return doc["stamp"], self.load(doc["value"])
+            at = doc.get("computed_at")
+            return doc["stamp"], self.load(doc["value"]), float(at) if at is not None else None
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -159,7 +173,7 @@ def _cached(
     if hit is None and persist is not None and (kept := persist[1].read(persist[0])) is not None:
         # another process's figures: current if made from these files, else the previous ones
         hit = (stamp if kept[0] == _as_json(stamp) else ("kept", kept[0]), now, kept[1])
-        _store(key, *hit)
+        _store(key, *hit, as_of=kept[2])
     if hit is not None and hit[0] == stamp and now - hit[1] < ttl:
         return hit[2]
     if persist is not None:
@@ -196,25 +210,69 @@ def _cached(
     deadline = PAGE_DEADLINE.get()
     worker.join(wait_s if deadline is None else max(0.0, min(wait_s, deadline - time.monotonic())))
     with _CACHE_LOCK:
-        return _CACHE.get(key, hit)[2]
+        got = _CACHE.get(key, hit)
+        as_of = _AS_OF.get(key)
+    if got[0] != stamp and (notes := STALE.get()) is not None:  # shown from an older data state
+        notes.append({"what": STALE_WHAT.get(str(key[0]), str(key[0])), "as_of": as_of})
+    return got[2]
 
 
-_KEY_LOCKS: dict[tuple[Any, ...], threading.Lock] = {}
+class _KeyLock:
+    """A lock and how many threads hold it or wait for it (the cleanup's test of "in use": a
+    lock's `locked()` is False between a thread taking the entry and acquiring it, so a
+    cleanup then would hand the next thread a second lock and the entry computed twice)."""
+
+    def __init__(self) -> None:
+        self.lock, self.users = threading.Lock(), 0
 
 
-def _key_lock(key: tuple[Any, ...]) -> threading.Lock:
+_KEY_LOCKS: dict[tuple[Any, ...], _KeyLock] = {}
+
+
+def _take_key_lock(key: tuple[Any, ...]) -> _KeyLock:
+    """The entry's lock, counted as in use until `_drop_key_lock` (its holder may not have
+    acquired it yet: a cleanup meanwhile must keep it)."""
     with _CACHE_LOCK:
-        if len(_KEY_LOCKS) > 1024:  # filters make keys: keep the ones in use
-            for k in [k for k, lock in _KEY_LOCKS.items() if not lock.locked()]:
-                del _KEY_LOCKS[k]
-        return _KEY_LOCKS.setdefault(key, threading.Lock())
+        entry = _KEY_LOCKS.get(key)
+        if entry is None:
+            if len(_KEY_LOCKS) > 1024:  # filters make keys: keep the ones in use
+                for k in [k for k, e in _KEY_LOCKS.items() if not e.users]:
+                    del _KEY_LOCKS[k]
+            entry = _KEY_LOCKS[key] = _KeyLock()
+        entry.users += 1
+        return entry
 
 
-def _store(key: tuple[Any, ...], stamp: tuple[Any, ...], at: float, value: Any) -> None:
+def _drop_key_lock(entry: _KeyLock) -> None:
+    with _CACHE_LOCK:
+        entry.users -= 1
+
+
+@contextmanager
+def _key_lock(key: tuple[Any, ...]) -> Any:
+    """Held while `key` is computed: one computation of an entry at a time."""
+    entry = _take_key_lock(key)
+    try:
+        with entry.lock:
+            yield
+    finally:
+        _drop_key_lock(entry)
+
+
+def _store(
+    key: tuple[Any, ...], stamp: tuple[Any, ...], at: float, value: Any, as_of: float | None = None
+) -> None:
+    """`at`: monotonic (the TTL's clock); `as_of`: the wall-clock time the figures were computed
+    (now unless they come from a file kept by another process, `None`: unknown)."""
     with _CACHE_LOCK:
         if len(_CACHE) > 256:
             _CACHE.clear()
+            _AS_OF.clear()
         _CACHE[key] = (stamp, at, value)
+        if as_of is not None or stamp[:1] != ("kept",):
+            _AS_OF[key] = time.time() if as_of is None else as_of
+        else:
+            _AS_OF.pop(key, None)
 
 
 def _has_warehouse(workdir: Path) -> bool:
@@ -232,7 +290,8 @@ def datasets(workdir: Path) -> dict[str, Any]:
 
     def compute() -> dict[str, Any]:
         with warehouse():
-            return catalog(workdir)
+            got = catalog(workdir)
+        return {**got, "loads": _recent_loads(got["loads"])}
 
     stamp = _stamp(workdir, *WAREHOUSE, *REGISTRY, "config/rules.json")
     got = _cached(("catalog", workdir), stamp, compute, float("inf"), REFRESH_WAIT_S, (workdir, _CATALOG))
@@ -244,6 +303,20 @@ def datasets(workdir: Path) -> dict[str, Any]:
 
 
 _CATALOG = Persist("catalog")
+LOADS_SHOWN = 100  # per table: the quality trend's points (an absorb every few seconds is a load each)
+
+
+def _recent_loads(loads: list[dict[str, Any]], per_table: int = LOADS_SHOWN) -> list[dict[str, Any]]:
+    """The latest `per_table` loads of each table, in their order (the trend and the spike
+    alert read these; the catalog has every load since the shop began: kept whole, the
+    console's copy in `state/console/catalog.json` would grow with every absorb)."""
+    seen: Counter[str] = Counter()
+    out = []
+    for x in reversed(loads):
+        seen[x["table"]] += 1
+        if seen[x["table"]] <= per_table:
+            out.append(x)
+    return out[::-1]
 
 
 def _age_hours(ts: Any) -> float | None:
@@ -348,7 +421,7 @@ def traffic(workdir: Path) -> dict[str, Any]:
         att_stamp, attributed = _cached(
             ("attributed", workdir),
             stamp,
-            lambda: (stamp, _attributed(workdir)),
+            lambda: (stamp, _served_only(workdir, _attributed(workdir))),
             float("inf"),
             REFRESH_WAIT_S,
             (workdir, _ATTRIBUTED),
@@ -569,6 +642,15 @@ def _attributed(workdir: Path) -> list[tuple[str, int, int]]:
     return out
 
 
+def _served_only(workdir: Path, attributed: Any) -> list[Any]:
+    """The warehouse's attributed lists (ids, or rows whose first field is the id) that the
+    exposure log holds: only those count on a page, and the warehouse names every list an event
+    ever named (the kept figures grew with the shop's traffic, past the log's retention). An
+    event names a list after it was served, so the list is in the log by then."""
+    ids = exposure_tally(workdir)["ids"]
+    return [a for a in attributed if (a[0] if isinstance(a, tuple) else a) in ids]
+
+
 MIN_LISTS = 200  # lists a bundle must have served on a surface before its click-through is compared
 
 
@@ -690,14 +772,109 @@ def overview(workdir: Path) -> dict[str, Any]:
 
 
 # -- audit -----------------------------------------------------------------------------------------
-def audit_check(workdir: Path) -> dict[str, Any]:
-    """`AuditLog.verify()` (the whole hash chain) again only when the log changed: an append
-    moves its size and mtime. Kept in this process's memory only (never trusted from a file)."""
-    from ..governance import AuditLog
+class _AuditReader:
+    """The audit log as the audit page needs it, read incrementally: every absorb appends an
+    entry, so the log grows with the shop's age and parsing it whole at each page (and again to
+    verify the chain) outgrows a page's time. Appended lines are parsed and their hash chain
+    checked from where the last read stopped (`AuditLog.verify`'s checks, the same verdict);
+    the bytes read before are hashed again at each read (C speed) and, when they changed (an
+    edit in place, a truncation), everything is read and verified again: an edit is never
+    taken for an append. Entries are kept compact (the fields the page shows)."""
 
-    log = AuditLog(workdir)
-    stamp = _stamp(log.path.parent, log.path.name)
-    return _cached(("audit-verify", workdir), stamp, lambda: log.verify().as_dict(), float("inf"))  # type: ignore[no-any-return]
+    def __init__(self, path: Path):
+        self.path = path
+        self.lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        from ..governance._audit import GENESIS
+
+        self.offset, self.digest, self.lineno = 0, hashlib.sha256().digest(), 0
+        self.prev, self.n = GENESIS, 0
+        self.bad: tuple[int, int, str] | None = None  # (entries, line, reason) of the first failure
+        self.entries: list[dict[str, Any]] = []
+        self.unparseable = 0
+
+    def update(self) -> _AuditReader:
+        from ..governance._audit import _canonical
+
+        with self.lock:
+            try:
+                data = self.path.read_bytes()
+            except OSError:
+                self._reset()
+                return self
+            if len(data) < self.offset or hashlib.sha256(data[: self.offset]).digest() != self.digest:
+                self._reset()  # not an append: read and verify from the start
+            end = data.rfind(b"\n") + 1  # a last line without its newline: read whole next time
+            if end <= self.offset:
+                return self
+            for raw in data[self.offset : end].split(b"\n")[:-1]:
+                self.lineno += 1
+                line = raw.decode("utf-8", errors="replace")
+                if not line.strip():
+                    continue
+                self.n += 1
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    self.unparseable += 1
+                    self._fail("not valid JSON")
+                    continue
+                if not isinstance(entry, dict):
+                    self.unparseable += 1
+                    self._fail("not valid JSON")
+                    continue
+                if self.bad is None:
+                    if entry.get("prev") != self.prev:
+                        self._fail(
+                            "chain broken: `prev` is not the previous entry's hash (a line was removed, reordered or edited)"
+                        )
+                    elif entry.get("seq") != self.n:
+                        self._fail(f"sequence number {entry.get('seq')} where {self.n} was expected")
+                    elif hashlib.sha256(_canonical(entry)).hexdigest() != entry.get("hash"):
+                        self._fail("content does not match its hash (the entry was edited)")
+                    else:
+                        self.prev = entry["hash"]
+                details = entry.get("details")
+                self.entries.append(
+                    {k: entry.get(k) for k in ("seq", "at", "actor", "action", "outcome")}
+                    # the page shows the details cut to 220 characters: kept cut (memory)
+                    | {"details": json.dumps(details, default=str, ensure_ascii=False)[:240]}
+                )
+            self.offset = end
+            self.digest = hashlib.sha256(data[:end]).digest()
+            return self
+
+    def _fail(self, reason: str) -> None:
+        if self.bad is None:
+            self.bad = (self.n, self.lineno, reason)
+
+    def verification(self) -> dict[str, Any]:
+        if self.bad is None:
+            return {"ok": True, "entries": self.n, "first_bad_line": None, "reason": None}
+        n, lineno, reason = self.bad
+        return {"ok": False, "entries": n, "first_bad_line": lineno, "reason": reason}
+
+
+_AUDIT: dict[Path, _AuditReader] = {}
+
+
+def _audit(workdir: Path) -> _AuditReader:
+    from ..governance._audit import AUDIT_FILE
+
+    path = (workdir / AUDIT_FILE).resolve()
+    with _CACHE_LOCK:
+        reader = _AUDIT.setdefault(path, _AuditReader(path))
+    return reader.update()
+
+
+def audit_check(workdir: Path) -> dict[str, Any]:
+    """`AuditLog.verify()` (the whole hash chain), kept up to date incrementally (see
+    `_AuditReader`). Kept in this process's memory only (never trusted from a file)."""
+    reader = _audit(workdir)
+    with reader.lock:
+        return reader.verification()
 
 
 def audit_entries(
@@ -707,27 +884,29 @@ def audit_entries(
     outcome: str | None = None,
     limit: int = 200,
 ) -> dict[str, Any]:
-    """`shelfwise audit --json`, filtered, newest first."""
-    from ..governance import AuditLog
-
-    log = AuditLog(workdir)
-    entries = log.entries()
-    picked = [
-        e
-        for e in entries
-        if "unparseable" not in e
-        and (not action or e.get("action") == action)
-        and (not actor or e.get("actor") == actor)
-        and (not outcome or e.get("outcome") == outcome)
-    ]
-    return {
-        "verification": audit_check(workdir),
-        "total": len(entries),
-        "matching": len(picked),
-        "entries": picked[::-1][:limit],
-        "actions": sorted({str(e.get("action")) for e in entries if "action" in e}),
-        "actors": sorted({str(e.get("actor")) for e in entries if "actor" in e}),
-    }
+    """`shelfwise audit --json`, filtered, newest first (details as JSON text, cut)."""
+    reader = _audit(workdir)
+    with reader.lock:
+        entries = reader.entries
+        picked: list[dict[str, Any]] = []
+        matching = 0
+        for e in reversed(entries):
+            if (
+                (not action or e["action"] == action)
+                and (not actor or e["actor"] == actor)
+                and (not outcome or e["outcome"] == outcome)
+            ):
+                matching += 1
+                if len(picked) < limit:
+                    picked.append(e)
+        return {
+            "verification": reader.verification(),
+            "total": len(entries) + reader.unparseable,
+            "matching": matching,
+            "entries": picked,
+            "actions": sorted({str(e["action"]) for e in entries if e["action"] is not None}),
+            "actors": sorted({str(e["actor"]) for e in entries if e["actor"] is not None}),
+        }
 
 
 # -- lineage ---------------------------------------------------------------------------------------
@@ -735,7 +914,6 @@ def lineage_graph(workdir: Path, bundle: str | None = None) -> dict[str, Any]:
     """From a bundle (default: the one serving) back to the runs and data versions that made it:
     registry version -> bundle -> training run -> curated table versions -> ingest runs -> files.
     Nodes carry a column (layer) for drawing; edges go left to right (upstream to downstream)."""
-    from ..governance import read_lineage
     from ..serving._bundle import BUNDLES_DIR, CURRENT
 
     root = workdir / BUNDLES_DIR
@@ -764,7 +942,7 @@ def lineage_graph(workdir: Path, bundle: str | None = None) -> dict[str, Any]:
             )
             edges.append((b, r))
     lin = m.get("lineage") or {}
-    runs = {e["run"]["runId"]: e for e in read_lineage(workdir) if e.get("eventType") == "COMPLETE"}
+    runs = lineage_runs(workdir)
     train_run = lin.get("train_run_id")
     t = None
     if train_run:
@@ -784,7 +962,7 @@ def lineage_graph(workdir: Path, bundle: str | None = None) -> dict[str, Any]:
         rid = dv.get("run_id")
         if rid:
             ingest_runs.add(rid)
-            job = runs.get(rid, {}).get("job", {}).get("name", "ingest").split(".")[-1]
+            job = str(runs.get(rid, {}).get("job", {}).get("name", "ingest")).split(".")[-1]
             r = node(f"run:{rid}", f"{job} {str(rid)[:8]}", "run", 1, str(rid))
             edges.append((r, d))
     for rid in ingest_runs:
@@ -796,6 +974,61 @@ def lineage_graph(workdir: Path, bundle: str | None = None) -> dict[str, Any]:
         sorted((p.name for p in root.glob("[0-9]*") if p.is_dir()), reverse=True) if root.exists() else []
     )
     return {"bundle": bundle, "nodes": list(nodes.values()), "edges": sorted(set(edges)), "bundles": bundles}
+
+
+LINEAGE_FILE = "lineage/openlineage.jsonl"  # governance._lineage.LINEAGE_FILE (that module imports the
+# OpenLineage client: a second of CPU on a page; the file is plain JSON lines)
+
+
+class _LineageRuns:
+    """The completed runs of a lineage file (run id -> its event), read incrementally: every
+    ingest and absorb appends a run, so the file grows with the shop's age; a page reads only
+    what was appended since the last one (a file that shrank or was rewritten: from the start)."""
+
+    def __init__(self, path: Path):
+        self.path, self.offset, self.tail = path, 0, b""
+        self.runs: dict[str, dict[str, Any]] = {}
+        self.lock = threading.Lock()
+
+    def update(self) -> dict[str, dict[str, Any]]:
+        with self.lock:
+            try:
+                fh = open(self.path, "rb")
+            except OSError:
+                self.offset, self.tail, self.runs = 0, b"", {}
+                return self.runs
+            with fh:
+                size = fh.seek(0, 2)
+                if self.offset:
+                    fh.seek(self.offset - len(self.tail))
+                    if size < self.offset or fh.read(len(self.tail)) != self.tail:
+                        self.offset, self.tail, self.runs = 0, b"", {}  # rewritten: read again
+                fh.seek(self.offset)
+                for line in fh:
+                    if not line.endswith(b"\n"):
+                        break  # being written: read whole next time
+                    self.offset += len(line)
+                    self.tail = (self.tail + line)[-64:]
+                    try:
+                        e = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(e, dict) and e.get("eventType") == "COMPLETE":
+                        rid = (e.get("run") or {}).get("runId")
+                        if rid:  # the job's name and inputs are what a page draws
+                            self.runs[str(rid)] = {"job": e.get("job") or {}, "inputs": e.get("inputs") or []}
+            return dict(self.runs)
+
+
+_LINEAGE: dict[Path, _LineageRuns] = {}
+
+
+def lineage_runs(workdir: Path) -> dict[str, dict[str, Any]]:
+    """Run id -> {"job", "inputs"} of every completed run in the workdir's lineage file."""
+    path = (workdir / LINEAGE_FILE).resolve()
+    with _CACHE_LOCK:
+        reader = _LINEAGE.setdefault(path, _LineageRuns(path))
+    return reader.update()
 
 
 def lineage_svg(graph: dict[str, Any]) -> str:
@@ -870,6 +1103,7 @@ def search_report(workdir: Path, lexical: Any = None) -> dict[str, Any]:
     def logged() -> tuple[Any, dict[str, Any], set[str], list[dict[str, Any]]]:
         with warehouse():
             got, attributed = logged_searches(workdir)
+        attributed = set(_served_only(workdir, attributed))
         lex = lexical if lexical is not None else current_lexical(workdir)
         live = workdir / SYNONYMS_FILE
         synonyms = load_synonyms(live) if live.exists() else None
@@ -921,7 +1155,8 @@ def experiments(workdir: Path) -> dict[str, Any]:
 
         def events() -> tuple[tuple[Any, ...], dict[str, dict[str, float]]]:
             with warehouse():
-                return stamp, attributed_events(workdir)
+                got = attributed_events(workdir)
+            return stamp, {k: got[k] for k in _served_only(workdir, got)}
 
         events_stamp, by_list = _cached(
             ("experiment-events", workdir), stamp, events, float("inf"), REFRESH_WAIT_S,
@@ -960,6 +1195,32 @@ def warm_up(workdir: Path, lexical: Any = None) -> list[str]:
         except Exception as exc:  # e.g. the warehouse held by a training run: the page retries
             failed.append(name)
             log.info("console warm-up: %s not computed: %s", name, exc)
+    return failed
+
+
+def keep_figures(workdir: str | Path) -> list[str]:
+    """The figures a freshly started server's pages read from the warehouse, computed now and
+    kept in `state/console/` (with the stamp of the files they were made from): called at the
+    end of a training run, so that the first server after it shows its pages without opening
+    the warehouse (on the demo shop that takes seconds under load).
+    Never fails its caller: returns the parts that could not be computed."""
+    workdir = Path(workdir)
+    if not _has_warehouse(workdir):
+        return []
+    parts: list[tuple[str, Any]] = [
+        ("catalog", lambda: datasets(workdir)),
+        ("quarantine", lambda: quarantine(workdir, "", "", "open", rows=False)),
+        ("analytics", lambda: search_report(workdir)),
+        ("traffic", lambda: traffic(workdir)),
+        ("experiments", lambda: experiments(workdir)),
+    ]
+    failed = []
+    for name, part in parts:
+        try:
+            part()
+        except Exception as exc:  # the server computes it instead
+            failed.append(name)
+            log.info("console figures: %s not kept: %s", name, exc)
     return failed
 
 

@@ -78,6 +78,13 @@ def _warm(workdir: Path, service: Callable[[], Any], templates: Jinja2Templates)
     if s is not None and s.snapshot.search is not None and s.snapshot.version == _current(workdir):
         lexical = s.snapshot.search.lexical_
     failed = _data.warm_up(workdir, lexical)
+    try:  # the insights page's modules (scipy.stats among them: seconds of CPU on its first read)
+        import importlib
+
+        for mod in ("_reports", "_audiences"):
+            importlib.import_module(f"..insights.{mod}", __package__)
+    except Exception as exc:  # a courtesy, as below
+        failed.append(f"insights ({type(exc).__name__})")
     if s is not None:  # the playground's and the shopper view's first use of the engine's paths
         try:
             if s.snapshot.search is not None:
@@ -99,6 +106,20 @@ def _templates() -> Jinja2Templates:
     templates.env.filters["pct"] = lambda v: "–" if v is None else f"{100 * float(v):.1f}%"
     templates.env.filters["num"] = lambda v, d=4: "–" if v is None else f"{float(v):.{d}f}"
     return templates
+
+
+def _stale_notes(notes: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """The page's figures shown from an older data state (see `_data.STALE`), each with the
+    UTC time they were computed ("as of") and their age, once per kind."""
+    out: dict[str, dict[str, Any]] = {}
+    for n in notes or []:
+        at = n.get("as_of")
+        out.setdefault(n["what"], {
+            "what": n["what"],
+            "as_of": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at)) if at else None,
+            "age_s": max(0, round(time.time() - at)) if at else None,
+        })  # fmt: skip
+    return list(out.values())
 
 
 def _current(workdir: Path) -> str | None:
@@ -144,6 +165,7 @@ def console_router(
                     "may": (lambda a: self.user is not None and self.user.may(a)),
                     "started": self.t0,
                     "now": time.perf_counter,
+                    "stale": _stale_notes(_data.STALE.get()),
                     **values,
                 },
                 status_code=code,
@@ -165,6 +187,7 @@ def console_router(
         def run(request: Request, *args: Any, **kwargs: Any) -> Any:
             ctx = Ctx(request)
             _data.PAGE_DEADLINE.set(time.monotonic() + _data.REFRESH_WAIT_S)  # this page's wait, all parts
+            stale = _data.STALE.set([])  # the figures it shows from an older data state
             try:
                 return fn(ctx, *args, **kwargs)
             except Denied as exc:
@@ -184,6 +207,8 @@ def console_router(
                 )  # fmt: skip
             except ShelfwiseError as exc:
                 return ctx.render("error.html", 409, title="Not done", message=str(exc), page="")
+            finally:
+                _data.STALE.reset(stale)
 
         # FastAPI reads the parameters from the signature: the request, then the page's own
         sig = inspect.signature(fn)
@@ -325,12 +350,13 @@ def console_router(
         ctx.need("catalog.read")  # the counts by table and reason; the rows hold raw fields:
         raw = ctx.user.may("quarantine.read_raw")  # those only for the roles the CLI allows
         st = None if status == "all" else status
-        q = _data.quarantine(workdir, table, reason, st, min(max(limit, 1), 500), rows=raw)
+        limit = min(max(limit, 1), 500)
+        q = _data.quarantine(workdir, table, reason, st, limit, rows=raw)
         tables = sorted({s["table"] for s in q["summary"]})
         reasons = sorted({s["reason"] for s in q["summary"] if not table or s["table"] == table})
         name = "_quarantine_rows.html" if ctx.request.headers.get("hx-request") else "quarantine.html"
         return ctx.render(name, q=q, table=table, reason=reason, status=status, tables=tables, reasons=reasons,
-                          done=done, page="data", raw=raw)  # fmt: skip
+                          done=done, page="data", raw=raw, limit=limit)  # fmt: skip
 
     @router.post("/data/quarantine/{qid}/reprocess")
     async def reprocess_row(request: Request, qid: int) -> Any:

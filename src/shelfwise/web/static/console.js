@@ -21,7 +21,9 @@
     var series = [{}].concat(names.map(function (n, i) {
       return { label: n, stroke: palette[i % palette.length], width: 2, spanGaps: true, points: { show: true } };
     }));
-    new uPlot({ width: width(el), height: 220, series: series,
+    // one load (a new shop): uPlot would spread a lone time over years; show the day around it
+    var scales = xs.length < 2 && xs.length ? { x: { time: true, range: function () { return [xs[0] - 43200, xs[0] + 43200]; } } } : {};
+    new uPlot({ width: width(el), height: 220, series: series, scales: scales,
       axes: [{}, { values: function (u, v) { return v.map(function (x) { return (100 * x).toFixed(1) + "%"; }); } }] }, data, el);
   }
 
