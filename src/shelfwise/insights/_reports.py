@@ -175,8 +175,8 @@ def demand_html(s: dict[str, Any]) -> str:
 {_STYLE}</head><body>
 <h1>Demand and replenishment</h1>
 <p class="muted">As of {escape(s["as_of"])}; history up to the week of {escape(m["last_week"])};
-season {m["season_length"]} weeks; models chosen per series by rolling-origin cross-validation
-({escape(chosen)}); stock figures: {escape(stock_line)}.</p>
+season {m["season_length"]} weeks; per series the mean of the 3 best models by rolling-origin
+cross-validation ({escape(chosen)}); stock figures: {escape(stock_line)}.</p>
 {
         _cards(
             [
