@@ -411,6 +411,17 @@ def test_demand_report_and_console_page(shop, tmp_path):
     assert len(top["OOS"]["censored"]) >= len(OUT_MID) + OUT_END
     rows = {r["product_id"]: r for r in doc["replenishment"]["rows"]}
     assert rows["OOS"]["order_qty"] >= 30 and rows["STEADY"]["order_qty"] == 0
+    # audited, with a lineage run from the curated versions read to the two files
+    audit = [json.loads(x) for x in (work / "audit" / "audit.jsonl").read_text().splitlines()]
+    entry = [a for a in audit if a["action"] == "report.demand"][-1]["details"]
+    assert entry["lineage_run_id"] == doc["lineage_run_id"] and entry["catalog_version"] == 1
+    assert set(entry["data_versions"]) == {"events", "products"} and entry["to_order"] >= 1
+    runs = [json.loads(x) for x in (work / "lineage" / "openlineage.jsonl").read_text().splitlines()]
+    (done,) = [r for r in runs if r["run"]["runId"] == doc["lineage_run_id"] and r["eventType"] == "COMPLETE"]
+    assert done["job"]["name"] == "shelfwise.report.demand"
+    assert {i["name"].split(".")[-1] for i in done["inputs"]} == {"events", "products"}
+    assert all(i["facets"]["version"]["datasetVersion"] for i in done["inputs"])  # the versions read
+    assert {Path(o["name"]).name for o in done["outputs"]} == {"demand.html", "demand.json"}
     ok(run("report", "audiences", "--workdir", str(work)))
     assert "No audience yet" in (work / "reports" / "audiences.html").read_text()
 
