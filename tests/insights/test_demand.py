@@ -471,6 +471,16 @@ def test_search_demand_is_offered_only_where_it_moves_with_sales():
     conv = recent["y"].sum() / recent["interest"].sum()
     assert 0.08 < conv < 0.12 and got["TRACKS"].notna().all()
     assert got["TRACKS"].iloc[0] == pytest.approx(conv * tracks["interest"].tail(4).mean(), rel=0.35)
+    # a shop where interest moves with no product's sales at some origin (string ids, arrow-typed
+    # as statsforecast returns them): no candidate there, and no error
+    only = df[df["unique_id"] == "NOISE"].astype({"unique_id": "string[pyarrow]"})
+    cv3, fc3 = _with_interest(
+        only,
+        cv[cv["unique_id"] == "NOISE"][["unique_id", "ds", "cutoff", "y"]].astype({"unique_id": "string[pyarrow]"}),
+        fc[fc["unique_id"] == "NOISE"].astype({"unique_id": "string[pyarrow]"}),
+        13, 2, 1, 2,
+    )  # fmt: skip
+    assert cv3[INTEREST_MODEL].isna().all() and fc3[INTEREST_MODEL].isna().all()
 
 
 def test_the_total_band_adds_the_products_errors_as_independent():

@@ -427,6 +427,8 @@ def _with_interest(
     cvx[INTEREST_MODEL] = np.nan
     for cutoff in cvx["cutoff"].unique():
         at = (cvx["cutoff"] == cutoff) & cvx["unique_id"].isin(_moves_with_sales(df[df["ds"] <= cutoff]))
+        if not at.any():  # (an empty string-typed selection would not multiply)
+            continue
         conv = _conversion(df, cutoff)
         cvx.loc[at, INTEREST_MODEL] = cvx.loc[at, "AutoETS"] * cvx.loc[at, "unique_id"].map(conv).fillna(0.0)
     fcx[INTEREST_MODEL] = fcx["AutoETS"] * fcx["unique_id"].map(_conversion(df, df["ds"].max())).fillna(0.0)
