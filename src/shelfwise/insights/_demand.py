@@ -360,8 +360,8 @@ def top_k(mae: pd.DataFrame, k: int = TOP_K) -> pd.Series:
 
 def _label(names: tuple[str, ...]) -> str:
     """The `model` a series' forecast is reported under: one candidate's name, or the names of
-    the candidates averaged joined by '+'."""
-    return "+".join(names)
+    the candidates averaged, sorted (the mean does not depend on their rank), joined by '+'."""
+    return "+".join(sorted(names))
 
 
 def _combined(frame: pd.DataFrame, candidates: list[str], chosen: pd.Series) -> np.ndarray:
