@@ -723,27 +723,25 @@ class Shop:
         review_days: float = 7.0,
     ) -> dict[str, Any]:
         """Write reports/demand.html (charts) and .json: weekly demand and forecasts with their
-        80% intervals, stock-out weeks, reorder suggestions; returns the JSON with `html` and
-        `json` paths."""
-        with self._acting("insights.replenishment", workdir=False):
-            from .insights._reports import DEMAND_REPORT, demand_html, demand_summary, write_report
+        80% intervals, stock-out weeks, reorder suggestions; audited (`report.demand`) with a
+        lineage run from the curated versions read. Returns the JSON with `html`, `json` and
+        `lineage_run_id`."""
+        with self._acting("insights.replenishment", workdir=False) as actor:
+            from .insights._reports import run_demand_report
 
-            s = demand_summary(
+            return run_demand_report(
                 self.workdir, as_of=as_of, horizon_weeks=horizon_weeks, service_level=service_level,
-                review_days=review_days,
+                review_days=review_days, actor=actor,
             )  # fmt: skip
-            page, js = write_report(self.workdir, DEMAND_REPORT, s, demand_html(s))
-            return {**s, "html": str(page), "json": str(js)}
 
     def audiences_report(self) -> dict[str, Any]:
         """Write reports/audiences.html (charts) and .json: the stored audiences' sizes, lift and
-        lineage; returns the JSON with `html` and `json` paths."""
-        with self._acting("audiences.read", workdir=False):
-            from .insights._reports import AUDIENCES_REPORT, audiences_html, audiences_summary, write_report
+        lineage; audited (`report.audiences`) with a lineage run from the audiences' member files.
+        Returns the JSON with `html`, `json` and `lineage_run_id`."""
+        with self._acting("audiences.read", workdir=False) as actor:
+            from .insights._reports import run_audiences_report
 
-            s = audiences_summary(self.workdir)
-            page, js = write_report(self.workdir, AUDIENCES_REPORT, s, audiences_html(s))
-            return {**s, "html": str(page), "json": str(js)}
+            return run_audiences_report(self.workdir, actor=actor)
 
     def ask(self, questions: str | Path, out: str | Path) -> dict[str, Any]:
         """Answer shoppers' questions (a `question_id,question` CSV or JSON lines) from the shop's

@@ -248,3 +248,98 @@ def test_users_without_marketing_or_personalization_consent_are_not_exported(
     Shop(w).set_consent("H001", marketing=True)
     Shop(w).export_audience("heavy", tmp_path / "b.csv")
     assert set(exported(tmp_path / "b.csv")) == set(HEAVY) - {"H002"}
+
+
+def _lineage_complete(w: Path, job: str) -> list[dict]:
+    runs = [json.loads(x) for x in (w / "lineage" / "openlineage.jsonl").read_text().splitlines()]
+    return [r for r in runs if r["job"]["name"] == job and r["eventType"] == "COMPLETE"]
+
+
+def test_audiences_report_with_real_audiences_is_audited_with_lineage(
+    shop: Path, heavy: dict, tmp_path: Path
+):
+    """`report audiences` on audiences built through `audiences build`: the known audience with
+    its size and lift in the HTML and JSON; an audit entry naming it with the data versions and
+    build run behind it; a lineage run from its members file (rows held now) to the two files.
+    After an erasure the next report counts the members held then."""
+    w = copy_of(shop, tmp_path)
+    doc = json.loads(ok(run("report", "audiences", "-w", str(w), "--json")).stdout)
+    assert doc["count"] == 1 and [(a["name"], a["size"], a["lift"]) for a in doc["audiences"]] == [
+        ("heavy", 120, heavy["lift"]["lift"])
+    ]
+    html = (w / "reports" / "audiences.html").read_text()
+    assert html.count("<svg") >= 2 and "heavy" in html and "frequency &gt;= 20" in html
+    audit = [json.loads(x) for x in (w / "audit" / "audit.jsonl").read_text().splitlines()]
+    entry = audit[-1]
+    assert (
+        entry["action"] == "report.audiences" and entry["details"]["lineage_run_id"] == doc["lineage_run_id"]
+    )
+    made = entry["details"]["audiences"]["heavy"]
+    assert made["size"] == 120 and made["lineage_run_id"] == heavy["lineage_run_id"]
+    assert made["data_versions"] == {t: v["version"] for t, v in heavy["data_versions"].items()}
+    (done,) = [
+        r
+        for r in _lineage_complete(w, "shelfwise.report.audiences")
+        if r["run"]["runId"] == doc["lineage_run_id"]
+    ]
+    (members,) = done["inputs"]
+    assert members["name"].endswith("audiences/heavy/members.jsonl")
+    assert members["inputFacets"]["inputStatistics"]["rowCount"] == 120
+    assert members["facets"]["version"]["datasetVersion"]  # the members file's content hash
+    assert {Path(o["name"]).name for o in done["outputs"]} == {"audiences.html", "audiences.json"}
+
+    ok(run("privacy", "erase", "-w", str(w), "--user", "H007"))
+    again = json.loads(ok(run("report", "audiences", "-w", str(w), "--json")).stdout)
+    assert again["audiences"][0]["size"] == 119
+    last = [json.loads(x) for x in (w / "audit" / "audit.jsonl").read_text().splitlines()][-1]
+    assert last["action"] == "report.audiences" and last["details"]["audiences"]["heavy"]["size"] == 119
+
+
+def test_console_insights_page_by_role(shop: Path, heavy: dict, tmp_path: Path):
+    """/console/insights in a governed workdir: nobody logged in is sent to the login form; an
+    engineer (who may read demand, not audiences) sees the page without any audience; an analyst
+    sees the audience built through `audiences build`."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from shelfwise import Shop
+    from shelfwise.web import mount_console
+
+    w = copy_of(shop, tmp_path)
+    keys = {"root": Shop(w).add_person("root", "admin")}
+    for name, role in (("ana", "analyst"), ("eng", "engineer"), ("svc", "service")):
+        keys[name] = Shop(w, as_="root", api_key=keys["root"]).add_person(name, role)
+    app = FastAPI()
+    mount_console(app, w, lambda: None)
+
+    def client() -> TestClient:
+        return TestClient(app, base_url="http://127.0.0.1:8000", client=("127.0.0.1", 40000))
+
+    def login(c: TestClient, who: str) -> int:
+        page = c.get("/console/login").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert csrf, page
+        r = c.post(
+            "/console/login",
+            data={"name": who, "api_key": keys[who], "csrf": csrf.group(1), "next": "/console/insights"},
+            follow_redirects=False,
+        )
+        return r.status_code
+
+    with client() as c:
+        r = c.get("/console/insights", follow_redirects=False)
+        assert r.status_code == 303 and "/console/login" in r.headers["location"]
+        assert login(c, "svc") == 403  # services call the API; people use the console
+    with client() as c:
+        assert login(c, "eng") == 303
+        r = c.get("/console/insights")
+        assert r.status_code == 200 and 'id="demand"' in r.text
+        assert (
+            "Audiences are for roles that may read them" in r.text and 'data-audience="heavy"' not in r.text
+        )
+    with client() as c:
+        assert login(c, "ana") == 303
+        r = c.get("/console/insights")
+        assert r.status_code == 200 and 'data-audience="heavy"' in r.text
+        row = r.text.split('data-audience="heavy"', 1)[1].split("</tr>")[0]
+        assert '<td class="n">120</td>' in row

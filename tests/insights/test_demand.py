@@ -411,6 +411,17 @@ def test_demand_report_and_console_page(shop, tmp_path):
     assert len(top["OOS"]["censored"]) >= len(OUT_MID) + OUT_END
     rows = {r["product_id"]: r for r in doc["replenishment"]["rows"]}
     assert rows["OOS"]["order_qty"] >= 30 and rows["STEADY"]["order_qty"] == 0
+    # audited, with a lineage run from the curated versions read to the two files
+    audit = [json.loads(x) for x in (work / "audit" / "audit.jsonl").read_text().splitlines()]
+    entry = [a for a in audit if a["action"] == "report.demand"][-1]["details"]
+    assert entry["lineage_run_id"] == doc["lineage_run_id"] and entry["catalog_version"] == 1
+    assert set(entry["data_versions"]) == {"events", "products"} and entry["to_order"] >= 1
+    runs = [json.loads(x) for x in (work / "lineage" / "openlineage.jsonl").read_text().splitlines()]
+    (done,) = [r for r in runs if r["run"]["runId"] == doc["lineage_run_id"] and r["eventType"] == "COMPLETE"]
+    assert done["job"]["name"] == "shelfwise.report.demand"
+    assert {i["name"].split(".")[-1] for i in done["inputs"]} == {"events", "products"}
+    assert all(i["facets"]["version"]["datasetVersion"] for i in done["inputs"])  # the versions read
+    assert {Path(o["name"]).name for o in done["outputs"]} == {"demand.html", "demand.json"}
     ok(run("report", "audiences", "--workdir", str(work)))
     assert "No audience yet" in (work / "reports" / "audiences.html").read_text()
 
@@ -460,6 +471,16 @@ def test_search_demand_is_offered_only_where_it_moves_with_sales():
     conv = recent["y"].sum() / recent["interest"].sum()
     assert 0.08 < conv < 0.12 and got["TRACKS"].notna().all()
     assert got["TRACKS"].iloc[0] == pytest.approx(conv * tracks["interest"].tail(4).mean(), rel=0.35)
+    # a shop where interest moves with no product's sales at some origin (string ids, arrow-typed
+    # as statsforecast returns them): no candidate there, and no error
+    only = df[df["unique_id"] == "NOISE"].astype({"unique_id": "string[pyarrow]"})
+    cv3, fc3 = _with_interest(
+        only,
+        cv[cv["unique_id"] == "NOISE"][["unique_id", "ds", "cutoff", "y"]].astype({"unique_id": "string[pyarrow]"}),
+        fc[fc["unique_id"] == "NOISE"].astype({"unique_id": "string[pyarrow]"}),
+        13, 2, 1, 2,
+    )  # fmt: skip
+    assert cv3[INTEREST_MODEL].isna().all() and fc3[INTEREST_MODEL].isna().all()
 
 
 def test_the_total_band_adds_the_products_errors_as_independent():
@@ -477,3 +498,85 @@ def test_the_total_band_adds_the_products_errors_as_independent():
     band = _total_band(fc).loc[week]
     assert band["units"] == 40.0
     assert band["hi"] == pytest.approx(40 + 4 * Z80) and band["lo"] == pytest.approx(40 - 4 * Z80)
+
+
+def test_top_k_takes_the_three_lowest_cv_errors():
+    """The combination rule's known answer: per series the 3 candidates with the lowest CV error,
+    best first; the Ensemble (itself a mean) and candidates not offered (NaN) never count; ties
+    go by column order; nothing offered: the Ensemble."""
+    from shelfwise.insights._demand import top_k
+
+    nan = np.nan
+    mae = pd.DataFrame(
+        {
+            "SeasonalNaive": [5.0, 1.0, nan, 2.0],
+            "AutoETS": [2.0, 3.0, nan, 2.0],
+            "AutoTheta": [1.0, 2.0, nan, 2.0],
+            "CrostonOptimized": [3.0, 9.0, nan, 2.0],
+            "Ensemble": [0.5, 0.5, 0.5, 0.5],
+            "InterestETS": [nan, 0.1, nan, nan],
+        },
+        index=["A", "B", "C", "D"],
+    )
+    assert top_k(mae).to_dict() == {
+        "A": ("AutoTheta", "AutoETS", "CrostonOptimized"),
+        "B": ("InterestETS", "SeasonalNaive", "AutoTheta"),
+        "C": ("Ensemble",),
+        "D": ("SeasonalNaive", "AutoETS", "AutoTheta"),
+    }
+    assert top_k(mae, 1).to_dict() == {
+        "A": ("AutoTheta",),
+        "B": ("InterestETS",),
+        "C": ("Ensemble",),
+        "D": ("SeasonalNaive",),
+    }
+
+
+def test_a_combination_is_the_mean_of_its_candidates_forecasts():
+    """`_combined`: the mean of the chosen candidates' forecasts per row; a chosen candidate with
+    no forecast in a row (NaN) drops out of that row's mean; none left: the Ensemble."""
+    from shelfwise.insights._demand import _combined
+
+    frame = pd.DataFrame(
+        {
+            "unique_id": ["A", "A", "B", "C"],
+            "AutoETS": [10.0, 20.0, 4.0, 1.0],
+            "AutoTheta": [12.0, 23.0, 8.0, 1.0],
+            "InterestETS": [np.nan, 29.0, np.nan, np.nan],
+            "Ensemble": [0.0, 0.0, 0.0, 7.0],
+        }
+    )
+    chosen = pd.Series(
+        {"A": ("AutoETS", "AutoTheta", "InterestETS"), "B": ("AutoTheta",), "C": ("InterestETS",)}
+    )
+    got = _combined(frame, ["AutoETS", "AutoTheta", "InterestETS", "Ensemble"], chosen)
+    assert got.tolist() == [11.0, 24.0, 8.0, 7.0]
+
+
+def test_forecast_series_reports_the_mean_of_the_three_best():
+    """End to end on planted period-4 series: each series' forecast is labelled with the
+    candidates it averages and equals the mean of their own forecasts (from the same fits); the
+    single-best rule (`also=("series",)`) gives one of the candidates' forecasts."""
+    from shelfwise.insights._demand import forecast_series
+
+    rng = np.random.default_rng(4)
+    ds = pd.date_range("2023-01-02", periods=80, freq="7D")
+    d = pd.concat(
+        pd.DataFrame(
+            {"unique_id": f"S{i}", "ds": ds, "y": np.tile(PATTERN, 20) * (1 + i) + rng.normal(0, 3, 80)}
+        )
+        for i in range(3)
+    )
+    names = ("SeasonalNaive", "AutoETS", "AutoTheta", "Ensemble")
+    fc, info = forecast_series(d, 8, season=4, also=(*names, "series"))
+    assert sum(info["chosen"].values()) == 3
+    for _, f in fc.groupby("unique_id"):
+        (label,) = f["model"].unique()
+        parts = label.split("+")
+        assert parts == ["AutoETS", "AutoTheta", "SeasonalNaive"]  # 3 smooth candidates: all, sorted
+        assert np.allclose(f["units"], f[[f"units_{m}" for m in parts]].mean(axis=1))
+        assert any(np.allclose(f["units_series"], f[f"units_{m}"]) for m in names)
+        assert (f["lo"] <= f["units"]).all() and (f["units"] <= f["hi"]).all()
+    # in phase with the planted period: the peak week of the pattern is the highest forecast
+    s0 = fc[fc["unique_id"] == "S0"].reset_index(drop=True)
+    assert int(s0["units"].iloc[:4].to_numpy().argmax()) == int(np.argmax(np.roll(PATTERN, -(80 % 4))))

@@ -45,6 +45,8 @@ ACTIONS = (
     "insights.replenishment",
     "audiences.build",
     "audiences.export",
+    "report.demand",
+    "report.audiences",
 )
 
 

@@ -428,18 +428,18 @@ def build_audience(
 ) -> dict[str, Any]:
     """Build and store an audience (the caller has checked `audiences.build`)."""
     from ..governance import AuditLog, DatasetRef, LineageRun
-    from ..governance._lineage import warehouse_namespace
+    from ._data import curated_inputs
 
     workdir = Path(workdir)
     spec.validate()
     where = audience_dir(workdir, spec.name)
     if where.exists() and not replace:
         raise ShelfwiseError(f"audience {spec.name!r} exists ({where}); pass --replace to rebuild it")
-    ns = warehouse_namespace(workdir)
+    inputs, versions = curated_inputs(workdir)
     lineage = LineageRun(
         workdir,
         "shelfwise.audiences.build",
-        [DatasetRef(ns, "curated.events"), DatasetRef(ns, "curated.products")],
+        inputs,
     ).start()
 
     def check(size: int) -> None:
@@ -484,7 +484,7 @@ def build_audience(
     lineage.complete([DatasetRef("file", str((where / MEMBERS_FILE).resolve()), rows=len(members))])
     AuditLog(workdir).append(
         "audiences.build", actor=actor, name=spec.name, kind=spec.kind, size=len(members),
-        bundle_version=meta.get("bundle_version"), lift=(lift or {}).get("lift"), lineage_run_id=lineage.run_id,
+        bundle_version=meta.get("bundle_version"), lift=(lift or {}).get("lift"), data_versions=versions, lineage_run_id=lineage.run_id,
     )  # fmt: skip
     return {k: v for k, v in meta.items() if k != "model_params"}
 
@@ -513,6 +513,7 @@ def list_audiences(workdir: str | Path) -> list[dict[str, Any]]:
                 "lift": lift.get("lift"),
                 "lift_ci95": lift.get("lift_ci95"),
                 "data_versions": {t: v["version"] for t, v in meta.get("data_versions", {}).items()},
+                "lineage_run_id": meta.get("lineage_run_id"),
             }
         )
     return out

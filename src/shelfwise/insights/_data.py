@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -106,4 +107,27 @@ def shop_ids(workdir: str | Path, pseudonyms: list[str]) -> dict[str, str]:
     return {p: r for p, r in zip(pseudo, raw_list, strict=True) if p in wanted}
 
 
-__all__ = ["load_curated", "parse_as_of", "shop_ids"]
+def curated_inputs(
+    workdir: str | Path, tables: tuple[str, ...] = ("events", "products")
+) -> tuple[list[Any], dict[str, int]]:
+    """The curated tables a job reads, as lineage inputs carrying the version read (its content
+    hash and rows, as `train` records them), and `{table: version}` for the audit entry. A table
+    the workdir does not hold is left out."""
+    from ..governance import DatasetRef
+    from ..governance._lineage import warehouse_namespace
+    from ..storage import read_only
+
+    with read_only(workdir) as (con, _):
+        rows = con.sql(
+            "SELECT table_name, max(version), arg_max(content_hash, version), arg_max(row_count, version) "
+            "FROM meta.table_versions GROUP BY 1"
+        ).fetchall()
+    held = {r[0]: r[1:] for r in rows}
+    ns = warehouse_namespace(Path(workdir))
+    refs = [
+        DatasetRef(ns, f"curated.{t}", rows=held[t][2], content_hash=held[t][1]) for t in tables if t in held
+    ]
+    return refs, {t: int(held[t][0]) for t in tables if t in held}
+
+
+__all__ = ["curated_inputs", "load_curated", "parse_as_of", "shop_ids"]

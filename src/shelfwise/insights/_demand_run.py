@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import ShelfwiseError
-from ._data import parse_as_of
+from ._data import curated_inputs, parse_as_of
 from ._demand import forecast_demand, load_weekly
 from ._replenishment import REPLENISHMENT_FIELDS, replenish
 from ._run import write_records
@@ -88,18 +88,17 @@ def run_demand(
 ) -> dict[str, Any]:
     """Weekly demand forecasts per product (or category) from events up to `as_of`, to `out`."""
     from ..governance import AuditLog, DatasetRef, LineageRun
-    from ..governance._lineage import warehouse_namespace
 
     workdir, out = Path(workdir), Path(out)
     _check(workdir, out)
     if level not in ("product", "category"):
         raise ShelfwiseError(f"--level {level!r}: use product or category")
     fields = DEMAND_FIELDS if level == "product" else CATEGORY_FIELDS
-    ns = warehouse_namespace(workdir)
+    inputs, versions = curated_inputs(workdir)
     lineage = LineageRun(
         workdir,
         "shelfwise.insights.demand",
-        [DatasetRef(ns, "curated.events"), DatasetRef(ns, "curated.products")],
+        inputs,
     ).start()
     try:
         records, meta, _, _ = demand_records(workdir, as_of, horizon_weeks, level)
@@ -119,6 +118,7 @@ def run_demand(
         as_of=meta["as_of"],
         catalog_version=meta["model"]["catalog_version"],
         horizon_weeks=horizon_weeks,
+        data_versions=versions,
         lineage_run_id=lineage.run_id,
     )
     return rep
@@ -136,7 +136,6 @@ def run_replenishment(
     """Reorder suggestions per product from the demand forecast at `as_of`, the catalog's stock
     and lead times, to `out`."""
     from ..governance import AuditLog, DatasetRef, LineageRun
-    from ..governance._lineage import warehouse_namespace
 
     workdir, out = Path(workdir), Path(out)
     _check(workdir, out)
@@ -144,11 +143,11 @@ def run_replenishment(
         raise ShelfwiseError(f"--service-level {service_level}: use a probability in [0.5, 1)")
     if review_days < 0:
         raise ShelfwiseError(f"--review-days {review_days}: must be >= 0")
-    ns = warehouse_namespace(workdir)
+    inputs, versions = curated_inputs(workdir)
     lineage = LineageRun(
         workdir,
         "shelfwise.insights.replenishment",
-        [DatasetRef(ns, "curated.events"), DatasetRef(ns, "curated.products")],
+        inputs,
     ).start()
     try:
         weekly, products, at, catalog = load_weekly(workdir, parse_as_of(as_of))
@@ -183,6 +182,7 @@ def run_replenishment(
         as_of=info.as_of,
         catalog_version=info.catalog_version,
         service_level=service_level,
+        data_versions=versions,
         lineage_run_id=lineage.run_id,
     )
     return rep

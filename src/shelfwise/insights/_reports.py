@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import ShelfwiseError
-from ._data import parse_as_of
+from ._data import curated_inputs, parse_as_of
 from ._demand import forecast_demand, load_weekly
 from ._replenishment import REPLENISHMENT_FIELDS, replenish
 
@@ -175,8 +175,8 @@ def demand_html(s: dict[str, Any]) -> str:
 {_STYLE}</head><body>
 <h1>Demand and replenishment</h1>
 <p class="muted">As of {escape(s["as_of"])}; history up to the week of {escape(m["last_week"])};
-season {m["season_length"]} weeks; models chosen per series by rolling-origin cross-validation
-({escape(chosen)}); stock figures: {escape(stock_line)}.</p>
+season {m["season_length"]} weeks; per series the mean of the 3 best models by rolling-origin
+cross-validation ({escape(chosen)}); stock figures: {escape(stock_line)}.</p>
 {
         _cards(
             [
@@ -263,6 +263,93 @@ def read_report(workdir: str | Path, name: str) -> dict[str, Any] | None:
         return None
 
 
+def _report_outputs(page: Path, js: Path) -> list[Any]:
+    from ..governance import DatasetRef
+
+    return [DatasetRef("file", str(f.resolve()), size_bytes=f.stat().st_size) for f in (page, js)]
+
+
+def run_demand_report(
+    workdir: str | Path,
+    *,
+    as_of: str | None = None,
+    horizon_weeks: int = 13,
+    service_level: float = 0.95,
+    review_days: float = 7.0,
+    actor: str | None = None,
+) -> dict[str, Any]:
+    """reports/demand.{html,json} as a governed job (the caller has checked the permission): a
+    lineage run from the curated versions read to the two files and an audit entry naming them
+    (`report.demand`). Returns the JSON with `html`, `json` and `lineage_run_id`."""
+    from ..governance import AuditLog, LineageRun
+
+    if not (Path(workdir) / "warehouse.duckdb").exists():
+        raise ShelfwiseError(
+            f"{workdir}: not a shelfwise workdir (no warehouse.duckdb; run `shelfwise ingest` first)"
+        )
+    inputs, versions = curated_inputs(workdir)
+    lineage = LineageRun(workdir, "shelfwise.report.demand", inputs).start()
+    try:
+        s = demand_summary(
+            workdir, as_of=as_of, horizon_weeks=horizon_weeks, service_level=service_level,
+            review_days=review_days,
+        )  # fmt: skip
+        page, js = write_report(workdir, DEMAND_REPORT, s, demand_html(s))
+    except Exception as exc:
+        lineage.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    lineage.complete(_report_outputs(page, js))
+    m = s["model"]
+    AuditLog(workdir).append(
+        "report.demand", actor=actor, html=str(page), json=str(js), as_of=s["as_of"], series=m["series"],
+        horizon_weeks=horizon_weeks, data_versions=versions, catalog_version=m["catalog_version"],
+        to_order=s["replenishment"]["to_order"], lineage_run_id=lineage.run_id,
+    )  # fmt: skip
+    return {**s, "html": str(page), "json": str(js), "lineage_run_id": lineage.run_id}
+
+
+def run_audiences_report(workdir: str | Path, *, actor: str | None = None) -> dict[str, Any]:
+    """reports/audiences.{html,json} as a governed job: a lineage run from each stored audience's
+    members file (rows held now, content hash) to the two files, and an audit entry
+    (`report.audiences`) naming each audience with the data versions and build run behind it."""
+    import hashlib
+
+    from ..governance import AuditLog, DatasetRef, LineageRun
+    from ._audiences import MEMBERS_FILE, audience_dir
+
+    s = audiences_summary(workdir)
+    inputs = []
+    for a in s["audiences"]:
+        f = audience_dir(workdir, a["name"]) / MEMBERS_FILE
+        if f.exists():
+            digest = hashlib.sha256(f.read_bytes()).hexdigest()
+            inputs.append(DatasetRef("file", str(f.resolve()), rows=a["size"], content_hash=digest))
+    lineage = LineageRun(workdir, "shelfwise.report.audiences", inputs).start()
+    try:
+        page, js = write_report(workdir, AUDIENCES_REPORT, s, audiences_html(s))
+    except Exception as exc:
+        lineage.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    lineage.complete(_report_outputs(page, js))
+    AuditLog(workdir).append(
+        "report.audiences",
+        actor=actor,
+        html=str(page),
+        json=str(js),
+        audiences={
+            a["name"]: {
+                "size": a["size"],
+                "data_versions": a["data_versions"],
+                "bundle_version": a["bundle_version"],
+                "lineage_run_id": a.get("lineage_run_id"),
+            }
+            for a in s["audiences"]
+        },
+        lineage_run_id=lineage.run_id,
+    )
+    return {**s, "html": str(page), "json": str(js), "lineage_run_id": lineage.run_id}
+
+
 __all__ = [
     "AUDIENCES_REPORT",
     "DEMAND_REPORT",
@@ -271,6 +358,8 @@ __all__ = [
     "demand_html",
     "demand_summary",
     "read_report",
+    "run_audiences_report",
+    "run_demand_report",
     "write_report",
 ]
 

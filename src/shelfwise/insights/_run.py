@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..errors import ShelfwiseError
 from ._customers import PROFILE_COLUMNS, profile_customers
-from ._data import load_curated, parse_as_of, shop_ids
+from ._data import curated_inputs, load_curated, parse_as_of, shop_ids
 
 PROFILE_FIELDS = ("user_id", *PROFILE_COLUMNS)
 _ROUND = {"recency_days": 2, "monetary": 2, "expected_purchases": 4, "churn_risk": 4, "expected_value": 2}
@@ -87,7 +87,6 @@ def run_customers(
     """Profiles of every user up to `as_of`, written to `out`. The caller (`shelfwise.Shop`) has
     checked the `insights.customers` permission; `actor` is the person the audit entry names."""
     from ..governance import AuditLog, DatasetRef, LineageRun
-    from ..governance._lineage import warehouse_namespace
 
     workdir, out = Path(workdir), Path(out)
     if out.suffix not in (".jsonl", ".csv"):
@@ -96,11 +95,11 @@ def run_customers(
         raise ShelfwiseError(
             f"{workdir}: not a shelfwise workdir (no warehouse.duckdb; run `shelfwise ingest` first)"
         )
-    ns = warehouse_namespace(workdir)
+    inputs, versions = curated_inputs(workdir)
     lineage = LineageRun(
         workdir,
         "shelfwise.insights.customers",
-        [DatasetRef(ns, "curated.events"), DatasetRef(ns, "curated.products")],
+        inputs,
     ).start()
     try:
         records, meta = profile_records(workdir, as_of, horizon_days)
@@ -117,6 +116,7 @@ def run_customers(
         users=len(records),
         as_of=meta["as_of"],
         horizon_days=horizon_days,
+        data_versions=versions,
         lineage_run_id=lineage.run_id,
     )
     return rep
