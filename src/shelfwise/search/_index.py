@@ -134,6 +134,7 @@ class SearchIndex(EngineState):
                 "profile_top": Coded.of(top_category(v) for v in c.category),
                 "profile_brand": Coded.of(v.strip().lower() for v in c.brand),
                 "log_price": np.where(np.isfinite(price) & (price >= 0), np.log1p(np.abs(price)), np.nan),
+                "product_order": RowIndex.of(c.product_ids).order,  # `load`'s product id -> row
             }
         )
 
@@ -201,7 +202,7 @@ class SearchIndex(EngineState):
             t[name] = Strings.load(folder, name)
         for name in ("category_terms", "profile_category", "profile_top", "profile_brand"):
             t[name] = Coded.load(folder, name)
-        for name in ("idf", "idf_unseen", "cjk", "log_price"):
+        for name in ("idf", "idf_unseen", "cjk", "log_price", "product_order"):
             t[name] = load_array(folder, name)
         vocabulary = Vocabulary(t["vocabulary"])
         t["postings"] = Postings(
@@ -292,7 +293,7 @@ class SearchIndex(EngineState):
         eng.autocomplete_ = Autocomplete([(p, float(s)) for p, s in shop["autocomplete"]])
         eng.prior_count_, eng.prior_sum_, eng.popularity_ = pri["count"], pri["sum"], pri["popularity"]
         eng.ctr_ = pri["ctr"] if "ctr" in pri.files else np.full(len(catalog), np.nan, np.float32)
-        eng._index = RowIndex.of(catalog.product_ids)  # type: ignore[assignment]
+        eng._index = RowIndex(catalog.product_ids, eng._tables["product_order"])
         if meta["ranker"]:
             eng.ranker_ = _BoosterRanker(lgb.Booster(model_file=str(path / "ranker.txt")))
             # bundles made before a feature was added: the ranker reads the columns it knew
