@@ -164,14 +164,24 @@ def test_an_index_saved_before_the_tables_loads_and_answers_alike(saved, tmp_pat
     assert (old / "tables" / "title_norm.bytes.npy").exists()
 
 
-def test_jieba_is_loaded_only_for_chinese_text(saved):
+def test_jieba_is_loaded_only_for_chinese_text(saved, tmp_path, monkeypatch):
+    # a catalog without Chinese titles: jieba waits for the first Chinese query
+    latin = tmp_path / "latin"
+    shutil.copytree(saved, latin)
+    np.save(latin / "tables" / "cjk.npy", np.zeros(60, bool))
     code = (
         "import sys; from shelfwise.search import SearchEngine; "
-        f"e = SearchEngine.load({str(saved)!r}); e.query('red shoe cordless'); "
+        f"e = SearchEngine.load({str(latin)!r}); e.query('red shoe cordless'); "
         "print('jieba' in sys.modules); e.query('蓝牙耳机'); print('jieba' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True"]
+    # a catalog with Chinese titles: loaded with the engine (before a server forks its workers)
+    loads: list[int] = []
+    monkeypatch.setattr("shelfwise.search._index.load_segmenter", lambda: loads.append(1))
+    SearchEngine.load(saved)
+    SearchEngine.load(latin)
+    assert loads == [1]
 
 
 def test_views_behave_like_the_lists_and_dicts_they_replace():

@@ -16,7 +16,7 @@ from typing import Any, Self
 import numpy as np
 from rapidfuzz import utils
 
-from ._analyze import analyze, contains_cjk, has_cjk
+from ._analyze import analyze, contains_cjk, has_cjk, load_segmenter
 from ._compact import (
     TABLES_DIR,
     TABLES_VERSION,
@@ -282,6 +282,10 @@ class SearchIndex(EngineState):
             del cat
             eng._prepare()
         catalog = eng.catalog
+        if bool(np.any(eng._cjk)):
+            # the catalog's Chinese titles will be queried in Chinese: jieba now (before a server
+            # forks), not in the first such request; a catalog without Chinese text never loads it
+            load_segmenter()
         pri = np.load(path / "priors.npz")
         eng.lexical_ = LexicalRetriever.load(path / "lexical")
         eng.semantic_ = SemanticRetriever.load(path / "embeddings.npy")
