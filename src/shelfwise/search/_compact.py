@@ -56,10 +56,8 @@ def save_array(folder: Path, name: str, arr: np.ndarray) -> None:
 
 
 def load_array(folder: Path, name: str) -> np.ndarray:
-    """The array memory-mapped read-only (an empty one is read: a zero-byte mapping fails)."""
-    path = folder / f"{name}.npy"
-    arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    return arr
+    """The array memory-mapped read-only: its pages are the file's, shared by every process."""
+    return np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
 
 
 class Strings(Sequence[str]):
@@ -70,8 +68,8 @@ class Strings(Sequence[str]):
         self.offsets = offsets
         self.blob = blob
         # memoryviews: indexing one gives a Python int / a slice without a numpy scalar (~5x faster)
-        self._off = memoryview(np.ascontiguousarray(offsets, np.int64)).cast("B").cast("q")
-        self._bytes = memoryview(np.ascontiguousarray(blob, np.uint8)).cast("B")
+        self._off = np.ascontiguousarray(offsets, np.int64).data.cast("B").cast("q")
+        self._bytes = np.ascontiguousarray(blob, np.uint8).data.cast("B")
         self._n = len(offsets) - 1
 
     @classmethod
@@ -79,7 +77,7 @@ class Strings(Sequence[str]):
         encoded = [v.encode("utf-8") for v in values]
         offsets = np.zeros(len(encoded) + 1, np.int64)
         np.cumsum([len(e) for e in encoded], out=offsets[1:])
-        blob = np.frombuffer(b"".join(encoded) + b"\0", np.uint8)  # never empty: see `load_array`
+        blob = np.frombuffer(b"".join(encoded) + b"\0", np.uint8)  # a trailing NUL: never a 0-byte buffer
         return cls(offsets, blob)
 
     def save(self, folder: Path, name: str) -> None:
@@ -185,7 +183,7 @@ class Coded(Sequence[Any]):
         self.values = values
         self._decode = decode
         self._decoded: dict[int, Any] = {}
-        self._list = memoryview(np.ascontiguousarray(codes, np.int32)).cast("B").cast("i")
+        self._list = np.ascontiguousarray(codes, np.int32).data.cast("B").cast("i")
 
     @classmethod
     def of(cls, values: Iterable[str], decode: Any = None) -> Coded:
@@ -239,15 +237,15 @@ class Vocabulary:
 class TermValues(Mapping[str, float]):
     """term -> float over a `Vocabulary` (one float per term id)."""
 
-    def __init__(self, vocabulary: Vocabulary, values: np.ndarray):
+    def __init__(self, vocabulary: Vocabulary, weights: np.ndarray):
         self.vocabulary = vocabulary
-        self.values = values
+        self.weights = weights
 
     def __getitem__(self, term: str) -> float:
         i = self.vocabulary.id(term)
         if i is None:
             raise KeyError(term)
-        return float(self.values[i])
+        return float(self.weights[i])
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.vocabulary.terms)
