@@ -17,10 +17,14 @@ Worker memory (`worker_memory`): `shelfwise serve --workers 1` and `--workers 4`
 (the bundle's embeddings, faiss index and models' large arrays are memory-mapped; with several
 workers the bundle is loaded once and the workers forked from it, and `--no-preload`, uvicorn's
 own workers that each load the bundle, is measured beside it for comparison), each process's
-RSS and PSS from /proc/PID/smaps_rollup after the workers have answered for a while. PSS divides a
-shared page among the processes mapping it, so the total PSS is what the workers take together.
-`--memory-only` measures just this and replaces that section of the file (it carries its own
-provenance record).
+RSS and PSS from /proc/PID/smaps_rollup once the workers are up, after `DISTINCT_SEARCHES` distinct
+uncached searches per worker (each on a new connection, so the kernel spreads them over the
+workers: what a worker's own pages grow by as it touches the index), and after a further mixed
+load (wrk). PSS divides a shared page among the processes mapping it, so the total PSS is what
+the workers take together. `--memory-only` measures just this and replaces that section of the
+file (it carries its own provenance record); `--baseline-src DIR` measures 1 and 4 workers a
+second time with another checkout's `src` (the same bundle: e.g. the commit before a change),
+as `worker_memory.baseline`.
 """
 
 from __future__ import annotations
@@ -235,6 +239,9 @@ def smaps_rollup(pid: int) -> dict[str, int]:
     return out
 
 
+DISTINCT_SEARCHES = 200  # per worker, before the mixed load (see `worker_memory`)
+
+
 def worker_memory(
     work: Path, data: Path, port: int, env: dict, workers: int, seconds: int, preload: bool = True
 ) -> dict:
@@ -263,8 +270,17 @@ def worker_memory(
             ):
                 break
             time.sleep(1)
+        kids = [c for c in master.children() if "resource_tracker" not in " ".join(c.cmdline())]
+        worker_pids = [c.pid for c in kids] if workers > 1 else [proc.pid]
+        started = [smaps_rollup(pid) for pid in worker_pids]
+        queries = logged_queries(data)
+        distinct = distinct_query_paths(queries, catalog_texts(data), DISTINCT_SEARCHES * workers, seed=16)
+        failed = 0
+        for path in distinct:  # one connection each: the kernel hands them to the workers in turn
+            failed += httpx.get(url + path, timeout=60, headers={"Connection": "close"}).status_code >= 500
+        searched = [smaps_rollup(pid) for pid in worker_pids]
         tmp = Path(tempfile.mkdtemp(prefix="sw-mem-"))
-        queries = logged_queries(data)[:2000]
+        queries = queries[:2000]
         import urllib.parse
 
         (tmp / "paths.txt").write_text(
@@ -284,6 +300,17 @@ def worker_memory(
         return {
             "workers": workers,
             "preload": preload,
+            "worker_pss_mib_started": round(sum(e["pss"] for e in started) / len(started)),
+            f"worker_pss_mib_after_{DISTINCT_SEARCHES}_distinct_searches": round(
+                sum(e["pss"] for e in searched) / len(searched)
+            ),
+            f"worker_anonymous_mib_growth_over_{DISTINCT_SEARCHES}_distinct_searches": round(
+                sum(b["anonymous"] - a["anonymous"] for a, b in zip(started, searched, strict=True))
+                / len(searched)
+            ),
+            f"total_pss_mib_after_{DISTINCT_SEARCHES}_distinct_searches": sum(e["pss"] for e in searched)
+            + (smaps_rollup(proc.pid)["pss"] if workers > 1 else 0),
+            "distinct_searches_5xx": failed,
             "processes": each,
             "worker_rss_mib_mean": round(sum(e["rss"] for e in ws) / len(ws)),
             "worker_pss_mib_mean": round(sum(e["pss"] for e in ws) / len(ws)),
@@ -304,8 +331,11 @@ def _steady(procs: list) -> bool:
     return all(abs(a - b) <= 2 for a, b in zip(before, after, strict=True))
 
 
-def memory_report(work: Path, data: Path, port: int, env: dict, seconds: int) -> dict:
-    """Memory of 1 and 4 workers serving the same bundle (see `worker_memory`)."""
+def memory_report(
+    work: Path, data: Path, port: int, env: dict, seconds: int, baseline_src: str | None = None
+) -> dict:
+    """Memory of 1 and 4 workers serving the same bundle (see `worker_memory`); with
+    `baseline_src`, 1 and 4 workers of that source tree too (`baseline`)."""
     from shelfwise.serving import current_bundle
 
     bundle = current_bundle(work)
@@ -330,6 +360,15 @@ def memory_report(work: Path, data: Path, port: int, env: dict, seconds: int) ->
     out["four_no_preload_vs_one_total_pss"] = round(
         out["4_workers_no_preload"]["total_pss_mib"] / one["total_pss_mib"], 2
     )
+    if baseline_src:
+        src = str(Path(baseline_src).resolve())
+        base_env = dict(env, PYTHONPATH=src)
+        commit = subprocess.run(
+            ["git", "-C", src, "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        out["baseline"] = {"src": src, "commit": commit or None}
+        for n in (1, 4):
+            out["baseline"][f"{n}_workers"] = worker_memory(work, data, port, base_env, n, seconds)
     return out
 
 
@@ -376,6 +415,12 @@ def main() -> None:
         "--large-products 0) and replace the `worker_memory` section of --out, which carries its "
         "own provenance record (the file's other sections keep theirs)",
     )
+    ap.add_argument(
+        "--baseline-src",
+        default=None,
+        help="with --memory-only: also measure 1 and 4 workers with this checkout's src directory "
+        "(PYTHONPATH; e.g. a worktree at the commit before a change) on the same bundle",
+    )
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("needs wrk (Debian package wrk)")
@@ -390,7 +435,9 @@ def main() -> None:
             train_shop(shop, size, args.users, args.events, light=False, env=env)
         out = Path(args.out)
         results = json.loads(out.read_text()) if out.exists() else provenance()
-        results["worker_memory"] = memory_report(shop / "w", shop / "data", 18083, env, args.seconds)
+        results["worker_memory"] = memory_report(
+            shop / "w", shop / "data", 18083, env, args.seconds, args.baseline_src
+        )
         out.write_text(json.dumps(results, indent=2))
         print(json.dumps(results["worker_memory"], indent=2))
         return

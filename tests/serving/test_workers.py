@@ -38,6 +38,10 @@ def test_a_loaded_bundle_maps_its_big_arrays_from_the_files(served_workdir):
     snap = svc.snapshot
     assert snap.search is not None
     assert isinstance(snap.search.semantic_.embeddings_, np.memmap)
+    # the search index's tables and catalog columns too, as `train` wrote them into the bundle
+    tables = snap.bundle.path / "search" / "tables"
+    for arr in (snap.search._tables["title_norm"].blob, snap.search.catalog.price, snap.search._cjk):
+        assert isinstance(arr, np.memmap) and Path(arr.filename).resolve().parent == tables.resolve()
     models_dir = snap.bundle.path / "models"
     saved = {d.name for d in models_dir.iterdir() if any((d / "arrays").glob("*.npy"))}
     assert "als" in saved  # its factor matrices (the other models are under the size on 300 products)

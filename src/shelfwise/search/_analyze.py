@@ -38,6 +38,12 @@ def _jieba():
     return jieba
 
 
+def load_segmenter() -> None:
+    """Load jieba's dictionary now (~50 MiB, seconds) rather than on the first Chinese text: for
+    an engine whose catalog has Chinese text, loaded before a server forks its workers."""
+    _jieba()
+
+
 def words(text: str) -> list[str]:
     """Lower-cased surface words (no stemming): for spelling correction and autocomplete."""
     text = unicodedata.normalize("NFKC", text or "").lower()

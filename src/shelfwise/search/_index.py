@@ -6,6 +6,7 @@ cross-encoder."""
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -15,13 +16,29 @@ from typing import Any, Self
 import numpy as np
 from rapidfuzz import utils
 
-from ._analyze import analyze, contains_cjk, has_cjk
+from ._analyze import analyze, contains_cjk, has_cjk, load_segmenter
+from ._compact import (
+    TABLES_DIR,
+    TABLES_VERSION,
+    Bigrams,
+    Coded,
+    Postings,
+    RowIndex,
+    Strings,
+    TermSets,
+    TermValues,
+    Vocabulary,
+    load_array,
+    save_array,
+)
 from ._cross import OnnxCrossEncoder
-from ._features import FEATURES, _bigrams, _postings, _title_idf
-from ._personal import USER_FEATURES, ProfileColumns
+from ._features import FEATURES, _postings, _title_idf
+from ._personal import USER_FEATURES, ProfileColumns, top_category
 from ._retrievers import LexicalRetriever, SearchCatalog, SemanticRetriever
 from ._shopper import Autocomplete, Speller
 from ._state import EngineState
+
+_CATALOG_TEXT = ("product_ids", "title", "brand", "category", "description", "attributes")
 
 
 class SearchIndex(EngineState):
@@ -85,23 +102,114 @@ class SearchIndex(EngineState):
         return self
 
     def _prepare(self) -> None:
-        """Per-product analyzed terms for the match features."""
+        """Per-product analyzed terms for the match features, as the compact tables a loaded
+        engine memory-maps (see `_compact`); `save` writes them."""
         c = self.catalog
         titles = [analyze(t) for t in c.title]
-        self._title_terms = [set(t) for t in titles]
-        self._title_bigrams = [_bigrams(t) for t in titles]
-        self._title_norm = [" ".join(t) for t in titles]
-        self._title_proc = [utils.default_process(t) for t in c.title]  # for `_fuzzy`
-        self._idf, self._idf_unseen = _title_idf(self._title_terms)
-        self._title_rows = _postings(self._title_terms)
-        self._cjk = np.array([contains_cjk(t) for t in c.title], bool)
-        self._category_terms = [set(analyze(cat.replace(">", " "))) for cat in c.category]
-        self._profile_cols = ProfileColumns.of(c)
-        self._text_terms = [
-            self._title_terms[i]
+        title_sets = [set(t) for t in titles]
+        idf, self._idf_unseen = _title_idf(title_sets)
+        vocabulary = Vocabulary.of(idf)
+        category_terms: dict[str, str] = {}
+        for cat in c.category:
+            if cat not in category_terms:
+                category_terms[cat] = " ".join(sorted(set(analyze(cat.replace(">", " ")))))
+        text_terms = (
+            title_sets[i]
             | set(analyze(" ".join([c.brand[i], c.category[i], c.description[i], c.attributes[i]])))
             for i in range(len(c))
-        ]
+        )
+        price = np.asarray(c.price, float)
+        self._use_tables(
+            {
+                "title_norm": Strings.of(" ".join(t) for t in titles),
+                "title_proc": Strings.of(utils.default_process(t) for t in c.title),  # for `_fuzzy`
+                "text_terms": Strings.of(" ".join(sorted(s)) for s in text_terms),
+                "category_terms": Coded.of(category_terms[cat] for cat in c.category),
+                "vocabulary": vocabulary.terms,
+                "idf": np.array([idf[t] for t in vocabulary.terms], np.float64),
+                "idf_unseen": np.array([self._idf_unseen], np.float64),
+                "postings": Postings.of(vocabulary, _postings(title_sets)),
+                "cjk": np.array([contains_cjk(t) for t in c.title], bool),
+                "profile_category": Coded.of(v.strip().lower() for v in c.category),
+                "profile_top": Coded.of(top_category(v) for v in c.category),
+                "profile_brand": Coded.of(v.strip().lower() for v in c.brand),
+                "log_price": np.where(np.isfinite(price) & (price >= 0), np.log1p(np.abs(price)), np.nan),
+                "product_order": RowIndex.of(c.product_ids).order,  # `load`'s product id -> row
+            }
+        )
+
+    def _use_tables(self, t: dict[str, Any]) -> None:
+        """Point the match features' lookups at the tables (built by `_prepare` or mapped by
+        `load`): per row, `_title_terms[d]` is the set of its title's terms, and so on."""
+        self._tables = t
+        self._title_norm = t["title_norm"]
+        self._title_terms = TermSets(t["title_norm"])
+        self._title_bigrams = Bigrams(t["title_norm"])
+        self._title_proc = t["title_proc"]
+        self._text_terms = TermSets(t["text_terms"])
+        cat = t["category_terms"]
+        self._category_terms = Coded(cat.codes, cat.values, lambda s: frozenset(s.split()))
+        vocabulary = Vocabulary(t["vocabulary"])
+        self._idf = TermValues(vocabulary, t["idf"])
+        self._idf_unseen = float(t["idf_unseen"][0])
+        # a Mapping like the dict of arrays `_features._weighted_match` is typed for
+        self._title_rows = Postings(vocabulary, t["postings"].indptr, t["postings"].rows)  # type: ignore[assignment]
+        self._cjk = t["cjk"]
+        self._profile_cols = ProfileColumns(
+            t["profile_category"], t["profile_top"], t["profile_brand"], t["log_price"]
+        )
+
+    def _save_tables(self) -> None:
+        """The catalog's columns and the match tables as `.npy` files under `tables/`, which
+        `load` memory-maps (written to a temporary folder, then renamed: a server loading the
+        previous tables never reads half-written ones)."""
+        folder = self.path / TABLES_DIR
+        tmp = self.path / f".{TABLES_DIR}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        c = self.catalog
+        for f in _CATALOG_TEXT:
+            col = getattr(c, f)
+            (col if isinstance(col, Strings) else Strings.of(col)).save(tmp, f"catalog.{f}")
+        save_array(tmp, "catalog.price", np.asarray(c.price, np.float64))
+        save_array(tmp, "catalog.in_stock", np.asarray(c.in_stock, bool))
+        for name, part in self._tables.items():
+            if isinstance(part, Strings | Coded):
+                part.save(tmp, name)
+            elif isinstance(part, Postings):
+                save_array(tmp, f"{name}.indptr", part.indptr)
+                save_array(tmp, f"{name}.rows", part.rows)
+            else:
+                save_array(tmp, name, np.asarray(part))
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+
+    def _load_tables(self) -> bool:
+        """Map the tables `_save_tables` wrote (False when this index has none: a bundle from
+        before they were kept, or of another layout, whose tables are then built again)."""
+        folder = self.path / TABLES_DIR
+        meta = json.loads((self.path / "search.json").read_text())
+        if meta.get("tables") != TABLES_VERSION or not folder.is_dir():
+            return False
+        cat = {f: Strings.load(folder, f"catalog.{f}") for f in _CATALOG_TEXT}
+        self.catalog = SearchCatalog(
+            **cat,  # type: ignore[arg-type]
+            price=load_array(folder, "catalog.price"),
+            in_stock=load_array(folder, "catalog.in_stock"),
+        )
+        t: dict[str, Any] = {}
+        for name in ("title_norm", "title_proc", "text_terms", "vocabulary"):
+            t[name] = Strings.load(folder, name)
+        for name in ("category_terms", "profile_category", "profile_top", "profile_brand"):
+            t[name] = Coded.load(folder, name)
+        for name in ("idf", "idf_unseen", "cjk", "log_price", "product_order"):
+            t[name] = load_array(folder, name)
+        vocabulary = Vocabulary(t["vocabulary"])
+        t["postings"] = Postings(
+            vocabulary, load_array(folder, "postings.indptr"), load_array(folder, "postings.rows")
+        )
+        self._use_tables(t)
+        return True
 
     # -- persistence ------------------------------------------------------------------------
     def save(self) -> None:
@@ -118,14 +226,12 @@ class SearchIndex(EngineState):
         c = self.catalog
         (self.path / "catalog.json").write_text(
             json.dumps(
-                {
-                    f: getattr(c, f)
-                    for f in ("product_ids", "title", "brand", "category", "description", "attributes")
-                },
+                {f: list(getattr(c, f)) for f in _CATALOG_TEXT},
                 ensure_ascii=False,
             )
         )
         np.savez(self.path / "catalog_arrays.npz", price=np.asarray(c.price), in_stock=np.asarray(c.in_stock))
+        self._save_tables()
         if self.ranker_ is not None:
             self.ranker_.booster_.save_model(str(self.path / "ranker.txt"))
         (self.path / "search.json").write_text(
@@ -135,6 +241,7 @@ class SearchIndex(EngineState):
                     "rrf_k": self.rrf_k,
                     "ranker": self.ranker_ is not None,
                     "features": FEATURES,
+                    "tables": TABLES_VERSION,
                     "cross_encoder": {
                         "file": self.cross_.path.name,
                         "top": self.cross_top_,
@@ -164,23 +271,33 @@ class SearchIndex(EngineState):
         path = Path(path)
         meta = json.loads((path / "search.json").read_text())
         eng = cls(path, meta["candidates"], meta["rrf_k"])
-        cat = json.loads((path / "catalog.json").read_text())
-        arr = np.load(path / "catalog_arrays.npz")
-        catalog = SearchCatalog(**cat, price=arr["price"], in_stock=arr["in_stock"])
+        if not eng._load_tables():  # an index saved before the tables were kept: build them
+            cat = json.loads((path / "catalog.json").read_text())
+            arr = np.load(path / "catalog_arrays.npz")
+            eng.catalog = SearchCatalog(
+                **{f: Strings.of(v) for f, v in cat.items()},  # type: ignore[arg-type]
+                price=arr["price"],
+                in_stock=arr["in_stock"],
+            )
+            del cat
+            eng._prepare()
+        catalog = eng.catalog
+        if bool(np.any(eng._cjk)):
+            # the catalog's Chinese titles will be queried in Chinese: jieba now (before a server
+            # forks), not in the first such request; a catalog without Chinese text never loads it
+            load_segmenter()
         pri = np.load(path / "priors.npz")
-        eng.catalog = catalog
         eng.lexical_ = LexicalRetriever.load(path / "lexical")
         eng.semantic_ = SemanticRetriever.load(path / "embeddings.npy")
         ml = path / "embeddings_multilingual.npy"
         eng.multilingual_ = SemanticRetriever.load(ml) if ml.exists() else None
-        eng._prepare()
         shop = json.loads((path / "shopper.json").read_text())
         eng.synonyms_ = shop["synonyms"]
         eng.speller_ = Speller(Counter(shop["vocabulary"]))
         eng.autocomplete_ = Autocomplete([(p, float(s)) for p, s in shop["autocomplete"]])
         eng.prior_count_, eng.prior_sum_, eng.popularity_ = pri["count"], pri["sum"], pri["popularity"]
         eng.ctr_ = pri["ctr"] if "ctr" in pri.files else np.full(len(catalog), np.nan, np.float32)
-        eng._index = {p: i for i, p in enumerate(catalog.product_ids)}
+        eng._index = RowIndex(catalog.product_ids, eng._tables["product_order"])
         if meta["ranker"]:
             eng.ranker_ = _BoosterRanker(lgb.Booster(model_file=str(path / "ranker.txt")))
             # bundles made before a feature was added: the ranker reads the columns it knew

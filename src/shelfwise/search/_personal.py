@@ -16,6 +16,7 @@ Training groups get point-in-time profiles: the user's events strictly before th
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -38,9 +39,9 @@ class ProfileColumns:
     """The catalog columns profiles are made of and compared with, normalized once per catalog:
     lower-cased category path, top-level category and brand, log1p price (NaN when unknown)."""
 
-    category: list[str]
-    top: list[str]
-    brand: list[str]
+    category: Sequence[str]  # lists, or `_compact.Coded` columns in a built or loaded engine
+    top: Sequence[str]
+    brand: Sequence[str]
     log_price: np.ndarray
 
     @classmethod
@@ -71,7 +72,7 @@ class Profile:
             return None
         n = float(len(rows))
 
-        def shares(column: list[str]) -> dict[str, float]:
+        def shares(column: Sequence[str]) -> dict[str, float]:
             return {v: c / n for v, c in Counter(column[r] for r in rows if column[r]).items()}
 
         price = cols.log_price[rows]

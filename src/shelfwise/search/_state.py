@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,19 +57,21 @@ class EngineState:
     prior_count_: np.ndarray
     prior_sum_: np.ndarray
     build_seconds_: dict[str, float]
-    _index: dict[str, int]  # product id -> catalog row
-    # per-product match tables (see `SearchIndex._prepare`)
-    _title_terms: list[set[str]]
-    _title_bigrams: list[set[tuple[str, str]]]
-    _title_norm: list[str]
-    _title_proc: list[str]
-    _idf: dict[str, float]
+    _index: Mapping[str, int]  # product id -> catalog row (a `_compact.RowIndex` when loaded)
+    # per-product match tables (see `SearchIndex._prepare`): views over the flat arrays of
+    # `_compact`, memory-mapped from the bundle when loaded; each lookup gives a small object
+    _tables: dict[str, Any]
+    _title_terms: Sequence[frozenset[str]]
+    _title_bigrams: Sequence[set[tuple[str, str]]]
+    _title_norm: Sequence[str]
+    _title_proc: Sequence[str]
+    _idf: Mapping[str, float]
     _idf_unseen: float
-    _title_rows: dict[str, np.ndarray]
+    _title_rows: dict[str, np.ndarray]  # a `_compact.Postings` (a Mapping of the same values)
     _cjk: np.ndarray
-    _category_terms: list[set[str]]
+    _category_terms: Sequence[frozenset[str]]
     _profile_cols: ProfileColumns
-    _text_terms: list[set[str]]
+    _text_terms: Sequence[frozenset[str]]
 
     def __init__(self, path: str | Path, candidates: int = 100, rrf_k: int = 60, max_depth: int = 10_000):
         self.path = Path(path)

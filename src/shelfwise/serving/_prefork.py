@@ -17,7 +17,10 @@ onnxruntime sessions, faiss and torch run one thread each in a server (`SHELFWIS
 The supervisor forwards SIGTERM / SIGINT to the workers and waits for them (each stops
 gracefully: absorbs what it acknowledged); a worker that dies otherwise is forked again from the
 loaded bundle. A bundle swapped in later (`--reload-seconds`, `/v1/admin/reload`) is loaded by
-each worker on its own, as before.
+each worker on its own, but its large parts are files every worker maps (the search index's
+tables, catalog columns and embeddings, the faiss graph, the models' arrays: one copy in the page
+cache, see `search._compact`), and the encoders are the process's, loaded before the fork and
+kept across bundles: what a worker allocates privately for a new bundle is its small Python state.
 """
 
 from __future__ import annotations
