@@ -19,6 +19,9 @@ from shelfwise.models import SASRec, load_model
 from shelfwise.models._sasrec import ONNX_DIR, SCORING_ENV, TORCH_DIR
 from tests.models.planted_data import planted_cycles
 
+# a model trained and exported three times, and two fresh processes importing onnxruntime and torch
+pytestmark = pytest.mark.slow
+
 MAX_LEN = 8
 
 
@@ -92,8 +95,13 @@ def test_the_float32_graph_matches_torch_at_every_history_length(trained, saved)
 def test_serving_modes_and_the_torch_override(trained, saved, monkeypatch):
     model, inter = trained
     assert not (saved["torch"] / ONNX_DIR).exists()
-    assert json.loads((saved["onnx-int8"] / ONNX_DIR / "onnx.json").read_text())["weights"] == "int8"
-    assert np.load(saved["onnx-int8"] / ONNX_DIR / "item_vectors.npy").dtype == np.float16
+    assert json.loads((saved["onnx-int8"] / ONNX_DIR / "onnx.json").read_text())["weights"].startswith("int8")
+    import onnx
+
+    graph = onnx.load(str(saved["onnx-int8"] / ONNX_DIR / "query.onnx")).graph
+    int8 = [tuple(t.dims) for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert (16, inter.n_items) in int8  # the item vectors of the final product, (dim, n_items)
+    assert "MatMulInteger" in {n.op_type for n in graph.node}
     users = np.arange(20)
     as_torch = load_model(saved["torch"], inter)
     np.testing.assert_array_equal(as_torch.score(users), model.score(users))

@@ -10,12 +10,12 @@ its frozen text embedding (the shipped MiniLM over its title): items that share 
 signal, and an item with no training interaction (a new product) is represented by its text
 alone, so it can still be recommended after the items it reads like.
 
-Serving: `save` also exports the query-time half of the network (sequence -> state) to ONNX,
-int8-quantized, and the item vectors as float16 (`serving="onnx-int8"`, the default); a loaded
-model then scores through onnxruntime and this module never imports torch (the network lives in
-`_sasrec_net`). `serving="onnx"` keeps the graph and vectors in float32, `serving="torch"`
-exports nothing; `SHELFWISE_SASREC_SCORING=torch` makes a loaded model score with torch whatever
-its bundle holds.
+Serving: `save` also exports what a request runs (history -> a score per item) to ONNX,
+int8-quantized: weights and item vectors stored as int8, one scale per item in the final
+product (`serving="onnx-int8"`, the default); a loaded model then scores through onnxruntime and
+this module never imports torch (the network lives in `_sasrec_net`). `serving="onnx"` keeps the
+graph in float32, `serving="torch"` exports nothing; `SHELFWISE_SASREC_SCORING=torch` makes a
+loaded model score with torch whatever its bundle holds.
 """
 
 from __future__ import annotations
@@ -83,12 +83,12 @@ class SASRecConfig:
     item_text: bool = False  # add projected text embeddings (`fit(item_embeddings=...)`)
 
 
-#: how a saved model scores once loaded: ONNX int8 graph + float16 item vectors, ONNX float32, torch
+#: how a saved model scores once loaded: ONNX graph in int8, ONNX in float32, torch
 SERVING = ("onnx-int8", "onnx", "torch")
 #: the environment variable that makes a loaded SASRec score with torch (`torch`)
 SCORING_ENV = "SHELFWISE_SASREC_SCORING"
 TORCH_DIR, ONNX_DIR = "torch", "onnx"  # beside state.pkl: the network; the serving graph + vectors
-QUERY_ONNX, VECTORS_NPY, ONNX_META = "query.onnx", "item_vectors.npy", "onnx.json"
+QUERY_ONNX, ONNX_META = "query.onnx", "onnx.json"
 
 
 def __getattr__(name: str) -> Any:
@@ -372,8 +372,8 @@ class SASRec(Recommender):
 
 
 def _export(net: SASRecNet, target: Path, int8: bool) -> None:
-    """The serving files of `net` in `target`: the query graph (int8 or float32) and the item
-    vectors (float16 or float32), with onnx.json saying which."""
+    """The serving files of `net` in `target`: the request graph (int8 or float32) and onnx.json
+    saying which."""
     from ._sasrec_net import export_query, quantize_query
 
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
@@ -383,29 +383,23 @@ def _export(net: SASRecNet, target: Path, int8: bool) -> None:
     if int8:
         quantize_query(fp32, tmp / QUERY_ONNX)
         fp32.unlink()
-    vectors = net.item_vectors()[1:].detach().cpu().numpy()
-    # float16 keeps ~3 significant digits of each vector component: enough for the ranking (the
-    # metric drop is measured in benchmarks/sasrec.py) at half the bytes
-    np.save(tmp / VECTORS_NPY, vectors.astype(np.float16 if int8 else np.float32), allow_pickle=False)
-    meta = {"max_len": net.cfg.max_len, "dim": net.cfg.dim, "weights": "int8" if int8 else "float32"}
+    meta = {
+        "max_len": net.cfg.max_len,
+        "n_items": net.item_emb.num_embeddings - 1,
+        "weights": "int8 (item vectors: one scale per item)" if int8 else "float32",
+    }
     (tmp / ONNX_META).write_text(json.dumps(meta))
     os.replace(tmp, target)
 
 
 class _OnnxScorer:
-    """Scores from the exported query graph (onnxruntime) and the stored item vectors: no torch.
-    The session is opened on first use in each process (a server loads before it forks)."""
-
-    # item vectors multiplied per chunk: a float16 chunk is widened to float32 for the product,
-    # so the transient copy stays small on a large catalog
-    CHUNK = 1 << 16
+    """Scores through the exported request graph (onnxruntime): no torch. The session is opened
+    on first use in each process (a server loads its bundle before it forks)."""
 
     def __init__(self, directory: Path):
         self.directory = directory
         meta = json.loads((directory / ONNX_META).read_text())
         self.max_len = int(meta["max_len"])
-        # memory-mapped: the workers of one server share one copy in the page cache
-        self.vectors = np.load(directory / VECTORS_NPY, mmap_mode="r", allow_pickle=False)
         self._session: Any = None
         self._pid = -1
 
@@ -419,18 +413,10 @@ class _OnnxScorer:
             self._session, self._pid = onnx_session(self.directory / QUERY_ONNX), os.getpid()
         return self._session
 
-    def states(self, seqs: list[np.ndarray]) -> np.ndarray:
-        """(B, D) float32: the state after each sequence's newest item."""
+    def score(self, seqs: list[np.ndarray]) -> np.ndarray:
+        """(B, n_items) float32 scores, each history left-padded (or cut) to max_len."""
         arr = _left_pad(seqs, self.max_len)
         return cast(np.ndarray, self.session().run(None, {"seq": arr})[0])
-
-    def score(self, seqs: list[np.ndarray]) -> np.ndarray:
-        h = self.states(seqs)
-        n = len(self.vectors)
-        out = np.empty((len(seqs), n), np.float32)
-        for lo in range(0, n, self.CHUNK):
-            out[:, lo : lo + self.CHUNK] = h @ np.asarray(self.vectors[lo : lo + self.CHUNK], np.float32).T
-        return out
 
 
 def _as_metric(validation: Validation | None) -> Callable[[Recommender], float] | None:
