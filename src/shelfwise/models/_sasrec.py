@@ -126,6 +126,7 @@ class SASRec(Recommender):
     sequential = True
     scoring_batch_size = 512
     transient = ("interactions_", "onnx_")  # onnx_: the loaded ONNX scorer, files of its own
+    onnx_: _OnnxScorer  # set by `load` when the model scores through ONNX (no net_ then)
 
     def __init__(
         self,
