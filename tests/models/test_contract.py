@@ -71,7 +71,9 @@ def test_deterministic(name, inter, fitted):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_save_load_round_trip(name, fitted, inter, tmp_path):
+def test_save_load_round_trip(name, fitted, inter, tmp_path, monkeypatch):
+    # SASRec loaded as trained (torch); its ONNX scoring is compared in test_sasrec_onnx.py
+    monkeypatch.setenv("SHELFWISE_SASREC_SCORING", "torch")
     model = fitted[name]
     model.save(tmp_path / name)
     gens = model.generators_ if isinstance(model, Fusion) else None

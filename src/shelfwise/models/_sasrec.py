@@ -9,22 +9,37 @@ With `item_text`, each item's vector is its learned id embedding plus a learned 
 its frozen text embedding (the shipped MiniLM over its title): items that share words share
 signal, and an item with no training interaction (a new product) is represented by its text
 alone, so it can still be recommended after the items it reads like.
+
+Serving: `save` also exports what a request runs (history -> a score per item) to ONNX,
+int8-quantized: weights and item vectors stored as int8, one scale per item in the final
+product (`serving="onnx-int8"`, the default); a loaded model then scores through onnxruntime and
+this module never imports torch (the network lives in `_sasrec_net`). `serving="onnx"` keeps the
+graph in float32, `serving="torch"` exports nothing; `SHELFWISE_SASREC_SCORING=torch` makes a
+loaded model score with torch whatever its bundle holds.
 """
 
 from __future__ import annotations
 
-import math
+import json
+import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Self, cast
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self, cast
 
 import numpy as np
-import torch
-from torch import nn
 
 from ..features import Fold, Interactions
-from ._base import Recommender
+from ._base import IncompatibleModel, Recommender, load_state, save_state
+
+if TYPE_CHECKING:
+    import torch
+
+    from ._sasrec_net import SASRecNet
+
+__all__ = ["SERVING", "SASRec", "SASRecConfig"]
 
 #: what a validation is: a fold (scored by NDCG@10 over its users) or model -> metric
 Validation = Fold | Callable[[Recommender], float]
@@ -68,71 +83,21 @@ class SASRecConfig:
     item_text: bool = False  # add projected text embeddings (`fit(item_embeddings=...)`)
 
 
-class SASRecNet(nn.Module):
-    def __init__(self, n_items: int, cfg: SASRecConfig, text: np.ndarray | None = None):
-        super().__init__()
-        self.cfg = cfg
-        # index 0 is padding; item i is stored at i + 1
-        self.item_emb = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0)
-        self.text_proj: nn.Linear | None = None
-        if text is not None:
-            padded = np.zeros((n_items + 1, text.shape[1]), np.float32)
-            padded[1:] = text
-            self.register_buffer("text", torch.from_numpy(padded))
-            # 1 for items seen in training (id embedding used), 0 for the others (text only)
-            self.register_buffer("seen", torch.ones(n_items + 1, 1))
-            self.text_proj = nn.Linear(text.shape[1], cfg.dim, bias=False)
-        self.pos_emb = nn.Embedding(cfg.max_len, cfg.dim)
-        self.drop = nn.Dropout(cfg.dropout)
-        layer = nn.TransformerEncoderLayer(
-            cfg.dim,
-            cfg.heads,
-            dim_feedforward=cfg.dim * 2,
-            dropout=cfg.dropout,
-            batch_first=True,
-            norm_first=True,
-        )
-        self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(cfg.dim)
-        nn.init.normal_(self.item_emb.weight, std=cfg.dim**-0.5)
-        with torch.no_grad():
-            self.item_emb.weight[0].zero_()
+#: how a saved model scores once loaded: ONNX graph in int8, ONNX in float32, torch
+SERVING = ("onnx-int8", "onnx", "torch")
+#: the environment variable that makes a loaded SASRec score with torch (`torch`)
+SCORING_ENV = "SHELFWISE_SASREC_SCORING"
+TORCH_DIR, ONNX_DIR = "torch", "onnx"  # beside state.pkl: the network; the serving graph + vectors
+QUERY_ONNX, ONNX_META = "query.onnx", "onnx.json"
 
-    def item_vectors(self) -> torch.Tensor:
-        """(n_items + 1, D): id embedding (items seen in training) + projected text."""
-        if self.text_proj is None:
-            return self.item_emb.weight
-        seen, text = cast(torch.Tensor, self.seen), cast(torch.Tensor, self.text)
-        return self.item_emb.weight * seen + self.text_proj(text)
 
-    def forward(self, seq: torch.Tensor) -> torch.Tensor:
-        # seq: (B, L) item indices + 1, left-padded with 0; the last column is the newest item
-        b, length = seq.shape
-        # positions count back from the newest item, so trimming padding never shifts them
-        pos = torch.arange(length - 1, -1, -1, device=seq.device).unsqueeze(0)  # (1, L)
-        # through `embedding`, not indexing: its backward sums the gradient in a fixed order (an
-        # indexed gather accumulates it across threads, changing the last bits from run to run)
-        emb = (
-            self.item_emb(seq)
-            if self.text_proj is None
-            else nn.functional.embedding(seq, self.item_vectors())
-        )
-        x = emb * math.sqrt(self.cfg.dim) + self.pos_emb(pos)  # (B, L, D)
-        x = self.drop(x * (seq > 0).unsqueeze(-1))
-        # from index comparisons, not triu/eye: the same mask, and it exports to ONNX (onnxruntime
-        # has no boolean EyeLike)
-        idx = torch.arange(length, device=seq.device)
-        future = idx.unsqueeze(0) > idx.unsqueeze(1)  # (L, L): key after query
-        blocked = future.unsqueeze(0) | (seq == 0).unsqueeze(1)  # (B, L, L): no future, no padding
-        # every position may see itself, so a padding row never attends to nothing (NaN)
-        blocked = blocked & (idx.unsqueeze(0) != idx.unsqueeze(1)).unsqueeze(0)
-        mask = blocked.repeat_interleave(self.cfg.heads, dim=0)  # (B * heads, L, L)
-        h = self.encoder(x, mask=mask)  # (B, L, D)
-        return self.norm(h)
+def __getattr__(name: str) -> Any:
+    # SASRecNet lived here until 0.13: bundles pickled before name it from this module
+    if name == "SASRecNet":
+        from ._sasrec_net import SASRecNet
 
-    def logits(self, h: torch.Tensor) -> torch.Tensor:
-        # h: (N, D) -> (N, n_items): tied output embedding, padding column dropped
-        return h @ self.item_vectors()[1:].T
+        return SASRecNet
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _length_buckets(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -160,7 +125,8 @@ class SASRec(Recommender):
     name = "sasrec"
     sequential = True
     scoring_batch_size = 512
-    transient = ("interactions_",)
+    transient = ("interactions_", "onnx_")  # onnx_: the loaded ONNX scorer, files of its own
+    onnx_: _OnnxScorer  # set by `load` when the model scores through ONNX (no net_ then)
 
     def __init__(
         self,
@@ -183,6 +149,7 @@ class SASRec(Recommender):
         seed: int = 0,
         device: str = "auto",
         item_text: bool = False,
+        serving: str = "onnx-int8",
     ):
         self.max_len = max_len
         self.dim = dim
@@ -203,6 +170,7 @@ class SASRec(Recommender):
         self.seed = seed
         self.device = device
         self.item_text = item_text
+        self.serving = serving
 
     @classmethod
     def upgrade_params(cls, params: dict[str, Any]) -> dict[str, Any]:
@@ -217,6 +185,8 @@ class SASRec(Recommender):
         return SASRecConfig(**{f.name: getattr(self, f.name) for f in fields(SASRecConfig)})
 
     def _device(self) -> torch.device:
+        import torch
+
         want = self.device
         if want == "auto":
             want = "cuda" if torch.cuda.is_available() else "cpu"
@@ -247,6 +217,12 @@ class SASRec(Recommender):
         text: np.ndarray | None,
         validate: Callable[[Recommender], float] | None,
     ) -> None:
+        import torch
+
+        from ._sasrec_net import SASRecNet
+
+        if self.serving not in SERVING:
+            raise ValueError(f"SASRec(serving={self.serving!r}): expected one of {', '.join(SERVING)}")
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
         rng = np.random.default_rng(cfg.seed)
@@ -321,6 +297,9 @@ class SASRec(Recommender):
     def _loss(
         self, net: SASRecNet, h: torch.Tensor, y: torch.Tensor, rng: np.random.Generator, dev: torch.device
     ) -> torch.Tensor:
+        import torch
+        from torch import nn
+
         full = self.loss == "ce" or (self.loss == "auto" and self.n_items_ <= self.full_softmax_items)
         if full:
             return nn.functional.cross_entropy(net.logits(h), y)
@@ -333,24 +312,112 @@ class SASRec(Recommender):
         logits = torch.cat([pos_logit, neg_logit], dim=1)
         return nn.functional.cross_entropy(logits, torch.zeros(len(y), dtype=torch.long, device=dev))
 
-    @torch.no_grad()
     def _score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
-        dev = next(self.net_.parameters()).device
         seqs = [history.sequence(int(u)) for u in users]
-        length = max([min(len(s), self.max_len) for s in seqs] + [1])
-        arr = torch.from_numpy(_left_pad(seqs, length)).to(dev)
-        h = self.net_(arr)[:, -1]  # (B, D): the state after the most recent item
-        out = self.net_.logits(h).float().cpu().numpy()
-        empty = np.array([len(s) == 0 for s in seqs])
+        torch_net = getattr(self, "net_", None) is not None
+        out = self._torch_score(seqs) if torch_net else self.onnx_.score(seqs)
+        empty = np.array([len(s) == 0 for s in seqs], bool)
         out[empty] = 0.0  # no history: no opinion (callers fall back to cold start)
         return out
 
+    def _torch_score(self, seqs: list[np.ndarray]) -> np.ndarray:
+        import torch
+
+        dev = next(self.net_.parameters()).device
+        length = max([min(len(s), self.max_len) for s in seqs] + [1])
+        with torch.no_grad():
+            arr = torch.from_numpy(_left_pad(seqs, length)).to(dev)
+            h = self.net_(arr)[:, -1]  # (B, D): the state after the most recent item
+            return cast(np.ndarray, self.net_.logits(h).float().cpu().numpy())
+
+    # persistence: params.json and state.pkl (what was learnt besides the network), the network
+    # pickled apart in torch/ (read only to score with torch) and, unless serving="torch", the
+    # ONNX query graph and item vectors in onnx/ (what serving reads)
     def save(self, path: Any) -> None:
-        self.net_ = self.net_.cpu()
-        super().save(path)
+        path = Path(path)
+        net = getattr(self, "net_", None)
+        if net is None:
+            raise RuntimeError(
+                f"{path}: a SASRec loaded to score through ONNX has no network to save; load it with "
+                f"{SCORING_ENV}=torch to save it"
+            )
+        net = self.net_ = net.cpu()
+        try:
+            del self.net_  # saved apart, below
+            super().save(path)
+        finally:
+            self.net_ = net
+        (path / TORCH_DIR).mkdir(exist_ok=True)
+        save_state({"net_": net}, path / TORCH_DIR)
+        target = path / ONNX_DIR
+        shutil.rmtree(target, ignore_errors=True)
+        if self.serving != "torch":
+            _export(net, target, int8=self.serving == "onnx-int8")
+
+    @classmethod
+    def load(cls, path: str | Path, interactions: Interactions) -> Self:
+        path = Path(path)
+        model = super().load(path, interactions)  # a bundle before 0.13: the network in state.pkl
+        if getattr(model, "net_", None) is not None:
+            return model
+        if os.environ.get(SCORING_ENV, "").lower() != "torch" and (path / ONNX_DIR / ONNX_META).exists():
+            model.onnx_ = _OnnxScorer(path / ONNX_DIR)
+            return model
+        if not (path / TORCH_DIR / "state.pkl").exists():
+            raise IncompatibleModel(f"{path}: SASRec saved with neither its network nor an ONNX export")
+        vars(model).update(load_state(path / TORCH_DIR))
+        return model
 
     def config_dict(self) -> dict[str, Any]:
         return asdict(self.cfg)
+
+
+def _export(net: SASRecNet, target: Path, int8: bool) -> None:
+    """The serving files of `net` in `target`: the request graph (int8 or float32) and onnx.json
+    saying which."""
+    from ._sasrec_net import export_query, quantize_query
+
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    fp32 = export_query(net, tmp / ("query-fp32.onnx" if int8 else QUERY_ONNX))
+    if int8:
+        quantize_query(fp32, tmp / QUERY_ONNX)
+        fp32.unlink()
+    meta = {
+        "max_len": net.cfg.max_len,
+        "n_items": net.item_emb.num_embeddings - 1,
+        "weights": "int8 (item vectors: one scale per item)" if int8 else "float32",
+    }
+    (tmp / ONNX_META).write_text(json.dumps(meta))
+    os.replace(tmp, target)
+
+
+class _OnnxScorer:
+    """Scores through the exported request graph (onnxruntime): no torch. The session is opened
+    on first use in each process (a server loads its bundle before it forks)."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        meta = json.loads((directory / ONNX_META).read_text())
+        self.max_len = int(meta["max_len"])
+        self._session: Any = None
+        self._pid = -1
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**vars(self), "_session": None, "_pid": -1}
+
+    def session(self) -> Any:
+        if self._session is None or self._pid != os.getpid():
+            from ..features._text_encoder import onnx_session
+
+            self._session, self._pid = onnx_session(self.directory / QUERY_ONNX), os.getpid()
+        return self._session
+
+    def score(self, seqs: list[np.ndarray]) -> np.ndarray:
+        """(B, n_items) float32 scores, each history left-padded (or cut) to max_len."""
+        arr = _left_pad(seqs, self.max_len)
+        return cast(np.ndarray, self.session().run(None, {"seq": arr})[0])
 
 
 def _as_metric(validation: Validation | None) -> Callable[[Recommender], float] | None:

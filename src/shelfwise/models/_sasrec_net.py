@@ -1,0 +1,168 @@
+"""SASRec's network (torch) and its export to ONNX for serving.
+
+Only training, torch scoring and the export import this module: a bundle whose SASRec was
+exported is served through onnxruntime (`_sasrec._OnnxScorer`) without importing torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+import numpy as np
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from ._sasrec import SASRecConfig
+
+__all__ = ["SASRecNet", "export_query", "quantize_query"]
+
+
+class SASRecNet(nn.Module):
+    def __init__(self, n_items: int, cfg: SASRecConfig, text: np.ndarray | None = None):
+        super().__init__()
+        self.cfg = cfg
+        # index 0 is padding; item i is stored at i + 1
+        self.item_emb = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0)
+        self.text_proj: nn.Linear | None = None
+        if text is not None:
+            padded = np.zeros((n_items + 1, text.shape[1]), np.float32)
+            padded[1:] = text
+            self.register_buffer("text", torch.from_numpy(padded))
+            # 1 for items seen in training (id embedding used), 0 for the others (text only)
+            self.register_buffer("seen", torch.ones(n_items + 1, 1))
+            self.text_proj = nn.Linear(text.shape[1], cfg.dim, bias=False)
+        self.pos_emb = nn.Embedding(cfg.max_len, cfg.dim)
+        self.drop = nn.Dropout(cfg.dropout)
+        layer = nn.TransformerEncoderLayer(
+            cfg.dim,
+            cfg.heads,
+            dim_feedforward=cfg.dim * 2,
+            dropout=cfg.dropout,
+            batch_first=True,
+            norm_first=True,
+        )
+        self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(cfg.dim)
+        nn.init.normal_(self.item_emb.weight, std=cfg.dim**-0.5)
+        with torch.no_grad():
+            self.item_emb.weight[0].zero_()
+
+    def item_vectors(self) -> torch.Tensor:
+        """(n_items + 1, D): id embedding (items seen in training) + projected text."""
+        if self.text_proj is None:
+            return self.item_emb.weight
+        seen, text = cast(torch.Tensor, self.seen), cast(torch.Tensor, self.text)
+        return self.item_emb.weight * seen + self.text_proj(text)
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        # seq: (B, L) item indices + 1, left-padded with 0; the last column is the newest item
+        # through `embedding`, not indexing: its backward sums the gradient in a fixed order (an
+        # indexed gather accumulates it across threads, changing the last bits from run to run)
+        emb = (
+            self.item_emb(seq)
+            if self.text_proj is None
+            else nn.functional.embedding(seq, self.item_vectors())
+        )
+        return self.encode(seq, emb)
+
+    def encode(self, seq: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """(B, L, D) states from the sequence and its item embeddings `emb` (B, L, D)."""
+        b, length = seq.shape
+        # positions count back from the newest item, so trimming padding never shifts them
+        pos = torch.arange(length - 1, -1, -1, device=seq.device).unsqueeze(0)  # (1, L)
+        x = emb * math.sqrt(self.cfg.dim) + self.pos_emb(pos)  # (B, L, D)
+        x = self.drop(x * (seq > 0).unsqueeze(-1))
+        # from index comparisons, not triu/eye: the same mask, and it exports to ONNX (onnxruntime
+        # has no boolean EyeLike)
+        idx = torch.arange(length, device=seq.device)
+        future = idx.unsqueeze(0) > idx.unsqueeze(1)  # (L, L): key after query
+        blocked = future.unsqueeze(0) | (seq == 0).unsqueeze(1)  # (B, L, L): no future, no padding
+        # every position may see itself, so a padding row never attends to nothing (NaN)
+        blocked = blocked & (idx.unsqueeze(0) != idx.unsqueeze(1)).unsqueeze(0)
+        mask = blocked.repeat_interleave(self.cfg.heads, dim=0)  # (B * heads, L, L)
+        h = self.encoder(x, mask=mask)  # (B, L, D)
+        return self.norm(h)
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        # h: (N, D) -> (N, n_items): tied output embedding, padding column dropped
+        return h @ self.item_vectors()[1:].T
+
+
+class _Query(nn.Module):
+    """What a request runs: a left-padded sequence (B, max_len) -> the state after its newest
+    item (B, D) -> its score for every item (B, n_items). The item vectors are frozen into it
+    (with item text, the projection of every title is computed once here, not per request), as
+    the embedding table and as the weight of the final product (where int8 quantization gives
+    each item its own scale)."""
+
+    def __init__(self, net: SASRecNet):
+        super().__init__()
+        self.net = net
+        self.register_buffer("vectors", net.item_vectors().detach().clone())
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        vectors = cast(torch.Tensor, self.vectors)
+        h = self.net.encode(seq, nn.functional.embedding(seq, vectors))[:, -1]
+        return h @ vectors[1:].T
+
+
+def export_query(net: SASRecNet, out: Path) -> Path:
+    """Export the query-time half of `net` (see `_Query`) to ONNX at `out`, written atomically:
+    input `seq` (batch, max_len) int64, output `scores` (batch, n_items) float32, the batch axis
+    dynamic.
+
+    The sequence axis is fixed at `max_len` (callers left-pad to it): the TorchScript exporter
+    bakes the traced length into the attention's reshapes, and positions counting back from the
+    newest item make left padding change nothing in the newest item's state."""
+    net = net.cpu().eval()
+    sample = torch.zeros((2, net.cfg.max_len), dtype=torch.int64)
+    sample[0, -3:] = torch.tensor([1, 2, 1])
+    sample[1, :] = 1
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    fast = torch.backends.mha.get_fastpath_enabled()
+    # the fused inference kernel (aten::_transformer_encoder_layer_fwd) has no ONNX export
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                _Query(net).eval(),
+                (sample,),
+                str(tmp),
+                input_names=["seq"],
+                output_names=["scores"],
+                dynamic_axes={"seq": {0: "batch"}, "scores": {0: "batch"}},
+                opset_version=17,
+                dynamo=False,
+            )
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fast)
+    os.replace(tmp, out)
+    return out
+
+
+def quantize_query(src: Path, out: Path) -> Path:
+    """Dynamic int8 quantization (onnxruntime) of an exported query graph: the weights of its
+    matrix products and embedding lookups stored as int8, activations quantized on the fly.
+    Per channel: each output column of a product has its own scale, so in the final product
+    each item's vector keeps its own range (measured on Beauty: closer to float32 than one
+    scale per matrix, and the product runs on int8 kernels, unlike a float16 table widened for
+    every request)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its advice to pre-process the model, printed on every call
+    try:
+        quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+    finally:
+        root.setLevel(level)
+    os.replace(tmp, out)
+    return out
