@@ -28,7 +28,10 @@ MAX_LEN = 8
 @pytest.fixture(scope="module")
 def trained() -> tuple[SASRec, Interactions]:
     inter = planted_cycles(n_users=120, length=14)
-    model = SASRec(epochs=8, dim=16, heads=2, layers=2, max_len=MAX_LEN, batch_size=32, dropout=0.1)
+    # serving="torch": this model scores with torch, the reference its exports are compared with
+    model = SASRec(
+        epochs=8, dim=16, heads=2, layers=2, max_len=MAX_LEN, batch_size=32, dropout=0.1, serving="torch"
+    )
     return model.fit(inter), inter
 
 
@@ -42,8 +45,22 @@ def saved(trained, tmp_path_factory) -> dict[str, Path]:
         model.serving = serving
         model.save(base / serving)
         out[serving] = base / serving
-    model.serving = "onnx-int8"
+    model.serving = "torch"
     return out
+
+
+def test_a_fitted_model_scores_as_it_is_served(tmp_path):
+    """After fit a model scores through the graph it saves (int8 by default): train's test numbers,
+    the fusion's inputs, `evaluate` on the saved fit and serving read the same scores."""
+    inter = planted_cycles(n_users=60, length=10)
+    model = SASRec(epochs=2, dim=16, heads=1, layers=1, max_len=MAX_LEN, batch_size=32).fit(inter)
+    assert model.onnx_.int8
+    model.save(tmp_path / "m")
+    loaded = load_model(tmp_path / "m", inter)
+    assert getattr(loaded, "net_", None) is None
+    users = np.arange(inter.n_users)
+    np.testing.assert_allclose(model.score(users), loaded.score(users), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(model.recommend(users, k=10).ids, loaded.recommend(users, k=10).ids)
 
 
 def _histories(inter: Interactions) -> Interactions:

@@ -138,8 +138,8 @@ def copy_atomically(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
-def onnx_session(path: str | Path, threads: int | None = None, custom_ops: str | None = None) -> Any:
-    """A CPU onnxruntime session: `threads` intra-op threads (default `SHELFWISE_ENCODER_THREADS`,
+def onnx_session(path: str | Path | bytes, threads: int | None = None, custom_ops: str | None = None) -> Any:
+    """A CPU onnxruntime session (of a file, or of a serialized graph's bytes): `threads` intra-op threads (default `SHELFWISE_ENCODER_THREADS`,
     else onnxruntime's choice; servers set 1), quiet logs, optional custom-op library."""
     import onnxruntime as ort
 
@@ -149,7 +149,8 @@ def onnx_session(path: str | Path, threads: int | None = None, custom_ops: str |
     so.intra_op_num_threads = threads or int(os.environ.get("SHELFWISE_ENCODER_THREADS", "0")) or 0
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    source = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(source, so, providers=["CPUExecutionProvider"])
 
 
 BULK_MIN_TEXTS = 1024  # from this many texts on, encoding is spread over one session per core

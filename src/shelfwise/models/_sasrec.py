@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -293,6 +294,13 @@ class SASRec(Recommender):
         net.eval()
         self.epochs_ = len(self.history_)
         self.best_validation_ = None if best == -np.inf else best
+        # from here on the model scores as it will be served: through its (int8) export, so that
+        # train's test numbers, the fusion's inputs, `evaluate` on the saved fit and serving all
+        # read the same scores (torch and int8 differ in the last digits and the odd near-tie)
+        if self.serving != "torch":
+            self.onnx_ = _OnnxScorer.of(net, int8=self.serving == "onnx-int8")
+        else:
+            vars(self).pop("onnx_", None)
 
     def _loss(
         self, net: SASRecNet, h: torch.Tensor, y: torch.Tensor, rng: np.random.Generator, dev: torch.device
@@ -314,8 +322,8 @@ class SASRec(Recommender):
 
     def _score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
         seqs = [history.sequence(int(u)) for u in users]
-        torch_net = getattr(self, "net_", None) is not None
-        out = self._torch_score(seqs) if torch_net else self.onnx_.score(seqs)
+        scorer = getattr(self, "onnx_", None)  # after fit or load; during training, the network
+        out = self._torch_score(seqs) if scorer is None else scorer.score(seqs)
         empty = np.array([len(s) == 0 for s in seqs], bool)
         out[empty] = 0.0  # no history: no opinion (callers fall back to cold start)
         return out
@@ -351,8 +359,13 @@ class SASRec(Recommender):
         save_state({"net_": net}, path / TORCH_DIR)
         target = path / ONNX_DIR
         shutil.rmtree(target, ignore_errors=True)
+        scorer = getattr(self, "onnx_", None)
         if self.serving != "torch":
-            _export(net, target, int8=self.serving == "onnx-int8")
+            int8 = self.serving == "onnx-int8"
+            if scorer is not None and scorer.int8 == int8:  # the graph it has scored with since fit
+                scorer.write(target)
+            else:  # loaded with torch scoring, or its serving changed since fit
+                _export(net, target, int8=int8)
 
     @classmethod
     def load(cls, path: str | Path, interactions: Interactions) -> Self:
@@ -395,14 +408,37 @@ def _export(net: SASRecNet, target: Path, int8: bool) -> None:
 
 class _OnnxScorer:
     """Scores through the exported request graph (onnxruntime): no torch. The session is opened
-    on first use in each process (a server loads its bundle before it forks)."""
+    on first use in each process (a server loads its bundle before it forks). Made from the saved
+    files (`load`) or, at the end of a fit, from the network (`of`: the graph's bytes kept until
+    the model is saved)."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, graph: bytes | None = None):
         self.directory = directory
-        meta = json.loads((directory / ONNX_META).read_text())
-        self.max_len = int(meta["max_len"])
+        self.meta = json.loads((directory / ONNX_META).read_text())
+        self.max_len = int(self.meta["max_len"])
+        self.int8 = str(self.meta["weights"]).startswith("int8")
+        self._graph = graph
         self._session: Any = None
         self._pid = -1
+
+    @classmethod
+    def of(cls, net: SASRecNet, int8: bool) -> _OnnxScorer:
+        with tempfile.TemporaryDirectory(prefix="shelfwise-sasrec-") as tmp:
+            target = Path(tmp) / ONNX_DIR
+            _export(net, target, int8)
+            scorer = cls(target, (target / QUERY_ONNX).read_bytes())
+        scorer.directory = Path()  # gone: the bytes are the graph now
+        return scorer
+
+    def write(self, target: Path) -> None:
+        """The graph and its description into `target` (a saved model's onnx/)."""
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        graph = self._graph if self._graph is not None else (self.directory / QUERY_ONNX).read_bytes()
+        (tmp / QUERY_ONNX).write_bytes(graph)
+        (tmp / ONNX_META).write_text(json.dumps(self.meta))
+        os.replace(tmp, target)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**vars(self), "_session": None, "_pid": -1}
@@ -411,7 +447,8 @@ class _OnnxScorer:
         if self._session is None or self._pid != os.getpid():
             from ..features._text_encoder import onnx_session
 
-            self._session, self._pid = onnx_session(self.directory / QUERY_ONNX), os.getpid()
+            source = self._graph if self._graph is not None else self.directory / QUERY_ONNX
+            self._session, self._pid = onnx_session(source), os.getpid()
         return self._session
 
     def score(self, seqs: list[np.ndarray]) -> np.ndarray:
