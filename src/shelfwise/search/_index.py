@@ -22,6 +22,7 @@ from ._personal import USER_FEATURES, ProfileColumns
 from ._retrievers import LexicalRetriever, SearchCatalog, SemanticRetriever
 from ._shopper import Autocomplete, Speller
 from ._state import EngineState
+from ._units import measures
 
 
 class SearchIndex(EngineState):
@@ -92,6 +93,7 @@ class SearchIndex(EngineState):
         self._title_bigrams = [_bigrams(t) for t in titles]
         self._title_norm = [" ".join(t) for t in titles]
         self._title_proc = [utils.default_process(t) for t in c.title]  # for `_fuzzy`
+        self._title_measures = [measures(t) for t in c.title]  # for `_measure_match`
         self._idf, self._idf_unseen = _title_idf(self._title_terms)
         self._title_rows = _postings(self._title_terms)
         self._cjk = np.array([contains_cjk(t) for t in c.title], bool)

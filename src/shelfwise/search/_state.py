@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ._personal import ProfileColumns
     from ._retrievers import LexicalRetriever, SearchCatalog, SemanticRetriever
     from ._shopper import Autocomplete, Speller
+    from ._units import Measures
 
 QUERY_CACHE_SIZE = 20_000  # corrected queries and query vectors kept per engine (LRU)
 
@@ -62,6 +63,7 @@ class EngineState:
     _title_bigrams: list[set[tuple[str, str]]]
     _title_norm: list[str]
     _title_proc: list[str]
+    _title_measures: list[Measures]
     _idf: dict[str, float]
     _idf_unseen: float
     _title_rows: dict[str, np.ndarray]
