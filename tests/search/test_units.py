@@ -39,3 +39,17 @@ def test_engine_fills_the_measure_columns(tmp_path):
     # a query without a number: the number columns say so (-1), not "none matched"
     _, x = eng._features(eng._query("pvc pipe"), None)
     assert (x[:, COL["numbers_normalised"]] == -1).all() and (x[:, COL["number_units"]] == -1).all()
+
+
+def test_measure_match_shares_with_known_answers():
+    from shelfwise.search._features import _measure_match
+
+    titles = [measures("PVC Pipe 1/2 in. x 10 ft."), measures("Garden Hose 50 ft"), measures("")]
+    got = _measure_match(measures('10 ft 0.5" pipe'), titles)
+    # query: words {10, ft, 0.5, pipe} (a quote mark pairs its number, it is no word), numbers
+    # {10, 0.5}, pairs {(10, ft), (0.5, in)}
+    assert got[0].tolist() == [1.0, 1.0, 1.0]
+    assert got[1].tolist() == [pytest.approx(1 / 4), 0.0, 0.0]
+    assert got[2].tolist() == [0.0, 0.0, 0.0]
+    assert _measure_match(measures("garden hose"), titles)[:, 1:].tolist() == [[-1.0, -1.0]] * 3
+    assert _measure_match(measures("hose"), []).shape == (0, 3)

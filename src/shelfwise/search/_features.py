@@ -296,15 +296,17 @@ def _fuzzy(query: str, titles: list[str]) -> np.ndarray:
 
 def _measure_match(query: Measures, titles: list[Measures]) -> np.ndarray:
     """(n, 3): per title, the share of the query's normalised words it has, of its numbers
-    and of its (number, unit) pairs (-1 when the query has no number, no pair)."""
+    and of its (number, unit) pairs (-1 when the query has no number, no pair). One list
+    comprehension per column (a per-cell fill of the array cost twice as much)."""
     out = np.full((len(titles), 3), -1.0, np.float32)
-    nw = max(len(query.words), 1)
-    for j, t in enumerate(titles):
-        out[j, 0] = len(query.words & t.words) / nw
-        if query.numbers:
-            out[j, 1] = len(query.numbers & t.numbers) / len(query.numbers)
-        if query.pairs:
-            out[j, 2] = len(query.pairs & t.pairs) / len(query.pairs)
+    if not titles:
+        return out
+    qw, qn, qp = query.words, query.numbers, query.pairs
+    out[:, 0] = np.array([len(qw & t.words) for t in titles], np.float64) / max(len(qw), 1)
+    if qn:
+        out[:, 1] = np.array([len(qn & t.numbers) for t in titles], np.float64) / len(qn)
+    if qp:
+        out[:, 2] = np.array([len(qp & t.pairs) for t in titles], np.float64) / len(qp)
     return out
 
 
