@@ -115,9 +115,10 @@ def capture(out: Path) -> None:
         )
 
 
-def evaluate(out: Path, name: str, extra=(), params: dict | None = None) -> dict:  # type: ignore[no-untyped-def]
-    """Refit LightGBM on the cached features (+ `extra` column functions): validation and test
-    NDCG@10 (whole catalog, unjudged = 0, as search.py)."""
+def evaluate(out: Path, name: str, extra=(), params: dict | None = None, drop=()) -> dict:  # type: ignore[no-untyped-def]
+    """Refit LightGBM on the cached features (+ `extra` column functions, - the cached columns
+    at the positions in `drop`, an ablation): validation and test NDCG@10 (whole catalog,
+    unjudged = 0, as search.py)."""
     import lightgbm as lgb
 
     from shelfwise.search import ndcg_at_k
@@ -133,6 +134,8 @@ def evaluate(out: Path, name: str, extra=(), params: dict | None = None) -> dict
 
     def matrix(q: str) -> np.ndarray:
         cands, x = rows[q][2], rows[q][3]
+        if drop:
+            x = np.delete(x, list(drop), axis=1)
         return np.hstack([x] + [f(q, cands) for f in extra]) if extra else x
 
     def labels(q: str) -> np.ndarray:

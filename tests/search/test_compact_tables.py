@@ -15,9 +15,10 @@ from rapidfuzz import utils
 
 from shelfwise.search import Filters, SearchCatalog, SearchEngine, analyze
 from shelfwise.search._analyze import contains_cjk
-from shelfwise.search._compact import Coded, RowIndex, Strings, TermSets, Vocabulary
+from shelfwise.search._compact import TABLES_VERSION, Coded, RowIndex, Strings, TermSets, Vocabulary
 from shelfwise.search._features import _bigrams, _postings, _title_idf
 from shelfwise.search._personal import ProfileColumns
+from shelfwise.search._units import measures
 
 NOUNS = ["shoe", "sock", "knife", "hose", "bracket", "drill", "lamp", "kettle", "paint", "cable"]
 ADJS = ["red", "blue", "steel", "garden", "12 in.", "cordless", "LED", "deck over", "heavy duty", "mini"]
@@ -70,6 +71,7 @@ def _legacy_tables(eng: SearchEngine) -> None:
     eng._title_bigrams = [_bigrams(t) for t in titles]
     eng._title_norm = [" ".join(t) for t in titles]
     eng._title_proc = [utils.default_process(t) for t in c.title]
+    eng._title_measures = [measures(t) for t in c.title]
     eng._idf, eng._idf_unseen = _title_idf(eng._title_terms)  # type: ignore[arg-type]
     eng._title_rows = _postings(eng._title_terms)  # type: ignore[arg-type]
     eng._cjk = np.array([contains_cjk(t) for t in c.title], bool)
@@ -144,7 +146,7 @@ def test_mapped_tables_answer_exactly_as_the_python_tables(saved):
 
 def test_tables_are_memory_mapped_from_the_bundle(saved):
     eng = SearchEngine.load(saved)
-    assert json.loads((saved / "search.json").read_text())["tables"] == 1
+    assert json.loads((saved / "search.json").read_text())["tables"] == TABLES_VERSION
     for arr in (eng.catalog.price, eng._cjk, eng._tables["title_norm"].blob, eng._tables["postings"].rows):
         assert isinstance(arr, np.memmap) and str(saved / "tables") in str(arr.filename)
     assert not isinstance(eng._index, dict) and eng._index["p007"] == 7 and "nope" not in eng._index

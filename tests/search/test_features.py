@@ -95,6 +95,48 @@ def test_a_training_query_never_sees_its_own_judgments_in_the_prior(tmp_path, mo
             assert out[row][0] <= eng.prior_count_[row]
 
 
+def test_a_product_judged_only_for_one_query_has_no_prior_in_that_querys_training_rows(tmp_path, monkeypatch):
+    # Home Depot judges most products for one query only: an in-sample prior would tell the
+    # ranker "judged for this very query" (target leakage). Out of fold, such a product's prior
+    # in its own query's training rows is empty, while a product judged for queries of other
+    # folds keeps theirs; a new (held-out) query sees the whole prior.
+    ids = [f"p{i}" for i in range(30)]
+    eng = SearchEngine(tmp_path / "s", candidates=30).build(
+        SearchCatalog(ids, [f"tool {i % 10} model {i}" for i in range(30)])
+    )
+    queries = {f"q{i}": f"tool {i}" for i in range(10)}
+    # p{i} only for q{i}; p29 for every query
+    gains = {f"q{i}": {f"p{i}": 2.0, "p29": 1.0} for i in range(10)}
+    got: dict[str, tuple[np.ndarray, np.ndarray, bool]] = {}
+    features = eng._features
+
+    def spy(q, given, leave_out=None, **kw):
+        cands, x = features(q, given, leave_out=leave_out, **kw)
+        got[q.text] = (cands, x, leave_out is not None)
+        return cands, x
+
+    monkeypatch.setattr(eng, "_features", spy)
+    eng.fit_ranker(queries, gains, holdout=0.3, seed=0, always_keep=True)
+    col = {n: j for j, n in enumerate(FEATURES)}
+    trained = [q for q in queries if got[queries[q]][2]]
+    held = [q for q in queries if not got[queries[q]][2]]
+    assert trained and held
+    for q in trained:
+        cands, x, _ = got[queries[q]]
+        own = x[list(cands).index(eng._index["p" + q[1:]])]
+        assert own[col["prior_log_count"]] == 0.0 and own[col["prior_mean_gain"]] == -1.0
+        shared_ = x[list(cands).index(eng._index["p29"])]
+        # p29's judgments from the training queries outside q's fold (at least one: 5 folds)
+        assert 0.0 < shared_[col["prior_log_count"]] < np.log1p(len(trained))
+    # a held-out query meets every training query's judgment of p29, and none of its own product
+    for q in held:
+        cands, x, _ = got[queries[q]]
+        assert x[list(cands).index(eng._index["p29"])][col["prior_log_count"]] == pytest.approx(
+            np.log1p(len(trained))
+        )
+        assert x[list(cands).index(eng._index["p" + q[1:]])][col["prior_log_count"]] == 0.0
+
+
 def test_a_kept_ranker_is_refitted_on_the_held_out_queries_too(tmp_path):
     ids, titles = [], []
     for i in range(20):

@@ -48,7 +48,9 @@ __all__ = [
 ]
 
 TABLES_DIR = "tables"  # under the engine's directory (the bundle's `search/`)
-TABLES_VERSION = 1  # recorded in search.json; a table layout this shelfwise does not know is rebuilt
+TABLES_VERSION = (
+    2  # 2: title_measures; recorded in search.json; a table layout this shelfwise does not know is rebuilt
+)
 
 
 def save_array(folder: Path, name: str, arr: np.ndarray) -> None:

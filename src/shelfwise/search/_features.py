@@ -14,6 +14,7 @@ from ..models import Results
 from ._analyze import contains_cjk
 from ._personal import USER_FEATURES, Profile
 from ._state import EngineState, Query, QueryVectors
+from ._units import Measures, measures
 
 FEATURES = [
     "bm25",
@@ -57,6 +58,11 @@ FEATURES = [
     "idf_coverage_rel",
     "bm25_title_rel",
     "full_matches",
+    # sizes written alike (see `_units`: `1/2 in.` and `0.5 inch`, `36"` and `36 in.`): the share
+    # of the query's normalised words, numbers and (number, unit) pairs the title has
+    "measure_coverage",
+    "numbers_normalised",
+    "number_units",
     *USER_FEATURES,
 ]
 _DIGITS = re.compile(r"^\d")
@@ -72,6 +78,7 @@ _OVERLAP = [
 ]
 _NO_USER = (np.nan,) * len(USER_FEATURES)
 _WEIGHTED = [_COLUMN[name] for name in ("idf_coverage", "last_term_in_title", "max_idf_missing")]
+_MEASURES = [_COLUMN[name] for name in ("measure_coverage", "numbers_normalised", "number_units")]
 
 
 class RankingFeatures(EngineState):
@@ -193,6 +200,7 @@ class RankingFeatures(EngineState):
         bt = x[:, col["bm25_title"]]
         x[:, col["bm25_title_rel"]] = bt / bt.max() if bt.max() > 0 else 0.0
         x[:, col["full_matches"]] = np.log1p(np.count_nonzero(cover >= 0.999))
+        x[:, _MEASURES] = _measure_match(measures(q.text), [self._title_measures[d] for d in rows])
         x[:, _USER:] = _NO_USER
         if profile is not None:
             x[:, _USER:] = profile.features(cands, self._profile_cols)
@@ -284,6 +292,22 @@ def _fuzzy(query: str, titles: list[str]) -> np.ndarray:
         ).astype(np.float32)
         / 100.0
     )
+
+
+def _measure_match(query: Measures, titles: list[Measures]) -> np.ndarray:
+    """(n, 3): per title, the share of the query's normalised words it has, of its numbers
+    and of its (number, unit) pairs (-1 when the query has no number, no pair). One list
+    comprehension per column (a per-cell fill of the array cost twice as much)."""
+    out = np.full((len(titles), 3), -1.0, np.float32)
+    if not titles:
+        return out
+    qw, qn, qp = query.words, query.numbers, query.pairs
+    out[:, 0] = np.array([len(qw & t.words) for t in titles], np.float64) / max(len(qw), 1)
+    if qn:
+        out[:, 1] = np.array([len(qn & t.numbers) for t in titles], np.float64) / len(qn)
+    if qp:
+        out[:, 2] = np.array([len(qp & t.pairs) for t in titles], np.float64) / len(qp)
+    return out
 
 
 def _bigrams(terms: list[str]) -> set[tuple[str, str]]:

@@ -37,6 +37,7 @@ from ._personal import USER_FEATURES, ProfileColumns, top_category
 from ._retrievers import LexicalRetriever, SearchCatalog, SemanticRetriever
 from ._shopper import Autocomplete, Speller
 from ._state import EngineState
+from ._units import MeasureRows, encode_measures, measures
 
 _CATALOG_TEXT = ("product_ids", "title", "brand", "category", "description", "attributes")
 
@@ -123,6 +124,9 @@ class SearchIndex(EngineState):
             {
                 "title_norm": Strings.of(" ".join(t) for t in titles),
                 "title_proc": Strings.of(utils.default_process(t) for t in c.title),  # for `_fuzzy`
+                "title_measures": Strings.of(
+                    encode_measures(measures(t)) for t in c.title
+                ),  # `_measure_match`
                 "text_terms": Strings.of(" ".join(sorted(s)) for s in text_terms),
                 "category_terms": Coded.of(category_terms[cat] for cat in c.category),
                 "vocabulary": vocabulary.terms,
@@ -146,6 +150,7 @@ class SearchIndex(EngineState):
         self._title_terms = TermSets(t["title_norm"])
         self._title_bigrams = Bigrams(t["title_norm"])
         self._title_proc = t["title_proc"]
+        self._title_measures = MeasureRows(t["title_measures"])
         self._text_terms = TermSets(t["text_terms"])
         cat = t["category_terms"]
         self._category_terms = Coded(cat.codes, cat.values, lambda s: frozenset(s.split()))
@@ -198,7 +203,7 @@ class SearchIndex(EngineState):
             in_stock=load_array(folder, "catalog.in_stock"),
         )
         t: dict[str, Any] = {}
-        for name in ("title_norm", "title_proc", "text_terms", "vocabulary"):
+        for name in ("title_norm", "title_proc", "title_measures", "text_terms", "vocabulary"):
             t[name] = Strings.load(folder, name)
         for name in ("category_terms", "profile_category", "profile_top", "profile_brand"):
             t[name] = Coded.load(folder, name)

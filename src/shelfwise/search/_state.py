@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ._personal import ProfileColumns
     from ._retrievers import LexicalRetriever, SearchCatalog, SemanticRetriever
     from ._shopper import Autocomplete, Speller
+    from ._units import Measures
 
 QUERY_CACHE_SIZE = 20_000  # corrected queries and query vectors kept per engine (LRU)
 
@@ -65,6 +66,7 @@ class EngineState:
     _title_bigrams: Sequence[set[tuple[str, str]]]
     _title_norm: Sequence[str]
     _title_proc: Sequence[str]
+    _title_measures: Sequence[Measures]
     _idf: Mapping[str, float]
     _idf_unseen: float
     _title_rows: dict[str, np.ndarray]  # a `_compact.Postings` (a Mapping of the same values)
