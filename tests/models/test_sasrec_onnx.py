@@ -61,6 +61,20 @@ def test_a_fitted_model_scores_as_it_is_served(tmp_path):
     users = np.arange(inter.n_users)
     np.testing.assert_allclose(model.score(users), loaded.score(users), rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(model.recommend(users, k=10).ids, loaded.recommend(users, k=10).ids)
+    # a shopper's scores do not depend on who else is in the batch (int8 activations are scaled
+    # per input): an evaluation over all users reads what each one is served alone
+    alone = np.vstack([loaded.score(np.array([u])) for u in users])
+    np.testing.assert_array_equal(loaded.score(users), alone)
+    # a refit validates its own network, not the previous fit's graph
+    seen = []
+    model.fit(inter, validation=lambda m: seen.append(getattr(m, "onnx_", None)) or 0.0)
+    assert seen and all(s is None for s in seen) and model.onnx_ is not None
+    # the scorer travels whole (a Spark broadcast to another host): the graph's bytes with it
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(loaded.onnx_))
+    copy.directory = tmp_path / "elsewhere"
+    np.testing.assert_array_equal(copy.score([inter.sequence(0)]), loaded.score(np.array([0])))
 
 
 def _histories(inter: Interactions) -> Interactions:

@@ -61,3 +61,12 @@ def test_measures_survive_the_compact_table_encoding():
     titles = ["1-1/2 in. PVC pipe 10 ft.", '36" vanity | top', "", "2 x 4 x 8 ft. stud 12345678901", "a:b c"]
     rows = MeasureRows([encode_measures(measures(t)) for t in titles])
     assert [rows[i] for i in range(len(titles))] == [measures(t) for t in titles]
+
+
+def test_long_and_model_numbers_are_kept_whole_and_never_crash():
+    # 7+ digit model numbers stay apart (6 significant digits made 1234567 and 1234571 one number)
+    assert measures("hd 1234567 drill").numbers != measures("hd 1234571 drill").numbers
+    assert measures("007 drill").numbers == measures("7 drill").numbers == {"7"}
+    assert measures("2.50 gal").pairs == measures("2.5 gallon").pairs == {("2.5", "gal")}
+    # a query of digits over a slash: no float overflow, no fraction made of it
+    assert "3" in measures("1" + "0" * 400 + "/3 in pipe").numbers

@@ -20,7 +20,10 @@ between sales > 1.32 weeks, Syntetos-Boylan), and the mean of the smooth models 
 Each series' forecast is the mean of the TOP_K (3) candidates with the lowest error in
 rolling-origin cross-validation (`n_windows` origins, `h` = min(horizon, 13) weeks each): on a
 few noisy CV windows the single best is mostly chance, and the mean of the best few is the more
-robust rule (`top_k`; the single best is `select="series"`). Search and browsing demand is an input
+robust rule (`top_k`; the single best is `select="series"`). With the three default smooth models
+and no other candidate, the top 3 are all of them: a smooth series' forecast is then their
+equal-weight mean, and CV chooses only where there are more candidates (intermittent series,
+InterestETS, AutoARIMA on request). Search and browsing demand is an input
 where it carries the signal: for a product whose weekly interest correlates with its sales,
 InterestETS (AutoETS on interest x recent conversion) is one more candidate (on planted shops it
 helps where interest tracks the demand level and changes nothing where it is noise:
@@ -347,7 +350,9 @@ def top_k(mae: pd.DataFrame, k: int = TOP_K) -> pd.Series:
     everywhere: benchmarks/insights.json). Averaging the top few by validation error keeps the
     selection's protection against a bad model while the mean cancels part of each model's
     error; forecast-combination studies (the M4 competition; Kourentzes, Barrow & Petropoulos
-    2019, forecast pooling) find it at least as accurate as picking one, and far more robust."""
+    2019, forecast pooling) find it at least as accurate as picking one, and far more robust.
+    Where a series has `k` candidates or fewer (a smooth series with the three default models),
+    this is their plain mean: no selection happens there."""
     base = [c for c in mae.columns if c != ENSEMBLE]
     values = mae[base].to_numpy(dtype=float)
     order = np.argsort(np.where(np.isnan(values), np.inf, values), axis=1, kind="stable")

@@ -176,7 +176,8 @@ def demand_html(s: dict[str, Any]) -> str:
 <h1>Demand and replenishment</h1>
 <p class="muted">As of {escape(s["as_of"])}; history up to the week of {escape(m["last_week"])};
 season {m["season_length"]} weeks; per series the mean of the 3 best models by rolling-origin
-cross-validation ({escape(chosen)}); stock figures: {escape(stock_line)}.</p>
+cross-validation, the three default smooth models' plain mean where those are all
+({escape(chosen)}); stock figures: {escape(stock_line)}.</p>
 {
         _cards(
             [

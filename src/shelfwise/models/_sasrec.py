@@ -224,6 +224,9 @@ class SASRec(Recommender):
 
         if self.serving not in SERVING:
             raise ValueError(f"SASRec(serving={self.serving!r}): expected one of {', '.join(SERVING)}")
+        vars(self).pop(
+            "onnx_", None
+        )  # a refit validates (and scores) its own network, not the last fit's graph
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
         rng = np.random.default_rng(cfg.seed)
@@ -441,7 +444,10 @@ class _OnnxScorer:
         os.replace(tmp, target)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**vars(self), "_session": None, "_pid": -1}
+        # the graph travels with a copy (a Spark broadcast reaches executors on other hosts,
+        # where the driver's bundle path does not exist)
+        graph = self._graph if self._graph is not None else (self.directory / QUERY_ONNX).read_bytes()
+        return {**vars(self), "_graph": graph, "_session": None, "_pid": -1}
 
     def session(self) -> Any:
         if self._session is None or self._pid != os.getpid():
@@ -452,9 +458,17 @@ class _OnnxScorer:
         return self._session
 
     def score(self, seqs: list[np.ndarray]) -> np.ndarray:
-        """(B, n_items) float32 scores, each history left-padded (or cut) to max_len."""
+        """(B, n_items) float32 scores, each history left-padded (or cut) to max_len.
+
+        The int8 graph quantizes its activations with one scale per input tensor (dynamic
+        quantization), so a history's scores would depend on the other histories of its batch:
+        it is run one history at a time, as a request is served, and an evaluation of many users
+        gets exactly the scores each of them is served."""
         arr = _left_pad(seqs, self.max_len)
-        return cast(np.ndarray, self.session().run(None, {"seq": arr})[0])
+        session = self.session()
+        if not self.int8 or len(arr) <= 1:
+            return cast(np.ndarray, session.run(None, {"seq": arr})[0])
+        return np.concatenate([session.run(None, {"seq": arr[i : i + 1]})[0] for i in range(len(arr))])
 
 
 def _as_metric(validation: Validation | None) -> Callable[[Recommender], float] | None:

@@ -46,8 +46,9 @@ _UNITS = {
     # dimensions: "2 x 4" pairs 2 with "x" (a number that is one side of a size)
     **dict.fromkeys(("x", "by"), "x"),
 }
-_MIXED = re.compile(r"(\d+)[\s-]+(\d+)/(\d+)")  # 1-1/2, 1 1/2
-_FRACTION = re.compile(r"(?<![\d.])(\d+)/(\d+)(?![\d/])")  # 1/2, not 1/2/3 or 2.5/3
+# at most 6 digits a part: a size, never a part number (and no float overflow on a query of digits)
+_MIXED = re.compile(r"(?<!\d)(\d{1,6})[\s-]+(\d{1,6})/(\d{1,6})(?!\d)")  # 1-1/2, 1 1/2
+_FRACTION = re.compile(r"(?<![\d.])(\d{1,6})/(\d{1,6})(?![\d/])")  # 1/2, not 1/2/3 or 2.5/3
 _TOKEN = re.compile(r"\d+(?:\.\d+)?|[^\W\d_]+|[\"']+")
 
 
@@ -59,7 +60,15 @@ class Measures:
 
 
 def _decimal(whole: int, num: int, den: int) -> str:
-    return f"{whole + num / den:g}" if den else f"{whole}"
+    return _number(f"{whole + num / den:.4f}") if den else _number(str(whole))
+
+
+def _number(token: str) -> str:
+    """A number written one way: no leading zeros, no trailing decimal zeros (`007` = `7`,
+    `0.50` = `.5` = `0.5`), every digit kept (a model number 1234567 never meets 1234571)."""
+    whole, _, frac = token.partition(".")
+    whole, frac = whole.lstrip("0") or "0", frac.rstrip("0")
+    return f"{whole}.{frac}" if frac else whole
 
 
 def measures(text: str) -> Measures:
@@ -76,7 +85,7 @@ def measures(text: str) -> Measures:
     latin: list[str] = []
     for i, w in enumerate(toks):
         if w[0].isdigit():
-            n = f"{float(w):g}"
+            n = _number(w)
             numbers.add(n)
             words.add(n)
             unit = _UNITS.get(toks[i + 1].rstrip(".")) if i + 1 < len(toks) else None
