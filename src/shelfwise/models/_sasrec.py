@@ -224,9 +224,8 @@ class SASRec(Recommender):
 
         if self.serving not in SERVING:
             raise ValueError(f"SASRec(serving={self.serving!r}): expected one of {', '.join(SERVING)}")
-        vars(self).pop(
-            "onnx_", None
-        )  # a refit validates (and scores) its own network, not the last fit's graph
+        # a refit validates (and scores) its own network, not the previous fit's graph
+        vars(self).pop("onnx_", None)
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
         rng = np.random.default_rng(cfg.seed)
