@@ -366,7 +366,9 @@ def memory_report(
         commit = subprocess.run(
             ["git", "-C", src, "rev-parse", "HEAD"], capture_output=True, text=True, check=False
         ).stdout.strip()
-        out["baseline"] = {"src": src, "commit": commit or None}
+        # the folder's last two parts, not this machine's absolute path (readers elsewhere);
+        # the commit when the folder is a checkout
+        out["baseline"] = {"src": "/".join(Path(src).parts[-2:]), "commit": commit or None}
         for n in (1, 4):
             out["baseline"][f"{n}_workers"] = worker_memory(work, data, port, base_env, n, seconds)
     return out
