@@ -162,8 +162,12 @@ def main() -> None:
         "--repeat", type=int, default=1, help="runs of each side per size (the median is reported)"
     )
     ap.add_argument("--work", default="benchmarks/work-ingest-speed")
+    ap.add_argument("--engines", default="duckdb", help="duckdb, or duckdb,spark")
     ap.add_argument(
-        "--engines", default="duckdb", help="duckdb, or duckdb,spark (Spark at 1M only on a shared machine)"
+        "--spark-sizes",
+        default="",
+        help="comma-separated row counts Spark runs at (default: every size; a 10M load on local[2] "
+        "takes long)",
     )
     args = ap.parse_args()
     prov = provenance()  # (the machine's load average as the run starts)
@@ -172,7 +176,10 @@ def main() -> None:
     results = []
     try:
         for n in [int(s) for s in args.sizes.split(",")]:
-            res = measure(n, work, args.repeat, tuple(args.engines.split(",")))
+            engines = tuple(args.engines.split(","))
+            if args.spark_sizes and str(n) not in args.spark_sizes.split(","):
+                engines = tuple(e for e in engines if e != "spark")
+            res = measure(n, work, args.repeat, engines)
             print(json.dumps({k: v for k, v in res.items() if k != "reasons"}), flush=True)
             results.append(res)
     finally:
