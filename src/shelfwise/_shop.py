@@ -291,6 +291,24 @@ class Shop:
                 out.append(line)
             return out[0] if one else out
 
+    def recommend_on_spark(
+        self,
+        engine: Any,
+        out: str | Path,
+        users: Iterable[str] | None = None,
+        k: int = 10,
+        *,
+        model: str | None = None,
+    ) -> dict[str, int]:
+        """`recommend(users, k, rules=False)` as a Spark job (`engine`: a `SparkEngine`), written
+        as Parquet in `out` (user_id, rank, product_id, score, source); `users=None`: every user
+        of the current bundle whose shop id the raw layer holds. Returns counts."""
+        from .lifecycle._spark_jobs import recommend_batch_spark
+
+        with self._acting("recommend"):
+            ids = None if users is None else [str(u) for u in users]
+            return recommend_batch_spark(self.workdir, engine.session, out, ids, k, model=model)
+
     def explain(self, user_id: str, product_id: str) -> list[str]:
         """The user's history items that most raise `product_id` for them (shop ids; empty for a
         user or product the current bundle does not know, or a user without personalization

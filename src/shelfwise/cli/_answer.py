@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from ._app import Workdir, app, json_lines, read_ids, shop
+from ._app import SparkMaster, SparkRemote, Workdir, app, json_lines, read_ids, shop
 
 __all__ = ["recommend", "search"]
 
@@ -17,10 +17,16 @@ __all__ = ["recommend", "search"]
 @app.command()
 def recommend(
     workdir: Workdir,
-    users: Annotated[
-        Path, typer.Option("--users", help="CSV with a user_id column, JSONL, or one id per line.")
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="FILE.jsonl: one {user_id, items} per line (--engine spark: a folder of Parquet)."
+        ),
     ],
-    out: Annotated[Path, typer.Option("--out", help="FILE.jsonl: one {user_id, items} per line.")],
+    users: Annotated[
+        Path | None,
+        typer.Option("--users", help="CSV with a user_id column, JSONL, or one id per line."),
+    ] = None,
     k: Annotated[int, typer.Option("--k", min=1, max=1000, help="Items per user.")] = 10,
     model: Annotated[
         str | None, typer.Option(help="A model of the bundle (default: its default model).")
@@ -39,13 +45,42 @@ def recommend(
             "/v1/recommendations does; --no-rules: the model's ranking alone.",
         ),
     ] = True,
+    all_users: Annotated[
+        bool,
+        typer.Option(
+            "--all-users",
+            help="--engine spark: every user of the current bundle (their shop ids from the raw layer) "
+            "instead of --users.",
+        ),
+    ] = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="duckdb (the one-node path) or spark: the users ranked as a Spark job (--no-rules).",
+        ),
+    ] = "duckdb",
+    spark_remote: SparkRemote = None,
+    spark_master: SparkMaster = None,
 ) -> None:
     """Top-k items per user, in the shop's own ids: the ranking /v1/recommendations answers for
     the same user (same model, experiments and business rules); seen items excluded; unknown
-    users get the cold-start list."""
+    users get the cold-start list. --engine spark --no-rules: the users are ranked as a Spark
+    job (the bundle's model broadcast), written as Parquet (user_id, rank, product_id, score,
+    source) in the folder --out, each user's list the one-node --no-rules list."""
+    if engine.lower() == "spark":
+        _recommend_on_spark(
+            workdir, out, users, k, model, rules, all_users, explain, context, spark_remote, spark_master
+        )
+        return
+    if all_users or users is None:
+        raise typer.BadParameter(
+            "give --users FILE (--all-users is for --engine spark: the one-node path answers listed users)"
+        )
+    listed = users
 
     def ids() -> Iterator[str]:  # read once the Shop has checked the permission and the workdir
-        yield from read_ids(users, "user_id")
+        yield from read_ids(listed, "user_id")
 
     answers = shop(workdir).recommend(ids(), k, model=model, explain=explain, context=context, rules=rules)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -55,6 +90,47 @@ def recommend(
             cold += line["source"] == "cold_start"
             fh.write(json.dumps(line, ensure_ascii=False) + "\n")
     typer.echo(f"wrote {len(answers):,} users to {out} ({cold:,} unknown users served the cold-start list)")
+
+
+def _recommend_on_spark(
+    workdir: Path,
+    out: Path,
+    users: Path | None,
+    k: int,
+    model: str | None,
+    rules: bool,
+    all_users: bool,
+    explain: bool,
+    context: str | None,
+    spark_remote: str | None,
+    spark_master: str | None,
+) -> None:
+    from ..storage import engine_from
+
+    if rules:  # (the rules - stock, hides, boosts, repurchase windows - are the server's, one node)
+        raise typer.BadParameter(
+            "--engine spark ranks with the model alone: add --no-rules (the business rules apply on "
+            "the one-node path: `recommend --users FILE`)"
+        )
+    if explain or context:
+        raise typer.BadParameter("--explain and --context are for the one-node path, not --engine spark")
+    if all_users == (users is not None):
+        raise typer.BadParameter("--engine spark: give --users FILE or --all-users (one of them)")
+    ids = None if users is None else read_ids(users, "user_id")
+    chosen = engine_from("spark", workdir, remote=spark_remote, master=spark_master)
+    try:
+        counts = shop(workdir).recommend_on_spark(chosen, out, ids, k, model=model)
+    finally:
+        chosen.close()
+    typer.echo(
+        f"wrote {counts['users']:,} users to {out}/ as Parquet ({counts['scored_on_spark']:,} ranked on Spark, "
+        f"{counts['cold_start']:,} given the cold-start list)"
+        + (
+            f"; {counts['bundle_users_without_shop_id']:,} bundle users have no shop id left in the raw layer"
+            if counts.get("bundle_users_without_shop_id")
+            else ""
+        )
+    )
 
 
 def _read_queries(queries: Path) -> list[tuple[str, str]]:

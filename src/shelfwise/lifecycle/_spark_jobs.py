@@ -20,7 +20,16 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["SCORES_SCHEMA", "recommend_all_spark", "spark_event_rows", "spark_events_reader"]
+__all__ = [
+    "RANKED_SCHEMA",
+    "SCORES_SCHEMA",
+    "raw_user_ids",
+    "recommend_all_spark",
+    "recommend_batch_spark",
+    "recommend_users_spark",
+    "spark_event_rows",
+    "spark_events_reader",
+]
 
 SCORES_SCHEMA = "user_id string, items array<string>, scores array<float>"
 
@@ -131,3 +140,185 @@ def spark_events_reader(engine: Any, workdir: Any) -> tuple[Any, str]:
         lambda weights: spark_event_rows(engine.session, files, weights),
         f"the curated events v{version} read on Spark from {files}",
     )
+
+
+# -- `shelfwise recommend --engine spark` ------------------------------------------------------
+
+RANKED_SCHEMA = "user_id string, rank int, product_id string, score float, source string"
+
+
+class _Ranker:
+    """What one user's answer needs of the current bundle, shipped to the executors: the
+    model, the bundle's interactions (histories), the precomputed top list when it is this
+    model's, the catalog (what the rule-less `apply` keeps), purchases and the popular list.
+    The pseudonym key stays on the driver: executors see only user indices.
+
+    `top` is `Service._recommend` for a known, personalized user without recent online events
+    and without rules (`--no-rules`), step for step, so that the answer is the one-node one."""
+
+    def __init__(self, snap: Any, model: str, k: int, n_cand: int) -> None:
+        self.model = snap.bundle.models[model]
+        self.interactions = snap.bundle.interactions
+        self.item_ids = snap.item_ids
+        self.item_index = snap.item_index
+        self.toplist = snap.toplist if model == snap.toplist_model else None
+        self.info = snap.info
+        self.purchases = snap.purchases
+        self.cold = snap.cold
+        self.k, self.n_cand = k, n_cand
+        self.name = model
+
+    def top(self, user: int) -> tuple[list[str], list[float | None], str]:
+        import numpy as np
+
+        from ..features import Interactions
+        from ..serving._service import NO_RULES
+
+        ids, k, n_cand = self.item_ids, self.k, self.n_cand
+        scores: dict[str, float] = {}
+        if self.toplist is not None and self.toplist[user, 0] >= 0:
+            cands = [ids[i] for i in self.toplist[user, :n_cand].tolist() if i >= 0]
+            source = f"precomputed:{self.name}"
+        else:
+            seq = np.asarray(self.interactions.sequence(user), np.int64)
+            hist = Interactions.of_one_user(seq, self.interactions.item_ids)
+            r = self.model.recommend(np.array([0]), n_cand, exclude_seen=True, history=hist)
+            cands = [ids[i] for i in r.ids[0] if i >= 0]
+            scores = {ids[i]: float(s) for i, s in zip(r.ids[0], r.scores[0], strict=True) if i >= 0}
+            source = self.name
+        purchases = dict(self.purchases.get(user, {}))
+        items = NO_RULES.apply(cands, k, self.info, surface="recommendations", purchases=purchases)
+        if len(items) < k:  # too few unseen items: the popular list fills, as served
+            seen = set(items) | {ids[i] for i in self.interactions.sequence(user)}
+            more = [p for p in self.cold if p not in seen]
+            items += NO_RULES.apply(
+                more, k - len(items), self.info, surface="recommendations", purchases=purchases
+            )
+        items = items[:k]
+        return items, [scores.get(p) for p in items], source
+
+
+def recommend_users_spark(
+    session: Any, ranker: _Ranker, users: list[tuple[str, int]], *, partitions: int | None = None
+) -> Any:
+    """A Spark DataFrame (`RANKED_SCHEMA`, lazy): the top-k of each (shop id, user index) of
+    `users`, one row per rank (1 first), scored on the executors with the broadcast `ranker`."""
+    import pandas as pd
+
+    shipped = _broadcast(session, ranker)
+
+    def score(batches: Any) -> Any:
+        r = shipped.value if hasattr(shipped, "value") else shipped
+        for pdf in batches:
+            rows: dict[str, list[Any]] = {k: [] for k in ("user_id", "rank", "product_id", "score", "source")}
+            for raw, u in zip(pdf["user_id"], pdf["user_idx"], strict=True):
+                items, scores, source = r.top(int(u))
+                for rank, (p, s) in enumerate(zip(items, scores, strict=True), 1):
+                    rows["user_id"].append(raw)
+                    rows["rank"].append(rank)
+                    rows["product_id"].append(p)
+                    rows["score"].append(s)
+                    rows["source"].append(source)
+            out = pd.DataFrame(rows)
+            yield out.astype({"rank": "int32", "score": "float32"})
+
+    frame = session.createDataFrame(
+        pd.DataFrame({"user_id": [u for u, _ in users], "user_idx": [i for _, i in users]}),
+        "user_id string, user_idx long",
+    )
+    if partitions:
+        frame = frame.repartition(partitions)
+    return frame.mapInPandas(score, schema=RANKED_SCHEMA)
+
+
+def raw_user_ids(workdir: Any) -> list[str]:
+    """Every shop user id the raw layer holds (events and users as delivered, trimmed as
+    curation trims ids): the shop's own ids of `--all-users` (pseudonyms are not reversible;
+    the raw layer is where the workdir keeps ids as the shop sent them)."""
+    from ..storage import read_only
+
+    with read_only(workdir) as (con, _):
+        tables = {
+            r[0]
+            for r in con.sql(
+                "SELECT table_name FROM information_schema.columns WHERE table_schema = 'raw' "
+                "AND column_name = 'user_id'"
+            ).fetchall()
+        }
+        if not tables:
+            return []
+        union = " UNION ".join(
+            f"SELECT DISTINCT nullif(trim(user_id), '') AS u FROM raw.\"{t}\"" for t in sorted(tables)
+        )
+        return [r[0] for r in con.sql(f"SELECT u FROM ({union}) WHERE u IS NOT NULL ORDER BY u").fetchall()]
+
+
+def recommend_batch_spark(
+    workdir: Any,
+    session: Any,
+    out: Any,
+    users: list[str] | None,
+    k: int = 10,
+    *,
+    model: str | None = None,
+    partitions: int | None = None,
+) -> dict[str, int]:
+    """`shelfwise recommend --engine spark --no-rules`: the top-k of each shop user id of
+    `users` (None: every user of the current bundle whose id the raw layer still holds) as
+    Parquet files in `out` (`RANKED_SCHEMA`, one row per user and rank; score is the model's
+    where it scored, null for a precomputed or popular item). What the one-node `recommend
+    --no-rules` answers, user for user: the bundle's model (default, or `model`), the user's
+    consent read on the driver, unknown or not-personalized users given the cold-start list
+    there (one list for all); the known users are ranked on Spark. Returns counts."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from ..errors import ShelfwiseError
+    from ..serving import Service
+
+    service = Service(workdir, apply_rules=False, load_search=False)
+    snap = service.snapshot
+    if model is None and service.assign("recommendations", "-")[0] is not None:
+        raise ShelfwiseError(
+            "an experiment on recommendations is active: it assigns a model per shopper, which the "
+            "Spark job does not; name one with --model, or use the one-node `recommend`"
+        )
+    name = model or snap.bundle.manifest["default_model"]
+    if name not in snap.bundle.models:
+        raise ShelfwiseError(
+            f"no model {name!r} in the current bundle (it has: {', '.join(snap.bundle.models)})"
+        )
+    all_users = users is None
+    ids = raw_user_ids(workdir) if users is None else users
+    known: list[tuple[str, int]] = []
+    cold: list[str] = []
+    for raw in ids:
+        pseudo = service.pseudonymize(raw)
+        user = snap.user_index.get(pseudo)
+        if all_users and user is None:
+            continue  # (--all-users: the bundle's users, not every id the raw layer holds)
+        if user is None or not service.personalizes(pseudo):
+            cold.append(raw)  # unknown, or not to be personalized: a never-seen user's answer
+        else:
+            known.append((raw, int(user)))
+    n_cand = min(k * service.settings.candidates_factor + 20, len(snap.item_ids))
+    ranker = _Ranker(snap, name, k, n_cand)
+    out = Path(out)
+    job = recommend_users_spark(session, ranker, known, partitions=partitions)
+    job.write.mode("overwrite").parquet(out.as_posix())
+    if cold:  # one list for every unknown user: written beside the job's files
+        items = service.recommend(cold[0], k, model=model).items
+        pd.DataFrame(
+            {
+                "user_id": [u for u in cold for _ in items],
+                "rank": pd.array([r for _ in cold for r in range(1, len(items) + 1)], "int32"),
+                "product_id": [p for _ in cold for p in items],
+                "score": pd.array([None] * (len(cold) * len(items)), "float32"),
+                "source": ["cold_start"] * (len(cold) * len(items)),
+            }
+        ).to_parquet(out / "part-cold-start.parquet", index=False)
+    counts = {"users": len(known) + len(cold), "scored_on_spark": len(known), "cold_start": len(cold)}
+    if all_users:  # a bundle user whose id the raw layer no longer holds (retention) has no shop id
+        counts["bundle_users_without_shop_id"] = len(snap.user_index) - counts["users"]
+    return counts

@@ -1,0 +1,143 @@
+"""The Spark commands end to end, as a shop runs them (the CLI as a subprocess, its own local
+Spark session): `train --engine spark` (ingestion and interactions on Spark, fitting here) gives
+a bundle that recommends what the DuckDB-trained one recommends, and `recommend --engine spark
+--no-rules` (the users ranked as a Spark job) writes, user for user, the one-node `recommend
+--no-rules` lists, in the shop's own ids.
+
+One small demo shop (its events alone) trained on both engines with one pseudonym key; three
+models, no tuning.
+Slow: each command starts a JVM, and the Spark ingestion runs ~10 jobs per table."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from shelfwise.demo import generate_demo
+from shelfwise.governance._privacy import SecretStore
+from tests.cli.test_cli import sw
+from tests.conftest import curated_rows
+from tests.storage.conftest import skip_without_spark
+
+pytestmark = pytest.mark.slow
+
+skip_without_spark()
+
+SMALL = [
+    "--models",
+    "popularity,itemknn,als",
+    "--tune-seconds",
+    "0",
+    "--no-fusion",
+    "--finetune-steps",
+    "0",
+    "--cross-encoder-steps",
+    "0",
+    "--seed",
+    "3",
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory):
+    base = tmp_path_factory.mktemp("spark-cli")
+    data = base / "data"
+    generate_demo(data, products=60, users=45, events=1500, days=20, seed=9)
+    for extra in data.iterdir():  # events alone: one table on Spark, and no catalog text to index
+        if extra.name != "events.csv":
+            extra.unlink()
+    duck, sprk = base / "duck", base / "spark"
+    key = SecretStore(duck).pseudonym_key()
+    (sprk / "secrets").mkdir(parents=True)
+    (sprk / "secrets" / "pseudonym.key").write_text(key.hex())
+    out = {}
+    for work, engine in ((duck, []), (sprk, ["--engine", "spark", "--spark-master", "local[2]"])):
+        proc = sw("train", "--data", str(data), "--workdir", str(work), "--json", *SMALL, *engine)
+        out[work.name] = json.loads(proc.stdout)
+    users = base / "users.csv"
+    with open(data / "events.csv", newline="", encoding="utf-8") as fh:
+        ids = sorted({(r["user_id"] or "").strip() for r in csv.DictReader(fh)} - {""})
+    with open(users, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["user_id"])
+        w.writerows([[u] for u in [*ids, "never-seen-shopper"]])
+    return data, duck, sprk, out, users
+
+
+def _one_node(work: Path, users: Path, out: Path, *model: str) -> dict[str, list[str]]:
+    sw("recommend", "--workdir", str(work), "--users", str(users), "--out", str(out), "--no-rules", *model)
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    return {d["user_id"]: d["items"] for d in lines}
+
+
+def _ranked(folder: Path) -> dict[str, list[str]]:
+    frame = pd.read_parquet(folder).sort_values(["user_id", "rank"])
+    assert list(frame.columns) == ["user_id", "rank", "product_id", "score", "source"]
+    return {u: list(g["product_id"]) for u, g in frame.groupby("user_id")}
+
+
+def test_train_on_spark_recommends_what_the_duckdb_trained_bundle_does(trained, tmp_path):
+    data, duck, sprk, out, users = trained
+    assert out["spark"]["default_model"] == out["duck"]["default_model"]
+    metrics = {w: {r["model"]: r["metrics"]["ndcg@10"] for r in o["results"]} for w, o in out.items()}
+    assert metrics["spark"] == metrics["duck"]
+    # the Spark workdir's curated events are a Parquet version (the interactions were read there)
+    (physical,) = curated_rows(
+        sprk,
+        "SELECT physical_name FROM meta.table_versions WHERE table_name = 'events' ORDER BY version DESC LIMIT 1",
+    )[0]
+    assert str(physical).endswith(".parquet")
+    a = _one_node(duck, users, tmp_path / "duck.jsonl")
+    b = _one_node(sprk, users, tmp_path / "spark.jsonl")
+    assert a == b
+    assert len(a) > 40 and all(len(v) == 10 for v in a.values())
+
+
+def test_recommend_on_spark_writes_the_one_node_lists(trained, tmp_path):
+    data, duck, sprk, out, users = trained
+    spark = ["--engine", "spark", "--spark-master", "local[2]"]
+    # the default model (its lists precomputed in the bundle) for every user of the bundle, their
+    # shop ids from the raw layer
+    want = _one_node(sprk, users, tmp_path / "one-node.jsonl")
+    every = tmp_path / "every"
+    proc = sw("recommend", "--workdir", str(sprk), "--all-users", "--out", str(every), "--no-rules", *spark)
+    assert "ranked on Spark" in proc.stdout
+    got = _ranked(every)
+    assert got == {u: v for u, v in want.items() if u in got}
+    assert "never-seen-shopper" not in got and len(got) > 35
+
+    # another model (ranked by the broadcast model on the executors) for listed users, an
+    # unknown one among them
+    other = next(
+        r["model"]
+        for r in out["spark"]["results"]
+        if r["model"] not in ("popularity", out["spark"]["default_model"])
+    )
+    want = _one_node(sprk, users, tmp_path / "other.jsonl", "--model", other)
+    folder = tmp_path / "ranked"
+    sw(
+        "recommend",
+        "--workdir",
+        str(sprk),
+        "--users",
+        str(users),
+        "--out",
+        str(folder),
+        "--no-rules",
+        "--model",
+        other,
+        *spark,
+    )
+    assert _ranked(folder) == want
+    frame = pd.read_parquet(folder)
+    assert set(frame.loc[frame.user_id == "never-seen-shopper", "source"]) == {"cold_start"}
+    assert set(frame.loc[frame.user_id != "never-seen-shopper", "source"]) == {other}
+    assert frame["score"].notna().sum() > 300
+
+    # the rules are the one-node path's: asked for on Spark, a clear refusal (before a JVM starts)
+    refused = sw("recommend", "--workdir", str(sprk), "--all-users", "--out", str(every), *spark, check=False)
+    assert refused.returncode != 0 and "--no-rules" in refused.stderr + refused.stdout
