@@ -68,6 +68,8 @@ def recommend(
     users get the cold-start list. --engine spark --no-rules: the users are ranked as a Spark
     job (the bundle's model broadcast), written as Parquet (user_id, rank, product_id, score,
     source) in the folder --out, each user's list the one-node --no-rules list."""
+    if engine.lower() not in ("duckdb", "spark"):
+        raise typer.BadParameter(f"--engine {engine!r}: duckdb or spark")
     if engine.lower() == "spark":
         _recommend_on_spark(
             workdir, out, users, k, model, rules, all_users, explain, context, spark_remote, spark_master

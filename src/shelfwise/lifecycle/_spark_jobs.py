@@ -265,14 +265,13 @@ def recommend_batch_spark(
 ) -> dict[str, int]:
     """`shelfwise recommend --engine spark --no-rules`: the top-k of each shop user id of
     `users` (None: every user of the current bundle whose id the raw layer still holds) as
-    Parquet files in `out` (`RANKED_SCHEMA`, one row per user and rank; score is the model's
+    Parquet files in the folder `out` (a path or a URI every executor can write;
+    `RANKED_SCHEMA`, one row per user and rank; score is the model's
     where it scored, null for a precomputed or popular item). What the one-node `recommend
     --no-rules` answers, user for user: the bundle's model (default, or `model`), the user's
     consent read on the driver, unknown or not-personalized users given the cold-start list
     there (one list for all); the known users are ranked on Spark. Returns counts."""
     from pathlib import Path
-
-    import pandas as pd
 
     from ..errors import ShelfwiseError
     from ..serving import Service
@@ -303,21 +302,15 @@ def recommend_batch_spark(
         else:
             known.append((raw, int(user)))
     n_cand = min(k * service.settings.candidates_factor + 20, len(snap.item_ids))
-    ranker = _Ranker(snap, name, k, n_cand)
-    out = Path(out)
-    job = recommend_users_spark(session, ranker, known, partitions=partitions)
-    job.write.mode("overwrite").parquet(out.as_posix())
-    if cold:  # one list for every unknown user: written beside the job's files
+    job = recommend_users_spark(session, _Ranker(snap, name, k, n_cand), known, partitions=partitions)
+    if cold:  # one list for every unknown user (computed here once), written with the job's rows
         items = service.recommend(cold[0], k, model=model).items
-        pd.DataFrame(
-            {
-                "user_id": [u for u in cold for _ in items],
-                "rank": pd.array([r for _ in cold for r in range(1, len(items) + 1)], "int32"),
-                "product_id": [p for _ in cold for p in items],
-                "score": pd.array([None] * (len(cold) * len(items)), "float32"),
-                "source": ["cold_start"] * (len(cold) * len(items)),
-            }
-        ).to_parquet(out / "part-cold-start.parquet", index=False)
+        rows = [(u, r, p, None, "cold_start") for u in cold for r, p in enumerate(items, 1)]
+        job = job.unionByName(session.createDataFrame(rows, RANKED_SCHEMA))
+    # (a local path made absolute; a URI such as s3a://... or hdfs://... as given: every
+    # executor writes its part there)
+    where = str(out) if "://" in str(out) else Path(out).resolve().as_posix()
+    job.write.mode("overwrite").parquet(where)
     counts = {"users": len(known) + len(cold), "scored_on_spark": len(known), "cold_start": len(cold)}
     if all_users:  # a bundle user whose id the raw layer no longer holds (retention) has no shop id
         counts["bundle_users_without_shop_id"] = len(snap.user_index) - counts["users"]
