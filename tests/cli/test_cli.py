@@ -189,6 +189,8 @@ def test_known_public_format_is_converted_on_ingest(tmp_path):
     [
         (["train", "--tune-trials", "-1"], "Invalid value for '--tune-trials'"),
         (["recommend", "--users", "u.txt", "--out", "o.jsonl", "--k", "0"], "Invalid value for '--k'"),
+        (["recommend", "--out", "o.jsonl"], "give --users FILE"),
+        (["recommend", "--all-users", "--out", "d", "--engine", "spark"], "add --no-rules"),
         (["train", "--no-such-flag"], "No such option: --no-such-flag"),
     ],
 )

@@ -77,7 +77,9 @@ CONTRACT = {
     "quarantine list": ["--json", "--limit", "--reason", "--status", "--table", "--workdir", "-w"],
     "quarantine reprocess": ["--file", "--json", "--table", "--workdir", "-w"],
     "recommend": [
+        "--all-users",
         "--context",
+        "--engine",
         "--explain",
         "--k",
         "--model",
@@ -85,6 +87,8 @@ CONTRACT = {
         "--no-rules",
         "--out",
         "--rules",
+        "--spark-master",
+        "--spark-remote",
         "--users",
         "--workdir",
         "-w",
