@@ -42,3 +42,23 @@ def test_an_export_under_its_own_name_gets_the_toml_lines_that_read_it(tmp_path:
     out = json.loads(sw("ingest", "--data", str(data), "--workdir", str(work), "--json").stdout)
     assert out["tables"]["events"]["rows_curated"] == 3
     assert out["tables"]["products"]["rows_curated"] == 3  # the order lines' products
+
+
+def test_a_dated_delivery_gets_the_lines_too_and_appends(tmp_path: Path):
+    day1, day2 = tmp_path / "day1", tmp_path / "day2"
+    day1.mkdir()
+    day2.mkdir()
+    (day1 / "orders.csv").write_text(HEADER + "".join(LINES[:2]))
+    (day2 / "orders_2026-12-02.csv").write_text(HEADER + "".join(LINES[1:]))  # re-sends line 2
+    work = tmp_path / "w"
+    sw("ingest", "--data", str(day1), "--workdir", str(work))
+    proc = sw("ingest", "--data", str(day2), "--workdir", str(work), "--append", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    toml = re.search(r"^\s*\[files\]\n(?:\s+\w+ = .+\n?)+", proc.stderr, re.M)
+    assert toml and 'events = "orders_2026-12-02.csv"' in toml.group(0), proc.stderr
+    (day2 / "shelfwise.toml").write_text(
+        "\n".join(line.strip() for line in toml.group(0).splitlines()) + "\n"
+    )
+    out = json.loads(sw("ingest", "--data", str(day2), "--workdir", str(work), "--append", "--json").stdout)
+    ev = out["tables"]["events"]
+    assert (ev["rows_in"], ev["rows_inserted"], ev["reasons"]) == (2, 1, {"duplicate_row": 1})

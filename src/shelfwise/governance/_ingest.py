@@ -189,8 +189,12 @@ class Ingestor:
             raise SourceError(
                 str(data_dir),
                 None,
-                f"a delivery with no table file (found: {present}); a table is read from a file named "
-                f"after it: {', '.join(LOAD_ORDER)} (.csv, .tsv, .jsonl, .json or .parquet)",
+                f"a delivery with no table file (found: {present}); "
+                + (
+                    _declare_hint(data_dir)
+                    or f"a table is read from a file named after it: {', '.join(LOAD_ORDER)} "
+                    "(.csv, .tsv, .jsonl, .json or .parquet)"
+                ),
             )
         used = {p.name for p in files.values() if p is not None}
         unread = [
