@@ -91,6 +91,16 @@ __all__ = [
 _DATA_SUFFIXES = (".csv", ".tsv", ".txt", ".jsonl", ".json", ".parquet")
 
 
+def _looks_tabular(path: Path) -> bool:
+    """Whether a text file's first line reads as a header (a delimiter in it): a README or notes
+    file is not offered as a table. JSON, Parquet and gzipped files are taken as they are."""
+    if not path.name.lower().endswith((".csv", ".tsv", ".txt")):
+        return True
+    with open(path, "rb") as fh:
+        first = fh.read(4096).replace(b"\x00", b"").split(b"\n", 1)[0]
+    return any(d in first for d in (b",", b";", b"\t", b"|"))
+
+
 def _declare_hint(data_dir: Path) -> str:
     """For a directory whose files are named after no table (an export as downloaded, e.g.
     "Sample - Superstore.csv"): the `shelfwise.toml` lines that read its first data file as the
@@ -103,6 +113,7 @@ def _declare_hint(data_dir: Path) -> str:
         if p.is_file()
         and not p.name.startswith(".")
         and p.name.lower().removesuffix(".gz").endswith(_DATA_SUFFIXES)
+        and _looks_tabular(p)
     )
     if not files:
         return ""
