@@ -8,6 +8,7 @@ makes its `typer.Typer()`, adds it with `app.add_typer(..., name=...)` and is im
 
 from __future__ import annotations
 
+import re
 import sys
 
 import typer
@@ -45,8 +46,33 @@ def _take_identity(argv: list[str]) -> list[str]:
     return out
 
 
+_LOCK_HELD = re.compile(
+    r'Could not set lock on file "(?P<path>[^"]+)": Conflicting lock is held in .*?\(PID (?P<pid>\d+)\)'
+)
+
+
+def _warehouse_busy(exc: BaseException) -> str | None:
+    """The one-line answer when `exc` (or what caused it) is DuckDB refusing the warehouse because
+    another process holds it: DuckDB lets no other process in while one writes, and a running
+    `shelfwise serve` writes for a few seconds every `--absorb-seconds` and on its way out."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        m = _LOCK_HELD.search(str(e))
+        if m:
+            return (
+                f"busy: the warehouse {m['path']} is in use by another process (PID {m['pid']}: "
+                "a running `shelfwise serve` absorbing events, which takes seconds, or another "
+                "command); try again when it is done"
+            )
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: user errors print one clear line and exit with status 2 (4: access denied)."""
+    """Entry point: user errors print one clear line and exit with status 2 (4: access denied,
+    3: the warehouse is busy, held by another process)."""
     from ..errors import AccessDenied  # (not through `governance`: `--help` needs no warehouse)
 
     argv = _take_identity(list(sys.argv[1:] if argv is None else argv))
@@ -71,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, click.exceptions.ClickException | TyperException) and hasattr(exc, "show"):
             exc.show()
             return int(getattr(exc, "exit_code", 2))
+        busy = _warehouse_busy(exc)
+        if busy:  # exit 3, as `events absorb` when busy: the command stopped where it met the lock
+            typer.echo(busy, err=True)
+            return 3
         raise
     return 0
 

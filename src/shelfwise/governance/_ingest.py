@@ -88,6 +88,49 @@ __all__ = [
 ]
 
 
+_DATA_SUFFIXES = (".csv", ".tsv", ".txt", ".jsonl", ".json", ".parquet")
+
+
+def _looks_tabular(path: Path) -> bool:
+    """Whether a text file's first line reads as a header (a delimiter in it): a README or notes
+    file is not offered as a table. JSON, Parquet and gzipped files are taken as they are."""
+    if not path.name.lower().endswith((".csv", ".tsv", ".txt")):
+        return True
+    with open(path, "rb") as fh:
+        first = fh.read(4096).replace(b"\x00", b"").split(b"\n", 1)[0]
+    return any(d in first for d in (b",", b";", b"\t", b"|"))
+
+
+def _declare_hint(data_dir: Path) -> str:
+    """For a directory whose files are named after no table (an export as downloaded, e.g.
+    "Sample - Superstore.csv"): the `shelfwise.toml` lines that read its first data file as the
+    events table (a file named like a catalog: as products), to copy as they are."""
+    import json
+
+    files = sorted(
+        p.name
+        for p in data_dir.iterdir()
+        if p.is_file()
+        and not p.name.startswith(".")
+        and p.name.lower().removesuffix(".gz").endswith(_DATA_SUFFIXES)
+        and _looks_tabular(p)
+    )
+    if not files:
+        return ""
+    name = files[0]
+    table = (
+        "products" if any(w in name.lower() for w in ("product", "catalog", "item", "article")) else "events"
+    )
+    other = "products" if table == "events" else "events"
+    # a TOML basic string takes JSON's escapes
+    return (
+        "a table is read from a file named after it (events, orders, products, ...: the README's data "
+        f"format) or from the file {data_dir / MAP_FILE} declares for it:\n"
+        f"    [files]\n    {table} = {json.dumps(name)}\n"
+        f'({other} = "..." for its other file, if any; an order-lines export also yields its products); '
+    )
+
+
 class Ingestor:
     """Runs governed ingestion of one dataset directory into a workdir."""
 
@@ -149,15 +192,20 @@ class Ingestor:
                 str(data_dir),
                 None,
                 f"no events.{{parquet,csv,jsonl}} or products.{{...}} file (found: {present}); "
-                "convert other formats first with `shelfwise convert`",
+                + _declare_hint(data_dir)
+                + "other formats: convert them first with `shelfwise convert`",
             )
         if self.mode == "append" and all(f is None for f in files.values()):
             present = ", ".join(sorted(p.name for p in data_dir.iterdir())[:20]) or "nothing"
             raise SourceError(
                 str(data_dir),
                 None,
-                f"a delivery with no table file (found: {present}); a table is read from a file named "
-                f"after it: {', '.join(LOAD_ORDER)} (.csv, .tsv, .jsonl, .json or .parquet)",
+                f"a delivery with no table file (found: {present}); "
+                + (
+                    _declare_hint(data_dir)
+                    or f"a table is read from a file named after it: {', '.join(LOAD_ORDER)} "
+                    "(.csv, .tsv, .jsonl, .json or .parquet)"
+                ),
             )
         used = {p.name for p in files.values() if p is not None}
         unread = [

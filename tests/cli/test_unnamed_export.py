@@ -1,0 +1,65 @@
+"""A shop's export as downloaded, under a name no table has (issue 15's walk: Tableau's
+"Sample - Superstore.csv" not renamed `orders.csv`): the error names the file and says exactly
+what to write in `shelfwise.toml` to read it; the lines it suggests, written as they are, load it."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from tests.cli.test_cli import sw
+
+HEADER = (
+    "Row ID,Order ID,Order Date,Ship Date,Ship Mode,Customer ID,Customer Name,Segment,Country,City,"
+    "State,Postal Code,Region,Product ID,Category,Sub-Category,Product Name,Sales,Quantity,Discount,Profit\n"
+)
+LINES = [
+    "1,CA-2016-152156,11/8/2016,11/11/2016,Second Class,CG-12520,Claire Gute,Consumer,United States,"
+    "Henderson,Kentucky,42420,South,FUR-BO-10001798,Furniture,Bookcases,Bush Somerset Bookcase,261.96,2,0,41.9\n",
+    "2,CA-2016-152156,11/8/2016,11/11/2016,Second Class,CG-12520,Claire Gute,Consumer,United States,"
+    "Henderson,Kentucky,42420,South,FUR-CH-10000454,Furniture,Chairs,Hon Stacking Chairs,731.94,3,0,219.6\n",
+    "3,CA-2016-138688,6/12/2016,6/16/2016,Second Class,DV-13045,Darrin Van Huff,Corporate,United States,"
+    "Los Angeles,California,90036,West,OFF-LA-10000240,Office Supplies,Labels,Self-Adhesive Labels,14.62,2,0,6.9\n",
+]
+
+
+def test_an_export_under_its_own_name_gets_the_toml_lines_that_read_it(tmp_path: Path):
+    data = tmp_path / "downloads"
+    data.mkdir()
+    (data / "Sample - Superstore.csv").write_text(HEADER + "".join(LINES))
+    (data / "README.txt").write_text("downloaded from the Tableau community\n")  # not offered as a table
+    work = tmp_path / "w"
+    proc = sw("ingest", "--data", str(data), "--workdir", str(work), check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "Sample - Superstore.csv" in proc.stderr
+    assert str(data / "shelfwise.toml") in proc.stderr
+    # the suggested TOML, copied from the message as a user would
+    toml = re.search(r"^\s*\[files\]\n(?:\s+\w+ = .+\n?)+", proc.stderr, re.M)
+    assert toml and "README.txt" not in toml.group(0), proc.stderr
+    (data / "shelfwise.toml").write_text(
+        "\n".join(line.strip() for line in toml.group(0).splitlines()) + "\n"
+    )
+    out = json.loads(sw("ingest", "--data", str(data), "--workdir", str(work), "--json").stdout)
+    assert out["tables"]["events"]["rows_curated"] == 3
+    assert out["tables"]["products"]["rows_curated"] == 3  # the order lines' products
+
+
+def test_a_dated_delivery_gets_the_lines_too_and_appends(tmp_path: Path):
+    day1, day2 = tmp_path / "day1", tmp_path / "day2"
+    day1.mkdir()
+    day2.mkdir()
+    (day1 / "orders.csv").write_text(HEADER + "".join(LINES[:2]))
+    (day2 / "orders_2026-12-02.csv").write_text(HEADER + "".join(LINES[1:]))  # re-sends line 2
+    work = tmp_path / "w"
+    sw("ingest", "--data", str(day1), "--workdir", str(work))
+    proc = sw("ingest", "--data", str(day2), "--workdir", str(work), "--append", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    toml = re.search(r"^\s*\[files\]\n(?:\s+\w+ = .+\n?)+", proc.stderr, re.M)
+    assert toml and 'events = "orders_2026-12-02.csv"' in toml.group(0), proc.stderr
+    (day2 / "shelfwise.toml").write_text(
+        "\n".join(line.strip() for line in toml.group(0).splitlines()) + "\n"
+    )
+    out = json.loads(sw("ingest", "--data", str(day2), "--workdir", str(work), "--append", "--json").stdout)
+    ev = out["tables"]["events"]
+    assert (ev["rows_in"], ev["rows_inserted"], ev["reasons"]) == (2, 1, {"duplicate_row": 1})
