@@ -532,9 +532,11 @@ def forecast_group(
     also: tuple[str, ...] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Cross-validate `models` (and their mean) on each series of `df` (`unique_id, ds, y`; all
-    long enough), average the TOP_K per series (`select` "combine", `top_k`), or pick the best
-    per series ("series"), the best for the whole group ("group") or a named candidate (e.g.
-    "Ensemble"), refit on the whole series and forecast `horizon` weeks with a conformal 80%
+    long enough), average the TOP_K per series (`select` "combine", `top_k`) or the top 2
+    ("top2"), or pick the best per series ("series"), the best for the whole group ("group"), a
+    named candidate (e.g. "Ensemble"), or let held-out CV windows choose among RULES for the
+    group ("auto", `choose_rule`; the choice and the scores in the returned frame's
+    `attrs["rule"]`), refit on the whole series and forecast `horizon` weeks with a conformal 80%
     interval. `also`: other selections whose point forecasts come as `units_<select>` columns
     from the same fits (the benchmark compares rules without fitting again).
     Returns the forecasts (`unique_id, ds, units, lo, hi, model`) and the per-series CV MAE of
