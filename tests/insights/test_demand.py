@@ -580,3 +580,74 @@ def test_forecast_series_reports_the_mean_of_the_three_best():
     # in phase with the planted period: the peak week of the pattern is the highest forecast
     s0 = fc[fc["unique_id"] == "S0"].reset_index(drop=True)
     assert int(s0["units"].iloc[:4].to_numpy().argmax()) == int(np.argmax(np.roll(PATTERN, -(80 % 4))))
+
+
+def _planted_cv(offsets: dict[str, np.ndarray], windows: int = 3, series: int = 6) -> pd.DataFrame:
+    """A cross-validation frame: `windows` cutoffs x 13 weeks per series, a planted truth, and
+    each candidate = truth + its planted error (`offsets[name]`, one value per row)."""
+    rows = windows * 13 * series
+    y = np.full(rows, 50.0)
+    cv = pd.DataFrame(
+        {
+            "unique_id": np.repeat([f"S{i}" for i in range(series)], windows * 13),
+            "cutoff": np.tile(np.repeat(np.arange(windows), 13), series),
+            "y": y,
+        }
+    )
+    for name, off in offsets.items():
+        cv[name] = y + off[:rows]
+    cv["Ensemble"] = cv[list(offsets)].mean(axis=1)
+    return cv
+
+
+def test_choose_rule_picks_the_single_best_where_one_candidate_is_clearly_best():
+    """Known answer for `select="auto"`: A forecasts exactly, B and C are off by +10 and +20 on
+    every row: held out, the single best (A) beats the top-2 mean (+5) and the top-3 mean (+10)."""
+    from shelfwise.insights._demand import choose_rule
+
+    n = 3 * 13 * 6
+    cv = _planted_cv({"A": np.zeros(n), "B": np.full(n, 10.0), "C": np.full(n, 20.0)})
+    hist = pd.DataFrame(
+        {"unique_id": np.repeat([f"S{i}" for i in range(6)], 20), "y": np.tile([0.0, 2.0], 60)}
+    )
+    rule, scores = choose_rule(cv, ["A", "B", "C", "Ensemble"], hist)
+    assert rule == "series"
+    assert scores["series"] == 0.0 and scores["top2"] == pytest.approx(2.5) and scores["combine"] == 5.0
+
+
+def test_choose_rule_combines_where_the_candidates_err_independently():
+    """Known answer: three candidates with independent errors of the same size (seeded): whichever
+    ranks first on the earlier windows is no better on the next, and the mean of the three cancels
+    part of each one's error: the top-3 mean wins held out (over the top-2 mean: sd 10/sqrt(2))."""
+    from shelfwise.insights._demand import choose_rule
+
+    rng = np.random.default_rng(7)
+    n = 3 * 13 * 6
+    cv = _planted_cv({c: rng.normal(0, 10, n) for c in ("A", "B", "C")})
+    hist = pd.DataFrame(
+        {"unique_id": np.repeat([f"S{i}" for i in range(6)], 20), "y": np.tile([0.0, 2.0], 60)}
+    )
+    rule, scores = choose_rule(cv, ["A", "B", "C", "Ensemble"], hist)
+    assert rule == "combine"
+    # (the single-best rule may pick the Ensemble column, itself the mean of the three)
+    assert scores["combine"] < min(scores["top2"], scores["series"])
+
+
+def test_auto_rule_forecast_is_the_chosen_rules_forecast():
+    """End to end: `select="auto"` reports the rule it chose per group with each rule's held-out
+    score, and its forecast equals that rule's forecast from the same fits."""
+    from shelfwise.insights._demand import forecast_series
+
+    rng = np.random.default_rng(4)
+    ds = pd.date_range("2023-01-02", periods=80, freq="7D")
+    d = pd.concat(
+        pd.DataFrame(
+            {"unique_id": f"S{i}", "ds": ds, "y": np.tile(PATTERN, 20) * (1 + i) + rng.normal(0, 3, 80)}
+        )
+        for i in range(3)
+    )
+    fc, info = forecast_series(d, 8, season=4, select="auto", also=("combine", "top2", "series"))
+    (group,) = info["rules"]
+    assert set(group["held_out_scores"]) == {"combine", "top2", "series"}
+    assert group["rule"] == min(group["held_out_scores"], key=group["held_out_scores"].get)
+    assert np.allclose(fc["units"], fc[f"units_{group['rule']}"])

@@ -60,6 +60,9 @@ LOCAL_WEEKS = 9  # the centred window of the local sales rate
 SHORT_WEEKS = 8  # the window of the fallback mean for series too short to cross-validate
 MAX_CV_H = 13
 TOP_K = 3  # the forecast is the mean of the TOP_K candidates with the lowest CV error (`top_k`)
+# the rules `select="auto"` chooses among, per group, on held-out CV windows (`choose_rule`):
+# the top-3 mean (the default, first: it wins ties), the top-2 mean, the single best
+RULES = ("combine", "top2", "series")
 LEVEL = 80  # the interval's coverage, percent
 SMOOTH_MODELS = ("SeasonalNaive", "AutoETS", "AutoTheta", "AutoARIMA")
 # AutoARIMA is left out of the default candidates: ~5 s per short series on a loaded core (50x
@@ -329,6 +332,8 @@ def _choose(mae: pd.DataFrame, df: pd.DataFrame, select: str) -> pd.Series:
     the lowest mean scaled error) or the one named. See `top_k` for why combining is the default."""
     if select == "combine":
         return top_k(mae)
+    if select == "top2":
+        return top_k(mae, 2)
     if select == "series":
         return mae.idxmin(axis=1).map(lambda m: (m,))
     if select == "group":
@@ -337,6 +342,36 @@ def _choose(mae: pd.DataFrame, df: pd.DataFrame, select: str) -> pd.Series:
         scaled = mae.div(scale.reindex(mae.index), axis=0).mean(skipna=False)  # (a candidate offered to all)
         return pd.Series([(scaled.idxmin(),)] * len(mae), index=mae.index)
     return pd.Series([(select,)] * len(mae), index=mae.index)
+
+
+def choose_rule(
+    cv: pd.DataFrame, candidates: list[str], df: pd.DataFrame, rules: tuple[str, ...] = RULES
+) -> tuple[str, dict[str, float]]:
+    """The selection rule for a group of series, chosen inside the cross-validation: for each CV
+    window after the first, every rule picks its candidates from the windows before it and is
+    scored on that window (mean absolute error over the series' one-step naive scale, pooled over
+    the group's series and the windows); the lowest wins, ties to the earlier rule in `rules`.
+    Returns the rule and each rule's held-out score. One window only: the first rule.
+
+    Why: how many candidates to average is itself a choice the CV windows can make, but only if
+    the windows that judge a rule are not those its candidates were picked on (the argmin always
+    looks best on its own windows)."""
+    cutoffs = np.sort(cv["cutoff"].unique())
+    if len(cutoffs) < 2:
+        return rules[0], {}
+    scale = df.groupby("unique_id")["y"].apply(lambda s: s.diff().abs().mean())
+    scale.index = scale.index.astype(str)
+    scale = scale.replace(0.0, np.nan)
+    scores: dict[str, list[float]] = {r: [] for r in rules}
+    for j in range(1, len(cutoffs)):
+        early, held = cv[cv["cutoff"] < cutoffs[j]], cv[cv["cutoff"] == cutoffs[j]]
+        mae = _cv_mae(early, candidates)
+        for r in rules:
+            e = (held["y"] - _combined(held, candidates, _choose(mae, df, r))).abs()
+            per = e.groupby(held["unique_id"].to_numpy()).mean()
+            scores[r].append(float((per / scale.reindex(per.index)).mean()))
+    mean = {r: round(float(np.nanmean(v)), 4) for r, v in scores.items()}
+    return min(rules, key=lambda r: mean[r]), mean
 
 
 def top_k(mae: pd.DataFrame, k: int = TOP_K) -> pd.Series:
@@ -497,9 +532,11 @@ def forecast_group(
     also: tuple[str, ...] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Cross-validate `models` (and their mean) on each series of `df` (`unique_id, ds, y`; all
-    long enough), average the TOP_K per series (`select` "combine", `top_k`), or pick the best
-    per series ("series"), the best for the whole group ("group") or a named candidate (e.g.
-    "Ensemble"), refit on the whole series and forecast `horizon` weeks with a conformal 80%
+    long enough), average the TOP_K per series (`select` "combine", `top_k`) or the top 2
+    ("top2"), or pick the best per series ("series"), the best for the whole group ("group"), a
+    named candidate (e.g. "Ensemble"), or let held-out CV windows choose among RULES for the
+    group ("auto", `choose_rule`; the choice and the scores in the returned frame's
+    `attrs["rule"]`), refit on the whole series and forecast `horizon` weeks with a conformal 80%
     interval. `also`: other selections whose point forecasts come as `units_<select>` columns
     from the same fits (the benchmark compares rules without fitting again).
     Returns the forecasts (`unique_id, ds, units, lo, hi, model`) and the per-series CV MAE of
@@ -523,20 +560,23 @@ def forecast_group(
         cv, fc = _with_interest(df, cv, fc, h, windows, season, horizon)
         candidates.append(INTEREST_MODEL)
     mae = _cv_mae(cv, candidates)
-    chosen = _choose(mae, df, select)
+    rule, rule_scores = choose_rule(cv, candidates, df) if "auto" in (select, *also) else ("", {})
+    chosen = _choose(mae, df, rule if select == "auto" else select)
     # conformal interval: the chosen model's CV errors (actual - forecast), 10% and 90%, widened
     # (or narrowed) by the group's calibration factor (see `calibrate`)
     bounds = _residual_bounds(cv, candidates, chosen)
-    factor, held_out = calibrate(cv, candidates, df, select)
+    factor, held_out = calibrate(cv, candidates, df, rule if select == "auto" else select)
     out = fc[["unique_id", "ds"]].copy()
     out["units"] = _combined(fc, candidates, chosen)
     out["model"] = fc["unique_id"].map(chosen.map(_label)).to_numpy()
     for alt in also:
-        out[f"units_{alt}"] = _combined(fc, candidates, _choose(mae, df, alt))
+        out[f"units_{alt}"] = _combined(fc, candidates, _choose(mae, df, rule if alt == "auto" else alt))
     out["lo"] = out["units"] + factor * out["unique_id"].map(bounds["lo"]).to_numpy()
     out["hi"] = out["units"] + factor * out["unique_id"].map(bounds["hi"]).to_numpy()
     mae.attrs["calibration"] = {"factor": factor, **held_out}
     mae.attrs["windows"], mae.attrs["h"] = windows, h
+    if rule:
+        mae.attrs["rule"] = {"rule": rule, "held_out_scores": rule_scores}
     return out, mae
 
 
@@ -594,10 +634,10 @@ def forecast_series(
             maes.append(mae)
             info["cv_windows"] = max(info["cv_windows"], mae.attrs["windows"])
             info["cv_h"] = max(info["cv_h"], mae.attrs["h"])
-            info["calibration"].append(
-                {"group": f"{'intermittent' if intermittent else 'smooth'}, season {s}", "series": len(ids)}
-                | mae.attrs["calibration"]
-            )
+            group = f"{'intermittent' if intermittent else 'smooth'}, season {s}"
+            info["calibration"].append({"group": group, "series": len(ids)} | mae.attrs["calibration"])
+            if "rule" in mae.attrs:
+                info.setdefault("rules", []).append({"group": group, **mae.attrs["rule"]})
     short = length.index[~seasonal_ok & ~plain_ok]
     if len(short):
         parts.append(forecast_short(series[series["unique_id"].isin(short)], horizon, last_week))
