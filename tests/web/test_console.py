@@ -261,7 +261,10 @@ def test_quarantine_row_fixed_and_released(shop: Shop, page: Any) -> None:
     # a row ticked and re-processed as it is: still out of range, so still quarantined (audited)
     page.locator(f"tr.qrow[data-qid='{other}'] input[type=checkbox]").check()
     page.click("#reprocess-selected")
-    assert "1 row re-processed: 0 released into curated, 1 still quarantined" in page.locator(".flash.ok").inner_text()
+    assert (
+        "1 row re-processed: 0 released into curated, 1 still quarantined"
+        in page.locator(".flash.ok").inner_text()
+    )
     assert "reason=out_of_range" in page.url  # back to the same filtered list
     # a row opened, its price fixed and re-processed: released into curated
     page.locator(f"tr.qrow[data-qid='{qid}'] a.fix").click()
@@ -453,6 +456,9 @@ def test_shopper_view_shows_what_each_experiment_variant_would_show(shop: Shop, 
 
 
 def test_audit_lineage_and_analytics(shop: Shop, page: Any) -> None:
+    login(page, shop, "ana")  # a refusal to filter the log by, whichever tests ran before
+    token = json.loads(page.locator("body").get_attribute("hx-headers"))["X-CSRF-Token"]
+    assert page.request.post(shop.url + "/console/rules", form={"csrf": token, "rules": "{}"}).status == 403
     login(page, shop, "ada")
     page.goto(shop.url + "/console/audit")
     shot(page, "audit")
@@ -468,11 +474,12 @@ def test_audit_lineage_and_analytics(shop: Shop, page: Any) -> None:
     assert {"node node-bundle", "node node-run", "node node-dataset", "node node-file"} <= set(kinds)
     # from a served list (the id its answer carried) back to the bundle that answered it
     served = api_search(shop, "pillow")
-    for _ in range(40):  # the exposure log is written every 0.5 s
-        r = page.goto(shop.url + f"/console/lineage?served={served['search_id']}")
-        if r is not None and r.status == 200:
+    url = shop.url + f"/console/lineage?served={served['search_id']}"
+    for _ in range(40):  # the exposure log is written every 0.5 s (a 404 until then)
+        if page.request.get(url).status == 200:
             break
         time.sleep(0.25)
+    page.goto(url)
     assert page.locator(f"svg.lineage g.node-served[data-id='served:{served['search_id']}']").count() == 1
     assert (
         page.locator(f"svg.lineage g.node-bundle[data-id='bundle:{served['bundle_version']}']").count() == 1
