@@ -577,4 +577,5 @@ def test_a_registered_bundle_is_found_in_a_moved_workdir(tmp_path: Path) -> None
 
     (tmp_path / "w" / "bundles" / "B1").mkdir(parents=True)
     assert bundle_path(tmp_path / "w", "/gone/w/bundles/B1") == str(tmp_path / "w" / "bundles" / "B1")
-    assert bundle_path(tmp_path / "w", "/gone/w/bundles/B2") == "/gone/w/bundles/B2"  # not here: as registered
+    # a bundle not in this workdir: the path as registered
+    assert bundle_path(tmp_path / "w", "/gone/w/bundles/B2") == "/gone/w/bundles/B2"
