@@ -179,8 +179,11 @@ def test_overview_matches_the_cli(shop: Shop, page: Any) -> None:
     prod = [m for m in shop.cli("ana", "models", "list") if "production" in m["aliases"]]
     shown = page.locator(".card[data-version] [data-metric='ndcg@10']").first.inner_text()
     assert float(shown) == pytest.approx(prod[0]["ndcg@10"], abs=1e-4)
-    # the demo's bot traffic quarantines more than 5% of the events: an alert names it
-    assert "curated.events" in page.locator("#alerts").inner_text()
+    # a table whose latest load failed its quality check (the small demo's bot traffic
+    # quarantines more than 5% of the events) is named by an alert, the others are not
+    alerts = page.locator("#alerts").inner_text()
+    for d in cat["datasets"]:
+        assert (f"{d['name']}: the latest load" in alerts) == (not d["quality"]["passed"]), d["name"]
     assert page.js_errors == []
 
 
@@ -409,8 +412,12 @@ def test_shopper_view_matches_the_api(shop: Shop, page: Any) -> None:
     cli = next(r for r in map(json.loads, out.read_text().splitlines()) if r["user_id"] == user)
     assert page.locator("#profile .segment").inner_text() == cli["segment"]
     assert int(page.locator("#profile .frequency").get_attribute("data-value")) == cli["frequency"]
-    recency = float(page.locator("#profile .recency").get_attribute("data-value"))
-    assert recency == pytest.approx(cli["recency_days"], abs=0.01)
+    recency = page.locator("#profile .recency").get_attribute("data-value")  # None: no purchase yet
+    assert (
+        recency == "None"
+        if cli["recency_days"] is None
+        else float(recency) == pytest.approx(cli["recency_days"], abs=0.01)
+    )
     churn = float(page.locator("#profile .churn").get_attribute("data-value"))
     assert churn == pytest.approx(cli["churn_risk"], abs=1e-3)
     login(page, shop, "eve")  # engineers see recommendations, not customer insights
@@ -598,7 +605,10 @@ def test_playground_compares_a_search_experiment_variant(shop: Shop, page: Any) 
         a = cols.nth(0).locator("li[data-product]").evaluate_all("els => els.map(e => e.dataset.product)")
         assert a == [it["product_id"] for it in api["items"]]
         cats = cols.nth(1).locator("li[data-product]").evaluate_all("els => els.map(e => e.dataset.category)")
-        assert cats and len(cats) == len(set(cats))  # at most one per category
+        # one per category first; when the candidates run out of categories, the rest follow
+        # in rank order (a short list is worse than a repeat): nothing new after a repeat
+        first = next((i for i, c in enumerate(cats) if c in cats[:i]), len(cats))
+        assert cats and len(set(cats[:first])) == first and set(cats[first:]) <= set(cats[:first])
         assert page.js_errors == []
         r = page.request.get(shop.url + f"/console/search?q={q}&compare=1&b_variant=srch:nope")
         assert r.status == 404
