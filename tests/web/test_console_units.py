@@ -568,3 +568,14 @@ def test_a_training_run_keeps_the_figures_the_first_server_shows(tmp_path: Path,
     monkeypatch.setattr(_catalog, "catalog", boom)
     assert _data.datasets(tmp_path / "w")["datasets"] == expected["datasets"]
     assert expected["datasets"] and expected["datasets"][0]["rows"] > 0
+
+
+def test_a_registered_bundle_is_found_in_a_moved_workdir(tmp_path: Path) -> None:
+    """MLflow keeps the absolute path a version was registered from: a workdir copied or moved
+    elsewhere (its old folder gone) reads the bundle of the same name in its own bundles/."""
+    from shelfwise.governance._model_versions import bundle_path
+
+    (tmp_path / "w" / "bundles" / "B1").mkdir(parents=True)
+    assert bundle_path(tmp_path / "w", "/gone/w/bundles/B1") == str(tmp_path / "w" / "bundles" / "B1")
+    # a bundle not in this workdir: the path as registered
+    assert bundle_path(tmp_path / "w", "/gone/w/bundles/B2") == "/gone/w/bundles/B2"

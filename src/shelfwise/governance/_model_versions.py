@@ -25,6 +25,7 @@ HEADLINE = "ndcg@10"
 
 __all__ = [
     "HEADLINE",
+    "bundle_path",
     "MODEL",
     "REGISTRY_SNAPSHOT",
     "alias_version",
@@ -154,6 +155,14 @@ def _write_snapshot(workdir: Path, stamp: list[Any], versions: list[dict[str, An
         pass  # a read-only workdir: the next reader goes through MLflow as before
 
 
+def bundle_path(workdir: str | Path, source: str) -> str:
+    """A registered version's bundle folder in this workdir: MLflow keeps the absolute path it
+    was registered from, so a workdir copied or moved elsewhere (its old folder removed) finds
+    the bundle under the same name in its own `bundles/`."""
+    here = Path(workdir) / "bundles" / Path(source).name
+    return str(here) if here.is_dir() else source
+
+
 def registered_versions(
     workdir: str | Path, client: Any = None, *, use_snapshot: bool = False
 ) -> list[dict[str, Any]]:
@@ -162,7 +171,7 @@ def registered_versions(
     when the registry has not changed since (no MLflow import; see the module docstring)."""
     workdir = Path(workdir)
     if use_snapshot and client is None and (got := _read_snapshot(workdir)) is not None:
-        return got
+        return [{**r, "path": bundle_path(workdir, r["path"])} if r.get("path") else r for r in got]
     from mlflow.exceptions import MlflowException
 
     client = client if client is not None else mlflow_client(workdir)
@@ -180,7 +189,7 @@ def registered_versions(
             {
                 "version": str(mv.version),
                 "bundle": tags.get("bundle_version"),
-                "path": mv.source,
+                "path": bundle_path(workdir, mv.source),
                 "aliases": aliases,
                 "default_model": tags.get("default_model"),
                 HEADLINE: float(tags["ndcg_at_10"]) if tags.get("ndcg_at_10") else None,

@@ -43,8 +43,13 @@ class Quarantine:
         reason: str | None = None,
         status: str | None = "open",
         limit: int | None = 100,
+        after: int | None = None,
     ) -> builtins.list[dict[str, Any]]:
+        """Rows in quarantine order; `after`: only those past that id (a page after a page)."""
         where, params = self._where(table, reason, status)
+        if after is not None:
+            where = f"{where} AND quarantine_id > ?" if where else "WHERE quarantine_id > ?"
+            params.append(int(after))
         sql = (
             "SELECT quarantine_id, run_id, table_name, source_file, source_line, reason, reasons, detail, raw, status "
             f"FROM quarantine.rows {where} ORDER BY quarantine_id"

@@ -85,9 +85,10 @@ class Registry:
             ) from None
 
     def manifest(self, version: str) -> BundleManifest:
+        from ..governance._model_versions import bundle_path
         from ..models import read_manifest
 
-        return read_manifest(self._version(version).source)
+        return read_manifest(bundle_path(self.workdir, self._version(version).source))
 
     def versions(self) -> list[dict[str, Any]]:
         return registered_versions(self.workdir, self.client)

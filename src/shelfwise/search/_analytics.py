@@ -24,6 +24,7 @@ SESSION_WINDOW_S = 1800
 
 PROTOCOL = {
     "session_ctr": f"share of logged searches followed by a click/cart/purchase in the same session within {SESSION_WINDOW_S // 60} min",
+    "session_conversion": f"share of logged searches followed by a purchase in the same session within {SESSION_WINDOW_S // 60} min",
     "attributed_ctr": "share of served result pages named by a later event's search_id",
     "zero_results": "served pages with no item (served log); queries with no keyword match (current index)",
 }
@@ -61,23 +62,33 @@ def logged_searches(workdir: str | Path, top: int = 50) -> tuple[dict[str, Any],
                     SELECT user_id, session_id, query, timestamp FROM curated.events
                     WHERE event_type = 'search' AND query IS NOT NULL),
                 a AS (
-                    SELECT session_id, timestamp FROM curated.events
+                    SELECT session_id, timestamp, event_type = 'purchase' AS bought FROM curated.events
                     WHERE event_type IN ('click', 'add_to_cart', 'purchase') AND session_id IS NOT NULL),
                 flagged AS (
                     SELECT s.query, s.user_id, s.session_id IS NOT NULL AS has_session,
                            EXISTS (SELECT 1 FROM a WHERE a.session_id = s.session_id
                                    AND a.timestamp >= s.timestamp
-                                   AND a.timestamp <= s.timestamp + INTERVAL {SESSION_WINDOW_S} SECOND) AS clicked
+                                   AND a.timestamp <= s.timestamp + INTERVAL {SESSION_WINDOW_S} SECOND) AS clicked,
+                           EXISTS (SELECT 1 FROM a WHERE a.bought AND a.session_id = s.session_id
+                                   AND a.timestamp >= s.timestamp
+                                   AND a.timestamp <= s.timestamp + INTERVAL {SESSION_WINDOW_S} SECOND) AS converted
                     FROM s)
                 SELECT lower(trim(query)) AS q, count(*) AS n, count(DISTINCT user_id) AS users,
-                       sum(has_session::INT) AS with_session, sum(clicked::INT) AS clicked
+                       sum(has_session::INT) AS with_session, sum(clicked::INT) AS clicked,
+                       sum(converted::INT) AS converted
                 FROM flagged GROUP BY 1 ORDER BY n DESC, q"""
         ).fetchall()
         logged["searches"] = int(sum(r[1] for r in rows))
         logged["distinct_queries"] = len(rows)
         logged["top_queries"] = [
-            {"query": q, "searches": int(n), "users": int(u), "session_ctr": round(c / ws, 4) if ws else None}
-            for q, n, u, ws, c in rows[:top]
+            {
+                "query": q,
+                "searches": int(n),
+                "users": int(u),
+                "session_ctr": round(c / ws, 4) if ws else None,
+                "session_conversion": round(b / ws, 4) if ws else None,
+            }
+            for q, n, u, ws, c, b in rows[:top]
         ]
         cols = {r[0] for r in con.sql("DESCRIBE curated.events").fetchall()}
         if "search_id" in cols:
@@ -246,7 +257,7 @@ th{{background:#f4f4f4}}.protocol{{background:#f7f7f7;padding:.6rem;border-radiu
 <p id="totals">{a["logged"]["searches"]:,} logged searches, {a["logged"]["distinct_queries"]:,} distinct queries;
 {a["served"]["pages"]:,} served result pages, {a["served"]["zero_result_pages"]:,} of them empty.</p>
 <h2>Top queries</h2>{top_svg}{ctr_svg}
-{html_table(a["logged"]["top_queries"], ["query", "searches", "users", "session_ctr"])}
+{html_table(a["logged"]["top_queries"], ["query", "searches", "users", "session_ctr", "session_conversion"])}
 <h2>Served: attributed CTR per query</h2>{html_table(a["served"]["top_queries"], ["query", "pages", "attributed_ctr"])}
 <h2>Zero-result queries (served)</h2>{html_table(a["served"]["zero_result_queries"], ["query", "zero_result_pages"])}
 <h2>No keyword match (answered by the semantic retriever only)</h2>{html_table(a["no_keyword_match"], ["query", "searches"])}

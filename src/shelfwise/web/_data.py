@@ -335,10 +335,12 @@ def quarantine(
     status: str | None,
     limit: int = 50,
     rows: bool = True,
+    after: int | None = None,
 ) -> dict[str, Any]:
     """`shelfwise quarantine list --json`: the summary by table, reason and status (counts only:
-    kept in the workdir like the catalog), and the rows (raw fields: memory only; `rows=False`:
-    none read, for a role that may not read raw rows)."""
+    kept in the workdir like the catalog), and a page of rows (raw fields: memory only;
+    `rows=False`: none read, for a role that may not read raw rows): `limit` rows past the id
+    `after`, in quarantine order."""
     from ..governance import Quarantine
 
     if not _has_warehouse(workdir):
@@ -356,9 +358,9 @@ def quarantine(
 
     def listed() -> list[dict[str, Any]]:
         with warehouse():
-            return q.list(table or None, reason or None, status, limit=limit)
+            return q.list(table or None, reason or None, status, limit=limit, after=after)
 
-    key = ("quarantine", workdir, table, reason, status, limit)
+    key = ("quarantine", workdir, table, reason, status, limit, after)
     return {"summary": got, "rows": _cached(key, stamp, listed)}
 
 
@@ -558,6 +560,12 @@ class ExposureTally:
 
 _TALLIES: dict[Path, ExposureTally] = {}
 _TALLIES_LOCK = threading.Lock()
+
+
+def served_list(workdir: Path, list_id: str) -> tuple[str, str] | None:
+    """(surface, bundle) of a list `shelfwise serve` logged under `list_id` (the id its answer
+    carried: `search_id`, `recommendation_id`), from the exposure log's tally; None if unknown."""
+    return exposure_tally(workdir)["ids"].get(list_id)  # type: ignore[no-any-return]
 
 
 def exposure_tally(workdir: Path) -> dict[str, Any]:
@@ -910,10 +918,13 @@ def audit_entries(
 
 
 # -- lineage ---------------------------------------------------------------------------------------
-def lineage_graph(workdir: Path, bundle: str | None = None) -> dict[str, Any]:
+def lineage_graph(
+    workdir: Path, bundle: str | None = None, served: tuple[str, str] | None = None
+) -> dict[str, Any]:
     """From a bundle (default: the one serving) back to the runs and data versions that made it:
     registry version -> bundle -> training run -> curated table versions -> ingest runs -> files.
-    Nodes carry a column (layer) for drawing; edges go left to right (upstream to downstream)."""
+    `served` (list id, surface): a list the bundle served, drawn downstream of it. Nodes carry a
+    column (layer) for drawing; edges go left to right (upstream to downstream)."""
     from ..serving._bundle import BUNDLES_DIR, CURRENT
 
     root = workdir / BUNDLES_DIR
@@ -931,6 +942,11 @@ def lineage_graph(workdir: Path, bundle: str | None = None) -> dict[str, Any]:
         return nid
 
     b = node(f"bundle:{bundle}", f"bundle {bundle}", "bundle", 4, f"default model {m.get('default_model')}")
+    if served is not None:
+        sid, surface = served
+        edges.append(
+            (b, node(f"served:{sid}", f"{surface} list {sid[:12]}", "served", 5, f"served list {sid}"))
+        )
     for v in models(workdir, with_live_gates=False) if (workdir / "mlflow.db").exists() else []:
         if v.get("bundle") == bundle:
             r = node(
@@ -973,7 +989,8 @@ def lineage_graph(workdir: Path, bundle: str | None = None) -> dict[str, Any]:
     bundles = (
         sorted((p.name for p in root.glob("[0-9]*") if p.is_dir()), reverse=True) if root.exists() else []
     )
-    return {"bundle": bundle, "nodes": list(nodes.values()), "edges": sorted(set(edges)), "bundles": bundles}
+    return {"bundle": bundle, "nodes": list(nodes.values()), "edges": sorted(set(edges)), "bundles": bundles,
+            "served": served[0] if served else None}  # fmt: skip
 
 
 LINEAGE_FILE = "lineage/openlineage.jsonl"  # governance._lineage.LINEAGE_FILE (that module imports the
@@ -1052,6 +1069,7 @@ def lineage_svg(graph: dict[str, Any]) -> str:
         "dataset": "#e3f4e3",
         "bundle": "#f4e3f1",
         "model": "#ffe3e3",
+        "served": "#dff3f7",
     }
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '

@@ -345,46 +345,110 @@ def console_router(
         reason: str = "",
         status: str = "open",
         limit: int = 50,
+        after: int | None = None,
         done: str | None = None,
     ) -> Any:
         ctx.need("catalog.read")  # the counts by table and reason; the rows hold raw fields:
         raw = ctx.user.may("quarantine.read_raw")  # those only for the roles the CLI allows
         st = None if status == "all" else status
         limit = min(max(limit, 1), 500)
-        q = _data.quarantine(workdir, table, reason, st, limit, rows=raw)
+        q = _data.quarantine(workdir, table, reason, st, limit, rows=raw, after=after)
         tables = sorted({s["table"] for s in q["summary"]})
         reasons = sorted({s["reason"] for s in q["summary"] if not table or s["table"] == table})
         name = "_quarantine_rows.html" if ctx.request.headers.get("hx-request") else "quarantine.html"
         return ctx.render(name, q=q, table=table, reason=reason, status=status, tables=tables, reasons=reasons,
-                          done=done, page="data", raw=raw, limit=limit)  # fmt: skip
+                          done=done, page="data", raw=raw, limit=limit, after=after,
+                          reprocess=ctx.user.may("quarantine.reprocess"))  # fmt: skip
 
-    @router.post("/data/quarantine/{qid}/reprocess")
-    async def reprocess_row(request: Request, qid: int) -> Any:
-        """One quarantined row, its raw fields as edited in the form, through the governed path."""
+    def open_rows(qids: set[int]) -> list[dict[str, Any]]:
         from ..governance import Quarantine
 
+        with _data.warehouse():
+            listed = Quarantine(workdir).list(None, None, "open", max(qids) - min(qids) + 1, min(qids) - 1)
+        return [r for r in listed if r["quarantine_id"] in qids]
+
+    def reprocessed(ctx: Any, user: User, records: list[dict[str, Any]]) -> dict[str, int]:
+        """`shelfwise quarantine reprocess --fixed FILE` per table: the same governed path and
+        audit entry, with the person as actor."""
+        from ..governance import Quarantine
+
+        got = {"released": 0, "still_quarantined": 0}
+        for tbl in sorted({r["_table"] for r in records}):
+            with tempfile.TemporaryDirectory() as tmp:
+                fixed = Path(tmp) / "fixed.jsonl"
+                with fixed.open("w", encoding="utf-8") as fh:
+                    for rec in records:
+                        if rec["_table"] == tbl:
+                            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                with _data.warehouse():
+                    res = Quarantine(workdir).reprocess(
+                        tbl, fixed, actor=None if user.single_user else user.name
+                    )
+            got["released"] += res["released"]
+            got["still_quarantined"] += res["still_quarantined"]
+        return got
+
+    @router.get("/data/quarantine/{qid}", response_class=HTMLResponse)
+    @guard
+    def quarantine_row(ctx: Any, qid: int) -> Any:
+        """One quarantined row: its raw fields (the roles that may read them), editable when it
+        is open and the person may re-process."""
+        ctx.need("quarantine.read_raw")
+        with _data.warehouse():
+            from ..governance import Quarantine
+
+            rows = Quarantine(workdir).list(None, None, None, limit=1, after=qid - 1)
+        if not rows or rows[0]["quarantine_id"] != qid:
+            raise Denied(404, f"no quarantined row #{qid}")
+        return ctx.render("quarantine_row.html", r=rows[0], page="data",
+                          reprocess=ctx.user.may("quarantine.reprocess"))  # fmt: skip
+
+    @router.post("/data/quarantine/reprocess")
+    async def reprocess_selected(request: Request) -> Any:
+        """The rows ticked in the list, re-processed as they are (after a contract or catalog
+        change, e.g. the product an event named has arrived since)."""
         ctx = Ctx(request)
         try:
             fields = await posted(request, ctx)
             user = ctx.need("quarantine.reprocess")
-            with _data.warehouse():
-                rows = [
-                    r
-                    for r in Quarantine(workdir).list(None, None, "open", limit=None)
-                    if r["quarantine_id"] == qid
-                ]
+            qids = {int(k[2:]) for k in fields if k.startswith("q.") and k[2:].isdigit()}
+            if not qids:
+                raise ShelfwiseError("no row ticked: tick the rows to re-process")
+            rows = open_rows(qids)
+            if not rows:
+                raise ShelfwiseError("none of the ticked rows is open (released or superseded already?)")
+            records = [
+                {**(r["raw"] or {}), "_quarantine_id": r["quarantine_id"], "_table": r["table"]} for r in rows
+            ]
+            res = reprocessed(ctx, user, records)
+        except Denied as exc:
+            return ctx.render("error.html", exc.status, title="Not allowed", message=exc.message, page="")
+        except ShelfwiseError as exc:
+            return ctx.render("error.html", 409, title="Not done", message=str(exc), page="")
+        except _data.WarehouseBusy as exc:
+            return ctx.render("error.html", 503, title="Warehouse busy", message=str(exc), page="")
+        back_to = fields.get("back") or f"{PREFIX}/data/quarantine"
+        back_to = back_to if back_to.startswith(f"{PREFIX}/data/quarantine") else f"{PREFIX}/data/quarantine"
+        msg = (
+            f"{len(rows)} row{'s' if len(rows) != 1 else ''} re-processed: {res['released']} released into "
+            f"curated, {res['still_quarantined']} still quarantined (see their new reasons)"
+        )
+        return back(ctx, back_to, msg)
+
+    @router.post("/data/quarantine/{qid}/reprocess")
+    async def reprocess_row(request: Request, qid: int) -> Any:
+        """One quarantined row, its raw fields as edited in the form, through the governed path."""
+        ctx = Ctx(request)
+        try:
+            fields = await posted(request, ctx)
+            user = ctx.need("quarantine.reprocess")
+            rows = open_rows({qid})
             if not rows:
                 raise ShelfwiseError(f"quarantined row #{qid} is not open (released or superseded already?)")
             row = rows[0]
             rec: dict[str, Any] = {k[2:]: v for k, v in fields.items() if k.startswith("f.")}
             rec.update({"_quarantine_id": qid, "_table": row["table"]})
-            with tempfile.TemporaryDirectory() as tmp:
-                fixed = Path(tmp) / "fixed.jsonl"
-                fixed.write_text(json.dumps(rec, ensure_ascii=False) + "\n")
-                with _data.warehouse():
-                    res = Quarantine(workdir).reprocess(
-                        row["table"], fixed, actor=None if user.single_user else user.name
-                    )
+            res = reprocessed(ctx, user, [rec])
         except Denied as exc:
             return ctx.render("error.html", exc.status, title="Not allowed", message=exc.message, page="")
         except ShelfwiseError as exc:
@@ -576,10 +640,25 @@ def console_router(
 
     @router.get("/lineage", response_class=HTMLResponse)
     @guard
-    def lineage(ctx: Any, bundle: str = "") -> Any:
+    def lineage(ctx: Any, bundle: str = "", served: str = "", version: str = "") -> Any:
+        """From a bundle, a registry version (its bundle) or a served list (the bundle that
+        answered it, by the id the answer carried) back to the runs and data versions."""
         ctx.need("lineage.read")
-        g = _data.lineage_graph(workdir, bundle or None)
-        return ctx.render("lineage.html", g=g, svg=_data.lineage_svg(g))
+        origin = None
+        if served.strip():
+            got = _data.served_list(workdir, served.strip())
+            if got is None:
+                raise Denied(404, f"no served list {served.strip()!r} in the exposure log (spool/exposures/)")
+            bundle, origin = got[1], (served.strip(), got[0])
+        elif version.strip():
+            v = next((m for m in _data.models(workdir, False) if str(m["version"]) == version.strip()), None)
+            if v is None or not v.get("bundle"):
+                raise Denied(404, f"no registry version {version.strip()!r} with a bundle")
+            bundle = Path(str(v["bundle"])).name
+        if bundle and bundle not in bundles():
+            raise Denied(404, f"no bundle {bundle!r} in this shop")
+        g = _data.lineage_graph(workdir, bundle or None, served=origin)
+        return ctx.render("lineage.html", g=g, svg=_data.lineage_svg(g), version=version.strip())
 
     @router.get("/analytics", response_class=HTMLResponse)
     @guard
