@@ -23,9 +23,9 @@ FAST = [
     "--sasrec-epochs",
     "2",
     "--finetune-steps",
-    "5",
-    "--cross-encoder-steps",
-    "5",
+    "2",  # enough to exercise fine-tuning, export and the keep decision end to end; the
+    "--cross-encoder-steps",  # quality of a fine-tune is tests/search/test_finetune.py's
+    "2",
 ]
 
 

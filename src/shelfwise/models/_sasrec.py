@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Self, cast
 import numpy as np
 
 from ..features import Fold, Interactions
+from ..features._text_encoder import adamw
 from ._base import IncompatibleModel, Recommender, load_state, save_state
 
 if TYPE_CHECKING:
@@ -241,7 +242,7 @@ class SASRec(Recommender):
             counts = np.asarray(interactions.item_counts()).ravel()
             cast(torch.Tensor, net.seen)[1:, 0] = torch.from_numpy((counts > 0).astype(np.float32)).to(dev)
         self.net_ = net
-        opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = adamw(net.parameters(), cfg.lr, cfg.weight_decay)  # fused: one pass a tensor
         # one training example per user: its last max_len + 1 items (inputs and shifted targets)
         seqs = [interactions.sequence(u)[-(cfg.max_len + 1) :] for u in range(interactions.n_users)]
         seqs = [s for s in seqs if len(s) >= 2]
