@@ -205,7 +205,7 @@ def test_the_ranker_fits_the_encoder_columns_on_queries_the_encoder_never_learne
 
     monkeypatch.setattr(eng, "_features", spy)
     info = eng.fit_ranker(queries, gains, holdout=0.3, seed=0, always_keep=True)
-    col = [FEATURES.index(n) for n in ("cosine", "cosine_rank", "cosine_rel")]
+    col = [FEATURES.index(n) for n in ("cosine", "cosine_rank", "cosine_rel", "rrf")]
     masked = 0
     for q, text in queries.items():
         x, trained = got[eng._query(text).text]
