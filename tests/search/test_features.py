@@ -163,3 +163,60 @@ def test_fitting_the_ranker_twice_counts_the_prior_once(tmp_path):
     first = eng.prior_count_.copy()
     eng.fit_ranker(queries, gains, holdout=0.0)
     assert first.tolist() == [4.0, 4.0] and eng.prior_count_.tolist() == first.tolist()
+
+
+def test_the_encoder_is_tuned_on_a_seeded_share_of_the_training_queries_only():
+    from shelfwise.search._training import MIN_SPLIT_QUERIES, _split_queries, _tune_split
+
+    queries = {f"q{i:04d}": f"query {i}" for i in range(2000)}
+    gains = {q: {"p": 1.0} for q in queries}
+    qids, is_hold = _split_queries(queries, gains, 0.2, 0)
+    train = [q for q in qids if not is_hold[q]]
+    tuned = _tune_split(train, 0.5, 0)
+    # disjoint from the held-out queries, the same draw every time, about half, and a
+    # different seed draws differently
+    assert not any(is_hold[q] for q in tuned) and set(tuned) < set(train)
+    assert tuned == _tune_split(list(reversed(train)), 0.5, 0)
+    assert 0.45 * len(train) < len(tuned) < 0.55 * len(train)
+    assert tuned != _tune_split(train, 0.5, 1)
+    # too few to share, or a share of 1: every training query
+    few = train[: MIN_SPLIT_QUERIES - 1]
+    assert _tune_split(few, 0.5, 0) == few and _tune_split(train, 1.0, 0) == train
+
+
+def test_the_ranker_fits_the_encoder_columns_on_queries_the_encoder_never_learned(tmp_path, monkeypatch):
+    from shelfwise.search._training import _query_key
+
+    ids = [f"p{i}" for i in range(30)]
+    eng = SearchEngine(tmp_path / "s", candidates=10).build(
+        SearchCatalog(ids, [f"tool {i % 10} model {i}" for i in range(30)])
+    )
+    queries = {f"q{i}": f"Tool  {i}" for i in range(10)}
+    gains = {f"q{i}": {f"p{i}": 2.0, f"p{i + 10}": 1.0, f"p{i + 20}": 0.0} for i in range(10)}
+    # as if the fine-tune had learned q0..q4 (q0 written otherwise), and a click query alike
+    eng.tuned_on_ = frozenset(_query_key(f"TOOL {i}") for i in range(5))
+    got: dict[str, tuple[np.ndarray, bool]] = {}
+    features = eng._features
+
+    def spy(q, given, leave_out=None, **kw):
+        cands, x = features(q, given, leave_out=leave_out, **kw)
+        got[q.text] = (x, leave_out is not None)  # the rows as fit_ranker masks them (same array)
+        return cands, x
+
+    monkeypatch.setattr(eng, "_features", spy)
+    info = eng.fit_ranker(queries, gains, holdout=0.3, seed=0, always_keep=True)
+    col = [FEATURES.index(n) for n in ("cosine", "cosine_rank", "cosine_rel", "rrf")]
+    masked = 0
+    for q, text in queries.items():
+        x, trained = got[eng._query(text).text]
+        tuned = int(q[1:]) < 5
+        # missing exactly on the training rows of tuned queries; held-out rows keep every cosine
+        assert np.isnan(x[:, col]).all() == (trained and tuned)
+        assert not np.isnan(x[:, FEATURES.index("bm25")]).any()
+        masked += trained and tuned
+    assert masked and info["encoder_columns_missing_groups"] == masked
+    # the ranker still ranks (LightGBM takes the missing values), and without a tuned encoder
+    # nothing is missing
+    assert eng.search("tool 3", k=1)
+    eng.tuned_on_ = frozenset()
+    assert eng.fit_ranker(queries, gains, holdout=0.3, seed=0)["encoder_columns_missing_groups"] == 0

@@ -43,6 +43,8 @@ def test_finetuned_encoder_learns_the_shop_word_and_is_served(tmp_path):
     assert info["kept"], info
     assert info["validation_ndcg@10_tuned"] > info["validation_ndcg@10_untuned"] + 0.05
     assert eng.semantic_.encoder == "encoder-tuned.onnx" and (tmp_path / "s" / "encoder-tuned.onnx").exists()
+    # ~90 training queries, too few to share: the encoder learned from all, no cosine is left out
+    assert 60 < info["tuned_queries"] < 120 and info["ranker_only_queries"] == 0 and not eng.tuned_on_
     # every query (held-out ones included): the tuned encoder puts the meant product first
     wins = 0
     for q, text in queries.items():
@@ -96,3 +98,38 @@ def test_blend_of_pipeline_and_cross_encoder_scores():
     # scales do not matter (standardized within the head), only the weight does
     assert _blend(pipeline * 100, cross / 100, 0.4).tolist() == _blend(pipeline, cross, 0.4).tolist()
     assert _blend(np.ones(3), cross, 0.2).tolist() == [2, 1, 0]  # a flat pipeline defers
+
+
+def test_with_enough_queries_the_encoder_learns_from_half_and_the_ranker_knows_which(tmp_path, monkeypatch):
+    import shelfwise.search._finetune as ft
+    from shelfwise.search._training import _query_key, _split_queries, _tune_split
+
+    ids = [f"p{i}" for i in range(40)]
+    eng = SearchEngine(tmp_path / "s", candidates=10).build(SearchCatalog(ids, [f"tool {i}" for i in ids]))
+    queries = {f"q{i:04d}": f"tool p{i % 40} size {i}" for i in range(1000)}
+    gains = {q: {f"p{i % 40}": 2.0} for i, q in enumerate(queries)}
+    seen = {}
+
+    def fake(model_dir, out_dir, queries_, gains_, texts, train_q, valid_q, settings):
+        seen["train"], seen["valid"] = list(train_q), list(valid_q)
+        return {"kept": True}  # as if it won (nothing is exported: the test stops before)
+
+    class Served:  # the tuned encoder as served, without exporting one
+        encoder = "encoder-tuned.onnx"
+
+        def __init__(self, *a, **kw):
+            pass
+
+        def index(self, catalog):
+            return self
+
+    monkeypatch.setattr(ft, "finetune_biencoder", fake)
+    monkeypatch.setattr("shelfwise.features._text_encoder.export_onnx", lambda *a: None)
+    monkeypatch.setattr("shelfwise.features._text_encoder.quantize_int8", lambda src, dst: dst)
+    monkeypatch.setattr("shelfwise.search._training.SemanticRetriever", Served)
+    info = eng.finetune_encoder(queries, gains, seed=4)
+    assert info["tuned_queries"] == len(seen["train"]) and info["ranker_only_queries"] > 0
+    qids, is_hold = _split_queries(queries, gains, 0.2, 4)
+    train = [q for q in qids if not is_hold[q]]
+    assert seen["train"] == _tune_split(train, 0.5, 4) and not set(seen["train"]) & set(seen["valid"])
+    assert eng.tuned_on_ == {_query_key(queries[q]) for q in seen["train"]}

@@ -86,6 +86,9 @@ class EngineState:
         self.cross_top_ = 0  # how many of the first results it re-orders
         self.cross_weight_ = 1.0  # its weight in the blend with the pipeline's scores
         self.personalized_ = False  # the ranker splits on the shopper's profile features
+        # the queries (`_training._query_key`) the kept fine-tuned encoder learned from, whose
+        # cosines `fit_ranker` leaves out (set by `finetune_encoder`, not saved)
+        self.tuned_on_: frozenset[str] = frozenset()
         # query-time caches (bounded LRU, shared by the threads that query): the spelling fix of
         # a query's words and a query's vectors; long-tail queries repeat their words, and a page
         # evicted from the server's page cache is re-ranked without encoding the query again
