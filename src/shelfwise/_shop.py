@@ -301,13 +301,23 @@ class Shop:
         model: str | None = None,
     ) -> dict[str, int]:
         """`recommend(users, k, rules=False)` as a Spark job (`engine`: a `SparkEngine`), written
-        as Parquet in `out` (user_id, rank, product_id, score, source); `users=None`: every user
-        of the current bundle whose shop id the raw layer holds. Returns counts."""
+        as Parquet in `out` (user_id, rank, product_id, score, source; a new or empty folder, or
+        one holding only an earlier output, outside the workdir); `users=None`: every user of the
+        current bundle whose shop id the raw layer holds, a list of every customer's shop id, so
+        it also needs `recommend.all_users` and is audited. Returns counts."""
+        from .governance._audit import AuditLog
         from .lifecycle._spark_jobs import recommend_batch_spark
 
-        with self._acting("recommend"):
+        with self._acting("recommend") as actor:
+            if users is None:
+                actor = self.authorize("recommend.all_users")
             ids = None if users is None else [str(u) for u in users]
-            return recommend_batch_spark(self.workdir, engine.session, out, ids, k, model=model)
+            counts = recommend_batch_spark(self.workdir, engine.session, out, ids, k, model=model)
+            if users is None:
+                AuditLog(self.workdir).append(
+                    "recommend.all_users", actor=actor, out=str(out), model=model, **counts
+                )
+            return counts
 
     def explain(self, user_id: str, product_id: str) -> list[str]:
         """The user's history items that most raise `product_id` for them (shop ids; empty for a

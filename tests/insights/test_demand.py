@@ -613,6 +613,11 @@ def test_choose_rule_picks_the_single_best_where_one_candidate_is_clearly_best()
     rule, scores = choose_rule(cv, ["A", "B", "C", "Ensemble"], hist)
     assert rule == "series"
     assert scores["series"] == 0.0 and scores["top2"] == pytest.approx(2.5) and scores["combine"] == 5.0
+    # series named by numbers, not strings: the same answer (the scale and the errors met on
+    # strings once; numbers made every score NaN and the first rule won by default)
+    as_int = {f"S{i}": i for i in range(6)}
+    cv["unique_id"], hist["unique_id"] = cv["unique_id"].map(as_int), hist["unique_id"].map(as_int)
+    assert choose_rule(cv, ["A", "B", "C", "Ensemble"], hist) == (rule, scores)
 
 
 def test_choose_rule_combines_where_the_candidates_err_independently():

@@ -107,6 +107,7 @@ def _recommend_on_spark(
     spark_remote: str | None,
     spark_master: str | None,
 ) -> None:
+    from ..lifecycle._spark_jobs import check_output_folder
     from ..storage import engine_from
 
     if rules:  # (the rules - stock, hides, boosts, repurchase windows - are the server's, one node)
@@ -118,10 +119,16 @@ def _recommend_on_spark(
         raise typer.BadParameter("--explain and --context are for the one-node path, not --engine spark")
     if all_users == (users is not None):
         raise typer.BadParameter("--engine spark: give --users FILE or --all-users (one of them)")
+    the_shop = shop(workdir)
+    # the permissions first: a refused person neither has the file read nor starts a Spark session
+    the_shop.authorize("recommend")
+    if all_users:
+        the_shop.authorize("recommend.all_users")
+    check_output_folder(out, workdir)
     ids = None if users is None else read_ids(users, "user_id")
     chosen = engine_from("spark", workdir, remote=spark_remote, master=spark_master)
     try:
-        counts = shop(workdir).recommend_on_spark(chosen, out, ids, k, model=model)
+        counts = the_shop.recommend_on_spark(chosen, out, ids, k, model=model)
     finally:
         chosen.close()
     typer.echo(

@@ -46,6 +46,9 @@ PERMISSIONS: dict[str, set[Role]] = {
     "train": {Role.ADMIN, Role.SCIENTIST, Role.ENGINEER},
     "evaluate": set(H),
     "recommend": {Role.ADMIN, Role.SCIENTIST, Role.ENGINEER, Role.ANALYST},
+    # every customer's shop id with a list (`recommend --engine spark --all-users`): a contact
+    # list, so only the roles that may see shop ids for campaigns (as `audiences.shop_ids`)
+    "recommend.all_users": {Role.ADMIN, Role.ANALYST},
     "search": {Role.ADMIN, Role.SCIENTIST, Role.ENGINEER, Role.ANALYST},
     "export": set(H),  # curated data is pseudonymized; personal columns never reach it
     "quarantine.read_raw": {Role.ADMIN, Role.STEWARD},  # raw rows may hold personal data

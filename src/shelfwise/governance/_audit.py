@@ -38,6 +38,7 @@ ACTIONS = (
     "privacy.erase",
     "privacy.consent",
     "privacy.export",
+    "recommend.all_users",
     "retention.enforce",
     "insights.customers",
     "ask",

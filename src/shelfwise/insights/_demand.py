@@ -368,7 +368,7 @@ def choose_rule(
         mae = _cv_mae(early, candidates)
         for r in rules:
             e = (held["y"] - _combined(held, candidates, _choose(mae, df, r))).abs()
-            per = e.groupby(held["unique_id"].to_numpy()).mean()
+            per = e.groupby(held["unique_id"].astype(str).to_numpy()).mean()  # (the scale's ids)
             scores[r].append(float((per / scale.reindex(per.index)).mean()))
     mean = {r: round(float(np.nanmean(v)), 4) for r, v in scores.items()}
     return min(rules, key=lambda r: mean[r]), mean

@@ -24,6 +24,7 @@ __all__ = [
     "RANKED_SCHEMA",
     "SCORES_SCHEMA",
     "raw_user_ids",
+    "check_output_folder",
     "recommend_all_spark",
     "recommend_batch_spark",
     "recommend_users_spark",
@@ -253,6 +254,40 @@ def raw_user_ids(workdir: Any) -> list[str]:
         return [r[0] for r in con.sql(f"SELECT u FROM ({union}) WHERE u IS NOT NULL ORDER BY u").fetchall()]
 
 
+_SPARK_OUTPUT = ("part-", "_SUCCESS", "._SUCCESS.crc", ".part-", "_committed_", "_started_")
+
+
+def check_output_folder(out: Any, workdir: Any) -> str:
+    """Where `recommend_batch_spark` may write `out`, or a ShelfwiseError. Spark's overwrite
+    deletes the whole target folder, so a local `out` must be new, empty or an earlier output
+    (only Spark's part files and markers), and neither the workdir, inside it nor above it
+    (`--out .` typed inside the workdir would have deleted the warehouse). A URI (s3a://,
+    hdfs://...) cannot be looked into from here: it must not exist yet (a dated folder per run)."""
+    from pathlib import Path
+
+    from ..errors import ShelfwiseError
+
+    if "://" in str(out):
+        return str(out)
+    where, work = Path(out).resolve(), Path(workdir).resolve()
+    if where == work or work in where.parents or where in work.parents:
+        raise ShelfwiseError(
+            f"--out {out}: is the workdir {work}, inside it or above it; Spark replaces the whole "
+            "folder it writes: choose a folder of its own"
+        )
+    if where.exists():
+        if not where.is_dir():
+            raise ShelfwiseError(f"--out {out}: is a file, not a folder")
+        foreign = sorted(p.name for p in where.iterdir() if not p.name.startswith(_SPARK_OUTPUT))
+        if foreign:
+            raise ShelfwiseError(
+                f"--out {out}: holds {foreign[0]!r}{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}, "
+                "which is not an earlier output; Spark replaces the whole folder it writes: choose a "
+                "new or empty folder"
+            )
+    return where.as_posix()
+
+
 def recommend_batch_spark(
     workdir: Any,
     session: Any,
@@ -271,7 +306,6 @@ def recommend_batch_spark(
     --no-rules` answers, user for user: the bundle's model (default, or `model`), the user's
     consent read on the driver, unknown or not-personalized users given the cold-start list
     there (one list for all); the known users are ranked on Spark. Returns counts."""
-    from pathlib import Path
 
     from ..errors import ShelfwiseError
     from ..serving import Service
@@ -307,10 +341,11 @@ def recommend_batch_spark(
         items = service.recommend(cold[0], k, model=model).items
         rows = [(u, r, p, None, "cold_start") for u in cold for r, p in enumerate(items, 1)]
         job = job.unionByName(session.createDataFrame(rows, RANKED_SCHEMA))
-    # (a local path made absolute; a URI such as s3a://... or hdfs://... as given: every
-    # executor writes its part there)
-    where = str(out) if "://" in str(out) else Path(out).resolve().as_posix()
-    job.write.mode("overwrite").parquet(where)
+    # (a local path made absolute, a new folder, an empty one or an earlier output; a URI such
+    # as s3a://... or hdfs://... as given, which must not exist yet: every executor writes its
+    # part there)
+    where = check_output_folder(out, workdir)
+    job.write.mode("errorifexists" if "://" in where else "overwrite").parquet(where)
     counts = {"users": len(known) + len(cold), "scored_on_spark": len(known), "cold_start": len(cold)}
     if all_users:  # a bundle user whose id the raw layer no longer holds (retention) has no shop id
         counts["bundle_users_without_shop_id"] = len(snap.user_index) - counts["users"]
