@@ -652,3 +652,52 @@ def test_a_bulk_re_process_tells_what_happened_to_each_table(tmp_path: Path, mon
     r = c.post("/console/data/quarantine/reprocess", data={"csrf": token, "q.3": "1"}, follow_redirects=False)
     done = parse_qs(urlsplit(r.headers["location"]).query)["done"][0]
     assert done == "1 row re-processed: 1 released into curated, 0 still quarantined (see their new reasons)"
+
+
+def test_the_quarantine_pager_offers_a_next_page_only_when_a_row_follows(tmp_path: Path, monkeypatch) -> None:
+    """One row more than a page is read to know: 4 open rows in pages of 2 are two pages (the
+    second without a "next"), in pages of 4 one page, in pages of 3 a page and a row."""
+    from shelfwise import governance
+
+    planted = [
+        {
+            "quarantine_id": i,
+            "run_id": "r",
+            "table": "events",
+            "source_file": "in/events.csv",
+            "source_line": i,
+            "reason": "unknown_product",
+            "reasons": ["unknown_product"],
+            "detail": "",
+            "raw": {"n": i},
+            "status": "open",
+        }  # fmt: skip
+        for i in range(1, 5)
+    ]
+
+    class FakeQuarantine:
+        def __init__(self, workdir: Path) -> None:
+            pass
+
+        def summary(self) -> list[dict]:
+            return [{"table": "events", "reason": "unknown_product", "status": "open", "rows": 4}]
+
+        def list(self, table=None, reason=None, status="open", limit=100, after=None) -> list[dict]:
+            return [r for r in planted if after is None or r["quarantine_id"] > after][:limit]
+
+    monkeypatch.setattr(governance, "Quarantine", FakeQuarantine)
+    (tmp_path / "warehouse.duckdb").write_bytes(b"planted")
+    c, _ = _console_client(tmp_path)
+
+    def page(url: str) -> tuple[list[int], str | None]:
+        html = c.get(url).text
+        ids = [int(x) for x in re.findall(r'<tr class="qrow" data-qid="(\d+)"', html)]
+        more = re.search(r'<a id="more-rows" href="([^"]+)"', html)
+        return ids, more.group(1).replace("&amp;", "&") if more else None
+
+    ids, more = page("/console/data/quarantine?limit=2")
+    assert ids == [1, 2] and more is not None and "after=2" in more
+    assert page(more) == ([3, 4], None)  # exactly `limit` rows remained: no empty third page
+    assert page("/console/data/quarantine?limit=4") == ([1, 2, 3, 4], None)
+    ids, more = page("/console/data/quarantine?limit=3")
+    assert ids == [1, 2, 3] and more is not None and page(more) == ([4], None)
