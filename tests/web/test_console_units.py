@@ -7,6 +7,8 @@ import json
 import re
 import time
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from starlette.requests import Request
@@ -579,3 +581,123 @@ def test_a_registered_bundle_is_found_in_a_moved_workdir(tmp_path: Path) -> None
     assert bundle_path(tmp_path / "w", "/gone/w/bundles/B1") == str(tmp_path / "w" / "bundles" / "B1")
     # a bundle not in this workdir: the path as registered
     assert bundle_path(tmp_path / "w", "/gone/w/bundles/B2") == "/gone/w/bundles/B2"
+
+
+def _console_client(tmp_path: Path) -> tuple[Any, str]:
+    """An in-process console (single-user mode: the test client counts as loopback) and the
+    CSRF token of its session."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from shelfwise.web._routes import console_router
+
+    app = FastAPI()
+    app.include_router(console_router(tmp_path, lambda: None))
+    c = TestClient(app)
+    token = re.search(r'name="csrf" value="([^"]+)"', c.get("/console/data/quarantine").text)
+    assert token is not None
+    return c, token.group(1)
+
+
+def test_a_bulk_re_process_tells_what_happened_to_each_table(tmp_path: Path, monkeypatch) -> None:
+    """Each table is its own governed run that commits: when the second fails, the page says the
+    first's rows were re-processed (they were: released and audited) and the second's were not."""
+    from shelfwise import governance
+    from shelfwise.errors import ShelfwiseError
+
+    open_rows = [
+        {"quarantine_id": 1, "table": "events", "raw": {"event_id": "e1"}},
+        {"quarantine_id": 2, "table": "events", "raw": {"event_id": "e2"}},
+        {"quarantine_id": 3, "table": "products", "raw": {"product_id": "p1"}},
+    ]
+    calls: list[tuple[str, int]] = []
+    failure: list[Exception] = []
+
+    class FakeQuarantine:
+        def __init__(self, workdir: Path) -> None:
+            pass
+
+        def list(self, *args: Any, **kwargs: Any) -> list[dict]:
+            return open_rows
+
+        def reprocess(self, table: str, fixed_file: Path, actor: str | None = None) -> dict:
+            n = len(Path(fixed_file).read_text().splitlines())
+            calls.append((table, n))
+            if table == "products" and failure:
+                raise failure[0]
+            return {"released": n, "still_quarantined": 0}
+
+    monkeypatch.setattr(governance, "Quarantine", FakeQuarantine)
+    c, token = _console_client(tmp_path)
+    form = {"csrf": token, "q.1": "1", "q.2": "1", "q.3": "1"}
+    for exc, why in [
+        (_data.WarehouseBusy("Conflicting lock is held"), "warehouse busy: Conflicting lock is held"),
+        (ShelfwiseError("contract v3 refuses it"), "not done: contract v3 refuses it"),
+    ]:
+        calls.clear()
+        failure[:] = [exc]
+        r = c.post("/console/data/quarantine/reprocess", data=form, follow_redirects=False)
+        assert r.status_code == 303, r.text
+        done = parse_qs(urlsplit(r.headers["location"]).query)["done"][0]
+        assert done == (
+            "events: 2 rows re-processed, 2 released into curated, 0 still quarantined; "
+            f"products: 1 row NOT re-processed, still open ({why})"
+        )
+        assert calls == [("events", 2), ("products", 1)]
+    # every table failed: nothing was done, the error page as before
+    r = c.post("/console/data/quarantine/reprocess", data={"csrf": token, "q.3": "1"}, follow_redirects=False)
+    assert r.status_code == 409 and "contract v3 refuses it" in r.text
+    # all done: the one-line total as before
+    failure.clear()
+    r = c.post("/console/data/quarantine/reprocess", data={"csrf": token, "q.3": "1"}, follow_redirects=False)
+    done = parse_qs(urlsplit(r.headers["location"]).query)["done"][0]
+    assert done == "1 row re-processed: 1 released into curated, 0 still quarantined (see their new reasons)"
+
+
+def test_the_quarantine_pager_offers_a_next_page_only_when_a_row_follows(tmp_path: Path, monkeypatch) -> None:
+    """One row more than a page is read to know: 4 open rows in pages of 2 are two pages (the
+    second without a "next"), in pages of 4 one page, in pages of 3 a page and a row."""
+    from shelfwise import governance
+
+    planted = [
+        {
+            "quarantine_id": i,
+            "run_id": "r",
+            "table": "events",
+            "source_file": "in/events.csv",
+            "source_line": i,
+            "reason": "unknown_product",
+            "reasons": ["unknown_product"],
+            "detail": "",
+            "raw": {"n": i},
+            "status": "open",
+        }  # fmt: skip
+        for i in range(1, 5)
+    ]
+
+    class FakeQuarantine:
+        def __init__(self, workdir: Path) -> None:
+            pass
+
+        def summary(self) -> list[dict]:
+            return [{"table": "events", "reason": "unknown_product", "status": "open", "rows": 4}]
+
+        def list(self, table=None, reason=None, status="open", limit=100, after=None) -> list[dict]:
+            return [r for r in planted if after is None or r["quarantine_id"] > after][:limit]
+
+    monkeypatch.setattr(governance, "Quarantine", FakeQuarantine)
+    (tmp_path / "warehouse.duckdb").write_bytes(b"planted")
+    c, _ = _console_client(tmp_path)
+
+    def page(url: str) -> tuple[list[int], str | None]:
+        html = c.get(url).text
+        ids = [int(x) for x in re.findall(r'<tr class="qrow" data-qid="(\d+)"', html)]
+        more = re.search(r'<a id="more-rows" href="([^"]+)"', html)
+        return ids, more.group(1).replace("&amp;", "&") if more else None
+
+    ids, more = page("/console/data/quarantine?limit=2")
+    assert ids == [1, 2] and more is not None and "after=2" in more
+    assert page(more) == ([3, 4], None)  # exactly `limit` rows remained: no empty third page
+    assert page("/console/data/quarantine?limit=4") == ([1, 2, 3, 4], None)
+    ids, more = page("/console/data/quarantine?limit=3")
+    assert ids == [1, 2, 3] and more is not None and page(more) == ([4], None)

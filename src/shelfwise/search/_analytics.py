@@ -3,7 +3,8 @@
 Two sources, each labelled in the report:
 - the shop's own logs (curated `search` events): how often each query is searched, by how many
   users, and its *session CTR*: the share of searches followed by a click, cart or purchase in the
-  same session within 30 minutes (the usual definition when the log carries no result ids);
+  same session of the same user within 30 minutes (the usual definition when the log carries no
+  result ids);
 - the served log (`spool/exposures/` from `shelfwise serve`): result pages actually shown, which
   of them were empty (zero results) and their *attributed CTR*: the share of served pages that a
   later event names by `search_id`.
@@ -23,8 +24,8 @@ SESSION_WINDOW_S = 1800
 
 
 PROTOCOL = {
-    "session_ctr": f"share of logged searches followed by a click/cart/purchase in the same session within {SESSION_WINDOW_S // 60} min",
-    "session_conversion": f"share of logged searches followed by a purchase in the same session within {SESSION_WINDOW_S // 60} min",
+    "session_ctr": f"share of logged searches followed by a click/cart/purchase in the same session of the same user within {SESSION_WINDOW_S // 60} min",
+    "session_conversion": f"share of logged searches followed by a purchase in the same session of the same user within {SESSION_WINDOW_S // 60} min",
     "attributed_ctr": "share of served result pages named by a later event's search_id",
     "zero_results": "served pages with no item (served log); queries with no keyword match (current index)",
 }
@@ -48,8 +49,19 @@ def search_analytics(workdir: str | Path, top: int = 50, lexical: Any = None) ->
 
 
 def logged_searches(workdir: str | Path, top: int = 50) -> tuple[dict[str, Any], set[str]]:
-    """The shop's logged searches (top queries with session CTR) and the search ids that a
-    curated event names (for the served pages' attributed CTR)."""
+    """The shop's logged searches (top queries with session CTR and conversion) and the search
+    ids that a curated event names (for the served pages' attributed CTR).
+
+    A search is credited with the click, cart or purchase that follows it within
+    `SESSION_WINDOW_S` in the same session *of the same user*: both rows' `user_id` (the
+    warehouse's pseudonym, the same keyed HMAC for every row of a user) and `session_id` match.
+    Session ids are not unique across users in every shop (some number each user's sessions 1,
+    2, ...), and on `session_id` alone one user's purchase would be credited to another user's
+    search. Every curated event has a user (the events contract requires `user_id`), so there is
+    no session-only fallback: an action logged under another user id than its search (a guest
+    who logs in to pay, if the shop logs the two under different ids) is not credited, which
+    understates rather than invents conversions. Searches without a session count in `searches`
+    but not in the CTR or conversion denominators."""
     from ..storage import read_only
 
     logged: dict[str, Any] = {"searches": 0, "distinct_queries": 0, "top_queries": []}
@@ -62,15 +74,15 @@ def logged_searches(workdir: str | Path, top: int = 50) -> tuple[dict[str, Any],
                     SELECT user_id, session_id, query, timestamp FROM curated.events
                     WHERE event_type = 'search' AND query IS NOT NULL),
                 a AS (
-                    SELECT session_id, timestamp, event_type = 'purchase' AS bought FROM curated.events
+                    SELECT user_id, session_id, timestamp, event_type = 'purchase' AS bought FROM curated.events
                     WHERE event_type IN ('click', 'add_to_cart', 'purchase') AND session_id IS NOT NULL),
                 flagged AS (
                     SELECT s.query, s.user_id, s.session_id IS NOT NULL AS has_session,
-                           EXISTS (SELECT 1 FROM a WHERE a.session_id = s.session_id
+                           EXISTS (SELECT 1 FROM a WHERE a.session_id = s.session_id AND a.user_id = s.user_id
                                    AND a.timestamp >= s.timestamp
                                    AND a.timestamp <= s.timestamp + INTERVAL {SESSION_WINDOW_S} SECOND) AS clicked,
                            EXISTS (SELECT 1 FROM a WHERE a.bought AND a.session_id = s.session_id
-                                   AND a.timestamp >= s.timestamp
+                                   AND a.user_id = s.user_id AND a.timestamp >= s.timestamp
                                    AND a.timestamp <= s.timestamp + INTERVAL {SESSION_WINDOW_S} SECOND) AS converted
                     FROM s)
                 SELECT lower(trim(query)) AS q, count(*) AS n, count(DISTINCT user_id) AS users,

@@ -340,11 +340,12 @@ def quarantine(
     """`shelfwise quarantine list --json`: the summary by table, reason and status (counts only:
     kept in the workdir like the catalog), and a page of rows (raw fields: memory only;
     `rows=False`: none read, for a role that may not read raw rows): `limit` rows past the id
-    `after`, in quarantine order."""
+    `after`, in quarantine order, and `more`: whether a row follows them (one more is read to
+    know: a page of exactly `limit` remaining rows has no next page)."""
     from ..governance import Quarantine
 
     if not _has_warehouse(workdir):
-        return {"summary": [], "rows": []}
+        return {"summary": [], "rows": [], "more": False}
     q = Quarantine(workdir)
 
     def summary() -> list[dict[str, Any]]:
@@ -354,14 +355,15 @@ def quarantine(
     stamp = _stamp(workdir, *WAREHOUSE)
     got = _cached(("quarantine-summary", workdir), stamp, summary, float("inf"), None, (workdir, _QUARANTINE))
     if not rows:
-        return {"summary": got, "rows": []}
+        return {"summary": got, "rows": [], "more": False}
 
     def listed() -> list[dict[str, Any]]:
         with warehouse():
-            return q.list(table or None, reason or None, status, limit=limit, after=after)
+            return q.list(table or None, reason or None, status, limit=limit + 1, after=after)
 
     key = ("quarantine", workdir, table, reason, status, limit, after)
-    return {"summary": got, "rows": _cached(key, stamp, listed)}
+    page = _cached(key, stamp, listed)
+    return {"summary": got, "rows": page[:limit], "more": len(page) > limit}
 
 
 _QUARANTINE = Persist("quarantine_summary")

@@ -367,26 +367,66 @@ def console_router(
             listed = Quarantine(workdir).list(None, None, "open", max(qids) - min(qids) + 1, min(qids) - 1)
         return [r for r in listed if r["quarantine_id"] in qids]
 
-    def reprocessed(ctx: Any, user: User, records: list[dict[str, Any]]) -> dict[str, int]:
+    def reprocessed(ctx: Any, user: User, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """`shelfwise quarantine reprocess --fixed FILE` per table: the same governed path and
-        audit entry, with the person as actor."""
+        audit entry, with the person as actor. Each table is its own run that commits, so what
+        happened is told per table: {"table", "rows", "released", "still_quarantined"}, or
+        {"table", "rows", "error"} for a table that failed (a busy warehouse, a refusal) after
+        the tables before it were re-processed; the tables after it are still tried."""
         from ..governance import Quarantine
 
-        got = {"released": 0, "still_quarantined": 0}
+        out: list[dict[str, Any]] = []
         for tbl in sorted({r["_table"] for r in records}):
-            with tempfile.TemporaryDirectory() as tmp:
-                fixed = Path(tmp) / "fixed.jsonl"
-                with fixed.open("w", encoding="utf-8") as fh:
-                    for rec in records:
-                        if rec["_table"] == tbl:
+            mine = [rec for rec in records if rec["_table"] == tbl]
+            try:
+                with tempfile.TemporaryDirectory() as tmp:
+                    fixed = Path(tmp) / "fixed.jsonl"
+                    with fixed.open("w", encoding="utf-8") as fh:
+                        for rec in mine:
                             fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-                with _data.warehouse():
-                    res = Quarantine(workdir).reprocess(
-                        tbl, fixed, actor=None if user.single_user else user.name
-                    )
-            got["released"] += res["released"]
-            got["still_quarantined"] += res["still_quarantined"]
-        return got
+                    with _data.warehouse():
+                        res = Quarantine(workdir).reprocess(
+                            tbl, fixed, actor=None if user.single_user else user.name
+                        )
+            except (ShelfwiseError, _data.WarehouseBusy) as exc:
+                out.append({"table": tbl, "rows": len(mine), "error": exc})
+                continue
+            out.append({"table": tbl, "rows": len(mine), "released": res["released"],
+                        "still_quarantined": res["still_quarantined"]})  # fmt: skip
+        return out
+
+    def reprocess_failed(ctx: Any, results: list[dict[str, Any]]) -> Any:
+        """The error page when no table was re-processed (None when one was: its page says so)."""
+        if any("error" not in r for r in results):
+            return None
+        exc = results[0]["error"]
+        if isinstance(exc, _data.WarehouseBusy):
+            return ctx.render("error.html", 503, title="Warehouse busy", message=str(exc), page="")
+        return ctx.render("error.html", 409, title="Not done", message=str(exc), page="")
+
+    def reprocess_message(results: list[dict[str, Any]]) -> str:
+        def n_rows(n: int) -> str:
+            return f"{n} row{'s' if n != 1 else ''}"
+
+        if len(results) == 1 and "error" not in results[0]:
+            r = results[0]
+            return (
+                f"{n_rows(r['rows'])} re-processed: {r['released']} released into curated, "
+                f"{r['still_quarantined']} still quarantined (see their new reasons)"
+            )
+        parts = []
+        for r in results:
+            if "error" in r:
+                why = "warehouse busy" if isinstance(r["error"], _data.WarehouseBusy) else "not done"
+                parts.append(
+                    f"{r['table']}: {n_rows(r['rows'])} NOT re-processed, still open ({why}: {r['error']})"
+                )
+            else:
+                parts.append(
+                    f"{r['table']}: {n_rows(r['rows'])} re-processed, {r['released']} released into curated, "
+                    f"{r['still_quarantined']} still quarantined"
+                )
+        return "; ".join(parts)
 
     @router.get("/data/quarantine/{qid}", response_class=HTMLResponse)
     @guard
@@ -420,20 +460,19 @@ def console_router(
             records = [
                 {**(r["raw"] or {}), "_quarantine_id": r["quarantine_id"], "_table": r["table"]} for r in rows
             ]
-            res = reprocessed(ctx, user, records)
+            results = reprocessed(ctx, user, records)
         except Denied as exc:
             return ctx.render("error.html", exc.status, title="Not allowed", message=exc.message, page="")
         except ShelfwiseError as exc:
             return ctx.render("error.html", 409, title="Not done", message=str(exc), page="")
         except _data.WarehouseBusy as exc:
             return ctx.render("error.html", 503, title="Warehouse busy", message=str(exc), page="")
+        failed = reprocess_failed(ctx, results)
+        if failed is not None:
+            return failed
         back_to = fields.get("back") or f"{PREFIX}/data/quarantine"
         back_to = back_to if back_to.startswith(f"{PREFIX}/data/quarantine") else f"{PREFIX}/data/quarantine"
-        msg = (
-            f"{len(rows)} row{'s' if len(rows) != 1 else ''} re-processed: {res['released']} released into "
-            f"curated, {res['still_quarantined']} still quarantined (see their new reasons)"
-        )
-        return back(ctx, back_to, msg)
+        return back(ctx, back_to, reprocess_message(results))
 
     @router.post("/data/quarantine/{qid}/reprocess")
     async def reprocess_row(request: Request, qid: int) -> Any:
@@ -448,13 +487,17 @@ def console_router(
             row = rows[0]
             rec: dict[str, Any] = {k[2:]: v for k, v in fields.items() if k.startswith("f.")}
             rec.update({"_quarantine_id": qid, "_table": row["table"]})
-            res = reprocessed(ctx, user, [rec])
+            results = reprocessed(ctx, user, [rec])
         except Denied as exc:
             return ctx.render("error.html", exc.status, title="Not allowed", message=exc.message, page="")
         except ShelfwiseError as exc:
             return ctx.render("error.html", 409, title="Not done", message=str(exc), page="")
         except _data.WarehouseBusy as exc:
             return ctx.render("error.html", 503, title="Warehouse busy", message=str(exc), page="")
+        failed = reprocess_failed(ctx, results)  # one row, one table: it failed or it was done
+        if failed is not None:
+            return failed
+        res = results[0]
         verdict = "released into curated" if res["released"] else "still quarantined (see its new reason)"
         return back(
             ctx, f"{PREFIX}/data/quarantine?table={row['table']}&status=all", f"row #{qid}: {verdict}"

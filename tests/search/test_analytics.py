@@ -1,0 +1,40 @@
+"""Search analytics from the shop's logs: known answers on a small planted log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shelfwise import Shop
+from shelfwise.search._analytics import logged_searches
+
+# Two users share session id "1" (this shop numbers each user's sessions 1, 2, ...): u1 buys
+# 10 min after searching "lamp", u2 does nothing. Of three "rug" searches one is followed by a
+# purchase within 30 min (u5), one by a click at 5 min and a purchase at 31 min (u3: clicked, not
+# converted) and one by a purchase in another session of the same user (u4: neither).
+EVENTS = """user_id,product_id,event_type,timestamp,session_id,query
+u1,,search,2026-01-01T10:00:00Z,1,lamp
+u2,,search,2026-01-01T10:00:00Z,1,lamp
+u1,p1,purchase,2026-01-01T10:10:00Z,1,
+u3,,search,2026-01-01T10:00:00Z,3,rug
+u3,p1,click,2026-01-01T10:05:00Z,3,
+u3,p1,purchase,2026-01-01T10:31:00Z,3,
+u4,,search,2026-01-01T10:00:00Z,7,rug
+u4,p1,purchase,2026-01-01T10:05:00Z,8,
+u5,,search,2026-01-01T10:00:00Z,2,rug
+u5,p1,purchase,2026-01-01T10:20:00Z,2,
+"""
+
+
+def test_conversion_per_query_credits_a_purchase_to_its_own_user_s_search(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "events.csv").write_text(EVENTS)
+    report = Shop(tmp_path / "w").ingest(data)
+    assert report.tables["events"].rows_curated == 10
+    logged, _ = logged_searches(tmp_path / "w")
+    assert logged["searches"] == 5 and logged["distinct_queries"] == 2
+    assert logged["top_queries"] == [
+        # on session id alone u1's purchase would be credited to u2's search too (1.0 and 1.0)
+        {"query": "rug", "searches": 3, "users": 3, "session_ctr": 0.6667, "session_conversion": 0.3333},
+        {"query": "lamp", "searches": 2, "users": 2, "session_ctr": 0.5, "session_conversion": 0.5},
+    ]
