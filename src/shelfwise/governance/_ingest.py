@@ -101,17 +101,40 @@ def _looks_tabular(path: Path) -> bool:
     return any(d in first for d in (b",", b";", b"\t", b"|"))
 
 
+_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _toml_string(text: str) -> str:
+    """`text` as a TOML basic string: `"`, `\\` and control characters escaped, every other
+    character as it is (JSON's escapes are no TOML beyond the BMP: `json.dumps` writes 📦 as a
+    surrogate pair, which TOML rejects)."""
+    out = (
+        _TOML_ESCAPES.get(ch) or (f"\\u{ord(ch):04X}" if ord(ch) < 0x20 or ord(ch) == 0x7F else ch)
+        for ch in text
+    )
+    return '"' + "".join(out) + '"'
+
+
+def _utf8(name: str) -> bool:
+    """Whether a file name is text (not bytes that are no UTF-8, which Python holds as lone
+    surrogates and TOML cannot spell)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _declare_hint(data_dir: Path) -> str:
     """For a directory whose files are named after no table (an export as downloaded, e.g.
     "Sample - Superstore.csv"): the `shelfwise.toml` lines that read its first data file as the
     events table (a file named like a catalog: as products), to copy as they are."""
-    import json
-
     files = sorted(
         p.name
         for p in data_dir.iterdir()
         if p.is_file()
         and not p.name.startswith(".")
+        and _utf8(p.name)  # a name TOML can spell
         and p.name.lower().removesuffix(".gz").endswith(_DATA_SUFFIXES)
         and _looks_tabular(p)
     )
@@ -122,11 +145,10 @@ def _declare_hint(data_dir: Path) -> str:
         "products" if any(w in name.lower() for w in ("product", "catalog", "item", "article")) else "events"
     )
     other = "products" if table == "events" else "events"
-    # a TOML basic string takes JSON's escapes
     return (
         "a table is read from a file named after it (events, orders, products, ...: the README's data "
         f"format) or from the file {data_dir / MAP_FILE} declares for it:\n"
-        f"    [files]\n    {table} = {json.dumps(name)}\n"
+        f"    [files]\n    {table} = {_toml_string(name)}\n"
         f'({other} = "..." for its other file, if any; an order-lines export also yields its products); '
     )
 
