@@ -98,3 +98,29 @@ def test_an_export_named_beyond_the_bmp_loads_with_the_hinted_lines(tmp_path: Pa
     (data / "shelfwise.toml").write_text(_hinted_toml(proc.stderr), encoding="utf-8")
     out = json.loads(sw("ingest", "--data", str(data), "--workdir", str(work), "--json").stdout)
     assert out["tables"]["events"]["rows_curated"] == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "tabular"),
+    [
+        ("README.txt", "Hello, world\n", False),  # a README's first line with a comma
+        ("README.txt", "Hello, world\nThese files come from the Tableau community, as is.\n", False),
+        ("notes.txt", "Sales, as exported on Monday, were checked by the shop manager and found ok\n", False),
+        ("notes.txt", "downloaded from the Tableau community\n", False),
+        ("notes.txt", "Superstore,2016\ndownloaded from the Tableau community\n", False),
+        ("export.txt", "order_id,sku,qty\nA1,p1,2\n", True),
+        ("export.txt", "order_id;sku;qty\nA1;p1;2\n", True),
+        ("export.txt", "order_id\tsku\tqty\nA1\tp1\t2\n", True),
+        ("export.txt", '"Order ID","Product Name"\n"A1","Bush Somerset Bookcase, oak"\n', True),
+        ("header_only.csv", "order_id,sku,qty\n", True),  # a .csv says it is a table
+        ("one_column.csv", "order_id\nA1\n", False),
+        ("empty.csv", "", False),
+        ("data.json", "Hello, world\n", True),  # taken as it is
+    ],
+)
+def test_only_a_file_that_starts_like_a_table_is_offered(tmp_path: Path, name: str, text: str, tabular: bool):
+    from shelfwise.governance._ingest import _declare_hint, _looks_tabular
+
+    (tmp_path / name).write_text(text)
+    assert _looks_tabular(tmp_path / name) is tabular
+    assert (name in _declare_hint(tmp_path)) is tabular
