@@ -60,3 +60,99 @@ def test_a_busy_warehouse_is_one_line_and_exit_3(tmp_path: Path):
     time.sleep(0.1)
     sw("export", "--workdir", str(work), "--table", "events", "--out", str(tmp_path / "e.csv"))
     assert len((tmp_path / "e.csv").read_text().splitlines()) == 31
+
+
+# the classifier: only DuckDB's own lock error is "busy"; an error raised while handling one, or
+# raised `from None`, keeps its own message and traceback (`main` re-raises it)
+LOCK_TEXT = (
+    'IO Error: Could not set lock on file "{path}": Conflicting lock is held in /usr/bin/python3.12 '
+    "(PID 42). See also https://duckdb.org/docs/stable/connect/concurrency"
+)
+
+
+def _lock_error(path: str = "/shop/work/warehouse.duckdb") -> Exception:
+    import duckdb
+
+    return duckdb.IOException(LOCK_TEXT.format(path=path))
+
+
+def _raised(make) -> BaseException:  # the exception as `main` meets it, chains set by `raise`
+    try:
+        make()
+    except BaseException as exc:  # noqa: BLE001
+        return exc
+    raise AssertionError("nothing raised")
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
+
+
+def test_a_lock_error_is_busy_and_names_the_warehouse():
+    from shelfwise.cli import _warehouse_busy
+
+    msg = _warehouse_busy(_raised(lambda: _raise(_lock_error())))
+    assert msg and msg.startswith("busy: the warehouse /shop/work/warehouse.duckdb is in use")
+    assert "(PID 42" in msg
+
+
+def test_a_lock_on_another_file_names_that_file_not_the_warehouse():
+    from shelfwise.cli import _warehouse_busy
+
+    msg = _warehouse_busy(_lock_error("/shop/work/features/store.duckdb"))
+    assert msg and msg.startswith("busy: the file /shop/work/features/store.duckdb is in use")
+    assert "warehouse" not in msg and "PID 42" in msg
+
+
+def test_an_error_raised_while_handling_a_lock_error_is_not_busy():
+    from shelfwise.cli import _warehouse_busy
+
+    def permission():
+        try:
+            raise _lock_error()
+        except Exception:
+            raise PermissionError("cannot write /shop/work/tmp/e.csv")  # noqa: B904
+
+    def from_none():
+        try:
+            raise _lock_error()
+        except Exception:
+            raise ValueError("no such table: events") from None
+
+    def unrelated_duckdb():  # a DuckDB IO error of another kind, during the lock error
+        import duckdb
+
+        try:
+            raise _lock_error()
+        except Exception:
+            raise duckdb.IOException("IO Error: No space left on device")  # noqa: B904
+
+    for make in (permission, from_none, unrelated_duckdb):
+        exc = _raised(make)
+        assert _warehouse_busy(exc) is None, (make.__name__, exc)
+    assert _warehouse_busy(ValueError(LOCK_TEXT.format(path="/w/warehouse.duckdb"))) is None  # not DuckDB's
+
+
+def test_main_reraises_what_is_not_busy_and_exits_3_on_a_lock(monkeypatch, capsys):
+    import pytest
+
+    import shelfwise.cli as cli
+
+    def command_meeting_a_lock(**_):
+        raise _lock_error()
+
+    monkeypatch.setattr(cli, "app", command_meeting_a_lock)
+    assert cli.main([]) == 3
+    assert capsys.readouterr().err.startswith("busy: the warehouse /shop/work/warehouse.duckdb")
+
+    def command_failing_after_a_lock(**_):
+        try:
+            raise _lock_error()
+        except Exception:
+            raise PermissionError("cannot write e.csv")  # noqa: B904
+
+    monkeypatch.setattr(cli, "app", command_failing_after_a_lock)
+    with pytest.raises(PermissionError, match="cannot write e.csv") as info:
+        cli.main([])
+    assert "busy" not in capsys.readouterr().err
+    assert "Could not set lock" in str(info.value.__context__)  # the traceback shows both

@@ -8,6 +8,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.cli.test_cli import sw
 
 HEADER = (
@@ -63,3 +65,62 @@ def test_a_dated_delivery_gets_the_lines_too_and_appends(tmp_path: Path):
     out = json.loads(sw("ingest", "--data", str(day2), "--workdir", str(work), "--append", "--json").stdout)
     ev = out["tables"]["events"]
     assert (ev["rows_in"], ev["rows_inserted"], ev["reasons"]) == (2, 1, {"duplicate_row": 1})
+
+
+# the suggested lines are TOML whatever the file is called: JSON's escapes are not (json.dumps
+# writes 📦 as a surrogate pair, which tomllib rejects: "not a Unicode scalar value")
+NAMES = ["orders 📦.csv", "Ventes été.csv", 'a"b.csv', "tab\tname.csv", "back\\slash.csv", "del\x7f.csv"]
+
+
+def _hinted_toml(message: str) -> str:
+    block = re.search(r"^\s*\[files\]\n(?:\s+\w+ = .+\n?)+", message, re.M)
+    assert block, message
+    return "\n".join(line.strip() for line in block.group(0).splitlines()) + "\n"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_hinted_lines_are_toml_that_names_the_file(tmp_path: Path, name: str):
+    import tomllib
+
+    from shelfwise.governance._ingest import _declare_hint
+
+    (tmp_path / name).write_text(HEADER + LINES[0])
+    assert tomllib.loads(_hinted_toml(_declare_hint(tmp_path))) == {"files": {"events": name}}
+
+
+def test_an_export_named_beyond_the_bmp_loads_with_the_hinted_lines(tmp_path: Path):
+    data = tmp_path / "downloads"
+    data.mkdir()
+    (data / "orders 📦.csv").write_text(HEADER + "".join(LINES))
+    work = tmp_path / "w"
+    proc = sw("ingest", "--data", str(data), "--workdir", str(work), check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    (data / "shelfwise.toml").write_text(_hinted_toml(proc.stderr), encoding="utf-8")
+    out = json.loads(sw("ingest", "--data", str(data), "--workdir", str(work), "--json").stdout)
+    assert out["tables"]["events"]["rows_curated"] == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "tabular"),
+    [
+        ("README.txt", "Hello, world\n", False),  # a README's first line with a comma
+        ("README.txt", "Hello, world\nThese files come from the Tableau community, as is.\n", False),
+        ("notes.txt", "Sales, as exported on Monday, were checked by the shop manager and found ok\n", False),
+        ("notes.txt", "downloaded from the Tableau community\n", False),
+        ("notes.txt", "Superstore,2016\ndownloaded from the Tableau community\n", False),
+        ("export.txt", "order_id,sku,qty\nA1,p1,2\n", True),
+        ("export.txt", "order_id;sku;qty\nA1;p1;2\n", True),
+        ("export.txt", "order_id\tsku\tqty\nA1\tp1\t2\n", True),
+        ("export.txt", '"Order ID","Product Name"\n"A1","Bush Somerset Bookcase, oak"\n', True),
+        ("header_only.csv", "order_id,sku,qty\n", True),  # a .csv says it is a table
+        ("one_column.csv", "order_id\nA1\n", False),
+        ("empty.csv", "", False),
+        ("data.json", "Hello, world\n", True),  # taken as it is
+    ],
+)
+def test_only_a_file_that_starts_like_a_table_is_offered(tmp_path: Path, name: str, text: str, tabular: bool):
+    from shelfwise.governance._ingest import _declare_hint, _looks_tabular
+
+    (tmp_path / name).write_text(text)
+    assert _looks_tabular(tmp_path / name) is tabular
+    assert (name in _declare_hint(tmp_path)) is tabular

@@ -52,22 +52,30 @@ _LOCK_HELD = re.compile(
 
 
 def _warehouse_busy(exc: BaseException) -> str | None:
-    """The one-line answer when `exc` (or what caused it) is DuckDB refusing the warehouse because
-    another process holds it: DuckDB lets no other process in while one writes, and a running
-    `shelfwise serve` writes for a few seconds every `--absorb-seconds` and on its way out."""
-    seen: set[int] = set()
-    e: BaseException | None = exc
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        m = _LOCK_HELD.search(str(e))
-        if m:
-            return (
-                f"busy: the warehouse {m['path']} is in use by another process (PID {m['pid']}: "
-                "a running `shelfwise serve` absorbing events, which takes seconds, or another "
-                "command); try again when it is done"
-            )
-        e = e.__cause__ or e.__context__
-    return None
+    """The one-line answer when `exc` is DuckDB refusing a database file because another process
+    holds it: DuckDB lets no other process in while one writes, and a running `shelfwise serve`
+    writes the warehouse for a few seconds every `--absorb-seconds` and on its way out.
+
+    Only `exc` itself counts, a `duckdb.IOException` carrying DuckDB's lock-conflict text: not
+    an error raised while handling one (its `__context__`), nor one raised `from None`, which
+    must keep their own message and traceback. The file named is the one DuckDB named."""
+    duckdb = sys.modules.get("duckdb")  # not imported: no DuckDB error can have been raised
+    if duckdb is None or not isinstance(exc, duckdb.IOException):
+        return None
+    m = _LOCK_HELD.search(str(exc))
+    if m is None:
+        return None
+    from pathlib import Path
+
+    from ..storage._warehouse import WAREHOUSE_FILE
+
+    if Path(m["path"]).name != WAREHOUSE_FILE:  # another DuckDB file: named as it is, no guess who
+        return f"busy: the file {m['path']} is in use by another process (PID {m['pid']}); try again when it is done"
+    return (
+        f"busy: the warehouse {m['path']} is in use by another process (PID {m['pid']}: "
+        "a running `shelfwise serve` absorbing events, which takes seconds, or another "
+        "command); try again when it is done"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -91,27 +91,77 @@ __all__ = [
 _DATA_SUFFIXES = (".csv", ".tsv", ".txt", ".jsonl", ".json", ".parquet")
 
 
+_DELIMITERS = (",", ";", "\t", "|")
+
+
 def _looks_tabular(path: Path) -> bool:
-    """Whether a text file's first line reads as a header (a delimiter in it): a README or notes
-    file is not offered as a table. JSON, Parquet and gzipped files are taken as they are."""
-    if not path.name.lower().endswith((".csv", ".tsv", ".txt")):
+    """Whether a text file starts like a table, so that a README or notes file is not offered as
+    one: a first line split by a delimiter into at least two fields. A `.csv`/`.tsv` says it is a
+    table (and may hold its header alone); a `.txt` must show it: its first line column names
+    (short, no space after a delimiter as prose has: "Hello, world" opening a README is no
+    header) and a second line with as many fields. JSON, Parquet and gzipped files are taken as
+    they are."""
+    import csv
+    import io
+
+    name = path.name.lower()
+    if not name.endswith((".csv", ".tsv", ".txt")):
         return True
     with open(path, "rb") as fh:
-        first = fh.read(4096).replace(b"\x00", b"").split(b"\n", 1)[0]
-    return any(d in first for d in (b",", b";", b"\t", b"|"))
+        head = fh.read(65536).replace(b"\x00", b"").decode("utf-8", errors="replace").lstrip("\ufeff")
+    lines = [line for line in head.splitlines() if line.strip()]
+    if not lines:
+        return False
+    # the delimiter that splits the first line into the most fields (quotes respected)
+    delim = max(_DELIMITERS, key=lambda d: len(next(csv.reader([lines[0]], delimiter=d))))
+    records = csv.reader(io.StringIO("\n".join(lines[:50])), delimiter=delim)
+    fields = next(records)
+    names = [f.strip() for f in fields if f.strip()]
+    if len(names) < 2:
+        return False
+    if not name.endswith(".txt"):
+        return True
+    # prose, not column names: a field after a space ("Hello, world"), or a sentence
+    if any(f[:1].isspace() for f in fields[1:]) or any(len(f) > 80 or len(f.split()) > 8 for f in names):
+        return False
+    second = next(records, None)
+    return second is not None and len(second) == len(fields)
+
+
+_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _toml_string(text: str) -> str:
+    """`text` as a TOML basic string: `"`, `\\` and control characters escaped, every other
+    character as it is (JSON's escapes are no TOML beyond the BMP: `json.dumps` writes 📦 as a
+    surrogate pair, which TOML rejects)."""
+    out = (
+        _TOML_ESCAPES.get(ch) or (f"\\u{ord(ch):04X}" if ord(ch) < 0x20 or ord(ch) == 0x7F else ch)
+        for ch in text
+    )
+    return '"' + "".join(out) + '"'
+
+
+def _utf8(name: str) -> bool:
+    """Whether a file name is text (not bytes that are no UTF-8, which Python holds as lone
+    surrogates and TOML cannot spell)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _declare_hint(data_dir: Path) -> str:
     """For a directory whose files are named after no table (an export as downloaded, e.g.
     "Sample - Superstore.csv"): the `shelfwise.toml` lines that read its first data file as the
     events table (a file named like a catalog: as products), to copy as they are."""
-    import json
-
     files = sorted(
         p.name
         for p in data_dir.iterdir()
         if p.is_file()
         and not p.name.startswith(".")
+        and _utf8(p.name)  # a name TOML can spell
         and p.name.lower().removesuffix(".gz").endswith(_DATA_SUFFIXES)
         and _looks_tabular(p)
     )
@@ -122,11 +172,10 @@ def _declare_hint(data_dir: Path) -> str:
         "products" if any(w in name.lower() for w in ("product", "catalog", "item", "article")) else "events"
     )
     other = "products" if table == "events" else "events"
-    # a TOML basic string takes JSON's escapes
     return (
         "a table is read from a file named after it (events, orders, products, ...: the README's data "
         f"format) or from the file {data_dir / MAP_FILE} declares for it:\n"
-        f"    [files]\n    {table} = {json.dumps(name)}\n"
+        f"    [files]\n    {table} = {_toml_string(name)}\n"
         f'({other} = "..." for its other file, if any; an order-lines export also yields its products); '
     )
 
