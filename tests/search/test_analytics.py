@@ -38,3 +38,21 @@ def test_conversion_per_query_credits_a_purchase_to_its_own_user_s_search(tmp_pa
         {"query": "rug", "searches": 3, "users": 3, "session_ctr": 0.6667, "session_conversion": 0.3333},
         {"query": "lamp", "searches": 2, "users": 2, "session_ctr": 0.5, "session_conversion": 0.5},
     ]
+
+
+def test_logged_click_labels_come_from_the_searching_shopper_only(tmp_path: Path) -> None:
+    """The ranker's labels from logged searches (learning to rank): u1's purchase labels u1's
+    "lamp" search, not u2's in a session of the same number; a purchase after 30 minutes or in
+    another session labels nothing (u3's click at 5 min does)."""
+    from shelfwise.search._clicks import load_click_groups
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "events.csv").write_text(EVENTS)
+    Shop(tmp_path / "w").ingest(data)
+    groups = sorted((g.query, sorted(g.labels.items())) for g in load_click_groups(tmp_path / "w").values())
+    assert groups == [
+        ("lamp", [("p1", 3.0)]),  # one group: u2's search got nothing (session id alone: two)
+        ("rug", [("p1", 1.0)]),  # u3's click; the purchase at 31 min is past the window
+        ("rug", [("p1", 3.0)]),  # u5's purchase within 30 min; u4's other session: no group
+    ]

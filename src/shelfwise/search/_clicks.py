@@ -10,8 +10,9 @@ Two sources:
   different positions on different pages: its click rates at the two positions give their
   propensity ratio), and each (query, product) gets relevance = clicks / sum of the propensities
   of its impressions.
-- **logged searches** (curated `search` events): the products the same session clicked, carted
-  or bought within 30 minutes after the search. Positions are unknown: no correction.
+- **logged searches** (curated `search` events): the products the same shopper clicked, carted
+  or bought in the same session within 30 minutes after the search (the user too: a shop may
+  number each user's sessions 1, 2, ...). Positions are unknown: no correction.
 
 Labels: click 1, add to cart 2, purchase 3 (the strongest action per product wins).
 
@@ -80,12 +81,13 @@ def load_click_groups(
                     FROM curated.events
                     WHERE event_type = 'search' AND query IS NOT NULL AND session_id IS NOT NULL),
                 a AS (
-                    SELECT session_id, product_id, timestamp, {grades} AS g FROM curated.events
+                    SELECT session_id, user_id, product_id, timestamp, {grades} AS g FROM curated.events
                     WHERE event_type IN ('click', 'add_to_cart', 'purchase') AND session_id IS NOT NULL
                       AND product_id IS NOT NULL)
                 SELECT s.n, any_value(s.query), a.product_id, max(a.g), any_value(s.user_id),
                        epoch(any_value(s.timestamp))
-                FROM s JOIN a ON a.session_id = s.session_id AND a.timestamp >= s.timestamp
+                FROM s JOIN a ON a.session_id = s.session_id AND a.user_id = s.user_id
+                     AND a.timestamp >= s.timestamp
                      AND a.timestamp <= s.timestamp + INTERVAL {SESSION_WINDOW_S} SECOND
                 GROUP BY s.n, a.product_id ORDER BY s.n LIMIT {int(max_groups) * 20}"""
         ).fetchall()
