@@ -1,6 +1,7 @@
 """Where and how a benchmark result was measured, recorded by every script in the file it writes
 whole: the commit (and whether the tree had local changes), the UTC date, the machine (cores,
-memory, load at the start) and the command as typed, relative to the repository."""
+memory, load at the start) and the command as typed, its paths made portable (`portable`): a
+reader elsewhere has neither this machine's scratch folders nor its checkout's location."""
 
 from __future__ import annotations
 
@@ -24,6 +25,24 @@ def _git(*args: str) -> str:
         return ""
 
 
+def portable(path: str | Path) -> str:
+    """`path` as a reader elsewhere can place it: relative to the repository when inside it,
+    `../NAME/...` for its siblings (the shared data beside the checkout), and otherwise only its
+    last part under `<local>/` (a scratch folder of the machine that ran the benchmark)."""
+    p = Path(path).resolve()
+    if p.is_relative_to(ROOT):
+        return p.relative_to(ROOT).as_posix() or "."
+    if ROOT.parent != Path(ROOT.anchor) and p.is_relative_to(ROOT.parent):  # (a checkout at /x: no)
+        return "../" + p.relative_to(ROOT.parent).as_posix()
+    return f"<local>/{p.name}"
+
+
+def _portable_arg(arg: str) -> str:
+    """A command-line word with an absolute path in it (`/x/y` or `--opt=/x/y`) made portable."""
+    head, eq, tail = arg.partition("=") if arg.startswith("-") else ("", "", arg)
+    return head + eq + portable(tail) if tail.startswith("/") else arg
+
+
 def provenance() -> dict:
     script = Path(sys.argv[0]).resolve()
     try:
@@ -35,7 +54,7 @@ def provenance() -> dict:
         "commit": _git("rev-parse", "HEAD") or None,
         "uncommitted_changes": bool(_git("status", "--porcelain", "--untracked-files=no")),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join(["python", script_name, *sys.argv[1:]]),
+        "command": " ".join(["python", script_name, *map(_portable_arg, sys.argv[1:])]),
         "machine": {
             "cores": os.cpu_count(),
             "memory_gib": round(mem / 2**30, 1),

@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from _provenance import provenance, write_report
+from _provenance import portable, provenance, write_report
 
 
 def pages(user: str) -> list[str]:
@@ -157,7 +157,7 @@ def main() -> None:
                     warm[p].append(_ms(c.get(p)))
                 per_round.append(round(os.getloadavg()[0], 2))
             loads["rounds"] = per_round
-        shop = shop_of(work, str(Path(a.workdir).resolve()))
+        shop = shop_of(work, portable(a.workdir))
     report["protocol"] = {
         "server_ms": "the page's Server-Timing app;dur (request in, response built), milliseconds",
         "after_train": "first read of the page in a freshly started server on the workdir as training left it, "

@@ -1,0 +1,31 @@
+"""The command a benchmark JSON records is one a reader elsewhere can place: paths inside the
+repository relative to it, the shared data beside it as `../`, this machine's scratch folders by
+their last part only."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _provenance import _portable_arg, portable  # noqa: E402
+
+
+def test_recorded_paths_are_portable():
+    assert portable(ROOT / "benchmarks" / "console.json") == "benchmarks/console.json"
+    assert portable(ROOT) == "."
+    if ROOT.parent != Path(ROOT.anchor):
+        assert portable(ROOT.parent / "shared" / "data") == "../shared/data"
+    scratch = Path("/nonexistent-scratch/s14con")  # (outside the checkout and its parent)
+    assert portable(scratch / "demo") == "<local>/demo"
+    words = ["--workdir", f"{scratch}/demo", f"--out={scratch}/r.json", "--rounds", "3", "benchmarks/x.json"]
+    assert [_portable_arg(w) for w in words] == [
+        "--workdir",
+        "<local>/demo",
+        "--out=<local>/r.json",
+        "--rounds",
+        "3",
+        "benchmarks/x.json",
+    ]
