@@ -83,25 +83,9 @@ def load_curated(
 def shop_ids(workdir: str | Path, pseudonyms: list[str]) -> dict[str, str]:
     """pseudonym -> the shop's own id, for the pseudonyms whose raw rows are still held."""
     from ..governance import Pseudonymizer, SecretStore
-    from ..storage import read_only
+    from ..storage import raw_user_ids
 
-    raw: set[str] = set()
-    with read_only(workdir) as (con, _):
-        tables = {
-            r[0]
-            for r in con.sql(
-                "SELECT table_name FROM information_schema.columns "
-                "WHERE table_schema = 'raw' AND column_name = 'user_id'"
-            ).fetchall()
-        }
-        for t in sorted(tables):
-            raw.update(
-                r[0]
-                for r in con.sql(
-                    f'SELECT DISTINCT trim(user_id) FROM raw."{t}" WHERE user_id IS NOT NULL'
-                ).fetchall()
-            )
-    raw_list = sorted(raw)
+    raw_list = raw_user_ids(workdir)
     pseudo = Pseudonymizer(SecretStore(workdir).pseudonym_key()).many(raw_list)
     wanted = set(pseudonyms)
     return {p: r for p, r in zip(pseudo, raw_list, strict=True) if p in wanted}

@@ -23,7 +23,6 @@ from typing import Any
 __all__ = [
     "RANKED_SCHEMA",
     "SCORES_SCHEMA",
-    "raw_user_ids",
     "check_output_folder",
     "recommend_all_spark",
     "recommend_batch_spark",
@@ -232,28 +231,6 @@ def recommend_users_spark(
     return frame.mapInPandas(score, schema=RANKED_SCHEMA)
 
 
-def raw_user_ids(workdir: Any) -> list[str]:
-    """Every shop user id the raw layer holds (events and users as delivered, trimmed as
-    curation trims ids): the shop's own ids of `--all-users` (pseudonyms are not reversible;
-    the raw layer is where the workdir keeps ids as the shop sent them)."""
-    from ..storage import read_only
-
-    with read_only(workdir) as (con, _):
-        tables = {
-            r[0]
-            for r in con.sql(
-                "SELECT table_name FROM information_schema.columns WHERE table_schema = 'raw' "
-                "AND column_name = 'user_id'"
-            ).fetchall()
-        }
-        if not tables:
-            return []
-        union = " UNION ".join(
-            f"SELECT DISTINCT nullif(trim(user_id), '') AS u FROM raw.\"{t}\"" for t in sorted(tables)
-        )
-        return [r[0] for r in con.sql(f"SELECT u FROM ({union}) WHERE u IS NOT NULL ORDER BY u").fetchall()]
-
-
 _SPARK_OUTPUT = ("part-", "_SUCCESS", "._SUCCESS.crc", ".part-", "_committed_", "_started_")
 
 
@@ -309,6 +286,7 @@ def recommend_batch_spark(
 
     from ..errors import ShelfwiseError
     from ..serving import Service
+    from ..storage import raw_user_ids
 
     service = Service(workdir, apply_rules=False, load_search=False)
     snap = service.snapshot
@@ -323,7 +301,7 @@ def recommend_batch_spark(
             f"no model {name!r} in the current bundle (it has: {', '.join(snap.bundle.models)})"
         )
     all_users = users is None
-    ids = raw_user_ids(workdir) if users is None else users
+    ids = raw_user_ids(workdir) if users is None else users  # (the shop ids the raw layer holds)
     known: list[tuple[str, int]] = []
     cold: list[str] = []
     for raw in ids:

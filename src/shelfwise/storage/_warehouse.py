@@ -254,3 +254,23 @@ def read_only(workdir: str | Path) -> Iterator[tuple[Any, set[str]]]:
         yield con, curated
     finally:
         con.close()
+
+
+def raw_user_ids(workdir: str | Path) -> list[str]:
+    """Every shop user id the raw layer holds, sorted (the `user_id` of every raw table, as
+    delivered, trimmed as curation trims ids, blanks left out): where the workdir keeps the
+    shop's own ids (pseudonyms are not reversible), for whoever may name customers by them."""
+    with read_only(workdir) as (con, _):
+        tables = {
+            r[0]
+            for r in con.sql(
+                "SELECT table_name FROM information_schema.columns WHERE table_schema = 'raw' "
+                "AND column_name = 'user_id'"
+            ).fetchall()
+        }
+        if not tables:
+            return []
+        union = " UNION ".join(
+            f"SELECT DISTINCT nullif(trim(user_id), '') AS u FROM raw.\"{t}\"" for t in sorted(tables)
+        )
+        return [r[0] for r in con.sql(f"SELECT u FROM ({union}) WHERE u IS NOT NULL ORDER BY u").fetchall()]
