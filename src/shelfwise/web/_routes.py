@@ -395,14 +395,20 @@ def console_router(
                         "still_quarantined": res["still_quarantined"]})  # fmt: skip
         return out
 
+    def reprocess_error(ctx: Any, exc: Exception) -> Any:
+        """The page of a re-process that was refused (Denied), found the warehouse busy (503) or
+        could not be done (409)."""
+        if isinstance(exc, Denied):
+            return ctx.render("error.html", exc.status, title="Not allowed", message=exc.message, page="")
+        if isinstance(exc, _data.WarehouseBusy):
+            return ctx.render("error.html", 503, title="Warehouse busy", message=str(exc), page="")
+        return ctx.render("error.html", 409, title="Not done", message=str(exc), page="")
+
     def reprocess_failed(ctx: Any, results: list[dict[str, Any]]) -> Any:
         """The error page when no table was re-processed (None when one was: its page says so)."""
         if any("error" not in r for r in results):
             return None
-        exc = results[0]["error"]
-        if isinstance(exc, _data.WarehouseBusy):
-            return ctx.render("error.html", 503, title="Warehouse busy", message=str(exc), page="")
-        return ctx.render("error.html", 409, title="Not done", message=str(exc), page="")
+        return reprocess_error(ctx, results[0]["error"])
 
     def reprocess_message(results: list[dict[str, Any]]) -> str:
         def n_rows(n: int) -> str:
@@ -461,12 +467,8 @@ def console_router(
                 {**(r["raw"] or {}), "_quarantine_id": r["quarantine_id"], "_table": r["table"]} for r in rows
             ]
             results = reprocessed(ctx, user, records)
-        except Denied as exc:
-            return ctx.render("error.html", exc.status, title="Not allowed", message=exc.message, page="")
-        except ShelfwiseError as exc:
-            return ctx.render("error.html", 409, title="Not done", message=str(exc), page="")
-        except _data.WarehouseBusy as exc:
-            return ctx.render("error.html", 503, title="Warehouse busy", message=str(exc), page="")
+        except (Denied, ShelfwiseError, _data.WarehouseBusy) as exc:
+            return reprocess_error(ctx, exc)
         failed = reprocess_failed(ctx, results)
         if failed is not None:
             return failed
@@ -488,12 +490,8 @@ def console_router(
             rec: dict[str, Any] = {k[2:]: v for k, v in fields.items() if k.startswith("f.")}
             rec.update({"_quarantine_id": qid, "_table": row["table"]})
             results = reprocessed(ctx, user, [rec])
-        except Denied as exc:
-            return ctx.render("error.html", exc.status, title="Not allowed", message=exc.message, page="")
-        except ShelfwiseError as exc:
-            return ctx.render("error.html", 409, title="Not done", message=str(exc), page="")
-        except _data.WarehouseBusy as exc:
-            return ctx.render("error.html", 503, title="Warehouse busy", message=str(exc), page="")
+        except (Denied, ShelfwiseError, _data.WarehouseBusy) as exc:
+            return reprocess_error(ctx, exc)
         failed = reprocess_failed(ctx, results)  # one row, one table: it failed or it was done
         if failed is not None:
             return failed
