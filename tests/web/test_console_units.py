@@ -388,6 +388,9 @@ class _Client:
 
 def test_the_registry_is_read_from_its_snapshot_until_it_changes(tmp_path: Path, monkeypatch) -> None:
     from shelfwise.governance import _model_versions as mv
+    from shelfwise.lifecycle._registry import RegistryView  # (imported before the patch below:
+    # the module binds mlflow_client at import, and a first import under the patch would keep
+    # the raising stand-in for every later test of this process)
 
     (tmp_path / "mlflow.db").write_bytes(b"v1")
     first = _Client([_Version(1, bundle_version="a", ndcg_at_10="0.1"), _Version(2, bundle_version="b")],
@@ -400,8 +403,6 @@ def test_the_registry_is_read_from_its_snapshot_until_it_changes(tmp_path: Path,
 
     monkeypatch.setattr(mv, "mlflow_client", no_mlflow)
     assert mv.registered_versions(tmp_path, use_snapshot=True) == got
-    from shelfwise.lifecycle._registry import RegistryView
-
     view = RegistryView(tmp_path)
     assert (view.production(), view.candidate()) == ("1", "2")
     (tmp_path / "mlflow.db").write_bytes(b"v2 promoted")  # the registry changed: read again
