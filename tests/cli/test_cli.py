@@ -13,10 +13,14 @@ import pytest
 from shelfwise.demo import generate_demo
 
 
-def sw(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def sw(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     proc = subprocess.run(
-        [sys.executable, "-m", "shelfwise.cli", *args], capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, "-m", "shelfwise.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"shelfwise {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")

@@ -553,20 +553,26 @@ def test_a_combination_is_the_mean_of_its_candidates_forecasts():
     assert got.tolist() == [11.0, 24.0, 8.0, 7.0]
 
 
+def _planted_period4(seed: int = 4) -> pd.DataFrame:
+    """Three weekly series of 80 weeks with the period-4 PATTERN (scaled 1x, 2x, 3x) and seeded
+    noise."""
+    rng = np.random.default_rng(seed)
+    ds = pd.date_range("2023-01-02", periods=80, freq="7D")
+    return pd.concat(
+        pd.DataFrame(
+            {"unique_id": f"S{i}", "ds": ds, "y": np.tile(PATTERN, 20) * (1 + i) + rng.normal(0, 3, 80)}
+        )
+        for i in range(3)
+    )
+
+
 def test_forecast_series_reports_the_mean_of_the_three_best():
     """End to end on planted period-4 series: each series' forecast is labelled with the
     candidates it averages and equals the mean of their own forecasts (from the same fits); the
     single-best rule (`also=("series",)`) gives one of the candidates' forecasts."""
     from shelfwise.insights._demand import forecast_series
 
-    rng = np.random.default_rng(4)
-    ds = pd.date_range("2023-01-02", periods=80, freq="7D")
-    d = pd.concat(
-        pd.DataFrame(
-            {"unique_id": f"S{i}", "ds": ds, "y": np.tile(PATTERN, 20) * (1 + i) + rng.normal(0, 3, 80)}
-        )
-        for i in range(3)
-    )
+    d = _planted_period4()
     names = ("SeasonalNaive", "AutoETS", "AutoTheta", "Ensemble")
     fc, info = forecast_series(d, 8, season=4, also=(*names, "series"))
     assert sum(info["chosen"].values()) == 3
@@ -643,14 +649,7 @@ def test_auto_rule_forecast_is_the_chosen_rules_forecast():
     score, and its forecast equals that rule's forecast from the same fits."""
     from shelfwise.insights._demand import forecast_series
 
-    rng = np.random.default_rng(4)
-    ds = pd.date_range("2023-01-02", periods=80, freq="7D")
-    d = pd.concat(
-        pd.DataFrame(
-            {"unique_id": f"S{i}", "ds": ds, "y": np.tile(PATTERN, 20) * (1 + i) + rng.normal(0, 3, 80)}
-        )
-        for i in range(3)
-    )
+    d = _planted_period4()
     fc, info = forecast_series(d, 8, season=4, select="auto", also=("combine", "top2", "series"))
     (group,) = info["rules"]
     assert set(group["held_out_scores"]) == {"combine", "top2", "series"}

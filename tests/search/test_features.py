@@ -68,13 +68,23 @@ def test_the_product_prior_leaves_out_the_given_judgments(tmp_path):
     assert got[1][col["prior_mean_gain"]] == pytest.approx((2.0 + 0.5) / 2.0)
 
 
-def test_a_training_query_never_sees_its_own_judgments_in_the_prior(tmp_path, monkeypatch):
+def _tool_engine(tmp_path) -> SearchEngine:
+    """30 products "tool <i % 10> model <i>", 10 candidates a query."""
     ids = [f"p{i}" for i in range(30)]
-    eng = SearchEngine(tmp_path / "s", candidates=10).build(
+    return SearchEngine(tmp_path / "s", candidates=10).build(
         SearchCatalog(ids, [f"tool {i % 10} model {i}" for i in range(30)])
     )
+
+
+def _tool_gains() -> dict[str, dict[str, float]]:
+    """q<i>'s judgments on the tool shop: p<i> 2, p<i+10> 1, p<i+20> 0."""
+    return {f"q{i}": {f"p{i}": 2.0, f"p{i + 10}": 1.0, f"p{i + 20}": 0.0} for i in range(10)}
+
+
+def test_a_training_query_never_sees_its_own_judgments_in_the_prior(tmp_path, monkeypatch):
+    eng = _tool_engine(tmp_path)
     queries = {f"q{i}": f"tool {i}" for i in range(10)}
-    gains = {f"q{i}": {f"p{i}": 2.0, f"p{i + 10}": 1.0, f"p{i + 20}": 0.0} for i in range(10)}
+    gains = _tool_gains()
     seen: dict[str, dict | None] = {}
     features = eng._features
 
@@ -187,12 +197,9 @@ def test_the_encoder_is_tuned_on_a_seeded_share_of_the_training_queries_only():
 def test_the_ranker_fits_the_encoder_columns_on_queries_the_encoder_never_learned(tmp_path, monkeypatch):
     from shelfwise.search._training import _query_key
 
-    ids = [f"p{i}" for i in range(30)]
-    eng = SearchEngine(tmp_path / "s", candidates=10).build(
-        SearchCatalog(ids, [f"tool {i % 10} model {i}" for i in range(30)])
-    )
+    eng = _tool_engine(tmp_path)
     queries = {f"q{i}": f"Tool  {i}" for i in range(10)}
-    gains = {f"q{i}": {f"p{i}": 2.0, f"p{i + 10}": 1.0, f"p{i + 20}": 0.0} for i in range(10)}
+    gains = _tool_gains()
     # as if the fine-tune had learned q0..q4 (q0 written otherwise), and a click query alike
     eng.tuned_on_ = frozenset(_query_key(f"TOOL {i}") for i in range(5))
     got: dict[str, tuple[np.ndarray, bool]] = {}

@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +19,7 @@ import pytest
 
 from shelfwise.demo import generate_demo
 from shelfwise.governance._privacy import SecretStore
+from tests.cli.test_cli import sw as cli_sw
 from tests.conftest import curated_rows
 from tests.storage.conftest import skip_without_spark
 
@@ -31,13 +29,7 @@ pytestmark = pytest.mark.slow
 def sw(*args: str, check: bool = True):
     """`shelfwise ARGS` as a subprocess (tests/cli's helper), with more time: a local Spark
     started on a busy 2-core machine takes minutes, not seconds."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    proc = subprocess.run(
-        [sys.executable, "-m", "shelfwise.cli", *args], capture_output=True, text=True, env=env, timeout=1200
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"shelfwise {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    return cli_sw(*args, check=check, timeout=1200)
 
 
 skip_without_spark()
