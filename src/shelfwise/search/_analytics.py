@@ -76,15 +76,15 @@ def logged_searches(workdir: str | Path, top: int = 50) -> tuple[dict[str, Any],
                 a AS (
                     SELECT user_id, session_id, timestamp, event_type = 'purchase' AS bought FROM curated.events
                     WHERE event_type IN ('click', 'add_to_cart', 'purchase') AND session_id IS NOT NULL),
-                flagged AS (
+                followed AS (  -- per search: NULL (nothing followed), false (acted), true (bought)
                     SELECT s.query, s.user_id, s.session_id IS NOT NULL AS has_session,
-                           EXISTS (SELECT 1 FROM a WHERE a.session_id = s.session_id AND a.user_id = s.user_id
-                                   AND a.timestamp >= s.timestamp
-                                   AND a.timestamp <= s.timestamp + INTERVAL {SESSION_WINDOW_S} SECOND) AS clicked,
-                           EXISTS (SELECT 1 FROM a WHERE a.bought AND a.session_id = s.session_id
+                           (SELECT bool_or(a.bought) FROM a WHERE a.session_id = s.session_id
                                    AND a.user_id = s.user_id AND a.timestamp >= s.timestamp
-                                   AND a.timestamp <= s.timestamp + INTERVAL {SESSION_WINDOW_S} SECOND) AS converted
-                    FROM s)
+                                   AND a.timestamp <= s.timestamp + INTERVAL {SESSION_WINDOW_S} SECOND) AS b
+                    FROM s),
+                flagged AS (
+                    SELECT query, user_id, has_session, b IS NOT NULL AS clicked, coalesce(b, false) AS converted
+                    FROM followed)
                 SELECT lower(trim(query)) AS q, count(*) AS n, count(DISTINCT user_id) AS users,
                        sum(has_session::INT) AS with_session, sum(clicked::INT) AS clicked,
                        sum(converted::INT) AS converted
