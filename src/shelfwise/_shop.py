@@ -315,7 +315,7 @@ class Shop:
             counts = recommend_batch_spark(self.workdir, engine.session, out, ids, k, model=model)
             if users is None:
                 AuditLog(self.workdir).append(
-                    "recommend.all_users", actor=actor, out=str(out), model=model, **counts
+                    "recommend.all_users", actor=actor, out=str(out), model=model, counts=counts
                 )
             return counts
 

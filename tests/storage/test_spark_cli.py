@@ -118,6 +118,10 @@ def test_recommend_on_spark_writes_the_one_node_lists(trained, tmp_path):
     assert "ranked on Spark" in proc.stdout
     got = _ranked(every)
     assert got == want
+    # every customer's shop id went out: audited, with how many
+    audit = [json.loads(x) for x in (sprk / "audit" / "audit.jsonl").read_text().splitlines()]
+    (entry,) = [e for e in audit if e["action"] == "recommend.all_users"]
+    assert entry["details"]["counts"]["users"] == len(got) and entry["details"]["out"] == str(every)
     assert "never-seen-shopper" not in got and len(got) > 35
 
     # another model (ranked by the broadcast model on the executors) for listed users, an
