@@ -85,6 +85,7 @@ def rank_user(
     scores: dict[str, float] = {}
     source = name
     ids = view.item_ids
+    cands: list[str] | None
     if user is None and not recent:
         cands = view.cold_candidates(n_cand, context)
         source = "cold_start"
