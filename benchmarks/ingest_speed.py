@@ -12,6 +12,12 @@ For each size one events CSV is written (`run.make_events`: synthetic, about 0.5
   local[2]` (a local JVM started by the command, counted in its wall time; the rows' checks and
   publishing run in Spark, the curated table and quarantine are written as Parquet).
 
+With `--carry-spark-from FILE` (a DuckDB-only run after a change that does not touch the Spark
+path), the Spark fields of each size this run does not measure on Spark are copied from FILE's
+row of the same size (an earlier report, usually the `--out` being replaced), each such row
+saying where they came from in `spark_from` (its commit, date, command, load and the bare load
+its `spark_ratio` was computed against): a DuckDB-only rerun no longer drops them.
+
 Wall time is the median of `--repeat` runs of each; peak memory is each child's own maximum
 resident set (`os.wait4`). The ingest report's per-stage seconds say where the time goes. Target:
 `ratio` (shelfwise / bare) at most 3. The machine may be shared: its load average is recorded at
@@ -155,6 +161,31 @@ def measure(rows: int, work: Path, repeat: int, engines: tuple[str, ...] = ("duc
     }
 
 
+def spark_rows(path: Path) -> dict[int, dict]:
+    """Per size, the Spark fields of an earlier report, with where they were measured (a row
+    carried before keeps its first origin)."""
+    old = json.loads(path.read_text())
+    origin = {
+        "commit": old.get("commit"),
+        "date": old.get("date"),
+        "command": old.get("command"),
+        "load_average_at_start": old.get("machine", {}).get("load_average_at_start"),
+    }
+    out: dict[int, dict] = {}
+    for row in old.get("ingestion", []):
+        if "spark_ingest_seconds" not in row:
+            continue
+        fields = {k: v for k, v in row.items() if k.startswith("spark_")}
+        # a report written before the driver-only CPU was named so: the JVM was never waited for
+        # as a child, so its `spark_cpu_seconds` was the driver's alone and its CPU ratio meant nothing
+        if "spark_cpu_seconds" in fields:
+            fields["spark_driver_cpu_seconds"] = fields.pop("spark_cpu_seconds")
+        fields.pop("spark_cpu_ratio", None)
+        fields["spark_from"] = row.get("spark_from") or {**origin, "bare_seconds": row.get("bare_seconds")}
+        out[int(row["rows"])] = fields
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="benchmarks/ingest_speed.json")
@@ -172,12 +203,20 @@ def main() -> None:
         help="comma-separated row counts Spark runs at (default: every size; a 10M load on local[2] "
         "takes long)",
     )
+    ap.add_argument(
+        "--carry-spark-from",
+        default="",
+        help="an earlier report (JSON) whose Spark fields are kept for the sizes not run on Spark now",
+    )
     args = ap.parse_args()
+    carried = spark_rows(Path(args.carry_spark_from)) if args.carry_spark_from else {}
     prov = provenance()  # (the machine's load average as the run starts)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     results: list[dict] = []
     sizes = [int(s) for s in args.sizes.split(",")]
+    planned = [int(s) for s in args.spark_sizes.split(",")] if args.spark_sizes else sizes
+    spark_sizes = sorted(set(planned if "spark" in args.engines else []) | (set(carried) & set(sizes)))
 
     def report(complete: bool) -> None:
         # written after every size: a run stopped early (a 10M load on a busy machine) still
@@ -191,10 +230,12 @@ def main() -> None:
                 "system, all threads) and each process's peak RSS; ratio = ingest_seconds / bare_seconds, "
                 "cpu_ratio likewise; ingest_stage_seconds from the ingest report; spark_*: one `ingest "
                 "--engine spark --spark-master local[2]` run, start to exit (JVM start included); its peak "
-                "RSS and driver CPU are the Python process's alone, the JVM's not counted",
+                "RSS and driver CPU are the Python process's alone, the JVM's not counted; a row with "
+                "spark_from has its spark_* fields from the earlier run named there (spark_ratio against "
+                "that run's bare load)",
                 "target_ratio": 3.0,
                 "sizes": sizes,
-                "spark_sizes": [int(s) for s in args.spark_sizes.split(",")] if args.spark_sizes else sizes,
+                "spark_sizes": spark_sizes,
                 "complete": complete,
                 "ingestion": results,
             },
@@ -206,6 +247,13 @@ def main() -> None:
             if args.spark_sizes and str(n) not in args.spark_sizes.split(","):
                 engines = tuple(e for e in engines if e != "spark")
             res = measure(n, work, args.repeat, engines)
+            if "spark" not in engines and n in carried:
+                res.update(carried[n])
+                # (the same rows and reasons as this run's DuckDB load of the same synthetic file)
+                res["spark_same_counts"] = (res["spark_rows_curated"], res["spark_reasons"]) == (
+                    res["rows_curated"],
+                    res["reasons"],
+                )
             print(json.dumps({k: v for k, v in res.items() if k != "reasons"}), flush=True)
             results.append(res)
             report(complete=len(results) == len(sizes))

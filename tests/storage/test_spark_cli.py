@@ -110,14 +110,22 @@ def test_recommend_on_spark_writes_the_one_node_lists(trained, tmp_path):
     spark = ["--engine", "spark", "--spark-master", "local[2]"]
     # the default model (its lists precomputed in the bundle) for every user of the bundle, their
     # shop ids from the raw layer
-    # (every user the bundle knows, none missing: nobody here withdrew consent, so no known user
-    # gets the cold-start list on the one-node path)
-    want = _one_node(sprk, users, tmp_path / "one-node.jsonl", known=True)
+    # (every user the bundle knows; one of them then withdraws consent to personalization: the
+    # one-node path gives them a never-seen user's list, and so must the Spark job)
+    bundle_users = set(_one_node(sprk, users, tmp_path / "before.jsonl", known=True))
+    quiet = sorted(bundle_users)[0]
+    sw("privacy", "consent", "--workdir", str(sprk), "--user", quiet, "--personalization", "no")
+    one_node = _one_node(sprk, users, tmp_path / "one-node.jsonl")
+    want = {u: one_node[u] for u in bundle_users}
+    assert want[quiet] == one_node["never-seen-shopper"]
     every = tmp_path / "every"
     proc = sw("recommend", "--workdir", str(sprk), "--all-users", "--out", str(every), "--no-rules", *spark)
     assert "ranked on Spark" in proc.stdout
     got = _ranked(every)
     assert got == want
+    sources = pd.read_parquet(every).groupby("user_id")["source"].agg(set)
+    assert sources[quiet] == {"cold_start"}
+    assert not any("cold_start" in s for s in sources.drop(quiet))
     # every customer's shop id went out: audited, with how many
     audit = [json.loads(x) for x in (sprk / "audit" / "audit.jsonl").read_text().splitlines()]
     (entry,) = [e for e in audit if e["action"] == "recommend.all_users"]

@@ -150,11 +150,13 @@ RANKED_SCHEMA = "user_id string, rank int, product_id string, score float, sourc
 class _Ranker:
     """What one user's answer needs of the current bundle, shipped to the executors: the
     model, the bundle's interactions (histories), the precomputed top list when it is this
-    model's, the catalog (what the rule-less `apply` keeps), purchases and the popular list.
+    model's, the catalog (what the rule-less `apply` keeps), purchases and the popular list
+    (a `RankingView`, slimmer than the server's `Snapshot`: one model, no search index).
     The pseudonym key stays on the driver: executors see only user indices.
 
-    `top` is `Service._recommend` for a known, personalized user without recent online events
-    and without rules (`--no-rules`), step for step, so that the answer is the one-node one."""
+    `top` calls the server's own ranking (`serving._ranking.rank_user`) for a known user
+    without recent online events and without rules (`--no-rules`): the answer is the one-node
+    one, and stays so when serving's ranking changes."""
 
     def __init__(self, snap: Any, model: str, k: int, n_cand: int) -> None:
         self.model = snap.bundle.models[model]
@@ -162,40 +164,24 @@ class _Ranker:
         self.item_ids = snap.item_ids
         self.item_index = snap.item_index
         self.toplist = snap.toplist if model == snap.toplist_model else None
+        self.toplist_model = snap.toplist_model
         self.info = snap.info
         self.purchases = snap.purchases
         self.cold = snap.cold
         self.k, self.n_cand = k, n_cand
         self.name = model
 
-    def top(self, user: int) -> tuple[list[str], list[float | None], str]:
-        import numpy as np
+    def cold_candidates(self, n: int, context: str | None) -> list[str]:
+        # (never reached: users without a history get the cold-start list on the driver)
+        raise NotImplementedError("the Spark job ranks known users only")
 
-        from ..features import Interactions
+    def top(self, user: int) -> tuple[list[str], list[float | None], str]:
+        from ..serving._ranking import rank_user
         from ..serving._service import NO_RULES
 
-        ids, k, n_cand = self.item_ids, self.k, self.n_cand
-        scores: dict[str, float] = {}
-        if self.toplist is not None and self.toplist[user, 0] >= 0:
-            cands = [ids[i] for i in self.toplist[user, :n_cand].tolist() if i >= 0]
-            source = f"precomputed:{self.name}"
-        else:
-            seq = np.asarray(self.interactions.sequence(user), np.int64)
-            hist = Interactions.of_one_user(seq, self.interactions.item_ids)
-            r = self.model.recommend(np.array([0]), n_cand, exclude_seen=True, history=hist)
-            cands = [ids[i] for i in r.ids[0] if i >= 0]
-            scores = {ids[i]: float(s) for i, s in zip(r.ids[0], r.scores[0], strict=True) if i >= 0}
-            source = self.name
-        purchases = dict(self.purchases.get(user, {}))
-        items = NO_RULES.apply(cands, k, self.info, surface="recommendations", purchases=purchases)
-        if len(items) < k:  # too few unseen items: the popular list fills, as served
-            seen = set(items) | {ids[i] for i in self.interactions.sequence(user)}
-            more = [p for p in self.cold if p not in seen]
-            items += NO_RULES.apply(
-                more, k - len(items), self.info, surface="recommendations", purchases=purchases
-            )
-        items = items[:k]
-        return items, [scores.get(p) for p in items], source
+        ranked = rank_user(self, self.name, self.model, user, self.k, self.n_cand, NO_RULES)
+        assert ranked is not None  # (no cache: computed, never "cached only")
+        return ranked.items, ranked.scores, ranked.source
 
 
 def recommend_users_spark(

@@ -27,6 +27,7 @@ from ._bundle import BUNDLES_DIR, CURRENT, Bundle, current_bundle
 from ._consent import ConsentView
 from ._experiments import Experiment, Variant, load_experiments
 from ._online import MemoryState, OnlineState
+from ._ranking import rank_user, user_history
 from ._recommend import Recommendations
 from ._rules import ItemInfo, Rules
 from ._synonyms import LiveSynonyms
@@ -142,7 +143,7 @@ class Snapshot:
         self.bundle = Bundle.load(path)
         self.version = self.bundle.version
         self.recs = Recommendations(self.bundle, pseudonymize)
-        inter = self.bundle.interactions
+        inter = self.interactions = self.bundle.interactions
         self.item_ids: list[str] = [str(p) for p in inter.item_ids]
         self.item_index = {p: i for i, p in enumerate(self.item_ids)}
         self.user_index = self.recs._user_index
@@ -175,10 +176,10 @@ class Snapshot:
         self.load_seconds = round(time.monotonic() - t0, 2)
 
     def history(self, user: int | None, recent: list[str]) -> Interactions:
-        seq = self.bundle.interactions.sequence(user) if user is not None else np.empty(0, np.int64)
-        extra = [self.item_index[p] for p in recent if p in self.item_index]
-        items = np.concatenate([np.asarray(seq, np.int64), np.asarray(extra, np.int64)])
-        return Interactions.of_one_user(items, self.bundle.interactions.item_ids)
+        return user_history(self, user, recent)
+
+    def cold_candidates(self, n: int, context: str | None) -> list[str]:
+        return [self.item_ids[i] for i in self.recs.cold_start(n, context)]
 
 
 class Service:
@@ -409,50 +410,33 @@ class Service:
         else:  # their history and recent events are not read: a never-seen user
             user, version, recent = None, 0, []
         n_cand = min(k * self.settings.candidates_factor + 20, len(snap.item_ids))
-        source = model
-        if user is None and not recent:
-            cands = [snap.item_ids[i] for i in snap.recs.cold_start(n_cand, context)]
-            source = "cold_start"
-        elif (
-            not recent
-            and snap.toplist is not None
-            and model == snap.toplist_model
-            and snap.toplist[user, 0] >= 0  # -1: not precomputed (training's time budget ran out)
-        ):
-            ids = snap.item_ids
-            cands = [ids[i] for i in snap.toplist[user, :n_cand].tolist() if i >= 0]
-            source = f"precomputed:{model}"
-        else:
-            key = (snap.version, pseudo, model, version, n_cand)
-            cands = self.cache.get(key)
-            if cands is None and cached_only:
-                return None
-            if cands is None:
-                hist = snap.history(user, recent)
-                r = snap.bundle.models[model].recommend(
-                    np.array([0]), n_cand, exclude_seen=True, history=hist
-                )
-                cands = [snap.item_ids[i] for i in r.ids[0] if i >= 0]
-                self.cache.put(key, cands)
-            else:
-                source = f"cached:{model}"
-        purchases = dict(snap.purchases.get(user, {})) if user is not None else {}
-        purchases.update(self.online.purchases(pseudo) if recent else {})
-        rules = self._rules_for(variant)
-        items = rules.apply(
-            cands, k, snap.info, surface="recommendations", context=context, purchases=purchases
+        ranked = rank_user(
+            snap,
+            model,
+            snap.bundle.models[model],
+            user,
+            k,
+            n_cand,
+            self._rules_for(variant),
+            recent=recent,
+            context=context,
+            online_purchases=(lambda: self.online.purchases(pseudo)) if recent else None,
+            cache=self.cache,
+            cache_key=(snap.version, pseudo, model, version, n_cand),
+            cached_only=cached_only,
         )
-        if len(items) < k:  # rules removed too much: fill from the popular list
-            seen = set(items) | set(recent)
-            if user is not None:
-                seen |= {snap.item_ids[i] for i in snap.bundle.interactions.sequence(user)}
-            more = [p for p in snap.cold if p not in seen]
-            items += rules.apply(
-                more, k - len(items), snap.info, surface="recommendations", purchases=purchases
-            )
+        if ranked is None:
+            return None
         personal = {"personalized": user is not None or bool(recent)}
         return Answer(
-            items[:k], source, model, snap.version, variant, exp.name if exp else None, personal, user=pseudo
+            ranked.items,
+            ranked.source,
+            model,
+            snap.version,
+            variant,
+            exp.name if exp else None,
+            personal,
+            user=pseudo,
         )
 
     def knows_product(self, product_id: str) -> bool:

@@ -1,0 +1,117 @@
+"""`rank_user`, the one ranking the server and the Spark batch job share: each branch on a
+five-item shop with a scripted model (a known answer), in milliseconds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from shelfwise.features import Interactions
+from shelfwise.lifecycle._spark_jobs import _Ranker
+from shelfwise.models._base import Results
+from shelfwise.serving._ranking import rank_user
+from shelfwise.serving._rules import Rules
+
+NO_RULES = Rules(filter_out_of_stock=False)
+ITEMS = ["a", "b", "c", "d", "e"]
+
+
+class Scripted:
+    """A model whose ranking is fixed (best first: e, d, c, b, a), minus the history's items."""
+
+    def __init__(self) -> None:
+        self.asked: list[list[int]] = []
+
+    def recommend(self, users: Any, n: int, *, exclude_seen: bool, history: Interactions) -> Results:
+        seen = history.sequence(0).tolist()
+        self.asked.append(seen)
+        ranked = [i for i in (4, 3, 2, 1, 0) if i not in seen][:n]
+        ids = np.full((1, n), -1)
+        scores = np.full((1, n), -np.inf, np.float32)
+        ids[0, : len(ranked)] = ranked
+        scores[0, : len(ranked)] = [10.0 - j for j in range(len(ranked))]
+        return Results(ids, scores)
+
+
+@dataclass
+class View:
+    """Two users: 0 saw a and b (and bought b), 1 saw c; user 0's list is precomputed."""
+
+    toplist: Any = None
+    toplist_model: str | None = "m"
+    item_ids: list[str] = field(default_factory=lambda: list(ITEMS))
+    item_index: dict[str, int] = field(default_factory=lambda: {p: i for i, p in enumerate(ITEMS)})
+    interactions: Interactions = field(
+        default_factory=lambda: Interactions(
+            np.array([0, 0, 1], np.int32),
+            np.array([0, 1, 2], np.int32),
+            np.ones(3, np.float32),
+            np.arange(3, dtype=np.int64),
+            np.array(["u0", "u1"], object),
+            np.array(ITEMS, object),
+        )
+    )
+    info: dict[str, tuple[str, str, bool]] = field(
+        default_factory=lambda: {p: ("cat", "brand", p != "d") for p in ITEMS}  # d is out of stock
+    )
+    purchases: dict[int, dict[str, float]] = field(default_factory=lambda: {0: {"b": 1.0}})
+    cold: list[str] = field(default_factory=lambda: ["a", "b", "c", "d", "e"])
+
+    def cold_candidates(self, n: int, context: str | None) -> list[str]:
+        return self.cold[:n]
+
+
+class Cache(dict):
+    def put(self, key: Any, value: Any) -> None:
+        self[key] = value
+
+
+def test_each_branch_of_the_shared_ranking() -> None:
+    view, model = View(), Scripted()
+    # a never-seen user: the cold-start candidates, no model call
+    got = rank_user(view, "m", model, None, 3, 5, NO_RULES)
+    assert got is not None and (got.items, got.source, got.scores) == (
+        ["a", "b", "c"],
+        "cold_start",
+        [None] * 3,
+    )
+    assert model.asked == []
+    # a known user: the model, asked with the user's history, its scores kept
+    got = rank_user(view, "m", model, 1, 2, 5, NO_RULES)
+    assert got is not None and (got.items, got.scores, got.source) == (["e", "d"], [10.0, 9.0], "m")
+    assert model.asked == [[2]]
+    # ... with recent online events added to the history, and cached: the next ask is a cache hit
+    cache = Cache()
+    got = rank_user(view, "m", model, 1, 2, 5, NO_RULES, recent=["e"], cache=cache, cache_key="k")
+    assert got is not None and got.items == ["d", "b"] and model.asked[-1] == [2, 4]
+    assert rank_user(
+        view, "m", model, 1, 2, 5, NO_RULES, recent=["e"], cache=cache, cache_key="k", cached_only=True
+    )
+    assert (
+        rank_user(view, "m", model, 1, 2, 5, NO_RULES, cache=Cache(), cache_key="x", cached_only=True) is None
+    )
+    # the precomputed list (this model's, no recent events) is used as it is
+    view.toplist = np.array([[3, 2, -1], [-1, -1, -1]])
+    got = rank_user(view, "m", model, 0, 5, 3, NO_RULES)
+    # the rules keep d and c; too few: the popular list fills with what user 0 has not seen
+    assert got is not None and (got.items, got.source) == (["d", "c", "e"], "precomputed:m")
+    # ... not for another model, nor for a user whose row was not precomputed (-1)
+    assert rank_user(view, "other", model, 0, 1, 3, NO_RULES).source == "other"  # type: ignore[union-attr]
+    assert rank_user(view, "m", model, 1, 1, 3, NO_RULES).source == "m"  # type: ignore[union-attr]
+    # the shop's rules apply to every branch (d is out of stock)
+    got = rank_user(view, "m", model, 0, 2, 3, Rules())
+    assert got is not None and got.items == ["c", "e"]
+
+
+def test_the_spark_ranker_answers_with_the_shared_ranking() -> None:
+    class Snap(View):
+        bundle: Any = None
+
+    snap = Snap()
+    snap.toplist = np.array([[3, 2, -1], [-1, -1, -1]])
+    snap.bundle = type("B", (), {"models": {"m": Scripted()}, "interactions": snap.interactions})()
+    ranker = _Ranker(snap, "m", 3, 3)
+    assert ranker.top(0) == (["d", "c", "e"], [None, None, None], "precomputed:m")
+    assert ranker.top(1) == (["e", "d", "b"], [10.0, 9.0, 8.0], "m")
