@@ -28,6 +28,9 @@ on a seeded subset when asked (`arima_exact_series`; every model is then also sc
 and in all; the anchors' forecasts are cached under benchmarks/work/anchor-cache (keyed by the
 training data, the settings and statsforecast's version; `anchors_from_cache` names those read
 back, their CPU time is the fitting run's). Each dataset's entry has the command that made it.
+With `--demand-variants`, the candidate pools of
+`POOL_VARIANTS` are fitted again and scored beside `ours` (e.g. `ours_group_theta_top4`: GroupTheta
+added, the mean of the 4 best; `_top3` and `_mean_of_models` from the same fits).
 Neither dataset has stock or
 browsing data, so the censored-demand correction is not exercised here (tests cover it).
 """

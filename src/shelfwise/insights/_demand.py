@@ -17,6 +17,8 @@ shop could not make.
 The models: the field's maintained library (statsforecast): SeasonalNaive, AutoETS and AutoTheta
 (AutoARIMA on request: it costs ~50x AutoETS), plus CrostonOptimized, ADIDA and IMAPA for intermittent series (average interval
 between sales > 1.32 weeks, Syntetos-Boylan), and the mean of the smooth models as a combination.
+GroupTheta (on request, `models=`): Theta on each series adjusted by its group total's seasonal
+index (`_group_seasonal`), for series too short and noisy to estimate a 52-week season alone.
 Each series' forecast is the mean of the TOP_K (3) candidates with the lowest error in
 rolling-origin cross-validation (`n_windows` origins, `h` = min(horizon, 13) weeks each): on a
 few noisy CV windows the single best is mostly chance, and the mean of the best few is the more
@@ -380,7 +382,8 @@ def _group_seasonal(
         warnings.simplefilter("ignore")
         cv = [upto(c, h).assign(cutoff=c) for c in cutoffs]
         fc = upto(df["ds"].max(), horizon)
-    return pd.concat(cv, ignore_index=True), fc
+    empty = pd.DataFrame(columns=["unique_id", "ds", GROUP_MODEL, "cutoff"])
+    return (pd.concat(cv, ignore_index=True) if cv else empty), fc
 
 
 def _statsforecast(models: list[Any]) -> Any:
