@@ -28,6 +28,9 @@ on a seeded subset when asked (`arima_exact_series`; every model is then also sc
 and in all; the anchors' forecasts are cached under benchmarks/work/anchor-cache (keyed by the
 training data, the settings and statsforecast's version; `anchors_from_cache` names those read
 back, their CPU time is the fitting run's). Each dataset's entry has the command that made it.
+With `--demand-variants`, the candidate pools of
+`POOL_VARIANTS` are fitted again and scored beside `ours` (e.g. `ours_group_theta_top4`: GroupTheta
+added, the mean of the 4 best; `_top3` and `_mean_of_models` from the same fits).
 Neither dataset has stock or
 browsing data, so the censored-demand correction is not exercised here (tests cover it).
 """
@@ -62,6 +65,14 @@ ALSO = {
     "ours_rule_by_cv": "auto",
     "ours_mean_of_models": "Ensemble",
 }
+# a candidate pool that is not the default, scored side by side when asked (`--demand-variants`):
+# name -> (candidates for smooth series, the rule); its other rules come from the same fits. The
+# group seasonal index (GroupTheta, insights/_demand.py `_group_seasonal`) with the mean of the 4
+# best won on Superstore's three earlier origins (validation, before the evaluation origins)
+POOL_VARIANTS = {
+    "ours_group_theta_top4": (("SeasonalNaive", "AutoETS", "AutoTheta", "GroupTheta"), "top4"),
+}
+POOL_ALSO = {"top3": "combine", "mean_of_models": "Ensemble"}
 
 
 def italian_grocery() -> pd.DataFrame:
@@ -209,6 +220,14 @@ def evaluate(
         preds["ours"] = ours["units"]
         for name, rule in also.items():
             preds[name] = ours[f"units_{rule}"]
+        for name, (pool, select) in POOL_VARIANTS.items() if variants else ():
+            t = time.process_time()
+            var, _ = forecast_series(train, H, models=pool, select=select, also=tuple(POOL_ALSO.values()))
+            cpu[name] = round(time.process_time() - t, 1)
+            var = var.set_index(["unique_id", "ds"])
+            preds[name] = var["units"]
+            for suffix, rule in POOL_ALSO.items():
+                preds[f"{name}_{suffix}"] = var[f"units_{rule}"]
         for a in anchors:
             part = train[train["unique_id"].isin(subset)] if a == EXACT else train
             fc, seconds, hit = _anchors(part, a)

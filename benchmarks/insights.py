@@ -302,7 +302,11 @@ def main() -> None:
         default=0,
         help="a seeded subset of series the exact AutoARIMA search also runs on (-1: all, 0: none)",
     )
-    ap.add_argument("--demand-variants", action="store_true", help="also the group-choice variant")
+    ap.add_argument(
+        "--demand-variants",
+        action="store_true",
+        help="also the group-choice rule and the candidate pools of _demand_bench.POOL_VARIANTS (a second fit of ours)",
+    )
     ap.add_argument("--demand-series", type=int, default=0, help="a seeded sample of series (0: all)")
     ap.add_argument("--demand-datasets", default=",".join(DEMAND_DATASETS))
     args = ap.parse_args()

@@ -655,3 +655,68 @@ def test_auto_rule_forecast_is_the_chosen_rules_forecast():
     assert set(group["held_out_scores"]) == {"combine", "top2", "series"}
     assert group["rule"] == min(group["held_out_scores"], key=group["held_out_scores"].get)
     assert np.allclose(fc["units"], fc[f"units_{group['rule']}"])
+
+
+def test_group_index_is_the_planted_season_of_the_total():
+    """Known answer: a total that repeats 10 x (1, 2, 3, 2) has the index (0.5, 1, 1.5, 1) (the
+    ratio to its 2 x 4 centred moving average, 20 everywhere, normalized to mean 1); a total
+    shorter than two seasons has none."""
+    from shelfwise.insights._demand import _group_index
+
+    total = np.tile([1.0, 2.0, 3.0, 2.0], 10) * 10
+    assert np.allclose(_group_index(total, 4), [0.5, 1.0, 1.5, 1.0])
+    assert _group_index(total[:7], 4) is None
+    assert _group_index(total, 1) is None
+
+
+def _shared_season(seed: int = 3, weeks: int = 80) -> pd.DataFrame:
+    """Eight products sharing the period-4 PATTERN at small, Poisson-noisy levels (0.1x-0.45x:
+    a few units a week, too noisy for each to show its season clearly)."""
+    rng = np.random.default_rng(seed)
+    ds = pd.date_range("2023-01-02", periods=weeks, freq="7D")
+    return pd.concat(
+        pd.DataFrame(
+            {
+                "unique_id": f"P{i}",
+                "ds": ds,
+                "y": rng.poisson(np.tile(PATTERN, weeks // 4) * (0.1 + 0.05 * i)).astype(float),
+            }
+        )
+        for i in range(8)
+    )
+
+
+def test_group_theta_forecasts_the_shared_season_in_phase():
+    """GroupTheta on products that share a season: every product's forecast peaks in the pattern's
+    peak week and is lowest in its low week, at about the product's own level (the mean of its
+    forecast within 25% of its mean sale)."""
+    from shelfwise.insights._demand import GROUP_MODEL, _group_seasonal
+
+    d = _shared_season()
+    cut = d["ds"].max()
+    _, fc = _group_seasonal(d, [], 13, 4, 8)
+    for uid, f in fc.groupby("unique_id"):
+        f = f.sort_values("ds").reset_index(drop=True)
+        phase = ((f["ds"] - d["ds"].min()).dt.days // 7 % 4).to_numpy()
+        first4 = f[GROUP_MODEL].to_numpy()[:4]
+        assert phase[int(first4.argmax())] == int(np.argmax(PATTERN))
+        assert phase[int(first4.argmin())] == int(np.argmin(PATTERN))
+        mean = d[(d["unique_id"] == uid) & (d["ds"] <= cut)]["y"].mean()
+        assert f[GROUP_MODEL].mean() == pytest.approx(mean, rel=0.25)
+
+
+def test_group_theta_cross_validation_is_point_in_time():
+    """At a cutoff the group index and the fits use the weeks up to it only: weeks after the first
+    cutoff changed (a 50x spike in every series) leave that cutoff's forecasts as they were and
+    change the later ones; a cutoff with under two seasons of total has no forecast (NaN)."""
+    from shelfwise.insights._demand import GROUP_MODEL, _group_seasonal
+
+    d = _shared_season()
+    cutoffs = [d["ds"].sort_values().unique()[k] for k in (5, 40, 60)]
+    spiked = d.assign(y=np.where(d["ds"] > cutoffs[1], d["y"] * 50, d["y"]))
+    cv_a, _ = _group_seasonal(d, cutoffs, 13, 4, 8)
+    cv_b, _ = _group_seasonal(spiked, cutoffs, 13, 4, 8)
+    at = [cv_a["cutoff"] == c for c in cutoffs]
+    assert cv_a.loc[at[0], GROUP_MODEL].isna().all()  # 6 weeks: under two seasons of 4
+    assert np.allclose(cv_a.loc[at[1], GROUP_MODEL], cv_b.loc[at[1], GROUP_MODEL])
+    assert not np.allclose(cv_a.loc[at[2], GROUP_MODEL], cv_b.loc[at[2], GROUP_MODEL])

@@ -17,6 +17,8 @@ shop could not make.
 The models: the field's maintained library (statsforecast): SeasonalNaive, AutoETS and AutoTheta
 (AutoARIMA on request: it costs ~50x AutoETS), plus CrostonOptimized, ADIDA and IMAPA for intermittent series (average interval
 between sales > 1.32 weeks, Syntetos-Boylan), and the mean of the smooth models as a combination.
+GroupTheta (on request, `models=`): Theta on each series adjusted by its group total's seasonal
+index (`_group_seasonal`), for series too short and noisy to estimate a 52-week season alone.
 Each series' forecast is the mean of the TOP_K (3) candidates with the lowest error in
 rolling-origin cross-validation (`n_windows` origins, `h` = min(horizon, 13) weeks each): on a
 few noisy CV windows the single best is mostly chance, and the mean of the best few is the more
@@ -64,7 +66,10 @@ TOP_K = 3  # the forecast is the mean of the TOP_K candidates with the lowest CV
 # the top-3 mean (the default, first: it wins ties), the top-2 mean, the single best
 RULES = ("combine", "top2", "series")
 LEVEL = 80  # the interval's coverage, percent
-SMOOTH_MODELS = ("SeasonalNaive", "AutoETS", "AutoTheta", "AutoARIMA")
+SMOOTH_MODELS = ("SeasonalNaive", "AutoETS", "AutoTheta", "AutoARIMA", "GroupTheta")
+# Theta on each series seasonally adjusted by its group's seasonal index (`_group_seasonal`): a
+# 52-week index estimated from one series' 2-3 years is mostly noise; the group total's is not
+GROUP_MODEL = "GroupTheta"
 # AutoARIMA is left out of the default candidates: ~5 s per short series on a loaded core (50x
 # AutoETS) for forecasts that rarely win the cross-validation (benchmarks/insights.py has it)
 DEFAULT_MODELS = ("SeasonalNaive", "AutoETS", "AutoTheta")
@@ -310,7 +315,75 @@ def _models(names: tuple[str, ...], season: int) -> list[Any]:
         "ADIDA": lambda: ADIDA(),
         "IMAPA": lambda: IMAPA(),
     }
-    return [make[n]() for n in names]
+    return [make[n]() for n in names if n != GROUP_MODEL]  # (GROUP_MODEL: `_group_seasonal`)
+
+
+def _group_index(total: np.ndarray, season: int) -> np.ndarray | None:
+    """The multiplicative seasonal index of `total` (classical decomposition: the ratio to the
+    centred moving average, averaged per position in the season, normalized to mean 1; index
+    `j` belongs to the weeks `t` with `t % season == j`, `t` counted from `total`'s first week).
+    None where `total` is shorter than two seasons or a position has no ratio."""
+    n = len(total)
+    if season <= 1 or n < 2 * season:
+        return None
+    s = pd.Series(np.asarray(total, dtype=float))
+    trend = s.rolling(season, center=True).mean()
+    if season % 2 == 0:  # the 2 x m moving average centres an even window on a week
+        trend = trend.rolling(2).mean().shift(-1)
+    ratio = s / trend.where(trend > 0)
+    idx = ratio.groupby(np.arange(n) % season).mean().reindex(range(season))
+    if idx.isna().any() or not idx.mean() > 0:
+        return None
+    # (clipped: a week the group sold nothing must not make its series' adjusted values explode)
+    return np.clip(idx.to_numpy() / idx.mean(), 0.05, 20.0)
+
+
+def _group_seasonal(
+    df: pd.DataFrame, cutoffs: list[Any], h: int, season: int, horizon: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """GROUP_MODEL's cross-validation forecasts (`unique_id, ds, cutoff, GroupTheta`, `h` weeks
+    after each of `cutoffs`) and its forecast (`horizon` weeks after the last week).
+
+    Each series is divided by the seasonal index of the group's total weekly series (the sum of
+    the series modelled together), forecast by Theta without a season, and multiplied back: the
+    group seasonal indices of Withycombe (1989) and Dekker, van Donselaar & Ouwehand (2004). A
+    52-week index from one series' few years rests on 2-3 noisy values per week of the year;
+    AutoTheta's own decomposition reads that noise as a season; the total's index rests on every
+    series at once. Where a series has a season of its own, the cross-validation prefers the
+    per-series models. Point in time: at each cutoff the index is estimated from the weeks up to
+    it only (a CV window must not have shaped the index it is scored with); a cutoff with fewer
+    than two seasons of total has no forecast (NaN: the candidate is not offered there)."""
+    from statsforecast.models import AutoTheta
+
+    def upto(end: Any, weeks: int) -> pd.DataFrame:
+        part = df[df["ds"] <= end]
+        total = part.groupby("ds")["y"].sum().sort_index()
+        idx = _group_index(total.to_numpy(), season)
+        first = total.index[0]
+
+        def at(ds: pd.Series) -> np.ndarray:
+            assert idx is not None
+            return idx[((pd.to_datetime(ds) - first).dt.days.to_numpy() // 7) % season]
+
+        x = part[["unique_id", "ds", "y"]]
+        if idx is None:  # no index yet: no forecast (and no fit)
+            ids = x["unique_id"].astype(str).unique()
+            ahead = pd.date_range(end + WEEK, periods=weeks, freq="7D")
+            return pd.DataFrame(
+                {"unique_id": np.repeat(ids, weeks), "ds": np.tile(ahead, len(ids)), GROUP_MODEL: np.nan}
+            )
+        x = x.assign(y=x["y"] / at(x["ds"]))
+        fc = _statsforecast([AutoTheta(season_length=1, alias=GROUP_MODEL)]).forecast(df=x, h=weeks)
+        fc[GROUP_MODEL] = fc[GROUP_MODEL] * at(fc["ds"])
+        fc["unique_id"] = fc["unique_id"].astype(str)
+        return fc
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cv = [upto(c, h).assign(cutoff=c) for c in cutoffs]
+        fc = upto(df["ds"].max(), horizon)
+    empty = pd.DataFrame(columns=["unique_id", "ds", GROUP_MODEL, "cutoff"])
+    return (pd.concat(cv, ignore_index=True) if cv else empty), fc
 
 
 def _statsforecast(models: list[Any]) -> Any:
@@ -332,8 +405,8 @@ def _choose(mae: pd.DataFrame, df: pd.DataFrame, select: str) -> pd.Series:
     the lowest mean scaled error) or the one named. See `top_k` for why combining is the default."""
     if select == "combine":
         return top_k(mae)
-    if select == "top2":
-        return top_k(mae, 2)
+    if select.startswith("top") and select[3:].isdigit():  # "top2", "top4": the mean of the best n
+        return top_k(mae, int(select[3:]))
     if select == "series":
         return mae.idxmin(axis=1).map(lambda m: (m,))
     if select == "group":
@@ -553,8 +626,18 @@ def forecast_group(
         )
         fc = _statsforecast(_models(models, season)).forecast(df=df[["unique_id", "ds", "y"]], h=horizon)
     for frame in (cv, fc):
-        frame[ENSEMBLE] = frame[smooth].mean(axis=1) if smooth else frame[list(models)].mean(axis=1)
         frame["unique_id"] = frame["unique_id"].astype(str)
+    if GROUP_MODEL in models:
+        if season > 1:
+            gcv, gfc = _group_seasonal(df, sorted(cv["cutoff"].unique()), h, season, horizon)
+            keys = ["unique_id", "ds", "cutoff"]
+            cv = cv.merge(gcv[[*keys, GROUP_MODEL]], on=keys, how="left")
+            fc = fc.merge(gfc[["unique_id", "ds", GROUP_MODEL]], on=["unique_id", "ds"], how="left")
+        else:  # without a season it is AutoTheta again: not offered
+            cv[GROUP_MODEL], fc[GROUP_MODEL] = np.nan, np.nan
+    for frame in (cv, fc):
+        offered = [m for m in smooth if frame[m].notna().any()]
+        frame[ENSEMBLE] = frame[offered].mean(axis=1) if offered else frame[list(models)].mean(axis=1)
     candidates = [*models, ENSEMBLE]
     if interest:
         cv, fc = _with_interest(df, cv, fc, h, windows, season, horizon)
