@@ -457,6 +457,9 @@ def test_shopper_view_shows_what_each_experiment_variant_would_show(shop: Shop, 
             assert cols.nth(i).locator("li[data-product]").count() == 10
         shown = page.locator("#recommendations li").evaluate_all("els => els.map(e => e.dataset.product)")
         assert shown == api["items"]  # what the shopper gets: their variant's list
+        # and their variant's column is that list too: the page ranks as the server does
+        in_column = mine.locator("li[data-product]").evaluate_all("els => els.map(e => e.dataset.product)")
+        assert in_column == api["items"]
         assert page.js_errors == []
     finally:
         save_experiments(shop.work, {"experiments": []}, actor="eve")

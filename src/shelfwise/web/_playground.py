@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from ..serving._ranking import rank_user
+
 __all__ = ["Side", "search_side", "shopper"]
 
 EXPLAINED = 5  # recommendations explained on the shopper page
@@ -212,6 +214,9 @@ def shopper(service: Any, user_id: str, k: int = 10) -> dict[str, Any]:
                 reasons[p] = [titles[c["item"]] for c in got.get(i, [])]
     variants = []
     now = datetime.now(UTC)
+    # each variant's list as the server ranks it (`rank_user`, one function for the server, the
+    # Spark batch job and this page), consent included: a shopper who withdrew it is a stranger
+    personal = service.personalizes(pseudo, True)
     for e in service.experiments:
         if e.surface != "recommendations" or not e.active(now):
             continue
@@ -219,18 +224,19 @@ def shopper(service: Any, user_id: str, k: int = 10) -> dict[str, Any]:
         for v in e.variants:
             vs = _snapshot(service, v.bundle)
             name = v.model if v.model in vs.bundle.models else vs.bundle.manifest["default_model"]
-            vu = vs.user_index.get(pseudo)
-            if vu is None and not recent:
-                cands = [vs.item_ids[i] for i in vs.recs.cold_start(k * 3 + 20)]
-            else:
-                r = vs.bundle.models[name].recommend(
-                    np.array([0]), k * 3 + 20, exclude_seen=True, history=vs.history(vu, list(recent))
-                )
-                cands = [vs.item_ids[i] for i in r.ids[0] if i >= 0]
-            purchases = dict(vs.purchases.get(vu, {})) if vu is not None else {}
-            shown = service._rules_for(v).apply(
-                cands, k, vs.info, surface="recommendations", purchases=purchases
+            vrecent = list(recent) if personal else []
+            ranked = rank_user(
+                vs,
+                name,
+                vs.bundle.models[name],
+                vs.user_index.get(pseudo) if personal else None,
+                k,
+                min(k * service.settings.candidates_factor + 20, len(vs.item_ids)),
+                service._rules_for(v),
+                recent=vrecent,
+                online_purchases=(lambda: service.online.purchases(pseudo)) if vrecent else None,
             )
+            shown = ranked.items if ranked is not None else []
             variants.append(
                 {"experiment": e.name, "variant": v.name, "model": name, "bundle": vs.version, "mine": v.name == mine.name,
                  "items": [item(p) for p in shown]}
