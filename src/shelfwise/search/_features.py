@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -141,15 +142,14 @@ class RankingFeatures(EngineState):
         qbig = _bigrams(terms)
         qnorm = " ".join(terms)
         nums = {t for t in terms if _DIGITS.match(t)}
-        # array lookups are vectorized; only the set-overlap features need a step per candidate
-        # (a row-by-row fill of x cost ~3 ms per query at 250 candidates)
-        rows = [int(d) for d in cands]
-        bm, br = np.array([lex_d.get(d, (0.0, c)) for d in rows], np.float64).reshape(n, 2).T
-        cr = np.array([sem_d[d][1] if d in sem_d else c for d in rows], np.float64)
-        mr = np.array([ml_d.get(d, (0.0, c))[1] for d in rows], np.float64)
+        # every lookup is vectorized (a row-by-row fill of x cost ~3 ms per query at 250
+        # candidates, a dict lookup per candidate and retriever ~0.5 ms)
+        bm, br = _lookup(lex_d, cands, (0.0, c))
+        cr = _lookup(sem_d, cands, (0.0, c))[1]
+        mr = _lookup(ml_d, cands, (0.0, c))[1]
         pc, ps = self.prior_count_[cands].copy(), self.prior_sum_[cands].copy()
-        if leave_out:
-            for j, d in enumerate(rows):
+        if leave_out:  # a training query's own judgments (a handful of rows)
+            for j, d in enumerate(map(int, cands)):
                 if d in leave_out:
                     pc[j], ps[j] = pc[j] - leave_out[d][0], ps[j] - leave_out[d][1]
         qw = {t: self._idf.get(t, self._idf_unseen) for t in dict.fromkeys(terms)}
@@ -174,7 +174,7 @@ class RankingFeatures(EngineState):
         x = np.empty((n, len(FEATURES)), np.float32)
         col = _COLUMN
         x[:, col["bm25"]], x[:, col["bm25_rank"]] = bm, br
-        x[:, col["bm25_title"]] = [title_lex.get(d, 0.0) for d in rows]
+        x[:, col["bm25_title"]] = _lookup(title_lex, cands, (0.0,))[0]
         x[:, col["cosine"]], x[:, col["cosine_rank"]] = cos, cr
         x[:, col["cosine_ml"]], x[:, col["cosine_ml_rank"]] = cos_ml, mr
         if sem_rank is None:
@@ -228,6 +228,24 @@ def _ranked(found: Results) -> dict[int, tuple[float, int]]:
         for r, (d, s) in enumerate(zip(found.ids[0], found.scores[0], strict=True))
         if d >= 0
     }
+
+
+def _lookup(found: Mapping[int, Any], cands: np.ndarray, missing: tuple[float, ...]) -> np.ndarray:
+    """(k, n) float64: per candidate row, its value in `found` ({row: a float or a k-tuple, as
+    a retriever's (score, rank)}), `missing` where it is not there; one sort of the found rows
+    and one binary search instead of a dict lookup per candidate."""
+    out = np.empty((len(missing), len(cands)), np.float64)
+    out[:] = np.array(missing, np.float64)[:, None]
+    if not found or not len(cands):
+        return out
+    rows = np.fromiter(found, np.int64, len(found))
+    got = np.array(list(found.values()), np.float64).reshape(len(found), len(missing))
+    order = np.argsort(rows)
+    rows, got = rows[order], got[order]
+    at = np.minimum(np.searchsorted(rows, cands), len(rows) - 1)
+    hit = rows[at] == cands
+    out[:, hit] = got[at[hit]].T
+    return out
 
 
 def _title_idf(title_terms: list[set[str]]) -> tuple[dict[str, float], float]:
