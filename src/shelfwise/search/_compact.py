@@ -153,15 +153,14 @@ class Gathered:
         self.starts = np.zeros(n + 1, np.int64)
         np.cumsum(lens + 1, out=self.starts[1:])
         buf = np.zeros(int(self.starts[-1]) + 1, np.uint8)
-        total = int(lens.sum())
+        total = len(buf) - n - 1
         if total:
-            # byte k of the rows end to end: it sits at k + (its row) + 1 in buf (one NUL per
-            # row before it) and at k + lo[row] - (the row's first k) in the blob
-            flat = np.arange(total, dtype=np.int64)
-            first = np.cumsum(lens) - lens
-            buf[flat + np.repeat(np.arange(n, dtype=np.int64) + 1, lens)] = strings._blob[
-                flat + np.repeat(lo - first, lens)
-            ]
+            # byte k of the rows end to end is byte k - (its row's first k) of its row, at
+            # lo[row] + that in the blob; it fills the buffer's k-th non-NUL position
+            first = self.starts[:-1] - np.arange(n, dtype=np.int64)
+            fill = np.ones(len(buf), bool)
+            fill[self.starts] = False
+            buf[fill] = strings._blob[np.arange(total, dtype=np.int64) + np.repeat(lo - first, lens)]
         self.buf = buf
         self._delim = np.zeros(256, bool)
         self._delim[0] = True

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Mapping
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -239,7 +240,9 @@ def _lookup(found: Mapping[int, Any], cands: np.ndarray, missing: tuple[float, .
     if not found or not len(cands):
         return out
     rows = np.fromiter(found, np.int64, len(found))
-    got = np.array(list(found.values()), np.float64).reshape(len(found), len(missing))
+    k = len(missing)
+    values = chain.from_iterable(found.values()) if k > 1 else found.values()
+    got = np.fromiter(values, np.float64, k * len(found)).reshape(len(found), k)
     order = np.argsort(rows)
     rows, got = rows[order], got[order]
     at = np.minimum(np.searchsorted(rows, cands), len(rows) - 1)
