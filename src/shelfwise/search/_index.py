@@ -125,7 +125,7 @@ class SearchIndex(EngineState):
                 "title_proc": Strings.of(utils.default_process(t) for t in c.title),  # for `_fuzzy`
                 "title_measures": Strings.of(
                     encode_measures(measures(t)) for t in c.title
-                ),  # `_measure_match`
+                ),  # `MeasureRows.match`
                 "text_terms": Strings.of(" ".join(sorted(s)) for s in text_terms),
                 "category_terms": Coded.of(category_terms[cat] for cat in c.category),
                 "vocabulary": vocabulary.terms,
@@ -143,7 +143,7 @@ class SearchIndex(EngineState):
 
     def _use_tables(self, t: dict[str, Any]) -> None:
         """Point the match features' lookups at the tables (built by `_prepare` or mapped by
-        `load`): per row, `_title_terms[d]` is the set of its title's terms, and so on."""
+        `load`): the features read a query's candidates' rows from them at once (`Strings.gather`)."""
         self._tables = t
         self._title_norm = t["title_norm"]
         self._title_sizes = t["title_sizes"]
