@@ -1,5 +1,6 @@
 """The search engine's memory-mapped tables (`search/_compact`): a loaded engine answers exactly as
-the Python sets and dicts it replaced did, its tables are mapped from the bundle (not copied), a
+the Python sets and dicts it replaced did, the ranking features read from them all at once equal
+the row-at-a-time Python sets' bit for bit, its tables are mapped from the bundle (not copied), a
 bundle saved before the tables were kept still loads, and jieba stays unloaded for Latin text."""
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from rapidfuzz import utils
 
 from shelfwise.search import Filters, SearchCatalog, SearchEngine, analyze
 from shelfwise.search._analyze import contains_cjk
-from shelfwise.search._compact import TABLES_VERSION, Coded, RowIndex, Strings, TermSets, Vocabulary
-from shelfwise.search._features import _bigrams, _postings, _title_idf
+from shelfwise.search._compact import TABLES_VERSION, Coded, RowIndex, Strings, Vocabulary
+from shelfwise.search._features import _COLUMN, _MEASURES, _OVERLAP, _bigrams, _fuzzy, _postings, _title_idf
 from shelfwise.search._personal import ProfileColumns
 from shelfwise.search._units import measures
 
@@ -36,6 +37,11 @@ QUERIES = [
     "kettle blue gärtner",
     "asdkjhqwe",
     "",
+    # sizes (the measures' words, numbers and pairs), a repeated term, a phrase across rows
+    '12 in. steel 1/2" hose 50 ft',
+    "red red shoe",
+    "model 12",
+    "12 in cordless",
 ]
 
 
@@ -59,31 +65,71 @@ def _catalog() -> SearchCatalog:
 
 
 def _legacy_tables(eng: SearchEngine) -> None:
-    """The match tables as Python sets, dicts and lists, made as `_prepare` made them before the
-    compact tables (the reference the compact tables must answer exactly like)."""
+    """The catalog, IDF, postings, profile columns and id index as Python lists and dicts, made
+    as `_prepare` made them before the compact tables (the reference the mapped tables must
+    answer exactly like); the per-row match tables are built in memory by `_prepare` (the
+    features read them only through `Strings.gather`, checked against Python sets per row by
+    `test_features_read_at_once_equal_the_row_at_a_time_sets`)."""
     c = eng.catalog
     c = SearchCatalog(*(list(getattr(c, f)) for f in ("product_ids", "title", "brand", "category",
                                                       "description", "attributes")),
                       price=np.asarray(c.price), in_stock=np.asarray(c.in_stock))  # fmt: skip
     eng.catalog = c
-    titles = [analyze(t) for t in c.title]
-    eng._title_terms = [set(t) for t in titles]  # type: ignore[assignment]
-    eng._title_bigrams = [_bigrams(t) for t in titles]
-    eng._title_norm = [" ".join(t) for t in titles]
-    eng._title_proc = [utils.default_process(t) for t in c.title]
-    eng._title_measures = [measures(t) for t in c.title]
-    eng._idf, eng._idf_unseen = _title_idf(eng._title_terms)  # type: ignore[arg-type]
-    eng._title_rows = _postings(eng._title_terms)  # type: ignore[arg-type]
+    eng._prepare()
+    title_terms = [set(analyze(t)) for t in c.title]
+    eng._idf, eng._idf_unseen = _title_idf(title_terms)  # type: ignore[arg-type]
+    eng._title_rows = _postings(title_terms)  # type: ignore[arg-type]
     eng._cjk = np.array([contains_cjk(t) for t in c.title], bool)
-    eng._category_terms = [set(analyze(cat.replace(">", " "))) for cat in c.category]  # type: ignore[assignment]
     eng._profile_cols = ProfileColumns.of(c)
-    eng._text_terms = [  # type: ignore[assignment]
-        eng._title_terms[i]
-        | set(analyze(" ".join([c.brand[i], c.category[i], c.description[i], c.attributes[i]])))
-        for i in range(len(c))
-    ]
     eng._index = {p: i for i, p in enumerate(c.product_ids)}
     eng._facet_codes = None
+
+
+def _row_at_a_time(eng: SearchEngine, text: str, cands: np.ndarray) -> np.ndarray:
+    """The set-overlap, fuzzy and measure columns of `_features` computed independently, as
+    they were before the vectorised reads: a Python set (or `Measures`) per candidate made from
+    the catalog's own text, one candidate at a time."""
+    c, q = eng.catalog, eng._query(text)
+    terms = q.terms
+    tset, qbig, qnorm = set(terms), _bigrams(terms), " ".join(terms)
+    nums = {t for t in terms if t[:1].isdecimal()}
+    nt, nb, nn = max(len(tset), 1), max(len(qbig), 1), max(len(nums), 1)
+    first = terms[0] if terms else None
+    qm = measures(q.text)
+    qpairs = set(qm.pairs)
+    overlap, sizes = [], []
+    for d in map(int, cands):
+        title = analyze(c.title[d])
+        ts = set(title)
+        other = " ".join([c.brand[d], c.category[d], c.description[d], c.attributes[d]])
+        text_terms = ts | set(analyze(other))
+        category = set(analyze(c.category[d].replace(">", " ")))
+        overlap.append(
+            (
+                len(ts),
+                len(tset & ts) / nt,
+                len(tset & text_terms) / nt,
+                len(qbig & _bigrams(title)) / nb,
+                float(bool(qnorm) and qnorm in " ".join(title)),
+                float(first is not None and first in ts),
+                len(nums & ts) / nn if nums else -1.0,
+                len(tset & category) / nt,
+            )
+        )
+        m = measures(c.title[d])
+        sizes.append(
+            (
+                len(qm.words & m.words) / max(len(qm.words), 1),
+                len(qm.numbers & m.numbers) / len(qm.numbers) if qm.numbers else -1.0,
+                len(qpairs & m.pairs) / len(qpairs) if qpairs else -1.0,
+            )
+        )
+    x = np.full((len(cands), len(_COLUMN)), np.nan, np.float32)
+    x[:, _OVERLAP] = np.array(overlap, np.float64).reshape(-1, len(_OVERLAP))
+    x[:, _MEASURES] = np.array(sizes, np.float64).reshape(-1, len(_MEASURES))
+    fz = _fuzzy(q.text, [utils.default_process(c.title[d]) for d in map(int, cands)])
+    x[:, _COLUMN["fuzzy_token_set"]], x[:, _COLUMN["fuzzy_partial"]] = fz
+    return x
 
 
 def _answers(eng: SearchEngine) -> list:
@@ -144,6 +190,47 @@ def test_mapped_tables_answer_exactly_as_the_python_tables(saved):
     assert mapped.profile(["p001", "p017"]) == legacy.profile(["p001", "p017"])
 
 
+def test_features_read_at_once_equal_the_row_at_a_time_sets(saved, tmp_path):
+    checked = [*_OVERLAP, *_MEASURES, _COLUMN["fuzzy_token_set"], _COLUMN["fuzzy_partial"]]
+    # the mapped tables, and a bundle saved before `title_sizes` was kept (derived from the postings)
+    older = tmp_path / "search"
+    shutil.copytree(saved, older)
+    (older / "tables" / "title_sizes.npy").unlink()
+    for eng in (SearchEngine.load(saved), SearchEngine.load(older)):
+        every = np.arange(len(eng.catalog), dtype=np.int64)
+        for text in QUERIES:
+            q = eng._query(text)
+            for given in (None, every, every[::-1][:7], every[:0]):
+                cands, x = eng._features(q, given)
+                want = _row_at_a_time(eng, text, cands)
+                assert np.array_equal(x[:, checked], want[:, checked]), (text, given is None)
+    assert isinstance(SearchEngine.load(saved)._title_sizes, np.memmap)
+
+
+def test_gathered_rows_find_tokens_substrings_and_parts():
+    s = Strings.of(["a bc", "", "bc a|x y|1:in", "蓝牙 bca", "abc bc", "x|a|bc"])
+    g = s.gather(np.array([0, 2, 3, 4, 1, 5]), delims=" |")
+    assert g.texts() == ["a bc", "bc a|x y|1:in", "蓝牙 bca", "abc bc", "", "x|a|bc"]
+    # a token: bounded by a delimiter or the row's ends on both sides (never "bca", "abc")
+    assert g.holding("bc").tolist() == [True, True, False, True, False, True]
+    assert g.holding("a").tolist() == [True, True, False, False, False, True]
+    assert g.holding("蓝牙").tolist() == [False, False, True, False, False, False]
+    assert g.holding("1:in", part=2).tolist() == [False, True, False, False, False, False]
+    # in a part: the i-th of the "|"-separated parts only
+    assert g.holding("a", part=0).tolist() == [True, True, False, False, False, False]
+    assert g.holding("a", part=1).tolist() == [False, False, False, False, False, True]
+    assert g.count(["a", "bc", "zz"]).tolist() == [2, 2, 0, 1, 0, 2]
+    # a substring: anywhere in a row, never across two rows ("bc" + "a" of the next row's start)
+    assert g.containing("c a").tolist() == [False, True, False, False, False, False]
+    assert g.containing("bca").tolist() == [False, False, True, False, False, False]
+    assert g.containing("bc" + "bc").tolist() == [False] * 6
+    empty = s.gather(np.zeros(0, np.int64))
+    assert empty.texts() == [] and empty.holding("a").shape == (0,) and s.take(np.array([1])) == [""]
+    c = Coded.of(["x y", "y", "x y"], decode=lambda v: frozenset(v.split()))
+    assert c.map(np.array([2, 1, 0, 1]), len).tolist() == [2.0, 1.0, 2.0, 1.0]
+    assert c.map(np.zeros(0, np.int64), len).shape == (0,)
+
+
 def test_tables_are_memory_mapped_from_the_bundle(saved):
     eng = SearchEngine.load(saved)
     assert json.loads((saved / "search.json").read_text())["tables"] == TABLES_VERSION
@@ -192,7 +279,6 @@ def test_views_behave_like_the_lists_and_dicts_they_replace():
     assert s == ["", "héllo wörld", "蓝牙", "a b a"] and len(s) == 4
     with pytest.raises(IndexError):
         s[4]
-    assert TermSets(s)[3] == {"a", "b"} and TermSets(s)[0] == frozenset()
     empty = Strings.of([])
     assert len(empty) == 0 and list(empty) == []
     v = Vocabulary.of(["b", "a", "ä", "c"])

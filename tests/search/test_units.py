@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from shelfwise.search import FEATURES, SearchCatalog, SearchEngine
@@ -41,10 +42,16 @@ def test_engine_fills_the_measure_columns(tmp_path):
     assert (x[:, COL["numbers_normalised"]] == -1).all() and (x[:, COL["number_units"]] == -1).all()
 
 
-def test_measure_match_shares_with_known_answers():
-    from shelfwise.search._features import _measure_match
+def _measure_match(query, titles: list[str]):
+    from shelfwise.search._compact import Strings
+    from shelfwise.search._units import MeasureRows, encode_measures
 
-    titles = [measures("PVC Pipe 1/2 in. x 10 ft."), measures("Garden Hose 50 ft"), measures("")]
+    rows = MeasureRows(Strings.of(encode_measures(measures(t)) for t in titles))
+    return rows.match(np.arange(len(titles)), query)
+
+
+def test_measure_match_shares_with_known_answers():
+    titles = ["PVC Pipe 1/2 in. x 10 ft.", "Garden Hose 50 ft", ""]
     got = _measure_match(measures('10 ft 0.5" pipe'), titles)
     # query: words {10, ft, 0.5, pipe} (a quote mark pairs its number, it is no word), numbers
     # {10, 0.5}, pairs {(10, ft), (0.5, in)}
@@ -56,10 +63,11 @@ def test_measure_match_shares_with_known_answers():
 
 
 def test_measures_survive_the_compact_table_encoding():
+    from shelfwise.search._compact import Strings
     from shelfwise.search._units import MeasureRows, encode_measures
 
     titles = ["1-1/2 in. PVC pipe 10 ft.", '36" vanity | top', "", "2 x 4 x 8 ft. stud 12345678901", "a:b c"]
-    rows = MeasureRows([encode_measures(measures(t)) for t in titles])
+    rows = MeasureRows(Strings.of(encode_measures(measures(t)) for t in titles))
     assert [rows[i] for i in range(len(titles))] == [measures(t) for t in titles]
 
 

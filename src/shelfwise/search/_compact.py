@@ -9,13 +9,13 @@ arrays in `search/tables/` (`np.save` when the index is built, `np.load(mmap_mod
 is loaded): the pages are the file's, shared through the page cache by every process that maps
 them (forked or not, a bundle swapped in later too) and never written.
 
-The engine keeps reading the tables as it did (`engine._title_terms[d]` is a set of terms,
-`engine._idf.get(term)`, `engine.catalog.title[d]`, ...): the views below build the small Python
-object a lookup returns on demand, from the row's bytes.
+The engine reads the tables through the views below: a lookup (`engine._idf.get(term)`,
+`engine.catalog.title[d]`, ...) builds the small Python object it returns from the row's bytes,
+and the ranking features read a query's candidates all at once (`Strings.gather`: their rows'
+bytes in one buffer, matched by a few numpy scans per query term, not one set per row).
 
     Strings      n strings: UTF-8 bytes end to end, and n + 1 offsets
-    TermSets     per row, a frozenset of the row's space-separated terms
-    Bigrams      per row, the set of adjacent term pairs of a row's terms
+    Gathered     some rows of a Strings in one buffer: which rows hold a token or a substring
     Coded        per row, one of a few distinct values (a code per row, the values once)
     Vocabulary   sorted distinct terms: a term's id by binary search (no dict of every term)
     TermValues   a term -> value mapping over a Vocabulary (the titles' IDF)
@@ -35,12 +35,11 @@ import numpy as np
 __all__ = [
     "TABLES_DIR",
     "TABLES_VERSION",
-    "Bigrams",
     "Coded",
+    "Gathered",
     "Postings",
     "RowIndex",
     "Strings",
-    "TermSets",
     "TermValues",
     "Vocabulary",
     "load_array",
@@ -69,6 +68,10 @@ class Strings(Sequence[str]):
     def __init__(self, offsets: np.ndarray, blob: np.ndarray):
         self.offsets = offsets
         self.blob = blob
+        # plain ndarrays over the same (mapped) pages for fancy indexing: a memmap subclass
+        # costs per numpy call
+        self._offsets = np.asarray(offsets, np.int64)
+        self._blob = np.asarray(blob, np.uint8)
         # memoryviews: indexing one gives a Python int / a slice without a numpy scalar (~5x faster)
         self._off = np.ascontiguousarray(offsets, np.int64).data.cast("B").cast("q")
         self._bytes = np.ascontiguousarray(blob, np.uint8).data.cast("B")
@@ -106,6 +109,14 @@ class Strings(Sequence[str]):
             raise IndexError(f"row {i} out of range ({self._n} strings)")
         return str(self._bytes[self._off[i] : self._off[i + 1]], "utf-8")
 
+    def gather(self, rows: np.ndarray, delims: str = " ") -> Gathered:
+        """The given rows' bytes in one buffer (see `Gathered`; `delims` end a token)."""
+        return Gathered(self, rows, delims)
+
+    def take(self, rows: np.ndarray) -> list[str]:
+        """The given rows' strings: one copy and one decode for all of them."""
+        return Gathered(self, rows).texts()
+
     def __iter__(self) -> Iterator[str]:
         off, data = self._off, self._bytes
         for i in range(self._n):
@@ -122,57 +133,104 @@ class Strings(Sequence[str]):
         return f"Strings({self._n} strings, {len(self.blob)} bytes)"
 
 
-class _LastRow:
-    """A one-row cache: the feature code asks for the same row's set several times in a row
-    (title terms: 4 lookups per candidate). A (row, value) tuple is replaced whole, so threads
-    that share the view see one row's pair or another's, never a mix."""
+class Gathered:
+    """Some rows of a `Strings` (a query's candidates) in one buffer, to match them all at once:
+    each row's bytes after a NUL byte, one more NUL at the end, copied out of the (mapped) blob
+    by one numpy fancy index (only the pages of those rows are read). Which rows hold a token
+    (an occurrence bounded by `delims` or a NUL on both sides) or a substring is then a few
+    vectorised comparisons per query term instead of a Python set per row and lookup. The
+    stored strings never hold a NUL (analyzed terms, rapidfuzz-processed titles and encoded
+    measures are word characters, spaces and `.:|`), and neither do the needles, so no
+    occurrence runs from one row into the next."""
 
-    _last: tuple[int, Any] = (-1, None)
+    def __init__(self, strings: Strings, rows: np.ndarray, delims: str = " "):
+        rows = np.asarray(rows, np.int64)
+        off = strings._offsets
+        lo = off[rows]
+        lens = off[rows + 1] - lo
+        self.n = n = len(rows)
+        # row j's NUL at starts[j], its bytes right after; starts[n] is the closing NUL
+        self.starts = np.zeros(n + 1, np.int64)
+        np.cumsum(lens + 1, out=self.starts[1:])
+        buf = np.zeros(int(self.starts[-1]) + 1, np.uint8)
+        total = len(buf) - n - 1
+        if total:
+            # byte k of the rows end to end is byte k - (its row's first k) of its row, at
+            # lo[row] + that in the blob; it fills the buffer's k-th non-NUL position
+            first = self.starts[:-1] - np.arange(n, dtype=np.int64)
+            fill = np.ones(len(buf), bool)
+            fill[self.starts] = False
+            buf[fill] = strings._blob[np.arange(total, dtype=np.int64) + np.repeat(lo - first, lens)]
+        self.buf = buf
+        self._delim = np.zeros(256, bool)
+        self._delim[0] = True
+        self._delim[list(delims.encode())] = True
+        self._token_starts: np.ndarray | None = None
+        self._parts: dict[int, np.ndarray] = {}
 
-    def _cached(self, i: int) -> Any:
-        last = self._last
-        if last[0] == i:
-            return last[1]
-        value = self._make(i)
-        self._last = (i, value)
-        return value
+    def texts(self) -> list[str]:
+        """The rows as strings (one decode of the buffer, split at the NULs)."""
+        if not self.n:
+            return []
+        return str(self.buf[1:-1].tobytes(), "utf-8").split("\0")
 
-    def _make(self, i: int) -> Any:
-        raise NotImplementedError
+    def _find(self, needle: bytes, at: np.ndarray | None = None) -> np.ndarray:
+        """Ascending buffer positions where `needle` starts (among `at` when given): the first
+        byte's positions, narrowed one byte at a time (each step compares only the survivors)."""
+        buf, size = self.buf, len(needle)
+        if size > len(buf):
+            return np.zeros(0, np.int64)
+        if at is None:
+            at = np.flatnonzero(buf[: len(buf) - size + 1] == needle[0])
+        else:
+            at = at[(at + size <= len(buf)) & (buf[at] == needle[0])]
+        for k in range(1, size):
+            if not len(at):
+                break
+            at = at[buf[at + k] == needle[k]]
+        return at
 
+    def _tokens(self, token: str) -> np.ndarray:
+        """Positions of `token`'s occurrences bounded by a delimiter (or NUL) on both sides."""
+        if self._token_starts is None:  # every position right after a delimiter: where tokens start
+            self._token_starts = np.flatnonzero(self._delim[self.buf[:-1]]) + 1
+        needle = token.encode("utf-8")
+        if not needle:
+            return np.zeros(0, np.int64)
+        at = self._find(needle, self._token_starts)
+        return at[self._delim[self.buf[at + len(needle)]]]
 
-class TermSets(_LastRow, Sequence[frozenset[str]]):
-    """Per row, the frozenset of the row's terms (analyzed terms never hold a space: see
-    `_analyze.analyze`), from a `Strings` of the terms joined by spaces."""
+    def _rows(self, at: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.starts, at, side="right") - 1
 
-    def __init__(self, joined: Sequence[str]):
-        self.joined = joined
+    def holding(self, token: str, part: int | None = None, sep: str = "|") -> np.ndarray:
+        """Per row, whether it holds `token` (in its `part`-th `sep`-separated part when given;
+        `sep` must then be one of the delimiters)."""
+        at = self._tokens(token)
+        rows = self._rows(at)
+        if part is not None:
+            code = ord(sep)
+            if code not in self._parts:
+                self._parts[code] = np.cumsum(self.buf == code)
+            bars = self._parts[code]
+            keep = bars[at] - bars[self.starts[rows]] == part
+            rows = rows[keep]
+        out = np.zeros(self.n, bool)
+        out[rows] = True
+        return out
 
-    def __len__(self) -> int:
-        return len(self.joined)
+    def count(self, tokens: Iterable[str], part: int | None = None) -> np.ndarray:
+        """Per row, how many of the (distinct) `tokens` it holds."""
+        out = np.zeros(self.n, np.int64)
+        for t in tokens:
+            out += self.holding(t, part)
+        return out
 
-    def _make(self, i: int) -> frozenset[str]:
-        return frozenset(self.joined[i].split())
-
-    def __getitem__(self, i: int) -> frozenset[str]:  # type: ignore[override]
-        return self._cached(int(i))
-
-
-class Bigrams(_LastRow, Sequence[set[tuple[str, str]]]):
-    """Per row, the set of adjacent pairs of the row's terms (in order, joined by spaces)."""
-
-    def __init__(self, joined: Sequence[str]):
-        self.joined = joined
-
-    def __len__(self) -> int:
-        return len(self.joined)
-
-    def _make(self, i: int) -> set[tuple[str, str]]:
-        terms = self.joined[i].split()
-        return set(zip(terms, terms[1:], strict=False))
-
-    def __getitem__(self, i: int) -> set[tuple[str, str]]:  # type: ignore[override]
-        return self._cached(int(i))
+    def containing(self, sub: str) -> np.ndarray:
+        """Per row, whether `sub` (non-empty, without NUL) occurs in it anywhere (as `in`)."""
+        out = np.zeros(self.n, bool)
+        out[self._rows(self._find(sub.encode("utf-8")))] = True
+        return out
 
 
 class Coded(Sequence[Any]):
@@ -205,7 +263,9 @@ class Coded(Sequence[Any]):
         return len(self._list)
 
     def __getitem__(self, i: int) -> Any:  # type: ignore[override]
-        code = self._list[int(i)]
+        return self._value(self._list[int(i)])
+
+    def _value(self, code: int) -> Any:
         got = self._decoded.get(code)
         if got is None:
             value = self.values[code]
@@ -215,6 +275,12 @@ class Coded(Sequence[Any]):
     def __iter__(self) -> Iterator[Any]:
         for i in range(len(self)):
             yield self[i]
+
+    def map(self, rows: np.ndarray, fn: Any) -> np.ndarray:
+        """fn(value) per given row (float64), computed once per distinct value among them."""
+        codes, inverse = np.unique(np.asarray(self.codes)[rows], return_inverse=True)
+        got = np.array([fn(self._value(int(c))) for c in codes], np.float64)
+        return got[inverse.reshape(-1)] if len(codes) else np.zeros(0, np.float64)
 
 
 class Vocabulary:

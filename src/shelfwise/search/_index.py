@@ -20,12 +20,10 @@ from ._analyze import analyze, contains_cjk, has_cjk, load_segmenter
 from ._compact import (
     TABLES_DIR,
     TABLES_VERSION,
-    Bigrams,
     Coded,
     Postings,
     RowIndex,
     Strings,
-    TermSets,
     TermValues,
     Vocabulary,
     load_array,
@@ -123,10 +121,11 @@ class SearchIndex(EngineState):
         self._use_tables(
             {
                 "title_norm": Strings.of(" ".join(t) for t in titles),
+                "title_sizes": np.array([len(s) for s in title_sets], np.int32),  # distinct terms
                 "title_proc": Strings.of(utils.default_process(t) for t in c.title),  # for `_fuzzy`
                 "title_measures": Strings.of(
                     encode_measures(measures(t)) for t in c.title
-                ),  # `_measure_match`
+                ),  # `MeasureRows.match`
                 "text_terms": Strings.of(" ".join(sorted(s)) for s in text_terms),
                 "category_terms": Coded.of(category_terms[cat] for cat in c.category),
                 "vocabulary": vocabulary.terms,
@@ -144,14 +143,13 @@ class SearchIndex(EngineState):
 
     def _use_tables(self, t: dict[str, Any]) -> None:
         """Point the match features' lookups at the tables (built by `_prepare` or mapped by
-        `load`): per row, `_title_terms[d]` is the set of its title's terms, and so on."""
+        `load`): the features read a query's candidates' rows from them at once (`Strings.gather`)."""
         self._tables = t
         self._title_norm = t["title_norm"]
-        self._title_terms = TermSets(t["title_norm"])
-        self._title_bigrams = Bigrams(t["title_norm"])
+        self._title_sizes = t["title_sizes"]
         self._title_proc = t["title_proc"]
         self._title_measures = MeasureRows(t["title_measures"])
-        self._text_terms = TermSets(t["text_terms"])
+        self._text_terms = t["text_terms"]
         cat = t["category_terms"]
         self._category_terms = Coded(cat.codes, cat.values, lambda s: frozenset(s.split()))
         vocabulary = Vocabulary(t["vocabulary"])
@@ -213,6 +211,10 @@ class SearchIndex(EngineState):
         t["postings"] = Postings(
             vocabulary, load_array(folder, "postings.indptr"), load_array(folder, "postings.rows")
         )
+        if (folder / "title_sizes.npy").exists():
+            t["title_sizes"] = load_array(folder, "title_sizes")
+        else:  # tables saved before it was kept: a row's distinct title terms are its postings
+            t["title_sizes"] = np.bincount(t["postings"].rows, minlength=len(cat["title"])).astype(np.int32)
         self._use_tables(t)
         return True
 

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,11 +19,12 @@ import numpy as np
 from cachetools import LRUCache
 
 if TYPE_CHECKING:
+    from ._compact import Coded, Strings
     from ._cross import OnnxCrossEncoder
     from ._personal import ProfileColumns
     from ._retrievers import LexicalRetriever, SearchCatalog, SemanticRetriever
     from ._shopper import Autocomplete, Speller
-    from ._units import Measures
+    from ._units import MeasureRows
 
 QUERY_CACHE_SIZE = 20_000  # corrected queries and query vectors kept per engine (LRU)
 
@@ -60,20 +61,20 @@ class EngineState:
     build_seconds_: dict[str, float]
     _index: Mapping[str, int]  # product id -> catalog row (a `_compact.RowIndex` when loaded)
     # per-product match tables (see `SearchIndex._prepare`): views over the flat arrays of
-    # `_compact`, memory-mapped from the bundle when loaded; each lookup gives a small object
+    # `_compact`, memory-mapped from the bundle when loaded; the ranking features read a query's
+    # candidates' rows from them all at once (`Strings.gather`)
     _tables: dict[str, Any]
-    _title_terms: Sequence[frozenset[str]]
-    _title_bigrams: Sequence[set[tuple[str, str]]]
-    _title_norm: Sequence[str]
-    _title_proc: Sequence[str]
-    _title_measures: Sequence[Measures]
+    _title_norm: Strings  # the analyzed title terms, in order, joined by spaces
+    _title_sizes: np.ndarray  # per row, how many distinct terms its title has
+    _title_proc: Strings
+    _title_measures: MeasureRows
     _idf: Mapping[str, float]
     _idf_unseen: float
     _title_rows: dict[str, np.ndarray]  # a `_compact.Postings` (a Mapping of the same values)
     _cjk: np.ndarray
-    _category_terms: Sequence[frozenset[str]]
+    _category_terms: Coded  # decoded: the category's analyzed terms (a frozenset)
     _profile_cols: ProfileColumns
-    _text_terms: Sequence[frozenset[str]]
+    _text_terms: Strings  # the title's, brand's, category's, description's and attributes' terms
 
     def __init__(self, path: str | Path, candidates: int = 100, rrf_k: int = 60, max_depth: int = 10_000):
         self.path = Path(path)

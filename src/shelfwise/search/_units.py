@@ -17,7 +17,10 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from ._analyze import _stemmer
+from ._compact import Strings
 
 __all__ = ["MeasureRows", "Measures", "encode_measures", "measures"]
 
@@ -116,9 +119,10 @@ def _tokens(part: str) -> list[str]:
 
 class MeasureRows(Sequence[Measures]):
     """Each title's `Measures`, decoded on access from a `_compact.Strings` of `encode_measures`
-    (memory-mapped when the index is loaded: no per-title Python objects in a worker)."""
+    (memory-mapped when the index is loaded: no per-title Python objects in a worker); `match`
+    compares a query's with many titles' without decoding any."""
 
-    def __init__(self, encoded: Sequence[str]):
+    def __init__(self, encoded: Strings):
         self.encoded = encoded
 
     def __len__(self) -> int:
@@ -131,3 +135,21 @@ class MeasureRows(Sequence[Measures]):
             frozenset(_tokens(numbers)),
             frozenset(tuple(p.split(":", 1)) for p in _tokens(pairs)),  # type: ignore[misc]
         )
+
+    def match(self, rows: np.ndarray, query: Measures) -> np.ndarray:
+        """(n, 3): per given row, the share of the query's normalised words its title has, of
+        its numbers and of its (number, unit) pairs (-1 when the query has no number, no pair).
+        One gather of the rows' encodings, then a vectorised scan per query token in the part
+        (`words|numbers|pairs`) it belongs to (no `Measures` per row: the row-at-a-time reads
+        cost more than the rest of the features)."""
+        out = np.full((len(rows), 3), -1.0, np.float32)
+        if not len(rows):
+            return out
+        g = self.encoded.gather(rows, delims=" |")
+        pairs = [f"{n}:{u}" for n, u in query.pairs]
+        out[:, 0] = g.count(query.words, part=0) / max(len(query.words), 1)
+        if query.numbers:
+            out[:, 1] = g.count(query.numbers, part=1) / len(query.numbers)
+        if pairs:
+            out[:, 2] = g.count(pairs, part=2) / len(pairs)
+        return out
