@@ -45,6 +45,7 @@ from ._contracts import (
 from ._erasures import Erasures
 from ._ingest_report import IngestReport, IngestSettings, TableReport
 from ._lineage import DatasetRef, LineageRun, warehouse_namespace
+from ._load_anonymous import count_anonymous, spark_count_anonymous
 from ._load_columns import ORDER_KEYS, header_of, map_columns, samples_of
 from ._load_publish import publish, validate_curated, withhold_erased
 from ._load_raw import load_raw, store_raw
@@ -64,6 +65,7 @@ STAGES = {
         ("erased", withhold_erased),  # erased users' rows leave the load before anything is stored
         ("raw", store_raw),
         ("sets", check_sets),  # 3. duplicates, keys, references, robots
+        ("sets", count_anonymous),  # the valid rows of anonymous sessions, for the report
         ("publish", publish),  # 4. pseudonyms, re-deliveries, quarantine, the new curated version
     ),
     # reading stays with the DuckDB reader (`_load_raw`); the rest runs in Spark (`_load_spark`)
@@ -73,6 +75,7 @@ STAGES = {
         ("erased", spark_withhold_erased),
         ("raw", store_raw),
         ("sets", spark_check_sets),
+        ("sets", spark_count_anonymous),
         ("publish", spark_publish),
     ),
 }
