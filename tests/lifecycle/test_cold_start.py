@@ -1,5 +1,6 @@
-"""The cold-start list is diverse by category (round-robin over the categories, by their
-popularity or judged gain), deterministic, and the signal's order where there is one category."""
+"""The cold-start list is diverse by category (round-robin over the categories, in the order of
+their best product by popularity or judged gain), deterministic, and the signal's order where
+there is one category."""
 
 from __future__ import annotations
 
@@ -16,20 +17,20 @@ CATS = ["Tools > Drills"] * 3 + ["Garden > Hoses"] * 2 + ["Kitchen"] * 2
 
 def test_round_robin_over_categories_by_popularity():
     pop = np.array([10, 9, 8, 5, 1, 0, 0], float)
-    # Tools (27 in all) before Garden (6); each round one of each; no-signal Kitchen last
+    # each round one product of each category, Tools (the top product's) first; no-signal Kitchen last
     assert diverse_cold_start(pop, np.zeros(7), CATS).tolist() == [0, 3, 1, 4, 2, 5, 6]
 
 
-def test_categories_ranked_by_total_not_by_the_single_best():
-    pop = np.array([10, 1, 1, 6, 6, 0, 0], float)  # Tools 12, Garden 12 -> tie: Tools' item comes first
+def test_categories_follow_their_best_product():
+    pop = np.array([10, 0.5, 0.5, 6, 6, 0, 0], float)  # Garden sells more in all, Tools the top product
     assert diverse_cold_start(pop, np.zeros(7), CATS).tolist() == [0, 3, 1, 4, 2, 5, 6]
-    pop = np.array([10, 0.5, 0.5, 6, 6, 0, 0], float)  # Garden 12 > Tools 11
+    pop = np.array([5, 1, 1, 6, 6, 0, 0], float)
     assert diverse_cold_start(pop, np.zeros(7), CATS).tolist() == [3, 0, 4, 1, 2, 5, 6]
 
 
 def test_catalog_only_shop_uses_the_judged_gain():
     gain = np.array([0, 3, 0, 0, 0, 4, 2], float)  # judged: a drill, and two kitchen products
-    # Kitchen (6) then Tools (3); then the unjudged products round-robin in catalog order
+    # Kitchen (the best judged) then Tools; then the unjudged products round-robin in catalog order
     assert diverse_cold_start(np.zeros(7), gain, CATS).tolist() == [5, 1, 6, 0, 3, 2, 4]
 
 

@@ -4,8 +4,8 @@ Ordered by popularity alone (or, in a shop with no events yet, by how relevant t
 judgments found each product), the list fills with the one category that sells most (or that
 the judged queries were about): a new shopper sees ten drills. Here the products with any signal
 are taken round-robin over their categories: every category's best product first (the
-categories in order of their total popularity or judged gain), then every category's second,
-and so on; the products with no signal follow, round-robin alike, in catalog order. Within a
+categories in the order of their best products, so the most popular product still leads), then
+every category's second, and so on; the products with no signal follow, round-robin alike, in catalog order. Within a
 category the order is the signal's. Categories are compared at the shallowest level of the path
 that tells the products apart (a shared root such as "All > ..." is skipped). Deterministic: ties
 go to catalog order. The serving rules (`max_per_category`, pins, boosts) still apply to the
@@ -35,15 +35,10 @@ def diverse_cold_start(signal: np.ndarray, tiebreak: np.ndarray, categories: Seq
     groups = _groups(categories)
     if groups is None:
         return base.astype(np.int32)
-    # what ranks the categories and tells the products with a signal from those without:
-    # popularity when there is any, else (a shop with no events yet) the judged gain
-    strength = signal if (signal > 0).any() else tiebreak
-    strength = np.where(strength > 0, strength, 0.0)
-    scored = strength > 0
-    out = [
-        _round_robin(base[scored[base]], groups, strength),
-        _round_robin(base[~scored[base]], groups, None),
-    ]
+    # the products with a signal (popularity when there is any, else, in a shop with no events
+    # yet, the judged gain) come before those without, each part round-robin over categories
+    scored = (signal > 0) if (signal > 0).any() else (tiebreak > 0)
+    out = [_round_robin(base[scored[base]], groups), _round_robin(base[~scored[base]], groups)]
     return np.concatenate(out).astype(np.int32)
 
 
@@ -61,27 +56,18 @@ def _groups(categories: Sequence[str]) -> np.ndarray | None:
     return None
 
 
-def _round_robin(order: np.ndarray, groups: np.ndarray, strength: np.ndarray | None) -> np.ndarray:
+def _round_robin(order: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """`order` (item indices, best first) re-ordered by rounds: each round takes every
-    category's next item, the categories by their total `strength` (None: by their first item
-    in `order`), ties by their first item."""
+    category's next item, the categories in the order of their best item."""
     if len(order) == 0:
         return order
-    g = groups[order]
-    # the item's rank within its category (0 for each category's best, 1 for its second, ...)
-    rank = np.zeros(len(order), np.int64)
+    g = groups[order].tolist()
+    rank = np.zeros(len(order), np.int64)  # within its category: 0 for the best, 1 the second, ...
+    first: dict[int, int] = {}  # category -> its place among the categories
     seen: dict[int, int] = {}
-    for i, c in enumerate(g.tolist()):
+    for i, c in enumerate(g):
         rank[i] = seen.get(c, 0)
         seen[c] = rank[i] + 1
-    first = {c: i for i, c in reversed(list(enumerate(g.tolist())))}
-    if strength is None:
-        cat_pos = {c: first[c] for c in first}
-    else:
-        total: dict[int, float] = {}
-        for item, c in zip(order.tolist(), g.tolist(), strict=True):
-            total[c] = total.get(c, 0.0) + float(strength[item])
-        ranked = sorted(first, key=lambda c: (-total[c], first[c]))
-        cat_pos = {c: i for i, c in enumerate(ranked)}
-    pos = np.array([cat_pos[c] for c in g.tolist()], np.int64)
+        first.setdefault(c, len(first))
+    pos = np.array([first[c] for c in g], np.int64)
     return order[np.lexsort((pos, rank))]
