@@ -28,6 +28,13 @@ def test_categories_follow_their_best_product():
     assert diverse_cold_start(pop, np.zeros(7), CATS).tolist() == [3, 0, 4, 1, 2, 5, 6]
 
 
+def test_products_out_of_stock_come_last():
+    pop = np.array([10, 9, 8, 5, 1, 0, 0], float)
+    stock = np.array([False, True, True, True, True, True, False])
+    # the served list after the default stock rule still takes the categories in turn
+    assert diverse_cold_start(pop, np.zeros(7), CATS, stock).tolist() == [1, 3, 2, 4, 5, 0, 6]
+
+
 def test_catalog_only_shop_uses_the_judged_gain():
     gain = np.array([0, 3, 0, 0, 0, 4, 2], float)  # judged: a drill, and two kitchen products
     # Kitchen (the best judged) then Tools; then the unjudged products round-robin in catalog order
@@ -69,7 +76,7 @@ def test_training_writes_the_diverse_order(tmp_path: Path):
     )
     Ingestor(tmp_path / "w").run(data)
     inter, catalog = load_interactions(tmp_path / "w")
-    arrays = _serving_arrays(tmp_path / "w", None, inter, TrainSettings(), None, catalog.categories)  # type: ignore[arg-type]
+    arrays = _serving_arrays(tmp_path / "w", None, inter, TrainSettings(), None, catalog)  # type: ignore[arg-type]
     order = [str(inter.item_ids[i]) for i in arrays["cold_start"]]
     # the relevance scale starts at 0: a gain is relevance - min(relevance)
     assert order == ["D0", "H2", "D1", "D2", "D3", "H0", "H1"]

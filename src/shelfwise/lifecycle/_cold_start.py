@@ -5,7 +5,8 @@ judgments found each product), the list fills with the one category that sells m
 the judged queries were about): a new shopper sees ten drills. Here the products with any signal
 are taken round-robin over their categories: every category's best product first (the
 categories in the order of their best products, so the most popular product still leads), then
-every category's second, and so on; the products with no signal follow, round-robin alike, in catalog order. Within a
+every category's second, and so on; the products with no signal follow, round-robin alike, in catalog order, and the
+products out of stock come last. Within a
 category the order is the signal's. Categories are compared at the shallowest level of the path
 that tells the products apart (a shared root such as "All > ..." is skipped). Deterministic: ties
 go to catalog order. The serving rules (`max_per_category`, pins, boosts) still apply to the
@@ -23,11 +24,18 @@ __all__ = ["MAX_CATEGORY_DEPTH", "diverse_cold_start"]
 MAX_CATEGORY_DEPTH = 4  # deeper paths are compared at this level at most
 
 
-def diverse_cold_start(signal: np.ndarray, tiebreak: np.ndarray, categories: Sequence[str]) -> np.ndarray:
+def diverse_cold_start(
+    signal: np.ndarray,
+    tiebreak: np.ndarray,
+    categories: Sequence[str],
+    available: np.ndarray | None = None,
+) -> np.ndarray:
     """Item indices in cold-start order. `signal`: per item, higher first (popularity; 0 when
     there is none); `tiebreak`: per item, higher first among equal signal (the judged gain);
-    `categories`: per item, a path `a > b > c` ("" unknown). Without two categories to tell
-    apart the order is the signal's, ties by `tiebreak`, then catalog order."""
+    `categories`: per item, a path `a > b > c` ("" unknown); `available`: per item, in stock
+    (the products out of stock come last, round-robin alike: the default rule drops them, and
+    the turns of the categories must survive that). Without two categories to tell apart the
+    order is the signal's, ties by `tiebreak`, then catalog order."""
     n = len(signal)
     signal = np.asarray(signal, np.float64)
     tiebreak = np.asarray(tiebreak, np.float64)
@@ -38,7 +46,9 @@ def diverse_cold_start(signal: np.ndarray, tiebreak: np.ndarray, categories: Seq
     # the products with a signal (popularity when there is any, else, in a shop with no events
     # yet, the judged gain) come before those without, each part round-robin over categories
     scored = (signal > 0) if (signal > 0).any() else (tiebreak > 0)
-    out = [_round_robin(base[scored[base]], groups), _round_robin(base[~scored[base]], groups)]
+    stocked = np.ones(n, bool) if available is None else np.asarray(available, bool)
+    parts = (scored & stocked, ~scored & stocked, ~stocked)
+    out = [_round_robin(base[part[base]], groups) for part in parts]
     return np.concatenate(out).astype(np.int32)
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import resource
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -450,9 +449,7 @@ def _train(
     manifest["faq"] = faq_info
     t0 = time.monotonic()
     with console.stage("serving lists", ["registry"]):
-        arrays = _serving_arrays(
-            workdir, models[default], inter, settings, models.get("popularity"), catalog.categories
-        )
+        arrays = _serving_arrays(workdir, models[default], inter, settings, models.get("popularity"), catalog)
     manifest["serving"] = {
         "toplist_width": int(arrays["toplist"].shape[1]) if "toplist" in arrays else 0,
         "toplist_model": default if "toplist" in arrays else None,
@@ -590,7 +587,7 @@ def _serving_arrays(
     inter: Interactions,
     settings: TrainSettings,
     popularity: Recommender | None = None,
-    categories: Sequence[str] | None = None,
+    catalog: Catalog | None = None,
 ) -> dict[str, np.ndarray]:
     """What serving answers from without running a model: the default model's top list for
     every known user (seen items excluded; business rules still apply at serve time), each
@@ -641,7 +638,10 @@ def _serving_arrays(
     for p, gain in judged:
         if p in items and gain is not None:
             prior[items[p]] = float(gain)
-    out["cold_start"] = diverse_cold_start(pop, prior, categories or [""] * inter.n_items)
+    if catalog is None:
+        out["cold_start"] = diverse_cold_start(pop, prior, [""] * inter.n_items)
+    else:
+        out["cold_start"] = diverse_cold_start(pop, prior, catalog.categories, catalog.in_stock)
     return out
 
 
