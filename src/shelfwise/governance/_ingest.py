@@ -155,7 +155,7 @@ def _utf8(name: str) -> bool:
     return True
 
 
-def _declare_hint(data_dir: Path) -> str:
+def _declare_hint(data_dir: Path, taken: frozenset[str] = frozenset()) -> str:
     """For a directory whose files are named after no table (an export as downloaded, e.g.
     "Sample - Superstore.csv"): the `shelfwise.toml` lines that read its first data file as the
     events table (a file named like a catalog: as products), to copy as they are."""
@@ -163,6 +163,7 @@ def _declare_hint(data_dir: Path) -> str:
         p.name
         for p in data_dir.iterdir()
         if p.is_file()
+        and p.name not in taken  # (read as a table already: the faq, the queries, ...)
         and not p.name.startswith(".")
         and _utf8(p.name)  # a name TOML can spell
         and p.name.lower().removesuffix(".gz").endswith(_DATA_SUFFIXES)
@@ -240,11 +241,16 @@ class Ingestor:
         }
         if self.mode == "replace" and files["events"] is None and files["products"] is None:
             present = ", ".join(sorted(p.name for p in data_dir.iterdir())[:20]) or "nothing"
+            read = {t: p.name for t, p in files.items() if p is not None}
+            # a folder with only the FAQ or the queries: say what they were read as, and that a
+            # shop starts from its catalog or its events (never offer the FAQ as the events)
+            tables = "".join(f"{n} is the {t} table; " for t, n in read.items())
             raise SourceError(
                 str(data_dir),
                 None,
-                f"no events.{{parquet,csv,jsonl}} or products.{{...}} file (found: {present}); "
-                + _declare_hint(data_dir)
+                f"no events.{{parquet,csv,jsonl}} or products.{{...}} file (found: {present}); {tables}"
+                + ("a shop starts from its catalog (products) or its behaviour (events); " if read else "")
+                + _declare_hint(data_dir, frozenset(read.values()))
                 + "other formats: convert them first with `shelfwise convert`",
             )
         if self.mode == "append" and all(f is None for f in files.values()):
