@@ -28,8 +28,8 @@ def _events(quoted_newline: bool) -> tuple[list[str], dict[int, str]]:
             line, bad[len(lines) + 1] = f"u{i},p1,view,{ts},s{i},,,,x,y", "malformed_row"
         elif i % 61 == 5:
             line, bad[len(lines) + 1] = f"u{i},p1,view,not a time,s{i},,,", "unparseable_timestamp"
-        elif i % 97 == 3:
-            line, bad[len(lines) + 1] = f",p1,view,{ts},s{i},,,", "missing_required"
+        elif i % 97 == 3:  # no user and no session (with a session: anonymous browsing, curated)
+            line, bad[len(lines) + 1] = f",p1,view,{ts},,,,", "missing_required"
         elif quoted_newline and i % 45 == 1:  # a review text across two lines: one record
             lines.append(f'u{i},p2,review,{ts},s{i},,,"great')
             line = 'pan, really"'

@@ -64,6 +64,11 @@ CASES: list[tuple[dict[str, str], Reason | None]] = [
     ({"user_id": "u14", "product_id": "P1", "event_type": "view", "timestamp": "1709287200000000000"}, None),  # ns
     # a US short date: 1 May 2024 (the warehouse's timestamp cast read it as 24 January of the year 5)
     ({"user_id": "u15", "product_id": "P1", "event_type": "view", "timestamp": "05/01/24 10:00"}, None),
+    # anonymous browsing: no user, a session (the "no value" words too); neither is still missing
+    ({"user_id": "", "session_id": "S1", "product_id": "P1", "event_type": "view", "timestamp": "2024-03-01T10:00:00Z"}, None),
+    ({"user_id": "N/A", "session_id": "7.0", "product_id": "P1", "event_type": "view", "timestamp": "2024-03-01T10:00:00Z"}, None),
+    ({"user_id": "", "session_id": "null", "product_id": "P1", "event_type": "view", "timestamp": "2024-03-01T10:00:00Z"}, Reason.MISSING_REQUIRED),
+    ({"user_id": "~anonymous:S1", "session_id": "S1", "product_id": "P1", "event_type": "view", "timestamp": "2024-03-01T10:00:00Z"}, Reason.INVALID_VALUE),
 ]  # fmt: skip
 
 
@@ -104,7 +109,7 @@ def test_record_check_agrees_with_the_warehouse(tmp_path: Path):
         w.writerow(["product_id", "title"])
         for p in PRODUCTS:
             w.writerow([p, f"product {p}"])
-    cols = ["user_id", "product_id", "event_type", "timestamp", "query", "value"]
+    cols = ["user_id", "session_id", "product_id", "event_type", "timestamp", "query", "value"]
     with open(data / "events.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(cols)

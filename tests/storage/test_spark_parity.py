@@ -211,6 +211,11 @@ def test_compiled_checks_agree_value_by_value(spark):
         for ts in TRICKY["timestamp"]
         for price in TRICKY["price"]
     ]
+    # anonymous browsing (no user, a session: attributed to it), neither, the reserved prefix
+    rows += [
+        {"user_id": u, "session_id": sid, "product_id": "p1", "event_type": "view", "timestamp": "1709287200"}
+        for u, sid in ((None, "S1"), ("NA", "7.0"), (None, None), ("~anonymous:S1", "S1"))
+    ]
     cols = contract.column_names
     table = [{c: r.get(c) for c in cols} | {"_source_line": i} for i, r in enumerate(rows)]
     import pyarrow as pa

@@ -443,7 +443,7 @@ def _inject_event_defects(
         at_random(_csv_line(r), "invalid_value")
     for _ in range(40):
         r = pick()
-        r[0] = ""
+        r[0] = r[4] = ""  # no user and no session (with a session it is anonymous browsing)
         at_random(_csv_line(r), "missing_required")
     for _ in range(100):
         r = pick()

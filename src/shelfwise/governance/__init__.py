@@ -24,7 +24,15 @@ if TYPE_CHECKING:
     from ._ingest import Ingestor, IngestReport, IngestSettings, TableReport, ingest
     from ._lineage import DatasetRef, LineageRun, read_lineage
     from ._mapping import MAP_FILE, ColumnMap, load_column_map
-    from ._privacy import PII_PATTERNS, Pseudonymizer, SecretStore, mask_pii
+    from ._privacy import (
+        ANONYMOUS_PREFIX,
+        PII_PATTERNS,
+        Pseudonymizer,
+        SecretStore,
+        anonymous_user_id,
+        is_anonymous,
+        mask_pii,
+    )
     from ._quarantine import Quarantine
     from ._reasons import Reason
     from ._text import normalize_text, normalize_text_array
@@ -59,7 +67,10 @@ _WHERE = {
     "MAP_FILE": "._mapping",
     "ColumnMap": "._mapping",
     "load_column_map": "._mapping",
+    "ANONYMOUS_PREFIX": "._privacy",
     "PII_PATTERNS": "._privacy",
+    "anonymous_user_id": "._privacy",
+    "is_anonymous": "._privacy",
     "Pseudonymizer": "._privacy",
     "SecretStore": "._privacy",
     "mask_pii": "._privacy",
@@ -72,11 +83,13 @@ __getattr__ = lazy_exports(__name__, _WHERE)
 
 __all__ = [
     "ACTIONS",
+    "ANONYMOUS_PREFIX",
     "PERMISSIONS",
     "AccessDenied",
     "People",
     "Person",
     "Role",
+    "anonymous_user_id",
     "authorize",
     "consent_withdrawn",
     "AuditLog",
@@ -103,6 +116,7 @@ __all__ = [
     "TableContract",
     "TableReport",
     "ingest",
+    "is_anonymous",
     "load_column_map",
     "mask_pii",
     "normalize_text",

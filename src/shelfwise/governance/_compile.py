@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ._contracts import ColumnSpec, Kind, TableContract
-from ._privacy import PII_PATTERNS
+from ._privacy import ANONYMOUS_PREFIX, PII_PATTERNS
 from ._reasons import Reason
 
 NORMALIZE_UDF = "sw_normalize_text"
@@ -473,11 +473,20 @@ def compile_contract(
         s = s_ref  # the cleaned text, computed once
         v = v_ref  # the typed value, computed once
         if c.kind is Kind.ID:
-            # an integer id written as a float by a dataframe library (`123.0`) is that integer
-            value = (
-                f"CASE WHEN {d.endswith(s, '.0')} AND {d.full_match(s, _FLOAT_INT)} "
-                f"THEN {d.drop_last(s, 2)} ELSE {s} END"
-            )
+            value = _id_value(s, d)
+            if c.pseudonymize:
+                # the prefix of anonymous sessions' ids: never a shop's own user id
+                checks.append(
+                    Check(
+                        f"(substr({s}, 1, {len(ANONYMOUS_PREFIX)}) = {lit(ANONYMOUS_PREFIX)})",
+                        Reason.INVALID_VALUE,
+                        f"{lit(f'{name}: the prefix {ANONYMOUS_PREFIX} is reserved for anonymous sessions: ')} || {s}",
+                    )
+                )
+            if anonymous_sessions(contract) and name == "user_id":
+                # no user but a session: anonymous browsing, attributed to its session
+                session = _id_value(q("_s_session_id"), d)
+                value = f"CASE WHEN {s} IS NULL THEN {lit(ANONYMOUS_PREFIX)} || ({session}) ELSE {value} END"
         elif c.kind in (Kind.STRING, Kind.TEXT, Kind.CATEGORY):
             value = normalized_expr(raw, s, d)
             if c.kind is Kind.TEXT:
@@ -576,12 +585,17 @@ def compile_contract(
                 if c.kind in (Kind.FLOAT, Kind.BOOL, Kind.JSON)
                 else f"({s} IS NULL)"
             )
+            unset = (
+                ": empty (and no session_id)"
+                if anonymous_sessions(contract) and name == "user_id"
+                else ": empty"
+            )
             checks.insert(
                 0,
                 Check(
                     empty,
                     Reason.MISSING_REQUIRED,
-                    f"CASE WHEN {s} IS NULL THEN {lit(name + ': empty')} "
+                    f"CASE WHEN {s} IS NULL THEN {lit(name + unset)} "
                     f"ELSE {lit(name + ': empty after cleaning: ')} || left({s}, 80) END",
                 ),
             )
@@ -589,6 +603,19 @@ def compile_contract(
         values.append(f"{v_ref} AS {q(name)}")
     checks.extend(_table_rules(contract, d))
     return CompiledContract(trimmed, cleaned, typed, values, checks, d)
+
+
+def _id_value(s: str, d: Dialect) -> str:
+    """An id's value: an integer id written as a float by a dataframe library (`123.0`) is
+    that integer."""
+    return f"CASE WHEN {d.endswith(s, '.0')} AND {d.full_match(s, _FLOAT_INT)} THEN {d.drop_last(s, 2)} ELSE {s} END"
+
+
+def anonymous_sessions(contract: TableContract) -> bool:
+    """Whether a row without a user id but with a session id is an anonymous session's (events:
+    real shops log anonymous browsing so) instead of a row missing its user."""
+    names = contract.column_names
+    return "user_id" in names and "session_id" in names and contract.column("user_id").pseudonymize
 
 
 def _table_rules(contract: TableContract, d: Dialect = DUCKDB) -> list[Check]:

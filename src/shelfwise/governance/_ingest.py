@@ -45,6 +45,7 @@ from ._contracts import (
 from ._erasures import Erasures
 from ._ingest_report import IngestReport, IngestSettings, TableReport
 from ._lineage import DatasetRef, LineageRun, warehouse_namespace
+from ._load_anonymous import count_anonymous, spark_count_anonymous
 from ._load_columns import ORDER_KEYS, header_of, map_columns, samples_of
 from ._load_publish import publish, validate_curated, withhold_erased
 from ._load_raw import load_raw, store_raw
@@ -64,6 +65,7 @@ STAGES = {
         ("erased", withhold_erased),  # erased users' rows leave the load before anything is stored
         ("raw", store_raw),
         ("sets", check_sets),  # 3. duplicates, keys, references, robots
+        ("sets", count_anonymous),  # the valid rows of anonymous sessions, for the report
         ("publish", publish),  # 4. pseudonyms, re-deliveries, quarantine, the new curated version
     ),
     # reading stays with the DuckDB reader (`_load_raw`); the rest runs in Spark (`_load_spark`)
@@ -73,6 +75,7 @@ STAGES = {
         ("erased", spark_withhold_erased),
         ("raw", store_raw),
         ("sets", spark_check_sets),
+        ("sets", spark_count_anonymous),
         ("publish", spark_publish),
     ),
 }
@@ -152,7 +155,7 @@ def _utf8(name: str) -> bool:
     return True
 
 
-def _declare_hint(data_dir: Path) -> str:
+def _declare_hint(data_dir: Path, taken: frozenset[str] = frozenset()) -> str:
     """For a directory whose files are named after no table (an export as downloaded, e.g.
     "Sample - Superstore.csv"): the `shelfwise.toml` lines that read its first data file as the
     events table (a file named like a catalog: as products), to copy as they are."""
@@ -160,6 +163,7 @@ def _declare_hint(data_dir: Path) -> str:
         p.name
         for p in data_dir.iterdir()
         if p.is_file()
+        and p.name not in taken  # (read as a table already: the faq, the queries, ...)
         and not p.name.startswith(".")
         and _utf8(p.name)  # a name TOML can spell
         and p.name.lower().removesuffix(".gz").endswith(_DATA_SUFFIXES)
@@ -237,11 +241,16 @@ class Ingestor:
         }
         if self.mode == "replace" and files["events"] is None and files["products"] is None:
             present = ", ".join(sorted(p.name for p in data_dir.iterdir())[:20]) or "nothing"
+            read = {t: p.name for t, p in files.items() if p is not None}
+            # a folder with only the FAQ or the queries: say what they were read as, and that a
+            # shop starts from its catalog or its events (never offer the FAQ as the events)
+            tables = "".join(f"{n} is the {t} table; " for t, n in read.items())
             raise SourceError(
                 str(data_dir),
                 None,
-                f"no events.{{parquet,csv,jsonl}} or products.{{...}} file (found: {present}); "
-                + _declare_hint(data_dir)
+                f"no events.{{parquet,csv,jsonl}} or products.{{...}} file (found: {present}); {tables}"
+                + ("a shop starts from its catalog (products) or its behaviour (events); " if read else "")
+                + _declare_hint(data_dir, frozenset(read.values()))
                 + "other formats: convert them first with `shelfwise convert`",
             )
         if self.mode == "append" and all(f is None for f in files.values()):

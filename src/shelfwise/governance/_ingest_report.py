@@ -54,6 +54,9 @@ class TableReport:
     # here by reason so that rows_in == rows_curated + rows_quarantined + rows_withheld
     rows_withheld: int = 0
     withheld: dict[str, int] = field(default_factory=dict)
+    # valid events rows with no user id but a session id: anonymous browsing, attributed to the
+    # session (a user id `~anonymous:<session_id>`, pseudonymized `a_…`; never a customer)
+    anonymous_rows: int = 0
     # wall seconds of each stage of the load (stage, columns, raw, rows, sets, publish): where
     # the time goes (`benchmarks/ingest_speed.py`)
     stage_seconds: dict[str, float] = field(default_factory=dict)

@@ -14,6 +14,12 @@ import secrets
 from pathlib import Path
 
 PSEUDONYM_PREFIX = "u_"
+# An events row with no user id but a session id is anonymous browsing: it is attributed to the
+# session, as the raw id ANONYMOUS_PREFIX + session_id (a prefix the contracts refuse in a shop's
+# own user ids, so the two can never meet), whose pseudonym starts `a_` instead of `u_`: what is
+# derived downstream tells an anonymous session from a customer without the key.
+ANONYMOUS_PREFIX = "~anonymous:"
+ANONYMOUS_PSEUDONYM_PREFIX = "a_"
 
 # Personal data in free text. Applied in the warehouse (RE2 regular expressions, DuckDB's
 # regexp_replace), in this order: cards before phones so a card number is not half-masked.
@@ -61,7 +67,7 @@ class Pseudonymizer:
 
     def __call__(self, raw_id: str) -> str:
         digest = hmac.new(self._key, raw_id.encode("utf-8"), hashlib.sha256).hexdigest()
-        return PSEUDONYM_PREFIX + digest[:32]
+        return _prefix(raw_id) + digest[:32]
 
     def many(self, raw_ids: list[str]) -> list[str]:
         """The same HMAC-SHA256 as `__call__` for many ids: the construction of RFC 2104 with
@@ -77,8 +83,23 @@ class Pseudonymizer:
             i.update(r.encode("utf-8"))
             o = outer.copy()
             o.update(i.digest())
-            out.append(PSEUDONYM_PREFIX + o.hexdigest()[:32])
+            out.append(_prefix(r) + o.hexdigest()[:32])
         return out
+
+
+def _prefix(raw_id: str) -> str:
+    return ANONYMOUS_PSEUDONYM_PREFIX if raw_id.startswith(ANONYMOUS_PREFIX) else PSEUDONYM_PREFIX
+
+
+def anonymous_user_id(session_id: str) -> str:
+    """The raw user id an anonymous session's rows are attributed to (pseudonymized as any)."""
+    return ANONYMOUS_PREFIX + session_id
+
+
+def is_anonymous(user_id: str) -> bool:
+    """Whether a user id (a pseudonym, or the raw id it was made from) is an anonymous session
+    rather than a customer of the shop."""
+    return user_id.startswith((ANONYMOUS_PSEUDONYM_PREFIX, ANONYMOUS_PREFIX))
 
 
 def mask_pii(text: str) -> str:

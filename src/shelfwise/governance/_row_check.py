@@ -26,9 +26,11 @@ from ._compile import (
     RFC2822_FORMAT,
     TIMESTAMP_FORMATS,
     TRUE_TOKENS,
+    anonymous_sessions,
     slash_date_formats,
 )
 from ._contracts import Kind, TableContract
+from ._privacy import ANONYMOUS_PREFIX, anonymous_user_id
 from ._reasons import Reason
 
 _NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
@@ -136,6 +138,11 @@ def parse_timestamp(s: str, *, day_first: bool = False) -> datetime | None:
     return ts
 
 
+def _id(s: str | None) -> str | None:
+    """An id as `_compile._id_value` reads it: `123.0` (a float-writing dataframe) is `123`."""
+    return s[:-2] if s is not None and _FLOAT_INT.fullmatch(s) else s
+
+
 def _normalize(s: str) -> str | None:
     s = unicodedata.normalize("NFKC", s)
     s = re.sub(r"[\s\u200b\ufeff]+", " ", s).strip()
@@ -162,7 +169,20 @@ def check_record(
         name = c.name
         value: Any = None
         if c.kind is Kind.ID:
-            value = s[:-2] if s is not None and _FLOAT_INT.fullmatch(s) else s
+            value = _id(s)
+            if c.pseudonymize and value is not None and value.startswith(ANONYMOUS_PREFIX):
+                fail(
+                    Failure(
+                        name,
+                        Reason.INVALID_VALUE,
+                        f"{name}: the prefix {ANONYMOUS_PREFIX} is reserved for anonymous sessions: {s}",
+                    )
+                )
+            if value is None and name == "user_id" and anonymous_sessions(contract):
+                session = _text(record.get("session_id"))
+                session = _id(None if session in _MISSING else session)
+                # no user but a session: anonymous browsing, attributed to its session (as `_compile`)
+                value = None if session is None else anonymous_user_id(session)
         elif c.kind in (Kind.STRING, Kind.TEXT, Kind.CATEGORY):
             value = _normalize(s) if s is not None else None
         elif c.kind is Kind.FLOAT:
@@ -202,7 +222,8 @@ def check_record(
             if value not in c.allowed:
                 fail(Failure(name, Reason.INVALID_VALUE, f"{name}: not one of {'/'.join(c.allowed)}: {s}"))
         if c.required and value is None and not any(f.field == name for f in out.failures):
-            out.failures.insert(0, Failure(name, Reason.MISSING_REQUIRED, f"{name}: empty"))
+            unset = " (and no session_id)" if name == "user_id" and anonymous_sessions(contract) else ""
+            out.failures.insert(0, Failure(name, Reason.MISSING_REQUIRED, f"{name}: empty{unset}"))
         out.values[name] = value
     _row_rules(contract, record, out)
     for column, _table, _ref_col in contract.references:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -195,7 +196,9 @@ def lift_estimate(members: np.ndarray, converted: np.ndarray, *, seed: int = 0) 
 
 
 # -- model audiences: recommenders read from the item side ------------------------------------
-def _targets(item_ids: np.ndarray, categories: list[str], spec: AudienceSpec) -> tuple[np.ndarray, list[str]]:
+def _targets(
+    item_ids: np.ndarray, categories: Sequence[str], spec: AudienceSpec
+) -> tuple[np.ndarray, list[str]]:
     ids = [str(x) for x in item_ids]
     if spec.products:
         pos = {p: i for i, p in enumerate(ids)}

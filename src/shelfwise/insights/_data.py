@@ -43,8 +43,8 @@ def load_curated(
     """Curated events up to `as_of` (inclusive; default: the latest event) and the catalog.
 
     `consent` ("personalization" for profiles and audiences, "marketing"): the events of users
-    without that consent are left out (`governance._consent`); None keeps everyone's (demand and
-    other shop-level aggregates are operations, not profiling)."""
+    without that consent, and of anonymous sessions, are left out (`governance._consent`); None
+    keeps everyone's (demand and other shop-level aggregates are operations, not profiling)."""
     from ..storage import read_only
 
     with read_only(workdir) as (con, curated):
@@ -72,7 +72,14 @@ def load_curated(
             products = pd.DataFrame({c: pd.Series(dtype="object") for c in PRODUCT_COLUMNS})
     assert as_of is not None
     if consent is not None and not events.empty:
+        from ..governance import is_anonymous
         from ..governance._consent import consent_withdrawn
+
+        # profiles and audiences are about customers: an anonymous session (events with no user
+        # id, attributed to their session at ingestion) is none, whatever the shop's default
+        anonymous = events["user_id"].map(is_anonymous).astype(bool)
+        if anonymous.any():
+            events = events[~anonymous].reset_index(drop=True)
 
         out = consent_withdrawn(workdir, consent, among=events["user_id"].unique().tolist())
         if out:
@@ -82,10 +89,11 @@ def load_curated(
 
 def shop_ids(workdir: str | Path, pseudonyms: list[str]) -> dict[str, str]:
     """pseudonym -> the shop's own id, for the pseudonyms whose raw rows are still held."""
-    from ..governance import Pseudonymizer, SecretStore
+    from ..governance import Pseudonymizer, SecretStore, is_anonymous
     from ..storage import raw_user_ids
 
-    raw_list = raw_user_ids(workdir)
+    # (a raw row naming the reserved anonymous prefix was quarantined: it names no customer)
+    raw_list = [r for r in raw_user_ids(workdir) if not is_anonymous(r)]
     pseudo = Pseudonymizer(SecretStore(workdir).pseudonym_key()).many(raw_list)
     wanted = set(pseudonyms)
     return {p: r for p, r in zip(pseudo, raw_list, strict=True) if p in wanted}

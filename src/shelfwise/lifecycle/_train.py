@@ -22,6 +22,7 @@ from ..evaluation import HEADLINE, evaluate_all, ndcg_at_10
 from ..features import Catalog, Interactions, Split, global_time, leave_last_out, load_interactions
 from ..models import RECOMMENDERS, Content, Fusion, NoRankerData, Recommender
 from ..serving._bundle import BUNDLES_DIR, EVALUATED_DIR, load_evaluated_models, write_bundle
+from ._cold_start import diverse_cold_start
 from ._console import RunConsole
 from ._ingest_job import ingest_dataset
 from ._tuning import SEARCH_SPACES, planned_trials, tune
@@ -448,7 +449,7 @@ def _train(
     manifest["faq"] = faq_info
     t0 = time.monotonic()
     with console.stage("serving lists", ["registry"]):
-        arrays = _serving_arrays(workdir, models[default], inter, settings, models.get("popularity"))
+        arrays = _serving_arrays(workdir, models[default], inter, settings, models.get("popularity"), catalog)
     manifest["serving"] = {
         "toplist_width": int(arrays["toplist"].shape[1]) if "toplist" in arrays else 0,
         "toplist_model": default if "toplist" in arrays else None,
@@ -586,12 +587,14 @@ def _serving_arrays(
     inter: Interactions,
     settings: TrainSettings,
     popularity: Recommender | None = None,
+    catalog: Catalog | None = None,
 ) -> dict[str, np.ndarray]:
     """What serving answers from without running a model: the default model's top list for
     every known user (seen items excluded; business rules still apply at serve time), each
     user's purchases with their time (repurchase windows), and the cold-start order of every
     item (`cold_start`): by popularity, ties (every item, in a shop with no events yet) broken
-    by how relevant the shop's search judgments found the item, then by catalog order."""
+    by how relevant the shop's search judgments found the item, then by catalog order, taken
+    round-robin over the categories (`_cold_start`)."""
     from ..storage import read_only
 
     out: dict[str, np.ndarray] = {}
@@ -635,7 +638,10 @@ def _serving_arrays(
     for p, gain in judged:
         if p in items and gain is not None:
             prior[items[p]] = float(gain)
-    out["cold_start"] = np.lexsort((np.arange(inter.n_items), -prior, -pop)).astype(np.int32)
+    if catalog is None:
+        out["cold_start"] = diverse_cold_start(pop, prior, [""] * inter.n_items)
+    else:
+        out["cold_start"] = diverse_cold_start(pop, prior, catalog.categories, catalog.in_stock)
     return out
 
 

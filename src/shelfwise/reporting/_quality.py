@@ -146,6 +146,10 @@ def summary_lines(report: IngestReport) -> list[str]:
                 f"      inserted {t.rows_inserted or 0:,}, updated {t.rows_updated or 0:,}, unchanged "
                 f"(re-delivered) {t.rows_unchanged or 0:,}; the table now has {t.rows_total:,} rows"
             )
+        if t.anonymous_rows:
+            lines.append(
+                f"      {t.anonymous_rows:,} anonymous row(s) (no user_id) attributed to their session"
+            )
         for reason, n in t.reasons.items():
             lines.append(f"      {reason:<22} {n:>8,}")
     for note in report.notes:

@@ -6,7 +6,9 @@ bundles/<version>/
                         data versions (curated table versions + contract versions),
                         lineage run ids, sha256 of every file
   interactions.npz      the full curated history (pseudonymized users) used at query time
-  catalog.json          stock / category / brand / title per item index
+  catalog.json          stock / category / brand / title per item index (read by earlier versions)
+  catalog/              the same as flat arrays, memory-mapped on load (`search._compact`): the
+                        pages are the file's, shared by every worker, a bundle swapped in later too
   serving.npz           precomputed top lists of the default model for known users, and the
                         users' purchases (for repurchase rules), so serving answers in a lookup
   models/<name>/        each model's params.json + state.pkl (what is served: refit on all data)
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +41,7 @@ from ..models import (
 from ..storage import file_sha256
 
 BUNDLES_DIR = "bundles"
+CATALOG_DIR = "catalog"
 CURRENT = "CURRENT"
 EVALUATED_DIR = "evaluated"
 
@@ -75,6 +79,7 @@ def write_bundle(
             ensure_ascii=False,
         )
     )
+    _save_catalog(tmp / CATALOG_DIR, catalog)
     if serving_arrays:
         np.savez_compressed(tmp / "serving.npz", **serving_arrays)  # type: ignore[arg-type]
     for name, m in models.items():
@@ -111,6 +116,42 @@ def current_bundle(workdir: str | Path) -> Path:
     return root / pointer.read_text().strip()
 
 
+def _save_catalog(folder: Path, catalog: Catalog) -> None:
+    """The per-item catalog columns serving reads, as flat arrays: category paths and brands
+    coded (a code per item, each distinct value once), titles as one UTF-8 blob."""
+    from ..search._compact import Coded, Strings, save_array
+
+    folder.mkdir()
+    n = len(catalog.categories)
+    save_array(folder, "in_stock", np.asarray(catalog.in_stock, bool))
+    Coded.of(catalog.categories).save(folder, "category")
+    Coded.of(list(catalog.brands) or [""] * n).save(folder, "brand")
+    Strings.of(catalog.titles).save(folder, "title")
+
+
+def _load_catalog(path: Path) -> tuple[np.ndarray, Sequence[str], Sequence[str], Sequence[str]]:
+    """(in stock, categories, brands, titles) per item index: memory-mapped from `catalog/`
+    (a bundle of an earlier version: parsed from catalog.json, Python lists)."""
+    from ..search._compact import Coded, Strings, load_array
+
+    folder = path / CATALOG_DIR
+    if folder.is_dir():
+        return (
+            load_array(folder, "in_stock"),
+            Coded.load(folder, "category"),
+            Coded.load(folder, "brand"),
+            Strings.load(folder, "title"),
+        )
+    cat = json.loads((path / "catalog.json").read_text())
+    n = len(cat["category"])
+    return (
+        np.asarray(cat["in_stock"], bool),
+        list(cat["category"]),
+        list(cat.get("brand") or [""] * n),
+        list(cat.get("title") or [""] * n),
+    )
+
+
 @dataclass
 class Bundle:
     path: Path
@@ -118,9 +159,10 @@ class Bundle:
     interactions: Interactions
     models: dict[str, Recommender]
     in_stock: np.ndarray
-    categories: list[str]
-    brands: list[str]
-    titles: list[str]
+    # per item index; memory-mapped views (`search._compact`) for bundles with `catalog/`
+    categories: Sequence[str]
+    brands: Sequence[str]
+    titles: Sequence[str]
     arrays: dict[str, np.ndarray]
 
     @property
@@ -143,7 +185,7 @@ class Bundle:
                         f"{f}: bundle file missing or changed since it was written (sha256 mismatch)"
                     )
         inter = Interactions.load(path / "interactions.npz")
-        cat = json.loads((path / "catalog.json").read_text())
+        in_stock, categories, brands, titles = _load_catalog(path)
         models = load_models(
             {n: path / "models" / n for n in manifest.models},
             inter,
@@ -154,18 +196,7 @@ class Bundle:
         if (path / "serving.npz").exists():
             with np.load(path / "serving.npz") as z:
                 arrays = {k: z[k] for k in z.files}
-        n = len(cat["category"])
-        return cls(
-            path,
-            manifest,
-            inter,
-            models,
-            np.asarray(cat["in_stock"], bool),
-            list(cat["category"]),
-            list(cat.get("brand") or [""] * n),
-            list(cat.get("title") or [""] * n),
-            arrays,
-        )
+        return cls(path, manifest, inter, models, in_stock, categories, brands, titles, arrays)
 
 
 def load_evaluated_models(bundle: Bundle) -> tuple[dict[str, Recommender], dict[str, str]]:

@@ -169,7 +169,8 @@ def events_router(ctx: AppContext) -> APIRouter:
             ts = parse_timestamp(str(ev["timestamp"]).strip())
             ok_events.append(
                 {
-                    "user_id": ev["user_id"],
+                    # as the warehouse will curate it: trimmed, an anonymous session's id
+                    "user_id": chk.values["user_id"],
                     "product_id": (str(ev.get("product_id") or "")).strip(),
                     "_type": chk.values["event_type"],
                     "_ts": ts.replace(tzinfo=UTC).timestamp() if ts else None,

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -290,7 +290,33 @@ class Rules:
 
 
 # product id -> (category path, brand, in stock)
-ItemInfo = dict[str, tuple[str, str, bool]]
+ItemInfo = Mapping[str, tuple[str, str, bool]]
+
+
+class CatalogView(Mapping[str, tuple[str, str, bool]]):
+    """`ItemInfo` over a bundle's per-item columns (memory-mapped, `_bundle`): the tuple of a
+    product is made when it is looked up, instead of one per product held by every worker."""
+
+    def __init__(self, index: Mapping[str, int], bundle: Any):
+        self._index = index
+        self._cat, self._brand, self._stock = bundle.categories, bundle.brands, bundle.in_stock
+
+    def __getitem__(self, product_id: str) -> tuple[str, str, bool]:
+        i = self._index[product_id]
+        return self._cat[i], self._brand[i], bool(self._stock[i])
+
+    def get(self, product_id: str, default: Any = None) -> Any:  # (the rules' hot path)
+        i = self._index.get(product_id)
+        return default if i is None else (self._cat[i], self._brand[i], bool(self._stock[i]))
+
+    def __contains__(self, product_id: object) -> bool:
+        return product_id in self._index
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
 
 
 def write_json_atomically(path: Path, doc: Any) -> None:

@@ -29,7 +29,7 @@ from ._experiments import Experiment, Variant, load_experiments
 from ._online import MemoryState, OnlineState
 from ._ranking import rank_user, user_history
 from ._recommend import Recommendations
-from ._rules import ItemInfo, Rules
+from ._rules import CatalogView, ItemInfo, Rules
 from ._synonyms import LiveSynonyms
 
 log = logging.getLogger("shelfwise.serve")
@@ -145,12 +145,10 @@ class Snapshot:
         self.recs = Recommendations(self.bundle, pseudonymize)
         inter = self.interactions = self.bundle.interactions
         self.item_ids: list[str] = [str(p) for p in inter.item_ids]
-        self.item_index = {p: i for i, p in enumerate(self.item_ids)}
+        self.item_index = self.recs._item_index  # (one product id -> index map per bundle)
         self.user_index = self.recs._user_index
-        self.info: ItemInfo = {
-            p: (self.bundle.categories[i], self.bundle.brands[i], bool(self.bundle.in_stock[i]))
-            for i, p in enumerate(self.item_ids)
-        }
+        # read from the bundle's memory-mapped catalog per look-up, not one tuple per product
+        self.info: ItemInfo = CatalogView(self.item_index, self.bundle)
         arrays = self.bundle.arrays
         self.toplist = arrays.get("toplist")
         self.toplist_model = self.bundle.manifest.get("serving", {}).get("toplist_model")

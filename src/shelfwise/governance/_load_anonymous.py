@@ -1,0 +1,41 @@
+"""Between a table's set checks and its publishing: how many valid rows are anonymous sessions'.
+
+An events row with no user id but a session id is anonymous browsing, attributed by the row
+checks to the session (`_compile`, the raw id `_privacy.ANONYMOUS_PREFIX` + session_id). The load
+report counts them (`TableReport.anonymous_rows`), so that a shop sees how much of its traffic
+is anonymous, and a file whose user column is empty by mistake shows at once.
+"""
+
+from __future__ import annotations
+
+from ._compile import anonymous_sessions, lit
+from ._load_state import CHECKED, LoadState
+from ._privacy import ANONYMOUS_PREFIX
+
+__all__ = ["count_anonymous", "spark_count_anonymous"]
+
+
+def _applies(st: LoadState) -> bool:
+    # a file without a session column cannot hold an anonymous row: nothing to count
+    return anonymous_sessions(st.contract) and "session_id" in st.mapping
+
+
+def count_anonymous(st: LoadState) -> None:
+    if not _applies(st):
+        return
+    n = len(ANONYMOUS_PREFIX)
+    row = st.wh.sql(
+        f"SELECT count(*) FROM {CHECKED} WHERE len(_reasons) = 0 "
+        f"AND substr(user_id, 1, {n}) = {lit(ANONYMOUS_PREFIX)}"
+    ).fetchone()
+    st.tr.anonymous_rows = int(row[0]) if row else 0
+
+
+def spark_count_anonymous(st: LoadState) -> None:
+    if not _applies(st):
+        return
+    from pyspark.sql import functions as F
+
+    df = st.frames["checked"]
+    valid = (F.size("_reasons") == 0) & F.col("user_id").startswith(ANONYMOUS_PREFIX)
+    st.tr.anonymous_rows = int(df.where(valid).count())

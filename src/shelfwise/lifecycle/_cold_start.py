@@ -1,0 +1,83 @@
+"""The cold-start list: what a shopper the models do not know gets, diverse by category.
+
+Ordered by popularity alone (or, in a shop with no events yet, by how relevant the search
+judgments found each product), the list fills with the one category that sells most (or that
+the judged queries were about): a new shopper sees ten drills. Here the products with any signal
+are taken round-robin over their categories: every category's best product first (the
+categories in the order of their best products, so the most popular product still leads), then
+every category's second, and so on; the products with no signal follow, round-robin alike, in catalog order, and the
+products out of stock come last. Within a
+category the order is the signal's. Categories are compared at the shallowest level of the path
+that tells the products apart (a shared root such as "All > ..." is skipped). Deterministic: ties
+go to catalog order. The serving rules (`max_per_category`, pins, boosts) still apply to the
+list at request time, so a shop's own setting wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["MAX_CATEGORY_DEPTH", "diverse_cold_start"]
+
+MAX_CATEGORY_DEPTH = 4  # deeper paths are compared at this level at most
+
+
+def diverse_cold_start(
+    signal: np.ndarray,
+    tiebreak: np.ndarray,
+    categories: Sequence[str],
+    available: np.ndarray | None = None,
+) -> np.ndarray:
+    """Item indices in cold-start order. `signal`: per item, higher first (popularity; 0 when
+    there is none); `tiebreak`: per item, higher first among equal signal (the judged gain);
+    `categories`: per item, a path `a > b > c` ("" unknown); `available`: per item, in stock
+    (the products out of stock come last, round-robin alike: the default rule drops them, and
+    the turns of the categories must survive that). Without two categories to tell apart the
+    order is the signal's, ties by `tiebreak`, then catalog order."""
+    n = len(signal)
+    signal = np.asarray(signal, np.float64)
+    tiebreak = np.asarray(tiebreak, np.float64)
+    base = np.lexsort((np.arange(n), -tiebreak, -signal)).astype(np.int64)
+    groups = _groups(categories)
+    if groups is None:
+        return base.astype(np.int32)
+    # the products with a signal (popularity when there is any, else, in a shop with no events
+    # yet, the judged gain) come before those without, each part round-robin over categories
+    scored = (signal > 0) if (signal > 0).any() else (tiebreak > 0)
+    stocked = np.ones(n, bool) if available is None else np.asarray(available, bool)
+    parts = (scored & stocked, ~scored & stocked, ~stocked)
+    out = [_round_robin(base[part[base]], groups) for part in parts]
+    return np.concatenate(out).astype(np.int32)
+
+
+def _groups(categories: Sequence[str]) -> np.ndarray | None:
+    """Per item, its category's code at the shallowest path level with two distinct values
+    (None: every item in one category, or none has one)."""
+    paths = [[p.strip() for p in (c or "").split(">")] for c in categories]
+    for depth in range(1, MAX_CATEGORY_DEPTH + 1):
+        keys = [" > ".join(p[:depth]) for p in paths]
+        if len(set(keys)) >= 2:
+            codes: dict[str, int] = {}
+            return np.array([codes.setdefault(k, len(codes)) for k in keys], np.int64)
+        if all(len(p) <= depth for p in paths):
+            break  # no deeper level to look at
+    return None
+
+
+def _round_robin(order: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """`order` (item indices, best first) re-ordered by rounds: each round takes every
+    category's next item, the categories in the order of their best item."""
+    if len(order) == 0:
+        return order
+    g = groups[order].tolist()
+    rank = np.zeros(len(order), np.int64)  # within its category: 0 for the best, 1 the second, ...
+    first: dict[int, int] = {}  # category -> its place among the categories
+    seen: dict[int, int] = {}
+    for i, c in enumerate(g):
+        rank[i] = seen.get(c, 0)
+        seen[c] = rank[i] + 1
+        first.setdefault(c, len(first))
+    pos = np.array([first[c] for c in g], np.int64)
+    return order[np.lexsort((pos, rank))]

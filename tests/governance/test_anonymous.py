@@ -1,0 +1,117 @@
+"""Anonymous browsing in a generic events file: a row with no user id but a session id is
+attributed to a session-scoped anonymous user (pseudonymized `a_…`, never colliding with a
+shop's own ids), counted in the load report; a row with neither is still `missing_required`.
+Downstream an anonymous session is no customer: no profile, no audience, no erasure request."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from shelfwise.errors import ShelfwiseError
+from shelfwise.governance import (
+    Ingestor,
+    Pseudonymizer,
+    Quarantine,
+    SecretStore,
+    anonymous_user_id,
+    is_anonymous,
+)
+from shelfwise.insights._data import shop_ids
+from shelfwise.storage import read_only
+from tests.cli.test_cli import sw
+
+PRODUCTS = "product_id,title,category\nP1,red kettle,Kitchen\nP2,blue mug,Kitchen\nP3,desk lamp,Home\n"
+# line 2..: two customers' rows, anonymous rows of sessions S1 (three, one user written `NA`) and
+# S2, a row with neither user nor session, and one naming the reserved prefix as a user id
+EVENTS = """user_id,session_id,product_id,event_type,timestamp
+u1,,P1,view,2024-03-01T10:00:00Z
+u1,s-9,P2,purchase,2024-03-01T10:05:00Z
+,S1,P1,view,2024-03-01T11:00:00Z
+,S1,P2,click,2024-03-01T11:01:00Z
+NA,S1,P3,view,2024-03-01T11:02:00Z
+,S2,P3,view,2024-03-02T09:00:00Z
+,,P3,view,2024-03-02T09:30:00Z
+~anonymous:S2,S2,P1,view,2024-03-02T09:31:00Z
+u2,,P3,view,2024-03-02T12:00:00Z
+"""
+
+
+def _shop(tmp_path: Path) -> tuple[Path, Path]:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "products.csv").write_text(PRODUCTS)
+    (data / "events.csv").write_text(EVENTS)
+    return data, tmp_path / "w"
+
+
+def test_anonymous_rows_are_attributed_to_their_session(tmp_path: Path):
+    data, work = _shop(tmp_path)
+    rep = Ingestor(work).run(data).tables["events"]
+    assert (rep.rows_in, rep.rows_curated, rep.rows_quarantined) == (9, 7, 2)
+    assert rep.anonymous_rows == 4 and rep.balanced
+    by_line = {
+        r["source_line"]: (r["reason"], r["detail"]) for r in Quarantine(work).list("events", limit=None)
+    }
+    assert by_line == {
+        8: ("missing_required", "user_id: empty (and no session_id)"),
+        9: (
+            "invalid_value",
+            "user_id: the prefix ~anonymous: is reserved for anonymous sessions: ~anonymous:S2",
+        ),
+    }
+    pseudo = Pseudonymizer(SecretStore(work).pseudonym_key())
+    with read_only(work) as (con, _):
+        users = dict(
+            con.sql("SELECT user_id, count(*) FROM curated.events GROUP BY 1").fetchall()  # type: ignore[arg-type]
+        )
+    # the session's rows are one user; its pseudonym says it is anonymous, a customer's does not
+    assert users == {
+        pseudo("u1"): 2,
+        pseudo("u2"): 1,
+        pseudo(anonymous_user_id("S1")): 3,
+        pseudo(anonymous_user_id("S2")): 1,
+    }
+    assert pseudo(anonymous_user_id("S1")).startswith("a_") and pseudo("u1").startswith("u_")
+    assert [is_anonymous(u) for u in sorted(users)] == [True, True, False, False]
+    assert pseudo.many(["u1", anonymous_user_id("S2")]) == [pseudo("u1"), pseudo(anonymous_user_id("S2"))]
+    # the shop's own ids the workdir can name: its customers only
+    assert shop_ids(work, list(users)) == {pseudo("u1"): "u1", pseudo("u2"): "u2"}
+
+
+def test_anonymous_sessions_are_no_customers(tmp_path: Path):
+    from shelfwise.insights._data import load_curated
+
+    data, work = _shop(tmp_path)
+    Ingestor(work).run(data)
+    everyone, _, _ = load_curated(work, None)  # demand and other shop-level aggregates
+    customers, _, _ = load_curated(work, None, consent="personalization")  # profiles, audiences
+    assert everyone["user_id"].map(is_anonymous).sum() == 4
+    assert len(customers) == 3 and not customers["user_id"].map(is_anonymous).any()
+    assert isinstance(customers, pd.DataFrame)
+    from shelfwise.governance._erase import erase_user
+
+    with pytest.raises(ShelfwiseError, match="an anonymous session, not a customer"):
+        erase_user(work, anonymous_user_id("S1"))
+
+
+def test_cli_ingest_reports_the_anonymous_rows(tmp_path: Path):
+    data, work = _shop(tmp_path)
+    out = sw("ingest", "--data", str(data), "--workdir", str(work)).stdout
+    assert "4 anonymous row(s) (no user_id) attributed to their session" in out
+    out = json.loads(sw("ingest", "--data", str(data), "--workdir", str(work), "--json").stdout)
+    assert out["tables"]["events"]["anonymous_rows"] == 4
+
+
+def test_a_file_without_sessions_still_needs_its_users(tmp_path: Path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "products.csv").write_text(PRODUCTS)
+    (data / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\n,P1,view,2024-03-01T10:00:00Z\nu1,P1,view,2024-03-01T10:00:00Z\n"
+    )
+    rep = Ingestor(tmp_path / "w").run(data).tables["events"]
+    assert rep.reasons == {"missing_required": 1} and rep.anonymous_rows == 0

@@ -1,0 +1,96 @@
+"""The bundle's per-item catalog (stock, category, brand, title) is memory-mapped on load (no
+Python list per worker), answers as catalog.json did, and a bundle without it (an earlier
+version's) still loads from catalog.json."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shelfwise.features import Catalog, Interactions
+from shelfwise.governance import Pseudonymizer
+from shelfwise.models import RECOMMENDERS
+from shelfwise.serving import Bundle
+from shelfwise.serving._bundle import write_bundle
+from shelfwise.serving._recommend import Recommendations
+from shelfwise.serving._rules import CatalogView, Rules
+
+IDS = ["A1", "A2", "B1", "B2", "C1"]
+CATS = ["Kitchen > Kettles", "Kitchen > Mugs", "Garden", "Garden", ""]
+BRANDS = ["Acme", "", "Hoser", "Hoser", "Zed"]
+TITLES = ["red kettle", "blue mug ☕", "green hose", "long hose", "gadget"]
+STOCK = [True, True, False, True, True]
+
+
+@pytest.fixture
+def bundle_path(tmp_path: Path) -> Path:
+    # A1 bought by three users, B2 by two, C1 by one: popularity A1 > B2 > C1
+    users = ["u1", "u2", "u3", "u1", "u2", "u3"]
+    items = ["A1", "A1", "A1", "B2", "B2", "C1"]
+    inter = Interactions.from_arrays(users, items, np.arange(6), item_ids=np.array(IDS, object))
+    pop = RECOMMENDERS["popularity"]().fit(inter)
+    codes = {c: i for i, c in enumerate(dict.fromkeys(CATS))}
+    catalog = Catalog(
+        item_ids=inter.item_ids,
+        titles=TITLES,
+        categories=CATS,
+        category_codes=np.array([codes[c] for c in CATS]),
+        prices=np.full(5, np.nan),
+        in_stock=np.array(STOCK),
+        brands=BRANDS,
+    )
+    return write_bundle(
+        tmp_path,
+        models={"popularity": pop},
+        default_model="popularity",
+        interactions=inter,
+        catalog=catalog,
+        manifest={},
+        serving_arrays={"cold_start": np.array([0, 2, 3, 4, 1], np.int32)},
+    )
+
+
+def test_catalog_is_memory_mapped_and_reads_as_before(bundle_path: Path):
+    b = Bundle.load(bundle_path)
+    assert isinstance(b.in_stock, np.memmap) and isinstance(np.asarray(b.categories.codes), np.ndarray)  # type: ignore[attr-defined]
+    assert list(b.categories) == CATS and list(b.brands) == BRANDS and list(b.titles) == TITLES
+    assert b.in_stock.tolist() == STOCK and b.titles[1] == "blue mug ☕"
+    # catalog.json is still written: a bundle stays readable by earlier versions
+    old = json.loads((bundle_path / "catalog.json").read_text())
+    assert old["category"] == CATS and old["title"] == TITLES
+
+
+def test_a_bundle_without_the_arrays_reads_catalog_json(bundle_path: Path):
+    shutil.rmtree(bundle_path / "catalog")
+    b = Bundle.load(bundle_path, verify=False)
+    assert b.categories == CATS and b.brands == BRANDS and b.titles == TITLES and b.in_stock.tolist() == STOCK
+
+
+def test_catalog_view_answers_as_the_dict_did(bundle_path: Path):
+    b = Bundle.load(bundle_path)
+    view = CatalogView({p: i for i, p in enumerate(IDS)}, b)
+    as_dict = {p: (CATS[i], BRANDS[i], STOCK[i]) for i, p in enumerate(IDS)}
+    assert dict(view) == as_dict and len(view) == 5 and "B1" in view and "nope" not in view
+    assert (
+        view.get("nope") is None and view.get("nope", 1) == 1 and view["A2"] == ("Kitchen > Mugs", "", True)
+    )
+    # the rules read it as they read the dict: out of stock dropped, one per category
+    rules = Rules(max_per_category=1, category_level=1)
+    assert rules.apply(IDS, 5, view, surface="recommendations") == rules.apply(
+        IDS, 5, as_dict, surface="recommendations"
+    )
+
+
+def test_cold_start_in_a_context_is_the_same_from_the_arrays(bundle_path: Path):
+    recs = Recommendations(Bundle.load(bundle_path), Pseudonymizer(b"k"))
+    shutil.rmtree(bundle_path / "catalog")
+    old = Recommendations(Bundle.load(bundle_path, verify=False), Pseudonymizer(b"k"))
+    for context, exclude in (("kitchen", set()), ("Garden", {2}), ("none", set()), (None, set())):
+        got = recs.cold_start(3, context, exclude)
+        assert got == old.cold_start(3, context, exclude), context
+    # the kitchen's products in the list's order (A1, A2), then the list (B1)
+    assert recs.cold_start(3, "kitchen") == [0, 1, 2] and recs.cold_start(2, "garden", {2}) == [3, 0]
