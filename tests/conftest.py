@@ -94,10 +94,10 @@ def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Calla
     return copy
 
 
-# Fixtures whose tests must share one worker under `pytest -n 2 --dist loadgroup` (the Makefile's
-# `make test`): one local Spark JVM for the whole run (tests/storage/conftest.py), so every module
-# that starts Spark in this process runs where that session lives.
-SHARED_GROUPS = {"spark": "spark"}
+# Session-scoped fixtures whose tests share one worker under `pytest -n 2 --dist loadgroup` (the
+# Makefile's `make test`), so the run builds each once: one local Spark JVM (tests/storage/conftest.py),
+# the demo shop generated and ingested (above).
+SHARED_GROUPS = {"spark": "spark", "demo_ingested": "demo-shop", "demo_data": "demo-shop"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the xdist_group marks

@@ -22,11 +22,10 @@ pytestmark = pytest.mark.slow
 FAST = [
     "--models",
     "popularity,itemknn,transitions",
-    # no tuning (3 Optuna trials per model cost each train ~20 s of the two cores): the roles, gates,
-    # approval and promotion are what is tested here; the candidate, trained on the same data with
-    # the same seed, has production's numbers, so its gates pass whatever the machine's load
     "--tune-seconds",
-    "0",
+    "300",
+    "--tune-trials",
+    "3",  # a trial count, not a time budget: the candidate must not depend on the machine's load
     "--finetune-seconds",
     "0",
     "--cross-encoder-seconds",
