@@ -8,8 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from shelfwise.demo import generate_demo
-from shelfwise.governance import ingest
+# One thread per thread pool (torch, OpenMP, OpenBLAS, onnxruntime), in the test processes and the
+# CLIs and servers they start, set before numpy or torch loads: `make test` runs two workers on two
+# cores, and a pool's second thread spins while the other worker wants the core (measured: the
+# encoder fine-tune test took 44 s of CPU with one thread, over 3 minutes with the defaults). One
+# setting for every run, alone or in the suite, so a test's numbers do not depend on how it ran.
+for _pool in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "SHELFWISE_ENCODER_THREADS"):
+    os.environ.setdefault(_pool, "1")
+
+from shelfwise.demo import generate_demo  # noqa: E402
+from shelfwise.governance import ingest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SHELFWISE_SHARED_DATA", ROOT.parent / "shared" / "data"))
