@@ -11,7 +11,7 @@ import pytest
 # One thread per thread pool (torch, OpenMP, OpenBLAS, onnxruntime), in the test processes and the
 # CLIs and servers they start, set before numpy or torch loads: `make test` runs two workers on two
 # cores, and a pool's second thread spins while the other worker wants the core (measured: the
-# encoder fine-tune test took 44 s of CPU with one thread, over 3 minutes with the defaults). One
+# encoder fine-tune test took 44 s of CPU with one thread, 121 s with the defaults). One
 # setting for every run, alone or in the suite, so a test's numbers do not depend on how it ran.
 for _pool in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "SHELFWISE_ENCODER_THREADS"):
     os.environ.setdefault(_pool, "1")
