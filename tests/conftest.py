@@ -102,22 +102,12 @@ def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Calla
     return copy
 
 
-# Session-scoped fixtures whose tests share one worker under `pytest -n 2 --dist loadgroup` (the
-# Makefile's `make test`), so the run builds each once: one local Spark JVM (tests/storage/conftest.py),
-# the demo shop generated and ingested (above).
-SHARED_GROUPS = {"spark": "spark", "demo_ingested": "demo-shop", "demo_data": "demo-shop"}
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Keeps each module-scoped fixture to one build per run, and starts the long modules first.
+    """The modules holding `slow` tests first (each module's tests kept together and in order):
+    under `pytest -n 2` the run then does not end on one worker's long test while the other waits.
 
-    xdist's default `load` mode hands consecutive tests to alternate workers, so a module whose
-    tests share a module-scoped fixture (a trained shop, a running server: 30-110 s) built it once
-    on each worker. Here such a module becomes one xdist group (`--dist loadgroup` runs a group on
-    one worker; the other tests still go one by one to whichever worker is free), and the modules
-    holding `slow` tests move to the front, so the run does not end on one worker's long test
-    while the other waits. The order within a module is kept."""
+    (Grouping a module's tests on one worker with `--dist loadgroup` does nothing with pytest 9
+    and pytest-xdist 3.8: xdist renames `item._nodeid`, which pytest 9 no longer reads.)"""
     first: dict[str, int] = {}
     slow: set[str] = set()
     for i, item in enumerate(items):
@@ -125,13 +115,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         first.setdefault(module, i)
         if item.get_closest_marker("slow") is not None:
             slow.add(module)
-        info = getattr(item, "_fixtureinfo", None)
-        defs = info.name2fixturedefs if info is not None else {}
-        group = next((g for name, g in SHARED_GROUPS.items() if name in defs), None)
-        if group is None and any(d and d[-1].scope in ("module", "class") for d in defs.values()):
-            group = module
-        if group is not None and item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(group))
     order = {
         id(item): (item.nodeid.split("::", 1)[0] not in slow, first[item.nodeid.split("::", 1)[0]], i)
         for i, item in enumerate(items)

@@ -16,12 +16,8 @@ def skip_without_spark() -> None:
     pytest.importorskip("pyspark", reason="the `spark` extra is not installed (make install)")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def spark(tmp_path_factory):
-    """One local[2] session for every Spark test of the worker: a JVM's start and warm-up cost
-    ~20 s of the two cores each time. tests/conftest.py puts every test that uses it in one xdist
-    group, so the run starts it once; the engines the tests make find it active and share it
-    (`SparkEngine.close` leaves a session it did not start)."""
     from shelfwise.storage import SparkEngine
 
     engine = SparkEngine(tmp_path_factory.mktemp("spark"), master="local[2]")

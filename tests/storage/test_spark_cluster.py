@@ -1,11 +1,7 @@
 """One smoke test on a local cluster (`local-cluster[2,1,1024]`: a master, two worker JVMs with one
 core and 1 GB each, separate executor processes): the batch scoring job's model really travels to
 other processes (broadcast, unpickled by each executor's Python) and every user comes back with the
-one-node top 10. Slow: three JVMs start.
-
-In the "spark" xdist group with the tests that share one local session (tests/conftest.py), and
-collected before them (storage/test_spark_c... < test_spark_l..., test_spark_p...): a cluster session
-cannot start while that local one is active in the process."""
+one-node top 10. Slow: three JVMs start."""
 
 from __future__ import annotations
 
@@ -18,7 +14,7 @@ from shelfwise.models import ItemKNN
 from shelfwise.storage import SparkEngine
 from tests.storage.conftest import skip_without_spark
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("spark")]
+pytestmark = pytest.mark.slow
 
 skip_without_spark()
 
@@ -36,10 +32,6 @@ def test_batch_scoring_on_a_local_cluster(tmp_path):
         str(inter.user_ids[u]): [str(inter.item_ids[i]) for i in row if i >= 0]
         for u, row in enumerate(one_node.ids)
     }
-    from pyspark.sql import SparkSession
-
-    # (SparkEngine would take an active session as it is, and this test would not be on a cluster)
-    assert SparkSession.getActiveSession() is None, "the shared local session started before this test"
     engine = SparkEngine(tmp_path, master="local-cluster[2,1,1024]")
     try:
         session = engine.session
