@@ -8,8 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from shelfwise.demo import generate_demo
-from shelfwise.governance import ingest
+# One thread per thread pool (torch, OpenMP, OpenBLAS, onnxruntime), in the test processes and the
+# CLIs and servers they start, set before numpy or torch loads: `make test` runs two workers on two
+# cores, and a pool's second thread spins while the other worker wants the core (measured: the
+# encoder fine-tune test took 44 s of CPU with one thread, 121 s with the defaults). One
+# setting for every run, alone or in the suite, so a test's numbers do not depend on how it ran.
+for _pool in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "SHELFWISE_ENCODER_THREADS"):
+    os.environ.setdefault(_pool, "1")
+
+from shelfwise.demo import generate_demo  # noqa: E402
+from shelfwise.governance import ingest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SHELFWISE_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -92,6 +100,26 @@ def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Calla
     copy = tmp_path_factory.mktemp(name)
     shutil.copytree(cache, copy, symlinks=True, dirs_exist_ok=True)
     return copy
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The modules holding `slow` tests first (each module's tests kept together and in order):
+    under `pytest -n 2` the run then does not end on one worker's long test while the other waits.
+
+    (Grouping a module's tests on one worker with `--dist loadgroup` does nothing with pytest 9
+    and pytest-xdist 3.8: xdist renames `item._nodeid`, which pytest 9 no longer reads.)"""
+    first: dict[str, int] = {}
+    slow: set[str] = set()
+    for i, item in enumerate(items):
+        module = item.nodeid.split("::", 1)[0]
+        first.setdefault(module, i)
+        if item.get_closest_marker("slow") is not None:
+            slow.add(module)
+    order = {
+        id(item): (item.nodeid.split("::", 1)[0] not in slow, first[item.nodeid.split("::", 1)[0]], i)
+        for i, item in enumerate(items)
+    }
+    items.sort(key=lambda item: order[id(item)])
 
 
 __all__ = ["built_once", "copy_head", "curated_rows", "shared", "shutil"]
