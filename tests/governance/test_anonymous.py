@@ -115,3 +115,25 @@ def test_a_file_without_sessions_still_needs_its_users(tmp_path: Path):
     )
     rep = Ingestor(tmp_path / "w").run(data).tables["events"]
     assert rep.reasons == {"missing_required": 1} and rep.anonymous_rows == 0
+
+
+def test_a_customer_whose_shop_id_begins_like_an_anonymous_pseudonym_is_a_customer(tmp_path: Path):
+    """`a_` begins anonymous sessions' pseudonyms, not raw ids: a shop customer `a_2` is profiled,
+    named by shop id and erasable; the raw layer's `NA` (an anonymous row) names nobody."""
+    from shelfwise.governance._erase import erase_user
+    from shelfwise.insights._data import load_curated
+    from shelfwise.storage import raw_user_ids
+
+    data, work = _shop(tmp_path)
+    (data / "events.csv").write_text(EVENTS.replace("u2,,P3", "a_2,,P3"))
+    Ingestor(work).run(data)
+    pseudo = Pseudonymizer(SecretStore(work).pseudonym_key())
+    assert not is_anonymous(pseudo("a_2"))
+    assert raw_user_ids(work) == ["a_2", "u1"]  # not NA, blanks or the quarantined reserved id
+    customers, _, _ = load_curated(work, None, consent="personalization")
+    assert set(customers["user_id"]) == {pseudo("u1"), pseudo("a_2")}
+    assert shop_ids(work, [pseudo("a_2")]) == {pseudo("a_2"): "a_2"}
+    erase_user(work, "a_2")  # not refused as "an anonymous session"
+    with read_only(work) as (con, _):
+        left = {r[0] for r in con.sql("SELECT DISTINCT user_id FROM curated.events").fetchall()}
+    assert pseudo("a_2") not in left and pseudo("u1") in left

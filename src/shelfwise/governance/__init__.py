@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         SecretStore,
         anonymous_user_id,
         is_anonymous,
+        is_anonymous_raw,
         mask_pii,
     )
     from ._quarantine import Quarantine
@@ -71,6 +72,7 @@ _WHERE = {
     "PII_PATTERNS": "._privacy",
     "anonymous_user_id": "._privacy",
     "is_anonymous": "._privacy",
+    "is_anonymous_raw": "._privacy",
     "Pseudonymizer": "._privacy",
     "SecretStore": "._privacy",
     "mask_pii": "._privacy",
@@ -117,6 +119,7 @@ __all__ = [
     "TableReport",
     "ingest",
     "is_anonymous",
+    "is_anonymous_raw",
     "load_column_map",
     "mask_pii",
     "normalize_text",

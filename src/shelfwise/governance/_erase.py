@@ -34,7 +34,7 @@ from ._audit import AuditLog
 from ._consent import CONSENTS_FILE, erase_consent
 from ._erasures import ERASURES_FILE
 from ._lineage import DatasetRef, LineageRun, warehouse_namespace
-from ._privacy import Pseudonymizer, SecretStore, is_anonymous
+from ._privacy import Pseudonymizer, SecretStore, is_anonymous_raw
 
 
 def erase_user(
@@ -43,7 +43,7 @@ def erase_user(
     workdir = Path(workdir)
     if not raw_user_id.strip():
         raise ShelfwiseError("--user: an empty user id")
-    if is_anonymous(raw_user_id.strip()):
+    if is_anonymous_raw(raw_user_id.strip()):
         # its rows name no person (no user id, a session): nobody can ask for them; retention
         # (`shelfwise retention enforce`) removes them with the rest of the old data
         raise ShelfwiseError(

@@ -96,10 +96,16 @@ def anonymous_user_id(session_id: str) -> str:
     return ANONYMOUS_PREFIX + session_id
 
 
-def is_anonymous(user_id: str) -> bool:
-    """Whether a user id (a pseudonym, or the raw id it was made from) is an anonymous session
-    rather than a customer of the shop."""
-    return user_id.startswith((ANONYMOUS_PSEUDONYM_PREFIX, ANONYMOUS_PREFIX))
+def is_anonymous(pseudonym: str) -> bool:
+    """Whether a pseudonym (a curated `user_id`) is an anonymous session's rather than a
+    customer's. Only for pseudonyms: a shop's own id may well begin `a_` (see `is_anonymous_raw`)."""
+    return pseudonym.startswith(ANONYMOUS_PSEUDONYM_PREFIX)
+
+
+def is_anonymous_raw(raw_id: str) -> bool:
+    """Whether a raw user id is the reserved form an anonymous session is attributed to (a shop
+    row naming it is quarantined, so no customer carries it)."""
+    return raw_id.startswith(ANONYMOUS_PREFIX)
 
 
 def mask_pii(text: str) -> str:

@@ -89,11 +89,10 @@ def load_curated(
 
 def shop_ids(workdir: str | Path, pseudonyms: list[str]) -> dict[str, str]:
     """pseudonym -> the shop's own id, for the pseudonyms whose raw rows are still held."""
-    from ..governance import Pseudonymizer, SecretStore, is_anonymous
+    from ..governance import Pseudonymizer, SecretStore
     from ..storage import raw_user_ids
 
-    # (a raw row naming the reserved anonymous prefix was quarantined: it names no customer)
-    raw_list = [r for r in raw_user_ids(workdir) if not is_anonymous(r)]
+    raw_list = raw_user_ids(workdir)
     pseudo = Pseudonymizer(SecretStore(workdir).pseudonym_key()).many(raw_list)
     wanted = set(pseudonyms)
     return {p: r for p, r in zip(pseudo, raw_list, strict=True) if p in wanted}

@@ -258,8 +258,13 @@ def read_only(workdir: str | Path) -> Iterator[tuple[Any, set[str]]]:
 
 def raw_user_ids(workdir: str | Path) -> list[str]:
     """Every shop user id the raw layer holds, sorted (the `user_id` of every raw table, as
-    delivered, trimmed as curation trims ids, blanks left out): where the workdir keeps the
-    shop's own ids (pseudonyms are not reversible), for whoever may name customers by them."""
+    delivered, trimmed as curation trims ids; blanks, the tokens curation reads as missing
+    (`NA`, `null`, ...: an anonymous session's rows) and the reserved anonymous form left out):
+    where the workdir keeps the shop's own ids (pseudonyms are not reversible), for whoever may
+    name customers by them."""
+    from ..governance._compile import MISSING_TOKENS
+    from ..governance._privacy import ANONYMOUS_PREFIX
+
     with read_only(workdir) as (con, _):
         tables = {
             r[0]
@@ -273,4 +278,11 @@ def raw_user_ids(workdir: str | Path) -> list[str]:
         union = " UNION ".join(
             f"SELECT DISTINCT nullif(trim(user_id), '') AS u FROM raw.\"{t}\"" for t in sorted(tables)
         )
-        return [r[0] for r in con.sql(f"SELECT u FROM ({union}) WHERE u IS NOT NULL ORDER BY u").fetchall()]
+        missing = ", ".join("'" + t.replace("'", "''") + "'" for t in MISSING_TOKENS)
+        return [
+            r[0]
+            for r in con.sql(
+                f"SELECT u FROM ({union}) WHERE u IS NOT NULL AND lower(u) NOT IN ({missing}) "
+                f"AND NOT starts_with(u, '{ANONYMOUS_PREFIX}') ORDER BY u"
+            ).fetchall()
+        ]
