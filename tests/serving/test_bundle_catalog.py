@@ -94,3 +94,21 @@ def test_cold_start_in_a_context_is_the_same_from_the_arrays(bundle_path: Path):
         assert got == old.cold_start(3, context, exclude), context
     # the kitchen's products in the list's order (A1, A2), then the list (B1)
     assert recs.cold_start(3, "kitchen") == [0, 1, 2] and recs.cold_start(2, "garden", {2}) == [3, 0]
+
+
+def test_the_spark_jobs_ranker_of_a_loaded_bundle_pickles_and_answers_alike(bundle_path: Path):
+    """Spark broadcasts `_Ranker` (with the mapped catalog) to its executors by plain pickle:
+    memoryviews do not pickle, so the catalog's columns travel as their arrays."""
+    import pickle
+
+    from shelfwise.governance import Pseudonymizer
+    from shelfwise.lifecycle._spark_jobs import _Ranker
+    from shelfwise.serving._service import Snapshot
+
+    snap = Snapshot(bundle_path, Pseudonymizer(b"k" * 32), load_search=False)
+    ranker = _Ranker(snap, "popularity", 3, 5)
+    back = pickle.loads(pickle.dumps(ranker))
+    assert dict(back.info) == dict(snap.info) and list(back.info) == IDS
+    assert [back.top(u) for u in range(3)] == [ranker.top(u) for u in range(3)]
+    view = pickle.loads(pickle.dumps(CatalogView(snap.item_index, snap.bundle)))
+    assert [view[p] for p in IDS] == [snap.info[p] for p in IDS]

@@ -85,6 +85,11 @@ class Strings(Sequence[str]):
         blob = np.frombuffer(b"".join(encoded) + b"\0", np.uint8)  # a trailing NUL: never a 0-byte buffer
         return cls(offsets, blob)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # the arrays travel (a copy of the mapped pages), not the memoryviews over them, which
+        # do not pickle: Spark broadcasts a bundle's catalog to its executors (`_spark_jobs`)
+        return (Strings, (np.asarray(self.offsets), np.asarray(self.blob)))
+
     def save(self, folder: Path, name: str) -> None:
         save_array(folder, f"{name}.offsets", self.offsets)
         save_array(folder, f"{name}.bytes", self.blob)
@@ -250,6 +255,10 @@ class Coded(Sequence[Any]):
         distinct: dict[str, int] = {}
         codes = np.array([distinct.setdefault(v, len(distinct)) for v in values], np.int32)
         return cls(codes, Strings.of(distinct), decode)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # as `Strings.__reduce__`: the codes and the values travel, not the memoryview
+        return (Coded, (np.asarray(self.codes), self.values, self._decode))
 
     def save(self, folder: Path, name: str) -> None:
         save_array(folder, f"{name}.codes", self.codes)
