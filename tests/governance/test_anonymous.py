@@ -125,13 +125,14 @@ def test_a_customer_whose_shop_id_begins_like_an_anonymous_pseudonym_is_a_custom
     from shelfwise.storage import raw_user_ids
 
     data, work = _shop(tmp_path)
-    (data / "events.csv").write_text(EVENTS.replace("u2,,P3", "a_2,,P3"))
+    # and `nA`: a customer id that is not one of the spellings curation reads as missing
+    (data / "events.csv").write_text(EVENTS.replace("u2,,P3", "a_2,,P3") + "nA,,P1,view,2024-03-03T10:00:00Z\n")
     Ingestor(work).run(data)
     pseudo = Pseudonymizer(SecretStore(work).pseudonym_key())
     assert not is_anonymous(pseudo("a_2"))
-    assert raw_user_ids(work) == ["a_2", "u1"]  # not NA, blanks or the quarantined reserved id
+    assert raw_user_ids(work) == ["a_2", "nA", "u1"]  # not NA, blanks or the quarantined reserved id
     customers, _, _ = load_curated(work, None, consent="personalization")
-    assert set(customers["user_id"]) == {pseudo("u1"), pseudo("a_2")}
+    assert set(customers["user_id"]) == {pseudo("u1"), pseudo("a_2"), pseudo("nA")}
     assert shop_ids(work, [pseudo("a_2")]) == {pseudo("a_2"): "a_2"}
     erase_user(work, "a_2")  # not refused as "an anonymous session"
     with read_only(work) as (con, _):

@@ -262,7 +262,7 @@ def raw_user_ids(workdir: str | Path) -> list[str]:
     (`NA`, `null`, ...: an anonymous session's rows) and the reserved anonymous form left out):
     where the workdir keeps the shop's own ids (pseudonyms are not reversible), for whoever may
     name customers by them."""
-    from ..governance._compile import MISSING_TOKENS
+    from ..governance._compile import MISSING_VALUES
     from ..governance._privacy import ANONYMOUS_PREFIX
 
     with read_only(workdir) as (con, _):
@@ -278,11 +278,12 @@ def raw_user_ids(workdir: str | Path) -> list[str]:
         union = " UNION ".join(
             f"SELECT DISTINCT nullif(trim(user_id), '') AS u FROM raw.\"{t}\"" for t in sorted(tables)
         )
-        missing = ", ".join("'" + t.replace("'", "''") + "'" for t in MISSING_TOKENS)
+        # exactly the spellings curation reads as missing (`nA` is a customer's id there)
+        missing = ", ".join("'" + t.replace("'", "''") + "'" for t in MISSING_VALUES)
         return [
             r[0]
             for r in con.sql(
-                f"SELECT u FROM ({union}) WHERE u IS NOT NULL AND lower(u) NOT IN ({missing}) "
+                f"SELECT u FROM ({union}) WHERE u IS NOT NULL AND u NOT IN ({missing}) "
                 f"AND NOT starts_with(u, '{ANONYMOUS_PREFIX}') ORDER BY u"
             ).fetchall()
         ]
