@@ -33,6 +33,8 @@ def test_products_out_of_stock_come_last():
     stock = np.array([False, True, True, True, True, True, False])
     # the served list after the default stock rule still takes the categories in turn
     assert diverse_cold_start(pop, np.zeros(7), CATS, stock).tolist() == [1, 3, 2, 4, 5, 0, 6]
+    # a one-category shop too: what `--no-rules` serves must not lead with an unavailable product
+    assert diverse_cold_start(pop, np.zeros(7), ["A"] * 7, stock).tolist() == [1, 2, 3, 4, 5, 0, 6]
 
 
 def test_catalog_only_shop_uses_the_judged_gain():

@@ -35,18 +35,18 @@ def diverse_cold_start(
     `categories`: per item, a path `a > b > c` ("" unknown); `available`: per item, in stock
     (the products out of stock come last, round-robin alike: the default rule drops them, and
     the turns of the categories must survive that). Without two categories to tell apart the
-    order is the signal's, ties by `tiebreak`, then catalog order."""
+    order is the signal's, ties by `tiebreak`, then catalog order, out of stock last."""
     n = len(signal)
     signal = np.asarray(signal, np.float64)
     tiebreak = np.asarray(tiebreak, np.float64)
     base = np.lexsort((np.arange(n), -tiebreak, -signal)).astype(np.int64)
+    stocked = np.ones(n, bool) if available is None else np.asarray(available, bool)
     groups = _groups(categories)
-    if groups is None:
-        return base.astype(np.int32)
+    if groups is None:  # one category: the signal's order, out of stock last all the same
+        return np.concatenate([base[stocked[base]], base[~stocked[base]]]).astype(np.int32)
     # the products with a signal (popularity when there is any, else, in a shop with no events
     # yet, the judged gain) come before those without, each part round-robin over categories
     scored = (signal > 0) if (signal > 0).any() else (tiebreak > 0)
-    stocked = np.ones(n, bool) if available is None else np.asarray(available, bool)
     parts = (scored & stocked, ~scored & stocked, ~stocked)
     out = [_round_robin(base[part[base]], groups) for part in parts]
     return np.concatenate(out).astype(np.int32)
