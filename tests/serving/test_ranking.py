@@ -86,8 +86,12 @@ def test_each_branch_of_the_shared_ranking() -> None:
     cache = Cache()
     got = rank_user(view, "m", model, 1, 2, 5, NO_RULES, recent=["e"], cache=cache, cache_key="k")
     assert got is not None and got.items == ["d", "b"] and model.asked[-1] == [2, 4]
-    assert rank_user(
+    asked = len(model.asked)
+    hit = rank_user(
         view, "m", model, 1, 2, 5, NO_RULES, recent=["e"], cache=cache, cache_key="k", cached_only=True
+    )
+    assert (
+        hit is not None and (hit.items, hit.source) == (["d", "b"], "cached:m") and len(model.asked) == asked
     )
     assert (
         rank_user(view, "m", model, 1, 2, 5, NO_RULES, cache=Cache(), cache_key="x", cached_only=True) is None
