@@ -126,7 +126,9 @@ def test_a_customer_whose_shop_id_begins_like_an_anonymous_pseudonym_is_a_custom
 
     data, work = _shop(tmp_path)
     # and `nA`: a customer id that is not one of the spellings curation reads as missing
-    (data / "events.csv").write_text(EVENTS.replace("u2,,P3", "a_2,,P3") + "nA,,P1,view,2024-03-03T10:00:00Z\n")
+    (data / "events.csv").write_text(
+        EVENTS.replace("u2,,P3", "a_2,,P3") + "nA,,P1,view,2024-03-03T10:00:00Z\n"
+    )
     Ingestor(work).run(data)
     pseudo = Pseudonymizer(SecretStore(work).pseudonym_key())
     assert not is_anonymous(pseudo("a_2"))
