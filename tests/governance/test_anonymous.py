@@ -186,3 +186,22 @@ def test_erasing_a_customer_erases_the_anonymous_rows_of_their_sessions(tmp_path
     cur, raw = held()
     assert cur == {s8: 1, pseudo("u1"): 1}
     assert s7 not in cur and all(r[1] != "S7" for r in raw)
+
+
+def test_a_redelivery_counts_only_the_anonymous_rows_it_curates(tmp_path: Path):
+    """`anonymous_rows` counts the anonymous rows curated, not those an append recognises as
+    re-delivered (quarantined `duplicate_row`)."""
+    data, work = _shop(tmp_path)
+    rows = ",S1,P1,view,2024-03-01T11:00:00Z\n,S1,P2,click,2024-03-01T11:01:00Z\nu1,,P3,view,2024-03-01T12:00:00Z\n"
+    (data / "events.csv").write_text("user_id,session_id,product_id,event_type,timestamp\n" + rows)
+    first = Ingestor(work, mode="append").run(data).tables["events"]
+    assert (first.rows_in, first.rows_curated, first.anonymous_rows) == (3, 3, 2)
+    again = Ingestor(work, mode="append").run(data).tables["events"]
+    assert (again.rows_in, again.rows_curated, again.rows_quarantined) == (3, 0, 3)
+    assert again.reasons == {"duplicate_row": 3} and again.anonymous_rows == 0 and again.balanced
+    # the same rows and one new anonymous row: only the new one is counted
+    (data / "events.csv").write_text(
+        "user_id,session_id,product_id,event_type,timestamp\n" + rows + ",S2,P3,view,2024-03-02T09:00:00Z\n"
+    )
+    more = Ingestor(work, mode="append").run(data).tables["events"]
+    assert (more.rows_curated, more.rows_quarantined, more.anonymous_rows) == (1, 3, 1)
