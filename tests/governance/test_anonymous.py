@@ -140,3 +140,71 @@ def test_a_customer_whose_shop_id_begins_like_an_anonymous_pseudonym_is_a_custom
     with read_only(work) as (con, _):
         left = {r[0] for r in con.sql("SELECT DISTINCT user_id FROM curated.events").fetchall()}
     assert pseudo("a_2") not in left and pseudo("u1") in left
+
+
+# a shopper browses anonymously in S7, then logs in as u9 in the same session; S8 is someone else
+LINKED = """user_id,session_id,product_id,event_type,timestamp
+,S7,P1,view,2024-03-01T10:00:00Z
+,S7,P3,view,2024-03-01T10:01:00Z
+,S7,P1,teleport,2024-03-01T10:02:00Z
+u9,S7,P2,purchase,2024-03-01T10:05:00Z
+,S8,P1,view,2024-03-01T11:00:00Z
+u1,s-1,P3,view,2024-03-01T12:00:00Z
+"""
+
+
+def test_erasing_a_customer_erases_the_anonymous_rows_of_their_sessions(tmp_path: Path):
+    """The anonymous rows of a session the customer logged in to are theirs (tied by the session
+    id): erased with them from curated, raw and quarantine, and withheld from a re-delivery."""
+    from shelfwise.governance._erase import erase_user
+
+    data, work = _shop(tmp_path)
+    (data / "events.csv").write_text(LINKED)
+    Ingestor(work).run(data)
+    pseudo = Pseudonymizer(SecretStore(work).pseudonym_key())
+    s7, s8 = pseudo(anonymous_user_id("S7")), pseudo(anonymous_user_id("S8"))
+    assert len(Quarantine(work).list("events", limit=None)) == 1  # S7's `teleport`
+    rep = erase_user(work, "u9")
+    assert rep["anonymous_sessions"] == 1
+    assert rep["warehouse"]["curated.events__v1"] == 3  # u9's row and S7's two
+    assert rep["warehouse"]["raw.events"] == 4 and rep["warehouse"]["quarantine.rows"] == 1
+    assert Quarantine(work).list("events", limit=None) == []
+
+    def held() -> tuple[dict[str, int], list[tuple[str | None, str | None]]]:
+        with read_only(work) as (con, _):
+            cur = dict(con.sql("SELECT user_id, count(*) FROM curated.events GROUP BY 1").fetchall())  # type: ignore[arg-type]
+            raw = sorted(
+                con.sql("SELECT DISTINCT user_id, session_id FROM raw.events").fetchall(),
+                key=lambda r: (str(r[0]), str(r[1])),
+            )
+        return cur, raw
+
+    cur, raw = held()
+    assert cur == {s8: 1, pseudo("u1"): 1}  # S7's anonymous rows went with u9, S8's stayed
+    assert raw == [(None, "S8"), ("u1", "s-1")]
+    # the same file again (a full reload): neither u9 nor S7's anonymous rows come back
+    ev = Ingestor(work).run(data).tables["events"]
+    assert ev.rows_withheld == 4 and ev.balanced and ev.anonymous_rows == 1
+    assert Quarantine(work).list("events", limit=None) == []
+    cur, raw = held()
+    assert cur == {s8: 1, pseudo("u1"): 1}
+    assert s7 not in cur and all(r[1] != "S7" for r in raw)
+
+
+def test_a_redelivery_counts_only_the_anonymous_rows_it_curates(tmp_path: Path):
+    """`anonymous_rows` counts the anonymous rows curated, not those an append recognises as
+    re-delivered (quarantined `duplicate_row`)."""
+    data, work = _shop(tmp_path)
+    rows = ",S1,P1,view,2024-03-01T11:00:00Z\n,S1,P2,click,2024-03-01T11:01:00Z\nu1,,P3,view,2024-03-01T12:00:00Z\n"
+    (data / "events.csv").write_text("user_id,session_id,product_id,event_type,timestamp\n" + rows)
+    first = Ingestor(work, mode="append").run(data).tables["events"]
+    assert (first.rows_in, first.rows_curated, first.anonymous_rows) == (3, 3, 2)
+    again = Ingestor(work, mode="append").run(data).tables["events"]
+    assert (again.rows_in, again.rows_curated, again.rows_quarantined) == (3, 0, 3)
+    assert again.reasons == {"duplicate_row": 3} and again.anonymous_rows == 0 and again.balanced
+    # the same rows and one new anonymous row: only the new one is counted
+    (data / "events.csv").write_text(
+        "user_id,session_id,product_id,event_type,timestamp\n" + rows + ",S2,P3,view,2024-03-02T09:00:00Z\n"
+    )
+    more = Ingestor(work, mode="append").run(data).tables["events"]
+    assert (more.rows_curated, more.rows_quarantined, more.anonymous_rows) == (1, 3, 1)

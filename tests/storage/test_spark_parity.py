@@ -308,3 +308,36 @@ def test_interactions_and_batch_scoring_on_spark_match_the_one_node_path(spark, 
         }
         assert got == want, model.name
         assert len(got) == inter.n_users > 50
+
+
+def test_anonymous_sessions_on_spark_redelivery_count_and_linked_erasure(spark, tmp_path):
+    """On Spark as on DuckDB: an appended re-delivery counts no anonymous row, and erasing a
+    customer erases the anonymous rows of their session from the Parquet versions and the
+    quarantine files (tests/governance/test_anonymous.py holds the DuckDB cases)."""
+    import duckdb
+
+    from shelfwise.governance._erase import erase_user
+    from shelfwise.governance._privacy import Pseudonymizer, anonymous_user_id
+    from tests.governance.test_anonymous import LINKED, _shop
+
+    data, work = _shop(tmp_path)
+    (data / "events.csv").write_text(LINKED)
+    first = Ingestor(work, engine=SparkEngine(work, master="local[2]"), mode="append").run(data)
+    assert first.tables["events"].anonymous_rows == 3
+    again = Ingestor(work, engine=SparkEngine(work, master="local[2]"), mode="append").run(data)
+    ev = again.tables["events"]
+    assert (ev.rows_curated, ev.anonymous_rows, ev.reasons) == (
+        0,
+        0,
+        {"duplicate_row": 5, "invalid_value": 1},
+    )
+    pseudo = Pseudonymizer(SecretStore(work).pseudonym_key())
+    rep = erase_user(work, "u9")
+    assert rep["anonymous_sessions"] == 1
+    users = {r[0] for r in curated_rows(work, "SELECT DISTINCT user_id FROM curated.events")}
+    assert users == {pseudo("u1"), pseudo(anonymous_user_id("S8"))}
+    quarantine_files = str(work / "spark-warehouse" / "quarantine" / "*" / "*" / "*.parquet")
+    left = duckdb.sql(
+        f"SELECT count(*) FROM read_parquet('{quarantine_files}') WHERE raw LIKE '%S7%'"
+    ).fetchone()
+    assert left == (0,)

@@ -2,6 +2,12 @@
 
 - warehouse: the user's rows in every raw table (raw ids), every version of every curated table
   (pseudonym) and the quarantine (raw fields, and malformed lines that name the id);
+- the anonymous sessions linked to the user: an anonymous row (no user id, a session id) of a
+  session the user's own rows name (browsing before logging in) is the user's too, tied to them
+  by the session id (an online identifier). Those sessions' rows go wherever the user's do
+  (warehouse, spool, bundles, online state) and their anonymous pseudonyms are registered with
+  the user's, so that a re-delivery withholds them alike; the report and audit count the
+  sessions erased (`anonymous_sessions`);
 - files: the served-events spool and its archive (`feedback/`), the exposure log (served lists),
   the consent register (the user's records go, a tombstone stays), stored marketing audiences and
   served customer profiles;
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,10 +38,11 @@ import numpy as np
 
 from ..errors import ShelfwiseError
 from ._audit import AuditLog
+from ._compile import MISSING_VALUES, lit
 from ._consent import CONSENTS_FILE, erase_consent
 from ._erasures import ERASURES_FILE
 from ._lineage import DatasetRef, LineageRun, warehouse_namespace
-from ._privacy import Pseudonymizer, SecretStore, is_anonymous_raw
+from ._privacy import Pseudonymizer, SecretStore, anonymous_user_id, is_anonymous_raw
 
 
 def erase_user(
@@ -52,36 +60,42 @@ def erase_user(
         )
     if not (workdir / "warehouse.duckdb").exists():
         raise ShelfwiseError(f"{workdir}: not a shelfwise workdir (no warehouse.duckdb)")
-    pseudo = Pseudonymizer(SecretStore(workdir).pseudonym_key())(raw_user_id)
+    pseudonymize = Pseudonymizer(SecretStore(workdir).pseudonym_key())
+    pseudo = pseudonymize(raw_user_id)
     lineage = LineageRun(workdir, "shelfwise.privacy.erase", []).start()
     report: dict[str, Any] = {"pseudonym": pseudo, "warehouse": {}, "files": {}, "bundles": {}}
     touched: list[DatasetRef] = []
     try:
-        report["warehouse"] = _erase_warehouse(workdir, raw_user_id, pseudo)
+        linked = _erase_warehouse(workdir, raw_user_id, pseudo, pseudonymize)
+        report["warehouse"], report["anonymous_sessions"] = linked.counts, linked.erased_sessions
+        # the user and every anonymous session linked to them (whether or not it had rows left)
+        pseudos = [pseudo, *linked.pseudonyms]
         # registered at once, before files and bundles: should a later step fail, every later
         # load still withholds the user's rows and running servers still forget them (a retry
         # finishes the rest: a bundle that still holds the user is erased again)
         path = workdir / ERASURES_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
+        at = datetime.now(UTC).isoformat()
         with open(path, "a") as fh:  # running servers forget the user and reload
-            fh.write(json.dumps({"pseudonym": pseudo, "at": datetime.now(UTC).isoformat()}) + "\n")
+            fh.writelines(json.dumps({"pseudonym": p, "at": at}) + "\n" for p in pseudos)
         ns = warehouse_namespace(workdir)
         touched += [DatasetRef(ns, t, rows=n) for t, n in report["warehouse"].items() if n]
-        report["files"] = _erase_files(workdir, raw_user_id, pseudo)
+        report["files"] = _erase_files(workdir, raw_user_id, pseudos, linked.sessions)
         # the consent history goes; a tombstone remembers the erasure (servers drop the state)
         report["files"][str(CONSENTS_FILE)] = erase_consent(workdir, pseudo)
         touched += [
             DatasetRef("file", str((workdir / f).resolve()), rows=n) for f, n in report["files"].items() if n
         ]
         for b in sorted((workdir / "bundles").glob("[0-9]*")):
-            n = _erase_bundle(b, pseudo)
+            n = _erase_bundle(b, pseudos)
             report["bundles"][b.name] = n
             if n:
                 touched.append(DatasetRef("file", str(b.resolve()), rows=n))
         if redis_client is not None:
             from ._online_keys import online_keys
 
-            redis_client.delete(*online_keys(pseudo))  # what `serving._online.RedisState` holds
+            for p in pseudos:  # what `serving._online.RedisState` holds
+                redis_client.delete(*online_keys(p))
             report["redis"] = "forgotten"
     except Exception as exc:
         lineage.fail(f"{type(exc).__name__}: {exc}")
@@ -96,6 +110,7 @@ def erase_user(
         "privacy.erase",
         actor=actor,
         pseudonym=pseudo,
+        anonymous_sessions=report["anonymous_sessions"],
         warehouse=report["warehouse"],
         files=report["files"],
         bundles=report["bundles"],
@@ -104,20 +119,108 @@ def erase_user(
     return report
 
 
-def _erase_warehouse(workdir: Path, raw: str, pseudo: str) -> dict[str, int]:
-    from ..storage import Warehouse
+# a raw row is anonymous where its user id is missing (as the row checks read it, `_compile`)
+_MISSING_USER = (
+    "(nullif(trim(user_id), '') IS NULL OR trim(user_id) IN ("
+    + ", ".join(lit(v) for v in MISSING_VALUES)
+    + "))"
+)
 
-    out: dict[str, int] = {}
-    with Warehouse(workdir) as wh:
-        tables = wh.sql(
+
+@dataclass
+class _Linked:
+    """What `_erase_warehouse` did: rows erased per table, and the anonymous sessions linked to
+    the user (the session ids of their rows, those sessions' anonymous pseudonyms, and how many
+    of them had rows erased)."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    sessions: list[str] = field(default_factory=list)
+    pseudonyms: list[str] = field(default_factory=list)
+    erased_sessions: int = 0
+
+
+def _user_tables(wh: Any, column: str) -> set[tuple[str, str]]:
+    return {
+        (r[0], r[1])
+        for r in wh.sql(
             "SELECT table_schema, table_name FROM information_schema.columns "
-            "WHERE column_name = 'user_id' AND table_schema IN ('raw', 'curated') "
+            "WHERE column_name = ? AND table_schema IN ('raw', 'curated') "
             "AND table_name IN (SELECT table_name FROM information_schema.tables "
-            "WHERE table_type = 'BASE TABLE' AND table_schema = information_schema.columns.table_schema)"
+            "WHERE table_type = 'BASE TABLE' AND table_schema = information_schema.columns.table_schema)",
+            [column],
         ).fetchall()
+    }
+
+
+def _linked_sessions(
+    wh: Any, raw: str, pseudo: str, tables: set[tuple[str, str]], versions: Any
+) -> list[str]:
+    """The session ids of the user's rows: curated (as curated, the form an anonymous row's
+    session is attributed by) and raw (trimmed), and Spark's Parquet versions."""
+    found: set[str] = set()
+    for schema, table in sorted(tables):
+        value = raw if schema == "raw" else pseudo
+        found |= {
+            r[0]
+            for r in wh.sql(
+                f'SELECT DISTINCT trim(session_id) FROM "{schema}"."{table}" WHERE trim(user_id) = ?', [value]
+            ).fetchall()
+        }
+    for v in versions:
+        files = [str(f) for f in v.files]
+        if not files:
+            continue
+        cols = {r[0] for r in wh.sql("DESCRIBE SELECT * FROM read_parquet(?)", [files]).fetchall()}
+        if {"user_id", "session_id"} <= cols:
+            found |= {
+                r[0]
+                for r in wh.sql(
+                    "SELECT DISTINCT trim(session_id) FROM read_parquet(?) WHERE trim(user_id) = ?",
+                    [files, pseudo],
+                ).fetchall()
+            }
+    return sorted(s for s in found if s and s not in MISSING_VALUES)
+
+
+def _erase_warehouse(workdir: Path, raw: str, pseudo: str, pseudonymize: Pseudonymizer) -> _Linked:
+    from ..storage import Warehouse
+    from ._parquet_versions import parquet_versions
+
+    linked = _Linked()
+    out = linked.counts
+    with Warehouse(workdir) as wh:
+        tables = sorted(_user_tables(wh, "user_id"))
+        with_sessions = _user_tables(wh, "session_id") & set(tables)
+        sessions = _linked_sessions(wh, raw, pseudo, with_sessions, parquet_versions(wh))
+        anon = pseudonymize.many([anonymous_user_id(s) for s in sessions])
+        linked.sessions, linked.pseudonyms = sessions, anon
+        erased: set[str] = set()  # the linked sessions whose anonymous rows are erased
+        by_pseudo = dict(zip(anon, sessions, strict=True))
         for schema, table in tables:
-            value = raw if schema == "raw" else pseudo
-            n = wh.sql(f'DELETE FROM "{schema}"."{table}" WHERE trim(user_id) = ?', [value]).fetchone()
+            if schema == "raw":
+                where, params = "trim(user_id) = ?", [raw]
+                if sessions and (schema, table) in with_sessions:
+                    anonymous = f"{_MISSING_USER} AND trim(session_id) IN (SELECT unnest(?::VARCHAR[]))"
+                    erased |= {
+                        r[0]
+                        for r in wh.sql(
+                            f'SELECT DISTINCT trim(session_id) FROM "{schema}"."{table}" WHERE {anonymous}',
+                            [sessions],
+                        ).fetchall()
+                    }
+                    where, params = f"{where} OR ({anonymous})", [raw, sessions]
+            else:
+                where, params = "trim(user_id) IN (SELECT unnest(?::VARCHAR[]))", [[pseudo, *anon]]
+                if anon:
+                    erased |= {
+                        by_pseudo[r[0]]
+                        for r in wh.sql(
+                            f'SELECT DISTINCT trim(user_id) FROM "{schema}"."{table}" '
+                            "WHERE trim(user_id) IN (SELECT unnest(?::VARCHAR[]))",
+                            [anon],
+                        ).fetchall()
+                    }
+            n = wh.sql(f'DELETE FROM "{schema}"."{table}" WHERE {where}', params).fetchone()
             out[f"{schema}.{table}"] = int(n[0]) if n else 0
             if schema == "curated" and out[f"{schema}.{table}"]:
                 # the version's recorded size and content hash describe what it now holds (a
@@ -127,36 +230,48 @@ def _erase_warehouse(workdir: Path, raw: str, pseudo: str) -> dict[str, int]:
                     "UPDATE meta.table_versions SET row_count = ?, content_hash = ? WHERE physical_name = ?",
                     [count, digest, table],
                 )
-        out.update(_erase_parquet(wh, raw, pseudo))
+        out.update(_erase_parquet(wh, raw, [pseudo, *anon], sessions))
         if wh.exists("quarantine", "rows"):
             token = '(^|[,;\\t|"])' + re.escape(raw) + '([,;\\t|"]|$)'
+            # a quarantined anonymous row of a linked session (its fields as received)
+            q_anon = (
+                "(coalesce(nullif(trim(json_extract_string(raw, '$.user_id')), ''), 'NA') IN "
+                "(SELECT unnest(?::VARCHAR[])) AND trim(json_extract_string(raw, '$.session_id')) "
+                "IN (SELECT unnest(?::VARCHAR[])))"
+            )
             n = wh.sql(
                 "DELETE FROM quarantine.rows WHERE trim(json_extract_string(raw, '$.user_id')) = ? "
-                "OR regexp_matches(coalesce(json_extract_string(raw, '$.line'), ''), ?)",
-                [raw, token],
+                f"OR regexp_matches(coalesce(json_extract_string(raw, '$.line'), ''), ?) OR {q_anon}",
+                [raw, token, list(MISSING_VALUES), sessions],
             ).fetchone()
             out["quarantine.rows"] = int(n[0]) if n else 0
         wh.sql("CHECKPOINT")
-    return out
+    linked.erased_sessions = len(erased)
+    return linked
 
 
-def _erase_parquet(wh: Any, raw: str, pseudo: str) -> dict[str, int]:
+def _erase_parquet(wh: Any, raw: str, pseudos: list[str], sessions: list[str]) -> dict[str, int]:
     """Versions another engine (Spark) wrote as Parquet, and its quarantine files beside them:
-    each file holding the user's rows is rewritten without them (the catalog's views read the
-    files, so the curated table no longer shows them)."""
+    each file holding the user's rows (`pseudos`: theirs and their linked anonymous sessions')
+    is rewritten without them (the catalog's views read the files, so the curated table no
+    longer shows them)."""
     from ._parquet_versions import parquet_versions, quarantine_dirs, refresh_versions, rewrite_files
 
     versions = parquet_versions(wh)
     out: dict[str, int] = {}
     for v in versions:
-        out.update(rewrite_files(v.files, "user_id", "trim(user_id) = $2", [pseudo]))
+        out.update(
+            rewrite_files(v.files, "user_id", "trim(user_id) IN (SELECT unnest($2::VARCHAR[]))", [pseudos])
+        )
     for _, _, folder in quarantine_dirs(versions):
         out.update(
             rewrite_files(
                 sorted(folder.glob("*.parquet")),
                 "raw",
-                "trim(json_extract_string(raw, '$.user_id')) = $2",
-                [raw],
+                "trim(json_extract_string(raw, '$.user_id')) = $2 OR ("
+                "coalesce(nullif(trim(json_extract_string(raw, '$.user_id')), ''), 'NA') IN (SELECT unnest($3::VARCHAR[])) "
+                "AND trim(json_extract_string(raw, '$.session_id')) IN (SELECT unnest($4::VARCHAR[])))",
+                [raw, list(MISSING_VALUES), sessions],
             )
         )
     refresh_versions(wh, versions, out)
@@ -183,20 +298,30 @@ def _rewrite_jsonl(path: Path, drop: Any) -> int:
     return dropped
 
 
-def _erase_files(workdir: Path, raw: str, pseudo: str) -> dict[str, int]:
+def _erase_files(workdir: Path, raw: str, pseudos: list[str], sessions: list[str]) -> dict[str, int]:
+    linked = set(sessions)
+
     def raw_event(rec: dict[str, Any]) -> bool:
         ev = rec.get("event", rec)
-        return isinstance(ev, dict) and str(ev.get("user_id", "")).strip() == raw
+        if not isinstance(ev, dict):
+            return False
+        user = str(ev.get("user_id") or "").strip()
+        if user == raw:
+            return True
+        # an anonymous event of a session linked to the user
+        return (not user or user in MISSING_VALUES) and str(ev.get("session_id") or "").strip() in linked
+
+    mine = set(pseudos)
 
     out: dict[str, int] = {}
     groups = [
         ("feedback", "events-*.jsonl", raw_event),
         ("spool/events", "*.jsonl", raw_event),
         ("spool/rejected", "*.jsonl", raw_event),
-        ("spool/exposures", "*.jsonl*", lambda r: r.get("user") == pseudo),
+        ("spool/exposures", "*.jsonl*", lambda r: r.get("user") in mine),
         # insights (issue 18): stored marketing audiences and served profiles, by pseudonym
-        ("audiences", "*/members.jsonl", lambda r: r.get("user") == pseudo),
-        ("insights/profiles", "*.jsonl", lambda r: r.get("user") == pseudo),
+        ("audiences", "*/members.jsonl", lambda r: r.get("user") in mine),
+        ("insights/profiles", "*.jsonl", lambda r: r.get("user") in mine),
     ]
     for folder, pattern, drop in groups:
         n = sum(_rewrite_jsonl(p, drop) for p in sorted((workdir / folder).glob(pattern)))
@@ -220,20 +345,22 @@ def drop_console_figures(workdir: Path) -> int:
     return n
 
 
-def _erase_bundle(path: Path, pseudo: str) -> int:
-    """Remove one user from a bundle in place; returns the steps removed (0: not in it)."""
+def _erase_bundle(path: Path, pseudos: list[str]) -> int:
+    """Remove users (one customer and their linked anonymous sessions) from a bundle in place;
+    returns the steps removed (0: none in it)."""
     from ..features import Interactions
     from ..models import read_manifest, write_manifest
     from ..storage import file_sha256
 
     inter = Interactions.load(path / "interactions.npz")
-    hits = np.flatnonzero(inter.user_ids.astype(str) == pseudo)
+    hits = np.flatnonzero(np.isin(inter.user_ids.astype(str), np.asarray(pseudos, dtype=str)))
     if len(hits) == 0:
         return 0
-    u = int(hits[0])
-    keep = inter.user_idx != u
+    users = [int(u) for u in hits]
+    keep = ~np.isin(inter.user_idx, hits)
     user_ids = inter.user_ids.astype(object).copy()
-    user_ids[u] = f"erased_{u}"  # the index stays (model state is indexed by it); the id is gone
+    for u in users:
+        user_ids[u] = f"erased_{u}"  # the index stays (model state is indexed by it); the id is gone
     steps = int((~keep).sum())
     erased = Interactions(
         inter.user_idx[keep],
@@ -248,28 +375,30 @@ def _erase_bundle(path: Path, pseudo: str) -> int:
     for model_dir in sorted(
         {p.parent for p in [*path.glob("models/*/state.pkl"), *path.glob("evaluated/*/state.pkl")]}
     ):
-        _forget_in_model(model_dir, u, erased, path.name)
+        _forget_in_model(model_dir, users, erased, path.name)
     sv = path / "serving.npz"
     if sv.exists():
         with np.load(sv) as z:
             arrays = {k: z[k] for k in z.files}
-        if "toplist" in arrays and u < len(arrays["toplist"]):
-            arrays["toplist"][u] = -1
+        if "toplist" in arrays:
+            arrays["toplist"][[u for u in users if u < len(arrays["toplist"])]] = -1
         if "purchase_user" in arrays:
-            m = arrays["purchase_user"] != u
+            m = ~np.isin(arrays["purchase_user"], hits)
             for k in ("purchase_user", "purchase_item", "purchase_ts"):
                 arrays[k] = arrays[k][m]
         np.savez_compressed(sv, **arrays)  # type: ignore[arg-type]
     erased.save(path / "interactions.npz")
     manifest = read_manifest(path)
     manifest.files = {rel: file_sha256(path / rel) for rel in manifest.files if (path / rel).exists()}
-    manifest.erasures.append({"pseudonym": pseudo, "at": datetime.now(UTC).isoformat()})
+    at = datetime.now(UTC).isoformat()
+    present = set(inter.user_ids[hits].astype(str))
+    manifest.erasures.extend({"pseudonym": p, "at": at} for p in pseudos if p in present)
     write_manifest(path, manifest)
     return steps
 
 
-def _forget_in_model(model_dir: Path, user: int, interactions: Any, bundle: str) -> None:
-    """The saved model in `model_dir` forgets `user`, through the model's own `forget_users`
+def _forget_in_model(model_dir: Path, users: list[int], interactions: Any, bundle: str) -> None:
+    """The saved model in `model_dir` forgets `users`, through the model's own `forget_users`
     (loaded, told, saved back); models holding no per-user state are left as they are."""
     from ..models import IncompatibleModel, load_model, model_class
 
@@ -282,5 +411,5 @@ def _forget_in_model(model_dir: Path, user: int, interactions: Any, bundle: str)
             f"bundle {bundle}: cannot erase the user from {model_dir.name}, written by a shelfwise whose "
             f"models this version cannot read ({exc}); retrain, then delete bundle {bundle}"
         ) from exc
-    model.forget_users([user])
+    model.forget_users(users)
     model.save(model_dir)

@@ -4,6 +4,10 @@ An events row with no user id but a session id is anonymous browsing, attributed
 checks to the session (`_compile`, the raw id `_privacy.ANONYMOUS_PREFIX` + session_id). The load
 report counts them (`TableReport.anonymous_rows`), so that a shop sees how much of its traffic
 is anonymous, and a file whose user column is empty by mistake shows at once.
+
+The count is of the rows curated: appending, the rows an earlier load curated already
+(re-delivered, quarantined `duplicate_row` only when published) are taken off again
+(`uncount_redelivered`, `spark_uncount_redelivered`, called by the publish stages).
 """
 
 from __future__ import annotations
@@ -12,7 +16,12 @@ from ._compile import anonymous_sessions, lit
 from ._load_state import CHECKED, LoadState
 from ._privacy import ANONYMOUS_PREFIX
 
-__all__ = ["count_anonymous", "spark_count_anonymous"]
+__all__ = [
+    "count_anonymous",
+    "spark_count_anonymous",
+    "spark_uncount_redelivered",
+    "uncount_redelivered",
+]
 
 
 def _applies(st: LoadState) -> bool:
@@ -39,3 +48,27 @@ def spark_count_anonymous(st: LoadState) -> None:
     df = st.frames["checked"]
     valid = (F.size("_reasons") == 0) & F.col("user_id").startswith(ANONYMOUS_PREFIX)
     st.tr.anonymous_rows = int(df.where(valid).count())
+
+
+def uncount_redelivered(st: LoadState) -> None:
+    """Appending (DuckDB): take the re-delivered anonymous rows (`_redelivered(line)`, left by
+    `_load_publish._flag_redelivered`) off the count: they are quarantined, not curated."""
+    if not _applies(st) or not st.tr.anonymous_rows:
+        return
+    n = len(ANONYMOUS_PREFIX)
+    row = st.wh.sql(
+        f"SELECT count(*) FROM {CHECKED} WHERE _source_line IN (SELECT line FROM _redelivered) "
+        f"AND substr(user_id, 1, {n}) = {lit(ANONYMOUS_PREFIX)}"
+    ).fetchone()
+    st.tr.anonymous_rows -= int(row[0]) if row else 0
+
+
+def spark_uncount_redelivered(st: LoadState, lines: list[int]) -> None:
+    """As `uncount_redelivered`, in Spark: `lines`, the re-delivered rows' source lines."""
+    if not _applies(st) or not st.tr.anonymous_rows or not lines:
+        return
+    from pyspark.sql import functions as F
+
+    df = st.frames["checked"]
+    hit = F.col("_source_line").isin([int(n) for n in lines]) & F.col("user_id").startswith(ANONYMOUS_PREFIX)
+    st.tr.anonymous_rows -= int(df.where(hit).count())

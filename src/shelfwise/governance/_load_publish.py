@@ -19,6 +19,7 @@ from ..storage import TableVersion, Warehouse
 from ..storage._sources import PART_LINES
 from ._compile import DUCKDB, Dialect, lit, q
 from ._contracts import Kind, TableContract
+from ._load_anonymous import uncount_redelivered
 from ._load_state import CHECKED, LoadState, count_withheld
 from ._privacy import Pseudonymizer, SecretStore
 from ._reasons import Reason
@@ -106,6 +107,7 @@ def publish(st: LoadState) -> None:
             f"FROM {CHECKED} t{joins} WHERE len(t._reasons) = 0 {order}"
         )
         _flag_redelivered(st, st.raw_cols)
+        uncount_redelivered(st)  # the report's anonymous rows: those curated
         wh.sql("DELETE FROM _new WHERE _source_line IN (SELECT line FROM _redelivered)")
         row = wh.sql("SELECT count(*) FROM _new").fetchone()
         added = int(row[0]) if row else 0

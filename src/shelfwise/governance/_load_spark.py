@@ -27,6 +27,7 @@ from typing import Any
 from ..storage import SparkEngine
 from ._compile import JSON_VALID_UDF, NORMALIZE_UDF, SPARK, compile_contract, lit, q
 from ._contracts import BOT_EVENT_TYPES, Kind
+from ._load_anonymous import spark_uncount_redelivered
 from ._load_publish import account, redelivery_details, same_row
 from ._load_rows import day_first_dates
 from ._load_state import LoadState, count_withheld, safe
@@ -378,6 +379,7 @@ def spark_publish(st: LoadState) -> None:
     else:
         new = valid.select(*out_cols, "_source_line").localCheckpoint()
         redelivered = _flag_redelivered(st, new, current)
+        spark_uncount_redelivered(st, redelivered)  # the report's anonymous rows: those curated
         if redelivered:
             gone = spark.createDataFrame([(n,) for n in redelivered], "_gone bigint")
             new = new.join(F.broadcast(gone), new["_source_line"] == gone["_gone"], "left_anti")
