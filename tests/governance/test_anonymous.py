@@ -120,9 +120,9 @@ def test_a_file_without_sessions_still_needs_its_users(tmp_path: Path):
 def test_a_customer_whose_shop_id_begins_like_an_anonymous_pseudonym_is_a_customer(tmp_path: Path):
     """`a_` begins anonymous sessions' pseudonyms, not raw ids: a shop customer `a_2` is profiled,
     named by shop id and erasable; the raw layer's `NA` (an anonymous row) names nobody."""
+    from shelfwise.governance import shop_user_ids
     from shelfwise.governance._erase import erase_user
     from shelfwise.insights._data import load_curated
-    from shelfwise.storage import raw_user_ids
 
     data, work = _shop(tmp_path)
     # and `nA`: a customer id that is not one of the spellings curation reads as missing
@@ -132,7 +132,7 @@ def test_a_customer_whose_shop_id_begins_like_an_anonymous_pseudonym_is_a_custom
     Ingestor(work).run(data)
     pseudo = Pseudonymizer(SecretStore(work).pseudonym_key())
     assert not is_anonymous(pseudo("a_2"))
-    assert raw_user_ids(work) == ["a_2", "nA", "u1"]  # not NA, blanks or the quarantined reserved id
+    assert shop_user_ids(work) == ["a_2", "nA", "u1"]  # not NA, blanks or the quarantined reserved id
     customers, _, _ = load_curated(work, None, consent="personalization")
     assert set(customers["user_id"]) == {pseudo("u1"), pseudo("a_2"), pseudo("nA")}
     assert shop_ids(work, [pseudo("a_2")]) == {pseudo("a_2"): "a_2"}

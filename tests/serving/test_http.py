@@ -456,9 +456,10 @@ def test_search_is_personalized_by_the_shoppers_history(served_workdir, tmp_path
     eng = SearchEngine(tmp_path / "s", candidates=40).build(cat)
     assert eng.fit_ranker({}, {}, clicks=_clicks(), seed=3)["personalized"]
     svc.snapshot.search = eng  # the planted engine and its products in place of the demo's
-    svc.snapshot.info.update(
-        {p: (c, b, True) for p, c, b in zip(cat.product_ids, cat.category, cat.brand, strict=True)}
-    )
+    # (the bundle's catalog view is read-only, memory-mapped: the planted products' in a dict)
+    svc.snapshot.info = dict(svc.snapshot.info) | {
+        p: (c, b, True) for p, c, b in zip(cat.product_ids, cat.category, cat.brand, strict=True)
+    }
 
     def trail_share(user: str | None) -> tuple[float, str]:
         ans = svc.search("shoes", 10, filters=Filters(), raw_user=user)

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         is_anonymous,
         is_anonymous_raw,
         mask_pii,
+        shop_user_ids,
     )
     from ._quarantine import Quarantine
     from ._reasons import Reason
@@ -76,6 +77,7 @@ _WHERE = {
     "Pseudonymizer": "._privacy",
     "SecretStore": "._privacy",
     "mask_pii": "._privacy",
+    "shop_user_ids": "._privacy",
     "Quarantine": "._quarantine",
     "Reason": "._reasons",
     "normalize_text": "._text",
@@ -122,6 +124,7 @@ __all__ = [
     "is_anonymous_raw",
     "load_column_map",
     "mask_pii",
+    "shop_user_ids",
     "normalize_text",
     "normalize_text_array",
     "read_lineage",

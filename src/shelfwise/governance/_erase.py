@@ -197,6 +197,7 @@ def _erase_warehouse(workdir: Path, raw: str, pseudo: str, pseudonymize: Pseudon
         erased: set[str] = set()  # the linked sessions whose anonymous rows are erased
         by_pseudo = dict(zip(anon, sessions, strict=True))
         for schema, table in tables:
+            params: list[Any]
             if schema == "raw":
                 where, params = "trim(user_id) = ?", [raw]
                 if sessions and (schema, table) in with_sessions:

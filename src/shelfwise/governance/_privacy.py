@@ -12,6 +12,7 @@ import hmac
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 PSEUDONYM_PREFIX = "u_"
 # An events row with no user id but a session id is anonymous browsing: it is attributed to the
@@ -106,6 +107,17 @@ def is_anonymous_raw(raw_id: str) -> bool:
     """Whether a raw user id is the reserved form an anonymous session is attributed to (a shop
     row naming it is quarantined, so no customer carries it)."""
     return raw_id.startswith(ANONYMOUS_PREFIX)
+
+
+def shop_user_ids(workdir: Any) -> list[str]:
+    """The customers' own shop ids the raw layer holds, sorted: blanks, the spellings curation
+    reads as missing (`NA`, `null`, ...: an anonymous session's rows) and the reserved anonymous
+    form (a quarantined row) name no customer. For whoever may name customers by shop id
+    (`recommend --all-users`, insights' shop-id mapping)."""
+    from ..storage import raw_user_ids
+    from ._compile import MISSING_VALUES
+
+    return raw_user_ids(workdir, missing=MISSING_VALUES, reserved_prefix=ANONYMOUS_PREFIX)
 
 
 def mask_pii(text: str) -> str:

@@ -271,8 +271,8 @@ def recommend_batch_spark(
     there (one list for all); the known users are ranked on Spark. Returns counts."""
 
     from ..errors import ShelfwiseError
+    from ..governance import shop_user_ids
     from ..serving import Service
-    from ..storage import raw_user_ids
 
     service = Service(workdir, apply_rules=False, load_search=False)
     snap = service.snapshot
@@ -287,7 +287,7 @@ def recommend_batch_spark(
             f"no model {name!r} in the current bundle (it has: {', '.join(snap.bundle.models)})"
         )
     all_users = users is None
-    ids = raw_user_ids(workdir) if users is None else users  # (the shop ids the raw layer holds)
+    ids = shop_user_ids(workdir) if users is None else users  # (the shop ids the raw layer holds)
     known: list[tuple[str, int]] = []
     cold: list[str] = []
     for raw in ids:

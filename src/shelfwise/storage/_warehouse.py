@@ -10,7 +10,7 @@ that made it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -256,15 +256,14 @@ def read_only(workdir: str | Path) -> Iterator[tuple[Any, set[str]]]:
         con.close()
 
 
-def raw_user_ids(workdir: str | Path) -> list[str]:
+def raw_user_ids(
+    workdir: str | Path, *, missing: Sequence[str] = (), reserved_prefix: str | None = None
+) -> list[str]:
     """Every shop user id the raw layer holds, sorted (the `user_id` of every raw table, as
-    delivered, trimmed as curation trims ids; blanks, the tokens curation reads as missing
-    (`NA`, `null`, ...: an anonymous session's rows) and the reserved anonymous form left out):
-    where the workdir keeps the shop's own ids (pseudonyms are not reversible), for whoever may
-    name customers by them."""
-    from ..governance._compile import MISSING_VALUES
-    from ..governance._privacy import ANONYMOUS_PREFIX
-
+    delivered, trimmed as curation trims ids; blanks, the spellings in `missing` and ids
+    beginning `reserved_prefix` left out): where the workdir keeps the shop's own ids
+    (pseudonyms are not reversible). Governance says which ids name customers
+    (`governance.shop_user_ids`)."""
     with read_only(workdir) as (con, _):
         tables = {
             r[0]
@@ -278,12 +277,13 @@ def raw_user_ids(workdir: str | Path) -> list[str]:
         union = " UNION ".join(
             f"SELECT DISTINCT nullif(trim(user_id), '') AS u FROM raw.\"{t}\"" for t in sorted(tables)
         )
-        # exactly the spellings curation reads as missing (`nA` is a customer's id there)
-        missing = ", ".join("'" + t.replace("'", "''") + "'" for t in MISSING_VALUES)
-        return [
-            r[0]
-            for r in con.sql(
-                f"SELECT u FROM ({union}) WHERE u IS NOT NULL AND u NOT IN ({missing}) "
-                f"AND NOT starts_with(u, '{ANONYMOUS_PREFIX}') ORDER BY u"
-            ).fetchall()
-        ]
+        where = ["u IS NOT NULL"]
+        params: list[Any] = []
+        if missing:
+            where.append("NOT list_contains(?, u)")
+            params.append(list(missing))
+        if reserved_prefix:
+            where.append("NOT starts_with(u, ?)")
+            params.append(reserved_prefix)
+        sql = f"SELECT u FROM ({union}) WHERE {' AND '.join(where)} ORDER BY u"
+        return [r[0] for r in con.execute(sql, params).fetchall()]
