@@ -32,12 +32,16 @@ def _applies(st: LoadState) -> bool:
 def count_anonymous(st: LoadState) -> None:
     if not _applies(st):
         return
+    st.tr.anonymous_rows = _anonymous_checked(st, "len(_reasons) = 0")
+
+
+def _anonymous_checked(st: LoadState, where: str) -> int:
+    """The anonymous sessions' rows of the checked table that meet `where` (DuckDB)."""
     n = len(ANONYMOUS_PREFIX)
     row = st.wh.sql(
-        f"SELECT count(*) FROM {CHECKED} WHERE len(_reasons) = 0 "
-        f"AND substr(user_id, 1, {n}) = {lit(ANONYMOUS_PREFIX)}"
+        f"SELECT count(*) FROM {CHECKED} WHERE {where} AND substr(user_id, 1, {n}) = {lit(ANONYMOUS_PREFIX)}"
     ).fetchone()
-    st.tr.anonymous_rows = int(row[0]) if row else 0
+    return int(row[0]) if row else 0
 
 
 def spark_count_anonymous(st: LoadState) -> None:
@@ -55,12 +59,7 @@ def uncount_redelivered(st: LoadState) -> None:
     `_load_publish._flag_redelivered`) off the count: they are quarantined, not curated."""
     if not _applies(st) or not st.tr.anonymous_rows:
         return
-    n = len(ANONYMOUS_PREFIX)
-    row = st.wh.sql(
-        f"SELECT count(*) FROM {CHECKED} WHERE _source_line IN (SELECT line FROM _redelivered) "
-        f"AND substr(user_id, 1, {n}) = {lit(ANONYMOUS_PREFIX)}"
-    ).fetchone()
-    st.tr.anonymous_rows -= int(row[0]) if row else 0
+    st.tr.anonymous_rows -= _anonymous_checked(st, "_source_line IN (SELECT line FROM _redelivered)")
 
 
 def spark_uncount_redelivered(st: LoadState, lines: list[int]) -> None:
