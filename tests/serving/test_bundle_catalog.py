@@ -67,7 +67,12 @@ def test_catalog_is_memory_mapped_and_reads_as_before(bundle_path: Path):
 def test_a_bundle_without_the_arrays_reads_catalog_json(bundle_path: Path):
     shutil.rmtree(bundle_path / "catalog")
     b = Bundle.load(bundle_path, verify=False)
-    assert b.categories == CATS and b.brands == BRANDS and b.titles == TITLES and b.in_stock.tolist() == STOCK
+    assert (
+        list(b.categories) == CATS
+        and b.brands == BRANDS
+        and b.titles == TITLES
+        and b.in_stock.tolist() == STOCK
+    )
 
 
 def test_catalog_view_answers_as_the_dict_did(bundle_path: Path):

@@ -38,6 +38,7 @@ from ..models import (
     read_manifest,
     write_manifest,
 )
+from ..search._compact import Coded
 from ..storage import file_sha256
 
 BUNDLES_DIR = "bundles"
@@ -119,7 +120,7 @@ def current_bundle(workdir: str | Path) -> Path:
 def _save_catalog(folder: Path, catalog: Catalog) -> None:
     """The per-item catalog columns serving reads, as flat arrays: category paths and brands
     coded (a code per item, each distinct value once), titles as one UTF-8 blob."""
-    from ..search._compact import Coded, Strings, save_array
+    from ..search._compact import Strings, save_array
 
     folder.mkdir()
     n = len(catalog.categories)
@@ -129,10 +130,11 @@ def _save_catalog(folder: Path, catalog: Catalog) -> None:
     Strings.of(catalog.titles).save(folder, "title")
 
 
-def _load_catalog(path: Path) -> tuple[np.ndarray, Sequence[str], Sequence[str], Sequence[str]]:
+def _load_catalog(path: Path) -> tuple[np.ndarray, Coded, Sequence[str], Sequence[str]]:
     """(in stock, categories, brands, titles) per item index: memory-mapped from `catalog/`
-    (a bundle of an earlier version: parsed from catalog.json, Python lists)."""
-    from ..search._compact import Coded, Strings, load_array
+    (a bundle of an earlier version: parsed from catalog.json, the categories coded alike so
+    that readers have one shape to handle)."""
+    from ..search._compact import Strings, load_array
 
     folder = path / CATALOG_DIR
     if folder.is_dir():
@@ -146,7 +148,7 @@ def _load_catalog(path: Path) -> tuple[np.ndarray, Sequence[str], Sequence[str],
     n = len(cat["category"])
     return (
         np.asarray(cat["in_stock"], bool),
-        list(cat["category"]),
+        Coded.of(cat["category"]),
         list(cat.get("brand") or [""] * n),
         list(cat.get("title") or [""] * n),
     )
@@ -160,7 +162,7 @@ class Bundle:
     models: dict[str, Recommender]
     in_stock: np.ndarray
     # per item index; memory-mapped views (`search._compact`) for bundles with `catalog/`
-    categories: Sequence[str]
+    categories: Coded  # category paths, coded (each distinct path stored once)
     brands: Sequence[str]
     titles: Sequence[str]
     arrays: dict[str, np.ndarray]

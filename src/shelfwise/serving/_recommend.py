@@ -45,19 +45,10 @@ class Recommendations:
         out: list[int] = []
         if context:
             pre = context.strip().lower()
-            cats = self.bundle.categories
-            codes = getattr(cats, "codes", None)
-            if codes is not None:  # coded paths (`_bundle`): test each distinct path once
-                values = cats.values  # type: ignore[attr-defined]
-                hit = np.array([j for j, v in enumerate(values) if v.lower().startswith(pre)], np.int32)
-                order = self._cold_order[np.isin(np.asarray(codes)[self._cold_order], hit)]
-                out = [int(i) for i in order[: k + len(exclude)] if int(i) not in exclude][:k]
-            else:
-                out = [
-                    int(i)
-                    for i in self._cold_order
-                    if cats[i].lower().startswith(pre) and int(i) not in exclude
-                ][:k]
+            cats = self.bundle.categories  # coded paths (`_bundle`): each distinct path tested once
+            hit = np.array([j for j, v in enumerate(cats.values) if v.lower().startswith(pre)], np.int32)
+            order = self._cold_order[np.isin(np.asarray(cats.codes)[self._cold_order], hit)]
+            out = [int(i) for i in order[: k + len(exclude)] if int(i) not in exclude][:k]
         taken = set(out) | exclude
         out += [int(i) for i in self._cold_order[: k + len(taken)] if int(i) not in taken][: k - len(out)]
         return out
