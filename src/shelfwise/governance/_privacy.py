@@ -89,7 +89,7 @@ class Pseudonymizer:
 
 
 def _prefix(raw_id: str) -> str:
-    return ANONYMOUS_PSEUDONYM_PREFIX if raw_id.startswith(ANONYMOUS_PREFIX) else PSEUDONYM_PREFIX
+    return ANONYMOUS_PSEUDONYM_PREFIX if is_anonymous_raw(raw_id) else PSEUDONYM_PREFIX
 
 
 def anonymous_user_id(session_id: str) -> str:
