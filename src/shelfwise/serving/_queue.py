@@ -84,8 +84,15 @@ class WorkQueue(Generic[J]):
         return [self._jobs.popleft()]
 
     def _compute(self, jobs: list[J]) -> None:
-        """Answer the jobs taken (each job's future, through `resolve` on its loop)."""
+        """Answer the jobs taken (each through `_finish`)."""
         raise NotImplementedError
+
+    def _finish(self, job: J, result: Any, exc: BaseException | None) -> None:
+        """Answer one job taken: it stops counting in `depth` before its answer is scheduled on
+        its loop, so that whoever awaited it sees the queue without it."""
+        with self._cv:
+            self._busy = max(0, self._busy - 1)
+        job.future.get_loop().call_soon_threadsafe(resolve, job.future, result, exc)
 
     def _run(self) -> None:
         while True:

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ._queue import Overloaded, WorkQueue, resolve
+from ._queue import Overloaded, WorkQueue
 
 __all__ = ["RecommendQueue"]
 
@@ -108,4 +108,4 @@ class RecommendQueue(WorkQueue[_Job]):
             else:
                 self.cost_s = (1 - EWMA) * self.cost_s + EWMA * (time.perf_counter() - t0)
                 self.computed += 1
-        job.loop.call_soon_threadsafe(resolve, job.future, result, error)
+        self._finish(job, result, error)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..search import LEVELS
-from ._queue import Overloaded, WorkQueue, resolve
+from ._queue import Overloaded, WorkQueue
 
 __all__ = ["MAX_BATCH", "Overloaded", "SearchQueue"]
 
@@ -162,7 +162,7 @@ class SearchQueue(WorkQueue[_Job]):
             self._learn(batch, answers, took)
         for i, job in enumerate(batch):
             result = answers[i] if error is None else None
-            job.loop.call_soon_threadsafe(resolve, job.future, result, error)
+            self._finish(job, result, error)
 
     def _learn(self, batch: list[_Job], answers: list[Any], took: float) -> None:
         """Update the per-level cost estimates from what each computed job of a batch cost
