@@ -208,3 +208,31 @@ def test_a_redelivery_counts_only_the_anonymous_rows_it_curates(tmp_path: Path):
     )
     more = Ingestor(work, mode="append").run(data).tables["events"]
     assert (more.rows_curated, more.rows_quarantined, more.anonymous_rows) == (1, 3, 1)
+
+
+def test_a_withdrawal_covers_the_customers_anonymous_sessions(tmp_path: Path):
+    """u9 browsed anonymously in S7, then logged in there: withdrawing u9's personalization
+    consent leaves S7's anonymous rows out of training with u9's; S8 (no link) stays."""
+    from shelfwise.features import load_interactions
+    from shelfwise.governance import consent_withdrawn
+    from shelfwise.governance._consent import record_consent
+
+    data, work = _shop(tmp_path)
+    (data / "events.csv").write_text(LINKED)
+    Ingestor(work).run(data)
+    pseudo = Pseudonymizer(SecretStore(work).pseudonym_key())
+    u9, u1 = pseudo("u9"), pseudo("u1")
+    s7, s8 = pseudo(anonymous_user_id("S7")), pseudo(anonymous_user_id("S8"))
+    everyone = [u1, u9, s7, s8]
+    assert consent_withdrawn(work, "personalization", among=everyone) == set()
+    record_consent(work, u9, {"personalization": False}, source="test")
+    assert consent_withdrawn(work, "personalization", among=everyone) == {u9, s7}
+    assert consent_withdrawn(work, "marketing", among=everyone) == set()
+    # what training reads
+    inter, _ = load_interactions(
+        work, leave_out=lambda users: consent_withdrawn(work, "personalization", among=users)
+    )
+    assert sorted(map(str, inter.user_ids)) == sorted([u1, s8])
+    # consent given back: the session is the customer's again
+    record_consent(work, u9, {"personalization": True}, source="test")
+    assert consent_withdrawn(work, "personalization", among=everyone) == set()

@@ -128,3 +128,36 @@ def test_record_check_agrees_with_the_warehouse(tmp_path: Path):
         )
         sql = by_line.get(line)
         assert (py.reason.value if py.reason else None) == sql, (line, json.dumps(ev), py.failures, sql)
+
+
+def test_ids_are_trimmed_alike_by_the_record_check_and_the_warehouse(tmp_path: Path):
+    """Both trim the Unicode space separators (no-break, ideographic...) and keep a tab: a
+    shopper whose events arrive over HTTP is the user their file rows name, not a twin."""
+    from shelfwise.governance import Pseudonymizer, SecretStore
+    from shelfwise.storage import read_only
+
+    users = ["u1", " u1\u00a0", "\u3000u1\u2009", "u1\t", "\tu1"]
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "products.csv").write_text("product_id,title\nP1,kettle\n")
+    with open(data / "events.csv", "w", newline="") as fh:
+        w = csv.writer(fh, quoting=csv.QUOTE_ALL)
+        w.writerow(["user_id", "product_id", "event_type", "timestamp"])
+        for i, u in enumerate(users):  # a minute apart: no row repeats another
+            w.writerow([u, "\u00a0P1 ", "view", f"2024-03-01T10:0{i}:00Z"])
+    work = tmp_path / "w"
+    assert Ingestor(work).run(data).tables["events"].rows_curated == len(users)
+    with read_only(work) as (con, _):
+        curated = sorted(r[0] for r in con.sql("SELECT user_id FROM curated.events").fetchall())
+    pseudo = Pseudonymizer(SecretStore(work).pseudonym_key())
+    checked = [
+        check_record(
+            EVENTS,
+            {"user_id": u, "product_id": "\u00a0P1 ", "event_type": "view", "timestamp": "1709287200"},
+            known={"product_id": {"P1"}},
+        )
+        for u in users
+    ]
+    assert [c.values["user_id"] for c in checked] == ["u1", "u1", "u1", "u1\t", "\tu1"]
+    assert {c.values["product_id"] for c in checked} == {"P1"}
+    assert curated == sorted(pseudo(c.values["user_id"]) for c in checked)

@@ -216,6 +216,11 @@ def test_compiled_checks_agree_value_by_value(spark):
         {"user_id": u, "session_id": sid, "product_id": "p1", "event_type": "view", "timestamp": "1709287200"}
         for u, sid in ((None, "S1"), ("NA", "7.0"), (None, None), ("~anonymous:S1", "S1"))
     ]
+    # ids trimmed of the Unicode spaces only (Spark's own trim() removes the ASCII space alone)
+    rows += [
+        {"user_id": u, "product_id": "\u00a0p1 ", "event_type": "view", "timestamp": "1709287200"}
+        for u in ("\u00a0u7\u3000", " u8\u2009", "u9\t")
+    ]
     cols = contract.column_names
     table = [{c: r.get(c) for c in cols} | {"_source_line": i} for i, r in enumerate(rows)]
     import pyarrow as pa

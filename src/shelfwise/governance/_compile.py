@@ -65,6 +65,13 @@ def _py_to_java_format(fmt: str) -> str:
     return "".join(out)
 
 
+# what a value is trimmed of at both ends before it is checked: the Unicode space separators
+# (category Zs: the space, no-break spaces, the em and ideographic spaces...), which is what
+# DuckDB's `trim()` removes; tabs and line breaks are kept (`u1\t` is not `u1`). The Spark
+# dialect and the one-record check (`_row_check`, the HTTP event path) trim exactly these too.
+TRIM_SPACES = " \u00a0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u202f\u205f\u3000"
+
+
 class Dialect:
     """DuckDB's spelling of the functions the contract SQL uses (the default)."""
 
@@ -119,6 +126,10 @@ class Dialect:
 
     def trim_chars(self, s: str, chars: str) -> str:
         return f"trim({s}, {self.lit(chars)})"
+
+    def trim(self, s: str) -> str:
+        """`s` without `TRIM_SPACES` at either end."""
+        return f"trim({s})"
 
     def epoch_seconds(self, num: str) -> str:
         return f"to_timestamp({num})::TIMESTAMP"
@@ -216,6 +227,10 @@ class SparkDialect(Dialect):
 
     def trim_chars(self, s: str, chars: str) -> str:
         return f"trim(BOTH {self.lit(chars)} FROM {s})"
+
+    def trim(self, s: str) -> str:
+        # Spark's trim() removes the ASCII space only
+        return self.trim_chars(s, TRIM_SPACES)
 
     def epoch_seconds(self, num: str) -> str:
         return f"CAST(timestamp_seconds({num}) AS TIMESTAMP_NTZ)"
@@ -468,7 +483,7 @@ def compile_contract(
         name = c.name
         s_ref, v_ref = q("_s_" + name), q("_v_" + name)
         t_ref = q("_t_" + name)
-        trimmed.append(f"nullif(trim({raw}), '') AS {t_ref}")
+        trimmed.append(f"nullif({d.trim(raw)}, '') AS {t_ref}")
         cleaned.append(f"{_clean(t_ref, c.kind, d)} AS {s_ref}")
         s = s_ref  # the cleaned text, computed once
         v = v_ref  # the typed value, computed once

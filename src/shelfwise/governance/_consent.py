@@ -27,7 +27,10 @@ erasure register, it holds pseudonyms only.
 What a missing consent means elsewhere: without `personalization`, the user's events stay in the
 warehouse (operations) but training, customer profiles and audiences leave them out, and serving
 answers them as a never-seen user; without `marketing`, the user is in no audience export
-(`consent_withdrawn(workdir, "marketing", among=...)`).
+(`consent_withdrawn(workdir, "marketing", among=...)`). A customer's withdrawal also covers the
+anonymous sessions linked to them (anonymous rows of a session their own rows carry: browsing
+before logging in), resolved from the curated events whenever a job asks, so a session that
+arrives after the withdrawal is covered too.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from typing import Any
 
 from ..errors import ShelfwiseError
 from ._audit import AuditLog
+from ._privacy import ANONYMOUS_PSEUDONYM_PREFIX, is_anonymous
 
 CONSENTS_FILE = Path("governance") / "consents.jsonl"
 PRIVACY_FILE = Path("config") / "privacy.json"
@@ -61,6 +65,7 @@ __all__ = [
     "consent_history",
     "consent_withdrawn",
     "erase_consent",
+    "linked_anonymous",
     "load_privacy_settings",
     "prune_history",
     "read_register",
@@ -164,7 +169,8 @@ def consent_withdrawn(workdir: str | Path, purpose: str, among: Iterable[str] | 
 
     Without `among`: the users whose latest record withdraws it. With `among` (the pseudonyms a
     job is about to use): those of them without consent, the shop's default applied to the
-    unrecorded ones. An opt-in shop (default false) needs `among`: the users it has never heard
+    unrecorded ones, and the anonymous sessions among them linked to a customer without it
+    (`linked_anonymous`). An opt-in shop (default false) needs `among`: the users it has never heard
     from are not in the register."""
     if purpose not in FLAGS:
         raise ValueError(f"purpose {purpose!r}: one of {', '.join(FLAGS)}")
@@ -176,7 +182,38 @@ def consent_withdrawn(workdir: str | Path, purpose: str, among: Iterable[str] | 
                 "the pseudonyms to check"
             )
         return {p for p, flags in c.state.items() if flags.get(purpose) is False}
-    return {p for p in among if not c.allows(p, purpose)}
+    out = {p for p in among if not c.allows(p, purpose)}
+    # a customer's anonymous sessions are theirs (they browsed, then logged in): without the
+    # customer's consent, the anonymous rows of a session the customer's rows also carry are
+    # left out with them (their pseudonyms follow the session link, as erasure does)
+    anonymous = {p for p in among if is_anonymous(p)} - out
+    customers = {p for p in out if not is_anonymous(p)}
+    if anonymous and customers:
+        out |= linked_anonymous(workdir, customers) & anonymous
+    return out
+
+
+def linked_anonymous(workdir: str | Path, customers: Iterable[str]) -> set[str]:
+    """The pseudonyms of the anonymous sessions linked to these customers (pseudonyms): the
+    anonymous rows of the curated events whose session id one of the customers' rows carries."""
+    from ..storage import read_only
+
+    customers = sorted(customers)
+    if not customers or not (Path(workdir) / "warehouse.duckdb").exists():
+        return set()
+    with read_only(workdir) as (con, curated):
+        if "events" not in curated:
+            return set()
+        cols = {r[0] for r in con.sql("SELECT column_name FROM (DESCRIBE curated.events)").fetchall()}
+        if "session_id" not in cols:
+            return set()
+        rows = con.execute(
+            "SELECT DISTINCT user_id FROM curated.events WHERE starts_with(user_id, ?) "
+            "AND trim(session_id) IN (SELECT DISTINCT trim(session_id) FROM curated.events "
+            "WHERE user_id IN (SELECT unnest(?::VARCHAR[])) AND session_id IS NOT NULL)",
+            [ANONYMOUS_PSEUDONYM_PREFIX, customers],
+        ).fetchall()
+    return {r[0] for r in rows}
 
 
 @contextmanager

@@ -109,7 +109,7 @@ def spark_check_rows(st: LoadState) -> None:
     source = view
     if extra:
         kept = [bq(c) for c in st.contract.column_names] + ["_source_line"]
-        cleaned = [f"nullif(trim({c}), '') AS {c}" for c in extra]
+        cleaned = [f"nullif({SPARK.trim(c)}, '') AS {c}" for c in extra]
         source = f"(SELECT {', '.join(kept + cleaned)} FROM {view}) AS _with_extra"
     st.frames["checked"] = spark.sql(compiled.query(source, extra)).localCheckpoint()
 

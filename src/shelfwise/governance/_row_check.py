@@ -25,6 +25,7 @@ from ._compile import (
     NUMBER_SPACES,
     RFC2822_FORMAT,
     TIMESTAMP_FORMATS,
+    TRIM_SPACES,
     TRUE_TOKENS,
     anonymous_sessions,
     slash_date_formats,
@@ -76,7 +77,7 @@ def _text(value: Any) -> str | None:
         if isinstance(value, dict | list)
         else str(value)
     )
-    s = s.strip()
+    s = s.strip(TRIM_SPACES)  # as the warehouse trims
     return s or None
 
 

@@ -171,7 +171,7 @@ def events_router(ctx: AppContext) -> APIRouter:
                 {
                     # as the warehouse will curate it: trimmed, an anonymous session's id
                     "user_id": chk.values["user_id"],
-                    "product_id": (str(ev.get("product_id") or "")).strip(),
+                    "product_id": chk.values.get("product_id") or "",
                     "_type": chk.values["event_type"],
                     "_ts": ts.replace(tzinfo=UTC).timestamp() if ts else None,
                 }
