@@ -287,7 +287,13 @@ def _train(
         log(f"interactions: {how}")
     inter, catalog = load_interactions(workdir, leave_out=no_consent, events=events)
     if withdrawn:
-        log(f"consent: left out the events of {len(withdrawn):,} users without personalization consent")
+        from ..governance import is_anonymous
+
+        linked = sum(map(is_anonymous, withdrawn))
+        log(
+            f"consent: left out the events of {len(withdrawn) - linked:,} users without personalization consent"
+            + (f" and of {linked:,} anonymous sessions linked to them" if linked else "")
+        )
     skipped = _Skips(log)
     caps = _Caps(log)
     split = make_split(inter, settings.split) if len(inter) else leave_last_out(inter)
