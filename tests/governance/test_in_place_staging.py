@@ -94,3 +94,24 @@ def test_a_file_mixing_lf_and_crlf_line_ends_is_staged_and_named_exactly(tmp_pat
     assert _sources._plain_csv(data / "events.csv") is None
     ingest(data, tmp_path / "work")
     assert _quarantined(tmp_path / "work") == bad
+
+
+@pytest.mark.slow  # (~6 s alone; a 22 MB file)
+def test_a_file_read_by_several_threads_keeps_every_row_on_its_line(tmp_path):
+    """Rows read in place are numbered by their place in a table read in parallel (DuckDB keeps
+    the file's order): a file of several of DuckDB's per-thread CSV ranges (8 MB each), with a
+    rejected line in a later range, still names every row's own line."""
+    rejected = 300_001
+    lines = [HEADER]
+    for n in range(2, 400_002):  # each row's session id is its line number: ~22 MB
+        extra = ",x" if n == rejected else ""
+        lines.append(f"u{n % 997},p{n % 89},view,2026-01-0{1 + n % 5}T10:00:00Z,s{n},,,{extra}")
+    data, work = tmp_path / "data", tmp_path / "work"
+    data.mkdir()
+    (data / "events.csv").write_text("\n".join(lines) + "\n")
+    ingest(data, work)
+    [(rows, misplaced)] = curated_rows(
+        work, "SELECT count(*), count(*) FILTER (WHERE session_id <> 's' || _source_line) FROM raw.events"
+    )
+    assert (rows, misplaced) == (len(lines) - 2, 0)
+    assert _quarantined(work) == {rejected: "malformed_row"}
