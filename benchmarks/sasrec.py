@@ -1,12 +1,17 @@
 """SASRec alone on the S3-Rec Amazon sets (leave-one-out, full ranking, seen items excluded),
 written as JSON: the transformer's own number, next to the published eSASRec benchmark.
 
-The model is `SASRec()` with its defaults (or `--params` JSON overrides), fitted on each user's
-steps before the last two, stopped early on the second-to-last (validation NDCG@10 over
-`--val-users` users, as `shelfwise train` does) and scored once on the last. Target (issue 21):
-NDCG@10 >= 0.0523 on Beauty (eSASRec; SASRec with sampled softmax 0.0531, same protocol).
+Each candidate is `SASRec()` with its defaults and the candidate's overrides (`--candidates`, a
+JSON list of dicts; default `[{}]`: the defaults alone), fitted on each user's steps before the
+last two and stopped early on the second-to-last (validation NDCG@10 over `--val-users` users, as
+`shelfwise train` does). The candidate with the best validation NDCG@10 is then scored once on
+the last step: the others' test numbers are never computed, so the choice cannot lean on the
+test fold. Candidates run in `--jobs` processes at once (each with `--threads` torch threads).
+Target (issue 21): NDCG@10 >= 0.0523 on Beauty (eSASRec; SASRec with sampled softmax 0.0531,
+same protocol).
 
     python benchmarks/sasrec.py --datasets Beauty --out benchmarks/sasrec.json
+    python benchmarks/sasrec.py --candidates '[{}, {"dropout": 0.5}]' --jobs 2 --threads 1
 """
 
 from __future__ import annotations
@@ -16,7 +21,10 @@ import json
 import os
 import resource
 import sys
+import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 from _provenance import provenance, write_report
@@ -50,19 +58,28 @@ def load(path: Path) -> Interactions:
     return Interactions.from_arrays(users, items, ts)
 
 
-def run(dataset: str, params: dict, val_users: int) -> dict:
-    src = SHARED / "amazon_s3rec_seq" / f"{dataset}.txt"
-    if not src.exists():
-        return {"dataset": dataset, "skipped": f"{src} is absent"}
-    split = leave_last_out(load(src))
+def source(dataset: str) -> Path:
+    return SHARED / "amazon_s3rec_seq" / f"{dataset}.txt"
+
+
+def fit_candidate(dataset: str, params: dict, val_users: int, threads: int, save_to: str) -> dict:
+    """Fit one candidate (in its own process when `--jobs` > 1) and save it to `save_to`: its
+    validation curve, train time and this process's peak memory; no test number."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    split = leave_last_out(load(source(dataset)))
     model = SASRec(**params)
+    label = json.dumps(params, sort_keys=True)
     t0 = time.monotonic()
     cpu0 = time.process_time()
 
     def validate(m: SASRec) -> float:
         score = ndcg_at_10(m, split.validation, max_users=val_users, seed=0)
         print(
-            f"  {dataset}: validation NDCG@10 {score:.4f} after {time.monotonic() - t0:.0f}s",
+            f"  {dataset} {label}: epoch {len(m.history_) + 1} validation NDCG@10 {score:.4f} "
+            f"after {time.monotonic() - t0:.0f}s",
             file=sys.stderr,
             flush=True,
         )
@@ -70,31 +87,60 @@ def run(dataset: str, params: dict, val_users: int) -> dict:
 
     model.fit(split.train, validation=validate)
     train_s, train_cpu_s = time.monotonic() - t0, time.process_time() - cpu0
-    ids = model.recommend(split.test.users, 10, exclude_seen=True, history=split.test.history).ids
-    per_user = per_user_metrics(ids, split.test.targets, 10)
-    ndcg = float(per_user["ndcg@10"].mean())
+    model.save(save_to)
     return {
-        "dataset": dataset,
-        "protocol": split.description + "; full ranking, seen items excluded",
-        "users_evaluated": len(split.test),
+        "overrides": params,
         "params": model.config_dict(),
-        "ndcg@10": round(ndcg, 5),
-        "ndcg@10_ci95": [round(x, 5) for x in bootstrap_ci(per_user["ndcg@10"], rounds=1000, seed=0)],
-        "hr@10": round(float(per_user["hr@10"].mean()), 5),
-        "target_ndcg@10": TARGET.get(dataset),
-        "published_ndcg@10": PUBLISHED.get(dataset, {}),
         "epochs": model.epochs_,
         "stopped_by": model.stopped_by_,
         "best_validation_ndcg@10": model.best_validation_,
         "validation_curve": [
-            {"epoch": h["epoch"], "ndcg@10": round(h["validation"], 5)}
+            {"epoch": h["epoch"], "ndcg@10": round(h["validation"], 5), "loss": round(h["loss"], 4)}
             for h in model.history_
             if "validation" in h
         ],
-        # wall seconds depend on the machine and its load; the epochs do not
+        # wall seconds depend on the machine, its load and the candidates run beside; epochs do not
         "train_seconds": round(train_s, 1),
         "train_cpu_seconds": round(train_cpu_s, 1),
+        "torch_threads": threads or None,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def run(dataset: str, candidates: list[dict], val_users: int, jobs: int, threads: int) -> dict:
+    src = source(dataset)
+    if not src.exists():
+        return {"dataset": dataset, "skipped": f"{src} is absent"}
+    with tempfile.TemporaryDirectory(prefix="shelfwise-sasrec-bench-") as tmp:
+        dirs = [str(Path(tmp) / f"c{i}") for i in range(len(candidates))]
+        args = [(dataset, c, val_users, threads, d) for c, d in zip(candidates, dirs, strict=True)]
+        if jobs > 1 and len(candidates) > 1:
+            # spawn: a fresh interpreter per candidate (no torch thread pool inherited by a fork)
+            with ProcessPoolExecutor(min(jobs, len(candidates)), mp_context=get_context("spawn")) as pool:
+                fitted = list(pool.map(fit_candidate, *zip(*args, strict=True)))
+        else:
+            fitted = [fit_candidate(*a) for a in args]
+        best = max(range(len(fitted)), key=lambda i: fitted[i]["best_validation_ndcg@10"] or -1.0)
+        split = leave_last_out(load(src))
+        model = SASRec.load(dirs[best], split.train)  # scores as served (the saved int8 graph)
+        ids = model.recommend(split.test.users, 10, exclude_seen=True, history=split.test.history).ids
+    per_user = per_user_metrics(ids, split.test.targets, 10)
+    chosen = fitted[best]
+    return {
+        "dataset": dataset,
+        "protocol": split.description + "; full ranking, seen items excluded",
+        "users_evaluated": len(split.test),
+        "validation_users": min(val_users, len(split.validation)) if val_users else len(split.validation),
+        "selected": f"candidate {best} (best validation NDCG@10; the only one scored on test)",
+        "params": chosen["params"],
+        "ndcg@10": round(float(per_user["ndcg@10"].mean()), 5),
+        "ndcg@10_ci95": [round(x, 5) for x in bootstrap_ci(per_user["ndcg@10"], rounds=1000, seed=0)],
+        "hr@10": round(float(per_user["hr@10"].mean()), 5),
+        "target_ndcg@10": TARGET.get(dataset),
+        "published_ndcg@10": PUBLISHED.get(dataset, {}),
+        **{k: chosen[k] for k in ("epochs", "stopped_by", "best_validation_ndcg@10", "validation_curve")},
+        **{k: chosen[k] for k in ("train_seconds", "train_cpu_seconds", "torch_threads", "peak_rss_mb")},
+        "candidates": fitted,
     }
 
 
@@ -102,17 +148,19 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="benchmarks/sasrec.json")
     ap.add_argument("--datasets", default="Beauty")
-    ap.add_argument("--params", default="{}", help="SASRec overrides as JSON")
-    ap.add_argument("--val-users", type=int, default=5000, help="as `shelfwise train` (max_tune_users)")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--params", default="{}", help="SASRec overrides as JSON (every candidate)")
+    ap.add_argument("--candidates", default="[{}]", help="JSON list of overrides; best on validation wins")
+    ap.add_argument(
+        "--val-users", type=int, default=5000, help="as `shelfwise train` (max_tune_users); 0: all"
+    )
+    ap.add_argument("--jobs", type=int, default=1, help="candidates fitted at once (processes)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads a candidate (0: torch's default)")
     args = ap.parse_args()
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    common = json.loads(args.params)
+    candidates = [{**common, **c} for c in json.loads(args.candidates)]
     results = []
     for ds in args.datasets.split(","):
-        res = run(ds, json.loads(args.params), args.val_users)
+        res = run(ds, candidates, args.val_users, args.jobs, args.threads)
         print(
             json.dumps({k: res.get(k) for k in ("dataset", "ndcg@10", "epochs", "train_seconds")}), flush=True
         )
