@@ -58,8 +58,10 @@ def test_loadfile_builds_each_modules_fixture_once_and_starts_with_the_slow_unit
         (suite / f"{name}.py").write_text(MODULE.format(mark=mark, n=n))
     (suite / "pytest.ini").write_text("[pytest]\nmarkers =\n    slow: slow\n")
     builds, ran = tmp_path / "builds.txt", tmp_path / "ran.txt"
+    # (not this run's xdist worker name: when the suite itself runs under xdist)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_XDIST", "PYTEST_ADDOPTS"))}
     env = dict(
-        os.environ,
+        env,
         BUILDS=str(builds),
         RAN=str(ran),
         PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
