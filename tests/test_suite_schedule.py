@@ -78,6 +78,8 @@ def test_loadfile_builds_each_modules_fixture_once_and_starts_with_the_slow_unit
             "2",
             "--dist",
             "loadfile",
+            "--basetemp",  # its own, inside this test's: not a numbered one that rotates the run's away
+            str(tmp_path / "basetemp"),
             str(suite),
         ],
         capture_output=True,
