@@ -86,7 +86,7 @@ def test_loadfile_builds_each_modules_fixture_once_and_starts_with_the_slow_unit
         text=True,
         env=env,
         cwd=suite,
-        timeout=300,
+        timeout=900,  # a few seconds alone; minutes on a 2-core machine shared by several runs
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     built = builds.read_text().split("\n")[:-1]
