@@ -34,10 +34,10 @@ demo: install
 	$(BIN)/shelfwise demo --workdir demo-workdir
 
 test: install system-deps
-	$(BIN)/python -m pytest -n 2 --durations=25 tests
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=25 tests
 
 test-fast: install
-	$(BIN)/python -m pytest -n 2 -m "not slow" tests
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow" tests
 
 bench: install system-deps
 	$(BIN)/python benchmarks/run.py --out benchmarks/results.json

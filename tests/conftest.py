@@ -102,27 +102,73 @@ def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Calla
     return copy
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The modules holding `slow` tests first (each module's tests kept together and in order):
-    under `pytest -n 2` the run then does not end on one worker's long test while the other waits.
+# Modules that share one worker (one xdist work unit): the in-process Spark tests share one
+# local[2] session per worker process (the `spark_engine` fixture), so they should all run where it
+# was started. Every other module is its own unit.
+_TOGETHER = {"tests/storage/test_spark_": "tests/storage/test_spark_*"}
 
-    (Grouping a module's tests on one worker with `--dist loadgroup` does nothing with pytest 9
-    and pytest-xdist 3.8: xdist renames `item._nodeid`, which pytest 9 no longer reads.)"""
+
+def work_unit(nodeid: str) -> str:
+    """The unit of work a test belongs to under `--dist loadfile`: its module, or its group."""
+    module = nodeid.split("::", 1)[0]
+    for prefix, unit in _TOGETHER.items():
+        if module.startswith(prefix):
+            return unit
+    return module
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The units holding `slow` tests first, those with the most slow tests first (each module's
+    tests kept together and in order): xdist hands the units out in this order to whichever
+    worker is free, and the run then does not end on one worker's long unit while the other
+    waits, as the short units at the end fill in."""
     first: dict[str, int] = {}
-    slow: set[str] = set()
+    slow: dict[str, int] = {}
     for i, item in enumerate(items):
-        module = item.nodeid.split("::", 1)[0]
-        first.setdefault(module, i)
+        unit = work_unit(item.nodeid)
+        first.setdefault(unit, i)
         if item.get_closest_marker("slow") is not None:
-            slow.add(module)
-    order = {
-        id(item): (item.nodeid.split("::", 1)[0] not in slow, first[item.nodeid.split("::", 1)[0]], i)
-        for i, item in enumerate(items)
-    }
+            slow[unit] = slow.get(unit, 0) + 1
+    order = {}
+    for i, item in enumerate(items):
+        unit = work_unit(item.nodeid)
+        order[id(item)] = (unit not in slow, -slow.get(unit, 0), first[unit], i)
     items.sort(key=lambda item: order[id(item)])
 
 
-__all__ = ["built_once", "copy_head", "curated_rows", "shared", "shutil"]
+try:
+    from xdist.scheduler import LoadFileScheduling
+except ImportError:  # pytest-xdist is a test extra; plain `pytest` runs without it
+    LoadFileScheduling = None
+else:
+
+    class UnitScheduling(LoadFileScheduling):
+        """`--dist loadfile` with the units of `work_unit` (a module, or the Spark group), handed
+        out in collection order (see `pytest_collection_modifyitems`) rather than xdist's default
+        of the units with the most tests first.
+
+        One unit per worker means a module's module-scoped fixtures are built once per run, not
+        once on each worker that happens to get one of its tests (the workflow module's shop
+        took 45 s on each). (`--dist loadgroup` would do it per test, but does nothing with
+        pytest 9 and pytest-xdist 3.8: xdist renames `item._nodeid`, which pytest 9 no longer
+        reads.)"""
+
+        def __init__(self, config: pytest.Config, log=None) -> None:
+            super().__init__(config, log)
+            config.option.loadscopereorder = False  # the order collection gave (slow units first)
+
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_make_scheduler(config: pytest.Config, log):
+        """`--dist loadfile` (the Makefile's) runs with `UnitScheduling`; other modes as xdist has them."""
+        if config.getvalue("dist") == "loadfile":
+            return UnitScheduling(config, log)
+        return None
+
+
+__all__ = ["built_once", "copy_head", "curated_rows", "shared", "shutil", "work_unit"]
 
 
 CHROMIUM_ARGS = [

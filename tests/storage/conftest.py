@@ -1,4 +1,4 @@
-"""The Spark tests' session (local[2]) and the skip when Spark cannot run here."""
+"""The Spark tests' session (local[2], one per test process) and the skip when Spark cannot run here."""
 
 from __future__ import annotations
 
@@ -16,11 +16,20 @@ def skip_without_spark() -> None:
     pytest.importorskip("pyspark", reason="the `spark` extra is not installed (make install)")
 
 
-@pytest.fixture(scope="module")
-def spark(tmp_path_factory):
+@pytest.fixture(scope="session")
+def spark_engine(tmp_path_factory):
+    """One local[2] engine per test process, its session started on first use: a JVM start is
+    10-20 s on a loaded machine, and the in-process Spark modules run on one xdist worker (one
+    work unit in tests/conftest.py). A test that needs another master closes it first; the
+    next `spark` starts it again."""
     from shelfwise.storage import SparkEngine
 
     engine = SparkEngine(tmp_path_factory.mktemp("spark"), master="local[2]")
-    session = engine.session
-    yield session
+    yield engine
     engine.close()
+
+
+@pytest.fixture()
+def spark(spark_engine):
+    """The shared local[2] session (started again if a test stopped it)."""
+    return spark_engine.session

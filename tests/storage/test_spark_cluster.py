@@ -19,7 +19,8 @@ pytestmark = pytest.mark.slow
 skip_without_spark()
 
 
-def test_batch_scoring_on_a_local_cluster(tmp_path):
+def test_batch_scoring_on_a_local_cluster(tmp_path, spark_engine):
+    spark_engine.close()  # one SparkContext per process: the shared local[2] one stops first
     rng = np.random.default_rng(3)
     n = 3000
     inter = Interactions.from_arrays(
