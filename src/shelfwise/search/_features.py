@@ -15,7 +15,6 @@ import numpy as np
 
 from ..models import Results
 from ._analyze import contains_cjk
-from ._chargrams import CHAR_FEATURES
 from ._personal import USER_FEATURES, Profile
 from ._state import EngineState, Query, QueryVectors
 from ._units import measures
@@ -67,8 +66,6 @@ FEATURES = [
     "measure_coverage",
     "numbers_normalised",
     "number_units",
-    # character n-gram TF-IDF match of query and title (see `_chargrams`)
-    *CHAR_FEATURES,
     *USER_FEATURES,
 ]
 _DIGITS = re.compile(r"^\d")
@@ -85,7 +82,6 @@ _OVERLAP = [
 _NO_USER = (np.nan,) * len(USER_FEATURES)
 _WEIGHTED = [_COLUMN[name] for name in ("idf_coverage", "last_term_in_title", "max_idf_missing")]
 _MEASURES = [_COLUMN[name] for name in ("measure_coverage", "numbers_normalised", "number_units")]
-_CHAR = [_COLUMN[name] for name in CHAR_FEATURES]
 
 
 class RankingFeatures(EngineState):
@@ -207,7 +203,6 @@ class RankingFeatures(EngineState):
         x[:, col["bm25_title_rel"]] = bt / bt.max() if bt.max() > 0 else 0.0
         x[:, col["full_matches"]] = np.log1p(np.count_nonzero(cover >= 0.999))
         x[:, _MEASURES] = self._title_measures.match(cands, measures(q.text))
-        x[:, _CHAR] = self._char_grams.match(q.text, cands)
         x[:, _USER:] = _NO_USER
         if profile is not None:
             x[:, _USER:] = profile.features(cands, self._profile_cols)

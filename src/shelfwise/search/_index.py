@@ -17,7 +17,6 @@ import numpy as np
 from rapidfuzz import utils
 
 from ._analyze import analyze, contains_cjk, has_cjk, load_segmenter
-from ._chargrams import CHAR_TABLES, CharGrams
 from ._compact import (
     TABLES_DIR,
     TABLES_VERSION,
@@ -139,7 +138,6 @@ class SearchIndex(EngineState):
                 "profile_brand": Coded.of(v.strip().lower() for v in c.brand),
                 "log_price": np.where(np.isfinite(price) & (price >= 0), np.log1p(np.abs(price)), np.nan),
                 "product_order": RowIndex.of(c.product_ids).order,  # `load`'s product id -> row
-                **CharGrams.build(c.title).tables(),
             }
         )
 
@@ -151,7 +149,6 @@ class SearchIndex(EngineState):
         self._title_sizes = t["title_sizes"]
         self._title_proc = t["title_proc"]
         self._title_measures = MeasureRows(t["title_measures"])
-        self._char_grams = CharGrams.of_tables(t)
         self._text_terms = t["text_terms"]
         cat = t["category_terms"]
         self._category_terms = Coded(cat.codes, cat.values, lambda s: frozenset(s.split()))
@@ -214,11 +211,6 @@ class SearchIndex(EngineState):
         t["postings"] = Postings(
             vocabulary, load_array(folder, "postings.indptr"), load_array(folder, "postings.rows")
         )
-        if (folder / "char_idf.npy").exists():
-            for name in CHAR_TABLES:
-                t[name] = load_array(folder, name)
-        else:  # tables saved before the character n-grams were kept: fitted on the titles now
-            t.update(CharGrams.build(cat["title"]).tables())
         if (folder / "title_sizes.npy").exists():
             t["title_sizes"] = load_array(folder, "title_sizes")
         else:  # tables saved before it was kept: a row's distinct title terms are its postings

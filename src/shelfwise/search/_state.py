@@ -19,7 +19,6 @@ import numpy as np
 from cachetools import LRUCache
 
 if TYPE_CHECKING:
-    from ._chargrams import CharGrams
     from ._compact import Coded, Strings
     from ._cross import OnnxCrossEncoder
     from ._personal import ProfileColumns
@@ -69,7 +68,6 @@ class EngineState:
     _title_sizes: np.ndarray  # per row, how many distinct terms its title has
     _title_proc: Strings
     _title_measures: MeasureRows
-    _char_grams: CharGrams
     _idf: Mapping[str, float]
     _idf_unseen: float
     _title_rows: dict[str, np.ndarray]  # a `_compact.Postings` (a Mapping of the same values)
