@@ -762,6 +762,17 @@ class Shop:
                 review_days=review_days, actor=actor,
             )  # fmt: skip
 
+    def customers_report(self, *, as_of: str | None = None, horizon_days: int = 90) -> dict[str, Any]:
+        """Write reports/customers.html (charts) and .json: profiles summarized per segment, the
+        churn risk distribution, the customers most at risk (pseudonyms only; users without the
+        personalization consent left out), the audiences, and the churn model's held-out
+        evaluation beside BG/NBD; audited (`report.customers`) with a lineage run from the
+        curated versions read. Returns the JSON with `html`, `json` and `lineage_run_id`."""
+        with self._acting("insights.customers", workdir=False) as actor:
+            from .insights._customers_report import run_customers_report
+
+            return run_customers_report(self.workdir, as_of=as_of, horizon_days=horizon_days, actor=actor)
+
     def audiences_report(self) -> dict[str, Any]:
         """Write reports/audiences.html (charts) and .json: the stored audiences' sizes, lift and
         lineage; audited (`report.audiences`) with a lineage run from the audiences' member files.
