@@ -790,6 +790,24 @@ class Shop:
 
             return run_ask(self.workdir, questions, out, actor=actor)
 
+    def answer(self, question: str, *, top: int = 3) -> dict[str, Any]:
+        """One shopper's question answered as `ask` answers it (`faq_id` null: no entry answers),
+        with the `top` closest FAQ entries and their scores, the abstention threshold and the
+        products attached; audited (`ask`, the entry and score, not the question's text)."""
+        with self._acting("ask") as actor:
+            from .insights._ask import answer_question
+
+            return answer_question(self.workdir, question, top=top, actor=actor)
+
+    def ask_report(self, questions: str | Path | None = None) -> dict[str, Any]:
+        """Write reports/ask.html and .json: the FAQ, and with `questions` (a labeled CSV,
+        `question_id,question,faq_id`, an empty faq_id where no entry answers) the matcher's
+        accuracy beside bm25s's, with the protocol; audited (`report.ask`) with lineage."""
+        with self._acting("ask") as actor:
+            from .insights._ask import run_ask_report
+
+            return run_ask_report(self.workdir, questions, actor=actor)
+
     def build_audience(self, spec: Any = None, *, replace: bool = False, **fields: Any) -> dict[str, Any]:
         """Build and store a marketing audience: an `insights.AudienceSpec`, a TOML/JSON spec
         file, or its fields (`name=`, and one of `rule=`, `products=`, `category=`; `days`,

@@ -17,6 +17,7 @@ __all__ = [
     "demand",
     "insights_app",
     "replenishment",
+    "report_ask",
     "report_audiences",
     "report_customers",
     "report_demand",
@@ -176,6 +177,25 @@ def report_customers(
     beside BG/NBD: reports/customers.html and .json."""
     doc = shop(workdir).customers_report(as_of=as_of, horizon_days=horizon_days)
     print_report(doc, "customers report", as_json)
+
+
+@report_app.command("ask")
+def report_ask(
+    workdir: Workdir,
+    questions: Annotated[
+        Path | None,
+        typer.Option(
+            "--questions",
+            help="Labeled questions to evaluate on: CSV question_id,question,faq_id (an empty faq_id "
+            "where no entry answers).",
+        ),
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Customer-service answers: the FAQ, and with --questions the matcher's accuracy (abstentions
+    included) beside bm25s's with its best threshold: reports/ask.html and .json."""
+    doc = shop(workdir).ask_report(questions)
+    print_report(doc, "ask report", as_json)
 
 
 @report_app.command("audiences")
