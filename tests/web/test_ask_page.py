@@ -23,7 +23,6 @@ import pytest
 
 from tests.insights.test_ask import LABELED
 from tests.insights.test_ask import shop as faq_shop  # noqa: F401 (the FAQ shop fixture)
-from tests.insights.test_customers import ok, run
 from tests.serving.conftest import free_port
 
 pytestmark = pytest.mark.slow  # the encoders load in the server (seconds), then a browser
@@ -43,8 +42,8 @@ def served(faq_shop: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     keys["ana"] = Shop(work, as_="root", api_key=keys["root"]).add_person("ana", "analyst")
     labeled = work.parent / "labeled.csv"
     labeled.write_text(LABELED)
-    env = {"SHELFWISE_AS": "ana", "SHELFWISE_API_KEY": keys["ana"]}
-    ok(run("report", "ask", "--workdir", str(work), "--questions", str(labeled), env=env))
+    # in process (the CLI's path is tests/insights/test_ask.py's): the encoders load once here
+    Shop(work, as_="ana", api_key=keys["ana"]).ask_report(labeled)
     app = FastAPI()
     mount_console(app, work, lambda: None)
     port = free_port()

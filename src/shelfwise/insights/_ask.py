@@ -79,8 +79,9 @@ def answer_one(workdir: str | Path, question: str, top: int = TOP_MATCHES) -> di
     if not question:
         raise ShelfwiseError("an empty question")
     m, engine, origin = _matcher(Path(workdir))
-    scores = m.scores([question])[0]
-    a = m.match([question])[0]
+    all_scores = m.scores([question])
+    (a,) = m.answers_from(all_scores)
+    scores = all_scores[0]
     order = np.argsort(-scores, kind="stable")[:top]
     (products,) = attach_products(engine, [question], [a.faq_id is not None])
     return {
@@ -158,14 +159,17 @@ def _accuracy(pred: list[str | None], truth: list[str | None]) -> float:
     return float(np.mean([p == t for p, t in zip(pred, truth, strict=True)]))
 
 
-def evaluate_faq(matcher: Any, questions: list[str], truth: list[str | None]) -> dict[str, Any]:
-    """The matcher against bm25s on labeled questions (see the module's protocol)."""
+def evaluate_faq(
+    matcher: Any, questions: list[str], truth: list[str | None], answers: list[Any] | None = None
+) -> dict[str, Any]:
+    """The matcher against bm25s on labeled questions (see PROTOCOL); `answers`: the matcher's
+    answers to `questions` when already computed."""
     import bm25s
     import Stemmer
 
     from ._faq import ABSTAIN_BELOW
 
-    pred = [a.faq_id for a in matcher.match(questions)]
+    pred = [a.faq_id for a in (answers if answers is not None else matcher.match(questions))]
     answerable = [i for i, t in enumerate(truth) if t is not None]
     out: dict[str, Any] = {
         "questions": len(questions),
@@ -228,7 +232,7 @@ def ask_summary(workdir: str | Path, questions: str | Path | None = None) -> dic
     if questions is not None:
         qids, qs, truth = read_labeled(Path(questions), set(m.faq_ids))
         pred = m.match(qs)
-        doc["evaluation"] = {"file": Path(questions).name, **evaluate_faq(m, qs, truth)}
+        doc["evaluation"] = {"file": Path(questions).name, **evaluate_faq(m, qs, truth, pred)}
         doc["errors"] = [
             {"question_id": i, "question": q, "expected": t, "got": a.faq_id, "score": round(a.score, 4)}
             for i, q, t, a in zip(qids, qs, truth, pred, strict=True)
