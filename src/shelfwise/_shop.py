@@ -762,6 +762,17 @@ class Shop:
                 review_days=review_days, actor=actor,
             )  # fmt: skip
 
+    def customers_report(self, *, as_of: str | None = None, horizon_days: int = 90) -> dict[str, Any]:
+        """Write reports/customers.html (charts) and .json: profiles summarized per segment, the
+        churn risk distribution, the customers most at risk (pseudonyms only; users without the
+        personalization consent left out), the audiences, and the churn model's held-out
+        evaluation beside BG/NBD; audited (`report.customers`) with a lineage run from the
+        curated versions read. Returns the JSON with `html`, `json` and `lineage_run_id`."""
+        with self._acting("insights.customers", workdir=False) as actor:
+            from .insights._customers_report import run_customers_report
+
+            return run_customers_report(self.workdir, as_of=as_of, horizon_days=horizon_days, actor=actor)
+
     def audiences_report(self) -> dict[str, Any]:
         """Write reports/audiences.html (charts) and .json: the stored audiences' sizes, lift and
         lineage; audited (`report.audiences`) with a lineage run from the audiences' member files.
@@ -778,6 +789,24 @@ class Shop:
             from .insights._run import run_ask
 
             return run_ask(self.workdir, questions, out, actor=actor)
+
+    def answer(self, question: str, *, top: int = 3) -> dict[str, Any]:
+        """One shopper's question answered as `ask` answers it (`faq_id` null: no entry answers),
+        with the `top` closest FAQ entries and their scores, the abstention threshold and the
+        products attached; audited (`ask`, the entry and score, not the question's text)."""
+        with self._acting("ask") as actor:
+            from .insights._ask import answer_question
+
+            return answer_question(self.workdir, question, top=top, actor=actor)
+
+    def ask_report(self, questions: str | Path | None = None) -> dict[str, Any]:
+        """Write reports/ask.html and .json: the FAQ, and with `questions` (a labeled CSV,
+        `question_id,question,faq_id`, an empty faq_id where no entry answers) the matcher's
+        accuracy beside bm25s's, with the protocol; audited (`report.ask`) with lineage."""
+        with self._acting("ask") as actor:
+            from .insights._ask import run_ask_report
+
+            return run_ask_report(self.workdir, questions, actor=actor)
 
     def build_audience(self, spec: Any = None, *, replace: bool = False, **fields: Any) -> dict[str, Any]:
         """Build and store a marketing audience: an `insights.AudienceSpec`, a TOML/JSON spec

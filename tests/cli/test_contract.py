@@ -94,6 +94,8 @@ CONTRACT = {
         "-w",
     ],
     "report audiences": ["--json", "--workdir", "-w"],
+    "report ask": ["--json", "--questions", "--workdir", "-w"],
+    "report customers": ["--as-of", "--horizon-days", "--json", "--workdir", "-w"],
     "report demand": [
         "--as-of",
         "--horizon-weeks",

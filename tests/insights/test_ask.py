@@ -105,3 +105,55 @@ def test_post_v1_ask_over_http(shop: Path):
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+LABELED = """question_id,question,faq_id
+refund,how do i get my money back,F1
+paypal,do you take paypal,F3
+german,wie lange dauert die lieferung,F2
+offtopic,what is the capital of mongolia,
+"""
+
+
+def test_report_ask_scores_labeled_questions_against_bm25s(shop: Path, tmp_path: Path):
+    """Known answer on the four questions above: the matcher gets all four (three entries and one
+    abstention); bm25s at its best threshold gets three ("how do", words its stopword list keeps,
+    find F1's question, "paypal" F3's answer, and it abstains on the rest: right for the
+    off-topic question, wrong for the German one): 25 points."""
+    labeled = tmp_path / "labeled.csv"
+    labeled.write_text(LABELED)
+    doc = json.loads(
+        ok(run("report", "ask", "--workdir", str(shop), "--questions", str(labeled), "--json")).stdout
+    )
+    e = doc["evaluation"]
+    assert e["questions"] == 4 and e["unanswerable"] == 1
+    assert e["shelfwise"]["accuracy"] == 1.0 and e["shelfwise"]["answerable_accuracy"] == 1.0
+    assert e["bm25s_question_answer"]["accuracy"] == 0.75 and e["margin_points_over_best_bm25s"] == 25.0
+    assert (
+        doc["errors"] == [] and doc["faq_entries"] == 3 and "abstentions are in the score" in doc["protocol"]
+    )
+    html = (shop / "reports" / "ask.html").read_text()
+    assert "Customer-service answers" in html and "How do I return an item?" in html
+    audit = [json.loads(x) for x in (shop / "audit" / "audit.jsonl").read_text().splitlines()]
+    assert audit[-1]["action"] == "report.ask" and audit[-1]["details"]["accuracy"] == 1.0
+    # a label the FAQ does not have names the file and line
+    labeled.write_text(LABELED + "typo,where is my parcel,F9\n")
+    proc = run("report", "ask", "--workdir", str(shop), "--questions", str(labeled))
+    assert proc.returncode == 2 and "labeled.csv" in proc.stderr and "'F9'" in proc.stderr
+
+
+def test_answer_through_the_python_api_with_the_closest_entries(shop: Path):
+    from shelfwise import Shop
+
+    got = Shop(shop).answer("how do i get my money back")
+    assert got["faq_id"] == "F1" and got["answer"].startswith("Open your orders")
+    scores = [m["score"] for m in got["matches"]]
+    assert [m["faq_id"] for m in got["matches"]][0] == "F1" and len(scores) == 3
+    assert scores == sorted(scores, reverse=True) and scores[0] == got["score"] >= got["threshold"]
+    off = Shop(shop).answer("what is the capital of mongolia", top=2)
+    assert off["faq_id"] is None and off["answer"] is None and off["score"] < off["threshold"]
+    assert len(off["matches"]) == 2 and off["products"] == []
+    audit = [json.loads(x) for x in (shop / "audit" / "audit.jsonl").read_text().splitlines()]
+    last = audit[-1]
+    assert last["action"] == "ask" and last["details"]["answered"] == 0 and last["details"]["via"] == "python"
+    assert "mongolia" not in json.dumps(last)  # the question's text is not kept in the audit trail

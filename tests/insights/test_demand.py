@@ -500,9 +500,9 @@ def test_the_total_band_adds_the_products_errors_as_independent():
     assert band["hi"] == pytest.approx(40 + 4 * Z80) and band["lo"] == pytest.approx(40 - 4 * Z80)
 
 
-def test_top_k_takes_the_three_lowest_cv_errors():
-    """The combination rule's known answer: per series the 3 candidates with the lowest CV error,
-    best first; the Ensemble (itself a mean) and candidates not offered (NaN) never count; ties
+def test_top_k_takes_the_lowest_cv_errors():
+    """The combination rule's known answer: per series the k candidates with the lowest CV error,
+    best first (the default k is TOP_K, 4); the Ensemble (itself a mean) and candidates not offered (NaN) never count; ties
     go by column order; nothing offered: the Ensemble."""
     from shelfwise.insights._demand import top_k
 
@@ -518,11 +518,17 @@ def test_top_k_takes_the_three_lowest_cv_errors():
         },
         index=["A", "B", "C", "D"],
     )
-    assert top_k(mae).to_dict() == {
+    assert top_k(mae, 3).to_dict() == {
         "A": ("AutoTheta", "AutoETS", "CrostonOptimized"),
         "B": ("InterestETS", "SeasonalNaive", "AutoTheta"),
         "C": ("Ensemble",),
         "D": ("SeasonalNaive", "AutoETS", "AutoTheta"),
+    }
+    assert top_k(mae).to_dict() == {
+        "A": ("AutoTheta", "AutoETS", "CrostonOptimized", "SeasonalNaive"),
+        "B": ("InterestETS", "SeasonalNaive", "AutoTheta", "AutoETS"),
+        "C": ("Ensemble",),
+        "D": ("SeasonalNaive", "AutoETS", "AutoTheta", "CrostonOptimized"),
     }
     assert top_k(mae, 1).to_dict() == {
         "A": ("AutoTheta",),
@@ -566,20 +572,23 @@ def _planted_period4(seed: int = 4) -> pd.DataFrame:
     )
 
 
-def test_forecast_series_reports_the_mean_of_the_three_best():
+def test_forecast_series_reports_the_mean_of_the_four_best():
     """End to end on planted period-4 series: each series' forecast is labelled with the
-    candidates it averages and equals the mean of their own forecasts (from the same fits); the
-    single-best rule (`also=("series",)`) gives one of the candidates' forecasts."""
-    from shelfwise.insights._demand import forecast_series
+    candidates it averages (the default pool of four smooth models, GroupTheta among them: all
+    four) and equals the mean of their own forecasts (from the same fits); the single-best rule
+    (`also=("series",)`) gives one of the candidates' forecasts."""
+    from shelfwise.insights._demand import DEFAULT_MODELS, forecast_series
 
     d = _planted_period4()
-    names = ("SeasonalNaive", "AutoETS", "AutoTheta", "Ensemble")
+    names = ("SeasonalNaive", "AutoETS", "AutoTheta", "GroupTheta", "Ensemble")
     fc, info = forecast_series(d, 8, season=4, also=(*names, "series"))
     assert sum(info["chosen"].values()) == 3
+    assert "GroupTheta" in DEFAULT_MODELS
     for _, f in fc.groupby("unique_id"):
         (label,) = f["model"].unique()
         parts = label.split("+")
-        assert parts == ["AutoETS", "AutoTheta", "SeasonalNaive"]  # 3 smooth candidates: all, sorted
+        # 4 smooth candidates: all, sorted
+        assert parts == ["AutoETS", "AutoTheta", "GroupTheta", "SeasonalNaive"]
         assert np.allclose(f["units"], f[[f"units_{m}" for m in parts]].mean(axis=1))
         assert any(np.allclose(f["units_series"], f[f"units_{m}"]) for m in names)
         assert (f["lo"] <= f["units"]).all() and (f["units"] <= f["hi"]).all()

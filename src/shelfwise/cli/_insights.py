@@ -11,7 +11,17 @@ import typer
 from ._app import AsJson, Workdir, app, print_report, shop
 from ._governance import report_app
 
-__all__ = ["ask", "customers", "demand", "insights_app", "replenishment", "report_audiences", "report_demand"]
+__all__ = [
+    "ask",
+    "customers",
+    "demand",
+    "insights_app",
+    "replenishment",
+    "report_ask",
+    "report_audiences",
+    "report_customers",
+    "report_demand",
+]
 
 insights_app = typer.Typer(
     help="Insights for the business: customer profiles and churn, demand and replenishment.",
@@ -151,6 +161,41 @@ def report_demand(
         as_of=as_of, horizon_weeks=horizon_weeks, service_level=service_level, review_days=review_days
     )
     print_report(doc, "demand report", as_json)
+
+
+@report_app.command("customers")
+def report_customers(
+    workdir: Workdir,
+    as_of: Annotated[str | None, typer.Option("--as-of", help=_AS_OF_HELP)] = None,
+    horizon_days: Annotated[
+        int, typer.Option("--horizon-days", min=1, max=3650, help="The churn / expected-purchases horizon.")
+    ] = 90,
+    as_json: AsJson = False,
+) -> None:
+    """Customers: segments, churn risk distribution, the customers most at risk (pseudonyms
+    only; no profiling without consent), audiences, and the churn model's held-out evaluation
+    beside BG/NBD: reports/customers.html and .json."""
+    doc = shop(workdir).customers_report(as_of=as_of, horizon_days=horizon_days)
+    print_report(doc, "customers report", as_json)
+
+
+@report_app.command("ask")
+def report_ask(
+    workdir: Workdir,
+    questions: Annotated[
+        Path | None,
+        typer.Option(
+            "--questions",
+            help="Labeled questions to evaluate on: CSV question_id,question,faq_id (an empty faq_id "
+            "where no entry answers).",
+        ),
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Customer-service answers: the FAQ, and with --questions the matcher's accuracy (abstentions
+    included) beside bm25s's with its best threshold: reports/ask.html and .json."""
+    doc = shop(workdir).ask_report(questions)
+    print_report(doc, "ask report", as_json)
 
 
 @report_app.command("audiences")

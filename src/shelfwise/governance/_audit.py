@@ -48,6 +48,8 @@ ACTIONS = (
     "audiences.export",
     "report.demand",
     "report.audiences",
+    "report.customers",
+    "report.ask",
 )
 
 

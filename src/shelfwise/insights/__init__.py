@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from ._ask import answer_question, evaluate_faq
     from ._audience_rules import Rule, RuleError
     from ._audiences import AudienceSpec, lift_estimate
     from ._bgnbd import BGNBD
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from ._run import PROFILE_FIELDS, profile_records, run_ask, run_customers
 
 _WHERE = {
+    "answer_question": "._ask",
+    "evaluate_faq": "._ask",
     "AudienceSpec": "._audiences",
     "Rule": "._audience_rules",
     "RuleError": "._audience_rules",
@@ -48,6 +51,8 @@ _WHERE = {
 }
 
 __all__ = [
+    "answer_question",
+    "evaluate_faq",
     "BGNBD",
     "AudienceSpec",
     "Rule",

@@ -124,7 +124,11 @@ class FaqMatcher:
     def match(self, questions: list[str], threshold: float = ABSTAIN_BELOW) -> list[Answer]:
         if not questions:
             return []
-        s = self.scores([q or " " for q in questions])
+        return self.answers_from(self.scores([q or " " for q in questions]), threshold)
+
+    def answers_from(self, s: np.ndarray, threshold: float = ABSTAIN_BELOW) -> list[Answer]:
+        """The answers `match` gives for fused scores `s` (`scores`' output): the best entry per
+        row, or none below `threshold`."""
         best = s.argmax(axis=1)
         out = []
         for i, j in enumerate(best):

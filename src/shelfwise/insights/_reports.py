@@ -175,8 +175,9 @@ def demand_html(s: dict[str, Any]) -> str:
 {_STYLE}</head><body>
 <h1>Demand and replenishment</h1>
 <p class="muted">As of {escape(s["as_of"])}; history up to the week of {escape(m["last_week"])};
-season {m["season_length"]} weeks; per series the mean of the 3 best models by rolling-origin
-cross-validation, the three default smooth models' plain mean where those are all
+season {m["season_length"]} weeks; per series the mean of the 4 best models by rolling-origin
+cross-validation, the four default smooth models' plain mean where those are all (SeasonalNaive,
+AutoETS, AutoTheta and GroupTheta, Theta on the series adjusted by the group's seasonal index)
 ({escape(chosen)}); stock figures: {escape(stock_line)}.</p>
 {
         _cards(

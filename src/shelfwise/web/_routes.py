@@ -44,6 +44,7 @@ NAV = [
     ("users", "Shoppers", "/console/users"),
     ("analytics", "Analytics", "/console/analytics"),
     ("insights", "Insights", "/console/insights"),
+    ("ask", "Ask", "/console/ask"),
     ("lineage", "Lineage", "/console/lineage"),
     ("audit", "Audit", "/console/audit"),
 ]
@@ -714,4 +715,7 @@ def console_router(
     from ._insights_page import add_insights_routes  # (the insights stream's page, own module)
 
     add_insights_routes(router, workdir, guard)
+    from ._ask_page import add_ask_routes  # (the insights stream's ask page, own module)
+
+    add_ask_routes(router, workdir, guard)
     return router

@@ -1,0 +1,309 @@
+"""reports/customers.{html,json} (issue 18.5): customer profiles summarized for the business.
+
+What it shows: how many customers the profiles cover (and how many were left out for want of the
+personalization consent), the segments with their churn risk and expected value, the distribution
+of churn risk among buyers, the customers most at risk ranked by the value at stake, the stored
+marketing audiences, and the churn model's evaluation on the shop's own data.
+
+Ids: the at-risk list names customers by the warehouse's pseudonyms only. A report is a file that
+travels (mail, a shared drive); whoever must contact a customer goes through
+`audiences export`, which hands shop ids only to the roles allowed and audits it.
+Consent: profiling needs the personalization consent; users without it are left out of every
+figure here, exactly as `insights customers` leaves them out (`load_curated(consent=...)`).
+
+Evaluation protocol (`backtest`): the model is fitted as `insights customers` fits it, on the
+events up to `as_of - horizon` only, and scored on what each of those customers did in the
+`horizon` days up to `as_of` (held out: never seen by the fit): churn AUC (the churn risk against
+"no order in the horizon") and the mean absolute error of expected orders, beside BG/NBD fitted on
+the same orders (its P(no order) and expected orders). The numbers are out of sample and
+reproducible (the fit is seeded).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ShelfwiseError
+
+CUSTOMERS_REPORT = "customers"
+AT_RISK = 0.6  # a buyer whose churn risk is at least this is listed as at risk
+AT_RISK_ROWS = 25  # the at-risk list's length (the largest values at stake first)
+RISK_BINS = 10  # churn risk histogram: 10 bins of 0.1
+
+__all__ = [
+    "AT_RISK",
+    "CUSTOMERS_REPORT",
+    "backtest",
+    "customers_html",
+    "customers_summary",
+    "run_customers_report",
+]
+
+
+def _r(v: Any, d: int = 4) -> float | None:
+    return None if v is None or not np.isfinite(v) else round(float(v), d)
+
+
+def backtest(
+    events: pd.DataFrame, products: pd.DataFrame, as_of: datetime, horizon_days: int
+) -> dict[str, Any]:
+    """The churn model's held-out evaluation (see the module's protocol): fitted at
+    `as_of - horizon_days` on the events up to then, scored on the orders in the horizon after.
+    `{"computable": False, "reason"}` where the shop's history is too short or every customer
+    did the same."""
+    from sklearn.metrics import roc_auc_score
+
+    from ._customers import _bgnbd_churn, fit_predict, orders_from_events
+
+    cut = pd.Timestamp(as_of) - pd.Timedelta(days=horizon_days)
+    protocol = (
+        f"fitted on the events up to {cut.date()} (as-of minus the {horizon_days}-day horizon), "
+        f"scored on the orders from then to {pd.Timestamp(as_of).date()}, which the fit never saw; "
+        "customers: those with an order up to the cut; BG/NBD fitted on the same orders"
+    )
+    seen = events[events["timestamp"] <= cut]
+    if seen.empty:
+        return {"computable": False, "reason": f"no events up to {cut.date()}", "protocol": protocol}
+    fitted, info = fit_predict(seen, products, cut.to_pydatetime(), horizon_days)
+    orders = orders_from_events(events, products)
+    buyers = fitted[fitted["frequency"] > 0]
+    future = orders[(orders["ts"] > cut) & (orders["ts"] <= pd.Timestamp(as_of))]
+    y = future.groupby("user_id").size().reindex(buyers.index).fillna(0).to_numpy()
+    churned = (y == 0).astype(int)
+    if len(buyers) < 2 or churned.min() == churned.max():
+        why = "fewer than two customers with an order" if len(buyers) < 2 else "every customer did the same"
+        return {"computable": False, "reason": f"{why} in the held-out horizon", "protocol": protocol}
+    out: dict[str, Any] = {
+        "computable": True,
+        "protocol": protocol,
+        "cut": cut.isoformat(),
+        "customers": len(buyers),
+        "churn_rate": _r(churned.mean()),
+        "model": info.model,
+        "shelfwise": {
+            "churn_auc": _r(roc_auc_score(churned, buyers["churn_risk"])),
+            "mae_expected_orders": _r(np.abs(buyers["expected_purchases"].to_numpy() - y).mean()),
+        },
+    }
+    bg = _bgnbd_churn(buyers)
+    ok = bg.notna().to_numpy() & buyers["bgnbd_expected"].notna().to_numpy()
+    if ok.sum() >= 2 and churned[ok].min() != churned[ok].max():
+        out["bgnbd"] = {
+            "churn_auc": _r(roc_auc_score(churned[ok], bg.to_numpy()[ok])),
+            "mae_expected_orders": _r(np.abs(buyers["bgnbd_expected"].to_numpy()[ok] - y[ok]).mean()),
+            "customers": int(ok.sum()),
+        }
+    return out
+
+
+def customers_summary(
+    workdir: str | Path, *, as_of: str | None = None, horizon_days: int = 90, audiences: bool = True
+) -> dict[str, Any]:
+    """What reports/customers.json holds (pseudonyms only; users without the personalization
+    consent left out)."""
+    from ._customers import profile_customers
+    from ._data import load_curated, parse_as_of
+
+    if not 1 <= horizon_days <= 3650:
+        raise ShelfwiseError(f"--horizon-days {horizon_days}: use 1..3650")
+    at = parse_as_of(as_of)
+    events, products, at = load_curated(workdir, at, consent="personalization")
+    everyone, _, _ = load_curated(workdir, at)  # for the count left out, nothing else
+    if events.empty:
+        raise ShelfwiseError(f"{workdir}: no events of consenting customers up to {at}")
+    prof, info = profile_customers(events, products, at, horizon_days)
+    from ..governance import is_anonymous
+
+    known = everyone["user_id"].drop_duplicates()
+    known = known[~known.map(is_anonymous).astype(bool)]  # anonymous sessions are no customer
+    left_out = int(len(known) - events["user_id"].nunique())
+    buyers = prof[prof["frequency"] > 0]
+    segs = (
+        prof.groupby("segment")
+        .agg(
+            customers=("churn_risk", "size"),
+            mean_churn_risk=("churn_risk", "mean"),
+            expected_purchases=("expected_purchases", "sum"),
+            expected_value=("expected_value", "sum"),
+            monetary=("monetary", "sum"),
+        )
+        .sort_values("customers", ascending=False, kind="stable")
+    )
+    hist, _ = np.histogram(buyers["churn_risk"].clip(0, 1), bins=RISK_BINS, range=(0.0, 1.0))
+    risky = buyers[buyers["churn_risk"] >= AT_RISK]
+    # the value at stake: what the customer has been worth per order times the orders a year at
+    # their rhythm is not known to every shop; what they paid so far is, and ranks the same way
+    risky = risky.assign(at_stake=risky["monetary"] * risky["churn_risk"]).sort_values(
+        ["at_stake", "churn_risk"], ascending=False, kind="stable"
+    )
+    at_risk = [
+        {
+            "pseudonym": str(uid),
+            "segment": r.segment,
+            "recency_days": _r(r.recency_days, 1),
+            "frequency": int(r.frequency),
+            "monetary": _r(r.monetary, 2),
+            "churn_risk": _r(r.churn_risk),
+            "expected_value": _r(r.expected_value, 2),
+            "value_at_stake": _r(r.at_stake, 2),
+        }
+        for uid, r in risky.head(AT_RISK_ROWS).iterrows()
+    ]
+    aud: list[dict[str, Any]] | None = None
+    if audiences:
+        from ._audiences import list_audiences
+
+        aud = [
+            {k: a[k] for k in ("name", "kind", "size", "lift", "lift_ci95", "rule", "category", "model")}
+            for a in list_audiences(workdir)
+        ]
+    return {
+        "as_of": pd.Timestamp(at).isoformat(),
+        "horizon_days": horizon_days,
+        "model": asdict(info),
+        "customers": len(prof),
+        "buyers": len(buyers),
+        "left_out_without_consent": left_out,
+        "expected_purchases": _r(prof["expected_purchases"].sum(), 2),
+        "expected_value": _r(prof["expected_value"].sum(), 2),
+        "mean_churn_risk_buyers": _r(buyers["churn_risk"].mean()) if len(buyers) else None,
+        "segments": [
+            {"segment": str(s), **{k: _r(v, 4) if k != "customers" else int(v) for k, v in row.items()}}
+            for s, row in segs.iterrows()
+        ],
+        "churn_risk_histogram": {
+            "bins": [round(i / RISK_BINS, 2) for i in range(RISK_BINS + 1)],
+            "buyers": [int(x) for x in hist],
+        },
+        "at_risk_threshold": AT_RISK,
+        "at_risk_count": len(risky),
+        "at_risk": at_risk,
+        "audiences": aud,
+        "evaluation": backtest(events, products, at, horizon_days),
+    }
+
+
+def _eval_html(e: dict[str, Any]) -> str:
+    from ..reporting._html import html_table
+
+    head = f'<p class="muted">Protocol: {escape(e["protocol"])}.</p>'
+    if not e.get("computable"):
+        return head + f"<p>Not computable on this shop: {escape(e['reason'])}.</p>"
+    rows = [{"model": "shelfwise (as-of's model)", **e["shelfwise"], "customers": e["customers"]}]
+    if "bgnbd" in e:
+        rows.append({"model": "BG/NBD (anchor)", **e["bgnbd"]})
+    table = html_table(rows, ["model", "churn_auc", "mae_expected_orders", "customers"])
+    return head + (
+        f"<p>{e['customers']} customers with an order by {escape(e['cut'][:10])}; "
+        f"{100 * e['churn_rate']:.1f}% of them placed no order in the held-out horizon.</p>{table}"
+    )
+
+
+def customers_html(s: dict[str, Any]) -> str:
+    from ..reporting._charts import bar_chart
+    from ..reporting._html import html_table
+    from ._reports import _STYLE, _cards
+
+    h = s["churn_risk_histogram"]
+    labels = [f"{a:.1f}–{b:.1f}" for a, b in zip(h["bins"][:-1], h["bins"][1:], strict=True)]
+    hist_svg = (
+        bar_chart(labels, h["buyers"], "Buyers by churn risk", "buyers", horizontal=False)
+        if s["buyers"]
+        else "<p>No buyer yet.</p>"
+    )
+    segs = s["segments"]
+    seg_svg = bar_chart([r["segment"] for r in segs], [r["customers"] for r in segs], "Customers per segment")
+    seg_table = html_table(
+        segs, ["segment", "customers", "mean_churn_risk", "expected_purchases", "expected_value", "monetary"]
+    )
+    risk_table = html_table(
+        s["at_risk"],
+        ["pseudonym", "segment", "recency_days", "frequency", "monetary", "churn_risk", "expected_value",
+         "value_at_stake"],
+        empty="<p>No buyer at or above the threshold.</p>",
+    )  # fmt: skip
+    if s["audiences"] is None:
+        aud = "<p>Audiences are for roles that may read them.</p>"
+    else:
+        aud = html_table(
+            [
+                {
+                    **a,
+                    "definition": a["rule"] or a["category"] or a["model"] or "",
+                    "lift_ci95": "" if not a["lift_ci95"] else f"[{a['lift_ci95'][0]}, {a['lift_ci95'][1]}]",
+                }
+                for a in s["audiences"]
+            ],
+            ["name", "kind", "definition", "size", "lift", "lift_ci95"],
+            empty="<p>No audience yet (<code>shelfwise audiences build</code>).</p>",
+        )
+    m = s["model"]
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>shelfwise customers</title>
+{_STYLE}</head><body>
+<h1>Customers: profiles, churn risk and audiences</h1>
+<p class="muted">As of {escape(s["as_of"])}; horizon {s["horizon_days"]} days; model {escape(m["model"])}
+({len(m["cuts"])} training cuts, {m["train_rows"]:,} rows; trees' weight against BG/NBD: churn
+{m["churn_weight"]:g}, orders {m["count_weight"]:g}). Customers are named by the warehouse's
+pseudonyms; {s["left_out_without_consent"]:,} users without the personalization consent are left out
+of every figure.</p>
+{
+        _cards(
+            [
+                ("customers profiled", f"{s['customers']:,}"),
+                ("buyers", f"{s['buyers']:,}"),
+                ("at risk (churn risk ≥ " + f"{s['at_risk_threshold']:g})", f"{s['at_risk_count']:,}"),
+                (f"orders expected in {s['horizon_days']} d", s["expected_purchases"]),
+                ("expected value", s["expected_value"]),
+            ]
+        )
+    }
+<h2>Segments</h2>{seg_svg}{seg_table}
+<h2>Churn risk</h2><p class="muted">Probability of no order in the next {s["horizon_days"]} days,
+among customers with at least one order (mean {s["mean_churn_risk_buyers"]}).</p>{hist_svg}
+<h2>At risk</h2><p class="muted">Buyers with a churn risk of at least {s["at_risk_threshold"]:g}, the
+largest value at stake (paid so far x churn risk) first; the {len(s["at_risk"])} first of
+{s["at_risk_count"]:,}.</p>{risk_table}
+<h2>Audiences</h2>{aud}
+<h2>How good the churn model is</h2>{_eval_html(s["evaluation"])}
+</body></html>"""
+
+
+def run_customers_report(
+    workdir: str | Path, *, as_of: str | None = None, horizon_days: int = 90, actor: str | None = None
+) -> dict[str, Any]:
+    """reports/customers.{html,json} as a governed job (the caller has checked the
+    `insights.customers` permission): a lineage run from the curated versions read to the two
+    files and an audit entry (`report.customers`). Returns the JSON with `html`, `json` and
+    `lineage_run_id`."""
+    from ..governance import AuditLog, LineageRun
+    from ._data import curated_inputs
+    from ._reports import _report_outputs, write_report
+
+    if not (Path(workdir) / "warehouse.duckdb").exists():
+        raise ShelfwiseError(
+            f"{workdir}: not a shelfwise workdir (no warehouse.duckdb; run `shelfwise ingest` first)"
+        )
+    inputs, versions = curated_inputs(workdir)
+    lineage = LineageRun(workdir, "shelfwise.report.customers", inputs).start()
+    try:
+        s = customers_summary(workdir, as_of=as_of, horizon_days=horizon_days)
+        page, js = write_report(workdir, CUSTOMERS_REPORT, s, customers_html(s))
+    except Exception as exc:
+        lineage.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    lineage.complete(_report_outputs(page, js))
+    e = s["evaluation"]
+    AuditLog(workdir).append(
+        "report.customers", actor=actor, html=str(page), json=str(js), as_of=s["as_of"],
+        horizon_days=horizon_days, customers=s["customers"], at_risk=s["at_risk_count"],
+        left_out_without_consent=s["left_out_without_consent"], data_versions=versions,
+        churn_auc=(e.get("shelfwise") or {}).get("churn_auc"), lineage_run_id=lineage.run_id,
+    )  # fmt: skip
+    return {**s, "html": str(page), "json": str(js), "lineage_run_id": lineage.run_id}
