@@ -686,13 +686,15 @@ class Shop:
     def _profile_part(self, user_id: str) -> dict[str, Any]:
         """The user's customer profile as `insights customers` computes it now (when it can)."""
         lineage = {"layer": "derived", "job": "insights customers", "from": "curated.events"}
+        from .governance._compile import trim_id
+
         try:
             from .insights._run import profile_records
 
             records, meta = profile_records(self.workdir)
         except Exception as exc:  # a shop too small to profile still answers the request
             return {"lineage": lineage, "rows": [], "note": f"not computable: {exc}"}
-        rows = [r for r in records if r["user_id"] == user_id.strip()]
+        rows = [r for r in records if r["user_id"] == trim_id(user_id)]
         return {"lineage": {**lineage, "as_of": meta["as_of"], "model": meta["model"]}, "rows": rows}
 
     # -- insights (issue 18) --------------------------------------------------------------------

@@ -228,6 +228,8 @@ def test_a_withdrawal_covers_the_customers_anonymous_sessions(tmp_path: Path):
     record_consent(work, u9, {"personalization": False}, source="test")
     assert consent_withdrawn(work, "personalization", among=everyone) == {u9, s7}
     assert consent_withdrawn(work, "marketing", among=everyone) == set()
+    # a job whose users hold the session but not the customer (u9 only searched, say)
+    assert consent_withdrawn(work, "personalization", among=[u1, s7, s8]) == {s7}
     # what training reads
     inter, _ = load_interactions(
         work, leave_out=lambda users: consent_withdrawn(work, "personalization", among=users)

@@ -78,6 +78,38 @@ def test_the_worker_answers_in_order_and_refuses_what_waited_past_its_time():
     in_thread(run)
 
 
+def test_a_batch_whose_computation_fails_answers_every_job_with_the_error():
+    """A queue whose `_compute` raises after answering one job: the others get the error (none
+    is left waiting for ever) and the queue is empty once they are answered."""
+
+    class Failing(RecommendQueue):
+        def _take(self):
+            return [self._jobs.popleft() for _ in range(len(self._jobs))]
+
+        def _compute(self, jobs):
+            self._finish(jobs[0], "first", None)
+            raise RuntimeError("the model broke")
+
+    async def run() -> None:
+        q = Failing(lambda args: args)
+        loop = asyncio.get_running_loop()
+        jobs = [_Job(i, time.monotonic(), loop.create_future(), loop) for i in range(3)]
+        for j in jobs:
+            q._jobs.append(j)
+        q.start()
+        try:
+            with q._cv:
+                q._cv.notify()
+            out = await asyncio.gather(*(j.future for j in jobs), return_exceptions=True)
+            assert out[0] == "first"
+            assert [str(e) for e in out[1:]] == ["the model broke"] * 2
+            assert q.depth() == 0
+        finally:
+            q.stop()
+
+    in_thread(run)
+
+
 def _shed(metrics: str, reason: str, surface: str = "recommend") -> float:
     for line in metrics.splitlines():
         if line.startswith(f"shelfwise_{surface}_shed_total{{") and f'reason="{reason}"' in line:

@@ -72,6 +72,12 @@ def _py_to_java_format(fmt: str) -> str:
 TRIM_SPACES = " \u00a0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u202f\u205f\u3000"
 
 
+def trim_id(value: object) -> str:
+    """An id as curation reads it (trimmed of `TRIM_SPACES` only): for Python code that compares
+    an id given by a person or a spooled event with the warehouse's ids."""
+    return str(value).strip(TRIM_SPACES)
+
+
 class Dialect:
     """DuckDB's spelling of the functions the contract SQL uses (the default)."""
 

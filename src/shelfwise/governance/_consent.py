@@ -65,7 +65,7 @@ __all__ = [
     "consent_history",
     "consent_withdrawn",
     "erase_consent",
-    "linked_anonymous",
+    "linked_customers",
     "load_privacy_settings",
     "prune_history",
     "read_register",
@@ -170,7 +170,7 @@ def consent_withdrawn(workdir: str | Path, purpose: str, among: Iterable[str] | 
     Without `among`: the users whose latest record withdraws it. With `among` (the pseudonyms a
     job is about to use): those of them without consent, the shop's default applied to the
     unrecorded ones, and the anonymous sessions among them linked to a customer without it
-    (`linked_anonymous`). An opt-in shop (default false) needs `among`: the users it has never heard
+    (`linked_customers`: then the warehouse is read). An opt-in shop (default false) needs `among`: the users it has never heard
     from are not in the register."""
     if purpose not in FLAGS:
         raise ValueError(f"purpose {purpose!r}: one of {', '.join(FLAGS)}")
@@ -183,23 +183,24 @@ def consent_withdrawn(workdir: str | Path, purpose: str, among: Iterable[str] | 
             )
         return {p for p, flags in c.state.items() if flags.get(purpose) is False}
     out = {p for p in among if not c.allows(p, purpose)}
-    # a customer's anonymous sessions are theirs (they browsed, then logged in): without the
-    # customer's consent, the anonymous rows of a session the customer's rows also carry are
-    # left out with them (their pseudonyms follow the session link, as erasure does)
+    # a customer's anonymous sessions are theirs (they browsed, then logged in): an anonymous
+    # session linked to a customer without consent is left out with them, whether or not the
+    # customer's own rows are among those the job uses (one who only searched, say)
     anonymous = {p for p in among if is_anonymous(p)} - out
-    customers = {p for p in out if not is_anonymous(p)}
-    if anonymous and customers:
-        out |= linked_anonymous(workdir, customers) & anonymous
+    someone_without = not c.default[purpose] or any(f.get(purpose) is False for f in c.state.values())
+    if anonymous and someone_without:
+        out |= {a for a, customer in linked_customers(workdir, anonymous) if not c.allows(customer, purpose)}
     return out
 
 
-def linked_anonymous(workdir: str | Path, customers: Iterable[str]) -> set[str]:
-    """The pseudonyms of the anonymous sessions linked to these customers (pseudonyms): the
-    anonymous rows of the curated events whose session id one of the customers' rows carries."""
+def linked_customers(workdir: str | Path, anonymous: Iterable[str]) -> set[tuple[str, str]]:
+    """(anonymous session's pseudonym, customer's pseudonym) for each of these anonymous sessions
+    and each customer whose curated events carry the same session id. Opens the warehouse
+    read-only: a caller holding a read-write connection to it in the same process cannot call it."""
     from ..storage import read_only
 
-    customers = sorted(customers)
-    if not customers or not (Path(workdir) / "warehouse.duckdb").exists():
+    anonymous = sorted(anonymous)
+    if not anonymous or not (Path(workdir) / "warehouse.duckdb").exists():
         return set()
     with read_only(workdir) as (con, curated):
         if "events" not in curated:
@@ -208,12 +209,14 @@ def linked_anonymous(workdir: str | Path, customers: Iterable[str]) -> set[str]:
         if "session_id" not in cols:
             return set()
         rows = con.execute(
-            "SELECT DISTINCT user_id FROM curated.events WHERE starts_with(user_id, ?) "
-            "AND trim(session_id) IN (SELECT DISTINCT trim(session_id) FROM curated.events "
-            "WHERE user_id IN (SELECT unnest(?::VARCHAR[])) AND session_id IS NOT NULL)",
-            [ANONYMOUS_PSEUDONYM_PREFIX, customers],
+            "WITH a AS (SELECT DISTINCT user_id, trim(session_id) AS s FROM curated.events "
+            "WHERE user_id IN (SELECT unnest(?::VARCHAR[])) AND session_id IS NOT NULL), "
+            "c AS (SELECT DISTINCT user_id, trim(session_id) AS s FROM curated.events "
+            "WHERE NOT starts_with(user_id, ?) AND session_id IS NOT NULL) "
+            "SELECT DISTINCT a.user_id, c.user_id FROM a JOIN c USING (s)",
+            [anonymous, ANONYMOUS_PSEUDONYM_PREFIX],
         ).fetchall()
-    return {r[0] for r in rows}
+    return {(r[0], r[1]) for r in rows}
 
 
 @contextmanager

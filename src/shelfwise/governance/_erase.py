@@ -38,7 +38,7 @@ import numpy as np
 
 from ..errors import ShelfwiseError
 from ._audit import AuditLog
-from ._compile import MISSING_VALUES, lit
+from ._compile import MISSING_VALUES, lit, trim_id
 from ._consent import CONSENTS_FILE, erase_consent
 from ._erasures import ERASURES_FILE
 from ._lineage import DatasetRef, LineageRun, warehouse_namespace
@@ -49,9 +49,10 @@ def erase_user(
     workdir: str | Path, raw_user_id: str, *, actor: str | None = None, redis_client: Any = None
 ) -> dict[str, Any]:
     workdir = Path(workdir)
-    if not raw_user_id.strip():
+    raw_user_id = trim_id(raw_user_id)  # as curation trimmed the user's rows
+    if not raw_user_id:
         raise ShelfwiseError("--user: an empty user id")
-    if is_anonymous_raw(raw_user_id.strip()):
+    if is_anonymous_raw(raw_user_id):
         # its rows name no person (no user id, a session): nobody can ask for them; retention
         # (`shelfwise retention enforce`) removes them with the rest of the old data
         raise ShelfwiseError(
@@ -306,11 +307,11 @@ def _erase_files(workdir: Path, raw: str, pseudos: list[str], sessions: list[str
         ev = rec.get("event", rec)
         if not isinstance(ev, dict):
             return False
-        user = str(ev.get("user_id") or "").strip()
+        user = trim_id(ev.get("user_id") or "")
         if user == raw:
             return True
         # an anonymous event of a session linked to the user
-        return (not user or user in MISSING_VALUES) and str(ev.get("session_id") or "").strip() in linked
+        return (not user or user in MISSING_VALUES) and trim_id(ev.get("session_id") or "") in linked
 
     mine = set(pseudos)
 

@@ -35,6 +35,7 @@ from typing import Any
 
 from ..errors import ShelfwiseError
 from ._audit import AuditLog
+from ._compile import trim_id
 from ._consent import Consents, consent_history
 from ._erasures import erased_users
 from ._online_keys import REDIS_EVENTS, REDIS_REJECTED, online_keys
@@ -203,7 +204,7 @@ def _jsonl_matches(path: Path, match: Any) -> list[dict[str, Any]]:
 def _file_parts(workdir: Path, raw: str, pseudo: str) -> dict[str, Any]:
     def raw_event(rec: dict[str, Any]) -> bool:
         ev = rec.get("event", rec)
-        return isinstance(ev, dict) and str(ev.get("user_id", "")).strip() == raw
+        return isinstance(ev, dict) and trim_id(ev.get("user_id", "")) == raw
 
     groups = [
         ("feedback", "feedback", "events-*.jsonl", raw_event),
@@ -272,7 +273,7 @@ def subject_access(
 ) -> dict[str, Any]:
     """The access document (not written, not audited: see `write_subject_access`)."""
     workdir = Path(workdir)
-    raw = raw_user_id.strip()
+    raw = trim_id(raw_user_id)
     if not raw:
         raise ShelfwiseError("--user: an empty user id")
     if not (workdir / "warehouse.duckdb").exists():
@@ -345,7 +346,7 @@ def _redis_parts(client: Any, raw: str, pseudo: str) -> dict[str, Any]:
             except (TypeError, ValueError):
                 continue
             ev = rec.get("event", rec) if isinstance(rec, dict) else None
-            if isinstance(ev, dict) and str(ev.get("user_id", "")).strip() == raw:
+            if isinstance(ev, dict) and trim_id(ev.get("user_id", "")) == raw:
                 rows.append(
                     {"entry": entry_id.decode() if isinstance(entry_id, bytes) else entry_id, "record": rec}
                 )

@@ -129,7 +129,9 @@ def insights_router(workdir: str | pathlib.Path, guard: Callable[..., Any] | Non
                 profiles["store"] = ProfileStore(workdir)
                 profiles["pseudo"] = Pseudonymizer(SecretStore(workdir).pseudonym_key())
         store = profiles["store"]
-        ready, rec = await asyncio.to_thread(store.get, profiles["pseudo"](user_id.strip()))
+        from ..governance._compile import trim_id
+
+        ready, rec = await asyncio.to_thread(store.get, profiles["pseudo"](trim_id(user_id)))
         if not ready:
             why = f" (the last fit failed: {store.error})" if store.error else ""
             raise HTTPException(

@@ -287,9 +287,11 @@ def _train(
         log(f"interactions: {how}")
     inter, catalog = load_interactions(workdir, leave_out=no_consent, events=events)
     if withdrawn:
-        from ..governance import is_anonymous
+        from ..governance import Consents, is_anonymous
 
-        linked = sum(map(is_anonymous, withdrawn))
+        # an anonymous session left out although it has consent itself: linked to a customer without
+        consents = Consents.of(workdir)
+        linked = sum(is_anonymous(p) and consents.allows(p, "personalization") for p in withdrawn)
         log(
             f"consent: left out the events of {len(withdrawn) - linked:,} users without personalization consent"
             + (f" and of {linked:,} anonymous sessions linked to them" if linked else "")

@@ -49,6 +49,7 @@ class WorkQueue(Generic[J]):
 
     _jobs: deque[J] = field(default_factory=deque, init=False, repr=False)
     _busy: int = field(default=0, init=False, repr=False)  # jobs taken and not answered yet
+    _answered: set[int] = field(default_factory=set, init=False, repr=False)  # of the jobs taken
     _cv: threading.Condition = field(default_factory=threading.Condition, init=False, repr=False)
     _stop: bool = field(default=False, init=False, repr=False)
     _thread: threading.Thread | None = field(default=None, init=False, repr=False)
@@ -92,6 +93,7 @@ class WorkQueue(Generic[J]):
         its loop, so that whoever awaited it sees the queue without it."""
         with self._cv:
             self._busy = max(0, self._busy - 1)
+            self._answered.add(id(job))
         job.future.get_loop().call_soon_threadsafe(resolve, job.future, result, exc)
 
     def _run(self) -> None:
@@ -101,12 +103,17 @@ class WorkQueue(Generic[J]):
                     self._cv.wait()
                 if self._stop:
                     break
-                jobs = self._take()
+                taken = self._take()
+                jobs = [j for j in taken if not j.future.cancelled()]  # the client went away
                 self._busy = len(jobs)
+                self._answered = set()
             try:
-                jobs = [j for j in jobs if not j.future.cancelled()]  # the client went away
                 if jobs:
                     self._compute(jobs)
+            except Exception as exc:  # noqa: BLE001 - every job taken is answered, never left hanging
+                for j in jobs:
+                    if id(j) not in self._answered:
+                        self._finish(j, None, exc)
             finally:
                 with self._cv:
                     self._busy = 0
