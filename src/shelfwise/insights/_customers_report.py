@@ -282,28 +282,20 @@ def run_customers_report(
     `insights.customers` permission): a lineage run from the curated versions read to the two
     files and an audit entry (`report.customers`). Returns the JSON with `html`, `json` and
     `lineage_run_id`."""
-    from ..governance import AuditLog, LineageRun
-    from ._data import curated_inputs
-    from ._reports import _report_outputs, write_report
+    from ._reports import curated_report
 
-    if not (Path(workdir) / "warehouse.duckdb").exists():
-        raise ShelfwiseError(
-            f"{workdir}: not a shelfwise workdir (no warehouse.duckdb; run `shelfwise ingest` first)"
-        )
-    inputs, versions = curated_inputs(workdir)
-    lineage = LineageRun(workdir, "shelfwise.report.customers", inputs).start()
-    try:
+    def build() -> tuple[dict[str, Any], str]:
         s = customers_summary(workdir, as_of=as_of, horizon_days=horizon_days)
-        page, js = write_report(workdir, CUSTOMERS_REPORT, s, customers_html(s))
-    except Exception as exc:
-        lineage.fail(f"{type(exc).__name__}: {exc}")
-        raise
-    lineage.complete(_report_outputs(page, js))
-    e = s["evaluation"]
-    AuditLog(workdir).append(
-        "report.customers", actor=actor, html=str(page), json=str(js), as_of=s["as_of"],
-        horizon_days=horizon_days, customers=s["customers"], at_risk=s["at_risk_count"],
-        left_out_without_consent=s["left_out_without_consent"], data_versions=versions,
-        churn_auc=(e.get("shelfwise") or {}).get("churn_auc"), lineage_run_id=lineage.run_id,
-    )  # fmt: skip
-    return {**s, "html": str(page), "json": str(js), "lineage_run_id": lineage.run_id}
+        return s, customers_html(s)
+
+    def audit(s: dict[str, Any]) -> dict[str, Any]:
+        e = s["evaluation"]
+        return {
+            "horizon_days": horizon_days,
+            "customers": s["customers"],
+            "at_risk": s["at_risk_count"],
+            "left_out_without_consent": s["left_out_without_consent"],
+            "churn_auc": (e.get("shelfwise") or {}).get("churn_auc"),
+        }
+
+    return curated_report(workdir, "customers", CUSTOMERS_REPORT, build, audit, actor)

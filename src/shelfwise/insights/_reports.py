@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict
 from html import escape
 from pathlib import Path
@@ -271,6 +272,40 @@ def _report_outputs(page: Path, js: Path) -> list[Any]:
     return [DatasetRef("file", str(f.resolve()), size_bytes=f.stat().st_size) for f in (page, js)]
 
 
+def curated_report(
+    workdir: str | Path,
+    kind: str,
+    name: str,
+    build: Callable[[], tuple[dict[str, Any], str]],
+    audit: Callable[[dict[str, Any]], dict[str, Any]],
+    actor: str | None = None,
+) -> dict[str, Any]:
+    """A report on the curated tables as a governed job (the caller has checked the permission):
+    `build()` gives the summary and its page, written as reports/`name`.{html,json}; a lineage
+    run from the curated versions read to the two files and an audit entry `report.<kind>` with
+    `audit(summary)`'s fields. Returns the summary with `html`, `json` and `lineage_run_id`."""
+    from ..governance import AuditLog, LineageRun
+
+    if not (Path(workdir) / "warehouse.duckdb").exists():
+        raise ShelfwiseError(
+            f"{workdir}: not a shelfwise workdir (no warehouse.duckdb; run `shelfwise ingest` first)"
+        )
+    inputs, versions = curated_inputs(workdir)
+    lineage = LineageRun(workdir, f"shelfwise.report.{kind}", inputs).start()
+    try:
+        s, html = build()
+        page, js = write_report(workdir, name, s, html)
+    except Exception as exc:
+        lineage.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    lineage.complete(_report_outputs(page, js))
+    AuditLog(workdir).append(
+        f"report.{kind}", actor=actor, html=str(page), json=str(js), as_of=s["as_of"],
+        data_versions=versions, lineage_run_id=lineage.run_id, **audit(s),
+    )  # fmt: skip
+    return {**s, "html": str(page), "json": str(js), "lineage_run_id": lineage.run_id}
+
+
 def run_demand_report(
     workdir: str | Path,
     *,
@@ -280,34 +315,25 @@ def run_demand_report(
     review_days: float = 7.0,
     actor: str | None = None,
 ) -> dict[str, Any]:
-    """reports/demand.{html,json} as a governed job (the caller has checked the permission): a
-    lineage run from the curated versions read to the two files and an audit entry naming them
-    (`report.demand`). Returns the JSON with `html`, `json` and `lineage_run_id`."""
-    from ..governance import AuditLog, LineageRun
+    """reports/demand.{html,json} as a governed job (`curated_report`, audited `report.demand`)."""
 
-    if not (Path(workdir) / "warehouse.duckdb").exists():
-        raise ShelfwiseError(
-            f"{workdir}: not a shelfwise workdir (no warehouse.duckdb; run `shelfwise ingest` first)"
-        )
-    inputs, versions = curated_inputs(workdir)
-    lineage = LineageRun(workdir, "shelfwise.report.demand", inputs).start()
-    try:
+    def build() -> tuple[dict[str, Any], str]:
         s = demand_summary(
             workdir, as_of=as_of, horizon_weeks=horizon_weeks, service_level=service_level,
             review_days=review_days,
         )  # fmt: skip
-        page, js = write_report(workdir, DEMAND_REPORT, s, demand_html(s))
-    except Exception as exc:
-        lineage.fail(f"{type(exc).__name__}: {exc}")
-        raise
-    lineage.complete(_report_outputs(page, js))
-    m = s["model"]
-    AuditLog(workdir).append(
-        "report.demand", actor=actor, html=str(page), json=str(js), as_of=s["as_of"], series=m["series"],
-        horizon_weeks=horizon_weeks, data_versions=versions, catalog_version=m["catalog_version"],
-        to_order=s["replenishment"]["to_order"], lineage_run_id=lineage.run_id,
-    )  # fmt: skip
-    return {**s, "html": str(page), "json": str(js), "lineage_run_id": lineage.run_id}
+        return s, demand_html(s)
+
+    def audit(s: dict[str, Any]) -> dict[str, Any]:
+        m = s["model"]
+        return {
+            "series": m["series"],
+            "horizon_weeks": horizon_weeks,
+            "catalog_version": m["catalog_version"],
+            "to_order": s["replenishment"]["to_order"],
+        }
+
+    return curated_report(workdir, "demand", DEMAND_REPORT, build, audit, actor)
 
 
 def run_audiences_report(workdir: str | Path, *, actor: str | None = None) -> dict[str, Any]:
