@@ -103,7 +103,10 @@ def fit_candidate(dataset: str, params: dict, val_users: int, threads: int, save
         "train_seconds": round(train_s, 1),
         "train_cpu_seconds": round(train_cpu_s, 1),
         "torch_threads": threads or None,
+        # the process's peak so far: a candidate fitted after others in the same process (--jobs 1,
+        # or fewer processes than candidates) reports the largest peak among them
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_is": "the fitting process's peak so far (earlier candidates in it included)",
     }
 
 
@@ -132,6 +135,8 @@ def run(dataset: str, candidates: list[dict], val_users: int, jobs: int, threads
         "users_evaluated": len(split.test),
         "validation_users": min(val_users, len(split.validation)) if val_users else len(split.validation),
         "selected": f"candidate {best} (best validation NDCG@10; the only one scored on test)",
+        "scored_as": "the chosen candidate as saved and served (int8 ONNX unless its settings say "
+        "otherwise); chosen on its in-memory validation NDCG@10",
         "params": chosen["params"],
         "ndcg@10": round(float(per_user["ndcg@10"].mean()), 5),
         "ndcg@10_ci95": [round(x, 5) for x in bootstrap_ci(per_user["ndcg@10"], rounds=1000, seed=0)],
