@@ -161,3 +161,19 @@ def test_ids_are_trimmed_alike_by_the_record_check_and_the_warehouse(tmp_path: P
     assert [c.values["user_id"] for c in checked] == ["u1", "u1", "u1", "u1\t", "\tu1"]
     assert {c.values["product_id"] for c in checked} == {"P1"}
     assert curated == sorted(pseudo(c.values["user_id"]) for c in checked)
+
+
+def test_erasing_a_user_leaves_the_spooled_events_of_another_whose_id_ends_in_a_tab(tmp_path: Path):
+    """`u1\\t` is a user of its own (the warehouse keeps the tab): erasing `u1` removes the spooled
+    events of `u1` and `\\u00a0u1` (curated as `u1`) and keeps those of `u1\\t`."""
+    from shelfwise.governance._erase import _erase_files
+
+    spool = tmp_path / "spool" / "events"
+    spool.mkdir(parents=True)
+    users = ["u1", "\u00a0u1 ", "u1\t", "u2"]
+    lines = [json.dumps({"event": {"user_id": u, "product_id": "P1"}}) + "\n" for u in users]
+    (spool / "a.jsonl").write_text("".join(lines))
+    out = _erase_files(tmp_path, "u1", [], [])
+    assert out["spool/events"] == 2
+    left = [json.loads(x)["event"]["user_id"] for x in (spool / "a.jsonl").read_text().splitlines()]
+    assert left == ["u1\t", "u2"]
