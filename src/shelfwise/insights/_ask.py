@@ -298,29 +298,19 @@ def run_ask_report(
     """reports/ask.{html,json} as a governed job (the caller has checked the `ask` permission): a
     lineage run from the curated FAQ (and the labeled questions) to the two files and an audit
     entry (`report.ask`)."""
-    from ..governance import AuditLog, DatasetRef, LineageRun
-    from ._data import curated_inputs
-    from ._reports import _report_outputs, write_report
+    from ._reports import curated_report
 
-    if not (Path(workdir) / "warehouse.duckdb").exists():
-        raise ShelfwiseError(
-            f"{workdir}: not a shelfwise workdir (no warehouse.duckdb; run `shelfwise ingest` first)"
-        )
-    inputs, versions = curated_inputs(workdir, ("faq",))
-    if questions is not None:
-        inputs.append(DatasetRef("file", str(Path(questions).resolve())))
-    lineage = LineageRun(workdir, "shelfwise.report.ask", inputs).start()
-    try:
+    def build() -> tuple[dict[str, Any], str]:
         s = ask_summary(workdir, questions)
-        page, js = write_report(workdir, ASK_REPORT, s, ask_html(s))
-    except Exception as exc:
-        lineage.fail(f"{type(exc).__name__}: {exc}")
-        raise
-    lineage.complete(_report_outputs(page, js))
-    e = s["evaluation"] or {}
-    AuditLog(workdir).append(
-        "report.ask", actor=actor, html=str(page), json=str(js), faq_entries=s["faq_entries"],
-        questions=e.get("questions"), accuracy=(e.get("shelfwise") or {}).get("accuracy"),
-        data_versions=versions, lineage_run_id=lineage.run_id,
-    )  # fmt: skip
-    return {**s, "html": str(page), "json": str(js), "lineage_run_id": lineage.run_id}
+        return s, ask_html(s)
+
+    def audit(s: dict[str, Any]) -> dict[str, Any]:
+        e = s["evaluation"] or {}
+        return {
+            "faq_entries": s["faq_entries"],
+            "questions": e.get("questions"),
+            "accuracy": (e.get("shelfwise") or {}).get("accuracy"),
+        }
+
+    files = () if questions is None else (Path(questions),)
+    return curated_report(workdir, "ask", ASK_REPORT, build, audit, actor, ("faq",), files)

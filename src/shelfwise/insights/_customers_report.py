@@ -291,6 +291,7 @@ def run_customers_report(
     def audit(s: dict[str, Any]) -> dict[str, Any]:
         e = s["evaluation"]
         return {
+            "as_of": s["as_of"],
             "horizon_days": horizon_days,
             "customers": s["customers"],
             "at_risk": s["at_risk_count"],

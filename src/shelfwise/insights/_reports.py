@@ -279,18 +279,22 @@ def curated_report(
     build: Callable[[], tuple[dict[str, Any], str]],
     audit: Callable[[dict[str, Any]], dict[str, Any]],
     actor: str | None = None,
+    tables: tuple[str, ...] = ("events", "products"),
+    files: tuple[Path, ...] = (),
 ) -> dict[str, Any]:
     """A report on the curated tables as a governed job (the caller has checked the permission):
     `build()` gives the summary and its page, written as reports/`name`.{html,json}; a lineage
-    run from the curated versions read to the two files and an audit entry `report.<kind>` with
-    `audit(summary)`'s fields. Returns the summary with `html`, `json` and `lineage_run_id`."""
-    from ..governance import AuditLog, LineageRun
+    run from the curated versions of `tables` read (and `files`) to the two files and an audit
+    entry `report.<kind>` with `audit(summary)`'s fields. Returns the summary with `html`, `json`
+    and `lineage_run_id`."""
+    from ..governance import AuditLog, DatasetRef, LineageRun
 
     if not (Path(workdir) / "warehouse.duckdb").exists():
         raise ShelfwiseError(
             f"{workdir}: not a shelfwise workdir (no warehouse.duckdb; run `shelfwise ingest` first)"
         )
-    inputs, versions = curated_inputs(workdir)
+    inputs, versions = curated_inputs(workdir, tables)
+    inputs += [DatasetRef("file", str(f.resolve())) for f in files]
     lineage = LineageRun(workdir, f"shelfwise.report.{kind}", inputs).start()
     try:
         s, html = build()
@@ -300,8 +304,8 @@ def curated_report(
         raise
     lineage.complete(_report_outputs(page, js))
     AuditLog(workdir).append(
-        f"report.{kind}", actor=actor, html=str(page), json=str(js), as_of=s["as_of"],
-        data_versions=versions, lineage_run_id=lineage.run_id, **audit(s),
+        f"report.{kind}", actor=actor, html=str(page), json=str(js), data_versions=versions,
+        lineage_run_id=lineage.run_id, **audit(s),
     )  # fmt: skip
     return {**s, "html": str(page), "json": str(js), "lineage_run_id": lineage.run_id}
 
@@ -327,6 +331,7 @@ def run_demand_report(
     def audit(s: dict[str, Any]) -> dict[str, Any]:
         m = s["model"]
         return {
+            "as_of": s["as_of"],
             "series": m["series"],
             "horizon_weeks": horizon_weeks,
             "catalog_version": m["catalog_version"],
