@@ -261,8 +261,10 @@ _export_lock = threading.Lock()
 
 def quantize_int8(src: str | Path, out: str | Path) -> Path:
     """Dynamic int8 quantization of an exported encoder (weights int8, activations quantized on
-    the fly): ~2.5x the encoding throughput on CPU, at a cost in accuracy (measured on Home Depot
-    titles: semantic NDCG@10 0.289 against 0.304 in fp32)."""
+    the fly): ~2x the encoding throughput on CPU. Per channel (each output column of a product
+    its own scale): measured on 400 Home Depot titles on an AVX2 machine, cosine to the fp32
+    embedding 0.991 (min 0.983) against 0.957 (min 0.911) with one scale per matrix, at the same
+    speed (2.9 vs 2.9 ms a one-title query on one thread; fp32 6.2 ms)."""
     import logging
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -272,7 +274,7 @@ def quantize_int8(src: str | Path, out: str | Path) -> Path:
     level = logging.getLogger().level
     logging.getLogger().setLevel(logging.ERROR)
     try:
-        quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8)
+        quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
     finally:
         logging.getLogger().setLevel(level)
     copy_atomically(src.with_suffix(".tokenizer.json"), out.with_suffix(".tokenizer.json"))
@@ -293,7 +295,7 @@ def shipped_onnx_path(int8: bool = False) -> Path:
             )
         if not int8:
             return path
-        q = path.with_name(path.stem + "-int8.onnx")
+        q = path.with_name(path.stem + "-int8pc.onnx")  # per channel (a per-matrix one was "-int8")
         if not (q.exists() and q.with_suffix(".tokenizer.json").exists()):
             quantize_int8(path, q)
         return q
