@@ -15,9 +15,9 @@ from shelfwise.demo import generate_demo
 # The JVM of a CLI's local Spark (`--engine spark`) compiles with the quick C1 compiler only and
 # collects garbage on one thread: it lives seconds on a test's tiny data, where the optimizing C2
 # compiler's threads take the cores from the other worker and pay back nothing (measured at load
-# 15-25: the Spark CLI module's fixture 58 -> 47 s, its recommend test 49 -> 41 s; the in-process
-# session of tests/storage, which runs minutes, was slower so and keeps the defaults). The test
-# runs' setting, not the product's.
+# 15-19, tests/storage alone: the Spark CLI module's fixture 58 -> 48 s, its recommend test
+# 49 -> 45 s, the dirty export through the CLI 42 -> 37 s; the in-process session, which runs
+# minutes, was slower so and keeps the defaults). The test runs' setting, not the product's.
 CLI_SPARK_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 
 
