@@ -117,23 +117,45 @@ def work_unit(nodeid: str) -> str:
     return module
 
 
+# Seconds each long unit took alone (`pytest -n 0 --durations=0 UNIT`, one at a time, the
+# building of the shared trained shops included; session 17, a loaded 2-core machine): the order
+# the units go out in, longest first. Only the order matters, so rough numbers do; a unit not
+# listed goes out after these, those with the most `slow` tests first.
+UNIT_SECONDS = {
+    "tests/storage/test_spark_*": 268,
+    "tests/cli/test_train_cli.py": 112,
+    "tests/web/test_console.py": 112,
+    "tests/serving/test_http.py": 100,
+    "tests/governance/test_deliveries.py": 96,
+    "tests/governance/test_workflow.py": 91,
+    "tests/serving/test_event_delivery.py": 89,
+    "tests/insights/test_demand.py": 47,
+    "tests/serving/test_workers.py": 36,
+    "tests/web/test_ask_page.py": 16,
+}
+
+
+def unit_order(units: dict[str, int]) -> list[str]:
+    """The units (each with its count of `slow` tests, in collection order) in the order they go
+    out: those of `UNIT_SECONDS` longest first, then those with the most slow tests, then the rest
+    as collected. Longest first, the run does not end on one worker's long unit while the other
+    waits: the short units at the end fill in. (The longest, Spark, needs none of the trained
+    shops that `built_once` builds, so the second worker does not start by waiting on the first
+    worker's build of the one they both need.)"""
+    index = {unit: i for i, unit in enumerate(units)}
+    return sorted(units, key=lambda u: (-UNIT_SECONDS.get(u, 0), units[u] == 0, -units[u], index[u]))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The units holding `slow` tests first, those with the most slow tests first (each module's
-    tests kept together and in order): xdist hands the units out in this order to whichever
-    worker is free, and the run then does not end on one worker's long unit while the other
-    waits, as the short units at the end fill in."""
-    first: dict[str, int] = {}
+    """The units in `unit_order` (each module's tests kept together and in order): xdist hands
+    them out in this order to whichever worker is free."""
     slow: dict[str, int] = {}
-    for i, item in enumerate(items):
+    for item in items:
         unit = work_unit(item.nodeid)
-        first.setdefault(unit, i)
-        if item.get_closest_marker("slow") is not None:
-            slow[unit] = slow.get(unit, 0) + 1
-    order = {}
-    for i, item in enumerate(items):
-        unit = work_unit(item.nodeid)
-        order[id(item)] = (unit not in slow, -slow.get(unit, 0), first[unit], i)
-    items.sort(key=lambda item: order[id(item)])
+        slow[unit] = slow.get(unit, 0) + (item.get_closest_marker("slow") is not None)
+    rank = {unit: r for r, unit in enumerate(unit_order(slow))}
+    position = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda item: (rank[work_unit(item.nodeid)], position[id(item)]))
 
 
 try:
@@ -168,7 +190,16 @@ else:
         return None
 
 
-__all__ = ["built_once", "copy_head", "curated_rows", "shared", "shutil", "work_unit"]
+__all__ = [
+    "UNIT_SECONDS",
+    "built_once",
+    "copy_head",
+    "curated_rows",
+    "shared",
+    "shutil",
+    "unit_order",
+    "work_unit",
+]
 
 
 CHROMIUM_ARGS = [

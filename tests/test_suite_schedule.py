@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, work_unit
+from tests.conftest import ROOT, UNIT_SECONDS, unit_order, work_unit
 
 pytest.importorskip("xdist")
 
@@ -46,6 +46,15 @@ def test_work_units_are_modules_and_the_spark_group():
     assert work_unit("tests/storage/test_spark_parity.py::test_y[a::b]") == "tests/storage/test_spark_*"
     assert work_unit("tests/storage/test_sources.py::test_z") == "tests/storage/test_sources.py"
     assert work_unit("tests/cli/test_cli.py::TestX::test_y") == "tests/cli/test_cli.py"
+
+
+def test_the_longest_units_go_out_first_then_those_with_the_most_slow_tests():
+    spark, http = "tests/storage/test_spark_*", "tests/serving/test_http.py"
+    assert UNIT_SECONDS[spark] > UNIT_SECONDS[http]
+    units = {"tests/a.py": 0, http: 37, "tests/b.py": 2, "tests/c.py": 0, spark: 11, "tests/d.py": 5}
+    assert unit_order(units) == [spark, http, "tests/d.py", "tests/b.py", "tests/a.py", "tests/c.py"]
+    # the longest unit needs none of the shops that `built_once` trains (it trains its own)
+    assert "built_once" not in "".join(p.read_text() for p in (ROOT / "tests" / "storage").glob("*.py"))
 
 
 def test_loadfile_builds_each_modules_fixture_once_and_starts_with_the_slow_units(tmp_path):

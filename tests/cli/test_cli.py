@@ -12,9 +12,18 @@ import pytest
 
 from shelfwise.demo import generate_demo
 
+# The JVM of a CLI's local Spark (`--engine spark`) compiles with the quick C1 compiler only and
+# collects garbage on one thread: it lives seconds on a test's tiny data, where the optimizing C2
+# compiler's threads take the cores from the other worker and pay back nothing (measured at load
+# 15-19, tests/storage alone: the Spark CLI module's fixture 58 -> 48 s, its recommend test
+# 49 -> 45 s, the dirty export through the CLI 42 -> 37 s; the in-process session, which runs
+# minutes, was slower so and keeps the defaults). The test runs' setting, not the product's.
+CLI_SPARK_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+
 
 def sw(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env.setdefault("SPARK_SUBMIT_OPTS", CLI_SPARK_JVM)
     proc = subprocess.run(
         [sys.executable, "-m", "shelfwise.cli", *args],
         capture_output=True,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,15 +14,16 @@ import duckdb
 import numpy as np
 import pytest
 
-from shelfwise.demo import generate_demo
 from shelfwise.governance import Pseudonymizer, SecretStore
 from shelfwise.serving import Bundle, current_bundle
-from tests.serving.conftest import Server, known_users
+from tests.serving.conftest import Server, known_users, served_workdir  # noqa: F401 (the trained shop)
 
 pytestmark = pytest.mark.slow
+# tests/serving's fast training (its shop is this module's too): a candidate trained again so is
+# the production one trained again, on the same data with the same settings
 FAST = [
     "--models",
-    "popularity,itemknn,transitions",
+    "popularity,itemknn,transitions,als",
     "--tune-seconds",
     "300",
     "--tune-trials",
@@ -55,11 +57,12 @@ def audit(work: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def shop(tmp_path_factory):
-    base = tmp_path_factory.mktemp("team")
-    data, work = base / "data", base / "w"
-    generate_demo(data, products=300, users=150, events=8000, seed=4)
-    ok(run("train", "--data", str(data), "--workdir", str(work), *FAST))  # single-user mode: live at once
+def shop(served_workdir, tmp_path_factory):  # noqa: F811 (the fixture, imported above)
+    """A copy of tests/serving's demo shop (trained once per run with FAST's settings, in
+    single-user mode: live at once), this module's own, and the team registered in it."""
+    data, trained = served_workdir
+    work = tmp_path_factory.mktemp("team") / "w"
+    shutil.copytree(trained, work, ignore=shutil.ignore_patterns("serve-*.log", "spool"))
     keys = {}
     for name, role in [("ada", "admin"), ("sam", "scientist"), ("eve", "engineer"), ("ann", "analyst"),
                        ("stu", "steward"), ("svc", "service")]:  # fmt: skip
