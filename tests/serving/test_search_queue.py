@@ -89,3 +89,41 @@ def test_admission_refuses_beyond_the_limit_or_the_predicted_wait():
     t.join(60)
     if failure:
         raise failure[0]
+
+
+def answered(level: str, cost: float) -> list[SimpleNamespace]:
+    return [SimpleNamespace(extra={"level": level, "cost_s": cost})]
+
+
+def test_one_slow_query_does_not_reprice_a_level_but_a_slower_machine_does():
+    """A lone miss whose full pipeline takes 20 ms fits a 40 ms budget. One query that took
+    300 ms (preempted by another process, a garbage collection) must not send the next lone
+    misses down a level; costs that stay high do."""
+    q = queue(budget_s=0.040)
+    q.cost_s["full"] = 0.020
+    for _ in range(10):
+        q._learn(jobs([1.0]), answered("full", 0.020), 0.0)  # type: ignore[arg-type]
+    q._learn(jobs([1.0]), answered("full", 0.300), 0.0)  # type: ignore[arg-type]
+    assert q.cost_s["full"] == pytest.approx(0.020)
+    alone = jobs([0.040])
+    q.plan(alone, now=0.0)
+    assert alone[0].level == "full"
+    for _ in range(20):  # the machine got slower: most recent full queries take 60 ms
+        q._learn(jobs([1.0]), answered("full", 0.060), 0.0)  # type: ignore[arg-type]
+    assert q.cost_s["full"] == pytest.approx(0.060)
+    alone = jobs([0.040])
+    q.plan(alone, now=0.0)
+    assert alone[0].level == "fused"
+
+
+def test_a_decayed_level_is_not_repriced_by_its_stale_measurements():
+    """A level priced out on a busy moment decays while unused; when it runs again at its
+    normal cost, the old high measurements (decayed with the estimate) do not bring it back."""
+    q = queue(budget_s=0.040)
+    for _ in range(20):
+        q._learn(jobs([1.0]), answered("full", 0.080), 0.0)  # type: ignore[arg-type]
+    assert q.cost_s["full"] == pytest.approx(0.080)
+    while q.cost_s["full"] > 0.035:  # idle batches of other levels: the estimate decays
+        q._learn(jobs([1.0]), answered("lexical", 0.0005), 0.0)  # type: ignore[arg-type]
+    q._learn(jobs([1.0]), answered("full", 0.020), 0.0)  # type: ignore[arg-type]
+    assert q.cost_s["full"] <= 0.035
