@@ -127,3 +127,47 @@ def test_a_decayed_level_is_not_repriced_by_its_stale_measurements():
         q._learn(jobs([1.0]), answered("lexical", 0.0005), 0.0)  # type: ignore[arg-type]
     q._learn(jobs([1.0]), answered("full", 0.020), 0.0)  # type: ignore[arg-type]
     assert q.cost_s["full"] <= 0.035
+
+
+def test_misses_waiting_together_are_computed_as_one_batch_and_reported():
+    """Misses queued while the worker is busy are taken at once: one `run_batch` call (one
+    encoder call for their queries), and `on_batch` (the server's metrics) sees its size and
+    each miss's wait."""
+    computed: list[list[tuple[object, str]]] = []
+    told: list[tuple[int, list[str], list[float]]] = []
+
+    def run_batch(js: list[tuple[object, str]]) -> list[SimpleNamespace]:
+        computed.append(js)
+        return [SimpleNamespace(extra={"level": level, "cost_s": 0.001}) for _, level in js]
+
+    def on_batch(batch: list[_Job], started: float) -> None:
+        told.append((len(batch), [j.level for j in batch], [started - j.arrived for j in batch]))
+
+    async def run() -> None:
+        q = SearchQueue(run_batch, lambda: ("full", "fused", "lexical"), budget_s=10.0, on_batch=on_batch)
+        q.cost_s = dict(COSTS)
+        futures = [q.submit(f"query {i}") for i in range(5)]  # the worker is not started yet
+        q.start()
+        try:
+            answers = await asyncio.wait_for(asyncio.gather(*futures), 30)
+        finally:
+            q.stop()
+        assert len(answers) == 5
+
+    failure: list[BaseException] = []
+
+    def in_thread() -> None:
+        try:
+            asyncio.run(run())
+        except BaseException as exc:  # re-raised below, in the test's thread
+            failure.append(exc)
+
+    t = threading.Thread(target=in_thread)
+    t.start()
+    t.join(60)
+    if failure:
+        raise failure[0]
+    assert [len(js) for js in computed] == [5]
+    assert [args for args, _ in computed[0]] == [f"query {i}" for i in range(5)]
+    ((size, levels, waits),) = told
+    assert size == 5 and levels == ["full"] * 5 and all(w >= 0 for w in waits)

@@ -492,11 +492,14 @@ class Service:
             return None
         return self.search_batch([(req.args, level)])[0]
 
-    def search_batch(self, jobs: list[tuple[SearchArgs, str]]) -> list[Answer]:
+    def search_batch(
+        self, jobs: list[tuple[SearchArgs, str]], encoder_calls: list[int] | None = None
+    ) -> list[Answer]:
         """Pages for several searches at once, each at its level: the queries that need the
         encoder are encoded in one call per engine (dynamic batching), cache hits (a page another
         job of the batch just computed, too) are looked up. Degraded pages are not cached: the
-        next request for the query gets the whole pipeline when there is time for it."""
+        next request for the query gets the whole pipeline when there is time for it.
+        `encoder_calls`, when given, gets the number of queries of each encoder call (metrics)."""
         reqs = [self._search_request(args, level) for args, level in jobs]
         # per engine and level ("full" needs both encoders, "fused" the multilingual one only
         # for Chinese queries): the texts to encode, in one call each
@@ -514,6 +517,8 @@ class Service:
             for t, v in zip(texts, eng.encode_queries(texts, multilingual=key[1] or None), strict=True):
                 vectors[(*key, t)] = v
             share[key] = (time.perf_counter() - t0) / len(texts)
+            if encoder_calls is not None:
+                encoder_calls.append(len(texts))
         out = []
         for r in reqs:
             if r.answer is not None:
