@@ -171,3 +171,36 @@ def test_misses_waiting_together_are_computed_as_one_batch_and_reported():
     assert [args for args, _ in computed[0]] == [f"query {i}" for i in range(5)]
     ((size, levels, waits),) = told
     assert size == 5 and levels == ["full"] * 5 and all(w >= 0 for w in waits)
+
+
+def test_misses_of_one_batch_share_their_level_s_encoder_call():
+    """Full costs 10 ms for a query encoded alone, 6 ms of it the encoder call's fixed part:
+    six misses that arrived together all fit a 40 ms budget at full when the plan counts the
+    call once (10 + 5 x 4 = 30 ms); priced as six separate calls they do not."""
+    shared = queue(budget_s=0.040)
+    shared.encoder_s = {"full": (0.006, 0.001), "fused": (0.002, 0.0005)}
+    batch = jobs([0.040] * 6)
+    shared.plan(batch, now=0.0)
+    assert [j.level for j in batch] == ["full"] * 6
+    alone = queue(budget_s=0.040)  # no encoder model: every query pays a whole call
+    batch = jobs([0.040] * 6)
+    alone.plan(batch, now=0.0)
+    assert [j.level for j in batch].count("full") < 6
+
+
+def test_costs_learned_from_a_shared_call_are_priced_as_if_encoded_alone():
+    """A full query that took 5 ms in a call of 8 (its share 1.5 ms of the call's 12 ms) costs
+    3.5 ms besides the encoder: alone it would cost 3.5 + 6 + 1 = 10.5 ms. The call took what
+    the calibration predicts (6 + 8 x 0.75 = 12 ms): the encoder's scale stays 1."""
+    q = queue()
+    q.encoder_s = {"full": (0.006, 0.00075)}
+    extra = {"level": "full", "cost_s": 0.005, "encoder_s": 0.0015, "encoder_batch": 8}
+    answers = [SimpleNamespace(extra=dict(extra)) for _ in range(8)]
+    for _ in range(3):
+        q._learn(jobs([1.0] * 8), answers, 0.0)  # type: ignore[arg-type]
+    assert q.cost_s["full"] == pytest.approx(0.005 - 0.0015 + 0.006 + 0.00075)
+    assert q._encoder("full") == pytest.approx((0.006, 0.00075))
+    slow = [SimpleNamespace(extra=dict(extra, encoder_s=0.003)) for _ in range(8)]  # calls 2x slower
+    for _ in range(40):
+        q._learn(jobs([1.0] * 8), slow, 0.0)  # type: ignore[arg-type]
+    assert q._encoder("full") == pytest.approx((0.012, 0.0015))

@@ -74,7 +74,7 @@ async def start_search_queue(
         max_wait_s=settings.search_max_wait_ms / 1000,
         on_batch=on_batch if metrics is not None else None,
     )
-    await asyncio.to_thread(queue.calibrate, service.calibrate_search)
+    await asyncio.to_thread(queue.calibrate, service.calibrate_search, service.calibrate_encoder)
     queue.start()
     return queue
 
