@@ -659,17 +659,17 @@ class Service:
     def calibrate_encoder(self, level: str, runs: int = 3) -> tuple[float, float]:
         """(seconds per call, seconds per query) of the query encoder call a batch of misses at
         `level` makes ("full": both encoders when the catalog has two; "fused": the main one),
-        from calls of 1 and of 16 new queries (median of `runs`): the search queue prices the
+        from calls of 1 and of 8 new queries (median of `runs`): the search queue prices the
         second and later queries of one call without the call's fixed part."""
         engine = self.snapshot.search
         if engine is None:
             return 0.0, 0.0
         titles = [t.split() for t in engine.catalog.title[:1000] if t.split()] or [["x"]]
         multilingual = True if level == "full" else None
-        took: dict[int, list[float]] = {1: [], 16: []}
+        took: dict[int, list[float]] = {1: [], 8: []}
         k = 0
         for _ in range(runs):
-            for n in (1, 16):
+            for n in (1, 8):
                 texts = []
                 for _ in range(n):
                     k += 1
@@ -678,8 +678,8 @@ class Service:
                 t0 = time.perf_counter()
                 engine.encode_queries(texts, multilingual=multilingual)
                 took[n].append(time.perf_counter() - t0)
-        one, sixteen = float(np.median(took[1])), float(np.median(took[16]))
-        per_query = max((sixteen - one) / 15, 0.0)
+        one, eight = float(np.median(took[1])), float(np.median(took[8]))
+        per_query = max((eight - one) / 7, 0.0)
         return max(one - per_query, 0.0), per_query
 
     def warm_search(self, top: int = 1000) -> int:
