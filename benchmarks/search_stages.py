@@ -90,6 +90,7 @@ def main() -> None:
     ap.add_argument("--data", default=None, help="its data (default: WORK/../data)")
     ap.add_argument("--queries", type=int, default=96, help="distinct queries per level and batch size")
     ap.add_argument("--out", default="benchmarks/search-stages.json")
+    ap.add_argument("--shop", default=None, help="what the workdir is (recorded: how to make it again)")
     args = ap.parse_args()
     work = Path(args.work)
     data = Path(args.data) if args.data else work.parent / "data"
@@ -107,6 +108,7 @@ def main() -> None:
     for q in queries[:8]:  # warm-up: first-call allocations, the no-match threshold's vectors
         svc.search_batch([(SearchArgs(q, 10, Filters()), "full" if "full" in levels else levels[0])])
     queries = queries[8:]
+    results["shop"] = args.shop
     results["bundle"] = svc.snapshot.version
     results["products"] = len(engine.catalog)
     results["protocol"] = (
