@@ -11,7 +11,17 @@ shop's query-log words, none of them a logged query, each used once in the whole
 request can be a page-cache hit; the server's cache counters are read before and after each run
 to prove it), at 1, 8 and 32 connections, on the 5,000-product shop and on a 100,000-product
 shop. Target: p99 <= 100 ms and no 5xx at 32 connections on the 5,000-product shop. Each run also
-reports how the server answered (pages per pipeline level, degraded, shed) from /metrics.
+reports how the server answered (pages per pipeline level, degraded, shed) from /metrics, and
+how the search queue batched them (misses per batch, queries per encoder call, queue wait).
+
+Open loop (`search_open_loop`): wrk's closed loop lets the server set the pace (each connection
+sends its next request only once answered), so a slower level serves fewer requests and its
+latency hides in the rate. Beside it, at fixed OFFERED rates (`--open-loop-rates`, default
+25/50/100/200 requests/s, on the 5,000-product shop), a client in a separate process sends
+distinct uncached queries at seeded Poisson arrival times whatever the server does, and each
+latency is counted from the request's scheduled time (a request the client could only send late
+counts its lateness: no coordinated omission); p50/p99, 5xx, the share of pages served at each
+level (from /metrics) and the client's own lag are reported per rate.
 
 Worker memory (`worker_memory`): `shelfwise serve --workers 1` and `--workers 4` on the large shop
 (the bundle's embeddings, faiss index and models' large arrays are memory-mapped; with several
@@ -44,6 +54,8 @@ from pathlib import Path
 
 import httpx
 from _provenance import provenance
+
+OPEN_LOOP_RATES = (25, 50, 100, 200)
 
 ROOT = Path(__file__).resolve().parents[1]
 DICT_APP = """
@@ -140,6 +152,42 @@ def search_counters(url: str) -> dict[str, float]:
     }
     for level in ("full", "fused", "lexical"):
         out[f"level_{level}"] = total("shelfwise_search_computed_total", level=level)
+    # the search queue's batching (absent from a server without these metrics: zero)
+    for name in ("batch_size", "encoder_batch_size", "queue_wait_seconds"):
+        for part in ("sum", "count"):
+            out[f"{name}_{part}"] = total(f"shelfwise_search_{name}_{part}")
+    for le in ("1.0", "2.0", "4.0", "8.0", "16.0", "32.0", "64.0"):  # misses per batch, cumulative
+        out[f"batch_size_le_{le[:-2]}"] = total("shelfwise_search_batch_size_bucket", le=le)
+    return out
+
+
+def server_delta(before: dict[str, float], after: dict[str, float]) -> dict:
+    """What the server did between two `search_counters` readings: pages per level, degraded,
+    shed, and how the queue batched the misses (mean misses per batch and queries per encoder
+    call, mean queue wait, the histogram of batch sizes)."""
+    d = {k: after[k] - before[k] for k in after}
+    out: dict = {
+        k: int(v) for k, v in d.items() if not k.startswith(("batch_size", "encoder_batch", "queue_wait"))
+    }
+    computed = out["level_full"] + out["level_fused"] + out["level_lexical"]
+    out["levels_share"] = {
+        lv: round(out[f"level_{lv}"] / computed, 3) if computed else None
+        for lv in ("full", "fused", "lexical")
+    }
+    batches = d["batch_size_count"]
+    out["batches"] = int(batches)
+    out["mean_batch_size"] = round(d["batch_size_sum"] / batches, 2) if batches else None
+    calls = d["encoder_batch_size_count"]
+    out["encoder_calls"] = int(calls)
+    out["mean_encoder_batch"] = round(d["encoder_batch_size_sum"] / calls, 2) if calls else None
+    waits = d["queue_wait_seconds_count"]
+    out["mean_queue_wait_ms"] = round(1000 * d["queue_wait_seconds_sum"] / waits, 2) if waits else None
+    prev = 0.0
+    hist = {}
+    for le in ("1", "2", "4", "8", "16", "32", "64"):
+        hist[f"<={le}"] = int(d[f"batch_size_le_{le}"] - prev)
+        prev = d[f"batch_size_le_{le}"]
+    out["batches_by_size"] = hist
     return out
 
 
@@ -177,12 +225,16 @@ def catalog_texts(data: Path) -> list[str]:
         return [" ".join(r.get(f) or "" for f in fields) for r in csv.DictReader(fh)]
 
 
-def uncached_search(url: str, data: Path, tmp: Path, seconds: int, tag: str) -> dict:
-    """wrk at 1, 8 and 32 connections, every request a query never sent before in this run."""
+def uncached_search(
+    url: str, data: Path, tmp: Path, seconds: int, tag: str, rates: tuple[int, ...] = ()
+) -> tuple[dict, dict]:
+    """wrk at 1, 8 and 32 connections, then the open-loop client at each of `rates`
+    requests/s (see `open_loop`); every request a query never sent before in this run."""
     per_run = 1_000 * seconds  # more than any run sends (checked: the cache counters, `uncached`)
     conns = (1, 8, 32)
+    per_rate = [int(r * seconds * 1.2) + 100 for r in rates]  # Poisson: more than the mean
     paths = distinct_query_paths(
-        logged_queries(data), catalog_texts(data), per_run * (len(conns) + 1), seed=15
+        logged_queries(data), catalog_texts(data), per_run * (len(conns) + 1) + sum(per_rate), seed=15
     )
     out: dict = {}
     for r, c in enumerate((8, *conns)):  # the first: a 2 s warm-up (first-call allocations)
@@ -193,10 +245,143 @@ def uncached_search(url: str, data: Path, tmp: Path, seconds: int, tag: str) -> 
         after = search_counters(url)
         if r == 0:
             continue
-        res["server"] = {k: int(after[k] - before[k]) for k in after}
+        res["server"] = server_delta(before, after)
         res["server"]["uncached"] = res["server"]["cache_hits"] == 0 and res["requests"] < per_run
         out[f"{c}_conns"] = res
-    return out
+    opened: dict = {}
+    start = per_run * (len(conns) + 1)
+    for rate, n in zip(rates, per_rate, strict=True):
+        time.sleep(3)  # the queue forgets the closed-loop runs' depth (`SearchQueue.recent_peak`)
+        f = tmp / f"open_{tag}_{rate}.txt"
+        f.write_text("\n".join(paths[start : start + n]) + "\n")
+        start += n
+        before = search_counters(url)
+        res = open_loop(url, f, rate, seconds)
+        after = search_counters(url)
+        res["server"] = server_delta(before, after)
+        res["server"]["uncached"] = res["server"]["cache_hits"] == 0 and res["requests"] <= n
+        opened[f"{rate}_rps"] = res
+    return out, opened
+
+
+def open_loop(url: str, paths: Path, rate: int, seconds: int) -> dict:
+    """The open-loop client (`_open_loop_client`) in a process of its own, at `rate` offered
+    requests/s for `seconds`, over the paths in the file `paths` (one each, in order)."""
+    spec = json.dumps({"url": url, "paths": str(paths), "rate": rate, "seconds": seconds, "seed": rate})
+    out = subprocess.run(
+        [sys.executable, __file__, "--open-loop-client", spec], capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _open_loop_client(spec: dict) -> dict:
+    """Send the paths at seeded Poisson arrival times (mean `rate` per second) for `seconds`,
+    whatever the answers do: each request on its own task, over a kept-alive connection (a new
+    one when none is idle), with a minimal HTTP/1.1 client (httpx's own work, at 200 requests/s
+    on two shared cores, was seconds of latency that was not the server's), its latency
+    counted from its scheduled time. Reports the offered and achieved
+    rates, p50/p90/p99 (ms), non-2xx answers, errors, and the client's lag (how late a request
+    was actually sent: a client that cannot keep up says so here)."""
+    import asyncio
+
+    import numpy as np
+
+    paths = Path(spec["paths"]).read_text().split()
+    rate, seconds = float(spec["rate"]), float(spec["seconds"])
+    rng = random.Random(spec["seed"])
+    times: list[float] = []
+    t = 0.0
+    while True:
+        t += rng.expovariate(rate)
+        if t >= seconds:
+            break
+        times.append(t)
+    if len(times) > len(paths):
+        raise SystemExit(f"{len(times)} arrivals, {len(paths)} paths")
+    latencies: list[float] = []
+    lags: list[float] = []
+    codes: list[int] = []
+    errors = 0
+    host, port = spec["url"].split("//")[1].split(":")
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def fetch(path: str) -> int:
+        """One GET over a kept-alive connection (a new one when none is idle): minimal HTTP/1.1,
+        no client library, so that the client's own work does not add to what it measures."""
+        reader, writer = idle.pop() if idle else await asyncio.open_connection(host, int(port))
+        try:
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            await reader.readexactly(length)
+        except BaseException:
+            writer.close()
+            raise
+        idle.append((reader, writer))
+        return int(head[9:12])
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time() + 0.2
+
+        async def one(at: float, path: str) -> None:
+            nonlocal errors
+            lags.append(loop.time() - at)
+            try:
+                code = await asyncio.wait_for(fetch(path), 10.0)
+            except (
+                OSError,
+                asyncio.IncompleteReadError,
+                asyncio.LimitOverrunError,
+                TimeoutError,
+                ValueError,
+            ):
+                errors += 1
+                return
+            codes.append(code)
+            latencies.append(loop.time() - at)
+
+        tasks = []
+        for when, path in zip(times, paths, strict=False):
+            delay = t0 + when - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(t0 + when, path)))
+        await asyncio.gather(*tasks)
+        for _, writer in idle:
+            writer.close()
+
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(main())
+    lat = np.array(latencies) * 1000
+    lag = np.array(lags) * 1000
+
+    def pct(a: np.ndarray, q: float) -> float | None:
+        return round(float(np.percentile(a, q)), 2) if len(a) else None
+
+    return {
+        "offered_rps": rate,
+        "seconds": seconds,
+        "requests": len(times),
+        "achieved_rps": round(len(times) / seconds, 1),
+        "non2xx": sum(c >= 300 for c in codes),
+        "status_5xx": sum(c >= 500 for c in codes),
+        "errors": errors,
+        "p50_ms": pct(lat, 50),
+        "p90_ms": pct(lat, 90),
+        "p99_ms": pct(lat, 99),
+        "max_ms": round(float(lat.max()), 2) if len(lat) else None,
+        "client_lag_p99_ms": pct(lag, 99),
+        "client_lag_max_ms": round(float(lag.max()), 2) if len(lag) else None,
+    }
 
 
 def train_shop(base: Path, products: int, users: int, events: int, light: bool, env: dict) -> float:
@@ -423,7 +608,23 @@ def main() -> None:
         help="with --memory-only: also measure 1 and 4 workers with this checkout's src directory "
         "(PYTHONPATH; e.g. a worktree at the commit before a change) on the same bundle",
     )
+    ap.add_argument(
+        "--open-loop-rates",
+        default=",".join(map(str, OPEN_LOOP_RATES)),
+        help="offered requests/s of the open-loop runs on the first shop (comma-separated; '' for none)",
+    )
+    ap.add_argument(
+        "--keep-memory",
+        action="store_true",
+        help="do not measure worker memory: keep the `worker_memory` section of --out as it is "
+        "(it carries its own provenance record)",
+    )
+    ap.add_argument("--open-loop-client", default=None, help=argparse.SUPPRESS)  # the client process
     args = ap.parse_args()
+    if args.open_loop_client is not None:
+        print(json.dumps(_open_loop_client(json.loads(args.open_loop_client))))
+        return
+    rates = tuple(int(r) for r in args.open_loop_rates.split(",") if r.strip())
     if shutil.which("wrk") is None:
         raise SystemExit("needs wrk (Debian package wrk)")
     root = Path(args.work or tempfile.mkdtemp(prefix="sw-serve-bench-"))
@@ -447,6 +648,11 @@ def main() -> None:
     data, work = base / "data", base / "w"
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     results: dict = provenance()
+    out_file = Path(args.out)
+    if args.keep_memory and out_file.exists():  # measured by another run, with its own provenance
+        kept = json.loads(out_file.read_text()).get("worker_memory")
+        if kept is not None:
+            results["worker_memory"] = kept
     train_s = train_shop(base, args.products, args.users, args.events, light=False, env=env)
     from shelfwise.serving import Bundle, current_bundle
     from shelfwise.serving._service import Service
@@ -529,7 +735,18 @@ def main() -> None:
         spenv = {"WRK_PATHS": str(tmp / "search_paths.txt")}
         wrk(url, LUA_PATHS, spenv, 3, 8)
         results["search_query_log"] = wrk(url, LUA_PATHS, spenv, args.seconds, 32)
-        results["search_uncached"] = {str(len(products)): uncached_search(url, data, tmp, args.seconds, "s")}
+        closed, opened = uncached_search(url, data, tmp, args.seconds, "s", rates)
+        results["search_uncached"] = {str(len(products)): closed}
+        if rates:
+            results["search_open_loop"] = {
+                "products": len(products),
+                "protocol": "a client process sends distinct uncached queries at seeded Poisson "
+                "arrival times at the offered rate for the stated seconds, one request per task over "
+                "kept-alive connections (minimal HTTP/1.1 on asyncio/uvloop); latency from each "
+                "request's scheduled time; "
+                "levels from /metrics; one uvicorn worker serves",
+                **opened,
+            }
         if not args.search_only:
             eenv = {"WRK_BODY": str(tmp / "events.json")}
             ev = wrk(f"{url}/v1/events", LUA_POST, eenv, args.seconds, 32)
@@ -544,9 +761,10 @@ def main() -> None:
             sw_proc = start_server(big / "w", port_sw, env)
             results["search_uncached"][str(args.large_products)] = uncached_search(
                 url, big / "data", tmp, args.seconds, "l"
-            )
+            )[0]
             stop(sw_proc)
-            results["worker_memory"] = memory_report(big / "w", big / "data", port_sw, env, args.seconds)
+            if not args.keep_memory:
+                results["worker_memory"] = memory_report(big / "w", big / "data", port_sw, env, args.seconds)
     finally:
         for p in (dict_proc, sw_proc):
             if p is not None:
@@ -574,6 +792,10 @@ def main() -> None:
             shop: r["32_conns"]["non2xx"] for shop, r in results["search_uncached"].items()
         },
     }
+    if "search_open_loop" in results:
+        results["targets"]["open_loop_5xx"] = {
+            k: v["status_5xx"] for k, v in results["search_open_loop"].items() if isinstance(v, dict)
+        }
     shutil.rmtree(tmp, ignore_errors=True)
     if args.work is None:
         shutil.rmtree(root, ignore_errors=True)

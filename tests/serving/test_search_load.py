@@ -68,6 +68,8 @@ def test_a_burst_of_distinct_queries_is_answered_within_its_budget(served_workdi
         assert m[("shelfwise_search_computed_total", (("level", "lexical"),))] == len(queries)
         assert m[("shelfwise_search_stage_skipped_total", (("stage", "semantic"),))] == len(queries)
         assert not any(name == "shelfwise_search_shed_total" and v for (name, _), v in m.items())
+        assert m[("shelfwise_search_batch_size_sum", ())] == len(queries)  # each in some batch
+        assert m[("shelfwise_search_encoder_batch_size_count", ())] == 0  # BM25 alone: no encoder
         ready = s.client.get("/readyz").json()["search_queue"]
         assert ready["budget_ms"] == 0 and ready["depth"] == 0 and ready["limit"] == 256
         # a degraded page is not cached: the same query is computed again when asked again
@@ -112,6 +114,13 @@ def test_overload_is_shed_with_retry_after_and_counted(served_workdir):
         m = metrics(s)
         shed = sum(v for (name, _), v in m.items() if name == "shelfwise_search_shed_total")
         assert shed == codes.count(503)
+        # every computed miss went through one batch of the queue (room for one: batches of 1),
+        # and the full pipeline's queries through the encoder
+        computed = 1 + codes.count(200)
+        assert m[("shelfwise_search_batch_size_sum", ())] == computed
+        assert m[("shelfwise_search_batch_size_count", ())] == computed
+        assert m[("shelfwise_search_queue_wait_seconds_count", ())] == computed
+        assert m[("shelfwise_search_encoder_batch_size_count", ())] >= 1
         assert ("shelfwise_search_queue_depth", ()) in m
         assert not any(name == "shelfwise_search_degraded_total" and v for (name, _), v in m.items())
     finally:

@@ -89,3 +89,118 @@ def test_admission_refuses_beyond_the_limit_or_the_predicted_wait():
     t.join(60)
     if failure:
         raise failure[0]
+
+
+def answered(level: str, cost: float) -> list[SimpleNamespace]:
+    return [SimpleNamespace(extra={"level": level, "cost_s": cost})]
+
+
+def test_one_slow_query_does_not_reprice_a_level_but_a_slower_machine_does():
+    """A lone miss whose full pipeline takes 20 ms fits a 40 ms budget. One query that took
+    300 ms (preempted by another process, a garbage collection) must not send the next lone
+    misses down a level; costs that stay high do."""
+    q = queue(budget_s=0.040)
+    q.cost_s["full"] = 0.020
+    for _ in range(10):
+        q._learn(jobs([1.0]), answered("full", 0.020), 0.0)  # type: ignore[arg-type]
+    q._learn(jobs([1.0]), answered("full", 0.300), 0.0)  # type: ignore[arg-type]
+    assert q.cost_s["full"] == pytest.approx(0.020)
+    alone = jobs([0.040])
+    q.plan(alone, now=0.0)
+    assert alone[0].level == "full"
+    for _ in range(20):  # the machine got slower: most recent full queries take 60 ms
+        q._learn(jobs([1.0]), answered("full", 0.060), 0.0)  # type: ignore[arg-type]
+    assert q.cost_s["full"] == pytest.approx(0.060)
+    alone = jobs([0.040])
+    q.plan(alone, now=0.0)
+    assert alone[0].level == "fused"
+
+
+def test_a_decayed_level_is_not_repriced_by_its_stale_measurements():
+    """A level priced out on a busy moment decays while unused; when it runs again at its
+    normal cost, the old high measurements (decayed with the estimate) do not bring it back."""
+    q = queue(budget_s=0.040)
+    for _ in range(20):
+        q._learn(jobs([1.0]), answered("full", 0.080), 0.0)  # type: ignore[arg-type]
+    assert q.cost_s["full"] == pytest.approx(0.080)
+    while q.cost_s["full"] > 0.035:  # idle batches of other levels: the estimate decays
+        q._learn(jobs([1.0]), answered("lexical", 0.0005), 0.0)  # type: ignore[arg-type]
+    q._learn(jobs([1.0]), answered("full", 0.020), 0.0)  # type: ignore[arg-type]
+    assert q.cost_s["full"] <= 0.035
+
+
+def test_misses_waiting_together_are_computed_as_one_batch_and_reported():
+    """Misses queued while the worker is busy are taken at once: one `run_batch` call (one
+    encoder call for their queries), and `on_batch` (the server's metrics) sees its size and
+    each miss's wait."""
+    computed: list[list[tuple[object, str]]] = []
+    told: list[tuple[int, list[str], list[float]]] = []
+
+    def run_batch(js: list[tuple[object, str]]) -> list[SimpleNamespace]:
+        computed.append(js)
+        return [SimpleNamespace(extra={"level": level, "cost_s": 0.001}) for _, level in js]
+
+    def on_batch(batch: list[_Job], started: float) -> None:
+        told.append((len(batch), [j.level for j in batch], [started - j.arrived for j in batch]))
+
+    async def run() -> None:
+        q = SearchQueue(run_batch, lambda: ("full", "fused", "lexical"), budget_s=10.0, on_batch=on_batch)
+        q.cost_s = dict(COSTS)
+        futures = [q.submit(f"query {i}") for i in range(5)]  # the worker is not started yet
+        q.start()
+        try:
+            answers = await asyncio.wait_for(asyncio.gather(*futures), 30)
+        finally:
+            q.stop()
+        assert len(answers) == 5
+
+    failure: list[BaseException] = []
+
+    def in_thread() -> None:
+        try:
+            asyncio.run(run())
+        except BaseException as exc:  # re-raised below, in the test's thread
+            failure.append(exc)
+
+    t = threading.Thread(target=in_thread)
+    t.start()
+    t.join(60)
+    if failure:
+        raise failure[0]
+    assert [len(js) for js in computed] == [5]
+    assert [args for args, _ in computed[0]] == [f"query {i}" for i in range(5)]
+    ((size, levels, waits),) = told
+    assert size == 5 and levels == ["full"] * 5 and all(w >= 0 for w in waits)
+
+
+def test_misses_of_one_batch_share_their_level_s_encoder_call():
+    """Full costs 10 ms for a query encoded alone, 6 ms of it the encoder call's fixed part:
+    six misses that arrived together all fit a 40 ms budget at full when the plan counts the
+    call once (10 + 5 x 4 = 30 ms); priced as six separate calls they do not."""
+    shared = queue(budget_s=0.040)
+    shared.encoder_s = {"full": (0.006, 0.001), "fused": (0.002, 0.0005)}
+    batch = jobs([0.040] * 6)
+    shared.plan(batch, now=0.0)
+    assert [j.level for j in batch] == ["full"] * 6
+    alone = queue(budget_s=0.040)  # no encoder model: every query pays a whole call
+    batch = jobs([0.040] * 6)
+    alone.plan(batch, now=0.0)
+    assert [j.level for j in batch].count("full") < 6
+
+
+def test_costs_learned_from_a_shared_call_are_priced_as_if_encoded_alone():
+    """A full query that took 5 ms in a call of 8 (its share 1.5 ms of the call's 12 ms) costs
+    3.5 ms besides the encoder: alone it would cost 3.5 + 6 + 1 = 10.5 ms. The call took what
+    the calibration predicts (6 + 8 x 0.75 = 12 ms): the encoder's scale stays 1."""
+    q = queue()
+    q.encoder_s = {"full": (0.006, 0.00075)}
+    extra = {"level": "full", "cost_s": 0.005, "encoder_s": 0.0015, "encoder_batch": 8}
+    answers = [SimpleNamespace(extra=dict(extra)) for _ in range(8)]
+    for _ in range(3):
+        q._learn(jobs([1.0] * 8), answers, 0.0)  # type: ignore[arg-type]
+    assert q.cost_s["full"] == pytest.approx(0.005 - 0.0015 + 0.006 + 0.00075)
+    assert q._encoder("full") == pytest.approx((0.006, 0.00075))
+    slow = [SimpleNamespace(extra=dict(extra, encoder_s=0.003)) for _ in range(8)]  # calls 2x slower
+    for _ in range(40):
+        q._learn(jobs([1.0] * 8), slow, 0.0)  # type: ignore[arg-type]
+    assert q._encoder("full") == pytest.approx((0.012, 0.0015))

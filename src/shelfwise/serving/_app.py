@@ -174,7 +174,7 @@ async def _serving(ctx: AppContext) -> AsyncIterator[None]:
         exposures=exposures,
         redis=redis_client,
         exposure_buffer=[],
-        search_queue=await tasks.start_search_queue(service, settings),
+        search_queue=await tasks.start_search_queue(service, settings, ctx.metrics),
         recommend_queue=tasks.start_recommend_queue(service, settings),
         similar_queue=tasks.start_similar_queue(service, settings),
     )

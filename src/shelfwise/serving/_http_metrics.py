@@ -10,9 +10,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-__all__ = ["LATENCY_BUCKETS", "Metrics", "MetricsMiddleware"]
+__all__ = ["BATCH_BUCKETS", "LATENCY_BUCKETS", "Metrics", "MetricsMiddleware"]
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 
 class Metrics:
@@ -76,6 +77,26 @@ class Metrics:
             "shelfwise_similar_shed_total",
             "similar-item requests refused with 503 (overload)",
             ["reason"],
+            **kw,
+        )
+        # does dynamic batching merge concurrent misses? the misses the search worker took at
+        # once, the queries encoded in one encoder call, and how long a miss waited to be taken
+        self.search_batch = Histogram(
+            "shelfwise_search_batch_size",
+            "search misses computed together (one batch of the search queue)",
+            buckets=BATCH_BUCKETS,
+            **kw,
+        )
+        self.search_encoded = Histogram(
+            "shelfwise_search_encoder_batch_size",
+            "queries encoded together by one encoder call of a search batch",
+            buckets=BATCH_BUCKETS,
+            **kw,
+        )
+        self.search_wait = Histogram(
+            "shelfwise_search_queue_wait_seconds",
+            "time a search miss waited in the queue before the worker took it",
+            buckets=LATENCY_BUCKETS,
             **kw,
         )
         self.search_cost = Gauge(

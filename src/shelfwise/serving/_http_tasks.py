@@ -16,6 +16,7 @@ from typing import Any
 
 from ._event_ids import EventIds, RedisEventIds, SqliteEventIds
 from ._feedback import EVENT_IDS_DB, absorb, pending_events, spooled_event_ids
+from ._http_metrics import Metrics
 from ._queue import WorkQueue
 from ._recommend_queue import RecommendQueue
 from ._search_queue import SearchQueue
@@ -39,22 +40,41 @@ __all__ = [
 log = logging.getLogger("uvicorn.error")
 
 
-async def start_search_queue(service: Service, settings: ServeSettings) -> SearchQueue:
+async def start_search_queue(
+    service: Service, settings: ServeSettings, metrics: Metrics | None = None
+) -> SearchQueue:
     """The queue of search-cache misses for `service` (see `_search_queue`), its cost
-    estimates calibrated on the loaded catalog (before the page cache is warmed), started."""
+    estimates calibrated on the loaded catalog (before the page cache is warmed), started.
+    With `metrics`, each batch's size, its encoder calls' sizes and its misses' waits in the
+    queue are observed (does dynamic batching merge concurrent misses?)."""
 
     def levels() -> tuple[str, ...]:
         engine = service.snapshot.search
         return engine.levels() if engine is not None else ("lexical",)
 
+    calls: list[int] = []  # the sizes of the current batch's encoder calls (the worker's thread)
+
+    def run_batch(jobs: list[tuple[Any, str]]) -> list[Any]:
+        calls.clear()
+        return service.search_batch(jobs, encoder_calls=calls)
+
+    def on_batch(batch: list[Any], started: float) -> None:
+        assert metrics is not None
+        metrics.search_batch.observe(len(batch))
+        for n in calls:
+            metrics.search_encoded.observe(n)
+        for job in batch:
+            metrics.search_wait.observe(max(0.0, started - job.arrived))
+
     queue = SearchQueue(
-        service.search_batch,
+        run_batch,
         levels,
         budget_s=settings.search_budget_ms / 1000,
         limit=settings.search_queue,
         max_wait_s=settings.search_max_wait_ms / 1000,
+        on_batch=on_batch if metrics is not None else None,
     )
-    await asyncio.to_thread(queue.calibrate, service.calibrate_search)
+    await asyncio.to_thread(queue.calibrate, service.calibrate_search, service.calibrate_encoder)
     queue.start()
     return queue
 

@@ -133,6 +133,8 @@ class _SearchRequest:
     answer: Answer | None = None  # set when there is nothing to search (no index)
     computed: bool = False  # the page was computed for this request (not from the cache)
     cost_s: float | None = None  # what computing it took (engine time + share of the encoder call)
+    encoder_s: float | None = None  # its share of the encoder call (when its vectors came from one)
+    encoder_batch: int | None = None  # how many queries that call encoded
 
 
 class Snapshot:
@@ -492,11 +494,14 @@ class Service:
             return None
         return self.search_batch([(req.args, level)])[0]
 
-    def search_batch(self, jobs: list[tuple[SearchArgs, str]]) -> list[Answer]:
+    def search_batch(
+        self, jobs: list[tuple[SearchArgs, str]], encoder_calls: list[int] | None = None
+    ) -> list[Answer]:
         """Pages for several searches at once, each at its level: the queries that need the
         encoder are encoded in one call per engine (dynamic batching), cache hits (a page another
         job of the batch just computed, too) are looked up. Degraded pages are not cached: the
-        next request for the query gets the whole pipeline when there is time for it."""
+        next request for the query gets the whole pipeline when there is time for it.
+        `encoder_calls`, when given, gets the number of queries of each encoder call (metrics)."""
         reqs = [self._search_request(args, level) for args, level in jobs]
         # per engine and level ("full" needs both encoders, "fused" the multilingual one only
         # for Chinese queries): the texts to encode, in one call each
@@ -509,11 +514,15 @@ class Service:
                 texts.append(eng._query(r.args.q).text)
         vectors: dict[tuple[int, bool, str], Any] = {}
         share: dict[tuple[int, bool], float] = {}  # encoder seconds per query
+        encoded: dict[tuple[int, bool], int] = {}  # queries per encoder call
         for key, (eng, texts) in by_engine.items():
             t0 = time.perf_counter()
             for t, v in zip(texts, eng.encode_queries(texts, multilingual=key[1] or None), strict=True):
                 vectors[(*key, t)] = v
             share[key] = (time.perf_counter() - t0) / len(texts)
+            encoded[key] = len(texts)
+            if encoder_calls is not None:
+                encoder_calls.append(len(texts))
         out = []
         for r in reqs:
             if r.answer is not None:
@@ -532,6 +541,8 @@ class Service:
                     a.q, r.n_cand, filters=a.filters, sort=a.sort, profile=r.profile, level=r.level, vecs=vecs
                 )
                 r.cost_s = time.perf_counter() - t0 + (share.get(vkey, 0.0) if vecs is not None else 0.0)
+                if vecs is not None and vkey in share:
+                    r.encoder_s, r.encoder_batch = share[vkey], encoded[vkey]
                 r.computed = True
                 if not self._degraded(eng, r.page):
                     self.search_cache.put(r.key, r.page)
@@ -598,6 +609,8 @@ class Service:
             "skipped": [st for st in available if st not in stages],
             "level": req.level if req.computed else None,
             "cost_s": req.cost_s,
+            "encoder_s": req.encoder_s,
+            "encoder_batch": req.encoder_batch,
             "personalized": req.profile is not None,
         }
         source = "search" if req.computed else "cached:search"
@@ -642,6 +655,32 @@ class Service:
             engine.query(text, 100, filters=Filters(), level=level)
             took.append(time.perf_counter() - t0)
         return float(np.median(took[1:]))
+
+    def calibrate_encoder(self, level: str, runs: int = 3) -> tuple[float, float]:
+        """(seconds per call, seconds per query) of the query encoder call a batch of misses at
+        `level` makes ("full": both encoders when the catalog has two; "fused": the main one),
+        from calls of 1 and of 8 new queries (median of `runs`): the search queue prices the
+        second and later queries of one call without the call's fixed part."""
+        engine = self.snapshot.search
+        if engine is None:
+            return 0.0, 0.0
+        titles = [t.split() for t in engine.catalog.title[:1000] if t.split()] or [["x"]]
+        multilingual = True if level == "full" else None
+        took: dict[int, list[float]] = {1: [], 8: []}
+        k = 0
+        for _ in range(runs):
+            for n in (1, 8):
+                texts = []
+                for _ in range(n):
+                    k += 1
+                    a, b = (7907 * k + 17) % len(titles), (104723 * k + 5) % len(titles)
+                    texts.append(f"{titles[a][0]} {titles[b][-1]} {k}")  # new: not in the vector cache
+                t0 = time.perf_counter()
+                engine.encode_queries(texts, multilingual=multilingual)
+                took[n].append(time.perf_counter() - t0)
+        one, eight = float(np.median(took[1])), float(np.median(took[8]))
+        per_query = max((eight - one) / 7, 0.0)
+        return max(one - per_query, 0.0), per_query
 
     def warm_search(self, top: int = 1000) -> int:
         """Fill the cache with the first page of the most frequent logged queries (run in the
