@@ -30,7 +30,8 @@ answers them as a never-seen user; without `marketing`, the user is in no audien
 (`consent_withdrawn(workdir, "marketing", among=...)`). A customer's withdrawal also covers the
 anonymous sessions linked to them (anonymous rows of a session their own rows carry: browsing
 before logging in), resolved from the curated events whenever a job asks, so a session that
-arrives after the withdrawal is covered too.
+arrives after the withdrawal is covered too; serving follows the link per request, from the
+curated events and its spool (`serving._session_links`, through `session_members`).
 """
 
 from __future__ import annotations
