@@ -124,3 +124,30 @@ def test_an_anonymous_session_follows_the_consent_of_the_customers_it_is_linked_
     record_consent(work, u2, {"personalization": False}, source="api")
     assert not view.personalizes(s8) and not view.personalizes(s9) and not view.personalizes(s10)
     assert view.personalizes(s7)  # S7 is u9's alone, who consents again
+
+
+def test_with_redis_the_link_is_read_from_the_events_stream(tmp_path, redis_url):
+    """`serve --redis-url` spools accepted events to a Redis stream: a login there links too."""
+    import redis
+
+    from shelfwise.governance import Ingestor, Pseudonymizer, SecretStore, anonymous_user_id
+    from shelfwise.serving._feedback import REDIS_EVENTS
+
+    client = redis.Redis.from_url(redis_url)
+    data, work = tmp_path / "d", tmp_path / "w"
+    data.mkdir()
+    (data / "products.csv").write_text("product_id,title,category\nP1,mug,K\nP2,pot,K\nP3,lamp,H\n")
+    (data / "events.csv").write_text(LINKED)
+    Ingestor(work).run(data)
+    pseudo = Pseudonymizer(SecretStore(work).pseudonym_key())
+    u1, s8 = pseudo("u1"), pseudo(anonymous_user_id("S8"))
+    view = ConsentView(work, client, prefix=f"test:{uuid.uuid4().hex[:8]}:", follow_interval_s=0)
+    ev = {"user_id": "u1", "session_id": "S8", "product_id": "P2", "event_type": "view"}
+    line = json.dumps({"event": {**ev, "timestamp": "2024-03-02T10:00:00Z"}, "received_at": "x"})
+    entry = client.xadd(REDIS_EVENTS, {"e": line})
+    try:
+        assert view.personalizes(s8)
+        record_consent(work, u1, {"personalization": False}, source="api")
+        assert not view.personalizes(s8)
+    finally:
+        client.xdel(REDIS_EVENTS, entry)

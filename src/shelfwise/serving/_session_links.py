@@ -75,20 +75,23 @@ class SessionLinks:
 
     # -- reading --------------------------------------------------------------------------------
     def _follow(self, interesting: set[str]) -> None:
-        self._read_spool()
+        changed = self._read_spool()
         stamp = self._warehouse_stamp()
-        # the spool's sessions the warehouse may know more of: those of the users that matter
-        # (a customer without consent logging in to a session whose anonymous rows are curated)
-        spooled = {
-            s
-            for source in (self._stream, *(m for _, m in self._segments.values()))
-            for s, members in source.items()
-            if members & interesting
-        }
         again = stamp != self._stamp
         users = interesting if again else interesting - self._asked_users
-        sessions = spooled if again else spooled - self._asked_sessions
-        if users or sessions or (again and self._absorbed):
+        sessions: set[str] = set()
+        if changed or again or users:
+            # the spool's sessions the warehouse may know more of: those of the users that
+            # matter (a customer without consent logging in to a session whose anonymous rows
+            # are curated)
+            spooled = {
+                s
+                for source in (self._stream, *(m for _, m in self._segments.values()))
+                for s, members in source.items()
+                if members & interesting
+            }
+            sessions = spooled if again else spooled - self._asked_sessions
+        if users or sessions or again:
             from ..governance._consent import session_members
 
             try:
@@ -107,15 +110,14 @@ class SessionLinks:
                 self._asked_users |= users
                 self._asked_sessions |= sessions
                 self._stamp = stamp
-        elif again:
-            self._stamp = stamp
-            self._absorbed = []
-        by_user: dict[str, set[str]] = {}
-        for source in self._sources():
-            for s, members in source.items():
-                for u in members:
-                    by_user.setdefault(u, set()).add(s)
-        self._by_user = by_user
+                changed = True
+        if changed:
+            by_user: dict[str, set[str]] = {}
+            for source in self._sources():
+                for s, members in source.items():
+                    for u in members:
+                        by_user.setdefault(u, set()).add(s)
+            self._by_user = by_user
 
     def _warehouse_stamp(self) -> tuple[Any, ...]:
         """The warehouse file's and its write-ahead log's (a commit may stay in the log)."""
@@ -128,13 +130,14 @@ class SessionLinks:
                 out.append(None)
         return tuple(out)
 
-    def _read_spool(self) -> None:
-        """Read the lines appended to the spool since the last look. A segment gone was
-        absorbed: what it held is kept until the warehouse is read again."""
+    def _read_spool(self) -> bool:
+        """Read the lines appended to the spool since the last look (True: there were some, or a
+        segment went). A segment gone was absorbed: what it held is kept until the warehouse is
+        read again."""
         from ._feedback import EVENTS_DIR
         from ._spool import all_segments, segment_stem
 
-        seen = set()
+        seen, changed = set(), False
         for path in all_segments(self.workdir / EVENTS_DIR):
             stem = segment_stem(path)
             seen.add(stem)
@@ -146,16 +149,19 @@ class SessionLinks:
             except FileNotFoundError:  # renamed (closed) or absorbed meanwhile: next look
                 continue
             end = data.rfind(b"\n") + 1  # a line being written is read next time
-            self._add(data[:end].splitlines(), members)
+            if end:
+                self._add(data[:end].splitlines(), members)
+                changed = True
             self._segments[stem] = (offset + end, members)
         for stem in set(self._segments) - seen:
             self._absorbed.append(self._segments.pop(stem)[1])
-        self._read_stream()
+            changed = True
+        return self._read_stream() or changed
 
-    def _read_stream(self) -> None:
+    def _read_stream(self) -> bool:
         """The Redis stream's entries since the last look (with `serve --redis-url`)."""
         if self.client is None:
-            return
+            return False
         from ._feedback import REDIS_EVENTS
 
         start = "-" if self._stream_id == "-" else f"({self._stream_id}"
@@ -163,6 +169,7 @@ class SessionLinks:
         if entries:
             self._stream_id = entries[-1][0].decode()
             self._add([f[b"e"] for _, f in entries], self._stream)
+        return bool(entries)
 
     def _add(self, lines: Iterable[bytes], members: dict[str, set[str]]) -> None:
         import orjson
