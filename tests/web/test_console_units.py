@@ -704,17 +704,8 @@ def test_the_quarantine_pager_offers_a_next_page_only_when_a_row_follows(tmp_pat
     assert ids == [1, 2, 3] and more is not None and page(more) == ([4], None)
 
 
-@pytest.mark.slow  # two small ingests (a minute on a loaded machine)
-def test_keeping_the_figures_after_new_data_leaves_no_thread_reading_the_warehouse(
-    tmp_path: Path, monkeypatch
-) -> None:
-    """A training run after the first (`train --append`, a retrain) finds the kept figures of
-    the previous data. `keep_figures` computes the new ones in its own thread and waits for
-    them: left to a page's background refresh (waited for 0.15 s), the process went on to exit
-    with a thread still in DuckDB, which aborted it ("terminate called without an active
-    exception", exit -6, after the bundle and the JSON were written), and kept the old figures."""
-    import threading
-
+def _figures_kept_then_new_data(tmp_path: Path) -> Path:
+    """A workdir whose kept console figures are of the previous data (a delivery since)."""
     from shelfwise.governance import Ingestor
 
     data, work = tmp_path / "d", tmp_path / "w"
@@ -729,7 +720,22 @@ def test_keeping_the_figures_after_new_data_leaves_no_thread_reading_the_warehou
     (data / "events.csv").write_text(
         "user_id,product_id,event_type,timestamp\nu3,P2,view,2024-03-02T10:00:00Z\n"
     )
-    Ingestor(work, mode="append").run(data)  # new data: the kept figures are the previous data's
+    Ingestor(work, mode="append").run(data)
+    return work
+
+
+@pytest.mark.slow  # two small ingests (a minute on a loaded machine)
+def test_keeping_the_figures_after_new_data_leaves_no_thread_reading_the_warehouse(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A training run after the first (`train --append`, a retrain) finds the kept figures of
+    the previous data. `keep_figures` computes the new ones in its own thread and waits for
+    them: left to a page's background refresh (waited for 0.15 s), the process went on to exit
+    with a thread still in DuckDB, which aborted it ("terminate called without an active
+    exception", exit -6, after the bundle and the JSON were written), and kept the old figures."""
+    import threading
+
+    work = _figures_kept_then_new_data(tmp_path)
     _data._CACHE.clear()  # a new process (`shelfwise train`)
     started: list[str] = []
     real = threading.Thread
