@@ -135,3 +135,60 @@ def test_serve_no_personalization(consent_shop):
         assert (r["source"], r["personalized"], r["items"]) == ("cold_start", False, cold["items"])
     finally:
         s.stop()
+
+
+@pytest.fixture(scope="module")
+def session_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Three customers; anonymous browsing in S7, where u9 then logged in (curated: the link is
+    in the warehouse), and in S8, linked to nobody yet."""
+    base = tmp_path_factory.mktemp("sessions")
+    data = plant_shop(base / "d")
+    rows = (data / "events.csv").read_text().splitlines()
+    rows = [rows[0] + ",session_id"] + [r + "," for r in rows[1:]]
+    rows += [f",p{i},view,2024-03-03T10:0{i}:00,,S7" for i in (1, 2, 3)]
+    rows += ["u9,p3,purchase,2024-03-03T10:05:00,30,S7"]
+    rows += [f",p{i},view,2024-03-03T11:0{i}:00,,S8" for i in (4, 5, 6)]
+    (data / "events.csv").write_text("\n".join(rows) + "\n")
+    work = base / "w"
+    sw("train", "--data", str(data), "--workdir", str(work), *FAST_TRAIN)
+    yield work
+
+
+def test_an_anonymous_session_is_not_personalized_once_its_customer_withdraws(session_shop):
+    """Over HTTP, from the next request on: the link from the curated events (S7, u9) and from
+    events the server accepted since, still in its spool (S8 and S9, where shoppers logged in)."""
+    s = Server(session_shop, "--absorb-seconds", "0", "--reload-seconds", "0")
+    try:
+        cold = recs(s, "never-seen-shopper")
+        assert recs(s, "~anonymous:S7")["personalized"] is True
+        assert recs(s, "~anonymous:S8")["personalized"] is True
+
+        assert s.client.put("/v1/users/u9/consent", json={"personalization": False}).status_code == 200
+        got = recs(s, "~anonymous:S7")
+        assert (got["source"], got["personalized"], got["items"]) == ("cold_start", False, cold["items"])
+        assert recs(s, "~anonymous:S8")["personalized"] is True  # linked to nobody
+
+        # shopper-2 logs in to S8; S9 browses, then shopper-3 logs in there: the spool only
+        events = [
+            {"user_id": "shopper-2", "session_id": "S8", "product_id": "p2", "event_type": "view"},
+            {"session_id": "S9", "product_id": "p1", "event_type": "view"},
+            {"session_id": "S9", "product_id": "p2", "event_type": "click"},
+            {"user_id": "shopper-3", "session_id": "S9", "product_id": "p2", "event_type": "view"},
+        ]
+        r = s.client.post(
+            "/v1/events", json=[{**e, "timestamp": f"2024-03-04T10:0{i}:00Z"} for i, e in enumerate(events)]
+        )
+        assert r.status_code == 202 and r.json()["accepted"] == 4, r.text
+        assert recs(s, "~anonymous:S8")["personalized"] is True  # shopper-2 consents
+        assert recs(s, "~anonymous:S9")["personalized"] is True  # its own events since
+        for user in ("shopper-2", "shopper-3"):
+            put = s.client.put(f"/v1/users/{user}/consent", json={"personalization": False})
+            assert put.status_code == 200, put.text
+        for session in ("S8", "S9"):
+            got = recs(s, f"~anonymous:{session}")
+            assert (got["source"], got["personalized"], got["items"]) == ("cold_start", False, cold["items"])
+        # consent given back: the session is the customer's again, personalized at once
+        assert s.client.put("/v1/users/u9/consent", json={"personalization": True}).status_code == 200
+        assert recs(s, "~anonymous:S7")["personalized"] is True
+    finally:
+        s.stop()

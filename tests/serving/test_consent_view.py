@@ -52,3 +52,102 @@ def test_the_view_follows_the_register_the_defaults_and_other_replicas(tmp_path,
     assert not view.personalizes("u_new") and view.personalizes("u_a")  # u_a said yes
     (work / "config" / "privacy.json").write_text(json.dumps({"personalized_serving": False}))
     assert not view.personalizes("u_a") and view.allows("u_a")
+
+
+LINKED = """user_id,session_id,product_id,event_type,timestamp
+,S7,P1,view,2024-03-01T10:00:00Z
+u9,S7,P2,purchase,2024-03-01T10:05:00Z
+,S8,P1,view,2024-03-01T11:00:00Z
+u1,s-1,P3,view,2024-03-01T12:00:00Z
+,S9,P3,view,2024-03-01T12:30:00Z
+"""
+
+
+def _spool(work, *events: dict) -> None:
+    """Events as a server acknowledged them: a line each in an open segment of the spool."""
+    from shelfwise.serving._feedback import EVENTS_DIR
+
+    seg = work / EVENTS_DIR / f"{uuid.uuid4().int % 10**18}-host-1.jsonl"  # a closed segment
+    seg.parent.mkdir(parents=True, exist_ok=True)
+    with open(seg, "a") as fh:
+        for ev in events:
+            fh.write(json.dumps({"event": ev, "received_at": "2024-03-02T00:00:00+00:00"}) + "\n")
+
+
+def test_an_anonymous_session_follows_the_consent_of_the_customers_it_is_linked_to(tmp_path, client):
+    """S7's anonymous rows share their session with u9 (curated); S8 is linked to u1 only by an
+    event still in the spool (u1 logged in there since the last absorb); S9's rows are curated
+    and u1's event naming S9 is in the spool; S10 exists only in the spool. A withdrawal by the
+    customer is the withdrawal of their anonymous sessions, from the next look on."""
+    from shelfwise.governance import Ingestor, Pseudonymizer, SecretStore, anonymous_user_id
+
+    data, work = tmp_path / "d", tmp_path / "w"
+    data.mkdir()
+    (data / "products.csv").write_text("product_id,title,category\nP1,mug,K\nP2,pot,K\nP3,lamp,H\n")
+    (data / "events.csv").write_text(LINKED)
+    Ingestor(work).run(data)
+    pseudo = Pseudonymizer(SecretStore(work).pseudonym_key())
+    u9, u1, u2 = pseudo("u9"), pseudo("u1"), pseudo("u2")
+    s7, s8, s9, s10 = (pseudo(anonymous_user_id(s)) for s in ("S7", "S8", "S9", "S10"))
+    prefix = f"test:{uuid.uuid4().hex[:8]}:"
+    view = ConsentView(work, client, prefix=prefix, follow_interval_s=0)
+    assert all(view.personalizes(p) for p in (s7, s8, s9, s10))
+
+    record_consent(work, u9, {"personalization": False}, source="api")
+    assert not view.personalizes(s7) and view.personalizes(s8) and view.personalizes(s9)
+
+    # the spool: u1 logged in to S8 and S9 (a space around the id as the warehouse trims it);
+    # S10 browsed anonymously, then u2 logged in there
+    _spool(
+        work,
+        {"user_id": "u1", "session_id": " S8", "product_id": "P2", "event_type": "view", "timestamp": "2024-03-02T10:00:00Z"},
+        {"user_id": "u1", "session_id": "S9", "product_id": "P2", "event_type": "view", "timestamp": "2024-03-02T10:01:00Z"},
+        {"user_id": "", "session_id": "S10", "product_id": "P1", "event_type": "view", "timestamp": "2024-03-02T10:02:00Z"},
+        {"session_id": "S10", "product_id": "P3", "event_type": "view", "timestamp": "2024-03-02T10:03:00Z"},
+        {"user_id": "u2", "session_id": "S10", "product_id": "P3", "event_type": "click", "timestamp": "2024-03-02T10:04:00Z"},
+    )  # fmt: skip
+    assert view.personalizes(s8) and view.personalizes(s9) and view.personalizes(s10)  # u1, u2 consent
+    record_consent(work, u1, {"personalization": False}, source="api")
+    assert not view.personalizes(s8) and not view.personalizes(s9) and view.personalizes(s10)
+    view.set(u2, {"personalization": False})  # a PUT answered by this replica
+    assert not view.personalizes(s10)
+    # consent given back: the sessions are personalized again at once
+    for user in (u1, u9, u2):
+        record_consent(work, user, {"personalization": True}, source="api")
+    assert all(view.personalizes(p) for p in (s7, s8, s9, s10))
+    # the spool absorbed (its segments gone): the links are the warehouse's then
+    from shelfwise.serving._feedback import absorb
+
+    assert absorb(work)["curated"] == 5 and not list((work / "spool" / "events").iterdir())
+    assert all(view.personalizes(p) for p in (s7, s8, s9, s10))
+    record_consent(work, u1, {"personalization": False}, source="api")
+    record_consent(work, u2, {"personalization": False}, source="api")
+    assert not view.personalizes(s8) and not view.personalizes(s9) and not view.personalizes(s10)
+    assert view.personalizes(s7)  # S7 is u9's alone, who consents again
+
+
+def test_with_redis_the_link_is_read_from_the_events_stream(tmp_path, redis_url):
+    """`serve --redis-url` spools accepted events to a Redis stream: a login there links too."""
+    import redis
+
+    from shelfwise.governance import Ingestor, Pseudonymizer, SecretStore, anonymous_user_id
+    from shelfwise.serving._feedback import REDIS_EVENTS
+
+    client = redis.Redis.from_url(redis_url)
+    data, work = tmp_path / "d", tmp_path / "w"
+    data.mkdir()
+    (data / "products.csv").write_text("product_id,title,category\nP1,mug,K\nP2,pot,K\nP3,lamp,H\n")
+    (data / "events.csv").write_text(LINKED)
+    Ingestor(work).run(data)
+    pseudo = Pseudonymizer(SecretStore(work).pseudonym_key())
+    u1, s8 = pseudo("u1"), pseudo(anonymous_user_id("S8"))
+    view = ConsentView(work, client, prefix=f"test:{uuid.uuid4().hex[:8]}:", follow_interval_s=0)
+    ev = {"user_id": "u1", "session_id": "S8", "product_id": "P2", "event_type": "view"}
+    line = json.dumps({"event": {**ev, "timestamp": "2024-03-02T10:00:00Z"}, "received_at": "x"})
+    entry = client.xadd(REDIS_EVENTS, {"e": line})
+    try:
+        assert view.personalizes(s8)
+        record_consent(work, u1, {"personalization": False}, source="api")
+        assert not view.personalizes(s8)
+    finally:
+        client.xdel(REDIS_EVENTS, entry)

@@ -702,3 +702,57 @@ def test_the_quarantine_pager_offers_a_next_page_only_when_a_row_follows(tmp_pat
     assert page("/console/data/quarantine?limit=4") == ([1, 2, 3, 4], None)
     ids, more = page("/console/data/quarantine?limit=3")
     assert ids == [1, 2, 3] and more is not None and page(more) == ([4], None)
+
+
+def _figures_kept_then_new_data(tmp_path: Path) -> Path:
+    """A workdir whose kept console figures are of the previous data (a delivery since)."""
+    from shelfwise.governance import Ingestor
+
+    data, work = tmp_path / "d", tmp_path / "w"
+    data.mkdir()
+    (data / "products.csv").write_text("product_id,title,category\nP1,mug,K\nP2,pot,K\n")
+    (data / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\nu1,P1,view,2024-03-01T10:00:00Z\n"
+        "u2,P2,view,2024-03-01T10:01:00Z\n"
+    )
+    Ingestor(work).run(data)
+    assert _data.keep_figures(work) == []
+    (data / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\nu3,P2,view,2024-03-02T10:00:00Z\n"
+    )
+    Ingestor(work, mode="append").run(data)
+    return work
+
+
+@pytest.mark.slow  # two small ingests (a minute on a loaded machine)
+def test_keeping_the_figures_after_new_data_leaves_no_thread_reading_the_warehouse(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A training run after the first (`train --append`, a retrain) finds the kept figures of
+    the previous data. `keep_figures` computes the new ones in its own thread and waits for
+    them: left to a page's background refresh (waited for 0.15 s), the process went on to exit
+    with a thread still in DuckDB, which aborted it ("terminate called without an active
+    exception", exit -6, after the bundle and the JSON were written), and kept the old figures."""
+    import threading
+
+    work = _figures_kept_then_new_data(tmp_path)
+    _data._CACHE.clear()  # a new process (`shelfwise train`)
+    started: list[str] = []
+    real = threading.Thread
+
+    class Recorded(real):  # type: ignore[misc,valid-type]
+        def start(self) -> None:
+            started.append(self.name)
+            super().start()
+
+    monkeypatch.setattr(_data.threading, "Thread", Recorded)
+    # a page's budget spent: a background refresh would not be waited for at all
+    token = _data.PAGE_DEADLINE.set(0.0)
+    try:
+        assert _data.keep_figures(work) == []
+    finally:
+        _data.PAGE_DEADLINE.reset(token)
+    assert started == []  # computed here, no thread left running
+    stamp = _data._stamp(work, *_data.WAREHOUSE)
+    kept = json.loads((work / "state" / "console" / "catalog.json").read_text())
+    assert kept["stamp"][: len(stamp)] == json.loads(json.dumps(stamp))  # the new data's figures

@@ -30,7 +30,8 @@ answers them as a never-seen user; without `marketing`, the user is in no audien
 (`consent_withdrawn(workdir, "marketing", among=...)`). A customer's withdrawal also covers the
 anonymous sessions linked to them (anonymous rows of a session their own rows carry: browsing
 before logging in), resolved from the curated events whenever a job asks, so a session that
-arrives after the withdrawal is covered too.
+arrives after the withdrawal is covered too; serving follows the link per request, from the
+curated events and its spool (`serving._session_links`, through `session_members`).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ __all__ = [
     "prune_history",
     "read_register",
     "record_consent",
+    "session_members",
     "sync_users_table",
 ]
 
@@ -217,6 +219,38 @@ def linked_customers(workdir: str | Path, anonymous: Iterable[str]) -> set[tuple
             [anonymous, ANONYMOUS_PSEUDONYM_PREFIX],
         ).fetchall()
     return {(r[0], r[1]) for r in rows}
+
+
+def session_members(
+    workdir: str | Path, *, users: Iterable[str] = (), sessions: Iterable[str] = ()
+) -> dict[str, set[str]]:
+    """session id (trimmed) -> every pseudonym whose curated events carry it, for the sessions
+    that one of `users` took part in and for `sessions`: the facts `linked_customers` reads, for
+    a caller (serving) that weighs consent itself. Opens the warehouse read-only (see
+    `linked_customers`)."""
+    from ..storage import read_only
+
+    users, sessions = sorted(set(users)), sorted({s.strip() for s in sessions})
+    if not (users or sessions) or not (Path(workdir) / "warehouse.duckdb").exists():
+        return {}
+    with read_only(workdir) as (con, curated):
+        if "events" not in curated:
+            return {}
+        cols = {r[0] for r in con.sql("SELECT column_name FROM (DESCRIBE curated.events)").fetchall()}
+        if "session_id" not in cols:
+            return {}
+        rows = con.execute(
+            "WITH s AS (SELECT DISTINCT trim(session_id) AS s FROM curated.events "
+            "WHERE user_id IN (SELECT unnest(?::VARCHAR[])) AND session_id IS NOT NULL "
+            "UNION SELECT unnest(?::VARCHAR[])) "
+            "SELECT DISTINCT trim(e.session_id), e.user_id FROM curated.events e "
+            "JOIN s ON trim(e.session_id) = s.s WHERE e.user_id IS NOT NULL",
+            [users, sessions],
+        ).fetchall()
+    out: dict[str, set[str]] = {}
+    for session, user in rows:
+        out.setdefault(session, set()).add(user)
+    return out
 
 
 @contextmanager

@@ -109,21 +109,18 @@ def customers_summary(
     """What reports/customers.json holds (pseudonyms only; users without the personalization
     consent left out)."""
     from ._customers import profile_customers
-    from ._data import load_curated, parse_as_of
+    from ._data import count_customers, load_curated, parse_as_of
 
     if not 1 <= horizon_days <= 3650:
         raise ShelfwiseError(f"--horizon-days {horizon_days}: use 1..3650")
     at = parse_as_of(as_of)
     events, products, at = load_curated(workdir, at, consent="personalization")
-    everyone, _, _ = load_curated(workdir, at)  # for the count left out, nothing else
     if events.empty:
         raise ShelfwiseError(f"{workdir}: no events of consenting customers up to {at}")
     prof, info = profile_customers(events, products, at, horizon_days)
-    from ..governance import is_anonymous
-
-    known = everyone["user_id"].drop_duplicates()
-    known = known[~known.map(is_anonymous).astype(bool)]  # anonymous sessions are no customer
-    left_out = int(len(known) - events["user_id"].nunique())
+    # the customers of the same events whatever their consent (anonymous sessions are none),
+    # counted in the warehouse: those the consent left out are the difference
+    left_out = count_customers(workdir, at) - int(events["user_id"].nunique())
     buyers = prof[prof["frequency"] > 0]
     segs = (
         prof.groupby("segment")

@@ -87,6 +87,24 @@ def load_curated(
     return events, products, as_of
 
 
+def count_customers(workdir: str | Path, as_of: datetime) -> int:
+    """How many customers (not anonymous sessions) the curated events name up to `as_of`
+    (inclusive), whatever their consent: one distinct-user count in the warehouse, for the
+    figure of those a consent-filtered job left out."""
+    from ..governance._privacy import ANONYMOUS_PSEUDONYM_PREFIX
+    from ..storage import read_only
+
+    with read_only(workdir) as (con, curated):
+        if "events" not in curated:
+            return 0
+        row = con.execute(
+            'SELECT count(DISTINCT user_id) FROM curated.events WHERE "timestamp" <= ? '
+            "AND user_id IS NOT NULL AND NOT starts_with(user_id, ?)",
+            [as_of, ANONYMOUS_PSEUDONYM_PREFIX],
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def shop_ids(workdir: str | Path, pseudonyms: list[str]) -> dict[str, str]:
     """pseudonym -> the shop's own id, for the pseudonyms whose raw rows are still held."""
     from ..governance import Pseudonymizer, SecretStore, shop_user_ids
@@ -120,4 +138,4 @@ def curated_inputs(
     return refs, {t: int(held[t][0]) for t in tables if t in held}
 
 
-__all__ = ["curated_inputs", "load_curated", "parse_as_of", "shop_ids"]
+__all__ = ["count_customers", "curated_inputs", "load_curated", "parse_as_of", "shop_ids"]

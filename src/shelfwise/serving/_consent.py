@@ -12,6 +12,11 @@ lines appended are read within `follow_interval_s` (0.1 s: two `stat` calls per 
 ~100 µs each in a sandboxed container, too much for every request; Redis is then updated from the
 register, which every replica sharing the workdir agrees on). Pseudonyms only, as in the online
 state.
+
+An anonymous session (`~anonymous:<session_id>`) is personalized only while every customer it is
+linked to (the same session id: they browsed, then logged in) has the consent too, as training
+leaves such sessions out (`governance._consent.consent_withdrawn`); the link is read from the
+curated events and from the spool of events accepted since (`_session_links.SessionLinks`).
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from ..governance._consent import (
     load_privacy_settings,
     parse_records,
 )
+from ..governance._privacy import is_anonymous
+from ._session_links import SessionLinks
 
 CONSENT_PREFIX = "shelfwise:consent:"
 
@@ -55,6 +62,8 @@ class ConsentView:
         self._offset = 0  # bytes of the register read so far (it only grows, unless rewritten)
         self._consents = Consents({}, dict.fromkeys(FLAGS, True))
         self.personalized_serving = True
+        self._matters: set[str] = set()  # see `_link_matters`
+        self.links = SessionLinks(self.workdir, redis_client, follow_interval_s)
         self._follow()
 
     def _files_stamp(self) -> tuple[Any, ...]:
@@ -99,9 +108,26 @@ class ConsentView:
             if self.client is not None:
                 self._to_redis(records, state, whole=not grown)
             settings = load_privacy_settings(self.workdir)
+            same_default = settings.default_consent == self._consents.default
             self._consents = Consents(state, settings.default_consent)
             self.personalized_serving = settings.personalized_serving
+            self._track({r["pseudonym"] for r in records} if grown and same_default else None)
             self._stamp = stamp
+
+    def _track(self, pseudonyms: set[str] | None) -> None:
+        """Keep `_matters` (see `_link_matters`) up to date for these pseudonyms (None: all);
+        incremental, as a register may hold a record for every user of the shop."""
+        default = self._consents.default["personalization"]
+        state = self._consents.state
+        if pseudonyms is None:
+            self._matters = set()
+            pseudonyms = set(state)
+        for p in pseudonyms:
+            v = state.get(p, {}).get("personalization")
+            if (v is False and not is_anonymous(p)) if default else (v is True and is_anonymous(p)):
+                self._matters.add(p)
+            else:
+                self._matters.discard(p)
 
     def _to_redis(
         self, records: list[dict[str, Any]], state: dict[str, dict[str, bool]], whole: bool
@@ -122,9 +148,26 @@ class ConsentView:
 
     def personalizes(self, pseudonym: str) -> bool:
         """Whether the shop serves personalized answers at all (`personalized_serving`) and this
-        shopper has personalization consent: both as of now."""
+        shopper has personalization consent: both as of now. An anonymous session also needs the
+        consent of every customer it is linked to (`_session_links`: a customer's withdrawal
+        covers their anonymous browsing, in the warehouse or still in the spool)."""
         self._follow()
-        return self.personalized_serving and self.allows(pseudonym)
+        if not (self.personalized_serving and self.allows(pseudonym)):
+            return False
+        if not is_anonymous(pseudonym):
+            return True
+        interesting = self._link_matters()
+        if not interesting:
+            return True
+        linked = self.links.linked(pseudonym, interesting)
+        return all(self.allows(c) for c in linked)
+
+    def _link_matters(self) -> set[str]:
+        """The pseudonyms whose sessions decide an anonymous session's consent: the customers
+        without it (recorded withdrawals) in a shop whose default is consent; the anonymous
+        sessions recorded with it in an opt-in shop (the others have none by default)."""
+        with self._lock:
+            return set(self._matters)
 
     def allows(self, pseudonym: str, flag: str = "personalization") -> bool:
         """The shopper's current consent for `flag` (the shop's default when unrecorded)."""
@@ -146,3 +189,4 @@ class ConsentView:
             pipe.execute()
         with self._lock:
             self._consents.state.setdefault(pseudonym, {}).update(values)
+            self._track({pseudonym})

@@ -52,6 +52,9 @@ REFRESH_WAIT_S = 0.15  # how long a page waits for warehouse figures recomputed 
 # when the page being made stops waiting for refreshed figures (set per page by the routes: the
 # waits of its parts share one budget instead of adding up)
 PAGE_DEADLINE: ContextVar[float | None] = ContextVar("console_page_deadline", default=None)
+# set by `keep_figures`: every figure computed in the calling thread and waited for, never
+# refreshed in the background (see there)
+_IN_CALLER: ContextVar[bool] = ContextVar("console_compute_in_caller", default=False)
 # the kept figures a page shows from an older data state while their refresh runs (set to a
 # fresh list per page by the routes; the page says "as of <time>, refreshing" for each)
 STALE: ContextVar[list[dict[str, Any]] | None] = ContextVar("console_stale", default=None)
@@ -184,7 +187,7 @@ def _cached(
             persist[1].write(persist[0], stamp, value)
             return value
 
-    if hit is None or wait_s is None:
+    if hit is None or wait_s is None or _IN_CALLER.get():
         with _key_lock(key):  # one computation of an entry at a time: a page during the warm-up waits for it
             with _CACHE_LOCK:
                 got = _CACHE.get(key)
@@ -203,9 +206,11 @@ def _cached(
                 except Exception as exc:  # the previous figures stay; the next page retries
                     log.warning("console: %s not refreshed: %s", key[0], exc)
 
-            worker = _REFRESHING[key] = threading.Thread(
-                target=refresh, name=f"console-{key[0]}", daemon=True
-            )
+            # not a daemon: a process on its way out (a server stopping) waits for the warehouse
+            # read to end. A daemon thread still in DuckDB at interpreter exit is killed
+            # (pthread_exit) when it takes the GIL back, which unwinds through DuckDB's C++
+            # frames into std::terminate: the process aborts (exit -6)
+            worker = _REFRESHING[key] = threading.Thread(target=refresh, name=f"console-{key[0]}")
             worker.start()
     deadline = PAGE_DEADLINE.get()
     worker.join(wait_s if deadline is None else max(0.0, min(wait_s, deadline - time.monotonic())))
@@ -1223,10 +1228,25 @@ def keep_figures(workdir: str | Path) -> list[str]:
     kept in `state/console/` (with the stamp of the files they were made from): called at the
     end of a training run, so that the first server after it shows its pages without opening
     the warehouse (on the demo shop that takes seconds under load).
-    Never fails its caller: returns the parts that could not be computed."""
+    Never fails its caller: returns the parts that could not be computed.
+
+    Computed here and waited for, as a page's first computation is: a page only waits
+    `REFRESH_WAIT_S` for figures whose files changed (it shows the kept ones meanwhile), and
+    left to that, a run after the first (the kept figures of the previous data) returned with
+    the refreshes still reading the warehouse in background threads: the figures kept were the
+    old ones, and a process exiting meanwhile (`shelfwise train` printing its result) aborted
+    in those threads' DuckDB calls ("terminate called without an active exception", exit -6)."""
     workdir = Path(workdir)
     if not _has_warehouse(workdir):
         return []
+    token = _IN_CALLER.set(True)
+    try:
+        return _keep_figures(workdir)
+    finally:
+        _IN_CALLER.reset(token)
+
+
+def _keep_figures(workdir: Path) -> list[str]:
     parts: list[tuple[str, Any]] = [
         ("catalog", lambda: datasets(workdir)),
         ("quarantine", lambda: quarantine(workdir, "", "", "open", rows=False)),

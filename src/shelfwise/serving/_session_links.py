@@ -1,0 +1,199 @@
+"""Which customers an anonymous session belongs to, as serving sees it: the other half of
+`ConsentView` for anonymous shoppers.
+
+A customer's withdrawal of personalization consent covers the anonymous sessions linked to them
+(an anonymous session's rows and the customer's share a session id: they browsed, then logged
+in; `governance._consent.consent_withdrawn`). Training reads the link from the curated events;
+serving must obey it from the next request on, before the next training, and the link may be
+newer than the warehouse: a shopper browses anonymously, logs in, and the events saying so are
+in the spool (acknowledged, not absorbed yet). So the link is read from both:
+
+- the curated events (`session_members`): the sessions of the users whose consent matters (the
+  customers without it, in a shop whose default is consent; the anonymous sessions that were
+  given it, in an opt-in shop, where an anonymous session has none by default) and the sessions
+  seen in the spool, read again when the warehouse changes;
+- the spool of accepted events, every process's (file segments, or the Redis stream): the lines
+  appended since the last look, their user and session ids as the warehouse will curate them
+  (`check_record`), pseudonymized.
+
+What is kept are facts (who shared a session); consent is weighed per request, so a consent
+given back is obeyed at once too. Nothing is read while no consent makes a link matter (the
+common case costs one look at the register state). Sessions read from a spool segment are
+forgotten once the segment is gone (absorbed: the warehouse has them, read again then).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from ..governance._privacy import is_anonymous
+
+__all__ = ["SessionLinks"]
+
+
+class SessionLinks:
+    def __init__(self, workdir: str | Path, redis_client: Any = None, follow_interval_s: float = 0.1):
+        self.workdir = Path(workdir)
+        self.client = redis_client
+        self.follow_interval_s = follow_interval_s
+        self._checked = float("-inf")
+        self._lock = threading.Lock()
+        self._pseudonymize: Callable[[str], str] | None = None
+        # spool: segment stem -> (bytes read, session -> pseudonyms); the Redis stream's last id
+        self._segments: dict[str, tuple[int, dict[str, set[str]]]] = {}
+        self._stream_id = "-"
+        self._stream: dict[str, set[str]] = {}
+        # the warehouse: session -> pseudonyms, and what it was asked about at which file stamp
+        self._curated: dict[str, set[str]] = {}
+        self._asked_users: set[str] = set()
+        self._asked_sessions: set[str] = set()
+        self._stamp: tuple[Any, ...] | None = None
+        self._absorbed: list[dict[str, set[str]]] = []  # of segments gone since the last read
+        self._by_user: dict[str, set[str]] = {}  # pseudonym -> sessions, over both sources
+
+    def linked(self, anonymous: str, interesting: set[str]) -> set[str]:
+        """The customers sharing a session with this anonymous session's pseudonym, as of now;
+        `interesting`: the pseudonyms whose sessions must be known (see the module doc)."""
+        with self._lock:
+            now = time.monotonic()
+            # a user whose consent just started to matter (a withdrawal on this replica): at once
+            if now - self._checked >= self.follow_interval_s or not interesting <= self._asked_users:
+                self._checked = now
+                self._follow(interesting)
+            out: set[str] = set()
+            for s in self._by_user.get(anonymous, ()):
+                for source in self._sources():
+                    out |= {u for u in source.get(s, ()) if not is_anonymous(u)}
+            return out
+
+    def _sources(self) -> list[dict[str, set[str]]]:
+        return [self._curated, self._stream, *self._absorbed, *(m for _, m in self._segments.values())]
+
+    # -- reading --------------------------------------------------------------------------------
+    def _follow(self, interesting: set[str]) -> None:
+        changed = self._read_spool()
+        stamp = self._warehouse_stamp()
+        again = stamp != self._stamp
+        users = interesting if again else interesting - self._asked_users
+        sessions: set[str] = set()
+        if changed or again or users:
+            # the spool's sessions the warehouse may know more of: those of the users that
+            # matter (a customer without consent logging in to a session whose anonymous rows
+            # are curated)
+            spooled = {
+                s
+                for source in (self._stream, *(m for _, m in self._segments.values()))
+                for s, members in source.items()
+                if members & interesting
+            }
+            sessions = spooled if again else spooled - self._asked_sessions
+        if users or sessions or again:
+            from ..governance._consent import session_members
+
+            try:
+                found = session_members(self.workdir, users=users, sessions=sessions)
+            except Exception:  # noqa: BLE001 - the warehouse is being written (absorb): next look
+                found = None
+            if found is not None:
+                if again:  # what was absorbed is the warehouse's now
+                    self._curated, self._asked_users, self._asked_sessions = {}, set(), set()
+                    self._absorbed = []
+                    if self.client is not None:  # the stream as it is now (absorbed entries left it)
+                        self._stream, self._stream_id = {}, "-"
+                        self._read_stream()
+                for s, members in found.items():
+                    self._curated.setdefault(s, set()).update(members)
+                self._asked_users |= users
+                self._asked_sessions |= sessions
+                self._stamp = stamp
+                changed = True
+        if changed:
+            by_user: dict[str, set[str]] = {}
+            for source in self._sources():
+                for s, members in source.items():
+                    for u in members:
+                        by_user.setdefault(u, set()).add(s)
+            self._by_user = by_user
+
+    def _warehouse_stamp(self) -> tuple[Any, ...]:
+        """The warehouse file's and its write-ahead log's (a commit may stay in the log)."""
+        out: list[Any] = []
+        for name in ("warehouse.duckdb", "warehouse.duckdb.wal"):
+            try:
+                st = (self.workdir / name).stat()
+                out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+            except FileNotFoundError:
+                out.append(None)
+        return tuple(out)
+
+    def _read_spool(self) -> bool:
+        """Read the lines appended to the spool since the last look (True: there were some, or a
+        segment went). A segment gone was absorbed: what it held is kept until the warehouse is
+        read again."""
+        from ._feedback import EVENTS_DIR
+        from ._spool import all_segments, segment_stem
+
+        seen, changed = set(), False
+        for path in all_segments(self.workdir / EVENTS_DIR):
+            stem = segment_stem(path)
+            seen.add(stem)
+            offset, members = self._segments.get(stem, (0, {}))
+            try:
+                with open(path, "rb") as fh:
+                    fh.seek(offset)
+                    data = fh.read()
+            except FileNotFoundError:  # renamed (closed) or absorbed meanwhile: next look
+                continue
+            end = data.rfind(b"\n") + 1  # a line being written is read next time
+            if end:
+                self._add(data[:end].splitlines(), members)
+                changed = True
+            self._segments[stem] = (offset + end, members)
+        for stem in set(self._segments) - seen:
+            self._absorbed.append(self._segments.pop(stem)[1])
+            changed = True
+        return self._read_stream() or changed
+
+    def _read_stream(self) -> bool:
+        """The Redis stream's entries since the last look (with `serve --redis-url`)."""
+        if self.client is None:
+            return False
+        from ._feedback import REDIS_EVENTS
+
+        start = "-" if self._stream_id == "-" else f"({self._stream_id}"
+        entries = self.client.xrange(REDIS_EVENTS, start, "+")
+        if entries:
+            self._stream_id = entries[-1][0].decode()
+            self._add([f[b"e"] for _, f in entries], self._stream)
+        return bool(entries)
+
+    def _add(self, lines: Iterable[bytes], members: dict[str, set[str]]) -> None:
+        import orjson
+
+        from ..governance._contracts import EVENTS
+        from ..governance._row_check import check_record
+
+        for line in lines:
+            try:
+                ev = orjson.loads(line)["event"]
+                session = ev.get("session_id")
+                if session is None or not str(session).strip():
+                    continue
+                values = check_record(EVENTS, ev, known={}).values
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue  # not an event the warehouse would curate: no link either
+            user, session = values.get("user_id"), values.get("session_id")
+            if user is None or session is None:
+                continue
+            members.setdefault(str(session).strip(), set()).add(self._pseudonym(str(user)))
+
+    def _pseudonym(self, raw: str) -> str:
+        if self._pseudonymize is None:
+            from ..governance import Pseudonymizer, SecretStore
+
+            self._pseudonymize = Pseudonymizer(SecretStore(self.workdir).pseudonym_key())
+        return self._pseudonymize(raw)
