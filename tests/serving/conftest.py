@@ -99,7 +99,10 @@ class Server:
                 pass
             time.sleep(0.2)
         else:
-            raise AssertionError("server did not become ready in 120 s")
+            self.proc.kill()  # not left running (and holding the workdir) after a failed start
+            self.proc.wait(30)
+            self.log.close()
+            raise AssertionError(f"server did not become ready in 120 s: {self.logs()[-3000:]}")
         self.client = httpx.Client(base_url=self.url, timeout=30)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
