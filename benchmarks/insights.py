@@ -432,11 +432,17 @@ def main() -> None:
         merged["demand"] = {**rep, "datasets": {**kept, **rep["datasets"]}}
         write_report(out, merged)
         return
+    # a whole run takes a CPU-hour on a loaded machine: each part is written into --out as it ends
+    # (the parts not re-run yet keep their own provenance there; demand entries carry theirs)
+    out = Path(args.out)
     customers: dict[str, dict] = {}
     report: dict = {"provenance": provenance(), "protocol": __doc__.strip(), "customers": customers}
     if (DATA / "bitext_customer_support").exists():
         report["faq"] = faq_benchmark()
         print("faq:", {k: v for k, v in report["faq"].items() if k not in ("held_out_intents",)})
+    else:
+        report["faq"] = {"skipped": f"{DATA / 'bitext_customer_support'} is absent"}
+    _merge_into(out, report)
     for name in [d for d in args.datasets.split(",") if d]:
         load = DATASETS[name]
         if not (DATA / name).exists():
@@ -448,15 +454,39 @@ def main() -> None:
         }
         for h, res in customers[name].items():
             print(name, f"horizon {h} d:", res["mean"])
-    report["demand"] = demand_benchmark(
-        demand_sets,
-        args.demand_origins,
-        args.demand_arima_exact_series,
-        args.demand_variants,
-        args.demand_series,
-    )
-    report["demand_interest"] = interest_benchmark()
-    write_report(args.out, report)
+        _merge_into(out, report)
+    # the cheaper parts first: Superstore's demand, search demand on planted shops, then the grocery
+    order = sorted(demand_sets, key=lambda d: d != "superstore_sales")
+    for i, name in enumerate(order):
+        rep = demand_benchmark(
+            [name],
+            args.demand_origins,
+            args.demand_arima_exact_series,
+            args.demand_variants,
+            args.demand_series,
+        )
+        if i == 0:
+            report["demand"] = rep
+        else:
+            report["demand"]["datasets"].update(rep["datasets"])
+        _merge_into(out, report, keep_demand=True)
+        if i == 0:
+            report["demand_interest"] = interest_benchmark()
+            _merge_into(out, report, keep_demand=True)
+    if not order:
+        report["demand_interest"] = interest_benchmark()
+    write_report(out, report)
+
+
+def _merge_into(out: Path, report: dict, keep_demand: bool = False) -> None:
+    """Write `report`'s parts into `out` over the file's (read just before writing); with
+    `keep_demand`, the file's demand datasets this run has not reached yet stay."""
+    merged = json.loads(out.read_text()) if out.exists() else {}
+    old = (merged.get("demand") or {}).get("datasets", {})
+    merged.update(report)
+    if keep_demand and "demand" in report:
+        merged["demand"] = {**report["demand"], "datasets": {**old, **report["demand"]["datasets"]}}
+    write_report(out, merged)
 
 
 if __name__ == "__main__":
