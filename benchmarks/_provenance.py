@@ -52,7 +52,11 @@ def provenance() -> dict:
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
     return {
         "commit": _git("rev-parse", "HEAD") or None,
-        "uncommitted_changes": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        # the results files (benchmarks/*.json) are outputs, not code: a script that writes its
+        # parts as they end would otherwise record its own first part as a local change
+        "uncommitted_changes": bool(
+            _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)benchmarks/*.json")
+        ),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python", script_name, *map(_portable_arg, sys.argv[1:])]),
         "machine": {

@@ -1,5 +1,5 @@
 """Benchmark (`make bench`): customer churn and expected purchases against BG/NBD and Pareto/NBD;
-FAQ answers against bm25s (see faq_benchmark); weekly demand against statsforecast's
+FAQ answers against bm25s by `shelfwise report ask`'s own protocol (see faq_benchmark); weekly demand against statsforecast's
 SeasonalNaive, AutoETS, AutoTheta and AutoARIMA (see _demand_bench.py; `--only demand` runs that
 part alone and merges it into the existing --out file, its own provenance inside it); search
 demand as a forecast input on planted shops (`interest_benchmark`; `--only demand_interest`).
@@ -125,10 +125,99 @@ def _anchor(name: str, rfm: pd.DataFrame, horizon: int) -> tuple[np.ndarray, np.
     return f"{name}: did not converge at any penalizer"
 
 
+BOOTSTRAP = 1000  # paired resamples of the customers (seeded) for the intervals of the differences
+
+
+def _auc(y: np.ndarray, score: np.ndarray) -> float:
+    """ROC AUC by ranks (ties averaged, as sklearn's): fast enough to resample."""
+    from scipy.stats import rankdata
+
+    pos = y == 1
+    n1, n0 = int(pos.sum()), int((~pos).sum())
+    return float((rankdata(score)[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def _differences(scored: list[dict], anchor: str, seed: int = 0) -> dict:
+    """Ours minus `anchor` (its kept churn score) per origin and on the mean over the origins:
+    churn AUC and MAE, each with a 95% interval from BOOTSTRAP paired resamples of each origin's
+    customers (the same customers for both models; origins resampled independently, though they
+    share customers: the interval of the mean is approximate)."""
+    rng = np.random.default_rng(seed)
+    per = [s for s in scored if anchor in s["anchors"]]
+    if not per:
+        return {}
+    auc = np.full((BOOTSTRAP, len(per)), np.nan)
+    mae = np.full((BOOTSTRAP, len(per)), np.nan)
+    point_auc, point_mae = [], []
+    for j, s in enumerate(per):
+        y, ours_r, ours_e = s["churned"], s["risk"], s["expected"]
+        a_score, a_exp = s["anchors"][anchor]
+        point_auc.append(_auc(y, ours_r) - _auc(y, a_score))
+        point_mae.append(np.abs(ours_e - s["y_orders"]).mean() - np.abs(a_exp - s["y_days"]).mean())
+        for b in range(BOOTSTRAP):
+            i = rng.integers(0, len(y), len(y))
+            mae[b, j] = np.abs(ours_e[i] - s["y_orders"][i]).mean() - np.abs(a_exp[i] - s["y_days"][i]).mean()
+            if y[i].min() != y[i].max():
+                auc[b, j] = _auc(y[i], ours_r[i]) - _auc(y[i], a_score[i])
+
+    def ci(v: np.ndarray) -> list[float]:
+        v = v[np.isfinite(v)]
+        return [round(float(np.quantile(v, 0.025)), 4), round(float(np.quantile(v, 0.975)), 4)]
+
+    return {
+        "per_origin": [
+            {
+                "as_of": s["as_of"],
+                "churn_auc_diff": round(point_auc[j], 4),
+                "churn_auc_ci95": ci(auc[:, j]),
+                "mae_diff": round(float(point_mae[j]), 4),
+                "mae_ci95": ci(mae[:, j]),
+            }
+            for j, s in enumerate(per)
+        ],
+        "mean": {
+            "churn_auc_diff": round(float(np.mean(point_auc)), 4),
+            "churn_auc_ci95": ci(np.nanmean(auc, axis=1)),
+            "mae_diff": round(float(np.mean(point_mae)), 4),
+            "mae_ci95": ci(mae.mean(axis=1)),
+        },
+    }
+
+
+def customer_signal(orders_all: pd.DataFrame, as_of: pd.Timestamp) -> dict:
+    """Whether a customer's past tells anything about their future at all, from the two years
+    before `as_of` only (the earliest origin: nothing scored is read). Among the customers whose
+    first order is over two years before it: the Spearman correlation of their order counts in
+    the first and in the second year, and the index of dispersion (variance / mean) of their
+    two-year counts, 1 when every customer buys at one common Poisson rate (then nothing tells
+    one customer from another, and every model's churn AUC is 0.5 but for noise)."""
+    year = pd.Timedelta(days=365)
+    o = orders_all[(orders_all["ts"] <= as_of)]
+    old = o.groupby("user_id")["ts"].min()
+    users = old[old <= as_of - 2 * year].index
+    if len(users) < 20:
+        return {"customers": int(len(users)), "note": "too few customers with two years of history"}
+
+    def count(lo: pd.Timestamp, hi: pd.Timestamp) -> pd.Series:
+        w = o[(o["ts"] > lo) & (o["ts"] <= hi)]
+        return w.groupby("user_id").size().reindex(users).fillna(0.0)
+
+    y1, y2 = count(as_of - 2 * year, as_of - year), count(as_of - year, as_of)
+    both = y1 + y2
+    return {
+        "as_of": as_of.date().isoformat(),
+        "customers": int(len(users)),
+        "orders_per_customer_2y": round(float(both.mean()), 3),
+        "dispersion_index_2y": round(float(both.var() / both.mean()), 3) if both.mean() > 0 else None,
+        "year_to_year_spearman": round(float(y1.corr(y2, method="spearman")), 3),
+    }
+
+
 def evaluate(events: pd.DataFrame, products: pd.DataFrame, horizon: int, origins: int) -> dict:
     orders_all = orders_from_events(events, products)
     end = events["timestamp"].max()
     rows = []
+    scored: list[dict] = []
     for k in range(origins):
         as_of = pd.Timestamp(end) - pd.Timedelta(days=horizon + 90 * k)
         seen = events[events["timestamp"] <= as_of]
@@ -170,6 +259,15 @@ def evaluate(events: pd.DataFrame, products: pd.DataFrame, horizon: int, origins
                 "fit_s": round(time.perf_counter() - t0, 2),
             },
         }
+        s = {
+            "as_of": row["as_of"],
+            "churned": churned,
+            "y_orders": y_orders,
+            "y_days": y_days,
+            "risk": ours["churn_risk"].to_numpy(float),
+            "expected": ours["expected_purchases"].to_numpy(float),
+            "anchors": {},
+        }
         for name in ("bgnbd", "pareto_nbd"):
             t0 = time.perf_counter()
             got = _anchor(name, rfm, horizon)
@@ -185,7 +283,9 @@ def evaluate(events: pd.DataFrame, products: pd.DataFrame, horizon: int, origins
                 "mae": float(np.abs(exp - y_days).mean()),
                 "fit_s": round(time.perf_counter() - t0, 2),
             }
+            s["anchors"][name] = (p_none if auc_none >= auc_dead else p_dead, exp)
         rows.append(row)
+        scored.append(s)
     models = ("shelfwise_gbm", "bgnbd", "pareto_nbd")
     mean = {
         m: {
@@ -200,7 +300,16 @@ def evaluate(events: pd.DataFrame, products: pd.DataFrame, horizon: int, origins
             for k, v in list(r[m].items()):
                 if isinstance(v, float):
                     r[m][k] = round(v, 4)
-    return {"horizon_days": horizon, "origins": rows, "mean": mean}
+    earliest = pd.Timestamp(end) - pd.Timedelta(days=horizon + 90 * (origins - 1))
+    return {
+        "horizon_days": horizon,
+        "origins": rows,
+        "mean": mean,
+        # ours minus each anchor with 95% intervals (paired bootstrap over customers): a
+        # difference whose interval holds 0 is not one the data can tell from noise
+        "shelfwise_minus_anchor": {a: _differences(scored, a) for a in ("bgnbd", "pareto_nbd")},
+        "signal": customer_signal(orders_all, earliest),
+    }
 
 
 def faq_split(seed: int = 0) -> dict:
@@ -208,7 +317,7 @@ def faq_split(seed: int = 0) -> dict:
     utterance as the question, its response as the answer), 7 of the 27 intents held out (their
     utterances must be left unanswered), other utterances as the shoppers' questions: 20 per
     intent for development (where _faq.py's weights and threshold were chosen), the next 30 per
-    intent scored here."""
+    intent scored here. `faq`: faq_id, question, answer (the canonical faq table)."""
     df = pd.read_csv(DATA / "bitext_customer_support" / "Bitext_Sample_Customer_Support_Training_Dataset.csv")
     rng = np.random.default_rng(seed)
     held_out = set(rng.choice(sorted(df["intent"].unique()), 7, replace=False))
@@ -218,69 +327,58 @@ def faq_split(seed: int = 0) -> dict:
     test = pool.drop(pool.groupby("intent").head(20).index)
     truth = [None if i in held_out else i for i in test["intent"]]
     return {
-        "faq": faq,
+        "data": "bitext_customer_support",
+        "faq": pd.DataFrame(
+            {"faq_id": faq["intent"], "question": faq["instruction"], "answer": faq["response"]}
+        ).reset_index(drop=True),
         "questions": test["instruction"].tolist(),
         "truth": truth,
         "held_out": sorted(held_out),
     }
 
 
-def _accuracy(pred: list, truth: list) -> float:
-    """Right entry for answerable questions, abstention for the others."""
-    return float(np.mean([p == t for p, t in zip(pred, truth, strict=True)]))
+def faq_benchmark(split: dict | None = None) -> dict:
+    """The FAQ matcher against bm25s by the product's own protocol (`shelfwise report ask
+    --questions`, insights._ask.PROTOCOL): the split's FAQ is ingested into a scratch workdir
+    and `Shop.ask_report` scores the labeled questions there, so the number here is the number
+    `report ask` gives on the same FAQ and questions. `split`: faq_split()'s form (default:
+    the Bitext split)."""
+    import tempfile
 
+    from shelfwise import Shop
 
-def faq_benchmark() -> dict:
-    import bm25s
-    import Stemmer
-
-    from shelfwise.insights._faq import ABSTAIN_BELOW, FaqMatcher
-
-    sp = faq_split()
+    sp = split if split is not None else faq_split()
     faq, qs, truth = sp["faq"], sp["questions"], sp["truth"]
-    ids = faq["intent"].tolist()
     out: dict = {
-        "data": "bitext_customer_support",
-        "faq_entries": len(ids),
-        "questions": len(qs),
-        "unanswerable": sum(t is None for t in truth),
-        "held_out_intents": sp["held_out"],
-        "metric": "accuracy: the right entry, or no answer where none is right",
+        "data": sp.get("data"),
+        "faq_entries": len(faq),
+        "held_out_intents": sp.get("held_out", []),
+        "protocol": "shelfwise report ask --questions (Shop.ask_report) on a scratch workdir the FAQ was ingested into",
     }
-    t0 = time.perf_counter()
-    m = FaqMatcher(ids, faq["instruction"].tolist(), faq["response"].tolist())
-    got = m.match(qs)
-    out["shelfwise"] = {
-        "accuracy": round(_accuracy([a.faq_id for a in got], truth), 4),
-        "threshold": ABSTAIN_BELOW,
-        "threshold_from": "the development split (fixed before this run)",
-        "s": round(time.perf_counter() - t0, 1),
-    }
-    stem = Stemmer.Stemmer("english")
-    for name, docs in (
-        ("bm25s_question", faq["instruction"].tolist()),
-        ("bm25s_question_answer", (faq["instruction"] + " " + faq["response"]).tolist()),
-    ):
-        r = bm25s.BM25()
-        r.index(bm25s.tokenize(docs, stopwords="en", stemmer=stem, show_progress=False), show_progress=False)
-        res, sc = r.retrieve(
-            bm25s.tokenize(qs, stopwords="en", stemmer=stem, show_progress=False), k=1, show_progress=False
+    with tempfile.TemporaryDirectory(prefix="shelfwise-faq-bench-") as tmp:
+        data = Path(tmp) / "data"
+        data.mkdir()
+        faq[["faq_id", "question", "answer"]].to_csv(data / "faq.csv", index=False)
+        # a one-product catalog: ingest wants a catalog; products attach only to unanswered questions
+        (data / "products.csv").write_text("product_id,title\nP1,placeholder\n")
+        labeled = Path(tmp) / "labeled.csv"
+        pd.DataFrame(
+            {"question_id": [f"q{i}" for i in range(len(qs))], "question": qs, "faq_id": truth}
+        ).to_csv(labeled, index=False)
+        shop = Shop(Path(tmp) / "w")
+        with contextlib.redirect_stdout(io.StringIO()):
+            shop.ingest(data)
+        t0 = time.perf_counter()
+        doc = shop.ask_report(labeled)
+        s = round(time.perf_counter() - t0, 1)
+    ev = {k: v for k, v in doc["evaluation"].items() if k != "file"}
+    if doc["faq_entries"] != len(faq) or ev["questions"] != len(qs):
+        raise RuntimeError(
+            f"ingest changed the FAQ task: {doc['faq_entries']} entries and {ev['questions']} questions "
+            f"read back, {len(faq)} and {len(qs)} written"
         )
-        pred, score = [ids[i] for i in res[:, 0]], sc[:, 0]
-        # its best abstention threshold, chosen on the very questions scored (an upper bound)
-        best = max(
-            (_accuracy([p if s >= th else None for p, s in zip(pred, score, strict=True)], truth), float(th))
-            for th in np.unique(np.r_[score, score.max() + 1])
-        )
-        out[name] = {"accuracy": round(best[0], 4), "best_threshold": round(best[1], 4)}
-    out["margin_points_over_best_bm25s"] = round(
-        100
-        * (
-            out["shelfwise"]["accuracy"]
-            - max(out["bm25s_question"]["accuracy"], out["bm25s_question_answer"]["accuracy"])
-        ),
-        1,
-    )
+    out.update(ev)
+    out["shelfwise"]["s"] = s
     return out
 
 
@@ -334,11 +432,17 @@ def main() -> None:
         merged["demand"] = {**rep, "datasets": {**kept, **rep["datasets"]}}
         write_report(out, merged)
         return
+    # a whole run takes a CPU-hour on a loaded machine: each part is written into --out as it ends
+    # (the parts not re-run yet keep their own provenance there; demand entries carry theirs)
+    out = Path(args.out)
     customers: dict[str, dict] = {}
     report: dict = {"provenance": provenance(), "protocol": __doc__.strip(), "customers": customers}
     if (DATA / "bitext_customer_support").exists():
         report["faq"] = faq_benchmark()
         print("faq:", {k: v for k, v in report["faq"].items() if k not in ("held_out_intents",)})
+    else:
+        report["faq"] = {"skipped": f"{DATA / 'bitext_customer_support'} is absent"}
+    _merge_into(out, report)
     for name in [d for d in args.datasets.split(",") if d]:
         load = DATASETS[name]
         if not (DATA / name).exists():
@@ -350,15 +454,39 @@ def main() -> None:
         }
         for h, res in customers[name].items():
             print(name, f"horizon {h} d:", res["mean"])
-    report["demand"] = demand_benchmark(
-        demand_sets,
-        args.demand_origins,
-        args.demand_arima_exact_series,
-        args.demand_variants,
-        args.demand_series,
-    )
-    report["demand_interest"] = interest_benchmark()
-    write_report(args.out, report)
+        _merge_into(out, report)
+    # the cheaper parts first: Superstore's demand, search demand on planted shops, then the grocery
+    order = sorted(demand_sets, key=lambda d: d != "superstore_sales")
+    for i, name in enumerate(order):
+        rep = demand_benchmark(
+            [name],
+            args.demand_origins,
+            args.demand_arima_exact_series,
+            args.demand_variants,
+            args.demand_series,
+        )
+        if i == 0:
+            report["demand"] = rep
+        else:
+            report["demand"]["datasets"].update(rep["datasets"])
+        _merge_into(out, report, keep_demand=True)
+        if i == 0:
+            report["demand_interest"] = interest_benchmark()
+            _merge_into(out, report, keep_demand=True)
+    if not order:
+        report["demand_interest"] = interest_benchmark()
+    write_report(out, report)
+
+
+def _merge_into(out: Path, report: dict, keep_demand: bool = False) -> None:
+    """Write `report`'s parts into `out` over the file's (read just before writing); with
+    `keep_demand`, the file's demand datasets this run has not reached yet stay."""
+    merged = json.loads(out.read_text()) if out.exists() else {}
+    old = (merged.get("demand") or {}).get("datasets", {})
+    merged.update(report)
+    if keep_demand and "demand" in report:
+        merged["demand"] = {**report["demand"], "datasets": {**old, **report["demand"]["datasets"]}}
+    write_report(out, merged)
 
 
 if __name__ == "__main__":

@@ -29,3 +29,25 @@ def test_recorded_paths_are_portable():
         "3",
         "benchmarks/x.json",
     ]
+
+
+def test_a_changed_result_file_is_not_a_local_change_but_changed_code_is(tmp_path, monkeypatch):
+    import subprocess
+
+    import _provenance
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "x.json").write_text("{}")
+    (tmp_path / "benchmarks" / "x.py").write_text("a = 1\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
+    monkeypatch.setattr(_provenance, "ROOT", tmp_path)
+    assert _provenance.provenance()["uncommitted_changes"] is False
+    (tmp_path / "benchmarks" / "x.json").write_text('{"part": 1}')  # a run writing its first part
+    assert _provenance.provenance()["uncommitted_changes"] is False
+    (tmp_path / "benchmarks" / "x.py").write_text("a = 2\n")
+    assert _provenance.provenance()["uncommitted_changes"] is True
