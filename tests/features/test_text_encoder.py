@@ -3,6 +3,8 @@ vectors as one session; an English encoder gets what it can read of a Chinese ti
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -83,3 +85,18 @@ def test_a_query_vector_does_not_depend_on_the_queries_beside_it(make):
 
 def test_a_full_precision_encoder_batches_queries():
     assert te.shipped_encoder().batch_invariant
+
+
+def test_a_bundle_encodes_queries_with_the_graph_its_catalog_was_embedded_with():
+    """Catalogs over 50k products are embedded by the per-channel int8 graph ("minilm-int8pc");
+    bundles built before it name the per-matrix one ("minilm-int8") and keep getting it, so query
+    and catalog vectors never come from two quantizations. Per channel is the closer to fp32."""
+    from shelfwise.search._retrievers import text_encoder
+
+    old, new = text_encoder("minilm-int8"), text_encoder("minilm-int8pc")
+    assert Path(old.path).name.endswith("-int8.onnx") and Path(new.path).name.endswith("-int8pc.onnx")
+    texts = _texts(60)
+    ref = te.shipped_encoder().encode(texts)
+    per_matrix = (old.encode(texts) * ref).sum(1)
+    per_channel = (new.encode(texts) * ref).sum(1)
+    assert per_channel.mean() > 0.98 and per_channel.mean() >= per_matrix.mean() - 0.005

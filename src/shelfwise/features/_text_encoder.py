@@ -259,12 +259,13 @@ class OnnxEncoder(_Bulk):
 _export_lock = threading.Lock()
 
 
-def quantize_int8(src: str | Path, out: str | Path) -> Path:
+def quantize_int8(src: str | Path, out: str | Path, per_channel: bool = True) -> Path:
     """Dynamic int8 quantization of an exported encoder (weights int8, activations quantized on
     the fly): ~2x the encoding throughput on CPU. Per channel (each output column of a product
     its own scale): measured on 400 Home Depot titles on an AVX2 machine, cosine to the fp32
     embedding 0.991 (min 0.983) against 0.957 (min 0.911) with one scale per matrix, at the same
-    speed (2.9 vs 2.9 ms a one-title query on one thread; fp32 6.2 ms)."""
+    speed (2.9 vs 2.9 ms a one-title query on one thread; fp32 6.2 ms). `per_channel=False`: one
+    scale per matrix, the graph bundles built before 0.1.0's per-channel change embedded with."""
     import logging
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -274,7 +275,7 @@ def quantize_int8(src: str | Path, out: str | Path) -> Path:
     level = logging.getLogger().level
     logging.getLogger().setLevel(logging.ERROR)
     try:
-        quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+        quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, per_channel=per_channel)
     finally:
         logging.getLogger().setLevel(level)
     copy_atomically(src.with_suffix(".tokenizer.json"), out.with_suffix(".tokenizer.json"))
@@ -282,8 +283,9 @@ def quantize_int8(src: str | Path, out: str | Path) -> Path:
     return out
 
 
-def shipped_onnx_path(int8: bool = False) -> Path:
-    """The shipped MiniLM as ONNX (fp32, or int8 when asked), exported once per machine and model
+def shipped_onnx_path(int8: bool = False, per_channel: bool = True) -> Path:
+    """The shipped MiniLM as ONNX (fp32, or int8 when asked: per channel, or per matrix for the
+    bundles whose catalog was embedded with that one), exported once per machine and model
     version into the cache."""
     src = shipped_model_dir()
     path = cache_dir() / "encoders" / f"all-MiniLM-L6-v2-{_dir_fingerprint(src)}.onnx"
@@ -295,15 +297,15 @@ def shipped_onnx_path(int8: bool = False) -> Path:
             )
         if not int8:
             return path
-        q = path.with_name(path.stem + "-int8pc.onnx")  # per channel (a per-matrix one was "-int8")
+        q = path.with_name(path.stem + ("-int8pc.onnx" if per_channel else "-int8.onnx"))
         if not (q.exists() and q.with_suffix(".tokenizer.json").exists()):
-            quantize_int8(path, q)
+            quantize_int8(path, q, per_channel=per_channel)
         return q
 
 
-@lru_cache(maxsize=2)
-def shipped_encoder(int8: bool = False) -> OnnxEncoder:
-    return OnnxEncoder(shipped_onnx_path(int8))
+@lru_cache(maxsize=3)
+def shipped_encoder(int8: bool = False, per_channel: bool = True) -> OnnxEncoder:
+    return OnnxEncoder(shipped_onnx_path(int8, per_channel))
 
 
 def encode_texts(texts: list[str], batch_size: int = 32) -> np.ndarray:

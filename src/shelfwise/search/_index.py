@@ -72,7 +72,7 @@ class SearchIndex(EngineState):
             # index, match features: 12-18 s on 100k products), on the core those leave idle
             t0 = time.perf_counter()
             self.semantic_ = SemanticRetriever(
-                "minilm-int8" if len(catalog) > int8_above else "minilm"
+                "minilm-int8pc" if len(catalog) > int8_above else "minilm"
             ).index(catalog)
             took["semantic"], t0 = time.perf_counter() - t0, time.perf_counter()
             self.multilingual_ = SemanticRetriever("multilingual").index(catalog) if multilingual else None

@@ -160,8 +160,9 @@ class SemanticRetriever:
     recall@100 0.978 (MiniLM) / 0.986 (multilingual) against exact search on 100k demo products,
     built in 4.2 / 6.5 s on 2 cores (M=32, efConstruction 64: 0.982 / 0.985 in 5.9 / 8.6 s).
 
-    `encoder` names the encoder: "minilm" (the shipped English MiniLM), "minilm-int8" (the same,
-    quantized: for large catalogs, see `SearchEngine.build`), "multilingual" (the
+    `encoder` names the encoder: "minilm" (the shipped English MiniLM), "minilm-int8pc" (the same,
+    quantized per channel: for large catalogs, see `SearchEngine.build`; "minilm-int8", one scale
+    per matrix, in bundles built before), "multilingual" (the
     multilingual USE, for Chinese and cross-language queries), or the file name of a fine-tuned
     ONNX encoder inside the search directory (`base` when loading)."""
 
@@ -295,8 +296,9 @@ def text_encoder(name: str, base: Path | None = None) -> Any:
     """The encoder a semantic index was built with (see `SemanticRetriever`)."""
     from ..features import _text_encoder as te
 
-    if name in ("minilm", "minilm-int8"):
-        return te.shipped_encoder(int8=name == "minilm-int8")
+    if name in ("minilm", "minilm-int8", "minilm-int8pc"):
+        # a bundle's queries are encoded by the graph its catalog was embedded with
+        return te.shipped_encoder(int8=name != "minilm", per_channel=name != "minilm-int8")
     if name == "multilingual":
         return te.multilingual_encoder()
     if base is None:

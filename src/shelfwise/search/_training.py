@@ -256,7 +256,7 @@ class RankerTraining(RankingFeatures):
                 t0 = time.perf_counter()
                 name = "encoder-tuned.onnx"
                 export_onnx(tuned_dir, self.path / name)
-                if self.semantic_.encoder == "minilm-int8":
+                if self.semantic_.encoder in ("minilm-int8", "minilm-int8pc"):
                     name = quantize_int8(self.path / name, self.path / "encoder-tuned-int8.onnx").name
                 self.semantic_ = SemanticRetriever(name, base=self.path).index(self.catalog)
                 info["encoder"] = name
