@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,8 @@ import pytest
 
 from shelfwise.governance import Pseudonymizer, SecretStore
 from shelfwise.serving import Bundle, current_bundle
-from tests.serving.conftest import Server, known_users, served_workdir  # noqa: F401 (the trained shop)
+from tests.conftest import built_once
+from tests.serving.conftest import Server, _train_served_shop, known_users
 
 pytestmark = pytest.mark.slow
 # tests/serving's fast training (its shop is this module's too): a candidate trained again so is
@@ -57,12 +57,13 @@ def audit(work: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def shop(served_workdir, tmp_path_factory):  # noqa: F811 (the fixture, imported above)
-    """A copy of tests/serving's demo shop (trained once per run with FAST's settings, in
-    single-user mode: live at once), this module's own, and the team registered in it."""
-    data, trained = served_workdir
-    work = tmp_path_factory.mktemp("team") / "w"
-    shutil.copytree(trained, work, ignore=shutil.ignore_patterns("serve-*.log", "spool"))
+def shop(tmp_path_factory):
+    """A copy of tests/serving's demo shop as trained (once per run with FAST's settings, in
+    single-user mode: live at once; a private copy of the pristine build, not the worker's
+    session copy, which serving modules change with absorbed events), and the team registered
+    in it."""
+    base = built_once(tmp_path_factory, "serve", _train_served_shop)
+    data, work = base / "data", base / "w"
     keys = {}
     for name, role in [("ada", "admin"), ("sam", "scientist"), ("eve", "engineer"), ("ann", "analyst"),
                        ("stu", "steward"), ("svc", "service")]:  # fmt: skip

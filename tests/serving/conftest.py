@@ -85,10 +85,12 @@ class Server:
             stdout=self.log,
             stderr=subprocess.STDOUT,
             env=env,
+            start_new_session=True,  # its own process group: a failed start kills its workers too
         )  # fmt: skip
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self.log.close()
                 raise AssertionError(
                     f"server exited: {(workdir / f'serve-{self.port}.log').read_text()[-3000:]}"
                 )
@@ -99,7 +101,8 @@ class Server:
                 pass
             time.sleep(0.2)
         else:
-            self.proc.kill()  # not left running (and holding the workdir) after a failed start
+            # not left running (and holding the port and workdir) after a failed start, workers included
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(30)
             self.log.close()
             raise AssertionError(f"server did not become ready in 120 s: {self.logs()[-3000:]}")

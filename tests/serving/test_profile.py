@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from shelfwise.insights._profiles import WAIT_S
 from tests.cli.test_cli import sw
 from tests.serving.conftest import Server, known_users
 
@@ -19,10 +20,11 @@ def profile_when_ready(server: Server, user: str, headers: dict[str, str] | None
     finds no profiles until the fit ends (`ProfileStore.get`), so the request itself waits on
     the fit, with no read timeout of the client's to cut it short on a loaded machine (the
     client's 30 s used to); a 503 then means the fit outlasted the server's own wait
-    (`_profiles.WAIT_S`) and the profile is asked for again, `fits` times at most. A failed fit
+    (`_profiles.WAIT_S`; the client's own limit is that wait plus two minutes, so a server that
+    stops answering fails the test instead of hanging the suite) and the profile is asked for again, `fits` times at most. A failed fit
     is answered at once."""
     for _ in range(fits):
-        r = server.client.get(f"/v1/users/{user}/profile", headers=headers or {}, timeout=None)
+        r = server.client.get(f"/v1/users/{user}/profile", headers=headers or {}, timeout=WAIT_S + 120)
         if r.status_code != 503 or "the last fit failed" in r.json()["error"]:
             return r
         assert r.headers["retry-after"] == "10" and "being fitted" in r.json()["error"]
