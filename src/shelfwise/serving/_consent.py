@@ -160,6 +160,8 @@ class ConsentView:
         if not interesting:
             return True
         linked = self.links.linked(pseudonym, interesting)
+        if linked is None:  # the links could not be read now: fail closed (see `SessionLinks`)
+            return False
         return all(self.allows(c) for c in linked)
 
     def _link_matters(self) -> set[str]:
