@@ -33,6 +33,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,7 @@ class SessionLinks:
         self._by_user: dict[str, set[str]] = {}  # pseudonym -> sessions, over both sources
         self._pending = False  # a look the answer depends on failed: unknown until one succeeds
 
-    def linked(self, anonymous: str, interesting: set[str]) -> set[str] | None:
+    def linked(self, anonymous: str, interesting: AbstractSet[str]) -> set[str] | None:
         """The customers sharing a session with this anonymous session's pseudonym, as of now;
         `interesting`: the pseudonyms whose sessions must be known (see the module doc). None
         when they cannot be known now (the warehouse could not be read: fail closed)."""
@@ -84,12 +85,12 @@ class SessionLinks:
         return [self._curated, self._stream, *self._absorbed, *(m for _, m in self._segments.values())]
 
     # -- reading --------------------------------------------------------------------------------
-    def _follow(self, interesting: set[str]) -> None:
+    def _follow(self, interesting: AbstractSet[str]) -> None:
         changed = self._read_spool()
         stamp = self._warehouse_stamp()
         again = stamp != self._stamp
-        new_users = interesting - self._asked_users
-        users = interesting if again else new_users
+        new_users = set(interesting) - self._asked_users
+        users = set(interesting) if again else new_users
         sessions: set[str] = set()
         new_sessions: set[str] = set()
         if changed or again or users:
