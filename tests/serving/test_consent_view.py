@@ -151,3 +151,33 @@ def test_with_redis_the_link_is_read_from_the_events_stream(tmp_path, redis_url)
         assert not view.personalizes(s8)
     finally:
         client.xdel(REDIS_EVENTS, entry)
+
+
+def test_while_the_warehouse_cannot_be_read_a_new_withdrawal_fails_closed(tmp_path):
+    """u9 withdraws while something writes the warehouse (an absorb, an ingest: a read-only
+    connection cannot be opened then): u9's session S7 must not be personalized meanwhile, and
+    neither may any other anonymous session, whose links to u9 are unknown too. Once the
+    warehouse can be read, the answers are the links' again."""
+    import duckdb
+
+    from shelfwise.governance import Ingestor, Pseudonymizer, SecretStore, anonymous_user_id
+
+    data, work = tmp_path / "d", tmp_path / "w"
+    data.mkdir()
+    (data / "products.csv").write_text("product_id,title,category\nP1,mug,K\nP2,pot,K\nP3,lamp,H\n")
+    (data / "events.csv").write_text(LINKED)
+    Ingestor(work).run(data)
+    pseudo = Pseudonymizer(SecretStore(work).pseudonym_key())
+    u9, s7, s8 = pseudo("u9"), pseudo(anonymous_user_id("S7")), pseudo(anonymous_user_id("S8"))
+    view = ConsentView(work, follow_interval_s=0)
+    assert view.personalizes(s7) and view.personalizes(s8)
+
+    writer = duckdb.connect(str(work / "warehouse.duckdb"))  # the warehouse being written
+    try:
+        record_consent(work, u9, {"personalization": False}, source="api")
+        assert not view.personalizes(s7) and not view.personalizes(s8)  # unknown: closed
+        assert view.personalizes(pseudo("u1"))  # a customer's own consent needs no link
+        assert not view.personalizes(s7) and not view.personalizes(s8)  # tried again: still closed
+    finally:
+        writer.close()
+    assert not view.personalizes(s7) and view.personalizes(s8)  # read: S7 is u9's, S8 nobody's

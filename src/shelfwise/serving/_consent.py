@@ -62,7 +62,7 @@ class ConsentView:
         self._offset = 0  # bytes of the register read so far (it only grows, unless rewritten)
         self._consents = Consents({}, dict.fromkeys(FLAGS, True))
         self.personalized_serving = True
-        self._matters: set[str] = set()  # see `_link_matters`
+        self._matters: frozenset[str] = frozenset()  # see `_link_matters`; replaced, never changed
         self.links = SessionLinks(self.workdir, redis_client, follow_interval_s)
         self._follow()
 
@@ -116,18 +116,18 @@ class ConsentView:
 
     def _track(self, pseudonyms: set[str] | None) -> None:
         """Keep `_matters` (see `_link_matters`) up to date for these pseudonyms (None: all);
-        incremental, as a register may hold a record for every user of the shop."""
+        incremental, as a register may hold a record for every user of the shop. A new frozen
+        set each time (per register change, not per request): requests read it without a copy."""
         default = self._consents.default["personalization"]
         state = self._consents.state
-        if pseudonyms is None:
-            self._matters = set()
-            pseudonyms = set(state)
-        for p in pseudonyms:
+        matters = set() if pseudonyms is None else set(self._matters)
+        for p in set(state) if pseudonyms is None else pseudonyms:
             v = state.get(p, {}).get("personalization")
             if (v is False and not is_anonymous(p)) if default else (v is True and is_anonymous(p)):
-                self._matters.add(p)
+                matters.add(p)
             else:
-                self._matters.discard(p)
+                matters.discard(p)
+        self._matters = frozenset(matters)
 
     def _to_redis(
         self, records: list[dict[str, Any]], state: dict[str, dict[str, bool]], whole: bool
@@ -160,14 +160,16 @@ class ConsentView:
         if not interesting:
             return True
         linked = self.links.linked(pseudonym, interesting)
+        if linked is None:  # the links could not be read now: fail closed (see `SessionLinks`)
+            return False
         return all(self.allows(c) for c in linked)
 
-    def _link_matters(self) -> set[str]:
+    def _link_matters(self) -> frozenset[str]:
         """The pseudonyms whose sessions decide an anonymous session's consent: the customers
         without it (recorded withdrawals) in a shop whose default is consent; the anonymous
-        sessions recorded with it in an opt-in shop (the others have none by default)."""
-        with self._lock:
-            return set(self._matters)
+        sessions recorded with it in an opt-in shop (the others have none by default). An
+        immutable snapshot: read per request without a lock or a copy."""
+        return self._matters
 
     def allows(self, pseudonym: str, flag: str = "personalization") -> bool:
         """The shopper's current consent for `flag` (the shop's default when unrecorded)."""

@@ -20,6 +20,12 @@ What is kept are facts (who shared a session); consent is weighed per request, s
 given back is obeyed at once too. Nothing is read while no consent makes a link matter (the
 common case costs one look at the register state). Sessions read from a spool segment are
 forgotten once the segment is gone (absorbed: the warehouse has them, read again then).
+
+It fails closed: while the warehouse could not be asked about the users (or spooled sessions)
+whose consent just started to matter (it cannot be opened read-only while something writes it:
+an absorb, an ingest, another worker), `linked` answers None (unknown: not personalized) and the
+look is tried again at the next refresh. A look that failed only because the warehouse changed
+(nothing new to ask) keeps the links already known: facts, still true.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any
 
@@ -54,16 +61,20 @@ class SessionLinks:
         self._stamp: tuple[Any, ...] | None = None
         self._absorbed: list[dict[str, set[str]]] = []  # of segments gone since the last read
         self._by_user: dict[str, set[str]] = {}  # pseudonym -> sessions, over both sources
+        self._pending = False  # a look the answer depends on failed: unknown until one succeeds
 
-    def linked(self, anonymous: str, interesting: set[str]) -> set[str]:
+    def linked(self, anonymous: str, interesting: AbstractSet[str]) -> set[str] | None:
         """The customers sharing a session with this anonymous session's pseudonym, as of now;
-        `interesting`: the pseudonyms whose sessions must be known (see the module doc)."""
+        `interesting`: the pseudonyms whose sessions must be known (see the module doc). None
+        when they cannot be known now (the warehouse could not be read: fail closed)."""
         with self._lock:
             now = time.monotonic()
             # a user whose consent just started to matter (a withdrawal on this replica): at once
             if now - self._checked >= self.follow_interval_s or not interesting <= self._asked_users:
                 self._checked = now
                 self._follow(interesting)
+            if self._pending:
+                return None
             out: set[str] = set()
             for s in self._by_user.get(anonymous, ()):
                 for source in self._sources():
@@ -74,12 +85,14 @@ class SessionLinks:
         return [self._curated, self._stream, *self._absorbed, *(m for _, m in self._segments.values())]
 
     # -- reading --------------------------------------------------------------------------------
-    def _follow(self, interesting: set[str]) -> None:
+    def _follow(self, interesting: AbstractSet[str]) -> None:
         changed = self._read_spool()
         stamp = self._warehouse_stamp()
         again = stamp != self._stamp
-        users = interesting if again else interesting - self._asked_users
+        new_users = set(interesting) - self._asked_users
+        users = set(interesting) if again else new_users
         sessions: set[str] = set()
+        new_sessions: set[str] = set()
         if changed or again or users:
             # the spool's sessions the warehouse may know more of: those of the users that
             # matter (a customer without consent logging in to a session whose anonymous rows
@@ -90,7 +103,9 @@ class SessionLinks:
                 for s, members in source.items()
                 if members & interesting
             }
-            sessions = spooled if again else spooled - self._asked_sessions
+            new_sessions = spooled - self._asked_sessions
+            sessions = spooled if again else new_sessions
+        self._pending = False
         if users or sessions or again:
             from ..governance._consent import session_members
 
@@ -98,6 +113,8 @@ class SessionLinks:
                 found = session_members(self.workdir, users=users, sessions=sessions)
             except Exception:  # noqa: BLE001 - the warehouse is being written (absorb): next look
                 found = None
+                # unknown links of users (sessions) that matter now: fail closed until it succeeds
+                self._pending = bool(new_users or new_sessions)
             if found is not None:
                 if again:  # what was absorbed is the warehouse's now
                     self._curated, self._asked_users, self._asked_sessions = {}, set(), set()
