@@ -528,7 +528,9 @@ class Service:
             took = time.perf_counter() - t0
             # the texts the encoder actually read (the others' vectors were cached): a call that
             # encoded none is no encoder call (its time is lookups) - not a cost sample for the
-            # encoder's scale, nor a batch in the metric; its queries are priced without a share
+            # encoder's scale, nor a batch in the metric; its queries get no share (the queue
+            # prices them as if encoded alone). In a call that encoded some, every query of it
+            # gets the call's time over the texts encoded (which of them were cached is unknown)
             n = n_encoded[0] if n_encoded else len(texts)
             encoded[key] = n
             if n:
