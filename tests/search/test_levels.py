@@ -104,7 +104,11 @@ def test_query_vectors_and_corrections_are_cached(ranked_engine, monkeypatch):
     )
     batch = eng.encode_queries(["blue dress", "steel knife", "blue dress"])
     assert calls == [["blue dress", "steel knife"]]  # one call, each distinct text once
-    again = eng.encode_queries(["steel knife", "hose for the garden"])
+    counts: list[int] = []
+    again = eng.encode_queries(["steel knife", "hose for the garden"], encoded=counts)
+    assert counts == [1]  # the call reports what it encoded: the cached text is not counted
+    eng.encode_queries(["steel knife", "blue dress"], encoded=counts)
+    assert counts == [1, 0] and calls[-1] == ["hose for the garden"]
     assert calls[-1] == ["hose for the garden"] and np.array_equal(again[0].main, batch[1].main)
     eng.query("steel knife", 3, vecs=None)
     assert calls[-1] == ["hose for the garden"]  # the query's vector came from the cache

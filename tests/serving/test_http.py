@@ -479,3 +479,24 @@ def test_search_is_personalized_by_the_shoppers_history(served_workdir, tmp_path
     svc.record_events([{"user_id": "hiker", "product_id": "trail-gear-9", "_type": "view"}])
     share, source = trail_share("hiker")
     assert source == "search" and share >= 0.9
+
+
+def test_a_search_batch_whose_vectors_were_cached_reports_no_encoder_call(served_workdir):
+    """Page missed but the query's vectors cached (the query sorted by price): the encoder call
+    encoded nothing, so the answer says so (`encoder_batch` 0, no share) and the metric's list
+    of encoder calls gets nothing; the first call encoded the one text it read."""
+    from shelfwise.search import Filters
+    from shelfwise.serving import Service
+    from shelfwise.serving._service import SearchArgs
+
+    _, work = served_workdir
+    svc = Service(work)
+    calls: list[int] = []
+    q = "zebra-unique calibration words"
+    (first,) = svc.search_batch([(SearchArgs(q, 5, filters=Filters()), "full")], encoder_calls=calls)
+    assert calls == [1] and first.extra["encoder_batch"] == 1 and first.extra["encoder_s"] > 0
+    (second,) = svc.search_batch(
+        [(SearchArgs(q, 5, filters=Filters(), sort="price_asc"), "full")], encoder_calls=calls
+    )
+    assert second.extra["level"] == "full" and second.extra["cost_s"] is not None  # computed
+    assert calls == [1] and second.extra["encoder_batch"] == 0 and second.extra["encoder_s"] == 0.0

@@ -204,3 +204,52 @@ def test_costs_learned_from_a_shared_call_are_priced_as_if_encoded_alone():
     for _ in range(40):
         q._learn(jobs([1.0] * 8), slow, 0.0)  # type: ignore[arg-type]
     assert q._encoder("full") == pytest.approx((0.012, 0.0015))
+
+
+def test_calls_that_found_every_vector_cached_do_not_reprice_the_encoder():
+    """A fake encoder costs 6 ms per call + 1 ms per query, the engine 4 ms per query: a fresh
+    full query costs 11 ms encoded alone. Calls that encoded nothing (every vector cached) are
+    reported with `encoder_batch` 0: after 16 of them and 15 fresh calls of 8 the estimate is
+    still 11 ms and the encoder's scale 1 (counted as calls of 8 that took ~0 ms, they scaled
+    the encoder down to nothing and the estimate fell to the engine's 4 ms)."""
+    q = queue()
+    q.encoder_s = {"full": (0.006, 0.001)}
+    fresh = {"level": "full", "cost_s": 0.004 + 0.014 / 8, "encoder_s": 0.014 / 8, "encoder_batch": 8}
+    cached = {"level": "full", "cost_s": 0.004, "encoder_s": 0.0, "encoder_batch": 0}
+    for i in range(31):
+        extra = cached if i % 2 == 0 else fresh
+        q._learn(jobs([1.0] * 8), [SimpleNamespace(extra=dict(extra)) for _ in range(8)], 0.0)  # type: ignore[arg-type]
+    assert q._encoder("full") == pytest.approx((0.006, 0.001))
+    assert q.cost_s["full"] == pytest.approx(0.011)
+
+
+class _FakeEncoderEngine:
+    """An engine whose query encoder costs 6 ms per call + 1 ms per new text on a fake clock,
+    and caches vectors as `SearchEngine.encode_queries` does."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.cached: set[str] = set()
+        self.catalog = SimpleNamespace(title=[f"word{i} thing{i}" for i in range(50)])
+
+    def encode_queries(self, texts, multilingual=True, encoded=None):
+        new = set(texts) - self.cached
+        if new:
+            self.now += 0.006 + 0.001 * len(new)
+        self.cached |= new
+        if encoded is not None:
+            encoded.append(len(new))
+        return [None] * len(texts)
+
+
+def test_encoder_calibration_encodes_new_texts_at_every_level(monkeypatch):
+    """Calibrating "full" then "fused" on one engine: each level's calls encode texts not in the
+    vector cache, so both measure the encoder (6 ms per call, 1 ms per query), not lookups."""
+    from shelfwise.serving import _service
+
+    eng = _FakeEncoderEngine()
+    monkeypatch.setattr(_service, "time", SimpleNamespace(perf_counter=lambda: eng.now))
+    service = SimpleNamespace(snapshot=SimpleNamespace(search=eng))
+    for level in ("full", "fused", "full"):
+        fixed, per_query = _service.Service.calibrate_encoder(service, level)  # type: ignore[arg-type]
+        assert (fixed, per_query) == pytest.approx((0.006, 0.001)), level

@@ -315,11 +315,15 @@ class SearchEngine(SearchIndex, RankerTraining):
             return np.asarray(self.ranker_.predict(x if cols is None else x[:, cols]), dtype=np.float32)
         return x[:, _RRF]
 
-    def encode_queries(self, texts: list[str], multilingual: bool | None = True) -> list[QueryVectors]:
+    def encode_queries(
+        self, texts: list[str], multilingual: bool | None = True, encoded: list[int] | None = None
+    ) -> list[QueryVectors]:
         """Each query's embedding under the main encoder and, when the catalog has one, the
         multilingual encoder (batched: one encoder call per list, for the texts not cached).
         `multilingual=None`: that encoder only for queries with Chinese text (the "fused" and
-        "lexical" levels: MiniLM reads the others; the full pipeline's features need both)."""
+        "lexical" levels: MiniLM reads the others; the full pipeline's features need both).
+        `encoded`, when given, gets how many distinct texts went through an encoder (0 when
+        every vector was cached): what the call's time was spent on."""
         clean = [(t or "")[:MAX_QUERY_CHARS] for t in texts]
         clean = [t if t.strip() else " " for t in clean]
         has_ml = self.multilingual_ is not None
@@ -342,6 +346,8 @@ class SearchEngine(SearchIndex, RankerTraining):
                     else:  # cached without the multilingual vector, which is now wanted
                         vec = QueryVectors(old.main, u.get(t, old.multilingual))
                     got[t] = self._vectors[t] = vec
+        if encoded is not None:
+            encoded.append(len(set(main) | set(multi)))
         return [got[t] for t in clean]  # type: ignore[misc]
 
     def search(

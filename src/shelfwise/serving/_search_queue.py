@@ -233,10 +233,13 @@ class SearchQueue(WorkQueue[_Job]):
         for a in answers:
             level, cost = a.extra.get("level"), a.extra.get("cost_s")
             share, n = a.extra.get("encoder_s"), a.extra.get("encoder_batch")
-            if level in self.encoder_s and share is not None and n:
+            if level in self.encoder_s and share is not None and n is not None:
                 # priced as if encoded alone (what `cost_s` means): its share of the call out,
-                # a call of its own in
-                calls.add((level, int(n), float(share)))
+                # a call of its own in. `n == 0`: its vector was cached (the call encoded
+                # nothing): no measure of the encoder (a ratio ~0 would scale it down to
+                # nothing), and its cost gets the call it would have made
+                if n:
+                    calls.add((level, int(n), float(share)))
                 fixed, per_query = self._encoder(level)
                 if cost is not None:
                     cost = cost - share + fixed + per_query

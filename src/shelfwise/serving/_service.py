@@ -9,6 +9,7 @@ dropped). The HTTP layer (`_app`) only parses, validates and serializes.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -33,6 +34,7 @@ from ._rules import CatalogView, ItemInfo, Rules
 from ._synonyms import LiveSynonyms
 
 log = logging.getLogger("shelfwise.serve")
+_CALIBRATION_TEXTS = itertools.count(1)  # see `Service.calibrate_encoder`
 # no business rule at all (not even the default out-of-stock filter): the models' ranking alone
 NO_RULES = Rules(filter_out_of_stock=False)
 
@@ -133,8 +135,10 @@ class _SearchRequest:
     answer: Answer | None = None  # set when there is nothing to search (no index)
     computed: bool = False  # the page was computed for this request (not from the cache)
     cost_s: float | None = None  # what computing it took (engine time + share of the encoder call)
-    encoder_s: float | None = None  # its share of the encoder call (when its vectors came from one)
-    encoder_batch: int | None = None  # how many queries that call encoded
+    # its share of the encoder call (the call's time over the texts it encoded; 0.0 when the
+    # call found every vector cached) and how many texts that call encoded (0: none)
+    encoder_s: float | None = None
+    encoder_batch: int | None = None
 
 
 class Snapshot:
@@ -517,12 +521,22 @@ class Service:
         encoded: dict[tuple[int, bool], int] = {}  # queries per encoder call
         for key, (eng, texts) in by_engine.items():
             t0 = time.perf_counter()
-            for t, v in zip(texts, eng.encode_queries(texts, multilingual=key[1] or None), strict=True):
+            n_encoded: list[int] = []
+            got = eng.encode_queries(texts, multilingual=key[1] or None, encoded=n_encoded)
+            for t, v in zip(texts, got, strict=True):
                 vectors[(*key, t)] = v
-            share[key] = (time.perf_counter() - t0) / len(texts)
-            encoded[key] = len(texts)
-            if encoder_calls is not None:
-                encoder_calls.append(len(texts))
+            took = time.perf_counter() - t0
+            # the texts the encoder actually read (the others' vectors were cached): a call that
+            # encoded none is no encoder call (its time is lookups) - not a cost sample for the
+            # encoder's scale, nor a batch in the metric; its queries get no share (the queue
+            # prices them as if encoded alone). In a call that encoded some, every query of it
+            # gets the call's time over the texts encoded (which of them were cached is unknown)
+            n = n_encoded[0] if n_encoded else len(texts)
+            encoded[key] = n
+            if n:
+                share[key] = took / n
+                if encoder_calls is not None:
+                    encoder_calls.append(n)
         out = []
         for r in reqs:
             if r.answer is not None:
@@ -541,8 +555,8 @@ class Service:
                     a.q, r.n_cand, filters=a.filters, sort=a.sort, profile=r.profile, level=r.level, vecs=vecs
                 )
                 r.cost_s = time.perf_counter() - t0 + (share.get(vkey, 0.0) if vecs is not None else 0.0)
-                if vecs is not None and vkey in share:
-                    r.encoder_s, r.encoder_batch = share[vkey], encoded[vkey]
+                if vecs is not None and vkey in encoded:  # encoder_batch 0: vectors from the cache
+                    r.encoder_s, r.encoder_batch = share.get(vkey, 0.0), encoded[vkey]
                 r.computed = True
                 if not self._degraded(eng, r.page):
                     self.search_cache.put(r.key, r.page)
@@ -667,12 +681,13 @@ class Service:
         titles = [t.split() for t in engine.catalog.title[:1000] if t.split()] or [["x"]]
         multilingual = True if level == "full" else None
         took: dict[int, list[float]] = {1: [], 8: []}
-        k = 0
         for _ in range(runs):
             for n in (1, 8):
                 texts = []
                 for _ in range(n):
-                    k += 1
+                    # new texts at every call of every level (one counter for the process: the
+                    # texts of an earlier calibration are in the engine's vector cache)
+                    k = next(_CALIBRATION_TEXTS)
                     a, b = (7907 * k + 17) % len(titles), (104723 * k + 5) % len(titles)
                     texts.append(f"{titles[a][0]} {titles[b][-1]} {k}")  # new: not in the vector cache
                 t0 = time.perf_counter()
