@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -63,6 +65,18 @@ u1,s-1,P3,view,2024-03-01T12:00:00Z
 """
 
 
+def linked_shop(tmp_path: Path) -> tuple[Path, Callable[[str], str]]:
+    """A workdir with LINKED ingested, and its pseudonymizer."""
+    from shelfwise.governance import Ingestor, Pseudonymizer, SecretStore
+
+    data, work = tmp_path / "d", tmp_path / "w"
+    data.mkdir()
+    (data / "products.csv").write_text("product_id,title,category\nP1,mug,K\nP2,pot,K\nP3,lamp,H\n")
+    (data / "events.csv").write_text(LINKED)
+    Ingestor(work).run(data)
+    return work, Pseudonymizer(SecretStore(work).pseudonym_key())
+
+
 def _spool(work, *events: dict) -> None:
     """Events as a server acknowledged them: a line each in an open segment of the spool."""
     from shelfwise.serving._feedback import EVENTS_DIR
@@ -79,14 +93,9 @@ def test_an_anonymous_session_follows_the_consent_of_the_customers_it_is_linked_
     event still in the spool (u1 logged in there since the last absorb); S9's rows are curated
     and u1's event naming S9 is in the spool; S10 exists only in the spool. A withdrawal by the
     customer is the withdrawal of their anonymous sessions, from the next look on."""
-    from shelfwise.governance import Ingestor, Pseudonymizer, SecretStore, anonymous_user_id
+    from shelfwise.governance import anonymous_user_id
 
-    data, work = tmp_path / "d", tmp_path / "w"
-    data.mkdir()
-    (data / "products.csv").write_text("product_id,title,category\nP1,mug,K\nP2,pot,K\nP3,lamp,H\n")
-    (data / "events.csv").write_text(LINKED)
-    Ingestor(work).run(data)
-    pseudo = Pseudonymizer(SecretStore(work).pseudonym_key())
+    work, pseudo = linked_shop(tmp_path)
     u9, u1, u2 = pseudo("u9"), pseudo("u1"), pseudo("u2")
     s7, s8, s9, s10 = (pseudo(anonymous_user_id(s)) for s in ("S7", "S8", "S9", "S10"))
     prefix = f"test:{uuid.uuid4().hex[:8]}:"
@@ -130,16 +139,11 @@ def test_with_redis_the_link_is_read_from_the_events_stream(tmp_path, redis_url)
     """`serve --redis-url` spools accepted events to a Redis stream: a login there links too."""
     import redis
 
-    from shelfwise.governance import Ingestor, Pseudonymizer, SecretStore, anonymous_user_id
+    from shelfwise.governance import anonymous_user_id
     from shelfwise.serving._feedback import REDIS_EVENTS
 
     client = redis.Redis.from_url(redis_url)
-    data, work = tmp_path / "d", tmp_path / "w"
-    data.mkdir()
-    (data / "products.csv").write_text("product_id,title,category\nP1,mug,K\nP2,pot,K\nP3,lamp,H\n")
-    (data / "events.csv").write_text(LINKED)
-    Ingestor(work).run(data)
-    pseudo = Pseudonymizer(SecretStore(work).pseudonym_key())
+    work, pseudo = linked_shop(tmp_path)
     u1, s8 = pseudo("u1"), pseudo(anonymous_user_id("S8"))
     view = ConsentView(work, client, prefix=f"test:{uuid.uuid4().hex[:8]}:", follow_interval_s=0)
     ev = {"user_id": "u1", "session_id": "S8", "product_id": "P2", "event_type": "view"}
@@ -160,14 +164,9 @@ def test_while_the_warehouse_cannot_be_read_a_new_withdrawal_fails_closed(tmp_pa
     warehouse can be read, the answers are the links' again."""
     import duckdb
 
-    from shelfwise.governance import Ingestor, Pseudonymizer, SecretStore, anonymous_user_id
+    from shelfwise.governance import anonymous_user_id
 
-    data, work = tmp_path / "d", tmp_path / "w"
-    data.mkdir()
-    (data / "products.csv").write_text("product_id,title,category\nP1,mug,K\nP2,pot,K\nP3,lamp,H\n")
-    (data / "events.csv").write_text(LINKED)
-    Ingestor(work).run(data)
-    pseudo = Pseudonymizer(SecretStore(work).pseudonym_key())
+    work, pseudo = linked_shop(tmp_path)
     u9, s7, s8 = pseudo("u9"), pseudo(anonymous_user_id("S7")), pseudo(anonymous_user_id("S8"))
     view = ConsentView(work, follow_interval_s=0)
     assert view.personalizes(s7) and view.personalizes(s8)
