@@ -180,3 +180,29 @@ def test_while_the_warehouse_cannot_be_read_a_new_withdrawal_fails_closed(tmp_pa
     finally:
         writer.close()
     assert not view.personalizes(s7) and view.personalizes(s8)  # read: S7 is u9's, S8 nobody's
+
+
+def test_a_session_look_that_failed_is_asked_again_until_it_succeeds(tmp_path):
+    """u9 (no consent) logs in to S8, whose anonymous rows are curated, while the warehouse is
+    being written: the look at S8's members fails, so S8 is not personalized; asked again with
+    nothing new in the spool or the warehouse, the failed look must be retried (not forgotten),
+    and once it succeeds S8 is u9's session and stays unpersonalized."""
+    import duckdb
+
+    from shelfwise.governance import anonymous_user_id
+
+    work, pseudo = linked_shop(tmp_path)
+    u9, s8 = pseudo("u9"), pseudo(anonymous_user_id("S8"))
+    view = ConsentView(work, follow_interval_s=0)
+    record_consent(work, u9, {"personalization": False}, source="api")
+    assert view.personalizes(s8)  # S8's curated rows are nobody's
+    writer = duckdb.connect(str(work / "warehouse.duckdb"))
+    try:
+        _spool(work, {"user_id": "u9", "session_id": "S8", "product_id": "P2", "event_type": "view",
+                      "timestamp": "2024-03-02T10:00:00Z"})  # fmt: skip
+        assert not view.personalizes(s8)  # the look failed: closed
+        assert not view.personalizes(s8)  # nothing new: the failed look is retried, still closed
+    finally:
+        writer.close()
+    assert not view.personalizes(s8) and not view.personalizes(s8)
+    assert not ConsentView(work, follow_interval_s=0).personalizes(s8)  # what a fresh view says

@@ -93,7 +93,7 @@ class SessionLinks:
         users = set(interesting) if again else new_users
         sessions: set[str] = set()
         new_sessions: set[str] = set()
-        if changed or again or users:
+        if changed or again or users or self._pending:  # a failed look is retried whole
             # the spool's sessions the warehouse may know more of: those of the users that
             # matter (a customer without consent logging in to a session whose anonymous rows
             # are curated)
