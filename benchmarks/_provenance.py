@@ -43,6 +43,20 @@ def _portable_arg(arg: str) -> str:
     return head + eq + portable(tail) if tail.startswith("/") else arg
 
 
+def _cpu_model_and_vnni() -> dict:
+    """The CPU's model name and whether it has VNNI: int8 numbers (onnxruntime's u8 x s8
+    products) differ between CPUs with and without it."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    model = next(
+        (ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), None
+    )
+    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), [])
+    return {"cpu_model": model, "vnni": any("vnni" in f for f in flags)}
+
+
 def provenance() -> dict:
     script = Path(sys.argv[0]).resolve()
     try:
@@ -55,7 +69,9 @@ def provenance() -> dict:
         # the results files (benchmarks/*.json) are outputs, not code: a script that writes its
         # parts as they end would otherwise record its own first part as a local change
         "uncommitted_changes": bool(
-            _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)benchmarks/*.json")
+            _git(
+                "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude,glob)benchmarks/*.json"
+            )
         ),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python", script_name, *map(_portable_arg, sys.argv[1:])]),
@@ -65,6 +81,7 @@ def provenance() -> dict:
             "cpu": platform.processor() or platform.machine(),
             "python": platform.python_version(),
             "platform": platform.platform(),
+            **_cpu_model_and_vnni(),
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         },
     }

@@ -475,7 +475,8 @@ def main() -> None:
             _merge_into(out, report, keep_demand=True)
     if not order:
         report["demand_interest"] = interest_benchmark()
-    write_report(out, report)
+    # merged as the partial writes were: a run of some demand datasets keeps the file's others
+    _merge_into(out, report, keep_demand=True)
 
 
 def _merge_into(out: Path, report: dict, keep_demand: bool = False) -> None:
