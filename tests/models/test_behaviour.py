@@ -48,8 +48,22 @@ def test_taste_groups_are_recovered(model, groups):
             loss="sampled",
             negatives=8,
         ),
+        # eSASRec's LiGR blocks (gated residuals, SwiGLU feed-forward) instead of torch's layer
+        SASRec(
+            epochs=40,
+            dim=32,
+            heads=1,
+            layers=1,
+            max_len=8,
+            batch_size=64,
+            lr=5e-3,
+            dropout=0.0,
+            eval_every=40,
+            block="ligr",
+            ff_mult=4,
+        ),
     ],
-    ids=lambda m: f"{m.name}-{getattr(m, 'loss', '')}",
+    ids=lambda m: f"{m.name}-{getattr(m, 'loss', '')}-{getattr(m, 'block', '')}",
 )
 def test_sequence_models_predict_the_next_step(model, cycles):
     split = leave_last_out(cycles)

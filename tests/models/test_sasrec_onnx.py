@@ -123,6 +123,42 @@ def test_the_float32_graph_matches_torch_at_every_history_length(trained, saved)
     assert _overlap(int8[~empty], model.recommend(users, k=10, history=hist).ids[~empty]) >= 0.9
 
 
+def test_a_ligr_model_is_served_through_onnx_as_it_scores_with_torch(tmp_path):
+    """The LiGR blocks (block="ligr") export as torch's layers do: the float32 graph gives the
+    torch scores, the int8 graph still predicts the planted cycle's next step."""
+    from shelfwise.evaluation import ndcg_at_10
+    from shelfwise.features import leave_last_out
+
+    split = leave_last_out(planted_cycles(n_users=120, length=14))
+    model = SASRec(
+        epochs=30,
+        dim=16,
+        heads=2,
+        layers=2,
+        max_len=MAX_LEN,
+        batch_size=32,
+        lr=5e-3,
+        dropout=0.0,
+        block="ligr",
+        ff_mult=4,
+        serving="torch",
+    ).fit(split.train)
+    users = np.arange(split.train.n_users)
+    ref = model.score(users)
+    model.serving = "onnx"
+    model.save(tmp_path / "fp32")
+    np.testing.assert_allclose(
+        load_model(tmp_path / "fp32", split.train).score(users), ref, atol=1e-4 * np.abs(ref).max()
+    )
+    model.serving = "onnx-int8"
+    model.save(tmp_path / "int8")
+    int8 = load_model(tmp_path / "int8", split.train)
+    assert getattr(int8, "net_", None) is None
+    assert ndcg_at_10(int8, split.test) > 0.9
+    with pytest.raises(ValueError, match="block"):
+        SASRec(epochs=1, block="mamba").fit(split.train)
+
+
 def test_serving_modes_and_the_torch_override(trained, saved, monkeypatch):
     model, inter = trained
     assert not (saved["torch"] / ONNX_DIR).exists()

@@ -59,6 +59,10 @@ class SASRecConfig:
     layers: int = 2  # transformer blocks
     heads: int = 2  # attention heads per block
     dropout: float = 0.3  # on embeddings, attention and feed-forward
+    # "transformer": torch's pre-norm encoder layer; "ligr": eSASRec's LiGR block (pre-norm, the
+    # attention and a SwiGLU feed-forward added through learned sigmoid gates)
+    block: str = "transformer"
+    ff_mult: int = 2  # feed-forward width, in multiples of dim
     lr: float = 1e-3  # AdamW learning rate
     weight_decay: float = 0.0  # AdamW L2 (decoupled)
     batch_size: int = 128  # users per step
@@ -85,6 +89,8 @@ class SASRecConfig:
     item_text: bool = False  # add projected text embeddings (`fit(item_embeddings=...)`)
 
 
+#: the transformer blocks SASRec stacks (see `SASRecConfig.block`)
+BLOCKS = ("transformer", "ligr")
 #: how a saved model scores once loaded: ONNX graph in int8, ONNX in float32, torch
 SERVING = ("onnx-int8", "onnx", "torch")
 #: the environment variable that makes a loaded SASRec score with torch (`torch`)
@@ -137,6 +143,8 @@ class SASRec(Recommender):
         layers: int = 2,
         heads: int = 2,
         dropout: float = 0.3,
+        block: str = "transformer",
+        ff_mult: int = 2,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         batch_size: int = 128,
@@ -158,6 +166,8 @@ class SASRec(Recommender):
         self.layers = layers
         self.heads = heads
         self.dropout = dropout
+        self.block = block
+        self.ff_mult = ff_mult
         self.lr = lr
         self.weight_decay = weight_decay
         self.batch_size = batch_size
@@ -225,6 +235,8 @@ class SASRec(Recommender):
 
         if self.serving not in SERVING:
             raise ValueError(f"SASRec(serving={self.serving!r}): expected one of {', '.join(SERVING)}")
+        if self.block not in BLOCKS:
+            raise ValueError(f"SASRec(block={self.block!r}): expected one of {', '.join(BLOCKS)}")
         # a refit validates (and scores) its own network, not the previous fit's graph
         vars(self).pop("onnx_", None)
         cfg = self.cfg

@@ -39,15 +39,19 @@ class SASRecNet(nn.Module):
             self.text_proj = nn.Linear(text.shape[1], cfg.dim, bias=False)
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.dim)
         self.drop = nn.Dropout(cfg.dropout)
-        layer = nn.TransformerEncoderLayer(
-            cfg.dim,
-            cfg.heads,
-            dim_feedforward=cfg.dim * 2,
-            dropout=cfg.dropout,
-            batch_first=True,
-            norm_first=True,
-        )
-        self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
+        self.encoder: nn.Module
+        if cfg.block == "ligr":
+            self.encoder = _LiGREncoder(cfg)
+        else:
+            layer = nn.TransformerEncoderLayer(
+                cfg.dim,
+                cfg.heads,
+                dim_feedforward=cfg.dim * cfg.ff_mult,
+                dropout=cfg.dropout,
+                batch_first=True,
+                norm_first=True,
+            )
+            self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(cfg.dim)
         nn.init.normal_(self.item_emb.weight, std=cfg.dim**-0.5)
         with torch.no_grad():
@@ -92,6 +96,46 @@ class SASRecNet(nn.Module):
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         # h: (N, D) -> (N, n_items): tied output embedding, padding column dropped
         return h @ self.item_vectors()[1:].T
+
+
+class _LiGRBlock(nn.Module):
+    """A LiGR block (Gu et al. 2025, "From Features to Transformers"; the layer of eSASRec,
+    Tikhonovich et al. 2025): pre-norm attention and a SwiGLU feed-forward, each added to the
+    residual stream through a learned sigmoid gate of that stream instead of added whole."""
+
+    def __init__(self, dim: int, heads: int, ff_mult: int, dropout: float):
+        super().__init__()
+        self.attn_norm = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.attn_gate = nn.Linear(dim, dim)
+        self.ff_norm = nn.LayerNorm(dim)
+        self.ff_in = nn.Linear(dim, 2 * dim * ff_mult, bias=False)  # SwiGLU: gate and value
+        self.ff_out = nn.Linear(dim * ff_mult, dim, bias=False)
+        self.ff_gate = nn.Linear(dim, dim)
+        self.drop_attn, self.drop_ff, self.drop_inner = (nn.Dropout(dropout) for _ in range(3))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        y = self.attn_norm(x)
+        a = self.attn(y, y, y, attn_mask=mask, need_weights=False)[0]
+        x = x + torch.sigmoid(self.attn_gate(x)) * self.drop_attn(a)
+        gate, value = self.ff_in(self.ff_norm(x)).chunk(2, dim=-1)
+        f = self.ff_out(self.drop_inner(nn.functional.silu(gate) * value))
+        return x + torch.sigmoid(self.ff_gate(x)) * self.drop_ff(f)
+
+
+class _LiGREncoder(nn.Module):
+    """`cfg.layers` LiGR blocks, called as `nn.TransformerEncoder` is (states, mask=)."""
+
+    def __init__(self, cfg: SASRecConfig):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            _LiGRBlock(cfg.dim, cfg.heads, cfg.ff_mult, cfg.dropout) for _ in range(cfg.layers)
+        )
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x, mask)
+        return x
 
 
 class _Query(nn.Module):
