@@ -61,7 +61,13 @@ def test_unanswered_requests_count_at_their_timeout_and_not_as_achieved(tmp_path
     try:
         spec = {"url": f"http://127.0.0.1:{port[0]}", "paths": str(tmp_path / "paths"), "rate": rate,
                 "seconds": seconds, "seed": rate, "timeout_s": timeout_s}  # fmt: skip
-        res = serve._open_loop_client(spec)
+        # in a thread of its own: it calls asyncio.run, and another test of this process
+        # (Playwright's sync API) may have left an event loop running in the test's thread
+        box: list[dict] = []
+        client = threading.Thread(target=lambda: box.append(serve._open_loop_client(spec)))
+        client.start()
+        client.join(60)
+        (res,) = box
     finally:
         stop.set()
     fast, slow = paths.count("/fast"), paths.count("/slow")
