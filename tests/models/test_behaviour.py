@@ -7,6 +7,11 @@ from shelfwise.evaluation import ndcg_at_10
 from shelfwise.features import leave_last_out
 from shelfwise.models import ALS, BPR, EASE, Fusion, ItemKNN, Popularity, SASRec, Transitions
 
+# a SASRec that learns the planted sequences in a few seconds
+SMALL_SASREC = dict(
+    epochs=40, dim=32, heads=1, layers=1, max_len=8, batch_size=64, lr=5e-3, dropout=0.0, eval_every=40
+)
+
 
 @pytest.mark.parametrize(
     "model",
@@ -26,17 +31,7 @@ def test_taste_groups_are_recovered(model, groups):
     "model",
     [
         Transitions(),
-        SASRec(
-            epochs=40,
-            dim=32,
-            heads=1,
-            layers=1,
-            max_len=8,
-            batch_size=64,
-            lr=5e-3,
-            dropout=0.0,
-            eval_every=40,
-        ),
+        SASRec(**SMALL_SASREC),
         # the sampled softmax of large catalogs (8 shared uniform negatives of 30 items)
         SASRec(
             epochs=40,
@@ -49,19 +44,7 @@ def test_taste_groups_are_recovered(model, groups):
             negatives=8,
         ),
         # eSASRec's LiGR blocks (gated residuals, SwiGLU feed-forward) instead of torch's layer
-        SASRec(
-            epochs=40,
-            dim=32,
-            heads=1,
-            layers=1,
-            max_len=8,
-            batch_size=64,
-            lr=5e-3,
-            dropout=0.0,
-            eval_every=40,
-            block="ligr",
-            ff_mult=4,
-        ),
+        SASRec(**SMALL_SASREC, block="ligr", ff_mult=4),
     ],
     ids=lambda m: f"{m.name}-{getattr(m, 'loss', '')}-{getattr(m, 'block', '')}",
 )
