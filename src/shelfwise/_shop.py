@@ -116,10 +116,12 @@ class Shop:
         """Write a curated table (pseudonymized ids, masked text) to CSV, Parquet or JSON lines;
         returns the number of rows."""
         with self._acting("export"):
-            from .storage import Warehouse
+            from .storage import read_only
+            from .storage._warehouse import export_curated
 
-            with Warehouse(self.workdir) as wh:
-                return wh.export(table, out)
+            # a read: it must not need the write lock a running server's readers keep it from
+            with read_only(self.workdir) as (con, tables):
+                return export_curated(con.sql, sorted(tables), table, out)
 
     def table(self, name: str) -> pd.DataFrame:
         """A curated table as a pandas DataFrame (what `export` writes: pseudonymized, masked)."""

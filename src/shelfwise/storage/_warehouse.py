@@ -212,24 +212,30 @@ class Warehouse:
     # -- export ---------------------------------------------------------------------------------
     def export(self, table: str, out: str | Path) -> int:
         """Write a curated table (pseudonymized, masked) to CSV, Parquet or JSON lines."""
-        out = Path(out)
-        if table not in self.curated_tables():
-            known = ", ".join(self.curated_tables()) or "none yet"
-            raise ShelfwiseError(f"no curated table {table!r} (curated tables: {known})")
-        suffix = out.suffix.lower()
-        fmt = {
-            ".csv": "CSV, HEADER",
-            ".parquet": "PARQUET",
-            ".jsonl": "JSON",
-            ".ndjson": "JSON",
-            ".json": "JSON",
-        }.get(suffix)
-        if fmt is None:
-            raise ShelfwiseError(f"{out}: unknown export format {suffix!r} (use .csv, .parquet or .jsonl)")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        self.sql(f"COPY (SELECT * FROM curated.\"{table}\") TO '{out.as_posix()}' (FORMAT {fmt})")
-        row = self.sql(f'SELECT count(*) FROM curated."{table}"').fetchone()
-        return int(row[0]) if row else 0
+        return export_curated(self.sql, self.curated_tables(), table, out)
+
+
+def export_curated(sql: Any, curated: list[str], table: str, out: str | Path) -> int:
+    """Write a curated table (pseudonymized, masked) to CSV, Parquet or JSON lines through `sql`
+    (a read-write or a read-only connection's)."""
+    out = Path(out)
+    if table not in curated:
+        known = ", ".join(curated) or "none yet"
+        raise ShelfwiseError(f"no curated table {table!r} (curated tables: {known})")
+    suffix = out.suffix.lower()
+    fmt = {
+        ".csv": "CSV, HEADER",
+        ".parquet": "PARQUET",
+        ".jsonl": "JSON",
+        ".ndjson": "JSON",
+        ".json": "JSON",
+    }.get(suffix)
+    if fmt is None:
+        raise ShelfwiseError(f"{out}: unknown export format {suffix!r} (use .csv, .parquet or .jsonl)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sql(f"COPY (SELECT * FROM curated.\"{table}\") TO '{out.as_posix()}' (FORMAT {fmt})")
+    row = sql(f'SELECT count(*) FROM curated."{table}"').fetchone()
+    return int(row[0]) if row else 0
 
 
 @contextmanager

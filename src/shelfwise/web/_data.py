@@ -206,11 +206,13 @@ def _cached(
                 except Exception as exc:  # the previous figures stay; the next page retries
                     log.warning("console: %s not refreshed: %s", key[0], exc)
 
-            # not a daemon: a process on its way out (a server stopping) waits for the warehouse
-            # read to end. A daemon thread still in DuckDB at interpreter exit is killed
-            # (pthread_exit) when it takes the GIL back, which unwinds through DuckDB's C++
-            # frames into std::terminate: the process aborts (exit -6)
-            worker = _REFRESHING[key] = threading.Thread(target=refresh, name=f"console-{key[0]}")
+            # a daemon: a stopping server must not wait for a slow warehouse read (a 2-worker
+            # server missed its 60 s stop under load with these as non-daemons). Left: a daemon
+            # still in DuckDB at interpreter exit can abort the process (exit -6); `train` no
+            # longer starts these (keep_figures computes in its caller)
+            worker = _REFRESHING[key] = threading.Thread(
+                target=refresh, name=f"console-{key[0]}", daemon=True
+            )
             worker.start()
     deadline = PAGE_DEADLINE.get()
     worker.join(wait_s if deadline is None else max(0.0, min(wait_s, deadline - time.monotonic())))
