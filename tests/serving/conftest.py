@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import shutil
@@ -72,20 +71,6 @@ def served_workdir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
     return base / "data", base / "w"
 
 
-_STARTED: list[int] = []  # the process groups of the servers this process started
-
-
-@atexit.register
-def _kill_leftovers() -> None:
-    """A server in its own process group is out of reach of a Ctrl-C or a crashed test: whatever
-    of it is left when the test process ends (a master that did not stop, orphaned workers) goes."""
-    for pgid in _STARTED:
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
 class Server:
     """`shelfwise serve` in a subprocess on a free port."""
 
@@ -100,9 +85,7 @@ class Server:
             stdout=self.log,
             stderr=subprocess.STDOUT,
             env=env,
-            start_new_session=True,  # its own process group: a failed start kills its workers too
         )  # fmt: skip
-        _STARTED.append(self.proc.pid)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -117,8 +100,7 @@ class Server:
                 pass
             time.sleep(0.2)
         else:
-            # not left running (and holding the port and workdir) after a failed start, workers included
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.kill()  # not left running (holding the port and workdir) after a failed start
             self.proc.wait(30)
             self.log.close()
             raise AssertionError(f"server did not become ready in 120 s: {self.logs()[-3000:]}")
