@@ -29,6 +29,10 @@ class Interactions:
     """Item steps per user, sorted by (user, time).
 
     `user_ids`/`item_ids` map dense indices back to warehouse ids (user ids are pseudonyms).
+    Built by `from_arrays`, users are indexed in an order that does not depend on the
+    pseudonyms (see `content_user_order`): the pseudonym key is random per shop, and every
+    per-user draw (holdouts, evaluation samples, shuffles, factor initializations) follows the
+    user index, so two shops with the same data learn and measure the same numbers.
     """
 
     user_idx: np.ndarray  # (n,) int32
@@ -180,6 +184,7 @@ class Interactions:
         ts = np.asarray(timestamps, dtype=np.int64)
         w = np.ones(len(users), np.float32) if weights is None else np.asarray(weights, np.float32)
         user_ids, uidx = np.unique(users.astype(str), return_inverse=True)
+        uidx = uidx.reshape(-1)
         if item_ids is None:
             item_vocab, iidx = np.unique(items.astype(str), return_inverse=True)
         else:
@@ -188,6 +193,11 @@ class Interactions:
             item_vocab = np.concatenate([item_vocab, extra])
             lookup = {v: i for i, v in enumerate(item_vocab)}
             iidx = np.fromiter((lookup[x] for x in items.astype(str)), np.int64, len(items))
+        if len(user_ids) > 1:
+            rank = np.empty(len(user_ids), np.int64)
+            by_content = content_user_order(uidx, iidx, ts, w, len(user_ids))
+            rank[by_content] = np.arange(len(user_ids))
+            uidx, user_ids = rank[uidx], user_ids[by_content]
         order = np.lexsort((np.arange(len(users)), ts, uidx))
         uidx, iidx, ts, w = uidx[order], iidx[order], ts[order], w[order]
         if collapse and len(uidx) > 1:
@@ -208,3 +218,39 @@ class Interactions:
             user_ids.astype(object),
             item_vocab.astype(object),
         )
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer, elementwise on uint64 (wrapping arithmetic)."""
+    x = x.astype(np.uint64, copy=True)
+    with np.errstate(over="ignore"):
+        x ^= x >> np.uint64(30)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    return x
+
+
+def content_user_order(
+    uidx: np.ndarray, iidx: np.ndarray, ts: np.ndarray, w: np.ndarray, n_users: int
+) -> np.ndarray:
+    """Users (indices into the sorted pseudonyms) in an order that depends on their events
+    only: by first event time, then a 64-bit fingerprint of their (item, time, weight) rows
+    (an order-free sum of mixed row hashes), then their row count. Users tied on all three
+    have the same rows: which of them comes first changes nothing a model learns from them.
+
+    Pseudonyms are keyed hashes with a random per-shop key; ordering users by them made every
+    per-user random draw depend on the key, so the same data measured differently in two
+    shops (fusion NDCG@10 0.081-0.116 on one demo dataset across fresh shops)."""
+    uidx = np.asarray(uidx, np.int64)
+    with np.errstate(over="ignore"):
+        row = _mix64(np.asarray(iidx, np.int64).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+        row = _mix64(row ^ np.asarray(ts, np.int64).astype(np.uint64))
+        row = _mix64(row ^ np.asarray(w, np.float32).view(np.uint32).astype(np.uint64))
+    fingerprint = np.zeros(n_users, np.uint64)
+    np.add.at(fingerprint, uidx, row)  # uint64 sums wrap: order-free
+    first = np.full(n_users, np.iinfo(np.int64).max, np.int64)
+    np.minimum.at(first, uidx, np.asarray(ts, np.int64))
+    count = np.bincount(uidx, minlength=n_users)
+    return np.lexsort((np.arange(n_users), count, fingerprint, first))
