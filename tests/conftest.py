@@ -24,6 +24,9 @@ SHARED_DATA = Path(os.environ.get("SHELFWISE_SHARED_DATA", ROOT.parent / "shared
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# test servers do not warm their search cache (seconds of CPU each, on a 2-core machine running
+# two test workers); the warm-up itself is tested with `--warm-queries N`
+os.environ.setdefault("SHELFWISE_WARM_QUERIES", "0")
 
 
 def shared(*parts: str) -> Path:

@@ -4,6 +4,7 @@ and reported, metrics counted), load shedding (503 + Retry-After), the no-match 
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -123,5 +124,40 @@ def test_overload_is_shed_with_retry_after_and_counted(served_workdir):
         assert m[("shelfwise_search_encoder_batch_size_count", ())] >= 1
         assert ("shelfwise_search_queue_depth", ()) in m
         assert not any(name == "shelfwise_search_degraded_total" and v for (name, _), v in m.items())
+    finally:
+        s.stop()
+
+
+def test_warm_queries_fill_the_cache_with_the_most_logged_queries(served_workdir):
+    """`--warm-queries N` pre-searches the N most frequent logged queries after the bundle loads:
+    /readyz says how many (0 with warming off, as every other test server runs), and the most
+    logged query is then a cache hit."""
+    from shelfwise.search import SearchEngine
+    from shelfwise.serving import current_bundle
+
+    _, work = served_workdir
+    logged = [
+        p
+        for p, score in SearchEngine.load(current_bundle(work) / "search").autocomplete_.phrases
+        if score > 1000.0
+    ]
+    assert len(logged) > 3, "the demo shop should have a query log"
+    off = Server(work, "--absorb-seconds", "0", "--reload-seconds", "0")
+    try:
+        assert off.client.get("/readyz").json()["search_cache_warmed"] == 0
+    finally:
+        off.stop()
+    s = Server(work, "--absorb-seconds", "0", "--reload-seconds", "0", "--warm-queries", "3")
+    try:
+        deadline = time.monotonic() + 120
+        while (warmed := s.client.get("/readyz").json()["search_cache_warmed"]) is None:
+            assert time.monotonic() < deadline, "the warm-up did not end in 120 s"
+            time.sleep(0.2)
+        assert warmed == 3
+        assert "search cache warmed with 3 logged queries" in s.logs()
+        key = ("shelfwise_cache_total", (("outcome", "hit"), ("surface", "search")))
+        before = metrics(s).get(key, 0.0)
+        assert s.client.get("/v1/search", params={"q": logged[0], "k": 10}).status_code == 200
+        assert metrics(s).get(key, 0.0) == before + 1
     finally:
         s.stop()

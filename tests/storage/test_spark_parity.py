@@ -196,8 +196,6 @@ TRICKY = {
 
 def test_compiled_checks_agree_value_by_value(spark):
     """The tricky values of numbers and dates, through both dialects' compiled SQL."""
-    import duckdb
-
     contract = CONTRACTS["events"]
     rows = [
         {
@@ -223,30 +221,52 @@ def test_compiled_checks_agree_value_by_value(spark):
     ]
     cols = contract.column_names
     table = [{c: r.get(c) for c in cols} | {"_source_line": i} for i, r in enumerate(rows)]
+    duck, sprk = _through_both(spark, contract, table)
+    by_line = {r[-1]: r for r in sprk}
+    for d in duck:
+        s = by_line[d[-1]]
+        assert tuple(s[:-3]) == tuple(d[:-3]) and list(s[-3]) == list(d[-3]) and s[-2] == d[-2], (d, s)
+
+
+def _through_both(spark, contract, table: list[dict]) -> tuple[list[tuple], list[tuple]]:
+    """`table` (string columns + _source_line) through the contract's compiled SQL on DuckDB
+    and on Spark, with the warehouse's text functions registered on each."""
+    import duckdb
     import pyarrow as pa
 
+    from shelfwise.governance._compile import NORMALIZE_LINES_UDF, NORMALIZE_UDF
+    from shelfwise.governance._load_spark import register_udfs
+    from shelfwise.governance._text import normalize_flat_array, normalize_lines_array
+
+    cols = contract.column_names
     arrow = pa.Table.from_pylist(
         table, pa.schema([(c, pa.string()) for c in cols] + [("_source_line", pa.int64())])
     )
     con = duckdb.connect()
     con.register("src", arrow)
-    from shelfwise.governance._compile import NORMALIZE_UDF
-    from shelfwise.governance._load_spark import register_udfs
-    from shelfwise.governance._text import normalize_text_array
-
-    con.create_function(
-        NORMALIZE_UDF, normalize_text_array, ["VARCHAR"], "VARCHAR", type="arrow", null_handling="special"
-    )
+    for name, fn in ((NORMALIZE_UDF, normalize_flat_array), (NORMALIZE_LINES_UDF, normalize_lines_array)):
+        con.create_function(name, fn, ["VARCHAR"], "VARCHAR", type="arrow", null_handling="special")
     con.execute("SET TimeZone='UTC'")
     duck = con.sql(compile_contract(contract).query("src", [])).fetchall()
     register_udfs(spark)
     schema = ", ".join(f"`{c}` string" for c in cols) + ", _source_line bigint"
     spark.createDataFrame([tuple(r.values()) for r in table], schema).createOrReplaceTempView("src")
     sprk = [tuple(r) for r in spark.sql(compile_contract(contract, dialect=SPARK).query("src", [])).collect()]
-    by_line = {r[-1]: r for r in sprk}
-    for d in duck:
-        s = by_line[d[-1]]
-        assert tuple(s[:-3]) == tuple(d[:-3]) and list(s[-3]) == list(d[-3]) and s[-2] == d[-2], (d, s)
+    return duck, sprk
+
+
+def test_faq_text_as_written_on_both_engines(spark):
+    """The shop's FAQ is curated as written on both engines: its contact details unmasked, an
+    answer's lines kept (spaces collapsed within them), markup gone; a review is still masked."""
+    answer = "Call  +1 800 555 0199 or help@shop.example.\r\n\r\n\r\n1. Pack it<br>2. Send &amp; wait "
+    table = [{"faq_id": "F1", "question": "Return  by\nphone?", "answer": answer, "_source_line": 0}]
+    duck, sprk = _through_both(spark, CONTRACTS["faq"], table)
+    want = (
+        "F1",
+        "Return by phone?",
+        "Call +1 800 555 0199 or help@shop.example.\n\n1. Pack it\n2. Send & wait",
+    )
+    assert tuple(duck[0][:3]) == want and tuple(sprk[0][:3]) == want
 
 
 def test_engine_choice(tmp_path, monkeypatch):

@@ -82,6 +82,15 @@ def serve(
             help="Refuse such a list (503 + Retry-After) whose predicted answer time is longer.", min=0
         ),
     ] = 200.0,
+    warm_queries: Annotated[
+        int,
+        typer.Option(
+            help="After a bundle loads, search this many of the most frequent logged queries in the "
+            "background so the head of real traffic is a cache lookup (0: none).",
+            min=0,
+            envvar="SHELFWISE_WARM_QUERIES",
+        ),
+    ] = 1_000,
     preload: Annotated[
         bool,
         typer.Option(
@@ -129,6 +138,7 @@ def serve(
         similar_queue=similar_queue,
         similar_max_wait_ms=similar_max_wait_ms,
         personalization=personalization,
+        warm_search_queries=warm_queries,
     )
     os.environ[CONFIG_ENV] = json.dumps({"workdir": str(workdir), "settings": asdict(settings)})
     if workers > 1:  # Prometheus metrics summed over the worker processes

@@ -66,6 +66,10 @@ class ColumnSpec:
     integer: bool = False  # FLOAT only: a whole number (a count of units)
     aliases: tuple[str, ...] = ()  # other header names accepted for this column
     description: str = ""
+    # TEXT only: personal data in it (emails, cards, phones, ...) is masked before curation;
+    # False for the shop's own words published as written (an FAQ answer's phone number)
+    mask_personal: bool = True
+    keep_lines: bool = False  # TEXT only: line breaks kept (spaces still collapse within a line)
 
 
 @dataclass(frozen=True)
@@ -384,14 +388,27 @@ USERS = TableContract(
 
 FAQ = TableContract(
     name="faq",
-    version="1.0.0",
-    description="The shop's customer-service FAQ (any language): what `shelfwise ask` answers from.",
+    # 1.1.0: the shop's own words are curated as written: no masking of the contact details an
+    # answer gives shoppers (1.0.0 turned "call +1 800 555 0199" into "call [phone]"), and an
+    # answer keeps its line breaks (its numbered steps)
+    version="1.1.0",
+    description="The shop's customer-service FAQ (any language): what `shelfwise ask` answers from. "
+    "Written by the shop and shown to shoppers as written: not masked, answers keep their lines.",
     key=("faq_id",),
     key_rule="the last row of a faq_id in file order wins",
     columns=(
         ColumnSpec("faq_id", Kind.ID, required=True, aliases=("id", "question_id", "intent")),
-        ColumnSpec("question", Kind.TEXT, required=True, aliases=("title", "instruction", "q")),
-        ColumnSpec("answer", Kind.TEXT, required=True, aliases=("response", "reply", "a")),
+        ColumnSpec(
+            "question", Kind.TEXT, required=True, aliases=("title", "instruction", "q"), mask_personal=False
+        ),
+        ColumnSpec(
+            "answer",
+            Kind.TEXT,
+            required=True,
+            aliases=("response", "reply", "a"),
+            mask_personal=False,
+            keep_lines=True,
+        ),
     ),
 )
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from ..errors import SourceError
 from ..storage import DuckDBEngine, Engine, StagedFile, Warehouse, find_table_file, stage_file
 from ._audit import AuditLog
-from ._compile import NORMALIZE_UDF
+from ._compile import NORMALIZE_LINES_UDF, NORMALIZE_UDF
 from ._contracts import (
     CONTRACTS,
     LOAD_ORDER,
@@ -55,7 +55,7 @@ from ._load_spark import spark_check_rows, spark_check_sets, spark_publish, spar
 from ._load_state import QUARANTINE_DDL, LoadState, parquet_files
 from ._mapping import MAP_FILE, ColumnMap, load_column_map
 from ._orderlines import derive as derive_order_lines
-from ._text import normalize_text_array
+from ._text import normalize_flat_array, normalize_lines_array
 
 # a table's load, stage by stage, per engine: the one place the engine changes what runs
 STAGES = {
@@ -424,15 +424,10 @@ class Ingestor:
     def _prepare(self, wh: Warehouse) -> None:
         wh.sql(QUARANTINE_DDL)
         wh.sql("CREATE SEQUENCE IF NOT EXISTS quarantine.qid_seq START 1")
-        wh.con.con.create_function(
-            NORMALIZE_UDF,
-            normalize_text_array,
-            ["VARCHAR"],
-            "VARCHAR",
-            type="arrow",
-            null_handling="special",
-            side_effects=False,
-        )
+        for name, fn in ((NORMALIZE_UDF, normalize_flat_array), (NORMALIZE_LINES_UDF, normalize_lines_array)):
+            wh.con.con.create_function(
+                name, fn, ["VARCHAR"], "VARCHAR", type="arrow", null_handling="special", side_effects=False
+            )
 
     def _validate(self, wh: Warehouse, contract: TableContract, *, empty: bool = False) -> None:
         """The curated table must satisfy the contract's pandera schema."""

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..storage import SparkEngine
-from ._compile import JSON_VALID_UDF, NORMALIZE_UDF, SPARK, compile_contract, lit, q
+from ._compile import JSON_VALID_UDF, NORMALIZE_LINES_UDF, NORMALIZE_UDF, SPARK, compile_contract, lit, q
 from ._contracts import BOT_EVENT_TYPES, Kind
 from ._load_anonymous import spark_uncount_redelivered
 from ._load_publish import account, redelivery_details, same_row
@@ -54,7 +54,7 @@ def discard_staged(st: LoadState) -> None:
 
 
 def register_udfs(spark: Any) -> None:
-    """The contract SQL's two Python functions, as Arrow-batched UDFs."""
+    """The contract SQL's Python functions, as Arrow-batched UDFs."""
     import pandas as pd
     import pyarrow as pa
     from pyspark.sql.functions import pandas_udf
@@ -63,6 +63,10 @@ def register_udfs(spark: Any) -> None:
 
     def normalize(values: pd.Series) -> pd.Series:
         arr = normalize_text_array(pa.array(values, pa.string(), from_pandas=True))
+        return pd.Series(arr.to_pylist(), index=values.index, dtype=object)
+
+    def normalize_lines(values: pd.Series) -> pd.Series:
+        arr = normalize_text_array(pa.array(values, pa.string(), from_pandas=True), keep_lines=True)
         return pd.Series(arr.to_pylist(), index=values.index, dtype=object)
 
     def json_valid(values: pd.Series) -> pd.Series:
@@ -80,9 +84,10 @@ def register_udfs(spark: Any) -> None:
         return pd.Series([ok(v) for v in values], index=values.index, dtype=object)
 
     # (this module's annotations are strings; pyspark reads the UDF kind from real ones)
-    for fn in (normalize, json_valid):
+    for fn in (normalize, normalize_lines, json_valid):
         fn.__annotations__ = {"values": pd.Series, "return": pd.Series}
     spark.udf.register(NORMALIZE_UDF, pandas_udf(normalize, "string"))  # type: ignore[call-overload]
+    spark.udf.register(NORMALIZE_LINES_UDF, pandas_udf(normalize_lines, "string"))  # type: ignore[call-overload]
     spark.udf.register(JSON_VALID_UDF, pandas_udf(json_valid, "boolean"))  # type: ignore[call-overload]
 
 

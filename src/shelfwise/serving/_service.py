@@ -222,8 +222,12 @@ class Service:
         self.keys: dict[str, tuple[str, str]] = self._load_keys()  # sha256(key) -> (name, role)
         self._clear_caches()
         self.swaps = 0
-        self.search_warm: int | None = None  # queries pre-searched for the current snapshot
+        # queries pre-searched for the current snapshot (None: warming; 0 with warming off)
+        self.search_warm: int | None = self._unwarmed()
         self._swap_lock = threading.Lock()
+
+    def _unwarmed(self) -> int | None:
+        return None if self.settings.warm_search_queries > 0 else 0
 
     def _clear_caches(self) -> None:
         """Cached lists and pages belong to one snapshot."""
@@ -316,7 +320,7 @@ class Service:
                     )
                     return changed
                 self.snapshot = new
-                self.search_warm = None
+                self.search_warm = self._unwarmed()
                 self._clear_caches()
                 self.swaps += 1
                 log.info("now serving bundle %s (loaded in %.1fs)", new.version, new.load_seconds)
