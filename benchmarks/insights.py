@@ -413,9 +413,10 @@ def main() -> None:
     demand_sets = [d for d in args.demand_datasets.split(",") if d]
     if args.only == "faq":
         out = Path(args.out)
+        made_by = provenance()  # as the run starts (the checkout may move while it runs)
         faq = faq_benchmark()
-        merged = json.loads(out.read_text()) if out.exists() else {"provenance": provenance()}
-        merged["faq"] = {**faq, "provenance": provenance()}  # this part's own (the file's is older)
+        merged = json.loads(out.read_text()) if out.exists() else {"provenance": made_by}
+        merged["faq"] = {**faq, "provenance": made_by}  # this part's own (the file's is older)
         write_report(out, merged)
         return
     if args.only == "demand_interest":
