@@ -33,6 +33,7 @@ from shelfwise.evaluation import ndcg_at_10
 from shelfwise.evaluation._metrics import bootstrap_ci, per_user_metrics
 from shelfwise.features import Interactions, leave_last_out
 from shelfwise.models import SASRec
+from shelfwise.models._sasrec import SCORING_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SHELFWISE_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -127,7 +128,15 @@ def run(dataset: str, candidates: list[dict], val_users: int, jobs: int, threads
         split = leave_last_out(load(src))
         model = SASRec.load(dirs[best], split.train)  # scores as served (the saved int8 graph)
         ids = model.recommend(split.test.users, 10, exclude_seen=True, history=split.test.history).ids
+        # the same model through its torch network: what compression costs on test
+        os.environ[SCORING_ENV] = "torch"
+        try:
+            net = SASRec.load(dirs[best], split.train)
+            net_ids = net.recommend(split.test.users, 10, exclude_seen=True, history=split.test.history).ids
+        finally:
+            del os.environ[SCORING_ENV]
     per_user = per_user_metrics(ids, split.test.targets, 10)
+    torch_ndcg = float(per_user_metrics(net_ids, split.test.targets, 10)["ndcg@10"].mean())
     chosen = fitted[best]
     return {
         "dataset": dataset,
@@ -141,6 +150,10 @@ def run(dataset: str, candidates: list[dict], val_users: int, jobs: int, threads
         "ndcg@10": round(float(per_user["ndcg@10"].mean()), 5),
         "ndcg@10_ci95": [round(x, 5) for x in bootstrap_ci(per_user["ndcg@10"], rounds=1000, seed=0)],
         "hr@10": round(float(per_user["hr@10"].mean()), 5),
+        "torch_ndcg@10": round(torch_ndcg, 5),  # the network the served graph was exported from
+        "served_vs_torch_relative": round(float(per_user["ndcg@10"].mean()) / torch_ndcg - 1, 4)
+        if torch_ndcg
+        else None,
         "target_ndcg@10": TARGET.get(dataset),
         "published_ndcg@10": PUBLISHED.get(dataset, {}),
         **{k: chosen[k] for k in ("epochs", "stopped_by", "best_validation_ndcg@10", "validation_curve")},
