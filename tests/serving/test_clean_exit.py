@@ -3,8 +3,9 @@
 A daemon thread inside DuckDB while the interpreter finalizes aborts the process (exit -6:
 DuckDB issue #13904, see `serving._exit`). `tests.serving._slow_read` keeps the console's warm-up
 thread inside a DuckDB query until the end, so every stop here happens during such a read. On
-the code before `serving._exit`, Ctrl-C (SIGINT) aborted every time and SIGTERM ended the
-process by the signal uvicorn raises again after its shutdown (exit -15)."""
+the code before `serving._exit`, Ctrl-C (SIGINT) crashed the server every time (-6, or -11;
+not only the abort's message shows then: the status is checked too) and SIGTERM ended it by the
+signal uvicorn raises again after its shutdown (exit -15)."""
 
 from __future__ import annotations
 
