@@ -72,16 +72,19 @@ def served_workdir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
 
 
 class Server:
-    """`shelfwise serve` in a subprocess on a free port."""
+    """`shelfwise serve` in a subprocess on a free port (`module`: a test's wrapper of the
+    command line, run as `python -m module serve ...`)."""
 
-    def __init__(self, workdir: Path, *args: str, env: dict[str, str] | None = None):
+    def __init__(
+        self, workdir: Path, *args: str, env: dict[str, str] | None = None, module: str = "shelfwise.cli"
+    ):
         self.workdir = workdir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", **(env or {}))
         self.log = open(workdir / f"serve-{self.port}.log", "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "shelfwise.cli", "serve", "--workdir", str(workdir), "--port", str(self.port), *args],
+            [sys.executable, "-m", module, "serve", "--workdir", str(workdir), "--port", str(self.port), *args],
             stdout=self.log,
             stderr=subprocess.STDOUT,
             env=env,

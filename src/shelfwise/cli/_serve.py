@@ -164,17 +164,25 @@ def serve(
 
         serve_forked(workdir, host, port, workers, run_worker)
         return
-    uvicorn.run(
-        "shelfwise.serving._app:app_from_env",
-        host=host,
-        port=port,
-        workers=workers,
-        # a worker loading a large bundle holds the GIL for seconds at a time, longer on a busy
-        # machine: uvicorn's default (5 s without an answer to its ping) killed and restarted
-        # such workers over and over, and with several workers none ever finished loading
-        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
-        **options,
-    )
+    from ..serving._exit import clean_exit, end_process
+
+    # once its orderly shutdown is done, the process ends with os._exit(0): a background thread
+    # still reading the warehouse would abort the interpreter's finalization (see `serving._exit`)
+    with clean_exit():
+        uvicorn.run(
+            "shelfwise.serving._app:app_from_env",
+            host=host,
+            port=port,
+            workers=workers,
+            # a worker loading a large bundle holds the GIL for seconds at a time, longer on a busy
+            # machine: uvicorn's default (5 s without an answer to its ping) killed and restarted
+            # such workers over and over, and with several workers none ever finished loading
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
+            **options,
+        )
+    # uvicorn returned (a second Ctrl-C that skipped the shutdown, uvicorn's own workers all
+    # stopped): ended the same way (a failed start raised SystemExit and exits as it did)
+    end_process(0)
 
 
 events_app = typer.Typer(help="Events posted to the server: the feedback loop.", no_args_is_help=True)

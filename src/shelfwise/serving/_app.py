@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import _http_tasks as tasks
 from ._event_ids import SqliteEventIds
+from ._exit import served, server_process
 from ._feedback import EVENTS_DIR, EXPOSURES_DIR, REDIS_EVENTS, REDIS_REJECTED, REJECTED_DIR
 from ._http_auth import SCHEMES, authorize
 from ._http_consent import consent_router
@@ -212,9 +213,11 @@ async def _serving(ctx: AppContext) -> AsyncIterator[None]:
             await asyncio.to_thread(spool.close)
         await tasks.drain(workdir, redis_client, settings.drain_seconds)
         await asyncio.to_thread(event_ids.close)
+        served()  # the orderly shutdown is done: `serve` may end the process (see `_exit`)
 
 
 def app_from_env() -> FastAPI:
     """uvicorn factory (each worker process builds its app from the same configuration)."""
     cfg = json.loads(os.environ[CONFIG_ENV])
+    server_process()  # its end after serving: `_exit`
     return create_app(cfg["workdir"], ServeSettings(**cfg["settings"]))

@@ -194,6 +194,12 @@ def serve_forked(
         _mark_dead(pid)
         lived = time.monotonic() - started.pop(pid, 0.0)
         fast_failures = fast_failures + 1 if lived < FAST_FAILURE_S else 0
+        if stopping and not _stopped_cleanly(status):  # an abort, a kill: not the graceful stop
+            print(
+                f"shelfwise serve: worker {pid} ended ({_describe(status)}) while stopping",
+                file=sys.stderr,
+                flush=True,
+            )
         if not stopping and fast_failures >= FAST_FAILURES:  # e.g. Redis down, a bundle unreadable
             print(
                 f"shelfwise serve: {fast_failures} workers in a row ended within {FAST_FAILURE_S:.0f} s "
@@ -237,6 +243,14 @@ def _mark_dead(pid: int) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(pid)
+
+
+def _stopped_cleanly(status: int) -> bool:
+    """A worker's end after the SIGTERM it was sent: exit 0, or the SIGTERM itself (uvicorn raises
+    it again after its graceful shutdown, and it ends a worker still loading)."""
+    if os.WIFSIGNALED(status):
+        return os.WTERMSIG(status) == signal.SIGTERM
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
 def _describe(status: int) -> str:
