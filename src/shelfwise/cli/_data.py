@@ -35,13 +35,13 @@ def _run_ingest(
     map_flags: list[str] | None = None,
     engine: Any = None,
 ) -> dict[str, Any]:
-    from ..reporting import summary_lines
-
     report = shop(workdir).ingest(data, append=append, column_map=map_flags or (), engine=engine)
     out = report.to_dict()
     if as_json:
         print_json(out)
     else:
+        from ..reporting import summary_lines  # (after the load: imported before, it held it up)
+
         for line in summary_lines(report):
             typer.echo(line)
         typer.echo(f"HTML quality report: {report.html_report}")

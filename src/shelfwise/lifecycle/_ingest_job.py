@@ -37,7 +37,7 @@ def ingest_dataset(
     from ..governance._contracts import skip_pyspark_pandas
 
     skip_pyspark_pandas()  # (before pandera is imported in the background)
-    preload = _preload("ibis.backends.duckdb", background=("pandera.ibis", "shelfwise.reporting"))
+    preload = _preload("ibis.backends.duckdb", background=("pandera.ibis", "shelfwise.reporting._charts"))
     try:
         return _ingest_dataset(Path(data), Path(workdir), skip_unchanged, append, map_flags, engine)
     finally:
