@@ -60,7 +60,10 @@ code{background:#f3f4f6;padding:0 .3rem;border-radius:4px} ul.notes li{margin:.2
 
 def _charts(wh: Warehouse, report: IngestReport) -> list[str]:
     # matplotlib is imported here, not with the module: `summary_lines` (the CLI's plain-text
-    # answer) needs none of it
+    # answer) needs none of it (`shelfwise ingest` imports it in the background meanwhile)
+    from .._lazy import preloaded
+
+    preloaded()
     from ._charts import bar_chart, long_tail_chart, missing_chart, stacked_time_chart
 
     # (laid out, not cropped: drawing each chart once keeps the report a small part of a load)
