@@ -18,6 +18,7 @@ from ._app import (
     WarehouseDir,
     Workdir,
     app,
+    leave_quickly,
     print_json,
     say_pending,
     shop,
@@ -71,6 +72,9 @@ def ingest(
         _run_ingest(data, workdir, as_json, append=append, map_flags=map_flags, engine=chosen)
     finally:
         chosen.close()
+    # the warehouse, the report and the lineage are written and closed: no teardown needed
+    # (Spark's session and JVM are left to their own shutdown)
+    leave_quickly(chosen.name == "duckdb")
 
 
 @app.command()
