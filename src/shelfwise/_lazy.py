@@ -46,6 +46,11 @@ def preload(names: tuple[str, ...]) -> threading.Thread:
     return thread
 
 
+def preloading() -> bool:
+    """Whether a `preload` was started and not yet waited for."""
+    return bool(_PRELOADS)
+
+
 def preloaded() -> None:
     """Wait for the modules `preload` is importing: a package imported from two threads at once
     can deadlock on Python's per-module import locks (each thread holding a submodule the other

@@ -25,7 +25,17 @@ def test_run_ids_are_uuid7_in_time_order():
     assert len({new_run_id() for _ in range(1000)}) == 1000
 
 
-def test_a_start_written_in_the_background_comes_first_with_what_it_saw(tmp_path):
+@pytest.fixture
+def preload_running():
+    """A command's preload, as `shelfwise ingest` starts one (here importing what is imported)."""
+    from shelfwise._lazy import preload, preloaded
+
+    preload(("json",))
+    yield
+    preloaded()
+
+
+def test_a_start_written_in_the_background_comes_first_with_what_it_saw(tmp_path, preload_running):
     run = LineageRun(tmp_path, "shelfwise.ingest", [DatasetRef("file", "/data/events.csv")], background=True)
     run.start()
     run.inputs = [DatasetRef("file", "/data/events.csv", rows=10)]  # (as the ingest sets them later)
@@ -39,8 +49,14 @@ def test_a_start_written_in_the_background_comes_first_with_what_it_saw(tmp_path
     assert events[1]["outputs"][0]["name"] == "curated.events"
 
 
-def test_a_start_that_could_not_be_written_fails_the_run_at_its_end(tmp_path):
+def test_a_start_that_could_not_be_written_fails_the_run_at_its_end(tmp_path, preload_running):
     (tmp_path / LINEAGE_FILE).mkdir(parents=True)  # the lineage file cannot be written
     run = LineageRun(tmp_path, "shelfwise.ingest", [], background=True).start()
     with pytest.raises(RuntimeError, match="Failed to write"):
         run.complete([])
+
+
+def test_with_no_preload_running_the_start_is_written_at_once(tmp_path):
+    (tmp_path / LINEAGE_FILE).mkdir(parents=True)
+    with pytest.raises(RuntimeError, match="Failed to write"):
+        LineageRun(tmp_path, "shelfwise.retention", [], background=True).start()

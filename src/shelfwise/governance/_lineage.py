@@ -63,11 +63,12 @@ def warehouse_namespace(workdir: Path) -> str:
 class LineageRun:
     """One OpenLineage run: `start()`, then `complete(outputs)` or `fail(error)`.
 
-    `background`: `start()` returns at once and its START event (stamped with the time of the
-    call, its inputs as they were then) is written from a thread, once the command's preload
-    (`_lazy.preload`, which imports the client first) is done, or importing the client itself;
-    `complete` and `fail` wait for it, so the run's events stay in order in the file, and
-    `complete` raises what writing it raised."""
+    `background`, while a command's preload runs (`_lazy.preload`, which imports the client
+    first: `shelfwise ingest`): `start()` returns at once and its START event (stamped with the
+    time of the call, its inputs as they were then) is written from a thread once the preload is
+    done; `complete` and `fail` wait for it, so the run's events stay in order in the file, and
+    `complete` raises what writing it raised. With no preload running, START is written at once
+    (a thread importing the client itself could meet the caller's own imports)."""
 
     def __init__(
         self,
@@ -124,7 +125,9 @@ class LineageRun:
         self._client.emit(event)
 
     def start(self) -> LineageRun:
-        if not self.background:
+        from .._lazy import preloading
+
+        if not (self.background and preloading()):
             self._emit("START")
             return self
         at, inputs = datetime.now(UTC).isoformat(), list(self.inputs)
@@ -133,9 +136,7 @@ class LineageRun:
             from .._lazy import preloaded
 
             try:
-                # the client's libraries are imported by the command's preload, if one runs
-                # (one package imported by two threads at once can deadlock): wait for it
-                preloaded()
+                preloaded()  # (the client is imported there: not by two threads at once)
                 self._emit("START", at=at, inputs=inputs)
             except BaseException as exc:  # noqa: BLE001 - raised by `complete`, in the job's thread
                 self._start_error = exc

@@ -1,4 +1,5 @@
-"""The warehouse: one DuckDB file in the workdir, reached through Ibis.
+"""The warehouse: one DuckDB file in the workdir, reached in SQL through its DuckDB connection
+(`Warehouse.db`) and through Ibis over that same connection (`Warehouse.con`, `table`).
 
 Layers are DuckDB schemas: `raw` (rows as received, strings, steward-only), `curated` (cleaned,
 pseudonymized, versioned), `quarantine` (rejected rows with reasons) and `meta` (table versions,
