@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import re
 import sys
+from typing import NoReturn
 
 import typer
 
 from ..errors import ShelfwiseError
-from ._app import app
+from ._app import app, leave_quickly, leaving_quickly
 
 # the command groups register themselves on `app` when imported; the order is --help's order
 # isort: off
@@ -24,7 +25,7 @@ from . import _audiences  # noqa: F401
 
 # isort: on
 
-__all__ = ["app", "main", "run"]
+__all__ = ["app", "exit_with", "main", "run"]
 
 
 def _take_identity(argv: list[str]) -> list[str]:
@@ -84,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..errors import AccessDenied  # (not through `governance`: `--help` needs no warehouse)
 
     argv = _take_identity(list(sys.argv[1:] if argv is None else argv))
+    leave_quickly(False)
     try:
         rv = app(args=argv, standalone_mode=False)
         if isinstance(rv, int) and rv:  # click turns typer.Exit(n) into a return value here
@@ -113,6 +115,29 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def exit_with(code: int) -> NoReturn:
+    """End the process with `code`. After a command that said it holds nothing open
+    (`leave_quickly`: `ingest` on DuckDB) and with no other thread that would be waited for,
+    the exit handlers run and the output is flushed as at a normal exit, then the process ends
+    without the interpreter's teardown of its modules (measured: 0.45-0.5 s of a `shelfwise
+    ingest`, whatever the data's size; nothing is written then)."""
+    import threading
+
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if code == 0 and leaving_quickly() and not others:
+        import atexit
+        import os
+
+        atexit._run_exitfuncs()
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except (BrokenPipeError, ValueError):  # (a closed pipe: nothing left to say to it)
+            pass
+        os._exit(code)
+    sys.exit(code)
+
+
 def run() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    exit_with(main())

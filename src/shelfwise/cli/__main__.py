@@ -1,7 +1,5 @@
 """`python -m shelfwise.cli`."""
 
-import sys
+from . import exit_with, main
 
-from . import main
-
-sys.exit(main())
+exit_with(main())

@@ -26,6 +26,7 @@ __all__ = [
     "Workdir",
     "app",
     "json_lines",
+    "leave_quickly",
     "print_json",
     "print_report",
     "read_ids",
@@ -33,6 +34,21 @@ __all__ = [
     "say_pending",
     "shop",
 ]
+
+_LEAVE_QUICKLY: list[bool] = [False]
+
+
+def leave_quickly(on: bool = True) -> None:
+    """Say that the command is done and holds nothing open (its files written and closed, no
+    thread or child process of its own left): the process may then end without the
+    interpreter's teardown (`exit_with`), which frees every object of the ~2,000 modules a
+    load imports one by one: ~0.45 s of each `shelfwise ingest`."""
+    _LEAVE_QUICKLY[0] = on
+
+
+def leaving_quickly() -> bool:
+    return _LEAVE_QUICKLY[0]
+
 
 app = typer.Typer(
     help="shelfwise: a governed search and recommendation engine for online shops.",

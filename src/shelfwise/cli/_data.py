@@ -18,6 +18,7 @@ from ._app import (
     WarehouseDir,
     Workdir,
     app,
+    leave_quickly,
     print_json,
     say_pending,
     shop,
@@ -35,13 +36,13 @@ def _run_ingest(
     map_flags: list[str] | None = None,
     engine: Any = None,
 ) -> dict[str, Any]:
-    from ..reporting import summary_lines
-
     report = shop(workdir).ingest(data, append=append, column_map=map_flags or (), engine=engine)
     out = report.to_dict()
     if as_json:
         print_json(out)
     else:
+        from ..reporting import summary_lines  # (after the load: imported before, it held it up)
+
         for line in summary_lines(report):
             typer.echo(line)
         typer.echo(f"HTML quality report: {report.html_report}")
@@ -71,6 +72,9 @@ def ingest(
         _run_ingest(data, workdir, as_json, append=append, map_flags=map_flags, engine=chosen)
     finally:
         chosen.close()
+    # the warehouse, the report and the lineage are written and closed: no teardown needed
+    # (Spark's session and JVM are left to their own shutdown)
+    leave_quickly(chosen.name == "duckdb")
 
 
 @app.command()

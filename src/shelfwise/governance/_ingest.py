@@ -275,7 +275,8 @@ class Ingestor:
         t0 = time.perf_counter()
         staged_dir = self.workdir / "tmp" / "staged"
         inputs = [DatasetRef("file", str(p.resolve())) for p in files.values() if p is not None]
-        lineage = LineageRun(self.workdir, self.job, inputs).start()
+        # (its START written from a thread: the OpenLineage client is imported meanwhile)
+        lineage = LineageRun(self.workdir, self.job, inputs, background=True).start()
         report = IngestReport(
             run_id=lineage.run_id,
             workdir=str(self.workdir),
@@ -352,7 +353,7 @@ class Ingestor:
                         f"curated.{table}",
                         rows=tr.rows_total,
                         content_hash=tr.content_hash,
-                        columns=tuple(wh.table(table).columns),
+                        columns=tuple(wh.columns(table)),
                         lifecycle="ALTER" if self.mode == "append" else "OVERWRITE",
                     )
                 )
@@ -424,9 +425,11 @@ class Ingestor:
     def _prepare(self, wh: Warehouse) -> None:
         wh.sql(QUARANTINE_DDL)
         wh.sql("CREATE SEQUENCE IF NOT EXISTS quarantine.qid_seq START 1")
+        from duckdb.func import ARROW, SPECIAL
+
         for name, fn in ((NORMALIZE_UDF, normalize_flat_array), (NORMALIZE_LINES_UDF, normalize_lines_array)):
-            wh.con.con.create_function(
-                name, fn, ["VARCHAR"], "VARCHAR", type="arrow", null_handling="special", side_effects=False
+            wh.db.create_function(
+                name, fn, ["VARCHAR"], "VARCHAR", type=ARROW, null_handling=SPECIAL, side_effects=False
             )
 
     def _validate(self, wh: Warehouse, contract: TableContract, *, empty: bool = False) -> None:

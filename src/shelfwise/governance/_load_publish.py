@@ -61,14 +61,14 @@ def withhold_erased(st: LoadState) -> None:
         # erased user's row dated in the future is withheld even where `max_future_days` would
         # curate it, or an old export with a mistyped year could bring them back
         later = 'c."timestamp" > e.at AND c."timestamp" <= now()::TIMESTAMP + INTERVAL 1 DAY'
-    wh.con.con.register("_erased_src", table)
+    wh.db.register("_erased_src", table)
     try:
         wh.sql(
             f"""CREATE OR REPLACE TEMP TABLE _withheld AS SELECT DISTINCT c._source_line AS line
                 FROM {CHECKED} c JOIN _erased_src e ON {on} WHERE NOT coalesce({later}, false)"""
         )
     finally:
-        wh.con.con.unregister("_erased_src")
+        wh.db.unregister("_erased_src")
     row = wh.sql("SELECT count(*) FROM _withheld").fetchone()
     n = int(row[0]) if row else 0
     if n:
@@ -177,11 +177,11 @@ def _register_pseudonyms(st: LoadState, column: str, raw_ids: list[str], pseudon
     arrow = pa.table(
         {"raw_id": pa.array(raw_ids, pa.string()), "pseudonym": pa.array(pseudonyms, pa.string())}
     )
-    st.wh.con.con.register("_pseudo_src", arrow)
+    st.wh.db.register("_pseudo_src", arrow)
     try:
         st.wh.sql(f"CREATE OR REPLACE TEMP TABLE _pseudo_{column} AS SELECT * FROM _pseudo_src")
     finally:
-        st.wh.con.con.unregister("_pseudo_src")
+        st.wh.db.unregister("_pseudo_src")
 
 
 def _pseudonym_table(st: LoadState, column: str) -> None:
@@ -321,6 +321,9 @@ def redelivery_details(st: LoadState) -> None:
 def validate_curated(wh: Warehouse, contract: TableContract, *, empty: bool = False) -> None:
     """The curated table must satisfy the contract's pandera schema (checks run in the warehouse;
     `empty`: columns and types only)."""
+    from .._lazy import preloaded
+
+    preloaded()  # (`shelfwise ingest` imports pandera and Ibis in the background meanwhile)
     import pandera.errors
 
     schema = contract.to_pandera(values=not empty)

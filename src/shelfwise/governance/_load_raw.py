@@ -154,7 +154,7 @@ def _renumber_after_rejects(st: LoadState, rejected: list[int]) -> None:
     by_number = {line - i + 1: i for i, line in enumerate(sorted(rejected), 1)}
     shifts = sorted(by_number.items())
     st.wh.sql("CREATE OR REPLACE TEMP TABLE _shifts (r BIGINT, shift BIGINT)")
-    st.wh.con.con.executemany("INSERT INTO _shifts VALUES (?, ?)", shifts)
+    st.wh.db.executemany("INSERT INTO _shifts VALUES (?, ?)", shifts)
     st.wh.sql(
         f"""UPDATE {st.target} t SET _source_line = t._source_line + s.shift FROM (
               SELECT l._source_line AS r, sh.shift FROM (

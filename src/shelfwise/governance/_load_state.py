@@ -133,7 +133,7 @@ def quarantine_lines(
 ) -> None:
     """Quarantine source lines that never became rows: (line, its text, why) as `malformed_row`."""
     if lines:
-        wh.con.con.executemany(
+        wh.db.executemany(
             "INSERT INTO quarantine.rows VALUES (nextval('quarantine.qid_seq'), ?, ?, ?, ?, ?, ?, ?, ?, "
             "'open', now()::TIMESTAMP, NULL)",
             [

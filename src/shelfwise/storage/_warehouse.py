@@ -1,4 +1,5 @@
-"""The warehouse: one DuckDB file in the workdir, reached through Ibis.
+"""The warehouse: one DuckDB file in the workdir, reached in SQL through its DuckDB connection
+(`Warehouse.db`) and through Ibis over that same connection (`Warehouse.con`, `table`).
 
 Layers are DuckDB schemas: `raw` (rows as received, strings, steward-only), `curated` (cleaned,
 pseudonymized, versioned), `quarantine` (rejected rows with reasons) and `meta` (table versions,
@@ -15,12 +16,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import ibis
-from ibis.backends.duckdb import Backend
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ShelfwiseError
+
+if TYPE_CHECKING:
+    import duckdb
+    import ibis
+    from ibis.backends.duckdb import Backend
 
 LAYERS = ("raw", "curated", "quarantine", "meta")
 WAREHOUSE_FILE = "warehouse.duckdb"
@@ -47,8 +50,18 @@ class Warehouse:
         self.path = self.workdir / WAREHOUSE_FILE
         tmp = self.workdir / "tmp"
         tmp.mkdir(exist_ok=True)
+        import duckdb
+
+        # The DuckDB connection (what the checks and publishing run on, in SQL); Ibis (`con`,
+        # `table`: the pandera validation's tables) is made over it on first use, so that a
+        # load does not wait for Ibis's import (~0.3 s CPU): `shelfwise ingest` imports it in
+        # the background while the warehouse reads.
+        self.db: duckdb.DuckDBPyConnection = duckdb.connect(str(self.path.absolute()))
+        self._ibis: Backend | None = None
+        # as Ibis sets it on every connection it makes: a query's names are tables, never
+        # Python variables of the caller (an Arrow table is read only once registered)
+        self.sql("SET python_enable_replacements=false")
         # memory_limit + temp_directory: large inputs spill to disk instead of growing the process.
-        self.con: Backend = ibis.duckdb.connect(str(self.path))
         self.sql(f"SET memory_limit='{memory_limit}'")
         self.sql(f"SET temp_directory='{tmp.as_posix()}'")
         self.sql("SET TimeZone='UTC'")
@@ -82,12 +95,21 @@ class Warehouse:
         )
 
     # -- plumbing -------------------------------------------------------------------------------
+    @property
+    def con(self) -> Backend:
+        """The warehouse through Ibis (over the same DuckDB connection, `db`), made on first use."""
+        if self._ibis is None:
+            import ibis
+
+            self._ibis = ibis.duckdb.from_connection(self.db)
+        return self._ibis
+
     def sql(self, query: str, params: list[Any] | None = None) -> Any:
         """Run SQL on the underlying DuckDB connection (for what Ibis does not express)."""
-        return self.con.con.execute(query, params) if params is not None else self.con.con.execute(query)
+        return self.db.execute(query, params) if params is not None else self.db.execute(query)
 
     def close(self) -> None:
-        self.con.disconnect()
+        self.db.close()
 
     def __enter__(self) -> Warehouse:
         return self
@@ -101,6 +123,10 @@ class Warehouse:
             [layer, name],
         ).fetchone()
         return bool(row and row[0])
+
+    def columns(self, name: str, layer: str = "curated") -> list[str]:
+        """A table's (or view's) column names, in order (no Ibis needed)."""
+        return [r[0] for r in self.sql(f'DESCRIBE {layer}."{name}"').fetchall()]
 
     def table(self, name: str, layer: str = "curated") -> ibis.Table:
         if not self.exists(layer, name):
