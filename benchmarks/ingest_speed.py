@@ -16,7 +16,11 @@ With `--carry-spark-from FILE` (a DuckDB-only run after a change that does not t
 path), the Spark fields of each size this run does not measure on Spark are copied from FILE's
 row of the same size (an earlier report, usually the `--out` being replaced), each such row
 saying where they came from in `spark_from` (its commit, date, command, load and the bare load
-its `spark_ratio` was computed against): a DuckDB-only rerun no longer drops them.
+its `spark_ratio` was computed against, and that run's own DuckDB counts, `duckdb_rows_curated`
+and `duckdb_reasons`): a DuckDB-only rerun no longer drops them. A carried row's
+`spark_same_counts` compares its Spark counts with this run's DuckDB counts; where they differ
+and that run's own did not, a rule changed between the two commits (not an engine), and the run
+says so on stderr: measure that size on Spark again.
 
 Wall time is the median of `--repeat` runs of each; peak memory is each child's own maximum
 resident set (`os.wait4`). The ingest report's per-stage seconds say where the time goes. Target:
@@ -181,9 +185,32 @@ def spark_rows(path: Path) -> dict[int, dict]:
         if "spark_cpu_seconds" in fields:
             fields["spark_driver_cpu_seconds"] = fields.pop("spark_cpu_seconds")
         fields.pop("spark_cpu_ratio", None)
-        fields["spark_from"] = row.get("spark_from") or {**origin, "bare_seconds": row.get("bare_seconds")}
+        # (the counts the Spark ones were compared with in their own run: a later change of the
+        # rules shows as this run's DuckDB counts differing where those did not)
+        fields["spark_from"] = row.get("spark_from") or {
+            **origin,
+            "bare_seconds": row.get("bare_seconds"),
+            "duckdb_rows_curated": row.get("rows_curated"),
+            "duckdb_reasons": row.get("reasons"),
+        }
         out[int(row["rows"])] = fields
     return out
+
+
+def stale_warning(row: dict) -> str:
+    """Why a carried row's Spark counts differ from this run's DuckDB counts: a rule changed since
+    the commit they were measured at (its own DuckDB load agreed), or the engines disagree."""
+    origin = row["spark_from"]
+    then = (origin.get("duckdb_rows_curated"), origin.get("duckdb_reasons"))
+    at = f"{row['rows']} rows: the Spark counts carried from {str(origin.get('commit'))[:7]}"
+    if then == (row["spark_rows_curated"], row["spark_reasons"]):
+        return (
+            f"{at} agreed with that commit's DuckDB load but not with this one's (a rule changed "
+            f"since): measure it on Spark again (--engines duckdb,spark --spark-sizes {row['rows']})"
+        )
+    return (
+        f"{at} differ from this run's DuckDB counts (that run's own DuckDB counts unknown or different too)"
+    )
 
 
 def main() -> None:
@@ -232,7 +259,7 @@ def main() -> None:
                 "--engine spark --spark-master local[2]` run, start to exit (JVM start included); its peak "
                 "RSS and driver CPU are the Python process's alone, the JVM's not counted; a row with "
                 "spark_from has its spark_* fields from the earlier run named there (spark_ratio against "
-                "that run's bare load)",
+                "that run's bare load; spark_from's duckdb_* are that run's own DuckDB counts)",
                 "target_ratio": 3.0,
                 "sizes": sizes,
                 "spark_sizes": spark_sizes,
@@ -254,6 +281,8 @@ def main() -> None:
                     res["rows_curated"],
                     res["reasons"],
                 )
+                if not res["spark_same_counts"]:
+                    print(stale_warning(res), file=sys.stderr, flush=True)
             print(json.dumps({k: v for k, v in res.items() if k != "reasons"}), flush=True)
             results.append(res)
             report(complete=len(results) == len(sizes))

@@ -209,10 +209,11 @@ def test_compiled_checks_agree_value_by_value(spark):
         for ts in TRICKY["timestamp"]
         for price in TRICKY["price"]
     ]
-    # anonymous browsing (no user, a session: attributed to it), neither, the reserved prefix
+    # anonymous browsing (no user, a session: attributed to it; an empty user is how a CSV writer
+    # quotes a missing one, as benchmarks/run.py's events have it), neither, the reserved prefix
     rows += [
         {"user_id": u, "session_id": sid, "product_id": "p1", "event_type": "view", "timestamp": "1709287200"}
-        for u, sid in ((None, "S1"), ("NA", "7.0"), (None, None), ("~anonymous:S1", "S1"))
+        for u, sid in ((None, "S1"), ("", "S2"), ("NA", "7.0"), (None, None), ("~anonymous:S1", "S1"))
     ]
     # ids trimmed of the Unicode spaces only (Spark's own trim() removes the ASCII space alone)
     rows += [
