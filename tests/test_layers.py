@@ -12,7 +12,7 @@ import shelfwise
 ROOT = Path(shelfwise.__file__).parent
 
 LAYERS = [
-    {"errors", "_lazy", "_threads"},
+    {"errors", "_lazy", "_process", "_threads"},
     {"storage"},
     {"features", "datasets", "demo"},
     {"models", "evaluation", "reporting", "governance"},

@@ -125,16 +125,9 @@ def exit_with(code: int) -> NoReturn:
 
     others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
     if code == 0 and leaving_quickly() and not others:
-        import atexit
-        import os
+        from .._process import leave
 
-        atexit._run_exitfuncs()
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        except (BrokenPipeError, ValueError):  # (a closed pipe: nothing left to say to it)
-            pass
-        os._exit(code)
+        leave(code)
     sys.exit(code)
 
 

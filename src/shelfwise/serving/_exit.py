@@ -31,14 +31,14 @@ end by uvicorn's repeated SIGTERM or `os._exit`, never finalizing; those that uv
 from __future__ import annotations
 
 import atexit
-import os
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any, NoReturn
+
+from .._process import leave
 
 __all__ = ["clean_exit", "end_process", "server_process", "served"]
 
@@ -75,15 +75,7 @@ def end_process(code: int = 0) -> NoReturn:
     """Run the exit functions, flush the standard streams and leave with `os._exit(code)`:
     no interpreter finalization, so no daemon thread is ended inside native code."""
     atexit.unregister(_end_at_exit)  # (called from the exit functions: the others run once)
-    try:
-        atexit._run_exitfuncs()  # logging.shutdown among them; each one's error is printed, not raised
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:  # noqa: BLE001, S110 - a closed or broken stream: nothing left to say there
-                pass
-        os._exit(code)
+    leave(code)
 
 
 @contextmanager
