@@ -192,3 +192,19 @@ def test_an_anonymous_session_is_not_personalized_once_its_customer_withdraws(se
         assert recs(s, "~anonymous:S7")["personalized"] is True
     finally:
         s.stop()
+
+
+def test_the_event_loops_lookups_leave_a_consent_look_to_the_queue(session_shop):
+    """`recommend_cached` (the event loop's lookup) never reads a consent file: when the answer
+    needs a look (S7's customer withdrew on this replica a moment ago) it hands the request to the
+    recommendation queue (None), whose thread looks; the loop then answers from what is known."""
+    from shelfwise.serving._consent import ConsentView
+    from shelfwise.serving._service import Service
+
+    svc = Service(session_shop, consent=ConsentView(session_shop, follow_interval_s=3600))
+    svc.consent.set(svc.pseudonymize("u9"), {"personalization": False})  # this replica, in memory
+    assert svc.recommend_cached("~anonymous:S7", 5) is None  # a look is due: not on the loop
+    ans = svc.recommend("~anonymous:S7", 5)  # the queue's thread: looks, S7 is u9's
+    assert ans.extra["personalized"] is False and ans.source.startswith("cold_start")
+    again = svc.recommend_cached("~anonymous:S7", 5)
+    assert again is not None and (again.items, again.extra["personalized"]) == (ans.items, False)

@@ -206,3 +206,41 @@ def test_a_session_look_that_failed_is_asked_again_until_it_succeeds(tmp_path):
         writer.close()
     assert not view.personalizes(s8) and not view.personalizes(s8)
     assert not ConsentView(work, follow_interval_s=0).personalizes(s8)  # what a fresh view says
+
+
+def test_the_event_loop_is_never_made_to_wait_for_a_look(tmp_path, monkeypatch):
+    """The server answers cached lists on its event loop with `wait=False`: no file is read and no
+    lock waited for there. When the answer needs a look (a withdrawal just recorded on this
+    replica, the register changed, another thread looking) it says so (`LookDue`) and the
+    request's worker thread asks again with `wait=True`; between looks the loop answers from what
+    is known, the same answers."""
+    import shelfwise.governance._consent as gc
+    from shelfwise.governance import anonymous_user_id
+    from shelfwise.serving._consent import LookDue
+
+    work, pseudo = linked_shop(tmp_path)
+    u9, s7, s8 = pseudo("u9"), pseudo(anonymous_user_id("S7")), pseudo(anonymous_user_id("S8"))
+    looks = []
+    real = gc.session_members
+    monkeypatch.setattr(gc, "session_members", lambda *a, **kw: looks.append(1) or real(*a, **kw))
+    view = ConsentView(work, follow_interval_s=3600)  # only a new need triggers a look
+    assert view.personalizes(s7, wait=False) and view.personalizes(s8, wait=False)  # no link matters
+
+    view.set(u9, {"personalization": False})  # a PUT answered by this replica: S7's link matters now
+    with pytest.raises(LookDue):
+        view.personalizes(s7, wait=False)
+    assert looks == []  # the loop did not look
+    assert not view.personalizes(s7) and looks == [1]  # the worker thread did
+    assert not view.personalizes(s7, wait=False) and view.personalizes(s8, wait=False)  # from memory
+    assert looks == [1]
+
+    with view.links._lock:  # another thread is looking: the loop does not wait for it
+        with pytest.raises(LookDue):
+            view.personalizes(s8, wait=False)
+    assert view.personalizes(s8, wait=False) and view.personalizes(u9, wait=False) is False
+
+    fresh = ConsentView(work, follow_interval_s=0)  # the register changed since it last read
+    record_consent(work, u9, {"personalization": True}, source="api")
+    with pytest.raises(LookDue):
+        fresh.personalizes(pseudo("u1"), wait=False)
+    assert fresh.personalizes(pseudo("u1")) and fresh.personalizes(s7)

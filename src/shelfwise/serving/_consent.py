@@ -37,11 +37,11 @@ from ..governance._consent import (
     parse_records,
 )
 from ..governance._privacy import is_anonymous
-from ._session_links import SessionLinks
+from ._session_links import LookDue, SessionLinks
 
 CONSENT_PREFIX = "shelfwise:consent:"
 
-__all__ = ["CONSENT_PREFIX", "ConsentView"]
+__all__ = ["CONSENT_PREFIX", "ConsentView", "LookDue"]
 
 
 class ConsentView:
@@ -76,16 +76,20 @@ class ConsentView:
                 out.append(None)
         return tuple(out)
 
-    def _follow(self) -> None:
+    def _follow(self, wait: bool = True) -> None:
         """Catch up with the register and the shop's settings when their files changed: the
-        lines appended since (a rewritten register, by erasure or retention, is read whole)."""
+        lines appended since (a rewritten register, by erasure or retention, is read whole).
+        `wait=False` (the event loop): `LookDue` instead of reading a changed file."""
         now = time.monotonic()
         if now - self._checked < self.follow_interval_s:
             return
-        self._checked = now
         stamp = self._files_stamp()
         if stamp == self._stamp:
+            self._checked = now
             return
+        if not wait:
+            raise LookDue
+        self._checked = now
         with self._lock:
             if stamp == self._stamp:
                 return
@@ -146,23 +150,25 @@ class ConsentView:
                 pipe.hset(key, mapping=values)
         pipe.execute()
 
-    def personalizes(self, pseudonym: str) -> bool:
+    def personalizes(self, pseudonym: str, *, wait: bool = True) -> bool:
         """Whether the shop serves personalized answers at all (`personalized_serving`) and this
         shopper has personalization consent: both as of now. An anonymous session also needs the
         consent of every customer it is linked to (`_session_links`: a customer's withdrawal
-        covers their anonymous browsing, in the warehouse or still in the spool)."""
-        self._follow()
-        if not (self.personalized_serving and self.allows(pseudonym)):
+        covers their anonymous browsing, in the warehouse or still in the spool). With
+        `wait=False` (the server's event loop) it reads no file: `LookDue` when the answer
+        needs one (a worker thread asks again with `wait=True`)."""
+        self._follow(wait)
+        if not (self.personalized_serving and self.allows(pseudonym, wait=wait)):
             return False
         if not is_anonymous(pseudonym):
             return True
         interesting = self._link_matters()
         if not interesting:
             return True
-        linked = self.links.linked(pseudonym, interesting)
+        linked = self.links.linked(pseudonym, interesting, wait=wait)
         if linked is None:  # the links could not be read now: fail closed (see `SessionLinks`)
             return False
-        return all(self.allows(c) for c in linked)
+        return all(self.allows(c, wait=wait) for c in linked)
 
     def _link_matters(self) -> frozenset[str]:
         """The pseudonyms whose sessions decide an anonymous session's consent: the customers
@@ -171,9 +177,9 @@ class ConsentView:
         immutable snapshot: read per request without a lock or a copy."""
         return self._matters
 
-    def allows(self, pseudonym: str, flag: str = "personalization") -> bool:
+    def allows(self, pseudonym: str, flag: str = "personalization", *, wait: bool = True) -> bool:
         """The shopper's current consent for `flag` (the shop's default when unrecorded)."""
-        self._follow()
+        self._follow(wait)
         if self.client is None:
             return self._consents.allows(pseudonym, flag)
         v = self.client.hget(self.prefix + flag, pseudonym)

@@ -25,7 +25,7 @@ import numpy as np
 from ..features import Interactions
 from ..governance import Pseudonymizer, SecretStore
 from ._bundle import BUNDLES_DIR, CURRENT, Bundle, current_bundle
-from ._consent import ConsentView
+from ._consent import ConsentView, LookDue
 from ._experiments import Experiment, Variant, load_experiments
 from ._online import MemoryState, OnlineState
 from ._ranking import rank_user, user_history
@@ -364,11 +364,12 @@ class Service:
         return replace(base, items=self.rules.items, version=self.rules.version)
 
     # -- answering ----------------------------------------------------------------------------
-    def personalizes(self, pseudo: str, requested: bool = True) -> bool:
+    def personalizes(self, pseudo: str, requested: bool = True, *, wait: bool = True) -> bool:
         """Whether an answer for this shopper may use their data: asked for (`?personalized`),
         allowed by the server and the shop (`--no-personalization`, config/privacy.json) and by
-        the shopper's current personalization consent (read per request: see `ConsentView`)."""
-        return requested and self.settings.personalization and self.consent.personalizes(pseudo)
+        the shopper's current personalization consent (read per request: see `ConsentView`).
+        `wait=False` (the event loop's lookups): `LookDue` when knowing needs a file read."""
+        return requested and self.settings.personalization and self.consent.personalizes(pseudo, wait=wait)
 
     def recommend(
         self,
@@ -412,7 +413,11 @@ class Service:
             model = variant.model if variant and variant.model in snap.bundle.models else None
             model = model or snap.bundle.manifest["default_model"]
         pseudo = self.pseudonymize(raw_user)
-        if self.personalizes(pseudo, personalized):
+        try:  # a lookup (`cached_only`, on the event loop) reads no consent file
+            allowed = self.personalizes(pseudo, personalized, wait=not cached_only)
+        except LookDue:  # the consent view must read: the recommendation queue's thread will
+            return None
+        if allowed:
             user = snap.user_index.get(pseudo)
             version, recent = self.online.recent(pseudo)
         else:  # their history and recent events are not read: a never-seen user
@@ -493,7 +498,12 @@ class Service:
         """A results page; with `cached_only`, None unless it is in the cache (the HTTP layer
         answers cache hits on the event loop and sends misses to the search queue, which calls
         `search_batch`). `level` bounds the work of a miss (see `SearchEngine.query`)."""
-        req = self._search_request(SearchArgs(q, k, filters, sort, offset, raw_user, personalized))
+        try:  # a lookup (`cached_only`, on the event loop) reads no consent file
+            req = self._search_request(
+                SearchArgs(q, k, filters, sort, offset, raw_user, personalized), wait=not cached_only
+            )
+        except LookDue:  # the consent view must read: the search queue's thread will
+            return None
         if req.answer is not None:
             return req.answer
         if req.page is not None:
@@ -567,10 +577,11 @@ class Service:
             out.append(self._search_answer(r))
         return out
 
-    def _search_request(self, args: SearchArgs, level: str = "full") -> _SearchRequest:
+    def _search_request(self, args: SearchArgs, level: str = "full", *, wait: bool = True) -> _SearchRequest:
         """Everything a search needs before the engine runs: the experiment variant, the
         snapshot, the cache key (per shopper and history version for personalized search), the
-        shopper's profile, and the cached page when there is one."""
+        shopper's profile, and the cached page when there is one. `wait=False`: `LookDue` when
+        the shopper's consent needs a file read (see `personalizes`)."""
         exp, variant = self.assign("search", args.raw_user)
         snap = self._snapshot_for(variant)
         req = _SearchRequest(args, level, snap, exp.name if exp else None, variant)
@@ -580,7 +591,11 @@ class Service:
             return req
         req.key, req.n_cand = self._search_key(snap, args.q, args.filters, args.sort, args.offset, args.k)
         pseudo = self.pseudonymize(args.raw_user) if args.raw_user is not None else None
-        if pseudo is not None and engine.personalized_ and self.personalizes(pseudo, args.personalized):
+        if (
+            pseudo is not None
+            and engine.personalized_
+            and self.personalizes(pseudo, args.personalized, wait=wait)
+        ):
             # personalized search: the shopper's history (bundle + events since) -> profile;
             # pages of shoppers with a profile are cached per shopper and history version
             user = snap.user_index.get(pseudo)

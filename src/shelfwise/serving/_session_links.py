@@ -26,6 +26,12 @@ whose consent just started to matter (it cannot be opened read-only while someth
 an absorb, an ingest, another worker), `linked` answers None (unknown: not personalized) and the
 look is tried again at the next refresh. A look that failed only because the warehouse changed
 (nothing new to ask) keeps the links already known: facts, still true.
+
+A look reads files and may query the warehouse (after an absorb, tens of milliseconds): the
+server's event loop, which answers cached lists, must not wait for it. It asks with
+`wait=False`: when a look is due (or another thread is doing one) `LookDue` is raised and the
+request goes to a worker thread (the recommendation or search queue), which asks again with
+`wait=True` and does the look; between looks the event loop answers from what is known.
 """
 
 from __future__ import annotations
@@ -39,7 +45,12 @@ from typing import Any
 
 from ..governance._privacy import is_anonymous
 
-__all__ = ["SessionLinks"]
+__all__ = ["LookDue", "SessionLinks"]
+
+
+class LookDue(Exception):  # noqa: N818 - a signal, not an error
+    """`linked(..., wait=False)`: the answer needs a look at the spool or the warehouse (or
+    another thread is doing one); ask again where waiting is allowed (a worker thread)."""
 
 
 class SessionLinks:
@@ -63,14 +74,19 @@ class SessionLinks:
         self._by_user: dict[str, set[str]] = {}  # pseudonym -> sessions, over both sources
         self._pending = False  # a look the answer depends on failed: unknown until one succeeds
 
-    def linked(self, anonymous: str, interesting: AbstractSet[str]) -> set[str] | None:
+    def linked(self, anonymous: str, interesting: AbstractSet[str], *, wait: bool = True) -> set[str] | None:
         """The customers sharing a session with this anonymous session's pseudonym, as of now;
         `interesting`: the pseudonyms whose sessions must be known (see the module doc). None
-        when they cannot be known now (the warehouse could not be read: fail closed)."""
-        with self._lock:
+        when they cannot be known now (the warehouse could not be read: fail closed). With
+        `wait=False` no file is read: `LookDue` when the answer needs a look (see the module doc)."""
+        if not self._lock.acquire(blocking=wait):
+            raise LookDue  # another thread is looking: the answer may change with it
+        try:
             now = time.monotonic()
             # a user whose consent just started to matter (a withdrawal on this replica): at once
             if now - self._checked >= self.follow_interval_s or not interesting <= self._asked_users:
+                if not wait:
+                    raise LookDue
                 self._checked = now
                 self._follow(interesting)
             if self._pending:
@@ -80,6 +96,8 @@ class SessionLinks:
                 for source in self._sources():
                     out |= {u for u in source.get(s, ()) if not is_anonymous(u)}
             return out
+        finally:
+            self._lock.release()
 
     def _sources(self) -> list[dict[str, set[str]]]:
         return [self._curated, self._stream, *self._absorbed, *(m for _, m in self._segments.values())]
