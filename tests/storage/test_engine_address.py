@@ -32,6 +32,10 @@ def test_addresses_parse_and_their_parameters_are_never_shown(tmp_path, monkeypa
     engine = engine_from("spark", tmp_path, remote=secret)
     assert isinstance(engine, SparkEngine) and engine.remote == secret
     assert "SECRET" not in engine.describe() and "spark.example:443" in engine.describe()
+    monkeypatch.setenv("SHELFWISE_SPARK_REMOTE", "sc://from-env:15010")  # (the flag wins over it)
+    assert engine_from("spark", tmp_path).remote == "sc://from-env:15010"
+    assert engine_from("spark", tmp_path, remote=secret).remote == secret
+    monkeypatch.delenv("SHELFWISE_SPARK_REMOTE")
     for bad in ("sc://host:port", "sc://:15002", "sc://host:99999"):
         with pytest.raises(ShelfwiseError, match="--spark-remote"):
             engine_from("spark", tmp_path, remote=bad)

@@ -1,8 +1,8 @@
 """`--spark-remote`: the commands through Spark Connect, as a shop points them at a cluster. A
 Spark Connect server (a local[2] Spark with the Connect plugin, in its own process and JVM)
 stands in for the cluster; the commands are the CLI as a subprocess, Spark Connect clients with
-no JVM of their own. `ingest --engine spark --spark-remote sc://HOST:PORT` curates and
-quarantines what DuckDB does (one pseudonym key: the same rows, pseudonyms included), `train`
+no JVM of their own. `ingest --engine spark --spark-remote sc://HOST:PORT --warehouse PATH`
+(a location outside the workdir) curates and quarantines what DuckDB does (one pseudonym key: the same rows, pseudonyms included), `train`
 reads the interactions through it, and `recommend --all-users` ranks every user there (the model
 travels with the function: a Connect session has no broadcast variables) with the one-node lists.
 
@@ -92,10 +92,22 @@ def test_ingest_train_and_recommend_through_spark_connect(remote, tmp_path):
     (sprk / "secrets").mkdir(parents=True)
     (sprk / "secrets" / "pseudonym.key").write_text(key.hex())
     connect = ["--engine", "spark", "--spark-remote", remote]
+    shared = tmp_path / "shared-warehouse"
     out = {
         "duckdb": json.loads(sw("ingest", "--data", str(data), "--workdir", str(duck), "--json").stdout),
         "spark": json.loads(
-            sw("ingest", "--data", str(data), "--workdir", str(sprk), "--json", *connect).stdout
+            # (a warehouse location outside the workdir, as a cluster's shared storage is)
+            sw(
+                "ingest",
+                "--data",
+                str(data),
+                "--workdir",
+                str(sprk),
+                "--json",
+                *connect,
+                "--warehouse",
+                str(shared),
+            ).stdout  # fmt: skip
         ),
     }
     keys = ("rows_in", "rows_curated", "rows_quarantined", "rows_withheld", "reasons", "balanced")
@@ -107,7 +119,9 @@ def test_ingest_train_and_recommend_through_spark_connect(remote, tmp_path):
     assert _curated(sprk, "events") == _curated(duck, "events")
     assert sorted(_curated(sprk, "products"), key=repr) == sorted(_curated(duck, "products"), key=repr)
     # written by the server's executors as Parquet in the warehouse location
-    assert list((sprk / "spark-warehouse" / "curated" / "events" / "v1").glob("*.parquet"))
+    assert list((shared / "curated" / "events" / "v1").glob("*.parquet"))
+    assert list((shared / "quarantine" / "events").glob("run=*/*.parquet"))
+    assert not (sprk / "spark-warehouse").exists()
     # lineage and audit as with DuckDB: the run's outputs (names, columns, content versions)
     assert _lineage(sprk, out["spark"]["run_id"]) == _lineage(duck, out["duckdb"]["run_id"])
     for work, o in ((duck, out["duckdb"]), (sprk, out["spark"])):
