@@ -42,7 +42,7 @@ test-fast: install
 bench: install system-deps
 	$(BIN)/python benchmarks/run.py --out benchmarks/results.json
 	$(BIN)/python benchmarks/deliveries.py --out benchmarks/deliveries.json
-	$(BIN)/python benchmarks/ingest_speed.py --out benchmarks/ingest_speed.json --sizes 1000000,2000000,10000000 --engines duckdb,spark --spark-sizes 1000000,2000000
+	$(BIN)/python benchmarks/ingest_speed.py --out benchmarks/ingest_speed.json --sizes 1000000,2000000,10000000 --repeat 3 --engines duckdb,spark
 	$(BIN)/python benchmarks/recsys.py --out benchmarks/recsys.json
 	$(BIN)/python benchmarks/search.py --out benchmarks/search.json
 	$(BIN)/python benchmarks/serve.py --out benchmarks/serve.json

@@ -1,7 +1,8 @@
 """Governed ingestion against a bare DuckDB load of the same file (issue 20, part 0), as JSON.
 
-For each size one events CSV is written (`run.make_events`: synthetic, about 0.5% defective rows,
-8 columns), then loaded, in the same run and alternately:
+For each size one events CSV is written (`run.make_events`: synthetic, 8 columns, about 0.2%
+defective rows: a bad event type or timestamp; another 0.1% are anonymous rows, an empty user_id,
+curated), then loaded, in the same run and alternately:
 
 - bare: a fresh Python process that imports DuckDB and runs `CREATE TABLE events AS SELECT * FROM
   read_csv(file)` into a new database file (auto-detected types, no checks), start to exit;

@@ -12,10 +12,12 @@ Spark-written table as it reads a DuckDB one.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..errors import ShelfwiseError
 
@@ -74,7 +76,8 @@ class SparkEngine:
         return Path(self.warehouse) if self.warehouse else Path(self.workdir) / "spark-warehouse"
 
     def describe(self) -> str:
-        return f"spark ({self.remote or self.master or 'local[2]'}), warehouse {self.location}"
+        where = shown_remote(self.remote) if self.remote else self.master or "local[2]"
+        return f"spark ({where}), warehouse {self.location}"
 
     @property
     def session(self) -> Any:
@@ -108,6 +111,7 @@ def _session(remote: str | None, master: str | None, location: Path) -> tuple[An
             active.conf.set(key, value)
         return active, False
     if remote:
+        answers(remote)
         builder = SparkSession.builder.remote(remote)
     else:
         # a local JVM: loopback only, executors run this very Python (the UDFs import shelfwise)
@@ -124,12 +128,46 @@ def _session(remote: str | None, master: str | None, location: Path) -> tuple[An
         session = builder.getOrCreate()
     except Exception as exc:  # noqa: BLE001 - no Java, no cluster: say which
         raise ShelfwiseError(
-            f"cannot start Spark ({remote or master or 'local[2]'}): {exc}; a local master needs Java 17 "
-            "(Debian: openjdk-17-jre-headless)"
+            f"cannot start Spark ({shown_remote(remote) if remote else master or 'local[2]'}): {exc}"
+            + ("" if remote else "; a local master needs Java 17 (Debian: openjdk-17-jre-headless)")
         ) from exc
     if not remote:
         session.sparkContext.setLogLevel("ERROR")
     return session, True
+
+
+def _host_port(remote: str) -> tuple[str, int]:
+    """HOST and PORT of a Spark Connect address, sc://HOST[:PORT][/;param=value;...] (Spark
+    Connect's default port 15002)."""
+    netloc = remote.split("://", 1)[-1].split("/", 1)[0].split(";", 1)[0]
+    try:
+        parsed = urlsplit(f"//{netloc}")
+        host, port = parsed.hostname, parsed.port or 15002
+    except ValueError as exc:
+        raise ShelfwiseError(f"--spark-remote {shown_remote(remote)!r}: {exc}") from exc
+    if not host:
+        raise ShelfwiseError(f"--spark-remote {shown_remote(remote)!r}: no host (sc://HOST:PORT)")
+    return host, port
+
+
+def shown_remote(remote: str) -> str:
+    """A Spark Connect address as logs and reports may show it: its parameters (a token, a
+    user) are left out, sc://HOST:PORT/;token=... -> sc://HOST:PORT/;..."""
+    head, sep, _ = remote.partition(";")
+    return head + (";..." if sep else "")
+
+
+def answers(remote: str, timeout: float = 10.0) -> None:
+    """Fail at once when nothing listens at a Spark Connect address: the client would retry an
+    unanswered address with growing back-offs for about ten minutes before it fails."""
+    host, port = _host_port(remote)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ShelfwiseError(
+            f"--spark-remote {shown_remote(remote)}: no Spark Connect server answers at {host}:{port} ({exc})"
+        ) from exc
 
 
 def engine_from(
@@ -156,7 +194,11 @@ def engine_from(
     if remote and master:
         raise ShelfwiseError("give --spark-remote or --spark-master, not both")
     if remote and not remote.startswith("sc://"):
-        raise ShelfwiseError(f"--spark-remote {remote!r}: a Spark Connect address looks like sc://HOST:PORT")
+        raise ShelfwiseError(
+            f"--spark-remote {shown_remote(remote)!r}: a Spark Connect address looks like sc://HOST:PORT"
+        )
+    if remote:
+        _host_port(remote)  # (a malformed address is refused before any work)
     return SparkEngine(
         Path(workdir),
         remote=remote,
