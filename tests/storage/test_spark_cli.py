@@ -165,3 +165,44 @@ def test_recommend_on_spark_writes_the_one_node_lists(trained, tmp_path):
     # the rules are the one-node path's: asked for on Spark, a clear refusal (before a JVM starts)
     refused = sw("recommend", "--workdir", str(sprk), "--all-users", "--out", str(every), *spark, check=False)
     assert refused.returncode != 0 and "--no-rules" in refused.stderr + refused.stdout
+
+
+def test_the_server_and_the_console_read_a_spark_trained_workdir(trained, tmp_path, monkeypatch):
+    """A shop trained on Spark is served and shown as any other: `shelfwise serve` answers what the
+    batch CLI answers (business rules included), and the console's data page reads the curated
+    Parquet versions' counts through the warehouse's catalog (a copy of the workdir: the console
+    needs a person, and adding one would change the other tests' shop)."""
+    import re
+    import shutil
+
+    import httpx
+
+    from tests.serving.conftest import Server
+
+    data, duck, sprk, out, users = trained
+    work = tmp_path / "w"
+    shutil.copytree(sprk, work, ignore=shutil.ignore_patterns("serve-*.log", "spool"))
+    added = sw("users", "add", "--workdir", str(work), "--name", "ada", "--role", "admin", "--json")
+    key = json.loads(added.stdout)["api_key"]
+    monkeypatch.setenv("SHELFWISE_AS", "ada")  # the shop has people now: commands say who runs them
+    monkeypatch.setenv("SHELFWISE_API_KEY", key)
+    cli = tmp_path / "cli.jsonl"
+    sw("recommend", "--workdir", str(work), "--users", str(users), "--out", str(cli))
+    batch = {d["user_id"]: d["items"] for d in map(json.loads, cli.read_text().splitlines())}
+    s = Server(work, "--absorb-seconds", "0", "--reload-seconds", "0")
+    try:
+        for user in sorted(batch)[:8]:
+            r = s.client.get(f"/v1/recommendations/{user}", params={"k": 10}, headers={"X-API-Key": key})
+            assert r.status_code == 200, r.text
+            assert r.json()["items"] == batch[user], user
+        with httpx.Client(base_url=s.url, timeout=60, follow_redirects=True) as browser:
+            form = browser.get("/console/login").text
+            csrf = re.search(r'name="csrf" value="([^"]*)"', form).group(1)  # type: ignore[union-attr]
+            r = browser.post(
+                "/console/login", data={"csrf": csrf, "next": "/console/data", "name": "ada", "api_key": key}
+            )
+            assert r.status_code == 200 and "/console/data" in str(r.url), r.text[-2000:]
+            curated = curated_rows(work, "SELECT count(*) FROM curated.events")[0][0]
+            assert curated > 1000 and f'<td class="n rows">{curated}</td>' in r.text  # the Parquet rows
+    finally:
+        s.stop()
