@@ -31,7 +31,7 @@ def _pause(x: int) -> int:
     return x
 
 
-def _read_until_the_end(workdir: Path, lexical: Any = None) -> list[str]:
+def _read_until_the_end(workdir: Path, lexical: Any = None, stop: Any = None) -> list[str]:
     import duckdb
 
     con = duckdb.connect()

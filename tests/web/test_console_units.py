@@ -756,3 +756,35 @@ def test_keeping_the_figures_after_new_data_leaves_no_thread_reading_the_warehou
     stamp = _data._stamp(work, *_data.WAREHOUSE)
     kept = json.loads((work / "state" / "console" / "catalog.json").read_text())
     assert kept["stamp"][: len(stamp)] == json.loads(json.dumps(stamp))  # the new data's figures
+
+
+def test_an_app_with_the_console_shuts_down_after_its_background_threads(tmp_path, monkeypatch) -> None:
+    """The console warms its pages in a background thread of a started app. When the app shuts
+    down (a test's client leaving, an embedding application stopping) the warm-up stops before
+    its next part and the shutdown waits for the part it is in: a thread still inside DuckDB when
+    the interpreter finalizes aborts the process (exit 134), after every test passed."""
+    import threading
+
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from shelfwise.web import mount_console
+
+    inside, computed = threading.Event(), []
+
+    def slow_overview(workdir: Path) -> None:  # the first part: in it when the app stops
+        inside.set()
+        time.sleep(1.0)
+        computed.append("overview")
+
+    monkeypatch.setattr(_data, "overview", slow_overview)
+    for name in ("models", "experiments", "lineage_graph"):
+        monkeypatch.setattr(_data, name, lambda workdir, _n=name: computed.append(_n))
+    monkeypatch.setattr(_data, "quarantine", lambda *a: computed.append("quarantine"))
+    monkeypatch.setattr(_data, "search_report", lambda *a: computed.append("search_report"))
+    app = FastAPI()
+    mount_console(app, tmp_path, lambda: None)
+    with TestClient(app):
+        assert inside.wait(30)
+    assert computed == ["overview"]  # the part it was in finished; the others were not begun
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("console-") and t.is_alive()]

@@ -40,7 +40,7 @@ from typing import Any, NoReturn
 
 from .._process import leave
 
-__all__ = ["clean_exit", "end_process", "server_process", "served"]
+__all__ = ["clean_exit", "end_process", "finalizes", "server_process", "served"]
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _SERVED = threading.Event()  # set by the lifespan once its shutdown finished
@@ -52,6 +52,13 @@ def server_process() -> None:
     here): its end after serving is this module's (an app made in another program, a test's,
     leaves that program's exit alone)."""
     _SERVER_PROCESS.set()
+
+
+def finalizes() -> bool:
+    """Whether this process will finalize the interpreter at its end (an app made in another
+    program: a test's client, an application embedding the routes), so that its daemon threads
+    must be out of native code by then; a `shelfwise serve` process never finalizes."""
+    return not _SERVER_PROCESS.is_set()
 
 
 def served() -> None:

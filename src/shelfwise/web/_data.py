@@ -66,6 +66,7 @@ STALE_WHAT = {
     "experiment-events": "experiment outcomes",
 }
 log = logging.getLogger("shelfwise.web")
+BACKGROUND_PREFIX = "console-"  # the names of the console's background threads (see `settle`)
 CACHE_TTL_S = 60.0  # freshness ages and the like are recomputed at least this often
 SPIKE_FACTOR = 2.0  # a load quarantining this many times the table's previous share is a spike
 
@@ -1202,11 +1203,29 @@ _EXPERIMENT_EVENTS = Persist("experiment_events", load=lambda v: (_tuples(v[0]),
 
 
 # -- warm-up ---------------------------------------------------------------------------------------
-def warm_up(workdir: Path, lexical: Any = None) -> list[str]:
+def settle(timeout_s: float) -> list[str]:
+    """Wait (at most `timeout_s` in all) for the console's background threads (the warm-up, the
+    figures' refreshes, the customer profiles: named `console-*`) to leave the warehouse: called
+    when the app shuts down. A daemon thread still inside DuckDB when the interpreter finalizes
+    aborts the process ("terminate called without an active exception", exit 134), which an
+    application embedding the console (a test's client) would meet at exit; `shelfwise serve`
+    leaves without finalizing (`serving._exit`). Returns the names of those still running."""
+    deadline = time.monotonic() + timeout_s
+    left = []
+    for t in threading.enumerate():
+        if t is not threading.current_thread() and t.name.startswith(BACKGROUND_PREFIX) and t.is_alive():
+            t.join(max(0.0, deadline - time.monotonic()))
+            if t.is_alive():
+                left.append(t.name)
+    return left
+
+
+def warm_up(workdir: Path, lexical: Any = None, stop: threading.Event | None = None) -> list[str]:
     """What the pages read, computed once (in a background thread of a server that just
     started: its readiness does not wait): a page read afterwards finds it in memory, a page
     read meanwhile waits for the same computation instead of starting its own. Returns the
-    parts that could not be computed (a page says why when it is read)."""
+    parts that could not be computed (a page says why when it is read); `stop` set: the parts
+    not begun are left (the app is shutting down)."""
     parts: list[tuple[str, Any]] = [
         ("overview", lambda: overview(workdir)),  # catalog, registry, traffic, audit chain
         ("models", lambda: models(workdir)),
@@ -1217,6 +1236,9 @@ def warm_up(workdir: Path, lexical: Any = None) -> list[str]:
     ]
     failed = []
     for name, part in parts:
+        if stop is not None and stop.is_set():
+            failed.append(name)
+            continue
         try:
             part()
         except Exception as exc:  # e.g. the warehouse held by a training run: the page retries

@@ -9,6 +9,7 @@ the same function the CLI calls, which writes the same audit entry, with the per
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import logging
@@ -27,6 +28,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from ..errors import AccessDenied, ShelfwiseError
+from ..serving import _exit
 from ..serving._http_auth import route_path
 from . import _auth, _data, _playground
 from ._auth import Denied, User
@@ -36,6 +38,9 @@ __all__ = ["console_router", "mount_console"]
 HERE = Path(__file__).parent
 log = logging.getLogger("uvicorn.error")  # configured by uvicorn: shows with its own messages
 PREFIX = "/console"
+# at shutdown, the longest wait for the console's background threads to leave the warehouse (a
+# part of the warm-up or a figure being computed: seconds on a large shop; see `_data.settle`)
+SETTLE_S = 10.0
 NAV = [
     ("overview", "Overview", "/console/"),
     ("models", "Models", "/console/models"),
@@ -61,15 +66,26 @@ def mount_console(app: FastAPI, workdir: str | Path, service: Callable[[], Any])
     @asynccontextmanager
     async def lifespan(a: Any) -> AsyncIterator[Any]:
         async with inner(a) as state:  # the service is loaded: the server is ready
+            stop = threading.Event()
             threading.Thread(
-                target=_warm, args=(Path(workdir), service, templates), name="console-warm", daemon=True
+                target=_warm, args=(Path(workdir), service, templates, stop), name="console-warm", daemon=True
             ).start()
-            yield state
+            try:
+                yield state
+            finally:  # the warm-up stops before its next part
+                stop.set()
+                if _exit.finalizes():  # (a server process leaves without finalizing: no wait)
+                    # its background threads out of the warehouse before the interpreter ends
+                    left = await asyncio.to_thread(_data.settle, SETTLE_S)
+                    if left:
+                        log.warning("console: %s still running at shutdown", ", ".join(left))
 
     app.router.lifespan_context = lifespan
 
 
-def _warm(workdir: Path, service: Callable[[], Any], templates: Jinja2Templates) -> None:
+def _warm(
+    workdir: Path, service: Callable[[], Any], templates: Jinja2Templates, stop: threading.Event | None = None
+) -> None:
     """The first page of each kind in a fresh server: its figures computed and its template
     compiled in the background, after readiness (see `_data.warm_up`)."""
     t0 = time.perf_counter()
@@ -78,7 +94,9 @@ def _warm(workdir: Path, service: Callable[[], Any], templates: Jinja2Templates)
     s, lexical = service(), None
     if s is not None and s.snapshot.search is not None and s.snapshot.version == _current(workdir):
         lexical = s.snapshot.search.lexical_
-    failed = _data.warm_up(workdir, lexical)
+    failed = _data.warm_up(workdir, lexical, stop)
+    if stop is not None and stop.is_set():
+        return
     try:  # the insights page's modules (scipy.stats among them: seconds of CPU on its first read)
         import importlib
 
