@@ -10,6 +10,7 @@ whose warehouse is held by another process (a training run, an absorb) says so i
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import logging
@@ -67,6 +68,21 @@ STALE_WHAT = {
 }
 log = logging.getLogger("shelfwise.web")
 BACKGROUND_PREFIX = "console-"  # the names of the console's background threads (see `settle`)
+SETTLE_AT_EXIT_S = 10.0  # see `_settle_at_exit`
+
+
+def _settle_at_exit() -> None:
+    """At the exit of a process that finalizes (see `serving._exit.finalizes`), the console's
+    background threads started by pages (not by an app's lifespan, whose shutdown settles them:
+    a client used without it) leave DuckDB first: exit functions run before the interpreter
+    ends its daemon threads."""
+    from ..serving import _exit
+
+    if _exit.finalizes():
+        settle(SETTLE_AT_EXIT_S)
+
+
+atexit.register(_settle_at_exit)
 CACHE_TTL_S = 60.0  # freshness ages and the like are recomputed at least this often
 SPIKE_FACTOR = 2.0  # a load quarantining this many times the table's previous share is a spike
 
