@@ -65,6 +65,55 @@ def test_held_out_evaluation_is_stated(report):
     assert "How good the churn model is" in html and "BG/NBD (anchor)" in html
 
 
+def test_console_insights_page_shows_the_report_by_role(report, tmp_path):
+    """/console/insights shows reports/customers.json: the segments with their counts and the
+    churn model's held-out AUC beside BG/NBD, no shop id; an analyst sees it, an engineer (who
+    may not read customer insights) is told why."""
+    import re
+
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from shelfwise import Shop
+    from shelfwise.web import mount_console
+
+    work, doc = report
+    w = tmp_path / "w"
+    shutil.copytree(work, w)
+    (w / "governance" / "people.json").unlink(missing_ok=True)  # this copy's own people
+    keys = {"root": Shop(w).add_person("root", "admin")}
+    for name, role in (("ana", "analyst"), ("eng", "engineer")):
+        keys[name] = Shop(w, as_="root", api_key=keys["root"]).add_person(name, role)
+    app = FastAPI()
+    mount_console(app, w, lambda: None)
+
+    def page(who: str) -> str:
+        with TestClient(app, base_url="http://127.0.0.1:8000", client=("127.0.0.1", 40000)) as c:
+            csrf = re.search(r'name="csrf" value="([^"]+)"', c.get("/console/login").text)
+            assert csrf
+            r = c.post(
+                "/console/login",
+                data={"name": who, "api_key": keys[who], "csrf": csrf.group(1), "next": "/console/insights"},
+                follow_redirects=False,
+            )
+            assert r.status_code == 303, r.text
+            r = c.get("/console/insights")
+            assert r.status_code == 200, r.text
+            return r.text
+
+    text = page("ana")
+    assert 'id="segments"' in text and 'id="demand"' in text
+    for g in doc["segments"]:
+        row = text.split(f'<tr data-segment="{g["segment"]}">', 1)[1].split("</tr>")[0]
+        assert f'<td class="n">{g["customers"]}</td>' in row
+    e = doc["evaluation"]
+    line = text.split('id="churn-evaluation"', 1)[1].split("</p>")[0]
+    assert f"ROC AUC {e['shelfwise']['churn_auc']} vs BG/NBD {e['bgnbd']['churn_auc']}" in line
+    assert "CHURNER" not in text and "LOYAL" not in text
+    text = page("eng")
+    assert 'id="segments"' not in text and "the role engineer may not read customer insights" in text
+
+
 def test_audited_with_lineage_and_refused_without_the_role(report, tmp_path):
     work, doc = report
     audit = [json.loads(x) for x in (work / "audit" / "audit.jsonl").read_text().splitlines()]

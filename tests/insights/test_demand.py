@@ -142,6 +142,46 @@ def test_row_check_agrees_on_stock():
     assert [x.reason.value for x in f] == ["invalid_type"] and "whole number" in f[0].detail
 
 
+def test_quantity_is_a_whole_number_of_units_and_one_where_missing(tmp_path):
+    """Events contract 1.3.0 (issue 18: quantity is an integer >= 1, default 1): 2.5 units and 0
+    units are quarantined with their reason, on ingest and in the served events' row check; a
+    purchase without a quantity is curated and counts one unit."""
+    from shelfwise.governance._contracts import EVENTS
+    from shelfwise.governance._row_check import check_record
+    from shelfwise.storage import read_only
+
+    base = {
+        "user_id": "u1",
+        "product_id": "P1",
+        "event_type": "purchase",
+        "timestamp": "2024-03-05T10:00:00Z",
+    }
+    assert not check_record(EVENTS, {**base, "quantity": "3"}).failures
+    f = check_record(EVENTS, {**base, "quantity": "2.5"}).failures
+    assert [x.reason.value for x in f] == ["invalid_type"] and "quantity: not a whole number: 2.5" in f[
+        0
+    ].detail
+    d = tmp_path / "data"
+    d.mkdir()
+    (d / "products.csv").write_text("product_id,title,price\nP1,A thing,5\n")
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp,quantity\n"
+        "u1,P1,purchase,2024-03-05T10:00:00Z,3\n"
+        "u2,P1,purchase,2024-03-05T11:00:00Z,2.5\n"
+        "u3,P1,purchase,2024-03-05T12:00:00Z,0\n"
+        "u4,P1,purchase,2024-03-05T13:00:00Z,\n"
+    )
+    ok(run("ingest", "--data", str(d), "--workdir", str(tmp_path / "w")))
+    with read_only(tmp_path / "w") as (con, _):
+        got = con.sql("SELECT coalesce(quantity, 1) FROM curated.events ORDER BY 1").fetchall()
+        bad = con.sql(
+            "SELECT reason, detail FROM quarantine.rows WHERE table_name = 'events' ORDER BY reason"
+        ).fetchall()
+    assert got == [(1.0,), (3.0,)]
+    assert [r[0] for r in bad] == ["invalid_type", "out_of_range"], bad
+    assert "quantity: not a whole number: 2.5" in bad[0][1] and "quantity: below 1: 0" in bad[1][1]
+
+
 # -- forecasts, end to end ---------------------------------------------------------------------
 @pytest.mark.slow  # a statsforecast run through the CLI (~30-60 s on a loaded machine)
 def test_seasonal_series_forecast_in_phase(forecasts):

@@ -220,6 +220,17 @@ def test_compiled_checks_agree_value_by_value(spark):
         {"user_id": u, "product_id": "\u00a0p1 ", "event_type": "view", "timestamp": "1709287200"}
         for u in ("\u00a0u7\u3000", " u8\u2009", "u9\t")
     ]
+    # a purchase line's quantity: a whole number of units, 1 or more (events contract 1.3.0)
+    rows += [
+        {
+            "user_id": "u1",
+            "product_id": "p1",
+            "event_type": "purchase",
+            "timestamp": "1709287200",
+            "quantity": q,
+        }
+        for q in ("3", "3.0", "2.5", "0", "", "1e3", "-1")
+    ]
     cols = contract.column_names
     table = [{c: r.get(c) for c in cols} | {"_source_line": i} for i, r in enumerate(rows)]
     duck, sprk = _through_both(spark, contract, table)
@@ -227,6 +238,9 @@ def test_compiled_checks_agree_value_by_value(spark):
     for d in duck:
         s = by_line[d[-1]]
         assert tuple(s[:-3]) == tuple(d[:-3]) and list(s[-3]) == list(d[-3]) and s[-2] == d[-2], (d, s)
+    # ... and "2.5" is refused as a fraction on both
+    fraction = len(rows) - 5
+    assert any("quantity: not a whole number: 2.5" in str(x) for x in by_line[fraction]), by_line[fraction]
 
 
 def _through_both(spark, contract, table: list[dict]) -> tuple[list[tuple], list[tuple]]:

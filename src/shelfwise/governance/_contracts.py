@@ -214,7 +214,8 @@ EVENTS = TableContract(
     name="events",
     # 1.1.0: recommendation_id / search_id attribute an event to a served list
     # 1.2.0: quantity (units of an order line); event_id, an idempotency key: curated once
-    version="1.2.0",
+    # 1.3.0: quantity is a whole number of units (2.5 was curated; issue 18 says integer >= 1)
+    version="1.3.0",
     description="Behaviour events: views, clicks, carts, purchases, ratings, searches, reviews.",
     dedupe_exact=True,
     references=(("product_id", "products", "product_id"),),
@@ -287,8 +288,9 @@ EVENTS = TableContract(
             Kind.FLOAT,
             min_value=1.0,
             max_value=1_000_000.0,
+            integer=True,
             aliases=("qty", "units", "quantity_ordered", "order_quantity"),
-            description="units bought in a purchase (an order line)",
+            description="units bought in a purchase (an order line): a whole number, 1 or more; 1 where missing",
         ),
         ColumnSpec(
             "text", Kind.TEXT, classification=Classification.INTERNAL, aliases=("review", "review_text")

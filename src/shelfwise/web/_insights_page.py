@@ -1,9 +1,10 @@
-"""The console's insights page (`/console/insights`, issue 18.5): demand, reorder suggestions and
-marketing audiences.
+"""The console's insights page (`/console/insights`, issue 18.5): customers (segments, churn
+risk, the churn model's held-out evaluation), demand, reorder suggestions and marketing audiences.
 
-Demand is read from reports/demand.json as `shelfwise report demand` last wrote it (forecasting
-takes tens of seconds: not inside a request); audiences are listed live (their summaries are
-small files). Each part needs its own permission: a role that may not see one sees why."""
+Customers and demand are read from reports/customers.json and reports/demand.json as `shelfwise
+report customers` / `report demand` last wrote them (fitting takes tens of seconds: not inside a
+request); audiences are listed live (their summaries are small files). Each part needs its own
+permission: a role that may not see one sees why."""
 
 from __future__ import annotations
 
@@ -26,6 +27,16 @@ def add_insights_routes(router: APIRouter, workdir: Path, guard: Callable[..., A
         from ..insights._reports import DEMAND_REPORT, read_report
 
         ctx.need("catalog.read")
+        customers: dict[str, Any] | None = None
+        customers_reason = ""
+        if ctx.user.may("insights.customers"):  # the CLI's permission for customer insights
+            from ..insights._customers_report import CUSTOMERS_REPORT
+
+            customers = read_report(workdir, CUSTOMERS_REPORT)
+            if customers is None:
+                customers_reason = "no customers report yet: run `shelfwise report customers`"
+        else:
+            customers_reason = f"the role {ctx.user.role} may not read customer insights"
         demand: dict[str, Any] | None = None
         demand_reason = ""
         if ctx.user.may("insights.demand"):
@@ -39,4 +50,11 @@ def add_insights_routes(router: APIRouter, workdir: Path, guard: Callable[..., A
             from ..insights._audiences import list_audiences
 
             audiences = list_audiences(workdir)
-        return ctx.render("insights.html", demand=demand, demand_reason=demand_reason, audiences=audiences)
+        return ctx.render(
+            "insights.html",
+            customers=customers,
+            customers_reason=customers_reason,
+            demand=demand,
+            demand_reason=demand_reason,
+            audiences=audiences,
+        )
