@@ -45,20 +45,16 @@ sys.path.insert(0, str(ROOT / "src"))
 SETTINGS: dict[str, dict] = {
     "as fit_ranker": {},
     "seed 1": {"seed": 1},
-    "seed 2": {"seed": 2},
     "rank_xendcg": {"objective": "rank_xendcg"},
     "truncation 60": {"lambdarank_truncation_level": 60},
-    "truncation 10": {"lambdarank_truncation_level": 10},
     "no lambdarank_norm": {"lambdarank_norm": False},
-    "lr 0.02 x 1500": {"learning_rate": 0.02, "rounds": 1500},
     "31 leaves, 50 a leaf": {"num_leaves": 31, "min_data_in_leaf": 50},
     "feature_fraction 0.5": {"feature_fraction": 0.5},
-    "lambda_l2 50": {"lambda_l2": 50.0},
-    "63 leaves, 100 a leaf": {"num_leaves": 63, "min_data_in_leaf": 100},
-    "7 leaves": {"num_leaves": 7},
-    "min_data 300": {"min_data_in_leaf": 300},
-    "truncation 200": {"lambdarank_truncation_level": 200},
     "bag 3 seeds": {"bag": 3},
+    "truncation 10": {"lambdarank_truncation_level": 10},
+    "lr 0.02 x 1500": {"learning_rate": 0.02, "rounds": 1500},
+    "lambda_l2 50": {"lambda_l2": 50.0},
+    "seed 2": {"seed": 2},
 }
 
 
