@@ -2,19 +2,25 @@
 no report): the Home Depot data, catalog, by-query split and protocol of `search.py`, computed
 once and cached, so that a feature or a LightGBM setting costs one LightGBM fit, not an hour.
 
-    python benchmarks/search_harness.py build DIR     # index + fine-tuned MiniLM, saved in DIR/bundle
+    python benchmarks/search_harness.py build DIR [STEPS]  # index + MiniLM fine-tuned for STEPS
+                                                      # (400, as search.py), saved in DIR/bundle
     python benchmarks/search_harness.py capture DIR   # fit_ranker as search.py runs it, capturing
                                                       # every group's candidates + features; then
                                                       # the test queries'; DIR/cap.pkl
     python benchmarks/search_harness.py run DIR       # refit LightGBM on the cached features:
                                                       # validation and test NDCG@10
+    python benchmarks/search_harness.py sweep DIR [NAME...]  # the SETTINGS named (all without
+                                                      # names), each against "as fit_ranker"
+                                                      # with paired standard errors; DIR/sweep.jsonl
+    python benchmarks/search_harness.py depth DIR [D...]  # gain mass among the candidates at
+                                                      # retriever depths D (100 150 200 300)
 
 `run` fits on the training queries that `fit_ranker` fits on, stops early on its held-out
 (validation) queries and reports NDCG@10 on both the validation and the test queries: choose on
 validation, read test. Extra features: functions `(query, candidates) -> columns` passed to
-`evaluate` (see `main`). Its numbers are indicative: `build` caps the fine-tune at what the machine
-allows (the session that built the harness in use had an 8-step fine-tune), so the semantic
-features are not those of a full `search.py` run. Costs on 2 loaded cores: build ~40 min,
+`evaluate` (see `main`). The LightGBM settings are `fit_ranker`'s own (`_training.ranker_params`).
+Its numbers are indicative: `build`'s STEPS caps the fine-tune at what the machine allows (say
+which cap a result used), so the semantic features are not those of a full `search.py` run. Costs on 2 loaded cores: build ~40 min,
 capture ~35 min, one `run` fit ~15 min.
 """
 
@@ -33,23 +39,23 @@ from search import SHARED, load
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-PARAMS = {
-    "objective": "lambdarank",
-    "learning_rate": 0.05,
-    "num_leaves": 31,
-    "min_data_in_leaf": 20,
-    "bagging_fraction": 0.8,
-    "bagging_freq": 1,
-    "feature_fraction": 0.8,
-    "seed": 0,
-    "deterministic": True,
-    "force_row_wise": True,
-    "num_threads": 2,
-    "verbose": -1,
-    "metric": "ndcg",
-    "eval_at": [10],
-    "label_gain": list(range(31)),
-}  # as `fit_ranker`
+# the LightGBM settings of `fit_ranker` (`_training.ranker_params`, by its number of training
+# rows), with the overrides each `sweep` setting names (`bag`: that many seeds averaged;
+# `rounds`: the most boosting rounds, 500 as `fit_ranker`)
+SETTINGS: dict[str, dict] = {
+    "as fit_ranker": {},
+    "seed 1": {"seed": 1},
+    "rank_xendcg": {"objective": "rank_xendcg"},
+    "truncation 60": {"lambdarank_truncation_level": 60},
+    "no lambdarank_norm": {"lambdarank_norm": False},
+    "31 leaves, 50 a leaf": {"num_leaves": 31, "min_data_in_leaf": 50},
+    "feature_fraction 0.5": {"feature_fraction": 0.5},
+    "bag 3 seeds": {"bag": 3},
+    "truncation 10": {"lambdarank_truncation_level": 10},
+    "lr 0.02 x 1500": {"learning_rate": 0.02, "rounds": 1500},
+    "lambda_l2 50": {"lambda_l2": 50.0},
+    "seed 2": {"seed": 2},
+}
 
 
 def split(judg: dict) -> tuple[list[str], list[str]]:
@@ -59,14 +65,18 @@ def split(judg: dict) -> tuple[list[str], list[str]]:
     return train_q, test_q
 
 
-def build(out: Path) -> None:
-    from shelfwise.search import SearchCatalog, SearchEngine
+def build(out: Path, steps: int = 400) -> None:
+    """The index and MiniLM fine-tuned for `steps` steps (search.py's 400 by default; fewer
+    when the machine allows no more: the semantic columns are then not those of a full run)."""
+    from shelfwise.search import FinetuneSettings, SearchCatalog, SearchEngine
 
     titles, judg = load(SHARED / "homedepot_search_relevance" / "train_dev.csv")
     train_q, _ = split(judg)
     pids = sorted(titles)
     eng = SearchEngine(out / "bundle").build(SearchCatalog(pids, [titles[p] for p in pids]))
-    ft = eng.finetune_encoder({q: q for q in train_q}, {q: judg[q] for q in train_q})
+    ft = eng.finetune_encoder(
+        {q: q for q in train_q}, {q: judg[q] for q in train_q}, settings=FinetuneSettings(max_steps=steps)
+    )
     print("finetune", json.dumps({k: v for k, v in ft.items() if k != "settings"}), flush=True)
     eng.save()
 
@@ -122,10 +132,10 @@ def evaluate(out: Path, name: str, extra=(), params: dict | None = None, drop=()
     import lightgbm as lgb
 
     from shelfwise.search import ndcg_at_k
+    from shelfwise.search._training import ranker_params
 
     titles, judg = load(SHARED / "homedepot_search_relevance" / "train_dev.csv")
-    with open(out / "cap.pkl", "rb") as fh:
-        c = pickle.load(fh)
+    c = _cached(out)
     index = {p: i for i, p in enumerate(sorted(titles))}
     rows = {**c["train"], **c["test"]}
     fit = [q for q in c["qids"] if not c["hold"][q]]
@@ -150,52 +160,139 @@ def evaluate(out: Path, name: str, extra=(), params: dict | None = None, drop=()
             [len(rows[q][2]) for q in qs],
         )
 
-    def score(b, qs: list[str]) -> float:  # type: ignore[no-untyped-def]
-        out_ = []
-        for q in qs:
+    def scored(qs: list[str]) -> tuple[np.ndarray, list[int]]:
+        """Every query's matrix stacked (one predict call), with each query's row offset."""
+        off = np.cumsum([0] + [len(rows[q][2]) for q in qs]).tolist()
+        have = [matrix(q) for q in qs if len(rows[q][2])]
+        return (np.vstack(have) if have else np.zeros((0, 0), np.float32)), off
+
+    def per_query(pred: np.ndarray, qs: list[str], off: list[int]) -> np.ndarray:
+        out_ = np.zeros(len(qs))
+        for j, q in enumerate(qs):
             cands = rows[q][2]
-            if not len(cands):
-                out_.append(0.0)
-                continue
-            p = b.predict(matrix(q))
-            out_.append(ndcg_at_k([int(cands[i]) for i in np.argsort(-p, kind="stable")[:10]], gains[q]))
-        return float(np.mean(out_))
+            if len(cands):
+                p_ = pred[off[j] : off[j + 1]]
+                out_[j] = ndcg_at_k([int(cands[i]) for i in np.argsort(-p_, kind="stable")[:10]], gains[q])
+        return out_
 
     t0 = time.time()
-    p = {**PARAMS, **(params or {})}
-    rounds = p.pop("rounds", 500)
+    over = dict(params or {})
+    rounds = over.pop("rounds", 500)
+    bag = over.pop("bag", 1)
     xt, yt, gt = stack(fit)
     xv, yv, gv = stack(val)
-    tr = lgb.Dataset(xt, yt, group=gt)
-    b = lgb.train(
-        p,
-        tr,
-        num_boost_round=rounds,
-        valid_sets=[lgb.Dataset(xv, yv, group=gv, reference=tr)],
-        callbacks=[lgb.early_stopping(40, verbose=False)],
-    )
+    sv, ov = scored(val)
+    st, ot = scored(c["test_q"])
+    tr = lgb.Dataset(xt, yt, group=gt, free_raw_data=False)
+    va = lgb.Dataset(xv, yv, group=gv, reference=tr, free_raw_data=False)
+    pv, pt, its = np.zeros(len(sv)), np.zeros(len(st)), []
+    for k in range(bag):
+        p = {**ranker_params(len(yt)), **over}
+        p["seed"] = p["seed"] + k
+        b = lgb.train(
+            p, tr, num_boost_round=rounds, valid_sets=[va], callbacks=[lgb.early_stopping(40, verbose=False)]
+        )
+        pv += b.predict(sv) / bag
+        pt += b.predict(st) / bag
+        its.append(b.best_iteration)
+    v_q, t_q = per_query(pv, val, ov), per_query(pt, c["test_q"], ot)
     res = {
         "name": name,
-        "iterations": b.best_iteration,
-        "validation_ndcg@10": round(score(b, val), 4),
-        "test_ndcg@10": round(score(b, c["test_q"]), 4),
+        "params": params or {},
+        "iterations": its if bag > 1 else its[0],
+        "validation_ndcg@10": round(float(v_q.mean()), 4),
+        "test_ndcg@10": round(float(t_q.mean()), 4),
         "seconds": round(time.time() - t0, 1),
     }
     print(json.dumps(res), flush=True)
+    res["validation_per_query"], res["test_per_query"] = v_q, t_q
     return res
+
+
+_CACHE: dict[Path, dict] = {}
+
+
+def _cached(out: Path) -> dict:
+    """DIR/cap.pkl, read once per process (a sweep refits many times on it)."""
+    if out not in _CACHE:
+        with open(out / "cap.pkl", "rb") as fh:
+            _CACHE[out] = pickle.load(fh)
+    return _CACHE[out]
+
+
+def sweep(out: Path, names: list[str]) -> None:
+    """`evaluate` each named setting of SETTINGS (all of them without names); every result is
+    appended to DIR/sweep.jsonl with its validation and test NDCG@10 differences from "as
+    fit_ranker" and their paired standard errors over the queries (the noise a win must beat,
+    with the seed-to-seed spread of "seed 1" and "seed 2")."""
+    base = evaluate(out, "as fit_ranker", params=SETTINGS["as fit_ranker"])
+    for name in names or [n for n in SETTINGS if n != "as fit_ranker"]:
+        r = evaluate(out, name, params=SETTINGS[name])
+        for split_ in ("validation", "test"):
+            d = r[f"{split_}_per_query"] - base[f"{split_}_per_query"]
+            r[f"{split_}_diff"] = round(float(d.mean()), 4)
+            r[f"{split_}_diff_se"] = round(float(d.std(ddof=1) / np.sqrt(len(d))), 4)
+        r = {k: v for k, v in r.items() if not k.endswith("_per_query")}
+        print(json.dumps(r), flush=True)
+        with open(out / "sweep.jsonl", "a") as fh:
+            fh.write(
+                json.dumps(
+                    {**r, "base_validation": base["validation_ndcg@10"], "base_test": base["test_ndcg@10"]}
+                )
+                + "\n"
+            )
+
+
+def depth(out: Path, depths: list[int]) -> None:
+    """Candidate depth: the share of the validation and test queries' gain mass (judged gain
+    summed) that the union of the retrievers' top `depth` lists holds, and its candidates per
+    query, for each depth (retrieval only; no ranker)."""
+    from shelfwise.search import SearchEngine
+
+    titles, judg = load(SHARED / "homedepot_search_relevance" / "train_dev.csv")
+    c = _cached(out)
+    eng = SearchEngine.load(out / "bundle")
+    index = {p: i for i, p in enumerate(eng.catalog.product_ids)}
+    for label, qs in (("validation", [q for q in c["qids"] if c["hold"][q]]), ("test", c["test_q"])):
+        vecs = eng.encode_queries(qs)
+        for d in depths:
+            got = total = 0.0
+            n = []
+            for q, v in zip(qs, vecs, strict=True):
+                cands, _ = eng._retrieve(eng._query(q), v, d)
+                s = set(map(int, cands))
+                n.append(len(s))
+                for p, g in judg[q].items():
+                    total += g
+                    got += g if index.get(p, -1) in s else 0.0
+            print(
+                json.dumps(
+                    {
+                        "queries": label,
+                        "depth": d,
+                        "gain_mass_recall": round(got / total, 4),
+                        "candidates_per_query": round(float(np.mean(n)), 1),
+                    }
+                ),
+                flush=True,
+            )
 
 
 def main() -> None:
     step, out = sys.argv[1], Path(sys.argv[2])
     out.mkdir(parents=True, exist_ok=True)
     if step == "build":
-        build(out)
+        build(out, int(sys.argv[3]) if len(sys.argv) > 3 else 400)
     elif step == "capture":
         capture(out)
     elif step == "run":
         evaluate(out, "as fit_ranker")
+    elif step == "sweep":
+        sweep(out, sys.argv[3:])
+    elif step == "depth":
+        depth(out, [int(d) for d in sys.argv[3:]] or [100, 150, 200, 300])
     else:
-        raise SystemExit(f"unknown step {step!r}: build, capture or run")
+        raise SystemExit(f"unknown step {step!r}: build, capture, run, sweep or depth")
 
 
 if __name__ == "__main__":
