@@ -68,7 +68,9 @@ STALE_WHAT = {
 }
 log = logging.getLogger("shelfwise.web")
 BACKGROUND_PREFIX = "console-"  # the names of the console's background threads (see `settle`)
-SETTLE_AT_EXIT_S = 10.0  # see `_settle_at_exit`
+# the longest wait for those threads to leave the warehouse, at an app's shutdown and at the
+# process's exit (a part of the warm-up or a figure being computed: seconds on a large shop)
+SETTLE_S = 10.0
 
 
 def _settle_at_exit() -> None:
@@ -79,7 +81,7 @@ def _settle_at_exit() -> None:
     from ..serving import _exit
 
     if _exit.finalizes():
-        settle(SETTLE_AT_EXIT_S)
+        settle(SETTLE_S)
 
 
 atexit.register(_settle_at_exit)

@@ -38,9 +38,6 @@ __all__ = ["console_router", "mount_console"]
 HERE = Path(__file__).parent
 log = logging.getLogger("uvicorn.error")  # configured by uvicorn: shows with its own messages
 PREFIX = "/console"
-# at shutdown, the longest wait for the console's background threads to leave the warehouse (a
-# part of the warm-up or a figure being computed: seconds on a large shop; see `_data.settle`)
-SETTLE_S = 10.0
 NAV = [
     ("overview", "Overview", "/console/"),
     ("models", "Models", "/console/models"),
@@ -76,7 +73,7 @@ def mount_console(app: FastAPI, workdir: str | Path, service: Callable[[], Any])
                 stop.set()
                 if _exit.finalizes():  # (a server process leaves without finalizing: no wait)
                     # its background threads out of the warehouse before the interpreter ends
-                    left = await asyncio.to_thread(_data.settle, SETTLE_S)
+                    left = await asyncio.to_thread(_data.settle, _data.SETTLE_S)
                     if left:
                         log.warning("console: %s still running at shutdown", ", ".join(left))
 
