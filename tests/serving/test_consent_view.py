@@ -234,9 +234,8 @@ def test_the_event_loop_is_never_made_to_wait_for_a_look(tmp_path, monkeypatch):
     assert not view.personalizes(s7, wait=False) and view.personalizes(s8, wait=False)  # from memory
     assert looks == [1]
 
-    with view.links._lock:  # another thread is looking: the loop does not wait for it
-        with pytest.raises(LookDue):
-            view.personalizes(s8, wait=False)
+    with view.links._lock, pytest.raises(LookDue):  # another thread looking: the loop does not wait
+        view.personalizes(s8, wait=False)
     assert view.personalizes(s8, wait=False) and view.personalizes(u9, wait=False) is False
 
     fresh = ConsentView(work, follow_interval_s=0)  # the register changed since it last read
