@@ -76,8 +76,7 @@ class SparkEngine:
         return Path(self.warehouse) if self.warehouse else Path(self.workdir) / "spark-warehouse"
 
     def describe(self) -> str:
-        where = shown_remote(self.remote) if self.remote else self.master or "local[2]"
-        return f"spark ({where}), warehouse {self.location}"
+        return f"spark ({_target(self.remote, self.master)}), warehouse {self.location}"
 
     @property
     def session(self) -> Any:
@@ -128,7 +127,7 @@ def _session(remote: str | None, master: str | None, location: Path) -> tuple[An
         session = builder.getOrCreate()
     except Exception as exc:  # noqa: BLE001 - no Java, no cluster: say which
         raise ShelfwiseError(
-            f"cannot start Spark ({shown_remote(remote) if remote else master or 'local[2]'}): {exc}"
+            f"cannot start Spark ({_target(remote, master)}): {exc}"
             + ("" if remote else "; a local master needs Java 17 (Debian: openjdk-17-jre-headless)")
         ) from exc
     if not remote:
@@ -148,6 +147,11 @@ def _host_port(remote: str) -> tuple[str, int]:
     if not host:
         raise ShelfwiseError(f"--spark-remote {shown_remote(remote)!r}: no host (sc://HOST:PORT)")
     return host, port
+
+
+def _target(remote: str | None, master: str | None) -> str:
+    """Where the Spark work runs, as messages show it (a Connect address without its parameters)."""
+    return shown_remote(remote) if remote else master or "local[2]"
 
 
 def shown_remote(remote: str) -> str:
