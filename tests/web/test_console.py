@@ -49,7 +49,13 @@ class Shop:
                     os.environ[k] = v
 
     def api(self, who: str, path: str) -> Any:
-        r = httpx.get(self.url + path, headers={"X-API-Key": self.keys[who]}, timeout=30)
+        """GET PATH as WHO, as a well-behaved client: a 503 (the server shedding load, which a
+        loaded test machine can make it do) is asked again after its Retry-After, a few times."""
+        for _ in range(5):
+            r = httpx.get(self.url + path, headers={"X-API-Key": self.keys[who]}, timeout=30)
+            if r.status_code != 503:
+                break
+            time.sleep(min(float(r.headers.get("Retry-After", "1")), 5.0))
         r.raise_for_status()
         return r.json()
 
