@@ -13,6 +13,7 @@ import pytest
 from shelfwise.governance import Ingestor, Quarantine, Reason
 from shelfwise.governance._contracts import EVENTS
 from shelfwise.governance._row_check import check_record, parse_timestamp
+from tests.conftest import curated_rows
 
 PRODUCTS = ["P1", "P2", "101"]
 # (event, expected primary reason or None)
@@ -177,3 +178,39 @@ def test_erasing_a_user_leaves_the_spooled_events_of_another_whose_id_ends_in_a_
     assert out["spool/events"] == 2
     left = [json.loads(x)["event"]["user_id"] for x in (spool / "a.jsonl").read_text().splitlines()]
     assert left == ["u1\t", "u2"]
+
+
+def test_columns_a_file_lacks_are_checked_as_empty_ones(tmp_path: Path):
+    """A column the file does not have is read as its constant (the checks fold in the
+    warehouse): the same curated rows, in the same order, and the same quarantined lines with
+    the same reasons and details as a file that has every column, the missing ones empty."""
+    from shelfwise.governance._contracts import CONTRACTS
+
+    all_cols = CONTRACTS["events"].column_names
+    some = ["user_id", "session_id", "product_id", "event_type", "timestamp", "query", "value"]
+    assert set(all_cols) > set(some)
+    works = []
+    for name, cols in (("some", some), ("all", all_cols)):
+        data = tmp_path / f"data-{name}"
+        data.mkdir()
+        with open(data / "events.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(cols)
+            for ev, _ in CASES:
+                w.writerow([ev.get(c, "") for c in cols])
+        work = tmp_path / f"w-{name}"
+        if works:  # the same pseudonym key: the same curated user ids
+            (work / "secrets").mkdir(parents=True)
+            key = works[0] / "secrets" / "pseudonym.key"
+            (work / "secrets" / "pseudonym.key").write_text(key.read_text())
+        Ingestor(work).run(data)
+        works.append(work)
+    curated = [curated_rows(w, "SELECT * FROM curated.events") for w in works]
+    assert len(curated[0]) > 5 and curated[0] == curated[1]
+    quarantined = [
+        curated_rows(
+            w, "SELECT source_line, reason, reasons, detail FROM quarantine.rows ORDER BY source_line"
+        )
+        for w in works
+    ]
+    assert len(quarantined[0]) > 5 and quarantined[0] == quarantined[1]

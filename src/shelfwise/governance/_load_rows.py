@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ._compile import compile_contract, lit, q
 from ._contracts import Kind
-from ._load_state import CHECKED, LoadState
+from ._load_state import CHECKED, LoadState, constant
 
 __all__ = ["check_rows", "day_first_dates"]
 
@@ -27,10 +27,19 @@ def check_rows(st: LoadState) -> None:
     extra_sel = st.extra_sel
     empty_text = lit("")
     extra_clean = [f"nullif(trim({c}), {empty_text}) AS {c}" for c in extra_sel]
+    loaded = st.load
+    # a column the file does not have holds one constant in every row of this load (its implied
+    # value or NULL, as `_load_raw` wrote it): read as that constant, its cleaning and checks fold
+    # to constants in the warehouse instead of running on every row (a typical events file lacks
+    # four: ~0.35 CPU-s per million rows, about a tenth of the row checks)
+    absent = [c for c in st.contract.column_names if c not in st.mapping]
+    if absent:
+        constants = ", ".join(f"{constant(st.implied, c)} AS {q(c)}" for c in absent)
+        loaded = f"(SELECT * REPLACE ({constants}) FROM {st.load})"
     source = (
-        f"(SELECT * EXCLUDE ({', '.join(extra_sel)}), {', '.join(extra_clean)} FROM {st.load})"
+        f"(SELECT * EXCLUDE ({', '.join(extra_sel)}), {', '.join(extra_clean)} FROM {loaded})"
         if extra_sel
-        else st.load
+        else loaded
     )
     st.wh.sql(f"CREATE OR REPLACE TEMP TABLE {CHECKED} AS {compiled.query(source, extra_sel)}")
 
