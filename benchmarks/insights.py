@@ -337,12 +337,49 @@ def faq_split(seed: int = 0) -> dict:
     }
 
 
+TYPO_SEED = 20
+TYPO_MIN_LETTERS = 4  # typos go into words of 4+ letters ("do" with a typo is another word)
+
+
+def with_typos(questions: list[str], seed: int = TYPO_SEED) -> list[str]:
+    """Each question with 1 or 2 seeded character edits, each in a different word of at least
+    TYPO_MIN_LETTERS letters (a question without one is left as it is): a letter dropped, two
+    neighbours swapped, or a letter replaced by another (a-z), equally likely, at a random place.
+    Deterministic for a seed; the words' case and the separators are kept."""
+    import re
+    import string
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for q in questions:
+        toks = re.split(r"(\W+)", q)
+        cand = [i for i, t in enumerate(toks) if t.isalpha() and len(t) >= TYPO_MIN_LETTERS]
+        n = int(rng.integers(1, 3))
+        if not cand:
+            out.append(q)
+            continue
+        for i in rng.choice(cand, size=min(n, len(cand)), replace=False):
+            w, op, p = toks[i], int(rng.integers(0, 3)), int(rng.integers(0, len(toks[i])))
+            j = min(p, len(w) - 2)
+            if op == 1 and w[j] != w[j + 1]:
+                w = w[:j] + w[j + 1] + w[j] + w[j + 2 :]
+            elif op == 2:
+                other = [c for c in string.ascii_lowercase if c != w[p].lower()]
+                w = w[:p] + other[int(rng.integers(0, len(other)))] + w[p + 1 :]
+            else:  # a letter dropped (also instead of swapping two equal letters: no change)
+                w = w[:p] + w[p + 1 :]
+            toks[i] = w
+        out.append("".join(toks))
+    return out
+
+
 def faq_benchmark(split: dict | None = None) -> dict:
     """The FAQ matcher against bm25s by the product's own protocol (`shelfwise report ask
     --questions`, insights._ask.PROTOCOL): the split's FAQ is ingested into a scratch workdir
     and `Shop.ask_report` scores the labeled questions there, so the number here is the number
     `report ask` gives on the same FAQ and questions. `split`: faq_split()'s form (default:
-    the Bitext split)."""
+    the Bitext split). `typos`: the same protocol on the same questions with seeded typos
+    (`with_typos`), next to the clean score (each model with its threshold as above)."""
     import tempfile
 
     from shelfwise import Shop
@@ -361,17 +398,20 @@ def faq_benchmark(split: dict | None = None) -> dict:
         faq[["faq_id", "question", "answer"]].to_csv(data / "faq.csv", index=False)
         # a one-product catalog: ingest wants a catalog; products attach only to unanswered questions
         (data / "products.csv").write_text("product_id,title\nP1,placeholder\n")
-        labeled = Path(tmp) / "labeled.csv"
-        pd.DataFrame(
-            {"question_id": [f"q{i}" for i in range(len(qs))], "question": qs, "faq_id": truth}
-        ).to_csv(labeled, index=False)
+        labeled, typoed = Path(tmp) / "labeled.csv", Path(tmp) / "typos.csv"
+        for path, texts in ((labeled, qs), (typoed, with_typos(qs))):
+            pd.DataFrame(
+                {"question_id": [f"q{i}" for i in range(len(qs))], "question": texts, "faq_id": truth}
+            ).to_csv(path, index=False)
         shop = Shop(Path(tmp) / "w")
         with contextlib.redirect_stdout(io.StringIO()):
             shop.ingest(data)
         t0 = time.perf_counter()
         doc = shop.ask_report(labeled)
         s = round(time.perf_counter() - t0, 1)
+        typo_doc = shop.ask_report(typoed)
     ev = {k: v for k, v in doc["evaluation"].items() if k != "file"}
+    typo_ev = {k: v for k, v in typo_doc["evaluation"].items() if k != "file"}
     if doc["faq_entries"] != len(faq) or ev["questions"] != len(qs):
         raise RuntimeError(
             f"ingest changed the FAQ task: {doc['faq_entries']} entries and {ev['questions']} questions "
@@ -381,6 +421,18 @@ def faq_benchmark(split: dict | None = None) -> dict:
     # the whole report: the FAQ and every question through shelfwise AND both bm25s baselines
     # (it was `shelfwise.s`, which read as shelfwise's own time)
     out["report_seconds"] = s
+    out["typos"] = {
+        "questions": f"the same questions, each with 1-2 seeded character edits (benchmarks/insights.py with_typos, seed {TYPO_SEED})",
+        **{
+            k: typo_ev[k]
+            for k in ("shelfwise", "bm25s_question", "bm25s_question_answer", "margin_points_over_best_bm25s")
+        },
+    }
+    # clean and typo'd side by side: accuracy (abstentions included), each model at its threshold
+    out["clean_vs_typos"] = {
+        m: {"clean": ev[m]["accuracy"], "typos": typo_ev[m]["accuracy"]}
+        for m in ("shelfwise", "bm25s_question", "bm25s_question_answer")
+    }
     return out
 
 

@@ -157,3 +157,39 @@ def test_answer_through_the_python_api_with_the_closest_entries(shop: Path):
     last = audit[-1]
     assert last["action"] == "ask" and last["details"]["answered"] == 0 and last["details"]["via"] == "python"
     assert "mongolia" not in json.dumps(last)  # the question's text is not kept in the audit trail
+
+
+TYPOS = {  # typo'd paraphrases of the FAQ above -> their entry; off-topic ones, typo'd or not -> None
+    "how do i retrun my ordr": "F1",
+    "how long do refnuds take": "F1",
+    "can i pay wiht paypall": "F3",
+    "how many days untill delivry": "F2",
+    "what is the capital of mongolia": None,
+    "wht is the captial of mongolia": None,
+}
+
+
+def test_typod_paraphrases_find_their_entry_and_off_topic_still_abstains(shop: Path):
+    """The misspelt words are corrected to the FAQ's own ("retrun" -> "return", "paypall" ->
+    "paypal", "delivry" -> "delivery"); before, "how do i retrun my ordr" scored F1 under the
+    threshold (the encoders read "retrun" as unrelated pieces, bm25s matched no stem)."""
+    from shelfwise import Shop
+
+    for question, want in TYPOS.items():
+        got = Shop(shop).answer(question)
+        assert got["faq_id"] == want, (question, got["score"], got["matches"][0])
+        assert (got["score"] >= got["threshold"]) == (want is not None)
+
+
+def test_the_speller_corrects_unknown_words_only_to_the_shops_words():
+    from collections import Counter
+
+    from shelfwise.insights._faq import FaqSpeller
+
+    sp = FaqSpeller(Counter({"return": 3, "order": 2, "orders": 1, "like": 5, "nike": 1, "premium": 2}))
+    assert sp.correct("How do I retrun my ordr?") == "How do I return my order?"  # a swap, a drop
+    assert sp.correct("Nike shoes") == "Nike shoes"  # a catalog word is not a typo of "like"
+    assert sp.correct("mongolia") == "mongolia"  # English, though the shop never says it
+    assert sp.correct("freemium") == "freemium"  # 8 letters: one edit only ("premium" is two)
+    assert sp.correct("wie lange dauert die lieferung") == "wie lange dauert die lieferung"
+    assert sp.correct("teh ordr 12345 über") == "teh order 12345 über"  # short, numbers, non-ASCII kept

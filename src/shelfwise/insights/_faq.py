@@ -6,7 +6,11 @@ Three signals, fused by a weighted sum of their scores against each FAQ entry:
 - bm25s on question + answer (0.2), its score divided by the best of the query's and damped below
   an absolute 5: exact terms (order numbers, product names) the encoders blur.
 A question in another language than English (MiniLM's) may also be answered by the multilingual
-encoder alone when its cosine reaches `USE_ALONE`. The best entry answers when the score reaches
+encoder alone when its cosine reaches `USE_ALONE`. Typos: the encoders read a misspelt word as
+unrelated subword pieces and bm25s matches exact stems, so a word no vocabulary knows is corrected
+(`FaqSpeller`: rapidfuzz's edit distance with transpositions, against the FAQ's own words and the
+catalog's) and the question is scored as written and as corrected, the higher score per entry
+kept: a correction adds evidence, never removes what the words as written match. The best entry answers when the score reaches
 `ABSTAIN_BELOW`; below it the question is
 left unanswered (`faq_id` null) rather than answered wrongly. The weights and the threshold were
 chosen on a development split of the Bitext customer-support utterances (20 FAQ entries, 7
@@ -16,6 +20,9 @@ intents held out as unanswerable), disjoint from the split benchmarks/insights.p
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +34,72 @@ ABSTAIN_BELOW = 0.37
 USE_ALONE = 0.65  # the multilingual encoder's cosine that answers on its own (no effect on English Bitext)
 BM25_DAMP = 5.0  # a best bm25 score below this counts for less: a lone common word is weak evidence
 ANSWER_CHARS = 300  # the answer's head: long answers would drown the question in MiniLM's 128 tokens
+# spelling: words of SPELL_MIN_LETTERS+ letters are corrected within 1 edit, from SPELL_TWO_EDITS
+# letters within 2 (an edit: a letter dropped, added, replaced, or two neighbours swapped).
+# Chosen on the development split with seeded typos (benchmarks/insights.py `typo`): 2 edits
+# from 8 letters turned "freemium" into "premium" and cost a clean question
+SPELL_MIN_LETTERS = 4
+SPELL_TWO_EDITS = 9
+VOCABULARY_FILE = "vocabulary.json"  # the catalog's words (and counts) beside a saved FAQ
+
+
+def english_words() -> frozenset[str]:
+    """The whole words of the shipped MiniLM's WordPiece vocabulary (~21k): words a shopper may
+    write correctly although the shop's texts lack them ("mongolia"); never corrected."""
+    global _ENGLISH
+    if _ENGLISH is None:
+        from ..features._text_encoder import shipped_model_dir
+
+        lines = (shipped_model_dir() / "vocab.txt").read_text(encoding="utf-8").splitlines()
+        _ENGLISH = frozenset(w for w in lines if w.isalpha() and w.isascii())
+    return _ENGLISH
+
+
+_ENGLISH: frozenset[str] | None = None
+
+
+def text_vocabulary(texts: Iterable[str]) -> Counter[str]:
+    """Lower-cased alphabetic words and their counts (the search engine's own word split)."""
+    from ..search._analyze import words
+
+    c: Counter[str] = Counter()
+    for t in texts:
+        c.update(w for w in words(t) if w.isalpha())
+    return c
+
+
+class FaqSpeller:
+    """Corrects a word that neither the shop's texts (`vocabulary`: the FAQ's and the catalog's
+    words with their counts) nor English (`english_words`) know to the closest vocabulary word
+    within the allowed edits (ties: the more frequent); short words, numbers and words with
+    letters outside ASCII (other languages) are left as written."""
+
+    def __init__(self, vocabulary: Counter[str]):
+        self.vocabulary = vocabulary
+        self._known = english_words()
+        self._by_length: dict[int, list[str]] = {}
+        for w in vocabulary:
+            self._by_length.setdefault(len(w), []).append(w)
+
+    def correct_word(self, word: str) -> str:
+        from rapidfuzz.distance import OSA
+        from rapidfuzz.process import extract
+
+        w = word.lower()
+        if len(w) < SPELL_MIN_LETTERS or not (w.isalpha() and w.isascii()):
+            return word
+        if w in self.vocabulary or w in self._known:
+            return word
+        limit = 1 if len(w) < SPELL_TWO_EDITS else 2
+        pool = [v for n in range(len(w) - limit, len(w) + limit + 1) for v in self._by_length.get(n, ())]
+        found = extract(w, pool, scorer=OSA.distance, score_cutoff=limit, limit=None)
+        if not found:
+            return word
+        return str(min(found, key=lambda m: (m[1], -self.vocabulary[m[0]], m[0]))[0])
+
+    def correct(self, question: str) -> str:
+        """`question` with its unknown words corrected (separators and the rest as written)."""
+        return "".join(self.correct_word(t) if t.isalpha() else t for t in re.split(r"(\W+)", question))
 
 
 @dataclass(frozen=True)
@@ -40,7 +113,13 @@ class Answer:
 class FaqMatcher:
     """Built once per FAQ (encodes every entry), then `match(questions)`."""
 
-    def __init__(self, faq_ids: list[str], questions: list[str], answers: list[str]):
+    def __init__(
+        self,
+        faq_ids: list[str],
+        questions: list[str],
+        answers: list[str],
+        catalog_vocabulary: Counter[str] | None = None,
+    ):
         import bm25s
 
         from ..features._text_encoder import encode_texts, multilingual_encoder
@@ -55,10 +134,16 @@ class FaqMatcher:
         self._bm25.index(
             self._tokenize([f"{q} {a}" for q, a in zip(questions, answers, strict=True)]), show_progress=False
         )
+        self._set_speller(catalog_vocabulary or Counter())
+
+    def _set_speller(self, catalog: Counter[str]) -> None:
+        self.catalog_vocabulary = catalog
+        self.speller = FaqSpeller(text_vocabulary(self.questions + self.answers) + catalog)
 
     # -- built once by `train` into the bundle (insights/_faq_stage.py), read by `ask` ---------
     def save(self, folder: str | Path) -> None:
-        """The FAQ's texts and both encoders' vectors (the costly part); bm25 is rebuilt on load."""
+        """The FAQ's texts, both encoders' vectors (the costly part) and the catalog's words;
+        bm25 and the speller are rebuilt on load."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         np.save(folder / "minilm.npy", np.asarray(self._minilm, np.float32))
@@ -69,6 +154,7 @@ class FaqMatcher:
                 ensure_ascii=False,
             )
         )
+        (folder / VOCABULARY_FILE).write_text(json.dumps(dict(self.catalog_vocabulary), ensure_ascii=False))
 
     @classmethod
     def load(cls, folder: str | Path) -> FaqMatcher:
@@ -85,6 +171,8 @@ class FaqMatcher:
             m._tokenize([f"{q} {a}" for q, a in zip(m.questions, m.answers, strict=True)]),
             show_progress=False,
         )
+        vocab = folder / VOCABULARY_FILE  # absent from a bundle trained before the speller
+        m._set_speller(Counter(json.loads(vocab.read_text())) if vocab.exists() else Counter())
         return m
 
     def same_faq(self, faq_ids: list[str], questions: list[str], answers: list[str]) -> bool:
@@ -99,7 +187,16 @@ class FaqMatcher:
         return bm25s.tokenize(texts, stopwords="en", stemmer=Stemmer.Stemmer("english"), show_progress=False)
 
     def scores(self, questions: list[str]) -> np.ndarray:
-        """(len(questions), len(faq)) fused scores."""
+        """(len(questions), len(faq)) fused scores: per entry, the higher of the question as
+        written and as spelling-corrected (when a word was corrected)."""
+        s = self._scores(questions)
+        fixed = [self.speller.correct(q) for q in questions]
+        changed = [i for i, (q, f) in enumerate(zip(questions, fixed, strict=True)) if q != f]
+        if changed:
+            s[changed] = np.maximum(s[changed], self._scores([fixed[i] for i in changed]))
+        return s
+
+    def _scores(self, questions: list[str]) -> np.ndarray:
         from ..features._text_encoder import encode_texts, multilingual_encoder
 
         n = len(self.faq_ids)
@@ -142,4 +239,12 @@ class FaqMatcher:
         return out
 
 
-__all__ = ["ABSTAIN_BELOW", "WEIGHTS", "Answer", "FaqMatcher"]
+__all__ = [
+    "ABSTAIN_BELOW",
+    "WEIGHTS",
+    "Answer",
+    "FaqMatcher",
+    "FaqSpeller",
+    "english_words",
+    "text_vocabulary",
+]
