@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from ._units import MeasureRows
 
 QUERY_CACHE_SIZE = 20_000  # corrected queries and query vectors kept per engine (LRU)
+# each retriever's top list (BM25, the main encoder, the multilingual one): the candidates the
+# ranker re-ranks are their union. A setting of the search pipeline (`TrainSettings.
+# search_candidates`, `train --search-candidates`), saved in the bundle's search.json
+CANDIDATES = 100
 
 
 @dataclass
@@ -76,7 +80,11 @@ class EngineState:
     _profile_cols: ProfileColumns
     _text_terms: Strings  # the title's, brand's, category's, description's and attributes' terms
 
-    def __init__(self, path: str | Path, candidates: int = 100, rrf_k: int = 60, max_depth: int = 10_000):
+    def __init__(
+        self, path: str | Path, candidates: int = CANDIDATES, rrf_k: int = 60, max_depth: int = 10_000
+    ):
+        if int(candidates) < 1:
+            raise ValueError(f"search candidates must be at least 1 per retriever, got {candidates}")
         self.path = Path(path)
         self.candidates = candidates
         self.max_depth = max_depth
