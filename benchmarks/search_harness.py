@@ -4,12 +4,14 @@ once and cached, so that a feature or a LightGBM setting costs one LightGBM fit,
 
     python benchmarks/search_harness.py build DIR [STEPS]  # index + MiniLM fine-tuned for STEPS
                                                       # (400, as search.py), saved in DIR/bundle
-    python benchmarks/search_harness.py capture DIR [DEPTH] [BUNDLE]  # fit_ranker as search.py
-                                                      # runs it, capturing every group's candidates
-                                                      # + features; then the test queries';
-                                                      # DIR/cap.pkl. DEPTH: the retrievers' depth
-                                                      # (the bundle's `candidates`, 100, without);
-                                                      # BUNDLE: another DIR's bundle, read only
+    python benchmarks/search_harness.py capture DIR [DEPTH] [BUNDLE] [--lean]  # fit_ranker as
+                                                      # search.py runs it, capturing every group's
+                                                      # candidates + features; then the test
+                                                      # queries'; DIR/cap.pkl. DEPTH: the retrievers'
+                                                      # depth (the bundle's `candidates`, 100,
+                                                      # without); BUNDLE: another DIR's bundle, read
+                                                      # only; --lean: the features only (the ranker
+                                                      # is left to `run`/`compare`)
     python benchmarks/search_harness.py run DIR       # refit LightGBM on the cached features:
                                                       # validation and test NDCG@10
     python benchmarks/search_harness.py sweep DIR [NAME...]  # the SETTINGS named (all without
@@ -87,11 +89,15 @@ def build(out: Path, steps: int = 400) -> None:
     eng.save()
 
 
-def capture(out: Path, depth: int | None = None, bundle: Path | None = None) -> None:
+def capture(out: Path, depth: int | None = None, bundle: Path | None = None, lean: bool = False) -> None:
     """`fit_ranker` as search.py runs it, recording every group's candidates and features, then
     the test queries'. `depth`: the retrievers' depth (the engine's `candidates`, as a bundle
     built with it would have; the bundle's own, 100, without); `bundle`: read instead of
-    DIR/bundle (it is not written)."""
+    DIR/bundle (it is not written). `lean`: `fit_ranker`'s LightGBM fit is cut to one round (its
+    features are what is captured; `run`/`compare` fit the ranker on them), and the captured
+    ranker's test NDCG and the query vectors (`qvec`) are skipped: half the CPU of a capture."""
+    import lightgbm as lgb
+
     from shelfwise.search import SearchEngine, _training, ndcg_at_k
 
     titles, judg = load(SHARED / "homedepot_search_relevance" / "train_dev.csv")
@@ -112,8 +118,14 @@ def capture(out: Path, depth: int | None = None, bundle: Path | None = None) -> 
     eng._features = rec  # type: ignore[method-assign]
     t0 = time.time()
     tq, tg = {q: q for q in train_q}, {q: judg[q] for q in train_q}
-    info = eng.fit_ranker(tq, tg)
-    print("fit", round(time.time() - t0), json.dumps(info["holdout_ndcg@10"]), flush=True)
+    train_lgb = lgb.train
+    if lean:
+        lgb.train = lambda params, data, num_boost_round=1, **kw: train_lgb(params, data, 1)  # type: ignore[assignment]
+    try:
+        info = eng.fit_ranker(tq, tg)
+    finally:
+        lgb.train = train_lgb
+    print("fit", round(time.time() - t0), "" if lean else json.dumps(info["holdout_ndcg@10"]), flush=True)
     qids, hold = _training._split_queries(tq, tg, 0.2, 0)
     train = dict(zip(qids, cap, strict=True))
     eng._features = orig  # type: ignore[method-assign]
@@ -122,6 +134,13 @@ def capture(out: Path, depth: int | None = None, bundle: Path | None = None) -> 
         qq = eng._query(q)
         c, x = eng._features(qq, None, vecs=v)
         test[q] = (qq.text, qq.terms, c, x, None)
+    qvec = {}
+    if lean:
+        with open(out / "cap.pkl", "wb") as fh:
+            pickle.dump(
+                {"train": train, "hold": hold, "test": test, "test_q": test_q, "qids": qids, "qvec": qvec}, fh
+            )
+        return
     sc = [
         ndcg_at_k(
             [int(test[q][2][i]) for i in np.argsort(-eng._scores(test[q][3]), kind="stable")[:10]],
@@ -316,10 +335,12 @@ def main() -> None:
     if step == "build":
         build(out, int(sys.argv[3]) if len(sys.argv) > 3 else 400)
     elif step == "capture":
+        rest = [a for a in sys.argv[3:] if a != "--lean"]
         capture(
             out,
-            int(sys.argv[3]) if len(sys.argv) > 3 else None,
-            Path(sys.argv[4]) if len(sys.argv) > 4 else None,
+            int(rest[0]) if rest else None,
+            Path(rest[1]) if len(rest) > 1 else None,
+            lean="--lean" in sys.argv[3:],
         )
     elif step == "compare":
         compare(out, Path(sys.argv[3]))
