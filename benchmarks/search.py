@@ -42,7 +42,11 @@ def load(path: Path):
 
 
 def latency(
-    products: int, real_queries: list[str], cross_steps: int = 300, cross_seconds: float = 3600.0
+    products: int,
+    real_queries: list[str],
+    cross_steps: int = 300,
+    cross_seconds: float = 3600.0,
+    candidates: int | None = None,
 ) -> dict:
     """Index build time for a generated catalog of `products` (demo shop generator: titles from
     attributes, 15% Chinese, so the multilingual index is built too), the ranker trained on its
@@ -85,7 +89,7 @@ def latency(
         worst_breakdown = worst.build_seconds_
         del worst
         t0 = time.perf_counter()
-        eng = SearchEngine(Path(tmp) / "search").build(catalog)
+        eng = SearchEngine(Path(tmp) / "search", **depth(candidates)).build(catalog)
         build_s = time.perf_counter() - t0
         info = eng.fit_ranker(shop_q, gains)
         if cross_steps > 0 and cross_seconds > 0:
@@ -116,6 +120,7 @@ def latency(
         "distinct_product_texts": len({catalog.text(i) for i in range(len(catalog))}),
         "index_build_seconds_every_text_distinct": round(distinct_s, 1),
         "index_build_breakdown_seconds_every_text_distinct": worst_breakdown,
+        "candidates": eng.candidates,
         "encoder": eng.semantic_.encoder,
         "multilingual_index": eng.multilingual_ is not None,
         "ranker": info.get("kept"),
@@ -123,6 +128,11 @@ def latency(
         **timed,
         "target_p99_ms": 20,
     }
+
+
+def depth(candidates: int | None) -> dict:
+    """The engine's `candidates` argument: the one given, else the engine's default."""
+    return {} if candidates is None else {"candidates": candidates}
 
 
 def candidate_recall(eng, queries: list[str], judg: dict, index: dict) -> float:
@@ -208,6 +218,12 @@ def main() -> None:
         help="its safety cap, as `train --cross-encoder-seconds` (0 skips it)",
     )
     ap.add_argument(
+        "--candidates",
+        type=int,
+        default=None,
+        help="each retriever's depth, as `train --search-candidates` (default: the engine's)",
+    )
+    ap.add_argument(
         "--latency-only",
         action="store_true",
         help="measure only the latency run, into a file of its own written whole "
@@ -235,6 +251,7 @@ def main() -> None:
                 test_q[: args.max_test_queries],
                 args.cross_encoder_steps,
                 args.cross_encoder_seconds,
+                args.candidates,
             ),
         }
         print(json.dumps(res["latency"]), flush=True)
@@ -284,7 +301,8 @@ def main() -> None:
     catalog = SearchCatalog(pids, [titles[p] for p in pids])
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        eng = SearchEngine(Path(tmp) / "search").build(catalog)
+        eng = SearchEngine(Path(tmp) / "search", **depth(args.candidates)).build(catalog)
+        res["candidates"] = eng.candidates
         res["index_seconds"] = round(time.perf_counter() - t0, 1)
         lex = [list(map(int, eng.lexical_.search(q, 10).ids[0])) for q in test_q]
         res["tantivy_bm25"] = {"ndcg@10": score(lex)}
@@ -353,7 +371,11 @@ def main() -> None:
     print(json.dumps({k: res[k] for k in ("default_pipeline", "ratio_vs_bm25s")}), flush=True)
     if args.latency_products:
         res["latency"] = latency(
-            args.latency_products, test_q, args.cross_encoder_steps, args.cross_encoder_seconds
+            args.latency_products,
+            test_q,
+            args.cross_encoder_steps,
+            args.cross_encoder_seconds,
+            args.candidates,
         )
         print(json.dumps(res["latency"]), flush=True)
     write_report(args.out, res)

@@ -4,9 +4,14 @@ once and cached, so that a feature or a LightGBM setting costs one LightGBM fit,
 
     python benchmarks/search_harness.py build DIR [STEPS]  # index + MiniLM fine-tuned for STEPS
                                                       # (400, as search.py), saved in DIR/bundle
-    python benchmarks/search_harness.py capture DIR   # fit_ranker as search.py runs it, capturing
-                                                      # every group's candidates + features; then
-                                                      # the test queries'; DIR/cap.pkl
+    python benchmarks/search_harness.py capture DIR [DEPTH] [BUNDLE] [--lean]  # fit_ranker as
+                                                      # search.py runs it, capturing every group's
+                                                      # candidates + features; then the test
+                                                      # queries'; DIR/cap.pkl. DEPTH: the retrievers'
+                                                      # depth (the bundle's `candidates`, 100,
+                                                      # without); BUNDLE: another DIR's bundle, read
+                                                      # only; --lean: the features only (the ranker
+                                                      # is left to `run`/`compare`)
     python benchmarks/search_harness.py run DIR       # refit LightGBM on the cached features:
                                                       # validation and test NDCG@10
     python benchmarks/search_harness.py sweep DIR [NAME...]  # the SETTINGS named (all without
@@ -14,6 +19,9 @@ once and cached, so that a feature or a LightGBM setting costs one LightGBM fit,
                                                       # with paired standard errors; DIR/sweep.jsonl
     python benchmarks/search_harness.py depth DIR [D...]  # gain mass among the candidates at
                                                       # retriever depths D (100 150 200 300)
+    python benchmarks/search_harness.py compare DIR DIR2  # "as fit_ranker" on each capture
+                                                      # (two depths, say), DIR2 - DIR with paired
+                                                      # standard errors; DIR2/compare.jsonl
 
 `run` fits on the training queries that `fit_ranker` fits on, stops early on its held-out
 (validation) queries and reports NDCG@10 on both the validation and the test queries: choose on
@@ -81,12 +89,23 @@ def build(out: Path, steps: int = 400) -> None:
     eng.save()
 
 
-def capture(out: Path) -> None:
+def capture(out: Path, depth: int | None = None, bundle: Path | None = None, lean: bool = False) -> None:
+    """`fit_ranker` as search.py runs it, recording every group's candidates and features, then
+    the test queries'. `depth`: the retrievers' depth (the engine's `candidates`, as a bundle
+    built with it would have; the bundle's own, 100, without); `bundle`: read instead of
+    DIR/bundle (it is not written). `lean`: `fit_ranker`'s LightGBM fit is cut to one round (its
+    features are what is captured; `run`/`compare` fit the ranker on them), and the captured
+    ranker's test NDCG and the query vectors (`qvec`) are skipped: half the CPU of a capture."""
+    import lightgbm as lgb
+
     from shelfwise.search import SearchEngine, _training, ndcg_at_k
 
     titles, judg = load(SHARED / "homedepot_search_relevance" / "train_dev.csv")
     train_q, test_q = split(judg)
-    eng = SearchEngine.load(out / "bundle")
+    eng = SearchEngine.load(bundle or out / "bundle")
+    if depth is not None:
+        eng.candidates = depth
+    print("depth", eng.candidates, flush=True)
     index = {p: i for i, p in enumerate(eng.catalog.product_ids)}
     cap = []
     orig = eng._features
@@ -99,8 +118,14 @@ def capture(out: Path) -> None:
     eng._features = rec  # type: ignore[method-assign]
     t0 = time.time()
     tq, tg = {q: q for q in train_q}, {q: judg[q] for q in train_q}
-    info = eng.fit_ranker(tq, tg)
-    print("fit", round(time.time() - t0), json.dumps(info["holdout_ndcg@10"]), flush=True)
+    train_lgb = lgb.train
+    if lean:
+        lgb.train = lambda params, data, num_boost_round=1, **kw: train_lgb(params, data, 1)  # type: ignore[assignment]
+    try:
+        info = eng.fit_ranker(tq, tg)
+    finally:
+        lgb.train = train_lgb
+    print("fit", round(time.time() - t0), "" if lean else json.dumps(info["holdout_ndcg@10"]), flush=True)
     qids, hold = _training._split_queries(tq, tg, 0.2, 0)
     train = dict(zip(qids, cap, strict=True))
     eng._features = orig  # type: ignore[method-assign]
@@ -109,6 +134,13 @@ def capture(out: Path) -> None:
         qq = eng._query(q)
         c, x = eng._features(qq, None, vecs=v)
         test[q] = (qq.text, qq.terms, c, x, None)
+    qvec = {}
+    if lean:
+        with open(out / "cap.pkl", "wb") as fh:
+            pickle.dump(
+                {"train": train, "hold": hold, "test": test, "test_q": test_q, "qids": qids, "qvec": qvec}, fh
+            )
+        return
     sc = [
         ndcg_at_k(
             [int(test[q][2][i]) for i in np.argsort(-eng._scores(test[q][3]), kind="stable")[:10]],
@@ -243,6 +275,25 @@ def sweep(out: Path, names: list[str]) -> None:
             )
 
 
+def compare(out: Path, other: Path) -> None:
+    """ "as fit_ranker" refitted on two captures of the same queries (DIR and DIR2: two candidate
+    depths, say): validation and test NDCG@10 of each, and DIR2 - DIR with its paired standard
+    error over the queries; appended to DIR2/compare.jsonl."""
+    a = evaluate(out, f"as fit_ranker, {out}")
+    b = evaluate(other, f"as fit_ranker, {other}")
+    r = {"base": str(out), "other": str(other)}
+    for split_ in ("validation", "test"):
+        r[f"base_{split_}_ndcg@10"] = a[f"{split_}_ndcg@10"]
+        r[f"other_{split_}_ndcg@10"] = b[f"{split_}_ndcg@10"]
+        d = b[f"{split_}_per_query"] - a[f"{split_}_per_query"]
+        r[f"{split_}_diff"] = round(float(d.mean()), 4)
+        r[f"{split_}_diff_se"] = round(float(d.std(ddof=1) / np.sqrt(len(d))), 4)
+    r["iterations"] = [a["iterations"], b["iterations"]]
+    print(json.dumps(r), flush=True)
+    with open(other / "compare.jsonl", "a") as fh:
+        fh.write(json.dumps(r) + "\n")
+
+
 def depth(out: Path, depths: list[int]) -> None:
     """Candidate depth: the share of the validation and test queries' gain mass (judged gain
     summed) that the union of the retrievers' top `depth` lists holds, and its candidates per
@@ -284,7 +335,15 @@ def main() -> None:
     if step == "build":
         build(out, int(sys.argv[3]) if len(sys.argv) > 3 else 400)
     elif step == "capture":
-        capture(out)
+        rest = [a for a in sys.argv[3:] if a != "--lean"]
+        capture(
+            out,
+            int(rest[0]) if rest else None,
+            Path(rest[1]) if len(rest) > 1 else None,
+            lean="--lean" in sys.argv[3:],
+        )
+    elif step == "compare":
+        compare(out, Path(sys.argv[3]))
     elif step == "run":
         evaluate(out, "as fit_ranker")
     elif step == "sweep":
@@ -292,7 +351,7 @@ def main() -> None:
     elif step == "depth":
         depth(out, [int(d) for d in sys.argv[3:]] or [100, 150, 200, 300])
     else:
-        raise SystemExit(f"unknown step {step!r}: build, capture, run, sweep or depth")
+        raise SystemExit(f"unknown step {step!r}: build, capture, run, sweep, depth or compare")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,12 @@ the page, the business rules, the cache). `total_ms` is the wall time per query 
 `cpu_ms` the thread's CPU time per query (what the machine's other processes do not inflate).
 
     python benchmarks/search_stages.py --work W [--queries 96] [--out benchmarks/search-stages.json]
+        [--candidates N] [--levels full,...]
+
+`--candidates N` prices another candidate depth (each retriever's top N, the engine's
+`candidates`, instead of the bundle's; the ranker stays the bundle's, whose cost per candidate
+does not depend on the depth it was trained at); `--levels` measures only those levels. Each
+batch's wall time is kept too: `p50_ms`/`p99_ms` are per batch (per query at batch 1).
 
 W: a trained workdir (e.g. `benchmarks/serve.py --work DIR` keeps its shop at DIR/shop5000/w;
 its data at DIR/shop5000/data gives the query words).
@@ -22,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -91,6 +98,8 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=96, help="distinct queries per level and batch size")
     ap.add_argument("--out", default="benchmarks/search-stages.json")
     ap.add_argument("--shop", default=None, help="what the workdir is (recorded: how to make it again)")
+    ap.add_argument("--candidates", type=int, default=None, help="retriever depth (default: the bundle's)")
+    ap.add_argument("--levels", default=None, help="comma-separated levels to measure (default: all)")
     args = ap.parse_args()
     work = Path(args.work)
     data = Path(args.data) if args.data else work.parent / "data"
@@ -103,6 +112,10 @@ def main() -> None:
     engine = svc.snapshot.search
     assert engine is not None, "the bundle has no search index"
     levels = engine.levels()
+    if args.levels:
+        levels = tuple(level for level in levels if level in args.levels.split(","))
+    if args.candidates:
+        engine.candidates = args.candidates
     n = args.queries - args.queries % max(BATCHES)
     queries = distinct_queries(data, n * len(levels) * len(BATCHES) + 8)
     for q in queries[:8]:  # warm-up: first-call allocations, the no-match threshold's vectors
@@ -111,6 +124,7 @@ def main() -> None:
     results["shop"] = args.shop
     results["bundle"] = svc.snapshot.version
     results["products"] = len(engine.catalog)
+    results["candidates"] = engine.candidates
     results["protocol"] = (
         f"Service.search_batch over {n} distinct uncached two-word queries per level and batch "
         "size (batches of that many queries), one thread, one onnxruntime intra-op thread; "
@@ -124,10 +138,13 @@ def main() -> None:
             _spent.clear()
             t0, c0 = time.perf_counter(), time.thread_time()
             computed = 0
+            took = []
             for i in range(0, n, b):
+                t1 = time.perf_counter()
                 answers = svc.search_batch(
                     [(SearchArgs(q, 10, Filters()), level) for q in batch_q[i : i + b]]
                 )
+                took.append(1000 * (time.perf_counter() - t1))
                 computed += sum(a.extra.get("level") is not None for a in answers)
             wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
             stages = {k: round(1000 * v / n, 3) for k, v in sorted(_spent.items())}
@@ -137,6 +154,8 @@ def main() -> None:
                 "cpu_ms": round(1000 * cpu / n, 3),
                 "stages_ms": stages,
                 "computed": computed,
+                "p50_ms": round(float(statistics.median(took)), 3),
+                "p99_ms": round(float(statistics.quantiles(took, n=100)[98]), 3) if len(took) > 1 else None,
             }
         results["levels"][level] = per
     results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]

@@ -58,6 +58,15 @@ def train(
         float, typer.Option(help="Safety cap on SASRec training seconds; a hit cap is reported.")
     ] = 1800.0,
     no_fusion: Annotated[bool, typer.Option("--no-fusion", help="Skip the LightGBM fusion ranker.")] = False,
+    search_candidates: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Search: each retriever's depth, its top N products being the ranker's candidates "
+            "(deeper: more relevant products to rank, more milliseconds a query; default: the "
+            "pipeline's, 100).",
+        ),
+    ] = None,
     finetune_steps: Annotated[
         int, typer.Option(min=0, help="Budget for fine-tuning MiniLM on search judgments, steps (0: off).")
     ] = 400,
@@ -108,6 +117,7 @@ def train(
         sasrec_epochs=sasrec_epochs,
         sasrec_budget_s=sasrec_seconds,
         fusion=not no_fusion,
+        search_candidates=search_candidates or TrainSettings.search_candidates,
         search_finetune_steps=finetune_steps,
         search_finetune_budget_s=finetune_seconds,
         search_cross_steps=cross_encoder_steps,

@@ -57,6 +57,9 @@ class TrainSettings:
     # MiniLM fine-tuning and the cross-encoder on search judgments are budgeted in optimizer
     # steps (same data + seed = same models on any machine; 0 = off); the seconds are only a
     # safety cap, which the report names when it stops a training early (0 = off too)
+    # each search retriever's depth: its top N products are the ranker's candidates (the
+    # engine's default, `search._state.CANDIDATES`; recorded in the bundle's search/search.json)
+    search_candidates: int = 100
     search_finetune_steps: int = 400
     search_finetune_budget_s: float = 3600.0
     search_cross_steps: int = 300
@@ -687,14 +690,14 @@ def _build_search(
     if path.exists():
         shutil.rmtree(path)
     synonyms_file = next((p for p in synonym_files if p.exists()), None)
-    engine = SearchEngine(path).build(
+    engine = SearchEngine(path, candidates=settings.search_candidates).build(
         catalog,
         popularity=popularity,
         ctr=load_ctr(workdir, catalog.product_ids),
         synonyms=load_synonyms(synonyms_file),
         query_log=load_query_log(workdir),
     )
-    info: dict[str, Any] = {"products": len(catalog), "ranker": None}
+    info: dict[str, Any] = {"products": len(catalog), "ranker": None, "candidates": engine.candidates}
     info["build_seconds"] = engine.build_seconds_
     info["encoders"] = {
         "main": engine.semantic_.encoder,
