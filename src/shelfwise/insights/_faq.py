@@ -19,6 +19,7 @@ intents held out as unanswerable), disjoint from the split benchmarks/insights.p
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections import Counter
@@ -43,19 +44,14 @@ SPELL_TWO_EDITS = 9
 VOCABULARY_FILE = "vocabulary.json"  # the catalog's words (and counts) beside a saved FAQ
 
 
+@functools.cache
 def english_words() -> frozenset[str]:
     """The whole words of the shipped MiniLM's WordPiece vocabulary (~21k): words a shopper may
-    write correctly although the shop's texts lack them ("mongolia"); never corrected."""
-    global _ENGLISH
-    if _ENGLISH is None:
-        from ..features._text_encoder import shipped_model_dir
+    write correctly although the shop's texts lack them ("mongolia"); never corrected. Read once."""
+    from ..features._text_encoder import shipped_model_dir
 
-        lines = (shipped_model_dir() / "vocab.txt").read_text(encoding="utf-8").splitlines()
-        _ENGLISH = frozenset(w for w in lines if w.isalpha() and w.isascii())
-    return _ENGLISH
-
-
-_ENGLISH: frozenset[str] | None = None
+    lines = (shipped_model_dir() / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    return frozenset(w for w in lines if w.isalpha() and w.isascii())
 
 
 def text_vocabulary(texts: Iterable[str]) -> Counter[str]:
