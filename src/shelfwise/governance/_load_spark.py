@@ -20,6 +20,8 @@ The accounting and the pandera validation are the DuckDB path's (`_load_publish.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -116,7 +118,27 @@ def spark_check_rows(st: LoadState) -> None:
         kept = [bq(c) for c in st.contract.column_names] + ["_source_line"]
         cleaned = [f"nullif({SPARK.trim(c)}, '') AS {c}" for c in extra]
         source = f"(SELECT {', '.join(kept + cleaned)} FROM {view}) AS _with_extra"
-    st.frames["checked"] = spark.sql(compiled.query(source, extra)).localCheckpoint()
+    # the compiled contract is one wide projection (a CASE per column and reason): as one
+    # whole-stage Java method it outgrows the JVM's 64 KB limit, and Spark printed a compiler
+    # error (hundreds of lines) before it fell back to running the expressions one by one, as it
+    # does here from the start
+    with _sql_conf(spark, "spark.sql.codegen.wholeStage", "false"):
+        st.frames["checked"] = spark.sql(compiled.query(source, extra)).localCheckpoint()
+
+
+@contextmanager
+def _sql_conf(spark: Any, key: str, value: str) -> Iterator[None]:
+    """`key` set to `value` in the session for the block (a local or a Connect session), then
+    what it was."""
+    before = spark.conf.get(key, None)
+    spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)
 
 
 SMALL_HITS = 50_000

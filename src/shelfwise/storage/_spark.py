@@ -43,6 +43,10 @@ LOCAL_CONF = {
     "spark.sql.adaptive.enabled": "true",
     "spark.driver.memory": "1g",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
+    # a clean console: no per-stage progress bars, and Spark's log at ERROR from the start (the
+    # default profile prints start-up warnings before `setLogLevel` can act)
+    "spark.ui.showConsoleProgress": "false",
+    "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={Path(__file__).with_name('spark-log4j2.properties').as_uri()}",
 }
 
 
