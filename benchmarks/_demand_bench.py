@@ -34,7 +34,11 @@ With `--demand-variants`, the candidate pools of
 without GroupTheta and the mean of its 3 best, the default until session 16; its
 `_mean_of_models` from the same fits).
 Neither dataset has stock or
-browsing data, so the censored-demand correction is not exercised here (tests cover it).
+browsing data, so the censored-demand correction is not exercised here (tests cover it); nor has
+any dataset in ../shared/data a free-text search log with purchases (searches resolved to the
+product they name, `insights._searched`): that signal has no number here either (its tests plant
+it, tests/insights/test_demand_searches.py), and `forecast_series`, which this benchmark scores,
+is unchanged by it (it enters through `load_weekly`'s interest).
 """
 
 from __future__ import annotations
@@ -372,4 +376,64 @@ def interest_benchmark(seeds: tuple[int, ...] = (5, 6, 7)) -> dict[str, Any]:
     return out
 
 
-__all__ = ["DEMAND_DATASETS", "demand_benchmark", "interest_benchmark"]
+def search_resolution_benchmark(coverages: tuple[float, ...] = (1.0, 0.75)) -> dict[str, Any]:
+    """How precise is the rule that resolves a free-text search to the product it names
+    (`insights._searched`), on real shopper queries? The Home Depot development split: the
+    catalog is every judged product's title, each distinct search term is resolved (no search
+    engine: the catalog's names), and where the named product was judged for that query its
+    relevance (raters' mean, 1-3) is read. Scored: how many queries name a product, the named
+    product's mean relevance and its shares rated >= 2.67 and <= 1.67, beside every judged pair's
+    (the rate a product shown for such a query gets). No search log with purchases is at hand,
+    so the demand effect itself has no number here (tests plant it)."""
+    import shelfwise.insights._searched as searched
+
+    path = DATA / "homedepot_search_relevance" / "train_dev.csv"
+    if not path.exists():
+        return {"skipped": f"{path} is absent"}
+    df = pd.read_csv(path, encoding="latin-1")
+    titles = df.drop_duplicates("product_uid").set_index("product_uid")["product_title"]
+    names = {str(k): str(v) for k, v in titles.items()}
+    df["q"] = df["search_term"].astype(str).str.lower().str.strip()
+    judged = df.set_index(["q", df["product_uid"].astype(str)])["relevance"]
+    queries = sorted(df["q"].unique())
+
+    def rates(r: pd.Series) -> dict[str, float]:
+        return {
+            "mean_relevance": round(float(r.mean()), 4),
+            "share_ge_2.67": round(float((r >= 2.67).mean()), 4),
+            "share_le_1.67": round(float((r <= 1.67).mean()), 4),
+        }
+
+    out: dict[str, Any] = {
+        "protocol": (search_resolution_benchmark.__doc__ or "").strip(),
+        "dataset": "homedepot_search_relevance/train_dev.csv",
+        "products": len(names),
+        "queries": len(queries),
+        "every_judged_pair": {"pairs": len(df), **rates(df["relevance"])},
+        "rules": {},
+    }
+    default = searched.COVERAGE
+    try:
+        for cov in coverages:
+            searched.COVERAGE = cov
+            t0 = time.process_time()
+            resolver = searched.QueryResolver(names)
+            named = {q: p for q in queries if (p := resolver.resolve(q)) is not None}
+            cpu = time.process_time() - t0
+            rel = pd.Series([judged.get((q, p)) for q, p in named.items()], dtype=float).dropna()
+            out["rules"][f"coverage_{cov:g}"] = {
+                "default": cov == default,
+                "min_words": searched.MIN_WORDS,
+                "named": len(named),
+                "named_share": round(len(named) / len(queries), 4),
+                "named_and_judged": len(rel),
+                **rates(rel),
+                "cpu_seconds": round(cpu, 1),
+            }
+            print(f"  search resolution, coverage {cov:g}: {out['rules'][f'coverage_{cov:g}']}", flush=True)
+    finally:
+        searched.COVERAGE = default
+    return out
+
+
+__all__ = ["DEMAND_DATASETS", "demand_benchmark", "interest_benchmark", "search_resolution_benchmark"]

@@ -2,7 +2,9 @@
 FAQ answers against bm25s by `shelfwise report ask`'s own protocol (see faq_benchmark); weekly demand against statsforecast's
 SeasonalNaive, AutoETS, AutoTheta and AutoARIMA (see _demand_bench.py; `--only demand` runs that
 part alone and merges it into the existing --out file, its own provenance inside it); search
-demand as a forecast input on planted shops (`interest_benchmark`; `--only demand_interest`).
+demand as a forecast input on planted shops (`interest_benchmark`; `--only demand_interest`); the
+precision of resolving free-text searches to the product they name, on Home Depot's real queries
+(`search_resolution_benchmark`; `--only demand_searches`).
 
 Real order data from ../shared/data (see each folder's SOURCE.md), split in time: at each origin
 `as_of`, every model sees only the orders up to it, and is scored on what each customer did in
@@ -29,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _demand_bench import DEMAND_DATASETS, demand_benchmark, interest_benchmark
+from _demand_bench import DEMAND_DATASETS, demand_benchmark, interest_benchmark, search_resolution_benchmark
 from _provenance import provenance, write_report
 from sklearn.metrics import roc_auc_score
 
@@ -444,7 +446,7 @@ def main() -> None:
     ap.add_argument("--origins", type=int, default=4, help="as_of dates, 90 days apart, back from the end")
     ap.add_argument(
         "--only",
-        choices=("demand", "demand_interest", "faq"),
+        choices=("demand", "demand_interest", "demand_searches", "faq"),
         help="run only this part; merge it into the existing --out file",
     )
     ap.add_argument("--demand-origins", type=int, default=2, help="forecast origins, 13 weeks apart")
@@ -476,6 +478,14 @@ def main() -> None:
         interest = interest_benchmark()  # (then read the file: another part may have written it meanwhile)
         merged = json.loads(out.read_text()) if out.exists() else {"provenance": provenance()}
         merged["demand_interest"] = interest
+        write_report(out, merged)
+        return
+    if args.only == "demand_searches":
+        out = Path(args.out)
+        made_by = provenance()
+        resolution = search_resolution_benchmark()
+        merged = json.loads(out.read_text()) if out.exists() else {"provenance": made_by}
+        merged["demand_searches"] = {**resolution, "provenance": made_by}
         write_report(out, merged)
         return
     if args.only == "demand":
@@ -537,6 +547,7 @@ def main() -> None:
             _merge_into(out, report, keep_demand=True)
     if not order:
         report["demand_interest"] = interest_benchmark()
+    report["demand_searches"] = search_resolution_benchmark()
     # merged as the partial writes were: a run of some demand datasets keeps the file's others
     _merge_into(out, report, keep_demand=True)
 

@@ -181,7 +181,7 @@ def test_typod_paraphrases_find_their_entry_and_off_topic_still_abstains(shop: P
         assert (got["score"] >= got["threshold"]) == (want is not None)
 
 
-def test_the_speller_corrects_unknown_words_only_to_the_shops_words():
+def test_the_speller_corrects_unknown_words_to_the_shops_words_else_to_english():
     from collections import Counter
 
     from shelfwise.insights._faq import FaqSpeller
@@ -193,3 +193,6 @@ def test_the_speller_corrects_unknown_words_only_to_the_shops_words():
     assert sp.correct("freemium") == "freemium"  # 8 letters: one edit only ("premium" is two)
     assert sp.correct("wie lange dauert die lieferung") == "wie lange dauert die lieferung"
     assert sp.correct("teh ordr 12345 über") == "teh order 12345 über"  # short, numbers, non-ASCII kept
+    # no shop word within reach: the nearest English word (1 edit), one the encoders know
+    assert sp.correct("yayments for the delivery periad") == "payments for the delivery period"
+    assert sp.correct("retrun the porduct") == "return the product"  # the shop's word first

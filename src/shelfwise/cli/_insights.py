@@ -92,6 +92,8 @@ def demand(
     )
     typer.echo(f"  models chosen by cross-validation: {chosen}")
     typer.echo(f"  {_catalog_line(m)}")
+    if m.get("free_text_searches"):
+        typer.echo(f"  {_searches_line(m['free_text_searches'])}")
     for c in m.get("calibration", []):
         raw = c.get("held_out_coverage_raw")
         held = (
@@ -100,6 +102,21 @@ def demand(
             else "no held-out window"
         )
         typer.echo(f"  80% intervals ({c['group']}, {c['series']:,} series): x{c['factor']:g} ({held})")
+
+
+def _searches_line(f: dict) -> str:
+    """How many free-text searches (no product_id) were resolved to the product they name."""
+    if not f["searches"]:
+        return "free-text searches: none (every search event names a product, or there is none)"
+    n = f["products"]
+    by = f["resolved_by"] or "nothing (no catalog names)"
+    if f.get("bundle"):
+        by += f" of bundle {f['bundle']}"
+    return (
+        f"free-text searches: {f['resolved_searches']:,} of {f['searches']:,} resolved to {n:,} "
+        f"product{'' if n == 1 else 's'} ({f['resolved_queries']:,} of {f['distinct_queries']:,} distinct "
+        f"queries name one; {f.get('in_censored_weeks', 0):,} in stock-out weeks; by {by}, {f['seconds']:g} s)"
+    )
 
 
 def _catalog_line(m: dict) -> str:

@@ -9,10 +9,14 @@ as a stock-out (demand not observed) when it is improbable under the product's l
 (Poisson P(0) < 1%, the rate being the median of the 9 weeks around it) while shoppers still
 looked at the product (views, clicks, carts and searches naming it, at least half its usual
 weekly interest); and the trailing run of zero weeks of a product the catalog listed as out of
-stock at `as_of` (`in_stock` false or `stock` 0, in the products version current then). A censored week's demand is estimated from that
-week's interest times the product's conversion (units per interest event in uncensored weeks),
-else from the local rate: search and browsing demand is the signal that stands in for sales the
-shop could not make.
+stock at `as_of` (`in_stock` false or `stock` 0, in the products version current then). A
+censored week's demand is estimated from that week's interest times the product's conversion
+(units per interest event in uncensored weeks), else from the local rate: search and browsing
+demand is the signal that stands in for sales the shop could not make. A search names a product
+by its product_id or, a free-text search without one, by resolving to it (`_searched`, strict:
+only a query that clearly names one product): the shopper who searches "bosch drill 18v" while
+that drill is out of stock is shown nothing to click, and leaves only the query. Those resolved
+searches count in the interest, and apart as `searched` (`free_text_searches` in the model).
 
 The models: the field's maintained library (statsforecast): SeasonalNaive, AutoETS and AutoTheta
 (AutoARIMA on request: it costs ~50x AutoETS), GroupTheta (Theta on each series adjusted by its
@@ -54,6 +58,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ShelfwiseError
+from ._searched import catalog_names, free_text_searches
 
 WEEK = pd.Timedelta(weeks=1)
 SEASON_CANDIDATES = (52, 13, 4)
@@ -110,6 +115,9 @@ class DemandModel:
     # held-out coverage of the uncalibrated interval (`calibrate`)
     calibration: list[dict[str, Any]] = field(default_factory=list)
     cv_mae: dict[str, float] = field(default_factory=dict)  # model -> mean CV MAE over the series
+    # free-text searches (no product_id) resolved to the product they name (`_searched`) and
+    # counted in its interest: how many, to how many products, how many in censored weeks
+    free_text_searches: dict[str, Any] = field(default_factory=dict)
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -189,9 +197,39 @@ def load_weekly(
             products = products[columns]
         else:
             products = pd.DataFrame(columns=columns)
+        searches = free_text_searches(con, as_of)
+        names: dict[str, str] = {}
+        named_from: dict[str, Any] = {"catalog_version": None, "catalog_after_as_of": False}
+        if len(searches) and "products" in curated:
+            names, named_from = catalog_names(con, explicit)
     assert as_of is not None
     weekly["ds"] = pd.to_datetime(weekly["ds"]).astype("datetime64[ns]")
+    weekly, summary = _with_searches(workdir, weekly, searches, names)
+    weekly.attrs["searches"] = summary | named_from
     return weekly, products, as_of, catalog
+
+
+def _with_searches(
+    workdir: str | Path, weekly: pd.DataFrame, searches: pd.DataFrame, names: dict[str, str]
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """`weekly` with a `searched` column (the free-text searches resolved to each product and
+    week, `_searched`) added into its interest, and what was resolved (with the time it took,
+    the search engine's loading included)."""
+    import time
+
+    from ._searched import resolve_searches, shop_engine
+
+    t0 = time.monotonic()
+    engine, bundle = shop_engine(workdir) if len(searches) and names else (None, None)
+    resolved, summary = resolve_searches(searches, names, engine)
+    summary["bundle"] = bundle
+    summary["seconds"] = round(time.monotonic() - t0, 2)
+    if resolved.empty:
+        return weekly.assign(searched=0.0), summary
+    weekly = weekly.merge(resolved, on=["product_id", "ds"], how="outer")
+    weekly = weekly.fillna({"units": 0.0, "interest": 0.0, "searched": 0.0})
+    weekly["interest"] = weekly["interest"] + weekly["searched"]
+    return weekly, summary
 
 
 def last_complete_week(as_of: Any) -> pd.Timestamp:
@@ -205,12 +243,14 @@ def last_complete_week(as_of: Any) -> pd.Timestamp:
 # -- the series --------------------------------------------------------------------------------
 def weekly_grid(weekly: pd.DataFrame, last_week: pd.Timestamp) -> pd.DataFrame:
     """Every product with a sale, every week from its first event to `last_week`, zeros filled:
-    `unique_id, ds, y, interest`."""
+    `unique_id, ds, y, interest` (and `searched`, the free-text searches resolved to the product
+    and already counted in its interest, when `weekly` has it)."""
+    counts = ["interest", *(["searched"] if "searched" in weekly else [])]
     w = weekly[weekly["ds"] <= last_week]
     sold = w.groupby("product_id")["units"].sum()
     w = w[w["product_id"].isin(sold.index[sold > 0])]
     if w.empty:
-        return pd.DataFrame(columns=["unique_id", "ds", "y", "interest"])
+        return pd.DataFrame(columns=["unique_id", "ds", "y", *counts])
     first = w.groupby("product_id")["ds"].min()
     parts = [
         pd.DataFrame({"unique_id": pid, "ds": pd.date_range(start, last_week, freq="7D")})
@@ -219,8 +259,8 @@ def weekly_grid(weekly: pd.DataFrame, last_week: pd.Timestamp) -> pd.DataFrame:
     grid = pd.concat(parts, ignore_index=True)
     grid = grid.merge(
         w.rename(columns={"product_id": "unique_id"}), on=["unique_id", "ds"], how="left"
-    ).fillna({"units": 0.0, "interest": 0.0})
-    return grid.rename(columns={"units": "y"})[["unique_id", "ds", "y", "interest"]]
+    ).fillna({"units": 0.0, **dict.fromkeys(counts, 0.0)})
+    return grid.rename(columns={"units": "y"})[["unique_id", "ds", "y", *counts]]
 
 
 def uncensor(grid: pd.DataFrame, out_of_stock: set[str]) -> tuple[pd.DataFrame, int]:
@@ -786,10 +826,18 @@ def forecast_demand(
         | (pd.to_numeric(products["stock"], errors="coerce") == 0)
     ]["product_id"]
     series, info.censored_weeks = uncensor(grid, set(out_now.astype(str)))
+    searched = weekly.attrs.get("searches")
+    if searched is not None:
+        hit = series[series["censored"]]["searched"] if "searched" in series else pd.Series(dtype=float)
+        info.free_text_searches = dict(searched) | {
+            "in_censored_weeks": int(hit.sum()),
+            "censored_weeks_with_searches": int((hit > 0).sum()),
+        }
     if level == "category":
         cat = products.set_index("product_id")["category"].dropna().astype(str)
         series = series.assign(unique_id=series["unique_id"].map(cat)).dropna(subset=["unique_id"])
-        series = series.groupby(["unique_id", "ds"], as_index=False)[["y", "interest"]].sum()
+        summed = ["y", "interest", *(["searched"] if "searched" in series else [])]
+        series = series.groupby(["unique_id", "ds"], as_index=False)[summed].sum()
         if series.empty:
             raise ShelfwiseError("--level category: no product with a sale has a category")
     fc, meta = forecast_series(series[["unique_id", "ds", "y", "interest"]], horizon_weeks)

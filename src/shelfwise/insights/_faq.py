@@ -48,10 +48,29 @@ VOCABULARY_FILE = "vocabulary.json"  # the catalog's words (and counts) beside a
 def english_words() -> frozenset[str]:
     """The whole words of the shipped MiniLM's WordPiece vocabulary (~21k): words a shopper may
     write correctly although the shop's texts lack them ("mongolia"); never corrected. Read once."""
+    return frozenset(_english_ranked())
+
+
+@functools.cache
+def _english_ranked() -> dict[str, int]:
+    """`english_words` with their rank in the WordPiece vocabulary (its order: a frequency proxy),
+    and `_english_by_length`'s buckets read from it once."""
     from ..features._text_encoder import shipped_model_dir
 
     lines = (shipped_model_dir() / "vocab.txt").read_text(encoding="utf-8").splitlines()
-    return frozenset(w for w in lines if w.isalpha() and w.isascii())
+    ranked: dict[str, int] = {}
+    for i, w in enumerate(lines):
+        if w.isalpha() and w.isascii():
+            ranked.setdefault(w, i)
+    return ranked
+
+
+@functools.cache
+def _english_by_length() -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for w in _english_ranked():
+        out.setdefault(len(w), []).append(w)
+    return out
 
 
 def text_vocabulary(texts: Iterable[str]) -> Counter[str]:
@@ -67,8 +86,11 @@ def text_vocabulary(texts: Iterable[str]) -> Counter[str]:
 class FaqSpeller:
     """Corrects a word that neither the shop's texts (`vocabulary`: the FAQ's and the catalog's
     words with their counts) nor English (`english_words`) know to the closest vocabulary word
-    within the allowed edits (ties: the more frequent); short words, numbers and words with
-    letters outside ASCII (other languages) are left as written."""
+    within the allowed edits (ties: the more frequent), else to the closest English word within
+    1 edit (ties: the earlier in the WordPiece vocabulary); short words, numbers and words with
+    letters outside ASCII (other languages) are left as written. The English fallback, on the
+    benchmark's development side (540 questions, seeded typos): typo'd accuracy 0.657 -> 0.674,
+    clean 0.687 -> 0.691; correcting 3-letter words too gave 0.657 -> 0.661 only (not taken)."""
 
     def __init__(self, vocabulary: Counter[str]):
         self.vocabulary = vocabulary
@@ -89,9 +111,16 @@ class FaqSpeller:
         limit = 1 if len(w) < SPELL_TWO_EDITS else 2
         pool = [v for n in range(len(w) - limit, len(w) + limit + 1) for v in self._by_length.get(n, ())]
         found = extract(w, pool, scorer=OSA.distance, score_cutoff=limit, limit=None)
+        if found:
+            return str(min(found, key=lambda m: (m[1], -self.vocabulary[m[0]], m[0]))[0])
+        # no shop word within reach: the nearest English word within 1 edit (the more frequent
+        # first), a word the encoders know ("yayments" -> "payments" when the FAQ says "payment")
+        by_length, rank = _english_by_length(), _english_ranked()
+        pool = [v for n in range(len(w) - 1, len(w) + 2) for v in by_length.get(n, ())]
+        found = extract(w, pool, scorer=OSA.distance, score_cutoff=1, limit=None)
         if not found:
             return word
-        return str(min(found, key=lambda m: (m[1], -self.vocabulary[m[0]], m[0]))[0])
+        return str(min(found, key=lambda m: (m[1], rank[m[0]]))[0])
 
     def correct(self, question: str) -> str:
         """`question` with its unknown words corrected (separators and the rest as written)."""

@@ -117,6 +117,13 @@ def _cards(items: list[tuple[str, Any]]) -> str:
     )
 
 
+def _searched_card(f: dict[str, Any] | None) -> str:
+    """The free-text searches (no product_id) resolved to the product they name, of all."""
+    if not f or not f.get("searches"):
+        return "–"
+    return f"{f['resolved_searches']:,} of {f['searches']:,}"
+
+
 def demand_html(s: dict[str, Any]) -> str:
     from ..reporting._charts import forecast_chart
     from ..reporting._html import html_table
@@ -185,6 +192,7 @@ AutoETS, AutoTheta and GroupTheta, Theta on the series adjusted by the group's s
             [
                 ("series", m["series"]),
                 ("stock-out weeks estimated", m["censored_weeks"]),
+                ("free-text searches naming a product", _searched_card(m.get("free_text_searches"))),
                 ("products to order", rep["to_order"] if rep["stock_known"] else "–"),
                 ("service level", f"{100 * rep['service_level']:.0f}%"),
             ]

@@ -78,6 +78,16 @@ class SearchEngine(SearchIndex, RankerTraining):
     def suggest(self, prefix: str, k: int = 8) -> list[str]:
         return self.autocomplete_.suggest(prefix, k)
 
+    def keyword_hits(self, text: str, k: int = 10) -> list[str]:
+        """The product ids the keyword index ranks first for `text` (spelling corrected and the
+        shop's synonyms added, as `query` does), best first: BM25 alone, no encoder, no ranker
+        (what `insights demand` checks a free-text search against)."""
+        q = self._query(text)
+        if not q.terms:
+            return []
+        ids = self.lexical_.search_terms(q.terms, k).ids[0]
+        return [self.catalog.product_ids[int(i)] for i in ids if i >= 0]
+
     def levels(self) -> tuple[str, ...]:
         """The levels this engine answers at, richest first ("full" only when it adds to
         "fused": a ranker or a cross-encoder; both need the query's vectors)."""
