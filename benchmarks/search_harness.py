@@ -22,6 +22,15 @@ once and cached, so that a feature or a LightGBM setting costs one LightGBM fit,
     python benchmarks/search_harness.py compare DIR DIR2  # "as fit_ranker" on each capture
                                                       # (two depths, say), DIR2 - DIR with paired
                                                       # standard errors; DIR2/compare.jsonl
+    python benchmarks/search_harness.py rank DIR OUT [TOP]  # "as fit_ranker"; every query's
+                                                      # first TOP (20) in its order with its
+                                                      # scores: OUT/ranked.pkl
+    python benchmarks/search_harness.py cross OUT VARIANT STEPS [EPOCHS] [SECONDS]  # a
+                                                      # cross-encoder (CROSS_VARIANTS' pairs) on
+                                                      # the training queries; its int8 ONNX
+                                                      # blended with the ranker over its first
+                                                      # 10 / 20: validation and test NDCG@10 vs
+                                                      # the ranker, paired SEs; OUT/cross.jsonl
 
 `run` fits on the training queries that `fit_ranker` fits on, stops early on its held-out
 (validation) queries and reports NDCG@10 on both the validation and the test queries: choose on
@@ -157,10 +166,11 @@ def capture(out: Path, depth: int | None = None, bundle: Path | None = None, lea
         )
 
 
-def evaluate(out: Path, name: str, extra=(), params: dict | None = None, drop=()) -> dict:  # type: ignore[no-untyped-def]
+def evaluate(out: Path, name: str, extra=(), params: dict | None = None, drop=(), top: int = 0) -> dict:  # type: ignore[no-untyped-def]
     """Refit LightGBM on the cached features (+ `extra` column functions, - the cached columns
     at the positions in `drop`, an ablation): validation and test NDCG@10 (whole catalog,
-    unjudged = 0, as search.py)."""
+    unjudged = 0, as search.py). `top`: also every training, validation and test query's
+    first `top` candidates in the ranker's order with its scores (`res["top"]`, for `cross`)."""
     import lightgbm as lgb
 
     from shelfwise.search import ndcg_at_k
@@ -238,6 +248,23 @@ def evaluate(out: Path, name: str, extra=(), params: dict | None = None, drop=()
     }
     print(json.dumps(res), flush=True)
     res["validation_per_query"], res["test_per_query"] = v_q, t_q
+    if top:
+        sf, of = scored(fit)
+        pf = b.predict(sf) if bag == 1 else None  # (the last seed's; `rank` fits one)
+
+        def heads(pred: np.ndarray, qs: list[str], off: list[int]) -> dict:
+            got = {}
+            for j, q in enumerate(qs):
+                cands, p_ = rows[q][2], pred[off[j] : off[j + 1]]
+                o = np.argsort(-p_, kind="stable")[:top]
+                got[q] = (np.asarray(cands)[o].astype(int), p_[o].astype(float))
+            return got
+
+        res["top"] = {
+            "fit": heads(pf, fit, of) if pf is not None else {},
+            "validation": heads(pv, val, ov),
+            "test": heads(pt, c["test_q"], ot),
+        }
     return res
 
 
@@ -294,6 +321,142 @@ def compare(out: Path, other: Path) -> None:
         fh.write(json.dumps(r) + "\n")
 
 
+# cross-encoder variants `cross` trains: how each training query's pairs are built from its
+# judged products and the unjudged ones among the ranker's first 20 (`fit_cross_encoder`'s
+# pairs are "as fit_cross_encoder": 4 of those drawn at random; "hard 8": the 8 the ranker
+# puts first, the ones it confuses with relevant products)
+CROSS_VARIANTS: dict[str, dict] = {
+    "as fit_cross_encoder": {"negatives": "random", "per_query": 4},
+    "hard 8": {"negatives": "first", "per_query": 8},
+}
+
+
+def rank(out: Path, dest: Path, top: int = 20) -> None:
+    """The ranker as `run` fits it; every training, validation and test query's first `top`
+    candidates in its order with its scores, in DEST/ranked.pkl (what `cross` re-orders)."""
+    r = evaluate(out, "as fit_ranker", top=top)
+    dest.mkdir(parents=True, exist_ok=True)
+    with open(dest / "ranked.pkl", "wb") as fh:
+        pickle.dump(
+            {
+                "source": str(out),
+                "top": r["top"],
+                "validation_ndcg@10": r["validation_ndcg@10"],
+                "test_ndcg@10": r["test_ndcg@10"],
+            },
+            fh,
+        )
+
+
+def cross(dest: Path, variant: str, steps: int, epochs: int = 1, seconds: float = 1e9) -> None:
+    """A cross-encoder trained on the training queries' pairs (`CROSS_VARIANTS[variant]`, targets
+    gain / top gain as `fit_cross_encoder`) for `steps` steps (`train_cross_encoder`,
+    `CrossSettings`), exported and quantized to int8 and scored through `OnnxCrossEncoder` as
+    served, on the validation and test queries' first 10 and 20 results of the ranker (DEST/
+    ranked.pkl, from `rank`); blended with the ranker's score over `BLEND_WEIGHTS`, the weight
+    chosen on validation: validation and test NDCG@10 against the ranker alone, with paired
+    standard errors; appended to DEST/cross.jsonl (the scores in DEST/VARIANT-STEPS/). `seconds`:
+    `CrossSettings.budget_s`, a cap on the training time; the steps it reached are recorded
+    (`steps`), and STEPS = that number reproduces the same model without the cap."""
+    from shelfwise.features._text_encoder import quantize_int8, shipped_model_dir
+    from shelfwise.search import ndcg_at_k
+    from shelfwise.search._cross import (
+        CrossSettings,
+        OnnxCrossEncoder,
+        export_cross_onnx,
+        train_cross_encoder,
+    )
+    from shelfwise.search._training import BLEND_WEIGHTS, _blend
+
+    titles, judg = load(SHARED / "homedepot_search_relevance" / "train_dev.csv")
+    pids = sorted(titles)
+    index = {p: i for i, p in enumerate(pids)}
+    with open(dest / "ranked.pkl", "rb") as fh:
+        rk = pickle.load(fh)
+    v = CROSS_VARIANTS[variant]
+    st = CrossSettings(epochs=epochs, max_steps=steps, budget_s=seconds)
+    rng = np.random.default_rng(st.seed)
+    fit = sorted(rk["top"]["fit"])
+    top_gain = max(g for q in fit for g in judg[q].values())
+    pairs: list[tuple[str, str, float]] = []
+    for q in fit:
+        gains = {index[p]: g for p, g in judg[q].items()}
+        pairs += [(q, titles[pids[d]], min(1.0, g / top_gain)) for d, g in gains.items()]
+        unjudged = [int(d) for d in rk["top"]["fit"][q][0][:20] if int(d) not in gains]
+        if v["negatives"] == "random":
+            neg = rng.permutation(unjudged)[: v["per_query"]] if unjudged else []
+        else:
+            neg = unjudged[: v["per_query"]]
+        pairs += [(q, titles[pids[int(d)]], 0.0) for d in neg]
+    print(
+        json.dumps(
+            {
+                "variant": variant,
+                "training_queries": len(fit),
+                "pairs": len(pairs),
+                "steps_per_epoch": len(pairs) // st.batch_size,
+            }
+        ),
+        flush=True,
+    )
+    model, info = train_cross_encoder(shipped_model_dir(), pairs, st)
+    info.pop("settings", None)
+    print(json.dumps(info), flush=True)
+    assert model is not None
+    sub = dest / f"{variant.replace(' ', '-')}-{info['steps']}"
+    sub.mkdir(parents=True, exist_ok=True)
+    fp32 = export_cross_onnx(model, sub / "cross-encoder-fp32.onnx")
+    path = quantize_int8(fp32, sub / "cross-encoder.onnx")
+    served = OnnxCrossEncoder(path, st.max_tokens)
+    t0 = time.time()
+    scores = {
+        part: {
+            q: served.score(q, [titles[pids[int(d)]] for d in rk["top"][part][q][0][:20]])
+            for q in rk["top"][part]
+        }
+        for part in ("validation", "test")
+    }
+    with open(sub / "scores.pkl", "wb") as fh:
+        pickle.dump(scores, fh)
+    res: dict = {
+        "variant": variant,
+        **v,
+        "steps": info["steps"],
+        "epochs": epochs,
+        "pairs": len(pairs),
+        "train_seconds": info["train_seconds"],
+        "score_seconds": round(time.time() - t0, 1),
+        "ranker": {"validation": rk["validation_ndcg@10"], "test": rk["test_ndcg@10"]},
+    }
+    for head in (10, 20):
+        nd = {}
+        for part in ("validation", "test"):
+            rows_ = []
+            for q, (cands, pipe) in rk["top"][part].items():
+                g = {index[p]: x for p, x in judg[q].items()}
+                c_, p_, s_ = cands[:head], pipe[:head], scores[part][q][:head]
+                rows_.append(
+                    [ndcg_at_k([int(c_[i]) for i in _blend(p_, s_, w)][:10], g) for w in BLEND_WEIGHTS]
+                )
+            nd[part] = np.array(rows_)
+        best = 1 + int(np.argmax(nd["validation"][:, 1:].mean(axis=0)))
+        r: dict = {"blend_weight": BLEND_WEIGHTS[best]}
+        for part in ("validation", "test"):
+            d = nd[part][:, best] - nd[part][:, 0]
+            r[part] = {
+                "ranker": round(float(nd[part][:, 0].mean()), 4),
+                "cross_alone": round(float(nd[part][:, -1].mean()), 4),
+                "blend": round(float(nd[part][:, best].mean()), 4),
+                "diff": round(float(d.mean()), 4),
+                "diff_se": round(float(d.std(ddof=1) / np.sqrt(len(d))), 4),
+                "by_weight": [round(float(x), 4) for x in nd[part].mean(axis=0)],
+            }
+        res[f"top {head}"] = r
+    print(json.dumps(res), flush=True)
+    with open(dest / "cross.jsonl", "a") as fh:
+        fh.write(json.dumps(res) + "\n")
+
+
 def depth(out: Path, depths: list[int]) -> None:
     """Candidate depth: the share of the validation and test queries' gain mass (judged gain
     summed) that the union of the retrievers' top `depth` lists holds, and its candidates per
@@ -348,10 +511,20 @@ def main() -> None:
         evaluate(out, "as fit_ranker")
     elif step == "sweep":
         sweep(out, sys.argv[3:])
+    elif step == "rank":
+        rank(out, Path(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else 20)
+    elif step == "cross":
+        cross(
+            out,
+            sys.argv[3],
+            int(sys.argv[4]),
+            int(sys.argv[5]) if len(sys.argv) > 5 else 1,
+            float(sys.argv[6]) if len(sys.argv) > 6 else 1e9,
+        )
     elif step == "depth":
         depth(out, [int(d) for d in sys.argv[3:]] or [100, 150, 200, 300])
     else:
-        raise SystemExit(f"unknown step {step!r}: build, capture, run, sweep, depth or compare")
+        raise SystemExit(f"unknown step {step!r}: build, capture, run, sweep, depth, compare, rank or cross")
 
 
 if __name__ == "__main__":
