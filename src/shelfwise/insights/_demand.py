@@ -139,9 +139,17 @@ def _catalog_at(con: Any, as_of: datetime | None) -> tuple[str | None, dict[str,
             return 'curated."products"', {"version": None, "ingested_at": None, "stock_known": True}
         return None, {"version": None, "ingested_at": None, "stock_known": False}
     version, created, physical = rows[0]
-    # a version another engine wrote is a Parquet location (Warehouse.publish_parquet)
-    rel = f"read_parquet('{physical}')" if "/" in physical else f'curated."{physical}"'
-    return rel, {"version": int(version), "ingested_at": str(created), "stock_known": True}
+    return version_relation(physical), {
+        "version": int(version),
+        "ingested_at": str(created),
+        "stock_known": True,
+    }
+
+
+def version_relation(physical: str) -> str:
+    """The relation reading a curated version by its `meta.table_versions.physical_name`: a
+    version another engine wrote is a Parquet location (Warehouse.publish_parquet)."""
+    return f"read_parquet('{physical}')" if "/" in physical else f'curated."{physical}"'
 
 
 def load_weekly(

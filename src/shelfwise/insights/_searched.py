@@ -151,7 +151,7 @@ def free_text_searches(con: Any, as_of: datetime) -> pd.DataFrame:
 def catalog_names(con: Any, as_of: datetime | None) -> tuple[dict[str, str], dict[str, Any]]:
     """product_id -> its name (title and brand) in the products version current at `as_of` (None:
     the newest), else the first version ingested; and which version that was."""
-    from ._demand import _catalog_at
+    from ._demand import _catalog_at, version_relation
 
     info: dict[str, Any] = {"catalog_version": None, "catalog_after_as_of": False}
     rel, cat = _catalog_at(con, as_of)
@@ -163,7 +163,7 @@ def catalog_names(con: Any, as_of: datetime | None) -> tuple[dict[str, str], dic
         if not rows:
             return {}, info
         version, physical = rows[0]
-        rel = f"read_parquet('{physical}')" if "/" in physical else f'curated."{physical}"'
+        rel = version_relation(physical)
         cat = {"version": int(version)}
         info["catalog_after_as_of"] = True
     info["catalog_version"] = cat["version"]
