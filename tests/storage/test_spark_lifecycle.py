@@ -5,7 +5,9 @@ with `--append` on Spark curates what DuckDB's append curates (re-delivered rows
 `duplicate_row`, keyed rows upserted into a new version).
 
 One small demo shop ingested on both engines with one pseudonym key (so even the pseudonymized
-ids must be equal); one local[2] session for the module. Slow: Spark runs ~10 jobs per table."""
+ids must be equal), then one story on it: the access export, retention, then the append (the
+append runs on what retention left, alike on both engines; one load instead of one per check:
+a Spark load of the shop costs ~20-40 s). Slow: Spark runs ~10 jobs per table."""
 
 from __future__ import annotations
 
@@ -59,8 +61,13 @@ def _busiest(work: Path) -> str:
     )[0][0]
 
 
-def test_access_export_and_retention_reach_spark_parquet(shop):
+def test_access_export_retention_and_append_on_spark_match_duckdb(shop, tmp_path, monkeypatch):
     data, duck, sprk = shop
+    _access_export_and_retention_reach_spark_parquet(duck, sprk)
+    _append_on_spark_curates_what_duckdb_appends(data, duck, sprk, tmp_path, monkeypatch)
+
+
+def _access_export_and_retention_reach_spark_parquet(duck: Path, sprk: Path) -> None:
     assert _events(sprk) == _events(duck)
     raw_id = _busiest(duck)
 
@@ -141,14 +148,15 @@ def _delivery(data: Path, out: Path) -> None:
         w.writerows([plain[0], {**plain[1], "price": "12345.5"}])
 
 
-def test_append_on_spark_curates_what_duckdb_appends(shop, tmp_path, monkeypatch):
+def _append_on_spark_curates_what_duckdb_appends(
+    data: Path, duck: Path, sprk: Path, tmp_path: Path, monkeypatch
+) -> None:
     """A delivery appended on both engines: the same counts (new / updated / re-delivered), the
     same quarantined rows with the same reasons, details and status, the same curated rows.
     The delivery's new rows are older than anything curated and its newest rows are re-sent
     ones (the time range's edge); the Python process runs in a time zone behind UTC (Spark's
     session is UTC): a TIMESTAMP (not _NTZ) collected into Python is local time there, so the
     range's bounds are formatted by Spark and never pass through Python."""
-    data, duck, sprk = shop
     day2 = tmp_path / "day2"
     _delivery(data, day2)
     monkeypatch.setenv("TZ", "America/New_York")

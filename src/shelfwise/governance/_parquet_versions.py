@@ -5,7 +5,8 @@ A Spark-written version is recorded in `meta.table_versions` with its Parquet lo
 physical name (`<location>/curated/<table>/v<N>/*.parquet`); the quarantined rows of a Spark load
 lie beside it (`<location>/quarantine/<table>/run=<run id>/*.parquet`) and are indexed in
 `quarantine.rows`. Parquet files are immutable: a file holding rows to delete is rewritten
-without them (to a temporary name, then moved over the original), and the version's recorded
+without them (to a temporary name, then moved over the original; Spark's stale checksum file
+beside it is removed), and the version's recorded
 size and content hash are recomputed, so a bundle trained afterwards names what it read.
 """
 
@@ -82,6 +83,11 @@ def rewrite_files(files: list[Path], column: str, drop: str, params: list[Any]) 
                 [str(f), *params],
             )
             tmp.replace(f)
+            # Spark's local file system keeps a checksum beside each file it wrote
+            # (`.part-0.parquet.crc`); left stale, Spark refuses to read the rewritten file
+            # ("ChecksumException"), so the next Spark load on this warehouse would fail.
+            # Without it, Spark reads the file unchecked, as one written by another engine
+            f.with_name(f".{f.name}.crc").unlink(missing_ok=True)
             out[str(f)] = n
     finally:
         con.close()
