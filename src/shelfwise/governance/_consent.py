@@ -199,7 +199,7 @@ def linked_customers(workdir: str | Path, anonymous: Iterable[str]) -> set[tuple
     """(anonymous session's pseudonym, customer's pseudonym) for each of these anonymous sessions
     and each customer whose curated events carry the same session id. Opens the warehouse
     read-only: a caller holding a read-write connection to it in the same process cannot call it."""
-    from ..storage import read_only
+    from ..storage import read_only, relation_columns
 
     anonymous = sorted(anonymous)
     if not anonymous or not (Path(workdir) / "warehouse.duckdb").exists():
@@ -207,7 +207,7 @@ def linked_customers(workdir: str | Path, anonymous: Iterable[str]) -> set[tuple
     with read_only(workdir) as (con, curated):
         if "events" not in curated:
             return set()
-        cols = {r[0] for r in con.sql("SELECT column_name FROM (DESCRIBE curated.events)").fetchall()}
+        cols = set(relation_columns(con, "curated.events"))
         if "session_id" not in cols:
             return set()
         rows = con.execute(
@@ -228,7 +228,7 @@ def session_members(
     that one of `users` took part in and for `sessions`: the facts `linked_customers` reads, for
     a caller (serving) that weighs consent itself. Opens the warehouse read-only (see
     `linked_customers`)."""
-    from ..storage import read_only
+    from ..storage import read_only, relation_columns
 
     users, sessions = sorted(set(users)), sorted({s.strip() for s in sessions})
     if not (users or sessions) or not (Path(workdir) / "warehouse.duckdb").exists():
@@ -236,7 +236,7 @@ def session_members(
     with read_only(workdir) as (con, curated):
         if "events" not in curated:
             return {}
-        cols = {r[0] for r in con.sql("SELECT column_name FROM (DESCRIBE curated.events)").fetchall()}
+        cols = set(relation_columns(con, "curated.events"))
         if "session_id" not in cols:
             return {}
         rows = con.execute(
@@ -333,7 +333,7 @@ def _audit_actor() -> str:
 def sync_users_table(workdir: str | Path, *, actor: str | None = None) -> int:
     """Record the consent columns of the curated users table where they changed since the users
     table last gave them (see the module doc); returns the records appended (audited when > 0)."""
-    from ..storage import read_only
+    from ..storage import read_only, relation_columns
 
     workdir = Path(workdir)
     if not (workdir / "warehouse.duckdb").exists():
@@ -341,7 +341,7 @@ def sync_users_table(workdir: str | Path, *, actor: str | None = None) -> int:
     with read_only(workdir) as (con, curated):
         if "users" not in curated:
             return 0
-        have = {r[0] for r in con.sql("SELECT column_name FROM (DESCRIBE curated.users)").fetchall()}
+        have = set(relation_columns(con, "curated.users"))
         cols = [c for c in USERS_COLUMNS if c in have]
         if not cols:
             return 0

@@ -45,14 +45,14 @@ def load_curated(
     `consent` ("personalization" for profiles and audiences, "marketing"): the events of users
     without that consent, and of anonymous sessions, are left out (`governance._consent`); None
     keeps everyone's (demand and other shop-level aggregates are operations, not profiling)."""
-    from ..storage import read_only
+    from ..storage import read_only, relation_columns
 
     with read_only(workdir) as (con, curated):
         if "events" not in curated:
             raise ShelfwiseError(
                 f"{workdir}: no curated events (run `shelfwise ingest` with an events table)"
             )
-        have = {r[0] for r in con.sql("SELECT column_name FROM (DESCRIBE curated.events)").fetchall()}
+        have = set(relation_columns(con, "curated.events"))
         cols = ", ".join(f'"{c}"' if c in have else f'NULL AS "{c}"' for c in EVENT_COLUMNS)
         if as_of is None:
             row = con.sql('SELECT max("timestamp") FROM curated.events').fetchone()
@@ -65,7 +65,7 @@ def load_curated(
             [as_of],
         ).df()
         if "products" in curated:
-            have_p = {r[0] for r in con.sql("SELECT column_name FROM (DESCRIBE curated.products)").fetchall()}
+            have_p = set(relation_columns(con, "curated.products"))
             pcols = ", ".join(f'"{c}"' if c in have_p else f'NULL AS "{c}"' for c in PRODUCT_COLUMNS)
             products = con.sql(f"SELECT {pcols} FROM curated.products").df()
         else:

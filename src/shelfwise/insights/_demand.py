@@ -160,14 +160,14 @@ def load_weekly(
     version gave the stock figures (`_catalog_at`). With an explicit `as_of`, stock, in_stock and
     lead_time_days come from the products version current then (null when none was ingested by
     then); the category is the current catalog's (a description, not a quantity in time)."""
-    from ..storage import read_only
+    from ..storage import read_only, relation_columns
 
     with read_only(workdir) as (con, curated):
         if "events" not in curated:
             raise ShelfwiseError(
                 f"{workdir}: no curated events (run `shelfwise ingest` with an events table)"
             )
-        have = {r[0] for r in con.sql("SELECT column_name FROM (DESCRIBE curated.events)").fetchall()}
+        have = set(relation_columns(con, "curated.events"))
         qty = 'coalesce("quantity", 1)' if "quantity" in have else "1"
         explicit = as_of
         if as_of is None:
@@ -188,15 +188,12 @@ def load_weekly(
         columns = ["product_id", "category", *STOCK_COLUMNS]
         catalog: dict[str, Any] = {"version": None, "ingested_at": None, "stock_known": False}
         if "products" in curated:
-            have_p = {r[0] for r in con.sql("SELECT column_name FROM (DESCRIBE curated.products)").fetchall()}
+            have_p = set(relation_columns(con, "curated.products"))
             cat = '"category"' if "category" in have_p else "NULL"
             products = con.sql(f'SELECT product_id, {cat} AS category FROM curated."products"').df()
             rel, catalog = _catalog_at(con, explicit)
             if rel is not None:
-                have_v = {
-                    r[0]
-                    for r in con.sql(f"SELECT column_name FROM (DESCRIBE SELECT * FROM {rel})").fetchall()
-                }
+                have_v = set(relation_columns(con, rel))
                 sel = ", ".join(f'"{c}"' if c in have_v else f"NULL AS {c}" for c in STOCK_COLUMNS)
                 stock = con.sql(f"SELECT product_id, {sel} FROM {rel}").df()
                 products = products.merge(stock, on="product_id", how="outer")

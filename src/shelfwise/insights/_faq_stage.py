@@ -46,13 +46,13 @@ def catalog_vocabulary(workdir: str | Path) -> Counter[str]:
     """The words of the curated catalog's titles, brands and categories with their counts: the
     FAQ speller corrects typos to them and leaves them alone ("nike" is not a typo of "like");
     empty without a catalog."""
-    from ..storage import read_only
+    from ..storage import read_only, relation_columns
     from ._faq import text_vocabulary
 
     with read_only(workdir) as (con, curated):
         if "products" not in curated:
             return Counter()
-        have = {r[0] for r in con.sql("SELECT column_name FROM (DESCRIBE curated.products)").fetchall()}
+        have = set(relation_columns(con, "curated.products"))
         cols = [f'"{c}"' for c in CATALOG_TEXT if c in have]
         if not cols:
             return Counter()

@@ -126,8 +126,9 @@ def free_text_searches(con: Any, as_of: datetime) -> pd.DataFrame:
     """The curated search events without a product_id up to `as_of`, per normalized query and
     week: `query, ds, n` (the raw queries grouped in the warehouse first)."""
     from ..search._analyze import words
+    from ..storage import relation_columns
 
-    have = {r[0] for r in con.sql("SELECT column_name FROM (DESCRIBE curated.events)").fetchall()}
+    have = set(relation_columns(con, "curated.events"))
     if "query" not in have:
         return pd.DataFrame({"query": [], "ds": [], "n": []})
     raw = con.execute(
@@ -151,6 +152,7 @@ def free_text_searches(con: Any, as_of: datetime) -> pd.DataFrame:
 def catalog_names(con: Any, as_of: datetime | None) -> tuple[dict[str, str], dict[str, Any]]:
     """product_id -> its name (title and brand) in the products version current at `as_of` (None:
     the newest), else the first version ingested; and which version that was."""
+    from ..storage import relation_columns
     from ._demand import _catalog_at, version_relation
 
     info: dict[str, Any] = {"catalog_version": None, "catalog_after_as_of": False}
@@ -167,7 +169,7 @@ def catalog_names(con: Any, as_of: datetime | None) -> tuple[dict[str, str], dic
         cat = {"version": int(version)}
         info["catalog_after_as_of"] = True
     info["catalog_version"] = cat["version"]
-    have = {r[0] for r in con.sql(f"SELECT column_name FROM (DESCRIBE SELECT * FROM {rel})").fetchall()}
+    have = set(relation_columns(con, rel))
     if "title" not in have:
         return {}, info
     brand = "coalesce(\"brand\", '')" if "brand" in have else "''"

@@ -101,7 +101,7 @@ def _charts(wh: Warehouse, report: IngestReport) -> list[str]:
             charts.append(long_tail_chart(counts, "Popularity long tail", fast=True))
     missing: list[tuple[str, float]] = []
     for tname in tables:
-        cols = [r[0] for r in wh.sql(f'DESCRIBE curated."{tname}"').fetchall()]
+        cols = wh.columns(tname)
         if not cols:
             continue
         # the share of NULLs (NULL for an empty table, drawn as 0)

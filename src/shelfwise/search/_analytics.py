@@ -62,7 +62,7 @@ def logged_searches(workdir: str | Path, top: int = 50) -> tuple[dict[str, Any],
     who logs in to pay, if the shop logs the two under different ids) is not credited, which
     understates rather than invents conversions. Searches without a session count in `searches`
     but not in the CTR or conversion denominators."""
-    from ..storage import read_only
+    from ..storage import read_only, relation_columns
 
     logged: dict[str, Any] = {"searches": 0, "distinct_queries": 0, "top_queries": []}
     attributed: set[str] = set()
@@ -102,7 +102,7 @@ def logged_searches(workdir: str | Path, top: int = 50) -> tuple[dict[str, Any],
             }
             for q, n, u, ws, c, b in rows[:top]
         ]
-        cols = {r[0] for r in con.sql("DESCRIBE curated.events").fetchall()}
+        cols = set(relation_columns(con, "curated.events"))
         if "search_id" in cols:
             attributed = {
                 r[0]

@@ -55,7 +55,7 @@ def load_click_groups(
     """Click groups by id (a search_id for served pages, `log:<n>` for logged searches).
     `leave_out(users)`: the pseudonyms among `users` whose searches no model may learn from
     (no personalization consent): their groups are dropped, history and all."""
-    from ..storage import read_only
+    from ..storage import read_only, relation_columns
 
     workdir = Path(workdir)
     groups: dict[str, ClickGroup] = {}
@@ -63,7 +63,7 @@ def load_click_groups(
     with read_only(workdir) as (con, tables):
         if "events" not in tables:
             return groups
-        cols = {r[0] for r in con.sql("DESCRIBE curated.events").fetchall()}
+        cols = set(relation_columns(con, "curated.events"))
         grades = (
             "CASE event_type " + " ".join(f"WHEN '{a}' THEN {g}" for a, g in ACTION_GRADE.items()) + " END"
         )

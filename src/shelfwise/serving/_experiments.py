@@ -183,13 +183,13 @@ def experiment_exposure(rec: Any) -> tuple[str, str, str, str, str] | None:
 def attributed_events(workdir: str | Path) -> dict[str, dict[str, float]]:
     """Per served list id a curated event names (`recommendation_id`, else `search_id`): its
     clicks, add-to-carts, purchases and purchase revenue (the warehouse's part of the report)."""
-    from ..storage import read_only
+    from ..storage import read_only, relation_columns
 
     by_list: dict[str, dict[str, float]] = {}
     with read_only(workdir) as (con, tables):
         if "events" not in tables:
             return by_list
-        cols = {r[0] for r in con.sql("DESCRIBE curated.events").fetchall()}
+        cols = set(relation_columns(con, "curated.events"))
         if "recommendation_id" not in cols:
             return by_list
         rows = con.sql(

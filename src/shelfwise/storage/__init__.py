@@ -3,7 +3,7 @@ load runs on (DuckDB, or Spark with Parquet in a warehouse location)."""
 
 from ._sources import StagedFile, file_sha256, find_table_file, stage_file
 from ._spark import ENGINES, DuckDBEngine, Engine, SparkEngine, engine_from
-from ._warehouse import LAYERS, TableVersion, Warehouse, raw_user_ids, read_only
+from ._warehouse import LAYERS, TableVersion, Warehouse, raw_user_ids, read_only, relation_columns
 
 __all__ = [
     "ENGINES",
@@ -19,5 +19,6 @@ __all__ = [
     "find_table_file",
     "raw_user_ids",
     "read_only",
+    "relation_columns",
     "stage_file",
 ]

@@ -126,7 +126,7 @@ class Warehouse:
 
     def columns(self, name: str, layer: str = "curated") -> list[str]:
         """A table's (or view's) column names, in order (no Ibis needed)."""
-        return [r[0] for r in self.sql(f'DESCRIBE {layer}."{name}"').fetchall()]
+        return relation_columns(self, f'{layer}."{name}"')
 
     def table(self, name: str, layer: str = "curated") -> ibis.Table:
         if not self.exists(layer, name):
@@ -239,6 +239,13 @@ class Warehouse:
     def export(self, table: str, out: str | Path) -> int:
         """Write a curated table (pseudonymized, masked) to CSV, Parquet or JSON lines."""
         return export_curated(self.sql, self.curated_tables(), table, out)
+
+
+def relation_columns(con: Any, relation: str) -> list[str]:
+    """The column names, in order, of `relation` (a table or view such as `curated.events`, or
+    any relation expression: `read_parquet('...')`, a version's relation) on `con`, a DuckDB
+    connection or a `Warehouse`: what a reader checks before it names an optional column."""
+    return [r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
 
 
 def export_curated(sql: Any, curated: list[str], table: str, out: str | Path) -> int:

@@ -663,12 +663,12 @@ def _attributed(workdir: Path) -> list[tuple[str, int, int]]:
     """(list id, clicks/carts/purchases, purchases) of every served list a curated event names:
     the warehouse's part of the traffic, cached apart from the served log's (which grows with
     every page served while the warehouse changes at each absorb)."""
-    from ..storage import read_only
+    from ..storage import read_only, relation_columns
 
     out: list[tuple[str, int, int]] = []
     with warehouse(), read_only(workdir) as (con, tables):
         if "events" in tables:
-            cols = {r[0] for r in con.sql("DESCRIBE curated.events").fetchall()}
+            cols = set(relation_columns(con, "curated.events"))
             for c in (c for c in ("recommendation_id", "search_id") if c in cols):
                 out += con.sql(
                     f"SELECT {c}, count(*) FILTER (WHERE event_type IN ('click','add_to_cart','purchase')), "
