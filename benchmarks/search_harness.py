@@ -2,8 +2,13 @@
 no report): the Home Depot data, catalog, by-query split and protocol of `search.py`, computed
 once and cached, so that a feature or a LightGBM setting costs one LightGBM fit, not an hour.
 
-    python benchmarks/search_harness.py build DIR [STEPS]  # index + MiniLM fine-tuned for STEPS
-                                                      # (400, as search.py), saved in DIR/bundle
+    python benchmarks/search_harness.py build DIR [STEPS] [EPOCHS] [NAME=VALUE...]  # index +
+                                                      # MiniLM fine-tuned for STEPS (400, as
+                                                      # search.py) over at most EPOCHS passes (2;
+                                                      # ~210 steps a pass on these pairs: more
+                                                      # steps need more epochs), other
+                                                      # FinetuneSettings fields as NAME=VALUE
+                                                      # (temperature=0.03); saved in DIR/bundle
     python benchmarks/search_harness.py capture DIR [DEPTH] [BUNDLE] [--lean]  # fit_ranker as
                                                       # search.py runs it, capturing every group's
                                                       # candidates + features; then the test
@@ -82,9 +87,11 @@ def split(judg: dict) -> tuple[list[str], list[str]]:
     return train_q, test_q
 
 
-def build(out: Path, steps: int = 400) -> None:
-    """The index and MiniLM fine-tuned for `steps` steps (search.py's 400 by default; fewer
-    when the machine allows no more: the semantic columns are then not those of a full run)."""
+def build(out: Path, steps: int = 400, epochs: int = 2, overrides: dict | None = None) -> None:
+    """The index and MiniLM fine-tuned for `steps` steps over at most `epochs` passes
+    (search.py's 400 and 2 by default; fewer steps when the machine allows no more: the
+    semantic columns are then not those of a full run), other `FinetuneSettings` fields from
+    `overrides`."""
     from shelfwise.search import FinetuneSettings, SearchCatalog, SearchEngine
 
     titles, judg = load(SHARED / "homedepot_search_relevance" / "train_dev.csv")
@@ -92,7 +99,9 @@ def build(out: Path, steps: int = 400) -> None:
     pids = sorted(titles)
     eng = SearchEngine(out / "bundle").build(SearchCatalog(pids, [titles[p] for p in pids]))
     ft = eng.finetune_encoder(
-        {q: q for q in train_q}, {q: judg[q] for q in train_q}, settings=FinetuneSettings(max_steps=steps)
+        {q: q for q in train_q},
+        {q: judg[q] for q in train_q},
+        settings=FinetuneSettings(max_steps=steps, epochs=epochs, **(overrides or {})),
     )
     print("finetune", json.dumps({k: v for k, v in ft.items() if k != "settings"}), flush=True)
     eng.save()
@@ -492,11 +501,33 @@ def depth(out: Path, depths: list[int]) -> None:
             )
 
 
+def _overrides(args: list[str]) -> dict:
+    """`FinetuneSettings` fields from NAME=VALUE arguments, each VALUE of its field's type."""
+    import dataclasses
+
+    from shelfwise.search import FinetuneSettings
+
+    types = {f.name: type(getattr(FinetuneSettings(), f.name)) for f in dataclasses.fields(FinetuneSettings)}
+    out = {}
+    for a in args:
+        k, v = a.split("=", 1)
+        if k not in types:
+            raise SystemExit(f"{a!r}: FinetuneSettings has no field {k!r} (fields: {', '.join(types)})")
+        out[k] = types[k](v)
+    return out
+
+
 def main() -> None:
     step, out = sys.argv[1], Path(sys.argv[2])
     out.mkdir(parents=True, exist_ok=True)
     if step == "build":
-        build(out, int(sys.argv[3]) if len(sys.argv) > 3 else 400)
+        pos = [a for a in sys.argv[3:] if "=" not in a]
+        build(
+            out,
+            int(pos[0]) if pos else 400,
+            int(pos[1]) if len(pos) > 1 else 2,
+            _overrides([a for a in sys.argv[3:] if "=" in a]),
+        )
     elif step == "capture":
         rest = [a for a in sys.argv[3:] if a != "--lean"]
         capture(
