@@ -50,6 +50,20 @@ def test_the_finetune_runs_its_steps_and_two_runs_agree(tmp_path):
     assert (b["steps"], b["validation_ndcg@10_tuned"]) == (a["steps"], a["validation_ndcg@10_tuned"])
 
 
+def test_the_finetune_validation_curve_measures_without_changing_the_training(tmp_path):
+    s = FinetuneSettings(max_steps=5, epochs=50, batch_size=4, min_pairs=5, budget_s=900, seed=1)
+    plain = _finetune(tmp_path, "plain", s)
+    traced = _finetune(tmp_path, "traced", replace(s, validate_every=2))
+    assert "validation_curve" not in plain
+    # the untuned encoder at step 0, every 2nd step, and the end (step 5, not repeated at 4)
+    assert [p[0] for p in traced["validation_curve"]] == [0, 2, 4, 5]
+    assert traced["validation_curve"][0][1] == traced["validation_ndcg@10_untuned"]
+    # measuring on the way draws nothing from the training's randomness: the same encoder
+    assert traced["validation_curve"][-1][1] == traced["validation_ndcg@10_tuned"]
+    assert traced["validation_ndcg@10_tuned"] == plain["validation_ndcg@10_tuned"]
+    assert traced["steps"] == plain["steps"] == 5
+
+
 def test_the_finetune_time_cap_is_named_when_it_stops_the_training(tmp_path):
     s = FinetuneSettings(max_steps=3, batch_size=4, min_pairs=5, budget_s=0.0)
     info = _finetune(tmp_path, "capped", s)

@@ -45,6 +45,11 @@ class FinetuneSettings:
     validation_distractors: int = 5000
     min_pairs: int = 200  # fewer positive pairs: no fine-tuning
     seed: int = 0
+    # also measure the held-out NDCG every this many steps (0: only at the end), into the
+    # result's `validation_curve`: whether more steps would still help. Each point costs one
+    # encoding of the validation pool (the learning-rate schedule is planned over all the
+    # steps, so a point is not what a run of that many steps would reach)
+    validate_every: int = 0
 
 
 def training_pairs(
@@ -174,13 +179,15 @@ def finetune_biencoder(
     )
     step, t0 = 0, time.perf_counter()
     capped = False
+    curve: list[tuple[int, float]] = []
+    curve_s = 0.0  # seconds spent on the curve's points, not training
     model.body.train()
     for _epoch in range(s.epochs):
         order = rng.permutation(len(pairs))
         for b in range(steps_per_epoch):
             if step >= planned:
                 break
-            if time.perf_counter() - t0 > s.budget_s:
+            if time.perf_counter() - t0 - curve_s > s.budget_s:
                 capped = True
                 break
             batch = [pairs[i] for i in order[b * s.batch_size : (b + 1) * s.batch_size]]
@@ -198,6 +205,11 @@ def finetune_biencoder(
             opt.step()
             sched.step()
             step += 1
+            if s.validate_every > 0 and step % s.validate_every == 0 and step < planned:
+                t_v = time.perf_counter()
+                curve.append((step, _semantic_ndcg(model, pool_ids, pool_texts, vq, vg)))
+                model.body.train()
+                curve_s += time.perf_counter() - t_v
         else:
             continue
         break
@@ -206,8 +218,10 @@ def finetune_biencoder(
     info["time_cap_hit"] = capped
     if capped:
         info["stopped"] = f"time cap of {s.budget_s:g} s hit after {step} of {planned} steps"
-    info["train_seconds"] = round(time.perf_counter() - t0, 1)
+    info["train_seconds"] = round(time.perf_counter() - t0 - curve_s, 1)
     info["validation_ndcg@10_tuned"] = tuned = _semantic_ndcg(model, pool_ids, pool_texts, vq, vg)
+    if s.validate_every > 0:
+        info["validation_curve"] = [[0, base], *map(list, curve), [step, tuned]]
     info["kept"] = bool(tuned > base)
     if info["kept"]:
         out_dir.mkdir(parents=True, exist_ok=True)
