@@ -9,6 +9,14 @@ once and cached, so that a feature or a LightGBM setting costs one LightGBM fit,
                                                       # steps need more epochs), other
                                                       # FinetuneSettings fields as NAME=VALUE
                                                       # (temperature=0.03); saved in DIR/bundle
+    python benchmarks/search_harness.py build DIR --tuned TUNED  # the same, with the encoder
+                                                      # `finetune` tuned (TUNED: its DIR/tuned)
+    python benchmarks/search_harness.py finetune DIR [STEPS] [EPOCHS] [NAME=VALUE...]  # the
+                                                      # fine-tune alone (no index; the split and
+                                                      # the tune half of `build`): its result with
+                                                      # a validation curve every 200 steps (unless
+                                                      # validate_every=N) in DIR/finetune.jsonl,
+                                                      # the encoder in DIR/tuned when it is kept
     python benchmarks/search_harness.py capture DIR [DEPTH] [BUNDLE] [--lean]  # fit_ranker as
                                                       # search.py runs it, capturing every group's
                                                       # candidates + features; then the test
@@ -87,17 +95,76 @@ def split(judg: dict) -> tuple[list[str], list[str]]:
     return train_q, test_q
 
 
-def build(out: Path, steps: int = 400, epochs: int = 2, overrides: dict | None = None) -> None:
+def _tuning(judg: dict) -> tuple[dict, dict, list[str], list[str], list[str]]:
+    """What `SearchEngine.finetune_encoder` tunes on under search.py's split and seed 0: the
+    queries and judgments it is given, the encoder's queries (the tune half of the training
+    queries), the ranker-only ones and the held-out ones."""
+    from shelfwise.search._training import _split_queries, _tune_split
+
+    train_q, _ = split(judg)
+    queries, gains = {q: q for q in train_q}, {q: judg[q] for q in train_q}
+    qids, hold = _split_queries(queries, gains, 0.2, 0)
+    fit = [q for q in qids if not hold[q]]
+    tuned = _tune_split(fit, 0.5, 0)
+    return queries, gains, tuned, sorted(set(fit) - set(tuned)), [q for q in qids if hold[q]]
+
+
+def finetune(out: Path, steps: int = 400, epochs: int = 2, overrides: dict | None = None) -> None:
+    """`build`'s fine-tune alone (the catalog texts, queries and split it tunes on; no index):
+    its result, with a validation curve (every 200 steps unless `overrides` say otherwise), is
+    appended to DIR/finetune.jsonl; the encoder, when kept, is DIR/tuned (`build --tuned`)."""
+    from shelfwise.features._text_encoder import shipped_model_dir
+    from shelfwise.search import FinetuneSettings, SearchCatalog
+    from shelfwise.search._finetune import finetune_biencoder
+
+    titles, judg = load(SHARED / "homedepot_search_relevance" / "train_dev.csv")
+    pids = sorted(titles)
+    catalog = SearchCatalog(pids, [titles[p] for p in pids])
+    texts = {p: catalog.text(i) for i, p in enumerate(pids)}
+    queries, gains, tuned, _, held = _tuning(judg)
+    s = FinetuneSettings(max_steps=steps, epochs=epochs, **({"validate_every": 200} | (overrides or {})))
+    info = finetune_biencoder(shipped_model_dir(), out / "tuned", queries, gains, texts, tuned, held, s)
+    info["tuned_queries"] = len(tuned)
+    print("finetune", json.dumps(info), flush=True)
+    with open(out / "finetune.jsonl", "a") as fh:
+        fh.write(json.dumps(info) + "\n")
+
+
+def _adopt(eng, tuned_dir: Path, judg: dict) -> None:  # type: ignore[no-untyped-def]
+    """`finetune_encoder`'s keep branch for an encoder `finetune` tuned: exported (int8 as the
+    engine's own encoder), the catalog re-embedded, and the tuned queries marked for
+    `fit_ranker` (it fits the cosine columns on the others)."""
+    from shelfwise.features._text_encoder import export_onnx, quantize_int8
+    from shelfwise.search._retrievers import SemanticRetriever
+    from shelfwise.search._training import _query_key
+
+    queries, _, tuned, _, _ = _tuning(judg)
+    name = "encoder-tuned.onnx"
+    export_onnx(tuned_dir, eng.path / name)
+    if eng.semantic_.encoder in ("minilm-int8", "minilm-int8pc"):
+        name = quantize_int8(eng.path / name, eng.path / "encoder-tuned-int8.onnx").name
+    eng.semantic_ = SemanticRetriever(name, base=eng.path).index(eng.catalog)
+    eng.tuned_on_ = frozenset(_query_key(queries[q]) for q in tuned)
+
+
+def build(
+    out: Path, steps: int = 400, epochs: int = 2, overrides: dict | None = None, tuned: Path | None = None
+) -> None:
     """The index and MiniLM fine-tuned for `steps` steps over at most `epochs` passes
     (search.py's 400 and 2 by default; fewer steps when the machine allows no more: the
     semantic columns are then not those of a full run), other `FinetuneSettings` fields from
-    `overrides`."""
+    `overrides`; `tuned`: the encoder a `finetune` run kept instead (no fine-tune here)."""
     from shelfwise.search import FinetuneSettings, SearchCatalog, SearchEngine
 
     titles, judg = load(SHARED / "homedepot_search_relevance" / "train_dev.csv")
     train_q, _ = split(judg)
     pids = sorted(titles)
     eng = SearchEngine(out / "bundle").build(SearchCatalog(pids, [titles[p] for p in pids]))
+    if tuned is not None:
+        _adopt(eng, tuned, judg)
+        print("adopted", tuned, flush=True)
+        eng.save()
+        return
     ft = eng.finetune_encoder(
         {q: q for q in train_q},
         {q: judg[q] for q in train_q},
@@ -520,14 +587,18 @@ def _overrides(args: list[str]) -> dict:
 def main() -> None:
     step, out = sys.argv[1], Path(sys.argv[2])
     out.mkdir(parents=True, exist_ok=True)
-    if step == "build":
-        pos = [a for a in sys.argv[3:] if "=" not in a]
-        build(
-            out,
-            int(pos[0]) if pos else 400,
-            int(pos[1]) if len(pos) > 1 else 2,
-            _overrides([a for a in sys.argv[3:] if "=" in a]),
-        )
+    if step in ("build", "finetune"):
+        args = sys.argv[3:]
+        tuned = Path(args[args.index("--tuned") + 1]) if "--tuned" in args else None
+        if tuned is not None:
+            del args[args.index("--tuned") : args.index("--tuned") + 2]
+        pos = [a for a in args if "=" not in a]
+        budget = (int(pos[0]) if pos else 400, int(pos[1]) if len(pos) > 1 else 2)
+        fields = _overrides([a for a in args if "=" in a])
+        if step == "finetune":
+            finetune(out, *budget, fields)
+        else:
+            build(out, *budget, fields, tuned)
     elif step == "capture":
         rest = [a for a in sys.argv[3:] if a != "--lean"]
         capture(
@@ -555,7 +626,9 @@ def main() -> None:
     elif step == "depth":
         depth(out, [int(d) for d in sys.argv[3:]] or [100, 150, 200, 300])
     else:
-        raise SystemExit(f"unknown step {step!r}: build, capture, run, sweep, depth, compare, rank or cross")
+        raise SystemExit(
+            f"unknown step {step!r}: build, finetune, capture, run, sweep, depth, compare, rank or cross"
+        )
 
 
 if __name__ == "__main__":
