@@ -132,8 +132,9 @@ class FaqSpeller:
 
 
 def verbatim_key(question: str) -> str:
-    """A question as compared for a verbatim match: lower case, the words only (any script)."""
-    return " ".join(re.sub(r"[^\w\s]", " ", question.lower()).split())
+    """A question as compared for a verbatim match: lower case, the words only (any script;
+    apostrophes dropped, so "what's" and "whats" are one word)."""
+    return " ".join(re.sub(r"[^\w\s]", " ", re.sub(r"['’‘`]", "", question.lower())).split())
 
 
 @dataclass(frozen=True)
