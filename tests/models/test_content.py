@@ -39,6 +39,11 @@ def test_a_cold_product_is_recommended_from_its_text():
 
 def test_placeholder_titles_are_not_text():
     assert not has_text([f"item {i}" for i in range(1000)])
+    # a small shop: as many words as titles is language; placeholders are not, however few
+    assert has_text(["Samsung Galaxy phone", "Bosch drill 18v", "Cotton t-shirt"])
+    assert has_text([f"{c} {k}" for c in ("red", "blue", "black") for k in ("boots", "scarf", "hat")])
+    assert not has_text([f"item {i}" for i in range(40)]) and not has_text(["item 1", "item 2"])
+    assert not has_text(["Phone"]) and not has_text([])
     assert has_text(TITLES * 20 + [f"word{i}" for i in range(60)])
 
 

@@ -316,13 +316,19 @@ def encode_texts(texts: list[str], batch_size: int = 32) -> np.ndarray:
 
 
 def has_text(titles: list[str], min_vocabulary: int = 50) -> bool:
-    """Whether a catalog's titles carry language (not just `item 123` placeholders)."""
+    """Whether a catalog's titles carry language (not just `item 123` placeholders): at least
+    `min_vocabulary` distinct words besides numbers, or, in a catalog of fewer than twice that
+    many titles, at least half as many words as titles (3 at the least). Placeholders share one
+    or two words however many products there are; a small shop's real titles ("Red running
+    shoes", "Blue running shoes") have at least half as many words as products, and its search
+    must not be skipped for being small."""
+    need = min(min_vocabulary, max(3, len(titles) // 2))
     vocab: set[str] = set()
     for t in titles:
         for tok in (t or "").lower().split():
             if not tok.isdigit():
                 vocab.add(tok)
-        if len(vocab) >= min_vocabulary:
+        if len(vocab) >= need:
             return True
     return False
 
