@@ -85,3 +85,59 @@ def test_wilson_interval_known_answers() -> None:
     assert lo == 0.0 and hi == pytest.approx(0.27753, abs=1e-4)
     lo, hi = wilson_interval(10, 10)
     assert hi == 1.0 and lo == pytest.approx(1 - 0.27753, abs=1e-4)
+
+
+def _hits_per_user(ids, t):
+    """The per-user membership test `hits_matrix` replaced (the reference it must equal)."""
+    hits = np.zeros(ids.shape, bool)
+    for r in range(len(ids)):
+        pos = t.indices[t.indptr[r] : t.indptr[r + 1]]
+        if len(pos):
+            hits[r] = np.isin(ids[r], pos)
+    return hits
+
+
+def test_hits_matrix_equals_a_membership_test_per_user():
+    """The vectorized lookup gives the same hits as `np.isin` row by row: padding (-1) never
+    hits, users without targets have none, several targets per user, ids past the targets'
+    width, and so the same metrics to the last digit."""
+    from shelfwise.evaluation import hits_matrix
+
+    rng = np.random.default_rng(7)
+    n, n_items, k = 300, 40, 12
+    ids = rng.integers(-1, n_items + 3, (n, k))
+    rows = [sorted(set(rng.integers(0, n_items, rng.integers(0, 4)).tolist())) for _ in range(n)]
+    rows[0], rows[1] = [], [n_items - 1]
+    ids[1, 3] = -1  # padding next to the last item of the previous row's key range
+    rows[2] = [3, 5, 9]
+    ids[2, :3] = [9, 3, 5]  # every target found
+    t = targets(rows, n_items)
+    assert np.array_equal(hits_matrix(ids, t), _hits_per_user(ids, t))
+    assert hits_matrix(ids, t).any()
+    assert not hits_matrix(ids[:0], t[:0]).any()
+    assert not hits_matrix(ids, targets([[]] * n, n_items)).any()
+    for cutoff in (1, 5, 12):
+        got = per_user_metrics(ids, t, cutoff)
+        hits = _hits_per_user(ids[:, :cutoff], t)
+        discounts = 1.0 / np.log2(np.arange(2, cutoff + 2))
+        n_pos = np.diff(t.indptr)
+        ideal = np.array([discounts[: int(min(p, cutoff))].sum() for p in n_pos])
+        dcg = (hits * discounts).sum(axis=1)
+        want = np.divide(dcg, ideal, out=np.zeros_like(dcg), where=ideal > 0)
+        assert np.array_equal(got[f"ndcg@{cutoff}"], want)
+        assert np.array_equal(got[f"hr@{cutoff}"], hits.any(axis=1).astype(np.float64))
+
+
+def test_bootstrap_cis_draws_once_the_intervals_each_metric_gets_alone():
+    from shelfwise.evaluation._metrics import bootstrap_cis
+
+    def alone(v, seed):  # the interval as bootstrap_ci computed it, one draw per metric
+        idx = np.random.default_rng(seed).integers(0, len(v), size=(200, len(v)))
+        means = v[idx].mean(axis=1)
+        return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+    rng = np.random.default_rng(3)
+    values = {"a": rng.random(400), "b": (rng.random(400) < 0.1).astype(float), "c": rng.random(90)}
+    got = bootstrap_cis({**values, "empty": np.array([])}, rounds=200, seed=5)
+    assert {m: got[m] for m in values} == {m: alone(v, 5) for m, v in values.items()}
+    assert np.isnan(got["empty"]).all() and list(got) == ["a", "b", "c", "empty"]

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..features import Fold, Split
 from ..models import Recommender
-from ._metrics import bootstrap_ci, coverage, novelty, per_user_metrics
+from ._metrics import bootstrap_cis, coverage, novelty, per_user_metrics
 
 CUTOFFS = (5, 10, 20, 50)
 HEADLINE = "ndcg@10"
@@ -107,11 +107,11 @@ def evaluate_model(
             if k <= kmax:
                 metrics[f"coverage@{k}"] = coverage(ids, len(item_counts), k)
                 metrics[f"novelty@{k}"] = novelty(ids, item_counts, k)
-    ci = {
-        m: bootstrap_ci(per_user[m], rounds=bootstrap_rounds, seed=seed)
-        for m in (HEADLINE, "hr@10", "recall@10")
-        if m in per_user
-    }
+    ci = bootstrap_cis(
+        {m: per_user[m] for m in (HEADLINE, "hr@10", "recall@10") if m in per_user},
+        rounds=bootstrap_rounds,
+        seed=seed,
+    )
     # segments: users by history length; targets by item popularity (head = top 20% of items
     # by training interactions, which together hold most of the traffic)
     seg: dict[str, dict[str, float]] = {}

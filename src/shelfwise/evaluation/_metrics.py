@@ -12,13 +12,22 @@ import scipy.sparse as sp
 
 
 def hits_matrix(ids: np.ndarray, targets: sp.csr_matrix) -> np.ndarray:
-    """(n, K) bool: is the item at each rank a positive?"""
+    """(n, K) bool: is the item at each rank a positive? (One vectorized lookup of every
+    (user, item) pair among the targets' pairs, not a membership test per user.)"""
     n, k = ids.shape
     hits = np.zeros((n, k), bool)
-    for r in range(n):
-        pos = targets.indices[targets.indptr[r] : targets.indptr[r + 1]]
-        if len(pos):
-            hits[r] = np.isin(ids[r], pos)
+    if n == 0 or k == 0 or targets.nnz == 0:
+        return hits
+    ids = np.asarray(ids, np.int64)
+    width = max(int(targets.shape[1]), int(ids.max()) + 1)
+    rows = np.repeat(np.arange(targets.shape[0], dtype=np.int64), np.diff(targets.indptr))
+    wanted = np.unique((rows * width + targets.indices)[rows < n])
+    if len(wanted) == 0:
+        return hits
+    valid = ids >= 0  # -1 pads a short list: never a hit
+    keys = np.arange(n, dtype=np.int64)[:, None] * width + np.where(valid, ids, 0)
+    pos = np.minimum(np.searchsorted(wanted, keys), len(wanted) - 1)
+    hits[:] = valid & (wanted[pos] == keys)
     return hits
 
 
@@ -29,7 +38,9 @@ def per_user_metrics(ids: np.ndarray, targets: sp.csr_matrix, k: int) -> dict[st
     denom = np.maximum(n_pos, 1.0)
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     dcg = (hits * discounts).sum(axis=1)
-    ideal = np.array([discounts[: int(min(p, k))].sum() for p in n_pos])
+    # the ideal DCG of p positives, one sum per distinct count (the same sums as per user)
+    ideal_of = np.array([discounts[:j].sum() for j in range(k + 1)])
+    ideal = ideal_of[np.minimum(n_pos, k).astype(np.int64)]
     first = np.where(hits.any(axis=1), hits.argmax(axis=1) + 1, 0)
     cum_hits = np.cumsum(hits, axis=1)
     precision_at_i = cum_hits / np.arange(1, k + 1)
@@ -57,13 +68,26 @@ def bootstrap_ci(
     values: np.ndarray, *, rounds: int = 1000, level: float = 0.95, seed: int = 0
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean over users."""
-    if len(values) == 0:
-        return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(values), size=(rounds, len(values)))
-    means = values[idx].mean(axis=1)
+    return bootstrap_cis({"": values}, rounds=rounds, level=level, seed=seed)[""]
+
+
+def bootstrap_cis(
+    values: dict[str, np.ndarray], *, rounds: int = 1000, level: float = 0.95, seed: int = 0
+) -> dict[str, tuple[float, float]]:
+    """`bootstrap_ci` of several per-user metrics of the same users: the resamples (the same
+    ones each `bootstrap_ci` would draw, one seed) are drawn once for all of them."""
+    out: dict[str, tuple[float, float]] = {}
+    idx: dict[int, np.ndarray] = {}  # per number of users
     a = (1 - level) / 2
-    return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
+    for name, v in values.items():
+        if len(v) == 0:
+            out[name] = (float("nan"), float("nan"))
+            continue
+        if len(v) not in idx:
+            idx[len(v)] = np.random.default_rng(seed).integers(0, len(v), size=(rounds, len(v)))
+        means = v[idx[len(v)]].mean(axis=1)
+        out[name] = (float(np.quantile(means, a)), float(np.quantile(means, 1 - a)))
+    return out
 
 
 def coverage(ids: np.ndarray, n_items: int, k: int) -> float:

@@ -16,7 +16,7 @@ import numpy as np
 
 from .._threads import lightgbm_threads
 from ..features import Fold, Interactions
-from ._base import Recommender
+from ._base import Recommender, top_ids
 
 
 class NoRankerData(ValueError):
@@ -169,9 +169,12 @@ class Fusion(Recommender):
         for g in self.generators_.values():
             s = np.array(g.score(users, history), dtype=np.float32, copy=True)
             s[seen_rows, seen.indices] = -np.inf
-            top = np.argpartition(-s, c - 1, axis=1)[:, :c] if c < v else np.tile(np.arange(v), (n, 1))
-            order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1, kind="stable")
-            top = np.take_along_axis(top, order, axis=1)
+            if c < v:
+                top = top_ids(s, c)
+            else:
+                top = np.tile(np.arange(v), (n, 1))
+                order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1, kind="stable")
+                top = np.take_along_axis(top, order, axis=1)
             keys = (np.arange(n, dtype=np.int64)[:, None] * v + top).ravel()
             finite = np.isfinite(np.take_along_axis(s, top, axis=1)).ravel()
             tops.append((s, keys, finite))
@@ -241,8 +244,10 @@ class Fusion(Recommender):
             rows, cols, x = self._candidate_features(users, fold.history)
             tgt = fold.targets[lo : lo + self.scoring_batch_size]
             y = np.asarray(tgt[rows, cols]).ravel().astype(np.float32)
+            # rows are sorted (the candidates are in row-major order): each user's are one slice
+            bounds = np.searchsorted(rows, np.arange(len(users) + 1))
             for r in range(len(users)):
-                sel = rows == r
+                sel = slice(bounds[r], bounds[r + 1])
                 hold_rows.append((is_hold[lo + r], x[sel], y[sel], cols[sel]))
         train = [(x, y) for h, x, y, _ in hold_rows if not h and y.sum() > 0]
         valid = [(x, y) for h, x, y, _ in hold_rows if h and y.sum() > 0]

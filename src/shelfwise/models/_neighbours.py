@@ -14,23 +14,22 @@ def _recent_history(
 ) -> sp.csr_matrix:
     """(len(users), n_items) rows holding each user's last `last` items, weighted by recency
     (`decay` ** steps-ago); `last=None` keeps all with weight 1 (decay=1)."""
+    users = np.asarray(users, np.int64)
     off = history.offsets
-    rows, cols, vals = [], [], []
-    for r, u in enumerate(users):
-        lo, hi = off[u], off[u + 1]
-        if last is not None:
-            lo = max(lo, hi - last)
-        items = history.item_idx[lo:hi]
-        if len(items) == 0:
-            continue
-        age = np.arange(len(items) - 1, -1, -1)
-        rows.append(np.full(len(items), r))
-        cols.append(items)
-        vals.append(np.power(decay, age).astype(np.float32))
-    if not rows:
+    lo, hi = off[users], off[users + 1]
+    if last is not None:
+        lo = np.maximum(lo, hi - last)
+    lens = hi - lo
+    total = int(lens.sum())
+    if total == 0:
         return sp.csr_matrix((len(users), history.n_items), dtype=np.float32)
+    # every user's steps lo..hi in one go, in the order a loop over the users would list them
+    rows = np.repeat(np.arange(len(users), dtype=np.int64), lens)
+    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
+    cols = history.item_idx[np.repeat(lo, lens) + within]
+    age = np.repeat(lens, lens) - 1 - within  # steps ago: 0 for the latest
     m = sp.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        (np.power(decay, age).astype(np.float32), (rows, cols)),
         shape=(len(users), history.n_items),
         dtype=np.float32,
     )

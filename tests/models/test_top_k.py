@@ -1,0 +1,79 @@
+"""`top_k`'s fast path (rows whose best k + 1 scores are distinct) ranks exactly as the
+selection over the whole row it replaced, ties included (those rows still take that path)."""
+
+import numpy as np
+import pytest
+
+from shelfwise.models._base import TOPK_BLOCK, Results, _distinct_top, top_k
+
+
+def _reference(scores: np.ndarray, k: int) -> Results:
+    """top_k as it was: np.argpartition over every row, then a stable sort of the k."""
+    n, m = scores.shape
+    k_eff = min(k, m)
+    part = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-part_scores, axis=1, kind="stable")
+    ids = np.take_along_axis(part, order, axis=1).astype(np.int64)
+    sc = np.take_along_axis(part_scores, order, axis=1).astype(np.float32)
+    ids[~np.isfinite(sc)] = -1
+    if k_eff < k:
+        ids = np.pad(ids, ((0, 0), (0, k - k_eff)), constant_values=-1)
+        sc = np.pad(sc, ((0, 0), (0, k - k_eff)), constant_values=-np.inf)
+    return Results(ids, sc)
+
+
+def _scores(seed: int = 0, n: int = 120, m: int = 40 * TOPK_BLOCK + 17) -> np.ndarray:
+    """Rows of every kind a model produces: distinct floats, seen items at -inf, sparse rows
+    of mostly zeros, coarse (tied) values, one popularity row for all, NaN, +inf, too few
+    finite scores."""
+    rng = np.random.default_rng(seed)
+    s = rng.random((n, m), dtype=np.float32)
+    s[rng.random(s.shape) < 0.01] = -np.inf  # seen items
+    s[10:20] = np.where(rng.random((10, m)) < 0.02, rng.random((10, m)), 0).astype(np.float32)
+    s[20:30] = np.round(s[20:30] * 8) / 8  # many ties at the top
+    s[30:40] = np.sort(rng.integers(0, 500, m)).astype(np.float32)  # counts, sorted, tied
+    s[40, 7] = np.nan
+    s[41, :] = -np.inf
+    s[41, :5] = [3, 1, 2, 2, 0.5]  # fewer finite scores than k
+    s[42, 100:140] = np.inf
+    s[43, [5, 900]] = 2.0  # a tie at the very top
+    s[44, :] = 0.0
+    s[45] = rng.standard_normal(m).astype(np.float32)
+    return s
+
+
+@pytest.mark.parametrize("k", [1, 3, 10, 20, 39, 40, 50])
+def test_top_k_ranks_exactly_as_a_selection_over_the_row(k: int) -> None:
+    for seed in (0, 1):
+        s = _scores(seed)
+        got, want = top_k(s, k), _reference(s, k)
+        assert np.array_equal(got.ids, want.ids)
+        assert np.array_equal(got.scores, want.scores, equal_nan=True)
+        assert got.ids.dtype == want.ids.dtype and got.scores.dtype == want.scores.dtype
+
+
+def test_the_fast_path_takes_the_untied_rows_and_leaves_the_tied_ones() -> None:
+    s = _scores()
+    ids = np.empty((len(s), 10), np.int64)
+    done = _distinct_top(s, 10, ids)
+    assert done[:10].all() and done[45]  # distinct floats (with seen items at -inf)
+    assert not done[[40, 41, 43, 44]].any()  # NaN, too few finite scores, a tie, all equal
+    assert not done[30:40].any()  # tied counts
+    want = _reference(s, 10).ids
+    assert np.array_equal(ids[done], want[done])
+
+
+@pytest.mark.parametrize("shape,k", [((5, 7), 3), ((5, 7), 7), ((5, 7), 9), ((0, 300), 5), ((4, 1), 2)])
+def test_small_and_degenerate_shapes(shape: tuple[int, int], k: int) -> None:
+    s = np.random.default_rng(2).integers(0, 4, shape).astype(np.float32)
+    got, want = top_k(s, k), _reference(s, k) if shape[0] else top_k(s, k)
+    assert np.array_equal(got.ids, want.ids) and np.array_equal(got.scores, want.scores)
+    assert got.ids.shape == (shape[0], k)
+
+
+def test_float64_and_broadcast_scores() -> None:
+    row = np.random.default_rng(3).random(50 * TOPK_BLOCK)
+    s = np.broadcast_to(row, (6, len(row)))  # a popularity model's scores, float64
+    got, want = top_k(s, 25), _reference(np.array(s), 25)
+    assert np.array_equal(got.ids, want.ids) and np.array_equal(got.scores, want.scores)
