@@ -77,3 +77,42 @@ def test_float64_and_broadcast_scores() -> None:
     s = np.broadcast_to(row, (6, len(row)))  # a popularity model's scores, float64
     got, want = top_k(s, 25), _reference(np.array(s), 25)
     assert np.array_equal(got.ids, want.ids) and np.array_equal(got.scores, want.scores)
+
+
+def test_ease_weights_are_row_major_and_score_as_before() -> None:
+    """EASE's item weights are kept row-major (scoring a batch no longer copies the whole
+    items x items matrix); the values, and so the scores, are those of the column-major
+    inverse bit for bit."""
+    from shelfwise.features import Interactions
+    from shelfwise.models import EASE
+    from shelfwise.models._factorization import _row_major_in_place
+
+    rng = np.random.default_rng(0)
+    f = np.asfortranarray(rng.random((1100, 1100), dtype=np.float32))
+    want = np.ascontiguousarray(f)
+    got = _row_major_in_place(f, block=256)
+    assert got.flags.c_contiguous and np.array_equal(got, want)
+    assert np.shares_memory(got, f)
+    c = rng.random((7, 9))
+    assert np.array_equal(_row_major_in_place(c), c)
+
+    users = rng.integers(0, 300, 3000).astype(str)
+    items = rng.integers(0, 200, 3000).astype(str)
+    inter = Interactions.from_arrays(users, items, np.arange(3000))
+    model = EASE(l2=50.0).fit(inter)
+    assert model.weights_.flags.c_contiguous
+    import scipy.linalg
+
+    x = inter.seen()[:, model.items_]
+    g = (x.T @ x).toarray().astype(np.float32)
+    g[np.diag_indices_from(g)] += np.float32(50.0)
+    p = scipy.linalg.inv(g, overwrite_a=True, check_finite=False)
+    p /= -np.diag(p)
+    p[np.diag_indices_from(p)] = 0.0
+    assert np.array_equal(model.weights_, p)
+    users_asked = np.arange(inter.n_users)
+    scores = model.score(users_asked)
+    h = inter.seen()[users_asked][:, model.items_]
+    old = np.zeros_like(scores)
+    old[:, model.items_] = h @ p  # the column-major weights, as scored before
+    assert np.array_equal(scores, old)

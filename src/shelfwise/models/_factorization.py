@@ -175,10 +175,31 @@ class EASE(Recommender):
         p /= -np.diag(p)  # in place: B = -P / diag(P)
         p[np.diag_indices_from(p)] = 0.0
         self.items_ = keep
-        self.weights_ = p
+        # LAPACK hands the inverse back column-major (the Gram matrix came so from the sparse
+        # product); scoring (sparse history @ B) wants it row-major, and given it column-major
+        # scipy copied all of B, transposed, at every call (items^2 floats per batch of users)
+        self.weights_ = _row_major_in_place(p)
 
     def _score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
         h = history.seen()[users][:, self.items_]
         out = np.zeros((len(users), self.n_items_), np.float32)
         out[:, self.items_] = h @ self.weights_
         return out
+
+
+def _row_major_in_place(a: np.ndarray, block: int = 512) -> np.ndarray:
+    """A square matrix's values in row-major (C) order, in its own buffer: a column-major
+    matrix is transposed in place block by block (no second matrix at the peak). The values
+    are moved, never computed: the result equals `np.ascontiguousarray(a)` bit for bit."""
+    if a.flags.c_contiguous or not a.flags.f_contiguous or a.shape[0] != a.shape[1]:
+        return np.ascontiguousarray(a)
+    b = a.T  # row-major view of the same buffer: b[i, j] = a[j, i]
+    n = len(b)
+    for i in range(0, n, block):
+        d = b[i : i + block, i : i + block]
+        d[...] = d.T.copy()
+        for j in range(i + block, n, block):
+            upper = b[i : i + block, j : j + block].copy()
+            b[i : i + block, j : j + block] = b[j : j + block, i : i + block].T
+            b[j : j + block, i : i + block] = upper.T
+    return b  # now b[i, j] is the old a[i, j]
