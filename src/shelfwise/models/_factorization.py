@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Self
+
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
@@ -179,6 +182,16 @@ class EASE(Recommender):
         # product); scoring (sparse history @ B) wants it row-major, and given it column-major
         # scipy copied all of B, transposed, at every call (items^2 floats per batch of users)
         self.weights_ = _row_major_in_place(p)
+
+    @classmethod
+    def load(cls, path: str | Path, interactions: Interactions) -> Self:
+        model = super().load(path, interactions)
+        w = getattr(model, "weights_", None)
+        if isinstance(w, np.ndarray) and not w.flags.c_contiguous:
+            # saved column-major (before 0.1.0's fix): made row-major once here, not copied and
+            # transposed by every scoring call (in memory then, no longer mapped from the file)
+            model.weights_ = np.ascontiguousarray(w)
+        return model
 
     def _score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
         h = history.seen()[users][:, self.items_]

@@ -1,5 +1,6 @@
-"""`top_k`'s fast path (rows whose best k + 1 scores are distinct) ranks exactly as the
-selection over the whole row it replaced, ties included (those rows still take that path)."""
+"""Fast paths that change no number: `top_k` on rows whose best k + 1 scores are distinct
+ranks exactly as the selection over the whole row it replaced, ties included (those rows
+still take that path); EASE's row-major weights score as the column-major ones did."""
 
 import numpy as np
 import pytest
@@ -116,3 +117,23 @@ def test_ease_weights_are_row_major_and_score_as_before() -> None:
     old = np.zeros_like(scores)
     old[:, model.items_] = h @ p  # the column-major weights, as scored before
     assert np.array_equal(scores, old)
+
+
+def test_an_ease_saved_column_major_loads_row_major(tmp_path) -> None:
+    """A bundle written before the fix keeps its weights column-major on disk: loading makes
+    them row-major once, with the same values and scores."""
+    from shelfwise.features import Interactions
+    from shelfwise.models import EASE
+
+    rng = np.random.default_rng(1)
+    inter = Interactions.from_arrays(
+        rng.integers(0, 200, 2000).astype(str), rng.integers(0, 150, 2000).astype(str), np.arange(2000)
+    )
+    model = EASE(l2=20.0).fit(inter)
+    model.weights_ = np.asfortranarray(model.weights_)  # as the old fit left it
+    model.save(tmp_path / "ease")
+    loaded = EASE.load(tmp_path / "ease", inter)
+    assert loaded.weights_.flags.c_contiguous
+    assert np.array_equal(loaded.weights_, model.weights_)
+    users = np.arange(inter.n_users)
+    assert np.array_equal(loaded.score(users), model.score(users))
