@@ -329,8 +329,11 @@ class SASRec(Recommender):
         # sampled softmax: the positive against shared uniform negatives, logQ-free (uniform)
         neg = torch.from_numpy(rng.integers(0, self.n_items_, self.negatives)).to(dev)
         w = net.item_vectors()[1:]
-        pos_logit = (h * w[y]).sum(-1, keepdim=True)  # (N, 1)
-        neg_logit = h @ w[neg].T  # (N, negatives)
+        # rows through `embedding`, not `w[y]`: indexing's backward accumulates the gradient of a
+        # row drawn twice across threads in no fixed order (the last bits, and so the model,
+        # then differed from run to run on two CPU threads); embedding's backward sums in order
+        pos_logit = (h * nn.functional.embedding(y, w)).sum(-1, keepdim=True)  # (N, 1)
+        neg_logit = h @ nn.functional.embedding(neg, w).T  # (N, negatives)
         neg_logit = neg_logit.masked_fill(neg.unsqueeze(0) == y.unsqueeze(1), -1e9)
         logits = torch.cat([pos_logit, neg_logit], dim=1)
         return nn.functional.cross_entropy(logits, torch.zeros(len(y), dtype=torch.long, device=dev))
