@@ -208,7 +208,9 @@ def engine_from(
     if remote:
         _host_port(remote)  # (a malformed address is refused before any work)
     return SparkEngine(
-        Path(workdir),
+        # absolute: the Parquet locations recorded in the catalog must not depend on the
+        # directory the command ran in
+        Path(workdir).absolute(),
         remote=remote,
         master=master,
         warehouse=Path(warehouse).resolve() if warehouse else None,

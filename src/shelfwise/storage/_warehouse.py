@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 LAYERS = ("raw", "curated", "quarantine", "meta")
 WAREHOUSE_FILE = "warehouse.duckdb"
+# where `--engine spark` writes Parquet versions unless `--warehouse PATH` says otherwise
+SPARK_DIR = "spark-warehouse"
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,7 @@ class Warehouse:
                 run_id VARCHAR PRIMARY KEY, job VARCHAR, started_at TIMESTAMP, ended_at TIMESTAMP,
                 status VARCHAR, report JSON)"""
         )
+        self.rebase_parquet_versions()
 
     # -- plumbing -------------------------------------------------------------------------------
     @property
@@ -206,6 +209,27 @@ class Warehouse:
         )
         return tv
 
+    def rebase_parquet_versions(self) -> int:
+        """Point the Parquet versions Spark wrote in the workdir's own `spark-warehouse/` at this
+        workdir's copy when the catalog names them under another path: the workdir was moved or
+        restored elsewhere (a copy then reads and erases its own files, never the original's), or
+        a load given a relative `--workdir` recorded them relative to its current directory. The
+        versions and the curated views that read them are rewritten; a version whose files are
+        not here, or that lives in a `--warehouse PATH` outside the workdir, is left as it is.
+        Returns how many versions moved."""
+        moves = _parquet_moves(self.db, self.workdir)
+        for old, new in moves.items():
+            self.sql("UPDATE meta.table_versions SET physical_name = ? WHERE physical_name = ?", [new, old])
+        if moves:
+            for table in {v.table for v in self.versions() if v.physical_name in moves.values()}:
+                latest = self.latest_version(table)
+                if latest is not None and latest.physical_name in moves.values():
+                    self.sql(
+                        f'CREATE OR REPLACE VIEW curated."{table}" AS '
+                        f"SELECT * FROM read_parquet('{latest.physical_name}')"
+                    )
+        return len(moves)
+
     def fingerprint(self, relation: str) -> tuple[int, str]:
         """Row count and an order-independent content hash of a relation."""
         row = self.sql(
@@ -283,6 +307,13 @@ def read_only(workdir: str | Path) -> Iterator[tuple[Any, set[str]]]:
             f"{workdir}: no warehouse; run `shelfwise ingest` or `shelfwise train --data` first"
         )
     con = duckdb.connect(str(path), read_only=True)
+    if _parquet_moves(con, Path(workdir)):  # moved: rebased once, by a writer's connection
+        con.close()
+        try:
+            Warehouse(workdir).close()
+        except duckdb.IOException:
+            pass  # another process has it open (a writer rebases it when it opens it)
+        con = duckdb.connect(str(path), read_only=True)
     try:
         curated = {
             r[0]
@@ -326,3 +357,30 @@ def raw_user_ids(
             params.append(reserved_prefix)
         sql = f"SELECT u FROM ({union}) WHERE {' AND '.join(where)} ORDER BY u"
         return [r[0] for r in con.execute(sql, params).fetchall()]
+
+
+def _parquet_moves(con: Any, workdir: Path) -> dict[str, str]:
+    """{recorded location: this workdir's location} of the Parquet versions recorded under a
+    `spark-warehouse/` that is not this workdir's although this workdir holds their files (see
+    `Warehouse.rebase_parquet_versions`)."""
+    here = workdir.absolute()
+    marker = f"/{SPARK_DIR}/"
+    rows = con.execute(
+        "SELECT DISTINCT physical_name FROM meta.table_versions WHERE contains(physical_name, ?)",
+        [SPARK_DIR + "/"],
+    ).fetchall()
+    moves: dict[str, str] = {}
+    for (name,) in rows:
+        padded = name if name.startswith("/") else "/" + name
+        cut = padded.rfind(marker)
+        tail = padded[cut + len(marker) :]
+        before = padded[:cut] if name.startswith("/") else padded[1:cut]
+        if cut < 0 or not tail.startswith(("curated/", "quarantine/")):
+            continue
+        if name.startswith("/") and Path(before).resolve() == here.resolve():
+            continue  # where it belongs
+        moved = (here / SPARK_DIR / tail).as_posix()
+        folder = Path(moved).parent if "*" in Path(moved).name else Path(moved)
+        if folder.is_dir():
+            moves[name] = moved
+    return moves
