@@ -8,6 +8,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._lazy import lazy_exports
+from ._threads import match_threads_to_quota
+
+# before torch, MKL or OpenBLAS load: their thread pools sized to a container's CPU quota
+match_threads_to_quota()
 
 if TYPE_CHECKING:
     from ._shop import Shop

@@ -140,13 +140,18 @@ def copy_atomically(src: Path, dst: Path) -> None:
 
 def onnx_session(path: str | Path | bytes, threads: int | None = None, custom_ops: str | None = None) -> Any:
     """A CPU onnxruntime session (of a file, or of a serialized graph's bytes): `threads` intra-op threads (default `SHELFWISE_ENCODER_THREADS`,
-    else onnxruntime's choice; servers set 1), quiet logs, optional custom-op library."""
+    else a CPU quota's CPUs, else onnxruntime's choice; servers set 1), quiet logs, optional custom-op library."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     if custom_ops:
         so.register_custom_ops_library(custom_ops)
-    so.intra_op_num_threads = threads or int(os.environ.get("SHELFWISE_ENCODER_THREADS", "0")) or 0
+    from .._threads import quota_threads
+
+    # onnxruntime's own default is one thread per core, whatever a container's CPU quota
+    so.intra_op_num_threads = (
+        threads or int(os.environ.get("SHELFWISE_ENCODER_THREADS", "0")) or quota_threads() or 0
+    )
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
     source = path if isinstance(path, bytes) else str(path)
@@ -163,11 +168,9 @@ def bulk_workers(threads: int | None = None) -> int:
     session with 2 intra-op threads, whose small matrix products do not keep both cores busy."""
     if threads or os.environ.get("SHELFWISE_ENCODER_THREADS"):
         return 1
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(8, cores))
+    from .._threads import available_cpus
+
+    return max(1, min(8, available_cpus()))  # (a container's CPU quota counts)
 
 
 class _Bulk:
