@@ -78,8 +78,8 @@ def _quota_in(folder: Path) -> float | None:
 def available_cpus() -> int:
     """The CPUs this process may use: its CPU affinity, capped by a cgroup CPU quota (rounded
     up). Thread pools sized by the machine's cores alone oversubscribe a quota: their threads
-    wait at every parallel region for a sibling the quota has parked (SASRec's epoch on 2 cores
-    under a 1-CPU quota: 27.6 s with 2 torch threads, 17.8 s with 1)."""
+    wait at every parallel region for a sibling the quota has parked (a SASRec epoch on 2 cores
+    under a 1-CPU quota: 14-15 s with 2 torch threads, 9.5 s with 1)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
