@@ -75,15 +75,20 @@ def _quota_in(folder: Path) -> float | None:
     return None
 
 
+def _cores() -> int:
+    """The cores the process may run on (its CPU affinity), what the libraries size pools by."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def available_cpus() -> int:
     """The CPUs this process may use: its CPU affinity, capped by a cgroup CPU quota (rounded
     up). Thread pools sized by the machine's cores alone oversubscribe a quota: their threads
     wait at every parallel region for a sibling the quota has parked (a SASRec epoch on 2 cores
     under a 1-CPU quota: 14-15 s with 2 torch threads, 9.5 s with 1)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
+    cores = _cores()
     quota = cgroup_cpu_quota()
     return max(1, min(cores, math.ceil(quota))) if quota else cores
 
@@ -92,11 +97,7 @@ def quota_threads() -> int | None:
     """The thread count a pool should take when a CPU quota grants fewer CPUs than the cores
     the process sees; None when nothing caps it (the libraries' own default is then right)."""
     cpus = available_cpus()
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    return cpus if cpus < cores else None
+    return cpus if cpus < _cores() else None
 
 
 def match_threads_to_quota() -> None:

@@ -364,20 +364,17 @@ def _parquet_moves(con: Any, workdir: Path) -> dict[str, str]:
     `spark-warehouse/` that is not this workdir's although this workdir holds their files (see
     `Warehouse.rebase_parquet_versions`)."""
     here = workdir.absolute()
-    marker = f"/{SPARK_DIR}/"
     rows = con.execute(
         "SELECT DISTINCT physical_name FROM meta.table_versions WHERE contains(physical_name, ?)",
         [SPARK_DIR + "/"],
     ).fetchall()
     moves: dict[str, str] = {}
     for (name,) in rows:
-        padded = name if name.startswith("/") else "/" + name
-        cut = padded.rfind(marker)
-        tail = padded[cut + len(marker) :]
-        before = padded[:cut] if name.startswith("/") else padded[1:cut]
-        if cut < 0 or not tail.startswith(("curated/", "quarantine/")):
+        # "<workdir>/spark-warehouse/curated/...", the workdir absolute, relative or empty
+        head, _, tail = name.rpartition(SPARK_DIR + "/")
+        if not tail.startswith("curated/") or (head and not head.endswith("/")):
             continue
-        if name.startswith("/") and Path(before).resolve() == here.resolve():
+        if name.startswith("/") and Path(head).resolve() == here.resolve():
             continue  # where it belongs
         moved = (here / SPARK_DIR / tail).as_posix()
         folder = Path(moved).parent if "*" in Path(moved).name else Path(moved)
