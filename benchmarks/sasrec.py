@@ -12,6 +12,9 @@ same protocol).
 
     python benchmarks/sasrec.py --datasets Beauty --out benchmarks/sasrec.json
     python benchmarks/sasrec.py --candidates '[{}, {"dropout": 0.5}]' --jobs 2 --threads 1
+
+A candidate with `"item_attributes": true` also reads the set's item attributes (S3-Rec's
+`<dataset>_item2attributes.json`: anonymized brand and category ids).
 """
 
 from __future__ import annotations
@@ -26,14 +29,16 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from _provenance import provenance, write_report
 
 from shelfwise.evaluation import ndcg_at_10
 from shelfwise.evaluation._metrics import bootstrap_ci, per_user_metrics
 from shelfwise.features import Interactions, leave_last_out
 from shelfwise.models import SASRec
-from shelfwise.models._sasrec import SCORING_ENV
+from shelfwise.models._sasrec import SCORING_ENV, attribute_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SHELFWISE_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -63,6 +68,14 @@ def source(dataset: str) -> Path:
     return SHARED / "amazon_s3rec_seq" / f"{dataset}.txt"
 
 
+def attributes(dataset: str, item_ids: np.ndarray) -> Any:
+    """S3-Rec's item attributes (anonymized brand and category ids, `<dataset>_item2attributes.json`)
+    as SASRec reads them (`attribute_matrix`), in the interactions' item order."""
+    path = SHARED / "amazon_s3rec_seq" / f"{dataset}_item2attributes.json"
+    table = json.loads(path.read_text())
+    return attribute_matrix([[f"attribute:{a}" for a in table.get(str(i), [])] for i in item_ids])
+
+
 def fit_candidate(dataset: str, params: dict, val_users: int, threads: int, save_to: str) -> dict:
     """Fit one candidate (in its own process when `--jobs` > 1) and save it to `save_to`: its
     validation curve, train time and this process's peak memory; no test number."""
@@ -86,7 +99,8 @@ def fit_candidate(dataset: str, params: dict, val_users: int, threads: int, save
         )
         return score
 
-    model.fit(split.train, validation=validate)
+    attrs = attributes(dataset, split.train.item_ids) if params.get("item_attributes") else None
+    model.fit(split.train, item_attributes=attrs, validation=validate)
     train_s, train_cpu_s = time.monotonic() - t0, time.process_time() - cpu0
     model.save(save_to)
     return {

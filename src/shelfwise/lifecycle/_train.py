@@ -782,6 +782,22 @@ def _brand_codes(catalog: Catalog) -> np.ndarray | None:
     return np.array([codes.setdefault(b.lower(), len(codes)) if b else -1 for b in catalog.brands], np.int64)
 
 
+def _item_attributes(catalog: Catalog) -> Any:
+    """SASRec's item attributes (`attribute_matrix`): each item's brand and every level of its
+    category path (`A`, `A > B`, ...), those two or more items share; None when none is."""
+    from ..models._sasrec import attribute_matrix
+
+    brands = catalog.brands or [""] * len(catalog.categories)
+    rows = []
+    for cat, brand in zip(catalog.categories, brands, strict=True):
+        levels = [p.strip().lower() for p in cat.split(">")] if cat else []
+        values = ["category:" + " > ".join(levels[: i + 1]) for i in range(len(levels)) if levels[i]]
+        if brand:
+            values.append("brand:" + brand.strip().lower())
+        rows.append(values)
+    return attribute_matrix(rows)
+
+
 def _title_embeddings(catalog: Catalog) -> np.ndarray:
     """MiniLM embeddings of the catalog's titles (item order), computed once per catalog."""
     from ..features._text_encoder import encode_texts
@@ -873,6 +889,9 @@ def _fit_one(
         }
         if cfg.get("item_text", "auto") == "auto":  # titles with words: SASRec reads them too
             cfg["item_text"] = _has_text(catalog)
+        attributes = _item_attributes(catalog)
+        if cfg.get("item_attributes", "auto") == "auto":  # brands or categories that items share
+            cfg["item_attributes"] = attributes is not None
         model = SASRec(**cfg)
 
         def validate(m: Recommender) -> float:
@@ -882,6 +901,7 @@ def _fit_one(
         model.fit(
             split.train,
             item_embeddings=_title_embeddings(catalog) if cfg["item_text"] else None,
+            item_attributes=attributes if cfg["item_attributes"] else None,
             validation=validate,
         )
         tuned[name] = {

@@ -25,7 +25,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, cast
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
     from ._sasrec_net import SASRecNet
 
-__all__ = ["SERVING", "SASRec", "SASRecConfig"]
+__all__ = ["SERVING", "SASRec", "SASRecConfig", "attribute_matrix"]
 
 #: what a validation is: a fold (scored by NDCG@10 over its users) or model -> metric
 Validation = Fold | Callable[[Recommender], float]
@@ -87,6 +87,10 @@ class SASRecConfig:
     seed: int = 0
     device: str = "auto"  # "auto" takes a GPU when there is one
     item_text: bool = False  # add projected text embeddings (`fit(item_embeddings=...)`)
+    # add learned vectors of each item's attributes (`fit(item_attributes=...)`: category levels,
+    # brand). On Beauty (S3-Rec's 637 anonymized brand and category attributes, dropout 0.5,
+    # one thread): validation NDCG@10 0.0583 against 0.0547 without, test 0.0486 against 0.0466
+    item_attributes: bool = False
 
 
 #: the transformer blocks SASRec stacks (see `SASRecConfig.block`)
@@ -106,6 +110,32 @@ def __getattr__(name: str) -> Any:
 
         return SASRecNet
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def attribute_matrix(values: Sequence[Iterable[str]], min_items: int = 2) -> Any:
+    """Items x attribute values as a scipy CSR matrix for `fit(item_attributes=...)`: one row
+    per item (in the interactions' item order) with its values (a brand, each level of its
+    category path) that at least `min_items` items hold (a value of one item shares nothing),
+    each row weighted 1 / sqrt(its count); None when no value is shared."""
+    from collections import Counter
+
+    import scipy.sparse as sp
+
+    rows = [sorted(set(v)) for v in values]
+    held = Counter(a for r in rows for a in r)
+    vocab = {a: j for j, a in enumerate(sorted(a for a, n in held.items() if n >= min_items))}
+    if not vocab:
+        return None
+    indptr, indices, data = [0], [], []
+    for r in rows:
+        cols = [vocab[a] for a in r if a in vocab]
+        indices += cols
+        data += [1.0 / np.sqrt(len(cols))] * len(cols) if cols else []
+        indptr.append(len(indices))
+    return sp.csr_matrix(
+        (np.array(data, np.float32), np.array(indices, np.int64), np.array(indptr, np.int64)),
+        shape=(len(rows), len(vocab)),
+    )
 
 
 def _length_buckets(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -159,6 +189,7 @@ class SASRec(Recommender):
         seed: int = 0,
         device: str = "auto",
         item_text: bool = False,
+        item_attributes: bool = False,
         serving: str = "onnx-int8",
     ):
         self.max_len = max_len
@@ -182,6 +213,7 @@ class SASRec(Recommender):
         self.seed = seed
         self.device = device
         self.item_text = item_text
+        self.item_attributes = item_attributes
         self.serving = serving
 
     @classmethod
@@ -209,15 +241,17 @@ class SASRec(Recommender):
         interactions: Interactions,
         *,
         item_embeddings: np.ndarray | None = None,
+        item_attributes: Any = None,
         validation: Validation | None = None,
     ) -> Self:
         """Train for `epochs` epochs; with `validation` (a fold, or model -> metric, higher is
         better) check it every `eval_every` epochs, stop after `patience` checks without
         improvement and keep the best. `item_embeddings` (n_items, d), in the interactions'
-        item order, are read when `item_text` is set."""
+        item order, are read when `item_text` is set; `item_attributes` (a scipy sparse matrix,
+        n_items x attribute values, see `attribute_matrix`) when `item_attributes` is set."""
         self.n_items_ = interactions.n_items
         self.interactions_ = interactions
-        self._train(interactions, item_embeddings, _as_metric(validation))
+        self._train(interactions, item_embeddings, _as_metric(validation), item_attributes)
         return self
 
     def _fit(self, interactions: Interactions) -> None:  # (fit does the work)
@@ -228,6 +262,7 @@ class SASRec(Recommender):
         interactions: Interactions,
         text: np.ndarray | None,
         validate: Callable[[Recommender], float] | None,
+        attributes: Any = None,
     ) -> None:
         import torch
 
@@ -249,8 +284,16 @@ class SASRec(Recommender):
             text = np.asarray(text, np.float32)
         else:
             text = None
-        net = SASRecNet(interactions.n_items, cfg, text).to(dev)
-        if text is not None:  # items with no training interaction are represented by their text
+        if cfg.item_attributes:
+            if attributes is None or attributes.shape[0] != interactions.n_items:
+                raise ValueError(
+                    "SASRec(item_attributes=True).fit needs item_attributes= with one row per item"
+                )
+        else:
+            attributes = None
+        net = SASRecNet(interactions.n_items, cfg, text, attributes).to(dev)
+        if text is not None or attributes is not None:
+            # items with no training interaction are represented by their text and attributes
             counts = np.asarray(interactions.item_counts()).ravel()
             cast(torch.Tensor, net.seen)[1:, 0] = torch.from_numpy((counts > 0).astype(np.float32)).to(dev)
         self.net_ = net

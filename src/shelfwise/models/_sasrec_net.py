@@ -11,7 +11,7 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -24,19 +24,41 @@ __all__ = ["SASRecNet", "export_query", "quantize_query"]
 
 
 class SASRecNet(nn.Module):
-    def __init__(self, n_items: int, cfg: SASRecConfig, text: np.ndarray | None = None):
+    def __init__(
+        self,
+        n_items: int,
+        cfg: SASRecConfig,
+        text: np.ndarray | None = None,
+        attributes: Any = None,
+    ):
         super().__init__()
         self.cfg = cfg
         # index 0 is padding; item i is stored at i + 1
         self.item_emb = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0)
         self.text_proj: nn.Linear | None = None
+        self.attr_emb: nn.EmbeddingBag | None = None
+        if text is not None or attributes is not None:
+            # 1 for items seen in training (id embedding used), 0 for the others (their text
+            # and attributes only)
+            self.register_buffer("seen", torch.ones(n_items + 1, 1))
         if text is not None:
             padded = np.zeros((n_items + 1, text.shape[1]), np.float32)
             padded[1:] = text
             self.register_buffer("text", torch.from_numpy(padded))
-            # 1 for items seen in training (id embedding used), 0 for the others (text only)
-            self.register_buffer("seen", torch.ones(n_items + 1, 1))
             self.text_proj = nn.Linear(text.shape[1], cfg.dim, bias=False)
+        if attributes is not None:
+            # an item's attributes (category levels, brand: a scipy CSR matrix, items x values,
+            # each row weighted 1 / sqrt(its count)) add the sum of their learned vectors: items
+            # that share a brand or category share signal. One bag per row (row 0, padding, empty)
+            csr = attributes.tocsr()
+            offsets = np.concatenate([[0], csr.indptr]).astype(np.int64)
+            self.register_buffer("attr_index", torch.from_numpy(csr.indices.astype(np.int64)))
+            self.register_buffer("attr_offsets", torch.from_numpy(offsets))
+            self.register_buffer("attr_weight", torch.from_numpy(csr.data.astype(np.float32)))
+            self.attr_emb = nn.EmbeddingBag(csr.shape[1], cfg.dim, mode="sum", include_last_offset=True)
+            # as a linear layer over the (weighted) multi-hot rows starts: uniform, 1 / sqrt(values)
+            bound = 1.0 / math.sqrt(max(csr.shape[1], 1))
+            nn.init.uniform_(self.attr_emb.weight, -bound, bound)
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.dim)
         self.drop = nn.Dropout(cfg.dropout)
         self.encoder: nn.Module
@@ -58,20 +80,34 @@ class SASRecNet(nn.Module):
             self.item_emb.weight[0].zero_()
 
     def item_vectors(self) -> torch.Tensor:
-        """(n_items + 1, D): id embedding (items seen in training) + projected text."""
-        if self.text_proj is None:
+        """(n_items + 1, D): id embedding (items seen in training) + projected text + the sum
+        of the item's attribute vectors."""
+        if not self.side_inputs:
             return self.item_emb.weight
-        seen, text = cast(torch.Tensor, self.seen), cast(torch.Tensor, self.text)
-        return self.item_emb.weight * seen + self.text_proj(text)
+        out = self.item_emb.weight * cast(torch.Tensor, self.seen)
+        if self.text_proj is not None:
+            out = out + self.text_proj(cast(torch.Tensor, self.text))
+        attr_emb = getattr(self, "attr_emb", None)
+        if attr_emb is not None:
+            out = out + attr_emb(
+                cast(torch.Tensor, self.attr_index),
+                cast(torch.Tensor, self.attr_offsets),
+                per_sample_weights=cast(torch.Tensor, self.attr_weight),
+            )
+        return out
+
+    @property
+    def side_inputs(self) -> bool:
+        """Whether item vectors add text or attributes to the id embedding (a network pickled
+        before attributes has no `attr_emb`)."""
+        return self.text_proj is not None or getattr(self, "attr_emb", None) is not None
 
     def forward(self, seq: torch.Tensor) -> torch.Tensor:
         # seq: (B, L) item indices + 1, left-padded with 0; the last column is the newest item
         # through `embedding`, not indexing: its backward sums the gradient in a fixed order (an
         # indexed gather accumulates it across threads, changing the last bits from run to run)
         emb = (
-            self.item_emb(seq)
-            if self.text_proj is None
-            else nn.functional.embedding(seq, self.item_vectors())
+            self.item_emb(seq) if not self.side_inputs else nn.functional.embedding(seq, self.item_vectors())
         )
         return self.encode(seq, emb)
 

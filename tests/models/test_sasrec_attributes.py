@@ -1,0 +1,94 @@
+"""SASRec with item attributes (brand, category levels): the matrix they are read from, a new
+product placed after the products that share its attributes, the export scoring as the network,
+and a seed giving the same model on two threads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from shelfwise.features import Interactions
+from shelfwise.models import SASRec
+from shelfwise.models._sasrec import attribute_matrix
+
+
+def test_attribute_matrix_keeps_shared_values_weighted_by_the_row_count():
+    m = attribute_matrix([["brand:a", "cat:x"], ["brand:a", "cat:y"], ["cat:x", "brand:b"], []])
+    assert m.shape == (4, 2)  # brand:a and cat:x are shared; cat:y and brand:b belong to one item
+    dense = m.toarray()
+    assert dense[0].tolist() == pytest.approx([2**-0.5, 2**-0.5])  # (columns sorted: brand:a, cat:x)
+    assert dense[1].tolist() == [1.0, 0.0] and dense[2].tolist() == [0.0, 1.0]
+    assert dense[3].tolist() == [0.0, 0.0]
+    assert attribute_matrix([["brand:a"], ["brand:b"], []]) is None  # nothing shared: no attributes
+
+
+def _two_brands() -> tuple[Interactions, list[list[str]], list[str]]:
+    """Half the users buy only brand A's products, half only brand B's; two new products (no
+    interaction at all), one of each brand."""
+    ids = [f"i{j}" for j in range(10)]
+    brand = ["a"] * 4 + ["b"] * 4 + ["a", "b"]  # i8: new, brand A; i9: new, brand B
+    rng = np.random.default_rng(0)
+    users, items, ts = [], [], []
+    for u in range(120):
+        theme = range(0, 4) if u % 2 == 0 else range(4, 8)
+        for t in range(6):
+            users.append(f"u{u}")
+            items.append(ids[int(rng.choice(list(theme)))])
+            ts.append(t)
+    inter = Interactions.from_arrays(users, items, ts, item_ids=ids)
+    return inter, [[f"brand:{b}"] for b in brand], ids
+
+
+def test_a_new_product_comes_after_what_shares_its_brand():
+    inter, values, ids = _two_brands()
+    model = SASRec(
+        epochs=40, dim=32, heads=1, layers=1, max_len=8, batch_size=32, dropout=0.1, item_attributes=True
+    )
+    model.fit(inter, item_attributes=attribute_matrix(values))
+    new_a, new_b = ids.index("i8"), ids.index("i9")
+    for u, want, other in (("u0", new_a, new_b), ("u1", new_b, new_a)):
+        ranked = list(model.recommend(np.array([list(inter.user_ids).index(u)]), k=len(ids)).ids[0])
+        assert ranked.index(want) < ranked.index(other), (u, ranked)
+
+
+def test_the_export_scores_as_the_network_and_attributes_are_required():
+    inter, values, _ = _two_brands()
+    attrs = attribute_matrix(values)
+    kw = dict(epochs=3, dim=16, heads=1, layers=1, max_len=8, batch_size=32, item_attributes=True)
+    with pytest.raises(ValueError, match="item_attributes="):
+        SASRec(**kw).fit(inter)
+    exported = SASRec(**kw, serving="onnx").fit(inter, item_attributes=attrs)
+    net = SASRec(**kw, serving="torch").fit(inter, item_attributes=attrs)
+    seqs = [inter.sequence(u) for u in range(20)]
+    np.testing.assert_allclose(exported.onnx_.score(seqs), net._torch_score(seqs), rtol=1e-4, atol=1e-4)
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_a_seed_gives_the_same_model_with_attributes(two_threads):
+    from tests.models.planted_data import planted_cycles
+
+    inter = planted_cycles(n_users=1500, n_items=2000, length=20)
+    values = [[f"brand:{j % 37}", f"category:{j % 11}"] for j in range(inter.n_items)]
+    attrs = attribute_matrix(values)
+
+    def fit() -> tuple[list[float], list[np.ndarray]]:
+        model = SASRec(
+            epochs=2, dim=32, heads=2, layers=1, max_len=12, batch_size=128, dropout=0.2,
+            negatives=512, full_softmax_items=100, item_attributes=True, serving="torch",
+        )  # fmt: skip
+        model.fit(inter, item_attributes=attrs)
+        return [h["loss"] for h in model.history_], [
+            p.detach().numpy().copy() for p in model.net_.parameters()
+        ]
+
+    (loss_a, params_a), (loss_b, params_b) = fit(), fit()
+    assert loss_a == loss_b
+    assert all(np.array_equal(a, b) for a, b in zip(params_a, params_b, strict=True))
