@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import shutil
 
 from shelfwise.datasets import convert, detect_format
@@ -87,6 +88,16 @@ def test_sequence_per_line_format(tmp_path):
         f'curated.events WHERE product_id = \'{first[1]}\' ORDER BY "timestamp" LIMIT 1) ORDER BY "timestamp"',
     )
     assert [g[0] for g in got] == first[1:]
+    # the attributes beside the file reach the catalog, and SASRec's attribute matrix from it
+    from shelfwise.features import load_interactions
+    from shelfwise.lifecycle._train import _item_attributes
+
+    inter, catalog = load_interactions(tmp_path / "w")
+    table = json.loads((d / "Beauty_item2attributes.json").read_text())
+    item = str(inter.item_ids[0])
+    assert json.loads(catalog.attributes[0]) == {"attribute_ids": table.get(item, [])}
+    attrs = _item_attributes(catalog)
+    assert attrs is not None and attrs.shape[0] == inter.n_items and attrs.nnz > inter.n_items
 
 
 def test_homedepot_judgments_latin1(tmp_path):

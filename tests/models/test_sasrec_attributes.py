@@ -92,3 +92,36 @@ def test_a_seed_gives_the_same_model_with_attributes(two_threads):
     (loss_a, params_a), (loss_b, params_b) = fit(), fit()
     assert loss_a == loss_b
     assert all(np.array_equal(a, b) for a, b in zip(params_a, params_b, strict=True))
+
+
+def test_train_reads_brand_category_levels_and_attribute_values_from_the_catalog():
+    from shelfwise.features._build import Catalog
+    from shelfwise.lifecycle._train import _attribute_values, _item_attributes
+
+    assert _attribute_values('{"Color": "Red", "sizes": ["S", "M"], "dims": {"w": 1}, "x": ""}') == [
+        "attribute:color=red",
+        "attribute:sizes=s",
+        "attribute:sizes=m",
+    ]
+    assert (
+        _attribute_values("") == [] and _attribute_values("not json") == [] and _attribute_values("[1]") == []
+    )
+    catalog = Catalog(
+        item_ids=np.array(["a", "b", "c"]),
+        titles=["", "", ""],
+        categories=["Tools > Drills", "Tools > Saws", ""],
+        category_codes=np.array([0, 1, -1]),
+        prices=np.full(3, np.nan),
+        in_stock=np.ones(3, bool),
+        brands=["Acme", "", "acme "],
+        attributes=['{"color": "red"}', '{"color": "red"}', ""],
+    )
+    m = _item_attributes(catalog)
+    # shared: category:tools (a, b), brand:acme (a, c), attribute:color=red (a, b); the leaf
+    # categories belong to one item each
+    assert m.shape == (3, 3)
+    assert (m.toarray() > 0).sum(axis=1).tolist() == [3, 2, 1]
+    no_shared = Catalog(
+        np.array(["a", "b"]), ["", ""], ["X", "Y"], np.array([0, 1]), np.full(2, np.nan), np.ones(2, bool)
+    )
+    assert _item_attributes(no_shared) is None

@@ -23,6 +23,8 @@ class Catalog:
     prices: np.ndarray  # float, nan = unknown
     in_stock: np.ndarray  # bool
     brands: list[str] = field(default_factory=list)  # "" = unknown
+    # each product's `attributes` (a JSON object as text, "" = none): {"color": "red", ...}
+    attributes: list[str] = field(default_factory=list)
 
 
 _NO_EVENTS = {
@@ -80,9 +82,13 @@ def load_interactions(
                     FROM curated.events WHERE {where}"""
             ).fetchnumpy()
         if "products" in tables:
+            # (a products version published before the contract had `attributes` lacks it)
+            cols = {r[0] for r in con.sql("DESCRIBE curated.products").fetchall()}
+            attrs = "coalesce(attributes::VARCHAR, '')" if "attributes" in cols else "''"
             prod = con.sql(
                 "SELECT product_id, coalesce(title, '') AS title, coalesce(category, '') AS category, "
-                "price, coalesce(in_stock, true) AS in_stock, coalesce(brand, '') AS brand FROM curated.products ORDER BY product_id"
+                "price, coalesce(in_stock, true) AS in_stock, coalesce(brand, '') AS brand, "
+                f"{attrs} AS attributes FROM curated.products ORDER BY product_id"
             ).fetchnumpy()
         else:
             prod = None
@@ -95,7 +101,7 @@ def load_interactions(
     catalog_ids = None if prod is None else np.asarray(prod["product_id"], dtype=object)
     inter = Interactions.from_arrays(ev["user_id"], ev["product_id"], ev["ts"], ev["w"], item_ids=catalog_ids)
     n = inter.n_items
-    titles, cats, brands = [""] * n, [""] * n, [""] * n
+    titles, cats, brands, attributes = [""] * n, [""] * n, [""] * n, [""] * n
     prices = np.full(n, np.nan)
     stock = np.ones(n, bool)
     if prod is not None:
@@ -107,6 +113,7 @@ def load_interactions(
         prices[:m] = np.asarray(prod["price"], dtype=float)
         stock[:m] = np.asarray(prod["in_stock"], dtype=bool)
         brands[:m] = [str(b) for b in prod["brand"]]
+        attributes[:m] = [str(a) for a in prod["attributes"]]
     vocab = {c: i for i, c in enumerate(sorted({c for c in cats if c}))}
     codes = np.array([vocab.get(c, -1) for c in cats], np.int64)
-    return inter, Catalog(inter.item_ids, titles, cats, codes, prices, stock, brands)
+    return inter, Catalog(inter.item_ids, titles, cats, codes, prices, stock, brands, attributes)

@@ -783,19 +783,42 @@ def _brand_codes(catalog: Catalog) -> np.ndarray | None:
 
 
 def _item_attributes(catalog: Catalog) -> Any:
-    """SASRec's item attributes (`attribute_matrix`): each item's brand and every level of its
-    category path (`A`, `A > B`, ...), those two or more items share; None when none is."""
+    """SASRec's item attributes (`attribute_matrix`): each item's brand, every level of its
+    category path (`A`, `A > B`, ...) and each value of its `attributes` object (a list counts
+    each element), those two or more items share; None when none is."""
     from ..models._sasrec import attribute_matrix
 
-    brands = catalog.brands or [""] * len(catalog.categories)
+    n = len(catalog.categories)
+    brands = catalog.brands or [""] * n
+    extra = catalog.attributes or [""] * n
     rows = []
-    for cat, brand in zip(catalog.categories, brands, strict=True):
+    for cat, brand, attrs in zip(catalog.categories, brands, extra, strict=True):
         levels = [p.strip().lower() for p in cat.split(">")] if cat else []
         values = ["category:" + " > ".join(levels[: i + 1]) for i in range(len(levels)) if levels[i]]
         if brand:
             values.append("brand:" + brand.strip().lower())
+        values += _attribute_values(attrs)
         rows.append(values)
     return attribute_matrix(rows)
+
+
+def _attribute_values(text: str) -> list[str]:
+    """`key=value` for each scalar of a product's attributes object (JSON text), each element of
+    a list; nested objects and unreadable text give none."""
+    if not text:
+        return []
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return []
+    if not isinstance(obj, dict):
+        return []
+    out = []
+    for key, value in obj.items():
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, str | int | float | bool) and str(v).strip():
+                out.append(f"attribute:{str(key).strip().lower()}={str(v).strip().lower()}")
+    return out
 
 
 def _title_embeddings(catalog: Catalog) -> np.ndarray:
