@@ -28,3 +28,17 @@ def planted_cycles(seed: int = 0, n_users: int = 200, n_items: int = 30, length:
             items.append(f"i{(start + t) % n_items:03d}")
             ts.append(t)
     return Interactions.from_arrays(users, items, ts)
+
+
+def two_themes(ids: list[str], n_users: int = 120, length: int = 6, seed: int = 0) -> Interactions:
+    """Even users touch only ids[0:4], odd users only ids[4:8] (drawn with replacement); the
+    other ids (new products) have no interaction at all."""
+    rng = np.random.default_rng(seed)
+    users, items, ts = [], [], []
+    for u in range(n_users):
+        theme = range(0, 4) if u % 2 == 0 else range(4, 8)
+        for t in range(length):
+            users.append(f"u{u}")
+            items.append(ids[int(rng.choice(list(theme)))])
+            ts.append(t)
+    return Interactions.from_arrays(users, items, ts, item_ids=ids)

@@ -5,6 +5,7 @@ import numpy as np
 from shelfwise.features import Interactions
 from shelfwise.features._text_encoder import encode_texts, has_text
 from shelfwise.models import Content
+from tests.models.planted_data import two_themes
 
 TITLES = [
     "red running shoes for men",
@@ -55,15 +56,7 @@ def test_sasrec_reads_item_text_and_places_a_new_product_after_what_it_reads_lik
     cold = ["wool running socks", "chocolate cake mix"]  # new products: no interaction at all
     titles = run + bake + cold
     ids = [f"i{j}" for j in range(len(titles))]
-    rng = np.random.default_rng(0)
-    users, items, ts = [], [], []
-    for u in range(120):
-        theme = range(0, 4) if u % 2 == 0 else range(4, 8)
-        for t in range(6):
-            users.append(f"u{u}")
-            items.append(ids[int(rng.choice(list(theme)))])
-            ts.append(t)
-    inter = Interactions.from_arrays(users, items, ts, item_ids=ids)
+    inter = two_themes(ids)
     model = SASRec(
         epochs=40, dim=32, heads=1, layers=1, max_len=8, batch_size=32, dropout=0.1, item_text=True
     )

@@ -11,6 +11,7 @@ import torch
 from shelfwise.features import Interactions
 from shelfwise.models import SASRec
 from shelfwise.models._sasrec import attribute_matrix
+from tests.models.planted_data import two_themes
 
 
 def test_attribute_matrix_keeps_shared_values_weighted_by_the_row_count():
@@ -28,16 +29,7 @@ def _two_brands() -> tuple[Interactions, list[list[str]], list[str]]:
     interaction at all), one of each brand."""
     ids = [f"i{j}" for j in range(10)]
     brand = ["a"] * 4 + ["b"] * 4 + ["a", "b"]  # i8: new, brand A; i9: new, brand B
-    rng = np.random.default_rng(0)
-    users, items, ts = [], [], []
-    for u in range(120):
-        theme = range(0, 4) if u % 2 == 0 else range(4, 8)
-        for t in range(6):
-            users.append(f"u{u}")
-            items.append(ids[int(rng.choice(list(theme)))])
-            ts.append(t)
-    inter = Interactions.from_arrays(users, items, ts, item_ids=ids)
-    return inter, [[f"brand:{b}"] for b in brand], ids
+    return two_themes(ids), [[f"brand:{b}"] for b in brand], ids
 
 
 def test_a_new_product_comes_after_what_shares_its_brand():
