@@ -117,3 +117,39 @@ def test_train_reads_brand_category_levels_and_attribute_values_from_the_catalog
         np.array(["a", "b"]), ["", ""], ["X", "Y"], np.array([0, 1]), np.full(2, np.nan), np.ones(2, bool)
     )
     assert _item_attributes(no_shared) is None
+
+
+def test_a_new_product_without_attributes_keeps_its_id_vector():
+    inter, values, ids = _two_brands()
+    values[ids.index("i9")] = []  # a new product with no attribute: not a zero vector (score 0 for all)
+    model = SASRec(epochs=2, dim=16, heads=1, layers=1, max_len=8, item_attributes=True, serving="torch")
+    model.fit(inter, item_attributes=attribute_matrix(values))
+    vectors = model.net_.item_vectors().detach().numpy()[1:]
+    assert np.abs(vectors[ids.index("i9")]).sum() > 0
+    assert np.array_equal(
+        vectors[ids.index("i9")], model.net_.item_emb.weight.detach().numpy()[1 + ids.index("i9")]
+    )
+    assert model.net_.seen[1 + ids.index("i8"), 0] == 0  # (a new product with attributes: those alone)
+
+
+def test_train_leaves_out_noisy_keys_and_catalogs_that_share_too_little():
+    from shelfwise.features._build import Catalog
+    from shelfwise.lifecycle._train import _item_attributes
+
+    n = 40
+
+    def catalog(attributes: list[str], brands: list[str] | None = None) -> Catalog:
+        return Catalog(
+            np.array([f"p{i}" for i in range(n)]), [""] * n, [""] * n, np.full(n, -1), np.full(n, np.nan),
+            np.ones(n, bool), brands or [""] * n, attributes,
+        )  # fmt: skip
+
+    # a date nearly every product has its own of (the last two share one) says nothing: left out
+    dated = catalog(
+        [f'{{"date": "2020-{min(i, 38):03d}", "color": "{"red" if i % 2 else "blue"}"}}' for i in range(n)]
+    )
+    m = _item_attributes(dated)
+    assert m is not None and m.shape == (n, 2)  # color=blue, color=red; no date
+    # one brand shared by 2 of 40 products (5% is the floor): read; by none: no attributes
+    assert _item_attributes(catalog([""] * n, ["acme", "acme"] + [""] * (n - 2))) is not None
+    assert _item_attributes(catalog([""] * n, ["acme"] + [""] * (n - 1))) is None

@@ -785,7 +785,11 @@ def _brand_codes(catalog: Catalog) -> np.ndarray | None:
 def _item_attributes(catalog: Catalog) -> Any:
     """SASRec's item attributes (`attribute_matrix`): each item's brand, every level of its
     category path (`A`, `A > B`, ...) and each value of its `attributes` object (a list counts
-    each element), those two or more items share; None when none is."""
+    each element), those two or more items share; an `attributes` key whose values are nearly
+    all different (a date, a sales rank, a free-text bullet) is left out. None when fewer than
+    `MIN_ATTRIBUTE_SHARE` of the items hold a shared value (too little to be worth the cost)."""
+    from collections import Counter
+
     from ..models._sasrec import attribute_matrix
 
     n = len(catalog.categories)
@@ -799,7 +803,20 @@ def _item_attributes(catalog: Catalog) -> Any:
             values.append("brand:" + brand.strip().lower())
         values += _attribute_values(attrs)
         rows.append(values)
-    return attribute_matrix(rows)
+    # a key whose values are mostly distinct says little that items share
+    keys = Counter(v.split("=", 1)[0] for r in rows for v in r if v.startswith("attribute:"))
+    distinct = Counter(v.split("=", 1)[0] for v in {v for r in rows for v in r if v.startswith("attribute:")})
+    noisy = {k for k, n in keys.items() if distinct[k] > 0.5 * n}
+    if noisy:
+        rows = [[v for v in r if v.split("=", 1)[0] not in noisy] for r in rows]
+    matrix = attribute_matrix(rows)
+    if matrix is None or np.count_nonzero(np.diff(matrix.indptr)) < MIN_ATTRIBUTE_SHARE * n:
+        return None
+    return matrix
+
+
+#: the share of items that must hold a shared attribute value for SASRec to read attributes
+MIN_ATTRIBUTE_SHARE = 0.05
 
 
 def _attribute_values(text: str) -> list[str]:
@@ -912,8 +929,9 @@ def _fit_one(
         }
         if cfg.get("item_text", "auto") == "auto":  # titles with words: SASRec reads them too
             cfg["item_text"] = _has_text(catalog)
-        attributes = _item_attributes(catalog)
-        if cfg.get("item_attributes", "auto") == "auto":  # brands or categories that items share
+        attributes = _item_attributes(catalog) if cfg.get("item_attributes", "auto") is not False else None
+        if cfg.get("item_attributes", "auto") == "auto" or attributes is None:
+            # brands, categories or attribute values that items share (none: nothing to read)
             cfg["item_attributes"] = attributes is not None
         model = SASRec(**cfg)
 

@@ -89,7 +89,8 @@ class SASRecConfig:
     item_text: bool = False  # add projected text embeddings (`fit(item_embeddings=...)`)
     # add learned vectors of each item's attributes (`fit(item_attributes=...)`: category levels,
     # brand). On Beauty (S3-Rec's 637 anonymized brand and category attributes, dropout 0.5,
-    # one thread): validation NDCG@10 0.0583 against 0.0547 without, test 0.0486 against 0.0466
+    # one thread): validation NDCG@10 0.0589 against 0.0547 without, test 0.0479 against 0.0466
+    # (benchmarks/sasrec-attributes.json, sasrec-dropout05.json; the test intervals overlap)
     item_attributes: bool = False
 
 
@@ -112,18 +113,26 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def attribute_matrix(values: Sequence[Iterable[str]], min_items: int = 2) -> Any:
+#: attribute values SASRec learns a vector for at most (the most held ones)
+MAX_ATTRIBUTE_VALUES = 50_000
+
+
+def attribute_matrix(
+    values: Sequence[Iterable[str]], min_items: int = 2, max_values: int = MAX_ATTRIBUTE_VALUES
+) -> Any:
     """Items x attribute values as a scipy CSR matrix for `fit(item_attributes=...)`: one row
     per item (in the interactions' item order) with its values (a brand, each level of its
     category path) that at least `min_items` items hold (a value of one item shares nothing),
-    each row weighted 1 / sqrt(its count); None when no value is shared."""
+    the `max_values` most held at most, each row weighted 1 / sqrt(its count); None when no
+    value is shared."""
     from collections import Counter
 
     import scipy.sparse as sp
 
     rows = [sorted(set(v)) for v in values]
     held = Counter(a for r in rows for a in r)
-    vocab = {a: j for j, a in enumerate(sorted(a for a, n in held.items() if n >= min_items))}
+    shared = sorted((a for a, n in held.items() if n >= min_items), key=lambda a: (-held[a], a))
+    vocab = {a: j for j, a in enumerate(sorted(shared[:max_values]))}
     if not vocab:
         return None
     indptr, indices, data = [0], [], []
@@ -293,9 +302,13 @@ class SASRec(Recommender):
             attributes = None
         net = SASRecNet(interactions.n_items, cfg, text, attributes).to(dev)
         if text is not None or attributes is not None:
-            # items with no training interaction are represented by their text and attributes
-            counts = np.asarray(interactions.item_counts()).ravel()
-            cast(torch.Tensor, net.seen)[1:, 0] = torch.from_numpy((counts > 0).astype(np.float32)).to(dev)
+            # items with no training interaction are represented by their text and attributes;
+            # one with neither keeps its id vector (pushed down as a negative), not a zero one
+            # that would score 0 for everyone
+            seen = np.asarray(interactions.item_counts()).ravel() > 0
+            if text is None:
+                seen |= np.diff(attributes.tocsr().indptr) == 0
+            cast(torch.Tensor, net.seen)[1:, 0] = torch.from_numpy(seen.astype(np.float32)).to(dev)
         self.net_ = net
         opt = adamw(net.parameters(), cfg.lr, cfg.weight_decay)  # fused: one pass a tensor
         # one training example per user: its last max_len + 1 items (inputs and shifted targets)
