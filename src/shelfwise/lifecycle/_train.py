@@ -929,7 +929,8 @@ def _fit_one(
         }
         if cfg.get("item_text", "auto") == "auto":  # titles with words: SASRec reads them too
             cfg["item_text"] = _has_text(catalog)
-        attributes = _item_attributes(catalog) if cfg.get("item_attributes", "auto") is not False else None
+        wanted = catalog is not None and cfg.get("item_attributes", "auto") is not False
+        attributes = _item_attributes(catalog) if wanted else None
         if cfg.get("item_attributes", "auto") == "auto" or attributes is None:
             # brands, categories or attribute values that items share (none: nothing to read)
             cfg["item_attributes"] = attributes is not None
