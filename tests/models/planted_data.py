@@ -42,3 +42,12 @@ def two_themes(ids: list[str], n_users: int = 120, length: int = 6, seed: int = 
             items.append(ids[int(rng.choice(list(theme)))])
             ts.append(t)
     return Interactions.from_arrays(users, items, ts, item_ids=ids)
+
+
+def assert_new_products_follow_their_theme(model, inter: Interactions, ids: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """With `two_themes(ids)`: the first even user ranks the new product i8 (of the first theme)
+    above i9 (of the second), the first odd user the reverse."""
+    first, second = ids.index("i8"), ids.index("i9")
+    for u, want, other in (("u0", first, second), ("u1", second, first)):
+        ranked = list(model.recommend(np.array([list(inter.user_ids).index(u)]), k=len(ids)).ids[0])
+        assert ranked.index(want) < ranked.index(other), (u, ranked)

@@ -11,7 +11,7 @@ import torch
 from shelfwise.features import Interactions
 from shelfwise.models import SASRec
 from shelfwise.models._sasrec import attribute_matrix
-from tests.models.planted_data import two_themes
+from tests.models.planted_data import assert_new_products_follow_their_theme, two_themes
 
 
 def test_attribute_matrix_keeps_shared_values_weighted_by_the_row_count():
@@ -38,10 +38,7 @@ def test_a_new_product_comes_after_what_shares_its_brand():
         epochs=40, dim=32, heads=1, layers=1, max_len=8, batch_size=32, dropout=0.1, item_attributes=True
     )
     model.fit(inter, item_attributes=attribute_matrix(values))
-    new_a, new_b = ids.index("i8"), ids.index("i9")
-    for u, want, other in (("u0", new_a, new_b), ("u1", new_b, new_a)):
-        ranked = list(model.recommend(np.array([list(inter.user_ids).index(u)]), k=len(ids)).ids[0])
-        assert ranked.index(want) < ranked.index(other), (u, ranked)
+    assert_new_products_follow_their_theme(model, inter, ids)  # i8 / i9: the first / second theme's
 
 
 def test_the_export_scores_as_the_network_and_attributes_are_required():
