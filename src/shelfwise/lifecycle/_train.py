@@ -558,6 +558,7 @@ def _fit_fusion(
             item_category=catalog.category_codes if (catalog.category_codes >= 0).any() else None,
             item_price=catalog.prices if np.isfinite(catalog.prices).any() else None,
             item_brand=_brand_codes(catalog),
+            item_attributes=_item_attributes(catalog),
         )
         info = fusion.ranker_report_
     except NoRankerData as exc:  # a few users: none of them has what it did next among the candidates

@@ -62,11 +62,14 @@ class Fusion(Recommender):
         item_category: np.ndarray | None = None,
         item_price: np.ndarray | None = None,
         item_brand: np.ndarray | None = None,
+        item_attributes: Any | None = None,
     ) -> Self:
         """`generators`: fitted models (all on the same item index) whose candidates the ranker
         re-ranks; `validation`: the fold the ranker learns from (what users did next, which the
         generators were not fitted on); optional category and brand code (-1 unknown) and price
-        (nan unknown) per item. Raises `NoRankerData` when the fold gives nothing to learn."""
+        (nan unknown) per item, and the items' attribute values (`attribute_matrix`: items x
+        values, rows of unit length). Raises `NoRankerData` when the fold gives nothing to
+        learn."""
         if generators is None:
             if not hasattr(self, "ranker_"):
                 raise ValueError("Fusion.fit needs generators= and validation= (fitted models and a fold)")
@@ -75,7 +78,7 @@ class Fusion(Recommender):
             raise ValueError(
                 "Fusion.fit with generators= needs validation= (the fold the ranker learns from)"
             )
-        self._set_side_inputs(generators, item_category, item_price, item_brand)
+        self._set_side_inputs(generators, item_category, item_price, item_brand, item_attributes)
         super().fit(interactions)
         self.ranker_report_ = self._fit_ranker(validation)
         return self
@@ -100,10 +103,12 @@ class Fusion(Recommender):
         item_category: np.ndarray | None,
         item_price: np.ndarray | None,
         item_brand: np.ndarray | None,
+        item_attributes: Any | None = None,
     ) -> None:
         self.generators_ = dict(generators)
         self.item_category_ = item_category
         self.item_brand_ = item_brand
+        self.item_attributes_ = item_attributes
         self.item_log_price_ = None
         if item_price is not None:
             price = np.asarray(item_price, float)
@@ -222,6 +227,9 @@ class Fusion(Recommender):
         for name in ("item_log_days_since_last_", "item_recent_share_"):
             arr = getattr(self, name, None)
             feats.append(arr[cols] if arr is not None else np.zeros(len(rows), np.float32))
+        feats += _attribute_affinity(
+            getattr(self, "item_attributes_", None), users, rows, cols, history, last
+        )
         x = np.column_stack(feats).astype(np.float32)
         x[~np.isfinite(x)] = -1e9
         used = self._used_features()
@@ -323,6 +331,39 @@ def _predict(ranker: Any, x: np.ndarray) -> np.ndarray:
     return np.asarray(ranker.booster_.predict(x, num_iteration=ranker.best_iteration_ or None), np.float32)
 
 
+def _attribute_affinity(
+    attributes: Any | None,
+    users: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    history: Interactions,
+    last: np.ndarray,
+) -> list[np.ndarray]:
+    """Two features per candidate from the items' attribute values (`attribute_matrix`: rows of
+    unit length, so a row product is the cosine of two items' value sets): the cosine with the
+    user's last item, and the mean cosine with the items of the user's history. Zeros without
+    attributes (or without history)."""
+    if attributes is None or not len(rows):
+        return [np.zeros(len(rows), np.float32), np.zeros(len(rows), np.float32)]
+    import scipy.sparse as sp
+
+    off = history.offsets
+    starts, ends = off[users], off[users + 1]
+    lengths = ends - starts
+    # the batch's histories as a (users x items) matrix of 1 / length weights, times the
+    # attributes: each user's mean value vector
+    idx = np.concatenate([history.item_idx[a:b] for a, b in zip(starts, ends, strict=True)])
+    weights = np.repeat(1.0 / np.maximum(lengths, 1), lengths).astype(np.float32)
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    hist = sp.csr_matrix((weights, idx.astype(np.int64), indptr), shape=(len(users), attributes.shape[0]))
+    profile = (hist @ attributes).tocsr()
+    cand = attributes[cols]
+    share = np.asarray(cand.multiply(profile[rows]).sum(axis=1), np.float32).ravel()
+    has_last = last[rows] >= 0
+    same = np.asarray(cand.multiply(attributes[np.maximum(last[rows], 0)]).sum(axis=1), np.float32).ravel()
+    return [np.where(has_last, same, 0.0).astype(np.float32), share]
+
+
 def _code_affinity(
     codes: np.ndarray | None,
     users: np.ndarray,
@@ -367,7 +408,14 @@ _ITEM_USER_FEATURES = [
     "price_gap_to_user",
 ]
 # added later: a ranker trained before these scores without them (see `_used_features`)
-_ADDED_FEATURES = ["same_brand_as_last", "brand_share", "item_log_days_since_last", "item_recent_share"]
+_ADDED_FEATURES = [
+    "same_brand_as_last",
+    "brand_share",
+    "item_log_days_since_last",
+    "item_recent_share",
+    "attribute_cosine_to_last",
+    "attribute_cosine_to_history",
+]
 
 
 def _ndcg_at_10(pred: np.ndarray, y: np.ndarray) -> float:
