@@ -123,33 +123,3 @@ def test_fusion_reads_item_attributes(tmp_path):
     loaded = Fusion.load(tmp_path / "fusion", split.train, generators=gens)
     users = np.arange(20)
     np.testing.assert_array_equal(loaded.score(users, split.train), with_attributes.score(users, split.train))
-
-
-def test_fusion_learns_attribute_transitions():
-    """Each user walks the four attribute groups in order (group g, then g + 1, ...), one random
-    item of the group a step: the next item is of the group after the last item's, which only
-    the lift between attribute values knows (the last item's own group is the wrong one)."""
-    from shelfwise.features import Interactions
-    from shelfwise.models._sasrec import attribute_matrix
-
-    rng = np.random.default_rng(0)
-    users, items, ts = [], [], []
-    for u in range(400):
-        start = int(rng.integers(4))
-        for t in range(6):
-            g = (start + t) % 4
-            users.append(f"u{u}")
-            items.append(f"i{int(rng.integers(g * 10, g * 10 + 10)):03d}")
-            ts.append(t)
-    split = leave_last_out(Interactions.from_arrays(users, items, ts))
-    attributes = attribute_matrix([[f"group:{int(i[1:]) // 10}"] for i in split.train.item_ids])
-    gens = {"popularity": Popularity().fit(split.train)}
-
-    def fused(attrs):  # type: ignore[no-untyped-def]
-        return Fusion(trees=50, min_child_samples=5, candidates=40, holdout=0.2).fit(
-            split.train, generators=gens, validation=split.validation, item_attributes=attrs
-        )
-
-    with_attributes, without = fused(attributes), fused(None)
-    assert ndcg_at_10(with_attributes, split.test) > ndcg_at_10(without, split.test) + 0.2
-    assert with_attributes.ranker_report_["feature_importance"]["attribute_lift_from_last"] > 0

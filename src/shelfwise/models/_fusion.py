@@ -159,7 +159,6 @@ class Fusion(Recommender):
             minlength=interactions.n_items,
         )
         self.item_recent_share_ = (recent / (counts + 5.0)).astype(np.float32)
-        self.attribute_lift_ = _attribute_lift(getattr(self, "item_attributes_", None), interactions)
 
     def _candidate_features(
         self, users: np.ndarray, history: Interactions
@@ -228,9 +227,9 @@ class Fusion(Recommender):
         for name in ("item_log_days_since_last_", "item_recent_share_"):
             arr = getattr(self, name, None)
             feats.append(arr[cols] if arr is not None else np.zeros(len(rows), np.float32))
-        attrs = getattr(self, "item_attributes_", None)
-        feats += _attribute_affinity(attrs, users, rows, cols, history, last)
-        feats.append(_attribute_transition(attrs, getattr(self, "attribute_lift_", None), rows, cols, last))
+        feats += _attribute_affinity(
+            getattr(self, "item_attributes_", None), users, rows, cols, history, last
+        )
         x = np.column_stack(feats).astype(np.float32)
         x[~np.isfinite(x)] = -1e9
         used = self._used_features()
@@ -365,61 +364,6 @@ def _attribute_affinity(
     return [np.where(has_last, same, 0.0).astype(np.float32), share]
 
 
-def _attribute_lift(attributes: Any | None, interactions: Interactions) -> Any | None:
-    """Attribute values x values: log(1 + lift) of value b on the step after a step with value a
-    (P(b next | a) / P(b)), from the consecutive steps of each user's training history; None
-    without attributes. At most `MAX_LIFT_PAIRS` of the latest step pairs (a value pair per
-    value of each side: catalogs with many values per item would otherwise cost value^2)."""
-    if attributes is None or len(interactions) < 2:
-        return None
-    import scipy.sparse as sp
-
-    same_user = interactions.user_idx[1:] == interactions.user_idx[:-1]
-    prev, nxt = interactions.item_idx[:-1][same_user], interactions.item_idx[1:][same_user]
-    if len(prev) > MAX_LIFT_PAIRS:
-        latest = np.sort(np.argsort(interactions.timestamp[1:][same_user], kind="stable")[-MAX_LIFT_PAIRS:])
-        prev, nxt = prev[latest], nxt[latest]
-    if not len(prev):
-        return None
-    binary = _binary(attributes)
-    counts = (binary[prev].T @ binary[nxt]).tocoo()  # step pairs (a before, b after)
-    after = np.asarray(binary[nxt].sum(axis=0), np.float64).ravel()  # steps after, with b
-    before = np.asarray(binary[prev].sum(axis=0), np.float64).ravel()  # steps before, with a
-    total = max(float(len(nxt)), 1.0)
-    # (before + 1): a value seen once before gets no large lift from its one pair
-    lift = (counts.data / (before[counts.row] + 1.0)) / np.maximum(after[counts.col] / total, 1e-12)
-    return sp.csr_matrix((np.log1p(lift).astype(np.float32), (counts.row, counts.col)), shape=counts.shape)
-
-
-def _attribute_transition(
-    attributes: Any | None, lift: Any | None, rows: np.ndarray, cols: np.ndarray, last: np.ndarray
-) -> np.ndarray:
-    """Per candidate: the mean `_attribute_lift` over the pairs (a value of the user's last
-    item, a value of the candidate); 0 without attributes, history or values."""
-    if attributes is None or lift is None or not len(rows):
-        return np.zeros(len(rows), np.float32)
-    binary = _binary(attributes)
-    sizes = np.asarray(binary.sum(axis=1), np.float64).ravel()
-    safe = np.maximum(last, 0)
-    batch = np.unique(rows)
-    from_last = (binary[safe[batch]] @ lift).tocsr()  # each batch row's summed lift to each value
-    score = np.asarray(binary[cols].multiply(from_last[np.searchsorted(batch, rows)]).sum(axis=1), np.float64)
-    pairs = sizes[safe[rows]] * sizes[cols]
-    out = np.where((last[rows] >= 0) & (pairs > 0), score.ravel() / np.maximum(pairs, 1.0), 0.0)
-    return out.astype(np.float32)
-
-
-def _binary(attributes: Any) -> Any:
-    """The attribute matrix with every held value as 1."""
-    binary = attributes.copy()
-    binary.data[:] = 1.0
-    return binary
-
-
-# the latest consecutive step pairs `_attribute_lift` counts at most
-MAX_LIFT_PAIRS = 2_000_000
-
-
 def _code_affinity(
     codes: np.ndarray | None,
     users: np.ndarray,
@@ -471,7 +415,6 @@ _ADDED_FEATURES = [
     "item_recent_share",
     "attribute_cosine_to_last",
     "attribute_cosine_to_history",
-    "attribute_lift_from_last",
 ]
 
 
