@@ -110,6 +110,7 @@ def test_train_reads_brand_category_levels_and_attribute_values_from_the_catalog
     # categories belong to one item each
     assert m.shape == (3, 3)
     assert (m.toarray() > 0).sum(axis=1).tolist() == [3, 2, 1]
+    assert _item_attributes(catalog) is m  # computed once per catalog (SASRec and the fusion read it)
     no_shared = Catalog(
         np.array(["a", "b"]), ["", ""], ["X", "Y"], np.array([0, 1]), np.full(2, np.nan), np.ones(2, bool)
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +26,9 @@ class Catalog:
     brands: list[str] = field(default_factory=list)  # "" = unknown
     # each product's `attributes` (a JSON object as text, "" = none): {"color": "red", ...}
     attributes: list[str] = field(default_factory=list)
+    # what train derives from these arrays once and reads more than once (the attribute matrix
+    # SASRec and the fusion both read: see lifecycle `_item_attributes`)
+    derived: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
 
 _NO_EVENTS = {

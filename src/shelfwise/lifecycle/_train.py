@@ -789,6 +789,13 @@ def _item_attributes(catalog: Catalog) -> Any:
     each element), those two or more items share; an `attributes` key whose values are nearly
     all different (a date, a sales rank, a free-text bullet) is left out. None when fewer than
     `MIN_ATTRIBUTE_SHARE` of the items hold a shared value (too little to be worth the cost)."""
+    if "item_attributes" not in catalog.derived:  # SASRec, its refit and the fusion read it
+        catalog.derived["item_attributes"] = _attribute_matrix_of(catalog)
+    return catalog.derived["item_attributes"]
+
+
+def _attribute_matrix_of(catalog: Catalog) -> Any:
+    """`_item_attributes`, computed."""
     from collections import Counter
 
     from ..models._sasrec import attribute_matrix
