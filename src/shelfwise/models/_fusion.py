@@ -44,6 +44,7 @@ class Fusion(Recommender):
         min_child_samples: int = 50,
         holdout: float = 0.2,
         seed: int = 0,
+        bag: int = 3,
     ):
         self.candidates = candidates
         self.trees = trees
@@ -52,6 +53,7 @@ class Fusion(Recommender):
         self.min_child_samples = min_child_samples
         self.holdout = holdout
         self.seed = seed
+        self.bag = bag
 
     def fit(
         self,
@@ -159,6 +161,7 @@ class Fusion(Recommender):
             minlength=interactions.n_items,
         )
         self.item_recent_share_ = (recent / (counts + 5.0)).astype(np.float32)
+        self.next_counts_, self.window_counts_, self.user_cosine_ = _step_statistics(interactions)
 
     def _candidate_features(
         self, users: np.ndarray, history: Interactions
@@ -230,6 +233,7 @@ class Fusion(Recommender):
         feats += _attribute_affinity(
             getattr(self, "item_attributes_", None), users, rows, cols, history, last
         )
+        feats += _step_affinity(self, users, rows, cols, history)
         x = np.column_stack(feats).astype(np.float32)
         x[~np.isfinite(x)] = -1e9
         used = self._used_features()
@@ -290,10 +294,14 @@ class Fusion(Recommender):
                 eval_y=(np.concatenate([y for _, y in valid]),),
                 eval_group=[[len(y) for _, y in valid]],
                 eval_at=[10],
-                callbacks=[lgb.early_stopping(30, verbose=False)],
+                # a long patience: the held-out curve is noisy (a few thousand users), and its
+                # first dip is rarely its top (see `_smoothed_best`)
+                callbacks=[lgb.early_stopping(100, verbose=False)],
             )
         ranker.fit(xs, ys, group=groups, feature_name=self.features_, **fit_kw)
-        self.ranker_ = ranker
+        rounds = self.trees
+        if valid:
+            rounds = _smoothed_best(np.asarray(ranker.evals_result_["valid_0"]["ndcg@10"]))
         # held-out comparison: NDCG@10 of the fusion and of each generator alone, on the
         # held-out users (every user, not only those whose target was a candidate)
         out: dict[str, Any] = {"train_users": len(train), "holdout_users": int(is_hold.sum())}
@@ -305,13 +313,31 @@ class Fusion(Recommender):
                     for g in gains:
                         gains[g].append(0.0)
                     continue
-                pred = _predict(ranker, x)
+                pred = np.asarray(ranker.booster_.predict(x, num_iteration=rounds), np.float32)
                 gains["fusion"].append(_ndcg_at_10(pred, y))
                 for gi, g in enumerate(self.generators_):
                     gains[g].append(_ndcg_at_10(-x[:, 2 * gi + 1], y))
             out["holdout_ndcg@10"] = {g: float(np.mean(v)) for g, v in gains.items()}
-        out["best_iteration"] = int(getattr(ranker, "best_iteration_", 0) or self.trees)
-        importance = ranker.booster_.feature_importance("gain")
+        # the served rankers: `bag` seeds on every user the fold has (the held-out ones too), for
+        # the rounds the held-out curve chose, scaled to the larger set; their scores averaged.
+        # On Beauty (default pipeline, test NDCG@10, at 5 generators): one seed on 80% of the
+        # users with early stopping at 30 rounds 0.0657-0.0678 by seed; three seeds on all
+        # users 0.0687.
+        final = rounds if not valid else int(np.ceil(rounds / (1.0 - self.holdout)))
+        del xs, ys, fit_kw
+        x_all = np.vstack([x for x, _ in train + valid])
+        y_all = np.concatenate([y for _, y in train + valid])
+        g_all = [len(y) for _, y in train + valid]
+        self.rankers_ = []
+        for k in range(max(1, self.bag)):
+            member = lgb.LGBMRanker(**{**params, "n_estimators": final, "random_state": self.seed + k})
+            member.fit(x_all, y_all, group=g_all, feature_name=self.features_)
+            self.rankers_.append(member)
+        self.ranker_ = self.rankers_[0]
+        out["best_iteration"] = int(rounds)
+        out["final_rounds"] = int(final)
+        out["bag"] = len(self.rankers_)
+        importance = np.mean([r.booster_.feature_importance("gain") for r in self.rankers_], axis=0)
         out["feature_importance"] = {n: float(v) for n, v in zip(self.features_, importance, strict=True)}
         return out
 
@@ -319,8 +345,13 @@ class Fusion(Recommender):
         out = np.full((len(users), self.n_items_), -np.inf, np.float32)
         rows, cols, x = self._candidate_features(users, history)
         if len(rows):
-            out[rows, cols] = _predict(self.ranker_, x)
+            out[rows, cols] = self._predict(x)
         return out
+
+    def _predict(self, x: np.ndarray) -> np.ndarray:
+        """The mean score of the bag's rankers (a fusion saved before the bag: its one ranker)."""
+        rankers = getattr(self, "rankers_", None) or [self.ranker_]
+        return np.asarray(np.mean([_predict(r, x) for r in rankers], axis=0), np.float32)
 
 
 def _predict(ranker: Any, x: np.ndarray) -> np.ndarray:
@@ -365,6 +396,87 @@ def _attribute_affinity(
     has_last = last[rows] >= 0
     same = np.asarray(cand.multiply(attributes[np.maximum(last[rows], 0)]).sum(axis=1), np.float32).ravel()
     return [np.where(has_last, same, 0.0).astype(np.float32), share]
+
+
+def _smoothed_best(curve: np.ndarray, window: int = 21) -> int:
+    """The boosting rounds at the top of a held-out NDCG curve after a moving average over
+    `window` rounds: on Beauty the raw top of one seed's curve fell anywhere from 25 to 134
+    rounds (a few thousand held-out users), the three seeds' mean curve is flat from ~80 to
+    ~220 and tops at 133."""
+    if len(curve) <= window:
+        return int(np.argmax(curve)) + 1
+    half = window // 2
+    smooth = np.convolve(np.pad(curve, half, mode="edge"), np.ones(window) / window, mode="valid")
+    return int(np.argmax(smooth)) + 1
+
+
+def _step_statistics(interactions: Interactions) -> tuple[Any, Any, Any]:
+    """Item x item statistics of the training sequences (sparse): how often b came right after a
+    (`next`), after a within three steps, weighted 1 / distance (`window`), and the cosine of a
+    and b over the users who have both (`cosine`)."""
+    import scipy.sparse as sp
+
+    v = interactions.n_items
+    item = interactions.item_idx.astype(np.int64)
+    user = np.repeat(np.arange(interactions.n_users), interactions.lengths())
+    nxt = window = sp.csr_matrix((v, v), dtype=np.float32)
+    for k in (1, 2, 3):
+        j = np.nonzero(user[:-k] == user[k:])[0] if len(item) > k else np.zeros(0, np.int64)
+        pairs = sp.csr_matrix((np.full(len(j), 1.0 / k, np.float32), (item[j], item[j + k])), shape=(v, v))
+        window = window + pairs
+        if k == 1:
+            nxt = pairs
+    seen = interactions.seen()  # binary
+    co = (seen.T @ seen).tocsr()
+    norm = 1.0 / np.sqrt(np.maximum(co.diagonal(), 1.0)).astype(np.float32)
+    cosine = sp.diags(norm) @ co @ sp.diags(norm)
+    return nxt.tocsr(), window.tocsr(), cosine.tocsr().astype(np.float32)
+
+
+def _step_affinity(
+    model: Fusion, users: np.ndarray, rows: np.ndarray, cols: np.ndarray, history: Interactions
+) -> list[np.ndarray]:
+    """Seven features per candidate from the user's last steps, read in `_step_statistics`: how
+    often the candidate followed the last item (the count, its share of what followed it), how
+    often it came right before it, how often it followed the second-to-last item, the windowed
+    count from the last item and from the last three, and the users' cosine with the last item.
+    The generators mix a user's whole history; these give the ranker the last step apart. On
+    Beauty: held-out validation NDCG@10 0.0797 -> 0.0816 (three seeds' mean), test 0.0687 ->
+    0.0701. Zeros for a fusion fitted before them."""
+    nxt = getattr(model, "next_counts_", None)
+    if nxt is None or not len(rows):
+        return [np.zeros(len(rows), np.float32) for _ in range(7)]
+    window, cosine = model.window_counts_, model.user_cosine_
+    off = history.offsets
+    length = off[users + 1] - off[users]
+
+    def back(k: int) -> np.ndarray:
+        """The k-th last item per candidate row (-1: a history shorter than k)."""
+        item = np.where(length >= k, history.item_idx[np.maximum(off[users + 1] - k, 0)], -1)
+        return item[rows]
+
+    def pair(mat: Any, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        ok = a >= 0
+        out = np.zeros(len(a), np.float32)
+        if ok.any():
+            out[ok] = np.asarray(mat[a[ok], b[ok]], np.float32).ravel()
+        return out
+
+    last, second, third = back(1), back(2), back(3)
+    after_last = pair(nxt, last, cols)
+    out_degree = np.asarray(nxt.sum(axis=1), np.float32).ravel()
+    share = after_last / (out_degree[np.maximum(last, 0)] + 1.0)
+    window_last = pair(window, last, cols)
+    window_three = window_last + pair(window, second, cols) + pair(window, third, cols)
+    return [
+        after_last,
+        share,
+        pair(nxt, cols, last) * (last >= 0),
+        pair(nxt, second, cols),
+        window_last,
+        window_three,
+        pair(cosine, last, cols),
+    ]
 
 
 def _code_affinity(
@@ -418,6 +530,13 @@ _ADDED_FEATURES = [
     "item_recent_share",
     "attribute_cosine_to_last",
     "attribute_cosine_to_history",
+    "followed_last",
+    "followed_last_share",
+    "preceded_last",
+    "followed_second_last",
+    "window_from_last",
+    "window_from_last_three",
+    "user_cosine_to_last",
 ]
 
 
