@@ -93,7 +93,7 @@ def _without_step_statistics(monkeypatch: pytest.MonkeyPatch) -> None:
     """The fusion's last-step features off (zeros, as for a fusion saved before them)."""
     from shelfwise.models import _fusion
 
-    monkeypatch.setattr(_fusion, "_step_statistics", lambda interactions: (None, None, None))
+    monkeypatch.setattr(_fusion, "_step_statistics", lambda interactions: (None,) * 4)
 
 
 def test_fusion_reads_the_last_steps(monkeypatch, tmp_path):

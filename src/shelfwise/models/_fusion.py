@@ -161,7 +161,9 @@ class Fusion(Recommender):
             minlength=interactions.n_items,
         )
         self.item_recent_share_ = (recent / (counts + 5.0)).astype(np.float32)
-        self.next_counts_, self.window_counts_, self.user_cosine_ = _step_statistics(interactions)
+        (self.next_counts_, self.next_out_degree_, self.window_counts_, self.user_cosine_) = _step_statistics(
+            interactions
+        )
 
     def _candidate_features(
         self, users: np.ndarray, history: Interactions
@@ -410,10 +412,11 @@ def _smoothed_best(curve: np.ndarray, window: int = 21) -> int:
     return int(np.argmax(smooth)) + 1
 
 
-def _step_statistics(interactions: Interactions) -> tuple[Any, Any, Any]:
+def _step_statistics(interactions: Interactions) -> tuple[Any, Any, Any, Any]:
     """Item x item statistics of the training sequences (sparse): how often b came right after a
-    (`next`), after a within three steps, weighted 1 / distance (`window`), and the cosine of a
-    and b over the users who have both (`cosine`)."""
+    (`next`) and how many steps came right after a (its row sums), how often b came after a
+    within three steps, weighted 1 / distance (`window`), and the cosine of a and b over the
+    users who have both (`cosine`)."""
     import scipy.sparse as sp
 
     v = interactions.n_items
@@ -430,7 +433,8 @@ def _step_statistics(interactions: Interactions) -> tuple[Any, Any, Any]:
     co = (seen.T @ seen).tocsr()
     norm = 1.0 / np.sqrt(np.maximum(co.diagonal(), 1.0)).astype(np.float32)
     cosine = sp.diags(norm) @ co @ sp.diags(norm)
-    return nxt.tocsr(), window.tocsr(), cosine.tocsr().astype(np.float32)
+    out_degree = np.asarray(nxt.sum(axis=1), np.float32).ravel()
+    return nxt.tocsr(), out_degree, window.tocsr(), cosine.tocsr().astype(np.float32)
 
 
 def _step_affinity(
@@ -464,8 +468,7 @@ def _step_affinity(
 
     last, second, third = back(1), back(2), back(3)
     after_last = pair(nxt, last, cols)
-    out_degree = np.asarray(nxt.sum(axis=1), np.float32).ravel()
-    share = after_last / (out_degree[np.maximum(last, 0)] + 1.0)
+    share = after_last / (model.next_out_degree_[np.maximum(last, 0)] + 1.0)
     window_last = pair(window, last, cols)
     window_three = window_last + pair(window, second, cols) + pair(window, third, cols)
     return [
