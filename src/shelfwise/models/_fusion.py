@@ -448,7 +448,7 @@ def _step_affinity(
     Beauty: held-out validation NDCG@10 0.0797 -> 0.0816 (three seeds' mean), test 0.0687 ->
     0.0701. Zeros for a fusion fitted before them."""
     nxt = getattr(model, "next_counts_", None)
-    if nxt is None or not len(rows):
+    if nxt is None or not len(rows) or not len(history.item_idx):
         return [np.zeros(len(rows), np.float32) for _ in range(7)]
     window, cosine = model.window_counts_, model.user_cosine_
     off = history.offsets
