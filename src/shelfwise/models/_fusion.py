@@ -17,6 +17,7 @@ import numpy as np
 from .._threads import lightgbm_threads
 from ..features import Fold, Interactions
 from ._base import Recommender, top_ids
+from ._neighbours import step_pairs
 
 
 class NoRankerData(ValueError):
@@ -235,7 +236,7 @@ class Fusion(Recommender):
         feats += _attribute_affinity(
             getattr(self, "item_attributes_", None), users, rows, cols, history, last
         )
-        feats += _step_affinity(self, users, rows, cols, history)
+        feats += _step_affinity(self, users, rows, cols, history, last)
         x = np.column_stack(feats).astype(np.float32)
         x[~np.isfinite(x)] = -1e9
         used = self._used_features()
@@ -420,12 +421,10 @@ def _step_statistics(interactions: Interactions) -> tuple[Any, Any, Any, Any]:
     import scipy.sparse as sp
 
     v = interactions.n_items
-    item = interactions.item_idx.astype(np.int64)
-    user = np.repeat(np.arange(interactions.n_users), interactions.lengths())
     nxt = window = sp.csr_matrix((v, v), dtype=np.float32)
     for k in (1, 2, 3):
-        j = np.nonzero(user[:-k] == user[k:])[0] if len(item) > k else np.zeros(0, np.int64)
-        pairs = sp.csr_matrix((np.full(len(j), 1.0 / k, np.float32), (item[j], item[j + k])), shape=(v, v))
+        a, b = step_pairs(interactions, k)
+        pairs = sp.csr_matrix((np.full(len(a), 1.0 / k, np.float32), (a, b)), shape=(v, v))
         window = window + pairs
         if k == 1:
             nxt = pairs
@@ -438,7 +437,12 @@ def _step_statistics(interactions: Interactions) -> tuple[Any, Any, Any, Any]:
 
 
 def _step_affinity(
-    model: Fusion, users: np.ndarray, rows: np.ndarray, cols: np.ndarray, history: Interactions
+    model: Fusion,
+    users: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    history: Interactions,
+    last_item: np.ndarray,
 ) -> list[np.ndarray]:
     """Seven features per candidate from the user's last steps, read in `_step_statistics`: how
     often the candidate followed the last item (the count, its share of what followed it), how
@@ -466,7 +470,7 @@ def _step_affinity(
             out[ok] = np.asarray(mat[a[ok], b[ok]], np.float32).ravel()
         return out
 
-    last, second, third = back(1), back(2), back(3)
+    last, second, third = last_item[rows], back(2), back(3)
     after_last = pair(nxt, last, cols)
     share = after_last / (model.next_out_degree_[np.maximum(last, 0)] + 1.0)
     window_last = pair(window, last, cols)

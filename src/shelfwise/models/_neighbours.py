@@ -9,6 +9,14 @@ from ..features import Interactions
 from ._base import Recommender
 
 
+def step_pairs(interactions: Interactions, distance: int) -> tuple[np.ndarray, np.ndarray]:
+    """The item pairs (a, b) that are `distance` steps apart in one user's sequence, a first
+    (the rows are sorted by user, then time)."""
+    u, it = interactions.user_idx, interactions.item_idx
+    same = u[distance:] == u[:-distance]
+    return it[:-distance][same], it[distance:][same]
+
+
 def _recent_history(
     history: Interactions, users: np.ndarray, last: int | None, decay: float
 ) -> sp.csr_matrix:
@@ -98,12 +106,10 @@ class Transitions(Recommender):
         self.decay = decay
 
     def _fit(self, interactions: Interactions) -> None:
-        u, it = interactions.user_idx, interactions.item_idx
         n = interactions.n_items
         src, dst, val = [], [], []
         for d in range(1, self.window + 1):
-            same = u[d:] == u[:-d]
-            a, b = it[:-d][same], it[d:][same]
+            a, b = step_pairs(interactions, d)
             src += [a, b]
             dst += [b, a]
             w = np.float32(1.0 / d)
