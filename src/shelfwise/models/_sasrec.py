@@ -92,6 +92,10 @@ class SASRecConfig:
     # one thread): validation NDCG@10 0.0589 against 0.0547 without, test 0.0479 against 0.0466
     # (benchmarks/sasrec-attributes.json, sasrec-dropout05.json; the test intervals overlap)
     item_attributes: bool = False
+    # validate, keep and serve an exponential moving average of the weights (this decay per
+    # step; 0: off, the weights as trained). The average of the last few epochs' weights sits
+    # nearer a flat minimum than any one of them, and training goes on with the raw weights
+    ema: float = 0.0
 
 
 #: the transformer blocks SASRec stacks (see `SASRecConfig.block`)
@@ -199,6 +203,7 @@ class SASRec(Recommender):
         device: str = "auto",
         item_text: bool = False,
         item_attributes: bool = False,
+        ema: float = 0.0,
         serving: str = "onnx-int8",
     ):
         self.max_len = max_len
@@ -223,6 +228,7 @@ class SASRec(Recommender):
         self.device = device
         self.item_text = item_text
         self.item_attributes = item_attributes
+        self.ema = ema
         self.serving = serving
 
     @classmethod
@@ -311,45 +317,30 @@ class SASRec(Recommender):
             cast(torch.Tensor, net.seen)[1:, 0] = torch.from_numpy(seen.astype(np.float32)).to(dev)
         self.net_ = net
         opt = adamw(net.parameters(), cfg.lr, cfg.weight_decay)  # fused: one pass a tensor
-        # one training example per user: its last max_len + 1 items (inputs and shifted targets)
-        seqs = [interactions.sequence(u)[-(cfg.max_len + 1) :] for u in range(interactions.n_users)]
-        seqs = [s for s in seqs if len(s) >= 2]
-        lengths = np.array([len(s) for s in seqs])
+        averaged = _WeightAverage(net, cfg.ema) if cfg.ema > 0 else None
+        seqs, lengths = self._training_sequences(interactions)
         start = time.monotonic()
         best, best_state, bad = -np.inf, None, 0
+        self.best_epoch_: int | None = None  # the epoch of the kept weights (with a validation)
         self.history_: list[dict[str, float]] = []
         self.stopped_by_ = "epochs"  # the budget ran out (no early stop, no cap)
         for epoch in range(1, cfg.epochs + 1):
-            net.train()
-            total, steps = 0.0, 0
-            for idx in _length_buckets(lengths, cfg.batch_size, rng):
-                batch = [seqs[i] for i in idx]
-                length = max(len(s) for s in batch) - 1
-                arr = _left_pad(batch, length + 1)  # (B, L+1)
-                inp = torch.from_numpy(arr[:, :-1]).to(dev)  # (B, L)
-                tgt = torch.from_numpy(arr[:, 1:]).to(dev)  # (B, L)
-                keep = (tgt > 0) & (inp > 0)  # positions with an input item and a next item
-                y = tgt[keep] - 1  # (N,)
-                # bfloat16 on a GPU (about twice the throughput, no loss scaling needed); the
-                # CPU path stays float32 so that a seed gives the same model on every machine
-                with torch.autocast("cuda", torch.bfloat16, enabled=dev.type == "cuda"):
-                    h = net(inp)[keep]  # (N, D)
-                    loss = self._loss(net, h, y, rng, dev)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += loss.item()
-                steps += 1
-            rec = {"epoch": epoch, "loss": total / max(steps, 1), "seconds": time.monotonic() - start}
+            loss = self._epoch(opt, seqs, lengths, rng, averaged)
+            rec = {"epoch": epoch, "loss": loss, "seconds": time.monotonic() - start}
             capped = cfg.max_seconds is not None and time.monotonic() - start > cfg.max_seconds
             if validate is not None and (epoch % cfg.eval_every == 0 or capped or epoch == cfg.epochs):
                 net.eval()
+                if averaged is not None:
+                    averaged.swap()  # validated (and kept) with the averaged weights
                 score = float(validate(self))
                 rec["validation"] = score
-                if score > best:
-                    best, bad = score, 0
+                improved = score > best
+                if improved:
+                    best, bad, self.best_epoch_ = score, 0, epoch
                     best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-                else:
+                if averaged is not None:
+                    averaged.swap()  # training goes on from the raw weights
+                if not improved:
                     bad += 1
                     for group in opt.param_groups:
                         group["lr"] *= cfg.lr_decay
@@ -362,16 +353,99 @@ class SASRec(Recommender):
                 break
         if best_state is not None:
             net.load_state_dict(best_state)
-        net.eval()
+        elif averaged is not None:  # no validation: the average at the end is the model
+            averaged.swap()
         self.epochs_ = len(self.history_)
         self.best_validation_ = None if best == -np.inf else best
+        self._serve_from(net)
+
+    def _serve_from(self, net: SASRecNet) -> None:
         # from here on the model scores as it will be served: through its (int8) export, so that
         # train's test numbers, the fusion's inputs, `evaluate` on the saved fit and serving all
         # read the same scores (torch and int8 differ in the last digits and the odd near-tie)
+        net.eval()
         if self.serving != "torch":
             self.onnx_ = _OnnxScorer.of(net, int8=self.serving == "onnx-int8")
         else:
             vars(self).pop("onnx_", None)
+
+    def refresh(self, interactions: Interactions, epochs: int) -> Self:
+        """Go on training the fitted network for `epochs` more epochs over `interactions`
+        (every step up to now, in the fit's item index), with the fit's settings and no
+        validation: the latest steps, which a leave-last-out validation held out of the fit,
+        are learnt in a few epochs instead of a whole new training (what `train`'s refit for
+        serving does). Items are represented as in the fit (one first seen here keeps its text
+        and attribute vector). Seeded: the same fit, data and epochs give the same model."""
+        import torch
+
+        net = getattr(self, "net_", None)
+        if net is None:
+            raise RuntimeError(
+                f"SASRec.refresh needs the network: fit it, or load it with {SCORING_ENV}=torch"
+            )
+        if interactions.n_items != self.n_items_:
+            raise ValueError(
+                f"SASRec.refresh: {interactions.n_items} items, the fit had {self.n_items_} "
+                "(refresh on the same item index; a new catalog needs a new fit)"
+            )
+        vars(self).pop("onnx_", None)  # scores with the network while it trains
+        torch.manual_seed(self.seed + 1)
+        rng = np.random.default_rng([self.seed, 1])
+        net = self.net_ = net.to(self._device())
+        opt = adamw(net.parameters(), self.lr, self.weight_decay)
+        averaged = _WeightAverage(net, self.ema) if self.ema > 0 else None
+        seqs, lengths = self._training_sequences(interactions)
+        for _ in range(epochs):
+            self._epoch(opt, seqs, lengths, rng, averaged)
+        if averaged is not None:
+            averaged.swap()
+        self.interactions_ = interactions
+        self.refreshed_epochs_ = getattr(self, "refreshed_epochs_", 0) + epochs
+        self._serve_from(net)
+        return self
+
+    def _training_sequences(self, interactions: Interactions) -> tuple[list[np.ndarray], np.ndarray]:
+        """One training example per user: its last max_len + 1 items (inputs and shifted
+        targets); users with a single step have nothing to predict."""
+        seqs = [interactions.sequence(u)[-(self.max_len + 1) :] for u in range(interactions.n_users)]
+        seqs = [s for s in seqs if len(s) >= 2]
+        return seqs, np.array([len(s) for s in seqs], np.int64)
+
+    def _epoch(
+        self,
+        opt: Any,
+        seqs: list[np.ndarray],
+        lengths: np.ndarray,
+        rng: np.random.Generator,
+        averaged: _WeightAverage | None,
+    ) -> float:
+        """One pass over the sequences in length buckets; the mean loss."""
+        import torch
+
+        net, dev = self.net_, self._device()
+        net.train()
+        total, steps = 0.0, 0
+        for idx in _length_buckets(lengths, self.batch_size, rng):
+            batch = [seqs[i] for i in idx]
+            length = max(len(s) for s in batch) - 1
+            arr = _left_pad(batch, length + 1)  # (B, L+1)
+            inp = torch.from_numpy(arr[:, :-1]).to(dev)  # (B, L)
+            tgt = torch.from_numpy(arr[:, 1:]).to(dev)  # (B, L)
+            keep = (tgt > 0) & (inp > 0)  # positions with an input item and a next item
+            y = tgt[keep] - 1  # (N,)
+            # bfloat16 on a GPU (about twice the throughput, no loss scaling needed); the
+            # CPU path stays float32 so that a seed gives the same model on every machine
+            with torch.autocast("cuda", torch.bfloat16, enabled=dev.type == "cuda"):
+                h = net(inp)[keep]  # (N, D)
+                loss = self._loss(net, h, y, rng, dev)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if averaged is not None:
+                averaged.update()
+            total += loss.item()
+            steps += 1
+        return total / max(steps, 1)
 
     def _loss(
         self, net: SASRecNet, h: torch.Tensor, y: torch.Tensor, rng: np.random.Generator, dev: torch.device
@@ -457,6 +531,37 @@ class SASRec(Recommender):
 
     def config_dict(self) -> dict[str, Any]:
         return asdict(self.cfg)
+
+
+class _WeightAverage:
+    """An exponential moving average of a network's parameters: the plain mean of the weights
+    after each step until 1 / (1 - `decay`) steps, then `decay` per step (so neither the
+    initial weights nor the first steps weigh on it for long).
+    `swap()` exchanges the average and the trained weights in place, in both directions."""
+
+    def __init__(self, net: SASRecNet, decay: float):
+        params = [p for p in net.parameters() if p.requires_grad]
+        self.params = params
+        self.average = [p.detach().clone() for p in params]
+        self.decay = decay
+        self.steps = 0
+
+    def update(self) -> None:
+        import torch
+
+        self.steps += 1
+        decay = min(self.decay, 1 - 1 / self.steps)
+        with torch.no_grad():
+            torch._foreach_lerp_(self.average, [p.detach() for p in self.params], 1 - decay)
+
+    def swap(self) -> None:
+        import torch
+
+        with torch.no_grad():
+            for p, a in zip(self.params, self.average, strict=True):
+                held = p.detach().clone()
+                p.copy_(a)
+                a.copy_(held)
 
 
 def _export(net: SASRecNet, target: Path, int8: bool) -> None:
