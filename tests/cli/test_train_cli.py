@@ -7,6 +7,7 @@ import json
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from shelfwise.demo import generate_demo
@@ -81,13 +82,19 @@ def test_served_models_are_refit_on_all_interactions(trained):
     of every user, held out by leave-last-out, included), with the same settings."""
     from shelfwise.features import leave_last_out
     from shelfwise.models import EASE, ItemKNN
+    from shelfwise.serving._bundle import load_evaluated_models
 
     _, work, _ = trained
     bundle = Bundle.load(current_bundle(work))
     refit = bundle.manifest["refit"]
-    assert {"itemknn", "ease", "als", "transitions", "popularity", "fusion"} <= set(refit["models"])
-    assert "sasrec" in refit["skipped"] and refit["steps"] == len(bundle.interactions)
+    assert {"itemknn", "ease", "als", "transitions", "popularity", "sasrec", "fusion"} <= set(refit["models"])
+    assert refit["steps"] == len(bundle.interactions)
     inter = bundle.interactions
+    # SASRec goes on from its training fit for 3 epochs over every step (not a new training)
+    served, evaluated = bundle.models["sasrec"], load_evaluated_models(bundle)[0]["sasrec"]
+    assert served.refreshed_epochs_ == 3 and not hasattr(evaluated, "refreshed_epochs_")
+    users = np.arange(min(50, inter.n_users))
+    assert not np.allclose(served._score(users, inter), evaluated._score(users, inter))
     for cls, attr in ((ItemKNN, "similarity_"), (EASE, "weights_")):
         served = bundle.models[cls.name]
         params = served.get_params()

@@ -57,6 +57,14 @@ def train(
     sasrec_seconds: Annotated[
         float, typer.Option(help="Safety cap on SASRec training seconds; a hit cap is reported.")
     ] = 1800.0,
+    sasrec_refresh_epochs: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="After evaluation, the served SASRec trains this many more epochs on every "
+            "interaction, the latest ones its fit held out included (0: it serves its training fit).",
+        ),
+    ] = 3,
     no_fusion: Annotated[bool, typer.Option("--no-fusion", help="Skip the LightGBM fusion ranker.")] = False,
     search_candidates: Annotated[
         int | None,
@@ -116,6 +124,7 @@ def train(
         tune_trials=tune_trials or None,
         sasrec_epochs=sasrec_epochs,
         sasrec_budget_s=sasrec_seconds,
+        sasrec_refresh_epochs=sasrec_refresh_epochs,
         fusion=not no_fusion,
         search_candidates=search_candidates or TrainSettings.search_candidates,
         search_finetune_steps=finetune_steps,
