@@ -45,8 +45,8 @@ class TrainSettings:
     sasrec_budget_s: float = 1800.0  # cap on SASRec training seconds
     # after evaluation, the served SASRec goes on this many epochs over every step (the latest
     # ones, held out of its fit, included; 0: it serves its training fit). On Beauty, 3 epochs
-    # took the test NDCG@10 of the served SASRec from 0.048 to 0.055 (a whole new training
-    # of the same length: 0.061; benchmarks/sasrec.py's `refreshed`)
+    # took the test NDCG@10 of SASRec as served from 0.0497 to 0.0537 (`refreshed` in
+    # benchmarks/sasrec-ema.json; a whole new training of the fit's length: 0.061, in a harness)
     sasrec_refresh_epochs: int = 3
     fusion: bool = True
     # below this many validation users the ranker learns noise and its comparison with its parts
