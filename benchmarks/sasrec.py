@@ -215,7 +215,7 @@ def main() -> None:
     ap.add_argument(
         "--refresh-epochs",
         type=int,
-        default=3,
+        default=1,
         help="also score the chosen fit refreshed this many epochs on every step before the test "
         "target, as train's refit serves it (0: not)",
     )

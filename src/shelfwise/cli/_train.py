@@ -64,7 +64,7 @@ def train(
             help="After evaluation, the served SASRec trains this many more epochs on every "
             "interaction, the latest ones its fit held out included (0: it serves its training fit).",
         ),
-    ] = 3,
+    ] = 1,
     no_fusion: Annotated[bool, typer.Option("--no-fusion", help="Skip the LightGBM fusion ranker.")] = False,
     search_candidates: Annotated[
         int | None,

@@ -44,10 +44,12 @@ class TrainSettings:
     sasrec_epochs: int = 20  # SASRec epochs at most (early stopping on validation ends sooner)
     sasrec_budget_s: float = 1800.0  # cap on SASRec training seconds
     # after evaluation, the served SASRec goes on this many epochs over every step (the latest
-    # ones, held out of its fit, included; 0: it serves its training fit). On Beauty, 3 epochs
-    # took the test NDCG@10 of SASRec as served from 0.0497 to 0.0537 (`refreshed` in
-    # benchmarks/sasrec-ema.json; a whole new training of the fit's length: 0.061, in a harness)
-    sasrec_refresh_epochs: int = 3
+    # ones, held out of its fit, included; 0: it serves its training fit). On Beauty, SASRec's
+    # test NDCG@10 as served: 0.0497 -> 0.0537 with 3 epochs (`refreshed` in
+    # benchmarks/sasrec-ema.json), 0.0479 -> 0.0524 with 1 in a harness, at ~6 s an epoch on 2
+    # cores; the served fusion, its other generators refit, gains less (0.0758 -> 0.0763 with 3).
+    # One epoch by default: over half of the 3 epochs' gain, for ~6 s of the Beauty pipeline's 600
+    sasrec_refresh_epochs: int = 1
     fusion: bool = True
     # below this many validation users the ranker learns noise and its comparison with its parts
     # (on a fifth of them) decides nothing: the fusion is skipped
