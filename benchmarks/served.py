@@ -43,6 +43,9 @@ def main() -> None:
         raise SystemExit(f"{args.workdir}: the bundle was not trained with leave-last-out")
     refresh_epochs = int(manifest.settings.get("sasrec_refresh_epochs", 0))
     models, not_evaluable = load_evaluated_models(bundle)
+    sasrec = models.get("sasrec")
+    if isinstance(sasrec, SASRec) and sasrec.serving != "torch":
+        sasrec._serve_from(sasrec.net_)  # scores through its export again, as train evaluated it
     split = make_split(bundle.interactions, "leave_last_out")
     history = split.test.history  # every step before each user's test target
 
@@ -67,7 +70,6 @@ def main() -> None:
     if "fusion" in models:
         models["fusion"].fit(history)  # item statistics; the ranker stays
         served["fusion (SASRec as fitted)"] = score(models["fusion"])
-    sasrec = models.get("sasrec")
     if isinstance(sasrec, SASRec) and refresh_epochs:
         t0 = time.monotonic()
         sasrec.refresh(history, refresh_epochs)
