@@ -60,22 +60,23 @@ def main() -> None:
     evaluated = {name: score(m) for name, m in models.items()}
     served: dict[str, dict] = {}
     seconds: dict[str, float] = {}
+    refit = set(manifest.refit.get("models", []))  # what train's refit did (a cap may stop it)
     for name, model in models.items():  # the generators first, as train's refit
-        if name in ("fusion", "sasrec"):
+        if name in ("fusion", "sasrec") or name not in refit:
             continue
         t0 = time.monotonic()
         model.fit(history)
         seconds[name] = round(time.monotonic() - t0, 1)
         served[name] = score(model)
-    if "fusion" in models:
+    if "fusion" in models and "fusion" in refit:
         models["fusion"].fit(history)  # item statistics; the ranker stays
         served["fusion (SASRec as fitted)"] = score(models["fusion"])
-    if isinstance(sasrec, SASRec) and refresh_epochs:
+    if isinstance(sasrec, SASRec) and refresh_epochs and "sasrec" in refit:
         t0 = time.monotonic()
         sasrec.refresh(history, refresh_epochs)
         seconds["sasrec"] = round(time.monotonic() - t0, 1)
         served["sasrec"] = score(sasrec)
-        if "fusion" in models:
+        if "fusion" in models and "fusion" in refit:
             served["fusion"] = score(models["fusion"])
     report = {
         **provenance(),

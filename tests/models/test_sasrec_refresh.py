@@ -13,7 +13,16 @@ from shelfwise.models import SASRec
 from shelfwise.models._sasrec import _WeightAverage
 from tests.models.planted_data import planted_cycles
 
-SMALL = {"dim": 16, "heads": 1, "layers": 1, "max_len": 10, "batch_size": 32, "dropout": 0.0, "lr": 5e-3}
+SMALL = {
+    "dim": 16,
+    "heads": 1,
+    "layers": 1,
+    "max_len": 10,
+    "batch_size": 32,
+    "dropout": 0.0,
+    "lr": 5e-3,
+    "device": "cpu",
+}
 
 
 def test_the_weight_average_is_a_running_mean_then_exponential():
@@ -109,3 +118,34 @@ def test_refresh_needs_the_network_and_the_same_items(tmp_path, monkeypatch):
     loaded = SASRec.load(tmp_path / "m", split.train)  # scores through ONNX: no network
     with pytest.raises(RuntimeError, match="needs the network"):
         loaded.refresh(split.test.history, 1)
+
+
+def test_the_refit_cap_stops_what_follows_and_is_reported_once():
+    """A refit past its cap starts nothing more (SASRec's refresh, the fusion's statistics
+    included) and the run's caps say so once, naming what it stopped before."""
+    import time
+
+    from shelfwise.lifecycle._train import _Caps, _refit_on_all
+
+    class Slow:
+        def __init__(self) -> None:
+            self.fits = 0
+
+        def fit(self, inter: Interactions) -> None:
+            self.fits += 1
+            time.sleep(0.05)
+
+    inter = planted_cycles(n_users=40, n_items=20, length=6)
+    sasrec = SASRec(epochs=1, **SMALL).fit(inter)
+    slow, later, fusion = Slow(), Slow(), Slow()
+    models = {"itemknn": slow, "ease": later, "sasrec": sasrec, "fusion": fusion}
+    caps = _Caps(lambda msg: None)
+    out = _refit_on_all(models, inter, {}, 0.01, lambda msg: None, None, caps, sasrec_refresh_epochs=1)  # type: ignore[arg-type]
+    assert out["models"] == ["itemknn"] and slow.fits == 1 and later.fits == fusion.fits == 0
+    assert not hasattr(sasrec, "refreshed_epochs_")
+    assert len(caps) == 1 and caps[0]["reached"] == "stopped before ease; refit: itemknn"
+    # within the cap: every model, SASRec refreshed, the fusion last
+    caps = _Caps(lambda msg: None)
+    out = _refit_on_all(models, inter, {}, 600.0, lambda msg: None, None, caps, sasrec_refresh_epochs=1)  # type: ignore[arg-type]
+    assert out["models"] == ["itemknn", "ease", "sasrec", "fusion"] and caps == []
+    assert sasrec.refreshed_epochs_ == 1

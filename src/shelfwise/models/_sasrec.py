@@ -321,6 +321,7 @@ class SASRec(Recommender):
         seqs, lengths = self._training_sequences(interactions)
         start = time.monotonic()
         best, best_state, bad = -np.inf, None, 0
+        self.lr_ = cfg.lr  # lowered by `lr_decay`; a refresh goes on at it
         self.best_epoch_: int | None = None  # the epoch of the kept weights (with a validation)
         self.history_: list[dict[str, float]] = []
         self.stopped_by_ = "epochs"  # the budget ran out (no early stop, no cap)
@@ -337,6 +338,7 @@ class SASRec(Recommender):
                 improved = score > best
                 if improved:
                     best, bad, self.best_epoch_ = score, 0, epoch
+                    self.lr_ = opt.param_groups[0]["lr"]  # the rate the kept weights ended with
                     best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
                 if averaged is not None:
                     averaged.swap()  # training goes on from the raw weights
@@ -353,7 +355,9 @@ class SASRec(Recommender):
                 break
         if best_state is not None:
             net.load_state_dict(best_state)
-        elif averaged is not None:  # no validation: the average at the end is the model
+        else:
+            self.lr_ = opt.param_groups[0]["lr"]
+        if best_state is None and averaged is not None:  # no validation: the average at the end is the model
             averaged.swap()
         self.epochs_ = len(self.history_)
         self.best_validation_ = None if best == -np.inf else best
@@ -371,11 +375,12 @@ class SASRec(Recommender):
 
     def refresh(self, interactions: Interactions, epochs: int) -> Self:
         """Go on training the fitted network for `epochs` more epochs over `interactions`
-        (every step up to now, in the fit's item index), with the fit's settings and no
-        validation: the latest steps, which a leave-last-out validation held out of the fit,
+        (every step up to now, in the fit's item index), with the fit's settings (a new AdamW
+        at the rate the kept weights ended with) and no validation: the latest steps, which a leave-last-out validation held out of the fit,
         are learnt in a few epochs instead of a whole new training (what `train`'s refit for
         serving does). Items are represented as in the fit (one first seen here keeps its text
-        and attribute vector). Seeded: the same fit, data and epochs give the same model."""
+        and attribute vector). Seeded: on a CPU, the same fit, data and epochs give the same
+        model."""
         import torch
 
         net = getattr(self, "net_", None)
@@ -392,7 +397,8 @@ class SASRec(Recommender):
         torch.manual_seed(self.seed + 1)
         rng = np.random.default_rng([self.seed, 1])
         net = self.net_ = net.to(self._device())
-        opt = adamw(net.parameters(), self.lr, self.weight_decay)
+        # the rate the kept weights ended with (lowered by `lr_decay` in the fit), a new AdamW
+        opt = adamw(net.parameters(), getattr(self, "lr_", self.lr), self.weight_decay)
         averaged = _WeightAverage(net, self.ema) if self.ema > 0 else None
         seqs, lengths = self._training_sequences(interactions)
         for _ in range(epochs):
