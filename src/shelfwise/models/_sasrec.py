@@ -355,10 +355,10 @@ class SASRec(Recommender):
                 break
         if best_state is not None:
             net.load_state_dict(best_state)
-        else:
+        else:  # no validation: the model is where training ended (its average, with one)
             self.lr_ = opt.param_groups[0]["lr"]
-        if best_state is None and averaged is not None:  # no validation: the average at the end is the model
-            averaged.swap()
+            if averaged is not None:
+                averaged.swap()
         self.epochs_ = len(self.history_)
         self.best_validation_ = None if best == -np.inf else best
         self._serve_from(net)
@@ -376,9 +376,9 @@ class SASRec(Recommender):
     def refresh(self, interactions: Interactions, epochs: int) -> Self:
         """Go on training the fitted network for `epochs` more epochs over `interactions`
         (every step up to now, in the fit's item index), with the fit's settings (a new AdamW
-        at the rate the kept weights ended with) and no validation: the latest steps, which a leave-last-out validation held out of the fit,
-        are learnt in a few epochs instead of a whole new training (what `train`'s refit for
-        serving does). Items are represented as in the fit (one first seen here keeps its text
+        at the rate the kept weights ended with) and no validation: the latest steps, which a
+        leave-last-out validation held out of the fit, are learnt in a few epochs instead of a
+        whole new training (what `train`'s refit for serving does). Items are represented as in the fit (one first seen here keeps its text
         and attribute vector). Seeded: on a CPU, the same fit, data and epochs give the same
         model."""
         import torch
