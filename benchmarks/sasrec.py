@@ -103,9 +103,17 @@ def fit_candidate(dataset: str, params: dict, val_users: int, threads: int, save
     model.fit(split.train, item_attributes=attrs, validation=validate)
     train_s, train_cpu_s = time.monotonic() - t0, time.process_time() - cpu0
     model.save(save_to)
+    device = model._device()
+    if device.type == "cuda":
+        import torch
+
+        device_name = f"cuda ({torch.cuda.get_device_name(device)}, bfloat16 autocast)"
+    else:
+        device_name = "cpu (float32)"
     return {
         "overrides": params,
         "params": model.config_dict(),
+        "device": device_name,
         "epochs": model.epochs_,
         "stopped_by": model.stopped_by_,
         "best_validation_ndcg@10": model.best_validation_,
@@ -196,6 +204,7 @@ def run(
         "published_ndcg@10": PUBLISHED.get(dataset, {}),
         **{k: chosen[k] for k in ("epochs", "stopped_by", "best_validation_ndcg@10", "validation_curve")},
         **{k: chosen[k] for k in ("train_seconds", "train_cpu_seconds", "torch_threads", "peak_rss_mb")},
+        "device": chosen["device"],
         "refreshed": refreshed,
         "candidates": fitted,
     }

@@ -51,3 +51,16 @@ def test_a_changed_result_file_is_not_a_local_change_but_changed_code_is(tmp_pat
     assert _provenance.provenance()["uncommitted_changes"] is False
     (tmp_path / "benchmarks" / "x.py").write_text("a = 2\n")
     assert _provenance.provenance()["uncommitted_changes"] is True
+
+
+def test_a_copy_without_git_records_the_commit_it_is_told_and_unknown_local_changes(tmp_path, monkeypatch):
+    import _provenance
+
+    monkeypatch.setattr(_provenance, "ROOT", tmp_path)  # no .git here (a copy sent to another machine)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    monkeypatch.delenv("SHELFWISE_BENCH_COMMIT", raising=False)
+    assert _provenance.provenance()["commit"] is None
+    monkeypatch.setenv("SHELFWISE_BENCH_COMMIT", "abc123")
+    record = _provenance.provenance()
+    assert record["commit"] == "abc123"
+    assert record["uncommitted_changes"] is None
