@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..features import Interactions
-from ._base import Recommender
+from ._base import Recommender, Results
 
 
 class Popularity(Recommender):
@@ -29,3 +29,47 @@ class Popularity(Recommender):
 
     def _score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
         return np.broadcast_to(self.scores_, (len(users), len(self.scores_)))
+
+    def recommend(
+        self,
+        users: np.ndarray,
+        k: int = 10,
+        exclude_seen: bool = True,
+        history: Interactions | None = None,
+    ) -> Results:
+        """Every user's list is the one global order (the scores' descending order, equal
+        scores by item index) less the items they have seen: each row reads the first k + (its
+        batch's most seen) items of that order instead of ranking the whole catalog. Items
+        with equal counts (common at a top-k boundary) made every row of the generic path rank
+        its whole row (~8 s for Beauty's 22k users and 12k items, once per evaluation)."""
+        hist = self._history(history)
+        users = np.asarray(users, np.int64)
+        scores = np.asarray(self.scores_, np.float32)
+        m, n = len(scores), len(users)
+        order = np.argsort(-scores, kind="stable")
+        position = np.empty(m, np.int64)
+        position[order] = np.arange(m)
+        ids = np.full((n, k), -1, np.int64)
+        if k <= 0 or m == 0 or n == 0:
+            return Results(ids, np.full((n, k), -np.inf, np.float32))
+        seen = hist.seen()[users] if exclude_seen else None
+        for start in range(0, n, self.scoring_batch_size):
+            stop = min(start + self.scoring_batch_size, n)
+            if seen is None:
+                ids[start:stop, : min(k, m)] = order[:k]
+                continue
+            rows = seen[start:stop]
+            per_row = np.diff(rows.indptr)
+            width = min(m, k + int(per_row.max(initial=0)))
+            hidden = np.zeros((stop - start, width), bool)
+            pos = position[rows.indices]
+            r = np.repeat(np.arange(stop - start), per_row)
+            inside = pos < width
+            hidden[r[inside], pos[inside]] = True
+            # the first k unhidden positions of each row, in order (a stable sort puts False first)
+            first = np.argsort(hidden, axis=1, kind="stable")[:, : min(k, width)]
+            got = order[first]
+            got[np.take_along_axis(hidden, first, axis=1)] = -1  # fewer than k unseen items
+            ids[start:stop, : got.shape[1]] = got
+        out = np.where(ids >= 0, scores[np.maximum(ids, 0)], -np.inf).astype(np.float32)
+        return Results(ids, out)
