@@ -151,3 +151,31 @@ def test_train_leaves_out_noisy_keys_and_catalogs_that_share_too_little():
     # one brand shared by 2 of 40 products (5% is the floor): read; by none: no attributes
     assert _item_attributes(catalog([""] * n, ["acme", "acme"] + [""] * (n - 2))) is not None
     assert _item_attributes(catalog([""] * n, ["acme"] + [""] * (n - 1))) is None
+
+
+def test_the_sparse_product_sums_the_bags_as_embedding_bag_does_and_is_not_saved():
+    """The attribute vectors come from one sparse product (`_SparseRows`), not the EmbeddingBag
+    that holds their weights: the same vectors and the same weight gradient, and the sparse
+    cache travels in no pickle."""
+    import pickle
+
+    from shelfwise.models._sasrec_net import SASRecNet
+
+    values = [[f"brand:{j % 7}", f"category:{j % 3}", f"size:{j % 5}"] for j in range(60)]
+    attrs = attribute_matrix(values)
+    net = SASRec(dim=16, heads=1, layers=1, max_len=8, item_attributes=True).cfg
+    model = SASRecNet(60, net, None, attrs)
+    bag = model.attr_emb
+    grad = torch.randn(61, 16)
+    reference = bag(model.attr_index, model.attr_offsets, per_sample_weights=model.attr_weight)
+    (reference * grad).sum().backward()
+    expected = bag.weight.grad.clone()
+    bag.weight.grad = None
+    vectors = model.item_vectors() - model.item_emb.weight * model.seen
+    (vectors * grad).sum().backward()
+    np.testing.assert_allclose(vectors.detach().numpy(), reference.detach().numpy(), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        bag.weight.grad.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6
+    )  # (summed in another order)
+    assert "_attr_rows" in vars(model)
+    assert "_attr_rows" not in vars(pickle.loads(pickle.dumps(model)))

@@ -89,12 +89,37 @@ class SASRecNet(nn.Module):
             out = out + self.text_proj(cast(torch.Tensor, self.text))
         attr_emb = getattr(self, "attr_emb", None)
         if attr_emb is not None:
-            out = out + attr_emb(
-                cast(torch.Tensor, self.attr_index),
-                cast(torch.Tensor, self.attr_offsets),
-                per_sample_weights=cast(torch.Tensor, self.attr_weight),
-            )
+            # the bags' weighted sums as one sparse product (`_SparseRows`): the sums of
+            # `attr_emb(index, offsets, per_sample_weights=...)` (the gradient summed in another
+            # order: the same bits on Beauty after 2 epochs, not in general) at ~40% of its cost
+            # with the backward (EmbeddingBag's backward was a sixth of a Beauty SASRec epoch)
+            rows, rows_t = self._attribute_rows()
+            out = out + _SparseRows.apply(attr_emb.weight, rows, rows_t)
         return out
+
+    def _attribute_rows(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The attribute bags as a sparse CSR matrix (items + 1) x values and its transpose,
+        made from the `attr_*` buffers once per device (a cache, not state: not saved)."""
+        index = cast(torch.Tensor, self.attr_index)
+        key = (index.device, index.data_ptr())
+        cached = self.__dict__.get("_attr_rows")
+        if cached is None or cached[0] != key:
+            offsets, weight = cast(torch.Tensor, self.attr_offsets), cast(torch.Tensor, self.attr_weight)
+            shape = (len(offsets) - 1, cast(nn.EmbeddingBag, self.attr_emb).num_embeddings)
+            with warnings.catch_warnings():  # "sparse CSR support is in beta" (it is what we use)
+                warnings.simplefilter("ignore")
+                rows = torch.sparse_csr_tensor(offsets, index, weight, size=shape)
+                csc = rows.to_sparse_csc()  # the transpose's CSR: columns become rows
+                rows_t = torch.sparse_csr_tensor(
+                    csc.ccol_indices(), csc.row_indices(), csc.values(), size=shape[::-1]
+                )
+            cached = self.__dict__["_attr_rows"] = (key, rows, rows_t)
+        return cached[1], cached[2]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())
+        state.pop("_attr_rows", None)  # a cache of the buffers, rebuilt on use
+        return state
 
     @property
     def side_inputs(self) -> bool:
@@ -190,6 +215,23 @@ class _Query(nn.Module):
         vectors = cast(torch.Tensor, self.vectors)
         h = self.net.encode(seq, nn.functional.embedding(seq, vectors))[:, -1]
         return h @ vectors[1:].T
+
+
+class _SparseRows(torch.autograd.Function):
+    """`rows @ weight` for a fixed sparse CSR matrix `rows` (float32, autocast or not), with the
+    backward `rows_t @ grad` (`rows_t` its transpose, CSR): each weight row's gradient is summed
+    by one thread in a fixed order, the same bits on any number of threads."""
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
+    def forward(ctx: Any, weight: torch.Tensor, rows: torch.Tensor, rows_t: torch.Tensor) -> torch.Tensor:
+        ctx.rows_t = rows_t
+        return rows @ weight
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        return ctx.rows_t @ grad.float(), None, None
 
 
 def export_query(net: SASRecNet, out: Path) -> Path:
