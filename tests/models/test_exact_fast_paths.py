@@ -137,3 +137,18 @@ def test_an_ease_saved_column_major_loads_row_major(tmp_path) -> None:
     assert np.array_equal(loaded.weights_, model.weights_)
     users = np.arange(inter.n_users)
     assert np.array_equal(loaded.score(users), model.score(users))
+
+
+@pytest.mark.parametrize("k", [10, 50, 100])
+def test_top_k_on_a_catalog_of_many_groups(k: int) -> None:
+    """Many groups (the strided groups `_distinct_top` bounds the top k with), a short last
+    group, seen items, ties and a row the bound cannot narrow: the same ranking as the whole
+    row's selection."""
+    s = _scores(seed=k, n=64, m=200 * TOPK_BLOCK + 5)
+    s[50:55, -5:] = 5.0  # the best items in the short last group (ties among them)
+    s[55, -1] = 7.0  # the best item alone in the last column
+    got, want = top_k(s, k), _reference(s, k)
+    assert np.array_equal(got.ids, want.ids)
+    assert np.array_equal(got.scores, want.scores, equal_nan=True)
+    ids = np.empty((len(s), k), np.int64)
+    assert _distinct_top(s, k, ids)[:10].all()  # the fast path took the plain rows

@@ -73,27 +73,49 @@ def _distinct_top(scores: np.ndarray, k: int, ids: np.ndarray) -> np.ndarray:
     """Fill `ids` with the best k items, best first, of each row whose best k + 1 scores are
     pairwise distinct (there the answer is unique); returns which rows it filled.
 
-    The (k+1)-th largest of the rows' block maxima is reached by at least k + 1 items, so the
-    best k + 1 items are among those at or above it: a few hundred of a row's thousands.
+    A row's items are split into groups of TOPK_BLOCK (strided: group g holds the columns
+    g, g + G, g + 2G, ... of the first G x TOPK_BLOCK; the rest is one more group). The (k+1)-th
+    largest of the groups' maxima is reached by at least k + 1 items, so the best k + 1 items
+    are among those at or above it, and those lie in the groups whose maximum is: a few
+    hundred of a row's thousands, read without another pass over the row. (Strided groups: the
+    maxima are a reduction over the middle axis, whose inner loop runs along the row, ~5x
+    faster than maxima of contiguous blocks, which reduce 64 values at a time; a third of a
+    Beauty training run's top-k time went there.)
     Rows with a tie there, with NaN, with under k + 1 finite scores or with too many items at
     the bound (a row of mostly equal scores) are left to the caller."""
     n, m = scores.shape
-    nb = m // TOPK_BLOCK
+    nb = m // TOPK_BLOCK  # G: the number of full groups
     done = np.zeros(n, bool)
     if nb < k + 1 or n == 0:
         return done
-    bmax = scores[:, : nb * TOPK_BLOCK].reshape(n, nb, TOPK_BLOCK).max(axis=2)
+    grid = scores[:, : nb * TOPK_BLOCK].reshape(n, TOPK_BLOCK, nb)  # [row, i, g]: column i * G + g
+    bmax = grid.max(axis=1)
     if nb * TOPK_BLOCK < m:
         bmax = np.concatenate([bmax, scores[:, nb * TOPK_BLOCK :].max(axis=1, keepdims=True)], axis=1)
     bound = -np.partition(-bmax, k, axis=1)[:, k]
-    above = scores >= bound[:, None]
-    count = above.sum(axis=1)
-    tried = np.isfinite(bound) & ~np.isnan(bmax).any(axis=1) & (count <= max(16 * (k + 1), 1024))
-    above[~tried] = False
-    r, c = np.nonzero(above)
-    if len(r) == 0:
+    limit = max(16 * (k + 1), 1024)
+    # a group above the bound holds at least one item above it, so a row with more such
+    # groups than `limit` has too many items anyway
+    hit = bmax >= bound[:, None]
+    maybe = np.isfinite(bound) & ~np.isnan(bmax).any(axis=1) & (hit.sum(axis=1) <= limit)
+    hit[~maybe] = False
+    pr, pb = np.nonzero(hit)  # (row, group) pairs, rows ascending
+    if len(pr) == 0:
         return done
-    v = scores[r, c]
+    full = pb < nb
+    groups = np.full((len(pr), TOPK_BLOCK), -np.inf, scores.dtype)
+    groups[full] = grid[pr[full], :, pb[full]]
+    if not full.all():  # the last, shorter group (m not a multiple of TOPK_BLOCK)
+        groups[~full, : m - nb * TOPK_BLOCK] = scores[pr[~full], nb * TOPK_BLOCK :]
+    inside = groups >= bound[pr, None]
+    count = np.bincount(pr, weights=inside.sum(axis=1), minlength=n).astype(np.int64)
+    tried = maybe & (count <= limit)
+    inside[~tried[pr]] = False
+    p, j = np.nonzero(inside)  # rows ascending; within a row any order (sorted below)
+    if len(p) == 0:
+        return done
+    r, v = pr[p], groups[p, j]
+    c = np.where(pb[p] < nb, j * nb + pb[p], nb * TOPK_BLOCK + j)
     order = np.lexsort((-v, r))  # by row, best first; ties in any order (checked below)
     c, v = c[order], v[order]
     rows = np.flatnonzero(tried)
