@@ -64,10 +64,11 @@ def provenance() -> dict:
     except ValueError:
         script_name = script.name
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
+    # a copy of the tree run elsewhere (without its .git, or with a stale one) is told its
+    # commit by SHELFWISE_BENCH_COMMIT, which then wins; its local changes are unknown (None)
+    told = os.environ.get("SHELFWISE_BENCH_COMMIT") or None
     return {
-        # a copy of the tree without its .git (run on another machine) is told its commit by
-        # SHELFWISE_BENCH_COMMIT, and its local changes are then unknown (None)
-        "commit": _git("rev-parse", "HEAD") or os.environ.get("SHELFWISE_BENCH_COMMIT") or None,
+        "commit": told or _git("rev-parse", "HEAD") or None,
         # the results files (benchmarks/*.json) are outputs, not code: a script that writes its
         # parts as they end would otherwise record its own first part as a local change
         "uncommitted_changes": bool(
@@ -75,7 +76,7 @@ def provenance() -> dict:
                 "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude,glob)benchmarks/*.json"
             )
         )
-        if _git("rev-parse", "HEAD")
+        if not told and _git("rev-parse", "HEAD")
         else None,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python", script_name, *map(_portable_arg, sys.argv[1:])]),

@@ -64,3 +64,11 @@ def test_a_copy_without_git_records_the_commit_it_is_told_and_unknown_local_chan
     record = _provenance.provenance()
     assert record["commit"] == "abc123"
     assert record["uncommitted_changes"] is None
+
+
+def test_the_commit_it_is_told_wins_over_a_stale_git(tmp_path, monkeypatch):
+    import _provenance
+
+    monkeypatch.setenv("SHELFWISE_BENCH_COMMIT", "def456")  # ROOT is this checkout, with its .git
+    record = _provenance.provenance()
+    assert record["commit"] == "def456" and record["uncommitted_changes"] is None

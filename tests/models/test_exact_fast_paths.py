@@ -152,3 +152,14 @@ def test_top_k_on_a_catalog_of_many_groups(k: int) -> None:
     assert np.array_equal(got.scores, want.scores, equal_nan=True)
     ids = np.empty((len(s), k), np.int64)
     assert _distinct_top(s, k, ids)[:10].all()  # the fast path took the plain rows
+
+
+def test_integer_scores_rank_as_the_selection_without_a_warning() -> None:
+    import warnings
+
+    s = np.random.default_rng(5).integers(-1000, 1000, (8, 50 * TOPK_BLOCK + 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (a -inf fill cast to int warned)
+        got = top_k(s, 10)
+    want = _reference(s.astype(np.float64), 10)
+    assert np.array_equal(got.ids, want.ids) and np.array_equal(got.scores, want.scores)

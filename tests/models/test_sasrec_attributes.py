@@ -179,3 +179,28 @@ def test_the_sparse_product_sums_the_bags_as_embedding_bag_does_and_is_not_saved
     )  # (summed in another order)
     assert "_attr_rows" in vars(model)
     assert "_attr_rows" not in vars(pickle.loads(pickle.dumps(model)))
+
+
+def test_the_sparse_cache_follows_buffers_loaded_in_place():
+    """`load_state_dict` writes the attribute buffers in place: the next product (forward and
+    backward) reads the new weights, not the cached ones."""
+    from shelfwise.models._sasrec_net import SASRecNet
+
+    cfg = SASRec(dim=8, heads=1, layers=1, max_len=4, item_attributes=True).cfg
+    values = [[f"brand:{j % 3}", f"size:{j % 4}"] for j in range(24)]
+    net = SASRecNet(24, cfg, None, attribute_matrix(values))
+    net.item_vectors()  # the cache is built
+    other = SASRecNet(24, cfg, None, attribute_matrix(values))
+    state = other.state_dict()
+    state["attr_weight"] = state["attr_weight"] * 3.0
+    net.load_state_dict(state)
+    grad = torch.randn(25, 8)
+    bag = net.attr_emb
+    reference = bag(net.attr_index, net.attr_offsets, per_sample_weights=net.attr_weight)
+    (reference * grad).sum().backward()
+    expected = bag.weight.grad.clone()
+    bag.weight.grad = None
+    vectors = net.item_vectors() - net.item_emb.weight * net.seen
+    (vectors * grad).sum().backward()
+    np.testing.assert_allclose(vectors.detach().numpy(), reference.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(bag.weight.grad.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)

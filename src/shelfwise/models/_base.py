@@ -103,11 +103,13 @@ def _distinct_top(scores: np.ndarray, k: int, ids: np.ndarray) -> np.ndarray:
     if len(pr) == 0:
         return done
     full = pb < nb
-    groups = np.full((len(pr), TOPK_BLOCK), -np.inf, scores.dtype)
+    groups = np.zeros((len(pr), TOPK_BLOCK), scores.dtype)
     groups[full] = grid[pr[full], :, pb[full]]
+    width = m - nb * TOPK_BLOCK
     if not full.all():  # the last, shorter group (m not a multiple of TOPK_BLOCK)
-        groups[~full, : m - nb * TOPK_BLOCK] = scores[pr[~full], nb * TOPK_BLOCK :]
+        groups[~full, :width] = scores[pr[~full], nb * TOPK_BLOCK :]
     inside = groups >= bound[pr, None]
+    inside[~full, width:] = False  # the short group's empty places (whatever the dtype)
     count = np.bincount(pr, weights=inside.sum(axis=1), minlength=n).astype(np.int64)
     tried = maybe & (count <= limit)
     inside[~tried[pr]] = False

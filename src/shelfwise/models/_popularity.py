@@ -26,6 +26,7 @@ class Popularity(Recommender):
         # tiny tie-breaker on all-time counts keeps the order stable when the window is sparse
         total = np.bincount(interactions.item_idx, minlength=interactions.n_items)
         self.scores_ = (counts + 1e-6 * total / max(total.max(), 1)).astype(np.float32)
+        self.order_ = np.argsort(-self.scores_, kind="stable")  # equal scores by item index
 
     def _score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
         return np.broadcast_to(self.scores_, (len(users), len(self.scores_)))
@@ -46,7 +47,9 @@ class Popularity(Recommender):
         users = np.asarray(users, np.int64)
         scores = np.asarray(self.scores_, np.float32)
         m, n = len(scores), len(users)
-        order = np.argsort(-scores, kind="stable")
+        order = getattr(self, "order_", None)
+        if order is None or len(order) != m:  # (a model saved before the order was kept)
+            order = self.order_ = np.argsort(-scores, kind="stable")
         position = np.empty(m, np.int64)
         position[order] = np.arange(m)
         ids = np.full((n, k), -1, np.int64)

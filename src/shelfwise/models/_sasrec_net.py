@@ -100,15 +100,18 @@ class SASRecNet(nn.Module):
     def _attribute_rows(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The attribute bags as a sparse CSR matrix (items + 1) x values and its transpose,
         made from the `attr_*` buffers once per device (a cache, not state: not saved)."""
-        index = cast(torch.Tensor, self.attr_index)
-        key = (index.device, index.data_ptr())
+        index, offsets = cast(torch.Tensor, self.attr_index), cast(torch.Tensor, self.attr_offsets)
+        weight = cast(torch.Tensor, self.attr_weight)
+        bag = cast(nn.EmbeddingBag, self.attr_emb)
+        # rebuilt when a buffer moves, is replaced or is written in place (`_version`:
+        # load_state_dict copies into the buffers) or the weights change dtype
+        key = (bag.weight.dtype, *((t.device, t.data_ptr(), t._version) for t in (index, offsets, weight)))
         cached = self.__dict__.get("_attr_rows")
         if cached is None or cached[0] != key:
-            offsets, weight = cast(torch.Tensor, self.attr_offsets), cast(torch.Tensor, self.attr_weight)
-            shape = (len(offsets) - 1, cast(nn.EmbeddingBag, self.attr_emb).num_embeddings)
+            shape = (len(offsets) - 1, bag.num_embeddings)
             with warnings.catch_warnings():  # "sparse CSR support is in beta" (it is what we use)
                 warnings.simplefilter("ignore")
-                rows = torch.sparse_csr_tensor(offsets, index, weight, size=shape)
+                rows = torch.sparse_csr_tensor(offsets, index, weight.to(bag.weight.dtype), size=shape)
                 csc = rows.to_sparse_csc()  # the transpose's CSR: columns become rows
                 rows_t = torch.sparse_csr_tensor(
                     csc.ccol_indices(), csc.row_indices(), csc.values(), size=shape[::-1]
