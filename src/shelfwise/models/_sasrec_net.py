@@ -221,7 +221,8 @@ class _Query(nn.Module):
 
 
 class _SparseRows(torch.autograd.Function):
-    """`rows @ weight` for a fixed sparse CSR matrix `rows` (float32, autocast or not), with the
+    """`rows @ weight` for a fixed sparse CSR matrix `rows` (in the weight's dtype; float32
+    under CUDA autocast), with the
     backward `rows_t @ grad` (`rows_t` its transpose, CSR): each weight row's gradient is summed
     by one thread in a fixed order, the same bits on any number of threads."""
 
@@ -234,7 +235,7 @@ class _SparseRows(torch.autograd.Function):
     @staticmethod
     @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        return ctx.rows_t @ grad.float(), None, None
+        return ctx.rows_t @ grad.to(ctx.rows_t.dtype), None, None
 
 
 def export_query(net: SASRecNet, out: Path) -> Path:
