@@ -67,8 +67,9 @@ def provenance() -> dict:
     # a copy of the tree run elsewhere (without its .git, or with a stale one) is told its
     # commit by SHELFWISE_BENCH_COMMIT, which then wins; its local changes are unknown (None)
     told = os.environ.get("SHELFWISE_BENCH_COMMIT") or None
+    head = None if told else _git("rev-parse", "HEAD") or None
     return {
-        "commit": told or _git("rev-parse", "HEAD") or None,
+        "commit": told or head,
         # the results files (benchmarks/*.json) are outputs, not code: a script that writes its
         # parts as they end would otherwise record its own first part as a local change
         "uncommitted_changes": bool(
@@ -76,7 +77,7 @@ def provenance() -> dict:
                 "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude,glob)benchmarks/*.json"
             )
         )
-        if not told and _git("rev-parse", "HEAD")
+        if head
         else None,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python", script_name, *map(_portable_arg, sys.argv[1:])]),

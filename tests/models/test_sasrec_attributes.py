@@ -165,18 +165,9 @@ def test_the_sparse_product_sums_the_bags_as_embedding_bag_does_and_is_not_saved
     attrs = attribute_matrix(values)
     net = SASRec(dim=16, heads=1, layers=1, max_len=8, item_attributes=True).cfg
     model = SASRecNet(60, net, None, attrs)
-    bag = model.attr_emb
-    grad = torch.randn(61, 16)
-    reference = bag(model.attr_index, model.attr_offsets, per_sample_weights=model.attr_weight)
-    (reference * grad).sum().backward()
-    expected = bag.weight.grad.clone()
-    bag.weight.grad = None
-    vectors = model.item_vectors() - model.item_emb.weight * model.seen
-    (vectors * grad).sum().backward()
-    np.testing.assert_allclose(vectors.detach().numpy(), reference.detach().numpy(), rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(
-        bag.weight.grad.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6
-    )  # (summed in another order)
+    vectors, reference, gradient, expected = _sparse_and_bag(model)
+    np.testing.assert_allclose(vectors, reference, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(gradient, expected, rtol=1e-5, atol=1e-6)  # (summed in another order)
     assert "_attr_rows" in vars(model)
     assert "_attr_rows" not in vars(pickle.loads(pickle.dumps(model)))
 
@@ -194,13 +185,26 @@ def test_the_sparse_cache_follows_buffers_loaded_in_place():
     state = other.state_dict()
     state["attr_weight"] = state["attr_weight"] * 3.0
     net.load_state_dict(state)
-    grad = torch.randn(25, 8)
+    vectors, reference, gradient, expected = _sparse_and_bag(net)
+    np.testing.assert_allclose(vectors, reference, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(gradient, expected, rtol=1e-5, atol=1e-6)
+
+
+def _sparse_and_bag(net) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The attribute part of `net.item_vectors()` (the sparse product) and the EmbeddingBag's
+    sums of the same buffers, and the bag weights' gradient through each, for one random
+    upstream gradient: (vectors, reference, gradient, expected gradient)."""
     bag = net.attr_emb
+    grad = torch.randn(net.attr_offsets.shape[0] - 1, bag.weight.shape[1])  # (items + 1, dim)
     reference = bag(net.attr_index, net.attr_offsets, per_sample_weights=net.attr_weight)
     (reference * grad).sum().backward()
     expected = bag.weight.grad.clone()
     bag.weight.grad = None
     vectors = net.item_vectors() - net.item_emb.weight * net.seen
     (vectors * grad).sum().backward()
-    np.testing.assert_allclose(vectors.detach().numpy(), reference.detach().numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(bag.weight.grad.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+    return (
+        vectors.detach().numpy(),
+        reference.detach().numpy(),
+        bag.weight.grad.numpy(),
+        expected.numpy(),
+    )

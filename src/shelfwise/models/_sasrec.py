@@ -378,9 +378,9 @@ class SASRec(Recommender):
         (every step up to now, in the fit's item index), with the fit's settings (a new AdamW
         at the rate the kept weights ended with) and no validation: the latest steps, which a
         leave-last-out validation held out of the fit, are learnt in a few epochs instead of a
-        whole new training (what `train`'s refit for serving does). Items are represented as in the fit (one first seen here keeps its text
-        and attribute vector). Seeded: on a CPU, the same fit, data and epochs give the same
-        model."""
+        whole new training (what `train`'s refit for serving does). Items are represented as in
+        the fit (one first seen here keeps its text and attribute vector). Seeded: on a CPU, the
+        same fit, data and epochs give the same model."""
         import torch
 
         net = getattr(self, "net_", None)
