@@ -77,6 +77,26 @@ def test_a_fitted_model_scores_as_it_is_served(tmp_path):
     np.testing.assert_array_equal(copy.score([inter.sequence(0)]), loaded.score(np.array([0])))
 
 
+def test_many_histories_are_shared_out_with_the_scores_of_one_at_a_time(monkeypatch):
+    """Many histories are scored by one single-threaded session per core, side by side: each
+    history's scores are exactly those it gets alone (as a request is served)."""
+    from shelfwise import _threads
+    from shelfwise.models import _sasrec
+
+    inter = planted_cycles(n_users=60, length=10)
+    model = SASRec(epochs=2, dim=16, heads=1, layers=1, max_len=MAX_LEN, batch_size=32).fit(inter)
+    users = np.arange(inter.n_users)
+    alone = np.vstack([model.score(np.array([u])) for u in users])
+    monkeypatch.delenv("SHELFWISE_ENCODER_THREADS", raising=False)
+    monkeypatch.setattr(_threads, "available_cpus", lambda: 3)
+    monkeypatch.setattr(_sasrec, "SHARD_MIN_HISTORIES", 8)
+    shared = model.score(users)
+    assert len(model.onnx_._workers) == 3  # three shards of 20 histories
+    np.testing.assert_array_equal(shared, alone)
+    monkeypatch.setattr(_sasrec, "SHARD_MIN_HISTORIES", 40)  # 60 histories: one worker's worth
+    np.testing.assert_array_equal(model.score(users), alone)
+
+
 def _histories(inter: Interactions) -> Interactions:
     """User u keeps its first u % 14 steps: lengths 0 (empty) to 13, below and above max_len."""
     keep = np.zeros(len(inter), bool)

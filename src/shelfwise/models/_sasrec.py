@@ -159,6 +159,9 @@ def _length_buckets(lengths: np.ndarray, batch_size: int, rng: np.random.Generat
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+SHARD_MIN_HISTORIES = 64  # `_OnnxScorer.score` shares out histories from this many a worker
+
+
 def _left_pad(seqs: list[np.ndarray], length: int) -> np.ndarray:
     out = np.zeros((len(seqs), length), np.int64)
     for r, s in enumerate(seqs):
@@ -604,6 +607,7 @@ class _OnnxScorer:
         self.int8 = str(self.meta["weights"]).startswith("int8")
         self._graph = graph
         self._session: Any = None
+        self._workers: list[Any] = []  # single-threaded sessions for `score`'s shards
         self._pid = -1
 
     @classmethod
@@ -629,15 +633,25 @@ class _OnnxScorer:
         # the graph travels with a copy (a Spark broadcast reaches executors on other hosts,
         # where the driver's bundle path does not exist)
         graph = self._graph if self._graph is not None else (self.directory / QUERY_ONNX).read_bytes()
-        return {**vars(self), "_graph": graph, "_session": None, "_pid": -1}
+        return {**vars(self), "_graph": graph, "_session": None, "_workers": [], "_pid": -1}
 
     def session(self) -> Any:
         if self._session is None or self._pid != os.getpid():
             from ..features._text_encoder import onnx_session
 
             source = self._graph if self._graph is not None else self.directory / QUERY_ONNX
-            self._session, self._pid = onnx_session(source), os.getpid()
+            self._session, self._workers, self._pid = onnx_session(source), [], os.getpid()
         return self._session
+
+    def _worker_sessions(self, n: int) -> list[Any]:
+        """`n` single-threaded sessions of the graph (made once per process)."""
+        self.session()  # (a forked process drops its parent's)
+        if len(self._workers) != n:
+            from ..features._text_encoder import onnx_session
+
+            source = self._graph if self._graph is not None else self.directory / QUERY_ONNX
+            self._workers = [onnx_session(source, threads=1) for _ in range(n)]
+        return self._workers
 
     def score(self, seqs: list[np.ndarray]) -> np.ndarray:
         """(B, n_items) float32 scores, each history left-padded (or cut) to max_len.
@@ -645,12 +659,34 @@ class _OnnxScorer:
         The int8 graph quantizes its activations with one scale per input tensor (dynamic
         quantization), so a history's scores would depend on the other histories of its batch:
         it is run one history at a time, as a request is served, and an evaluation of many users
-        gets exactly the scores each of them is served."""
+        gets exactly the scores each of them is served. Many histories are shared out over one
+        single-threaded session per core, each in a thread (onnxruntime releases the GIL; a
+        session of two intra-op threads keeps the cores half idle on one history's small
+        products): the same scores, in about half the time on 2 cores."""
         arr = _left_pad(seqs, self.max_len)
         session = self.session()
         if not self.int8 or len(arr) <= 1:
             return cast(np.ndarray, session.run(None, {"seq": arr})[0])
-        return np.concatenate([session.run(None, {"seq": arr[i : i + 1]})[0] for i in range(len(arr))])
+        from ..features._text_encoder import bulk_workers
+
+        n = min(bulk_workers(), len(arr) // SHARD_MIN_HISTORIES)
+        if n <= 1:
+            return np.concatenate([session.run(None, {"seq": arr[i : i + 1]})[0] for i in range(len(arr))])
+        from concurrent.futures import ThreadPoolExecutor
+
+        workers = self._worker_sessions(n)
+        bounds = np.linspace(0, len(arr), n + 1).astype(int)
+        first = workers[0].run(None, {"seq": arr[:1]})[0]
+        out = np.empty((len(arr), first.shape[1]), first.dtype)
+
+        def shard(k: int) -> None:
+            sess = workers[k]
+            for i in range(bounds[k], bounds[k + 1]):
+                out[i] = sess.run(None, {"seq": arr[i : i + 1]})[0][0]
+
+        with ThreadPoolExecutor(n) as pool:
+            list(pool.map(shard, range(n)))
+        return out
 
 
 def _as_metric(validation: Validation | None) -> Callable[[Recommender], float] | None:
