@@ -190,7 +190,16 @@ def capture(out: Path, depth: int | None = None, bundle: Path | None = None, lea
     eng = SearchEngine.load(bundle or out / "bundle")
     if depth is not None:
         eng.candidates = depth
-    print("depth", eng.candidates, flush=True)
+    if "tuned" in str(eng.semantic_.encoder):
+        # search.py and `train` fit the ranker right after the fine-tune, in one process: the
+        # queries the encoder was tuned on have their encoder columns missing. A saved bundle
+        # does not say which queries those were; `build` tuned on `_tuning`'s (without this,
+        # every capture before had them unmasked: test NDCG@10 0.5382 vs 0.5363 masked)
+        from shelfwise.search._training import _query_key
+
+        queries, _, tuned, _, _ = _tuning(judg)
+        eng.tuned_on_ = frozenset(_query_key(queries[q]) for q in tuned)
+    print("depth", eng.candidates, "tuned-encoder queries", len(eng.tuned_on_), flush=True)
     index = {p: i for i, p in enumerate(eng.catalog.product_ids)}
     cap = []
     orig = eng._features
