@@ -1,6 +1,7 @@
 """Fast paths that change no number: `top_k` on rows whose best k + 1 scores are distinct
 ranks exactly as the selection over the whole row it replaced, ties included (those rows
-still take that path); EASE's row-major weights score as the column-major ones did."""
+still take that path); EASE's weights are row-major, from a Cholesky inverse equal to the exact
+inverse to float32 precision (LU, bit for bit as before, when Cholesky refuses)."""
 
 import numpy as np
 import pytest
@@ -80,13 +81,13 @@ def test_float64_and_broadcast_scores() -> None:
     assert np.array_equal(got.ids, want.ids) and np.array_equal(got.scores, want.scores)
 
 
-def test_ease_weights_are_row_major_and_score_as_before() -> None:
+def test_ease_weights_are_row_major_and_score_as_before(monkeypatch) -> None:
     """EASE's item weights are kept row-major (scoring a batch no longer copies the whole
-    items x items matrix); the values, and so the scores, are those of the column-major
-    inverse bit for bit."""
+    items x items matrix). They come from the Cholesky inverse, equal to the exact inverse to
+    float32 precision; a Gram matrix Cholesky refuses goes through LU as before, bit for bit."""
     from shelfwise.features import Interactions
-    from shelfwise.models import EASE
-    from shelfwise.models._factorization import _row_major_in_place
+    from shelfwise.models import EASE, _factorization
+    from shelfwise.models._factorization import _row_major_in_place, _spd_inverse
 
     rng = np.random.default_rng(0)
     f = np.asfortranarray(rng.random((1100, 1100), dtype=np.float32))
@@ -107,16 +108,32 @@ def test_ease_weights_are_row_major_and_score_as_before() -> None:
     x = inter.seen()[:, model.items_]
     g = (x.T @ x).toarray().astype(np.float32)
     g[np.diag_indices_from(g)] += np.float32(50.0)
-    p = scipy.linalg.inv(g, overwrite_a=True, check_finite=False)
-    p /= -np.diag(p)
-    p[np.diag_indices_from(p)] = 0.0
-    assert np.array_equal(model.weights_, p)
+    exact = np.linalg.inv(g.astype(np.float64))
+    exact /= -np.diag(exact)
+    exact[np.diag_indices_from(exact)] = 0.0
+    np.testing.assert_allclose(model.weights_, exact, rtol=0, atol=1e-6 * np.abs(exact).max())
     users_asked = np.arange(inter.n_users)
     scores = model.score(users_asked)
     h = inter.seen()[users_asked][:, model.items_]
-    old = np.zeros_like(scores)
-    old[:, model.items_] = h @ p  # the column-major weights, as scored before
-    assert np.array_equal(scores, old)
+    direct = np.zeros_like(scores)
+    direct[:, model.items_] = h @ model.weights_
+    assert np.array_equal(scores, direct)
+
+    # the inverse in the Gram matrix's own buffer, both triangles, whichever its memory order
+    for order in ("C", "F"):
+        a = np.array(g, order=order)
+        inv = _spd_inverse(a, block=64)
+        assert inv is not None and inv.flags.c_contiguous and np.shares_memory(inv, a)
+        assert np.array_equal(inv, inv.T)
+    assert _spd_inverse(np.array([[1.0, 2.0], [2.0, 1.0]], np.float32)) is None  # not positive definite
+
+    # Cholesky refused: the LU inverse, as every fit before it
+    monkeypatch.setattr(_factorization, "_spd_inverse", lambda a, block=512: None)
+    lu = scipy.linalg.inv(g.copy(), overwrite_a=True, check_finite=False)
+    lu /= -np.diag(lu)
+    lu[np.diag_indices_from(lu)] = 0.0
+    fallback = EASE(l2=50.0).fit(inter)
+    assert fallback.weights_.flags.c_contiguous and np.array_equal(fallback.weights_, lu)
 
 
 def test_an_ease_saved_column_major_loads_row_major(tmp_path) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 import scipy.linalg
@@ -167,20 +167,17 @@ class EASE(Recommender):
         keep = np.argsort(-counts, kind="stable")[: self.max_items]
         keep = np.sort(keep[counts[keep] > 0])
         xs = x[:, keep]
-        # float32 throughout: the ridge term keeps the system well conditioned, and it halves
-        # memory and time (12k items: 0.6 GB per matrix instead of 1.2)
-        g = (xs.T @ xs).toarray().astype(np.float32)
-        g[np.diag_indices_from(g)] += np.float32(self.l2)
+        # in place: one items x items matrix less at the peak
+        p = _spd_inverse(_ridge_gram(xs, self.l2))
+        if p is None:  # not positive definite in floating point (a tiny l2): LU, as before
+            p = scipy.linalg.inv(_ridge_gram(xs, self.l2), overwrite_a=True, check_finite=False)
         del xs
-        # in place (LU overwrites the Gram matrix): one items x items matrix less at the peak
-        p = scipy.linalg.inv(g, overwrite_a=True, check_finite=False)
-        del g
-        p /= -np.diag(p)  # in place: B = -P / diag(P)
+        p /= -np.diag(p)  # in place: B = -P / diag(P), each column by its diagonal
         p[np.diag_indices_from(p)] = 0.0
         self.items_ = keep
-        # LAPACK hands the inverse back column-major (the Gram matrix came so from the sparse
-        # product); scoring (sparse history @ B) wants it row-major, and given it column-major
-        # scipy copied all of B, transposed, at every call (items^2 floats per batch of users)
+        # row-major (LU's inverse comes column-major; Cholesky's already is): scoring (sparse
+        # history @ B) given a column-major B had scipy copy all of it, transposed, at every
+        # call (items^2 floats per batch of users)
         self.weights_ = _row_major_in_place(p)
 
     @classmethod
@@ -198,6 +195,42 @@ class EASE(Recommender):
         out = np.zeros((len(users), self.n_items_), np.float32)
         out[:, self.items_] = h @ self.weights_
         return out
+
+
+def _ridge_gram(xs: Any, l2: float) -> np.ndarray:
+    """X'X + l2 I, dense. float32 throughout: the ridge term keeps the system well
+    conditioned, and it halves memory and time (12k items: 0.6 GB per matrix instead of 1.2)."""
+    g = (xs.T @ xs).toarray().astype(np.float32)
+    g[np.diag_indices_from(g)] += np.float32(l2)
+    return np.asarray(g)
+
+
+def _spd_inverse(g: np.ndarray, block: int = 512) -> np.ndarray | None:
+    """The inverse of a symmetric positive definite matrix (EASE's Gram matrix plus its ridge),
+    in `g`'s own buffer, row-major: Cholesky (LAPACK potrf + potri, half the arithmetic of
+    the LU inverse: 12k items 7.5 s instead of 15 s on 2 cores), whose one computed triangle
+    is mirrored into the other block by block. None when Cholesky refuses it (not positive
+    definite in floating point): `g` is then overwritten."""
+    from scipy.linalg import lapack
+
+    # symmetric: a row-major buffer read column-major is the same matrix (no copy for LAPACK)
+    a = g if g.flags.f_contiguous else g.T
+    potrf, potri = lapack.get_lapack_funcs(("potrf", "potri"), (a,))
+    c, info = potrf(a, lower=False, overwrite_a=True, clean=False)
+    if info == 0:
+        c, info = potri(c, lower=False, overwrite_c=True)
+    if info != 0:
+        return None
+    # `c` holds the inverse's upper triangle column-major: its row-major view `b` holds the
+    # lower triangle; copy it over the upper one
+    b = c.T
+    n = len(b)
+    for i in range(0, n, block):
+        d = b[i : i + block, i : i + block]
+        d[...] = np.tril(d) + np.tril(d, -1).T
+        for j in range(i + block, n, block):
+            b[i : i + block, j : j + block] = b[j : j + block, i : i + block].T
+    return b
 
 
 def _row_major_in_place(a: np.ndarray, block: int = 512) -> np.ndarray:
