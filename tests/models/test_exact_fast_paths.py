@@ -120,11 +120,15 @@ def test_ease_weights_are_row_major_and_score_as_before(monkeypatch) -> None:
     assert np.array_equal(scores, direct)
 
     # the inverse in the Gram matrix's own buffer, both triangles, whichever its memory order
+    # (blocks smaller than the matrix, the last one short: the off-diagonal blocks mirrored)
+    want = np.linalg.inv(g.astype(np.float64))
     for order in ("C", "F"):
         a = np.array(g, order=order)
         inv = _spd_inverse(a, block=64)
         assert inv is not None and inv.flags.c_contiguous and np.shares_memory(inv, a)
-        assert np.array_equal(inv, inv.T)
+        assert len(inv) % 64 and np.array_equal(inv, inv.T)
+        np.testing.assert_allclose(inv, want, rtol=0, atol=1e-6 * np.abs(want).max())
+    assert _spd_inverse(np.zeros((0, 0), np.float32)) is not None  # no item: nothing to invert
     assert _spd_inverse(np.array([[1.0, 2.0], [2.0, 1.0]], np.float32)) is None  # not positive definite
 
     # Cholesky refused: the LU inverse, as every fit before it

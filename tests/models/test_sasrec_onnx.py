@@ -93,6 +93,10 @@ def test_many_histories_are_shared_out_with_the_scores_of_one_at_a_time(monkeypa
     shared = model.score(users)
     assert len(model.onnx_._workers) == 3  # three shards of 20 histories
     np.testing.assert_array_equal(shared, alone)
+    made = list(model.onnx_._workers)
+    # a shorter batch (two shards) uses the sessions already made; none is made again
+    np.testing.assert_array_equal(model.score(users[:17]), alone[:17])
+    assert model.onnx_._workers == made
     monkeypatch.setattr(_sasrec, "SHARD_MIN_HISTORIES", 40)  # 60 histories: one worker's worth
     np.testing.assert_array_equal(model.score(users), alone)
 

@@ -213,6 +213,8 @@ def _spd_inverse(g: np.ndarray, block: int = 512) -> np.ndarray | None:
     definite in floating point): `g` is then overwritten."""
     from scipy.linalg import lapack
 
+    if len(g) == 0:
+        return g
     # symmetric: a row-major buffer read column-major is the same matrix (no copy for LAPACK)
     a = g if g.flags.f_contiguous else g.T
     potrf, potri = lapack.get_lapack_funcs(("potrf", "potri"), (a,))

@@ -644,14 +644,15 @@ class _OnnxScorer:
         return self._session
 
     def _worker_sessions(self, n: int) -> list[Any]:
-        """`n` single-threaded sessions of the graph (made once per process)."""
+        """`n` single-threaded sessions of the graph: made once per process and kept (a
+        shorter batch that needs fewer uses the first ones; more are added when needed)."""
         self.session()  # (a forked process drops its parent's)
-        if len(self._workers) != n:
+        if len(self._workers) < n:
             from ..features._text_encoder import onnx_session
 
             source = self._graph if self._graph is not None else self.directory / QUERY_ONNX
-            self._workers = [onnx_session(source, threads=1) for _ in range(n)]
-        return self._workers
+            self._workers += [onnx_session(source, threads=1) for _ in range(n - len(self._workers))]
+        return self._workers[:n]
 
     def score(self, seqs: list[np.ndarray]) -> np.ndarray:
         """(B, n_items) float32 scores, each history left-padded (or cut) to max_len.
@@ -676,17 +677,15 @@ class _OnnxScorer:
 
         workers = self._worker_sessions(n)
         bounds = np.linspace(0, len(arr), n + 1).astype(int)
-        first = workers[0].run(None, {"seq": arr[:1]})[0]
-        out = np.empty((len(arr), first.shape[1]), first.dtype)
 
-        def shard(k: int) -> None:
+        def shard(k: int) -> np.ndarray:
             sess = workers[k]
-            for i in range(bounds[k], bounds[k + 1]):
-                out[i] = sess.run(None, {"seq": arr[i : i + 1]})[0][0]
+            return np.concatenate(
+                [sess.run(None, {"seq": arr[i : i + 1]})[0] for i in range(bounds[k], bounds[k + 1])]
+            )
 
         with ThreadPoolExecutor(n) as pool:
-            list(pool.map(shard, range(n)))
-        return out
+            return np.concatenate(list(pool.map(shard, range(n))))
 
 
 def _as_metric(validation: Validation | None) -> Callable[[Recommender], float] | None:
