@@ -178,3 +178,26 @@ def test_fusion_reads_item_attributes(tmp_path, monkeypatch):
     loaded = Fusion.load(tmp_path / "fusion", split.train, generators=gens)
     users = np.arange(20)
     np.testing.assert_array_equal(loaded.score(users, split.train), with_attributes.score(users, split.train))
+
+
+def test_fusion_reads_the_users_popularity_level(cycles):
+    """Two columns say how popular a user's items are: the mean log count of their history's
+    items, and the candidate's log count less that level (0 level for an empty history)."""
+    split = leave_last_out(cycles)
+    gens = {"popularity": Popularity().fit(split.train), "transitions": Transitions().fit(split.train)}
+    fusion = Fusion(trees=20, min_child_samples=5, candidates=10, holdout=0.2).fit(
+        split.train, generators=gens, validation=split.validation
+    )
+    names = fusion.feature_names()
+    users = np.arange(12)
+    rows, cols, x = fusion._candidate_features(users, split.train)
+    level = x[:, names.index("user_mean_log_count")]
+    gap = x[:, names.index("log_count_gap_to_user")]
+    off = split.train.offsets
+    for j in range(0, len(rows), 7):
+        u = users[rows[j]]
+        items = split.train.item_idx[off[u] : off[u + 1]]
+        want = fusion.item_log_count_[items].mean() if len(items) else 0.0
+        assert level[j] == pytest.approx(want, rel=1e-6)
+        assert gap[j] == pytest.approx(fusion.item_log_count_[cols[j]] - want, rel=1e-5, abs=1e-6)
+    assert len(set(level.tolist())) > 1  # users differ

@@ -237,6 +237,14 @@ class Fusion(Recommender):
             getattr(self, "item_attributes_", None), users, rows, cols, history, last
         )
         feats += _step_affinity(self, users, rows, cols, history, last)
+        # the user's taste for popular or niche items: the mean log count of their history's
+        # items, and the candidate's own log count less it
+        lc = self.item_log_count_
+        level = np.zeros(len(users), np.float32)
+        for r_i, u in enumerate(users):
+            if off[u + 1] > off[u]:
+                level[r_i] = lc[history.item_idx[off[u] : off[u + 1]]].mean()
+        feats += [level[rows], lc[cols] - level[rows]]
         x = np.column_stack(feats).astype(np.float32)
         x[~np.isfinite(x)] = -1e9
         used = self._used_features()
@@ -544,6 +552,8 @@ _ADDED_FEATURES = [
     "window_from_last",
     "window_from_last_three",
     "user_cosine_to_last",
+    "user_mean_log_count",
+    "log_count_gap_to_user",
 ]
 
 
