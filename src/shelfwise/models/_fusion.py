@@ -218,11 +218,7 @@ class Fusion(Recommender):
         lp = getattr(self, "item_log_price_", None)
         if lp is not None:
             # the user's price level: mean log price of the priced items in their history
-            level = np.zeros(len(users), np.float32)
-            for r_i, u in enumerate(users):
-                hp = lp[history.item_idx[off[u] : off[u + 1]]]
-                hp = hp[hp > 0]
-                level[r_i] = hp.mean() if len(hp) else 0.0
+            level = _history_means(lp, users, history, priced_only=True)
             feats.append(lp[cols])
             feats.append(np.where((lp[cols] > 0) & (level[rows] > 0), lp[cols] - level[rows], 0.0))
         else:
@@ -240,10 +236,7 @@ class Fusion(Recommender):
         # the user's taste for popular or niche items: the mean log count of their history's
         # items, and the candidate's own log count less it
         lc = self.item_log_count_
-        level = np.zeros(len(users), np.float32)
-        for r_i, u in enumerate(users):
-            if off[u + 1] > off[u]:
-                level[r_i] = lc[history.item_idx[off[u] : off[u + 1]]].mean()
+        level = _history_means(lc, users, history)
         feats += [level[rows], lc[cols] - level[rows]]
         x = np.column_stack(feats).astype(np.float32)
         x[~np.isfinite(x)] = -1e9
@@ -555,6 +548,21 @@ _ADDED_FEATURES = [
     "user_mean_log_count",
     "log_count_gap_to_user",
 ]
+
+
+def _history_means(
+    values: np.ndarray, users: np.ndarray, history: Interactions, priced_only: bool = False
+) -> np.ndarray:
+    """Per user, the mean of `values` over their history's items (`priced_only`: over those
+    with a value above 0); 0 when there is none."""
+    off = history.offsets
+    out = np.zeros(len(users), np.float32)
+    for r, u in enumerate(users):
+        v = values[history.item_idx[off[u] : off[u + 1]]]
+        if priced_only:
+            v = v[v > 0]
+        out[r] = v.mean() if len(v) else 0.0
+    return out
 
 
 def _ndcg_at_10(pred: np.ndarray, y: np.ndarray) -> float:

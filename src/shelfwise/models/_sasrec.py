@@ -624,7 +624,7 @@ class _OnnxScorer:
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        graph = self._graph if self._graph is not None else (self.directory / QUERY_ONNX).read_bytes()
+        graph = self._graph_bytes()
         (tmp / QUERY_ONNX).write_bytes(graph)
         (tmp / ONNX_META).write_text(json.dumps(self.meta))
         os.replace(tmp, target)
@@ -632,14 +632,22 @@ class _OnnxScorer:
     def __getstate__(self) -> dict[str, Any]:
         # the graph travels with a copy (a Spark broadcast reaches executors on other hosts,
         # where the driver's bundle path does not exist)
-        graph = self._graph if self._graph is not None else (self.directory / QUERY_ONNX).read_bytes()
+        graph = self._graph_bytes()
         return {**vars(self), "_graph": graph, "_session": None, "_workers": [], "_pid": -1}
+
+    def _source(self) -> bytes | Path:
+        """The graph: its bytes when held, else its file."""
+        return self._graph if self._graph is not None else self.directory / QUERY_ONNX
+
+    def _graph_bytes(self) -> bytes:
+        source = self._source()
+        return source if isinstance(source, bytes) else source.read_bytes()
 
     def session(self) -> Any:
         if self._session is None or self._pid != os.getpid():
             from ..features._text_encoder import onnx_session
 
-            source = self._graph if self._graph is not None else self.directory / QUERY_ONNX
+            source = self._source()
             self._session, self._workers, self._pid = onnx_session(source), [], os.getpid()
         return self._session
 
@@ -650,7 +658,7 @@ class _OnnxScorer:
         if len(self._workers) < n:
             from ..features._text_encoder import onnx_session
 
-            source = self._graph if self._graph is not None else self.directory / QUERY_ONNX
+            source = self._source()
             self._workers += [onnx_session(source, threads=1) for _ in range(n - len(self._workers))]
         return self._workers[:n]
 
