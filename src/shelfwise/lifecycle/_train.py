@@ -49,7 +49,7 @@ class TrainSettings:
     # refreshed 3 epochs (`refreshed` in benchmarks/sasrec-ema.json); without the weight average,
     # in a harness, 0.0479 -> 0.0524 with 1 epoch and 0.0551 with 3, an epoch taking ~6 s on 2
     # cores in the pipeline. One epoch by default: Beauty's whole pipeline must stay within 600 s
-    # (583 s with 1, 619.5 s with 3: benchmarks/recsys-beauty.json, recsys-refresh3.json)
+    # (583 s with 1, 619.5 s with 3 when it was chosen: benchmarks/recsys-refresh3.json)
     sasrec_refresh_epochs: int = 1
     fusion: bool = True
     # below this many validation users the ranker learns noise and its comparison with its parts
