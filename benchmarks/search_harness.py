@@ -51,7 +51,8 @@ validation, read test. Extra features: functions `(query, candidates) -> columns
 `evaluate` (see `main`). The LightGBM settings are `fit_ranker`'s own (`_training.ranker_params`).
 Its numbers are indicative: `build`'s STEPS caps the fine-tune at what the machine allows (say
 which cap a result used), so the semantic features are not those of a full `search.py` run. Costs on 2 loaded cores: build ~40 min,
-capture ~35 min, one `run` fit ~15 min.
+capture ~35 min, one `run` fit ~15 min; on 2 quiet cores: build 16 min (400 steps), capture 5 min, a
+`run` fit 20-40 s. Run nothing else meanwhile: two torch processes on 2 cores each run 3-6x slower.
 """
 
 from __future__ import annotations
