@@ -375,7 +375,27 @@ class Shop:
         """Product ids for a query (or a list per query): lexical + semantic retrieval, fused and
         re-ranked; the results /v1/search answers (business rules included; `rules=False`: the
         search ranking alone). `candidates` (one list or None per query) re-ranks given lists
-        only, with the ranker alone (no rules). A blank query finds nothing."""
+        only, with the ranker alone (no rules). A blank query finds nothing. `search_pages`
+        also says how each list was found (a fallback list says it is one)."""
+        one = isinstance(queries, str)
+        pages = self.search_pages(
+            [queries] if isinstance(queries, str) else queries, k, candidates=candidates, rules=rules
+        )
+        out = [p["items"] for p in pages]
+        return out[0] if one else out
+
+    def search_pages(
+        self,
+        queries: Iterable[str],
+        k: int = 10,
+        *,
+        candidates: Iterable[Sequence[str] | None] | None = None,
+        rules: bool = True,
+    ) -> list[dict[str, Any]]:
+        """`search`, one dict per query with how its list was found, as /v1/search says it:
+        `items`, `match` (`keyword`, `semantic_only`, `none`; None for a blank query or a given
+        candidate list), `fallback` (`popular` when nothing matched and the popular products are
+        shown instead) and `corrected_query`."""
         with self._acting("search"):
             from .search import Filters
             from .serving import current_bundle
@@ -388,9 +408,18 @@ class Shop:
                 )
             # the inputs are read after the checks (and `candidates` after `queries`): the CLI
             # passes generators that read its files, so its errors come in the order they did
-            one = isinstance(queries, str)
             texts = [queries] if isinstance(queries, str) else [str(q) for q in queries]
-            out: list[list[str]] = []
+            out: list[dict[str, Any]] = []
+
+            def page(items: list[str], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                extra = extra or {}
+                return {
+                    "items": items,
+                    "match": extra.get("match"),
+                    "fallback": extra.get("fallback"),
+                    "corrected_query": extra.get("corrected_query"),
+                }
+
             if candidates is not None:  # re-ranking given lists has no HTTP twin: the ranker alone
                 cands = [list(c) if c is not None else None for c in candidates]
                 if len(cands) != len(texts):
@@ -398,15 +427,20 @@ class Shop:
                 engine = self._engine(bundle / "search")
                 for lo in range(0, len(texts), 512):
                     hits = engine.search_many(texts[lo : lo + 512], k, cands[lo : lo + 512])
-                    out += [[p for p, _ in h] for h in hits]
+                    out += [page([p for p, _ in h]) for h in hits]
             else:  # the serving path itself (its whole pipeline), batched as the server batches
                 service = self._service(rules, search=True)
                 for lo in range(0, len(texts), 256):
                     chunk = texts[lo : lo + 256]
                     jobs = [(SearchArgs(t, k, Filters()), "full") for t in chunk if t.strip()]
                     answers = iter(service.search_batch(jobs))
-                    out += [next(answers).items if t.strip() else [] for t in chunk]
-            return out[0] if one else out
+                    for t in chunk:
+                        if t.strip():
+                            a = next(answers)
+                            out.append(page(a.items, a.extra))
+                        else:
+                            out.append(page([]))
+            return out
 
     def _engine(self, path: Path) -> Any:
         from .search import SearchEngine

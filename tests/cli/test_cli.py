@@ -211,3 +211,10 @@ def test_usage_errors_are_one_clear_message_not_a_traceback(tmp_path, args, said
     proc = sw(*args, "--workdir", str(tmp_path / "w"), check=False)
     assert proc.returncode == 2 and said in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_python_dash_m_shelfwise_is_the_command():
+    proc = subprocess.run(
+        [sys.executable, "-m", "shelfwise", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0 and "python -m shelfwise" in proc.stdout and "train" in proc.stdout

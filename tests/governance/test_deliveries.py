@@ -401,3 +401,19 @@ def test_deliveries_older_than_what_is_curated_are_still_recognised_when_re_sent
     assert curated_rows(
         work, 'SELECT count(*), count(DISTINCT ("timestamp", event_type)) FROM curated.events'
     ) == [(33, 33)]
+
+
+def test_the_missing_event_time_is_suggested_before_a_ship_date():
+    """An export whose order time has a header no alias knows ("Placed On") beside a "Ship Date":
+    the suggestion (and the ready-made --map line) names the order time, not the shipping."""
+    from shelfwise.governance._contracts import CONTRACTS
+    from shelfwise.governance._mapping import suggest_columns
+
+    header = ["Order ID", "Ship Date", "Placed On", "Customer ID", "Product ID", "Sales"]
+    samples = {
+        "Ship Date": ["11/11/2016", "11/12/2016", "6/16/2016"],
+        "Placed On": ["11/8/2016", "11/8/2016", "6/12/2016"],
+        "Sales": ["261.96", "731.94", "14.62"],
+    }
+    got = suggest_columns(CONTRACTS["events"], "timestamp", header, samples)
+    assert [h for h, _ in got][:2] == ["Placed On", "Ship Date"], got

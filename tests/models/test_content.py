@@ -46,6 +46,26 @@ def test_placeholder_titles_are_not_text():
     assert not has_text([f"item {i}" for i in range(40)]) and not has_text(["item 1", "item 2"])
     assert not has_text(["Phone"]) and not has_text([])
     assert has_text(TITLES * 20 + [f"word{i}" for i in range(60)])
+    # few words combined into a distinct title per product (5 styles x 12 colours: 23 words
+    # for 60 products) are language; one template with a number in it is not
+    styles = ["Classic Cotton Tee", "Slim Fit Tee", "V-Neck Tee", "Long Sleeve Tee", "Organic Hoodie"]
+    colours = [
+        "Red",
+        "Blue",
+        "Green",
+        "Black",
+        "White",
+        "Grey",
+        "Navy",
+        "Pink",
+        "Olive",
+        "Sand",
+        "Teal",
+        "Rust",
+    ]
+    assert has_text([f"{s} - {c}" for s in styles for c in colours])
+    assert not has_text([f"Kitchen item {i} deluxe" for i in range(40)])
+    assert not has_text([f"Product {i} - Category {i % 20}" for i in range(5000)])
 
 
 def test_sasrec_reads_item_text_and_places_a_new_product_after_what_it_reads_like():

@@ -167,7 +167,9 @@ def catalog_products(workdir: Path) -> list[str]:
     from shelfwise.serving import Bundle, current_bundle
 
     b = Bundle.load(current_bundle(workdir), verify=False)
-    return [str(p) for p, s in zip(b.interactions.item_ids, b.in_stock, strict=True) if s]
+    listed = b.listed if b.listed is not None else [True] * len(b.in_stock)
+    # in stock and in the curated catalog (a product known from events alone is never served)
+    return [str(p) for p, s, c in zip(b.interactions.item_ids, b.in_stock, listed, strict=True) if s and c]
 
 
 __all__ = ["Server", "catalog_products", "events_in_warehouse", "free_port", "json", "known_users"]

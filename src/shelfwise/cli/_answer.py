@@ -172,7 +172,9 @@ def _read_queries(queries: Path) -> list[tuple[str, str]]:
 def search(
     workdir: Workdir,
     queries: Annotated[Path, typer.Option("--queries", help="CSV with query_id,query (or JSON lines).")],
-    out: Annotated[Path, typer.Option("--out", help="FILE.jsonl: one {query_id, items} per line.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="FILE.jsonl: one {query_id, items, match, fallback} per line.")
+    ],
     k: Annotated[int, typer.Option("--k", min=1, max=1000, help="Items per query.")] = 10,
     candidates: Annotated[
         Path | None,
@@ -214,11 +216,19 @@ def search(
         lists = dict(pairs)
         yield from (lists.get(qid) for qid, _ in rows)
 
-    results = shop(workdir).search(
+    pages = shop(workdir).search_pages(
         texts(), k, candidates=given() if candidates is not None else None, rules=rules
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8") as fh:
-        for (qid, _), items in zip(rows, results, strict=True):
-            fh.write(json.dumps({"query_id": qid, "items": items}, ensure_ascii=False) + "\n")
+        for (qid, _), page in zip(rows, pages, strict=True):
+            # how the list was found, as /v1/search says it: a fallback list (nothing matched,
+            # the popular products instead) says it is one, so an evaluation can tell
+            line = {
+                "query_id": qid,
+                "items": page["items"],
+                "match": page["match"],
+                "fallback": page["fallback"],
+            }
+            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
     typer.echo(f"wrote {len(rows):,} queries to {out}")

@@ -26,6 +26,10 @@ class Catalog:
     brands: list[str] = field(default_factory=list)  # "" = unknown
     # each product's `attributes` (a JSON object as text, "" = none): {"color": "red", ...}
     attributes: list[str] = field(default_factory=list)
+    # in the curated products table (None: every item, a shop with no products table). An item
+    # known only from events (its catalog row quarantined, or never delivered) is learned from
+    # but never served: serving has no valid title, price or stock for it
+    listed: np.ndarray | None = None
     # what train derives from these arrays once and reads more than once (the attribute matrix
     # SASRec and the fusion both read: see lifecycle `_item_attributes`)
     derived: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -108,6 +112,7 @@ def load_interactions(
     titles, cats, brands, attributes = [""] * n, [""] * n, [""] * n, [""] * n
     prices = np.full(n, np.nan)
     stock = np.ones(n, bool)
+    listed = None
     if prod is not None:
         # catalog rows come first in the item index, in the same order (from_arrays keeps it)
         assert catalog_ids is not None
@@ -118,6 +123,7 @@ def load_interactions(
         stock[:m] = np.asarray(prod["in_stock"], dtype=bool)
         brands[:m] = [str(b) for b in prod["brand"]]
         attributes[:m] = [str(a) for a in prod["attributes"]]
+        listed = np.arange(n) < m
     vocab = {c: i for i, c in enumerate(sorted({c for c in cats if c}))}
     codes = np.array([vocab.get(c, -1) for c in cats], np.int64)
-    return inter, Catalog(inter.item_ids, titles, cats, codes, prices, stock, brands, attributes)
+    return inter, Catalog(inter.item_ids, titles, cats, codes, prices, stock, brands, attributes, listed)

@@ -321,17 +321,23 @@ def encode_texts(texts: list[str], batch_size: int = 32) -> np.ndarray:
 def has_text(titles: list[str], min_vocabulary: int = 50) -> bool:
     """Whether a catalog's titles carry language (not just `item 123` placeholders): at least
     `min_vocabulary` distinct words besides numbers, or, in a catalog of fewer than twice that
-    many titles, at least half as many words as titles (3 at the least). Placeholders share one
-    or two words however many products there are; a small shop's real titles ("Red running
-    shoes", "Blue running shoes") have at least half as many words as products, and its search
-    must not be skipped for being small."""
+    many titles, at least half as many words as titles (3 at the least); or titles that differ
+    beyond their numbers: as many distinct titles with the numbers taken out as a quarter of
+    the titles (3 at the least, `min_vocabulary` at most). Placeholders share one or two words
+    and one template however many products there are; a small shop's real titles ("Red
+    running shoes", "Blue running shoes") have at least half as many words as products, and
+    one whose titles combine a few words ("Slim Fit Tee - Red", 5 styles x 12 colours: 23
+    words for 60 products) has a distinct title for each: its search must not be skipped."""
     need = min(min_vocabulary, max(3, len(titles) // 2))
+    need_templates = min(min_vocabulary, max(3, len(titles) // 4))
     vocab: set[str] = set()
+    templates: set[str] = set()
     for t in titles:
-        for tok in (t or "").lower().split():
-            if not tok.isdigit():
-                vocab.add(tok)
-        if len(vocab) >= need:
+        words = [tok for tok in (t or "").lower().split() if not tok.isdigit()]
+        vocab.update(words)
+        if words:
+            templates.add(" ".join(words))
+        if len(vocab) >= need or len(templates) >= need_templates:
             return True
     return False
 

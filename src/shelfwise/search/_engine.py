@@ -107,9 +107,10 @@ class SearchEngine(SearchIndex, RankerTraining):
         level: str = "full",
         vecs: QueryVectors | None = None,
     ) -> dict[str, Any]:
-        """A results page: items (product id, score), facets over every matching candidate,
-        the corrected query when spelling was fixed, the total number of candidates, how they
-        were found (`match`), and the `stages` that ran.
+        """A results page: items (product id, score), facets over the matching products, the
+        corrected query when spelling was fixed, `total` (how many products match: those holding
+        a query word when a keyword matched, else every semantic candidate; pages go on past them
+        with the nearest products), how they were found (`match`), and the `stages` that ran.
 
         `match` is "keyword" when some product matches a query term (terms are ORed, so a query
         is already relaxed to any of its terms; the ranker weighs coverage), "semantic_only" when
@@ -142,7 +143,8 @@ class SearchEngine(SearchIndex, RankerTraining):
                     vecs = self.encode_queries([q.text])[0]
                 encoded = True
                 cands, x = self._features(q, None, vecs=vecs, depth=depth, profile=profile)
-                keyword = bool(len(cands)) and bool((x[:, _BM25] > 0).any())
+                matched = x[:, _BM25] > 0
+                keyword = bool(matched.any())
                 semantic = self._semantic_match(x[:, _COLUMN["cosine"]], x[:, _COLUMN["cosine_ml"]], vecs)
                 score = self._scores(x)
             else:
@@ -162,6 +164,7 @@ class SearchEngine(SearchIndex, RankerTraining):
                     encoded = True
                     _, found = self._retrieve(q, vecs, depth)
                 cands, score, keyword, semantic = self._fuse(found, depth, vecs)
+                matched = self._keyword_hits(cands, found[0])
                 if (
                     not keyword
                     and not semantic
@@ -173,9 +176,10 @@ class SearchEngine(SearchIndex, RankerTraining):
                     encoded = True
                     _, found = self._retrieve(q, vecs, depth)
                     cands, score, keyword, semantic = self._fuse(found, depth, vecs)
+                    matched = self._keyword_hits(cands, found[0])
             if filtering and len(cands):
                 keep = filters.mask(self.catalog, cands)  # type: ignore[union-attr]
-                cands, score = cands[keep], score[keep]
+                cands, score, matched = cands[keep], score[keep], matched[keep]
                 if level == "full":
                     x = x[keep]
             if not filtering or len(cands) >= offset + k or depth >= min(self.max_depth, len(self.catalog)):
@@ -197,10 +201,13 @@ class SearchEngine(SearchIndex, RankerTraining):
         by_doc = {int(c): float(s) for c, s in zip(cands, score, strict=True)}
         order = sort_docs(sort, order, self.catalog, self.popularity_)
         page = order[offset : offset + k]
+        # a keyword match counts (and facets) the products that hold a query word: the semantic
+        # neighbours ranked after them fill pages, they are not "results for" the words
+        counted = cands[matched] if keyword else cands
         return {
             "items": [{"product_id": self.catalog.product_ids[d], "score": by_doc[d]} for d in page],
-            "total": len(order),
-            "facets": self._facets(cands),
+            "total": len(counted),
+            "facets": self._facets(counted),
             "corrected_query": q.corrected,
             "match": "keyword" if keyword else "semantic_only",
             "fallback": None,
@@ -226,6 +233,11 @@ class SearchEngine(SearchIndex, RankerTraining):
             "brand": _counted(brand_names, brand_code[docs], top),
             **price_and_stock_facets(self.catalog, docs),
         }
+
+    @staticmethod
+    def _keyword_hits(cands: np.ndarray, lex: dict[int, tuple[float, int]]) -> np.ndarray:
+        """Per candidate, whether BM25 scored it (it holds a query word)."""
+        return np.array([lex.get(int(d), (0.0, 0))[0] > 0 for d in cands], bool)
 
     def _fuse(
         self, found: list[dict[int, tuple[float, int]]], depth: int, vecs: QueryVectors | None

@@ -125,15 +125,18 @@ def _save_catalog(folder: Path, catalog: Catalog) -> None:
     folder.mkdir()
     n = len(catalog.categories)
     save_array(folder, "in_stock", np.asarray(catalog.in_stock, bool))
+    if catalog.listed is not None:
+        save_array(folder, "listed", np.asarray(catalog.listed, bool))
     Coded.of(catalog.categories).save(folder, "category")
     Coded.of(list(catalog.brands) or [""] * n).save(folder, "brand")
     Strings.of(catalog.titles).save(folder, "title")
 
 
-def _load_catalog(path: Path) -> tuple[np.ndarray, Coded, Sequence[str], Sequence[str]]:
-    """(in stock, categories, brands, titles) per item index: memory-mapped from `catalog/`
-    (a bundle of an earlier version: parsed from catalog.json, the categories coded alike so
-    that readers have one shape to handle)."""
+def _load_catalog(path: Path) -> tuple[np.ndarray, Coded, Sequence[str], Sequence[str], np.ndarray | None]:
+    """(in stock, categories, brands, titles, listed) per item index: memory-mapped from
+    `catalog/` (a bundle of an earlier version: parsed from catalog.json, the categories coded
+    alike so that readers have one shape to handle). `listed` is None where every item is
+    (a shop without a products table, or a bundle written before items were told apart)."""
     from ..search._compact import Strings, load_array
 
     folder = path / CATALOG_DIR
@@ -143,6 +146,7 @@ def _load_catalog(path: Path) -> tuple[np.ndarray, Coded, Sequence[str], Sequenc
             Coded.load(folder, "category"),
             Coded.load(folder, "brand"),
             Strings.load(folder, "title"),
+            load_array(folder, "listed") if (folder / "listed.npy").exists() else None,
         )
     cat = json.loads((path / "catalog.json").read_text())
     n = len(cat["category"])
@@ -151,6 +155,7 @@ def _load_catalog(path: Path) -> tuple[np.ndarray, Coded, Sequence[str], Sequenc
         Coded.of(cat["category"]),
         list(cat.get("brand") or [""] * n),
         list(cat.get("title") or [""] * n),
+        None,
     )
 
 
@@ -166,6 +171,8 @@ class Bundle:
     brands: Sequence[str]
     titles: Sequence[str]
     arrays: dict[str, np.ndarray]
+    # per item index: in the curated products table (None: every item; see `Catalog.listed`)
+    listed: np.ndarray | None = None
 
     @property
     def version(self) -> str:
@@ -187,7 +194,7 @@ class Bundle:
                         f"{f}: bundle file missing or changed since it was written (sha256 mismatch)"
                     )
         inter = Interactions.load(path / "interactions.npz")
-        in_stock, categories, brands, titles = _load_catalog(path)
+        in_stock, categories, brands, titles, listed = _load_catalog(path)
         models = load_models(
             {n: path / "models" / n for n in manifest.models},
             inter,
@@ -198,7 +205,7 @@ class Bundle:
         if (path / "serving.npz").exists():
             with np.load(path / "serving.npz") as z:
                 arrays = {k: z[k] for k in z.files}
-        return cls(path, manifest, inter, models, in_stock, categories, brands, titles, arrays)
+        return cls(path, manifest, inter, models, in_stock, categories, brands, titles, arrays, listed)
 
 
 def load_evaluated_models(bundle: Bundle) -> tuple[dict[str, Recommender], dict[str, str]]:

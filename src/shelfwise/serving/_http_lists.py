@@ -149,7 +149,7 @@ def lists_router(ctx: AppContext) -> APIRouter:
     @router.get(
         "/v1/search",
         response_model=SearchPage,
-        responses=error_responses(401, 403, 422, 503),
+        responses=error_responses(401, 403, 404, 422, 503),
         openapi_extra=secured,
         summary="Search the catalog",
     )
@@ -215,6 +215,10 @@ def lists_router(ctx: AppContext) -> APIRouter:
                     503, f"overloaded: {exc}; retry later", headers={"Retry-After": exc.retry_after}
                 ) from None
         assert ans is not None
+        if ans.source == "no_search_index":  # as `shelfwise search` says it, not an empty page
+            raise HTTPException(
+                404, f"bundle {ans.bundle} has no search index (the catalog had no text when it was trained)"
+            )
         level = ans.extra.get("level")
         if level is not None:  # computed for this request (not a cache hit)
             metrics.search_level.labels(level).inc()

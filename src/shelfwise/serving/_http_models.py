@@ -46,7 +46,7 @@ _ERROR_TEXT = {
     401: "An API key is required (header `X-API-Key` or `Authorization: Bearer`): people are "
     "registered in this shop.",
     403: "The API key's role may not do this.",
-    404: "Unknown product.",
+    404: "Unknown product; for search, a bundle trained without a search index (no catalog text).",
     413: "The body or the event list is larger than the server's limit.",
     422: "A parameter or the body is invalid (the message names it).",
     503: "Not ready (the bundle is loading), or overloaded (retry after `Retry-After` seconds).",
@@ -148,7 +148,10 @@ class SearchPage(BaseModel):
     bundle_version: str
     query: str
     corrected_query: str | None
-    total: int
+    total: int = Field(
+        description="products that match: those holding a query word (`match` keyword; later pages go "
+        "on with the nearest products), the semantic candidates (`semantic_only`), 0 (`none`)"
+    )
     match: str | None = Field(description="`keyword`, `semantic_only` or `none`")
     fallback: str | None = Field(description="`popular` when nothing matched and popular items are shown")
     stages: list[str]

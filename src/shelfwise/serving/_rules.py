@@ -35,6 +35,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import ShelfwiseError
 
 ACTIONS = ("pin", "boost", "bury", "hide")
@@ -295,28 +297,42 @@ ItemInfo = Mapping[str, tuple[str, str, bool]]
 
 class CatalogView(Mapping[str, tuple[str, str, bool]]):
     """`ItemInfo` over a bundle's per-item columns (memory-mapped, `_bundle`): the tuple of a
-    product is made when it is looked up, instead of one per product held by every worker."""
+    product is made when it is looked up, instead of one per product held by every worker.
+    Only the products of the curated catalog are in it (`Bundle.listed`): one known from events
+    alone (its catalog row quarantined, or never delivered) is never allowed on a list."""
 
     def __init__(self, index: Mapping[str, int], bundle: Any):
         self._index = index
         self._cat, self._brand, self._stock = bundle.categories, bundle.brands, bundle.in_stock
+        listed = getattr(bundle, "listed", None)
+        self._listed = None if listed is None or bool(np.all(listed)) else np.asarray(listed, bool)
+
+    def _at(self, product_id: object) -> int | None:
+        i = self._index.get(product_id)  # type: ignore[call-overload]
+        if i is None or (self._listed is not None and not self._listed[i]):
+            return None
+        return int(i)
 
     def __getitem__(self, product_id: str) -> tuple[str, str, bool]:
-        i = self._index[product_id]
+        i = self._at(product_id)
+        if i is None:
+            raise KeyError(product_id)
         return self._cat[i], self._brand[i], bool(self._stock[i])
 
     def get(self, product_id: str, default: Any = None) -> Any:  # (the rules' hot path)
-        i = self._index.get(product_id)
+        i = self._at(product_id)
         return default if i is None else (self._cat[i], self._brand[i], bool(self._stock[i]))
 
     def __contains__(self, product_id: object) -> bool:
-        return product_id in self._index
+        return self._at(product_id) is not None
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._index)
+        if self._listed is None:
+            return iter(self._index)
+        return (p for p, i in self._index.items() if self._listed[i])
 
     def __len__(self) -> int:
-        return len(self._index)
+        return len(self._index) if self._listed is None else int(self._listed.sum())
 
 
 def write_json_atomically(path: Path, doc: Any) -> None:
