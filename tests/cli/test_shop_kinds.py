@@ -59,8 +59,18 @@ def _users(path: Path, ids: list[str]) -> Path:
 def test_catalog_only_shop_trains_searches_recommends_and_serves(catalog_only, tmp_path):
     data, work, out = catalog_only
     skipped = {s.get("model") or s.get("stage"): s["reason"] for s in out["skipped"]}
-    for m in ("popularity", "itemknn", "transitions", "als", "ease", "sasrec"):
-        assert "no behaviour events" in skipped[m]
+    for m in (
+        "popularity",
+        "itemknn",
+        "transitions",
+        "als",
+        "ease",
+        "sasrec",
+        "tuning",
+        "fusion",
+        "evaluation",
+    ):
+        assert "no behaviour events" in skipped[m], skipped
     assert out["default_model"] == "content" and out["results"] == []
     assert out["registry"]["production"] is True and all(out["registry"]["gates"].values())
     bundle = Bundle.load(current_bundle(work))

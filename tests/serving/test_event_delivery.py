@@ -177,3 +177,44 @@ def test_two_workers_share_the_ids_and_both_stops_absorb_once(shop: Path):
     assert logs.count("every acknowledged event is in the warehouse") == 2, logs[-3000:]
     rows = curated(shop, "session_id = 'workers'")
     assert len(rows) == 500 and len({r[0] for r in rows}) == 500
+
+
+def test_a_restart_remembers_what_shoppers_did_since_the_bundle(shop: Path):
+    """In memory (no Redis) the online state is rebuilt on start from the served events the
+    bundle did not learn from: those absorbed since (SIGTERM absorbs them) and those still in
+    the spool (kill -9): a new shopper stays personalized, the same list before and after."""
+    products = catalog_products(shop)
+    new, after_kill = "newbie-restart", "newbie-kill9"
+    a = Server(shop, "--absorb-seconds", "0")
+    try:
+        assert a.client.get(f"/v1/recommendations/{new}").json()["source"] == "cold_start"
+        events = [
+            ev(new, products[3], "add_to_cart"),
+            ev(new, products[3], "purchase"),
+            ev(new, products[7], "view"),
+        ]
+        assert a.client.post("/v1/events", json=events).status_code == 202
+        before = a.client.get(f"/v1/recommendations/{new}", params={"k": 8}).json()
+        assert before["personalized"] is True and before["source"] != "cold_start"
+        assert products[3] not in before["items"]  # bought: the repurchase rule hides it
+    finally:
+        a.stop(signal.SIGTERM)
+    assert "absorbed 3 acknowledged events" in a.logs()
+    assert not any((shop / EVENTS_DIR).glob("*.jsonl*"))  # in the warehouse and the archive now
+
+    b = Server(shop, "--absorb-seconds", "0")
+    try:
+        again = b.client.get(f"/v1/recommendations/{new}", params={"k": 8}).json()
+        assert again["personalized"] is True and again["items"] == before["items"], (before, again)
+        assert b.client.post("/v1/events", json=[ev(after_kill, products[5], "view")]).status_code == 202
+        kept = b.client.get(f"/v1/recommendations/{after_kill}", params={"k": 8}).json()
+    finally:
+        b.stop(signal.SIGKILL)  # nothing absorbed: the event is in the spool only
+    c = Server(shop, "--absorb-seconds", "0")
+    try:
+        assert "online state: 4 served event(s) the bundle did not learn from replayed" in c.logs()
+        for user, want in ((new, before), (after_kill, kept)):
+            got = c.client.get(f"/v1/recommendations/{user}", params={"k": 8}).json()
+            assert got["personalized"] is True and got["items"] == want["items"], (user, want, got)
+    finally:
+        c.stop()

@@ -13,6 +13,7 @@ import json
 import resource
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +204,9 @@ def _train_logged(
         )
     elif absorbed["status"] == "busy":
         log(f"served events not absorbed now ({absorbed.get('reason')}); they wait for the next run")
+    # served events absorbed after this moment are not in this run's data: a server replays
+    # them into its online state on start (`Service`), so a restart forgets no shopper's clicks
+    feedback_as_of = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     data_versions = _data_versions(workdir)
     ns = warehouse_namespace(workdir)
     lineage = LineageRun(
@@ -215,7 +219,16 @@ def _train_logged(
     ).start()
     try:
         result = _train(
-            workdir, settings, data_versions, lineage.run_id, ingest_run, console, data, actor, engine
+            workdir,
+            settings,
+            data_versions,
+            lineage.run_id,
+            ingest_run,
+            console,
+            data,
+            actor,
+            engine,
+            feedback_as_of=feedback_as_of,
         )
     except Exception as exc:
         lineage.fail(f"{type(exc).__name__}: {exc}")
@@ -277,6 +290,8 @@ def _train(
     data_dir: str | Path | None = None,
     actor: str | None = None,
     engine: Any = None,
+    *,
+    feedback_as_of: str | None = None,
 ) -> TrainResult:
     log = console.log
     t_all = time.monotonic()
@@ -319,6 +334,12 @@ def _train(
             f"interactions: none yet ({inter.n_items:,} products in the catalog): building search, "
             "content-based similar items and a cold-start list"
         )
+    unlisted = 0 if catalog.listed is None else int((~np.asarray(catalog.listed, bool)).sum())
+    if unlisted:
+        log(
+            f"catalog: {unlisted:,} product(s) seen in events have no curated catalog row (quarantined "
+            "or never delivered): learned from, never served"
+        )
     has_val = len(split.validation) > 0
     models: dict[str, Recommender] = {}
     timings: dict[str, dict[str, float]] = {}
@@ -329,6 +350,8 @@ def _train(
         skipped.add("model", "content", "the catalog titles carry no text to embed")
         names.remove("content")
     if not len(inter):
+        if any(n in SEARCH_SPACES for n in names) and settings.tune_budget_s > 0:
+            skipped.add("stage", "tuning", "no behaviour events yet: nothing to tune the models on")
         for n in [n for n in names if n != "content"]:
             skipped.add("model", n, "no behaviour events yet: it learns from interactions")
             names.remove(n)
@@ -391,8 +414,8 @@ def _train(
     if not settings.fusion:
         pass
     elif not has_val:
-        if len(inter):
-            skipped.add("stage", "fusion", "no validation users to train the ranker on")
+        why = "no validation users to train the ranker on" if len(inter) else "no behaviour events yet"
+        skipped.add("stage", "fusion", why)
     elif len(split.validation) < settings.fusion_min_users:
         skipped.add(
             "stage",
@@ -421,8 +444,8 @@ def _train(
             )
     else:
         protocol, results = evaluate_all({}, split)  # the protocol, stated; nobody to score
-        if len(inter):
-            skipped.add("stage", "evaluation", "no test users: nothing to measure the models on")
+        why = "no test users" if len(inter) else "no behaviour events yet"
+        skipped.add("stage", "evaluation", f"{why}: nothing to measure the models on")
     for r in results:
         r.extra.update(timings.get(r.model, {}))
         r.extra["validation_ndcg@10"] = validation.get(r.model)
@@ -454,7 +477,11 @@ def _train(
         "metrics": {r.model: r.metrics for r in results},
         "ci95": {r.model: {k: list(v) for k, v in r.ci.items()} for r in results},
         "data_versions": data_versions,
-        "lineage": {"train_run_id": lineage_run_id, "ingest_run_id": ingest_run},
+        "lineage": {
+            "train_run_id": lineage_run_id,
+            "ingest_run_id": ingest_run,
+            "feedback_as_of": feedback_as_of,
+        },
         "fusion_generators": fusion_info["generators"] if fusion_info else [],
         "evaluated_models": {
             n: f"{EVALUATED_DIR}/{n}" if n in refit["models"] else f"models/{n}" for n in models
@@ -670,7 +697,10 @@ def _serving_arrays(
     if catalog is None:
         out["cold_start"] = diverse_cold_start(pop, prior, [""] * inter.n_items)
     else:
-        out["cold_start"] = diverse_cold_start(pop, prior, catalog.categories, catalog.in_stock)
+        order = diverse_cold_start(pop, prior, catalog.categories, catalog.in_stock)
+        if catalog.listed is not None:  # a product known from events alone is never served
+            order = order[np.asarray(catalog.listed, bool)[order]]
+        out["cold_start"] = order
     return out
 
 

@@ -198,6 +198,11 @@ async def _serving(ctx: AppContext) -> AsyncIterator[None]:
             )
         )
     log.info("serving bundle %s from %s", service.snapshot.version, workdir)
+    if service.replayed:
+        log.info(
+            "online state: %d served event(s) the bundle did not learn from replayed (absorbed since, or spooled)",
+            service.replayed,
+        )
     try:
         yield
     finally:

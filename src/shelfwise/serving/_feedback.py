@@ -56,6 +56,7 @@ __all__ = [
     "ingest_events",
     "pending_events",
     "read_lines",
+    "served_since",
     "spooled_event_ids",
     "write_events",
 ]
@@ -176,6 +177,45 @@ def pending_events(workdir: str | Path, redis_client: Any = None, *, pid: int | 
     if redis_client is not None:
         n += int(redis_client.xlen(REDIS_EVENTS))
     return n
+
+
+def served_since(workdir: str | Path, as_of: str) -> list[dict[str, Any]]:
+    """The served events a bundle whose warehouse read was at `as_of` (a UTC stamp,
+    `%Y%m%dT%H%M%S%fZ`) did not learn from, in arrival order: those absorbed after it (the
+    archive `feedback/events-<stamp>.jsonl`, stamped when their absorb began) and those still in
+    the spool (the open segments of a server killed before it absorbed them included)."""
+    workdir = Path(workdir)
+    # the spool is read first: a segment absorbed in between is then read twice (once more from
+    # its archive), never missed
+    spooled: list[dict[str, Any]] = []
+    for seg in all_segments(workdir / EVENTS_DIR):
+        try:
+            lines = read_lines(seg)
+        except FileNotFoundError:  # absorbed meanwhile: its archive is read below
+            continue
+        for line in lines:
+            ev = _loads(line)
+            if isinstance(ev, dict) and isinstance(ev.get("event"), dict):
+                spooled.append(ev["event"])
+    out: list[dict[str, Any]] = []
+    archive = workdir / FEEDBACK_DIR
+    if archive.is_dir():
+        for path in sorted(archive.glob("events-*.jsonl")):
+            if path.stem.removeprefix("events-") <= as_of:
+                continue
+            try:
+                lines = read_lines(path)
+            except FileNotFoundError:  # erased or moved meanwhile
+                continue
+            out += [ev for ev in map(_loads, lines) if isinstance(ev, dict)]
+    return out + spooled
+
+
+def _loads(line: bytes) -> Any:
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
 
 
 def spooled_event_ids(workdir: str | Path) -> list[str]:

@@ -19,12 +19,12 @@ import orjson
 from fastapi import APIRouter, HTTPException, Request
 
 from ..governance._contracts import EVENTS
-from ..governance._row_check import check_record, parse_timestamp
+from ..governance._row_check import check_record
 from ._event_ids import EventIds
 from ._http_auth import REQUIREMENT, authorize
 from ._http_context import JSON, AppContext
 from ._http_models import ErrorBody, EventsAccepted, EventsRejected, error_responses, events_request_body
-from ._service import ServeSettings
+from ._service import ServeSettings, online_event
 
 __all__ = ["events_router", "read_events", "verdicts"]
 
@@ -166,16 +166,7 @@ def events_router(ctx: AppContext) -> APIRouter:
             elif "event_id" in ev:  # "", "null": no id; the absorber gives it one of its own
                 ev = {k: v for k, v in ev.items() if k != "event_id"}
             ok_lines.append(orjson.dumps({"event": ev, "received_at": received}))
-            ts = parse_timestamp(str(ev["timestamp"]).strip())
-            ok_events.append(
-                {
-                    # as the warehouse will curate it: trimmed, an anonymous session's id
-                    "user_id": chk.values["user_id"],
-                    "product_id": chk.values.get("product_id") or "",
-                    "_type": chk.values["event_type"],
-                    "_ts": ts.replace(tzinfo=UTC).timestamp() if ts else None,
-                }
-            )
+            ok_events.append(online_event(chk.values, ev["timestamp"]))
         waits = []
         if ok_lines:
             waits.append(asyncio.wrap_future(ctx.state["events"].append(ok_lines)))

@@ -208,12 +208,17 @@ class Service:
         self.settings = settings or ServeSettings()
         self.pseudonymize = Pseudonymizer(SecretStore(self.workdir).pseudonym_key())
         self.online: OnlineState = online or MemoryState()
+        replay = online is None  # (Redis keeps the online state across restarts itself)
         # consent lives beside the online state: in the same Redis when there is one
         self.consent = consent or ConsentView(self.workdir, getattr(self.online, "client", None))
         path = current_bundle(self.workdir)
         if snapshot is None or snapshot.bundle.path != path:
             snapshot = Snapshot(path, self.pseudonymize, load_search=load_search)
         self.snapshot = snapshot
+        # in memory, what shoppers did since the bundle was trained is rebuilt from the served
+        # events it did not learn from: a restart (a deploy, a crash) forgets nobody's clicks
+        self._memory = replay
+        self.replayed = self._replay_served(self.snapshot, self.online) if replay else 0
         self._others: dict[str, Snapshot] = {}  # bundles named by experiment variants
         self.rules = Rules.load(self.workdir)
         self.synonyms = LiveSynonyms(self.workdir)  # config/synonyms.txt, checked per search
@@ -319,6 +324,10 @@ class Service:
                         "bundle %s not loaded, still serving %s: %s", version, self.snapshot.version, exc
                     )
                     return changed
+                if self._memory:  # the new bundle learned what was absorbed before it
+                    online = MemoryState()
+                    self.replayed = self._replay_served(new, online)
+                    self.online = online
                 self.snapshot = new
                 self.search_warm = self._unwarmed()
                 self._clear_caches()
@@ -738,14 +747,54 @@ class Service:
             self.search_warm = n
         return n
 
+    def _replay_served(self, snap: Snapshot, into: OnlineState) -> int:
+        """Record into `into` the served events bundle `snap` did not learn from
+        (`_feedback.served_since`: absorbed after its training read the warehouse, or still
+        spooled), checked as /v1/events checks them; returns how many."""
+        from ..governance._contracts import EVENTS
+        from ..governance._row_check import check_record
+        from ._feedback import served_since
+
+        as_of = snap.bundle.manifest.lineage.get("feedback_as_of") or snap.version
+        known = {"product_id": snap.item_index}
+        events = []
+        for ev in served_since(self.workdir, str(as_of)):
+            chk = check_record(EVENTS, ev, known=known)
+            if not chk.failures:
+                events.append(online_event(chk.values, ev.get("timestamp")))
+        if events:
+            into.record(self._online_rows(events))
+        return len(events)
+
     def record_events(self, events: list[dict[str, Any]]) -> None:
         """Accepted events update the online state right away (before the warehouse has them)."""
-        rows = []
-        for e in events:
-            ts = e.get("_ts") or time.time()
-            rows.append((self.pseudonymize(str(e["user_id"])), e.get("product_id") or "", e["_type"], ts))
-        self.online.record(rows)
+        self.online.record(self._online_rows(events))
+
+    def _online_rows(self, events: list[dict[str, Any]]) -> list[tuple[str, str, str, float]]:
+        return [
+            (
+                self.pseudonymize(str(e["user_id"])),
+                e.get("product_id") or "",
+                e["_type"],
+                e.get("_ts") or time.time(),
+            )
+            for e in events
+        ]
 
     @staticmethod
     def new_id(prefix: str) -> str:
         return f"{prefix}_{os.urandom(16).hex()}"  # 128 random bits, as a uuid4
+
+
+def online_event(values: dict[str, Any], timestamp: Any) -> dict[str, Any]:
+    """An accepted event as `Service.record_events` takes it, from its row check's `values` (as
+    the warehouse will curate it: trimmed, an anonymous session's user id) and its timestamp."""
+    from ..governance._row_check import parse_timestamp
+
+    ts = parse_timestamp(str(timestamp).strip()) if timestamp is not None else None
+    return {
+        "user_id": values["user_id"],
+        "product_id": values.get("product_id") or "",
+        "_type": values["event_type"],
+        "_ts": ts.replace(tzinfo=UTC).timestamp() if ts else None,
+    }
