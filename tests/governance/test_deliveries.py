@@ -417,3 +417,9 @@ def test_the_missing_event_time_is_suggested_before_a_ship_date():
     }
     got = suggest_columns(CONTRACTS["events"], "timestamp", header, samples)
     assert [h for h, _ in got][:2] == ["Placed On", "Ship Date"], got
+    # a word that merely contains one ("Membership") is no ship date
+    samples["Membership Date"] = samples.pop("Ship Date")
+    got = suggest_columns(
+        CONTRACTS["events"], "timestamp", [*header[:1], "Membership Date", *header[2:]], samples
+    )
+    assert {h for h, _ in got[:2]} == {"Placed On", "Membership Date"}, got

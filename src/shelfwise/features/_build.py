@@ -123,7 +123,9 @@ def load_interactions(
         stock[:m] = np.asarray(prod["in_stock"], dtype=bool)
         brands[:m] = [str(b) for b in prod["brand"]]
         attributes[:m] = [str(a) for a in prod["attributes"]]
-        listed = np.arange(n) < m
+        # (a products table whose every row was quarantined lists nothing: then, as without
+        # one, the products seen in events are the catalog, rather than a shop with nothing to show)
+        listed = np.arange(n) < m if m else None
     vocab = {c: i for i, c in enumerate(sorted({c for c in cats if c}))}
     codes = np.array([vocab.get(c, -1) for c in cats], np.int64)
     return inter, Catalog(inter.item_ids, titles, cats, codes, prices, stock, brands, attributes, listed)

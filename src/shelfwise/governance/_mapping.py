@@ -30,6 +30,7 @@ an event type), with the exact flag and TOML lines to write.
 from __future__ import annotations
 
 import difflib
+import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,8 +43,8 @@ from ._contracts import CONTRACTS, Kind, TableContract
 MAP_FILE = "shelfwise.toml"
 # words in a header that holding dates make it the likely event time (not a ship or birth date)
 EVENT_TIME_WORDS = ("date", "time", "day", "when", "placed", "ordered", "created", "purchased", "occurred")
-# words that make a date column a later or another moment than the event's: never ranked above one
-# without them (Superstore's "Ship Date" beside a "Placed On" would date purchases by shipping)
+# words (or their beginnings) that make a date column a later or another moment than the
+# event's: never ranked above one without them (Superstore's "Ship Date" beside a "Placed On" would date purchases by shipping)
 OTHER_TIME_WORDS = (
     "ship", "deliver", "dispatch", "return", "refund", "cancel", "expir", "birth", "update", "modified",
 )  # fmt: skip
@@ -223,8 +224,9 @@ def suggest_columns(
             # a column of small numbers parses as epoch seconds of 1970: not a date
             if share >= 0.8:
                 bonus = 0.5 if any(w in _key(h) for w in EVENT_TIME_WORDS) else 0.0
-                if any(w in _key(h) for w in OTHER_TIME_WORDS):
-                    bonus -= 0.8  # below every date column without such a word
+                parts = re.findall(r"[a-z]+", h.lower())
+                if any(w.startswith(o) for w in parts for o in OTHER_TIME_WORDS):
+                    bonus -= 1.5  # below every date column without such a word (at most 2.2 < 2.8)
                 # of several date columns (order date, ship date) the closest name first
                 offer(h, 2.0 + share + bonus + 0.2 * ratios.get(h, 0.0), f"holds dates, e.g. {example!r}")
         elif spec.kind is Kind.ENUM:

@@ -13,7 +13,6 @@ import json
 import resource
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -194,7 +193,7 @@ def _train_logged(
                     for t, r in report.tables.items()
                 )
             )
-    from ..serving._feedback import absorb
+    from ..serving._feedback import absorb, absorb_mark
 
     absorbed = absorb(workdir)  # events the server accepted since the last absorb
     if absorbed["status"] == "ok":
@@ -206,7 +205,7 @@ def _train_logged(
         log(f"served events not absorbed now ({absorbed.get('reason')}); they wait for the next run")
     # served events absorbed after this moment are not in this run's data: a server replays
     # them into its online state on start (`Service`), so a restart forgets no shopper's clicks
-    feedback_as_of = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    feedback_as_of = absorb_mark(workdir)
     data_versions = _data_versions(workdir)
     ns = warehouse_namespace(workdir)
     lineage = LineageRun(

@@ -108,9 +108,10 @@ class SearchEngine(SearchIndex, RankerTraining):
         vecs: QueryVectors | None = None,
     ) -> dict[str, Any]:
         """A results page: items (product id, score), facets over the matching products, the
-        corrected query when spelling was fixed, `total` (how many products match: those holding
-        a query word when a keyword matched, else every semantic candidate; pages go on past them
-        with the nearest products), how they were found (`match`), and the `stages` that ran.
+        corrected query when spelling was fixed, `total` (how many of the retrieved candidates
+        match: those holding a query word when a keyword matched, else every semantic candidate;
+        by relevance, pages go on past them with the nearest products), how they were found
+        (`match`), and the `stages` that ran.
 
         `match` is "keyword" when some product matches a query term (terms are ORed, so a query
         is already relaxed to any of its terms; the ranker weighs coverage), "semantic_only" when
@@ -201,8 +202,10 @@ class SearchEngine(SearchIndex, RankerTraining):
         by_doc = {int(c): float(s) for c, s in zip(cands, score, strict=True)}
         order = sort_docs(sort, order, self.catalog, self.popularity_)
         page = order[offset : offset + k]
-        # a keyword match counts (and facets) the products that hold a query word: the semantic
-        # neighbours ranked after them fill pages, they are not "results for" the words
+        # a keyword match counts (and facets) the retrieved products that hold a query word: the
+        # semantic neighbours ranked after them fill pages, they are not "results for" the words
+        # (and when filters left no product with a word, what is left is a semantic match)
+        keyword = bool(matched.any())
         counted = cands[matched] if keyword else cands
         return {
             "items": [{"product_id": self.catalog.product_ids[d], "score": by_doc[d]} for d in page],

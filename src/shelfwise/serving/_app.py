@@ -155,7 +155,9 @@ async def _serving(ctx: AppContext) -> AsyncIterator[None]:
     from ._prefork import preloaded_snapshot
 
     snapshot = preloaded_snapshot(current_bundle(workdir))  # `serve --workers N` loaded it before the fork
-    service = await asyncio.to_thread(Service, workdir, settings, online=online, snapshot=snapshot)
+    service = await asyncio.to_thread(
+        Service, workdir, settings, online=online, snapshot=snapshot, replay_served=True
+    )
     if "torch" in sys.modules:  # a bundle's model scores with torch: one request must not take every core
         sys.modules["torch"].set_num_threads(1)
     gc.freeze()  # the loaded bundle is long-lived: keep it out of every garbage collection

@@ -53,6 +53,7 @@ __all__ = [
     "REDIS_REJECTED",
     "REJECTED_DIR",
     "absorb",
+    "absorb_mark",
     "ingest_events",
     "pending_events",
     "read_lines",
@@ -181,23 +182,27 @@ def pending_events(workdir: str | Path, redis_client: Any = None, *, pid: int | 
 
 def served_since(workdir: str | Path, as_of: str) -> list[dict[str, Any]]:
     """The served events a bundle whose warehouse read was at `as_of` (a UTC stamp,
-    `%Y%m%dT%H%M%S%fZ`) did not learn from, in arrival order: those absorbed after it (the
-    archive `feedback/events-<stamp>.jsonl`, stamped when their absorb began) and those still in
-    the spool (the open segments of a server killed before it absorbed them included)."""
+    `%Y%m%dT%H%M%S%fZ`, see `absorb_mark`) did not learn from, in arrival order, each once:
+    those absorbed after it (the archive `feedback/events-<stamp>.jsonl`, stamped when their
+    absorb began) and those still in the spool (the open segments of a server killed before it
+    absorbed them included). An event is known by the id it is curated under (the client's
+    `event_id`, else where it was spooled): a segment absorbed while this reads, or absorbed
+    twice after a crash, is not counted twice."""
     workdir = Path(workdir)
-    # the spool is read first: a segment absorbed in between is then read twice (once more from
-    # its archive), never missed
+    # the spool is read first: a segment absorbed in between is then met again in its archive
+    # (and dropped by id there), never missed
     spooled: list[dict[str, Any]] = []
     for seg in all_segments(workdir / EVENTS_DIR):
         try:
             lines = read_lines(seg)
         except FileNotFoundError:  # absorbed meanwhile: its archive is read below
             continue
-        for line in lines:
+        stem = segment_stem(seg)
+        for n, line in enumerate(lines, 1):
             ev = _loads(line)
             if isinstance(ev, dict) and isinstance(ev.get("event"), dict):
-                spooled.append(ev["event"])
-    out: list[dict[str, Any]] = []
+                spooled.append(_with_id(ev["event"], f"spool:{stem}:{n}"))
+    archived: list[dict[str, Any]] = []
     archive = workdir / FEEDBACK_DIR
     if archive.is_dir():
         for path in sorted(archive.glob("events-*.jsonl")):
@@ -207,8 +212,34 @@ def served_since(workdir: str | Path, as_of: str) -> list[dict[str, Any]]:
                 lines = read_lines(path)
             except FileNotFoundError:  # erased or moved meanwhile
                 continue
-            out += [ev for ev in map(_loads, lines) if isinstance(ev, dict)]
-    return out + spooled
+            archived += [ev for ev in map(_loads, lines) if isinstance(ev, dict)]
+    out, seen = [], set()
+    for ev in archived + spooled:
+        eid = ev.get("event_id")
+        if eid is not None and eid in seen:
+            continue
+        seen.add(eid)
+        out.append(ev)
+    return out
+
+
+def absorb_mark(workdir: str | Path, wait_s: float = 60.0) -> str:
+    """Now, as the UTC stamp archives are named by, taken while no absorb runs (waiting up to
+    `wait_s` for one to end): every archive stamped before it was in the warehouse already, so a
+    training that reads the warehouse after this mark learned them all (`served_since`)."""
+    workdir = Path(workdir)
+    deadline = time.monotonic() + wait_s
+    while True:
+        with _lock(workdir) as locked:
+            if locked or time.monotonic() >= deadline:
+                return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        time.sleep(0.1)
+
+
+def _with_id(ev: dict[str, Any], locator: str) -> dict[str, Any]:
+    """The event with the id absorbing gives it (`_canonical_line`)."""
+    eid = ev.get("event_id")
+    return ev if eid is not None and str(eid).strip() else {**ev, "event_id": locator}
 
 
 def _loads(line: bytes) -> Any:

@@ -197,18 +197,22 @@ class Service:
         load_search: bool = True,
         consent: ConsentView | None = None,
         snapshot: Snapshot | None = None,
+        replay_served: bool = False,
     ):
         """`apply_rules=False` answers with the models' ranking alone (the batch CLI's
         `--no-rules`); `load_search=False` skips the search index (a recommendations-only batch);
         `snapshot`: the current bundle already loaded (by `serve --workers N` before it forks),
-        used when it is still the current one."""
+        used when it is still the current one. `replay_served` (a server without Redis): the
+        online state starts from the served events the bundle did not learn from, and starts
+        again from them when a new bundle is loaded (batch commands answer from the bundle)."""
         self.workdir = Path(workdir)
         self.apply_rules = apply_rules
         self._load_search = load_search
         self.settings = settings or ServeSettings()
         self.pseudonymize = Pseudonymizer(SecretStore(self.workdir).pseudonym_key())
         self.online: OnlineState = online or MemoryState()
-        replay = online is None  # (Redis keeps the online state across restarts itself)
+        replay = replay_served and online is None  # (Redis keeps its state across restarts itself)
+        self._rebuilding: OnlineState | None = None  # the state a bundle swap is replaying into
         # consent lives beside the online state: in the same Redis when there is one
         self.consent = consent or ConsentView(self.workdir, getattr(self.online, "client", None))
         path = current_bundle(self.workdir)
@@ -326,8 +330,14 @@ class Service:
                     return changed
                 if self._memory:  # the new bundle learned what was absorbed before it
                     online = MemoryState()
-                    self.replayed = self._replay_served(new, online)
-                    self.online = online
+                    # events recorded meanwhile reach it too (an event spooled before the replay
+                    # reads the spool and recorded after this may count twice; none is lost)
+                    self._rebuilding = online
+                    try:
+                        self.replayed = self._replay_served(new, online)
+                        self.online = online
+                    finally:
+                        self._rebuilding = None
                 self.snapshot = new
                 self.search_warm = self._unwarmed()
                 self._clear_caches()
@@ -768,7 +778,11 @@ class Service:
 
     def record_events(self, events: list[dict[str, Any]]) -> None:
         """Accepted events update the online state right away (before the warehouse has them)."""
-        self.online.record(self._online_rows(events))
+        rows = self._online_rows(events)
+        self.online.record(rows)
+        rebuilding = self._rebuilding
+        if rebuilding is not None and rebuilding is not self.online:
+            rebuilding.record(rows)
 
     def _online_rows(self, events: list[dict[str, Any]]) -> list[tuple[str, str, str, float]]:
         return [
