@@ -110,8 +110,8 @@ class SearchEngine(SearchIndex, RankerTraining):
         """A results page: items (product id, score), facets over the matching products, the
         corrected query when spelling was fixed, `total` (how many of the retrieved candidates
         match: those holding a query word when a keyword matched, else every semantic candidate;
-        by relevance, pages go on past them with the nearest products), how they were found
-        (`match`), and the `stages` that ran.
+        the nearest products without the words are ranked among and after them, and come after
+        them in any other `sort`), how they were found (`match`), and the `stages` that ran.
 
         `match` is "keyword" when some product matches a query term (terms are ORed, so a query
         is already relaxed to any of its terms; the ranker weighs coverage), "semantic_only" when
@@ -200,13 +200,19 @@ class SearchEngine(SearchIndex, RankerTraining):
             stages.append("fusion")
         order = [int(cands[i]) for i in order_idx]
         by_doc = {int(c): float(s) for c, s in zip(cands, score, strict=True)}
-        order = sort_docs(sort, order, self.catalog, self.popularity_)
-        page = order[offset : offset + k]
         # a keyword match counts (and facets) the retrieved products that hold a query word: the
-        # semantic neighbours ranked after them fill pages, they are not "results for" the words
-        # (and when filters left no product with a word, what is left is a semantic match)
+        # semantic neighbours the ranker places among and after them are not "results for" the
+        # words (and when filters left no product with a word, what is left is a semantic match)
         keyword = bool(matched.any())
         counted = cands[matched] if keyword else cands
+        if sort != "relevance" and keyword:  # sorted by price or popularity: the matches first
+            hits = {int(d) for d in counted}
+            order = sort_docs(
+                sort, [d for d in order if d in hits], self.catalog, self.popularity_
+            ) + sort_docs(sort, [d for d in order if d not in hits], self.catalog, self.popularity_)
+        else:
+            order = sort_docs(sort, order, self.catalog, self.popularity_)
+        page = order[offset : offset + k]
         return {
             "items": [{"product_id": self.catalog.product_ids[d], "score": by_doc[d]} for d in page],
             "total": len(counted),

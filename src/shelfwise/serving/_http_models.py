@@ -149,9 +149,9 @@ class SearchPage(BaseModel):
     query: str
     corrected_query: str | None
     total: int = Field(
-        description="retrieved products that match: those holding a query word (`match` keyword; by "
-        "relevance, later pages go on with the nearest products), the semantic candidates "
-        "(`semantic_only`), 0 (`none`)"
+        description="retrieved products that match: those holding a query word (`match` keyword; the "
+        "nearest products without them rank among and after them, after them in a price or popularity "
+        "sort), the semantic candidates (`semantic_only`), 0 (`none`)"
     )
     match: str | None = Field(description="`keyword`, `semantic_only` or `none`")
     fallback: str | None = Field(description="`popular` when nothing matched and popular items are shown")
