@@ -19,7 +19,7 @@ LAYERS = [
     {"search"},
     {"lifecycle", "serving"},
     {"insights", "web"},
-    {"_shop", "cli", "__init__"},
+    {"_shop", "cli", "__init__", "__main__"},
 ]
 LAYER = {pkg: i for i, layer in enumerate(LAYERS) for pkg in layer}
 
