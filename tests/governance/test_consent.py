@@ -279,3 +279,26 @@ def test_erasure_and_retention_cover_the_consent_register_and_the_served_lists(t
     (work / "config" / "retention.json").write_text(json.dumps({"consent_history_days": 0}))
     ret = json.loads(sw("retention", "enforce", "--workdir", str(work), "--json").stdout)
     assert "governance/consents.jsonl" in ret["deleted"]
+
+
+@pytest.mark.slow  # four commands: ~15 s
+def test_a_users_table_naming_consent_for_the_first_time_does_not_regrant_a_withdrawal(tmp_path):
+    """A shopper withdrew through the CLI (or the API) before the shop's users table carried
+    consent columns; the first table that does says "yes" for everyone (a stale export): the
+    withdrawal stands. A table that later changes its own value to "no" and back to "yes" is a
+    new statement from the shop's system, and is recorded."""
+    data = plant_shop(tmp_path / "d", "user_id,segment\nshopper-1,gold\nshopper-2,silver\n")
+    work = tmp_path / "w"
+    sw("ingest", "--data", str(data), "--workdir", str(work), "--json")
+    s2 = pseudo(work, "shopper-2")
+    sw("privacy", "consent", "--workdir", str(work), "--user", "shopper-2", "--personalization", "no")
+    header = "user_id,segment,consent_personalization\n"
+    plant_shop(data, header + "shopper-1,gold,yes\nshopper-2,silver,yes\n")
+    sw("ingest", "--data", str(data), "--workdir", str(work), "--json")
+    assert Consents.of(work).current(s2)["personalization"] is False
+    entry = [e for e in AuditLog(work).entries() if e["action"] == "privacy.consent"][-1]
+    assert entry["details"]["kept_withdrawn"] == 1 and entry["details"]["records"] == 1  # shopper-1's
+    for value in ("no", "yes"):
+        plant_shop(data, header + f"shopper-1,gold,yes\nshopper-2,silver,{value}\n")
+        sw("ingest", "--data", str(data), "--workdir", str(work), "--json")
+    assert Consents.of(work).current(s2)["personalization"] is True

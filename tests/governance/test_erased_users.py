@@ -183,3 +183,52 @@ def test_json_lines_an_erased_user_is_withheld_from_valid_and_malformed_lines(tm
     )
     rep = ingest_events(work, served).tables["events"]
     assert (rep.rows_in, rep.rows_curated, rep.rows_withheld, rep.balanced) == (3, 1, 2, True)
+
+
+@pytest.mark.slow  # ingest, erase, absorb: ~10 s
+def test_events_still_being_spooled_when_a_user_is_erased_are_stored_nowhere(tmp_path):
+    """The segment a running server is writing is not rewritten by an erasure (the server holds
+    it open); its absorb withholds the erased user's events from the warehouse AND the archive,
+    and a server starting later does not replay them into its online state. A later event of a
+    returning shopper, and other users' events, are kept."""
+    from shelfwise.governance._erasures import Erasures
+    from shelfwise.serving._feedback import EVENTS_DIR, FEEDBACK_DIR, absorb, served_since
+
+    data, work = _shop(tmp_path / "d"), tmp_path / "w"
+    sw("ingest", "--data", str(data), "--workdir", str(work))
+    spool = work / EVENTS_DIR
+    spool.mkdir(parents=True)
+    later = (datetime.now(UTC) + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    events = [
+        {"user_id": "u1", "product_id": "p2", "event_type": "click", "timestamp": "2024-03-02T10:00:00Z"},
+        {"user_id": "u2", "product_id": "p3", "event_type": "click", "timestamp": "2024-03-02T10:01:00Z"},
+        {"user_id": "u1", "product_id": "p4", "event_type": "view", "timestamp": later},  # back after it
+    ]
+    import socket
+
+    # an open segment of a writer of this host that is gone (pid 999999): a killed server's
+    segment = spool / f"20240302T100000000000Z-{socket.gethostname()}-999999.jsonl.open"
+    segment.write_text("".join(json.dumps({"event": e, "received_at": 1}) + "\n" for e in events))
+    sw("privacy", "erase", "--workdir", str(work), "--user", "u1")
+    assert "u1" in segment.read_text()  # left to its absorb
+
+    erasures = Erasures.of(work)
+    assert erasures is not None
+    replayed = [e for e in served_since(work, "0") if not erasures.withholds(e)]
+    assert [(e["user_id"], e["product_id"]) for e in replayed] == [("u2", "p3"), ("u1", "p4")]
+
+    res = absorb(work)
+    assert res["status"] == "ok" and res["withheld_erased"] == 1 and res["accepted"] == 2, res
+    archived = [
+        json.loads(x)
+        for p in (work / FEEDBACK_DIR).glob("events-*.jsonl")
+        for x in p.read_text().splitlines()
+    ]
+    assert [(e["user_id"], e["product_id"]) for e in archived] == [("u2", "p3"), ("u1", "p4")]
+    pseudo = Pseudonymizer(SecretStore(work).pseudonym_key())("u1")
+    con = duckdb.connect(str(work / "warehouse.duckdb"), read_only=True)
+    try:
+        mine = con.sql("SELECT product_id FROM curated.events WHERE user_id = ?", params=[pseudo]).fetchall()
+    finally:
+        con.close()
+    assert mine == [("p4",)]  # only the returning shopper's new event

@@ -182,3 +182,23 @@ def test_erased_user_leaves_profiles_and_roles_are_checked(shop, tmp_path):
            env={"SHELFWISE_AS": "ann", "SHELFWISE_API_KEY": keys["ann"]}))  # fmt: skip
     users = {json.loads(x)["user_id"] for x in out.read_text().splitlines()}
     assert "CHURNER" not in users and {"LOYAL", "BROWSER"} <= users
+
+
+def test_a_user_left_out_does_not_date_everyone_elses_recency(shop, tmp_path):
+    """Without --as-of the figures are as of the latest event they may read: CHURNER's purchase
+    of 2026-01-06 (after everyone else's last) stops setting the date once CHURNER withdraws
+    personalization consent (their events are in no figure)."""
+    import shutil
+
+    from shelfwise.insights._data import load_curated
+
+    work = tmp_path / "w"
+    shutil.copytree(shop, work)
+    _, _, before = load_curated(work, None, consent="personalization")
+    assert before.date() == (START + timedelta(days=370)).date()
+    ok(run("privacy", "consent", "--workdir", str(work), "--user", "CHURNER", "--personalization", "no"))
+    events, _, after = load_curated(work, None, consent="personalization")
+    assert after < before and after == events["timestamp"].max()
+    assert after.date() <= (START + timedelta(days=364)).date()
+    _, _, everyone = load_curated(work, None)  # shop-level figures (demand) read every event
+    assert everyone == before

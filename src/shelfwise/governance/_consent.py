@@ -9,7 +9,9 @@ record has the shop's default (`config/privacy.json`, below). Records come from
 `PUT /v1/users/{id}/consent`, `shelfwise privacy consent` and the users table's optional
 `consent_personalization` / `consent_marketing` columns. A users-table value is recorded only when
 it differs from the value that the users table last gave for that user and flag: re-delivering
-an old export does not undo a withdrawal made since through the API.
+an old export does not undo a withdrawal made since through the API. Nor does the first table
+that names the flag for a user: its "yes" is not recorded over a withdrawal from another source
+(a stale export); only a value the table itself changes later is.
 
 Erasure removes a user's records and leaves one tombstone (`{"pseudonym", "erased": at}`): the
 register must remember that an erasure happened, not what was consented before it. Like the
@@ -349,19 +351,35 @@ def sync_users_table(workdir: str | Path, *, actor: str | None = None) -> int:
             f"SELECT user_id, {', '.join(cols)} FROM curated.users WHERE user_id IS NOT NULL"
         ).fetchall()
     last: dict[tuple[str, str], bool] = {}
+    # the latest record from any source: a grant the users table gives for the first time does
+    # not undo a withdrawal the shopper made through another channel (the API, the CLI): a stale
+    # export must not re-grant what was withdrawn; a table that changes its value later does
+    withdrawn_elsewhere: set[tuple[str, str]] = set()
     for rec in read_register(workdir):
         if "erased" in rec:
             for f in FLAGS:
                 last.pop((rec["pseudonym"], f), None)
-        elif rec.get("source") == USERS_TABLE_SOURCE:
-            last[(rec["pseudonym"], rec["flag"])] = rec["value"]
+                withdrawn_elsewhere.discard((rec["pseudonym"], f))
+            continue
+        key = (rec["pseudonym"], rec["flag"])
+        if rec.get("source") == USERS_TABLE_SOURCE:
+            last[key] = rec["value"]
+            withdrawn_elsewhere.discard(key)
+        elif rec["value"]:
+            withdrawn_elsewhere.discard(key)
+        else:
+            withdrawn_elsewhere.add(key)
     at = datetime.now(UTC).isoformat()
     by = actor or _audit_actor()
     new = []
+    kept_withdrawn = 0
     for user, *values in rows:
         for col, v in zip(cols, values, strict=True):
             flag = USERS_COLUMNS[col]
             if v is None or last.get((user, flag)) == bool(v):
+                continue
+            if v and (user, flag) not in last and (user, flag) in withdrawn_elsewhere:
+                kept_withdrawn += 1
                 continue
             new.append(
                 {
@@ -382,6 +400,7 @@ def sync_users_table(workdir: str | Path, *, actor: str | None = None) -> int:
             records=len(new),
             users=len({r["pseudonym"] for r in new}),
             withdrawn=sum(not r["value"] for r in new),
+            kept_withdrawn=kept_withdrawn,
         )
     return len(new)
 

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from ._privacy import Pseudonymizer, SecretStore
 
@@ -91,6 +92,27 @@ class Erasures:
         pseudos = self.pseudonymize.many(raw_ids)
         hits = [(r, self.erased[p]) for r, p in zip(raw_ids, pseudos, strict=True) if p in self.erased]
         return pseudos, hits
+
+    def withholds(self, event: dict[str, Any]) -> bool:
+        """Whether ingestion would withhold this served event (a JSON object as /v1/events took
+        it): its user, or for an anonymous event its session's, was erased at or after its time
+        (or it has no valid time). What absorbing leaves out of the archive, and what a server
+        restarting does not replay into its online state."""
+        from ._compile import MISSING_VALUES, trim_id
+        from ._privacy import anonymous_user_id
+        from ._row_check import parse_timestamp
+
+        user = trim_id(event.get("user_id") or "")
+        if not user or user in MISSING_VALUES:
+            session = trim_id(event.get("session_id") or "")
+            if not session or session in MISSING_VALUES:
+                return False
+            user = anonymous_user_id(session)
+        at = self.erased.get(self.pseudonymize(user))
+        if at is None:
+            return False
+        ts = parse_timestamp(str(event.get("timestamp") or "").strip())
+        return ts is None or ts <= at
 
     def split_lines(
         self, lines: Sequence[tuple[int | None, str, str]]

@@ -40,13 +40,15 @@ def parse_as_of(text: str | None) -> datetime | None:
 def load_curated(
     workdir: str | Path, as_of: datetime | None, *, consent: str | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame, datetime]:
-    """Curated events up to `as_of` (inclusive; default: the latest event) and the catalog.
+    """Curated events up to `as_of` (inclusive; default: the latest event, with `consent` the
+    latest of the users kept) and the catalog.
 
     `consent` ("personalization" for profiles and audiences, "marketing"): the events of users
     without that consent, and of anonymous sessions, are left out (`governance._consent`); None
     keeps everyone's (demand and other shop-level aggregates are operations, not profiling)."""
     from ..storage import read_only, relation_columns
 
+    defaulted = as_of is None
     with read_only(workdir) as (con, curated):
         if "events" not in curated:
             raise ShelfwiseError(
@@ -84,6 +86,10 @@ def load_curated(
         out = consent_withdrawn(workdir, consent, among=events["user_id"].unique().tolist())
         if out:
             events = events[~events["user_id"].isin(out)].reset_index(drop=True)
+        if defaulted and not events.empty:
+            # "the latest event" is the latest of those the figures may read: the events of a
+            # user left out must not date everyone else's recency (nor an anonymous session's)
+            as_of = pd.Timestamp(events["timestamp"].max()).to_pydatetime()
     return events, products, as_of
 
 

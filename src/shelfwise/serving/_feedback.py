@@ -95,6 +95,7 @@ def _absorb_once(workdir: Path, redis_client: Any) -> dict[str, Any]:
     import duckdb
 
     from ..governance import AuditLog
+    from ..governance._erasures import Erasures
 
     with _lock(workdir) as locked:
         if not locked:
@@ -118,8 +119,17 @@ def _absorb_once(workdir: Path, redis_client: Any) -> dict[str, Any]:
             for seg in ev_segments
             for n, line in enumerate(read_lines(seg), 1)
         ] + [_canonical_line(line, f"redis:{i}") for i, line in redis_ev]
+        # the events of a user erased after they were posted (still spooled when the erasure ran)
+        # are stored nowhere: not ingested (ingestion would withhold them) and not archived
+        erasures = Erasures.of(workdir)
+        withheld = 0
+        if erasures is not None:
+            kept = [line for line in lines if not erasures.withholds(json.loads(line))]
+            withheld, lines = len(lines) - len(kept), kept
         n_events = write_events(tmp / "events.jsonl", lines)
         report: dict[str, Any] = {"status": "ok", "accepted": n_events, "quarantined": 0}
+        if withheld:
+            report["withheld_erased"] = withheld
         try:
             if n_events:
                 rep = ingest_events(workdir, tmp)

@@ -762,13 +762,17 @@ class Service:
         (`_feedback.served_since`: absorbed after its training read the warehouse, or still
         spooled), checked as /v1/events checks them; returns how many."""
         from ..governance._contracts import EVENTS
+        from ..governance._erasures import Erasures
         from ..governance._row_check import check_record
         from ._feedback import served_since
 
         as_of = snap.bundle.manifest.lineage.get("feedback_as_of") or snap.version
         known = {"product_id": snap.item_index}
+        erasures = Erasures.of(self.workdir)  # an erased user's events never come back
         events = []
         for ev in served_since(self.workdir, str(as_of)):
+            if erasures is not None and erasures.withholds(ev):
+                continue
             chk = check_record(EVENTS, ev, known=known)
             if not chk.failures:
                 events.append(online_event(chk.values, ev.get("timestamp")))
