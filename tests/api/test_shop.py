@@ -114,7 +114,9 @@ def test_permissions_and_audit_are_enforced_in_python(trained, tmp_path, monkeyp
     stu.ingest(data)
     entries = stu.audit()
     denied = {(e["actor"], e["details"]["denied_action"]) for e in entries if e["action"] == "access.denied"}
-    assert {("ann", "train"), ("anonymous", "evaluate"), ("ann", "recommend")} <= denied
+    assert {("ann", "train"), ("anonymous", "evaluate"), ("unauthenticated", "recommend")} <= denied
+    wrong_key = [e for e in entries if e["actor"] == "unauthenticated"][-1]["details"]
+    assert wrong_key["claimed"] == "ann" and "wrong API key" in wrong_key["reason"]
     assert [e["actor"] for e in entries if e["action"] == "ingest"][-1] == "stu"
     assert stu.verify_audit().ok
     with pytest.raises(AccessDenied):

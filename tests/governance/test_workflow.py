@@ -99,6 +99,7 @@ def test_denials_are_clear_and_audited(shop):
         ("ann", "train"),
         ("ann", "quarantine.read_raw"),
         ("anonymous", "evaluate"),
+        ("unauthenticated", "evaluate"),  # ann's name with a wrong key: a claim, not ann
     }
     assert "hash chain intact" in ok(run("audit", "--workdir", str(work), who=who["stu"])).stdout
 

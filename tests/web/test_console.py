@@ -149,8 +149,12 @@ def shot(page: Any, name: str) -> None:
 
 
 def denied_since(shop: Shop, n: int, who: str, action: str) -> bool:
+    """A denial of `action` for `who` since entry n (`who`'s name claimed with a wrong key
+    counts: such an entry is the claim's, actor "unauthenticated")."""
     return any(
-        e["action"] == "access.denied" and e["actor"] == who and e["details"].get("denied_action") == action
+        e["action"] == "access.denied"
+        and who in (e["actor"], e["details"].get("claimed"))
+        and e["details"].get("denied_action") == action
         for e in shop.audit()[n:]
     )
 
@@ -164,6 +168,7 @@ def test_login_logout_and_anonymous(shop: Shop, page: Any) -> None:
     page.click("form.stack button[type=submit]")
     assert "wrong API key" in page.locator(".flash.bad").inner_text()
     assert denied_since(shop, n, "ana", "console.login")
+    assert [e["actor"] for e in shop.audit()[n:] if e["action"] == "access.denied"] == ["unauthenticated"]
     login(page, shop, "ana")
     assert page.url.rstrip("/").endswith("/console")
     page.click("text=log out")

@@ -91,7 +91,10 @@ def recommend(
         for line in answers:
             cold += line["source"] == "cold_start"
             fh.write(json.dumps(line, ensure_ascii=False) + "\n")
-    typer.echo(f"wrote {len(answers):,} users to {out} ({cold:,} unknown users served the cold-start list)")
+    typer.echo(
+        f"wrote {len(answers):,} users to {out} ({cold:,} served the cold-start list: unknown to the "
+        "bundle, or not to be personalized)"
+    )
 
 
 def _recommend_on_spark(

@@ -182,12 +182,15 @@ def authorize(
     try:
         person = people.authenticate(name, key)
     except AccessDenied as exc:
+        # a name with a wrong key is a claim, not a person: the entry must not read as theirs
+        claim = {"claimed": name} if name else {}
         AuditLog(workdir).append(
             "access.denied",
-            actor=name or "anonymous",
+            actor="unauthenticated" if name else "anonymous",
             outcome="denied",
             denied_action=action,
             reason=str(exc),
+            **claim,
         )
         raise
     if person.role not in PERMISSIONS[action]:

@@ -631,7 +631,9 @@ def _register(workdir: Path, bundle: Path, run_id: str | None, actor: str | None
         log(f"registry: version {version} is production (single-user mode); gates {gates}")
     else:
         log(
-            f"registry: version {version} registered as candidate; gates {gates}; promote with `shelfwise models promote`"
+            f"registry: version {version} registered as candidate; gates {gates}; a steward, engineer or admin "
+            f"approves it (`shelfwise models approve --version {version}`, not the person who trained it), then "
+            "`shelfwise models promote` puts it live"
         )
     return {"version": version, "gates": gates, "production": live}
 

@@ -160,13 +160,15 @@ def login(workdir: Path, name: str, key: str) -> tuple[User, str]:
     try:
         p = people.authenticate(name or None, key or None)
     except AccessDenied as exc:
+        claim = {"claimed": name} if name else {}  # a name with a wrong key is a claim, not a person
         AuditLog(workdir).append(
             "access.denied",
-            actor=name or "anonymous",
+            actor="unauthenticated" if name else "anonymous",
             outcome="denied",
             denied_action="console.login",
             reason=str(exc),
             via="console",
+            **claim,
         )
         raise Denied(401, "unknown person or wrong API key") from None
     if p.role not in PEOPLE_ROLES:
