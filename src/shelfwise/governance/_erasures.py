@@ -19,7 +19,7 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +112,10 @@ class Erasures:
         if at is None:
             return False
         ts = parse_timestamp(str(event.get("timestamp") or "").strip())
-        return ts is None or ts <= at
+        # as ingestion: kept only when dated after the erasure and no later than now (a day of
+        # clock skew): a future date must not bring an erased user back
+        now = datetime.now(UTC).replace(tzinfo=None)
+        return ts is None or ts <= at or ts > now + timedelta(days=1)
 
     def split_lines(
         self, lines: Sequence[tuple[int | None, str, str]]
