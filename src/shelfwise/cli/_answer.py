@@ -92,8 +92,8 @@ def recommend(
             cold += line["source"] == "cold_start"
             fh.write(json.dumps(line, ensure_ascii=False) + "\n")
     typer.echo(
-        f"wrote {len(answers):,} users to {out} ({cold:,} served the cold-start list: unknown to the "
-        "bundle, or not to be personalized)"
+        f"wrote {len(answers):,} users to {out} ({cold:,} unknown to the bundle or not to be "
+        "personalized: served the cold-start list)"
     )
 
 
