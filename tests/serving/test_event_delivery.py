@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import signal
 from pathlib import Path
@@ -212,7 +213,9 @@ def test_a_restart_remembers_what_shoppers_did_since_the_bundle(shop: Path):
         b.stop(signal.SIGKILL)  # nothing absorbed: the event is in the spool only
     c = Server(shop, "--absorb-seconds", "0")
     try:
-        assert "online state: 4 served event(s) the bundle did not learn from replayed" in c.logs()
+        # (the copied shop's archive may hold other tests' events posted after its bundle: >= 4)
+        replayed = re.search(r"online state: (\d+) served event\(s\) the bundle did not learn from", c.logs())
+        assert replayed and int(replayed.group(1)) >= 4, c.logs()
         for user, want in ((new, before), (after_kill, kept)):
             got = c.client.get(f"/v1/recommendations/{user}", params={"k": 8}).json()
             assert got["personalized"] is True and got["items"] == want["items"], (user, want, got)
