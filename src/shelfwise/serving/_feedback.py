@@ -114,18 +114,19 @@ def _absorb_once(workdir: Path, redis_client: Any) -> dict[str, Any]:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         tmp = workdir / "tmp" / f"absorb-{stamp}"
         tmp.mkdir(parents=True, exist_ok=True)
-        lines = [
-            _canonical_line(line, f"spool:{segment_stem(seg)}:{n}")
+        events = [
+            _canonical_event(line, f"spool:{segment_stem(seg)}:{n}")
             for seg in ev_segments
             for n, line in enumerate(read_lines(seg), 1)
-        ] + [_canonical_line(line, f"redis:{i}") for i, line in redis_ev]
+        ] + [_canonical_event(line, f"redis:{i}") for i, line in redis_ev]
         # the events of a user erased after they were posted (still spooled when the erasure ran)
         # are stored nowhere: not ingested (ingestion would withhold them) and not archived
         erasures = Erasures.of(workdir)
         withheld = 0
         if erasures is not None:
-            kept = [line for line in lines if not erasures.withholds(json.loads(line))]
-            withheld, lines = len(lines) - len(kept), kept
+            kept = [ev for ev in events if not erasures.withholds(ev)]
+            withheld, events = len(events) - len(kept), kept
+        lines = [json.dumps(ev, ensure_ascii=False).encode() + b"\n" for ev in events]
         n_events = write_events(tmp / "events.jsonl", lines)
         report: dict[str, Any] = {"status": "ok", "accepted": n_events, "quarantined": 0}
         if withheld:
@@ -247,7 +248,7 @@ def absorb_mark(workdir: str | Path, wait_s: float = 60.0) -> str:
 
 
 def _with_id(ev: dict[str, Any], locator: str) -> dict[str, Any]:
-    """The event with the id absorbing gives it (`_canonical_line`)."""
+    """The event with the id absorbing gives it: the client's `event_id`, else `locator`."""
     eid = ev.get("event_id")
     return ev if eid is not None and str(eid).strip() else {**ev, "event_id": locator}
 
@@ -292,14 +293,11 @@ def ingest_events(workdir: Path, data_dir: Path) -> Any:
     return Ingestor(workdir, mode="append", job="shelfwise.events").run(data_dir)
 
 
-def _canonical_line(line: bytes, locator: str) -> bytes:
+def _canonical_event(line: bytes, locator: str) -> dict[str, Any]:
     """The spool holds {"event": {...}, "received_at": ...}; ingestion takes the event, with
     its `locator` as event_id when the client sent none (what makes a second absorb of the same
     segment harmless)."""
-    ev = json.loads(line)["event"]
-    if ev.get("event_id") is None or not str(ev["event_id"]).strip():
-        ev = {**ev, "event_id": locator}
-    return json.dumps(ev, ensure_ascii=False).encode() + b"\n"
+    return _with_id(json.loads(line)["event"], locator)
 
 
 def _rejected_rows(segments: list[Path], redis_lines: list[bytes]) -> list[tuple[str, int, dict[str, Any]]]:
