@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from ..errors import AccessDenied, ShelfwiseError
 from ._audit import AuditLog
@@ -167,6 +168,24 @@ class People:
         return p
 
 
+def audit_failed_login(
+    workdir: str | Path, name: str | None, action: str, reason: str, **details: Any
+) -> None:
+    """The `access.denied` entry of a failed authentication (CLI, Python API, console login): a
+    name with a wrong key is a claim, not a person, so the entry must not read as theirs (actor
+    `unauthenticated`, the name as `claimed`); no name at all is `anonymous`."""
+    claim = {"claimed": name} if name else {}
+    AuditLog(workdir).append(
+        "access.denied",
+        actor="unauthenticated" if name else "anonymous",
+        outcome="denied",
+        denied_action=action,
+        reason=reason,
+        **claim,
+        **details,
+    )
+
+
 def authorize(
     workdir: str | Path, action: str, *, name: str | None = None, key: str | None = None
 ) -> Person | None:
@@ -182,16 +201,7 @@ def authorize(
     try:
         person = people.authenticate(name, key)
     except AccessDenied as exc:
-        # a name with a wrong key is a claim, not a person: the entry must not read as theirs
-        claim = {"claimed": name} if name else {}
-        AuditLog(workdir).append(
-            "access.denied",
-            actor="unauthenticated" if name else "anonymous",
-            outcome="denied",
-            denied_action=action,
-            reason=str(exc),
-            **claim,
-        )
+        audit_failed_login(workdir, name, action, str(exc))
         raise
     if person.role not in PERMISSIONS[action]:
         allowed = ", ".join(sorted(r.value for r in PERMISSIONS[action]))

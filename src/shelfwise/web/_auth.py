@@ -30,6 +30,7 @@ from urllib.parse import parse_qsl, urlsplit
 from fastapi import Request
 
 from ..governance import PERMISSIONS, AuditLog, People, Role
+from ..governance._access import audit_failed_login
 from ..governance._privacy import SecretStore
 
 __all__ = [
@@ -160,16 +161,7 @@ def login(workdir: Path, name: str, key: str) -> tuple[User, str]:
     try:
         p = people.authenticate(name or None, key or None)
     except AccessDenied as exc:
-        claim = {"claimed": name} if name else {}  # a name with a wrong key is a claim, not a person
-        AuditLog(workdir).append(
-            "access.denied",
-            actor="unauthenticated" if name else "anonymous",
-            outcome="denied",
-            denied_action="console.login",
-            reason=str(exc),
-            via="console",
-            **claim,
-        )
+        audit_failed_login(workdir, name or None, "console.login", str(exc), via="console")
         raise Denied(401, "unknown person or wrong API key") from None
     if p.role not in PEOPLE_ROLES:
         AuditLog(workdir).append(
