@@ -211,7 +211,8 @@ class Service:
         self.settings = settings or ServeSettings()
         self.pseudonymize = Pseudonymizer(SecretStore(self.workdir).pseudonym_key())
         self.online: OnlineState = online or MemoryState()
-        replay = replay_served and online is None  # (Redis keeps its state across restarts itself)
+        # (Redis keeps its state across restarts itself)
+        self._memory = replay_served and online is None
         self._rebuilding: OnlineState | None = None  # the state a bundle swap is replaying into
         # consent lives beside the online state: in the same Redis when there is one
         self.consent = consent or ConsentView(self.workdir, getattr(self.online, "client", None))
@@ -221,8 +222,7 @@ class Service:
         self.snapshot = snapshot
         # in memory, what shoppers did since the bundle was trained is rebuilt from the served
         # events it did not learn from: a restart (a deploy, a crash) forgets nobody's clicks
-        self._memory = replay
-        self.replayed = self._replay_served(self.snapshot, self.online) if replay else 0
+        self.replayed = self._replay_served(self.snapshot, self.online) if self._memory else 0
         self._others: dict[str, Snapshot] = {}  # bundles named by experiment variants
         self.rules = Rules.load(self.workdir)
         self.synonyms = LiveSynonyms(self.workdir)  # config/synonyms.txt, checked per search
