@@ -68,6 +68,11 @@ def test_quarantined_and_unknown_products_are_never_served(tees, tmp_path):
     assert BAD not in cold and len(cold) == 60  # ... never served
     log = next((work / "logs").glob("train-*.log")).read_text()
     assert "1 product(s) seen in events have no curated catalog row" in log
+    # the offline numbers measure what is served: the unlisted product is never ranked there
+    protocol = json.loads((work / "reports" / "evaluation.json").read_text())["protocol"]
+    assert protocol["unlisted_items"] == 1 and protocol["candidates"] == "full ranking (the 60 listed items)"
+    again = json.loads(sw("evaluate", "--workdir", str(work), "--json").stdout)
+    assert again["protocol"]["unlisted_items"] == 1, again["protocol"]
 
     users = tmp_path / "u.csv"
     users.write_text("user_id\nU001\nU002\nsomebody-new\n")

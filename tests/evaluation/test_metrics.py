@@ -141,3 +141,66 @@ def test_bootstrap_cis_draws_once_the_intervals_each_metric_gets_alone():
     got = bootstrap_cis({**values, "empty": np.array([])}, rounds=200, seed=5)
     assert {m: got[m] for m in values} == {m: alone(v, 5) for m, v in values.items()}
     assert np.isnan(got["empty"]).all() and list(got) == ["a", "b", "c", "empty"]
+
+
+def test_items_serving_never_shows_are_never_ranked_and_their_targets_are_misses():
+    """A product known from events whose catalog row was quarantined (`listed` false) is never
+    served, so the evaluation does not rank it either: each list is the model's ranking over the
+    listed items (the same as masking the unlisted ones' scores), a target on an unlisted item is
+    a miss, coverage counts listed items and the protocol says what was ranked."""
+    from shelfwise.evaluation import evaluate_all
+    from shelfwise.features import Interactions, leave_last_out
+    from shelfwise.models import ItemKNN, Popularity
+
+    rng = np.random.default_rng(3)
+    users, items, ts = [], [], []
+    for u in range(120):
+        # the best seller "p0", which the catalog does not list: the first step of half the
+        # users and the last (the test target) of the other half
+        steps = [*rng.choice(np.arange(1, 30), 5, replace=False)]
+        for t, i in enumerate([0, *steps] if u < 60 else [*steps, 0]):
+            users.append(f"u{u}")
+            items.append(f"p{i}")
+            ts.append(t)
+    split = leave_last_out(Interactions.from_arrays(users, items, ts))
+    listed = np.asarray(split.train.item_ids) != "p0"
+    models = {"popularity": Popularity().fit(split.train), "itemknn": ItemKNN().fit(split.train)}
+    protocol, results = evaluate_all(models, split, bootstrap_rounds=10, listed=listed)
+    plain_protocol, plain = evaluate_all(models, split, bootstrap_rounds=10)
+    assert protocol.unlisted_items == 1 and plain_protocol.unlisted_items == 0
+    assert protocol.candidates == f"full ranking (the {len(listed) - 1:,} listed items)"
+    assert plain_protocol.candidates == "full ranking (all items)"
+    by_name = {r.model: r for r in results}
+    test_on_p0 = np.asarray(split.test.targets[:, 0].todense()).ravel() > 0
+    assert test_on_p0.sum() == 60
+    # p0 is the first recommendation of every user who has not seen it: with it unlisted those
+    # are misses; before, every such user counted a hit at rank 1
+    assert {r.model: r.metrics["hr@10"] for r in plain}["popularity"] >= 0.5
+    assert by_name["popularity"].metrics["hr@10"] < 0.5
+    # the lists are the rankings over listed items, as masking the unlisted scores gives (the
+    # same scores rank by rank: equal counts may come in another order)
+    from shelfwise.evaluation._harness import _listed_top
+    from shelfwise.models import top_k
+
+    for name, m in models.items():
+        got = _listed_top(m, split.test.users, 10, split.test, ~listed)
+        s = np.array(m.score(split.test.users, split.test.history), dtype=np.float32, copy=True)
+        seen = split.test.history.seen()[split.test.users]
+        s[np.repeat(np.arange(len(s)), np.diff(seen.indptr)), seen.indices] = -np.inf
+        s[:, ~listed] = -np.inf
+        want = top_k(s, 10).scores
+        assert np.isfinite(want).all()
+        assert np.array_equal(np.take_along_axis(s, got, axis=1), want), name
+        assert not np.isin(np.flatnonzero(~listed), got).any()
+    assert 0 < by_name["itemknn"].metrics["coverage@10"] <= 1.0
+    sampled_protocol, (sampled,) = evaluate_all(
+        {"popularity": models["popularity"]}, split, sampled=20, bootstrap_rounds=10, listed=listed
+    )
+    assert "listed items only" in sampled_protocol.candidates
+    assert sampled.metrics["hr@50"] == 0.5  # each list holds its target, but for p0's 60 users
+    # fewer negatives than the largest cutoff (50), and more than the catalog holds: no error
+    for n in (20, 500):
+        _, (plain_sampled,) = evaluate_all(
+            {"popularity": models["popularity"]}, split, sampled=n, bootstrap_rounds=10
+        )
+        assert plain_sampled.metrics["hr@50"] == 1.0

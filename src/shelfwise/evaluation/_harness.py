@@ -2,7 +2,9 @@
 
 Full ranking over the whole catalog with each user's seen items excluded is the default; a
 sampled protocol (the target among N random unseen items) is computed only when asked and is
-labelled `sampled` wherever it appears.
+labelled `sampled` wherever it appears. Only the products serving can show are ranked: an item
+known from events whose catalog row was quarantined (`listed` false) is never served, so it is
+never recommended here either, and a target on it counts as a miss for every model.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class Protocol:
     users: int
     items: int
     bootstrap_rounds: int
+    # items known from events without a curated catalog row: never served, never ranked here
+    unlisted_items: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -56,20 +60,47 @@ class ModelResult:
         }
 
 
-def _rank_sampled(model: Recommender, fold: Fold, negatives: int, seed: int) -> np.ndarray:
-    """(n, 1 + negatives) ids whose first column is a target, ordered by the model's score."""
+def _rank_sampled(
+    model: Recommender, fold: Fold, negatives: int, seed: int, unlisted: np.ndarray | None = None
+) -> np.ndarray:
+    """(n, 1 + negatives) ids: a target and its negatives, ordered by the model's score.
+    Negatives are drawn from the listed items; a target that is not listed is left out (-1)."""
     rng = np.random.default_rng(seed)
     seen = fold.history.seen()
+    never = np.flatnonzero(unlisted) if unlisted is not None else np.empty(0, np.int64)
     out = np.empty((len(fold.users), negatives + 1), np.int64)
     for lo in range(0, len(fold.users), 1024):
         users = fold.users[lo : lo + 1024]
-        s = model.score(users, fold.history)
+        s = np.array(model.score(users, fold.history), dtype=np.float32, copy=True)
+        if len(never):
+            s[:, never] = -np.inf
         for r, u in enumerate(users):
             pos = fold.targets.indices[fold.targets.indptr[lo + r] : fold.targets.indptr[lo + r + 1]]
-            banned = np.union1d(seen.indices[seen.indptr[u] : seen.indptr[u + 1]], pos)
-            neg = rng.choice(np.setdiff1d(np.arange(s.shape[1]), banned), size=negatives, replace=False)
+            banned = np.union1d(np.union1d(seen.indices[seen.indptr[u] : seen.indptr[u + 1]], pos), never)
+            pool = np.setdiff1d(np.arange(s.shape[1]), banned)
+            # a small catalog may hold fewer unseen items than asked: all of them, -1 after
+            neg = rng.choice(pool, size=min(negatives, len(pool)), replace=False)
             cand = np.concatenate([pos[:1], neg])
-            out[lo + r] = cand[np.argsort(-s[r, cand], kind="stable")]
+            out[lo + r, : len(cand)] = cand[np.argsort(-s[r, cand], kind="stable")]
+            out[lo + r, len(cand) :] = -1
+    if len(never):  # an unlisted target is never shown: not in its list at any depth
+        out[np.isin(out, never)] = -1
+    return out
+
+
+def _listed_top(
+    model: Recommender, users: np.ndarray, k: int, fold: Fold, unlisted: np.ndarray | None
+) -> np.ndarray:
+    """The model's top k for `users` among the listed items: its top k + (number unlisted),
+    the unlisted ones removed (at most that many can be above the k-th listed item), -1 padding."""
+    if unlisted is None:
+        return model.recommend(users, k, exclude_seen=True, history=fold.history).ids
+    ids = model.recommend(users, k + int(unlisted.sum()), exclude_seen=True, history=fold.history).ids
+    keep = ids >= 0
+    keep[keep] = ~unlisted[ids[keep]]
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+    out = np.take_along_axis(ids, order, axis=1)
+    out[~np.take_along_axis(keep, order, axis=1)] = -1
     return out
 
 
@@ -85,18 +116,24 @@ def evaluate_model(
     bootstrap_rounds: int = 1000,
     seed: int = 0,
     ranked: tuple[np.ndarray, float] | None = None,
+    unlisted: np.ndarray | None = None,
 ) -> ModelResult:
-    """Metrics of one model on a fold; `ranked` = (top ids, seconds) when already computed."""
+    """Metrics of one model on a fold; `ranked` = (top ids, seconds) when already computed;
+    `unlisted` (a mask over items) marks items serving never shows, left out of every list."""
     t0 = time.monotonic()
     kmax = max(cutoffs)
+    unlisted = _mask(unlisted)
     if ranked is not None:
         ids, seconds = ranked
     else:
         if sampled:
-            ids = _rank_sampled(model, fold, sampled, seed)
+            ids = _rank_sampled(model, fold, sampled, seed, unlisted)
         else:
-            ids = model.recommend(fold.users, kmax, exclude_seen=True, history=fold.history).ids
+            ids = _listed_top(model, fold.users, kmax, fold, unlisted)
         seconds = time.monotonic() - t0
+    if ids.shape[1] < kmax:  # a sampled list shorter than a cutoff: the rest is padding
+        ids = np.pad(ids, ((0, 0), (0, kmax - ids.shape[1])), constant_values=-1)
+    rankable = len(item_counts) - (int(unlisted.sum()) if unlisted is not None else 0)
     per_user: dict[str, np.ndarray] = {}
     for k in cutoffs:
         per_user.update(per_user_metrics(ids, fold.targets, k))
@@ -105,7 +142,7 @@ def evaluate_model(
     if not sampled:
         for k in (10, 20):
             if k <= kmax:
-                metrics[f"coverage@{k}"] = coverage(ids, len(item_counts), k)
+                metrics[f"coverage@{k}"] = coverage(ids, rankable, k)
                 metrics[f"novelty@{k}"] = novelty(ids, item_counts, k)
     ci = bootstrap_cis(
         {m: per_user[m] for m in (HEADLINE, "hr@10", "recall@10") if m in per_user},
@@ -152,23 +189,30 @@ def evaluate_all(
     sampled: int | None = None,
     bootstrap_rounds: int = 1000,
     seed: int = 0,
+    listed: np.ndarray | None = None,
 ) -> tuple[Protocol, list[ModelResult]]:
+    """Every model on one fold under one protocol. `listed` (bool per item, None = all): the
+    items serving can show; the others are never ranked (see the module's docstring)."""
     f = split.test if fold == "test" else split.validation
     item_counts = split.train.item_counts()
     lengths = split.train.lengths()
+    unlisted = _mask(None if listed is None else ~np.asarray(listed, bool))
+    n_unlisted = int(unlisted.sum()) if unlisted is not None else 0
+    over = f"the {split.train.n_items - n_unlisted:,} listed items" if n_unlisted else "all items"
     protocol = Protocol(
         split=split.protocol,
         split_description=split.description,
-        candidates=f"sampled ({sampled} random unseen negatives per target)"
+        candidates=f"sampled ({sampled} random unseen negatives per target{', listed items only' if n_unlisted else ''})"
         if sampled
-        else "full ranking (all items)",
+        else f"full ranking ({over})",
         exclude_seen=True,
         cutoffs=tuple(cutoffs),
         users=len(f),
         items=split.train.n_items,
         bootstrap_rounds=bootstrap_rounds,
+        unlisted_items=n_unlisted,
     )
-    ranked = {} if sampled else _rank_jointly(models, f, max(cutoffs))
+    ranked = {} if sampled else _rank_jointly(models, f, max(cutoffs), unlisted)
     results = [
         evaluate_model(
             name,
@@ -181,14 +225,27 @@ def evaluate_all(
             bootstrap_rounds=bootstrap_rounds,
             seed=seed,
             ranked=ranked.get(name),
+            unlisted=unlisted,
         )
         for name, m in models.items()
     ]
     return protocol, results
 
 
+def _mask(unlisted: np.ndarray | None) -> np.ndarray | None:
+    """None when no item is unlisted (the common case: nothing to filter)."""
+    if unlisted is None:
+        return None
+    unlisted = np.asarray(unlisted, bool)
+    return unlisted if unlisted.any() else None
+
+
 def _rank_jointly(
-    models: dict[str, Recommender], fold: Fold, k: int, memory_bytes: float = 256e6
+    models: dict[str, Recommender],
+    fold: Fold,
+    k: int,
+    unlisted: np.ndarray | None = None,
+    memory_bytes: float = 256e6,
 ) -> dict[str, tuple[np.ndarray, float]]:
     """Every model's top k for every fold user, batch by batch with the models' scores shared
     within a batch (`shared_scores`): a fusion reuses its generators' scores instead of
@@ -204,7 +261,7 @@ def _rank_jointly(
         with shared_scores():
             for name, m in models.items():
                 t0 = time.monotonic()
-                ids[name].append(m.recommend(users, k, exclude_seen=True, history=fold.history).ids)
+                ids[name].append(_listed_top(m, users, k, fold, unlisted))
                 secs[name] += time.monotonic() - t0
     return {name: (np.vstack(v) if v else np.empty((0, k), np.int64), secs[name]) for name, v in ids.items()}
 

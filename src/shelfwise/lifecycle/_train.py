@@ -439,7 +439,11 @@ def _train(
     if len(split.test):
         with console.stage("evaluation", ["refit", "search", "serving lists", "registry"]):
             protocol, results = evaluate_all(
-                models, split, bootstrap_rounds=settings.bootstrap_rounds, seed=settings.seed
+                models,
+                split,
+                bootstrap_rounds=settings.bootstrap_rounds,
+                seed=settings.seed,
+                listed=catalog.listed,
             )
     else:
         protocol, results = evaluate_all({}, split)  # the protocol, stated; nobody to score
@@ -1146,7 +1150,7 @@ def evaluate_workdir(
             "the test targets (it predates evaluated fits); retrain to evaluate"
         )
     protocol, results = evaluate_all(
-        chosen, split, sampled=sampled, bootstrap_rounds=bootstrap_rounds, seed=seed
+        chosen, split, sampled=sampled, bootstrap_rounds=bootstrap_rounds, seed=seed, listed=bundle.listed
     )
     report = {
         "bundle": str(bundle.path),
