@@ -130,6 +130,11 @@ def demo(
         typer.echo(f"  shelfwise recommend --workdir {workdir} --users USERS.csv --k 10 --out recs.jsonl")
         typer.echo(f"  shelfwise quarantine list --workdir {workdir}")
         typer.echo(f"  shelfwise export --workdir {workdir} --table events --out events.parquet")
+        if (data / "faq_questions.csv").exists():
+            typer.echo(
+                f"  shelfwise report ask --workdir {workdir} --questions {data / 'faq_questions.csv'}"
+                "   # the FAQ answers shoppers' questions"
+            )
         if train_models:
             typer.echo(
                 f"  shelfwise serve --workdir {workdir} --port 8000   # then open http://127.0.0.1:8000/docs"

@@ -3,7 +3,7 @@
 It has a category tree, brands, titles built from attributes (English, and Chinese for part of the
 catalog), prices by category, stock, a long-tail popularity, users whose tastes drift halfway,
 sessions that go view -> click -> cart -> purchase, searches followed by clicks on what matched,
-ratings and reviews - and a controlled dose of the defects real shops have. Every injected defect
+ratings and reviews, a customer-service FAQ with labeled shopper questions - and a controlled dose of the defects real shops have. Every injected defect
 is recorded in `defects.json` (table, line, expected reason) so tests can check that each one is
 caught, and caught for the right reason.
 """
@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ._faq import write_faq
 
 # top category -> sub category -> leaf -> (English noun, Chinese noun, base price)
 CATEGORY_TREE: dict[str, dict[str, dict[str, tuple[str, str, float]]]] = {
@@ -199,8 +201,10 @@ def generate_demo(
     days: int = 90,
     seed: int = 7,
     defects: bool = True,
+    faq: bool = True,
 ) -> DemoShop:
-    """Write a demo shop (canonical dataset directory) into `out`."""
+    """Write a demo shop (canonical dataset directory) into `out`; with `faq`, also its
+    customer-service FAQ and labeled shopper questions (`_faq.py`)."""
     rng = np.random.default_rng(seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -411,6 +415,8 @@ def generate_demo(
 
     # ---- search relevance judgments ------------------------------------------------------------------
     _write_judgments(rng, out, leaves, item_leaf, item_color, chinese)
+    if faq:
+        write_faq(out)
     (out / "defects.json").write_text(json.dumps({"seed": seed, "defects": manifest}, indent=1))
     return DemoShop(out, products, users, len(rows), manifest)
 
