@@ -130,3 +130,24 @@ def test_audited_with_lineage_and_refused_without_the_role(report, tmp_path):
     denied = run("report", "customers", "--workdir", str(work),
                  env={"SHELFWISE_AS": "eng", "SHELFWISE_API_KEY": keys["eng"]})  # fmt: skip
     assert denied.returncode == 4 and "may not insights.customers" in denied.stderr
+
+
+def test_erasing_a_customer_the_report_names_removes_the_report(report, tmp_path):
+    """The customers report lists at-risk customers by pseudonym: erasing one of them removes the
+    report (json and html), says so and how to make it again; the other reports stay."""
+    src, _ = report
+    work = tmp_path / "w"
+    shutil.copytree(src, work)
+    (work / "reports" / "demand.json").write_text('{"series": 3}')  # a report naming nobody
+    pseudo = _pseudonym(work, "CHURNER")
+    assert pseudo in (work / "reports" / "customers.json").read_text()
+    out = ok(run("privacy", "erase", "--workdir", str(work), "--user", "CHURNER", "--json"))
+    rep = json.loads(out.stdout)
+    assert rep["reports_removed"] == ["customers.json", "customers.html"] and rep["files"]["reports"] == 2
+    assert "`shelfwise report customers`" in rep["remake"]
+    assert not (work / "reports" / "customers.json").exists() and (work / "reports" / "demand.json").exists()
+    assert not any(pseudo in f.read_text(errors="replace") for f in (work / "reports").iterdir())
+    # a customer the report does not name leaves it in place
+    ok(run("report", "customers", "--workdir", str(work), "--as-of", AS_OF))
+    text = ok(run("privacy", "erase", "--workdir", str(work), "--user", "BROWSER")).stdout
+    assert "removed customers" not in text and (work / "reports" / "customers.json").exists()

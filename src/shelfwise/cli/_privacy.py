@@ -43,7 +43,12 @@ def privacy_erase(
     for group in ("warehouse", "files", "bundles"):
         for name, n in rep[group].items():
             if n:
-                typer.echo(f"  {group:<9} {name:<40} {n:>7,} rows")
+                unit = (
+                    "files" if (group, name) in (("files", "reports"), ("files", "state/console")) else "rows"
+                )
+                typer.echo(f"  {group:<9} {name:<40} {n:>7,} {unit}")
+    if rep.get("reports_removed"):
+        typer.echo(f"note: removed {', '.join(rep['reports_removed'])}: {rep['remake']}")
     typer.echo(f"note: {rep['not_covered']}")
 
 

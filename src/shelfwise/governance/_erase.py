@@ -9,8 +9,9 @@
   the user's, so that a re-delivery withholds them alike; the report and audit count the
   sessions erased (`anonymous_sessions`);
 - files: the served-events spool and its archive (`feedback/`), the exposure log (served lists),
-  the consent register (the user's records go, a tombstone stays), stored marketing audiences and
-  served customer profiles;
+  the consent register (the user's records go, a tombstone stays), stored marketing audiences,
+  served customer profiles, and the reports that name the user (the customers report's at-risk
+  lists: removed, made again by running the report);
 - every bundle: the user's steps leave the history, their pseudonym is replaced by a tombstone,
   their precomputed list and purchases go, and every model that holds per-user state (ALS/BPR
   user factors) forgets the user (`Recommender.forget_users`); the manifest's file hashes are
@@ -82,6 +83,14 @@ def erase_user(
         ns = warehouse_namespace(workdir)
         touched += [DatasetRef(ns, t, rows=n) for t, n in report["warehouse"].items() if n]
         report["files"] = _erase_files(workdir, raw_user_id, pseudos, linked.sessions)
+        removed = drop_reports_naming(workdir, raw_user_id, pseudos)
+        report["files"][REPORTS] = len(removed)
+        if removed:
+            names = sorted({Path(f).stem for f in removed})
+            report["reports_removed"] = removed
+            report["remake"] = "they named the user; make them again: " + ", ".join(
+                f"`shelfwise report {_REPORT_COMMANDS.get(n, n)}`" for n in names
+            )
         # the consent history goes; a tombstone remembers the erasure (servers drop the state)
         report["files"][str(CONSENTS_FILE)] = erase_consent(workdir, pseudo)
         touched += [
@@ -330,6 +339,36 @@ def _erase_files(workdir: Path, raw: str, pseudos: list[str], sessions: list[str
         out[folder] = n
     out[str(CONSOLE_FIGURES)] = drop_console_figures(workdir)
     return out
+
+
+REPORTS = "reports"
+# report files whose `shelfwise report` subcommand is named otherwise
+_REPORT_COMMANDS = {"search-analytics": "search"}
+
+
+def drop_reports_naming(workdir: Path, raw: str, pseudos: list[str]) -> list[str]:
+    """Remove the reports (`reports/<name>.json` and its `.html`) that name the user: the
+    customers report lists at-risk customers by pseudonym. Made again from what is left by
+    running the report again; returns the files removed."""
+    folder = workdir / REPORTS
+    if not folder.is_dir():
+        return []
+    needles = [p.encode() for p in pseudos] + [json.dumps(raw).encode()]
+    naming: set[str] = set()
+    for f in sorted(folder.iterdir()):
+        if f.suffix not in (".json", ".html") or not f.is_file():
+            continue
+        text = f.read_bytes()
+        # the raw id only as a whole JSON string (an id like "42" is in many HTML numbers)
+        if any(n in text for n in (needles if f.suffix == ".json" else needles[:-1])):
+            naming.add(f.stem)
+    removed = []
+    for stem in sorted(naming):
+        for f in (folder / f"{stem}.json", folder / f"{stem}.html"):
+            if f.exists():
+                f.unlink()
+                removed.append(f.name)
+    return removed
 
 
 # the console keeps the figures its pages need between server runs (top queries, attributed
