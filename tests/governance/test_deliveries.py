@@ -423,3 +423,86 @@ def test_the_missing_event_time_is_suggested_before_a_ship_date():
         CONTRACTS["events"], "timestamp", [*header[:1], "Membership Date", *header[2:]], samples
     )
     assert {h for h, _ in got[:2]} == {"Placed On", "Membership Date"}, got
+
+
+def partial_deliveries(d: Path) -> tuple[Path, Path]:
+    """Day 1: full products, users and events. Day 2: products with three columns (P1's price
+    changed, P2 re-sent as it was, P3 new), users with one profile column, and events that
+    re-send day 1's purchase with its order value, re-send a view without its session column
+    (as a map naming only the required columns reads it), and add an anonymous view of the
+    same moment as a customer's (another event)."""
+    day1, day2 = d / "day1", d / "day2"
+    day1.mkdir(parents=True)
+    day2.mkdir(parents=True)
+    (day1 / "products.csv").write_text(
+        "product_id,title,category,brand,price,in_stock\n"
+        "P1,Red Shoe,Fashion > Shoes,Acme,10.00,false\nP2,Blue Shoe,Fashion > Shoes,Acme,12.00,true\n"
+    )
+    (day1 / "users.csv").write_text("user_id,segment,country\nU1,regular,DE\nU2,new,FR\n")
+    (day1 / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp,session_id\n"
+        "U1,P1,purchase,2026-01-01T10:05:00Z,O1\nU2,P2,view,2026-01-01T11:00:00Z,S2\n"
+    )
+    (day2 / "products.csv").write_text(
+        "product_id,title,price\nP1,Red Shoe,9.00\nP2,Blue Shoe,12.00\nP3,Green Shoe,5.00\n"
+    )
+    (day2 / "users.csv").write_text("user_id,segment\nU1,vip\n")
+    (day2 / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp,session_id,quantity,value\n"
+        "U1,P1,purchase,2026-01-01T10:05:00Z,O1,1,10.00\n"  # day 1's purchase, with its value
+        "U1,P1,purchase,2026-01-01T10:05:00Z,O9,1,10.00\n"  # another order: a new purchase
+        ",P2,view,2026-01-01T11:00:00Z,S2,,\n"  # anonymous: not U2's view
+    )
+    more = d / "day2b"
+    more.mkdir()
+    (more / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\nU2,P2,view,2026-01-01T11:00:00Z\n"
+    )
+    return day1, day2
+
+
+def check_partial_deliveries(work: Path, reports: list) -> None:
+    _, day2, day2b = reports
+    pr, us, ev = day2.tables["products"], day2.tables["users"], day2.tables["events"]
+    assert (pr.rows_inserted, pr.rows_updated, pr.rows_unchanged, pr.reasons) == (
+        1,
+        1,
+        1,
+        {"duplicate_row": 1},
+    )
+    rows = {
+        r[0]: r[1:]
+        for r in curated_rows(
+            work, "SELECT product_id, category, brand, price, in_stock FROM curated.products"
+        )
+    }
+    # the columns day 2 did not send keep their values; the one it sent changed
+    assert rows["P1"] == ("Fashion > Shoes", "Acme", 9.0, False) and rows["P2"] == (
+        "Fashion > Shoes",
+        "Acme",
+        12.0,
+        True,
+    )
+    assert rows["P3"][0] is None and rows["P3"][2] == 5.0
+    assert (us.rows_updated, us.rows_unchanged) == (1, 0)
+    profiles = sorted(curated_rows(work, "SELECT x_segment, x_country FROM curated.users"))
+    assert profiles == [("new", "FR"), ("vip", "DE")]
+    assert (ev.rows_curated, ev.reasons) == (2, {"duplicate_row": 1})
+    assert (day2b.tables["events"].rows_curated, day2b.tables["events"].reasons) == (0, {"duplicate_row": 1})
+    got = curated_rows(
+        work, "SELECT session_id, value FROM curated.events WHERE event_type = 'purchase' ORDER BY 1"
+    )
+    assert got == [("O1", None), ("O9", 10.0)]  # day 1's purchase once; the other order added
+    assert curated_rows(work, "SELECT count(*) FROM curated.events")[0][0] == 4
+
+
+def test_a_partial_delivery_keeps_what_it_does_not_send_and_a_resent_event_stays_one(tmp_path):
+    """A keyed table's delivery without some columns updates the columns it has and keeps the
+    others (a price-only product file used to blank category, brand and stock); an event
+    re-sent with a column more (the order value) or less (no session) is the event curated
+    already (`duplicate_row`), while a different order or an anonymous view is another event."""
+    day1, day2 = partial_deliveries(tmp_path)
+    work = tmp_path / "w"
+    reports = [Ingestor(work).run(day1)]
+    reports += [Ingestor(work, mode="append").run(d) for d in (day2, tmp_path / "day2b")]
+    check_partial_deliveries(work, reports)

@@ -373,3 +373,16 @@ def test_anonymous_sessions_on_spark_redelivery_count_and_linked_erasure(spark, 
         f"SELECT count(*) FROM read_parquet('{quarantine_files}') WHERE raw LIKE '%S7%'"
     ).fetchone()
     assert left == (0,)
+
+
+def test_partial_deliveries_on_spark_as_on_duckdb(spark, tmp_path):
+    """A partial keyed delivery keeps the columns it does not send, and a re-sent event with a
+    column more or less is a duplicate, on Spark as on DuckDB (tests/governance/test_deliveries)."""
+    from tests.governance.test_deliveries import check_partial_deliveries, partial_deliveries
+
+    day1, day2 = partial_deliveries(tmp_path)
+    work = tmp_path / "w"
+    engine = SparkEngine(work, master="local[2]")
+    reports = [Ingestor(work, engine=engine).run(day1)]
+    reports += [Ingestor(work, engine=engine, mode="append").run(d) for d in (day2, tmp_path / "day2b")]
+    check_partial_deliveries(work, reports)

@@ -111,10 +111,21 @@ def publish(st: LoadState) -> None:
         wh.sql("DELETE FROM _new WHERE _source_line IN (SELECT line FROM _redelivered)")
         row = wh.sql("SELECT count(*) FROM _new").fetchone()
         added = int(row[0]) if row else 0
-        keep = f"SELECT * FROM curated.{q(contract.name)}"
+        cur = f"curated.{q(contract.name)}"
+        keep = f"SELECT * FROM {cur}"
+        fresh = "SELECT * EXCLUDE (_source_line) FROM _new"
         if contract.key:  # the newer version of a key replaces the curated one (an upsert)
-            keep += f" ANTI JOIN _new USING ({', '.join(q(k) for k in contract.key)})"
-        source_sql = f"{keep} UNION ALL BY NAME SELECT * EXCLUDE (_source_line) FROM _new"
+            using = ", ".join(q(k) for k in contract.key)
+            keep += f" ANTI JOIN _new USING ({using})"
+            new_cols = [r[0] for r in wh.sql("DESCRIBE _new").fetchall() if r[0] != "_source_line"]
+            cur_cols = [r[0] for r in wh.sql(f"DESCRIBE {cur}").fetchall()]
+            on = " AND ".join(f"o.{q(k)} = n.{q(k)}" for k in contract.key)
+            fresh = (
+                f"SELECT {upsert_select(contract, new_cols, cur_cols, st.delivered)} FROM _new n "
+                f"LEFT JOIN (SELECT *, true AS _present FROM {cur}) o ON {on} ORDER BY n._source_line"
+            )
+            fresh = f"({fresh})"
+        source_sql = f"{keep} UNION ALL BY NAME {fresh}"
     # the raw row as JSON is built only for quarantined rows, not for every row
     raw_json = "json_object(" + ", ".join(f"{lit(c)}, l.{q(c)}" for c in st.raw_cols) + ")"
     redelivered = "_source_line IN (SELECT line FROM _redelivered)" if appending else "false"
@@ -213,7 +224,7 @@ def _flag_redelivered(st: LoadState, names: list[str]) -> None:
     wh, contract, tr = st.wh, st.contract, st.tr
     cur = f"curated.{q(contract.name)}"
     cur_cols = [r[0] for r in wh.sql(f"DESCRIBE {cur}").fetchall()]
-    same = same_row(contract, names, cur_cols)
+    same = same_row(contract, names, cur_cols, delivered=st.delivered)
     if contract.key:
         on = " AND ".join(f"c.{q(k)} = e.{q(k)}" for k in contract.key)
         wh.sql(
@@ -252,26 +263,64 @@ def _flag_redelivered(st: LoadState, names: list[str]) -> None:
     wh.sql("DROP TABLE _redelivery")
 
 
+# the columns that tell one event from another: compared even where one side is NULL (an
+# anonymous row is not the same event as a customer's); the rest of an event (value, quantity,
+# text, ...) describes it, and a side without a value there does not make it another event
+EVENT_IDENTITY = frozenset({"user_id", "session_id", "product_id", "event_type", "timestamp", "query"})
+
+
 def same_row(
-    contract: TableContract, names: list[str], cur_cols: list[str], dialect: Dialect = DUCKDB
+    contract: TableContract,
+    names: list[str],
+    cur_cols: list[str],
+    dialect: Dialect = DUCKDB,
+    delivered: frozenset[str] | None = None,
 ) -> str:
-    """The condition that this load's row `c` (columns `names`) equals the curated row `e`
-    (columns `cur_cols`) in every column either has (one only one side has is NULL on the
-    other). Required columns are never NULL in a valid row: compared with `=`, which lets the
-    warehouse push the join's key range down to the scan; the others NULL-safely."""
+    """The condition that this load's row `c` (columns `names`) is the curated row `e`
+    (columns `cur_cols`). Only the columns the delivery gives (`delivered`; None: all of
+    `names`) are compared: a file without a column says nothing about it. Required columns
+    are never NULL in a valid row: compared with `=`, which lets the warehouse push the join's
+    key range down to the scan; a keyed table's others NULL-safely; an event's describing
+    columns (outside EVENT_IDENTITY) where both sides have a value (a re-send that adds the
+    order value to a purchase is the same purchase)."""
     required = set(contract.required_columns)
+    given = set(names) if delivered is None else set(names) & set(delivered)
+    tolerant = not contract.key and contract.name == "events"
 
-    def equal(left: str, right: str, col: str) -> str:
-        return f"{left} {'=' if col in required else dialect.null_safe_eq} {right}"
+    def equal(col: str) -> str:
+        left = "c." + dialect.q(col)
+        right = "e." + dialect.q(col) if col in cur_cols else "NULL"
+        if col in required and col in cur_cols:
+            return f"{left} = {right}"
+        if tolerant and col not in EVENT_IDENTITY:
+            return f"({left} IS NULL OR {right} IS NULL OR {left} = {right})"
+        return f"{left} {dialect.null_safe_eq} {right}"
 
-    return " AND ".join(
-        equal(
-            "c." + dialect.q(col) if col in names else "NULL",
-            "e." + dialect.q(col) if col in cur_cols else "NULL",
-            col if col in names and col in cur_cols else "",
-        )
-        for col in dict.fromkeys([*names, *cur_cols])
-    )
+    return " AND ".join([equal(col) for col in dict.fromkeys(names) if col in given] or ["true"])
+
+
+def upsert_select(
+    contract: TableContract,
+    new_cols: list[str],
+    cur_cols: list[str],
+    delivered: frozenset[str],
+    dialect: Dialect = DUCKDB,
+) -> str:
+    """The SELECT list over `n` (this load's rows) LEFT JOIN `o` (the curated rows of their
+    keys, `o._present` where there is one) that a keyed table's new version takes: a column
+    the delivery gives from the load, one it does not from the curated row of the key (a new
+    key: the load's value, its default or NULL). A partial re-send of a product (price only)
+    keeps its brand and category instead of blanking them."""
+    out = []
+    for col in dict.fromkeys([*new_cols, *cur_cols]):
+        c = dialect.q(col)
+        if col in contract.key or col in delivered or col not in cur_cols:
+            out.append(f"n.{c}")
+        elif col in new_cols:
+            out.append(f"CASE WHEN o._present THEN o.{c} ELSE n.{c} END AS {c}")
+        else:  # a kept extra column this file lacks
+            out.append(f"o.{c}")
+    return ", ".join(out)
 
 
 def redelivery_details(st: LoadState) -> None:

@@ -30,7 +30,7 @@ from ..storage import SparkEngine
 from ._compile import JSON_VALID_UDF, NORMALIZE_LINES_UDF, NORMALIZE_UDF, SPARK, compile_contract, lit, q
 from ._contracts import BOT_EVENT_TYPES, Kind
 from ._load_anonymous import spark_uncount_redelivered
-from ._load_publish import account, redelivery_details, same_row
+from ._load_publish import account, redelivery_details, same_row, upsert_select
 from ._load_rows import day_first_dates
 from ._load_state import LoadState, count_withheld, safe
 from ._privacy import Pseudonymizer, SecretStore
@@ -415,6 +415,15 @@ def spark_publish(st: LoadState) -> None:
         keep = current
         if contract.key:  # the newer version of a key replaces the curated one (an upsert)
             keep = current.join(new.select(*contract.key), list(contract.key), "left_anti")
+            # a column the delivery does not give keeps the key's curated value (`upsert_select`)
+            new.createOrReplaceTempView("_sw_upsert_n")
+            current.createOrReplaceTempView("_sw_upsert_o")
+            on = " AND ".join(f"o.{bq(k)} = n.{bq(k)}" for k in contract.key)
+            cols = upsert_select(contract, list(new.columns), list(current.columns), st.delivered, SPARK)
+            new = spark.sql(
+                f"SELECT {cols} FROM _sw_upsert_n n LEFT JOIN "
+                f"(SELECT *, true AS _present FROM _sw_upsert_o) o ON {on}"
+            )
         curated = keep.unionByName(new, allowMissingColumns=True)
     prev = wh.latest_version(contract.name)
     version = (prev.version + 1) if prev else 1
@@ -460,7 +469,7 @@ def _flag_redelivered(st: LoadState, new: Any, current: Any) -> list[int]:
     spark = _engine(st).session
     contract, tr, names = st.contract, st.tr, st.raw_cols
     cur_cols = list(current.columns)
-    same = same_row(contract, names, cur_cols, SPARK)
+    same = same_row(contract, names, cur_cols, SPARK, delivered=st.delivered)
     new.createOrReplaceTempView("_sw_new")
     current.createOrReplaceTempView("_sw_cur")
     if contract.key:

@@ -93,6 +93,15 @@ class LoadState:
         return self.contract.column_names + [f"x_{safe(e)}" for e in self.extra_kept]
 
     @property
+    def delivered(self) -> frozenset[str]:
+        """The curated columns this file gives values for (named, joined, implied, kept extras):
+        an appended row says nothing about the others (a partial re-send of a product keeps
+        its curated brand; a re-sent event lacking an optional column is still the same event)."""
+        return frozenset(
+            [*self.mapping, *self.joined, *self.implied, *(f"x_{safe(e)}" for e in self.extra_kept)]
+        )
+
+    @property
     def extra_sel(self) -> list[str]:
         return [q("x_" + safe(e)) for e in self.extra_kept]
 
