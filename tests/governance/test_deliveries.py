@@ -506,3 +506,34 @@ def test_a_partial_delivery_keeps_what_it_does_not_send_and_a_resent_event_stays
     reports = [Ingestor(work).run(day1)]
     reports += [Ingestor(work, mode="append").run(d) for d in (day2, tmp_path / "day2b")]
     check_partial_deliveries(work, reports)
+
+
+def test_a_delivery_whose_dates_do_not_tell_their_order_reads_them_as_the_shop_did(tmp_path):
+    """Day 1's file writes 13/01/2026 (day first, said in a note); day 2's file re-sends the
+    02/01/2026 event and adds 03/01/2026, with no field above 12: read day first as day 1 was,
+    the re-sent event is recognised (it used to be curated again, dated 1 February) and a note
+    says where the order came from. A shop whose files never told reads month first, said too."""
+    day1, day2 = tmp_path / "day1", tmp_path / "day2"
+    for d in (day1, day2):
+        d.mkdir()
+        (d / "products.csv").write_text("product_id,title\nP1,Red Shoe\nP2,Blue Shoe\n")
+    head = "user_id,product_id,event_type,timestamp,session_id\n"
+    (day1 / "events.csv").write_text(
+        head + "U1,P1,view,13/01/2026 10:00,S1\nU1,P2,view,02/01/2026 10:00,S1\n"
+    )
+    (day2 / "events.csv").write_text(
+        head + "U1,P2,view,02/01/2026 10:00,S1\nU1,P1,view,03/01/2026 11:00,S1\n"
+    )
+    work = tmp_path / "w"
+    first = Ingestor(work).run(day1)
+    assert any("read as day/month/year" in n for n in first.notes)
+    second = Ingestor(work, mode="append").run(day2)
+    ev = second.tables["events"]
+    assert (ev.rows_curated, ev.reasons) == (1, {"duplicate_row": 1})
+    assert any("as in an earlier file of this table (day1/events.csv)" in n for n in second.notes), (
+        second.notes
+    )
+    days = sorted(str(r[0])[:10] for r in curated_rows(work, "SELECT timestamp FROM curated.events"))
+    assert days == ["2026-01-02", "2026-01-03", "2026-01-13"]
+    alone = Ingestor(tmp_path / "w2").run(day2)
+    assert any("read month/day/year (no earlier file of this table told either)" in n for n in alone.notes)

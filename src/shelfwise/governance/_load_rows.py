@@ -3,6 +3,8 @@ loaded strings (`_compile`): every row's typed values and every check it fails, 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ._compile import compile_contract, lit, q
 from ._contracts import Kind
 from ._load_state import CHECKED, LoadState, constant
@@ -13,11 +15,6 @@ __all__ = ["check_rows", "day_first_dates"]
 def check_rows(st: LoadState) -> None:
     """`_checked` (typed values, `_reasons`, `_detail`, `_source_line`) from `st.load`."""
     day_first = day_first_dates(st)
-    if day_first:
-        st.note(
-            f"{st.src.name}: dates like 05/01/2024 read as day/month/year (a first field above 12 occurs, "
-            "a second one never does)"
-        )
     compiled = compile_contract(
         st.contract,
         min_year=st.settings.min_year,
@@ -44,9 +41,17 @@ def check_rows(st: LoadState) -> None:
     st.wh.sql(f"CREATE OR REPLACE TEMP TABLE {CHECKED} AS {compiled.query(source, extra_sel)}")
 
 
+DATE_ORDERS = "meta.date_orders"
+
+
 def day_first_dates(st: LoadState) -> bool:
-    """Whether the file writes slash dates day first (`25/01/2024`): some first field is
-    above 12 and no second one is. Month first otherwise (a sample of 200,000 such values)."""
+    """Whether the file writes slash dates day first (`25/01/2024`), said in the load's notes.
+
+    The file tells when some first field is above 12 and no second one is (day first), or the
+    reverse (month first); what it tells is remembered for the table (`meta.date_orders`). A
+    file that does not tell (every field up to 12: `02/01/2026`) is read as the shop's earlier
+    files of the table were - a day-2 delivery re-sending a day-1 event then dates it alike, not
+    a month apart - and month first when none told (a sample of 200,000 such values)."""
     columns = [c.name for c in st.contract.columns if c.kind is Kind.TIMESTAMP]
     if not columns:
         return False
@@ -56,8 +61,46 @@ def day_first_dates(st: LoadState) -> bool:
         return f"TRY_CAST(regexp_extract(v, '^\\s*([0-9]{{1,2}})/([0-9]{{1,2}})/', {group}) AS INTEGER)"
 
     row = st.wh.sql(
-        f"""SELECT count(*) FILTER (WHERE a > 12), count(*) FILTER (WHERE b > 12) FROM (
+        f"""SELECT count(*), count(*) FILTER (WHERE a > 12), count(*) FILTER (WHERE b > 12) FROM (
               SELECT {part(1)} AS a, {part(2)} AS b FROM (
-                SELECT {ts} AS v FROM {st.load} WHERE contains({ts}, '/') LIMIT 200000))"""
+                SELECT {ts} AS v FROM {st.load} WHERE contains({ts}, '/') LIMIT 200000)
+              WHERE a IS NOT NULL AND b IS NOT NULL)"""
     ).fetchone()
-    return bool(row and row[0] and not row[1])
+    slashed, first_big, second_big = (int(v) for v in row) if row else (0, 0, 0)
+    if not slashed:
+        return False
+    st.wh.sql(
+        f"CREATE TABLE IF NOT EXISTS {DATE_ORDERS} (table_name VARCHAR PRIMARY KEY, day_first BOOLEAN, "
+        "run_id VARCHAR, source_file VARCHAR, decided_at TIMESTAMP)"
+    )
+    told = bool(first_big) != bool(second_big)
+    if told:
+        day_first = bool(first_big)
+        st.wh.sql(
+            f"INSERT OR REPLACE INTO {DATE_ORDERS} VALUES (?, ?, ?, ?, now()::TIMESTAMP)",
+            [st.name, day_first, st.run_id, str(st.src)],
+        )
+        if day_first:
+            st.note(
+                f"{st.src.name}: dates like 05/01/2024 read as day/month/year (a first field above 12 "
+                "occurs, a second one never does)"
+            )
+        return day_first
+    known = st.wh.sql(
+        f"SELECT day_first, source_file FROM {DATE_ORDERS} WHERE table_name = ?", [st.name]
+    ).fetchone()
+    if first_big and second_big:  # both orders occur: month first (the other rows fail their check)
+        return False
+    if known is not None:
+        day_first = bool(known[0])
+        st.note(
+            f"{st.src.name}: no date tells whether 05/01/2024 is day or month first; read "
+            f"{'day/month' if day_first else 'month/day'}/year as in an earlier file of this table "
+            f"({'/'.join(Path(str(known[1])).parts[-2:])})"
+        )
+        return day_first
+    st.note(
+        f"{st.src.name}: no date tells whether 05/01/2024 is day or month first; read month/day/year "
+        "(no earlier file of this table told either)"
+    )
+    return False
