@@ -60,6 +60,9 @@ CASES: list[tuple[dict[str, str], Reason | None]] = [
     ({"user_id": "u12", "product_id": "P1", "event_type": "view", "timestamp": "Fri, 01 Mar 2024 14:15:00 +0200"}, None),
     ({"user_id": "u12", "product_id": "P1", "event_type": "view", "timestamp": "Mar 2, 2024"}, None),
     ({"user_id": "u12", "product_id": "P1", "event_type": "view", "timestamp": "2024/03/01 10:45"}, None),
+    # ISO 8601 to the minute, with an offset (the warehouse's cast needs the seconds)
+    ({"user_id": "u16", "product_id": "P1", "event_type": "view", "timestamp": "2024-03-01T10:05Z"}, None),
+    ({"user_id": "u16", "product_id": "P1", "event_type": "view", "timestamp": "2024-03-01T10:05+02:00"}, None),
     ({"user_id": "u12", "product_id": "P1", "event_type": "view", "timestamp": "13/13/2024"}, Reason.UNPARSEABLE_TIMESTAMP),
     ({"user_id": "u13", "product_id": "P1", "event_type": "view", "timestamp": "1709287200000000"}, None),  # µs
     ({"user_id": "u14", "product_id": "P1", "event_type": "view", "timestamp": "1709287200000000000"}, None),  # ns

@@ -145,8 +145,11 @@ class Dialect:
         """ISO 8601 with or without an offset, as UTC wall-clock time. Only for a value that
         starts with a four-digit year: the cast also reads `05/01/24` as 24 January of the year
         5 (a US short date, which the formats read as 1 May 2024)."""
+        # (the cast does not read a time without seconds followed by an offset, `10:05Z` or
+        # `10:05+01:00`, which ISO 8601 allows: given `:00` seconds, it does)
         return (
-            f"CASE WHEN substr({s}, 5, 1) = '-' THEN TRY_CAST(TRY_CAST({s} AS TIMESTAMPTZ) AS TIMESTAMP) END"
+            f"CASE WHEN substr({s}, 5, 1) = '-' THEN TRY_CAST(coalesce(TRY_CAST({s} AS TIMESTAMPTZ), "
+            f"TRY_CAST(regexp_replace({s}, '{_ISO_MINUTES_OFFSET}', '\\1:00\\2') AS TIMESTAMPTZ)) AS TIMESTAMP) END"
         )
 
     def plain_timestamp(self, s: str) -> str:
@@ -244,9 +247,11 @@ class SparkDialect(Dialect):
 
     def iso_timestamp(self, s: str) -> str:
         # Spark's cast also reads `2024` and `2024-01` as dates: a full date is required first
+        # (a time to the minute before an offset is given `:00` seconds, as on DuckDB)
         return (
             f"CASE WHEN {s} RLIKE '^[0-9]{{4}}-[0-9]{{1,2}}-[0-9]{{1,2}}' "
-            f"THEN CAST(try_cast({s} AS TIMESTAMP_LTZ) AS TIMESTAMP_NTZ) END"
+            f"THEN CAST(coalesce(try_cast({s} AS TIMESTAMP_LTZ), try_cast(regexp_replace({s}, "
+            f"'{_ISO_MINUTES_OFFSET}', '$1:00$2') AS TIMESTAMP_LTZ)) AS TIMESTAMP_NTZ) END"
         )
 
     def plain_timestamp(self, s: str) -> str:
@@ -391,6 +396,8 @@ def slash_date_formats(day_first: bool) -> tuple[str, ...]:
 
 # what spreadsheets, mail headers and European systems write, tried (in order) only for a value
 # that is neither a number nor ISO 8601
+# an ISO date and time to the minute, then an offset (`2026-01-01T10:05Z`, `... 10:05+01:00`)
+_ISO_MINUTES_OFFSET = "^([0-9]{4}-[0-9]{1,2}-[0-9]{1,2}[T ][0-9]{1,2}:[0-9]{2})(Z|[+-][0-9]{2}(:?[0-9]{2})?)$"
 TIMESTAMP_FORMATS = (
     "%Y/%m/%d %H:%M:%S",  # the warehouse's cast reads these already; Python's ISO parser does not
     "%Y/%m/%d %H:%M",
