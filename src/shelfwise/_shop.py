@@ -136,9 +136,11 @@ class Shop:
 
     def pending_events(self) -> int:
         """Acknowledged events waiting in the spool (served, not yet in the warehouse)."""
-        from .serving._feedback import pending_events
+        # the operations status of the data: the catalog's readers (freshness, loads) may see it
+        with self._acting("catalog.read", workdir=False):
+            from .serving._feedback import pending_events
 
-        return pending_events(self.workdir)
+            return pending_events(self.workdir)
 
     def absorb_events(self, *, redis_url: str | None = None) -> dict[str, Any]:
         """Ingest the events the server accepted (governed path), quarantine the rejected ones;
@@ -452,11 +454,13 @@ class Shop:
     # -- business rules and experiments ---------------------------------------------------------
     def rules(self) -> dict[str, Any]:
         """The business rules in force, and the installed rules file (`file`, None without one)."""
-        from .serving._rules import RULES_FILE, Rules
+        # the governance catalog lists the rules file: reading the rules is reading the catalog
+        with self._acting("catalog.read", workdir=False):
+            from .serving._rules import RULES_FILE, Rules
 
-        rules = Rules.load(self.workdir)
-        path = self.workdir / RULES_FILE
-        return {**rules.as_dict(), "file": json.loads(path.read_text()) if path.exists() else None}
+            rules = Rules.load(self.workdir)
+            path = self.workdir / RULES_FILE
+            return {**rules.as_dict(), "file": json.loads(path.read_text()) if path.exists() else None}
 
     def set_rules(self, rules: Mapping[str, Any] | str | Path) -> dict[str, Any]:
         """Validate and install a rules document (or JSON file) as the next version; a running

@@ -137,3 +137,23 @@ def test_a_column_map_may_be_a_dict(tmp_path):
     report = Shop(tmp_path / "w").ingest(data, column_map={"events.user_id": "customer"})
     assert report.tables["events"].rows_curated == 2
     assert report.column_map["events"]["user_id"] == "customer"
+
+
+def test_rules_and_pending_events_need_an_identity_once_people_exist(tmp_path):
+    """Reading the business rules and the spool's backlog goes through the permission check (and
+    a denial is audited) as reading the catalog does: no name, or a wrong key, is refused."""
+    work = tmp_path / "w"
+    assert Shop(work).rules()["file"] is None and Shop(work).pending_events() == 0  # single-user
+    ada = Shop(work, as_="ada", api_key=Shop(work).add_person("ada", "admin"))
+    ann = Shop(work, as_="ann", api_key=ada.add_person("ann", "analyst"))
+    for read in (Shop.rules, Shop.pending_events):
+        with pytest.raises(AccessDenied, match="--as NAME"):
+            read(Shop(work))
+        with pytest.raises(AccessDenied, match="wrong API key"):
+            read(Shop(work, as_="ann", api_key="swk_wrong"))
+    assert ann.rules()["file"] is None and ann.pending_events() == 0  # a reader of the catalog may
+    from shelfwise.governance import AuditLog
+
+    entries = AuditLog(work).entries()  # (no warehouse here for `Shop.audit`)
+    denied = [(e["actor"], e["details"]["denied_action"]) for e in entries if e["action"] == "access.denied"]
+    assert denied == [("anonymous", "catalog.read"), ("unauthenticated", "catalog.read")] * 2

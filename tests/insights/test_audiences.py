@@ -250,6 +250,34 @@ def test_users_without_marketing_or_personalization_consent_are_not_exported(
     assert set(exported(tmp_path / "b.csv")) == set(HEAVY) - {"H002"}
 
 
+def test_a_size_counts_whom_an_export_writes(shop: Path, heavy: dict, tmp_path: Path):
+    """One size now everywhere: `audiences list`, `report audiences`, the customers report and the
+    console leave out, as the export does, a user who withdrew marketing or personalization
+    consent (the customers report counts no user without the personalization consent at all)."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from shelfwise import Shop
+    from shelfwise.insights._customers_report import customers_summary
+    from shelfwise.web import mount_console
+
+    w = copy_of(shop, tmp_path)
+    Shop(w).set_consent("H001", marketing=False)
+    Shop(w).set_consent("H002", personalization=False)
+    written = Shop(w).export_audience("heavy", tmp_path / "a.csv")["rows"]
+    assert written == len(exported(tmp_path / "a.csv")) == 118
+    assert [(a["size"], a["built_size"]) for a in Shop(w).audiences()] == [(118, 120)]
+    report = Shop(w).audiences_report()
+    assert [a["size"] for a in report["audiences"]] == [118]
+    assert [a["size"] for a in customers_summary(w)["audiences"]] == [118]
+    app = FastAPI()
+    mount_console(app, w, lambda: None)  # single-user mode, from the loopback
+    with TestClient(app, base_url="http://127.0.0.1:8000", client=("127.0.0.1", 40000)) as c:
+        r = c.get("/console/insights")
+    assert r.status_code == 200, r.text
+    assert '<td class="n">118</td>' in r.text.split('data-audience="heavy"', 1)[1].split("</tr>")[0]
+
+
 def _lineage_complete(w: Path, job: str) -> list[dict]:
     runs = [json.loads(x) for x in (w / "lineage" / "openlineage.jsonl").read_text().splitlines()]
     return [r for r in runs if r["job"]["name"] == job and r["eventType"] == "COMPLETE"]

@@ -202,3 +202,33 @@ def test_a_user_left_out_does_not_date_everyone_elses_recency(shop, tmp_path):
     assert after.date() <= (START + timedelta(days=364)).date()
     _, _, everyone = load_curated(work, None)  # shop-level figures (demand) read every event
     assert everyone == before
+
+
+def test_profile_over_http_says_why_there_is_none(shop, tmp_path):
+    """`GET /v1/users/{id}/profile` answers 404 for every user without a profile, with the real
+    reason: a withdrawal of personalization consent (or an opt-in shop without it) is not a user
+    "with no events in the warehouse"."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from shelfwise import Shop
+    from shelfwise.insights._http import insights_router
+
+    work = tmp_path / "w"
+    shutil.copytree(shop, work)
+    Shop(work).set_consent("R00", personalization=False)  # before the fit: no refit in the background
+    app = FastAPI()
+    app.include_router(insights_router(work))
+    with TestClient(app) as c:
+        r = c.get("/v1/users/R00/profile")
+        assert r.status_code == 404, r.text
+        assert "withdrew personalization consent" in r.text and "no events" not in r.text
+        assert c.get("/v1/users/LOYAL/profile").status_code == 200
+        r = c.get("/v1/users/nobody-at-all/profile")
+        assert r.status_code == 404 and "unknown user 'nobody-at-all': no events of theirs" in r.text
+        (work / "config").mkdir(exist_ok=True)
+        (work / "config" / "privacy.json").write_text(
+            json.dumps({"default_consent": {"personalization": False, "marketing": False}})
+        )
+        r = c.get("/v1/users/LOYAL/profile")
+        assert r.status_code == 404 and "opt-in" in r.text and "no events" not in r.text

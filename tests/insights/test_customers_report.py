@@ -63,6 +63,38 @@ def test_held_out_evaluation_is_stated(report):
     assert e["shelfwise"]["mae_expected_orders"] >= 0
     html = (work / "reports" / "customers.html").read_text()
     assert "How good the churn model is" in html and "BG/NBD (anchor)" in html
+    assert "shelfwise gbm, fitted at the cut" in html and "as-of's model" not in html
+
+
+def test_an_evaluation_of_the_anchor_itself_is_not_shown_as_a_comparison(shop, tmp_path):  # noqa: F811
+    """As of July the profiles' model is gbm, but the cut 90 days before leaves too little history
+    for the trees: the model evaluated is BG/NBD alone. The report and the console say which
+    model was evaluated and present no "BG/NBD vs BG/NBD" comparison."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from shelfwise.insights._customers_report import customers_html, customers_summary
+    from shelfwise.web import mount_console
+
+    s = customers_summary(shop, as_of="2025-07-01", audiences=False)
+    e = s["evaluation"]
+    assert s["model"]["model"] == "gbm" and e["computable"] and e["model"] == "bgnbd"
+    assert "bgnbd" not in e  # the same figures twice are no comparison
+    assert "anchor itself" in e["evaluated"] and "not the profiles' model (gbm)" in e["evaluated"]
+    html = customers_html(s)
+    assert "BG/NBD (the anchor itself)" in html and "BG/NBD (anchor)" not in html
+    assert "as-of's model" not in html and "anchor itself (too little history" in html
+    work = tmp_path / "w"
+    (work / "reports").mkdir(parents=True)
+    (work / "reports" / "customers.json").write_text(json.dumps(s, default=str))
+    app = FastAPI()
+    mount_console(app, work, lambda: None)  # single-user mode, from the loopback
+    with TestClient(app, base_url="http://127.0.0.1:8000", client=("127.0.0.1", 40000)) as c:
+        r = c.get("/console/insights")
+    assert r.status_code == 200, r.text
+    line = r.text.split('id="churn-evaluation"', 1)[1].split("</p>")[0]
+    assert "BG/NBD alone, the anchor itself" in line and "(gbm)" in line
+    assert f"ROC AUC {e['shelfwise']['churn_auc']};" in line and " vs " not in line
 
 
 def test_console_insights_page_shows_the_report_by_role(report, tmp_path):
@@ -109,6 +141,7 @@ def test_console_insights_page_shows_the_report_by_role(report, tmp_path):
     e = doc["evaluation"]
     line = text.split('id="churn-evaluation"', 1)[1].split("</p>")[0]
     assert f"ROC AUC {e['shelfwise']['churn_auc']} vs BG/NBD {e['bgnbd']['churn_auc']}" in line
+    assert e["model"] == "gbm" and "gbm (trees blended with BG/NBD) fitted at the cut" in line
     assert "CHURNER" not in text and "LOYAL" not in text
     text = page("eng")
     assert 'id="segments"' not in text and "the role engineer may not read customer insights" in text
@@ -120,6 +153,8 @@ def test_audited_with_lineage_and_refused_without_the_role(report, tmp_path):
     entry = [a for a in audit if a["action"] == "report.customers"][-1]
     assert entry["details"]["customers"] == 57 and entry["details"]["lineage_run_id"] == doc["lineage_run_id"]
     assert entry["details"]["left_out_without_consent"] == 1
+    work = tmp_path / "w"  # people registered in a copy: the module's report stays single-user
+    shutil.copytree(report[0], work)
     keys = {}
     for name, role in [("ada", "admin"), ("eng", "engineer")]:
         env = {"SHELFWISE_AS": "ada", "SHELFWISE_API_KEY": keys["ada"]} if keys else {}

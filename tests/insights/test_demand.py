@@ -293,6 +293,30 @@ def test_uncensor_flags_stock_out_weeks_and_estimates_from_views():
     assert n == 3 and np.allclose(fixed["y"].tail(3), 10.0)
 
 
+def test_stock_out_weeks_are_counted_at_the_level_forecast():
+    """Two products of one category out of stock in the same 3 weeks: 6 product weeks, but 3
+    weeks of the one category series forecast at `--level category`."""
+    from shelfwise.insights._demand import forecast_demand
+
+    ds = pd.date_range("2024-01-01", periods=30, freq="7D")
+    weekly = pd.DataFrame(
+        [
+            {"product_id": p, "ds": d, "units": 0.0 if k in (12, 13, 14) else 10.0, "interest": 20.0}
+            for p in ("A", "B")
+            for k, d in enumerate(ds)
+        ]
+    )
+    products = pd.DataFrame(
+        {"product_id": ["A", "B"], "category": ["C", "C"], "in_stock": [True, True], "stock": [5, 5]}
+    )
+    as_of = ds[-1] + pd.Timedelta(days=6)  # the Sunday ending the last week
+    _, by_product, _ = forecast_demand(weekly, products, as_of, horizon_weeks=2)
+    _, by_category, history = forecast_demand(weekly, products, as_of, horizon_weeks=2, level="category")
+    assert (by_product.series, by_product.censored_weeks) == (2, 6)
+    assert (by_category.series, by_category.censored_weeks) == (1, 3)
+    assert sorted(history.loc[history["censored"], "ds"]) == list(ds[12:15])
+
+
 def test_last_complete_week_is_point_in_time():
     from shelfwise.insights._data import parse_as_of
     from shelfwise.insights._demand import last_complete_week

@@ -493,7 +493,8 @@ def build_audience(
 
 
 def list_audiences(workdir: str | Path) -> list[dict[str, Any]]:
-    """Every stored audience's summary; `size` counts the members held now (after erasures)."""
+    """Every stored audience's summary; `size` counts the members an export would write now
+    (`members_now`: after erasures and consent withdrawals)."""
     out = []
     for d in sorted((Path(workdir) / AUDIENCES_DIR).glob("[A-Za-z0-9]*")):
         if not (d / META_FILE).exists():
@@ -504,7 +505,7 @@ def list_audiences(workdir: str | Path) -> list[dict[str, Any]]:
             {
                 "name": meta["name"],
                 "kind": meta["kind"],
-                "size": len(read_members(d)),
+                "size": len(members_now(Path(workdir), d)),
                 "built_size": meta["size"],
                 "created_at": meta["created_at"],
                 "created_by": meta.get("created_by"),
@@ -536,6 +537,15 @@ def _eligible_for_marketing(workdir: Path, pseudonyms: list[str]) -> list[bool]:
     return [p not in out for p in pseudonyms]
 
 
+def members_now(workdir: Path, where: Path) -> list[dict[str, Any]]:
+    """The members of the audience stored in `where` that an export may write now: those held
+    (erasure rewrites the file) who may receive marketing. Every size shown of an audience
+    counts these, so that no list or report counts a user the export leaves out."""
+    members = read_members(where)
+    ok = _eligible_for_marketing(workdir, [m["user"] for m in members])
+    return [m for m, keep in zip(members, ok, strict=True) if keep]
+
+
 def export_audience(
     workdir: str | Path, name: str, out: str | Path, *, shop_ids: bool, actor: str | None = None
 ) -> dict[str, Any]:
@@ -553,9 +563,7 @@ def export_audience(
             f"no audience {name!r} (audiences: {known}); build it with `shelfwise audiences build`"
         )
     meta = json.loads((where / META_FILE).read_text())
-    members = read_members(where)
-    ok = _eligible_for_marketing(workdir, [m["user"] for m in members])
-    members = [m for m, keep in zip(members, ok, strict=True) if keep]
+    members = members_now(workdir, where)
     if shop_ids:
         from ._data import shop_ids as to_shop_ids
 
@@ -600,6 +608,7 @@ __all__ = [
     "export_audience",
     "lift_estimate",
     "list_audiences",
+    "members_now",
     "rank_users",
     "read_members",
 ]

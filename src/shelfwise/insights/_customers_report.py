@@ -16,7 +16,9 @@ events up to `as_of - horizon` only, and scored on what each of those customers 
 `horizon` days up to `as_of` (held out: never seen by the fit): churn AUC (the churn risk against
 "no order in the horizon") and the mean absolute error of expected orders, beside BG/NBD fitted on
 the same orders (its P(no order) and expected orders). The numbers are out of sample and
-reproducible (the fit is seeded).
+reproducible (the fit is seeded). The model fitted at the cut is the one evaluated, and it need
+not be the profiles' (fitted at as-of): with too little history before the cut for the trees it
+is BG/NBD alone, the anchor itself, and the evaluation says so (`evaluated`) and compares nothing.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ __all__ = [
     "backtest",
     "customers_html",
     "customers_summary",
+    "evaluated_label",
     "run_customers_report",
 ]
 
@@ -94,13 +97,28 @@ def backtest(
     }
     bg = _bgnbd_churn(buyers)
     ok = bg.notna().to_numpy() & buyers["bgnbd_expected"].notna().to_numpy()
-    if ok.sum() >= 2 and churned[ok].min() != churned[ok].max():
+    # a model that is BG/NBD alone would be compared with itself: the same figures twice
+    if info.model != "bgnbd" and ok.sum() >= 2 and churned[ok].min() != churned[ok].max():
         out["bgnbd"] = {
             "churn_auc": _r(roc_auc_score(churned[ok], bg.to_numpy()[ok])),
             "mae_expected_orders": _r(np.abs(buyers["bgnbd_expected"].to_numpy()[ok] - y[ok]).mean()),
             "customers": int(ok.sum()),
         }
     return out
+
+
+def evaluated_label(evaluated: str, profiles: str) -> str:
+    """Which churn model the held-out evaluation scored (`evaluated`: fitted at the cut), said
+    beside the model behind the profiles (`profiles`: fitted at as-of, on more history)."""
+    if evaluated == "bgnbd":
+        label = "BG/NBD alone, the anchor itself (too little history before the cut for the trees)"
+    elif evaluated == "gbm":
+        label = "gbm (trees blended with BG/NBD) fitted at the cut"
+    else:
+        label = f"{evaluated} (a constant order rate per customer: BG/NBD could not be fitted at the cut)"
+    if evaluated != profiles:
+        label += f"; not the profiles' model ({profiles}), which needs more history than the cut leaves"
+    return label
 
 
 def customers_summary(
@@ -153,6 +171,9 @@ def customers_summary(
         }
         for uid, r in risky.head(AT_RISK_ROWS).iterrows()
     ]
+    evaluation = backtest(events, products, at, horizon_days)
+    if evaluation.get("computable"):
+        evaluation["evaluated"] = evaluated_label(evaluation["model"], info.model)
     aud: list[dict[str, Any]] | None = None
     if audiences:
         from ._audiences import list_audiences
@@ -183,7 +204,7 @@ def customers_summary(
         "at_risk_count": len(risky),
         "at_risk": at_risk,
         "audiences": aud,
-        "evaluation": backtest(events, products, at, horizon_days),
+        "evaluation": evaluation,
     }
 
 
@@ -193,11 +214,14 @@ def _eval_html(e: dict[str, Any]) -> str:
     head = f'<p class="muted">Protocol: {escape(e["protocol"])}.</p>'
     if not e.get("computable"):
         return head + f"<p>Not computable on this shop: {escape(e['reason'])}.</p>"
-    rows = [{"model": "shelfwise (as-of's model)", **e["shelfwise"], "customers": e["customers"]}]
-    if "bgnbd" in e:
+    anchor_only = e["model"] == "bgnbd"
+    name = "BG/NBD (the anchor itself)" if anchor_only else f"shelfwise {e['model']}, fitted at the cut"
+    rows = [{"model": name, **e["shelfwise"], "customers": e["customers"]}]
+    if "bgnbd" in e and not anchor_only:
         rows.append({"model": "BG/NBD (anchor)", **e["bgnbd"]})
     table = html_table(rows, ["model", "churn_auc", "mae_expected_orders", "customers"])
     return head + (
+        f"<p>Model evaluated: {escape(e['evaluated'])}.</p>"
         f"<p>{e['customers']} customers with an order by {escape(e['cut'][:10])}; "
         f"{100 * e['churn_rate']:.1f}% of them placed no order in the held-out horizon.</p>{table}"
     )

@@ -102,7 +102,7 @@ class DemandModel:
     horizon_weeks: int
     season_length: int
     series: int = 0
-    censored_weeks: int = 0
+    censored_weeks: int = 0  # weeks of the series forecast (product or category) with a stock-out
     cv_windows: int = 0
     cv_h: int = 0
     chosen: dict[str, int] = field(default_factory=dict)  # model -> number of series
@@ -831,20 +831,29 @@ def forecast_demand(
         | (pd.to_numeric(products["stock"], errors="coerce") == 0)
     ]["product_id"]
     series, info.censored_weeks = uncensor(grid, set(out_now.astype(str)))
-    searched = weekly.attrs.get("searches")
-    if searched is not None:
-        hit = series[series["censored"]]["searched"] if "searched" in series else pd.Series(dtype=float)
-        info.free_text_searches = dict(searched) | {
-            "in_censored_weeks": int(hit.sum()),
-            "censored_weeks_with_searches": int((hit > 0).sum()),
-        }
+    # the searches naming a product in its stock-out weeks (a category's: its products')
+    hit = series.loc[series["censored"], ["unique_id", "ds", *(["searched"] if "searched" in series else [])]]
     if level == "category":
         cat = products.set_index("product_id")["category"].dropna().astype(str)
         series = series.assign(unique_id=series["unique_id"].map(cat)).dropna(subset=["unique_id"])
         summed = ["y", "interest", *(["searched"] if "searched" in series else [])]
-        series = series.groupby(["unique_id", "ds"], as_index=False)[summed].sum()
+        series = series.groupby(["unique_id", "ds"], as_index=False).agg(
+            **{c: (c, "sum") for c in summed}, censored=("censored", "any")
+        )
         if series.empty:
             raise ShelfwiseError("--level category: no product with a sale has a category")
+        # counted at the level forecast: a category's week is a stock-out week when one of its
+        # products' weeks is (the product-level count would say one week once per product)
+        info.censored_weeks = int(series["censored"].sum())
+        hit = hit.assign(unique_id=hit["unique_id"].map(cat)).dropna(subset=["unique_id"])
+        hit = hit.groupby(["unique_id", "ds"], as_index=False).sum()
+    searched = weekly.attrs.get("searches")
+    if searched is not None:
+        per_week = hit["searched"] if "searched" in hit else pd.Series(dtype=float)
+        info.free_text_searches = dict(searched) | {
+            "in_censored_weeks": int(per_week.sum()),
+            "censored_weeks_with_searches": int((per_week > 0).sum()),
+        }
     fc, meta = forecast_series(series[["unique_id", "ds", "y", "interest"]], horizon_weeks)
     info.series = int(series["unique_id"].nunique())
     info.season_length = int(meta["season_length"])

@@ -131,7 +131,8 @@ def insights_router(workdir: str | pathlib.Path, guard: Callable[..., Any] | Non
         store = profiles["store"]
         from ..governance._compile import trim_id
 
-        ready, rec = await asyncio.to_thread(store.get, profiles["pseudo"](trim_id(user_id)))
+        pseudo = profiles["pseudo"](trim_id(user_id))
+        ready, rec = await asyncio.to_thread(store.get, pseudo)
         if not ready:
             why = f" (the last fit failed: {store.error})" if store.error else ""
             raise HTTPException(
@@ -139,7 +140,15 @@ def insights_router(workdir: str | pathlib.Path, guard: Callable[..., Any] | Non
                 headers={"Retry-After": "10"},
             )  # fmt: skip
         if rec is None:
-            raise HTTPException(404, f"unknown user {user_id!r}: no events of theirs in the warehouse")
+            # one status for every user without a profile (README); the message says which case
+            why = {
+                "erased": f"user {user_id!r} was erased: no profile",
+                "withdrawn": f"no profile for user {user_id!r}: they withdrew personalization consent "
+                "(no profiling)",
+                "not_given": f"no profile for user {user_id!r}: the shop asks for personalization "
+                "consent (opt-in) and has none of theirs (no profiling)",
+            }.get(store.why_none(pseudo), f"unknown user {user_id!r}: no events of theirs in the warehouse")
+            raise HTTPException(404, why)
         return ProfileResponse(user_id=user_id, data_version=store.key or "", **rec)
 
     return router

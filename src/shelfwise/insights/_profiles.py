@@ -188,6 +188,19 @@ class ProfileStore:
                 return True, None  # profiling is what they withdrew
             return True, self._profiles.get(pseudonym)
 
+    def why_none(self, pseudonym: str) -> str:
+        """Why `get` answered no profile for a user: "erased", "withdrawn" (they withdrew the
+        personalization consent), "not_given" (an opt-in shop without their consent) or
+        "unknown" (no events of theirs up to the profiles' date)."""
+        with self._lock:
+            if pseudonym in self._erased:
+                return "erased"
+            c = self._consents
+            if c is not None and not c.allows(pseudonym, "personalization"):
+                recorded = c.state.get(pseudonym, {}).get("personalization")
+                return "withdrawn" if recorded is False else "not_given"
+            return "unknown"
+
     @property
     def key(self) -> str | None:
         return self._key

@@ -250,7 +250,8 @@ def audiences_html(s: dict[str, Any]) -> str:
         body = f"{sizes}{lift_svg}{table}"
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>shelfwise audiences</title>
 {_STYLE}</head><body><h1>Marketing audiences</h1>
-<p class="muted">{s["count"]} audiences; sizes count the members held now (erased users leave).</p>
+<p class="muted">{s["count"]} audiences; sizes count the members an export would write now (erased users and those
+without marketing or personalization consent leave).</p>
 {body}</body></html>"""
 
 
@@ -356,7 +357,7 @@ def run_audiences_report(workdir: str | Path, *, actor: str | None = None) -> di
     import hashlib
 
     from ..governance import AuditLog, DatasetRef, LineageRun
-    from ._audiences import MEMBERS_FILE, audience_dir
+    from ._audiences import MEMBERS_FILE, audience_dir, read_members
 
     s = audiences_summary(workdir)
     inputs = []
@@ -364,7 +365,9 @@ def run_audiences_report(workdir: str | Path, *, actor: str | None = None) -> di
         f = audience_dir(workdir, a["name"]) / MEMBERS_FILE
         if f.exists():
             digest = hashlib.sha256(f.read_bytes()).hexdigest()
-            inputs.append(DatasetRef("file", str(f.resolve()), rows=a["size"], content_hash=digest))
+            # the file's rows (its size counts those of them an export may write now)
+            held = len(read_members(f.parent))
+            inputs.append(DatasetRef("file", str(f.resolve()), rows=held, content_hash=digest))
     lineage = LineageRun(workdir, "shelfwise.report.audiences", inputs).start()
     try:
         page, js = write_report(workdir, AUDIENCES_REPORT, s, audiences_html(s))

@@ -31,7 +31,10 @@
     var xs = spec.labels.map(function (_, i) { return i; });
     var bars = uPlot.paths && uPlot.paths.bars ? uPlot.paths.bars({ size: [0.6, 60] }) : undefined;
     new uPlot({ width: width(el), height: 220,
-      scales: { x: { time: false, range: [-0.5, xs.length - 0.5] } },
+      // a bar's height is its value: the y axis starts at zero (uPlot would start it near the
+      // smallest value, drawing 196 at an eighth of 330)
+      scales: { x: { time: false, range: [-0.5, xs.length - 0.5] },
+        y: { range: function (u, min, max) { return [Math.min(0, min), max > 0 ? max * 1.1 : 1]; } } },
       axes: [{ values: function (u, v) { return v.map(function (i) { return spec.labels[i] === undefined ? "" : String(spec.labels[i]).slice(0, 14); }); }, rotate: -30, size: 60 }, {}],
       series: [{}, { label: spec.label || "value", stroke: palette[0], fill: "rgba(45,91,211,0.35)", paths: bars, points: { show: false } }] },
       [xs, spec.values], el);
