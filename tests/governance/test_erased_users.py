@@ -82,6 +82,9 @@ def test_an_erased_user_does_not_come_back_with_a_delivery_or_a_full_reload(tmp_
     # u1's profile row is withheld: a users row has no date, so it cannot be told from an old one
     assert (us["rows_in"], us["rows_withheld"], us["rows_curated"], us["balanced"]) == (4, 1, 0, True)
     assert any("erased users withheld" in n for n in out["notes"])
+    # the quality report adds up too: a withheld card and column beside quarantined
+    page = (work / "reports" / "quality.html").read_text()
+    assert "withheld (erased users)<b>12</b>" in page and "<th>withheld</th>" in page
     # the new event alone, in raw and in the curated table's new version (older versions: none)
     hits = {k: n for k, n in _hits(work, "u1", pseudo).items() if n}
     assert hits == {"raw.events": 1, "curated.events": 1, "curated.events__v2": 1}, hits

@@ -29,12 +29,13 @@ code{background:#f3f4f6;padding:0 .3rem;border-radius:4px} ul.notes li{margin:.2
 <div class="card">rows in<b>{{ "{:,}".format(total_in) }}</b></div>
 <div class="card">{{ 'added (a delivery)' if r.mode == 'append' else 'curated' }}<b>{{ "{:,}".format(total_cur) }}</b></div>
 <div class="card">quarantined<b>{{ "{:,}".format(total_q) }}</b></div>
+{% if total_w %}<div class="card">withheld (erased users)<b>{{ "{:,}".format(total_w) }}</b></div>{% endif %}
 <div class="card">nothing lost<b class="{{ 'ok' if balanced else 'bad' }}">{{ 'yes' if balanced else 'NO' }}</b></div>
 </div>
 <h2>Tables</h2>
-<table><tr><th>table</th><th>source</th><th>contract</th><th>rows in</th><th>{{ 'added' if r.mode == 'append' else 'curated' }}</th><th>quarantined</th><th>balanced</th><th>version</th></tr>
+<table><tr><th>table</th><th>source</th><th>contract</th><th>rows in</th><th>{{ 'added' if r.mode == 'append' else 'curated' }}</th><th>quarantined</th>{% if total_w %}<th>withheld</th>{% endif %}<th>balanced</th><th>version</th></tr>
 {% for t in r.tables.values() %}<tr><td>{{ t.table }}</td><td>{{ t.source_file.split('/')[-1] }}</td><td>{{ t.contract_version }}</td>
-<td>{{ "{:,}".format(t.rows_in) }}</td><td>{{ "{:,}".format(t.rows_curated) }}{% if t.mode == 'append' %} ({{ "{:,}".format(t.rows_inserted or 0) }} new, {{ "{:,}".format(t.rows_updated or 0) }} updated; {{ "{:,}".format(t.rows_unchanged or 0) }} re-delivered; {{ "{:,}".format(t.rows_total) }} in all){% endif %}</td><td>{{ "{:,}".format(t.rows_quarantined) }}</td>
+<td>{{ "{:,}".format(t.rows_in) }}</td><td>{{ "{:,}".format(t.rows_curated) }}{% if t.mode == 'append' %} ({{ "{:,}".format(t.rows_inserted or 0) }} new, {{ "{:,}".format(t.rows_updated or 0) }} updated; {{ "{:,}".format(t.rows_unchanged or 0) }} re-delivered; {{ "{:,}".format(t.rows_total) }} in all){% endif %}</td><td>{{ "{:,}".format(t.rows_quarantined) }}</td>{% if total_w %}<td>{{ "{:,}".format(t.rows_withheld) }}</td>{% endif %}
 <td class="{{ 'ok' if t.balanced else 'bad' }}">{{ 'yes' if t.balanced else 'no' }}</td><td>v{{ t.curated_version }}</td></tr>{% endfor %}
 </table>
 <h2>Quarantine by reason</h2>
@@ -125,12 +126,16 @@ def write_quality_report(workdir: str | Path, report: IngestReport) -> Path:
     total_in = sum(t.rows_in for t in report.tables.values())
     total_cur = sum(t.rows_curated for t in report.tables.values())
     total_q = sum(t.rows_quarantined for t in report.tables.values())
+    # rows of erased users a delivery re-sent: in no layer, counted (rows in = curated +
+    # quarantined + withheld)
+    total_w = sum(t.rows_withheld for t in report.tables.values())
     page = env.from_string(_TEMPLATE).render(
         r=report,
         charts=charts,
         total_in=total_in,
         total_cur=total_cur,
         total_q=total_q,
+        total_w=total_w,
         balanced=all(t.balanced for t in report.tables.values()),
         meaning={r.value: r.description for r in Reason},
     )
@@ -148,7 +153,9 @@ def summary_lines(report: IngestReport) -> list[str]:
         mark = "ok" if t.balanced else "UNBALANCED"
         lines.append(
             f"  {t.table:<10} in {t.rows_in:>10,}  {'added' if t.mode == 'append' else 'curated'} "
-            f"{t.rows_curated:>10,}  quarantined {t.rows_quarantined:>8,}  [{mark}]"
+            f"{t.rows_curated:>10,}  quarantined {t.rows_quarantined:>8,}"
+            + (f"  withheld {t.rows_withheld:,}" if t.rows_withheld else "")
+            + f"  [{mark}]"
         )
         if t.mode == "append":
             lines.append(
