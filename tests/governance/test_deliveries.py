@@ -537,3 +537,29 @@ def test_a_delivery_whose_dates_do_not_tell_their_order_reads_them_as_the_shop_d
     assert days == ["2026-01-02", "2026-01-03", "2026-01-13"]
     alone = Ingestor(tmp_path / "w2").run(day2)
     assert any("read month/day/year (no earlier file of this table told either)" in n for n in alone.notes)
+
+
+def test_a_bad_row_sent_again_is_quarantined_once_open(tmp_path):
+    """A delivery re-sent whole: its bad rows are counted in its quarantined rows again (rows in
+    = added + quarantined), but the quarantine holds each one open once; the copies are
+    `redelivered` (they used to be a second open row each, and a third, ...)."""
+    from shelfwise.governance import Quarantine
+
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "products.csv").write_text("product_id,title\nP1,Red Shoe\n")
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\n"
+        "U1,P1,view,2026-01-01T10:00:00Z\nU1,P1,teleport,2026-01-01T10:01:00Z\nU2,P9,view,2026-01-01T10:02:00Z\n"
+    )
+    work = tmp_path / "w"
+    for n in range(3):
+        rep = Ingestor(work, mode="append").run(d)
+        # the first load adds the good row; each later one re-delivers it (duplicate_row)
+        assert rep.tables["events"].rows_quarantined == (2 if n == 0 else 3)
+    ev = rep.tables["events"]
+    assert ev.balanced and ev.reasons == {"duplicate_row": 1, "invalid_value": 1, "unknown_reference": 1}
+    rows = Quarantine(work).list("events", None, None, 100, 0)
+    open_rows = [r for r in rows if r["status"] == "open"]
+    assert sorted(r["reason"] for r in open_rows) == ["invalid_value", "unknown_reference"]
+    assert sum(r["status"] == "redelivered" for r in rows) == 6  # 2 re-sent bad rows x 2 + 2 duplicates

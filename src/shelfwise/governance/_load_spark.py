@@ -30,7 +30,7 @@ from ..storage import SparkEngine
 from ._compile import JSON_VALID_UDF, NORMALIZE_LINES_UDF, NORMALIZE_UDF, SPARK, compile_contract, lit, q
 from ._contracts import BOT_EVENT_TYPES, Kind
 from ._load_anonymous import spark_uncount_redelivered
-from ._load_publish import account, redelivery_details, same_row, upsert_select
+from ._load_publish import account, quarantined_before, redelivery_details, same_row, upsert_select
 from ._load_rows import day_first_dates
 from ._load_state import LoadState, count_withheld, safe
 from ._privacy import Pseudonymizer, SecretStore
@@ -447,7 +447,8 @@ def spark_publish(st: LoadState) -> None:
     wh.sql(
         f"""INSERT INTO quarantine.rows SELECT nextval('quarantine.qid_seq'), {lit(st.run_id)}, {lit(contract.name)},
             {lit(str(st.src))}, source_line, reason, reasons, detail, raw::JSON,
-            CASE WHEN list_contains(?::BIGINT[], source_line) THEN 'redelivered' ELSE 'open' END,
+            CASE WHEN list_contains(?::BIGINT[], source_line)
+                   OR {quarantined_before(contract.name, st.run_id, "raw")} THEN 'redelivered' ELSE 'open' END,
             now()::TIMESTAMP, NULL
             FROM read_parquet('{qdir.as_posix()}/*.parquet') ORDER BY source_line""",
         [redelivered],
