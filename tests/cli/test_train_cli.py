@@ -46,7 +46,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]
 @pytest.mark.slow
 def test_train_writes_a_bundle_with_protocol_lineage_and_tracking(trained):
     data, work, out = trained
-    assert out["protocol"]["candidates"] == "full ranking (all items)"
+    # the demo's quarantined catalog rows: items known from events that are never ranked
+    listed = out["protocol"]["items"] - out["protocol"]["unlisted_items"]
+    assert out["protocol"]["candidates"] == f"full ranking (the {listed:,} listed items)"
     assert out["protocol"]["split"] == "leave_last_out"
     names = {r["model"] for r in out["results"]}
     assert {"popularity", "itemknn", "transitions", "als", "ease", "sasrec", "content", "fusion"} <= names
@@ -130,6 +132,61 @@ def test_evaluate_scores_the_fits_train_evaluated_not_the_refits(trained):
 
 
 @pytest.mark.slow
+def test_evaluate_keeps_trains_report(trained, tmp_path):
+    """`evaluate` re-scores the test fold into `reports/evaluation.json`, which is train's report:
+    what it cannot measure (train's validation numbers, fusion, tuning, search, skips, caps,
+    timings) stays, so do the models it was not asked for; another bundle's report is left alone."""
+    import re
+    import shutil
+
+    _, work, out = trained
+    before = json.loads((work / "reports" / "evaluation.json").read_text())
+    validation = {r["model"]: r["validation_ndcg@10"] for r in out["results"]}
+    assert sum(v is not None for v in validation.values()) >= 5  # every model but the fusion
+    again = json.loads(sw("evaluate", "--workdir", str(work), "--json", "--models", "itemknn,fusion").stdout)
+    assert {r["model"]: r["validation_ndcg@10"] for r in again["results"]} == {
+        "itemknn": validation["itemknn"],
+        "fusion": validation["fusion"],
+    }
+    after = json.loads((work / "reports" / "evaluation.json").read_text())
+    for key in ("validation_ndcg@10", "fusion", "tuned", "search", "skipped", "budget_caps"):
+        assert after[key] == before[key], key
+    assert [r["model"] for r in after["results"]] == [r["model"] for r in before["results"]]
+    for old, new in zip(before["results"], after["results"], strict=True):
+        assert new["validation_ndcg@10"] == old["validation_ndcg@10"]
+        assert new["train_seconds"] == old["train_seconds"]
+        assert new["metrics"]["ndcg@10"] == pytest.approx(old["metrics"]["ndcg@10"], abs=1e-9)
+    html = (work / "reports" / "evaluation.html").read_text()
+    row = re.search(r"<tr[^>]*><td>itemknn</td>(.*?)</tr>", html, re.S)
+    assert row and f"{validation['itemknn']:.4f}" in row.group(1)  # not 0.0000
+    # the current bundle is not the one the report is of (a candidate awaiting approval, a
+    # rollback): that report stays as it is, evaluate writes its own beside it
+    other = tmp_path / "w"
+    shutil.copytree(work, other)
+    theirs = {**before, "bundle_version": "20990101T000000000000Z"}
+    (other / "reports" / "evaluation.json").write_text(json.dumps(theirs))
+    text = sw("evaluate", "--workdir", str(other)).stdout
+    assert json.loads((other / "reports" / "evaluation.json").read_text()) == theirs
+    own = other / "reports" / f"evaluation-{before['bundle_version']}.html"
+    assert f"report: {own}" in text and own.exists()
+
+
+@pytest.mark.slow
+def test_train_log_prints_rounded_numbers(trained):
+    """The log's numbers are rounded (4 decimals; tuned settings 4 significant digits): the
+    reports keep them whole."""
+    import re
+
+    _, work, _ = trained
+    (log,) = (work / "logs").glob("train-*.log")
+    lines = [x for x in log.read_text().splitlines() if "NDCG@10" in x or "Optuna trials" in x]
+    search = [x for x in lines if "search: " in x]
+    assert len(search) >= 2, lines  # the ranker and the fine-tune (the cross-encoder too)
+    for line in search + lines:
+        assert not re.search(r"\d\.\d{5,}", line.split(" shelfwise.run: ")[-1]), line
+
+
+@pytest.mark.slow
 def test_bundle_tampering_is_detected(trained, tmp_path):
     import shutil
 
@@ -150,7 +207,7 @@ def test_evaluate_full_and_sampled(trained):
     full = json.loads(
         sw("evaluate", "--workdir", str(work), "--json", "--models", "popularity,transitions").stdout
     )
-    assert full["protocol"]["candidates"] == "full ranking (all items)"
+    assert full["protocol"]["candidates"].startswith("full ranking (")
     assert [r["model"] for r in full["results"]] == ["popularity", "transitions"]
     sampled = json.loads(
         sw("evaluate", "--workdir", str(work), "--json", "--sampled", "50", "--models", "transitions").stdout

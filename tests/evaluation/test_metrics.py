@@ -204,3 +204,31 @@ def test_items_serving_never_shows_are_never_ranked_and_their_targets_are_misses
             {"popularity": models["popularity"]}, split, sampled=n, bootstrap_rounds=10
         )
         assert plain_sampled.metrics["hr@50"] == 1.0
+
+
+def test_a_target_already_in_the_history_is_a_miss_under_both_protocols():
+    """Leave-last-out's last step may return to an item the user had before: seen items are
+    excluded from every list, so no model can hit it, and the sampled protocol (which put the
+    target among its candidates whether seen or not) must not either. The protocol counts them."""
+    from shelfwise.evaluation import evaluate_all
+    from shelfwise.features import Interactions, leave_last_out
+    from shelfwise.models import Popularity
+
+    steps = {
+        "u0": ["p", "q", "r", "p"],  # back to p: a repeat target
+        "u1": ["q", "r", "s", "q"],  # back to q: a repeat target
+        "u2": ["p", "q", "r", "s"],  # s: new to u2
+        "u3": ["q", "r", "s", "p"],  # p: new to u3
+    }
+    rows = [(u, item, t) for u, items in steps.items() for t, item in enumerate(items)]
+    split = leave_last_out(Interactions.from_arrays(*zip(*rows, strict=True)))
+    models = {"popularity": Popularity().fit(split.train)}
+    full_protocol, (full,) = evaluate_all(models, split, bootstrap_rounds=10)
+    sampled_protocol, (sampled,) = evaluate_all(models, split, sampled=20, bootstrap_rounds=10)
+    # 4 items: every list holds every unseen item, so each new target is a hit at 50, each
+    # repeat target a miss; before, the sampled protocol ranked p and q too (hr@50 1.0)
+    assert full.metrics["hr@50"] == 0.5
+    assert sampled.metrics["hr@50"] == 0.5
+    for protocol in (full_protocol, sampled_protocol):
+        assert protocol.exclude_seen and protocol.repeat_targets == 2 and protocol.users == 4
+        assert protocol.as_dict()["repeat_targets"] == 2

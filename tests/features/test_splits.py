@@ -88,3 +88,70 @@ def test_global_time_targets_the_next_new_item_of_users_active_before_the_cut():
     assert iid["p6"] in s.test.history.sequence(uid["u2"])  # the validation period is history now
     every = global_time(inter, test_fraction=0.3, validation_fraction=0.2, targets="all")
     assert answer(every.test) == {"u1": ["p4", "p5"], "u2": ["p7"], "u3": ["p8", "p9"]}
+
+
+def test_global_time_keeps_events_after_the_cut_out_of_training(tmp_path):
+    """A view on day 1 and a purchase of the same item on day 100 collapse into one step dated
+    day 1 with the purchase's weight; with the cut on day ~80 that weight came from after it.
+    The split weighs a step by its events before each cut only."""
+    day = 86400
+    users, items, ts, w = [], [], [], []
+    for u in range(50):
+        for d in range(100):
+            users.append(f"U{u}")
+            items.append(f"P{(u + d) % 20 + 2}")
+            ts.append(d * day + u)
+            w.append(1.0)
+    users += ["LEAK", "LEAK"]
+    items += ["P1", "P1"]
+    ts += [1 * day, 100 * day]
+    w += [1.0, 8.0]
+    inter = Interactions.from_arrays(users, items, ts, w)
+    leak = list(inter.user_ids).index("LEAK")
+    assert inter.weight[inter.user_idx == leak].tolist() == [8.0]  # all data: the purchase counts
+    for loaded in (inter, _saved(inter, tmp_path)):  # a bundle's history splits the same way
+        s = global_time(loaded)
+        assert s.train.timestamp.max() < 100 * day
+        for part in (s.train, s.validation.history, s.test.history):
+            m = part.user_idx == leak
+            assert part.item_ids[part.item_idx[m]].tolist() == ["P1"]
+            assert part.weight[m].tolist() == [1.0] and part.timestamp[m].tolist() == [day]
+
+
+def _saved(inter: Interactions, tmp_path) -> Interactions:
+    inter.save(tmp_path / "interactions.npz")
+    return Interactions.load(tmp_path / "interactions.npz")
+
+
+def test_what_was_known_before_a_cut_is_the_events_before_it_collapsed():
+    """`before(t)` equals building the interactions from the events before t alone."""
+    rng = np.random.default_rng(4)
+    n = 3000
+    users = rng.integers(0, 40, n).astype(str)
+    items = rng.integers(0, 6, n).astype(str)  # few items: many runs of one item
+    ts = rng.integers(0, 1000, n)
+    w = rng.choice([1.0, 2.0, 4.0, 8.0], n)
+    inter = Interactions.from_arrays(users, items, ts, w)
+    assert inter.raises is not None and len(inter) < n
+
+    def rows(x: Interactions) -> list[tuple]:
+        return sorted(
+            zip(
+                x.user_ids[x.user_idx],
+                x.item_ids[x.item_idx],
+                x.timestamp.tolist(),
+                x.weight.tolist(),
+                strict=True,
+            )
+        )
+
+    for t in (0, 1, 250, 500.5, 999, 1000):
+        early = ts < t
+        want = (
+            Interactions.from_arrays(users[early], items[early], ts[early], w[early]) if early.any() else None
+        )
+        assert rows(inter.before(t)) == (rows(want) if want is not None else []), t
+    # a subset keeps what its steps' later events added: cutting it gives the same rows
+    first_half = inter.take(inter.user_idx < 20)
+    kept = set(inter.user_ids[:20])
+    assert rows(first_half.before(500)) == [r for r in rows(inter.before(500)) if r[0] in kept]

@@ -4,7 +4,10 @@ Full ranking over the whole catalog with each user's seen items excluded is the 
 sampled protocol (the target among N random unseen items) is computed only when asked and is
 labelled `sampled` wherever it appears. Only the products serving can show are ranked: an item
 known from events whose catalog row was quarantined (`listed` false) is never served, so it is
-never recommended here either, and a target on it counts as a miss for every model.
+never recommended here either, and a target on it counts as a miss for every model. A target the
+user has already interacted with (leave-last-out's last step may return to an earlier item) is a
+seen item like any other: excluded from every list under both protocols, so a miss for every
+model; the protocol counts such users (`repeat_targets`), the share no model can hit.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ class Protocol:
     bootstrap_rounds: int
     # items known from events without a curated catalog row: never served, never ranked here
     unlisted_items: int = 0
+    # users whose target is already in their history: seen items are excluded, so never a hit
+    repeat_targets: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -64,7 +69,8 @@ def _rank_sampled(
     model: Recommender, fold: Fold, negatives: int, seed: int, unlisted: np.ndarray | None = None
 ) -> np.ndarray:
     """(n, 1 + negatives) ids: a target and its negatives, ordered by the model's score.
-    Negatives are drawn from the listed items; a target that is not listed is left out (-1)."""
+    Negatives are drawn from the listed items; a target that is not listed, or that the user has
+    already seen (seen items are excluded, as in full ranking), is left out (-1)."""
     rng = np.random.default_rng(seed)
     seen = fold.history.seen()
     never = np.flatnonzero(unlisted) if unlisted is not None else np.empty(0, np.int64)
@@ -76,12 +82,16 @@ def _rank_sampled(
             s[:, never] = -np.inf
         for r, u in enumerate(users):
             pos = fold.targets.indices[fold.targets.indptr[lo + r] : fold.targets.indptr[lo + r + 1]]
-            banned = np.union1d(np.union1d(seen.indices[seen.indptr[u] : seen.indptr[u + 1]], pos), never)
+            hist = seen.indices[seen.indptr[u] : seen.indptr[u + 1]]
+            banned = np.union1d(np.union1d(hist, pos), never)
             pool = np.setdiff1d(np.arange(s.shape[1]), banned)
             # a small catalog may hold fewer unseen items than asked: all of them, -1 after
             neg = rng.choice(pool, size=min(negatives, len(pool)), replace=False)
             cand = np.concatenate([pos[:1], neg])
-            out[lo + r, : len(cand)] = cand[np.argsort(-s[r, cand], kind="stable")]
+            row = cand[np.argsort(-s[r, cand], kind="stable")]
+            if len(pos) and np.isin(pos[0], hist):  # a seen target: excluded, as every seen item
+                row[row == pos[0]] = -1
+            out[lo + r, : len(cand)] = row
             out[lo + r, len(cand) :] = -1
     if len(never):  # an unlisted target is never shown: not in its list at any depth
         out[np.isin(out, never)] = -1
@@ -211,6 +221,7 @@ def evaluate_all(
         items=split.train.n_items,
         bootstrap_rounds=bootstrap_rounds,
         unlisted_items=n_unlisted,
+        repeat_targets=repeat_targets(f),
     )
     ranked = {} if sampled else _rank_jointly(models, f, max(cutoffs), unlisted)
     results = [
@@ -230,6 +241,15 @@ def evaluate_all(
         for name, m in models.items()
     ]
     return protocol, results
+
+
+def repeat_targets(fold: Fold) -> int:
+    """The fold's users with a target already in their history: seen items are excluded from
+    every list, so no model can hit it (leave-last-out's last step may return to an earlier item)."""
+    if len(fold) == 0:
+        return 0
+    seen = fold.history.seen()[fold.users]
+    return int((fold.targets.multiply(seen).getnnz(axis=1) > 0).sum())
 
 
 def _mask(unlisted: np.ndarray | None) -> np.ndarray | None:

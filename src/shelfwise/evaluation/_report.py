@@ -1,10 +1,13 @@
-"""The HTML evaluation report: protocol first, then the comparison table and the plots."""
+"""The HTML evaluation report: protocol first, then the comparison table and the plots. A value
+the report does not have (a validation score of a model tuned on no validation users, coverage
+under the sampled protocol, a metric of no users) reads "—", never 0."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from jinja2 import Environment, select_autoescape
 
 from ..reporting._charts import lines_chart, metric_by_model_chart, scatter_chart
@@ -20,11 +23,14 @@ th:first-child,td:first-child{text-align:left} th{background:#f9fafb} tr.default
 .grid{display:grid;grid-template-columns:1fr 1fr;gap:1rem} .chart{border:1px solid #e5e7eb;border-radius:8px;padding:.5rem}
 .chart svg{max-width:100%;height:auto} code{background:#f3f4f6;padding:0 .3rem;border-radius:4px}
 </style></head><body>
+{% macro num(v, fmt) %}{% if v is none or v is undefined or v != v %}—{% else %}{{ fmt|format(v) }}{% endif %}{% endmacro %}
 <h1>Recommendation evaluation</h1>
 <p class="sub">bundle <code>{{ r.bundle_version }}</code> · default model <b>{{ r.default_model }}</b> · lineage run <code>{{ r.lineage_run_id }}</code></p>
 <div class="protocol" id="protocol"><b>Protocol.</b> {{ p.split_description }}. Candidates: <b>{{ p.candidates }}</b>;
 seen items excluded: {{ p.exclude_seen }}; {{ "{:,}".format(p.users) }} users, {{ "{:,}".format(p["items"]) }} items;
-metrics at k = {{ p.cutoffs|join(", ") }}; 95% intervals from {{ p.bootstrap_rounds }} bootstrap resamples of users.</div>
+{% if p.repeat_targets is defined and p.users %}{{ "{:,}".format(p.repeat_targets) }} of the users ({{ "%.1f"|format(100 * p.repeat_targets / p.users) }}%) have a target already in their history:
+seen items being excluded, no model can hit it (HR@k at most {{ "%.4f"|format(1 - p.repeat_targets / p.users) }});
+{% endif %}metrics at k = {{ p.cutoffs|join(", ") }}; 95% intervals from {{ p.bootstrap_rounds }} bootstrap resamples of users.</div>
 {% if r.get("skipped") %}<h2>Skipped</h2>
 <table id="skipped"><thead><tr><th>model or stage</th><th>why</th></tr></thead><tbody>
 {% for s in r.skipped %}<tr><td>{{ s.get("model") or s.get("stage") }}</td><td style="text-align:left">{{ s.reason }}</td></tr>
@@ -33,14 +39,14 @@ metrics at k = {{ p.cutoffs|join(", ") }}; 95% intervals from {{ p.bootstrap_rou
 <table id="comparison"><thead><tr><th>model</th><th>NDCG@10</th><th>95% CI</th><th>HR@10</th><th>Recall@20</th><th>MRR@10</th><th>MAP@10</th>
 <th>coverage@10</th><th>novelty@10</th><th>validation NDCG@10</th><th>train s</th><th>peak RSS MB</th></tr></thead><tbody>
 {% for m in r.results %}<tr class="{{ 'default' if m.model == r.default_model else '' }}"><td>{{ m.model }}</td>
-<td>{{ "%.4f"|format(m.metrics["ndcg@10"]) }}</td><td>{{ "%.4f"|format(m.ci95["ndcg@10"][0]) }}–{{ "%.4f"|format(m.ci95["ndcg@10"][1]) }}</td>
-<td>{{ "%.4f"|format(m.metrics["hr@10"]) }}</td><td>{{ "%.4f"|format(m.metrics.get("recall@20", 0)) }}</td><td>{{ "%.4f"|format(m.metrics["mrr@10"]) }}</td>
-<td>{{ "%.4f"|format(m.metrics["map@10"]) }}</td><td>{{ "%.3f"|format(m.metrics.get("coverage@10", 0)) }}</td><td>{{ "%.2f"|format(m.metrics.get("novelty@10", 0)) }}</td>
-<td>{{ "%.4f"|format(m["validation_ndcg@10"] or 0) }}</td><td>{{ m.get("train_seconds", "") }}</td><td>{{ m.get("peak_rss_mb", "") }}</td></tr>
+<td>{{ num(m.metrics.get("ndcg@10"), "%.4f") }}</td><td>{% set ci = m.ci95.get("ndcg@10") or [none, none] %}{% if ci[0] is none or ci[0] != ci[0] %}—{% else %}{{ "%.4f"|format(ci[0]) }}–{{ "%.4f"|format(ci[1]) }}{% endif %}</td>
+<td>{{ num(m.metrics.get("hr@10"), "%.4f") }}</td><td>{{ num(m.metrics.get("recall@20"), "%.4f") }}</td><td>{{ num(m.metrics.get("mrr@10"), "%.4f") }}</td>
+<td>{{ num(m.metrics.get("map@10"), "%.4f") }}</td><td>{{ num(m.metrics.get("coverage@10"), "%.3f") }}</td><td>{{ num(m.metrics.get("novelty@10"), "%.2f") }}</td>
+<td>{{ num(m.get("validation_ndcg@10"), "%.4f") }}</td><td>{{ m.get("train_seconds", "—") }}</td><td>{{ m.get("peak_rss_mb", "—") }}</td></tr>
 {% endfor %}</tbody></table>
 <h2>Segments (NDCG@10)</h2>
 <table id="segments"><thead><tr><th>model</th>{% for s in segs %}<th>{{ s }}</th>{% endfor %}</tr></thead><tbody>
-{% for m in r.results %}<tr><td>{{ m.model }}</td>{% for s in segs %}<td>{% if s in m.segments %}{{ "%.4f"|format(m.segments[s]["ndcg@10"]) }} <small>({{ m.segments[s].users }})</small>{% endif %}</td>{% endfor %}</tr>
+{% for m in r.results %}<tr><td>{{ m.model }}</td>{% for s in segs %}<td>{% if s in m.segments %}{{ num(m.segments[s]["ndcg@10"], "%.4f") }} <small>({{ m.segments[s].users }})</small>{% else %}—{% endif %}</td>{% endfor %}</tr>
 {% endfor %}</tbody></table>
 <div class="grid">
 <div class="chart">{{ charts.by_model|safe }}</div>
@@ -67,8 +73,13 @@ def write_evaluation_report(path: str | Path, report: dict[str, Any]) -> Path:
             "k",
             "NDCG@k",
         ),
+        # (a model without a coverage, e.g. under the sampled protocol, has no point here)
         "tradeoff": scatter_chart(
-            {m["model"]: (m["metrics"].get("coverage@10", 0.0), m["metrics"]["ndcg@10"]) for m in results},
+            {
+                m["model"]: (m["metrics"]["coverage@10"], m["metrics"]["ndcg@10"])
+                for m in results
+                if _known(m["metrics"].get("coverage@10")) and _known(m["metrics"].get("ndcg@10"))
+            },
             "coverage vs accuracy",
             "catalog coverage@10",
             "NDCG@10",
@@ -80,3 +91,7 @@ def write_evaluation_report(path: str | Path, report: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(html, encoding="utf-8")
     return path
+
+
+def _known(v: Any) -> bool:
+    return v is not None and bool(np.isfinite(v))

@@ -2,7 +2,9 @@
 
 One row per (user, item) step in time order. Consecutive events of one user on the same item
 (view -> click -> cart -> purchase of one product) collapse into one step that keeps the strongest
-event weight: the sequence models see "what came next", not the funnel of one product.
+event weight: the sequence models see "what came next", not the funnel of one product. A step is
+dated by its first event; what its later events added to its weight is kept apart (`raises`), so
+that a cut in time between them (`before`) weighs the step by its events before the cut only.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ class Interactions:
     item_ids: np.ndarray  # (n_items,) object
     _offsets: np.ndarray | None = field(default=None, repr=False)
     _seen: sp.csr_matrix | None = field(default=None, repr=False)
+    # (step, time, weight so far) at the first event of each step a later event of its run made
+    # stronger, and at each such later event, in (step, time) order; None when there is none
+    raises: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def n_users(self) -> int:
@@ -117,6 +122,14 @@ class Interactions:
 
     def take(self, mask: np.ndarray) -> Interactions:
         """A subset of rows with the same id maps (the index spaces stay comparable)."""
+        raises = None
+        if self.raises is not None:
+            step, ts, w = self.raises
+            kept_rows = np.arange(len(self))[mask]
+            row = np.full(len(self), -1, np.int64)  # each kept row's new position
+            row[kept_rows] = np.arange(len(kept_rows))
+            kept = row[step] >= 0
+            raises = (row[step[kept]], ts[kept], w[kept]) if kept.any() else None
         return Interactions(
             self.user_idx[mask],
             self.item_idx[mask],
@@ -124,9 +137,39 @@ class Interactions:
             self.timestamp[mask],
             self.user_ids,
             self.item_ids,
+            raises=raises,
+        )
+
+    def before(self, t: float) -> Interactions:
+        """What was known before time `t`: the steps begun before it, each weighted by its
+        events before it only (a view of an item before `t` and a purchase of it after is a
+        step with the view's weight), nothing of any event at or after `t`."""
+        out = self.take(self.timestamp < t)
+        if out.raises is None:
+            return out
+        step, ts, w = out.raises
+        early = ts < t
+        step, ts, w = step[early], ts[early], w[early]
+        # in (step, time) order: the last row of a step before `t` is its weight at `t`
+        last = np.ones(len(step), bool)
+        last[:-1] = step[1:] != step[:-1]
+        weight = out.weight.copy()
+        weight[step[last]] = w[last]
+        return Interactions(
+            out.user_idx,
+            out.item_idx,
+            weight,
+            out.timestamp,
+            out.user_ids,
+            out.item_ids,
+            raises=(step, ts, w) if len(step) else None,
         )
 
     def save(self, path: str | Path) -> None:
+        raises: dict[str, Any] = {}
+        if self.raises is not None:
+            step, ts, w = self.raises
+            raises = {"raise_step": step, "raise_timestamp": ts, "raise_weight": w}
         np.savez_compressed(
             path,
             user_idx=self.user_idx,
@@ -135,6 +178,7 @@ class Interactions:
             timestamp=self.timestamp,
             user_ids=self.user_ids.astype(str),
             item_ids=self.item_ids.astype(str),
+            **raises,
         )
 
     @classmethod
@@ -154,6 +198,9 @@ class Interactions:
     @classmethod
     def load(cls, path: str | Path) -> Interactions:
         z = np.load(path, allow_pickle=False)
+        raises = None  # (a file saved before steps kept their raises: they weigh what they weigh)
+        if "raise_step" in z.files:
+            raises = (z["raise_step"], z["raise_timestamp"], z["raise_weight"])
         return cls(
             z["user_idx"],
             z["item_idx"],
@@ -161,6 +208,7 @@ class Interactions:
             z["timestamp"],
             z["user_ids"].astype(object),
             z["item_ids"].astype(object),
+            raises=raises,
         )
 
     @classmethod
@@ -200,16 +248,17 @@ class Interactions:
             uidx, user_ids = rank[uidx], user_ids[by_content]
         order = np.lexsort((np.arange(len(users)), ts, uidx))
         uidx, iidx, ts, w = uidx[order], iidx[order], ts[order], w[order]
+        raises = None
         if collapse and len(uidx) > 1:
             # One step per run of the same item by the same user; keep the strongest weight,
             # the time of the first event of the run.
             new_run = np.ones(len(uidx), bool)
             new_run[1:] = (uidx[1:] != uidx[:-1]) | (iidx[1:] != iidx[:-1])
             run_id = np.cumsum(new_run) - 1
+            raises = _raises(run_id, new_run, ts, w)
             w = np.maximum.reduceat(w, np.flatnonzero(new_run)) if len(w) else w
             keep = np.flatnonzero(new_run)
             uidx, iidx, ts = uidx[keep], iidx[keep], ts[keep]
-            del run_id
         return cls(
             uidx.astype(np.int32),
             iidx.astype(np.int32),
@@ -217,7 +266,26 @@ class Interactions:
             ts,
             user_ids.astype(object),
             item_vocab.astype(object),
+            raises=raises,
         )
+
+
+def _raises(
+    run_id: np.ndarray, new_run: np.ndarray, ts: np.ndarray, w: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """`Interactions.raises` of runs of events (`run_id` per event, in time order): the events
+    that made their run's weight so far stronger, with the first event of each such run."""
+    values, rank = np.unique(w, return_inverse=True)
+    rank = rank.reshape(-1).astype(np.int64)
+    # the strongest weight so far within each run: one running maximum over keys that grow run
+    # by run (exact integers, no float offsets)
+    so_far = np.maximum.accumulate(run_id * len(values) + rank) - run_id * len(values)
+    raised = np.zeros(len(w), bool)
+    raised[1:] = ~new_run[1:] & (so_far[1:] > so_far[:-1])
+    if not raised.any():
+        return None
+    rows = raised | (new_run & np.isin(run_id, run_id[raised]))
+    return run_id[rows].astype(np.int64), ts[rows].astype(np.int64), values[so_far[rows]].astype(np.float32)
 
 
 def _mix64(x: np.ndarray) -> np.ndarray:

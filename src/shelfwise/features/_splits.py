@@ -93,8 +93,10 @@ def global_time(
         raise ValueError(f"unknown global_time targets {targets!r} (next, all)")
     t_test = np.quantile(inter.timestamp, 1 - test_fraction)
     t_val = np.quantile(inter.timestamp, 1 - test_fraction - validation_fraction)
-    train = inter.take(inter.timestamp < t_val)
-    upto_test = inter.take(inter.timestamp < t_test)
+    # what was known at each cut: a step begun before it weighs what its events before it
+    # weigh (a view before the cut stays a view when the purchase of the item came after it)
+    train = inter.before(t_val)
+    upto_test = inter.before(t_test)
 
     def fold(name: str, hist: Interactions, lo: float, hi: float) -> Fold:
         window = (inter.timestamp >= lo) & (inter.timestamp < hi)

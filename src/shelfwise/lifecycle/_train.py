@@ -774,7 +774,7 @@ def _build_search(
         log(
             "search: MiniLM fine-tuned on "
             f"{ft.get('pairs', 0):,} judged pairs: held-out semantic NDCG@10 "
-            f"{ft.get('validation_ndcg@10_untuned')} untuned -> {ft.get('validation_ndcg@10_tuned')} tuned, "
+            f"{_r4(ft.get('validation_ndcg@10_untuned'))} untuned -> {_r4(ft.get('validation_ndcg@10_tuned'))} tuned, "
             f"kept={ft['kept']}, {ft.get('steps', 0)} of {ft.get('planned_steps', 0)} steps"
             + (f" ({ft['skipped']})" if "skipped" in ft else "")
             + (f"; {ft['stopped']}" if "stopped" in ft else "")
@@ -793,7 +793,7 @@ def _build_search(
             f"search: ranker on {len(gains):,} judged queries and {r['click_groups']:,} click groups "
             f"({r['personalized_groups']:,} with the shopper's history; {r['served_pages']:,} served pages, "
             f"position-corrected: {r['position_bias_correction']}): "
-            f"held-out ({r['holdout_label']}) NDCG@10 {r.get('holdout_ndcg@10')}, kept={r['kept']}"
+            f"held-out ({r['holdout_label']}) NDCG@10 {_r4(r.get('holdout_ndcg@10'))}, kept={r['kept']}"
         )
     if gains and settings.search_cross_budget_s > 0 and settings.search_cross_steps > 0:
         from ..search import CrossSettings
@@ -811,7 +811,7 @@ def _build_search(
         info["cross_encoder"] = ce
         log(
             f"search: cross-encoder on {ce.get('pairs', 0):,} pairs: held-out NDCG@10 "
-            f"{ce.get('holdout_ndcg@10')}, kept={ce['kept']}, {ce.get('steps', 0)} of {ce.get('planned_steps', 0)} steps"
+            f"{_r4(ce.get('holdout_ndcg@10'))}, kept={ce['kept']}, {ce.get('steps', 0)} of {ce.get('planned_steps', 0)} steps"
             + (f" ({ce['skipped']})" if "skipped" in ce else "")
             + (f"; {ce['stopped']}" if "stopped" in ce else "")
         )
@@ -819,6 +819,15 @@ def _build_search(
     info["seconds"] = round(time.monotonic() - t0, 1)
     log(f"search: {len(catalog):,} products indexed (tantivy + MiniLM/faiss) in {info['seconds']}s")
     return path, info
+
+
+def _r4(value: Any) -> Any:
+    """A number (or a dict of them) to 4 decimals, as a log line prints it (reports keep them whole)."""
+    if isinstance(value, dict):
+        return {k: _r4(v) for k, v in value.items()}
+    if isinstance(value, float | np.floating):
+        return round(float(value), 4)
+    return value
 
 
 def _has_text(catalog: Catalog) -> bool:
@@ -1059,7 +1068,9 @@ def _fit_one(
             "planned_trials": planned,
             "best_validation_ndcg@10": max(t["validation_ndcg@10"] for t in trials),
         }
-        log(f"{name}: {len(trials)} Optuna trials, best {params}")
+        # (4 significant digits in the log: a regularization may be 1e-5; the report keeps them whole)
+        shown = {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in params.items()}
+        log(f"{name}: {len(trials)} Optuna trials, best {shown}")
     if ran[0] < planned and caps is not None:
         caps.add(
             f"tuning {name}",
@@ -1163,14 +1174,50 @@ def evaluate_workdir(
         "fits": "train fold (as evaluated by train; the served models are refit on every interaction)",
         "not_evaluable": not_evaluable,
     }
-    for r in report["results"]:
-        r["validation_ndcg@10"] = None
-    suffix = f"-sampled{sampled}" if sampled else ""
     reports = workdir / "reports"
     reports.mkdir(parents=True, exist_ok=True)
-    (reports / f"evaluation{suffix}.json").write_text(json.dumps(report, indent=2, default=str))
-    report["report_html"] = str(write_evaluation_report(reports / f"evaluation{suffix}.html", report))
+    if sampled:
+        for r in report["results"]:
+            r["validation_ndcg@10"] = None  # train validated under full ranking, not this protocol
+        path = reports / f"evaluation-sampled{sampled}.json"
+        path.write_text(json.dumps(report, indent=2, default=str))
+        report["report_html"] = str(write_evaluation_report(path.with_suffix(".html"), report))
+        return report
+    # `reports/evaluation.json` is train's report: of this bundle, what evaluate cannot recompute
+    # (train's own validation numbers, fusion, tuning, search, skips, caps, timings) is carried
+    # over, and the models not asked for keep their lines; another bundle's report is left alone
+    previous = _report_of(reports / "evaluation.json")
+    name = "evaluation"
+    if previous is not None and previous.get("bundle_version") != bundle.version:
+        name, previous = f"evaluation-{bundle.version}", None
+    earlier = {r["model"]: r for r in (previous or {}).get("results", [])}
+    for r in report["results"]:
+        r["validation_ndcg@10"] = None
+        r.update({k: v for k, v in earlier.get(r["model"], {}).items() if k in _TRAIN_ONLY})
+    written = report
+    if previous is not None:
+        now = {r["model"]: r for r in report["results"]}
+        written = {
+            **previous,
+            **{k: v for k, v in report.items() if k != "results"},
+            "results": [now.pop(m, r) for m, r in earlier.items()] + list(now.values()),
+        }
+    (reports / f"{name}.json").write_text(json.dumps(written, indent=2, default=str))
+    report["report_html"] = str(write_evaluation_report(reports / f"{name}.html", written))
     return report
+
+
+# per-model fields of train's report that evaluate does not measure (it scores the test fold)
+_TRAIN_ONLY = ("validation_ndcg@10", "train_seconds", "peak_rss_mb")
+
+
+def _report_of(path: Path) -> dict[str, Any] | None:
+    """The evaluation report in `path`; None when there is none (or it cannot be read)."""
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) else None
 
 
 def _nothing_to_evaluate(bundle: Any) -> dict[str, Any] | None:

@@ -1,0 +1,79 @@
+"""The HTML evaluation report shows what it does not have as "—", never as a zero."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from shelfwise.evaluation._report import write_evaluation_report
+
+COLUMNS = [
+    "model", "ndcg@10", "ci", "hr@10", "recall@20", "mrr@10", "map@10",
+    "coverage@10", "novelty@10", "validation", "train s", "peak RSS",
+]  # fmt: skip
+
+
+def _result(model: str, validation: float | None, **metrics: float) -> dict:
+    base = {f"{m}@{k}": 0.25 for m in ("ndcg", "hr", "recall", "mrr", "map") for k in (5, 10, 20, 50)}
+    return {
+        "model": model,
+        "metrics": {**base, **metrics},
+        "ci95": {"ndcg@10": [0.2, 0.3]},
+        "segments": {},
+        "validation_ndcg@10": validation,
+    }
+
+
+def _report(results: list[dict], **protocol) -> dict:
+    return {
+        "bundle_version": "v1",
+        "default_model": results[0]["model"],
+        "lineage_run_id": "run",
+        "protocol": {
+            "split": "leave_last_out",
+            "split_description": "leave-last-out",
+            "candidates": "full ranking (all items)",
+            "exclude_seen": True,
+            "cutoffs": [5, 10, 20, 50],
+            "users": 40,
+            "items": 30,
+            "bootstrap_rounds": 10,
+            **protocol,
+        },
+        "results": results,
+    }
+
+
+def _cells(html: str, model: str) -> dict[str, str]:
+    table = html[html.index('id="comparison"') : html.index('id="segments"')]
+    row = re.search(rf"<tr[^>]*><td>{model}</td>(.*?)</tr>", table, re.S)
+    assert row, model
+    values = [model, *re.findall(r"<td>(.*?)</td>", row.group(1), re.S)]
+    return dict(zip(COLUMNS, values, strict=True))
+
+
+def test_missing_values_read_as_a_dash_not_as_zero(tmp_path: Path):
+    results = [
+        _result("itemknn", 0.2134, **{"coverage@10": 0.5, "novelty@10": 7.25}),
+        _result("fusion", None, **{"coverage@10": 0.5, "novelty@10": 7.25}),  # no validation number
+        _result("popularity", 0.0735, **{"hr@10": float("nan")}),  # sampled: no coverage, no novelty
+    ]
+    html = write_evaluation_report(tmp_path / "e.html", _report(results)).read_text()
+    itemknn, fusion, popularity = (_cells(html, m) for m in ("itemknn", "fusion", "popularity"))
+    assert itemknn["validation"] == "0.2134" and itemknn["coverage@10"] == "0.500"
+    assert itemknn["novelty@10"] == "7.25"
+    assert fusion["validation"] == "—"  # was 0.0000
+    assert popularity["coverage@10"] == "—" and popularity["novelty@10"] == "—"  # were 0.000 / 0.00
+    assert popularity["hr@10"] == "—" and popularity["validation"] == "0.0735"
+    assert itemknn["train s"] == "—"  # a report without timings (evaluate without train's report)
+
+
+def test_the_protocol_states_how_many_targets_no_model_can_hit(tmp_path: Path):
+    results = [_result("itemknn", 0.2)]
+    html = write_evaluation_report(tmp_path / "e.html", _report(results, repeat_targets=12)).read_text()
+    protocol = html[html.index('id="protocol"') : html.index("</div>", html.index('id="protocol"'))]
+    assert "12 of the users (30.0%) have a target already in their history" in protocol
+    assert "HR@k at most 0.7000" in protocol
+    # a report written before the count was kept says nothing about it
+    old = write_evaluation_report(tmp_path / "old.html", _report(results)).read_text()
+    assert "already in their history" not in old
