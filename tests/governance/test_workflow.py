@@ -238,6 +238,11 @@ def test_erasure_leaves_no_trace_and_the_user_is_served_as_new(shop, tmp_path):
         ids = bundle.interactions.user_ids.astype(str)
         erased = [i for i, x in enumerate(ids) if x == f"erased_{i}"]
         assert erased
+        # the others' steps keep their weight changes (a view then a purchase of one item: the
+        # global time split weighs a step by its events before the cut); the user's are gone
+        raises = bundle.interactions.raises
+        assert raises is not None and len(raises[0])
+        assert not np.isin(bundle.interactions.user_idx[raises[0]], erased).any()
         for fits in (bundle.models, load_evaluated_models(bundle)[0]):
             als = fits.get("als")
             if als is not None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -403,14 +403,8 @@ def _erase_bundle(path: Path, pseudos: list[str]) -> int:
     for u in users:
         user_ids[u] = f"erased_{u}"  # the index stays (model state is indexed by it); the id is gone
     steps = int((~keep).sum())
-    erased = Interactions(
-        inter.user_idx[keep],
-        inter.item_idx[keep],
-        inter.weight[keep],
-        inter.timestamp[keep],
-        user_ids,
-        inter.item_ids,
-    )
+    # (`take` keeps the other users' steps with their weight changes, `raises`, and drops theirs)
+    erased = replace(inter.take(keep), user_ids=user_ids)
     # the models forget first (the served fits and the train-fold fits kept for `evaluate` alike):
     # should one fail, the bundle's history still names the user and a retry erases it again
     for model_dir in sorted(

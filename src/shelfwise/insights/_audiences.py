@@ -341,7 +341,9 @@ def _model_lift(
 
     latest = int(inter.timestamp.max()) if len(inter) else 0
     cut = latest - spec.days * 86400
-    past = inter.take(inter.timestamp <= cut)
+    # what was known at the cut: a step weighs its events up to it (a later purchase of an item
+    # viewed before the cut is not the past's, `Interactions.before`)
+    past = inter.before(cut + 1)
     known = np.flatnonzero(np.bincount(past.user_idx, minlength=past.n_users) > 0)
     at = datetime.fromtimestamp(cut, UTC).replace(tzinfo=None)
     rep: dict[str, Any] = {
