@@ -302,3 +302,32 @@ def test_a_users_table_naming_consent_for_the_first_time_does_not_regrant_a_with
         plant_shop(data, header + f"shopper-1,gold,yes\nshopper-2,silver,{value}\n")
         sw("ingest", "--data", str(data), "--workdir", str(work), "--json")
     assert Consents.of(work).current(s2)["personalization"] is True
+
+
+def test_the_access_export_lists_a_bundle_steps_weight_changes(tmp_path, monkeypatch):
+    """A bundle's history keeps, per step, the weight changes of its later events (a view, then a
+    purchase of the same item: `Interactions.raises`): they are the user's data too, listed with
+    the step they belong to; another user's are not."""
+    from types import SimpleNamespace
+
+    import shelfwise.models
+    from shelfwise.features import Interactions
+    from shelfwise.governance._subject_access import _bundle_parts
+
+    inter = Interactions.from_arrays(
+        ["u_me", "u_me", "u_me", "u_other", "u_other"],
+        ["P1", "P1", "P2", "P1", "P1"],
+        [100, 200, 300, 100, 150],
+        [1.0, 8.0, 1.0, 1.0, 4.0],
+    )
+    b = tmp_path / "bundles" / "1"
+    b.mkdir(parents=True)
+    inter.save(b / "interactions.npz")
+    manifest = SimpleNamespace(version="1", data_versions={}, lineage={})
+    monkeypatch.setattr(shelfwise.models, "read_manifest", lambda path: manifest, raising=False)
+    rows = _bundle_parts(tmp_path, "u_me")["bundles/1"]["rows"]
+    assert rows == [
+        {"product_id": "P1", "weight": 8.0, "timestamp": 100,
+         "weight_changes": [{"timestamp": 100, "weight": 1.0}, {"timestamp": 200, "weight": 8.0}]},
+        {"product_id": "P2", "weight": 1.0, "timestamp": 300},
+    ]  # fmt: skip

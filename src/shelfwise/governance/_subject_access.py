@@ -246,6 +246,13 @@ def _bundle_parts(workdir: Path, pseudo: str) -> dict[str, Any]:
         if not len(hits):
             continue
         m = inter.user_idx == int(hits[0])
+        # a step's weight changes by its later events (`Interactions.raises`): the user's too
+        changes: dict[int, list[dict[str, Any]]] = {}
+        if inter.raises is not None:
+            step, ts, w = inter.raises
+            mine = m[step]
+            for r, t, v in zip(step[mine], ts[mine], w[mine], strict=True):
+                changes.setdefault(int(r), []).append({"timestamp": int(t), "weight": float(v)})
         manifest = read_manifest(b)
         parts[f"bundles/{b.name}"] = {
             "lineage": {
@@ -257,8 +264,13 @@ def _bundle_parts(workdir: Path, pseudo: str) -> dict[str, Any]:
                 "train_run_id": manifest.lineage.get("train_run_id"),
             },
             "rows": [
-                {"product_id": str(inter.item_ids[i]), "weight": float(w), "timestamp": int(t)}
-                for i, w, t in zip(inter.item_idx[m], inter.weight[m], inter.timestamp[m], strict=True)
+                {
+                    "product_id": str(inter.item_ids[inter.item_idx[r]]),
+                    "weight": float(inter.weight[r]),
+                    "timestamp": int(inter.timestamp[r]),
+                }
+                | ({"weight_changes": changes[int(r)]} if int(r) in changes else {})
+                for r in np.flatnonzero(m)
             ],
         }
     return parts
