@@ -563,3 +563,40 @@ def test_a_bad_row_sent_again_is_quarantined_once_open(tmp_path):
     open_rows = [r for r in rows if r["status"] == "open"]
     assert sorted(r["reason"] for r in open_rows) == ["invalid_value", "unknown_reference"]
     assert sum(r["status"] == "redelivered" for r in rows) == 6  # 2 re-sent bad rows x 2 + 2 duplicates
+
+
+def robot_deliveries(d: Path) -> tuple[Path, Path]:
+    """Day 1: a customer's view and a robot's 130 views within 60 s (quarantined as robot
+    traffic); day 2 re-sends 60 of the robot's views (fewer than the window allows) and a
+    customer's new view."""
+    head = "user_id,product_id,event_type,timestamp,session_id\n"
+    bot = [f"BOTX,P{i % 2 + 1},view,2026-01-01T10:00:{i % 60:02d}.{i // 60:03d}Z,SB\n" for i in range(130)]
+    day1, day2 = d / "b1", d / "b2"
+    for p in (day1, day2):
+        p.mkdir(parents=True)
+        (p / "products.csv").write_text("product_id,title\nP1,Red Shoe\nP2,Blue Shoe\n")
+    (day1 / "events.csv").write_text(head + "U1,P1,view,2026-01-01T11:00:00Z,S1\n" + "".join(bot))
+    (day2 / "events.csv").write_text(head + "".join(bot[:60]) + "U1,P2,view,2026-01-02T11:00:00Z,S1\n")
+    return day1, day2
+
+
+def check_robot_deliveries(work: Path, reports: list) -> None:
+    first, second = (r.tables["events"] for r in reports)
+    assert first.reasons == {"bot_traffic": 130} and first.rows_curated == 1
+    # the re-sent part of the robot's burst is robot traffic still (it used to be curated)
+    assert (second.rows_curated, second.reasons) == (1, {"bot_traffic": 60})
+    users = {r[0] for r in curated_rows(work, "SELECT DISTINCT user_id FROM curated.events")}
+    assert len(users) == 1  # U1 alone
+    details = curated_rows(
+        work,
+        f"SELECT DISTINCT detail, status FROM quarantine.rows WHERE run_id = '{reports[1].run_id}' "
+        "AND table_name = 'events'",
+    )
+    assert details == [("sent again: an earlier load quarantined this event as robot traffic", "redelivered")]
+
+
+def test_a_robots_events_sent_again_are_robot_traffic_again(tmp_path):
+    day1, day2 = robot_deliveries(tmp_path)
+    work = tmp_path / "w"
+    reports = [Ingestor(work, mode="append").run(d) for d in (day1, day2)]
+    check_robot_deliveries(work, reports)

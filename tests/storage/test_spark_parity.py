@@ -388,3 +388,14 @@ def test_partial_deliveries_on_spark_as_on_duckdb(spark, tmp_path):
     reports = [Ingestor(work, engine=engine).run(day1)]
     reports += [Ingestor(work, engine=engine, mode="append").run(d) for d in (day2, tmp_path / "day2b")]
     check_partial_deliveries(work, reports)
+
+
+def test_a_robots_events_sent_again_on_spark_as_on_duckdb(spark, tmp_path):
+    """A re-sent part of a robot's burst is robot traffic on Spark as on DuckDB."""
+    from tests.governance.test_deliveries import check_robot_deliveries, robot_deliveries
+
+    day1, day2 = robot_deliveries(tmp_path)
+    work = tmp_path / "w"
+    engine = SparkEngine(work, master="local[2]")
+    reports = [Ingestor(work, engine=engine, mode="append").run(d) for d in (day1, day2)]
+    check_robot_deliveries(work, reports)

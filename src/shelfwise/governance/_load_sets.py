@@ -107,7 +107,51 @@ def _flag_event_ids(st: LoadState) -> None:
         )
 
 
+# the fields that name one behaviour event as received (raw strings, trimmed)
+_BOT_ROW = ("user_id", "session_id", "product_id", "event_type", "timestamp")
+RESENT_BOT_DETAIL = "sent again: an earlier load quarantined this event as robot traffic"
+
+
+def resent_bot_lines(st: LoadState) -> list[int]:
+    """Appending: the lines of this load that re-send an event an earlier load quarantined as
+    `bot_traffic` (the same user, session, product, type and time as received). Such a row is
+    robot traffic still: a re-sent part of a robot's burst holds fewer events than the window
+    allows and would pass the window alone. Read from the load's strings in the warehouse, so
+    both engines flag the same lines."""
+    if st.mode != "append":
+        return []
+    have = st.wh.sql(
+        "SELECT count(*) FROM quarantine.rows WHERE table_name = ? AND reason = ? AND run_id <> ?",
+        [st.name, Reason.BOT_TRAFFIC.value, st.run_id],
+    ).fetchone()
+    if not have or not have[0]:
+        return []
+    fields = [c for c in _BOT_ROW if c in st.mapping or c in st.implied]
+
+    def norm(expr: str) -> str:
+        return f"coalesce(trim({expr}), '')"
+
+    on = " AND ".join(
+        norm("l." + q(c)) + " = " + norm("json_extract_string(b.raw, " + lit("$." + c) + ")") for c in fields
+    )
+    rows = st.wh.sql(
+        f"""SELECT DISTINCT l._source_line FROM {st.load} l JOIN (
+              SELECT raw FROM quarantine.rows WHERE table_name = {lit(st.name)}
+              AND reason = {lit(Reason.BOT_TRAFFIC.value)} AND run_id <> {lit(st.run_id)}) b ON {on}
+            ORDER BY 1"""
+    ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
 def _flag_bots(st: LoadState) -> None:
+    again = resent_bot_lines(st)
+    if again:
+        st.wh.sql(
+            f"""UPDATE _checked SET _reasons = list_append(_reasons, '{Reason.BOT_TRAFFIC.value}'),
+                _detail = coalesce(_detail, {lit(RESENT_BOT_DETAIL)})
+                WHERE len(_reasons) = 0 AND _source_line IN (SELECT unnest(?::BIGINT[]))""",
+            [again],
+        )
     s = st.settings
     types = ", ".join(lit(t) for t in BOT_EVENT_TYPES)
     behaviour = f"len(_reasons) = 0 AND event_type IN ({types})"

@@ -32,6 +32,7 @@ from ._contracts import BOT_EVENT_TYPES, Kind
 from ._load_anonymous import spark_uncount_redelivered
 from ._load_publish import account, quarantined_before, redelivery_details, same_row, upsert_select
 from ._load_rows import day_first_dates
+from ._load_sets import RESENT_BOT_DETAIL, resent_bot_lines
 from ._load_state import LoadState, count_withheld, safe
 from ._privacy import Pseudonymizer, SecretStore
 from ._reasons import Reason
@@ -348,6 +349,15 @@ def _flag_curated_event_ids(st: LoadState) -> None:
 def _flag_bots(st: LoadState) -> None:
     s = st.settings
     spark = _engine(st).session
+    again = resent_bot_lines(st)  # (read from the load's strings in DuckDB: the same lines)
+    if again:
+        _add_reason(
+            st,
+            spark.createDataFrame(
+                [(n, RESENT_BOT_DETAIL) for n in again], "_hit_line bigint, _hit_detail string"
+            ),
+            Reason.BOT_TRAFFIC,
+        )
     types = ", ".join(SPARK.lit(t) for t in BOT_EVENT_TYPES)
     view = _view(st)
     behaviour = f"size(_reasons) = 0 AND event_type IN ({types})"
