@@ -325,8 +325,14 @@ def test_train_with_append_trains_on_the_union_of_the_deliveries(tmp_path):
     fast += ["--finetune-seconds", "0", "--cross-encoder-seconds", "0", "--refit-seconds", "0", "--json"]
     sw("train", "--data", str(day1), "--workdir", str(work), *fast)
     first = Bundle.load(current_bundle(work)).manifest["data_versions"]["events"]["rows"]
-    sw("train", "--data", str(day2), "--workdir", str(work), "--append", *fast)
+    out = json.loads(sw("train", "--data", str(day2), "--workdir", str(work), "--append", *fast).stdout)
     after = Bundle.load(current_bundle(work)).manifest["data_versions"]["events"]["rows"]
+    # the run's JSON holds the delivery's accounting, as `ingest --append --json` prints it
+    ev = out["ingest"]["tables"]["events"]
+    assert ev["mode"] == "append" and ev["balanced"] and ev["rows_unchanged"] >= 100
+    assert ev["rows_in"] == ev["rows_curated"] + ev["rows_quarantined"] + ev["rows_withheld"]
+    again = json.loads(sw("train", "--data", str(day2), "--workdir", str(work), "--append", *fast).stdout)
+    assert again["ingest"] == {"status": "unchanged", "data": str(day2)}
     redelivered = curated_rows(
         work,
         "SELECT count(*) FROM quarantine.rows WHERE table_name = 'events' AND status = 'redelivered'",

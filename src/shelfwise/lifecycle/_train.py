@@ -93,6 +93,10 @@ class TrainResult:
     skipped: list[dict[str, str]] = field(default_factory=list)  # {"model"/"stage", "reason"}
     #: safety caps the run hit ({"stage", "budget", "reached"}): its numbers are not reproducible
     budget_caps: list[dict[str, str]] = field(default_factory=list)
+    #: with --data: the ingestion's report (as `ingest --json` prints it: rows in, curated or
+    #: added, quarantined per table and reason), or {"status": "unchanged"} when the files were
+    #: loaded before; None without --data
+    ingest: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -175,6 +179,7 @@ def _train_logged(
 
     log = console.log
     ingest_run = None
+    ingested: dict[str, Any] | None = None
     if data is not None:
         # the same governed path as `shelfwise ingest`; files unchanged since their last load
         # are not ingested again
@@ -184,8 +189,10 @@ def _train_logged(
             )
         if report is None:
             log(f"{data}: unchanged since its last load, not re-ingested")
+            ingested = {"status": "unchanged", "data": str(data)}
         else:
             ingest_run = report.run_id
+            ingested = report.to_dict()
             log(
                 f"ingested {data}{' (appended)' if append else ''}: "
                 + ", ".join(
@@ -244,6 +251,7 @@ def _train_logged(
         metrics={r["model"]: round(r["metrics"]["ndcg@10"], 5) for r in result.results},
         skipped=result.skipped,
     )
+    result.ingest = ingested
     return result
 
 
