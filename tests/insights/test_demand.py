@@ -421,7 +421,12 @@ def test_stock_and_lead_time_are_read_as_of_the_date(shop, tmp_path):
     assert (stock, lead) == (3, 14) and catalog["version"] == 2 and catalog["stock_known"]
     assert steady(None)[:2] == (1000, 2)  # no --as-of: the current catalog
     early = (START + timedelta(weeks=10)).date().isoformat()  # before the first delivery
-    assert steady(early)[2] == {"version": None, "ingested_at": None, "stock_known": False}
+    assert steady(early)[2] == {
+        "version": None,
+        "ingested_at": None,
+        "stock_known": False,
+        "stock_reason": "no products version had been ingested by as-of",
+    }
     assert pd.isna(steady(early)[0])
     out = tmp_path / "early.csv"
     refused = run("insights", "replenishment", "--workdir", str(work), "--as-of", early, "--out", str(out))
@@ -793,3 +798,25 @@ def test_group_theta_cross_validation_is_point_in_time():
     assert cv_a.loc[at[0], GROUP_MODEL].isna().all()  # 6 weeks: under two seasons of 4
     assert np.allclose(cv_a.loc[at[1], GROUP_MODEL], cv_b.loc[at[1], GROUP_MODEL])
     assert not np.allclose(cv_a.loc[at[2], GROUP_MODEL], cv_b.loc[at[2], GROUP_MODEL])
+
+
+def test_a_catalog_without_stock_figures_suggests_no_orders(shop, tmp_path):
+    """A catalog that states no units on hand (the demo's has no `stock` column) gives no
+    reorder suggestions, and says why: `insights replenishment` refuses, the demand report shows
+    "–" to order instead of "0 products to order" above rows of "no stock figure"."""
+    import shutil
+
+    work = tmp_path / "w"
+    shutil.copytree(shop, work)
+    data = tmp_path / "data"
+    data.mkdir()
+    # a full catalog delivery without stock columns: the newest products version has none
+    (data / "products.csv").write_text("product_id,title,category\nSEAS,Seasonal,Home\nSTEADY,Steady,Home\n")
+    ok(run("ingest", "--data", str(data), "--workdir", str(work)))
+    proc = run("insights", "replenishment", "--workdir", str(work), "--out", str(tmp_path / "r.csv"))
+    assert proc.returncode == 2 and "products version 2 has no stock figures" in proc.stderr, proc.stderr
+    doc = json.loads(ok(run("report", "demand", "--workdir", str(work), "--json")).stdout)
+    rep = doc["replenishment"]
+    assert rep["stock_known"] is False and rep["rows"] == [] and "no stock figures" in rep["stock_reason"]
+    html = (work / "reports" / "demand.html").read_text()
+    assert "No reorder suggestions: products version 2 has no stock figures" in html

@@ -122,7 +122,7 @@ def _searches_line(f: dict) -> str:
 def _catalog_line(m: dict) -> str:
     """Which catalog version gave the stock figures (read as of --as-of, never carried back)."""
     if not m.get("stock_known", True):
-        return "stock figures: none known at as-of (no products version ingested by then)"
+        return f"stock figures: none ({m.get('stock_reason') or 'no products version ingested by as-of'})"
     if m.get("catalog_version") is None:
         return "stock figures: the current catalog"
     return f"stock figures: products version {m['catalog_version']} (ingested {m['catalog_ingested_at']})"

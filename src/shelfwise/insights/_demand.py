@@ -111,6 +111,9 @@ class DemandModel:
     catalog_version: int | None = None
     catalog_ingested_at: str | None = None
     stock_known: bool = True
+    # why no stock figure is known (stock_known False): no products version by as-of, or one
+    # without a stock column
+    stock_reason: str | None = None
     # per group of series modelled together: the 80% interval's calibration factor and the
     # held-out coverage of the uncalibrated interval (`calibrate`)
     calibration: list[dict[str, Any]] = field(default_factory=list)
@@ -197,8 +200,17 @@ def load_weekly(
                 sel = ", ".join(f'"{c}"' if c in have_v else f"NULL AS {c}" for c in STOCK_COLUMNS)
                 stock = con.sql(f"SELECT product_id, {sel} FROM {rel}").df()
                 products = products.merge(stock, on="product_id", how="outer")
+                if not pd.to_numeric(stock["stock"], errors="coerce").notna().any():
+                    # a catalog that states no stock on hand: nothing to reorder from (not "0 to
+                    # order" above a list of "no stock figure")
+                    where = f"products version {catalog['version']}" if catalog["version"] else "the catalog"
+                    catalog = catalog | {
+                        "stock_known": False,
+                        "stock_reason": f"{where} has no stock figures (a `stock` column of units on hand)",
+                    }
             else:
                 products = products.assign(**{c: None for c in STOCK_COLUMNS})
+                catalog = catalog | {"stock_reason": "no products version had been ingested by as-of"}
             products = products[columns]
         else:
             products = pd.DataFrame(columns=columns)
@@ -823,6 +835,7 @@ def forecast_demand(
     if catalog is not None:
         info.catalog_version, info.catalog_ingested_at = catalog["version"], catalog["ingested_at"]
         info.stock_known = bool(catalog["stock_known"])
+        info.stock_reason = catalog.get("stock_reason")
     grid = weekly_grid(weekly, last_week)
     if grid.empty:
         raise ShelfwiseError(f"no purchases in complete weeks up to {pd.Timestamp(as_of).date()}")

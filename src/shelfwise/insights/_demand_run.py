@@ -152,6 +152,11 @@ def run_replenishment(
     try:
         weekly, products, at, catalog = load_weekly(workdir, parse_as_of(as_of))
         if not catalog["stock_known"]:
+            if catalog.get("version") is not None or as_of is None:  # a catalog without stock
+                raise ShelfwiseError(
+                    f"no reorder suggestions: {catalog.get('stock_reason') or 'no stock figures'}; "
+                    "replenishment needs the units on hand per product (`stock`, and `lead_time_days`)"
+                )
             raise ShelfwiseError(stock_unknown(workdir, at))
         lead = pd.to_numeric(products["lead_time_days"], errors="coerce").max()
         weeks = max(13, math.ceil(((0.0 if pd.isna(lead) else float(lead)) + review_days) / 7) + 1)

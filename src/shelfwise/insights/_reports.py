@@ -103,6 +103,7 @@ def demand_summary(
             "service_level": service_level,
             "review_days": review_days,
             "stock_known": bool(catalog["stock_known"]),
+            "stock_reason": catalog.get("stock_reason"),
             "to_order": sum(1 for r in reorders if (r["order_qty"] or 0) > 0),
             "rows": sorted(reorders, key=lambda r: (-(r["order_qty"] or 0), r["product_id"])),
         },
@@ -170,14 +171,16 @@ def demand_html(s: dict[str, Any]) -> str:
         rows = [{c: "–" if r[c] is None else r[c] for c in cols} for r in rep["rows"]]
         reorder = html_table(rows, cols, empty="<p>No product with a stock figure.</p>")
     else:
-        reorder = (
-            "<p>No reorder suggestions: no products version with stock figures had been ingested "
-            "by as-of (stock is never carried back in time).</p>"
-        )
+        why = m.get("stock_reason") or "no products version had been ingested by as-of"
+        reorder = f"<p>No reorder suggestions: {escape(why)} (stock is never carried back in time).</p>"
     stock_line = (
         f"products version {m['catalog_version']} (ingested {m['catalog_ingested_at']})"
         if m.get("catalog_version") is not None
-        else ("the current catalog" if m.get("stock_known", True) else "none known at as-of")
+        else (
+            "the current catalog"
+            if m.get("stock_known", True)
+            else (m.get("stock_reason") or "none known at as-of")
+        )
     )
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>shelfwise demand</title>
 {_STYLE}</head><body>
