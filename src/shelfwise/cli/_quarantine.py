@@ -69,3 +69,5 @@ def quarantine_reprocess(
             f"{table}: retried {res['retried']:,}, released {res['released']:,}, "
             f"still quarantined {res['still_quarantined']:,}"
         )
+        if res.get("skipped"):
+            typer.echo(f"  left open: {res['skipped']:,} ({res['skipped_reason']})")

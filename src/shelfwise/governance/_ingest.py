@@ -52,7 +52,7 @@ from ._load_raw import load_raw, store_raw
 from ._load_rows import check_rows
 from ._load_sets import check_sets
 from ._load_spark import spark_check_rows, spark_check_sets, spark_publish, spark_withhold_erased
-from ._load_state import QUARANTINE_DDL, LoadState, parquet_files
+from ._load_state import QUARANTINE_DDL, REPROCESS_JOB, LoadState, parquet_files
 from ._mapping import MAP_FILE, ColumnMap, load_column_map
 from ._orderlines import derive as derive_order_lines
 from ._text import normalize_flat_array, normalize_lines_array
@@ -489,6 +489,7 @@ class Ingestor:
             tr=tr,
             workdir=self.workdir,
             erasures=self._erasures,
+            reprocess=self.job == REPROCESS_JOB,
             header=header,
             mapping=cols.mapping,
             joined=cols.joined,

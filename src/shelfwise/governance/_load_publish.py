@@ -132,7 +132,7 @@ def publish(st: LoadState) -> None:
     wh.sql(
         f"""INSERT INTO quarantine.rows SELECT nextval('quarantine.qid_seq'), {lit(run_id)}, {lit(contract.name)},
             {lit(str(st.src))}, c._source_line, c._reasons[1], c._reasons, c._detail, {raw_json},
-            CASE WHEN c._redelivered OR {quarantined_before(contract.name, run_id, raw_json)}
+            CASE WHEN c._redelivered OR {quarantined_before(st, raw_json)}
                  THEN 'redelivered' ELSE 'open' END, now()::TIMESTAMP, NULL
             FROM (SELECT *, {redelivered} AS _redelivered FROM {CHECKED}) c
             JOIN {st.load} l ON l._source_line = c._source_line
@@ -150,11 +150,15 @@ def publish(st: LoadState) -> None:
     account(st, tv, added)
 
 
-def quarantined_before(table: str, run_id: str, raw: str) -> str:
+def quarantined_before(st: LoadState, raw: str) -> str:
     """The condition that a row whose raw fields are `raw` (JSON) was quarantined by an earlier
-    load of `table`: a re-sent bad row is in the quarantine once, open, and its copies
+    load of the table: a re-sent bad row is in the quarantine once, open, and its copies
     `redelivered` (still counted in each load's quarantined rows), not one more open row per
-    re-send."""
+    re-send. Never in a re-processing: a row failing again there is the quarantine's open row
+    (its earlier row is superseded by it)."""
+    if st.reprocess:
+        return "false"
+    table, run_id = st.name, st.run_id
     return (
         f"{raw}::VARCHAR IN (SELECT raw::VARCHAR FROM quarantine.rows "
         f"WHERE table_name = {lit(table)} AND run_id <> {lit(run_id)})"

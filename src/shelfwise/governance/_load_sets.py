@@ -118,7 +118,7 @@ def resent_bot_lines(st: LoadState) -> list[int]:
     robot traffic still: a re-sent part of a robot's burst holds fewer events than the window
     allows and would pass the window alone. Read from the load's strings in the warehouse, so
     both engines flag the same lines."""
-    if st.mode != "append":
+    if st.mode != "append" or st.reprocess:  # (re-processed rows are the quarantine's own)
         return []
     have = st.wh.sql(
         "SELECT count(*) FROM quarantine.rows WHERE table_name = ? AND reason = ? AND run_id <> ?",

@@ -458,7 +458,7 @@ def spark_publish(st: LoadState) -> None:
         f"""INSERT INTO quarantine.rows SELECT nextval('quarantine.qid_seq'), {lit(st.run_id)}, {lit(contract.name)},
             {lit(str(st.src))}, source_line, reason, reasons, detail, raw::JSON,
             CASE WHEN list_contains(?::BIGINT[], source_line)
-                   OR {quarantined_before(contract.name, st.run_id, "raw")} THEN 'redelivered' ELSE 'open' END,
+                   OR {quarantined_before(st, "raw")} THEN 'redelivered' ELSE 'open' END,
             now()::TIMESTAMP, NULL
             FROM read_parquet('{qdir.as_posix()}/*.parquet') ORDER BY source_line""",
         [redelivered],

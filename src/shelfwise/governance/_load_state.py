@@ -44,6 +44,9 @@ __all__ = [
 ]
 
 
+REPROCESS_JOB = "shelfwise.quarantine.reprocess"  # the lineage job of re-processing quarantined rows
+
+
 @dataclass
 class LoadState:
     """One table's load. Set up by `Ingestor`; `columns` onwards by the stages."""
@@ -59,6 +62,9 @@ class LoadState:
     workdir: Path
     # None: no one was ever erased (rows go to raw straight from the reader)
     erasures: Erasures | None
+    # a re-processing of quarantined rows (`_reprocess`): its rows are the quarantine's own, so
+    # a row failing again is the open row of the quarantine, not a re-sent copy of one
+    reprocess: bool = False
     # the file's columns: canonical -> source header, further headers joined to one, the
     # values implied by the file's name, the kept extra (profile) columns
     header: list[str] = field(default_factory=list)

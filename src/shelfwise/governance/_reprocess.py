@@ -11,6 +11,7 @@ from typing import Any
 from ..errors import ShelfwiseError
 from ..storage import Warehouse
 from ._contracts import CONTRACTS
+from ._load_state import REPROCESS_JOB
 
 
 def reprocess_rows(
@@ -45,8 +46,9 @@ def reprocess_rows(
             rec = dict(r["raw"] or {})
             rec["_quarantine_id"] = r["quarantine_id"]
             records.append(rec)
+    records, skipped = _fixable(workdir, table, records)
     if not records:
-        return {"table": table, "retried": 0, "released": 0, "still_quarantined": 0}
+        return {"table": table, "retried": 0, "released": 0, "still_quarantined": 0, **skipped}
     tmp = Path(tempfile.mkdtemp(prefix="shelfwise-reprocess-", dir=workdir / "tmp"))
     ids = []
     try:
@@ -58,7 +60,7 @@ def reprocess_rows(
                     {k: v for k, v in rec.items() if not k.startswith("_") and k not in row and k != "line"}
                 )
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        report = Ingestor(workdir, mode="append", job="shelfwise.quarantine.reprocess").run(tmp)
+        report = Ingestor(workdir, mode="append", job=REPROCESS_JOB).run(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     run_id = report.run_id
@@ -100,4 +102,44 @@ def reprocess_rows(
         "released": len(released),
         "still_quarantined": len(retried_again),
         "run_id": run_id,
+        **skipped,
+    }
+
+
+# rows that re-processing as they are cannot fix: a duplicate key's losing row would replace the
+# row the contract kept ("the last row wins"), and a line the reader could not split has no
+# fields to check (it would come back as an empty row, its text lost from the open queue)
+AS_IS_NEVER = ("duplicate_key", "malformed_row")
+
+
+def _fixable(
+    workdir: Path, table: str, records: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The records to re-process, and what was left open: a row of AS_IS_NEVER whose fields
+    are as quarantined (not edited) stays open, counted in `skipped` with the reason."""
+    from ._quarantine import Quarantine
+
+    ids = {int(r["_quarantine_id"]) for r in records}
+    rows = {
+        r["quarantine_id"]: r
+        for r in Quarantine(workdir).list(table, status="open", limit=None)
+        if r["quarantine_id"] in ids
+    }
+    columns = CONTRACTS[table].column_names
+    keep, left = [], 0
+    for rec in records:
+        row = rows.get(int(rec["_quarantine_id"]))
+        raw = (row or {}).get("raw") or {}
+        unchanged = all((rec.get(c) or None) == (raw.get(c) or None) for c in columns)
+        if row is not None and row["reason"] in AS_IS_NEVER and unchanged:
+            left += 1
+        else:
+            keep.append(rec)
+    if not left:
+        return keep, {}
+    return keep, {
+        "skipped": left,
+        "skipped_reason": "duplicate keys and unreadable lines are not re-processed as they are (a "
+        "duplicate key's row would replace the kept one): fix them in a file (quarantine export, "
+        "edit, --file) or leave them",
     }

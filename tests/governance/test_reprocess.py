@@ -1,0 +1,38 @@
+"""Re-processing quarantined rows as they are (after a catalog or contract change) releases what
+passes now, keeps what fails open, and leaves alone what re-processing cannot fix: a duplicate
+key's losing row (it would replace the row the contract kept) and a line the reader could not
+split (it has no fields)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shelfwise.governance import Ingestor, Quarantine
+from shelfwise.governance._reprocess import reprocess_rows
+from tests.conftest import curated_rows
+
+
+def test_reprocessing_as_they_are_keeps_the_winning_rows_and_the_open_queue(tmp_path: Path):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "products.csv").write_text(
+        "product_id,title,price\n"
+        "P1,Red Shoe,9.99\n"  # loses to the later P1: duplicate_key
+        "P1,Red Shoe,8.99\n"
+        'P2,"Blue Shoe,12.00\n'  # an unclosed quote: malformed_row
+        "P3,Green Shoe,-5\n"  # out_of_range, fails again as it is
+    )
+    work = tmp_path / "w"
+    Ingestor(work).run(d)
+    before = {
+        r["quarantine_id"]: r["reason"] for r in Quarantine(work).list("products", status="open", limit=None)
+    }
+    assert sorted(before.values()) == ["duplicate_key", "malformed_row", "out_of_range"], before
+    res = reprocess_rows(work, "products", None)
+    assert (res["retried"], res["released"], res["still_quarantined"], res["skipped"]) == (1, 0, 1, 2)
+    # the kept row is still the last one delivered
+    assert curated_rows(work, "SELECT price FROM curated.products WHERE product_id = 'P1'") == [(8.99,)]
+    open_rows = Quarantine(work).list("products", status="open", limit=None)
+    assert sorted(r["reason"] for r in open_rows) == ["duplicate_key", "malformed_row", "out_of_range"]
+    line = next(r for r in open_rows if r["reason"] == "malformed_row")
+    assert "Blue Shoe" in (line["raw"] or {}).get("line", ""), line  # its text is still there
