@@ -85,6 +85,19 @@ class Shop:
         with acting_as(actor or self._as):
             yield actor
 
+    def _absorb_if_allowed(self, actor: str | None) -> None:
+        """Absorb the served events first when the person may (`events.absorb`): a report
+        counts the newest attributed events. A reader who may not is not refused the report; it
+        counts what was absorbed before (a report must not absorb in a reader's name)."""
+        from .governance._access import PERMISSIONS, People
+        from .serving._feedback import absorb
+
+        if actor is not None:
+            person = People(self.workdir).load().get(actor)
+            if person is None or person.role not in PERMISSIONS["events.absorb"]:
+                return
+        absorb(self.workdir)
+
     def _require_workdir(self) -> None:
         if not (self.workdir / "warehouse.duckdb").exists():
             raise ShelfwiseError(
@@ -176,6 +189,8 @@ class Shop:
         the test-fold metrics per model (`results`), the report paths and the registry entry.
         `engine` (a `SparkEngine`): the ingestion and the interactions run on Spark."""
         with self._acting("train", workdir=data is None) as actor:
+            if data is not None:  # loading data is ingesting it, whoever trains on it after
+                self.authorize("ingest")
             from .lifecycle import TrainSettings
             from .lifecycle import train as run_train
 
@@ -495,11 +510,10 @@ class Shop:
     def experiment_report(self, experiment: str | None = None) -> dict[str, Any]:
         """Per experiment and variant: users, exposures, CTR, add-to-cart rate, conversion,
         revenue per user (95% intervals). Absorbs the newest attributed events first."""
-        with self._acting("evaluate"):
+        with self._acting("evaluate") as actor:
             from .serving._experiments import experiment_report
-            from .serving._feedback import absorb
 
-            absorb(self.workdir)
+            self._absorb_if_allowed(actor)
             return experiment_report(self.workdir, experiment)
 
     # -- the model registry ---------------------------------------------------------------------
@@ -580,11 +594,10 @@ class Shop:
     def search_report(self) -> dict[str, Any]:
         """Search analytics (top queries, zero-result queries, CTR per query), written to
         reports/search-analytics.html and .json; returns the JSON with `html` and `json` paths."""
-        with self._acting("catalog.read"):
+        with self._acting("catalog.read") as actor:
             from .search._analytics import write_search_report
-            from .serving._feedback import absorb
 
-            absorb(self.workdir)  # count the newest attributed events
+            self._absorb_if_allowed(actor)  # count the newest attributed events
             page, js = write_search_report(self.workdir)
             return {**json.loads(js.read_text()), "html": str(page), "json": str(js)}
 

@@ -157,3 +157,40 @@ def test_rules_and_pending_events_need_an_identity_once_people_exist(tmp_path):
     entries = AuditLog(work).entries()  # (no warehouse here for `Shop.audit`)
     denied = [(e["actor"], e["details"]["denied_action"]) for e in entries if e["action"] == "access.denied"]
     assert denied == [("anonymous", "catalog.read"), ("unauthenticated", "catalog.read")] * 2
+
+
+def test_training_on_data_needs_the_ingest_role_and_a_readers_report_does_not_absorb(trained, tmp_path):
+    """`train --data` loads the data: a scientist (may train, may not ingest) is refused before
+    anything is loaded. The search and experiment reports absorb the served events first for
+    the people who may absorb them; a reader's report counts what was absorbed before, and
+    absorbs nothing in the reader's name."""
+    from shelfwise.governance import AuditLog
+
+    data, src = trained
+    work = tmp_path / "w"
+    shutil.copytree(src, work)
+    ada = Shop(work, as_="ada", api_key=Shop(work).add_person("ada", "admin"))
+    sam = Shop(work, as_="sam", api_key=ada.add_person("sam", "scientist"))
+    ann = Shop(work, as_="ann", api_key=ada.add_person("ann", "analyst"))
+    from tests.conftest import curated_rows
+
+    versions = "SELECT count(*) FROM meta.table_versions"
+    before = curated_rows(work, versions)
+    with pytest.raises(AccessDenied, match="sam \\(role scientist\\) may not ingest"):
+        sam.train(data, models=["popularity"], **FAST)
+    assert curated_rows(work, versions) == before  # nothing was loaded
+    spool = work / "spool" / "events"
+    spool.mkdir(parents=True, exist_ok=True)
+    event = {
+        "user_id": "u1",
+        "product_id": "P000001",
+        "event_type": "view",
+        "timestamp": "2026-09-01T10:00:00Z",
+    }
+    (spool / "events-20260901T100000000000Z-1.jsonl").write_text(json.dumps({"event": event}) + "\n")
+    ann.search_report()
+    ann.experiment_report()
+    absorbs = [e["actor"] for e in AuditLog(work).entries() if e["action"] == "events.absorb"]
+    assert absorbs == [] and ann.pending_events() == 1
+    ada.search_report()
+    assert [e["actor"] for e in AuditLog(work).entries() if e["action"] == "events.absorb"] == ["ada"]
