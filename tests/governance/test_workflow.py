@@ -151,6 +151,18 @@ def test_promotion_needs_gates_and_approval_and_serving_follows(shop):
         r = server.client.get("/v1/recommendations/u1", headers=svc).json()
         assert r["bundle_version"] == new
 
+        # retention keeps what a rollback goes back to (the previous production bundle) ...
+        (work / "config").mkdir(exist_ok=True)
+        (work / "config" / "retention.json").write_text('{"bundles_keep": 1}')
+        ok(run("retention", "enforce", "--workdir", str(work), who=who["stu"]))
+        (work / "config" / "retention.json").unlink()
+        assert (work / "bundles" / live / "manifest.json").exists()
+        # ... and a rollback to a bundle that is gone is refused, production unchanged
+        away = work / f"away-{live}"
+        (work / "bundles" / live).rename(away)
+        proc = run("models", "rollback", "--workdir", str(work), who=who["eve"])
+        away.rename(work / "bundles" / live)
+        assert proc.returncode == 2 and "is gone" in proc.stderr and current_bundle(work).name == new
         ok(run("models", "rollback", "--workdir", str(work), who=who["eve"]))
         assert current_bundle(work).name == live
         actions = [(e["action"], e["outcome"], e["actor"]) for e in audit(work)]

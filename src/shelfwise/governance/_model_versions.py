@@ -196,7 +196,11 @@ def registered_versions(
                 "registered_by": tags.get("registered_by"),
                 "approved_by": tags.get("approved_by"),
                 "gates": json.loads(tags.get("gates", "[]")),
-                "status": tags.get("status", "candidate"),
+                # a candidate a newer one replaced awaits no approval any more (its tag stays)
+                "status": "superseded"
+                if tags.get("status", "candidate") == "candidate" and "candidate" not in aliases
+                else tags.get("status", "candidate"),
+                "previous_production": tags.get("previous_production"),
             }
         )
     if _registry_stamp(workdir) == before:  # nothing was written while we read

@@ -184,9 +184,14 @@ def _prune_bundles(workdir: Path, keep: int | None) -> int:
     if (workdir / "mlflow.db").exists():
         from ._model_versions import registered_versions
 
-        for v in registered_versions(workdir):
+        versions = registered_versions(workdir)
+        bundle_of = {v["version"]: str(v["bundle"]) for v in versions}
+        for v in versions:
             if v["aliases"]:
                 protected.add(str(v["bundle"]))
+            if "production" in v["aliases"] and v.get("previous_production") in bundle_of:
+                # what `models rollback` goes back to: kept while its successor serves
+                protected.add(bundle_of[v["previous_production"]])
     n = 0
     for b in bundles:
         if b.name not in protected:

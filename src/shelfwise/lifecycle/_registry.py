@@ -306,6 +306,14 @@ class Registry:
         if not previous:
             raise ShelfwiseError(f"version {prod} has no previous production version to go back to")
         pv = self._version(previous)
+        from ..serving._bundle import BUNDLES_DIR as _BUNDLES
+
+        folder = self.workdir / _BUNDLES / Path(pv.source).name
+        if not (folder / "manifest.json").exists():  # (retention or a person removed it)
+            raise ShelfwiseError(
+                f"version {previous}'s bundle {folder.name} is gone: nothing to roll back to "
+                f"(version {prod} stays in production)"
+            )
         self.client.set_model_version_tag(MODEL, prod, "status", "rolled_back")
         self.client.set_model_version_tag(MODEL, previous, "status", "production")
         self.client.set_registered_model_alias(MODEL, "production", previous)
