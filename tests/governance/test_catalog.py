@@ -73,9 +73,17 @@ def test_retention_deletes_what_is_older_than_its_period_and_is_audited(demo_ing
     con = duckdb.connect(str(w / "warehouse.duckdb"), read_only=True)
     lo2, _, n1 = con.sql("SELECT min(timestamp), max(timestamp), count(*) FROM curated.events").fetchone()
     q = con.sql("SELECT count(*) FROM quarantine.rows").fetchone()[0]
+    recorded = con.sql(
+        "SELECT row_count FROM meta.table_versions WHERE table_name = 'events' ORDER BY version DESC LIMIT 1"
+    ).fetchone()[0]
     con.close()
     cutoff = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=days)
     assert 0 < n1 < n0 and lo2 >= cutoff - timedelta(seconds=5) and q == 0
+    # the version's recorded size is what it holds now (the catalog and the next bundle say it)
+    assert recorded == n1
+    catalog = json.loads(sw("catalog", "--workdir", str(w), "--json").stdout)
+    events = next(d for d in catalog["datasets"] if d["name"] == "curated.events")
+    assert events["rows"] == n1, events
     audit = [json.loads(x) for x in (w / "audit" / "audit.jsonl").read_text().splitlines()]
     assert audit[-1]["action"] == "retention.enforce"
     (w / "config" / "retention.json").write_text(json.dumps({"events_days": "forever"}))
