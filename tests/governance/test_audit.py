@@ -54,3 +54,32 @@ def test_ingest_is_audited_and_cli_detects_tampering(tmp_path):
     path.write_text(path.read_text().replace('"outcome": "ok"', '"outcome": "OK"'))
     proc = sw("audit", "--workdir", str(work), check=False)
     assert proc.returncode == 1 and "TAMPERED" in proc.stdout
+
+
+def _append_many(workdir: str, n: int, go) -> None:  # noqa: ANN001 (a multiprocessing Event)
+    from shelfwise.governance import AuditLog
+
+    log = AuditLog(workdir)
+    go.wait(60)  # every writer starts at once
+    for _ in range(n):
+        log.append("access.denied", actor="racer", outcome="denied", denied_action="audit.read")
+
+
+def test_writers_in_several_processes_keep_one_chain(tmp_path):
+    """A CLI run beside a server (or two server workers) append at once: each entry chains to
+    the one before it (they used to chain two to the same entry: duplicate seq, "tampered")."""
+    import multiprocessing
+
+    from shelfwise.governance import AuditLog
+
+    ctx = multiprocessing.get_context("spawn")
+    go = ctx.Event()
+    procs = [ctx.Process(target=_append_many, args=(str(tmp_path), 150, go)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    go.set()
+    for p in procs:
+        p.join(120)
+    entries = AuditLog(tmp_path).entries()
+    assert len(entries) == 600 and [e["seq"] for e in entries] == list(range(1, 601))
+    assert AuditLog(tmp_path).verify().ok

@@ -8,6 +8,7 @@ is written with O_APPEND and fsync: an entry that was acknowledged survives a cr
 
 from __future__ import annotations
 
+import fcntl
 import getpass
 import hashlib
 import json
@@ -109,6 +110,20 @@ class AuditLog:
         if action not in ACTIONS:
             raise ValueError(f"unknown audit action {action!r}; known: {', '.join(ACTIONS)}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            # one writer at a time, from reading the last hash to writing the entry chained to
+            # it: a CLI run beside a server (or two server workers) would otherwise both chain to
+            # the same entry, and the log would read as tampered with
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            entry = self._entry(action, actor, outcome, details)
+            os.write(fd, (json.dumps(entry, ensure_ascii=False, default=str) + "\n").encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)  # (releases the lock)
+        return entry
+
+    def _entry(self, action: str, actor: str | None, outcome: str, details: dict[str, Any]) -> dict[str, Any]:
         prev, n = self._last_hash()
         entry: dict[str, Any] = {
             "seq": n + 1,
@@ -120,13 +135,6 @@ class AuditLog:
             "prev": prev,
         }
         entry["hash"] = hashlib.sha256(_canonical(entry)).hexdigest()
-        line = json.dumps(entry, ensure_ascii=False, default=str) + "\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        try:
-            os.write(fd, line.encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
         return entry
 
     def entries(self) -> list[dict[str, Any]]:
