@@ -643,10 +643,20 @@ class Shop:
     def export_quarantine(self, out: str | Path, table: str | None = None, reason: str | None = None) -> int:
         """Write the open quarantined rows (raw fields + `_quarantine_id`) as JSON lines to fix;
         returns the number of rows."""
-        with self._acting("quarantine.read_raw"):
-            from .governance import Quarantine
+        with self._acting("quarantine.read_raw") as actor:
+            from .governance import AuditLog, Quarantine
 
-            return Quarantine(self.workdir).export(out, table, reason)
+            n = Quarantine(self.workdir).export(out, table, reason)
+            # raw rows left the warehouse: who took which, where (as a subject access export)
+            AuditLog(self.workdir).append(
+                "quarantine.export",
+                actor=actor,
+                table=table,
+                reason=reason,
+                rows=n,
+                file=str(Path(out).resolve()),
+            )
+            return n
 
     def reprocess(self, table: str, fixed: str | Path | None = None) -> dict[str, Any]:
         """Re-run a table's quarantined rows (or the `fixed` JSON-lines file from

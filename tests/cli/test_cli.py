@@ -144,6 +144,11 @@ def test_quarantine_list_export_fix_and_reprocess(shop, tmp_path):
         "--out",
         str(exported),
     )
+    # raw rows out of the warehouse: the owner's alone, and audited
+    assert exported.stat().st_mode & 0o777 == 0o600
+    audit = [json.loads(x) for x in (work / "audit" / "audit.jsonl").read_text().splitlines()]
+    assert audit[-1]["action"] == "quarantine.export"
+    assert audit[-1]["details"]["rows"] == len(exported.read_text().splitlines())
     fixed = tmp_path / "fixed.jsonl"
     recs = [json.loads(x) for x in exported.read_text().splitlines()]
     for i, r in enumerate(recs):

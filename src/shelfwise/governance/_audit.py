@@ -26,6 +26,7 @@ GENESIS = "0" * 64
 ACTIONS = (
     "ingest",
     "quarantine.reprocess",
+    "quarantine.export",
     "train",
     "model.register",
     "model.promote",

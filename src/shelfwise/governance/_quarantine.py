@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,11 @@ class Quarantine:
         rows = self.list(table, reason, "open", limit=None)
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        with open(out, "w", encoding="utf-8") as fh:
+        # raw rows hold raw ids and unmasked text (steward-only): readable by the owner alone,
+        # as a subject access export is
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # (a file that existed keeps its mode through O_CREAT)
+        with open(fd, "w", encoding="utf-8") as fh:
             for r in rows:
                 rec = dict(r["raw"] or {})
                 rec.update(
