@@ -36,3 +36,31 @@ def test_reprocessing_as_they_are_keeps_the_winning_rows_and_the_open_queue(tmp_
     assert sorted(r["reason"] for r in open_rows) == ["duplicate_key", "malformed_row", "out_of_range"]
     line = next(r for r in open_rows if r["reason"] == "malformed_row")
     assert "Blue Shoe" in (line["raw"] or {}).get("line", ""), line  # its text is still there
+
+
+def test_the_governance_report_counts_the_open_quarantine_and_judges_deliveries(tmp_path: Path):
+    """After a re-processing, the governance report's "quarantine by reason" is the open
+    quarantine (it summed the latest load's reasons: the re-processed batch), and a table's
+    quality is its latest delivery's, not the batch of rows that failed before."""
+    from shelfwise.governance._catalog import catalog, governance_summary
+
+    d = tmp_path / "d"
+    d.mkdir()
+    rows = [f"P{i},Shoe {i},{9 + i}.99" for i in range(40)]
+    (d / "products.csv").write_text("product_id,title,price\n" + "\n".join(rows) + "\nPX,Bad,-5\nPY,,3\n")
+    work = tmp_path / "w"
+    Ingestor(work).run(d)
+    reprocess_rows(work, "products", None)  # both fail again: a batch of 2 rows, 100% quarantined
+    open_by_reason: dict[str, int] = {}
+    for r in Quarantine(work).list(None, status="open", limit=None):
+        open_by_reason[r["reason"]] = open_by_reason.get(r["reason"], 0) + 1
+    assert (
+        governance_summary(work)["quarantine_by_reason"]
+        == open_by_reason
+        == {
+            "out_of_range": 1,
+            "missing_required": 1,
+        }
+    )
+    products = next(x for x in catalog(work)["datasets"] if x["name"] == "curated.products")
+    assert products["quality"]["rows_in"] == 42 and products["quality"]["passed"]  # 2 of 42: under 5%

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ._contracts import CONTRACTS
+from ._load_state import REPROCESS_JOB
 
 MODEL_OWNER = {"owner": "ml-platform", "steward": "ml-engineering-lead"}
 RULES_OWNER = {"owner": "merchandising", "steward": "ml-engineering-lead"}
@@ -54,6 +55,14 @@ def catalog(workdir: str | Path) -> dict[str, Any]:
             if _has_quarantine(con)
             else {}
         )
+        # the open quarantine by table and reason: what a steward has to act on now
+        open_reasons: dict[str, dict[str, int]] = {}
+        if _has_quarantine(con):
+            for t, r, n in con.sql(
+                "SELECT table_name, reason, count(*) FROM quarantine.rows WHERE status = 'open' "
+                "GROUP BY 1, 2 ORDER BY 3 DESC"
+            ).fetchall():
+                open_reasons.setdefault(t, {})[r] = int(n)
     for run_id, job, started, status, report in runs:
         rep = json.loads(report) if isinstance(report, str) else (report or {})
         for t, tr in (rep.get("tables") or {}).items():
@@ -73,7 +82,9 @@ def catalog(workdir: str | Path) -> dict[str, Any]:
     bundles = _bundles(workdir)
     for name, version, created, rows, contract_version, run_id, n_versions in sorted(versions):
         contract = CONTRACTS.get(name)
-        last = [x for x in loads if x["table"] == name]
+        # the quality of the data as delivered: the latest delivery's load (a re-processing of
+        # quarantined rows is a batch of rows that failed before, not a delivery)
+        last = [x for x in loads if x["table"] == name and x["job"] != REPROCESS_JOB]
         latest = last[-1] if last else None
         share = latest["rows_quarantined"] / latest["rows_in"] if latest and latest["rows_in"] else 0.0
         datasets.append(
@@ -98,6 +109,7 @@ def catalog(workdir: str | Path) -> dict[str, Any]:
                     "passed": share <= FAILING_SHARE,
                     "reasons": latest["reasons"] if latest else {},
                     "open_quarantine": quarantine.get(name, 0),
+                    "open_reasons": open_reasons.get(name, {}),
                 },
                 "lineage": {
                     "upstream": sorted({x["source_file"] for x in last if x.get("source_file")}),
@@ -155,9 +167,9 @@ def governance_summary(workdir: str | Path) -> dict[str, Any]:
 
     workdir = Path(workdir)
     cat = catalog(workdir)
-    reasons: dict[str, int] = {}
+    reasons: dict[str, int] = {}  # the open quarantine (not one load's), as `quarantine list` counts it
     for d in cat["datasets"]:
-        for r, n in (d["quality"]["reasons"] or {}).items():
+        for r, n in (d["quality"].get("open_reasons") or {}).items():
             reasons[r] = reasons.get(r, 0) + int(n)
     failing = sorted(
         {(d["owner"], d["steward"], d["name"]) for d in cat["datasets"] if not d["quality"]["passed"]}
