@@ -83,3 +83,18 @@ def test_writers_in_several_processes_keep_one_chain(tmp_path):
     entries = AuditLog(tmp_path).entries()
     assert len(entries) == 600 and [e["seq"] for e in entries] == list(range(1, 601))
     assert AuditLog(tmp_path).verify().ok
+
+
+def test_removing_the_newest_entries_is_detected(tmp_path):
+    """The chain alone cannot tell a log whose newest lines were removed from a shorter one: the
+    head written beside it (the last entry's seq and hash) does."""
+    log = AuditLog(tmp_path)
+    for i in range(4):
+        log.append("train", run_id=f"r{i}")
+    assert log.verify().ok
+    lines = log.path.read_text().splitlines()
+    log.path.write_text("\n".join(lines[:2]) + "\n")
+    v = AuditLog(tmp_path).verify()
+    assert not v.ok and "entry 4 was written" in (v.reason or "")
+    log.path.unlink()
+    assert not AuditLog(tmp_path).verify().ok

@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 AUDIT_FILE = "audit/audit.jsonl"
+# the last entry written (seq and hash), kept beside the log: removing the newest lines leaves a
+# valid chain, shorter than what was written (a lower bound: an append writes the log first)
+AUDIT_HEAD = "audit/head.json"
 GENESIS = "0" * 64
 ACTIONS = (
     "ingest",
@@ -90,6 +93,7 @@ class Verification:
 class AuditLog:
     def __init__(self, workdir: str | Path):
         self.path = Path(workdir) / AUDIT_FILE
+        self.head = Path(workdir) / AUDIT_HEAD
 
     def _last_hash(self) -> tuple[str, int]:
         if not self.path.exists():
@@ -120,6 +124,9 @@ class AuditLog:
             entry = self._entry(action, actor, outcome, details)
             os.write(fd, (json.dumps(entry, ensure_ascii=False, default=str) + "\n").encode("utf-8"))
             os.fsync(fd)
+            tmp = self.head.with_name(self.head.name + ".tmp")
+            tmp.write_text(json.dumps({"seq": entry["seq"], "hash": entry["hash"]}))
+            tmp.replace(self.head)
         finally:
             os.close(fd)  # (releases the lock)
         return entry
@@ -154,7 +161,15 @@ class AuditLog:
     def verify(self) -> Verification:
         prev = GENESIS
         n = 0
+        try:
+            head = json.loads(self.head.read_text())
+        except (OSError, ValueError):
+            head = None  # (a log written before the head was kept)
         if not self.path.exists():
+            if head is not None:
+                return Verification(
+                    False, 0, None, f"the log is gone but entry {head.get('seq')} was written"
+                )
             return Verification(True, 0)
         with open(self.path, encoding="utf-8") as fh:
             for lineno, line in enumerate(fh, 1):
@@ -181,6 +196,17 @@ class AuditLog:
                         False, n, lineno, "content does not match its hash (the entry was edited)"
                     )
                 prev = entry["hash"]
+                if head is not None and entry["seq"] == head.get("seq") and entry["hash"] != head.get("hash"):
+                    return Verification(
+                        False, n, lineno, "the entry at the recorded head differs from the one written"
+                    )
+        if head is not None and n < int(head.get("seq", 0)):
+            return Verification(
+                False,
+                n,
+                None,
+                f"the log ends at entry {n} but entry {head.get('seq')} was written (its newest lines were removed)",
+            )
         return Verification(True, n)
 
 
