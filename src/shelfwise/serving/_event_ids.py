@@ -16,6 +16,10 @@ store is topped up at start from the spool segments not yet absorbed, so that re
 is dropped by the warehouse, which never curates an event_id twice (`duplicate_row`): the store
 makes the HTTP answer right, the warehouse makes the data right.
 
+Within one process the requests are not left to race: an id is claimed (`InFlight`) before it
+is looked up and released after it is remembered, so a concurrent retry of it waits for that
+outcome instead of finding the store not yet written and being accepted a second time.
+
 Ids are kept `window_s` (default 7 days; a client retries within minutes): the store does not
 grow without bound, and a later repeat is still dropped at absorb.
 """
@@ -26,10 +30,11 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EventIds", "RedisEventIds", "SqliteEventIds"]
+__all__ = ["EventIds", "InFlight", "RedisEventIds", "SqliteEventIds"]
 
 DEFAULT_WINDOW_S = 7 * 86400.0
 
@@ -123,3 +128,44 @@ class RedisEventIds(EventIds):
         for i in ids:
             pipe.set(self.prefix + i, 1, ex=self.ttl, nx=True)
         pipe.execute()
+
+
+class InFlight:
+    """The event_ids that requests of this process are accepting right now: claimed before
+    the store is asked, released once they are remembered (or were not stored). Between the
+    look-up and the remembering a concurrent retry would find the store unwritten and be
+    accepted too (the online state then counted the event twice); it waits for the claim
+    instead. Only requests sharing an id wait for each other.
+
+    A claim is all or nothing: a request holding some ids while waiting for others could wait
+    for one that waits for it (batches `[a, b]` and `[b, a]`). The waits are
+    `concurrent.futures.Future`s, so that requests on different event loops or threads can wait
+    for each other."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._claims: dict[str, Future[bool]] = {}
+
+    def claim(self, ids: Iterable[str]) -> dict[str, Future[bool]]:
+        """Claim every id (returns `{}`), or none of them when some are claimed already: then
+        their claims, each resolving to whether the id was accepted (a duplicate now) or not
+        (ask the store again)."""
+        ids = list(ids)
+        with self._lock:
+            busy = {i: f for i in ids if (f := self._claims.get(i)) is not None}
+            if not busy:
+                for i in ids:
+                    # running: a waiter whose request is cancelled cannot cancel it for the others
+                    # (`asyncio.wrap_future` passes a cancellation on to a pending future)
+                    claim: Future[bool] = Future()
+                    claim.set_running_or_notify_cancel()
+                    self._claims[i] = claim
+            return busy
+
+    def release(self, ids: Iterable[str], accepted: bool) -> None:
+        """End the claims of `ids` (made by this caller): `accepted`, they are stored and
+        remembered (or were already); otherwise the waiting requests look them up again."""
+        with self._lock:
+            claims = [f for i in ids if (f := self._claims.pop(i, None)) is not None]
+        for f in claims:
+            f.set_result(accepted)

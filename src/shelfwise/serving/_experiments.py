@@ -13,8 +13,11 @@
        "start": "2026-11-01", "end": null}
     ]}
 
-A variant may name a model of the serving bundle, another bundle version, or rule overrides
-(pipeline settings). A user's variant is a pure function of (experiment, salt, raw user id):
+A variant may name a model of the serving bundle, another bundle version, or rule overrides:
+its settings replace the shop's, its `items` are added after the shop's (a variant cannot lift
+a rule of the shop). `experiments set` checks every value, and that each bundle and model named
+exists (a model in the bundle that will serve the variant); one gone by serving time is served
+from the current bundle or its default model, said in the log. A user's variant is a pure function of (experiment, salt, raw user id):
 `sha256` into 10,000 buckets, split by weight, stable across processes, replicas and restarts.
 
 Every served list is logged (the exposure log, `spool/exposures/`) with its id, the user's
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -34,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ShelfwiseError
-from ._rules import parse_when, write_json_atomically
+from ._rules import Rules, parse_when, write_json_atomically
 
 EXPERIMENTS_FILE = Path("config") / "experiments.json"
 BUCKETS = 10_000
@@ -73,31 +77,59 @@ class Experiment:
         return self.variants[-1]
 
 
+_EXPERIMENT_FIELDS = {"name", "surface", "salt", "variants", "start", "end", "description", "note"}
+_VARIANT_FIELDS = {"name", "weight", "model", "bundle", "rules", "description", "note"}
+
+
 def parse_experiments(doc: Any, source: str = "experiments") -> list[Experiment]:
+    """The experiments of a file, every value checked (a clear error naming the experiment,
+    the variant and the field; `check_servable` checks the models and bundles named)."""
     if not isinstance(doc, dict) or not isinstance(doc.get("experiments", []), list):
         raise ShelfwiseError(f'{source}: expected {{"experiments": [...]}}')
     out = []
     names = set()
     for i, e in enumerate(doc.get("experiments", [])):
         where = f"{source}: experiments[{i}]"
-        if not isinstance(e, dict) or not e.get("name"):
-            raise ShelfwiseError(f"{where}: an object with a name")
+        if not isinstance(e, dict) or not e.get("name") or not isinstance(e["name"], str):
+            raise ShelfwiseError(f"{where}: an object with a name (a text)")
         if e["name"] in names:
             raise ShelfwiseError(f"{where}: duplicate experiment name {e['name']!r}")
         names.add(e["name"])
+        where = f"{source}: experiment {e['name']!r}"
+        # a misspelt field would otherwise be ignored: the experiment would run without it
+        if unknown := set(e) - _EXPERIMENT_FIELDS:
+            raise ShelfwiseError(
+                f"{where}: unknown field(s) {sorted(unknown)}; known: {sorted(_EXPERIMENT_FIELDS)}"
+            )
         surface = e.get("surface", "recommendations")
         if surface not in ("recommendations", "search"):
-            raise ShelfwiseError(f"{where}: surface must be recommendations or search")
-        variants = []
+            raise ShelfwiseError(f"{where}: surface must be recommendations or search, not {surface!r}")
+        if not isinstance(e.get("variants") or [], list):
+            raise ShelfwiseError(f"{where}: variants must be a list, not {e['variants']!r}")
+        variants: list[Variant] = []
         for j, v in enumerate(e.get("variants") or []):
-            if not isinstance(v, dict) or not v.get("name"):
-                raise ShelfwiseError(f"{where}: variants[{j}] needs a name")
-            w = float(v.get("weight", 1))
-            if w < 0:
-                raise ShelfwiseError(f"{where}: variants[{j}]: weight must be >= 0")
-            variants.append(
-                Variant(str(v["name"]), w, v.get("model"), v.get("bundle"), dict(v.get("rules") or {}))
-            )
+            if not isinstance(v, dict) or not v.get("name") or not isinstance(v["name"], str):
+                raise ShelfwiseError(f"{where}: variants[{j}] needs a name (a text)")
+            vwhere = f"{where}: variant {v['name']!r}"
+            if any(x.name == str(v["name"]) for x in variants):
+                raise ShelfwiseError(
+                    f"{vwhere}: two variants have this name (the report could not tell them apart)"
+                )
+            if unknown := set(v) - _VARIANT_FIELDS:
+                raise ShelfwiseError(
+                    f"{vwhere}: unknown field(s) {sorted(unknown)}; known: {sorted(_VARIANT_FIELDS)}"
+                )
+            w = v.get("weight", 1)
+            if not isinstance(w, int | float) or isinstance(w, bool) or not math.isfinite(w) or w < 0:
+                raise ShelfwiseError(f"{vwhere}: weight must be a number >= 0, not {w!r}")
+            for name in ("model", "bundle"):
+                if v.get(name) is not None and (not isinstance(v[name], str) or not v[name].strip()):
+                    raise ShelfwiseError(f"{vwhere}: {name} must be a name, not {v[name]!r}")
+            rules = v.get("rules") or {}
+            if not isinstance(rules, dict):
+                raise ShelfwiseError(f"{vwhere}: rules must be an object of rule settings, not {rules!r}")
+            Rules.from_dict(rules, f"{vwhere}: rules")  # checked as `rules set` checks a rules file
+            variants.append(Variant(str(v["name"]), float(w), v.get("model"), v.get("bundle"), dict(rules)))
         if len(variants) < 2 or sum(v.weight for v in variants) <= 0:
             raise ShelfwiseError(f"{where}: at least two variants with a positive total weight")
         out.append(
@@ -124,10 +156,49 @@ def load_experiments(workdir: str | Path) -> list[Experiment]:
     return parse_experiments(doc, str(path))
 
 
+def check_servable(workdir: str | Path, experiments: list[Experiment], source: str = "experiments") -> None:
+    """Every bundle a variant names is in the workdir, and every model a variant names is in the
+    bundle that will serve it (its own, else the current one): a typo is refused here instead of
+    being served as the default model, or failing every request of the variant's users."""
+    from ..models._manifest import MANIFEST_FILE, read_manifest
+    from ._bundle import BUNDLES_DIR, current_bundle
+
+    workdir = Path(workdir)
+    models: dict[Path, list[str]] = {}
+    for e in experiments:
+        for v in e.variants:
+            where = f"{source}: experiment {e.name!r}: variant {v.name!r}"
+            if v.bundle:
+                path = workdir / BUNDLES_DIR / v.bundle
+                # (a name, not a path: `bundles/../x` is no bundle of this shop)
+                if (
+                    "/" in v.bundle
+                    or "\\" in v.bundle
+                    or v.bundle.startswith(".")
+                    or not (path / MANIFEST_FILE).is_file()
+                ):
+                    raise ShelfwiseError(
+                        f"{where}: bundle {v.bundle!r} does not exist in {workdir / BUNDLES_DIR}"
+                    )
+            if not v.model:
+                continue
+            try:
+                path = workdir / BUNDLES_DIR / v.bundle if v.bundle else current_bundle(workdir)
+            except ShelfwiseError as exc:  # no bundle trained yet: nothing to name a model of
+                raise ShelfwiseError(f"{where}: model {v.model!r} cannot be checked: {exc}") from None
+            if path not in models:
+                models[path] = list(read_manifest(path).models)
+            if v.model not in models[path]:
+                raise ShelfwiseError(
+                    f"{where}: model {v.model!r} is not in bundle {path.name} (it has {', '.join(models[path])})"
+                )
+
+
 def save_experiments(workdir: str | Path, doc: dict[str, Any], actor: str | None = None) -> list[Experiment]:
     from ..governance import AuditLog
 
     exps = parse_experiments(doc)
+    check_servable(workdir, exps)
     write_json_atomically(Path(workdir) / EXPERIMENTS_FILE, doc)
     AuditLog(workdir).append(
         "experiments.change",

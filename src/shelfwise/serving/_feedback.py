@@ -8,7 +8,8 @@
 - events the server rejected go straight to `quarantine.rows` with the reason it answered;
 - the accepted segments are then archived under `feedback/` (a full reload of the shop's files
   with `shelfwise train --data` replays them, so served feedback is never lost), rejected ones
-  are deleted.
+  are deleted. Beside an archive, `events-<stamp>.refused.json` lists (hashed) the event_ids of
+  it that the ingest refused (robot traffic, say), which a restarted server does not replay.
 
 Only one absorber runs at a time (a file lock); when another process holds the warehouse (a
 training run), absorb reports `busy` and leaves every segment for the next try.
@@ -24,6 +25,7 @@ from its segment and line is not quarantined again.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import shutil
 import time
@@ -43,6 +45,10 @@ REJECTED_DIR = SPOOL / "rejected"
 EXPOSURES_DIR = SPOOL / "exposures"
 FEEDBACK_DIR = Path("feedback")
 EVENT_IDS_DB = SPOOL / "event_ids.sqlite"
+# beside `feedback/events-<stamp>.jsonl`: the ids of its events the ingest did not curate, as
+# sha256 digests (a client's id is its own text: an erasure, which rewrites the archive, need
+# not find it here too)
+REFUSED_SUFFIX = ".refused.json"
 
 __all__ = [
     "EVENTS_DIR",
@@ -138,6 +144,11 @@ def _absorb_once(workdir: Path, redis_client: Any) -> dict[str, Any]:
                 report["ingest_run_id"] = rep.run_id
                 report["curated"] = ev.rows_curated if ev else 0
                 report["quarantined_by_ingest"] = ev.rows_quarantined if ev else 0
+                refused = _refused_ids(workdir, rep.run_id) if ev and ev.rows_quarantined else []
+                if refused:
+                    (tmp / "refused.json").write_text(
+                        json.dumps({"run_id": rep.run_id, "event_id_sha256": [_digest(i) for i in refused]})
+                    )
             rejected = _rejected_rows(rej_segments, [line for _, line in redis_rej])
             if rejected:
                 report["quarantined"] = _quarantine(workdir, rejected, report.get("ingest_run_id"))
@@ -147,6 +158,9 @@ def _absorb_once(workdir: Path, redis_client: Any) -> dict[str, Any]:
         archive = workdir / FEEDBACK_DIR
         archive.mkdir(parents=True, exist_ok=True)
         if n_events:
+            # the refused ids first: a server reading the archive (`served_since`) finds them beside it
+            if (tmp / "refused.json").exists():
+                shutil.move(str(tmp / "refused.json"), archive / f"events-{stamp}{REFUSED_SUFFIX}")
             shutil.move(str(tmp / "events.jsonl"), archive / f"events-{stamp}.jsonl")
         for seg in ev_segments + rej_segments:
             seg.unlink(missing_ok=True)
@@ -198,7 +212,9 @@ def served_since(workdir: str | Path, as_of: str) -> list[dict[str, Any]]:
     absorb began) and those still in the spool (the open segments of a server killed before it
     absorbed them included). An event is known by the id it is curated under (the client's
     `event_id`, else where it was spooled): a segment absorbed while this reads, or absorbed
-    twice after a crash, is not counted twice."""
+    twice after a crash, is not counted twice. An archived event its absorb refused (robot
+    traffic: a set check that the caller's row check cannot make) is left out; a spooled one
+    has not been judged yet and counts."""
     workdir = Path(workdir)
     # the spool is read first: a segment absorbed in between is then met again in its archive
     # (and dropped by id there), never missed
@@ -223,7 +239,13 @@ def served_since(workdir: str | Path, as_of: str) -> list[dict[str, Any]]:
                 lines = read_lines(path)
             except FileNotFoundError:  # erased or moved meanwhile
                 continue
-            archived += [ev for ev in map(_loads, lines) if isinstance(ev, dict)]
+            # written before its archive was moved here, so never missed for an archive read
+            refused = _refused(path.with_name(path.stem + REFUSED_SUFFIX))
+            archived += [
+                ev
+                for ev in map(_loads, lines)
+                if isinstance(ev, dict) and not (refused and _digest(ev.get("event_id")) in refused)
+            ]
     out, seen = [], set()
     for ev in archived + spooled:
         eid = ev.get("event_id")
@@ -232,6 +254,48 @@ def served_since(workdir: str | Path, as_of: str) -> list[dict[str, Any]]:
         seen.add(eid)
         out.append(ev)
     return out
+
+
+def _digest(event_id: Any) -> str:
+    """How `.refused.json` names an event_id: the sha256 of it as curated (trimmed)."""
+    return hashlib.sha256(str(event_id or "").strip().encode()).hexdigest()
+
+
+def _refused(path: Path) -> set[str]:
+    """The event_id digests listed in an archive's `.refused.json` (none without one: an
+    archive written before these lists were, or one whose events were all curated)."""
+    try:
+        ids = json.loads(path.read_bytes()).get("event_id_sha256")
+    except (FileNotFoundError, ValueError, AttributeError):
+        return set()
+    return {i for i in ids if isinstance(i, str)} if isinstance(ids, list) else set()
+
+
+def _refused_ids(workdir: Path, run_id: str) -> list[str]:
+    """The event_ids of an absorb's events that its ingest (run `run_id`) quarantined and the
+    warehouse has not curated. By id, not by line: erasure and retention rewrite archives. An
+    id quarantined as a `duplicate_row` of a curated event is the curated one's: kept. The ids
+    of a robot's events (`bot_traffic`) are the point; those quarantined for a reason of the
+    row check are refused by the server's replay anyway."""
+    from ..storage import Warehouse
+
+    with Warehouse(workdir) as wh:
+        has_ids = wh.sql(
+            "SELECT count(*) FROM duckdb_columns() WHERE schema_name = 'curated' AND table_name = 'events' "
+            "AND column_name = 'event_id'"
+        ).fetchone()
+        curated = (
+            "AND NOT EXISTS (SELECT 1 FROM curated.events c WHERE c.event_id = q.id)"
+            if has_ids and has_ids[0]
+            else ""  # no event curated with an id yet
+        )
+        rows = wh.sql(
+            "SELECT DISTINCT id FROM (SELECT trim(json_extract_string(raw, '$.event_id')) AS id "
+            "FROM quarantine.rows WHERE run_id = ? AND table_name = 'events') q "
+            f"WHERE id IS NOT NULL AND id <> '' {curated} ORDER BY id",
+            [run_id],
+        ).fetchall()
+    return [str(r[0]) for r in rows]
 
 
 def absorb_mark(workdir: str | Path, wait_s: float = 60.0) -> str:

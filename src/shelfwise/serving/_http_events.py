@@ -20,7 +20,7 @@ from fastapi import APIRouter, HTTPException, Request
 
 from ..governance._contracts import EVENTS
 from ..governance._row_check import check_record
-from ._event_ids import EventIds
+from ._event_ids import EventIds, InFlight
 from ._http_auth import REQUIREMENT, authorize
 from ._http_context import JSON, AppContext
 from ._http_models import ErrorBody, EventsAccepted, EventsRejected, error_responses, events_request_body
@@ -116,9 +116,23 @@ def verdicts(
     return results, valid, errors
 
 
+async def _claim(in_flight: InFlight, ids: list[str]) -> tuple[list[str], set[str]]:
+    """Claim `ids` for this request: (the ids claimed, to look up and release; those that a
+    concurrent request of this process accepted meanwhile, duplicates). Waits while another
+    request holds any of them."""
+    taken: set[str] = set()
+    while busy := in_flight.claim(ids):
+        for eid, claim in busy.items():
+            if await asyncio.wrap_future(claim):
+                taken.add(eid)
+        ids = [i for i in ids if i not in taken]
+    return ids, taken
+
+
 def events_router(ctx: AppContext) -> APIRouter:
     settings = ctx.settings
     metrics = ctx.metrics
+    in_flight = InFlight()  # this process's event_ids being accepted (a worker has its own app)
     router = APIRouter(tags=["events"])
 
     @router.post(
@@ -154,42 +168,50 @@ def events_router(ctx: AppContext) -> APIRouter:
         ]
         ids = list({eid for _, _, _, eid in valid if eid is not None})
         store: EventIds = ctx.state["event_ids"]
-        seen = await asyncio.to_thread(store.seen, ids) if ids else set()
-        ok_lines, ok_events, ok_ids = [], [], []
-        for i, ev, chk, eid in valid:
-            if eid is not None:
-                if eid in seen:
-                    results[i]["status"] = "duplicate"
-                    continue
-                seen.add(eid)  # a repeat later in this batch is a duplicate of this one
-                ok_ids.append(eid)
-            elif "event_id" in ev:  # "", "null": no id; the absorber gives it one of its own
-                ev = {k: v for k, v in ev.items() if k != "event_id"}
-            ok_lines.append(orjson.dumps({"event": ev, "received_at": received}))
-            ok_events.append(online_event(chk.values, ev["timestamp"]))
-        waits = []
-        if ok_lines:
-            waits.append(asyncio.wrap_future(ctx.state["events"].append(ok_lines)))
-        if bad_lines:
-            waits.append(asyncio.wrap_future(ctx.state["rejected"].append(bad_lines)))
+        # ids a concurrent request of this process is accepting are waited for, the others
+        # claimed until remembered: look-up, spool and remembering are one step per process
+        ids, taken = await _claim(in_flight, ids)
+        stored = False
         try:
-            await asyncio.gather(*waits)  # durable (fsync'ed / in Redis) before we answer
-        except Exception as exc:
-            log.error("events not stored: %s", exc)
-            raise HTTPException(503, "events could not be stored; nothing was accepted, retry") from None
-        duplicates = len(valid) - len(ok_lines)
-        metrics.events.labels("accepted").inc(len(ok_lines))
-        if ok_lines:
-            ctx.events_accepted()
-        metrics.events.labels("quarantined").inc(len(bad_lines))
-        if duplicates:
-            metrics.events.labels("duplicate").inc(duplicates)
-        if ok_ids:
-            try:  # after the spool: a crash in between makes a retry spool again (the warehouse
-                # drops it), never an acknowledged event that is not stored
-                await asyncio.to_thread(store.remember, ok_ids)
+            seen = (await asyncio.to_thread(store.seen, ids) if ids else set()) | taken
+            ok_lines, ok_events, ok_ids = [], [], []
+            for i, ev, chk, eid in valid:
+                if eid is not None:
+                    if eid in seen:
+                        results[i]["status"] = "duplicate"
+                        continue
+                    seen.add(eid)  # a repeat later in this batch is a duplicate of this one
+                    ok_ids.append(eid)
+                elif "event_id" in ev:  # "", "null": no id; the absorber gives it one of its own
+                    ev = {k: v for k, v in ev.items() if k != "event_id"}
+                ok_lines.append(orjson.dumps({"event": ev, "received_at": received}))
+                ok_events.append(online_event(chk.values, ev["timestamp"]))
+            waits = []
+            if ok_lines:
+                waits.append(asyncio.wrap_future(ctx.state["events"].append(ok_lines)))
+            if bad_lines:
+                waits.append(asyncio.wrap_future(ctx.state["rejected"].append(bad_lines)))
+            try:
+                await asyncio.gather(*waits)  # durable (fsync'ed / in Redis) before we answer
             except Exception as exc:
-                log.error("event_ids not remembered (the warehouse still drops repeats): %s", exc)
+                log.error("events not stored: %s", exc)
+                raise HTTPException(503, "events could not be stored; nothing was accepted, retry") from None
+            stored = True
+            duplicates = len(valid) - len(ok_lines)
+            metrics.events.labels("accepted").inc(len(ok_lines))
+            if ok_lines:
+                ctx.events_accepted()
+            metrics.events.labels("quarantined").inc(len(bad_lines))
+            if duplicates:
+                metrics.events.labels("duplicate").inc(duplicates)
+            if ok_ids:
+                try:  # after the spool: a crash in between makes a retry spool again (the warehouse
+                    # drops it), never an acknowledged event that is not stored
+                    await asyncio.to_thread(store.remember, ok_ids)
+                except Exception as exc:
+                    log.error("event_ids not remembered (the warehouse still drops repeats): %s", exc)
+        finally:  # a retry waiting for these ids is a duplicate now, or (not stored) asks again
+            in_flight.release(ids, stored)
         if ok_events:
             await asyncio.to_thread(s.record_events, ok_events)
         out: dict[str, Any] = {

@@ -61,7 +61,12 @@ def lists_router(ctx: AppContext) -> APIRouter:
             str | None,
             Query(
                 max_length=settings.max_query_chars,
-                description="what the shopper is looking at (a product id or a query)",
+                # a category path prefix is what the cold-start list and the rules read (an id
+                # or a query here would change nothing: the description says what works)
+                description="a category path prefix of what the shopper is browsing, e.g. "
+                "`Sports > Cycling`: a shopper with no history gets that category's popular "
+                "products first, and business rules limited to a `context` apply where this "
+                "starts with theirs",
                 json_schema_extra=text,
             ),
         ] = None,

@@ -116,10 +116,15 @@ def rank_user(
     purchases.update(online_purchases() if online_purchases is not None else {})
     items = rules.apply(cands, k, view.info, surface="recommendations", context=context, purchases=purchases)
     if len(items) < k:  # rules removed too much (or too few unseen items): the popular list fills
-        seen = set(items) | set(recent)
+        # the candidates followed by the popular list, through the rules once, not a second
+        # list appended to the first: a pin is placed once and where it asks, and the fill
+        # obeys the same rules (a hide limited to the request's `context` too)
+        seen = set(recent)
         if user is not None:
             seen |= {ids[i] for i in view.interactions.sequence(user)}
         more = [p for p in view.cold if p not in seen]
-        items += rules.apply(more, k - len(items), view.info, surface="recommendations", purchases=purchases)
+        items = rules.apply(
+            [*cands, *more], k, view.info, surface="recommendations", context=context, purchases=purchases
+        )
     items = items[:k]
     return Ranked(items, [scores.get(p) for p in items], source)

@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+import math
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +54,15 @@ def parse_when(value: Any, where: str) -> datetime | None:
     except ValueError:
         raise ShelfwiseError(f"{where}: not an ISO 8601 date: {value!r}") from None
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def _is_number(value: Any) -> bool:
+    """A finite JSON number (`true` is not one, though Python counts it as 1)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_whole(value: Any) -> bool:
+    return _is_number(value) and float(value).is_integer()
 
 
 @dataclass(frozen=True)
@@ -114,26 +124,75 @@ class Rules:
         unknown = set(doc) - known
         if unknown:
             raise ShelfwiseError(f"{source}: unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
+        # every value is checked here, at `rules set`: a bad one is a clear error naming it, not
+        # a traceback now or a failing request later (the file is read again at serve time)
+        version = doc.get("version", 0)
+        if not _is_whole(version) or version < 0:
+            raise ShelfwiseError(f"{source}: version must be a whole number >= 0, not {version!r}")
+        stock = doc.get("filter_out_of_stock", True)
+        if not isinstance(stock, bool):
+            raise ShelfwiseError(f"{source}: filter_out_of_stock must be true or false, not {stock!r}")
+        mpc = doc.get("max_per_category")
+        if mpc is not None and (not _is_whole(mpc) or mpc < 0):
+            raise ShelfwiseError(
+                f"{source}: max_per_category must be a whole number >= 1 (null or 0: off), not {mpc!r}"
+            )
+        level = doc.get("category_level", 2)
+        if not _is_whole(level) or level < 1:
+            raise ShelfwiseError(f"{source}: category_level must be a whole number >= 1, not {level!r}")
+        repurchase = doc.get("repurchase_days")
+        if repurchase is None:
+            repurchase = {}
+        if not isinstance(repurchase, dict):
+            raise ShelfwiseError(
+                f"{source}: repurchase_days must be an object of category prefix -> days, not {repurchase!r}"
+            )
+        for prefix, days in repurchase.items():
+            if not isinstance(prefix, str):
+                raise ShelfwiseError(f"{source}: repurchase_days: a key is a category prefix, not {prefix!r}")
+            if days is not None and (not _is_number(days) or days < 0):
+                raise ShelfwiseError(
+                    f"{source}: repurchase_days[{prefix!r}] must be a number of days >= 0 or null "
+                    f"(never again), not {days!r}"
+                )
+        raw_items = doc.get("items")
+        if raw_items is None:
+            raw_items = []
+        if not isinstance(raw_items, list | tuple):
+            raise ShelfwiseError(f"{source}: items must be a list of rules, not {raw_items!r}")
         items = []
-        for i, r in enumerate(doc.get("items") or []):
+        for i, r in enumerate(raw_items):
             where = f"{source}: items[{i}]"
             if not isinstance(r, dict):
                 raise ShelfwiseError(f"{where}: must be an object")
             action = r.get("action")
             if action not in ACTIONS:
                 raise ShelfwiseError(f"{where}: action must be one of {ACTIONS}, not {action!r}")
+            for name in ("product_id", "category", "brand", "query", "context"):
+                value = r.get(name)
+                if (
+                    value is not None
+                    and not isinstance(value, str)
+                    and not (name == "product_id" and _is_whole(value))
+                ):
+                    raise ShelfwiseError(f"{where}: {name} must be a text, not {value!r}")
             targets = [t for t in ("product_id", "category", "brand") if r.get(t)]
             if len(targets) != 1:
                 raise ShelfwiseError(f"{where}: name exactly one target: product_id, category or brand")
             if action == "pin" and not r.get("product_id"):
                 raise ShelfwiseError(f"{where}: a pin names a product_id")
-            surfaces = tuple(r.get("surfaces") or SURFACES)
-            if set(surfaces) - set(SURFACES):
-                raise ShelfwiseError(f"{where}: surfaces must be among {SURFACES}")
-            factor = float(r.get("factor", 2.0))
-            position = int(r.get("position", 1))
-            if factor <= 0 or position < 1:
-                raise ShelfwiseError(f"{where}: factor must be > 0 and position >= 1")
+            raw_surfaces = r.get("surfaces") or list(SURFACES)
+            if not isinstance(raw_surfaces, list | tuple) or set(map(str, raw_surfaces)) - set(SURFACES):
+                raise ShelfwiseError(
+                    f"{where}: surfaces must be a list among {SURFACES}, not {raw_surfaces!r}"
+                )
+            surfaces = tuple(str(x) for x in raw_surfaces)
+            factor = r.get("factor", 2.0)
+            if not _is_number(factor) or factor <= 0:
+                raise ShelfwiseError(f"{where}: factor must be a number > 0, not {factor!r}")
+            position = r.get("position", 1)
+            if not _is_whole(position) or position < 1:
+                raise ShelfwiseError(f"{where}: position must be a whole number >= 1, not {position!r}")
             extra = set(r) - {
                 "action",
                 "product_id",
@@ -156,8 +215,8 @@ class Rules:
                     product_id=str(r["product_id"]) if r.get("product_id") else None,
                     category=str(r["category"]).lower() if r.get("category") else None,
                     brand=str(r["brand"]).lower() if r.get("brand") else None,
-                    position=position,
-                    factor=factor,
+                    position=int(position),
+                    factor=float(factor),
                     query=str(r["query"]).strip().lower() if r.get("query") else None,
                     context=str(r["context"]).lower() if r.get("context") else None,
                     surfaces=surfaces,
@@ -165,17 +224,19 @@ class Rules:
                     end=parse_when(r.get("end"), where),
                 )
             )
-        mpc = doc.get("max_per_category")
-        repurchase = dict(doc.get("repurchase_days") or {"default": None})
+        repurchase = dict(repurchase)
         repurchase.setdefault("default", None)
         canonical = json.dumps(doc, sort_keys=True).encode()
         return cls(
-            version=int(doc.get("version", 0)),
+            version=int(version),
             sha256=hashlib.sha256(canonical).hexdigest(),
-            filter_out_of_stock=bool(doc.get("filter_out_of_stock", True)),
+            filter_out_of_stock=stock,
             max_per_category=int(mpc) if mpc else None,
-            category_level=int(doc.get("category_level", 2)),
-            repurchase_days={k.lower() if k != "default" else k: v for k, v in repurchase.items()},
+            category_level=int(level),
+            repurchase_days={
+                k.lower() if k != "default" else k: float(v) if v is not None else None
+                for k, v in repurchase.items()
+            },
             items=tuple(items),
         )
 
@@ -209,16 +270,21 @@ class Rules:
         context: str | None = None,
         purchases: dict[str, float] | None = None,
         now: datetime | None = None,
+        exclude: Collection[str] = (),
     ) -> list[str]:
-        """The top `k` of `ranked` (product ids, best first) after the rules."""
+        """The top `k` of `ranked` (product ids, best first) after the rules. `exclude`: products
+        that must not be on this list at all, not even pinned (a similar-items list's anchor)."""
         now = now or datetime.now(UTC)
         active = [r for r in self.items if r.applies(surface, query, context, now)] if self.items else []
         hides = [r for r in active if r.action == "hide"]
         purchases = purchases or {}
         now_s = now.timestamp()
         out_of_stock = self.filter_out_of_stock
+        excluded = frozenset(exclude)
 
         def allowed(p: str) -> bool:
+            if excluded and p in excluded:
+                return False
             info = catalog.get(p)
             if info is None:
                 return False
@@ -257,11 +323,14 @@ class Rules:
                             buried = True
                 keyed.append((buried, pos, rank, p))
             kept = [p for *_, p in sorted(keyed)]
-        pins = sorted(
-            (r for r in active if r.action == "pin" and r.product_id and allowed(r.product_id)),
-            key=lambda r: r.position,
-        )
-        pinned = {r.product_id for r in pins}
+        # a product is on a list once: of two pins of one product (say, one for a query and one
+        # for every search) the one nearer the top places it
+        pins: list[ItemRule] = []
+        pinned: set[str | None] = set()
+        for r in sorted((r for r in active if r.action == "pin"), key=lambda r: r.position):
+            if r.product_id and r.product_id not in pinned and allowed(r.product_id):
+                pins.append(r)
+                pinned.add(r.product_id)
         kept = [p for p in kept if p not in pinned]
         if self.max_per_category:
             kept = self._diversify(kept, k - len(pins), catalog)

@@ -9,6 +9,7 @@ dropped). The HTTP layer (`_app`) only parses, validates and serializes.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import os
@@ -24,6 +25,7 @@ import numpy as np
 
 from ..features import Interactions
 from ..governance import Pseudonymizer, SecretStore
+from ..search import Filters
 from ._bundle import BUNDLES_DIR, CURRENT, Bundle, current_bundle
 from ._consent import ConsentView, LookDue
 from ._experiments import Experiment, Variant, load_experiments
@@ -128,6 +130,7 @@ class _SearchRequest:
     snap: Snapshot
     experiment: str | None
     variant: Variant | None
+    rules: Rules = NO_RULES  # the variant's (or the shop's) business rules
     key: tuple[Any, ...] = ()
     n_cand: int = 0
     profile: Any = None
@@ -224,6 +227,9 @@ class Service:
         # events it did not learn from: a restart (a deploy, a crash) forgets nobody's clicks
         self.replayed = self._replay_served(self.snapshot, self.online) if self._memory else 0
         self._others: dict[str, Snapshot] = {}  # bundles named by experiment variants
+        # a variant's bundle or model this server could not serve (said once in the log; a
+        # bundle is tried again when the experiments change)
+        self._unservable: set[tuple[str, str]] = set()
         self.rules = Rules.load(self.workdir)
         self.synonyms = LiveSynonyms(self.workdir)  # config/synonyms.txt, checked per search
         self.experiments: list[Experiment] = load_experiments(self.workdir)
@@ -310,6 +316,7 @@ class Service:
                 try:
                     self.rules = Rules.load(self.workdir)
                     self.experiments = load_experiments(self.workdir)
+                    self._unservable.clear()
                     self.keys = self._load_keys()
                     if mt[3] != self._config_mtimes[3]:
                         self._apply_erasures()
@@ -352,11 +359,49 @@ class Service:
             return snap
         other = self._others.get(variant.bundle)
         if other is None:
-            other = Snapshot(
-                self.workdir / BUNDLES_DIR / variant.bundle, self.pseudonymize, load_search=self._load_search
-            )
+            if ("bundle", variant.bundle) in self._unservable:
+                return snap
+            try:
+                other = Snapshot(
+                    self.workdir / BUNDLES_DIR / variant.bundle,
+                    self.pseudonymize,
+                    load_search=self._load_search,
+                )
+            except Exception as exc:
+                # `experiments set` checked that it existed, but it may have gone since (retention,
+                # a file edited by hand): its users get the current bundle (`bundle_version` says
+                # which) rather than an error on every request
+                self._unservable.add(("bundle", variant.bundle))
+                log.error(
+                    "variant %r: bundle %s not loaded, serving %s: %s",
+                    variant.name,
+                    variant.bundle,
+                    snap.version,
+                    exc,
+                )
+                return snap
             self._others[variant.bundle] = other
         return other
+
+    def _variant_model(self, variant: Variant | None, snap: Snapshot) -> str:
+        """The model a variant's users get: its own, or where the bundle serving it has no such
+        model (`experiments set` refuses one the bundle lacks; a later bundle may) the bundle's
+        default, said in the log once and in the answer's `model`, never an error."""
+        default = str(snap.bundle.manifest["default_model"])
+        if variant is None or not variant.model:
+            return default
+        if variant.model in snap.bundle.models:
+            return variant.model
+        if ("model", f"{snap.version}/{variant.model}") not in self._unservable:
+            self._unservable.add(("model", f"{snap.version}/{variant.model}"))
+            log.error(
+                "variant %r: bundle %s has no model %r, serving its default %r",
+                variant.name,
+                snap.version,
+                variant.model,
+                default,
+            )
+        return default
 
     def assign(self, surface: str, raw_user: str | None) -> tuple[Experiment | None, Variant | None]:
         if raw_user is None or not self.experiments:
@@ -380,7 +425,11 @@ class Service:
         }
         doc.update(variant.rules)
         base = Rules.from_dict(doc)
-        return replace(base, items=self.rules.items, version=self.rules.version)
+        # the variant's settings replace the shop's; its `items` come after the shop's, which
+        # stay in force: a variant tests more merchandising, it cannot lift a rule of the shop
+        # (a product the shop hides stays hidden in every variant)
+        both = hashlib.sha256(f"{self.rules.sha256}:{base.sha256}".encode()).hexdigest()
+        return replace(base, items=self.rules.items + base.items, version=self.rules.version, sha256=both)
 
     # -- answering ----------------------------------------------------------------------------
     def personalizes(self, pseudo: str, requested: bool = True, *, wait: bool = True) -> bool:
@@ -429,8 +478,7 @@ class Service:
         exp, variant = self.assign("recommendations", raw_user) if model is None else (None, None)
         snap = self._snapshot_for(variant)
         if model is None:
-            model = variant.model if variant and variant.model in snap.bundle.models else None
-            model = model or snap.bundle.manifest["default_model"]
+            model = self._variant_model(variant, snap)
         pseudo = self.pseudonymize(raw_user)
         try:  # a lookup (`cached_only`, on the event loop) reads no consent file
             allowed = self.personalizes(pseudo, personalized, wait=not cached_only)
@@ -498,7 +546,8 @@ class Service:
                 more = snap.similar_fill.similar_items(np.array([i]), n_cand).ids[0]
                 cands += [p for p in (snap.item_ids[j] for j in more if j >= 0 and j != i) if p not in have]
             self.cache.put(key, cands)
-        items = self._rules_for(None).apply(cands, k, snap.info, surface="similar")
+        # the anchor is never similar to itself, not even where a rule pins it
+        items = self._rules_for(None).apply(cands, k, snap.info, surface="similar", exclude=(product_id,))
         return Answer(items, snap.similar_model_name, snap.similar_model_name, snap.version)
 
     def search(
@@ -608,6 +657,7 @@ class Service:
         if engine is None:
             req.answer = Answer([], "no_search_index", "none", snap.version, variant, req.experiment)
             return req
+        req.rules = self._rules_for(variant)
         req.key, req.n_cand = self._search_key(snap, args.q, args.filters, args.sort, args.offset, args.k)
         pseudo = self.pseudonymize(args.raw_user) if args.raw_user is not None else None
         if (
@@ -641,9 +691,7 @@ class Service:
         ranked = [it["product_id"] for it in page["items"]]
         a = req.args
         # search shows purchased items again (people re-find what they bought): no repurchase rule
-        items = self._rules_for(req.variant).apply(
-            ranked, a.offset + a.k, req.snap.info, surface="search", query=a.q
-        )
+        items = req.rules.apply(ranked, a.offset + a.k, req.snap.info, surface="search", query=a.q)
         stages = list(page["stages"])
         available = ["lexical", "semantic"]
         if engine.ranker_ is not None:
@@ -696,8 +744,6 @@ class Service:
         engine = self.snapshot.search
         if engine is None:
             return 0.0
-        from ..search import Filters
-
         titles = [t.split() for t in engine.catalog.title[:1000] if t.split()] or [["x"]]
         took = []
         for i in range(runs + 1):
@@ -738,8 +784,6 @@ class Service:
     def warm_search(self, top: int = 1000) -> int:
         """Fill the cache with the first page of the most frequent logged queries (run in the
         background after a bundle is loaded: the head of real traffic is then a lookup)."""
-        from ..search import Filters
-
         snap = self.snapshot
         engine = snap.search
         if engine is None:

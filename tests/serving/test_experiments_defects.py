@@ -1,0 +1,165 @@
+"""Experiment files a QA pass found accepted and then failing every request of a variant's users
+(or crashing `experiments set`): each bad value is refused at install time, naming the
+experiment, the variant and the field; what goes missing later is served, not a 500."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from shelfwise.errors import ShelfwiseError
+from shelfwise.serving import _experiments
+from shelfwise.serving._experiments import EXPERIMENTS_FILE, Variant, parse_experiments, save_experiments
+from shelfwise.serving._service import Service
+from tests.cli.test_cli import sw
+
+CURRENT, OLD = "20260101T000000000000Z", "20251201T000000000000Z"
+
+
+def one(*variants: dict[str, Any]) -> dict[str, Any]:
+    return {"experiments": [{"name": "rec-bad", "salt": "qa2", "variants": [{"name": "control"}, *variants]}]}
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """Two bundles (manifests only): the current one with popularity and itemknn, an older one
+    with popularity and sasrec."""
+    for version, models in ((CURRENT, ["popularity", "itemknn"]), (OLD, ["popularity", "sasrec"])):
+        b = tmp_path / "bundles" / version
+        b.mkdir(parents=True)
+        doc = {"schema_version": 3, "version": version, "default_model": "popularity", "models": models}
+        (b / "manifest.json").write_text(json.dumps(doc))
+    (tmp_path / "bundles" / "CURRENT").write_text(CURRENT)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("variant", "says"),
+    [
+        ({"name": "half", "weight": "half"}, "variant 'half': weight must be a number >= 0, not 'half'"),
+        ({"name": "yes", "weight": True}, "variant 'yes': weight must be a number >= 0, not True"),
+        ({"name": "control", "weight": 1}, "variant 'control': two variants have this name"),
+        (
+            {"name": "bad-rules", "rules": {"max_per_categry": 2}},
+            "variant 'bad-rules': rules: unknown setting(s) ['max_per_categry']",
+        ),
+        (
+            {"name": "bad-mpc", "rules": {"max_per_category": "two"}},
+            "variant 'bad-mpc': rules: max_per_category must be",
+        ),
+        (
+            {"name": "bad-item", "rules": {"items": [{"action": "boost", "brand": "K", "factor": "x"}]}},
+            "variant 'bad-item': rules: items[0]: factor must be a number > 0, not 'x'",
+        ),
+        ({"name": "list", "rules": [1]}, "variant 'list': rules must be an object of rule settings, not [1]"),
+        ({"name": "typo", "modle": "sasrec"}, "variant 'typo': unknown field(s) ['modle']"),
+        ({"name": "num", "model": 3}, "variant 'num': model must be a name, not 3"),
+    ],
+)
+def test_a_bad_variant_is_a_clear_error_naming_experiment_variant_and_field(
+    variant: dict[str, Any], says: str
+) -> None:
+    with pytest.raises(ShelfwiseError) as err:
+        parse_experiments(one(variant))
+    assert "experiment 'rec-bad'" in str(err.value) and says in str(err.value), str(err.value)
+
+
+def test_names_are_texts() -> None:
+    with pytest.raises(ShelfwiseError, match=r"experiments\[0\]: an object with a name \(a text\)"):
+        parse_experiments({"experiments": [{"name": ["x"], "variants": [{"name": "a"}, {"name": "b"}]}]})
+    with pytest.raises(ShelfwiseError, match=r"experiment 'rec-bad': variants\[1\] needs a name \(a text\)"):
+        parse_experiments(one({"name": 7}))
+
+
+def test_models_and_bundles_a_variant_names_must_exist(workdir: Path) -> None:
+    def refused(variant: dict[str, Any]) -> str:
+        with pytest.raises(ShelfwiseError) as err:
+            save_experiments(workdir, one(variant))
+        assert not (workdir / EXPERIMENTS_FILE).exists()  # nothing installed
+        return str(err.value)
+
+    msg = refused({"name": "typo-model", "model": "sasrecc"})
+    assert "variant 'typo-model'" in msg and "model 'sasrecc' is not in bundle " + CURRENT in msg
+    assert "itemknn" in msg  # (what it has)
+    msg = refused({"name": "no-bundle", "bundle": "20990101T000000000000Z"})
+    assert "variant 'no-bundle'" in msg and "bundle '20990101T000000000000Z' does not exist" in msg
+    assert "does not exist" in refused({"name": "up", "bundle": "../bundles/" + CURRENT})
+    assert "does not exist" in refused({"name": "ptr", "bundle": "CURRENT"})
+    # a model of the bundle that will serve it: the variant's own, else the current one
+    assert "not in bundle " + OLD in refused({"name": "knn", "model": "itemknn", "bundle": OLD})
+    save_experiments(
+        workdir, one({"name": "old", "model": "sasrec", "bundle": OLD}, {"name": "knn", "model": "itemknn"})
+    )
+    assert len(json.loads((workdir / EXPERIMENTS_FILE).read_text())["experiments"]) == 1
+
+
+def test_a_model_cannot_be_checked_before_a_bundle_is_trained(tmp_path: Path) -> None:
+    (exp,) = parse_experiments(one({"name": "m", "model": "sasrec"}))
+    with pytest.raises(
+        ShelfwiseError, match="variant 'm': model 'sasrec' cannot be checked: .*no trained bundle"
+    ):
+        _experiments.check_servable(tmp_path, [exp])
+    _experiments.check_servable(
+        tmp_path, parse_experiments(one({"name": "rules", "rules": {"max_per_category": 2}}))
+    )
+
+
+def test_experiments_set_refuses_the_qa_file_with_exit_2(workdir: Path) -> None:
+    doc = {"experiments": [{"name": "rec-bad", "surface": "recommendations", "salt": "qa2", "variants": [
+        {"name": "typo-model", "weight": 1, "model": "sasrecc"},
+        {"name": "bad-rules", "weight": 1, "rules": {"max_per_categry": 2}},
+        {"name": "no-bundle", "weight": 1, "bundle": "20990101T000000000000Z"},
+    ]}]}  # fmt: skip
+    for variants, says in (
+        (doc["experiments"][0]["variants"], "variant 'bad-rules': rules: unknown setting(s)"),
+        (
+            [{"name": "a", "weight": "half"}, {"name": "b"}],
+            "variant 'a': weight must be a number >= 0, not 'half'",
+        ),
+        ([{"name": "a"}, {"name": "a"}], "variant 'a': two variants have this name"),
+        (doc["experiments"][0]["variants"][::2], "variant 'typo-model': model 'sasrecc' is not in bundle"),
+    ):
+        f = workdir / "exp.json"
+        f.write_text(json.dumps({"experiments": [{**doc["experiments"][0], "variants": variants}]}))
+        proc = sw("experiments", "set", "--workdir", str(workdir), "--file", str(f), check=False)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert "experiment 'rec-bad'" in proc.stderr and says in proc.stderr, proc.stderr
+    assert not (workdir / EXPERIMENTS_FILE).exists()
+
+
+def served(workdir: Path) -> Service:
+    """A `Service` whose current snapshot has popularity (the default) and itemknn: the
+    parts that pick a variant's bundle and model."""
+    svc = Service.__new__(Service)
+    svc.workdir = workdir
+    svc._others = {}
+    svc._unservable = set()
+    svc._load_search = False
+    svc.pseudonymize = lambda raw: raw  # type: ignore[assignment,method-assign]
+    bundle = SimpleNamespace(
+        models={"popularity": None, "itemknn": None}, manifest={"default_model": "popularity"}
+    )
+    svc.snapshot = SimpleNamespace(version=CURRENT, bundle=bundle)  # type: ignore[assignment]
+    return svc
+
+
+def test_a_variants_bundle_or_model_gone_at_serving_time_is_served_from_the_current_one(
+    workdir: Path, caplog: Any
+) -> None:
+    svc = served(workdir)
+    gone = Variant("old", 1, bundle="20990101T000000000000Z")
+    dropped = Variant("sas", 1, model="sasrec")
+    with caplog.at_level(logging.ERROR, "shelfwise.serve"):
+        for _ in range(3):  # no error for the request: the current bundle and its default model
+            assert svc._snapshot_for(gone) is svc.snapshot
+            assert svc._variant_model(dropped, svc._snapshot_for(dropped)) == "popularity"
+    said = [r.getMessage() for r in caplog.records]
+    assert sum("20990101T000000000000Z" in m for m in said) == 1  # said once, not per request
+    assert sum("no model 'sasrec', serving its default 'popularity'" in m for m in said) == 1
+    assert svc._variant_model(Variant("knn", 1, model="itemknn"), svc.snapshot) == "itemknn"
+    assert svc._variant_model(None, svc.snapshot) == "popularity"

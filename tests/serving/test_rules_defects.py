@@ -1,0 +1,218 @@
+"""Business rules on the paths a QA pass found them wrong: a list the rules thinned and the
+popular list filled, a pinned anchor of similar items, a variant's merchandising, and values
+of a rules file that crashed or passed unchecked. Hand-made shops: milliseconds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from shelfwise.errors import ShelfwiseError
+from shelfwise.features import Interactions
+from shelfwise.serving import Rules, save_rules
+from shelfwise.serving._experiments import Variant
+from shelfwise.serving._ranking import rank_user
+from shelfwise.serving._service import LRU, ServeSettings, Service
+from tests.cli.test_cli import sw
+
+ITEMS = ["p0", "h1", "h2", "h3", "b1", "b2", "c1", "c2", "c3", "c4"]
+INFO = {
+    "p0": ("Garden > Tools", "Spade", True),
+    "h1": ("Home > Kitchen", "Acme", True),
+    "h2": ("Home > Kitchen", "Acme", True),
+    "h3": ("Home > Bath", "Acme", True),
+    "b1": ("Beauty > Hair", "Botanica", True),
+    "b2": ("Beauty > Skin", "Botanica", True),
+    "c1": ("Beauty > Hair", "Lumi", True),
+    "c2": ("Beauty > Skin", "Lumi", True),
+    "c3": ("Garden > Seeds", "Spade", True),
+    "c4": ("Garden > Seeds", "Spade", True),
+}
+
+
+class View:
+    """One known user (index 0, who saw h1); the model's list is precomputed: all Home, which
+    the rules below hide. The popular list (`cold`) starts with Botanica."""
+
+    def __init__(self) -> None:
+        self.item_ids = list(ITEMS)
+        self.item_index = {p: i for i, p in enumerate(ITEMS)}
+        self.interactions = Interactions(
+            np.array([0], np.int32),
+            np.array([1], np.int32),
+            np.ones(1, np.float32),
+            np.arange(1, dtype=np.int64),
+            np.array(["u0"], object),
+            np.array(ITEMS, object),
+        )
+        self.toplist = np.array([[2, 3, 0, -1]])  # h2, h3, p0
+        self.toplist_model = "m"
+        self.info = INFO
+        self.purchases: dict[int, dict[str, float]] = {}
+        self.cold = ["b1", "b2", "c1", "h2", "c2", "c3", "p0", "c4"]
+
+    def cold_candidates(self, n: int, context: str | None) -> list[str]:
+        return self.cold[:n]
+
+
+def rank(rules: Rules, user: int | None = 0, k: int = 6, context: str | None = None) -> list[str]:
+    got = rank_user(View(), "m", None, user, k, 4, rules, context=context)
+    assert got is not None
+    return got.items
+
+
+def test_a_pinned_product_is_once_on_a_list_the_popular_list_filled() -> None:
+    rules = Rules.from_dict(
+        {
+            "items": [
+                {"action": "pin", "product_id": "p0", "position": 2},
+                {"action": "hide", "category": "Home"},
+            ]
+        }
+    )
+    for user in (0, None):  # the precomputed list and the cold-start list alike
+        items = rank(rules, user)
+        assert len(items) == len(set(items)) == 6, items
+        assert items[1] == "p0"  # where the pin asks, not first of a second list
+        assert not any(p.startswith("h") for p in items)
+    # two pins of one product (one for a query, one everywhere) place it once
+    twice = Rules.from_dict(
+        {
+            "items": [
+                {"action": "pin", "product_id": "c3", "position": 3, "query": "seeds"},
+                {"action": "pin", "product_id": "c3", "position": 1},
+            ]
+        }
+    )
+    got = twice.apply(["c1", "c2", "c3", "c4"], 4, INFO, surface="search", query="seeds")
+    assert got == ["c3", "c1", "c2", "c4"]
+
+
+def test_a_hide_limited_to_a_context_keeps_its_items_out_of_the_popular_fill() -> None:
+    rules = Rules.from_dict(
+        {
+            "items": [
+                {"action": "hide", "category": "Home"},
+                {"action": "hide", "brand": "Botanica", "context": "Beauty"},
+            ]
+        }
+    )
+    items = rank(rules, 0, context="Beauty > Hair")
+    assert items and not {"b1", "b2"} & set(items), items
+    assert len(items) == len(set(items))
+    # a never-seen shopper in the same context gets none either; without it, the hide is off
+    assert not {"b1", "b2"} & set(rank(rules, None, context="Beauty"))
+    assert "b1" in rank(rules, 0)
+
+
+def similar_service(rules: dict[str, Any]) -> Service:
+    """A `Service` over a one-model snapshot whose neighbours of every product are the others
+    in catalog order (its `similar` path only)."""
+
+    class Neighbours:
+        def similar_items(self, anchors: np.ndarray, n: int) -> Any:
+            ids = [j for j in range(len(ITEMS)) if j != int(anchors[0])][:n]
+            return SimpleNamespace(ids=np.array([ids]), scores=np.ones((1, len(ids))))
+
+    svc = Service.__new__(Service)
+    svc.settings = ServeSettings()
+    svc.cache = LRU(100)
+    svc.apply_rules = True
+    svc.rules = Rules.from_dict(rules)
+    svc.snapshot = SimpleNamespace(  # type: ignore[assignment]
+        item_index={p: i for i, p in enumerate(ITEMS)},
+        item_ids=list(ITEMS),
+        info=INFO,
+        version="v1",
+        similar_model=Neighbours(),
+        similar_model_name="itemknn",
+        similar_fill=None,
+    )
+    return svc
+
+
+def test_a_pinned_product_is_never_similar_to_itself() -> None:
+    svc = similar_service({"items": [{"action": "pin", "product_id": "p0", "position": 1}]})
+    own = svc.similar("p0", 5)
+    assert own is not None and "p0" not in own.items and len(own.items) == 5
+    other = svc.similar("c1", 5)  # the pin still holds on the other products' lists
+    assert other is not None and other.items[0] == "p0"
+    rules = Rules.from_dict({"items": [{"action": "pin", "product_id": "c2", "position": 1}]})
+    assert rules.apply(["c1", "c2", "c3"], 3, INFO, surface="similar", exclude=["c2"]) == ["c1", "c3"]
+
+
+def test_a_variants_items_apply_after_the_shops() -> None:
+    svc = similar_service({"items": [{"action": "pin", "product_id": "p0", "position": 1}]})
+    hide = Variant("no-botanica", 1, rules={"items": [{"action": "hide", "brand": "Botanica"}]})
+    rules = svc._rules_for(hide)
+    ranked = ["b1", "c1", "b2", "c2"]
+    assert rules.apply(ranked, 4, INFO, surface="recommendations") == ["p0", "c1", "c2"]
+    # its settings override the shop's; the shop's pin stays; the cache stamp tells them apart
+    diverse = svc._rules_for(Variant("diverse", 1, rules={"max_per_category": 1}))
+    assert diverse.max_per_category == 1 and [r.action for r in diverse.items] == ["pin"]
+    assert len({svc.rules.sha256, rules.sha256, diverse.sha256}) == 3
+
+
+@pytest.mark.parametrize(
+    ("doc", "field", "value"),
+    [
+        ({"items": [{"action": "boost", "brand": "Kairo", "factor": "abc"}]}, "items[0]: factor", "'abc'"),
+        ({"items": [{"action": "boost", "brand": "Kairo", "factor": True}]}, "items[0]: factor", "True"),
+        ({"items": [{"action": "pin", "product_id": "A", "position": "1st"}]}, "items[0]: position", "'1st'"),
+        ({"items": [{"action": "pin", "product_id": "A", "position": 1.5}]}, "items[0]: position", "1.5"),
+        (
+            {"items": [{"action": "hide", "brand": "x", "surfaces": "search"}]},
+            "items[0]: surfaces",
+            "'search'",
+        ),
+        ({"items": {"action": "hide"}}, "items", "{'action': 'hide'}"),
+        ({"items": [{"action": "hide", "brand": ["Kairo"]}]}, "items[0]: brand", "['Kairo']"),
+        ({"items": [{"action": "hide", "brand": "x", "query": 5}]}, "items[0]: query", "5"),
+        ({"max_per_category": "three"}, "max_per_category", "'three'"),
+        ({"max_per_category": -1}, "max_per_category", "-1"),
+        ({"category_level": "x"}, "category_level", "'x'"),
+        ({"category_level": 0}, "category_level", "0"),
+        ({"repurchase_days": [1, 2]}, "repurchase_days", "[1, 2]"),
+        ({"repurchase_days": {"Grocery": "seven"}}, "repurchase_days['Grocery']", "'seven'"),
+        ({"repurchase_days": {"default": -3}}, "repurchase_days['default']", "-3"),
+        ({"filter_out_of_stock": "no"}, "filter_out_of_stock", "'no'"),
+        ({"version": "x"}, "version", "'x'"),
+    ],
+)
+def test_every_bad_rules_value_is_a_clear_error_naming_it(
+    doc: dict[str, Any], field: str, value: str
+) -> None:
+    with pytest.raises(ShelfwiseError) as err:
+        Rules.from_dict(doc)
+    message = str(err.value)
+    assert f"rules: {field} must" in message and message.endswith(f"not {value}"), message
+
+
+def test_good_rules_values_still_load() -> None:
+    rules = Rules.from_dict(
+        {
+            "max_per_category": 2,
+            "category_level": 1.0,
+            "repurchase_days": {"default": None, "Grocery": 7},
+            "items": [{"action": "boost", "brand": "Acme", "factor": 3, "position": 2.0}],
+        }
+    )
+    assert (rules.max_per_category, rules.category_level) == (2, 1)
+    assert rules.repurchase_days == {"default": None, "grocery": 7.0}
+    assert rules.items[0].factor == 3.0 and rules.items[0].position == 2
+    assert Rules.from_dict({"max_per_category": 0}).max_per_category is None  # 0 stays "off"
+
+
+def test_rules_set_refuses_a_bad_value_with_exit_2_and_keeps_the_rules(tmp_path: Path) -> None:
+    save_rules(tmp_path, {"max_per_category": 3})
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"items": [{"action": "boost", "brand": "Kairo", "factor": "abc"}]}))
+    proc = sw("rules", "set", "--workdir", str(tmp_path), "--file", str(bad), check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "factor" in proc.stderr and "'abc'" in proc.stderr and "Traceback" not in proc.stderr
+    assert Rules.load(tmp_path).max_per_category == 3
