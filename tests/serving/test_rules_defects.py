@@ -216,3 +216,60 @@ def test_rules_set_refuses_a_bad_value_with_exit_2_and_keeps_the_rules(tmp_path:
     assert proc.returncode == 2, proc.stderr
     assert "factor" in proc.stderr and "'abc'" in proc.stderr and "Traceback" not in proc.stderr
     assert Rules.load(tmp_path).max_per_category == 3
+
+
+def test_files_a_server_read_before_values_were_checked_still_load(tmp_path: Path) -> None:
+    """Numbers written as texts (`"factor": "2"`, `"weight": "50"`) were read before values were
+    checked: they still are, so a server that ran yesterday starts today. An experiments field
+    the server does not know is left aside when the installed file is read (it is refused at
+    `experiments set`, where a misspelling can still be fixed)."""
+    from shelfwise.serving._experiments import EXPERIMENTS_FILE, load_experiments, parse_experiments
+
+    rules = Rules.from_dict(
+        {"version": "3", "max_per_category": "2", "items": [{"action": "boost", "brand": "A", "factor": "2"}]}
+    )
+    assert (rules.version, rules.max_per_category, rules.items[0].factor) == (3, 2, 2.0)
+    doc = {
+        "experiments": [
+            {
+                "name": "e",
+                "owner": "ana",  # not a field of an experiment
+                "variants": [{"name": "a", "weight": "50"}, {"name": "b", "weight": 50}],
+            }
+        ]
+    }
+    path = tmp_path / EXPERIMENTS_FILE
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(doc))
+    (exp,) = load_experiments(tmp_path)
+    assert [v.weight for v in exp.variants] == [50.0, 50.0]
+    with pytest.raises(ShelfwiseError, match="unknown field"):
+        parse_experiments(doc)
+
+
+def test_a_bad_rules_file_never_holds_up_an_erasure_or_new_keys(tmp_path: Path) -> None:
+    """A running server reloads each configuration file on its own: a rules file it cannot read
+    keeps the last good rules, while a new person's key and an erasure still take effect (they
+    were reloaded in one block with the rules, and a bad rules file held them up)."""
+    import threading
+
+    svc = Service.__new__(Service)
+    svc.workdir = tmp_path
+    svc._swap_lock = threading.Lock()
+    svc._unservable = set()
+    svc.rules = Rules.from_dict({"max_per_category": 3})
+    svc.experiments = []
+    svc.keys = {}
+    svc.snapshot = SimpleNamespace(version="v1")  # type: ignore[assignment]
+    svc._config_mtimes = svc._mtimes()
+    erased: list[str] = []
+    svc._apply_erasures = lambda: erased.append("now")  # type: ignore[method-assign]
+    svc._load_keys = lambda: {"h": ("ada", "admin")}  # type: ignore[method-assign]
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "rules.json").write_text(json.dumps({"max_per_category": "three"}))
+    (tmp_path / "governance").mkdir()
+    (tmp_path / "governance" / "people.json").write_text("{}")
+    (tmp_path / "governance" / "erasures.jsonl").write_text('{"pseudonym": "u_x", "at": "2026-01-01"}\n')
+    assert svc.refresh()
+    assert erased == ["now"] and svc.keys == {"h": ("ada", "admin")}
+    assert svc.rules.max_per_category == 3  # the last good rules stay in force

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -38,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ShelfwiseError
-from ._rules import Rules, parse_when, write_json_atomically
+from ._rules import Rules, is_number, parse_when, write_json_atomically
 
 EXPERIMENTS_FILE = Path("config") / "experiments.json"
 BUCKETS = 10_000
@@ -81,9 +80,11 @@ _EXPERIMENT_FIELDS = {"name", "surface", "salt", "variants", "start", "end", "de
 _VARIANT_FIELDS = {"name", "weight", "model", "bundle", "rules", "description", "note"}
 
 
-def parse_experiments(doc: Any, source: str = "experiments") -> list[Experiment]:
+def parse_experiments(doc: Any, source: str = "experiments", *, strict: bool = True) -> list[Experiment]:
     """The experiments of a file, every value checked (a clear error naming the experiment,
-    the variant and the field; `check_servable` checks the models and bundles named)."""
+    the variant and the field; `check_servable` checks the models and bundles named). Not
+    `strict` (a server reading the installed file): an unknown field is left aside instead of
+    refused, as it was before fields were checked, so a file a server ran yesterday still loads."""
     if not isinstance(doc, dict) or not isinstance(doc.get("experiments", []), list):
         raise ShelfwiseError(f'{source}: expected {{"experiments": [...]}}')
     out = []
@@ -97,7 +98,7 @@ def parse_experiments(doc: Any, source: str = "experiments") -> list[Experiment]
         names.add(e["name"])
         where = f"{source}: experiment {e['name']!r}"
         # a misspelt field would otherwise be ignored: the experiment would run without it
-        if unknown := set(e) - _EXPERIMENT_FIELDS:
+        if strict and (unknown := set(e) - _EXPERIMENT_FIELDS):
             raise ShelfwiseError(
                 f"{where}: unknown field(s) {sorted(unknown)}; known: {sorted(_EXPERIMENT_FIELDS)}"
             )
@@ -115,12 +116,12 @@ def parse_experiments(doc: Any, source: str = "experiments") -> list[Experiment]
                 raise ShelfwiseError(
                     f"{vwhere}: two variants have this name (the report could not tell them apart)"
                 )
-            if unknown := set(v) - _VARIANT_FIELDS:
+            if strict and (unknown := set(v) - _VARIANT_FIELDS):
                 raise ShelfwiseError(
                     f"{vwhere}: unknown field(s) {sorted(unknown)}; known: {sorted(_VARIANT_FIELDS)}"
                 )
             w = v.get("weight", 1)
-            if not isinstance(w, int | float) or isinstance(w, bool) or not math.isfinite(w) or w < 0:
+            if not is_number(w) or float(w) < 0:
                 raise ShelfwiseError(f"{vwhere}: weight must be a number >= 0, not {w!r}")
             for name in ("model", "bundle"):
                 if v.get(name) is not None and (not isinstance(v[name], str) or not v[name].strip()):
@@ -153,7 +154,7 @@ def load_experiments(workdir: str | Path) -> list[Experiment]:
         doc = json.loads(path.read_text())
     except ValueError as exc:
         raise ShelfwiseError(f"{path}: not valid JSON: {exc}") from None
-    return parse_experiments(doc, str(path))
+    return parse_experiments(doc, str(path), strict=False)
 
 
 def check_servable(workdir: str | Path, experiments: list[Experiment], source: str = "experiments") -> None:

@@ -56,13 +56,20 @@ def parse_when(value: Any, where: str) -> datetime | None:
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
-def _is_number(value: Any) -> bool:
-    """A finite JSON number (`true` is not one, though Python counts it as 1)."""
+def is_number(value: Any) -> bool:
+    """A finite number: a JSON number, or a text that is one (`"2"`: files written before values
+    were checked held them, and they were read then; `true` is not one, though Python counts it
+    as 1)."""
+    if isinstance(value, str):
+        try:
+            return math.isfinite(float(value))
+        except ValueError:
+            return False
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _is_whole(value: Any) -> bool:
-    return _is_number(value) and float(value).is_integer()
+    return is_number(value) and float(value).is_integer()
 
 
 @dataclass(frozen=True)
@@ -127,18 +134,18 @@ class Rules:
         # every value is checked here, at `rules set`: a bad one is a clear error naming it, not
         # a traceback now or a failing request later (the file is read again at serve time)
         version = doc.get("version", 0)
-        if not _is_whole(version) or version < 0:
+        if not _is_whole(version) or float(version) < 0:
             raise ShelfwiseError(f"{source}: version must be a whole number >= 0, not {version!r}")
         stock = doc.get("filter_out_of_stock", True)
         if not isinstance(stock, bool):
             raise ShelfwiseError(f"{source}: filter_out_of_stock must be true or false, not {stock!r}")
         mpc = doc.get("max_per_category")
-        if mpc is not None and (not _is_whole(mpc) or mpc < 0):
+        if mpc is not None and (not _is_whole(mpc) or float(mpc) < 0):
             raise ShelfwiseError(
                 f"{source}: max_per_category must be a whole number >= 1 (null or 0: off), not {mpc!r}"
             )
         level = doc.get("category_level", 2)
-        if not _is_whole(level) or level < 1:
+        if not _is_whole(level) or float(level) < 1:
             raise ShelfwiseError(f"{source}: category_level must be a whole number >= 1, not {level!r}")
         repurchase = doc.get("repurchase_days")
         if repurchase is None:
@@ -150,7 +157,7 @@ class Rules:
         for prefix, days in repurchase.items():
             if not isinstance(prefix, str):
                 raise ShelfwiseError(f"{source}: repurchase_days: a key is a category prefix, not {prefix!r}")
-            if days is not None and (not _is_number(days) or days < 0):
+            if days is not None and (not is_number(days) or float(days) < 0):
                 raise ShelfwiseError(
                     f"{source}: repurchase_days[{prefix!r}] must be a number of days >= 0 or null "
                     f"(never again), not {days!r}"
@@ -188,10 +195,10 @@ class Rules:
                 )
             surfaces = tuple(str(x) for x in raw_surfaces)
             factor = r.get("factor", 2.0)
-            if not _is_number(factor) or factor <= 0:
+            if not is_number(factor) or float(factor) <= 0:
                 raise ShelfwiseError(f"{where}: factor must be a number > 0, not {factor!r}")
             position = r.get("position", 1)
-            if not _is_whole(position) or position < 1:
+            if not _is_whole(position) or float(position) < 1:
                 raise ShelfwiseError(f"{where}: position must be a whole number >= 1, not {position!r}")
             extra = set(r) - {
                 "action",
@@ -215,7 +222,7 @@ class Rules:
                     product_id=str(r["product_id"]) if r.get("product_id") else None,
                     category=str(r["category"]).lower() if r.get("category") else None,
                     brand=str(r["brand"]).lower() if r.get("brand") else None,
-                    position=int(position),
+                    position=int(float(position)),
                     factor=float(factor),
                     query=str(r["query"]).strip().lower() if r.get("query") else None,
                     context=str(r["context"]).lower() if r.get("context") else None,
@@ -228,11 +235,11 @@ class Rules:
         repurchase.setdefault("default", None)
         canonical = json.dumps(doc, sort_keys=True).encode()
         return cls(
-            version=int(version),
+            version=int(float(version)),
             sha256=hashlib.sha256(canonical).hexdigest(),
             filter_out_of_stock=stock,
-            max_per_category=int(mpc) if mpc else None,
-            category_level=int(level),
+            max_per_category=int(float(mpc)) if mpc and float(mpc) else None,
+            category_level=int(float(level)),
             repurchase_days={
                 k.lower() if k != "default" else k: float(v) if v is not None else None
                 for k, v in repurchase.items()

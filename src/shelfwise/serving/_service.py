@@ -313,17 +313,26 @@ class Service:
         with self._swap_lock:
             mt = self._mtimes()
             if mt != self._config_mtimes:
-                try:
-                    self.rules = Rules.load(self.workdir)
-                    self.experiments = load_experiments(self.workdir)
-                    self._unservable.clear()
-                    self.keys = self._load_keys()
-                    if mt[3] != self._config_mtimes[3]:
-                        self._apply_erasures()
-                    self._config_mtimes = mt
-                    changed = True
-                except Exception as exc:  # a bad file keeps the last good configuration
-                    log.error("config not reloaded: %s", exc)
+                # each file on its own: a bad rules or experiments file keeps its last good
+                # version (said once, until the file changes again) and never holds up the keys
+                # or an erasure
+                for what, load in (
+                    ("erasures", self._apply_erasures if mt[3] != self._config_mtimes[3] else None),
+                    ("keys", lambda: setattr(self, "keys", self._load_keys())),
+                    ("rules", lambda: setattr(self, "rules", Rules.load(self.workdir))),
+                    ("experiments", lambda: setattr(self, "experiments", load_experiments(self.workdir))),
+                ):
+                    if load is None:
+                        continue
+                    try:
+                        load()
+                    except Exception as exc:
+                        log.error("%s not reloaded, the last good ones stay in force: %s", what, exc)
+                        if what == "erasures":  # tried again at the next refresh, not forgotten
+                            mt = (*mt[:3], self._config_mtimes[3], *mt[4:])
+                self._unservable.clear()
+                self._config_mtimes = mt
+                changed = True
             version = self._pointer()
             if version and version != self.snapshot.version:
                 try:
