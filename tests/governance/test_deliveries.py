@@ -606,3 +606,21 @@ def test_a_robots_events_sent_again_are_robot_traffic_again(tmp_path):
     work = tmp_path / "w"
     reports = [Ingestor(work, mode="append").run(d) for d in (day1, day2)]
     check_robot_deliveries(work, reports)
+
+
+def test_a_re_sent_part_of_a_burst_still_counts_towards_the_burst(tmp_path):
+    """Day 2 re-sends 90 of the robot's quarantined views and adds 40 new ones in the same
+    minute: the window sees all 130 (over the limit), so the 40 new views are robot traffic too
+    (flagging the re-sent rows first left the window 40, and curated them)."""
+    day1, _ = robot_deliveries(tmp_path)
+    day2 = tmp_path / "b2x"
+    day2.mkdir()
+    (day2 / "products.csv").write_text("product_id,title\nP1,Red Shoe\nP2,Blue Shoe\n")
+    lines = (day1 / "events.csv").read_text().splitlines()
+    bot = [x for x in lines if x.startswith("BOTX")]
+    fresh = [f"BOTX,P1,view,2026-01-01T10:00:{i:02d}.500Z,SB" for i in range(40)]
+    (day2 / "events.csv").write_text("\n".join([lines[0], *bot[:90], *fresh]) + "\n")
+    work = tmp_path / "w"
+    Ingestor(work, mode="append").run(day1)
+    ev = Ingestor(work, mode="append").run(day2).tables["events"]
+    assert (ev.rows_curated, ev.reasons) == (0, {"bot_traffic": 130})

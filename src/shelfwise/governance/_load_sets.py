@@ -126,7 +126,7 @@ def resent_bot_lines(st: LoadState) -> list[int]:
     ).fetchone()
     if not have or not have[0]:
         return []
-    fields = [c for c in _BOT_ROW if c in st.mapping or c in st.implied]
+    fields = [c for c in _BOT_ROW if c in st.delivered]
 
     def norm(expr: str) -> str:
         return f"coalesce(trim({expr}), '')"
@@ -144,6 +144,9 @@ def resent_bot_lines(st: LoadState) -> list[int]:
 
 
 def _flag_bots(st: LoadState) -> None:
+    # the window first, over every valid row (a re-sent part of a burst still counts towards the
+    # burst the load holds); then the re-sent rows the window left valid
+    _flag_bot_windows(st)
     again = resent_bot_lines(st)
     if again:
         st.wh.sql(
@@ -152,6 +155,9 @@ def _flag_bots(st: LoadState) -> None:
                 WHERE len(_reasons) = 0 AND _source_line IN (SELECT unnest(?::BIGINT[]))""",
             [again],
         )
+
+
+def _flag_bot_windows(st: LoadState) -> None:
     s = st.settings
     types = ", ".join(lit(t) for t in BOT_EVENT_TYPES)
     behaviour = f"len(_reasons) = 0 AND event_type IN ({types})"

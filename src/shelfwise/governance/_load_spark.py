@@ -349,15 +349,6 @@ def _flag_curated_event_ids(st: LoadState) -> None:
 def _flag_bots(st: LoadState) -> None:
     s = st.settings
     spark = _engine(st).session
-    again = resent_bot_lines(st)  # (read from the load's strings in DuckDB: the same lines)
-    if again:
-        _add_reason(
-            st,
-            spark.createDataFrame(
-                [(n, RESENT_BOT_DETAIL) for n in again], "_hit_line bigint, _hit_detail string"
-            ),
-            Reason.BOT_TRAFFIC,
-        )
     types = ", ".join(SPARK.lit(t) for t in BOT_EVENT_TYPES)
     view = _view(st)
     behaviour = f"size(_reasons) = 0 AND event_type IN ({types})"
@@ -378,6 +369,17 @@ def _flag_bots(st: LoadState) -> None:
             FROM {view} c JOIN _sw_bots b ON c.user_id = b._bot"""
     )
     _add_reason(st, hits, Reason.BOT_TRAFFIC)
+    # then the re-sent rows the window left valid (read from the load's strings in DuckDB: the
+    # same lines as there)
+    again = resent_bot_lines(st)
+    if again:
+        _add_reason(
+            st,
+            spark.createDataFrame(
+                [(n, RESENT_BOT_DETAIL) for n in again], "_hit_line bigint, _hit_detail string"
+            ),
+            Reason.BOT_TRAFFIC,
+        )
 
 
 def spark_publish(st: LoadState) -> None:
