@@ -64,3 +64,29 @@ def test_the_governance_report_counts_the_open_quarantine_and_judges_deliveries(
     )
     products = next(x for x in catalog(work)["datasets"] if x["name"] == "curated.products")
     assert products["quality"]["rows_in"] == 42 and products["quality"]["passed"]  # 2 of 42: under 5%
+
+
+def test_a_fixed_product_row_keeps_what_its_file_did_not_send(tmp_path: Path):
+    """Day 2's price-only products file has one bad price; the steward fixes it in the exported
+    file and re-processes it: the product's price changes, its brand and category stay (the
+    re-processed row names every column, empty where the file had none)."""
+    import json
+
+    day1, day2 = tmp_path / "d1", tmp_path / "d2"
+    day1.mkdir()
+    day2.mkdir()
+    (day1 / "products.csv").write_text("product_id,title,brand,category,price\nP1,Red Shoe,Acme,Shoes,10\n")
+    (day2 / "products.csv").write_text("product_id,title,price\nP1,Red Shoe,abc\n")
+    work = tmp_path / "w"
+    Ingestor(work).run(day1)
+    Ingestor(work, mode="append").run(day2)
+    out = tmp_path / "q.jsonl"
+    Quarantine(work).export(out, "products")
+    (rec,) = [json.loads(x) for x in out.read_text().splitlines()]
+    rec["price"] = "9.50"
+    out.write_text(json.dumps(rec) + "\n")
+    res = reprocess_rows(work, "products", out)
+    assert res["released"] == 1
+    assert curated_rows(work, "SELECT brand, category, price FROM curated.products") == [
+        ("Acme", "Shoes", 9.5)
+    ]

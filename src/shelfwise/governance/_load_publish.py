@@ -121,7 +121,8 @@ def publish(st: LoadState) -> None:
             cur_cols = [r[0] for r in wh.sql(f"DESCRIBE {cur}").fetchall()]
             on = " AND ".join(f"o.{q(k)} = n.{q(k)}" for k in contract.key)
             fresh = (
-                f"SELECT {upsert_select(contract, new_cols, cur_cols, st.delivered)} FROM _new n "
+                f"SELECT {upsert_select(contract, new_cols, cur_cols, st.delivered, nulls_keep=st.reprocess)} "
+                "FROM _new n "
                 f"LEFT JOIN (SELECT *, true AS _present FROM {cur}) o ON {on} ORDER BY n._source_line"
             )
             fresh = f"({fresh})"
@@ -321,6 +322,7 @@ def upsert_select(
     cur_cols: list[str],
     delivered: frozenset[str],
     dialect: Dialect = DUCKDB,
+    nulls_keep: bool = False,
 ) -> str:
     """The SELECT list over `n` (this load's rows) LEFT JOIN `o` (the curated rows of their
     keys, `o._present` where there is one) that a keyed table's new version takes: a column
@@ -330,7 +332,11 @@ def upsert_select(
     out = []
     for col in dict.fromkeys([*new_cols, *cur_cols]):
         c = dialect.q(col)
-        if col in contract.key or col in delivered or col not in cur_cols:
+        if nulls_keep and col not in contract.key and col in new_cols and col in cur_cols:
+            # a re-processed row names every column (the quarantine keeps a row's fields, not
+            # which of them its file had): an empty one keeps the key's curated value
+            out.append(f"CASE WHEN o._present AND n.{c} IS NULL THEN o.{c} ELSE n.{c} END AS {c}")
+        elif col in contract.key or col in delivered or col not in cur_cols:
             out.append(f"n.{c}")
         elif col in new_cols:
             out.append(f"CASE WHEN o._present THEN o.{c} ELSE n.{c} END AS {c}")

@@ -431,7 +431,14 @@ def spark_publish(st: LoadState) -> None:
             new.createOrReplaceTempView("_sw_upsert_n")
             current.createOrReplaceTempView("_sw_upsert_o")
             on = " AND ".join(f"o.{bq(k)} = n.{bq(k)}" for k in contract.key)
-            cols = upsert_select(contract, list(new.columns), list(current.columns), st.delivered, SPARK)
+            cols = upsert_select(
+                contract,
+                list(new.columns),
+                list(current.columns),
+                st.delivered,
+                SPARK,
+                nulls_keep=st.reprocess,
+            )
             new = spark.sql(
                 f"SELECT {cols} FROM _sw_upsert_n n LEFT JOIN "
                 f"(SELECT *, true AS _present FROM _sw_upsert_o) o ON {on}"

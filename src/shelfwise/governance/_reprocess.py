@@ -131,7 +131,8 @@ def _fixable(
         row = rows.get(int(rec["_quarantine_id"]))
         raw = (row or {}).get("raw") or {}
         unchanged = all((rec.get(c) or None) == (raw.get(c) or None) for c in columns)
-        if row is not None and row["reason"] in AS_IS_NEVER and unchanged:
+        reasons = set((row or {}).get("reasons") or [(row or {}).get("reason")])
+        if row is not None and reasons & set(AS_IS_NEVER) and unchanged:
             left += 1
         else:
             keep.append(rec)
