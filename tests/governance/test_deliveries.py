@@ -624,3 +624,31 @@ def test_a_re_sent_part_of_a_burst_still_counts_towards_the_burst(tmp_path):
     Ingestor(work, mode="append").run(day1)
     ev = Ingestor(work, mode="append").run(day2).tables["events"]
     assert (ev.rows_curated, ev.reasons) == (0, {"bot_traffic": 130})
+
+
+def test_one_stray_date_does_not_turn_a_tables_date_order(tmp_path):
+    """A month-first table (day 1: 01/13/2026) gets a day-2 file with one typo (13/01/2026) among
+    month-first dates that do not tell: the table's order holds (the typo fails its check) and
+    stays recorded, so day 3's ambiguous dates are still read month first."""
+    days = [tmp_path / f"d{i}" for i in (1, 2, 3)]
+    head = "user_id,product_id,event_type,timestamp\n"
+    rows = {
+        0: ["U1,P1,view,01/13/2026 10:00", "U1,P1,view,02/03/2026 10:00"],
+        1: [
+            "U2,P1,view,13/01/2026 10:00",
+            *[f"U{i},P1,view,02/0{i % 9 + 1}/2026 10:00" for i in range(3, 9)],
+        ],
+        2: ["U9,P1,view,03/04/2026 10:00"],
+    }
+    for i, d in enumerate(days):
+        d.mkdir()
+        (d / "products.csv").write_text("product_id,title\nP1,Red Shoe\n")
+        (d / "events.csv").write_text(head + "\n".join(rows[i]) + "\n")
+    work = tmp_path / "w"
+    Ingestor(work, mode="append").run(days[0])
+    second = Ingestor(work, mode="append").run(days[1])
+    assert second.tables["events"].reasons == {"unparseable_timestamp": 1}
+    assert any("kept month first" in n for n in second.notes), second.notes
+    Ingestor(work, mode="append").run(days[2])
+    got = curated_rows(work, "SELECT timestamp FROM curated.events WHERE timestamp >= '2026-03-01'")
+    assert [str(r[0])[:10] for r in got] == ["2026-03-04"]  # March 4th, month first

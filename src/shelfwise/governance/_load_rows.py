@@ -74,21 +74,32 @@ def day_first_dates(st: LoadState) -> bool:
         "run_id VARCHAR, source_file VARCHAR, decided_at TIMESTAMP)"
     )
     told = bool(first_big) != bool(second_big)
+    known = st.wh.sql(
+        f"SELECT day_first, source_file FROM {DATE_ORDERS} WHERE table_name = ?", [st.name]
+    ).fetchone()
     if told:
         day_first = bool(first_big)
-        st.wh.sql(
-            f"INSERT OR REPLACE INTO {DATE_ORDERS} VALUES (?, ?, ?, ?, now()::TIMESTAMP)",
-            [st.name, day_first, st.run_id, str(st.src)],
-        )
+        evidence = first_big or second_big
+        if known is not None and bool(known[0]) != day_first and evidence < max(10, slashed // 100):
+            # a few values against what the table's files showed before (a typo like 13/01 in a
+            # month-first export): the table's order holds, and those rows fail their check
+            st.note(
+                f"{st.src.name}: {evidence} date(s) would be read {'day' if day_first else 'month'} "
+                f"first, against the table's earlier files; kept {'day' if known[0] else 'month'} first "
+                "(those rows are quarantined if they do not parse)"
+            )
+            return bool(known[0])
+        if not st.reprocess:  # (re-processed rows are the quarantine's: not a delivery's order)
+            st.wh.sql(
+                f"INSERT OR REPLACE INTO {DATE_ORDERS} VALUES (?, ?, ?, ?, now()::TIMESTAMP)",
+                [st.name, day_first, st.run_id, str(st.src)],
+            )
         if day_first:
             st.note(
                 f"{st.src.name}: dates like 05/01/2024 read as day/month/year (a first field above 12 "
                 "occurs, a second one never does)"
             )
         return day_first
-    known = st.wh.sql(
-        f"SELECT day_first, source_file FROM {DATE_ORDERS} WHERE table_name = ?", [st.name]
-    ).fetchone()
     if first_big and second_big:  # both orders occur: month first (the other rows fail their check)
         return False
     if known is not None:
