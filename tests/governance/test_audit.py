@@ -96,5 +96,11 @@ def test_removing_the_newest_entries_is_detected(tmp_path):
     log.path.write_text("\n".join(lines[:2]) + "\n")
     v = AuditLog(tmp_path).verify()
     assert not v.ok and "entry 4 was written" in (v.reason or "")
+    # entries written after the removal do not hide it: the head stays at entry 4, which the
+    # log no longer holds as written
+    for i in range(3):
+        AuditLog(tmp_path).append("train", run_id=f"after{i}")
+    v = AuditLog(tmp_path).verify()
+    assert not v.ok and "differs" in (v.reason or ""), v
     log.path.unlink()
     assert not AuditLog(tmp_path).verify().ok

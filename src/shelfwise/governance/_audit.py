@@ -95,10 +95,11 @@ class AuditLog:
         self.path = Path(workdir) / AUDIT_FILE
         self.head = Path(workdir) / AUDIT_HEAD
 
-    def _last_hash(self) -> tuple[str, int]:
+    def _last_hash(self, at: int = 0) -> tuple[str, int, str | None]:
+        """(the last entry's hash, the number of entries, the hash of entry `at` or None)."""
         if not self.path.exists():
-            return GENESIS, 0
-        last, n = GENESIS, 0
+            return GENESIS, 0, None
+        last, n, found = GENESIS, 0, None
         with open(self.path, encoding="utf-8") as fh:
             for line in fh:
                 if line.strip():
@@ -107,7 +108,16 @@ class AuditLog:
                         last = json.loads(line)["hash"]
                     except (ValueError, KeyError):
                         last = hashlib.sha256(line.encode()).hexdigest()
-        return last, n
+                    if n == at:
+                        found = last
+        return last, n, found
+
+    def _read_head(self) -> dict[str, Any] | None:
+        try:
+            head = json.loads(self.head.read_text())
+        except (OSError, ValueError):
+            return None  # (a log written before the head was kept)
+        return head if isinstance(head, dict) else None
 
     def append(
         self, action: str, *, actor: str | None = None, outcome: str = "ok", **details: Any
@@ -121,18 +131,24 @@ class AuditLog:
             # it: a CLI run beside a server (or two server workers) would otherwise both chain to
             # the same entry, and the log would read as tampered with
             fcntl.flock(fd, fcntl.LOCK_EX)
-            entry = self._entry(action, actor, outcome, details)
+            head = self._read_head()
+            prev, n, at_head = self._last_hash(int(head.get("seq", 0)) if head else 0)
+            entry = self._entry(action, actor, outcome, details, prev, n)
             os.write(fd, (json.dumps(entry, ensure_ascii=False, default=str) + "\n").encode("utf-8"))
             os.fsync(fd)
-            tmp = self.head.with_name(self.head.name + ".tmp")
-            tmp.write_text(json.dumps({"seq": entry["seq"], "hash": entry["hash"]}))
-            tmp.replace(self.head)
+            # the head moves on only from a log that still holds it: after lines were removed it
+            # stays where it was, so the next entries cannot hide the removal (`verify`)
+            if head is None or at_head == head.get("hash"):
+                tmp = self.head.with_name(self.head.name + ".tmp")
+                tmp.write_text(json.dumps({"seq": entry["seq"], "hash": entry["hash"]}))
+                tmp.replace(self.head)
         finally:
             os.close(fd)  # (releases the lock)
         return entry
 
-    def _entry(self, action: str, actor: str | None, outcome: str, details: dict[str, Any]) -> dict[str, Any]:
-        prev, n = self._last_hash()
+    def _entry(
+        self, action: str, actor: str | None, outcome: str, details: dict[str, Any], prev: str, n: int
+    ) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "seq": n + 1,
             "at": datetime.now(UTC).isoformat(),
@@ -161,10 +177,7 @@ class AuditLog:
     def verify(self) -> Verification:
         prev = GENESIS
         n = 0
-        try:
-            head = json.loads(self.head.read_text())
-        except (OSError, ValueError):
-            head = None  # (a log written before the head was kept)
+        head = self._read_head()
         if not self.path.exists():
             if head is not None:
                 return Verification(
