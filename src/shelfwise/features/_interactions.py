@@ -120,10 +120,12 @@ class Interactions:
     def item_counts(self) -> np.ndarray:
         return np.bincount(self.item_idx, minlength=self.n_items)
 
-    def take(self, mask: np.ndarray) -> Interactions:
-        """A subset of rows with the same id maps (the index spaces stay comparable)."""
+    def take(self, mask: np.ndarray, *, keep_raises: bool = True) -> Interactions:
+        """A subset of rows with the same id maps (the index spaces stay comparable).
+        `keep_raises` False: without the steps' weight changes (a scoring-only history, as an
+        explanation's leave-one-out: no remapping of arrays the size of the whole history)."""
         raises = None
-        if self.raises is not None:
+        if self.raises is not None and keep_raises:
             step, ts, w = self.raises
             kept_rows = np.arange(len(self))[mask]
             row = np.full(len(self), -1, np.int64)  # each kept row's new position

@@ -291,7 +291,7 @@ class Recommender(ABC):
         drops: dict[int, list[tuple[float, int]]] = {i: [] for i in items}
         for pos in np.unique(seq)[-50:]:
             mask = ~((hist.user_idx == user) & (hist.item_idx == pos))
-            s = row(hist.take(mask))
+            s = row(hist.take(mask, keep_raises=False))
             for j, i in enumerate(items):
                 drops[i].append((float(base[j]) - float(s[j]), int(pos)))
         out = {}
