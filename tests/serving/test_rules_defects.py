@@ -124,6 +124,7 @@ def similar_service(rules: dict[str, Any]) -> Service:
     svc.cache = LRU(100)
     svc.apply_rules = True
     svc.rules = Rules.from_dict(rules)
+    svc._variant_rules = {}
     svc.snapshot = SimpleNamespace(  # type: ignore[assignment]
         item_index={p: i for i, p in enumerate(ITEMS)},
         item_ids=list(ITEMS),
@@ -156,6 +157,7 @@ def test_a_variants_items_apply_after_the_shops() -> None:
     diverse = svc._rules_for(Variant("diverse", 1, rules={"max_per_category": 1}))
     assert diverse.max_per_category == 1 and [r.action for r in diverse.items] == ["pin"]
     assert len({svc.rules.sha256, rules.sha256, diverse.sha256}) == 3
+    assert svc._rules_for(hide) is rules  # merged once, not per request
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import logging
 import os
 import threading
@@ -230,6 +231,7 @@ class Service:
         # a variant's bundle or model this server could not serve (said once in the log; a
         # bundle is tried again when the experiments change)
         self._unservable: set[tuple[str, str]] = set()
+        self._variant_rules: dict[tuple[str, str, str], Rules] = {}  # (variant, shop rules) -> merged
         self.rules = Rules.load(self.workdir)
         self.synonyms = LiveSynonyms(self.workdir)  # config/synonyms.txt, checked per search
         self.experiments: list[Experiment] = load_experiments(self.workdir)
@@ -426,6 +428,18 @@ class Service:
             return NO_RULES
         if variant is None or not variant.rules:
             return self.rules
+        # built once per variant and shop rules (a request does not re-check and re-hash them)
+        key = (variant.name, json.dumps(variant.rules, sort_keys=True, default=str), self.rules.sha256)
+        cached = self._variant_rules.get(key)
+        if cached is not None:
+            return cached
+        merged = self._merged_rules(variant)
+        if len(self._variant_rules) > 256:
+            self._variant_rules.clear()
+        self._variant_rules[key] = merged
+        return merged
+
+    def _merged_rules(self, variant: Variant) -> Rules:
         doc: dict[str, Any] = {
             "filter_out_of_stock": self.rules.filter_out_of_stock,
             "max_per_category": self.rules.max_per_category,
