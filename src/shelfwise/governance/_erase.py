@@ -234,13 +234,7 @@ def _erase_warehouse(workdir: Path, raw: str, pseudo: str, pseudonymize: Pseudon
             n = wh.sql(f'DELETE FROM "{schema}"."{table}" WHERE {where}', params).fetchone()
             out[f"{schema}.{table}"] = int(n[0]) if n else 0
             if schema == "curated" and out[f"{schema}.{table}"]:
-                # the version's recorded size and content hash describe what it now holds (a
-                # bundle trained afterwards states the rows it was trained on)
-                count, digest = wh.fingerprint(f'curated."{table}"')
-                wh.sql(
-                    "UPDATE meta.table_versions SET row_count = ?, content_hash = ? WHERE physical_name = ?",
-                    [count, digest, table],
-                )
+                wh.refresh_version(table)
         out.update(_erase_parquet(wh, raw, [pseudo, *anon], sessions))
         if wh.exists("quarantine", "rows"):
             token = '(^|[,;\\t|"])' + re.escape(raw) + '([,;\\t|"]|$)'

@@ -83,14 +83,7 @@ def enforce_retention(
                     n = wh.sql(f'DELETE FROM curated."{name}" WHERE "timestamp" < ?', [cutoff]).fetchone()
                     deleted[f"curated.{name}"] = int(n[0]) if n else 0
                     if deleted[f"curated.{name}"]:
-                        # the version's recorded size and content hash describe what it now holds
-                        # (as erasure does): the catalog and a bundle trained after state the rows
-                        count, digest = wh.fingerprint(f'curated."{name}"')
-                        wh.sql(
-                            "UPDATE meta.table_versions SET row_count = ?, content_hash = ? "
-                            "WHERE physical_name = ?",
-                            [count, digest, name],
-                        )
+                        wh.refresh_version(name)
                 deleted.update(_expire_parquet_events(wh, cutoff))
                 if wh.exists("raw", "events"):
                     ts = timestamp_expr("nullif(trim(\"timestamp\"), '')")

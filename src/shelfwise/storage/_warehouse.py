@@ -238,6 +238,16 @@ class Warehouse:
         assert row is not None
         return int(row[0]), f"{int(row[1]) & ((1 << 64) - 1):016x}{int(row[2]):016x}"
 
+    def refresh_version(self, physical_name: str) -> None:
+        """After rows were deleted in place from a curated version (erasure, retention): its
+        recorded size and content hash describe what it now holds, so the catalog and a bundle
+        trained afterwards state the rows it has."""
+        count, digest = self.fingerprint(f'curated."{physical_name}"')
+        self.sql(
+            "UPDATE meta.table_versions SET row_count = ?, content_hash = ? WHERE physical_name = ?",
+            [count, digest, physical_name],
+        )
+
     def curated_tables(self) -> list[str]:
         rows = self.sql(
             "SELECT table_name FROM information_schema.tables WHERE table_schema='curated' AND table_type='VIEW' ORDER BY 1"
