@@ -89,7 +89,8 @@ def test_a_chinese_label_is_drawn_as_written_without_a_warning():
 
     from shelfwise.reporting._charts import bar_chart
 
-    with warnings.catch_warnings(record=True) as caught:  # (the filters in force kept)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # whatever filters a caller (pytest, a CLI) set before
         svg = bar_chart(["灰色 水壶", "red kettle"], [3, 2], "Top queries", "searches", fast=True)
     assert not [w for w in caught if "Glyph" in str(w.message)], [str(w.message) for w in caught]
     assert ">灰色 水壶</text>" in svg

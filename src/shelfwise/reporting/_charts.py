@@ -14,9 +14,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 # text stays text in the SVG, drawn by the browser with its own fonts: a label in Chinese (a
 # query, a category) shows as written instead of as boxes for the glyphs matplotlib's bundled
 # font lacks, and the file is smaller. Measuring such a label still asks that font for glyphs it
-# does not have: that warning says nothing about the chart, so it is not printed
+# does not have: that warning says nothing about the chart, so it is not printed (`_svg`)
 matplotlib.rcParams["svg.fonttype"] = "none"
-warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font", category=UserWarning)
+_NO_GLYPH = r"Glyph \d+ .* missing from font"
 
 BARS_UP_TO = 60  # a time series of more days is drawn as stacked areas
 PALETTE = ["#2563eb", "#f97316", "#16a34a", "#dc2626", "#9333ea", "#0891b2", "#ca8a04", "#db2777", "#4b5563"]
@@ -27,12 +27,16 @@ def _svg(fig: plt.Figure, margins: tuple[float, float] | None = None) -> str:
     inches), laid out with those margins: cropping draws the figure twice (its extent, then
     the SVG), which is most of a chart's cost (the ingest report's four: 1.3 -> 0.8 s CPU)."""
     buf = io.StringIO()
-    if margins is None:
-        fig.savefig(buf, format="svg", bbox_inches="tight")
-    else:
-        w, h = fig.get_size_inches()
-        fig.subplots_adjust(left=margins[0] / w, bottom=margins[1] / h, right=1 - 0.35 / w, top=1 - 0.4 / h)
-        fig.savefig(buf, format="svg")
+    with warnings.catch_warnings():  # (here, not once at import: a caller may reset the filters)
+        warnings.filterwarnings("ignore", message=_NO_GLYPH, category=UserWarning)
+        if margins is None:
+            fig.savefig(buf, format="svg", bbox_inches="tight")
+        else:
+            w, h = fig.get_size_inches()
+            fig.subplots_adjust(
+                left=margins[0] / w, bottom=margins[1] / h, right=1 - 0.35 / w, top=1 - 0.4 / h
+            )
+            fig.savefig(buf, format="svg")
     plt.close(fig)
     svg = buf.getvalue()
     return svg[svg.find("<svg") :]
