@@ -24,6 +24,7 @@ from shelfwise.serving._http_events import events_router
 from shelfwise.serving._http_metrics import Metrics
 from shelfwise.serving._service import ServeSettings
 from shelfwise.serving._spool import FileSpool
+from tests.serving.test_event_ids import NOW, _workdir
 
 
 class _GatedIds(SqliteEventIds):
@@ -128,21 +129,6 @@ def test_a_claim_is_all_or_nothing_and_outlives_a_cancelled_waiter():
     assert flight.claim(["a", "b", "c"]) == {}
 
 
-NOW = "2026-11-01T12:00:00Z"
-
-
-def _shop(tmp_path: Path) -> Path:
-    """A warehouse with a catalog of two products and one event (no trained bundle)."""
-    from shelfwise.governance import Ingestor
-
-    data, work = tmp_path / "data", tmp_path / "w"
-    data.mkdir()
-    (data / "products.csv").write_text("product_id,title\nP1,Tea\nP2,Cup\n")
-    (data / "events.csv").write_text(f"user_id,product_id,event_type,timestamp\nu0,P1,view,{NOW}\n")
-    Ingestor(work).run(data)
-    return work
-
-
 def _spool(work: Path, events: list[dict[str, Any]]) -> None:
     spool = FileSpool(work / EVENTS_DIR, fsync=False)
     spool.append([json.dumps({"event": e, "received_at": NOW}).encode() for e in events]).result()
@@ -163,7 +149,7 @@ def _views(user: str, n: int) -> list[dict[str, Any]]:
 
 
 def test_events_an_absorb_quarantined_as_robot_traffic_are_not_replayed(tmp_path: Path):
-    work = _shop(tmp_path)
+    work = _workdir(tmp_path)
     as_of = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")  # the bundle's mark: before the absorb
     robot = _views("robot", 130)
     robot[0]["event_id"] = "robot-1"

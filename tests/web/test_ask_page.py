@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,14 +21,13 @@ import pytest
 
 from tests.insights.test_ask import LABELED
 from tests.insights.test_ask import shop as faq_shop  # noqa: F401 (the FAQ shop fixture)
-from tests.serving.conftest import free_port
+from tests.serving.conftest import serve_in_thread
 
 pytestmark = pytest.mark.slow  # the encoders load in the server (seconds), then a browser
 
 
 @pytest.fixture(scope="module")
 def served(faq_shop: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, dict]]:  # noqa: F811
-    import uvicorn
     from fastapi import FastAPI
 
     from shelfwise import Shop
@@ -46,16 +43,8 @@ def served(faq_shop: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     Shop(work, as_="ana", api_key=keys["ana"]).ask_report(labeled)
     app = FastAPI()
     mount_console(app, work, lambda: None)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", work, keys
-    server.should_exit = True
-    thread.join(10)
+    with serve_in_thread(app) as url:
+        yield url, work, keys
 
 
 def _login(page: Any, url: str, who: str, key: str) -> None:

@@ -7,15 +7,13 @@ in-process (uvicorn on a free port, single-user mode from the loopback): no ware
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.serving.conftest import free_port
+from tests.serving.conftest import serve_in_thread
 
 SIZES = {"lapsed": 196, "loyal": 330}
 
@@ -61,7 +59,6 @@ def _audience(work: Path, name: str, size: int) -> None:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[str]:
-    import uvicorn
     from fastapi import FastAPI
 
     from shelfwise.web import mount_console
@@ -71,16 +68,8 @@ def served(tmp_path: Path) -> Iterator[str]:
         _audience(work, name, size)
     app = FastAPI()
     mount_console(app, work, lambda: None)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serve_in_thread(app) as url:
+        yield url
 
 
 def test_bar_charts_start_at_zero(served: str, browser: Any) -> None:
