@@ -23,6 +23,8 @@ def reprocess_rows(
     if table not in CONTRACTS:
         raise ShelfwiseError(f"unknown table {table!r} (tables: {', '.join(CONTRACTS)})")
     contract = CONTRACTS[table]
+    # the table's open rows, read once: what a file may re-process, and what each row was
+    open_rows = {r["quarantine_id"]: r for r in Quarantine(workdir).list(table, status="open", limit=None)}
     if fixed_file is not None:
         records = []
         with open(fixed_file, encoding="utf-8") as fh:
@@ -38,15 +40,14 @@ def reprocess_rows(
                         f"{fixed_file}:{n}: no _quarantine_id (use a file written by quarantine export)"
                     )
                 records.append(rec)
-        open_ids = {r["quarantine_id"] for r in Quarantine(workdir).list(table, status="open", limit=None)}
-        records = [r for r in records if r["_quarantine_id"] in open_ids and r.get("_table", table) == table]
+        records = [r for r in records if r["_quarantine_id"] in open_rows and r.get("_table", table) == table]
     else:
         records = []
-        for r in Quarantine(workdir).list(table, status="open", limit=None):
+        for r in open_rows.values():
             rec = dict(r["raw"] or {})
             rec["_quarantine_id"] = r["quarantine_id"]
             records.append(rec)
-    records, skipped = _fixable(workdir, table, records)
+    records, skipped = _fixable(table, records, open_rows)
     if not records:
         return {"table": table, "retried": 0, "released": 0, "still_quarantined": 0, **skipped}
     tmp = Path(tempfile.mkdtemp(prefix="shelfwise-reprocess-", dir=workdir / "tmp"))
@@ -113,18 +114,11 @@ AS_IS_NEVER = ("duplicate_key", "malformed_row")
 
 
 def _fixable(
-    workdir: Path, table: str, records: list[dict[str, Any]]
+    table: str, records: list[dict[str, Any]], rows: dict[int, dict[str, Any]]
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The records to re-process, and what was left open: a row of AS_IS_NEVER whose fields
-    are as quarantined (not edited) stays open, counted in `skipped` with the reason."""
-    from ._quarantine import Quarantine
-
-    ids = {int(r["_quarantine_id"]) for r in records}
-    rows = {
-        r["quarantine_id"]: r
-        for r in Quarantine(workdir).list(table, status="open", limit=None)
-        if r["quarantine_id"] in ids
-    }
+    are as quarantined (not edited) stays open, counted in `skipped` with the reason. `rows`:
+    the table's open quarantined rows by id."""
     columns = CONTRACTS[table].column_names
     keep, left = [], 0
     for rec in records:
