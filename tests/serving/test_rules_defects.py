@@ -275,3 +275,97 @@ def test_a_bad_rules_file_never_holds_up_an_erasure_or_new_keys(tmp_path: Path) 
     assert svc.refresh()
     assert erased == ["now"] and svc.keys == {"h": ("ada", "admin")}
     assert svc.rules.max_per_category == 3  # the last good rules stay in force
+
+
+def test_search_counts_and_facets_are_what_the_rules_let_a_shopper_see(served_workdir) -> None:
+    """A hidden brand is not counted nor faceted, an out-of-stock product (filtered) is not
+    counted, a pin for the query is; the engine's cached page is the same for every rule set."""
+    from shelfwise.search import Filters
+
+    _, work = served_workdir
+    svc = Service(work)
+    svc.rules = Rules.from_dict({"filter_out_of_stock": False})
+    before = svc.search("organic", 50, filters=Filters())
+    assert before is not None and before.extra["total"] > 0
+    brands = {f["value"]: f["count"] for f in before.extra["facets"]["brand"]}
+    brand, n_brand = max(brands.items(), key=lambda kv: kv[1])
+    assert 0 < n_brand < before.extra["total"]
+
+    svc.rules = Rules.from_dict({"filter_out_of_stock": False, "items": [{"action": "hide", "brand": brand}]})
+    hidden = svc.search("organic", 50, filters=Filters())
+    assert hidden is not None and hidden.source == "cached:search"  # one engine page for both
+    assert hidden.extra["total"] == before.extra["total"] - n_brand
+    assert brand not in {f["value"] for f in hidden.extra["facets"]["brand"]}
+    assert not set(hidden.items) & {p for p in before.items if svc.snapshot.info[p][1] == brand}
+
+    # the default out-of-stock filter: the in-stock facet says what is shown
+    svc.rules = Rules.from_dict({})
+    stocked = svc.search("organic", 50, filters=Filters())
+    assert stocked is not None
+    out = before.extra["facets"]["in_stock"]["false"]
+    assert stocked.extra["total"] == before.extra["total"] - out
+    assert stocked.extra["facets"]["in_stock"] == {"true": stocked.extra["total"], "false": 0}
+
+    # a pinned product the query did not find is on the page, and counted
+    snap = svc.snapshot
+    far = next(
+        p
+        for p in snap.search.catalog.product_ids
+        if p not in before.items and snap.info.get(p) is not None and snap.info[p][2]
+    )
+    svc.rules = Rules.from_dict(
+        {"filter_out_of_stock": False, "items": [{"action": "pin", "product_id": far, "query": "organic"}]}
+    )
+    pinned = svc.search("organic", 50, filters=Filters())
+    assert pinned is not None and pinned.items[0] == far
+    assert pinned.extra["total"] == before.extra["total"] + 1
+    other = svc.search("organic tea", 50, filters=Filters())  # the pin is for "organic" only
+    assert other is not None and far not in other.items
+
+
+def test_search_counted_agrees_with_what_apply_shows() -> None:
+    """`Rules.search_counted` (vectorized, for counting) keeps exactly the products `apply`
+    shows on a long enough search page, for random rule sets over a catalog with unlisted and
+    out-of-stock products."""
+    from shelfwise.serving._rules import CatalogView
+
+    rng = np.random.default_rng(5)
+    ids = [f"q{i}" for i in range(40)]
+    cats = [f"{['Home', 'Toys', 'Tea'][i % 3]} > {['A', 'B'][i % 2]}" for i in range(40)]
+    brands = [["Acme", "Bolt", "Cup", "Dot"][i % 4] for i in range(40)]
+    bundle = SimpleNamespace(
+        categories=np.array(cats, object),
+        brands=np.array(brands, object),
+        in_stock=rng.random(40) > 0.2,
+        listed=rng.random(40) > 0.1,
+    )
+    view = CatalogView({p: i for i, p in enumerate(ids)}, bundle)
+    engine_ids = [*ids[::-1], "not-in-bundle"]  # another order than the bundle's, and one more
+    engine_index = {p: i for i, p in enumerate(engine_ids)}
+    rows = np.array([view._index.get(p, -1) for p in engine_ids], np.int64)
+    for trial in range(60):
+        items: list[dict[str, Any]] = []
+        for _ in range(int(rng.integers(0, 4))):
+            kind = str(rng.choice(["hide_brand", "hide_cat", "hide_id", "pin", "bury"]))
+            if kind == "hide_brand":
+                items.append({"action": "hide", "brand": str(rng.choice(brands))})
+            elif kind == "hide_cat":
+                items.append({"action": "hide", "category": str(rng.choice(["Home", "Toys > A"]))})
+            elif kind == "pin":
+                items.append(
+                    {
+                        "action": "pin",
+                        "product_id": str(rng.choice(ids)),
+                        "query": str(rng.choice(["x", "y"])),
+                    }
+                )
+            else:
+                items.append(
+                    {"action": "hide" if kind == "hide_id" else "bury", "product_id": str(rng.choice(ids))}
+                )
+        rules = Rules.from_dict({"filter_out_of_stock": bool(trial % 2), "items": items})
+        docs = np.sort(rng.choice(len(engine_ids), 25, replace=False)).astype(np.int64)
+        got = rules.search_counted(docs, engine_ids, engine_index, rows, view, "x")
+        got_ids = {engine_ids[d] for d in (docs if got is None else got)}
+        shown = rules.apply([engine_ids[d] for d in docs], 100, view, surface="search", query="x")
+        assert got_ids == set(shown), (items, got_ids ^ set(shown))

@@ -217,6 +217,7 @@ class SearchEngine(SearchIndex, RankerTraining):
             "items": [{"product_id": self.catalog.product_ids[d], "score": by_doc[d]} for d in page],
             "total": len(counted),
             "facets": self._facets(counted),
+            "counted": counted,  # (the rows `total` and the facets count: serving recounts them after its rules)
             "corrected_query": q.corrected,
             "match": "keyword" if keyword else "semantic_only",
             "fallback": None,
@@ -331,6 +332,7 @@ class SearchEngine(SearchIndex, RankerTraining):
             "items": [{"product_id": self.catalog.product_ids[d], "score": 0.0} for d in fallback],
             "total": 0,
             "facets": facets(self.catalog, np.zeros(0, np.int64)),
+            "counted": np.zeros(0, np.int64),
             "corrected_query": q.corrected,
             "match": "none",
             "fallback": "popular" if fallback else None,

@@ -347,6 +347,48 @@ class Rules:
             out.insert(min(r.position - 1, len(out)), r.product_id)
         return out[:k]
 
+    def search_counted(
+        self,
+        docs: np.ndarray,
+        engine_ids: Sequence[str],
+        engine_index: Mapping[str, int],
+        rows: np.ndarray,
+        catalog: CatalogView,
+        query: str | None,
+        now: datetime | None = None,
+    ) -> np.ndarray | None:
+        """What a search page's `total` and facets count once these rules ran (None: `docs`
+        unchanged, the common case): of `docs` (the
+        engine's matching products, as its row numbers), those `apply` may show on a search
+        for `query` (listed, in stock when filtered, not hidden), plus the products an active
+        pin puts on the page. `engine_ids` / `engine_index`: the engine's product ids by row and
+        back; `rows`: per engine row, the product's item index in `catalog` (-1: none). Position
+        rules (boost, bury, the category cap) move products but show every one of them."""
+        now = now or datetime.now(UTC)
+        docs = np.asarray(docs, np.int64)
+        active = [r for r in self.items if r.applies("search", query, None, now)] if self.items else []
+        hides = [r for r in active if r.action == "hide"]
+        gone = catalog.unavailable(rows[docs], out_of_stock=self.filter_out_of_stock)
+        if hides:
+            for j in np.flatnonzero(~gone):
+                p = engine_ids[int(docs[j])]
+                category, brand, _ = catalog[p]
+                gone[j] = any(r.targets(p, category, brand) for r in hides)
+        kept = docs[~gone] if gone.any() else docs
+        pinned = []
+        for r in active:
+            if r.action != "pin" or r.product_id is None or r.product_id not in engine_index:
+                continue
+            info = catalog.get(r.product_id)
+            if info is None or (self.filter_out_of_stock and not info[2]):
+                continue
+            if not any(h.targets(r.product_id, info[0], info[1]) for h in hides):
+                pinned.append(engine_index[r.product_id])
+        extra = np.setdiff1d(np.array(pinned, np.int64), kept) if pinned else ()
+        if len(extra):
+            kept = np.concatenate([kept, extra])
+        return kept if kept is not docs else None
+
     def _diversify(self, ranked: list[str], k: int, catalog: ItemInfo) -> list[str]:
         """Greedy: at most `max_per_category` per category among the first k; the overflow
         follows (a short list is better than an empty one)."""
@@ -401,6 +443,20 @@ class CatalogView(Mapping[str, tuple[str, str, bool]]):
 
     def __contains__(self, product_id: object) -> bool:
         return self._at(product_id) is not None
+
+    def unavailable(self, rows: np.ndarray, *, out_of_stock: bool) -> np.ndarray:
+        """Per item index in `rows` (-1: a product the bundle does not have), whether no list may
+        show it whatever the rules say: not in the curated catalog, or out of stock when
+        `out_of_stock` (vectorized `get`, for counting a search's matches after the rules)."""
+        rows = np.asarray(rows, np.int64)
+        known = rows >= 0
+        at = np.where(known, rows, 0)
+        gone = ~known
+        if self._listed is not None:
+            gone |= ~self._listed[at]
+        if out_of_stock:
+            gone |= ~np.asarray(self._stock, bool)[at]
+        return gone
 
     def __iter__(self) -> Iterator[str]:
         if self._listed is None:

@@ -145,6 +145,29 @@ class _SearchRequest:
     encoder_batch: int | None = None
 
 
+def search_counts(
+    snap: Snapshot, page: dict[str, Any], rules: Rules, query: str
+) -> tuple[int, dict[str, Any]]:
+    """A search page's `total` and facets as the shopper sees them after `rules`: what the rules
+    hide is not a result, a pinned product is (the engine's page counts before the rules, so
+    that one cached page serves every rule set)."""
+    counted, engine = page.get("counted"), snap.search
+    if (
+        counted is None
+        or engine is None
+        or page["match"] == "none"  # (no result to count: the popular fallback's page)
+        or rules is NO_RULES
+        or not isinstance(snap.info, CatalogView)  # (a test's planted catalog)
+    ):
+        return page["total"], page["facets"]
+    shown = rules.search_counted(
+        counted, engine.catalog.product_ids, engine._index, snap.search_rows, snap.info, query
+    )
+    if shown is None:
+        return page["total"], page["facets"]
+    return len(shown), engine._facets(shown)
+
+
 class Snapshot:
     """One bundle, loaded and indexed for answering."""
 
@@ -170,10 +193,18 @@ class Snapshot:
                 self.purchases.setdefault(int(u), {})[self.item_ids[int(i)]] = float(ts)
         self.cold = [self.item_ids[i] for i in self.recs.cold_start(200)]
         self.search = None
+        self.search_rows = np.zeros(0, np.int64)
         if load_search and (path / "search").exists():
             from ..search import SearchEngine
 
             self.search = SearchEngine.load(path / "search")
+            # per engine row, the product's item index here (-1: none), for counting after rules
+            index = self.item_index
+            self.search_rows = np.fromiter(
+                (index.get(p, -1) for p in self.search.catalog.product_ids),
+                np.int64,
+                len(self.search.catalog),
+            )
         sim_name = next((n for n in ("itemknn", "transitions") if n in self.bundle.models), None)
         self.similar_model = self.bundle.models[sim_name or self.bundle.manifest["default_model"]]
         self.similar_model_name = sim_name or self.bundle.manifest["default_model"]
@@ -721,9 +752,10 @@ class Service:
             available.append("rerank")
         if engine.cross_ is not None:
             available.append("cross_encoder")
+        total, facets = search_counts(req.snap, page, req.rules, a.q)
         extra = {
-            "total": page["total"],
-            "facets": page["facets"],
+            "total": total,
+            "facets": facets,
             "corrected_query": page["corrected_query"],
             "match": page["match"],
             "fallback": page.get("fallback"),

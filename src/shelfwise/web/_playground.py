@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..serving._ranking import rank_user
+from ..serving._service import NO_RULES, search_counts
 
 __all__ = ["Side", "search_side", "shopper"]
 
@@ -160,14 +161,15 @@ def search_side(
                 "why": w,
             }
         )
+    total, facets = search_counts(snap, page, side.rules or NO_RULES, q)
     return {
         "label": side.label,
         "bundle": snap.version,
         "match": page["match"],
-        "total": page["total"],
+        "total": total,
         "corrected_query": page["corrected_query"],
         "stages": page["stages"],
-        "facets": page["facets"],
+        "facets": facets,
         "fallback": page.get("fallback"),
         "items": out_items,
     }
