@@ -632,7 +632,8 @@ class Shop:
         limit: int = 20,
     ) -> dict[str, Any]:
         """Quarantined rows: `summary` (rows per table, reason and status) and the first `rows`
-        with their file, line and detail. `status`: open, released, superseded, redelivered or all."""
+        with their file, line and detail. `status`: open, released, superseded, redelivered, withheld (re-processed
+        into a row of an erased user) or all."""
         with self._acting("quarantine.read_raw"):
             from .governance import Quarantine
 

@@ -90,3 +90,49 @@ def test_a_fixed_product_row_keeps_what_its_file_did_not_send(tmp_path: Path):
     assert curated_rows(work, "SELECT brand, category, price FROM curated.products") == [
         ("Acme", "Shoes", 9.5)
     ]
+
+
+def test_a_fixed_row_naming_an_erased_user_is_withheld_not_released(tmp_path: Path):
+    """A steward fixes a quarantined event into one of an erased user: ingestion withholds it (the
+    user asked to be forgotten), so its quarantined row is resolved `withheld`, not `released`;
+    the other fixed row is released. The run's lineage reads the quarantine and the fixed file,
+    not the temporary file the rows pass through."""
+    import json
+
+    from shelfwise.governance import read_lineage
+    from shelfwise.governance._erase import erase_user
+
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\n"
+        "U1,P1,view,2026-01-01T10:00:00\n"
+        "U2,P1,view,2026-01-01T11:00:00\n"
+        "U3,P1,view,not a date\n"
+        "U4,P1,view,not a date either\n"
+    )
+    work = tmp_path / "w"
+    Ingestor(work).run(d)
+    erase_user(work, "U2")
+    out = tmp_path / "q.jsonl"
+    Quarantine(work).export(out, "events")
+    recs = [json.loads(x) for x in out.read_text().splitlines()]
+    assert sorted(r["user_id"] for r in recs) == ["U3", "U4"]
+    for r in recs:
+        r["timestamp"] = "2026-01-01T12:00:00"
+        if r["user_id"] == "U4":
+            r["user_id"] = "U2"  # the erased user (dated before the erasure)
+    out.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    res = reprocess_rows(work, "events", out)
+    assert (res["retried"], res["released"], res["still_quarantined"], res["withheld"]) == (2, 1, 0, 1)
+    status = {
+        r["raw"]["user_id"]: r["status"] for r in Quarantine(work).list("events", status=None, limit=None)
+    }
+    assert status == {"U3": "released", "U4": "withheld"}, status
+    assert curated_rows(work, "SELECT count(*) FROM curated.events") == [(2,)]  # U1's and U3's
+    run = [
+        e for e in read_lineage(work) if e["run"]["runId"] == res["run_id"] and e["eventType"] == "COMPLETE"
+    ]
+    names = sorted(i["name"] for i in run[0]["inputs"])
+    assert names == sorted(["quarantine.rows", str(out.resolve())]), names
+    assert not any("shelfwise-reprocess-" in n for n in names)

@@ -20,7 +20,9 @@ def quarantine_list(
     workdir: Workdir,
     table: Annotated[str | None, typer.Option(help="Only this table.")] = None,
     reason: Annotated[str | None, typer.Option(help="Only this reason code.")] = None,
-    status: Annotated[str, typer.Option(help="open | released | superseded | redelivered | all")] = "open",
+    status: Annotated[
+        str, typer.Option(help="open | released | superseded | redelivered | withheld | all")
+    ] = "open",
     limit: Annotated[int, typer.Option(help="At most this many rows.")] = 20,
     as_json: AsJson = False,
 ) -> None:
@@ -68,6 +70,7 @@ def quarantine_reprocess(
         typer.echo(
             f"{table}: retried {res['retried']:,}, released {res['released']:,}, "
             f"still quarantined {res['still_quarantined']:,}"
+            + (f", withheld {res['withheld']:,} (they name erased users)" if res.get("withheld") else "")
         )
         if res.get("skipped"):
             typer.echo(f"  left open: {res['skipped']:,} ({res['skipped_reason']})")

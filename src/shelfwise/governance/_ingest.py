@@ -196,6 +196,7 @@ class Ingestor:
         job: str = "shelfwise.ingest",
         column_map: ColumnMap | None = None,
         engine: Engine | None = None,
+        lineage_inputs: list[DatasetRef] | None = None,
     ):
         if mode not in ("replace", "append"):
             raise ValueError(f"mode must be 'replace' or 'append', not {mode!r}")
@@ -210,6 +211,11 @@ class Ingestor:
         self.column_map = column_map
         # where the checks, sets and publishing run (`storage.engine_from`): DuckDB by default
         self.engine: Engine = engine or DuckDBEngine()
+        # what the lineage names as the run's inputs when not the data directory's files (a
+        # re-processing reads quarantined rows through a temporary file deleted afterwards)
+        self.lineage_inputs = lineage_inputs
+        # per table, the source lines withheld as erased users' (filled when re-processing)
+        self.withheld_lines: dict[str, list[int]] = {}
 
     def _declared_file(self, data_dir: Path, table: str) -> Path:
         """The file `shelfwise.toml` names for `table` (`[files]`): it must be there."""
@@ -275,6 +281,8 @@ class Ingestor:
         t0 = time.perf_counter()
         staged_dir = self.workdir / "tmp" / "staged"
         inputs = [DatasetRef("file", str(p.resolve())) for p in files.values() if p is not None]
+        if self.lineage_inputs is not None:
+            inputs = list(self.lineage_inputs)
         # (its START written from a thread: the OpenLineage client is imported meanwhile)
         lineage = LineageRun(self.workdir, self.job, inputs, background=True).start()
         report = IngestReport(
@@ -370,7 +378,7 @@ class Ingestor:
                 report.notes.append("no products file: the catalog is the set of products seen in events")
             q_rows = sum(t.rows_quarantined for t in report.tables.values())
             outputs.append(DatasetRef(warehouse_namespace(self.workdir), "quarantine.rows", rows=q_rows))
-            lineage.inputs = input_refs
+            lineage.inputs = input_refs if self.lineage_inputs is None else list(self.lineage_inputs)
             report.seconds = round(time.perf_counter() - t0, 3)
             wh.record_run(lineage.run_id, self.job, started, "COMPLETE", report.to_dict())
             lineage.complete(outputs)
@@ -505,6 +513,8 @@ class Ingestor:
                 stage(st)
                 spent = tr.stage_seconds.get(name, 0.0) + time.perf_counter() - t0
                 tr.stage_seconds[name] = round(spent, 3)
+            if st.withheld_lines:
+                self.withheld_lines[contract.name] = st.withheld_lines
         except BaseException:
             if self.engine.name == "spark":  # the load's staged Parquet holds raw ids: never left behind
                 from ._load_spark import discard_staged

@@ -75,6 +75,8 @@ def withhold_erased(st: LoadState) -> None:
         wh.sql(f"DELETE FROM {CHECKED} WHERE _source_line IN (SELECT line FROM _withheld)")
         wh.sql(f"DELETE FROM {st.target} WHERE _source_line IN (SELECT line FROM _withheld)")
         count_withheld(st.tr, n)
+        if st.reprocess:
+            st.withheld_lines = [int(r[0]) for r in wh.sql("SELECT line FROM _withheld").fetchall()]
         st.note(
             f"{st.name}: {n:,} row(s) of erased users withheld (dated at or before their erasure, or "
             "undated): not stored in raw, curated or quarantine"

@@ -223,6 +223,8 @@ def spark_withhold_erased(st: LoadState) -> None:
     st.frames["checked"] = df.where(~F.col("_source_line").isin(lines)).localCheckpoint()
     st.wh.sql(f"DELETE FROM {st.target} WHERE list_contains(?::BIGINT[], _source_line)", [lines])
     count_withheld(st.tr, len(lines))
+    if st.reprocess:
+        st.withheld_lines = lines
     st.note(
         f"{st.name}: {len(lines):,} row(s) of erased users withheld (dated at or before their erasure, or "
         "undated): not stored in raw, curated or quarantine"

@@ -65,6 +65,9 @@ class LoadState:
     # a re-processing of quarantined rows (`_reprocess`): its rows are the quarantine's own, so
     # a row failing again is the open row of the quarantine, not a re-sent copy of one
     reprocess: bool = False
+    # the source lines withheld as an erased user's (`withhold_erased`; set when re-processing,
+    # whose quarantined rows they were: such a row is resolved as withheld, not released)
+    withheld_lines: list[int] = field(default_factory=list)
     # the file's columns: canonical -> source header, further headers joined to one, the
     # values implied by the file's name, the kept extra (profile) columns
     header: list[str] = field(default_factory=list)

@@ -11,6 +11,7 @@ from typing import Any
 from ..errors import ShelfwiseError
 from ..storage import Warehouse
 from ._contracts import CONTRACTS
+from ._lineage import DatasetRef, warehouse_namespace
 from ._load_state import REPROCESS_JOB
 
 
@@ -61,10 +62,19 @@ def reprocess_rows(
                     {k: v for k, v in rec.items() if not k.startswith("_") and k not in row and k != "line"}
                 )
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        report = Ingestor(workdir, mode="append", job=REPROCESS_JOB).run(tmp)
+        # its lineage names what was read: the quarantined rows (and the file that fixed
+        # them), not the temporary file they pass through
+        inputs = [DatasetRef(warehouse_namespace(workdir), "quarantine.rows", rows=len(records))]
+        if fixed_file is not None:
+            inputs.append(DatasetRef("file", str(Path(fixed_file).resolve()), rows=len(records)))
+        ingestor = Ingestor(workdir, mode="append", job=REPROCESS_JOB, lineage_inputs=inputs)
+        report = ingestor.run(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     run_id = report.run_id
+    # lines whose (fixed) row names an erased user: not curated, so not released either; the
+    # quarantined row is resolved as withheld (the user asked to be forgotten)
+    withheld_lines = set(ingestor.withheld_lines.get(table, ()))
     with Warehouse(workdir) as wh:
         failed_lines = {
             r[0]
@@ -72,12 +82,21 @@ def reprocess_rows(
                 "SELECT source_line FROM quarantine.rows WHERE run_id = ? AND table_name = ?", [run_id, table]
             ).fetchall()
         }
-        released = [qid for line, qid in enumerate(ids, 1) if line not in failed_lines]
+        released = [
+            qid for line, qid in enumerate(ids, 1) if line not in failed_lines and line not in withheld_lines
+        ]
+        withheld = [qid for line, qid in enumerate(ids, 1) if line in withheld_lines]
         retried_again = [qid for line, qid in enumerate(ids, 1) if line in failed_lines]
         if released:
             wh.sql(
                 "UPDATE quarantine.rows SET status = 'released', resolved_run_id = ? WHERE quarantine_id IN "
                 f"({', '.join(map(str, released))})",
+                [run_id],
+            )
+        if withheld:
+            wh.sql(
+                "UPDATE quarantine.rows SET status = 'withheld', resolved_run_id = ? WHERE quarantine_id IN "
+                f"({', '.join(map(str, withheld))})",
                 [run_id],
             )
         if retried_again:
@@ -96,12 +115,14 @@ def reprocess_rows(
         retried=len(ids),
         released=len(released),
         still_quarantined=len(retried_again),
+        withheld=len(withheld),
     )
     return {
         "table": table,
         "retried": len(ids),
         "released": len(released),
         "still_quarantined": len(retried_again),
+        **({"withheld": len(withheld)} if withheld else {}),
         "run_id": run_id,
         **skipped,
     }

@@ -408,7 +408,8 @@ def console_router(
                 out.append({"table": tbl, "rows": len(mine), "error": exc})
                 continue
             out.append({"table": tbl, "rows": len(mine), "released": res["released"],
-                        "still_quarantined": res["still_quarantined"]})  # fmt: skip
+                        "still_quarantined": res["still_quarantined"],
+                        "withheld": res.get("withheld", 0)})  # fmt: skip
         return out
 
     def reprocess_error(ctx: Any, exc: Exception) -> Any:
@@ -435,6 +436,7 @@ def console_router(
             return (
                 f"{n_rows(r['rows'])} re-processed: {r['released']} released into curated, "
                 f"{r['still_quarantined']} still quarantined (see their new reasons)"
+                + (f", {r['withheld']} withheld (an erased user's)" if r.get("withheld") else "")
             )
         parts = []
         for r in results:
@@ -447,6 +449,7 @@ def console_router(
                 parts.append(
                     f"{r['table']}: {n_rows(r['rows'])} re-processed, {r['released']} released into curated, "
                     f"{r['still_quarantined']} still quarantined"
+                    + (f", {r['withheld']} withheld (an erased user's)" if r.get("withheld") else "")
                 )
         return "; ".join(parts)
 
