@@ -321,14 +321,21 @@ def _erase_files(workdir: Path, raw: str, pseudos: list[str], sessions: list[str
     out: dict[str, int] = {}
     groups = [
         ("feedback", "events-*.jsonl", raw_event),
-        ("spool/events", "*.jsonl", raw_event),
-        ("spool/rejected", "*.jsonl", raw_event),
-        ("spool/exposures", "*.jsonl*", lambda r: r.get("user") in mine),
+        # (the open segments of posted events are left to their absorb, which withholds the
+        # user's events dated up to the erasure and keeps a returning shopper's later ones)
+        ("spool/events", "closed", raw_event),
+        ("spool/rejected", "closed", raw_event),
+        ("spool/exposures", "all", lambda r: r.get("user") in mine),
         # insights (issue 18): stored marketing audiences and served profiles, by pseudonym
         ("audiences", "*/members.jsonl", lambda r: r.get("user") in mine),
         ("insights/profiles", "*.jsonl", lambda r: r.get("user") in mine),
     ]
+    from ..storage._segments import rewrite_segments
+
     for folder, pattern, drop in groups:
+        if folder.startswith("spool/"):  # a running server's open segment rewritten in place
+            out[folder] = rewrite_segments(workdir / folder, drop, closed_only=pattern == "closed")
+            continue
         n = sum(_rewrite_jsonl(p, drop) for p in sorted((workdir / folder).glob(pattern)))
         out[folder] = n
     out[str(CONSOLE_FIGURES)] = drop_console_figures(workdir)

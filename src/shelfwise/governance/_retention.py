@@ -7,7 +7,8 @@
 
 - `events_days`: behaviour events older than this leave every version of `curated.events` (the
   Parquet versions Spark wrote too: their files are rewritten), the raw layer (by their parsed
-  timestamp) and the served-events archive (`feedback/`);
+  timestamp), the served-events archive (`feedback/`) and the histories and purchase lists of
+  the bundles kept (the steps begun before the cutoff: a rollback serves no older history);
 - `quarantine_days`: quarantined rows older than this (by quarantine time) are deleted, with the
   quarantine files of the Spark loads they came from;
 - `served_log_days`: exposure-log lines older than this are deleted;
@@ -26,6 +27,8 @@ import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..errors import ShelfwiseError
 from ._audit import AuditLog
@@ -111,12 +114,12 @@ def enforce_retention(
                 _rewrite_jsonl(p, old_event) for p in (workdir / "feedback").glob("*.jsonl")
             )
         if policy["served_log_days"] is not None:
-            from ._erase import _rewrite_jsonl
+            from ..storage._segments import rewrite_segments
 
             limit = (now - timedelta(days=policy["served_log_days"])).timestamp()
-            deleted["spool/exposures"] = sum(
-                _rewrite_jsonl(p, lambda r: float(r.get("at", limit)) < limit)
-                for p in (workdir / "spool" / "exposures").glob("*.jsonl")
+            # every segment: a stopped server's open one, and a running server's (in place)
+            deleted["spool/exposures"] = rewrite_segments(
+                workdir / "spool" / "exposures", lambda r: float(r.get("at", limit)) < limit
             )
         if policy["consent_history_days"] is not None:
             from ._consent import CONSENTS_FILE, prune_history
@@ -125,6 +128,11 @@ def enforce_retention(
                 workdir, now - timedelta(days=policy["consent_history_days"])
             )
         deleted["bundles"] = _prune_bundles(workdir, policy["bundles_keep"])
+        if policy["events_days"] is not None:  # the bundles kept: a rollback serves no older history
+            cutoff = (now - timedelta(days=policy["events_days"])).replace(tzinfo=None)
+            deleted["bundles/history"] = sum(
+                _expire_bundle(b, cutoff) for b in sorted((workdir / "bundles").glob("[0-9]*")) if b.is_dir()
+            )
         from ._erase import CONSOLE_FIGURES, drop_console_figures
 
         deleted[str(CONSOLE_FIGURES)] = drop_console_figures(workdir)
@@ -173,6 +181,41 @@ def _expire_parquet_quarantine(wh: Any, cutoff: datetime) -> dict[str, int]:
             n += int(counted[0]) if counted else 0
         shutil.rmtree(folder)
     return {"quarantine.parquet": n}
+
+
+def _expire_bundle(path: Path, cutoff: datetime) -> int:
+    """A bundle's history without the steps begun before `cutoff` (with their weight changes)
+    and its purchase list (the repurchase rule's) without the purchases before it; returns the
+    steps removed. A step is dated by its first event, as the history is (`Interactions`); the
+    models' fitted parameters are derived from the history, not events, and stay."""
+    from ..features import Interactions
+    from ..models import read_manifest, write_manifest
+    from ..storage import file_sha256
+
+    if not (path / "interactions.npz").exists():
+        return 0
+    limit = int(cutoff.replace(tzinfo=UTC).timestamp())
+    inter = Interactions.load(path / "interactions.npz")
+    keep = inter.timestamp >= limit
+    n = int((~keep).sum())
+    sv = path / "serving.npz"
+    arrays: dict[str, np.ndarray] = {}
+    if sv.exists():
+        with np.load(sv) as z:
+            arrays = {k: z[k] for k in z.files}
+    recent = arrays["purchase_ts"] >= limit if "purchase_ts" in arrays else None
+    if n == 0 and (recent is None or recent.all()):
+        return 0
+    if recent is not None and not recent.all():
+        for k in ("purchase_user", "purchase_item", "purchase_ts"):
+            arrays[k] = arrays[k][recent]
+        np.savez_compressed(sv, **arrays)  # type: ignore[arg-type]
+    if n:
+        inter.take(keep).save(path / "interactions.npz")
+    manifest = read_manifest(path)
+    manifest.files = {rel: file_sha256(path / rel) for rel in manifest.files if (path / rel).exists()}
+    write_manifest(path, manifest)
+    return n
 
 
 def _prune_bundles(workdir: Path, keep: int | None) -> int:

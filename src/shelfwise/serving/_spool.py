@@ -10,6 +10,11 @@ segments and the open segments of processes that are gone (a crash loses nothing
 A writer holds an exclusive `flock` on its open segment for as long as it writes it (the kernel
 drops it when the process dies, `kill -9` included): that, not the pid in the name, tells a
 live writer from a dead one, since a restarted container often gets its old pid back.
+Erasure and retention rewrite segments (`rewrite_segments`): a closed one, or an open one whose
+writer is gone, through a new file renamed over it; a live writer's open segment in place, while
+holding the folder's gate (`.rewrite.lock`) exclusively: every write holds it shared, so no
+line is appended between the rewrite's read and its truncation (a file renamed over a segment
+its writer still appends to would lose every later line with the old file).
 
 `RedisSpool` appends to a Redis stream instead (several replicas, one queue); acknowledged
 means Redis has it, so run Redis with `appendonly yes` and `appendfsync always` for the same
@@ -28,8 +33,18 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-OPEN_SUFFIX = ".jsonl.open"
-CLOSED_SUFFIX = ".jsonl"
+from ..storage._segments import CLOSED_SUFFIX, GATE, OPEN_SUFFIX, _writer_gone, all_segments, rewrite_segments
+
+__all__ = [
+    "CLOSED_SUFFIX",
+    "OPEN_SUFFIX",
+    "FileSpool",
+    "RedisSpool",
+    "all_segments",
+    "ready_segments",
+    "rewrite_segments",
+    "segment_stem",
+]
 
 
 Item = tuple[list[bytes], Future[int]]
@@ -120,6 +135,7 @@ class FileSpool(_GroupCommit):
         self.rotate_bytes = rotate_bytes
         self.fsync = fsync
         self._fh: Any = None
+        self._gate = open(self.directory / GATE, "ab")  # (see `rewrite_segments`)
         self._path: Path | None = None
         self._opened_at = 0.0
         self._written = 0
@@ -153,13 +169,21 @@ class FileSpool(_GroupCommit):
     def _store(self, batch: list[Item]) -> None:
         if self._fh is None:
             self._open()
-        for lines, _ in batch:
-            for line in lines:
-                self._fh.write(line + b"\n")
-                self._written += len(line) + 1  # bytes: what rotate_bytes is compared with
-        self._fh.flush()
-        if self.fsync:
-            os.fsync(self._fh.fileno())
+        fcntl.flock(self._gate, fcntl.LOCK_SH)  # no in-place rewrite while lines go in
+        try:
+            for lines, _ in batch:
+                for line in lines:
+                    self._fh.write(line + b"\n")
+                    self._written += len(line) + 1  # bytes: what rotate_bytes is compared with
+            self._fh.flush()
+            if self.fsync:
+                os.fsync(self._fh.fileno())
+        finally:
+            fcntl.flock(self._gate, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        super().close()
+        self._gate.close()
 
     def _idle(self, stopping: bool) -> None:
         if self._fh is not None and (
@@ -178,20 +202,6 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _writer_gone(path: Path) -> bool:
-    """Whether nobody holds the open segment's lock (its writer ended, however it ended)."""
-    try:
-        with open(path, "rb") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return False
-            fcntl.flock(fh, fcntl.LOCK_UN)
-            return True
-    except FileNotFoundError:  # closed (renamed) meanwhile: taken as a closed segment next time
-        return False
 
 
 def ready_segments(directory: str | Path) -> list[Path]:
@@ -213,14 +223,6 @@ def ready_segments(directory: str | Path) -> list[Path]:
             if "-".join(parts[1:-1]) == host and (not _pid_alive(pid) or _writer_gone(p)):
                 out.append(p)
     return out
-
-
-def all_segments(directory: str | Path) -> list[Path]:
-    """Every segment, open ones of live writers included (what is acknowledged and not absorbed)."""
-    d = Path(directory)
-    if not d.exists():
-        return []
-    return sorted(p for p in d.iterdir() if p.name.endswith((CLOSED_SUFFIX, OPEN_SUFFIX)))
 
 
 def segment_stem(path: Path) -> str:
