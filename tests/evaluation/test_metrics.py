@@ -232,3 +232,55 @@ def test_a_target_already_in_the_history_is_a_miss_under_both_protocols():
     for protocol in (full_protocol, sampled_protocol):
         assert protocol.exclude_seen and protocol.repeat_targets == 2 and protocol.users == 4
         assert protocol.as_dict()["repeat_targets"] == 2
+
+
+def test_the_tuning_objective_ranks_only_listed_items_too():
+    """Tuning and early stopping score models with `ndcg_at_10`: with `listed`, it agrees with
+    the evaluation's lists (an unlisted best seller is neither ranked nor a hit), so a model is
+    not chosen for hits serving never shows."""
+    from shelfwise.evaluation import evaluate_all, ndcg_at_10
+    from shelfwise.features import Interactions, leave_last_out
+    from shelfwise.models import Popularity
+
+    rng = np.random.default_rng(4)
+    users, items, ts = [], [], []
+    for u in range(80):
+        steps = [*rng.choice(np.arange(1, 25), 4, replace=False)]
+        for t, i in enumerate([*steps, 0] if u % 2 else [0, *steps]):  # p0: unlisted best seller
+            users.append(f"u{u}")
+            items.append(f"p{i}")
+            ts.append(t)
+    split = leave_last_out(Interactions.from_arrays(users, items, ts))
+    listed = np.asarray(split.train.item_ids) != "p0"
+    model = Popularity().fit(split.train)
+    plain = ndcg_at_10(model, split.test)
+    honest = ndcg_at_10(model, split.test, listed=listed)
+    assert honest < plain  # half the users' only hit was p0 at rank 1
+    _, (result,) = evaluate_all({"popularity": model}, split, bootstrap_rounds=10, listed=listed)
+    assert honest == pytest.approx(result.metrics["ndcg@10"])
+    assert ndcg_at_10(model, split.test, listed=np.ones(len(listed), bool)) == pytest.approx(plain)
+
+
+def test_a_sampled_ranking_breaks_ties_at_random_not_in_the_targets_favour():
+    """A model that scores every item 0 ranks the target among N negatives at random: hr@10 near
+    10 / (N + 1), not 1 (the target came first and a stable sort kept it there on every tie)."""
+    from shelfwise.evaluation import evaluate_all
+    from shelfwise.features import Interactions, leave_last_out
+    from shelfwise.models import Popularity
+
+    class Blind(Popularity):
+        def score(self, users, history=None):
+            return np.zeros((len(users), self.n_items_), np.float32)
+
+    rng = np.random.default_rng(6)
+    users, items, ts = [], [], []
+    for u in range(400):
+        for t, i in enumerate(rng.choice(200, 4, replace=False)):
+            users.append(f"u{u}")
+            items.append(f"p{i}")
+            ts.append(t)
+    split = leave_last_out(Interactions.from_arrays(users, items, ts))
+    model = Blind().fit(split.train)
+    protocol, (result,) = evaluate_all({"blind": model}, split, sampled=49, bootstrap_rounds=10)
+    assert "ties broken at random" in protocol.candidates
+    assert 0.12 < result.metrics["hr@10"] < 0.28, result.metrics  # 10 / 50 = 0.2 expected

@@ -87,7 +87,10 @@ def _rank_sampled(
             pool = np.setdiff1d(np.arange(s.shape[1]), banned)
             # a small catalog may hold fewer unseen items than asked: all of them, -1 after
             neg = rng.choice(pool, size=min(negatives, len(pool)), replace=False)
-            cand = np.concatenate([pos[:1], neg])
+            # in random order before the (stable) sort: a tie - say, the zero score a sparse model
+            # gives most items - is broken at random, not in the target's favour (it came first,
+            # and a model scoring nothing then hit every time)
+            cand = rng.permutation(np.concatenate([pos[:1], neg]))
             row = cand[np.argsort(-s[r, cand], kind="stable")]
             if len(pos) and np.isin(pos[0], hist):  # a seen target: excluded, as every seen item
                 row[row == pos[0]] = -1
@@ -212,7 +215,7 @@ def evaluate_all(
     protocol = Protocol(
         split=split.protocol,
         split_description=split.description,
-        candidates=f"sampled ({sampled} random unseen negatives per target{', listed items only' if n_unlisted else ''})"
+        candidates=f"sampled ({sampled} random unseen negatives per target{', listed items only' if n_unlisted else ''}, ties broken at random)"
         if sampled
         else f"full ranking ({over})",
         exclude_seen=True,
@@ -286,14 +289,23 @@ def _rank_jointly(
     return {name: (np.vstack(v) if v else np.empty((0, k), np.int64), secs[name]) for name, v in ids.items()}
 
 
-def ndcg_at_10(model: Recommender, fold: Fold, max_users: int | None = None, seed: int = 0) -> float:
+def ndcg_at_10(
+    model: Recommender,
+    fold: Fold,
+    max_users: int | None = None,
+    seed: int = 0,
+    listed: np.ndarray | None = None,
+) -> float:
     """Mean full-ranking NDCG@10 on a fold (optionally a fixed random subset of its users):
-    the objective of tuning and early stopping."""
+    the objective of tuning and early stopping. `listed` (bool per item, None = all): ranked
+    among the listed items only, as `evaluate_all` and serving rank (an unlisted target is a
+    miss), so that a model is not tuned or stopped for hits serving never shows."""
     users, targets = fold.users, fold.targets
     if max_users and len(users) > max_users:
         pick = np.sort(np.random.default_rng(seed).choice(len(users), max_users, replace=False))
         users, targets = users[pick], targets[pick]
     if len(users) == 0:
         return float("nan")  # no validation target: nothing to score (callers skip tuning then)
-    ids = model.recommend(users, 10, exclude_seen=True, history=fold.history).ids
+    unlisted = _mask(None if listed is None else ~np.asarray(listed, bool))
+    ids = _listed_top(model, users, 10, fold, unlisted)
     return float(per_user_metrics(ids, targets, 10)["ndcg@10"].mean())

@@ -397,7 +397,9 @@ def _train(
         models[name] = model
         timings[name] = {"train_seconds": round(secs, 2), "peak_rss_mb": round(_peak_rss_mb(), 1)}
         if has_val:
-            validation[name] = ndcg_at_10(model, split.validation)
+            validation[name] = ndcg_at_10(
+                model, split.validation, listed=catalog.listed if catalog is not None else None
+            )
             log(f"{name}: fitted in {secs:.1f}s, validation {HEADLINE} {validation[name]:.4f}")
         else:
             log(f"{name}: fitted in {secs:.1f}s (no validation users to score it on)")
@@ -1036,7 +1038,13 @@ def _fit_one(
 
         def validate(m: Recommender) -> float:
             step()  # one validation per `eval_every` epochs: the progress of the run
-            return ndcg_at_10(m, split.validation, max_users=settings.max_tune_users, seed=settings.seed)
+            return ndcg_at_10(
+                m,
+                split.validation,
+                max_users=settings.max_tune_users,
+                seed=settings.seed,
+                listed=catalog.listed if catalog is not None else None,
+            )
 
         model.fit(
             split.train,
@@ -1067,6 +1075,7 @@ def _fit_one(
         max_users=settings.max_tune_users,
         seed=settings.seed,
         on_trial=step,
+        listed=catalog.listed if catalog is not None else None,
     )
     planned = planned_trials(name, settings.tune_trials) if has_val and settings.tune_budget_s > 0 else 0
     if trials:

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import optuna
 
 from ..evaluation import ndcg_at_10
@@ -87,13 +88,14 @@ def tune(
     seed: int = 0,
     defaults: dict[str, Any] | None = None,
     on_trial: Callable[[], None] | None = None,
+    listed: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], Recommender | None]:
     """Best parameters by full-ranking NDCG@10 on the validation fold, every trial, and the
     best fitted model (so the caller need not fit it again; None when nothing was tuned).
     The budget is `planned_trials(name, max_trials)` trials; `budget_s` seconds is a safety
     cap (0: no tuning) after which no new trial starts: fewer trials than planned means it was
     hit, and the choice then depends on the machine's speed. `on_trial` is called after each
-    trial (the run's progress display)."""
+    trial (the run's progress display). `listed`: the items serving shows (see `ndcg_at_10`)."""
     cls = RECOMMENDERS[name]
     space = SEARCH_SPACES.get(name)
     base = dict(defaults or {})
@@ -115,7 +117,7 @@ def tune(
     def objective(trial: optuna.Trial) -> float:
         params = {**base, **space(trial, half_lives)}
         model = cls(**params).fit(split.train)
-        value = ndcg_at_10(model, split.validation, max_users=max_users, seed=seed)
+        value = ndcg_at_10(model, split.validation, max_users=max_users, seed=seed, listed=listed)
         if value > best["value"]:
             best.update(value=value, model=model)
         return value
