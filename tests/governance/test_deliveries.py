@@ -464,11 +464,16 @@ def partial_deliveries(d: Path) -> tuple[Path, Path]:
     (more / "events.csv").write_text(
         "user_id,product_id,event_type,timestamp\nU2,P2,view,2026-01-01T11:00:00Z\n"
     )
+    # day 3: a stock feed without titles (a required column): P1 back in stock; P4 is not in
+    # the catalog yet, so it has no title to keep
+    stock = d / "day3"
+    stock.mkdir()
+    (stock / "products.csv").write_text("product_id,in_stock\nP1,true\n P4 ,true\n")
     return day1, day2
 
 
 def check_partial_deliveries(work: Path, reports: list) -> None:
-    _, day2, day2b = reports
+    _, day2, day2b, day3 = reports
     pr, us, ev = day2.tables["products"], day2.tables["users"], day2.tables["events"]
     assert (pr.rows_inserted, pr.rows_updated, pr.rows_unchanged, pr.reasons) == (
         1,
@@ -482,8 +487,9 @@ def check_partial_deliveries(work: Path, reports: list) -> None:
             work, "SELECT product_id, category, brand, price, in_stock FROM curated.products"
         )
     }
-    # the columns day 2 did not send keep their values; the one it sent changed
-    assert rows["P1"] == ("Fashion > Shoes", "Acme", 9.0, False) and rows["P2"] == (
+    # the columns day 2 did not send keep their values; the one it sent changed (and day 3's
+    # stock feed put P1 back in stock)
+    assert rows["P1"] == ("Fashion > Shoes", "Acme", 9.0, True) and rows["P2"] == (
         "Fashion > Shoes",
         "Acme",
         12.0,
@@ -500,6 +506,20 @@ def check_partial_deliveries(work: Path, reports: list) -> None:
     )
     assert got == [("O1", None), ("O9", 10.0)]  # day 1's purchase once; the other order added
     assert curated_rows(work, "SELECT count(*) FROM curated.events")[0][0] == 4
+    # the stock feed: P1 keeps its title (and the price day 2 set) and is back in stock; P4,
+    # new, is quarantined for its missing title; the report says why
+    stock = day3.tables["products"]
+    assert (stock.rows_in, stock.rows_updated, stock.rows_inserted, stock.reasons) == (
+        2,
+        1,
+        0,
+        {"missing_required": 1},
+    )
+    assert curated_rows(
+        work, "SELECT title, category, price, in_stock FROM curated.products WHERE product_id = 'P1'"
+    ) == [("Red Shoe", "Fashion > Shoes", 9.0, True)]
+    assert curated_rows(work, "SELECT count(*) FROM curated.products")[0][0] == 3
+    assert any("no title column" in n for n in day3.notes), day3.notes
 
 
 def test_a_partial_delivery_keeps_what_it_does_not_send_and_a_resent_event_stays_one(tmp_path):
@@ -510,7 +530,7 @@ def test_a_partial_delivery_keeps_what_it_does_not_send_and_a_resent_event_stays
     day1, day2 = partial_deliveries(tmp_path)
     work = tmp_path / "w"
     reports = [Ingestor(work).run(day1)]
-    reports += [Ingestor(work, mode="append").run(d) for d in (day2, tmp_path / "day2b")]
+    reports += [Ingestor(work, mode="append").run(d) for d in (day2, tmp_path / "day2b", tmp_path / "day3")]
     check_partial_deliveries(work, reports)
 
 
@@ -652,3 +672,53 @@ def test_one_stray_date_does_not_turn_a_tables_date_order(tmp_path):
     Ingestor(work, mode="append").run(days[2])
     got = curated_rows(work, "SELECT timestamp FROM curated.events WHERE timestamp >= '2026-03-01'")
     assert [str(r[0])[:10] for r in got] == ["2026-03-04"]  # March 4th, month first
+
+
+def test_a_header_that_repeats_a_name_is_read_at_its_first_column_and_said(tmp_path):
+    """`title,title` or `value,value` in an export: the first column is read (the last one was,
+    silently), and the load's notes say which was ignored."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "products.csv").write_text("product_id,title,title,price\nP1,Red Shoe,Other,10\n")
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp,value,value\nU1,P1,purchase,2024-01-01T10:00:00Z,5,999\n"
+    )
+    work = tmp_path / "w"
+    report = Ingestor(work).run(d)
+    assert curated_rows(work, "SELECT title FROM curated.products") == [("Red Shoe",)]
+    assert curated_rows(work, "SELECT value FROM curated.events") == [(5.0,)]
+    said = [n for n in report.notes if "repeats" in n]
+    assert len(said) == 2 and "columns 2 and 3" in said[0] and "columns 5 and 6" in said[1], said
+
+
+def test_a_required_column_may_be_left_out_only_by_a_delivery_to_a_curated_table(tmp_path):
+    """A first (or full) load without titles is refused as before; so is an appended delivery
+    to a table not curated yet."""
+    import pytest
+
+    from shelfwise.errors import SourceError
+
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "products.csv").write_text("product_id,price\nP1,10\n")
+    with pytest.raises(SourceError, match="missing required column"):
+        Ingestor(tmp_path / "w").run(d)
+    with pytest.raises(SourceError, match="missing required column"):
+        Ingestor(tmp_path / "w2", mode="append").run(d)
+
+
+def test_a_products_map_applies_to_the_products_file_when_there_is_no_users_file(tmp_path):
+    """With products.csv and events.csv but no users file, the users are derived from the events
+    file: the column map's products entries name the products file's headers (README's own
+    `[map.products]` example), not the events file's. It was refused as "not a column of this
+    file (the products are read from it)"."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "products.csv").write_text("product_id,title,Cat A,Cat B\nP1,Red Shoe,Fashion,Shoes\n")
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\nU1,P1,view,2024-01-01T10:00:00Z\n"
+    )
+    (d / "shelfwise.toml").write_text('[map.products]\ncategory = ["Cat A", "Cat B"]\n')
+    work = tmp_path / "w"
+    Ingestor(work).run(d)
+    assert curated_rows(work, "SELECT category FROM curated.products") == [("Fashion > Shoes",)]

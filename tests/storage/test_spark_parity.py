@@ -386,7 +386,10 @@ def test_partial_deliveries_on_spark_as_on_duckdb(spark, tmp_path):
     work = tmp_path / "w"
     engine = SparkEngine(work, master="local[2]")
     reports = [Ingestor(work, engine=engine).run(day1)]
-    reports += [Ingestor(work, engine=engine, mode="append").run(d) for d in (day2, tmp_path / "day2b")]
+    reports += [
+        Ingestor(work, engine=engine, mode="append").run(d)
+        for d in (day2, tmp_path / "day2b", tmp_path / "day3")
+    ]
     check_partial_deliveries(work, reports)
 
 

@@ -467,7 +467,11 @@ class Ingestor:
             self._map,
             derived=contract.name in self._derived,
             samples=lambda: samples_of(wh, staged, header),
+            keyed_update=self.mode == "append"
+            and bool(contract.key)
+            and contract.name in wh.curated_tables(),
         )
+        report.notes.extend(cols.notes)
         tr.column_mapping = {v: k for k, v in cols.mapping.items()}
         tr.column_mapping.update({h: c for c, hs in cols.joined.items() for h in hs})
         for column, value in cols.implied.items():
@@ -502,6 +506,7 @@ class Ingestor:
             mapping=cols.mapping,
             joined=cols.joined,
             implied=cols.implied,
+            filled=cols.filled,
             extra_kept=extra_kept,
             mapped_explicitly=frozenset(self._map.for_table(contract.name)),
             engine=self.engine,

@@ -29,6 +29,10 @@ class Columns:
     extra: list[str]  # source columns outside the contract
     implied: dict[str, str]  # canonical columns the file implies without naming them
     joined: dict[str, list[str]] = field(default_factory=dict)  # canonical -> further headers
+    # required columns a keyed delivery leaves out (a price-only products file): read from the
+    # curated row of the key (`_load_raw._define_load`); a key not curated yet fails its check
+    filled: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the load's report says of the header
 
 
 def map_columns(
@@ -39,14 +43,27 @@ def map_columns(
     *,
     derived: bool = False,
     samples: Callable[[], dict[str, list[str]]] | None = None,
+    keyed_update: bool = False,
 ) -> Columns:
     """canonical -> source column; the source columns outside the contract; and canonical
     columns the file implies without naming them (the event type of `ratings.csv`). The
     column map (`shelfwise.toml`, `--map`) is applied first (not to a `derived` table); the
     rest is matched by name. A canonical column mapped to several headers (a category path)
-    reads the first, the others are joined to it."""
+    reads the first, the others are joined to it. `keyed_update`: the file is a delivery to a
+    keyed table curated already, so a required column other than the key may be left out (a
+    price-only products file): each row keeps its key's curated value (`Columns.filled`). A
+    header that repeats a name is read at its first column (said in `Columns.notes`)."""
     by_key: dict[str, str] = {}
-    for h in header:
+    notes: list[str] = []
+    seen: dict[str, int] = {}
+    for i, h in enumerate(header, 1):
+        if h in seen:
+            notes.append(
+                f"{path.name}: the header repeats {h!r} (columns {seen[h]} and {i}): column {seen[h]} "
+                "is read, the other ignored"
+            )
+            continue
+        seen[h] = i
         by_key.setdefault(column_key(h), h)
     mapping: dict[str, str] = {}
     joined: dict[str, list[str]] = {}
@@ -91,6 +108,16 @@ def map_columns(
     missing = [c for c in contract.required_columns if c not in mapping and c not in implied]
     if contract.name == "events" and "product_id" not in mapping:
         missing.append("product_id")
+    filled: list[str] = []
+    if keyed_update and contract.key and all(k in mapping for k in contract.key):
+        filled = [c for c in missing if c not in contract.key]
+        missing = [c for c in missing if c in contract.key]
+        if filled:
+            notes.append(
+                f"{path.name}: no {', '.join(filled)} column: each row keeps its {contract.name} "
+                f"row's curated {', '.join(filled)} (a row of a new {'/'.join(contract.key)} is "
+                "quarantined: missing_required)"
+            )
     if missing:
         sample = samples() if samples is not None else {}
         hints, picks = [], {}
@@ -116,8 +143,8 @@ def map_columns(
             f"{', '.join(header) or 'no columns'}{advice}"
             + (f"\n  {mapping_advice(contract.name, picks)}" if picks else ""),
         )
-    extra = [h for h in header if h not in taken and h != LINE_COLUMN]
-    return Columns(mapping, extra, implied, joined)
+    extra = [h for h in dict.fromkeys(header) if h not in taken and h != LINE_COLUMN]
+    return Columns(mapping, extra, implied, joined, filled, notes)
 
 
 def samples_of(wh: Warehouse, staged: StagedFile, header: list[str]) -> dict[str, list[str]]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ..errors import SourceError
 from ..storage._sources import JSON_DELIMITER, LINE_COLUMN, PART_LINES
-from ._compile import lit, q
+from ._compile import DUCKDB, lit, q
 from ._load_state import (
     LoadState,
     column_key,
@@ -75,9 +75,28 @@ def store_raw(st: LoadState) -> None:
 
 
 def _define_load(st: LoadState, table: str) -> None:
-    cols = ", ".join([q(c) for c in st.raw_cols] + ["_source_line"])
+    if not st.filled:
+        cols = ", ".join([q(c) for c in st.raw_cols] + ["_source_line"])
+        st.wh.sql(
+            f"CREATE OR REPLACE TEMP VIEW {st.load} AS SELECT {cols} FROM {table} WHERE _load = {st.load_id}"
+        )
+        return
+    # a required column the delivery leaves out: its key's curated value (raw keeps the file's
+    # rows as delivered); the key read as the row check reads it (trimmed, `123.0` as `123`)
+    from ._compile import _clean, _id_value
+    from ._contracts import Kind
+
+    def key(k: str) -> str:
+        return _id_value(_clean(f"nullif(trim(l.{q(k)}), '')", Kind.ID), DUCKDB)
+
+    cols = ", ".join(
+        [f"CAST(f.{q(c)} AS VARCHAR) AS {q(c)}" if c in st.filled else f"l.{q(c)}" for c in st.raw_cols]
+        + ["l._source_line"]
+    )
+    on = " AND ".join(f"f.{q(k)} = {key(k)}" for k in st.contract.key)
     st.wh.sql(
-        f"CREATE OR REPLACE TEMP VIEW {st.load} AS SELECT {cols} FROM {table} WHERE _load = {st.load_id}"
+        f"CREATE OR REPLACE TEMP VIEW {st.load} AS SELECT {cols} FROM {table} l "
+        f"LEFT JOIN curated.{q(st.name)} f ON {on} WHERE l._load = {st.load_id}"
     )
 
 
@@ -87,7 +106,9 @@ def _read_csv(st: LoadState, into: str) -> None:
     assert staged.staged is not None
     numbered = staged.numbered
     names = ([LINE_COLUMN] if numbered else []) + [f"c{i}" for i in range(len(header))]
-    pos = {h: f"c{i}" for i, h in enumerate(header)}
+    pos: dict[str, str] = {}
+    for i, h in enumerate(header):  # a repeated name is read at its first column (`map_columns`)
+        pos.setdefault(h, f"c{i}")
     cols_spec = "{" + ", ".join(f"'{n}': 'VARCHAR'" for n in names) + "}"
     select = [
         f"{joined_sql(q(pos[mapping[c]]), [q(pos[h]) for h in joined.get(c, [])])} AS {q(c)}"

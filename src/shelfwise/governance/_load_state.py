@@ -74,6 +74,7 @@ class LoadState:
     mapping: dict[str, str] = field(default_factory=dict)
     joined: dict[str, list[str]] = field(default_factory=dict)
     implied: dict[str, str] = field(default_factory=dict)
+    filled: list[str] = field(default_factory=list)  # read from the key's curated row (`Columns`)
     extra_kept: list[str] = field(default_factory=list)
     mapped_explicitly: frozenset[str] = frozenset()  # columns the column map names (JSON lines)
     # set by load_raw

@@ -137,7 +137,9 @@ def derive(
     # events columns that an order line also uses for the product (its revenue, its quantity)
     shared = {events_mapping[c] for c in ("value", "quantity") if c in events_mapping}
 
-    for column, hs in product_map.items():
+    # (only when the products are read from this file: a products file of their own is mapped
+    # with its own headers)
+    for column, hs in product_map.items() if "products" in need else ():
         for h in hs:
             if h not in header:
                 raise SourceError(
