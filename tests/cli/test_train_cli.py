@@ -260,6 +260,49 @@ def test_recommend_errors_are_clear(tmp_path):
     assert proc.returncode == 2 and "not a shelfwise workdir" in proc.stderr + proc.stdout
 
 
+def test_recommend_reads_a_users_file_as_ingestion_reads_ids(trained, tmp_path):
+    """A `;`-separated export with `User ID` second and padded ids: the ids are the column's,
+    trimmed (a known user gets the model's list, not the cold-start one)."""
+    data, work, _ = trained
+    with open(data / "events.csv", newline="", encoding="utf-8", errors="replace") as fh:
+        known = sorted({r["user_id"] for r in csv.DictReader(fh) if r["user_id"].startswith("C")})[0]
+    users = tmp_path / "users.csv"
+    users.write_text(f"segment;User ID\nx; {known} \ny;never-seen-user\n")
+    out = tmp_path / "recs.jsonl"
+    sw("recommend", "--workdir", str(work), "--users", str(users), "--k", "3", "--out", str(out))
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [(x["user_id"], x["source"] == "cold_start") for x in lines] == [
+        (known, False),
+        ("never-seen-user", True),
+    ]
+    users.write_text("customer;segment\nLW-17215;x\n")  # several columns, none of them an id
+    proc = sw("recommend", "--workdir", str(work), "--users", str(users), "--out", str(out), check=False)
+    assert proc.returncode == 2 and proc.stderr.startswith(f"error: {users}:1: no user_id column"), (
+        proc.stderr
+    )
+    assert "'customer', 'segment'" in proc.stderr
+
+
+def test_search_reads_a_tab_separated_queries_file(trained, tmp_path):
+    """WANDS' query.csv: tab-separated query_id, query, query_class."""
+    _, work, _ = trained
+    queries = tmp_path / "query.csv"
+    queries.write_text("query_id\tquery\tquery_class\n0\tsalon chair\tMassage Chairs\n1\tsofa\tSofas\n")
+    out = tmp_path / "found.jsonl"
+    sw("search", "--workdir", str(work), "--queries", str(queries), "--k", "3", "--out", str(out))
+    assert [json.loads(x)["query_id"] for x in out.read_text().splitlines()] == ["0", "1"]
+
+
+def test_evaluate_models_not_in_the_bundle_is_one_line(trained):
+    _, work, out = trained
+    proc = sw("evaluate", "--workdir", str(work), "--models", "nosuch,als", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("error: --models: nosuch not in bundle ") and proc.stderr.count("\n") == 1
+    assert (
+        f"its models: {', '.join(sorted({r['model'] for r in out['results']} | {'fusion'}))}" in proc.stderr
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.shared_data
 def test_train_on_a_real_slice(tmp_path):
@@ -332,9 +375,10 @@ def test_search_cli_with_ranker_and_candidates(trained, tmp_path):
     lines = [json.loads(x) for x in res.read_text().splitlines()]
     assert sorted(lines[0]["items"]) == pick
     bad = tmp_path / "bad.csv"
-    bad.write_text("id,text\n1,x\n")
+    # (`id,text` is a queries file to ingestion, whose contract takes those names as aliases)
+    bad.write_text("who,what\n1,x\n")
     proc = sw("search", "--workdir", str(work), "--queries", str(bad), "--out", str(res), check=False)
-    assert proc.returncode == 2 and "query_id" in proc.stderr
+    assert proc.returncode == 2 and "query_id" in proc.stderr and "'who', 'what'" in proc.stderr
 
 
 @pytest.mark.slow

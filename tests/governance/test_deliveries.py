@@ -722,3 +722,21 @@ def test_a_products_map_applies_to_the_products_file_when_there_is_no_users_file
     work = tmp_path / "w"
     Ingestor(work).run(d)
     assert curated_rows(work, "SELECT category FROM curated.products") == [("Fashion > Shoes",)]
+
+
+def test_personal_data_in_a_kept_profile_column_is_masked(tmp_path, engine=None):
+    """An e-mail or phone number under a name that does not sound personal (`Contact`, `Notes`)
+    is masked as in events text; a handle column (`Username`) is dropped as a name is."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "users.csv").write_text(
+        "user_id,Contact,Username,Notes,Email,Tier\n"
+        "U1,jane@example.com,jdoe,call 555-987-6543 or jane@example.com,jane@example.com,gold\n"
+    )
+    (d / "events.csv").write_text("user_id,product_id,event_type,timestamp\nU1,P1,view,2024-01-01T10:00:00Z\n")
+    work = tmp_path / "w"
+    report = Ingestor(work, engine=engine(work) if engine else None).run(d)
+    assert set(report.tables["users"].personal_columns_dropped) == {"Email", "Username"}
+    rows = curated_rows(work, "SELECT x_contact, x_notes, x_tier FROM curated.users")
+    assert rows == [("[email]", "call [phone] or [email]", "gold")], rows
+    assert "jane" not in str(curated_rows(work, "SELECT * FROM curated.users"))

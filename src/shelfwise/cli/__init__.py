@@ -79,6 +79,26 @@ def _warehouse_busy(exc: BaseException) -> str | None:
     )
 
 
+def _said(exc: ShelfwiseError) -> str:
+    """The one line a user error prints: its message, made plainer where the path it names
+    explains it better (`--data` naming a file, not the folder that holds it)."""
+    from pathlib import Path
+
+    from ..errors import SourceError
+
+    if (
+        isinstance(exc, SourceError)
+        and exc.reason == "dataset directory not found"
+        and Path(exc.file).is_file()
+    ):
+        folder = Path(exc.file).parent
+        return (
+            f"{exc.file}: a file, not a dataset folder: --data takes the folder holding the shop's "
+            f"files (here --data {folder})"
+        )
+    return str(exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one clear line and exit with status 2 (4: access denied,
     3: the warehouse is busy, held by another process)."""
@@ -94,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo(f"denied: {exc}", err=True)
         return 4
     except ShelfwiseError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {_said(exc)}", err=True)
         return 2
     except typer.Exit as exc:
         return int(exc.exit_code or 0)

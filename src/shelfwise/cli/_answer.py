@@ -9,7 +9,19 @@ from typing import Annotated
 
 import typer
 
-from ._app import SparkMaster, SparkRemote, Workdir, app, json_lines, read_ids, shop
+from ._app import (
+    SparkMaster,
+    SparkRemote,
+    Workdir,
+    app,
+    find_columns,
+    header_names,
+    json_field,
+    json_lines,
+    read_ids,
+    shop,
+    sniff_table,
+)
 
 __all__ = ["recommend", "search"]
 
@@ -146,28 +158,56 @@ def _recommend_on_spark(
 
 
 def _read_queries(queries: Path) -> list[tuple[str, str]]:
-    """(query_id, query) pairs from a CSV with those columns or a JSON-lines file."""
+    """(query_id, query) pairs from a delimited file (CSV, TSV, `;` or `|`, detected as ingestion
+    detects it) whose header names those columns or their aliases in the queries contract
+    (`Query ID`, `qid`, `query_text`, `search_term`, ...), or from a JSON-lines file."""
     import csv
+    import io
 
     from ..errors import SourceError
 
     if not queries.exists():
         raise SourceError(str(queries), None, "file not found")
-    rows: list[tuple[str, str]] = []
-    if queries.suffix == ".jsonl":
-        return json_lines(
-            queries, "query_id and query", lambda obj: (str(obj["query_id"]), str(obj.get("query") or ""))
+    if queries.is_dir():
+        raise SourceError(str(queries), None, "a folder, not a file of queries")
+    wanted = {c: header_names(c, "queries") for c in ("query_id", "query")}
+    if queries.suffix.lower() in (".jsonl", ".ndjson"):
+
+        def pick(obj: object) -> tuple[str, str]:
+            qid = json_field(obj, wanted["query_id"])
+            try:
+                text = json_field(obj, wanted["query"])
+            except KeyError:
+                text = ""
+            return str(qid), str(text or "")
+
+        return json_lines(queries, "query_id and query", pick)
+    text = queries.read_text(encoding="utf-8-sig", errors="replace")
+    delimiter, header = sniff_table(queries, text)
+    cols = find_columns(header, wanted)
+    if not text.strip() or len(cols) < 2:
+        raise SourceError(
+            str(queries),
+            1,
+            "the header must name the columns query_id and query (or aliases: "
+            + "; ".join(f"{c}: {', '.join(n[1:])}" for c, n in wanted.items())
+            + f"); the header has: {', '.join(repr(h) for h in header) or 'no columns'}",
         )
-    with open(queries, encoding="utf-8", errors="replace", newline="") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header is None or "query_id" not in header or "query" not in header:
-            raise SourceError(str(queries), 1, "the header must name the columns query_id and query")
-        qi, ti = header.index("query_id"), header.index("query")
-        for n, row in enumerate(reader, 2):
-            if len(row) <= max(qi, ti):
-                raise SourceError(str(queries), n, f"expected {len(header)} fields, found {len(row)}")
-            rows.append((row[qi], row[ti]))
+    qi, ti = cols["query_id"], cols["query"]
+    rows: list[tuple[str, str]] = []
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    in_header = True
+    for row in reader:
+        if not row or not any(f.strip() for f in row):
+            continue  # a blank line
+        if in_header:  # the header (the first line that is not blank)
+            in_header = False
+            continue
+        if len(row) <= max(qi, ti):
+            raise SourceError(
+                str(queries), reader.line_num, f"expected {len(header)} fields, found {len(row)}"
+            )
+        rows.append((row[qi].strip(), row[ti]))
     return rows
 
 

@@ -29,7 +29,11 @@ __all__ = [
     "leave_quickly",
     "print_json",
     "print_report",
+    "find_columns",
+    "header_names",
+    "json_field",
     "read_ids",
+    "sniff_table",
     "read_json",
     "say_pending",
     "shop",
@@ -161,25 +165,100 @@ def json_lines(path: Path, fields: str, pick: Any) -> list[Any]:
     return out
 
 
+def header_names(column: str, table: str | None = None) -> list[str]:
+    """The header names ingestion accepts for a canonical `column`: the column itself, then its
+    contract aliases (those of `table`'s contract, or of every contract that has the column),
+    in the order ingestion tries them."""
+    from ..governance._contracts import CONTRACTS
+
+    names = [column]
+    for contract in CONTRACTS.values():
+        if table is not None and contract.name != table:
+            continue
+        for spec in contract.columns:
+            if spec.name == column:
+                names.extend(a for a in spec.aliases if a not in names)
+    return names
+
+
+def find_columns(header: list[str], wanted: dict[str, list[str]]) -> dict[str, int]:
+    """canonical column -> its index in `header`, matched as ingestion matches a file's columns
+    (`column_key`: case, spaces, dashes and underscores do not count; the name first, then its
+    aliases; a header column serves one canonical column). Columns not found are left out."""
+    from ..governance._load_state import column_key
+
+    by_key: dict[str, int] = {}
+    for i, h in enumerate(header):
+        by_key.setdefault(column_key(h), i)
+    found: dict[str, int] = {}
+    for canonical, names in wanted.items():
+        for name in names:
+            at = by_key.get(column_key(name))
+            if at is not None and at not in found.values():
+                found[canonical] = at
+                break
+    return found
+
+
+def sniff_table(path: Path, text: str) -> tuple[str, list[str]]:
+    """A delimited file's delimiter (`,`, tab, `;` or `|`, as ingestion detects it from the first
+    line) and its first line split by it, trimmed."""
+    from ..storage._sources import _sniff_delimiter, _split_header
+
+    first = next((ln for ln in text.splitlines() if ln.strip()), "")
+    delimiter = _sniff_delimiter(first, path.suffix.lower())
+    return delimiter, _split_header(first, delimiter)
+
+
+def json_field(obj: Any, names: list[str]) -> Any:
+    """The value of the first of `names` (matched as headers are) that a JSON object has."""
+    from ..governance._load_state import column_key
+
+    if not isinstance(obj, dict):
+        raise TypeError(f"a JSON {type(obj).__name__}, not an object")
+    keys = {column_key(k): k for k in obj}
+    for name in names:
+        if column_key(name) in keys:
+            return obj[keys[column_key(name)]]
+    raise KeyError(names[0])
+
+
 def read_ids(path: Path, column: str) -> list[str]:
-    """Ids from a CSV with a `column` header, a JSON-lines file, or one id per line."""
+    """Ids from a delimited file (CSV, TSV, `;` or `|`) whose header names `column` or one of
+    its aliases (`User ID`, `customer_id`, ...: as ingestion reads headers), a JSON-lines file,
+    or one id per line; ids are trimmed, as ingestion trims them. A file of several columns
+    none of which is `column` is a SourceError naming the file and its header."""
     import csv
 
     from ..errors import SourceError
 
     if not path.exists():
         raise SourceError(str(path), None, "file not found")
+    if path.is_dir():
+        raise SourceError(str(path), None, "a folder, not a file of ids")
     text = path.read_text(encoding="utf-8-sig", errors="replace")
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if not lines:
         return []
-    if path.suffix == ".jsonl":
-        return json_lines(path, repr(column), lambda obj: str(obj[column]))
-    header = next(csv.reader([lines[0]]))
-    if column in header:
-        col = header.index(column)
-        return [row[col] for row in csv.reader(lines[1:]) if len(row) > col]
-    return [ln.strip() for ln in lines]
+    names = header_names(column)
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        ids = json_lines(
+            path, " or ".join(repr(n) for n in names[:3]) + " ...", lambda o: json_field(o, names)
+        )
+        return [s for s in (str(v).strip() for v in ids if v is not None) if s]
+    delimiter, header = sniff_table(path, text)
+    col = find_columns(header, {column: names}).get(column)
+    if col is None:
+        if len(header) > 1:
+            raise SourceError(
+                str(path),
+                1,
+                f"no {column} column: the header has {', '.join(repr(h) for h in header)}; name the "
+                f"ids' column {column} (or {', '.join(names[1:6])}, ...), or give one id per line",
+            )
+        return [ln.strip() for ln in lines]  # one id per line, no header
+    rows = csv.reader(lines[1:], delimiter=delimiter)
+    return [row[col].strip() for row in rows if len(row) > col and row[col].strip()]
 
 
 def read_json(file: Path, what: str) -> Any:

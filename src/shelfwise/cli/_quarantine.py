@@ -14,6 +14,42 @@ __all__ = ["quarantine_app", "quarantine_export", "quarantine_list", "quarantine
 quarantine_app = typer.Typer(help="List, export and re-process quarantined rows.", no_args_is_help=True)
 app.add_typer(quarantine_app, name="quarantine")
 
+# the row statuses `quarantine list --status` filters on (`all`: every one)
+STATUSES = ("open", "released", "superseded", "redelivered", "withheld", "all")
+
+
+def _check_filters(
+    table: str | None, reason: str | None, summary: list[dict], status: str | None = None
+) -> None:
+    """An unknown `--table`, `--reason` or `--status` is refused, naming the valid ones (it
+    listed nothing and exited 0, as if nothing were quarantined). A table or reason is valid
+    when the contracts or the reason codes know it, or the quarantine holds rows of it."""
+    from ..errors import ShelfwiseError
+    from ..governance._contracts import CONTRACTS
+    from ..governance._reasons import Reason
+
+    if status is not None and status not in STATUSES:
+        raise ShelfwiseError(f"--status {status!r}: unknown; choose one of {', '.join(STATUSES)}")
+    for flag, value, known in (
+        ("--table", table, [*CONTRACTS, *(s["table"] for s in summary)]),
+        ("--reason", reason, [*(r.value for r in Reason), *(s["reason"] for s in summary)]),
+    ):
+        if value is not None and value not in known:
+            raise ShelfwiseError(
+                f"{flag} {value!r}: unknown; choose one of {', '.join(dict.fromkeys(known))}"
+            )
+
+
+def _matching(summary: list[dict], table: str | None, reason: str | None, status: str) -> list[dict]:
+    """The summary lines of the rows the filters select."""
+    return [
+        s
+        for s in summary
+        if (table is None or s["table"] == table)
+        and (reason is None or s["reason"] == reason)
+        and (status == "all" or s["status"] == status)
+    ]
+
 
 @quarantine_app.command("list")
 def quarantine_list(
@@ -26,12 +62,17 @@ def quarantine_list(
     limit: Annotated[int, typer.Option(help="At most this many rows.")] = 20,
     as_json: AsJson = False,
 ) -> None:
-    """Summary by reason, and the first rows with their file, line and detail."""
+    """Summary by reason, and the first rows with their file, line and detail (both of the
+    rows --table, --reason and --status select; `--json`'s `summary` is the whole quarantine's,
+    `filtered_summary` the selected rows')."""
+    _check_filters(None, None, [], status)
     res = shop(workdir).quarantine(table, reason, status=status, limit=limit)
+    _check_filters(table, reason, res["summary"])
+    res["filtered_summary"] = _matching(res["summary"], table, reason, status)
     if as_json:
         print_json(res)
         return
-    for s in res["summary"]:
+    for s in res["filtered_summary"]:
         typer.echo(f"{s['table']:<10} {s['reason']:<22} {s['status']:<10} {s['rows']:>8,}")
     typer.echo("")
     for r in res["rows"]:
@@ -49,7 +90,10 @@ def quarantine_export(
     reason: Annotated[str | None, typer.Option(help="Only this reason code.")] = None,
 ) -> None:
     """Export open quarantined rows (raw fields + _quarantine_id) for fixing."""
-    n = shop(workdir).export_quarantine(out, table, reason)
+    the_shop = shop(workdir)
+    if table is not None or reason is not None:  # (an unknown one exported nothing, exit 0)
+        _check_filters(table, reason, the_shop.quarantine(status="all", limit=0)["summary"])
+    n = the_shop.export_quarantine(out, table, reason)
     typer.echo(f"wrote {n:,} quarantined rows to {out}")
 
 

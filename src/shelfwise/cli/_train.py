@@ -25,6 +25,51 @@ from ._app import (
 
 __all__ = ["evaluate", "train"]
 
+# the split protocols `lifecycle.make_split` knows (it names them in its ValueError)
+SPLITS = ("leave_last_out", "global_time")
+
+
+def _model_list(models: str) -> list[str]:
+    """`--models a,b`: the names, trimmed, blanks left out."""
+    return [m.strip() for m in models.split(",") if m.strip()]
+
+
+def _check_train_flags(models: str | None, split: str) -> None:
+    """`--models` and `--split` checked before anything runs (an unknown name found after the
+    ingestion and the features was a traceback): one line naming the valid choices."""
+    from ..errors import ShelfwiseError
+
+    if split not in SPLITS:
+        raise ShelfwiseError(f"--split {split!r}: unknown split protocol; choose {' or '.join(SPLITS)}")
+    if models is not None:
+        from ..models import RECOMMENDERS
+
+        named = _model_list(models)
+        unknown = [m for m in named if m not in RECOMMENDERS]
+        if unknown or not named:
+            raise ShelfwiseError(
+                f"--models {models!r}: "
+                + (f"unknown model(s) {', '.join(unknown)}" if unknown else "names no model")
+                + f"; known models: {', '.join(sorted(RECOMMENDERS))}"
+            )
+
+
+def _check_evaluated_models(workdir: Path, chosen: list[str]) -> None:
+    """After `evaluate` refused `chosen` with a ValueError: a ShelfwiseError naming the bundle's
+    models when some of `chosen` are not in the current bundle (the user's mistake, not a bug);
+    otherwise nothing (the ValueError is raised again as it is)."""
+    from ..errors import ShelfwiseError
+    from ..models import read_manifest
+    from ..serving import current_bundle
+
+    manifest = read_manifest(current_bundle(workdir))
+    missing = [m for m in chosen if m not in manifest.models]
+    if missing:
+        raise ShelfwiseError(
+            f"--models: {', '.join(missing)} not in bundle {manifest.version}; its models: "
+            f"{', '.join(sorted(manifest.models))}"
+        ) from None
+
 
 @app.command()
 def train(
@@ -114,11 +159,12 @@ def train(
 ) -> None:
     """Ingest (with --data), build features, tune and fit models, evaluate, write a bundle.
     --engine spark: the ingestion and the interactions run on Spark; fitting stays here."""
+    _check_train_flags(models, split)
     from ..lifecycle import DEFAULT_MODELS, TrainSettings
     from ..storage import engine_from
 
     settings = TrainSettings(
-        models=tuple(m.strip() for m in models.split(",") if m.strip()) if models else DEFAULT_MODELS,
+        models=tuple(_model_list(models)) if models else DEFAULT_MODELS,
         split=split,
         tune_budget_s=tune_seconds,
         tune_trials=tune_trials or None,
@@ -173,8 +219,13 @@ def evaluate(
     as_json: AsJson = False,
 ) -> None:
     """Evaluate the current bundle's models under its protocol (full ranking by default)."""
-    chosen = [m.strip() for m in models.split(",")] if models else None
-    report = shop(workdir).evaluate(chosen, sampled=sampled)
+    chosen = _model_list(models) if models else None
+    try:
+        report = shop(workdir).evaluate(chosen, sampled=sampled)
+    except ValueError:  # (raised after the Shop checked the permission and the workdir)
+        if chosen:
+            _check_evaluated_models(workdir, chosen)
+        raise
     if as_json:
         print_json(report)
         return

@@ -463,6 +463,11 @@ PERSONAL_COLUMN_HINTS = (
     "passport",
     "iban",
     "card",
+    # account handles: they name a person as a name does
+    "username",
+    "nickname",
+    "login_name",
+    "screen_name",
 )
 
 

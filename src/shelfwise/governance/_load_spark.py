@@ -27,7 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from ..storage import SparkEngine
-from ._compile import JSON_VALID_UDF, NORMALIZE_LINES_UDF, NORMALIZE_UDF, SPARK, compile_contract, lit, q
+from ._compile import (
+    JSON_VALID_UDF,
+    NORMALIZE_LINES_UDF,
+    NORMALIZE_UDF,
+    SPARK,
+    _mask,
+    compile_contract,
+    lit,
+    q,
+)
 from ._contracts import BOT_EVENT_TYPES, Kind
 from ._load_anonymous import spark_uncount_redelivered
 from ._load_publish import account, quarantined_before, redelivery_details, same_row, upsert_select
@@ -117,7 +126,8 @@ def spark_check_rows(st: LoadState) -> None:
     source = view
     if extra:
         kept = [bq(c) for c in st.contract.column_names] + ["_source_line"]
-        cleaned = [f"nullif({SPARK.trim(c)}, '') AS {c}" for c in extra]
+        # masked as on DuckDB (`_load_rows.check_rows`)
+        cleaned = [_mask(f"nullif({SPARK.trim(c)}, '')", SPARK) + f" AS {c}" for c in extra]
         source = f"(SELECT {', '.join(kept + cleaned)} FROM {view}) AS _with_extra"
     # the compiled contract is one wide projection (a CASE per column and reason): as one
     # whole-stage Java method it outgrows the JVM's 64 KB limit, and Spark printed a compiler

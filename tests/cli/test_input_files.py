@@ -1,0 +1,141 @@
+"""The files and flags commands take, read as ingestion reads a shop's files (delimiter detected,
+headers matched by name and contract alias, ids trimmed), and refused in one line (exit 2,
+`error: ...`, the valid choices named) when they cannot mean anything."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from shelfwise.cli import main
+from shelfwise.cli._answer import _read_queries
+from shelfwise.cli._app import read_ids
+from shelfwise.errors import SourceError
+
+# -- recommend --users FILE -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "ids"),
+    [
+        ("User ID\nLW-17215\n", ["LW-17215"]),  # the header named as people write it
+        ("customer_id;segment\nLW-17215;x\nLW-2;y\n", ["LW-17215", "LW-2"]),  # `;` and an alias
+        ("segment\tuserId\nx\tLW-17215\n", ["LW-17215"]),  # tab-separated, the id column second
+        ("user_id\n LW-17215 \n\n", ["LW-17215"]),  # trimmed, as ingestion trims ids
+        ('"User-Id","segment"\n" LW-17215",x\n', ["LW-17215"]),
+        ("LW-17215\n LW-2\n", ["LW-17215", "LW-2"]),  # one id per line, no header
+    ],
+)
+def test_users_file_is_read_as_ingestion_reads_ids(tmp_path: Path, text: str, ids: list[str]) -> None:
+    path = tmp_path / "users.csv"
+    path.write_text(text, encoding="utf-8")
+    assert read_ids(path, "user_id") == ids
+
+
+def test_users_json_lines_take_the_aliases_and_are_trimmed(tmp_path: Path) -> None:
+    path = tmp_path / "users.jsonl"
+    path.write_text('{"user_id": " A "}\n\n{"customer_id": "B"}\n', encoding="utf-8")
+    assert read_ids(path, "user_id") == ["A", "B"]
+
+
+def test_users_file_of_several_columns_without_a_user_id_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "users.csv"
+    path.write_text("customer;segment\nLW-17215;x\n", encoding="utf-8")
+    with pytest.raises(SourceError) as err:
+        read_ids(path, "user_id")
+    said = str(err.value)
+    assert said.startswith(f"{path}:1: ") and "'customer', 'segment'" in said and "user_id" in said
+
+
+# -- search --queries FILE ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "query_id\tquery\tquery_class\n0\tsalon chair\tMassage Chairs\n1\tsmart coffee table\tTables\n",
+        "Query ID,Query\n0,salon chair\n1,smart coffee table\n",
+        "qid;search_term\n0;salon chair\n\n1;smart coffee table\n",
+        '\ufeffquery_id,query\n0,salon chair\n1,"smart coffee table"\n',
+    ],
+)
+def test_queries_file_is_read_with_its_delimiter_and_the_contracts_aliases(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "queries.csv"
+    path.write_text(text, encoding="utf-8")
+    assert _read_queries(path) == [("0", "salon chair"), ("1", "smart coffee table")]
+
+
+def test_queries_file_without_the_columns_is_an_error_naming_its_header(tmp_path: Path) -> None:
+    path = tmp_path / "queries.csv"
+    path.write_text("a,b\n1,2\n", encoding="utf-8")
+    with pytest.raises(SourceError, match=r"query_id and query .*the header has: 'a', 'b'"):
+        _read_queries(path)
+
+
+# -- train / evaluate flags -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--models", "nosuch"], "unknown model(s) nosuch; known models: als, bpr, content"),
+        (["--split", "bogus"], "choose leave_last_out or global_time"),
+    ],
+)
+def test_train_refuses_unknown_models_and_splits_in_one_line(demo_ingested, capsys, flags, said) -> None:
+    workdir, _ = demo_ingested
+    assert main(["train", "--workdir", str(workdir), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and said in err and err.count("\n") == 1, err
+
+
+# -- quarantine list ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flags", "valid"),
+    [
+        (["--status", "bogus"], "open, released, superseded, redelivered, withheld, all"),
+        (["--table", "bogus"], "products, queries, users, events, judgments"),
+        (["--reason", "bogus"], "malformed_row, missing_required"),
+    ],
+)
+def test_quarantine_list_refuses_unknown_filters(demo_ingested, tmp_path, capsys, flags, valid) -> None:
+    workdir, _ = demo_ingested
+    assert main(["quarantine", "list", "--workdir", str(workdir), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {flags[0]} 'bogus'") and valid in err and err.count("\n") == 1, err
+    if flags[0] != "--status":  # `quarantine export` takes the same filters
+        out = tmp_path / "q.jsonl"
+        assert main(["quarantine", "export", "--workdir", str(workdir), "--out", str(out), *flags]) == 2
+        assert capsys.readouterr().err.startswith(f"error: {flags[0]} 'bogus'") and not out.exists()
+
+
+def test_quarantine_list_summary_follows_the_filters(demo_ingested, capsys) -> None:
+    workdir, _ = demo_ingested
+    flags = ["--table", "events", "--reason", "out_of_range", "--limit", "1"]
+    assert main(["quarantine", "list", "--workdir", str(workdir), *flags]) == 0
+    text = capsys.readouterr().out
+    summary = text.split("\n\n")[0].splitlines()
+    assert summary and all(line.split()[:3] == ["events", "out_of_range", "open"] for line in summary), text
+    assert main(["quarantine", "list", "--workdir", str(workdir), *flags, "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert {s["table"] for s in res["summary"]} > {"events"}  # `summary`: the whole quarantine, as before
+    assert res["filtered_summary"] == [
+        s
+        for s in res["summary"]
+        if (s["table"], s["reason"], s["status"]) == ("events", "out_of_range", "open")
+    ]
+
+
+# -- --data naming a file -------------------------------------------------------------------------
+
+
+def test_data_naming_a_file_says_it_is_a_file(demo_data, tmp_path, capsys) -> None:
+    file = demo_data / "products.csv"
+    assert main(["ingest", "--data", str(file), "--workdir", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err
+    assert f"{file}: a file, not a dataset folder" in err and f"--data {demo_data}" in err, err
+    assert "not found" not in err
