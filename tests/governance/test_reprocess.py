@@ -136,3 +136,53 @@ def test_a_fixed_row_naming_an_erased_user_is_withheld_not_released(tmp_path: Pa
     names = sorted(i["name"] for i in run[0]["inputs"])
     assert names == sorted(["quarantine.rows", str(out.resolve())]), names
     assert not any("shelfwise-reprocess-" in n for n in names)
+
+
+def test_a_delivery_that_resends_yesterday_is_not_a_failing_check(tmp_path: Path):
+    """An at-least-once export re-sends part of yesterday: those rows are quarantined
+    `duplicate_row` (status redelivered), but they are not bad data. The quality share is over
+    the delivery's new rows: re-sending yesterday whole passes; a new row failing still counts."""
+    from shelfwise.governance._catalog import catalog
+
+    d1, d2 = tmp_path / "d1", tmp_path / "d2"
+    d1.mkdir()
+    d2.mkdir()
+    rows = [f"P{i},Shoe {i},{9 + i}.99" for i in range(20)]
+    (d1 / "products.csv").write_text("product_id,title,price\n" + "\n".join(rows) + "\n")
+    # day 2: all of day 1 again, 4 new products, one of them with a bad price
+    (d2 / "products.csv").write_text(
+        "product_id,title,price\n" + "\n".join(rows) + "\nQ1,Hat,5\nQ2,Cap,6\nQ3,Scarf,7\nQ4,Bad,-1\n"
+    )
+    work = tmp_path / "w"
+    Ingestor(work).run(d1)
+    rep = Ingestor(work, mode="append").run(d2)
+    assert rep.tables["products"].rows_unchanged == 20 and rep.tables["products"].rows_quarantined == 21
+    q = next(x for x in catalog(work)["datasets"] if x["name"] == "curated.products")["quality"]
+    assert q["rows_redelivered"] == 20 and q["quarantined_share"] == 0.25 and not q["passed"]  # 1 of 4 new
+    (d2 / "products.csv").write_text("product_id,title,price\n" + "\n".join(rows) + "\n")
+    Ingestor(work, mode="append").run(d2)
+    q = next(x for x in catalog(work)["datasets"] if x["name"] == "curated.products")["quality"]
+    assert q["quarantined_share"] == 0.0 and q["passed"]
+
+
+def test_a_full_load_of_a_header_only_export_keeps_the_curated_tables(tmp_path: Path):
+    """A nightly export that failed leaves files with a header and no row: the full load keeps
+    every curated table (it emptied them all, "passed", exit 0), says so, and a table that has
+    rows is replaced as before."""
+    from tests.conftest import curated_rows
+
+    d1, d2 = tmp_path / "d1", tmp_path / "d2"
+    d1.mkdir()
+    d2.mkdir()
+    (d1 / "products.csv").write_text("product_id,title\nP1,Shoe\nP2,Hat\n")
+    (d1 / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\nU1,P1,view,2024-01-01T10:00:00Z\n"
+    )
+    (d2 / "products.csv").write_text("product_id,title\nP3,Scarf\n")
+    (d2 / "events.csv").write_text("user_id,product_id,event_type,timestamp\n")
+    work = tmp_path / "w"
+    Ingestor(work).run(d1)
+    rep = Ingestor(work).run(d2)
+    assert curated_rows(work, "SELECT count(*) FROM curated.events") == [(1,)]
+    assert curated_rows(work, "SELECT product_id FROM curated.products") == [("P3",)]  # replaced
+    assert any("events.csv: no rows: curated.events keeps its 1 rows" in n for n in rep.notes), rep.notes

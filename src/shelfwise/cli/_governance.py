@@ -68,7 +68,9 @@ def catalog_cmd(workdir: Workdir, as_json: AsJson = False) -> None:
         typer.echo(
             f"{d['name']:<20} owner {d['owner']:<14} steward {d['steward']:<14} rows {d['rows']:>9,} "
             f"v{d['latest_version']:<3} fresh {d['freshness_hours']:>7.1f}h  "
-            f"{'passed' if q['passed'] else 'FAILING'} ({100 * q['quarantined_share']:.1f}% quarantined)  "
+            f"{'passed' if q['passed'] else 'FAILING'} ({100 * q['quarantined_share']:.1f}% quarantined"
+            + (f", {q['rows_redelivered']:,} re-sent" if q.get("rows_redelivered") else "")
+            + ")  "
             f"downstream bundles {len(d['lineage']['downstream'])}"
         )
         personal = [c for c, k in d["classification"].items() if k == "personal"]

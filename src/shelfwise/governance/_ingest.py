@@ -33,7 +33,7 @@ from pathlib import Path
 from ..errors import SourceError
 from ..storage import DuckDBEngine, Engine, StagedFile, Warehouse, find_table_file, stage_file
 from ._audit import AuditLog
-from ._compile import NORMALIZE_LINES_UDF, NORMALIZE_UDF
+from ._compile import NORMALIZE_LINES_UDF, NORMALIZE_UDF, q
 from ._contracts import (
     CONTRACTS,
     LOAD_ORDER,
@@ -516,6 +516,8 @@ class Ingestor:
             for name, stage in STAGES[self.engine.name]:
                 t0 = time.perf_counter()
                 stage(st)
+                if stage is load_raw:
+                    _keep_when_empty(st)
                 spent = tr.stage_seconds.get(name, 0.0) + time.perf_counter() - t0
                 tr.stage_seconds[name] = round(spent, 3)
             if st.withheld_lines:
@@ -527,6 +529,22 @@ class Ingestor:
                 discard_staged(st)
             raise
         return tr
+
+
+def _keep_when_empty(st: LoadState) -> None:
+    """A full load whose file for a table holds no row (a nightly export that failed, leaving
+    its header) keeps the table's curated rows: it is read as a delivery of nothing, said in
+    the notes, instead of a new, empty version of the table."""
+    if st.mode != "replace" or st.tr.rows_in or st.name not in st.wh.curated_tables():
+        return
+    row = st.wh.sql(f"SELECT count(*) FROM curated.{q(st.name)}").fetchone()
+    held = int(row[0]) if row else 0
+    if held:
+        st.mode = "append"
+        st.note(
+            f"{st.src.name}: no rows: curated.{st.name} keeps its {held:,} rows (a full load never empties a "
+            "table from a file with no rows: an export that failed leaves its header alone)"
+        )
 
 
 def ingest(

@@ -739,7 +739,7 @@ def alerts(
             out.append(
                 {
                     "level": "bad",
-                    "what": f"{d['name']}: the latest load quarantined {100 * q['quarantined_share']:.1f}% of its rows "
+                    "what": f"{d['name']}: the latest load quarantined {100 * q['quarantined_share']:.1f}% of its new rows "
                     f"(owner {d['owner']}, steward {d['steward']})",
                     "link": "/console/data",
                 }
