@@ -82,3 +82,19 @@ def test_training_writes_the_diverse_order(tmp_path: Path):
     order = [str(inter.item_ids[i]) for i in arrays["cold_start"]]
     # the relevance scale starts at 0: a gain is relevance - min(relevance)
     assert order == ["D0", "H2", "D1", "D2", "D3", "H0", "H1"]
+
+
+def test_training_a_shop_with_no_product_and_no_event_is_a_clear_error(tmp_path: Path):
+    """An events file with a header alone and no products file: `train` says there is nothing to
+    train on (it was a numpy traceback from the popularity model)."""
+    import pytest
+
+    from shelfwise.errors import ShelfwiseError
+    from shelfwise.lifecycle import TrainSettings, train
+
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "events.csv").write_text("user_id,product_id,event_type,timestamp\n")
+    Ingestor(tmp_path / "w").run(d)
+    with pytest.raises(ShelfwiseError, match="nothing to train on"):
+        train(tmp_path / "w", settings=TrainSettings(models=("popularity",)), log=lambda *_: None)

@@ -329,6 +329,13 @@ def _train(
             f"consent: left out the events of {len(withdrawn) - linked:,} users without personalization consent"
             + (f" and of {linked:,} anonymous sessions linked to them" if linked else "")
         )
+    if inter.n_items == 0:  # (an export that failed: files with a header and no row)
+        from ..errors import ShelfwiseError
+
+        raise ShelfwiseError(
+            f"{workdir}: nothing to train on: the warehouse has no product and no event (ingest a "
+            "products file, an events file or both)"
+        )
     skipped = _Skips(log)
     caps = _Caps(log)
     split = make_split(inter, settings.split) if len(inter) else leave_last_out(inter)
