@@ -180,7 +180,7 @@ def _declare_hint(data_dir: Path, taken: frozenset[str] = frozenset()) -> str:
         "a table is read from a file named after it (events, orders, products, ...: the README's data "
         f"format) or from the file {data_dir / MAP_FILE} declares for it:\n"
         f"    [files]\n    {table} = {_toml_string(name)}\n"
-        f'({other} = "..." for its other file, if any; an order-lines export also yields its products); '
+        f'({other} = "..." for its other file, if any; an order-lines export also yields its products)'
     )
 
 
@@ -251,12 +251,13 @@ class Ingestor:
             # a folder with only the FAQ or the queries: say what they were read as, and that a
             # shop starts from its catalog or its events (never offer the FAQ as the events)
             tables = "".join(f"{n} is the {t} table; " for t, n in read.items())
+            declare = _declare_hint(data_dir, frozenset(read.values()))
             raise SourceError(
                 str(data_dir),
                 None,
                 f"no events.{{parquet,csv,jsonl}} or products.{{...}} file (found: {present}); {tables}"
                 + ("a shop starts from its catalog (products) or its behaviour (events); " if read else "")
-                + _declare_hint(data_dir, frozenset(read.values()))
+                + (declare + "; " if declare else "")
                 + "other formats: convert them first with `shelfwise convert`",
             )
         if self.mode == "append" and all(f is None for f in files.values()):

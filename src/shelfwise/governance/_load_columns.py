@@ -141,7 +141,12 @@ def map_columns(
             1,
             f"missing required column(s) {', '.join(hints)}; the header has: "
             f"{', '.join(header) or 'no columns'}{advice}"
-            + (f"\n  {mapping_advice(contract.name, picks)}" if picks else ""),
+            + (
+                f"\n  {mapping_advice(contract.name, picks)}"
+                if picks
+                else f"\n  name the column that holds it: --map {contract.name}.{missing[0]}=HEADER, or in "
+                f'{MAP_FILE} beside the data: [map.{contract.name}] {missing[0]} = "HEADER"'
+            ),
         )
     extra = [h for h in dict.fromkeys(header) if h not in taken and h != LINE_COLUMN]
     return Columns(mapping, extra, implied, joined, filled, notes)

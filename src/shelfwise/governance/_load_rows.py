@@ -63,12 +63,13 @@ def day_first_dates(st: LoadState) -> bool:
         return f"TRY_CAST(regexp_extract(v, '^\\s*([0-9]{{1,2}})/([0-9]{{1,2}})/', {group}) AS INTEGER)"
 
     row = st.wh.sql(
-        f"""SELECT count(*), count(*) FILTER (WHERE a > 12), count(*) FILTER (WHERE b > 12) FROM (
-              SELECT {part(1)} AS a, {part(2)} AS b FROM (
+        f"""SELECT count(*), count(*) FILTER (WHERE a > 12), count(*) FILTER (WHERE b > 12), any_value(v) FROM (
+              SELECT {part(1)} AS a, {part(2)} AS b, v FROM (
                 SELECT {ts} AS v FROM {st.load} WHERE contains({ts}, '/') LIMIT 200000)
               WHERE a IS NOT NULL AND b IS NOT NULL)"""
     ).fetchone()
-    slashed, first_big, second_big = (int(v) for v in row) if row else (0, 0, 0)
+    slashed, first_big, second_big = (int(v) for v in row[:3]) if row else (0, 0, 0)
+    example = str(row[3]).strip() if row and row[3] is not None else "05/01/2024"
     if not slashed:
         return False
     st.wh.sql(
@@ -107,13 +108,13 @@ def day_first_dates(st: LoadState) -> bool:
     if known is not None:
         day_first = bool(known[0])
         st.note(
-            f"{st.src.name}: no date tells whether 05/01/2024 is day or month first; read "
+            f"{st.src.name}: no date tells whether {example} is day or month first; read "
             f"{'day/month' if day_first else 'month/day'}/year as in an earlier file of this table "
             f"({'/'.join(Path(str(known[1])).parts[-2:])})"
         )
         return day_first
     st.note(
-        f"{st.src.name}: no date tells whether 05/01/2024 is day or month first; read month/day/year "
+        f"{st.src.name}: no date tells whether {example} is day or month first; read month/day/year "
         "(no earlier file of this table told either)"
     )
     return False

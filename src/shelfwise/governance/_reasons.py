@@ -13,7 +13,7 @@ class Reason(StrEnum):
     INVALID_TYPE = "invalid_type"  # not a number / boolean / JSON where one is required
     INVALID_VALUE = "invalid_value"  # not one of the allowed values
     OUT_OF_RANGE = "out_of_range"  # a number or a date outside its plausible range
-    UNPARSEABLE_TIMESTAMP = "unparseable_timestamp"  # neither ISO 8601 nor epoch seconds/ms
+    UNPARSEABLE_TIMESTAMP = "unparseable_timestamp"  # in none of the forms `timestamp_expr` reads
     DUPLICATE_ROW = "duplicate_row"  # an exact copy of an earlier row (the first is kept)
     DUPLICATE_KEY = "duplicate_key"  # same key, different content (the stated keep rule decides)
     UNKNOWN_REFERENCE = "unknown_reference"  # names a product / query the catalog does not know
@@ -31,7 +31,8 @@ _DESCRIPTIONS = {
     Reason.INVALID_TYPE: "a value has the wrong type (number, boolean, JSON)",
     Reason.INVALID_VALUE: "a value is not one of the allowed values",
     Reason.OUT_OF_RANGE: "a number or date is outside its plausible range",
-    Reason.UNPARSEABLE_TIMESTAMP: "a timestamp is neither ISO 8601 nor epoch seconds/milliseconds",
+    Reason.UNPARSEABLE_TIMESTAMP: "a timestamp in none of the forms read (ISO 8601, epoch, YYYYMMDD, slash "
+    "dates, '05 Jan 2024', RFC 2822)",
     Reason.DUPLICATE_ROW: "an exact duplicate of an earlier row (the first one is kept)",
     Reason.DUPLICATE_KEY: "a conflicting duplicate key (the last row in the file is kept)",
     Reason.UNKNOWN_REFERENCE: "refers to a product or query that is not in the catalog",
