@@ -765,13 +765,19 @@ class Shop:
     def customers(
         self, out: str | Path, *, as_of: str | None = None, horizon_days: int = 90
     ) -> dict[str, Any]:
-        """One profile per user in the shop's own ids (RFM, expected purchases and churn risk in
-        the horizon, expected value, segment, top categories/brands, price level), from events up
-        to `as_of`, written to `out` (.jsonl or .csv); returns the run's summary."""
+        """One profile per user (RFM, expected purchases and churn risk in the horizon, expected
+        value, segment, top categories/brands, price level, marketing_consent), from events up to
+        `as_of`, written to `out` (.jsonl or .csv); returns the run's summary. Users are named by
+        the shop's own ids for roles that may see them (`audiences.shop_ids`, as `audiences
+        export`), by the warehouse's pseudonyms otherwise (`ids`, `pseudonymized`)."""
         with self._acting("insights.customers", workdir=False) as actor:
+            from .insights._audiences import may_see_shop_ids
             from .insights._run import run_customers
 
-            return run_customers(self.workdir, out, as_of=as_of, horizon_days=horizon_days, actor=actor)
+            return run_customers(
+                self.workdir, out, as_of=as_of, horizon_days=horizon_days, actor=actor,
+                shop_ids=may_see_shop_ids(self.workdir, actor),
+            )  # fmt: skip
 
     def demand(
         self,
@@ -900,13 +906,9 @@ class Shop:
         ids when the acting role may see them (`audiences.shop_ids`) and `pseudonyms` is not
         asked for, the warehouse's pseudonyms otherwise. Audited."""
         with self._acting("audiences.export") as actor:
-            from .governance import PERMISSIONS, People
-            from .insights._audiences import export_audience
+            from .insights._audiences import export_audience, may_see_shop_ids
 
-            if actor is None:  # single-user mode: the shop's owner
-                may_see = True
-            else:
-                may_see = People(self.workdir).load()[actor].role in PERMISSIONS["audiences.shop_ids"]
+            may_see = may_see_shop_ids(self.workdir, actor)  # single-user mode: the shop's owner
             return export_audience(self.workdir, name, out, shop_ids=may_see and not pseudonyms, actor=actor)
 
     # -- people ---------------------------------------------------------------------------------

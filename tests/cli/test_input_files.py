@@ -139,3 +139,17 @@ def test_data_naming_a_file_says_it_is_a_file(demo_data, tmp_path, capsys) -> No
     err = capsys.readouterr().err
     assert f"{file}: a file, not a dataset folder" in err and f"--data {demo_data}" in err, err
     assert "not found" not in err
+
+
+def test_shelfwises_own_warnings_print_as_one_line(capsys, monkeypatch) -> None:
+    """A shelfwise warning (an --as-of weeks past the data) prints `warning: text`, not Python's
+    `file:line: Category: text` and the source line; other warnings as Python shows them."""
+    from shelfwise.cli import _show_warning
+    from shelfwise.insights._data import StaleAsOfWarning
+
+    _show_warning(StaleAsOfWarning("--as-of is 455 days after the last event"), StaleAsOfWarning, "x.py", 3)
+    assert capsys.readouterr().err == "warning: --as-of is 455 days after the last event\n"
+    shown = []
+    monkeypatch.setattr("shelfwise.cli._python_show_warning", lambda *a, **k: shown.append(a[:2]))
+    _show_warning(UserWarning("other"), UserWarning, "x.py", 3)
+    assert capsys.readouterr().err == "" and shown and shown[0][1] is UserWarning

@@ -733,7 +733,9 @@ def test_personal_data_in_a_kept_profile_column_is_masked(tmp_path, engine=None)
         "user_id,Contact,Username,Notes,Email,Tier\n"
         "U1,jane@example.com,jdoe,call 555-987-6543 or jane@example.com,jane@example.com,gold\n"
     )
-    (d / "events.csv").write_text("user_id,product_id,event_type,timestamp\nU1,P1,view,2024-01-01T10:00:00Z\n")
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\nU1,P1,view,2024-01-01T10:00:00Z\n"
+    )
     work = tmp_path / "w"
     report = Ingestor(work, engine=engine(work) if engine else None).run(d)
     assert set(report.tables["users"].personal_columns_dropped) == {"Email", "Username"}

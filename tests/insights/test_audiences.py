@@ -193,8 +193,15 @@ def test_the_export_goes_through_one_consent_gate(shop: Path, heavy: dict, tmp_p
     )
     rep = Shop(w).export_audience("heavy", tmp_path / "y.jsonl")
     assert rep["rows"] == 60 and len((tmp_path / "y.jsonl").read_text().splitlines()) == 60
-    Shop(w).build_audience(name="h3", rule="frequency >= 20", min_size=61, lift=False)
-    with pytest.raises(ShelfwiseError, match="fewer than its minimum size 61"):
+    # the build counts through the same gate (60 of 120), and so refuses a minimum of 61
+    with pytest.raises(ShelfwiseError, match="60 users an export could write"):
+        Shop(w).build_audience(name="h3", rule="frequency >= 20", min_size=61, lift=False)
+    assert Shop(w).build_audience(name="h3", rule="frequency >= 20", min_size=60, lift=False)["size"] == 60
+    # ... and the export checks the minimum again after it (fewer may receive marketing now)
+    monkeypatch.setattr(
+        _audiences, "_eligible_for_marketing", lambda workdir, ps: [i % 3 == 0 for i in range(len(ps))]
+    )
+    with pytest.raises(ShelfwiseError, match="fewer than its minimum size 60"):
         Shop(w).export_audience("h3", tmp_path / "x.csv")
 
 
@@ -203,6 +210,8 @@ def test_model_audience_reads_the_recommenders_from_the_item_side(shop: Path, he
     """'Most likely to buy in Kitchen': the heavy buyers (all their orders are kitchen products),
     from the trained bundle; the lift of the same audience built 30 days earlier is measured on
     kitchen purchases."""
+    from shelfwise import Shop
+
     w = copy_of(shop, tmp_path)
     ok(run("train", "-w", str(w), "--models", "popularity,itemknn,als", "--tune-seconds", "0",
            "--finetune-seconds", "0", "--cross-encoder-seconds", "0"))  # fmt: skip
@@ -229,6 +238,16 @@ def test_model_audience_reads_the_recommenders_from_the_item_side(shop: Path, he
     assert rep["targets_count"] == 10 and rep["lift"]["lift"] > 2 and rep["lift"]["lift_ci95"][0] > 1.5
     ok(run("audiences", "export", "-w", str(w), "--name", "kitchen", "--out", str(tmp_path / "k.csv")))
     assert set(exported(tmp_path / "k.csv")) == set(HEAVY)
+    # `--size N` is N users an export writes: one who withdrew marketing consent is not chosen
+    # (nor counted), the next most likely buyer is
+    Shop(w).set_consent("H000", marketing=False)
+    again = Shop(w).build_audience(name="kitchen2", category="Kitchen", size=120, lift=False)
+    assert again["size"] == 120 and again["members_without_marketing_consent"] == 0
+    assert Shop(w).export_audience("kitchen2", tmp_path / "k2.csv")["rows"] == 120
+    assert (
+        "H000" not in exported(tmp_path / "k2.csv")
+        and len(set(exported(tmp_path / "k2.csv")) & set(HEAVY)) == 119
+    )
     proc = run("audiences", "build", "-w", str(w), "--name", "p", "--product", "NOPE")
     assert proc.returncode == 2 and "NOPE not in the trained bundle" in proc.stderr
 
@@ -248,6 +267,23 @@ def test_users_without_marketing_or_personalization_consent_are_not_exported(
     Shop(w).set_consent("H001", marketing=True)
     Shop(w).export_audience("heavy", tmp_path / "b.csv")
     assert set(exported(tmp_path / "b.csv")) == set(HEAVY) - {"H002"}
+
+
+def test_build_size_and_minimum_count_whom_an_export_writes(shop: Path, heavy: dict, tmp_path: Path):
+    """`audiences build` reports the size an export would write and checks --min-size on it: a
+    user without marketing consent matches the rule but is neither counted nor enough to pass."""
+    from shelfwise import Shop
+
+    w = copy_of(shop, tmp_path)
+    Shop(w).set_consent("H001", marketing=False)
+    Shop(w).set_consent("H002", marketing=False)
+    built = Shop(w).build_audience(name="h2", rule="frequency >= 20", lift=False)
+    assert built["size"] == 118 and built["members_without_marketing_consent"] == 2
+    assert [a["size"] for a in Shop(w).audiences() if a["name"] == "h2"] == [118]
+    assert Shop(w).export_audience("h2", tmp_path / "h2.csv")["rows"] == 118
+    with pytest.raises(ShelfwiseError, match=r"118 users an export could write \(2 more match"):
+        Shop(w).build_audience(name="h3", rule="frequency >= 20", min_size=119, lift=False)
+    assert not (w / "audiences" / "h3").exists()
 
 
 def test_a_size_counts_whom_an_export_writes(shop: Path, heavy: dict, tmp_path: Path):

@@ -105,6 +105,8 @@ def test_known_churner_loyal_buyer_and_browser(profiles):
     assert loyal["top_categories"] == ["Sports > Outdoor"] and loyal["top_brands"] == ["Brand4"]
     assert loyal["price_level"] in ("budget", "mid", "premium")
     assert all(0.0 <= p["churn_risk"] <= 1.0 for p in profiles.values())
+    # a count's P(at least one) is never above its expected number
+    assert all(p["expected_purchases"] >= 1 - p["churn_risk"] - 1e-4 for p in profiles.values())
 
 
 def test_point_in_time_nothing_after_as_of(profiles):
@@ -232,3 +234,64 @@ def test_profile_over_http_says_why_there_is_none(shop, tmp_path):
         )
         r = c.get("/v1/users/LOYAL/profile")
         assert r.status_code == 404 and "opt-in" in r.text and "no events" not in r.text
+
+
+def test_profiles_follow_the_shop_id_rule_of_audience_exports_and_state_marketing_consent(shop, tmp_path):
+    """A scientist may not have shop ids (`audiences.shop_ids`): their profile file names users by
+    pseudonyms, as `audiences export` does, and says so; an analyst gets shop ids. The file is
+    not a contact list: each row says whether the user may receive marketing, the opt-outs are
+    counted, and what was left out is named by what it counts."""
+    from shelfwise import Shop
+
+    work = tmp_path / "w"
+    shutil.copytree(shop, work)
+    Shop(work).set_consent("R00", marketing=False)  # still profiled: personalization kept
+    Shop(work).set_consent("R01", personalization=False)  # not profiled at all
+    keys = {"root": Shop(work).add_person("root", "admin")}
+    for name, role in (("sci", "scientist"), ("ann", "analyst")):
+        keys[name] = Shop(work, as_="root", api_key=keys["root"]).add_person(name, role)
+
+    sci = Shop(work, as_="sci", api_key=keys["sci"]).customers(tmp_path / "s.csv", as_of=AS_OF)
+    rows = list(csv.DictReader((tmp_path / "s.csv").open()))
+    ids = {r["user_id"] for r in rows}
+    assert not ids & {"LOYAL", "CHURNER", "BROWSER", "R00"} and all(i.startswith("u_") for i in ids)
+    assert sci["ids"] == "pseudonym" and sci["pseudonymized"] == len(rows) == sci["users"]
+
+    ann = Shop(work, as_="ann", api_key=keys["ann"]).customers(tmp_path / "a.jsonl", as_of=AS_OF)
+    recs = {r["user_id"]: r for r in map(json.loads, (tmp_path / "a.jsonl").read_text().splitlines())}
+    assert ann["ids"] == "shop" and ann["pseudonymized"] == 0 and {"LOYAL", "R00"} <= set(recs)
+    assert recs["R00"]["marketing_consent"] is False and recs["LOYAL"]["marketing_consent"] is True
+    assert "R01" not in recs
+    assert ann["marketing_opt_outs"] == 1 and ann["contact_list"] is False
+    assert "not a marketing contact list" in ann["note"]
+    assert ann["left_out_without_consent"] == 1 and ann["left_out_without_shop_id"] == 0
+    assert ann["left_out"] == 0  # kept: the same count as left_out_without_shop_id
+    assert "marketing_consent" in rows[0] and {r["marketing_consent"] for r in rows} == {"True", "False"}
+    audit = [json.loads(x) for x in (work / "audit" / "audit.jsonl").read_text().splitlines()]
+    done = [(a["actor"], a["details"]["ids"]) for a in audit if a["action"] == "insights.customers"]
+    assert done[-2:] == [("sci", "pseudonym"), ("ann", "shop")]
+
+
+def test_an_as_of_far_past_the_last_event_is_warned(shop, tmp_path):
+    """Profiles as of a date 180 days past the data count the silence as days without orders:
+    the result and the command say so."""
+    from shelfwise import Shop
+    from shelfwise.insights._data import StaleAsOfWarning
+
+    with pytest.warns(StaleAsOfWarning, match="days after the last event"):
+        rep = Shop(shop).customers(tmp_path / "p.jsonl", as_of="2026-07-05")
+    assert "no data was recorded" in rep["warning"]
+    assert Shop(shop).customers(tmp_path / "q.jsonl", as_of=AS_OF)["warning"] is None
+    proc = ok(
+        run(
+            "insights",
+            "customers",
+            "-w",
+            str(shop),
+            "--as-of",
+            "2026-07-05",
+            "--out",
+            str(tmp_path / "r.csv"),
+        )
+    )
+    assert "days after the last event" in proc.stderr

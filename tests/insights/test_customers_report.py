@@ -61,9 +61,15 @@ def test_held_out_evaluation_is_stated(report):
     # planted lapsers and the churner: the risk ranks who placed no order in the held-out 90 days
     assert e["shelfwise"]["churn_auc"] > 0.6 and 0 <= e["bgnbd"]["churn_auc"] <= 1
     assert e["shelfwise"]["mae_expected_orders"] >= 0
+    # the figures above cover buyers; users who never bought are scored apart (BROWSER alone)
+    assert "prospects" in e["protocol"]
+    p = e["prospects"]
+    assert p["computable"] and p["prospects"] == 1 and p["ordered_share"] == 0.0
+    assert 0 <= p["predicted_order_probability"] <= 1 and p["churn_auc"] is None
     html = (work / "reports" / "customers.html").read_text()
     assert "How good the churn model is" in html and "BG/NBD (anchor)" in html
     assert "shelfwise gbm, fitted at the cut" in html and "as-of's model" not in html
+    assert "never bought by the cut (prospects, not in the table above): 1;" in html
 
 
 def test_an_evaluation_of_the_anchor_itself_is_not_shown_as_a_comparison(shop, tmp_path):  # noqa: F811

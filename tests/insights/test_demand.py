@@ -820,3 +820,75 @@ def test_a_catalog_without_stock_figures_suggests_no_orders(shop, tmp_path):
     assert rep["stock_known"] is False and rep["rows"] == [] and "no stock figures" in rep["stock_reason"]
     html = (work / "reports" / "demand.html").read_text()
     assert "No reorder suggestions: products version 2 has no stock figures" in html
+
+
+# -- data that stop before --as-of; products nobody looks at; every catalog product -----------
+def test_a_quiet_week_of_a_product_nobody_looks_at_is_no_stock_out():
+    """A zero week is a stock-out only with evidence of interest that week: a product with no
+    views or searches at all (or a shop without view events) has quiet weeks, not lost sales."""
+    from shelfwise.insights._demand import uncensor
+
+    ds = pd.date_range("2024-01-01", periods=30, freq="7D")
+    y = np.full(30, 10.0)
+    y[[12, 13, 14]] = 0.0
+    g = pd.DataFrame({"unique_id": "A", "ds": ds, "y": y, "interest": np.zeros(30)})
+    fixed, n = uncensor(g, set())
+    assert n == 0 and fixed["y"].sum() == 270.0
+
+
+def test_as_of_weeks_after_the_last_event_is_no_data_not_zero_demand(shop, tmp_path):
+    """--as-of 6 weeks after the shop's last event: warned, the history ends at the data (no
+    invented zero weeks, so no stock-out weeks from them) and the forecasts still reach as-of
+    plus the horizon; 40 weeks after: a one-line refusal, never the library's traceback."""
+    from shelfwise import Shop
+    from shelfwise.errors import ShelfwiseError
+    from shelfwise.insights._data import parse_as_of
+    from shelfwise.insights._demand import NoDataWarning, last_complete_week
+
+    last = START + timedelta(weeks=WEEKS, days=2)  # SEAS's purchase after the fixture's as-of
+    base = Shop(shop).demand(tmp_path / "now.jsonl")
+    late = (last + timedelta(weeks=6)).date().isoformat()
+    with pytest.warns(NoDataWarning, match="weeks after the shop's last event"):
+        rep = Shop(shop).demand(tmp_path / "d.jsonl", as_of=late)
+    m = rep["model"]
+    # the history ends in the week of the last event (the data reach its Sunday), not at as-of
+    assert (
+        m["no_data_weeks"] in (5, 6) and m["last_week"] == (START + timedelta(weeks=WEEKS)).date().isoformat()
+    )
+    assert m["censored_weeks"] <= base["model"]["censored_weeks"] + 1 and "no data" in m["warning"]
+    weeks = {json.loads(x)["week_start"] for x in (tmp_path / "d.jsonl").read_text().splitlines()}
+    # the forecasts still reach as they would with data up to as-of: 13 weeks after its last week
+    assert (
+        max(weeks) == (last_complete_week(parse_as_of(late)) + 13 * pd.Timedelta(weeks=1)).date().isoformat()
+    )
+    with pytest.raises(ShelfwiseError, match="weeks after the shop's last event.*refused"):
+        Shop(shop).demand(tmp_path / "e.jsonl", as_of=(last + timedelta(weeks=40)).date().isoformat())
+    proc = run("insights", "demand", "-w", str(shop), "--as-of", (last + timedelta(weeks=40)).date().isoformat(),
+               "--out", str(tmp_path / "f.jsonl"))  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "refused" in proc.stderr
+
+
+def test_every_catalog_product_is_in_the_suggestions_with_its_reason():
+    """A catalog product with no stock figure and no sale is listed (not dropped), and a product
+    sold but not in the catalog says so; weeks before as-of are no part of the period."""
+    from shelfwise.insights._replenishment import replenish
+
+    weeks = pd.date_range("2025-01-06", periods=8, freq="7D")
+    fc = pd.concat(
+        [
+            pd.DataFrame({"unique_id": u, "ds": weeks, "units": units, "lo": units, "hi": units})
+            for u, units in (("A", np.r_[100.0, 100.0, np.full(6, 10.0)]), ("GONE", np.full(8, 1.0)))
+        ]
+    )
+    products = pd.DataFrame(
+        {"product_id": ["A", "NOSTOCK"], "stock": [0.0, None], "lead_time_days": [7.0, 7.0]}
+    )
+    got = {
+        r["product_id"]: r
+        for r in replenish(fc, products, review_days=7, as_of=pd.Timestamp("2025-01-19T23:59"))
+    }
+    assert set(got) == {"A", "NOSTOCK", "GONE"}
+    assert "no stock figure in the catalog" in got["NOSTOCK"]["reason"]
+    assert got["GONE"]["reason"].startswith("not in the catalog")
+    # as-of at the end of the second week: the two weeks of 100 are past, 14 days of 10 remain
+    assert got["A"]["demand_lead_time"] == pytest.approx(20.0, abs=0.01)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import NoReturn
+import warnings
+from typing import Any, NoReturn
 
 import typer
 
@@ -99,11 +100,25 @@ def _said(exc: ShelfwiseError) -> str:
     return str(exc)
 
 
+_python_show_warning = warnings.showwarning
+
+
+def _show_warning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """shelfwise's own warnings (an --as-of weeks past the data...) as one `warning:` line, not
+    Python's `file:line: Category: text` with the source line; other warnings as Python shows
+    them."""
+    if category.__module__.startswith("shelfwise"):
+        typer.echo(f"warning: {message}", err=True)
+        return
+    _python_show_warning(message, category, *args, **kwargs)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one clear line and exit with status 2 (4: access denied,
     3: the warehouse is busy, held by another process)."""
     from ..errors import AccessDenied  # (not through `governance`: `--help` needs no warehouse)
 
+    warnings.showwarning = _show_warning
     argv = _take_identity(list(sys.argv[1:] if argv is None else argv))
     leave_quickly(False)
     try:

@@ -45,17 +45,25 @@ def customers(
         int, typer.Option("--horizon-days", min=1, max=3650, help="The churn / expected-purchases horizon.")
     ] = 90,
 ) -> None:
-    """One profile per user, in the shop's own ids: recency_days, frequency, monetary,
-    expected_purchases and churn_risk in the horizon, expected_value, segment, top categories and
-    brands, price level. Needs only an ingested workdir; the model is fitted on the shop's own
-    history up to --as-of."""
+    """One profile per user, in the shop's own ids (pseudonyms for a role that may not see them,
+    as `audiences export`): recency_days, frequency, monetary, expected_purchases and churn_risk
+    in the horizon, expected_value, segment, top categories and brands, price level,
+    marketing_consent. Not a contact list: users who withdrew marketing consent are in it.
+    Needs only an ingested workdir; the model is fitted on the shop's own history up to --as-of."""
     rep = shop(workdir).customers(out, as_of=as_of, horizon_days=horizon_days)
     typer.echo(
         f"wrote {rep['users']:,} customer profiles to {out} (as of {rep['as_of']}, horizon {horizon_days} d, "
         f"model {rep['model']['model']}; lineage run {rep['lineage_run_id']})"
     )
+    if rep.get("pseudonymized"):
+        typer.echo(f"  users named by pseudonyms: your role may not see shop ids ({rep['pseudonymized']:,})")
     if rep["left_out"]:
         typer.echo(f"  {rep['left_out']:,} users left out: their shop ids are no longer held (retention)")
+    if rep.get("marketing_opt_outs"):
+        typer.echo(
+            f"  {rep['marketing_opt_outs']:,} users withdrew marketing consent (marketing_consent false): "
+            "not a contact list - contact through `shelfwise audiences export`"
+        )
 
 
 _AS_OF_HELP = (
@@ -87,8 +95,9 @@ def demand(
     chosen = ", ".join(f"{k} {v}" for k, v in sorted(m["chosen"].items(), key=lambda kv: -kv[1]))
     typer.echo(
         f"wrote {rep['rows']:,} weekly forecasts for {rep['series']:,} {level} series to {out} "
-        f"(as of {rep['as_of']}, history to the week of {m['last_week']}, season {m['season_length']} "
-        f"weeks, {m['censored_weeks']} stock-out weeks estimated; lineage run {rep['lineage_run_id']})"
+        f"(as of {rep['as_of']}, history to the week of {m['last_week']}, "
+        + (f"season {m['season_length']} weeks" if m["season_length"] > 1 else "no seasonal cycle")
+        + f", {m['censored_weeks']} stock-out weeks estimated; lineage run {rep['lineage_run_id']})"
     )
     typer.echo(f"  models chosen by cross-validation: {chosen}")
     typer.echo(f"  {_catalog_line(m)}")

@@ -279,9 +279,13 @@ def _model_audience(
     out = consent_withdrawn(workdir, "personalization", among=inter.user_ids[users].astype(str).tolist())
     if out:
         users = users[~np.isin(inter.user_ids[users].astype(str), sorted(out))]
-    size = spec.size or max(1, math.ceil(DEFAULT_SHARE * len(users)))
+    # the members are chosen among those an export may write (marketing consent): `--size N`
+    # is N users reached, not N minus the opt-outs
+    reachable = np.array(_eligible_for_marketing(workdir, inter.user_ids[users].astype(str).tolist()), bool)
+    size = spec.size or max(1, math.ceil(DEFAULT_SHARE * int(reachable.sum())))
     ranks, scores = rank_users(model, users, targets)
-    top = _top(ranks, scores, size)
+    ranked = _top(ranks, scores, len(users))
+    top = ranked[reachable[ranked]][:size]
     members = [(str(inter.user_ids[users[i]]), float(-ranks[i])) for i in top]
     made = {
         "bundle_version": bundle.version,
@@ -291,7 +295,7 @@ def _model_audience(
         "targets_count": len(target_ids),
         "score": "minus the best target's rank in the user's ranking of the catalog (0 = their top pick)",
     }
-    check(len(members))  # before the lift: a refused audience costs no second fit
+    check([u for u, _ in members])  # before the lift: a refused audience costs no second fit
     lift = None
     if spec.lift:
         lift = _model_lift(
@@ -384,7 +388,7 @@ def _rule_audience(
         "horizon_days": spec.horizon_days,
         "score": "expected_value",
     }
-    check(len(members))  # before the lift: a refused audience costs no second fit
+    check([u for u, _ in members])  # before the lift: a refused audience costs no second fit
     lift = None
     if spec.lift:
         cut = pd.Timestamp(at) - pd.Timedelta(days=spec.days)
@@ -447,12 +451,20 @@ def build_audience(
         inputs,
     ).start()
 
-    def check(size: int) -> None:
+    counted: dict[str, int] = {}
+
+    def check(users: list[str]) -> None:
+        # the size is what an export would write now (README: every size shown counts those):
+        # the members who may receive marketing, and so is the minimum size checked on it
+        size = sum(_eligible_for_marketing(workdir, users))
+        counted.update(size=size, without_marketing_consent=len(users) - size)
         if size < spec.min_size:
+            without = len(users) - size
+            also = f" ({without} more match but may not receive marketing)" if without else ""
             raise ShelfwiseError(
-                f"audience {spec.name}: {size} users, fewer than the minimum audience size "
-                f"{spec.min_size} (an audience this small could single people out); widen it or "
-                "lower --min-size"
+                f"audience {spec.name}: {size} users an export could write{also}, fewer than the "
+                f"minimum audience size {spec.min_size} (an audience this small could single people "
+                "out); widen it or lower --min-size"
             )
 
     try:
@@ -464,7 +476,9 @@ def build_audience(
             "name": spec.name,
             "kind": spec.kind,
             "spec": asdict(spec),
-            "size": len(members),
+            "size": counted["size"],
+            "members_stored": len(members),
+            "members_without_marketing_consent": counted["without_marketing_consent"],
             "created_at": datetime.now(UTC).isoformat(),
             "created_by": actor,
             "data_versions": _data_versions(workdir),
@@ -488,7 +502,7 @@ def build_audience(
         raise
     lineage.complete([DatasetRef("file", str((where / MEMBERS_FILE).resolve()), rows=len(members))])
     AuditLog(workdir).append(
-        "audiences.build", actor=actor, name=spec.name, kind=spec.kind, size=len(members),
+        "audiences.build", actor=actor, name=spec.name, kind=spec.kind, size=meta["size"],
         bundle_version=meta.get("bundle_version"), lift=(lift or {}).get("lift"), data_versions=versions, lineage_run_id=lineage.run_id,
     )  # fmt: skip
     return {k: v for k, v in meta.items() if k != "model_params"}
@@ -546,6 +560,19 @@ def members_now(workdir: Path, where: Path) -> list[dict[str, Any]]:
     members = read_members(where)
     ok = _eligible_for_marketing(workdir, [m["user"] for m in members])
     return [m for m, keep in zip(members, ok, strict=True) if keep]
+
+
+def may_see_shop_ids(workdir: str | Path, actor: str | None) -> bool:
+    """Whether the acting person may have users named by the shop's own ids in a file
+    (`audiences.shop_ids`: admin, steward, analyst), the one rule for every output that names
+    customers (`audiences export`, `insights customers`); single-user mode (no actor): the
+    shop's owner may. The others get the warehouse's pseudonyms."""
+    if actor is None:
+        return True
+    from ..governance import PERMISSIONS, People
+
+    person = People(Path(workdir)).load().get(actor)
+    return person is not None and person.role in PERMISSIONS["audiences.shop_ids"]
 
 
 def export_audience(
@@ -610,6 +637,7 @@ __all__ = [
     "export_audience",
     "lift_estimate",
     "list_audiences",
+    "may_see_shop_ids",
     "members_now",
     "rank_users",
     "read_members",

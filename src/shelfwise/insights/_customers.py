@@ -100,6 +100,13 @@ class CustomerModel:
     seasonal_factor: float = 1.0
     churn_weight: float = 1.0  # the trees' share against BG/NBD, chosen on the latest cut
     count_weight: float = 1.0
+    # users who never bought (segment "prospect") without the trees (model "bgnbd"/"rate"): the
+    # base rate of first orders among the non-buyers of a held-out earlier window
+    # (`prospect_base_rate`), scaled to the horizon; {} when the trees scored them
+    prospects: dict[str, Any] = field(default_factory=dict)
+    # profiles whose expected orders were raised to their P(at least one order): P(N >= 1) <=
+    # E[N] for a count, and the two are estimated by different models (`consistent`)
+    raised_to_churn: int = 0
 
 
 def orders_from_events(events: pd.DataFrame, products: pd.DataFrame) -> pd.DataFrame:
@@ -301,6 +308,49 @@ def _blend_weight(y: np.ndarray, ours: np.ndarray, anchor: np.ndarray, score: An
     return float(grid[scores == scores.max()].max())  # ties: the trees
 
 
+def prospect_base_rate(
+    events: pd.DataFrame, orders: pd.DataFrame, as_of: Any, horizon_days: int
+) -> dict[str, Any]:
+    """What a user who never bought does in the horizon, read from the shop's own history: at a
+    cut one window before `as_of` (the horizon, or half the history when it is shorter), the
+    users with events but no order by then, and the share of them who ordered in the window
+    after it (and their mean orders), scaled to `horizon_days` as a constant rate would be.
+    `p_order` None where no user without an order is known at the cut."""
+    as_of = pd.Timestamp(as_of)
+    first = pd.Timestamp(events["timestamp"].min()) if len(events) else as_of
+    window = min(float(horizon_days), (as_of - first) / pd.Timedelta(days=1) / 2)
+    out: dict[str, Any] = {"window_days": round(window, 2), "non_buyers": 0, "p_order": None}
+    if window < 1:
+        return out | {"reason": "less than two days of history: no earlier window to learn from"}
+    cut = as_of - pd.Timedelta(days=window)
+    seen = set(events.loc[events["timestamp"] <= cut, "user_id"])
+    bought = set(orders.loc[orders["ts"] <= cut, "user_id"])
+    non_buyers = seen - bought
+    out |= {"cut": cut.isoformat(), "non_buyers": len(non_buyers)}
+    if not non_buyers:
+        return out | {"reason": f"no user without an order by {cut.date()}"}
+    after = orders[(orders["ts"] > cut) & (orders["ts"] <= as_of) & orders["user_id"].isin(non_buyers)]
+    n = after.groupby("user_id").size()
+    p_w, m_w = len(n) / len(non_buyers), float(n.sum()) / len(non_buyers)
+    k = horizon_days / window
+    return out | {
+        "ordered_in_window": len(n),
+        "p_order": float(1 - (1 - p_w) ** k),
+        "expected_orders": m_w * k,
+    }
+
+
+def consistent(now: pd.DataFrame) -> int:
+    """Make `expected_purchases` at least the probability of an order (1 - churn_risk): for a
+    count of orders, P(at least one) cannot exceed the expected number. The churn model (a
+    classifier, the better judge of "any order") keeps its answer; the count is raised. Returns
+    how many profiles were raised."""
+    p_any = 1.0 - now["churn_risk"]
+    low = now["expected_purchases"] < p_any - 1e-9
+    now.loc[low, "expected_purchases"] = p_any[low]
+    return int(low.sum())
+
+
 def fit_predict(
     events: pd.DataFrame,
     products: pd.DataFrame,
@@ -364,6 +414,14 @@ def fit_predict(
         now["expected_purchases"] = now["bgnbd_expected"].fillna(rate * horizon_days)
         now["churn_risk"] = bg_churn.fillna(np.exp(-rate * horizon_days))
         info.model = "bgnbd" if now["bgnbd_expected"].notna().any() else "rate"
+        # users who never bought have no rate of their own: neither "certain to churn" nor
+        # "0 orders", but what the non-buyers of an earlier window did
+        info.prospects = prospect_base_rate(events, orders, as_of, horizon_days)
+        never = now["frequency"] == 0
+        if info.prospects["p_order"] is not None and never.any():
+            now.loc[never, "churn_risk"] = 1.0 - info.prospects["p_order"]
+            now.loc[never, "expected_purchases"] = info.prospects["expected_orders"]
+    info.raised_to_churn = consistent(now)
     shop_aov = float(orders["value"].mean()) if len(orders) else 0.0
     aov = (now["monetary"] + PRIOR_ORDERS * shop_aov) / (now["frequency"] + PRIOR_ORDERS)
     now["expected_value"] = now["expected_purchases"] * aov
@@ -478,8 +536,10 @@ __all__ = [
     "features_at",
     "fit_predict",
     "labels_after",
+    "consistent",
     "orders_from_events",
     "profile_customers",
+    "prospect_base_rate",
     "rfm_segments",
     "tastes",
     "training_cuts",

@@ -69,7 +69,8 @@ def backtest(
     protocol = (
         f"fitted on the events up to {cut.date()} (as-of minus the {horizon_days}-day horizon), "
         f"scored on the orders from then to {pd.Timestamp(as_of).date()}, which the fit never saw; "
-        "customers: those with an order up to the cut; BG/NBD fitted on the same orders"
+        "customers: those with an order up to the cut; BG/NBD fitted on the same orders; users "
+        "who never bought by the cut (prospects) are scored apart (`prospects`)"
     )
     seen = events[events["timestamp"] <= cut]
     if seen.empty:
@@ -95,6 +96,7 @@ def backtest(
             "mae_expected_orders": _r(np.abs(buyers["expected_purchases"].to_numpy() - y).mean()),
         },
     }
+    out["prospects"] = _prospects_eval(fitted, orders, cut, pd.Timestamp(as_of))
     bg = _bgnbd_churn(buyers)
     ok = bg.notna().to_numpy() & buyers["bgnbd_expected"].notna().to_numpy()
     # a model that is BG/NBD alone would be compared with itself: the same figures twice
@@ -104,6 +106,32 @@ def backtest(
             "mae_expected_orders": _r(np.abs(buyers["bgnbd_expected"].to_numpy()[ok] - y[ok]).mean()),
             "customers": int(ok.sum()),
         }
+    return out
+
+
+def _prospects_eval(fitted: pd.DataFrame, orders: pd.DataFrame, cut: Any, as_of: Any) -> dict[str, Any]:
+    """The held-out check of what the profiles say of users who never bought (segment
+    "prospect"): the share of them who ordered in the horizon against the mean predicted
+    P(order), the MAE of expected orders, and the churn AUC where the predictions differ among
+    them (a base rate gives every prospect the same figure: no ranking to score)."""
+    from sklearn.metrics import roc_auc_score
+
+    pros = fitted[fitted["frequency"] == 0]
+    if pros.empty:
+        return {"computable": False, "reason": "no user without an order by the cut"}
+    future = orders[(orders["ts"] > cut) & (orders["ts"] <= as_of)]
+    y = future.groupby("user_id").size().reindex(pros.index).fillna(0).to_numpy()
+    churned = (y == 0).astype(int)
+    out: dict[str, Any] = {
+        "computable": True,
+        "prospects": len(pros),
+        "ordered_share": _r(1 - churned.mean()),
+        "predicted_order_probability": _r(float((1 - pros["churn_risk"]).mean())),
+        "mae_expected_orders": _r(np.abs(pros["expected_purchases"].to_numpy() - y).mean()),
+        "churn_auc": None,
+    }
+    if churned.min() != churned.max() and pros["churn_risk"].nunique() > 1:
+        out["churn_auc"] = _r(roc_auc_score(churned, pros["churn_risk"]))
     return out
 
 
@@ -127,7 +155,7 @@ def customers_summary(
     """What reports/customers.json holds (pseudonyms only; users without the personalization
     consent left out)."""
     from ._customers import profile_customers
-    from ._data import count_customers, load_curated, parse_as_of
+    from ._data import count_customers, load_curated, parse_as_of, stale_as_of
 
     if not 1 <= horizon_days <= 3650:
         raise ShelfwiseError(f"--horizon-days {horizon_days}: use 1..3650")
@@ -135,6 +163,7 @@ def customers_summary(
     events, products, at = load_curated(workdir, at, consent="personalization")
     if events.empty:
         raise ShelfwiseError(f"{workdir}: no events of consenting customers up to {at}")
+    warning = stale_as_of(events, at)
     prof, info = profile_customers(events, products, at, horizon_days)
     # the customers of the same events whatever their consent (anonymous sessions are none),
     # counted in the warehouse: those the consent left out are the difference
@@ -185,6 +214,7 @@ def customers_summary(
     return {
         "as_of": pd.Timestamp(at).isoformat(),
         "horizon_days": horizon_days,
+        "warning": warning,
         "model": asdict(info),
         "customers": len(prof),
         "buyers": len(buyers),
@@ -224,6 +254,19 @@ def _eval_html(e: dict[str, Any]) -> str:
         f"<p>Model evaluated: {escape(e['evaluated'])}.</p>"
         f"<p>{e['customers']} customers with an order by {escape(e['cut'][:10])}; "
         f"{100 * e['churn_rate']:.1f}% of them placed no order in the held-out horizon.</p>{table}"
+        + _prospects_html(e.get("prospects") or {})
+    )
+
+
+def _prospects_html(p: dict[str, Any]) -> str:
+    if not p.get("computable"):
+        return ""
+    auc = "" if p["churn_auc"] is None else f"; churn AUC among them {p['churn_auc']}"
+    return (
+        f"<p>Users who had never bought by the cut (prospects, not in the table above): "
+        f"{p['prospects']:,}; {100 * p['ordered_share']:.1f}% of them ordered in the held-out horizon, "
+        f"against a predicted {100 * p['predicted_order_probability']:.1f}% (MAE of expected orders "
+        f"{p['mae_expected_orders']}{auc}).</p>"
     )
 
 

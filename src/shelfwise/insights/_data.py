@@ -93,6 +93,35 @@ def load_curated(
     return events, products, as_of
 
 
+STALE_DAYS = 28  # an --as-of further than this past the last event is warned about
+
+
+class StaleAsOfWarning(UserWarning):
+    """--as-of is far past the last event: recency and segments describe a silence in the data."""
+
+
+def stale_as_of(events: pd.DataFrame, as_of: datetime) -> str | None:
+    """A warning (also issued) when `as_of` is more than STALE_DAYS after the last event: every
+    user's recency then grows by days nobody recorded (a "champion" 460 days since their last
+    order), and segments and churn read the missing data as silence."""
+    import warnings
+
+    if events.empty:
+        return None
+    last = pd.Timestamp(events["timestamp"].max())
+    days = (pd.Timestamp(as_of) - last) / pd.Timedelta(days=1)
+    if days <= STALE_DAYS:
+        return None
+    msg = (
+        f"--as-of {pd.Timestamp(as_of).date()} is {days:.0f} days after the last event "
+        f"({last.isoformat(timespec='seconds')}): recency, segments and churn count those days as "
+        "days without orders although no data was recorded; ingest the newer events or use an "
+        "earlier --as-of"
+    )
+    warnings.warn(msg, StaleAsOfWarning, stacklevel=3)
+    return msg
+
+
 def count_customers(workdir: str | Path, as_of: datetime) -> int:
     """How many customers (not anonymous sessions) the curated events name up to `as_of`
     (inclusive), whatever their consent: one distinct-user count in the warehouse, for the
@@ -144,4 +173,13 @@ def curated_inputs(
     return refs, {t: int(held[t][0]) for t in tables if t in held}
 
 
-__all__ = ["count_customers", "curated_inputs", "load_curated", "parse_as_of", "shop_ids"]
+__all__ = [
+    "STALE_DAYS",
+    "StaleAsOfWarning",
+    "count_customers",
+    "stale_as_of",
+    "curated_inputs",
+    "load_curated",
+    "parse_as_of",
+    "shop_ids",
+]

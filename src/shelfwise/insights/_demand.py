@@ -92,6 +92,13 @@ CONVERSION_WEEKS = 52
 INTEREST_TYPES = ("view", "click", "add_to_cart", "search")
 
 
+MAX_NO_DATA_WEEKS = 13  # --as-of further than this past the last event is refused
+
+
+class NoDataWarning(UserWarning):
+    """--as-of is weeks after the shop's last event: the weeks between hold no data."""
+
+
 @dataclass
 class DemandModel:
     """What made a demand forecast (the report's `model`)."""
@@ -117,6 +124,11 @@ class DemandModel:
     # per group of series modelled together: the 80% interval's calibration factor and the
     # held-out coverage of the uncalibrated interval (`calibrate`)
     calibration: list[dict[str, Any]] = field(default_factory=list)
+    # the shop's last event up to as-of, and the complete weeks between its week and as-of's
+    # (no data: not zero demand; the history ends at the last complete week with data)
+    last_event: str | None = None
+    no_data_weeks: int = 0
+    warning: str | None = None
     cv_mae: dict[str, float] = field(default_factory=dict)  # model -> mean CV MAE over the series
     # free-text searches (no product_id) resolved to the product they name (`_searched`) and
     # counted in its interest: how many, to how many products, how many in censored weeks
@@ -178,6 +190,10 @@ def load_weekly(
             if not row or row[0] is None:
                 raise ShelfwiseError(f"{workdir}: the curated events table is empty")
             as_of = row[0]
+        row = con.execute(
+            'SELECT max("timestamp") FROM curated.events WHERE "timestamp" <= ?', [as_of]
+        ).fetchone()
+        last_event = row[0] if row else None
         interest = ", ".join(f"'{t}'" for t in INTEREST_TYPES)
         weekly = con.execute(
             f"""SELECT product_id, date_trunc('week', "timestamp") AS ds,
@@ -223,6 +239,7 @@ def load_weekly(
     weekly["ds"] = pd.to_datetime(weekly["ds"]).astype("datetime64[ns]")
     weekly, summary = _with_searches(workdir, weekly, searches, names)
     weekly.attrs["searches"] = summary | named_from
+    weekly.attrs["last_event"] = last_event
     return weekly, products, as_of, catalog
 
 
@@ -290,10 +307,11 @@ def uncensor(grid: pd.DataFrame, out_of_stock: set[str]) -> tuple[pd.DataFrame, 
     local = (
         by["y"].transform(lambda s: s.rolling(LOCAL_WEEKS, center=True, min_periods=3).median()).fillna(0.0)
     )
-    has_interest = by["interest"].transform("sum") > 0
     usual = by["interest"].transform(lambda s: s[s > 0].median() if (s > 0).any() else 0.0)
     improbable = (g["y"] == 0) & (np.exp(-local) < CENSOR_P0)
-    looked = ~has_interest | (g["interest"] >= CENSOR_INTEREST * usual)
+    # a stock-out needs evidence of interest that week: a product nobody viewed or searched (or
+    # a shop whose events carry no views at all) has a quiet week, not an unserved demand
+    looked = (g["interest"] > 0) & (g["interest"] >= CENSOR_INTEREST * usual)
     censored = improbable & looked
     # the trailing run of zero weeks of a product that is out of stock now
     if out_of_stock:
@@ -825,12 +843,42 @@ def forecast_demand(
     if level not in ("product", "category"):
         raise ShelfwiseError(f"--level {level!r}: use product or category")
     last_week = last_complete_week(as_of)
+    gap, last_event = 0, weekly.attrs.get("last_event")
+    if last_event is not None:
+        data_week = last_complete_week(last_event)
+        # the week of the last event is read when the data reach its Sunday (a week cut short
+        # on a Wednesday would read as a drop in demand)
+        if pd.Timestamp(last_event).weekday() == 6 and last_complete_week(as_of) > data_week:
+            data_week = data_week + WEEK
+        gap = max(0, int((last_week - data_week) / WEEK))
+    warning = None
+    if gap:
+        at, last = pd.Timestamp(as_of), pd.Timestamp(last_event)
+        said = (
+            f"--as-of {at.date()} is {gap} week{'s' if gap > 1 else ''} after the shop's last event "
+            f"({last.isoformat(timespec='seconds')}): the weeks since hold no data, not zero demand"
+        )
+        if gap > MAX_NO_DATA_WEEKS:
+            raise ShelfwiseError(
+                f"{said}; forecasting more than {MAX_NO_DATA_WEEKS} weeks past the data is refused: "
+                "ingest the newer events or use an --as-of up to the last event"
+            )
+        last_week -= gap * WEEK
+        horizon_weeks += gap  # the forecasts start after the data and still reach as-of + horizon
+        warning = (
+            f"{said}; the history ends in the week of {last_week.date()} and the forecasts start "
+            "there: ingest the newer events for forecasts that know them"
+        )
+        warnings.warn(warning, NoDataWarning, stacklevel=2)
     info = DemandModel(
         level=level,
         as_of=pd.Timestamp(as_of).isoformat(),
         last_week=last_week.date().isoformat(),
         horizon_weeks=horizon_weeks,
         season_length=1,
+        last_event=None if last_event is None else pd.Timestamp(last_event).isoformat(),
+        no_data_weeks=gap,
+        warning=warning,
     )
     if catalog is not None:
         info.catalog_version, info.catalog_ingested_at = catalog["version"], catalog["ingested_at"]
@@ -867,7 +915,13 @@ def forecast_demand(
             "in_censored_weeks": int(per_week.sum()),
             "censored_weeks_with_searches": int((per_week > 0).sum()),
         }
-    fc, meta = forecast_series(series[["unique_id", "ds", "y", "interest"]], horizon_weeks)
+    try:
+        fc, meta = forecast_series(series[["unique_id", "ds", "y", "interest"]], horizon_weeks)
+    except (NotImplementedError, ValueError) as exc:  # the library's own refusals, in one line
+        raise ShelfwiseError(
+            f"demand: the forecasting library could not fit the {series['unique_id'].nunique()} series "
+            f"up to the week of {last_week.date()} ({type(exc).__name__}: {exc})"
+        ) from None
     info.series = int(series["unique_id"].nunique())
     info.season_length = int(meta["season_length"])
     info.cv_windows, info.cv_h = int(meta["cv_windows"]), int(meta["cv_h"])
@@ -877,7 +931,9 @@ def forecast_demand(
 
 
 __all__ = [
+    "MAX_NO_DATA_WEEKS",
     "DemandModel",
+    "NoDataWarning",
     "detect_season",
     "forecast_demand",
     "forecast_series",

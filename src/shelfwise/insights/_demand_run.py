@@ -51,6 +51,25 @@ def stock_unknown(workdir: Path, at: Any) -> str:
     )
 
 
+def quarantined_products(workdir: Path) -> dict[str, Any]:
+    """The products rows held in quarantine (open): not in the catalog, so not in the
+    suggestions unless they sold (then listed as "not in the catalog"); counted, by reason."""
+    from ..governance import Quarantine
+
+    held = [r for r in Quarantine(workdir).summary() if r["table"] == "products" and r["status"] == "open"]
+    n = sum(r["rows"] for r in held)
+    return {
+        "quarantined_product_rows": n,
+        "by_reason": {r["reason"]: r["rows"] for r in held},
+        "reason": (
+            f"{n} products rows are in quarantine (open): not in the catalog, so no stock figure; "
+            "fix them (`shelfwise quarantine list --table products`)"
+            if n
+            else None
+        ),
+    }
+
+
 def demand_records(
     workdir: str | Path, as_of: str | None = None, horizon_weeks: int = 13, level: str = "product"
 ) -> tuple[list[dict[str, Any]], dict[str, Any], pd.DataFrame, pd.DataFrame]:
@@ -173,6 +192,7 @@ def run_replenishment(
     rep = {
         "products": len(records),
         "to_order": to_order,
+        "left_out": quarantined_products(workdir),
         "out": str(out),
         "lineage_run_id": lineage.run_id,
         "as_of": info.as_of,
@@ -197,6 +217,7 @@ __all__ = [
     "CATEGORY_FIELDS",
     "DEMAND_FIELDS",
     "demand_records",
+    "quarantined_products",
     "run_demand",
     "run_replenishment",
     "stock_unknown",

@@ -87,16 +87,22 @@ def replenish(
     review_days: float = 7.0,
     as_of: Any = None,
 ) -> list[dict[str, Any]]:
-    """One suggestion per product that has a stock figure or a forecast. `forecasts`:
+    """One suggestion per catalog product and per product with a forecast. `forecasts`:
     `unique_id, ds, units, lo, hi` per product and week; `products`: `product_id, stock,
     lead_time_days` (as they were at `as_of`). The protection period starts at `as_of` (None:
     at the first forecast week's Monday)."""
     if not 0.5 <= service_level < 1.0:
         raise ValueError(f"--service-level {service_level}: use a probability in [0.5, 1)")
     z = float(norm.ppf(service_level))
+    if as_of is not None and len(forecasts):
+        # weeks over before as-of (forecasts that start at the last week with data, weeks before
+        # as-of: `forecast_demand`) are no part of the protection period
+        forecasts = forecasts[pd.to_datetime(forecasts["ds"]) + pd.Timedelta(days=7) > pd.Timestamp(as_of)]
     by_product = {str(k): g.sort_values("ds") for k, g in forecasts.groupby("unique_id", sort=False)}
     catalog = {str(r.product_id): r for r in products.itertuples(index=False)}
-    ids = sorted(set(by_product) | {p for p, r in catalog.items() if _number(r.stock) is not None})
+    # every catalog product (with its reason when nothing can be suggested) and every product
+    # with a forecast
+    ids = sorted(set(by_product) | set(catalog))
     out: list[dict[str, Any]] = []
     for pid in ids:
         row = catalog.get(pid)
@@ -118,7 +124,9 @@ def replenish(
             "weeks_of_cover": round(stock / weekly, 2) if stock is not None and weekly > 0 else None,
             "service_level": service_level,
         }
-        if stock is None:
+        if row is None:
+            rec["reason"] = "not in the catalog: sold up to as-of, but no stock figure or lead time is known"
+        elif stock is None:
             rec["reason"] = "no stock figure in the catalog: nothing to compare the demand with"
         elif lead is None:
             rec["reason"] = "no lead_time_days in the catalog: the protection period is unknown"

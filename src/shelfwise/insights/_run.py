@@ -14,9 +14,18 @@ import pandas as pd
 
 from ..errors import ShelfwiseError
 from ._customers import PROFILE_COLUMNS, profile_customers
-from ._data import curated_inputs, load_curated, parse_as_of, shop_ids
+from ._data import curated_inputs, load_curated, parse_as_of, stale_as_of
+from ._data import shop_ids as _shop_ids
 
 PROFILE_FIELDS = ("user_id", *PROFILE_COLUMNS)
+# the file `insights customers` writes: the profile and whether the user may receive marketing
+# (a profile file is analytics, not a contact list: filter on this column to make one)
+OUTPUT_FIELDS = (*PROFILE_FIELDS, "marketing_consent")
+NOT_A_CONTACT_LIST = (
+    "profiles are personalization analytics, not a marketing contact list: users who withdrew "
+    "marketing consent are in it (marketing_consent false); contact only through "
+    "`shelfwise audiences export`, or keep the rows with marketing_consent true"
+)
 _ROUND = {"recency_days": 2, "monetary": 2, "expected_purchases": 4, "churn_risk": 4, "expected_value": 2}
 
 
@@ -29,16 +38,27 @@ def _clean(v: Any, digits: int | None = None) -> Any:
 
 
 def profile_records(
-    workdir: str | Path, as_of: str | None = None, horizon_days: int = 90
+    workdir: str | Path, as_of: str | None = None, horizon_days: int = 90, *, shop_ids: bool = True
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The profiles as JSON-ready dicts in the shop's own ids, and what made them."""
+    """The profiles as JSON-ready dicts, what made them, and who was left out.
+
+    `shop_ids`: name users by the shop's own ids (a user whose raw rows are gone, retention, is
+    then left out: `left_out_without_shop_id`), else by the warehouse's pseudonyms (every
+    profile; `pseudonymized` counts them), the rule of `audiences export`. Every record says
+    whether the user may receive marketing (`marketing_consent`)."""
+    from ..governance._consent import consent_withdrawn
+    from ._data import count_customers
+
     at = parse_as_of(as_of)
     # profiles are profiling: users without personalization consent are left out
     events, products, at = load_curated(workdir, at, consent="personalization")
     if events.empty:
         raise ShelfwiseError(f"{workdir}: no events up to {at}")
+    stale = stale_as_of(events, at)
     prof, info = profile_customers(events, products, at, horizon_days)
-    ids = shop_ids(workdir, list(prof.index))
+    pseudonyms = [str(p) for p in prof.index]
+    ids = _shop_ids(workdir, pseudonyms) if shop_ids else {p: p for p in pseudonyms}
+    no_marketing = consent_withdrawn(workdir, "marketing", among=pseudonyms)
     records = []
     for pseudo, row in prof.iterrows():
         raw = ids.get(str(pseudo))
@@ -48,13 +68,24 @@ def profile_records(
         for f in PROFILE_FIELDS[1:]:
             v = row[f]
             rec[f] = int(v) if f == "frequency" else _clean(v, _ROUND.get(f))
+        rec["marketing_consent"] = str(pseudo) not in no_marketing
         records.append(rec)
     records.sort(key=lambda r: r["user_id"])
+    without_id = len(prof) - len(records)
     meta = {
         "as_of": pd.Timestamp(at).isoformat(),
         "events": len(events),
         "model": asdict(info),
-        "left_out": len(prof) - len(records),
+        "ids": "shop" if shop_ids else "pseudonym",
+        "pseudonymized": 0 if shop_ids else len(records),
+        # `left_out` (kept for callers): the same count as `left_out_without_shop_id`
+        "left_out": without_id,
+        "left_out_without_shop_id": without_id,
+        "left_out_without_consent": count_customers(workdir, at) - int(events["user_id"].nunique()),
+        "marketing_opt_outs": sum(not r["marketing_consent"] for r in records),
+        "contact_list": False,
+        "warning": stale,
+        "note": NOT_A_CONTACT_LIST,
     }
     return records, meta
 
@@ -83,9 +114,11 @@ def run_customers(
     as_of: str | None = None,
     horizon_days: int = 90,
     actor: str | None = None,
+    shop_ids: bool = True,
 ) -> dict[str, Any]:
     """Profiles of every user up to `as_of`, written to `out`. The caller (`shelfwise.Shop`) has
-    checked the `insights.customers` permission; `actor` is the person the audit entry names."""
+    checked the `insights.customers` permission and decided `shop_ids` as `audiences export`
+    does (`audiences.shop_ids`); `actor` is the person the audit entry names."""
     from ..governance import AuditLog, DatasetRef, LineageRun
 
     workdir, out = Path(workdir), Path(out)
@@ -102,18 +135,20 @@ def run_customers(
         inputs,
     ).start()
     try:
-        records, meta = profile_records(workdir, as_of, horizon_days)
-        write_records(records, out, PROFILE_FIELDS)
+        records, meta = profile_records(workdir, as_of, horizon_days, shop_ids=shop_ids)
+        write_records(records, out, OUTPUT_FIELDS)
     except Exception as exc:
         lineage.fail(f"{type(exc).__name__}: {exc}")
         raise
-    lineage.complete([DatasetRef("file", str(out.resolve()), rows=len(records), columns=PROFILE_FIELDS)])
+    lineage.complete([DatasetRef("file", str(out.resolve()), rows=len(records), columns=OUTPUT_FIELDS)])
     rep = {"users": len(records), "out": str(out), "lineage_run_id": lineage.run_id, **meta}
     AuditLog(workdir).append(
         "insights.customers",
         actor=actor,
         out=str(out),
         users=len(records),
+        ids=meta["ids"],
+        marketing_opt_outs=meta["marketing_opt_outs"],
         as_of=meta["as_of"],
         horizon_days=horizon_days,
         data_versions=versions,
@@ -223,6 +258,8 @@ def run_ask(
 
 
 __all__ = [
+    "NOT_A_CONTACT_LIST",
+    "OUTPUT_FIELDS",
     "PROFILE_FIELDS",
     "load_faq",
     "profile_records",
