@@ -394,7 +394,9 @@ def test_partial_deliveries_on_spark_as_on_duckdb(spark, tmp_path):
 
 
 def test_personal_data_in_profile_columns_is_masked_on_spark_too(spark, tmp_path):
-    from tests.governance.test_deliveries import test_personal_data_in_a_kept_profile_column_is_masked as check
+    from tests.governance.test_deliveries import (
+        test_personal_data_in_a_kept_profile_column_is_masked as check,
+    )
 
     check(tmp_path, engine=lambda work: SparkEngine(work, master="local[2]"))
 
