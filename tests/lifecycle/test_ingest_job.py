@@ -94,3 +94,20 @@ def test_a_chinese_label_is_drawn_as_written_without_a_warning():
         svg = bar_chart(["灰色 水壶", "red kettle"], [3, 2], "Top queries", "searches", fast=True)
     assert not [w for w in caught if "Glyph" in str(w.message)], [str(w.message) for w in caught]
     assert ">灰色 水壶</text>" in svg
+
+
+def test_a_forecast_chart_over_years_of_weeks_draws_without_a_warning():
+    """A demand report of a shop with four years of weekly history printed matplotlib's
+    "AutoDateLocator was unable to pick an appropriate interval" once per chart."""
+    import warnings
+
+    import pandas as pd
+
+    from shelfwise.reporting._charts import forecast_chart
+
+    weeks = pd.date_range("2022-01-03", periods=200, freq="W-MON").strftime("%Y-%m-%d")
+    ahead = pd.date_range(weeks[-1], periods=14, freq="W-MON")[1:].strftime("%Y-%m-%d")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        svg = forecast_chart([(w, 1.0) for w in weeks], [(w, 1.0, 0.5, 2.0) for w in ahead], "sales")
+    assert svg.startswith("<svg") and not [str(w.message) for w in caught]

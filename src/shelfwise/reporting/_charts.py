@@ -29,6 +29,9 @@ def _svg(fig: plt.Figure, margins: tuple[float, float] | None = None) -> str:
     buf = io.StringIO()
     with warnings.catch_warnings():  # (here, not once at import: a caller may reset the filters)
         warnings.filterwarnings("ignore", message=_NO_GLYPH, category=UserWarning)
+        # a date axis over one week or a few: matplotlib's locator falls back to a plain interval
+        # and says so once per chart (six lines on stderr for one demand report)
+        warnings.filterwarnings("ignore", message="AutoDateLocator was unable", category=UserWarning)
         if margins is None:
             fig.savefig(buf, format="svg", bbox_inches="tight")
         else:
