@@ -240,8 +240,11 @@ def evaluate(
     for r in report["results"]:
         m, ci = r["metrics"], r["ci95"]["ndcg@10"]
         mark = " *" if r["model"] == report["default_model"] else ""
+        # (no catalog coverage under a sampled protocol: each list ranks its own candidates)
+        cov = m.get("coverage@10")
+        cov_text = f"{cov:7.3f}" if cov is not None and cov == cov else f"{'—':>7s}"
         typer.echo(
             f"{r['model']:14s} {m['ndcg@10']:8.4f} {ci[0]:8.4f}-{ci[1]:.4f} {m['hr@10']:7.4f} {m['mrr@10']:7.4f} "
-            f"{m.get('coverage@10', float('nan')):7.3f}{mark}"
+            f"{cov_text}{mark}"
         )
     typer.echo(f"report: {report['report_html']}   (* = the bundle's default model)")
