@@ -730,8 +730,10 @@ def test_personal_data_in_a_kept_profile_column_is_masked(tmp_path, engine=None)
     d = tmp_path / "d"
     d.mkdir()
     (d / "users.csv").write_text(
-        "user_id,Contact,Username,Notes,Email,Tier\n"
-        "U1,jane@example.com,jdoe,call 555-987-6543 or jane@example.com,jane@example.com,gold\n"
+        "user_id,Contact,Username,Notes,Email,Tier,Signup,Seen,Spend\n"
+        "U1,jane@example.com,jdoe,call 555-987-6543 or jane@example.com,jane@example.com,gold,"
+        '2023-05-01,2023-06-15T10:00:00Z,"1,234,567.50"\n'
+        "U2,+49 30 1234567,,,,silver,05/01/2024,05/01/2024 10:00,12.500.000\n"
     )
     (d / "events.csv").write_text(
         "user_id,product_id,event_type,timestamp\nU1,P1,view,2024-01-01T10:00:00Z\n"
@@ -739,6 +741,22 @@ def test_personal_data_in_a_kept_profile_column_is_masked(tmp_path, engine=None)
     work = tmp_path / "w"
     report = Ingestor(work, engine=engine(work) if engine else None).run(d)
     assert set(report.tables["users"].personal_columns_dropped) == {"Email", "Username"}
-    rows = curated_rows(work, "SELECT x_contact, x_notes, x_tier FROM curated.users")
-    assert rows == [("[email]", "call [phone] or [email]", "gold")], rows
+    rows = curated_rows(
+        work, "SELECT x_contact, x_notes, x_tier, x_signup, x_seen, x_spend FROM curated.users"
+    )
+    # dates, times and grouped numbers are no personal data: kept as they are
+    assert sorted(rows, key=str) == sorted(
+        [
+            (
+                "[email]",
+                "call [phone] or [email]",
+                "gold",
+                "2023-05-01",
+                "2023-06-15T10:00:00Z",
+                "1,234,567.50",
+            ),
+            ("[phone]", None, "silver", "05/01/2024", "05/01/2024 10:00", "12.500.000"),
+        ],
+        key=str,
+    ), rows
     assert "jane" not in str(curated_rows(work, "SELECT * FROM curated.users"))

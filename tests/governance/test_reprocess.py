@@ -36,6 +36,11 @@ def test_reprocessing_as_they_are_keeps_the_winning_rows_and_the_open_queue(tmp_
     assert sorted(r["reason"] for r in open_rows) == ["duplicate_key", "malformed_row", "out_of_range"]
     line = next(r for r in open_rows if r["reason"] == "malformed_row")
     assert "Blue Shoe" in (line["raw"] or {}).get("line", ""), line  # its text is still there
+    # the row that failed again is a new open row, named by where it came from (it named the
+    # re-processing's temporary file, deleted afterwards, and that file's line)
+    again = next(r for r in open_rows if r["reason"] == "out_of_range")
+    assert again["quarantine_id"] not in before and again["source_file"] == str(d / "products.csv"), again
+    assert again["source_line"] == 5, again
 
 
 def test_the_governance_report_counts_the_open_quarantine_and_judges_deliveries(tmp_path: Path):
@@ -125,10 +130,9 @@ def test_a_fixed_row_naming_an_erased_user_is_withheld_not_released(tmp_path: Pa
     out.write_text("".join(json.dumps(r) + "\n" for r in recs))
     res = reprocess_rows(work, "events", out)
     assert (res["retried"], res["released"], res["still_quarantined"], res["withheld"]) == (2, 1, 0, 1)
-    status = {
-        r["raw"]["user_id"]: r["status"] for r in Quarantine(work).list("events", status=None, limit=None)
-    }
-    assert status == {"U3": "released", "U4": "withheld"}, status
+    rows = {r["source_line"]: r for r in Quarantine(work).list("events", status=None, limit=None)}
+    assert {n: r["status"] for n, r in rows.items()} == {4: "released", 5: "withheld"}, rows
+    assert rows[5]["raw"] is None  # its fields went with the erased user's
     assert curated_rows(work, "SELECT count(*) FROM curated.events") == [(2,)]  # U1's and U3's
     run = [
         e for e in read_lineage(work) if e["run"]["runId"] == res["run_id"] and e["eventType"] == "COMPLETE"
@@ -186,3 +190,31 @@ def test_a_full_load_of_a_header_only_export_keeps_the_curated_tables(tmp_path: 
     assert curated_rows(work, "SELECT count(*) FROM curated.events") == [(1,)]
     assert curated_rows(work, "SELECT product_id FROM curated.products") == [("P3",)]  # replaced
     assert any("events.csv: no rows: curated.events keeps its 1 rows" in n for n in rep.notes), rep.notes
+
+
+def test_resent_bad_rows_and_resent_event_ids_are_redeliveries_not_failures(tmp_path: Path, engine=None):
+    """Day 2 re-sends day 1 whole: its two bad products (quarantined before) and its events with
+    their `event_id`s (curated before). Neither is a failure of day 2, nor one more open row: both
+    are `redelivered`, the event ids count as unchanged rows, and the quality check passes."""
+    from shelfwise.governance._catalog import catalog
+
+    d = tmp_path / "d"
+    d.mkdir()
+    rows = [f"P{i},Shoe {i},{9 + i}.99" for i in range(18)] + ["PX,Bad,-5", "PY,Worse,-6"]
+    (d / "products.csv").write_text("product_id,title,price\n" + "\n".join(rows) + "\n")
+    events = [f"E{i},U{i % 5},P{i % 18},view,2026-01-01T10:{i:02d}:00Z" for i in range(30)]
+    (d / "events.csv").write_text(
+        "event_id,user_id,product_id,event_type,timestamp\n" + "\n".join(events) + "\n"
+    )
+    work = tmp_path / "w"
+    eng = engine(work) if engine else None
+    Ingestor(work, engine=eng).run(d)
+    rep = Ingestor(work, mode="append", engine=eng).run(d)
+    ev, pr = rep.tables["events"], rep.tables["products"]
+    assert (ev.rows_curated, ev.rows_unchanged, ev.rows_redelivered) == (0, 30, 30)
+    assert (pr.rows_quarantined, pr.rows_redelivered) == (20, 20)
+    assert {r["status"] for r in Quarantine(work).list("events", status=None, limit=None)} == {"redelivered"}
+    assert len(Quarantine(work).list("products", status="open", limit=None)) == 2  # day 1's, once
+    quality = {x["name"]: x["quality"] for x in catalog(work)["datasets"]}
+    assert quality["curated.events"]["passed"] and quality["curated.events"]["quarantined_share"] == 0.0
+    assert quality["curated.products"]["passed"], quality["curated.products"]

@@ -401,6 +401,14 @@ def test_personal_data_in_profile_columns_is_masked_on_spark_too(spark, tmp_path
     check(tmp_path, engine=lambda work: SparkEngine(work, master="local[2]"))
 
 
+def test_resent_rows_are_redeliveries_on_spark_too(spark, tmp_path):
+    from tests.governance.test_reprocess import (
+        test_resent_bad_rows_and_resent_event_ids_are_redeliveries_not_failures as check,
+    )
+
+    check(tmp_path, engine=lambda work: SparkEngine(work, master="local[2]"))
+
+
 def test_a_robots_events_sent_again_on_spark_as_on_duckdb(spark, tmp_path):
     """A re-sent part of a robot's burst is robot traffic on Spark as on DuckDB."""
     from tests.governance.test_deliveries import check_robot_deliveries, robot_deliveries

@@ -108,13 +108,20 @@ def _listed_top(
     the unlisted ones removed (at most that many can be above the k-th listed item), -1 padding."""
     if unlisted is None:
         return model.recommend(users, k, exclude_seen=True, history=fold.history).ids
-    ids = model.recommend(users, k + int(unlisted.sum()), exclude_seen=True, history=fold.history).ids
-    keep = ids >= 0
-    keep[keep] = ~unlisted[ids[keep]]
-    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
-    out = np.take_along_axis(ids, order, axis=1)
-    out[~np.take_along_axis(keep, order, axis=1)] = -1
-    return out
+    wide = k + int(unlisted.sum())
+    # users in batches: each list is k + (number unlisted) long, and a shop with thousands of
+    # products known from events alone would hold users x thousands of ids at once
+    step = max(1, min(len(users), (1 << 22) // max(wide, 1)))
+    parts = []
+    for lo in range(0, len(users), step):
+        ids = model.recommend(users[lo : lo + step], wide, exclude_seen=True, history=fold.history).ids
+        keep = ids >= 0
+        keep[keep] = ~unlisted[ids[keep]]
+        order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+        out = np.take_along_axis(ids, order, axis=1)
+        out[~np.take_along_axis(keep, order, axis=1)] = -1
+        parts.append(out)
+    return np.vstack(parts) if parts else np.empty((0, k), np.int64)
 
 
 def evaluate_model(

@@ -85,7 +85,7 @@ def catalog(workdir: str | Path) -> dict[str, Any]:
                     "rows_quarantined": tr.get("rows_quarantined", 0),
                     # rows an earlier load curated, sent again (quarantined `duplicate_row`,
                     # status redelivered): an at-least-once export's overlap, not bad data
-                    "rows_redelivered": tr.get("rows_unchanged") or 0,
+                    "rows_redelivered": tr.get("rows_redelivered", tr.get("rows_unchanged") or 0),
                     "reasons": tr.get("reasons", {}),
                     "source_file": tr.get("source_file"),
                 }

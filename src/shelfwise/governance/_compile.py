@@ -384,6 +384,22 @@ def _mask(expr: str, d: Dialect = DUCKDB) -> str:
     return expr
 
 
+# a kept profile column's value that is a date or time (`2023-05-01`, `2023-06-15T10:00:00Z`,
+# `05/01/2024 10:00`) or a number written with group separators (`12.500.000`, `1,234,567.50`):
+# not personal data, though the phone pattern would read it as a number to mask
+NOT_PERSONAL_VALUE = (
+    r"^(\d{4}-\d{1,2}-\d{1,2}([ T][0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?"
+    r"|\d{1,2}[./-]\d{1,2}[./-]\d{2,4}( [0-9:.]+( ?[AaPp][Mm])?)?"
+    r"|[+-]?\d{1,3}([.,' ]\d{3})+([.,]\d{1,2})?)$"
+)
+
+
+def mask_profile_value(expr: str, d: Dialect = DUCKDB) -> str:
+    """`_mask` for a kept profile column's value (an e-mail or phone in `Contact` or `Notes`),
+    leaving a date, time or grouped number as it is (`NOT_PERSONAL_VALUE`)."""
+    return f"CASE WHEN {d.matches(expr, NOT_PERSONAL_VALUE)} THEN {expr} ELSE {_mask(expr, d)} END"
+
+
 def slash_date_formats(day_first: bool) -> tuple[str, ...]:
     """`05/01/2024` as month/day/year (the default) or day/month/year (a file that shows a first
     field above 12 somewhere and never a second one)."""

@@ -50,6 +50,9 @@ class TableReport:
     rows_inserted: int | None = None
     rows_updated: int | None = None
     rows_unchanged: int | None = None
+    # this load's quarantined rows that were sent before: curated rows (`rows_unchanged`) and bad
+    # rows an earlier load quarantined (status redelivered); not failures of this delivery
+    rows_redelivered: int = 0
     # rows of erased users dated at or before their erasure (`_erasures`): never stored, counted
     # here by reason so that rows_in == rows_curated + rows_quarantined + rows_withheld
     rows_withheld: int = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._compile import _mask, compile_contract, lit, q
+from ._compile import compile_contract, lit, mask_profile_value, q
 from ._contracts import Kind
 from ._load_state import CHECKED, LoadState, constant
 
@@ -25,7 +25,7 @@ def check_rows(st: LoadState) -> None:
     empty_text = lit("")
     # a kept profile column's values are masked as free text is (an e-mail or phone number in
     # a `Contact` or `Notes` column is personal data whatever the column is called)
-    extra_clean = [f"{_mask(f'nullif(trim({c}), {empty_text})')} AS {c}" for c in extra_sel]
+    extra_clean = [f"{mask_profile_value(f'nullif(trim({c}), {empty_text})')} AS {c}" for c in extra_sel]
     loaded = st.load
     # a column the file does not have holds one constant in every row of this load (its implied
     # value or NULL, as `_load_raw` wrote it): read as that constant, its cleaning and checks fold

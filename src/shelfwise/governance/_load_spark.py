@@ -32,14 +32,21 @@ from ._compile import (
     NORMALIZE_LINES_UDF,
     NORMALIZE_UDF,
     SPARK,
-    _mask,
     compile_contract,
     lit,
+    mask_profile_value,
     q,
 )
 from ._contracts import BOT_EVENT_TYPES, Kind
 from ._load_anonymous import spark_uncount_redelivered
-from ._load_publish import account, quarantined_before, redelivery_details, same_row, upsert_select
+from ._load_publish import (
+    ID_CURATED_SQL,
+    account,
+    quarantined_before,
+    redelivery_details,
+    same_row,
+    upsert_select,
+)
 from ._load_rows import day_first_dates
 from ._load_sets import RESENT_BOT_DETAIL, resent_bot_lines
 from ._load_state import LoadState, count_withheld, safe
@@ -127,7 +134,7 @@ def spark_check_rows(st: LoadState) -> None:
     if extra:
         kept = [bq(c) for c in st.contract.column_names] + ["_source_line"]
         # masked as on DuckDB (`_load_rows.check_rows`)
-        cleaned = [_mask(f"nullif({SPARK.trim(c)}, '')", SPARK) + f" AS {c}" for c in extra]
+        cleaned = [mask_profile_value(f"nullif({SPARK.trim(c)}, '')", SPARK) + f" AS {c}" for c in extra]
         source = f"(SELECT {', '.join(kept + cleaned)} FROM {view}) AS _with_extra"
     # the compiled contract is one wide projection (a CASE per column and reason): as one
     # whole-stage Java method it outgrows the JVM's 64 KB limit, and Spark printed a compiler
@@ -479,6 +486,7 @@ def spark_publish(st: LoadState) -> None:
         f"""INSERT INTO quarantine.rows SELECT nextval('quarantine.qid_seq'), {lit(st.run_id)}, {lit(contract.name)},
             {lit(str(st.src))}, source_line, reason, reasons, detail, raw::JSON,
             CASE WHEN list_contains(?::BIGINT[], source_line)
+                   OR {ID_CURATED_SQL.format(reasons="reasons", detail="detail")}
                    OR {quarantined_before(st, "raw")} THEN 'redelivered' ELSE 'open' END,
             now()::TIMESTAMP, NULL
             FROM read_parquet('{qdir.as_posix()}/*.parquet') ORDER BY source_line""",

@@ -93,10 +93,10 @@ def reprocess_rows(
                 f"({', '.join(map(str, released))})",
                 [run_id],
             )
-        if withheld:
+        if withheld:  # (its fields are an erased user's: not kept in the quarantine either)
             wh.sql(
-                "UPDATE quarantine.rows SET status = 'withheld', resolved_run_id = ? WHERE quarantine_id IN "
-                f"({', '.join(map(str, withheld))})",
+                "UPDATE quarantine.rows SET status = 'withheld', resolved_run_id = ?, raw = NULL "
+                f"WHERE quarantine_id IN ({', '.join(map(str, withheld))})",
                 [run_id],
             )
         if retried_again:
@@ -104,6 +104,18 @@ def reprocess_rows(
                 "UPDATE quarantine.rows SET status = 'superseded', resolved_run_id = ? WHERE quarantine_id IN "
                 f"({', '.join(map(str, retried_again))})",
                 [run_id],
+            )
+            # the new open row names where the row came from, as the row it supersedes did (not
+            # the temporary file it passed through, deleted by now)
+            origin = [(line, qid) for line, qid in enumerate(ids, 1) if line in failed_lines]
+            wh.sql(
+                """UPDATE quarantine.rows SET source_file = o.source_file, source_line = o.source_line
+                   FROM (SELECT m.line, r.source_file, r.source_line FROM quarantine.rows r
+                         JOIN (SELECT unnest(?::BIGINT[]) AS line, unnest(?::BIGINT[]) AS qid) m
+                         ON r.quarantine_id = m.qid) o
+                   WHERE quarantine.rows.run_id = ? AND quarantine.rows.table_name = ?
+                   AND quarantine.rows.source_line = o.line""",
+                [[line for line, _ in origin], [qid for _, qid in origin], run_id, table],
             )
     from ._audit import AuditLog
 

@@ -23,6 +23,7 @@ Each run is audited and emits an OpenLineage run naming what it changed.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -206,14 +207,24 @@ def _expire_bundle(path: Path, cutoff: datetime) -> int:
     recent = arrays["purchase_ts"] >= limit if "purchase_ts" in arrays else None
     if n == 0 and (recent is None or recent.all()):
         return 0
+    # each file written whole beside the old one and renamed over it, then the manifest: a
+    # server loading the bundle meanwhile reads either file whole (a crash leaves a hash to
+    # mend, never a half-written archive)
+    changed: list[str] = []
     if recent is not None and not recent.all():
         for k in ("purchase_user", "purchase_item", "purchase_ts"):
             arrays[k] = arrays[k][recent]
-        np.savez_compressed(sv, **arrays)  # type: ignore[arg-type]
+        tmp = path / ".serving.retention.npz"
+        np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
+        os.replace(tmp, sv)
+        changed.append("serving.npz")
     if n:
-        inter.take(keep).save(path / "interactions.npz")
+        tmp = path / ".interactions.retention.npz"
+        inter.take(keep).save(tmp)
+        os.replace(tmp, path / "interactions.npz")
+        changed.append("interactions.npz")
     manifest = read_manifest(path)
-    manifest.files = {rel: file_sha256(path / rel) for rel in manifest.files if (path / rel).exists()}
+    manifest.files |= {rel: file_sha256(path / rel) for rel in changed if rel in manifest.files}
     write_manifest(path, manifest)
     return n
 

@@ -158,11 +158,16 @@ class FileSpool(_GroupCommit):
         self._fh.flush()
         if self.fsync:
             os.fsync(self._fh.fileno())
-        # renamed (or removed) while still locked: an absorber never takes it open and unlocked
-        if self._written:
-            self._path.rename(self._path.with_name(self._path.name[: -len(OPEN_SUFFIX)] + CLOSED_SUFFIX))
-        else:
-            self._path.unlink(missing_ok=True)
+        # renamed (or removed) while still locked: an absorber never takes it open and unlocked;
+        # and under the gate: not while a rewrite holds the file open (`rewrite_segments`)
+        fcntl.flock(self._gate, fcntl.LOCK_SH)
+        try:
+            if self._written:
+                self._path.rename(self._path.with_name(self._path.name[: -len(OPEN_SUFFIX)] + CLOSED_SUFFIX))
+            else:
+                self._path.unlink(missing_ok=True)
+        finally:
+            fcntl.flock(self._gate, fcntl.LOCK_UN)
         self._fh.close()
         self._fh, self._path = None, None
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -47,16 +48,23 @@ def all_segments(directory: str | Path) -> list[Path]:
 
 def rewrite_segments(directory: str | Path, drop: Any, *, closed_only: bool = False) -> int:
     """Remove the lines `drop(record)` says from every segment of `directory` (the open ones of
-    live writers too, unless `closed_only`); returns the lines removed. See the module's text."""
+    live writers too, unless `closed_only`); returns the lines removed. The folder's gate is
+    held exclusively for the pass: no writer appends or closes a segment meanwhile, and two
+    rewrites (an erasure and a retention run) take turns. See the module's text."""
     d = Path(directory)
     if not d.exists():
         return 0
     n = 0
-    for p in all_segments(d):
-        if p.name.endswith(CLOSED_SUFFIX) or (not closed_only and _writer_gone(p)):
-            n += _rewrite_file(p, drop)  # (an absorber may be reading it: renamed over, whole)
-        elif not closed_only:
-            n += _rewrite_open(p, drop)
+    with open(d / GATE, "ab") as gate:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        try:
+            for p in all_segments(d):
+                if p.name.endswith(CLOSED_SUFFIX) or (not closed_only and _writer_gone(p)):
+                    n += _rewrite_file(p, drop)  # (an absorber may be reading it: renamed over, whole)
+                elif not closed_only:
+                    n += _rewrite_open(p, drop)
+        finally:
+            fcntl.flock(gate, fcntl.LOCK_UN)
     return n
 
 
@@ -76,14 +84,14 @@ def _kept_lines(fh: Any, drop: Any) -> tuple[list[bytes], int]:
 
 def _rewrite_file(path: Path, drop: Any) -> int:
     """A file no one writes: the kept lines to a new file renamed over it (readers see one or
-    the other, whole)."""
+    the other, whole; the new file's name is no segment's: `*.jsonl*` never matches it)."""
     try:
         with open(path, "rb") as fh:
             kept, dropped = _kept_lines(fh, drop)
-    except FileNotFoundError:  # absorbed (or closed, renamed) meanwhile
+    except FileNotFoundError:  # absorbed meanwhile
         return 0
     if dropped:
-        tmp = path.with_name(f".{path.name}.rewrite-tmp")
+        tmp = path.with_name(f".rewrite-{os.getpid()}-{time.time_ns()}.tmp")
         with open(tmp, "wb") as fh:
             fh.writelines(kept)
             fh.flush()
@@ -93,24 +101,18 @@ def _rewrite_file(path: Path, drop: Any) -> int:
 
 
 def _rewrite_open(path: Path, drop: Any) -> int:
-    """An open segment, rewritten in place under the folder's gate (its writer, live or not,
-    keeps appending to the same file afterwards)."""
-    with open(path.parent / GATE, "ab") as gate:
-        fcntl.flock(gate, fcntl.LOCK_EX)
-        try:
-            try:
-                fh = open(path, "r+b")
-            except FileNotFoundError:  # closed meanwhile: its closed name is rewritten next time
-                closed = path.with_name(path.name[: -len(OPEN_SUFFIX)] + CLOSED_SUFFIX)
-                return _rewrite_file(closed, drop) if closed.exists() else 0
-            with fh:
-                kept, dropped = _kept_lines(fh, drop)
-                if dropped:
-                    fh.seek(0)
-                    fh.writelines(kept)
-                    fh.truncate()
-                    fh.flush()
-                    os.fsync(fh.fileno())
-            return dropped
-        finally:
-            fcntl.flock(gate, fcntl.LOCK_UN)
+    """A live writer's open segment, rewritten in place (the caller holds the gate: the writer
+    appends to the same file afterwards, at its new end)."""
+    try:
+        fh = open(path, "r+b")
+    except FileNotFoundError:  # (closed before the gate was taken: rewritten as closed next time)
+        return 0
+    with fh:
+        kept, dropped = _kept_lines(fh, drop)
+        if dropped:
+            fh.seek(0)
+            fh.writelines(kept)
+            fh.truncate()
+            fh.flush()
+            os.fsync(fh.fileno())
+    return dropped

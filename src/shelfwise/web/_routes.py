@@ -515,7 +515,13 @@ def console_router(
         if failed is not None:
             return failed
         res = results[0]
-        verdict = "released into curated" if res["released"] else "still quarantined (see its new reason)"
+        verdict = (
+            "released into curated"
+            if res["released"]
+            else "withheld: it names an erased user"
+            if res.get("withheld")
+            else "still quarantined (see its new reason)"
+        )
         return back(
             ctx, f"{PREFIX}/data/quarantine?table={row['table']}&status=all", f"row #{qid}: {verdict}"
         )
