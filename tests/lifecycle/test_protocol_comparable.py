@@ -22,3 +22,17 @@ def test_other_targets_or_splits_are_not_comparable():
     new = _manifest("global_time", "global time split: fitted before 1, ...; targets: the first item new")
     assert _measured_as(old) != _measured_as(new)
     assert _measured_as(new) != _measured_as(_manifest("leave_last_out", "leave-last-out"))
+
+
+def test_a_catalog_that_grew_is_still_the_same_protocol():
+    """A delivery that adds a product changes "the 565 listed items" to "the 566": the two
+    bundles were measured alike, so the gate compares them (it passed a candidate with half the
+    production NDCG as "not comparable"). A sampled protocol is another measure."""
+
+    def full(candidates: str) -> dict:
+        return {"protocol": {"split": "leave_last_out", "split_description": "x", "candidates": candidates}}
+
+    a = full("full ranking (the 565 listed items)")
+    assert _measured_as(a) == _measured_as(full("full ranking (the 1,566 listed items)"))
+    assert _measured_as(a) == _measured_as(full("full ranking (all items)"))
+    assert _measured_as(a) != _measured_as(full("sampled (100 random unseen negatives per target)"))
