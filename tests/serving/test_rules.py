@@ -102,3 +102,24 @@ def test_save_rules_versions_keeps_history_and_audits(tmp_path):
     assert (tmp_path / "config" / "rules-history" / "rules-v1.json").exists()
     entries = [e for e in AuditLog(tmp_path).entries() if e["action"] == "rules.change"]
     assert [e["details"]["version"] if "details" in e else e["version"] for e in entries] == [1, 2]
+
+
+def test_a_pin_beyond_the_page_waits_for_its_page():
+    """A pin at position 12 is not at the end of pages 1 and 2 (it was, on every page shorter
+    than 12, and pushed a product off each); paging through the list shows every product once
+    and the pin at 12. A list that ends before 12 ends with the pin."""
+    ranked = [f"R{i:02d}" for i in range(30)]
+    info = {p: ("Home > Kitchen", "Acme", True) for p in [*ranked, "PIN"]}
+    rules = Rules.from_dict({"items": [{"action": "pin", "product_id": "PIN", "position": 12}]})
+
+    def page(offset: int, k: int) -> list[str]:
+        return rules.apply(ranked, offset + k, info, surface="search", now=NOW)[offset:]
+
+    whole = page(0, 30)
+    assert whole.index("PIN") == 11 and whole[:11] == ranked[:11]
+    paged = page(0, 5) + page(5, 5) + page(10, 5) + page(15, 5)
+    assert paged == whole[:20], paged
+    short = rules.apply(ranked[:8], 10, info, surface="search", now=NOW)
+    assert short == [*ranked[:8], "PIN"]
+    # a pin that the page's own filter leaves out is not on it
+    assert "PIN" not in rules.apply(ranked, 20, info, surface="search", now=NOW, pin_allowed=lambda p: False)

@@ -322,6 +322,13 @@ def test_search_counts_and_facets_are_what_the_rules_let_a_shopper_see(served_wo
     assert pinned.extra["total"] == before.extra["total"] + 1
     other = svc.search("organic tea", 50, filters=Filters())  # the pin is for "organic" only
     assert other is not None and far not in other.items
+    # a page filtered to a brand the pinned product is not: neither on it nor counted
+    elsewhere = next(b for b in brands if b != snap.info[far][1])
+    filtered = svc.search("organic", 50, filters=Filters(brand=elsewhere))
+    assert filtered is not None and far not in filtered.items
+    svc.rules = Rules.from_dict({"filter_out_of_stock": False})
+    unpinned = svc.search("organic", 50, filters=Filters(brand=elsewhere))
+    assert unpinned is not None and filtered.extra["total"] == unpinned.extra["total"]
 
 
 def test_search_counted_agrees_with_what_apply_shows() -> None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -278,9 +278,13 @@ class Rules:
         purchases: dict[str, float] | None = None,
         now: datetime | None = None,
         exclude: Collection[str] = (),
+        pin_allowed: Callable[[str], bool] | None = None,
     ) -> list[str]:
         """The top `k` of `ranked` (product ids, best first) after the rules. `exclude`: products
-        that must not be on this list at all, not even pinned (a similar-items list's anchor)."""
+        that must not be on this list at all, not even pinned (a similar-items list's anchor).
+        `pin_allowed`: what else a pinned product must pass (a search's filters: a pinned bike
+        lock is not on a page filtered to Electronics). A pin at a position beyond `k` is not on
+        this list (the page that reaches its position has it), unless the list ends before."""
         now = now or datetime.now(UTC)
         active = [r for r in self.items if r.applies(surface, query, context, now)] if self.items else []
         hides = [r for r in active if r.action == "hide"]
@@ -335,16 +339,25 @@ class Rules:
         pins: list[ItemRule] = []
         pinned: set[str | None] = set()
         for r in sorted((r for r in active if r.action == "pin"), key=lambda r: r.position):
-            if r.product_id and r.product_id not in pinned and allowed(r.product_id):
+            if (
+                r.product_id
+                and r.product_id not in pinned
+                and allowed(r.product_id)
+                and (pin_allowed is None or pin_allowed(r.product_id))
+            ):
                 pins.append(r)
                 pinned.add(r.product_id)
-        kept = [p for p in kept if p not in pinned]
+        kept = [p for p in kept if p not in pinned]  # (a pinned product is only at its position)
+        within = [r for r in pins if r.position <= k]  # on this list; the others on a later page
         if self.max_per_category:
-            kept = self._diversify(kept, k - len(pins), catalog)
-        out = kept[: max(k - len(pins), 0)]
-        for r in pins:
+            kept = self._diversify(kept, k - len(within), catalog)
+        out = kept[: max(k - len(within), 0)]
+        for r in within:
             assert r.product_id is not None
             out.insert(min(r.position - 1, len(out)), r.product_id)
+        for r in pins[len(within) :]:  # a list that ends before a pin's position ends with it
+            if len(out) < k and r.product_id is not None:
+                out.append(r.product_id)
         return out[:k]
 
     def search_counted(
@@ -356,6 +369,7 @@ class Rules:
         catalog: CatalogView,
         query: str | None,
         now: datetime | None = None,
+        pin_allowed: Callable[[str], bool] | None = None,
     ) -> np.ndarray | None:
         """What a search page's `total` and facets count once these rules ran (None: `docs`
         unchanged, the common case): of `docs` (the
@@ -382,6 +396,8 @@ class Rules:
             info = catalog.get(r.product_id)
             if info is None or (self.filter_out_of_stock and not info[2]):
                 continue
+            if pin_allowed is not None and not pin_allowed(r.product_id):
+                continue  # (outside the search's filters: not on its page)
             if not any(h.targets(r.product_id, info[0], info[1]) for h in hides):
                 pinned.append(engine_index[r.product_id])
         extra = np.setdiff1d(np.array(pinned, np.int64), kept) if pinned else ()

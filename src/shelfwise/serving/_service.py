@@ -145,8 +145,21 @@ class _SearchRequest:
     encoder_batch: int | None = None
 
 
+def _filtered(engine: Any, filters: Any) -> Any:
+    """A product id -> whether it passes a search's filters (None: no filter): a pinned product
+    is on a filtered page only if it passes them, as every other product of the page did."""
+    if filters is None or not filters.active():
+        return None
+
+    def ok(product_id: str) -> bool:
+        d = engine._index.get(product_id)
+        return d is not None and bool(filters.mask(engine.catalog, np.array([d], np.int64))[0])
+
+    return ok
+
+
 def search_counts(
-    snap: Snapshot, page: dict[str, Any], rules: Rules, query: str
+    snap: Snapshot, page: dict[str, Any], rules: Rules, query: str, pin_allowed: Any = None
 ) -> tuple[int, dict[str, Any]]:
     """A search page's `total` and facets as the shopper sees them after `rules`: what the rules
     hide is not a result, a pinned product is (the engine's page counts before the rules, so
@@ -161,7 +174,13 @@ def search_counts(
     ):
         return page["total"], page["facets"]
     shown = rules.search_counted(
-        counted, engine.catalog.product_ids, engine._index, snap.search_rows, snap.info, query
+        counted,
+        engine.catalog.product_ids,
+        engine._index,
+        snap.search_rows,
+        snap.info,
+        query,
+        pin_allowed=pin_allowed,
     )
     if shown is None:
         return page["total"], page["facets"]
@@ -745,14 +764,17 @@ class Service:
         ranked = [it["product_id"] for it in page["items"]]
         a = req.args
         # search shows purchased items again (people re-find what they bought): no repurchase rule
-        items = req.rules.apply(ranked, a.offset + a.k, req.snap.info, surface="search", query=a.q)
+        pin_ok = _filtered(engine, a.filters)
+        items = req.rules.apply(
+            ranked, a.offset + a.k, req.snap.info, surface="search", query=a.q, pin_allowed=pin_ok
+        )
         stages = list(page["stages"])
         available = ["lexical", "semantic"]
         if engine.ranker_ is not None:
             available.append("rerank")
         if engine.cross_ is not None:
             available.append("cross_encoder")
-        total, facets = search_counts(req.snap, page, req.rules, a.q)
+        total, facets = search_counts(req.snap, page, req.rules, a.q, pin_ok)
         extra = {
             "total": total,
             "facets": facets,
