@@ -56,3 +56,21 @@ def test_logged_click_labels_come_from_the_searching_shopper_only(tmp_path: Path
         ("rug", [("p1", 1.0)]),  # u3's click; the purchase at 31 min is past the window
         ("rug", [("p1", 3.0)]),  # u5's purchase within 30 min; u4's other session: no group
     ]
+
+
+def test_a_page_past_the_end_is_no_zero_result_search() -> None:
+    """Paging beyond the last result serves an empty page: the query had results, so it is not
+    a zero-result query (the console listed "red", 60 results, as one)."""
+    from shelfwise.search._analytics import add_served_search, served_search_summary
+
+    per_query: dict = {}
+    for rec in (
+        {"query": "red", "items": ["P1"], "offset": 0, "id": "s1"},
+        {"query": "red", "items": [], "offset": 990, "id": "s2"},
+        {"query": "zzz", "items": [], "offset": 0, "id": "s3"},
+        {"query": "old", "items": []},  # a page logged before offsets were: empty at the start
+    ):
+        add_served_search(per_query, rec)
+    summary = served_search_summary(per_query, set())
+    assert [d["query"] for d in summary["zero_result_queries"]] == ["old", "zzz"]
+    assert summary["zero_result_pages"] == 2

@@ -131,7 +131,9 @@ def add_served_search(per_query: dict[str, list[Any]], rec: dict[str, Any]) -> N
     q = " ".join(words(rec.get("query") or "")) or (rec.get("query") or "").strip().lower()
     d = per_query.setdefault(q, [0, 0, []])
     d[0] += 1
-    d[1] += 0 if rec.get("items") else 1
+    # an empty page past the end of the results (`offset` beyond `total`) is no zero-result
+    # search: the query had results on its earlier pages
+    d[1] += 0 if rec.get("items") or int(rec.get("offset") or 0) > 0 else 1
     if rec.get("id"):
         d[2].append(str(rec["id"]))
 
