@@ -234,7 +234,9 @@ class Shop:
             if svc is not None:
                 svc.refresh()
                 return svc
-        svc = Service(self.workdir, apply_rules=rules, load_search=search)
+        # with the served events the bundle did not learn from, as a server starts: a batch
+        # answers what `/v1/recommendations` answers (a product just bought is not offered again)
+        svc = Service(self.workdir, apply_rules=rules, load_search=search, replay_served=True)
         self._services[(rules, search)] = svc
         return svc
 

@@ -258,7 +258,8 @@ class Service:
         `snapshot`: the current bundle already loaded (by `serve --workers N` before it forks),
         used when it is still the current one. `replay_served` (a server without Redis): the
         online state starts from the served events the bundle did not learn from, and starts
-        again from them when a new bundle is loaded (batch commands answer from the bundle)."""
+        again from them when a new bundle is loaded (`shelfwise.Shop`'s batch answers too, so
+        that they are what a server answers)."""
         self.workdir = Path(workdir)
         self.apply_rules = apply_rules
         self._load_search = load_search
