@@ -114,6 +114,9 @@ def test_promotion_needs_gates_and_approval_and_serving_follows(shop):
     try:
         # people are registered: the API needs a key, and a service key may only call serving
         assert server.client.get("/v1/recommendations/u1").status_code == 401
+        # a key that is not the shop's is said to be invalid, not "required"
+        wrong = server.client.get("/v1/recommendations/u1", headers={"X-API-Key": "swk_nope"})
+        assert wrong.status_code == 401 and "not valid" in wrong.json()["error"], wrong.text
         svc = {"X-API-Key": who["svc"][1]}
         assert server.client.get("/v1/recommendations/u1", headers=svc).status_code == 200
         assert server.client.post("/v1/admin/reload", headers=svc).status_code == 403

@@ -54,6 +54,8 @@ def authorize(ctx: AppContext, request: Request, action: str = "serve.call") -> 
         path=route_path(request),
     )
     if name is None:
+        if key:  # a key was sent: it is not one of this shop's (mistyped, revoked, another shop's)
+            raise HTTPException(401, "this API key is not valid here (unknown or revoked)")
         raise HTTPException(401, "an API key is required (header X-API-Key)")
     raise HTTPException(403, f"{name} may not {action}")
 
