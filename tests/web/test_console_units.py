@@ -788,3 +788,38 @@ def test_an_app_with_the_console_shuts_down_after_its_background_threads(tmp_pat
         assert inside.wait(30)
     assert computed == ["overview"]  # the part it was in finished; the others were not begun
     assert not [t.name for t in threading.enumerate() if t.name.startswith("console-") and t.is_alive()]
+
+
+def test_the_nav_links_the_audit_page_only_for_who_may_read_it(tmp_path: Path) -> None:
+    """An analyst saw "Audit" in the nav and followed it to a refusal (logged as access.denied);
+    a steward sees it. A refused page of something that does not exist is titled "Not found"."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from shelfwise.governance import People
+    from shelfwise.web._routes import console_router
+
+    people = People(tmp_path)
+    people.add("ada", "admin")
+    keys = {who: people.add(who, role) for who, role in (("ann", "analyst"), ("stu", "steward"))}
+    app = FastAPI()
+    app.include_router(console_router(tmp_path, lambda: None))
+
+    def nav_of(who: str) -> str:
+        with TestClient(app, base_url="http://127.0.0.1") as c:
+            form = c.get("/console/login").text
+            csrf = re.search(r'name="csrf" value="([^"]*)"', form).group(1)  # type: ignore[union-attr]
+            r = c.post(
+                "/console/login",
+                data={"name": who, "api_key": keys[who], "csrf": csrf, "next": "/console/lineage"},
+                headers={"origin": "http://127.0.0.1"},
+                follow_redirects=False,
+            )
+            assert r.status_code == 303, r.text[:500]
+            page = c.get("/console/lineage?served=rec_nope")
+            return page.text
+
+    assert 'href="/console/audit"' not in nav_of("ann")
+    steward = nav_of("stu")
+    assert 'href="/console/audit"' in steward
+    assert "<h1>Not found</h1>" in steward, steward[-1500:]

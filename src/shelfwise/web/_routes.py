@@ -52,6 +52,13 @@ NAV = [
 ]
 
 
+def _refusal_title(status: int) -> str:
+    """A refused page's heading by its status (a 404 was titled "Not allowed")."""
+    return {404: "Not found", 400: "Bad request", 422: "Bad request", 409: "Conflict"}.get(
+        status, "Not allowed"
+    )
+
+
 def mount_console(app: FastAPI, workdir: str | Path, service: Callable[[], Any]) -> None:
     """Add the console to a serving app: `service()` gives the loaded `Service` (None while
     the bundle loads); the pages read everything else from `workdir`."""
@@ -176,7 +183,10 @@ def console_router(
                 {
                     "user": self.user,
                     "csrf": self.session.csrf if self.session else "",
-                    "nav": NAV,
+                    # (no link to a page the person may not open: it only led to a refusal)
+                    "nav": [
+                        n for n in NAV if n[0] != "audit" or self.user is None or self.user.may("audit.read")
+                    ],
                     "page": page,
                     "may": (lambda a: self.user is not None and self.user.may(a)),
                     "started": self.t0,
@@ -214,7 +224,9 @@ def console_router(
                             "error.html", 403, title="Loopback only", message=single_user_msg, page=""
                         )
                     return ctx.finish(RedirectResponse(f"{PREFIX}/login?next={quote(nxt)}", 303))
-                return ctx.render("error.html", exc.status, title="Not allowed", message=exc.message, page="")
+                return ctx.render(
+                    "error.html", exc.status, title=_refusal_title(exc.status), message=exc.message, page=""
+                )
             except _data.WarehouseBusy as exc:
                 return ctx.render(
                     "error.html", 503, title="Warehouse busy",
@@ -323,7 +335,9 @@ def console_router(
             else:
                 msg = f"version {reg.rollback(actor)} is production again"
         except Denied as exc:
-            return ctx.render("error.html", exc.status, title="Not allowed", message=exc.message, page="")
+            return ctx.render(
+                "error.html", exc.status, title=_refusal_title(exc.status), message=exc.message, page=""
+            )
         except ShelfwiseError as exc:  # AccessDenied (four eyes) is one too
             denied = isinstance(exc, AccessDenied)  # four eyes: audited by the registry
             return ctx.render(
@@ -416,7 +430,9 @@ def console_router(
         """The page of a re-process that was refused (Denied), found the warehouse busy (503) or
         could not be done (409)."""
         if isinstance(exc, Denied):
-            return ctx.render("error.html", exc.status, title="Not allowed", message=exc.message, page="")
+            return ctx.render(
+                "error.html", exc.status, title=_refusal_title(exc.status), message=exc.message, page=""
+            )
         if isinstance(exc, _data.WarehouseBusy):
             return ctx.render("error.html", 503, title="Warehouse busy", message=str(exc), page="")
         return ctx.render("error.html", 409, title="Not done", message=str(exc), page="")
@@ -626,7 +642,9 @@ def console_router(
             name = "_preview.html" if request.headers.get("hx-request") else "preview_page.html"
             return ctx.render(name, cols=cols, error=error, q=q, page="search")
         except Denied as exc:
-            return ctx.render("error.html", exc.status, title="Not allowed", message=exc.message, page="")
+            return ctx.render(
+                "error.html", exc.status, title=_refusal_title(exc.status), message=exc.message, page=""
+            )
 
     @router.post("/rules")
     async def save_rules(request: Request) -> Any:
@@ -643,7 +661,9 @@ def console_router(
                 raise ShelfwiseError(f"the rules are not valid JSON: {exc}") from None
             rules = save(workdir, doc, actor="single-user" if user.single_user else user.name)
         except Denied as exc:
-            return ctx.render("error.html", exc.status, title="Not allowed", message=exc.message, page="")
+            return ctx.render(
+                "error.html", exc.status, title=_refusal_title(exc.status), message=exc.message, page=""
+            )
         except ShelfwiseError as exc:
             return ctx.render("error.html", 422, title="Rules not saved", message=str(exc), page="")
         s = service()
@@ -666,7 +686,9 @@ def console_router(
                 workdir, fields.get("synonyms") or "", actor="single-user" if user.single_user else user.name
             )
         except Denied as exc:
-            return ctx.render("error.html", exc.status, title="Not allowed", message=exc.message, page="")
+            return ctx.render(
+                "error.html", exc.status, title=_refusal_title(exc.status), message=exc.message, page=""
+            )
         except ShelfwiseError as exc:
             return ctx.render("error.html", 422, title="Synonyms not saved", message=str(exc), page="")
         q = fields.get("q", "")
