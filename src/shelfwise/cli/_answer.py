@@ -150,8 +150,14 @@ def _recommend_on_spark(
         f"wrote {counts['users']:,} users to {out}/ as Parquet ({counts['scored_on_spark']:,} ranked on Spark, "
         f"{counts['cold_start']:,} given the cold-start list)"
         + (
-            f"; {counts['bundle_users_without_shop_id']:,} bundle users have no shop id left in the raw layer"
+            f"; {counts['bundle_users_without_shop_id']:,} bundle user(s) have no shop id left in the raw "
+            "layer (retention)"
             if counts.get("bundle_users_without_shop_id")
+            else ""
+        )
+        + (
+            f"; {counts['anonymous_sessions']:,} anonymous session(s) not scored (no customer to name)"
+            if counts.get("anonymous_sessions")
             else ""
         )
     )

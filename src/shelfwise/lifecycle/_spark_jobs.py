@@ -134,7 +134,10 @@ def spark_events_reader(engine: Any, workdir: Any) -> tuple[Any, str]:
             "ORDER BY version DESC LIMIT 1"
         ).fetchone()
     if row is None or not str(row[1]).endswith(".parquet"):
-        return None, "the curated events are a DuckDB table (ingested without --engine spark): read by DuckDB"
+        return None, (
+            "the current curated events version is a DuckDB table (an ingestion without --engine spark, "
+            "or a re-processing or erasure, publishes one): read by DuckDB"
+        )
     version, files = int(row[0]), str(row[1])
     return (
         lambda weights: spark_event_rows(engine.session, files, weights),
@@ -312,5 +315,9 @@ def recommend_batch_spark(
     job.write.mode("errorifexists" if "://" in where else "overwrite").parquet(where)
     counts = {"users": len(known) + len(cold), "scored_on_spark": len(known), "cold_start": len(cold)}
     if all_users:  # a bundle user whose id the raw layer no longer holds (retention) has no shop id
-        counts["bundle_users_without_shop_id"] = len(snap.user_index) - counts["users"]
+        from ..governance import is_anonymous
+
+        anonymous = sum(1 for p in snap.user_index if is_anonymous(str(p)))  # sessions: no customer
+        counts["anonymous_sessions"] = anonymous
+        counts["bundle_users_without_shop_id"] = len(snap.user_index) - counts["users"] - anonymous
     return counts
