@@ -116,6 +116,8 @@ def test_kill9_restart_and_a_repeated_absorb_curate_each_event_once(shop: Path):
             str(shop),
             "--reason",
             "duplicate_row",
+            "--status",
+            "redelivered",  # sent again: not one more open row each (an id curated before)
             "--limit",
             "100000",
             "--json",
@@ -151,6 +153,8 @@ def test_a_mixed_batch_answers_per_event_and_a_retry_lands_once(shop: Path):
         assert (retry["accepted"], retry["rejected"], retry["duplicates"]) == (1, 1, 2)
         bad = srv.client.post("/v1/events", json=[batch[1]])
         assert bad.status_code == 422 and bad.json()["accepted"] == 0  # nothing acceptable
+        assert "every event was rejected" in bad.json()["note"]  # (not "the others were accepted")
+        assert "the others were accepted" in retry["note"]
     finally:
         srv.stop()
     rows = curated(shop, "session_id = 'mixed'")

@@ -223,7 +223,12 @@ def events_router(ctx: AppContext) -> APIRouter:
         if not errors:
             return JSON(out, status_code=202)
         first = errors[0]
-        out.update(error=f"event {first['index']}: {first['detail']}", errors=errors[:100], note=_NOTE)
+        note = (
+            _NOTE
+            if len(errors) < len(body)
+            else "every event was rejected (each quarantined): fix them and send again"
+        )
+        out.update(error=f"event {first['index']}: {first['detail']}", errors=errors[:100], note=note)
         # 422 only when nothing of the batch was acceptable; a mixed batch is a 207 (multi-status):
         # a success, so that a client does not retry (and duplicate) the accepted events
         return JSON(out, status_code=422 if len(errors) == len(body) else 207)
