@@ -419,7 +419,8 @@ def test_shopper_view_matches_the_api(shop: Shop, page: Any) -> None:
     assert page.locator("#profile").get_attribute("data-status") == "ready"
     shot(page, "shopper")
     out = shop.work / "profiles.jsonl"
-    shop.cli("sam", "insights", "customers", "--out", str(out), as_json=False)
+    # (an analyst: shop ids in the file; a scientist's names users by pseudonyms, as audiences do)
+    shop.cli("ana", "insights", "customers", "--out", str(out), as_json=False)
     cli = next(r for r in map(json.loads, out.read_text().splitlines()) if r["user_id"] == user)
     assert page.locator("#profile .segment").inner_text() == cli["segment"]
     assert int(page.locator("#profile .frequency").get_attribute("data-value")) == cli["frequency"]

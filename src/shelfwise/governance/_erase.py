@@ -284,23 +284,11 @@ def _erase_parquet(wh: Any, raw: str, pseudos: list[str], sessions: list[str]) -
 
 
 def _rewrite_jsonl(path: Path, drop: Any) -> int:
-    kept, dropped = [], 0
-    with open(path, "rb") as fh:
-        for line in fh:
-            try:
-                rec = json.loads(line) if line.strip() else None
-            except ValueError:
-                rec = None
-            if rec is not None and drop(rec):
-                dropped += 1
-            else:
-                kept.append(line)
-    if dropped:
-        tmp = path.with_name(path.name + ".erase-tmp")
-        with open(tmp, "wb") as fh:
-            fh.writelines(kept)
-        tmp.replace(path)
-    return dropped
+    """`path` (JSON lines no one appends to) without the records `drop` says: a new file
+    renamed over it (`storage._segments`); the lines removed."""
+    from ..storage._segments import _rewrite_file
+
+    return _rewrite_file(path, drop)
 
 
 def _erase_files(workdir: Path, raw: str, pseudos: list[str], sessions: list[str]) -> dict[str, int]:
