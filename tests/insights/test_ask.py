@@ -69,15 +69,11 @@ def test_no_faq_and_bad_questions_are_clear_errors(shop: Path, tmp_path: Path):
 def test_post_v1_ask_over_http(shop: Path):
     """The router as the serving app includes it, on a real uvicorn server; the app's guard
     decides who may ask."""
-    import threading
-    import time
-
     import httpx
-    import uvicorn
     from fastapi import FastAPI, HTTPException, Request
 
     from shelfwise.insights._http import insights_router
-    from tests.serving.conftest import free_port
+    from tests.serving.conftest import serve_in_thread
 
     def guard(request: Request, action: str) -> None:
         assert action == "ask"
@@ -86,25 +82,14 @@ def test_post_v1_ask_over_http(shop: Path):
 
     app = FastAPI()
     app.include_router(insights_router(shop, guard=guard))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as c:
-            assert c.post("/v1/ask", json={"question": "do you take paypal"}).status_code == 401
-            h = {"x-api-key": "k"}
-            r = c.post("/v1/ask", json={"question": "how do i get my money back"}, headers=h)
-            assert r.status_code == 200 and r.json()["faq_id"] == "F1" and r.json()["products"] == []
-            r = c.post("/v1/ask", json={"question": "what is the capital of mongolia"}, headers=h)
-            assert r.status_code == 200 and r.json()["faq_id"] is None and r.json()["answer"] is None
-            assert c.post("/v1/ask", json={"question": ""}, headers=h).status_code == 422
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=120) as c:
+        assert c.post("/v1/ask", json={"question": "do you take paypal"}).status_code == 401
+        h = {"x-api-key": "k"}
+        r = c.post("/v1/ask", json={"question": "how do i get my money back"}, headers=h)
+        assert r.status_code == 200 and r.json()["faq_id"] == "F1" and r.json()["products"] == []
+        r = c.post("/v1/ask", json={"question": "what is the capital of mongolia"}, headers=h)
+        assert r.status_code == 200 and r.json()["faq_id"] is None and r.json()["answer"] is None
+        assert c.post("/v1/ask", json={"question": ""}, headers=h).status_code == 422
 
 
 LABELED = """question_id,question,faq_id
