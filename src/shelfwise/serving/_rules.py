@@ -290,23 +290,18 @@ class Rules:
         hides = [r for r in active if r.action == "hide"]
         purchases = purchases or {}
         now_s = now.timestamp()
-        out_of_stock = self.filter_out_of_stock
         excluded = frozenset(exclude)
 
         def allowed(p: str) -> bool:
             if excluded and p in excluded:
                 return False
-            info = catalog.get(p)
-            if info is None:
-                return False
-            category, brand, in_stock = info
-            if out_of_stock and not in_stock:
+            if not self._may_show(p, catalog, hides):
                 return False
             if purchases and p in purchases:
-                window = self._repurchase_window(category)
+                window = self._repurchase_window(catalog[p][0])
                 if window is None or now_s - purchases[p] < float(window) * 86400:
                     return False
-            return not (hides and any(r.targets(p, category, brand) for r in hides))
+            return True
 
         boosts = [r for r in active if r.action in ("boost", "bury")]
         n_pins = sum(1 for r in active if r.action == "pin")
@@ -393,17 +388,27 @@ class Rules:
         for r in active:
             if r.action != "pin" or r.product_id is None or r.product_id not in engine_index:
                 continue
-            info = catalog.get(r.product_id)
-            if info is None or (self.filter_out_of_stock and not info[2]):
+            if not self._may_show(r.product_id, catalog, hides):
                 continue
             if pin_allowed is not None and not pin_allowed(r.product_id):
                 continue  # (outside the search's filters: not on its page)
-            if not any(h.targets(r.product_id, info[0], info[1]) for h in hides):
-                pinned.append(engine_index[r.product_id])
+            pinned.append(engine_index[r.product_id])
         extra = np.setdiff1d(np.array(pinned, np.int64), kept) if pinned else ()
         if len(extra):
             kept = np.concatenate([kept, extra])
         return kept if kept is not docs else None
+
+    def _may_show(self, p: str, catalog: ItemInfo, hides: Sequence[ItemRule]) -> bool:
+        """Whether any list may show product `p`: in the curated catalog, in stock when the
+        out-of-stock filter is on, and not hidden by an active `hides` rule (what `apply`
+        checks of every candidate and pin, less a request's own exclusions and purchases)."""
+        info = catalog.get(p)
+        if info is None:
+            return False
+        category, brand, in_stock = info
+        if self.filter_out_of_stock and not in_stock:
+            return False
+        return not (hides and any(r.targets(p, category, brand) for r in hides))
 
     def _diversify(self, ranked: list[str], k: int, catalog: ItemInfo) -> list[str]:
         """Greedy: at most `max_per_category` per category among the first k; the overflow
