@@ -74,12 +74,15 @@ def enforce_retention(
         raise ShelfwiseError(f"{workdir}: not a shelfwise workdir (no warehouse.duckdb)")
     policy = load_retention(workdir)
     now = now or datetime.now(UTC)
+    days = policy["events_days"]
+    # (one cutoff for every copy of the events: warehouse, archive, bundles)
+    events_cutoff = None if days is None else (now - timedelta(days=days)).replace(tzinfo=None)
     lineage = LineageRun(workdir, "shelfwise.retention", []).start()
     deleted: dict[str, int] = {}
     try:
         with Warehouse(workdir) as wh:
-            if policy["events_days"] is not None:
-                cutoff = (now - timedelta(days=policy["events_days"])).replace(tzinfo=None)
+            if events_cutoff is not None:
+                cutoff = events_cutoff
                 for (name,) in wh.sql(
                     "SELECT table_name FROM information_schema.tables WHERE table_schema = 'curated' "
                     "AND table_type = 'BASE TABLE' AND table_name LIKE 'events__v%'"
@@ -101,11 +104,11 @@ def enforce_retention(
                     n = wh.sql("DELETE FROM quarantine.rows WHERE quarantined_at < ?", [cutoff]).fetchone()
                     deleted["quarantine.rows"] = int(n[0]) if n else 0
             wh.sql("CHECKPOINT")
-        if policy["events_days"] is not None:
+        if events_cutoff is not None:
             from ._erase import _rewrite_jsonl
             from ._row_check import parse_timestamp
 
-            cutoff = (now - timedelta(days=policy["events_days"])).replace(tzinfo=None)
+            cutoff = events_cutoff
 
             def old_event(rec: dict[str, Any]) -> bool:
                 t = parse_timestamp(str(rec.get("timestamp", "")).strip())
@@ -129,10 +132,11 @@ def enforce_retention(
                 workdir, now - timedelta(days=policy["consent_history_days"])
             )
         deleted["bundles"] = _prune_bundles(workdir, policy["bundles_keep"])
-        if policy["events_days"] is not None:  # the bundles kept: a rollback serves no older history
-            cutoff = (now - timedelta(days=policy["events_days"])).replace(tzinfo=None)
+        if events_cutoff is not None:  # the bundles kept: a rollback serves no older history
             deleted["bundles/history"] = sum(
-                _expire_bundle(b, cutoff) for b in sorted((workdir / "bundles").glob("[0-9]*")) if b.is_dir()
+                _expire_bundle(b, events_cutoff)
+                for b in sorted((workdir / "bundles").glob("[0-9]*"))
+                if b.is_dir()
             )
         from ._erase import CONSOLE_FIGURES, drop_console_figures
 
