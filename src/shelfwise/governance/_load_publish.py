@@ -200,7 +200,7 @@ def account(st: LoadState, tv: TableVersion, added: int | None) -> None:
     tr.reasons = {r[0]: int(r[1]) for r in rows}
     tr.rows_quarantined = sum(tr.reasons.values())
     again = wh.sql(
-        "SELECT count(*), count(*) FILTER (WHERE len(reasons) = 1 AND detail LIKE 'event_id %: already curated') "
+        f"SELECT count(*), count(*) FILTER (WHERE {ID_CURATED_SQL.format(reasons='reasons', detail='detail')}) "
         "FROM quarantine.rows WHERE run_id = ? AND table_name = ? AND status = 'redelivered'",
         [run_id, contract.name],
     ).fetchone()
