@@ -760,3 +760,52 @@ def test_personal_data_in_a_kept_profile_column_is_masked(tmp_path, engine=None)
         key=str,
     ), rows
     assert "jane" not in str(curated_rows(work, "SELECT * FROM curated.users"))
+
+
+def split_burst_deliveries(d: Path) -> tuple[Path, Path]:
+    """A robot's 150 views within 60 s that the export splits at midnight: 80 on day 1, 70 on
+    day 2 (each part under the limit of 120). A customer's 80 views in the same minute on day 1,
+    which day 2 re-sends with 30 new ones (110 distinct: a human's busy minute, not a robot's);
+    a third user's 100 views on day 1 and 100 an hour later on day 2 (never 120 in a window)."""
+    head = "user_id,product_id,event_type,timestamp,session_id\n"
+
+    def views(user: str, start: str, n: int, step_ms: int) -> list[str]:
+        from datetime import datetime, timedelta
+
+        t0 = datetime.fromisoformat(start)
+        return [
+            f"{user},P{i % 2 + 1},view,{(t0 + timedelta(milliseconds=i * step_ms)).isoformat()}Z,S{user}\n"
+            for i in range(n)
+        ]
+
+    bot = views("BOTX", "2026-01-01T23:59:20", 150, 300)  # 45 s in all
+    busy = views("BUSY", "2026-01-01T23:58:00", 110, 500)
+    calm = views("CALM", "2026-01-01T22:00:00", 100, 500) + views("CALM", "2026-01-01T23:00:00", 100, 500)
+    day1, day2 = d / "s1", d / "s2"
+    for p in (day1, day2):
+        p.mkdir(parents=True)
+        (p / "products.csv").write_text("product_id,title\nP1,Red Shoe\nP2,Blue Shoe\n")
+    (day1 / "events.csv").write_text(head + "".join(bot[:80] + busy[:80] + calm[:100]))
+    (day2 / "events.csv").write_text(head + "".join(bot[80:] + busy + calm[100:]))
+    return day1, day2
+
+
+def check_split_burst(work: Path, reports: list) -> None:
+    first, second = (r.tables["events"] for r in reports)
+    assert first.reasons == {} and first.rows_curated == 260
+    # day 2: the robot's 70 (150 in its window with day 1's 80) are robot traffic; the busy
+    # customer's re-sent 80 are recognised, their 30 new ones curated; the calm user's 100 curated
+    assert second.reasons == {"bot_traffic": 70, "duplicate_row": 80}, second.reasons
+    assert second.rows_curated == 130
+    details = curated_rows(
+        work,
+        f"SELECT DISTINCT detail FROM quarantine.rows WHERE run_id = '{reports[1].run_id}' "
+        "AND reason = 'bot_traffic'",
+    )
+    assert details == [("user made 150 events within 60 s (with events an earlier load curated)",)]
+
+
+def test_a_robots_burst_split_across_two_deliveries_is_one_burst(tmp_path):
+    days = split_burst_deliveries(tmp_path)
+    work = tmp_path / "w"
+    check_split_burst(work, [Ingestor(work, mode="append").run(d) for d in days])

@@ -418,3 +418,13 @@ def test_a_robots_events_sent_again_on_spark_as_on_duckdb(spark, tmp_path):
     engine = SparkEngine(work, master="local[2]")
     reports = [Ingestor(work, engine=engine, mode="append").run(d) for d in (day1, day2)]
     check_robot_deliveries(work, reports)
+
+
+def test_a_robots_burst_split_across_deliveries_on_spark_as_on_duckdb(spark, tmp_path):
+    """A robot's burst split across two deliveries is one burst on Spark as on DuckDB."""
+    from tests.governance.test_deliveries import check_split_burst, split_burst_deliveries
+
+    days = split_burst_deliveries(tmp_path)
+    work = tmp_path / "w"
+    engine = SparkEngine(work, master="local[2]")
+    check_split_burst(work, [Ingestor(work, engine=engine, mode="append").run(d) for d in days])

@@ -4,9 +4,14 @@ stated keep rule), unknown references, robot traffic (events per user in a slidi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import pyarrow as pa
+
 from ._compile import lit, q
 from ._contracts import BOT_EVENT_TYPES
 from ._load_state import LoadState
+from ._privacy import Pseudonymizer, SecretStore
 from ._reasons import Reason
 
 __all__ = ["check_sets"]
@@ -143,6 +148,51 @@ def resent_bot_lines(st: LoadState) -> list[int]:
     return [int(r[0]) for r in rows]
 
 
+def curated_near(st: LoadState, span: tuple | None, users: Callable[[], list[str]]) -> bool:
+    """Appending: the curated behaviour events of this load's users within a robot window of
+    the load's own behaviour events (from `span[0]` to `span[1]`, epoch microseconds), as the temp table
+    `_near(user_id, ts_us, product_id, event_type)` in the warehouse (the user's RAW id, the
+    time in epoch microseconds); False when there are none. A robot's burst that an export
+    splits across two deliveries is under the limit in each; the window counts both parts.
+    The curated rows are read from DuckDB on both engines; only the load's users (`users()`,
+    their raw ids) with curated events in the span are pseudonymized (the keyed HMAC of
+    publishing) to be matched."""
+    wh = st.wh
+    if st.mode != "append" or st.reprocess or st.name not in wh.curated_tables():
+        return False
+    if not span or span[0] is None:
+        return False
+    w = f"INTERVAL {int(st.settings.bot_window_seconds)} SECOND"
+    types = ", ".join(lit(t) for t in BOT_EVENT_TYPES)
+    near = (
+        f"FROM curated.{q(st.name)} c WHERE c.event_type IN ({types}) "
+        f'AND c."timestamp" BETWEEN make_timestamp(?) - {w} AND make_timestamp(?) + {w}'
+    )
+    found = {r[0] for r in wh.sql(f"SELECT DISTINCT c.user_id {near}", list(span)).fetchall()}
+    if not found:
+        return False
+    raw = users()
+    pseudo = Pseudonymizer(SecretStore(st.workdir).pseudonym_key())
+    pairs = [(r, p) for r, p in zip(raw, pseudo.many(raw), strict=True) if p in found]
+    if not pairs:
+        return False
+    ids = pa.table({"raw_id": [r for r, _ in pairs], "pseudonym": [p for _, p in pairs]})
+    wh.db.register("_near_ids", ids)
+    try:
+        wh.sql(
+            f"""CREATE OR REPLACE TEMP TABLE _near AS
+                SELECT m.raw_id AS user_id, epoch_us(c."timestamp") AS ts_us, c.product_id, c.event_type
+                {near.replace("WHERE", "JOIN _near_ids m ON m.pseudonym = c.user_id WHERE", 1)}""",
+            list(span),
+        )
+    finally:
+        wh.db.unregister("_near_ids")
+    return True
+
+
+NEAR_DETAIL = " (with events an earlier load curated)"
+
+
 def _flag_bots(st: LoadState) -> None:
     # the window first, over every valid row (a re-sent part of a burst still counts towards the
     # burst the load holds); then the re-sent rows the window left valid
@@ -161,21 +211,49 @@ def _flag_bot_windows(st: LoadState) -> None:
     s = st.settings
     types = ", ".join(lit(t) for t in BOT_EVENT_TYPES)
     behaviour = f"len(_reasons) = 0 AND event_type IN ({types})"
+    peak, secs = int(s.bot_max_events), int(s.bot_window_seconds)
+    wh = st.wh
+    span = wh.sql(
+        f'SELECT epoch_us(min("timestamp")), epoch_us(max("timestamp")) FROM _checked WHERE {behaviour}'
+    ).fetchone()
+    near = curated_near(
+        st,
+        span,
+        lambda: [
+            r[0]
+            for r in wh.sql(
+                f"SELECT DISTINCT user_id FROM _checked WHERE {behaviour} AND user_id IS NOT NULL"
+            ).fetchall()
+        ],
+    )
+    # the events the window counts: the load's valid behaviour rows and, appending, the
+    # curated ones of the same users close to them (`curated_near`; a curated row the load
+    # re-sends counted once); `own`: whether the row is this load's. A user is a robot when a
+    # window holding at least one of the load's rows holds too many.
+    rows = f'SELECT user_id, epoch_us("timestamp") AS ts_us, 1 AS own FROM _checked WHERE {behaviour}'
+    if near:
+        rows += f""" UNION ALL SELECT n.user_id, n.ts_us, 0 FROM _near n WHERE NOT EXISTS (
+            SELECT 1 FROM _checked c WHERE {behaviour.replace("_reasons", "c._reasons")}
+            AND c.user_id = n.user_id AND epoch_us(c."timestamp") = n.ts_us
+            AND c.product_id IS NOT DISTINCT FROM n.product_id AND c.event_type = n.event_type)"""
     # the sliding window runs only over users with more events in all than one window may
     # hold (no one else can exceed it): a few users instead of every one (~0.2 s per 1M events)
     st.wh.sql(
         f"""CREATE OR REPLACE TEMP TABLE _bots AS
-            SELECT user_id, max(n) AS peak FROM (
-              SELECT user_id, count(*) OVER (PARTITION BY user_id ORDER BY "timestamp"
-                     RANGE BETWEEN INTERVAL {int(s.bot_window_seconds)} SECOND PRECEDING AND CURRENT ROW) AS n
-              FROM _checked WHERE {behaviour} AND user_id IN (
-                SELECT user_id FROM _checked WHERE {behaviour}
-                GROUP BY user_id HAVING count(*) > {int(s.bot_max_events)}))
-            GROUP BY user_id HAVING max(n) > {int(s.bot_max_events)}"""
+            WITH ev AS ({rows})
+            SELECT user_id, max(n) FILTER (WHERE own_n > 0) AS peak,
+                   bool_or(n > {peak} AND own_n > 0 AND own_n < n) AS with_near FROM (
+              SELECT user_id, count(*) OVER w AS n, sum(own) OVER w AS own_n
+              FROM ev WHERE user_id IN (SELECT user_id FROM ev GROUP BY user_id HAVING count(*) > {peak})
+              WINDOW w AS (PARTITION BY user_id ORDER BY ts_us
+                           RANGE BETWEEN {secs * 1_000_000} PRECEDING AND CURRENT ROW))
+            GROUP BY user_id HAVING max(n) FILTER (WHERE own_n > 0) > {peak}"""
     )
     st.wh.sql(
         f"""UPDATE _checked SET _reasons = list_append(_reasons, '{Reason.BOT_TRAFFIC.value}'),
-            _detail = coalesce(_detail, 'user made ' || b.peak || ' events within {int(s.bot_window_seconds)} s')
+            _detail = coalesce(_detail, 'user made ' || b.peak || ' events within {secs} s'
+                               || CASE WHEN b.with_near THEN {lit(NEAR_DETAIL)} ELSE '' END)
             FROM _bots b WHERE _checked.user_id = b.user_id AND len(_checked._reasons) = 0"""
     )
     st.wh.sql("DROP TABLE _bots")
+    st.wh.sql("DROP TABLE IF EXISTS _near")

@@ -48,7 +48,7 @@ from ._load_publish import (
     upsert_select,
 )
 from ._load_rows import day_first_dates
-from ._load_sets import RESENT_BOT_DETAIL, resent_bot_lines
+from ._load_sets import NEAR_DETAIL, RESENT_BOT_DETAIL, curated_near, resent_bot_lines
 from ._load_state import LoadState, count_withheld, safe
 from ._privacy import Pseudonymizer, SecretStore
 from ._reasons import Reason
@@ -366,6 +366,11 @@ def _flag_curated_event_ids(st: LoadState) -> None:
 
 
 def _flag_bots(st: LoadState) -> None:
+    """As `_load_sets._flag_bot_windows`: the window over the load's valid behaviour rows and,
+    appending, the curated rows of the same users close to them (`curated_near`, read from
+    DuckDB and brought over as Parquet)."""
+    from pyspark.sql import functions as F
+
     s = st.settings
     spark = _engine(st).session
     types = ", ".join(SPARK.lit(t) for t in BOT_EVENT_TYPES)
@@ -373,18 +378,41 @@ def _flag_bots(st: LoadState) -> None:
     behaviour = f"size(_reasons) = 0 AND event_type IN ({types})"
     window = int(s.bot_window_seconds) * 1_000_000
     peak = int(s.bot_max_events)
+    mine = st.frames["checked"].where(behaviour)
+    ts = F.unix_micros(F.col("timestamp").cast("timestamp"))
+    span = mine.agg(F.min(ts), F.max(ts)).first()
+    near = curated_near(
+        st,
+        (span[0], span[1]) if span else None,
+        lambda: [r[0] for r in mine.where("user_id IS NOT NULL").select("user_id").distinct().collect()],
+    )
+    micros = "unix_micros(CAST(`timestamp` AS TIMESTAMP))"
+    rows = f"SELECT user_id, {micros} AS ts_us, 1 AS own FROM {view} WHERE {behaviour}"
+    if near:
+        path = _tmp(st) / "near.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        st.wh.sql(f"COPY _near TO '{path.as_posix()}' (FORMAT PARQUET)")
+        st.wh.sql("DROP TABLE _near")
+        spark.read.parquet(str(path)).createOrReplaceTempView("_sw_near")
+        rows += f""" UNION ALL SELECT n.user_id, n.ts_us, 0 FROM _sw_near n LEFT ANTI JOIN (
+            SELECT user_id, {micros} AS ts_us, product_id, event_type FROM {view} WHERE {behaviour}) c
+            ON c.user_id = n.user_id AND c.ts_us = n.ts_us AND c.product_id <=> n.product_id
+            AND c.event_type = n.event_type"""
     bots = spark.sql(
-        f"""SELECT user_id AS _bot, max(n) AS peak FROM (
-              SELECT user_id, count(*) OVER (PARTITION BY user_id ORDER BY unix_micros(CAST(`timestamp` AS TIMESTAMP))
-                     RANGE BETWEEN {window} PRECEDING AND CURRENT ROW) AS n
-              FROM {view} WHERE {behaviour} AND user_id IN (
-                SELECT user_id FROM {view} WHERE {behaviour} GROUP BY user_id HAVING count(*) > {peak})) AS w
-            GROUP BY user_id HAVING max(n) > {peak}"""
+        f"""WITH ev AS ({rows})
+            SELECT user_id AS _bot, max(CASE WHEN own_n > 0 THEN n END) AS peak,
+                   max(n > {peak} AND own_n > 0 AND own_n < n) AS with_near FROM (
+              SELECT user_id, count(*) OVER w AS n, sum(own) OVER w AS own_n
+              FROM ev WHERE user_id IN (SELECT user_id FROM ev GROUP BY user_id HAVING count(*) > {peak})
+              WINDOW w AS (PARTITION BY user_id ORDER BY ts_us RANGE BETWEEN {window} PRECEDING AND CURRENT ROW)
+            ) AS w
+            GROUP BY user_id HAVING max(CASE WHEN own_n > 0 THEN n END) > {peak}"""
     )
     bots.createOrReplaceTempView("_sw_bots")
     hits = spark.sql(
         f"""SELECT c._source_line AS _hit_line,
-                   'user made ' || b.peak || ' events within {int(s.bot_window_seconds)} s' AS _hit_detail
+                   'user made ' || b.peak || ' events within {int(s.bot_window_seconds)} s'
+                   || CASE WHEN b.with_near THEN {SPARK.lit(NEAR_DETAIL)} ELSE '' END AS _hit_detail
             FROM {view} c JOIN _sw_bots b ON c.user_id = b._bot"""
     )
     _add_reason(st, hits, Reason.BOT_TRAFFIC)
