@@ -34,6 +34,7 @@ CONTRACT = {
     "catalog": ["--json", "--workdir", "-w"],
     "convert": ["--format", "--json", "--out", "--src"],
     "demo": [
+        "--end",
         "--events",
         "--json",
         "--no-train",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -84,18 +85,29 @@ def demo(
     users: Annotated[int, typer.Option(help="Users in the demo shop.")] = 2000,
     events: Annotated[int, typer.Option(help="Behaviour events in the demo shop.")] = 200_000,
     seed: Annotated[int, typer.Option(help="Random seed (the same seed gives the same shop).")] = 7,
+    end: Annotated[
+        datetime | None,
+        typer.Option(
+            "--end",
+            formats=["%Y-%m-%d"],
+            help="The day the demo's events end (default: this week's day that is whole weeks after "
+            "2026-09-30, so the same seed gives the same shop with its dates shifted).",
+        ),
+    ] = None,
     train_models: Annotated[bool, typer.Option("--train/--no-train", help="Also train and evaluate.")] = True,
     as_json: AsJson = False,
 ) -> None:
     """Make a demo shop, run everything on it, and print where the reports are."""
-    from ..demo import generate_demo
+    from ..demo import current_end, generate_demo
 
     data = workdir / "demo-data"
-    made = generate_demo(data, products=products, users=users, events=events, seed=seed)
+    last = end.replace(tzinfo=UTC) if end else current_end()
+    made = generate_demo(data, products=products, users=users, events=events, seed=seed, end=last)
     if not as_json:
         typer.echo(
             f"demo shop written to {data}: {made.products:,} products, {made.users:,} users, "
-            f"{made.events:,} event rows ({len(made.defects):,} injected defects recorded in defects.json)"
+            f"{made.events:,} event rows up to {last:%Y-%m-%d} ({len(made.defects):,} injected defects "
+            "recorded in defects.json)"
         )
     _run_ingest(data, workdir, as_json)
     if train_models:

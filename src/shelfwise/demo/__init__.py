@@ -1,5 +1,5 @@
 """The demo shop: a realistic synthetic store with known, recorded defects."""
 
-from ._generator import CATEGORY_TREE, DemoShop, generate_demo
+from ._generator import CATEGORY_TREE, DemoShop, current_end, generate_demo
 
-__all__ = ["CATEGORY_TREE", "DemoShop", "generate_demo"]
+__all__ = ["CATEGORY_TREE", "DemoShop", "current_end", "generate_demo"]

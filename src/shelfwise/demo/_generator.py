@@ -14,7 +14,7 @@ import csv
 import io
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +170,18 @@ PRODUCT_HEADER = [
     "in_stock",
     "attributes",
 ]
-END_DATE = datetime(2026, 9, 30, tzinfo=UTC)
+END_DATE = datetime(2026, 9, 30, tzinfo=UTC)  # the last day of `generate_demo`'s data by default
+
+
+def current_end(now: datetime | None = None) -> datetime:
+    """The end for a demo made now: END_DATE moved on by whole weeks (the same weekdays: the
+    same shop with its dates shifted) to the latest day at least 6 days before `now` (a rating
+    or review follows its purchase by up to 5 days, and no event may lie in the future). A shop
+    made on 2026-12-05 ends 2026-11-25, not two months before its served events and the
+    insights' as-of."""
+    now = now or datetime.now(UTC)
+    weeks = max(0, ((now - END_DATE).days - 6) // 7)
+    return END_DATE + timedelta(weeks=weeks)
 
 
 @dataclass
@@ -202,9 +213,13 @@ def generate_demo(
     seed: int = 7,
     defects: bool = True,
     faq: bool = True,
+    end: datetime | None = None,
 ) -> DemoShop:
     """Write a demo shop (canonical dataset directory) into `out`; with `faq`, also its
-    customer-service FAQ and labeled shopper questions (`_faq.py`)."""
+    customer-service FAQ and labeled shopper questions (`_faq.py`). Its events end on `end`
+    (default END_DATE: the same seed gives the same files; `current_end()` for a shop whose
+    data end about a week before today)."""
+    end_ts = (end or END_DATE).timestamp()
     rng = np.random.default_rng(seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -263,7 +278,7 @@ def generate_demo(
     tops = list(CATEGORY_TREE)
     taste_a = rng.dirichlet(np.full(len(tops), 0.4), users)
     taste_b = rng.dirichlet(np.full(len(tops), 0.4), users)
-    drift_at = END_DATE.timestamp() - days * 86400 * rng.uniform(0.2, 0.8, users)
+    drift_at = end_ts - days * 86400 * rng.uniform(0.2, 0.8, users)
     drifts = rng.random(users) < 0.5
     activity = rng.lognormal(0, 1.0, users)
     activity /= activity.sum()
@@ -272,7 +287,7 @@ def generate_demo(
     pop_by_top = {t: popularity[idx] / popularity[idx].sum() for t, idx in items_by_top.items()}
 
     # ---- sessions -------------------------------------------------------------------------------
-    start = END_DATE.timestamp() - days * 86400
+    start = end_ts - days * 86400
     ev: list[list[Any]] = []
     n_sessions = 0
     while len(ev) < events:
@@ -369,7 +384,7 @@ def generate_demo(
         (_csv_line(r), None, i in latin1_rows) for i, r in enumerate(ev)
     ]
     if defects:
-        rows = _inject_event_defects(rng, ev, rows, products)
+        rows = _inject_event_defects(rng, ev, rows, products, end_ts)
     with open(out / "events.csv", "wb") as fh:
         fh.write((",".join(EVENT_HEADER) + "\n").encode())
         for line_no, (line, reason, latin1) in enumerate(rows, start=2):
@@ -426,6 +441,7 @@ def _inject_event_defects(
     ev: list[list[object]],
     rows: list[tuple[str, str | None, bool]],
     n_products: int,
+    end_ts: float,
 ) -> list[tuple[str, str | None, bool]]:
     n = len(ev)
     out = list(rows)
@@ -474,7 +490,7 @@ def _inject_event_defects(
         at_random(_csv_line(r) + ",extra,fields", "malformed_row")
     # two robots: 1,500 views each within a few minutes
     for b in range(2):
-        t0 = END_DATE.timestamp() - 86400 * float(rng.uniform(5, 60))
+        t0 = end_ts - 86400 * float(rng.uniform(5, 60))
         bot = f"BOT{b:03d}"
         for j in range(1500):
             pid = f"P{(j * 7 + b) % n_products:06d}"  # distinct within a second: no accidental duplicates
