@@ -93,7 +93,7 @@ def _access_export_and_retention_reach_spark_parquet(duck: Path, sprk: Path) -> 
         (w / "config" / "retention.json").write_text(json.dumps({"events_days": 10, "quarantine_days": None}))
     now = (median + timedelta(days=10)).replace(tzinfo=UTC)
     out = {w: enforce_retention(w, now=now)["deleted"] for w in (duck, sprk)}
-    assert out[sprk]["curated.events@v1"] == out[duck]["curated.events__v1"] > 0
+    assert out[sprk]["curated.events__v1"] == out[duck]["curated.events__v1"] > 0
     assert _events(sprk) == _events(duck)
     assert not curated_rows(sprk, f"SELECT * FROM curated.events WHERE \"timestamp\" < TIMESTAMP '{median}'")
     # the catalog's record of the version describes what its files now hold

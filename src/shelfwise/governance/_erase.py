@@ -264,22 +264,24 @@ def _erase_parquet(wh: Any, raw: str, pseudos: list[str], sessions: list[str]) -
 
     versions = parquet_versions(wh)
     out: dict[str, int] = {}
+    changed: dict[str, int] = {}  # per file
     for v in versions:
-        out.update(
-            rewrite_files(v.files, "user_id", "trim(user_id) IN (SELECT unnest($2::VARCHAR[]))", [pseudos])
-        )
+        gone = rewrite_files(v.files, "user_id", "trim(user_id) IN (SELECT unnest($2::VARCHAR[]))", [pseudos])
+        changed.update(gone)
+        if gone:  # named as DuckDB's versions are (a shop's script reads one report on either engine)
+            out[f"curated.{v.table}__v{v.version}"] = sum(gone.values())
     for _, _, folder in quarantine_dirs(versions):
-        out.update(
-            rewrite_files(
-                sorted(folder.glob("*.parquet")),
-                "raw",
-                "trim(json_extract_string(raw, '$.user_id')) = $2 OR ("
-                "coalesce(nullif(trim(json_extract_string(raw, '$.user_id')), ''), 'NA') IN (SELECT unnest($3::VARCHAR[])) "
-                "AND trim(json_extract_string(raw, '$.session_id')) IN (SELECT unnest($4::VARCHAR[])))",
-                [raw, list(MISSING_VALUES), sessions],
-            )
+        gone = rewrite_files(
+            sorted(folder.glob("*.parquet")),
+            "raw",
+            "trim(json_extract_string(raw, '$.user_id')) = $2 OR ("
+            "coalesce(nullif(trim(json_extract_string(raw, '$.user_id')), ''), 'NA') IN (SELECT unnest($3::VARCHAR[])) "
+            "AND trim(json_extract_string(raw, '$.session_id')) IN (SELECT unnest($4::VARCHAR[])))",
+            [raw, list(MISSING_VALUES), sessions],
         )
-    refresh_versions(wh, versions, out)
+        if gone:  # the files of the rows `quarantine.rows` indexes (as retention names them)
+            out["quarantine.parquet"] = out.get("quarantine.parquet", 0) + sum(gone.values())
+    refresh_versions(wh, versions, changed)
     return out
 
 

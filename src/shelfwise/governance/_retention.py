@@ -160,7 +160,7 @@ def _expire_parquet_events(wh: Any, cutoff: datetime) -> dict[str, int]:
     for v in versions:
         gone = rewrite_files(v.files, "timestamp", '"timestamp" < $2', [cutoff])
         changed.update(gone)
-        out[f"curated.events@v{v.version}"] = sum(gone.values())
+        out[f"curated.events__v{v.version}"] = sum(gone.values())  # named as DuckDB's versions are
     refresh_versions(wh, versions, changed)
     return out
 
