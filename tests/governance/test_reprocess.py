@@ -218,3 +218,31 @@ def test_resent_bad_rows_and_resent_event_ids_are_redeliveries_not_failures(tmp_
     quality = {x["name"]: x["quality"] for x in catalog(work)["datasets"]}
     assert quality["curated.events"]["passed"] and quality["curated.events"]["quarantined_share"] == 0.0
     assert quality["curated.products"]["passed"], quality["curated.products"]
+
+
+def test_an_event_sent_twice_in_one_load_is_a_redelivery_not_an_open_fault(tmp_path: Path, engine=None):
+    """An exact copy of an event with its event_id in the same load (two server processes both
+    accepted a client's retry and one absorb reads both; an export that re-sends an event in
+    the same file) is `redelivered`; an event_id reused for another event stays an open fault,
+    as does an exact copy of an event without an id (nothing says it is the same event)."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "products.csv").write_text("product_id,title\nP1,Red Shoe\nP2,Blue Shoe\n")
+    events = [f"E{i},U{i},P1,view,2026-01-01T10:0{i}:00Z" for i in range(5)]
+    events += events[:3]  # sent twice
+    events += ["E4,U9,P2,view,2026-01-01T11:00:00Z"]  # E4 again, another event
+    events += [",U7,P2,view,2026-01-01T12:00:00Z"] * 2  # no id: a double row
+    (d / "events.csv").write_text(
+        "event_id,user_id,product_id,event_type,timestamp\n" + "\n".join(events) + "\n"
+    )
+    work = tmp_path / "w"
+    ev = Ingestor(work, engine=engine(work) if engine else None).run(d).tables["events"]
+    assert (ev.rows_curated, ev.rows_quarantined, ev.rows_redelivered) == (6, 5, 3)
+    rows = Quarantine(work).list("events", status=None, limit=None)
+    assert sorted((r["source_line"], r["status"]) for r in rows) == [
+        (7, "redelivered"),
+        (8, "redelivered"),
+        (9, "redelivered"),
+        (10, "open"),
+        (12, "open"),
+    ]

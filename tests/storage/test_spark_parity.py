@@ -438,3 +438,11 @@ def test_a_robots_burst_split_across_deliveries_on_spark_as_on_duckdb(spark, tmp
     work = tmp_path / "w"
     engine = SparkEngine(work, master="local[2]")
     check_split_burst(work, [Ingestor(work, engine=engine, mode="append").run(d) for d in days])
+
+
+def test_an_event_sent_twice_in_one_load_on_spark_as_on_duckdb(spark, tmp_path):
+    from tests.governance.test_reprocess import (
+        test_an_event_sent_twice_in_one_load_is_a_redelivery_not_an_open_fault as check,
+    )
+
+    check(tmp_path, engine=lambda work: SparkEngine(work, master="local[2]"))

@@ -24,7 +24,7 @@ from ._load_state import CHECKED, LoadState, count_withheld
 from ._privacy import Pseudonymizer, SecretStore
 from ._reasons import Reason
 
-__all__ = ["account", "publish", "redelivery_details", "validate_curated", "withhold_erased"]
+__all__ = ["account", "publish", "redelivery_details", "sent_twice", "validate_curated", "withhold_erased"]
 
 
 def withhold_erased(st: LoadState) -> None:
@@ -136,7 +136,7 @@ def publish(st: LoadState) -> None:
         f"""INSERT INTO quarantine.rows SELECT nextval('quarantine.qid_seq'), {lit(run_id)}, {lit(contract.name)},
             {lit(str(st.src))}, c._source_line, c._reasons[1], c._reasons, c._detail, {raw_json},
             CASE WHEN c._redelivered OR {ID_CURATED_SQL.format(reasons="c._reasons", detail="c._detail")}
-                   OR {quarantined_before(st, raw_json)}
+                   OR {quarantined_before(st, raw_json)} OR {sent_twice(st, "c._reasons", "c._detail", raw_json)}
                  THEN 'redelivered' ELSE 'open' END, now()::TIMESTAMP, NULL
             FROM (SELECT *, {redelivered} AS _redelivered FROM {CHECKED}) c
             JOIN {st.load} l ON l._source_line = c._source_line
@@ -157,6 +157,20 @@ def publish(st: LoadState) -> None:
 # a row whose only fault is an event id an earlier load curated (`_load_sets`): a re-send, as a
 # row equal to a curated one is (an export that carries event ids re-sends them so)
 ID_CURATED_SQL = "(len({reasons}) = 1 AND {detail} LIKE 'event_id %: already curated')"
+
+
+def sent_twice(st: LoadState, reasons: str, detail: str, raw: str) -> str:
+    """The condition that a quarantined row is one event sent twice within this load: an exact
+    copy of an earlier row, event_id included (a client's retry of a batch that two server
+    processes both accepted and one absorb reads; an export that re-sends an event in the same
+    file). A re-send, counted `redelivered`, not an open fault; a row repeating an event_id with
+    other content stays open (the id was reused for another event)."""
+    if "event_id" not in st.contract.column_names:
+        return "false"
+    return (
+        f"(len({reasons}) = 1 AND {detail} = 'exact duplicate of an earlier row' "
+        f"AND nullif(trim(json_extract_string({raw}, '$.event_id')), '') IS NOT NULL)"
+    )
 
 
 def quarantined_before(st: LoadState, raw: str) -> str:

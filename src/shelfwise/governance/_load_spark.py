@@ -45,6 +45,7 @@ from ._load_publish import (
     quarantined_before,
     redelivery_details,
     same_row,
+    sent_twice,
     upsert_select,
 )
 from ._load_rows import day_first_dates
@@ -515,7 +516,8 @@ def spark_publish(st: LoadState) -> None:
             {lit(str(st.src))}, source_line, reason, reasons, detail, raw::JSON,
             CASE WHEN list_contains(?::BIGINT[], source_line)
                    OR {ID_CURATED_SQL.format(reasons="reasons", detail="detail")}
-                   OR {quarantined_before(st, "raw")} THEN 'redelivered' ELSE 'open' END,
+                   OR {quarantined_before(st, "raw")} OR {sent_twice(st, "reasons", "detail", "raw")}
+                 THEN 'redelivered' ELSE 'open' END,
             now()::TIMESTAMP, NULL
             FROM read_parquet('{qdir.as_posix()}/*.parquet') ORDER BY source_line""",
         [redelivered],
