@@ -243,3 +243,45 @@ def test_the_event_loop_is_never_made_to_wait_for_a_look(tmp_path, monkeypatch):
     with pytest.raises(LookDue):
         fresh.personalizes(pseudo("u1"), wait=False)
     assert fresh.personalizes(pseudo("u1")) and fresh.personalizes(s7)
+
+
+def test_the_links_follow_a_spool_segment_rewritten_in_place(tmp_path):
+    """An erasure rewrites a running server's open segment in place (a line removed, the file
+    shorter), then the server appends to it again: the links read it again whole (the erased
+    user's link gone) and read the lines appended after the rewrite, none missed or cut."""
+    from shelfwise.serving._feedback import EVENTS_DIR
+    from shelfwise.serving._session_links import SessionLinks
+    from shelfwise.serving._spool import FileSpool
+    from shelfwise.storage._segments import rewrite_segments
+
+    work = tmp_path / "w"
+
+    def line(user: str, session: str) -> bytes:
+        ev = {"user_id": user, "session_id": session, "product_id": "P1", "event_type": "view",
+              "timestamp": "2024-03-02T10:00:00Z"}  # fmt: skip
+        return json.dumps({"event": ev, "received_at": "2024-03-02T10:00:00+00:00"}).encode()
+
+    def spooled(links: SessionLinks) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for source in links._sources():
+            for s, members in source.items():
+                out.setdefault(s, set()).update(members)
+        return out
+
+    spool = FileSpool(work / EVENTS_DIR, rotate_seconds=3600, fsync=False)
+    try:
+        links = SessionLinks(work)
+        links._pseudonymize = lambda raw: "p_" + raw
+        spool.append([line("u_erased", "S1"), line("u_a", "S2"), line("u_a", "S3")]).result(10)
+        assert links._read_spool()
+        assert spooled(links) == {"S1": {"p_u_erased"}, "S2": {"p_u_a"}, "S3": {"p_u_a"}}
+        assert rewrite_segments(work / EVENTS_DIR, lambda r: r["event"]["user_id"] == "u_erased") == 1
+        spool.append([line("u_b", "S4")]).result(10)  # where the file ended before the rewrite
+        assert links._read_spool()
+        assert spooled(links) == {"S2": {"p_u_a"}, "S3": {"p_u_a"}, "S4": {"p_u_b"}}
+        spool.append([line("u_b", "S5")]).result(10)  # appended only: read from where it was
+        assert links._read_spool()
+        assert spooled(links) == {"S2": {"p_u_a"}, "S3": {"p_u_a"}, "S4": {"p_u_b"}, "S5": {"p_u_b"}}
+        assert not links._read_spool()
+    finally:
+        spool.close()

@@ -26,6 +26,7 @@ pseudonym and counts, never the id or the path.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -189,15 +190,21 @@ def _parquet_parts(
 
 
 def _jsonl_matches(path: Path, match: Any) -> list[dict[str, Any]]:
-    out = []
-    with open(path, "rb") as fh:
-        for n, line in enumerate(fh, 1):
-            try:
-                rec = json.loads(line) if line.strip() else None
-            except ValueError:
-                continue
-            if isinstance(rec, dict) and match(rec):
-                out.append({"line": n, "record": rec})
+    """The records of a JSON-lines file that `match`, with their line numbers. Read with the
+    spool's reader: a spool segment whole, never half rewritten by an erasure or retention
+    run (`storage._segments.read_segment`; a file elsewhere, without a gate, is read as is);
+    nothing for a file gone meanwhile (absorbed)."""
+    from ..storage._segments import read_segment
+
+    data = read_segment(path)
+    out: list[dict[str, Any]] = []
+    for n, line in enumerate(io.BytesIO(data or b""), 1):
+        try:
+            rec = json.loads(line) if line.strip() else None
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and match(rec):
+            out.append({"line": n, "record": rec})
     return out
 
 

@@ -193,16 +193,13 @@ def no_keyword_match(
 
 def served_search_pages(workdir: str | Path) -> Iterator[dict[str, Any]]:
     """Every search page `shelfwise serve` logged (`spool/exposures/`), oldest segment first;
-    unreadable lines are skipped."""
-    for f in sorted((Path(workdir) / "spool" / "exposures").glob("*.jsonl*")):
-        with open(f, "rb") as fh:
-            for line in fh:
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(rec, dict) and rec.get("kind") == "search":
-                    yield rec
+    unreadable lines are skipped. Each segment is read whole, never half rewritten by an
+    erasure or retention run (`storage._segments.iter_records`)."""
+    from ..storage._segments import iter_records
+
+    for rec in iter_records(Path(workdir) / "spool" / "exposures"):
+        if isinstance(rec, dict) and rec.get("kind") == "search":
+            yield rec
 
 
 _LEXICAL: dict[Path, Any] = {}  # bundle's search folder -> its keyword index (bundles never change)

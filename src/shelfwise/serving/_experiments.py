@@ -222,21 +222,16 @@ def experiment_report(workdir: str | Path, experiment: str | None = None) -> dic
     """Per experiment and variant: users, exposures, CTR, add-to-cart rate, conversion and
     revenue per user (95% CIs: Wilson for rates, bootstrap over users for revenue), from the
     exposure log and the attributed events in the warehouse (absorb first to count the newest)."""
+    from ..storage._segments import iter_records
     from ._feedback import EXPOSURES_DIR
 
     workdir = Path(workdir)
     exposures = []
-    for f in sorted((workdir / EXPOSURES_DIR).glob("*.jsonl*")):
-        with open(f, "rb") as fh:
-            for line in fh:
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue  # a line cut by a crash mid-write
-                if (e := experiment_exposure(rec)) is not None:
-                    exposures.append(e)
+    # each segment read whole, never half rewritten by an erasure or retention run; a line a
+    # crash cut short is left out
+    for rec in iter_records(workdir / EXPOSURES_DIR):
+        if (e := experiment_exposure(rec)) is not None:
+            exposures.append(e)
     if experiment is not None:
         exposures = [e for e in exposures if e[0] == experiment]
     return experiment_summary(exposures, attributed_events(workdir) if exposures else {})

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..governance._online_keys import REDIS_EVENTS, REDIS_REJECTED  # the key names, shared
+from ..storage._segments import count_segment_lines, iter_segments, segment_lines
 from ._spool import CLOSED_SUFFIX, all_segments, ready_segments, segment_stem
 
 SPOOL = Path("spool")
@@ -123,7 +124,7 @@ def _absorb_once(workdir: Path, redis_client: Any) -> dict[str, Any]:
         events = [
             _canonical_event(line, f"spool:{segment_stem(seg)}:{n}")
             for seg in ev_segments
-            for n, line in enumerate(read_lines(seg), 1)
+            for n, line in enumerate(segment_lines(seg) or (), 1)
         ] + [_canonical_event(line, f"redis:{i}") for i, line in redis_ev]
         # the events of a user erased after they were posted (still spooled when the erasure ran)
         # are stored nowhere: not ingested (ingestion would withhold them) and not archived
@@ -175,31 +176,22 @@ def _absorb_once(workdir: Path, redis_client: Any) -> dict[str, Any]:
 
 
 def read_lines(path: Path) -> list[bytes]:
-    """The complete lines of a spool file. A last line without its newline is a write that a
-    crash cut short: never acknowledged (the answer waits for the fsync), so not an event."""
+    """The complete lines of an archive (`feedback/events-*.jsonl`: renamed over whole when
+    rewritten, never in place; a spool segment is read with `segment_lines`). A last line
+    without its newline is a write that a crash cut short: not an event."""
     with open(path, "rb") as fh:
         return [line for line in fh if line.strip() and line.endswith(b"\n")]
-
-
-def _count_lines(path: Path) -> int:
-    n = 0
-    try:
-        with open(path, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                n += chunk.count(b"\n")
-    except FileNotFoundError:  # absorbed meanwhile
-        return 0
-    return n
 
 
 def pending_events(workdir: str | Path, redis_client: Any = None, *, pid: int | None = None) -> int:
     """Acknowledged events not yet in the warehouse: the lines of every event segment (the open
     ones of running servers included; `pid`: only those of that process), plus the Redis stream
     when one is given."""
-    segments = all_segments(Path(workdir) / EVENTS_DIR)
+    # by name: one closed while the folder was listed is counted once (under its closed name)
+    segments = {segment_stem(p): p for p in all_segments(Path(workdir) / EVENTS_DIR)}
     if pid is not None:
-        segments = [p for p in segments if segment_stem(p).endswith(f"-{pid}")]
-    n = sum(_count_lines(p) for p in segments)
+        segments = {s: p for s, p in segments.items() if s.endswith(f"-{pid}")}
+    n = sum(count_segment_lines(p) for p in segments.values())  # (0 for one absorbed meanwhile)
     if redis_client is not None:
         n += int(redis_client.xlen(REDIS_EVENTS))
     return n
@@ -218,12 +210,10 @@ def served_since(workdir: str | Path, as_of: str) -> list[dict[str, Any]]:
     workdir = Path(workdir)
     # the spool is read first: a segment absorbed in between is then met again in its archive
     # (and dropped by id there), never missed
+    # (a segment absorbed meanwhile is left out: its archive is read below; one closed meanwhile
+    # is read under its closed name)
     spooled: list[dict[str, Any]] = []
-    for seg in all_segments(workdir / EVENTS_DIR):
-        try:
-            lines = read_lines(seg)
-        except FileNotFoundError:  # absorbed meanwhile: its archive is read below
-            continue
+    for seg, lines in iter_segments(workdir / EVENTS_DIR):
         stem = segment_stem(seg)
         for n, line in enumerate(lines, 1):
             ev = _loads(line)
@@ -336,11 +326,7 @@ def _loads(line: bytes) -> Any:
 def spooled_event_ids(workdir: str | Path) -> list[str]:
     """The clients' event_ids in the event segments not yet absorbed."""
     out = []
-    for seg in all_segments(Path(workdir) / EVENTS_DIR):
-        try:
-            lines = read_lines(seg)
-        except FileNotFoundError:
-            continue
+    for _, lines in iter_segments(Path(workdir) / EVENTS_DIR):
         for line in lines:
             if b'"event_id"' in line:  # most lines have none: not parsed
                 eid = json.loads(line).get("event", {}).get("event_id")
@@ -377,7 +363,7 @@ def _rejected_rows(segments: list[Path], redis_lines: list[bytes]) -> list[tuple
     rows = []
     for seg in segments:
         name = segment_stem(seg) + CLOSED_SUFFIX  # the same whether the writer closed it or died
-        for n, line in enumerate(read_lines(seg), 1):
+        for n, line in enumerate(segment_lines(seg) or (), 1):
             rows.append((name, n, json.loads(line)))
     rows += [("redis:" + REDIS_REJECTED, n, json.loads(line)) for n, line in enumerate(redis_lines, 1)]
     return rows

@@ -61,8 +61,9 @@ class SessionLinks:
         self._checked = float("-inf")
         self._lock = threading.Lock()
         self._pseudonymize: Callable[[str], str] | None = None
-        # spool: segment stem -> (bytes read, session -> pseudonyms); the Redis stream's last id
-        self._segments: dict[str, tuple[int, dict[str, set[str]]]] = {}
+        # spool: segment stem -> (bytes read, the last line read, session -> pseudonyms); the
+        # Redis stream's last id
+        self._segments: dict[str, tuple[int, bytes, dict[str, set[str]]]] = {}
         self._stream_id = "-"
         self._stream: dict[str, set[str]] = {}
         # the warehouse: session -> pseudonyms, and what it was asked about at which file stamp
@@ -100,7 +101,7 @@ class SessionLinks:
             self._lock.release()
 
     def _sources(self) -> list[dict[str, set[str]]]:
-        return [self._curated, self._stream, *self._absorbed, *(m for _, m in self._segments.values())]
+        return [self._curated, self._stream, *self._absorbed, *(m for _, _, m in self._segments.values())]
 
     # -- reading --------------------------------------------------------------------------------
     def _follow(self, interesting: AbstractSet[str]) -> None:
@@ -117,7 +118,7 @@ class SessionLinks:
             # are curated)
             spooled = {
                 s
-                for source in (self._stream, *(m for _, m in self._segments.values()))
+                for source in (self._stream, *(m for _, _, m in self._segments.values()))
                 for s, members in source.items()
                 if members & interesting
             }
@@ -167,29 +168,39 @@ class SessionLinks:
 
     def _read_spool(self) -> bool:
         """Read the lines appended to the spool since the last look (True: there were some, or a
-        segment went). A segment gone was absorbed: what it held is kept until the warehouse is
-        read again."""
+        segment went or was rewritten). A segment gone was absorbed: what it held is kept until
+        the warehouse is read again. A segment rewritten since the last look (an erasure or
+        retention run removed lines: it no longer holds the line last read where it was) is
+        read again whole, what it held before forgotten. Each read is of the whole file between
+        rewrites, never one half rewritten (`storage._segments.read_segment`)."""
+        from ..storage._segments import read_segment
         from ._feedback import EVENTS_DIR
         from ._spool import all_segments, segment_stem
 
         seen, changed = set(), False
         for path in all_segments(self.workdir / EVENTS_DIR):
             stem = segment_stem(path)
+            if stem in seen:  # listed under both names (closed meanwhile): read once
+                continue
             seen.add(stem)
-            offset, members = self._segments.get(stem, (0, {}))
-            try:
-                with open(path, "rb") as fh:
-                    fh.seek(offset)
-                    data = fh.read()
-            except FileNotFoundError:  # renamed (closed) or absorbed meanwhile: next look
+            offset, last, members = self._segments.get(stem, (0, b"", {}))
+            # from the start of the line last read: still there, the file was only appended to
+            data = read_segment(path, offset - len(last))
+            if data is not None and not data.startswith(last):
+                offset, last, members, changed = 0, b"", {}, True
+                data = read_segment(path)
+            elif data is not None:
+                data = data[len(last) :]
+            if data is None:  # absorbed meanwhile: gone at the next look
                 continue
             end = data.rfind(b"\n") + 1  # a line being written is read next time
             if end:
                 self._add(data[:end].splitlines(), members)
+                last = data[data.rfind(b"\n", 0, end - 1) + 1 : end]
                 changed = True
-            self._segments[stem] = (offset + end, members)
+            self._segments[stem] = (offset + end, last, members)
         for stem in set(self._segments) - seen:
-            self._absorbed.append(self._segments.pop(stem)[1])
+            self._absorbed.append(self._segments.pop(stem)[2])
             changed = True
         return self._read_stream() or changed
 

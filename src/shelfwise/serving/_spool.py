@@ -14,7 +14,9 @@ Erasure and retention rewrite segments (`rewrite_segments`): a closed one, or an
 writer is gone, through a new file renamed over it; a live writer's open segment in place, while
 holding the folder's gate (`.rewrite.lock`) exclusively: every write holds it shared, so no
 line is appended between the rewrite's read and its truncation (a file renamed over a segment
-its writer still appends to would lose every later line with the old file).
+its writer still appends to would lose every later line with the old file). Readers read
+segments through `storage._segments.read_segment` (and what is built on it), which holds the
+gate shared while it reads a file: never one half rewritten.
 
 `RedisSpool` appends to a Redis stream instead (several replicas, one queue); acknowledged
 means Redis has it, so run Redis with `appendonly yes` and `appendfsync always` for the same
@@ -33,7 +35,15 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from ..storage._segments import CLOSED_SUFFIX, GATE, OPEN_SUFFIX, _writer_gone, all_segments, rewrite_segments
+from ..storage._segments import (
+    CLOSED_SUFFIX,
+    GATE,
+    OPEN_SUFFIX,
+    _writer_gone,
+    all_segments,
+    rewrite_segments,
+    segment_stem,
+)
 
 __all__ = [
     "CLOSED_SUFFIX",
@@ -228,15 +238,6 @@ def ready_segments(directory: str | Path) -> list[Path]:
             if "-".join(parts[1:-1]) == host and (not _pid_alive(pid) or _writer_gone(p)):
                 out.append(p)
     return out
-
-
-def segment_stem(path: Path) -> str:
-    """`<time>-<host>-<pid>`: a segment's name, the same while open and once closed."""
-    name = path.name
-    for suffix in (OPEN_SUFFIX, CLOSED_SUFFIX):
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
 
 
 class RedisSpool(_GroupCommit):

@@ -8,16 +8,26 @@ writer's open segment in place, while holding the folder's gate (`.rewrite.lock`
 every write holds it shared, so no line is appended between the rewrite's read and its
 truncation (a file renamed over a segment its writer still appends to would lose every later
 line with the old file).
+
+Every reader of segments reads through `read_segment` (or `segment_lines`, `iter_records`,
+`count_segment_lines`, built on it): it holds the gate shared while it reads one file, so it
+never sees a segment half rewritten (truncated, or new lines over the old), only the whole
+file before or after a rewrite. The gate is held for the read of that one file, never while a
+caller parses or works on what was read: a rewrite waits for a reader that long at most.
 """
 
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 OPEN_SUFFIX = ".jsonl.open"
 CLOSED_SUFFIX = ".jsonl"
@@ -44,6 +54,114 @@ def all_segments(directory: str | Path) -> list[Path]:
     if not d.exists():
         return []
     return sorted(p for p in d.iterdir() if p.name.endswith((CLOSED_SUFFIX, OPEN_SUFFIX)))
+
+
+def segment_stem(path: Path) -> str:
+    """`<time>-<host>-<pid>`: a segment's name, the same while open and once closed."""
+    name = path.name
+    for suffix in (OPEN_SUFFIX, CLOSED_SUFFIX):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _under_gate(path: str | Path, read: Callable[[Any], T]) -> T | None:
+    """`read(file)` of the segment at `path`, while the folder's gate is held shared (no
+    rewrite runs meanwhile; writers and other readers go on); None when the segment is gone.
+
+    A `.jsonl.open` its writer closed meanwhile (renamed, the same file) is read under its
+    closed name. The gate is opened for reading: a reader creates nothing (it may have no
+    right to write the folder). A folder without a gate has had no writer since it was made
+    (a writer opens the gate before its first segment), so none of its segments can be
+    rewritten in place (only renamed over, whole): it is read without one."""
+    path = Path(path)
+    names = [path]
+    if path.name.endswith(OPEN_SUFFIX):
+        names.append(path.with_name(path.name[: -len(OPEN_SUFFIX)] + CLOSED_SUFFIX))
+
+    def attempt() -> T | None:
+        for p in names:
+            try:
+                with open(p, "rb") as fh:
+                    return read(fh)
+            except FileNotFoundError:
+                continue
+        return None
+
+    try:
+        gate = open(path.parent / GATE, "rb")
+    except FileNotFoundError:
+        return attempt()
+    with gate:
+        fcntl.flock(gate, fcntl.LOCK_SH)
+        try:
+            return attempt()
+        finally:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+
+
+def read_segment(path: str | Path, offset: int = 0) -> bytes | None:
+    """The bytes of a segment from `offset` on, the whole file as it is between rewrites (see
+    `_under_gate`); None when it is gone (absorbed, removed). Its last line may lack its
+    newline: a write still going on, or one that a crash cut short."""
+
+    def read(fh: Any) -> bytes:
+        if offset:
+            fh.seek(offset)
+        return fh.read()  # type: ignore[no-any-return]
+
+    return _under_gate(path, read)
+
+
+def complete_lines(data: bytes) -> list[bytes]:
+    """The complete, non-blank lines of what `read_segment` read, each with its newline. A
+    last line without its newline is a write still going on or cut short by a crash: never
+    acknowledged (the answer waits for the fsync), so not a record."""
+    return [line for line in io.BytesIO(data) if line.strip() and line.endswith(b"\n")]
+
+
+def segment_lines(path: str | Path) -> list[bytes] | None:
+    """The complete lines of a segment (`complete_lines`); None when it is gone."""
+    data = read_segment(path)
+    return None if data is None else complete_lines(data)
+
+
+def count_segment_lines(path: str | Path) -> int:
+    """The lines of a segment (0 when it is gone), counted a chunk at a time."""
+
+    def count(fh: Any) -> int:
+        n = 0
+        while chunk := fh.read(1 << 20):
+            n += chunk.count(b"\n")
+        return n
+
+    return _under_gate(path, count) or 0
+
+
+def iter_segments(directory: str | Path) -> Iterator[tuple[Path, list[bytes]]]:
+    """Every segment of `directory` (oldest first) with its complete lines, each read whole
+    under the gate and released before it is yielded; a segment gone meanwhile is left out,
+    one listed under both names (closed while the folder was listed) is read once."""
+    seen: set[str] = set()
+    for path in all_segments(directory):
+        stem = segment_stem(path)
+        if stem in seen:
+            continue
+        seen.add(stem)
+        lines = segment_lines(path)
+        if lines is not None:
+            yield path, lines
+
+
+def iter_records(directory: str | Path) -> Iterator[Any]:
+    """The JSON value of every complete line of every segment of `directory`, oldest first
+    (`iter_segments`); lines that are not JSON are skipped."""
+    for _, lines in iter_segments(directory):
+        for line in lines:
+            try:
+                yield json.loads(line)
+            except ValueError:
+                continue
 
 
 def rewrite_segments(directory: str | Path, drop: Any, *, closed_only: bool = False) -> int:

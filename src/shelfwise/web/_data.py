@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import io
 import json
 import logging
 import threading
@@ -477,40 +478,39 @@ class _FileTally:
         self.exposures: list[tuple[str, str, str, str, str]] = []
         self.lines = 0  # lines parsed (tests: an append is read, not the whole file again)
 
-    def read(self, path: Path) -> _FileTally:
-        """Read the lines appended since `offset` into this tally; returns them as a tally of
-        their own (the delta). A last line without its newline is left for the next read."""
+    def read(self, data: bytes) -> _FileTally:
+        """Read `data`, the segment's bytes from `offset` on, into this tally; returns its lines
+        as a tally of their own (the delta). A last line without its newline is left for the
+        next read."""
         from ..search._analytics import add_served_search
         from ..serving._experiments import experiment_exposure
 
         delta = _FileTally()
-        with open(path, "rb") as fh:
-            fh.seek(self.offset)
-            for line in fh:
-                if not line.endswith(b"\n"):
-                    break  # being written: read whole next time
-                delta.offset += len(line)
-                delta.tail = (delta.tail + line)[-64:]  # the delta's last bytes
-                delta.lines += 1
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue  # a line cut by a crash mid-write
-                if not isinstance(rec, dict):
-                    continue
-                kind = str(rec.get("kind") or "other")
-                b = str(rec.get("bundle") or "")
-                delta.served[kind] += 1
-                delta.by_bundle[(kind, b)] += 1
-                at = float(rec.get("at") or 0.0)
-                if at < delta.first.get(b, float("inf")):
-                    delta.first[b] = at
-                if rec.get("id"):
-                    delta.ids[str(rec["id"])] = (kind, b)
-                if kind == "search":
-                    add_served_search(delta.searches, rec)
-                if (e := experiment_exposure(rec)) is not None:
-                    delta.exposures.append(e)
+        for line in io.BytesIO(data):
+            if not line.endswith(b"\n"):
+                break  # being written: read whole next time
+            delta.offset += len(line)
+            delta.tail = (delta.tail + line)[-64:]  # the delta's last bytes
+            delta.lines += 1
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue  # a line cut by a crash mid-write
+            if not isinstance(rec, dict):
+                continue
+            kind = str(rec.get("kind") or "other")
+            b = str(rec.get("bundle") or "")
+            delta.served[kind] += 1
+            delta.by_bundle[(kind, b)] += 1
+            at = float(rec.get("at") or 0.0)
+            if at < delta.first.get(b, float("inf")):
+                delta.first[b] = at
+            if rec.get("id"):
+                delta.ids[str(rec["id"])] = (kind, b)
+            if kind == "search":
+                add_served_search(delta.searches, rec)
+            if (e := experiment_exposure(rec)) is not None:
+                delta.exposures.append(e)
         self.offset += delta.offset
         self.tail = (self.tail + delta.tail)[-64:] if delta.offset else self.tail
         self.merge(delta)
@@ -529,13 +529,6 @@ class _FileTally:
                 self.first[b] = at
         self.ids.update(other.ids)
 
-    def unchanged_before(self, path: Path) -> bool:
-        if not self.offset:
-            return True
-        with open(path, "rb") as fh:
-            fh.seek(self.offset - len(self.tail))
-            return fh.read(len(self.tail)) == self.tail
-
 
 class ExposureTally:
     """The served-lists tally of an exposure folder, kept up to date incrementally: each
@@ -553,6 +546,8 @@ class ExposureTally:
         self.lock = threading.Lock()
 
     def update(self) -> _FileTally:
+        from ..storage._segments import read_segment
+
         with self.lock:
             found: dict[tuple[int, int], tuple[Path, int]] = {}
             for f in sorted(self.folder.glob("*.jsonl*")) if self.folder.exists() else []:
@@ -566,16 +561,27 @@ class ExposureTally:
             deltas = []
             for key, (f, size) in found.items():
                 t = self.files.get(key)
-                try:
-                    if t is not None and (size < t.offset or not t.unchanged_before(f)):
+                if t is None and size == 0:
+                    continue  # nothing written yet
+                # the bytes from just before what was read (its last bytes, to tell a segment
+                # rewritten in place), read whole under the folder's gate (`read_segment`: never
+                # a segment half rewritten)
+                back = len(t.tail) if t is not None else 0
+                data = read_segment(f, t.offset - back if t is not None else 0)
+                if data is not None and t is not None:
+                    if size < t.offset or data[:back] != t.tail:
                         t, rebuild = None, True  # rewritten: read it again from the start
-                    if t is None:
-                        t = self.files[key] = _FileTally()
-                    if size > t.offset:
-                        deltas.append(t.read(f))
-                except FileNotFoundError:
+                        data = read_segment(f)
+                    else:
+                        data = data[back:]
+                if data is None:  # gone meanwhile
                     self.files.pop(key, None)
                     rebuild = True
+                    continue
+                if t is None:
+                    t = self.files[key] = _FileTally()
+                if data:
+                    deltas.append(t.read(data))
             if rebuild:
                 self.total = _FileTally()
                 for t in self.files.values():
