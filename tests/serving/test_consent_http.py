@@ -208,3 +208,36 @@ def test_the_event_loops_lookups_leave_a_consent_look_to_the_queue(session_shop)
     assert ans.extra["personalized"] is False and ans.source.startswith("cold_start")
     again = svc.recommend_cached("~anonymous:S7", 5)
     assert again is not None and (again.items, again.extra["personalized"]) == (ans.items, False)
+
+
+def test_a_body_that_is_not_json_is_a_400_and_json_that_fails_validation_a_422(tmp_path):
+    """As `POST /v1/events` answers a body that does not parse (400), so does the consent PUT
+    (it answered FastAPI's 422, the status of well-formed JSON that fails validation). The body
+    is read before the bundle is needed: an app whose bundle has not loaded answers these."""
+    from fastapi.testclient import TestClient
+
+    from shelfwise.serving import create_app
+
+    c = TestClient(create_app(tmp_path))  # (no lifespan: nothing loaded, the service a 503)
+    url = "/v1/users/shopper-2/consent"
+    as_json = {"content-type": "application/json"}
+    for body, headers, says in [
+        (b'{"personalization": fal', as_json, "body is not valid JSON: Expecting value at character"),
+        (b"{personalization: false}", as_json, "body is not valid JSON"),
+        (b"", as_json, "body is empty"),
+        (b"personalization=false", {"content-type": "application/x-www-form-urlencoded"}, "body is not JSON"),
+    ]:
+        r = c.put(url, content=body, headers=headers)
+        assert r.status_code == 400, (body, r.status_code, r.text)
+        assert r.json()["error"].startswith(says) and '{"personalization": false}' in r.json()["error"], (
+            r.text
+        )
+    for wrong, field in [
+        ({"personalization": "no"}, "personalization"),
+        ({"color": "red"}, "color"),
+        ([1], ""),
+    ]:
+        r = c.put(url, json=wrong)
+        assert r.status_code == 422 and field in r.json()["error"], (wrong, r.text)
+    # a valid body gets past the body: the bundle is still loading (not a 400, not a 422)
+    assert c.put(url, json={"personalization": False}).status_code == 503

@@ -14,30 +14,17 @@ __all__ = ["quarantine_app", "quarantine_export", "quarantine_list", "quarantine
 quarantine_app = typer.Typer(help="List, export and re-process quarantined rows.", no_args_is_help=True)
 app.add_typer(quarantine_app, name="quarantine")
 
-# the row statuses `quarantine list --status` filters on (`all`: every one)
-STATUSES = ("open", "released", "superseded", "redelivered", "withheld", "all")
-
 
 def _check_filters(
     table: str | None, reason: str | None, summary: list[dict], status: str | None = None
 ) -> None:
     """An unknown `--table`, `--reason` or `--status` is refused, naming the valid ones (it
-    listed nothing and exited 0, as if nothing were quarantined). A table or reason is valid
-    when the contracts or the reason codes know it, or the quarantine holds rows of it."""
+    listed nothing and exited 0, as if nothing were quarantined): `unknown_filters`."""
     from ..errors import ShelfwiseError
-    from ..governance._contracts import CONTRACTS
-    from ..governance._reasons import Reason
+    from ..governance._quarantine import unknown_filters
 
-    if status is not None and status not in STATUSES:
-        raise ShelfwiseError(f"--status {status!r}: unknown; choose one of {', '.join(STATUSES)}")
-    for flag, value, known in (
-        ("--table", table, [*CONTRACTS, *(s["table"] for s in summary)]),
-        ("--reason", reason, [*(r.value for r in Reason), *(s["reason"] for s in summary)]),
-    ):
-        if value is not None and value not in known:
-            raise ShelfwiseError(
-                f"{flag} {value!r}: unknown; choose one of {', '.join(dict.fromkeys(known))}"
-            )
+    for name, value, known in unknown_filters(table, reason, status, summary)[:1]:
+        raise ShelfwiseError(f"--{name} {value!r}: unknown; choose one of {', '.join(known)}")
 
 
 def _matching(summary: list[dict], table: str | None, reason: str | None, status: str) -> list[dict]:

@@ -10,6 +10,31 @@ from typing import Any
 
 from ..errors import ShelfwiseError
 
+# the row statuses a listing filters on (`all`: every one); `withheld`: a re-processed row of
+# an erased user
+STATUSES = ("open", "released", "superseded", "redelivered", "withheld", "all")
+
+
+def unknown_filters(
+    table: str | None, reason: str | None, status: str | None, summary: list[dict[str, Any]]
+) -> list[tuple[str, str, list[str]]]:
+    """The filters of a listing no row could match, each as (filter, value, the known values):
+    an unknown value listed nothing, as if nothing were quarantined. A table or reason is known
+    when the contracts or the reason codes know it, or the quarantine holds rows of it
+    (`summary`, `Quarantine.summary`'s rows); None: any. The CLI and the console say them."""
+    from ._contracts import CONTRACTS
+    from ._reasons import Reason
+
+    out = []
+    for name, value, known in (
+        ("status", status, list(STATUSES)),
+        ("table", table, [*CONTRACTS, *(s["table"] for s in summary)]),
+        ("reason", reason, [*(r.value for r in Reason), *(s["reason"] for s in summary)]),
+    ):
+        if value is not None and value not in known:
+            out.append((name, value, list(dict.fromkeys(known))))
+    return out
+
 
 class Quarantine:
     """Read and act on `quarantine.rows` of a workdir."""

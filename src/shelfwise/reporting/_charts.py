@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import unicodedata
 import warnings
 from collections.abc import Mapping, Sequence
 
@@ -19,6 +20,12 @@ matplotlib.rcParams["svg.fonttype"] = "none"
 _NO_GLYPH = r"Glyph \d+ .* missing from font"
 
 BARS_UP_TO = 60  # a time series of more days is drawn as stacked areas
+# the most a tick label may take (inches, 10 pt), beyond it cut with an ellipsis: a 120-character
+# product title or category pushed the bars off a 7-inch chart (a cropped chart 16 inches wide,
+# shrunk to illegible on the page; with `fast` margins, no chart at all: "left cannot be >= right")
+LABEL_INCHES = 2.6
+NAME_INCHES = 2.2  # a legend entry or a point's name
+TITLE_LINES = 2  # a longer title is wrapped onto this many lines, the rest cut with an ellipsis
 PALETTE = ["#2563eb", "#f97316", "#16a34a", "#dc2626", "#9333ea", "#0891b2", "#ca8a04", "#db2777", "#4b5563"]
 
 
@@ -36,8 +43,12 @@ def _svg(fig: plt.Figure, margins: tuple[float, float] | None = None) -> str:
             fig.savefig(buf, format="svg", bbox_inches="tight")
         else:
             w, h = fig.get_size_inches()
+            top = 0.4 + sum(_extra_title_inches(ax) for ax in fig.axes[:1])
+            if margins[0] + 0.35 + 2.5 > w:  # the plot keeps 2.5 inches: the figure widens instead
+                w = margins[0] + 0.35 + 2.5
+                fig.set_size_inches(w, h)
             fig.subplots_adjust(
-                left=margins[0] / w, bottom=margins[1] / h, right=1 - 0.35 / w, top=1 - 0.4 / h
+                left=margins[0] / w, bottom=margins[1] / h, right=1 - 0.35 / w, top=1 - top / h
             )
             fig.savefig(buf, format="svg")
     plt.close(fig)
@@ -52,9 +63,68 @@ def _fig(width: float = 7.0, height: float = 3.2) -> tuple[plt.Figure, plt.Axes]
     return fig, ax
 
 
+def _text_inches(text: str, pt: float = 10.0) -> float:
+    """About the width of a line of text at `pt` points: an em for a wide character (Chinese,
+    Japanese), ~0.7 em for a capital, ~0.6 em for the others (the SVG's text is drawn by the
+    browser with its own fonts: an estimate, with room to spare)."""
+    em = pt / 72
+    wide = sum(unicodedata.east_asian_width(c) in "WF" for c in text)
+    caps = sum(c.isupper() for c in text)
+    return em * (wide + 0.7 * caps + 0.6 * (len(text) - wide - caps))
+
+
+def _fit(text: object, inches: float, pt: float = 10.0, lines: int = 1) -> str:
+    """`text` in at most `lines` lines of at most `inches` each (wrapped at spaces, a word
+    longer than a line cut), what does not fit cut with an ellipsis."""
+    s = str(text)
+    if "\n" not in s and _text_inches(s, pt) <= inches:
+        return s
+    out: list[str] = []
+    for word in s.split():
+        if out and _text_inches(f"{out[-1]} {word}", pt) <= inches:
+            out[-1] = f"{out[-1]} {word}"
+            continue
+        while _text_inches(word, pt) > inches and len(word) > 1:  # a word longer than a line
+            k = next(i for i in range(len(word), 0, -1) if _text_inches(word[:i], pt) <= inches or i == 1)
+            out.append(word[:k])
+            word = word[k:]
+        out.append(word)
+    if len(out) > lines:
+        last = out[lines - 1]
+        while last and _text_inches(last + "…", pt) > inches:
+            last = last[:-1]
+        out = [*out[: lines - 1], last.rstrip() + "…"]
+    return "\n".join(out)
+
+
+def _labels(labels: Sequence[object], inches: float = LABEL_INCHES) -> list[str]:
+    """Tick labels on one line each, a long one cut with an ellipsis (two equal cuts of
+    different labels stay two bars: a bar chart's labels are its categories)."""
+    out: list[str] = []
+    for s in labels:
+        cut = _fit(s, inches)
+        while cut != str(s) and cut in out:  # (one cut of two labels would merge their bars)
+            cut += "\u200b"
+        out.append(cut)
+    return out
+
+
 def _label_inches(labels: Sequence[str]) -> float:
-    """About the width of the longest tick label (10 pt: ~0.08 in a character) and its tick."""
-    return 0.25 + 0.08 * max((len(s) for s in labels), default=0)
+    """About the width of the longest tick label (10 pt) and its tick."""
+    return 0.25 + max((_text_inches(s) for s in labels), default=0.0)
+
+
+def _title(ax: plt.Axes, title: str, left: float = 0.9, fontsize: float = 11) -> None:
+    """The chart's title over the plot (from its left edge, `left` inches from the figure's),
+    wrapped to the figure's width: a long one ran off the chart's right edge."""
+    width = float(ax.figure.bbox.width / ax.figure.dpi)
+    text = _fit(title, max(width - left - 0.45, 2.0), fontsize, TITLE_LINES)
+    ax.set_title(text, loc="left", fontsize=fontsize)
+
+
+def _extra_title_inches(ax: plt.Axes, fontsize: float = 11) -> float:
+    """The height a title's second line adds above the plot (`fast` margins)."""
+    return ax.get_title(loc="left").count("\n") * fontsize * 1.25 / 72
 
 
 def bar_chart(
@@ -66,18 +136,29 @@ def bar_chart(
     *,
     fast: bool = False,
 ) -> str:
-    """`fast`: laid out with margins from the labels' length, not cropped to what is drawn."""
+    """`fast`: laid out with margins from the labels' length, not cropped to what is drawn.
+    A long label is cut with an ellipsis; under vertical bars, labels wider than a bar's slot
+    are slanted."""
+    labels = _labels(labels, LABEL_INCHES if horizontal else 1.6)
     fig, ax = _fig(7.0, max(1.6, 0.32 * len(labels) + 0.8) if horizontal else 3.2)
     if horizontal:
-        ax.barh(list(labels)[::-1], list(values)[::-1], color=PALETTE[0])
+        ax.barh(labels[::-1], list(values)[::-1], color=PALETTE[0])
         ax.set_xlabel(xlabel)
         for y, v in enumerate(list(values)[::-1]):
             ax.text(v, y, f" {v:,.0f}", va="center", fontsize=8)
+        fit = (_label_inches(labels), 0.55)
     else:
-        ax.bar(list(labels), list(values), color=PALETTE[0])
+        ax.bar(labels, list(values), color=PALETTE[0])
         ax.set_ylabel(xlabel)
-    ax.set_title(title, loc="left", fontsize=11)
-    fit = (_label_inches(labels), 0.55) if horizontal else (0.8, 0.55)
+        widest = max((_text_inches(s) for s in labels), default=0.0)
+        fit = (0.8, 0.55)
+        if widest > 5.8 / max(len(labels), 1):  # wider than its bar's slot: they would overlap
+            ax.tick_params(axis="x", labelrotation=30)
+            for t in ax.get_xticklabels():
+                t.set_horizontalalignment("right")
+                t.set_rotation_mode("anchor")
+            fit = (max(0.8, 0.87 * widest - 5.8 / max(len(labels), 1) / 2 + 0.2), 0.55 + 0.5 * widest)
+    _title(ax, title, fit[0])
     return _svg(fig, fit if fast else None)
 
 
@@ -93,18 +174,21 @@ def stacked_time_chart(
         bottom = np.zeros(len(days))
         for (name, vals), color in zip(series.items(), colors, strict=True):
             v = np.asarray(vals, dtype=float)
-            ax.bar(x, v, bottom=bottom, label=name, color=color, width=1.0)
+            ax.bar(x, v, bottom=bottom, label=_fit(name, NAME_INCHES, 8), color=color, width=1.0)
             bottom += v
     else:  # one area per series, not a bar per day and series (an SVG of thousands of shapes)
         ax.stackplot(
-            x, *[np.asarray(v, dtype=float) for v in series.values()], labels=list(series), colors=colors
+            x,
+            *[np.asarray(v, dtype=float) for v in series.values()],
+            labels=[_fit(name, NAME_INCHES, 8) for name in series],
+            colors=colors,
         )
         ax.set_xlim(0, len(days) - 1)
     step = max(1, len(days) // 8)
     ax.set_xticks(x[::step], [d for d in days][::step], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("events per day")
     ax.legend(fontsize=8, ncols=3, frameon=False)
-    ax.set_title(title, loc="left", fontsize=11)
+    _title(ax, title)
     return _svg(fig, (0.8, 0.85) if fast else None)
 
 
@@ -132,20 +216,18 @@ def long_tail_chart(counts: Sequence[int], title: str, *, fast: bool = False) ->
     ax.set_ylabel("events")
     total = c.sum() or 1
     head = max(1, len(c) // 5)
-    ax.set_title(
-        f"{title} - top 20% of products: {c[:head].sum() / total:.0%} of events", loc="left", fontsize=11
-    )
+    _title(ax, f"{title} - top 20% of products: {c[:head].sum() / total:.0%} of events")
     return _svg(fig, (0.8, 0.55) if fast else None)
 
 
 def missing_chart(rows: list[tuple[str, float]], title: str, *, fast: bool = False) -> str:
     fig, ax = _fig(7.0, max(1.6, 0.28 * len(rows) + 0.8))
-    labels = [r[0] for r in rows][::-1]
+    labels = _labels([r[0] for r in rows])[::-1]
     vals = [100 * r[1] for r in rows][::-1]
     ax.barh(labels, vals, color=PALETTE[4])
     ax.set_xlim(0, 100)
     ax.set_xlabel("% missing (curated)")
-    ax.set_title(title, loc="left", fontsize=11)
+    _title(ax, title, _label_inches(labels))
     return _svg(fig, (_label_inches(labels), 0.55) if fast else None)
 
 
@@ -158,10 +240,10 @@ def metric_by_model_chart(
     lo = [max(v - e[0], 0) for v, e in zip(values, errors, strict=True)]
     hi = [max(e[1] - v, 0) for v, e in zip(values, errors, strict=True)]
     ax.barh(ys, values, xerr=[lo, hi], color=PALETTE[0], ecolor="#374151", capsize=3)
-    ax.set_yticks(ys, list(models))
+    ax.set_yticks(ys, _labels(models))
     for y, v in zip(ys, values, strict=True):
         ax.text(v, y, f"  {v:.4f}", va="bottom", fontsize=8)
-    ax.set_title(title, loc="left", fontsize=11)
+    _title(ax, title, _label_inches(_labels(models)))
     return _svg(fig)
 
 
@@ -172,7 +254,9 @@ def lines_chart(
 
     fig, ax = _fig()
     for i, (name, ys) in enumerate(series.items()):
-        ax.plot(list(xs), list(ys), marker="o", label=name, color=PALETTE[i % len(PALETTE)])
+        ax.plot(
+            list(xs), list(ys), marker="o", label=_fit(name, NAME_INCHES, 8), color=PALETTE[i % len(PALETTE)]
+        )
     if len(xs) <= 12:  # cutoffs and load numbers: tick exactly where the points are
         ax.set_xticks(list(xs))
     else:
@@ -181,7 +265,7 @@ def lines_chart(
     ax.set_ylabel(ylabel)
     if series:  # (no series, no legend: matplotlib warns about a legend with nothing in it)
         ax.legend(fontsize=8, frameon=False)
-    ax.set_title(title, loc="left", fontsize=11)
+    _title(ax, title)
     return _svg(fig)
 
 
@@ -189,10 +273,10 @@ def scatter_chart(points: Mapping[str, tuple[float, float]], title: str, xlabel:
     fig, ax = _fig()
     for i, (name, (x, y)) in enumerate(points.items()):
         ax.scatter([x], [y], color=PALETTE[i % len(PALETTE)], s=40)
-        ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        ax.annotate(_fit(name, NAME_INCHES, 8), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title, loc="left", fontsize=11)
+    _title(ax, title)
     return _svg(fig)
 
 
@@ -239,5 +323,5 @@ def forecast_chart(
     ax.set_ylabel("units / week")
     ax.tick_params(axis="x", labelsize=8)
     ax.legend(fontsize=7, frameon=False, ncols=4, loc="upper left")
-    ax.set_title(title, loc="left", fontsize=10)
+    _title(ax, title, fontsize=10)
     return _svg(fig)

@@ -9,10 +9,13 @@ the servers share one), so the shopper's next request, on any replica, is answer
 """
 
 import asyncio
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
@@ -68,9 +71,49 @@ def _caller(ctx: AppContext, request: Request) -> str | None:
     return s.caller(key, "privacy.consent")[1] if s.keys else None
 
 
+_EXAMPLE = '{"personalization": false}'
+
+
+def _not_json(exc: RequestValidationError, request: Request) -> str | None:
+    """Why the body is no JSON at all, as the 400's message (None when it is JSON that failed
+    validation): it does not parse, it is empty, or it was sent as something else (a form,
+    text: FastAPI hands those over as bytes)."""
+    for e in exc.errors():
+        loc = tuple(e.get("loc", ()))
+        if e.get("type") == "json_invalid":
+            at = f" at character {loc[1]}" if len(loc) > 1 else ""
+            why = (e.get("ctx") or {}).get("error", "JSON decode error")
+            return f"body is not valid JSON: {why}{at}; expected an object such as {_EXAMPLE}"
+        if loc == ("body",) and e.get("type") == "missing":
+            return f"body is empty: expected a JSON object such as {_EXAMPLE}"
+        if loc == ("body",) and isinstance(e.get("input"), bytes | bytearray):
+            sent = request.headers.get("content-type") or "no Content-Type"
+            return f"body is not JSON ({sent}): send a JSON object such as {_EXAMPLE} as application/json"
+    return None
+
+
+class _JsonBody(APIRoute):
+    """A body that is not JSON is a 400, as `POST /v1/events` answers it (FastAPI's own answer
+    is a 422, the status of well-formed JSON that fails validation, which stays a 422)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                why = _not_json(exc, request)
+                if why is None:
+                    raise
+                raise HTTPException(400, why) from None
+
+        return route
+
+
 def consent_router(ctx: AppContext) -> APIRouter:
     settings = ctx.settings
-    router = APIRouter(tags=["privacy"])
+    router = APIRouter(tags=["privacy"], route_class=_JsonBody)
     UserId = Annotated[
         str,
         PathParam(

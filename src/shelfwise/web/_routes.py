@@ -16,18 +16,21 @@ import logging
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from ..errors import AccessDenied, ShelfwiseError
+from ..governance._quarantine import STATUSES, unknown_filters
 from ..serving import _exit
 from ..serving._http_auth import route_path
 from . import _auth, _data, _playground
@@ -50,6 +53,30 @@ NAV = [
     ("lineage", "Lineage", "/console/lineage"),
     ("audit", "Audit", "/console/audit"),
 ]
+
+
+def _invalid_request(request: Request, exc: RequestValidationError) -> dict[str, Any]:
+    """The error page's values for an address FastAPI refused (`?limit=abc`, `/quarantine/x`):
+    what was wrong with which parameter, and a link to the same page without the bad ones."""
+    names, problems, bad_query, bad_path = [], [], set(), False
+    for e in exc.errors():
+        loc = [str(x) for x in e.get("loc", ())]
+        where, name = (loc[0], ".".join(loc[1:])) if len(loc) > 1 else ("", ".".join(loc))
+        got = e.get("input")
+        shown = f" (got {got!r})" if isinstance(got, str) else ""
+        problems.append(f"{name or 'the request'}: {e.get('msg', 'invalid')}{shown}")
+        names.append(name or "request")
+        bad_query |= {name} if where == "query" else set()
+        bad_path = bad_path or where == "path"
+    back = None
+    if request.method == "GET" and not bad_path:
+        keep = [(k, v) for k, v in request.query_params.multi_items() if k not in bad_query]
+        back = request.url.path + (f"?{urlencode(keep)}" if keep else "")
+    return {
+        "title": f"Bad request: invalid {', '.join(dict.fromkeys(names))}",
+        "message": "; ".join(problems),
+        "back": back,
+    }
 
 
 def _refusal_title(status: int) -> str:
@@ -158,7 +185,26 @@ def console_router(
     workdir: Path, service: Callable[[], Any], templates: Jinja2Templates | None = None
 ) -> APIRouter:
     tpl = templates or _templates()
-    router = APIRouter(prefix=PREFIX, include_in_schema=False)
+
+    class Page(APIRoute):
+        """A console address that fails FastAPI's validation (a query or path parameter of the
+        wrong type) answers the console's error page, not the API's JSON error (`_app`'s
+        handler, for /v1): a person reads it, in the console's layout, with a way back."""
+
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handler = super().get_route_handler()
+
+            async def route(request: Request) -> Response:
+                try:
+                    return await handler(request)
+                except RequestValidationError as exc:
+                    ctx = Ctx(request)
+                    page: Response = ctx.render("error.html", 400, page="", **_invalid_request(request, exc))
+                    return page
+
+            return route
+
+    router = APIRouter(prefix=PREFIX, include_in_schema=False, route_class=Page)
 
     class Ctx:
         """One request: the session (made on first visit: it carries the CSRF token) and the user."""
@@ -382,11 +428,26 @@ def console_router(
         raw = ctx.user.may("quarantine.read_raw")  # those only for the roles the CLI allows
         st = None if status == "all" else status
         limit = min(max(limit, 1), 500)
-        q = _data.quarantine(workdir, table, reason, st, limit, rows=raw, after=after)
+        # an unknown filter is said, not an empty list as if nothing were quarantined (the
+        # whole summary is read only for a value neither the contracts nor the codes know)
+        problems: list[str] = []
+        if unknown_filters(table or None, reason or None, status or None, []):
+            summary = _data.quarantine(workdir, "", "", None, limit, rows=False)["summary"]
+            problems = [
+                f"unknown {name} {value!r}: choose one of {', '.join(known)}"
+                for name, value, known in unknown_filters(
+                    table or None, reason or None, status or None, summary
+                )
+            ]
+        if problems:
+            q: dict[str, Any] = {"summary": summary, "rows": [], "more": False}
+        else:
+            q = _data.quarantine(workdir, table, reason, st, limit, rows=raw, after=after)
         tables = sorted({s["table"] for s in q["summary"]})
         reasons = sorted({s["reason"] for s in q["summary"] if not table or s["table"] == table})
         name = "_quarantine_rows.html" if ctx.request.headers.get("hx-request") else "quarantine.html"
-        return ctx.render(name, q=q, table=table, reason=reason, status=status, tables=tables, reasons=reasons,
+        return ctx.render(name, 400 if problems else 200, q=q, table=table, reason=reason, status=status,
+                          statuses=STATUSES, tables=tables, reasons=reasons, problems=problems,
                           done=done, page="data", raw=raw, limit=limit, after=after,
                           reprocess=ctx.user.may("quarantine.reprocess"))  # fmt: skip
 
