@@ -203,11 +203,9 @@ def find_columns(header: list[str], wanted: dict[str, list[str]]) -> dict[str, i
 def sniff_table(path: Path, text: str) -> tuple[str, list[str]]:
     """A delimited file's delimiter (`,`, tab, `;` or `|`, as ingestion detects it from the first
     line) and its first line split by it, trimmed."""
-    from ..storage._sources import _sniff_delimiter, _split_header
+    from ..storage import sniff_header
 
-    first = next((ln for ln in text.splitlines() if ln.strip()), "")
-    delimiter = _sniff_delimiter(first, path.suffix.lower())
-    return delimiter, _split_header(first, delimiter)
+    return sniff_header(next((ln for ln in text.splitlines() if ln.strip()), ""), path.suffix.lower())
 
 
 def json_field(obj: Any, names: list[str]) -> Any:

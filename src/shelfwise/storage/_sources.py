@@ -207,6 +207,14 @@ def _split_header(header: str, delimiter: str) -> list[str]:
     return [c.strip().strip("\ufeff") for c in row]
 
 
+def sniff_header(first_line: str, suffix: str) -> tuple[str, list[str]]:
+    """A delimited file's delimiter (`,`, tab, `;` or `|`: the most frequent in its first line;
+    tab for `.tsv`) and its first line split by it, names trimmed: as ingestion reads a header
+    (the CLI's files of ids and queries are read alike)."""
+    delimiter = _sniff_delimiter(first_line, suffix)
+    return delimiter, _split_header(first_line, delimiter)
+
+
 def file_sha256(path: Path) -> str:
     """sha256 of a file's bytes, read in blocks."""
     h = hashlib.sha256()
@@ -611,8 +619,7 @@ def _stage_stream(
             raise SourceError(
                 str(source), 1, "the file is empty: a CSV file needs a header line naming its columns"
             )
-        delimiter = _sniff_delimiter(header_text, suffix)
-        header = _split_header(header_text, delimiter)
+        delimiter, header = sniff_header(header_text, suffix)
         if not info.header:
             info.delimiter, info.header = delimiter, header
             dst.write(f"{LINE_COLUMN}{info.delimiter}{header_text}\n".encode())
