@@ -87,24 +87,18 @@ def reprocess_rows(
         ]
         withheld = [qid for line, qid in enumerate(ids, 1) if line in withheld_lines]
         retried_again = [qid for line, qid in enumerate(ids, 1) if line in failed_lines]
-        if released:
-            wh.sql(
-                "UPDATE quarantine.rows SET status = 'released', resolved_run_id = ? WHERE quarantine_id IN "
-                f"({', '.join(map(str, released))})",
-                [run_id],
-            )
-        if withheld:  # (its fields are an erased user's: not kept in the quarantine either)
-            wh.sql(
-                "UPDATE quarantine.rows SET status = 'withheld', resolved_run_id = ?, raw = NULL "
-                f"WHERE quarantine_id IN ({', '.join(map(str, withheld))})",
-                [run_id],
-            )
+        for status, qids, drop_raw in (
+            ("released", released, False),
+            ("withheld", withheld, True),  # (its fields are an erased user's: not kept here either)
+            ("superseded", retried_again, False),
+        ):
+            if qids:
+                wh.sql(
+                    f"UPDATE quarantine.rows SET status = ?, resolved_run_id = ?{', raw = NULL' if drop_raw else ''} "
+                    "WHERE quarantine_id IN (SELECT unnest(?::BIGINT[]))",
+                    [status, run_id, qids],
+                )
         if retried_again:
-            wh.sql(
-                "UPDATE quarantine.rows SET status = 'superseded', resolved_run_id = ? WHERE quarantine_id IN "
-                f"({', '.join(map(str, retried_again))})",
-                [run_id],
-            )
             # the new open row names where the row came from, as the row it supersedes did (not
             # the temporary file it passed through, deleted by now)
             origin = [(line, qid) for line, qid in enumerate(ids, 1) if line in failed_lines]
