@@ -70,3 +70,34 @@ def test_ingest_against_an_address_nobody_answers_is_a_clear_error(tmp_path):
     said = proc.stderr + proc.stdout
     assert proc.returncode != 0, said
     assert f"127.0.0.1:{port}" in said and "SECRET" not in said and "Traceback" not in said, said
+
+
+def test_a_local_jvm_that_cannot_start_is_said_with_its_log(tmp_path):
+    """The local JVM's own output goes to the workdir's log (its start-up notes are no news to
+    a shop); when it cannot start, the one-line error names that log, the launcher's complaint
+    is in it, and the console is this process's again (the error itself is printed)."""
+    import os
+    import subprocess
+    import sys
+
+    import pytest
+
+    pytest.importorskip("pyspark", reason="the `spark` extra is not installed (make install)")
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "products.csv").write_text("product_id,title\nP1,Red Shoe\n")
+    (data / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\nU1,P1,view,2026-01-01T10:00:00Z\n"
+    )
+    work = tmp_path / "w"
+    env = {**os.environ, "JAVA_HOME": str(tmp_path / "no-java")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "shelfwise.cli", "ingest", "--data", str(data), "--workdir", str(work),
+         "--engine", "spark"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "cannot start Spark" in proc.stderr and "the JVM's output:" in proc.stderr, proc.stderr
+    logs = list((work / "logs").glob("spark-*.log"))
+    assert len(logs) == 1 and str(logs[0]) in proc.stderr
+    assert "no-java" in logs[0].read_text()  # the launcher's own complaint

@@ -142,6 +142,9 @@ def test_a_dirty_export_through_the_cli_on_both_engines(spark, tmp_path):
     # a clean console: no Java stack traces (the row checks' whole-stage code outgrew the JVM's
     # 64 KB method limit, and Spark printed the compiler's error), no progress bars, no warnings
     assert not re.search(r"Exception|ERROR|WARN |\[Stage \d", proc.stderr), proc.stderr[-3000:]
+    # nor the JVM's start-up notes: they go to the workdir's log
+    assert not re.search(r"incubator|default log level|setLogLevel", proc.stderr), proc.stderr[-3000:]
+    assert "incubator" in "".join(p.read_text() for p in (sprk / "logs").glob("spark-*.log"))
     keys = ("rows_in", "rows_curated", "rows_quarantined", "rows_withheld", "reasons", "balanced")
     counts = {e: {t: [r[k] for k in keys] for t, r in o["tables"].items()} for e, o in out.items()}
     assert counts["spark"] == counts["duckdb"]

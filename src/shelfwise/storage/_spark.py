@@ -14,7 +14,10 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -85,7 +88,7 @@ class SparkEngine:
     @property
     def session(self) -> Any:
         if self._session is None:
-            self._session, self._owned = _session(self.remote, self.master, self.location)
+            self._session, self._owned = _session(self.remote, self.master, self.location, self.workdir)
         return self._session
 
     def read_parquet(self, path: str | Path) -> Any:
@@ -101,7 +104,27 @@ class SparkEngine:
 Engine = DuckDBEngine | SparkEngine
 
 
-def _session(remote: str | None, master: str | None, location: Path) -> tuple[Any, bool]:
+@contextmanager
+def _stderr_to(path: Path) -> Iterator[None]:
+    """This process's stderr (file descriptor 2) goes to `path` meanwhile: a process started
+    then (the local Spark JVM) keeps it as its own stderr for its whole life."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.dup2(fd, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(fd)
+
+
+def _session(
+    remote: str | None, master: str | None, location: Path, workdir: Path | None = None
+) -> tuple[Any, bool]:
     try:
         from pyspark.sql import SparkSession
     except ImportError as exc:
@@ -127,12 +150,21 @@ def _session(remote: str | None, master: str | None, location: Path) -> tuple[An
         builder = builder.config("spark.local.dir", str(location / "_tmp"))
     for key, value in SESSION_CONF.items():
         builder = builder.config(key, value)
+    # a local JVM's own output (its start-up notes: "Using incubator modules", log4j's profile;
+    # later Spark errors, which reach Python as exceptions too) goes to the workdir's log, not
+    # the shop's console
+    jvm_log = Path(workdir or location) / "logs" / f"spark-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.log"
     try:
-        session = builder.getOrCreate()
+        with nullcontext() if remote else _stderr_to(jvm_log):
+            session = builder.getOrCreate()
     except Exception as exc:  # noqa: BLE001 - no Java, no cluster: say which
         raise ShelfwiseError(
             f"cannot start Spark ({_target(remote, master)}): {exc}"
-            + ("" if remote else "; a local master needs Java 17 (Debian: openjdk-17-jre-headless)")
+            + (
+                ""
+                if remote
+                else f"; a local master needs Java 17 (Debian: openjdk-17-jre-headless); the JVM's output: {jvm_log}"
+            )
         ) from exc
     if not remote:
         session.sparkContext.setLogLevel("ERROR")
