@@ -232,12 +232,13 @@ def test_an_event_sent_twice_in_one_load_is_a_redelivery_not_an_open_fault(tmp_p
     events += events[:3]  # sent twice
     events += ["E4,U9,P2,view,2026-01-01T11:00:00Z"]  # E4 again, another event
     events += [",U7,P2,view,2026-01-01T12:00:00Z"] * 2  # no id: a double row
+    events += ["E8,U8,P404,view,2026-01-01T13:00:00Z"] * 2  # a bad event sent twice: one fault
     (d / "events.csv").write_text(
         "event_id,user_id,product_id,event_type,timestamp\n" + "\n".join(events) + "\n"
     )
     work = tmp_path / "w"
     ev = Ingestor(work, engine=engine(work) if engine else None).run(d).tables["events"]
-    assert (ev.rows_curated, ev.rows_quarantined, ev.rows_redelivered) == (6, 5, 3)
+    assert (ev.rows_curated, ev.rows_quarantined, ev.rows_redelivered) == (6, 7, 4)
     rows = Quarantine(work).list("events", status=None, limit=None)
     assert sorted((r["source_line"], r["status"]) for r in rows) == [
         (7, "redelivered"),
@@ -245,4 +246,35 @@ def test_an_event_sent_twice_in_one_load_is_a_redelivery_not_an_open_fault(tmp_p
         (9, "redelivered"),
         (10, "open"),
         (12, "open"),
+        (13, "open"),
+        (14, "redelivered"),
     ]
+
+
+def test_an_id_the_server_gave_does_not_make_a_retried_event_another(tmp_path: Path, engine=None):
+    """A client's retry of a batch without event_ids is spooled twice and absorbed under two
+    server ids (`spool:<segment>:<line>`): the copies are one event, as two equal rows of a file
+    are (an open `duplicate_row` within a load, a re-delivery of a curated event in a later
+    one). Two events with distinct client ids stay two events."""
+    head = "event_id,user_id,product_id,event_type,timestamp\n"
+    days = [tmp_path / "d1", tmp_path / "d2"]
+    for d in days:
+        d.mkdir()
+        (d / "products.csv").write_text("product_id,title\nP1,Red Shoe\n")
+    (days[0] / "events.csv").write_text(
+        head
+        + "spool:s1:1,U1,P1,view,2026-01-01T10:00:00Z\n"
+        + "spool:s1:2,U1,P1,view,2026-01-01T10:00:00Z\n"  # the retry, in the same absorb
+        + "c-1,U2,P1,view,2026-01-01T10:00:00Z\n"
+        + "c-2,U2,P1,view,2026-01-01T10:00:00Z\n"  # the client says: another event
+    )
+    (days[1] / "events.csv").write_text(
+        head + "redis:9-0,U1,P1,view,2026-01-01T10:00:00Z\n"
+    )  # a later absorb
+    work = tmp_path / "w"
+    eng = engine(work) if engine else None
+    first = Ingestor(work, engine=eng, mode="append").run(days[0]).tables["events"]
+    assert (first.rows_curated, first.reasons) == (3, {"duplicate_row": 1})
+    assert [r["status"] for r in Quarantine(work).list("events", status=None, limit=None)] == ["open"]
+    second = Ingestor(work, engine=eng, mode="append").run(days[1]).tables["events"]
+    assert (second.rows_curated, second.rows_redelivered) == (0, 1)

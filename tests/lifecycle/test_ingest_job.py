@@ -111,3 +111,26 @@ def test_a_forecast_chart_over_years_of_weeks_draws_without_a_warning():
         warnings.simplefilter("always")
         svg = forecast_chart([(w, 1.0) for w in weeks], [(w, 1.0, 0.5, 2.0) for w in ahead], "sales")
     assert svg.startswith("<svg") and not [str(w.message) for w in caught]
+
+
+def test_the_same_files_read_with_another_mapping_are_ingested_again(tmp_path):
+    """`train --data DIR --map events.timestamp='Ship Date'` after a load with 'Order Date' said
+    "unchanged since its last load" and trained on the old dates: the `--map` flags are part of
+    what decides "unchanged"."""
+    import duckdb
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "products.csv").write_text("product_id,title\nP1,Red Shoe\n")
+    (data / "events.csv").write_text(
+        "user_id,product_id,event_type,Order Date,Ship Date\nU1,P1,purchase,2026-01-01,2026-01-04\n"
+    )
+    w = tmp_path / "w"
+    order, ship = ("events.timestamp=Order Date",), ("events.timestamp=Ship Date",)
+    assert ingest_dataset(data, w, skip_unchanged=True, map_flags=order) is not None
+    assert ingest_dataset(data, w, skip_unchanged=True, map_flags=order) is None
+    assert ingest_dataset(data, w, skip_unchanged=True, map_flags=ship) is not None
+    with duckdb.connect(str(w / "warehouse.duckdb"), read_only=True) as con:
+        (day,) = con.sql('SELECT "timestamp"::DATE::VARCHAR FROM curated.events').fetchone()
+    assert day == "2026-01-04"
+    assert ingest_dataset(data, w, skip_unchanged=True, map_flags=ship) is None

@@ -449,3 +449,11 @@ def test_an_event_sent_twice_in_one_load_on_spark_as_on_duckdb(spark, tmp_path):
     )
 
     check(tmp_path, engine=lambda work: SparkEngine(work, master="local[2]"))
+
+
+def test_an_id_the_server_gave_on_spark_as_on_duckdb(spark, tmp_path):
+    from tests.governance.test_reprocess import (
+        test_an_id_the_server_gave_does_not_make_a_retried_event_another as check,
+    )
+
+    check(tmp_path, engine=lambda work: SparkEngine(work, master="local[2]"))

@@ -31,6 +31,19 @@ def lit(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+# the event_ids a server gives an event its client sent without one (where it was spooled,
+# `serving._feedback`): they make absorbing exactly-once; they do not tell two events apart
+SERVER_ID_PREFIXES = ("spool:", "redis:")
+
+
+def client_event_id(expr: str) -> str:
+    """SQL (DuckDB and Spark alike): the event_id `expr` where the client gave it, NULL where
+    the server did. A client's retry of a batch without ids is spooled twice, under two
+    server ids: compared by this, the two copies are one event, as two equal rows of a file are."""
+    server = " OR ".join(f"{expr} LIKE {lit(p + '%')}" for p in SERVER_ID_PREFIXES)
+    return f"(CASE WHEN {server} THEN NULL ELSE {expr} END)"
+
+
 def _py_to_java_format(fmt: str) -> str:
     """A strptime format as a Java DateTimeFormatter pattern (Spark's parser). Single letters
     read one or two digits as strptime does; `%a` (a day name) is never parsed by Spark and is

@@ -17,7 +17,7 @@ import pyarrow as pa
 from ..errors import ContractViolation
 from ..storage import TableVersion, Warehouse
 from ..storage._sources import PART_LINES
-from ._compile import DUCKDB, Dialect, lit, q
+from ._compile import DUCKDB, Dialect, client_event_id, lit, q
 from ._contracts import Kind, TableContract
 from ._load_anonymous import uncount_redelivered
 from ._load_state import CHECKED, LoadState, count_withheld
@@ -161,15 +161,18 @@ ID_CURATED_SQL = "(len({reasons}) = 1 AND {detail} LIKE 'event_id %: already cur
 
 def sent_twice(st: LoadState, reasons: str, detail: str, raw: str) -> str:
     """The condition that a quarantined row is one event sent twice within this load: an exact
-    copy of an earlier row, event_id included (a client's retry of a batch that two server
-    processes both accepted and one absorb reads; an export that re-sends an event in the same
-    file). A re-send, counted `redelivered`, not an open fault; a row repeating an event_id with
-    other content stays open (the id was reused for another event)."""
+    copy of an earlier row, its client's event_id included (a client's retry of a batch that two
+    server processes both accepted and one absorb reads; an export that re-sends an event in the
+    same file), whether or not the first copy is valid (that one holds the fault, if any). A
+    re-send, counted `redelivered`, not an open fault; a row repeating an event_id with other
+    content stays open (the id was reused for another event), as does a copy without an id or
+    with the server's (nothing says it is the same event: `client_event_id`)."""
     if "event_id" not in st.contract.column_names:
         return "false"
+    given = client_event_id(f"json_extract_string({raw}, '$.event_id')")
     return (
-        f"(len({reasons}) = 1 AND {detail} = 'exact duplicate of an earlier row' "
-        f"AND nullif(trim(json_extract_string({raw}, '$.event_id')), '') IS NOT NULL)"
+        f"({reasons}[1] = 'duplicate_row' AND {detail} = 'exact duplicate of an earlier row' "
+        f"AND nullif(trim({given}), '') IS NOT NULL)"
     )
 
 
@@ -338,6 +341,8 @@ def same_row(
     def equal(col: str) -> str:
         left = "c." + dialect.q(col)
         right = "e." + dialect.q(col) if col in cur_cols else "NULL"
+        if col == "event_id":  # an id the server gave says nothing (`client_event_id`)
+            left, right = client_event_id(left), client_event_id(right)
         if col in required and col in cur_cols:
             return f"{left} = {right}"
         if tolerant and col not in EVENT_IDENTITY:

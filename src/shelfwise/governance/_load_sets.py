@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pyarrow as pa
 
-from ._compile import lit, q
+from ._compile import client_event_id, lit, q
 from ._contracts import BOT_EVENT_TYPES
 from ._load_state import LoadState
 from ._privacy import Pseudonymizer, SecretStore
@@ -19,7 +19,10 @@ __all__ = ["check_sets"]
 
 def check_sets(st: LoadState) -> None:
     wh, contract = st.wh, st.contract
-    content = [q(c) for c in contract.column_names] + st.extra_sel
+    # (an event_id the server gave is not the event's content: `client_event_id`)
+    content = [
+        client_event_id(q(c)) if c == "event_id" else q(c) for c in contract.column_names
+    ] + st.extra_sel
     if contract.dedupe_exact:
         _flag_repeats(
             st, Reason.DUPLICATE_ROW, content, last_wins=False, detail="'exact duplicate of an earlier row'"

@@ -32,6 +32,7 @@ from ._compile import (
     NORMALIZE_LINES_UDF,
     NORMALIZE_UDF,
     SPARK,
+    client_event_id,
     compile_contract,
     lit,
     mask_profile_value,
@@ -252,7 +253,9 @@ def spark_withhold_erased(st: LoadState) -> None:
 def spark_check_sets(st: LoadState) -> None:
     """As `_load_sets.check_sets`, in Spark."""
     contract = st.contract
-    content = [bq(c) for c in contract.column_names] + [bq("x_" + safe(e)) for e in st.extra_kept]
+    content = [client_event_id(bq(c)) if c == "event_id" else bq(c) for c in contract.column_names] + [
+        bq("x_" + safe(e)) for e in st.extra_kept
+    ]
     if contract.dedupe_exact:
         _flag_repeats(
             st, Reason.DUPLICATE_ROW, content, last_wins=False, detail="'exact duplicate of an earlier row'"

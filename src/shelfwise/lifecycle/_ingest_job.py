@@ -82,7 +82,7 @@ def _ingest_dataset(
     state = workdir / "state" / "sources.json"
     fingerprint = None
     if skip_unchanged and state.exists() and (workdir / "warehouse.duckdb").exists():
-        fingerprint = _fingerprint(data)
+        fingerprint = _fingerprint(data, flags=map_flags)
         if json.loads(state.read_text()).get(source_key) == fingerprint:
             return None
     fmt = detect_format(data) if data.exists() else "canonical"
@@ -111,7 +111,7 @@ def _ingest_dataset(
     report.html_report = str(write_quality_report(workdir, report))
     if fingerprint is None:  # the files ingested were hashed while staged: not read again
         staged = {Path(f).resolve(): h for t in report.tables.values() for f, h in t.source_files.items()}
-        fingerprint = _fingerprint(source, staged)
+        fingerprint = _fingerprint(source, staged, flags=map_flags)
     state.parent.mkdir(parents=True, exist_ok=True)
     last = json.loads(state.read_text()) if state.exists() else {}
     last[source_key] = fingerprint
@@ -119,19 +119,25 @@ def _ingest_dataset(
     return report
 
 
-def _fingerprint(data: Path, known: dict[Path, str] | None = None) -> dict[str, str]:
-    """sha256 of every file of a dataset directory (what decides "unchanged"); `known` gives
-    the hashes of files already read (by resolved path)."""
+def _fingerprint(
+    data: Path, known: dict[Path, str] | None = None, flags: Sequence[str] = ()
+) -> dict[str, str]:
+    """sha256 of every file of a dataset directory, and the `--map` flags it was read with
+    (what decides "unchanged": the same files read with another mapping are other data);
+    `known` gives the hashes of files already read (by resolved path)."""
     from ..storage import file_sha256
 
     if not data.is_dir():
         return {}
     known = known or {}
-    return {
+    out = {
         str(p.relative_to(data)): known.get(p.resolve()) or file_sha256(p)
         for p in sorted(data.rglob("*"))
         if p.is_file()
     }
+    if flags:  # (a name no file has: a relative path never starts with "--")
+        out["--map"] = "\n".join(sorted(flags))
+    return out
 
 
 def _replay_feedback(workdir: Path) -> int:

@@ -388,9 +388,18 @@ def _quarantine(workdir: Path, rows: list[tuple[str, int, dict[str, Any]]], run_
             n += 1
             failures = rec.get("failures") or [{"reason": "malformed_row", "detail": "rejected"}]
             raw = rec.get("event")
+            fields = json.dumps(
+                raw if isinstance(raw, dict) else {"line": json.dumps(raw)}, ensure_ascii=False
+            )
+            # the same event rejected before (a client retrying a batch whose events it was told
+            # were rejected): a re-send, not one more open fault (as a re-sent bad row of a file)
+            again = wh.sql(
+                "SELECT 1 FROM quarantine.rows WHERE table_name = 'events' AND raw::VARCHAR = ?::JSON::VARCHAR LIMIT 1",
+                [fields],
+            ).fetchone()
             wh.sql(
                 "INSERT INTO quarantine.rows VALUES (nextval('quarantine.qid_seq'), ?, 'events', ?, ?, ?, ?, ?, ?, "
-                "'open', now()::TIMESTAMP, NULL)",
+                "?, now()::TIMESTAMP, NULL)",
                 [
                     run_id,
                     f"http:{source}",
@@ -398,9 +407,8 @@ def _quarantine(workdir: Path, rows: list[tuple[str, int, dict[str, Any]]], run_
                     failures[0]["reason"],
                     [f["reason"] for f in failures],
                     "; ".join(f["detail"] for f in failures)[:1000],
-                    json.dumps(
-                        raw if isinstance(raw, dict) else {"line": json.dumps(raw)}, ensure_ascii=False
-                    ),
+                    fields,
+                    "redelivered" if again else "open",
                 ],
             )
     return n
