@@ -142,6 +142,95 @@ def test_spelling_synonyms_autocomplete_and_round_trip(tmp_path):
     assert again.suggest("kni")[0] == "knife"
 
 
+def bike_shop(tmp_path, query_log=()):
+    ids = ["b1", "b2", "b3", "b4", "b5"]
+    cat = SearchCatalog(
+        ids,
+        [
+            "Bike light, rechargeable",
+            "Bike lock, steel",
+            "Bike helmet",
+            "Electric kettle",
+            "White phone case",
+        ],
+        brand=["Lumo", "Lockit", "Velo", "Casa", "Kairo"],
+        category=["Sport > Bike", "Sport > Bike", "Sport > Bike", "Home > Kitchen", "Tech > Phone"],
+    )
+    # the lock is what a query that matches nothing falls back to (the most popular product)
+    return SearchEngine(tmp_path / "s", candidates=5).build(
+        cat, popularity=np.array([1, 90, 5, 2, 3]), query_log=list(query_log)
+    )
+
+
+def test_two_swapped_letters_are_one_edit_and_get_corrected(tmp_path):
+    from shelfwise.search import Speller
+
+    eng = bike_shop(tmp_path)
+    # a transposition is one edit (optimal string alignment), as a letter missing (`ketle`) is
+    for typo, fixed, top in [
+        ("ligth", "light", "b1"),
+        ("lihgt", "light", "b1"),
+        ("kettel", "kettle", "b4"),
+        ("ketle", "kettle", "b4"),
+        ("bikke ligth", "bike light", "b1"),  # not the (popular) bike lock
+    ]:
+        page = eng.query(typo, k=3)
+        assert page["corrected_query"] == fixed, typo
+        assert page["match"] == "keyword" and page["items"][0]["product_id"] == top, typo
+    speller = Speller.from_texts(["Bike light", "Electric kettle", "Rechargeable battery"])
+    assert speller.correct("ilght") == "light"  # the first two letters swapped
+    assert speller.correct("rechargaebel") == "rechargeable"  # 8+ letters: two edits
+    assert speller.correct("Ketlte") == "kettle"
+    assert speller.correct("lgith") == "lgith"  # two swaps in a short word: two edits, left alone
+
+
+MASKED_LOG = [
+    "bike helmet [email]",
+    "bike helmet [email]",
+    "bike helmet [email]",
+    "bike helmet",
+    "bike lock for [phone]",
+    "[card] bike light",
+    "white phone case",
+]
+
+
+def test_suggestions_never_offer_a_masked_query_or_its_placeholder(tmp_path):
+    eng = bike_shop(tmp_path, MASKED_LOG)
+    # the logged query first (once: the masked ones are not counted for it), then the titles
+    assert eng.suggest("bik") == ["bike helmet", "bike light rechargeable", "bike lock steel"]
+    assert eng.suggest("bike helmet ") == []
+    assert eng.suggest("card") == []
+    assert eng.suggest("whi") == ["white phone case"]
+    assert dict(eng.autocomplete_.phrases)["bike helmet"] == 1001.0
+    eng.save()
+    again = SearchEngine.load(tmp_path / "s")
+    for e in (eng, again):
+        for p, _ in e.autocomplete_.phrases:
+            assert "[" not in p and not (set(p.split()) & {"email", "card", "for"}), p
+        assert e.suggest("bike") == ["bike helmet", "bike light rechargeable", "bike lock steel"]
+
+
+def test_a_bundle_saved_with_masked_queries_in_its_suggestions_loads_without_them(tmp_path):
+    import json
+
+    eng = bike_shop(tmp_path, ["bike helmet", "white phone case"])
+    eng.save()
+    # a bundle of before: the analyzer had dropped the placeholder's brackets of the masked
+    # queries, and shopper.json had no marker
+    shop = json.loads((tmp_path / "s" / "shopper.json").read_text())
+    shop.pop("autocomplete_masked_left_out", None)
+    shop["autocomplete"] += [["bike helmet email", 1003.0], ["bike lock for phone", 1001.0]]
+    shop["autocomplete"].sort(key=lambda x: (-x[1], x[0]))
+    (tmp_path / "s" / "shopper.json").write_text(json.dumps(shop))
+    old = SearchEngine.load(tmp_path / "s")
+    assert old.suggest("bike helmet") == ["bike helmet"]
+    # `phone` is a word of the catalog: a logged query holding it is kept
+    assert old.suggest("bike lock") == ["bike lock for phone", "bike lock steel"]
+    assert old.suggest("whi") == ["white phone case"]
+    assert old.query("ligth", k=1)["items"][0]["product_id"] == "b1"
+
+
 BILINGUAL = {
     "e1": "Red running shoes for men",
     "e2": "Stainless steel kitchen knife",

@@ -266,6 +266,7 @@ class SearchIndex(EngineState):
                     "synonyms": self.synonyms_,
                     "vocabulary": dict(self.speller_.vocabulary),
                     "autocomplete": self.autocomplete_.phrases,
+                    "autocomplete_masked_left_out": True,
                 },
                 ensure_ascii=False,
             )
@@ -301,7 +302,13 @@ class SearchIndex(EngineState):
         shop = json.loads((path / "shopper.json").read_text())
         eng.synonyms_ = shop["synonyms"]
         eng.speller_ = Speller(Counter(shop["vocabulary"]))
-        eng.autocomplete_ = Autocomplete([(p, float(s)) for p, s in shop["autocomplete"]])
+        phrases = [(p, float(s)) for p, s in shop["autocomplete"]]
+        eng.autocomplete_ = (
+            Autocomplete(phrases)
+            if shop.get("autocomplete_masked_left_out")
+            # a bundle saved while the queries governance had masked were still suggested
+            else Autocomplete.saved_with_masked(phrases, eng.speller_.vocabulary)
+        )
         eng.prior_count_, eng.prior_sum_, eng.popularity_ = pri["count"], pri["sum"], pri["popularity"]
         eng.ctr_ = pri["ctr"] if "ctr" in pri.files else np.full(len(catalog), np.nan, np.float32)
         eng._index = RowIndex(catalog.product_ids, eng._tables["product_order"])

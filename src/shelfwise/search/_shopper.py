@@ -11,10 +11,22 @@ from typing import Any
 
 import numpy as np
 
+from ..governance._privacy import PII_PATTERNS
 from ._analyze import words
 from ._retrievers import SearchCatalog
 
 SORTS = ("relevance", "price_asc", "price_desc", "popularity")
+QUERY_SCORE = 1000.0  # an autocomplete phrase from the query log scores this plus its count
+# the placeholders governance masks personal data in free text with (`[email]`, `[phone]`, ...),
+# and the words the analyzer leaves of them (`email`, `phone`, ...)
+MASKS = tuple(token for _, _, token in PII_PATTERNS)
+_MASK = re.compile("|".join(re.escape(t) for t in MASKS), re.IGNORECASE)
+MASK_WORDS = frozenset(words(" ".join(MASKS)))
+
+
+def is_masked(query: str) -> bool:
+    """Whether a (curated) query holds a mask placeholder: a shopper typed personal data in it."""
+    return _MASK.search(query) is not None
 
 
 @dataclass
@@ -89,7 +101,9 @@ def sort_docs(order: str, docs: list[int], catalog: SearchCatalog, popularity: n
 @dataclass
 class Speller:
     """Corrects words unknown to the catalog to the most frequent known word within an edit
-    distance of 1 (words of 4-7 letters) or 2 (8+); numbers and short words are left alone."""
+    distance of 1 (words of 4-7 letters) or 2 (8+); numbers and short words are left alone. The
+    distance is the optimal string alignment one (restricted Damerau-Levenshtein, as SymSpell's):
+    two adjacent letters swapped (`ligth`, `kettel`) is one edit, as a letter missing is."""
 
     vocabulary: Counter = field(default_factory=Counter)
 
@@ -101,25 +115,31 @@ class Speller:
         return cls(c)
 
     def _buckets(self) -> dict[tuple[str, int], list[str]]:
-        """Known words by (first letter, length): a correction compares a word with its own
-        bucket and its neighbours only, not the whole vocabulary."""
+        """Known words by (first letter, length), and by (first two letters, length): a
+        correction compares a word with its own bucket and its neighbours only, not the whole
+        vocabulary, plus the words that begin with its first two letters swapped (`ilght`)."""
         if getattr(self, "_by_key", None) is None:
             by: dict[tuple[str, int], list[str]] = {}
             for v in self.vocabulary:
                 by.setdefault((v[0], len(v)), []).append(v)
+                if len(v) > 1 and v[0] != v[1]:
+                    by.setdefault((v[:2], len(v)), []).append(v)
             self._by_key = by
         return self._by_key
 
     def correct_word(self, w: str) -> str:
-        from rapidfuzz.distance import Levenshtein
+        from rapidfuzz.distance import OSA
         from rapidfuzz.process import extract
 
         if w in self.vocabulary or not w.isalpha() or len(w) < 4 or not w.isascii():
             return w
         limit = 1 if len(w) < 8 else 2
         buckets = self._buckets()
-        pool = [v for n in range(len(w) - limit, len(w) + limit + 1) for v in buckets.get((w[0], n), ())]
-        found = extract(w, pool, scorer=Levenshtein.distance, score_cutoff=limit, limit=20)
+        lengths = range(len(w) - limit, len(w) + limit + 1)
+        pool = [v for n in lengths for v in buckets.get((w[0], n), ())]
+        if w[0] != w[1]:
+            pool += [v for n in lengths for v in buckets.get((w[1] + w[0], n), ())]
+        found = extract(w, pool, scorer=OSA.distance, score_cutoff=limit, limit=20)
         if not found:
             return w
         best = min(found, key=lambda m: (m[1], -self.vocabulary[m[0]], m[0]))
@@ -176,14 +196,16 @@ def expand_synonyms(query: str, synonyms: dict[str, list[str]]) -> str:
 
 @dataclass
 class Autocomplete:
-    """Completions of a prefix: popular queries first (by count), then catalog titles."""
+    """Completions of a prefix: popular queries first (by count), then catalog titles. A query
+    that governance masked (a shopper typed an email, a phone number, ... into it: `bike helmet
+    [email]`) is never suggested, nor counted for the query it would have been unmasked."""
 
     phrases: list[tuple[str, float]] = field(default_factory=list)
 
     @classmethod
     def build(cls, queries: list[str], titles: list[str], max_titles: int = 50_000) -> Autocomplete:
-        qc = Counter(" ".join(words(q)) for q in queries if q and q.strip())
-        phrases = [(q, 1000.0 + n) for q, n in qc.items() if q]
+        qc = Counter(" ".join(words(q)) for q in queries if q and q.strip() and not is_masked(q))
+        phrases = [(q, QUERY_SCORE + n) for q, n in qc.items() if q]
         seen = {q for q, _ in phrases}
         for t in titles[:max_titles]:
             p = " ".join(words(t)[:6])
@@ -192,6 +214,20 @@ class Autocomplete:
                 phrases.append((p, 1.0))
         phrases.sort(key=lambda x: (-x[1], x[0]))
         return cls(phrases)
+
+    @classmethod
+    def saved_with_masked(cls, phrases: list[tuple[str, float]], vocabulary: Counter) -> Autocomplete:
+        """The phrases of a bundle saved while masked queries were still kept, less those: the
+        analyzer had dropped the placeholder's brackets (`bike helmet email`), so a logged query
+        holding a placeholder's word that the catalog does not know (`email`, not `phone` in a
+        shop that sells phone cases) is taken for a masked one."""
+        return cls(
+            [
+                (p, s)
+                for p, s in phrases
+                if s <= QUERY_SCORE or not any(w in MASK_WORDS and w not in vocabulary for w in p.split())
+            ]
+        )
 
     def suggest(self, prefix: str, k: int = 8) -> list[str]:
         pre = " ".join(words(prefix))
