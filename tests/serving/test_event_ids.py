@@ -4,11 +4,15 @@ workers, and an absorber that dies after its ingest (segments absorbed twice) cu
 from __future__ import annotations
 
 import json
+import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from shelfwise.serving._event_ids import RedisEventIds, SqliteEventIds
+from shelfwise.serving._event_ids import Claimed, RedisEventIds, SqliteEventIds
 from shelfwise.serving._feedback import EVENTS_DIR, REJECTED_DIR, absorb, pending_events, spooled_event_ids
 from shelfwise.serving._spool import FileSpool, ready_segments
 
@@ -27,6 +31,101 @@ def test_sqlite_ids_are_shared_by_workers_and_survive_a_reopen(tmp_path: Path):
     assert c.prune() == 0 and len(c) == 2
     c.window_s = -1.0  # everything is older than the window
     assert c.prune() == 2 and c.seen(["x"]) == set()
+
+
+FREE = Claimed(set(), set())  # every id claimed
+
+
+def test_a_claim_is_atomic_across_processes(tmp_path: Path):
+    """Two processes (two stores on one file, each its own owner): while A has claimed an id and
+    not yet remembered it (stalled on the spool's fsync), B is told to wait, not to accept it."""
+    a, b = SqliteEventIds(tmp_path / "ids.sqlite"), SqliteEventIds(tmp_path / "ids.sqlite")
+    assert a.claim(["e1", "e2", "e2"]) == FREE
+    assert b.claim(["e2", "e3"]) == Claimed(set(), {"e2"})  # busy: nothing claimed, e3 neither
+    assert b.seen(["e1", "e2", "e3"]) == set()
+    assert a.claim(["e3"]) == FREE and b.claim(["e3"]).busy == {"e3"}
+    a.remember(["e1", "e2"])
+    assert b.claim(["e1", "e2"]) == Claimed({"e1", "e2"}, set())  # A accepted them: duplicates
+    a.release(["e3"])  # A's spool failed: B may accept it now
+    assert b.claim(["e3"]) == FREE
+    a.release(["e3"])  # a release ends only its own claims
+    assert a.claim(["e3"]).busy == {"e3"}
+    b.remember(["e3"])
+    assert a.claim(["e3"]) == Claimed({"e3"}, set()) and len(a) == 3
+    assert a.claim(["e4"]) == FREE
+    a.close()  # its owner gone (its lock and file): its claim is taken over
+    assert b.claim(["e4"]) == FREE
+    stuck = SqliteEventIds(tmp_path / "ids.sqlite", claim_ttl_s=0.0)  # every claim stale at once
+    assert stuck.claim(["e4"]) == FREE
+    b.close()
+    stuck.close()
+
+
+def test_the_claim_of_a_process_killed_mid_request_is_taken_over(tmp_path: Path):
+    path = tmp_path / "spool" / "ids.sqlite"
+    claimer = (
+        "import sys; from shelfwise.serving._event_ids import SqliteEventIds;"
+        "s = SqliteEventIds(sys.argv[1]); assert s.claim(['k1', 'k2']).busy == set();"
+        "print(s.owner, flush=True); sys.stdin.read()"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", claimer, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        owner = proc.stdout.readline().strip()  # it has claimed k1 and k2, and stalls
+        assert owner and (path.parent / ".owners" / owner).exists()
+        b = SqliteEventIds(path)
+        assert b.claim(["k1"]) == Claimed(set(), {"k1"})  # its owner is alive: wait
+    finally:
+        proc.kill()  # kill -9: the kernel drops its lock
+        proc.wait(30)
+    assert b.claim(["k1"]) == FREE  # taken over: the client's retry is accepted
+    assert not (path.parent / ".owners" / owner).exists()  # the dead owner's file is tidied
+    b.remember(["k1"])
+    assert b.claim(["k1", "k2"]) == Claimed({"k1"}, set())
+    assert b.prune() == 0 and [p.name for p in (path.parent / ".owners").iterdir()] == [b.owner]
+    b.close()
+
+
+def test_an_older_versions_id_table_keeps_working(tmp_path: Path):
+    """`ids(id, at)` of an older version: read as it is, and still written by an older process."""
+    path = tmp_path / "ids.sqlite"
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("CREATE TABLE ids (id TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID")
+    con.execute("INSERT INTO ids VALUES ('old-1', ?)", (time.time(),))
+    store = SqliteEventIds(path)
+    assert store.claim(["old-1", "new-1"]) == Claimed({"old-1"}, set())
+    con.execute("INSERT OR IGNORE INTO ids VALUES (?, ?)", ("old-2", time.time()))  # an older process
+    assert store.seen(["old-1", "old-2", "new-1"]) == {"old-1", "old-2"}  # a claim is not accepted yet
+    store.remember(["new-1"])
+    assert {r[0] for r in con.execute("SELECT id FROM ids")} == {"old-1", "old-2", "new-1"}
+    con.close()
+    store.close()
+
+
+def test_redis_claims_are_atomic_across_replicas(redis_url: str):
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    a, b = RedisEventIds(client, window_s=600), RedisEventIds(client, window_s=600)  # two replicas
+    assert a.claim(["c-1", "c-2", "c-2"]) == FREE
+    assert b.claim(["c-2", "c-3"]) == Claimed(set(), {"c-2"})  # busy: nothing claimed, c-3 neither
+    assert a.claim(["c-3"]) == FREE and b.seen(["c-1", "c-3"]) == set()
+    a.remember(["c-1", "c-2"])
+    assert b.claim(["c-1", "c-2"]) == Claimed({"c-1", "c-2"}, set())
+    assert b.claim(["c-3"]).busy == {"c-3"}
+    a.release(["c-3"])  # A's spool failed: B may accept it now
+    assert b.claim(["c-3"]) == FREE
+    assert client.ttl(RedisEventIds.prefix + "c-3") <= 60 < client.ttl(RedisEventIds.prefix + "c-1")
+    dead = RedisEventIds(client, window_s=60, claim_ttl_s=0.05)  # a replica that dies mid-request
+    assert dead.claim(["c-4"]) == FREE and b.claim(["c-4"]).busy == {"c-4"}
+    deadline = time.monotonic() + 10
+    while client.exists(RedisEventIds.prefix + "c-4") and time.monotonic() < deadline:
+        time.sleep(0.01)  # its claim expires (Redis's clock, not a guess)
+    assert b.claim(["c-4"]) == FREE
+    dead.release(["c-4"])  # a late release leaves the new owner's claim
+    assert a.claim(["c-4"]).busy == {"c-4"}
 
 
 def test_redis_ids(redis_url: str):

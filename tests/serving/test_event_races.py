@@ -1,7 +1,8 @@
-"""Served events under concurrency and restarts: concurrent retries of one event_id in one
-process are accepted once (the look-up, the spool and the remembering are one step per id), and
-events an absorb quarantined as robot traffic are not replayed into the online state of a
-restarted server (`served_since`). All but the last test without a trained shop."""
+"""Served events under concurrency and restarts: concurrent retries of one event_id, in one
+process or reaching another one, are accepted once (the claim, the spool and the remembering are
+one step per id), and events an absorb quarantined as robot traffic are not replayed into the
+online state of a restarted server (`served_since`). All but the last test without a trained
+shop."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from shelfwise.serving._event_ids import InFlight, SqliteEventIds
+from shelfwise.serving._event_ids import Claimed, InFlight, SqliteEventIds
 from shelfwise.serving._feedback import EVENTS_DIR, REJECTED_DIR, absorb, served_since
 from shelfwise.serving._http_context import AppContext
 from shelfwise.serving._http_events import events_router
@@ -29,7 +30,7 @@ from tests.serving.test_event_ids import NOW, _workdir
 
 class _GatedIds(SqliteEventIds):
     """The event-id store, with the first request's `remember` held until `go` is set (it has
-    looked the id up and spooled the event by then), and the look-ups counted."""
+    claimed the id and spooled the event by then), and the claims (look-ups) counted."""
 
     def __init__(self, path: Path):
         super().__init__(path)
@@ -37,9 +38,9 @@ class _GatedIds(SqliteEventIds):
         self.remembering = threading.Event()
         self.go = threading.Event()
 
-    def seen(self, ids: list[str]) -> set[str]:
+    def claim(self, ids: list[str]) -> Claimed:
         self.lookups += 1
-        return super().seen(ids)
+        return super().claim(ids)
 
     def remember(self, ids: Any) -> None:
         self.remembering.set()
@@ -47,9 +48,26 @@ class _GatedIds(SqliteEventIds):
         super().remember(ids)
 
 
-def _events_app(tmp_path: Path) -> tuple[FastAPI, AppContext, list[dict[str, Any]]]:
-    """The events router over real spools and a real id store, with a stand-in service (a
-    catalog of one product, the online state a list of the events recorded)."""
+class _WaitingIds(SqliteEventIds):
+    """The event-id store, `waiting` set once a claim found an id another owner is accepting."""
+
+    def __init__(self, path: Path):
+        super().__init__(path)
+        self.waiting = threading.Event()
+
+    def claim(self, ids: list[str]) -> Claimed:
+        got = super().claim(ids)
+        if got.busy:
+            self.waiting.set()
+        return got
+
+
+def _events_app(
+    tmp_path: Path, store: SqliteEventIds | None = None
+) -> tuple[FastAPI, AppContext, list[dict[str, Any]]]:
+    """The events router over real spools and a real id store (a `_GatedIds` by default), with
+    a stand-in service (a catalog of one product, the online state a list of the events
+    recorded)."""
     recorded: list[dict[str, Any]] = []
     service = SimpleNamespace(
         keys={},
@@ -61,7 +79,7 @@ def _events_app(tmp_path: Path) -> tuple[FastAPI, AppContext, list[dict[str, Any
         service=service,
         events=FileSpool(tmp_path / EVENTS_DIR, fsync=False),
         rejected=FileSpool(tmp_path / REJECTED_DIR, fsync=False),
-        event_ids=_GatedIds(tmp_path / "event_ids.sqlite"),
+        event_ids=_GatedIds(tmp_path / "event_ids.sqlite") if store is None else store,
     )
     app = FastAPI()
     app.include_router(events_router(ctx))
@@ -114,6 +132,48 @@ def test_concurrent_retries_of_one_event_id_are_accepted_once(tmp_path: Path):
     ctx.state["events"].close()
     ctx.state["rejected"].close()
     store.close()
+
+
+def test_a_retry_reaching_another_process_is_accepted_once(tmp_path: Path):
+    """Two workers (two apps on one id file, each store its own owner, as in two processes): a
+    retry reaching the second while the first is stalled between its spool and its remembering
+    waits for it and is a duplicate. Before the fix it was accepted again: 202 twice, the
+    accepted metric 2, the online state counting the purchase twice."""
+    app_a, ctx_a, recorded_a = _events_app(tmp_path)
+    app_b, ctx_b, recorded_b = _events_app(tmp_path / "b", _WaitingIds(tmp_path / "event_ids.sqlite"))
+    a, b = ctx_a.state["event_ids"], ctx_b.state["event_ids"]
+    event = {
+        "user_id": "QA_RACE3",
+        "product_id": "P000001",
+        "event_type": "purchase",
+        "value": 10,
+        "timestamp": datetime.now(UTC).isoformat(),
+        "event_id": "qa-race-2",
+    }
+    answers: dict[str, Any] = {}
+    with TestClient(app_a) as client_a, TestClient(app_b) as client_b:
+        first = threading.Thread(target=lambda: answers.update(a=client_a.post("/v1/events", json=[event])))
+        first.start()
+        assert a.remembering.wait(30)  # A has claimed the id and spooled the event: stalled
+        retry = threading.Thread(target=lambda: answers.update(b=client_b.post("/v1/events", json=[event])))
+        retry.start()
+        try:
+            while not b.waiting.wait(0.05) and retry.is_alive():  # the old code answered at once
+                pass
+            assert b.waiting.is_set() and retry.is_alive(), answers["b"].json()
+        finally:
+            a.go.set()
+        for t in (first, retry):
+            t.join(60)
+    assert (answers["a"].status_code, answers["b"].status_code) == (202, 202)
+    assert answers["a"].json()["accepted"] == 1
+    assert (answers["b"].json()["accepted"], answers["b"].json()["duplicates"]) == (0, 1)
+    assert len(recorded_a) + len(recorded_b) == 1
+    for ctx in (ctx_a, ctx_b):
+        assert ctx.metrics.events.labels("accepted")._value.get() == (ctx is ctx_a)
+        ctx.state["events"].close()
+        ctx.state["rejected"].close()
+        ctx.state["event_ids"].close()
 
 
 def test_a_claim_is_all_or_nothing_and_outlives_a_cancelled_waiter():

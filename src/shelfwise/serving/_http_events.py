@@ -129,6 +129,19 @@ async def _claim(in_flight: InFlight, ids: list[str]) -> tuple[list[str], set[st
     return ids, taken
 
 
+async def _claim_shared(store: EventIds, ids: list[str]) -> set[str]:
+    """Claim `ids` in the store the other processes (and replicas) share: the duplicates among
+    them; the others are this request's until remembered or released. While another process is
+    accepting any of them nothing is claimed: asks again, backing off (2 ms, doubling, up to
+    100 ms), until that one remembered them (duplicates) or let them go (or died, or held them
+    past the store's `claim_ttl_s`, which bounds the wait)."""
+    delay = 0.002
+    while (got := await asyncio.to_thread(store.claim, ids)).busy:
+        await asyncio.sleep(delay)
+        delay = min(2 * delay, 0.1)
+    return got.duplicates
+
+
 def events_router(ctx: AppContext) -> APIRouter:
     settings = ctx.settings
     metrics = ctx.metrics
@@ -168,12 +181,15 @@ def events_router(ctx: AppContext) -> APIRouter:
         ]
         ids = list({eid for _, _, _, eid in valid if eid is not None})
         store: EventIds = ctx.state["event_ids"]
-        # ids a concurrent request of this process is accepting are waited for, the others
-        # claimed until remembered: look-up, spool and remembering are one step per process
+        # ids a concurrent request of this process is accepting are waited for in memory, those
+        # of another process through the store; the others claimed, in both, until remembered
         ids, taken = await _claim(in_flight, ids)
         stored = False
+        claimed: list[str] = []
         try:
-            seen = (await asyncio.to_thread(store.seen, ids) if ids else set()) | taken
+            seen = await _claim_shared(store, ids) if ids else set()
+            claimed = [i for i in ids if i not in seen]
+            seen |= taken
             ok_lines, ok_events, ok_ids = [], [], []
             for i, ev, chk, eid in valid:
                 if eid is not None:
@@ -208,10 +224,16 @@ def events_router(ctx: AppContext) -> APIRouter:
                 try:  # after the spool: a crash in between makes a retry spool again (the warehouse
                     # drops it), never an acknowledged event that is not stored
                     await asyncio.to_thread(store.remember, ok_ids)
-                except Exception as exc:
+                except Exception as exc:  # its claims stay: other processes wait `claim_ttl_s`
                     log.error("event_ids not remembered (the warehouse still drops repeats): %s", exc)
         finally:  # a retry waiting for these ids is a duplicate now, or (not stored) asks again
-            in_flight.release(ids, stored)
+            try:
+                if claimed and not stored:
+                    await asyncio.to_thread(store.release, claimed)
+            except Exception as exc:  # its claims stay: other processes wait `claim_ttl_s`
+                log.error("event_id claims not released: %s", exc)
+            finally:
+                in_flight.release(ids, stored)
         if ok_events:
             await asyncio.to_thread(s.record_events, ok_events)
         out: dict[str, Any] = {
