@@ -49,6 +49,38 @@ def test_users_file_of_several_columns_without_a_user_id_is_an_error(tmp_path: P
     assert said.startswith(f"{path}:1: ") and "'customer', 'segment'" in said and "user_id" in said
 
 
+@pytest.mark.parametrize(
+    ("name", "text", "said"),
+    [
+        ("users.csv", "", "the file is empty"),
+        ("users.csv", "\n \n", "the file is empty"),  # blank lines only
+        ("users.csv", "user_id\n", "its header ('user_id') and no id below it"),
+        ("users.csv", "User ID;segment\n;x\n", "its header ('User ID') and no id below it"),  # blank ids
+        ("users.jsonl", "", "the file is empty"),
+        ("users.jsonl", '{"user_id": " "}\n', "every line's user_id is blank"),
+    ],
+)
+def test_users_file_without_ids_is_an_error(tmp_path: Path, name: str, text: str, said: str) -> None:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(SourceError) as err:
+        read_ids(path, "user_id")
+    assert str(err.value).startswith(f"{path}: ") and said in str(err.value), err.value
+
+
+@pytest.mark.parametrize("text", ["", "user_id\n"])
+def test_recommend_with_an_empty_users_file_exits_2_naming_it(demo_ingested, tmp_path, capsys, text):
+    """`recommend --users FILE` with no id in FILE is bad input, as an empty file of queries or
+    questions is: one line naming the file, exit 2, nothing written (not "wrote 0 users")."""
+    workdir, _ = demo_ingested
+    users, out = tmp_path / "users.csv", tmp_path / "o.jsonl"
+    users.write_text(text, encoding="utf-8")
+    assert main(["recommend", "--workdir", str(workdir), "--users", str(users), "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"error: {users}: ") and captured.err.count("\n") == 1, captured.err
+    assert "user_id" in captured.err and not out.exists() and "wrote" not in captured.out
+
+
 # -- search --queries FILE ------------------------------------------------------------------------
 
 
@@ -72,6 +104,48 @@ def test_queries_file_without_the_columns_is_an_error_naming_its_header(tmp_path
     path.write_text("a,b\n1,2\n", encoding="utf-8")
     with pytest.raises(SourceError, match=r"query_id and query .*the header has: 'a', 'b'"):
         _read_queries(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "said"),
+    [
+        ("queries.csv", "", "the file is empty"),
+        ("queries.csv", "query_id,query\n\n", "its header and no row below it"),
+        ("queries.jsonl", "\n", "the file is empty"),
+    ],
+)
+def test_queries_file_without_queries_is_an_error(tmp_path: Path, name: str, text: str, said: str) -> None:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(SourceError) as err:
+        _read_queries(path)
+    assert str(err.value).startswith(f"{path}: ") and said in str(err.value), err.value
+
+
+# -- ask --questions FILE -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "said"),
+    [
+        ("questions.csv", "", "the file is empty"),
+        ("questions.csv", "\n\n", "the file is empty"),
+        ("questions.jsonl", "", "the file is empty"),
+        ("questions.csv", "question_id,question\n", "no questions in the file"),
+    ],
+)
+def test_ask_with_an_empty_questions_file_exits_2_naming_it(
+    demo_ingested, tmp_path, capsys, name, text, said
+) -> None:
+    """Not "needs the columns question_id,question (has None)": the file is named and said to be
+    empty, in one line, exit 2, nothing written."""
+    workdir, _ = demo_ingested
+    questions, out = tmp_path / name, tmp_path / "answers.jsonl"
+    questions.write_text(text, encoding="utf-8")
+    assert main(["ask", "--workdir", str(workdir), "--questions", str(questions), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {questions}: ") and said in err and err.count("\n") == 1, err
+    assert "None" not in err and not out.exists()
 
 
 # -- train / evaluate flags -----------------------------------------------------------------------

@@ -187,17 +187,25 @@ def _read_queries(queries: Path) -> list[tuple[str, str]]:
                 text = ""
             return str(qid), str(text or "")
 
-        return json_lines(queries, "query_id and query", pick)
+        pairs = json_lines(queries, "query_id and query", pick)
+        if not pairs:
+            raise SourceError(str(queries), None, "the file is empty: no queries to search")
+        return pairs
     text = queries.read_text(encoding="utf-8-sig", errors="replace")
     delimiter, header = sniff_table(queries, text)
     cols = find_columns(header, wanted)
-    if not text.strip() or len(cols) < 2:
+    aliases = "; ".join(f"{c}: {', '.join(n[1:])}" for c, n in wanted.items())
+    columns = f"query_id and query (or aliases: {aliases})"
+    if not text.strip():
+        raise SourceError(
+            str(queries), None, f"the file is empty: give a header naming the columns {columns}"
+        )
+    if len(cols) < 2:
         raise SourceError(
             str(queries),
             1,
-            "the header must name the columns query_id and query (or aliases: "
-            + "; ".join(f"{c}: {', '.join(n[1:])}" for c, n in wanted.items())
-            + f"); the header has: {', '.join(repr(h) for h in header) or 'no columns'}",
+            f"the header must name the columns {columns}; the header has: "
+            + (", ".join(repr(h) for h in header) or "no columns"),
         )
     qi, ti = cols["query_id"], cols["query"]
     rows: list[tuple[str, str]] = []
@@ -214,6 +222,8 @@ def _read_queries(queries: Path) -> list[tuple[str, str]]:
                 str(queries), reader.line_num, f"expected {len(header)} fields, found {len(row)}"
             )
         rows.append((row[qi].strip(), row[ti]))
+    if not rows:
+        raise SourceError(str(queries), None, "no queries in the file: its header and no row below it")
     return rows
 
 

@@ -225,7 +225,9 @@ def read_ids(path: Path, column: str) -> list[str]:
     """Ids from a delimited file (CSV, TSV, `;` or `|`) whose header names `column` or one of
     its aliases (`User ID`, `customer_id`, ...: as ingestion reads headers), a JSON-lines file,
     or one id per line; ids are trimmed, as ingestion trims them. A file of several columns
-    none of which is `column` is a SourceError naming the file and its header."""
+    none of which is `column` is a SourceError naming the file and its header, and so is a file
+    with no id at all (empty, blank lines only, a header alone, or blank ids only): there is
+    nothing to answer, as an empty file of queries or questions is an error."""
     import csv
 
     from ..errors import SourceError
@@ -236,27 +238,38 @@ def read_ids(path: Path, column: str) -> list[str]:
         raise SourceError(str(path), None, "a folder, not a file of ids")
     text = path.read_text(encoding="utf-8-sig", errors="replace")
     lines = [ln for ln in text.splitlines() if ln.strip()]
-    if not lines:
-        return []
     names = header_names(column)
+    ids: list[str]
+    if not lines:
+        raise SourceError(
+            str(path),
+            None,
+            f"the file is empty: give a CSV with a {column} column, JSON lines, or one id per line",
+        )
     if path.suffix.lower() in (".jsonl", ".ndjson"):
-        ids = json_lines(
+        found = json_lines(
             path, " or ".join(repr(n) for n in names[:3]) + " ...", lambda o: json_field(o, names)
         )
-        return [s for s in (str(v).strip() for v in ids if v is not None) if s]
-    delimiter, header = sniff_table(path, text)
-    col = find_columns(header, {column: names}).get(column)
-    if col is None:
-        if len(header) > 1:
-            raise SourceError(
-                str(path),
-                1,
-                f"no {column} column: the header has {', '.join(repr(h) for h in header)}; name the "
-                f"ids' column {column} (or {', '.join(names[1:6])}, ...), or give one id per line",
-            )
-        return [ln.strip() for ln in lines]  # one id per line, no header
-    rows = csv.reader(lines[1:], delimiter=delimiter)
-    return [row[col].strip() for row in rows if len(row) > col and row[col].strip()]
+        ids = [s for s in (str(v).strip() for v in found if v is not None) if s]
+        empty = f"no {column} in the file: every line's {column} is blank"
+    else:
+        delimiter, header = sniff_table(path, text)
+        col = find_columns(header, {column: names}).get(column)
+        if col is None:
+            if len(header) > 1:
+                raise SourceError(
+                    str(path),
+                    1,
+                    f"no {column} column: the header has {', '.join(repr(h) for h in header)}; name the "
+                    f"ids' column {column} (or {', '.join(names[1:6])}, ...), or give one id per line",
+                )
+            return [ln.strip() for ln in lines]  # one id per line, no header
+        rows = csv.reader(lines[1:], delimiter=delimiter)
+        ids = [row[col].strip() for row in rows if len(row) > col and row[col].strip()]
+        empty = f"no {column} in the file: its header ({header[col]!r}) and no id below it"
+    if not ids:
+        raise SourceError(str(path), None, empty)
+    return ids
 
 
 def read_json(file: Path, what: str) -> Any:

@@ -78,6 +78,21 @@ def ingest(
     leave_quickly(chosen.name == "duckdb")
 
 
+DEMO_TRIALS = 6  # the demo's tuning budget: Optuna trials per tuned model
+
+
+def _demo_trials(trials: int) -> str:
+    """The demo's tuning budget as its models run it: a model whose own cap on trials is lower
+    (a small search space, or a costly trial: popularity 4, EASE 3) runs that many."""
+    from ..lifecycle import DEFAULT_MODELS
+    from ..lifecycle._tuning import planned_trials
+
+    fewer = [f"{name} {n}" for name in DEFAULT_MODELS if 0 < (n := planned_trials(name, trials)) < trials]
+    if not fewer:
+        return f"{trials} Optuna trials per tuned model"
+    return f"up to {trials} Optuna trials per tuned model ({', '.join(fewer)}: each model's own cap)"
+
+
 @app.command()
 def demo(
     workdir: Workdir = Path("demo-workdir"),
@@ -116,13 +131,13 @@ def demo(
         log = (lambda msg: sys.stderr.write(msg + "\n")) if as_json else typer.echo
         if not as_json:
             typer.echo(
-                "\ntraining (demo budgets: 6 Optuna trials per model, 5 SASRec epochs, 60 steps each of "
-                "MiniLM fine-tuning and cross-encoder training) ..."
+                f"\ntraining (demo budgets: {_demo_trials(DEMO_TRIALS)}, 5 SASRec epochs, 60 steps each "
+                "of MiniLM fine-tuning and cross-encoder training) ..."
             )
         result = shop(workdir).train(
             settings=TrainSettings(
                 # counted budgets: the same demo shop gives the same models on any machine
-                tune_trials=6,
+                tune_trials=DEMO_TRIALS,
                 sasrec_epochs=5,
                 search_finetune_steps=60,
                 search_cross_steps=60,

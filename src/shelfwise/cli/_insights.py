@@ -246,11 +246,34 @@ def ask(
 ) -> None:
     """Answer shoppers' questions from the shop's FAQ (the faq table): semantic + lexical,
     multilingual; no answer (faq_id null) when no entry answers the question."""
-    rep = shop(workdir).ask(questions, out)
+    the_shop = shop(workdir)
+    the_shop.authorize("ask")  # who may not ask is refused before the file is read
+    _check_questions(questions)
+    rep = the_shop.ask(questions, out)
     typer.echo(
         f"wrote {rep['questions']:,} answers to {out} ({rep['answered']:,} answered from the FAQ, "
         f"{rep['questions'] - rep['answered']:,} left unanswered; lineage run {rep['lineage_run_id']})"
     )
+
+
+def _check_questions(path: Path) -> None:
+    """A questions file with no question (empty, blank lines, or a header alone) is an error
+    naming the file, as an empty file of users or queries is: there is nothing to answer."""
+    from ..errors import SourceError
+    from ..insights._run import read_questions
+
+    if path.is_dir():
+        raise SourceError(str(path), None, "a folder, not a file of questions")
+    if not path.exists():
+        return  # (`ask` names a missing file as it names it)
+    if not path.read_text(encoding="utf-8-sig", errors="replace").strip():
+        raise SourceError(
+            str(path),
+            None,
+            "the file is empty: give a CSV whose header names question_id,question, or JSON lines",
+        )
+    if not read_questions(path):
+        raise SourceError(str(path), None, "no questions in the file: its header and no row below it")
 
 
 app.add_typer(insights_app, name="insights")

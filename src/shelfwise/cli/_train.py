@@ -237,9 +237,11 @@ def evaluate(
     p = report["protocol"]
     typer.echo(f"protocol: {p['split_description']}; candidates: {p['candidates']}; seen items excluded")
     typer.echo(f"{'model':14s} {'ndcg@10':>8s} {'95% CI':>17s} {'hr@10':>7s} {'mrr@10':>7s} {'cov@10':>7s}")
+    starred = False
     for r in report["results"]:
         m, ci = r["metrics"], r["ci95"]["ndcg@10"]
         mark = " *" if r["model"] == report["default_model"] else ""
+        starred = starred or bool(mark)
         # (no catalog coverage under a sampled protocol: each list ranks its own candidates)
         cov = m.get("coverage@10")
         cov_text = f"{cov:7.3f}" if cov is not None and cov == cov else f"{'—':>7s}"
@@ -247,4 +249,6 @@ def evaluate(
             f"{r['model']:14s} {m['ndcg@10']:8.4f} {ci[0]:8.4f}-{ci[1]:.4f} {m['hr@10']:7.4f} {m['mrr@10']:7.4f} "
             f"{cov_text}{mark}"
         )
-    typer.echo(f"report: {report['report_html']}   (* = the bundle's default model)")
+    # the legend only under a starred row (the default model not asked for: no row is starred)
+    legend = "   (* = the bundle's default model)" if starred else ""
+    typer.echo(f"report: {report['report_html']}{legend}")

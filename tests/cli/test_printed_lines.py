@@ -1,0 +1,117 @@
+"""What commands print for a person (not `--json`): each line says what is so, no legend
+for a mark that is not shown, no count where a date is the answer, no budget a model does not
+run."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+import pytest
+
+from shelfwise.cli import main
+
+# -- privacy export -------------------------------------------------------------------------------
+
+
+def test_privacy_export_says_when_the_user_was_erased(demo_ingested, tmp_path, capsys) -> None:
+    """The erasure part holds a date, not rows: an erased user's line says "erased at <time>"
+    (the document's `erased_at`), another user's "not erased" (never "erasure 0 rows")."""
+    import json
+
+    workdir = tmp_path / "w"
+    shutil.copytree(demo_ingested[0], workdir)
+    assert main(["privacy", "erase", "--workdir", str(workdir), "--user", "C100003", "--json"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "access.json"
+    assert main(["privacy", "export", "--workdir", str(workdir), "--user", "C100003", "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    erased_at = json.loads(out.read_text())["parts"]["erasure"]["erased_at"]
+    erasure = [ln.split() for ln in lines if ln.split()[:1] == ["erasure"]]
+    assert erased_at and erasure == [["erasure", "erased", "at", erased_at, "UTC"]], lines
+    assert main(["privacy", "export", "--workdir", str(workdir), "--user", "C100004", "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split() for ln in lines if ln.split()[:1] == ["erasure"]] == [["erasure", "not", "erased"]]
+    assert any(ln.split()[-1] == "rows" for ln in lines)  # the other parts count their rows
+
+
+# -- evaluate -------------------------------------------------------------------------------------
+
+
+def _report(models: list[str]) -> dict[str, Any]:
+    metrics = {"ndcg@10": 0.1, "hr@10": 0.2, "mrr@10": 0.05, "coverage@10": 0.3}
+    return {
+        "protocol": {"split_description": "leave-last-out", "candidates": "sampled 50"},
+        "default_model": "fusion",
+        "report_html": "reports/evaluation-sampled50.html",
+        "results": [{"model": m, "metrics": metrics, "ci95": {"ndcg@10": [0.08, 0.12]}} for m in models],
+    }
+
+
+@pytest.mark.parametrize(
+    ("models", "legend"),
+    [(["popularity", "itemknn"], False), (["popularity", "fusion"], True)],
+)
+def test_evaluate_prints_the_default_models_legend_only_under_a_starred_row(
+    tmp_path, capsys, monkeypatch, models, legend
+) -> None:
+    monkeypatch.setattr("shelfwise._shop.Shop.evaluate", lambda self, chosen, sampled=None: _report(models))
+    assert (
+        main(["evaluate", "--workdir", str(tmp_path), "--models", ",".join(models), "--sampled", "50"]) == 0
+    )
+    lines = capsys.readouterr().out.splitlines()
+    starred = [ln.split()[0] for ln in lines if ln.endswith(" *")]
+    assert starred == (["fusion"] if legend else []), lines
+    assert lines[-1].startswith("report: reports/evaluation-sampled50.html")
+    assert ("(* = the bundle's default model)" in lines[-1]) is legend, lines[-1]
+
+
+# -- demo -----------------------------------------------------------------------------------------
+
+
+class _Stop(Exception):
+    """Raised by the patched `Shop.train`: the banner is printed, nothing is trained."""
+
+
+def test_demo_banner_names_the_trials_the_models_run(tmp_path, capsys, monkeypatch) -> None:
+    """The demo asks 6 Optuna trials, but popularity and EASE stop at their own caps (4 and 3):
+    the banner says "up to 6" and names them, as the training log's counts will show."""
+    from shelfwise.lifecycle._tuning import MAX_TRIALS
+
+    def train(self: Any, *args: Any, **kwargs: Any) -> None:
+        assert kwargs["settings"].tune_trials == 6
+        raise _Stop
+
+    monkeypatch.setattr("shelfwise._shop.Shop.train", train)
+    with pytest.raises(_Stop):
+        main(
+            [
+                "demo",
+                "--workdir",
+                str(tmp_path / "w"),
+                "--products",
+                "200",
+                "--users",
+                "50",
+                "--events",
+                "3000",
+            ]
+        )
+    banner = next(
+        ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("training (demo budgets")
+    )
+    assert "up to 6 Optuna trials per tuned model" in banner, banner
+    assert f"popularity {MAX_TRIALS['popularity']}" in banner and f"ease {MAX_TRIALS['ease']}" in banner, (
+        banner
+    )
+
+
+def test_demo_trials_are_named_as_planned(monkeypatch) -> None:
+    from shelfwise.cli._data import _demo_trials
+
+    assert _demo_trials(2) == "2 Optuna trials per tuned model"  # no model's cap is lower
+    monkeypatch.setattr("shelfwise.lifecycle._tuning.MAX_TRIALS", {"popularity": 4, "ease": 3, "als": 5})
+    assert (
+        _demo_trials(6)
+        == "up to 6 Optuna trials per tuned model (popularity 4, als 5, ease 3: each model's own cap)"
+    )
