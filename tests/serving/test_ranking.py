@@ -119,3 +119,30 @@ def test_the_spark_ranker_answers_with_the_shared_ranking() -> None:
     ranker = _Ranker(snap, "m", 3, 3)
     assert ranker.top(0) == (["d", "c", "e"], [None, None, None], "precomputed:m")
     assert ranker.top(1) == (["e", "d", "b"], [10.0, 9.0, 8.0], "m")
+
+
+def test_the_category_cap_holds_when_the_candidates_are_all_of_one_category() -> None:
+    """`max_per_category` among the top k: a shopper whose candidates are all cycling (the
+    model's whole list) got a page of cycling past the cap, the overflow filling it; the
+    popular list of other categories fills first. When the shop has too few other
+    categories, the overflow still fills (a short list is worse)."""
+    items = [f"c{i}" for i in range(6)] + ["h1", "h2", "k1"]
+    view = View(
+        item_ids=items,
+        item_index={p: i for i, p in enumerate(items)},
+        info={
+            p: ({"c": "Sports > Cycling", "h": "Home > Lamps", "k": "Home > Kitchen"}[p[0]], "b", True)
+            for p in items
+        },
+        purchases={},
+        cold=["h1", "c0", "k1", "h2"],
+    )
+    view.toplist = np.array([[0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 5]])
+    capped = Rules(filter_out_of_stock=False, max_per_category=2, category_level=2)
+    got = rank_user(view, "m", Scripted(), 1, 5, 6, capped)
+    assert got is not None and got.items == ["c0", "c1", "h1", "k1", "h2"], got.items
+    assert not capped.crowded(got.items, view.info)
+    # two categories at level 1 (Sports, Home), two a category: a page of 5 cannot keep the cap
+    level1 = Rules(filter_out_of_stock=False, max_per_category=2, category_level=1)
+    got = rank_user(view, "m", Scripted(), 1, 5, 6, level1)
+    assert got is not None and got.items == ["c0", "c1", "h1", "k1", "c2"], got.items

@@ -115,10 +115,12 @@ def rank_user(
     purchases = dict(view.purchases.get(user, {})) if user is not None else {}
     purchases.update(online_purchases() if online_purchases is not None else {})
     items = rules.apply(cands, k, view.info, surface="recommendations", context=context, purchases=purchases)
-    if len(items) < k:  # rules removed too much (or too few unseen items): the popular list fills
-        # the candidates followed by the popular list, through the rules once, not a second
-        # list appended to the first: a pin is placed once and where it asks, and the fill
-        # obeys the same rules (a hide limited to the request's `context` too)
+    if len(items) < k or rules.crowded(items, view.info):
+        # rules removed too much (or too few unseen items), or the candidates had too few
+        # products of other categories to keep the category cap: the popular list fills. The
+        # candidates followed by the popular list, through the rules once, not a second list
+        # appended to the first: a pin is placed once and where it asks, and the fill obeys
+        # the same rules (a hide limited to the request's `context` too)
         seen = set(recent)
         if user is not None:
             seen |= {ids[i] for i in view.interactions.sequence(user)}

@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -410,6 +411,18 @@ class Rules:
             return False
         return not (hides and any(r.targets(p, category, brand) for r in hides))
 
+    def _category(self, p: str, catalog: ItemInfo) -> str:
+        return " > ".join(catalog[p][0].split(" > ")[: self.category_level])
+
+    def crowded(self, items: Sequence[str], catalog: ItemInfo) -> bool:
+        """Whether a list `apply` made holds more of one category than `max_per_category`: its
+        candidates had too few of other categories, so the overflow filled the page (the caller
+        adds candidates of other categories, the popular list, and applies the rules again)."""
+        if not self.max_per_category:
+            return False
+        counts = Counter(self._category(p, catalog) for p in items if p in catalog)
+        return max(counts.values(), default=0) > self.max_per_category
+
     def _diversify(self, ranked: list[str], k: int, catalog: ItemInfo) -> list[str]:
         """Greedy: at most `max_per_category` per category among the first k; the overflow
         follows (a short list is better than an empty one)."""
@@ -418,7 +431,7 @@ class Rules:
         top: list[str] = []
         rest: list[str] = []
         for p in ranked:
-            cat = " > ".join(catalog[p][0].split(" > ")[: self.category_level])
+            cat = self._category(p, catalog)
             if len(top) < k and counts.get(cat, 0) < self.max_per_category:
                 counts[cat] = counts.get(cat, 0) + 1
                 top.append(p)
