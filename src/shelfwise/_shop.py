@@ -428,7 +428,6 @@ class Shop:
             # the inputs are read after the checks (and `candidates` after `queries`): the CLI
             # passes generators that read its files, so its errors come in the order they did
             texts = [queries] if isinstance(queries, str) else [str(q) for q in queries]
-            out: list[dict[str, Any]] = []
 
             def page(items: list[str], extra: dict[str, Any] | None = None) -> dict[str, Any]:
                 extra = extra or {}
@@ -439,27 +438,41 @@ class Shop:
                     "corrected_query": extra.get("corrected_query"),
                 }
 
-            if candidates is not None:  # re-ranking given lists has no HTTP twin: the ranker alone
-                cands = [list(c) if c is not None else None for c in candidates]
-                if len(cands) != len(texts):
-                    raise ShelfwiseError(f"{len(cands)} candidate lists for {len(texts)} queries")
-                engine = self._engine(bundle / "search")
-                for lo in range(0, len(texts), 512):
-                    hits = engine.search_many(texts[lo : lo + 512], k, cands[lo : lo + 512])
-                    out += [page([p for p, _ in h]) for h in hits]
-            else:  # the serving path itself (its whole pipeline), batched as the server batches
+            def served(batch: list[str]) -> list[dict[str, Any]]:
+                """The serving path itself (its whole pipeline), batched as the server batches."""
                 service = self._service(rules, search=True)
-                for lo in range(0, len(texts), 256):
-                    chunk = texts[lo : lo + 256]
+                pages: list[dict[str, Any]] = []
+                for lo in range(0, len(batch), 256):
+                    chunk = batch[lo : lo + 256]
                     jobs = [(SearchArgs(t, k, Filters()), "full") for t in chunk if t.strip()]
-                    answers = iter(service.search_batch(jobs))
+                    answers = iter(service.search_batch(jobs) if jobs else ())
                     for t in chunk:
                         if t.strip():
                             a = next(answers)
-                            out.append(page(a.items, a.extra))
+                            pages.append(page(a.items, a.extra))
                         else:
-                            out.append(page([]))
-            return out
+                            pages.append(page([]))
+                return pages
+
+            if candidates is None:
+                return served(texts)
+            # re-ranking given lists has no HTTP twin: the ranker alone; a query given no list
+            # is searched as without `candidates` (the serving path: rules, fallback, match)
+            cands = [list(c) if c is not None else None for c in candidates]
+            if len(cands) != len(texts):
+                raise ShelfwiseError(f"{len(cands)} candidate lists for {len(texts)} queries")
+            listed = [i for i, c in enumerate(cands) if c is not None]
+            pages: dict[int, dict[str, Any]] = {}
+            if listed:
+                engine = self._engine(bundle / "search")
+                for lo in range(0, len(listed), 512):
+                    part = listed[lo : lo + 512]
+                    hits = engine.search_many([texts[i] for i in part], k, [cands[i] for i in part])
+                    pages.update({i: page([p for p, _ in h]) for i, h in zip(part, hits, strict=True)})
+            unlisted = [i for i, c in enumerate(cands) if c is None]
+            if unlisted:
+                pages.update(zip(unlisted, served([texts[i] for i in unlisted]), strict=True))
+            return [pages[i] for i in range(len(texts))]
 
     def _engine(self, path: Path) -> Any:
         from .search import SearchEngine
