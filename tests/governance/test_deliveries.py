@@ -809,3 +809,29 @@ def test_a_robots_burst_split_across_two_deliveries_is_one_burst(tmp_path):
     days = split_burst_deliveries(tmp_path)
     work = tmp_path / "w"
     check_split_burst(work, [Ingestor(work, mode="append").run(d) for d in days])
+
+
+def test_an_order_lines_export_beside_a_products_file_still_yields_its_customers(tmp_path):
+    """A directory with its own catalog and an order-lines export, no users file: the customers'
+    attributes come from the export (they were derived only together with the products), and
+    the catalog is the products file's, not the export's."""
+    d = tmp_path / "shop"
+    d.mkdir()
+    (d / "catalog.csv").write_text("product_id,title,price\ns1,Blue Mug,9.5\ns2,Pan,30\n")
+    (d / "orders.csv").write_text(
+        "Order Date,Customer ID,Customer Name,Segment,Product ID,Product Name,Sales,Quantity\n"
+        "2024-02-01,c1,Ann Lee,Consumer,s1,Mug,20,2\n"
+        "2024-02-03,c2,Bo Li,Corporate,s2,Pan,30,1\n"
+        "2024-02-05,c1,Ann Lee,Home Office,s1,Mug,10,1\n"
+    )
+    (d / "shelfwise.toml").write_text('[files]\nproducts = "catalog.csv"\nevents = "orders.csv"\n')
+    w = tmp_path / "w"
+    report = Ingestor(w).run(d)
+    assert set(report.tables) == {"products", "events", "users"}
+    assert report.tables["users"].rows_curated == 2
+    assert not report.tables["products"].derived and report.tables["users"].derived
+    assert curated_rows(w, "SELECT title FROM curated.products ORDER BY 1") == [("Blue Mug",), ("Pan",)]
+    segments = curated_rows(w, "SELECT x_segment FROM curated.users ORDER BY 1")
+    assert segments == [("Corporate",), ("Home Office",)]  # c1's last line
+    blob = json.dumps(curated_rows(w, "SELECT * FROM curated.users"))
+    assert "Ann" not in blob and "Bo Li" not in blob

@@ -159,7 +159,11 @@ def derive(
                 return [h]
         return []
 
-    if staged.format == "csv" and not staged.numbered and "products" in need and find("title", PRODUCTS):
+    # an order-lines export names its products' titles (a plain events file does not): its
+    # customers are derived whether or not the products are (a directory with a products file
+    # of its own and no users file still gets the customers' attributes)
+    order_lines = bool(find("title", PRODUCTS))
+    if staged.format == "csv" and not staged.numbered and order_lines:
         # order lines are read with their file lines (each derived row names its last line): a
         # plain file read in place is staged as a numbered copy for it
         staged = stage_file(staged.source, staged_dir)
@@ -232,7 +236,7 @@ def derive(
                 + ", ".join(f"{c} from {' > '.join(hs)}" for c, hs in cols.items())
                 + (f", price = {how}" if how else "")
             )
-    if "users" in need and uid is not None and "products" in out.tables:
+    if "users" in need and uid is not None and order_lines:
         attrs = [
             h
             for h in header
