@@ -38,6 +38,16 @@ def _matching(summary: list[dict], table: str | None, reason: str | None, status
     ]
 
 
+def _nothing(summary: list[dict], table: str | None, reason: str | None, status: str) -> str:
+    """What a listing that selects no row says: nothing at all is quarantined (for the table or
+    reason asked), or how many rows are in the statuses not asked for."""
+    scope = "".join(f" --{k} {v}" for k, v in (("table", table), ("reason", reason)) if v is not None)
+    others = sum(s["rows"] for s in _matching(summary, table, reason, "all"))
+    if status == "all" or not others:
+        return "nothing quarantined" + (f" for{scope}" if scope else "")
+    return f"0 {status} rows{f' for{scope}' if scope else ''} ({others:,} in other statuses: --status all)"
+
+
 @quarantine_app.command("list")
 def quarantine_list(
     workdir: Workdir,
@@ -58,6 +68,9 @@ def quarantine_list(
     res["filtered_summary"] = _matching(res["summary"], table, reason, status)
     if as_json:
         print_json(res)
+        return
+    if not res["filtered_summary"]:  # (it printed one blank line)
+        typer.echo(_nothing(res["summary"], table, reason, status))
         return
     for s in res["filtered_summary"]:
         typer.echo(f"{s['table']:<10} {s['reason']:<22} {s['status']:<10} {s['rows']:>8,}")

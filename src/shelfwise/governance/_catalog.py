@@ -16,19 +16,96 @@ from pathlib import Path
 from typing import Any
 
 from ._contracts import CONTRACTS
+from ._ingest_report import FAILING_SHARE, QualityCheck, quality_check
 from ._load_state import REPROCESS_JOB
+
+__all__ = ["FAILING_SHARE", "catalog", "delivery_checks", "governance_summary", "write_governance_report"]
 
 MODEL_OWNER = {"owner": "ml-platform", "steward": "ml-engineering-lead"}
 RULES_OWNER = {"owner": "merchandising", "steward": "ml-engineering-lead"}
-FAILING_SHARE = 0.05  # a load that quarantines more than this share of its rows is a failing check
+
+
+def _check(load: dict[str, Any]) -> QualityCheck:
+    """A recorded load's verdict, by the ingest report's own rule (`quality_check`): re-delivered
+    rows (a re-sent day used to read 100% quarantined) and withheld rows are not judged."""
+    return quality_check(
+        load["rows_in"],
+        load["rows_quarantined"],
+        load.get("rows_redelivered", 0),
+        load.get("rows_withheld", 0),
+    )
 
 
 def _failed_share(load: dict[str, Any]) -> float:
-    """The share of a load's new rows that failed a check: re-delivered rows (an earlier load
-    curated them) are neither failures nor new (a re-sent day used to read 100% quarantined)."""
-    again = int(load.get("rows_redelivered") or 0)
-    new = int(load["rows_in"] or 0) - again
-    return (int(load["rows_quarantined"] or 0) - again) / new if new > 0 else 0.0
+    return _check(load).share
+
+
+def _loads(con: Any) -> list[dict[str, Any]]:
+    """Every table's load recorded in `meta.runs`, oldest first."""
+    runs = con.sql(
+        "SELECT run_id, job, started_at, status, report FROM meta.runs ORDER BY started_at"
+    ).fetchall()
+    loads: list[dict[str, Any]] = []
+    for run_id, job, started, status, report in runs:
+        rep = json.loads(report) if isinstance(report, str) else (report or {})
+        for t, tr in (rep.get("tables") or {}).items():
+            loads.append(
+                {
+                    "run_id": run_id,
+                    "job": job,
+                    "at": str(started),
+                    "status": status,
+                    "table": t,
+                    "rows_in": tr.get("rows_in", 0),
+                    "rows_quarantined": tr.get("rows_quarantined", 0),
+                    # rows an earlier load curated, sent again (quarantined `duplicate_row`,
+                    # status redelivered): an at-least-once export's overlap, not bad data
+                    "rows_redelivered": tr.get("rows_redelivered", tr.get("rows_unchanged") or 0),
+                    # erased users' rows: never stored, never judged
+                    "rows_withheld": tr.get("rows_withheld") or 0,
+                    "reasons": tr.get("reasons", {}),
+                    "source_file": tr.get("source_file"),
+                }
+            )
+    return loads
+
+
+def _latest_delivery(
+    loads: list[dict[str, Any]], table: str, upto: str | None = None
+) -> dict[str, Any] | None:
+    """The load that says the table's quality: its latest delivery (a re-processing of quarantined
+    rows is a batch of rows that failed before, not a delivery), with `upto` (a run id) the
+    latest one up to that run's."""
+    if upto is not None:
+        ends = [i for i, x in enumerate(loads) if x["run_id"] == upto]
+        loads = loads[: ends[-1] + 1] if ends else []
+    last = [x for x in loads if x["table"] == table and x["job"] != REPROCESS_JOB]
+    return last[-1] if last else None
+
+
+def delivery_checks(workdir: str | Path, runs: dict[str, str | None]) -> dict[str, dict[str, Any]]:
+    """table -> the verdict of its latest delivery up to the run that published a version
+    (`runs`: table -> that run's id, None: the latest delivery): what the catalog said of the
+    table when that version was current. A table with no recorded load is left out."""
+    from ..storage import read_only
+    from ..storage._warehouse import WAREHOUSE_FILE
+
+    if not runs or not (Path(workdir) / WAREHOUSE_FILE).exists():
+        return {}
+    with read_only(Path(workdir)) as (con, _):
+        loads = _loads(con)
+    out: dict[str, dict[str, Any]] = {}
+    for table, run_id in runs.items():
+        load = _latest_delivery(loads, table, run_id)
+        if load is not None:
+            got = _check(load)
+            out[table] = {
+                "passed": got.passed,
+                "share": got.share,
+                "detail": got.describe(),
+                "at": load["at"],
+            }
+    return out
 
 
 def _age_hours(ts: Any) -> float | None:
@@ -45,15 +122,12 @@ def catalog(workdir: str | Path) -> dict[str, Any]:
 
     workdir = Path(workdir)
     datasets: list[dict[str, Any]] = []
-    loads: list[dict[str, Any]] = []
     with read_only(workdir) as (con, tables):
         versions = con.sql(
             "SELECT table_name, max(version), arg_max(created_at, version), arg_max(row_count, version), "
             "arg_max(contract_version, version), arg_max(run_id, version), count(*) FROM meta.table_versions GROUP BY 1"
         ).fetchall()
-        runs = con.sql(
-            "SELECT run_id, job, started_at, status, report FROM meta.runs ORDER BY started_at"
-        ).fetchall()
+        loads = _loads(con)
         quarantine = (
             dict(
                 con.sql(
@@ -71,33 +145,13 @@ def catalog(workdir: str | Path) -> dict[str, Any]:
                 "GROUP BY 1, 2 ORDER BY 3 DESC"
             ).fetchall():
                 open_reasons.setdefault(t, {})[r] = int(n)
-    for run_id, job, started, status, report in runs:
-        rep = json.loads(report) if isinstance(report, str) else (report or {})
-        for t, tr in (rep.get("tables") or {}).items():
-            loads.append(
-                {
-                    "run_id": run_id,
-                    "job": job,
-                    "at": str(started),
-                    "status": status,
-                    "table": t,
-                    "rows_in": tr.get("rows_in", 0),
-                    "rows_quarantined": tr.get("rows_quarantined", 0),
-                    # rows an earlier load curated, sent again (quarantined `duplicate_row`,
-                    # status redelivered): an at-least-once export's overlap, not bad data
-                    "rows_redelivered": tr.get("rows_redelivered", tr.get("rows_unchanged") or 0),
-                    "reasons": tr.get("reasons", {}),
-                    "source_file": tr.get("source_file"),
-                }
-            )
     bundles = _bundles(workdir)
     for name, version, created, rows, contract_version, run_id, n_versions in sorted(versions):
         contract = CONTRACTS.get(name)
-        # the quality of the data as delivered: the latest delivery's load (a re-processing of
-        # quarantined rows is a batch of rows that failed before, not a delivery)
+        # the quality of the data as delivered: the latest delivery's load
         last = [x for x in loads if x["table"] == name and x["job"] != REPROCESS_JOB]
-        latest = last[-1] if last else None
-        share = _failed_share(latest) if latest else 0.0
+        latest = _latest_delivery(loads, name)
+        check = _check(latest) if latest else quality_check(0, 0)
         datasets.append(
             {
                 "name": f"curated.{name}",
@@ -117,9 +171,11 @@ def catalog(workdir: str | Path) -> dict[str, Any]:
                     "rows_in": latest["rows_in"] if latest else None,
                     "rows_quarantined": latest["rows_quarantined"] if latest else None,
                     "rows_redelivered": latest["rows_redelivered"] if latest else None,
-                    # of the rows the delivery sent for the first time, the share that failed
-                    "quarantined_share": round(share, 4),
-                    "passed": share <= FAILING_SHARE,
+                    "rows_withheld": latest["rows_withheld"] if latest else None,
+                    # of the rows the delivery sent for the first time (and judged), the share
+                    # that failed: the ingest report's `contract_check` (`quality_check`)
+                    "quarantined_share": round(check.share, 4),
+                    "passed": check.passed,
                     "reasons": latest["reasons"] if latest else {},
                     "open_quarantine": quarantine.get(name, 0),
                     "open_reasons": open_reasons.get(name, {}),

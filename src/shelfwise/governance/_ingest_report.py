@@ -5,7 +5,48 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["IngestReport", "IngestSettings", "TableReport"]
+__all__ = ["FAILING_SHARE", "IngestReport", "IngestSettings", "QualityCheck", "TableReport", "quality_check"]
+
+# a load whose quarantined share of its new, judged rows is above this fails its check
+FAILING_SHARE = 0.05
+
+
+@dataclass(frozen=True)
+class QualityCheck:
+    """The quality verdict of one load of a table: the share of the rows it sent for the first
+    time and judged that failed a check. Re-delivered rows (curated or quarantined by an earlier
+    load: an at-least-once export's overlap) are neither failures nor new; withheld rows (erased
+    users') were never judged. The ingest summary, its JSON (`contract_check`), the catalog, the
+    governance report and the registry's `data_contracts` gate all say this one verdict."""
+
+    judged: int  # the load's new rows that were checked
+    failed: int  # of them, quarantined
+    share: float
+
+    @property
+    def passed(self) -> bool:
+        return self.share <= FAILING_SHARE
+
+    @property
+    def verdict(self) -> str:
+        """`passed` or `failed` (the ingest report's `contract_check`)."""
+        return "passed" if self.passed else "failed"
+
+    def describe(self) -> str:
+        """E.g. "FAILING: 1 of 10 new rows quarantined (10.0%, over 5%)"."""
+        head = "passed" if self.passed else "FAILING"
+        limit = f"{'over' if not self.passed else 'limit'} {100 * FAILING_SHARE:g}%"
+        return f"{head}: {self.failed:,} of {self.judged:,} new rows quarantined ({100 * self.share:.1f}%, {limit})"
+
+
+def quality_check(
+    rows_in: int, rows_quarantined: int, rows_redelivered: int = 0, rows_withheld: int = 0
+) -> QualityCheck:
+    """The one rule that judges a load (`QualityCheck`)."""
+    again = int(rows_redelivered or 0)
+    judged = int(rows_in or 0) - again - int(rows_withheld or 0)
+    failed = max(int(rows_quarantined or 0) - again, 0)
+    return QualityCheck(max(judged, 0), failed, failed / judged if judged > 0 else 0.0)
 
 
 @dataclass(frozen=True)
@@ -37,6 +78,7 @@ class TableReport:
     personal_columns_dropped: list[str] = field(default_factory=list)
     curated_version: int | None = None
     content_hash: str = ""
+    # the load's quality verdict, `passed` or `failed` (`quality_check`; set by `check`)
     contract_check: str = "passed"
     # the files read (one, or a folder's parts) -> the sha256 of each, taken while staging
     source_files: dict[str, str] = field(default_factory=dict)
@@ -64,6 +106,12 @@ class TableReport:
     # the time goes (`benchmarks/ingest_speed.py`)
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
+    def check(self) -> QualityCheck:
+        """This load's verdict (`quality_check`); `contract_check` is set to it."""
+        got = quality_check(self.rows_in, self.rows_quarantined, self.rows_redelivered, self.rows_withheld)
+        self.contract_check = got.verdict
+        return got
+
 
 @dataclass
 class IngestReport:
@@ -86,6 +134,9 @@ class IngestReport:
         return self.run_id
 
     def to_dict(self) -> dict[str, Any]:
+        checks = {name: t.check() for name, t in self.tables.items()}  # (sets contract_check)
         d = asdict(self)
         d["lineage_run_id"] = self.run_id
+        for name, got in checks.items():  # the share the verdict is of (the catalog's too)
+            d["tables"][name]["quarantined_share"] = round(got.share, 4)
         return d

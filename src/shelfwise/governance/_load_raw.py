@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ..errors import SourceError
 from ..storage._sources import JSON_DELIMITER, LINE_COLUMN, PART_LINES
-from ._compile import DUCKDB, lit, q
+from ._compile import DUCKDB, SPARK, Dialect, lit, q
 from ._load_state import (
     LoadState,
     column_key,
@@ -25,7 +25,7 @@ from ._load_state import (
 )
 from ._reasons import Reason
 
-__all__ = ["load_raw", "store_raw"]
+__all__ = ["load_raw", "new_key_detail", "store_raw", "tell_new_keys"]
 
 
 def load_raw(st: LoadState) -> None:
@@ -98,6 +98,53 @@ def _define_load(st: LoadState, table: str) -> None:
         f"CREATE OR REPLACE TEMP VIEW {st.load} AS SELECT {cols} FROM {table} l "
         f"LEFT JOIN curated.{q(st.name)} f ON {on} WHERE l._load = {st.load_id}"
     )
+
+
+def _entity(table: str) -> str:
+    """One row of a table, in words: products -> product, queries -> query."""
+    return table[:-3] + "y" if table.endswith("ies") else table[:-1] if table.endswith("s") else table
+
+
+def new_key_detail(st: LoadState, d: Dialect = DUCKDB) -> str | None:
+    """The checked rows' `_detail`, as SQL, with a filled column's "<column>: empty" said for
+    what it is: the file has no such column and the row's key has no curated row to take it
+    from ("title: not in this file, and P888888 is not a curated product (a new product needs
+    its title)"); None when the load fills no column. A filled column is empty only so: a
+    curated row has every required value."""
+    if not st.filled:
+        return None
+    keys = [d.q(k) for k in st.contract.key]
+    sep = " || ', ' || "
+    shown = keys[0] if len(keys) == 1 else f"'(' || {sep.join(keys)} || ')'"
+    one = _entity(st.name)
+    needs = ", ".join(st.filled)
+    known = " AND ".join(f"{k} IS NOT NULL" for k in keys)
+    whens = " ".join(
+        f"WHEN _detail = {d.lit(c + ': empty')} AND {known} THEN "
+        f"{d.lit(c + ': not in this file, and ')} || {shown} || "
+        f"{d.lit(f' is not a curated {one} (a new {one} needs its {needs})')}"
+        for c in st.filled
+    )
+    return f"CASE {whens} ELSE _detail END"
+
+
+def tell_new_keys(st: LoadState) -> None:
+    """Say why a row of a new key in a delivery without some required column is quarantined
+    (`new_key_detail`), in the checked rows of either engine: DuckDB's `_checked`, Spark's
+    `checked` frame (both read the load view `_define_load` fills)."""
+    if st.engine is not None and st.engine.name == "spark":
+        detail = new_key_detail(st, SPARK)
+        if detail is not None:
+            from pyspark.sql import functions as F
+
+            st.frames["checked"] = st.frames["checked"].withColumn("_detail", F.expr(detail))
+        return
+    detail = new_key_detail(st)
+    if detail is not None:
+        from ._load_state import CHECKED
+
+        empty = ", ".join(lit(c + ": empty") for c in st.filled)
+        st.wh.sql(f"UPDATE {CHECKED} SET _detail = {detail} WHERE _detail IN ({empty})")
 
 
 def _read_csv(st: LoadState, into: str) -> None:

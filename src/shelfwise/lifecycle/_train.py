@@ -193,10 +193,14 @@ def _train_logged(
         else:
             ingest_run = report.run_id
             ingested = report.to_dict()
+            from ..reporting._quality import load_counts
+
             log(
                 f"ingested {data}{' (appended)' if append else ''}: "
                 + ", ".join(
-                    f"{t} {r.rows_curated:,} {'added' if append else 'curated'} / {r.rows_quarantined:,} quarantined"
+                    f"{t} "
+                    + " / ".join(f"{n:,} {label}" for label, n in load_counts(r))
+                    + f" (check {r.check().describe()})"
                     for t, r in report.tables.items()
                 )
             )

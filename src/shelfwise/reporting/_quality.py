@@ -7,7 +7,7 @@ from pathlib import Path
 
 from jinja2 import Environment, select_autoescape
 
-from ..governance import IngestReport, Reason
+from ..governance import CONTRACTS, IngestReport, Reason, TableReport
 from ..storage import Warehouse
 
 _TEMPLATE = """<!doctype html>
@@ -27,16 +27,16 @@ code{background:#f3f4f6;padding:0 .3rem;border-radius:4px} ul.notes li{margin:.2
 <p class="sub">run <code>{{ r.run_id }}</code> · {{ r.started_at }} · {{ r.data_dir }} · {{ "%.1f"|format(r.seconds) }} s · status <b>{{ r.status }}</b></p>
 <div class="cards">
 <div class="card">rows in<b>{{ "{:,}".format(total_in) }}</b></div>
-<div class="card">{{ 'added (a delivery)' if r.mode == 'append' else 'curated' }}<b>{{ "{:,}".format(total_cur) }}</b></div>
+<div class="card">{{ 'inserted + updated (a delivery)' if r.mode == 'append' else 'curated' }}<b>{{ "{:,}".format(total_cur) }}</b></div>
 <div class="card">quarantined<b>{{ "{:,}".format(total_q) }}</b></div>
 {% if total_w %}<div class="card">withheld (erased users)<b>{{ "{:,}".format(total_w) }}</b></div>{% endif %}
 <div class="card">nothing lost<b class="{{ 'ok' if balanced else 'bad' }}">{{ 'yes' if balanced else 'NO' }}</b></div>
 </div>
 <h2>Tables</h2>
-<table><tr><th>table</th><th>source</th><th>contract</th><th>rows in</th><th>{{ 'added' if r.mode == 'append' else 'curated' }}</th><th>quarantined</th>{% if total_w %}<th>withheld</th>{% endif %}<th>balanced</th><th>version</th></tr>
+<table><tr><th>table</th><th>source</th><th>contract</th><th>rows in</th><th>{{ 'inserted + updated' if r.mode == 'append' else 'curated' }}</th><th>quarantined</th>{% if total_w %}<th>withheld</th>{% endif %}<th>balanced</th><th>check</th><th>version</th></tr>
 {% for t in r.tables.values() %}<tr><td>{{ t.table }}</td><td>{{ t.source_file.split('/')[-1] }}</td><td>{{ t.contract_version }}</td>
-<td>{{ "{:,}".format(t.rows_in) }}</td><td>{{ "{:,}".format(t.rows_curated) }}{% if t.mode == 'append' %} ({{ "{:,}".format(t.rows_inserted or 0) }} new, {{ "{:,}".format(t.rows_updated or 0) }} updated; {{ "{:,}".format(t.rows_unchanged or 0) }} re-delivered; {{ "{:,}".format(t.rows_total) }} in all){% endif %}</td><td>{{ "{:,}".format(t.rows_quarantined) }}</td>{% if total_w %}<td>{{ "{:,}".format(t.rows_withheld) }}</td>{% endif %}
-<td class="{{ 'ok' if t.balanced else 'bad' }}">{{ 'yes' if t.balanced else 'no' }}</td><td>v{{ t.curated_version }}</td></tr>{% endfor %}
+<td>{{ "{:,}".format(t.rows_in) }}</td><td>{{ "{:,}".format(t.rows_curated) }}{% if t.mode == 'append' %} ({{ "{:,}".format(t.rows_inserted or 0) }} inserted, {{ "{:,}".format(t.rows_updated or 0) }} updated; {{ "{:,}".format(t.rows_unchanged or 0) }} unchanged (re-delivered); {{ "{:,}".format(t.rows_total) }} in all){% endif %}</td><td>{{ "{:,}".format(t.rows_quarantined) }}</td>{% if total_w %}<td>{{ "{:,}".format(t.rows_withheld) }}</td>{% endif %}
+<td class="{{ 'ok' if t.balanced else 'bad' }}">{{ 'yes' if t.balanced else 'no' }}</td>{% set c = t.check() %}<td class="{{ 'ok' if c.passed else 'bad' }}">{{ c.describe() }}</td><td>v{{ t.curated_version }}</td></tr>{% endfor %}
 </table>
 <h2>Quarantine by reason</h2>
 <table><tr><th>table</th><th>reason</th><th>meaning</th><th>rows</th></tr>
@@ -145,23 +145,38 @@ def write_quality_report(workdir: str | Path, report: IngestReport) -> Path:
     return path
 
 
+def load_counts(t: TableReport) -> list[tuple[str, int]]:
+    """What a table's load did, as (label, rows): a full load's curated rows; a delivery's
+    inserted, updated (keyed tables) and unchanged (re-delivered) rows - never "added", which
+    read as new rows for a price feed that only updated prices; then its quarantined rows."""
+    if t.mode == "append":
+        keyed = bool((c := CONTRACTS.get(t.table)) and c.key)
+        done = [("inserted", t.rows_inserted or 0)]
+        done += [("updated", t.rows_updated or 0)] if keyed or t.rows_updated else []
+        done += [("unchanged", t.rows_unchanged or 0)]
+    else:
+        done = [("curated", t.rows_curated)]
+    return [*done, ("quarantined", t.rows_quarantined)]
+
+
 def summary_lines(report: IngestReport) -> list[str]:
-    """A readable plain-text summary (the CLI prints it)."""
+    """A readable plain-text summary (the CLI prints it): per table, its counts, whether the
+    rows balance (in = curated + quarantined + withheld) and - a separate fact - the load's
+    quality check, the verdict the catalog and the registry's gate say (`quality_check`)."""
     delivery = " (a delivery appended to what is curated)" if report.mode == "append" else ""
     lines = [f"ingestion run {report.run_id} ({report.seconds:.1f} s){delivery}"]
     for t in report.tables.values():
-        mark = "ok" if t.balanced else "UNBALANCED"
+        width = {"curated": 10, "quarantined": 8}  # a delivery's inserted, updated, unchanged: 7
+        counts = "  ".join(f"{label} {n:>{width.get(label, 7)},}" for label, n in load_counts(t))
         lines.append(
-            f"  {t.table:<10} in {t.rows_in:>10,}  {'added' if t.mode == 'append' else 'curated'} "
-            f"{t.rows_curated:>10,}  quarantined {t.rows_quarantined:>8,}"
+            f"  {t.table:<10} in {t.rows_in:>10,}  {counts}"
             + (f"  withheld {t.rows_withheld:,}" if t.rows_withheld else "")
-            + f"  [{mark}]"
+            + f"  [{'balanced' if t.balanced else 'UNBALANCED'}]"
         )
-        if t.mode == "append":
-            lines.append(
-                f"      inserted {t.rows_inserted or 0:,}, updated {t.rows_updated or 0:,}, unchanged "
-                f"(re-delivered) {t.rows_unchanged or 0:,}; the table now has {t.rows_total:,} rows"
-            )
+        lines.append(
+            f"      check {t.check().describe()}"
+            + (f"; the table now has {t.rows_total:,} rows" if t.mode == "append" else "")
+        )
         if t.anonymous_rows:
             lines.append(
                 f"      {t.anonymous_rows:,} anonymous row(s) (no user_id) attributed to their session"
