@@ -394,7 +394,8 @@ class Shop:
         """Product ids for a query (or a list per query): lexical + semantic retrieval, fused and
         re-ranked; the results /v1/search answers (business rules included; `rules=False`: the
         search ranking alone). `candidates` (one list or None per query) re-ranks given lists
-        only, with the ranker alone (no rules). A blank query finds nothing. `search_pages`
+        only, with the ranker alone (no rules); a query given None is searched as without
+        `candidates`. A blank query finds nothing. `search_pages`
         also says how each list was found (a fallback list says it is one)."""
         one = isinstance(queries, str)
         pages = self.search_pages(

@@ -115,3 +115,10 @@ def test_demo_trials_are_named_as_planned(monkeypatch) -> None:
         _demo_trials(6)
         == "up to 6 Optuna trials per tuned model (popularity 4, als 5, ease 3: each model's own cap)"
     )
+
+
+def test_a_demo_ending_too_late_is_refused_before_anything_is_made(tmp_path, capsys):
+    """Its last ratings and reviews (up to 5 days after the end) would lie in the future."""
+    assert main(["demo", "--workdir", str(tmp_path / "w"), "--end", "2999-01-01", "--no-train"]) == 2
+    assert "--end 2999-01-01: too late" in capsys.readouterr().err
+    assert not (tmp_path / "w" / "demo-data").exists()

@@ -233,12 +233,13 @@ def test_an_event_sent_twice_in_one_load_is_a_redelivery_not_an_open_fault(tmp_p
     events += ["E4,U9,P2,view,2026-01-01T11:00:00Z"]  # E4 again, another event
     events += [",U7,P2,view,2026-01-01T12:00:00Z"] * 2  # no id: a double row
     events += ["E8,U8,P404,view,2026-01-01T13:00:00Z"] * 2  # a bad event sent twice: one fault
+    events += ["E9,U8,P1,hover,2026-01-01T14:00:00Z"] * 2  # ... a row check's fault too
     (d / "events.csv").write_text(
         "event_id,user_id,product_id,event_type,timestamp\n" + "\n".join(events) + "\n"
     )
     work = tmp_path / "w"
     ev = Ingestor(work, engine=engine(work) if engine else None).run(d).tables["events"]
-    assert (ev.rows_curated, ev.rows_quarantined, ev.rows_redelivered) == (6, 7, 4)
+    assert (ev.rows_curated, ev.rows_quarantined, ev.rows_redelivered) == (6, 9, 5)
     rows = Quarantine(work).list("events", status=None, limit=None)
     assert sorted((r["source_line"], r["status"]) for r in rows) == [
         (7, "redelivered"),
@@ -248,6 +249,8 @@ def test_an_event_sent_twice_in_one_load_is_a_redelivery_not_an_open_fault(tmp_p
         (12, "open"),
         (13, "open"),
         (14, "redelivered"),
+        (15, "open"),
+        (16, "redelivered"),
     ]
 
 

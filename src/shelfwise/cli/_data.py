@@ -105,8 +105,9 @@ def demo(
         typer.Option(
             "--end",
             formats=["%Y-%m-%d"],
-            help="The day the demo's events end (default: this week's day that is whole weeks after "
-            "2026-09-30, so the same seed gives the same shop with its dates shifted).",
+            help="The day the demo's browsing and buying end; ratings and reviews follow purchases by up to "
+            "5 days (default: the latest day at least 6 days ago that is whole weeks after 2026-09-30, "
+            "so the same seed gives the same shop with its dates shifted).",
         ),
     ] = None,
     train_models: Annotated[bool, typer.Option("--train/--no-train", help="Also train and evaluate.")] = True,
@@ -114,15 +115,21 @@ def demo(
 ) -> None:
     """Make a demo shop, run everything on it, and print where the reports are."""
     from ..demo import current_end, generate_demo
+    from ..errors import ShelfwiseError
 
     data = workdir / "demo-data"
     last = end.replace(tzinfo=UTC) if end else current_end()
+    if last > current_end():  # its last ratings would lie in the future (quarantined as such)
+        raise ShelfwiseError(
+            f"--end {last:%Y-%m-%d}: too late; a demo's events run up to 5 days past its end and none "
+            f"may lie in the future: choose {current_end():%Y-%m-%d} or earlier"
+        )
     made = generate_demo(data, products=products, users=users, events=events, seed=seed, end=last)
     if not as_json:
         typer.echo(
             f"demo shop written to {data}: {made.products:,} products, {made.users:,} users, "
-            f"{made.events:,} event rows up to {last:%Y-%m-%d} ({len(made.defects):,} injected defects "
-            "recorded in defects.json)"
+            f"{made.events:,} event rows ending {last:%Y-%m-%d}, ratings and reviews a few days after "
+            f"({len(made.defects):,} injected defects recorded in defects.json)"
         )
     _run_ingest(data, workdir, as_json)
     if train_models:

@@ -136,7 +136,7 @@ def publish(st: LoadState) -> None:
         f"""INSERT INTO quarantine.rows SELECT nextval('quarantine.qid_seq'), {lit(run_id)}, {lit(contract.name)},
             {lit(str(st.src))}, c._source_line, c._reasons[1], c._reasons, c._detail, {raw_json},
             CASE WHEN c._redelivered OR {ID_CURATED_SQL.format(reasons="c._reasons", detail="c._detail")}
-                   OR {quarantined_before(st, raw_json)} OR {sent_twice(st, "c._reasons", "c._detail", raw_json)}
+                   OR {quarantined_before(st, raw_json)} OR {sent_twice(st, "c._reasons", "c._detail", raw_json, "c._source_line")}
                  THEN 'redelivered' ELSE 'open' END, now()::TIMESTAMP, NULL
             FROM (SELECT *, {redelivered} AS _redelivered FROM {CHECKED}) c
             JOIN {st.load} l ON l._source_line = c._source_line
@@ -159,21 +159,22 @@ def publish(st: LoadState) -> None:
 ID_CURATED_SQL = "(len({reasons}) = 1 AND {detail} LIKE 'event_id %: already curated')"
 
 
-def sent_twice(st: LoadState, reasons: str, detail: str, raw: str) -> str:
-    """The condition that a quarantined row is one event sent twice within this load: an exact
-    copy of an earlier row, its client's event_id included (a client's retry of a batch that two
-    server processes both accepted and one absorb reads; an export that re-sends an event in the
-    same file), whether or not the first copy is valid (that one holds the fault, if any). A
-    re-send, counted `redelivered`, not an open fault; a row repeating an event_id with other
-    content stays open (the id was reused for another event), as does a copy without an id or
-    with the server's (nothing says it is the same event: `client_event_id`)."""
+def sent_twice(st: LoadState, reasons: str, detail: str, raw: str, line: str) -> str:
+    """The condition, over the load's quarantined rows (`raw` their fields as received, `line`
+    their source line), that a row is one event sent twice within this load, its client's
+    event_id included: a client's retry of a batch that two server processes both accepted and
+    one absorb reads; an export that repeats an event in the same file. Such a copy is a
+    re-send, counted `redelivered`, not one more open fault: the exact duplicate of a valid row,
+    and the later copies of a bad one (whatever check it failed: its first copy holds the
+    fault). A row repeating an event_id with other content stays open (the id was reused for
+    another event), as does a copy without an id or with the server's (nothing says it is the
+    same event: `client_event_id`)."""
     if "event_id" not in st.contract.column_names:
         return "false"
     given = client_event_id(f"json_extract_string({raw}, '$.event_id')")
-    return (
-        f"({reasons}[1] = 'duplicate_row' AND {detail} = 'exact duplicate of an earlier row' "
-        f"AND nullif(trim({given}), '') IS NOT NULL)"
-    )
+    duplicate = f"({reasons}[1] = 'duplicate_row' AND {detail} = 'exact duplicate of an earlier row')"
+    copy = f"row_number() OVER (PARTITION BY {raw}::VARCHAR ORDER BY {line}) > 1"
+    return f"(nullif(trim({given}), '') IS NOT NULL AND ({duplicate} OR {copy}))"
 
 
 def quarantined_before(st: LoadState, raw: str) -> str:

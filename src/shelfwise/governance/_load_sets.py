@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from ._compile import client_event_id, lit, q
 from ._contracts import BOT_EVENT_TYPES
+from ._load_raw import tell_new_keys
 from ._load_state import LoadState
 from ._privacy import Pseudonymizer, SecretStore
 from ._reasons import Reason
@@ -19,6 +20,7 @@ __all__ = ["check_sets"]
 
 def check_sets(st: LoadState) -> None:
     wh, contract = st.wh, st.contract
+    tell_new_keys(st)  # a new key's row in a delivery without some required column: said so
     # (an event_id the server gave is not the event's content: `client_event_id`)
     content = [
         client_event_id(q(c)) if c == "event_id" else q(c) for c in contract.column_names
@@ -151,45 +153,62 @@ def resent_bot_lines(st: LoadState) -> list[int]:
     return [int(r[0]) for r in rows]
 
 
-def curated_near(st: LoadState, span: tuple | None, users: Callable[[], list[str]]) -> bool:
+def appending_events(st: LoadState) -> bool:
+    """Whether this load may have curated events near its own (`curated_near`): a delivery
+    appended to a curated table, not a re-processing of the quarantine's rows."""
+    return st.mode == "append" and not st.reprocess and st.name in st.wh.curated_tables()
+
+
+def curated_near(st: LoadState, spans: Callable[[], list[tuple[str, int, int]]]) -> bool:
     """Appending: the curated behaviour events of this load's users within a robot window of
-    the load's own behaviour events (from `span[0]` to `span[1]`, epoch microseconds), as the temp table
-    `_near(user_id, ts_us, product_id, event_type)` in the warehouse (the user's RAW id, the
-    time in epoch microseconds); False when there are none. A robot's burst that an export
-    splits across two deliveries is under the limit in each; the window counts both parts.
-    The curated rows are read from DuckDB on both engines; only the load's users (`users()`,
-    their raw ids) with curated events in the span are pseudonymized (the keyed HMAC of
-    publishing) to be matched."""
+    each user's own behaviour events in the load, as the temp table `_near(user_id, ts_us,
+    product_id, event_type)` in the warehouse (the user's RAW id, the time in epoch
+    microseconds); False when there are none. A robot's burst that an export splits across two
+    deliveries is under the limit in each; the window counts both parts. `spans()`: per user
+    of the load with behaviour events, (raw id, first, last) in epoch microseconds; each user's
+    own span bounds what is read of theirs (one late straggler in a delivery widens the load's
+    span, not every user's). The curated rows are read from DuckDB on both engines; the load's
+    users are pseudonymized (the keyed HMAC of publishing) only when curated behaviour events
+    lie within the load's span at all."""
+    if not appending_events(st):
+        return False
+    users = spans()
+    if not users:
+        return False
     wh = st.wh
-    if st.mode != "append" or st.reprocess or st.name not in wh.curated_tables():
-        return False
-    if not span or span[0] is None:
-        return False
-    w = f"INTERVAL {int(st.settings.bot_window_seconds)} SECOND"
+    w = int(st.settings.bot_window_seconds) * 1_000_000
+    lo, hi = min(u[1] for u in users) - w, max(u[2] for u in users) + w
     types = ", ".join(lit(t) for t in BOT_EVENT_TYPES)
-    near = (
-        f"FROM curated.{q(st.name)} c WHERE c.event_type IN ({types}) "
-        f'AND c."timestamp" BETWEEN make_timestamp(?) - {w} AND make_timestamp(?) + {w}'
+    span = (
+        f"c.event_type IN ({types}) "
+        f'AND c."timestamp" BETWEEN make_timestamp({int(lo)}) AND make_timestamp({int(hi)})'
     )
-    found = {r[0] for r in wh.sql(f"SELECT DISTINCT c.user_id {near}", list(span)).fetchall()}
-    if not found:
+    if not wh.sql(f"SELECT 1 FROM curated.{q(st.name)} c WHERE {span} LIMIT 1").fetchone():
         return False
-    raw = users()
+    raw = [u[0] for u in users]
     pseudo = Pseudonymizer(SecretStore(st.workdir).pseudonym_key())
-    pairs = [(r, p) for r, p in zip(raw, pseudo.many(raw), strict=True) if p in found]
-    if not pairs:
-        return False
-    ids = pa.table({"raw_id": [r for r, _ in pairs], "pseudonym": [p for _, p in pairs]})
+    ids = pa.table(
+        {
+            "raw_id": raw,
+            "pseudonym": pseudo.many(raw),
+            "lo": [u[1] - w for u in users],
+            "hi": [u[2] + w for u in users],
+        }
+    )
     wh.db.register("_near_ids", ids)
     try:
         wh.sql(
             f"""CREATE OR REPLACE TEMP TABLE _near AS
                 SELECT m.raw_id AS user_id, epoch_us(c."timestamp") AS ts_us, c.product_id, c.event_type
-                {near.replace("WHERE", "JOIN _near_ids m ON m.pseudonym = c.user_id WHERE", 1)}""",
-            list(span),
+                FROM curated.{q(st.name)} c JOIN _near_ids m ON m.pseudonym = c.user_id
+                WHERE {span} AND epoch_us(c."timestamp") BETWEEN m.lo AND m.hi"""
         )
     finally:
         wh.db.unregister("_near_ids")
+    row = wh.sql("SELECT count(*) FROM _near").fetchone()
+    if not row or not row[0]:
+        wh.sql("DROP TABLE _near")
+        return False
     return True
 
 
@@ -216,16 +235,13 @@ def _flag_bot_windows(st: LoadState) -> None:
     behaviour = f"len(_reasons) = 0 AND event_type IN ({types})"
     peak, secs = int(s.bot_max_events), int(s.bot_window_seconds)
     wh = st.wh
-    span = wh.sql(
-        f'SELECT epoch_us(min("timestamp")), epoch_us(max("timestamp")) FROM _checked WHERE {behaviour}'
-    ).fetchone()
-    near = curated_near(
+    near = appending_events(st) and curated_near(
         st,
-        span,
         lambda: [
-            r[0]
+            (r[0], int(r[1]), int(r[2]))
             for r in wh.sql(
-                f"SELECT DISTINCT user_id FROM _checked WHERE {behaviour} AND user_id IS NOT NULL"
+                f'SELECT user_id, epoch_us(min("timestamp")), epoch_us(max("timestamp")) FROM _checked '
+                f"WHERE {behaviour} AND user_id IS NOT NULL GROUP BY user_id"
             ).fetchall()
         ],
     )

@@ -49,8 +49,9 @@ from ._load_publish import (
     sent_twice,
     upsert_select,
 )
+from ._load_raw import tell_new_keys
 from ._load_rows import day_first_dates
-from ._load_sets import NEAR_DETAIL, RESENT_BOT_DETAIL, curated_near, resent_bot_lines
+from ._load_sets import NEAR_DETAIL, RESENT_BOT_DETAIL, appending_events, curated_near, resent_bot_lines
 from ._load_state import LoadState, count_withheld, safe
 from ._privacy import Pseudonymizer, SecretStore
 from ._reasons import Reason
@@ -253,6 +254,7 @@ def spark_withhold_erased(st: LoadState) -> None:
 def spark_check_sets(st: LoadState) -> None:
     """As `_load_sets.check_sets`, in Spark."""
     contract = st.contract
+    tell_new_keys(st)
     content = [client_event_id(bq(c)) if c == "event_id" else bq(c) for c in contract.column_names] + [
         bq("x_" + safe(e)) for e in st.extra_kept
     ]
@@ -384,11 +386,12 @@ def _flag_bots(st: LoadState) -> None:
     peak = int(s.bot_max_events)
     mine = st.frames["checked"].where(behaviour)
     ts = F.unix_micros(F.col("timestamp").cast("timestamp"))
-    span = mine.agg(F.min(ts), F.max(ts)).first()
-    near = curated_near(
+    near = appending_events(st) and curated_near(
         st,
-        (span[0], span[1]) if span else None,
-        lambda: [r[0] for r in mine.where("user_id IS NOT NULL").select("user_id").distinct().collect()],
+        lambda: [
+            (r[0], int(r[1]), int(r[2]))
+            for r in mine.where("user_id IS NOT NULL").groupBy("user_id").agg(F.min(ts), F.max(ts)).collect()
+        ],
     )
     micros = "unix_micros(CAST(`timestamp` AS TIMESTAMP))"
     rows = f"SELECT user_id, {micros} AS ts_us, 1 AS own FROM {view} WHERE {behaviour}"
@@ -519,7 +522,7 @@ def spark_publish(st: LoadState) -> None:
             {lit(str(st.src))}, source_line, reason, reasons, detail, raw::JSON,
             CASE WHEN list_contains(?::BIGINT[], source_line)
                    OR {ID_CURATED_SQL.format(reasons="reasons", detail="detail")}
-                   OR {quarantined_before(st, "raw")} OR {sent_twice(st, "reasons", "detail", "raw")}
+                   OR {quarantined_before(st, "raw")} OR {sent_twice(st, "reasons", "detail", "raw", "source_line")}
                  THEN 'redelivered' ELSE 'open' END,
             now()::TIMESTAMP, NULL
             FROM read_parquet('{qdir.as_posix()}/*.parquet') ORDER BY source_line""",

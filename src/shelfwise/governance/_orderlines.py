@@ -149,8 +149,10 @@ def derive(
                     f"(the products are read from it: there is no products file); the header has: {', '.join(header)}",
                 )
 
-    def find(column: str, contract: TableContract) -> list[str]:
-        if column in product_map:
+    def find(column: str, contract: TableContract, mapped: bool = True) -> list[str]:
+        """This file's headers for `column`: the column map's (`mapped`: only when the products
+        are read from this file), else the first of its name and aliases that the file has."""
+        if mapped and column in product_map:
             return list(product_map[column])
         spec = contract.column(column)
         for cand in (spec.name, *spec.aliases):
@@ -162,7 +164,7 @@ def derive(
     # an order-lines export names its products' titles (a plain events file does not): its
     # customers are derived whether or not the products are (a directory with a products file
     # of its own and no users file still gets the customers' attributes)
-    order_lines = bool(find("title", PRODUCTS))
+    order_lines = bool(find("title", PRODUCTS, mapped="products" in need))
     if staged.format == "csv" and not staged.numbered and order_lines:
         # order lines are read with their file lines (each derived row names its last line): a
         # plain file read in place is staged as a numbered copy for it

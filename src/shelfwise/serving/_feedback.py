@@ -377,26 +377,35 @@ def _quarantine(workdir: Path, rows: list[tuple[str, int, dict[str, Any]]], run_
     with Warehouse(workdir) as wh:
         wh.sql("CREATE SEQUENCE IF NOT EXISTS quarantine.qid_seq")
         wh.sql(QUARANTINE_DDL)
+        fields = [
+            json.dumps(
+                raw if isinstance(raw := rec.get("event"), dict) else {"line": json.dumps(raw)},
+                ensure_ascii=False,
+            )
+            for _, _, rec in rows
+        ]
+        # one pass over the quarantine for the whole batch (a query per row scanned it per row):
+        # the lines an absorb that died before removing their segment quarantined already, and
+        # the events rejected before (a client retrying a batch whose events it was told were
+        # rejected: a re-send, not one more open fault, as a re-sent bad row of a file)
+        done: set[tuple[str, int]] = set()
+        again: set[str] = set()
+        if rows:
+            for source, line, raw in wh.sql(
+                """SELECT source_file, source_line, raw::VARCHAR FROM quarantine.rows
+                   WHERE table_name = 'events' AND starts_with(source_file, 'http:')
+                   AND (source_file IN (SELECT unnest(?::VARCHAR[]))
+                        OR raw::VARCHAR IN (SELECT unnest(?::VARCHAR[])))""",
+                [sorted({f"http:{source}" for source, _, _ in rows}), fields],
+            ).fetchall():
+                done.add((source, int(line)))
+                again.add(raw)
         n = 0
-        for source, line, rec in rows:
-            if wh.sql(  # quarantined already by an absorb that died before removing the segment
-                "SELECT 1 FROM quarantine.rows WHERE table_name = 'events' AND source_file = ? "
-                "AND source_line = ? LIMIT 1",
-                [f"http:{source}", line],
-            ).fetchone():
-                continue
+        for (source, line, rec), raw_fields in zip(rows, fields, strict=True):
+            if (f"http:{source}", line) in done:
+                continue  # quarantined already by an absorb that died before removing the segment
             n += 1
             failures = rec.get("failures") or [{"reason": "malformed_row", "detail": "rejected"}]
-            raw = rec.get("event")
-            fields = json.dumps(
-                raw if isinstance(raw, dict) else {"line": json.dumps(raw)}, ensure_ascii=False
-            )
-            # the same event rejected before (a client retrying a batch whose events it was told
-            # were rejected): a re-send, not one more open fault (as a re-sent bad row of a file)
-            again = wh.sql(
-                "SELECT 1 FROM quarantine.rows WHERE table_name = 'events' AND raw::VARCHAR = ?::JSON::VARCHAR LIMIT 1",
-                [fields],
-            ).fetchone()
             wh.sql(
                 "INSERT INTO quarantine.rows VALUES (nextval('quarantine.qid_seq'), ?, 'events', ?, ?, ?, ?, ?, ?, "
                 "?, now()::TIMESTAMP, NULL)",
@@ -407,8 +416,9 @@ def _quarantine(workdir: Path, rows: list[tuple[str, int, dict[str, Any]]], run_
                     failures[0]["reason"],
                     [f["reason"] for f in failures],
                     "; ".join(f["detail"] for f in failures)[:1000],
-                    fields,
-                    "redelivered" if again else "open",
+                    raw_fields,
+                    "redelivered" if raw_fields in again else "open",
                 ],
             )
+            again.add(raw_fields)
     return n

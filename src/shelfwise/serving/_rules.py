@@ -420,7 +420,10 @@ class Rules:
         adds candidates of other categories, the popular list, and applies the rules again)."""
         if not self.max_per_category:
             return False
-        counts = Counter(self._category(p, catalog) for p in items if p in catalog)
+        # (pins stand where they are put, outside the cap: a merchant pinning more of one
+        # category than it allows would otherwise send every request to the fill)
+        pinned = {r.product_id for r in self.items if r.action == "pin"}
+        counts = Counter(self._category(p, catalog) for p in items if p in catalog and p not in pinned)
         return max(counts.values(), default=0) > self.max_per_category
 
     def _diversify(self, ranked: list[str], k: int, catalog: ItemInfo) -> list[str]:
