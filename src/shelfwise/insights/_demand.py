@@ -43,12 +43,23 @@ Series too short to cross-validate get the mean of their last 8 weeks with a Poi
 
 The season length is detected once per run on the total series (see `detect_season`); a series
 shorter than two seasons plus the validation windows is modelled without a season.
+
+The fits (nearly all the time: ~0.3 s of CPU per series with a 52-week season, AutoETS 3/4 of it)
+run CHUNK_SERIES series at a time, in worker processes when the series are many (one per CPU the
+process may use, `demand_jobs`; `SHELFWISE_DEMAND_JOBS` fixes it), with the same forecasts to the
+last digit however they run ("running the fits"); a person watching sees each step's series
+fitted of the total and the steps still to come (`_Progress`).
 """
 
 from __future__ import annotations
 
 import math
+import os
+import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -466,9 +477,256 @@ def _group_seasonal(
 
 
 def _statsforecast(models: list[Any]) -> Any:
+    """statsforecast for `models`, fitting the series CHUNK_SERIES at a time in the processes
+    and with the progress display of the run in course (`_fitting`; none: here, silently)."""
+    run = _RUN.get()
+    return _chunked_class()(models=models, freq="7D", jobs=run.jobs, progress=run.progress)
+
+
+# -- running the fits --------------------------------------------------------------------------
+# statsforecast fits series by series, and a fit is the same wherever it runs but for one thing:
+# AutoTheta's sums depend on the series' address in memory (its 16-byte alignment: measured, 1
+# ulp apart in 1 of ~30 series), and statsforecast's own n_jobs copies the series into new
+# arrays for its workers. So the series are fitted in place instead: in chunks that are views of
+# the one array statsforecast made, here or in worker processes forked while it exists (a forked
+# worker reads it at the same address): the same numbers to the last digit, whatever the count.
+CHUNK_SERIES = 40  # series per task: a progress step (seconds of fits), the workers' balance
+SERIES_PER_JOB = 150  # a worker process per this many series at most (fewer: seconds of fits)
+JOBS_ENV = "SHELFWISE_DEMAND_JOBS"  # the processes fitting the series, fixed (1: no worker)
+
+
+def demand_jobs(n_series: int) -> int:
+    """The processes that fit `n_series` series: the CPUs this process may use (its CPU
+    affinity capped by a cgroup quota, `available_cpus`), at most one per SERIES_PER_JOB series;
+    `SHELFWISE_DEMAND_JOBS` fixes it; 1 (no worker: the fits run here) where processes cannot be
+    forked (the workers must see the series at their addresses) and, unless fixed, in a process
+    running other threads."""
+    import multiprocessing
+
+    from .._threads import available_cpus
+
+    fixed = os.environ.get(JOBS_ENV, "").strip()
+    if fixed:
+        try:
+            jobs = int(fixed)
+        except ValueError:
+            raise ShelfwiseError(f"{JOBS_ENV}={fixed!r}: use a whole number of processes (1: none)") from None
+    else:
+        import threading
+
+        # forked workers are safe only from a process with one thread: another thread (a
+        # server's, a notebook's) may hold a lock at the fork that a worker then waits on forever
+        if threading.active_count() > 1:
+            return 1
+        jobs = min(available_cpus(), n_series // SERIES_PER_JOB)
+    if sys.platform != "linux" or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    return max(1, jobs)
+
+
+class _Progress:
+    """The long steps of a demand forecast on stderr, as `shelfwise train` shows its own
+    (lifecycle/_console.py `RunConsole`): the step, its series fitted of the total, the time
+    spent and the steps after it; only for a person watching (`show_progress`), gone when done.
+    Off (`show` False): nothing is shown."""
+
+    def __init__(self, show: bool):
+        self._progress: Any = None
+        self._task: Any = None
+        if show:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[remaining]}"),
+                console=Console(stderr=True),
+                transient=True,
+            )
+
+    def __enter__(self) -> _Progress:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    @contextmanager
+    def stage(self, name: str, remaining: list[str]) -> Iterator[None]:
+        """A step: its total grows as its fits start (`expect`), `advance` counts them done."""
+        if self._progress is not None:
+            self._task = self._progress.add_task(
+                name, total=None, remaining=("then: " + ", ".join(remaining)) if remaining else ""
+            )
+        try:
+            yield
+        finally:
+            if self._progress is not None:
+                self._progress.remove_task(self._task)
+                self._task = None
+
+    def expect(self, steps: int) -> None:
+        if self._progress is not None and self._task is not None:
+            total = self._progress.tasks[self._progress.task_ids.index(self._task)].total
+            self._progress.update(self._task, total=(total or 0) + steps)
+
+    def advance(self, steps: int) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.advance(self._task, steps)
+
+
+def show_progress() -> bool:
+    """Whether a person is watching, as `shelfwise train` decides: stderr and stdout terminals."""
+    return sys.stderr.isatty() and sys.stdout.isatty()
+
+
+@dataclass(frozen=True)
+class _Run:
+    """How the fits of the forecast in course run (`forecast_series`): in `jobs` processes, the
+    progress shown on `progress`, in the step `group` of the steps `later` still to come."""
+
+    jobs: int = 1
+    progress: _Progress = field(default_factory=lambda: _Progress(False))
+    group: str = ""
+    later: tuple[str, ...] = ()
+
+
+# (the default shows nothing and holds nothing: shared safely)
+_RUN: ContextVar[_Run] = ContextVar("shelfwise_demand_run", default=_Run())  # noqa: B039
+
+
+@contextmanager
+def _fitting(run: _Run) -> Iterator[None]:
+    token = _RUN.set(run)
+    try:
+        yield
+    finally:
+        _RUN.reset(token)
+
+
+@contextmanager
+def _step(steps: list[str], k: int) -> Iterator[None]:
+    """The step `k` of `steps` for the group of series in course, shown with the steps after it
+    and the groups still to come."""
+    run = _RUN.get()
+    with run.progress.stage(f"{run.group}: {steps[k]}", [*steps[k + 1 :], *run.later]):
+        yield
+
+
+# the series of a fit, by key, for the worker processes forked while they exist (the workers read
+# them where they are: see above)
+_SHARED: dict[int, tuple[Any, str, dict[str, Any]]] = {}
+
+
+def _fit_shared(task: tuple[int, int, int]) -> tuple[int, dict[str, Any]]:
+    """In a worker (or here): the fits of the series `start:stop` of the shared fit `key`."""
+    key, start, stop = task
+    ga, method, kwargs = _SHARED[key]
+    return start, getattr(_view(ga, start, stop), method)(**kwargs)
+
+
+def _view(ga: Any, start: int, stop: int) -> Any:
+    """The series `start:stop` of a statsforecast GroupedArray, in place (not a copy)."""
+    from statsforecast.core import GroupedArray
+
+    lo, hi = int(ga.indptr[start]), int(ga.indptr[stop])
+    return GroupedArray(ga.data[lo:hi], ga.indptr[start : stop + 1] - lo)
+
+
+_CHUNKED: Any = None
+
+
+def _chunked_class() -> Any:
+    """StatsForecast fitting its series CHUNK_SERIES at a time, in place (`_view`), in `jobs`
+    processes forked for the fit (1: here), telling `progress` the series as they start and end.
+    (Its n_jobs only sends statsforecast to its parallel path, which this class replaces.)"""
+    global _CHUNKED
+    if _CHUNKED is not None:
+        return _CHUNKED
     from statsforecast import StatsForecast
 
-    return StatsForecast(models=models, freq="7D", n_jobs=1)
+    class Chunked(StatsForecast):  # type: ignore[misc]
+        def __init__(self, *, models: list[Any], freq: str, jobs: int, progress: _Progress):
+            super().__init__(models=models, freq=freq, n_jobs=2)
+            self.jobs, self.progress = jobs, progress
+
+        def _prepare_fit(self, *args: Any, **kwargs: Any) -> None:
+            super()._prepare_fit(*args, **kwargs)
+            self.n_jobs = 2 if self.ga.n_groups > 1 else 1  # (one series: statsforecast's own loop)
+            self.progress.expect(self.ga.n_groups)
+            if self.n_jobs == 1:
+                self.progress.advance(self.ga.n_groups)  # (a series: seconds at most)
+
+        def _cross_validation_parallel(
+            self,
+            h: int,
+            test_size: int,
+            step_size: int,
+            input_size: int | None,
+            fitted: bool,
+            level: Any,
+            refit: Any,
+            target_col: str,
+        ) -> dict[str, Any]:
+            if fitted:
+                raise NotImplementedError("fitted values of chunked cross-validation")
+            kwargs = dict(
+                models=self.models, h=h, test_size=test_size, fallback_model=self.fallback_model,
+                step_size=step_size, input_size=input_size, fitted=False, level=level, refit=refit,
+                verbose=False, target_col=target_col,
+            )  # fmt: skip
+            out = self._chunks("cross_validation", kwargs)
+            return {"forecasts": np.vstack([r["forecasts"] for r in out]), "cols": out[0]["cols"]}
+
+        def _forecast_parallel(
+            self, h: int, fitted: bool, X: Any, level: Any, target_col: str
+        ) -> dict[str, Any]:
+            if fitted or X is not None:
+                raise NotImplementedError("fitted values or exogenous variables in a chunked forecast")
+            kwargs = dict(
+                models=self.models, h=h, fallback_model=self.fallback_model, fitted=False, X=None,
+                level=level, verbose=False, target_col=target_col,
+            )  # fmt: skip
+            out = self._chunks("forecast", kwargs)
+            return {
+                "forecasts": np.vstack([r["forecasts"] for r in out]),
+                "cols": out[0]["cols"],
+                "times": {m: sum(r["times"][m] for r in out) for m in out[0]["times"]},
+            }
+
+        def _chunks(self, method: str, kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+            n = self.ga.n_groups
+            starts = list(range(0, n, CHUNK_SERIES))
+            key = id(self)
+            _SHARED[key] = (self.ga, method, kwargs)
+            done: dict[int, dict[str, Any]] = {}
+            try:
+                tasks = [(key, a, min(a + CHUNK_SERIES, n)) for a in starts]
+                jobs = min(self.jobs, len(tasks))
+                if jobs <= 1:
+                    for task in tasks:
+                        a, res = _fit_shared(task)
+                        done[a] = res
+                        self.progress.advance(task[2] - a)
+                else:
+                    import multiprocessing
+
+                    # forked after _SHARED holds the series: each worker reads them in place
+                    with multiprocessing.get_context("fork").Pool(jobs) as pool:
+                        for a, res in pool.imap_unordered(_fit_shared, tasks):
+                            done[a] = res
+                            self.progress.advance(min(a + CHUNK_SERIES, n) - a)
+            finally:
+                del _SHARED[key]
+            return [done[a] for a in starts]
+
+    _CHUNKED = Chunked
+    return Chunked
 
 
 def _cv_mae(cv: pd.DataFrame, candidates: list[str]) -> pd.DataFrame:
@@ -697,18 +955,27 @@ def forecast_group(
     h = min(horizon, MAX_CV_H)
     windows = max(1, min(3, (n_min - max(season, 1) - 4) // h))
     smooth = [m for m in models if m in SMOOTH_MODELS]
+    steps = [  # of fits, each shown with the steps after it (`_step`)
+        "cross-validation",
+        "final fit",
+        *([GROUP_MODEL] if GROUP_MODEL in models and season > 1 else []),
+        *([INTEREST_MODEL] if interest else []),
+    ]
     with warnings.catch_warnings():
         # statsforecast's fits warn per series (e.g. a constant series); the CV error judges them
         warnings.simplefilter("ignore")
-        cv = _statsforecast(_models(models, season)).cross_validation(
-            df=df[["unique_id", "ds", "y"]], h=h, n_windows=windows, step_size=h
-        )
-        fc = _statsforecast(_models(models, season)).forecast(df=df[["unique_id", "ds", "y"]], h=horizon)
+        with _step(steps, 0):
+            cv = _statsforecast(_models(models, season)).cross_validation(
+                df=df[["unique_id", "ds", "y"]], h=h, n_windows=windows, step_size=h
+            )
+        with _step(steps, 1):
+            fc = _statsforecast(_models(models, season)).forecast(df=df[["unique_id", "ds", "y"]], h=horizon)
     for frame in (cv, fc):
         frame["unique_id"] = frame["unique_id"].astype(str)
     if GROUP_MODEL in models:
         if season > 1:
-            gcv, gfc = _group_seasonal(df, sorted(cv["cutoff"].unique()), h, season, horizon)
+            with _step(steps, 2):
+                gcv, gfc = _group_seasonal(df, sorted(cv["cutoff"].unique()), h, season, horizon)
             keys = ["unique_id", "ds", "cutoff"]
             cv = cv.merge(gcv[[*keys, GROUP_MODEL]], on=keys, how="left")
             fc = fc.merge(gfc[["unique_id", "ds", GROUP_MODEL]], on=["unique_id", "ds"], how="left")
@@ -719,7 +986,8 @@ def forecast_group(
         frame[ENSEMBLE] = frame[offered].mean(axis=1) if offered else frame[list(models)].mean(axis=1)
     candidates = [*models, ENSEMBLE]
     if interest:
-        cv, fc = _with_interest(df, cv, fc, h, windows, season, horizon)
+        with _step(steps, len(steps) - 1):
+            cv, fc = _with_interest(df, cv, fc, h, windows, season, horizon)
         candidates.append(INTEREST_MODEL)
     mae = _cv_mae(cv, candidates)
     rule, rule_scores = choose_rule(cv, candidates, df) if "auto" in (select, *also) else ("", {})
@@ -763,12 +1031,16 @@ def forecast_series(
     models: tuple[str, ...] = DEFAULT_MODELS,
     select: str = "combine",
     also: tuple[str, ...] = (),
+    jobs: int | None = None,
+    progress: bool | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Forecast every series of `series` (`unique_id, ds, y`, weekly, no gaps; with an
     `interest` column, search and browsing demand is a candidate input too) `horizon` weeks
     past its last week: `unique_id, ds, units, lo, hi, model` (units and bounds >= 0), and what
     was chosen (`also`: see `forecast_group`). Used by `insights demand` and by the benchmark,
-    on any weekly data."""
+    on any weekly data. `jobs`: the processes fitting the series (None: `demand_jobs`; the same
+    forecasts whatever the count); `progress`: show the fits' progress on stderr (None: when a
+    person is watching, `show_progress`)."""
     series = series.sort_values(["unique_id", "ds"])
     last_week = series["ds"].max()
     total = series.groupby("ds")["y"].sum().sort_index().to_numpy()
@@ -781,22 +1053,28 @@ def forecast_series(
     info: dict[str, Any] = {"season_length": m, "cv_windows": 0, "cv_h": 0, "calibration": []}
     seasonal_ok = length >= 2 * m + h_cv + 4 if m > 1 else length < 0
     plain_ok = (length >= 2 * h_cv + 8) & ~seasonal_ok
+    groups = []  # (season, intermittent, the series, their kind)
     for ok, s in ((seasonal_ok, m), (plain_ok, 1)):
         for intermittent in (False, True):
             ids = length.index[ok & ((adi > INTERMITTENT_ADI) == intermittent)]
-            if len(ids) == 0:
-                continue
+            if len(ids):
+                groups.append((s, intermittent, ids, "intermittent" if intermittent else "smooth"))
+    jobs = demand_jobs(int((seasonal_ok | plain_ok).sum())) if jobs is None else jobs
+    with _Progress(show_progress() if progress is None else progress) as shown:
+        for k, (s, intermittent, ids, kind) in enumerate(groups):
             names = (*models, *INTERMITTENT_MODELS) if intermittent else models
             part = series[series["unique_id"].isin(ids)]
             with_interest = "interest" in part and bool((part["interest"] > 0).any()) and not intermittent
-            fc, mae = forecast_group(
-                part, horizon, s, names, select=select, interest=with_interest, also=also
-            )
+            later = tuple(f"{g[3]} series, season {g[0]} ({len(g[2]):,})" for g in groups[k + 1 :])
+            with _fitting(_Run(jobs=jobs, progress=shown, group=f"{kind} series, season {s}", later=later)):
+                fc, mae = forecast_group(
+                    part, horizon, s, names, select=select, interest=with_interest, also=also
+                )
             parts.append(fc)
             maes.append(mae)
             info["cv_windows"] = max(info["cv_windows"], mae.attrs["windows"])
             info["cv_h"] = max(info["cv_h"], mae.attrs["h"])
-            group = f"{'intermittent' if intermittent else 'smooth'}, season {s}"
+            group = f"{kind}, season {s}"
             info["calibration"].append({"group": group, "series": len(ids)} | mae.attrs["calibration"])
             if "rule" in mae.attrs:
                 info.setdefault("rules", []).append({"group": group, **mae.attrs["rule"]})
