@@ -534,18 +534,9 @@ class _Progress:
         self._progress: Any = None
         self._task: Any = None
         if show:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from ..lifecycle._console import progress_display
 
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("{task.fields[remaining]}"),
-                console=Console(stderr=True),
-                transient=True,
-            )
+            self._progress = progress_display()
 
     def __enter__(self) -> _Progress:
         if self._progress is not None:

@@ -20,7 +20,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunConsole"]
+__all__ = ["RunConsole", "progress_display"]
+
+
+def progress_display() -> Any:
+    """The display of a long run's steps on stderr (rich; gone when stopped): the step, its bar,
+    done of total, the time spent and what remains (each task's `remaining` field)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[remaining]}"),
+        console=Console(stderr=True),
+        transient=True,
+    )
+
 
 # libraries that log through `logging` to handlers of their own or through the root logger
 _LIBRARY_LOGGERS = (
@@ -77,18 +95,7 @@ class RunConsole:
         self._warnings_ctx.__enter__()
         logging.captureWarnings(True)
         if self.show_progress:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("{task.fields[remaining]}"),
-                console=Console(stderr=True),
-                transient=True,
-            )
+            self._progress = progress_display()
             self._progress.start()
         self._file.info("run log of %s (pid %d)", " ".join(sys.argv), os.getpid())
         return self
