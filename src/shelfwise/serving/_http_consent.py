@@ -9,19 +9,17 @@ the servers share one), so the shopper's next request, on any replica, is answer
 """
 
 import asyncio
-from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from ..governance._consent import FLAGS, record_consent
 from ._http_auth import REQUIREMENT, authorize
-from ._http_context import JSON, AppContext, clean_text, text_pattern
+from ._http_context import JSON, AppContext, clean_text, on_invalid_request, text_pattern
 from ._http_models import error_responses
 
 __all__ = ["ConsentChange", "ConsentState", "consent_router"]
@@ -92,28 +90,18 @@ def _not_json(exc: RequestValidationError, request: Request) -> str | None:
     return None
 
 
-class _JsonBody(APIRoute):
+def _bad_body(request: Request, exc: RequestValidationError) -> Response:
     """A body that is not JSON is a 400, as `POST /v1/events` answers it (FastAPI's own answer
     is a 422, the status of well-formed JSON that fails validation, which stays a 422)."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def route(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except RequestValidationError as exc:
-                why = _not_json(exc, request)
-                if why is None:
-                    raise
-                raise HTTPException(400, why) from None
-
-        return route
+    why = _not_json(exc, request)
+    if why is None:
+        raise exc
+    raise HTTPException(400, why) from None
 
 
 def consent_router(ctx: AppContext) -> APIRouter:
     settings = ctx.settings
-    router = APIRouter(tags=["privacy"], route_class=_JsonBody)
+    router = APIRouter(tags=["privacy"], route_class=on_invalid_request(_bad_body))
     UserId = Annotated[
         str,
         PathParam(

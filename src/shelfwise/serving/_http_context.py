@@ -6,19 +6,30 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
-from fastapi import HTTPException
+from fastapi import HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
 from ._feedback import pending_events
 from ._http_metrics import Metrics
 from ._service import Answer, ServeSettings, Service
 
-__all__ = ["JSON", "NOT_TEXT", "AppContext", "clean_text", "text_pattern", "with_experiment"]
+__all__ = [
+    "JSON",
+    "NOT_TEXT",
+    "AppContext",
+    "clean_text",
+    "on_invalid_request",
+    "text_pattern",
+    "with_experiment",
+]
 
 
 class JSON(JSONResponse):
@@ -33,6 +44,26 @@ class JSON(JSONResponse):
 # control characters and undecodable bytes (U+FFFD) are not text: a 422
 _CONTROL = "\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\ufffd"
 NOT_TEXT = re.compile(f"[{_CONTROL}]")
+
+
+def on_invalid_request(answer: Callable[[Request, RequestValidationError], Response]) -> type[APIRoute]:
+    """A route class (`APIRouter(route_class=...)`) whose routes answer a request FastAPI's
+    validation refused with `answer(request, error)` instead of the app's JSON 422; `answer`
+    may raise (an HTTPException, or the error itself for the app's own answer)."""
+
+    class Route(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handler = super().get_route_handler()
+
+            async def route(request: Request) -> Response:
+                try:
+                    return await handler(request)
+                except RequestValidationError as exc:
+                    return answer(request, exc)
+
+            return route
+
+    return Route
 
 
 def text_pattern(*, non_blank: bool = False) -> str:

@@ -16,7 +16,7 @@ import logging
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,6 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
@@ -33,6 +32,7 @@ from ..errors import AccessDenied, ShelfwiseError
 from ..governance._quarantine import STATUSES, unknown_filters
 from ..serving import _exit
 from ..serving._http_auth import route_path
+from ..serving._http_context import on_invalid_request
 from . import _auth, _data, _playground
 from ._auth import Denied, User
 
@@ -186,25 +186,14 @@ def console_router(
 ) -> APIRouter:
     tpl = templates or _templates()
 
-    class Page(APIRoute):
+    def bad_address(request: Request, exc: RequestValidationError) -> Response:
         """A console address that fails FastAPI's validation (a query or path parameter of the
         wrong type) answers the console's error page, not the API's JSON error (`_app`'s
         handler, for /v1): a person reads it, in the console's layout, with a way back."""
+        page: Response = Ctx(request).render("error.html", 400, page="", **_invalid_request(request, exc))
+        return page
 
-        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-            handler = super().get_route_handler()
-
-            async def route(request: Request) -> Response:
-                try:
-                    return await handler(request)
-                except RequestValidationError as exc:
-                    ctx = Ctx(request)
-                    page: Response = ctx.render("error.html", 400, page="", **_invalid_request(request, exc))
-                    return page
-
-            return route
-
-    router = APIRouter(prefix=PREFIX, include_in_schema=False, route_class=Page)
+    router = APIRouter(prefix=PREFIX, include_in_schema=False, route_class=on_invalid_request(bad_address))
 
     class Ctx:
         """One request: the session (made on first visit: it carries the CSRF token) and the user."""
