@@ -153,12 +153,6 @@ def resent_bot_lines(st: LoadState) -> list[int]:
     return [int(r[0]) for r in rows]
 
 
-def appending_events(st: LoadState) -> bool:
-    """Whether this load may have curated events near its own (`curated_near`): a delivery
-    appended to a curated table, not a re-processing of the quarantine's rows."""
-    return st.mode == "append" and not st.reprocess and st.name in st.wh.curated_tables()
-
-
 def curated_near(st: LoadState, spans: Callable[[], list[tuple[str, int, int]]]) -> bool:
     """Appending: the curated behaviour events of this load's users within a robot window of
     each user's own behaviour events in the load, as the temp table `_near(user_id, ts_us,
@@ -170,8 +164,8 @@ def curated_near(st: LoadState, spans: Callable[[], list[tuple[str, int, int]]])
     span, not every user's). The curated rows are read from DuckDB on both engines; the load's
     users are pseudonymized (the keyed HMAC of publishing) only when curated behaviour events
     lie within the load's span at all."""
-    if not appending_events(st):
-        return False
+    if st.mode != "append" or st.reprocess or st.name not in st.wh.curated_tables():
+        return False  # (a first load, or a re-processing of the quarantine's own rows)
     users = spans()
     if not users:
         return False
@@ -235,7 +229,7 @@ def _flag_bot_windows(st: LoadState) -> None:
     behaviour = f"len(_reasons) = 0 AND event_type IN ({types})"
     peak, secs = int(s.bot_max_events), int(s.bot_window_seconds)
     wh = st.wh
-    near = appending_events(st) and curated_near(
+    near = curated_near(
         st,
         lambda: [
             (r[0], int(r[1]), int(r[2]))

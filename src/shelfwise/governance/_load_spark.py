@@ -51,7 +51,7 @@ from ._load_publish import (
 )
 from ._load_raw import tell_new_keys
 from ._load_rows import day_first_dates
-from ._load_sets import NEAR_DETAIL, RESENT_BOT_DETAIL, appending_events, curated_near, resent_bot_lines
+from ._load_sets import NEAR_DETAIL, RESENT_BOT_DETAIL, curated_near, resent_bot_lines
 from ._load_state import LoadState, count_withheld, safe
 from ._privacy import Pseudonymizer, SecretStore
 from ._reasons import Reason
@@ -386,7 +386,7 @@ def _flag_bots(st: LoadState) -> None:
     peak = int(s.bot_max_events)
     mine = st.frames["checked"].where(behaviour)
     ts = F.unix_micros(F.col("timestamp").cast("timestamp"))
-    near = appending_events(st) and curated_near(
+    near = curated_near(
         st,
         lambda: [
             (r[0], int(r[1]), int(r[2]))
