@@ -29,10 +29,20 @@ def test_privacy_export_says_when_the_user_was_erased(demo_ingested, tmp_path, c
     erased_at = json.loads(out.read_text())["parts"]["erasure"]["erased_at"]
     erasure = [ln.split() for ln in lines if ln.split()[:1] == ["erasure"]]
     assert erased_at and erasure == [["erasure", "erased", "at", erased_at, "UTC"]], lines
+    summary = json.loads(_cli_json(["privacy", "export", "--workdir", str(workdir), "--user", "C100003",
+                                    "--out", str(out), "--json"], capsys))  # fmt: skip
+    assert summary["erased_at"] == erased_at  # the Python API's and --json's summary say it too
     assert main(["privacy", "export", "--workdir", str(workdir), "--user", "C100004", "--out", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [ln.split() for ln in lines if ln.split()[:1] == ["erasure"]] == [["erasure", "not", "erased"]]
+    assert json.loads(_cli_json(["privacy", "export", "--workdir", str(workdir), "--user", "C100004",
+                                 "--out", str(out), "--json"], capsys))["erased_at"] is None  # fmt: skip
     assert any(ln.split()[-1] == "rows" for ln in lines)  # the other parts count their rows
+
+
+def _cli_json(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(args) == 0
+    return capsys.readouterr().out
 
 
 # -- evaluate -------------------------------------------------------------------------------------

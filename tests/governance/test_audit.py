@@ -50,6 +50,11 @@ def test_ingest_is_audited_and_cli_detects_tampering(tmp_path):
     assert out["verification"]["ok"]
     assert [e["action"] for e in out["entries"]] == ["ingest"]
     assert out["entries"][0]["details"]["tables"]["events"]["rows_in"] > 0
+    # each table's quality verdict is in the entry, as the summary and the catalog say it
+    for t in out["entries"][0]["details"]["tables"].values():
+        share = t["quarantined"] / t["rows_in"] if t["rows_in"] else 0.0
+        assert t["contract_check"] == ("passed" if share <= 0.05 else "failed"), t
+    assert out["entries"][0]["details"]["tables"]["products"]["contract_check"] == "failed"  # by design
     path = work / "audit" / "audit.jsonl"
     path.write_text(path.read_text().replace('"outcome": "ok"', '"outcome": "OK"'))
     proc = sw("audit", "--workdir", str(work), check=False)

@@ -892,3 +892,134 @@ def test_every_catalog_product_is_in_the_suggestions_with_its_reason():
     assert got["GONE"]["reason"].startswith("not in the catalog")
     # as-of at the end of the second week: the two weeks of 100 are past, 14 days of 10 remain
     assert got["A"]["demand_lead_time"] == pytest.approx(20.0, abs=0.01)
+
+
+def test_trailing_zero_weeks_are_stock_outs_only_after_the_catalog_said_in_stock():
+    """A product the catalog lists as out of stock now, whose last three weeks sold nothing and
+    nobody looked at it: with no earlier catalog version listing it in stock, all three weeks are
+    its stock-out; when a version ingested on the Wednesday of the last week still listed it in
+    stock, only that last week can be (the two before were quiet weeks on the shelf)."""
+    from shelfwise.insights._demand import uncensor
+
+    ds = pd.date_range("2024-01-01", periods=30, freq="7D")
+    y = np.r_[np.full(27, 10.0), 0.0, 0.0, 0.0]
+    interest = np.r_[np.full(27, 20.0), 0.0, 0.0, 0.0]
+    g = pd.DataFrame({"unique_id": "A", "ds": ds, "y": y, "interest": interest})
+    assert uncensor(g, {"A": None})[1] == 3
+    assert uncensor(g, {"A": pd.NaT})[1] == 3
+    fixed, n = uncensor(g, {"A": ds[29] + pd.Timedelta(days=2)})
+    assert n == 1 and list(fixed["censored"].tail(3)) == [False, False, True]
+    assert list(fixed["y"].tail(3)) == [0.0, 0.0, pytest.approx(10.0)]
+    # listed in stock in the last second of the week before: it may have sold out after that
+    assert uncensor(g, {"A": ds[29] - pd.Timedelta(seconds=1)})[1] == 2
+    assert uncensor(g, {"A": ds[27]})[1] == 3  # said in stock on the Monday of the first zero week
+
+
+def test_a_product_first_sold_this_week_is_forecast_at_its_rate_so_far():
+    """STEADY sells 10 a week; NEW came in on Tuesday of the week as-of falls in (Thursday
+    evening) and sold 30 units: it has no complete week, yet it is forecast (30 units in 2.5
+    days: 84 a week, at least the 30 already sold) with a wide interval, and replenishment orders for
+    it instead of saying it had no sales."""
+    from shelfwise.insights._demand import PARTIAL_WEEK_MODEL, forecast_demand
+    from shelfwise.insights._replenishment import replenish
+
+    ds = pd.date_range("2024-01-01", periods=30, freq="7D")
+    weekly = pd.DataFrame(
+        [{"product_id": "STEADY", "ds": d, "units": 10.0, "interest": 20.0, "first_seen": d} for d in ds]
+    )
+    this_week = ds[-1] + pd.Timedelta(weeks=1)
+    came_in = this_week + pd.Timedelta(days=1, hours=9)  # Tuesday 09:00
+    as_of = this_week + pd.Timedelta(days=3, hours=21)  # Thursday 21:00: 2.5 days after it came in
+    weekly = pd.concat(
+        [
+            weekly,
+            pd.DataFrame(
+                [
+                    {
+                        "product_id": "STEADY",
+                        "ds": this_week,
+                        "units": 4.0,
+                        "interest": 9.0,
+                        "first_seen": this_week,
+                    },
+                    {
+                        "product_id": "NEW",
+                        "ds": this_week,
+                        "units": 30.0,
+                        "interest": 80.0,
+                        "first_seen": came_in,
+                    },
+                ]
+            ),
+        ],
+        ignore_index=True,
+    )
+    products = pd.DataFrame(
+        {
+            "product_id": ["STEADY", "NEW"],
+            "category": ["C", "C"],
+            "in_stock": [True, True],
+            "stock": [500, 10],
+            "lead_time_days": [7.0, 7.0],
+        }
+    )
+    fc, info, history = forecast_demand(weekly, products, as_of, horizon_weeks=3)
+    new = fc[fc["unique_id"] == "NEW"].sort_values("ds")
+    assert list(new["ds"]) == [this_week + pd.Timedelta(weeks=k) for k in range(3)]
+    assert set(new["model"]) == {PARTIAL_WEEK_MODEL} and "NEW" not in set(history["unique_id"])
+    rate = 30.0 / 2.5 * 7.0
+    assert np.allclose(new["units"], rate) and (new["units"] >= 30).all()
+    assert (new["lo"] < rate).all() and (new["hi"] > rate).all() and (new["lo"] > 0).all()
+    assert info.partial_week_series == 1 and info.series == 2 and info.chosen[PARTIAL_WEEK_MODEL] == 1
+    steady = fc[fc["unique_id"] == "STEADY"]
+    assert PARTIAL_WEEK_MODEL not in set(steady["model"])  # a history is forecast from its history
+    rows = {
+        r["product_id"]: r for r in replenish(fc, products, service_level=0.9, review_days=7, as_of=as_of)
+    }
+    assert rows["NEW"]["order_qty"] > 100 and "first sold this week" in rows["NEW"]["reason"]
+    # at category level the product adds nothing new: its category has a history
+    fc_c, info_c, _ = forecast_demand(weekly, products, as_of, horizon_weeks=3, level="category")
+    assert info_c.partial_week_series == 0 and set(fc_c["unique_id"]) == {"C"}
+    # as-of one week later, after the week was complete: NEW has one week of history
+    later = this_week + pd.Timedelta(weeks=1) - pd.Timedelta(microseconds=1)  # the end of its Sunday
+    fc2, info2, _ = forecast_demand(weekly, products, later, horizon_weeks=3)
+    assert info2.partial_week_series == 0 and set(fc2.loc[fc2["unique_id"] == "NEW", "model"]) == {
+        "RecentMean"
+    }
+
+
+@pytest.mark.slow  # two ingest runs through the CLI
+def test_a_stock_out_starts_after_the_last_version_that_listed_the_product_in_stock(shop, tmp_path):
+    """OOS is out of stock in the first catalog (the shop's start), back in stock in a delivery
+    ten days before as-of, out again in one two days before: at as-of its stock-out began after
+    the delivery ten days before (its last zero weeks before that were on the shelf); at a date
+    when only the first catalog was known, when it began is not known."""
+    import shutil
+
+    from shelfwise.insights._data import parse_as_of
+    from shelfwise.insights._demand import load_weekly
+
+    work = tmp_path / "w"
+    shutil.copytree(shop, work)
+    for stock, flag in ((5, "true"), (0, "false")):
+        d = tmp_path / f"cat{stock}"
+        d.mkdir()
+        (d / "products.csv").write_text(
+            "product_id,title,category,price,in_stock,stock_qty,lead_time\n"
+            f"OOS,Often sold out,Sports > Outdoor,5,{flag},{stock},14\n"
+        )
+        ok(run("ingest", "--append", "--data", str(d), "--workdir", str(work)))
+    at = datetime.fromisoformat(AS_OF)
+    back_in = at - timedelta(days=10)
+    backdate(work, {2: back_in, 3: at - timedelta(days=2)})
+
+    def until(as_of: str) -> dict[str, object]:
+        _, products, _, _ = load_weekly(work, parse_as_of(as_of))
+        return products.set_index("product_id")["in_stock_until"].to_dict()
+
+    now = until(AS_OF)
+    assert now["OOS"] == pd.Timestamp(back_in) and pd.isna(now["STEADY"])  # STEADY is in stock
+    before = (at - timedelta(days=20)).date().isoformat()  # only the first catalog, OOS out in it
+    assert pd.isna(until(before)["OOS"])
+    between = (at - timedelta(days=5)).date().isoformat()  # OOS in stock then: no stock-out
+    assert pd.isna(until(between)["OOS"])

@@ -114,25 +114,12 @@ def privacy_export(
         print_json(rep)
         return
     typer.echo(f"wrote {rep['out']} ({rep['pseudonym']})")
-    erased_at = _erased_at(Path(rep["out"]))
+    erased_at = rep["erased_at"]
     for name, n in rep["parts"].items():
         if name == "erasure":  # a register entry, no rows: whether and when the user was erased
-            typer.echo(f"  {name:<48} " + (f"erased at {erased_at}" if erased_at else "not erased"))
+            typer.echo(f"  {name:<48} " + (f"erased at {erased_at} UTC" if erased_at else "not erased"))
         else:
             typer.echo(f"  {name:<48} {n:>7,} rows")
-
-
-def _erased_at(document: Path) -> str | None:
-    """When the access document just written says the user was erased (its `erasure` part's
-    `erased_at`, the register's time in UTC), None when never."""
-    import json
-    from datetime import datetime
-
-    part = json.loads(document.read_text(encoding="utf-8"))["parts"].get("erasure") or {}
-    at = part.get("erased_at")
-    if not at:
-        return None
-    return str(at) if datetime.fromisoformat(str(at)).tzinfo else f"{at} UTC"
 
 
 retention_app = typer.Typer(help="How long data is kept (config/retention.json).", no_args_is_help=True)

@@ -394,6 +394,8 @@ class Ingestor:
                             "rows_in": r.rows_in,
                             "curated": r.rows_curated,
                             "quarantined": r.rows_quarantined,
+                            # the load's quality verdict, as the summary and the catalog say it
+                            "contract_check": r.check().verdict,
                             # counts only: the audit log never holds a raw id
                             **({"withheld": r.withheld} if r.rows_withheld else {}),
                             **(

@@ -395,7 +395,8 @@ def write_subject_access(
     redis_client: Any = None,
 ) -> dict[str, Any]:
     """Write the access document to `out` (owner-only) and audit it; returns a summary
-    (`pseudonym`, `out`, `parts`: rows per part). `redis_client`: also what a shared Redis holds."""
+    (`pseudonym`, `out`, `parts`: rows per part, `erased_at`: when the user was erased, the
+    document's time, in UTC without an offset as curated timestamps are; None when never). `redis_client`: also what a shared Redis holds."""
     doc = subject_access(workdir, raw_user_id, extra=extra, redis_client=redis_client)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -404,4 +405,5 @@ def write_subject_access(
         json.dump(doc, fh, ensure_ascii=False, indent=1, default=str)
     counts = {name: len(p.get("rows", [])) for name, p in doc["parts"].items()}
     AuditLog(workdir).append("privacy.export", actor=actor, pseudonym=doc["pseudonym"], parts=counts)
-    return {"pseudonym": doc["pseudonym"], "out": str(out), "parts": counts}
+    at = doc["parts"]["erasure"]["erased_at"]
+    return {"pseudonym": doc["pseudonym"], "out": str(out), "parts": counts, "erased_at": at}

@@ -2,14 +2,17 @@
 
 The series: units bought per week (the sum of purchase quantities; weeks start on Monday), from a
 product's first event to the last *complete* week up to `as_of` (a partial week would read as a
-drop in demand). Nothing after `as_of` is read.
+drop in demand). Nothing after `as_of` is read. A product first sold in the week `as_of` falls
+in has no complete week: it is forecast at its rate so far (`forecast_partial_week`), not left
+out as if it had not sold.
 
 Censored weeks: a week with no sales is not always a week without demand. A zero week is taken
 as a stock-out (demand not observed) when it is improbable under the product's local sales rate
 (Poisson P(0) < 1%, the rate being the median of the 9 weeks around it) while shoppers still
 looked at the product (views, clicks, carts and searches naming it, at least half its usual
 weekly interest); and the trailing run of zero weeks of a product the catalog listed as out of
-stock at `as_of` (`in_stock` false or `stock` 0, in the products version current then). A
+stock at `as_of` (`in_stock` false or `stock` 0, in the products version current then), from
+the last version that listed it in stock on (`_in_stock_until`; all of the run when none did). A
 censored week's demand is estimated from that week's interest times the product's conversion
 (units per interest event in uncensored weeks), else from the local rate: search and browsing
 demand is the signal that stands in for sales the shop could not make. A search names a product
@@ -104,6 +107,9 @@ INTEREST_TYPES = ("view", "click", "add_to_cart", "search")
 
 
 MAX_NO_DATA_WEEKS = 13  # --as-of further than this past the last event is refused
+# a series first sold in the current, partial week: no complete week to model, forecast at the
+# rate sold so far (`forecast_partial_week`)
+PARTIAL_WEEK_MODEL = "PartialWeekRate"
 
 
 class NoDataWarning(UserWarning):
@@ -144,6 +150,9 @@ class DemandModel:
     # free-text searches (no product_id) resolved to the product they name (`_searched`) and
     # counted in its interest: how many, to how many products, how many in censored weeks
     free_text_searches: dict[str, Any] = field(default_factory=dict)
+    # series first sold in the week as-of falls in (no complete week yet): forecast at their
+    # rate so far (PARTIAL_WEEK_MODEL), counted in `series` and `chosen`
+    partial_week_series: int = 0
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -170,6 +179,52 @@ def _catalog_at(con: Any, as_of: datetime | None) -> tuple[str | None, dict[str,
         "ingested_at": str(created),
         "stock_known": True,
     }
+
+
+def out_of_stock(products: pd.DataFrame) -> pd.Series:
+    """Which catalog rows say the product is out of stock: `in_stock` false or `stock` 0 (a
+    missing figure is not a stock-out)."""
+    return (products["in_stock"].astype("boolean") == False).fillna(False) | (  # noqa: E712
+        pd.to_numeric(products["stock"], errors="coerce") == 0
+    )
+
+
+def _in_stock_until(con: Any, as_of: datetime | None, out: set[str]) -> dict[str, Any]:
+    """For products out of stock in the products version current at `as_of` (None: the newest):
+    when the catalog last said they were in stock, the ingestion time of the newest earlier
+    version listing them with stock (`in_stock` not false, `stock` not 0). A product every
+    readable version lists as out of stock (or does not list) is absent: when its stock-out
+    began is not known. The stock-out rule of `uncensor` censors the trailing zero weeks only
+    after that time: a product set out of stock on the 2nd did sell nothing in the weeks
+    before while it was on the shelf, and those weeks are demand, not a stock-out."""
+    from ..storage import relation_columns
+
+    versions = con.execute(
+        "SELECT version, created_at, physical_name FROM meta.table_versions "
+        "WHERE table_name = 'products' AND (? IS NULL OR created_at <= ?) ORDER BY version DESC",
+        [as_of, as_of],
+    ).fetchall()
+    pending, until = set(out), {}
+    for _, created, physical in versions[1:]:  # the first is the version current at as_of
+        if not pending:
+            break
+        rel = version_relation(physical)
+        try:
+            have = set(relation_columns(con, rel))
+        except Exception:  # noqa: BLE001 (an older version no longer readable: not known before)
+            break
+        conds = ["product_id IN (SELECT unnest(?))"]
+        if "in_stock" in have:
+            conds.append('NOT coalesce(TRY_CAST("in_stock" AS BOOLEAN) = false, false)')
+        if "stock" in have:
+            conds.append('NOT coalesce(TRY_CAST("stock" AS DOUBLE) = 0, false)')
+        rows = con.execute(
+            f"SELECT product_id FROM {rel} WHERE {' AND '.join(conds)}", [sorted(pending)]
+        ).fetchall()
+        for (pid,) in rows:
+            until[str(pid)] = created
+            pending.discard(str(pid))
+    return until
 
 
 def version_relation(physical: str) -> str:
@@ -209,7 +264,8 @@ def load_weekly(
         weekly = con.execute(
             f"""SELECT product_id, date_trunc('week', "timestamp") AS ds,
                   sum(CASE WHEN event_type = 'purchase' THEN {qty} ELSE 0 END)::DOUBLE AS units,
-                  count(*) FILTER (WHERE event_type IN ({interest}))::DOUBLE AS interest
+                  count(*) FILTER (WHERE event_type IN ({interest}))::DOUBLE AS interest,
+                  min("timestamp") AS first_seen
                 FROM curated.events
                 WHERE "timestamp" <= ? AND product_id IS NOT NULL
                 GROUP BY ALL""",
@@ -239,8 +295,13 @@ def load_weekly(
                 products = products.assign(**{c: None for c in STOCK_COLUMNS})
                 catalog = catalog | {"stock_reason": "no products version had been ingested by as-of"}
             products = products[columns]
+            out = products.loc[out_of_stock(products), "product_id"].astype(str)
+            until = _in_stock_until(con, explicit, set(out)) if len(out) else {}
+            products["in_stock_until"] = pd.to_datetime(
+                products["product_id"].astype(str).map(until), errors="coerce"
+            ).astype("datetime64[ns]")
         else:
-            products = pd.DataFrame(columns=columns)
+            products = pd.DataFrame(columns=[*columns, "in_stock_until"])
         searches = free_text_searches(con, as_of)
         names: dict[str, str] = {}
         named_from: dict[str, Any] = {"catalog_version": None, "catalog_after_as_of": False}
@@ -308,9 +369,12 @@ def weekly_grid(weekly: pd.DataFrame, last_week: pd.Timestamp) -> pd.DataFrame:
     return grid.rename(columns={"units": "y"})[["unique_id", "ds", "y", *counts]]
 
 
-def uncensor(grid: pd.DataFrame, out_of_stock: set[str]) -> tuple[pd.DataFrame, int]:
+def uncensor(grid: pd.DataFrame, out_of_stock: set[str] | dict[str, Any]) -> tuple[pd.DataFrame, int]:
     """Replace the demand of censored (stock-out) weeks by its estimate; returns the series with
-    a `censored` flag and the number of censored weeks. See the module's docstring."""
+    a `censored` flag and the number of censored weeks. See the module's docstring.
+    `out_of_stock`: the products out of stock at as-of; as a mapping, to when the catalog last
+    said each was in stock (`_in_stock_until`; None or NaT: not known), and only the weeks
+    ending after that time can be its stock-out."""
     if grid.empty:
         return grid.assign(censored=False), 0
     g = grid.sort_values(["unique_id", "ds"]).reset_index(drop=True)
@@ -327,7 +391,11 @@ def uncensor(grid: pd.DataFrame, out_of_stock: set[str]) -> tuple[pd.DataFrame, 
     # the trailing run of zero weeks of a product that is out of stock now
     if out_of_stock:
         rev_nonzero = by["y"].transform(lambda s: (s[::-1] > 0).cumsum()[::-1])
-        censored |= g["unique_id"].isin(out_of_stock) & (rev_nonzero == 0)
+        trailing = g["unique_id"].isin(set(out_of_stock)) & (rev_nonzero == 0)
+        if isinstance(out_of_stock, dict):  # weeks over while the catalog said it was in stock
+            until = pd.to_datetime(g["unique_id"].map(out_of_stock), errors="coerce")
+            trailing &= until.isna() | (g["ds"] + WEEK > until)
+        censored |= trailing
     if not censored.any():
         return g.assign(censored=False), 0
     ok = ~censored
@@ -1014,6 +1082,43 @@ def forecast_short(df: pd.DataFrame, horizon: int, last_week: pd.Timestamp) -> p
     return pd.DataFrame(rows, columns=["unique_id", "ds", "units", "lo", "hi", "model"])
 
 
+def forecast_partial_week(
+    weekly: pd.DataFrame, last_week: pd.Timestamp, as_of: Any, horizon: int, known: set[str]
+) -> pd.DataFrame:
+    """Series first sold in the week after `last_week` (the current week, not complete at
+    `as_of`; a series in `known` has a history and is forecast from it): `horizon` weeks at the
+    rate sold so far, PARTIAL_WEEK_MODEL. The rate runs from the later of that Monday and the
+    series' first event (a product that came in on Thursday has sold for 2 days by Saturday,
+    not 5) to as-of, at least one day; the 80% interval is the Gamma-Poisson predictive
+    (negative binomial) of a week given n units in t days (Jeffreys prior): wide when few sold.
+    `weekly`: `unique_id, ds, units, first_seen` (the first event per series and week)."""
+    from scipy.stats import nbinom
+
+    week = last_week + WEEK
+    cols = ["unique_id", "ds", "units", "lo", "hi", "model"]
+    now = weekly[(weekly["ds"] == week) & ~weekly["unique_id"].astype(str).isin(known)]
+    sold = now.groupby("unique_id")["units"].sum()
+    sold = sold[sold > 0]
+    if sold.empty:
+        return pd.DataFrame(columns=cols)
+    first: dict[Any, Any] = (
+        pd.to_datetime(weekly.groupby("unique_id")["first_seen"].min()).dropna().to_dict()
+        if "first_seen" in weekly
+        else {}
+    )
+    at = pd.Timestamp(as_of) + pd.Timedelta(microseconds=1)
+    rows = []
+    for uid, n in sold.items():
+        start = max(week, pd.Timestamp(first.get(uid, week)))
+        days = min(max((at - start) / pd.Timedelta(days=1), 1.0), 7.0)
+        r, p = float(n) + 0.5, days / (days + 7.0)
+        lo, hi = (float(v) for v in nbinom.ppf([0.1, 0.9], r, p))
+        mean = float(n) * 7.0 / days
+        for k in range(horizon):
+            rows.append((str(uid), week + k * WEEK, mean, min(lo, mean), max(hi, mean), PARTIAL_WEEK_MODEL))
+    return pd.DataFrame(rows, columns=cols)
+
+
 def forecast_series(
     series: pd.DataFrame,
     horizon: int,
@@ -1156,11 +1261,11 @@ def forecast_demand(
     grid = weekly_grid(weekly, last_week)
     if grid.empty:
         raise ShelfwiseError(f"no purchases in complete weeks up to {pd.Timestamp(as_of).date()}")
-    out_now = products[
-        (products["in_stock"].astype("boolean") == False)  # noqa: E712 (a nullable column)
-        | (pd.to_numeric(products["stock"], errors="coerce") == 0)
-    ]["product_id"]
-    series, info.censored_weeks = uncensor(grid, set(out_now.astype(str)))
+    out_now = products[out_of_stock(products)]
+    since = out_now["in_stock_until"] if "in_stock_until" in out_now else pd.Series(pd.NaT, out_now.index)
+    series, info.censored_weeks = uncensor(
+        grid, dict(zip(out_now["product_id"].astype(str), since, strict=True))
+    )
     # the searches naming a product in its stock-out weeks (a category's: its products')
     hit = series.loc[series["censored"], ["unique_id", "ds", *(["searched"] if "searched" in series else [])]]
     if level == "category":
@@ -1191,7 +1296,18 @@ def forecast_demand(
             f"demand: the forecasting library could not fit the {series['unique_id'].nunique()} series "
             f"up to the week of {last_week.date()} ({type(exc).__name__}: {exc})"
         ) from None
-    info.series = int(series["unique_id"].nunique())
+    if not gap:  # sold only in the week as-of falls in: forecast at the rate so far
+        now = weekly.assign(unique_id=weekly["product_id"].astype(str))
+        if level == "category":
+            now = now.assign(unique_id=now["product_id"].map(cat)).dropna(subset=["unique_id"])
+        new = forecast_partial_week(
+            now, last_week, as_of, horizon_weeks, set(series["unique_id"].astype(str))
+        )
+        if len(new):
+            fc = pd.concat([fc, new], ignore_index=True).sort_values(["unique_id", "ds"], ignore_index=True)
+            info.partial_week_series = int(new["unique_id"].nunique())
+            meta["chosen"][PARTIAL_WEEK_MODEL] = info.partial_week_series
+    info.series = int(series["unique_id"].nunique()) + info.partial_week_series
     info.season_length = int(meta["season_length"])
     info.cv_windows, info.cv_h = int(meta["cv_windows"]), int(meta["cv_h"])
     info.chosen, info.cv_mae = meta["chosen"], meta["cv_mae"]
@@ -1201,10 +1317,12 @@ def forecast_demand(
 
 __all__ = [
     "MAX_NO_DATA_WEEKS",
+    "PARTIAL_WEEK_MODEL",
     "DemandModel",
     "NoDataWarning",
     "detect_season",
     "forecast_demand",
+    "forecast_partial_week",
     "forecast_series",
     "last_complete_week",
     "load_weekly",

@@ -20,6 +20,8 @@ from typing import Any
 import pandas as pd
 from scipy.stats import norm
 
+from ._demand import PARTIAL_WEEK_MODEL
+
 Z80 = float(norm.ppf(0.9))  # the half-width of an 80% interval in standard deviations
 
 REPLENISHMENT_FIELDS = (
@@ -148,6 +150,8 @@ def replenish(
                 order_qty=qty,
             )
             span = f"{lead:g} d lead time + {review_days:g} d review"
+            if "model" in weeks and str(weeks["model"].iloc[0]) == PARTIAL_WEEK_MODEL:
+                span += ", at its rate since it first sold this week"
             if qty > 0:
                 rec["reason"] = (
                     f"stock {int(stock)} is below the reorder point {rop:.1f} (demand {demand:.1f} over "

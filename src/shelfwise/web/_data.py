@@ -435,7 +435,8 @@ def _models(workdir: Path, with_live_gates: bool) -> list[dict[str, Any]]:
             (m.get("protocol") or {}) if isinstance(m.get("protocol"), dict) else m.get("protocol")
         )
         if with_live_gates and "candidate" in r["aliases"]:
-            r["gates"] = [asdict(g) for g in reg.gates(r["version"])]
+            with warehouse():  # the data-contract gate reads the warehouse's quality records
+                r["gates"] = [asdict(g) for g in reg.gates(r["version"])]
     return rows
 
 
