@@ -181,3 +181,22 @@ def test_the_speller_corrects_unknown_words_to_the_shops_words_else_to_english()
     # no shop word within reach: the nearest English word (1 edit), one the encoders know
     assert sp.correct("yayments for the delivery periad") == "payments for the delivery period"
     assert sp.correct("retrun the porduct") == "return the product"  # the shop's word first
+
+
+@pytest.mark.parametrize("text", ["", "\n"])
+def test_a_python_caller_reading_an_empty_questions_file_is_told_it_is_empty(tmp_path, text):
+    """The Python API reads the questions files the CLI reads: an empty one is said to be empty,
+    not "(has None)"."""
+    from shelfwise.errors import SourceError
+    from shelfwise.insights._ask import read_labeled
+    from shelfwise.insights._run import read_questions
+
+    path = tmp_path / "questions.csv"
+    path.write_text(text, encoding="utf-8")
+    for read in (read_questions, lambda p: read_labeled(p, set())):
+        with pytest.raises(SourceError) as err:
+            read(path)
+        assert "the file is empty: no header line" in str(err.value) and "None" not in str(err.value)
+    path.write_text("id,text\n1,where is my order\n", encoding="utf-8")
+    with pytest.raises(SourceError, match=r"needs the columns question_id,question \(has id, text\)"):
+        read_questions(path)

@@ -203,6 +203,7 @@ def test_suggestions_never_offer_a_masked_query_or_its_placeholder(tmp_path):
     assert eng.suggest("card") == []
     assert eng.suggest("whi") == ["white phone case"]
     assert dict(eng.autocomplete_.phrases)["bike helmet"] == 1001.0
+    assert eng.autocomplete_.logged(10) == ["bike helmet", "white phone case"]  # warmed: no title, no masked
     eng.save()
     again = SearchEngine.load(tmp_path / "s")
     for e in (eng, again):

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ShelfwiseError
+from ._data import header_said
 
 ASK_REPORT = "ask"
 TOP_MATCHES = 3  # the entries shown with their scores
@@ -139,7 +140,9 @@ def read_labeled(path: Path, faq_ids: set[str]) -> tuple[list[str], list[str], l
         reader = csv.DictReader(fh)
         if not reader.fieldnames or not {"question_id", "question", "faq_id"} <= set(reader.fieldnames):
             raise SourceError(
-                str(path), 1, f"needs the columns question_id,question,faq_id (has {reader.fieldnames})"
+                str(path),
+                1,
+                f"needs the columns question_id,question,faq_id ({header_said(reader.fieldnames)})",
             )
         for row in reader:
             q, f = (row.get("question") or "").strip(), (row.get("faq_id") or "").strip()

@@ -22,6 +22,14 @@ EVENT_COLUMNS = ("user_id", "product_id", "event_type", "timestamp", "session_id
 PRODUCT_COLUMNS = ("product_id", "category", "brand", "price")
 
 
+def header_said(fieldnames: Any) -> str:
+    """What a CSV's header holds, for an error naming the columns a file lacks: "has a, b", or
+    that the file is empty (csv.DictReader's fieldnames None)."""
+    if not fieldnames:
+        return "the file is empty: no header line"
+    return "has " + ", ".join(str(f) for f in fieldnames)
+
+
 def parse_as_of(text: str | None) -> datetime | None:
     """`--as-of`: an ISO date (the whole day is included) or date-time, in UTC."""
     if text is None:

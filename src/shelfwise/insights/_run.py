@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..errors import ShelfwiseError
 from ._customers import PROFILE_COLUMNS, profile_customers
-from ._data import curated_inputs, load_curated, parse_as_of, stale_as_of
+from ._data import curated_inputs, header_said, load_curated, parse_as_of, stale_as_of
 from ._data import shop_ids as _shop_ids
 
 PROFILE_FIELDS = ("user_id", *PROFILE_COLUMNS)
@@ -180,7 +180,7 @@ def read_questions(path: Path) -> list[tuple[str, str]]:
         reader = csv.DictReader(fh)
         if not reader.fieldnames or not {"question_id", "question"} <= set(reader.fieldnames):
             raise SourceError(
-                str(path), 1, f"needs the columns question_id,question (has {reader.fieldnames})"
+                str(path), 1, f"needs the columns question_id,question ({header_said(reader.fieldnames)})"
             )
         for row in reader:
             if row.get("question_id") is None or row.get("question") is None:

@@ -229,6 +229,10 @@ class Autocomplete:
             ]
         )
 
+    def logged(self, top: int) -> list[str]:
+        """The `top` most frequent queries of the query log (the catalog titles left out)."""
+        return [p for p, score in self.phrases if score > QUERY_SCORE][:top]
+
     def suggest(self, prefix: str, k: int = 8) -> list[str]:
         pre = " ".join(words(prefix))
         if not pre:

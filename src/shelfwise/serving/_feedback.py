@@ -400,15 +400,12 @@ def _quarantine(workdir: Path, rows: list[tuple[str, int, dict[str, Any]]], run_
             ).fetchall():
                 done.add((source, int(line)))
                 again.add(raw)
-        n = 0
+        batch: list[list[Any]] = []
         for (source, line, rec), raw_fields in zip(rows, fields, strict=True):
             if (f"http:{source}", line) in done:
                 continue  # quarantined already by an absorb that died before removing the segment
-            n += 1
             failures = rec.get("failures") or [{"reason": "malformed_row", "detail": "rejected"}]
-            wh.sql(
-                "INSERT INTO quarantine.rows VALUES (nextval('quarantine.qid_seq'), ?, 'events', ?, ?, ?, ?, ?, ?, "
-                "?, now()::TIMESTAMP, NULL)",
+            batch.append(
                 [
                     run_id,
                     f"http:{source}",
@@ -418,7 +415,13 @@ def _quarantine(workdir: Path, rows: list[tuple[str, int, dict[str, Any]]], run_
                     "; ".join(f["detail"] for f in failures)[:1000],
                     raw_fields,
                     "redelivered" if raw_fields in again else "open",
-                ],
+                ]
             )
             again.add(raw_fields)
-    return n
+        if batch:  # one prepared statement for the batch (not one parsed per row)
+            wh.db.executemany(
+                "INSERT INTO quarantine.rows VALUES (nextval('quarantine.qid_seq'), ?, 'events', ?, ?, ?, ?, ?, ?, "
+                "?, now()::TIMESTAMP, NULL)",
+                batch,
+            )
+    return len(batch)

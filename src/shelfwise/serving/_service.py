@@ -866,7 +866,7 @@ class Service:
         engine = snap.search
         if engine is None:
             return 0
-        logged = [p for p, score in engine.autocomplete_.phrases if score > 1000.0][:top]
+        logged = engine.autocomplete_.logged(top)
         n = 0
         for q in logged:
             if self.snapshot is not snap:  # swapped meanwhile: the new snapshot warms itself
