@@ -185,19 +185,12 @@ def find_columns(header: list[str], wanted: dict[str, list[str]]) -> dict[str, i
     """canonical column -> its index in `header`, matched as ingestion matches a file's columns
     (`column_key`: case, spaces, dashes and underscores do not count; the name first, then its
     aliases; a header column serves one canonical column). Columns not found are left out."""
-    from ..governance._load_state import column_key
+    from ..governance._load_state import match_headers
 
-    by_key: dict[str, int] = {}
+    first: dict[str, int] = {}
     for i, h in enumerate(header):
-        by_key.setdefault(column_key(h), i)
-    found: dict[str, int] = {}
-    for canonical, names in wanted.items():
-        for name in names:
-            at = by_key.get(column_key(name))
-            if at is not None and at not in found.values():
-                found[canonical] = at
-                break
-    return found
+        first.setdefault(h, i)
+    return {c: first[h] for c, h in match_headers(header, wanted).items()}
 
 
 def sniff_table(path: Path, text: str) -> tuple[str, list[str]]:

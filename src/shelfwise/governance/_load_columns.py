@@ -14,7 +14,7 @@ from ..storage import StagedFile, Warehouse
 from ..storage._sources import JSON_DELIMITER, LINE_COLUMN
 from ._compile import lit, q
 from ._contracts import IMPLIED_EVENT_TYPES, ORDER_ID_ALIASES, TableContract
-from ._load_state import column_key, parquet_files
+from ._load_state import column_key, match_headers, parquet_files
 from ._mapping import MAP_FILE, ColumnMap, mapping_advice, suggest_columns
 
 # header names of an order id: an events file with one and no event type holds purchases
@@ -87,15 +87,10 @@ def map_columns(
         if len(found) > 1:
             joined[c] = found[1:]
     taken = {h for hs in [mapping.values(), *joined.values()] for h in hs}
-    for spec in contract.columns:
-        if spec.name in mapping:
-            continue
-        for cand in (spec.name, *spec.aliases):
-            found_h = by_key.get(column_key(cand))
-            if found_h is not None and found_h not in taken:
-                mapping[spec.name] = found_h
-                taken.add(found_h)
-                break
+    rest = {spec.name: (spec.name, *spec.aliases) for spec in contract.columns if spec.name not in mapping}
+    matched = match_headers(list(seen), rest, taken)
+    mapping.update(matched)
+    taken |= set(matched.values())
     implied: dict[str, str] = {}
     if contract.name == "events" and "event_type" not in mapping:
         kind = IMPLIED_EVENT_TYPES.get(path.name.lower().split(".")[0])

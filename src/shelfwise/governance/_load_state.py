@@ -10,7 +10,7 @@ reads what the earlier ones set and leaves its result in warehouse temp tables n
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ __all__ = [
     "constant",
     "count_withheld",
     "joined_sql",
+    "match_headers",
     "parquet_files",
     "quarantine_lines",
     "safe",
@@ -193,6 +194,28 @@ def column_key(name: str) -> str:
     """A column name as it is matched: case, spaces, dashes and underscores do not count
     (`User ID`, `userId`, `user-id` and `user_id` are one name)."""
     return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def match_headers(
+    header: Sequence[str], wanted: Mapping[str, Sequence[str]], taken: set[str] | None = None
+) -> dict[str, str]:
+    """canonical column -> the header column that holds it: its names in order (the canonical
+    name, then its aliases), matched by `column_key`, the first header column of a repeated
+    name; a header column serves one canonical column (`taken`: those serving one already).
+    Columns not found are left out. Ingestion and the CLI's input files match alike."""
+    by_key: dict[str, str] = {}
+    for h in header:
+        by_key.setdefault(column_key(h), h)
+    used = set(taken or ())
+    out: dict[str, str] = {}
+    for canonical, names in wanted.items():
+        for name in names:
+            hit = by_key.get(column_key(name))
+            if hit is not None and hit not in used:
+                out[canonical] = hit
+                used.add(hit)
+                break
+    return out
 
 
 def safe(name: str) -> str:
