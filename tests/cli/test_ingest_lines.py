@@ -6,23 +6,9 @@ selects nothing says so."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from shelfwise.cli import main
-
-
-def _shop(root: Path) -> tuple[Path, Path]:
-    """A curated shop (20 products) and day 4's price feed: 9 known products, 1 not curated."""
-    day0, day4 = root / "day0", root / "day4"
-    day0.mkdir()
-    day4.mkdir()
-    (day0 / "products.csv").write_text(
-        "product_id,title,price\n" + "".join(f"P{i:06d},Item {i},{i + 1}.00\n" for i in range(20))
-    )
-    (day4 / "products.csv").write_text(
-        "product_id,price\n" + "".join(f"P{i:06d},{i + 2}.50\n" for i in range(9)) + "P888888,4.99\n"
-    )
-    return day0, day4
+from tests._price_feed import price_feed_shop as _shop
 
 
 def _row(lines: list[str], table: str) -> int:

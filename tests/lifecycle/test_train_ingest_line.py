@@ -10,6 +10,7 @@ import pytest
 from shelfwise.governance import Ingestor
 from shelfwise.lifecycle import TrainSettings
 from shelfwise.lifecycle._train import train
+from tests._price_feed import price_feed_shop
 
 
 class _Stop(Exception):
@@ -17,15 +18,7 @@ class _Stop(Exception):
 
 
 def test_trains_ingest_line_says_inserted_updated_unchanged_and_the_check(tmp_path: Path) -> None:
-    day0, day4 = tmp_path / "day0", tmp_path / "day4"
-    day0.mkdir()
-    day4.mkdir()
-    (day0 / "products.csv").write_text(
-        "product_id,title,price\n" + "".join(f"P{i:06d},Item {i},{i + 1}.00\n" for i in range(20))
-    )
-    (day4 / "products.csv").write_text(
-        "product_id,price\n" + "".join(f"P{i:06d},{i + 2}.50\n" for i in range(9)) + "P888888,4.99\n"
-    )
+    day0, day4 = price_feed_shop(tmp_path)
     work = tmp_path / "w"
     Ingestor(work).run(day0)
     said: list[str] = []
