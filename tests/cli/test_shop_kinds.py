@@ -77,6 +77,13 @@ def test_catalog_only_shop_trains_searches_recommends_and_serves(catalog_only, t
     assert bundle.manifest["search"]["ranker"] is not None  # learnt from the judgments
     assert sorted(bundle.models) == ["content"] and bundle.manifest["skipped"] == out["skipped"]
     assert (work / "logs").is_dir() and list((work / "logs").glob("train-*.log"))
+    # the search stage says where its time went: the index, then each learned part
+    parts = bundle.manifest["search"]["part_seconds"]
+    assert {"index", "ranker", "saving"} <= set(parts) and sum(parts.values()) <= bundle.manifest["search"][
+        "seconds"
+    ] + 0.5
+    log = next((work / "logs").glob("train-*.log")).read_text()
+    assert f"products indexed (tantivy + MiniLM/faiss) in {parts['index']}s; search built in" in log
     html = (work / "reports" / "evaluation.html").read_text()
     assert 'id="skipped"' in html and "no behaviour events yet" in html
 

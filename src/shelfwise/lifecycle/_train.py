@@ -773,6 +773,15 @@ def _build_search(
     )
     info: dict[str, Any] = {"products": len(catalog), "ranker": None, "candidates": engine.candidates}
     info["build_seconds"] = engine.build_seconds_
+    # where the stage's time goes: the index, then each learned part (kept or not)
+    parts = {"index": round(time.monotonic() - t0, 1)}
+    mark = time.monotonic()
+
+    def took(part: str) -> None:
+        nonlocal mark
+        parts[part] = round(time.monotonic() - mark, 1)
+        mark = time.monotonic()
+
     info["encoders"] = {
         "main": engine.semantic_.encoder,
         "multilingual": engine.multilingual_ is not None,
@@ -790,6 +799,7 @@ def _build_search(
                 seed=settings.seed,
             ),
         )
+        took("MiniLM fine-tuning")
         info["finetune"] = {k: v for k, v in ft.items() if k != "settings"}
         info["encoders"]["main"] = engine.semantic_.encoder
         log(
@@ -809,6 +819,7 @@ def _build_search(
     )
     if gains or clicks:
         info["ranker"] = engine.fit_ranker(queries, gains, clicks=clicks, seed=settings.seed)
+        took("ranker")
         r = info["ranker"]
         log(
             f"search: ranker on {len(gains):,} judged queries and {r['click_groups']:,} click groups "
@@ -829,6 +840,7 @@ def _build_search(
                 seed=settings.seed,
             ),
         )
+        took("cross-encoder")
         info["cross_encoder"] = ce
         log(
             f"search: cross-encoder on {ce.get('pairs', 0):,} pairs: held-out NDCG@10 "
@@ -837,8 +849,14 @@ def _build_search(
             + (f"; {ce['stopped']}" if "stopped" in ce else "")
         )
     engine.save()
+    took("saving")
     info["seconds"] = round(time.monotonic() - t0, 1)
-    log(f"search: {len(catalog):,} products indexed (tantivy + MiniLM/faiss) in {info['seconds']}s")
+    info["part_seconds"] = parts
+    learned = ", ".join(f"{k} {v}s" for k, v in parts.items() if k not in ("index", "saving"))
+    log(
+        f"search: {len(catalog):,} products indexed (tantivy + MiniLM/faiss) in {parts['index']}s; "
+        f"search built in {info['seconds']}s" + (f" ({learned})" if learned else "")
+    )
     return path, info
 
 
