@@ -196,7 +196,16 @@ def test_a_python_caller_reading_an_empty_questions_file_is_told_it_is_empty(tmp
     for read in (read_questions, lambda p: read_labeled(p, set())):
         with pytest.raises(SourceError) as err:
             read(path)
-        assert "the file is empty: no header line" in str(err.value) and "None" not in str(err.value)
+        assert "the file is empty: give a CSV whose header names question_id,question" in str(err.value)
+        assert "None" not in str(err.value)
     path.write_text("id,text\n1,where is my order\n", encoding="utf-8")
     with pytest.raises(SourceError, match=r"needs the columns question_id,question \(has id, text\)"):
         read_questions(path)
+    path.write_text(",,\n", encoding="utf-8")
+    with pytest.raises(SourceError, match=r"\(its header names no column\)"):
+        read_questions(path)
+    path.write_text("question_id,question\n", encoding="utf-8")  # a header alone
+    with pytest.raises(SourceError, match="no questions in the file: its header and no row below it"):
+        read_questions(path)
+    with pytest.raises(SourceError, match="a folder, not a file of questions"):
+        read_questions(tmp_path)

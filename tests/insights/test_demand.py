@@ -980,12 +980,14 @@ def test_a_product_first_sold_this_week_is_forecast_at_its_rate_so_far():
     # at category level the product adds nothing new: its category has a history
     fc_c, info_c, _ = forecast_demand(weekly, products, as_of, horizon_weeks=3, level="category")
     assert info_c.partial_week_series == 0 and set(fc_c["unique_id"]) == {"C"}
-    # as-of one week later, after the week was complete: NEW has one week of history
-    later = this_week + pd.Timedelta(weeks=1) - pd.Timedelta(microseconds=1)  # the end of its Sunday
+    # as-of at the end of that Sunday, the week complete: NEW has one week of history, forecast
+    # at its rate over the days it was on sale (30 in 5.6 days), not 30 a week
+    later = this_week + pd.Timedelta(weeks=1) - pd.Timedelta(microseconds=1)
     fc2, info2, _ = forecast_demand(weekly, products, later, horizon_weeks=3)
-    assert info2.partial_week_series == 0 and set(fc2.loc[fc2["unique_id"] == "NEW", "model"]) == {
-        "RecentMean"
-    }
+    new2 = fc2[fc2["unique_id"] == "NEW"]
+    assert info2.partial_week_series == 0 and set(new2["model"]) == {"RecentMean"}
+    on_sale = (this_week + pd.Timedelta(weeks=1) - came_in) / pd.Timedelta(days=1)
+    assert np.allclose(new2["units"], 30.0 / on_sale * 7.0)
 
 
 @pytest.mark.slow  # two ingest runs through the CLI
@@ -1023,3 +1025,118 @@ def test_a_stock_out_starts_after_the_last_version_that_listed_the_product_in_st
     assert pd.isna(until(before)["OOS"])
     between = (at - timedelta(days=5)).date().isoformat()  # OOS in stock then: no stock-out
     assert pd.isna(until(between)["OOS"])
+
+
+@pytest.mark.parametrize(("weeks", "horizon"), [(12, 2), (13, 2), (44, 13), (45, 13)])
+def test_every_cross_validation_origin_leaves_enough_weeks_to_fit(weeks, horizon):
+    """A 12-week series forecast 2 weeks ahead was cut 3 times by 2 weeks, leaving 6 weeks to
+    fit on: statsforecast's "tiny datasets" stopped the whole run (a 44-week one at the default
+    13-week horizon kept 5). Each origin leaves at least MIN_TRAIN weeks."""
+    from shelfwise.insights._demand import MIN_TRAIN, forecast_series
+
+    rng = np.random.default_rng(5)
+    ds = pd.date_range("2024-01-01", periods=weeks, freq="7D")
+    series = pd.concat(
+        pd.DataFrame({"unique_id": f"S{i}", "ds": ds, "y": rng.poisson(20, weeks).astype(float)})
+        for i in range(3)
+    )
+    fc, info = forecast_series(series, horizon, season=1, jobs=1, progress=False)
+    assert len(fc) == 3 * horizon and info["cv_windows"] >= 1
+    assert weeks - info["cv_windows"] * info["cv_h"] >= MIN_TRAIN
+
+
+def _new_product_week(last_event: pd.Timestamp, units: float, orders: float) -> pd.DataFrame:
+    """STEADY's 30 weeks, then a part week in which NEW (in since that Monday 09:00) sold
+    `units` in `orders` orders by `last_event`."""
+    ds = pd.date_range("2024-01-01", periods=30, freq="7D")
+    week = ds[-1] + pd.Timedelta(weeks=1)
+    rows = [
+        {"product_id": "STEADY", "ds": d, "units": 10.0, "orders": 10.0, "interest": 20.0, "first_seen": d}
+        for d in ds
+    ]
+    rows.append(
+        {"product_id": "NEW", "ds": week, "units": units, "orders": orders, "interest": 50.0,
+         "first_seen": week + pd.Timedelta(hours=9)}
+    )  # fmt: skip
+    weekly = pd.DataFrame(rows)
+    weekly.attrs["last_event"] = last_event
+    return weekly
+
+
+def _catalog(*ids: str) -> pd.DataFrame:
+    n = len(ids)
+    return pd.DataFrame(
+        {"product_id": list(ids), "category": ["C"] * n, "in_stock": [True] * n, "stock": [50] * n,
+         "lead_time_days": [7.0] * n}
+    )  # fmt: skip
+
+
+def test_a_part_week_rate_ends_at_the_last_event_and_survives_a_gap():
+    """The data end on Tuesday 21:00 of the week NEW came in (Monday 09:00: 1.5 days on sale,
+    30 units): forecast at 140 a week whether --as-of is that evening, the Sunday after (the
+    days with no data are not days without sales) or 10 days later (a gap: the history ends
+    a week earlier, and NEW is still forecast, not "no sales")."""
+    from shelfwise.insights._demand import PARTIAL_WEEK_MODEL, NoDataWarning, forecast_demand
+    from shelfwise.insights._replenishment import replenish
+
+    week = pd.Timestamp("2024-07-29")
+    last = week + pd.Timedelta(days=1, hours=21)
+    weekly = _new_product_week(last, 30.0, 30.0)
+    for as_of, gap in (
+        (last, 0),
+        (week + pd.Timedelta(days=6, hours=12), 0),
+        (last + pd.Timedelta(days=10), 1),
+    ):
+        if gap:
+            with pytest.warns(NoDataWarning):
+                fc, info, _ = forecast_demand(weekly, _catalog("STEADY", "NEW"), as_of, horizon_weeks=2)
+        else:
+            fc, info, _ = forecast_demand(weekly, _catalog("STEADY", "NEW"), as_of, horizon_weeks=2)
+        new = fc[fc["unique_id"] == "NEW"].sort_values("ds")
+        assert info.no_data_weeks == gap and info.partial_week_series == 1, as_of
+        assert set(new["model"]) == {PARTIAL_WEEK_MODEL} and new["ds"].iloc[0] == week, as_of
+        assert np.allclose(new["units"], 30.0 / 1.5 * 7.0), (as_of, new["units"].tolist())
+        rows = {r["product_id"]: r for r in replenish(fc, _catalog("STEADY", "NEW"), as_of=as_of)}
+        assert rows["NEW"]["order_qty"] > 0 and "no sales" not in rows["NEW"]["reason"]
+
+
+def test_a_part_week_interval_counts_orders_not_units():
+    """500 units in one order are one observation: the interval is as wide as one order's,
+    scaled by its size, not +-6% as if 500 shoppers had bought."""
+    from shelfwise.insights._demand import forecast_demand
+
+    week = pd.Timestamp("2024-07-29")
+    last = week + pd.Timedelta(days=1, hours=9)  # one day on sale
+    bulk = forecast_demand(
+        _new_product_week(last, 500.0, 1.0), _catalog("STEADY", "NEW"), last, horizon_weeks=1
+    )[0]
+    many = forecast_demand(
+        _new_product_week(last, 500.0, 500.0), _catalog("STEADY", "NEW"), last, horizon_weeks=1
+    )[0]
+    b, m = (f.set_index("unique_id").loc["NEW"] for f in (bulk, many))
+    assert b["units"] == pytest.approx(3500.0) and m["units"] == pytest.approx(3500.0)
+    assert (m["hi"] - m["lo"]) / m["units"] < 0.15  # 500 orders: the rate is known to a few %
+    assert b["lo"] < 0.5 * b["units"] and b["hi"] > 1.5 * b["units"]  # one order: hardly known
+
+
+def test_forecast_demand_censors_only_after_the_catalog_said_in_stock():
+    """The mapping `load_weekly` gives (`in_stock_until`) reaches the censoring: A's last three
+    weeks sold nothing and nobody looked; out of stock now, listed in stock on the Wednesday
+    of the last week: one stock-out week, not three."""
+    from shelfwise.insights._demand import forecast_demand
+
+    ds = pd.date_range("2024-01-01", periods=30, freq="7D")
+    weekly = pd.DataFrame(
+        [
+            {"product_id": p, "ds": d, "units": 0.0 if (p == "A" and k >= 27) else 10.0,
+             "interest": 0.0 if (p == "A" and k >= 27) else 20.0}
+            for p in ("A", "B")
+            for k, d in enumerate(ds)
+        ]
+    )  # fmt: skip
+    as_of = ds[-1] + pd.Timedelta(days=7) - pd.Timedelta(microseconds=1)
+    products = _catalog("A", "B").assign(in_stock=[False, True], stock=[0, 50])
+    unknown = products.assign(in_stock_until=pd.NaT)
+    known = products.assign(in_stock_until=[ds[29] + pd.Timedelta(days=2), pd.NaT])
+    assert forecast_demand(weekly, unknown, as_of, horizon_weeks=2)[1].censored_weeks == 3
+    assert forecast_demand(weekly, known, as_of, horizon_weeks=2)[1].censored_weeks == 1

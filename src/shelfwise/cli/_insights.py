@@ -258,22 +258,11 @@ def ask(
 
 def _check_questions(path: Path) -> None:
     """A questions file with no question (empty, blank lines, or a header alone) is an error
-    naming the file, as an empty file of users or queries is: there is nothing to answer."""
-    from ..errors import SourceError
+    naming the file, as an empty file of users or queries is: there is nothing to answer (the
+    reader's own checks, read before the workdir's)."""
     from ..insights._run import read_questions
 
-    if path.is_dir():
-        raise SourceError(str(path), None, "a folder, not a file of questions")
-    if not path.exists():
-        return  # (`ask` names a missing file as it names it)
-    if not path.read_text(encoding="utf-8-sig", errors="replace").strip():
-        raise SourceError(
-            str(path),
-            None,
-            "the file is empty: give a CSV whose header names question_id,question, or JSON lines",
-        )
-    if not read_questions(path):
-        raise SourceError(str(path), None, "no questions in the file: its header and no row below it")
+    read_questions(path)
 
 
 app.add_typer(insights_app, name="insights")

@@ -53,7 +53,6 @@ def map_columns(
     keyed table curated already, so a required column other than the key may be left out (a
     price-only products file): each row keeps its key's curated value (`Columns.filled`). A
     header that repeats a name is read at its first column (said in `Columns.notes`)."""
-    by_key: dict[str, str] = {}
     notes: list[str] = []
     seen: dict[str, int] = {}
     for i, h in enumerate(header, 1):
@@ -64,14 +63,13 @@ def map_columns(
             )
             continue
         seen[h] = i
-        by_key.setdefault(column_key(h), h)
     mapping: dict[str, str] = {}
     joined: dict[str, list[str]] = {}
     explicit = {} if derived else column_map.for_table(contract.name)
     for c, headers in explicit.items():
         found = []
         for h in headers:
-            hit = h if h in header else by_key.get(column_key(h))
+            hit = h if h in header else match_headers(list(seen), {c: [h]}).get(c)
             if hit is None:
                 origin = column_map.origin.get((contract.name, c), MAP_FILE)
                 close = difflib.get_close_matches(h, header, n=1, cutoff=0.5)

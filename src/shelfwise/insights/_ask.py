@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ShelfwiseError
-from ._data import header_said
+from ._data import NO_QUESTIONS, header_said, questions_file
 
 ASK_REPORT = "ask"
 TOP_MATCHES = 3  # the entries shown with their scores
@@ -131,8 +131,7 @@ def read_labeled(path: Path, faq_ids: set[str]) -> tuple[list[str], list[str], l
     a bad row (or an faq_id the FAQ does not have) names the file and line."""
     from ..errors import SourceError
 
-    if not path.exists():
-        raise SourceError(str(path), None, "file not found")
+    questions_file(path, "question_id,question,faq_id", jsonl=False)
     ids: list[str] = []
     qs: list[str] = []
     truth: list[str | None] = []
@@ -154,7 +153,7 @@ def read_labeled(path: Path, faq_ids: set[str]) -> tuple[list[str], list[str], l
             qs.append(q)
             truth.append(f or None)
     if not qs:
-        raise SourceError(str(path), None, "no question")
+        raise SourceError(str(path), None, NO_QUESTIONS)
     return ids, qs, truth
 
 

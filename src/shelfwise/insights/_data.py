@@ -22,12 +22,33 @@ EVENT_COLUMNS = ("user_id", "product_id", "event_type", "timestamp", "session_id
 PRODUCT_COLUMNS = ("product_id", "category", "brand", "price")
 
 
+def questions_file(path: Path, columns: str, *, jsonl: bool = True) -> None:
+    """Refuse, naming the file, a questions file that cannot hold a question: a folder, a file
+    not there, or one with nothing but blank lines (`columns`: the CSV header it needs;
+    `jsonl`: JSON lines are read too). The CLI and the Python API read files alike."""
+    from ..errors import SourceError
+
+    if path.is_dir():
+        raise SourceError(str(path), None, "a folder, not a file of questions")
+    if not path.exists():
+        raise SourceError(str(path), None, "file not found")
+    if not path.read_text(encoding="utf-8-sig", errors="replace").strip():
+        raise SourceError(
+            str(path),
+            None,
+            f"the file is empty: give a CSV whose header names {columns}"
+            + (", or JSON lines" if jsonl else ""),
+        )
+
+
 def header_said(fieldnames: Any) -> str:
     """What a CSV's header holds, for an error naming the columns a file lacks: "has a, b", or
-    that the file is empty (csv.DictReader's fieldnames None)."""
-    if not fieldnames:
-        return "the file is empty: no header line"
-    return "has " + ", ".join(str(f) for f in fieldnames)
+    that it names no column."""
+    names = [str(f).strip() for f in fieldnames or []]
+    return "has " + ", ".join(names) if any(names) else "its header names no column"
+
+
+NO_QUESTIONS = "no questions in the file: its header and no row below it"
 
 
 def parse_as_of(text: str | None) -> datetime | None:

@@ -82,6 +82,9 @@ CENSOR_INTEREST = 0.5  # ... and the week's interest is at least this share of t
 LOCAL_WEEKS = 9  # the centred window of the local sales rate
 SHORT_WEEKS = 8  # the window of the fallback mean for series too short to cross-validate
 MAX_CV_H = 13
+# the fewest weeks a cross-validation origin leaves a series: AutoETS needs more than its 2
+# parameters + 4 ("tiny datasets" otherwise: a 12-week series cut 3 times by 2 weeks kept 6)
+MIN_TRAIN = 7
 TOP_K = 4  # the forecast is the mean of the TOP_K candidates with the lowest CV error (`top_k`)
 # the rules `select="auto"` chooses among, per group, on held-out CV windows (`choose_rule`):
 # the top-TOP_K mean (the default, first: it wins ties), the top-2 mean, the single best
@@ -164,11 +167,7 @@ def _catalog_at(con: Any, as_of: datetime | None) -> tuple[str | None, dict[str,
     it is: `{"version", "ingested_at", "stock_known"}`. Every curated version stays readable
     (meta.table_versions names it), so a past `--as-of` reads the stock and lead times the shop
     had delivered by then, not today's. No version by then: (None, stock_known False)."""
-    rows = con.execute(
-        "SELECT version, created_at, physical_name FROM meta.table_versions "
-        "WHERE table_name = 'products' AND (? IS NULL OR created_at <= ?) ORDER BY version DESC LIMIT 1",
-        [as_of, as_of],
-    ).fetchall()
+    rows = _products_versions(con, as_of)[:1]
     if not rows:
         if as_of is None:  # a products table without recorded versions: the current view
             return 'curated."products"', {"version": None, "ingested_at": None, "stock_known": True}
@@ -181,11 +180,26 @@ def _catalog_at(con: Any, as_of: datetime | None) -> tuple[str | None, dict[str,
     }
 
 
+def _products_versions(con: Any, as_of: datetime | None) -> list[tuple[Any, Any, str]]:
+    """`(version, created_at, physical_name)` of the products versions ingested by `as_of`
+    (None: all), newest first."""
+    return list(
+        con.execute(
+            "SELECT version, created_at, physical_name FROM meta.table_versions "
+            "WHERE table_name = 'products' AND (? IS NULL OR created_at <= ?) ORDER BY version DESC",
+            [as_of, as_of],
+        ).fetchall()
+    )
+
+
 def out_of_stock(products: pd.DataFrame) -> pd.Series:
     """Which catalog rows say the product is out of stock: `in_stock` false or `stock` 0 (a
-    missing figure is not a stock-out)."""
-    return (products["in_stock"].astype("boolean") == False).fillna(False) | (  # noqa: E712
-        pd.to_numeric(products["stock"], errors="coerce") == 0
+    missing figure is not a stock-out). The one rule, for the version current at as-of and the
+    earlier ones (`_in_stock_until`)."""
+    flag = products["in_stock"] if "in_stock" in products else pd.Series(None, products.index)
+    stock = products["stock"] if "stock" in products else pd.Series(None, products.index)
+    return (flag.astype("boolean") == False).fillna(False) | (  # noqa: E712 (a nullable column)
+        pd.to_numeric(stock, errors="coerce") == 0
     )
 
 
@@ -199,13 +213,8 @@ def _in_stock_until(con: Any, as_of: datetime | None, out: set[str]) -> dict[str
     before while it was on the shelf, and those weeks are demand, not a stock-out."""
     from ..storage import relation_columns
 
-    versions = con.execute(
-        "SELECT version, created_at, physical_name FROM meta.table_versions "
-        "WHERE table_name = 'products' AND (? IS NULL OR created_at <= ?) ORDER BY version DESC",
-        [as_of, as_of],
-    ).fetchall()
     pending, until = set(out), {}
-    for _, created, physical in versions[1:]:  # the first is the version current at as_of
+    for _, created, physical in _products_versions(con, as_of)[1:]:  # [0]: current at as_of
         if not pending:
             break
         rel = version_relation(physical)
@@ -213,17 +222,17 @@ def _in_stock_until(con: Any, as_of: datetime | None, out: set[str]) -> dict[str
             have = set(relation_columns(con, rel))
         except Exception:  # noqa: BLE001 (an older version no longer readable: not known before)
             break
-        conds = ["product_id IN (SELECT unnest(?))"]
-        if "in_stock" in have:
-            conds.append('NOT coalesce(TRY_CAST("in_stock" AS BOOLEAN) = false, false)')
-        if "stock" in have:
-            conds.append('NOT coalesce(TRY_CAST("stock" AS DOUBLE) = 0, false)')
-        rows = con.execute(
-            f"SELECT product_id FROM {rel} WHERE {' AND '.join(conds)}", [sorted(pending)]
-        ).fetchall()
-        for (pid,) in rows:
-            until[str(pid)] = created
-            pending.discard(str(pid))
+        cols = [c for c in ("in_stock", "stock") if c in have]
+        if not cols:  # a version that says nothing of stock does not list a product in stock
+            continue
+        quoted = ", ".join(f'"{c}"' for c in cols)
+        listed = con.execute(
+            f"SELECT product_id, {quoted} FROM {rel} WHERE product_id IN (SELECT unnest(?))",
+            [sorted(pending)],
+        ).df()
+        for pid in listed.loc[~out_of_stock(listed), "product_id"].astype(str):
+            until[pid] = created
+            pending.discard(pid)
     return until
 
 
@@ -265,6 +274,7 @@ def load_weekly(
             f"""SELECT product_id, date_trunc('week', "timestamp") AS ds,
                   sum(CASE WHEN event_type = 'purchase' THEN {qty} ELSE 0 END)::DOUBLE AS units,
                   count(*) FILTER (WHERE event_type IN ({interest}))::DOUBLE AS interest,
+                  count(*) FILTER (WHERE event_type = 'purchase')::DOUBLE AS orders,
                   min("timestamp") AS first_seen
                 FROM curated.events
                 WHERE "timestamp" <= ? AND product_id IS NOT NULL
@@ -333,7 +343,7 @@ def _with_searches(
     if resolved.empty:
         return weekly.assign(searched=0.0), summary
     weekly = weekly.merge(resolved, on=["product_id", "ds"], how="outer")
-    weekly = weekly.fillna({"units": 0.0, "interest": 0.0, "searched": 0.0})
+    weekly = weekly.fillna({"units": 0.0, "interest": 0.0, "searched": 0.0, "orders": 0.0})
     weekly["interest"] = weekly["interest"] + weekly["searched"]
     return weekly, summary
 
@@ -347,10 +357,20 @@ def last_complete_week(as_of: Any) -> pd.Timestamp:
 
 
 # -- the series --------------------------------------------------------------------------------
+def days_on_sale(first_seen: Any, week: pd.Timestamp, end: Any) -> float:
+    """Days of the week starting `week` that a product first seen at `first_seen` (None: before
+    it) was on sale by `end`, at least one: a rate read from the units of a part week."""
+    start = week if first_seen is None or pd.isna(first_seen) else max(week, pd.Timestamp(first_seen))
+    stop = min(pd.Timestamp(end), week + WEEK)
+    return min(max((stop - start) / pd.Timedelta(days=1), 1.0), 7.0)
+
+
 def weekly_grid(weekly: pd.DataFrame, last_week: pd.Timestamp) -> pd.DataFrame:
     """Every product with a sale, every week from its first event to `last_week`, zeros filled:
     `unique_id, ds, y, interest` (and `searched`, the free-text searches resolved to the product
-    and already counted in its interest, when `weekly` has it)."""
+    and already counted in its interest, when `weekly` has it; `days`, the days of each week
+    the product was on sale, `days_on_sale`: 7 but in its first week, when `weekly` has
+    `first_seen`)."""
     counts = ["interest", *(["searched"] if "searched" in weekly else [])]
     w = weekly[weekly["ds"] <= last_week]
     sold = w.groupby("product_id")["units"].sum()
@@ -366,6 +386,10 @@ def weekly_grid(weekly: pd.DataFrame, last_week: pd.Timestamp) -> pd.DataFrame:
     grid = grid.merge(
         w.rename(columns={"product_id": "unique_id"}), on=["unique_id", "ds"], how="left"
     ).fillna({"units": 0.0, **dict.fromkeys(counts, 0.0)})
+    if "first_seen" in grid:  # a product that came in on Saturday sold for 2 days of its first week
+        opened = grid["unique_id"].map(w.groupby("product_id")["first_seen"].min())
+        grid["days"] = [days_on_sale(f, d, d + WEEK) for f, d in zip(opened, grid["ds"], strict=True)]
+        counts.append("days")
     return grid.rename(columns={"units": "y"})[["unique_id", "ds", "y", *counts]]
 
 
@@ -1012,7 +1036,8 @@ def forecast_group(
     every candidate (`unique_id` x model)."""
     n_min = int(df.groupby("unique_id").size().min())
     h = min(horizon, MAX_CV_H)
-    windows = max(1, min(3, (n_min - max(season, 1) - 4) // h))
+    # every origin leaves each series MIN_TRAIN weeks to fit on (statsforecast refuses fewer)
+    windows = max(1, min(3, (n_min - max(season, 1) - 4) // h, (n_min - MIN_TRAIN) // h))
     smooth = [m for m in models if m in SMOOTH_MODELS]
     steps = [  # of fits, each shown with the steps after it (`_step`)
         "cross-validation",
@@ -1070,12 +1095,18 @@ def forecast_group(
 
 
 def forecast_short(df: pd.DataFrame, horizon: int, last_week: pd.Timestamp) -> pd.DataFrame:
-    """Series too short to cross-validate: the mean of their last weeks, Poisson 80% interval."""
+    """Series too short to cross-validate: the mean of their last weeks, Poisson 80% interval.
+    With `days` (`weekly_grid`), the weekly rate over the days on sale: a product in since
+    Sunday noon sold its first week's units in half a day, not in seven."""
     from scipy.stats import poisson
 
     rows = []
     for uid, s in df.groupby("unique_id", sort=False):
-        mean = float(s["y"].tail(SHORT_WEEKS).mean())
+        tail = s.tail(SHORT_WEEKS)
+        if "days" in tail:
+            mean = float(tail["y"].sum() / tail["days"].sum() * 7.0)
+        else:
+            mean = float(tail["y"].mean())
         lo, hi = (float(v) for v in poisson.ppf([0.1, 0.9], mean)) if mean > 0 else (0.0, 0.0)
         for k in range(1, horizon + 1):
             rows.append((str(uid), last_week + k * WEEK, mean, lo, hi, "RecentMean"))
@@ -1083,37 +1114,34 @@ def forecast_short(df: pd.DataFrame, horizon: int, last_week: pd.Timestamp) -> p
 
 
 def forecast_partial_week(
-    weekly: pd.DataFrame, last_week: pd.Timestamp, as_of: Any, horizon: int, known: set[str]
+    weekly: pd.DataFrame, week: pd.Timestamp, end: Any, horizon: int, known: set[str]
 ) -> pd.DataFrame:
-    """Series first sold in the week after `last_week` (the current week, not complete at
-    `as_of`; a series in `known` has a history and is forecast from it): `horizon` weeks at the
-    rate sold so far, PARTIAL_WEEK_MODEL. The rate runs from the later of that Monday and the
-    series' first event (a product that came in on Thursday has sold for 2 days by Saturday,
-    not 5) to as-of, at least one day; the 80% interval is the Gamma-Poisson predictive
-    (negative binomial) of a week given n units in t days (Jeffreys prior): wide when few sold.
-    `weekly`: `unique_id, ds, units, first_seen` (the first event per series and week)."""
+    """Series first sold in the part week starting `week` (the data end at `end`, inside it; a
+    series in `known` has a complete week and is forecast from it): `horizon` weeks from
+    `week` on at the rate sold so far, PARTIAL_WEEK_MODEL. The rate is over the days on sale
+    (`days_on_sale`: from the later of that Monday and the series' first event to `end`, at
+    least one day: a product that came in on Thursday has sold for 2 days by Saturday, not 5).
+    The 80% interval is the Gamma-Poisson predictive (negative binomial, Jeffreys prior) of a
+    week's orders given the o orders in those days, times the units per order: wide when few
+    orders came, however many units each (one order of 500 units is one observation).
+    `weekly`: `unique_id, ds, units` and, when known, `orders` and `first_seen` (the first
+    event per series and week)."""
     from scipy.stats import nbinom
 
-    week = last_week + WEEK
     cols = ["unique_id", "ds", "units", "lo", "hi", "model"]
     now = weekly[(weekly["ds"] == week) & ~weekly["unique_id"].astype(str).isin(known)]
-    sold = now.groupby("unique_id")["units"].sum()
-    sold = sold[sold > 0]
-    if sold.empty:
+    sums = now.groupby("unique_id")[["units", *(["orders"] if "orders" in now else [])]].sum()
+    sums = sums[sums["units"] > 0]
+    if sums.empty:
         return pd.DataFrame(columns=cols)
-    first: dict[Any, Any] = (
-        pd.to_datetime(weekly.groupby("unique_id")["first_seen"].min()).dropna().to_dict()
-        if "first_seen" in weekly
-        else {}
-    )
-    at = pd.Timestamp(as_of) + pd.Timedelta(microseconds=1)
+    first = weekly.groupby("unique_id")["first_seen"].min() if "first_seen" in weekly else pd.Series()
     rows = []
-    for uid, n in sold.items():
-        start = max(week, pd.Timestamp(first.get(uid, week)))
-        days = min(max((at - start) / pd.Timedelta(days=1), 1.0), 7.0)
-        r, p = float(n) + 0.5, days / (days + 7.0)
-        lo, hi = (float(v) for v in nbinom.ppf([0.1, 0.9], r, p))
-        mean = float(n) * 7.0 / days
+    for uid, r in sums.iterrows():
+        n = float(r["units"])
+        orders = float(r["orders"]) if "orders" in r and r["orders"] > 0 else n
+        days = days_on_sale(first.get(uid), week, pd.Timestamp(end) + pd.Timedelta(microseconds=1))
+        lo, hi = (float(v) * n / orders for v in nbinom.ppf([0.1, 0.9], orders + 0.5, days / (days + 7.0)))
+        mean = n * 7.0 / days
         for k in range(horizon):
             rows.append((str(uid), week + k * WEEK, mean, min(lo, mean), max(hi, mean), PARTIAL_WEEK_MODEL))
     return pd.DataFrame(rows, columns=cols)
@@ -1273,7 +1301,10 @@ def forecast_demand(
         series = series.assign(unique_id=series["unique_id"].map(cat)).dropna(subset=["unique_id"])
         summed = ["y", "interest", *(["searched"] if "searched" in series else [])]
         series = series.groupby(["unique_id", "ds"], as_index=False).agg(
-            **{c: (c, "sum") for c in summed}, censored=("censored", "any")
+            **{c: (c, "sum") for c in summed},
+            censored=("censored", "any"),
+            # a category's week is on sale as long as its longest-listed product's
+            **({"days": ("days", "max")} if "days" in series else {}),
         )
         if series.empty:
             raise ShelfwiseError("--level category: no product with a sale has a category")
@@ -1290,23 +1321,28 @@ def forecast_demand(
             "censored_weeks_with_searches": int((per_week > 0).sum()),
         }
     try:
-        fc, meta = forecast_series(series[["unique_id", "ds", "y", "interest"]], horizon_weeks)
+        fc, meta = forecast_series(
+            series[["unique_id", "ds", "y", "interest", *(["days"] if "days" in series else [])]],
+            horizon_weeks,
+        )
     except (NotImplementedError, ValueError) as exc:  # the library's own refusals, in one line
         raise ShelfwiseError(
             f"demand: the forecasting library could not fit the {series['unique_id'].nunique()} series "
             f"up to the week of {last_week.date()} ({type(exc).__name__}: {exc})"
         ) from None
-    if not gap:  # sold only in the week as-of falls in: forecast at the rate so far
-        now = weekly.assign(unique_id=weekly["product_id"].astype(str))
-        if level == "category":
-            now = now.assign(unique_id=now["product_id"].map(cat)).dropna(subset=["unique_id"])
-        new = forecast_partial_week(
-            now, last_week, as_of, horizon_weeks, set(series["unique_id"].astype(str))
-        )
-        if len(new):
-            fc = pd.concat([fc, new], ignore_index=True).sort_values(["unique_id", "ds"], ignore_index=True)
-            info.partial_week_series = int(new["unique_id"].nunique())
-            meta["chosen"][PARTIAL_WEEK_MODEL] = info.partial_week_series
+    # sold only in the part week after the history (as-of's, or the data's last when they end
+    # before as-of): forecast at the rate so far, up to the last event
+    end = pd.Timestamp(as_of) if last_event is None else min(pd.Timestamp(as_of), pd.Timestamp(last_event))
+    now = weekly.assign(unique_id=weekly["product_id"].astype(str))
+    if level == "category":
+        now = now.assign(unique_id=now["product_id"].map(cat)).dropna(subset=["unique_id"])
+    new = forecast_partial_week(
+        now, last_week + WEEK, end, horizon_weeks, set(series["unique_id"].astype(str))
+    )
+    if len(new):
+        fc = pd.concat([fc, new], ignore_index=True).sort_values(["unique_id", "ds"], ignore_index=True)
+        info.partial_week_series = int(new["unique_id"].nunique())
+        meta["chosen"][PARTIAL_WEEK_MODEL] = info.partial_week_series
     info.series = int(series["unique_id"].nunique()) + info.partial_week_series
     info.season_length = int(meta["season_length"])
     info.cv_windows, info.cv_h = int(meta["cv_windows"]), int(meta["cv_h"])

@@ -14,7 +14,15 @@ import pandas as pd
 
 from ..errors import ShelfwiseError
 from ._customers import PROFILE_COLUMNS, profile_customers
-from ._data import curated_inputs, header_said, load_curated, parse_as_of, stale_as_of
+from ._data import (
+    NO_QUESTIONS,
+    curated_inputs,
+    header_said,
+    load_curated,
+    parse_as_of,
+    questions_file,
+    stale_as_of,
+)
 from ._data import shop_ids as _shop_ids
 
 PROFILE_FIELDS = ("user_id", *PROFILE_COLUMNS)
@@ -159,11 +167,10 @@ def run_customers(
 
 def read_questions(path: Path) -> list[tuple[str, str]]:
     """(question_id, question) from a CSV with those headers or JSON lines; a bad row names the
-    file and line."""
+    file and line, as does a file with no question (`questions_file`, NO_QUESTIONS)."""
     from ..errors import SourceError
 
-    if not path.exists():
-        raise SourceError(str(path), None, "file not found")
+    questions_file(path, "question_id,question")
     out: list[tuple[str, str]] = []
     if path.suffix == ".jsonl":
         for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
@@ -175,7 +182,17 @@ def read_questions(path: Path) -> list[tuple[str, str]]:
                     raise SourceError(
                         str(path), n, f"not a JSON object with question_id, question: {exc}"
                     ) from exc
-        return out
+    else:
+        out = _csv_questions(path)
+    if not out:
+        raise SourceError(str(path), None, NO_QUESTIONS)
+    return out
+
+
+def _csv_questions(path: Path) -> list[tuple[str, str]]:
+    from ..errors import SourceError
+
+    out: list[tuple[str, str]] = []
     with open(path, encoding="utf-8-sig", newline="") as fh:
         reader = csv.DictReader(fh)
         if not reader.fieldnames or not {"question_id", "question"} <= set(reader.fieldnames):

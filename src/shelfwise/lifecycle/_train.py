@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import resource
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -764,23 +766,25 @@ def _build_search(
     if path.exists():
         shutil.rmtree(path)
     synonyms_file = next((p for p in synonym_files if p.exists()), None)
-    engine = SearchEngine(path, candidates=settings.search_candidates).build(
-        catalog,
-        popularity=popularity,
-        ctr=load_ctr(workdir, catalog.product_ids),
-        synonyms=load_synonyms(synonyms_file),
-        query_log=load_query_log(workdir),
-    )
+    parts: dict[str, float] = {}  # where the stage's time goes: each call's own (kept or not)
+
+    @contextmanager
+    def timed(part: str) -> Iterator[None]:
+        start = time.monotonic()
+        yield
+        parts[part] = round(time.monotonic() - start, 1)
+
+    ctr, query_log = load_ctr(workdir, catalog.product_ids), load_query_log(workdir)
+    with timed("index"):
+        engine = SearchEngine(path, candidates=settings.search_candidates).build(
+            catalog,
+            popularity=popularity,
+            ctr=ctr,
+            synonyms=load_synonyms(synonyms_file),
+            query_log=query_log,
+        )
     info: dict[str, Any] = {"products": len(catalog), "ranker": None, "candidates": engine.candidates}
     info["build_seconds"] = engine.build_seconds_
-    # where the stage's time goes: the index, then each learned part (kept or not)
-    parts = {"index": round(time.monotonic() - t0, 1)}
-    mark = time.monotonic()
-
-    def took(part: str) -> None:
-        nonlocal mark
-        parts[part] = round(time.monotonic() - mark, 1)
-        mark = time.monotonic()
 
     info["encoders"] = {
         "main": engine.semantic_.encoder,
@@ -789,17 +793,17 @@ def _build_search(
     if gains and settings.search_finetune_budget_s > 0 and settings.search_finetune_steps > 0:
         from ..search import FinetuneSettings
 
-        ft = engine.finetune_encoder(
-            queries,
-            gains,
-            seed=settings.seed,
-            settings=FinetuneSettings(
-                max_steps=settings.search_finetune_steps,
-                budget_s=settings.search_finetune_budget_s,
+        with timed("MiniLM fine-tuning"):
+            ft = engine.finetune_encoder(
+                queries,
+                gains,
                 seed=settings.seed,
-            ),
-        )
-        took("MiniLM fine-tuning")
+                settings=FinetuneSettings(
+                    max_steps=settings.search_finetune_steps,
+                    budget_s=settings.search_finetune_budget_s,
+                    seed=settings.seed,
+                ),
+            )
         info["finetune"] = {k: v for k, v in ft.items() if k != "settings"}
         info["encoders"]["main"] = engine.semantic_.encoder
         log(
@@ -818,8 +822,8 @@ def _build_search(
         workdir, leave_out=lambda users: consent_withdrawn(workdir, "personalization", among=users)
     )
     if gains or clicks:
-        info["ranker"] = engine.fit_ranker(queries, gains, clicks=clicks, seed=settings.seed)
-        took("ranker")
+        with timed("ranker"):
+            info["ranker"] = engine.fit_ranker(queries, gains, clicks=clicks, seed=settings.seed)
         r = info["ranker"]
         log(
             f"search: ranker on {len(gains):,} judged queries and {r['click_groups']:,} click groups "
@@ -830,17 +834,17 @@ def _build_search(
     if gains and settings.search_cross_budget_s > 0 and settings.search_cross_steps > 0:
         from ..search import CrossSettings
 
-        ce = engine.fit_cross_encoder(
-            queries,
-            gains,
-            seed=settings.seed,
-            settings=CrossSettings(
-                max_steps=settings.search_cross_steps,
-                budget_s=settings.search_cross_budget_s,
+        with timed("cross-encoder"):
+            ce = engine.fit_cross_encoder(
+                queries,
+                gains,
                 seed=settings.seed,
-            ),
-        )
-        took("cross-encoder")
+                settings=CrossSettings(
+                    max_steps=settings.search_cross_steps,
+                    budget_s=settings.search_cross_budget_s,
+                    seed=settings.seed,
+                ),
+            )
         info["cross_encoder"] = ce
         log(
             f"search: cross-encoder on {ce.get('pairs', 0):,} pairs: held-out NDCG@10 "
@@ -848,8 +852,8 @@ def _build_search(
             + (f" ({ce['skipped']})" if "skipped" in ce else "")
             + (f"; {ce['stopped']}" if "stopped" in ce else "")
         )
-    engine.save()
-    took("saving")
+    with timed("saving"):
+        engine.save()
     info["seconds"] = round(time.monotonic() - t0, 1)
     info["part_seconds"] = parts
     learned = ", ".join(f"{k} {v}s" for k, v in parts.items() if k not in ("index", "saving"))
