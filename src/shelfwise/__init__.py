@@ -15,8 +15,14 @@ match_threads_to_quota()
 
 if TYPE_CHECKING:
     from ._shop import Shop
+    from .errors import AccessDenied, ShelfwiseError, SourceError
 
 __version__ = "0.1.0"
-__all__ = ["Shop", "__version__"]
+# the errors a caller catches: every refusal is a ShelfwiseError (AccessDenied: a role's; a
+# SourceError names the file and line)
+__all__ = ["AccessDenied", "ShelfwiseError", "Shop", "SourceError", "__version__"]
 
-__getattr__ = lazy_exports(__name__, {"Shop": "._shop"})
+__getattr__ = lazy_exports(
+    __name__,
+    {"Shop": "._shop", "ShelfwiseError": ".errors", "AccessDenied": ".errors", "SourceError": ".errors"},
+)

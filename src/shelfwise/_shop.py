@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, cast, overload
 
 from .errors import ShelfwiseError
 
@@ -193,12 +193,22 @@ class Shop:
                 self.authorize("ingest")
             from .lifecycle import TrainSettings
             from .lifecycle import train as run_train
+            from .lifecycle._train import check_choices
 
             if (append or column_map) and data is None:
                 raise ShelfwiseError("--append and --map apply to the data given with --data")
+            if isinstance(models, str):  # "als,ease" as on the command line, not its letters
+                models = [m.strip() for m in models.split(",") if m.strip()]
             chosen = replace(settings or TrainSettings(), **options)
             if models is not None:
                 chosen = replace(chosen, models=tuple(models))
+            # before anything is loaded: a typo must not leave a delivery appended behind it
+            check_choices(
+                None if models is None else chosen.models,
+                chosen.split,
+                models_said=f"models {list(chosen.models)!r}",
+                split_said=f"split {chosen.split!r}",
+            )
             result: TrainResult = run_train(
                 self.workdir,
                 data,
@@ -221,7 +231,14 @@ class Shop:
         with self._acting("evaluate"):
             from .lifecycle import evaluate_workdir
 
-            return evaluate_workdir(self.workdir, models=list(models) if models else None, sampled=sampled)
+            if isinstance(models, str):
+                models = [m.strip() for m in models.split(",") if m.strip()]
+            try:
+                return evaluate_workdir(
+                    self.workdir, models=list(models) if models else None, sampled=sampled
+                )
+            except ValueError as exc:  # models the bundle does not have: the caller's, said in one line
+                raise ShelfwiseError(str(exc)) from None
 
     # -- answering ------------------------------------------------------------------------------
     def _service(self, rules: bool, search: bool) -> Service:
@@ -282,7 +299,10 @@ class Shop:
         `model` names one of the bundle's models; `context` (a category path prefix) steers the
         cold-start list."""
         with self._acting("recommend"):
+            k = _k(k)
             one = isinstance(users, str)
+            if not one and not isinstance(users, Iterable):
+                raise ShelfwiseError(f"users {users!r}: a user id (a string) or several")
             # read after the checks: the CLI passes a generator reading its file
             ids = [users] if isinstance(users, str) else [str(u) for u in users]
             service = self._service(rules, search=False)
@@ -293,7 +313,13 @@ class Shop:
                 raise ShelfwiseError(str(exc.args[0])) from exc
             out = []
             for raw in ids:
-                ans = service.recommend(raw, k, context=context, model=model)
+                who = _user_id(raw)
+                if who in snap.user_index:  # an id from a curated table or an export
+                    raise ShelfwiseError(
+                        f"user {who!r} is a pseudonym (curated tables and exports show those): "
+                        "recommend takes the shop's own user id"
+                    )
+                ans = service.recommend(who, k, context=context, model=model)
                 line: dict[str, Any] = {
                     "user_id": raw,
                     "items": ans.items,
@@ -358,7 +384,9 @@ class Shop:
         """Products like `product_id` (what /v1/items/{id}/similar answers); ShelfwiseError for a
         product the current bundle does not know."""
         with self._acting("recommend"):
-            ans = self._service(rules, search=False).similar(product_id, k)
+            if not isinstance(product_id, str):
+                raise ShelfwiseError(f"product {product_id!r}: give the product id as a string")
+            ans = self._service(rules, search=False).similar(product_id, _k(k))
             if ans is None:
                 raise ShelfwiseError(f"product {product_id!r} is not in the current bundle")
             return ans.items
@@ -398,6 +426,12 @@ class Shop:
         `candidates`. A blank query finds nothing. `search_pages`
         also says how each list was found (a fallback list says it is one)."""
         one = isinstance(queries, str)
+        if one and candidates is not None:
+            cands = list(candidates)
+            # one query's own list of ids, or one list (or None) per query as for several
+            candidates = (
+                [cast(list[str], cands)] if cands and all(isinstance(c, str) for c in cands) else cands
+            )
         pages = self.search_pages(
             [queries] if isinstance(queries, str) else queries, k, candidates=candidates, rules=rules
         )
@@ -421,6 +455,9 @@ class Shop:
             from .serving import current_bundle
             from .serving._service import SearchArgs
 
+            k = _k(k)
+            if queries is None or not isinstance(queries, Iterable):
+                raise ShelfwiseError(f"queries {queries!r}: a query (a string) or several")
             bundle = current_bundle(self.workdir)
             if not (bundle / "search").exists():
                 raise ShelfwiseError(
@@ -459,7 +496,13 @@ class Shop:
                 return served(texts)
             # re-ranking given lists has no HTTP twin: the ranker alone; a query given no list
             # is searched as without `candidates` (the serving path: rules, fallback, match)
-            cands = [list(c) if c is not None else None for c in candidates]
+            given = list(candidates)  # (a generator reading the CLI's file: read once)
+            if any(isinstance(c, str) for c in given):
+                raise ShelfwiseError(
+                    "candidates: one list of product ids (or None) per query, not product ids: "
+                    "a string is not a list"
+                )
+            cands = [list(c) if c is not None else None for c in given]
             if len(cands) != len(texts):
                 raise ShelfwiseError(f"{len(cands)} candidate lists for {len(texts)} queries")
             listed = [i for i, c in enumerate(cands) if c is not None]
@@ -629,6 +672,8 @@ class Shop:
         with self._acting("audit.read"):
             from .governance import AuditLog
 
+            if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+                raise ShelfwiseError(f"limit {limit!r}: the number of newest entries, >= 1 (None: all)")
             entries = AuditLog(self.workdir).entries()
             return entries[-limit:] if limit else entries
 
@@ -652,17 +697,25 @@ class Shop:
         into a row of an erased user) or all."""
         with self._acting("quarantine.read_raw"):
             from .governance import Quarantine
+            from .governance._quarantine import refuse_unknown_filters
 
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+                raise ShelfwiseError(f"limit {limit!r}: the number of rows to show, >= 1")
             qr = Quarantine(self.workdir)
+            summary = qr.summary()
+            # a mistyped filter lists nothing, as if nothing were quarantined: refused, as the CLI does
+            refuse_unknown_filters(table, reason, status, summary)
             rows = qr.list(table, reason, None if status == "all" else status, limit=limit)
-            return {"summary": qr.summary(), "rows": rows}
+            return {"summary": summary, "rows": rows}
 
     def export_quarantine(self, out: str | Path, table: str | None = None, reason: str | None = None) -> int:
         """Write the open quarantined rows (raw fields + `_quarantine_id`) as JSON lines to fix;
         returns the number of rows."""
         with self._acting("quarantine.read_raw") as actor:
             from .governance import AuditLog, Quarantine
+            from .governance._quarantine import refuse_unknown_filters
 
+            refuse_unknown_filters(table, reason, None, Quarantine(self.workdir).summary())
             n = Quarantine(self.workdir).export(out, table, reason)
             # raw rows left the warehouse: who took which, where (as a subject access export)
             AuditLog(self.workdir).append(
@@ -713,14 +766,17 @@ class Shop:
         """Record a user's consent (flags left None stay as they are) in the consent register,
         audited; running servers follow on the next request (and at once through `redis_url`).
         Returns `{"user_id", "consent": current flags, "recorded"}`."""
-        with self._acting("privacy.consent", workdir=False) as actor:
+        # a shop's workdir, not a new one a typo would make (with a key of its own)
+        with self._acting("privacy.consent") as actor:
             from .governance import Pseudonymizer, SecretStore
             from .governance._consent import record_consent
 
-            if not user_id.strip():
-                raise ShelfwiseError("--user: an empty user id")
-            pseudo = Pseudonymizer(SecretStore(self.workdir).pseudonym_key())(user_id)
+            user_id = _user_id(user_id)
             values = {"personalization": personalization, "marketing": marketing}
+            for flag, value in values.items():
+                if value is not None and not isinstance(value, bool):  # "false" is truthy
+                    raise ShelfwiseError(f"{flag}={value!r}: give True or False (None leaves it as it is)")
+            pseudo = Pseudonymizer(SecretStore(self.workdir).pseudonym_key())(user_id)
             rec = record_consent(self.workdir, pseudo, values, source=source, actor=actor)
             client = _redis(redis_url)
             if client is not None:
@@ -732,10 +788,11 @@ class Shop:
 
     def consent(self, user_id: str) -> dict[str, Any]:
         """A user's current consent flags and their history (oldest first)."""
-        with self._acting("privacy.consent", workdir=False):
+        with self._acting("privacy.consent"):
             from .governance import Pseudonymizer, SecretStore
             from .governance._consent import Consents, consent_history
 
+            user_id = _user_id(user_id)
             pseudo = Pseudonymizer(SecretStore(self.workdir).pseudonym_key())(user_id)
             return {
                 "user_id": user_id,
@@ -955,6 +1012,25 @@ class Shop:
                 }
                 for p in People(self.workdir).load().values()
             ]
+
+
+def _user_id(value: Any) -> str:
+    """A shop's user id as given by a caller: a string, trimmed as curation trims ids (so " C1"
+    is C1's consent, not another pseudonym's), not empty."""
+    from .governance._compile import trim_id
+
+    if not isinstance(value, str):
+        raise ShelfwiseError(f"user id {value!r}: give the shop's own user id as a string")
+    if not trim_id(value):
+        raise ShelfwiseError("an empty user id")
+    return trim_id(value)
+
+
+def _k(k: Any) -> int:
+    """A list length as callers give it: a whole number >= 1 (HTTP answers 422 otherwise)."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ShelfwiseError(f"k {k!r}: the number of items to return, a whole number >= 1")
+    return k
 
 
 def _redis(url: str | None) -> Any:

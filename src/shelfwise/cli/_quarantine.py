@@ -20,11 +20,9 @@ def _check_filters(
 ) -> None:
     """An unknown `--table`, `--reason` or `--status` is refused, naming the valid ones (it
     listed nothing and exited 0, as if nothing were quarantined): `unknown_filters`."""
-    from ..errors import ShelfwiseError
-    from ..governance._quarantine import unknown_filters
+    from ..governance._quarantine import refuse_unknown_filters
 
-    for name, value, known in unknown_filters(table, reason, status, summary)[:1]:
-        raise ShelfwiseError(f"--{name} {value!r}: unknown; choose one of {', '.join(known)}")
+    refuse_unknown_filters(table, reason, status, summary, prefix="--")
 
 
 def _matching(summary: list[dict], table: str | None, reason: str | None, status: str) -> list[dict]:
@@ -63,8 +61,10 @@ def quarantine_list(
     rows --table, --reason and --status select; `--json`'s `summary` is the whole quarantine's,
     `filtered_summary` the selected rows')."""
     _check_filters(None, None, [], status)
-    res = shop(workdir).quarantine(table, reason, status=status, limit=limit)
-    _check_filters(table, reason, res["summary"])
+    the_shop = shop(workdir)
+    if table is not None or reason is not None:  # named as flags (the Python API names them too)
+        _check_filters(table, reason, the_shop.quarantine(status="all", limit=1)["summary"])
+    res = the_shop.quarantine(table, reason, status=status, limit=limit)
     res["filtered_summary"] = _matching(res["summary"], table, reason, status)
     if as_json:
         print_json(res)
@@ -92,7 +92,7 @@ def quarantine_export(
     """Export open quarantined rows (raw fields + _quarantine_id) for fixing."""
     the_shop = shop(workdir)
     if table is not None or reason is not None:  # (an unknown one exported nothing, exit 0)
-        _check_filters(table, reason, the_shop.quarantine(status="all", limit=0)["summary"])
+        _check_filters(table, reason, the_shop.quarantine(status="all", limit=1)["summary"])
     n = the_shop.export_quarantine(out, table, reason)
     typer.echo(f"wrote {n:,} quarantined rows to {out}")
 

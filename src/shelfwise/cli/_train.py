@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from ..errors import ShelfwiseError
 from ._app import (
     Append,
     AsJson,
@@ -25,9 +26,6 @@ from ._app import (
 
 __all__ = ["evaluate", "train"]
 
-# the split protocols `lifecycle.make_split` knows (it names them in its ValueError)
-SPLITS = ("leave_last_out", "global_time")
-
 
 def _model_list(models: str) -> list[str]:
     """`--models a,b`: the names, trimmed, blanks left out."""
@@ -35,29 +33,21 @@ def _model_list(models: str) -> list[str]:
 
 
 def _check_train_flags(models: str | None, split: str) -> None:
-    """`--models` and `--split` checked before anything runs (an unknown name found after the
-    ingestion and the features was a traceback): one line naming the valid choices."""
-    from ..errors import ShelfwiseError
+    """`--models` and `--split` checked before anything runs (`lifecycle.check_choices`)."""
+    from ..lifecycle._train import check_choices
 
-    if split not in SPLITS:
-        raise ShelfwiseError(f"--split {split!r}: unknown split protocol; choose {' or '.join(SPLITS)}")
-    if models is not None:
-        from ..models import RECOMMENDERS
-
-        named = _model_list(models)
-        unknown = [m for m in named if m not in RECOMMENDERS]
-        if unknown or not named:
-            raise ShelfwiseError(
-                f"--models {models!r}: "
-                + (f"unknown model(s) {', '.join(unknown)}" if unknown else "names no model")
-                + f"; known models: {', '.join(sorted(RECOMMENDERS))}"
-            )
+    check_choices(
+        None if models is None else _model_list(models),
+        split,
+        models_said=f"--models {models!r}",
+        split_said=f"--split {split!r}",
+    )
 
 
 def _check_evaluated_models(workdir: Path, chosen: list[str]) -> None:
-    """After `evaluate` refused `chosen` with a ValueError: a ShelfwiseError naming the bundle's
-    models when some of `chosen` are not in the current bundle (the user's mistake, not a bug);
-    otherwise nothing (the ValueError is raised again as it is)."""
+    """After `evaluate` refused `chosen`: a ShelfwiseError naming the bundle's models, in the
+    command line's words, when some of `chosen` are not in the current bundle; otherwise
+    nothing (the refusal is raised again as it is)."""
     from ..errors import ShelfwiseError
     from ..models import read_manifest
     from ..serving import current_bundle
@@ -222,7 +212,7 @@ def evaluate(
     chosen = _model_list(models) if models else None
     try:
         report = shop(workdir).evaluate(chosen, sampled=sampled)
-    except ValueError:  # (raised after the Shop checked the permission and the workdir)
+    except ShelfwiseError:  # (the bundle's refusal, after the Shop checked who and where)
         if chosen:
             _check_evaluated_models(workdir, chosen)
         raise

@@ -36,6 +36,22 @@ def unknown_filters(
     return out
 
 
+def refuse_unknown_filters(
+    table: str | None,
+    reason: str | None,
+    status: str | None,
+    summary: list[dict[str, Any]],
+    *,
+    prefix: str = "",
+) -> None:
+    """A ShelfwiseError for the first filter no row could match (`unknown_filters`), naming the
+    valid values; `prefix`: how the caller names a filter ("--" on the command line)."""
+    from ..errors import ShelfwiseError
+
+    for name, value, known in unknown_filters(table, reason, status, summary)[:1]:
+        raise ShelfwiseError(f"{prefix}{name} {value!r}: unknown; choose one of {', '.join(known)}")
+
+
 class Quarantine:
     """Read and act on `quarantine.rows` of a workdir."""
 

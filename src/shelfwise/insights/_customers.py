@@ -511,6 +511,14 @@ PROFILE_COLUMNS = (
 )
 
 
+def check_horizon_days(horizon_days: Any) -> None:
+    """ShelfwiseError unless `horizon_days` is a whole number of days >= 1."""
+    from ..errors import ShelfwiseError
+
+    if isinstance(horizon_days, bool) or not isinstance(horizon_days, int) or horizon_days < 1:
+        raise ShelfwiseError(f"horizon_days {horizon_days!r}: a whole number of days >= 1")
+
+
 def profile_customers(
     events: pd.DataFrame,
     products: pd.DataFrame,
@@ -520,7 +528,9 @@ def profile_customers(
     seed: int = 0,
 ) -> tuple[pd.DataFrame, CustomerModel]:
     """The profile table (index: the warehouse's user ids), one row per user with an event up to
-    `as_of`."""
+    `as_of`. `horizon_days`: a whole number of days >= 1 (0 or -5 gave churn risks above 1 and
+    negative expected values)."""
+    check_horizon_days(horizon_days)
     f, info = fit_predict(events, products, as_of, horizon_days, seed=seed)
     f["segment"] = rfm_segments(f)
     t = tastes(events[events["timestamp"] <= pd.Timestamp(as_of)], products)

@@ -55,8 +55,10 @@ def profile_records(
     profile; `pseudonymized` counts them), the rule of `audiences export`. Every record says
     whether the user may receive marketing (`marketing_consent`)."""
     from ..governance._consent import consent_withdrawn
+    from ._customers import check_horizon_days
     from ._data import count_customers
 
+    check_horizon_days(horizon_days)  # before the events are read
     at = parse_as_of(as_of)
     # profiles are profiling: users without personalization consent are left out
     events, products, at = load_curated(workdir, at, consent="personalization")

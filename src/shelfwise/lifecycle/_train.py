@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import resource
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -110,6 +110,28 @@ class TrainResult:
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+SPLITS = ("leave_last_out", "global_time")  # the split protocols `make_split` knows
+
+
+def check_choices(models: Sequence[str] | None, split: str, *, models_said: str, split_said: str) -> None:
+    """The models and split protocol a training names, checked before anything runs (an unknown
+    name found after the ingestion and the features was a traceback, and the delivery was
+    loaded already): one ShelfwiseError naming the valid choices. `models_said`/`split_said`:
+    how the caller gave them (`--models 'a,b'` on the command line)."""
+    from ..errors import ShelfwiseError
+
+    if split not in SPLITS:
+        raise ShelfwiseError(f"{split_said}: unknown split protocol; choose {' or '.join(SPLITS)}")
+    if models is not None:
+        unknown = [m for m in models if m not in RECOMMENDERS]
+        if unknown or not models:
+            raise ShelfwiseError(
+                f"{models_said}: "
+                + (f"unknown model(s) {', '.join(map(str, unknown))}" if unknown else "names no model")
+                + f"; known models: {', '.join(sorted(RECOMMENDERS))}"
+            )
 
 
 def make_split(inter: Interactions, protocol: str) -> Split:
@@ -1190,6 +1212,10 @@ def evaluate_workdir(
     from ..evaluation._report import write_evaluation_report
     from ..serving import Bundle, current_bundle
 
+    if sampled is not None and (isinstance(sampled, bool) or not isinstance(sampled, int) or sampled < 1):
+        from ..errors import ShelfwiseError
+
+        raise ShelfwiseError(f"sampled {sampled!r}: the number of random unseen items to rank among, >= 1")
     workdir = Path(workdir)
     bundle = Bundle.load(current_bundle(workdir))
     nothing = _nothing_to_evaluate(bundle)

@@ -1,0 +1,111 @@
+"""What the Python API refuses, as the CLI refuses it (from a data scientist's walk through the
+API): a consent given as the string "false" was recorded as consent; " C1" was another user;
+a mistyped workdir became a new shop; a delivery was appended before a mistyped split was
+found; typos in filters listed nothing; out-of-range numbers crashed inside libraries or wrote
+impossible values."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from shelfwise import ShelfwiseError, Shop
+from tests.api.test_shop import FAST, trained  # noqa: F401 (the module's trained shop)
+from tests.serving.conftest import known_users
+
+
+@pytest.fixture(autouse=True)
+def _nobody(monkeypatch):
+    for var in ("SHELFWISE_AS", "SHELFWISE_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture()
+def shop(trained, tmp_path) -> tuple[Shop, Path]:  # noqa: F811
+    data, work = trained
+    copy = tmp_path / "w"
+    shutil.copytree(work, copy)
+    return Shop(copy), data
+
+
+def test_consent_takes_booleans_and_the_trimmed_id_of_an_existing_shop(shop, tmp_path):
+    s, data = shop
+    user = known_users(data, s.workdir, 1)[0]
+    s.set_consent(user, personalization=False)
+    for bad in ("false", "no", 0, 1):
+        with pytest.raises(ShelfwiseError, match="give True or False"):
+            s.set_consent(user, personalization=bad)
+    assert s.consent(user)["consent"]["personalization"] is False  # the withdrawal stands
+    s.set_consent(f" {user} ", marketing=False)  # the same user, as curation trims ids
+    assert s.consent(user)["consent"]["marketing"] is False
+    assert s.consent(f"{user} ")["consent"] == s.consent(user)["consent"]
+    typo = tmp_path / "typo"
+    with pytest.raises(ShelfwiseError, match="not a shelfwise workdir"):
+        Shop(typo).set_consent(user, marketing=False)
+    assert not typo.exists()  # no new shop (with a key of its own) made by a typo
+
+
+def test_train_checks_its_choices_before_loading_the_delivery(shop, tmp_path):
+    s, data = shop
+    delivery = tmp_path / "day2"
+    delivery.mkdir()
+    (delivery / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\nZ1,P1,view,2026-01-01T00:00:00Z\n"
+    )
+    before = len(s.audit())
+    for kwargs, said in (
+        ({"split": "bogus"}, "unknown split protocol; choose leave_last_out or global_time"),
+        ({"models": ["nosuch"]}, "unknown model(s) nosuch; known models: als"),
+        ({"models": []}, "names no model"),
+    ):
+        with pytest.raises(ShelfwiseError, match=said.replace("(", r"\(").replace(")", r"\)")):
+            s.train(delivery, append=True, **kwargs, **FAST)
+    assert len(s.audit()) == before  # nothing ingested, nothing audited
+    with pytest.raises(ShelfwiseError, match=r"not in bundle"):
+        s.evaluate(["nosuch"])
+    with pytest.raises(ShelfwiseError, match="sampled -5"):
+        s.evaluate(sampled=-5)
+
+
+def test_answers_refuse_what_http_answers_422(shop):
+    s, data = shop
+    user = known_users(data, s.workdir, 1)[0]
+    for k in (0, -5, 2.5, "3", True):
+        with pytest.raises(ShelfwiseError, match="whole number >= 1"):
+            s.recommend(user, k)
+        with pytest.raises(ShelfwiseError, match="whole number >= 1"):
+            s.search("bike light", k)
+    with pytest.raises(ShelfwiseError, match="a user id"):
+        s.recommend(100035)  # type: ignore[arg-type]
+    with pytest.raises(ShelfwiseError, match="a query"):
+        s.search(None)  # type: ignore[arg-type]
+    assert s.recommend(f" {user} ", 5)["items"] == s.recommend(user, 5)["items"]
+    assert s.recommend(user, 5)["source"] != "cold_start"
+    pseudonym = s.table("events")["user_id"].iloc[0]
+    with pytest.raises(ShelfwiseError, match="is a pseudonym"):
+        s.recommend(pseudonym)
+    items = s.search("bike light", 5)
+    assert s.search("bike light", 5, candidates=items[:3]) == s.search(
+        "bike light", 5, candidates=[items[:3]]
+    )
+    assert set(s.search("bike light", 5, candidates=items[:3])) <= set(items[:3])
+
+
+def test_listings_refuse_a_mistyped_filter_or_limit(shop, tmp_path):
+    s, _ = shop
+    with pytest.raises(ShelfwiseError, match=r"table 'evnts': unknown; choose one of .*events"):
+        s.quarantine(table="evnts")
+    with pytest.raises(ShelfwiseError, match=r"status 'opn': unknown"):
+        s.quarantine(status="opn")
+    with pytest.raises(ShelfwiseError, match=r"limit -1"):
+        s.quarantine(status="all", limit=-1)
+    with pytest.raises(ShelfwiseError, match=r"table 'evnts': unknown"):
+        s.export_quarantine(tmp_path / "q.jsonl", table="evnts")
+    with pytest.raises(ShelfwiseError, match=r"limit 0"):
+        s.audit(limit=0)
+    assert len(s.audit(limit=1)) == 1
+    for days in (0, -5, 2.5):
+        with pytest.raises(ShelfwiseError, match="whole number of days >= 1"):
+            s.customers(tmp_path / "c.jsonl", horizon_days=days)
