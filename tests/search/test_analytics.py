@@ -74,3 +74,25 @@ def test_a_page_past_the_end_is_no_zero_result_search() -> None:
     summary = served_search_summary(per_query, set())
     assert [d["query"] for d in summary["zero_result_queries"]] == ["old", "zzz"]
     assert summary["zero_result_pages"] == 2
+
+
+def test_a_fallback_page_for_a_query_that_matched_nothing_is_a_no_result_search() -> None:
+    """`zzzxqj nothing` matched nothing and was shown the popular products (`fallback`): the
+    console listed no no-result query because the page had items."""
+    from shelfwise.search._analytics import add_served_search, served_search_summary
+
+    per_query: dict = {}
+    for rec in (
+        {
+            "query": "zzzxqj nothing",
+            "items": ["P1", "P2"],
+            "offset": 0,
+            "match": "none",
+            "fallback": "popular",
+        },
+        {"query": "lamp", "items": ["P3"], "offset": 0, "match": "keyword", "fallback": None},
+        {"query": "lampe", "items": ["P3"], "offset": 0, "match": "semantic_only", "fallback": None},
+    ):
+        add_served_search(per_query, rec)
+    summary = served_search_summary(per_query, set())
+    assert summary["zero_result_queries"] == [{"query": "zzzxqj nothing", "zero_result_pages": 1}]

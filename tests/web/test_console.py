@@ -190,6 +190,9 @@ def test_overview_matches_the_cli(shop: Shop, page: Any) -> None:
     prod = [m for m in shop.cli("ana", "models", "list") if "production" in m["aliases"]]
     shown = page.locator(".card[data-version] [data-metric='ndcg@10']").first.inner_text()
     assert float(shown) == pytest.approx(prod[0]["ndcg@10"], abs=1e-4)
+    # every metric shown says how it was measured (split, candidates, users, intervals)
+    said = page.locator(".card[data-version] .protocol").first.inner_text()
+    assert said.startswith("protocol: leave-last-out; full ranking") and "test users" in said, said
     # a table whose latest load failed its quality check (the small demo's bot traffic
     # quarantines more than 5% of the events) is named by an alert, the others are not
     alerts = page.locator("#alerts").inner_text()
@@ -206,6 +209,7 @@ def test_promotion_needs_a_second_person(shop: Shop, page: Any) -> None:
     login(page, shop, "ana")
     page.goto(shop.url + "/console/models")
     assert page.locator(f"tr[data-version='{v}'] button.approve").count() == 0
+    assert page.locator("tr.protocol").count() == page.locator("tr[data-version]").count()
     csrf = page.locator("body").get_attribute("hx-headers")
     token = json.loads(csrf)["X-CSRF-Token"]
     r = page.request.post(shop.url + f"/console/models/{v}/approve", form={"csrf": token})

@@ -613,6 +613,7 @@ def test_a_bulk_re_process_tells_what_happened_to_each_table(tmp_path: Path, mon
     ]
     calls: list[tuple[str, int]] = []
     failure: list[Exception] = []
+    skip: list[bool] = []
 
     class FakeQuarantine:
         def __init__(self, workdir: Path) -> None:
@@ -626,6 +627,13 @@ def test_a_bulk_re_process_tells_what_happened_to_each_table(tmp_path: Path, mon
             calls.append((table, n))
             if table == "products" and failure:
                 raise failure[0]
+            if skip:  # duplicate keys and unreadable lines, ticked as they are: left open
+                return {
+                    "released": 0,
+                    "still_quarantined": 0,
+                    "skipped": n,
+                    "skipped_reason": "as they are: no",
+                }
             return {"released": n, "still_quarantined": 0}
 
     monkeypatch.setattr(governance, "Quarantine", FakeQuarantine)
@@ -653,6 +661,11 @@ def test_a_bulk_re_process_tells_what_happened_to_each_table(tmp_path: Path, mon
     r = c.post("/console/data/quarantine/reprocess", data={"csrf": token, "q.3": "1"}, follow_redirects=False)
     done = parse_qs(urlsplit(r.headers["location"]).query)["done"][0]
     assert done == "1 row re-processed: 1 released into curated, 0 still quarantined (see their new reasons)"
+    # rows the governed path leaves open as they are: never "re-processed" (nothing ran)
+    skip.append(True)
+    r = c.post("/console/data/quarantine/reprocess", data={"csrf": token, "q.3": "1"}, follow_redirects=False)
+    done = parse_qs(urlsplit(r.headers["location"]).query)["done"][0]
+    assert done == "1 row NOT re-processed, left open: as they are: no", done
 
 
 def test_the_quarantine_pager_offers_a_next_page_only_when_a_row_follows(tmp_path: Path, monkeypatch) -> None:
@@ -823,3 +836,42 @@ def test_the_nav_links_the_audit_page_only_for_who_may_read_it(tmp_path: Path) -
     steward = nav_of("stu")
     assert 'href="/console/audit"' in steward
     assert "<h1>Not found</h1>" in steward, steward[-1500:]
+
+
+def test_the_insights_page_says_what_its_numbers_rest_on() -> None:
+    """The churn evaluation shows its protocol, calls its error a mean absolute error and warns
+    when the AUC is below chance; a demand run where no series could be cross-validated does
+    not say its models were "chosen by cross-validation"."""
+    from shelfwise.web._routes import _templates
+
+    block = _templates().env.get_template("insights.html").blocks["main"]
+    env = _templates().env
+    customers = {
+        "customers": 281, "buyers": 281, "model": {"model": "bgnbd"}, "segments": [],
+        "mean_churn_risk_buyers": 0.2, "at_risk_count": 10, "at_risk_threshold": 0.6,
+        "evaluation": {"computable": True, "customers": 281, "model": "bgnbd", "bgnbd": None,
+                       "shelfwise": {"churn_auc": 0.366, "mae_expected_orders": 4.6},
+                       "protocol": "fitted on the events up to the cut, scored on the orders after it"},
+    }  # fmt: skip
+    model = {"series": 3, "last_week": "2026-11-23", "season_length": 1, "censored_weeks": 0,
+             "cv_windows": 0, "cv_h": 0, "chosen": {"RecentMean": 3}, "calibration": []}  # fmt: skip
+    demand = {
+        "model": model,
+        "top": [],
+        "replenishment": {"service_level": 0.95, "review_days": 7, "rows": []},
+    }
+
+    def page(**ctx: Any) -> str:
+        return "".join(block(env.get_template("insights.html").new_context(ctx)))
+
+    html = page(customers=customers, demand=demand, audiences=[])
+    assert "mean absolute error of expected orders 4.6" in html
+    assert (
+        "ranks churners worse than chance" in html and "Protocol: fitted on the events up to the cut" in html
+    )
+    assert "chosen by cross-validation" not in html and "no series long enough to cross-validate" in html
+    model.update(cv_windows=3, cv_h=13)
+    html = page(customers=customers, demand=demand, audiences=[])
+    assert "models chosen by cross-validation (3 rolling origins of 13 weeks): RecentMean 3" in html
+    customers["evaluation"]["shelfwise"]["churn_auc"] = 0.71  # type: ignore[index]
+    assert "worse than chance" not in page(customers=customers, demand=demand, audiences=[])

@@ -132,8 +132,10 @@ def add_served_search(per_query: dict[str, list[Any]], rec: dict[str, Any]) -> N
     d = per_query.setdefault(q, [0, 0, []])
     d[0] += 1
     # an empty page past the end of the results (`offset` beyond `total`) is no zero-result
-    # search: the query had results on its earlier pages
-    d[1] += 0 if rec.get("items") or int(rec.get("offset") or 0) > 0 else 1
+    # search: the query had results on its earlier pages; a page of popular products shown
+    # because the query matched nothing (`fallback`, `match` none) is one
+    found = bool(rec.get("items")) and not rec.get("fallback") and rec.get("match") != "none"
+    d[1] += 0 if found or int(rec.get("offset") or 0) > 0 else 1
     if rec.get("id"):
         d[2].append(str(rec["id"]))
 

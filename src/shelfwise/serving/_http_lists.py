@@ -238,8 +238,11 @@ def lists_router(ctx: AppContext) -> APIRouter:
             sid,
             ans,
             s.pseudonymize(user_id) if user_id else None,
-            {"query": q, "offset": offset, "sort": sort, "filtered": filters.active()},
-        )
+            # how the page was found: a fallback list shown for a query that matched nothing
+            # is a no-result search (`search._analytics.add_served_search`)
+            {"query": q, "offset": offset, "sort": sort, "filtered": filters.active(),
+             "match": ans.extra.get("match"), "fallback": ans.extra.get("fallback")},
+        )  # fmt: skip
         snap = s.snapshot
         titles = snap.bundle.titles
         out = {

@@ -434,10 +434,31 @@ def _models(workdir: Path, with_live_gates: bool) -> list[dict[str, Any]]:
         r["protocol"] = (
             (m.get("protocol") or {}) if isinstance(m.get("protocol"), dict) else m.get("protocol")
         )
+        r["protocol_said"] = protocol_said(r["protocol"])
+        r["gates_live"] = False
         if with_live_gates and "candidate" in r["aliases"]:
             with warehouse():  # the data-contract gate reads the warehouse's quality records
                 r["gates"] = [asdict(g) for g in reg.gates(r["version"])]
+            r["gates_live"] = True
     return rows
+
+
+def protocol_said(protocol: Any) -> str | None:
+    """A bundle's evaluation protocol in one line, said beside every metric it measured: the
+    split, the candidates (full ranking or sampled), the test users and the intervals."""
+    if not isinstance(protocol, dict) or not protocol:
+        return str(protocol) if protocol else None
+    parts = [
+        str(protocol.get("split_description") or protocol.get("split") or "split not recorded").split(":")[0],
+        str(protocol.get("candidates") or "candidates not recorded"),
+    ]
+    if protocol.get("users"):
+        parts.append(f"{int(protocol['users']):,} test users")
+    if protocol.get("exclude_seen"):
+        parts.append("items the user had seen excluded")
+    if protocol.get("bootstrap_rounds"):
+        parts.append(f"95% intervals from {int(protocol['bootstrap_rounds']):,} bootstrap rounds over users")
+    return "; ".join(parts)
 
 
 # -- traffic ---------------------------------------------------------------------------------------

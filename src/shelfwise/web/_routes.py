@@ -473,7 +473,8 @@ def console_router(
                 continue
             out.append({"table": tbl, "rows": len(mine), "released": res["released"],
                         "still_quarantined": res["still_quarantined"],
-                        "withheld": res.get("withheld", 0)})  # fmt: skip
+                        "withheld": res.get("withheld", 0), "skipped": res.get("skipped", 0),
+                        "skipped_reason": res.get("skipped_reason")})  # fmt: skip
         return out
 
     def reprocess_error(ctx: Any, exc: Exception) -> Any:
@@ -497,12 +498,22 @@ def console_router(
         def n_rows(n: int) -> str:
             return f"{n} row{'s' if n != 1 else ''}"
 
+        def skipped(r: dict[str, Any]) -> str:
+            """The rows left open as they were, not re-processed, and why."""
+            if not r.get("skipped"):
+                return ""
+            return f"; {n_rows(r['skipped'])} NOT re-processed, left open: {r['skipped_reason']}"
+
         if len(results) == 1 and "error" not in results[0]:
             r = results[0]
+            done = r["rows"] - r.get("skipped", 0)
+            if not done:  # nothing was run (and nothing audited): never "re-processed"
+                return skipped(r)[2:]
             return (
-                f"{n_rows(r['rows'])} re-processed: {r['released']} released into curated, "
+                f"{n_rows(done)} re-processed: {r['released']} released into curated, "
                 f"{r['still_quarantined']} still quarantined (see their new reasons)"
                 + (f", {r['withheld']} withheld (an erased user's)" if r.get("withheld") else "")
+                + skipped(r)
             )
         parts = []
         for r in results:
@@ -513,9 +524,10 @@ def console_router(
                 )
             else:
                 parts.append(
-                    f"{r['table']}: {n_rows(r['rows'])} re-processed, {r['released']} released into curated, "
-                    f"{r['still_quarantined']} still quarantined"
+                    f"{r['table']}: {n_rows(r['rows'] - r.get('skipped', 0))} re-processed, "
+                    f"{r['released']} released into curated, {r['still_quarantined']} still quarantined"
                     + (f", {r['withheld']} withheld (an erased user's)" if r.get("withheld") else "")
+                    + skipped(r)
                 )
         return "; ".join(parts)
 
@@ -582,7 +594,9 @@ def console_router(
             return failed
         res = results[0]
         verdict = (
-            "released into curated"
+            f"NOT re-processed, left open: {res['skipped_reason']}"
+            if res.get("skipped")
+            else "released into curated"
             if res["released"]
             else "withheld: it names an erased user"
             if res.get("withheld")
