@@ -109,3 +109,18 @@ def test_listings_refuse_a_mistyped_filter_or_limit(shop, tmp_path):
     for days in (0, -5, 2.5):
         with pytest.raises(ShelfwiseError, match="whole number of days >= 1"):
             s.customers(tmp_path / "c.jsonl", horizon_days=days)
+
+
+def test_the_people_register_takes_a_new_person_only_from_a_registered_admin(tmp_path):
+    """`People.add` without `by` once people exist wrote "users.add by mallory" of mallory
+    making herself admin: the register refuses it (Shop.add_person passes the checked admin)."""
+    from shelfwise.governance import People
+
+    people = People(tmp_path)
+    people.add("ada", "admin")
+    with pytest.raises(ShelfwiseError, match="only a registered admin adds people"):
+        people.add("mallory", "admin")
+    people.add("sam", "scientist", people.load()["ada"])
+    with pytest.raises(ShelfwiseError, match="only a registered admin adds people"):
+        people.add("mallory", "admin", people.load()["sam"])
+    assert sorted(people.load()) == ["ada", "sam"]

@@ -140,6 +140,13 @@ class People:
         people = self.load()
         if not people and r is not Role.ADMIN:
             raise ShelfwiseError("the first person registered in a workdir must be an admin")
+        known = people.get(by.name) if by is not None else None
+        if people and (known is None or known.role is not Role.ADMIN or not known.active):
+            # the register's own rule, whoever calls it (`Shop.add_person` checks the key): an
+            # entry "users.add by <the new person>" would let anyone make themselves admin
+            raise ShelfwiseError(
+                f"{name!r}: once people are registered, only a registered admin adds people (`by`)"
+            )
         if name in people:
             raise ShelfwiseError(f"{name!r} is already registered (role {people[name].role.value})")
         key = "swk_" + secrets.token_urlsafe(32)
