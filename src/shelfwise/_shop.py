@@ -20,7 +20,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast, overload
 
-from .errors import ShelfwiseError
+from .errors import ShelfwiseError, whole_number
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -204,7 +204,7 @@ class Shop:
                 chosen = replace(chosen, models=tuple(models))
             # before anything is loaded: a typo must not leave a delivery appended behind it
             check_choices(
-                None if models is None else chosen.models,
+                chosen.models,
                 chosen.split,
                 models_said=f"models {list(chosen.models)!r}",
                 split_said=f"split {chosen.split!r}",
@@ -233,12 +233,7 @@ class Shop:
 
             if isinstance(models, str):
                 models = [m.strip() for m in models.split(",") if m.strip()]
-            try:
-                return evaluate_workdir(
-                    self.workdir, models=list(models) if models else None, sampled=sampled
-                )
-            except ValueError as exc:  # models the bundle does not have: the caller's, said in one line
-                raise ShelfwiseError(str(exc)) from None
+            return evaluate_workdir(self.workdir, models=list(models) if models else None, sampled=sampled)
 
     # -- answering ------------------------------------------------------------------------------
     def _service(self, rules: bool, search: bool) -> Service:
@@ -312,8 +307,8 @@ class Shop:
             except KeyError as exc:
                 raise ShelfwiseError(str(exc.args[0])) from exc
             out = []
-            for raw in ids:
-                who = _user_id(raw)
+            for n, raw in enumerate(ids):
+                who = _user_id(raw, "user id" if one else f"users[{n}]")
                 if who in snap.user_index:  # an id from a curated table or an export
                     raise ShelfwiseError(
                         f"user {who!r} is a pseudonym (curated tables and exports show those): "
@@ -373,7 +368,7 @@ class Shop:
         with self._acting("recommend"):
             service = self._service(True, search=False)
             snap = service.snapshot
-            pseudo = snap.recs.pseudonymize(user_id)
+            pseudo = snap.recs.pseudonymize(_user_id(user_id))
             user = snap.user_index.get(pseudo) if service.personalizes(pseudo) else None
             item = snap.item_index.get(product_id)
             if user is None or item is None:
@@ -672,8 +667,8 @@ class Shop:
         with self._acting("audit.read"):
             from .governance import AuditLog
 
-            if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-                raise ShelfwiseError(f"limit {limit!r}: the number of newest entries, >= 1 (None: all)")
+            if limit is not None:
+                limit = whole_number(limit, "limit", "the number of newest entries (None: all)", minimum=1)
             entries = AuditLog(self.workdir).entries()
             return entries[-limit:] if limit else entries
 
@@ -690,7 +685,7 @@ class Shop:
         reason: str | None = None,
         *,
         status: str = "open",
-        limit: int = 20,
+        limit: int | None = 20,
     ) -> dict[str, Any]:
         """Quarantined rows: `summary` (rows per table, reason and status) and the first `rows`
         with their file, line and detail. `status`: open, released, superseded, redelivered, withheld (re-processed
@@ -699,8 +694,8 @@ class Shop:
             from .governance import Quarantine
             from .governance._quarantine import refuse_unknown_filters
 
-            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-                raise ShelfwiseError(f"limit {limit!r}: the number of rows to show, >= 1")
+            if limit is not None:  # None: every row; 0: the summary alone
+                limit = whole_number(limit, "limit", "the number of rows to show (None: all)", minimum=0)
             qr = Quarantine(self.workdir)
             summary = qr.summary()
             # a mistyped filter lists nothing, as if nothing were quarantined: refused, as the CLI does
@@ -1014,23 +1009,21 @@ class Shop:
             ]
 
 
-def _user_id(value: Any) -> str:
+def _user_id(value: Any, what: str = "user id") -> str:
     """A shop's user id as given by a caller: a string, trimmed as curation trims ids (so " C1"
-    is C1's consent, not another pseudonym's), not empty."""
+    is C1's consent, not another pseudonym's; the server trims alike), not empty."""
     from .governance._compile import trim_id
 
     if not isinstance(value, str):
-        raise ShelfwiseError(f"user id {value!r}: give the shop's own user id as a string")
+        raise ShelfwiseError(f"{what} {value!r}: give the shop's own user id as a string")
     if not trim_id(value):
-        raise ShelfwiseError("an empty user id")
+        raise ShelfwiseError(f"{what}: an empty user id")
     return trim_id(value)
 
 
 def _k(k: Any) -> int:
     """A list length as callers give it: a whole number >= 1 (HTTP answers 422 otherwise)."""
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ShelfwiseError(f"k {k!r}: the number of items to return, a whole number >= 1")
-    return k
+    return whole_number(k, "k", "the number of items to return", minimum=1)
 
 
 def _redis(url: str | None) -> Any:

@@ -22,3 +22,26 @@ class ContractViolation(ShelfwiseError):
 
 class AccessDenied(ShelfwiseError):
     """The identity is missing, wrong, or its role does not permit the action (exit status 4)."""
+
+
+def whole_number(value: object, name: str, meaning: str, *, minimum: int, maximum: int | None = None) -> int:
+    """`value` as a plain int when it is a whole number in [minimum, maximum] (numpy's integers
+    and a float like 90.0 included; a bool is not one), else a ShelfwiseError naming `name`
+    and what it means."""
+    import operator
+
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        n = operator.index(value) if not isinstance(value, float) else None  # type: ignore[arg-type]
+        if n is None:
+            assert isinstance(value, float)
+            if not value.is_integer():
+                raise TypeError
+            n = int(value)
+    except TypeError:
+        n = None
+    if n is None or n < minimum or (maximum is not None and n > maximum):
+        bounds = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
+        raise ShelfwiseError(f"{name} {value!r}: {meaning}, a whole number {bounds}")
+    return int(n)

@@ -12,8 +12,15 @@ from pathlib import Path
 import pytest
 
 from shelfwise import ShelfwiseError, Shop
-from tests.api.test_shop import FAST, trained  # noqa: F401 (the module's trained shop)
+from tests.api.test_shop import FAST, _train_shop
+from tests.conftest import built_once
 from tests.serving.conftest import known_users
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    base = built_once(tmp_path_factory, "api-checks-shop", _train_shop)
+    return base / "data", base / "w"
 
 
 @pytest.fixture(autouse=True)
@@ -23,7 +30,7 @@ def _nobody(monkeypatch):
 
 
 @pytest.fixture()
-def shop(trained, tmp_path) -> tuple[Shop, Path]:  # noqa: F811
+def shop(trained, tmp_path) -> tuple[Shop, Path]:
     data, work = trained
     copy = tmp_path / "w"
     shutil.copytree(work, copy)
@@ -62,6 +69,10 @@ def test_train_checks_its_choices_before_loading_the_delivery(shop, tmp_path):
     ):
         with pytest.raises(ShelfwiseError, match=said.replace("(", r"\(").replace(")", r"\)")):
             s.train(delivery, append=True, **kwargs, **FAST)
+    from shelfwise.lifecycle import TrainSettings
+
+    with pytest.raises(ShelfwiseError, match="unknown model"):  # named in the settings too
+        s.train(delivery, append=True, settings=TrainSettings(models=("nosuch",)), **FAST)
     assert len(s.audit()) == before  # nothing ingested, nothing audited
     with pytest.raises(ShelfwiseError, match=r"not in bundle"):
         s.evaluate(["nosuch"])
@@ -79,6 +90,12 @@ def test_answers_refuse_what_http_answers_422(shop):
             s.search("bike light", k)
     with pytest.raises(ShelfwiseError, match="a user id"):
         s.recommend(100035)  # type: ignore[arg-type]
+    with pytest.raises(ShelfwiseError, match=r"users\[1\]: an empty user id"):
+        s.recommend([user, "  "])
+    import numpy as np
+
+    assert s.recommend(user, np.int64(5))["items"] == s.recommend(user, 5)["items"]  # numpy's ints are ints
+    assert len(s.audit(limit=np.int64(2))) == 2
     with pytest.raises(ShelfwiseError, match="a query"):
         s.search(None)  # type: ignore[arg-type]
     assert s.recommend(f" {user} ", 5)["items"] == s.recommend(user, 5)["items"]
@@ -101,13 +118,19 @@ def test_listings_refuse_a_mistyped_filter_or_limit(shop, tmp_path):
         s.quarantine(status="opn")
     with pytest.raises(ShelfwiseError, match=r"limit -1"):
         s.quarantine(status="all", limit=-1)
+    assert s.quarantine(status="all", limit=0)["rows"] == []  # the summary alone
+    assert len(s.quarantine(status="all", limit=None)["rows"]) == sum(
+        r["rows"] for r in s.quarantine(status="all", limit=0)["summary"]
+    )  # every row
     with pytest.raises(ShelfwiseError, match=r"table 'evnts': unknown"):
         s.export_quarantine(tmp_path / "q.jsonl", table="evnts")
     with pytest.raises(ShelfwiseError, match=r"limit 0"):
         s.audit(limit=0)
     assert len(s.audit(limit=1)) == 1
-    for days in (0, -5, 2.5):
-        with pytest.raises(ShelfwiseError, match="whole number of days >= 1"):
+    for days in (0, -5, 2.5, 3651):
+        with pytest.raises(
+            ShelfwiseError, match=r"horizon_days .*: the days ahead, a whole number in 1..3650"
+        ):
             s.customers(tmp_path / "c.jsonl", horizon_days=days)
 
 

@@ -56,7 +56,7 @@ def governed(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     (work / "warehouse.duckdb").write_bytes(b"")  # the guards run before the warehouse is read
     people = People(work)
     keys = {"ann": people.add("ann", "admin")}
-    keys["eve"] = people.add("eve", "engineer")
+    keys["eve"] = people.add("eve", "engineer", people.load()["ann"])
     return work, keys
 
 

@@ -88,7 +88,7 @@ def test_who_may_read_a_profile(shop):
 
     people = People(work)
     root = people.add("root", "admin")
-    keys = {role: people.add(f"p-{role}", role) for role in ("service", "engineer")}
+    keys = {role: people.add(f"p-{role}", role, people.load()["root"]) for role in ("service", "engineer")}
     user = known_users(data, work, 5)[-1]
     s = Server(
         work,

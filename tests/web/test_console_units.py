@@ -557,8 +557,11 @@ def test_a_training_run_keeps_the_figures_the_first_server_shows(tmp_path: Path,
     shop = Shop(tmp_path / "w")
     shop.ingest(tmp_path / "data")
     assert not (tmp_path / "w" / "state" / "console" / "catalog.json").exists()
-    monkeypatch.setattr(_train, "train", lambda *a, **k: "trained")  # the figures, not the models
+    # the figures, not the models; the package's lazy name first, while it still resolves to
+    # the real function (patched second, it was loaded from the patched module and "restored"
+    # to the lambda: a later test's Shop.train in this process trained nothing)
     monkeypatch.setattr("shelfwise.lifecycle.train", lambda *a, **k: "trained")
+    monkeypatch.setattr(_train, "train", lambda *a, **k: "trained")
     assert shop.train(log=None) == "trained"
     kept = {f.name for f in (tmp_path / "w" / "state" / "console").glob("*.json")}
     assert {"catalog.json", "quarantine_summary.json", "search_logged.json"} <= kept
@@ -665,7 +668,13 @@ def test_a_bulk_re_process_tells_what_happened_to_each_table(tmp_path: Path, mon
     skip.append(True)
     r = c.post("/console/data/quarantine/reprocess", data={"csrf": token, "q.3": "1"}, follow_redirects=False)
     done = parse_qs(urlsplit(r.headers["location"]).query)["done"][0]
-    assert done == "1 row NOT re-processed, left open: as they are: no", done
+    assert done == "1 row NOT re-processed, left open (as they are: no)", done
+    r = c.post("/console/data/quarantine/reprocess", data=form, follow_redirects=False)  # two tables
+    done = parse_qs(urlsplit(r.headers["location"]).query)["done"][0]
+    assert done == (
+        "events: 2 rows NOT re-processed, left open (as they are: no); "
+        "products: 1 row NOT re-processed, left open (as they are: no)"
+    ), done
 
 
 def test_the_quarantine_pager_offers_a_next_page_only_when_a_row_follows(tmp_path: Path, monkeypatch) -> None:
@@ -814,7 +823,10 @@ def test_the_nav_links_the_audit_page_only_for_who_may_read_it(tmp_path: Path) -
 
     people = People(tmp_path)
     people.add("ada", "admin")
-    keys = {who: people.add(who, role) for who, role in (("ann", "analyst"), ("stu", "steward"))}
+    keys = {
+        who: people.add(who, role, people.load()["ada"])
+        for who, role in (("ann", "analyst"), ("stu", "steward"))
+    }
     app = FastAPI()
     app.include_router(console_router(tmp_path, lambda: None))
 
@@ -875,3 +887,21 @@ def test_the_insights_page_says_what_its_numbers_rest_on() -> None:
     assert "models chosen by cross-validation (3 rolling origins of 13 weeks): RecentMean 3" in html
     customers["evaluation"]["shelfwise"]["churn_auc"] = 0.71  # type: ignore[index]
     assert "worse than chance" not in page(customers=customers, demand=demand, audiences=[])
+
+
+def test_the_protocol_line_says_what_a_global_time_split_targets() -> None:
+    from shelfwise.web._data import protocol_said
+
+    llo = {"split": "leave_last_out", "split_description": "leave-last-out: per user ...",
+           "candidates": "full ranking (the 4,965 listed items)", "users": 1940, "exclude_seen": True,
+           "bootstrap_rounds": 1000}  # fmt: skip
+    said = protocol_said(llo)
+    assert said is not None and said.startswith(
+        "leave-last-out; full ranking (the 4,965 listed items); 1,940 test users"
+    )
+    gt = {"split": "global_time", "candidates": "sampled: 100 random unseen items",
+          "split_description": "global time split: fitted before 2026-08-01; targets: every item each user met after the cut"}  # fmt: skip
+    assert protocol_said(gt) == (
+        "global time split (targets: every item each user met after the cut); sampled: 100 random unseen items"
+    )
+    assert protocol_said({}) is None and protocol_said(None) is None

@@ -48,7 +48,6 @@ def _check_evaluated_models(workdir: Path, chosen: list[str]) -> None:
     """After `evaluate` refused `chosen`: a ShelfwiseError naming the bundle's models, in the
     command line's words, when some of `chosen` are not in the current bundle; otherwise
     nothing (the refusal is raised again as it is)."""
-    from ..errors import ShelfwiseError
     from ..models import read_manifest
     from ..serving import current_bundle
 
@@ -209,10 +208,12 @@ def evaluate(
     as_json: AsJson = False,
 ) -> None:
     """Evaluate the current bundle's models under its protocol (full ranking by default)."""
+    from ..lifecycle._train import ModelsNotInBundle
+
     chosen = _model_list(models) if models else None
-    try:
-        report = shop(workdir).evaluate(chosen, sampled=sampled)
-    except ShelfwiseError:  # (the bundle's refusal, after the Shop checked who and where)
+    try:  # (--sampled 0: no sampled protocol, as before)
+        report = shop(workdir).evaluate(chosen, sampled=sampled or None)
+    except ModelsNotInBundle:  # (after the Shop checked who and where): said in the CLI's words
         if chosen:
             _check_evaluated_models(workdir, chosen)
         raise

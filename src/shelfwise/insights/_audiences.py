@@ -91,9 +91,15 @@ class AudienceSpec:
             )
         if self.rule is not None:
             Rule(self.rule)  # a mistake fails before any data is read
-        for k in ("days", "min_size", "horizon_days"):
+        for k in ("days", "min_size"):
             if int(getattr(self, k)) < 1:
                 raise ShelfwiseError(f"audience {self.name}: {k} must be at least 1")
+        from ._customers import check_horizon_days
+
+        try:  # the profiles' own check, before any data is read
+            check_horizon_days(self.horizon_days)
+        except ShelfwiseError as exc:
+            raise ShelfwiseError(f"audience {self.name}: {exc}") from None
         if self.size is not None and self.size < 1:
             raise ShelfwiseError(f"audience {self.name}: size must be at least 1")
 

@@ -511,12 +511,12 @@ PROFILE_COLUMNS = (
 )
 
 
-def check_horizon_days(horizon_days: Any) -> None:
-    """ShelfwiseError unless `horizon_days` is a whole number of days >= 1."""
-    from ..errors import ShelfwiseError
+def check_horizon_days(horizon_days: Any) -> int:
+    """`horizon_days` as an int: a whole number of days in 1..3650 (the CLI's bounds; 90.0 and
+    numpy's integers are whole numbers), else a ShelfwiseError."""
+    from ..errors import whole_number
 
-    if isinstance(horizon_days, bool) or not isinstance(horizon_days, int) or horizon_days < 1:
-        raise ShelfwiseError(f"horizon_days {horizon_days!r}: a whole number of days >= 1")
+    return whole_number(horizon_days, "horizon_days", "the days ahead", minimum=1, maximum=3650)
 
 
 def profile_customers(
@@ -530,7 +530,7 @@ def profile_customers(
     """The profile table (index: the warehouse's user ids), one row per user with an event up to
     `as_of`. `horizon_days`: a whole number of days >= 1 (0 or -5 gave churn risks above 1 and
     negative expected values)."""
-    check_horizon_days(horizon_days)
+    horizon_days = check_horizon_days(horizon_days)
     f, info = fit_predict(events, products, as_of, horizon_days, seed=seed)
     f["segment"] = rfm_segments(f)
     t = tastes(events[events["timestamp"] <= pd.Timestamp(as_of)], products)

@@ -58,7 +58,7 @@ def profile_records(
     from ._customers import check_horizon_days
     from ._data import count_customers
 
-    check_horizon_days(horizon_days)  # before the events are read
+    horizon_days = check_horizon_days(horizon_days)  # before the events are read
     at = parse_as_of(as_of)
     # profiles are profiling: users without personalization consent are left out
     events, products, at = load_curated(workdir, at, consent="personalization")

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ShelfwiseError
 from ..evaluation import HEADLINE, evaluate_all, ndcg_at_10
 from ..features import Catalog, Interactions, Split, global_time, leave_last_out, load_interactions
 from ..models import RECOMMENDERS, Content, Fusion, NoRankerData, Recommender
@@ -113,6 +114,10 @@ def _peak_rss_mb() -> float:
 
 
 SPLITS = ("leave_last_out", "global_time")  # the split protocols `make_split` knows
+
+
+class ModelsNotInBundle(ShelfwiseError):
+    """`evaluate` named models the current bundle does not have (the CLI says it in its words)."""
 
 
 def check_choices(models: Sequence[str] | None, split: str, *, models_said: str, split_said: str) -> None:
@@ -1209,13 +1214,14 @@ def evaluate_workdir(
 ) -> dict[str, Any]:
     """Re-evaluate the current bundle's models under its protocol (the same deterministic split
     of the bundle's data), full ranking unless `sampled` negatives are asked for."""
+    from ..errors import ShelfwiseError, whole_number
     from ..evaluation._report import write_evaluation_report
     from ..serving import Bundle, current_bundle
 
-    if sampled is not None and (isinstance(sampled, bool) or not isinstance(sampled, int) or sampled < 1):
-        from ..errors import ShelfwiseError
-
-        raise ShelfwiseError(f"sampled {sampled!r}: the number of random unseen items to rank among, >= 1")
+    if sampled is not None:
+        sampled = whole_number(
+            sampled, "sampled", "the number of random unseen items to rank among", minimum=1
+        )
     workdir = Path(workdir)
     bundle = Bundle.load(current_bundle(workdir))
     nothing = _nothing_to_evaluate(bundle)
@@ -1224,7 +1230,7 @@ def evaluate_workdir(
     split = make_split(bundle.interactions, bundle.manifest["protocol"]["split"])
     missing = set(models or []) - set(bundle.models)
     if missing:
-        raise ValueError(
+        raise ModelsNotInBundle(
             f"models {sorted(missing)} are not in bundle {bundle.version} ({sorted(bundle.models)})"
         )
     # the fits that were evaluated by `train` (fitted without the test targets), not the served
@@ -1232,7 +1238,7 @@ def evaluate_workdir(
     evaluated, not_evaluable = load_evaluated_models(bundle)
     chosen = {n: m for n, m in evaluated.items() if models is None or n in models}
     if not chosen:
-        raise ValueError(
+        raise ShelfwiseError(
             f"bundle {bundle.version} keeps no fit of {sorted(models or bundle.models)} made without "
             "the test targets (it predates evaluated fits); retrain to evaluate"
         )

@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from ..governance._compile import trim_id
 from ..governance._consent import FLAGS, record_consent
 from ._http_auth import REQUIREMENT, authorize
 from ._http_context import JSON, AppContext, clean_text, on_invalid_request, text_pattern
@@ -126,7 +127,7 @@ def consent_router(ctx: AppContext) -> APIRouter:
         values = {f: getattr(change, f) for f in FLAGS if getattr(change, f) is not None}
         if not values:
             raise HTTPException(422, f"give at least one of {', '.join(FLAGS)}")
-        pseudo = s.pseudonymize(user_id)
+        pseudo = s.pseudonymize(trim_id(user_id))  # as curation and the Python API trim ids
         # the register (fsync) and the audit entry first: acknowledged means recorded
         rec = await asyncio.to_thread(
             record_consent, ctx.workdir, pseudo, values, source=source, actor=_caller(ctx, request)

@@ -549,6 +549,9 @@ class Service:
         cached_only: bool,
         personalized: bool = True,
     ) -> Answer | None:
+        from ..governance._compile import trim_id
+
+        raw_user = trim_id(raw_user)  # as curation trims ids: " C1" is C1 (the Python API's too)
         exp, variant = self.assign("recommendations", raw_user) if model is None else (None, None)
         snap = self._snapshot_for(variant)
         if model is None:

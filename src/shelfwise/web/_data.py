@@ -448,10 +448,12 @@ def protocol_said(protocol: Any) -> str | None:
     split, the candidates (full ranking or sampled), the test users and the intervals."""
     if not isinstance(protocol, dict) or not protocol:
         return str(protocol) if protocol else None
-    parts = [
-        str(protocol.get("split_description") or protocol.get("split") or "split not recorded").split(":")[0],
-        str(protocol.get("candidates") or "candidates not recorded"),
-    ]
+    desc = str(protocol.get("split_description") or protocol.get("split") or "split not recorded")
+    # the split's name, and what its targets are (a global time split's decide what hr@10 means)
+    split = desc.split(":")[0] + (
+        f" (targets: {desc.split('targets: ', 1)[1]})" if "targets: " in desc else ""
+    )
+    parts = [split, str(protocol.get("candidates") or "candidates not recorded")]
     if protocol.get("users"):
         parts.append(f"{int(protocol['users']):,} test users")
     if protocol.get("exclude_seen"):

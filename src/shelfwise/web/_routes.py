@@ -502,7 +502,7 @@ def console_router(
             """The rows left open as they were, not re-processed, and why."""
             if not r.get("skipped"):
                 return ""
-            return f"; {n_rows(r['skipped'])} NOT re-processed, left open: {r['skipped_reason']}"
+            return f"; {n_rows(r['skipped'])} NOT re-processed, left open ({r['skipped_reason']})"
 
         if len(results) == 1 and "error" not in results[0]:
             r = results[0]
@@ -522,6 +522,8 @@ def console_router(
                 parts.append(
                     f"{r['table']}: {n_rows(r['rows'])} NOT re-processed, still open ({why}: {r['error']})"
                 )
+            elif r["rows"] == r.get("skipped", 0):  # nothing of this table was run
+                parts.append(f"{r['table']}: {skipped(r)[2:]}")
             else:
                 parts.append(
                     f"{r['table']}: {n_rows(r['rows'] - r.get('skipped', 0))} re-processed, "
