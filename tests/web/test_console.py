@@ -413,6 +413,10 @@ def test_shopper_view_matches_the_api(shop: Shop, page: Any) -> None:
     ids = page.locator("#recommendations li").evaluate_all("els => els.map(e => e.dataset.product)")
     assert ids == api["items"]
     assert page.locator("#history li[data-product]").count() > 0
+    # an id holding a "/" (the form quotes it): the shopper page of a user never seen, not a 404
+    r = page.goto(shop.url + "/console/users?user_id=a%2Fb")
+    assert r is not None and r.status == 200 and "text/html" in r.headers["content-type"]
+    page.goto(shop.url + f"/console/users/{user}")
     # the customer profile (computed in the background for every customer): as the CLI says
     deadline = time.monotonic() + 120
     while (

@@ -830,7 +830,7 @@ def test_the_nav_links_the_audit_page_only_for_who_may_read_it(tmp_path: Path) -
     app = FastAPI()
     app.include_router(console_router(tmp_path, lambda: None))
 
-    def nav_of(who: str) -> str:
+    def nav_of(who: str, path: str = "/console/lineage?served=rec_nope") -> str:
         with TestClient(app, base_url="http://127.0.0.1") as c:
             form = c.get("/console/login").text
             csrf = re.search(r'name="csrf" value="([^"]*)"', form).group(1)  # type: ignore[union-attr]
@@ -841,13 +841,17 @@ def test_the_nav_links_the_audit_page_only_for_who_may_read_it(tmp_path: Path) -
                 follow_redirects=False,
             )
             assert r.status_code == 303, r.text[:500]
-            page = c.get("/console/lineage?served=rec_nope")
-            return page.text
+            page = c.get(path)
+            return f"{page.status_code} {page.headers['content-type']}\n{page.text}"
 
     assert 'href="/console/audit"' not in nav_of("ann")
     steward = nav_of("stu")
     assert 'href="/console/audit"' in steward
     assert "<h1>Not found</h1>" in steward, steward[-1500:]
+    # an unknown console address is the console's page, not the API's raw JSON
+    unknown = nav_of("stu", "/console/no-such-page")
+    assert unknown.startswith("404 text/html") and "<h1>Not found</h1>" in unknown
+    assert "no console page /console/no-such-page" in unknown
 
 
 def test_the_insights_page_says_what_its_numbers_rest_on() -> None:

@@ -276,7 +276,9 @@ class Registry:
         if failed or (require_approval and not approved):
             why = [f"gate {g.name} failed: {g.detail}" for g in failed]
             if require_approval and not approved:
-                why.append("no approval: a person with an approving role must run `shelfwise models approve`")
+                why.append(
+                    "no approval: a person with an approving role must approve it (`shelfwise models approve`, or Approve on the console's models page)"
+                )
             AuditLog(self.workdir).append(
                 "model.promote", actor=actor, outcome="refused", version=str(version), reasons=why
             )

@@ -769,7 +769,7 @@ def console_router(
             return ctx.finish(RedirectResponse(f"{PREFIX}/users/{quote(user_id.strip(), safe='')}", 303))
         return ctx.render("shopper.html", shop=None, user_id="")
 
-    @router.get("/users/{user_id}", response_class=HTMLResponse)
+    @router.get("/users/{user_id:path}", response_class=HTMLResponse)  # (an id may hold a "/")
     @guard
     def user_page(ctx: Any, user_id: str, k: int = 10) -> Any:
         ctx.need("recommend")
@@ -830,4 +830,11 @@ def console_router(
     from ._ask_page import add_ask_routes  # (the insights stream's ask page, own module)
 
     add_ask_routes(router, workdir, guard)
+
+    @router.get("/{rest:path}", response_class=HTMLResponse)  # last: what no page above is
+    @guard
+    def not_a_page(ctx: Any, rest: str) -> Any:
+        """An unknown console address: the console's own page (it answered the API's raw JSON)."""
+        raise Denied(404, f"no console page {PREFIX}/{rest}")
+
     return router
