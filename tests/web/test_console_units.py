@@ -844,9 +844,13 @@ def test_the_nav_links_the_audit_page_only_for_who_may_read_it(tmp_path: Path) -
             page = c.get(path)
             return f"{page.status_code} {page.headers['content-type']}\n{page.text}"
 
-    assert 'href="/console/audit"' not in nav_of("ann")
+    analyst = nav_of("ann")
+    assert 'href="/console/audit"' not in analyst
+    assert 'href="/console/search"' in analyst and 'href="/console/users"' in analyst
     steward = nav_of("stu")
     assert 'href="/console/audit"' in steward
+    # a steward may not search or look at shoppers: no link to either (each was a refusal)
+    assert 'href="/console/search"' not in steward and 'href="/console/users"' not in steward
     assert "<h1>Not found</h1>" in steward, steward[-1500:]
     # an unknown console address is the console's page, not the API's raw JSON
     unknown = nav_of("stu", "/console/no-such-page")
@@ -909,3 +913,19 @@ def test_the_protocol_line_says_what_a_global_time_split_targets() -> None:
         "global time split (targets: every item each user met after the cut); sampled: 100 random unseen items"
     )
     assert protocol_said({}) is None and protocol_said(None) is None
+
+
+def test_every_nav_page_needs_the_permission_its_link_is_shown_for() -> None:
+    """The nav's permission per page (`NAV_NEEDS`) is the one the page's route asks
+    (`ctx.need`): read from the routes' source, so a page that changes its permission cannot
+    leave the nav offering a refusal."""
+    import inspect
+
+    from shelfwise.web import _ask_page, _insights_page, _routes
+
+    source = "".join(inspect.getsource(m) for m in (_routes, _insights_page, _ask_page))
+    for key, _, href in _routes.NAV:
+        path = href.removeprefix(_routes.PREFIX) or "/"
+        at = source.index(f'@router.get("{path}"')
+        need = re.search(r'ctx\.need\("([^"]+)"\)', source[at:]).group(1)  # type: ignore[union-attr]
+        assert _routes.NAV_NEEDS[key] == need, (key, need)

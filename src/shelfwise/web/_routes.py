@@ -53,6 +53,20 @@ NAV = [
     ("lineage", "Lineage", "/console/lineage"),
     ("audit", "Audit", "/console/audit"),
 ]
+# the permission each page needs (its `ctx.need`): the nav links only the pages a person may
+# open (a steward was offered Search and Shoppers, each a refusal)
+NAV_NEEDS = {
+    "overview": "catalog.read",
+    "models": "models.read",
+    "data": "catalog.read",
+    "search": "search",
+    "users": "recommend",
+    "analytics": "catalog.read",
+    "insights": "catalog.read",
+    "ask": "ask",
+    "lineage": "lineage.read",
+    "audit": "audit.read",
+}
 
 
 def _invalid_request(request: Request, exc: RequestValidationError) -> dict[str, Any]:
@@ -219,9 +233,7 @@ def console_router(
                     "user": self.user,
                     "csrf": self.session.csrf if self.session else "",
                     # (no link to a page the person may not open: it only led to a refusal)
-                    "nav": [
-                        n for n in NAV if n[0] != "audit" or self.user is None or self.user.may("audit.read")
-                    ],
+                    "nav": [n for n in NAV if self.user is None or self.user.may(NAV_NEEDS[n[0]])],
                     "page": page,
                     "may": (lambda a: self.user is not None and self.user.may(a)),
                     "started": self.t0,
