@@ -856,6 +856,9 @@ def test_the_nav_links_the_audit_page_only_for_who_may_read_it(tmp_path: Path) -
     unknown = nav_of("stu", "/console/no-such-page")
     assert unknown.startswith("404 text/html") and "<h1>Not found</h1>" in unknown
     assert "no console page /console/no-such-page" in unknown
+    # a crafted link cannot make the console say something was done
+    crafted = nav_of("stu", "/console/models?done=version+3+is+production&sig=0123")
+    assert crafted.startswith("200") and "version 3 is production" not in crafted
 
 
 def test_the_insights_page_says_what_its_numbers_rest_on() -> None:

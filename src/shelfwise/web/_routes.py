@@ -93,6 +93,22 @@ def _invalid_request(request: Request, exc: RequestValidationError) -> dict[str,
     }
 
 
+def _flash_sig(ctx: Any, message: str) -> str:
+    """The signature of a "done" message for the session that did it (keyed by its CSRF token,
+    a secret the session holds whichever worker answers)."""
+    import hashlib
+    import hmac
+
+    key = (ctx.session.csrf if ctx.session else "").encode()
+    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _flash_ok(ctx: Any, message: str, sig: str | None) -> bool:
+    import hmac
+
+    return bool(sig) and bool(ctx.session) and hmac.compare_digest(_flash_sig(ctx, message), str(sig))
+
+
 def _refusal_title(status: int) -> str:
     """A refused page's heading by its status (a 404 was titled "Not allowed")."""
     return {404: "Not found", 400: "Bad request", 422: "Bad request", 409: "Conflict"}.get(
@@ -226,6 +242,10 @@ def console_router(
 
         def render(self, name: str, code: int = 200, **values: Any) -> HTMLResponse:
             page = values.pop("page", name.split(".")[0])
+            if values.get("done") and not _flash_ok(
+                self, values["done"], self.request.query_params.get("sig")
+            ):
+                values["done"] = None  # a link that says "done" of what this session did not do
             resp = tpl.TemplateResponse(
                 self.request,
                 name,
@@ -308,8 +328,11 @@ def console_router(
         return fields
 
     def back(ctx: Any, url: str, message: str) -> Any:
+        """To `url`, saying `message` there: signed for this session (`_flash_sig`), so that a
+        crafted link cannot show "version 3 is production" while v1 serves."""
         sep = "&" if "?" in url else "?"
-        return ctx.finish(RedirectResponse(f"{url}{sep}{urlencode({'done': message})}", 303))
+        query = urlencode({"done": message, "sig": _flash_sig(ctx, message)})
+        return ctx.finish(RedirectResponse(f"{url}{sep}{query}", 303))
 
     # -- login ---------------------------------------------------------------------------------
     @router.get("/login", response_class=HTMLResponse)
