@@ -125,7 +125,9 @@ def test_a_served_process_ends_before_finalization(tmp_path):
         proc = run("served", 0)
         assert proc.returncode == 0 and not ABORTED.search(proc.stderr), (proc.returncode, proc.stderr)
         assert proc.stdout.count("exit functions ran") == 1, proc.stdout
-    # not a server's process: its own exit status and finalization (the abort, most times)
+    # not a server's process: its own exit status and finalization (DuckDB's crash at
+    # finalization, most times: an abort or, now and then, a segmentation fault, as the
+    # Ctrl-C crash of the code before `serving._exit` was either: see the module docstring)
     proc = run("elsewhere", 3)
-    assert proc.returncode in (3, -signal.SIGABRT), (proc.returncode, proc.stderr)
+    assert proc.returncode in (3, -signal.SIGABRT, -signal.SIGSEGV), (proc.returncode, proc.stderr)
     assert proc.stdout.count("exit functions ran") == 1
