@@ -193,15 +193,13 @@ class Shop:
                 self.authorize("ingest")
             from .lifecycle import TrainSettings
             from .lifecycle import train as run_train
-            from .lifecycle._train import check_choices
+            from .lifecycle._train import check_choices, model_names
 
             if (append or column_map) and data is None:
                 raise ShelfwiseError("--append and --map apply to the data given with --data")
-            if isinstance(models, str):  # "als,ease" as on the command line, not its letters
-                models = [m.strip() for m in models.split(",") if m.strip()]
             chosen = replace(settings or TrainSettings(), **options)
             if models is not None:
-                chosen = replace(chosen, models=tuple(models))
+                chosen = replace(chosen, models=tuple(model_names(models)))
             # before anything is loaded: a typo must not leave a delivery appended behind it
             check_choices(
                 chosen.models,
@@ -230,10 +228,11 @@ class Shop:
         `shelfwise evaluate`."""
         with self._acting("evaluate"):
             from .lifecycle import evaluate_workdir
+            from .lifecycle._train import model_names
 
-            if isinstance(models, str):
-                models = [m.strip() for m in models.split(",") if m.strip()]
-            return evaluate_workdir(self.workdir, models=list(models) if models else None, sampled=sampled)
+            return evaluate_workdir(
+                self.workdir, models=model_names(models) if models else None, sampled=sampled
+            )
 
     # -- answering ------------------------------------------------------------------------------
     def _service(self, rules: bool, search: bool) -> Service:

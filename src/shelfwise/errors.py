@@ -30,17 +30,14 @@ def whole_number(value: object, name: str, meaning: str, *, minimum: int, maximu
     and what it means."""
     import operator
 
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        n = operator.index(value) if not isinstance(value, float) else None  # type: ignore[arg-type]
-        if n is None:
-            assert isinstance(value, float)
-            if not value.is_integer():
-                raise TypeError
-            n = int(value)
-    except TypeError:
-        n = None
+    n: int | None = None
+    if isinstance(value, float):
+        n = int(value) if value.is_integer() else None
+    elif not isinstance(value, bool):
+        try:
+            n = operator.index(value)  # type: ignore[arg-type]
+        except TypeError:
+            n = None
     if n is None or n < minimum or (maximum is not None and n > maximum):
         bounds = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
         raise ShelfwiseError(f"{name} {value!r}: {meaning}, a whole number {bounds}")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from ..errors import ShelfwiseError
 from ._app import AsJson, Workdir, app, print_json, shop
 
 __all__ = ["quarantine_app", "quarantine_export", "quarantine_list", "quarantine_reprocess"]
@@ -20,9 +21,17 @@ def _check_filters(
 ) -> None:
     """An unknown `--table`, `--reason` or `--status` is refused, naming the valid ones (it
     listed nothing and exited 0, as if nothing were quarantined): `unknown_filters`."""
-    from ..governance._quarantine import refuse_unknown_filters
+    from ..governance._quarantine import UnknownFilter, refuse_unknown_filters
 
-    refuse_unknown_filters(table, reason, status, summary, prefix="--")
+    try:
+        refuse_unknown_filters(table, reason, status, summary)
+    except UnknownFilter as exc:
+        raise _as_flag(exc) from None
+
+
+def _as_flag(exc: Any) -> ShelfwiseError:
+    """An `UnknownFilter` (the Shop's) said of the command line's flag (`--table 'x'`)."""
+    return ShelfwiseError(exc.said("--"))
 
 
 def _matching(summary: list[dict], table: str | None, reason: str | None, status: str) -> list[dict]:
@@ -60,11 +69,13 @@ def quarantine_list(
     """Summary by reason, and the first rows with their file, line and detail (both of the
     rows --table, --reason and --status select; `--json`'s `summary` is the whole quarantine's,
     `filtered_summary` the selected rows')."""
-    _check_filters(None, None, [], status)
-    the_shop = shop(workdir)
-    if table is not None or reason is not None:  # named as flags (the Python API names them too)
-        _check_filters(table, reason, the_shop.quarantine(status="all", limit=1)["summary"])
-    res = the_shop.quarantine(table, reason, status=status, limit=limit)
+    from ..governance._quarantine import UnknownFilter
+
+    _check_filters(None, None, [], status)  # (before the workdir is opened)
+    try:  # the Shop refuses an unknown filter: said of the flag
+        res = shop(workdir).quarantine(table, reason, status=status, limit=limit)
+    except UnknownFilter as exc:
+        raise _as_flag(exc) from None
     res["filtered_summary"] = _matching(res["summary"], table, reason, status)
     if as_json:
         print_json(res)
@@ -90,10 +101,12 @@ def quarantine_export(
     reason: Annotated[str | None, typer.Option(help="Only this reason code.")] = None,
 ) -> None:
     """Export open quarantined rows (raw fields + _quarantine_id) for fixing."""
-    the_shop = shop(workdir)
-    if table is not None or reason is not None:  # (an unknown one exported nothing, exit 0)
-        _check_filters(table, reason, the_shop.quarantine(status="all", limit=1)["summary"])
-    n = the_shop.export_quarantine(out, table, reason)
+    from ..governance._quarantine import UnknownFilter
+
+    try:  # (an unknown filter exported nothing, exit 0): the Shop refuses it, said of the flag
+        n = shop(workdir).export_quarantine(out, table, reason)
+    except UnknownFilter as exc:
+        raise _as_flag(exc) from None
     typer.echo(f"wrote {n:,} quarantined rows to {out}")
 
 

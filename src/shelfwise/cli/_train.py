@@ -28,8 +28,10 @@ __all__ = ["evaluate", "train"]
 
 
 def _model_list(models: str) -> list[str]:
-    """`--models a,b`: the names, trimmed, blanks left out."""
-    return [m.strip() for m in models.split(",") if m.strip()]
+    """`--models a,b`: the names, trimmed, blanks left out (`lifecycle.model_names`)."""
+    from ..lifecycle._train import model_names
+
+    return model_names(models)
 
 
 def _check_train_flags(models: str | None, split: str) -> None:

@@ -36,20 +36,24 @@ def unknown_filters(
     return out
 
 
-def refuse_unknown_filters(
-    table: str | None,
-    reason: str | None,
-    status: str | None,
-    summary: list[dict[str, Any]],
-    *,
-    prefix: str = "",
-) -> None:
-    """A ShelfwiseError for the first filter no row could match (`unknown_filters`), naming the
-    valid values; `prefix`: how the caller names a filter ("--" on the command line)."""
-    from ..errors import ShelfwiseError
+class UnknownFilter(ShelfwiseError):
+    """A listing's filter no row could match, with the valid values (`unknown_filters`)."""
 
+    def __init__(self, name: str, value: str, known: list[str]):
+        self.name, self.value, self.known = name, value, known
+        super().__init__(self.said())
+
+    def said(self, prefix: str = "") -> str:
+        """The refusal, the filter named as the caller names it (`prefix`: "--" on the command line)."""
+        return f"{prefix}{self.name} {self.value!r}: unknown; choose one of {', '.join(self.known)}"
+
+
+def refuse_unknown_filters(
+    table: str | None, reason: str | None, status: str | None, summary: list[dict[str, Any]]
+) -> None:
+    """`UnknownFilter` for the first filter no row could match (`unknown_filters`)."""
     for name, value, known in unknown_filters(table, reason, status, summary)[:1]:
-        raise ShelfwiseError(f"{prefix}{name} {value!r}: unknown; choose one of {', '.join(known)}")
+        raise UnknownFilter(name, value, known)
 
 
 class Quarantine:

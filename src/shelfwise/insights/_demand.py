@@ -72,6 +72,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ShelfwiseError
+from ..lifecycle._console import StepDisplay
 from ._searched import catalog_names, free_text_searches
 
 WEEK = pd.Timedelta(weeks=1)
@@ -616,51 +617,11 @@ def demand_jobs(n_series: int) -> int:
     return max(1, jobs)
 
 
-class _Progress:
+class _Progress(StepDisplay):
     """The long steps of a demand forecast on stderr, as `shelfwise train` shows its own
-    (lifecycle/_console.py `RunConsole`): the step, its series fitted of the total, the time
-    spent and the steps after it; only for a person watching (`show_progress`), gone when done.
-    Off (`show` False): nothing is shown."""
-
-    def __init__(self, show: bool):
-        self._progress: Any = None
-        self._task: Any = None
-        if show:
-            from ..lifecycle._console import progress_display
-
-            self._progress = progress_display()
-
-    def __enter__(self) -> _Progress:
-        if self._progress is not None:
-            self._progress.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-
-    @contextmanager
-    def stage(self, name: str, remaining: list[str]) -> Iterator[None]:
-        """A step: its total grows as its fits start (`expect`), `advance` counts them done."""
-        if self._progress is not None:
-            self._task = self._progress.add_task(
-                name, total=None, remaining=("then: " + ", ".join(remaining)) if remaining else ""
-            )
-        try:
-            yield
-        finally:
-            if self._progress is not None:
-                self._progress.remove_task(self._task)
-                self._task = None
-
-    def expect(self, steps: int) -> None:
-        if self._progress is not None and self._task is not None:
-            total = self._progress.tasks[self._progress.task_ids.index(self._task)].total
-            self._progress.update(self._task, total=(total or 0) + steps)
-
-    def advance(self, steps: int) -> None:
-        if self._progress is not None and self._task is not None:
-            self._progress.advance(self._task, steps)
+    (`lifecycle._console.StepDisplay`): the step, its series fitted of the total (`expect` as
+    fits start, `advance` as they end), the time spent and the steps after it; only for a
+    person watching (`show_progress`), gone when done."""
 
 
 def show_progress() -> bool:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 __all__ = ["RunConsole", "progress_display"]
 
@@ -38,6 +38,54 @@ def progress_display() -> Any:
         console=Console(stderr=True),
         transient=True,
     )
+
+
+class StepDisplay:
+    """A long run's steps shown on stderr (`progress_display`), one at a time: its name, its
+    progress (done of a total known ahead or growing, `expect`) and the steps after it; `show`
+    False: nothing is shown. `RunConsole` (train) and the demand forecasts show theirs with it."""
+
+    def __init__(self, show: bool):
+        self._progress: Any = progress_display() if show else None
+        self._task: Any = None
+
+    def __enter__(self) -> Self:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    @contextmanager
+    def stage(
+        self, name: str, remaining: list[str] | None = None, total: int | None = None
+    ) -> Iterator[None]:
+        """A step shown while it runs; `total` None: not known ahead (a pulsing bar, or one
+        that `expect` grows)."""
+        if self._progress is not None:
+            self._task = self._progress.add_task(
+                name, total=total, remaining=("then: " + ", ".join(remaining)) if remaining else ""
+            )
+        try:
+            yield
+        finally:
+            if self._progress is not None:
+                self._progress.remove_task(self._task)
+                self._task = None
+
+    def expect(self, steps: int) -> None:
+        """The step's total grows by `steps` (work it has started)."""
+        if self._progress is not None and self._task is not None:
+            total = self._progress.tasks[self._progress.task_ids.index(self._task)].total
+            self._progress.update(self._task, total=(total or 0) + steps)
+
+    def advance(self, steps: float = 1.0, total: float | None = None) -> None:
+        if self._progress is not None and self._task is not None:
+            if total is not None:
+                self._progress.update(self._task, total=total)
+            self._progress.advance(self._task, steps)
 
 
 # libraries that log through `logging` to handlers of their own or through the root logger
@@ -63,8 +111,7 @@ class RunConsole:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         self.path = Path(workdir) / "logs" / f"{name}-{stamp}.log"
         self.show_progress = progress
-        self._progress: Any = None
-        self._task: Any = None
+        self._steps = StepDisplay(False)
         self._saved: list[tuple[logging.Logger, list[logging.Handler], bool, int]] = []
         self._warnings_ctx: Any = None
 
@@ -94,15 +141,12 @@ class RunConsole:
         self._warnings_ctx = warnings.catch_warnings()
         self._warnings_ctx.__enter__()
         logging.captureWarnings(True)
-        if self.show_progress:
-            self._progress = progress_display()
-            self._progress.start()
+        self._steps = StepDisplay(self.show_progress).__enter__()
         self._file.info("run log of %s (pid %d)", " ".join(sys.argv), os.getpid())
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._progress is not None:
-            self._progress.stop()
+        self._steps.__exit__(*exc)
         logging.captureWarnings(False)
         if self._warnings_ctx is not None:
             self._warnings_ctx.__exit__(*exc)
@@ -129,22 +173,11 @@ class RunConsole:
         stages after it."""
         t0 = time.monotonic()
         self._file.info("stage %s started", name)
-        if self._progress is not None:
-            self._task = self._progress.add_task(
-                name,
-                total=total,  # None: a step whose length is not known ahead (a pulsing bar)
-                remaining=("then: " + ", ".join(remaining)) if remaining else "",
-            )
         try:
-            yield
+            with self._steps.stage(name, remaining, total):
+                yield
         finally:
-            if self._progress is not None:
-                self._progress.remove_task(self._task)
-                self._task = None
             self._file.info("stage %s ended after %.1fs", name, time.monotonic() - t0)
 
     def advance(self, steps: float = 1.0, total: float | None = None) -> None:
-        if self._progress is not None and self._task is not None:
-            if total is not None:
-                self._progress.update(self._task, total=total)
-            self._progress.advance(self._task, steps)
+        self._steps.advance(steps, total)

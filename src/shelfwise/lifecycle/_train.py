@@ -120,6 +120,14 @@ class ModelsNotInBundle(ShelfwiseError):
     """`evaluate` named models the current bundle does not have (the CLI says it in its words)."""
 
 
+def model_names(models: str | Sequence[str]) -> list[str]:
+    """The models a caller names: "als, ease" as the command line's `--models` (trimmed, blanks
+    left out; a string is never read letter by letter) or a sequence of names."""
+    if isinstance(models, str):
+        return [m.strip() for m in models.split(",") if m.strip()]
+    return list(models)
+
+
 def check_choices(models: Sequence[str] | None, split: str, *, models_said: str, split_said: str) -> None:
     """The models and split protocol a training names, checked before anything runs (an unknown
     name found after the ingestion and the features was a traceback, and the delivery was
