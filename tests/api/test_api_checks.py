@@ -12,21 +12,8 @@ from pathlib import Path
 import pytest
 
 from shelfwise import ShelfwiseError, Shop
-from tests.api.test_shop import FAST, _train_shop
-from tests.conftest import built_once
+from tests.api.conftest import FAST
 from tests.serving.conftest import known_users
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    base = built_once(tmp_path_factory, "api-checks-shop", _train_shop)
-    return base / "data", base / "w"
-
-
-@pytest.fixture(autouse=True)
-def _nobody(monkeypatch):
-    for var in ("SHELFWISE_AS", "SHELFWISE_API_KEY"):
-        monkeypatch.delenv(var, raising=False)
 
 
 @pytest.fixture()

@@ -24,9 +24,7 @@ def readme_session() -> str:
 
 @pytest.mark.slow
 def test_the_readme_notebook_session_runs(tmp_path, monkeypatch, capsys):
-    for var in ("SHELFWISE_AS", "SHELFWISE_API_KEY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)  # (nobody acting: tests/api/conftest.py's `_nobody`)
     namespace: dict[str, object] = {"__name__": "readme"}
     exec(compile(readme_session(), str(README), "exec"), namespace)  # noqa: S102 - our own README
     printed = capsys.readouterr().out

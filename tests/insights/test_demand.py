@@ -106,6 +106,23 @@ def backdate(workdir: Path, when: dict[int, datetime]) -> None:
             )
 
 
+def with_catalog_deliveries(shop: Path, tmp_path: Path, rows: list[str]) -> Path:
+    """A copy of `shop` to which each of `rows` (a line of the planted products file) was
+    delivered in turn, each its own products version (`ingest --append`)."""
+    import shutil
+
+    work = tmp_path / "w"
+    shutil.copytree(shop, work)
+    for n, row in enumerate(rows):
+        d = tmp_path / f"catalog{n}"
+        d.mkdir()
+        (d / "products.csv").write_text(
+            f"product_id,title,category,price,in_stock,stock_qty,lead_time\n{row}\n"
+        )
+        ok(run("ingest", "--append", "--data", str(d), "--workdir", str(work)))
+    return work
+
+
 @pytest.fixture(scope="module")
 def forecasts(shop: Path) -> tuple[dict[str, list[dict]], str]:
     out = shop.parent / "demand.jsonl"
@@ -394,21 +411,15 @@ def test_stock_and_lead_time_are_read_as_of_the_date(shop, tmp_path):
     """Three catalog deliveries: STEADY's stock 500 (at the start), 3 (ten days before as-of),
     1000 (today). At as-of the replenishment reads 3 and 14 days of lead time, not today's 1000;
     before the first delivery the stock is not known: refused, saying why."""
-    import shutil
 
     from shelfwise.insights._data import parse_as_of
     from shelfwise.insights._demand import load_weekly
 
-    work = tmp_path / "w"
-    shutil.copytree(shop, work)
-    for stock, lead in ((3, 14), (1000, 2)):
-        d = tmp_path / f"cat{stock}"
-        d.mkdir()
-        (d / "products.csv").write_text(
-            "product_id,title,category,price,in_stock,stock_qty,lead_time\n"
-            f"STEADY,Steady thing,Home > Kitchen,5,true,{stock},{lead}\n"
-        )
-        ok(run("ingest", "--append", "--data", str(d), "--workdir", str(work)))
+    work = with_catalog_deliveries(
+        shop,
+        tmp_path,
+        [f"STEADY,Steady thing,Home > Kitchen,5,true,{s},{lead}" for s, lead in ((3, 14), (1000, 2))],
+    )
     at = datetime.fromisoformat(AS_OF)
     backdate(work, {1: START + timedelta(weeks=20), 2: at - timedelta(days=10)})
 
@@ -996,21 +1007,15 @@ def test_a_stock_out_starts_after_the_last_version_that_listed_the_product_in_st
     ten days before as-of, out again in one two days before: at as-of its stock-out began after
     the delivery ten days before (its last zero weeks before that were on the shelf); at a date
     when only the first catalog was known, when it began is not known."""
-    import shutil
 
     from shelfwise.insights._data import parse_as_of
     from shelfwise.insights._demand import load_weekly
 
-    work = tmp_path / "w"
-    shutil.copytree(shop, work)
-    for stock, flag in ((5, "true"), (0, "false")):
-        d = tmp_path / f"cat{stock}"
-        d.mkdir()
-        (d / "products.csv").write_text(
-            "product_id,title,category,price,in_stock,stock_qty,lead_time\n"
-            f"OOS,Often sold out,Sports > Outdoor,5,{flag},{stock},14\n"
-        )
-        ok(run("ingest", "--append", "--data", str(d), "--workdir", str(work)))
+    work = with_catalog_deliveries(
+        shop,
+        tmp_path,
+        [f"OOS,Often sold out,Sports > Outdoor,5,{f},{s},14" for s, f in ((5, "true"), (0, "false"))],
+    )
     at = datetime.fromisoformat(AS_OF)
     back_in = at - timedelta(days=10)
     backdate(work, {2: back_in, 3: at - timedelta(days=2)})
