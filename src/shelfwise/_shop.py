@@ -18,12 +18,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast, overload
+from typing import TYPE_CHECKING, Any, TypedDict, cast, overload
 
 from .errors import ShelfwiseError, whole_number
 
 if TYPE_CHECKING:
     import pandas as pd
+    from typing_extensions import Unpack
 
     from .governance import IngestReport, Verification
     from .lifecycle import TrainResult, TrainSettings
@@ -31,6 +32,24 @@ if TYPE_CHECKING:
     from .storage import Engine
 
 __all__ = ["Shop"]
+
+SORTS = ("relevance", "price_asc", "price_desc", "popularity")
+
+
+class SearchOptions(TypedDict, total=False):
+    """What `/v1/search` takes besides the query (same names, same meanings): facet filters, the
+    sort, the page's offset (up to 1,000) and the shopper the page is personalized for."""
+
+    category: str | None  # a category path prefix, e.g. "Home > Kitchen"
+    brand: str | None  # a brand, case-insensitive
+    price_min: float | None
+    price_max: float | None
+    in_stock: bool | None
+    sort: str  # one of SORTS (default "relevance")
+    offset: int  # results skipped (paging), 0..1000
+    user_id: str | None  # the shop's own user id: personalizes by their history (with consent)
+    personalized: bool  # False: that history is not used
+
 
 ColumnMap = Sequence[str] | Mapping[str, str]
 """Column maps: `"events.user_id=customer"` strings (as `--map` takes) or `{"events.user_id": "customer"}`."""
@@ -166,6 +185,44 @@ class Shop:
             res = absorb(self.workdir, client)
             res["pending"] = pending_events(self.workdir, client)
             return res
+
+    def send_events(
+        self, events: Iterable[Mapping[str, Any]], *, redis_url: str | None = None
+    ) -> dict[str, Any]:
+        """Send shopper events as `POST /v1/events` does (same permission, `serve.call`): each is
+        checked against the events contract and answered in `results` (`accepted`, `rejected`
+        with its reasons and quarantined, or `duplicate` of an `event_id` accepted before, here
+        or by the server); the accepted ones are stored in the spool the server writes (or the
+        shared Redis, `redis_url`) and reach the warehouse with the next absorb
+        (`absorb_events`, `train`). Answers already given by this Shop see them at once, as the
+        server's do. Returns `{"accepted", "rejected", "duplicates", "results"}`, with `error`,
+        `errors` and `note` when some were rejected."""
+        with self._acting("serve.call"):
+            from .serving._intake import send_events
+
+            if isinstance(events, Mapping | str | bytes) or not isinstance(events, Iterable):
+                raise ShelfwiseError("events: a list of events (dicts with the events contract's fields)")
+            body = list(events)
+            if not body:
+                raise ShelfwiseError("events: an empty list")
+            if len(body) > 1000:
+                raise ShelfwiseError(f"events: {len(body)} in one call; send at most 1000 at a time")
+            svc = self._service(True, search=False)
+            try:
+                out, accepted = send_events(
+                    self.workdir,
+                    body,
+                    {"product_id": svc.snapshot.item_index},
+                    redis_client=_redis(redis_url),
+                )
+            except OSError as exc:
+                raise ShelfwiseError(
+                    f"events could not be stored; nothing was accepted, retry ({exc})"
+                ) from exc
+            if accepted:
+                for cached in self._services.values():
+                    cached.record_events(accepted)
+            return out
 
     # -- training and evaluation ----------------------------------------------------------------
     def train(
@@ -393,6 +450,7 @@ class Shop:
         *,
         candidates: Iterable[Sequence[str] | None] | None = None,
         rules: bool = True,
+        **options: Unpack[SearchOptions],
     ) -> list[str]: ...
 
     @overload
@@ -403,6 +461,7 @@ class Shop:
         *,
         candidates: Iterable[Sequence[str] | None] | None = None,
         rules: bool = True,
+        **options: Unpack[SearchOptions],
     ) -> list[list[str]]: ...
 
     def search(
@@ -412,13 +471,17 @@ class Shop:
         *,
         candidates: Iterable[Sequence[str] | None] | None = None,
         rules: bool = True,
+        **options: Unpack[SearchOptions],
     ) -> list[str] | list[list[str]]:
         """Product ids for a query (or a list per query): lexical + semantic retrieval, fused and
         re-ranked; the results /v1/search answers (business rules included; `rules=False`: the
-        search ranking alone). `candidates` (one list or None per query) re-ranks given lists
-        only, with the ranker alone (no rules); a query given None is searched as without
-        `candidates`. A blank query finds nothing. `search_pages`
-        also says how each list was found (a fallback list says it is one)."""
+        search ranking alone), with its filters, sort, paging and personalization as keywords
+        (`SearchOptions`: `category=`, `brand=`, `price_min=`, `price_max=`, `in_stock=`,
+        `sort=`, `offset=`, `user_id=`, `personalized=`). `candidates` (one list or None per
+        query) re-ranks given lists only, with the ranker alone (no rules, no options); a query
+        given None is searched as without `candidates`. A blank query finds nothing.
+        `search_pages` also says how each list was found (a fallback list says it is one), the
+        total, the facets and the stages that ran."""
         one = isinstance(queries, str)
         if one and candidates is not None:
             cands = list(candidates)
@@ -427,7 +490,11 @@ class Shop:
                 [cast(list[str], cands)] if cands and all(isinstance(c, str) for c in cands) else cands
             )
         pages = self.search_pages(
-            [queries] if isinstance(queries, str) else queries, k, candidates=candidates, rules=rules
+            [queries] if isinstance(queries, str) else queries,
+            k,
+            candidates=candidates,
+            rules=rules,
+            **options,
         )
         out = [p["items"] for p in pages]
         return out[0] if one else out
@@ -439,17 +506,19 @@ class Shop:
         *,
         candidates: Iterable[Sequence[str] | None] | None = None,
         rules: bool = True,
+        **options: Unpack[SearchOptions],
     ) -> list[dict[str, Any]]:
         """`search`, one dict per query with how its list was found, as /v1/search says it:
         `items`, `match` (`keyword`, `semantic_only`, `none`; None for a blank query or a given
         candidate list), `fallback` (`popular` when nothing matched and the popular products are
-        shown instead) and `corrected_query`."""
+        shown instead), `corrected_query`, `total` (the matches before paging), `facets`
+        (counts per category, brand, price band, stock), `stages` (those that ran), `degraded`,
+        `personalized`, and `experiment` when one assigned the shopper."""
         with self._acting("search"):
-            from .search import Filters
             from .serving import current_bundle
-            from .serving._service import SearchArgs
 
             k = _k(k)
+            make_args = _search_args(options)
             if queries is None or not isinstance(queries, Iterable):
                 raise ShelfwiseError(f"queries {queries!r}: a query (a string) or several")
             bundle = current_bundle(self.workdir)
@@ -461,14 +530,23 @@ class Shop:
             # passes generators that read its files, so its errors come in the order they did
             texts = [queries] if isinstance(queries, str) else [str(q) for q in queries]
 
-            def page(items: list[str], extra: dict[str, Any] | None = None) -> dict[str, Any]:
-                extra = extra or {}
-                return {
+            def page(items: list[str], answer: Any = None) -> dict[str, Any]:
+                extra = answer.extra if answer is not None else {}
+                out = {
                     "items": items,
                     "match": extra.get("match"),
                     "fallback": extra.get("fallback"),
                     "corrected_query": extra.get("corrected_query"),
+                    "total": extra.get("total", len(items)),
+                    "facets": extra.get("facets", {}),
+                    "stages": extra.get("stages", []),
+                    "degraded": bool(extra.get("degraded")),
+                    "personalized": bool(extra.get("personalized")),
                 }
+                if answer is not None and answer.experiment:
+                    variant = answer.variant.name if answer.variant else None
+                    out["experiment"] = {"name": answer.experiment, "variant": variant}
+                return out
 
             def served(batch: list[str]) -> list[dict[str, Any]]:
                 """The serving path itself (its whole pipeline), batched as the server batches."""
@@ -476,18 +554,23 @@ class Shop:
                 pages: list[dict[str, Any]] = []
                 for lo in range(0, len(batch), 256):
                     chunk = batch[lo : lo + 256]
-                    jobs = [(SearchArgs(t, k, Filters()), "full") for t in chunk if t.strip()]
+                    jobs = [(make_args(t, k), "full") for t in chunk if t.strip()]
                     answers = iter(service.search_batch(jobs) if jobs else ())
                     for t in chunk:
                         if t.strip():
                             a = next(answers)
-                            pages.append(page(a.items, a.extra))
+                            pages.append(page(a.items, a))
                         else:
                             pages.append(page([]))
                 return pages
 
             if candidates is None:
                 return served(texts)
+            if options:
+                raise ShelfwiseError(
+                    f"{', '.join(sorted(options))}: filters, sort, paging and personalization apply to "
+                    "a search, not to re-ranking given candidate lists"
+                )
             # re-ranking given lists has no HTTP twin: the ranker alone; a query given no list
             # is searched as without `candidates` (the serving path: rules, fallback, match)
             given = list(candidates)  # (a generator reading the CLI's file: read once)
@@ -511,6 +594,18 @@ class Shop:
             if unlisted:
                 pages.update(zip(unlisted, served([texts[i] for i in unlisted]), strict=True))
             return [pages[i] for i in range(len(texts))]
+
+    def suggest(self, prefix: str, k: int = 8) -> list[str]:
+        """Query suggestions for what a shopper has typed so far (what /v1/suggest answers: the
+        shop's popular queries and catalog terms); none for a blank prefix."""
+        with self._acting("search"):
+            if not isinstance(prefix, str):
+                raise ShelfwiseError(f"prefix {prefix!r}: give the text typed so far as a string")
+            k = whole_number(k, "k", "the number of suggestions", minimum=1, maximum=20)
+            engine = self._service(True, search=True).snapshot.search
+            if engine is None:
+                raise ShelfwiseError("the current bundle has no search index (the catalog had no text)")
+            return list(engine.suggest(prefix, k)) if prefix.strip() else []
 
     def _engine(self, path: Path) -> Any:
         from .search import SearchEngine
@@ -804,31 +899,46 @@ class Shop:
         (owner-only); audited. Returns `{"pseudonym", "out", "parts": rows per part}`."""
         with self._acting("privacy.export") as actor:
             from .governance._subject_access import write_subject_access
+            from .insights._run import profile_part
 
             return write_subject_access(
                 self.workdir,
                 user_id,
                 out,
                 actor=actor,
-                extra={"profile": self._profile_part(user_id)},
+                extra={"profile": profile_part(self.workdir, user_id)},
                 redis_client=_redis(redis_url),
             )
 
-    def _profile_part(self, user_id: str) -> dict[str, Any]:
-        """The user's customer profile as `insights customers` computes it now (when it can)."""
-        lineage = {"layer": "derived", "job": "insights customers", "from": "curated.events"}
-        from .governance._compile import trim_id
-
-        try:
-            from .insights._run import profile_records
-
-            records, meta = profile_records(self.workdir)
-        except Exception as exc:  # a shop too small to profile still answers the request
-            return {"lineage": lineage, "rows": [], "note": f"not computable: {exc}"}
-        rows = [r for r in records if r["user_id"] == trim_id(user_id)]
-        return {"lineage": {**lineage, "as_of": meta["as_of"], "model": meta["model"]}, "rows": rows}
-
     # -- insights (issue 18) --------------------------------------------------------------------
+    def profile(self, user_id: str) -> dict[str, Any]:
+        """One customer's profile as /v1/users/{id}/profile answers it (RFM, expected purchases and
+        churn risk in the next 90 days, expected value, segment, tastes, price level), fitted once
+        per data version and kept in the workdir (the first call after new data fits them all).
+        A ShelfwiseError for a user without one, saying why (unknown, erased, no consent)."""
+        with self._acting("insights.profile"):
+            from .governance import Pseudonymizer, SecretStore
+            from .insights._profiles import ProfileStore
+
+            who = _user_id(user_id)
+            store = ProfileStore(self.workdir)
+            pseudo = Pseudonymizer(SecretStore(self.workdir).pseudonym_key())(who)
+            ready, rec = store.get(pseudo, wait_s=24 * 3600.0)  # a notebook waits for the fit
+            if not ready:
+                raise ShelfwiseError(f"customer profiles could not be fitted: {store.error}")
+            if rec is None:
+                why = store.why_none(pseudo)
+                raise ShelfwiseError(
+                    {
+                        "erased": f"user {who!r} was erased: no profile",
+                        "withdrawn": f"no profile for user {who!r}: they withdrew personalization consent "
+                        "(no profiling)",
+                        "not_given": f"no profile for user {who!r}: the shop asks for personalization "
+                        "consent (opt-in) and has none of theirs (no profiling)",
+                    }.get(why, f"unknown user {who!r}: no events of theirs in the warehouse")
+                )
+            return {"user_id": who, "data_version": store.key or "", **rec}
+
     def customers(
         self, out: str | Path, *, as_of: str | None = None, horizon_days: int = 90
     ) -> dict[str, Any]:
@@ -1018,6 +1128,43 @@ def _user_id(value: Any, what: str = "user id") -> str:
     if not trim_id(value):
         raise ShelfwiseError(f"{what}: an empty user id")
     return trim_id(value)
+
+
+def _search_args(options: Mapping[str, Any]) -> Callable[[str, int], Any]:
+    """The search options checked as `/v1/search` checks its parameters (a ShelfwiseError naming
+    the one that fails): a maker of each query's `SearchArgs`."""
+    from .search import Filters
+    from .serving._service import SearchArgs
+
+    unknown = sorted(set(options) - set(SearchOptions.__annotations__))
+    if unknown:
+        known = ", ".join(SearchOptions.__annotations__)
+        raise ShelfwiseError(f"search options {', '.join(unknown)}: not known (known: {known})")
+    o = dict(options)
+    for name in ("category", "brand"):
+        if o.get(name) is not None and not isinstance(o[name], str):
+            raise ShelfwiseError(f"{name} {o[name]!r}: give it as text")
+    for name in ("price_min", "price_max"):
+        v = o.get(name)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 1e9):
+            raise ShelfwiseError(f"{name} {v!r}: a price, a number in 0..1e9")
+    for name in ("in_stock", "personalized"):
+        if o.get(name) is not None and not isinstance(o[name], bool):
+            raise ShelfwiseError(f"{name} {o[name]!r}: True or False")
+    sort = o.get("sort", "relevance")
+    if sort not in SORTS:
+        raise ShelfwiseError(f"sort {sort!r}: one of {', '.join(SORTS)}")
+    offset = whole_number(o.get("offset", 0), "offset", "the results skipped", minimum=0, maximum=1000)
+    user = _user_id(o["user_id"]) if o.get("user_id") is not None else None
+    filters = Filters(
+        o.get("category"), o.get("brand"), o.get("price_min"), o.get("price_max"), o.get("in_stock")
+    )
+    personalized = o.get("personalized", True) is not False
+
+    def make(q: str, k: int) -> Any:
+        return SearchArgs(q, k, filters, sort, offset, user, personalized)
+
+    return make
 
 
 def _k(k: Any) -> int:

@@ -1,6 +1,7 @@
 """Event intake (`POST /v1/events`): the body read within its limits, a verdict per event
-(rejected with its reasons, a duplicate of an accepted event_id, or accepted), and the accepted
-events made durable (fsync'ed or in Redis) before the answer.
+(rejected with its reasons, a duplicate of an accepted event_id, or accepted: `_intake`, which
+`Shop.send_events` shares), and the accepted events made durable (fsync'ed or in Redis) before
+the answer.
 
 The body is read by hand rather than as a pydantic parameter: the size limit is enforced while
 reading, and a batch is answered per event (a mixed batch is a 207) instead of all-or-nothing.
@@ -18,24 +19,16 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, HTTPException, Request
 
-from ..governance._contracts import EVENTS
-from ..governance._row_check import check_record
 from ._event_ids import EventIds, InFlight
 from ._http_auth import REQUIREMENT, authorize
 from ._http_context import JSON, AppContext
 from ._http_models import ErrorBody, EventsAccepted, EventsRejected, error_responses, events_request_body
-from ._service import ServeSettings, online_event
+from ._intake import answer, rejected_lines, to_store, verdicts
+from ._service import ServeSettings
 
-__all__ = ["events_router", "read_events", "verdicts"]
+__all__ = ["events_router", "read_events"]
 
 log = logging.getLogger("uvicorn.error")
-
-EVENT_FIELDS = frozenset(EVENTS.column_names)
-
-_NOTE = (
-    "the rejected events are quarantined; the others were accepted (or were duplicates): "
-    "do not send them again"
-)
 
 
 async def read_events(request: Request, settings: ServeSettings) -> list[Any]:
@@ -63,57 +56,6 @@ async def read_events(request: Request, settings: ServeSettings) -> list[Any]:
     if not body:
         raise HTTPException(422, "body: empty list")
     return body
-
-
-def _failures(ev: Any, known: dict[str, Any], max_id_chars: int) -> tuple[list[dict[str, str]], Any]:
-    """(failures, the row check) of one posted event."""
-    if not isinstance(ev, dict):
-        return [{"field": "", "reason": "malformed_row", "detail": "an event must be a JSON object"}], None
-    unknown = sorted(set(ev) - EVENT_FIELDS)
-    failures = [
-        {"field": f, "reason": "unknown_field", "detail": f"{f}: not an event field"} for f in unknown[:10]
-    ]
-    # a field is text or a number (or null); an object, a list or true/false is not a value the
-    # warehouse's columns hold (the row check would read it as its text)
-    failures += [
-        {"field": f, "reason": "invalid_type", "detail": f"{f}: expected text or a number"}
-        for f, v in ev.items()
-        if f in EVENT_FIELDS and isinstance(v, dict | list | bool)
-    ]
-    if failures:
-        return failures, None
-    chk = check_record(EVENTS, ev, known=known)
-    failures = [{"field": f.field, "reason": f.reason.value, "detail": f.detail} for f in chk.failures]
-    eid = chk.values.get("event_id")
-    if eid is not None and len(eid) > max_id_chars:
-        failures.append(
-            {
-                "field": "event_id",
-                "reason": "invalid_value",
-                "detail": f"event_id: longer than {max_id_chars} characters",
-            }
-        )
-    return failures, chk
-
-
-def verdicts(
-    body: list[Any], known: dict[str, Any], max_id_chars: int
-) -> tuple[list[dict[str, Any]], list[tuple[int, dict[str, Any], Any, str | None]], list[dict[str, Any]]]:
-    """Per event: (results, the valid events as (index, event, row check, event_id), errors).
-    Every result starts `accepted` or `rejected`; duplicates are found against the store later."""
-    results: list[dict[str, Any]] = []
-    valid: list[tuple[int, dict[str, Any], Any, str | None]] = []
-    errors: list[dict[str, Any]] = []
-    for i, ev in enumerate(body):
-        failures, chk = _failures(ev, known, max_id_chars)
-        eid = chk.values.get("event_id") if chk is not None else None
-        if failures:
-            errors.append({"index": i, **failures[0], "all": failures})
-            results.append({"index": i, "status": "rejected", "event_id": eid, "errors": failures})
-        else:
-            valid.append((i, ev, chk, eid))
-            results.append({"index": i, "status": "accepted", "event_id": eid})
-    return results, valid, errors
 
 
 async def _claim(in_flight: InFlight, ids: list[str]) -> tuple[list[str], set[str]]:
@@ -175,10 +117,7 @@ def events_router(ctx: AppContext) -> APIRouter:
         snap = s.snapshot
         received = datetime.now(UTC).isoformat()
         results, valid, errors = verdicts(body, {"product_id": snap.item_index}, settings.max_id_chars)
-        bad_lines = [
-            orjson.dumps({"event": body[e["index"]], "failures": e["all"], "received_at": received})
-            for e in errors
-        ]
+        bad_lines = rejected_lines(body, errors, received)
         ids = list({eid for _, _, _, eid in valid if eid is not None})
         store: EventIds = ctx.state["event_ids"]
         # ids a concurrent request of this process is accepting are waited for in memory, those
@@ -190,18 +129,8 @@ def events_router(ctx: AppContext) -> APIRouter:
             seen = await _claim_shared(store, ids) if ids else set()
             claimed = [i for i in ids if i not in seen]
             seen |= taken
-            ok_lines, ok_events, ok_ids = [], [], []
-            for i, ev, chk, eid in valid:
-                if eid is not None:
-                    if eid in seen:
-                        results[i]["status"] = "duplicate"
-                        continue
-                    seen.add(eid)  # a repeat later in this batch is a duplicate of this one
-                    ok_ids.append(eid)
-                elif "event_id" in ev:  # "", "null": no id; the absorber gives it one of its own
-                    ev = {k: v for k, v in ev.items() if k != "event_id"}
-                ok_lines.append(orjson.dumps({"event": ev, "received_at": received}))
-                ok_events.append(online_event(chk.values, ev["timestamp"]))
+            batch = to_store(valid, seen, results, received)
+            ok_lines, ok_events, ok_ids = batch.lines, batch.events, batch.ids
             waits = []
             if ok_lines:
                 waits.append(asyncio.wrap_future(ctx.state["events"].append(ok_lines)))
@@ -236,23 +165,7 @@ def events_router(ctx: AppContext) -> APIRouter:
                 in_flight.release(ids, stored)
         if ok_events:
             await asyncio.to_thread(s.record_events, ok_events)
-        out: dict[str, Any] = {
-            "accepted": len(ok_lines),
-            "rejected": len(errors),
-            "duplicates": duplicates,
-            "results": results,
-        }
-        if not errors:
-            return JSON(out, status_code=202)
-        first = errors[0]
-        note = (
-            _NOTE
-            if len(errors) < len(body)
-            else "every event was rejected (each quarantined): fix them and send again"
-        )
-        out.update(error=f"event {first['index']}: {first['detail']}", errors=errors[:100], note=note)
-        # 422 only when nothing of the batch was acceptable; a mixed batch is a 207 (multi-status):
-        # a success, so that a client does not retry (and duplicate) the accepted events
-        return JSON(out, status_code=422 if len(errors) == len(body) else 207)
+        out, status = answer(len(body), results, errors, len(ok_lines), duplicates)
+        return JSON(out, status_code=status)
 
     return router

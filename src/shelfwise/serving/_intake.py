@@ -1,0 +1,198 @@
+"""Event intake, whoever sends: `POST /v1/events` and `Shop.send_events` give each event a verdict
+(rejected with its reasons, a duplicate of an accepted event_id, or accepted), spool the accepted
+ones and quarantine the rejected ones the same way, and answer alike.
+
+The HTTP route waits asynchronously (`_http_events`); `send_events` here is the same path for a
+caller in Python: it claims event_ids in the store the server's processes share (so a batch sent
+from a notebook and retried over HTTP lands once), writes the same spool segments (fsync'ed, or
+Redis with a client) and lets the next absorb (`shelfwise events absorb`, `train`) take them in.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..governance._contracts import EVENTS
+from ..governance._row_check import check_record
+from ._service import online_event
+
+__all__ = ["EVENT_FIELDS", "Accepted", "answer", "rejected_lines", "send_events", "to_store", "verdicts"]
+
+EVENT_FIELDS = frozenset(EVENTS.column_names)
+
+_NOTE = (
+    "the rejected events are quarantined; the others were accepted (or were duplicates): "
+    "do not send them again"
+)
+
+
+def _failures(ev: Any, known: dict[str, Any], max_id_chars: int) -> tuple[list[dict[str, str]], Any]:
+    """(failures, the row check) of one posted event."""
+    if not isinstance(ev, dict):
+        return [{"field": "", "reason": "malformed_row", "detail": "an event must be a JSON object"}], None
+    unknown = sorted(set(ev) - EVENT_FIELDS)
+    failures = [
+        {"field": f, "reason": "unknown_field", "detail": f"{f}: not an event field"} for f in unknown[:10]
+    ]
+    # a field is text or a number (or null); an object, a list or true/false is not a value the
+    # warehouse's columns hold (the row check would read it as its text)
+    failures += [
+        {"field": f, "reason": "invalid_type", "detail": f"{f}: expected text or a number"}
+        for f, v in ev.items()
+        if f in EVENT_FIELDS and isinstance(v, dict | list | bool)
+    ]
+    if failures:
+        return failures, None
+    chk = check_record(EVENTS, ev, known=known)
+    failures = [{"field": f.field, "reason": f.reason.value, "detail": f.detail} for f in chk.failures]
+    eid = chk.values.get("event_id")
+    if eid is not None and len(eid) > max_id_chars:
+        failures.append(
+            {
+                "field": "event_id",
+                "reason": "invalid_value",
+                "detail": f"event_id: longer than {max_id_chars} characters",
+            }
+        )
+    return failures, chk
+
+
+def verdicts(
+    body: list[Any], known: dict[str, Any], max_id_chars: int
+) -> tuple[list[dict[str, Any]], list[tuple[int, dict[str, Any], Any, str | None]], list[dict[str, Any]]]:
+    """Per event: (results, the valid events as (index, event, row check, event_id), errors).
+    Every result starts `accepted` or `rejected`; duplicates are found against the store later."""
+    results: list[dict[str, Any]] = []
+    valid: list[tuple[int, dict[str, Any], Any, str | None]] = []
+    errors: list[dict[str, Any]] = []
+    for i, ev in enumerate(body):
+        failures, chk = _failures(ev, known, max_id_chars)
+        eid = chk.values.get("event_id") if chk is not None else None
+        if failures:
+            errors.append({"index": i, **failures[0], "all": failures})
+            results.append({"index": i, "status": "rejected", "event_id": eid, "errors": failures})
+        else:
+            valid.append((i, ev, chk, eid))
+            results.append({"index": i, "status": "accepted", "event_id": eid})
+    return results, valid, errors
+
+
+@dataclass
+class Accepted:
+    """What a batch stores: spool lines, the events for the online state, the event_ids to
+    remember."""
+
+    lines: list[bytes] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+
+
+def to_store(
+    valid: list[tuple[int, dict[str, Any], Any, str | None]],
+    seen: set[str],
+    results: list[dict[str, Any]],
+    received: str,
+) -> Accepted:
+    """The valid events to store: an event_id in `seen` (accepted before, or earlier in this
+    batch) makes its event a duplicate (its result says so)."""
+    out = Accepted()
+    for i, ev, chk, eid in valid:
+        if eid is not None:
+            if eid in seen:
+                results[i]["status"] = "duplicate"
+                continue
+            seen.add(eid)  # a repeat later in this batch is a duplicate of this one
+            out.ids.append(eid)
+        elif "event_id" in ev:  # "", "null": no id; the absorber gives it one of its own
+            ev = {k: v for k, v in ev.items() if k != "event_id"}
+        out.lines.append(orjson.dumps({"event": ev, "received_at": received}))
+        out.events.append(online_event(chk.values, ev["timestamp"]))
+    return out
+
+
+def rejected_lines(body: list[Any], errors: list[dict[str, Any]], received: str) -> list[bytes]:
+    """The quarantine spool's lines of the rejected events."""
+    return [
+        orjson.dumps({"event": body[e["index"]], "failures": e["all"], "received_at": received})
+        for e in errors
+    ]
+
+
+def answer(
+    n: int, results: list[dict[str, Any]], errors: list[dict[str, Any]], accepted: int, duplicates: int
+) -> tuple[dict[str, Any], int]:
+    """The answer to a batch of `n` events and its HTTP status: 202 when none was rejected, 207
+    (multi-status: a success, so that a client does not retry, and duplicate, the accepted
+    events) when some were, 422 when all were."""
+    out: dict[str, Any] = {
+        "accepted": accepted,
+        "rejected": len(errors),
+        "duplicates": duplicates,
+        "results": results,
+    }
+    if not errors:
+        return out, 202
+    first = errors[0]
+    note = (
+        _NOTE if len(errors) < n else "every event was rejected (each quarantined): fix them and send again"
+    )
+    out.update(error=f"event {first['index']}: {first['detail']}", errors=errors[:100], note=note)
+    return out, 422 if len(errors) == n else 207
+
+
+def send_events(
+    workdir: Path, body: list[Any], known: dict[str, Any], *, redis_client: Any = None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Store a batch as `POST /v1/events` does (the server's default limits and settings):
+    (the answer without its status, the accepted events for the online state)."""
+    from ._feedback import EVENTS_DIR, REDIS_EVENTS, REDIS_REJECTED, REJECTED_DIR
+    from ._http_tasks import open_event_ids
+    from ._service import ServeSettings
+    from ._spool import FileSpool, RedisSpool
+
+    settings = ServeSettings()
+    received = datetime.now(UTC).isoformat()
+    results, valid, errors = verdicts(body, known, settings.max_id_chars)
+    ids = list({eid for _, _, _, eid in valid if eid is not None})
+    store = open_event_ids(workdir, redis_client, settings)
+    claimed: list[str] = []
+    stored = False
+    try:
+        delay = 0.002  # another process accepting some of them: asked again until it is done
+        while (got := store.claim(ids)).busy:
+            time.sleep(delay)
+            delay = min(2 * delay, 0.1)
+        claimed = [i for i in ids if i not in got.duplicates]
+        batch = to_store(valid, set(got.duplicates), results, received)
+        for lines, spool_dir, stream in (
+            (batch.lines, EVENTS_DIR, REDIS_EVENTS),
+            (rejected_lines(body, errors, received), REJECTED_DIR, REDIS_REJECTED),
+        ):
+            if not lines:
+                continue
+            spool: Any = (
+                RedisSpool(redis_client, stream)
+                if redis_client is not None
+                else FileSpool(workdir / spool_dir, fsync=settings.fsync)
+            )
+            try:
+                spool.append(lines).result()  # durable before the answer
+            finally:
+                spool.close()
+        stored = True
+        if batch.ids:  # after the spool, as the route does
+            store.remember(batch.ids)
+    finally:
+        try:
+            if claimed and not stored:
+                store.release(claimed)
+        finally:
+            store.close()
+    out, _ = answer(len(body), results, errors, len(batch.lines), len(valid) - len(batch.lines))
+    return out, batch.events

@@ -1,0 +1,171 @@
+"""The Python API's twins of the serving endpoints: `Shop.search` with `/v1/search`'s filters,
+sort, paging and personalization, `Shop.suggest` (`/v1/suggest`), `Shop.profile`
+(`/v1/users/{id}/profile`) and `Shop.send_events` (`POST /v1/events`) answer what the server
+answers over real HTTP, with the same permissions; events sent from Python and over HTTP share
+one spool and one event_id store."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shelfwise import AccessDenied, ShelfwiseError, Shop
+from shelfwise.serving import create_app
+from tests.api.conftest import FAST
+from tests.serving.conftest import events_in_warehouse, known_users, serve_in_thread
+
+
+@pytest.fixture
+def work(trained, tmp_path: Path) -> tuple[Path, Path]:
+    data, src = trained
+    w = tmp_path / "w"
+    shutil.copytree(src, w)
+    return data, w
+
+
+def _http_page(base: str, params: dict) -> dict:
+    r = httpx.get(f"{base}/v1/search", params=params, timeout=60)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+@pytest.mark.slow
+def test_search_options_suggest_and_profile_answer_what_the_server_answers(work):
+    data, w = work
+    shop = Shop(w)
+    user = known_users(data, w, 1)[0]
+    broad = shop.search_pages(["shoes"], 20)[0]
+    assert broad["total"] > 3 and broad["facets"], broad
+    category = broad["facets"]["category"][0]["value"]
+    cases = [
+        {},
+        {"sort": "price_asc"},
+        {"sort": "price_desc", "offset": 2},
+        {"category": category},
+        {"price_max": 60.0, "in_stock": True},
+        {"user_id": user},
+        {"user_id": user, "personalized": False},
+    ]
+    with serve_in_thread(create_app(w)) as base:
+        for opts in cases:
+            (mine,) = shop.search_pages(["shoes"], 5, **opts)
+            theirs = _http_page(base, {"q": "shoes", "k": 5, **opts})
+            assert mine["items"] == [it["product_id"] for it in theirs["items"]], opts
+            for field in ("total", "facets", "match", "fallback", "personalized", "corrected_query"):
+                assert mine[field] == theirs[field], (opts, field)
+        r = httpx.get(f"{base}/v1/suggest", params={"q": "bl", "k": 5}, timeout=60)
+        assert shop.suggest("bl", 5) == r.json()["suggestions"] and shop.suggest("bl", 5)
+        r = httpx.get(f"{base}/v1/users/{user}/profile", timeout=300)
+        assert r.status_code == 200, r.text
+        assert shop.profile(user) == r.json()
+    # each option does what it says
+    by_price = shop.search_pages(["shoes"], 5, sort="price_asc")[0]["items"]
+    assert shop.search("shoes", 3, sort="price_asc", offset=2) == by_price[2:5]
+    assert set(shop.search("shoes", 20, category=category)) <= set(broad["items"]) | set(
+        shop.search("shoes", 200, category=category)
+    )
+    with pytest.raises(ShelfwiseError, match="unknown user 'nobody-at-all'"):
+        shop.profile("nobody-at-all")
+
+
+def test_search_options_are_checked_as_the_server_checks_them(work):
+    _, w = work
+    shop = Shop(w)
+    for opts, said in [
+        ({"colour": "red"}, "search options colour: not known"),
+        ({"sort": "cheapest"}, "sort 'cheapest': one of relevance"),
+        ({"offset": -1}, "offset -1: the results skipped"),
+        ({"offset": 1001}, "offset 1001"),
+        ({"price_min": "cheap"}, "price_min 'cheap': a price"),
+        ({"price_max": True}, "price_max True"),
+        ({"in_stock": "yes"}, "in_stock 'yes': True or False"),
+        ({"category": 3}, "category 3: give it as text"),
+        ({"user_id": 5}, "give the shop's own user id as a string"),
+    ]:
+        with pytest.raises(ShelfwiseError, match=said):
+            shop.search("shoes", 5, **opts)
+    with pytest.raises(ShelfwiseError, match="sort: filters, sort, paging"):
+        shop.search(["shoes"], candidates=[["P0001"]], sort="price_asc")
+    with pytest.raises(ShelfwiseError, match="k 21: the number of suggestions"):
+        shop.suggest("sho", 21)
+    assert shop.suggest("   ") == []
+
+
+@pytest.mark.slow
+def test_events_sent_from_python_are_checked_spooled_and_absorbed_once(work):
+    data, w = work
+    shop = Shop(w)
+    user = known_users(data, w, 1)[0]
+    top = shop.recommend(user, 5)["items"][0]
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    bought = {
+        "user_id": user,
+        "product_id": top,
+        "event_type": "purchase",
+        "timestamp": now,
+        "event_id": "py-1",
+    }
+    bad = {"user_id": user, "product_id": "NO-SUCH-PRODUCT", "event_type": "view", "timestamp": now}
+    out = shop.send_events([bought, bad])
+    assert (out["accepted"], out["rejected"], out["duplicates"]) == (1, 1, 0)
+    assert [r["status"] for r in out["results"]] == ["accepted", "rejected"]
+    assert out["results"][1]["errors"][0]["field"] == "product_id" and "do not send them again" in out["note"]
+    # answers given by this Shop know the purchase at once (the default repurchase rule)
+    assert top not in shop.recommend(user, 5)["items"]
+    assert shop.pending_events() == 1
+    # a retry, from Python or over HTTP, is a duplicate: one store of event_ids
+    assert shop.send_events([bought])["results"][0]["status"] == "duplicate"
+    with serve_in_thread(create_app(w)) as base:
+        r = httpx.post(f"{base}/v1/events", json=[bought], timeout=60)
+        assert r.status_code == 202 and r.json()["results"][0]["status"] == "duplicate", r.text
+        r = httpx.post(f"{base}/v1/events", json=[{**bought, "event_id": "http-1"}], timeout=60)
+        assert r.json()["accepted"] == 1
+    assert shop.send_events([{**bought, "event_id": "http-1"}])["duplicates"] == 1
+    res = shop.absorb_events()
+    assert res["pending"] == 0
+    from shelfwise.governance import Pseudonymizer, SecretStore
+
+    pseudo = Pseudonymizer(SecretStore(w).pseudonym_key())(user)
+    landed = events_in_warehouse(
+        w, f"user_id = '{pseudo}' AND event_type = 'purchase' AND product_id = '{top}'"
+    )
+    assert len(landed) == 2, landed  # py-1 and http-1, each once
+    reason = out["results"][1]["errors"][0]["reason"]
+    rejected = shop.quarantine(table="events", reason=reason, limit=None)["rows"]
+    assert any("NO-SUCH-PRODUCT" in str(row) for row in rejected), reason
+
+    for given, said in [
+        ({"user_id": user}, "events: a list of events"),
+        ([], "events: an empty list"),
+        ("[]", "events: a list of events"),
+        ([bought] * 1001, "1001 in one call"),
+    ]:
+        with pytest.raises(ShelfwiseError, match=said):
+            shop.send_events(given)
+
+
+@pytest.mark.slow
+def test_a_service_calls_the_serving_twins_and_nothing_else(work):
+    data, w = work
+    ada = Shop(w, as_="ada", api_key=Shop(w).add_person("ada", "admin"))
+    svc = Shop(w, as_="shopfront", api_key=ada.add_person("shopfront", "service"))
+    user = known_users(data, w, 1)[0]
+    assert (
+        svc.recommend(user, 3)["items"]
+        and svc.search("shoes", 3)
+        and svc.similar(svc.search("shoes", 1)[0], 2)
+    )
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    event = {"user_id": user, "product_id": svc.search("shoes", 1)[0], "event_type": "view", "timestamp": now}
+    assert svc.send_events([event])["accepted"] == 1
+    with pytest.raises(AccessDenied, match="shopfront \\(role service\\) may not train"):
+        svc.train(models=["popularity"], **FAST)
+    with pytest.raises(AccessDenied):
+        svc.export("events", w.parent / "e.csv")
+    ann = Shop(w, as_="ann", api_key=ada.add_person("ann", "steward"))
+    with pytest.raises(AccessDenied, match="ann \\(role steward\\) may not serve.call"):
+        ann.send_events([event])
