@@ -202,7 +202,9 @@ def test_overview_matches_the_cli(shop: Shop, page: Any) -> None:
 
 
 def test_promotion_needs_a_second_person(shop: Shop, page: Any) -> None:
-    cand = next(m for m in shop.cli("ana", "models", "list") if "candidate" in m["aliases"])
+    listed = shop.cli("ana", "models", "list")
+    cand = next(m for m in listed if "candidate" in m["aliases"])
+    live_before = next(m for m in listed if "production" in m["aliases"])["version"]
     v = cand["version"]
     n = len(shop.audit())
     # the analyst sees no buttons, and a forged post is refused and audited
@@ -218,6 +220,11 @@ def test_promotion_needs_a_second_person(shop: Shop, page: Any) -> None:
     # the engineer registered it: four eyes refuses their approval
     login(page, shop, "eve")
     page.goto(shop.url + "/console/models")
+    # one version went live so far: nothing to roll back to, so no button offering it
+    assert (
+        page.locator("#rollback").count() == 0
+        and "Nothing to roll back to" in page.locator("#no-rollback").inner_text()
+    )
     shot(page, "models")
     page.click(f"tr[data-version='{v}'] button.approve")
     assert "someone else must approve" in page.locator("#error-message").inner_text()
@@ -242,6 +249,7 @@ def test_promotion_needs_a_second_person(shop: Shop, page: Any) -> None:
     assert any(e["action"] == "model.promote" and e["actor"] == "eve" and e["outcome"] == "ok" for e in trail)
     assert any(e["action"] == "access.denied" and e["details"].get("reason") == "four eyes" for e in trail)
     # and back: the rollback button
+    assert page.locator("#rollback").inner_text() == f"Roll back production to v{live_before}"
     page.click("#rollback")
     assert "production again" in page.locator(".flash.ok").inner_text()
     assert page.js_errors == []
@@ -638,3 +646,61 @@ def test_playground_compares_a_search_experiment_variant(shop: Shop, page: Any) 
         assert r.status == 404
     finally:
         save_experiments(shop.work, {"experiments": []}, actor="eve")
+
+
+def test_a_stewards_privacy_requests_consent_access_and_erasure(shop: Shop, page: Any) -> None:
+    """A steward handles a shopper's requests on the privacy page: a consent change (what
+    `privacy consent` then shows), everything held as a download (what `privacy export` writes),
+    an erasure confirmed by typing the id again; each audited in the steward's name. Last in
+    the module: the erased shopper is gone for the tests after it."""
+    user = known_users(shop.data, shop.work, 8)[-1]
+    n = len(shop.audit())
+    login(page, shop, "stu")
+    assert page.locator("header.top a", has_text="Privacy").count() == 1  # a steward's page
+    page.goto(shop.url + f"/console/privacy?user_id={user}")
+    page.select_option("#consent-form select[name=personalization]", "withdrawn")
+    page.click("#consent-form button[type=submit]")
+    page.wait_for_load_state("networkidle")
+    assert "consent of" in page.locator(".flash.ok").inner_text()
+    flag = page.locator("td.flag[data-flag=personalization]")
+    assert flag.get_attribute("data-value") == "false"
+    cli = shop.cli("stu", "privacy", "consent", "--user", user)
+    assert cli["consent"]["personalization"] is False
+    assert [(r["source"], r["by"]) for r in cli["history"]][-1] == ("console", "stu")
+    assert page.locator("#consent-history tbody tr").first.inner_text().count("console") == 1
+
+    with page.expect_download() as dl:
+        page.click("#export-form button[type=submit]")
+    doc = json.loads(Path(dl.value.path()).read_text())
+    out = shop.work.parent / "access.json"
+    shop.cli("stu", "privacy", "export", "--user", user, "--out", str(out))
+    by_cli = json.loads(out.read_text())
+    assert doc["pseudonym"] == by_cli["pseudonym"] and set(doc["parts"]) == set(by_cli["parts"])
+
+    def rows(d: dict) -> dict:  # (the audit part: the CLI's export came after the download)
+        return {k: len(v.get("rows", [])) for k, v in d["parts"].items() if k != "audit"}
+
+    assert rows(doc) == rows(by_cli) and rows(doc)["curated.events@v1"] > 0
+
+    page.fill("#erase-form input[name=confirm]", "someone else")
+    page.click("#erase-form button[type=submit]")
+    assert "type the id" in page.locator("#error-message").inner_text()  # nothing erased
+    page.goto(shop.url + f"/console/privacy?user_id={user}")
+    page.fill("#erase-form input[name=confirm]", user)
+    page.click("#erase-form button[type=submit]")
+    page.wait_for_load_state("networkidle")
+    assert f"{user} erased:" in page.locator(".flash.ok").inner_text()
+    assert page.locator("#consent").get_attribute("data-erased") == "true"
+    entries = shop.audit()[n:]
+    mine = [e["action"] for e in entries if e["actor"] == "stu" and e["action"].startswith("privacy.")]
+    assert mine.count("privacy.consent") == 1 and "privacy.erase" in mine and "privacy.export" in mine
+    api = shop.api("sam", f"/v1/recommendations/{user}?k=5")
+    assert api["source"] == "cold_start" or not api.get("personalized"), api
+    assert page.js_errors == []
+
+    n = len(shop.audit())
+    login(page, shop, "ana")  # analysts handle no privacy requests
+    assert page.locator("header.top a", has_text="Privacy").count() == 0
+    page.goto(shop.url + f"/console/privacy?user_id={user}")
+    assert page.locator("#error-message").count() == 1
+    assert denied_since(shop, n, "ana", "privacy.consent")

@@ -924,9 +924,9 @@ def test_every_nav_page_needs_the_permission_its_link_is_shown_for() -> None:
     leave the nav offering a refusal."""
     import inspect
 
-    from shelfwise.web import _ask_page, _insights_page, _routes
+    from shelfwise.web import _ask_page, _insights_page, _privacy_page, _routes
 
-    source = "".join(inspect.getsource(m) for m in (_routes, _insights_page, _ask_page))
+    source = "".join(inspect.getsource(m) for m in (_routes, _insights_page, _ask_page, _privacy_page))
     for key, _, href in _routes.NAV:
         path = href.removeprefix(_routes.PREFIX) or "/"
         at = source.index(f'@router.get("{path}"')

@@ -276,11 +276,27 @@ def run_ask(
     }  # fmt: skip
 
 
+def profile_part(workdir: str | Path, user_id: str) -> dict[str, Any]:
+    """A user's customer profile as `insights customers` computes it now, for the right of
+    access (`privacy export`, the console's download): the part's rows and lineage, or why it
+    could not be computed."""
+    from ..governance._compile import trim_id
+
+    lineage = {"layer": "derived", "job": "insights customers", "from": "curated.events"}
+    try:
+        records, meta = profile_records(workdir)
+    except Exception as exc:  # noqa: BLE001 - a shop too small to profile still answers the request
+        return {"lineage": lineage, "rows": [], "note": f"not computable: {exc}"}
+    rows = [r for r in records if r["user_id"] == trim_id(user_id)]
+    return {"lineage": {**lineage, "as_of": meta["as_of"], "model": meta["model"]}, "rows": rows}
+
+
 __all__ = [
     "NOT_A_CONTACT_LIST",
     "OUTPUT_FIELDS",
     "PROFILE_FIELDS",
     "load_faq",
+    "profile_part",
     "profile_records",
     "read_questions",
     "run_ask",

@@ -50,6 +50,7 @@ NAV = [
     ("analytics", "Analytics", "/console/analytics"),
     ("insights", "Insights", "/console/insights"),
     ("ask", "Ask", "/console/ask"),
+    ("privacy", "Privacy", "/console/privacy"),
     ("lineage", "Lineage", "/console/lineage"),
     ("audit", "Audit", "/console/audit"),
 ]
@@ -64,6 +65,7 @@ NAV_NEEDS = {
     "analytics": "catalog.read",
     "insights": "catalog.read",
     "ask": "ask",
+    "privacy": "privacy.consent",
     "lineage": "lineage.read",
     "audit": "audit.read",
 }
@@ -383,7 +385,10 @@ def console_router(
     @guard
     def models(ctx: Any, done: str | None = None) -> Any:
         ctx.need("models.read")
-        return ctx.render("models.html", versions=_data.models(workdir)[::-1], done=done)
+        versions = _data.models(workdir)[::-1]
+        # "Roll back" only where there is something to go back to (it was offered with one version)
+        prod = next((v for v in versions if "production" in v["aliases"]), None)
+        return ctx.render("models.html", versions=versions, prod=prod, done=done)
 
     async def model_action(request: Request, version: str | None, action: str) -> Any:
         from ..lifecycle._registry import Registry
@@ -513,8 +518,8 @@ def console_router(
         return out
 
     def reprocess_error(ctx: Any, exc: Exception) -> Any:
-        """The page of a re-process that was refused (Denied), found the warehouse busy (503) or
-        could not be done (409)."""
+        """The page of an action (a re-process, a privacy request) that was refused (Denied),
+        found the warehouse busy (503) or could not be done (409)."""
         if isinstance(exc, Denied):
             return ctx.render(
                 "error.html", exc.status, title=_refusal_title(exc.status), message=exc.message, page=""
@@ -865,6 +870,9 @@ def console_router(
     from ._ask_page import add_ask_routes  # (the insights stream's ask page, own module)
 
     add_ask_routes(router, workdir, guard)
+    from ._privacy_page import add_privacy_routes  # (consent and erasure requests, own module)
+
+    add_privacy_routes(router, workdir, guard, Ctx, posted, back, reprocess_error, service)
 
     @router.get("/{rest:path}", response_class=HTMLResponse)  # last: what no page above is
     @guard

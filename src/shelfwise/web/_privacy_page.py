@@ -1,0 +1,185 @@
+"""The console's privacy page (`/console/privacy?user_id=...`): a steward handling a shopper's
+request looks them up by the shop's own id and sees their consent (current flags, each record
+with when, from where and by whom) and whether they were erased; records a consent change,
+downloads everything held about them (the right of access) or erases them (the right to
+erasure), each through the same governed path as `shelfwise privacy consent|export|erase` and
+with the person as actor in the audit log.
+
+The consent change is the one `PUT /v1/users/{id}/consent` makes (register, audit, then the
+serving state at once); an erasure takes the console's turn at the warehouse and is typed twice
+(the id must be typed again to confirm): it cannot be undone."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+__all__ = ["add_privacy_routes"]
+
+MAX_ID_CHARS = 256  # as the serving API's ids
+CHOICES = {"": None, "given": True, "withdrawn": False}
+
+
+def add_privacy_routes(
+    router: APIRouter,
+    workdir: Path,
+    guard: Callable[..., Any],
+    new_ctx: Callable[[Request], Any],
+    posted: Callable[[Request, Any], Awaitable[dict[str, str]]],
+    finish: Callable[[Any, str, str], Any],
+    refused: Callable[[Any, Exception], Any],
+    service: Callable[[], Any],
+) -> None:
+    """Register the page on the console's router. `guard`: the console's page wrapper;
+    `new_ctx(request)`: a request's context; `posted(request, ctx)`: its form fields, CSRF
+    checked; `finish(ctx, url, message)`: back to a page saying what was done; `refused(ctx,
+    exc)`: the page of a refusal (`Denied`), a busy warehouse or a ShelfwiseError;
+    `service()`: the serving Service of this process (None while loading)."""
+    from ..errors import ShelfwiseError
+    from . import _data
+    from ._auth import Denied
+
+    failures = (Denied, ShelfwiseError, _data.WarehouseBusy)
+
+    def page_url(user_id: str) -> str:
+        return "/console/privacy?" + urlencode({"user_id": user_id})
+
+    def user_of(fields: dict[str, str]) -> str:
+        from ..governance._compile import trim_id
+
+        user_id = trim_id(fields.get("user_id", ""))[:MAX_ID_CHARS]
+        if not user_id:
+            raise ShelfwiseError("no user id: type the shop's id of the shopper")
+        return user_id
+
+    def redis_client() -> Any:
+        """The shared Redis this server keeps its online state in (None: this process's memory)."""
+        s = service()
+        return getattr(getattr(s, "online", None), "client", None)
+
+    def pseudonym(user_id: str) -> str:
+        from ..governance import Pseudonymizer, SecretStore
+
+        return Pseudonymizer(SecretStore(workdir).pseudonym_key())(user_id)
+
+    @router.get("/privacy", response_class=HTMLResponse)
+    @guard
+    def privacy(ctx: Any, user_id: str = "", done: str | None = None) -> Any:
+        from ..governance._compile import trim_id
+        from ..governance._consent import Consents, consent_history
+        from ..governance._erasures import Erasures
+
+        ctx.need("privacy.consent")
+        user_id = trim_id(user_id)[:MAX_ID_CHARS]
+        who: dict[str, Any] | None = None
+        if user_id:
+            pseudo = pseudonym(user_id)
+            erasures = Erasures.of(workdir)
+            erased = erasures.erased.get(pseudo) if erasures is not None else None
+            who = {
+                "pseudonym": pseudo,
+                "consent": Consents.of(workdir).current(pseudo),
+                "recorded": {r["flag"] for r in consent_history(workdir, pseudo) if "flag" in r},
+                "history": consent_history(workdir, pseudo)[::-1],
+                "erased_at": erased.isoformat(timespec="seconds") + "Z" if erased else None,
+            }
+        return ctx.render("privacy.html", user_id=user_id, who=who, done=done)
+
+    @router.post("/privacy/consent")
+    async def set_consent(request: Request) -> Any:
+        """The consent change a shopper asked for (flags left "as it is" stay)."""
+        from ..governance._consent import FLAGS, record_consent
+
+        ctx = new_ctx(request)
+        try:
+            fields = await posted(request, ctx)
+            user = ctx.need("privacy.consent")
+            user_id = user_of(fields)
+            bad = [f for f in FLAGS if fields.get(f, "") not in CHOICES]
+            if bad:
+                raise ShelfwiseError(f"{', '.join(bad)}: given, withdrawn or left as it is")
+            values = {f: CHOICES[fields.get(f, "")] for f in FLAGS}
+            if all(v is None for v in values.values()):
+                raise ShelfwiseError("nothing to record: choose given or withdrawn for a flag")
+            pseudo = pseudonym(user_id)
+            rec = record_consent(
+                workdir, pseudo, values, source="console", actor=None if user.single_user else user.name
+            )
+            s = service()
+            if s is not None:  # this process's answers follow at once (other processes: next request)
+                s.consent.set(pseudo, {f: v for f, v in values.items() if v is not None})
+        except failures as exc:
+            return refused(ctx, exc)
+        now = ", ".join(f"{f} {'given' if v else 'withdrawn'}" for f, v in rec["consent"].items())
+        return finish(ctx, page_url(user_id), f"consent of {user_id} recorded: now {now}")
+
+    @router.post("/privacy/export")
+    async def access_export(request: Request) -> Any:
+        """Everything held about the shopper (`shelfwise privacy export`), as a JSON download."""
+        from ..governance._subject_access import write_subject_access
+        from ..insights._run import profile_part
+
+        ctx = new_ctx(request)
+        try:
+            fields = await posted(request, ctx)
+            user = ctx.need("privacy.export")
+            user_id = user_of(fields)
+            with tempfile.TemporaryDirectory() as tmp:
+                out = Path(tmp) / "access.json"
+                write_subject_access(
+                    workdir, user_id, out, actor=None if user.single_user else user.name,
+                    extra={"profile": profile_part(workdir, user_id)}, redis_client=redis_client(),
+                )  # fmt: skip
+                body = out.read_bytes()
+        except failures as exc:
+            return refused(ctx, exc)
+        name = "access-" + "".join(c if c.isalnum() or c in "-_" else "_" for c in user_id)[:64] + ".json"
+        return ctx.finish(
+            Response(
+                body,
+                media_type="application/json",
+                headers={
+                    "Content-Disposition": f'attachment; filename="{name}"',
+                    "Cache-Control": "no-store",
+                },
+            )
+        )
+
+    @router.post("/privacy/erase")
+    async def erase(request: Request) -> Any:
+        """The right to erasure (`shelfwise privacy erase`): confirmed by typing the id again."""
+        from ..governance._erase import erase_user
+
+        ctx = new_ctx(request)
+        try:
+            fields = await posted(request, ctx)
+            user = ctx.need("privacy.erase")
+            user_id = user_of(fields)
+            if fields.get("confirm", "").strip() != user_id:
+                raise ShelfwiseError(
+                    f"not erased: type the id {user_id!r} again to confirm (it cannot be undone)"
+                )
+            with _data.warehouse():
+                report = erase_user(
+                    workdir,
+                    user_id,
+                    actor=None if user.single_user else user.name,
+                    redis_client=redis_client(),
+                )
+            s = service()
+            if s is not None:
+                s.refresh()  # this process forgets them now (others at their next refresh)
+        except failures as exc:
+            return refused(ctx, exc)
+        rows = sum(report["warehouse"].values())
+        bundles = sum(1 for n in report["bundles"].values() if n)
+        msg = f"{user_id} erased: {rows} warehouse rows, {bundles} bundle(s) rewritten; audited"
+        if report.get("remake"):
+            msg += f"; reports removed ({report['remake']})"
+        return finish(ctx, page_url(user_id), msg)
