@@ -3,6 +3,7 @@ cookie, the lineage drawing (known answers on small hand-made inputs)."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import time
@@ -601,6 +602,28 @@ def _console_client(tmp_path: Path) -> tuple[Any, str]:
     token = re.search(r'name="csrf" value="([^"]+)"', c.get("/console/data/quarantine").text)
     assert token is not None
     return c, token.group(1)
+
+
+def test_an_audit_entry_cut_in_the_list_is_shown_whole_on_its_page(tmp_path: Path) -> None:
+    """The list cuts details at 220 characters (an erasure's counts, a promotion's gates ran
+    past it and were lost to the reader): a cut entry links to its page, which shows it whole,
+    read from its line in the log."""
+    from shelfwise.governance import AuditLog
+
+    log = AuditLog(tmp_path)
+    log.append("rules.change", actor="p0", version=1)
+    tables = {f"table_{i:02d}": i for i in range(40)}
+    log.append("privacy.erase", actor="stu", warehouse=tables, note="é<b>")
+    c, _ = _console_client(tmp_path)
+    listing = c.get("/console/audit").text
+    assert listing.count('class="whole"') == 1 and 'href="/console/audit/2">whole entry' in listing
+    page = c.get("/console/audit/2")
+    assert page.status_code == 200 and '"table_39": 39' in html.unescape(page.text)
+    assert "é&lt;b&gt;" in page.text  # escaped, not markup
+    assert c.get("/console/audit/9").status_code == 404
+    log.append("rules.change", actor="p1", version=2)  # read incrementally: byte offsets still right
+    assert '"version": 2' in html.unescape(c.get("/console/audit/3").text)
+    assert '"table_39"' in html.unescape(c.get("/console/audit/2").text)
 
 
 def test_a_bulk_re_process_tells_what_happened_to_each_table(tmp_path: Path, monkeypatch) -> None:

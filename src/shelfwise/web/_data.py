@@ -875,7 +875,9 @@ class _AuditReader:
             end = data.rfind(b"\n") + 1  # a last line without its newline: read whole next time
             if end <= self.offset:
                 return self
+            at = self.offset  # each line's first byte: its whole entry is read from there
             for raw in data[self.offset : end].split(b"\n")[:-1]:
+                start, at = at, at + len(raw) + 1
                 self.lineno += 1
                 line = raw.decode("utf-8", errors="replace")
                 if not line.strip():
@@ -902,11 +904,12 @@ class _AuditReader:
                         self._fail("content does not match its hash (the entry was edited)")
                     else:
                         self.prev = entry["hash"]
-                details = entry.get("details")
+                details = json.dumps(entry.get("details"), default=str, ensure_ascii=False)
                 self.entries.append(
                     {k: entry.get(k) for k in ("seq", "at", "actor", "action", "outcome")}
-                    # the page shows the details cut to 220 characters: kept cut (memory)
-                    | {"details": json.dumps(details, default=str, ensure_ascii=False)[:240]}
+                    # the page shows the details cut to 220 characters: kept cut (memory), with
+                    # where the line starts, to read the whole entry (`audit_entry`)
+                    | {"details": details[:240], "cut": len(details) > 220, "byte": start}
                 )
             self.offset = end
             self.digest = hashlib.sha256(data[:end]).digest()
@@ -941,6 +944,24 @@ def audit_check(workdir: Path) -> dict[str, Any]:
     reader = _audit(workdir)
     with reader.lock:
         return reader.verification()
+
+
+def audit_entry(workdir: Path, seq: int) -> dict[str, Any] | None:
+    """One audit entry whole (its details uncut), read from its line in the log; None when no
+    entry has that number (or the log changed under it: the line read is not entry `seq`)."""
+    reader = _audit(workdir)
+    with reader.lock:
+        found = next((e for e in reader.entries if e["seq"] == seq), None)
+        if found is None:
+            return None
+        with open(reader.path, "rb") as fh:
+            fh.seek(found["byte"])
+            line = fh.readline()
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return None
+    return entry if isinstance(entry, dict) and entry.get("seq") == seq else None
 
 
 def audit_entries(

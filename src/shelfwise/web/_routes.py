@@ -185,6 +185,7 @@ def _warm(
 def _templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.filters["tojson_compact"] = lambda v: json.dumps(v, default=str, ensure_ascii=False)
+    templates.env.filters["pretty_json"] = lambda v: json.dumps(v, default=str, ensure_ascii=False, indent=1)
     templates.env.filters["pct"] = lambda v: "–" if v is None else f"{100 * float(v):.1f}%"
     templates.env.filters["num"] = lambda v, d=4: "–" if v is None else f"{float(v):.{d}f}"
     return templates
@@ -831,6 +832,16 @@ def console_router(
         ctx.need("audit.read")
         a = _data.audit_entries(workdir, action or None, actor or None, outcome or None)
         return ctx.render("audit.html", a=a, action=action, actor=actor, outcome=outcome)
+
+    @router.get("/audit/{seq}", response_class=HTMLResponse)
+    @guard
+    def audit_entry(ctx: Any, seq: int) -> Any:
+        """One entry whole: the list cuts its details to a line."""
+        ctx.need("audit.read")
+        entry = _data.audit_entry(workdir, seq)
+        if entry is None:
+            raise Denied(404, f"no audit entry #{seq}")
+        return ctx.render("audit_entry.html", e=entry, page="audit")
 
     @router.get("/lineage", response_class=HTMLResponse)
     @guard
