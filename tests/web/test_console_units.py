@@ -626,6 +626,44 @@ def test_an_audit_entry_cut_in_the_list_is_shown_whole_on_its_page(tmp_path: Pat
     assert '"table_39"' in html.unescape(c.get("/console/audit/2").text)
 
 
+def test_an_unreadable_line_is_fixed_by_typing_its_row_beside_its_text(tmp_path: Path) -> None:
+    """A line that never became a row has only its text: the row page offered "Fix and
+    re-process" with no field to fix. It shows the text and the contract's columns to type the
+    row in; the typed row takes the governed path and is released."""
+    from shelfwise import Shop
+    from shelfwise.governance import Quarantine
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "products.csv").write_text("product_id,title,price\np1,Hat,3\np2,Scarf,4\n")
+    (data / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\n"
+        "u1,p1,view,2024-02-01T10:00:00\n"
+        'u2,"p2,view,2024-02-01T10:05:00\n'  # a quote that never closes
+    )
+    Shop(tmp_path / "w").ingest(data)
+    (row,) = Quarantine(tmp_path / "w").list("events", "malformed_row", limit=None)
+    qid = row["quarantine_id"]
+    c, token = _console_client(tmp_path / "w")
+    page = c.get(f"/console/data/quarantine/{qid}").text
+    assert 'id="unread"' in page and 'u2,"p2,view,2024-02-01T10:05:00' in html.unescape(page)
+    assert all(f'name="f.{col}"' in page for col in ("user_id", "product_id", "event_type", "timestamp"))
+    typed = {
+        "f.user_id": "u2",
+        "f.product_id": "p2",
+        "f.event_type": "view",
+        "f.timestamp": "2024-02-01T10:05:00",
+    }
+    r = c.post(
+        f"/console/data/quarantine/{qid}/reprocess", data={"csrf": token, **typed}, follow_redirects=False
+    )
+    assert r.status_code == 303 and "released" in r.headers["location"], r.text[:800]
+    assert (
+        Quarantine(tmp_path / "w").list("events", "malformed_row", "released", limit=None)[0]["quarantine_id"]
+        == qid
+    )
+
+
 def test_a_bulk_re_process_tells_what_happened_to_each_table(tmp_path: Path, monkeypatch) -> None:
     """Each table is its own governed run that commits: when the second fails, the page says the
     first's rows were re-processed (they were: released and audited) and the second's were not."""

@@ -586,7 +586,20 @@ def console_router(
             rows = Quarantine(workdir).list(None, None, None, limit=1, after=qid - 1)
         if not rows or rows[0]["quarantine_id"] != qid:
             raise Denied(404, f"no quarantined row #{qid}")
-        return ctx.render("quarantine_row.html", r=rows[0], page="data",
+        from ..governance._contracts import CONTRACTS
+
+        r = rows[0]
+        raw = r["raw"] or {}
+        # the fields to edit: the row's own; a line that could not be read as a row has only its
+        # text, so the table's contract columns are offered (empty) beside it to type the row in
+        contract = CONTRACTS.get(r["table"])
+        unread = set(raw) <= {"line"}
+        fields = (
+            {c: "" for c in contract.column_names}
+            if unread and contract is not None
+            else {k: v for k, v in raw.items() if k != "line"}
+        )
+        return ctx.render("quarantine_row.html", r=r, fields=fields, unread=unread and bool(raw), page="data",
                           reprocess=ctx.user.may("quarantine.reprocess"))  # fmt: skip
 
     @router.post("/data/quarantine/reprocess")
