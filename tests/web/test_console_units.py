@@ -496,10 +496,11 @@ def test_the_lineage_file_is_read_incrementally_and_equals_a_full_read(tmp_path:
 
     def event(i: int, state: str = "COMPLETE") -> str:
         return json.dumps({"eventType": state, "run": {"runId": f"r{i}"}, "job": {"name": f"shelfwise.ingest{i}"},
-                           "inputs": [{"namespace": "file", "name": f"/d/{i}.csv"}]}) + "\n"  # fmt: skip
+                           "inputs": [{"namespace": "file", "name": f"/d/{i}.csv"}],
+                           "eventTime": f"2026-12-05T10:0{i}:00+00:00"}) + "\n"  # fmt: skip
 
     def full() -> dict:
-        return {e["run"]["runId"]: {"job": e["job"], "inputs": e["inputs"]}
+        return {e["run"]["runId"]: {"job": e["job"], "inputs": e["inputs"], "eventTime": e.get("eventTime")}
                 for e in read_lineage(tmp_path) if e["eventType"] == "COMPLETE"}  # fmt: skip
 
     path.write_text(event(1, "START") + event(1) + event(2))
@@ -993,3 +994,41 @@ def test_every_nav_page_needs_the_permission_its_link_is_shown_for() -> None:
         at = source.index(f'@router.get("{path}"')
         need = re.search(r'ctx\.need\("([^"]+)"\)', source[at:]).group(1)  # type: ignore[union-attr]
         assert _routes.NAV_NEEDS[key] == need, (key, need)
+
+
+def test_lineage_tells_runs_of_one_minute_apart_and_says_a_temporary_file_is_gone(tmp_path: Path) -> None:
+    """Runs were labelled by their UUIDv7's first 8 hex digits, its time to ~65 s: an ingest and
+    a re-process a minute apart read "ingest 01a246fb" and "reprocess 01a246fb". They are
+    labelled by job, minute and the id's (random) end; a file input no longer on disk (a run's
+    staging file, a console fix) says it is gone instead of looking like a source to open."""
+    w = tmp_path / "w"
+    (w / "bundles" / "B1").mkdir(parents=True)
+    (w / "bundles" / "CURRENT").write_text("B1")
+    kept = tmp_path / "events.csv"
+    kept.write_text("user_id\n")
+    a, b = "01a246fb-0000-7000-8000-00000000aaaa", "01a246fb-0001-7000-8000-00000000bbbb"
+    (w / "bundles" / "B1" / "manifest.json").write_text(json.dumps({
+        "default_model": "popularity", "lineage": {"train_run_id": "01a246fc-0000-7000-8000-00000000cccc"},
+        "data_versions": {"events": {"version": 2, "run_id": b, "rows": 3}, "products": {"version": 1, "run_id": a}},
+    }))  # fmt: skip
+    (w / "lineage").mkdir()
+    events = [
+        {"eventType": "COMPLETE", "eventTime": "2026-12-05T10:00:01+00:00", "run": {"runId": a},
+         "job": {"name": "shelfwise.ingest"}, "inputs": [{"namespace": "file", "name": str(kept)}]},
+        {"eventType": "COMPLETE", "eventTime": "2026-12-05T10:00:40+00:00", "run": {"runId": b},
+         "job": {"name": "shelfwise.quarantine.reprocess"},
+         "inputs": [{"namespace": "file", "name": str(tmp_path / "gone" / "fixed.jsonl")}]},
+    ]  # fmt: skip
+    (w / "lineage" / "openlineage.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    g = _data.lineage_graph(w)
+    labels = {n["id"]: n["label"] for n in g["nodes"]}
+    assert (
+        labels[f"run:{a}"] == "ingest 12-05 10:00 ·aaaa"
+        and labels[f"run:{b}"] == "reprocess 12-05 10:00 ·bbbb"
+    )
+    assert (
+        labels[f"file:{kept}"] == "events.csv"
+        and labels[f"file:{tmp_path / 'gone' / 'fixed.jsonl'}"] == "fixed.jsonl (gone)"
+    )
+    svg = _data.lineage_svg(g)
+    assert "reprocess 12-05 10:00 ·bbbb" in svg  # drawn whole

@@ -1040,8 +1040,18 @@ def lineage_graph(
     runs = lineage_runs(workdir)
     train_run = lin.get("train_run_id")
     t = None
+
+    def run_label(job: str, rid: str) -> str:
+        """A run by its job and the minute it completed (a UUIDv7's first 8 hex digits are its
+        time to ~65 s: two runs a minute apart had one label), with the end of its id (random)
+        to tell apart two runs of the same minute."""
+        at = str(runs.get(rid, {}).get("eventTime") or "")[5:16].replace(
+            "T", " "
+        )  # (the drawing shows 28 chars)
+        return f"{job} {at} ·{rid[-4:]}" if at else f"{job} …{rid[-8:]}"
+
     if train_run:
-        t = node(f"run:{train_run}", f"train {str(train_run)[:8]}", "run", 3, str(train_run))
+        t = node(f"run:{train_run}", run_label("train", str(train_run)), "run", 3, str(train_run))
         edges.append((t, b))
     ingest_runs: set[str] = set()
     for table, dv in (m.get("data_versions") or {}).items():
@@ -1058,12 +1068,19 @@ def lineage_graph(
         if rid:
             ingest_runs.add(rid)
             job = str(runs.get(rid, {}).get("job", {}).get("name", "ingest")).split(".")[-1]
-            r = node(f"run:{rid}", f"{job} {str(rid)[:8]}", "run", 1, str(rid))
+            r = node(f"run:{rid}", run_label(job, str(rid)), "run", 1, str(rid))
             edges.append((r, d))
     for rid in ingest_runs:
         for inp in runs.get(rid, {}).get("inputs", []):
             if str(inp.get("namespace", "")).startswith("file"):
-                f = node(f"file:{inp['name']}", Path(inp["name"]).name, "file", 0, inp["name"])
+                # a run's own temporary file (an absorb's staging, a console fix) is gone after
+                # it: said so, not drawn as if it were a source still there to open
+                gone = not Path(inp["name"]).exists()
+                label = Path(inp["name"]).name + (" (gone)" if gone else "")
+                detail = inp["name"] + (
+                    ": no longer on disk (a temporary file of the run, or moved)" if gone else ""
+                )
+                f = node(f"file:{inp['name']}", label, "file", 0, detail)
                 edges.append((f, f"run:{rid}"))
     bundles = (
         sorted((p.name for p in root.glob("[0-9]*") if p.is_dir()), reverse=True) if root.exists() else []
@@ -1112,7 +1129,8 @@ class _LineageRuns:
                     if isinstance(e, dict) and e.get("eventType") == "COMPLETE":
                         rid = (e.get("run") or {}).get("runId")
                         if rid:  # the job's name and inputs are what a page draws
-                            self.runs[str(rid)] = {"job": e.get("job") or {}, "inputs": e.get("inputs") or []}
+                            self.runs[str(rid)] = {"job": e.get("job") or {}, "inputs": e.get("inputs") or [],
+                                                   "eventTime": e.get("eventTime")}  # fmt: skip
             return dict(self.runs)
 
 
@@ -1120,7 +1138,7 @@ _LINEAGE: dict[Path, _LineageRuns] = {}
 
 
 def lineage_runs(workdir: Path) -> dict[str, dict[str, Any]]:
-    """Run id -> {"job", "inputs"} of every completed run in the workdir's lineage file."""
+    """Run id -> {"job", "inputs", "eventTime" (when it completed)} of every completed run in the workdir's lineage file."""
     path = (workdir / LINEAGE_FILE).resolve()
     with _CACHE_LOCK:
         reader = _LINEAGE.setdefault(path, _LineageRuns(path))
@@ -1134,7 +1152,7 @@ def lineage_svg(graph: dict[str, Any]) -> str:
     cols: dict[int, list[dict[str, Any]]] = {}
     for n in graph["nodes"]:
         cols.setdefault(n["col"], []).append(n)
-    w, h, gap_x, gap_y = 170, 38, 40, 14
+    w, h, gap_x, gap_y = 190, 38, 40, 14
     pos: dict[str, tuple[float, float]] = {}
     used = sorted(cols)
     for ci, c in enumerate(used):
@@ -1167,7 +1185,7 @@ def lineage_svg(graph: dict[str, Any]) -> str:
             f'<g class="node node-{n["kind"]}" data-id="{escape(n["id"])}"><title>{escape(n["detail"])}</title>'
             f'<rect x="{x}" y="{y}" width="{w}" height="{h}" rx="6" fill="{colour.get(n["kind"], "#eee")}" stroke="#667"/>'
             f'<text x="{x + 8}" y="{y + 15}" font-size="11" font-weight="600">{escape(n["kind"])}</text>'
-            f'<text x="{x + 8}" y="{y + 30}" font-size="11">{escape(n["label"][:25])}</text></g>'
+            f'<text x="{x + 8}" y="{y + 30}" font-size="11">{escape(n["label"][:28])}</text></g>'
         )
     parts.append("</svg>")
     return "".join(parts)
