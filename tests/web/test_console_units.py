@@ -51,6 +51,23 @@ def test_alerts_name_failing_checks_spikes_and_waiting_candidates() -> None:
     assert any("hash chain" in w for w in got)
 
 
+def test_a_re_process_is_no_load_on_the_quality_trend_nor_a_spike() -> None:
+    """Re-processing 5 quarantined rows of which 4 stay quarantined was drawn as an 80% load on
+    the quality trend and raised "quarantine spike in events: 80.0%"."""
+    from shelfwise.governance._load_state import REPROCESS_JOB
+
+    loads = [
+        {"job": "shelfwise.ingest", "table": "events", "rows_in": 1000, "rows_quarantined": 10, "at": "2026-12-01 10:00"},
+        {"job": "shelfwise.ingest", "table": "events", "rows_in": 1000, "rows_quarantined": 12, "at": "2026-12-02 10:00"},
+        {"job": REPROCESS_JOB, "table": "events", "rows_in": 5, "rows_quarantined": 4, "at": "2026-12-02 11:00"},
+    ]  # fmt: skip
+    cat = {"datasets": [], "loads": loads}
+    assert not [a for a in _data.alerts(cat, [], audit_ok=True) if "spike" in a["what"]]
+    assert [x["at"] for x in _data.deliveries(cat)] == ["2026-12-01 10:00", "2026-12-02 10:00"]
+    loads[2]["job"] = "shelfwise.ingest"  # the same numbers from a delivery: a spike
+    assert [a for a in _data.alerts(cat, [], audit_ok=True) if "spike" in a["what"]]
+
+
 def test_online_click_through_drop_needs_evidence() -> None:
     def rows(prev_clicks: int, last_clicks: int, n: int = 400) -> list[dict]:
         return [

@@ -24,7 +24,8 @@
     // one load (a new shop): uPlot would spread a lone time over years; show the day around it
     var scales = xs.length < 2 && xs.length ? { x: { time: true, range: function () { return [xs[0] - 43200, xs[0] + 43200]; } } } : {};
     new uPlot({ width: width(el), height: 220, series: series, scales: scales,
-      axes: [{}, { values: function (u, v) { return v.map(function (x) { return (100 * x).toFixed(1) + "%"; }); } }] }, data, el);
+      // (wide enough for "100.0%": the default clipped the labels' first digits)
+      axes: [{}, { size: 64, values: function (u, v) { return v.map(function (x) { return (100 * x).toFixed(1) + "%"; }); } }] }, data, el);
   }
 
   function barChart(el, spec) {
