@@ -1049,3 +1049,54 @@ def test_lineage_tells_runs_of_one_minute_apart_and_says_a_temporary_file_is_gon
     )
     svg = _data.lineage_svg(g)
     assert "reprocess 12-05 10:00 ·bbbb" in svg  # drawn whole
+
+
+def test_the_experiment_chart_draws_intervals_and_the_page_states_the_protocols(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, browser: Any
+) -> None:
+    """The experiments' CTR bars had no intervals (the table beside them had) and the page
+    stated no experiment protocol (the CLI's report does); the search footnote lost its labels
+    ("share of logged searches ...; share of ..." with nothing saying which is which). In
+    Chromium: the bars and their whiskers are drawn without a script error."""
+    from fastapi import FastAPI
+
+    from shelfwise.web._routes import mount_console
+    from tests.serving.conftest import serve_in_thread
+
+    variants = {
+        "control": {"users": 80, "exposures": 400, "ctr": 0.1, "ctr_ci95": [0.07, 0.13], "add_to_cart_rate": 0.02,
+                    "conversion": 0.05, "revenue_per_user": 3.0, "revenue_per_user_ci95": [2.0, 4.0]},
+        "new": {"users": 80, "exposures": 400, "ctr": 0.14, "ctr_ci95": [0.11, 0.35], "add_to_cart_rate": 0.03,
+                "conversion": 0.06, "revenue_per_user": 3.5, "revenue_per_user_ci95": [2.5, 4.5]},
+    }  # fmt: skip
+    report = {
+        "protocol": "unit = user (pseudonym); 95% CIs: Wilson",
+        "experiments": {"recx": {"variants": variants}},
+    }
+    monkeypatch.setattr(_data, "experiments", lambda w: {"configured": [], "report": report})
+    from shelfwise.search._analytics import PROTOCOL
+
+    sr = {"logged": {"searches": 1, "distinct_queries": 1, "top_queries": []},
+          "served": {"pages": 0, "zero_result_pages": 0, "top_queries": [], "zero_result_queries": []},
+          "no_keyword_match": [], "protocol": dict(PROTOCOL)}  # fmt: skip
+    monkeypatch.setattr(_data, "search_report", lambda *a: sr)
+    app = FastAPI()
+    mount_console(app, tmp_path, lambda: None)  # (with its static files: uPlot)
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        with serve_in_thread(app) as base:
+            page.goto(base + "/console/analytics")
+            page.wait_for_selector(".chart canvas")
+            foot = page.locator("#search-protocol").inner_text()
+            assert (
+                foot.startswith("session CTR: share of logged searches")
+                and "attributed CTR: share of" in foot
+            )
+            assert "protocol: unit = user" in page.locator("#experiment-protocol").inner_text()
+            chart = json.loads(page.locator(".chart[data-chart]").last.get_attribute("data-chart"))
+            assert chart["ci"] == [[0.07, 0.13], [0.11, 0.35]]
+            assert page.locator(".chart .uplot").count() >= 1 and errors == []  # drawn (whiskers' hook ran)
+    finally:
+        page.close()
