@@ -942,7 +942,8 @@ def test_the_nav_links_the_audit_page_only_for_who_may_read_it(tmp_path: Path) -
 
 def test_the_insights_page_says_what_its_numbers_rest_on() -> None:
     """The churn evaluation shows its protocol, calls its error a mean absolute error and warns
-    when the AUC is below chance; a demand run where no series could be cross-validated does
+    when the AUC is below chance; the model's at-risk count says it is not the RFM segment
+    "at_risk"; a demand run where no series could be cross-validated does
     not say its models were "chosen by cross-validation"."""
     from shelfwise.web._routes import _templates
 
@@ -968,6 +969,9 @@ def test_the_insights_page_says_what_its_numbers_rest_on() -> None:
 
     html = page(customers=customers, demand=demand, audiences=[])
     assert "mean absolute error of expected orders 4.6" in html
+    # the model's at-risk count is not the RFM segment of that name (they read as a conflict)
+    assert "10 buyers with a churn risk of 60.0% or more (the churn model's" in html
+    assert "not the RFM segment <code>at_risk</code>" in html
     assert (
         "ranks churners worse than chance" in html and "Protocol: fitted on the events up to the cut" in html
     )

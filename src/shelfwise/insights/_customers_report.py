@@ -322,7 +322,7 @@ of every figure.</p>
             [
                 ("customers profiled", f"{s['customers']:,}"),
                 ("buyers", f"{s['buyers']:,}"),
-                ("at risk (churn risk ≥ " + f"{s['at_risk_threshold']:g})", f"{s['at_risk_count']:,}"),
+                ("churn risk ≥ " + f"{s['at_risk_threshold']:g} (model)", f"{s['at_risk_count']:,}"),
                 (f"orders expected in {s['horizon_days']} d", s["expected_purchases"]),
                 ("expected value", s["expected_value"]),
             ]
@@ -331,9 +331,10 @@ of every figure.</p>
 <h2>Segments</h2>{seg_svg}{seg_table}
 <h2>Churn risk</h2><p class="muted">Probability of no order in the next {s["horizon_days"]} days,
 among customers with at least one order (mean {s["mean_churn_risk_buyers"]}).</p>{hist_svg}
-<h2>At risk</h2><p class="muted">Buyers with a churn risk of at least {s["at_risk_threshold"]:g}, the
-largest value at stake (paid so far x churn risk) first; the {len(s["at_risk"])} first of
-{s["at_risk_count"]:,}.</p>{risk_table}
+<h2>At risk</h2><p class="muted">Buyers with a churn risk of at least {s["at_risk_threshold"]:g} by the
+churn model, the largest value at stake (paid so far x churn risk) first; the {len(s["at_risk"])}
+first of {s["at_risk_count"]:,}. (The RFM segment "at_risk" above is another thing: customers with
+low recency and middling frequency scores, whatever the model says.)</p>{risk_table}
 <h2>Audiences</h2>{aud}
 <h2>How good the churn model is</h2>{_eval_html(s["evaluation"])}
 </body></html>"""
