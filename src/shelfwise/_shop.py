@@ -33,8 +33,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Shop"]
 
-SORTS = ("relevance", "price_asc", "price_desc", "popularity")
-
 
 class SearchOptions(TypedDict, total=False):
     """What `/v1/search` takes besides the query (same names, same meanings): facet filters, the
@@ -45,7 +43,7 @@ class SearchOptions(TypedDict, total=False):
     price_min: float | None
     price_max: float | None
     in_stock: bool | None
-    sort: str  # one of SORTS (default "relevance")
+    sort: str  # one of `shelfwise.search.SORTS` (default "relevance")
     offset: int  # results skipped (paging), 0..1000
     user_id: str | None  # the shop's own user id: personalizes by their history (with consent)
     personalized: bool  # False: that history is not used
@@ -78,6 +76,7 @@ class Shop:
         self._key = api_key
         self._services: dict[tuple[bool, bool], Service] = {}
         self._engines: dict[Path, Any] = {}
+        self._profiles: Any = None  # the served profiles (`profile`), read once
 
     def __repr__(self) -> str:
         who = f", as_={self._as!r}" if self._as else ""
@@ -116,6 +115,12 @@ class Shop:
             if person is None or person.role not in PERMISSIONS["events.absorb"]:
                 return
         absorb(self.workdir)
+
+    def _pseudonym(self, user_id: str) -> str:
+        """The warehouse's pseudonym of a shop's user id (the workdir's key)."""
+        from .governance import Pseudonymizer, SecretStore
+
+        return Pseudonymizer(SecretStore(self.workdir).pseudonym_key())(user_id)
 
     def _require_workdir(self) -> None:
         if not (self.workdir / "warehouse.duckdb").exists():
@@ -193,35 +198,35 @@ class Shop:
         checked against the events contract and answered in `results` (`accepted`, `rejected`
         with its reasons and quarantined, or `duplicate` of an `event_id` accepted before, here
         or by the server); the accepted ones are stored in the spool the server writes (or the
-        shared Redis, `redis_url`) and reach the warehouse with the next absorb
-        (`absorb_events`, `train`). Answers already given by this Shop see them at once, as the
-        server's do. Returns `{"accepted", "rejected", "duplicates", "results"}`, with `error`,
-        `errors` and `note` when some were rejected."""
+        shared Redis, `redis_url`, whose online state every replica reads) and reach the
+        warehouse with the next absorb (`absorb_events`, `train`). This Shop's later answers
+        know them at once; a server keeping its online state in memory (no Redis) knows them
+        when it next starts or loads a bundle, as it knows another worker's. Values as pandas
+        and numpy give them (`df.to_dict("records")`: numpy numbers, Timestamps, NaN for a
+        missing field) are read as their JSON twins. Returns `{"accepted", "rejected",
+        "duplicates", "results"}`, with `error`, `errors` and `note` when some were rejected."""
         with self._acting("serve.call"):
             from .serving._intake import send_events
 
             if isinstance(events, Mapping | str | bytes) or not isinstance(events, Iterable):
                 raise ShelfwiseError("events: a list of events (dicts with the events contract's fields)")
-            body = list(events)
+            body = [_plain_event(ev) for ev in events]
             if not body:
                 raise ShelfwiseError("events: an empty list")
             if len(body) > 1000:
                 raise ShelfwiseError(f"events: {len(body)} in one call; send at most 1000 at a time")
             svc = self._service(True, search=False)
-            try:
-                out, accepted = send_events(
-                    self.workdir,
-                    body,
-                    {"product_id": svc.snapshot.item_index},
-                    redis_client=_redis(redis_url),
-                )
-            except OSError as exc:
-                raise ShelfwiseError(
-                    f"events could not be stored; nothing was accepted, retry ({exc})"
-                ) from exc
+            client = _redis(redis_url)
+            out, accepted = send_events(
+                self.workdir, body, {"product_id": svc.snapshot.item_index}, redis_client=client
+            )
             if accepted:
                 for cached in self._services.values():
                     cached.record_events(accepted)
+                if client is not None:  # the replicas' shared online state, as the route records it
+                    from .serving import RedisState
+
+                    RedisState(client).record(svc._online_rows(accepted))
             return out
 
     # -- training and evaluation ----------------------------------------------------------------
@@ -603,9 +608,8 @@ class Shop:
                 raise ShelfwiseError(f"prefix {prefix!r}: give the text typed so far as a string")
             k = whole_number(k, "k", "the number of suggestions", minimum=1, maximum=20)
             engine = self._service(True, search=True).snapshot.search
-            if engine is None:
-                raise ShelfwiseError("the current bundle has no search index (the catalog had no text)")
-            return list(engine.suggest(prefix, k)) if prefix.strip() else []
+            # (no search index: none, as /v1/suggest answers)
+            return list(engine.suggest(prefix, k)) if engine is not None and prefix.strip() else []
 
     def _engine(self, path: Path) -> Any:
         from .search import SearchEngine
@@ -857,7 +861,6 @@ class Shop:
         Returns `{"user_id", "consent": current flags, "recorded"}`."""
         # a shop's workdir, not a new one a typo would make (with a key of its own)
         with self._acting("privacy.consent") as actor:
-            from .governance import Pseudonymizer, SecretStore
             from .governance._consent import record_consent
 
             user_id = _user_id(user_id)
@@ -865,7 +868,7 @@ class Shop:
             for flag, value in values.items():
                 if value is not None and not isinstance(value, bool):  # "false" is truthy
                     raise ShelfwiseError(f"{flag}={value!r}: give True or False (None leaves it as it is)")
-            pseudo = Pseudonymizer(SecretStore(self.workdir).pseudonym_key())(user_id)
+            pseudo = self._pseudonym(user_id)
             rec = record_consent(self.workdir, pseudo, values, source=source, actor=actor)
             client = _redis(redis_url)
             if client is not None:
@@ -878,11 +881,10 @@ class Shop:
     def consent(self, user_id: str) -> dict[str, Any]:
         """A user's current consent flags and their history (oldest first)."""
         with self._acting("privacy.consent"):
-            from .governance import Pseudonymizer, SecretStore
             from .governance._consent import Consents, consent_history
 
             user_id = _user_id(user_id)
-            pseudo = Pseudonymizer(SecretStore(self.workdir).pseudonym_key())(user_id)
+            pseudo = self._pseudonym(user_id)
             return {
                 "user_id": user_id,
                 "consent": Consents.of(self.workdir).current(pseudo),
@@ -914,29 +916,26 @@ class Shop:
     def profile(self, user_id: str) -> dict[str, Any]:
         """One customer's profile as /v1/users/{id}/profile answers it (RFM, expected purchases and
         churn risk in the next 90 days, expected value, segment, tastes, price level), fitted once
-        per data version and kept in the workdir (the first call after new data fits them all).
-        A ShelfwiseError for a user without one, saying why (unknown, erased, no consent)."""
+        per data version and kept in the workdir (the first call after new data fits them all,
+        and waits for it). A ShelfwiseError for a user without one, saying why (unknown,
+        erased, no consent)."""
         with self._acting("insights.profile"):
-            from .governance import Pseudonymizer, SecretStore
             from .insights._profiles import ProfileStore
 
             who = _user_id(user_id)
-            store = ProfileStore(self.workdir)
-            pseudo = Pseudonymizer(SecretStore(self.workdir).pseudonym_key())(who)
-            ready, rec = store.get(pseudo, wait_s=24 * 3600.0)  # a notebook waits for the fit
+            if self._profiles is None:  # (kept: it reloads when the warehouse changes)
+                self._profiles = ProfileStore(self.workdir)
+            store = self._profiles
+            pseudo = self._pseudonym(who)
+            ready, rec = store.get(pseudo, wait_s=3600.0)
             if not ready:
-                raise ShelfwiseError(f"customer profiles could not be fitted: {store.error}")
-            if rec is None:
-                why = store.why_none(pseudo)
                 raise ShelfwiseError(
-                    {
-                        "erased": f"user {who!r} was erased: no profile",
-                        "withdrawn": f"no profile for user {who!r}: they withdrew personalization consent "
-                        "(no profiling)",
-                        "not_given": f"no profile for user {who!r}: the shop asks for personalization "
-                        "consent (opt-in) and has none of theirs (no profiling)",
-                    }.get(why, f"unknown user {who!r}: no events of theirs in the warehouse")
+                    f"customer profiles could not be fitted: {store.error}"
+                    if store.error
+                    else "customer profiles are still being fitted after an hour; try again later"
                 )
+            if rec is None:
+                raise ShelfwiseError(store.none_said(pseudo, who))
             return {"user_id": who, "data_version": store.key or "", **rec}
 
     def customers(
@@ -1120,20 +1119,44 @@ class Shop:
 
 def _user_id(value: Any, what: str = "user id") -> str:
     """A shop's user id as given by a caller: a string, trimmed as curation trims ids (so " C1"
-    is C1's consent, not another pseudonym's; the server trims alike), not empty."""
+    is C1's consent, not another pseudonym's; the server trims alike), not empty, not a
+    warehouse pseudonym."""
     from .governance._compile import trim_id
+    from .governance._privacy import refuse_pseudonym
 
     if not isinstance(value, str):
         raise ShelfwiseError(f"{what} {value!r}: give the shop's own user id as a string")
     if not trim_id(value):
         raise ShelfwiseError(f"{what}: an empty user id")
+    refuse_pseudonym(trim_id(value), what)  # (it names nobody: its pseudonym is another id)
     return trim_id(value)
+
+
+def _plain_event(ev: Any) -> Any:
+    """An event as JSON would carry it: numpy numbers as Python's, a NaN (pandas' missing) as
+    no value, a date or Timestamp as ISO text. Anything else is left for the intake's verdict."""
+    import datetime as dt
+    import math
+
+    if not isinstance(ev, Mapping):
+        return ev  # (the intake rejects it: "an event must be a JSON object")
+    out: dict[Any, Any] = {}
+    for k, v in ev.items():
+        if hasattr(v, "item") and type(v).__module__ == "numpy":
+            v = v.item()  # numpy.int64(5) -> 5
+        if isinstance(v, float) and math.isnan(v):
+            v = None
+        elif isinstance(v, dt.datetime | dt.date):
+            v = v.isoformat()
+        out[k] = v
+    return out
 
 
 def _search_args(options: Mapping[str, Any]) -> Callable[[str, int], Any]:
     """The search options checked as `/v1/search` checks its parameters (a ShelfwiseError naming
     the one that fails): a maker of each query's `SearchArgs`."""
-    from .search import Filters
+    from .governance._compile import trim_id
+    from .search import SORTS, Filters
     from .serving._service import SearchArgs
 
     unknown = sorted(set(options) - set(SearchOptions.__annotations__))
@@ -1155,7 +1178,11 @@ def _search_args(options: Mapping[str, Any]) -> Callable[[str, int], Any]:
     if sort not in SORTS:
         raise ShelfwiseError(f"sort {sort!r}: one of {', '.join(SORTS)}")
     offset = whole_number(o.get("offset", 0), "offset", "the results skipped", minimum=0, maximum=1000)
-    user = _user_id(o["user_id"]) if o.get("user_id") is not None else None
+    # an empty id is no shopper (an anonymous page), as `/v1/search` reads `user_id=`
+    given = o.get("user_id")
+    user = (
+        _user_id(given) if given is not None and not (isinstance(given, str) and not trim_id(given)) else None
+    )
     filters = Filters(
         o.get("category"), o.get("brand"), o.get("price_min"), o.get("price_max"), o.get("in_stock")
     )

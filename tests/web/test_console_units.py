@@ -1104,3 +1104,25 @@ def test_the_experiment_chart_draws_intervals_and_the_page_states_the_protocols(
             assert page.locator(".chart .uplot").count() >= 1 and errors == []  # drawn (whiskers' hook ran)
     finally:
         page.close()
+
+
+def test_the_access_download_of_an_id_in_any_script_is_named_in_ascii(tmp_path: Path) -> None:
+    """`filename="access-用户1.json"` made Starlette raise UnicodeEncodeError (a 500) after the
+    export was written and audited: the header holds Latin-1 only."""
+    from shelfwise import Shop
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "products.csv").write_text("product_id,title\np1,Hat\n")
+    (data / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\n用户1,p1,view,2024-02-01T10:00:00\n"
+    )
+    Shop(tmp_path / "w").ingest(data)
+    c, token = _console_client(tmp_path / "w")
+    r = c.post("/console/privacy/export", data={"csrf": token, "user_id": "用户1"})
+    assert r.status_code == 200, r.text[:500]
+    assert r.headers["content-disposition"] == 'attachment; filename="access-__1.json"'
+    doc = r.json()
+    assert doc["parts"]["raw.events"]["rows"], doc["parts"].keys()
+    bad = c.post("/console/privacy/export", data={"csrf": token, "user_id": "x" * 300})
+    assert bad.status_code == 409 and "longer than 256" in bad.text and 'id="error-back"' in bad.text

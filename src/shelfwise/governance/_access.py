@@ -46,13 +46,11 @@ PERMISSIONS: dict[str, set[Role]] = {
     "ingest": {Role.ADMIN, Role.STEWARD, Role.ENGINEER},
     "train": {Role.ADMIN, Role.SCIENTIST, Role.ENGINEER},
     "evaluate": set(H),
-    # the batch twins of `/v1/recommendations` and `/v1/search` (the CLI's and `Shop`'s): a
-    # service may call them as it calls the endpoints (`serve.call`)
-    "recommend": {Role.ADMIN, Role.SCIENTIST, Role.ENGINEER, Role.ANALYST, Role.SERVICE},
+    "recommend": {Role.ADMIN, Role.SCIENTIST, Role.ENGINEER, Role.ANALYST},
     # every customer's shop id with a list (`recommend --engine spark --all-users`): a contact
     # list, so only the roles that may see shop ids for campaigns (as `audiences.shop_ids`)
     "recommend.all_users": {Role.ADMIN, Role.ANALYST},
-    "search": {Role.ADMIN, Role.SCIENTIST, Role.ENGINEER, Role.ANALYST, Role.SERVICE},
+    "search": {Role.ADMIN, Role.SCIENTIST, Role.ENGINEER, Role.ANALYST},
     "export": set(H),  # curated data is pseudonymized; personal columns never reach it
     "quarantine.read_raw": {Role.ADMIN, Role.STEWARD},  # raw rows may hold personal data
     "quarantine.reprocess": {Role.ADMIN, Role.STEWARD},

@@ -43,7 +43,7 @@ from ._compile import MISSING_VALUES, lit, trim_id
 from ._consent import CONSENTS_FILE, erase_consent
 from ._erasures import ERASURES_FILE
 from ._lineage import DatasetRef, LineageRun, warehouse_namespace
-from ._privacy import Pseudonymizer, SecretStore, anonymous_user_id, is_anonymous_raw
+from ._privacy import Pseudonymizer, SecretStore, anonymous_user_id, is_anonymous_raw, refuse_pseudonym
 
 
 def erase_user(
@@ -53,6 +53,7 @@ def erase_user(
     raw_user_id = trim_id(raw_user_id)  # as curation trimmed the user's rows
     if not raw_user_id:
         raise ShelfwiseError("--user: an empty user id")
+    refuse_pseudonym(raw_user_id, "--user")  # ("erased: 0 rows" of nobody, the person untouched)
     if is_anonymous_raw(raw_user_id):
         # its rows name no person (no user id, a session): nobody can ask for them; retention
         # (`shelfwise retention enforce`) removes them with the rest of the old data

@@ -10,9 +10,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any
+
+from ..errors import ShelfwiseError
 
 PSEUDONYM_PREFIX = "u_"
 # An events row with no user id but a session id is anonymous browsing: it is attributed to the
@@ -21,6 +24,24 @@ PSEUDONYM_PREFIX = "u_"
 # derived downstream tells an anonymous session from a customer without the key.
 ANONYMOUS_PREFIX = "~anonymous:"
 ANONYMOUS_PSEUDONYM_PREFIX = "a_"
+_PSEUDONYM = re.compile(r"(?:u_|a_)[0-9a-f]{32}")
+
+
+def looks_like_pseudonym(user_id: str) -> bool:
+    """Whether an id has the shape of a warehouse pseudonym (`u_` or `a_` and 32 hex digits, what
+    curated tables and exports show): given where the shop's own id is expected, it names
+    nobody the shop knows (its pseudonym is another id), so the callers refuse it."""
+    return _PSEUDONYM.fullmatch(user_id) is not None
+
+
+def refuse_pseudonym(user_id: str, what: str = "user id") -> None:
+    """A ShelfwiseError when `user_id` is a pseudonym given where the shop's own id belongs."""
+    if looks_like_pseudonym(user_id):
+        raise ShelfwiseError(
+            f"{what} {user_id!r} is a pseudonym (curated tables and exports show those): give the "
+            "shop's own user id"
+        )
+
 
 # Personal data in free text. Applied in the warehouse (RE2 regular expressions, DuckDB's
 # regexp_replace), in this order: cards before phones so a card number is not half-masked.

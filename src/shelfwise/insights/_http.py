@@ -130,7 +130,10 @@ def insights_router(workdir: str | pathlib.Path, guard: Callable[..., Any] | Non
                 profiles["pseudo"] = Pseudonymizer(SecretStore(workdir).pseudonym_key())
         store = profiles["store"]
         from ..governance._compile import trim_id
+        from ..governance._privacy import looks_like_pseudonym
 
+        if looks_like_pseudonym(trim_id(user_id)):  # it names nobody: "unknown user" would mislead
+            raise HTTPException(422, f"user {user_id!r} is a pseudonym: give the shop's own user id")
         pseudo = profiles["pseudo"](trim_id(user_id))
         ready, rec = await asyncio.to_thread(store.get, pseudo)
         if not ready:
@@ -141,14 +144,7 @@ def insights_router(workdir: str | pathlib.Path, guard: Callable[..., Any] | Non
             )  # fmt: skip
         if rec is None:
             # one status for every user without a profile (README); the message says which case
-            why = {
-                "erased": f"user {user_id!r} was erased: no profile",
-                "withdrawn": f"no profile for user {user_id!r}: they withdrew personalization consent "
-                "(no profiling)",
-                "not_given": f"no profile for user {user_id!r}: the shop asks for personalization "
-                "consent (opt-in) and has none of theirs (no profiling)",
-            }.get(store.why_none(pseudo), f"unknown user {user_id!r}: no events of theirs in the warehouse")
-            raise HTTPException(404, why)
+            raise HTTPException(404, store.none_said(pseudo, user_id))
         return ProfileResponse(user_id=user_id, data_version=store.key or "", **rec)
 
     return router

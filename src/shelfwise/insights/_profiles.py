@@ -201,6 +201,16 @@ class ProfileStore:
                 return "withdrawn" if recorded is False else "not_given"
             return "unknown"
 
+    def none_said(self, pseudonym: str, user_id: str) -> str:
+        """Why there is no profile of `user_id`, in words (the route's 404, the API's error)."""
+        return {
+            "erased": f"user {user_id!r} was erased: no profile",
+            "withdrawn": f"no profile for user {user_id!r}: they withdrew personalization consent "
+            "(no profiling)",
+            "not_given": f"no profile for user {user_id!r}: the shop asks for personalization "
+            "consent (opt-in) and has none of theirs (no profiling)",
+        }.get(self.why_none(pseudonym), f"unknown user {user_id!r}: no events of theirs in the warehouse")
+
     @property
     def key(self) -> str | None:
         return self._key

@@ -19,6 +19,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from ..governance._compile import trim_id
 from ..governance._consent import FLAGS, record_consent
+from ..governance._privacy import looks_like_pseudonym
 from ._http_auth import REQUIREMENT, authorize
 from ._http_context import JSON, AppContext, clean_text, on_invalid_request, text_pattern
 from ._http_models import error_responses
@@ -127,6 +128,8 @@ def consent_router(ctx: AppContext) -> APIRouter:
         values = {f: getattr(change, f) for f in FLAGS if getattr(change, f) is not None}
         if not values:
             raise HTTPException(422, f"give at least one of {', '.join(FLAGS)}")
+        if looks_like_pseudonym(trim_id(user_id)):  # consent of nobody the shop knows
+            raise HTTPException(422, f"user {user_id!r} is a pseudonym: give the shop's own user id")
         pseudo = s.pseudonymize(trim_id(user_id))  # as curation and the Python API trim ids
         # the register (fsync) and the audit entry first: acknowledged means recorded
         rec = await asyncio.to_thread(

@@ -131,13 +131,12 @@ def events_router(ctx: AppContext) -> APIRouter:
             seen |= taken
             batch = to_store(valid, seen, results, received)
             ok_lines, ok_events, ok_ids = batch.lines, batch.events, batch.ids
-            waits = []
-            if ok_lines:
-                waits.append(asyncio.wrap_future(ctx.state["events"].append(ok_lines)))
-            if bad_lines:
-                waits.append(asyncio.wrap_future(ctx.state["rejected"].append(bad_lines)))
-            try:
-                await asyncio.gather(*waits)  # durable (fsync'ed / in Redis) before we answer
+            try:  # durable (fsync'ed / in Redis) before we answer; the rejected first: once the
+                # accepted are stored the answer is "accepted", whatever happens after
+                if bad_lines:
+                    await asyncio.wrap_future(ctx.state["rejected"].append(bad_lines))
+                if ok_lines:
+                    await asyncio.wrap_future(ctx.state["events"].append(ok_lines))
             except Exception as exc:
                 log.error("events not stored: %s", exc)
                 raise HTTPException(503, "events could not be stored; nothing was accepted, retry") from None

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi import Path as PathParam
 
+from ..search._shopper import SORTS
 from ._http_auth import REQUIREMENT, authorize
 from ._http_context import JSON, AppContext, clean_text, text_pattern, with_experiment
 from ._http_models import Recommendations, SearchPage, Similar, Suggestions, error_responses
@@ -21,7 +22,7 @@ from ._service import SearchArgs
 
 __all__ = ["lists_router"]
 
-_SORTS = "^(relevance|price_asc|price_desc|popularity)$"
+_SORTS = f"^({'|'.join(SORTS)})$"
 
 
 def lists_router(ctx: AppContext) -> APIRouter:

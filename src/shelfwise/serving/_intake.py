@@ -10,6 +10,7 @@ Redis with a client) and lets the next absorb (`shelfwise events absorb`, `train
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,8 +20,11 @@ from typing import Any
 import orjson
 
 from ..governance._contracts import EVENTS
+from ..governance._privacy import looks_like_pseudonym
 from ..governance._row_check import check_record
 from ._service import online_event
+
+log = logging.getLogger(__name__)
 
 __all__ = ["EVENT_FIELDS", "Accepted", "answer", "rejected_lines", "send_events", "to_store", "verdicts"]
 
@@ -45,12 +49,23 @@ def _failures(ev: Any, known: dict[str, Any], max_id_chars: int) -> tuple[list[d
     failures += [
         {"field": f, "reason": "invalid_type", "detail": f"{f}: expected text or a number"}
         for f, v in ev.items()
-        if f in EVENT_FIELDS and isinstance(v, dict | list | bool)
+        # (from Python, `Shop.send_events`, any other object: JSON holds none of them)
+        if f in EVENT_FIELDS and (isinstance(v, bool) or not isinstance(v, str | int | float | None))
     ]
     if failures:
         return failures, None
     chk = check_record(EVENTS, ev, known=known)
     failures = [{"field": f.field, "reason": f.reason.value, "detail": f.detail} for f in chk.failures]
+    uid = chk.values.get("user_id")
+    if isinstance(uid, str) and looks_like_pseudonym(uid):  # it would be a new shopper, of nobody
+        failures.append(
+            {
+                "field": "user_id",
+                "reason": "invalid_value",
+                "detail": "user_id: a warehouse pseudonym (what curated tables and exports show): "
+                "send the shop's own user id",
+            }
+        )
     eid = chk.values.get("event_id")
     if eid is not None and len(eid) > max_id_chars:
         failures.append(
@@ -150,9 +165,12 @@ def send_events(
     workdir: Path, body: list[Any], known: dict[str, Any], *, redis_client: Any = None
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Store a batch as `POST /v1/events` does (the server's default limits and settings):
-    (the answer without its status, the accepted events for the online state)."""
-    from ._feedback import EVENTS_DIR, REDIS_EVENTS, REDIS_REJECTED, REJECTED_DIR
-    from ._http_tasks import open_event_ids
+    (the answer without its status, the accepted events for the online state). A
+    ShelfwiseError when the events could not be stored: then none was accepted (a retry is
+    safe; its rejected events may be quarantined a second time, never lost)."""
+    from ..errors import ShelfwiseError
+    from ._event_ids import RedisEventIds, SqliteEventIds
+    from ._feedback import EVENT_IDS_DB, EVENTS_DIR, REDIS_EVENTS, REDIS_REJECTED, REJECTED_DIR
     from ._service import ServeSettings
     from ._spool import FileSpool, RedisSpool
 
@@ -160,7 +178,26 @@ def send_events(
     received = datetime.now(UTC).isoformat()
     results, valid, errors = verdicts(body, known, settings.max_id_chars)
     ids = list({eid for _, _, _, eid in valid if eid is not None})
-    store = open_event_ids(workdir, redis_client, settings)
+    # the store the server's processes share (not `open_event_ids`: its catching up with the
+    # whole spool is a server's start, and a notebook sending in a loop paid it per call)
+    store: Any = (
+        RedisEventIds(redis_client, settings.event_id_window_s)
+        if redis_client is not None
+        else SqliteEventIds(workdir / EVENT_IDS_DB, settings.event_id_window_s)
+    )
+
+    def spooled(lines: list[bytes], spool_dir: str | Path, stream: str) -> None:
+        """The lines durable (one segment of their own, closed: absorbable at once)."""
+        spool: Any = (
+            RedisSpool(redis_client, stream)
+            if redis_client is not None
+            else FileSpool(workdir / spool_dir, fsync=settings.fsync)
+        )
+        try:
+            spool.append(lines).result()
+        finally:
+            spool.close()
+
     claimed: list[str] = []
     stored = False
     try:
@@ -170,24 +207,20 @@ def send_events(
             delay = min(2 * delay, 0.1)
         claimed = [i for i in ids if i not in got.duplicates]
         batch = to_store(valid, set(got.duplicates), results, received)
-        for lines, spool_dir, stream in (
-            (batch.lines, EVENTS_DIR, REDIS_EVENTS),
-            (rejected_lines(body, errors, received), REJECTED_DIR, REDIS_REJECTED),
-        ):
-            if not lines:
-                continue
-            spool: Any = (
-                RedisSpool(redis_client, stream)
-                if redis_client is not None
-                else FileSpool(workdir / spool_dir, fsync=settings.fsync)
-            )
-            try:
-                spool.append(lines).result()  # durable before the answer
-            finally:
-                spool.close()
+        try:
+            # the rejected first: once the accepted are stored, the answer is "accepted"
+            if errors:
+                spooled(rejected_lines(body, errors, received), REJECTED_DIR, REDIS_REJECTED)
+            if batch.lines:
+                spooled(batch.lines, EVENTS_DIR, REDIS_EVENTS)
+        except Exception as exc:  # noqa: BLE001 - a disk's, a Redis's: said as the route says it
+            raise ShelfwiseError(f"events could not be stored; nothing was accepted, retry ({exc})") from exc
         stored = True
-        if batch.ids:  # after the spool, as the route does
-            store.remember(batch.ids)
+        if batch.ids:  # after the spool, as the route does: a failure here lets a retry
+            try:  # through to the spool, and the warehouse drops that repeat
+                store.remember(batch.ids)
+            except Exception as exc:  # noqa: BLE001
+                log.error("event_ids not remembered (the warehouse still drops repeats): %s", exc)
     finally:
         try:
             if claimed and not stored:

@@ -727,6 +727,11 @@ class Service:
         snapshot, the cache key (per shopper and history version for personalized search), the
         shopper's profile, and the cached page when there is one. `wait=False`: `LookDue` when
         the shopper's consent needs a file read (see `personalizes`)."""
+        from ..governance._compile import trim_id
+
+        if args.raw_user is not None and args.raw_user != trim_id(args.raw_user):
+            # as curation trims ids (and `/v1/recommendations`): " C1" is C1, not a stranger
+            args = replace(args, raw_user=trim_id(args.raw_user) or None)
         exp, variant = self.assign("search", args.raw_user)
         snap = self._snapshot_for(variant)
         req = _SearchRequest(args, level, snap, exp.name if exp else None, variant)

@@ -519,8 +519,8 @@ def console_router(
         return out
 
     def reprocess_error(ctx: Any, exc: Exception) -> Any:
-        """The page of an action (a re-process, a privacy request) that was refused (Denied),
-        found the warehouse busy (503) or could not be done (409)."""
+        """The page of a re-process that was refused (Denied), found the warehouse busy (503) or
+        could not be done (409)."""
         if isinstance(exc, Denied):
             return ctx.render(
                 "error.html", exc.status, title=_refusal_title(exc.status), message=exc.message, page=""
@@ -896,7 +896,7 @@ def console_router(
     add_ask_routes(router, workdir, guard)
     from ._privacy_page import add_privacy_routes  # (consent and erasure requests, own module)
 
-    add_privacy_routes(router, workdir, guard, Ctx, posted, back, reprocess_error, service)
+    add_privacy_routes(router, workdir, guard, Ctx, posted, back, service)
 
     @router.get("/{rest:path}", response_class=HTMLResponse)  # last: what no page above is
     @guard
