@@ -77,6 +77,7 @@ class Shop:
         self._services: dict[tuple[bool, bool], Service] = {}
         self._engines: dict[Path, Any] = {}
         self._profiles: Any = None  # the served profiles (`profile`), read once
+        self._cli = False  # the command line's Shop: its refusals name `--as`, a notebook's `as_=`
 
     def __repr__(self) -> str:
         who = f", as_={self._as!r}" if self._as else ""
@@ -86,9 +87,19 @@ class Shop:
     def authorize(self, action: str) -> str | None:
         """The name of the person allowed to do `action` (a `governance.PERMISSIONS` key), None in
         single-user mode; raises `AccessDenied` (audited) otherwise."""
+        from .errors import AccessDenied
         from .governance import authorize
 
-        person = authorize(self.workdir, action, name=self._as, key=self._key)
+        try:
+            person = authorize(self.workdir, action, name=self._as, key=self._key)
+        except AccessDenied as exc:
+            said = str(exc)
+            if not self._cli and "--as NAME" in said:  # a notebook has no flags: say its way
+                said = said.split(" with --as NAME")[0] + (
+                    ": Shop(W, as_=NAME, api_key=KEY), or SHELFWISE_AS and SHELFWISE_API_KEY"
+                )
+                raise AccessDenied(said) from None
+            raise
         return person.name if person else None
 
     @contextmanager

@@ -86,7 +86,7 @@ def test_permissions_and_audit_are_enforced_in_python(trained, tmp_path, monkeyp
 
     with pytest.raises(AccessDenied, match="ann \\(role analyst\\) may not train"):
         ann.train(models=["popularity"], **FAST)
-    with pytest.raises(AccessDenied, match="--as NAME"):
+    with pytest.raises(AccessDenied, match="say who you are: Shop\\(W, as_=NAME, api_key=KEY\\)"):
         Shop(work).evaluate()  # nobody: once people exist, say who you are
     with pytest.raises(AccessDenied, match="wrong API key"):
         Shop(work, as_="ann", api_key="swk_wrong").recommend("u1")
@@ -130,7 +130,7 @@ def test_rules_and_pending_events_need_an_identity_once_people_exist(tmp_path):
     ada = Shop(work, as_="ada", api_key=Shop(work).add_person("ada", "admin"))
     ann = Shop(work, as_="ann", api_key=ada.add_person("ann", "analyst"))
     for read in (Shop.rules, Shop.pending_events):
-        with pytest.raises(AccessDenied, match="--as NAME"):
+        with pytest.raises(AccessDenied, match="say who you are: Shop\\(W, as_=NAME, api_key=KEY\\)"):
             read(Shop(work))
         with pytest.raises(AccessDenied, match="wrong API key"):
             read(Shop(work, as_="ann", api_key="swk_wrong"))

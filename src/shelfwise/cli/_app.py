@@ -119,7 +119,9 @@ def shop(workdir: Path) -> Shop:
     SHELFWISE_API_KEY (the Shop checks the permission of every call and audits denials)."""
     from .._shop import Shop
 
-    return Shop(workdir)
+    s = Shop(workdir)
+    s._cli = True  # (its refusals say `--as NAME`, the flag)
+    return s
 
 
 def print_json(obj: Any) -> None:
