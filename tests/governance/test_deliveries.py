@@ -221,6 +221,8 @@ def test_an_order_lines_export_with_a_map_yields_events_products_and_users(tmp_p
         "2,o1,2024-02-01,c1,Ann Lee,ann@x.org,gold,s2,Pan,Kitchen,Pots,30,1\n"
         "3,o2,2024-02-03,c2,Bo Li,bo@x.org,silver,s1,Mug,Kitchen,Cups,12,1\n"
         "4,o3,2024-02-05,c1,Ann Lee,ann@x.org,platinum,s3,,Garden,,5,1\n"
+        # last in the file, first in time: an export is not always in date order
+        "5,o0,2024-01-15,c1,Ann Lee,ann@x.org,bronze,s1,Mug (old name),Kitchen,Cups,14,1\n"
     )
     (d / "export.csv").rename(d / "orders.csv")
     (d / "shelfwise.toml").write_text(
@@ -229,23 +231,28 @@ def test_an_order_lines_export_with_a_map_yields_events_products_and_users(tmp_p
     )
     out = json.loads(sw("ingest", "--data", str(d), "--workdir", str(tmp_path / "w"), "--json").stdout)
     ev, pr, us = (out["tables"][t] for t in ("events", "products", "users"))
-    assert (ev["rows_in"], ev["rows_curated"]) == (4, 4) and ev["balanced"]
-    # s3 has no title: quarantined in products, still a known product for its event
+    assert (ev["rows_in"], ev["rows_curated"]) == (5, 5) and ev["balanced"]
+    # s3 has no title: quarantined in products, still a known product for its event; s1 has
+    # two titles: one row, its latest line's (it was two rows, one quarantined duplicate_key)
     assert (pr["rows_in"], pr["rows_curated"], pr["reasons"]) == (3, 2, {"missing_required": 1})
-    assert pr["derived"].startswith("one row per product id and title of the order lines in orders.csv")
+    assert pr["derived"].startswith(
+        "one row per product id of the order lines in orders.csv, as its latest line"
+    )
+    assert "1 product id(s) carry more than one title" in pr["derived"]
     assert (us["rows_in"], us["rows_curated"]) == (2, 2) and us["balanced"]
     assert set(us["personal_columns_dropped"]) == {"Client Name", "Client Email"}
     w = tmp_path / "w"
     assert curated_rows(w, "SELECT product_id, title, category, price FROM curated.products ORDER BY 1") == [
-        ("s1", "Mug", "Kitchen > Cups", 11.0),  # the median of 20 / 2 and 12 / 1
+        ("s1", "Mug", "Kitchen > Cups", 12.0),  # the median of 20 / 2, 12 / 1 and 14 / 1
         ("s2", "Pan", "Kitchen > Pots", 30.0),
     ]
     assert curated_rows(w, "SELECT DISTINCT event_type FROM curated.events") == [("purchase",)]
-    assert curated_rows(w, "SELECT sum(quantity), sum(value) FROM curated.events") == [(5.0, 67.0)]
+    assert curated_rows(w, "SELECT sum(quantity), sum(value) FROM curated.events") == [(6.0, 81.0)]
     users = curated_rows(
         w, "SELECT * EXCLUDE (consent_personalization, consent_marketing) FROM curated.users ORDER BY x_tier"
     )
-    assert [u[1:] for u in users] == [("platinum",), ("silver",)]  # c1's last line says platinum
+    # c1's latest order (Feb 5) says platinum; the file's last line (an older order) bronze
+    assert [u[1:] for u in users] == [("platinum",), ("silver",)]
     cols = {r[0] for r in curated_rows(w, "DESCRIBE curated.users")} | {
         r[0] for r in curated_rows(w, "DESCRIBE raw.users")
     }

@@ -1145,3 +1145,36 @@ def test_forecast_demand_censors_only_after_the_catalog_said_in_stock():
     known = products.assign(in_stock_until=[ds[29] + pd.Timedelta(days=2), pd.NaT])
     assert forecast_demand(weekly, unknown, as_of, horizon_weeks=2)[1].censored_weeks == 3
     assert forecast_demand(weekly, known, as_of, horizon_weeks=2)[1].censored_weeks == 1
+
+
+def test_an_old_sales_history_under_todays_views_is_refused_not_forecast_as_zero():
+    """A shop's 30 weeks of sales end in 2024 and one served view came today: as-of defaulted
+    to that view and every forecast was 0.0 (the years between read as weeks without a sale).
+    More than half a year without a sale while events go on is refused, naming the --as-of that
+    forecasts from the sales; ten quiet weeks are said beside the forecasts."""
+    from shelfwise.errors import ShelfwiseError
+    from shelfwise.insights._demand import NoDataWarning, forecast_demand
+
+    def history(quiet_weeks: int) -> tuple[pd.DataFrame, pd.Timestamp]:
+        ds = pd.date_range("2024-01-01", periods=30, freq="7D")
+        rows = [{"product_id": "A", "ds": d, "units": 10.0, "orders": 10.0, "interest": 20.0, "first_seen": ds[0]}
+                for d in ds]  # fmt: skip
+        views = pd.date_range(ds[-1] + pd.Timedelta(weeks=1), periods=quiet_weeks, freq="7D")
+        rows += [{"product_id": "A", "ds": d, "units": 0.0, "orders": 0.0, "interest": 3.0, "first_seen": ds[0]}
+                 for d in views]  # fmt: skip
+        weekly = pd.DataFrame(rows)
+        last = views[-1] + pd.Timedelta(days=6, hours=20)  # a view on that week's Sunday
+        weekly.attrs["last_event"] = last
+        return weekly, last
+
+    weekly, last = history(40)
+    # (the week as-of falls in is not complete: 39 complete weeks without a sale)
+    with pytest.raises(ShelfwiseError, match=r"no sale in the 39 weeks .*--as-of 2024-07-28"):
+        forecast_demand(weekly, _catalog("A"), last, horizon_weeks=2)
+    weekly, last = history(10)
+    with pytest.warns(NoDataWarning, match="no sale in the 9 weeks before as-of"):
+        fc, info, _ = forecast_demand(weekly, _catalog("A"), last, horizon_weeks=2)
+    assert "no sale in the 9 weeks" in (info.warning or "") and len(fc)
+    weekly, last = history(3)  # a few quiet weeks: nothing said
+    fc, info, _ = forecast_demand(weekly, _catalog("A"), last, horizon_weeks=2)
+    assert info.warning is None

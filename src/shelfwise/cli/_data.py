@@ -193,6 +193,7 @@ def convert(
         "out": str(res.out),
         "files": res.files,
         "passed_through": res.passed_through,
+        "cleaned": res.cleaned,
     }
     if as_json:
         print_json(info)
@@ -200,6 +201,8 @@ def convert(
         typer.echo(
             f"{src} ({res.format}) -> {out}: " + ", ".join(f"{k} {v:,} rows" for k, v in res.files.items())
         )
+        for what, n in res.cleaned.items():  # the source's known debris, and what became of it
+            typer.echo(f"  cleaned: {what} ({n:,} rows)")
 
 
 @app.command()

@@ -11,8 +11,10 @@ from __future__ import annotations
 import ast
 import csv
 import gzip
+import html
 import io
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +32,9 @@ class ConvertResult:
     out: Path
     files: dict[str, int] = field(default_factory=dict)  # canonical file -> rows written
     passed_through: int = 0  # source lines that could not be parsed, written for the quarantine
+    # fields a format is known to carry scraping debris in, cleaned on the way: what, how many
+    # (a page's markup for a title: the title taken from the description; CSS for a price: none)
+    cleaned: dict[str, int] = field(default_factory=dict)
 
 
 def _open_text(path: Path) -> IO[str]:
@@ -254,24 +259,66 @@ def convert_amazon_reviews(src: Path, out: Path) -> ConvertResult:
             cats = m.get("category") or m.get("categories") or []
             if cats and isinstance(cats[0], list):  # 2014: a list of category paths
                 cats = cats[0]
+            cats = [html.unescape(str(c)) for c in cats]  # ("Arts, Music &amp; Photography")
             desc = m.get("description")
             if isinstance(desc, list):
                 desc = " ".join(str(d) for d in desc)
             attrs = {k: m[k] for k in ("feature", "details", "main_cat", "rank", "date") if m.get(k)}
+            title = _markup_free(m.get("title"))
+            if title is None and m.get("title"):
+                # Amazon's 2018 metadata often holds a fragment of the page's markup where the
+                # title was (`<span class="a-size-medium ...`: 93% of Magazine Subscriptions):
+                # the description's first sentence names the product, else brand and category
+                title = (
+                    _first_sentence(desc)
+                    or " - ".join(str(x) for x in (m.get("brand"), cats[-1] if cats else None) if x)
+                    or None
+                )
+                key = "products.title: markup replaced by " + ("a derived title" if title else "nothing")
+                res.cleaned[key] = res.cleaned.get(key, 0) + 1
+            price = m.get("price")
+            if isinstance(price, str) and price.strip() and not _PRICE.fullmatch(price.strip()):
+                price = None  # a page's CSS or script where the price was: no price, not a bad row
+                res.cleaned["products.price: not a price, left empty"] = (
+                    res.cleaned.get("products.price: not a price, left empty", 0) + 1
+                )
             pw.write(
                 {
                     "product_id": m.get("asin"),
-                    "title": m.get("title"),
+                    "title": title,
                     "description": desc,
-                    "category": " > ".join(str(c) for c in cats) if cats else None,
+                    "category": " > ".join(cats) if cats else None,
                     "brand": m.get("brand"),
-                    "price": m.get("price"),
+                    "price": price,
                     "attributes": json.dumps(attrs, ensure_ascii=False) if attrs else None,
                 }
             )
         pw.close()
         res.files["products.jsonl"] = pw.rows
     return res
+
+
+_PRICE = re.compile(r"\$?\s*\d[\d,]*(\.\d+)?(\s*-\s*\$?\s*\d[\d,]*(\.\d+)?)?")
+_MARKUP = re.compile(r"<|/>|\{|\}|&[a-z]+;|&#\d+;")
+
+
+def _markup_free(text: Any) -> str | None:
+    """A field's text when it is text, None when it is (a piece of) a web page's markup."""
+    if not isinstance(text, str) or not text.strip():
+        return None
+    text = " ".join(html.unescape(text).split())
+    return None if _MARKUP.search(text) or not re.search(r"[^\W\d_]{2}", text) else text
+
+
+def _first_sentence(text: Any, limit: int = 100) -> str | None:
+    """A description's first sentence as a title (cut at a word, up to `limit` characters)."""
+    clean = _markup_free(text)
+    if clean is None:
+        return None
+    first = re.split(r"(?<=[.!?])\s", clean, maxsplit=1)[0].rstrip(".")
+    if len(first) > limit:
+        first = first[:limit].rsplit(" ", 1)[0] + "..."
+    return first or None
 
 
 # ---------------------------------------------------------------------------------------------

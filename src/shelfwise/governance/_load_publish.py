@@ -144,6 +144,7 @@ def publish(st: LoadState) -> None:
     )
     if st.mode == "append" and not appending:  # the table's first load: every valid row is new
         tr.rows_updated, tr.rows_unchanged = 0, 0
+    supersede_open(st)
     tv = wh.publish(contract.name, source_sql, run_id, contract.version)
     for c in pseudo_cols:
         wh.sql(f"DROP TABLE _pseudo_{c}")  # the raw -> pseudonym map never persists
@@ -189,6 +190,24 @@ def quarantined_before(st: LoadState, raw: str) -> str:
     return (
         f"{raw}::VARCHAR IN (SELECT raw::VARCHAR FROM quarantine.rows "
         f"WHERE table_name = {lit(table)} AND run_id <> {lit(run_id)})"
+    )
+
+
+def supersede_open(st: LoadState) -> None:
+    """A full snapshot replaces its table, and with it what earlier loads left open in the
+    quarantine: a row the new snapshot no longer holds as it was (fixed and curated now, or
+    gone) is `superseded` by this load, not open for ever (a corrected re-export left 300 rows
+    "open" that the same load had curated). A bad row the snapshot sends again stays open once:
+    its copy in this load is `redelivered` (`quarantined_before`). Appends (daily deliveries,
+    absorbs, re-processing) add to the table and supersede nothing."""
+    if st.mode == "append":
+        return
+    table, run_id = lit(st.name), lit(st.run_id)
+    st.wh.sql(
+        f"""UPDATE quarantine.rows SET status = 'superseded', resolved_run_id = {run_id}
+            WHERE table_name = {table} AND status = 'open' AND run_id <> {run_id}
+              AND NOT EXISTS (SELECT 1 FROM quarantine.rows n WHERE n.table_name = {table}
+                              AND n.run_id = {run_id} AND n.raw::VARCHAR = quarantine.rows.raw::VARCHAR)"""
     )
 
 

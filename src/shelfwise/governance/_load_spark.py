@@ -47,6 +47,7 @@ from ._load_publish import (
     redelivery_details,
     same_row,
     sent_twice,
+    supersede_open,
     upsert_select,
 )
 from ._load_raw import tell_new_keys
@@ -528,6 +529,7 @@ def spark_publish(st: LoadState) -> None:
             FROM read_parquet('{qdir.as_posix()}/*.parquet') ORDER BY source_line""",
         [redelivered],
     )
+    supersede_open(st)
     tv = wh.publish_parquet(contract.name, f"{where.as_posix()}/*.parquet", st.run_id, contract.version)
     wh.sql(f"DROP VIEW {st.load}")
     shutil.rmtree(_tmp(st), ignore_errors=True)

@@ -3,16 +3,17 @@
 Shops export what their order system holds: one row per order line, with the customer's and the
 product's attributes repeated on every line (Tableau's "Superstore" sample is the classic case).
 When an events file names product attributes (a product title, by the column map or by name) and
-the dataset has no products file, the products are derived from it - one row per product id and
-title, with the category path (`Category > Sub-Category`), the brand, and a unit price (the price
-column, or the median of revenue / quantity / (1 - discount) over the product's lines). Likewise,
-without a users file, the customer's attributes (segment, region, ...: the value of their last
-line) become the users table. Both go through their contracts like any file: keys, cleaning,
+the dataset has no products file, the products are derived from it - one row per product id, its
+title, category path (`Category > Sub-Category`) and brand as its latest line says them (by the
+order's date, then the file's line; the ids with more than one title are counted in the notes),
+and a unit price (the price column, or the median of revenue / quantity / (1 - discount) over
+the product's lines). Likewise, without a users file, the customer's attributes (segment,
+region, ...: the value of their latest order) become the users table. Both go through their contracts like any file: keys, cleaning,
 quarantine, and the users contract leaves personal columns (names, postal codes) out. The events
 themselves are the file's rows, read as usual.
 
 A derived table is staged like a file: its rows carry the line of the order line they come from
-(the product's or customer's last one), so quarantine names the export's file and line.
+(the product's or customer's last one in the file), so quarantine names the export's file and line.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 from ..errors import SourceError
 from ..storage import StagedFile, Warehouse, stage_file
 from ..storage._sources import JSON_DELIMITER, LINE_COLUMN, PART_LINES
-from ._compile import lit, number_expr, q
+from ._compile import lit, number_expr, q, timestamp_expr
 from ._contracts import PRODUCTS, TableContract
 
 # headers (compared without case, spaces and punctuation) that continue a category path
@@ -175,6 +176,14 @@ def derive(
     def text(h: str) -> str:
         return f"nullif(trim({expr[h]}), '')"
 
+    # "latest" is by the order's date, then the file's line (an export is not always in date
+    # order: a customer's city from the last line of the file was not that of their last order
+    # for 566 of Superstore's 784 customers)
+    latest_key = "_line"
+    ts = events_mapping.get("timestamp")
+    if ts is not None:
+        latest_key = f"(coalesce({timestamp_expr(text(ts), day_first=_day_first(sql, rel, text(ts)))}, TIMESTAMP '0001-01-01'), _line)"
+
     if "products" in need:
         title = find("title", PRODUCTS)
         if title:
@@ -221,22 +230,39 @@ def derive(
             if how:
                 select.append(f"{unit} AS _unit")
             names = ["product_id", *cols]
-            group = ", ".join(q(n) for n in names)
+            # one row per product id: each attribute as its latest line says it (an export whose
+            # product id carries two titles made two rows, one quarantined `duplicate_key` in
+            # every delivery and the other taking turns as "the" title; the ids are counted)
+            attributes = ", ".join(
+                f"arg_max({q(c)}, _k) FILTER (WHERE {q(c)} IS NOT NULL) AS {q(c)}" for c in cols
+            )
             price_out = ", CAST(round(median(_unit), 2) AS VARCHAR) AS price" if how else ""
+            lines = f"SELECT _line, {latest_key} AS _k, {', '.join(select)} FROM {rel}"
             out.tables["products"] = _write(
                 sql,
                 staged,
                 staged_dir / "products.derived.staged",
-                f"""SELECT max(_line) AS {q(LINE_COLUMN)}, {group}{price_out} FROM (
-                      SELECT _line, {", ".join(select)} FROM {rel}) WHERE product_id IS NOT NULL
-                    GROUP BY {group} ORDER BY 1""",
+                f"""SELECT max(_line) AS {q(LINE_COLUMN)}, product_id, {attributes}{price_out} FROM (
+                      {lines}) WHERE product_id IS NOT NULL GROUP BY product_id ORDER BY 1""",
                 names + (["price"] if how else []),
             )
+            row = sql(
+                f"""SELECT count(*) FROM (SELECT product_id FROM ({lines}) WHERE product_id IS NOT NULL
+                    GROUP BY product_id HAVING count(DISTINCT title) > 1)"""
+            ).fetchone()
+            titled_twice = int(row[0]) if row else 0
             taken |= used - shared
             out.descriptions["products"] = (
-                f"one row per product id and title of the order lines in {staged.source.name}: "
+                f"one row per product id of the order lines in {staged.source.name}, as its latest line "
+                "says it: "
                 + ", ".join(f"{c} from {' > '.join(hs)}" for c, hs in cols.items())
                 + (f", price = {how}" if how else "")
+                + (
+                    f"; {titled_twice:,} product id(s) carry more than one title in the export (the "
+                    "latest line's is taken)"
+                    if titled_twice
+                    else ""
+                )
             )
     if "users" in need and uid is not None and order_lines:
         attrs = [
@@ -248,7 +274,8 @@ def derive(
         ]
         if attrs:
             latest = ", ".join(
-                f"arg_max({text(h)}, _line) FILTER (WHERE {text(h)} IS NOT NULL) AS {q(h)}" for h in attrs
+                f"arg_max({text(h)}, {latest_key}) FILTER (WHERE {text(h)} IS NOT NULL) AS {q(h)}"
+                for h in attrs
             )
             out.tables["users"] = _write(
                 sql,
@@ -260,7 +287,7 @@ def derive(
             )
             out.descriptions["users"] = (
                 f"one row per customer of the order lines in {staged.source.name}, with the attributes of "
-                f"their last line: {', '.join(attrs)} (personal ones are left out by the users contract)"
+                f"their latest order: {', '.join(attrs)} (personal ones are left out by the users contract)"
             )
     if out.tables:
         out.notes.append(
@@ -296,3 +323,16 @@ def _write(
 
 
 __all__ = ["OrderLines", "derive", "source_relation"]
+
+
+def _day_first(sql: Callable[[str], Any], rel: str, ts: str) -> bool:
+    """Whether the export writes slash dates day first (`25/01/2024`): some first field above 12
+    and no second one (as the events load tells it, `_load_rows.day_first_dates`), for ordering
+    a customer's lines by their dates."""
+    part = "TRY_CAST(regexp_extract(v, '^\\s*([0-9]{{1,2}})/([0-9]{{1,2}})/', {}) AS INTEGER)"
+    row = sql(
+        f"""SELECT count(*) FILTER (WHERE a > 12), count(*) FILTER (WHERE b > 12) FROM (
+              SELECT {part.format(1)} AS a, {part.format(2)} AS b FROM (
+                SELECT {ts} AS v FROM {rel} WHERE contains({ts}, '/') LIMIT 200000))"""
+    ).fetchone()
+    return bool(row and row[0] and not row[1])

@@ -111,6 +111,10 @@ INTEREST_TYPES = ("view", "click", "add_to_cart", "search")
 
 
 MAX_NO_DATA_WEEKS = 13  # --as-of further than this past the last event is refused
+# no sale in this many complete weeks before as-of while other events go on: the orders stream
+# looks stopped (served views of today over an old sales history), every forecast would be 0
+SALES_STOPPED_WEEKS = 26
+QUIET_SALES_WEEKS = 8  # no sale in this many weeks: said beside the forecasts (read as zero demand)
 # a series first sold in the current, partial week: no complete week to model, forecast at the
 # rate sold so far (`forecast_partial_week`)
 PARTIAL_WEEK_MODEL = "PartialWeekRate"
@@ -1233,6 +1237,24 @@ def forecast_demand(
             "there: ingest the newer events for forecasts that know them"
         )
         warnings.warn(warning, NoDataWarning, stacklevel=2)
+    sold = weekly.loc[weekly["units"] > 0, "ds"]
+    if len(sold):
+        last_sale = pd.Timestamp(sold.max())  # (the Monday of the last week with a sale)
+        quiet = int((last_week - last_sale) / WEEK)
+        if quiet > SALES_STOPPED_WEEKS:
+            raise ShelfwiseError(
+                f"no sale in the {quiet} weeks before --as-of {pd.Timestamp(as_of).date()} (the last in the "
+                f"week of {last_sale.date()}) while other events go on: the orders look missing, and every "
+                f"forecast would be zero; ingest the newer orders, or forecast from the sales history with "
+                f"--as-of {(last_sale + WEEK - pd.Timedelta(days=1)).date()}"
+            )
+        if quiet > QUIET_SALES_WEEKS:
+            said = (
+                f"no sale in the {quiet} weeks before as-of (the last in the week of {last_sale.date()}): "
+                "the forecasts read those weeks as zero demand; if orders are missing, ingest them"
+            )
+            warning = f"{warning}; {said}" if warning else said
+            warnings.warn(said, NoDataWarning, stacklevel=2)
     info = DemandModel(
         level=level,
         as_of=pd.Timestamp(as_of).isoformat(),
