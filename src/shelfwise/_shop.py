@@ -34,6 +34,11 @@ if TYPE_CHECKING:
 __all__ = ["Shop"]
 
 
+# the models whose lists owe nothing to the shopper's history: no "because" (their items were
+# explained by an item-neighbour model that did not choose them)
+UNEXPLAINED = frozenset({"popularity"})
+
+
 class SearchOptions(TypedDict, total=False):
     """What `/v1/search` takes besides the query (same names, same meanings): facet filters, the
     sort, the page's offset (up to 1,000) and the shopper the page is personalized for."""
@@ -400,8 +405,10 @@ class Shop:
                 # a shopper not personalized (no consent) is explained by nothing of theirs
                 personal = bool(ans.extra.get("personalized"))
                 user = snap.user_index.get(ans.user) if ans.user and personal else None
-                if explain and user is not None and ans.items:
+                if explain and user is not None and ans.items and ans.model not in UNEXPLAINED:
                     line["because"] = snap.recs.explain(user, snap.item_index[ans.items[0]])
+                elif explain:  # a list by popularity is not "because of" anything of theirs
+                    line["because"] = []
                 out.append(line)
             return out[0] if one else out
 

@@ -41,6 +41,8 @@ def test_recommend_and_search_answer_what_the_cli_writes(trained, tmp_path):
     assert shop.recommend(users[0], 5, explain=True) == cli[0]  # one id in: one answer out
     assert cli[-1]["source"] == "cold_start" and cli[0]["source"] != "cold_start"
     assert cli[0]["because"] and all(p.startswith("P0") for p in cli[0]["because"])  # shop ids
+    # a list by popularity owes nothing to the shopper's history: it was "because of" their items
+    assert shop.recommend(users[0], 5, model="popularity", explain=True)["because"] == []
 
     queries = ["black bike light", "", "navy running shoes"]
     (tmp_path / "q.csv").write_text(

@@ -27,7 +27,7 @@ def test_a_price_feed_prints_updated_rows_and_the_failing_check_not_ok(tmp_path,
     # it printed "added 9" (the table kept its 20 rows: nothing was added) and "[ok]"
     assert "added" not in words and "[ok]" not in words, lines[i]
     assert words[words.index("inserted") + 1] == "0" and words[words.index("updated") + 1] == "9", lines[i]
-    assert words[words.index("unchanged") + 1] == "0" and words[-1] == "[balanced]", lines[i]
+    assert words[words.index("re-sent") + 1] == "0" and words[-1] == "[balanced]", lines[i]
     # the load's verdict, the catalog's: FAILING (1 of 10 new rows, over 5%)
     assert lines[i + 1].split()[:2] == ["check", "FAILING:"] and "(10.0%" in lines[i + 1], lines[i + 1]
     assert "the table now has 20 rows" in lines[i + 1]

@@ -117,7 +117,7 @@ def test_a_day2_delivery_that_resends_part_of_day1_adds_exactly_the_new_rows(tmp
     text = sw("ingest", "--data", str(d2), "--workdir", str(work), "--append").stdout
     import re
 
-    assert re.search(r"events +in +13 +inserted +0 +unchanged +12 +quarantined +13", text), text
+    assert re.search(r"events +in +13 +inserted +0 +quarantined +13 +of them re-sent +12", text), text
     assert "the table now has 27 rows" in text
     snap = json.loads(sw("ingest", "--data", str(d2), "--workdir", str(work), "--json").stdout)
     # (a snapshot is the whole truth: day 2's catalog alone, its events naming p3-p5 unknown)

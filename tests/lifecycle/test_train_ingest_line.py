@@ -32,5 +32,5 @@ def test_trains_ingest_line_says_inserted_updated_unchanged_and_the_check(tmp_pa
         train(work, day4, TrainSettings(models=("popularity",)), log=log, append=True)
     line = said[-1]
     assert "added" not in line, line
-    assert "products 0 inserted / 9 updated / 0 unchanged / 1 quarantined" in line, line
+    assert "products 0 inserted / 9 updated / 1 quarantined / 0 of them re-sent" in line, line
     assert "(check FAILING: 1 of 10 new rows quarantined (10.0%" in line, line

@@ -147,16 +147,16 @@ def write_quality_report(workdir: str | Path, report: IngestReport) -> Path:
 
 def load_counts(t: TableReport) -> list[tuple[str, int]]:
     """What a table's load did, as (label, rows): a full load's curated rows; a delivery's
-    inserted, updated (keyed tables) and unchanged (re-delivered) rows - never "added", which
-    read as new rows for a price feed that only updated prices; then its quarantined rows."""
+    inserted and updated (keyed tables) rows - never "added", which read as new rows for a price
+    feed that only updated prices; then its quarantined rows, and for a delivery how many of
+    those were re-sent (rows curated before, unchanged: "inserted 354 unchanged 189 quarantined
+    221" did not visibly add up to its 575 rows, the 189 being among the 221)."""
     if t.mode == "append":
         keyed = bool((c := CONTRACTS.get(t.table)) and c.key)
         done = [("inserted", t.rows_inserted or 0)]
         done += [("updated", t.rows_updated or 0)] if keyed or t.rows_updated else []
-        done += [("unchanged", t.rows_unchanged or 0)]
-    else:
-        done = [("curated", t.rows_curated)]
-    return [*done, ("quarantined", t.rows_quarantined)]
+        return [*done, ("quarantined", t.rows_quarantined), ("of them re-sent", t.rows_unchanged or 0)]
+    return [("curated", t.rows_curated), ("quarantined", t.rows_quarantined)]
 
 
 def summary_lines(report: IngestReport) -> list[str]:

@@ -94,7 +94,8 @@ class Recommendations:
 
     def explain(self, user: int, item: int) -> list[str]:
         """The user's recent items that most raise `item`'s score under the transitions or
-        item-neighbour model (the most readable reason), else the most recent items."""
+        item-neighbour model (the most readable reason); none when the bundle has neither (the
+        user's latest items, given as "because" of any item, explained nothing)."""
         inter = self.bundle.interactions
         seq = inter.sequence(user)
         for name in ("transitions", "itemknn"):
@@ -102,4 +103,4 @@ class Recommendations:
             if m is not None:
                 single = Interactions.of_one_user(seq, inter.item_ids)
                 return [str(inter.item_ids[c["item"]]) for c in m.explain(0, item, history=single)]
-        return [str(inter.item_ids[i]) for i in seq[-3:][::-1]]
+        return []

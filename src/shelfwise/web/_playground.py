@@ -202,7 +202,8 @@ def shopper(service: Any, user_id: str, k: int = 10) -> dict[str, Any]:
     reasons: dict[str, list[str]] = {}
     model = snap.bundle.models.get(ans.model)
     hist = snap.history(u, list(recent)) if (u is not None or recent) else None
-    if hist is not None and ans.source != "cold_start":
+    # (a list by popularity owes nothing to the shopper's history: no "because of")
+    if hist is not None and ans.source != "cold_start" and ans.model != "popularity":
         expl = next(
             (snap.bundle.models[n] for n in ("transitions", "itemknn") if n in snap.bundle.models), None
         )
