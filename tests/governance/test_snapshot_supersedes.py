@@ -19,7 +19,7 @@ def _write(data: Path, kinds: list[str], day: int = 1) -> None:
 
 def test_a_corrected_snapshot_supersedes_the_rows_it_fixed_and_keeps_one_open_copy(tmp_path):
     data, work = tmp_path / "d", tmp_path / "w"
-    _write(data, ["view", "bought", "bought", "nonsense"])
+    _write(data, ["view", "borrowed", "borrowed", "nonsense"])
     Shop(work).ingest(data)
     q = Quarantine(work)
     assert len(q.list("events", None, "open", limit=None)) == 3
@@ -29,11 +29,11 @@ def test_a_corrected_snapshot_supersedes_the_rows_it_fixed_and_keeps_one_open_co
     still = q.list("events", None, "open", limit=None)
     assert [r["raw"]["event_type"] for r in still] == ["nonsense"] and len(still) == 1
     superseded = q.list("events", None, "superseded", limit=None)
-    assert sorted(r["raw"]["event_type"] for r in superseded) == ["bought", "bought"]
+    assert sorted(r["raw"]["event_type"] for r in superseded) == ["borrowed", "borrowed"]
     again = q.list("events", None, "redelivered", limit=None)  # its copy in the new load
     assert [r["raw"]["event_type"] for r in again] == ["nonsense"]
     # an append (a daily delivery) adds to the table: it supersedes nothing
     day2 = tmp_path / "d2"
-    _write(day2, ["view", "bought"], day=2)
+    _write(day2, ["view", "borrowed"], day=2)
     Shop(work).ingest(day2, append=True)
     assert len(q.list("events", None, "open", limit=None)) == 1 + 1  # nonsense, and the new bought

@@ -87,9 +87,12 @@ def quarantine_list(
         typer.echo(f"{s['table']:<10} {s['reason']:<22} {s['status']:<10} {s['rows']:>8,}")
     typer.echo("")
     for r in res["rows"]:
+        # (a detail quoting a field holds it whole: 5 KB of a page's CSS in a price filled the
+        # screen; --json and `quarantine export` keep it whole)
+        detail = r["detail"] if len(r["detail"] or "") <= 200 else r["detail"][:197] + "..."
         typer.echo(
             f"#{r['quarantine_id']} {r['table']} {Path(r['source_file']).name}:{r['source_line']} "
-            f"[{r['reason']}] {r['detail']}"
+            f"[{r['reason']}] {detail}"
         )
 
 

@@ -135,6 +135,8 @@ _EVENT_SYNONYMS = (
     ("transaction", "purchase"),
     ("order", "purchase"),
     ("buy", "purchase"),
+    ("bought", "purchase"),
+    ("sale", "purchase"),
     ("review", "rating"),
     ("query", "search"),
 )
