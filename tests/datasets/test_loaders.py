@@ -86,6 +86,10 @@ def test_amazon_metadata_debris_is_cleaned_and_counted(tmp_path):
          "description": ["Written by and for musicians. Covers many styles."], "category": ["Magazines", "Arts, Music &amp; Photography"]},
         {"asin": "A2", "title": ' Magazines" />', "brand": "String Letter", "category": ["Magazines", "Music"], "price": "$12.99"},
         {"asin": "A3", "title": "Woman&#39;s Day", "price": "$5.00 - $9.00"},
+        # (from a review: braces and a "<" are text; a description's tags are taken out first)
+        {"asin": "A4", "title": "Rolling Stone June 19 2014{the Country Issue}"},
+        {"asin": "A5", "title": "Kids <12"},
+        {"asin": "A6", "title": "<span class=\"a-size", "description": ["<p>The <b>best</b> of jazz. Monthly.</p>"]},
     ]  # fmt: skip
     (d / "meta_Mags.json").write_text("".join(json.dumps(m) + "\n" for m in metas))
     res = convert(d, tmp_path / "out", "amazon")
@@ -97,8 +101,13 @@ def test_amazon_metadata_debris_is_cleaned_and_counted(tmp_path):
     assert got["A1"]["category"] == "Magazines > Arts, Music & Photography"
     assert got["A2"]["title"] == "String Letter - Music" and got["A2"]["price"] == "$12.99"
     assert got["A3"]["title"] == "Woman's Day" and got["A3"]["price"] == "$5.00 - $9.00"
+    assert (
+        got["A4"]["title"] == "Rolling Stone June 19 2014{the Country Issue}"
+        and got["A5"]["title"] == "Kids <12"
+    )
+    assert got["A6"]["title"] == "The best of jazz"
     assert res.cleaned == {
-        "products.title: markup replaced by a derived title": 2,
+        "products.title: markup replaced by a derived title": 3,
         "products.price: not a price, left empty": 1,
     }
 

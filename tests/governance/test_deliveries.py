@@ -117,7 +117,7 @@ def test_a_day2_delivery_that_resends_part_of_day1_adds_exactly_the_new_rows(tmp
     text = sw("ingest", "--data", str(d2), "--workdir", str(work), "--append").stdout
     import re
 
-    assert re.search(r"events +in +13 +inserted +0 +quarantined +13 +of them re-sent +12", text), text
+    assert re.search(r"events +in +13 +inserted +0 +quarantined +13 +of them re-sent +13", text), text
     assert "the table now has 27 rows" in text
     snap = json.loads(sw("ingest", "--data", str(d2), "--workdir", str(work), "--json").stdout)
     # (a snapshot is the whole truth: day 2's catalog alone, its events naming p3-p5 unknown)
@@ -861,3 +861,23 @@ def test_a_plain_events_file_beside_a_mapped_catalog_yields_no_customers(tmp_pat
     (d / "shelfwise.toml").write_text('[map.products]\nproduct_id = "sku"\ntitle = "Name"\n')
     report = Ingestor(tmp_path / "w").run(d)
     assert set(report.tables) == {"products", "events"}
+
+
+def test_an_order_lines_delivery_orders_its_dates_as_the_table_read_them_before(tmp_path):
+    """(From a review.) A customer's attributes are their latest order's: a day-first shop's
+    delivery whose dates are all <= 12 (`01/03/2024`, `12/02/2024`) is ordered day first, as
+    the events table's earlier files told, not month first (which made Dec 2 the latest)."""
+    head = "Order ID,Order Date,Customer ID,Tier,Product ID,Product Name,Sales,Quantity\n"
+    day1, day2 = tmp_path / "d1", tmp_path / "d2"
+    day1.mkdir()
+    day2.mkdir()
+    (day1 / "orders.csv").write_text(head + "o1,25/01/2024,c1,gold,s1,Mug,10,1\n")  # day first: told
+    # the later order (1 March) first in the file, then 12 February
+    (day2 / "orders.csv").write_text(
+        head + "o3,01/03/2024,c1,platinum,s1,Mug,10,1\no2,12/02/2024,c1,silver,s1,Mug,10,1\n"
+    )
+    work = tmp_path / "w"
+    sw("ingest", "--data", str(day1), "--workdir", str(work))
+    sw("ingest", "--data", str(day2), "--workdir", str(work), "--append")
+    tiers = curated_rows(work, "SELECT x_tier FROM curated.users")
+    assert tiers == [("platinum",)], tiers

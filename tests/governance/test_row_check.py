@@ -39,6 +39,7 @@ CASES: list[tuple[dict[str, str], Reason | None]] = [
     ({"user_id": "u8", "product_id": "", "event_type": "QUERY", "timestamp": "2024-03-01T10:00:00Z", "query": "tea"}, None),
     ({"user_id": "u8", "product_id": "", "event_type": "transaction", "timestamp": "2024-03-01T10:00:00Z"}, Reason.MISSING_REQUIRED),
     ({"user_id": "u8", "product_id": "", "event_type": "Bought", "timestamp": "2024-03-01T10:00:00Z"}, Reason.MISSING_REQUIRED),
+    ({"user_id": "u8", "product_id": "", "event_type": "sale", "timestamp": "2024-03-01T10:00:00Z"}, Reason.MISSING_REQUIRED),
     # what exports write: "no value" words, decimal commas, ids written as floats, non-ISO dates
     ({"user_id": "nan", "product_id": "P1", "event_type": "view", "timestamp": "2024-03-01T10:00:00Z"}, Reason.MISSING_REQUIRED),
     ({"user_id": "u9", "product_id": "P1", "event_type": "NULL", "timestamp": "2024-03-01T10:00:00Z"}, Reason.INVALID_VALUE),

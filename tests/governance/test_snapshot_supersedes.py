@@ -23,7 +23,9 @@ def test_a_corrected_snapshot_supersedes_the_rows_it_fixed_and_keeps_one_open_co
     Shop(work).ingest(data)
     q = Quarantine(work)
     assert len(q.list("events", None, "open", limit=None)) == 3
-    _write(data, ["view", "purchase", "purchase", "nonsense"])  # two fixed, one still bad
+    _write(
+        data, ["view", "purchase", "purchase", "nonsense"]
+    )  # two fixed (borrowed: no event type), one still bad
     rep = Shop(work).ingest(data)
     assert rep.tables["events"].rows_curated == 3
     still = q.list("events", None, "open", limit=None)
@@ -36,4 +38,34 @@ def test_a_corrected_snapshot_supersedes_the_rows_it_fixed_and_keeps_one_open_co
     day2 = tmp_path / "d2"
     _write(day2, ["view", "borrowed"], day=2)
     Shop(work).ingest(day2, append=True)
-    assert len(q.list("events", None, "open", limit=None)) == 1 + 1  # nonsense, and the new bought
+    assert len(q.list("events", None, "open", limit=None)) == 1 + 1  # nonsense, and the new borrowed
+
+
+def test_a_bad_row_dropped_then_sent_again_is_open_and_served_rejections_stay(tmp_path):
+    """(From a review.) A bad row a snapshot dropped (superseded) and a later one sends again was
+    filed as a copy of it (`redelivered`), leaving nothing open to fix; it is open again. A full
+    events snapshot does not supersede the served events the server rejected (never the
+    export's); the load says how many rows it superseded."""
+    import duckdb
+
+    data, work = tmp_path / "d", tmp_path / "w"
+    _write(data, ["view", "nonsense"])
+    Shop(work).ingest(data)
+    q = Quarantine(work)
+    # a served event the server rejected, as the absorb quarantines it
+    con = duckdb.connect(str(work / "warehouse.duckdb"))
+    con.execute(
+        """INSERT INTO quarantine.rows SELECT nextval('quarantine.qid_seq'), 'absorb-run', 'events',
+           'http:server-1', 1, 'invalid_value', ['invalid_value'], 'event_type: teleport',
+           '{"user_id": "u9", "event_type": "teleport"}'::JSON, 'open', now()::TIMESTAMP, NULL"""
+    )
+    con.close()
+    _write(data, ["view"])  # dropped
+    rep = Shop(work).ingest(data)
+    assert any("1 quarantined row(s) of earlier loads superseded" in n for n in rep.notes), rep.notes
+    open_rows = q.list("events", None, "open", limit=None)
+    assert [r["source_file"] for r in open_rows] == ["http:server-1"]  # the server's stays open
+    _write(data, ["view", "nonsense"])  # back
+    Shop(work).ingest(data)
+    again = q.list("events", None, "open", limit=None)
+    assert sorted(r["raw"]["event_type"] for r in again) == ["nonsense", "teleport"]

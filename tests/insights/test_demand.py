@@ -1148,33 +1148,34 @@ def test_forecast_demand_censors_only_after_the_catalog_said_in_stock():
 
 
 def test_an_old_sales_history_under_todays_views_is_refused_not_forecast_as_zero():
-    """A shop's 30 weeks of sales end in 2024 and one served view came today: as-of defaulted
-    to that view and every forecast was 0.0 (the years between read as weeks without a sale).
-    More than half a year without a sale while events go on is refused, naming the --as-of that
-    forecasts from the sales; ten quiet weeks are said beside the forecasts."""
+    """A shop's 30 weeks of sales end in 2024 and served views go on: as-of defaulted to the
+    last view and every forecast was 0.0 (the weeks between read as weeks without a sale). More
+    than a year without a sale, and never so long before, is refused, naming the --as-of that
+    forecasts from the sales; ten quiet weeks are said beside the forecasts; a seasonal shop,
+    quiet most of every year, is neither (a reviewer's Christmas shop was refused)."""
     from shelfwise.errors import ShelfwiseError
     from shelfwise.insights._demand import NoDataWarning, forecast_demand
 
-    def history(quiet_weeks: int) -> tuple[pd.DataFrame, pd.Timestamp]:
-        ds = pd.date_range("2024-01-01", periods=30, freq="7D")
-        rows = [{"product_id": "A", "ds": d, "units": 10.0, "orders": 10.0, "interest": 20.0, "first_seen": ds[0]}
-                for d in ds]  # fmt: skip
-        views = pd.date_range(ds[-1] + pd.Timedelta(weeks=1), periods=quiet_weeks, freq="7D")
-        rows += [{"product_id": "A", "ds": d, "units": 0.0, "orders": 0.0, "interest": 3.0, "first_seen": ds[0]}
-                 for d in views]  # fmt: skip
+    def history(sales: list[int], weeks: int) -> tuple[pd.DataFrame, pd.Timestamp]:
+        ds = pd.date_range("2022-01-03", periods=weeks, freq="7D")
+        rows = [{"product_id": "A", "ds": d, "units": 10.0 if i in sales else 0.0, "orders": 10.0 if i in sales else 0.0,
+                 "interest": 20.0, "first_seen": ds[0]} for i, d in enumerate(ds)]  # fmt: skip
         weekly = pd.DataFrame(rows)
-        last = views[-1] + pd.Timedelta(days=6, hours=20)  # a view on that week's Sunday
+        last = ds[-1] + pd.Timedelta(days=6, hours=20)  # a view on the last week's Sunday
         weekly.attrs["last_event"] = last
         return weekly, last
 
-    weekly, last = history(40)
-    # (the week as-of falls in is not complete: 39 complete weeks without a sale)
-    with pytest.raises(ShelfwiseError, match=r"no sale in the 39 weeks .*--as-of 2024-07-28"):
+    weekly, last = history(list(range(30)), 30 + 61)  # 60 complete weeks without a sale
+    with pytest.raises(ShelfwiseError, match=r"no sale in the 60 complete weeks .*--as-of 2022-07-31"):
         forecast_demand(weekly, _catalog("A"), last, horizon_weeks=2)
-    weekly, last = history(10)
-    with pytest.warns(NoDataWarning, match="no sale in the 9 weeks before as-of"):
+    weekly, last = history(list(range(30)), 30 + 11)
+    with pytest.warns(NoDataWarning, match="no sale in the 10 complete weeks"):
         fc, info, _ = forecast_demand(weekly, _catalog("A"), last, horizon_weeks=2)
-    assert "no sale in the 9 weeks" in (info.warning or "") and len(fc)
-    weekly, last = history(3)  # a few quiet weeks: nothing said
+    assert "no sale in the 10 complete weeks" in (info.warning or "") and len(fc)
+    weekly, last = history(list(range(30)), 30 + 4)  # a few quiet weeks: nothing said
+    assert forecast_demand(weekly, _catalog("A"), last, horizon_weeks=2)[1].warning is None
+    # a Christmas shop: sales in 8 weeks of each year, as-of in late October of the third
+    season = [w for y in range(3) for w in range(44 + 52 * y, 52 + 52 * y) if w < 52 * 2 + 52]
+    weekly, last = history([w for w in season if w < 104], 104 + 43)
     fc, info, _ = forecast_demand(weekly, _catalog("A"), last, horizon_weeks=2)
-    assert info.warning is None
+    assert info.warning is None and len(fc)

@@ -299,15 +299,21 @@ def convert_amazon_reviews(src: Path, out: Path) -> ConvertResult:
 
 
 _PRICE = re.compile(r"\$?\s*\d[\d,]*(\.\d+)?(\s*-\s*\$?\s*\d[\d,]*(\.\d+)?)?")
-_MARKUP = re.compile(r"<|/>|\{|\}|&[a-z]+;|&#\d+;")
+_TAG = re.compile(r"</?[A-Za-z][^<>]*>")  # a whole tag (`Kids <12` holds none)
+_SCRIPT = re.compile(r"<(script|style)\b[^>]*>.*?(</\1\s*>|$)", re.IGNORECASE | re.DOTALL)
+_CODE = re.compile(r"<[A-Za-z!/]|/>|\{[^{}]*:[^{}]*;|<script|<style", re.IGNORECASE)
 
 
 def _markup_free(text: Any) -> str | None:
-    """A field's text when it is text, None when it is (a piece of) a web page's markup."""
+    """A field's text with whole tags taken out (`<b>Allure</b>` is Allure); None when what is
+    left is still (a piece of) a web page's markup or code: a tag cut short (`<span class="...`),
+    a tag's end (` Magazines" />`), CSS (`.a-box{color:#fff;}`). Braces alone are text
+    (`June 19 2014{the Country Issue}`), as are a lone letter or a number (`Q`, `2600`)."""
     if not isinstance(text, str) or not text.strip():
         return None
-    text = " ".join(html.unescape(text).split())
-    return None if _MARKUP.search(text) or not re.search(r"[^\W\d_]{2}", text) else text
+    text = _SCRIPT.sub(" ", html.unescape(text))  # (a script's or style's content is code, not text)
+    text = " ".join(_TAG.sub(" ", text).split())
+    return None if not text or _CODE.search(text) or not re.search(r"\w", text) else text
 
 
 def _first_sentence(text: Any, limit: int = 100) -> str | None:
@@ -315,9 +321,9 @@ def _first_sentence(text: Any, limit: int = 100) -> str | None:
     clean = _markup_free(text)
     if clean is None:
         return None
-    first = re.split(r"(?<=[.!?])\s", clean, maxsplit=1)[0].rstrip(".")
+    first = re.split(r"(?<=[.!?])\s", clean, maxsplit=1)[0].rstrip(".").strip()
     if len(first) > limit:
-        first = first[:limit].rsplit(" ", 1)[0] + "..."
+        first = first[:limit].rsplit(" ", 1)[0].rstrip(" ,;:-") + "..."
     return first or None
 
 

@@ -183,13 +183,15 @@ def quarantined_before(st: LoadState, raw: str) -> str:
     load of the table: a re-sent bad row is in the quarantine once, open, and its copies
     `redelivered` (still counted in each load's quarantined rows), not one more open row per
     re-send. Never in a re-processing: a row failing again there is the quarantine's open row
-    (its earlier row is superseded by it)."""
+    (its earlier row is superseded by it). An earlier row `superseded` is no longer the
+    quarantine's (a full snapshot dropped it, `supersede_open`): a bad row that comes back is
+    open again, not a copy of nothing open."""
     if st.reprocess:
         return "false"
     table, run_id = st.name, st.run_id
     return (
         f"{raw}::VARCHAR IN (SELECT raw::VARCHAR FROM quarantine.rows "
-        f"WHERE table_name = {lit(table)} AND run_id <> {lit(run_id)})"
+        f"WHERE table_name = {lit(table)} AND run_id <> {lit(run_id)} AND status <> 'superseded')"
     )
 
 
@@ -199,16 +201,25 @@ def supersede_open(st: LoadState) -> None:
     gone) is `superseded` by this load, not open for ever (a corrected re-export left 300 rows
     "open" that the same load had curated). A bad row the snapshot sends again stays open once:
     its copy in this load is `redelivered` (`quarantined_before`). Appends (daily deliveries,
-    absorbs, re-processing) add to the table and supersede nothing."""
+    absorbs, re-processing) add to the table and supersede nothing, and neither does a snapshot
+    supersede the served events the server rejected (`http:` sources: never the export's).
+    The load's notes say how many."""
     if st.mode == "append":
         return
     table, run_id = lit(st.name), lit(st.run_id)
-    st.wh.sql(
+    row = st.wh.sql(
         f"""UPDATE quarantine.rows SET status = 'superseded', resolved_run_id = {run_id}
             WHERE table_name = {table} AND status = 'open' AND run_id <> {run_id}
+              AND NOT starts_with(source_file, 'http:')
               AND NOT EXISTS (SELECT 1 FROM quarantine.rows n WHERE n.table_name = {table}
-                              AND n.run_id = {run_id} AND n.raw::VARCHAR = quarantine.rows.raw::VARCHAR)"""
-    )
+                              AND n.run_id = {run_id} AND n.raw::VARCHAR = quarantine.rows.raw::VARCHAR)
+            RETURNING 1"""
+    ).fetchall()
+    if row:
+        st.note(
+            f"{st.name}: {len(row):,} quarantined row(s) of earlier loads superseded: this full snapshot no "
+            "longer sends them as they were (fixed and curated, or gone)"
+        )
 
 
 def account(st: LoadState, tv: TableVersion, added: int | None) -> None:

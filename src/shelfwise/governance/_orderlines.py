@@ -326,13 +326,26 @@ __all__ = ["OrderLines", "derive", "source_relation"]
 
 
 def _day_first(sql: Callable[[str], Any], rel: str, ts: str) -> bool:
-    """Whether the export writes slash dates day first (`25/01/2024`): some first field above 12
-    and no second one (as the events load tells it, `_load_rows.day_first_dates`), for ordering
-    a customer's lines by their dates."""
+    """Whether the export writes slash dates day first (`25/01/2024`), for ordering a customer's
+    lines by their dates: some first field above 12 and no second one, or the reverse; when the
+    file does not tell (every field up to 12), as the events table's earlier files told
+    (`meta.date_orders`, what the events load reads them by), else month first."""
     part = "TRY_CAST(regexp_extract(v, '^\\s*([0-9]{{1,2}})/([0-9]{{1,2}})/', {}) AS INTEGER)"
     row = sql(
         f"""SELECT count(*) FILTER (WHERE a > 12), count(*) FILTER (WHERE b > 12) FROM (
               SELECT {part.format(1)} AS a, {part.format(2)} AS b FROM (
                 SELECT {ts} AS v FROM {rel} WHERE contains({ts}, '/') LIMIT 200000))"""
     ).fetchone()
-    return bool(row and row[0] and not row[1])
+    first_big, second_big = (int(row[0] or 0), int(row[1] or 0)) if row else (0, 0)
+    if bool(first_big) != bool(second_big):
+        return bool(first_big)
+    if first_big:  # both orders occur: month first, as the events load reads them
+        return False
+    has = sql(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'meta' AND table_name = 'date_orders'"
+    ).fetchone()
+    if has and has[0]:
+        known = sql("SELECT day_first FROM meta.date_orders WHERE table_name = 'events'").fetchone()
+        if known is not None:
+            return bool(known[0])
+    return False

@@ -111,10 +111,12 @@ INTEREST_TYPES = ("view", "click", "add_to_cart", "search")
 
 
 MAX_NO_DATA_WEEKS = 13  # --as-of further than this past the last event is refused
-# no sale in this many complete weeks before as-of while other events go on: the orders stream
-# looks stopped (served views of today over an old sales history), every forecast would be 0
-SALES_STOPPED_WEEKS = 26
-QUIET_SALES_WEEKS = 8  # no sale in this many weeks: said beside the forecasts (read as zero demand)
+# no sale in more than a year of complete weeks before the history's end while other events go
+# on, and never so long a quiet spell before: the orders stream looks stopped (served views of
+# today over an old sales history), every forecast would be 0. (A seasonal shop is quiet for
+# most of a year, every year: its quiet spell is no longer than those it had before.)
+SALES_STOPPED_WEEKS = 52
+QUIET_SALES_WEEKS = 8  # a quiet spell this long and longer than any before: said beside the forecasts
 # a series first sold in the current, partial week: no complete week to model, forecast at the
 # rate sold so far (`forecast_partial_week`)
 PARTIAL_WEEK_MODEL = "PartialWeekRate"
@@ -1237,21 +1239,24 @@ def forecast_demand(
             "there: ingest the newer events for forecasts that know them"
         )
         warnings.warn(warning, NoDataWarning, stacklevel=2)
-    sold = weekly.loc[weekly["units"] > 0, "ds"]
+    sold = pd.to_datetime(pd.Series(weekly.loc[weekly["units"] > 0, "ds"].unique())).sort_values()
     if len(sold):
-        last_sale = pd.Timestamp(sold.max())  # (the Monday of the last week with a sale)
-        quiet = int((last_week - last_sale) / WEEK)
-        if quiet > SALES_STOPPED_WEEKS:
+        last_sale = pd.Timestamp(sold.iloc[-1])  # (the Monday of the last week with a sale)
+        quiet = int((last_week - last_sale) / WEEK)  # complete weeks after it, up to the history's end
+        # the longest quiet spell between two weeks with a sale: a season's off months
+        before = int(sold.diff().max() / WEEK) - 1 if len(sold) > 1 else 0
+        if quiet > max(SALES_STOPPED_WEEKS, before):
             raise ShelfwiseError(
-                f"no sale in the {quiet} weeks before --as-of {pd.Timestamp(as_of).date()} (the last in the "
-                f"week of {last_sale.date()}) while other events go on: the orders look missing, and every "
-                f"forecast would be zero; ingest the newer orders, or forecast from the sales history with "
-                f"--as-of {(last_sale + WEEK - pd.Timedelta(days=1)).date()}"
+                f"no sale in the {quiet} complete weeks up to the week of {last_week.date()} (the last in the "
+                f"week of {last_sale.date()}, and never so long without one before) while other events go "
+                "on: the orders look missing, and every forecast would be zero; ingest the newer orders, "
+                f"or forecast from the sales history with --as-of {(last_sale + WEEK - pd.Timedelta(days=1)).date()}"
             )
-        if quiet > QUIET_SALES_WEEKS:
+        if quiet > max(QUIET_SALES_WEEKS, before):
             said = (
-                f"no sale in the {quiet} weeks before as-of (the last in the week of {last_sale.date()}): "
-                "the forecasts read those weeks as zero demand; if orders are missing, ingest them"
+                f"no sale in the {quiet} complete weeks up to the week of {last_week.date()} (the last in the "
+                f"week of {last_sale.date()}; never so long before): the forecasts read those weeks as zero "
+                "demand; if orders are missing, ingest them"
             )
             warning = f"{warning}; {said}" if warning else said
             warnings.warn(said, NoDataWarning, stacklevel=2)

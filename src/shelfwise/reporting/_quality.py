@@ -149,13 +149,14 @@ def load_counts(t: TableReport) -> list[tuple[str, int]]:
     """What a table's load did, as (label, rows): a full load's curated rows; a delivery's
     inserted and updated (keyed tables) rows - never "added", which read as new rows for a price
     feed that only updated prices; then its quarantined rows, and for a delivery how many of
-    those were re-sent (rows curated before, unchanged: "inserted 354 unchanged 189 quarantined
-    221" did not visibly add up to its 575 rows, the 189 being among the 221)."""
+    those were re-sent (rows curated before, or quarantined before: "inserted 354 unchanged 189
+    quarantined 221" did not visibly add up to its 575 rows, the 189 being among the 221)."""
     if t.mode == "append":
         keyed = bool((c := CONTRACTS.get(t.table)) and c.key)
         done = [("inserted", t.rows_inserted or 0)]
         done += [("updated", t.rows_updated or 0)] if keyed or t.rows_updated else []
-        return [*done, ("quarantined", t.rows_quarantined), ("of them re-sent", t.rows_unchanged or 0)]
+        # (re-sent: rows curated before and bad rows quarantined before, as the catalog counts)
+        return [*done, ("quarantined", t.rows_quarantined), ("of them re-sent", t.rows_redelivered or 0)]
     return [("curated", t.rows_curated), ("quarantined", t.rows_quarantined)]
 
 
