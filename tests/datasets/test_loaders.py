@@ -166,3 +166,22 @@ def test_diginetica_sessions(tmp_path):
     ev = rep.tables["events"]
     assert ev.rows_in == 500 and ev.balanced and ev.rows_curated >= 490
     assert "no products file" in " ".join(rep.notes)
+    # a session without a user is anonymous browsing, never a customer (it was "session-N": a
+    # user profiled by `insights customers` and counted a marketing contact)
+    lines = (d / "views.csv").read_text().splitlines()[1:]
+    no_user = sum(1 for x in lines if x.split(";")[1] in ("", "NA"))
+    anonymous = curated_rows(
+        tmp_path / "w", "SELECT count(*) FROM curated.events WHERE starts_with(user_id, 'a_')"
+    )
+    assert no_user > 0 and anonymous[0][0] >= no_user - 10
+
+
+def test_a_diginetica_session_without_a_user_is_anonymous(tmp_path):
+    d = tmp_path / "dg"
+    d.mkdir()
+    (d / "views.csv").write_text(
+        "session_id;user_id;item_id;timeframe;eventdate\n1;NA;81766;526309;2016-05-09\n2;42;31331;1031018;2016-05-09\n"
+    )
+    convert(d, tmp_path / "out", "diginetica")
+    rows = [json.loads(x) for x in (tmp_path / "out" / "events.jsonl").read_text().splitlines()]
+    assert [(r["user_id"], r["session_id"]) for r in rows] == [(None, "1"), ("42", "2")]

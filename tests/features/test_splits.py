@@ -155,3 +155,18 @@ def test_what_was_known_before_a_cut_is_the_events_before_it_collapsed():
     first_half = inter.take(inter.user_idx < 20)
     kept = set(inter.user_ids[:20])
     assert rows(first_half.before(500)) == [r for r in rows(inter.before(500)) if r[0] in kept]
+
+
+def test_a_global_time_split_says_its_cuts_as_dates():
+    """Its description printed epoch seconds ("fitted before 889237269")."""
+    import re
+
+    day = 86_400
+    inter = Interactions.from_arrays(
+        [f"u{i % 20}" for i in range(400)],
+        [f"i{i % 37}" for i in range(400)],
+        [1_700_000_000 + i * day for i in range(400)],
+    )
+    said = global_time(inter, test_fraction=0.2, validation_fraction=0.2).description
+    assert re.search(r"fitted before 20\d\d-\d\d-\d\d \d\d:\d\d:\d\d, validated on \[20", said), said
+    assert "(UTC)" in said and "epoch" not in said

@@ -209,3 +209,19 @@ def test_a_python_caller_reading_an_empty_questions_file_is_told_it_is_empty(tmp
         read_questions(path)
     with pytest.raises(SourceError, match="a folder, not a file of questions"):
         read_questions(tmp_path)
+
+
+def test_the_ask_report_says_how_many_mistakes_it_lists_of_how_many():
+    """`errors` held the first 50 of 88 mistakes with nothing saying so."""
+    from shelfwise.insights._ask import ask_html
+
+    m = {"accuracy": 0.5, "threshold": 0.3}
+    doc = {
+        "evaluation": {"questions": 4, "shelfwise": {**m, "answerable_accuracy": 0.5},
+                       "bm25s_question_answer": m, "bm25s_question": m, "margin_points_over_best_bm25s": 0.0},
+        "errors": [{"question_id": "q1", "question": "x", "expected": "F1", "got": None, "score": 0.1}],
+        "errors_total": 88, "faq_entries": 3, "threshold": 0.3, "weights": {"minilm": 1.0},
+        "faq_from": "bundle", "protocol": "p", "entries": [],
+    }  # fmt: skip
+    assert "Mistakes (the first 1 of 88)" in ask_html(doc)
+    assert "Mistakes (all 1)" in ask_html({**doc, "errors_total": 1})

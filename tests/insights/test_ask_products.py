@@ -62,6 +62,9 @@ def test_train_builds_the_faq_and_ask_attaches_products(trained, tmp_path: Path)
     got = {r["question_id"]: r for r in map(json.loads, (tmp_path / "a.jsonl").read_text().splitlines())}
     assert got["product"]["faq_id"] is None and 1 <= len(got["product"]["products"]) <= 5
     assert noun in titles[got["product"]["products"][0]].lower()  # the search engine's best match
+    # each holds a question word: not the semantic neighbours a keyword page ranks among them
+    words = [w for w in question.lower().strip("?").split() if w not in ("do", "you", "have", "a")]
+    assert all(any(w[:4] in titles[p].lower() for w in words) for p in got["product"]["products"])
     assert got["refund"]["faq_id"] == "F1" and got["refund"]["products"] == []
     for off in ("off", "joke"):  # off topic: neither the FAQ nor the catalog
         assert got[off]["faq_id"] is None and got[off]["products"] == [], got[off]
@@ -76,3 +79,20 @@ def test_train_builds_the_faq_and_ask_attaches_products(trained, tmp_path: Path)
         assert r.json()["faq_id"] == "F1" and r.json()["products"] == []
     finally:
         s.stop()
+
+
+def test_a_questions_products_are_those_holding_its_words_not_their_neighbours():
+    """A keyword page ranks semantic neighbours among and after the products holding a query
+    word: "samsung galaxy phone price" on a 3-product shop got the phone, the earbuds and a
+    cooktop. Only the matches are attached."""
+    from types import SimpleNamespace
+
+    from shelfwise.insights._faq_stage import attach_products
+
+    engine = SimpleNamespace(
+        catalog=SimpleNamespace(product_ids=["phone", "earbuds", "cooktop"]),
+        query=lambda words, k: {"match": "keyword", "counted": [0],
+                                "items": [{"product_id": "phone"}, {"product_id": "earbuds"}, {"product_id": "cooktop"}]},
+    )  # fmt: skip
+    assert attach_products(engine, ["samsung galaxy phone price"], [False]) == [["phone"]]
+    assert attach_products(engine, ["samsung galaxy phone price"], [True]) == [[]]  # the FAQ answered

@@ -295,3 +295,21 @@ def test_an_as_of_far_past_the_last_event_is_warned(shop, tmp_path):
         )
     )
     assert "days after the last event" in proc.stderr
+
+
+def test_a_shop_of_ratings_only_is_told_profiles_need_orders(tmp_path):
+    """MovieLens's ratings made all 943 users "prospects" certain to churn, expected orders 0,
+    and no warning: without a purchase the profiles are refused, saying what the events hold."""
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "products.csv").write_text("product_id,title\np1,Toy Story\np2,Heat\n")
+    (data / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp,value\n"
+        "u1,p1,rating,2024-01-05T10:00:00Z,5\nu2,p2,rating,2024-01-06T10:00:00Z,3\nu1,p2,view,2024-01-07T10:00:00Z,\n"
+    )
+    ok(run("ingest", "--data", str(data), "--workdir", str(tmp_path / "w")))
+    proc = run("insights", "customers", "--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "p.jsonl"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert (
+        "no purchase up to 2024-01-07" in proc.stderr and "the events hold rating, view only" in proc.stderr
+    )

@@ -227,3 +227,15 @@ def test_the_ranker_fits_the_encoder_columns_on_queries_the_encoder_never_learne
     assert eng.search("tool 3", k=1)
     eng.tuned_on_ = frozenset()
     assert eng.fit_ranker(queries, gains, holdout=0.3, seed=0)["encoder_columns_missing_groups"] == 0
+
+
+def test_a_wide_relevance_scale_keeps_its_grades_apart_in_the_rankers_labels():
+    """ESCI's 0/1/10/100 x 3 gave "exact" (300) and "substitute" (30) the one label 30 (LightGBM
+    takes labels up to 30): such a scale is read by rank; Home Depot's 0..2 stays x 3."""
+    from shelfwise.search._training import judged_labels
+
+    assert judged_labels([0.0, 0.33, 1.0, 2.0]) is None  # x 3, as always
+    got = judged_labels([1.0, 10.0, 100.0, 0.0, 100.0])
+    assert got == {0.0: 0.0, 1.0: 3.0, 10.0: 6.0, 100.0: 9.0}
+    many = judged_labels([float(g) for g in range(0, 200, 10)])  # 20 grades: steps narrower than 3
+    assert many is not None and len(set(many.values())) == 20 and max(many.values()) <= 30

@@ -439,7 +439,10 @@ def convert_diginetica(src: Path, out: Path) -> ConvertResult:
                 continue
             r = dict(zip(header, parts, strict=True))
             user = r.get("user_id")
-            user = f"session-{r['session_id']}" if user in (None, "", "NA") else user
+            # a session without a user is anonymous browsing: no user id, its session's (the
+            # contract attributes it to `~anonymous:<session>`, never a customer; it was made a
+            # user "session-N", profiled and counted a marketing contact)
+            user = None if user in (None, "", "NA") else user
             # eventdate is a day; timeframe is milliseconds since the start of the session's day
             try:
                 day = datetime.fromisoformat(r["eventdate"]).replace(tzinfo=UTC).timestamp()

@@ -128,6 +128,13 @@ def global_time(
         train,
         fold("validation", train, t_val, t_test),
         fold("test", upto_test, t_test, np.inf),
-        f"global time split: fitted before {int(t_val)}, validated on [{int(t_val)}, {int(t_test)}), "
-        f"tested on >= {int(t_test)} (epoch s); targets: {what}",
+        f"global time split: fitted before {_when(t_val)}, validated on [{_when(t_val)}, {_when(t_test)}), "
+        f"tested on >= {_when(t_test)} (UTC); targets: {what}",
     )
+
+
+def _when(epoch_s: float) -> str:
+    """A cut as a reader reads it (it printed epoch seconds: "fitted before 889237269")."""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(float(epoch_s), UTC).strftime("%Y-%m-%d %H:%M:%S")

@@ -235,12 +235,17 @@ def ask_summary(workdir: str | Path, questions: str | Path | None = None) -> dic
         qids, qs, truth = read_labeled(Path(questions), set(m.faq_ids))
         pred = m.match(qs)
         doc["evaluation"] = {"file": Path(questions).name, **evaluate_faq(m, qs, truth, pred)}
-        doc["errors"] = [
+        errors = [
             {"question_id": i, "question": q, "expected": t, "got": a.faq_id, "score": round(a.score, 4)}
             for i, q, t, a in zip(qids, qs, truth, pred, strict=True)
             if a.faq_id != t
-        ][:50]
+        ]
+        # the first ERRORS_SHOWN, and how many there were (50 of 88 read as all of them)
+        doc["errors"], doc["errors_total"] = errors[:ERRORS_SHOWN], len(errors)
     return doc
+
+
+ERRORS_SHOWN = 50  # mistakes listed in the ask report (`errors_total` counts them all)
 
 
 def ask_html(s: dict[str, Any]) -> str:
@@ -267,6 +272,9 @@ def ask_html(s: dict[str, Any]) -> str:
             ],
             ["model", "accuracy", "threshold", "threshold chosen"],
         )  # fmt: skip
+        shown, total = len(s.get("errors", [])), s.get("errors_total", len(s.get("errors", [])))
+        if total:
+            ev += f"<h3>Mistakes ({'all ' if shown == total else f'the first {shown} of '}{total})</h3>"
         ev += html_table(
             s.get("errors", []),
             ["question_id", "question", "expected", "got", "score"],

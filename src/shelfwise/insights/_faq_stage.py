@@ -112,7 +112,8 @@ def attach_products(
 ) -> list[list[str]]:
     """The products each question is about. A question is *about products* when no FAQ entry
     answers it and the shop's search engine, asked with the question's content words, matches
-    products by keyword (after the engine's spelling correction and the shop's synonyms). A
+    products by keyword (after the engine's spelling correction and the shop's synonyms): those
+    products, in the engine's order, not the semantic neighbours ranked among them. A
     semantic-only match is not enough: on a small catalog MiniLM puts some product nearer to
     "tell joke" or "weather tomorrow" than to the random letter strings of the engine's
     no-match rule (a 60-product demo catalog without judgments: 0.264 vs 0.256 and 0.290 vs
@@ -127,7 +128,13 @@ def attach_products(
             out.append([])
             continue
         page = engine.query(words, k=k)
-        out.append([str(it["product_id"]) for it in page["items"]] if page["match"] == "keyword" else [])
+        if page["match"] != "keyword":
+            out.append([])
+            continue
+        # the products holding a question word: a keyword page ranks the semantic neighbours
+        # among and after them ("samsung galaxy phone price" got the earbuds and a cooktop too)
+        held = {str(engine.catalog.product_ids[int(d)]) for d in page.get("counted", ())}
+        out.append([pid for it in page["items"] if (pid := str(it["product_id"])) in held])
     return out
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -77,9 +78,12 @@ class RankerTraining(RankingFeatures):
                     in_fold[fold[q]][i] = (n_in + 1.0, g_in + g)
         # group id -> (query text, labels by catalog row, label scale, the shopper's profile)
         groups: dict[str, tuple[str, dict[int, float], float, Profile | None]] = {}
-        for q in qids:  # judged: graded gains (0, 0.33, ..., 2) -> integer labels x3
+        # judged: graded gains (0, 0.33, ..., 2) -> integer labels x3 (`judged_labels`: by rank
+        # for a scale x3 would clip)
+        by_rank = judged_labels(g for q in qids for g in judgments[q].values())
+        for q in qids:
             gains = {self._index[p]: g for p, g in judgments[q].items() if p in self._index}
-            groups[q] = (queries[q], gains, 3.0, None)
+            groups[q] = (queries[q], gains, 3.0, None)  # (the gains: what the held-out NDCG weighs)
         # served pages: one group per query, relevance corrected for position (see `_clicks`);
         # logged searches: one group per search, graded by the strongest action (1-3)
         served_rel, prop = debias({cid: c for cid, c in clicks.items() if c.source == "served"})
@@ -114,7 +118,10 @@ class RankerTraining(RankingFeatures):
                 # the ranker learns them from the queries the encoder never saw
                 x[:, _TUNED_COLUMNS] = np.nan
                 masked += 1
-            y = np.array([labels.get(int(d), 0.0) for d in cands], np.float32) * scale
+            if by_rank is not None and gid in judgments:  # (a judged group's gains, by rank)
+                y = np.array([by_rank.get(labels.get(int(d), 0.0), 0.0) for d in cands], np.float32)
+            else:
+                y = np.array([labels.get(int(d), 0.0) for d in cands], np.float32) * scale
             rows[gid] = (cands, x, np.clip(np.rint(y), 0, 30).astype(np.int32))
 
         def stack(gs: list[str]) -> tuple[np.ndarray, np.ndarray, list[int]]:
@@ -317,6 +324,18 @@ class RankerTraining(RankingFeatures):
             for f in (path, path.with_suffix(".tokenizer.json")):
                 f.unlink(missing_ok=True)
         return info
+
+
+def judged_labels(gains: Iterable[float]) -> dict[float, float] | None:
+    """The ranker's label of each judged gain when gain x 3 would pass LightGBM's 30 labels, None
+    when it does not (Home Depot's 0..2 gains: x 3, as always). ESCI's 0/1/10/100 gave "exact"
+    (300) and "substitute" (30) the one label 30: such a scale is read by rank, each distinct
+    gain (and "unjudged", 0) a step up, the steps as wide as 30 allows (at most 3)."""
+    levels = sorted({0.0, *(float(g) for g in gains)})
+    if levels[-1] * 3.0 <= 30.0:
+        return None
+    step = min(3.0, 30.0 / (len(levels) - 1))
+    return {g: float(round(i * step)) for i, g in enumerate(levels)}
 
 
 def ranker_params(rows: int, seed: int = 0) -> dict[str, Any]:
