@@ -132,3 +132,15 @@ def test_a_demo_ending_too_late_is_refused_before_anything_is_made(tmp_path, cap
     assert main(["demo", "--workdir", str(tmp_path / "w"), "--end", "2999-01-01", "--no-train"]) == 2
     assert "--end 2999-01-01: too late" in capsys.readouterr().err
     assert not (tmp_path / "w" / "demo-data").exists()
+
+
+def test_evaluate_prints_the_share_of_test_users_no_model_can_hit(tmp_path, capsys, monkeypatch) -> None:
+    """22.6% of Diginetica's test sessions end on an item already seen: a ceiling the HTML report
+    said and the printed summary did not."""
+    report = _report(["popularity"])
+    report["protocol"] |= {"users": 1418, "repeat_targets": 320}
+    monkeypatch.setattr("shelfwise._shop.Shop.evaluate", lambda self, chosen, sampled=None: report)
+    assert main(["evaluate", "--workdir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "320 of 1,418 test users (22.6%) have a target already in their history" in out
+    assert "hr@10 at most 0.7743" in out
