@@ -124,3 +124,24 @@ def test_only_a_file_that_starts_like_a_table_is_offered(tmp_path: Path, name: s
     (tmp_path / name).write_text(text)
     assert _looks_tabular(tmp_path / name) is tabular
     assert (name in _declare_hint(tmp_path)) is tabular
+
+
+@pytest.mark.parametrize(
+    ("header", "table"),
+    [
+        ("Topic,Question,Answer\n", "faq"),  # the Flipkart help centre's export
+        ("query_id\tquery\tquery_class\n", "queries"),  # WANDS
+        ("search_term,product_uid,relevance\n", "judgments"),
+        ("Order ID,Order Date,Customer ID,Product Name,Sales\n", "events"),
+    ],
+)
+def test_the_hint_names_the_table_its_header_reads_as(tmp_path: Path, header: str, table: str):
+    """An FAQ export was offered as `events = "flipkart_helpcentre.csv"`."""
+    import tomllib
+
+    from shelfwise.governance._ingest import _declare_hint
+
+    (tmp_path / "export.csv").write_text(header + "a,b,c\n")
+    hint = _declare_hint(tmp_path)
+    assert tomllib.loads(_hinted_toml(hint)) == {"files": {table: "export.csv"}}
+    assert ("also needs its catalog or its events" in hint) is (table not in ("events", "products"))

@@ -24,6 +24,8 @@ report.
 
 from __future__ import annotations
 
+import gzip
+import re
 import shutil
 import time
 from dataclasses import asdict
@@ -155,6 +157,27 @@ def _utf8(name: str) -> bool:
     return True
 
 
+def _table_by_header(path: Path) -> str | None:
+    """The table a file's header says it holds when it is no behaviour log: an FAQ (question and
+    answer), judgments (a query and a relevance) or queries (a query alone): an FAQ export was
+    offered as `events = "flipkart_helpcentre.csv"`. None: events or products, by the name."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(4096)
+        head = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode("utf-8", "replace")
+    except (OSError, EOFError):
+        return None
+    first = head.lstrip("\ufeff").splitlines()[0].lower() if head.strip() else ""
+    words = set(re.findall(r"[a-z_]+", first))
+    if {"question", "answer"} <= words or {"question", "answers"} <= words:
+        return "faq"
+    if words & {"query", "search_term", "searchterm", "term"} and words & {"relevance", "label", "grade"}:
+        return "judgments"
+    if words & {"query", "search_term"} and not words & {"user_id", "userid", "event_type", "timestamp"}:
+        return "queries"
+    return None
+
+
 def _declare_hint(data_dir: Path, taken: frozenset[str] = frozenset()) -> str:
     """For a directory whose files are named after no table (an export as downloaded, e.g.
     "Sample - Superstore.csv"): the `shelfwise.toml` lines that read its first data file as the
@@ -172,15 +195,20 @@ def _declare_hint(data_dir: Path, taken: frozenset[str] = frozenset()) -> str:
     if not files:
         return ""
     name = files[0]
-    table = (
+    table = _table_by_header(data_dir / name) or (
         "products" if any(w in name.lower() for w in ("product", "catalog", "item", "article")) else "events"
     )
     other = "products" if table == "events" else "events"
+    after = (
+        f'({other} = "..." for its other file, if any; an order-lines export also yields its products)'
+        if table in ("events", "products")
+        else "(its header reads as such; a shop also needs its catalog or its events: products = "
+        '"..." and events = "..." for those files)'
+    )
     return (
         "a table is read from a file named after it (events, orders, products, ...: the README's data "
         f"format) or from the file {data_dir / MAP_FILE} declares for it:\n"
-        f"    [files]\n    {table} = {_toml_string(name)}\n"
-        f'({other} = "..." for its other file, if any; an order-lines export also yields its products)'
+        f"    [files]\n    {table} = {_toml_string(name)}\n" + after
     )
 
 
