@@ -77,6 +77,18 @@ def add_privacy_routes(
         return ctx.render("error.html", code, title=title, message=getattr(exc, "message", str(exc)),
                           back=back, back_label="Back to the privacy request", page="")  # fmt: skip
 
+    async def begin(request: Request, action: str) -> tuple[Any, str | None, str, dict[str, str], Any]:
+        """A privacy request's start: (its context, the acting person's name for the audit, None
+        in single-user mode; the shopper's id; the form's fields; None, or the refusal's page)."""
+        ctx = new_ctx(request)
+        try:
+            fields = await posted(request, ctx)
+            user = ctx.need(action)
+            user_id = checked(fields.get("user_id", ""))
+        except failures as exc:
+            return ctx, None, "", {}, refused(ctx, exc, "")
+        return ctx, None if user.single_user else user.name, user_id, fields, None
+
     def redis_client() -> Any:
         """The shared Redis this server keeps its online state in (None: this process's memory)."""
         s = service()
@@ -144,11 +156,10 @@ def add_privacy_routes(
         """The consent change a shopper asked for (flags left "as it is" stay)."""
         from ..governance._consent import FLAGS, record_consent
 
-        ctx, user_id = new_ctx(request), ""
+        ctx, actor, user_id, fields, page = await begin(request, "privacy.consent")
+        if page is not None:
+            return page
         try:
-            fields = await posted(request, ctx)
-            user = ctx.need("privacy.consent")
-            user_id = checked(fields.get("user_id", ""))
             bad = [f for f in FLAGS if fields.get(f, "") not in CHOICES]
             if bad:
                 raise ShelfwiseError(f"{', '.join(bad)}: given, withdrawn or left as it is")
@@ -156,9 +167,7 @@ def add_privacy_routes(
             if all(v is None for v in values.values()):
                 raise ShelfwiseError("nothing to record: choose given or withdrawn for a flag")
             pseudo = pseudonym(user_id)
-            rec = record_consent(
-                workdir, pseudo, values, source="console", actor=None if user.single_user else user.name
-            )
+            rec = record_consent(workdir, pseudo, values, source="console", actor=actor)
             s = service()
             if s is not None:  # this process's answers follow at once (other processes: next request)
                 s.consent.set(pseudo, {f: v for f, v in values.items() if v is not None})
@@ -173,15 +182,14 @@ def add_privacy_routes(
         from ..governance._subject_access import write_subject_access
         from ..insights._run import profile_part
 
-        ctx, user_id = new_ctx(request), ""
+        ctx, actor, user_id, _, page = await begin(request, "privacy.export")
+        if page is not None:
+            return page
         try:
-            fields = await posted(request, ctx)
-            user = ctx.need("privacy.export")
-            user_id = checked(fields.get("user_id", ""))
             with tempfile.TemporaryDirectory() as tmp:
                 out = Path(tmp) / "access.json"
                 write_subject_access(
-                    workdir, user_id, out, actor=None if user.single_user else user.name,
+                    workdir, user_id, out, actor=actor,
                     extra={"profile": profile_part(workdir, user_id)}, redis_client=redis_client(),
                 )  # fmt: skip
                 body = out.read_bytes()
@@ -205,11 +213,10 @@ def add_privacy_routes(
         """The right to erasure (`shelfwise privacy erase`): confirmed by typing the id again."""
         from ..governance._erase import erase_user
 
-        ctx, user_id = new_ctx(request), ""
+        ctx, actor, user_id, fields, page = await begin(request, "privacy.erase")
+        if page is not None:
+            return page
         try:
-            fields = await posted(request, ctx)
-            user = ctx.need("privacy.erase")
-            user_id = checked(fields.get("user_id", ""))
             if fields.get("confirm", "").strip() != user_id:
                 raise ShelfwiseError(
                     f"not erased: type the id {user_id!r} again to confirm (it cannot be undone)"
@@ -218,7 +225,7 @@ def add_privacy_routes(
                 report = erase_user(
                     workdir,
                     user_id,
-                    actor=None if user.single_user else user.name,
+                    actor=actor,
                     redis_client=redis_client(),
                 )
             s = service()
