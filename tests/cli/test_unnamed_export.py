@@ -133,6 +133,10 @@ def test_only_a_file_that_starts_like_a_table_is_offered(tmp_path: Path, name: s
         ("query_id\tquery\tquery_class\n", "queries"),  # WANDS
         ("search_term,product_uid,relevance\n", "judgments"),
         ("Order ID,Order Date,Customer ID,Product Name,Sales\n", "events"),
+        # behaviour logs that hold a query (from a review: read as queries or judgments)
+        ("User ID,Query,Date\n", "events"),
+        ("customer_id,query,created_at,clicked_product\n", "events"),
+        ("session_id,query,product_id,label,timestamp\n", "events"),
     ],
 )
 def test_the_hint_names_the_table_its_header_reads_as(tmp_path: Path, header: str, table: str):
@@ -145,3 +149,14 @@ def test_the_hint_names_the_table_its_header_reads_as(tmp_path: Path, header: st
     hint = _declare_hint(tmp_path)
     assert tomllib.loads(_hinted_toml(hint)) == {"files": {table: "export.csv"}}
     assert ("also needs its catalog or its events" in hint) is (table not in ("events", "products"))
+
+
+def test_a_gzipped_faq_export_is_named_by_its_header(tmp_path: Path):
+    import gzip
+    import tomllib
+
+    from shelfwise.governance._ingest import _declare_hint
+
+    with gzip.open(tmp_path / "help.csv.gz", "wt") as fh:  # (more than the 4 KB read)
+        fh.write("question,answer\n" + "how do I pay?,by card\n" * 5000)
+    assert tomllib.loads(_hinted_toml(_declare_hint(tmp_path))) == {"files": {"faq": "help.csv.gz"}}

@@ -313,3 +313,15 @@ def test_a_shop_of_ratings_only_is_told_profiles_need_orders(tmp_path):
     assert (
         "no purchase up to 2024-01-07" in proc.stderr and "the events hold rating, view only" in proc.stderr
     )
+    # every path that profiles the shop says the same (the served profile was still fitted,
+    # "prospect" certain to churn, while the access document said "not computable")
+    from shelfwise import Shop
+    from shelfwise.errors import ShelfwiseError
+
+    shop = Shop(tmp_path / "w")
+    with pytest.raises(ShelfwiseError, match="no purchase up to 2024-01-07"):
+        shop.profile("u1")
+    with pytest.raises(ShelfwiseError, match="no purchase up to 2024-01-07"):
+        shop.customers_report()
+    doc = json.loads(Path(shop.access_export("u1", tmp_path / "a.json")["out"]).read_text())
+    assert doc["parts"]["profile"]["rows"] == [] and "no purchase" in doc["parts"]["profile"]["note"]

@@ -239,3 +239,6 @@ def test_a_wide_relevance_scale_keeps_its_grades_apart_in_the_rankers_labels():
     assert got == {0.0: 0.0, 1.0: 3.0, 10.0: 6.0, 100.0: 9.0}
     many = judged_labels([float(g) for g in range(0, 200, 10)])  # 20 grades: steps narrower than 3
     assert many is not None and len(set(many.values())) == 20 and max(many.values()) <= 30
+    thirds = judged_labels([i / 3 for i in range(61)])  # 0..20 in thirds: 1/3 is not "unjudged"
+    assert thirds is not None and thirds[1 / 3] > thirds[0.0] == 0.0
+    assert judged_labels([-1.0, 0.0, 100.0]) == {-1.0: 0.0, 0.0: 0.0, 100.0: 3.0}  # unjudged stays 0

@@ -160,22 +160,26 @@ def _utf8(name: str) -> bool:
 def _table_by_header(path: Path) -> str | None:
     """The table a file's header says it holds when it is no behaviour log: an FAQ (question and
     answer), judgments (a query and a relevance) or queries (a query alone): an FAQ export was
-    offered as `events = "flipkart_helpcentre.csv"`. None: events or products, by the name."""
+    offered as `events = "flipkart_helpcentre.csv"`. A header naming a shopper, a session, a
+    time or an event is a behaviour log whatever else it holds (`User ID,Query,Date`). None:
+    events or products, by the file's name."""
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read(4096)
-        head = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode("utf-8", "replace")
+        opener = gzip.open if path.name.lower().endswith(".gz") else open
+        with opener(path, "rb") as fh:
+            head = fh.read(4096).decode("utf-8", "replace")
     except (OSError, EOFError):
         return None
     first = head.lstrip("\ufeff").splitlines()[0].lower() if head.strip() else ""
-    words = set(re.findall(r"[a-z_]+", first))
+    words = set(re.findall(r"[a-z]+", first))
     if {"question", "answer"} <= words or {"question", "answers"} <= words:
         return "faq"
-    if words & {"query", "search_term", "searchterm", "term"} and words & {"relevance", "label", "grade"}:
+    behaviour = words & {"user", "userid", "customer", "client", "session", "sessionid", "visitor",
+                         "time", "timestamp", "date", "ts", "created", "event", "click", "clicked"}  # fmt: skip
+    if behaviour or not words & {"query", "search", "term", "searchterm"}:
+        return None
+    if words & {"relevance", "label", "grade", "judgment", "rating"}:
         return "judgments"
-    if words & {"query", "search_term"} and not words & {"user_id", "userid", "event_type", "timestamp"}:
-        return "queries"
-    return None
+    return None if words & {"product", "item", "sku", "asin", "uid"} else "queries"
 
 
 def _declare_hint(data_dir: Path, taken: frozenset[str] = frozenset()) -> str:

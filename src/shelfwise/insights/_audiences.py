@@ -139,7 +139,7 @@ def _profiles_at(
     """(profiles indexed by pseudonym, every curated event (to measure what followed), the
     catalog, the as-of)."""
     from ._customers import profile_customers
-    from ._data import load_curated
+    from ._data import load_curated, require_purchase
 
     # an audience is profiling: users without personalization consent are not in the population
     events, products, latest = load_curated(workdir, None, consent="personalization")
@@ -147,6 +147,7 @@ def _profiles_at(
     past = events[events["timestamp"] <= pd.Timestamp(at)]
     if past.empty:
         raise ShelfwiseError(f"{workdir}: no events up to {at}")
+    require_purchase(past, at, workdir)
     prof, _ = profile_customers(past, products, at, horizon_days)
     return prof, events, products, at
 

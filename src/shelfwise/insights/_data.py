@@ -129,6 +129,20 @@ class StaleAsOfWarning(UserWarning):
     """--as-of is far past the last event: recency and segments describe a silence in the data."""
 
 
+def require_purchase(events: pd.DataFrame, at: Any, workdir: str | Path) -> None:
+    """Customer profiles rest on orders: without a purchase up to `at` every user would be a
+    "prospect" certain to churn (MovieLens's ratings: 943 of them), so every path that profiles
+    the shop now (`insights customers`, its report, audiences, the served and the console's
+    profiles, the access document) refuses alike, saying what the events hold."""
+    if events.empty or (events["event_type"] == "purchase").any():
+        return
+    kinds = ", ".join(sorted(events["event_type"].astype(str).unique()))
+    raise ShelfwiseError(
+        f"{workdir}: no purchase up to {str(at)[:10]}: customer profiles (recency, frequency, churn, "
+        f"expected orders) rest on orders, and the events hold {kinds} only"
+    )
+
+
 def stale_as_of(events: pd.DataFrame, as_of: datetime) -> str | None:
     """A warning (also issued) when `as_of` is more than STALE_DAYS after the last event: every
     user's recency then grows by days nobody recorded (a "champion" 460 days since their last

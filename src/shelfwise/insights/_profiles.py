@@ -51,12 +51,13 @@ def profiles_key(workdir: str | Path) -> str | None:
 def write_profiles(workdir: str | Path, key: str) -> Path:
     """Fit the profiles on every curated event and store them under `key` (atomically)."""
     from ._customers import profile_customers
-    from ._data import load_curated
+    from ._data import load_curated, require_purchase
     from ._run import _ROUND, PROFILE_FIELDS, _clean
 
     workdir = Path(workdir)
     # profiles are profiling: users without personalization consent are left out
     events, products, at = load_curated(workdir, None, consent="personalization")
+    require_purchase(events, at, workdir)
     prof, info = profile_customers(events, products, at, HORIZON_DAYS)
     folder = workdir / PROFILES_DIR
     folder.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from ._data import (
     load_curated,
     parse_as_of,
     questions_file,
+    require_purchase,
     stale_as_of,
 )
 from ._data import shop_ids as _shop_ids
@@ -64,13 +65,7 @@ def profile_records(
     events, products, at = load_curated(workdir, at, consent="personalization")
     if events.empty:
         raise ShelfwiseError(f"{workdir}: no events up to {at}")
-    if not (events["event_type"] == "purchase").any():
-        # every user would be a "prospect" certain to churn (MovieLens's ratings: 943 of them)
-        kinds = ", ".join(sorted(events["event_type"].astype(str).unique()))
-        raise ShelfwiseError(
-            f"{workdir}: no purchase up to {str(at)[:10]}: customer profiles (recency, frequency, churn, "
-            f"expected orders) rest on orders, and the events hold {kinds} only"
-        )
+    require_purchase(events, at, workdir)
     stale = stale_as_of(events, at)
     prof, info = profile_customers(events, products, at, horizon_days)
     pseudonyms = [str(p) for p in prof.index]

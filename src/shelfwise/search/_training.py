@@ -331,11 +331,13 @@ def judged_labels(gains: Iterable[float]) -> dict[float, float] | None:
     when it does not (Home Depot's 0..2 gains: x 3, as always). ESCI's 0/1/10/100 gave "exact"
     (300) and "substitute" (30) the one label 30: such a scale is read by rank, each distinct
     gain (and "unjudged", 0) a step up, the steps as wide as 30 allows (at most 3)."""
-    levels = sorted({0.0, *(float(g) for g in gains)})
+    levels = sorted({0.0, *(max(float(g), 0.0) for g in gains)})  # (a negative gain: no better than unjudged)
     if levels[-1] * 3.0 <= 30.0:
         return None
     step = min(3.0, 30.0 / (len(levels) - 1))
-    return {g: float(round(i * step)) for i, g in enumerate(levels)}
+    # (half up: round-half-even gave a third's step the label 0 of "unjudged")
+    labels = {g: float(int(i * step + 0.5)) for i, g in enumerate(levels)}
+    return labels | {g: 0.0 for g in gains if g < 0}
 
 
 def ranker_params(rows: int, seed: int = 0) -> dict[str, Any]:

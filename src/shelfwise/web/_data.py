@@ -1400,12 +1400,13 @@ def _compute_profiles(workdir: Path) -> dict[str, Any]:
     import math
 
     from ..insights._customers import profile_customers
-    from ..insights._data import load_curated
+    from ..insights._data import load_curated, require_purchase
 
     with warehouse():  # profiling: users without personalization consent are left out
         events, products, at = load_curated(workdir, None, consent="personalization")
     if events.empty:
         raise ValueError("no curated events")
+    require_purchase(events, at, workdir)
     prof, info = profile_customers(events, products, at, PROFILE_HORIZON_DAYS)
 
     def clean(v: Any) -> Any:
