@@ -723,4 +723,6 @@ def test_a_stewards_privacy_requests_consent_access_and_erasure(shop: Shop, page
     assert page.locator("header.top a", has_text="Privacy").count() == 0
     page.goto(shop.url + f"/console/privacy?user_id={user}")
     assert page.locator("#error-message").count() == 1
+    # the people's roles allowed (a service cannot log in to the console)
+    assert page.locator("#error-message").inner_text().endswith("roles allowed: admin, steward")
     assert denied_since(shop, n, "ana", "privacy.consent")

@@ -193,7 +193,9 @@ def permit(workdir: Path, user: User | None, action: str, path: str) -> User:
         path=path,
         via="console",
     )
-    allowed = ", ".join(sorted(r.value for r in PERMISSIONS[action]))
+    # the people's roles: a service cannot log in to the console ("roles allowed: admin, service,
+    # steward" sent a scientist looking for a service's key)
+    allowed = ", ".join(sorted(r.value for r in PERMISSIONS[action] if r is not Role.SERVICE))
     raise Denied(403, f"{user.name} (role {user.role}) may not {action}; roles allowed: {allowed}")
 
 
