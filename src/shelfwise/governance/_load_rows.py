@@ -3,7 +3,9 @@ loaded strings (`_compile`): every row's typed values and every check it fails, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ._compile import compile_contract, lit, mask_profile_value, q
 from ._contracts import Kind
@@ -46,6 +48,25 @@ def check_rows(st: LoadState) -> None:
 DATE_ORDERS = "meta.date_orders"
 
 
+def slash_date_counts(sql: Callable[..., Any], relation: str, ts: str) -> tuple[int, int, int, str]:
+    """Of a sample of 200,000 slash dates `ts` in `relation`: how many, how many with a first
+    field above 12, how many with a second one above 12, and one of them (what tells day first
+    from month first: the events load's `day_first_dates`, an order-lines derivation's order)."""
+
+    def part(group: int) -> str:
+        return f"TRY_CAST(regexp_extract(v, '^\\s*([0-9]{{1,2}})/([0-9]{{1,2}})/', {group}) AS INTEGER)"
+
+    row = sql(
+        f"""SELECT count(*), count(*) FILTER (WHERE a > 12), count(*) FILTER (WHERE b > 12), any_value(v) FROM (
+              SELECT {part(1)} AS a, {part(2)} AS b, v FROM (
+                SELECT {ts} AS v FROM {relation} WHERE contains({ts}, '/') LIMIT 200000)
+              WHERE a IS NOT NULL AND b IS NOT NULL)"""
+    ).fetchone()
+    slashed, first_big, second_big = (int(v or 0) for v in row[:3]) if row else (0, 0, 0)
+    example = str(row[3]).strip() if row and row[3] is not None else "05/01/2024"
+    return slashed, first_big, second_big, example
+
+
 def day_first_dates(st: LoadState) -> bool:
     """Whether the file writes slash dates day first (`25/01/2024`), said in the load's notes.
 
@@ -57,19 +78,7 @@ def day_first_dates(st: LoadState) -> bool:
     columns = [c.name for c in st.contract.columns if c.kind is Kind.TIMESTAMP]
     if not columns:
         return False
-    ts = q(columns[0])
-
-    def part(group: int) -> str:
-        return f"TRY_CAST(regexp_extract(v, '^\\s*([0-9]{{1,2}})/([0-9]{{1,2}})/', {group}) AS INTEGER)"
-
-    row = st.wh.sql(
-        f"""SELECT count(*), count(*) FILTER (WHERE a > 12), count(*) FILTER (WHERE b > 12), any_value(v) FROM (
-              SELECT {part(1)} AS a, {part(2)} AS b, v FROM (
-                SELECT {ts} AS v FROM {st.load} WHERE contains({ts}, '/') LIMIT 200000)
-              WHERE a IS NOT NULL AND b IS NOT NULL)"""
-    ).fetchone()
-    slashed, first_big, second_big = (int(v) for v in row[:3]) if row else (0, 0, 0)
-    example = str(row[3]).strip() if row and row[3] is not None else "05/01/2024"
+    slashed, first_big, second_big, example = slash_date_counts(st.wh.sql, st.load, q(columns[0]))
     if not slashed:
         return False
     st.wh.sql(

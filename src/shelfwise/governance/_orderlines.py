@@ -28,6 +28,7 @@ from ..storage import StagedFile, Warehouse, stage_file
 from ..storage._sources import JSON_DELIMITER, LINE_COLUMN, PART_LINES
 from ._compile import lit, number_expr, q, timestamp_expr
 from ._contracts import PRODUCTS, TableContract
+from ._load_rows import slash_date_counts
 
 # headers (compared without case, spaces and punctuation) that continue a category path
 SUBCATEGORY_KEYS = ("subcategory", "subcategoryname", "subcat", "productsubcategory")
@@ -330,13 +331,7 @@ def _day_first(sql: Callable[[str], Any], rel: str, ts: str) -> bool:
     lines by their dates: some first field above 12 and no second one, or the reverse; when the
     file does not tell (every field up to 12), as the events table's earlier files told
     (`meta.date_orders`, what the events load reads them by), else month first."""
-    part = "TRY_CAST(regexp_extract(v, '^\\s*([0-9]{{1,2}})/([0-9]{{1,2}})/', {}) AS INTEGER)"
-    row = sql(
-        f"""SELECT count(*) FILTER (WHERE a > 12), count(*) FILTER (WHERE b > 12) FROM (
-              SELECT {part.format(1)} AS a, {part.format(2)} AS b FROM (
-                SELECT {ts} AS v FROM {rel} WHERE contains({ts}, '/') LIMIT 200000))"""
-    ).fetchone()
-    first_big, second_big = (int(row[0] or 0), int(row[1] or 0)) if row else (0, 0)
+    _, first_big, second_big, _ = slash_date_counts(sql, rel, ts)
     if bool(first_big) != bool(second_big):
         return bool(first_big)
     if first_big:  # both orders occur: month first, as the events load reads them
