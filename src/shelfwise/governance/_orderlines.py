@@ -167,7 +167,9 @@ def derive(
     # customers are derived whether or not the products are (a directory with a products file
     # of its own and no users file still gets the customers' attributes)
     order_lines = bool(find("title", PRODUCTS, mapped="products" in need))
-    if staged.format == "csv" and not staged.numbered and order_lines:
+    if not order_lines:  # a plain events file: nothing to derive, and nothing read (not its dates)
+        return out
+    if staged.format == "csv" and not staged.numbered:
         # order lines are read with their file lines (each derived row names its last line): a
         # plain file read in place is staged as a numbered copy for it
         staged = stage_file(staged.source, staged_dir)
@@ -265,7 +267,7 @@ def derive(
                     else ""
                 )
             )
-    if "users" in need and uid is not None and order_lines:
+    if "users" in need and uid is not None:
         attrs = [
             h
             for h in header
