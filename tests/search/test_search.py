@@ -298,6 +298,45 @@ def test_a_filter_never_empties_a_page_the_catalog_can_fill(tmp_path):
     assert eng.query("garden hose", k=5)["depth"] == 10  # no filter: no deeper retrieval
 
 
+def test_total_and_facets_count_every_match_and_pages_past_the_candidates_are_filled(tmp_path):
+    """A shop's "hose" has as many results as products holding the word, not the candidate
+    depth's: `total` and the facets count them all (filters applied), and page 4 of 10 a page
+    is served from a deeper retrieval instead of coming back empty."""
+    from shelfwise.search import Filters
+
+    ids = [f"h{i}" for i in range(300)] + [f"k{i}" for i in range(40)]
+    titles = [f"garden hose {i}" for i in range(300)] + [f"kitchen knife {i}" for i in range(40)]
+    brands = ["acme" if i % 3 else "zeta" for i in range(300)] + ["blade"] * 40
+    cats = ["Garden > Hoses"] * 250 + ["Garden > Reels"] * 50 + ["Home > Kitchen"] * 40
+    descriptions = [""] * 299 + ["fits any hose reel"] + ["not a hose"] + [""] * 39
+    price = np.array([300.0 - i for i in range(300)] + [5.0] * 40)
+    eng = SearchEngine(tmp_path / "s", candidates=10).build(
+        SearchCatalog(ids, titles, brand=brands, category=cats, description=descriptions, price=price)
+    )
+    # sorted by price: the cheapest of every match, not of the retrieved ones (h299 costs 1)
+    cheapest = eng.query("garden hose", k=3, sort="price_asc")
+    assert [i["product_id"] for i in cheapest["items"]] == ["h299", "h298", "h297"]
+    for level in ("full", "fused", "lexical"):
+        page = eng.query("hose", k=10, level=level)
+        # every product holding the word in a field BM25 reads (a description's included)
+        assert page["match"] == "keyword" and page["total"] == 301, level
+        by_brand = {f["value"]: f["count"] for f in page["facets"]["brand"]}
+        assert by_brand == {"acme": 200, "zeta": 100, "blade": 1}, level
+        assert eng.query("hose", k=10, level=level, filters=Filters(brand="zeta"))["total"] == 100
+        # the lexical index says the same products match
+        assert page["total"] == len(eng.lexical_.search_terms(["hose"], 1000).ids[0])
+    seen: list[str] = []
+    for offset in range(0, 40, 10):
+        page = eng.query("garden hose", k=10, offset=offset)
+        assert len(page["items"]) == 10, offset
+        seen += [i["product_id"] for i in page["items"]]
+    assert len(set(seen)) == 40 and page["depth"] == 100
+    assert eng.query("garden hose", k=10)["depth"] == 10  # page 1: no deeper retrieval
+    # a catalog's last page is served, and past it nothing
+    assert len(eng.query("hose", k=10, offset=335)["items"]) == 5
+    assert eng.query("hose", k=10, offset=340)["items"] == []
+
+
 def test_a_query_with_no_keyword_match_is_answered_semantically_and_says_so(engine):
     page = engine.query("earphones", k=3)
     assert page["match"] == "semantic_only" and page["items"]

@@ -281,6 +281,7 @@ def test_search_counts_and_facets_are_what_the_rules_let_a_shopper_see(served_wo
     """A hidden brand is not counted nor faceted, an out-of-stock product (filtered) is not
     counted, a pin for the query is; the engine's cached page is the same for every rule set."""
     from shelfwise.search import Filters
+    from shelfwise.search._analyze import analyze
 
     _, work = served_workdir
     svc = Service(work)
@@ -307,27 +308,34 @@ def test_search_counts_and_facets_are_what_the_rules_let_a_shopper_see(served_wo
     assert stocked.extra["total"] == before.extra["total"] - out
     assert stocked.extra["facets"]["in_stock"] == {"true": stocked.extra["total"], "false": 0}
 
-    # a pinned product the query did not find is on the page, and counted
+    # a pinned product the query did not find (it does not hold the word) is on the page, and
+    # counted ("pillow" matches by keyword: its total is every product holding the word)
     snap = svc.snapshot
+    svc.rules = Rules.from_dict({"filter_out_of_stock": False})
+    words = svc.search("pillow", 50, filters=Filters())
+    assert words is not None and words.extra["match"] == "keyword" and words.extra["total"] > 0
+    holding = set(snap.search._holding_terms(analyze("pillow"), None).tolist())
+    assert words.extra["total"] == len(holding)
     far = next(
         p
-        for p in snap.search.catalog.product_ids
-        if p not in before.items and snap.info.get(p) is not None and snap.info[p][2]
+        for i, p in enumerate(snap.search.catalog.product_ids)
+        if i not in holding and snap.info.get(p) is not None and snap.info[p][2]
     )
     svc.rules = Rules.from_dict(
-        {"filter_out_of_stock": False, "items": [{"action": "pin", "product_id": far, "query": "organic"}]}
+        {"filter_out_of_stock": False, "items": [{"action": "pin", "product_id": far, "query": "pillow"}]}
     )
-    pinned = svc.search("organic", 50, filters=Filters())
+    pinned = svc.search("pillow", 50, filters=Filters())
     assert pinned is not None and pinned.items[0] == far
-    assert pinned.extra["total"] == before.extra["total"] + 1
-    other = svc.search("organic tea", 50, filters=Filters())  # the pin is for "organic" only
-    assert other is not None and far not in other.items
+    assert pinned.extra["total"] == words.extra["total"] + 1
+    other = svc.search("pillow red", 50, filters=Filters())  # the pin is for "pillow" only
+    assert other is not None and other.items[0] != far
     # a page filtered to a brand the pinned product is not: neither on it nor counted
+    brands = [f["value"] for f in words.extra["facets"]["brand"]]
     elsewhere = next(b for b in brands if b != snap.info[far][1])
-    filtered = svc.search("organic", 50, filters=Filters(brand=elsewhere))
+    filtered = svc.search("pillow", 50, filters=Filters(brand=elsewhere))
     assert filtered is not None and far not in filtered.items
     svc.rules = Rules.from_dict({"filter_out_of_stock": False})
-    unpinned = svc.search("organic", 50, filters=Filters(brand=elsewhere))
+    unpinned = svc.search("pillow", 50, filters=Filters(brand=elsewhere))
     assert unpinned is not None and filtered.extra["total"] == unpinned.extra["total"]
 
 

@@ -108,10 +108,12 @@ class SearchEngine(SearchIndex, RankerTraining):
         vecs: QueryVectors | None = None,
     ) -> dict[str, Any]:
         """A results page: items (product id, score), facets over the matching products, the
-        corrected query when spelling was fixed, `total` (how many of the retrieved candidates
-        match: those holding a query word when a keyword matched, else every semantic candidate;
-        the nearest products without the words are ranked among and after them, and come after
-        them in any other `sort`), how they were found (`match`), and the `stages` that ran.
+        corrected query when spelling was fixed, `total` (how many products match: when a
+        keyword matched, every product of the catalog holding a query word and passing the
+        filters, retrieved or not; else every semantic candidate; the nearest products without
+        the words are ranked among and after them, and come after them in any other `sort`), how
+        they were found (`match`), and the `stages` that ran. A page past the candidate depth
+        (`offset + k` above it) retrieves deeper, up to `max_depth` products per retriever.
 
         `match` is "keyword" when some product matches a query term (terms are ORed, so a query
         is already relaxed to any of its terms; the ranker weighs coverage), "semantic_only" when
@@ -125,9 +127,9 @@ class SearchEngine(SearchIndex, RankerTraining):
         still runs when nothing matches a keyword: that is the only way to tell a semantic match
         from none). `vecs`: the query's vectors when the caller encoded a batch of queries at once.
 
-        With filters, retrieval goes deeper (x10, then x100, up to `max_depth` products per
-        retriever) until the page is full: a filter never empties a page that the catalog
-        could fill from deeper in the ranking. With a shopper's `profile` (see `profile()`), the
+        With filters, or for a page past the candidate depth, retrieval goes deeper (x10, then
+        x100, up to `max_depth` products per retriever) until the page is full: a filter or a
+        page number never empties a page that the catalog could fill from deeper in the ranking. With a shopper's `profile` (see `profile()`), the
         ranker's personal features are filled in (personalized search)."""
         if level not in LEVELS:
             raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
@@ -138,14 +140,16 @@ class SearchEngine(SearchIndex, RankerTraining):
         encoded = False  # whether the encoders ran (the semantic retrievers with them)
         filtering = filters is not None and filters.active()
         depth = self.candidates
+        # each retrieval's candidates and scores: a deeper one's new products rank after the
+        # shallower one's (page 3 never repeats a product of page 1, ranked among fewer)
+        rounds: list[tuple[np.ndarray, np.ndarray]] = []
         while True:
             if level == "full":
                 if vecs is None or (self.multilingual_ is not None and vecs.multilingual is None):
                     vecs = self.encode_queries([q.text])[0]
                 encoded = True
                 cands, x = self._features(q, None, vecs=vecs, depth=depth, profile=profile)
-                matched = x[:, _BM25] > 0
-                keyword = bool(matched.any())
+                keyword = bool((x[:, _BM25] > 0).any())
                 semantic = self._semantic_match(x[:, _COLUMN["cosine"]], x[:, _COLUMN["cosine_ml"]], vecs)
                 score = self._scores(x)
             else:
@@ -165,7 +169,6 @@ class SearchEngine(SearchIndex, RankerTraining):
                     encoded = True
                     _, found = self._retrieve(q, vecs, depth)
                 cands, score, keyword, semantic = self._fuse(found, depth, vecs)
-                matched = self._keyword_hits(cands, found[0])
                 if (
                     not keyword
                     and not semantic
@@ -177,44 +180,67 @@ class SearchEngine(SearchIndex, RankerTraining):
                     encoded = True
                     _, found = self._retrieve(q, vecs, depth)
                     cands, score, keyword, semantic = self._fuse(found, depth, vecs)
-                    matched = self._keyword_hits(cands, found[0])
             if filtering and len(cands):
-                keep = filters.mask(self.catalog, cands)  # type: ignore[union-attr]
-                cands, score, matched = cands[keep], score[keep], matched[keep]
-                if level == "full":
-                    x = x[keep]
-            if not filtering or len(cands) >= offset + k or depth >= min(self.max_depth, len(self.catalog)):
+                keep = self._filter_mask(filters, cands)  # type: ignore[arg-type]
+                cands, score = cands[keep], score[keep]
+            rounds.append((cands, score))
+            if (
+                len(cands) >= offset + k
+                or depth >= min(self.max_depth, len(self.catalog))
+                or (not filtering and offset + k <= depth)  # (a deeper retrieval adds nothing)
+            ):
                 break
             depth = min(depth * 10, self.max_depth, len(self.catalog))
         if encoded and q.text.strip():
             stages.append("semantic")
         if not keyword and not semantic:
             return self._no_match(q, k, offset, filters, sort, stages, depth) | {"level": level}
-        order_idx = np.argsort(-score, kind="stable")
-        if level == "full":
-            stages.append("rerank")
-            if self.cross_ is not None and q.text.strip() and len(order_idx) >= 2:
-                order_idx = self._cross_rerank(q.text, cands, order_idx, score)
+        order: list[int] = []
+        by_doc: dict[int, float] = {}
+        for i, (round_cands, round_score) in enumerate(rounds):
+            order_idx = np.argsort(-round_score, kind="stable")
+            if (
+                level == "full"
+                and i == 0
+                and self.cross_ is not None
+                and q.text.strip()
+                and len(order_idx) >= 2
+            ):
+                order_idx = self._cross_rerank(q.text, round_cands, order_idx, round_score)
                 stages.append("cross_encoder")
+            ranked = round_cands[order_idx]
+            if by_doc:
+                ranked = ranked[~np.isin(ranked, np.fromiter(by_doc, np.int64, len(by_doc)))]
+            order += [int(d) for d in ranked]
+            for d, v in zip(round_cands.tolist(), round_score.tolist(), strict=True):
+                by_doc.setdefault(d, v)
+        if level == "full":
+            stages.insert(
+                stages.index("cross_encoder") if "cross_encoder" in stages else len(stages), "rerank"
+            )
         elif len(stages) > 1:
             stages.append("fusion")
-        order = [int(cands[i]) for i in order_idx]
-        by_doc = {int(c): float(s) for c, s in zip(cands, score, strict=True)}
-        # a keyword match counts (and facets) the retrieved products that hold a query word: the
-        # semantic neighbours the ranker places among and after them are not "results for" the
-        # words (and when filters left no product with a word, what is left is a semantic match)
-        keyword = bool(matched.any())
-        counted = cands[matched] if keyword else cands
-        if sort != "relevance" and keyword:  # sorted by price or popularity: the matches first
-            hits = {int(d) for d in counted}
-            order = sort_docs(
-                sort, [d for d in order if d in hits], self.catalog, self.popularity_
-            ) + sort_docs(sort, [d for d in order if d not in hits], self.catalog, self.popularity_)
+        # a keyword match counts (and facets) every product of the catalog that holds a query
+        # word and passes the filters, retrieved or not (a shop's "lamp" has 5,000 results, not
+        # the candidate depth's 100): the semantic neighbours the ranker places among and after
+        # them are not "results for" the words (and when filters left no product with a word,
+        # what is left is a semantic match, counted among the candidates)
+        holding = self._holding_terms(q.terms, filters if filtering else None)
+        keyword = bool(len(holding))
+        counted = holding if keyword else cands
+        if sort != "relevance" and keyword:
+            # sorted by price or popularity: every match (retrieved or not: the cheapest "hose"
+            # is the cheapest of all of them), then the semantic neighbours
+            arr = np.array(order, np.int64)
+            order = sort_docs(sort, holding, self.catalog, self.popularity_) + sort_docs(
+                sort, arr[~np.isin(arr, holding)], self.catalog, self.popularity_
+            )
         else:
             order = sort_docs(sort, order, self.catalog, self.popularity_)
         page = order[offset : offset + k]
         return {
-            "items": [{"product_id": self.catalog.product_ids[d], "score": by_doc[d]} for d in page],
+            # (a match sorted onto the page without being retrieved has no ranker score: 0)
+            "items": [{"product_id": self.catalog.product_ids[d], "score": by_doc.get(d, 0.0)} for d in page],
             "total": len(counted),
             "facets": self._facets(counted),
             "counted": counted,  # (the rows `total` and the facets count: serving recounts them after its rules)
@@ -244,10 +270,28 @@ class SearchEngine(SearchIndex, RankerTraining):
             **price_and_stock_facets(self.catalog, docs),
         }
 
-    @staticmethod
-    def _keyword_hits(cands: np.ndarray, lex: dict[int, tuple[float, int]]) -> np.ndarray:
-        """Per candidate, whether BM25 scored it (it holds a query word)."""
-        return np.array([lex.get(int(d), (0.0, 0))[0] > 0 for d in cands], bool)
+    def _holding_terms(self, terms: list[str], filters: Filters | None) -> np.ndarray:
+        """The catalog rows (ascending) holding any of `terms` in a field BM25 reads (the
+        products BM25 would match, retrieved at any depth), those passing `filters` when given."""
+        postings = self._text_rows
+        parts = [postings[t] for t in dict.fromkeys(terms) if t in postings]
+        if not parts:
+            return np.zeros(0, np.int64)
+        if len(parts) == 1:
+            rows = np.asarray(parts[0], np.int64)
+        else:  # (a mask over the catalog: no sort of the common terms' long postings)
+            hit = np.zeros(len(self.catalog), bool)
+            for p in parts:
+                hit[p] = True
+            rows = np.flatnonzero(hit)
+        if filters is not None and len(rows):
+            rows = rows[self._filter_mask(filters, rows)]
+        return rows
+
+    def _filter_mask(self, filters: Filters, docs: np.ndarray) -> np.ndarray:
+        """`filters.mask` over this engine's coded category and brand columns."""
+        t = self._tables
+        return filters.mask(self.catalog, docs, (t["profile_category"], t["profile_brand"]))
 
     def _fuse(
         self, found: list[dict[int, tuple[float, int]]], depth: int, vecs: QueryVectors | None
@@ -324,7 +368,7 @@ class SearchEngine(SearchIndex, RankerTraining):
             top = np.argsort(-pop, kind="stable")[: max(1000, offset + k)]
             top = top[pop[top] > 0]
             if filters is not None and filters.active():
-                top = top[filters.mask(self.catalog, top)]
+                top = top[self._filter_mask(filters, top)]
             fallback = sort_docs(sort, [int(d) for d in top], self.catalog, self.popularity_)[
                 offset : offset + k
             ]

@@ -112,11 +112,11 @@ class SearchIndex(EngineState):
         for cat in c.category:
             if cat not in category_terms:
                 category_terms[cat] = " ".join(sorted(set(analyze(cat.replace(">", " ")))))
-        text_terms = (
+        text_terms = [
             title_sets[i]
             | set(analyze(" ".join([c.brand[i], c.category[i], c.description[i], c.attributes[i]])))
             for i in range(len(c))
-        )
+        ]
         price = np.asarray(c.price, float)
         self._use_tables(
             {
@@ -132,6 +132,7 @@ class SearchIndex(EngineState):
                 "idf": np.array([idf[t] for t in vocabulary.terms], np.float64),
                 "idf_unseen": np.array([self._idf_unseen], np.float64),
                 "postings": Postings.of(vocabulary, _postings(title_sets)),
+                **_text_postings(text_terms),
                 "cjk": np.array([contains_cjk(t) for t in c.title], bool),
                 "profile_category": Coded.of(v.strip().lower() for v in c.category),
                 "profile_top": Coded.of(top_category(v) for v in c.category),
@@ -157,6 +158,10 @@ class SearchIndex(EngineState):
         self._idf_unseen = float(t["idf_unseen"][0])
         # a Mapping like the dict of arrays `_features._weighted_match` is typed for
         self._title_rows = Postings(vocabulary, t["postings"].indptr, t["postings"].rows)  # type: ignore[assignment]
+        # every product holding a term in any field BM25 reads (what `total` and the facets count)
+        self._text_rows = Postings(
+            Vocabulary(t["text_vocabulary"]), t["text_postings"].indptr, t["text_postings"].rows
+        )
         self._cjk = t["cjk"]
         self._profile_cols = ProfileColumns(
             t["profile_category"], t["profile_top"], t["profile_brand"], t["log_price"]
@@ -203,6 +208,15 @@ class SearchIndex(EngineState):
         t: dict[str, Any] = {}
         for name in ("title_norm", "title_proc", "title_measures", "text_terms", "vocabulary"):
             t[name] = Strings.load(folder, name)
+        if (folder / "text_postings.rows.npy").exists():
+            t["text_vocabulary"] = Strings.load(folder, "text_vocabulary")
+            t["text_postings"] = Postings(
+                Vocabulary(t["text_vocabulary"]),
+                load_array(folder, "text_postings.indptr"),
+                load_array(folder, "text_postings.rows"),
+            )
+        else:  # tables saved before it was kept: from the rows' text terms (once per load)
+            t.update(_text_postings([set(v.split()) for v in t["text_terms"]]))
         for name in ("category_terms", "profile_category", "profile_top", "profile_brand"):
             t[name] = Coded.load(folder, name)
         for name in ("idf", "idf_unseen", "cjk", "log_price", "product_order"):
@@ -342,3 +356,13 @@ class _BoosterRanker:
             zip(self.booster_.feature_name(), self.booster_.feature_importance("split"), strict=True)
         )
         return any(split.get(f, 0) > 0 for f in features)
+
+
+def _text_postings(text_terms: list[set[str]]) -> dict[str, Any]:
+    """`text_vocabulary` and `text_postings`: each term of the fields BM25 reads (title, brand,
+    category, description, attributes) and the ascending catalog rows holding it."""
+    vocabulary = Vocabulary.of(t for terms in text_terms for t in terms)
+    return {
+        "text_vocabulary": vocabulary.terms,
+        "text_postings": Postings.of(vocabulary, _postings(text_terms)),
+    }

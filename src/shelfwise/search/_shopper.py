@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,14 +38,28 @@ class Filters:
     price_max: float | None = None
     in_stock: bool | None = None
 
-    def mask(self, catalog: SearchCatalog, docs: np.ndarray) -> np.ndarray:
+    def mask(
+        self, catalog: SearchCatalog, docs: np.ndarray, coded: tuple[Any, Any] | None = None
+    ) -> np.ndarray:
+        """Per row of `docs`, whether it passes. `coded`: the catalog's category paths and
+        brands as `Coded` columns (trimmed, lower-cased), tested once per distinct value instead
+        of once per row (a search counts thousands of matching products)."""
         keep = np.ones(len(docs), bool)
+        docs = np.asarray(docs, np.int64)
         if self.category:
             pre = self.category.strip().lower()
-            keep &= np.array([catalog.category[d].lower().startswith(pre) for d in docs], bool)
+            if coded is not None:
+                ok = np.array([str(v).startswith(pre) for v in coded[0].values], bool)
+                keep &= ok[np.asarray(coded[0].codes)[docs]]
+            else:
+                keep &= np.array([catalog.category[d].lower().startswith(pre) for d in docs], bool)
         if self.brand:
             b = self.brand.strip().lower()
-            keep &= np.array([catalog.brand[d].lower() == b for d in docs], bool)
+            if coded is not None:
+                ok = np.array([str(v) == b for v in coded[1].values], bool)
+                keep &= ok[np.asarray(coded[1].codes)[docs]]
+            else:
+                keep &= np.array([catalog.brand[d].lower() == b for d in docs], bool)
         price = np.asarray(catalog.price, float)[docs]
         if self.price_min is not None:
             keep &= np.nan_to_num(price, nan=-np.inf) >= self.price_min
@@ -83,19 +98,24 @@ def price_and_stock_facets(catalog: SearchCatalog, docs: np.ndarray) -> dict[str
     return {"price": bands, "in_stock": {"true": int(stock.sum()), "false": int((~stock).sum())}}
 
 
-def sort_docs(order: str, docs: list[int], catalog: SearchCatalog, popularity: np.ndarray) -> list[int]:
+def sort_docs(
+    order: str, docs: Sequence[int] | np.ndarray, catalog: SearchCatalog, popularity: np.ndarray
+) -> list[int]:
+    """`docs` (catalog rows) in `order`: as given ("relevance"), by popularity (most first) or
+    by price; equal keys keep their given order; products with no price go last either way."""
     if order not in SORTS:
         raise ValueError(f"sort must be one of {', '.join(SORTS)}, not {order!r}")
     if order == "relevance":
-        return docs
-    price = np.asarray(catalog.price, float)
+        return [int(d) for d in docs]
+    rows = np.asarray(docs, np.int64)
+    if not len(rows):
+        return []
     if order == "popularity":
-        return sorted(docs, key=lambda d: -float(popularity[d]))
+        return rows[np.argsort(-np.asarray(popularity, np.float64)[rows], kind="stable")].tolist()
+    price = np.asarray(catalog.price, np.float64)[rows]
+    known = np.isfinite(price)
     sign = 1.0 if order == "price_asc" else -1.0
-    # products with no price go last either way
-    return sorted(
-        docs, key=lambda d: (not np.isfinite(price[d]), sign * (price[d] if np.isfinite(price[d]) else 0.0))
-    )
+    return rows[np.lexsort((sign * np.where(known, price, 0.0), ~known))].tolist()
 
 
 @dataclass

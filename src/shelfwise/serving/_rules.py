@@ -380,10 +380,8 @@ class Rules:
         hides = [r for r in active if r.action == "hide"]
         gone = catalog.unavailable(rows[docs], out_of_stock=self.filter_out_of_stock)
         if hides:
-            for j in np.flatnonzero(~gone):
-                p = engine_ids[int(docs[j])]
-                category, brand, _ = catalog[p]
-                gone[j] = any(r.targets(p, category, brand) for r in hides)
+            items = rows[docs]
+            gone |= catalog.hidden(hides)[np.where(items >= 0, items, 0)]
         kept = docs[~gone] if gone.any() else docs
         pinned = []
         for r in active:
@@ -461,6 +459,34 @@ class CatalogView(Mapping[str, tuple[str, str, bool]]):
         self._cat, self._brand, self._stock = bundle.categories, bundle.brands, bundle.in_stock
         listed = getattr(bundle, "listed", None)
         self._listed = None if listed is None or bool(np.all(listed)) else np.asarray(listed, bool)
+        self._hidden: dict[tuple[ItemRule, ...], np.ndarray] = {}
+
+    def hidden(self, hides: Sequence[ItemRule]) -> np.ndarray:
+        """Per item index, whether one of the `hides` rules targets it (by product id, category
+        or brand): made once per set of rules (a search's matches are counted after the rules,
+        thousands of products a request)."""
+        key = tuple(hides)
+        got = self._hidden.get(key)
+        if got is None:
+            got = np.zeros(len(self._cat), bool)
+            for r in hides:
+                if r.product_id is not None:
+                    i = self._index.get(r.product_id)
+                    if i is not None:
+                        got[int(i)] = True
+            by_value = [r for r in hides if r.product_id is None]
+            if by_value:
+                seen: dict[tuple[str, str], bool] = {}
+                for i, (category, brand) in enumerate(zip(self._cat, self._brand, strict=True)):
+                    hit = seen.get((category, brand))
+                    if hit is None:
+                        hit = seen[(category, brand)] = any(r.targets("", category, brand) for r in by_value)
+                    if hit:
+                        got[i] = True
+            if len(self._hidden) >= 16:  # (rules with a schedule or a query come and go)
+                self._hidden.clear()
+            self._hidden[key] = got
+        return got
 
     def _at(self, product_id: object) -> int | None:
         i = self._index.get(product_id)  # type: ignore[call-overload]
