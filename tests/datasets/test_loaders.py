@@ -6,7 +6,10 @@ import gzip
 import json
 import shutil
 
+import pytest
+
 from shelfwise.datasets import convert, detect_format
+from shelfwise.errors import SourceError
 from shelfwise.governance import ingest
 from tests.conftest import copy_head, curated_rows, shared
 
@@ -185,3 +188,18 @@ def test_a_diginetica_session_without_a_user_is_anonymous(tmp_path):
     convert(d, tmp_path / "out", "diginetica")
     rows = [json.loads(x) for x in (tmp_path / "out" / "events.jsonl").read_text().splitlines()]
     assert [(r["user_id"], r["session_id"]) for r in rows] == [(None, "1"), ("42", "2")]
+
+
+def test_a_folder_of_two_shops_sequences_is_refused_not_half_converted(tmp_path):
+    """Beauty.txt and Sports_and_Outdoors.txt side by side: converting the folder took the first
+    and dropped the other without a word (their user and item ids collide: one shop a file)."""
+    d = tmp_path / "seq"
+    d.mkdir()
+    (d / "Beauty.txt").write_text("1 1 2 3\n2 4 5\n")
+    (d / "Sports.txt").write_text("1 7 8\n")
+    with pytest.raises(
+        SourceError, match=r"2 sequence files \(Beauty.txt, Sports.txt\).*give the file itself"
+    ):
+        convert(d, tmp_path / "out")
+    res = convert(d / "Sports.txt", tmp_path / "out2")
+    assert res.files["events.jsonl"] == 2

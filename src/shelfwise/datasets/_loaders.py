@@ -339,9 +339,17 @@ def convert_sequences(src: Path, out: Path) -> ConvertResult:
     An `*_item2attributes.json` beside the file becomes `products.attributes`.
     """
     res = ConvertResult("sequences", out)
-    path = src if src.is_file() else next(iter(sorted(p for p in src.glob("*.txt"))), None)
-    if path is None:
+    found = [src] if src.is_file() else sorted(p for p in src.glob("*.txt"))
+    if not found:
         raise SourceError(str(src), None, "no sequence file (*.txt: `user item item ...` per line)")
+    if len(found) > 1:  # two shops' sequences (their ids collide): never one of them in silence
+        raise SourceError(
+            str(src),
+            None,
+            f"{len(found)} sequence files ({', '.join(p.name for p in found)}): one shop's sequences are "
+            "one file; give the file itself (--src DIR/NAME.txt), or a folder holding only it",
+        )
+    path = found[0]
     ev = _JsonlWriter(out / "events.jsonl")
     items: set[str] = set()
     with _open_text(path) as fh:
