@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shelfwise.lifecycle._registry import _measured_as
+from shelfwise.governance._model_versions import measured_as as _measured_as
 
 
 def _manifest(split: str, description: str) -> dict:
@@ -36,3 +36,28 @@ def test_a_catalog_that_grew_is_still_the_same_protocol():
     assert _measured_as(a) == _measured_as(full("full ranking (the 1,566 listed items)"))
     assert _measured_as(a) == _measured_as(full("full ranking (all items)"))
     assert _measured_as(a) != _measured_as(full("sampled (100 random unseen negatives per target)"))
+
+
+def test_a_gate_that_could_not_compare_is_left_to_the_approver(tmp_path, monkeypatch):
+    """Production measured leave-last-out, the candidate global-time: the "not worse than
+    production" gate cannot compare them; it does not block (the approver decides) but it is
+    marked for review, never counted among the gates that passed on their numbers."""
+    from shelfwise.lifecycle._registry import Gate, Registry
+
+    def bundle(split: str, ndcg: float) -> dict:
+        m = _manifest(split, f"{split}: ...")
+        return m | {
+            "default_model": "ease",
+            "metrics": {"ease": {"ndcg@10": ndcg}, "popularity": {"ndcg@10": 0.01}},
+        }
+
+    manifests = {"1": bundle("leave_last_out", 0.2), "2": bundle("global_time", 0.05)}
+    reg = Registry(tmp_path)
+    monkeypatch.setattr(reg, "manifest", lambda v: manifests[str(v)])
+    monkeypatch.setattr(reg, "production", lambda: "1")
+    monkeypatch.setattr(reg, "_data_gate", lambda m: Gate("data_contracts", True, "ok"))
+    gate = {g.name: g for g in reg.gates("2")}["not_worse_than_production"]
+    assert gate.passed and gate.review and "the approver decides" in gate.detail
+    manifests["2"] = bundle("leave_last_out", 0.05)  # measured alike: compared, and failing
+    gate = {g.name: g for g in reg.gates("2")}["not_worse_than_production"]
+    assert not gate.passed and not gate.review

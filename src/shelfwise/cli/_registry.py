@@ -25,14 +25,17 @@ def models_list(workdir: Workdir, as_json: AsJson = False) -> None:
         print_json(rows)
         return
     for r in rows:
-        gates = (
-            "all gates pass"
-            if all(g["passed"] for g in r["gates"])
-            else "gates failing: " + ", ".join(g["name"] for g in r["gates"] if not g["passed"])
-        )
+        review = [g["name"] for g in r["gates"] if g.get("review")]
+        if not all(g["passed"] for g in r["gates"]):
+            gates = "gates failing: " + ", ".join(g["name"] for g in r["gates"] if not g["passed"])
+        elif review:  # (production's number is of another protocol: nothing measured it)
+            gates = "gates pass; for the approver (not comparable): " + ", ".join(review)
+        else:
+            gates = "all gates pass"
+        ndcg = "ndcg@10 -" if r["ndcg@10"] is None else f"ndcg@10 {r['ndcg@10']:.4f}"
         typer.echo(
             f"v{r['version']:<4} {r['bundle']} {','.join(r['aliases']) or r['status']:<12} {r['default_model']:<12} "
-            f"ndcg@10 {r['ndcg@10'] or 0:.4f}  {gates}  approved by {r['approved_by'] or '-'}"
+            f"{ndcg} [{r.get('measured_as') or 'protocol unknown'}]  {gates}  approved by {r['approved_by'] or '-'}"
         )
 
 

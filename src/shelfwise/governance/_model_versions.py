@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -193,6 +194,9 @@ def registered_versions(
                 "aliases": aliases,
                 "default_model": tags.get("default_model"),
                 HEADLINE: float(tags["ndcg_at_10"]) if tags.get("ndcg_at_10") else None,
+                # what that number measures (split, targets, candidates): two versions' numbers
+                # are on one scale only when it is the same
+                "measured_as": tags.get("measured_as") or _measured_as_of(workdir, mv.source),
                 "registered_by": tags.get("registered_by"),
                 "approved_by": tags.get("approved_by"),
                 "gates": json.loads(tags.get("gates", "[]")),
@@ -206,3 +210,26 @@ def registered_versions(
     if _registry_stamp(workdir) == before:  # nothing was written while we read
         _write_snapshot(workdir, before, out)
     return out
+
+
+def measured_as(manifest: Any) -> str:
+    """What a bundle's test numbers measure, from its manifest: the split, its targets and the
+    candidates (the cut dates and users differ from run to run; what a target is must not)."""
+    p = manifest.get("protocol") or {}
+    desc = str(p.get("split_description", ""))
+    targets = desc.split("targets: ", 1)[1] if "targets: " in desc else "each user's held-out step"
+    # full ranking over the catalog, however many products it lists today: a delivery that adds
+    # a product (nearly every one) must not make two bundles "not comparable", which let a worse
+    # candidate pass this gate
+    candidates = re.sub(r"^full ranking \((the [\d,]+ listed items|all items)\)$", "full ranking (the catalog)",
+                        str(p.get("candidates")))  # fmt: skip
+    return f"{p.get('split')} ({targets}; {candidates})"
+
+
+def _measured_as_of(workdir: str | Path, source: str) -> str | None:
+    """`measured_as` of a version registered before the tag was kept, from its manifest."""
+    try:
+        manifest = json.loads((Path(bundle_path(workdir, source)) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return measured_as(manifest)

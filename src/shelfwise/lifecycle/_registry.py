@@ -30,14 +30,13 @@ once, as before the registry existed; the gates are still computed and recorded.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ShelfwiseError
-from ..governance._model_versions import HEADLINE, MODEL, alias_version, registered_versions
+from ..governance._model_versions import HEADLINE, MODEL, alias_version, measured_as, registered_versions
 from ..governance._model_versions import mlflow_client as _client
 
 if TYPE_CHECKING:
@@ -49,6 +48,9 @@ class Gate:
     name: str
     passed: bool
     detail: str
+    # passed only because nothing could measure it (production's numbers are of another
+    # protocol): the approver decides, and listings say so instead of "all gates pass"
+    review: bool = False
 
 
 class Registry:
@@ -114,15 +116,16 @@ class Registry:
             gates.append(Gate("not_worse_than_production", True, "no other production version"))
         elif (pm := self.manifest(prod))["default_model"] not in pm.get("metrics", {}):
             gates.append(Gate("not_worse_than_production", True, f"production v{prod} has no test metrics"))
-        elif _measured_as(pm) != _measured_as(m):
+        elif measured_as(pm) != measured_as(m):
             # e.g. `global_time` before and after it followed "Time to Split" (other targets):
             # the two numbers are not on one scale; the gate says so and the approver decides
             gates.append(
                 Gate(
                     "not_worse_than_production",
                     True,
-                    f"not comparable: production v{prod} was measured as {_measured_as(pm)}, "
-                    f"this bundle as {_measured_as(m)}",
+                    f"not comparable: production v{prod} was measured as {measured_as(pm)}, "
+                    f"this bundle as {measured_as(m)}: the approver decides",
+                    review=True,
                 )
             )
         else:
@@ -226,6 +229,7 @@ class Registry:
             "bundle_version": m["version"],
             "default_model": default,
             "ndcg_at_10": str(m.get("metrics", {}).get(default, {}).get(HEADLINE, "")),
+            "measured_as": measured_as(m),
             "lineage_run_id": str(m.get("lineage", {}).get("train_run_id")),
             "data_versions": json.dumps({t: v.get("version") for t, v in m.get("data_versions", {}).items()}),
             "registered_by": actor or "",
@@ -378,17 +382,3 @@ class RegistryView(Registry):
             if str(r["version"]) == str(version):
                 return read_manifest(r["path"])
         raise ShelfwiseError(f"model version {version!r} is not registered (see `shelfwise models list`)")
-
-
-def _measured_as(manifest: Any) -> str:
-    """What a bundle's test numbers measure, from its manifest: the split, its targets and the
-    candidates (the cut dates and users differ from run to run; what a target is must not)."""
-    p = manifest.get("protocol") or {}
-    desc = str(p.get("split_description", ""))
-    targets = desc.split("targets: ", 1)[1] if "targets: " in desc else "each user's held-out step"
-    # full ranking over the catalog, however many products it lists today: a delivery that adds
-    # a product (nearly every one) must not make two bundles "not comparable", which let a worse
-    # candidate pass this gate
-    candidates = re.sub(r"^full ranking \((the [\d,]+ listed items|all items)\)$", "full ranking (the catalog)",
-                        str(p.get("candidates")))  # fmt: skip
-    return f"{p.get('split')} ({targets}; {candidates})"
