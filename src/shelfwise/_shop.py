@@ -80,6 +80,7 @@ class Shop:
         self._as = as_
         self._key = api_key
         self._services: dict[tuple[bool, bool], Service] = {}
+        self._served: tuple[Any, ...] | None = None  # `served_stamp` the services replayed
         self._engines: dict[Path, Any] = {}
         self._profiles: Any = None  # the served profiles (`profile`), read once
         self._cli = False  # the command line's Shop: its refusals name `--as`, a notebook's `as_=`
@@ -239,6 +240,9 @@ class Shop:
             if accepted:
                 for cached in self._services.values():
                     cached.record_events(accepted)
+                from .serving._feedback import served_stamp
+
+                self._served = served_stamp(self.workdir)  # (its own: already recorded)
                 if client is not None:  # the replicas' shared online state, as the route records it
                     from .serving import RedisState
 
@@ -274,8 +278,8 @@ class Shop:
             from .lifecycle._train import check_choices, model_names
 
             if (append or column_map) and data is None:
-                raise ShelfwiseError("--append and --map apply to the data given with --data")
-            chosen = replace(settings or TrainSettings(), **options)
+                raise ShelfwiseError("append and column_map apply to the data given (data=DIR)")
+            chosen = replace(settings or TrainSettings(), **_train_options(options))
             if models is not None:
                 chosen = replace(chosen, models=tuple(model_names(models)))
             # before anything is loaded: a typo must not leave a delivery appended behind it
@@ -300,16 +304,30 @@ class Shop:
             _keep_console_figures(self.workdir)
             return result
 
-    def evaluate(self, models: Sequence[str] | None = None, *, sampled: int | None = None) -> dict[str, Any]:
-        """Evaluate the current bundle's models under its protocol (full ranking; `sampled`: also
-        rank each target among that many random unseen items): the `--json` report of
-        `shelfwise evaluate`."""
+    def evaluate(
+        self, models: Sequence[str] | None = None, *, sampled: int | None = None, version: str | None = None
+    ) -> dict[str, Any]:
+        """Evaluate the current bundle's models under its protocol, by full ranking: the `--json`
+        report of `shelfwise evaluate`. `sampled=N` evaluates under a sampled protocol instead
+        (each target ranked among N random unseen items, labelled so in `protocol`): a report of
+        its own (`reports/evaluation-sampledN.json`), the full-ranking one left as it was
+        (`full_ranking_report` names it). `version`: a registry version's bundle instead of the
+        current one (a candidate before it is approved; its report `evaluation-<bundle>.json`)."""
         with self._acting("evaluate"):
             from .lifecycle import evaluate_workdir
             from .lifecycle._train import model_names
 
+            bundle_dir = None
+            if version is not None:
+                from .governance._model_versions import bundle_path
+                from .lifecycle._registry import Registry
+
+                bundle_dir = bundle_path(self.workdir, Registry(self.workdir)._version(str(version)).source)
             return evaluate_workdir(
-                self.workdir, models=model_names(models) if models else None, sampled=sampled
+                self.workdir,
+                models=model_names(models) if models else None,
+                sampled=sampled,
+                bundle_dir=bundle_dir,
             )
 
     # -- answering ------------------------------------------------------------------------------
@@ -317,7 +335,13 @@ class Shop:
         """A serving `Service` over the current bundle (kept between calls, refreshed when the
         bundle, the rules or the experiments change)."""
         from .serving import Service
+        from .serving._feedback import served_stamp
 
+        # events spooled or absorbed since (by another Shop, a notebook, a server, `absorb`):
+        # the services start again from them, as a server started now would answer
+        stamp = served_stamp(self.workdir)
+        if stamp != self._served:
+            self._services.clear()
         for key in ((rules, search), (rules, True)):
             svc = self._services.get(key)
             if svc is not None:
@@ -327,6 +351,7 @@ class Shop:
         # answers what `/v1/recommendations` answers (a product just bought is not offered again)
         svc = Service(self.workdir, apply_rules=rules, load_search=search, replay_served=True)
         self._services[(rules, search)] = svc
+        self._served = stamp
         return svc
 
     @overload
@@ -393,7 +418,7 @@ class Shop:
                     )
                 ans = service.recommend(who, k, context=context, model=model)
                 line: dict[str, Any] = {
-                    "user_id": raw,
+                    "user_id": who,  # (as the CLI writes it: the id answered for, trimmed)
                     "items": ans.items,
                     "source": "cold_start" if ans.source == "cold_start" else ans.model,
                 }
@@ -805,8 +830,9 @@ class Shop:
     ) -> dict[str, Any]:
         """Quarantined rows: `summary` (rows per table, reason and status) and the first `rows`
         with their file, line and detail. `status`: open, released, superseded, redelivered, withheld (re-processed
-        into a row of an erased user) or all."""
-        with self._acting("quarantine.read_raw"):
+        into a row of an erased user) or all. `limit=0`: the summary alone, which every person
+        may read (`quarantine.summary`: counts, no row's fields); rows need `quarantine.read_raw`."""
+        with self._acting("quarantine.summary" if limit == 0 else "quarantine.read_raw"):
             from .governance import Quarantine
             from .governance._quarantine import refuse_unknown_filters
 
@@ -1241,3 +1267,43 @@ def _keep_console_figures(workdir: Path) -> None:
     from .web._data import keep_figures
 
     keep_figures(workdir)
+
+
+def _train_options(options: dict[str, Any]) -> dict[str, Any]:
+    """`Shop.train`'s keyword options checked against `TrainSettings`' fields: an unknown name
+    (a close one suggested) or a value of the wrong type is a ShelfwiseError naming it, before
+    anything runs (a string budget failed minutes into training with a TypeError)."""
+    import dataclasses
+    import difflib
+    import typing
+
+    from .lifecycle import TrainSettings
+
+    fields = {f.name for f in dataclasses.fields(TrainSettings)}
+    hints = typing.get_type_hints(TrainSettings)
+    for name, value in options.items():
+        if name not in fields:
+            close = difflib.get_close_matches(name, sorted(fields), n=1)
+            raise ShelfwiseError(
+                f"train has no option {name!r}"
+                + (f" (did you mean {close[0]!r}?)" if close else "")
+                + f"; its options are TrainSettings' fields: {', '.join(sorted(fields))}"
+            )
+        hint = hints[name]
+        allowed = tuple(a for a in (typing.get_args(hint) or (hint,)) if isinstance(a, type)) or (object,)
+        origin = typing.get_origin(hint)
+        if origin in (tuple, dict):
+            allowed = (tuple, list) if origin is tuple else (dict,)
+        if float in allowed:
+            allowed = (*allowed, int)
+        ok = isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
+        if value is None and type(None) in typing.get_args(hint):
+            ok = True
+        if not ok:
+            raise ShelfwiseError(
+                f"train option {name}={value!r}: expected "
+                f"{' or '.join(a.__name__ for a in allowed if a is not type(None))}, not {type(value).__name__}"
+            )
+        if origin is tuple:
+            options = {**options, name: tuple(value)}
+    return options

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from shelfwise import Shop
-from shelfwise.errors import AccessDenied
+from shelfwise.errors import AccessDenied, ShelfwiseError
 from tests.api.conftest import FAST
 from tests.cli.test_cli import sw
 from tests.serving.conftest import known_users
@@ -122,6 +122,35 @@ def test_a_column_map_may_be_a_dict(tmp_path):
     report = Shop(tmp_path / "w").ingest(data, column_map={"events.user_id": "customer"})
     assert report.tables["events"].rows_curated == 2
     assert report.column_map["events"]["user_id"] == "customer"
+
+
+def test_every_person_reads_the_quarantine_counts_and_only_stewards_its_rows(tmp_path):
+    """The summary is counts (no row's fields): an analyst reads it, as the console shows it to
+    every reader; the rows (raw fields, maybe personal) stay with stewards and admins. A train
+    option of the wrong name or type is a ShelfwiseError before anything runs; a file given as
+    the data folder is named so."""
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\nc1,p1,view,2026-01-01T00:00:00Z\nc2,p1,nope,2026-01-02T00:00:00Z\n"
+    )
+    work = tmp_path / "w"
+    ada = Shop(work, as_="ada", api_key=Shop(work).add_person("ada", "admin"))
+    ann = Shop(work, as_="ann", api_key=ada.add_person("ann", "analyst"))
+    ada.ingest(data)
+    summary = ann.quarantine(limit=0)
+    assert summary["rows"] == [] and sum(r["rows"] for r in summary["summary"]) == 1
+    with pytest.raises(AccessDenied, match="quarantine.read_raw"):
+        ann.quarantine()
+    assert len(ada.quarantine()["rows"]) == 1
+    with pytest.raises(
+        ShelfwiseError, match="no option 'sasrec_epoch' \\(did you mean 'sasrec_epochs'\\?\\)"
+    ):
+        ada.train(models=["popularity"], sasrec_epoch=3)
+    with pytest.raises(ShelfwiseError, match="tune_trials='2': expected int, not str"):
+        ada.train(models=["popularity"], tune_trials="2")
+    with pytest.raises(ShelfwiseError, match="a file, not a dataset folder: give the folder"):
+        ada.ingest(data / "events.csv")
 
 
 def test_rules_and_pending_events_need_an_identity_once_people_exist(tmp_path):

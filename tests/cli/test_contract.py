@@ -45,7 +45,7 @@ CONTRACT = {
         "--workdir",
         "-w",
     ],
-    "evaluate": ["--json", "--models", "--sampled", "--workdir", "-w"],
+    "evaluate": ["--json", "--models", "--sampled", "--version", "--workdir", "-w"],
     "events absorb": ["--json", "--redis-url", "--workdir", "-w"],
     "experiments report": ["--experiment", "--json", "--workdir", "-w"],
     "experiments set": ["--file", "--workdir", "-w"],

@@ -65,7 +65,9 @@ def _report(models: list[str]) -> dict[str, Any]:
 def test_evaluate_prints_the_default_models_legend_only_under_a_starred_row(
     tmp_path, capsys, monkeypatch, models, legend
 ) -> None:
-    monkeypatch.setattr("shelfwise._shop.Shop.evaluate", lambda self, chosen, sampled=None: _report(models))
+    monkeypatch.setattr(
+        "shelfwise._shop.Shop.evaluate", lambda self, chosen, sampled=None, version=None: _report(models)
+    )
     assert (
         main(["evaluate", "--workdir", str(tmp_path), "--models", ",".join(models), "--sampled", "50"]) == 0
     )
@@ -139,8 +141,36 @@ def test_evaluate_prints_the_share_of_test_users_no_model_can_hit(tmp_path, caps
     said and the printed summary did not."""
     report = _report(["popularity"])
     report["protocol"] |= {"users": 1418, "repeat_targets": 320}
-    monkeypatch.setattr("shelfwise._shop.Shop.evaluate", lambda self, chosen, sampled=None: report)
+    monkeypatch.setattr(
+        "shelfwise._shop.Shop.evaluate", lambda self, chosen, sampled=None, version=None: report
+    )
     assert main(["evaluate", "--workdir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "320 of 1,418 test users (22.6%) have a target already in their history" in out
     assert "hr@10 at most 0.7743" in out
+
+
+def test_models_list_says_what_each_number_measures_and_a_gate_left_to_the_approver(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    """A candidate trained under another split than production's: its gate "not worse than
+    production" could not compare the two numbers, so the line says the approver decides (it
+    said "all gates pass"), and each version's number says its protocol."""
+    gates = [
+        {"name": "data_contracts", "passed": True, "detail": "ok"},
+        {"name": "not_worse_than_production", "passed": True, "detail": "not comparable", "review": True},
+    ]
+    rows = [
+        {"version": "2", "bundle": "b2", "aliases": ["production"], "status": "production", "default_model": "ease",
+         "ndcg@10": 0.102, "measured_as": "leave_last_out (each user's held-out step; full ranking (the catalog))",
+         "gates": gates[:1], "approved_by": "eve"},
+        {"version": "4", "bundle": "b4", "aliases": ["candidate"], "status": "candidate", "default_model": "ease",
+         "ndcg@10": 0.1244, "measured_as": "global_time (the first item new; full ranking (the catalog))",
+         "gates": gates, "approved_by": None},
+    ]  # fmt: skip
+    monkeypatch.setattr("shelfwise._shop.Shop.versions", lambda self: rows)
+    assert main(["models", "list", "--workdir", str(tmp_path)]) == 0
+    prod, cand = capsys.readouterr().out.splitlines()
+    assert "ndcg@10 0.1020 [leave_last_out (" in prod and "all gates pass" in prod
+    assert "ndcg@10 0.1244 [global_time (" in cand
+    assert "gates pass; for the approver (not comparable): not_worse_than_production" in cand

@@ -213,6 +213,11 @@ def test_evaluate_full_and_sampled(trained):
         sw("evaluate", "--workdir", str(work), "--json", "--sampled", "50", "--models", "transitions").stdout
     )
     assert sampled["protocol"]["candidates"].startswith("sampled (50")
+    # instead of full ranking, in a report of its own: the full-ranking one is named, as it was
+    assert sampled["full_ranking_report"] == str(work / "reports" / "evaluation.json")
+    assert json.loads((work / "reports" / "evaluation.json").read_text())["protocol"][
+        "candidates"
+    ].startswith("full ranking (")
     # a sampled metric is far easier than full ranking: it must never be reported as one
     assert sampled["results"][0]["metrics"]["ndcg@10"] > full["results"][1]["metrics"]["ndcg@10"]
     text = sw("evaluate", "--workdir", str(work)).stdout

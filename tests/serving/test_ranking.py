@@ -146,3 +146,21 @@ def test_the_category_cap_holds_when_the_candidates_are_all_of_one_category() ->
     level1 = Rules(filter_out_of_stock=False, max_per_category=2, category_level=1)
     got = rank_user(view, "m", Scripted(), 1, 5, 6, level1)
     assert got is not None and got.items == ["c0", "c1", "h1", "k1", "c2"], got.items
+
+
+def test_a_list_longer_than_the_popular_fill_is_filled_from_the_whole_popular_order() -> None:
+    """A model that ranks only its own candidates (a fusion: 189 of MovieLens's 1,682) and a
+    k=1000 list for an offline evaluation: the popular list the server keeps for filling is
+    shorter than that; the fill reads the whole popular order, not its first products only."""
+
+    class Narrow(Scripted):
+        def recommend(self, users: Any, n: int, *, exclude_seen: bool, history: Interactions) -> Results:
+            return Results(
+                np.array([[4, -1, -1, -1]]), np.array([[1.0, -np.inf, -np.inf, -np.inf]], np.float32)
+            )
+
+    view = View()
+    view.cold = ["e", "a"]  # (the short fill list) while the popular order holds every product
+    view.cold_candidates = lambda n, context: ["e", "a", "b", "c", "d"][:n]  # type: ignore[method-assign]
+    got = rank_user(view, "m", Narrow(), 1, 4, 4, NO_RULES)
+    assert got is not None and got.items == ["e", "a", "b", "d"]  # user 1 saw c

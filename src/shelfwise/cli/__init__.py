@@ -89,7 +89,7 @@ def _said(exc: ShelfwiseError) -> str:
 
     if (
         isinstance(exc, SourceError)
-        and exc.reason == "dataset directory not found"
+        and exc.reason.startswith("a file, not a dataset folder")
         and Path(exc.file).is_file()
     ):
         folder = Path(exc.file).parent

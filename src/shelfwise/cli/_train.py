@@ -205,7 +205,16 @@ def evaluate(
     ] = None,
     sampled: Annotated[
         int | None,
-        typer.Option(help="Also a sampled protocol: rank each target among N random unseen items."),
+        typer.Option(
+            help="A sampled protocol instead of full ranking: rank each target among N random unseen "
+            "items (a report of its own; the full-ranking report is left as it was)."
+        ),
+    ] = None,
+    version: Annotated[
+        str | None,
+        typer.Option(
+            help="A registry version's bundle (a candidate before approval) instead of the current one."
+        ),
     ] = None,
     as_json: AsJson = False,
 ) -> None:
@@ -214,7 +223,7 @@ def evaluate(
 
     chosen = _model_list(models) if models else None
     try:  # (--sampled 0: no sampled protocol, as before)
-        report = shop(workdir).evaluate(chosen, sampled=sampled or None)
+        report = shop(workdir).evaluate(chosen, sampled=sampled or None, version=version)
     except ModelsNotInBundle:  # (after the Shop checked who and where): said in the CLI's words
         if chosen:
             _check_evaluated_models(workdir, chosen)

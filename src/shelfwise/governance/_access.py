@@ -53,6 +53,7 @@ PERMISSIONS: dict[str, set[Role]] = {
     "search": {Role.ADMIN, Role.SCIENTIST, Role.ENGINEER, Role.ANALYST},
     "export": set(H),  # curated data is pseudonymized; personal columns never reach it
     "quarantine.read_raw": {Role.ADMIN, Role.STEWARD},  # raw rows may hold personal data
+    "quarantine.summary": set(H),  # the counts per table, reason and status: no row's fields
     "quarantine.reprocess": {Role.ADMIN, Role.STEWARD},
     "lineage.read": set(H),
     "catalog.read": set(H),

@@ -265,6 +265,12 @@ class Ingestor:
 
     def run(self, data_dir: str | Path) -> IngestReport:
         data_dir = Path(data_dir)
+        if data_dir.is_file():  # (the Python API's ingest(path) as the CLI's --data: one wording)
+            raise SourceError(
+                str(data_dir),
+                None,
+                f"a file, not a dataset folder: give the folder holding the shop's files (here {data_dir.parent})",
+            )
         if not data_dir.is_dir():
             raise SourceError(str(data_dir), None, "dataset directory not found")
         self._map = self.column_map if self.column_map is not None else load_column_map(data_dir)

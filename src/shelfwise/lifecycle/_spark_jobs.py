@@ -170,13 +170,17 @@ class _Ranker:
         self.toplist_model = snap.toplist_model
         self.info = snap.info
         self.purchases = snap.purchases
-        self.cold = snap.cold
+        # the popular list that fills a thinned list, as long as a long list needs (`rank_user`
+        # reads the popular order past the server's short fill list for those)
+        long = 2 * (k + n_cand) + 200
+        self.cold = snap.cold if long <= len(snap.cold) else snap.cold_candidates(long, None)
         self.k, self.n_cand = k, n_cand
         self.name = model
 
     def cold_candidates(self, n: int, context: str | None) -> list[str]:
-        # (never reached: users without a history get the cold-start list on the driver)
-        raise NotImplementedError("the Spark job ranks known users only")
+        """The fill's popular order (users without a history get the cold-start list on the
+        driver: a list asked for here fills a known user's list)."""
+        return self.cold[:n]
 
     def top(self, user: int) -> tuple[list[str], list[float | None], str]:
         from ..serving._ranking import rank_user

@@ -1219,9 +1219,11 @@ def evaluate_workdir(
     sampled: int | None = None,
     bootstrap_rounds: int = 1000,
     seed: int = 0,
+    bundle_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Re-evaluate the current bundle's models under its protocol (the same deterministic split
-    of the bundle's data), full ranking unless `sampled` negatives are asked for."""
+    """Re-evaluate the current bundle's models (`bundle_dir`: another bundle's, a candidate not
+    yet live) under its protocol (the same deterministic split of the bundle's data), full
+    ranking unless `sampled` negatives are asked for."""
     from ..errors import ShelfwiseError, whole_number
     from ..evaluation._report import write_evaluation_report
     from ..serving import Bundle, current_bundle
@@ -1231,7 +1233,8 @@ def evaluate_workdir(
             sampled, "sampled", "the number of random unseen items to rank among", minimum=1
         )
     workdir = Path(workdir)
-    bundle = Bundle.load(current_bundle(workdir))
+    current = current_bundle(workdir)
+    bundle = Bundle.load(bundle_dir or current)
     nothing = _nothing_to_evaluate(bundle)
     if nothing is not None:
         return nothing
@@ -1269,7 +1272,15 @@ def evaluate_workdir(
     if sampled:
         for r in report["results"]:
             r["validation_ndcg@10"] = None  # train validated under full ranking, not this protocol
-        path = reports / f"evaluation-sampled{sampled}.json"
+        live = bundle_dir is None or Path(bundle_dir).resolve() == Path(current).resolve()
+        path = reports / (f"evaluation-sampled{sampled}" + ("" if live else f"-{bundle.version}") + ".json")
+        full = _report_of(reports / "evaluation.json")
+        # (the full-ranking numbers of this bundle stay in train's report, named here)
+        report["full_ranking_report"] = (
+            str(reports / "evaluation.json")
+            if full is not None and full.get("bundle_version") == bundle.version
+            else None
+        )
         path.write_text(json.dumps(report, indent=2, default=str))
         report["report_html"] = str(write_evaluation_report(path.with_suffix(".html"), report))
         return report

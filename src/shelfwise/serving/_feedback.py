@@ -197,6 +197,21 @@ def pending_events(workdir: str | Path, redis_client: Any = None, *, pid: int | 
     return n
 
 
+def served_stamp(workdir: str | Path) -> tuple[Any, ...]:
+    """What changes when an event is spooled or absorbed, by any process: each spool segment's
+    name and size, and the absorbed archives' names (a listing, no file read)."""
+    workdir = Path(workdir)
+    spool = []
+    for p in all_segments(workdir / EVENTS_DIR):
+        try:
+            spool.append((p.name, p.stat().st_size))
+        except OSError:  # (absorbed while listed: the archive's listing says it)
+            continue
+    archive = workdir / FEEDBACK_DIR
+    archived = sorted(p.name for p in archive.glob("events-*.jsonl")) if archive.is_dir() else []
+    return (tuple(sorted(spool)), tuple(archived))
+
+
 def served_since(workdir: str | Path, as_of: str) -> list[dict[str, Any]]:
     """The served events a bundle whose warehouse read was at `as_of` (a UTC stamp,
     `%Y%m%dT%H%M%S%fZ`, see `absorb_mark`) did not learn from, in arrival order, each once:
