@@ -36,3 +36,8 @@ def test_the_readme_notebook_session_runs(tmp_path, monkeypatch, capsys):
     assert {("train", "ok", "sam"), ("model.approve", "ok", "eve"), ("model.promote", "ok", "eve")} <= done
     versions = namespace["eve"].versions()  # type: ignore[attr-defined]
     assert [v["aliases"] for v in versions] == [[], ["production"]]
+    # the candidate was evaluated before approval: its own bundle, not the one live then
+    candidate = namespace["candidate"]
+    assert candidate["bundle_version"] == versions[1]["bundle"] != versions[0]["bundle"]  # type: ignore[index]
+    report = json.loads((tmp_path / "shop" / "reports" / "evaluation.json").read_text())  # (train's, of it)
+    assert report["bundle_version"] == candidate["bundle_version"]  # type: ignore[index]

@@ -104,9 +104,11 @@ def demand(
     if m.get("free_text_searches"):
         typer.echo(f"  {_searches_line(m['free_text_searches'])}")
     for c in m.get("calibration", []):
-        raw = c.get("held_out_coverage_raw")
+        raw, after = c.get("held_out_coverage_raw"), c.get("held_out_coverage")
         held = (
             f"{raw:.0%} of {c['held_out_errors']:,} held-out weeks inside before"
+            + (f", {after:.0%} after" if after is not None else "")
+            + ("; the factor hit its bound" if c.get("capped") else "")
             if raw is not None
             else "no held-out window"
         )

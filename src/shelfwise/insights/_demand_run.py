@@ -179,8 +179,12 @@ def run_replenishment(
             raise ShelfwiseError(stock_unknown(workdir, at))
         lead = pd.to_numeric(products["lead_time_days"], errors="coerce").max()
         weeks = max(13, math.ceil(((0.0 if pd.isna(lead) else float(lead)) + review_days) / 7) + 1)
-        fc, info, _ = forecast_demand(weekly, products, at, horizon_weeks=min(weeks, 104), catalog=catalog)
-        records = replenish(fc, products, service_level=service_level, review_days=review_days, as_of=at)
+        fc, info, series = forecast_demand(
+            weekly, products, at, horizon_weeks=min(weeks, 104), catalog=catalog
+        )
+        records = replenish(
+            fc, products, service_level=service_level, review_days=review_days, as_of=at, history=series
+        )
         write_records(records, out, REPLENISHMENT_FIELDS)
     except Exception as exc:
         lineage.fail(f"{type(exc).__name__}: {exc}")

@@ -5,8 +5,10 @@ looked at, and an order placed now arrives after `lead_time_days`; it must cover
 the order after next can arrive, the protection period P = lead time + review period. With D the
 forecast demand over P from as-of on (the weekly forecasts, part weeks pro rata; the first
 forecast week starts on the Monday of the as-of week, so its days already past are skipped) and
-sigma its standard deviation (each week's from its 80% interval, width / (2 x 1.2816), the
-variances added pro rata as if days were independent), the safety stock is z(service level) x sigma, the reorder point (the
+sigma its standard deviation (each week's the larger of its 80% interval's width / (2 x 1.2816)
+and the root mean square of the forecast's cross-validation errors, `sd`: a slow seller's interval
+is mostly its weeks without a sale, its errors hold the sale weeks' lumps; the variances added pro
+rata as if days were independent), the safety stock is z(service level) x sigma, the reorder point (the
 order-up-to level S) is D + safety stock, and the suggested order is what brings the stock up to
 it, in whole units. Stock on order is not known to shelfwise (no purchase-order table), so the
 suggestion assumes none is on the way. Weeks past the forecast horizon repeat its last week.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
@@ -49,6 +52,8 @@ def protection_demand(weeks: pd.DataFrame, days: float, start: float = 0.0) -> t
     from the stock counted at as-of (up to 6 days too early)."""
     units = weeks["units"].to_numpy(dtype=float)
     sd = (weeks["hi"].to_numpy(dtype=float) - weeks["lo"].to_numpy(dtype=float)) / (2 * Z80)
+    if "sd" in weeks:  # the forecast's own spread (its CV errors), where it is wider
+        sd = np.fmax(sd, weeks["sd"].to_numpy(dtype=float))
     total = var = 0.0
     lo, hi = start / 7.0, (start + days) / 7.0  # the window, in weeks from the first forecast week
     k = int(math.floor(lo))
@@ -60,6 +65,28 @@ def protection_demand(weeks: pd.DataFrame, days: float, start: float = 0.0) -> t
             var += frac * sd[i] ** 2
         k += 1
     return total, math.sqrt(var)
+
+
+# a product without a sale in this share of its recent weeks sells in lumps: a normal
+# approximation of its protection-period demand (mean + z sd) falls short of a sale week
+LUMPY_ZERO_SHARE = 0.3
+LUMPY_WEEKS = 52  # the recent weeks whose spans are read
+
+
+def lumpy_protection(sold: np.ndarray | None, days: float, service_level: float) -> float | None:
+    """For a slow seller (no sale in >= LUMPY_ZERO_SHARE of its last LUMPY_WEEKS weeks; None
+    otherwise, or with fewer than 13 weeks): the `service_level` quantile of its sales over
+    every span of ceil(days / 7) consecutive weeks among them, an empirical (bootstrap-free)
+    distribution of its protection-period demand. A product selling 10 units in one week of
+    twelve needs 10 on hand for a two-week period at 95%; mean + 1.645 sd says 7.9."""
+    if sold is None:
+        return None
+    y = np.asarray(sold, dtype=float)[-LUMPY_WEEKS:]
+    span = max(1, math.ceil(days / 7))
+    if len(y) < max(13, span + 1) or float((y <= 0).mean()) < LUMPY_ZERO_SHARE:
+        return None
+    sums = np.convolve(y, np.ones(span), mode="valid")
+    return float(np.quantile(sums, service_level, method="higher"))
 
 
 def elapsed_days(first_week: Any, as_of: Any) -> float:
@@ -88,11 +115,14 @@ def replenish(
     service_level: float = 0.95,
     review_days: float = 7.0,
     as_of: Any = None,
+    history: pd.DataFrame | None = None,
 ) -> list[dict[str, Any]]:
     """One suggestion per catalog product and per product with a forecast. `forecasts`:
     `unique_id, ds, units, lo, hi` per product and week; `products`: `product_id, stock,
     lead_time_days` (as they were at `as_of`). The protection period starts at `as_of` (None:
-    at the first forecast week's Monday)."""
+    at the first forecast week's Monday). `history` (`unique_id, ds, y`: the weekly sales the
+    forecasts learnt from): a slow seller's reorder point is at least the `service_level`
+    quantile of what its recent protection periods sold (`lumpy_protection`)."""
     if not 0.5 <= service_level < 1.0:
         raise ValueError(f"--service-level {service_level}: use a probability in [0.5, 1)")
     z = float(norm.ppf(service_level))
@@ -101,6 +131,14 @@ def replenish(
         # as-of: `forecast_demand`) are no part of the protection period
         forecasts = forecasts[pd.to_datetime(forecasts["ds"]) + pd.Timedelta(days=7) > pd.Timestamp(as_of)]
     by_product = {str(k): g.sort_values("ds") for k, g in forecasts.groupby("unique_id", sort=False)}
+    sold = (
+        {
+            str(k): g.sort_values("ds")["y"].to_numpy(dtype=float)
+            for k, g in history.groupby("unique_id", sort=False)
+        }
+        if history is not None and len(history)
+        else {}
+    )
     catalog = {str(r.product_id): r for r in products.itertuples(index=False)}
     # every catalog product (with its reason when nothing can be suggested) and every product
     # with a forecast
@@ -141,6 +179,9 @@ def replenish(
             demand, sd = protection_demand(weeks, days, start)
             safety = z * sd
             rop = demand + safety
+            lumpy = lumpy_protection(sold.get(pid), days, service_level)
+            if lumpy is not None and lumpy > rop:
+                rop, safety = lumpy, lumpy - demand
             qty = max(0, math.ceil(rop - stock - 1e-9))
             rec.update(
                 demand_lead_time=round(demand, 3),
@@ -152,6 +193,11 @@ def replenish(
             span = f"{lead:g} d lead time + {review_days:g} d review"
             if "model" in weeks and str(weeks["model"].iloc[0]) == PARTIAL_WEEK_MODEL:
                 span += ", at its rate since it first sold this week"
+            if lumpy is not None and lumpy >= rop:
+                span += (
+                    f"; a slow seller: the reorder point is what {service_level:.0%} of its last "
+                    f"{LUMPY_WEEKS} weeks' {math.ceil(days / 7)}-week spans sold at most"
+                )
             if qty > 0:
                 rec["reason"] = (
                     f"stock {int(stock)} is below the reorder point {rop:.1f} (demand {demand:.1f} over "
@@ -166,4 +212,11 @@ def replenish(
     return out
 
 
-__all__ = ["REPLENISHMENT_FIELDS", "Z80", "elapsed_days", "protection_demand", "replenish"]
+__all__ = [
+    "REPLENISHMENT_FIELDS",
+    "Z80",
+    "elapsed_days",
+    "lumpy_protection",
+    "protection_demand",
+    "replenish",
+]

@@ -62,7 +62,9 @@ def demand_summary(
         weekly, products, at, horizon_weeks=min(max(horizon_weeks, need), 104), catalog=catalog
     )
     reorders = (
-        replenish(fc, products, service_level=service_level, review_days=review_days, as_of=at)
+        replenish(
+            fc, products, service_level=service_level, review_days=review_days, as_of=at, history=history
+        )
         if catalog["stock_known"]
         else []
     )
@@ -159,10 +161,21 @@ def demand_html(s: dict[str, Any]) -> str:
                 "coverage before calibration": "–"
                 if c["held_out_coverage_raw"] is None
                 else f"{100 * c['held_out_coverage_raw']:.0f}%",
+                "coverage after": "–"
+                if c.get("held_out_coverage") is None
+                else f"{100 * c['held_out_coverage']:.0f}%"
+                + (" (factor at its bound)" if c.get("capped") else ""),
             }
             for c in m.get("calibration", [])
         ],
-        ["series group", "series", "factor", "held-out weeks", "coverage before calibration"],
+        [
+            "series group",
+            "series",
+            "factor",
+            "held-out weeks",
+            "coverage before calibration",
+            "coverage after",
+        ],
         empty="<p>No group was long enough to cross-validate.</p>",
     )
     chosen = ", ".join(f"{k}: {v}" for k, v in sorted(m["chosen"].items(), key=lambda kv: -kv[1]))
@@ -205,8 +218,10 @@ AutoETS, AutoTheta and GroupTheta, Theta on the series adjusted by the group's s
 <h2>Largest sellers (last {RECENT_WEEKS} weeks)</h2><div class="grid">{small}</div>
 <h2>Reorder suggestions</h2>{reorder}
 <h2>80% intervals</h2><p class="muted">Each group's conformal bounds are scaled by a factor learnt on
-a held-out cross-validation window so that 80% of held-out weeks fall inside; the coverage of the
-uncalibrated bounds on that window is shown.</p>{calib}
+a held-out cross-validation window, aiming at 80% of held-out weeks inside (the factor is kept
+within 0.5-4); the coverage on that window before and after it is shown. A slow seller's interval
+is mostly its weeks without a sale: the reorder suggestions take each week's spread from the
+forecast's cross-validation errors where that is wider.</p>{calib}
 </body></html>"""
 
 
