@@ -86,6 +86,33 @@ def test_lift_estimate_known_answer():
     assert lift_estimate(members, converted) == got  # seeded
 
 
+def test_a_lift_with_no_member_converted_has_an_interval_not_zero_to_zero():
+    """No member bought in the period: every bootstrap draw has none either, and [0, 0] read
+    as a certain zero lift; the upper end is the exact bound of a rate with none seen."""
+    from shelfwise.insights._audiences import lift_estimate
+
+    members = np.zeros(1000, bool)
+    members[:79] = True
+    converted = np.zeros(1000, bool)
+    converted[100:138] = True  # 38 of the 921 others: base rate 0.038
+    got = lift_estimate(members, converted)
+    assert got["lift"] == 0.0 and got["audience_conversions"] == 0
+    lo, hi = got["lift_ci95"]
+    assert lo == 0.0 and hi == pytest.approx((1 - 0.025 ** (1 / 79)) / 0.038, abs=1e-3) and hi > 1
+    assert "none seen" in got["note"]
+
+
+def test_a_cut_inside_a_tie_is_said():
+    from shelfwise.insights._audiences import ties_at_cut
+
+    ranks = np.array([0, 3, 3, 3, 3, 9])
+    scores = np.array([0.9, 0.5, 0.5, 0.5, 0.5, 0.1], np.float32)
+    order = np.arange(6)
+    assert ties_at_cut(ranks, scores, order, 3) == (4, 2)  # 2 of the 4 tied users are in
+    assert ties_at_cut(ranks, scores, order, 5) == (0, 0)  # the cut after the tie
+    assert ties_at_cut(ranks, scores, order, 1) == (0, 0)
+
+
 def test_minimum_size_and_bad_rules_are_refused(shop: Path, heavy: dict):
     from shelfwise import Shop
 
@@ -250,6 +277,11 @@ def test_model_audience_reads_the_recommenders_from_the_item_side(shop: Path, he
     )
     proc = run("audiences", "build", "-w", str(w), "--name", "p", "--product", "NOPE")
     assert proc.returncode == 2 and "NOPE not in the trained bundle" in proc.stderr
+    # popularity ranks every shopper alike: its audience was the users' storage order
+    proc = run(
+        "audiences", "build", "-w", str(w), "--name", "pop", "--category", "Kitchen", "--model", "popularity"
+    )
+    assert proc.returncode == 2 and "ranks every shopper alike" in proc.stderr
 
 
 def test_users_without_marketing_or_personalization_consent_are_not_exported(

@@ -109,8 +109,12 @@ def build(
             f"{lift['audience_rate']:.1%} vs base {lift['base_rate']:.1%} in the {lift['days']} days after "
             f"{lift['as_of'][:10]} ({lift['converts_on']})"
         )
+        if lift.get("note"):
+            typer.echo(f"  ({lift['note']})")
     elif lift:
         typer.echo(f"  lift: {lift.get('note', 'not measured')}")
+    if rep.get("note"):  # (a model that cannot tell the users at the cut apart)
+        typer.echo(f"  note: {rep['note']}")
 
 
 @audiences_app.command("list")

@@ -192,6 +192,13 @@ def lift_estimate(members: np.ndarray, converted: np.ndarray, *, seed: int = 0) 
         out["note"] = "no audience" if not n_a else "nobody converted in the period: no lift to measure"
         return out
     out["lift"] = round(float(cells[0] / n_a / ((cells[0] + cells[2]) / n)), 3)
+    if not cells[0]:
+        # no member converted: every bootstrap draw has none either ([0, 0] is no interval);
+        # the exact (Clopper-Pearson) 97.5% bound of a rate with none seen in n_a, over the base rate
+        upper = (1.0 - 0.025 ** (1.0 / n_a)) / ((cells[0] + cells[2]) / n)
+        out["lift_ci95"] = [0.0, round(float(upper), 3)]
+        out["note"] = "no member converted in the period: the interval's upper end is exact (none seen)"
+        return out
     draws = np.random.default_rng(seed).multinomial(n, cells / n, size=BOOTSTRAP).astype(float)
     aud = draws[:, 0] + draws[:, 1]
     base = (draws[:, 0] + draws[:, 2]) / n
@@ -257,10 +264,38 @@ def _audience_model(bundle: Any) -> str:
     product again, and the regular buyers of a category are its likeliest buyers. Then the
     fusion's generator with the best held-out NDCG@10 stands in."""
     m = bundle.manifest
-    if m.default_model != "fusion" or not m.fusion_generators:
+    if m.default_model not in ("fusion", *UNPERSONAL) or (
+        m.default_model == "fusion" and not m.fusion_generators
+    ):
         return str(m.default_model)
-    ndcg = {g: float((m.metrics.get(g) or {}).get("ndcg@10", 0.0)) for g in m.fusion_generators}
-    return max(m.fusion_generators, key=lambda g: (ndcg[g], g))
+    # (a popularity model ranks every shopper alike: it cannot tell who is likelier to buy)
+    pool = list(m.fusion_generators) if m.default_model == "fusion" else list(bundle.models)
+    pool = [g for g in pool if g not in UNPERSONAL and g != "fusion" and g in bundle.models]
+    if not pool:
+        raise ShelfwiseError(
+            f"no personalized model in bundle {bundle.version} ({', '.join(sorted(bundle.models))}): "
+            "popularity ranks every shopper alike, so it cannot choose an audience; train a personalized "
+            "model (itemknn, als, ease, ...) or build the audience from what shoppers did (--bought, --viewed)"
+        )
+    ndcg = {g: float((m.metrics.get(g) or {}).get("ndcg@10", 0.0)) for g in pool}
+    return max(pool, key=lambda g: (ndcg[g], g))
+
+
+def ties_at_cut(ranks: np.ndarray, scores: np.ndarray, eligible: np.ndarray, size: int) -> tuple[int, int]:
+    """(users tied with the last member, how many of them are members) when the tie spans the
+    cut (0, 0 otherwise): `eligible` the candidates best first, the first `size` the members.
+    Who of a tie is in is the order users are stored in, not the model."""
+    if not 0 < size < len(eligible):
+        return 0, 0
+    last = eligible[size - 1]
+    same = (ranks[eligible] == ranks[last]) & (scores[eligible] == scores[last])
+    if not same[size]:
+        return 0, 0
+    return int(same.sum()), int(same[:size].sum())
+
+
+# models whose ranking is the same for every shopper (but for what each has seen)
+UNPERSONAL = ("popularity",)
 
 
 def _model_audience(
@@ -290,10 +325,17 @@ def _model_audience(
     # is N users reached, not N minus the opt-outs
     reachable = np.array(_eligible_for_marketing(workdir, inter.user_ids[users].astype(str).tolist()), bool)
     size = spec.size or max(1, math.ceil(DEFAULT_SHARE * int(reachable.sum())))
+    if name in UNPERSONAL:
+        raise ShelfwiseError(
+            f"audience {spec.name}: {name} ranks every shopper alike, so it cannot choose an audience; "
+            "name a personalized model of the bundle (--model), or build it from what shoppers did"
+        )
     ranks, scores = rank_users(model, users, targets)
     ranked = _top(ranks, scores, len(users))
-    top = ranked[reachable[ranked]][:size]
+    eligible = ranked[reachable[ranked]]
+    top = eligible[:size]
     members = [(str(inter.user_ids[users[i]]), float(-ranks[i])) for i in top]
+    tied, tied_in = ties_at_cut(ranks, scores, eligible, len(top))
     made = {
         "bundle_version": bundle.version,
         "model": name,
@@ -301,7 +343,13 @@ def _model_audience(
         "targets": target_ids[:50],
         "targets_count": len(target_ids),
         "score": "minus the best target's rank in the user's ranking of the catalog (0 = their top pick)",
+        "tied_at_cut": tied,
     }
+    if tied:
+        made["note"] = (
+            f"{tied:,} users tie with the last member (same rank and score): {name} cannot tell them "
+            f"apart, and which of them are in is arbitrary ({tied_in:,} of them are)"
+        )
     check([u for u, _ in members])  # before the lift: a refused audience costs no second fit
     lift = None
     if spec.lift:
