@@ -204,7 +204,21 @@ def report_customers(
     only; no profiling without consent), audiences, and the churn model's held-out evaluation
     beside BG/NBD: reports/customers.html and .json."""
     doc = shop(workdir).customers_report(as_of=as_of, horizon_days=horizon_days)
+    e = doc.get("evaluation") or {}
     print_report(doc, "customers report", as_json)
+    if not as_json and e.get("computable"):
+        sw, base = e["shelfwise"], e.get("baselines") or {}
+        ci = sw.get("churn_auc_ci95")
+        typer.echo(
+            f"  churn model held out: AUC {sw['churn_auc']}"
+            + (f" (95% {ci[0]}-{ci[1]})" if ci else "")
+            + (f", recency alone {base['recency']['churn_auc']}" if base else "")
+            + (
+                f"; skill: {e['skill']}: do not act on its churn risks"
+                if e.get("skill", "ok") != "ok"
+                else ""
+            )
+        )
 
 
 @report_app.command("ask")

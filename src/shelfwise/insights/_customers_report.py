@@ -84,6 +84,15 @@ def backtest(
     if len(buyers) < 2 or churned.min() == churned.max():
         why = "fewer than two customers with an order" if len(buyers) < 2 else "every customer did the same"
         return {"computable": False, "reason": f"{why} in the held-out horizon", "protocol": protocol}
+    risk = buyers["churn_risk"].to_numpy(dtype=float)
+    auc = float(roc_auc_score(churned, risk))
+    lo, hi = _auc_interval(churned, risk)
+    # the baselines a model must beat to be worth acting on, from what was known at the cut:
+    # ranking by days since the last order, and each customer's own past order rate
+    recency_auc = float(roc_auc_score(churned, buyers["recency_days"].to_numpy(dtype=float)))
+    own_rate = (
+        buyers["frequency"].to_numpy(dtype=float) / buyers["age_days"].clip(lower=1.0).to_numpy(dtype=float)
+    ) * horizon_days
     out: dict[str, Any] = {
         "computable": True,
         "protocol": protocol,
@@ -92,10 +101,30 @@ def backtest(
         "churn_rate": _r(churned.mean()),
         "model": info.model,
         "shelfwise": {
-            "churn_auc": _r(roc_auc_score(churned, buyers["churn_risk"])),
+            "churn_auc": _r(auc),
+            "churn_auc_ci95": [_r(lo), _r(hi)],
             "mae_expected_orders": _r(np.abs(buyers["expected_purchases"].to_numpy() - y).mean()),
+            # calibration: the mean predicted against what happened
+            "mean_churn_risk": _r(risk.mean()),
+            "mean_expected_orders": _r(buyers["expected_purchases"].mean()),
+        },
+        "actual": {"churn_rate": _r(churned.mean()), "mean_orders": _r(y.mean())},
+        "baselines": {
+            "recency": {"churn_auc": _r(recency_auc), "how": "days since the last order at the cut"},
+            "own_rate": {
+                "mae_expected_orders": _r(np.abs(own_rate - y).mean()),
+                "how": "each customer's orders per day up to the cut x the horizon",
+            },
         },
     }
+    # no skill: the interval holds chance, or ranking by recency alone does better
+    out["skill"] = (
+        "none: its churn ranking is no better than chance on held-out customers"
+        if lo <= 0.5
+        else "below the recency baseline: ranking by days since the last order does better"
+        if recency_auc > hi
+        else "ok"
+    )
     out["prospects"] = _prospects_eval(fitted, orders, cut, pd.Timestamp(as_of))
     bg = _bgnbd_churn(buyers)
     ok = bg.notna().to_numpy() & buyers["bgnbd_expected"].notna().to_numpy()
@@ -107,6 +136,22 @@ def backtest(
             "customers": int(ok.sum()),
         }
     return out
+
+
+def _auc_interval(y: np.ndarray, score: np.ndarray, rounds: int = 300) -> tuple[float, float]:
+    """A seeded bootstrap 95% interval of the ROC AUC (customers resampled)."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    got = []
+    for _ in range(rounds):
+        i = rng.integers(0, len(y), len(y))
+        if y[i].min() != y[i].max():
+            got.append(roc_auc_score(y[i], score[i]))
+    if not got:
+        return 0.0, 1.0
+    lo, hi = np.percentile(got, [2.5, 97.5])
+    return float(lo), float(hi)
 
 
 def _prospects_eval(fitted: pd.DataFrame, orders: pd.DataFrame, cut: Any, as_of: Any) -> dict[str, Any]:
@@ -250,11 +295,35 @@ def _eval_html(e: dict[str, Any]) -> str:
     rows = [{"model": name, **e["shelfwise"], "customers": e["customers"]}]
     if "bgnbd" in e and not anchor_only:
         rows.append({"model": "BG/NBD (anchor)", **e["bgnbd"]})
+    base = e.get("baselines") or {}
+    if base:
+        rows.append(
+            {
+                "model": "baseline: recency (churn) / own past rate (orders)",
+                "churn_auc": base["recency"]["churn_auc"],
+                "mae_expected_orders": base["own_rate"]["mae_expected_orders"],
+                "customers": e["customers"],
+            }
+        )
     table = html_table(rows, ["model", "churn_auc", "mae_expected_orders", "customers"])
+    sw = e["shelfwise"]
+    calib = (
+        f"<p>Calibration: mean churn risk {sw['mean_churn_risk']} against {e['actual']['churn_rate']} "
+        f"churned; mean expected orders {sw['mean_expected_orders']} against {e['actual']['mean_orders']} "
+        f"placed. Churn AUC 95% interval {sw['churn_auc_ci95'][0]}-{sw['churn_auc_ci95'][1]}.</p>"
+        if "churn_auc_ci95" in sw
+        else ""
+    )
+    skill = e.get("skill", "ok")
+    warn = (
+        f'<p class="warn"><strong>Skill: {escape(skill)}. Do not act on the churn risks of this report.</strong></p>'
+        if skill != "ok"
+        else ""
+    )
     return head + (
         f"<p>Model evaluated: {escape(e['evaluated'])}.</p>"
         f"<p>{e['customers']} customers with an order by {escape(e['cut'][:10])}; "
-        f"{100 * e['churn_rate']:.1f}% of them placed no order in the held-out horizon.</p>{table}"
+        f"{100 * e['churn_rate']:.1f}% of them placed no order in the held-out horizon.</p>{warn}{table}{calib}"
         + _prospects_html(e.get("prospects") or {})
     )
 
@@ -363,6 +432,7 @@ def run_customers_report(
             "at_risk": s["at_risk_count"],
             "left_out_without_consent": s["left_out_without_consent"],
             "churn_auc": (e.get("shelfwise") or {}).get("churn_auc"),
+            "churn_skill": e.get("skill"),
         }
 
     return curated_report(workdir, "customers", CUSTOMERS_REPORT, build, audit, actor)
