@@ -1225,3 +1225,21 @@ def test_an_old_sales_history_under_todays_views_is_refused_not_forecast_as_zero
     weekly, last = history([w for w in season if w < 104], 104 + 43)
     fc, info, _ = forecast_demand(weekly, _catalog("A"), last, horizon_weeks=2)
     assert info.warning is None and len(fc)
+
+
+def test_stock_delivered_years_after_the_sales_is_not_compared_with_them():
+    """The grocery's sales end in 2018 and its catalog (stock, lead times) came in 2026: without
+    --as-of the newest stock was set against a 2019 forecast, while --as-of 2018-12-31 was
+    refused (no stock known then). One rule: a products version delivered more than four weeks
+    after the history ends is not that history's stock; one delivered with it is."""
+    from shelfwise.insights._demand import _stock_after_history
+
+    late = _stock_after_history(
+        {"version": 1, "ingested_at": "2026-12-05T10:00:00"}, pd.Timestamp("2018-12-31")
+    )
+    assert late is not None and "2,897 days after the sales history ends (2018-12-31)" in late
+    assert (
+        _stock_after_history({"version": 2, "ingested_at": "2026-12-05T10:00:00"}, pd.Timestamp("2026-12-04"))
+        is None
+    )
+    assert _stock_after_history({"version": None, "ingested_at": None}, pd.Timestamp("2018-12-31")) is None

@@ -187,6 +187,29 @@ def _catalog_at(con: Any, as_of: datetime | None) -> tuple[str | None, dict[str,
     }
 
 
+# the stock figures of a products version delivered this long after the sales history ends are
+# not the stock the history's last week had: today's shelf against a forecast of years ago
+STOCK_STALE_DAYS = 28
+
+
+def _stock_after_history(catalog: dict[str, Any], as_of: Any) -> str | None:
+    """Why the newest products version's stock cannot be compared with demand as of `as_of` (the
+    sales history's end, no --as-of given): it was delivered more than STOCK_STALE_DAYS later.
+    None when it can (a catalog delivered with yesterday's events)."""
+    at = catalog.get("ingested_at")
+    if at is None or as_of is None:
+        return None
+    gap = (pd.Timestamp(at) - pd.Timestamp(as_of)) / pd.Timedelta(days=1)
+    if gap <= STOCK_STALE_DAYS:
+        return None
+    return (
+        f"the stock figures (products version {catalog.get('version')}, delivered "
+        f"{pd.Timestamp(at).date()}) are {gap:,.0f} days after the sales history ends "
+        f"({pd.Timestamp(as_of).date()}): that shelf is not the one those sales left, and an "
+        "--as-of then has no stock known either; deliver the recent sales"
+    )
+
+
 def _products_versions(con: Any, as_of: datetime | None) -> list[tuple[Any, Any, str]]:
     """`(version, created_at, physical_name)` of the products versions ingested by `as_of`
     (None: all), newest first."""
@@ -295,6 +318,9 @@ def load_weekly(
             cat = '"category"' if "category" in have_p else "NULL"
             products = con.sql(f'SELECT product_id, {cat} AS category FROM curated."products"').df()
             rel, catalog = _catalog_at(con, explicit)
+            late = _stock_after_history(catalog, as_of) if explicit is None else None
+            if late is not None:  # (as an explicit --as-of then is refused: one rule for both)
+                catalog = catalog | {"stock_known": False, "stock_reason": late}
             if rel is not None:
                 have_v = set(relation_columns(con, rel))
                 sel = ", ".join(f'"{c}"' if c in have_v else f"NULL AS {c}" for c in STOCK_COLUMNS)
