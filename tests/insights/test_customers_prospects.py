@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from shelfwise.insights._customers import consistent, profile_customers
 
@@ -59,3 +60,21 @@ def test_probability_of_an_order_never_exceeds_the_expected_count():
     now = pd.DataFrame({"churn_risk": [0.2, 0.9, 0.5], "expected_purchases": [0.5, 3.0, 0.5]})
     assert consistent(now) == 1
     assert now["expected_purchases"].tolist() == [0.8, 3.0, 0.5]
+
+
+def test_a_shop_of_till_sales_only_is_told_its_events_are_anonymous(tmp_path):
+    """A grocery's daily till sales (no customer id) profiled: "no events up to 2018-12-31" of
+    a shop with thousands of them read as a broken load; it says they are all anonymous."""
+    from shelfwise import Shop
+    from shelfwise.errors import ShelfwiseError
+
+    data = tmp_path / "d"
+    data.mkdir()
+    rows = "".join(
+        f",P{i % 3},purchase,2018-12-{1 + i % 28:02d}T10:00:00Z,till-{i % 28}\n" for i in range(60)
+    )
+    (data / "events.csv").write_text("user_id,product_id,event_type,timestamp,session_id\n" + rows)
+    shop = Shop(tmp_path / "w")
+    shop.ingest(data)
+    with pytest.raises(ShelfwiseError, match="all 60 events up to .* are anonymous"):
+        shop.customers(tmp_path / "c.jsonl")

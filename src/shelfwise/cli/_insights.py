@@ -113,6 +113,14 @@ def demand(
             else "no held-out window"
         )
         typer.echo(f"  80% intervals ({c['group']}, {c['series']:,} series): x{c['factor']:g} ({held})")
+        mae = c.get("held_out_mae")
+        if mae:  # the forecast as served against the baselines, on a window its choice never saw
+            others = ", ".join(f"{k} {v:g}" for k, v in mae.items() if k != "served")
+            worse = [k for k, v in mae.items() if k != "served" and v < mae["served"]]
+            typer.echo(
+                f"    held out (the last CV window, models chosen on the earlier ones): MAE {mae['served']:g} "
+                f"as served vs {others}" + (f"; a baseline did better: {', '.join(worse)}" if worse else "")
+            )
 
 
 def _searches_line(f: dict) -> str:

@@ -139,14 +139,14 @@ def _profiles_at(
     """(profiles indexed by pseudonym, every curated event (to measure what followed), the
     catalog, the as-of)."""
     from ._customers import profile_customers
-    from ._data import load_curated, require_purchase
+    from ._data import load_curated, no_customer_events, require_purchase
 
     # an audience is profiling: users without personalization consent are not in the population
     events, products, latest = load_curated(workdir, None, consent="personalization")
     at = latest if at is None else at
     past = events[events["timestamp"] <= pd.Timestamp(at)]
     if past.empty:
-        raise ShelfwiseError(f"{workdir}: no events up to {at}")
+        raise ShelfwiseError(no_customer_events(workdir, at))
     require_purchase(past, at, workdir)
     prof, _ = profile_customers(past, products, at, horizon_days)
     return prof, events, products, at

@@ -200,14 +200,21 @@ def customers_summary(
     """What reports/customers.json holds (pseudonyms only; users without the personalization
     consent left out)."""
     from ._customers import profile_customers
-    from ._data import count_customers, load_curated, parse_as_of, require_purchase, stale_as_of
+    from ._data import (
+        count_customers,
+        load_curated,
+        no_customer_events,
+        parse_as_of,
+        require_purchase,
+        stale_as_of,
+    )
 
     if not 1 <= horizon_days <= 3650:
         raise ShelfwiseError(f"--horizon-days {horizon_days}: use 1..3650")
     at = parse_as_of(as_of)
     events, products, at = load_curated(workdir, at, consent="personalization")
     if events.empty:
-        raise ShelfwiseError(f"{workdir}: no events of consenting customers up to {at}")
+        raise ShelfwiseError(no_customer_events(workdir, at))
     require_purchase(events, at, workdir)
     warning = stale_as_of(events, at)
     prof, info = profile_customers(events, products, at, horizon_days)

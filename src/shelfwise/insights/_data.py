@@ -122,6 +122,34 @@ def load_curated(
     return events, products, as_of
 
 
+def no_customer_events(workdir: str | Path, at: Any) -> str:
+    """Why no customer's events are there to profile up to `at`, in the shop's terms: none at
+    all, every one anonymous (till sales, guest sessions: "no events" of a shop with 160,000
+    read as a broken load), or none of a customer who consented."""
+    from ..governance import is_anonymous
+    from ..storage import read_only
+
+    with read_only(workdir) as (con, curated):
+        if "events" not in curated:
+            return f"{workdir}: no curated events"
+        rows = con.execute(
+            'SELECT user_id, count(*) FROM curated.events WHERE "timestamp" <= ? GROUP BY 1', [at]
+        ).fetchall()
+    total = sum(int(n) for _, n in rows)
+    if not total:
+        return f"{workdir}: no events up to {at}"
+    anonymous = sum(int(n) for u, n in rows if u is None or is_anonymous(str(u)))
+    if anonymous == total:
+        return (
+            f"{workdir}: all {total:,} events up to {at} are anonymous (no customer id: till sales, guest "
+            "sessions): customer profiles, churn and audiences need the purchases of identified customers"
+        )
+    return (
+        f"{workdir}: no events of customers who consented up to {at} ({total - anonymous:,} events of "
+        "customers, none with the consent profiling needs)"
+    )
+
+
 STALE_DAYS = 28  # an --as-of further than this past the last event is warned about
 
 

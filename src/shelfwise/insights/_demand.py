@@ -1003,6 +1003,7 @@ def calibrate(
     wanted = float(np.quantile(need, LEVEL / 100, method="higher"))
     factor = float(np.clip(wanted, 0.5, 4.0))
     return round(factor, 4), {
+        "held_out_mae": _held_out_mae(last, candidates, chosen, df, cutoffs[-1]),
         "held_out_errors": len(need),
         "held_out_coverage_raw": round(float((need <= 1.0).mean()), 4),
         # what the clipped factor gives on that window: short of 80% when it hit its cap (slow
@@ -1010,6 +1011,28 @@ def calibrate(
         "held_out_coverage": round(float((need <= factor).mean()), 4),
         "capped": bool(wanted > factor or wanted < factor),
     }
+
+
+RECENT_MEAN_WEEKS = 13  # the plain baseline: each series' mean of its last quarter
+
+
+def _held_out_mae(
+    last: pd.DataFrame, candidates: list[str], chosen: pd.Series, df: pd.DataFrame, cutoff: Any
+) -> dict[str, float]:
+    """Mean absolute error on the last CV window of the forecast as served (the selection made
+    on the earlier windows only: out of sample) beside the baselines a merchandiser would
+    otherwise use: each series' mean of its last RECENT_MEAN_WEEKS weeks before the window, and
+    the seasonal naive forecast where it is a candidate."""
+    y = last["y"].to_numpy(dtype=float)
+    out = {"served": round(float(np.abs(y - _combined(last, candidates, chosen)).mean()), 4)}
+    cut = pd.Timestamp(cutoff)
+    recent = df[(df["ds"] <= cut) & (df["ds"] > cut - pd.Timedelta(weeks=RECENT_MEAN_WEEKS))]
+    mean = recent.groupby(recent["unique_id"].astype(str))["y"].mean()
+    base = last["unique_id"].astype(str).map(mean).fillna(0.0).to_numpy(dtype=float)
+    out[f"recent_mean_{RECENT_MEAN_WEEKS}w"] = round(float(np.abs(y - base).mean()), 4)
+    if "SeasonalNaive" in last:
+        out["SeasonalNaive"] = round(float(np.abs(y - last["SeasonalNaive"].to_numpy(dtype=float)).mean()), 4)
+    return out
 
 
 def forecast_group(

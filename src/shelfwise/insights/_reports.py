@@ -165,6 +165,10 @@ def demand_html(s: dict[str, Any]) -> str:
                 if c.get("held_out_coverage") is None
                 else f"{100 * c['held_out_coverage']:.0f}%"
                 + (" (factor at its bound)" if c.get("capped") else ""),
+                "held-out MAE: as served / baselines": "–"
+                if not c.get("held_out_mae")
+                else f"{c['held_out_mae']['served']:g} / "
+                + ", ".join(f"{k} {v:g}" for k, v in c["held_out_mae"].items() if k != "served"),
             }
             for c in m.get("calibration", [])
         ],
@@ -175,6 +179,7 @@ def demand_html(s: dict[str, Any]) -> str:
             "held-out weeks",
             "coverage before calibration",
             "coverage after",
+            "held-out MAE: as served / baselines",
         ],
         empty="<p>No group was long enough to cross-validate.</p>",
     )
@@ -221,7 +226,9 @@ AutoETS, AutoTheta and GroupTheta, Theta on the series adjusted by the group's s
 a held-out cross-validation window, aiming at 80% of held-out weeks inside (the factor is kept
 within 0.5-4); the coverage on that window before and after it is shown. A slow seller's interval
 is mostly its weeks without a sale: the reorder suggestions take each week's spread from the
-forecast's cross-validation errors where that is wider.</p>{calib}
+forecast's cross-validation errors where that is wider. The held-out MAE is on the last
+cross-validation window, the models chosen on the earlier ones: the forecast as served against
+each series' mean of its last 13 weeks and the seasonal naive forecast.</p>{calib}
 </body></html>"""
 
 

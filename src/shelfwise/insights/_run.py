@@ -57,14 +57,14 @@ def profile_records(
     whether the user may receive marketing (`marketing_consent`)."""
     from ..governance._consent import consent_withdrawn
     from ._customers import check_horizon_days
-    from ._data import count_customers
+    from ._data import count_customers, no_customer_events
 
     horizon_days = check_horizon_days(horizon_days)  # before the events are read
     at = parse_as_of(as_of)
     # profiles are profiling: users without personalization consent are left out
     events, products, at = load_curated(workdir, at, consent="personalization")
     if events.empty:
-        raise ShelfwiseError(f"{workdir}: no events up to {at}")
+        raise ShelfwiseError(no_customer_events(workdir, at))
     require_purchase(events, at, workdir)
     stale = stale_as_of(events, at)
     prof, info = profile_customers(events, products, at, horizon_days)
