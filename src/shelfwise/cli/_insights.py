@@ -61,7 +61,7 @@ def customers(
         typer.echo(f"  {rep['left_out']:,} users left out: their shop ids are no longer held (retention)")
     if rep.get("marketing_opt_outs"):
         typer.echo(
-            f"  {rep['marketing_opt_outs']:,} users withdrew marketing consent (marketing_consent false): "
+            f"  {rep['marketing_opt_outs']:,} users without marketing consent (marketing_consent false: withdrawn, or never given under an opt-in default): "
             "not a contact list - contact through `shelfwise audiences export`"
         )
 
