@@ -199,7 +199,8 @@ def pending_events(workdir: str | Path, redis_client: Any = None, *, pid: int | 
 
 def served_stamp(workdir: str | Path) -> tuple[Any, ...]:
     """What changes when an event is spooled or absorbed, by any process: each spool segment's
-    name and size, and the absorbed archives' names (a listing, no file read)."""
+    name and size, and the absorbed archive folder's modification time (a file added to it;
+    not a listing: a server absorbing every minute leaves thousands)."""
     workdir = Path(workdir)
     spool = []
     for p in all_segments(workdir / EVENTS_DIR):
@@ -207,9 +208,11 @@ def served_stamp(workdir: str | Path) -> tuple[Any, ...]:
             spool.append((p.name, p.stat().st_size))
         except OSError:  # (absorbed while listed: the archive's listing says it)
             continue
-    archive = workdir / FEEDBACK_DIR
-    archived = sorted(p.name for p in archive.glob("events-*.jsonl")) if archive.is_dir() else []
-    return (tuple(sorted(spool)), tuple(archived))
+    try:
+        archived = (workdir / FEEDBACK_DIR).stat().st_mtime_ns
+    except OSError:
+        archived = None
+    return (tuple(sorted(spool)), archived)
 
 
 def served_since(workdir: str | Path, as_of: str) -> list[dict[str, Any]]:
