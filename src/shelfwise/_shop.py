@@ -14,6 +14,7 @@ stay inside. Heavy libraries are imported by the methods that need them.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, replace
@@ -33,6 +34,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Shop"]
 
+
+# a Shop's answers catch up with events other processes spooled or absorbed at most this often
+# (the replay reads every served event its bundle did not learn from)
+REPLAY_SECONDS = 2.0
 
 # the models whose lists owe nothing to the shopper's history: no "because" (their items were
 # explained by an item-neighbour model that did not choose them)
@@ -81,6 +86,7 @@ class Shop:
         self._key = api_key
         self._services: dict[tuple[bool, bool], Service] = {}
         self._served: tuple[Any, ...] | None = None  # `served_stamp` the services replayed
+        self._replayed_at = 0.0  # (monotonic) when they last replayed
         self._engines: dict[Path, Any] = {}
         self._profiles: Any = None  # the served profiles (`profile`), read once
         self._cli = False  # the command line's Shop: its refusals name `--as`, a notebook's `as_=`
@@ -240,9 +246,6 @@ class Shop:
             if accepted:
                 for cached in self._services.values():
                     cached.record_events(accepted)
-                from .serving._feedback import served_stamp
-
-                self._served = served_stamp(self.workdir)  # (its own: already recorded)
                 if client is not None:  # the replicas' shared online state, as the route records it
                     from .serving import RedisState
 
@@ -338,10 +341,16 @@ class Shop:
         from .serving._feedback import served_stamp
 
         # events spooled or absorbed since (by another Shop, a notebook, a server, `absorb`):
-        # the services start again from them, as a server started now would answer
-        stamp = served_stamp(self.workdir)
-        if stamp != self._served:
-            self._services.clear()
+        # the services' online state is replayed from them, as a server started now would
+        # answer; at most once per REPLAY_SECONDS (a live server's spool grows with every event,
+        # and a notebook's loop of calls must not replay it on each)
+        now = time.monotonic()
+        if self._services and now - self._replayed_at >= REPLAY_SECONDS:
+            stamp = served_stamp(self.workdir)
+            if stamp != self._served:
+                for cached in self._services.values():
+                    cached.replay_again()
+                self._served, self._replayed_at = stamp, now
         for key in ((rules, search), (rules, True)):
             svc = self._services.get(key)
             if svc is not None:
@@ -349,9 +358,11 @@ class Shop:
                 return svc
         # with the served events the bundle did not learn from, as a server starts: a batch
         # answers what `/v1/recommendations` answers (a product just bought is not offered again)
+        stamp = served_stamp(self.workdir)
         svc = Service(self.workdir, apply_rules=rules, load_search=search, replay_served=True)
         self._services[(rules, search)] = svc
-        self._served = stamp
+        if len(self._services) == 1:  # (the others replayed at their stamp: the oldest counts)
+            self._served, self._replayed_at = stamp, now
         return svc
 
     @overload
@@ -832,12 +843,12 @@ class Shop:
         with their file, line and detail. `status`: open, released, superseded, redelivered, withheld (re-processed
         into a row of an erased user) or all. `limit=0`: the summary alone, which every person
         may read (`quarantine.summary`: counts, no row's fields); rows need `quarantine.read_raw`."""
+        if limit is not None:  # None: every row; 0: the summary alone
+            limit = whole_number(limit, "limit", "the number of rows to show (None: all)", minimum=0)
         with self._acting("quarantine.summary" if limit == 0 else "quarantine.read_raw"):
             from .governance import Quarantine
             from .governance._quarantine import refuse_unknown_filters
 
-            if limit is not None:  # None: every row; 0: the summary alone
-                limit = whole_number(limit, "limit", "the number of rows to show (None: all)", minimum=0)
             qr = Quarantine(self.workdir)
             summary = qr.summary()
             # a mistyped filter lists nothing, as if nothing were quarantined: refused, as the CLI does
@@ -1275,7 +1286,10 @@ def _train_options(options: dict[str, Any]) -> dict[str, Any]:
     anything runs (a string budget failed minutes into training with a TypeError)."""
     import dataclasses
     import difflib
+    import numbers
     import typing
+
+    from numpy import bool_ as np_bool
 
     from .lifecycle import TrainSettings
 
@@ -1294,16 +1308,27 @@ def _train_options(options: dict[str, Any]) -> dict[str, Any]:
         origin = typing.get_origin(hint)
         if origin in (tuple, dict):
             allowed = (tuple, list) if origin is tuple else (dict,)
+        said = " or ".join(a.__name__ for a in allowed if a is not type(None))
+        # numpy and pandas numbers are numbers (a seed from a DataFrame is an int64)
+        if bool in allowed:
+            allowed = (*allowed, np_bool)
         if float in allowed:
-            allowed = (*allowed, int)
-        ok = isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
+            allowed = (*allowed, numbers.Real)
+        elif int in allowed:
+            allowed = (*allowed, numbers.Integral)
+        ok = isinstance(value, allowed) and not (isinstance(value, bool | np_bool) and bool not in allowed)
         if value is None and type(None) in typing.get_args(hint):
             ok = True
         if not ok:
             raise ShelfwiseError(
-                f"train option {name}={value!r}: expected "
-                f"{' or '.join(a.__name__ for a in allowed if a is not type(None))}, not {type(value).__name__}"
+                f"train option {name}={value!r}: expected {said}, not {type(value).__name__}"
             )
         if origin is tuple:
             options = {**options, name: tuple(value)}
+        elif int in allowed and bool not in allowed and isinstance(value, numbers.Integral):
+            options = {**options, name: int(value)}
+        elif float in allowed and isinstance(value, numbers.Real):
+            options = {**options, name: float(value)}
+        elif bool in allowed and isinstance(value, np_bool):
+            options = {**options, name: bool(value)}
     return options

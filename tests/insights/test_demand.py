@@ -466,9 +466,9 @@ def test_intervals_are_calibrated_on_a_planted_series():
     assert cal["held_out_coverage"] >= 0.8 and not cal["capped"]  # (what the factor gave there)
     # i.i.d. weeks: the served forecast and the 13-week mean err alike (~8 = 10 x sqrt(2/pi))
     mae = cal["held_out_mae"]
-    assert set(mae) == {"served", "recent_mean_13w", "SeasonalNaive"} and 6 < mae["served"] < 10
+    assert set(mae) == {"served", "recent_mean_13w", "seasonal_naive"} and 6 < mae["served"] < 10
     assert (
-        6 < mae["recent_mean_13w"] < 10 and mae["SeasonalNaive"] > mae["served"]
+        6 < mae["recent_mean_13w"] < 10 and mae["seasonal_naive"] > mae["served"]
     )  # (last week: 2x the noise)
     fc = fc.set_index(["unique_id", "ds"]).reindex(truth.index)
     coverage = float(((truth >= fc["lo"]) & (truth <= fc["hi"])).mean())

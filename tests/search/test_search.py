@@ -308,7 +308,7 @@ def test_total_and_facets_count_every_match_and_pages_past_the_candidates_are_fi
     titles = [f"garden hose {i}" for i in range(300)] + [f"kitchen knife {i}" for i in range(40)]
     brands = ["acme" if i % 3 else "zeta" for i in range(300)] + ["blade"] * 40
     cats = ["Garden > Hoses"] * 250 + ["Garden > Reels"] * 50 + ["Home > Kitchen"] * 40
-    descriptions = [""] * 299 + ["fits any hose reel"] + ["not a hose"] + [""] * 39
+    descriptions = [""] * 299 + ["fits any hose reel"] + ["not a hose"] + ["made by blade"] * 39
     price = np.array([300.0 - i for i in range(300)] + [5.0] * 40)
     eng = SearchEngine(tmp_path / "s", candidates=10).build(
         SearchCatalog(ids, titles, brand=brands, category=cats, description=descriptions, price=price)
@@ -335,6 +335,35 @@ def test_total_and_facets_count_every_match_and_pages_past_the_candidates_are_fi
     # a catalog's last page is served, and past it nothing
     assert len(eng.query("hose", k=10, offset=335)["items"]) == 5
     assert eng.query("hose", k=10, offset=340)["items"] == []
+    # words like "by" and "for" decide nothing ("hose by" matched the 39 knives "made by blade"),
+    # and a product holding every word is a match before one holding any of them
+    assert eng.query("hose by the", k=10)["total"] == 301
+    assert eng.query("garden hose for a reel", k=10)["total"] == 50  # the 50 "Garden > Reels" hoses
+    assert eng.query("garden hose", k=10)["total"] == 300  # not the knife that says "not a hose"
+    assert eng.query("knife hose", k=10)["total"] == 1  # k0, "not a hose"
+    assert eng.query("knife hose", k=10, filters=Filters(brand="acme"))["total"] == 200  # none both: any
+    # serving asks for spare candidates (k=60) for its rules but shows the first 10: no deeper
+    # retrieval for those
+    assert eng.query("garden hose", k=60, fill=10)["depth"] == 10
+    assert eng.query("garden hose", k=60)["depth"] == 100
+
+
+def test_a_page_of_many_matches_keeps_how_to_count_them_not_the_rows(tmp_path, monkeypatch):
+    """A cached page of "shoes" in a shoe shop would carry 50,000 row numbers: beyond
+    COUNTED_KEPT the page keeps the words and filters, and serving counts the rows again."""
+    from shelfwise.search import Filters
+    from shelfwise.search import _engine
+
+    monkeypatch.setattr(_engine, "COUNTED_KEPT", 10)
+    ids = [f"h{i}" for i in range(50)]
+    eng = SearchEngine(tmp_path / "s", candidates=10).build(
+        SearchCatalog(ids, [f"garden hose {i}" for i in range(50)], brand=["acme", "zeta"] * 25)
+    )
+    page = eng.query("hose", k=5, filters=Filters(brand="zeta"))
+    assert page["counted"] is None and page["total"] == 25
+    assert sorted(eng.counted_rows(page).tolist()) == list(range(1, 50, 2))
+    small = eng.query("hose 7", k=5)  # h7 holds both words: one row, kept
+    assert small["total"] == 1 and small["counted"].tolist() == [7]
 
 
 def test_a_query_with_no_keyword_match_is_answered_semantically_and_says_so(engine):

@@ -23,6 +23,7 @@ is BG/NBD alone, the anchor itself, and the evaluation says so (`evaluated`) and
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from datetime import datetime
 from html import escape
@@ -90,8 +91,11 @@ def backtest(
     # the baselines a model must beat to be worth acting on, from what was known at the cut:
     # ranking by days since the last order, and each customer's own past order rate
     recency_auc = float(roc_auc_score(churned, buyers["recency_days"].to_numpy(dtype=float)))
+    # (tenure at least the horizon, as the model's own fallback reads it: a first order two
+    # hours before the cut is not 90 orders in 90 days)
     own_rate = (
-        buyers["frequency"].to_numpy(dtype=float) / buyers["age_days"].clip(lower=1.0).to_numpy(dtype=float)
+        buyers["frequency"].to_numpy(dtype=float)
+        / buyers["age_days"].clip(lower=float(horizon_days)).to_numpy(dtype=float)
     ) * horizon_days
     out: dict[str, Any] = {
         "computable": True,
@@ -113,7 +117,7 @@ def backtest(
             "recency": {"churn_auc": _r(recency_auc), "how": "days since the last order at the cut"},
             "own_rate": {
                 "mae_expected_orders": _r(np.abs(own_rate - y).mean()),
-                "how": "each customer's orders per day up to the cut x the horizon",
+                "how": "each customer's orders per day up to the cut (tenure at least the horizon) x the horizon",
             },
         },
     }
@@ -138,20 +142,20 @@ def backtest(
     return out
 
 
-def _auc_interval(y: np.ndarray, score: np.ndarray, rounds: int = 300) -> tuple[float, float]:
-    """A seeded bootstrap 95% interval of the ROC AUC (customers resampled)."""
+def _auc_interval(y: np.ndarray, score: np.ndarray) -> tuple[float, float]:
+    """A 95% interval of the ROC AUC from Hanley & McNeil's (1982) standard error: instant and
+    deterministic on a million customers, where a bootstrap would refit the AUC hundreds of
+    times."""
     from sklearn.metrics import roc_auc_score
 
-    rng = np.random.default_rng(0)
-    got = []
-    for _ in range(rounds):
-        i = rng.integers(0, len(y), len(y))
-        if y[i].min() != y[i].max():
-            got.append(roc_auc_score(y[i], score[i]))
-    if not got:
+    y = np.asarray(y).astype(bool)
+    n1, n2 = int(y.sum()), int((~y).sum())
+    if not n1 or not n2:
         return 0.0, 1.0
-    lo, hi = np.percentile(got, [2.5, 97.5])
-    return float(lo), float(hi)
+    a = float(roc_auc_score(y, score))
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    se = math.sqrt(max(a * (1 - a) + (n1 - 1) * (q1 - a * a) + (n2 - 1) * (q2 - a * a), 0.0) / (n1 * n2))
+    return max(0.0, a - 1.96 * se), min(1.0, a + 1.96 * se)
 
 
 def _prospects_eval(fitted: pd.DataFrame, orders: pd.DataFrame, cut: Any, as_of: Any) -> dict[str, Any]:

@@ -1022,7 +1022,7 @@ def _held_out_mae(
     """Mean absolute error on the last CV window of the forecast as served (the selection made
     on the earlier windows only: out of sample) beside the baselines a merchandiser would
     otherwise use: each series' mean of its last RECENT_MEAN_WEEKS weeks before the window, and
-    the seasonal naive forecast where it is a candidate."""
+    the seasonal naive forecast where it is a candidate (a season of 1: the last week's)."""
     y = last["y"].to_numpy(dtype=float)
     out = {"served": round(float(np.abs(y - _combined(last, candidates, chosen)).mean()), 4)}
     cut = pd.Timestamp(cutoff)
@@ -1030,8 +1030,10 @@ def _held_out_mae(
     mean = recent.groupby(recent["unique_id"].astype(str))["y"].mean()
     base = last["unique_id"].astype(str).map(mean).fillna(0.0).to_numpy(dtype=float)
     out[f"recent_mean_{RECENT_MEAN_WEEKS}w"] = round(float(np.abs(y - base).mean()), 4)
-    if "SeasonalNaive" in last:
-        out["SeasonalNaive"] = round(float(np.abs(y - last["SeasonalNaive"].to_numpy(dtype=float)).mean()), 4)
+    if "SeasonalNaive" in last:  # (the last week's value for a group without a season)
+        out["seasonal_naive"] = round(
+            float(np.abs(y - last["SeasonalNaive"].to_numpy(dtype=float)).mean()), 4
+        )
     return out
 
 

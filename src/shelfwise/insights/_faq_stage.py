@@ -133,8 +133,8 @@ def attach_products(
             continue
         # the products holding a question word: a keyword page ranks the semantic neighbours
         # among and after them ("samsung galaxy phone price" got the earbuds and a cooktop too)
-        held = {str(engine.catalog.product_ids[int(d)]) for d in page.get("counted", ())}
-        out.append([pid for it in page["items"] if (pid := str(it["product_id"])) in held])
+        held = set(engine.counted_rows(page).tolist())  # (rows: no product id decoded per match)
+        out.append([pid for it in page["items"] if engine._index.get(pid := str(it["product_id"])) in held])
     return out
 
 

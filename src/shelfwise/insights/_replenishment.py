@@ -76,16 +76,23 @@ LUMPY_WEEKS = 52  # the recent weeks whose spans are read
 def lumpy_protection(sold: np.ndarray | None, days: float, service_level: float) -> float | None:
     """For a slow seller (no sale in >= LUMPY_ZERO_SHARE of its last LUMPY_WEEKS weeks; None
     otherwise, or with fewer than 13 weeks): the `service_level` quantile of its sales over
-    every span of ceil(days / 7) consecutive weeks among them, an empirical (bootstrap-free)
+    every span of `days` among them (whole weeks, the last one pro rata), an empirical
     distribution of its protection-period demand. A product selling 10 units in one week of
     twelve needs 10 on hand for a two-week period at 95%; mean + 1.645 sd says 7.9."""
     if sold is None:
         return None
     y = np.asarray(sold, dtype=float)[-LUMPY_WEEKS:]
-    span = max(1, math.ceil(days / 7))
-    if len(y) < max(13, span + 1) or float((y <= 0).mean()) < LUMPY_ZERO_SHARE:
+    whole, part = int(days // 7), days / 7 - int(days // 7)
+    span = whole + (1 if part > 1e-9 else 0)
+    if span < 1 or len(y) < max(13, span + 1) or float((y <= 0).mean()) < LUMPY_ZERO_SHARE:
         return None
-    sums = np.convolve(y, np.ones(span), mode="valid")
+    # each span of `whole` weeks and the share `part` of the week after it (a 10-day period is
+    # one week and 3/7 of the next, not two weeks)
+    windows = len(y) - span + 1
+    cs = np.concatenate([[0.0], np.cumsum(y)])
+    sums = cs[whole : whole + windows] - cs[:windows]
+    if part > 1e-9:
+        sums = sums + part * y[whole : whole + windows]
     return float(np.quantile(sums, service_level, method="higher"))
 
 
@@ -196,7 +203,7 @@ def replenish(
             if lumpy is not None and lumpy >= rop:
                 span += (
                     f"; a slow seller: the reorder point is what {service_level:.0%} of its last "
-                    f"{LUMPY_WEEKS} weeks' {math.ceil(days / 7)}-week spans sold at most"
+                    f"{LUMPY_WEEKS} weeks' {days:g}-day spans sold at most"
                 )
             if qty > 0:
                 rec["reason"] = (

@@ -228,7 +228,8 @@ within 0.5-4); the coverage on that window before and after it is shown. A slow 
 is mostly its weeks without a sale: the reorder suggestions take each week's spread from the
 forecast's cross-validation errors where that is wider. The held-out MAE is on the last
 cross-validation window, the models chosen on the earlier ones: the forecast as served against
-each series' mean of its last 13 weeks and the seasonal naive forecast.</p>{calib}
+each series' mean of its last 13 weeks and the seasonal naive forecast (the last week's value
+for a group without a season).</p>{calib}
 </body></html>"""
 
 

@@ -170,10 +170,10 @@ class _Ranker:
         self.toplist_model = snap.toplist_model
         self.info = snap.info
         self.purchases = snap.purchases
-        # the popular list that fills a thinned list, as long as a long list needs (`rank_user`
-        # reads the popular order past the server's short fill list for those)
-        long = 2 * (k + n_cand) + 200
-        self.cold = snap.cold if long <= len(snap.cold) else snap.cold_candidates(long, None)
+        # the popular list that fills a thinned list: the whole popular order when a list may
+        # need more than the server's short fill list (`rank_user` asks for k + the user's
+        # history + the candidates: a heavy user's list would come out shorter than online)
+        self.cold = snap.cold_candidates(len(snap.item_ids), None)
         self.k, self.n_cand = k, n_cand
         self.name = model
 

@@ -15,6 +15,7 @@ module is the query-time searcher.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,24 @@ LEVELS = ("full", "fused", "lexical")
 # a query with no keyword hit is a semantic match only when some product is closer to it than
 # the nearest of NULL_QUERIES random letter strings (see `SearchEngine.no_match_threshold`)
 NULL_QUERIES = 64
+
+
+# a page keeps the rows it counts up to this many; more are found again when recounted
+COUNTED_KEPT = 4096
+
+_STOP_WORDS = (
+    "a an the and or nor of for with without in on at by to from into onto over under about as "
+    "is are was were be been it its this that these those my your our their his her i you we they "
+    "me us them not no do does can will so if but than then all any some very how what which who "
+    "where when why per plus up out off"
+)
+
+
+@lru_cache(maxsize=1)
+def stop_terms() -> frozenset[str]:
+    """English function words as the analyzer indexes them (stemmed): they say nothing of what
+    a shopper wants, so they do not decide which products match (`_holding_terms`)."""
+    return frozenset(analyze(_STOP_WORDS))
 
 
 class SearchEngine(SearchIndex, RankerTraining):
@@ -106,6 +125,7 @@ class SearchEngine(SearchIndex, RankerTraining):
         profile: Profile | None = None,
         level: str = "full",
         vecs: QueryVectors | None = None,
+        fill: int | None = None,
     ) -> dict[str, Any]:
         """A results page: items (product id, score), facets over the matching products, the
         corrected query when spelling was fixed, `total` (how many products match: when a
@@ -129,7 +149,10 @@ class SearchEngine(SearchIndex, RankerTraining):
 
         With filters, or for a page past the candidate depth, retrieval goes deeper (x10, then
         x100, up to `max_depth` products per retriever) until the page is full: a filter or a
-        page number never empties a page that the catalog could fill from deeper in the ranking. With a shopper's `profile` (see `profile()`), the
+        page number never empties a page that the catalog could fill from deeper in the ranking.
+        `fill`: how many products the page must hold from the first (default `offset + k`):
+        serving asks for spare candidates for its rules (k above what it shows), which need no
+        deeper retrieval. With a shopper's `profile` (see `profile()`), the
         ranker's personal features are filled in (personalized search)."""
         if level not in LEVELS:
             raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
@@ -184,10 +207,11 @@ class SearchEngine(SearchIndex, RankerTraining):
                 keep = self._filter_mask(filters, cands)  # type: ignore[arg-type]
                 cands, score = cands[keep], score[keep]
             rounds.append((cands, score))
+            need = offset + k if fill is None else min(fill, offset + k)
             if (
-                len(cands) >= offset + k
+                len(cands) >= need
                 or depth >= min(self.max_depth, len(self.catalog))
-                or (not filtering and offset + k <= depth)  # (a deeper retrieval adds nothing)
+                or (not filtering and need <= depth)  # (a deeper retrieval adds nothing)
             ):
                 break
             depth = min(depth * 10, self.max_depth, len(self.catalog))
@@ -197,27 +221,23 @@ class SearchEngine(SearchIndex, RankerTraining):
             return self._no_match(q, k, offset, filters, sort, stages, depth) | {"level": level}
         order: list[int] = []
         by_doc: dict[int, float] = {}
-        for i, (round_cands, round_score) in enumerate(rounds):
-            order_idx = np.argsort(-round_score, kind="stable")
-            if (
-                level == "full"
-                and i == 0
-                and self.cross_ is not None
-                and q.text.strip()
-                and len(order_idx) >= 2
-            ):
-                order_idx = self._cross_rerank(q.text, round_cands, order_idx, round_score)
-                stages.append("cross_encoder")
-            ranked = round_cands[order_idx]
+        for round_cands, round_score in rounds:
+            ranked = round_cands[np.argsort(-round_score, kind="stable")]
             if by_doc:
                 ranked = ranked[~np.isin(ranked, np.fromiter(by_doc, np.int64, len(by_doc)))]
             order += [int(d) for d in ranked]
             for d, v in zip(round_cands.tolist(), round_score.tolist(), strict=True):
                 by_doc.setdefault(d, v)
         if level == "full":
-            stages.insert(
-                stages.index("cross_encoder") if "cross_encoder" in stages else len(stages), "rerank"
-            )
+            stages.append("rerank")
+            if self.cross_ is not None and q.text.strip() and len(order) >= 2:
+                # the head of the page order, whichever retrieval its products came from
+                arr = np.array(order, np.int64)
+                head = self._cross_rerank(
+                    q.text, arr, np.arange(len(arr)), np.array([by_doc[d] for d in order], np.float32)
+                )
+                order = arr[head].tolist()
+                stages.append("cross_encoder")
         elif len(stages) > 1:
             stages.append("fusion")
         # a keyword match counts (and facets) every product of the catalog that holds a query
@@ -227,6 +247,8 @@ class SearchEngine(SearchIndex, RankerTraining):
         # what is left is a semantic match, counted among the candidates)
         holding = self._holding_terms(q.terms, filters if filtering else None)
         keyword = bool(len(holding))
+        if not keyword and not semantic:  # BM25 matched only words like "the": no match
+            return self._no_match(q, k, offset, filters, sort, stages, depth) | {"level": level}
         counted = holding if keyword else cands
         if sort != "relevance" and keyword:
             # sorted by price or popularity: every match (retrieved or not: the cheapest "hose"
@@ -238,12 +260,16 @@ class SearchEngine(SearchIndex, RankerTraining):
         else:
             order = sort_docs(sort, order, self.catalog, self.popularity_)
         page = order[offset : offset + k]
+        kept = not keyword or len(counted) <= COUNTED_KEPT
         return {
             # (a match sorted onto the page without being retrieved has no ranker score: 0)
             "items": [{"product_id": self.catalog.product_ids[d], "score": by_doc.get(d, 0.0)} for d in page],
             "total": len(counted),
             "facets": self._facets(counted),
-            "counted": counted,  # (the rows `total` and the facets count: serving recounts them after its rules)
+            # the rows `total` and the facets count (serving recounts them after its rules,
+            # `counted_rows`): kept when few, else the words and filters that find them again
+            "counted": counted if kept else None,
+            "count_spec": None if kept else (list(q.terms), filters if filtering else None),
             "corrected_query": q.corrected,
             "match": "keyword" if keyword else "semantic_only",
             "fallback": None,
@@ -271,22 +297,45 @@ class SearchEngine(SearchIndex, RankerTraining):
         }
 
     def _holding_terms(self, terms: list[str], filters: Filters | None) -> np.ndarray:
-        """The catalog rows (ascending) holding any of `terms` in a field BM25 reads (the
-        products BM25 would match, retrieved at any depth), those passing `filters` when given."""
+        """The catalog rows (ascending) that match the query's words in a field BM25 reads,
+        retrieved at any depth, those passing `filters` when given: the products holding every
+        content word when some (passing the filters) do, else those holding any of them. Words
+        that say nothing of a product ("for", "the", "with": `stop_terms`) are left out when the
+        query has others ("lamp by the door" matched every product whose description says "by")."""
         postings = self._text_rows
-        parts = [postings[t] for t in dict.fromkeys(terms) if t in postings]
+        distinct = list(dict.fromkeys(terms))
+        stop = stop_terms()
+        content = [t for t in distinct if t not in stop] or distinct
+        parts = [postings[t] for t in content if t in postings]
         if not parts:
             return np.zeros(0, np.int64)
         if len(parts) == 1:
             rows = np.asarray(parts[0], np.int64)
-        else:  # (a mask over the catalog: no sort of the common terms' long postings)
-            hit = np.zeros(len(self.catalog), bool)
-            for p in parts:
-                hit[p] = True
-            rows = np.flatnonzero(hit)
+            if filters is not None and len(rows):
+                rows = rows[self._filter_mask(filters, rows)]
+            return rows
+        # how many of the words each product holds (a count over the catalog: no sort of the
+        # common words' long postings)
+        held = np.bincount(
+            np.concatenate([np.asarray(p, np.int64) for p in parts]), minlength=len(self.catalog)
+        )
+        rows = np.flatnonzero(held)
         if filters is not None and len(rows):
             rows = rows[self._filter_mask(filters, rows)]
-        return rows
+        every = rows[held[rows] == len(parts)]
+        return every if len(every) else rows
+
+    def counted_rows(self, page: dict[str, Any]) -> np.ndarray:
+        """The rows a page's `total` and facets count (what serving recounts after its rules):
+        kept in the page when few, else found again from the words and filters it was asked
+        with (a cached page of "shoes" must not carry 50,000 row numbers)."""
+        counted = page.get("counted")
+        if counted is not None:
+            return np.asarray(counted, np.int64)
+        spec = page.get("count_spec")
+        if spec is None:
+            return np.zeros(0, np.int64)
+        return self._holding_terms(spec[0], spec[1])
 
     def _filter_mask(self, filters: Filters, docs: np.ndarray) -> np.ndarray:
         """`filters.mask` over this engine's coded category and brand columns."""

@@ -153,7 +153,7 @@ def _filtered(engine: Any, filters: Any) -> Any:
 
     def ok(product_id: str) -> bool:
         d = engine._index.get(product_id)
-        return d is not None and bool(filters.mask(engine.catalog, np.array([d], np.int64))[0])
+        return d is not None and bool(engine._filter_mask(filters, np.array([d], np.int64))[0])
 
     return ok
 
@@ -164,17 +164,17 @@ def search_counts(
     """A search page's `total` and facets as the shopper sees them after `rules`: what the rules
     hide is not a result, a pinned product is (the engine's page counts before the rules, so
     that one cached page serves every rule set)."""
-    counted, engine = page.get("counted"), snap.search
+    engine = snap.search
     if (
-        counted is None
-        or engine is None
+        engine is None
+        or (page.get("counted") is None and page.get("count_spec") is None)
         or page["match"] == "none"  # (no result to count: the popular fallback's page)
         or rules is NO_RULES
         or not isinstance(snap.info, CatalogView)  # (a test's planted catalog)
     ):
         return page["total"], page["facets"]
     shown = rules.search_counted(
-        counted,
+        engine.counted_rows(page),
         engine.catalog.product_ids,
         engine._index,
         snap.search_rows,
@@ -711,7 +711,14 @@ class Service:
                 a = r.args
                 t0 = time.perf_counter()
                 r.page = eng.query(
-                    a.q, r.n_cand, filters=a.filters, sort=a.sort, profile=r.profile, level=r.level, vecs=vecs
+                    a.q,
+                    r.n_cand,
+                    filters=a.filters,
+                    sort=a.sort,
+                    profile=r.profile,
+                    level=r.level,
+                    vecs=vecs,
+                    fill=a.offset + a.k,  # (the spare candidates for the rules: no deeper retrieval)
                 )
                 r.cost_s = time.perf_counter() - t0 + (share.get(vkey, 0.0) if vecs is not None else 0.0)
                 if vecs is not None and vkey in encoded:  # encoder_batch 0: vectors from the cache
@@ -813,7 +820,7 @@ class Service:
 
         norm = " ".join(words(q)) or q.strip().lower()  # the same normalization as the query log
         syn = self.sync_synonyms(snap)  # a page belongs to the synonyms it was searched with
-        return (snap.version, "search", norm, repr(filters), sort, n_cand, syn), n_cand
+        return (snap.version, "search", norm, repr(filters), sort, n_cand, offset + k, syn), n_cand
 
     def sync_synonyms(self, snap: Snapshot) -> Any:
         """The snapshot's engine with the synonyms in force now (config/synonyms.txt when it
@@ -881,7 +888,9 @@ class Service:
                 break
             key, n_cand = self._search_key(snap, q, Filters(), "relevance", 0, 10)
             if self.search_cache.get(key) is None:
-                self.search_cache.put(key, engine.query(q, n_cand, filters=Filters(), sort="relevance"))
+                self.search_cache.put(
+                    key, engine.query(q, n_cand, filters=Filters(), sort="relevance", fill=10)
+                )
                 n += 1
         if self.snapshot is snap:
             self.search_warm = n
@@ -909,6 +918,17 @@ class Service:
         if events:
             into.record(self._online_rows(events))
         return len(events)
+
+    def replay_again(self) -> int:
+        """In memory: the online state built again from the served events (another process
+        spooled or absorbed some since), replacing this one's; returns how many. A Redis state
+        is shared already: nothing to do."""
+        if not self._memory:
+            return 0
+        fresh: OnlineState = MemoryState()
+        self.replayed = self._replay_served(self.snapshot, fresh)
+        self.online = fresh
+        return self.replayed
 
     def record_events(self, events: list[dict[str, Any]]) -> None:
         """Accepted events update the online state right away (before the warehouse has them)."""

@@ -812,10 +812,14 @@ def alerts(
                     }
                 )
             elif not v.get("approved_by"):
+                review = [g["name"] for g in v["gates"] if g.get("review")]
                 out.append(
                     {
-                        "level": "info",
-                        "what": f"candidate v{v['version']} passes its gates and waits for approval",
+                        "level": "warn" if review else "info",
+                        "what": f"candidate v{v['version']} waits for approval; not comparable with production, "
+                        f"for the approver to judge: {', '.join(review)}"
+                        if review
+                        else f"candidate v{v['version']} passes its gates and waits for approval",
                         "link": "/console/models",
                     }
                 )
