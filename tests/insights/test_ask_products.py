@@ -89,8 +89,12 @@ def test_a_questions_products_are_those_holding_its_words_not_their_neighbours()
 
     from shelfwise.insights._faq_stage import attach_products
 
+    import numpy as np
+
     engine = SimpleNamespace(
         catalog=SimpleNamespace(product_ids=["phone", "earbuds", "cooktop"]),
+        _index={"phone": 0, "earbuds": 1, "cooktop": 2},
+        counted_rows=lambda page: np.asarray(page["counted"], np.int64),
         query=lambda words, k: {"match": "keyword", "counted": [0],
                                 "items": [{"product_id": "phone"}, {"product_id": "earbuds"}, {"product_id": "cooktop"}]},
     )  # fmt: skip
