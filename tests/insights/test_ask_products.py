@@ -87,9 +87,9 @@ def test_a_questions_products_are_those_holding_its_words_not_their_neighbours()
     cooktop. Only the matches are attached."""
     from types import SimpleNamespace
 
-    from shelfwise.insights._faq_stage import attach_products
-
     import numpy as np
+
+    from shelfwise.insights._faq_stage import attach_products
 
     engine = SimpleNamespace(
         catalog=SimpleNamespace(product_ids=["phone", "earbuds", "cooktop"]),

@@ -351,8 +351,7 @@ def test_total_and_facets_count_every_match_and_pages_past_the_candidates_are_fi
 def test_a_page_of_many_matches_keeps_how_to_count_them_not_the_rows(tmp_path, monkeypatch):
     """A cached page of "shoes" in a shoe shop would carry 50,000 row numbers: beyond
     COUNTED_KEPT the page keeps the words and filters, and serving counts the rows again."""
-    from shelfwise.search import Filters
-    from shelfwise.search import _engine
+    from shelfwise.search import Filters, _engine
 
     monkeypatch.setattr(_engine, "COUNTED_KEPT", 10)
     ids = [f"h{i}" for i in range(50)]
