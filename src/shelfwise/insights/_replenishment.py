@@ -82,7 +82,10 @@ def lumpy_protection(sold: np.ndarray | None, days: float, service_level: float)
     if sold is None:
         return None
     y = np.asarray(sold, dtype=float)[-LUMPY_WEEKS:]
-    whole, part = int(days // 7), days / 7 - int(days // 7)
+    # (a period under a week is read as one: a lump lands whole in it or not at all, and a
+    # week's sale pro rata would put the reorder point below it)
+    weeks = max(days / 7, 1.0)
+    whole, part = int(weeks), weeks - int(weeks)
     span = whole + (1 if part > 1e-9 else 0)
     if span < 1 or len(y) < max(13, span + 1) or float((y <= 0).mean()) < LUMPY_ZERO_SHARE:
         return None

@@ -59,11 +59,13 @@ NULL_QUERIES = 64
 # a page keeps the rows it counts up to this many; more are found again when recounted
 COUNTED_KEPT = 4096
 
+# (not "can", "us", "off", "no", "up", "out", "plus": a trash can, a US plug, off-white, no-show,
+# plus size are products)
 _STOP_WORDS = (
     "a an the and or nor of for with without in on at by to from into onto over under about as "
     "is are was were be been it its this that these those my your our their his her i you we they "
-    "me us them not no do does can will so if but than then all any some very how what which who "
-    "where when why per plus up out off"
+    "me them not do does will so if but than then all any some very how what which who where "
+    "when why"
 )
 
 
@@ -125,7 +127,6 @@ class SearchEngine(SearchIndex, RankerTraining):
         profile: Profile | None = None,
         level: str = "full",
         vecs: QueryVectors | None = None,
-        fill: int | None = None,
     ) -> dict[str, Any]:
         """A results page: items (product id, score), facets over the matching products, the
         corrected query when spelling was fixed, `total` (how many products match: when a
@@ -149,10 +150,7 @@ class SearchEngine(SearchIndex, RankerTraining):
 
         With filters, or for a page past the candidate depth, retrieval goes deeper (x10, then
         x100, up to `max_depth` products per retriever) until the page is full: a filter or a
-        page number never empties a page that the catalog could fill from deeper in the ranking.
-        `fill`: how many products the page must hold from the first (default `offset + k`):
-        serving asks for spare candidates for its rules (k above what it shows), which need no
-        deeper retrieval. With a shopper's `profile` (see `profile()`), the
+        page number never empties a page that the catalog could fill from deeper in the ranking. With a shopper's `profile` (see `profile()`), the
         ranker's personal features are filled in (personalized search)."""
         if level not in LEVELS:
             raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
@@ -207,7 +205,7 @@ class SearchEngine(SearchIndex, RankerTraining):
                 keep = self._filter_mask(filters, cands)  # type: ignore[arg-type]
                 cands, score = cands[keep], score[keep]
             rounds.append((cands, score))
-            need = offset + k if fill is None else min(fill, offset + k)
+            need = offset + k
             if (
                 len(cands) >= need
                 or depth >= min(self.max_depth, len(self.catalog))
@@ -221,23 +219,28 @@ class SearchEngine(SearchIndex, RankerTraining):
             return self._no_match(q, k, offset, filters, sort, stages, depth) | {"level": level}
         order: list[int] = []
         by_doc: dict[int, float] = {}
-        for round_cands, round_score in rounds:
-            ranked = round_cands[np.argsort(-round_score, kind="stable")]
+        for i, (round_cands, round_score) in enumerate(rounds):
+            order_idx = np.argsort(-round_score, kind="stable")
+            if (
+                level == "full"
+                and i == 0
+                and self.cross_ is not None
+                and q.text.strip()
+                and len(order_idx) >= 2
+            ):
+                # (the first retrieval's head only: a deeper one must not reorder what page 1 showed)
+                order_idx = self._cross_rerank(q.text, round_cands, order_idx, round_score)
+                stages.append("cross_encoder")
+            ranked = round_cands[order_idx]
             if by_doc:
                 ranked = ranked[~np.isin(ranked, np.fromiter(by_doc, np.int64, len(by_doc)))]
             order += [int(d) for d in ranked]
             for d, v in zip(round_cands.tolist(), round_score.tolist(), strict=True):
                 by_doc.setdefault(d, v)
         if level == "full":
-            stages.append("rerank")
-            if self.cross_ is not None and q.text.strip() and len(order) >= 2:
-                # the head of the page order, whichever retrieval its products came from
-                arr = np.array(order, np.int64)
-                head = self._cross_rerank(
-                    q.text, arr, np.arange(len(arr)), np.array([by_doc[d] for d in order], np.float32)
-                )
-                order = arr[head].tolist()
-                stages.append("cross_encoder")
+            stages.insert(
+                stages.index("cross_encoder") if "cross_encoder" in stages else len(stages), "rerank"
+            )
         elif len(stages) > 1:
             stages.append("fusion")
         # a keyword match counts (and facets) every product of the catalog that holds a query
@@ -251,11 +254,13 @@ class SearchEngine(SearchIndex, RankerTraining):
             return self._no_match(q, k, offset, filters, sort, stages, depth) | {"level": level}
         counted = holding if keyword else cands
         if sort != "relevance" and keyword:
-            # sorted by price or popularity: every match (retrieved or not: the cheapest "hose"
-            # is the cheapest of all of them), then the semantic neighbours
+            # sorted by price or popularity: the retrieved products holding a word first, then
+            # the semantic neighbours (the candidates bound a sort by relevance: the cheapest
+            # product saying "red" is no answer to "red shoes")
             arr = np.array(order, np.int64)
-            order = sort_docs(sort, holding, self.catalog, self.popularity_) + sort_docs(
-                sort, arr[~np.isin(arr, holding)], self.catalog, self.popularity_
+            hit = np.isin(arr, holding)
+            order = sort_docs(sort, arr[hit], self.catalog, self.popularity_) + sort_docs(
+                sort, arr[~hit], self.catalog, self.popularity_
             )
         else:
             order = sort_docs(sort, order, self.catalog, self.popularity_)
@@ -297,11 +302,11 @@ class SearchEngine(SearchIndex, RankerTraining):
         }
 
     def _holding_terms(self, terms: list[str], filters: Filters | None) -> np.ndarray:
-        """The catalog rows (ascending) that match the query's words in a field BM25 reads,
-        retrieved at any depth, those passing `filters` when given: the products holding every
-        content word when some (passing the filters) do, else those holding any of them. Words
-        that say nothing of a product ("for", "the", "with": `stop_terms`) are left out when the
-        query has others ("lamp by the door" matched every product whose description says "by")."""
+        """The catalog rows (ascending) holding any of the query's content words in a field
+        BM25 reads (the products BM25 matches, retrieved at any depth; a synonym widens them),
+        those passing `filters` when given. Words that say nothing of a product ("for", "the",
+        "with": `stop_terms`) are left out when the query has others ("lamp by the door"
+        matched every product whose description says "by")."""
         postings = self._text_rows
         distinct = list(dict.fromkeys(terms))
         stop = stop_terms()
@@ -311,19 +316,14 @@ class SearchEngine(SearchIndex, RankerTraining):
             return np.zeros(0, np.int64)
         if len(parts) == 1:
             rows = np.asarray(parts[0], np.int64)
-            if filters is not None and len(rows):
-                rows = rows[self._filter_mask(filters, rows)]
-            return rows
-        # how many of the words each product holds (a count over the catalog: no sort of the
-        # common words' long postings)
-        held = np.bincount(
-            np.concatenate([np.asarray(p, np.int64) for p in parts]), minlength=len(self.catalog)
-        )
-        rows = np.flatnonzero(held)
+        else:  # (a mask over the catalog: no sort of the common words' long postings)
+            hit = np.zeros(len(self.catalog), bool)
+            for p in parts:
+                hit[p] = True
+            rows = np.flatnonzero(hit)
         if filters is not None and len(rows):
             rows = rows[self._filter_mask(filters, rows)]
-        every = rows[held[rows] == len(parts)]
-        return every if len(every) else rows
+        return rows
 
     def counted_rows(self, page: dict[str, Any]) -> np.ndarray:
         """The rows a page's `total` and facets count (what serving recounts after its rules):

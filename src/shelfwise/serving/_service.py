@@ -711,14 +711,7 @@ class Service:
                 a = r.args
                 t0 = time.perf_counter()
                 r.page = eng.query(
-                    a.q,
-                    r.n_cand,
-                    filters=a.filters,
-                    sort=a.sort,
-                    profile=r.profile,
-                    level=r.level,
-                    vecs=vecs,
-                    fill=a.offset + a.k,  # (the spare candidates for the rules: no deeper retrieval)
+                    a.q, r.n_cand, filters=a.filters, sort=a.sort, profile=r.profile, level=r.level, vecs=vecs
                 )
                 r.cost_s = time.perf_counter() - t0 + (share.get(vkey, 0.0) if vecs is not None else 0.0)
                 if vecs is not None and vkey in encoded:  # encoder_batch 0: vectors from the cache
@@ -820,7 +813,7 @@ class Service:
 
         norm = " ".join(words(q)) or q.strip().lower()  # the same normalization as the query log
         syn = self.sync_synonyms(snap)  # a page belongs to the synonyms it was searched with
-        return (snap.version, "search", norm, repr(filters), sort, n_cand, offset + k, syn), n_cand
+        return (snap.version, "search", norm, repr(filters), sort, n_cand, syn), n_cand
 
     def sync_synonyms(self, snap: Snapshot) -> Any:
         """The snapshot's engine with the synonyms in force now (config/synonyms.txt when it
@@ -888,9 +881,7 @@ class Service:
                 break
             key, n_cand = self._search_key(snap, q, Filters(), "relevance", 0, 10)
             if self.search_cache.get(key) is None:
-                self.search_cache.put(
-                    key, engine.query(q, n_cand, filters=Filters(), sort="relevance", fill=10)
-                )
+                self.search_cache.put(key, engine.query(q, n_cand, filters=Filters(), sort="relevance"))
                 n += 1
         if self.snapshot is snap:
             self.search_warm = n
@@ -928,6 +919,7 @@ class Service:
         fresh: OnlineState = MemoryState()
         self.replayed = self._replay_served(self.snapshot, fresh)
         self.online = fresh
+        self._clear_caches()  # (their keys count each user's events in the state just replaced)
         return self.replayed
 
     def record_events(self, events: list[dict[str, Any]]) -> None:
