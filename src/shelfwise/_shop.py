@@ -21,7 +21,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, cast, overload
 
-from .errors import ShelfwiseError, whole_number
+from .errors import ShelfwiseError, did_you_mean, whole_number
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -1285,7 +1285,6 @@ def _train_options(options: dict[str, Any]) -> dict[str, Any]:
     (a close one suggested) or a value of the wrong type is a ShelfwiseError naming it, before
     anything runs (a string budget failed minutes into training with a TypeError)."""
     import dataclasses
-    import difflib
     import numbers
     import typing
 
@@ -1297,11 +1296,9 @@ def _train_options(options: dict[str, Any]) -> dict[str, Any]:
     hints = typing.get_type_hints(TrainSettings)
     for name, value in options.items():
         if name not in fields:
-            close = difflib.get_close_matches(name, sorted(fields), n=1)
             raise ShelfwiseError(
-                f"train has no option {name!r}"
-                + (f" (did you mean {close[0]!r}?)" if close else "")
-                + f"; its options are TrainSettings' fields: {', '.join(sorted(fields))}"
+                f"train has no option {name!r}{did_you_mean(name, sorted(fields))}"
+                f"; its options are TrainSettings' fields: {', '.join(sorted(fields))}"
             )
         hint = hints[name]
         allowed = tuple(a for a in (typing.get_args(hint) or (hint,)) if isinstance(a, type)) or (object,)

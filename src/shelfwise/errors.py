@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class ShelfwiseError(Exception):
     """Base class of the errors shelfwise reports to users (the CLI prints them, exit status 2)."""
@@ -22,6 +24,14 @@ class ContractViolation(ShelfwiseError):
 
 class AccessDenied(ShelfwiseError):
     """The identity is missing, wrong, or its role does not permit the action (exit status 4)."""
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """ " (did you mean 'x'?)" for the closest of `known` to a mistyped `name`, else ""."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def whole_number(value: object, name: str, meaning: str, *, minimum: int, maximum: int | None = None) -> int:

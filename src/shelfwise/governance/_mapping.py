@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ShelfwiseError, SourceError
+from ..errors import ShelfwiseError, SourceError, did_you_mean
 from ._contracts import CONTRACTS, Kind, TableContract
 
 MAP_FILE = "shelfwise.toml"
@@ -76,11 +76,9 @@ class ColumnMap:
     def set(self, table: str, column: str, headers: Sequence[str], origin: str) -> None:
         contract = _contract(table, origin)
         if column not in contract.column_names:
-            close = difflib.get_close_matches(column, contract.column_names, n=1)
             raise ShelfwiseError(
-                f"{origin}: {table} has no column {column!r}"
-                + (f" (did you mean {close[0]!r}?)" if close else "")
-                + f"; its columns: {', '.join(contract.column_names)}"
+                f"{origin}: {table} has no column {column!r}{did_you_mean(column, contract.column_names)}"
+                f"; its columns: {', '.join(contract.column_names)}"
             )
         if not headers or any(not isinstance(h, str) or not h.strip() for h in headers):
             raise ShelfwiseError(f"{origin}: {table}.{column} must name a column of the file (a string)")
@@ -111,11 +109,8 @@ class ColumnMap:
 
 def _contract(table: str, origin: str) -> TableContract:
     if table not in CONTRACTS:
-        close = difflib.get_close_matches(table, list(CONTRACTS), n=1)
         raise ShelfwiseError(
-            f"{origin}: unknown table {table!r}"
-            + (f" (did you mean {close[0]!r}?)" if close else "")
-            + f"; tables: {', '.join(CONTRACTS)}"
+            f"{origin}: unknown table {table!r}{did_you_mean(table, CONTRACTS)}; tables: {', '.join(CONTRACTS)}"
         )
     return CONTRACTS[table]
 
