@@ -322,10 +322,9 @@ class Shop:
 
             bundle_dir = None
             if version is not None:
-                from .governance._model_versions import bundle_path
                 from .lifecycle._registry import Registry
 
-                bundle_dir = bundle_path(self.workdir, Registry(self.workdir)._version(str(version)).source)
+                bundle_dir = Registry(self.workdir).bundle_dir(str(version))
             return evaluate_workdir(
                 self.workdir,
                 models=model_names(models) if models else None,
@@ -1294,6 +1293,7 @@ def _train_options(options: dict[str, Any]) -> dict[str, Any]:
 
     fields = {f.name for f in dataclasses.fields(TrainSettings)}
     hints = typing.get_type_hints(TrainSettings)
+    out = dict(options)
     for name, value in options.items():
         if name not in fields:
             raise ShelfwiseError(
@@ -1321,11 +1321,11 @@ def _train_options(options: dict[str, Any]) -> dict[str, Any]:
                 f"train option {name}={value!r}: expected {said}, not {type(value).__name__}"
             )
         if origin is tuple:
-            options = {**options, name: tuple(value)}
+            out[name] = tuple(value)
         elif int in allowed and bool not in allowed and isinstance(value, numbers.Integral):
-            options = {**options, name: int(value)}
+            out[name] = int(value)
         elif float in allowed and isinstance(value, numbers.Real):
-            options = {**options, name: float(value)}
+            out[name] = float(value)
         elif bool in allowed and isinstance(value, np_bool):
-            options = {**options, name: bool(value)}
-    return options
+            out[name] = bool(value)
+    return out

@@ -208,7 +208,7 @@ def test_a_churn_model_without_skill_is_said_not_to_be_acted_on():
 
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, 300)
-    lo, hi = _auc_interval(y, rng.random(300))  # scores that know nothing
+    _, lo, hi = _auc_interval(y, rng.random(300))  # scores that know nothing
     assert lo < 0.5 < hi
-    lo, hi = _auc_interval(y, y + rng.normal(0, 0.5, 300))  # scores that know
+    _, lo, hi = _auc_interval(y, y + rng.normal(0, 0.5, 300))  # scores that know
     assert lo > 0.75

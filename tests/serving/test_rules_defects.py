@@ -381,7 +381,7 @@ def test_search_counted_agrees_with_what_apply_shows() -> None:
                 )
         rules = Rules.from_dict({"filter_out_of_stock": bool(trial % 2), "items": items})
         docs = np.sort(rng.choice(len(engine_ids), 25, replace=False)).astype(np.int64)
-        got = rules.search_counted(docs, engine_ids, engine_index, rows, view, "x")
+        got = rules.search_counted(docs, engine_index, rows, view, "x")
         got_ids = {engine_ids[d] for d in (docs if got is None else got)}
         shown = rules.apply([engine_ids[d] for d in docs], 100, view, surface="search", query="x")
         assert got_ids == set(shown), (items, got_ids ^ set(shown))

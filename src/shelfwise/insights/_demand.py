@@ -1009,7 +1009,7 @@ def calibrate(
         # what the clipped factor gives on that window: short of 80% when it hit its cap (slow
         # sellers: most weeks without a sale put the 90% error quantile below the forecast)
         "held_out_coverage": round(float((need <= factor).mean()), 4),
-        "capped": bool(wanted > factor or wanted < factor),
+        "capped": wanted != factor,
     }
 
 

@@ -87,7 +87,7 @@ def lumpy_protection(sold: np.ndarray | None, days: float, service_level: float)
     weeks = max(days / 7, 1.0)
     whole, part = int(weeks), weeks - int(weeks)
     span = whole + (1 if part > 1e-9 else 0)
-    if span < 1 or len(y) < max(13, span + 1) or float((y <= 0).mean()) < LUMPY_ZERO_SHARE:
+    if len(y) < max(13, span + 1) or float((y <= 0).mean()) < LUMPY_ZERO_SHARE:
         return None
     # each span of `whole` weeks and the share `part` of the week after it (a 10-day period is
     # one week and 3/7 of the next, not two weeks)
@@ -190,8 +190,9 @@ def replenish(
             safety = z * sd
             rop = demand + safety
             lumpy = lumpy_protection(sold.get(pid), days, service_level)
+            lumped = False  # (the reorder point is the slow seller's lumps, not mean + z sd)
             if lumpy is not None and lumpy > rop:
-                rop, safety = lumpy, lumpy - demand
+                rop, safety, lumped = lumpy, lumpy - demand, True
             qty = max(0, math.ceil(rop - stock - 1e-9))
             rec.update(
                 demand_lead_time=round(demand, 3),
@@ -203,7 +204,7 @@ def replenish(
             span = f"{lead:g} d lead time + {review_days:g} d review"
             if "model" in weeks and str(weeks["model"].iloc[0]) == PARTIAL_WEEK_MODEL:
                 span += ", at its rate since it first sold this week"
-            if lumpy is not None and lumpy >= rop:
+            if lumped:
                 span += (
                     f"; a slow seller: the reorder point is what {service_level:.0%} of its last "
                     f"{LUMPY_WEEKS} weeks' {days:g}-day spans sold at most"

@@ -89,11 +89,16 @@ class Registry:
                 f"model version {version!r} is not registered (see `shelfwise models list`)"
             ) from None
 
-    def manifest(self, version: str) -> BundleManifest:
+    def bundle_dir(self, version: str) -> str:
+        """Where the bundle of registry `version` is."""
         from ..governance._model_versions import bundle_path
+
+        return bundle_path(self.workdir, self._version(version).source)
+
+    def manifest(self, version: str) -> BundleManifest:
         from ..models import read_manifest
 
-        return read_manifest(bundle_path(self.workdir, self._version(version).source))
+        return read_manifest(self.bundle_dir(version))
 
     def versions(self) -> list[dict[str, Any]]:
         return registered_versions(self.workdir, self.client)

@@ -219,18 +219,15 @@ class SearchEngine(SearchIndex, RankerTraining):
             return self._no_match(q, k, offset, filters, sort, stages, depth) | {"level": level}
         order: list[int] = []
         by_doc: dict[int, float] = {}
+        # (the cross-encoder reorders the first retrieval's head only: a deeper retrieval must
+        # not reorder what page 1 showed)
+        crossed = (
+            level == "full" and self.cross_ is not None and bool(q.text.strip()) and len(rounds[0][0]) >= 2
+        )
         for i, (round_cands, round_score) in enumerate(rounds):
             order_idx = np.argsort(-round_score, kind="stable")
-            if (
-                level == "full"
-                and i == 0
-                and self.cross_ is not None
-                and q.text.strip()
-                and len(order_idx) >= 2
-            ):
-                # (the first retrieval's head only: a deeper one must not reorder what page 1 showed)
+            if crossed and i == 0:
                 order_idx = self._cross_rerank(q.text, round_cands, order_idx, round_score)
-                stages.append("cross_encoder")
             ranked = round_cands[order_idx]
             if by_doc:
                 ranked = ranked[~np.isin(ranked, np.fromiter(by_doc, np.int64, len(by_doc)))]
@@ -238,9 +235,7 @@ class SearchEngine(SearchIndex, RankerTraining):
             for d, v in zip(round_cands.tolist(), round_score.tolist(), strict=True):
                 by_doc.setdefault(d, v)
         if level == "full":
-            stages.insert(
-                stages.index("cross_encoder") if "cross_encoder" in stages else len(stages), "rerank"
-            )
+            stages += ["rerank", "cross_encoder"] if crossed else ["rerank"]
         elif len(stages) > 1:
             stages.append("fusion")
         # a keyword match counts (and facets) every product of the catalog that holds a query

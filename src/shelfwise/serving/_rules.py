@@ -359,7 +359,6 @@ class Rules:
     def search_counted(
         self,
         docs: np.ndarray,
-        engine_ids: Sequence[str],
         engine_index: Mapping[str, int],
         rows: np.ndarray,
         catalog: CatalogView,
@@ -371,8 +370,7 @@ class Rules:
         unchanged, the common case): of `docs` (the
         engine's matching products, as its row numbers), those `apply` may show on a search
         for `query` (listed, in stock when filtered, not hidden), plus the products an active
-        pin puts on the page. `engine_ids` / `engine_index`: the engine's product ids by row and
-        back; `rows`: per engine row, the product's item index in `catalog` (-1: none). Position
+        pin puts on the page. `engine_index`: the engine's row of each product id; `rows`: per engine row, the product's item index in `catalog` (-1: none). Position
         rules (boost, bury, the category cap) move products but show every one of them."""
         now = now or datetime.now(UTC)
         docs = np.asarray(docs, np.int64)

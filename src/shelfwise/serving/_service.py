@@ -175,7 +175,6 @@ def search_counts(
         return page["total"], page["facets"]
     shown = rules.search_counted(
         engine.counted_rows(page),
-        engine.catalog.product_ids,
         engine._index,
         snap.search_rows,
         snap.info,
