@@ -88,3 +88,24 @@ def test_retention_deletes_what_is_older_than_its_period_and_is_audited(demo_ing
     assert audit[-1]["action"] == "retention.enforce"
     (w / "config" / "retention.json").write_text(json.dumps({"events_days": "forever"}))
     assert sw("retention", "enforce", "--workdir", str(w), check=False).returncode == 2
+
+
+def test_the_catalog_classifies_the_columns_a_load_kept_beyond_the_contract(tmp_path):
+    """A users file's extra columns (MovieLens's age, gender, occupation) are curated as `x_...`
+    and the catalog classifies them too (a personal one, a nickname, is never curated)."""
+    from shelfwise.governance import ingest
+    from shelfwise.governance._catalog import catalog
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "users.csv").write_text(
+        "user_id,age,gender,occupation,nickname\nu1,25,F,writer,kit\nu2,41,M,doctor,bo\n"
+    )
+    (data / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\nu1,p1,view,2026-01-01T10:00:00Z\n"
+    )
+    ingest(data, tmp_path / "w")
+    users = {d["name"]: d for d in catalog(tmp_path / "w")["datasets"]}["curated.users"]
+    got = {c: k for c, k in users["classification"].items() if c.startswith("x_")}
+    assert got == {"x_age": "internal", "x_gender": "internal", "x_occupation": "internal"}
+    assert users["classification"]["user_id"] == "personal"

@@ -125,6 +125,44 @@ def test_filters_facets_and_sorting(tmp_path):
         eng.query("knife", sort="cheapest")
 
 
+def test_unknown_stock_is_neither_in_nor_out_of_stock(tmp_path):
+    """A catalog without stock figures (or a product whose `in_stock` is empty) says so in the
+    facet (`unknown`) instead of counting every product in stock, and such a product passes
+    neither stock filter: a facet's count is what its filter returns (saved and loaded too)."""
+    from shelfwise.governance import ingest
+    from shelfwise.search import Filters, load_search_data
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "products.csv").write_text(
+        "product_id,title,in_stock\np1,red lamp,true\np2,blue lamp,false\np3,green lamp,\np4,desk,true\n"
+    )
+    ingest(data, tmp_path / "w")
+    catalog, _, _ = load_search_data(tmp_path / "w")
+    assert catalog is not None and list(catalog.stock_known) == [True, True, False, True]
+    eng = SearchEngine(tmp_path / "s", candidates=5).build(catalog)
+    page = eng.query("lamp", k=10)
+    assert page["total"] == 3 and page["facets"]["in_stock"] == {"true": 1, "false": 1, "unknown": 1}
+    for stock, want in ((True, "p1"), (False, "p2")):
+        got = [i["product_id"] for i in eng.query("lamp", k=10, filters=Filters(in_stock=stock))["items"]]
+        assert got[0] == want and "p3" not in got  # (the desk, in stock, fills the page)
+        assert eng.query("lamp", k=10, filters=Filters(in_stock=stock))["total"] == 1
+    eng.save()
+    again = SearchEngine.load(tmp_path / "s")
+    assert again.query("lamp", k=10)["facets"]["in_stock"] == page["facets"]["in_stock"]
+
+    # a catalog with no stock column at all: every product unknown, no "true" for all of them
+    (data / "products.csv").write_text("product_id,title\np1,red lamp\np2,blue lamp\n")
+    ingest(data, tmp_path / "w2")
+    catalog, _, _ = load_search_data(tmp_path / "w2")
+    assert catalog is not None
+    page = SearchEngine(tmp_path / "s2", candidates=5).build(catalog).query("lamp", k=10)
+    assert page["facets"]["in_stock"] == {"true": 0, "false": 0, "unknown": 2}
+    # a catalog made in Python with stock given is known throughout, without it unknown
+    assert SearchCatalog(["a"], ["x"], in_stock=np.array([False])).stock_known.tolist() == [True]
+    assert SearchCatalog(["a"], ["x"]).stock_known.tolist() == [False]
+
+
 def test_spelling_synonyms_autocomplete_and_round_trip(tmp_path):
     from shelfwise.search import load_synonyms
 

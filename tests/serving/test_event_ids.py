@@ -187,7 +187,32 @@ def test_an_absorb_repeated_after_a_crash_curates_and_quarantines_once(tmp_path:
     reasons = con.sql(
         "SELECT reason, count(*) FROM quarantine.rows WHERE table_name = 'events' GROUP BY 1"
     ).fetchall()
+    named = con.sql(
+        "SELECT source_file, source_line FROM quarantine.rows WHERE reason = 'duplicate_row' ORDER BY 2"
+    ).fetchall()
+    loads = [
+        r[0]
+        for r in con.sql(
+            "SELECT source_file FROM meta.raw_loads WHERE table_name = 'events' ORDER BY load_id"
+        ).fetchall()
+    ]
     con.close()
+    # the rows an absorb read are named where they stay: its archive, line for line (the
+    # temporary file ingestion read is gone), in the quarantine, the raw loads and the lineage
+    archives = sorted((work / "feedback").glob("events-*.jsonl"))
+    assert len(archives) == 2 and {f for f, _ in named} == {str(archives[1].resolve())}
+    lines = archives[1].read_text().splitlines()
+    assert [json.loads(lines[n - 1])["user_id"] for _, n in named] == [f"u{i}" for i in range(5)]
+    assert loads[-2:] == [str(a.resolve()) for a in archives]  # (after the first load's file)
+    from shelfwise.governance import read_lineage
+
+    inputs = {
+        i["name"]
+        for e in read_lineage(work)
+        if e["job"]["name"] == "shelfwise.events"
+        for i in e.get("inputs", [])
+    }
+    assert inputs == {str(a.resolve()) for a in archives}
     assert len(ids) == 5 and len(set(ids)) == 5 and "client-1" in ids
     assert sorted(i for i in ids if i != "client-1") == [
         f"spool:{seg.name[: -len('.jsonl')]}:{n}" for n in range(2, 6)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ._contracts import CONTRACTS
+from ._contracts import CONTRACTS, classify_extra_column
 from ._ingest_report import FAILING_SHARE, QualityCheck, quality_check
 from ._load_state import REPROCESS_JOB
 
@@ -128,6 +128,14 @@ def catalog(workdir: str | Path) -> dict[str, Any]:
             "arg_max(contract_version, version), arg_max(run_id, version), count(*) FROM meta.table_versions GROUP BY 1"
         ).fetchall()
         loads = _loads(con)
+        # the columns a load kept beyond the contract (`x_<header>`: MovieLens's age, gender,
+        # occupation), classified by name as ingestion judged them when it kept them
+        extra: dict[str, dict[str, str]] = {}
+        for t, col in con.sql(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'curated' "
+            "AND starts_with(column_name, 'x_') ORDER BY table_name, ordinal_position"
+        ).fetchall():
+            extra.setdefault(t, {})[col] = classify_extra_column(col[2:]).value
         quarantine = (
             dict(
                 con.sql(
@@ -158,7 +166,7 @@ def catalog(workdir: str | Path) -> dict[str, Any]:
                 "owner": contract.owner if contract else "data-platform",
                 "steward": contract.steward if contract else "data-steward",
                 "description": contract.description if contract else "",
-                "classification": contract.classification() if contract else {},
+                "classification": (contract.classification() if contract else {}) | extra.get(name, {}),
                 "contract_version": contract_version,
                 "contract_in_force": contract.version if contract else None,
                 "rows": rows,

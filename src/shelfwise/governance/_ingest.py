@@ -28,7 +28,7 @@ import gzip
 import re
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -229,6 +229,7 @@ class Ingestor:
         column_map: ColumnMap | None = None,
         engine: Engine | None = None,
         lineage_inputs: list[DatasetRef] | None = None,
+        recorded_as: dict[Path, Path] | None = None,
     ):
         if mode not in ("replace", "append"):
             raise ValueError(f"mode must be 'replace' or 'append', not {mode!r}")
@@ -246,6 +247,10 @@ class Ingestor:
         # what the lineage names as the run's inputs when not the data directory's files (a
         # re-processing reads quarantined rows through a temporary file deleted afterwards)
         self.lineage_inputs = lineage_inputs
+        # a file read here under a name that does not last -> the name its rows are recorded
+        # under (lineage, raw loads, quarantine): an absorb reads the served events from a
+        # temporary file that then becomes its archive, line for line
+        self.recorded_as = {Path(k).resolve(): Path(v).resolve() for k, v in (recorded_as or {}).items()}
         # per table, the source lines withheld as erased users' (filled when re-processing)
         self.withheld_lines: dict[str, list[int]] = {}
 
@@ -319,7 +324,11 @@ class Ingestor:
         started = datetime.now(UTC)
         t0 = time.perf_counter()
         staged_dir = self.workdir / "tmp" / "staged"
-        inputs = [DatasetRef("file", str(p.resolve())) for p in files.values() if p is not None]
+        inputs = [
+            DatasetRef("file", str(self.recorded_as.get(p.resolve(), p.resolve())))
+            for p in files.values()
+            if p is not None
+        ]
         if self.lineage_inputs is not None:
             inputs = list(self.lineage_inputs)
         # (its START written from a thread: the OpenLineage client is imported meanwhile)
@@ -388,7 +397,7 @@ class Ingestor:
                 input_refs.append(
                     DatasetRef(
                         "file",
-                        str(path.resolve()),
+                        str(self.recorded_as.get(path.resolve(), path.resolve())),
                         rows=tr.rows_in,
                         content_hash=staged.sha256,
                         size_bytes=staged.size_bytes,
@@ -490,6 +499,8 @@ class Ingestor:
     ) -> TableReport:
         """One table: its columns mapped, then the four stages over one `LoadState`."""
         t0 = time.perf_counter()
+        if (to := self.recorded_as.get(staged.source.resolve())) is not None:
+            staged = replace(staged, source=to)
         src = staged.source
         tr = TableReport(
             table=contract.name,

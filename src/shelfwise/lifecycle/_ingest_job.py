@@ -151,5 +151,5 @@ def _replay_feedback(workdir: Path) -> int:
         return 0
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         n = write_events(Path(tmp) / "events.jsonl", (line for f in files for line in read_lines(f)))
-        ingest_events(workdir, Path(tmp))
+        ingest_events(workdir, Path(tmp), archives=files)
     return n

@@ -72,7 +72,7 @@ def load_search_data(
             return None, {}, {}
         rows = con.sql(
             "SELECT product_id, coalesce(title,''), coalesce(brand,''), coalesce(category,''), coalesce(description,''), "
-            "attributes, price, coalesce(in_stock, true) FROM curated.products ORDER BY product_id"
+            "attributes, price, in_stock FROM curated.products ORDER BY product_id"
         ).fetchall()
         queries: dict[str, str] = {}
         gains: dict[str, dict[str, float]] = {}
@@ -95,6 +95,7 @@ def load_search_data(
         description=[r[4] for r in rows],
         attributes=[_flatten(r[5]) for r in rows],
         price=np.array([np.nan if r[6] is None else r[6] for r in rows], float),
-        in_stock=np.array([bool(r[7]) for r in rows]),
+        in_stock=np.array([r[7] is None or bool(r[7]) for r in rows], bool),
+        stock_known=np.array([r[7] is not None for r in rows], bool),
     )
     return catalog, queries, gains

@@ -181,6 +181,7 @@ class SearchIndex(EngineState):
             (col if isinstance(col, Strings) else Strings.of(col)).save(tmp, f"catalog.{f}")
         save_array(tmp, "catalog.price", np.asarray(c.price, np.float64))
         save_array(tmp, "catalog.in_stock", np.asarray(c.in_stock, bool))
+        save_array(tmp, "catalog.stock_known", np.asarray(c.stock_known, bool))
         for name, part in self._tables.items():
             if isinstance(part, Strings | Coded):
                 part.save(tmp, name)
@@ -204,6 +205,10 @@ class SearchIndex(EngineState):
             **cat,  # type: ignore[arg-type]
             price=load_array(folder, "catalog.price"),
             in_stock=load_array(folder, "catalog.in_stock"),
+            # (tables saved before it said nothing of unknown stock: known, as they read it)
+            stock_known=load_array(folder, "catalog.stock_known")
+            if (folder / "catalog.stock_known.npy").exists()
+            else None,
         )
         t: dict[str, Any] = {}
         for name in ("title_norm", "title_proc", "title_measures", "text_terms", "vocabulary"):
@@ -251,7 +256,12 @@ class SearchIndex(EngineState):
                 ensure_ascii=False,
             )
         )
-        np.savez(self.path / "catalog_arrays.npz", price=np.asarray(c.price), in_stock=np.asarray(c.in_stock))
+        np.savez(
+            self.path / "catalog_arrays.npz",
+            price=np.asarray(c.price),
+            in_stock=np.asarray(c.in_stock),
+            stock_known=np.asarray(c.stock_known),
+        )
         self._save_tables()
         if self.ranker_ is not None:
             self.ranker_.booster_.save_model(str(self.path / "ranker.txt"))
@@ -300,6 +310,7 @@ class SearchIndex(EngineState):
                 **{f: Strings.of(v) for f, v in cat.items()},  # type: ignore[arg-type]
                 price=arr["price"],
                 in_stock=arr["in_stock"],
+                stock_known=arr.get("stock_known"),  # (None in one saved before it)
             )
             del cat
             eng._prepare()

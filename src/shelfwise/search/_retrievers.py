@@ -42,9 +42,15 @@ class SearchCatalog:
     attributes: list[str] = field(default_factory=list)
     price: np.ndarray | None = None
     in_stock: np.ndarray | None = None
+    # whether each product's stock is known (a catalog without a stock column, or a product
+    # whose `in_stock` is empty, is neither in nor out of stock to a filter or a facet);
+    # default: known when `in_stock` is given
+    stock_known: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.product_ids)
+        if self.stock_known is None:
+            self.stock_known = np.full(n, self.in_stock is not None)
         for f in TEXT_FIELDS:
             col = getattr(self, f)
             if not col:

@@ -65,7 +65,8 @@ class Filters:
             keep &= np.nan_to_num(price, nan=-np.inf) >= self.price_min
         if self.price_max is not None:
             keep &= np.nan_to_num(price, nan=np.inf) <= self.price_max
-        if self.in_stock is not None:
+        if self.in_stock is not None:  # a product of unknown stock passes neither value
+            keep &= np.asarray(catalog.stock_known, bool)[docs]
             keep &= np.asarray(catalog.in_stock, bool)[docs] == self.in_stock
         return keep
 
@@ -85,7 +86,9 @@ def facets(catalog: SearchCatalog, docs: np.ndarray, top: int = 10) -> dict[str,
 
 
 def price_and_stock_facets(catalog: SearchCatalog, docs: np.ndarray) -> dict[str, Any]:
-    """The `price` (quartile bands) and `in_stock` facets over the matching products."""
+    """The `price` (quartile bands) and `in_stock` facets over the matching products (`true` /
+    `false` count the products whose stock is known, as the filter reads them; `unknown`, when
+    there are any, the others)."""
     price = np.asarray(catalog.price, float)[docs]
     price = price[np.isfinite(price)]
     bands: list[dict[str, Any]] = []
@@ -95,7 +98,11 @@ def price_and_stock_facets(catalog: SearchCatalog, docs: np.ndarray) -> dict[str
             n = int(((price >= lo) & ((price < hi) | (hi == edges[-1]))).sum())
             bands.append({"min": float(lo), "max": float(hi), "count": n})
     stock = np.asarray(catalog.in_stock, bool)[docs]
-    return {"price": bands, "in_stock": {"true": int(stock.sum()), "false": int((~stock).sum())}}
+    known = np.asarray(catalog.stock_known, bool)[docs]
+    counts = {"true": int((stock & known).sum()), "false": int((~stock & known).sum())}
+    if not known.all():
+        counts["unknown"] = int((~known).sum())
+    return {"price": bands, "in_stock": counts}
 
 
 def sort_docs(

@@ -136,11 +136,12 @@ def _absorb_once(workdir: Path, redis_client: Any) -> dict[str, Any]:
         lines = [json.dumps(ev, ensure_ascii=False).encode() + b"\n" for ev in events]
         n_events = write_events(tmp / "events.jsonl", lines)
         report: dict[str, Any] = {"status": "ok", "accepted": n_events, "quarantined": 0}
+        archive = workdir / FEEDBACK_DIR
         if withheld:
             report["withheld_erased"] = withheld
         try:
             if n_events:
-                rep = ingest_events(workdir, tmp)
+                rep = ingest_events(workdir, tmp, archive / f"events-{stamp}.jsonl")
                 ev = rep.tables.get("events")
                 report["ingest_run_id"] = rep.run_id
                 report["curated"] = ev.rows_curated if ev else 0
@@ -156,7 +157,6 @@ def _absorb_once(workdir: Path, redis_client: Any) -> dict[str, Any]:
         except duckdb.IOException as exc:  # the warehouse is held by another process (training)
             shutil.rmtree(tmp, ignore_errors=True)
             return {"status": "busy", "reason": str(exc).splitlines()[0][:200]}
-        archive = workdir / FEEDBACK_DIR
         archive.mkdir(parents=True, exist_ok=True)
         if n_events:
             # the refused ids first: a server reading the archive (`served_since`) finds them beside it
@@ -363,11 +363,20 @@ def write_events(path: Path, lines: Any) -> int:
     return n
 
 
-def ingest_events(workdir: Path, data_dir: Path) -> Any:
-    """Served events go into the warehouse like any file load, appended (the governed path)."""
-    from ..governance import Ingestor
+def ingest_events(
+    workdir: Path, data_dir: Path, archived_as: Path | None = None, *, archives: list[Path] | None = None
+) -> Any:
+    """Served events go into the warehouse like any file load, appended (the governed path).
+    `archived_as`: the archive `data_dir`'s events.jsonl becomes once absorbed, which the
+    lineage, the raw layer and the quarantine name (the temporary file is gone by then);
+    `archives`: the archives it was put together from (a replay), which the lineage names."""
+    from ..governance import DatasetRef, Ingestor
 
-    return Ingestor(workdir, mode="append", job="shelfwise.events").run(data_dir)
+    recorded = {data_dir / "events.jsonl": archived_as} if archived_as is not None else None
+    inputs = [DatasetRef("file", str(p.resolve())) for p in archives] if archives is not None else None
+    return Ingestor(
+        workdir, mode="append", job="shelfwise.events", recorded_as=recorded, lineage_inputs=inputs
+    ).run(data_dir)
 
 
 def _canonical_event(line: bytes, locator: str) -> dict[str, Any]:

@@ -140,7 +140,11 @@ class Facets(BaseModel):
     category: list[FacetValue] = []
     brand: list[FacetValue] = []
     price: list[PriceBand] = []
-    in_stock: dict[str, int] = Field({}, description="`true` / `false` counts")
+    in_stock: dict[str, int] = Field(
+        {},
+        description="`true` / `false` counts of the products whose stock is known; `unknown`, "
+        "when some are not (no `in_stock` in the catalog): those pass neither `in_stock` filter",
+    )
 
 
 class SearchPage(BaseModel):
