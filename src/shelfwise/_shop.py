@@ -410,8 +410,10 @@ class Shop:
             one = isinstance(users, str)
             if not one and not isinstance(users, Iterable):
                 raise ShelfwiseError(f"users {users!r}: a user id (a string) or several")
-            # read after the checks: the CLI passes a generator reading its file
-            ids = [users] if isinstance(users, str) else [str(u) for u in users]
+            # read after the checks: the CLI passes a generator reading its file. Each id must be
+            # a string (checked below): 1.0 from a pandas column with gaps would have become the
+            # stranger "1.0" and got the cold-start list without a word
+            ids = [users] if isinstance(users, str) else list(users)
             service = self._service(rules, search=False)
             snap = service.snapshot
             try:
@@ -467,7 +469,7 @@ class Shop:
         with self._acting("recommend") as actor:
             if users is None:
                 actor = self.authorize("recommend.all_users")
-            ids = None if users is None else [str(u) for u in users]
+            ids = None if users is None else [_user_id(u, f"users[{n}]") for n, u in enumerate(users)]
             counts = recommend_batch_spark(self.workdir, engine.session, out, ids, k, model=model)
             if users is None:
                 AuditLog(self.workdir).append(

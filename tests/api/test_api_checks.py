@@ -79,7 +79,14 @@ def test_answers_refuse_what_http_answers_422(shop):
         s.recommend(100035)  # type: ignore[arg-type]
     with pytest.raises(ShelfwiseError, match=r"users\[1\]: an empty user id"):
         s.recommend([user, "  "])
+    # an id that is not text (a pandas column with gaps gives 100035.0) is refused, not read
+    # as the stranger "100035.0" and answered with the cold-start list
+    for bad in (100035, 100035.0):
+        with pytest.raises(ShelfwiseError, match=r"users\[1\] .*as a string"):
+            s.recommend([user, bad])  # type: ignore[list-item]
     import numpy as np
+
+    assert s.recommend([np.str_(user)])[0]["items"] == s.recommend(user)["items"]
 
     assert s.recommend(user, np.int64(5))["items"] == s.recommend(user, 5)["items"]  # numpy's ints are ints
     assert len(s.audit(limit=np.int64(2))) == 2
