@@ -141,9 +141,9 @@ class Shop:
 
     def _pseudonym(self, user_id: str) -> str:
         """The warehouse's pseudonym of a shop's user id (the workdir's key)."""
-        from .governance import Pseudonymizer, SecretStore
+        from .governance import Pseudonymizer
 
-        return Pseudonymizer(SecretStore(self.workdir).pseudonym_key())(user_id)
+        return Pseudonymizer.of(self.workdir)(user_id)
 
     def _require_workdir(self) -> None:
         if not (self.workdir / "warehouse.duckdb").exists():

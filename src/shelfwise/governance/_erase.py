@@ -43,7 +43,7 @@ from ._compile import MISSING_VALUES, lit, trim_id
 from ._consent import CONSENTS_FILE, erase_consent
 from ._erasures import ERASURES_FILE
 from ._lineage import DatasetRef, LineageRun, warehouse_namespace
-from ._privacy import Pseudonymizer, SecretStore, anonymous_user_id, is_anonymous_raw, refuse_pseudonym
+from ._privacy import Pseudonymizer, anonymous_user_id, is_anonymous_raw, refuse_pseudonym
 
 
 def erase_user(
@@ -63,7 +63,7 @@ def erase_user(
         )
     if not (workdir / "warehouse.duckdb").exists():
         raise ShelfwiseError(f"{workdir}: not a shelfwise workdir (no warehouse.duckdb)")
-    pseudonymize = Pseudonymizer(SecretStore(workdir).pseudonym_key())
+    pseudonymize = Pseudonymizer.of(workdir)
     pseudo = pseudonymize(raw_user_id)
     lineage = LineageRun(workdir, "shelfwise.privacy.erase", []).start()
     report: dict[str, Any] = {"pseudonym": pseudo, "warehouse": {}, "files": {}, "bundles": {}}

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ._privacy import Pseudonymizer, SecretStore
+from ._privacy import Pseudonymizer
 
 ERASURES_FILE = Path("governance") / "erasures.jsonl"
 # the reason under which withheld rows are counted in the load report (never a quarantine reason:
@@ -85,7 +85,7 @@ class Erasures:
         erased = erased_users(workdir)
         if not erased:
             return None
-        return cls(erased, Pseudonymizer(SecretStore(workdir).pseudonym_key()))
+        return cls(erased, Pseudonymizer.of(workdir))
 
     def lookup(self, raw_ids: list[str]) -> tuple[list[str], list[tuple[str, datetime]]]:
         """The pseudonyms of `raw_ids`, and (raw id, erased at) of those that were erased."""

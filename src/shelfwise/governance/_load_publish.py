@@ -21,7 +21,7 @@ from ._compile import DUCKDB, Dialect, client_event_id, lit, q
 from ._contracts import Kind, TableContract
 from ._load_anonymous import uncount_redelivered
 from ._load_state import CHECKED, LoadState, count_withheld
-from ._privacy import Pseudonymizer, SecretStore
+from ._privacy import Pseudonymizer
 from ._reasons import Reason
 
 __all__ = ["account", "publish", "redelivery_details", "sent_twice", "validate_curated", "withhold_erased"]
@@ -279,7 +279,7 @@ def _register_pseudonyms(st: LoadState, column: str, raw_ids: list[str], pseudon
 
 def _pseudonym_table(st: LoadState, column: str) -> None:
     """The pseudonyms of the ids of the valid rows."""
-    pseudo = Pseudonymizer(SecretStore(st.workdir).pseudonym_key())
+    pseudo = Pseudonymizer.of(st.workdir)
     raw_ids = [
         r[0]
         for r in st.wh.sql(

@@ -12,7 +12,7 @@ from ._compile import client_event_id, lit, q
 from ._contracts import BOT_EVENT_TYPES
 from ._load_raw import tell_new_keys
 from ._load_state import LoadState
-from ._privacy import Pseudonymizer, SecretStore
+from ._privacy import Pseudonymizer
 from ._reasons import Reason
 
 __all__ = ["check_sets"]
@@ -180,7 +180,7 @@ def curated_near(st: LoadState, spans: Callable[[], list[tuple[str, int, int]]])
     if not wh.sql(f"SELECT 1 FROM curated.{q(st.name)} c WHERE {span} LIMIT 1").fetchone():
         return False
     raw = [u[0] for u in users]
-    pseudo = Pseudonymizer(SecretStore(st.workdir).pseudonym_key())
+    pseudo = Pseudonymizer.of(st.workdir)
     ids = pa.table(
         {
             "raw_id": raw,

@@ -54,7 +54,7 @@ from ._load_raw import tell_new_keys
 from ._load_rows import day_first_dates
 from ._load_sets import NEAR_DETAIL, RESENT_BOT_DETAIL, curated_near, resent_bot_lines
 from ._load_state import LoadState, count_withheld, safe
-from ._privacy import Pseudonymizer, SecretStore
+from ._privacy import Pseudonymizer
 from ._reasons import Reason
 
 __all__ = ["discard_staged", "spark_check_rows", "spark_check_sets", "spark_publish", "spark_withhold_erased"]
@@ -448,7 +448,7 @@ def spark_publish(st: LoadState) -> None:
     spark = eng.session
     df = st.frames["checked"]
     valid = df.where(F.size("_reasons") == 0)
-    pseudo = Pseudonymizer(SecretStore(st.workdir).pseudonym_key())
+    pseudo = Pseudonymizer.of(st.workdir)
     for c in st.pseudo_cols:
         if f"pseudo_{c}" in st.frames:  # every id of the load, pseudonymized when withholding
             ids, pseudos = st.frames[f"pseudo_{c}"]

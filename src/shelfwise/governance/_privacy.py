@@ -87,6 +87,11 @@ class Pseudonymizer:
     def __init__(self, key: bytes):
         self._key = key
 
+    @classmethod
+    def of(cls, workdir: str | Path) -> Pseudonymizer:
+        """The workdir's pseudonymizer (its key from the `SecretStore`, made on first use)."""
+        return cls(SecretStore(workdir).pseudonym_key())
+
     def __call__(self, raw_id: str) -> str:
         digest = hmac.new(self._key, raw_id.encode("utf-8"), hashlib.sha256).hexdigest()
         return _prefix(raw_id) + digest[:32]

@@ -40,7 +40,7 @@ from ._compile import trim_id
 from ._consent import Consents, consent_history
 from ._erasures import erased_users
 from ._online_keys import REDIS_EVENTS, REDIS_REJECTED, online_keys
-from ._privacy import Pseudonymizer, SecretStore, refuse_pseudonym
+from ._privacy import Pseudonymizer, refuse_pseudonym
 
 FORMAT = "shelfwise.subject-access/1"
 
@@ -298,7 +298,7 @@ def subject_access(
     refuse_pseudonym(raw, "--user")  # (its "document" would be an empty one of nobody)
     if not (workdir / "warehouse.duckdb").exists():
         raise ShelfwiseError(f"{workdir}: not a shelfwise workdir (no warehouse.duckdb)")
-    pseudo = Pseudonymizer(SecretStore(workdir).pseudonym_key())(raw)
+    pseudo = Pseudonymizer.of(workdir)(raw)
     parts: dict[str, Any] = {}
     parts.update(_warehouse_parts(workdir, raw, pseudo))
     parts.update(_file_parts(workdir, raw, pseudo))

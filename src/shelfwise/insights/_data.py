@@ -213,10 +213,10 @@ def count_customers(workdir: str | Path, as_of: datetime) -> int:
 
 def shop_ids(workdir: str | Path, pseudonyms: list[str]) -> dict[str, str]:
     """pseudonym -> the shop's own id, for the pseudonyms whose raw rows are still held."""
-    from ..governance import Pseudonymizer, SecretStore, shop_user_ids
+    from ..governance import Pseudonymizer, shop_user_ids
 
     raw_list = shop_user_ids(workdir)
-    pseudo = Pseudonymizer(SecretStore(workdir).pseudonym_key()).many(raw_list)
+    pseudo = Pseudonymizer.of(workdir).many(raw_list)
     wanted = set(pseudonyms)
     return {p: r for p, r in zip(pseudo, raw_list, strict=True) if p in wanted}
 

@@ -123,11 +123,11 @@ def insights_router(workdir: str | pathlib.Path, guard: Callable[..., Any] | Non
             guard(request, "insights.profile")
         with lock:
             if "store" not in profiles:
-                from ..governance import Pseudonymizer, SecretStore
+                from ..governance import Pseudonymizer
                 from ._profiles import ProfileStore
 
                 profiles["store"] = ProfileStore(workdir)
-                profiles["pseudo"] = Pseudonymizer(SecretStore(workdir).pseudonym_key())
+                profiles["pseudo"] = Pseudonymizer.of(workdir)
         store = profiles["store"]
         from ..governance._compile import trim_id
         from ..governance._privacy import looks_like_pseudonym

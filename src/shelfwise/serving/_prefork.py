@@ -74,13 +74,13 @@ def preloaded_snapshot(bundle: Path) -> Any | None:
 
 
 def _preload(workdir: Path) -> None:
-    from ..governance import Pseudonymizer, SecretStore
+    from ..governance import Pseudonymizer
     from ._bundle import current_bundle
     from ._service import Snapshot
 
     bundle = current_bundle(workdir)
     stamp = _stamp(bundle)  # before loading: an erasure meanwhile makes the copy stale
-    pseudonymize = Pseudonymizer(SecretStore(workdir).pseudonym_key())
+    pseudonymize = Pseudonymizer.of(workdir)
     snapshot = Snapshot(bundle, pseudonymize)
     _PRELOADED[str(bundle)] = (snapshot, stamp)
     _warm(snapshot)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..features import Interactions
-from ..governance import Pseudonymizer, SecretStore
+from ..governance import Pseudonymizer
 from ..search import Filters
 from ._bundle import BUNDLES_DIR, CURRENT, Bundle, current_bundle
 from ._consent import ConsentView, LookDue
@@ -263,7 +263,7 @@ class Service:
         self.apply_rules = apply_rules
         self._load_search = load_search
         self.settings = settings or ServeSettings()
-        self.pseudonymize = Pseudonymizer(SecretStore(self.workdir).pseudonym_key())
+        self.pseudonymize = Pseudonymizer.of(self.workdir)
         self.online: OnlineState = online or MemoryState()
         # (Redis keeps its state across restarts itself)
         self._memory = replay_served and online is None

@@ -239,7 +239,7 @@ class SessionLinks:
 
     def _pseudonym(self, raw: str) -> str:
         if self._pseudonymize is None:
-            from ..governance import Pseudonymizer, SecretStore
+            from ..governance import Pseudonymizer
 
-            self._pseudonymize = Pseudonymizer(SecretStore(self.workdir).pseudonym_key())
+            self._pseudonymize = Pseudonymizer.of(self.workdir)
         return self._pseudonymize(raw)

@@ -95,9 +95,9 @@ def add_privacy_routes(
         return getattr(getattr(s, "online", None), "client", None)
 
     def pseudonym(user_id: str) -> str:
-        from ..governance import Pseudonymizer, SecretStore
+        from ..governance import Pseudonymizer
 
-        return Pseudonymizer(SecretStore(workdir).pseudonym_key())(user_id)
+        return Pseudonymizer.of(workdir)(user_id)
 
     def held(pseudo: str) -> dict[str, int]:
         """The shopper's rows in the curated tables that name users (a mistyped id holds none:
