@@ -577,6 +577,25 @@ def _blocks(stream: _Readable, carry: bytes) -> Iterator[bytes]:
             return
 
 
+_STRAY_CR = re.compile(rb"\r(?!\n)")
+
+
+def _drop_stray_crs(block: bytes) -> tuple[bytes, int]:
+    """A CSV block without the carriage returns that end no line and sit outside a quoted field
+    (`u2,A2\r,view`: junk an export left, which the reader would take for a line end, failing
+    the whole file), and how many. A CR inside quotes is the value's own and stays (a quoted
+    field is told by the quotes before it on its line)."""
+    out, last, dropped = [], 0, 0
+    for m in _STRAY_CR.finditer(block):
+        pos = m.start()
+        if block.count(b'"', block.rfind(b"\n", 0, pos) + 1, pos) % 2:
+            continue
+        out.append(block[last:pos])
+        last, dropped = pos + 1, dropped + 1
+    out.append(block[last:])
+    return b"".join(out), dropped
+
+
 def _clean_block(block: bytes, info: StagedFile) -> bytes:
     """UTF-8 (lines in other encodings transcoded), without NUL bytes."""
     block, transcoded = _decode_block(block)
@@ -634,8 +653,12 @@ def _stage_stream(
     else:
         records = _Records(info, JSON_DELIMITER.encode(), quoted=False, line_no=line_base)
     sep = records.sep[0] if records.quoted else None
+    stray = 0
     for raw_block in _blocks(stream, carry):
         block = _clean_block(raw_block, info)
+        if sep is not None and block.count(b"\r") != block.count(b"\r\n"):
+            block, n = _drop_stray_crs(block)
+            stray += n
         lines = block.split(b"\n")
         if block.endswith(b"\n"):
             lines.pop()
@@ -648,6 +671,11 @@ def _stage_stream(
     records.flush(dst)
     if info.nul_bytes > nul_before:
         notes.append(f"{info.nul_bytes - nul_before} NUL byte(s) removed")
+    if stray:
+        notes.append(
+            f"{stray} carriage return(s) inside a line and outside quotes removed (the reader would "
+            "have ended the line there)"
+        )
 
 
 def _stage_json_array(
