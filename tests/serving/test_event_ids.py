@@ -246,3 +246,26 @@ def test_ingest_curates_an_event_id_once(tmp_path: Path, mode: str):
     else:
         assert rep.tables["events"].reasons["duplicate_row"] >= 3  # e-1 twice, e-2
         assert [r[0] for r in rows if r[0]] == ["e-1", "e-2"]
+
+
+def test_events_accepted_without_a_user_or_product_key_are_absorbed(tmp_path: Path):
+    """An anonymous view sent without a `user_id` key and a search without `product_id` (both
+    accepted by the intake) are absorbed: a batch of them alone once failed every absorb (and
+    train) on "missing required column(s) 'user_id'"."""
+    import duckdb
+
+    work = _workdir(tmp_path)
+    spool = FileSpool(work / EVENTS_DIR, fsync=False)
+    view = {"session_id": "h1", "product_id": "P2", "event_type": "view", "timestamp": NOW}
+    search = {"session_id": "h1", "event_type": "search", "query": "tea", "timestamp": NOW}
+    spool.append([_line(view), _line(search)]).result()
+    spool.close()
+    got = absorb(work)
+    assert (got["status"], got["accepted"], got["curated"]) == ("ok", 2, 2) and pending_events(work) == 0
+    con = duckdb.connect(str(work / "warehouse.duckdb"), read_only=True)
+    rows = con.sql(
+        "SELECT starts_with(user_id, 'a_'), product_id, event_type FROM curated.events "
+        "WHERE session_id = 'h1' ORDER BY 3"
+    ).fetchall()
+    con.close()
+    assert rows == [(True, None, "search"), (True, "P2", "view")]  # (the session's anonymous id)

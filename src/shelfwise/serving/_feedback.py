@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..governance._online_keys import REDIS_EVENTS, REDIS_REJECTED  # the key names, shared
+from ..governance._contracts import CONTRACTS
 from ..storage._segments import count_segment_lines, iter_segments, segment_lines
 from ._spool import CLOSED_SUFFIX, all_segments, ready_segments, segment_stem
 
@@ -328,6 +329,10 @@ def absorb_mark(workdir: str | Path, wait_s: float = 60.0) -> str:
         time.sleep(0.1)
 
 
+# the columns an events file must name (`_load_columns.map_columns`)
+HEADER_COLUMNS = (*CONTRACTS["events"].required_columns, "product_id")
+
+
 def _with_id(ev: dict[str, Any], locator: str) -> dict[str, Any]:
     """The event with the id absorbing gives it: the client's `event_id`, else `locator`."""
     eid = ev.get("event_id")
@@ -382,8 +387,11 @@ def ingest_events(
 def _canonical_event(line: bytes, locator: str) -> dict[str, Any]:
     """The spool holds {"event": {...}, "received_at": ...}; ingestion takes the event, with
     its `locator` as event_id when the client sent none (what makes a second absorb of the same
-    segment harmless)."""
-    return _with_id(json.loads(line)["event"], locator)
+    segment harmless), and every column the events contract needs in a file's header (an
+    anonymous view without a `user_id` key, a search without `product_id`: accepted as such, their
+    absorb failed on "missing required column" until then, holding up every absorb and train)."""
+    ev = _with_id(json.loads(line)["event"], locator)
+    return {**dict.fromkeys(HEADER_COLUMNS), **ev}
 
 
 def _rejected_rows(segments: list[Path], redis_lines: list[bytes]) -> list[tuple[str, int, dict[str, Any]]]:
