@@ -40,6 +40,26 @@ def test_users_json_lines_take_the_aliases_and_are_trimmed(tmp_path: Path) -> No
     assert read_ids(path, "user_id") == ["A", "B"]
 
 
+@pytest.mark.parametrize(
+    ("name", "text", "ids", "skipped"),
+    [
+        # a file of sessions: its header was read as an id and session "2" got user 2's list
+        ("s.csv", "session_id\n1\n2\n", ["~anonymous:1", "~anonymous:2"], []),
+        # a row without a user id is its session's; a row with neither is skipped, and said
+        ("s.csv", "user_id;session_id\n;1\n2;48\n;\n", ["~anonymous:1", "2"], [4]),
+        ("s.jsonl", '{"session_id": "7"}\n{"user_id": "A", "session_id": "8"}\n{"user_id": null}\n',
+         ["~anonymous:7", "A"], [3]),
+    ],
+)  # fmt: skip
+def test_a_users_file_names_anonymous_sessions_as_ingestion_does(
+    tmp_path: Path, name: str, text: str, ids: list[str], skipped: list[int]
+) -> None:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    got: list[int] = []
+    assert read_ids(path, "user_id", got) == ids and got == skipped
+
+
 def test_users_file_of_several_columns_without_a_user_id_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "users.csv"
     path.write_text("customer;segment\nLW-17215;x\n", encoding="utf-8")

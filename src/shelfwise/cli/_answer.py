@@ -37,7 +37,10 @@ def recommend(
     ],
     users: Annotated[
         Path | None,
-        typer.Option("--users", help="CSV with a user_id column, JSONL, or one id per line."),
+        typer.Option(
+            "--users",
+            help="CSV with a user_id column (a session_id column names anonymous sessions: a row with no user_id is its session's), JSONL, or one id per line.",
+        ),
     ] = None,
     k: Annotated[int, typer.Option("--k", min=1, max=1000, help="Items per user.")] = 10,
     model: Annotated[
@@ -93,8 +96,10 @@ def recommend(
         )
     listed = users
 
+    skipped: list[int] = []
+
     def ids() -> Iterator[str]:  # read once the Shop has checked the permission and the workdir
-        yield from read_ids(listed, "user_id")
+        yield from read_ids(listed, "user_id", skipped)
 
     answers = shop(workdir).recommend(ids(), k, model=model, explain=explain, context=context, rules=rules)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -107,6 +112,12 @@ def recommend(
         f"wrote {len(answers):,} users to {out} ({cold:,} unknown to the bundle or not to be "
         "personalized: served the cold-start list)"
     )
+    if skipped:
+        typer.echo(
+            f"  {len(skipped):,} line(s) of {listed.name} without a user_id or session_id skipped "
+            f"(line {', '.join(map(str, skipped[:5]))}{', ...' if len(skipped) > 5 else ''})",
+            err=True,
+        )
 
 
 def _recommend_on_spark(

@@ -203,6 +203,14 @@ def sniff_table(path: Path, text: str) -> tuple[str, list[str]]:
     return sniff_header(next((ln for ln in text.splitlines() if ln.strip()), ""), path.suffix.lower())
 
 
+def _field_or_none(obj: Any, names: list[str]) -> Any:
+    """`json_field`, None when the object has none of `names`."""
+    try:
+        return json_field(obj, names)
+    except (KeyError, TypeError):
+        return None
+
+
 def json_field(obj: Any, names: list[str]) -> Any:
     """The value of the first of `names` (matched as headers are) that a JSON object has."""
     from ..governance._load_state import column_key
@@ -216,25 +224,34 @@ def json_field(obj: Any, names: list[str]) -> Any:
     raise KeyError(names[0])
 
 
-def read_ids(path: Path, column: str) -> list[str]:
+def read_ids(path: Path, column: str, skipped: list[int] | None = None) -> list[str]:
     """Ids from a delimited file (CSV, TSV, `;` or `|`) whose header names `column` or one of
     its aliases (`User ID`, `customer_id`, ...: as ingestion reads headers), a JSON-lines file,
     or one id per line; ids are trimmed, as ingestion trims them. A file of several columns
     none of which is `column` is a SourceError naming the file and its header, and so is a file
     with no id at all (empty, blank lines only, a header alone, or blank ids only): there is
-    nothing to answer, as an empty file of queries or questions is an error."""
+    nothing to answer, as an empty file of queries or questions is an error.
+
+    For `user_id`, a `session_id` column (or alias) names anonymous shoppers as ingestion does:
+    a row whose user id is blank is its session's (`~anonymous:<session_id>`), and a file of
+    sessions alone is read as such (its header was an id, and session "2" got user 2's list).
+    The lines (the file's, 1-based) of rows with no id at all are appended to `skipped`."""
     import csv
 
     from ..errors import SourceError
+    from ..governance._privacy import anonymous_user_id
 
     if not path.exists():
         raise SourceError(str(path), None, "file not found")
     if path.is_dir():
         raise SourceError(str(path), None, "a folder, not a file of ids")
     text = path.read_text(encoding="utf-8-sig", errors="replace")
-    lines = [ln for ln in text.splitlines() if ln.strip()]
+    numbered = [(n, ln) for n, ln in enumerate(text.splitlines(), 1) if ln.strip()]
+    lines = [ln for _, ln in numbered]
     names = header_names(column)
-    ids: list[str]
+    sessions = header_names("session_id", "events") if column == "user_id" else []
+    ids: list[str] = []
+    blank: list[int] = []
     if not lines:
         raise SourceError(
             str(path),
@@ -242,15 +259,29 @@ def read_ids(path: Path, column: str) -> list[str]:
             f"the file is empty: give a CSV with a {column} column, JSON lines, or one id per line",
         )
     if path.suffix.lower() in (".jsonl", ".ndjson"):
-        found = json_lines(
-            path, " or ".join(repr(n) for n in names[:3]) + " ...", lambda o: json_field(o, names)
-        )
-        ids = [s for s in (str(v).strip() for v in found if v is not None) if s]
+
+        def pick(obj: Any) -> tuple[Any, Any]:
+            try:  # a user id, else a session (a line with neither field is an error)
+                return json_field(obj, names), _field_or_none(obj, sessions) if sessions else None
+            except KeyError:
+                if not sessions:
+                    raise
+                return None, json_field(obj, sessions)
+
+        found = json_lines(path, " or ".join(repr(n) for n in [*names[:3], *sessions[:1]]) + " ...", pick)
+        for n, (v, session) in zip((k for k, _ in numbered), found, strict=False):
+            got = "" if v is None else str(v).strip()
+            sess = "" if session is None else str(session).strip()
+            if got or sess:
+                ids.append(got or anonymous_user_id(sess))
+            else:
+                blank.append(n)
         empty = f"no {column} in the file: every line's {column} is blank"
     else:
         delimiter, header = sniff_table(path, text)
-        col = find_columns(header, {column: names}).get(column)
-        if col is None:
+        cols = find_columns(header, {column: names, **({"session_id": sessions} if sessions else {})})
+        col, scol = cols.get(column), cols.get("session_id")
+        if col is None and scol is None:
             if len(header) > 1:
                 raise SourceError(
                     str(path),
@@ -259,11 +290,19 @@ def read_ids(path: Path, column: str) -> list[str]:
                     f"ids' column {column} (or {', '.join(names[1:6])}, ...), or give one id per line",
                 )
             return [ln.strip() for ln in lines]  # one id per line, no header
-        rows = csv.reader(lines[1:], delimiter=delimiter)
-        ids = [row[col].strip() for row in rows if len(row) > col and row[col].strip()]
-        empty = f"no {column} in the file: its header ({header[col]!r}) and no id below it"
+        for (n, _), row in zip(numbered[1:], csv.reader(lines[1:], delimiter=delimiter), strict=False):
+            got = row[col].strip() if col is not None and len(row) > col else ""
+            sess = row[scol].strip() if scol is not None and len(row) > scol else ""
+            if got or sess:
+                ids.append(got or anonymous_user_id(sess))
+            else:
+                blank.append(n)
+        shown = header[col] if col is not None else header[scol]  # type: ignore[index]
+        empty = f"no {column} in the file: its header ({shown!r}) and no id below it"
     if not ids:
         raise SourceError(str(path), None, empty)
+    if skipped is not None:
+        skipped.extend(blank)
     return ids
 
 
