@@ -36,8 +36,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..governance._online_keys import REDIS_EVENTS, REDIS_REJECTED  # the key names, shared
 from ..governance._contracts import CONTRACTS
+from ..governance._online_keys import REDIS_EVENTS, REDIS_REJECTED  # the key names, shared
 from ..storage._segments import count_segment_lines, iter_segments, segment_lines
 from ._spool import CLOSED_SUFFIX, all_segments, ready_segments, segment_stem
 
