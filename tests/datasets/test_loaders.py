@@ -93,6 +93,8 @@ def test_amazon_metadata_debris_is_cleaned_and_counted(tmp_path):
         {"asin": "A4", "title": "Rolling Stone June 19 2014{the Country Issue}"},
         {"asin": "A5", "title": "Kids <12"},
         {"asin": "A6", "title": "<span class=\"a-size", "description": ["<p>The <b>best</b> of jazz. Monthly.</p>"]},
+        # (a sentence does not end at an abbreviation: it was titled "Dr")
+        {"asin": "A7", "title": "<span", "description": ["Dr. Oz The Good Life is a magazine. Recipes."]},
     ]  # fmt: skip
     (d / "meta_Mags.json").write_text("".join(json.dumps(m) + "\n" for m in metas))
     res = convert(d, tmp_path / "out", "amazon")
@@ -109,10 +111,16 @@ def test_amazon_metadata_debris_is_cleaned_and_counted(tmp_path):
         and got["A5"]["title"] == "Kids <12"
     )
     assert got["A6"]["title"] == "The best of jazz"
+    assert got["A7"]["title"] == "Dr. Oz The Good Life is a magazine"
     assert res.cleaned == {
-        "products.title: markup replaced by a derived title": 3,
+        "products.title: markup replaced by a derived title": 4,
         "products.price: not a price, left empty": 1,
     }
+    # ingested as it is (converted on the way), the load's report says what the conversion did
+    from shelfwise.lifecycle import ingest_dataset
+
+    notes = " | ".join(ingest_dataset(d, tmp_path / "w").notes)
+    assert "converting, 4 products.title: markup replaced by a derived title" in notes, notes
 
 
 def test_sequence_per_line_format(tmp_path):
@@ -188,6 +196,27 @@ def test_a_diginetica_session_without_a_user_is_anonymous(tmp_path):
     convert(d, tmp_path / "out", "diginetica")
     rows = [json.loads(x) for x in (tmp_path / "out" / "events.jsonl").read_text().splitlines()]
     assert [(r["user_id"], r["session_id"]) for r in rows] == [(None, "1"), ("42", "2")]
+
+
+def test_diginetica_views_keep_their_milliseconds_and_a_bad_timeframe_is_quarantined(tmp_path):
+    """Two views 450 ms apart were cut to one second (the second a duplicate_row); a timeframe
+    that is no number of milliseconds became the day's midnight without a word."""
+    d = tmp_path / "dg"
+    d.mkdir()
+    (d / "views.csv").write_text(
+        "session_id;user_id;item_id;timeframe;eventdate\n"
+        "1609;NA;4753;219802;2016-05-09\n1609;NA;4753;219352;2016-05-09\n"
+        "1610;NA;4753;abc;2016-05-09\n1611;NA;4753;-5;2016-05-09\n"
+    )
+    convert(d, tmp_path / "out", "diginetica")
+    rep = ingest(tmp_path / "out", tmp_path / "w")
+    ev = rep.tables["events"]
+    assert (ev.rows_in, ev.rows_curated, ev.rows_quarantined) == (4, 2, 2)
+    assert set(ev.reasons) == {"unparseable_timestamp"}, ev.reasons
+    times = curated_rows(
+        tmp_path / "w", "SELECT strftime(timestamp, '%H:%M:%S.%g') FROM curated.events ORDER BY 1"
+    )
+    assert times == [("00:03:39.352",), ("00:03:39.802",)]
 
 
 def test_a_folder_of_two_shops_sequences_is_refused_not_half_converted(tmp_path):

@@ -210,3 +210,20 @@ def test_files_named_as_other_exports_name_them(tmp_path):
     (orders / "orders.csv").rename(orders / "events.csv")
     with pytest.raises(SourceError, match="a rating column"):  # no type, nothing implies one
         Ingestor(tmp_path / "w4").run(orders)
+
+
+def test_amazon_reviews_as_they_come_keep_their_stars(tmp_path):
+    """A raw Amazon reviews file named ratings.jsonl: `overall` (the stars) was ignored, every
+    rating curated with no value (all weighed alike), and reviewerID and unixReviewTime needed
+    --map flags: they are read by name."""
+    data = tmp_path / "data"
+    data.mkdir()
+    reviews = [
+        {"reviewerID": "R1", "asin": "A1", "overall": 5.0, "unixReviewTime": 1500000000},
+        {"reviewerID": "R2", "asin": "A1", "overall": 2.0, "unixReviewTime": 1500003600},
+    ]
+    (data / "ratings.jsonl").write_text("".join(json.dumps(r) + "\n" for r in reviews))
+    report = Ingestor(tmp_path / "w").run(data)
+    assert report.tables["events"].rows_curated == 2
+    got = curated_rows(tmp_path / "w", "SELECT event_type, value FROM curated.events ORDER BY timestamp")
+    assert got == [("rating", 5.0), ("rating", 2.0)]

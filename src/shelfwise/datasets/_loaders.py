@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -316,12 +316,29 @@ def _markup_free(text: Any) -> str | None:
     return None if not text or _CODE.search(text) or not re.search(r"\w", text) else text
 
 
+_SENTENCE_END = re.compile(r"[.!?](?=\s)")
+# a word a period ends without ending the sentence: a short capitalised one (Dr, St, Mr, Inc,
+# Vol, Co), initials (U.S, J.K) and the usual lower-case ones
+_ABBREVIATION = re.compile(
+    r"(?:\b[A-Z][a-z]{0,2}|\b(?:[A-Za-z]\.)+[A-Za-z]|\b(?:etc|vs|vol|no|approx|incl))\.$"
+)
+MIN_TITLE_CHARS = 12
+
+
 def _first_sentence(text: Any, limit: int = 100) -> str | None:
     """A description's first sentence as a title (cut at a word, up to `limit` characters)."""
     clean = _markup_free(text)
     if clean is None:
         return None
-    first = re.split(r"(?<=[.!?])\s", clean, maxsplit=1)[0].rstrip(".").strip()
+    first = clean
+    for m in _SENTENCE_END.finditer(clean):
+        head = clean[: m.start() + 1]
+        # not after an abbreviation ("Dr. Oz The Good Life" was titled "Dr"; "St.", "Inc.",
+        # "U.S.") nor before there are words enough to name a product
+        if len(head) >= MIN_TITLE_CHARS and not _ABBREVIATION.search(head):
+            first = head
+            break
+    first = first.rstrip(".").strip()
     if len(first) > limit:
         first = first[:limit].rsplit(" ", 1)[0].rstrip(" ,;:-") + "..."
     return first or None
@@ -451,12 +468,19 @@ def convert_diginetica(src: Path, out: Path) -> ConvertResult:
             # contract attributes it to `~anonymous:<session>`, never a customer; it was made a
             # user "session-N", profiled and counted a marketing contact)
             user = None if user in (None, "", "NA") else user
-            # eventdate is a day; timeframe is milliseconds since the start of the session's day
+            # eventdate is a day; timeframe is milliseconds since the start of the session's day,
+            # kept to the millisecond (whole seconds made two views 450 ms apart one row and the
+            # second a duplicate_row). A timeframe that is no such number is written as it came
+            # (`2016-05-09 +abc ms`: an invalid timestamp to the quarantine), never the day's
+            # midnight without a word
             try:
-                day = datetime.fromisoformat(r["eventdate"]).replace(tzinfo=UTC).timestamp()
-                ts: Any = int(day + int(r["timeframe"]) / 1000)
+                day = datetime.fromisoformat(r["eventdate"]).replace(tzinfo=UTC)
+                ms = int(r["timeframe"])
+                if not 0 <= ms < 86_400_000 * 2:  # (a session may run past its day's midnight)
+                    raise ValueError(ms)
+                ts: Any = (day + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds")
             except (KeyError, ValueError):
-                ts = r.get("eventdate")
+                ts = f"{r.get('eventdate')} +{r.get('timeframe')} ms"
             ev.write(
                 {
                     "user_id": user,

@@ -161,6 +161,7 @@ USER_ID_ALIASES = (
     "user_pseudo_id",
     "client_id",
     "member_id",
+    "reviewer_id",  # (Amazon's reviews: `reviewerID`)
 )
 QUERY_ALIASES = ("search_term", "search_query")
 # order-lines exports: the order's date is the event's time, the order id groups its lines
@@ -261,6 +262,7 @@ EVENTS = TableContract(
                 "event_timestamp",
                 "created_at",
                 "occurred_at",
+                "unix_review_time",  # (Amazon's reviews: `unixReviewTime`, seconds)
                 *ORDER_DATE_ALIASES,
             ),
         ),
@@ -283,7 +285,19 @@ EVENTS = TableContract(
             min_value=0.0,
             max_value=1_000_000.0,
             # an order line's revenue is the price paid
-            aliases=("rating", "price_paid", "sales", "revenue", "line_total", "amount"),
+            # a rating's stars (Amazon's reviews say `overall`: read as nothing, every rating
+            # weighed alike), an order line's revenue
+            aliases=(
+                "rating",
+                "overall",
+                "stars",
+                "star_rating",
+                "price_paid",
+                "sales",
+                "revenue",
+                "line_total",
+                "amount",
+            ),
         ),
         ColumnSpec(
             "quantity",

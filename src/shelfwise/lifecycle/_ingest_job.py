@@ -91,6 +91,14 @@ def _ingest_dataset(
         converted = workdir / "converted" / fmt
         res = convert(data, converted, fmt)
         notes.append(f"{data} is in the {fmt} format: converted to {converted} ({res.files})")
+        # what the conversion itself repaired or could not read: the report's, not only convert's
+        for what, n in res.cleaned.items():
+            notes.append(f"{data.name}: converting, {n:,} {what}")
+        if res.passed_through:
+            notes.append(
+                f"{data.name}: {res.passed_through:,} line(s) the {fmt} format could not read, passed "
+                "on as they are (quarantined as malformed_row; lines numbered in the converted file)"
+            )
         data = converted
     report = ingest(data, workdir, append=append, column_map=column_map, engine=engine)
     report.notes[:0] = notes
