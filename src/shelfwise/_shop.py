@@ -443,7 +443,7 @@ class Shop:
                 personal = bool(ans.extra.get("personalized"))
                 user = snap.user_index.get(ans.user) if ans.user and personal else None
                 if explain and user is not None and ans.items and ans.model not in UNEXPLAINED:
-                    line["because"] = snap.recs.explain(user, snap.item_index[ans.items[0]])
+                    line["because"] = snap.recs.explain(user, snap.item_index[ans.items[0]], ans.model)
                 elif explain:  # a list by popularity is not "because of" anything of theirs
                     line["because"] = []
                 out.append(line)
@@ -489,7 +489,7 @@ class Shop:
             item = snap.item_index.get(product_id)
             if user is None or item is None:
                 return []
-            return snap.recs.explain(user, item)
+            return snap.recs.explain(user, item, snap.recs.model_name(None))  # (as the default list's)
 
     def similar(self, product_id: str, k: int = 10, *, rules: bool = True) -> list[str]:
         """Products like `product_id` (what /v1/items/{id}/similar answers); ShelfwiseError for a

@@ -88,19 +88,24 @@ class Recommendations:
                 ids = np.concatenate([ids, np.array(fill, dtype=ids.dtype)])
             ans: dict[str, Any] = {"user_id": raw, "items": [str(item_ids[i]) for i in ids], "source": name}
             if explain:
-                ans["because"] = self.explain(u, int(ids[0])) if len(ids) else []
+                ans["because"] = self.explain(u, int(ids[0]), name) if len(ids) else []
             answers.append(ans)
         return answers
 
-    def explain(self, user: int, item: int) -> list[str]:
+    def explain(self, user: int, item: int, model: str | None = None) -> list[str]:
         """The user's recent items that most raise `item`'s score under the transitions or
-        item-neighbour model (the most readable reason); none when the bundle has neither (the
-        user's latest items, given as "because" of any item, explained nothing)."""
+        item-neighbour model (the most readable reason): `model`'s own when it is one of them,
+        else the first that finds any (transitions asked alone said nothing for most long
+        sessions whose items item-kNN links); none when the bundle has neither (the user's latest
+        items, given as "because" of any item, explained nothing)."""
         inter = self.bundle.interactions
-        seq = inter.sequence(user)
-        for name in ("transitions", "itemknn"):
+        single = Interactions.of_one_user(inter.sequence(user), inter.item_ids)
+        order: tuple[str, ...] = ("transitions", "itemknn")
+        if model in order:
+            order = (model, *(n for n in order if n != model))
+        for name in order:
             m = self.bundle.models.get(name)
-            if m is not None:
-                single = Interactions.of_one_user(seq, inter.item_ids)
-                return [str(inter.item_ids[c["item"]]) for c in m.explain(0, item, history=single)]
+            found = m.explain(0, item, history=single) if m is not None else []
+            if found:
+                return [str(inter.item_ids[c["item"]]) for c in found]
         return []
