@@ -110,14 +110,17 @@ def test_a_hide_limited_to_a_context_keeps_its_items_out_of_the_popular_fill() -
     assert "b1" in rank(rules, 0)
 
 
-def similar_service(rules: dict[str, Any]) -> Service:
+def similar_service(rules: dict[str, Any], related: int | None = None) -> Service:
     """A `Service` over a one-model snapshot whose neighbours of every product are the others
-    in catalog order (its `similar` path only)."""
+    in catalog order (its `similar` path only); `related`: only the first that many have a
+    score above zero (the model's evidence)."""
 
     class Neighbours:
         def similar_items(self, anchors: np.ndarray, n: int) -> Any:
             ids = [j for j in range(len(ITEMS)) if j != int(anchors[0])][:n]
-            return SimpleNamespace(ids=np.array([ids]), scores=np.ones((1, len(ids))))
+            scores = np.ones((1, len(ids)))
+            scores[0, related:] = 0.0 if related is not None else 1.0
+            return SimpleNamespace(ids=np.array([ids]), scores=scores)
 
     svc = Service.__new__(Service)
     svc.settings = ServeSettings()
@@ -133,8 +136,23 @@ def similar_service(rules: dict[str, Any]) -> Service:
         similar_model=Neighbours(),
         similar_model_name="itemknn",
         similar_fill=None,
+        cold=["b1", "b2", "c1", "h2", "c2", "c3", "p0", "c4"],
     )
     return svc
+
+
+def test_similar_items_without_evidence_are_the_popular_list_and_say_so() -> None:
+    """A product no session shares with another got 10 products with zero scores, labelled
+    item-kNN: the model's evidence comes first, then the popular list, and the answer says how
+    many are related and that the rest is the popular fallback."""
+    svc = similar_service({}, related=2)
+    ans = svc.similar("p0", 5)
+    assert ans is not None and ans.items == ["h1", "h2", "b1", "b2", "c1"]
+    assert ans.extra == {"related": 2, "fallback": "popular"}
+    none = similar_service({}, related=0).similar("c4", 3)
+    assert none is not None and none.items == ["b1", "b2", "c1"] and none.extra["related"] == 0
+    full = similar_service({}).similar("p0", 3)
+    assert full is not None and full.extra == {"related": 3, "fallback": None}
 
 
 def test_a_pinned_product_is_never_similar_to_itself() -> None:

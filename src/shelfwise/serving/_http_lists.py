@@ -147,6 +147,8 @@ def lists_router(ctx: AppContext) -> APIRouter:
                 "model": ans.model,
                 "personalized": False,
                 "items": ans.items,
+                "related": ans.extra.get("related", len(ans.items)),
+                "fallback": ans.extra.get("fallback"),
             }
         )
 

@@ -118,6 +118,13 @@ class Similar(BaseModel):
     model: str
     personalized: bool = Field(description="always false: similar items use no shopper's data")
     items: list[str]
+    related: int = Field(
+        description="how many of the items the model relates to the product (shared sessions, steps, "
+        "or text when the bundle has it): they come first"
+    )
+    fallback: str | None = Field(
+        None, description="`popular` when the shop's best sellers fill the list after the related items"
+    )
 
 
 class SearchItem(BaseModel):

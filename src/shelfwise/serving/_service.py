@@ -99,6 +99,10 @@ class LRU:
                 self._d.popitem(last=False)
 
 
+# models whose similar-items score is evidence (shared sessions, steps): a zero relates nothing
+NEIGHBOUR_MODELS = ("itemknn", "transitions")
+
+
 @dataclass
 class Answer:
     items: list[str]
@@ -613,7 +617,10 @@ class Service:
             return None
         if cands is None:
             r = snap.similar_model.similar_items(np.array([i]), n_cand)
-            evidence = r.scores[0] > 0 if snap.similar_fill is not None else np.ones(len(r.ids[0]), bool)
+            # a neighbour model's zero scores relate nothing (a product no session shares with
+            # another got 10 items seen once or twice, labelled item-kNN): only its evidence,
+            # then text similarity (when the bundle has it), then the popular list, said as such
+            evidence = r.scores[0] > 0 if snap.similar_model_name in NEIGHBOUR_MODELS else r.ids[0] >= 0
             cands = [
                 snap.item_ids[j] for j, ok in zip(r.ids[0], evidence, strict=True) if ok and j >= 0 and j != i
             ]
@@ -621,10 +628,21 @@ class Service:
                 have = set(cands)
                 more = snap.similar_fill.similar_items(np.array([i]), n_cand).ids[0]
                 cands += [p for p in (snap.item_ids[j] for j in more if j >= 0 and j != i) if p not in have]
+            related = len(cands)
+            if len(cands) < n_cand:
+                have = set(cands) | {product_id}
+                cands += [p for p in snap.cold if p not in have][: n_cand - len(cands)]
+            cands = (cands, related)
             self.cache.put(key, cands)
+        listed, related = cands
         # the anchor is never similar to itself, not even where a rule pins it
-        items = self._rules_for(None).apply(cands, k, snap.info, surface="similar", exclude=(product_id,))
-        return Answer(items, snap.similar_model_name, snap.similar_model_name, snap.version)
+        items = self._rules_for(None).apply(listed, k, snap.info, surface="similar", exclude=(product_id,))
+        backed, filled = set(listed[:related]), set(listed[related:])
+        extra = {
+            "related": sum(1 for p in items if p in backed),  # (a product a rule pins is neither)
+            "fallback": "popular" if any(p in filled for p in items) else None,
+        }
+        return Answer(items, snap.similar_model_name, snap.similar_model_name, snap.version, extra=extra)
 
     def search(
         self,
