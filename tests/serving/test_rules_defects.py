@@ -403,3 +403,31 @@ def test_search_counted_agrees_with_what_apply_shows() -> None:
         got_ids = {engine_ids[d] for d in (docs if got is None else got)}
         shown = rules.apply([engine_ids[d] for d in docs], 100, view, surface="search", query="x")
         assert got_ids == set(shown), (items, got_ids ^ set(shown))
+
+
+def test_a_user_in_the_erasure_register_is_a_stranger_whatever_the_bundle_holds(
+    served_workdir, tmp_path: Path
+) -> None:
+    """The erasure writes its register first and scrubs the bundles after: a server reloading
+    in between loaded the unscrubbed bundle and served the erased shopper their precomputed,
+    personalized list for as long as nothing else changed. A bundle's snapshot now leaves out
+    every user the register names."""
+    import shutil
+
+    from shelfwise.governance import Pseudonymizer
+    from tests.serving.conftest import known_users
+
+    data, work = served_workdir
+    copy = tmp_path / "w"
+    shutil.copytree(work, copy, ignore=shutil.ignore_patterns("spool", "serve-*.log"))
+    user = known_users(data, copy, 1)[0]
+    svc = Service(copy)
+    assert svc.recommend(user, 5).source != "cold_start"
+    register = copy / "governance" / "erasures.jsonl"
+    register.parent.mkdir(parents=True, exist_ok=True)
+    with open(register, "a") as fh:  # the register alone: the bundle not (yet) scrubbed
+        fh.write(json.dumps({"pseudonym": Pseudonymizer.of(copy)(user), "at": "2026-12-06T00:00:00Z"}) + "\n")
+    assert svc.refresh()
+    ans = svc.recommend(user, 5)
+    assert ans.source == "cold_start" and ans.items == svc.recommend("never-seen-anyone", 5).items
+    assert Service(copy).recommend(user, 5).source == "cold_start"  # a server starting now too

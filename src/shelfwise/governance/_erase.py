@@ -29,7 +29,9 @@ those files does not bring the user's rows back.
 from __future__ import annotations
 
 import json
+import os
 import re
+import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,6 +104,9 @@ def erase_user(
             report["bundles"][b.name] = n
             if n:
                 touched.append(DatasetRef("file", str(b.resolve()), rows=n))
+        # running servers reloaded when the register moved, maybe before the bundles above were
+        # scrubbed: the register's time moves again now that they are, and they reload again
+        os.utime(path, ns=(time.time_ns(), time.time_ns()))
         if redis_client is not None:
             from ._online_keys import online_keys
 
@@ -413,8 +418,12 @@ def _erase_bundle(path: Path, pseudos: list[str]) -> int:
             m = ~np.isin(arrays["purchase_user"], hits)
             for k in ("purchase_user", "purchase_item", "purchase_ts"):
                 arrays[k] = arrays[k][m]
-        np.savez_compressed(sv, **arrays)  # type: ignore[arg-type]
-    erased.save(path / "interactions.npz")
+        # written beside and renamed over: a server loading the bundle meanwhile reads the old
+        # file or the new one, never half of one ("Truncated central directory")
+        np.savez_compressed(path / ".serving.npz.tmp.npz", **arrays)  # type: ignore[arg-type]
+        os.replace(path / ".serving.npz.tmp.npz", sv)
+    erased.save(path / ".interactions.tmp.npz")
+    os.replace(path / ".interactions.tmp.npz", path / "interactions.npz")
     manifest = read_manifest(path)
     manifest.files = {rel: file_sha256(path / rel) for rel in manifest.files if (path / rel).exists()}
     at = datetime.now(UTC).isoformat()

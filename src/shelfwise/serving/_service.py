@@ -190,6 +190,18 @@ def search_counts(
     return len(shown), engine._facets(shown)
 
 
+def erased_pseudonyms(workdir: Path) -> set[str]:
+    """The pseudonyms the erasure register names (`governance/erasures.jsonl`)."""
+    import json
+
+    from ..governance._erasures import ERASURES_FILE
+
+    path = workdir / ERASURES_FILE
+    if not path.exists():
+        return set()
+    return {json.loads(line)["pseudonym"] for line in path.read_text().splitlines() if line.strip()}
+
+
 class Snapshot:
     """One bundle, loaded and indexed for answering."""
 
@@ -202,6 +214,11 @@ class Snapshot:
         self.item_ids: list[str] = [str(p) for p in inter.item_ids]
         self.item_index = self.recs._item_index  # (one product id -> index map per bundle)
         self.user_index = self.recs._user_index
+        # an erased user is a stranger here whatever the bundle's files still hold: a server
+        # that reloaded between the erasure's register and its scrub of the bundle kept serving
+        # their precomputed list (the register is written first; the scrub follows)
+        for pseudo in erased_pseudonyms(path.parent.parent):
+            self.user_index.pop(pseudo, None)
         # read from the bundle's memory-mapped catalog per look-up, not one tuple per product
         self.info: ItemInfo = CatalogView(self.item_index, self.bundle)
         arrays = self.bundle.arrays
@@ -329,13 +346,9 @@ class Service:
 
     def _apply_erasures(self) -> None:
         """A user was erased: forget their online state and reload the (re-signed) bundle."""
-        import json
 
-        path = self.workdir / "governance" / "erasures.jsonl"
-        if path.exists():
-            for line in path.read_text().splitlines():
-                if line.strip():
-                    self.online.forget(json.loads(line)["pseudonym"])
+        for pseudo in erased_pseudonyms(self.workdir):
+            self.online.forget(pseudo)
         self.snapshot = Snapshot(self.snapshot.bundle.path, self.pseudonymize)
         self._others.clear()
         self._clear_caches()
