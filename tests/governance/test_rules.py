@@ -188,6 +188,12 @@ def test_pii_masking_and_pseudonyms():
     assert "jane" not in masked and "7946" not in masked and "4111" not in masked and "10.1.2.3" not in masked
     assert "[email]" in masked and "[phone]" in masked and "[card]" in masked
     assert mask_pii("size 42, 3 pack, 2024 model") == "size 42, 3 pack, 2024 model"
+    # IPv6 too (only IPv4 was masked), in the full and the "::" forms; times, C++ names and MAC
+    # addresses are no address
+    assert mask_pii("from 2001:db8::ff00:42:8329 or ::1") == "from [ip] or [ip]"
+    assert mask_pii("ip 2001:0db8:85a3:0000:0000:8a2e:0370:7334") == "ip [ip]"
+    kept = "at 10:30:45, std::vector, mac 00:1A:2B:3C:4D:5E"
+    assert mask_pii(kept) == kept
     p = Pseudonymizer(b"k" * 32)
     assert p("123") == p("123") != p("124") != Pseudonymizer(b"x" * 32)("124")
     ids = ["123", "C00042", "ünïcode", ""]

@@ -268,9 +268,14 @@ def test_search_analytics_from_the_logs_and_the_served_pages(server, served_work
     assert first["items"]
     click = ev("analytics-user", first["items"][0]["product_id"], search_id=first["search_id"])
     assert c.post("/v1/events", json=[click]).status_code == 202
+    # a shopper types their e-mail into the box: logged masked, as the warehouse masks text
+    assert c.get("/v1/search", params={"q": "tent for jane.doe@mail.com", "k": 5}).status_code == 200
     time.sleep(1.0)  # the exposure log is written every 0.5 s
     all_segments_closed(work)
+    logged_text = "".join(f.read_text() for f in (work / "spool" / "exposures").rglob("*") if f.is_file())
+    assert "tent for [email]" in logged_text and "jane" not in logged_text
     rep = json.loads(sw("report", "search", "--workdir", str(work), "--json").stdout)
+    assert "jane" not in json.dumps(rep)
     assert rep["logged"]["searches"] > 0 and rep["logged"]["top_queries"][0]["searches"] >= 1
     assert all(0 <= (t["session_ctr"] or 0) <= 1 for t in rep["logged"]["top_queries"])
     served = {t["query"]: t for t in rep["served"]["top_queries"]}

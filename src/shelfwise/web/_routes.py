@@ -829,12 +829,14 @@ def console_router(
         ctx.need("recommend")
         s = svc()
         shop = _playground.shopper(s, user_id[:256], min(max(k, 1), 50))
-        if ctx.user.may("insights.customers"):  # the CLI's permission for customer profiles
+        # a profile by the shop's own id: `Shop.profile`'s and /v1/users/{id}/profile's permission
+        # (`insights.customers` lets a scientist see profiles by pseudonym only)
+        if ctx.user.may("insights.profile"):
             profile = _data.customer_profile(workdir, s.pseudonymize(user_id[:256]))
         else:
             profile = {
                 "status": "unavailable",
-                "reason": f"the role {ctx.user.role} may not read customer insights",
+                "reason": f"the role {ctx.user.role} may not read a customer's profile by their id",
             }
         return ctx.render("shopper.html", shop=shop, profile=profile, user_id=user_id, page="users")  # fmt: skip
 
