@@ -22,7 +22,11 @@ def test_privacy_export_says_when_the_user_was_erased(demo_ingested, tmp_path, c
     workdir = tmp_path / "w"
     shutil.copytree(demo_ingested[0], workdir)
     assert main(["privacy", "erase", "--workdir", str(workdir), "--user", "C100003", "--json"]) == 0
-    capsys.readouterr()
+    assert json.loads(capsys.readouterr().out)["found"] is True
+    # an id nothing holds (a typo) is said, not passed off as an erasure of data
+    assert main(["privacy", "erase", "--workdir", str(workdir), "--user", "C10001X"]) == 0
+    said = capsys.readouterr().out
+    assert "warning: no row, file or bundle held 'C10001X': check the id" in said, said
     out = tmp_path / "access.json"
     assert main(["privacy", "export", "--workdir", str(workdir), "--user", "C100003", "--out", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -109,3 +109,6 @@ def test_the_catalog_classifies_the_columns_a_load_kept_beyond_the_contract(tmp_
     got = {c: k for c, k in users["classification"].items() if c.startswith("x_")}
     assert got == {"x_age": "internal", "x_gender": "internal", "x_occupation": "internal"}
     assert users["classification"]["user_id"] == "personal"
+    # a person's consent choices are not public (they read "public")
+    assert users["classification"]["consent_marketing"] == "internal"
+    assert users["classification"]["consent_personalization"] == "internal"

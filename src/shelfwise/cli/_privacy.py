@@ -49,6 +49,8 @@ def privacy_erase(
                 typer.echo(f"  {group:<9} {name:<40} {n:>7,} {unit}")
     if rep.get("reports_removed"):
         typer.echo(f"note: removed {', '.join(rep['reports_removed'])}: {rep['remake']}")
+    if rep.get("nothing_held"):
+        typer.echo(f"warning: {rep['nothing_held']}")
     typer.echo(f"note: {rep['not_covered']}")
 
 

@@ -392,12 +392,15 @@ USERS = TableContract(
         ColumnSpec(
             "consent_personalization",
             Kind.BOOL,
+            # a person's choice is theirs to see, not the public's (it read "public")
+            classification=Classification.INTERNAL,
             aliases=("personalization_consent", "consent_profiling", "personalization"),
             description="the user consents to personalized lists (blank: unknown, the shop's default)",
         ),
         ColumnSpec(
             "consent_marketing",
             Kind.BOOL,
+            classification=Classification.INTERNAL,
             aliases=("marketing_consent", "marketing_opt_in", "newsletter_opt_in", "accepts_marketing"),
             description="the user consents to marketing (audience exports)",
         ),

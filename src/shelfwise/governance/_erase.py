@@ -118,6 +118,14 @@ def erase_user(
         raise
     lineage.complete(touched)
     report["lineage_run_id"] = lineage.run_id
+    # an id nothing held (a typo, or a person whose rows have not been delivered yet): said,
+    # not passed off as an erasure of data (the register still withholds its later rows)
+    report["found"] = any(any(report[g].values()) for g in ("warehouse", "files", "bundles"))
+    if not report["found"]:
+        report["nothing_held"] = (
+            f"no row, file or bundle held {raw_user_id!r}: check the id (the erasure is recorded all "
+            "the same: later deliveries withhold its rows)"
+        )
     report["not_covered"] = (
         "the shop's own source files (the --data directories) are outside shelfwise; "
         "delete the user there too (later loads of them withhold the user's rows dated up to this erasure)"
