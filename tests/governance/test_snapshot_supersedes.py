@@ -69,3 +69,21 @@ def test_a_bad_row_dropped_then_sent_again_is_open_and_served_rejections_stay(tm
     Shop(work).ingest(data)
     again = q.list("events", None, "open", limit=None)
     assert sorted(r["raw"]["event_type"] for r in again) == ["nonsense", "teleport"]
+
+
+def test_a_malformed_line_sent_again_is_open_once(tmp_path):
+    """A line that never became a row (a quote that never closes) loaded twice was open twice,
+    and the second load's check counted it as a new failure: its copy is `redelivered`, as a
+    re-sent bad row's is, in a snapshot and in an append."""
+    data, work = tmp_path / "d", tmp_path / "w"
+    _write(data, ["view", "view"])
+    with open(data / "events.csv", "a") as fh:
+        fh.write('u9,"p1,view,2024-02-01T11:00:00\n')  # (its quote never closes)
+    Shop(work).ingest(data)
+    q = Quarantine(work)
+    assert [r["reason"] for r in q.list("events", None, "open", limit=None)] == ["malformed_row"]
+    for append in (False, True):
+        rep = Shop(work).ingest(data, append=append)
+        ev = rep.tables["events"]
+        assert len(q.list("events", None, "open", limit=None)) == 1, append
+        assert ev.rows_redelivered >= 1 and ev.check().failed == 0, (append, ev)

@@ -58,7 +58,9 @@ def load_raw(st: LoadState) -> None:
     else:
         _read_parquet(st, into)
     # lines staging rejected itself (a quote that never closes): quarantined as they are
-    quarantine_lines(wh, st.run_id, contract.name, st.src, st.drop_erased_lines(staged.bad_lines))
+    quarantine_lines(
+        wh, st.run_id, contract.name, st.src, st.drop_erased_lines(staged.bad_lines), reprocess=st.reprocess
+    )
     tr.rows_in += len(staged.bad_lines)
     st.load = f"_load_{contract.name}"
     _define_load(st, st.target)
@@ -209,7 +211,7 @@ def _read_csv(st: LoadState, into: str) -> None:
         bad.append((line_no, body, why))
     if not numbered and bad:
         _renumber_after_rejects(st, [n for n, _, _ in bad if n is not None])
-    quarantine_lines(wh, st.run_id, contract.name, st.src, st.drop_erased_lines(bad))
+    quarantine_lines(wh, st.run_id, contract.name, st.src, st.drop_erased_lines(bad), reprocess=st.reprocess)
     wh.sql(f"DROP TABLE IF EXISTS {rej}; DROP TABLE IF EXISTS {rej}_scan")
     st.tr.rows_in = staged.records
 

@@ -149,24 +149,42 @@ def count_withheld(tr: TableReport, n: int) -> None:
 
 
 def quarantine_lines(
-    wh: Warehouse, run_id: str, table: str, src: Path, lines: Sequence[tuple[int | None, str, str]]
+    wh: Warehouse,
+    run_id: str,
+    table: str,
+    src: Path,
+    lines: Sequence[tuple[int | None, str, str]],
+    *,
+    reprocess: bool = False,
 ) -> None:
-    """Quarantine source lines that never became rows: (line, its text, why) as `malformed_row`."""
+    """Quarantine source lines that never became rows: (line, its text, why) as `malformed_row`;
+    a line an earlier load of the table quarantined as it is (a re-sent file) is `redelivered`,
+    as a re-sent bad row is (`_load_publish.quarantined_before`): loading the same file twice
+    left each malformed line open twice. Never in a re-processing (its row is the open one)."""
     if lines:
+        before = (
+            "false"
+            if reprocess
+            else (
+                "EXISTS (SELECT 1 FROM quarantine.rows q WHERE q.table_name = $table AND q.run_id <> $run "
+                "AND q.status <> 'superseded' AND q.raw::VARCHAR = $raw)"
+            )
+        )
         wh.db.executemany(
-            "INSERT INTO quarantine.rows VALUES (nextval('quarantine.qid_seq'), ?, ?, ?, ?, ?, ?, ?, ?, "
-            "'open', now()::TIMESTAMP, NULL)",
+            "INSERT INTO quarantine.rows VALUES (nextval('quarantine.qid_seq'), $run, $table, $src, $line, "
+            f"$reason, $reasons, $why, $raw, CASE WHEN {before} THEN 'redelivered' ELSE 'open' END, "
+            "now()::TIMESTAMP, NULL)",
             [
-                [
-                    run_id,
-                    table,
-                    str(src),
-                    line_no,
-                    Reason.MALFORMED_ROW.value,
-                    [Reason.MALFORMED_ROW.value],
-                    why,
-                    json.dumps({"line": text}),
-                ]
+                {
+                    "run": run_id,
+                    "table": table,
+                    "src": str(src),
+                    "line": line_no,
+                    "reason": Reason.MALFORMED_ROW.value,
+                    "reasons": [Reason.MALFORMED_ROW.value],
+                    "why": why,
+                    "raw": json.dumps({"line": text}),
+                }
                 for line_no, text, why in lines
             ],
         )
