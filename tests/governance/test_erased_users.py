@@ -150,9 +150,12 @@ def test_json_lines_an_erased_user_is_withheld_from_valid_and_malformed_lines(tm
     erase_user(work, "u2")
     # the same file again, plus a line that is no JSON object and names u2, and one that names no one
     (d / "events.jsonl").write_text("\n".join(rows) + '\n{"user_id": "u2", "product_id"\n[1, 2]\n')
-    rep = Ingestor(work).run(d).tables["events"]
+    full = Ingestor(work).run(d)
+    rep = full.tables["events"]
     assert (rep.rows_in, rep.rows_curated, rep.rows_quarantined, rep.rows_withheld) == (11, 6, 1, 4)
     assert rep.withheld == {"erased_user": 4} and rep.balanced and rep.reasons == {"malformed_row": 1}
+    # the note counts every withheld row, the malformed line too (it said 3 where the report said 4)
+    assert any("events: 4 row(s) of erased users withheld" in n for n in full.notes), full.notes
 
     # served events absorbed later (the feedback loop's governed path): u2's old event is withheld,
     # the one they sent after the erasure is curated

@@ -20,7 +20,7 @@ from ..storage._sources import PART_LINES
 from ._compile import DUCKDB, Dialect, client_event_id, lit, q
 from ._contracts import Kind, TableContract
 from ._load_anonymous import uncount_redelivered
-from ._load_state import CHECKED, LoadState, count_withheld
+from ._load_state import CHECKED, LoadState, count_withheld, note_withheld
 from ._privacy import Pseudonymizer
 from ._reasons import Reason
 
@@ -46,6 +46,7 @@ def withhold_erased(st: LoadState) -> None:
         _register_pseudonyms(st, c, ids, pseudos)
         hits += [(c, raw, at) for raw, at in erased]
     if not hits:
+        note_withheld(st)  # (lines that never became rows may have been)
         return
     table = pa.table(
         {
@@ -77,10 +78,7 @@ def withhold_erased(st: LoadState) -> None:
         count_withheld(st.tr, n)
         if st.reprocess:
             st.withheld_lines = [int(r[0]) for r in wh.sql("SELECT line FROM _withheld").fetchall()]
-        st.note(
-            f"{st.name}: {n:,} row(s) of erased users withheld (dated at or before their erasure, or "
-            "undated): not stored in raw, curated or quarantine"
-        )
+    note_withheld(st)
     wh.sql("DROP TABLE _withheld")
 
 

@@ -53,7 +53,7 @@ from ._load_publish import (
 from ._load_raw import tell_new_keys
 from ._load_rows import day_first_dates
 from ._load_sets import NEAR_DETAIL, RESENT_BOT_DETAIL, curated_near, resent_bot_lines
-from ._load_state import LoadState, count_withheld, safe
+from ._load_state import LoadState, count_withheld, note_withheld, safe
 from ._privacy import Pseudonymizer
 from ._reasons import Reason
 
@@ -222,6 +222,7 @@ def spark_withhold_erased(st: LoadState) -> None:
         st.frames[f"pseudo_{c}"] = (ids, pseudos)
         hits += [(c, raw, at) for raw, at in erased]
     if not hits:
+        note_withheld(st)  # (lines that never became rows may have been)
         return
     spark.createDataFrame(hits, "col string, raw_id string, at timestamp_ntz").createOrReplaceTempView(
         "_sw_erased"
@@ -237,19 +238,15 @@ def spark_withhold_erased(st: LoadState) -> None:
             f"WHERE NOT coalesce({later}, false)"
         ).collect()
     ]
-    if not lines:
-        return
-    from pyspark.sql import functions as F
+    if lines:
+        from pyspark.sql import functions as F
 
-    st.frames["checked"] = df.where(~F.col("_source_line").isin(lines)).localCheckpoint()
-    st.wh.sql(f"DELETE FROM {st.target} WHERE list_contains(?::BIGINT[], _source_line)", [lines])
-    count_withheld(st.tr, len(lines))
-    if st.reprocess:
-        st.withheld_lines = lines
-    st.note(
-        f"{st.name}: {len(lines):,} row(s) of erased users withheld (dated at or before their erasure, or "
-        "undated): not stored in raw, curated or quarantine"
-    )
+        st.frames["checked"] = df.where(~F.col("_source_line").isin(lines)).localCheckpoint()
+        st.wh.sql(f"DELETE FROM {st.target} WHERE list_contains(?::BIGINT[], _source_line)", [lines])
+        count_withheld(st.tr, len(lines))
+        if st.reprocess:
+            st.withheld_lines = lines
+    note_withheld(st)
 
 
 def spark_check_sets(st: LoadState) -> None:

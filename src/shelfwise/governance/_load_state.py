@@ -142,6 +142,17 @@ class LoadState:
         return kept
 
 
+def note_withheld(st: LoadState) -> None:
+    """The load's note of its withheld rows: every one, the rows its checks withheld and the
+    lines that never became rows (`drop_erased_lines`) alike (the note said the rows only: 40
+    where the report's `rows_withheld` said 41)."""
+    if st.tr.rows_withheld:
+        st.note(
+            f"{st.name}: {st.tr.rows_withheld:,} row(s) of erased users withheld (dated at or before their "
+            "erasure, or undated): not stored in raw, curated or quarantine"
+        )
+
+
 def count_withheld(tr: TableReport, n: int) -> None:
     if n:
         tr.rows_withheld += n
