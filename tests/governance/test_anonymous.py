@@ -164,6 +164,14 @@ def test_erasing_a_customer_erases_the_anonymous_rows_of_their_sessions(tmp_path
     pseudo = Pseudonymizer(SecretStore(work).pseudonym_key())
     s7, s8 = pseudo(anonymous_user_id("S7")), pseudo(anonymous_user_id("S8"))
     assert len(Quarantine(work).list("events", limit=None)) == 1  # S7's `teleport`
+    # the right of access shows what an erasure deletes as theirs: S7's anonymous rows too
+    from shelfwise.governance._subject_access import subject_access
+
+    doc = subject_access(work, "u9")
+    assert doc["linked_anonymous_sessions"] == ["S7"]
+    curated = next(v["rows"] for k, v in doc["parts"].items() if k.startswith("curated.events"))
+    assert sorted(r["product_id"] for r in curated) == ["P1", "P2", "P3"]  # u9's P2, S7's P1 and P3
+    assert len(doc["parts"]["raw.events"]["rows"]) == 4 and s8 not in json.dumps(doc, default=str)
     rep = erase_user(work, "u9")
     assert rep["anonymous_sessions"] == 1
     assert rep["warehouse"]["curated.events__v1"] == 3  # u9's row and S7's two

@@ -66,8 +66,24 @@ def _records(cur: Any) -> list[dict[str, Any]]:
     return [{c: _jsonable(v) for c, v in zip(cols, row, strict=True)} for row in cur.fetchall()]
 
 
-def _warehouse_parts(workdir: Path, raw: str, pseudo: str) -> dict[str, Any]:
+class _Positional:
+    """A DuckDB connection whose `sql(query, params)` takes parameters as `Warehouse.sql` does."""
+
+    def __init__(self, con: Any):
+        self.con = con
+
+    def sql(self, query: str, params: Any = None) -> Any:
+        return self.con.execute(query, params) if params is not None else self.con.sql(query)
+
+
+def _warehouse_parts(workdir: Path, raw: str, pseudo: str, linked: list[str] | None = None) -> dict[str, Any]:
+    """The user's rows in the warehouse, with the anonymous rows of the sessions linked to them
+    (their own rows' sessions: what an erasure deletes as theirs); `linked` is filled with those
+    sessions' ids."""
     from ..storage import read_only
+    from ._erase import _MISSING_USER, _linked_sessions, _user_tables
+    from ._parquet_versions import parquet_versions
+    from ._privacy import anonymous_user_id
 
     where = str((workdir / "warehouse.duckdb").resolve())
     parts: dict[str, Any] = {}
@@ -78,6 +94,12 @@ def _warehouse_parts(workdir: Path, raw: str, pseudo: str) -> dict[str, Any]:
             "WHERE c.column_name = 'user_id' AND c.table_schema IN ('raw', 'curated') "
             "AND t.table_type = 'BASE TABLE' ORDER BY 1, 2"
         ).fetchall()
+        wh = _Positional(con)  # (the erasure's queries take their parameters as a Warehouse does)
+        with_sessions = _user_tables(wh, "session_id") & {(a, b) for a, b in tables}
+        sessions = _linked_sessions(wh, raw, pseudo, with_sessions, parquet_versions(con))
+        anon = Pseudonymizer.of(workdir).many([anonymous_user_id(x) for x in sessions])
+        if linked is not None:
+            linked.extend(sessions)
         versions = {
             r[0]: r[1:]
             for r in con.sql(
@@ -96,10 +118,17 @@ def _warehouse_parts(workdir: Path, raw: str, pseudo: str) -> dict[str, Any]:
             ).fetchone()[0]
         )
         for schema, table in tables:
-            value = raw if schema == "raw" else pseudo
-            rows = _records(
-                con.execute(f'SELECT * FROM "{schema}"."{table}" WHERE trim(user_id) = ?', [value])
-            )
+            if schema == "raw":
+                params: list[Any]
+                cond, params = "trim(user_id) = ?", [raw]
+                if sessions and (schema, table) in with_sessions:
+                    cond = (
+                        f"{cond} OR ({_MISSING_USER} AND trim(session_id) IN (SELECT unnest(?::VARCHAR[])))"
+                    )
+                    params = [raw, sessions]
+            else:
+                cond, params = "trim(user_id) IN (SELECT unnest(?::VARCHAR[]))", [[pseudo, *anon]]
+            rows = _records(con.execute(f'SELECT * FROM "{schema}"."{table}" WHERE {cond}', params))
             if not rows:
                 continue
             if schema == "raw":
@@ -131,7 +160,7 @@ def _warehouse_parts(workdir: Path, raw: str, pseudo: str) -> dict[str, Any]:
                 }
                 key = f"curated.{name}@v{version}" if version is not None else f"curated.{table}"
                 parts[key] = {"lineage": lineage, "rows": rows}
-        parts.update(_parquet_parts(con, pseudo, versions, current))
+        parts.update(_parquet_parts(con, [pseudo, *anon], versions, current))
         if con.sql(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'quarantine' AND table_name = 'rows'"
         ).fetchone()[0]:
@@ -152,7 +181,7 @@ def _warehouse_parts(workdir: Path, raw: str, pseudo: str) -> dict[str, Any]:
 
 
 def _parquet_parts(
-    con: Any, pseudo: str, versions: dict[str, tuple[Any, ...]], current: dict[str, Any]
+    con: Any, pseudos: list[str], versions: dict[str, tuple[Any, ...]], current: dict[str, Any]
 ) -> dict[str, Any]:
     """The user's rows in the curated versions another engine (Spark) wrote as Parquet (their
     quarantined rows are in `quarantine.rows`, which indexes the Spark quarantine files)."""
@@ -167,7 +196,12 @@ def _parquet_parts(
             r[0] for r in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [files]).fetchall()
         }:
             continue
-        rows = _records(con.execute("SELECT * FROM read_parquet(?) WHERE trim(user_id) = ?", [files, pseudo]))
+        rows = _records(
+            con.execute(
+                "SELECT * FROM read_parquet(?) WHERE trim(user_id) IN (SELECT unnest(?::VARCHAR[]))",
+                [files, pseudos],
+            )
+        )
         if not rows:
             continue
         _, _, run_id, created, contract, _ = versions[v.physical]
@@ -300,7 +334,8 @@ def subject_access(
         raise ShelfwiseError(f"{workdir}: not a shelfwise workdir (no warehouse.duckdb)")
     pseudo = Pseudonymizer.of(workdir)(raw)
     parts: dict[str, Any] = {}
-    parts.update(_warehouse_parts(workdir, raw, pseudo))
+    sessions: list[str] = []
+    parts.update(_warehouse_parts(workdir, raw, pseudo, sessions))
     parts.update(_file_parts(workdir, raw, pseudo))
     parts.update(_bundle_parts(workdir, pseudo))
     from ._consent import CONSENTS_FILE, PRIVACY_FILE
@@ -337,6 +372,9 @@ def subject_access(
         "format": FORMAT,
         "user_id": raw,
         "pseudonym": pseudo,
+        # the anonymous sessions their own rows share a session id with: those sessions'
+        # anonymous rows are in the parts above (an erasure deletes them as theirs)
+        "linked_anonymous_sessions": sessions,
         "generated_at": datetime.now(UTC).isoformat(),
         "parts": parts,
         "not_covered": [
