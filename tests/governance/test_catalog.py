@@ -112,3 +112,37 @@ def test_the_catalog_classifies_the_columns_a_load_kept_beyond_the_contract(tmp_
     # a person's consent choices are not public (they read "public")
     assert users["classification"]["consent_marketing"] == "internal"
     assert users["classification"]["consent_personalization"] == "internal"
+
+
+def test_retention_ages_a_raw_row_whose_time_cannot_be_read_from_its_load(tmp_path):
+    """Raw rows whose timestamp is no time ("yesterday") were never old enough to go: kept for
+    ever with the shop's user ids. They age from the load that brought them."""
+    import duckdb
+
+    from shelfwise.governance import ingest
+    from shelfwise.governance._retention import enforce_retention
+
+    data, w = tmp_path / "data", tmp_path / "w"
+    data.mkdir()
+    now = datetime.now(UTC)
+    (data / "events.csv").write_text(
+        f"user_id,product_id,event_type,timestamp\nC1,p1,view,{now:%Y-%m-%dT%H:%M:%S}\nC2,p1,view,yesterday\n"
+    )
+    ingest(data, w)
+    (w / "config").mkdir(exist_ok=True)
+    (w / "config" / "retention.json").write_text(json.dumps({"events_days": 5}))
+    enforce_retention(w)  # loaded just now: both stay
+
+    def raw_users() -> list[str]:
+        con = duckdb.connect(str(w / "warehouse.duckdb"), read_only=True)
+        try:
+            return sorted(r[0] for r in con.sql("SELECT user_id FROM raw.events").fetchall())
+        finally:
+            con.close()
+
+    assert raw_users() == ["C1", "C2"]
+    con = duckdb.connect(str(w / "warehouse.duckdb"))
+    con.execute("UPDATE meta.raw_loads SET loaded_at = loaded_at - INTERVAL 30 DAY")  # loaded a month ago
+    con.close()
+    enforce_retention(w)
+    assert raw_users() == ["C1"]  # (C1's own time is recent: it stays)

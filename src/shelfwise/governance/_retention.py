@@ -7,7 +7,7 @@
 
 - `events_days`: behaviour events older than this leave every version of `curated.events` (the
   Parquet versions Spark wrote too: their files are rewritten), the raw layer (by their parsed
-  timestamp), the served-events archive (`feedback/`) and the histories and purchase lists of
+  timestamp; a row whose time cannot be read, by the time it was loaded), the served-events archive (`feedback/`) and the histories and purchase lists of
   the bundles kept (the steps begun before the cutoff: a rollback serves no older history);
 - `quarantine_days`: quarantined rows older than this (by quarantine time) are deleted, with the
   quarantine files of the Spark loads they came from;
@@ -94,6 +94,13 @@ def enforce_retention(
                 deleted.update(_expire_parquet_events(wh, cutoff))
                 if wh.exists("raw", "events"):
                     ts = timestamp_expr("nullif(trim(\"timestamp\"), '')")
+                    if wh.exists("meta", "raw_loads"):
+                        # a row whose time cannot be read ("yesterday", "31/02/2026 25:61") ages
+                        # from its load: it was kept for ever, shop ids and all
+                        ts = (
+                            f"coalesce({ts}, (SELECT m.loaded_at FROM meta.raw_loads m "
+                            "WHERE m.load_id = raw.events._load))"
+                        )
                     n = wh.sql(f"DELETE FROM raw.events WHERE ({ts}) < ?", [cutoff]).fetchone()
                     deleted["raw.events"] = int(n[0]) if n else 0
             if policy["quarantine_days"] is not None:
