@@ -666,7 +666,7 @@ def export_audience(
     ).start()
     from ._run import write_records
 
-    write_records(rows, out, ("user_id", "score"))
+    write_records(rows, out, ("user_id", "score"), private=True)
     lineage.complete([DatasetRef("file", str(out.resolve()), rows=len(rows))])
     id_kind = "shop" if shop_ids else "pseudonym"
     AuditLog(workdir).append(

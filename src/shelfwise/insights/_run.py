@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -102,15 +103,25 @@ def profile_records(
     return records, meta
 
 
-def write_records(records: list[dict[str, Any]], out: Path, fields: tuple[str, ...]) -> None:
-    """JSON lines, or CSV (lists joined with '|'), by the file's suffix."""
+def write_records(
+    records: list[dict[str, Any]], out: Path, fields: tuple[str, ...], *, private: bool = False
+) -> None:
+    """JSON lines, or CSV (lists joined with '|'), by the file's suffix; `private`: readable by
+    its owner only (customers named by id, a contact list), as the privacy exports are."""
     out.parent.mkdir(parents=True, exist_ok=True)
+
+    def opener(path: str, flags: int) -> int:
+        fd = os.open(path, flags, 0o600 if private else 0o666)
+        if private:
+            os.fchmod(fd, 0o600)  # (a file that existed keeps its mode through O_CREAT)
+        return fd
+
     if out.suffix == ".jsonl":
-        with open(out, "w", encoding="utf-8") as fh:
+        with open(out, "w", encoding="utf-8", opener=opener) as fh:
             for r in records:
                 fh.write(json.dumps(r, ensure_ascii=False) + "\n")
     elif out.suffix == ".csv":
-        with open(out, "w", encoding="utf-8", newline="") as fh:
+        with open(out, "w", encoding="utf-8", newline="", opener=opener) as fh:
             w = csv.DictWriter(fh, fieldnames=list(fields))
             w.writeheader()
             for r in records:
@@ -148,7 +159,7 @@ def run_customers(
     ).start()
     try:
         records, meta = profile_records(workdir, as_of, horizon_days, shop_ids=shop_ids)
-        write_records(records, out, OUTPUT_FIELDS)
+        write_records(records, out, OUTPUT_FIELDS, private=True)
     except Exception as exc:
         lineage.fail(f"{type(exc).__name__}: {exc}")
         raise

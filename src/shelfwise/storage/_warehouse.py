@@ -11,6 +11,7 @@ that made it.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,6 +51,11 @@ class Warehouse:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.path = self.workdir / WAREHOUSE_FILE
+        if not self.path.exists():
+            # a new workdir will hold personal data (shop ids in raw, the spool, the feedback
+            # archive): the owner and the team's group only, whatever mode each file gets
+            # (files made under the process's umask were world-readable, 0644)
+            os.chmod(self.workdir, 0o750)
         tmp = self.workdir / "tmp"
         tmp.mkdir(exist_ok=True)
         import duckdb
@@ -301,6 +307,7 @@ def export_curated(sql: Any, curated: list[str], table: str, out: str | Path) ->
         raise ShelfwiseError(f"{out}: unknown export format {suffix!r} (use .csv, .parquet or .jsonl)")
     out.parent.mkdir(parents=True, exist_ok=True)
     sql(f"COPY (SELECT * FROM curated.\"{table}\") TO '{out.as_posix()}' (FORMAT {fmt})")
+    os.chmod(out, 0o600)  # pseudonyms and masked text are still a person's data: its owner's
     row = sql(f'SELECT count(*) FROM curated."{table}"').fetchone()
     return int(row[0]) if row else 0
 
