@@ -175,13 +175,20 @@ class Shop:
     def export(self, table: str, out: str | Path) -> int:
         """Write a curated table (pseudonymized ids, masked text) to CSV, Parquet or JSON lines;
         returns the number of rows."""
-        with self._acting("export"):
+        with self._acting("export") as actor:
+            from .governance import AuditLog
             from .storage import read_only
             from .storage._warehouse import export_curated
 
             # a read: it must not need the write lock a running server's readers keep it from
             with read_only(self.workdir) as (con, tables):
-                return export_curated(con.sql, sorted(tables), table, out)
+                n = export_curated(con.sql, sorted(tables), table, out)
+            # a whole table leaving the workdir (pseudonymized ids are still a person's data):
+            # who took it, where
+            AuditLog(self.workdir).append(
+                "export", actor=actor, table=table, rows=n, out=str(Path(out).resolve())
+            )
+            return n
 
     def table(self, name: str) -> pd.DataFrame:
         """A curated table as a pandas DataFrame (what `export` writes: pseudonymized, masked)."""
@@ -935,12 +942,16 @@ class Shop:
             return {"user_id": user_id, "consent": rec["consent"], "recorded": rec["recorded"]}
 
     def consent(self, user_id: str) -> dict[str, Any]:
-        """A user's current consent flags and their history (oldest first)."""
-        with self._acting("privacy.consent"):
+        """A user's current consent flags and their history (oldest first); audited."""
+        with self._acting("privacy.consent") as actor:
             from .governance._consent import Consents, consent_history
+
+            from .governance import AuditLog
 
             user_id = _user_id(user_id)
             pseudo = self._pseudonym(user_id)
+            # a person's consent history read: audited as its changes are
+            AuditLog(self.workdir).append("privacy.consent.read", actor=actor, pseudonym=pseudo)
             return {
                 "user_id": user_id,
                 "consent": Consents.of(self.workdir).current(pseudo),

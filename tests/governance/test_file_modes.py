@@ -27,6 +27,12 @@ def test_a_new_workdir_and_the_exports_of_customers_data_are_not_world_readable(
     assert _mode(tmp_path / "w") == 0o750  # (its files were 0644 to everyone: the folder guards them)
     shop.export("events", tmp_path / "events.csv")
     assert _mode(tmp_path / "events.csv") == 0o600
+    # a whole table leaving the workdir is audited (an analyst's export left no trace)
+    entry = shop.audit(limit=1)[0]
+    assert entry["action"] == "export" and entry["details"]["table"] == "events"
+    assert entry["details"]["rows"] == 40
+    shop.consent("C1")  # a person's consent history read: audited as its changes are
+    assert shop.audit(limit=1)[0]["action"] == "privacy.consent.read"
     shop.customers(tmp_path / "profiles.jsonl")
     assert _mode(tmp_path / "profiles.jsonl") == 0o600
     assert json.loads((tmp_path / "profiles.jsonl").read_text().splitlines()[0])["user_id"].startswith("C")

@@ -43,6 +43,8 @@ ACTIONS = (
     "privacy.erase",
     "privacy.consent",
     "privacy.export",
+    "privacy.consent.read",
+    "export",
     "recommend.all_users",
     "retention.enforce",
     "insights.customers",
