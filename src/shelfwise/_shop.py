@@ -944,9 +944,8 @@ class Shop:
     def consent(self, user_id: str) -> dict[str, Any]:
         """A user's current consent flags and their history (oldest first); audited."""
         with self._acting("privacy.consent") as actor:
-            from .governance._consent import Consents, consent_history
-
             from .governance import AuditLog
+            from .governance._consent import Consents, consent_history
 
             user_id = _user_id(user_id)
             pseudo = self._pseudonym(user_id)
