@@ -1166,6 +1166,27 @@ class Shop:
             by = people.load()[actor] if actor else None
         return people.add(name, role, by)
 
+    def revoke_person(self, name: str) -> None:
+        """`name`'s API key stops working (the entry stays, inactive); admins only, audited."""
+        from .governance import People
+
+        actor = self.authorize("users.manage")
+        people = People(self.workdir)
+        if not people.governed or actor is None:
+            raise ShelfwiseError("nobody is registered in this workdir: there is no key to revoke")
+        people.revoke(name, people.load()[actor])
+
+    def rotate_key(self, name: str) -> str:
+        """A new API key for `name` (returned, shown once; the old one stops working); admins
+        only, audited."""
+        from .governance import People
+
+        actor = self.authorize("users.manage")
+        people = People(self.workdir)
+        if not people.governed or actor is None:
+            raise ShelfwiseError("nobody is registered in this workdir: there is no key to rotate")
+        return people.rotate_key(name, people.load()[actor])
+
     def people(self) -> list[dict[str, Any]]:
         """Who is registered, with which role (never the keys)."""
         with self._acting("users.manage", workdir=False):

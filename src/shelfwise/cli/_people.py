@@ -8,7 +8,7 @@ import typer
 
 from ._app import AsJson, Workdir, app, print_json, shop
 
-__all__ = ["users_add", "users_app", "users_list"]
+__all__ = ["users_add", "users_app", "users_list", "users_revoke", "users_rotate_key"]
 
 users_app = typer.Typer(
     help="People and services of the shop, their roles and API keys.", no_args_is_help=True
@@ -43,3 +43,28 @@ def users_list(workdir: Workdir, as_json: AsJson = False) -> None:
             typer.echo(
                 f"{r['name']:<20} {r['role']:<10} {'active' if r['active'] else 'inactive':<8} {r['created_at']}"
             )
+
+
+@users_app.command("revoke")
+def users_revoke(
+    workdir: Workdir,
+    name: Annotated[str, typer.Option(help="Login name whose API key stops working.")],
+) -> None:
+    """Revoke a person's or service's API key (a leaked key, someone who left): the entry stays,
+    inactive; running servers refuse the key from their next look at the register. Admins only."""
+    shop(workdir).revoke_person(name)
+    typer.echo(f"{name}: API key revoked (inactive; `users rotate-key --name {name}` gives a new one)")
+
+
+@users_app.command("rotate-key")
+def users_rotate_key(
+    workdir: Workdir,
+    name: Annotated[str, typer.Option(help="Login name that gets a new API key.")],
+    as_json: AsJson = False,
+) -> None:
+    """A new API key for a person or service (shown once); the old key stops working. Admins only."""
+    key = shop(workdir).rotate_key(name)
+    if as_json:
+        print_json({"name": name, "api_key": key})
+    else:
+        typer.echo(f"{name}: new API key (shown once, keep it secret; the old one no longer works):\n{key}")

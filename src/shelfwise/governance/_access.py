@@ -16,7 +16,7 @@ import json
 import os
 import re
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -155,6 +155,39 @@ class People:
         self._save(people)
         AuditLog(self.workdir).append("users.add", actor=by.name if by else name, name=name, role=r.value)
         return key
+
+    def revoke(self, name: str, by: Person) -> None:
+        """`name`'s key stops working (a leaked service key, a person who left): the entry stays,
+        inactive, for the audit trail's names; running servers drop the key at their next look
+        at the register. The last active admin cannot be revoked (nobody could manage people)."""
+        people = self._managed(name, by)
+        person = people[name]
+        if person.role is Role.ADMIN and not any(
+            q.active and q.role is Role.ADMIN and q.name != name for q in people.values()
+        ):
+            raise ShelfwiseError(f"{name!r} is the last active admin: register another admin first")
+        people[name] = replace(person, active=False)
+        self._save(people)
+        AuditLog(self.workdir).append("users.revoke", actor=by.name, name=name, role=person.role.value)
+
+    def rotate_key(self, name: str, by: Person) -> str:
+        """A new API key for `name` (returned, shown once); the old one stops working. An
+        inactive person is active again with it."""
+        people = self._managed(name, by)
+        key = "swk_" + secrets.token_urlsafe(32)
+        people[name] = replace(people[name], key_sha256=_hash_key(key), active=True)
+        self._save(people)
+        AuditLog(self.workdir).append("users.rotate_key", actor=by.name, name=name)
+        return key
+
+    def _managed(self, name: str, by: Person) -> dict[str, Person]:
+        people = self.load()
+        known = people.get(by.name)
+        if known is None or known.role is not Role.ADMIN or not known.active:
+            raise ShelfwiseError(f"{name!r}: only a registered admin manages people")
+        if name not in people:
+            raise ShelfwiseError(f"{name!r} is not registered (registered: {', '.join(sorted(people))})")
+        return people
 
     def by_key(self, key: str) -> Person | None:
         h = _hash_key(key)

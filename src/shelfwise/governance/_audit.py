@@ -39,6 +39,8 @@ ACTIONS = (
     "rules.change",
     "events.absorb",
     "users.add",
+    "users.revoke",
+    "users.rotate_key",
     "experiments.change",
     "privacy.erase",
     "privacy.consent",

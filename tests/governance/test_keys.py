@@ -1,0 +1,49 @@
+"""API keys can be revoked and rotated (a leaked service key, a person who left): there was no
+way but to edit governance/people.json by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shelfwise import Shop
+from shelfwise.cli import main
+from shelfwise.errors import ShelfwiseError
+from shelfwise.governance import AccessDenied, People
+
+
+def test_a_key_is_revoked_and_rotated_by_an_admin_and_audited(tmp_path: Path, capsys) -> None:
+    work = tmp_path / "w"
+    ada = Shop(work).add_person("ada", "admin")
+    admin = Shop(work, as_="ada", api_key=ada)
+    svc = admin.add_person("svc", "service")
+    sam = admin.add_person("sam", "scientist")
+    people = People(work)
+    assert people.by_key(svc) is not None
+    admin.revoke_person("svc")
+    assert people.by_key(svc) is None and not people.load()["svc"].active
+    with pytest.raises(AccessDenied):
+        Shop(work, as_="svc", api_key=svc).authorize("ask")
+    new = admin.rotate_key("svc")  # active again, with a new key; the old one stays dead
+    assert people.by_key(new).name == "svc" and people.by_key(svc) is None  # type: ignore[union-attr]
+    with pytest.raises(AccessDenied, match="may not users.manage"):
+        Shop(work, as_="sam", api_key=sam).revoke_person("svc")
+    with pytest.raises(ShelfwiseError, match="last active admin"):
+        admin.revoke_person("ada")
+    with pytest.raises(ShelfwiseError, match="'nobody' is not registered"):
+        admin.rotate_key("nobody")
+    from shelfwise.governance import AuditLog
+
+    actions = [e["action"] for e in AuditLog(work).entries()]
+    assert {"users.revoke", "users.rotate_key"} <= set(actions)
+    # the command line
+    env = {"SHELFWISE_AS": "ada", "SHELFWISE_API_KEY": ada}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        assert main(["users", "revoke", "--workdir", str(work), "--name", "sam"]) == 0
+        assert "sam: API key revoked" in capsys.readouterr().out
+        assert main(["users", "rotate-key", "--workdir", str(work), "--name", "sam"]) == 0
+        key = capsys.readouterr().out.strip().splitlines()[-1]
+    assert people.by_key(key).name == "sam" and people.by_key(sam) is None  # type: ignore[union-attr]
