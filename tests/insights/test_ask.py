@@ -121,6 +121,13 @@ def test_report_ask_scores_labeled_questions_against_bm25s(shop: Path, tmp_path:
     assert "Customer-service answers" in html and "How do I return an item?" in html
     audit = [json.loads(x) for x in (shop / "audit" / "audit.jsonl").read_text().splitlines()]
     assert audit[-1]["action"] == "report.ask" and audit[-1]["details"]["accuracy"] == 1.0
+    assert e["copied_from_faq"] == 0 and "warning" not in e
+    # an FAQ entry's own question as a labelled one is in sample: said, and scored apart
+    labeled.write_text(LABELED + "copy,How do I return an item?,F1\n")
+    proc = ok(run("report", "ask", "--workdir", str(shop), "--questions", str(labeled)))
+    assert "warning: 1 of 5 labelled questions are FAQ entries' own questions as written" in proc.stderr
+    assert "accuracy on the other 4: 1.0000" in proc.stderr
+    assert 'id="copied"' in (shop / "reports" / "ask.html").read_text()
     # a label the FAQ does not have names the file and line
     labeled.write_text(LABELED + "typo,where is my parcel,F9\n")
     proc = run("report", "ask", "--workdir", str(shop), "--questions", str(labeled))

@@ -245,7 +245,10 @@ def report_ask(
     """Customer-service answers: the FAQ, and with --questions the matcher's accuracy (abstentions
     included) beside bm25s's with its best threshold: reports/ask.html and .json."""
     doc = shop(workdir).ask_report(questions)
+    warning = (doc.get("evaluation") or {}).get("warning")
     print_report(doc, "ask report", as_json)
+    if warning and not as_json:
+        typer.echo(f"warning: {warning}", err=True)
 
 
 @report_app.command("audiences")
