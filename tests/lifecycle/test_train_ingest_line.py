@@ -34,3 +34,28 @@ def test_trains_ingest_line_says_inserted_updated_unchanged_and_the_check(tmp_pa
     assert "added" not in line, line
     assert "products 0 inserted / 9 updated / 1 quarantined / 0 of them re-sent" in line, line
     assert "(check FAILING: 1 of 10 new rows quarantined (10.0%" in line, line
+
+
+def test_train_says_a_tiny_test_fold_and_a_live_bundle_whose_gates_failed(tmp_path: Path) -> None:
+    """A session shop split by global time left 6 test users, every number noise, and the
+    bundle went live in single-user mode with failed gates, neither said in train's output."""
+    data = tmp_path / "d"
+    data.mkdir()
+    rows = "".join(
+        f"u{u},p{(u + i) % 7},view,2026-01-{1 + (u % 20):02d}T1{i}:00:00\n"
+        for u in range(12)
+        for i in range(5)
+    )
+    (data / "events.csv").write_text("user_id,product_id,event_type,timestamp\n" + rows)
+    said: list[str] = []
+    train(
+        tmp_path / "w",
+        data,
+        TrainSettings(models=("popularity", "itemknn"), tune_budget_s=0),
+        log=said.append,
+    )
+    text = "\n".join(said)
+    assert "warning: the test fold has 12 users" in text, text
+    registry = next(line for line in said if line.startswith("registry:"))
+    assert "'beats_popularity': False" in registry  # (the default on 12 users: popularity's tie)
+    assert "warning: it went live although beats_popularity failed" in registry, registry

@@ -507,6 +507,20 @@ def _train(
         protocol, results = evaluate_all({}, split)  # the protocol, stated; nobody to score
         why = "no test users" if len(inter) else "no behaviour events yet"
         skipped.add("stage", "evaluation", f"{why}: nothing to measure the models on")
+    if results and protocol.users:
+        # what `evaluate` and the report say beside the numbers, said here too
+        if protocol.repeat_targets:
+            share = protocol.repeat_targets / protocol.users
+            log(
+                f"evaluation: {protocol.repeat_targets:,} of {protocol.users:,} test users ({100 * share:.1f}%) "
+                f"have a target already in their history: with seen items excluded no model can hit it "
+                f"(hr@10 at most {1 - share:.4f})"
+            )
+        if protocol.users < FEW_TEST_USERS:
+            log(
+                f"warning: the test fold has {protocol.users:,} users ({protocol.split}): its numbers and "
+                "the default model chosen by them are noise more than measure (see each model's 95% CI)"
+            )
     for r in results:
         r.extra.update(timings.get(r.model, {}))
         r.extra["validation_ndcg@10"] = validation.get(r.model)
@@ -678,6 +692,10 @@ def _fit_fusion(
     return info
 
 
+# a test fold of fewer users measures nothing a reader should act on (said in the log)
+FEW_TEST_USERS = 50
+
+
 def _register(workdir: Path, bundle: Path, run_id: str | None, actor: str | None, log: Any) -> dict[str, Any]:
     """Register the bundle as a candidate; in single-user mode it goes live at once, otherwise
     it waits for its gates and an approval (`shelfwise models promote`)."""
@@ -690,7 +708,16 @@ def _register(workdir: Path, bundle: Path, run_id: str | None, actor: str | None
     live = not People(workdir).governed
     if live:
         reg.promote_unattended(version, actor)
-        log(f"registry: version {version} is production (single-user mode); gates {gates}")
+        failed = [n for n, ok in gates.items() if not ok]
+        log(
+            f"registry: version {version} is production (single-user mode); gates {gates}"
+            + (
+                f"\nwarning: it went live although {', '.join(failed)} failed (single-user mode puts every "
+                "trained bundle live; `shelfwise models rollback` serves the one before)"
+                if failed
+                else ""
+            )
+        )
     else:
         log(
             f"registry: version {version} registered as candidate; gates {gates}; a steward, engineer or admin "
