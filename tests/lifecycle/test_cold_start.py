@@ -98,3 +98,19 @@ def test_training_a_shop_with_no_product_and_no_event_is_a_clear_error(tmp_path:
     Ingestor(tmp_path / "w").run(d)
     with pytest.raises(ShelfwiseError, match="nothing to train on"):
         train(tmp_path / "w", settings=TrainSettings(models=("popularity",)), log=lambda *_: None)
+
+
+def test_nothing_to_train_on_says_where_the_rows_went(tmp_path: Path):
+    """Every product quarantined (ESCI's ids without a title): "nothing to train on" said only
+    that the warehouse had no product, not that they are all in the quarantine, and why."""
+    import pytest
+
+    from shelfwise.errors import ShelfwiseError
+    from shelfwise.lifecycle import TrainSettings, train
+
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "products.csv").write_text("product_id,title\nB01,\nB02,\n")
+    Ingestor(tmp_path / "w").run(d)
+    with pytest.raises(ShelfwiseError, match=r"2 products rows missing_required.*quarantine list"):
+        train(tmp_path / "w", settings=TrainSettings(models=("popularity",)), log=lambda *_: None)

@@ -375,7 +375,7 @@ def _train(
 
         raise ShelfwiseError(
             f"{workdir}: nothing to train on: the warehouse has no product and no event (ingest a "
-            "products file, an events file or both)"
+            "products file, an events file or both)" + _quarantined_instead(workdir)
         )
     skipped = _Skips(log)
     caps = _Caps(log)
@@ -690,6 +690,29 @@ def _fit_fusion(
     models["fusion"] = fusion
     info["generators"] = list(gens)
     return info
+
+
+def _quarantined_instead(workdir: Path) -> str:
+    """Where the products and events went when none was curated: the open quarantine's rows of
+    those tables by reason (ESCI's judgments, products without a title: all quarantined, and
+    train said only "no product and no event")."""
+    from ..storage import read_only
+
+    try:
+        with read_only(workdir) as (con, _):
+            rows = con.sql(
+                "SELECT table_name, reason, count(*) FROM quarantine.rows WHERE status = 'open' "
+                "AND table_name IN ('products', 'events') GROUP BY 1, 2 ORDER BY 3 DESC"
+            ).fetchall()
+    except Exception:  # noqa: BLE001 - (no quarantine yet: nothing to add)
+        return ""
+    if not rows:
+        return ""
+    said = "; ".join(f"{n:,} {t} rows {r}" for t, r, n in rows[:4])
+    return (
+        f"; the quarantine holds them instead ({said}): `shelfwise quarantine list --workdir {workdir}` "
+        "shows why (a product needs a title, an event a user, product, type and time)"
+    )
 
 
 # a test fold of fewer users measures nothing a reader should act on (said in the log)
