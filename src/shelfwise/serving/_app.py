@@ -120,16 +120,35 @@ def _security_as_configured(app: FastAPI, ctx: AppContext) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+# the member types pydantic puts in a union's error location
+_TYPE_TAGS = frozenset({"bool", "none", "int", "float", "str", "list", "dict", "literal", "strict"})
+
+
 def _error_answers(app: FastAPI) -> None:
     """One error shape for every error answer: `{"error": message}`, plus `details` (one
     `field: reason` per problem) when the request failed validation."""
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSON:
-        problems = []
+        problems: list[str] = []
+        fields: set[str] = set()
         for e in exc.errors():
-            loc = ".".join(str(x) for x in e.get("loc", ()) if x not in ("query", "path", "body", "header"))
-            problems.append(f"{loc}: {e.get('msg', 'invalid')}")
+            # pydantic names a union's member types in the location ("personalization.bool",
+            # "personalization.none"): the field is the name, said once; a body-level problem
+            # has no field (it read ": Value error, ...")
+            parts = [
+                str(x)
+                for x in e.get("loc", ())
+                if x not in ("query", "path", "body", "header")
+                and str(x) not in _TYPE_TAGS
+                and "[" not in str(x)
+            ]
+            loc = ".".join(parts) or "body"
+            if loc in fields:
+                continue
+            fields.add(loc)
+            msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
+            problems.append(f"{loc}: {msg}")
         return JSON({"error": "; ".join(problems), "details": problems}, status_code=422)
 
     # Starlette's own (404 for an unknown path, 405 for a wrong method) included
