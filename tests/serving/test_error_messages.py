@@ -16,7 +16,7 @@ class Change(BaseModel):
     marketing: bool | None = None
 
     @model_validator(mode="after")
-    def _one(self) -> "Change":
+    def _one(self) -> Change:
         if self.personalization is None and self.marketing is None:
             raise ValueError("give at least one of personalization, marketing")
         return self
