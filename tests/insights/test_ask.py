@@ -206,10 +206,20 @@ def test_a_python_caller_reading_an_empty_questions_file_is_told_it_is_empty(tmp
         assert "the file is empty: give a CSV whose header names question_id,question" in str(err.value)
         assert "None" not in str(err.value)
     path.write_text("id,text\n1,where is my order\n", encoding="utf-8")
-    with pytest.raises(SourceError, match=r"needs the columns question_id,question \(has id, text\)"):
+    with pytest.raises(SourceError, match=r"needs a question column.*\(has id, text;"):
         read_questions(path)
+    # a question column alone, a .txt file of one question a line, JSON lines without ids: each
+    # question named by its line (they were refused for want of question_id)
+    path.write_text("question\nwhere is my order\nhow do I pay\n", encoding="utf-8")
+    assert read_questions(path) == [("2", "where is my order"), ("3", "how do I pay")]
+    txt = tmp_path / "questions.txt"
+    txt.write_text("where is my order\n\nhow do I pay\n", encoding="utf-8")
+    assert read_questions(txt) == [("1", "where is my order"), ("3", "how do I pay")]
+    jl = tmp_path / "questions.jsonl"
+    jl.write_text('{"question": "where is my order"}\n', encoding="utf-8")
+    assert read_questions(jl) == [("1", "where is my order")]
     path.write_text(",,\n", encoding="utf-8")
-    with pytest.raises(SourceError, match=r"\(its header names no column\)"):
+    with pytest.raises(SourceError, match=r"\(its header names no column;"):
         read_questions(path)
     path.write_text("question_id,question\n", encoding="utf-8")  # a header alone
     with pytest.raises(SourceError, match="no questions in the file: its header and no row below it"):

@@ -187,12 +187,16 @@ def read_questions(path: Path) -> list[tuple[str, str]]:
 
     questions_file(path, "question_id,question")
     out: list[tuple[str, str]] = []
-    if path.suffix == ".jsonl":
+    if path.suffix == ".txt":  # one question a line (its id: the line's number)
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        out = [(str(n), line.strip()) for n, line in enumerate(lines, 1) if line.strip()]
+    elif path.suffix == ".jsonl":
         for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
             if line.strip():
                 try:
                     obj = json.loads(line)
-                    out.append((str(obj["question_id"]), str(obj["question"])))
+                    # (no question_id: the line's number, as for a CSV row)
+                    out.append((str(obj.get("question_id", n)), str(obj["question"])))
                 except (ValueError, KeyError, TypeError) as exc:
                     raise SourceError(
                         str(path), n, f"not a JSON object with question_id, question: {exc}"
@@ -210,14 +214,18 @@ def _csv_questions(path: Path) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     with open(path, encoding="utf-8-sig", newline="") as fh:
         reader = csv.DictReader(fh)
-        if not reader.fieldnames or not {"question_id", "question"} <= set(reader.fieldnames):
+        if not reader.fieldnames or "question" not in reader.fieldnames:
             raise SourceError(
-                str(path), 1, f"needs the columns question_id,question ({header_said(reader.fieldnames)})"
+                str(path),
+                1,
+                f"needs a question column, and question_id to name each (else its line's number) "
+                f"({header_said(reader.fieldnames)}; a .txt file is read one question a line)",
             )
+        ids = "question_id" in reader.fieldnames
         for row in reader:
-            if row.get("question_id") is None or row.get("question") is None:
+            if (ids and row.get("question_id") is None) or row.get("question") is None:
                 raise SourceError(str(path), reader.line_num, "a row without question_id or question")
-            out.append((row["question_id"], row["question"]))
+            out.append((row["question_id"] if ids else str(reader.line_num), row["question"]))
     return out
 
 
