@@ -103,7 +103,12 @@ def test_a_stray_carriage_return_costs_no_row(tmp_path):
     CSV reader's state-machine dump: it is removed and said; a CR inside quotes is the value's."""
     data = tmp_path / "data"
     data.mkdir()
-    (data / "products.csv").write_bytes(b'product_id,title\np1,"two\rlines"\np2,Hat\n')
+    # (an inch mark is a literal quote, not a quoted field: the CR after it is outside quotes;
+    # a CR inside a quoted field that spans lines is the value's)
+    (data / "products.csv").write_bytes(
+        b'product_id,title,brand\np1,"two\rlines",acme\np2,Hat,acme\np3,12" pan\r,acme\n'
+        b'p4,"first line\nsecond\rpart",acme\n'
+    )
     (data / "events.csv").write_bytes(
         b"user_id,product_id,event_type,timestamp\r\nu1,p1,view,2024-01-01\r\n"
         b"u2,p2\r,view,2024-01-02\r\nu3,p1,view\r,2024-01-03\r\nu4,p2,view,2024-01-04\r\n"
@@ -117,7 +122,9 @@ def test_a_stray_carriage_return_costs_no_row(tmp_path):
     )
     assert rows == [("p1", "view"), ("p2", "view"), ("p1", "view"), ("p2", "view")]
     titles = curated_rows(tmp_path / "w", "SELECT title FROM curated.products ORDER BY product_id")
-    assert titles == [("two lines",), ("Hat",)]  # (a title's line break folds to a space)
+    # (a title's line breaks fold to a space; the stray CR after the inch mark is gone)
+    assert titles == [("two lines",), ("Hat",), ('12" pan',), ("first line second part",)]
+    assert report.tables["products"].rows_curated == 4
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])

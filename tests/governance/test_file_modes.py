@@ -25,6 +25,13 @@ def test_a_new_workdir_and_the_exports_of_customers_data_are_not_world_readable(
     shop = Shop(tmp_path / "w")
     shop.ingest(data)
     assert _mode(tmp_path / "w") == 0o750  # (its files were 0644 to everyone: the folder guards them)
+    # a folder made for it with its own mode keeps it (a shared 2770, a private 700)
+    for mode in (0o2770, 0o700):
+        made = tmp_path / f"w{mode:o}"
+        made.mkdir()
+        made.chmod(mode)
+        Shop(made).ingest(data)
+        assert _mode(made) == mode
     shop.export("events", tmp_path / "events.csv")
     assert _mode(tmp_path / "events.csv") == 0o600
     # a whole table leaving the workdir is audited (an analyst's export left no trace)

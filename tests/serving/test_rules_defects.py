@@ -136,7 +136,7 @@ def similar_service(rules: dict[str, Any], related: int | None = None) -> Servic
         similar_model=Neighbours(),
         similar_model_name="itemknn",
         similar_fill=None,
-        cold=["b1", "b2", "c1", "h2", "c2", "c3", "p0", "c4"],
+        cold_candidates=lambda n, context: ["b1", "b2", "c1", "h2", "c2", "c3", "p0", "c4"][:n],
     )
     return svc
 
@@ -153,6 +153,11 @@ def test_similar_items_without_evidence_are_the_popular_list_and_say_so() -> Non
     assert none is not None and none.items == ["b1", "b2", "c1"] and none.extra["related"] == 0
     full = similar_service({}).similar("p0", 3)
     assert full is not None and full.extra == {"related": 3, "fallback": None}
+    # a popularity-only bundle's "neighbours" are its best sellers: nothing related
+    best = similar_service({})
+    best.snapshot.similar_model_name = "popularity"  # type: ignore[misc]
+    got = best.similar("p0", 3)
+    assert got is not None and got.extra == {"related": 0, "fallback": "popular"}
 
 
 def test_a_pinned_product_is_never_similar_to_itself() -> None:
@@ -425,8 +430,15 @@ def test_a_user_in_the_erasure_register_is_a_stranger_whatever_the_bundle_holds(
     assert svc.recommend(user, 5).source != "cold_start"
     register = copy / "governance" / "erasures.jsonl"
     register.parent.mkdir(parents=True, exist_ok=True)
+    pseudo = Pseudonymizer.of(copy)(user)
+    # erased before the bundle was made (they came back, and a bundle trained since knows their
+    # new steps): theirs again, not a stranger for ever
+    register.write_text(json.dumps({"pseudonym": pseudo, "at": "2000-01-01T00:00:00+00:00"}) + "\n")
+    assert Service(copy).recommend(user, 5).source != "cold_start"
+    from datetime import UTC, datetime
+
     with open(register, "a") as fh:  # the register alone: the bundle not (yet) scrubbed
-        fh.write(json.dumps({"pseudonym": Pseudonymizer.of(copy)(user), "at": "2026-12-06T00:00:00Z"}) + "\n")
+        fh.write(json.dumps({"pseudonym": pseudo, "at": datetime.now(UTC).isoformat()}) + "\n")
     assert svc.refresh()
     ans = svc.recommend(user, 5)
     assert ans.source == "cold_start" and ans.items == svc.recommend("never-seen-anyone", 5).items

@@ -130,7 +130,8 @@ def add_served_search(per_query: dict[str, list[Any]], rec: dict[str, Any]) -> N
     from ._analyze import words
 
     # (a log written before servers masked the queries they log is masked here)
-    raw = masked_query(str(rec.get("query") or ""))
+    raw = str(rec.get("query") or "")
+    raw = raw if rec.get("masked") else masked_query(raw)
     q = " ".join(words(raw)) or raw.strip().lower()
     d = per_query.setdefault(q, [0, 0, []])
     d[0] += 1

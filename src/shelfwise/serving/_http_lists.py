@@ -246,7 +246,7 @@ def lists_router(ctx: AppContext) -> APIRouter:
             # is a no-result search (`search._analytics.add_served_search`)
             # (masked as the warehouse masks text: the exposure log and the search analytics built
             # on it held the e-mail or phone number a shopper typed, unmasked)
-            {"query": masked_query(q), "offset": offset, "sort": sort, "filtered": filters.active(),
+            {"query": masked_query(q), "masked": True, "offset": offset, "sort": sort, "filtered": filters.active(),
              "match": ans.extra.get("match"), "fallback": ans.extra.get("fallback")},
         )  # fmt: skip
         snap = s.snapshot

@@ -120,7 +120,7 @@ class Similar(BaseModel):
     items: list[str]
     related: int = Field(
         description="how many of the items the model relates to the product (shared sessions, steps, "
-        "or text when the bundle has it): they come first"
+        "or text when the bundle has it): before the business rules, they come first"
     )
     fallback: str | None = Field(
         None, description="`popular` when the shop's best sellers fill the list after the related items"

@@ -190,16 +190,31 @@ def search_counts(
     return len(shown), engine._facets(shown)
 
 
-def erased_pseudonyms(workdir: Path) -> set[str]:
-    """The pseudonyms the erasure register names (`governance/erasures.jsonl`)."""
+def erased_pseudonyms(workdir: Path) -> dict[str, str]:
+    """The pseudonyms the erasure register names (`governance/erasures.jsonl`), each with the
+    time of its latest erasure (ISO, UTC)."""
     import json
 
     from ..governance._erasures import ERASURES_FILE
 
     path = workdir / ERASURES_FILE
     if not path.exists():
-        return set()
-    return {json.loads(line)["pseudonym"] for line in path.read_text().splitlines() if line.strip()}
+        return {}
+    out: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            out[rec["pseudonym"]] = max(out.get(rec["pseudonym"], ""), str(rec.get("at") or ""))
+    return out
+
+
+def _utc(text: str) -> datetime | None:
+    """An ISO time as an aware UTC datetime (None when it is none)."""
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
 
 
 class Snapshot:
@@ -214,11 +229,14 @@ class Snapshot:
         self.item_ids: list[str] = [str(p) for p in inter.item_ids]
         self.item_index = self.recs._item_index  # (one product id -> index map per bundle)
         self.user_index = self.recs._user_index
-        # an erased user is a stranger here whatever the bundle's files still hold: a server
-        # that reloaded between the erasure's register and its scrub of the bundle kept serving
-        # their precomputed list (the register is written first; the scrub follows)
-        for pseudo in erased_pseudonyms(path.parent.parent):
-            self.user_index.pop(pseudo, None)
+        # a user erased after this bundle was made is a stranger here whatever its files still
+        # hold: a server that reloaded between the erasure's register and its scrub of the
+        # bundle kept serving their precomputed list (the register is written first). One who
+        # came back after the erasure and is in a bundle trained since is theirs again.
+        made = _utc(str(self.bundle.manifest.get("created_at") or ""))
+        for pseudo, at in erased_pseudonyms(path.parent.parent).items():
+            if made is None or (erased := _utc(at)) is None or erased >= made:
+                self.user_index.pop(pseudo, None)
         # read from the bundle's memory-mapped catalog per look-up, not one tuple per product
         self.info: ItemInfo = CatalogView(self.item_index, self.bundle)
         arrays = self.bundle.arrays
@@ -633,7 +651,12 @@ class Service:
             # a neighbour model's zero scores relate nothing (a product no session shares with
             # another got 10 items seen once or twice, labelled item-kNN): only its evidence,
             # then text similarity (when the bundle has it), then the popular list, said as such
-            evidence = r.scores[0] > 0 if snap.similar_model_name in NEIGHBOUR_MODELS else r.ids[0] >= 0
+            # (a popularity-only bundle's "similar" items are its best sellers: no evidence at all)
+            name = snap.similar_model_name
+            if name in NEIGHBOUR_MODELS:
+                evidence = r.scores[0] > 0
+            else:
+                evidence = np.full(len(r.ids[0]), name != "popularity") & (r.ids[0] >= 0)
             cands = [
                 snap.item_ids[j] for j, ok in zip(r.ids[0], evidence, strict=True) if ok and j >= 0 and j != i
             ]
@@ -644,7 +667,9 @@ class Service:
             related = len(cands)
             if len(cands) < n_cand:
                 have = set(cands) | {product_id}
-                cands += [p for p in snap.cold if p not in have][: n_cand - len(cands)]
+                # (as deep as the list needs: the snapshot's own 200 cut a list of 300 short)
+                popular = snap.cold_candidates(n_cand + len(have), None)
+                cands += [p for p in popular if p not in have][: n_cand - len(cands)]
             cands = (cands, related)
             self.cache.put(key, cands)
         listed, related = cands

@@ -502,11 +502,31 @@ class _Records:
         self.pending: list[bytes] = []  # the lines of a record whose quoted field is still open
         self.pending_no = 0
         self.pending_bytes = 0
+        self.stray_crs = 0  # carriage returns removed from inside records (`_unstray`)
+
+    def _unstray(self, record: bytes) -> bytes:
+        """A CSV record without the carriage returns that sit outside its quoted fields (junk an
+        export left, `u2,A2\r,view`: the reader takes one for a line end and fails the whole
+        file); one inside a quoted field is the value's and stays. Where a field is quoted is
+        decided as the reader decides it (`_open_quote`: a quote opens a field only at its
+        start, `12" pan` is a literal quote)."""
+        if not self.quoted or b"\r" not in record:
+            return record
+        out, last, sep = [], 0, self.sep[0]
+        pos = record.find(b"\r")
+        while pos >= 0:
+            if not _open_quote(record[:pos], sep, False):
+                out.append(record[last:pos])
+                last = pos + 1
+                self.stray_crs += 1
+            pos = record.find(b"\r", pos + 1)
+        out.append(record[last:])
+        return b"".join(out)
 
     def plain(self, lines: list[bytes], crlf: bool) -> None:
         """Every line one non-blank record (a plain block): numbered in one pass."""
         if crlf:
-            lines = [line.rstrip(b"\r") for line in lines]
+            lines = [self._unstray(line.rstrip(b"\r")) for line in lines]
         sep = self.sep
         self.out += [b"%d%b%b" % (n, sep, line) for n, line in enumerate(lines, self.line_no + 1)]
         self.line_no += len(lines)
@@ -522,9 +542,8 @@ class _Records:
             self.pending.append(line)
             self.pending_bytes += len(line)
             if not _open_quote(line, self.sep[0], True):
-                first, *rest = (ln.rstrip(b"\r") for ln in self.pending)
-                self.out.append(b"%d%b%b" % (self.pending_no, self.sep, first))
-                self.out.extend(rest)
+                record = self._unstray(b"\n".join(ln.rstrip(b"\r") for ln in self.pending))
+                self.out.append(b"%d%b%b" % (self.pending_no, self.sep, record))
                 self.info.records += 1
                 self.pending = []
             elif len(self.pending) > MAX_QUOTED_LINES or self.pending_bytes > MAX_QUOTED_BYTES:
@@ -538,7 +557,7 @@ class _Records:
         if self.quoted and b'"' in line and _open_quote(line, self.sep[0], False):
             self.pending, self.pending_no, self.pending_bytes = [line], line_no, len(line)
             return
-        self.out.append(b"%d%b%b" % (line_no, self.sep, line.rstrip(b"\r")))
+        self.out.append(b"%d%b%b" % (line_no, self.sep, self._unstray(line.rstrip(b"\r"))))
         self.info.records += 1
 
     def _give_up(self, why: str) -> None:
@@ -575,25 +594,6 @@ def _blocks(stream: _Readable, carry: bytes) -> Iterator[bytes]:
             if data:
                 yield data
             return
-
-
-_STRAY_CR = re.compile(rb"\r(?!\n)")
-
-
-def _drop_stray_crs(block: bytes) -> tuple[bytes, int]:
-    """A CSV block without the carriage returns that end no line and sit outside a quoted field
-    (`u2,A2\r,view`: junk an export left, which the reader would take for a line end, failing
-    the whole file), and how many. A CR inside quotes is the value's own and stays (a quoted
-    field is told by the quotes before it on its line)."""
-    out, last, dropped = [], 0, 0
-    for m in _STRAY_CR.finditer(block):
-        pos = m.start()
-        if block.count(b'"', block.rfind(b"\n", 0, pos) + 1, pos) % 2:
-            continue
-        out.append(block[last:pos])
-        last, dropped = pos + 1, dropped + 1
-    out.append(block[last:])
-    return b"".join(out), dropped
 
 
 def _clean_block(block: bytes, info: StagedFile) -> bytes:
@@ -653,12 +653,8 @@ def _stage_stream(
     else:
         records = _Records(info, JSON_DELIMITER.encode(), quoted=False, line_no=line_base)
     sep = records.sep[0] if records.quoted else None
-    stray = 0
     for raw_block in _blocks(stream, carry):
         block = _clean_block(raw_block, info)
-        if sep is not None and block.count(b"\r") != block.count(b"\r\n"):
-            block, n = _drop_stray_crs(block)
-            stray += n
         lines = block.split(b"\n")
         if block.endswith(b"\n"):
             lines.pop()
@@ -671,10 +667,10 @@ def _stage_stream(
     records.flush(dst)
     if info.nul_bytes > nul_before:
         notes.append(f"{info.nul_bytes - nul_before} NUL byte(s) removed")
-    if stray:
+    if records.stray_crs:
         notes.append(
-            f"{stray} carriage return(s) inside a line and outside quotes removed (the reader would "
-            "have ended the line there)"
+            f"{records.stray_crs} carriage return(s) inside a line and outside quotes removed (the reader "
+            "would have ended the line there)"
         )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,10 +53,7 @@ class Warehouse:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.path = self.workdir / WAREHOUSE_FILE
         if not self.path.exists():
-            # a new workdir will hold personal data (shop ids in raw, the spool, the feedback
-            # archive): the owner and the team's group only, whatever mode each file gets
-            # (files made under the process's umask were world-readable, 0644)
-            os.chmod(self.workdir, 0o750)
+            _close_to_others(self.workdir)
         tmp = self.workdir / "tmp"
         tmp.mkdir(exist_ok=True)
         import duckdb
@@ -281,6 +279,20 @@ class Warehouse:
         return export_curated(self.sql, self.curated_tables(), table, out)
 
 
+def _close_to_others(folder: Path) -> None:
+    """A new workdir will hold personal data (shop ids in raw, the spool, the feedback archive):
+    others (neither its owner nor its group) lose their access to it, whatever mode each file
+    inside gets (files made under the process's umask were world-readable, 0644). Only those
+    bits go: a shared 2770 or a private 700 stays as it was made; a folder this process does not
+    own is left to its owner."""
+    try:
+        st = folder.stat()
+        if st.st_uid == os.getuid() and st.st_mode & 0o007:
+            os.chmod(folder, stat.S_IMODE(st.st_mode) & ~0o007)
+    except OSError:
+        pass
+
+
 def relation_columns(con: Any, relation: str) -> list[str]:
     """The column names, in order, of `relation` (a table or view such as `curated.events`, or
     any relation expression: `read_parquet('...')`, a version's relation) on `con`, a DuckDB
@@ -306,8 +318,16 @@ def export_curated(sql: Any, curated: list[str], table: str, out: str | Path) ->
     if fmt is None:
         raise ShelfwiseError(f"{out}: unknown export format {suffix!r} (use .csv, .parquet or .jsonl)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    sql(f"COPY (SELECT * FROM curated.\"{table}\") TO '{out.as_posix()}' (FORMAT {fmt})")
-    os.chmod(out, 0o600)  # pseudonyms and masked text are still a person's data: its owner's
+    # pseudonyms and masked text are still a person's data: its owner's from the first byte.
+    # DuckDB makes the file anew under the process's umask (0644), so it is written in a folder
+    # only its owner can enter, made 0600 there, then renamed over `out`
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
+        part = Path(tmp) / out.name
+        sql(f"COPY (SELECT * FROM curated.\"{table}\") TO '{part.as_posix()}' (FORMAT {fmt})")
+        os.chmod(part, 0o600)
+        os.replace(part, out)
     row = sql(f'SELECT count(*) FROM curated."{table}"').fetchone()
     return int(row[0]) if row else 0
 
