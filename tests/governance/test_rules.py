@@ -192,7 +192,8 @@ def test_pii_masking_and_pseudonyms():
     # addresses are no address
     assert mask_pii("from 2001:db8::ff00:42:8329 or ::1") == "from [ip] or [ip]"
     assert mask_pii("ip 2001:0db8:85a3:0000:0000:8a2e:0370:7334") == "ip [ip]"
-    kept = "at 10:30:45, std::vector, mac 00:1A:2B:3C:4D:5E"
+    assert "192" not in mask_pii("client ::ffff:192.168.1.10 error")  # (a mapped IPv4 kept its tail)
+    kept = "at 10:30:45, std::vector, Beef:: stew, mac 00:1A:2B:3C:4D:5E"
     assert mask_pii(kept) == kept
     p = Pseudonymizer(b"k" * 32)
     assert p("123") == p("123") != p("124") != Pseudonymizer(b"x" * 32)("124")

@@ -51,16 +51,18 @@ PII_PATTERNS: tuple[tuple[str, str, str], ...] = (
     ("card", r"\b(?:\d[ \-]?){13,19}\b", "[card]"),
     ("iban", r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){3,7}(?: ?[A-Z0-9]{1,4})?\b", "[iban]"),
     ("phone", r"(?:\+\d{1,3}[ .\-]?)?(?:\(\d{1,4}\)[ .\-]?)?\d{2,4}[ .\-]\d{2,4}[ .\-]?\d{2,5}", "[phone]"),
-    # IPv6: eight groups, or "::" with a group beside it (a time such as 10:30:45, "std::vector"
-    # or a MAC address is none)
+    ("ipv4", r"\b(?:\d{1,3}\.){3}\d{1,3}\b", "[ip]"),
+    # IPv6 (after IPv4: a mapped ::ffff:192.0.2.1 keeps no part of its IPv4): eight groups;
+    # groups on both sides of "::"; "::" after two groups or more; "::" before groups. A time
+    # such as 10:30:45, "std::vector", "Beef::" or a MAC address is none
     (
         "ipv6",
         r"\b[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){7}\b"
-        r"|\b[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,6}::(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,6}\b)?"
+        r"|\b[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,6}::[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,6}\b"
+        r"|\b[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){1,6}::"
         r"|::[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,6}\b",
         "[ip]",
     ),
-    ("ipv4", r"\b(?:\d{1,3}\.){3}\d{1,3}\b", "[ip]"),
 )
 
 
