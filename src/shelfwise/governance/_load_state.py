@@ -171,34 +171,38 @@ def quarantine_lines(
     """Quarantine source lines that never became rows: (line, its text, why) as `malformed_row`;
     a line an earlier load of the table quarantined as it is (a re-sent file) is `redelivered`,
     as a re-sent bad row is (`_load_publish.quarantined_before`): loading the same file twice
-    left each malformed line open twice. Never in a re-processing (its row is the open one)."""
-    if lines:
-        before = (
-            "false"
-            if reprocess
-            else (
-                "EXISTS (SELECT 1 FROM quarantine.rows q WHERE q.table_name = $table AND q.run_id <> $run "
-                "AND q.status <> 'superseded' AND q.raw::VARCHAR = $raw)"
-            )
+    left each malformed line open twice. Never in a re-processing (its row is the open one).
+    One statement for all the lines (set-wise against the quarantine, not a scan per line)."""
+    if not lines:
+        return
+    import pyarrow as pa
+
+    batch = pa.table(
+        {
+            "line": pa.array([n for n, _, _ in lines], pa.int64()),
+            "raw": pa.array([json.dumps({"line": text}) for _, text, _ in lines], pa.string()),
+            "why": pa.array([why for _, _, why in lines], pa.string()),
+            "pos": pa.array(range(len(lines)), pa.int64()),
+        }
+    )
+    before = (
+        "SELECT DISTINCT raw::VARCHAR AS raw FROM quarantine.rows WHERE false"
+        if reprocess
+        else "SELECT DISTINCT raw::VARCHAR AS raw FROM quarantine.rows WHERE table_name = $table "
+        "AND run_id <> $run AND status <> 'superseded'"
+    )
+    wh.db.register("_malformed_lines", batch)
+    try:
+        wh.db.execute(
+            f"""INSERT INTO quarantine.rows
+                SELECT nextval('quarantine.qid_seq'), $run, $table, $src, b.line, $reason, [$reason], b.why,
+                       b.raw::JSON, CASE WHEN e.raw IS NOT NULL THEN 'redelivered' ELSE 'open' END,
+                       now()::TIMESTAMP, NULL
+                FROM _malformed_lines b LEFT JOIN ({before}) e ON e.raw = b.raw ORDER BY b.pos""",
+            {"run": run_id, "table": table, "src": str(src), "reason": Reason.MALFORMED_ROW.value},
         )
-        wh.db.executemany(
-            "INSERT INTO quarantine.rows VALUES (nextval('quarantine.qid_seq'), $run, $table, $src, $line, "
-            f"$reason, $reasons, $why, $raw, CASE WHEN {before} THEN 'redelivered' ELSE 'open' END, "
-            "now()::TIMESTAMP, NULL)",
-            [
-                {
-                    "run": run_id,
-                    "table": table,
-                    "src": str(src),
-                    "line": line_no,
-                    "reason": Reason.MALFORMED_ROW.value,
-                    "reasons": [Reason.MALFORMED_ROW.value],
-                    "why": why,
-                    "raw": json.dumps({"line": text}),
-                }
-                for line_no, text, why in lines
-            ],
-        )
+    finally:
+        wh.db.unregister("_malformed_lines")
 
 
 def constant(implied: dict[str, str], column: str) -> str:
