@@ -172,6 +172,8 @@ def test_erasing_a_customer_erases_the_anonymous_rows_of_their_sessions(tmp_path
     curated = next(v["rows"] for k, v in doc["parts"].items() if k.startswith("curated.events"))
     assert sorted(r["product_id"] for r in curated) == ["P1", "P2", "P3"]  # u9's P2, S7's P1 and P3
     assert len(doc["parts"]["raw.events"]["rows"]) == 4 and s8 not in json.dumps(doc, default=str)
+    # S7's quarantined `teleport` too, which the erasure below deletes as theirs
+    assert [json.loads(r["raw"])["event_type"] for r in doc["parts"]["quarantine"]["rows"]] == ["teleport"]
     rep = erase_user(work, "u9")
     assert rep["anonymous_sessions"] == 1
     assert rep["warehouse"]["curated.events__v1"] == 3  # u9's row and S7's two

@@ -36,11 +36,11 @@ from typing import Any
 
 from ..errors import ShelfwiseError
 from ._audit import AuditLog
-from ._compile import trim_id
+from ._compile import MISSING_VALUES, trim_id
 from ._consent import Consents, consent_history
 from ._erasures import erased_users
 from ._online_keys import REDIS_EVENTS, REDIS_REJECTED, online_keys
-from ._privacy import Pseudonymizer, refuse_pseudonym
+from ._privacy import Pseudonymizer, anonymous_user_id, refuse_pseudonym
 
 FORMAT = "shelfwise.subject-access/1"
 
@@ -83,7 +83,6 @@ def _warehouse_parts(workdir: Path, raw: str, pseudo: str, linked: list[str] | N
     from ..storage import read_only
     from ._erase import _MISSING_USER, _linked_sessions, _user_tables
     from ._parquet_versions import parquet_versions
-    from ._privacy import anonymous_user_id
 
     where = str((workdir / "warehouse.duckdb").resolve())
     parts: dict[str, Any] = {}
@@ -165,11 +164,15 @@ def _warehouse_parts(workdir: Path, raw: str, pseudo: str, linked: list[str] | N
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'quarantine' AND table_name = 'rows'"
         ).fetchone()[0]:
             token = '(^|[,;\\t|"])' + re.escape(raw) + '([,;\\t|"]|$)'
+            # (and a quarantined anonymous row of a linked session, as the erasure finds it)
             rows = _records(
                 con.execute(
                     "SELECT * FROM quarantine.rows WHERE trim(json_extract_string(raw, '$.user_id')) = ? "
-                    "OR regexp_matches(coalesce(json_extract_string(raw, '$.line'), ''), ?) ORDER BY quarantine_id",
-                    [raw, token],
+                    "OR regexp_matches(coalesce(json_extract_string(raw, '$.line'), ''), ?) OR ("
+                    "coalesce(nullif(trim(json_extract_string(raw, '$.user_id')), ''), 'NA') IN "
+                    "(SELECT unnest(?::VARCHAR[])) AND trim(json_extract_string(raw, '$.session_id')) "
+                    "IN (SELECT unnest(?::VARCHAR[]))) ORDER BY quarantine_id",
+                    [raw, token, list(MISSING_VALUES), sessions],
                 )
             )
             if rows:
@@ -272,7 +275,8 @@ def _file_parts(workdir: Path, raw: str, pseudo: str) -> dict[str, Any]:
     return parts
 
 
-def _bundle_parts(workdir: Path, pseudo: str) -> dict[str, Any]:
+def _bundle_parts(workdir: Path, pseudos: list[str]) -> dict[str, Any]:
+    """Each bundle's history steps of the user and of their linked anonymous sessions."""
     import numpy as np
 
     from ..features import Interactions
@@ -283,10 +287,10 @@ def _bundle_parts(workdir: Path, pseudo: str) -> dict[str, Any]:
         if not (b / "interactions.npz").exists():
             continue
         inter = Interactions.load(b / "interactions.npz")
-        hits = np.flatnonzero(inter.user_ids.astype(str) == pseudo)
+        hits = np.flatnonzero(np.isin(inter.user_ids.astype(str), np.asarray(pseudos, dtype=str)))
         if not len(hits):
             continue
-        m = inter.user_idx == int(hits[0])
+        m = np.isin(inter.user_idx, hits)
         # a step's weight changes by its later events (`Interactions.raises`): the user's too
         changes: dict[int, list[dict[str, Any]]] = {}
         if inter.raises is not None:
@@ -337,7 +341,8 @@ def subject_access(
     sessions: list[str] = []
     parts.update(_warehouse_parts(workdir, raw, pseudo, sessions))
     parts.update(_file_parts(workdir, raw, pseudo))
-    parts.update(_bundle_parts(workdir, pseudo))
+    anon = Pseudonymizer.of(workdir).many([anonymous_user_id(x) for x in sessions])
+    parts.update(_bundle_parts(workdir, [pseudo, *anon]))
     from ._consent import CONSENTS_FILE, PRIVACY_FILE
     from ._erasures import ERASURES_FILE
 
@@ -373,7 +378,8 @@ def subject_access(
         "user_id": raw,
         "pseudonym": pseudo,
         # the anonymous sessions their own rows share a session id with: those sessions'
-        # anonymous rows are in the parts above (an erasure deletes them as theirs)
+        # anonymous rows are in the warehouse, quarantine and bundle parts above (an erasure
+        # deletes them as theirs; the spool and served logs are read by the user's own id)
         "linked_anonymous_sessions": sessions,
         "generated_at": datetime.now(UTC).isoformat(),
         "parts": parts,
