@@ -191,15 +191,19 @@ class Shop:
             return n
 
     def table(self, name: str) -> pd.DataFrame:
-        """A curated table as a pandas DataFrame (what `export` writes: pseudonymized, masked)."""
-        with self._acting("export"):
+        """A curated table as a pandas DataFrame (what `export` writes: pseudonymized, masked);
+        audited as an export."""
+        with self._acting("export") as actor:
+            from .governance import AuditLog
             from .storage import read_only
 
             with read_only(self.workdir) as (con, tables):
                 if name not in tables:
                     known = ", ".join(sorted(tables)) or "none yet"
                     raise ShelfwiseError(f"no curated table {name!r} (curated tables: {known})")
-                return con.sql(f'SELECT * FROM curated."{name}"').df()
+                df = con.sql(f'SELECT * FROM curated."{name}"').df()
+            AuditLog(self.workdir).append("export", actor=actor, table=name, rows=len(df), out="dataframe")
+            return df
 
     def pending_events(self) -> int:
         """Acknowledged events waiting in the spool (served, not yet in the warehouse)."""

@@ -137,6 +137,15 @@ def add_privacy_routes(
             erasures = Erasures.of(workdir)
             erased = erasures.erased.get(pseudo) if erasures is not None else None
             history = consent_history(workdir, pseudo)
+            # a person's consent history read: audited as in the CLI and the Python API
+            from ..governance import AuditLog
+
+            AuditLog(workdir).append(
+                "privacy.consent.read",
+                actor=None if ctx.user.single_user else ctx.user.name,
+                pseudonym=pseudo,
+                via="console",
+            )
             rows = held(pseudo)
             who = {
                 "pseudonym": pseudo,
