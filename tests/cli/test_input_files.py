@@ -47,6 +47,8 @@ def test_users_json_lines_take_the_aliases_and_are_trimmed(tmp_path: Path) -> No
         ("s.csv", "session_id\n1\n2\n", ["~anonymous:1", "~anonymous:2"], []),
         # a row without a user id is its session's; a row with neither is skipped, and said
         ("s.csv", "user_id;session_id\n;1\n2;48\n;\n", ["~anonymous:1", "2"], [4]),
+        # "NA", "null", "-" are a missing id, as ingestion reads them
+        ("s.csv", "user_id,session_id\nNA,7\nnull,8\nC1,9\n-,-\n", ["~anonymous:7", "~anonymous:8", "C1"], [5]),
         ("s.jsonl", '{"session_id": "7"}\n{"user_id": "A", "session_id": "8"}\n{"user_id": null}\n',
          ["~anonymous:7", "A"], [3]),
     ],

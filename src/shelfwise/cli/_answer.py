@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -104,7 +105,10 @@ def recommend(
     answers = shop(workdir).recommend(ids(), k, model=model, explain=explain, context=context, rules=rules)
     out.parent.mkdir(parents=True, exist_ok=True)
     cold = 0
-    with open(out, "w", encoding="utf-8") as fh:
+    # shop user ids beside their lists: the owner's only, as the other customer files are
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # (a file that existed keeps its mode through O_CREAT)
+    with open(fd, "w", encoding="utf-8") as fh:
         for line in answers:
             cold += line["source"] == "cold_start"
             fh.write(json.dumps(line, ensure_ascii=False) + "\n")
@@ -151,7 +155,14 @@ def _recommend_on_spark(
     if all_users:
         the_shop.authorize("recommend.all_users")
     check_output_folder(out, workdir)
-    ids = None if users is None else read_ids(users, "user_id")
+    skipped: list[int] = []
+    ids = None if users is None else read_ids(users, "user_id", skipped)
+    if skipped and users is not None:  # (said as on the one-node path)
+        typer.echo(
+            f"  {len(skipped):,} line(s) of {users.name} without a user_id or session_id skipped "
+            f"(line {', '.join(map(str, skipped[:5]))}{', ...' if len(skipped) > 5 else ''})",
+            err=True,
+        )
     chosen = engine_from("spark", workdir, remote=spark_remote, master=spark_master)
     try:
         counts = the_shop.recommend_on_spark(chosen, out, ids, k, model=model)

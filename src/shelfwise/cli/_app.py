@@ -239,7 +239,10 @@ def read_ids(path: Path, column: str, skipped: list[int] | None = None) -> list[
     import csv
 
     from ..errors import SourceError
+    from ..governance._compile import MISSING_VALUES
     from ..governance._privacy import anonymous_user_id
+
+    missing = set(MISSING_VALUES)  # ("NA", "null", "-", ...: a missing id, as ingestion reads it)
 
     if not path.exists():
         raise SourceError(str(path), None, "file not found")
@@ -270,8 +273,8 @@ def read_ids(path: Path, column: str, skipped: list[int] | None = None) -> list[
 
         found = json_lines(path, " or ".join(repr(n) for n in [*names[:3], *sessions[:1]]) + " ...", pick)
         for n, (v, session) in zip((k for k, _ in numbered), found, strict=False):
-            got = "" if v is None else str(v).strip()
-            sess = "" if session is None else str(session).strip()
+            got = "" if v is None or str(v).strip() in missing else str(v).strip()
+            sess = "" if session is None or str(session).strip() in missing else str(session).strip()
             if got or sess:
                 ids.append(got or anonymous_user_id(sess))
             else:
@@ -293,6 +296,7 @@ def read_ids(path: Path, column: str, skipped: list[int] | None = None) -> list[
         for (n, _), row in zip(numbered[1:], csv.reader(lines[1:], delimiter=delimiter), strict=False):
             got = row[col].strip() if col is not None and len(row) > col else ""
             sess = row[scol].strip() if scol is not None and len(row) > scol else ""
+            got, sess = ("" if got in missing else got), ("" if sess in missing else sess)
             if got or sess:
                 ids.append(got or anonymous_user_id(sess))
             else:
