@@ -95,6 +95,8 @@ def test_amazon_metadata_debris_is_cleaned_and_counted(tmp_path):
         {"asin": "A6", "title": "<span class=\"a-size", "description": ["<p>The <b>best</b> of jazz. Monthly.</p>"]},
         # (a sentence does not end at an abbreviation: it was titled "Dr")
         {"asin": "A7", "title": "<span", "description": ["Dr. Oz The Good Life is a magazine. Recipes."]},
+        # (nor does it run on past a short word that ends one)
+        {"asin": "A8", "title": "<span", "description": ["Organic Green Tea. 100 bags per box."]},
     ]  # fmt: skip
     (d / "meta_Mags.json").write_text("".join(json.dumps(m) + "\n" for m in metas))
     res = convert(d, tmp_path / "out", "amazon")
@@ -112,15 +114,16 @@ def test_amazon_metadata_debris_is_cleaned_and_counted(tmp_path):
     )
     assert got["A6"]["title"] == "The best of jazz"
     assert got["A7"]["title"] == "Dr. Oz The Good Life is a magazine"
+    assert got["A8"]["title"] == "Organic Green Tea"
     assert res.cleaned == {
-        "products.title: markup replaced by a derived title": 4,
+        "products.title: markup replaced by a derived title": 5,
         "products.price: not a price, left empty": 1,
     }
     # ingested as it is (converted on the way), the load's report says what the conversion did
     from shelfwise.lifecycle import ingest_dataset
 
     notes = " | ".join(ingest_dataset(d, tmp_path / "w").notes)
-    assert "converting, 4 products.title: markup replaced by a derived title" in notes, notes
+    assert "converting, 5 products.title: markup replaced by a derived title" in notes, notes
 
 
 def test_sequence_per_line_format(tmp_path):

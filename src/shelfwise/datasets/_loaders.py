@@ -317,10 +317,13 @@ def _markup_free(text: Any) -> str | None:
 
 
 _SENTENCE_END = re.compile(r"[.!?](?=\s)")
-# a word a period ends without ending the sentence: a short capitalised one (Dr, St, Mr, Inc,
-# Vol, Co), initials (U.S, J.K) and the usual lower-case ones
+# a word a period ends without ending the sentence: the usual abbreviations (titles, company
+# forms, "St", "Vol", "No", months), a single initial and initials (U.S, J.K); "Set.", "Tea."
+# and "Kit." end theirs
 _ABBREVIATION = re.compile(
-    r"(?:\b[A-Z][a-z]{0,2}|\b(?:[A-Za-z]\.)+[A-Za-z]|\b(?:etc|vs|vol|no|approx|incl))\.$"
+    r"\b(?:Dr|Mr|Mrs|Ms|Mx|Prof|Sr|Jr|St|Mt|Ft|Inc|Co|Corp|Ltd|Llc|Bros|Vol|Vols|No|Nos|Ed|Eds|Pp|"
+    r"Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec|etc|vs|approx|incl|[A-Z]|(?:[A-Za-z]\.)+[A-Za-z])\.$",
+    re.IGNORECASE,
 )
 MIN_TITLE_CHARS = 12
 

@@ -511,10 +511,11 @@ def _train(
         # what `evaluate` and the report say beside the numbers, said here too
         if protocol.repeat_targets:
             share = protocol.repeat_targets / protocol.users
+            # (a ceiling only with one target a user, as leave-last-out has)
+            ceiling = f" (hr@10 at most {1 - share:.4f})" if protocol.split == "leave_last_out" else ""
             log(
                 f"evaluation: {protocol.repeat_targets:,} of {protocol.users:,} test users ({100 * share:.1f}%) "
-                f"have a target already in their history: with seen items excluded no model can hit it "
-                f"(hr@10 at most {1 - share:.4f})"
+                f"have a target already in their history: with seen items excluded no model can hit it{ceiling}"
             )
         if protocol.users < FEW_TEST_USERS:
             log(
@@ -711,7 +712,7 @@ def _quarantined_instead(workdir: Path) -> str:
     said = "; ".join(f"{n:,} {t} rows {r}" for t, r, n in rows[:4])
     return (
         f"; the quarantine holds them instead ({said}): `shelfwise quarantine list --workdir {workdir}` "
-        "shows why (a product needs a title, an event a user, product, type and time)"
+        "shows why (a product needs a title; an event a user or a session, a type and a time)"
     )
 
 
