@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict, cast, overload
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast, overload
 
 from .errors import ShelfwiseError, did_you_mean, whole_number
 
@@ -502,16 +502,38 @@ class Shop:
                 return []
             return snap.recs.explain(user, item, snap.recs.model_name(None))  # (as the default list's)
 
-    def similar(self, product_id: str, k: int = 10, *, rules: bool = True) -> list[str]:
+    @overload
+    def similar(
+        self, product_id: str, k: int = 10, *, rules: bool = True, detail: Literal[False] = False
+    ) -> list[str]: ...
+
+    @overload
+    def similar(
+        self, product_id: str, k: int = 10, *, rules: bool = True, detail: Literal[True]
+    ) -> dict[str, Any]: ...
+
+    def similar(
+        self, product_id: str, k: int = 10, *, rules: bool = True, detail: bool = False
+    ) -> list[str] | dict[str, Any]:
         """Products like `product_id` (what /v1/items/{id}/similar answers); ShelfwiseError for a
-        product the current bundle does not know."""
+        product the current bundle does not know. With `detail`, the answer as the endpoint gives
+        it: `{"product_id", "model", "items", "related", "fallback"}` (`related`: how many items
+        the model relates to the product; `fallback: "popular"` when best sellers fill the rest)."""
         with self._acting("recommend"):
             if not isinstance(product_id, str):
                 raise ShelfwiseError(f"product {product_id!r}: give the product id as a string")
             ans = self._service(rules, search=False).similar(product_id, _k(k))
             if ans is None:
                 raise ShelfwiseError(f"product {product_id!r} is not in the current bundle")
-            return ans.items
+            if not detail:
+                return ans.items
+            return {
+                "product_id": product_id,
+                "model": ans.model,
+                "items": ans.items,
+                "related": ans.extra.get("related", len(ans.items)),
+                "fallback": ans.extra.get("fallback"),
+            }
 
     @overload
     def search(  # type: ignore[overload-overlap]  # a str is an Iterable[str]: this one wins

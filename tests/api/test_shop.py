@@ -71,6 +71,10 @@ def test_recommend_and_search_answer_what_the_cli_writes(trained, tmp_path):
 
     top = cli[0]["items"][0]
     assert top not in shop.similar(top, 5) and len(shop.similar(top, 5)) == 5
+    # the endpoint's whole answer: how many items the model relates, what filled the rest
+    got = shop.similar(top, 5, detail=True)
+    assert got["items"] == shop.similar(top, 5) and 0 <= got["related"] <= 5
+    assert got["fallback"] == ("popular" if got["related"] < 5 else None) and got["model"]
     assert shop.explain(users[0], top) == cli[0]["because"]
     assert shop.explain("someone-never-seen", top) == []
     events = shop.table("events")  # curated: pseudonymized
