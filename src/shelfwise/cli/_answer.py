@@ -116,6 +116,11 @@ def recommend(
         f"wrote {len(answers):,} users to {out} ({cold:,} unknown to the bundle or not to be "
         "personalized: served the cold-start list)"
     )
+    _say_skipped(listed, skipped)
+
+
+def _say_skipped(listed: Path, skipped: list[int]) -> None:
+    """The lines of a users file that named nobody (no user id, no session), on stderr."""
     if skipped:
         typer.echo(
             f"  {len(skipped):,} line(s) of {listed.name} without a user_id or session_id skipped "
@@ -157,12 +162,8 @@ def _recommend_on_spark(
     check_output_folder(out, workdir)
     skipped: list[int] = []
     ids = None if users is None else read_ids(users, "user_id", skipped)
-    if skipped and users is not None:  # (said as on the one-node path)
-        typer.echo(
-            f"  {len(skipped):,} line(s) of {users.name} without a user_id or session_id skipped "
-            f"(line {', '.join(map(str, skipped[:5]))}{', ...' if len(skipped) > 5 else ''})",
-            err=True,
-        )
+    if users is not None:  # (said as on the one-node path)
+        _say_skipped(users, skipped)
     chosen = engine_from("spark", workdir, remote=spark_remote, master=spark_master)
     try:
         counts = the_shop.recommend_on_spark(chosen, out, ids, k, model=model)
