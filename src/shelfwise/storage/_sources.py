@@ -523,10 +523,13 @@ class _Records:
         out.append(record[last:])
         return b"".join(out)
 
-    def plain(self, lines: list[bytes], crlf: bool) -> None:
-        """Every line one non-blank record (a plain block): numbered in one pass."""
+    def plain(self, lines: list[bytes], crlf: bool, stray: bool = False) -> None:
+        """Every line one non-blank record (a plain block): numbered in one pass (`stray`: the
+        block holds a carriage return that ends no line)."""
         if crlf:
-            lines = [self._unstray(line.rstrip(b"\r")) for line in lines]
+            lines = [line.rstrip(b"\r") for line in lines]
+        if stray:
+            lines = [self._unstray(line) for line in lines]
         sep = self.sep
         self.out += [b"%d%b%b" % (n, sep, line) for n, line in enumerate(lines, self.line_no + 1)]
         self.line_no += len(lines)
@@ -659,7 +662,9 @@ def _stage_stream(
         if block.endswith(b"\n"):
             lines.pop()
         if not records.pending and _plain_block(block, sep):
-            records.plain(lines, b"\r" in block)
+            cr = b"\r" in block
+            # (a CR that ends no line: looked for per line only then, a C-level count otherwise)
+            records.plain(lines, cr, cr and block.count(b"\r") != block.count(b"\r\n"))
         else:
             records.lines(lines)
         records.flush(dst)
