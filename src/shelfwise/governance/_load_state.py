@@ -177,8 +177,15 @@ def quarantine_lines(
         return
     import pyarrow as pa
 
+    # the ids first, in the lines' order (a sequence read in the INSERT's projection numbers the
+    # rows in the join's order: `quarantine list` showed line 2 last)
+    ids = sorted(
+        int(r[0])
+        for r in wh.db.execute(f"SELECT nextval('quarantine.qid_seq') FROM range({len(lines)})").fetchall()
+    )
     batch = pa.table(
         {
+            "qid": pa.array(ids, pa.int64()),
             "line": pa.array([n for n, _, _ in lines], pa.int64()),
             "raw": pa.array([json.dumps({"line": text}) for _, text, _ in lines], pa.string()),
             "why": pa.array([why for _, _, why in lines], pa.string()),
@@ -195,7 +202,7 @@ def quarantine_lines(
     try:
         wh.db.execute(
             f"""INSERT INTO quarantine.rows
-                SELECT nextval('quarantine.qid_seq'), $run, $table, $src, b.line, $reason, [$reason], b.why,
+                SELECT b.qid, $run, $table, $src, b.line, $reason, [$reason], b.why,
                        b.raw::JSON, CASE WHEN e.raw IS NOT NULL THEN 'redelivered' ELSE 'open' END,
                        now()::TIMESTAMP, NULL
                 FROM _malformed_lines b LEFT JOIN ({before}) e ON e.raw = b.raw ORDER BY b.pos""",

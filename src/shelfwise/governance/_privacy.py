@@ -158,11 +158,34 @@ def shop_user_ids(workdir: Any) -> list[str]:
 
 
 def masked_query(text: str) -> str:
-    """`mask_pii` for a shopper's query as a server logs it: a text with no digit, "@" or ":"
-    can hold none of the patterns and is returned at once."""
+    """`mask_pii` for a shopper's query: a text with no digit, "@" or ":" can hold none of the
+    patterns and is returned at once."""
     if not any(c.isdigit() or c in "@:" for c in text):
         return text
     return mask_pii(text)
+
+
+def mask_pii_many(texts: list[str]) -> list[str]:
+    """`mask_pii` over many texts at once: each pattern runs once over those that can hold it
+    (RE2 compiles a pattern per call: the e-mail one costs ~5 ms, once for the whole batch)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    todo = [i for i, t in enumerate(texts) if any(c.isdigit() or c in "@:" for c in t)]
+    if not todo:
+        return list(texts)
+    arr = pa.array([texts[i] for i in todo], pa.string())
+    joined = "".join(texts[i] for i in todo)
+    digits = any(c.isdigit() for c in joined)
+    for name, pattern, token in PII_PATTERNS:
+        trigger = _TRIGGERS.get(name)
+        if (trigger is not None and trigger not in joined) or (trigger is None and not digits):
+            continue
+        arr = pc.replace_substring_regex(arr, pattern, token)
+    out = list(texts)
+    for i, masked in zip(todo, arr.to_pylist(), strict=True):
+        out[i] = masked
+    return out
 
 
 # a pattern can only match a text holding its character: the e-mail pattern (RE2 compiles its

@@ -125,7 +125,8 @@ class AppContext:
             "items": ans.items,
             **extra,
         }
-        self.state["exposure_buffer"].append(orjson.dumps(rec))
+        # (serialized, and a search's query masked, off the event loop: `flush_exposures`)
+        self.state["exposure_buffer"].append(rec)
 
     def count_cache(self, surface: str, ans: Answer) -> None:
         hit = ans.source.startswith(("precomputed:", "cached:"))

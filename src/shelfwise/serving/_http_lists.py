@@ -13,7 +13,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi import Path as PathParam
 
-from ..governance._privacy import masked_query
 from ..search._shopper import SORTS
 from ._http_auth import REQUIREMENT, authorize
 from ._http_context import JSON, AppContext, clean_text, text_pattern, with_experiment
@@ -244,9 +243,8 @@ def lists_router(ctx: AppContext) -> APIRouter:
             s.pseudonymize(user_id) if user_id else None,
             # how the page was found: a fallback list shown for a query that matched nothing
             # is a no-result search (`search._analytics.add_served_search`)
-            # (masked as the warehouse masks text: the exposure log and the search analytics built
-            # on it held the e-mail or phone number a shopper typed, unmasked)
-            {"query": masked_query(q), "masked": True, "offset": offset, "sort": sort, "filtered": filters.active(),
+            # (its query masked before it is written: `_http_tasks.exposure_lines`)
+            {"query": q, "offset": offset, "sort": sort, "filtered": filters.active(),
              "match": ans.extra.get("match"), "fallback": ans.extra.get("fallback")},
         )  # fmt: skip
         snap = s.snapshot

@@ -190,31 +190,29 @@ def search_counts(
     return len(shown), engine._facets(shown)
 
 
-def erased_pseudonyms(workdir: Path) -> dict[str, str]:
-    """The pseudonyms the erasure register names (`governance/erasures.jsonl`), each with the
-    time of its latest erasure (ISO, UTC)."""
-    import json
+def erased_pseudonyms(workdir: Path) -> dict[str, datetime]:
+    """The pseudonyms the erasure register names, each with the time of its latest erasure
+    (naive UTC; `governance._erasures.erased_users`)."""
+    from ..governance._erasures import erased_users
 
-    from ..governance._erasures import ERASURES_FILE
-
-    path = workdir / ERASURES_FILE
-    if not path.exists():
-        return {}
-    out: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            rec = json.loads(line)
-            out[rec["pseudonym"]] = max(out.get(rec["pseudonym"], ""), str(rec.get("at") or ""))
-    return out
+    return erased_users(workdir)
 
 
-def _utc(text: str) -> datetime | None:
-    """An ISO time as an aware UTC datetime (None when it is none)."""
+def _read_at(bundle: Any) -> datetime | None:
+    """When a bundle's training read the data (naive UTC): its `feedback_as_of` mark, taken
+    before the warehouse is read; else its creation (a bundle written before the mark was kept,
+    later than the read: an erasure in between counts as before it). None when neither is
+    known."""
+    mark = str(bundle.manifest.lineage.get("feedback_as_of") or "")
     try:
-        t = datetime.fromisoformat(text)
+        return datetime.strptime(mark, "%Y%m%dT%H%M%S%fZ")
+    except ValueError:
+        pass
+    try:
+        made = datetime.fromisoformat(str(bundle.manifest.get("created_at") or ""))
     except ValueError:
         return None
-    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+    return made.astimezone(UTC).replace(tzinfo=None) if made.tzinfo is not None else made
 
 
 class Snapshot:
@@ -229,13 +227,14 @@ class Snapshot:
         self.item_ids: list[str] = [str(p) for p in inter.item_ids]
         self.item_index = self.recs._item_index  # (one product id -> index map per bundle)
         self.user_index = self.recs._user_index
-        # a user erased after this bundle was made is a stranger here whatever its files still
-        # hold: a server that reloaded between the erasure's register and its scrub of the
-        # bundle kept serving their precomputed list (the register is written first). One who
-        # came back after the erasure and is in a bundle trained since is theirs again.
-        made = _utc(str(self.bundle.manifest.get("created_at") or ""))
-        for pseudo, at in erased_pseudonyms(path.parent.parent).items():
-            if made is None or (erased := _utc(at)) is None or erased >= made:
+        # a user erased after this bundle's training read the data is a stranger here whatever
+        # its files still hold: a server that reloaded between the erasure's register and its
+        # scrub of the bundle kept serving their precomputed list (the register is written
+        # first), and a training that read the data before an erasure publishes after it. One
+        # who came back and is in a bundle trained on data read since is theirs again.
+        read = _read_at(self.bundle)
+        for pseudo, erased in erased_pseudonyms(path.parent.parent).items():
+            if read is None or erased >= read:
                 self.user_index.pop(pseudo, None)
         # read from the bundle's memory-mapped catalog per look-up, not one tuple per product
         self.info: ItemInfo = CatalogView(self.item_index, self.bundle)
@@ -325,6 +324,10 @@ class Service:
         self.synonyms = LiveSynonyms(self.workdir)  # config/synonyms.txt, checked per search
         self.experiments: list[Experiment] = load_experiments(self.workdir)
         self._config_mtimes = self._mtimes()
+        # the erasures whose online state this process has forgotten (each at its time): a new
+        # one (or a later erasure of the same user) is forgotten when the register moves, not a
+        # user erased long ago who came back and shops again
+        self._erasures_applied = erased_pseudonyms(self.workdir)
         self.keys: dict[str, tuple[str, str]] = self._load_keys()  # sha256(key) -> (name, role)
         self._clear_caches()
         self.swaps = 0
@@ -364,9 +367,11 @@ class Service:
 
     def _apply_erasures(self) -> None:
         """A user was erased: forget their online state and reload the (re-signed) bundle."""
-
-        for pseudo in erased_pseudonyms(self.workdir):
-            self.online.forget(pseudo)
+        erased = erased_pseudonyms(self.workdir)
+        for pseudo, at in erased.items():
+            if self._erasures_applied.get(pseudo) != at:
+                self.online.forget(pseudo)
+        self._erasures_applied = erased
         self.snapshot = Snapshot(self.snapshot.bundle.path, self.pseudonymize)
         self._others.clear()
         self._clear_caches()

@@ -504,32 +504,42 @@ class _Records:
         self.pending_bytes = 0
         self.stray_crs = 0  # carriage returns removed from inside records (`_unstray`)
 
-    def _unstray(self, record: bytes) -> bytes:
-        """A CSV record without the carriage returns that sit outside its quoted fields (junk an
-        export left, `u2,A2\r,view`: the reader takes one for a line end and fails the whole
-        file); one inside a quoted field is the value's and stays. Where a field is quoted is
-        decided as the reader decides it (`_open_quote`: a quote opens a field only at its
-        start, `12" pan` is a literal quote)."""
-        if not self.quoted or b"\r" not in record:
-            return record
-        out, last, sep = [], 0, self.sep[0]
-        pos = record.find(b"\r")
-        while pos >= 0:
-            if not _open_quote(record[:pos], sep, False):
-                out.append(record[last:pos])
-                last = pos + 1
-                self.stray_crs += 1
-            pos = record.find(b"\r", pos + 1)
-        out.append(record[last:])
-        return b"".join(out)
+    def _unstray(self, line: bytes, in_quote: bool) -> bytes:
+        """A CSV line (starting inside a quoted field or not) without the carriage returns that
+        sit outside its quoted fields and end no line (junk an export left, `u2,A2\r,view`: the
+        reader takes one for a line end and fails the whole file); one inside a quoted field is
+        the value's and stays, and the line's own CR end is left to its reader. Fields are told
+        as the reader tells them (`_open_quote`: a quote opens a field only at its start, `""`
+        inside one is an escaped quote), on the text as it will be read: with a CR removed, the
+        quote after it may open a field (`u1,\r"Lamp`), which decides whether the record goes on
+        over the next line."""
+        if not self.quoted or b"\r" not in line.rstrip(b"\r"):
+            return line
+        sep, out, n, i = self.sep[0], bytearray(), len(line), 0
+        end = len(line.rstrip(b"\r"))  # (CRs from here on end the line)
+        while i < n:
+            c = line[i]
+            if in_quote:
+                out.append(c)
+                if c == 34:
+                    if i + 1 < n and line[i + 1] == 34:
+                        out.append(34)
+                        i += 1
+                    else:
+                        in_quote = False
+            elif c == 13 and i < end:
+                self.stray_crs += 1  # (dropped)
+            else:
+                if c == 34 and (not out or out[-1] == sep):
+                    in_quote = True
+                out.append(c)
+            i += 1
+        return bytes(out)
 
-    def plain(self, lines: list[bytes], crlf: bool, stray: bool = False) -> None:
-        """Every line one non-blank record (a plain block): numbered in one pass (`stray`: the
-        block holds a carriage return that ends no line)."""
+    def plain(self, lines: list[bytes], crlf: bool) -> None:
+        """Every line one non-blank record (a plain block): numbered in one pass."""
         if crlf:
             lines = [line.rstrip(b"\r") for line in lines]
-        if stray:
-            lines = [self._unstray(line) for line in lines]
         sep = self.sep
         self.out += [b"%d%b%b" % (n, sep, line) for n, line in enumerate(lines, self.line_no + 1)]
         self.line_no += len(lines)
@@ -541,11 +551,12 @@ class _Records:
             self._feed(self.line_no, line)
 
     def _feed(self, line_no: int, line: bytes) -> None:
+        line = self._unstray(line, bool(self.pending))
         if self.pending:
             self.pending.append(line)
             self.pending_bytes += len(line)
             if not _open_quote(line, self.sep[0], True):
-                record = self._unstray(b"\n".join(ln.rstrip(b"\r") for ln in self.pending))
+                record = b"\n".join(ln.rstrip(b"\r") for ln in self.pending)
                 self.out.append(b"%d%b%b" % (self.pending_no, self.sep, record))
                 self.info.records += 1
                 self.pending = []
@@ -560,7 +571,7 @@ class _Records:
         if self.quoted and b'"' in line and _open_quote(line, self.sep[0], False):
             self.pending, self.pending_no, self.pending_bytes = [line], line_no, len(line)
             return
-        self.out.append(b"%d%b%b" % (line_no, self.sep, self._unstray(line.rstrip(b"\r"))))
+        self.out.append(b"%d%b%b" % (line_no, self.sep, line.rstrip(b"\r")))
         self.info.records += 1
 
     def _give_up(self, why: str) -> None:
@@ -661,10 +672,10 @@ def _stage_stream(
         lines = block.split(b"\n")
         if block.endswith(b"\n"):
             lines.pop()
-        if not records.pending and _plain_block(block, sep):
-            cr = b"\r" in block
-            # (a CR that ends no line: looked for per line only then, a C-level count otherwise)
-            records.plain(lines, cr, cr and block.count(b"\r") != block.count(b"\r\n"))
+        # a CR that ends no line: the block is read line by line (`_Records._unstray`)
+        stray = sep is not None and b"\r" in block and block.count(b"\r") != block.count(b"\r\n")
+        if not records.pending and not stray and _plain_block(block, sep):
+            records.plain(lines, b"\r" in block)
         else:
             records.lines(lines)
         records.flush(dst)
