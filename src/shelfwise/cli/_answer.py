@@ -107,8 +107,8 @@ def recommend(
     cold = 0
     # shop user ids beside their lists: the owner's only, as the other customer files are
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # (a file that existed keeps its mode through O_CREAT)
-    with open(fd, "w", encoding="utf-8") as fh:
+    with open(fd, "w", encoding="utf-8") as fh:  # (closes the descriptor whatever happens)
+        os.fchmod(fd, 0o600)  # (a file that existed keeps its mode through O_CREAT)
         for line in answers:
             cold += line["source"] == "cold_start"
             fh.write(json.dumps(line, ensure_ascii=False) + "\n")

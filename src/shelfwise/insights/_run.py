@@ -112,8 +112,12 @@ def write_records(
 
     def opener(path: str, flags: int) -> int:
         fd = os.open(path, flags, 0o600 if private else 0o666)
-        if private:
-            os.fchmod(fd, 0o600)  # (a file that existed keeps its mode through O_CREAT)
+        try:
+            if private:
+                os.fchmod(fd, 0o600)  # (a file that existed keeps its mode through O_CREAT)
+        except OSError:
+            os.close(fd)
+            raise
         return fd
 
     if out.suffix == ".jsonl":
