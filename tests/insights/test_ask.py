@@ -206,7 +206,7 @@ def test_a_python_caller_reading_an_empty_questions_file_is_told_it_is_empty(tmp
         assert "the file is empty: give a CSV whose header names question_id,question" in str(err.value)
         assert "None" not in str(err.value)
     path.write_text("id,text\n1,where is my order\n", encoding="utf-8")
-    with pytest.raises(SourceError, match=r"needs a question column.*\(has id, text;"):
+    with pytest.raises(SourceError, match=r"needs the columns question_id,question .*\(has id, text;"):
         read_questions(path)
     # a question column alone, a .txt file of one question a line, JSON lines without ids: each
     # question named by its line (they were refused for want of question_id)

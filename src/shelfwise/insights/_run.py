@@ -222,8 +222,8 @@ def _csv_questions(path: Path) -> list[tuple[str, str]]:
             raise SourceError(
                 str(path),
                 1,
-                f"needs a question column, and question_id to name each (else its line's number) "
-                f"({header_said(reader.fieldnames)}; a .txt file is read one question a line)",
+                f"needs the columns question_id,question (question alone: each named by its line's "
+                f"number) ({header_said(reader.fieldnames)}; a .txt file is read one question a line)",
             )
         ids = "question_id" in reader.fieldnames
         for row in reader:
