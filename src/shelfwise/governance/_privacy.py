@@ -157,17 +157,15 @@ def shop_user_ids(workdir: Any) -> list[str]:
     return raw_user_ids(workdir, missing=MISSING_VALUES, reserved_prefix=ANONYMOUS_PREFIX)
 
 
-def masked_query(text: str) -> str:
-    """`mask_pii` for a shopper's query: a text with no digit, "@" or ":" can hold none of the
-    patterns and is returned at once."""
-    if not any(c.isdigit() or c in "@:" for c in text):
-        return text
-    return mask_pii(text)
+# a pattern can only match a text holding its character: the e-mail pattern (RE2 compiles its
+# Unicode classes on every call, ~5 ms) is not run on a text without "@"
+_TRIGGERS = {"email": "@", "ipv6": ":"}
 
 
 def mask_pii_many(texts: list[str]) -> list[str]:
     """`mask_pii` over many texts at once: each pattern runs once over those that can hold it
-    (RE2 compiles a pattern per call: the e-mail one costs ~5 ms, once for the whole batch)."""
+    (RE2 compiles a pattern per call: the e-mail one costs ~5 ms, once for the whole batch); a
+    text with no digit, "@" or ":" can hold none and is returned as it is."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -188,21 +186,6 @@ def mask_pii_many(texts: list[str]) -> list[str]:
     return out
 
 
-# a pattern can only match a text holding its character: the e-mail pattern (RE2 compiles its
-# Unicode classes on every call, ~5 ms) is not run on a text without "@"
-_TRIGGERS = {"email": "@", "ipv6": ":"}
-
-
 def mask_pii(text: str) -> str:
     """Mask personal data in one text, with the very RE2 patterns the warehouse applies."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    arr = pa.array([text], pa.string())
-    digits = any(c.isdigit() for c in text)
-    for name, pattern, token in PII_PATTERNS:
-        trigger = _TRIGGERS.get(name)
-        if (trigger is not None and trigger not in text) or (trigger is None and not digits):
-            continue  # (card, iban, phone, ipv4: none without a digit)
-        arr = pc.replace_substring_regex(arr, pattern, token)
-    return str(arr[0].as_py())
+    return mask_pii_many([text])[0]

@@ -126,12 +126,12 @@ def add_served_search(per_query: dict[str, list[Any]], rec: dict[str, Any]) -> N
     """Count one logged search page into `per_query` (normalized query -> [pages, empty
     pages, the pages' list ids]): sums a reader can keep and add to as the log grows (the
     console's exposure tally) and that give `served_searches` whatever the order."""
-    from ..governance._privacy import masked_query
+    from ..governance._privacy import mask_pii
     from ._analyze import words
 
     # (a log written before servers masked the queries they log is masked here)
     raw = str(rec.get("query") or "")
-    raw = raw if rec.get("masked") else masked_query(raw)
+    raw = raw if rec.get("masked") else mask_pii(raw)
     q = " ".join(words(raw)) or raw.strip().lower()
     d = per_query.setdefault(q, [0, 0, []])
     d[0] += 1
