@@ -256,22 +256,28 @@ def _erase_warehouse(workdir: Path, raw: str, pseudo: str, pseudonymize: Pseudon
                 wh.refresh_version(table)
         out.update(_erase_parquet(wh, raw, [pseudo, *anon], sessions))
         if wh.exists("quarantine", "rows"):
-            token = '(^|[,;\\t|"])' + re.escape(raw) + '([,;\\t|"]|$)'
-            # a quarantined anonymous row of a linked session (its fields as received)
-            q_anon = (
-                "(coalesce(nullif(trim(json_extract_string(raw, '$.user_id')), ''), 'NA') IN "
-                "(SELECT unnest(?::VARCHAR[])) AND trim(json_extract_string(raw, '$.session_id')) "
-                "IN (SELECT unnest(?::VARCHAR[])))"
-            )
-            n = wh.sql(
-                "DELETE FROM quarantine.rows WHERE trim(json_extract_string(raw, '$.user_id')) = ? "
-                f"OR regexp_matches(coalesce(json_extract_string(raw, '$.line'), ''), ?) OR {q_anon}",
-                [raw, token, list(MISSING_VALUES), sessions],
-            ).fetchone()
+            cond, params = quarantined_of(raw, sessions)
+            n = wh.sql(f"DELETE FROM quarantine.rows WHERE {cond}", params).fetchone()
             out["quarantine.rows"] = int(n[0]) if n else 0
         wh.sql("CHECKPOINT")
     linked.erased_sessions = len(erased)
     return linked
+
+
+def quarantined_of(raw: str, sessions: list[str]) -> tuple[str, list[Any]]:
+    """The condition (SQL over `quarantine.rows`, and its parameters) for a user's quarantined
+    rows: theirs by the user id as received, a line that names it, and an anonymous row of a
+    session linked to them (its fields as received): what an erasure deletes and the right of
+    access shows."""
+    token = '(^|[,;\\t|"])' + re.escape(raw) + '([,;\\t|"]|$)'
+    cond = (
+        "trim(json_extract_string(raw, '$.user_id')) = ? "
+        "OR regexp_matches(coalesce(json_extract_string(raw, '$.line'), ''), ?) "
+        "OR (coalesce(nullif(trim(json_extract_string(raw, '$.user_id')), ''), 'NA') IN "
+        "(SELECT unnest(?::VARCHAR[])) AND trim(json_extract_string(raw, '$.session_id')) "
+        "IN (SELECT unnest(?::VARCHAR[])))"
+    )
+    return cond, [raw, token, list(MISSING_VALUES), sessions]
 
 
 def _erase_parquet(wh: Any, raw: str, pseudos: list[str], sessions: list[str]) -> dict[str, int]:

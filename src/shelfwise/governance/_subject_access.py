@@ -29,14 +29,13 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..errors import ShelfwiseError
 from ._audit import AuditLog
-from ._compile import MISSING_VALUES, trim_id
+from ._compile import trim_id
 from ._consent import Consents, consent_history
 from ._erasures import erased_users
 from ._online_keys import REDIS_EVENTS, REDIS_REJECTED, online_keys
@@ -76,12 +75,12 @@ class _Positional:
         return self.con.execute(query, params) if params is not None else self.con.sql(query)
 
 
-def _warehouse_parts(workdir: Path, raw: str, pseudo: str, linked: list[str] | None = None) -> dict[str, Any]:
+def _warehouse_parts(workdir: Path, raw: str, pseudo: str) -> tuple[dict[str, Any], list[str], list[str]]:
     """The user's rows in the warehouse, with the anonymous rows of the sessions linked to them
-    (their own rows' sessions: what an erasure deletes as theirs); `linked` is filled with those
-    sessions' ids."""
+    (their own rows' sessions: what an erasure deletes as theirs); and those sessions' ids and
+    anonymous pseudonyms."""
     from ..storage import read_only
-    from ._erase import _MISSING_USER, _linked_sessions, _user_tables
+    from ._erase import _MISSING_USER, _linked_sessions, _user_tables, quarantined_of
     from ._parquet_versions import parquet_versions
 
     where = str((workdir / "warehouse.duckdb").resolve())
@@ -97,8 +96,6 @@ def _warehouse_parts(workdir: Path, raw: str, pseudo: str, linked: list[str] | N
         with_sessions = _user_tables(wh, "session_id") & {(a, b) for a, b in tables}
         sessions = _linked_sessions(wh, raw, pseudo, with_sessions, parquet_versions(con))
         anon = Pseudonymizer.of(workdir).many([anonymous_user_id(x) for x in sessions])
-        if linked is not None:
-            linked.extend(sessions)
         versions = {
             r[0]: r[1:]
             for r in con.sql(
@@ -163,24 +160,16 @@ def _warehouse_parts(workdir: Path, raw: str, pseudo: str, linked: list[str] | N
         if con.sql(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'quarantine' AND table_name = 'rows'"
         ).fetchone()[0]:
-            token = '(^|[,;\\t|"])' + re.escape(raw) + '([,;\\t|"]|$)'
-            # (and a quarantined anonymous row of a linked session, as the erasure finds it)
+            cond, params = quarantined_of(raw, sessions)  # (what the erasure deletes as theirs)
             rows = _records(
-                con.execute(
-                    "SELECT * FROM quarantine.rows WHERE trim(json_extract_string(raw, '$.user_id')) = ? "
-                    "OR regexp_matches(coalesce(json_extract_string(raw, '$.line'), ''), ?) OR ("
-                    "coalesce(nullif(trim(json_extract_string(raw, '$.user_id')), ''), 'NA') IN "
-                    "(SELECT unnest(?::VARCHAR[])) AND trim(json_extract_string(raw, '$.session_id')) "
-                    "IN (SELECT unnest(?::VARCHAR[]))) ORDER BY quarantine_id",
-                    [raw, token, list(MISSING_VALUES), sessions],
-                )
+                con.execute(f"SELECT * FROM quarantine.rows WHERE {cond} ORDER BY quarantine_id", params)
             )
             if rows:
                 parts["quarantine"] = {
                     "lineage": {"layer": "quarantine", "table": "quarantine.rows", "location": where},
                     "rows": rows,
                 }
-    return parts
+    return parts, sessions, anon
 
 
 def _parquet_parts(
@@ -338,10 +327,9 @@ def subject_access(
         raise ShelfwiseError(f"{workdir}: not a shelfwise workdir (no warehouse.duckdb)")
     pseudo = Pseudonymizer.of(workdir)(raw)
     parts: dict[str, Any] = {}
-    sessions: list[str] = []
-    parts.update(_warehouse_parts(workdir, raw, pseudo, sessions))
+    held, sessions, anon = _warehouse_parts(workdir, raw, pseudo)
+    parts.update(held)
     parts.update(_file_parts(workdir, raw, pseudo))
-    anon = Pseudonymizer.of(workdir).many([anonymous_user_id(x) for x in sessions])
     parts.update(_bundle_parts(workdir, [pseudo, *anon]))
     from ._consent import CONSENTS_FILE, PRIVACY_FILE
     from ._erasures import ERASURES_FILE
