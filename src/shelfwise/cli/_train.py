@@ -219,6 +219,7 @@ def evaluate(
     as_json: AsJson = False,
 ) -> None:
     """Evaluate the current bundle's models under its protocol (full ranking by default)."""
+    from ..evaluation import repeat_targets_said
     from ..lifecycle._train import ModelsNotInBundle
 
     chosen = _model_list(models) if models else None
@@ -238,14 +239,9 @@ def evaluate(
         return
     p = report["protocol"]
     typer.echo(f"protocol: {p['split_description']}; candidates: {p['candidates']}; seen items excluded")
-    if p.get("repeat_targets") and p.get("users"):
-        # (a ceiling only the report showed: 22.6% of Diginetica's test sessions end on a seen item)
-        share = p["repeat_targets"] / p["users"]
-        ceiling = f" (hr@10 at most {1 - share:.4f})" if p.get("split") == "leave_last_out" else ""
-        typer.echo(
-            f"  {p['repeat_targets']:,} of {p['users']:,} test users ({100 * share:.1f}%) have a target already "
-            f"in their history: with seen items excluded no model can hit it{ceiling}"
-        )
+    # (a ceiling only the report showed: 22.6% of Diginetica's test sessions end on a seen item)
+    if said := repeat_targets_said(p):
+        typer.echo(f"  {said}")
     typer.echo(f"{'model':14s} {'ndcg@10':>8s} {'95% CI':>17s} {'hr@10':>7s} {'mrr@10':>7s} {'cov@10':>7s}")
     starred = False
     for r in report["results"]:

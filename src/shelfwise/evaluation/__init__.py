@@ -1,6 +1,15 @@
 """Evaluation: metrics, the harness (protocol stated in every report) and the HTML report."""
 
-from ._harness import CUTOFFS, HEADLINE, ModelResult, Protocol, evaluate_all, evaluate_model, ndcg_at_10
+from ._harness import (
+    CUTOFFS,
+    HEADLINE,
+    ModelResult,
+    Protocol,
+    evaluate_all,
+    evaluate_model,
+    ndcg_at_10,
+    repeat_targets_said,
+)
 from ._metrics import (
     bootstrap_ci,
     coverage,
@@ -25,5 +34,6 @@ __all__ = [
     "ndcg_at_10",
     "novelty",
     "per_user_metrics",
+    "repeat_targets_said",
     "wilson_interval",
 ]

@@ -45,6 +45,21 @@ class Protocol:
         return dict(vars(self))
 
 
+def repeat_targets_said(protocol: dict[str, Any]) -> str:
+    """The share of test users no model can hit (a target already in their history), in words;
+    "" when there is none. The hr@10 ceiling it implies holds with one target a user, as
+    leave-last-out has. What `evaluate` prints and `train` logs beside the numbers."""
+    users, repeat = protocol.get("users") or 0, protocol.get("repeat_targets") or 0
+    if not (users and repeat):
+        return ""
+    share = repeat / users
+    ceiling = f" (hr@10 at most {1 - share:.4f})" if protocol.get("split") == "leave_last_out" else ""
+    return (
+        f"{repeat:,} of {users:,} test users ({100 * share:.1f}%) have a target already in their history: "
+        f"with seen items excluded no model can hit it{ceiling}"
+    )
+
+
 @dataclass
 class ModelResult:
     model: str

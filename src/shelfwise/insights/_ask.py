@@ -216,10 +216,10 @@ def evaluate_faq(
     # a labelled question that is an entry's own question as written is in sample (every matcher
     # finds it): 21 FAQ questions copied scored 1.0 without a word
     own = {_plain(q) for q in matcher.questions}
-    copied = [i for i, q in enumerate(questions) if _plain(q) in own]
+    copied = {i for i, q in enumerate(questions) if _plain(q) in own}
     out["copied_from_faq"] = len(copied)
     if copied:
-        rest = [i for i in range(len(questions)) if i not in set(copied)]
+        rest = [i for i in range(len(questions)) if i not in copied]
         out["shelfwise"]["accuracy_not_copied"] = (
             round(_accuracy([pred[i] for i in rest], [truth[i] for i in rest]), 4) if rest else None
         )

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ShelfwiseError
-from ..evaluation import HEADLINE, evaluate_all, ndcg_at_10
+from ..evaluation import HEADLINE, evaluate_all, ndcg_at_10, repeat_targets_said
 from ..features import Catalog, Interactions, Split, global_time, leave_last_out, load_interactions
 from ..models import RECOMMENDERS, Content, Fusion, NoRankerData, Recommender
 from ..serving._bundle import BUNDLES_DIR, EVALUATED_DIR, load_evaluated_models, write_bundle
@@ -509,14 +509,8 @@ def _train(
         skipped.add("stage", "evaluation", f"{why}: nothing to measure the models on")
     if results and protocol.users:
         # what `evaluate` and the report say beside the numbers, said here too
-        if protocol.repeat_targets:
-            share = protocol.repeat_targets / protocol.users
-            # (a ceiling only with one target a user, as leave-last-out has)
-            ceiling = f" (hr@10 at most {1 - share:.4f})" if protocol.split == "leave_last_out" else ""
-            log(
-                f"evaluation: {protocol.repeat_targets:,} of {protocol.users:,} test users ({100 * share:.1f}%) "
-                f"have a target already in their history: with seen items excluded no model can hit it{ceiling}"
-            )
+        if said := repeat_targets_said(protocol.as_dict()):
+            log(f"evaluation: {said}")
         if protocol.users < FEW_TEST_USERS:
             log(
                 f"warning: the test fold has {protocol.users:,} users ({protocol.split}): its numbers and "
