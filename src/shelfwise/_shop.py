@@ -1194,24 +1194,24 @@ class Shop:
 
     def revoke_person(self, name: str) -> None:
         """`name`'s API key stops working (the entry stays, inactive); admins only, audited."""
-        from .governance import People
-
-        actor = self.authorize("users.manage")
-        people = People(self.workdir)
-        if not people.governed or actor is None:
-            raise ShelfwiseError("nobody is registered in this workdir: there is no key to revoke")
-        people.revoke(name, people.load()[actor])
+        people, by = self._managing("revoke")
+        people.revoke(name, by)
 
     def rotate_key(self, name: str) -> str:
         """A new API key for `name` (returned, shown once; the old one stops working); admins
         only, audited."""
+        people, by = self._managing("rotate")
+        return people.rotate_key(name, by)
+
+    def _managing(self, what: str) -> tuple[Any, Any]:
+        """The register and the admin acting on it (`users.manage`), for a key to `what`."""
         from .governance import People
 
         actor = self.authorize("users.manage")
         people = People(self.workdir)
         if not people.governed or actor is None:
-            raise ShelfwiseError("nobody is registered in this workdir: there is no key to rotate")
-        return people.rotate_key(name, people.load()[actor])
+            raise ShelfwiseError(f"nobody is registered in this workdir: there is no key to {what}")
+        return people, people.load()[actor]
 
     def people(self) -> list[dict[str, Any]]:
         """Who is registered, with which role (never the keys)."""

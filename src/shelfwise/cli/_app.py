@@ -255,6 +255,17 @@ def read_ids(path: Path, column: str, skipped: list[int] | None = None) -> list[
     sessions = header_names("session_id", "events") if column == "user_id" else []
     ids: list[str] = []
     blank: list[int] = []
+
+    def take(line: int, user: str, session: str) -> None:
+        """A row's id: its user's, else its session's anonymous one; a row with neither (blank or a
+        missing-value marker) is a skipped line."""
+        got, sess = user.strip(), session.strip()
+        got, sess = ("" if got in missing else got), ("" if sess in missing else sess)
+        if got or sess:
+            ids.append(got or anonymous_user_id(sess))
+        else:
+            blank.append(line)
+
     if not lines:
         raise SourceError(
             str(path),
@@ -273,12 +284,7 @@ def read_ids(path: Path, column: str, skipped: list[int] | None = None) -> list[
 
         found = json_lines(path, " or ".join(repr(n) for n in [*names[:3], *sessions[:1]]) + " ...", pick)
         for n, (v, session) in zip((k for k, _ in numbered), found, strict=False):
-            got = "" if v is None or str(v).strip() in missing else str(v).strip()
-            sess = "" if session is None or str(session).strip() in missing else str(session).strip()
-            if got or sess:
-                ids.append(got or anonymous_user_id(sess))
-            else:
-                blank.append(n)
+            take(n, "" if v is None else str(v), "" if session is None else str(session))
         empty = f"no {column} in the file: every line's {column} is blank"
     else:
         delimiter, header = sniff_table(path, text)
@@ -294,13 +300,11 @@ def read_ids(path: Path, column: str, skipped: list[int] | None = None) -> list[
                 )
             return [ln.strip() for ln in lines]  # one id per line, no header
         for (n, _), row in zip(numbered[1:], csv.reader(lines[1:], delimiter=delimiter), strict=False):
-            got = row[col].strip() if col is not None and len(row) > col else ""
-            sess = row[scol].strip() if scol is not None and len(row) > scol else ""
-            got, sess = ("" if got in missing else got), ("" if sess in missing else sess)
-            if got or sess:
-                ids.append(got or anonymous_user_id(sess))
-            else:
-                blank.append(n)
+            take(
+                n,
+                row[col] if col is not None and len(row) > col else "",
+                row[scol] if scol is not None and len(row) > scol else "",
+            )
         shown = header[col] if col is not None else header[scol]  # type: ignore[index]
         empty = f"no {column} in the file: its header ({shown!r}) and no id below it"
     if not ids:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -106,7 +105,7 @@ def erase_user(
                 touched.append(DatasetRef("file", str(b.resolve()), rows=n))
         # running servers reloaded when the register moved, maybe before the bundles above were
         # scrubbed: the register's time moves again now that they are, and they reload again
-        os.utime(path, ns=(time.time_ns(), time.time_ns()))
+        os.utime(path)  # (now)
         if redis_client is not None:
             from ._online_keys import online_keys
 

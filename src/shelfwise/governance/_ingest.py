@@ -254,6 +254,11 @@ class Ingestor:
         # per table, the source lines withheld as erased users' (filled when re-processing)
         self.withheld_lines: dict[str, list[int]] = {}
 
+    def _recorded(self, path: Path) -> Path:
+        """The name `path`'s rows are recorded under (`recorded_as`; else its own, resolved)."""
+        here = path.resolve()
+        return self.recorded_as.get(here, here)
+
     def _declared_file(self, data_dir: Path, table: str) -> Path:
         """The file `shelfwise.toml` names for `table` (`[files]`): it must be there."""
         name = self._map.files[table]
@@ -324,11 +329,7 @@ class Ingestor:
         started = datetime.now(UTC)
         t0 = time.perf_counter()
         staged_dir = self.workdir / "tmp" / "staged"
-        inputs = [
-            DatasetRef("file", str(self.recorded_as.get(p.resolve(), p.resolve())))
-            for p in files.values()
-            if p is not None
-        ]
+        inputs = [DatasetRef("file", str(self._recorded(p))) for p in files.values() if p is not None]
         if self.lineage_inputs is not None:
             inputs = list(self.lineage_inputs)
         # (its START written from a thread: the OpenLineage client is imported meanwhile)
@@ -397,7 +398,7 @@ class Ingestor:
                 input_refs.append(
                     DatasetRef(
                         "file",
-                        str(self.recorded_as.get(path.resolve(), path.resolve())),
+                        str(self._recorded(path)),
                         rows=tr.rows_in,
                         content_hash=staged.sha256,
                         size_bytes=staged.size_bytes,
