@@ -527,13 +527,9 @@ class Shop:
                 raise ShelfwiseError(f"product {product_id!r} is not in the current bundle")
             if not detail:
                 return ans.items
-            return {
-                "product_id": product_id,
-                "model": ans.model,
-                "items": ans.items,
-                "related": ans.extra.get("related", len(ans.items)),
-                "fallback": ans.extra.get("fallback"),
-            }
+            from .serving._service import similar_fields
+
+            return {"product_id": product_id, **similar_fields(ans)}
 
     @overload
     def search(  # type: ignore[overload-overlap]  # a str is an Iterable[str]: this one wins

@@ -18,7 +18,7 @@ from ._http_auth import REQUIREMENT, authorize
 from ._http_context import JSON, AppContext, clean_text, text_pattern, with_experiment
 from ._http_models import Recommendations, SearchPage, Similar, Suggestions, error_responses
 from ._queue import Overloaded
-from ._service import SearchArgs
+from ._service import SearchArgs, similar_fields
 
 __all__ = ["lists_router"]
 
@@ -144,11 +144,8 @@ def lists_router(ctx: AppContext) -> APIRouter:
                 "recommendation_id": rid,
                 "bundle_version": ans.bundle,
                 "product_id": product_id,
-                "model": ans.model,
                 "personalized": False,
-                "items": ans.items,
-                "related": ans.extra.get("related", len(ans.items)),
-                "fallback": ans.extra.get("fallback"),
+                **similar_fields(ans),
             }
         )
 

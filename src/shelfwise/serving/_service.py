@@ -115,6 +115,17 @@ class Answer:
     user: str | None = None  # the pseudonym the answer was for
 
 
+def similar_fields(ans: Answer) -> dict[str, Any]:
+    """A similar-items answer as /v1/items/{id}/similar and `Shop.similar(detail=True)` give it:
+    the model, the items, how many the model relates to the product, what filled the rest."""
+    return {
+        "model": ans.model,
+        "items": ans.items,
+        "related": ans.extra.get("related", len(ans.items)),
+        "fallback": ans.extra.get("fallback"),
+    }
+
+
 @dataclass(frozen=True)
 class SearchArgs:
     """One search request as the HTTP layer parsed it."""
