@@ -21,7 +21,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast, overload
 
-from .errors import ShelfwiseError, did_you_mean, whole_number
+from .errors import ShelfwiseError, UnknownContextWarning, did_you_mean, whole_number
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -458,6 +458,17 @@ class Shop:
                 elif explain:  # a list by popularity is not "because of" anything of theirs
                     line["because"] = []
                 out.append(line)
+            steered = any(line["source"] == "cold_start" for line in out)
+            if steered and context and context.strip() and not snap.recs.knows_context(context):
+                import warnings
+
+                warnings.warn(
+                    UnknownContextWarning(
+                        f"context {context!r} starts no category path of the bundle: the "
+                        "cold-start lists are the shop-wide best sellers"
+                    ),
+                    stacklevel=2,
+                )
             return out[0] if one else out
 
     def recommend_on_spark(
@@ -1085,17 +1096,19 @@ class Shop:
         horizon_weeks: int = 13,
         service_level: float = 0.95,
         review_days: float = 7.0,
+        level: str = "product",
     ) -> dict[str, Any]:
         """Write reports/demand.html (charts) and .json: weekly demand and forecasts with their
         80% intervals, stock-out weeks, reorder suggestions; audited (`report.demand`) with a
-        lineage run from the curated versions read. Returns the JSON with `html`, `json` and
-        `lineage_run_id`."""
+        lineage run from the curated versions read. `level="category"`: the series are the
+        categories (no reorder suggestions: they are per product). Returns the JSON with
+        `html`, `json` and `lineage_run_id`."""
         with self._acting("insights.replenishment", workdir=False) as actor:
             from .insights._reports import run_demand_report
 
             return run_demand_report(
                 self.workdir, as_of=as_of, horizon_weeks=horizon_weeks, service_level=service_level,
-                review_days=review_days, actor=actor,
+                review_days=review_days, level=level, actor=actor,
             )  # fmt: skip
 
     def customers_report(self, *, as_of: str | None = None, horizon_days: int = 90) -> dict[str, Any]:

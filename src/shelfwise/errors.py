@@ -26,6 +26,10 @@ class AccessDenied(ShelfwiseError):
     """The identity is missing, wrong, or its role does not permit the action (exit status 4)."""
 
 
+class UnknownContextWarning(UserWarning):
+    """A recommendation `context` that starts no category path of the bundle: it steered nothing."""
+
+
 def did_you_mean(name: str, known: Iterable[str]) -> str:
     """ " (did you mean 'x'?)" for the closest of `known` to a mistyped `name`, else ""."""
     import difflib

@@ -104,6 +104,23 @@ def test_answers_refuse_what_http_answers_422(shop):
     assert set(s.search("bike light", 5, candidates=items[:3])) <= set(items[:3])
 
 
+def test_a_context_that_names_no_category_is_said_not_silently_ignored(shop):
+    import warnings
+
+    from shelfwise.errors import UnknownContextWarning
+
+    s, _ = shop
+    categories = s.table("products")["category"].dropna()
+    prefix = str(categories.iloc[0]).split(">")[0].strip()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a known prefix steers the list without a word
+        steered = s.recommend("never-seen-shopper", 5, context=prefix)
+    assert steered["source"] == "cold_start"
+    with pytest.warns(UnknownContextWarning, match="starts no category path"):
+        plain = s.recommend("never-seen-shopper", 5, context="No Such Aisle")
+    assert plain["items"] == s.recommend("never-seen-shopper", 5)["items"]
+
+
 def test_listings_refuse_a_mistyped_filter_or_limit(shop, tmp_path):
     s, _ = shop
     with pytest.raises(ShelfwiseError, match=r"table 'evnts': unknown; choose one of .*events"):

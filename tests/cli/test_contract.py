@@ -101,6 +101,7 @@ CONTRACT = {
         "--as-of",
         "--horizon-weeks",
         "--json",
+        "--level",
         "--review-days",
         "--service-level",
         "--workdir",

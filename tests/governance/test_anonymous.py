@@ -174,7 +174,19 @@ def test_erasing_a_customer_erases_the_anonymous_rows_of_their_sessions(tmp_path
     assert len(doc["parts"]["raw.events"]["rows"]) == 4 and s8 not in json.dumps(doc, default=str)
     # S7's quarantined `teleport` too, which the erasure below deletes as theirs
     assert [json.loads(r["raw"])["event_type"] for r in doc["parts"]["quarantine"]["rows"]] == ["teleport"]
+    # and the served events and lists of S7 (anonymous, before the login) the erasure deletes
+    # as theirs, beside S8's, which are not
+    served = [{"event": {"session_id": s, "product_id": "P1", "event_type": "view"}} for s in ("S7", "S8")]
+    (work / "spool" / "events").mkdir(parents=True, exist_ok=True)
+    (work / "spool" / "events" / "seg-1.jsonl").write_text("".join(json.dumps(e) + "\n" for e in served))
+    (work / "spool" / "exposures").mkdir(parents=True, exist_ok=True)
+    lists = [{"id": f"r{n}", "user": p, "items": ["P1"]} for n, p in enumerate((s7, s8))]
+    (work / "spool" / "exposures" / "seg-1.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lists))
+    doc = subject_access(work, "u9")
+    assert [r["record"]["event"]["session_id"] for r in doc["parts"]["spool/events"]["rows"]] == ["S7"]
+    assert [r["record"]["id"] for r in doc["parts"]["exposures"]["rows"]] == ["r0"]
     rep = erase_user(work, "u9")
+    assert rep["files"]["spool/events"] == 1 and rep["files"]["spool/exposures"] == 1
     assert rep["anonymous_sessions"] == 1
     assert rep["warehouse"]["curated.events__v1"] == 3  # u9's row and S7's two
     assert rep["warehouse"]["raw.events"] == 4 and rep["warehouse"]["quarantine.rows"] == 1

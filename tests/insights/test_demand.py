@@ -265,6 +265,57 @@ def test_category_level_csv(shop, tmp_path):
     assert {r["category"] for r in rows} == {"Home > Kitchen", "Sports > Outdoor"} and len(rows) == 8
 
 
+@pytest.mark.slow
+def test_the_demand_report_at_the_category_level(shop, tmp_path):
+    """`report demand --level category` (a planner's view): the series are the categories, and
+    no reorder suggestion is made (stock and orders are a product's), in the JSON, the HTML
+    and the console."""
+    import shutil
+
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from shelfwise.web import mount_console
+
+    work = tmp_path / "w"
+    shutil.copytree(shop, work)
+    doc = json.loads(
+        ok(
+            run(
+                "report",
+                "demand",
+                "--workdir",
+                str(work),
+                "--as-of",
+                AS_OF,
+                "--level",
+                "category",
+                "--horizon-weeks",
+                "4",
+                "--json",
+            )
+        ).stdout  # fmt: skip
+    )
+    assert doc["level"] == "category" and {p["id"] for p in doc["top"]} == {
+        "Home > Kitchen",
+        "Sports > Outdoor",
+    }
+    assert all(len(p["forecast"]) == 4 for p in doc["top"])
+    assert doc["replenishment"]["rows"] == [] and doc["replenishment"]["per_product_only"]
+    html = (work / "reports" / "demand.html").read_text()
+    assert "Largest categories" in html and "this report forecasts categories" in html
+    app = FastAPI()
+    mount_console(app, work, lambda: None)
+    with TestClient(app, base_url="http://127.0.0.1:8000", client=("127.0.0.1", 40000)) as local:
+        page = local.get("/console/insights").text
+    assert "2 category series" in page and "this report forecasts categories" in page
+    assert 'id="reorders"' not in page
+    with pytest.raises(Exception, match="use product or category"):
+        from shelfwise import Shop
+
+        Shop(work).demand_report(as_of=AS_OF, level="brand")
+
+
 @pytest.mark.slow  # four CLI processes (~50 s on a loaded machine)
 def test_permissions_are_checked_and_denials_audited(shop, tmp_path):
     import shutil

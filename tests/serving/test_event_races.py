@@ -269,3 +269,36 @@ def test_a_restart_does_not_personalize_from_robot_traffic(served_workdir: tuple
         assert got["source"] == "cold_start" and not got["personalized"], got
     finally:
         b.stop()
+
+
+def test_a_failed_absorb_leaves_no_staged_copy_and_an_erasure_removes_a_dead_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The absorb's staging folder (`tmp/absorb-*`, a copy of shoppers' events) is gone when its
+    ingest fails (the segments stay for the next try); one a killed absorber left is removed by
+    an erasure, which would otherwise leave the erased shopper's events there, unless an absorb
+    holds the lock (it removes its own)."""
+    from shelfwise.governance._erase import _drop_stale_absorbs
+    from shelfwise.serving import _feedback
+    from shelfwise.storage._segments import absorb_lock
+
+    work = _workdir(tmp_path)
+    _spool(work, _views("shopper", 3))
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(_feedback, "ingest_events", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        absorb(work)
+    assert not list((work / "tmp").glob("absorb-*"))
+    monkeypatch.undo()
+    assert absorb(work)["curated"] == 3  # the spooled events were kept for the next absorb
+
+    dead = work / "tmp" / "absorb-20261101T000000000000Z"
+    dead.mkdir(parents=True)
+    (dead / "events.jsonl").write_text('{"user_id": "shopper"}\n')
+    with absorb_lock(work) as locked:  # an absorb at work: its folder is its own
+        assert locked and _drop_stale_absorbs(work) == 0
+    assert dead.exists()
+    assert _drop_stale_absorbs(work) == 1 and not dead.exists()

@@ -123,6 +123,9 @@ def test_recommend_on_spark_writes_the_one_node_lists(trained, tmp_path):
     assert "ranked on Spark" in proc.stdout
     got = _ranked(every)
     assert got == want
+    # shop user ids beside their lists: the owner's only, as the one-node --out file
+    assert every.stat().st_mode & 0o777 == 0o700
+    assert {p.stat().st_mode & 0o777 for p in every.iterdir()} == {0o600}
     sources = pd.read_parquet(every).groupby("user_id")["source"].agg(set)
     assert sources[quiet] == {"cold_start"}
     assert not any("cold_start" in s for s in sources.drop(quiet))

@@ -189,12 +189,23 @@ def report_demand(
     review_days: Annotated[
         float, typer.Option("--review-days", min=0, max=365, help="Days between two stock reviews.")
     ] = 7.0,
+    level: Annotated[
+        str,
+        typer.Option(
+            "--level", help="product or category: what each series sums (reorders are per product)."
+        ),
+    ] = "product",
     as_json: AsJson = False,
 ) -> None:
     """Demand and replenishment: weekly units and forecasts with 80% intervals (all products and
-    the largest sellers), stock-out weeks, reorder suggestions: reports/demand.html and .json."""
+    the largest sellers, or categories with --level category), stock-out weeks, reorder
+    suggestions: reports/demand.html and .json."""
     doc = shop(workdir).demand_report(
-        as_of=as_of, horizon_weeks=horizon_weeks, service_level=service_level, review_days=review_days
+        as_of=as_of,
+        horizon_weeks=horizon_weeks,
+        service_level=service_level,
+        review_days=review_days,
+        level=level,
     )
     print_report(doc, "demand report", as_json)
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -317,19 +318,26 @@ def _rewrite_jsonl(path: Path, drop: Any) -> int:
     return _rewrite_file(path, drop)
 
 
-def _erase_files(workdir: Path, raw: str, pseudos: list[str], sessions: list[str]) -> dict[str, int]:
+def served_events_of(raw: str, sessions: Iterable[str]) -> Callable[[Any], bool]:
+    """Whether a served-event record (`{"event": {...}}` or the event itself) is the user's:
+    theirs by id, or an anonymous event of a session linked to them. What an erasure deletes
+    and a subject access export shows."""
     linked = set(sessions)
 
-    def raw_event(rec: dict[str, Any]) -> bool:
-        ev = rec.get("event", rec)
+    def raw_event(rec: Any) -> bool:
+        ev = rec.get("event", rec) if isinstance(rec, dict) else None
         if not isinstance(ev, dict):
             return False
         user = trim_id(ev.get("user_id") or "")
         if user == raw:
             return True
-        # an anonymous event of a session linked to the user
         return (not user or user in MISSING_VALUES) and trim_id(ev.get("session_id") or "") in linked
 
+    return raw_event
+
+
+def _erase_files(workdir: Path, raw: str, pseudos: list[str], sessions: list[str]) -> dict[str, int]:
+    raw_event = served_events_of(raw, sessions)
     mine = set(pseudos)
 
     out: dict[str, int] = {}
@@ -353,7 +361,25 @@ def _erase_files(workdir: Path, raw: str, pseudos: list[str], sessions: list[str
         n = sum(_rewrite_jsonl(p, drop) for p in sorted((workdir / folder).glob(pattern)))
         out[folder] = n
     out[str(CONSOLE_FIGURES)] = drop_console_figures(workdir)
+    out["tmp/absorb"] = _drop_stale_absorbs(workdir)
     return out
+
+
+def _drop_stale_absorbs(workdir: Path) -> int:
+    """Remove the staging folders (`tmp/absorb-*`, served events copied for their ingest) an
+    absorber left when it died, as the next absorb would, under the absorbers' lock; while an
+    absorb runs it is left to it (it withholds the erased user's events and removes its own)."""
+    import shutil
+
+    from ..storage._segments import absorb_lock
+
+    with absorb_lock(workdir) as locked:
+        if not locked:
+            return 0
+        stale = sorted((workdir / "tmp").glob("absorb-*"))
+        for folder in stale:
+            shutil.rmtree(folder, ignore_errors=True)
+        return len(stale)
 
 
 REPORTS = "reports"

@@ -29,6 +29,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -234,16 +235,21 @@ def _jsonl_matches(path: Path, match: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _file_parts(workdir: Path, raw: str, pseudo: str) -> dict[str, Any]:
-    def raw_event(rec: dict[str, Any]) -> bool:
-        ev = rec.get("event", rec)
-        return isinstance(ev, dict) and trim_id(ev.get("user_id", "")) == raw
+def _file_parts(
+    workdir: Path, raw: str, pseudo: str, sessions: Sequence[str] = (), anon: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The user's records in the served-event files and logs, by the erasure's rule: their own
+    events and the anonymous events of the sessions linked to them; the lists served to them
+    and to those sessions."""
+    from ._erase import served_events_of
+
+    raw_event, mine = served_events_of(raw, sessions), {pseudo, *anon}
 
     groups = [
         ("feedback", "feedback", "events-*.jsonl", raw_event),
         ("spool/events", "spool/events", "*.jsonl*", raw_event),
         ("spool/rejected", "spool/rejected", "*.jsonl*", raw_event),
-        ("exposures", "spool/exposures", "*.jsonl*", lambda r: r.get("user") == pseudo),
+        ("exposures", "spool/exposures", "*.jsonl*", lambda r: r.get("user") in mine),
         # profiling kept about them: marketing audiences they are in, the served profiles
         ("audiences", "audiences", "*/members.jsonl", lambda r: r.get("user") == pseudo),
         ("profiles", "insights/profiles", "*.jsonl", lambda r: r.get("user") == pseudo),
@@ -329,7 +335,7 @@ def subject_access(
     parts: dict[str, Any] = {}
     held, sessions, anon = _warehouse_parts(workdir, raw, pseudo)
     parts.update(held)
-    parts.update(_file_parts(workdir, raw, pseudo))
+    parts.update(_file_parts(workdir, raw, pseudo, sessions, anon))
     parts.update(_bundle_parts(workdir, [pseudo, *anon]))
     from ._consent import CONSENTS_FILE, PRIVACY_FILE
     from ._erasures import ERASURES_FILE
@@ -359,15 +365,15 @@ def subject_access(
             "rows": audit,
         }
     if redis_client is not None:
-        parts.update(_redis_parts(redis_client, raw, pseudo))
+        parts.update(_redis_parts(redis_client, raw, pseudo, sessions))
     parts.update(extra or {})
     return {
         "format": FORMAT,
         "user_id": raw,
         "pseudonym": pseudo,
         # the anonymous sessions their own rows share a session id with: those sessions'
-        # anonymous rows are in the warehouse, quarantine and bundle parts above (an erasure
-        # deletes them as theirs; the spool and served logs are read by the user's own id)
+        # anonymous rows are in the warehouse, quarantine, served-event, served-log and bundle
+        # parts above (an erasure deletes them as theirs)
         "linked_anonymous_sessions": sessions,
         "generated_at": datetime.now(UTC).isoformat(),
         "parts": parts,
@@ -385,9 +391,13 @@ def subject_access(
     }
 
 
-def _redis_parts(client: Any, raw: str, pseudo: str) -> dict[str, Any]:
+def _redis_parts(client: Any, raw: str, pseudo: str, sessions: list[str]) -> dict[str, Any]:
     """What a shared Redis holds about the user: served events not yet absorbed (accepted and
-    rejected streams) and the online state serving keeps (recent items, purchases)."""
+    rejected streams; theirs and their linked sessions' anonymous ones) and the online state
+    serving keeps (recent items, purchases)."""
+    from ._erase import served_events_of
+
+    theirs = served_events_of(raw, sessions)
     parts: dict[str, Any] = {}
     for name, stream in (("redis/events", REDIS_EVENTS), ("redis/rejected", REDIS_REJECTED)):
         rows = []
@@ -397,8 +407,7 @@ def _redis_parts(client: Any, raw: str, pseudo: str) -> dict[str, Any]:
                 rec = json.loads(line)
             except (TypeError, ValueError):
                 continue
-            ev = rec.get("event", rec) if isinstance(rec, dict) else None
-            if isinstance(ev, dict) and trim_id(ev.get("user_id", "")) == raw:
+            if theirs(rec):
                 rows.append(
                     {"entry": entry_id.decode() if isinstance(entry_id, bytes) else entry_id, "record": rec}
                 )

@@ -50,22 +50,28 @@ def demand_summary(
     service_level: float = 0.95,
     review_days: float = 7.0,
     top: int = TOP_PRODUCTS,
+    level: str = "product",
 ) -> dict[str, Any]:
-    """What reports/demand.json holds: the model, the total and the top products' weekly
-    history and forecast, and the reorder suggestions (none when stock is not known at as-of)."""
+    """What reports/demand.json holds: the model, the total and the top series' weekly history
+    and forecast (products, or categories with `level="category"`), and the reorder suggestions
+    (per product: none at the category level, nor when stock is not known at as-of)."""
     if not 1 <= horizon_weeks <= 104:
         raise ShelfwiseError(f"--horizon-weeks {horizon_weeks}: use 1..104")
+    if level not in ("product", "category"):
+        raise ShelfwiseError(f"--level {level!r}: use product or category")
     weekly, products, at, catalog = load_weekly(workdir, parse_as_of(as_of))
     lead = pd.to_numeric(products["lead_time_days"], errors="coerce").max()
     need = math.ceil(((0.0 if pd.isna(lead) else float(lead)) + review_days) / 7) + 1
+    if level == "category":
+        need = 1  # (no reorder suggestion reads past the horizon shown)
     fc, info, history = forecast_demand(
-        weekly, products, at, horizon_weeks=min(max(horizon_weeks, need), 104), catalog=catalog
+        weekly, products, at, horizon_weeks=min(max(horizon_weeks, need), 104), level=level, catalog=catalog
     )
     reorders = (
         replenish(
             fc, products, service_level=service_level, review_days=review_days, as_of=at, history=history
         )
-        if catalog["stock_known"]
+        if catalog["stock_known"] and level == "product"
         else []
     )
     shown = fc[fc["ds"] <= fc["ds"].min() + pd.Timedelta(weeks=horizon_weeks - 1)]
@@ -93,7 +99,7 @@ def demand_summary(
         )
     return {
         "as_of": info.as_of,
-        "level": "product",
+        "level": level,
         "horizon_weeks": horizon_weeks,
         "model": asdict(info),
         "total": {
@@ -106,6 +112,8 @@ def demand_summary(
             "review_days": review_days,
             "stock_known": bool(catalog["stock_known"]),
             "stock_reason": catalog.get("stock_reason"),
+            # (the stock, lead times and orders are a product's: none for a category's forecast)
+            "per_product_only": level != "product",
             "to_order": sum(1 for r in reorders if (r["order_qty"] or 0) > 0),
             "rows": sorted(reorders, key=lambda r: (-(r["order_qty"] or 0), r["product_id"])),
         },
@@ -184,7 +192,15 @@ def demand_html(s: dict[str, Any]) -> str:
         empty="<p>No group was long enough to cross-validate.</p>",
     )
     chosen = ", ".join(f"{k}: {v}" for k, v in sorted(m["chosen"].items(), key=lambda kv: -kv[1]))
-    if rep["stock_known"]:
+    by_category = s.get("level") == "category"
+    largest = "categories" if by_category else "sellers"
+    if by_category:
+        reorder = (
+            "<p>No reorder suggestions: stock, lead times and orders are a product's; this report "
+            "forecasts categories (<code>shelfwise report demand --level product</code> suggests "
+            "orders).</p>"
+        )
+    elif rep["stock_known"]:
         cols = [c for c in REPLENISHMENT_FIELDS if c not in ("review_days", "service_level")]
         rows = [{c: "–" if r[c] is None else r[c] for c in cols} for r in rep["rows"]]
         reorder = html_table(rows, cols, empty="<p>No product with a stock figure.</p>")
@@ -214,13 +230,13 @@ AutoETS, AutoTheta and GroupTheta, Theta on the series adjusted by the group's s
                 ("series", m["series"]),
                 ("stock-out weeks estimated", m["censored_weeks"]),
                 ("free-text searches naming a product", _searched_card(m.get("free_text_searches"))),
-                ("products to order", rep["to_order"] if rep["stock_known"] else "–"),
+                ("products to order", rep["to_order"] if rep["stock_known"] and not by_category else "–"),
                 ("service level", f"{100 * rep['service_level']:.0f}%"),
             ]
         )
     }
 <h2>All products</h2>{total}
-<h2>Largest sellers (last {RECENT_WEEKS} weeks)</h2><div class="grid">{small}</div>
+<h2>Largest {largest} (last {RECENT_WEEKS} weeks)</h2><div class="grid">{small}</div>
 <h2>Reorder suggestions</h2>{reorder}
 <h2>80% intervals</h2><p class="muted">Each group's conformal bounds are scaled by a factor learnt on
 a held-out cross-validation window, aiming at 80% of held-out weeks inside (the factor is kept
@@ -352,6 +368,7 @@ def run_demand_report(
     horizon_weeks: int = 13,
     service_level: float = 0.95,
     review_days: float = 7.0,
+    level: str = "product",
     actor: str | None = None,
 ) -> dict[str, Any]:
     """reports/demand.{html,json} as a governed job (`curated_report`, audited `report.demand`)."""
@@ -359,7 +376,7 @@ def run_demand_report(
     def build() -> tuple[dict[str, Any], str]:
         s = demand_summary(
             workdir, as_of=as_of, horizon_weeks=horizon_weeks, service_level=service_level,
-            review_days=review_days,
+            review_days=review_days, level=level,
         )  # fmt: skip
         return s, demand_html(s)
 
@@ -367,6 +384,7 @@ def run_demand_report(
         m = s["model"]
         return {
             "as_of": s["as_of"],
+            "level": level,
             "series": m["series"],
             "horizon_weeks": horizon_weeks,
             "catalog_version": m["catalog_version"],

@@ -258,6 +258,33 @@ def check_output_folder(out: Any, workdir: Any) -> str:
     return where.as_posix()
 
 
+def _write_private(job: Any, where: str) -> None:
+    """Write `job` as Parquet to the local folder `where` readable by its owner only (0700, files
+    0600), as the one-node `recommend --out` file: shop user ids beside their lists are customer
+    data. Spark writes with the JVM's umask, so it writes into a fresh 0700 folder beside `where`
+    (nobody else can enter it while the parts are written), whose output then replaces `where`
+    (an earlier output, checked by `check_output_folder`)."""
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    target = Path(where)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    private = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))  # (mode 0700)
+    try:
+        staged = private / "out"
+        job.write.mode("errorifexists").parquet(staged.as_posix())
+        for path in staged.rglob("*"):
+            os.chmod(path, 0o700 if path.is_dir() else 0o600)
+        os.chmod(staged, 0o700)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staged, target)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
 def recommend_batch_spark(
     workdir: Any,
     session: Any,
@@ -316,7 +343,10 @@ def recommend_batch_spark(
     # as s3a://... or hdfs://... as given, which must not exist yet: every executor writes its
     # part there)
     where = check_output_folder(out, workdir)
-    job.write.mode("errorifexists" if "://" in where else "overwrite").parquet(where)
+    if "://" in where:
+        job.write.mode("errorifexists").parquet(where)
+    else:
+        _write_private(job, where)
     counts = {"users": len(known) + len(cold), "scored_on_spark": len(known), "cold_start": len(cold)}
     if all_users:  # a bundle user whose id the raw layer no longer holds (retention) has no shop id
         from ..governance import is_anonymous

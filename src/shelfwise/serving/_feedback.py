@@ -24,21 +24,18 @@ from its segment and line is not quarantined again.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..governance._contracts import CONTRACTS
 from ..governance._online_keys import REDIS_EVENTS, REDIS_REJECTED  # the key names, shared
-from ..storage._segments import count_segment_lines, iter_segments, segment_lines
+from ..storage._segments import absorb_lock, count_segment_lines, iter_segments, segment_lines
 from ._spool import CLOSED_SUFFIX, all_segments, ready_segments, segment_stem
 
 SPOOL = Path("spool")
@@ -71,21 +68,6 @@ __all__ = [
 ]
 
 
-@contextmanager
-def _lock(workdir: Path) -> Iterator[bool]:
-    (workdir / SPOOL).mkdir(parents=True, exist_ok=True)
-    with open(workdir / SPOOL / ".absorb.lock", "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def absorb(workdir: str | Path, redis_client: Any = None, *, wait_s: float = 0.0) -> dict[str, Any]:
     """Ingest what the server accepted and quarantine what it rejected; idempotent per segment.
 
@@ -105,7 +87,7 @@ def _absorb_once(workdir: Path, redis_client: Any) -> dict[str, Any]:
     from ..governance import AuditLog
     from ..governance._erasures import Erasures
 
-    with _lock(workdir) as locked:
+    with absorb_lock(workdir) as locked:
         if not locked:
             return {"status": "busy", "reason": "another absorb is running"}
         for stale in (workdir / "tmp").glob("absorb-*"):  # of an absorber that died (we hold the lock)
@@ -122,56 +104,60 @@ def _absorb_once(workdir: Path, redis_client: Any) -> dict[str, Any]:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         tmp = workdir / "tmp" / f"absorb-{stamp}"
         tmp.mkdir(parents=True, exist_ok=True)
-        events = [
-            _canonical_event(line, f"spool:{segment_stem(seg)}:{n}")
-            for seg in ev_segments
-            for n, line in enumerate(segment_lines(seg) or (), 1)
-        ] + [_canonical_event(line, f"redis:{i}") for i, line in redis_ev]
-        # the events of a user erased after they were posted (still spooled when the erasure ran)
-        # are stored nowhere: not ingested (ingestion would withhold them) and not archived
-        erasures = Erasures.of(workdir)
-        withheld = 0
-        if erasures is not None:
-            kept = [ev for ev in events if not erasures.withholds(ev)]
-            withheld, events = len(events) - len(kept), kept
-        lines = [json.dumps(ev, ensure_ascii=False).encode() + b"\n" for ev in events]
-        n_events = write_events(tmp / "events.jsonl", lines)
-        report: dict[str, Any] = {"status": "ok", "accepted": n_events, "quarantined": 0}
-        archive = workdir / FEEDBACK_DIR
-        if withheld:
-            report["withheld_erased"] = withheld
-        try:
+        try:  # (the staged copy holds shoppers' events: gone whatever happens)
+            events = [
+                _canonical_event(line, f"spool:{segment_stem(seg)}:{n}")
+                for seg in ev_segments
+                for n, line in enumerate(segment_lines(seg) or (), 1)
+            ] + [_canonical_event(line, f"redis:{i}") for i, line in redis_ev]
+            # the events of a user erased after they were posted (still spooled when the erasure
+            # ran) are stored nowhere: not ingested (ingestion would withhold them), not archived
+            erasures = Erasures.of(workdir)
+            withheld = 0
+            if erasures is not None:
+                kept = [ev for ev in events if not erasures.withholds(ev)]
+                withheld, events = len(events) - len(kept), kept
+            lines = [json.dumps(ev, ensure_ascii=False).encode() + b"\n" for ev in events]
+            n_events = write_events(tmp / "events.jsonl", lines)
+            report: dict[str, Any] = {"status": "ok", "accepted": n_events, "quarantined": 0}
+            archive = workdir / FEEDBACK_DIR
+            if withheld:
+                report["withheld_erased"] = withheld
+            try:
+                if n_events:
+                    rep = ingest_events(workdir, tmp, archive / f"events-{stamp}.jsonl")
+                    ev = rep.tables.get("events")
+                    report["ingest_run_id"] = rep.run_id
+                    report["curated"] = ev.rows_curated if ev else 0
+                    report["quarantined_by_ingest"] = ev.rows_quarantined if ev else 0
+                    refused = _refused_ids(workdir, rep.run_id) if ev and ev.rows_quarantined else []
+                    if refused:
+                        (tmp / "refused.json").write_text(
+                            json.dumps(
+                                {"run_id": rep.run_id, "event_id_sha256": [_digest(i) for i in refused]}
+                            )
+                        )
+                rejected = _rejected_rows(rej_segments, [line for _, line in redis_rej])
+                if rejected:
+                    report["quarantined"] = _quarantine(workdir, rejected, report.get("ingest_run_id"))
+            except duckdb.IOException as exc:  # the warehouse is held by another process (training)
+                return {"status": "busy", "reason": str(exc).splitlines()[0][:200]}
+            archive.mkdir(parents=True, exist_ok=True)
             if n_events:
-                rep = ingest_events(workdir, tmp, archive / f"events-{stamp}.jsonl")
-                ev = rep.tables.get("events")
-                report["ingest_run_id"] = rep.run_id
-                report["curated"] = ev.rows_curated if ev else 0
-                report["quarantined_by_ingest"] = ev.rows_quarantined if ev else 0
-                refused = _refused_ids(workdir, rep.run_id) if ev and ev.rows_quarantined else []
-                if refused:
-                    (tmp / "refused.json").write_text(
-                        json.dumps({"run_id": rep.run_id, "event_id_sha256": [_digest(i) for i in refused]})
-                    )
-            rejected = _rejected_rows(rej_segments, [line for _, line in redis_rej])
-            if rejected:
-                report["quarantined"] = _quarantine(workdir, rejected, report.get("ingest_run_id"))
-        except duckdb.IOException as exc:  # the warehouse is held by another process (training)
+                # the refused ids first: a server reading the archive (`served_since`) finds them
+                # beside it
+                if (tmp / "refused.json").exists():
+                    shutil.move(str(tmp / "refused.json"), archive / f"events-{stamp}{REFUSED_SUFFIX}")
+                shutil.move(str(tmp / "events.jsonl"), archive / f"events-{stamp}.jsonl")
+            for seg in ev_segments + rej_segments:
+                seg.unlink(missing_ok=True)
+            if redis_client is not None:
+                if redis_ev:
+                    redis_client.xdel(REDIS_EVENTS, *[i for i, _ in redis_ev])
+                if redis_rej:
+                    redis_client.xdel(REDIS_REJECTED, *[i for i, _ in redis_rej])
+        finally:
             shutil.rmtree(tmp, ignore_errors=True)
-            return {"status": "busy", "reason": str(exc).splitlines()[0][:200]}
-        archive.mkdir(parents=True, exist_ok=True)
-        if n_events:
-            # the refused ids first: a server reading the archive (`served_since`) finds them beside it
-            if (tmp / "refused.json").exists():
-                shutil.move(str(tmp / "refused.json"), archive / f"events-{stamp}{REFUSED_SUFFIX}")
-            shutil.move(str(tmp / "events.jsonl"), archive / f"events-{stamp}.jsonl")
-        for seg in ev_segments + rej_segments:
-            seg.unlink(missing_ok=True)
-        if redis_client is not None:
-            if redis_ev:
-                redis_client.xdel(REDIS_EVENTS, *[i for i, _ in redis_ev])
-            if redis_rej:
-                redis_client.xdel(REDIS_REJECTED, *[i for i, _ in redis_rej])
-        shutil.rmtree(tmp, ignore_errors=True)
         AuditLog(workdir).append("events.absorb", **{k: v for k, v in report.items() if k != "status"})
         return report
 
@@ -323,7 +309,7 @@ def absorb_mark(workdir: str | Path, wait_s: float = 60.0) -> str:
     workdir = Path(workdir)
     deadline = time.monotonic() + wait_s
     while True:
-        with _lock(workdir) as locked:
+        with absorb_lock(workdir) as locked:
             if locked or time.monotonic() >= deadline:
                 return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         time.sleep(0.1)

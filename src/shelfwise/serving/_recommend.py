@@ -38,6 +38,12 @@ class Recommendations:
             )
         return name
 
+    def knows_context(self, context: str) -> bool:
+        """Whether some category path of the bundle starts with `context` (as `cold_start` reads
+        it): an unknown one steers nothing, the cold-start list is the shop-wide one."""
+        pre = context.strip().lower()
+        return any(v.lower().startswith(pre) for v in self.bundle.categories.values)
+
     def cold_start(self, k: int, context: str | None = None, exclude: set[int] | None = None) -> list[int]:
         """Popular items; with a `context` (a category path prefix such as "Home > Kitchen"),
         popular within that category first, then the overall list."""

@@ -24,6 +24,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,6 +33,25 @@ T = TypeVar("T")
 OPEN_SUFFIX = ".jsonl.open"
 CLOSED_SUFFIX = ".jsonl"
 GATE = ".rewrite.lock"  # writes hold it shared, an in-place rewrite exclusively
+
+
+@contextmanager
+def absorb_lock(workdir: str | Path) -> Iterator[bool]:
+    """The lock one absorber of served events holds at a time (`spool/.absorb.lock`): True when
+    taken, False when another process holds it (never waits). An erasure takes it to remove
+    the staging folders (`tmp/absorb-*`) a dead absorber left."""
+    spool = Path(workdir) / "spool"
+    spool.mkdir(parents=True, exist_ok=True)
+    with open(spool / ".absorb.lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _writer_gone(path: Path) -> bool:
