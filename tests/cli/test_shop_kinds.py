@@ -73,6 +73,13 @@ def test_catalog_only_shop_trains_searches_recommends_and_serves(catalog_only, t
         assert "no behaviour events" in skipped[m], skipped
     assert out["default_model"] == "content" and out["results"] == []
     assert out["registry"]["production"] is True and all(out["registry"]["gates"].values())
+    # a shop without registered people: the version names who trained it as its audit entry does
+    import getpass
+
+    from shelfwise.governance._model_versions import registered_versions
+
+    (version,) = registered_versions(work)
+    assert version["registered_by"] == getpass.getuser()
     bundle = Bundle.load(current_bundle(work))
     assert bundle.manifest["search"]["ranker"] is not None  # learnt from the judgments
     assert sorted(bundle.models) == ["content"] and bundle.manifest["skipped"] == out["skipped"]

@@ -157,7 +157,7 @@ class AuditLog:
             "seq": n + 1,
             "at": datetime.now(UTC).isoformat(),
             "action": action,
-            "actor": actor or _ACTING.get() or os.environ.get("SHELFWISE_AS") or _os_user(),
+            "actor": actor_name(actor),
             "outcome": outcome,
             "details": details,
             "prev": prev,
@@ -225,6 +225,12 @@ class AuditLog:
                 f"the log ends at entry {n} but entry {head.get('seq')} was written (its newest lines were removed)",
             )
         return Verification(True, n)
+
+
+def actor_name(actor: str | None = None) -> str:
+    """Who an entry names: `actor`, else the person the code runs as (`acting`), else
+    `SHELFWISE_AS`, else the operating system's user (a shop without registered people)."""
+    return actor or _ACTING.get() or os.environ.get("SHELFWISE_AS") or _os_user()
 
 
 def _os_user() -> str:

@@ -224,6 +224,7 @@ class Registry:
     # -- writing -------------------------------------------------------------------------------
     def register(self, bundle: Path, run_id: str | None, actor: str | None) -> str:
         from ..governance import AuditLog
+        from ..governance._audit import actor_name
 
         self._ensure_model()
         from ..models import read_manifest
@@ -237,7 +238,8 @@ class Registry:
             "measured_as": measured_as(m),
             "lineage_run_id": str(m.get("lineage", {}).get("train_run_id")),
             "data_versions": json.dumps({t: v.get("version") for t, v in m.get("data_versions", {}).items()}),
-            "registered_by": actor or "",
+            # (the audit entry's name: a shop without registered people names its OS user)
+            "registered_by": actor_name(actor),
             "status": "candidate",
         }
         mv = self.client.create_model_version(MODEL, source=str(bundle.resolve()), run_id=run_id, tags=tags)
