@@ -228,7 +228,7 @@ class Shop:
     def send_events(
         self, events: Iterable[Mapping[str, Any]], *, redis_url: str | None = None
     ) -> dict[str, Any]:
-        """Send shopper events as `POST /v1/events` does (same permission, `serve.call`): each is
+        """Send shopper events as `POST /v1/events` does (same permission, `events.post`): each is
         checked against the events contract and answered in `results` (`accepted`, `rejected`
         with its reasons and quarantined, or `duplicate` of an `event_id` accepted before, here
         or by the server); the accepted ones are stored in the spool the server writes (or the
@@ -239,7 +239,7 @@ class Shop:
         and numpy give them (`df.to_dict("records")`: numpy numbers, Timestamps, NaN for a
         missing field) are read as their JSON twins. Returns `{"accepted", "rejected",
         "duplicates", "results"}`, with `error`, `errors` and `note` when some were rejected."""
-        with self._acting("serve.call"):
+        with self._acting("events.post") as actor:
             from .serving._intake import send_events
 
             if isinstance(events, Mapping | str | bytes) or not isinstance(events, Iterable):
@@ -252,7 +252,7 @@ class Shop:
             svc = self._service(True, search=False)
             client = _redis(redis_url)
             out, accepted = send_events(
-                self.workdir, body, {"product_id": svc.snapshot.item_index}, redis_client=client
+                self.workdir, body, {"product_id": svc.snapshot.item_index}, redis_client=client, poster=actor
             )
             if accepted:
                 for cached in self._services.values():

@@ -187,7 +187,7 @@ def test_events_sent_from_python_are_checked_spooled_and_absorbed_once(work, mon
 
 @pytest.mark.slow
 def test_a_service_sends_events_and_reads_profiles_as_over_http_and_nothing_else(work):
-    """The twins of endpoints a service may call need what the endpoints need (`serve.call`,
+    """The twins of endpoints a service may call need what the endpoints need (`events.post`,
     `insights.profile`); the batch answers (`recommend`, `search`: model choices, no rules,
     explanations the API does not offer) stay with the people's roles."""
     data, w = work
@@ -208,5 +208,17 @@ def test_a_service_sends_events_and_reads_profiles_as_over_http_and_nothing_else
     with pytest.raises(AccessDenied, match="shopfront \\(role service\\) may not train"):
         svc.train(models=["popularity"], **FAST)
     ann = Shop(w, as_="ann", api_key=ada.add_person("ann", "steward"))
-    with pytest.raises(AccessDenied, match="ann \\(role steward\\) may not serve.call"):
+    with pytest.raises(AccessDenied, match="ann \\(role steward\\) may not events.post"):
         ann.send_events([event])
+    # who reads lists and reports does not write the shop's purchases (an analyst's key posted a
+    # 999,999 purchase into an experiment's revenue); whoever sends is named beside the events
+    val = Shop(w, as_="val", api_key=ada.add_person("val", "analyst"))
+    assert val.recommend(user, 3)["items"]
+    with pytest.raises(AccessDenied, match="val \\(role analyst\\) may not events.post"):
+        val.send_events([{**event, "event_type": "purchase", "value": 999999}])
+    from shelfwise.serving._feedback import absorb
+
+    rep = absorb(w)
+    assert rep["posted_by"]["shopfront"] >= 1 and "val" not in rep["posted_by"], rep
+    entry = [e for e in ada.audit(limit=50) if e["action"] == "events.absorb"][-1]
+    assert entry["details"]["posted_by"] == rep["posted_by"]

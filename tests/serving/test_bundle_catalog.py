@@ -117,3 +117,29 @@ def test_the_spark_jobs_ranker_of_a_loaded_bundle_pickles_and_answers_alike(bund
     assert [back.top(u) for u in range(3)] == [ranker.top(u) for u in range(3)]
     view = pickle.loads(pickle.dumps(CatalogView(snap.item_index, snap.bundle)))
     assert [view[p] for p in IDS] == [snap.info[p] for p in IDS]
+
+
+def test_a_bundle_is_not_read_while_an_erasure_rewrites_it(bundle_path: Path):
+    """An erasure rewrites a bundle's files one after the other and then its manifest: a server
+    loading it meanwhile read a scrubbed file beside the old hash ("sha256 mismatch") and logged
+    a failed reload. Loading waits for the erasure's lock; loads share it."""
+    import threading
+
+    from shelfwise.governance._erase import _erase_bundle
+    from shelfwise.storage._segments import folder_lock
+
+    loaded: list[Bundle] = []
+    with folder_lock(bundle_path, shared=True):  # another loader: no wait
+        assert Bundle.load(bundle_path).version
+    with folder_lock(bundle_path, shared=False):  # an erasure at work
+        reader = threading.Thread(target=lambda: loaded.append(Bundle.load(bundle_path)))
+        reader.start()
+        reader.join(0.5)
+        assert reader.is_alive() and not loaded  # waiting, not reading half-rewritten files
+        # what the erasure writes under its lock: a file changed before the manifest
+        (bundle_path / "serving.npz").write_bytes((bundle_path / "serving.npz").read_bytes())
+    reader.join(10)
+    assert len(loaded) == 1
+    pseudo = str(Bundle.load(bundle_path).interactions.user_ids[0])
+    assert _erase_bundle(bundle_path, [pseudo]) > 0  # (takes the lock itself, and gives it back)
+    assert Bundle.load(bundle_path).interactions.user_ids[0] == "erased_0"

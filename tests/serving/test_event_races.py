@@ -302,3 +302,35 @@ def test_a_failed_absorb_leaves_no_staged_copy_and_an_erasure_removes_a_dead_one
         assert locked and _drop_stale_absorbs(work) == 0
     assert dead.exists()
     assert _drop_stale_absorbs(work) == 1 and not dead.exists()
+
+
+def test_a_full_reload_replays_the_archives_under_their_own_names(tmp_path: Path):
+    """After a full load the served archives are replayed: the raw layer, the quarantine and the
+    lineage name each archive (`feedback/events-*.jsonl`) and its line, not a temporary file
+    put together from them (which was gone once the load ended)."""
+    from shelfwise.lifecycle._ingest_job import ingest_dataset
+    from shelfwise.storage import read_only
+
+    work = _workdir(tmp_path)
+    _spool(work, _views("shopper", 2))
+    absorb(work)
+    _spool(work, _views("robot", 130))  # robot traffic: quarantined at its absorb and its replay
+    absorb(work)
+    archives = sorted((work / "feedback").glob("events-*.jsonl"))
+    assert len(archives) == 2
+    rep = ingest_dataset(tmp_path / "data", work)  # the full load, then the replay
+    assert any("replayed 132 served events" in n for n in rep.notes), rep.notes
+    with read_only(work) as (con, _):
+        run = con.sql("SELECT run_id FROM meta.raw_loads ORDER BY load_id DESC LIMIT 1").fetchone()[0]
+        (source,) = con.sql(
+            "SELECT source_file FROM meta.raw_loads WHERE run_id = ?", params=[run]
+        ).fetchone()
+        rows = con.sql(
+            "SELECT source_file, source_line, reason FROM quarantine.rows WHERE run_id = ? ORDER BY source_line",
+            params=[run],
+        ).fetchall()
+        curated = con.sql("SELECT count(*) FROM curated.events").fetchone()[0]
+    assert Path(source) == (work / "feedback").resolve()
+    assert {(Path(f), r) for f, _, r in rows} == {(archives[1].resolve(), "bot_traffic")}
+    assert [n for _, n, _ in rows] == list(range(1, 131))  # the lines of the robot's archive
+    assert curated == 1 + 2  # the file's view and the shopper's two, each once

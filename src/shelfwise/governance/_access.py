@@ -75,6 +75,9 @@ PERMISSIONS: dict[str, set[Role]] = {
     "serve.run": {Role.ADMIN, Role.ENGINEER},
     "serve.call": {Role.ADMIN, Role.ENGINEER, Role.SERVICE, Role.SCIENTIST, Role.ANALYST},
     "serve.admin": {Role.ADMIN, Role.ENGINEER},
+    # shopper events write the shop's data (purchases, revenue an experiment reads): the shop's
+    # own systems and the people who run them, not those who only read lists and reports
+    "events.post": {Role.ADMIN, Role.ENGINEER, Role.SERVICE},
     # profiles name customers by the shop's own ids: people who work with customers' data
     "insights.customers": {Role.ADMIN, Role.STEWARD, Role.SCIENTIST, Role.ANALYST},
     "ask": set(H) | {Role.SERVICE},  # the FAQ is the shop's public text

@@ -428,8 +428,16 @@ def drop_console_figures(workdir: Path) -> int:
 
 
 def _erase_bundle(path: Path, pseudos: list[str]) -> int:
-    """Remove users (one customer and their linked anonymous sessions) from a bundle in place;
-    returns the steps removed (0: none in it)."""
+    """Remove users (one customer and their linked anonymous sessions) from a bundle in place,
+    holding the bundle's lock (a server loading it meanwhile waits, and never reads a model
+    scrubbed beside a manifest naming its old hash); returns the steps removed (0: none in it)."""
+    from ..storage._segments import folder_lock
+
+    with folder_lock(path, shared=False):
+        return _erase_bundle_locked(path, pseudos)
+
+
+def _erase_bundle_locked(path: Path, pseudos: list[str]) -> int:
     from ..features import Interactions
     from ..models import read_manifest, write_manifest
     from ..storage import file_sha256

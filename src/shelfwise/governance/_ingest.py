@@ -501,7 +501,10 @@ class Ingestor:
         """One table: its columns mapped, then the four stages over one `LoadState`."""
         t0 = time.perf_counter()
         if (to := self.recorded_as.get(staged.source.resolve())) is not None:
-            staged = replace(staged, source=to)
+            # the names its rows are recorded under; a folder's parts named by what they link
+            # to (a replay reads the archives through links); Parquet parts are read by name
+            named = staged.parts if staged.format == "parquet" else [self._recorded(p) for p in staged.parts]
+            staged = replace(staged, source=to, parts=named)
         src = staged.source
         tr = TableReport(
             table=contract.name,

@@ -149,15 +149,21 @@ def _fingerprint(
 
 
 def _replay_feedback(workdir: Path) -> int:
-    """Append the archived served events (feedback/*.jsonl) after a full load."""
+    """Append the archived served events (feedback/*.jsonl) after a full load: one load of a
+    folder linking to the archives, so the raw layer and the quarantine name each archive and
+    its line (not a temporary file put together from them)."""
     import tempfile
 
-    from ..serving._feedback import FEEDBACK_DIR, ingest_events, read_lines, write_events
+    from ..serving._feedback import FEEDBACK_DIR, ingest_events
 
     files = sorted((workdir / FEEDBACK_DIR).glob("events-*.jsonl"))
     if not files:
         return 0
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        n = write_events(Path(tmp) / "events.jsonl", (line for f in files for line in read_lines(f)))
-        ingest_events(workdir, Path(tmp), archives=files)
-    return n
+        folder = Path(tmp) / "events"
+        folder.mkdir()
+        for f in files:
+            (folder / f.name).symlink_to(f.resolve())
+        rep = ingest_events(workdir, Path(tmp), archives=files)
+    ev = rep.tables.get("events")
+    return ev.rows_in if ev else 0

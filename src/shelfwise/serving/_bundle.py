@@ -184,7 +184,15 @@ class Bundle:
 
     @classmethod
     def load(cls, path: str | Path, *, verify: bool = True) -> Bundle:
-        path = Path(path)
+        """The bundle in `path`, its files checked against the manifest's hashes (`verify`),
+        read under the bundle's shared lock (an erasure rewrites them under it alone)."""
+        from ..storage._segments import folder_lock
+
+        with folder_lock(path, shared=True):
+            return cls._load(Path(path), verify=verify)
+
+    @classmethod
+    def _load(cls, path: Path, *, verify: bool) -> Bundle:
         manifest = read_manifest(path)
         if verify:
             for rel, digest in manifest.files.items():

@@ -29,6 +29,7 @@ import json
 import shutil
 import time
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -105,11 +106,15 @@ def _absorb_once(workdir: Path, redis_client: Any) -> dict[str, Any]:
         tmp = workdir / "tmp" / f"absorb-{stamp}"
         tmp.mkdir(parents=True, exist_ok=True)
         try:  # (the staged copy holds shoppers' events: gone whatever happens)
-            events = [
-                _canonical_event(line, f"spool:{segment_stem(seg)}:{n}")
+            posted = [
+                (json.loads(line), f"spool:{segment_stem(seg)}:{n}")
                 for seg in ev_segments
                 for n, line in enumerate(segment_lines(seg) or (), 1)
-            ] + [_canonical_event(line, f"redis:{i}") for i, line in redis_ev]
+            ] + [(json.loads(line), f"redis:{i}") for i, line in redis_ev]
+            events = [_canonical_event(rec, locator) for rec, locator in posted]
+            # who sent them (the registered keys' names): the audit entry ties the events to them
+            posters = Counter(str(rec.get("posted_by") or "") for rec, _ in posted)
+            del posted
             # the events of a user erased after they were posted (still spooled when the erasure
             # ran) are stored nowhere: not ingested (ingestion would withhold them), not archived
             erasures = Erasures.of(workdir)
@@ -123,6 +128,8 @@ def _absorb_once(workdir: Path, redis_client: Any) -> dict[str, Any]:
             archive = workdir / FEEDBACK_DIR
             if withheld:
                 report["withheld_erased"] = withheld
+            if set(posters) != {""}:  # (a shop without registered people: nobody to name)
+                report["posted_by"] = {k or "(single-user mode)": v for k, v in sorted(posters.items())}
             try:
                 if n_events:
                     rep = ingest_events(workdir, tmp, archive / f"events-{stamp}.jsonl")
@@ -360,23 +367,28 @@ def ingest_events(
     """Served events go into the warehouse like any file load, appended (the governed path).
     `archived_as`: the archive `data_dir`'s events.jsonl becomes once absorbed, which the
     lineage, the raw layer and the quarantine name (the temporary file is gone by then);
-    `archives`: the archives it was put together from (a replay), which the lineage names."""
+    `archives`: a replay, `data_dir/events/` linking to these archives: the lineage, the raw
+    layer (`feedback/`) and the quarantine (each archive and its line) name them."""
     from ..governance import DatasetRef, Ingestor
 
-    recorded = {data_dir / "events.jsonl": archived_as} if archived_as is not None else None
+    recorded: dict[Path, Path] | None = None
+    if archived_as is not None:
+        recorded = {data_dir / "events.jsonl": archived_as}
+    elif archives:
+        recorded = {data_dir / "events": archives[0].parent}
     inputs = [DatasetRef("file", str(p.resolve())) for p in archives] if archives is not None else None
     return Ingestor(
         workdir, mode="append", job="shelfwise.events", recorded_as=recorded, lineage_inputs=inputs
     ).run(data_dir)
 
 
-def _canonical_event(line: bytes, locator: str) -> dict[str, Any]:
+def _canonical_event(record: dict[str, Any], locator: str) -> dict[str, Any]:
     """The spool holds {"event": {...}, "received_at": ...}; ingestion takes the event, with
     its `locator` as event_id when the client sent none (what makes a second absorb of the same
     segment harmless), and every column the events contract needs in a file's header (an
     anonymous view without a `user_id` key, a search without `product_id`: accepted as such, their
     absorb failed on "missing required column" until then, holding up every absorb and train)."""
-    ev = _with_id(json.loads(line)["event"], locator)
+    ev = _with_id(record["event"], locator)
     return {**dict.fromkeys(HEADER_COLUMNS), **ev}
 
 

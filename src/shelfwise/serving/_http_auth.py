@@ -43,6 +43,7 @@ def authorize(ctx: AppContext, request: Request, action: str = "serve.call") -> 
         key = auth[7:].strip()
     allowed, name = s.caller(key, action)
     if allowed:
+        request.state.caller = name  # (who posted: recorded beside their events)
         return s
     from ..governance import AuditLog
 

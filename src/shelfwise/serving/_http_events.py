@@ -112,12 +112,13 @@ def events_router(ctx: AppContext) -> APIRouter:
         },
     )
     async def post_events(request: Request) -> Any:
-        s = authorize(ctx, request)
+        s = authorize(ctx, request, "events.post")
+        poster = getattr(request.state, "caller", None)
         body = await read_events(request, settings)
         snap = s.snapshot
         received = datetime.now(UTC).isoformat()
         results, valid, errors = verdicts(body, {"product_id": snap.item_index}, settings.max_id_chars)
-        bad_lines = rejected_lines(body, errors, received)
+        bad_lines = rejected_lines(body, errors, received, poster)
         ids = list({eid for _, _, _, eid in valid if eid is not None})
         store: EventIds = ctx.state["event_ids"]
         # ids a concurrent request of this process is accepting are waited for in memory, those
@@ -129,7 +130,7 @@ def events_router(ctx: AppContext) -> APIRouter:
             seen = await _claim_shared(store, ids) if ids else set()
             claimed = [i for i in ids if i not in seen]
             seen |= taken
-            batch = to_store(valid, seen, results, received)
+            batch = to_store(valid, seen, results, received, poster)
             ok_lines, ok_events, ok_ids = batch.lines, batch.events, batch.ids
             try:  # durable (fsync'ed / in Redis) before we answer; the rejected first: once the
                 # accepted are stored the answer is "accepted", whatever happens after

@@ -113,10 +113,13 @@ def to_store(
     seen: set[str],
     results: list[dict[str, Any]],
     received: str,
+    poster: str | None = None,
 ) -> Accepted:
     """The valid events to store: an event_id in `seen` (accepted before, or earlier in this
-    batch) makes its event a duplicate (its result says so)."""
+    batch) makes its event a duplicate (its result says so). `poster`: the registered person
+    or service whose key sent them, kept beside each (`posted_by`; none in single-user mode)."""
     out = Accepted()
+    by = {"posted_by": poster} if poster else {}
     for i, ev, chk, eid in valid:
         if eid is not None:
             if eid in seen:
@@ -126,15 +129,18 @@ def to_store(
             out.ids.append(eid)
         elif "event_id" in ev:  # "", "null": no id; the absorber gives it one of its own
             ev = {k: v for k, v in ev.items() if k != "event_id"}
-        out.lines.append(orjson.dumps({"event": ev, "received_at": received}))
+        out.lines.append(orjson.dumps({"event": ev, "received_at": received, **by}))
         out.events.append(online_event(chk.values, ev["timestamp"]))
     return out
 
 
-def rejected_lines(body: list[Any], errors: list[dict[str, Any]], received: str) -> list[bytes]:
-    """The quarantine spool's lines of the rejected events."""
+def rejected_lines(
+    body: list[Any], errors: list[dict[str, Any]], received: str, poster: str | None = None
+) -> list[bytes]:
+    """The quarantine spool's lines of the rejected events (`poster` as in `to_store`)."""
+    by = {"posted_by": poster} if poster else {}
     return [
-        orjson.dumps({"event": body[e["index"]], "failures": e["all"], "received_at": received})
+        orjson.dumps({"event": body[e["index"]], "failures": e["all"], "received_at": received, **by})
         for e in errors
     ]
 
@@ -162,7 +168,12 @@ def answer(
 
 
 def send_events(
-    workdir: Path, body: list[Any], known: dict[str, Any], *, redis_client: Any = None
+    workdir: Path,
+    body: list[Any],
+    known: dict[str, Any],
+    *,
+    redis_client: Any = None,
+    poster: str | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Store a batch as `POST /v1/events` does (the server's default limits and settings):
     (the answer without its status, the accepted events for the online state). A
@@ -206,11 +217,11 @@ def send_events(
             time.sleep(delay)
             delay = min(2 * delay, 0.1)
         claimed = [i for i in ids if i not in got.duplicates]
-        batch = to_store(valid, set(got.duplicates), results, received)
+        batch = to_store(valid, set(got.duplicates), results, received, poster)
         try:
             # the rejected first: once the accepted are stored, the answer is "accepted"
             if errors:
-                spooled(rejected_lines(body, errors, received), REJECTED_DIR, REDIS_REJECTED)
+                spooled(rejected_lines(body, errors, received, poster), REJECTED_DIR, REDIS_REJECTED)
             if batch.lines:
                 spooled(batch.lines, EVENTS_DIR, REDIS_EVENTS)
         except Exception as exc:  # noqa: BLE001 - a disk's, a Redis's: said as the route says it

@@ -54,6 +54,26 @@ def absorb_lock(workdir: str | Path) -> Iterator[bool]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+@contextmanager
+def folder_lock(folder: str | Path, *, shared: bool) -> Iterator[None]:
+    """A lock over a folder's files (`<folder>/.lock`, waited for): readers share it, a writer
+    that rewrites several of them in place (an erasure scrubbing a model bundle) holds it alone,
+    so a reader never sees one file new and another old (a bundle's state beside a manifest
+    still naming the old hash). A folder whose lock file cannot be written (a read-only copy,
+    which nobody rewrites) is read without it."""
+    try:
+        fh = open(Path(folder) / ".lock", "a")
+    except OSError:
+        yield
+        return
+    with fh:
+        fcntl.flock(fh, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def _writer_gone(path: Path) -> bool:
     """Whether nobody holds the open segment's lock (its writer ended, however it ended)."""
     try:
