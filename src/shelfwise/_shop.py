@@ -759,9 +759,14 @@ class Shop:
         revenue per user (95% intervals). Absorbs the newest attributed events first."""
         with self._acting("evaluate") as actor:
             from .serving._experiments import experiment_report
+            from .serving._feedback import pending_events
 
             self._absorb_if_allowed(actor)
-            return experiment_report(self.workdir, experiment)
+            rep = experiment_report(self.workdir, experiment)
+            # what was acknowledged and is not counted yet (a reader who may not absorb, or a
+            # running server's open segment): said, not read as zero outcomes
+            rep["pending_events"] = pending_events(self.workdir)
+            return rep
 
     # -- the model registry ---------------------------------------------------------------------
     def _registry(self) -> Any:

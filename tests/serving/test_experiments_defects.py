@@ -163,3 +163,115 @@ def test_a_variants_bundle_or_model_gone_at_serving_time_is_served_from_the_curr
     assert sum("no model 'sasrec', serving its default 'popularity'" in m for m in said) == 1
     assert svc._variant_model(Variant("knn", 1, model="itemknn"), svc.snapshot) == "itemknn"
     assert svc._variant_model(None, svc.snapshot) == "popularity"
+
+
+def _exp(name: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "variants": [{"name": "control"}, {"name": "treat"}], **extra}
+
+
+def test_experiments_that_would_never_run_or_never_get_traffic_are_refused() -> None:
+    """A second experiment on a surface while the first runs got no traffic at all (a request is
+    assigned by the first active one); a start after the end never ran; weights of 1e308 sent
+    every user to the last variant."""
+    with pytest.raises(ShelfwiseError, match="while experiment 'a' does"):
+        parse_experiments({"experiments": [_exp("a"), _exp("b")]})
+    with pytest.raises(ShelfwiseError, match="while experiment 'a' does"):
+        parse_experiments({"experiments": [_exp("a", end="2027-01-01"), _exp("b", start="2026-12-01")]})
+    # one after the other, or on another surface: both run
+    assert (
+        len(parse_experiments({"experiments": [_exp("a", end="2027-01-01"), _exp("b", start="2027-01-01")]}))
+        == 2
+    )
+    assert len(parse_experiments({"experiments": [_exp("a"), _exp("b", surface="search")]})) == 2
+    with pytest.raises(ShelfwiseError, match="is not before end"):
+        parse_experiments({"experiments": [_exp("a", start="2027-01-01", end="2026-01-01")]})
+    huge = {
+        "experiments": [
+            {"name": "a", "variants": [{"name": "x", "weight": 1e308}, {"name": "y", "weight": 1e308}]}
+        ]
+    }
+    with pytest.raises(ShelfwiseError, match="add up past any number"):
+        parse_experiments(huge)
+    # a file a server ran before these checks still loads (not strict)
+    assert len(parse_experiments({"experiments": [_exp("a"), _exp("b")]}, strict=False)) == 2
+
+
+def _served(lists: list[tuple[str, str, str, float]], experiment: str = "e") -> list[tuple]:
+    """Exposures (experiment, variant, list id, user, bundle, at) of (variant, id, user, at)."""
+    return [(experiment, v, i, u, "b1", at) for v, i, u, at in lists]
+
+
+def test_an_event_counts_for_its_own_users_list_and_not_before_it_was_served() -> None:
+    """A purchase by another user naming a list, or dated months before it was served, raised the
+    variant's revenue and conversion; they are counted apart (`events_not_counted`)."""
+    ex = _served([("control", "r1", "u1", 10_000.0), ("control", "r2", "u2", 10_000.0)])
+    by_list = {
+        "r1": [
+            ["u1", 10_050.0, "click", 0.0],
+            ["u1", 10_060.0, "purchase", 20.0],
+            ["u9", 10_070.0, "purchase", 1000.0],  # another user naming u1's list
+            ["u1", 5_000.0, "purchase", 500.0],  # dated before the list was served
+            ["u1", 9_700.0, "add_to_cart", 0.0],  # 5 minutes before: clocks differ, counted
+        ]
+    }
+    m = _experiments.experiment_summary(ex, by_list)["experiments"]["e"]["variants"]["control"]
+    assert m["revenue_per_user"] == 10.0 and m["conversion"] == 0.5
+    assert m["ctr"] == 0.5 and m["add_to_cart_rate"] == 0.5
+    assert m["events_not_counted"] == {"another_user": 1, "before_the_list": 1}
+
+
+def test_a_split_that_is_not_the_configured_one_is_flagged() -> None:
+    """Load shedding fell on the slower arm: 1,156 against 1,346 exposures and no word. The
+    users per variant are checked against the configured weights."""
+    even = {"e": {"control": 50.0, "treat": 50.0}}
+    balanced = _served([("control", f"c{i}", f"u{i}", 0.0) for i in range(500)])
+    balanced += _served([("treat", f"t{i}", f"v{i}", 0.0) for i in range(490)])
+    srm = _experiments.experiment_summary(balanced, {}, weights=even)["experiments"]["e"]["sample_ratio"]
+    assert not srm["mismatch"] and srm["expected_share"] == {"control": 0.5, "treat": 0.5}
+    skewed = balanced + _served([("control", f"x{i}", f"w{i}", 0.0) for i in range(200)])
+    srm = _experiments.experiment_summary(skewed, {}, weights=even)["experiments"]["e"]["sample_ratio"]
+    assert srm["mismatch"] and srm["p_value"] < 0.001
+    # the same users against a split configured so (7:5) are no mismatch
+    srm = _experiments.experiment_summary(skewed, {}, weights={"e": {"control": 7.0, "treat": 5.0}})
+    assert not srm["experiments"]["e"]["sample_ratio"]["mismatch"]
+
+
+def test_the_ctr_interval_has_the_user_as_its_unit() -> None:
+    """Ten users who each saw 50 lists and clicked all or none: 500 exposures, but ten units. The
+    Wilson interval over exposures said +-4 points; the users' spread is far wider."""
+    from shelfwise.evaluation import wilson_interval
+
+    lists = [("control", f"r{u}-{j}", f"u{u}", 0.0) for u in range(10) for j in range(50)]
+    by_list = {f"r{u}-{j}": [[f"u{u}", 1.0, "click", 0.0]] for u in range(5) for j in range(50)}
+    m = _experiments.experiment_summary(_served(lists), by_list)["experiments"]["e"]["variants"]["control"]
+    lo, hi = m["ctr_ci95"]
+    assert m["ctr"] == 0.5 and lo < 0.25 and hi > 0.75
+    w_lo, w_hi = wilson_interval(250, 500)
+    assert w_hi - w_lo < (hi - lo) / 3
+
+
+def test_the_report_names_an_unknown_experiment_and_events_naming_unknown_lists(tmp_path: Path) -> None:
+    from shelfwise.serving._feedback import EXPOSURES_DIR
+
+    folder = tmp_path / EXPOSURES_DIR
+    folder.mkdir(parents=True)
+    rec = {
+        "id": "r1",
+        "kind": "recommendations",
+        "user": "u1",
+        "at": 1.0,
+        "experiment": "e",
+        "variant": "control",
+    }
+    (folder / "t1-host-1.jsonl").write_text(json.dumps(rec) + "\n")
+    with pytest.raises(ShelfwiseError, match="no experiment 'nope'.*known: e"):
+        _experiments.experiment_report(tmp_path, "nope")
+    events = {"r1": [["u1", 2.0, "click", 0.0]], "rec-does-not-exist": [["u1", 2.0, "click", 0.0]]}
+    orig = _experiments.attributed_events
+    try:
+        _experiments.attributed_events = lambda workdir: events  # type: ignore[assignment]
+        rep = _experiments.experiment_report(tmp_path, "e")
+    finally:
+        _experiments.attributed_events = orig  # type: ignore[assignment]
+    assert rep["unknown_list_events"] == 1
+    assert rep["experiments"]["e"]["variants"]["control"]["ctr"] == 1.0

@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -238,9 +239,21 @@ def test_rules_and_experiments_are_picked_up_live_and_reported(server, served_wo
             assert c.get(f"/v1/recommendations/{known_knn}").json()["model"] == "itemknn"
         del knn_user
         # clicks attributed to served lists, then the report per variant
-        clicks = [ev(u, r["items"][0], recommendation_id=r["recommendation_id"]) for u, r in served[:20]]
+        # (dated now: an event dated before its list was served is not caused by it)
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        clicks = [
+            ev(u, r["items"][0], recommendation_id=r["recommendation_id"], timestamp=now)
+            for u, r in served[:20]
+        ]
         buys = [
-            ev(u, r["items"][0], "purchase", value=20.0, recommendation_id=r["recommendation_id"])
+            ev(
+                u,
+                r["items"][0],
+                "purchase",
+                value=20.0,
+                recommendation_id=r["recommendation_id"],
+                timestamp=now,
+            )
             for u, r in served[:4]
         ]
         assert c.post("/v1/events", json=clicks + buys).status_code == 202

@@ -5,6 +5,7 @@ of a rules file that crashed or passed unchecked. Hand-made shops: milliseconds.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -241,6 +242,94 @@ def test_rules_set_refuses_a_bad_value_with_exit_2_and_keeps_the_rules(tmp_path:
     assert proc.returncode == 2, proc.stderr
     assert "factor" in proc.stderr and "'abc'" in proc.stderr and "Traceback" not in proc.stderr
     assert Rules.load(tmp_path).max_per_category == 3
+
+
+def test_a_rules_file_that_is_not_an_object_is_refused_and_the_rules_kept(tmp_path: Path) -> None:
+    """`[]` installed an empty rule set (every rule gone, exit 0); `null`, `5`, `"abc"` crashed
+    with a traceback (the console answered 500)."""
+    save_rules(tmp_path, {"items": [{"action": "hide", "brand": "Acme"}]})
+    for doc, kind in (([], "a list"), ([["max_per_category", 1]], "a list"), (None, "null"), (5, "a number"), ("abc", "a string")):  # fmt: skip
+        with pytest.raises(ShelfwiseError, match=f"must be a JSON object.*not {kind}"):
+            save_rules(tmp_path, doc)  # type: ignore[arg-type]
+    bad = tmp_path / "bad.json"
+    bad.write_text("null")
+    proc = sw("rules", "set", "--workdir", str(tmp_path), "--file", str(bad), check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    kept = Rules.load(tmp_path)
+    assert kept.version == 1 and len(kept.items) == 1
+
+
+def _save_many(workdir: str, who: str, n: int) -> None:
+    for i in range(n):
+        save_rules(workdir, {"description": f"{who}-{i}"}, actor=who)
+
+
+def test_rules_changed_at_once_by_two_processes_each_get_a_version(tmp_path: Path) -> None:
+    """The console and the CLI saving together: each read the current version, one number was
+    given twice (a change lost), a shared temporary file went missing or two writers' bytes
+    mixed in rules.json. One change at a time, each through a temporary file of its own."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_save_many, args=(str(tmp_path), who, 15)) for who in ("cli", "console")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    assert Rules.load(tmp_path).version == 30
+    audit = [json.loads(x) for x in (tmp_path / "audit" / "audit.jsonl").read_text().splitlines()]
+    versions = [e["details"]["version"] for e in audit if e["action"] == "rules.change"]
+    assert sorted(versions) == list(range(1, 31))
+    history = sorted((tmp_path / "config" / "rules-history").glob("rules-v*.json"))
+    assert len(history) == 29 and all(json.loads(h.read_text()) for h in history)
+    assert not list((tmp_path / "config").glob("*.tmp"))
+
+
+def test_rules_that_can_never_hold_are_refused_and_doubtful_ones_said(tmp_path: Path) -> None:
+    import warnings
+
+    from shelfwise.serving._rules import ItemRule, RulesWarning
+
+    never = [
+        ({"action": "hide", "brand": "Acme", "start": "2026-12-01", "end": "2026-11-01"}, "not before end"),
+        ({"action": "hide", "brand": "Acme", "surfaces": []}, "names no surface"),
+        ({"action": "pin", "product_id": "P1", "query": "   "}, "blank query"),
+    ]
+    for rule, said in never:
+        with pytest.raises(ShelfwiseError, match=said):
+            save_rules(tmp_path, {"items": [rule]})
+    assert Rules.load(tmp_path).version == 0  # nothing installed
+    with pytest.warns(RulesWarning, match="hides it on 'kettle': the hide wins"):
+        save_rules(
+            tmp_path,
+            {
+                "items": [
+                    {"action": "pin", "product_id": "P1", "query": "kettle"},
+                    {"action": "hide", "product_id": "P1"},
+                ]
+            },
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a pin alone, no bundle to check it against: no word
+        save_rules(tmp_path, {"items": [{"action": "pin", "product_id": "P1", "query": "kettle"}]})
+    # with a bundle, a pin of a product its catalog does not hold is said
+    folder = tmp_path / "bundles" / "b1"
+    folder.mkdir(parents=True)
+    Interactions.from_arrays(["u1"], ["P1"], np.arange(1), item_ids=np.array(["P1", "P2"], object)).save(
+        folder / "interactions.npz"
+    )
+    (tmp_path / "bundles" / "CURRENT").write_text("b1")
+    with pytest.warns(RulesWarning, match="pins P9, which the current bundle's catalog does not hold"):
+        save_rules(tmp_path, {"items": [{"action": "pin", "product_id": "P9"}]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        save_rules(tmp_path, {"items": [{"action": "pin", "product_id": "P2"}]})
+    # a query rule holds on the query as typed and as the engine corrected it
+    pin = ItemRule(action="pin", product_id="P1", query="kettle")
+    now = datetime.now(UTC)
+    assert pin.applies("search", ("kettel", "kettle"), None, now)
+    assert pin.applies("search", "Kettle ", None, now) and not pin.applies("search", "kettel", None, now)
 
 
 def test_files_a_server_read_before_values_were_checked_still_load(tmp_path: Path) -> None:

@@ -85,8 +85,10 @@ def _experiment_exposures(work: Path, monkeypatch) -> list:
     import shelfwise.serving._experiments as experiments
 
     monkeypatch.setattr(experiments, "attributed_events", lambda workdir: {})
-    monkeypatch.setattr(experiments, "experiment_summary", lambda exposures, attributed: exposures)
-    return [int(e[2][1:]) for e in experiments.experiment_report(work)]  # the list ids, s<n>
+    monkeypatch.setattr(
+        experiments, "experiment_summary", lambda exposures, attributed, **kw: {"exposures": exposures}
+    )
+    return [int(e[2][1:]) for e in experiments.experiment_report(work)["exposures"]]  # the list ids, s<n>
 
 
 def _spooled_ids(work: Path, monkeypatch) -> list:

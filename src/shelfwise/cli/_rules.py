@@ -93,6 +93,15 @@ def experiments_report(
     typer.echo(rep["protocol"])
     for name, e in rep["experiments"].items():
         typer.echo(f"\nexperiment {name}")
+        srm = e.get("sample_ratio")
+        if srm and srm["mismatch"]:
+            typer.echo(
+                f"  warning: sample ratio mismatch (p = {srm['p_value']:.2g}): users per variant "
+                + ", ".join(f"{v} {s:.1%}" for v, s in srm["observed_share"].items())
+                + " against the configured "
+                + ", ".join(f"{v} {s:.1%}" for v, s in srm["expected_share"].items())
+                + ": the split is broken; do not compare the variants until it is found"
+            )
         for var, m in e["variants"].items():
             typer.echo(
                 f"  {var:12s} users {m['users']:6d} exposures {m['exposures']:7d} "
@@ -100,3 +109,19 @@ def experiments_report(
                 f"cart {m['add_to_cart_rate']:.4f} conv {m['conversion']:.4f} "
                 f"rev/user {m['revenue_per_user']:.2f} [{m['revenue_per_user_ci95'][0]:.2f}, {m['revenue_per_user_ci95'][1]:.2f}]"
             )
+            skipped = m.get("events_not_counted") or {}
+            if any(skipped.values()):
+                typer.echo(
+                    f"  {'':12s} not counted: {skipped['another_user']:,} event(s) of another user, "
+                    f"{skipped['before_the_list']:,} dated before the list was served"
+                )
+    if rep.get("unknown_list_events"):
+        typer.echo(
+            f"\n{rep['unknown_list_events']:,} event(s) name a list id the exposure log does not hold "
+            "(mistyped, or older than the log's retention): counted for no variant"
+        )
+    if rep.get("pending_events"):
+        typer.echo(
+            f"\nwarning: {rep['pending_events']:,} acknowledged event(s) are still in the spool, not in "
+            "these numbers (`shelfwise events absorb`, or a running server's next absorb)"
+        )

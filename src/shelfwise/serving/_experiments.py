@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -87,7 +88,7 @@ def parse_experiments(doc: Any, source: str = "experiments", *, strict: bool = T
     refused, as it was before fields were checked, so a file a server ran yesterday still loads."""
     if not isinstance(doc, dict) or not isinstance(doc.get("experiments", []), list):
         raise ShelfwiseError(f'{source}: expected {{"experiments": [...]}}')
-    out = []
+    out: list[Experiment] = []
     names = set()
     for i, e in enumerate(doc.get("experiments", [])):
         where = f"{source}: experiments[{i}]"
@@ -131,19 +132,42 @@ def parse_experiments(doc: Any, source: str = "experiments", *, strict: bool = T
                 raise ShelfwiseError(f"{vwhere}: rules must be an object of rule settings, not {rules!r}")
             Rules.from_dict(rules, f"{vwhere}: rules")  # checked as `rules set` checks a rules file
             variants.append(Variant(str(v["name"]), float(w), v.get("model"), v.get("bundle"), dict(rules)))
-        if len(variants) < 2 or sum(v.weight for v in variants) <= 0:
+        total = sum(v.weight for v in variants)
+        if len(variants) < 2 or not total > 0:
             raise ShelfwiseError(f"{where}: at least two variants with a positive total weight")
-        out.append(
-            Experiment(
-                str(e["name"]),
-                surface,
-                tuple(variants),
-                str(e.get("salt", "")),
-                parse_when(e.get("start"), where),
-                parse_when(e.get("end"), where),
+        if not math.isfinite(total):  # (1e308 + 1e308: every user in the last variant)
+            raise ShelfwiseError(
+                f"{where}: the variants' weights add up past any number; use shares such as 50 and 50"
             )
+        exp = Experiment(
+            str(e["name"]),
+            surface,
+            tuple(variants),
+            str(e.get("salt", "")),
+            parse_when(e.get("start"), where),
+            parse_when(e.get("end"), where),
         )
+        if strict and exp.start is not None and exp.end is not None and exp.start >= exp.end:
+            raise ShelfwiseError(
+                f"{where}: start {e.get('start')} is not before end {e.get('end')}: never running"
+            )
+        if strict:  # a request is assigned by the first active experiment of its surface
+            for other in out:
+                if other.surface == exp.surface and _overlap(other, exp):
+                    raise ShelfwiseError(
+                        f"{where}: runs on {exp.surface} while experiment {other.name!r} does; a shopper is "
+                        "assigned by one experiment per surface, so it would get no traffic: end one "
+                        "before the other starts (start / end), or make them variants of one experiment"
+                    )
+        out.append(exp)
     return out
+
+
+def _overlap(a: Experiment, b: Experiment) -> bool:
+    """Whether two experiments' running periods meet (an open start or end runs for ever)."""
+    starts_before_b_ends = b.end is None or a.start is None or a.start < b.end
+    ends_after_b_starts = a.end is None or b.start is None or a.end > b.start
+    return starts_before_b_ends and ends_after_b_starts
 
 
 def load_experiments(workdir: str | Path) -> list[Experiment]:
@@ -218,41 +242,78 @@ def _bootstrap_mean(values: np.ndarray, rounds: int = 1000, seed: int = 0) -> tu
     return (float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975)))
 
 
+# an event dated this long before its list was served still counts for it (the shop's clocks
+# and the server's disagree a little); an older one was not caused by the list
+CLOCK_SKEW_S = 600.0
+SRM_P = 0.001  # the sample-ratio check's threshold (the usual one: a split this unlikely is broken)
+
+
 def experiment_report(workdir: str | Path, experiment: str | None = None) -> dict[str, Any]:
     """Per experiment and variant: users, exposures, CTR, add-to-cart rate, conversion and
-    revenue per user (95% CIs: Wilson for rates, bootstrap over users for revenue), from the
-    exposure log and the attributed events in the warehouse (absorb first to count the newest)."""
+    revenue per user (95% CIs by bootstrap over users), from the exposure log and the
+    attributed events in the warehouse (absorb first to count the newest), with the
+    sample-ratio check against the configured weights; `experiment` names one (refused when
+    neither the log nor the configuration knows it)."""
     from ..storage._segments import iter_records
     from ._feedback import EXPOSURES_DIR
 
     workdir = Path(workdir)
     exposures = []
+    served: set[str] = set()
     # each segment read whole, never half rewritten by an erasure or retention run; a line a
     # crash cut short is left out
     for rec in iter_records(workdir / EXPOSURES_DIR):
+        if isinstance(rec, dict) and rec.get("id"):
+            served.add(str(rec["id"]))
         if (e := experiment_exposure(rec)) is not None:
             exposures.append(e)
+    try:
+        configured = load_experiments(workdir)
+    except ShelfwiseError:
+        configured = []
     if experiment is not None:
+        known = {e[0] for e in exposures} | {e.name for e in configured}
+        if experiment not in known:
+            raise ShelfwiseError(
+                f"no experiment {experiment!r} in the exposure log or the configuration"
+                + (f" (known: {', '.join(sorted(known))})" if known else " (none is)")
+            )
         exposures = [e for e in exposures if e[0] == experiment]
-    return experiment_summary(exposures, attributed_events(workdir) if exposures else {})
+    by_list = attributed_events(workdir) if exposures else {}
+    out = experiment_summary(exposures, by_list, weights=configured_weights(configured))
+    # events naming a list the log does not hold (a mistyped id, or one past the log's retention)
+    out["unknown_list_events"] = sum(len(v) for k, v in by_list.items() if k not in served)
+    return out
 
 
-def experiment_exposure(rec: Any) -> tuple[str, str, str, str, str] | None:
+def configured_weights(experiments: list[Experiment]) -> dict[str, dict[str, float]]:
+    """Each configured experiment's variant weights (the split the sample-ratio check expects)."""
+    return {e.name: {v.name: v.weight for v in e.variants} for e in experiments}
+
+
+def experiment_exposure(rec: Any) -> tuple[str, str, str, str, str, float] | None:
     """What the report needs of one exposure-log line: (experiment, variant, list id, user,
-    bundle), or None when no experiment served it. Order-free: a reader may keep these as the
-    log grows (the console does) and give `experiment_summary` the same report."""
+    bundle, served at: epoch seconds), or None when no experiment served it. Order-free: a
+    reader may keep these as the log grows (the console does) and give `experiment_summary`
+    the same report."""
     if not isinstance(rec, dict) or not rec.get("experiment") or not rec.get("variant"):
         return None  # (a line without its variant cannot count for one: not a variant "None")
+    try:
+        at = float(rec.get("at") or 0.0)
+    except (TypeError, ValueError):
+        at = 0.0
     return (str(rec["experiment"]), str(rec.get("variant")), str(rec.get("id")), str(rec.get("user")),
-            str(rec.get("bundle")))  # fmt: skip
+            str(rec.get("bundle")), at)  # fmt: skip
 
 
-def attributed_events(workdir: str | Path) -> dict[str, dict[str, float]]:
+def attributed_events(workdir: str | Path) -> dict[str, list[list[Any]]]:
     """Per served list id a curated event names (`recommendation_id`, else `search_id`): its
-    clicks, add-to-carts, purchases and purchase revenue (the warehouse's part of the report)."""
+    events as `[user (pseudonym), time (epoch seconds), event_type, value]` (the warehouse's
+    part of the report; `experiment_summary` counts those of the list's own user, not dated
+    before it was served)."""
     from ..storage import read_only, relation_columns
 
-    by_list: dict[str, dict[str, float]] = {}
+    by_list: dict[str, list[list[Any]]] = {}
     with read_only(workdir) as (con, tables):
         if "events" not in tables:
             return by_list
@@ -260,34 +321,82 @@ def attributed_events(workdir: str | Path) -> dict[str, dict[str, float]]:
         if "recommendation_id" not in cols:
             return by_list
         rows = con.sql(
-            "SELECT coalesce(recommendation_id, search_id), event_type, coalesce(value, 0) "
-            "FROM curated.events WHERE coalesce(recommendation_id, search_id) IS NOT NULL"
+            'SELECT coalesce(recommendation_id, search_id), user_id, epoch("timestamp"), event_type, '
+            "coalesce(value, 0) FROM curated.events WHERE coalesce(recommendation_id, search_id) IS NOT NULL "
+            "AND event_type IN ('click', 'add_to_cart', 'purchase')"
         ).fetchall()
-    for sid, etype, value in rows:
-        d = by_list.setdefault(sid, {"click": 0, "add_to_cart": 0, "purchase": 0, "revenue": 0.0})
-        if etype in d:
-            d[etype] += 1
-        if etype == "purchase":
-            d["revenue"] += float(value)
+    for sid, user, ts, etype, value in rows:
+        by_list.setdefault(str(sid), []).append([str(user), float(ts), str(etype), float(value)])
     return by_list
 
 
+def _ratio_interval(num: np.ndarray, den: np.ndarray) -> tuple[float, float]:
+    """95% interval of the rate sum(num) / sum(den) over users (per user: their clicked lists
+    and their lists), by the delta method: a user's exposures are not independent of each
+    other, so the variance is the users', not the exposures' (a Wilson interval over exposures
+    is too narrow when users see many lists). Clipped to [0, 1]."""
+    n = len(den)
+    if n == 0 or den.sum() == 0:
+        return (0.0, 0.0)
+    mx, my = float(num.mean()), float(den.mean())
+    r = mx / my
+    if n < 2:
+        return (max(0.0, r), min(1.0, r))
+    sxx, syy = float(num.var(ddof=1)), float(den.var(ddof=1))
+    sxy = float(np.cov(num, den, ddof=1)[0, 1])
+    var = max(0.0, (sxx - 2 * r * sxy + r * r * syy) / (my * my * n))
+    half = 1.959964 * var**0.5
+    return (max(0.0, r - half), min(1.0, r + half))
+
+
+def _sample_ratio(users: dict[str, int], weights: dict[str, float] | None) -> dict[str, Any] | None:
+    """The sample-ratio check: the users per variant against the configured weights (chi-square);
+    a mismatch (p below SRM_P) means the split was broken (load shedding that fell on one arm,
+    a redirect, a bot) and the comparison is not to be trusted."""
+    if not weights or set(users) - set(weights) or sum(users.values()) == 0:
+        return None
+    from scipy.stats import chisquare
+
+    names = sorted(weights)
+    total_w = sum(weights[n] for n in names)
+    n = sum(users.values())
+    expected = [n * weights[v] / total_w for v in names]
+    observed = [users.get(v, 0) for v in names]
+    if any(e <= 0 for e in expected):
+        return None
+    p = float(chisquare(observed, expected).pvalue)
+    return {
+        "expected_share": {v: round(weights[v] / total_w, 4) for v in names},
+        "observed_share": {v: round(users.get(v, 0) / n, 4) for v in names},
+        "p_value": p,
+        "mismatch": p < SRM_P,
+    }
+
+
 def experiment_summary(
-    exposures: list[tuple[str, str, str, str, str]], by_list: dict[str, dict[str, float]]
+    exposures: list[tuple[str, str, str, str, str, float]],
+    by_list: dict[str, list[list[Any]]],
+    *,
+    weights: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, Any]:
-    """The report from the exposures (`experiment_exposure`'s tuples) and `attributed_events`."""
+    """The report from the exposures (`experiment_exposure`'s tuples) and `attributed_events`;
+    `weights` (`configured_weights`): the split each experiment was configured with."""
     from ..evaluation import wilson_interval
 
     out: dict[str, Any] = {
         "protocol": (
             "unit = user (pseudonym); exposure = one served list; an event counts for the list whose "
-            "recommendation_id/search_id it carries; CTR and add-to-cart rate per exposure, conversion "
-            "= share of exposed users with an attributed purchase, revenue per exposed user = sum of "
-            "attributed purchase values; 95% CIs: Wilson (rates), bootstrap over users (revenue)"
+            "recommendation_id/search_id it carries when it is the list's own user's and is not dated "
+            f"more than {CLOCK_SKEW_S / 60:g} minutes before the list was served; CTR and add-to-cart "
+            "rate per exposure, conversion = share of exposed users with an attributed purchase, revenue "
+            "per exposed user = sum of attributed purchase values; 95% CIs with the user as unit: delta "
+            "method (CTR, add-to-cart rate: users' lists are not independent), Wilson over users "
+            "(conversion), bootstrap over users (revenue); "
+            f"sample-ratio check: users per variant against the configured weights (chi-square, p < {SRM_P:g})"
         ),
         "experiments": {},
     }
-    groups: dict[tuple[str, str], list[tuple[str, str, str, str, str]]] = {}
+    groups: dict[tuple[str, str], list[tuple[str, str, str, str, str, float]]] = {}
     for e in exposures:
         groups.setdefault((e[0], e[1]), []).append(e)
     for exp_name in sorted({k[0] for k in groups}):
@@ -295,29 +404,45 @@ def experiment_summary(
         for var in sorted(v for x, v in groups if x == exp_name):
             ex = groups[(exp_name, var)]
             users = sorted({e[3] for e in ex})
-            n = len(ex)
-            clicks = sum(min(by_list.get(e[2], {}).get("click", 0), 1) for e in ex)
-            carts = sum(min(by_list.get(e[2], {}).get("add_to_cart", 0), 1) for e in ex)
-            per_user_rev = {u: 0.0 for u in users}
-            buyers = set()
+            row = {u: i for i, u in enumerate(users)}
+            n_u = len(users)
+            shown, clicked, carted = np.zeros(n_u), np.zeros(n_u), np.zeros(n_u)
+            bought, revenue = np.zeros(n_u, bool), np.zeros(n_u)
+            other_user = before = 0
             for e in ex:
-                got = by_list.get(e[2])
-                if got and got["purchase"]:
-                    buyers.add(e[3])
-                    per_user_rev[e[3]] += got["revenue"]
-            rev = np.array(list(per_user_rev.values()), float)
+                u = row[e[3]]
+                shown[u] += 1
+                kinds: set[str] = set()
+                for ev_user, ts, etype, value in by_list.get(e[2], ()):
+                    if ev_user != e[3]:
+                        other_user += 1
+                        continue
+                    if e[5] and ts < e[5] - CLOCK_SKEW_S:
+                        before += 1
+                        continue
+                    kinds.add(etype)
+                    if etype == "purchase":
+                        revenue[u] += value
+                clicked[u] += "click" in kinds
+                carted[u] += "add_to_cart" in kinds
+                bought[u] |= "purchase" in kinds
+            n = len(ex)
             variants[var] = {
-                "users": len(users),
+                "users": n_u,
                 "exposures": n,
-                "ctr": clicks / n if n else 0.0,
-                "ctr_ci95": wilson_interval(clicks, n),
-                "add_to_cart_rate": carts / n if n else 0.0,
-                "add_to_cart_ci95": wilson_interval(carts, n),
-                "conversion": len(buyers) / len(users) if users else 0.0,
-                "conversion_ci95": wilson_interval(len(buyers), len(users)),
-                "revenue_per_user": float(rev.mean()) if len(rev) else 0.0,
-                "revenue_per_user_ci95": _bootstrap_mean(rev),
+                "ctr": float(clicked.sum() / n) if n else 0.0,
+                "ctr_ci95": _ratio_interval(clicked, shown),
+                "add_to_cart_rate": float(carted.sum() / n) if n else 0.0,
+                "add_to_cart_ci95": _ratio_interval(carted, shown),
+                "conversion": float(bought.mean()) if n_u else 0.0,
+                "conversion_ci95": wilson_interval(int(bought.sum()), n_u),
+                "revenue_per_user": float(revenue.mean()) if n_u else 0.0,
+                "revenue_per_user_ci95": _bootstrap_mean(revenue),
                 "bundles": sorted({e[4] for e in ex}),
+                # events naming the variant's lists that did not count: another user's, or dated
+                # before the list was served
+                "events_not_counted": {"another_user": other_user, "before_the_list": before},
             }
-        out["experiments"][exp_name] = {"variants": variants}
+        srm = _sample_ratio({v: m["users"] for v, m in variants.items()}, (weights or {}).get(exp_name))
+        out["experiments"][exp_name] = {"variants": variants, "sample_ratio": srm}
     return out

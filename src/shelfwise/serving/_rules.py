@@ -30,8 +30,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,6 +75,10 @@ def _is_whole(value: Any) -> bool:
     return is_number(value) and float(value).is_integer()
 
 
+# a request's query for the rules: as typed, or (typed, corrected) when the engine corrected it
+Asked = str | tuple[str, ...] | None
+
+
 @dataclass(frozen=True)
 class ItemRule:
     action: str
@@ -87,15 +93,20 @@ class ItemRule:
     start: datetime | None = None
     end: datetime | None = None
 
-    def applies(self, surface: str, query: str | None, context: str | None, now: datetime) -> bool:
+    def applies(self, surface: str, query: Asked, context: str | None, now: datetime) -> bool:
+        """Whether the rule is in force for a request: its surface, dates, query (a search's
+        query as typed or as the engine corrected it: a pin for "kettle" holds on "kettel") and
+        category context."""
         if surface not in self.surfaces:
             return False
         if self.start is not None and now < self.start:
             return False
         if self.end is not None and now >= self.end:
             return False
-        if self.query is not None and (query or "").strip().lower() != self.query:
-            return False
+        if self.query is not None:
+            asked = (query,) if query is None or isinstance(query, str) else query
+            if not any((q or "").strip().lower() == self.query for q in asked):
+                return False
         return not (self.context is not None and not (context or "").lower().startswith(self.context))
 
     def targets(self, product_id: str, category: str, brand: str) -> bool:
@@ -274,7 +285,7 @@ class Rules:
         catalog: ItemInfo,
         *,
         surface: str,
-        query: str | None = None,
+        query: Asked = None,
         context: str | None = None,
         purchases: dict[str, float] | None = None,
         now: datetime | None = None,
@@ -362,7 +373,7 @@ class Rules:
         engine_index: Mapping[str, int],
         rows: np.ndarray,
         catalog: CatalogView,
-        query: str | None,
+        query: Asked,
         now: datetime | None = None,
         pin_allowed: Callable[[str], bool] | None = None,
     ) -> np.ndarray | None:
@@ -529,36 +540,146 @@ class CatalogView(Mapping[str, tuple[str, str, bool]]):
 
 
 def write_json_atomically(path: Path, doc: Any) -> None:
-    """A configuration file appears whole or not at all (a running server may be reading it)."""
+    """A configuration file appears whole or not at all (a running server may be reading it),
+    written through a temporary file of its own (two writers never share one)."""
+    _write_atomically(path, json.dumps(doc, indent=2, ensure_ascii=False))
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False))
-    tmp.replace(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(name, 0o644)  # (mkstemp's 0600: a server run by another user reads the config)
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def config_lock(workdir: str | Path, name: str) -> Iterator[None]:
+    """One writer at a time of a configuration file (`config/.<name>.lock`): the console and the
+    CLI changing the rules together each read the current version, and one version number was
+    given twice (the other change lost)."""
+    import fcntl
+
+    folder = Path(workdir) / "config"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f".{name}.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def save_rules(workdir: str | Path, doc: dict[str, Any], actor: str = "cli") -> Rules:
     """Validate and install a new rules file: the version is bumped, the previous one kept
-    under config/rules-history/, and the change audited."""
+    under config/rules-history/, and the change audited; one change at a time."""
     from ..governance import AuditLog
 
+    if not isinstance(doc, dict):  # ([] would have installed an empty rule set)
+        raise ShelfwiseError(
+            f'the rules must be a JSON object ({{"rules": [...], ...}}), not {_json_kind(doc)}'
+        )
     workdir = Path(workdir)
-    current = Rules.load(workdir)
-    doc = dict(doc)
-    doc["version"] = current.version + 1
-    rules = Rules.from_dict(doc)
-    path = workdir / RULES_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        hist = workdir / "config" / "rules-history"
-        hist.mkdir(exist_ok=True)
-        (hist / f"rules-v{current.version}.json").write_text(path.read_text())
-    write_json_atomically(path, doc)
-    AuditLog(workdir).append(
-        "rules.change",
-        actor=actor,
-        version=rules.version,
-        sha256=rules.sha256,
-        previous_version=current.version,
-        rules=len(rules.items),
-    )
-    return rules
+    with config_lock(workdir, "rules"):
+        current = Rules.load(workdir)
+        doc = dict(doc)
+        doc["version"] = current.version + 1
+        rules = Rules.from_dict(doc)
+        _check_new_rules(doc, rules, workdir)
+        path = workdir / RULES_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            hist = workdir / "config" / "rules-history"
+            hist.mkdir(exist_ok=True)
+            _write_atomically(hist / f"rules-v{current.version}.json", path.read_text())
+        write_json_atomically(path, doc)
+        AuditLog(workdir).append(
+            "rules.change",
+            actor=actor,
+            version=rules.version,
+            sha256=rules.sha256,
+            previous_version=current.version,
+            rules=len(rules.items),
+        )
+        return rules
+
+
+class RulesWarning(UserWarning):
+    """A rule installed as written that probably does not do what was meant (a pin of a product
+    the catalog does not hold, a pin and a hide of one product on one query)."""
+
+
+def _check_new_rules(doc: dict[str, Any], rules: Rules, workdir: Path) -> None:
+    """What `rules set` refuses beyond a file `Rules.from_dict` can read (files installed
+    before these checks still load at serve time): a rule that can never be in force (its
+    start not before its end, `"surfaces": []`, a blank query); and what it warns about."""
+    import warnings
+
+    for i, (r, item) in enumerate(zip(doc.get("items") or [], rules.items, strict=True)):
+        where = f"items[{i}]"
+        if item.start is not None and item.end is not None and item.start >= item.end:
+            raise ShelfwiseError(
+                f"{where}: start {r.get('start')} is not before end {r.get('end')}: never in force"
+            )
+        if isinstance(r.get("surfaces"), list | tuple) and not r["surfaces"]:
+            raise ShelfwiseError(
+                f"{where}: surfaces [] names no surface; leave it out for every surface, or name them "
+                f"among {SURFACES}"
+            )
+        if r.get("query") is not None and not str(r["query"]).strip():
+            raise ShelfwiseError(f"{where}: a blank query matches no search; leave it out for every query")
+    pins = [(i, r) for i, r in enumerate(rules.items) if r.action == "pin"]
+    if not pins:
+        return
+    try:
+        from ..features import Interactions
+        from ._bundle import current_bundle
+
+        known = set(map(str, Interactions.load(current_bundle(workdir) / "interactions.npz").item_ids))
+    except (ShelfwiseError, OSError):
+        known = None  # (no bundle yet: nothing to check against)
+    for i, pin in pins:
+        if known is not None and pin.product_id not in known:
+            warnings.warn(
+                RulesWarning(
+                    f"items[{i}]: pins {pin.product_id}, which the current bundle's catalog does not hold"
+                ),
+                stacklevel=3,
+            )
+        for j, other in enumerate(rules.items):
+            overlapping = (
+                other.action == "hide"
+                and other.targets(pin.product_id or "", "", "")
+                and other.query in (None, pin.query)
+                and set(other.surfaces) & set(pin.surfaces)
+            )
+            if overlapping:
+                warnings.warn(
+                    RulesWarning(
+                        f"items[{i}] pins {pin.product_id} and items[{j}] hides it"
+                        f"{' on ' + repr(pin.query) if pin.query else ''}: the hide wins"
+                    ),
+                    stacklevel=3,
+                )
+
+
+def _json_kind(doc: Any) -> str:
+    """What a parsed JSON document is, in words (for an error)."""
+    if doc is None:
+        return "null"
+    if isinstance(doc, bool):
+        return "a boolean"
+    if isinstance(doc, int | float):
+        return "a number"
+    if isinstance(doc, str):
+        return "a string"
+    if isinstance(doc, list):
+        return "a list"
+    return type(doc).__name__

@@ -174,7 +174,7 @@ def _filtered(engine: Any, filters: Any) -> Any:
 
 
 def search_counts(
-    snap: Snapshot, page: dict[str, Any], rules: Rules, query: str, pin_allowed: Any = None
+    snap: Snapshot, page: dict[str, Any], rules: Rules, query: Any, pin_allowed: Any = None
 ) -> tuple[int, dict[str, Any]]:
     """A search page's `total` and facets as the shopper sees them after `rules`: what the rules
     hide is not a result, a pinned product is (the engine's page counts before the rules, so
@@ -845,8 +845,10 @@ class Service:
         a = req.args
         # search shows purchased items again (people re-find what they bought): no repurchase rule
         pin_ok = _filtered(engine, a.filters)
+        # a rule for the query holds on it as typed and as the engine corrected it
+        asked = (a.q, page["corrected_query"]) if page.get("corrected_query") else a.q
         items = req.rules.apply(
-            ranked, a.offset + a.k, req.snap.info, surface="search", query=a.q, pin_allowed=pin_ok
+            ranked, a.offset + a.k, req.snap.info, surface="search", query=asked, pin_allowed=pin_ok
         )
         stages = list(page["stages"])
         available = ["lexical", "semantic"]
@@ -854,7 +856,7 @@ class Service:
             available.append("rerank")
         if engine.cross_ is not None:
             available.append("cross_encoder")
-        total, facets = search_counts(req.snap, page, req.rules, a.q, pin_ok)
+        total, facets = search_counts(req.snap, page, req.rules, asked, pin_ok)
         extra = {
             "total": total,
             "facets": facets,

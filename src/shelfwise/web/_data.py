@@ -508,7 +508,7 @@ class _FileTally:
         # search pages per query (`search._analytics.add_served_search`) and experiment
         # exposures (`serving._experiments.experiment_exposure`): the analytics page's sums
         self.searches: dict[str, list[Any]] = {}
-        self.exposures: list[tuple[str, str, str, str, str]] = []
+        self.exposures: list[tuple[str, str, str, str, str, float]] = []
         self.lines = 0  # lines parsed (tests: an append is read, not the whole file again)
 
     def read(self, data: bytes) -> _FileTally:
@@ -1261,8 +1261,14 @@ def experiments(workdir: Path) -> dict[str, Any]:
     """`shelfwise experiments report --json` (without absorbing first) and the configuration.
     The exposures come from the incremental tally (only what was appended to the log is read),
     the attributed events from the warehouse (cached, kept in the workdir, per warehouse state)."""
-    from ..serving._experiments import attributed_events, experiment_summary, load_experiments
+    from ..serving._experiments import (
+        attributed_events,
+        configured_weights,
+        experiment_summary,
+        load_experiments,
+    )
 
+    installed = load_experiments(workdir)
     configured = [
         {
             "name": e.name,
@@ -1271,17 +1277,17 @@ def experiments(workdir: Path) -> dict[str, Any]:
                 {"name": v.name, "weight": v.weight, "model": v.model, "bundle": v.bundle} for v in e.variants
             ],
         }
-        for e in load_experiments(workdir)
+        for e in installed
     ]
     if not _has_warehouse(workdir):
         return {"configured": configured, "report": {"experiments": {}}}
     served = _stamp(workdir, *SERVED)
     events_stamp: tuple[Any, ...] = ()
-    by_list: dict[str, dict[str, float]] = {}
+    by_list: dict[str, list[list[Any]]] = {}
     if served[0]:
         stamp = _stamp(workdir, *WAREHOUSE)
 
-        def events() -> tuple[tuple[Any, ...], dict[str, dict[str, float]]]:
+        def events() -> tuple[tuple[Any, ...], dict[str, list[list[Any]]]]:
             with warehouse():
                 got = attributed_events(workdir)
             return stamp, {k: got[k] for k in _served_only(workdir, got)}
@@ -1293,13 +1299,16 @@ def experiments(workdir: Path) -> dict[str, Any]:
     report = _cached(
         ("experiments", workdir),
         (served, events_stamp),
-        lambda: experiment_summary(exposure_tally(workdir)["exposures"], by_list),
+        lambda: experiment_summary(
+            exposure_tally(workdir)["exposures"], by_list, weights=configured_weights(installed)
+        ),
         float("inf"),
     )
     return {"configured": configured, "report": report}
 
 
-_EXPERIMENT_EVENTS = Persist("experiment_events", load=lambda v: (_tuples(v[0]), v[1]))
+# (v2: each list's events with their user and time, not counts: the v1 file is not read)
+_EXPERIMENT_EVENTS = Persist("experiment_events_v2", load=lambda v: (_tuples(v[0]), v[1]))
 
 
 # -- warm-up ---------------------------------------------------------------------------------------

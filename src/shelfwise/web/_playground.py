@@ -45,7 +45,7 @@ def _snapshot(service: Any, bundle: str | None) -> Any:
     return service._snapshot_for(Variant("console", 1.0, bundle=bundle))  # loaded once, kept
 
 
-def _rules_hits(rules: Any, pid: str, info: Any, surface: str, query: str | None) -> list[str]:
+def _rules_hits(rules: Any, pid: str, info: Any, surface: str, query: Any) -> list[str]:
     if rules is None or pid not in info:
         return []
     category, brand, _ = info[pid]
@@ -132,8 +132,9 @@ def search_side(
     ranked = [it["product_id"] for it in page["items"]]
     engine_rank = {p: i + 1 for i, p in enumerate(ranked)}
     score = {it["product_id"]: it["score"] for it in page["items"]}
+    asked = (q, page["corrected_query"]) if page.get("corrected_query") else q  # (as the server asks)
     if side.rules is not None:
-        items = side.rules.apply(ranked, k, snap.info, surface="search", query=q)
+        items = side.rules.apply(ranked, k, snap.info, surface="search", query=asked)
     else:
         items = ranked[:k]
     idx = engine._index
@@ -157,11 +158,11 @@ def search_side(
                 "image": _image(engine, r) if r is not None else None,
                 "engine_rank": engine_rank.get(p),
                 "score": round(float(score[p]), 4) if p in score else None,
-                "rules": _rules_hits(side.rules, p, snap.info, "search", q),
+                "rules": _rules_hits(side.rules, p, snap.info, "search", asked),
                 "why": w,
             }
         )
-    total, facets = search_counts(snap, page, side.rules or NO_RULES, q)
+    total, facets = search_counts(snap, page, side.rules or NO_RULES, asked)
     return {
         "label": side.label,
         "bundle": snap.version,
