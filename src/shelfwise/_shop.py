@@ -139,6 +139,12 @@ class Shop:
                 return
         absorb(self.workdir)
 
+    def _outside(self, out: str | Path) -> None:
+        """`out` must be outside the workdir (`storage.outside_workdir`)."""
+        from .storage import outside_workdir
+
+        outside_workdir(out, self.workdir)
+
     def _pseudonym(self, user_id: str) -> str:
         """The warehouse's pseudonym of a shop's user id (the workdir's key)."""
         from .governance import Pseudonymizer
@@ -177,9 +183,10 @@ class Shop:
         returns the number of rows."""
         with self._acting("export") as actor:
             from .governance import AuditLog
-            from .storage import read_only
+            from .storage import outside_workdir, read_only
             from .storage._warehouse import export_curated
 
+            outside_workdir(out, self.workdir)
             # a read: it must not need the write lock a running server's readers keep it from
             with read_only(self.workdir) as (con, tables):
                 n = export_curated(con.sql, sorted(tables), table, out)
@@ -908,7 +915,9 @@ class Shop:
         with self._acting("quarantine.read_raw") as actor:
             from .governance import AuditLog, Quarantine
             from .governance._quarantine import refuse_unknown_filters
+            from .storage import outside_workdir
 
+            outside_workdir(out, self.workdir)
             refuse_unknown_filters(table, reason, None, Quarantine(self.workdir).summary())
             n = Quarantine(self.workdir).export(out, table, reason)
             # raw rows left the warehouse: who took which, where (as a subject access export)
@@ -1006,7 +1015,9 @@ class Shop:
         with self._acting("privacy.export") as actor:
             from .governance._subject_access import write_subject_access
             from .insights._run import profile_part
+            from .storage import outside_workdir
 
+            outside_workdir(out, self.workdir)
             return write_subject_access(
                 self.workdir,
                 user_id,
@@ -1051,6 +1062,7 @@ class Shop:
         the shop's own ids for roles that may see them (`audiences.shop_ids`, as `audiences
         export`), by the warehouse's pseudonyms otherwise (`ids`, `pseudonymized`)."""
         with self._acting("insights.customers", workdir=False) as actor:
+            self._outside(out)
             from .insights._audiences import may_see_shop_ids
             from .insights._run import run_customers
 
@@ -1070,6 +1082,7 @@ class Shop:
         """Weekly demand forecasts (units with an 80% interval) per product or category for
         `horizon_weeks` after the last complete week up to `as_of`, written to `out`."""
         with self._acting("insights.demand", workdir=False) as actor:
+            self._outside(out)
             from .insights._demand_run import run_demand
 
             return run_demand(
@@ -1087,6 +1100,7 @@ class Shop:
         """Reorder suggestions per product (stock, lead time, demand over lead time + review
         period, safety stock, reorder point, order quantity, reason), written to `out`."""
         with self._acting("insights.replenishment", workdir=False) as actor:
+            self._outside(out)
             from .insights._demand_run import run_replenishment
 
             return run_replenishment(
@@ -1142,6 +1156,7 @@ class Shop:
         with self._acting("ask", workdir=False) as actor:
             from .insights._run import run_ask
 
+            self._outside(out)
             return run_ask(self.workdir, questions, out, actor=actor)
 
     def answer(self, question: str, *, top: int = 3) -> dict[str, Any]:
@@ -1190,6 +1205,7 @@ class Shop:
         with self._acting("audiences.export") as actor:
             from .insights._audiences import export_audience, may_see_shop_ids
 
+            self._outside(out)
             may_see = may_see_shop_ids(self.workdir, actor)  # single-user mode: the shop's owner
             return export_audience(self.workdir, name, out, shop_ids=may_see and not pseudonyms, actor=actor)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from shelfwise.demo import generate_demo
+from shelfwise.errors import ShelfwiseError
 
 # The JVM of a CLI's local Spark (`--engine spark`) compiles with the quick C1 compiler only and
 # collects garbage on one thread: it lives seconds on a test's tiny data, where the optimizing C2
@@ -92,6 +93,53 @@ def test_export_has_no_raw_personal_data(shop, tmp_path, suffix):
         assert b"@example." not in content and b"20 7946" not in content
     raw_ids = (data / "users.csv").read_text().splitlines()[1].split(",")[0]
     assert raw_ids.startswith("C1")
+
+
+def test_no_output_is_written_inside_the_workdir(shop, tmp_path):
+    """An analyst's `export --out W/governance/people.json` replaced the people register (every
+    key gone, every later command a traceback); `recommend --out W/bundles/CURRENT` stopped the
+    shop serving. Every --out inside the workdir is refused before anything is written."""
+    import shutil
+
+    from shelfwise import Shop
+
+    _, work0, _ = shop
+    work = tmp_path / "w"
+    shutil.copytree(work0, work)
+    people = work / "governance" / "people.json"
+    audit = (work / "audit" / "audit.jsonl").read_bytes()
+    users = tmp_path / "users.csv"
+    users.write_text("user_id\nC100001\n")
+    for args in (
+        ["export", "--table", "users", "--out", str(people)],
+        ["export", "--table", "users", "--out", str(work / "audit" / "audit.jsonl")],
+        ["recommend", "--users", str(users), "--out", str(work / "bundles" / "CURRENT")],
+        ["quarantine", "export", "--out", str(work / "q.jsonl")],
+    ):
+        proc = sw(args[0], *args[1:], "--workdir", str(work), check=False)
+        assert proc.returncode == 2 and "inside the workdir" in proc.stderr, (args, proc.stderr)
+    assert not people.exists() and not (work / "bundles" / "CURRENT").exists()
+    assert (work / "audit" / "audit.jsonl").read_bytes().startswith(audit)  # (kept; denials may add)
+    with pytest.raises(ShelfwiseError, match="inside the workdir"):
+        Shop(work).export_audience("anyone", work / "a.csv")
+    # a damaged register is said, not a traceback
+    people.parent.mkdir(exist_ok=True)
+    people.write_text('{"user_id": "x"}\n{"user_id": "y"}\n')
+    proc = sw(
+        "recommend",
+        "--users",
+        str(users),
+        "--out",
+        str(tmp_path / "r.jsonl"),
+        "--workdir",
+        str(work),
+        check=False,
+    )
+    assert (
+        proc.returncode == 2
+        and "people register is damaged" in proc.stderr
+        and "Traceback" not in proc.stderr
+    )
 
 
 def test_bad_input_exits_2_with_a_clear_message(tmp_path):

@@ -168,7 +168,11 @@ def test_promotion_needs_gates_and_approval_and_serving_follows(shop):
         assert proc.returncode == 2 and "is gone" in proc.stderr and current_bundle(work).name == new
         ok(run("models", "rollback", "--workdir", str(work), who=who["eve"]))
         assert current_bundle(work).name == live
+        # the version rolled back goes live again only on a new approval
+        proc = run("models", "promote", "--workdir", str(work), "--version", cand, who=who["eve"])
+        assert proc.returncode == 2 and "no approval" in proc.stderr and current_bundle(work).name == live
         actions = [(e["action"], e["outcome"], e["actor"]) for e in audit(work)]
+        assert ("model.rollback", "refused", "eve") in actions  # (the bundle that was gone)
         assert ("model.promote", "refused", "eve") in actions
         assert ("model.approve", "ok", "stu") in actions
         assert ("model.promote", "ok", "eve") in actions and ("model.rollback", "ok", "eve") in actions

@@ -96,7 +96,9 @@ def recommend(
             "give --users FILE (--all-users is for --engine spark: the one-node path answers listed users)"
         )
     listed = users
+    from ..storage import outside_workdir
 
+    outside_workdir(out, workdir)
     skipped: list[int] = []
 
     def ids() -> Iterator[str]:  # read once the Shop has checked the permission and the workdir
@@ -298,6 +300,9 @@ def search(
         lists = dict(pairs)
         yield from (lists.get(qid) for qid, _ in rows)
 
+    from ..storage import outside_workdir
+
+    outside_workdir(out, workdir)
     pages = shop(workdir).search_pages(
         texts(), k, candidates=given() if candidates is not None else None, rules=rules
     )

@@ -118,8 +118,15 @@ class People:
     def load(self) -> dict[str, Person]:
         if not self.path.exists():
             return {}
-        doc = json.loads(self.path.read_text())
-        return {n: Person(**{**p, "role": Role(p["role"])}) for n, p in doc.items()}
+        try:
+            doc = json.loads(self.path.read_text())
+            return {n: Person(**{**p, "role": Role(p["role"])}) for n, p in doc.items()}
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            # (a register overwritten or damaged: every command would die with a traceback)
+            raise ShelfwiseError(
+                f"{self.path}: the people register is damaged ({type(exc).__name__}: {str(exc)[:120]}); "
+                "restore it from a backup (nobody can be authorized until then)"
+            ) from None
 
     def _save(self, people: dict[str, Person]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

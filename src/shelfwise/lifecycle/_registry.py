@@ -338,22 +338,32 @@ class Registry:
     def rollback(self, actor: str | None) -> str:
         from ..governance import AuditLog
 
+        def refuse(why: str) -> ShelfwiseError:  # (audited as a refused promote is)
+            AuditLog(self.workdir).append("model.rollback", actor=actor, outcome="refused", reason=why)
+            return ShelfwiseError(why)
+
         prod = self.production()
         if prod is None:
-            raise ShelfwiseError("nothing in production to roll back")
+            raise refuse("nothing in production to roll back")
         previous = self._version(prod).tags.get("previous_production")
         if not previous:
-            raise ShelfwiseError(f"version {prod} has no previous production version to go back to")
+            raise refuse(f"version {prod} has no previous production version to go back to")
         pv = self._version(previous)
         from ..serving._bundle import BUNDLES_DIR as _BUNDLES
 
         folder = self.workdir / _BUNDLES / Path(pv.source).name
         if not (folder / "manifest.json").exists():  # (retention or a person removed it)
-            raise ShelfwiseError(
+            raise refuse(
                 f"version {previous}'s bundle {folder.name} is gone: nothing to roll back to "
                 f"(version {prod} stays in production)"
             )
         self.client.set_model_version_tag(MODEL, prod, "status", "rolled_back")
+        # a version taken out of production goes live again only on a new approval (its old one
+        # approved what was found wanting), kept as `approval_withdrawn`
+        old = self._version(prod).tags.get("approved_by")
+        if old:
+            self.client.set_model_version_tag(MODEL, prod, "approval_withdrawn", f"{old} (rolled back)")
+            self.client.delete_model_version_tag(MODEL, prod, "approved_by")
         self.client.set_model_version_tag(MODEL, previous, "status", "production")
         self.client.set_registered_model_alias(MODEL, "production", previous)
         from ..serving._bundle import BUNDLES_DIR, CURRENT

@@ -758,3 +758,19 @@ def _stage_json_array(
         info.records += 1
         line += text.count("\n", pos, end)
         pos = end
+
+
+def outside_workdir(out: str | Path, workdir: str | Path, flag: str = "--out") -> Path:
+    """`out` when it is outside the workdir, else a ShelfwiseError: an export, a list of
+    recommendations or answers written inside it could replace the people register, the audit
+    trail or the live bundle's pointer (a reader's `export --out W/governance/people.json` locked
+    the whole team out). The workdir's own files are written by the commands that own them."""
+    from ..errors import ShelfwiseError
+
+    where, work = Path(out).resolve(), Path(workdir).resolve()
+    if where == work or work in where.parents:
+        raise ShelfwiseError(
+            f"{flag} {out}: inside the workdir {work}, which holds the shop's governed files (people, "
+            "audit trail, bundles): write it outside the workdir"
+        )
+    return Path(out)

@@ -316,7 +316,7 @@ def export_curated(sql: Any, curated: list[str], table: str, out: str | Path) ->
         ".json": "JSON",
     }.get(suffix)
     if fmt is None:
-        raise ShelfwiseError(f"{out}: unknown export format {suffix!r} (use .csv, .parquet or .jsonl)")
+        raise ShelfwiseError(f"{out}: unknown export format {suffix!r} (use .csv, .parquet, .jsonl or .json)")
     out.parent.mkdir(parents=True, exist_ok=True)
     # pseudonyms and masked text are still a person's data: its owner's from the first byte.
     # DuckDB makes the file anew under the process's umask (0644), so it is written in a folder
