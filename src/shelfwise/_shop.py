@@ -898,6 +898,16 @@ class Shop:
         may read (`quarantine.summary`: counts, no row's fields); rows need `quarantine.read_raw`."""
         if limit is not None:  # None: every row; 0: the summary alone
             limit = whole_number(limit, "limit", "the number of rows to show (None: all)", minimum=0)
+        if limit != 0:
+            from .errors import AccessDenied
+
+            try:
+                self.authorize("quarantine.read_raw")
+            except AccessDenied as exc:  # (the counts are everyone's: say how to read them)
+                raise AccessDenied(
+                    f"{exc}; the counts per table, reason and status are every person's: "
+                    "`shelfwise quarantine list --limit 0` (`Shop.quarantine(limit=0)`)"
+                ) from None
         with self._acting("quarantine.summary" if limit == 0 else "quarantine.read_raw"):
             from .governance import Quarantine
             from .governance._quarantine import refuse_unknown_filters

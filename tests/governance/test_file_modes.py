@@ -32,6 +32,9 @@ def test_a_new_workdir_and_the_exports_of_customers_data_are_not_world_readable(
         made.chmod(mode)
         Shop(made).ingest(data)
         assert _mode(made) == mode
+    # a shop begun by registering its first person is made the same way
+    Shop(tmp_path / "begun").add_person("ada", "admin")
+    assert _mode(tmp_path / "begun") == 0o750
     shop.export("events", tmp_path / "events.csv")
     assert _mode(tmp_path / "events.csv") == 0o600
     # a whole table leaving the workdir is audited (an analyst's export left no trace)

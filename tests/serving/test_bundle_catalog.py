@@ -143,3 +143,17 @@ def test_a_bundle_is_not_read_while_an_erasure_rewrites_it(bundle_path: Path):
     pseudo = str(Bundle.load(bundle_path).interactions.user_ids[0])
     assert _erase_bundle(bundle_path, [pseudo]) > 0  # (takes the lock itself, and gives it back)
     assert Bundle.load(bundle_path).interactions.user_ids[0] == "erased_0"
+
+
+def test_a_shop_with_only_candidates_is_told_so_not_to_train(tmp_path: Path):
+    """Trained, but no version live (its gates failed, or it waits for an approval): "no trained
+    bundle; run train first" sent the team to train again."""
+    from shelfwise.errors import ShelfwiseError
+    from shelfwise.serving._bundle import current_bundle
+
+    with pytest.raises(ShelfwiseError, match="no trained bundle"):
+        current_bundle(tmp_path)
+    (tmp_path / "bundles" / "20260101T000000000000Z").mkdir(parents=True)
+    (tmp_path / "bundles" / "20260101T000000000000Z" / "manifest.json").write_text("{}")
+    with pytest.raises(ShelfwiseError, match="no bundle is in production.*models list"):
+        current_bundle(tmp_path)

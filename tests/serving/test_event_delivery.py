@@ -56,7 +56,7 @@ def test_sigterm_then_export_shows_every_acknowledged_event(shop: Path):
             )
             assert r.status_code == 202 and r.json()["accepted"] == 100
         assert srv.client.get("/readyz").json()["events_pending"] == 1000
-        sessions, stderr = exported_sessions(shop, shop / "before.csv")
+        sessions, stderr = exported_sessions(shop, shop.parent / "before.csv")
         assert "drain" not in sessions
         assert "1,000 acknowledged events are still waiting in the spool" in stderr
     finally:
@@ -64,7 +64,7 @@ def test_sigterm_then_export_shows_every_acknowledged_event(shop: Path):
     assert rc in (0, -signal.SIGTERM)
     assert "absorbed 1000 acknowledged events into the warehouse on the way out" in srv.logs()
     assert "every acknowledged event is in the warehouse" in srv.logs()
-    sessions, stderr = exported_sessions(shop, shop / "after.csv")
+    sessions, stderr = exported_sessions(shop, shop.parent / "after.csv")
     assert sessions.count("drain") == 1000
     assert "waiting in the spool" not in stderr
 

@@ -129,6 +129,12 @@ class People:
             ) from None
 
     def _save(self, people: dict[str, Person]) -> None:
+        workdir = self.path.parent.parent
+        if not workdir.exists():  # (a shop begun with `users add`: made as any new workdir is)
+            from ..storage._warehouse import _close_to_others
+
+            workdir.mkdir(parents=True)
+            _close_to_others(workdir)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -111,6 +111,12 @@ def current_bundle(workdir: str | Path) -> Path:
     root = Path(workdir) / BUNDLES_DIR
     pointer = root / CURRENT
     if not pointer.exists():
+        if any(root.glob("*/manifest.json")):  # trained, but nothing is live
+            raise ShelfwiseError(
+                f"{workdir}: no bundle is in production: the trained ones are candidates (their gates "
+                "failed, or they wait for an approval); see `shelfwise models list` and `models gates`, "
+                "then `models approve` / `models promote`"
+            )
         raise ShelfwiseError(
             f"{workdir}: no trained bundle; run `shelfwise train --data DIR --workdir {workdir}` first"
         )
