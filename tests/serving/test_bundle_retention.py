@@ -45,3 +45,12 @@ def test_retention_removes_old_steps_from_every_kept_bundle(served_workdir, tmp_
     assert svc.search("organic", 5) is not None
     # a second run finds nothing more to remove
     assert enforce_retention(work, now=now)["deleted"]["bundles/history"] == 0
+    # the manifest says the history was trimmed, and `evaluate` says its numbers are not train's
+    import pytest
+
+    from shelfwise.lifecycle._train import HistoryTrimmedWarning, evaluate_workdir
+
+    assert svc.snapshot.bundle.manifest.get("retention")["steps_removed"] == old
+    with pytest.warns(HistoryTrimmedWarning, match=f"{old:,} steps begun before .* not train's"):
+        rep = evaluate_workdir(work, models=["popularity"], bootstrap_rounds=10)
+    assert rep["history_trimmed"]["steps_removed"] == old

@@ -199,7 +199,16 @@ def _expire_bundle(path: Path, cutoff: datetime) -> int:
     """A bundle's history without the steps begun before `cutoff` (with their weight changes)
     and its purchase list (the repurchase rule's) without the purchases before it; returns the
     steps removed. A step is dated by its first event, as the history is (`Interactions`); the
-    models' fitted parameters are derived from the history, not events, and stay."""
+    models' fitted parameters are derived from the history, not events, and stay. Under the
+    bundle's lock (a server loading it waits); the manifest records the trim (`retention`:
+    `evaluate` says its numbers are measured on what is left)."""
+    from ..storage._segments import folder_lock
+
+    with folder_lock(path, shared=False):
+        return _expire_bundle_locked(path, cutoff)
+
+
+def _expire_bundle_locked(path: Path, cutoff: datetime) -> int:
     from ..features import Interactions
     from ..models import read_manifest, write_manifest
     from ..storage import file_sha256
@@ -236,6 +245,12 @@ def _expire_bundle(path: Path, cutoff: datetime) -> int:
         changed.append("interactions.npz")
     manifest = read_manifest(path)
     manifest.files |= {rel: file_sha256(path / rel) for rel in changed if rel in manifest.files}
+    if n:
+        done = manifest.extra.get("retention") or {}
+        manifest.extra["retention"] = {
+            "cutoff": cutoff.isoformat(),
+            "steps_removed": int(done.get("steps_removed", 0)) + n,
+        }
     write_manifest(path, manifest)
     return n
 

@@ -1257,6 +1257,10 @@ def _track(
     return runs
 
 
+class HistoryTrimmedWarning(UserWarning):
+    """`evaluate` on a bundle whose history retention trimmed: not train's test numbers."""
+
+
 def evaluate_workdir(
     workdir: str | Path,
     *,
@@ -1312,6 +1316,19 @@ def evaluate_workdir(
         "fits": "train fold (as evaluated by train; the served models are refit on every interaction)",
         "not_evaluable": not_evaluable,
     }
+    trimmed = bundle.manifest.get("retention")
+    if trimmed:  # retention removed old steps of the bundle's history since train measured it
+        report["history_trimmed"] = trimmed
+        import warnings
+
+        warnings.warn(
+            HistoryTrimmedWarning(
+                f"bundle {bundle.version}'s history was trimmed by retention ({trimmed['steps_removed']:,} "
+                f"steps begun before {trimmed['cutoff']} removed): these numbers are measured on what is "
+                "left, not train's (the registry and the manifest keep train's)"
+            ),
+            stacklevel=2,
+        )
     reports = workdir / "reports"
     reports.mkdir(parents=True, exist_ok=True)
     if sampled:
