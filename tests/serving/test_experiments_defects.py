@@ -194,6 +194,7 @@ def test_experiments_that_would_never_run_or_never_get_traffic_are_refused() -> 
         parse_experiments(huge)
     # a file a server ran before these checks still loads (not strict)
     assert len(parse_experiments({"experiments": [_exp("a"), _exp("b")]}, strict=False)) == 2
+    assert len(parse_experiments(huge, strict=False)) == 1
 
 
 def _served(lists: list[tuple[str, str, str, float]], experiment: str = "e") -> list[tuple]:
@@ -214,6 +215,15 @@ def test_an_event_counts_for_its_own_users_list_and_not_before_it_was_served() -
             ["u1", 9_700.0, "add_to_cart", 0.0],  # 5 minutes before: clocks differ, counted
         ]
     }
+    by_list["r1"][3][1] = 10_000.0 - 90_000  # (a day and more before)
+    by_list["r2"] = [["u2", 10_000.0 - 3600 * 14, "click", 0.0]]  # a naive local time, 14 h off: counted
+    m = _experiments.experiment_summary(ex, by_list)["experiments"]["e"]["variants"]["control"]
+    assert m["revenue_per_user"] == 10.0 and m["conversion"] == 0.5 and m["ctr"] == 1.0
+    # an anonymous session's list, bought from after the shopper logged in: the same shopper
+    anon = _served([("control", "r3", "a_sess", 10_000.0)])
+    got = _experiments.experiment_summary(anon, {"r3": [["u_cust", 10_100.0, "purchase", 50.0]]})
+    assert got["experiments"]["e"]["variants"]["control"]["revenue_per_user"] == 50.0
+    by_list.pop("r2")
     m = _experiments.experiment_summary(ex, by_list)["experiments"]["e"]["variants"]["control"]
     assert m["revenue_per_user"] == 10.0 and m["conversion"] == 0.5
     assert m["ctr"] == 0.5 and m["add_to_cart_rate"] == 0.5
@@ -231,6 +241,11 @@ def test_a_split_that_is_not_the_configured_one_is_flagged() -> None:
     skewed = balanced + _served([("control", f"x{i}", f"w{i}", 0.0) for i in range(200)])
     srm = _experiments.experiment_summary(skewed, {}, weights=even)["experiments"]["e"]["sample_ratio"]
     assert srm["mismatch"] and srm["p_value"] < 0.001
+    # a variant ramped down to weight 0 with nobody in it does not switch the check off
+    ramped = {"e": {"control": 50.0, "treat": 50.0, "old": 0.0}}
+    assert _experiments.experiment_summary(skewed, {}, weights=ramped)["experiments"]["e"]["sample_ratio"][
+        "mismatch"
+    ]
     # the same users against a split configured so (7:5) are no mismatch
     srm = _experiments.experiment_summary(skewed, {}, weights={"e": {"control": 7.0, "treat": 5.0}})
     assert not srm["experiments"]["e"]["sample_ratio"]["mismatch"]
@@ -248,6 +263,13 @@ def test_the_ctr_interval_has_the_user_as_its_unit() -> None:
     assert m["ctr"] == 0.5 and lo < 0.25 and hi > 0.75
     w_lo, w_hi = wilson_interval(250, 500)
     assert w_hi - w_lo < (hi - lo) / 3
+    # at 0% or with one user the interval is not a point (no certainty the data do not hold)
+    none = [("control", f"n{u}", f"u{u}", 0.0) for u in range(5)]
+    m = _experiments.experiment_summary(_served(none), {})["experiments"]["e"]["variants"]["control"]
+    assert m["ctr_ci95"][0] == 0.0 and m["ctr_ci95"][1] > 0.3
+    one = _served([("control", "o1", "u1", 0.0)])
+    m = _experiments.experiment_summary(one, {"o1": [["u1", 1.0, "click", 0.0]]})["experiments"]["e"]
+    assert m["variants"]["control"]["ctr_ci95"][0] < 0.5
 
 
 def test_the_report_names_an_unknown_experiment_and_events_naming_unknown_lists(tmp_path: Path) -> None:

@@ -135,7 +135,7 @@ def parse_experiments(doc: Any, source: str = "experiments", *, strict: bool = T
         total = sum(v.weight for v in variants)
         if len(variants) < 2 or not total > 0:
             raise ShelfwiseError(f"{where}: at least two variants with a positive total weight")
-        if not math.isfinite(total):  # (1e308 + 1e308: every user in the last variant)
+        if strict and not math.isfinite(total):  # (1e308 + 1e308: every user in the last variant)
             raise ShelfwiseError(
                 f"{where}: the variants' weights add up past any number; use shares such as 50 and 50"
             )
@@ -243,8 +243,9 @@ def _bootstrap_mean(values: np.ndarray, rounds: int = 1000, seed: int = 0) -> tu
 
 
 # an event dated this long before its list was served still counts for it (the shop's clocks
-# and the server's disagree a little); an older one was not caused by the list
-CLOCK_SKEW_S = 600.0
+# and the server's disagree; a date without a time is midnight; a naive local time is read as
+# UTC: up to 14 hours off); an older one was not caused by the list
+CLOCK_SKEW_S = 86_400.0
 SRM_P = 0.001  # the sample-ratio check's threshold (the usual one: a split this unlikely is broken)
 
 
@@ -335,24 +336,31 @@ def _ratio_interval(num: np.ndarray, den: np.ndarray) -> tuple[float, float]:
     and their lists), by the delta method: a user's exposures are not independent of each
     other, so the variance is the users', not the exposures' (a Wilson interval over exposures
     is too narrow when users see many lists). Clipped to [0, 1]."""
+    from ..evaluation import wilson_interval
+
     n = len(den)
     if n == 0 or den.sum() == 0:
         return (0.0, 0.0)
+    # never narrower than the Wilson interval over exposures (at 0%, 100% or one user the delta
+    # method's variance is 0: certainty it does not have)
+    w_lo, w_hi = wilson_interval(int(round(num.sum())), int(round(den.sum())))
+    if n < 2:
+        return (w_lo, w_hi)
     mx, my = float(num.mean()), float(den.mean())
     r = mx / my
-    if n < 2:
-        return (max(0.0, r), min(1.0, r))
     sxx, syy = float(num.var(ddof=1)), float(den.var(ddof=1))
     sxy = float(np.cov(num, den, ddof=1)[0, 1])
     var = max(0.0, (sxx - 2 * r * sxy + r * r * syy) / (my * my * n))
     half = 1.959964 * var**0.5
-    return (max(0.0, r - half), min(1.0, r + half))
+    return (max(0.0, min(r - half, w_lo)), min(1.0, max(r + half, w_hi)))
 
 
 def _sample_ratio(users: dict[str, int], weights: dict[str, float] | None) -> dict[str, Any] | None:
     """The sample-ratio check: the users per variant against the configured weights (chi-square);
     a mismatch (p below SRM_P) means the split was broken (load shedding that fell on one arm,
     a redirect, a bot) and the comparison is not to be trusted."""
+    if weights:  # (a variant ramped down to weight 0 gets nobody new: not part of the split)
+        weights = {v: w for v, w in weights.items() if w > 0 or users.get(v)}
     if not weights or set(users) - set(weights) or sum(users.values()) == 0:
         return None
     from scipy.stats import chisquare
@@ -382,12 +390,14 @@ def experiment_summary(
     """The report from the exposures (`experiment_exposure`'s tuples) and `attributed_events`;
     `weights` (`configured_weights`): the split each experiment was configured with."""
     from ..evaluation import wilson_interval
+    from ..governance import is_anonymous
 
     out: dict[str, Any] = {
         "protocol": (
             "unit = user (pseudonym); exposure = one served list; an event counts for the list whose "
-            "recommendation_id/search_id it carries when it is the list's own user's and is not dated "
-            f"more than {CLOCK_SKEW_S / 60:g} minutes before the list was served; CTR and add-to-cart "
+            "recommendation_id/search_id it carries unless another customer's (an anonymous session's "
+            "list bought after a login counts) or dated more than "
+            f"{CLOCK_SKEW_S / 3600:g} hours before the list was served; CTR and add-to-cart "
             "rate per exposure, conversion = share of exposed users with an attributed purchase, revenue "
             "per exposed user = sum of attributed purchase values; 95% CIs with the user as unit: delta "
             "method (CTR, add-to-cart rate: users' lists are not independent), Wilson over users "
@@ -414,7 +424,9 @@ def experiment_summary(
                 shown[u] += 1
                 kinds: set[str] = set()
                 for ev_user, ts, etype, value in by_list.get(e[2], ()):
-                    if ev_user != e[3]:
+                    # another customer's event naming the list; an anonymous session's list
+                    # bought after a login (or the other way round) is the same shopper's
+                    if ev_user != e[3] and not (is_anonymous(ev_user) or is_anonymous(e[3])):
                         other_user += 1
                         continue
                     if e[5] and ts < e[5] - CLOCK_SKEW_S:

@@ -129,7 +129,7 @@ def _absorb_once(workdir: Path, redis_client: Any) -> dict[str, Any]:
             if withheld:
                 report["withheld_erased"] = withheld
             if set(posters) != {""}:  # (a shop without registered people: nobody to name)
-                report["posted_by"] = {k or "(single-user mode)": v for k, v in sorted(posters.items())}
+                report["posted_by"] = {k or "(not recorded)": v for k, v in sorted(posters.items())}
             try:
                 if n_events:
                     rep = ingest_events(workdir, tmp, archive / f"events-{stamp}.jsonl")

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi import Path as PathParam
 
+from ..governance._compile import trim_id
 from ..search._shopper import SORTS
 from ._http_auth import REQUIREMENT, authorize
 from ._http_context import JSON, AppContext, clean_text, text_pattern, with_experiment
@@ -237,7 +238,8 @@ def lists_router(ctx: AppContext) -> APIRouter:
             "search",
             sid,
             ans,
-            s.pseudonymize(user_id) if user_id else None,
+            # (the id as the search was assigned and answered for: trimmed, as curation trims it)
+            s.pseudonymize(trim_id(user_id)) if user_id and trim_id(user_id) else None,
             # how the page was found: a fallback list shown for a query that matched nothing
             # is a no-result search (`search._analytics.add_served_search`)
             # (its query masked before it is written: `_http_tasks.exposure_lines`)

@@ -584,7 +584,7 @@ def save_rules(workdir: str | Path, doc: dict[str, Any], actor: str = "cli") -> 
 
     if not isinstance(doc, dict):  # ([] would have installed an empty rule set)
         raise ShelfwiseError(
-            f'the rules must be a JSON object ({{"rules": [...], ...}}), not {_json_kind(doc)}'
+            f'the rules must be a JSON object ({{"items": [...], ...}}), not {_json_kind(doc)}'
         )
     workdir = Path(workdir)
     with config_lock(workdir, "rules"):

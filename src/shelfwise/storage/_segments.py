@@ -61,12 +61,12 @@ def folder_lock(folder: str | Path, *, shared: bool) -> Iterator[None]:
     so a reader never sees one file new and another old (a bundle's state beside a manifest
     still naming the old hash). A folder whose lock file cannot be written (a read-only copy,
     which nobody rewrites) is read without it."""
-    try:
-        fh = open(Path(folder) / ".lock", "a")
+    try:  # (read-only and 0666: flock needs no write access; a server run by another user locks too)
+        fd = os.open(Path(folder) / ".lock", os.O_RDONLY | os.O_CREAT, 0o666)
     except OSError:
         yield
         return
-    with fh:
+    with os.fdopen(fd, "rb") as fh:
         fcntl.flock(fh, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         try:
             yield

@@ -1296,12 +1296,11 @@ def experiments(workdir: Path) -> dict[str, Any]:
             ("experiment-events", workdir), stamp, events, float("inf"), REFRESH_WAIT_S,
             (workdir, _EXPERIMENT_EVENTS),
         )  # fmt: skip
+    weights = configured_weights(installed)
     report = _cached(
         ("experiments", workdir),
-        (served, events_stamp),
-        lambda: experiment_summary(
-            exposure_tally(workdir)["exposures"], by_list, weights=configured_weights(installed)
-        ),
+        (served, events_stamp, json.dumps(weights, sort_keys=True)),  # (new weights: checked anew)
+        lambda: experiment_summary(exposure_tally(workdir)["exposures"], by_list, weights=weights),
         float("inf"),
     )
     return {"configured": configured, "report": report}
