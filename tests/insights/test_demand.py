@@ -302,14 +302,18 @@ def test_the_demand_report_at_the_category_level(shop, tmp_path):
     }
     assert all(len(p["forecast"]) == 4 for p in doc["top"])
     assert doc["replenishment"]["rows"] == [] and doc["replenishment"]["per_product_only"]
-    html = (work / "reports" / "demand.html").read_text()
+    html = (work / "reports" / "demand-category.html").read_text()
     assert "Largest categories" in html and "this report forecasts categories" in html
+    assert (work / "reports" / "demand-category.json").exists()
+    # beside the product report, not over it: the console shows the product one's reorders
+    assert not (work / "reports" / "demand.json").exists()
+    ok(run("report", "demand", "--workdir", str(work), "--as-of", AS_OF, "--horizon-weeks", "4"))
+    assert json.loads((work / "reports" / "demand-category.json").read_text())["level"] == "category"
     app = FastAPI()
     mount_console(app, work, lambda: None)
     with TestClient(app, base_url="http://127.0.0.1:8000", client=("127.0.0.1", 40000)) as local:
         page = local.get("/console/insights").text
-    assert "2 category series" in page and "this report forecasts categories" in page
-    assert 'id="reorders"' not in page
+    assert "product series" in page and 'id="reorders"' in page
     with pytest.raises(Exception, match="use product or category"):
         from shelfwise import Shop
 

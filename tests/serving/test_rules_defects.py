@@ -260,8 +260,11 @@ def test_a_rules_file_that_is_not_an_object_is_refused_and_the_rules_kept(tmp_pa
 
 
 def _save_many(workdir: str, who: str, n: int) -> None:
+    from shelfwise.serving._synonyms import save_synonyms
+
     for i in range(n):
         save_rules(workdir, {"description": f"{who}-{i}"}, actor=who)
+        save_synonyms(workdir, f"sofa, couch, {who}{i}\n", actor=who)
 
 
 def test_rules_changed_at_once_by_two_processes_each_get_a_version(tmp_path: Path) -> None:
@@ -279,11 +282,20 @@ def test_rules_changed_at_once_by_two_processes_each_get_a_version(tmp_path: Pat
         assert p.exitcode == 0
     assert Rules.load(tmp_path).version == 30
     audit = [json.loads(x) for x in (tmp_path / "audit" / "audit.jsonl").read_text().splitlines()]
-    versions = [e["details"]["version"] for e in audit if e["action"] == "rules.change"]
+    versions = [
+        e["details"]["version"] for e in audit if e["action"] == "rules.change" and "what" not in e["details"]
+    ]
     assert sorted(versions) == list(range(1, 31))
     history = sorted((tmp_path / "config" / "rules-history").glob("rules-v*.json"))
     assert len(history) == 29 and all(json.loads(h.read_text()) for h in history)
     assert not list((tmp_path / "config").glob("*.tmp"))
+    # the synonyms too (the same role and console change them)
+    synonyms = [
+        e["details"]["version"]
+        for e in audit
+        if e["action"] == "rules.change" and e["details"].get("what") == "synonyms"
+    ]
+    assert sorted(synonyms) == list(range(1, 31))
 
 
 def test_rules_that_can_never_hold_are_refused_and_doubtful_ones_said(tmp_path: Path) -> None:

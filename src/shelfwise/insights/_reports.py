@@ -391,7 +391,10 @@ def run_demand_report(
             "to_order": s["replenishment"]["to_order"],
         }
 
-    return curated_report(workdir, "demand", DEMAND_REPORT, build, audit, actor)
+    # (the category report beside the product one, not over it: the console's reorder
+    # suggestions are the product report's)
+    name = DEMAND_REPORT if level == "product" else f"{DEMAND_REPORT}-{level}"
+    return curated_report(workdir, "demand", name, build, audit, actor)
 
 
 def run_audiences_report(workdir: str | Path, *, actor: str | None = None) -> dict[str, Any]:

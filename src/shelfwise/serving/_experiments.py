@@ -31,7 +31,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -152,8 +152,10 @@ def parse_experiments(doc: Any, source: str = "experiments", *, strict: bool = T
                 f"{where}: start {e.get('start')} is not before end {e.get('end')}: never running"
             )
         if strict:  # a request is assigned by the first active experiment of its surface
+            now = datetime.now(UTC)
             for other in out:
-                if other.surface == exp.surface and _overlap(other, exp):
+                ended = any(x.end is not None and x.end <= now for x in (other, exp))  # (kept as history)
+                if other.surface == exp.surface and not ended and _overlap(other, exp):
                     raise ShelfwiseError(
                         f"{where}: runs on {exp.surface} while experiment {other.name!r} does; a shopper is "
                         "assigned by one experiment per surface, so it would get no traffic: end one "

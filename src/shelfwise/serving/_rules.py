@@ -577,9 +577,13 @@ def config_lock(workdir: str | Path, name: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def save_rules(workdir: str | Path, doc: dict[str, Any], actor: str = "cli") -> Rules:
+def save_rules(
+    workdir: str | Path, doc: dict[str, Any], actor: str = "cli", *, said: list[str] | None = None
+) -> Rules:
     """Validate and install a new rules file: the version is bumped, the previous one kept
-    under config/rules-history/, and the change audited; one change at a time."""
+    under config/rules-history/, and the change audited; one change at a time. What it warns
+    about (`RulesWarning`) is appended to `said` when given (a server's thread: no process-wide
+    warning filters), else warned."""
     from ..governance import AuditLog
 
     if not isinstance(doc, dict):  # ([] would have installed an empty rule set)
@@ -592,7 +596,7 @@ def save_rules(workdir: str | Path, doc: dict[str, Any], actor: str = "cli") -> 
         doc = dict(doc)
         doc["version"] = current.version + 1
         rules = Rules.from_dict(doc)
-        _check_new_rules(doc, rules, workdir)
+        _check_new_rules(doc, rules, workdir, said)
         path = workdir / RULES_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists():
@@ -616,11 +620,10 @@ class RulesWarning(UserWarning):
     the catalog does not hold, a pin and a hide of one product on one query)."""
 
 
-def _check_new_rules(doc: dict[str, Any], rules: Rules, workdir: Path) -> None:
+def _check_new_rules(doc: dict[str, Any], rules: Rules, workdir: Path, said: list[str] | None) -> None:
     """What `rules set` refuses beyond a file `Rules.from_dict` can read (files installed
     before these checks still load at serve time): a rule that can never be in force (its
     start not before its end, `"surfaces": []`, a blank query); and what it warns about."""
-    import warnings
 
     for i, (r, item) in enumerate(zip(doc.get("items") or [], rules.items, strict=True)):
         where = f"items[{i}]"
@@ -639,20 +642,16 @@ def _check_new_rules(doc: dict[str, Any], rules: Rules, workdir: Path) -> None:
     if not pins:
         return
     try:
-        from ..features import Interactions
         from ._bundle import current_bundle
 
-        known = set(map(str, Interactions.load(current_bundle(workdir) / "interactions.npz").item_ids))
-    except (ShelfwiseError, OSError):
+        # the catalog's ids alone (not every user's history): one member of the archive
+        with np.load(current_bundle(workdir) / "interactions.npz", allow_pickle=False) as z:
+            known = set(map(str, z["item_ids"]))
+    except (ShelfwiseError, OSError, KeyError):
         known = None  # (no bundle yet: nothing to check against)
     for i, pin in pins:
         if known is not None and pin.product_id not in known:
-            warnings.warn(
-                RulesWarning(
-                    f"items[{i}]: pins {pin.product_id}, which the current bundle's catalog does not hold"
-                ),
-                stacklevel=3,
-            )
+            _say(said, f"items[{i}]: pins {pin.product_id}, which the current bundle's catalog does not hold")
         for j, other in enumerate(rules.items):
             overlapping = (
                 other.action == "hide"
@@ -661,13 +660,21 @@ def _check_new_rules(doc: dict[str, Any], rules: Rules, workdir: Path) -> None:
                 and set(other.surfaces) & set(pin.surfaces)
             )
             if overlapping:
-                warnings.warn(
-                    RulesWarning(
-                        f"items[{i}] pins {pin.product_id} and items[{j}] hides it"
-                        f"{' on ' + repr(pin.query) if pin.query else ''}: the hide wins"
-                    ),
-                    stacklevel=3,
+                _say(
+                    said,
+                    f"items[{i}] pins {pin.product_id} and items[{j}] hides it"
+                    f"{' on ' + repr(pin.query) if pin.query else ''}: the hide wins",
                 )
+
+
+def _say(said: list[str] | None, message: str) -> None:
+    """A `RulesWarning` warned (`rules set`, the Python API), or kept in `said` (the console)."""
+    if said is not None:
+        said.append(message)
+        return
+    import warnings
+
+    warnings.warn(RulesWarning(message), stacklevel=4)
 
 
 def _json_kind(doc: Any) -> str:

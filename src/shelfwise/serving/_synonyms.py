@@ -97,12 +97,22 @@ def synonyms_text(
 
 def save_synonyms(workdir: str | Path, text: str, actor: str = "cli") -> dict[str, Any]:
     """Validate and install a synonyms list as the next version: the previous file kept under
-    config/synonyms-history/, the change audited. Returns version, sha256, groups."""
-    from ..governance import AuditLog
+    config/synonyms-history/, the change audited; one change at a time. Returns version,
+    sha256, groups."""
+    from ._rules import config_lock
 
     workdir = Path(workdir)
     body = _body(text.replace("\r\n", "\n"))
     groups = check_synonyms(body)
+
+    with config_lock(workdir, "synonyms"):  # (one change at a time, as the rules)
+        return _install_synonyms(workdir, body, groups, actor)
+
+
+def _install_synonyms(workdir: Path, body: str, groups: Any, actor: str) -> dict[str, Any]:
+    from ..governance import AuditLog
+    from ._rules import _write_atomically
+
     path = workdir / SYNONYMS_FILE
     previous = synonyms_version(path.read_text(encoding="utf-8")) if path.exists() else 0
     version = previous + 1
@@ -115,9 +125,7 @@ def save_synonyms(workdir: str | Path, text: str, actor: str = "cli") -> dict[st
         hist = workdir / "config" / "synonyms-history"
         hist.mkdir(exist_ok=True)
         (hist / f"synonyms-v{previous}.txt").write_bytes(path.read_bytes())
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(doc, encoding="utf-8")
-    tmp.replace(path)  # whole or not at all: serving processes may be reading it
+    _write_atomically(path, doc)  # whole or not at all: serving processes may be reading it
     sha = hashlib.sha256(doc.encode("utf-8")).hexdigest()
     AuditLog(workdir).append(
         "rules.change",

@@ -779,11 +779,10 @@ def console_router(
                 doc = json.loads(fields.get("rules") or "")
             except ValueError as exc:
                 raise ShelfwiseError(f"the rules are not valid JSON: {exc}") from None
-            import warnings
-
-            with warnings.catch_warnings(record=True) as said:  # (shown with the saved version)
-                warnings.simplefilter("always")
-                rules = save(workdir, doc, actor="single-user" if user.single_user else user.name)
+            said: list[str] = []  # (its warnings, shown with the saved version)
+            rules = await asyncio.to_thread(
+                save, workdir, doc, "single-user" if user.single_user else user.name, said=said
+            )
         except Denied as exc:
             return ctx.render(
                 "error.html", exc.status, title=_refusal_title(exc.status), message=exc.message, page=""
@@ -794,7 +793,7 @@ def console_router(
         if s is not None:
             s.refresh()  # this process applies them now; other workers within --reload-seconds
         q = fields.get("q", "")
-        notes = "".join(f"; warning: {w.message}" for w in said)
+        notes = "".join(f"; warning: {w}" for w in said)
         return back(
             ctx, f"{PREFIX}/search?{urlencode({'q': q})}", f"rules version {rules.version} saved{notes}"
         )
