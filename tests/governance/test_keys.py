@@ -37,6 +37,10 @@ def test_a_key_is_revoked_and_rotated_by_an_admin_and_audited(tmp_path: Path, ca
 
     actions = [e["action"] for e in AuditLog(work).entries()]
     assert {"users.revoke", "users.rotate_key"} <= set(actions)
+    refused = [
+        e for e in AuditLog(work).entries() if e["action"] == "users.revoke" and e["outcome"] == "refused"
+    ]
+    assert [e["details"]["name"] for e in refused] == ["ada"]  # (the last admin: refused, audited)
     # the command line
     env = {"SHELFWISE_AS": "ada", "SHELFWISE_API_KEY": ada}
     with pytest.MonkeyPatch.context() as mp:

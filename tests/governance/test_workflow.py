@@ -139,6 +139,9 @@ def test_promotion_needs_gates_and_approval_and_serving_follows(shop):
         ok(run("models", "approve", "--workdir", str(work), who=who["stu"]))
         ok(run("models", "promote", "--workdir", str(work), who=who["eve"]))
         new = current_bundle(work).name
+        # approving what is live already would read as reviewed before it went live
+        proc = run("models", "approve", "--workdir", str(work), "--version", cand, who=who["stu"])
+        assert proc.returncode == 2 and "already in production" in proc.stderr
         assert new != live and new == Path(out["bundle"]).name
 
         def switched() -> bool:

@@ -181,7 +181,11 @@ class People:
         if person.role is Role.ADMIN and not any(
             q.active and q.role is Role.ADMIN and q.name != name for q in people.values()
         ):
-            raise ShelfwiseError(f"{name!r} is the last active admin: register another admin first")
+            why = f"{name!r} is the last active admin: register another admin first"
+            AuditLog(self.workdir).append(  # (refused, as a refused promote or rollback is audited)
+                "users.revoke", actor=by.name, outcome="refused", name=name, reason=why
+            )
+            raise ShelfwiseError(why)
         people[name] = replace(person, active=False)
         self._save(people)
         AuditLog(self.workdir).append("users.revoke", actor=by.name, name=name, role=person.role.value)

@@ -54,7 +54,7 @@ def authorize(ctx: AppContext, request: Request, action: str = "serve.call") -> 
         denied_action=action,
         path=route_path(request),
     )
-    if name is None:
+    if name is None or name in s.revoked_keys.values() and name not in {n for n, _ in s.keys.values()}:
         if key:  # a key was sent: it is not one of this shop's (mistyped, revoked, another shop's)
             raise HTTPException(401, "this API key is not valid here (unknown or revoked)")
         raise HTTPException(401, "an API key is required (header X-API-Key)")

@@ -28,7 +28,10 @@ class Metrics:
         self.requests = Counter(
             "shelfwise_requests_total", "requests by status", ["endpoint", "status"], **kw
         )
-        self.errors = Counter("shelfwise_errors_total", "5xx answers", ["endpoint"], **kw)
+        self.errors = Counter(
+            "shelfwise_errors_total", "5xx answers (load shed on purpose, 503 with Retry-After, not counted)",
+            ["endpoint"], **kw,
+        )  # fmt: skip
         self.cache = Counter("shelfwise_cache_total", "list lookups by outcome", ["surface", "outcome"], **kw)
         self.events = Counter("shelfwise_events_total", "posted events by outcome", ["outcome"], **kw)
         self.children: dict[tuple[str, int], tuple[Any, Any]] = {}
@@ -135,10 +138,16 @@ class MetricsMiddleware:
             return
         t0 = time.perf_counter()
         status = [500]
+        shed = [False]
 
         async def send_status(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
+                # a 503 with Retry-After is load shed on purpose (counted by the shed metrics),
+                # not an error: a burst that sheds must not read as the server failing
+                shed[0] = status[0] == 503 and any(
+                    k.lower() == b"retry-after" for k, _ in message.get("headers") or ()
+                )
             await send(message)
 
         try:
@@ -152,5 +161,5 @@ class MetricsMiddleware:
                 children = m.children[key] = (m.latency.labels(ep), m.requests.labels(ep, str(status[0])))
             children[0].observe(time.perf_counter() - t0)
             children[1].inc()
-            if status[0] >= 500:
+            if status[0] >= 500 and not shed[0]:
                 m.errors.labels(ep).inc()

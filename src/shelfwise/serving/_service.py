@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ShelfwiseError
 from ..features import Interactions
 from ..governance import Pseudonymizer
 from ..search import Filters
@@ -226,6 +227,15 @@ def _read_at(bundle: Any) -> datetime | None:
     return made.astimezone(UTC).replace(tzinfo=None) if made.tzinfo is not None else made
 
 
+def _stamp_of(path: Path) -> tuple[int, int]:
+    """A file's (mtime_ns, size), (0, 0) when absent: whether it changed since last read."""
+    try:
+        st = path.stat()
+    except OSError:
+        return (0, 0)
+    return (st.st_mtime_ns, st.st_size)
+
+
 class Snapshot:
     """One bundle, loaded and indexed for answering."""
 
@@ -388,25 +398,38 @@ class Service:
         self._clear_caches()
 
     def _load_keys(self) -> dict[str, tuple[str, str]]:
+        """sha256(key) -> (name, role) of the active people; the revoked ones' in `revoked_keys`
+        (their calls are refused, and the refusal names them); the register's stamp kept."""
         from ..governance import People
+        from ..governance._access import PEOPLE_FILE
 
-        return {
-            p.key_sha256: (p.name, p.role.value) for p in People(self.workdir).load().values() if p.active
-        }
+        self._keys_stamp = _stamp_of(self.workdir / PEOPLE_FILE)
+        people = People(self.workdir).load().values()
+        self.revoked_keys = {p.key_sha256: p.name for p in people if not p.active}
+        return {p.key_sha256: (p.name, p.role.value) for p in people if p.active}
 
     def caller(self, key: str | None, action: str) -> tuple[bool, str | None]:
-        """(allowed, name) for an API key; everyone is allowed when nobody is registered."""
+        """(allowed, name) for an API key; everyone is allowed when nobody is registered. The
+        register is looked at on every call (a stat): a revoked key stops at once, not at the
+        next refresh."""
         import hashlib
 
         from ..governance import PERMISSIONS
+        from ..governance._access import PEOPLE_FILE
 
+        if _stamp_of(self.workdir / PEOPLE_FILE) != self._keys_stamp:
+            try:
+                self.keys = self._load_keys()
+            except ShelfwiseError as exc:  # a damaged register: the keys it last held, said
+                log.error("%s", exc)
         if not self.keys:
             return True, None
         if not key:
             return False, None
-        who = self.keys.get(hashlib.sha256(key.encode()).hexdigest())
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        who = self.keys.get(digest)
         if who is None:
-            return False, None
+            return False, self.revoked_keys.get(digest)  # (a revoked key's owner is named, refused)
         return who[1] in {r.value for r in PERMISSIONS[action]}, who[0]
 
     def refresh(self) -> bool:
