@@ -261,7 +261,9 @@ class Registry:
         from ..governance import AccessDenied, AuditLog
 
         mv = self._version(version)
-        if str(version) == str(self.production()):  # ("approved by" would read as reviewed before it went live)
+        if str(version) == str(
+            self.production()
+        ):  # ("approved by" would read as reviewed before it went live)
             raise ShelfwiseError(f"version {version} is already in production: nothing to approve")
         if mv.tags.get("registered_by") and mv.tags.get("registered_by") == actor:
             AuditLog(self.workdir).append(
