@@ -61,3 +61,35 @@ def test_a_gate_that_could_not_compare_is_left_to_the_approver(tmp_path, monkeyp
     manifests["2"] = bundle("leave_last_out", 0.05)  # measured alike: compared, and failing
     gate = {g.name: g for g in reg.gates("2")}["not_worse_than_production"]
     assert not gate.passed and not gate.review
+
+
+def test_the_gate_says_each_was_measured_on_its_own_data_and_a_popularity_default_passes(
+    tmp_path, monkeypatch
+):
+    """After a day-2 delivery the candidate's held-out steps are not production's: still compared
+    (a worse candidate must not pass for it), and said. A bundle whose best model is popularity
+    failed "beats popularity" against itself, so such a shop could never promote anything."""
+    from shelfwise.lifecycle._registry import Gate, Registry
+
+    def bundle(events: int, default: str, ndcg: float) -> dict:
+        m = _manifest("leave_last_out", "leave-last-out")
+        return m | {
+            "default_model": default,
+            "data_versions": {"events": {"version": events}},
+            "metrics": {default: {"ndcg@10": ndcg, "coverage@10": 0.5}, "popularity": {"ndcg@10": 0.03}},
+            "ci95": {default: {"ndcg@10": [ndcg - 0.01, ndcg + 0.01]}},
+        }
+
+    manifests = {"1": bundle(1, "ease", 0.05), "2": bundle(2, "ease", 0.06)}
+    reg = Registry(tmp_path)
+    monkeypatch.setattr(reg, "manifest", lambda v: manifests[str(v)])
+    monkeypatch.setattr(reg, "production", lambda: "1")
+    monkeypatch.setattr(reg, "_data_gate", lambda m: Gate("data_contracts", True, "ok"))
+    gate = {g.name: g for g in reg.gates("2")}["not_worse_than_production"]
+    assert (
+        gate.passed and not gate.review and "(production: events v1, this bundle: events v2)" in gate.detail
+    )
+    manifests["2"] = bundle(2, "popularity", 0.03)
+    gates = {g.name: g for g in reg.gates("2")}
+    assert gates["beats_popularity"].passed and "popularity itself" in gates["beats_popularity"].detail
+    assert not gates["not_worse_than_production"].passed  # (0.03 + 0.01 is below production's 0.05)

@@ -135,11 +135,20 @@ class Registry:
             )
         else:
             pscore = float(pm["metrics"][pm["default_model"]][HEADLINE])
+            # the same protocol, each on its own held-out steps: after a new delivery those are
+            # other steps (still compared: a worse candidate must not pass for it; said)
+            ev, pev = (x.get("data_versions", {}).get("events", {}).get("version") for x in (m, pm))
+            other = (
+                f"; each measured on its own data's held-out steps (production: events v{pev}, this "
+                f"bundle: events v{ev})"
+                if ev != pev
+                else ""
+            )
             gates.append(
                 Gate(
                     "not_worse_than_production",
                     hi >= pscore,
-                    f"{HEADLINE} {score:.4f} (95% CI {lo:.4f}-{hi:.4f}) vs production v{prod} {pscore:.4f}",
+                    f"{HEADLINE} {score:.4f} (95% CI {lo:.4f}-{hi:.4f}) vs production v{prod} {pscore:.4f}{other}",
                 )
             )
         pop = metrics.get("popularity", {}).get(HEADLINE)
@@ -149,7 +158,14 @@ class Registry:
             gates.append(
                 Gate(
                     "beats_popularity",
-                    default != "popularity" and lo > float(pop),
+                    True,
+                    f"the default model is popularity itself (no model beat it on validation): the bundle "
+                    f"serves the baseline, {HEADLINE} {float(pop):.4f}",
+                )
+                if default == "popularity"
+                else Gate(
+                    "beats_popularity",
+                    lo > float(pop),
                     f"{default} {HEADLINE} 95% CI lower bound {lo:.4f} vs popularity {float(pop):.4f}",
                 )
             )
