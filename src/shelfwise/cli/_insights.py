@@ -104,10 +104,15 @@ def demand(
     if m.get("free_text_searches"):
         typer.echo(f"  {_searches_line(m['free_text_searches'])}")
     for c in m.get("calibration", []):
-        raw, after = c.get("held_out_coverage_raw"), c.get("held_out_coverage")
+        raw, after, oos = c.get("held_out_coverage_raw"), c.get("window_coverage"), c.get("held_out_coverage")
         held = (
             f"{raw:.0%} of {c['held_out_errors']:,} held-out weeks inside before"
-            + (f", {after:.0%} after" if after is not None else "")
+            + (f", {after:.0%} after on the window the factor was learned from" if after is not None else "")
+            + (
+                f", {oos:.0%} with the factor learned one window earlier (out of sample)"
+                if oos is not None
+                else ""
+            )
             + ("; the factor hit its bound" if c.get("capped") else "")
             if raw is not None
             else "no held-out window"
