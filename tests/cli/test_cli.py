@@ -241,6 +241,12 @@ def test_quarantine_list_export_fix_and_reprocess(shop, tmp_path):
     assert any(
         e["job"]["name"] == "shelfwise.quarantine.reprocess" and e["eventType"] == "COMPLETE" for e in lineage
     )
+    # the same file again, and as another table's: nothing re-processed, and said why (it said
+    # "retried 0" and nothing else)
+    again = sw("quarantine", "reprocess", "--workdir", str(work), "--table", "events", "--file", str(fixed))
+    assert "retried 0" in again.stdout and "no longer open (released)" in again.stdout, again.stdout
+    other = sw("quarantine", "reprocess", "--workdir", str(work), "--table", "products", "--file", str(fixed))
+    assert "rows of the events table (give --table events)" in other.stdout, other.stdout
 
 
 def test_known_public_format_is_converted_on_ingest(tmp_path):

@@ -134,3 +134,5 @@ def quarantine_reprocess(
         )
         if res.get("skipped"):
             typer.echo(f"  left open: {res['skipped']:,} ({res['skipped_reason']})")
+        for why, n in (res.get("not_taken") or {}).items():
+            typer.echo(f"  not re-processed: {n:,} row(s) of {file.name if file else 'the file'}: {why}")

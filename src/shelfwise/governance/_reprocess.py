@@ -26,6 +26,7 @@ def reprocess_rows(
     contract = CONTRACTS[table]
     # the table's open rows, read once: what a file may re-process, and what each row was
     open_rows = {r["quarantine_id"]: r for r in Quarantine(workdir).list(table, status="open", limit=None)}
+    not_taken: dict[str, int] = {}
     if fixed_file is not None:
         records = []
         with open(fixed_file, encoding="utf-8") as fh:
@@ -41,7 +42,22 @@ def reprocess_rows(
                         f"{fixed_file}:{n}: no _quarantine_id (use a file written by quarantine export)"
                     )
                 records.append(rec)
-        records = [r for r in records if r["_quarantine_id"] in open_rows and r.get("_table", table) == table]
+        # what a file's rows are not re-processed for, counted (a file of another table's rows,
+        # or of rows released already, said "retried 0" and nothing else)
+        kept = []
+        released_before = _statuses(workdir, table)
+        for r in records:
+            if r.get("_table", table) != table:
+                why = f"rows of the {r.get('_table')} table (give --table {r.get('_table')})"
+            elif r["_quarantine_id"] in open_rows:
+                kept.append(r)
+                continue
+            elif (status := released_before.get(_as_int(r["_quarantine_id"]) or -1)) is not None:
+                why = f"no longer open ({status})"
+            else:
+                why = f"no quarantined row of {table} has this _quarantine_id"
+            not_taken[why] = not_taken.get(why, 0) + 1
+        records = kept
     else:
         records = []
         for r in open_rows.values():
@@ -49,6 +65,8 @@ def reprocess_rows(
             rec["_quarantine_id"] = r["quarantine_id"]
             records.append(rec)
     records, skipped = _fixable(table, records, open_rows)
+    if not_taken:
+        skipped["not_taken"] = not_taken
     if not records:
         return {"table": table, "retried": 0, "released": 0, "still_quarantined": 0, **skipped}
     tmp = Path(tempfile.mkdtemp(prefix="shelfwise-reprocess-", dir=workdir / "tmp"))
@@ -138,6 +156,26 @@ def reprocess_rows(
 # row the contract kept ("the last row wins"), and a line the reader could not split has no
 # fields to check (it would come back as an empty row, its text lost from the open queue)
 AS_IS_NEVER = ("duplicate_key", "malformed_row")
+
+
+def _as_int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _statuses(workdir: Path, table: str) -> dict[int, str]:
+    """The status of each of `table`'s quarantined rows that is not open (released, superseded,
+    redelivered, withheld), by quarantine id."""
+    from ..storage import read_only
+
+    with read_only(workdir) as (con, _):
+        rows = con.sql(
+            "SELECT quarantine_id, status FROM quarantine.rows WHERE table_name = ? AND status <> 'open'",
+            params=[table],
+        ).fetchall()
+    return {int(i): str(s) for i, s in rows}
 
 
 def _fixable(
