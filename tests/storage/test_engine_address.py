@@ -101,3 +101,28 @@ def test_a_local_jvm_that_cannot_start_is_said_with_its_log(tmp_path):
     logs = list((work / "logs").glob("spark-*.log"))
     assert len(logs) == 1 and str(logs[0]) in proc.stderr
     assert "no-java" in logs[0].read_text()  # the launcher's own complaint
+    assert "no Java found" in proc.stderr
+
+
+def test_a_master_spark_does_not_know_is_refused_before_a_jvm_and_the_jvms_reason_is_said(tmp_path):
+    """`--spark-master 'local[x]'` printed a Java stack trace and blamed Java 17; `yarn` without
+    HADOOP_CONF_DIR blamed Java too, its reason only in the log."""
+    from shelfwise.storage._spark import _check_master, _jvm_cause
+
+    for good in ("local", "local[2]", "local[*]", "local[4,2]", "local-cluster[2,1,1024]", "spark://h:7077",
+                 "yarn", "k8s://https://k:443"):  # fmt: skip
+        _check_master(good)
+    for bad in ("local[x]", "locl", "yarn-client ", "spark:/h"):
+        with pytest.raises(ShelfwiseError, match="not a Spark master"):
+            _check_master(bad)
+    log = tmp_path / "spark.log"
+    log.write_text(
+        "WARNING: Using incubator modules\n"
+        "Exception in thread \"main\" org.apache.spark.SparkException: When running with master 'yarn' "
+        "either HADOOP_CONF_DIR or YARN_CONF_DIR must be set in the environment.\n\tat org.apache...\n"
+    )
+    assert _jvm_cause(log) == (
+        "SparkException: When running with master 'yarn' either HADOOP_CONF_DIR or YARN_CONF_DIR must be set "
+        "in the environment."
+    )
+    assert _jvm_cause(tmp_path / "absent.log") is None

@@ -12,6 +12,7 @@ Spark-written table as it reads a DuckDB one.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sys
 from collections.abc import Iterator
@@ -140,6 +141,7 @@ def _session(
         answers(remote)
         builder = SparkSession.builder.remote(remote)
     else:
+        _check_master(master)
         # a local JVM: loopback only, executors run this very Python (the UDFs import shelfwise)
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -158,17 +160,53 @@ def _session(
         with nullcontext() if remote else _stderr_to(jvm_log):
             session = builder.getOrCreate()
     except Exception as exc:  # noqa: BLE001 - no Java, no cluster: say which
+        import shutil
+
+        said = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        if not remote:
+            cause = _jvm_cause(jvm_log)  # (the JVM's own reason: a missing HADOOP_CONF_DIR, ...)
+            if cause:
+                said = cause
+            elif shutil.which("java") is None or (
+                (home := os.environ.get("JAVA_HOME")) and not (Path(home) / "bin" / "java").exists()
+            ):
+                said += "; no Java found: a local master needs Java 17 (Debian: openjdk-17-jre-headless)"
         raise ShelfwiseError(
-            f"cannot start Spark ({_target(remote, master)}): {exc}"
-            + (
-                ""
-                if remote
-                else f"; a local master needs Java 17 (Debian: openjdk-17-jre-headless); the JVM's output: {jvm_log}"
-            )
+            f"cannot start Spark ({_target(remote, master)}): {said}"
+            + ("" if remote else f" (the JVM's output: {jvm_log})")
         ) from exc
     if not remote:
         session.sparkContext.setLogLevel("ERROR")
     return session, True
+
+
+_MASTER = re.compile(
+    r"local(\[(\d+|\*)(,\d+)?\])?|local-cluster\[\d+,\d+,\d+\]|yarn|(spark|k8s|mesos)://\S+"
+)
+
+
+def _check_master(master: str | None) -> None:
+    """A master URL Spark knows, before a JVM starts (`local[x]` printed a Java stack trace and
+    blamed Java 17)."""
+    if master is not None and not _MASTER.fullmatch(master.strip()):
+        raise ShelfwiseError(
+            f"--spark-master {master!r}: not a Spark master (local, local[N], local[*], "
+            "local-cluster[N,C,M], spark://HOST:PORT, yarn, k8s://...)"
+        )
+
+
+def _jvm_cause(log: Path) -> str | None:
+    """The first exception the JVM logged (its reason: `SparkException: When running with master
+    'yarn' either HADOOP_CONF_DIR or YARN_CONF_DIR must be set`), or None."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        m = re.search(r"((?:[\w$]+\.)+\w*(?:Exception|Error)): (.+)", line)
+        if m:
+            return f"{m.group(1).rsplit('.', 1)[-1]}: {m.group(2).strip()[:300]}"
+    return None
 
 
 def _host_port(remote: str) -> tuple[str, int]:
