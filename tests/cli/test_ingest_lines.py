@@ -68,7 +68,7 @@ def test_quarantine_list_with_nothing_selected_says_so(tmp_path, capsys) -> None
     assert main(["quarantine", "list", "--workdir", str(work)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["products", "missing_required", "open", "1"] and out[1] == ""
-    assert out[2].endswith(
-        "products.csv:11 [missing_required] title: not in this file, and P888888 is not a curated "
+    assert out[2].endswith(  # (with its folder: every day's file is products.csv)
+        f"{day4.name}/products.csv:11 [missing_required] title: not in this file, and P888888 is not a curated "
         "product (a new product needs its title)"
     ), out

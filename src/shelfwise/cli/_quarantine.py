@@ -90,10 +90,9 @@ def quarantine_list(
         # (a detail quoting a field holds it whole: 5 KB of a page's CSS in a price filled the
         # screen; --json and `quarantine export` keep it whole)
         detail = r["detail"] if len(r["detail"] or "") <= 200 else r["detail"][:197] + "..."
-        typer.echo(
-            f"#{r['quarantine_id']} {r['table']} {Path(r['source_file']).name}:{r['source_line']} "
-            f"[{r['reason']}] {detail}"
-        )
+        # the file with its folder: two days' deliveries are often both `events.jsonl`
+        where = "/".join(Path(r["source_file"]).parts[-2:]) if r["source_file"] else "?"
+        typer.echo(f"#{r['quarantine_id']} {r['table']} {where}:{r['source_line']} [{r['reason']}] {detail}")
 
 
 @quarantine_app.command("export")
