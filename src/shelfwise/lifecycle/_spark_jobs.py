@@ -274,7 +274,7 @@ def _write_private(job: Any, where: str) -> None:
     private = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))  # (mode 0700)
     try:
         staged = private / "out"
-        job.write.mode("errorifexists").parquet(staged.as_posix())
+        job.write.mode("overwrite").parquet(staged.as_posix())  # (new: nothing to overwrite)
         for path in staged.rglob("*"):
             os.chmod(path, 0o700 if path.is_dir() else 0o600)
         os.chmod(staged, 0o700)
@@ -344,7 +344,12 @@ def recommend_batch_spark(
     # part there)
     where = check_output_folder(out, workdir)
     if "://" in where:
-        job.write.mode("errorifexists").parquet(where)
+        job.write.mode("error").parquet(where)  # (errorifexists: Spark Connect knows it as "error")
+    elif "connect" in type(session).__module__:
+        # a Spark Connect server writes with its own user and umask, on its own file system (a
+        # folder made private here could be one it may not enter): as given, the folder's mode
+        # is the server's to set
+        job.write.mode("overwrite").parquet(where)
     else:
         _write_private(job, where)
     counts = {"users": len(known) + len(cold), "scored_on_spark": len(known), "cold_start": len(cold)}
