@@ -111,24 +111,29 @@ def _absorb_once(workdir: Path, redis_client: Any) -> dict[str, Any]:
                 for seg in ev_segments
                 for n, line in enumerate(segment_lines(seg) or (), 1)
             ] + [(json.loads(line), f"redis:{i}") for i, line in redis_ev]
-            events = [_canonical_event(rec, locator) for rec, locator in posted]
-            # who sent them (the registered keys' names): the audit entry ties the events to them
-            posters = Counter(str(rec.get("posted_by") or "") for rec, _ in posted)
+            # (each event with who sent it: the registered key's name, counted below)
+            sent = [
+                (_canonical_event(rec, locator), str(rec.get("posted_by") or "")) for rec, locator in posted
+            ]
             del posted
             # the events of a user erased after they were posted (still spooled when the erasure
             # ran) are stored nowhere: not ingested (ingestion would withhold them), not archived
             erasures = Erasures.of(workdir)
             withheld = 0
             if erasures is not None:
-                kept = [ev for ev in events if not erasures.withholds(ev)]
-                withheld, events = len(events) - len(kept), kept
+                kept = [(ev, by) for ev, by in sent if not erasures.withholds(ev)]
+                withheld, sent = len(sent) - len(kept), kept
+            events = [ev for ev, _ in sent]
+            # who sent the events absorbed: the audit entry ties them to the keys' names
+            posters = Counter(by for _, by in sent)
+            del sent
             lines = [json.dumps(ev, ensure_ascii=False).encode() + b"\n" for ev in events]
             n_events = write_events(tmp / "events.jsonl", lines)
             report: dict[str, Any] = {"status": "ok", "accepted": n_events, "quarantined": 0}
             archive = workdir / FEEDBACK_DIR
             if withheld:
                 report["withheld_erased"] = withheld
-            if set(posters) != {""}:  # (a shop without registered people: nobody to name)
+            if posters and set(posters) != {""}:  # (a shop without registered people: nobody to name)
                 report["posted_by"] = {k or "(not recorded)": v for k, v in sorted(posters.items())}
             try:
                 if n_events:
