@@ -1130,8 +1130,9 @@ class Shop:
         """Write reports/demand.html (charts) and .json: weekly demand and forecasts with their
         80% intervals, stock-out weeks, reorder suggestions; audited (`report.demand`) with a
         lineage run from the curated versions read. `level="category"`: the series are the
-        categories (no reorder suggestions: they are per product). Returns the JSON with
-        `html`, `json` and `lineage_run_id`."""
+        categories (no reorder suggestions: they are per product), written as
+        reports/demand-category.html and .json. Returns the JSON with `html`, `json` and
+        `lineage_run_id`."""
         with self._acting("insights.replenishment", workdir=False) as actor:
             from .insights._reports import run_demand_report
 

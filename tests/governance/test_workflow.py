@@ -142,6 +142,9 @@ def test_promotion_needs_gates_and_approval_and_serving_follows(shop):
         # approving what is live already would read as reviewed before it went live
         proc = run("models", "approve", "--workdir", str(work), "--version", cand, who=who["stu"])
         assert proc.returncode == 2 and "already in production" in proc.stderr
+        assert ("model.approve", "refused", "stu") in [
+            (e["action"], e["outcome"], e["actor"]) for e in audit(work)
+        ]
         assert new != live and new == Path(out["bundle"]).name
 
         def switched() -> bool:

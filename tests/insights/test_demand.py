@@ -518,9 +518,9 @@ def test_intervals_are_calibrated_on_a_planted_series():
     fc, info = forecast_series(train, 13, season=1)
     (cal,) = info["calibration"]
     assert cal["held_out_errors"] == n * 13 and cal["held_out_coverage_raw"] < 0.78 and cal["factor"] > 1.05
-    assert cal["window_coverage"] >= 0.8 and not cal["capped"]  # (what the factor gave there)
+    assert cal["held_out_coverage"] >= 0.8 and not cal["capped"]  # (what the factor gave there)
     # out of sample: the factor learned one window earlier, on the last window's weeks
-    assert cal["held_out_coverage"] is not None and 0.7 <= cal["held_out_coverage"] <= 0.92, cal
+    assert cal["out_of_sample_coverage"] is not None and 0.7 <= cal["out_of_sample_coverage"] <= 0.92, cal
     # i.i.d. weeks: the served forecast and the 13-week mean err alike (~8 = 10 x sqrt(2/pi))
     mae = cal["held_out_mae"]
     assert set(mae) == {"served", "recent_mean_13w", "seasonal_naive"} and 6 < mae["served"] < 10

@@ -176,13 +176,13 @@ def test_experiments_that_would_never_run_or_never_get_traffic_are_refused() -> 
     with pytest.raises(ShelfwiseError, match="while experiment 'a' does"):
         parse_experiments({"experiments": [_exp("a"), _exp("b")]})
     with pytest.raises(ShelfwiseError, match="while experiment 'a' does"):
-        parse_experiments({"experiments": [_exp("a", end="2027-01-01"), _exp("b", start="2026-12-01")]})
+        parse_experiments({"experiments": [_exp("a", end="2099-01-01"), _exp("b", start="2098-12-01")]})
     # two that ran together and have ended, kept in the file as history: no conflict now
     past = [_exp("a", start="2025-01-01", end="2025-02-01"), _exp("b", start="2025-01-15", end="2025-03-01")]
     assert len(parse_experiments({"experiments": past})) == 2
     # one after the other, or on another surface: both run
     assert (
-        len(parse_experiments({"experiments": [_exp("a", end="2027-01-01"), _exp("b", start="2027-01-01")]}))
+        len(parse_experiments({"experiments": [_exp("a", end="2099-01-01"), _exp("b", start="2099-01-01")]}))
         == 2
     )
     assert len(parse_experiments({"experiments": [_exp("a"), _exp("b", surface="search")]})) == 2

@@ -6,6 +6,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from shelfwise.serving import Service
 
 
@@ -22,18 +24,25 @@ def test_a_revoked_key_stops_at_once_and_its_refusal_names_the_owner(served_work
     _, src = served_workdir
     work = tmp_path / "w"
     shutil.copytree(src, work, ignore=shutil.ignore_patterns("serve-*.log"))
+    svc = Service(work)  # started in single-user mode: everyone served
+    ctx = type("Ctx", (), {"service": lambda self: svc, "workdir": work})()
+
+    def asks(key: str | None) -> Request:
+        headers = [(b"x-api-key", key.encode())] if key else []
+        return Request({"type": "http", "headers": headers, "method": "GET", "path": "/v1/search"})
+
+    assert authorize(ctx, asks(None)) is svc  # type: ignore[arg-type]
     ada = Shop(work, as_="ada", api_key=Shop(work).add_person("ada", "admin"))
+    # the first person registered: keys are asked for at once, not from the next refresh
+    with pytest.raises(HTTPException) as denied:
+        authorize(ctx, asks(None))  # type: ignore[arg-type]
+    assert denied.value.status_code == 401
     mia = ada.add_person("mia", "engineer")
-    svc = Service(work)
     assert svc.caller(mia, "serve.call") == (True, "mia")
     ada.revoke_person("mia")
     assert svc.caller(mia, "serve.call") == (False, "mia")  # at once, no refresh
-    ctx = type("Ctx", (), {"service": lambda self: svc, "workdir": work})()
-    scope = {"type": "http", "headers": [(b"x-api-key", mia.encode())], "method": "GET", "path": "/v1/search"}
-    try:
-        authorize(ctx, Request(scope))  # type: ignore[arg-type]
-        raise AssertionError("a revoked key was let through")
-    except HTTPException as exc:
-        assert exc.status_code == 401 and "revoked" in str(exc.detail)
+    with pytest.raises(HTTPException) as revoked:
+        authorize(ctx, asks(mia))  # type: ignore[arg-type]
+    assert revoked.value.status_code == 401 and "revoked" in str(revoked.value.detail)
     denied = [e for e in ada.audit(limit=5) if e["action"] == "access.denied"]
     assert denied[-1]["actor"] == "mia"

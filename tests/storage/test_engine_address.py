@@ -109,10 +109,12 @@ def test_a_master_spark_does_not_know_is_refused_before_a_jvm_and_the_jvms_reaso
     HADOOP_CONF_DIR blamed Java too, its reason only in the log."""
     from shelfwise.storage._spark import _check_master, _jvm_cause
 
-    for good in ("local", "local[2]", "local[*]", "local[4,2]", "local-cluster[2,1,1024]", "spark://h:7077",
-                 "yarn", "k8s://https://k:443"):  # fmt: skip
-        _check_master(good)
-    for bad in ("local[x]", "locl", "yarn-client ", "spark:/h"):
+    for good in ("local", "local[2]", "local[*]", "local[4,2]", "local[4, 2]", "local-cluster[2,1,1024]",
+                 "local-cluster[2, 1, 1024]", "spark://h:7077", "spark://h1:7077,h2:7077", "yarn",
+                 "k8s://https://k:443", "local[*,3]"):  # fmt: skip
+        assert _check_master(good) == good
+    assert _check_master(" local[2] ") == "local[2]"  # (handed to Spark trimmed)
+    for bad in ("local[x]", "locl", "yarn-client ", "spark:/h", "local[0]"):
         with pytest.raises(ShelfwiseError, match="not a Spark master"):
             _check_master(bad)
     log = tmp_path / "spark.log"

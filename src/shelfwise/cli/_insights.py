@@ -104,7 +104,11 @@ def demand(
     if m.get("free_text_searches"):
         typer.echo(f"  {_searches_line(m['free_text_searches'])}")
     for c in m.get("calibration", []):
-        raw, after, oos = c.get("held_out_coverage_raw"), c.get("window_coverage"), c.get("held_out_coverage")
+        raw, after, oos = (
+            c.get("held_out_coverage_raw"),
+            c.get("held_out_coverage"),
+            c.get("out_of_sample_coverage"),
+        )
         held = (
             f"{raw:.0%} of {c['held_out_errors']:,} held-out weeks inside before"
             + (f", {after:.0%} after on the window the factor was learned from" if after is not None else "")
@@ -203,8 +207,8 @@ def report_demand(
     as_json: AsJson = False,
 ) -> None:
     """Demand and replenishment: weekly units and forecasts with 80% intervals (all products and
-    the largest sellers, or categories with --level category), stock-out weeks, reorder
-    suggestions: reports/demand.html and .json."""
+    the largest sellers), stock-out weeks, reorder suggestions: reports/demand.html and .json;
+    --level category: the largest categories, no reorders, reports/demand-category.html and .json."""
     doc = shop(workdir).demand_report(
         as_of=as_of,
         horizon_weeks=horizon_weeks,

@@ -91,7 +91,7 @@ def quarantine_list(
         # screen; --json and `quarantine export` keep it whole)
         detail = r["detail"] if len(r["detail"] or "") <= 200 else r["detail"][:197] + "..."
         # the file with its folder: two days' deliveries are often both `events.jsonl`
-        where = "/".join(Path(r["source_file"]).parts[-2:]) if r["source_file"] else "?"
+        where = "/".join(Path(r["source_file"]).parts[-2:]).lstrip("/") if r["source_file"] else "?"
         typer.echo(f"#{r['quarantine_id']} {r['table']} {where}:{r['source_line']} [{r['reason']}] {detail}")
 
 

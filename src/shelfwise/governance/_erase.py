@@ -384,7 +384,7 @@ def _drop_stale_absorbs(workdir: Path) -> int:
 
 REPORTS = "reports"
 # report files whose `shelfwise report` subcommand is named otherwise
-_REPORT_COMMANDS = {"search-analytics": "search"}
+_REPORT_COMMANDS = {"search-analytics": "search", "demand-category": "demand --level category"}
 
 
 def drop_reports_naming(workdir: Path, raw: str, pseudos: list[str]) -> list[str]:

@@ -45,14 +45,15 @@ def reprocess_rows(
         # what a file's rows are not re-processed for, counted (a file of another table's rows,
         # or of rows released already, said "retried 0" and nothing else)
         kept = []
-        released_before = _statuses(workdir, table)
+        closed: dict[int, str] | None = None  # (read once, when a row needs it)
         for r in records:
-            if r.get("_table", table) != table:
+            qid = _as_int(r["_quarantine_id"])  # ("12" as a text names row 12)
+            if r.get("_table") not in (None, table):
                 why = f"rows of the {r.get('_table')} table (give --table {r.get('_table')})"
-            elif r["_quarantine_id"] in open_rows:
-                kept.append(r)
+            elif qid is not None and qid in open_rows:
+                kept.append({**r, "_quarantine_id": qid})
                 continue
-            elif (status := released_before.get(_as_int(r["_quarantine_id"]) or -1)) is not None:
+            elif qid is not None and (status := (closed := closed or _statuses(workdir, table)).get(qid)):
                 why = f"no longer open ({status})"
             else:
                 why = f"no quarantined row of {table} has this _quarantine_id"

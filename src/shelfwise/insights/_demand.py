@@ -988,9 +988,10 @@ def calibrate(
     on hundreds of errors). Clipped to [0.5, 4]; 1 (no calibration) with a single CV window.
 
     The coverage the factor gives on the window it was learned from is 80% by construction
-    (`window_coverage`; short of it only when the factor hit its bound); `held_out_coverage` is
-    the procedure's out-of-sample check: the factor learned one window earlier (bounds from the
-    windows before that one), applied to the last window (None with fewer than 3 windows)."""
+    (`held_out_coverage`, as before; short of it only when the factor hit its bound);
+    `out_of_sample_coverage` is the procedure's check: the factor learned one window earlier
+    (bounds from the windows before that one), applied to the last window (None with fewer than
+    3 windows)."""
     cutoffs = np.sort(cv["cutoff"].unique())
     if len(cutoffs) < 2:
         return 1.0, {"held_out_errors": 0, "held_out_coverage_raw": None}
@@ -1014,9 +1015,9 @@ def calibrate(
         # on the window the factor was learned from: 80% by construction, short of it when it
         # hit its bound (slow sellers: most weeks without a sale put the 90% error quantile
         # below the forecast)
-        "window_coverage": round(float((need <= factor).mean()), 4),
+        "held_out_coverage": round(float((need <= factor).mean()), 4),
         # out of sample: the factor learned one window earlier, on this window's errors
-        "held_out_coverage": None if before is None else round(float((need <= before).mean()), 4),
+        "out_of_sample_coverage": None if before is None else round(float((need <= before).mean()), 4),
         "capped": wanted != factor,
     }
 

@@ -170,12 +170,12 @@ def demand_html(s: dict[str, Any]) -> str:
                 if c["held_out_coverage_raw"] is None
                 else f"{100 * c['held_out_coverage_raw']:.0f}%",
                 "coverage after (window learned on)": "–"
-                if c.get("window_coverage") is None
-                else f"{100 * c['window_coverage']:.0f}%"
+                if c.get("held_out_coverage") is None
+                else f"{100 * c['held_out_coverage']:.0f}%"
                 + (" (factor at its bound)" if c.get("capped") else ""),
                 "coverage, factor learned a window earlier": "–"
-                if c.get("held_out_coverage") is None
-                else f"{100 * c['held_out_coverage']:.0f}%",
+                if c.get("out_of_sample_coverage") is None
+                else f"{100 * c['out_of_sample_coverage']:.0f}%",
                 "held-out MAE: as served / baselines": "–"
                 if not c.get("held_out_mae")
                 else f"{c['held_out_mae']['served']:g} / "
@@ -377,7 +377,8 @@ def run_demand_report(
     level: str = "product",
     actor: str | None = None,
 ) -> dict[str, Any]:
-    """reports/demand.{html,json} as a governed job (`curated_report`, audited `report.demand`)."""
+    """reports/demand.{html,json} (`level="category"`: reports/demand-category.{html,json}) as a
+    governed job (`curated_report`, audited `report.demand`)."""
 
     def build() -> tuple[dict[str, Any], str]:
         s = demand_summary(

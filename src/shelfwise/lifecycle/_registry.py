@@ -15,7 +15,8 @@ Gates (stated in `gates()` with their numbers):
 - `not_worse_than_production`: the candidate's NDCG@10 upper 95% bound is at least production's
   NDCG@10 (both on their own test folds; no production yet passes);
 - `beats_popularity`: the candidate's NDCG@10 lower 95% bound is above the popularity baseline's
-  NDCG@10 in the same evaluation;
+  NDCG@10 in the same evaluation (a bundle whose default model is popularity itself passes: it
+  serves the baseline);
 - `coverage_floor`: catalog coverage@10 of the default model at least `coverage_floor` (0.05).
 
 A bundle with no test metrics (a shop with no or too few events: no test users) passes
@@ -141,7 +142,7 @@ class Registry:
             other = (
                 f"; each measured on its own data's held-out steps (production: events v{pev}, this "
                 f"bundle: events v{ev})"
-                if ev != pev
+                if ev != pev and ev is not None and pev is not None
                 else ""
             )
             gates.append(
@@ -277,10 +278,13 @@ class Registry:
         from ..governance import AccessDenied, AuditLog
 
         mv = self._version(version)
-        if str(version) == str(
-            self.production()
-        ):  # ("approved by" would read as reviewed before it went live)
-            raise ShelfwiseError(f"version {version} is already in production: nothing to approve")
+        if str(version) == str(self.production()):
+            # ("approved by" would read as a review before it went live), refused and audited
+            why = f"version {version} is already in production: nothing to approve"
+            AuditLog(self.workdir).append(
+                "model.approve", actor=actor, outcome="refused", version=str(version), reason=why
+            )
+            raise ShelfwiseError(why)
         if mv.tags.get("registered_by") and mv.tags.get("registered_by") == actor:
             AuditLog(self.workdir).append(
                 "access.denied",

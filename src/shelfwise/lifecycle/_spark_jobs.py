@@ -346,10 +346,11 @@ def recommend_batch_spark(
     if "://" in where:
         job.write.mode("error").parquet(where)  # (errorifexists: Spark Connect knows it as "error")
     elif "connect" in type(session).__module__:
-        # a Spark Connect server writes with its own user and umask, on its own file system (a
-        # folder made private here could be one it may not enter): as given, the folder's mode
-        # is the server's to set
-        job.write.mode("overwrite").parquet(where)
+        # a Spark Connect server writes on its own file system, with its own user and umask (a
+        # folder made private here could be one it may not enter; the folder's mode is the
+        # server's to set): checked here, the folder may not be the server's, so as a URI it
+        # must not exist there yet
+        job.write.mode("error").parquet(where)
     else:
         _write_private(job, where)
     counts = {"users": len(known) + len(cold), "scored_on_spark": len(known), "cold_start": len(cold)}

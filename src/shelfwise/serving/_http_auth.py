@@ -35,7 +35,7 @@ def authorize(ctx: AppContext, request: Request, action: str = "serve.call") -> 
     """The service when the caller may do `action` (serve.call, serve.admin); 503 while the
     bundle loads, 401 / 403 (audited) otherwise."""
     s = ctx.service()
-    if not s.keys:  # nobody registered: single-user mode
+    if not s.registered():  # nobody registered: single-user mode (the register looked at now)
         return s
     key = request.headers.get("x-api-key")
     auth = request.headers.get("authorization", "")
@@ -54,7 +54,7 @@ def authorize(ctx: AppContext, request: Request, action: str = "serve.call") -> 
         denied_action=action,
         path=route_path(request),
     )
-    if name is None or name in s.revoked_keys.values() and name not in {n for n, _ in s.keys.values()}:
+    if name is None or not allowed and name in s.revoked_keys.values():  # (a revoked key: 401)
         if key:  # a key was sent: it is not one of this shop's (mistyped, revoked, another shop's)
             raise HTTPException(401, "this API key is not valid here (unknown or revoked)")
         raise HTTPException(401, "an API key is required (header X-API-Key)")

@@ -104,7 +104,7 @@ class AppContext:
         """Whether calls need an API key: people are registered (and active) in the shop."""
         s: Service | None = self.state.get("service")
         if s is not None:
-            return bool(s.keys)
+            return s.registered()
         from ..governance import People
 
         people = People(self.workdir)

@@ -227,13 +227,14 @@ def _read_at(bundle: Any) -> datetime | None:
     return made.astimezone(UTC).replace(tzinfo=None) if made.tzinfo is not None else made
 
 
-def _stamp_of(path: Path) -> tuple[int, int]:
-    """A file's (mtime_ns, size), (0, 0) when absent: whether it changed since last read."""
+def _stamp_of(path: Path) -> tuple[int, ...]:
+    """A file's (inode, mtime_ns, size), (0, 0, 0) when absent: whether it changed since last
+    read (the register is replaced whole: a new inode, whatever its size and time)."""
     try:
         st = path.stat()
     except OSError:
-        return (0, 0)
-    return (st.st_mtime_ns, st.st_size)
+        return (0, 0, 0)
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 class Snapshot:
@@ -349,6 +350,13 @@ class Service:
         # one (or a later erasure of the same user) is forgotten when the register moves, not a
         # user erased long ago who came back and shops again
         self._erasures_applied = erased_pseudonyms(self.workdir)
+        from ..governance import PERMISSIONS
+        from ..governance._access import PEOPLE_FILE
+
+        self._people_path = self.workdir / PEOPLE_FILE
+        self._roles_of = {action: {r.value for r in roles} for action, roles in PERMISSIONS.items()}
+        self._keys_lock = threading.Lock()
+        self._keys: tuple[tuple[int, ...], dict[str, tuple[str, str]], dict[str, str]] | None = None
         self.keys: dict[str, tuple[str, str]] = self._load_keys()  # sha256(key) -> (name, role)
         self._clear_caches()
         self.swaps = 0
@@ -398,39 +406,63 @@ class Service:
         self._clear_caches()
 
     def _load_keys(self) -> dict[str, tuple[str, str]]:
-        """sha256(key) -> (name, role) of the active people; the revoked ones' in `revoked_keys`
-        (their calls are refused, and the refusal names them); the register's stamp kept."""
-        from ..governance import People
-        from ..governance._access import PEOPLE_FILE
+        """sha256(key) -> (name, role) of the active people (`keys`), the register read again
+        when it changed (`_keys_state`)."""
+        return self._keys_state()[1]
 
-        self._keys_stamp = _stamp_of(self.workdir / PEOPLE_FILE)
-        people = People(self.workdir).load().values()
-        self.revoked_keys = {p.key_sha256: p.name for p in people if not p.active}
-        return {p.key_sha256: (p.name, p.role.value) for p in people if p.active}
+    def _keys_state(self) -> tuple[tuple[int, ...], dict[str, tuple[str, str]], dict[str, str]]:
+        """(the register's stamp, active keys, revoked keys: sha256 -> name), one immutable
+        state swapped whole under a lock: a request thread that read the register before a
+        revoke can never put its older keys back over a newer reading. The register is looked
+        at (a stat) on every call: a revoked key stops at once, not at the next refresh. A
+        damaged or unreadable register keeps the keys it last held (said once per change)."""
+        stamp = _stamp_of(self._people_path)
+        state = self._keys
+        if state is not None and state[0] == stamp:
+            return state
+        with self._keys_lock:
+            state = self._keys
+            stamp = _stamp_of(self._people_path)
+            if state is not None and state[0] == stamp:
+                return state
+            from ..governance import People
+
+            try:
+                people = People(self.workdir).load().values()
+                state = (
+                    stamp,
+                    {p.key_sha256: (p.name, p.role.value) for p in people if p.active},
+                    {p.key_sha256: p.name for p in people if not p.active},
+                )
+            except (ShelfwiseError, OSError) as exc:
+                log.error("%s", exc)
+                state = (stamp, *(state[1:] if state is not None else ({}, {})))
+            self._keys = state
+            self.keys = state[1]
+            return state
+
+    @property
+    def revoked_keys(self) -> dict[str, str]:
+        """sha256(key) -> name of the revoked people (their calls refused in their name)."""
+        return self._keys_state()[2]
+
+    def registered(self) -> bool:
+        """Whether anyone is registered (the register looked at now: a server started in
+        single-user mode asks for keys from the first person's registration on)."""
+        return bool(self._keys_state()[1])
 
     def caller(self, key: str | None, action: str) -> tuple[bool, str | None]:
-        """(allowed, name) for an API key; everyone is allowed when nobody is registered. The
-        register is looked at on every call (a stat): a revoked key stops at once, not at the
-        next refresh."""
-        import hashlib
-
-        from ..governance import PERMISSIONS
-        from ..governance._access import PEOPLE_FILE
-
-        if _stamp_of(self.workdir / PEOPLE_FILE) != self._keys_stamp:
-            try:
-                self.keys = self._load_keys()
-            except ShelfwiseError as exc:  # a damaged register: the keys it last held, said
-                log.error("%s", exc)
-        if not self.keys:
+        """(allowed, name) for an API key; everyone is allowed when nobody is registered."""
+        _, keys, revoked = self._keys_state()
+        if not keys:
             return True, None
         if not key:
             return False, None
         digest = hashlib.sha256(key.encode()).hexdigest()
-        who = self.keys.get(digest)
+        who = keys.get(digest)
         if who is None:
-            return False, self.revoked_keys.get(digest)  # (a revoked key's owner is named, refused)
-        return who[1] in {r.value for r in PERMISSIONS[action]}, who[0]
+            return False, revoked.get(digest)  # (a revoked key's owner is named, refused)
+        return who[1] in self._roles_of[action], who[0]
 
     def refresh(self) -> bool:
         """Load a new bundle when CURRENT moved, new rules / experiments when their files changed.

@@ -141,7 +141,7 @@ def _session(
         answers(remote)
         builder = SparkSession.builder.remote(remote)
     else:
-        _check_master(master)
+        master = _check_master(master)
         # a local JVM: loopback only, executors run this very Python (the UDFs import shelfwise)
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -155,22 +155,22 @@ def _session(
     # a local JVM's own output (its start-up notes: "Using incubator modules", log4j's profile;
     # later Spark errors, which reach Python as exceptions too) goes to the workdir's log, not
     # the shop's console
-    jvm_log = Path(workdir or location) / "logs" / f"spark-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.log"
+    # (to the microsecond: a second attempt within the second writes its own log, whose first
+    # exception is its own)
+    jvm_log = Path(workdir or location) / "logs" / f"spark-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}.log"
     try:
         with nullcontext() if remote else _stderr_to(jvm_log):
             session = builder.getOrCreate()
     except Exception as exc:  # noqa: BLE001 - no Java, no cluster: say which
-        import shutil
-
         said = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         if not remote:
             cause = _jvm_cause(jvm_log)  # (the JVM's own reason: a missing HADOOP_CONF_DIR, ...)
             if cause:
                 said = cause
-            elif shutil.which("java") is None or (
-                (home := os.environ.get("JAVA_HOME")) and not (Path(home) / "bin" / "java").exists()
-            ):
+            elif not _java_found():
                 said += "; no Java found: a local master needs Java 17 (Debian: openjdk-17-jre-headless)"
+            if "UnsupportedClassVersionError" in said:  # (an older Java than Spark's)
+                said += "; Spark 4 needs Java 17 or newer (Debian: openjdk-17-jre-headless)"
         raise ShelfwiseError(
             f"cannot start Spark ({_target(remote, master)}): {said}"
             + ("" if remote else f" (the JVM's output: {jvm_log})")
@@ -180,17 +180,36 @@ def _session(
     return session, True
 
 
-_MASTER = re.compile(r"local(\[(\d+|\*)(,\d+)?\])?|local-cluster\[\d+,\d+,\d+\]|yarn|(spark|k8s|mesos)://\S+")
+# the master URLs Spark parses (SparkContext's local[N], local[N,F], local[*], local-cluster,
+# yarn) and any cluster manager's URL (spark://, k8s://, a plugin's scheme://)
+_MASTER = re.compile(
+    r"local(\[\s*([1-9]\d*|\*)\s*(,\s*\d+\s*)?\])?"
+    r"|local-cluster\[\s*\d+\s*,\s*\d+\s*,\s*\d+\s*\]|yarn|[a-z][a-z0-9+.-]*://\S+"
+)
 
 
-def _check_master(master: str | None) -> None:
-    """A master URL Spark knows, before a JVM starts (`local[x]` printed a Java stack trace and
-    blamed Java 17)."""
-    if master is not None and not _MASTER.fullmatch(master.strip()):
+def _check_master(master: str | None) -> str | None:
+    """The master URL (trimmed) when Spark knows its form, before a JVM starts (`local[x]`
+    printed a Java stack trace and blamed Java 17); a ShelfwiseError otherwise."""
+    if master is None:
+        return None
+    if not _MASTER.fullmatch(master.strip()):
         raise ShelfwiseError(
             f"--spark-master {master!r}: not a Spark master (local, local[N], local[*], "
             "local-cluster[N,C,M], spark://HOST:PORT, yarn, k8s://...)"
         )
+    return master.strip()
+
+
+def _java_found() -> bool:
+    """Whether the launcher finds a Java: `$JAVA_HOME/bin/java` when JAVA_HOME is set (it
+    prefers it), else `java` on the PATH."""
+    import shutil
+
+    home = os.environ.get("JAVA_HOME")
+    if home:
+        return (Path(home) / "bin" / "java").exists()
+    return shutil.which("java") is not None
 
 
 def _jvm_cause(log: Path) -> str | None:

@@ -808,8 +808,8 @@ def console_router(
         try:
             fields = await posted(request, ctx)
             user = ctx.need("rules.change")
-            got = save(
-                workdir, fields.get("synonyms") or "", actor="single-user" if user.single_user else user.name
+            got = await asyncio.to_thread(  # (under the synonyms' lock: off the event loop)
+                save, workdir, fields.get("synonyms") or "", "single-user" if user.single_user else user.name
             )
         except Denied as exc:
             return ctx.render(
