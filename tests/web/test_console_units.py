@@ -272,10 +272,14 @@ def test_served_searches_and_experiments_read_incrementally_equal_a_full_read(
     from shelfwise.search._analytics import served_search_summary, served_searches
     from shelfwise.serving import _experiments
 
-    # each list's events: its user's click, and a cart and a purchase on some (`_page`'s users)
-    by_list = {f"S{i}": [[f"u{i % 7}", 1000.0 + i, "click", 0.0]]
-               + ([[f"u{i % 7}", 1001.0 + i, "add_to_cart", 0.0]] if i % 3 == 0 else [])
-               + ([[f"u{i % 7}", 1002.0 + i, "purchase", 2.5 * i]] if i % 4 == 0 else [])
+    # each list's events: its own user's click, and a cart and a purchase on some (the users
+    # `_page` gives each list below: u0..u6 for the first 40, u1 after)
+    def user(i: int) -> str:
+        return f"u{i % 7}" if i < 40 else "u1"
+
+    by_list = {f"S{i}": [[user(i), 1000.0 + i, "click", 0.0]]
+               + ([[user(i), 1001.0 + i, "add_to_cart", 0.0]] if i % 3 == 0 else [])
+               + ([[user(i), 1002.0 + i, "purchase", 2.5 * i]] if i % 4 == 0 else [])
                for i in range(0, 200, 3)}  # fmt: skip
     monkeypatch.setattr(_experiments, "attributed_events", lambda workdir: by_list)
     attributed = set(by_list)
@@ -292,6 +296,9 @@ def test_served_searches_and_experiments_read_incrementally_equal_a_full_read(
         full = _experiments.experiment_report(tmp_path)
         full.pop("unknown_list_events")  # (the CLI's alone: the console counts served lists only)
         assert _experiments.experiment_summary(t.exposures, by_list) == full
+        for e in full["experiments"].values():  # every planted event is its list's own user's
+            for m in e["variants"].values():
+                assert m["events_not_counted"] == {"another_user": 0, "before_the_list": 0}
         fresh = _data.ExposureTally(folder).update()  # and the same sums as a fresh tally's
         assert sorted(fresh.exposures) == sorted(t.exposures)
 
