@@ -71,6 +71,7 @@ def _events_app(
     recorded: list[dict[str, Any]] = []
     service = SimpleNamespace(
         keys={},
+        registered=lambda: False,  # (single-user mode: nobody registered)
         snapshot=SimpleNamespace(item_index={"P000001": 0}),
         record_events=recorded.extend,
     )
