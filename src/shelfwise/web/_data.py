@@ -1290,7 +1290,10 @@ def experiments(workdir: Path) -> dict[str, Any]:
         def events() -> tuple[tuple[Any, ...], dict[str, list[list[Any]]]]:
             with warehouse():
                 got = attributed_events(workdir)
-            return stamp, {k: got[k] for k in _served_only(workdir, got)}
+            # the events of the lists an experiment served, the only ones its report reads (each
+            # event is kept with its user and time: every list's would grow with all the traffic)
+            in_experiments = {e[2] for e in exposure_tally(workdir)["exposures"]}
+            return stamp, {k: v for k, v in got.items() if k in in_experiments}
 
         events_stamp, by_list = _cached(
             ("experiment-events", workdir), stamp, events, float("inf"), REFRESH_WAIT_S,
