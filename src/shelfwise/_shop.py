@@ -183,10 +183,10 @@ class Shop:
         returns the number of rows."""
         with self._acting("export") as actor:
             from .governance import AuditLog
-            from .storage import outside_workdir, read_only
+            from .storage import read_only
             from .storage._warehouse import export_curated
 
-            outside_workdir(out, self.workdir)
+            self._outside(out)
             # a read: it must not need the write lock a running server's readers keep it from
             with read_only(self.workdir) as (con, tables):
                 n = export_curated(con.sql, sorted(tables), table, out)
@@ -925,9 +925,8 @@ class Shop:
         with self._acting("quarantine.read_raw") as actor:
             from .governance import AuditLog, Quarantine
             from .governance._quarantine import refuse_unknown_filters
-            from .storage import outside_workdir
 
-            outside_workdir(out, self.workdir)
+            self._outside(out)
             refuse_unknown_filters(table, reason, None, Quarantine(self.workdir).summary())
             n = Quarantine(self.workdir).export(out, table, reason)
             # raw rows left the warehouse: who took which, where (as a subject access export)
@@ -1025,9 +1024,8 @@ class Shop:
         with self._acting("privacy.export") as actor:
             from .governance._subject_access import write_subject_access
             from .insights._run import profile_part
-            from .storage import outside_workdir
 
-            outside_workdir(out, self.workdir)
+            self._outside(out)
             return write_subject_access(
                 self.workdir,
                 user_id,

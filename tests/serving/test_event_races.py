@@ -71,7 +71,8 @@ def _events_app(
     recorded: list[dict[str, Any]] = []
     service = SimpleNamespace(
         keys={},
-        registered=lambda: False,  # (single-user mode: nobody registered)
+        registered=lambda: False,  # (single-user mode: nobody registered, everyone allowed)
+        caller=lambda key, action: (True, None),
         snapshot=SimpleNamespace(item_index={"P000001": 0}),
         record_events=recorded.extend,
     )

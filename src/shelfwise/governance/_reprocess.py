@@ -53,10 +53,15 @@ def reprocess_rows(
             elif qid is not None and qid in open_rows:
                 kept.append({**r, "_quarantine_id": qid})
                 continue
-            elif qid is not None and (status := (closed := closed or _statuses(workdir, table)).get(qid)):
-                why = f"no longer open ({status})"
             else:
-                why = f"no quarantined row of {table} has this _quarantine_id"
+                if closed is None and qid is not None:
+                    closed = _statuses(workdir, table)
+                status = (closed or {}).get(qid) if qid is not None else None
+                why = (
+                    f"no longer open ({status})"
+                    if status
+                    else f"no quarantined row of {table} has this _quarantine_id"
+                )
             not_taken[why] = not_taken.get(why, 0) + 1
         records = kept
     else:

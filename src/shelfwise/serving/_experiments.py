@@ -253,7 +253,7 @@ SRM_P = 0.001  # the sample-ratio check's threshold (the usual one: a split this
 
 def experiment_report(workdir: str | Path, experiment: str | None = None) -> dict[str, Any]:
     """Per experiment and variant: users, exposures, CTR, add-to-cart rate, conversion and
-    revenue per user (95% CIs by bootstrap over users), from the exposure log and the
+    revenue per user (95% CIs with the user as unit: `experiment_summary`), from the exposure log and the
     attributed events in the warehouse (absorb first to count the newest), with the
     sample-ratio check against the configured weights; `experiment` names one (refused when
     neither the log nor the configuration knows it)."""

@@ -25,6 +25,7 @@ from its segment and line is not quarantined again.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import shutil
 import time
@@ -106,16 +107,18 @@ def _absorb_once(workdir: Path, redis_client: Any) -> dict[str, Any]:
         tmp = workdir / "tmp" / f"absorb-{stamp}"
         tmp.mkdir(parents=True, exist_ok=True)
         try:  # (the staged copy holds shoppers' events: gone whatever happens)
-            posted = [
-                (json.loads(line), f"spool:{segment_stem(seg)}:{n}")
-                for seg in ev_segments
-                for n, line in enumerate(segment_lines(seg) or (), 1)
-            ] + [(json.loads(line), f"redis:{i}") for i, line in redis_ev]
+            posted = itertools.chain(
+                (
+                    (json.loads(line), f"spool:{segment_stem(seg)}:{n}")
+                    for seg in ev_segments
+                    for n, line in enumerate(segment_lines(seg) or (), 1)
+                ),
+                ((json.loads(line), f"redis:{i}") for i, line in redis_ev),
+            )
             # (each event with who sent it: the registered key's name, counted below)
             sent = [
                 (_canonical_event(rec, locator), str(rec.get("posted_by") or "")) for rec, locator in posted
             ]
-            del posted
             # the events of a user erased after they were posted (still spooled when the erasure
             # ran) are stored nowhere: not ingested (ingestion would withhold them), not archived
             erasures = Erasures.of(workdir)

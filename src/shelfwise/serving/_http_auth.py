@@ -35,13 +35,11 @@ def authorize(ctx: AppContext, request: Request, action: str = "serve.call") -> 
     """The service when the caller may do `action` (serve.call, serve.admin); 503 while the
     bundle loads, 401 / 403 (audited) otherwise."""
     s = ctx.service()
-    if not s.registered():  # nobody registered: single-user mode (the register looked at now)
-        return s
     key = request.headers.get("x-api-key")
     auth = request.headers.get("authorization", "")
     if key is None and auth.lower().startswith("bearer "):
         key = auth[7:].strip()
-    allowed, name = s.caller(key, action)
+    allowed, name = s.caller(key, action)  # (allowed, None: nobody registered, single-user mode)
     if allowed:
         request.state.caller = name  # (who posted: recorded beside their events)
         return s

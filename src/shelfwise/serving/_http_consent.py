@@ -68,7 +68,7 @@ def _caller(ctx: AppContext, request: Request) -> str | None:
     auth = request.headers.get("authorization", "")
     if key is None and auth.lower().startswith("bearer "):
         key = auth[7:].strip()
-    return s.caller(key, "privacy.consent")[1] if s.registered() else None
+    return s.caller(key, "privacy.consent")[1]  # (None when nobody is registered)
 
 
 _EXAMPLE = '{"personalization": false}'

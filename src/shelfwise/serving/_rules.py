@@ -565,16 +565,12 @@ def config_lock(workdir: str | Path, name: str) -> Iterator[None]:
     """One writer at a time of a configuration file (`config/.<name>.lock`): the console and the
     CLI changing the rules together each read the current version, and one version number was
     given twice (the other change lost)."""
-    import fcntl
+    from ..storage._segments import folder_lock
 
     folder = Path(workdir) / "config"
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f".{name}.lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with folder_lock(folder, shared=False, name=f".{name}.lock"):
+        yield
 
 
 def save_rules(

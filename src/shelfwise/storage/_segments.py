@@ -55,14 +55,14 @@ def absorb_lock(workdir: str | Path) -> Iterator[bool]:
 
 
 @contextmanager
-def folder_lock(folder: str | Path, *, shared: bool) -> Iterator[None]:
-    """A lock over a folder's files (`<folder>/.lock`, waited for): readers share it, a writer
+def folder_lock(folder: str | Path, *, shared: bool, name: str = ".lock") -> Iterator[None]:
+    """A lock over a folder's files (`<folder>/<name>`, waited for): readers share it, a writer
     that rewrites several of them in place (an erasure scrubbing a model bundle) holds it alone,
     so a reader never sees one file new and another old (a bundle's state beside a manifest
     still naming the old hash). A folder whose lock file cannot be written (a read-only copy,
     which nobody rewrites) is read without it."""
     try:  # (read-only and 0666: flock needs no write access; a server run by another user locks too)
-        fd = os.open(Path(folder) / ".lock", os.O_RDONLY | os.O_CREAT, 0o666)
+        fd = os.open(Path(folder) / name, os.O_RDONLY | os.O_CREAT, 0o666)
     except OSError:
         yield
         return
