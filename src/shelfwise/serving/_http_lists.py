@@ -239,7 +239,7 @@ def lists_router(ctx: AppContext) -> APIRouter:
             sid,
             ans,
             # (the id as the search was assigned and answered for: trimmed, as curation trims it)
-            s.pseudonymize(trim_id(user_id)) if user_id and trim_id(user_id) else None,
+            s.pseudonymize(who) if (who := trim_id(user_id or "")) else None,
             # how the page was found: a fallback list shown for a query that matched nothing
             # is a no-result search (`search._analytics.add_served_search`)
             # (its query masked before it is written: `_http_tasks.exposure_lines`)
