@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from shelfwise import AccessDenied, ShelfwiseError, Shop
-from shelfwise.serving import create_app
+from shelfwise.serving import ServeSettings, create_app
 from tests.api.conftest import FAST
 from tests.serving.conftest import events_in_warehouse, known_users, serve_in_thread
 
@@ -53,10 +53,13 @@ def test_search_options_suggest_and_profile_answer_what_the_server_answers(work)
         {"user_id": ""},  # no shopper: an anonymous page
         {"price_min": 9.0, "price_max": 3.0},  # nothing in between: the same (empty) page both ways
     ]
-    with serve_in_thread(create_app(w)) as base:
+    # a budget no page misses on a loaded machine: a degraded page (stages skipped for time)
+    # would differ from the Python API's, which always runs the whole pipeline
+    with serve_in_thread(create_app(w, ServeSettings(search_budget_ms=600_000))) as base:
         for opts in cases:
             (mine,) = shop.search_pages(["shoes"], 5, **opts)
             theirs = _http_page(base, {"q": "shoes", "k": 5, **opts})
+            assert theirs["degraded"] is False, (opts, theirs["stages"])
             assert mine["items"] == [it["product_id"] for it in theirs["items"]], opts
             for field in ("total", "facets", "match", "fallback", "personalized", "corrected_query"):
                 assert mine[field] == theirs[field], (opts, field)
