@@ -1306,3 +1306,84 @@ def test_stock_delivered_years_after_the_sales_is_not_compared_with_them():
         is None
     )
     assert _stock_after_history({"version": None, "ingested_at": None}, pd.Timestamp("2018-12-31")) is None
+
+
+def _launches(rates: list[float], weeks: int = 20, seed: int = 0) -> tuple[pd.DataFrame, pd.Timestamp]:
+    """A weekly frame (`forecast_demand`'s input) of a shop whose products launched one after
+    another, each then selling Poisson(rate) orders of one unit a week; and the week after it."""
+    rng = np.random.default_rng(seed)
+    ds = pd.date_range("2024-01-01", periods=weeks, freq="7D")
+    rows = [
+        {"product_id": "OLD", "ds": d, "units": 5.0, "orders": 5.0, "interest": 9.0, "first_seen": d}
+        for d in ds
+    ]
+    for i, rate in enumerate(rates):
+        for d in ds[1 + i % (weeks - 3) :]:  # launched in week 1 + i (never the history's first)
+            n = float(max(rng.poisson(rate), 1 if d == ds[1 + i % (weeks - 3)] else 0))
+            rows.append(
+                {"product_id": f"L{i}", "ds": d, "units": n, "orders": n, "interest": 3.0, "first_seen": d}
+            )
+    return pd.DataFrame(rows), ds[-1] + pd.Timedelta(weeks=1)
+
+
+def test_a_launch_is_forecast_at_its_rate_shrunk_towards_the_shops_earlier_launches():
+    """One order of 5 units on a new product's first day was forecast at 35 units a week. Where
+    the shop's launches sold about one order a week, it is forecast near one order a week (of its
+    5 units), never below the units the week has sold; where launches sell anything from a few to
+    fifty a week (a wide prior), a new product that sold 60 orders in three days keeps about its
+    own rate; with fewer than MIN_LAUNCHES launches, the rate so far as before."""
+    from shelfwise.insights._demand import (
+        MIN_LAUNCHES,
+        PARTIAL_WEEK_MODEL,
+        days_on_sale,
+        forecast_demand,
+        launch_prior,
+    )
+
+    products = pd.DataFrame({"product_id": ["OLD", "NEW"], "category": ["C", "C"]})
+    weekly, this_week = _launches([1.0] * 12)
+    as_of = this_week + pd.Timedelta(days=6, hours=23)  # Sunday 23:00
+    came_in = this_week + pd.Timedelta(days=6)  # Sunday 00:00: one day on sale
+    new = pd.DataFrame([{"product_id": "NEW", "ds": this_week, "units": 5.0, "orders": 1.0, "interest": 4.0,
+                         "first_seen": came_in}])  # fmt: skip
+    fc, info, _ = forecast_demand(
+        pd.concat([weekly, new], ignore_index=True), products, as_of, horizon_weeks=3
+    )
+    got = fc[fc["unique_id"] == "NEW"].sort_values("ds")
+    assert set(got["model"]) == {PARTIAL_WEEK_MODEL}
+    prior = info.launch_prior
+    assert prior is not None and prior["launches"] == 12 and 0.7 < prior["mean_orders_per_week"] < 1.5, prior
+    # the posterior mean: (alpha + 1 order) / (beta + 1/7 week) orders a week, of 5 units each
+    rate = (prior["alpha"] + 1.0) / (prior["beta"] + 1.0 / 7.0) * 5.0
+    assert np.allclose(got["units"].iloc[1:], rate) and 4.0 < rate < 12.0, rate  # not 35
+    assert got["units"].iloc[0] == max(rate, 5.0)  # this week has sold 5 already
+    assert (got["lo"] <= got["units"]).all() and (got["hi"] >= got["units"]).all()
+    from dataclasses import asdict
+
+    from shelfwise.insights._reports import _launch_line
+
+    assert "the shop&#x27;s 12 earlier launches" in _launch_line(asdict(info))  # the report says so
+
+    # launches that sell anything from 2 to 50 orders a week: the prior is wide, and a hot
+    # launch keeps (nearly) its own rate: 60 orders in 3 days, 140 a week
+    wide, this_week = _launches([2, 3, 5, 8, 12, 20, 30, 50, 4, 25], seed=1)
+    hot = pd.DataFrame([{"product_id": "NEW", "ds": this_week, "units": 60.0, "orders": 60.0, "interest": 9.0,
+                         "first_seen": this_week + pd.Timedelta(days=4)}])  # fmt: skip
+    as_of = this_week + pd.Timedelta(days=6, hours=23, minutes=59)
+    fc, info, _ = forecast_demand(pd.concat([wide, hot], ignore_index=True), products, as_of, horizon_weeks=2)
+    own = 60.0 / days_on_sale(this_week + pd.Timedelta(days=4), this_week, as_of) * 7.0
+    got = fc[fc["unique_id"] == "NEW"]["units"].to_numpy()
+    assert info.launch_prior is not None and info.launch_prior["beta"] < 1.0, info.launch_prior
+    assert np.all(got > 0.85 * own) and np.all(got < own), (got, own)
+
+    # too few launches to learn from: the rate so far (1 order of 5 in a day: 35 a week)
+    few, this_week = _launches([1.0] * (MIN_LAUNCHES - 1))
+    assert (
+        launch_prior(few.rename(columns={"product_id": "unique_id"}), this_week - pd.Timedelta(weeks=1))
+        is None
+    )
+    new = new.assign(ds=this_week, first_seen=this_week + pd.Timedelta(days=6))
+    as_of = this_week + pd.Timedelta(days=6, hours=23)
+    fc, info, _ = forecast_demand(pd.concat([few, new], ignore_index=True), products, as_of, horizon_weeks=2)
+    assert info.launch_prior is None and "too few earlier launches" in _launch_line(asdict(info))
+    assert np.allclose(fc[fc["unique_id"] == "NEW"]["units"], 35.0)

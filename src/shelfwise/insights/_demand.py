@@ -3,7 +3,8 @@
 The series: units bought per week (the sum of purchase quantities; weeks start on Monday), from a
 product's first event to the last *complete* week up to `as_of` (a partial week would read as a
 drop in demand). Nothing after `as_of` is read. A product first sold in the week `as_of` falls
-in has no complete week: it is forecast at its rate so far (`forecast_partial_week`), not left
+in has no complete week: it is forecast at its rate so far, shrunk towards the rates the shop's
+earlier launches sold at when they were new (`forecast_partial_week`, `launch_prior`), not left
 out as if it had not sold.
 
 Censored weeks: a week with no sales is not always a week without demand. A zero week is taken
@@ -161,8 +162,11 @@ class DemandModel:
     # counted in its interest: how many, to how many products, how many in censored weeks
     free_text_searches: dict[str, Any] = field(default_factory=dict)
     # series first sold in the week as-of falls in (no complete week yet): forecast at their
-    # rate so far (PARTIAL_WEEK_MODEL), counted in `series` and `chosen`
+    # rate so far, shrunk towards `launch_prior` (PARTIAL_WEEK_MODEL), counted in `series` and `chosen`
     partial_week_series: int = 0
+    # the shop's launches that those series' rates are shrunk towards (`launch_prior`): None
+    # when it had too few, and the rate so far is used
+    launch_prior: dict[str, Any] | None = None
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -1162,19 +1166,87 @@ def forecast_short(df: pd.DataFrame, horizon: int, last_week: pd.Timestamp) -> p
     return pd.DataFrame(rows, columns=["unique_id", "ds", "units", "lo", "hi", "model", "sd"])
 
 
+# the launches (products first sold within the history, with that week and the next complete)
+# a shop needs before its new products' rates are shrunk towards theirs (`launch_prior`)
+MIN_LAUNCHES = 5
+MAX_PRIOR_WEEKS = 52.0  # the prior's weight, in weeks of sales seen: at most a year's
+
+
+def launch_prior(weekly: pd.DataFrame, last_week: pd.Timestamp) -> dict[str, Any] | None:
+    """How the shop's products sold when they were new: a Gamma prior on a new series' weekly
+    order rate, `{"alpha", "beta", "launches", "mean_orders_per_week"}` (beta in weeks), fitted by
+    maximum likelihood (a negative binomial of each launch's orders over its days on sale) to
+    every series first sold after the history's first week (before it, a series was not new:
+    the history just starts there) whose first sale week and the next are complete by
+    `last_week`: orders of those two weeks over their days on sale. None with fewer than
+    MIN_LAUNCHES launches: nothing to learn a new product's rate from. `weekly`: as
+    `forecast_partial_week` reads it (`orders` when known, else units are orders)."""
+    from scipy.optimize import minimize
+    from scipy.stats import nbinom
+
+    w = weekly[weekly["ds"] <= last_week]
+    if w.empty:
+        return None
+    sold = w[w["units"] > 0]
+    launch = sold.groupby("unique_id")["ds"].min()
+    launch = launch[(launch > w["ds"].min()) & (launch + WEEK <= last_week)]
+    if len(launch) < MIN_LAUNCHES:
+        return None
+    two = w[w["unique_id"].isin(launch.index)].merge(
+        launch.rename("launch"), left_on="unique_id", right_index=True
+    )
+    two = two[(two["ds"] >= two["launch"]) & (two["ds"] <= two["launch"] + WEEK)]
+    count = "orders" if "orders" in two else "units"
+    orders = two.groupby("unique_id")[count].sum().reindex(launch.index).to_numpy(float).round()
+    first = (
+        two[two["ds"] == two["launch"]].groupby("unique_id")["first_seen"].min()
+        if "first_seen" in two
+        else pd.Series(dtype=object)
+    )
+    weeks = np.array(
+        [(days_on_sale(first.get(u), d, d + WEEK) + 7.0) / 7.0 for u, d in launch.items()], float
+    )
+
+    def nll(theta: np.ndarray) -> float:
+        a, b = np.exp(theta)
+        return -float(nbinom.logpmf(orders, a, b / (b + weeks)).sum())
+
+    mean = float(orders.sum() / weeks.sum())
+    start = np.log([max(mean, 1e-3), 1.0])
+    fit = minimize(nll, start, method="L-BFGS-B", bounds=[(-9.0, 9.0), (-9.0, math.log(MAX_PRIOR_WEEKS))])
+    alpha, beta = (float(v) for v in np.exp(fit.x))
+    return {
+        "alpha": round(alpha, 6),
+        "beta": round(beta, 6),
+        "launches": int(len(launch)),
+        "mean_orders_per_week": round(alpha / beta, 4),
+    }
+
+
 def forecast_partial_week(
-    weekly: pd.DataFrame, week: pd.Timestamp, end: Any, horizon: int, known: set[str]
+    weekly: pd.DataFrame,
+    week: pd.Timestamp,
+    end: Any,
+    horizon: int,
+    known: set[str],
+    prior: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Series first sold in the part week starting `week` (the data end at `end`, inside it; a
     series in `known` has a complete week and is forecast from it): `horizon` weeks from
-    `week` on at the rate sold so far, PARTIAL_WEEK_MODEL. The rate is over the days on sale
+    `week` on at its rate, PARTIAL_WEEK_MODEL. The rate is read over the days on sale
     (`days_on_sale`: from the later of that Monday and the series' first event to `end`, at
     least one day: a product that came in on Thursday has sold for 2 days by Saturday, not 5).
-    The 80% interval is the Gamma-Poisson predictive (negative binomial, Jeffreys prior) of a
-    week's orders given the o orders in those days, times the units per order: wide when few
-    orders came, however many units each (one order of 500 units is one observation).
-    `weekly`: `unique_id, ds, units` and, when known, `orders` and `first_seen` (the first
-    event per series and week)."""
+    With the shop's `launch_prior` (Gamma(alpha, beta) on a new series' weekly orders), the
+    rate is the posterior mean, (alpha + o) / (beta + days / 7) orders a week for the o orders
+    in those days: one order on a launch's first day is not read as seven a week when the
+    shop's launches sell one a week; a series that sells far above its peers still moves
+    towards its own rate as fast as the launches' spread says it may. Without one, the rate so
+    far (o / days x 7). Either way times the units per order. The 80% interval is the
+    Gamma-Poisson predictive (negative binomial; Jeffreys prior without the shop's) of a week's
+    orders, times the units per order: wide when few orders came, however many units each (one
+    order of 500 units is one observation). The current week is never forecast below the
+    units it has sold already. `weekly`: `unique_id, ds, units` and, when known, `orders` and
+    `first_seen` (the first event per series and week)."""
     from scipy.stats import nbinom
 
     cols = ["unique_id", "ds", "units", "lo", "hi", "model"]
@@ -1184,15 +1256,21 @@ def forecast_partial_week(
     if sums.empty:
         return pd.DataFrame(columns=cols)
     first = weekly.groupby("unique_id")["first_seen"].min() if "first_seen" in weekly else pd.Series()
+    alpha, beta = (0.5, 0.0) if prior is None else (float(prior["alpha"]), float(prior["beta"]))
     rows = []
     for uid, r in sums.iterrows():
         n = float(r["units"])
         orders = float(r["orders"]) if "orders" in r and r["orders"] > 0 else n
+        per_order = n / orders
         days = days_on_sale(first.get(uid), week, pd.Timestamp(end) + pd.Timedelta(microseconds=1))
-        lo, hi = (float(v) * n / orders for v in nbinom.ppf([0.1, 0.9], orders + 0.5, days / (days + 7.0)))
-        mean = n * 7.0 / days
+        seen = beta + days / 7.0  # weeks of evidence: the prior's and the days on sale
+        lo, hi = (float(v) * per_order for v in nbinom.ppf([0.1, 0.9], orders + alpha, seen / (seen + 1.0)))
+        mean = n * 7.0 / days if prior is None else (alpha + orders) / seen * per_order
         for k in range(horizon):
-            rows.append((str(uid), week + k * WEEK, mean, min(lo, mean), max(hi, mean), PARTIAL_WEEK_MODEL))
+            units = max(mean, n) if k == 0 else mean
+            rows.append(
+                (str(uid), week + k * WEEK, units, min(lo, units), max(hi, units), PARTIAL_WEEK_MODEL)
+            )
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -1406,10 +1484,11 @@ def forecast_demand(
     now = weekly.assign(unique_id=weekly["product_id"].astype(str))
     if level == "category":
         now = now.assign(unique_id=now["product_id"].map(cat)).dropna(subset=["unique_id"])
-    new = forecast_partial_week(
-        now, last_week + WEEK, end, horizon_weeks, set(series["unique_id"].astype(str))
-    )
+    known = set(series["unique_id"].astype(str))
+    prior = launch_prior(now, last_week)
+    new = forecast_partial_week(now, last_week + WEEK, end, horizon_weeks, known, prior)
     if len(new):
+        info.launch_prior = prior
         fc = pd.concat([fc, new], ignore_index=True).sort_values(["unique_id", "ds"], ignore_index=True)
         info.partial_week_series = int(new["unique_id"].nunique())
         meta["chosen"][PARTIAL_WEEK_MODEL] = info.partial_week_series
@@ -1429,6 +1508,7 @@ __all__ = [
     "detect_season",
     "forecast_demand",
     "forecast_partial_week",
+    "launch_prior",
     "forecast_series",
     "last_complete_week",
     "load_weekly",

@@ -227,7 +227,7 @@ def demand_html(s: dict[str, Any]) -> str:
 season {m["season_length"]} weeks; per series the mean of the 4 best models by rolling-origin
 cross-validation, the four default smooth models' plain mean where those are all (SeasonalNaive,
 AutoETS, AutoTheta and GroupTheta, Theta on the series adjusted by the group's seasonal index)
-({escape(chosen)}); stock figures: {escape(stock_line)}.</p>
+({escape(chosen)}); stock figures: {escape(stock_line)}.</p>{_launch_line(m)}
 {
         _cards(
             [
@@ -253,6 +253,22 @@ cross-validation window, the models chosen on the earlier ones: the forecast as 
 each series' mean of its last 13 weeks and the seasonal naive forecast (the last week's value
 for a group without a season).</p>{calib}
 </body></html>"""
+
+
+def _launch_line(m: dict[str, Any]) -> str:
+    """What the products first sold in the as-of week were forecast from (`launch_prior`)."""
+    n = int(m.get("partial_week_series") or 0)
+    if not n:
+        return ""
+    prior = m.get("launch_prior")
+    how = (
+        f"their rate so far, shrunk towards how the shop's {prior['launches']} earlier launches sold when "
+        f"new (about {prior['mean_orders_per_week']:g} orders a week; the prior weighs as "
+        f"{prior['beta']:.2g} weeks of sales)"
+        if prior
+        else "their rate so far (too few earlier launches to learn a new product's rate from)"
+    )
+    return f'\n<p class="muted">{n:,} first sold in the as-of week, with no complete week yet: forecast at {escape(how)}.</p>'
 
 
 def audiences_summary(workdir: str | Path) -> dict[str, Any]:
