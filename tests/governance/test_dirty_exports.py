@@ -260,3 +260,43 @@ def test_malformed_lines_are_quarantined_in_line_order(tmp_path):
     Ingestor(tmp_path / "w").run(data)
     lines = [r["source_line"] for r in Quarantine(tmp_path / "w").list("events", None, "open", limit=None)]
     assert len(lines) > 10 and lines == sorted(lines)
+
+
+def test_an_events_json_array_on_one_line_loses_no_row(tmp_path):
+    """Three events written as a JSON array on one line all started on line 1: the two valid
+    ones were quarantined too (three quarantined rows for one bad one, the load unbalanced), and
+    with a repeated event id a valid event was lost. Each element is a row of its own."""
+    import json
+
+    from shelfwise.governance import Ingestor, Quarantine
+    from tests.conftest import curated_rows
+
+    d1, d2 = tmp_path / "d1", tmp_path / "d2"
+    d1.mkdir()
+    d2.mkdir()
+    (d1 / "products.csv").write_text("product_id,title\nP1,Kettle\nP2,Mug\nP3,Cup\n")
+    (d1 / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\nu1,P1,view,2026-12-01T10:00:00Z\n"
+    )
+    ev = {"event_type": "view", "timestamp": "2026-12-03T10:00:00Z"}
+    rows = [
+        {**ev, "event_id": "a", "user_id": "u4", "product_id": "P2"},
+        {**ev, "event_id": "n", "user_id": "u5", "product_id": "NOPE"},
+        {**ev, "event_id": "b", "user_id": "u6", "product_id": "P3"},
+        {**ev, "event_id": "a", "user_id": "u4", "product_id": "P2"},  # sent twice
+    ]
+    (d2 / "events.json").write_text(json.dumps(rows))  # one line
+    work = tmp_path / "w"
+    Ingestor(work).run(d1)
+    rep = Ingestor(work, mode="append").run(d2).tables["events"]
+    assert (rep.rows_in, rep.rows_curated, rep.rows_quarantined) == (4, 2, 2) and rep.balanced
+    assert curated_rows(
+        work, "SELECT event_id FROM curated.events WHERE event_id IS NOT NULL ORDER BY 1"
+    ) == [
+        ("a",),
+        ("b",),
+    ]
+    got = sorted(
+        (r["source_line"], r["reason"]) for r in Quarantine(work).list("events", status=None, limit=None)
+    )
+    assert got == [(2, "unknown_reference"), (4, "duplicate_row")], got

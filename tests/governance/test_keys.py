@@ -51,3 +51,22 @@ def test_a_key_is_revoked_and_rotated_by_an_admin_and_audited(tmp_path: Path, ca
         assert main(["users", "rotate-key", "--workdir", str(work), "--name", "sam"]) == 0
         key = capsys.readouterr().out.strip().splitlines()[-1]
     assert people.by_key(key).name == "sam" and people.by_key(sam) is None  # type: ignore[union-attr]
+
+
+def test_the_warehouse_computes_the_same_pseudonyms_as_python(tmp_path):
+    """`Pseudonymizer.sql` (what ingestion runs in DuckDB) gives `many`'s HMAC-SHA256 for every
+    id: accents and CJK, an anonymous session's reserved form, a long id, keys of every length
+    (a key over the 64-byte block is hashed first)."""
+    import duckdb
+
+    from shelfwise.governance._privacy import Pseudonymizer, anonymous_user_id
+
+    ids = ["C1", "", " x ", "Zoë", "顾客-42", "a" * 300, anonymous_user_id("S-9"), "~anonymous", "0"]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (i INTEGER, x VARCHAR)")
+    con.executemany("INSERT INTO t VALUES (?, ?)", list(enumerate(ids)))
+    for key in (b"k", bytes(range(64)), bytes(range(200)) * 2):
+        pseudo = Pseudonymizer(key)
+        expr, params = pseudo.sql("x")
+        got = [r[0] for r in con.execute(f"SELECT {expr} FROM t ORDER BY i", params).fetchall()]
+        assert got == pseudo.many(ids) == [pseudo(i) for i in ids], key

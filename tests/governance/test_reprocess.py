@@ -9,6 +9,7 @@ from pathlib import Path
 
 from shelfwise.governance import Ingestor, Quarantine
 from shelfwise.governance._reprocess import reprocess_rows
+from shelfwise.storage import Warehouse
 from tests.conftest import curated_rows
 
 
@@ -164,9 +165,16 @@ def test_a_delivery_that_resends_yesterday_is_not_a_failing_check(tmp_path: Path
     q = next(x for x in catalog(work)["datasets"] if x["name"] == "curated.products")["quality"]
     assert q["rows_redelivered"] == 20 and q["quarantined_share"] == 0.25 and not q["passed"]  # 1 of 4 new
     (d2 / "products.csv").write_text("product_id,title,price\n" + "\n".join(rows) + "\n")
-    Ingestor(work, mode="append").run(d2)
+    again = Ingestor(work, mode="append").run(d2)
     q = next(x for x in catalog(work)["datasets"] if x["name"] == "curated.products")["quality"]
     assert q["quarantined_share"] == 0.0 and q["passed"]
+    # nothing new: no copy of the table as a version of its own (a model trained after it
+    # learned from the same data), and the load says so
+    assert again.tables["products"].curated_version == rep.tables["products"].curated_version == 2
+    with Warehouse(work) as wh:
+        assert [v.version for v in wh.versions() if v.table == "products"] == [1, 2]
+        assert wh.sql("SELECT count(*) FROM curated.products").fetchone() == (23,)
+    assert any("nothing new to curate: the curated table stays at version 2" in n for n in again.notes)
 
 
 def test_a_full_load_of_a_header_only_export_keeps_the_curated_tables(tmp_path: Path):

@@ -143,7 +143,8 @@ def publish(st: LoadState) -> None:
     if st.mode == "append" and not appending:  # the table's first load: every valid row is new
         tr.rows_updated, tr.rows_unchanged = 0, 0
     supersede_open(st)
-    tv = wh.publish(contract.name, source_sql, run_id, contract.version)
+    tv = wh.publish(contract.name, source_sql, run_id, contract.version, same_keeps=appending)
+    unchanged_version(st, tv)
     for c in pseudo_cols:
         wh.sql(f"DROP TABLE _pseudo_{c}")  # the raw -> pseudonym map never persists
     wh.sql("DROP TABLE IF EXISTS _redelivered")
@@ -151,6 +152,12 @@ def publish(st: LoadState) -> None:
     wh.sql("DROP TABLE IF EXISTS _new")
     wh.sql(f"DROP VIEW {st.load}")
     account(st, tv, added)
+
+
+def unchanged_version(st: LoadState, tv: TableVersion) -> None:
+    """Say so when a delivery left its table as it was (`Warehouse.publish`'s `same_keeps`)."""
+    if tv.run_id != st.run_id:
+        st.note(f"{st.name}: nothing new to curate: the curated table stays at version {tv.version}")
 
 
 # a row whose only fault is an event id an earlier load curated (`_load_sets`): a re-send, as a
@@ -277,14 +284,15 @@ def _register_pseudonyms(st: LoadState, column: str, raw_ids: list[str], pseudon
 
 def _pseudonym_table(st: LoadState, column: str) -> None:
     """The pseudonyms of the ids of the valid rows."""
-    pseudo = Pseudonymizer.of(st.workdir)
-    raw_ids = [
-        r[0]
-        for r in st.wh.sql(
-            f"SELECT DISTINCT {q(column)} FROM {CHECKED} WHERE len(_reasons) = 0 AND {q(column)} IS NOT NULL"
-        ).fetchall()
-    ]
-    _register_pseudonyms(st, column, raw_ids, pseudo.many(raw_ids))
+    # computed by the warehouse (`Pseudonymizer.sql`: the same HMAC, in parallel, no id
+    # through Python)
+    expr, params = Pseudonymizer.of(st.workdir).sql("raw_id")
+    st.wh.sql(
+        f"""CREATE OR REPLACE TEMP TABLE _pseudo_{column} AS SELECT raw_id, {expr} AS pseudonym FROM (
+              SELECT DISTINCT {q(column)} AS raw_id FROM {CHECKED}
+              WHERE len(_reasons) = 0 AND {q(column)} IS NOT NULL)""",
+        params,
+    )
 
 
 def _flag_redelivered(st: LoadState, names: list[str]) -> None:

@@ -48,6 +48,7 @@ from ._load_publish import (
     same_row,
     sent_twice,
     supersede_open,
+    unchanged_version,
     upsert_select,
 )
 from ._load_raw import tell_new_keys
@@ -527,7 +528,16 @@ def spark_publish(st: LoadState) -> None:
         [redelivered],
     )
     supersede_open(st)
-    tv = wh.publish_parquet(contract.name, f"{where.as_posix()}/*.parquet", st.run_id, contract.version)
+    tv = wh.publish_parquet(
+        contract.name,
+        f"{where.as_posix()}/*.parquet",
+        st.run_id,
+        contract.version,
+        same_keeps=current is not None,
+    )
+    if tv.version != version:  # nothing new: the files written for a version are not one
+        shutil.rmtree(where, ignore_errors=True)
+    unchanged_version(st, tv)
     wh.sql(f"DROP VIEW {st.load}")
     shutil.rmtree(_tmp(st), ignore_errors=True)
     st.frames.clear()

@@ -111,10 +111,8 @@ class Pseudonymizer:
         """The same HMAC-SHA256 as `__call__` for many ids: the construction of RFC 2104 with
         the keyed inner and outer hash states computed once and copied per id (1.6x faster
         than copying an `hmac` object, which wraps the same two states)."""
-        key = self._key if len(self._key) <= 64 else hashlib.sha256(self._key).digest()
-        key = key.ljust(64, b"\0")
-        inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
-        outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+        ipad, opad = self._pads()
+        inner, outer = hashlib.sha256(ipad), hashlib.sha256(opad)
         out = []
         for r in raw_ids:
             i = inner.copy()
@@ -123,6 +121,24 @@ class Pseudonymizer:
             o.update(i.digest())
             out.append(_prefix(r) + o.hexdigest()[:32])
         return out
+
+    def _pads(self) -> tuple[bytes, bytes]:
+        """RFC 2104's key XOR ipad and key XOR opad (a key over the block size hashed first)."""
+        key = self._key if len(self._key) <= 64 else hashlib.sha256(self._key).digest()
+        key = key.ljust(64, b"\0")
+        return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
+
+    def sql(self, raw: str) -> tuple[str, list[Any]]:
+        """`many` as a DuckDB expression over the VARCHAR expression `raw`, with its parameters
+        (the keyed pads, bound, never in the query's text): the warehouse computes the same
+        HMAC-SHA256 over every id in parallel (sha256 of the outer pad and the inner digest),
+        where Python took 0.67 s for 200k ids one at a time."""
+        ipad, opad = self._pads()
+        expr = (
+            f"(CASE WHEN starts_with({raw}, ?) THEN ? ELSE ? END "
+            f"|| left(sha256(?::BLOB || unhex(sha256(?::BLOB || encode({raw})))), 32))"
+        )
+        return expr, [ANONYMOUS_PREFIX, ANONYMOUS_PSEUDONYM_PREFIX, PSEUDONYM_PREFIX, opad, ipad]
 
 
 def _prefix(raw_id: str) -> str:

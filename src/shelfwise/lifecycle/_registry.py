@@ -12,8 +12,10 @@ Gates (stated in `gates()` with their numbers):
   contract versions in force now (publication requires the contract's pandera schema to pass),
   and the delivery behind each version passed its check (at most 5% of its new rows quarantined:
   the verdict `shelfwise ingest` and the catalog say, `governance._ingest_report.quality_check`);
-- `not_worse_than_production`: the candidate's NDCG@10 upper 95% bound is at least production's
-  NDCG@10 (both on their own test folds; no production yet passes);
+- `not_worse_than_production`: production's model ranks for the candidate's test users (those
+  it knows), and the candidate is not worse when the paired 95% interval of the per-user NDCG@10
+  difference reaches zero (`_head_to_head`; where that cannot be measured, the candidate's upper
+  95% bound against production's own test number; no production yet passes);
 - `beats_popularity`: the candidate's NDCG@10 lower 95% bound is above the popularity baseline's
   NDCG@10 in the same evaluation (a bundle whose default model is popularity itself passes: it
   serves the baseline);
@@ -135,23 +137,7 @@ class Registry:
                 )
             )
         else:
-            pscore = float(pm["metrics"][pm["default_model"]][HEADLINE])
-            # the same protocol, each on its own held-out steps: after a new delivery those are
-            # other steps (still compared: a worse candidate must not pass for it; said)
-            ev, pev = (x.get("data_versions", {}).get("events", {}).get("version") for x in (m, pm))
-            other = (
-                f"; each measured on its own data's held-out steps (production: events v{pev}, this "
-                f"bundle: events v{ev})"
-                if ev != pev and ev is not None and pev is not None
-                else ""
-            )
-            gates.append(
-                Gate(
-                    "not_worse_than_production",
-                    hi >= pscore,
-                    f"{HEADLINE} {score:.4f} (95% CI {lo:.4f}-{hi:.4f}) vs production v{prod} {pscore:.4f}{other}",
-                )
-            )
+            gates.append(self._not_worse(version, prod, m, pm, score, lo, hi))
         pop = metrics.get("popularity", {}).get(HEADLINE)
         if pop is None:
             gates.append(Gate("beats_popularity", False, "no popularity baseline in this evaluation"))
@@ -179,6 +165,55 @@ class Registry:
             )
         )
         return gates
+
+    def _not_worse(
+        self,
+        version: str,
+        prod: str,
+        m: BundleManifest,
+        pm: BundleManifest,
+        score: float,
+        lo: float,
+        hi: float,
+    ) -> Gate:
+        """`not_worse_than_production` for two bundles measured alike: production's model ranks
+        for this bundle's test users and the two are compared user by user (`head_to_head`);
+        the candidate fails when the 95% interval of the difference is wholly below zero. When
+        that cannot be measured (a bundle whose files are gone, or no fit made without the test
+        targets), each bundle's own test number, as before, with why."""
+        from ._head_to_head import head_to_head
+
+        name = "not_worse_than_production"
+        try:
+            h2h = head_to_head(self.workdir, self.bundle_dir(version), self.bundle_dir(prod))
+        except (ShelfwiseError, OSError, ValueError, KeyError) as exc:
+            h2h = {"skipped": f"{type(exc).__name__}: {exc}"}
+        if "difference" in h2h:
+            d_lo, d_hi = h2h["ci95"]
+            new = f"; {h2h['new_users']:,} new to production not compared" if h2h["new_users"] else ""
+            return Gate(
+                name,
+                d_hi >= 0,
+                f"on this bundle's {h2h['users']:,} test users production knows{new}: {HEADLINE} "
+                f"{h2h['candidate']:.4f} vs production v{prod} {h2h['production']:.4f}, difference "
+                f"{h2h['difference']:+.4f} (paired 95% CI {d_lo:+.4f} to {d_hi:+.4f})",
+            )
+        pscore = float(pm["metrics"][pm["default_model"]][HEADLINE])
+        # each on its own held-out steps: after a new delivery those are other steps (still
+        # compared: a worse candidate must not pass for it; said)
+        ev, pev = (x.get("data_versions", {}).get("events", {}).get("version") for x in (m, pm))
+        other = (
+            f"; each measured on its own data's held-out steps (production: events v{pev}, this "
+            f"bundle: events v{ev})"
+            if ev != pev and ev is not None and pev is not None
+            else ""
+        )
+        return Gate(
+            name,
+            hi >= pscore,
+            f"{HEADLINE} {score:.4f} (95% CI {lo:.4f}-{hi:.4f}) vs production v{prod} {pscore:.4f}{other} "
+            f"(not compared user by user: {h2h['skipped']})",
+        )
 
     def _data_gate(self, m: BundleManifest) -> Gate:
         """`data_contracts`: each curated input was published under the contract in force. It

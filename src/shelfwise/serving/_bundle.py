@@ -226,18 +226,28 @@ def load_evaluated_models(bundle: Bundle) -> tuple[dict[str, Recommender], dict[
     """The fits `train` evaluated on the test fold (fitted without its targets), by name, and the
     models that have none with the reason (the manifest's `not_evaluable`: for bundles from
     before evaluated fits were kept, the models refit on every interaction)."""
+    from ..storage._segments import folder_lock
+
     manifest = bundle.manifest
     not_evaluable = dict(manifest.not_evaluable)
     paths = manifest.evaluated_models
     # the served fits that are also the evaluated ones are loaded already
     served = {n: bundle.models[n] for n, rel in paths.items() if rel == f"models/{n}" and n != "fusion"}
-    out = load_models(
-        {n: bundle.path / rel for n, rel in paths.items() if n not in served},
-        bundle.interactions,
-        fusion_generators=manifest.fusion_generators,
-        loaded=served,
-        bundle=bundle.version,
-    )
+    # under the bundle's shared lock, as `Bundle.load` read the rest: an erasure or retention
+    # rewrites the files under it alone, and fits of the rewritten bundle do not go with the
+    # interactions read before it
+    with folder_lock(bundle.path, shared=True):
+        if read_manifest(bundle.path).files != manifest.files:
+            raise ShelfwiseError(
+                f"{bundle.path}: the bundle was rewritten (an erasure or retention) while it was read: run it again"
+            )
+        out = load_models(
+            {n: bundle.path / rel for n, rel in paths.items() if n not in served},
+            bundle.interactions,
+            fusion_generators=manifest.fusion_generators,
+            loaded=served,
+            bundle=bundle.version,
+        )
     if "fusion" in paths and "fusion" not in out:
         not_evaluable["fusion"] = "a generator has no train-fold fit"
     return out, not_evaluable

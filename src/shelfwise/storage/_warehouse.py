@@ -155,13 +155,22 @@ class Warehouse:
         vs = self.versions(table)
         return vs[-1] if vs else None
 
-    def publish(self, table: str, source_sql: str, run_id: str, contract_version: str) -> TableVersion:
-        """Materialize `source_sql` as the next version of curated `table` and point the view at it."""
+    def publish(
+        self, table: str, source_sql: str, run_id: str, contract_version: str, *, same_keeps: bool = False
+    ) -> TableVersion:
+        """Materialize `source_sql` as the next version of curated `table` and point the view at it.
+        `same_keeps` (a delivery added to the table): when the result holds exactly the rows of
+        the current version, no version is made and the current one is returned (a re-sent day
+        or a quarantine re-processing that curated nothing copied the whole table as a new
+        version, and a model trained after it read as trained on other data)."""
         prev = self.latest_version(table)
         version = (prev.version + 1) if prev else 1
         physical = f"{table}__v{version}"
         self.sql(f'CREATE TABLE curated."{physical}" AS {source_sql}')
         count, digest = self.fingerprint(f'curated."{physical}"')
+        if same_keeps and prev is not None and (count, digest) == (prev.row_count, prev.content_hash):
+            self.sql(f'DROP TABLE curated."{physical}"')
+            return prev
         self.sql(f'CREATE OR REPLACE VIEW curated."{table}" AS SELECT * FROM curated."{physical}"')
         tv = TableVersion(
             table,
@@ -175,14 +184,19 @@ class Warehouse:
         )
         return self._record_version(tv)
 
-    def publish_parquet(self, table: str, files: str, run_id: str, contract_version: str) -> TableVersion:
+    def publish_parquet(
+        self, table: str, files: str, run_id: str, contract_version: str, *, same_keeps: bool = False
+    ) -> TableVersion:
         """Record a version another engine (Spark) wrote as Parquet (`files`: a glob): the view
         `curated.<name>` reads it, so readers need not know which engine wrote a table. The
-        version's physical name is its Parquet location."""
+        version's physical name is its Parquet location. `same_keeps`: as `publish` (the
+        current version is returned; the caller removes the files it wrote)."""
         prev = self.latest_version(table)
         version = (prev.version + 1) if prev else 1
         relation = f"read_parquet('{files}')"
         count, digest = self.fingerprint(relation)
+        if same_keeps and prev is not None and (count, digest) == (prev.row_count, prev.content_hash):
+            return prev
         self.sql(f'CREATE OR REPLACE VIEW curated."{table}" AS SELECT * FROM {relation}')
         tv = TableVersion(
             table,
