@@ -259,7 +259,7 @@ class Shop:
             svc = self._service(True, search=False)
             client = _redis(redis_url)
             out, accepted = send_events(
-                self.workdir, body, {"product_id": svc.snapshot.item_index}, redis_client=client, poster=actor
+                self.workdir, body, svc.event_references(), redis_client=client, poster=actor
             )
             if accepted:
                 for cached in self._services.values():

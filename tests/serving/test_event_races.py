@@ -74,6 +74,7 @@ def _events_app(
         registered=lambda: False,  # (single-user mode: nobody registered, everyone allowed)
         caller=lambda key, action: (True, None),
         snapshot=SimpleNamespace(item_index={"P000001": 0}),
+        event_references=lambda: {"product_id": {"P000001"}},
         record_events=recorded.extend,
     )
     ctx = AppContext(workdir=tmp_path, settings=ServeSettings(fsync=False), metrics=Metrics())

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from ..errors import SourceError
 from ..storage import DuckDBEngine, Engine, StagedFile, Warehouse, find_table_file, stage_file
+from ..storage._product_ids import record_product_ids
 from ._audit import AuditLog
 from ._compile import NORMALIZE_LINES_UDF, NORMALIZE_UDF, q
 from ._contracts import (
@@ -431,6 +432,8 @@ class Ingestor:
             report.seconds = round(time.perf_counter() - t0, 3)
             wh.record_run(lineage.run_id, self.job, started, "COMPLETE", report.to_dict())
             lineage.complete(outputs)
+            # the servers check posted events against the curated catalog, as ingestion does
+            record_product_ids(self.workdir, wh)
             if self.job == "shelfwise.ingest":  # re-processing audits itself, with its own details
                 AuditLog(self.workdir).append(
                     "ingest",

@@ -115,9 +115,8 @@ def events_router(ctx: AppContext) -> APIRouter:
         s = authorize(ctx, request, "events.post")
         poster = getattr(request.state, "caller", None)
         body = await read_events(request, settings)
-        snap = s.snapshot
         received = datetime.now(UTC).isoformat()
-        results, valid, errors = verdicts(body, {"product_id": snap.item_index}, settings.max_id_chars)
+        results, valid, errors = verdicts(body, s.event_references(), settings.max_id_chars)
         bad_lines = rejected_lines(body, errors, received, poster)
         ids = list({eid for _, _, _, eid in valid if eid is not None})
         store: EventIds = ctx.state["event_ids"]

@@ -28,6 +28,7 @@ from ..errors import ShelfwiseError
 from ..features import Interactions
 from ..governance import Pseudonymizer
 from ..search import Filters
+from ..storage._product_ids import CuratedProducts
 from ._bundle import BUNDLES_DIR, CURRENT, Bundle, current_bundle
 from ._consent import ConsentView, LookDue
 from ._experiments import Experiment, Variant, load_experiments
@@ -344,6 +345,7 @@ class Service:
         self._variant_rules: dict[tuple[str, str, str], Rules] = {}  # (variant, shop rules) -> merged
         self.rules = Rules.load(self.workdir)
         self.synonyms = LiveSynonyms(self.workdir)  # config/synonyms.txt, checked per search
+        self._curated_products = CuratedProducts(self.workdir)  # what posted events are checked against
         self.experiments: list[Experiment] = load_experiments(self.workdir)
         self._config_mtimes = self._mtimes()
         # the erasures whose online state this process has forgotten (each at its time): a new
@@ -1057,6 +1059,14 @@ class Service:
         rebuilding = self._rebuilding
         if rebuilding is not None and rebuilding is not self.online:
             rebuilding.record(rows)
+
+    def event_references(self) -> dict[str, Any]:
+        """What a posted event's product is checked against, as ingestion checks it: the curated
+        products (`CuratedProducts`, read again when an ingestion changes them); none when the
+        warehouse has no products table (ingestion checks no reference then); the bundle's
+        products for a workdir no ingestion recorded them in yet."""
+        ids = self._curated_products.get(missing=self.snapshot.item_index)
+        return {} if ids is None else {"product_id": ids}
 
     def _online_rows(self, events: list[dict[str, Any]]) -> list[tuple[str, str, str, float]]:
         return [

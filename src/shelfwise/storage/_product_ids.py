@@ -1,0 +1,71 @@
+"""The curated catalog's product ids, as a file the servers read (`governance/product_ids.json`).
+
+Ingestion checks an event's product against the curated products; the server checked a posted
+event against its bundle's products instead, which are those of the catalog it was trained on:
+after a catalog delivery dropped a product (or added one), /v1/events answered 202 for events the
+next absorb quarantined, and 207 for events of the new product the warehouse would curate. Every
+ingestion run writes the curated product ids here (`None`: the warehouse has no products table,
+and ingestion checks no product reference), and the servers read them again when the file
+changes (one stat per request), without opening the warehouse an ingestion may hold."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+PRODUCT_IDS = Path("governance") / "product_ids.json"
+
+__all__ = ["PRODUCT_IDS", "CuratedProducts", "record_product_ids"]
+
+
+def record_product_ids(workdir: str | Path, wh: Any) -> None:
+    """Write the curated product ids of warehouse `wh` (a `Warehouse`) for the servers, when
+    they changed (atomically: a server never reads half a file)."""
+    ids = (
+        sorted(r[0] for r in wh.sql('SELECT DISTINCT product_id FROM curated."products"').fetchall())
+        if "products" in wh.curated_tables()
+        else None
+    )
+    path = Path(workdir) / PRODUCT_IDS
+    data = orjson.dumps({"products": ids})
+    try:
+        if path.read_bytes() == data:
+            return
+    except OSError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+class CuratedProducts:
+    """The workdir's curated product ids, read again when the file changes. `get()`: the set,
+    None when the warehouse has no products table (nothing to check against), or `missing`
+    when no ingestion wrote the file yet (a workdir from before it)."""
+
+    def __init__(self, workdir: str | Path):
+        self.path = Path(workdir) / PRODUCT_IDS
+        self._lock = threading.Lock()
+        self._stat: tuple[int, int, int] | None = None
+        self._ids: frozenset[str] | None = None
+
+    def get(self, missing: Any = None) -> Any:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return missing
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        with self._lock:
+            if key != self._stat:
+                try:
+                    ids = orjson.loads(self.path.read_bytes()).get("products")
+                except (OSError, ValueError, AttributeError):
+                    return missing
+                self._ids = None if ids is None else frozenset(str(i) for i in ids)
+                self._stat = key
+            return self._ids

@@ -1,0 +1,65 @@
+"""Posted events are checked against the curated catalog, as ingestion checks them: a product a
+catalog delivery dropped is rejected at once (it was accepted, 202, and quarantined by the next
+absorb), and one it added is accepted (it was rejected until the next training)."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from shelfwise import Shop
+from shelfwise.governance import Ingestor
+from shelfwise.serving import create_app
+from tests.serving.conftest import events_in_warehouse, known_users, serve_in_thread
+
+
+def test_events_are_checked_against_the_catalog_a_delivery_left(trained, tmp_path: Path) -> None:
+    data, src = trained
+    w = tmp_path / "w"
+    shutil.copytree(src, w)
+    shop = Shop(w)
+    products = shop.table("products")[["product_id", "title"]].to_dict("records")
+    dropped = products[0]["product_id"]
+    delivery = tmp_path / "catalog"
+    delivery.mkdir()
+    with (delivery / "products.csv").open("w", newline="") as fh:
+        out = csv.DictWriter(fh, fieldnames=["product_id", "title"])
+        out.writeheader()
+        out.writerows(products[1:] + [{"product_id": "PNEW-1", "title": "A new kettle"}])
+    rep = Ingestor(w).run(delivery)  # a full catalog snapshot: the first product gone, one new
+    assert rep.tables["products"].rows_curated == len(products)
+    user = known_users(data, w, 1)[0]
+    now = datetime.now(UTC).isoformat()
+
+    def view(eid: str, product: str) -> dict:
+        return {
+            "event_id": eid,
+            "user_id": user,
+            "product_id": product,
+            "event_type": "view",
+            "timestamp": now,
+        }
+
+    got = shop.send_events([view("py-gone", dropped), view("py-new", "PNEW-1")])
+    assert [r["status"] for r in got["results"]] == ["rejected", "accepted"], got
+    assert got["results"][0]["errors"][0]["detail"] == f"product_id: not in the catalog: {dropped}"
+    with serve_in_thread(create_app(w)) as base:  # the route alike
+        r = httpx.post(
+            f"{base}/v1/events", json=[view("h-gone", dropped), view("h-new", "PNEW-1")], timeout=60
+        )
+    assert r.status_code == 207 and [x["status"] for x in r.json()["results"]] == ["rejected", "accepted"]
+    shop.absorb_events()  # (what the server's stop did not absorb already)
+    assert shop.pending_events() == 0
+    # both accepted events curated, none quarantined by the absorb; the rejected ones quarantined
+    assert len(events_in_warehouse(w, "product_id = 'PNEW-1'")) == 2
+    assert len(events_in_warehouse(w, f"product_id = '{dropped}' AND timestamp >= '{now[:19]}'")) == 0
+    held = shop.quarantine(table="events", reason="unknown_reference", limit=None)["rows"]
+    assert sorted(str(r["raw"].get("event_id")) for r in held if dropped in str(r["raw"])) == [
+        "h-gone",
+        "py-gone",
+    ]
+    assert not any("PNEW-1" in str(r["raw"]) for r in held)
