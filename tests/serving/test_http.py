@@ -95,6 +95,7 @@ def test_search_with_facets_filters_and_sort(server):
         ("GET", "/v1/recommendations/u1?k=1e3", None, 422),
         ("GET", "/v1/recommendations/" + "x" * 300, None, 422),
         ("GET", "/v1/recommendations/u%00x", None, 422),
+        ("GET", "/v1/recommendations/%20%20", None, 422),  # blank once trimmed: no shopper
         ("GET", "/v1/search", None, 422),
         ("GET", "/v1/search?q=", None, 422),
         ("GET", "/v1/search?q=%FF%FE%00", None, 422),
@@ -119,6 +120,21 @@ def test_bad_inputs_are_4xx_with_a_message(server, method, path, body, status):
     assert r.status_code == status, r.text
     if status != 404:
         assert r.json()["error"]
+
+
+def test_a_rejected_event_is_named_by_its_event_id_whatever_failed(server):
+    """An event rejected for an unknown field (before its row check) answered `event_id: null`;
+    the client could not tell which of its events it was."""
+    r = server.client.post(
+        "/v1/events",
+        json=[
+            ev("u", "P000001", event_id=" H-8 ", colour="red"),
+            ev("u", "P000001", event_id=7.0, value=[1]),
+        ],
+    )
+    assert r.status_code == 422, r.text
+    assert [x["event_id"] for x in r.json()["results"]] == ["H-8", "7"]
+    assert [x["errors"][0]["reason"] for x in r.json()["results"]] == ["unknown_field", "invalid_type"]
 
 
 def test_limits_on_body_size_and_event_count(server):

@@ -141,13 +141,20 @@ def say_pending(workdir: Path, log: Any = None) -> int:
     """Tell (on stderr, or `log`) how many acknowledged events wait in the spool: served, not
     yet in the warehouse. An export does not absorb them itself: it reads, it does not load
     (and who may export may not be allowed to ingest)."""
+    from ..serving._feedback import pending_in_open_segments
+
     n = shop(workdir).pending_events()
     if n:
-        msg = (
-            f"note: {n:,} acknowledged events are still waiting in the spool (not in the warehouse yet): "
+        held = min(pending_in_open_segments(workdir), n)
+        how = (
             f"a running server absorbs them every --absorb-seconds, or run `shelfwise events absorb "
             f"--workdir {workdir}`"
         )
+        if held == n:  # a server's open segment: `events absorb` would find nothing to take
+            how = "a running server still writes them and absorbs them itself every --absorb-seconds and when it stops"
+        elif held:
+            how += f" ({held:,} of them a running server still writes: it absorbs those itself)"
+        msg = f"note: {n:,} acknowledged events are still waiting in the spool (not in the warehouse yet): {how}"
         (log or (lambda m: typer.echo(m, err=True)))(msg)
     return n
 

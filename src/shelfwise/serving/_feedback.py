@@ -199,6 +199,17 @@ def pending_events(workdir: str | Path, redis_client: Any = None, *, pid: int | 
     return n
 
 
+def pending_in_open_segments(workdir: str | Path) -> int:
+    """Of `pending_events` (the files alone), those in segments a live server is still writing:
+    `shelfwise events absorb` takes closed segments and those of a process that is gone
+    (`ready_segments`); a running server absorbs its own."""
+    from ._spool import ready_segments
+
+    folder = Path(workdir) / EVENTS_DIR
+    ready = {p.name for p in ready_segments(folder)}
+    return sum(count_segment_lines(p) for p in all_segments(folder) if p.name not in ready)
+
+
 def served_stamp(workdir: str | Path) -> tuple[Any, ...]:
     """What changes when an event is spooled or absorbed, by any process: each spool segment's
     name and size, and the absorbed archive folder's modification time (a file added to it;

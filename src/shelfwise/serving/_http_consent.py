@@ -21,7 +21,7 @@ from ..governance._compile import trim_id
 from ..governance._consent import FLAGS, record_consent
 from ..governance._privacy import looks_like_pseudonym
 from ._http_auth import REQUIREMENT, authorize
-from ._http_context import JSON, AppContext, clean_text, on_invalid_request, text_pattern
+from ._http_context import JSON, AppContext, clean_text, clean_user_id, on_invalid_request, text_pattern
 from ._http_models import error_responses
 
 __all__ = ["ConsentChange", "ConsentState", "consent_router"]
@@ -123,7 +123,7 @@ def consent_router(ctx: AppContext) -> APIRouter:
     )
     async def put_consent(request: Request, user_id: UserId, change: ConsentChange) -> Any:
         s = authorize(ctx, request, "privacy.consent")
-        clean_text(user_id, "user_id", settings.max_id_chars)
+        clean_user_id(user_id, settings.max_id_chars)
         source = clean_text(change.source or "api", "source", 128)
         values = {f: getattr(change, f) for f in FLAGS if getattr(change, f) is not None}
         if not values:

@@ -82,6 +82,18 @@ def clean_text(value: str, name: str, max_chars: int) -> str:
     return value
 
 
+def clean_user_id(value: str, max_chars: int) -> str:
+    """A shopper's id from a path, checked as `clean_text` and not blank once trimmed as
+    curation trims ids (`/v1/recommendations/%20` was served, a shopper " " counted in an
+    experiment's arm, whose events ingestion refuses as `missing_required`)."""
+    from ..governance._compile import trim_id
+
+    clean_text(value, "user_id", max_chars)
+    if not trim_id(value):
+        raise HTTPException(422, "user_id: empty (only spaces)")
+    return value
+
+
 @dataclass
 class AppContext:
     """One app's shared state. `state` is filled by the lifespan (service, spools, the search

@@ -16,7 +16,7 @@ from fastapi import Path as PathParam
 from ..governance._compile import trim_id
 from ..search._shopper import SORTS
 from ._http_auth import REQUIREMENT, authorize
-from ._http_context import JSON, AppContext, clean_text, text_pattern, with_experiment
+from ._http_context import JSON, AppContext, clean_text, clean_user_id, text_pattern, with_experiment
 from ._http_models import Recommendations, SearchPage, Similar, Suggestions, error_responses
 from ._queue import Overloaded
 from ._service import SearchArgs, similar_fields
@@ -75,7 +75,7 @@ def lists_router(ctx: AppContext) -> APIRouter:
         personalized: Personalized = True,
     ) -> Any:
         s = authorize(ctx, request)
-        clean_text(user_id, "user_id", settings.max_id_chars)
+        clean_user_id(user_id, settings.max_id_chars)
         if context is not None:
             clean_text(context, "context", settings.max_query_chars)
         # a lookup is answered on the event loop; a list that needs the model goes to the

@@ -88,7 +88,7 @@ def verdicts(
     errors: list[dict[str, Any]] = []
     for i, ev in enumerate(body):
         failures, chk = _failures(ev, known, max_id_chars)
-        eid = chk.values.get("event_id") if chk is not None else None
+        eid = chk.values.get("event_id") if chk is not None else _given_event_id(ev)
         if failures:
             errors.append({"index": i, **failures[0], "all": failures})
             results.append({"index": i, "status": "rejected", "event_id": eid, "errors": failures})
@@ -96,6 +96,20 @@ def verdicts(
             valid.append((i, ev, chk, eid))
             results.append({"index": i, "status": "accepted", "event_id": eid})
     return results, valid, errors
+
+
+def _given_event_id(ev: Any) -> str | None:
+    """The event_id of an event rejected before its row check (an unknown field, a value that is
+    no text or number), as the check would read it: the client learns which of its events it was
+    (the quarantine keeps the id too)."""
+    from ..governance._compile import trim_id
+
+    v = ev.get("event_id") if isinstance(ev, dict) else None
+    if isinstance(v, bool) or not isinstance(v, str | int | float):
+        return None
+    if isinstance(v, float) and v.is_integer():  # (as ids are read: 123.0 is 123)
+        v = int(v)
+    return trim_id(v) or None
 
 
 @dataclass
