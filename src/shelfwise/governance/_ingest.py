@@ -357,11 +357,13 @@ class Ingestor:
             derived: dict[str, str] = {}
             need = {t for t in ("products", "users") if files[t] is None}
             events_path = files["events"]
+            header: list[str] = []
             if events_path is not None and need:  # an order-lines export carries products and users
                 t0_stage = time.perf_counter()
                 ev = staged_now["events"] = stage_file(events_path, staged_dir, in_place=True)
                 staging_secs["events"] = time.perf_counter() - t0_stage
                 header = header_of(wh, ev)
+            if header:  # (an empty JSON lines file: nothing to derive)
                 ev_map = map_columns(
                     CONTRACTS["events"],
                     header,
@@ -392,6 +394,18 @@ class Ingestor:
                 t0_stage = time.perf_counter()
                 staged = staged_now.pop(table, None) or stage_file(path, staged_dir, in_place=True)
                 staging_s = staging_secs.get(table, 0.0) + time.perf_counter() - t0_stage
+                if staged.format == "jsonl" and not staged.records and not staged.bad_lines:
+                    # JSON lines with no line: no row, and no key to read columns from (a CSV
+                    # file has its header): nothing to load, said (the read crashed instead)
+                    held = (
+                        f"curated.{table} is unchanged"
+                        if table in wh.curated_tables()
+                        else f"no curated.{table} yet"
+                    )
+                    report.notes.append(f"{path.name}: no rows (an empty JSON lines file): {held}")
+                    if staged.staged is not None and staged.numbered:
+                        staged.staged.unlink(missing_ok=True)
+                    continue
                 tr = self._ingest_table(wh, CONTRACTS[table], staged, lineage.run_id, report)
                 tr.stage_seconds = {"stage": round(staging_s, 3), **tr.stage_seconds}
                 tr.derived = derived.get(table, "")

@@ -194,6 +194,8 @@ def header_of(wh: Warehouse, staged: StagedFile) -> list[str]:
         ).fetchall()
         return [r[0] for r in rows]
     assert staged.staged is not None
+    if not staged.records:  # JSON lines with no line: no key (DuckDB cannot read the empty file)
+        return []
     rows = wh.sql(
         f"""SELECT DISTINCT unnest(json_keys(CASE WHEN json_valid(j) AND json_type(j) = 'OBJECT' THEN j ELSE '{{}}' END)) FROM (
               SELECT column1 AS j FROM read_csv({lit(staged.staged.as_posix())}, header=false, delim={lit(JSON_DELIMITER)},

@@ -156,7 +156,8 @@ def _replay_feedback(workdir: Path) -> int:
 
     from ..serving._feedback import FEEDBACK_DIR, ingest_events
 
-    files = sorted((workdir / FEEDBACK_DIR).glob("events-*.jsonl"))
+    # (an archive an erasure emptied holds nothing to replay)
+    files = [f for f in sorted((workdir / FEEDBACK_DIR).glob("events-*.jsonl")) if f.stat().st_size]
     if not files:
         return 0
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
