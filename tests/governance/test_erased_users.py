@@ -63,10 +63,16 @@ def test_an_erased_user_does_not_come_back_with_a_delivery_or_a_full_reload(tmp_
     sw("ingest", "--data", str(d1), "--workdir", str(work), "--json")
     pseudo = Pseudonymizer(SecretStore(work).pseudonym_key())("u1")
     assert sum(_hits(work, "u1", pseudo).values()) > 0
+    assert pseudo.encode() in (work / "warehouse.duckdb").read_bytes()
 
     rep = json.loads(sw("privacy", "erase", "--workdir", str(work), "--user", "u1", "--json").stdout)
     assert rep["pseudonym"] == pseudo
     assert sum(_hits(work, "u1", pseudo).values()) == 0
+    # nor in the file's bytes: a DELETE frees blocks without clearing them (the pseudonym stayed
+    # readable in them); the erasure rewrites the warehouse into a fresh file
+    assert "before_bytes" in rep["warehouse_compacted"], rep["warehouse_compacted"]
+    assert pseudo.encode() not in (work / "warehouse.duckdb").read_bytes()
+    assert not list((work / "tmp").glob("compact-*"))
 
     # day 1 re-delivered, with a line the reader cannot split that names u1 and one u1 event
     # dated after the erasure (a returning shopper: new data, kept)

@@ -49,9 +49,28 @@ def privacy_erase(
                 typer.echo(f"  {group:<9} {name:<40} {n:>7,} {unit}")
     if rep.get("reports_removed"):
         typer.echo(f"note: removed {', '.join(rep['reports_removed'])}: {rep['remake']}")
+    say_compacted(rep.get("warehouse_compacted"), "erasure")
     if rep.get("nothing_held"):
         typer.echo(f"warning: {rep['nothing_held']}")
     typer.echo(f"note: {rep['not_covered']}")
+
+
+def say_compacted(done: dict | None, what: str) -> None:
+    """The warehouse's rewrite after rows left it (`storage._warehouse.compact_warehouse`)."""
+    if not done:
+        return
+    if "skipped" in done:
+        typer.echo(
+            f"warning: the warehouse file was not rewritten: {done['skipped']}; the deleted rows' bytes may "
+            f"remain in its freed blocks until the {what} is run again",
+            err=True,
+        )
+    else:
+        mb = 1024 * 1024
+        typer.echo(
+            f"  warehouse rewritten without the deleted rows' bytes ({done['before_bytes'] / mb:,.1f} MB -> "
+            f"{done['after_bytes'] / mb:,.1f} MB)"
+        )
 
 
 class YesNo(StrEnum):
@@ -138,3 +157,4 @@ def retention_enforce(workdir: Workdir, as_json: AsJson = False) -> None:
     typer.echo("policy: " + ", ".join(f"{k}={v}" for k, v in rep["policy"].items()))
     for name, n in rep["deleted"].items():
         typer.echo(f"  {name:<32} {n:>9,} deleted")
+    say_compacted(rep.get("warehouse_compacted"), "retention")

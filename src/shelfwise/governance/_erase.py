@@ -73,6 +73,10 @@ def erase_user(
     try:
         linked = _erase_warehouse(workdir, raw_user_id, pseudo, pseudonymize)
         report["warehouse"], report["anonymous_sessions"] = linked.counts, linked.erased_sessions
+        if any(linked.counts.values()):  # the freed blocks still held the rows' bytes: rewritten
+            from ..storage._warehouse import compact_warehouse
+
+            report["warehouse_compacted"] = compact_warehouse(workdir)
         # the user and every anonymous session linked to them (whether or not it had rows left)
         pseudos = [pseudo, *linked.pseudonyms]
         # registered at once, before files and bundles: should a later step fail, every later

@@ -111,6 +111,11 @@ def enforce_retention(
                     n = wh.sql("DELETE FROM quarantine.rows WHERE quarantined_at < ?", [cutoff]).fetchone()
                     deleted["quarantine.rows"] = int(n[0]) if n else 0
             wh.sql("CHECKPOINT")
+        compacted = None
+        if any(n for t, n in deleted.items()):  # the deleted rows' bytes left the file too
+            from ..storage._warehouse import compact_warehouse
+
+            compacted = compact_warehouse(workdir)
         if events_cutoff is not None:
             from ._erase import _rewrite_jsonl
             from ._row_check import parse_timestamp
@@ -154,7 +159,10 @@ def enforce_retention(
     ns = warehouse_namespace(workdir)
     lineage.complete([DatasetRef(ns, t, rows=n) for t, n in deleted.items() if n and "." in t])
     AuditLog(workdir).append("retention.enforce", actor=actor, policy=policy, deleted=deleted)
-    return {"policy": policy, "deleted": deleted, "lineage_run_id": lineage.run_id}
+    out = {"policy": policy, "deleted": deleted, "lineage_run_id": lineage.run_id}
+    if compacted is not None:
+        out["warehouse_compacted"] = compacted
+    return out
 
 
 def _expire_parquet_events(wh: Any, cutoff: datetime) -> dict[str, int]:
