@@ -365,6 +365,30 @@ def test_uncensor_flags_stock_out_weeks_and_estimates_from_views():
     assert n == 3 and np.allclose(fixed["y"].tail(3), 10.0)
 
 
+def test_one_sale_before_a_long_stock_out_is_no_level_to_fill_it_with():
+    """A product that sold 1 unit in its first week and has been out of stock since, looked at
+    in one later week: each stock-out week nobody looked at was filled with its "level", that one
+    sale, so 1 unit ever read as 6.7 and a top seller. The week that drew interest is estimated
+    from it; the others stay unfilled (flagged censored all the same). With enough uncensored
+    weeks the level fills them as before."""
+    from shelfwise.insights._demand import MIN_LEVEL_WEEKS, uncensor
+
+    ds = pd.date_range("2024-08-05", periods=7, freq="7D")
+    g = pd.DataFrame(
+        {"unique_id": "P", "ds": ds, "y": [1.0, 0, 0, 0, 0, 0, 0], "interest": [2.0, 0, 0, 2.0, 0, 0, 0]}
+    )
+    fixed, n = uncensor(g, {"P": None})
+    assert n == 6 and fixed["censored"].sum() == 6
+    assert list(fixed["y"]) == [1.0, 0.0, 0.0, pytest.approx(1.0), 0.0, 0.0, 0.0]  # 2 views x 1/2
+    assert fixed["y"].sum() == pytest.approx(2.0)
+    # MIN_LEVEL_WEEKS weeks of one sale each, then the stock-out: its level fills the weeks
+    y = [1.0] * MIN_LEVEL_WEEKS + [0.0] * 3
+    g2 = pd.DataFrame({"unique_id": "Q", "ds": pd.date_range("2024-08-05", periods=len(y), freq="7D"),
+                       "y": y, "interest": [2.0] * MIN_LEVEL_WEEKS + [0.0] * 3})  # fmt: skip
+    fixed, n = uncensor(g2, {"Q": None})
+    assert n == 3 and np.allclose(fixed["y"].tail(3), 1.0)
+
+
 def test_stock_out_weeks_are_counted_at_the_level_forecast():
     """Two products of one category out of stock in the same 3 weeks: 6 product weeks, but 3
     weeks of the one category series forecast at `--level category`."""

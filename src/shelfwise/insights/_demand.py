@@ -15,7 +15,9 @@ weekly interest); and the trailing run of zero weeks of a product the catalog li
 stock at `as_of` (`in_stock` false or `stock` 0, in the products version current then), from
 the last version that listed it in stock on (`_in_stock_until`; all of the run when none did). A
 censored week's demand is estimated from that week's interest times the product's conversion
-(units per interest event in uncensored weeks), else from the local rate: search and browsing
+(units per interest event in uncensored weeks), else from the local rate or the level before
+the stock-out (only for a product with MIN_LEVEL_WEEKS uncensored weeks: one sale is no level),
+else it stays unfilled (nothing to read a demand from, flagged all the same): search and browsing
 demand is the signal that stands in for sales the shop could not make. A search names a product
 by its product_id or, a free-text search without one, by resolving to it (`_searched`, strict:
 only a query that clearly names one product): the shopper who searches "bosch drill 18v" while
@@ -83,6 +85,9 @@ CENSOR_P0 = 0.01  # a zero week is a stock-out when P(0 | local Poisson rate) is
 CENSOR_INTEREST = 0.5  # ... and the week's interest is at least this share of the usual
 LOCAL_WEEKS = 9  # the centred window of the local sales rate
 SHORT_WEEKS = 8  # the window of the fallback mean for series too short to cross-validate
+# the uncensored weeks a product needs before a stock-out week nobody looked at is filled with its
+# usual level (fewer: only the interest its stock-out weeks drew stands for its demand)
+MIN_LEVEL_WEEKS = 4
 MAX_CV_H = 13
 # the fewest weeks a cross-validation origin leaves a series: AutoETS needs more than its 2
 # parameters + 4 ("tiny datasets" otherwise: a 12-week series cut 3 times by 2 weeks kept 6)
@@ -463,13 +468,17 @@ def uncensor(grid: pd.DataFrame, out_of_stock: set[str] | dict[str, Any]) -> tup
     units_ok = g["y"].where(ok, 0.0).groupby(g["unique_id"]).transform("sum")
     interest_ok = g["interest"].where(ok, 0.0).groupby(g["unique_id"]).transform("sum")
     conversion = (units_ok / interest_ok.where(interest_ok > 0)).fillna(0.0)
-    # the level before a stock-out: the median of the last uncensored weeks
+    # the level before a stock-out: the median of the last uncensored weeks, where there are
+    # enough of them to read a level from (one sale in a product's only uncensored week made every
+    # week of a long stock-out a sale: 1 unit ever read as 6.7 and a steady seller)
     level = (
         g["y"]
         .where(ok)
         .groupby(g["unique_id"])
         .transform(lambda s: s.ffill().rolling(SHORT_WEEKS, min_periods=1).median())
     ).fillna(0.0)
+    weeks_ok = ok.groupby(g["unique_id"]).transform("sum")
+    level = level.where(weeks_ok >= MIN_LEVEL_WEEKS, 0.0)
     from_interest = g["interest"] * conversion
     estimate = np.where(from_interest > 0, from_interest, np.maximum(local, level))
     g["y"] = np.where(censored, estimate, g["y"])
