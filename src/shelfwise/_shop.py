@@ -14,6 +14,7 @@ stay inside. Heavy libraries are imported by the methods that need them.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -81,6 +82,8 @@ class Shop:
     """
 
     def __init__(self, workdir: str | Path, *, as_: str | None = None, api_key: str | None = None) -> None:
+        if not isinstance(workdir, str | os.PathLike):
+            raise ShelfwiseError(f"workdir {workdir!r}: a folder's path (a string or a Path)")
         self.workdir = Path(workdir)
         self._as = as_
         self._key = api_key
@@ -425,6 +428,10 @@ class Shop:
         cold-start list."""
         with self._acting("recommend"):
             k = _k(k)
+            if context is not None and not isinstance(context, str):
+                raise ShelfwiseError(
+                    f"context {context!r}: a category path prefix (a string), e.g. 'Sports > Cycling'"
+                )
             one = isinstance(users, str)
             if not one and not isinstance(users, Iterable):
                 raise ShelfwiseError(f"users {users!r}: a user id (a string) or several")
@@ -961,6 +968,8 @@ class Shop:
         with self._acting("privacy.erase", workdir=False) as actor:
             from .governance._erase import erase_user
 
+            _a_string(user_id, "user id")  # (erase(None) erased a user "None", audited "ok")
+
             client = _redis(redis_url)
             report = erase_user(self.workdir, user_id, actor=actor, redis_client=client)
             self._services.clear()
@@ -1024,6 +1033,8 @@ class Shop:
         with self._acting("privacy.export") as actor:
             from .governance._subject_access import write_subject_access
             from .insights._run import profile_part
+
+            _a_string(user_id, "user id")
 
             self._outside(out)
             return write_subject_access(
@@ -1175,6 +1186,9 @@ class Shop:
         with self._acting("ask") as actor:
             from .insights._ask import answer_question
 
+            if not isinstance(question, str):
+                raise ShelfwiseError(f"question {question!r}: a shopper's question, as a string")
+            top = whole_number(top, "top", "the closest FAQ entries to show", minimum=1)
             return answer_question(self.workdir, question, top=top, actor=actor)
 
     def ask_report(self, questions: str | Path | None = None) -> dict[str, Any]:
@@ -1267,6 +1281,14 @@ class Shop:
                 }
                 for p in People(self.workdir).load().values()
             ]
+
+
+def _a_string(value: Any, what: str) -> None:
+    """A user id given to a privacy request must be the shop's id as a string: `erase(None)`,
+    `erase(123)` and `erase(['C1'])` erased users "None", "123" and "['C1']" (audited "ok"),
+    leaving the person asked for untouched."""
+    if not isinstance(value, str):
+        raise ShelfwiseError(f"{what} {value!r}: give the shop's own user id as a string")
 
 
 def _user_id(value: Any, what: str = "user id") -> str:

@@ -158,3 +158,27 @@ def test_the_people_register_takes_a_new_person_only_from_a_registered_admin(tmp
     with pytest.raises(ShelfwiseError, match="only a registered admin adds people"):
         people.add("mallory", "admin", people.load()["sam"])
     assert sorted(people.load()) == ["ada", "sam"]
+
+
+def test_privacy_requests_and_answers_refuse_what_is_not_a_string(shop, tmp_path):
+    """`erase(None)`, `erase(123)` and `erase(['C1'])` erased users "None", "123" and "['C1']"
+    (audited "ok", a tombstone each) and left the person untouched; `answer(None)` and a context
+    of 5 crashed with AttributeError; `Shop(5)` with pathlib's TypeError; `top=0` was taken."""
+    s, data = shop
+    user = known_users(data, s.workdir, 1)[0]
+    for bad in (None, 123, [user]):
+        with pytest.raises(ShelfwiseError, match="give the shop's own user id as a string"):
+            s.erase(bad)
+        with pytest.raises(ShelfwiseError, match="give the shop's own user id as a string"):
+            s.access_export(bad, tmp_path / "a.json")
+    assert not (s.workdir / "governance" / "erasures.jsonl").exists()
+    for bad in (None, 42):
+        with pytest.raises(ShelfwiseError, match="a shopper's question, as a string"):
+            s.answer(bad)
+    for top in (0, -1, 1.5):
+        with pytest.raises(ShelfwiseError, match="top"):
+            s.answer("where is my order", top=top)
+    with pytest.raises(ShelfwiseError, match="context 5: a category path prefix"):
+        s.recommend("NEW", k=3, context=5)
+    with pytest.raises(ShelfwiseError, match="workdir 5: a folder's path"):
+        Shop(5)

@@ -275,7 +275,8 @@ def _audience_model(bundle: Any) -> str:
         raise ShelfwiseError(
             f"no personalized model in bundle {bundle.version} ({', '.join(sorted(bundle.models))}): "
             "popularity ranks every shopper alike, so it cannot choose an audience; train a personalized "
-            "model (itemknn, als, ease, ...) or build the audience from what shoppers did (--bought, --viewed)"
+            "model (itemknn, als, ease, ...) or build a rule audience over what shoppers did (`--rule`, e.g. "
+            "\"'Sports' in top_categories and frequency >= 2\"; rule= from Python)"
         )
     ndcg = {g: float((m.metrics.get(g) or {}).get("ndcg@10", 0.0)) for g in pool}
     return max(pool, key=lambda g: (ndcg[g], g))
