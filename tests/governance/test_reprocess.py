@@ -44,6 +44,25 @@ def test_reprocessing_as_they_are_keeps_the_winning_rows_and_the_open_queue(tmp_
     assert again["source_line"] == 5, again
 
 
+def test_an_exact_duplicate_is_left_open_when_reprocessed_as_it_is(tmp_path: Path):
+    """An exact duplicate re-processed as it is was a duplicate of the curated row again, and came
+    back `redelivered`: out of the open queue, though nobody had sent it again or decided."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\n"
+        "u1,P1,view,2026-01-01T10:00:00Z\nu1,P1,view,2026-01-01T10:00:00Z\nu2,P1,view,yesterday\n"
+    )
+    work = tmp_path / "w"
+    Ingestor(work).run(d)
+    res = reprocess_rows(work, "events", None)
+    assert (res["retried"], res["still_quarantined"], res["skipped"]) == (1, 1, 1), res
+    assert "exact duplicate" in res["skipped_reason"]
+    open_rows = Quarantine(work).list("events", status="open", limit=None)
+    assert sorted(r["reason"] for r in open_rows) == ["duplicate_row", "unparseable_timestamp"]
+    assert Quarantine(work).list("events", status="redelivered", limit=None) == []
+
+
 def test_the_governance_report_counts_the_open_quarantine_and_judges_deliveries(tmp_path: Path):
     """After a re-processing, the governance report's "quarantine by reason" is the open
     quarantine (it summed the latest load's reasons: the re-processed batch), and a table's

@@ -159,9 +159,11 @@ def reprocess_rows(
 
 
 # rows that re-processing as they are cannot fix: a duplicate key's losing row would replace the
-# row the contract kept ("the last row wins"), and a line the reader could not split has no
-# fields to check (it would come back as an empty row, its text lost from the open queue)
-AS_IS_NEVER = ("duplicate_key", "malformed_row")
+# row the contract kept ("the last row wins"), a line the reader could not split has no fields
+# to check (it would come back as an empty row, its text lost from the open queue), and an exact
+# duplicate is a duplicate of the curated row again (it came back "redelivered", out of the open
+# queue, though nobody had sent it again or decided anything)
+AS_IS_NEVER = ("duplicate_key", "malformed_row", "duplicate_row")
 
 
 def _as_int(value: Any) -> int | None:
@@ -205,7 +207,7 @@ def _fixable(
         return keep, {}
     return keep, {
         "skipped": left,
-        "skipped_reason": "duplicate keys and unreadable lines are not re-processed as they are (a "
-        "duplicate key's row would replace the kept one): fix them in a file (quarantine export, "
-        "edit, --file) or leave them",
+        "skipped_reason": "duplicate keys, exact duplicates and unreadable lines are not re-processed as "
+        "they are (a duplicate key's row would replace the kept one; an exact duplicate is one again): fix "
+        "them in a file (quarantine export, edit, --file) or leave them",
     }

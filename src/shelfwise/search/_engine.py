@@ -163,7 +163,7 @@ class SearchEngine(SearchIndex, RankerTraining):
         depth = self.candidates
         # each retrieval's candidates and scores: a deeper one's new products rank after the
         # shallower one's (page 3 never repeats a product of page 1, ranked among fewer)
-        rounds: list[tuple[np.ndarray, np.ndarray]] = []
+        rounds: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         while True:
             if level == "full":
                 if vecs is None or (self.multilingual_ is not None and vecs.multilingual is None):
@@ -173,6 +173,7 @@ class SearchEngine(SearchIndex, RankerTraining):
                 keyword = bool((x[:, _BM25] > 0).any())
                 semantic = self._semantic_match(x[:, _COLUMN["cosine"]], x[:, _COLUMN["cosine_ml"]], vecs)
                 score = self._scores(x)
+                tie = _tie_break(x)
             else:
                 if level == "lexical":
                     lex = _ranked(self.lexical_.search_terms(q.terms, depth))
@@ -190,6 +191,7 @@ class SearchEngine(SearchIndex, RankerTraining):
                     encoded = True
                     _, found = self._retrieve(q, vecs, depth)
                 cands, score, keyword, semantic = self._fuse(found, depth, vecs)
+                tie = np.zeros(len(cands))
                 if (
                     not keyword
                     and not semantic
@@ -201,10 +203,11 @@ class SearchEngine(SearchIndex, RankerTraining):
                     encoded = True
                     _, found = self._retrieve(q, vecs, depth)
                     cands, score, keyword, semantic = self._fuse(found, depth, vecs)
+                    tie = np.zeros(len(cands))
             if filtering and len(cands):
                 keep = self._filter_mask(filters, cands)  # type: ignore[arg-type]
-                cands, score = cands[keep], score[keep]
-            rounds.append((cands, score))
+                cands, score, tie = cands[keep], score[keep], tie[keep]
+            rounds.append((cands, score, tie))
             need = offset + k
             if (
                 len(cands) >= need
@@ -224,8 +227,8 @@ class SearchEngine(SearchIndex, RankerTraining):
         crossed = (
             level == "full" and self.cross_ is not None and bool(q.text.strip()) and len(rounds[0][0]) >= 2
         )
-        for i, (round_cands, round_score) in enumerate(rounds):
-            order_idx = np.argsort(-round_score, kind="stable")
+        for i, (round_cands, round_score, round_tie) in enumerate(rounds):
+            order_idx = np.lexsort((-round_tie, -round_score))
             if crossed and i == 0:
                 order_idx = self._cross_rerank(q.text, round_cands, order_idx, round_score)
             ranked = round_cands[order_idx]
@@ -487,7 +490,7 @@ class SearchEngine(SearchIndex, RankerTraining):
         if len(cands) == 0:
             return [(p, 0.0) for p in unknown][:k]
         score = self._scores(x)
-        order = self._cross_rerank(q.text, cands, np.argsort(-score, kind="stable"), score)[:k]
+        order = self._cross_rerank(q.text, cands, np.lexsort((-_tie_break(x), -score)), score)[:k]
         out = [(self.catalog.product_ids[int(cands[i])], float(score[i])) for i in order]
         return (out + [(p, float("-inf")) for p in unknown])[:k]
 
@@ -508,6 +511,13 @@ class SearchEngine(SearchIndex, RankerTraining):
         vecs = self.encode_queries(clean)
         cands = candidates or [None] * len(texts)
         return [self.search(t, k, c, vecs=v) for t, c, v in zip(clean, cands, vecs, strict=True)]
+
+
+def _tie_break(x: np.ndarray) -> np.ndarray:
+    """What orders candidates the ranker scores alike (a tree ensemble puts every product without
+    a query word in one leaf: a "tent" page was padded with boots, dumbbells and knives in
+    catalog order): their closeness to the query, both encoders' cosines."""
+    return x[:, _COLUMN["cosine"]] + x[:, _COLUMN["cosine_ml"]]
 
 
 def _counted(names: np.ndarray, codes: np.ndarray, top: int) -> list[dict[str, Any]]:
