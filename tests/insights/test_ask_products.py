@@ -100,3 +100,35 @@ def test_a_questions_products_are_those_holding_its_words_not_their_neighbours()
     )  # fmt: skip
     assert attach_products(engine, ["samsung galaxy phone price"], [False]) == [["phone"]]
     assert attach_products(engine, ["samsung galaxy phone price"], [True]) == [[]]  # the FAQ answered
+
+
+@pytest.mark.slow
+def test_ask_offers_no_product_a_search_page_would_hide(trained, tmp_path: Path):
+    """`answer` offered an out-of-stock tent that search and recommendations hide: the shop's
+    business rules hold for the products ask attaches, as on a search page (out of stock, a
+    hide rule)."""
+    from shelfwise import Shop
+
+    work, _ = trained
+    shop = Shop(work)
+    products = shop.table("products").set_index("product_id")
+    # a product kind with products in stock and out of it
+    kinds: dict[str, list[str]] = {}
+    for pid, title in products["title"].items():
+        m = re.fullmatch(r"\S+ (?:\w+ )?(\w+) - \w+.*", str(title))
+        if m:
+            kinds.setdefault(m.group(1).lower(), []).append(pid)
+    stock = products["in_stock"].fillna(True).astype(bool)
+    noun, pids = next(
+        (k, v)
+        for k, v in sorted(kinds.items())
+        if any(not stock[p] for p in v) and sum(stock[p] for p in v) >= 2
+    )
+    got = shop.answer(f"do you sell {noun}?")["products"]
+    assert got and all(stock[p] for p in got), (noun, got)
+    assert set(got) <= set(shop.search(noun, 50)), (noun, got)
+    # a hide rule for one of them holds too
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"items": [{"action": "hide", "product_id": got[0]}]}))
+    shop.set_rules(rules)
+    assert got[0] not in shop.answer(f"do you sell {noun}?")["products"]

@@ -85,7 +85,7 @@ def answer_one(workdir: str | Path, question: str, top: int = TOP_MATCHES) -> di
     (a,) = m.answers_from(all_scores)
     scores = all_scores[0]
     order = np.argsort(-scores, kind="stable")[:top]
-    (products,) = attach_products(engine, [question], [a.faq_id is not None])
+    (products,) = attach_products(engine, [question], [a.faq_id is not None], workdir=workdir)
     return {
         "question": question,
         "faq_id": a.faq_id,

@@ -108,7 +108,12 @@ def content_words(question: str) -> str:
 
 
 def attach_products(
-    engine: Any, questions: list[str], answered: list[bool], k: int = PRODUCTS_K
+    engine: Any,
+    questions: list[str],
+    answered: list[bool],
+    k: int = PRODUCTS_K,
+    *,
+    workdir: str | Path | None = None,
 ) -> list[list[str]]:
     """The products each question is about. A question is *about products* when no FAQ entry
     answers it and the shop's search engine, asked with the question's content words, matches
@@ -120,7 +125,14 @@ def attach_products(
     0.181), so off-topic questions got products. A question the FAQ answers is about the shop's
     service, and one that matches neither is off topic: both get []. Without a trained search
     engine every list is empty. (English filler words only: a question in another language may
-    match on its own filler words.)"""
+    match on its own filler words.) With `workdir`, the shop's business rules hold as on a search
+    page (`serving.Rules`: out-of-stock and hidden products are not offered; a pin adds nothing
+    that holds no question word): ask offered a product search and recommendations hide."""
+    rules = None
+    if workdir is not None and engine is not None:
+        from ..serving._rules import Rules
+
+        rules = Rules.load(workdir)
     out: list[list[str]] = []
     for q, done in zip(questions, answered, strict=True):
         words = content_words(q) if engine is not None and not done else ""
@@ -134,7 +146,18 @@ def attach_products(
         # the products holding a question word: a keyword page ranks the semantic neighbours
         # among and after them ("samsung galaxy phone price" got the earbuds and a cooktop too)
         held = set(engine.counted_rows(page).tolist())  # (rows: no product id decoded per match)
-        out.append([pid for it in page["items"] if engine._index.get(pid := str(it["product_id"])) in held])
+        rows = {pid: engine._index.get(pid) for it in page["items"] if (pid := str(it["product_id"]))}
+        items = [pid for pid, row in rows.items() if row in held]
+        if rules is not None and items:
+            c = engine.catalog
+            info = {
+                pid: (c.category[rows[pid]], c.brand[rows[pid]], bool(c.in_stock[rows[pid]])) for pid in items
+            }
+            allowed = set(items)
+            items = rules.apply(
+                items, len(items), info, surface="search", query=words, pin_allowed=allowed.__contains__
+            )
+        out.append(items)
     return out
 
 

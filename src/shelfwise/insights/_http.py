@@ -97,7 +97,7 @@ def insights_router(workdir: str | pathlib.Path, guard: Callable[..., Any] | Non
         from ._faq_stage import attach_products
 
         (products,) = await asyncio.to_thread(
-            attach_products, engine, [body.question], [a.faq_id is not None]
+            attach_products, engine, [body.question], [a.faq_id is not None], workdir=workdir
         )
         return AskResponse(faq_id=a.faq_id, answer=a.answer, score=round(a.score, 4), products=products)
 

@@ -273,7 +273,10 @@ def run_ask(
         matcher, faq_from = faq_matcher(workdir, bundle)  # the bundle's encodings when current
         answers = matcher.match([q for _, q in asked])
         products = attach_products(
-            search_engine(bundle), [q for _, q in asked], [a.faq_id is not None for a in answers]
+            search_engine(bundle),
+            [q for _, q in asked],
+            [a.faq_id is not None for a in answers],
+            workdir=workdir,
         )
         out.parent.mkdir(parents=True, exist_ok=True)
         with open(out, "w", encoding="utf-8") as fh:
