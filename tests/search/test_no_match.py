@@ -91,3 +91,21 @@ def test_on_thirty_products_the_same(tmp_path):
         page = eng.query(q, 5, level="fused")
         assert page["match"] == "semantic_only", q
         assert ids[want] in [it["product_id"] for it in page["items"][:3]], (q, page["items"])
+
+
+def test_filters_that_leave_nothing_are_no_match_and_categories_match_whole_levels(tmp_path):
+    """A filter no product passes answered an empty page that said `semantic_only`; a category
+    filter was a raw string prefix ("Fashion>Shoes" found nothing next to "Fashion > Shoes",
+    "Fash" found Fashion)."""
+    from shelfwise.search import Filters
+
+    eng = engine(tmp_path, [t for t, _ in THIRTY], [c for _, c in THIRTY])
+    for f in (Filters(category="Nope"), Filters(price_min=100, price_max=10), Filters(category="Fash")):
+        page = eng.query("hiking boots", 5, filters=f)
+        assert page["items"] == [] and page["total"] == 0 and page["match"] == "none", (f, page["match"])
+    tight = eng.query("hiking boots", 5, filters=Filters(category="fashion>shoes"))
+    assert [it["product_id"] for it in tight["items"]] == ["p8"] and tight["match"] == "keyword"
+    top = eng.query("jacket", 5, filters=Filters(category=" Fashion "))
+    assert top["items"] and all(
+        THIRTY[int(it["product_id"][1:]) - 1][1].startswith("Fashion") for it in top["items"]
+    )

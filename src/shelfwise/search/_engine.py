@@ -274,7 +274,8 @@ class SearchEngine(SearchIndex, RankerTraining):
             "counted": counted if kept else None,
             "count_spec": None if kept else (list(q.terms), filters if filtering else None),
             "corrected_query": q.corrected,
-            "match": "keyword" if keyword else "semantic_only",
+            # (filters that left nothing: no match of either kind, the page empty)
+            "match": "keyword" if keyword else "semantic_only" if len(counted) else "none",
             "fallback": None,
             "depth": depth,
             "stages": stages,

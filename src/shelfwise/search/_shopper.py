@@ -30,6 +30,12 @@ def is_masked(query: str) -> bool:
     return _MASK.search(query) is not None
 
 
+def category_path(value: str) -> tuple[str, ...]:
+    """A category path's levels, trimmed and lower-cased: a filter is a whole-level prefix of it
+    ("Fashion>Shoes" is "Fashion > Shoes"; "Fash" is no level of "Fashion")."""
+    return tuple(part.strip() for part in value.lower().split(">"))
+
+
 @dataclass
 class Filters:
     category: str | None = None  # a category path prefix, e.g. "Home > Kitchen"
@@ -47,12 +53,12 @@ class Filters:
         keep = np.ones(len(docs), bool)
         docs = np.asarray(docs, np.int64)
         if self.category:
-            pre = self.category.strip().lower()
+            pre = category_path(self.category)
             if coded is not None:
-                ok = np.array([str(v).startswith(pre) for v in coded[0].values], bool)
+                ok = np.array([category_path(str(v))[: len(pre)] == pre for v in coded[0].values], bool)
                 keep &= ok[np.asarray(coded[0].codes)[docs]]
             else:
-                keep &= np.array([catalog.category[d].lower().startswith(pre) for d in docs], bool)
+                keep &= np.array([category_path(catalog.category[d])[: len(pre)] == pre for d in docs], bool)
         if self.brand:
             b = self.brand.strip().lower()
             if coded is not None:
