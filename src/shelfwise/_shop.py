@@ -378,8 +378,15 @@ class Shop:
                 return svc
         # with the served events the bundle did not learn from, as a server starts: a batch
         # answers what `/v1/recommendations` answers (a product just bought is not offered again)
+        from .serving._consent import ConsentView
+
         stamp = served_stamp(self.workdir)
-        svc = Service(self.workdir, apply_rules=rules, load_search=search, replay_served=True)
+        # the consent register checked on every call (one stat): a consent withdrawn by another
+        # Shop of this process was still honoured for the server's 0.1 s follow interval
+        consent = ConsentView(self.workdir, follow_interval_s=0.0)
+        svc = Service(
+            self.workdir, apply_rules=rules, load_search=search, replay_served=True, consent=consent
+        )
         self._services[(rules, search)] = svc
         if len(self._services) == 1:  # (the others replayed at their stamp: the oldest counts)
             self._served, self._replayed_at = stamp, now

@@ -182,3 +182,17 @@ def test_privacy_requests_and_answers_refuse_what_is_not_a_string(shop, tmp_path
         s.recommend("NEW", k=3, context=5)
     with pytest.raises(ShelfwiseError, match="workdir 5: a folder's path"):
         Shop(5)
+
+
+def test_a_consent_withdrawn_by_another_shop_holds_from_the_next_call(shop):
+    """A long-lived Shop kept personalizing for a while after another Shop of the process
+    recorded the shopper's withdrawal (its consent view looked at the register at most every
+    0.1 s, a server's pace): the next call honours it."""
+    s, data = shop
+    user = known_users(data, s.workdir, 1)[0]
+    other = Shop(s.workdir)
+    assert s.recommend(user, 3)["source"] != "cold_start"
+    other.set_consent(user, personalization=False)
+    assert s.recommend(user, 3)["source"] == "cold_start"
+    other.set_consent(user, personalization=True)
+    assert s.recommend(user, 3)["source"] != "cold_start"

@@ -23,8 +23,10 @@ def test_a_key_is_revoked_and_rotated_by_an_admin_and_audited(tmp_path: Path, ca
     assert people.by_key(svc) is not None
     admin.revoke_person("svc")
     assert people.by_key(svc) is None and not people.load()["svc"].active
-    with pytest.raises(AccessDenied):
+    with pytest.raises(AccessDenied, match="'svc': access revoked"):  # (not "wrong API key")
         Shop(work, as_="svc", api_key=svc).authorize("ask")
+    with pytest.raises(AccessDenied, match="unknown person or wrong API key"):  # (a guess learns nothing)
+        Shop(work, as_="svc", api_key="not-the-key").authorize("ask")
     new = admin.rotate_key("svc")  # active again, with a new key; the old one stays dead
     assert people.by_key(new).name == "svc" and people.by_key(svc) is None  # type: ignore[union-attr]
     with pytest.raises(AccessDenied, match="may not users.manage"):

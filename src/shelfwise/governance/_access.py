@@ -224,7 +224,10 @@ class People:
                 f"--as NAME (or {ENV_AS}) and {ENV_KEY}"
             )
         p = people.get(name)
-        if p is None or not p.active or not key or not hmac.compare_digest(p.key_sha256, _hash_key(key)):
+        right = p is not None and bool(key) and hmac.compare_digest(p.key_sha256, _hash_key(key or ""))
+        if p is not None and right and not p.active:  # (their own key: told why, not "wrong key")
+            raise AccessDenied(f"{name!r}: access revoked (an admin revoked this person's key)")
+        if p is None or not right:
             raise AccessDenied(f"{name!r}: unknown person or wrong API key ({ENV_KEY})")
         return p
 
