@@ -186,7 +186,7 @@ def test_the_traffic_tally_reads_only_what_was_appended(tmp_path: Path) -> None:
     assert sum(t.lines for t in tally.files.values()) == parsed + 3  # nothing read twice
     got = tally.update()
     assert got.served == {"search": 52, "recommendations": 30, "similar": 1}
-    assert got.first["b3"] == 10.0 and got.ids["L51"] == ("search", "b3")
+    assert got.first["b3"] == 10.0 and got.ids["L51"] == ("search", "b3", "", 1051.0)
     # a segment rewritten (an erasure drops lines) or removed: the sums follow
     b.write_bytes(b"".join(_exposure(i, "recommendations", "b2") for i in range(100, 110)))
     assert state() == _scratch(folder) and tally.update().served["recommendations"] == 10
@@ -196,6 +196,31 @@ def test_the_traffic_tally_reads_only_what_was_appended(tmp_path: Path) -> None:
     # rewritten in place to a longer file: the bytes before the offset differ, read again
     a.write_bytes(b"".join(_exposure(i, "search", "b9") for i in range(300, 400)))
     assert state() == _scratch(folder) and tally.update().served == {"search": 100, "similar": 1}
+
+
+def test_the_overview_counts_a_click_as_the_experiment_report_does(tmp_path: Path, monkeypatch) -> None:
+    """The overview's click-through counted a click dated three days before its list was served
+    (and another customer's purchase naming it); the experiment report did not. One rule now
+    (`serving._experiments.not_counted`)."""
+    import json
+
+    folder = tmp_path / "spool" / "exposures"
+    folder.mkdir(parents=True)
+    day = 86_400.0
+    recs = [
+        {"id": f"L{i}", "kind": "recommendations", "bundle": "b1", "user": f"u_{i}", "at": 10 * day}
+        for i in range(4)
+    ]
+    (folder / "t-h-1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    attributed = [
+        ("L0", "u_0", False, 10 * day + 60),  # its shopper's click after it: counts
+        ("L1", "u_1", False, 7 * day),  # three days before it was served: not caused by it
+        ("L2", "u_other", True, 10 * day + 60),  # another customer's purchase naming it
+        ("L3", "a_session", True, 10 * day + 60),  # an anonymous session's (logged in later)
+    ]
+    monkeypatch.setattr(_data, "_TALLIES", {})
+    got = {s["surface"]: s for s in _data._traffic(tmp_path, attributed)["surfaces"]}
+    assert got["recommendations"]["ctr"] == 0.5 and got["recommendations"]["conversion"] == 0.25
 
 
 def test_no_customer_profile_is_a_reason_not_a_failed_page(tmp_path: Path, monkeypatch) -> None:

@@ -251,6 +251,20 @@ CLOCK_SKEW_S = 86_400.0
 SRM_P = 0.001  # the sample-ratio check's threshold (the usual one: a split this unlikely is broken)
 
 
+def not_counted(list_user: str, list_at: float, event_user: str, event_ts: float) -> str | None:
+    """Why an event naming a served list does not count for it (None: it counts): another
+    customer's event ("another_user"; an anonymous session's list bought after a login, or the
+    other way round, is the same shopper's), or one dated more than CLOCK_SKEW_S before the list
+    was served ("before_the_list"). One rule for the experiment report and the console."""
+    from ..governance import is_anonymous
+
+    if event_user != list_user and not (is_anonymous(event_user) or is_anonymous(list_user)):
+        return "another_user"
+    if list_at and event_ts < list_at - CLOCK_SKEW_S:
+        return "before_the_list"
+    return None
+
+
 def experiment_report(workdir: str | Path, experiment: str | None = None) -> dict[str, Any]:
     """Per experiment and variant: users, exposures, CTR, add-to-cart rate, conversion and
     revenue per user (95% CIs with the user as unit: `experiment_summary`), from the exposure log and the
@@ -392,7 +406,6 @@ def experiment_summary(
     """The report from the exposures (`experiment_exposure`'s tuples) and `attributed_events`;
     `weights` (`configured_weights`): the split each experiment was configured with."""
     from ..evaluation import wilson_interval
-    from ..governance import is_anonymous
 
     out: dict[str, Any] = {
         "protocol": (
@@ -426,13 +439,10 @@ def experiment_summary(
                 shown[u] += 1
                 kinds: set[str] = set()
                 for ev_user, ts, etype, value in by_list.get(e[2], ()):
-                    # another customer's event naming the list; an anonymous session's list
-                    # bought after a login (or the other way round) is the same shopper's
-                    if ev_user != e[3] and not (is_anonymous(ev_user) or is_anonymous(e[3])):
-                        other_user += 1
-                        continue
-                    if e[5] and ts < e[5] - CLOCK_SKEW_S:
-                        before += 1
+                    why = not_counted(e[3], e[5], ev_user, ts)
+                    if why is not None:
+                        other_user += why == "another_user"
+                        before += why == "before_the_list"
                         continue
                     kinds.add(etype)
                     if etype == "purchase":

@@ -479,7 +479,7 @@ def traffic(workdir: Path) -> dict[str, Any]:
     or purchase) and conversion (lists with an attributed purchase)."""
     served = _stamp(workdir, *SERVED)
     att_stamp: tuple[Any, ...] = ()
-    attributed: list[tuple[str, int, int]] = []
+    attributed: list[tuple[str, str, bool, float]] = []
     if _has_warehouse(workdir) and served[0]:  # lists were served: the events that name them
         stamp = _stamp(workdir, *WAREHOUSE)
         att_stamp, attributed = _cached(
@@ -504,7 +504,7 @@ class _FileTally:
         self.served: Counter[str] = Counter()
         self.by_bundle: Counter[tuple[str, str]] = Counter()
         self.first: dict[str, float] = {}  # bundle -> earliest `at`
-        self.ids: dict[str, tuple[str, str]] = {}  # list id -> (surface, bundle)
+        self.ids: dict[str, tuple[str, str, str, float]] = {}  # list id -> (surface, bundle, user, at)
         # search pages per query (`search._analytics.add_served_search`) and experiment
         # exposures (`serving._experiments.experiment_exposure`): the analytics page's sums
         self.searches: dict[str, list[Any]] = {}
@@ -539,7 +539,7 @@ class _FileTally:
             if at < delta.first.get(b, float("inf")):
                 delta.first[b] = at
             if rec.get("id"):
-                delta.ids[str(rec["id"])] = (kind, b)
+                delta.ids[str(rec["id"])] = (kind, b, str(rec.get("user") or ""), at)
             if kind == "search":
                 add_served_search(delta.searches, rec)
             if (e := experiment_exposure(rec)) is not None:
@@ -632,7 +632,8 @@ _TALLIES_LOCK = threading.Lock()
 def served_list(workdir: Path, list_id: str) -> tuple[str, str] | None:
     """(surface, bundle) of a list `shelfwise serve` logged under `list_id` (the id its answer
     carried: `search_id`, `recommendation_id`), from the exposure log's tally; None if unknown."""
-    return exposure_tally(workdir)["ids"].get(list_id)  # type: ignore[no-any-return]
+    got = exposure_tally(workdir)["ids"].get(list_id)
+    return None if got is None else (got[0], got[1])
 
 
 def exposure_tally(workdir: Path) -> dict[str, Any]:
@@ -655,7 +656,8 @@ def exposure_tally(workdir: Path) -> dict[str, Any]:
                 "exposures": list(total.exposures)}  # fmt: skip
 
 
-_ATTRIBUTED = Persist("attributed", load=lambda v: (_tuples(v[0]), [tuple(r) for r in v[1]]))
+# (v2: rows per list, user and kind with the latest time: `not_counted` reads them)
+_ATTRIBUTED = Persist("attributed_v2", load=lambda v: (_tuples(v[0]), [tuple(r) for r in v[1]]))
 
 
 def _tuples(v: Any) -> Any:
@@ -663,19 +665,31 @@ def _tuples(v: Any) -> Any:
     return tuple(_tuples(x) for x in v) if isinstance(v, list) else v
 
 
-def _traffic(workdir: Path, attributed: list[tuple[str, int, int]]) -> dict[str, Any]:
+def _traffic(workdir: Path, attributed: list[tuple[str, str, bool, float]]) -> dict[str, Any]:
+    from ..serving._experiments import not_counted
+
     tally = exposure_tally(workdir)
     served, by_bundle, order = tally["served"], tally["by_bundle"], tally["first"]
-    bundle_of = tally["ids"]  # list id -> (surface, bundle)
+    bundle_of = tally["ids"]  # list id -> (surface, bundle, user, served at)
+    # a list is clicked (bought) when an event of its own shopper names it, not dated before it
+    # was served (`not_counted`: the experiment report's rule; each row's latest time stands
+    # for its events: one of them counts when it does)
+    engaged_ids: set[str] = set()
+    bought_ids: set[str] = set()
+    for sid, user, purchase, last in attributed if bundle_of else []:
+        got = bundle_of.get(sid)
+        if got is not None and not_counted(got[2], got[3], user, last) is None:
+            engaged_ids.add(sid)
+            if purchase:
+                bought_ids.add(sid)
     clicked: Counter[str] = Counter()
     bought: Counter[str] = Counter()
     clicked_by_bundle: Counter[tuple[str, str]] = Counter()
-    for sid, clicks, purchases in attributed if bundle_of else []:
-        got = bundle_of.get(sid)
-        if got is not None:
-            clicked[got[0]] += 1 if clicks else 0
-            bought[got[0]] += 1 if purchases else 0
-            clicked_by_bundle[got] += 1 if clicks else 0
+    for sid in engaged_ids:
+        kind, bundle = bundle_of[sid][:2]
+        clicked[kind] += 1
+        bought[kind] += sid in bought_ids
+        clicked_by_bundle[(kind, bundle)] += 1
     surfaces = [
         {
             "surface": k,
@@ -698,21 +712,23 @@ def _traffic(workdir: Path, attributed: list[tuple[str, int, int]]) -> dict[str,
     return {"surfaces": surfaces, "served": sum(served.values()), "by_bundle": bundles}
 
 
-def _attributed(workdir: Path) -> list[tuple[str, int, int]]:
-    """(list id, clicks/carts/purchases, purchases) of every served list a curated event names:
-    the warehouse's part of the traffic, cached apart from the served log's (which grows with
-    every page served while the warehouse changes at each absorb)."""
+def _attributed(workdir: Path) -> list[tuple[str, str, bool, float]]:
+    """(list id, user, a purchase, the latest time: epoch seconds) per served list a curated
+    click, cart or purchase names, its user and whether a purchase: the warehouse's part of the
+    traffic, cached apart from the served log's (which grows with every page served while the
+    warehouse changes at each absorb)."""
     from ..storage import read_only, relation_columns
 
-    out: list[tuple[str, int, int]] = []
+    out: list[tuple[str, str, bool, float]] = []
     with warehouse(), read_only(workdir) as (con, tables):
         if "events" in tables:
             cols = set(relation_columns(con, "curated.events"))
             for c in (c for c in ("recommendation_id", "search_id") if c in cols):
                 out += con.sql(
-                    f"SELECT {c}, count(*) FILTER (WHERE event_type IN ('click','add_to_cart','purchase')), "
-                    f"count(*) FILTER (WHERE event_type = 'purchase') FROM curated.events "
-                    f"WHERE {c} IS NOT NULL GROUP BY 1"
+                    f"""SELECT {c}, coalesce(user_id, ''), event_type = 'purchase',
+                          max(epoch("timestamp"))::DOUBLE FROM curated.events
+                        WHERE {c} IS NOT NULL AND event_type IN ('click', 'add_to_cart', 'purchase')
+                        GROUP BY ALL"""
                 ).fetchall()
     return out
 
