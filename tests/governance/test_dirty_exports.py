@@ -300,3 +300,33 @@ def test_an_events_json_array_on_one_line_loses_no_row(tmp_path):
         (r["source_line"], r["reason"]) for r in Quarantine(work).list("events", status=None, limit=None)
     )
     assert got == [(2, "unknown_reference"), (4, "duplicate_row")], got
+
+
+def test_a_till_file_without_customers_and_a_stock_feed_before_any_catalog(tmp_path):
+    """A till's sales (a receipt id, no customer column) were refused for a missing user_id,
+    which the README calls anonymous rows; a stock feed (`product_id,stock`) for a shop whose
+    catalog came from events alone said "missing title" without saying why a feed that updates
+    products needs one here."""
+    import pytest
+
+    from shelfwise.errors import SourceError
+    from shelfwise.governance import Ingestor
+    from tests.conftest import curated_rows
+
+    d = tmp_path / "till"
+    d.mkdir()
+    (d / "events.csv").write_text(
+        "timestamp,product_id,quantity,session_id,event_type\n"
+        "2026-01-02T10:00:00Z,P1,2,R1,purchase\n2026-01-02T10:00:00Z,P2,1,R1,purchase\n"
+        "2026-01-02T11:00:00Z,P1,1,R2,purchase\n"
+    )
+    work = tmp_path / "w"
+    rep = Ingestor(work).run(d)
+    assert rep.tables["events"].rows_curated == 3 and rep.tables["events"].balanced
+    assert any("no user_id column: every row is an anonymous session's" in n for n in rep.notes), rep.notes
+    assert curated_rows(work, "SELECT count(DISTINCT user_id) FROM curated.events") == [(2,)]  # R1, R2
+    feed = tmp_path / "feed"
+    feed.mkdir()
+    (feed / "products.csv").write_text("product_id,stock,lead_time_days\nP1,5,3\n")
+    with pytest.raises(SourceError, match="there is no curated products table yet"):
+        Ingestor(work, mode="append").run(feed)

@@ -543,6 +543,7 @@ class Ingestor:
             keyed_update=self.mode == "append"
             and bool(contract.key)
             and contract.name in wh.curated_tables(),
+            nothing_to_update=self.mode == "append" and contract.name not in wh.curated_tables(),
         )
         report.notes.extend(cols.notes)
         tr.column_mapping = {v: k for k, v in cols.mapping.items()}

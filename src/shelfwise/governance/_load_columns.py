@@ -44,6 +44,7 @@ def map_columns(
     derived: bool = False,
     samples: Callable[[], dict[str, list[str]]] | None = None,
     keyed_update: bool = False,
+    nothing_to_update: bool = False,
 ) -> Columns:
     """canonical -> source column; the source columns outside the contract; and canonical
     columns the file implies without naming them (the event type of `ratings.csv`). The
@@ -101,6 +102,10 @@ def map_columns(
     missing = [c for c in contract.required_columns if c not in mapping and c not in implied]
     if contract.name == "events" and "product_id" not in mapping:
         missing.append("product_id")
+    if contract.name == "events" and "user_id" in missing and "session_id" in mapping:
+        # a till's or a guest shop's rows: no customer, a session (a basket, a receipt) each
+        missing.remove("user_id")
+        notes.append(f"{path.name}: no user_id column: every row is an anonymous session's (its session_id)")
     filled: list[str] = []
     if keyed_update and contract.key and all(k in mapping for k in contract.key):
         filled = [c for c in missing if c not in contract.key]
@@ -129,6 +134,16 @@ def map_columns(
             if "event_type" in missing
             else ""
         )
+        if "user_id" in missing and contract.name == "events":
+            advice += (
+                " (rows without a customer need a session_id column instead: each is an anonymous session's)"
+            )
+        keys = contract.key
+        if nothing_to_update and keys and all(k in mapping for k in keys) and not set(missing) & set(keys):
+            advice += (
+                f" (a delivery without them updates curated {contract.name} rows, but there is no curated "
+                f"{contract.name} table yet: its first delivery needs every required column)"
+            )
         raise SourceError(
             str(path),
             1,
