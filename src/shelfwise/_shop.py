@@ -554,9 +554,14 @@ class Shop:
         with self._acting("recommend"):
             if not isinstance(product_id, str):
                 raise ShelfwiseError(f"product {product_id!r}: give the product id as a string")
-            ans = self._service(rules, search=False).similar(product_id, _k(k))
+            svc = self._service(rules, search=False)
+            ans = svc.similar(product_id, _k(k))
             if ans is None:
-                raise ShelfwiseError(f"product {product_id!r} is not in the current bundle")
+                raise ShelfwiseError(
+                    f"product {product_id!r} is no longer in the catalog"
+                    if product_id in svc.snapshot.item_index
+                    else f"product {product_id!r} is not in the current bundle (unknown, or new since it was trained)"
+                )
             if not detail:
                 return ans.items
             from .serving._service import similar_fields

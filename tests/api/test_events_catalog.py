@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import pytest
 
-from shelfwise import Shop
+from shelfwise import ShelfwiseError, Shop
 from shelfwise.governance import Ingestor
 from shelfwise.serving import create_app
 from tests.serving.conftest import events_in_warehouse, known_users, serve_in_thread
@@ -23,7 +24,19 @@ def test_events_are_checked_against_the_catalog_a_delivery_left(trained, tmp_pat
     shutil.copytree(src, w)
     shop = Shop(w)
     products = shop.table("products")[["product_id", "title"]].to_dict("records")
-    dropped = products[0]["product_id"]
+    # the product recommended most (to 30 shoppers): dropped from the catalog below
+    users = known_users(data, w, 30)
+    before = shop.recommend(users, 10)
+    counts: dict[str, int] = {}
+    for line in before:
+        for p in line["items"]:
+            counts[p] = counts.get(p, 0) + 1
+    dropped = max(counts, key=lambda p: (counts[p], p))
+    title = next(p["title"] for p in products if p["product_id"] == dropped)
+    assert dropped in shop.search(title, 20)
+    products = [p for p in products if p["product_id"] == dropped] + [
+        p for p in products if p["product_id"] != dropped
+    ]
     delivery = tmp_path / "catalog"
     delivery.mkdir()
     with (delivery / "products.csv").open("w", newline="") as fh:
@@ -32,6 +45,12 @@ def test_events_are_checked_against_the_catalog_a_delivery_left(trained, tmp_pat
         out.writerows(products[1:] + [{"product_id": "PNEW-1", "title": "A new kettle"}])
     rep = Ingestor(w).run(delivery)  # a full catalog snapshot: the first product gone, one new
     assert rep.tables["products"].rows_curated == len(products)
+    # served lists follow the catalog at once (no training): the dropped product is on none, its
+    # similar items are an unknown product's (it was recommended and shown until the next train)
+    assert all(dropped not in line["items"] for line in shop.recommend(users, 10))
+    assert dropped not in shop.search(title, 20)
+    with pytest.raises(ShelfwiseError, match="is no longer in the catalog"):
+        shop.similar(dropped, 5)
     user = known_users(data, w, 1)[0]
     now = datetime.now(UTC).isoformat()
 

@@ -245,3 +245,31 @@ def test_events_still_being_spooled_when_a_user_is_erased_are_stored_nowhere(tmp
     finally:
         con.close()
     assert mine == [("p4",)]  # only the returning shopper's new event
+
+
+def test_a_rewrite_of_the_warehouse_that_cannot_be_made_now_is_owed_and_made_later(tmp_path):
+    """The erasure's rewrite of the warehouse file failed when another connection held it (here
+    one of this process: a console erasing inside `serve` while its absorber reads), after the
+    rows were deleted and before the erasure was registered: the person half erased, never
+    registered. The rewrite comes last and never fails the erasure; it stays owed and the next
+    retention run (or erasure) makes it."""
+    from shelfwise import Shop
+    from shelfwise.governance._erase import COMPACT_OWED
+    from shelfwise.governance._erasures import ERASURES_FILE
+    from shelfwise.storage import Warehouse
+
+    work = tmp_path / "w"
+    sw("ingest", "--data", str(_shop(tmp_path / "d")), "--workdir", str(work), "--json")
+    pseudo = Pseudonymizer(SecretStore(work).pseudonym_key())("u1")
+    shop = Shop(work)
+    with Warehouse(work) as held:  # (open for the whole erasure)
+        rep = shop.erase("u1")
+        assert held.sql("SELECT count(*) FROM curated.events").fetchone()[0] == 30
+    assert "skipped" in rep["warehouse_compacted"], rep["warehouse_compacted"]
+    assert pseudo in (work / ERASURES_FILE).read_text()  # registered all the same
+    assert (work / COMPACT_OWED).exists()
+    assert sum(_hits(work, "u1", pseudo).values()) == 0
+    out = shop.enforce_retention()  # nothing to delete; the owed rewrite is made
+    assert "before_bytes" in out["warehouse_compacted"], out
+    assert not (work / COMPACT_OWED).exists()
+    assert pseudo.encode() not in (work / "warehouse.duckdb").read_bytes()

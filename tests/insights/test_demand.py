@@ -1400,6 +1400,19 @@ def test_a_launch_is_forecast_at_its_rate_shrunk_towards_the_shops_earlier_launc
     assert info.launch_prior is not None and info.launch_prior["beta"] < 1.0, info.launch_prior
     assert np.all(got > 0.85 * own) and np.all(got < own), (got, own)
 
+    # launches that all sell about 2 a week (a tight prior) and a breakout: 60 orders in three
+    # days keeps its own rate (the prior pulled it to 4 a week), and this week is never below 60
+    alike, this_week = _launches([2.0] * 40, seed=2)
+    hit = hot.assign(ds=this_week, first_seen=this_week + pd.Timedelta(days=4))
+    as_of = this_week + pd.Timedelta(days=6, hours=23, minutes=59)
+    fc, info, _ = forecast_demand(
+        pd.concat([alike, hit], ignore_index=True), products, as_of, horizon_weeks=2
+    )
+    got = fc[fc["unique_id"] == "NEW"].sort_values("ds")
+    assert info.launch_prior is not None and info.launch_prior["beta"] > 5, info.launch_prior
+    assert np.allclose(got["units"], own), (got, own)
+    assert got["lo"].iloc[0] >= 60.0
+
     # too few launches to learn from: the rate so far (1 order of 5 in a day: 35 a week)
     few, this_week = _launches([1.0] * (MIN_LAUNCHES - 1))
     assert (

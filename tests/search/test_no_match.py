@@ -105,6 +105,7 @@ def test_filters_that_leave_nothing_are_no_match_and_categories_match_whole_leve
         assert page["items"] == [] and page["total"] == 0 and page["match"] == "none", (f, page["match"])
     tight = eng.query("hiking boots", 5, filters=Filters(category="fashion>shoes"))
     assert [it["product_id"] for it in tight["items"]] == ["p8"] and tight["match"] == "keyword"
+    assert eng.query("hiking boots", 5, filters=Filters(category="Fashion > "))["items"]  # a trailing ">"
     top = eng.query("jacket", 5, filters=Filters(category=" Fashion "))
     assert top["items"] and all(
         THIRTY[int(it["product_id"][1:]) - 1][1].startswith("Fashion") for it in top["items"]

@@ -211,16 +211,19 @@ def test_the_overview_counts_a_click_as_the_experiment_report_does(tmp_path: Pat
         {"id": f"L{i}", "kind": "recommendations", "bundle": "b1", "user": f"u_{i}", "at": 10 * day}
         for i in range(4)
     ]
+    recs.append({"id": "S0", "kind": "similar", "bundle": "b1", "user": None, "at": 10 * day})  # nobody's
     (folder / "t-h-1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     attributed = [
         ("L0", "u_0", False, 10 * day + 60),  # its shopper's click after it: counts
         ("L1", "u_1", False, 7 * day),  # three days before it was served: not caused by it
         ("L2", "u_other", True, 10 * day + 60),  # another customer's purchase naming it
         ("L3", "a_session", True, 10 * day + 60),  # an anonymous session's (logged in later)
+        ("S0", "u_9", False, 10 * day + 60),  # a click on a similar-items list: anyone's
     ]
     monkeypatch.setattr(_data, "_TALLIES", {})
     got = {s["surface"]: s for s in _data._traffic(tmp_path, attributed)["surfaces"]}
     assert got["recommendations"]["ctr"] == 0.5 and got["recommendations"]["conversion"] == 0.25
+    assert got["similar"]["ctr"] == 1.0  # (it counted none: every click read as another user's)
 
 
 def test_no_customer_profile_is_a_reason_not_a_failed_page(tmp_path: Path, monkeypatch) -> None:

@@ -49,20 +49,21 @@ def privacy_erase(
                 typer.echo(f"  {group:<9} {name:<40} {n:>7,} {unit}")
     if rep.get("reports_removed"):
         typer.echo(f"note: removed {', '.join(rep['reports_removed'])}: {rep['remake']}")
-    say_compacted(rep.get("warehouse_compacted"), "erasure")
+    say_compacted(rep.get("warehouse_compacted"))
     if rep.get("nothing_held"):
         typer.echo(f"warning: {rep['nothing_held']}")
     typer.echo(f"note: {rep['not_covered']}")
 
 
-def say_compacted(done: dict | None, what: str) -> None:
+def say_compacted(done: dict | None) -> None:
     """The warehouse's rewrite after rows left it (`storage._warehouse.compact_warehouse`)."""
     if not done:
         return
     if "skipped" in done:
         typer.echo(
             f"warning: the warehouse file was not rewritten: {done['skipped']}; the deleted rows' bytes may "
-            f"remain in its freed blocks until the {what} is run again",
+            "remain in its freed blocks until the next erasure or `shelfwise retention enforce` rewrites it "
+            "(the rewrite is owed: governance/compact_owed.json)",
             err=True,
         )
     else:
@@ -157,4 +158,4 @@ def retention_enforce(workdir: Workdir, as_json: AsJson = False) -> None:
     typer.echo("policy: " + ", ".join(f"{k}={v}" for k, v in rep["policy"].items()))
     for name, n in rep["deleted"].items():
         typer.echo(f"  {name:<32} {n:>9,} deleted")
-    say_compacted(rep.get("warehouse_compacted"), "retention")
+    say_compacted(rep.get("warehouse_compacted"))

@@ -48,6 +48,33 @@ from ._lineage import DatasetRef, LineageRun, warehouse_namespace
 from ._privacy import Pseudonymizer, anonymous_user_id, is_anonymous_raw, refuse_pseudonym
 
 
+def compaction_owed(workdir: Path) -> bool:
+    """Whether a rewrite of the warehouse is owed (an erasure or retention deleted rows while
+    another process held the file: their bytes may remain in its freed blocks)."""
+    return (workdir / COMPACT_OWED).exists()
+
+
+def compact_if_owed(workdir: Path, *, owed: bool) -> dict[str, Any] | None:
+    """Rewrite the warehouse when `owed` (rows were just deleted) or a rewrite is owed from
+    before; a rewrite that cannot be made now stays owed (`COMPACT_OWED`), and the next erasure
+    or retention run makes it. Never raises: the deletion it follows is done and registered."""
+    from ..storage._warehouse import compact_warehouse
+
+    marker = workdir / COMPACT_OWED
+    if not owed and not marker.exists():
+        return None
+    try:
+        done = compact_warehouse(workdir)
+    except Exception as exc:  # noqa: BLE001 - the erasure stands; the rewrite is owed
+        done = {"skipped": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
+    if "skipped" in done:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"since": datetime.now(UTC).isoformat(), "why": done["skipped"]}))
+    else:
+        marker.unlink(missing_ok=True)
+    return done
+
+
 def erase_user(
     workdir: str | Path, raw_user_id: str, *, actor: str | None = None, redis_client: Any = None
 ) -> dict[str, Any]:
@@ -73,10 +100,6 @@ def erase_user(
     try:
         linked = _erase_warehouse(workdir, raw_user_id, pseudo, pseudonymize)
         report["warehouse"], report["anonymous_sessions"] = linked.counts, linked.erased_sessions
-        if any(linked.counts.values()):  # the freed blocks still held the rows' bytes: rewritten
-            from ..storage._warehouse import compact_warehouse
-
-            report["warehouse_compacted"] = compact_warehouse(workdir)
         # the user and every anonymous session linked to them (whether or not it had rows left)
         pseudos = [pseudo, *linked.pseudonyms]
         # registered at once, before files and bundles: should a later step fail, every later
@@ -111,6 +134,11 @@ def erase_user(
         # running servers reloaded when the register moved, maybe before the bundles above were
         # scrubbed: the register's time moves again now that they are, and they reload again
         os.utime(path)  # (now)
+        # last, once the erasure is registered and done everywhere: the warehouse file rewritten
+        # (the freed blocks still held the rows' bytes); owed until it is, when another process
+        # held the file (`compact_if_owed`)
+        if any(linked.counts.values()) or compaction_owed(workdir):
+            report["warehouse_compacted"] = compact_if_owed(workdir, owed=True)
         if redis_client is not None:
             from ._online_keys import online_keys
 
@@ -386,6 +414,8 @@ def _drop_stale_absorbs(workdir: Path) -> int:
         return len(stale)
 
 
+# a rewrite of the warehouse owed (`compact_if_owed`)
+COMPACT_OWED = Path("governance") / "compact_owed.json"
 REPORTS = "reports"
 # report files whose `shelfwise report` subcommand is named otherwise
 _REPORT_COMMANDS = {"search-analytics": "search", "demand-category": "demand --level category"}

@@ -111,11 +111,7 @@ def enforce_retention(
                     n = wh.sql("DELETE FROM quarantine.rows WHERE quarantined_at < ?", [cutoff]).fetchone()
                     deleted["quarantine.rows"] = int(n[0]) if n else 0
             wh.sql("CHECKPOINT")
-        compacted = None
-        if any(n for t, n in deleted.items()):  # the deleted rows' bytes left the file too
-            from ..storage._warehouse import compact_warehouse
-
-            compacted = compact_warehouse(workdir)
+        deleted_rows = any(deleted.values())  # (their bytes leave the file too, at the end)
         if events_cutoff is not None:
             from ._erase import _rewrite_jsonl
             from ._row_check import parse_timestamp
@@ -153,6 +149,10 @@ def enforce_retention(
         from ._erase import CONSOLE_FIGURES, drop_console_figures
 
         deleted[str(CONSOLE_FIGURES)] = drop_console_figures(workdir)
+        from ._erase import compact_if_owed
+
+        # last, the rest done: the warehouse file rewritten without the deleted rows' bytes
+        compacted = compact_if_owed(workdir, owed=deleted_rows)
     except Exception as exc:
         lineage.fail(f"{type(exc).__name__}: {exc}")
         raise

@@ -1179,6 +1179,9 @@ def forecast_short(df: pd.DataFrame, horizon: int, last_week: pd.Timestamp) -> p
 # a shop needs before its new products' rates are shrunk towards theirs (`launch_prior`)
 MIN_LAUNCHES = 5
 MAX_PRIOR_WEEKS = 52.0  # the prior's weight, in weeks of sales seen: at most a year's
+# a launch's orders so far this improbable under the launches' prior (its predictive tail): it is
+# not one of them, and its own rate stands
+PRIOR_CONFLICT_P = 0.001
 
 
 def launch_prior(weekly: pd.DataFrame, last_week: pd.Timestamp) -> dict[str, Any] | None:
@@ -1249,8 +1252,9 @@ def forecast_partial_week(
     rate is the posterior mean, (alpha + o) / (beta + days / 7) orders a week for the o orders
     in those days: one order on a launch's first day is not read as seven a week when the
     shop's launches sell one a week; a series that sells far above its peers still moves
-    towards its own rate as fast as the launches' spread says it may. Without one, the rate so
-    far (o / days x 7). Either way times the units per order. The 80% interval is the
+    towards its own rate as fast as the launches' spread says it may, and one whose orders the
+    prior makes improbable (below PRIOR_CONFLICT_P: a breakout among launches that all sell
+    alike) keeps its own. Without one, the rate so far (o / days x 7). Either way times the units per order. The 80% interval is the
     Gamma-Poisson predictive (negative binomial; Jeffreys prior without the shop's) of a week's
     orders, times the units per order: wide when few orders came, however many units each (one
     order of 500 units is one observation). The current week is never forecast below the
@@ -1272,14 +1276,19 @@ def forecast_partial_week(
         orders = float(r["orders"]) if "orders" in r and r["orders"] > 0 else n
         per_order = n / orders
         days = days_on_sale(first.get(uid), week, pd.Timestamp(end) + pd.Timedelta(microseconds=1))
-        seen = beta + days / 7.0  # weeks of evidence: the prior's and the days on sale
-        lo, hi = (float(v) * per_order for v in nbinom.ppf([0.1, 0.9], orders + alpha, seen / (seen + 1.0)))
-        mean = n * 7.0 / days if prior is None else (alpha + orders) / seen * per_order
+        a, b = alpha, beta
+        if prior is not None and nbinom.sf(orders - 1, a, b / (b + days / 7.0)) < PRIOR_CONFLICT_P:
+            # more orders than the shop's launches make plausible (a breakout among launches that
+            # all sell alike, whose tight prior would pull 140 a week down to 4): its own rate
+            a, b = 0.5, 0.0
+        seen = b + days / 7.0  # weeks of evidence: the prior's and the days on sale
+        lo, hi = (float(v) * per_order for v in nbinom.ppf([0.1, 0.9], orders + a, seen / (seen + 1.0)))
+        mean = n * 7.0 / days if b == 0.0 else (a + orders) / seen * per_order
         for k in range(horizon):
+            # (the current week has sold n already: neither it nor its low bound is below that)
             units = max(mean, n) if k == 0 else mean
-            rows.append(
-                (str(uid), week + k * WEEK, units, min(lo, units), max(hi, units), PARTIAL_WEEK_MODEL)
-            )
+            low = max(min(lo, units), n) if k == 0 else min(lo, units)
+            rows.append((str(uid), week + k * WEEK, units, low, max(hi, units), PARTIAL_WEEK_MODEL))
     return pd.DataFrame(rows, columns=cols)
 
 

@@ -15,7 +15,12 @@ candidate's held-out steps removed), and the two are compared user by user:
   that came after it), as it would be for shoppers were it kept; each ranks among the products
   its own bundle lists (`listed`), as it serves;
 - the gate reads the mean of the per-user differences (candidate - production) and its
-  percentile bootstrap 95% interval (paired: the users' own difficulty cancels).
+  percentile bootstrap 95% interval (paired: the users' own difficulty cancels);
+- production learned from newer events than the candidate (an older candidate promoted after a
+  newer one went live): not compared (its fit may hold the candidate's held-out steps).
+
+Production is scored with the fit `train` evaluated (made without its own last steps per user),
+not the refit it serves, which has them: the comparison leans a little the candidate's way.
 
 The result is kept per pair of bundles (`registry/head_to_head/`), keyed by both manifests'
 digests: a bundle rewritten by an erasure or retention is compared again."""
@@ -49,17 +54,23 @@ def head_to_head(
     *,
     bootstrap_rounds: int = 1000,
     seed: int = 0,
-) -> dict[str, Any]:
+    compute: bool = True,
+) -> dict[str, Any] | None:
     """The comparison (see the module's docstring), read from its cache when both bundles are
     as they were: `{"users", "new_users", "candidate", "production", "difference", "ci95",
-    "default_models"}`, or `{"skipped": why}` when there is nothing to compare."""
+    "default_models"}`, or `{"skipped": why}` when there is nothing to compare; None when it
+    is not cached and `compute` is False."""
     workdir, cdir, pdir = Path(workdir), Path(candidate_dir), Path(production_dir)
-    key = f"{_digest(cdir)}-{_digest(pdir)}"
-    cache = workdir / CACHE_DIR / f"{key}.json"
+    cd, pd = _digest(cdir), _digest(pdir)
+    if cd == pd:  # one bundle registered twice: nothing to compare
+        return {"skipped": "the candidate is production's own bundle"}
+    cache = workdir / CACHE_DIR / f"{cd}-{pd}.json"
     try:
         return dict(json.loads(cache.read_text()))
     except (OSError, ValueError):
         pass
+    if not compute:
+        return None
     out = _compare(cdir, pdir, bootstrap_rounds=bootstrap_rounds, seed=seed)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(f".{np.random.default_rng().integers(1 << 62)}.tmp")
@@ -75,6 +86,15 @@ def _compare(cdir: Path, pdir: Path, *, bootstrap_rounds: int, seed: int) -> dic
     cand, prod = Bundle.load(cdir), Bundle.load(pdir)
     cname, pname = cand.manifest["default_model"], prod.manifest["default_model"]
     models = {"candidate": cname, "production": pname}
+    cev, pev = (_events_version(b.manifest) for b in (cand, prod))
+    if cev is not None and pev is not None and pev > cev:
+        # (an older candidate promoted after a newer one went live: production's fit learned
+        # from steps that are this bundle's held-out ones)
+        return {
+            "skipped": f"production learned from newer events (v{pev}) than this bundle (v{cev}): "
+            "its fit may hold this bundle's held-out steps",
+            "default_models": models,
+        }
     split = make_split(cand.interactions, cand.manifest["protocol"]["split"])
     fold = split.test
     if len(fold) == 0:
@@ -124,6 +144,12 @@ def _compare(cdir: Path, pdir: Path, *, bootstrap_rounds: int, seed: int) -> dic
         "ci95": [round(float(lo), 6), round(float(hi), 6)],
         "default_models": models,
     }
+
+
+def _events_version(manifest: Any) -> int | None:
+    """The curated events version a bundle learned from (None: not recorded)."""
+    v = (manifest.get("data_versions") or {}).get("events", {}).get("version")
+    return int(v) if isinstance(v, int | float | str) and str(v).isdigit() else None
 
 
 def _unlisted(bundle: Any) -> np.ndarray | None:

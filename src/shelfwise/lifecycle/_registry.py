@@ -107,7 +107,11 @@ class Registry:
         return registered_versions(self.workdir, self.client)
 
     # -- gates ---------------------------------------------------------------------------------
-    def gates(self, version: str) -> list[Gate]:
+    def gates(self, version: str, *, measure: bool = True) -> list[Gate]:
+        """The gates of `version`. `measure=False` (a page listing candidates): the user-by-user
+        comparison with production only when it was measured before (at registration, at
+        promotion, by `models gates`), never measured on the spot (it scores both bundles' test
+        users: seconds to minutes on a large shop)."""
         m = self.manifest(version)
         gates = [self._data_gate(m)]
         default = m["default_model"]
@@ -137,7 +141,7 @@ class Registry:
                 )
             )
         else:
-            gates.append(self._not_worse(version, prod, m, pm, score, lo, hi))
+            gates.append(self._not_worse(version, prod, m, pm, score, lo, hi, measure=measure))
         pop = metrics.get("popularity", {}).get(HEADLINE)
         if pop is None:
             gates.append(Gate("beats_popularity", False, "no popularity baseline in this evaluation"))
@@ -175,6 +179,8 @@ class Registry:
         score: float,
         lo: float,
         hi: float,
+        *,
+        measure: bool = True,
     ) -> Gate:
         """`not_worse_than_production` for two bundles measured alike: production's model ranks
         for this bundle's test users and the two are compared user by user (`head_to_head`);
@@ -184,10 +190,13 @@ class Registry:
         from ._head_to_head import head_to_head
 
         name = "not_worse_than_production"
+        h2h: dict[str, Any] | None
         try:
-            h2h = head_to_head(self.workdir, self.bundle_dir(version), self.bundle_dir(prod))
+            h2h = head_to_head(self.workdir, self.bundle_dir(version), self.bundle_dir(prod), compute=measure)
         except (ShelfwiseError, OSError, ValueError, KeyError) as exc:
             h2h = {"skipped": f"{type(exc).__name__}: {exc}"}
+        if h2h is None:
+            h2h = {"skipped": "not measured yet: at promotion, or by `shelfwise models gates`"}
         if "difference" in h2h:
             d_lo, d_hi = h2h["ci95"]
             new = f"; {h2h['new_users']:,} new to production not compared" if h2h["new_users"] else ""
@@ -451,10 +460,13 @@ class RegistryView(Registry):
     def _alias(self, alias: str) -> str | None:
         return next((str(r["version"]) for r in self.rows if alias in r["aliases"]), None)
 
+    def bundle_dir(self, version: str) -> str:
+        for r in self.rows:
+            if str(r["version"]) == str(version):
+                return str(r["path"])
+        raise ShelfwiseError(f"model version {version!r} is not registered (see `shelfwise models list`)")
+
     def manifest(self, version: str) -> BundleManifest:
         from ..models import read_manifest
 
-        for r in self.rows:
-            if str(r["version"]) == str(version):
-                return read_manifest(r["path"])
-        raise ShelfwiseError(f"model version {version!r} is not registered (see `shelfwise models list`)")
+        return read_manifest(self.bundle_dir(version))

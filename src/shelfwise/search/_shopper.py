@@ -33,7 +33,10 @@ def is_masked(query: str) -> bool:
 def category_path(value: str) -> tuple[str, ...]:
     """A category path's levels, trimmed and lower-cased: a filter is a whole-level prefix of it
     ("Fashion>Shoes" is "Fashion > Shoes"; "Fash" is no level of "Fashion")."""
-    return tuple(part.strip() for part in value.lower().split(">"))
+    parts = [part.strip() for part in value.lower().split(">")]
+    while len(parts) > 1 and not parts[-1]:  # "Fashion >" (a breadcrumb's trailing separator)
+        parts.pop()
+    return tuple(parts)
 
 
 @dataclass

@@ -254,11 +254,13 @@ SRM_P = 0.001  # the sample-ratio check's threshold (the usual one: a split this
 def not_counted(list_user: str, list_at: float, event_user: str, event_ts: float) -> str | None:
     """Why an event naming a served list does not count for it (None: it counts): another
     customer's event ("another_user"; an anonymous session's list bought after a login, or the
-    other way round, is the same shopper's), or one dated more than CLOCK_SKEW_S before the list
+    other way round, is the same shopper's; a list served to no shopper is anyone's), or one dated more than CLOCK_SKEW_S before the list
     was served ("before_the_list"). One rule for the experiment report and the console."""
     from ..governance import is_anonymous
 
-    if event_user != list_user and not (is_anonymous(event_user) or is_anonymous(list_user)):
+    # (a list served to nobody in particular - similar items, a search without a shopper - is
+    # any shopper's: only its time is read)
+    if list_user and event_user != list_user and not (is_anonymous(event_user) or is_anonymous(list_user)):
         return "another_user"
     if list_at and event_ts < list_at - CLOCK_SKEW_S:
         return "before_the_list"

@@ -27,8 +27,10 @@ sends it after every unburied item, hide removes it, pin puts it at `position` (
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import logging
 import math
 import os
 from collections import Counter
@@ -457,6 +459,11 @@ class Rules:
 ItemInfo = Mapping[str, tuple[str, str, bool]]
 
 
+# a catalog delivery that would leave fewer of the bundle's listed products than this share is not
+# followed by served lists (`CatalogView.narrowed`)
+MIN_CATALOG_KEPT = 0.5
+
+
 class CatalogView(Mapping[str, tuple[str, str, bool]]):
     """`ItemInfo` over a bundle's per-item columns (memory-mapped, `_bundle`): the tuple of a
     product is made when it is looked up, instead of one per product held by every worker.
@@ -468,7 +475,41 @@ class CatalogView(Mapping[str, tuple[str, str, bool]]):
         self._cat, self._brand, self._stock = bundle.categories, bundle.brands, bundle.in_stock
         listed = getattr(bundle, "listed", None)
         self._listed = None if listed is None or bool(np.all(listed)) else np.asarray(listed, bool)
+        self._base = self._listed  # the bundle's own: what `follow` narrows
         self._hidden: dict[tuple[ItemRule, ...], np.ndarray] = {}
+
+    def narrowed(self, curated: frozenset[str] | None) -> CatalogView:
+        """This view narrowed to the products of the curated catalog now (`curated`,
+        `storage.CuratedProducts`; None: the bundle's own), as a new view (a request holds one
+        view from start to end): a product a catalog delivery dropped after the bundle was
+        trained is on no list from then on (it was recommended, found and shown as similar
+        until the next training). A catalog that would take away more than half of the bundle's
+        products is not followed (a truncated export, ids written another way): logged, and
+        the bundle's catalog stays in force until the next training."""
+        out = copy.copy(self)
+        out._hidden = {}
+        if curated is None:
+            out._listed = self._base
+            return out
+        now = np.zeros(len(self._cat), bool)
+        for pid in curated:
+            i = self._index.get(pid)
+            if i is not None:
+                now[int(i)] = True
+        base = np.ones(len(self._cat), bool) if self._base is None else self._base
+        now &= base
+        kept, had = int(now.sum()), int(base.sum())
+        if kept < MIN_CATALOG_KEPT * had:
+            log.warning(
+                "the curated catalog holds %d of the serving bundle's %d listed products: not followed "
+                "(a truncated or re-keyed catalog?); the bundle's catalog stays in force until the next training",
+                kept,
+                had,
+            )
+            out._listed = self._base
+            return out
+        out._listed = None if kept == len(now) else now
+        return out
 
     def hidden(self, hides: Sequence[ItemRule]) -> np.ndarray:
         """Per item index, whether one of the `hides` rules targets it (by product id, category
@@ -609,6 +650,9 @@ def save_rules(
             rules=len(rules.items),
         )
         return rules
+
+
+log = logging.getLogger(__name__)
 
 
 class RulesWarning(UserWarning):

@@ -28,7 +28,7 @@ from ..errors import ShelfwiseError
 from ..features import Interactions
 from ..governance import Pseudonymizer
 from ..search import Filters
-from ..storage._product_ids import CuratedProducts
+from ..storage._product_ids import PRODUCT_IDS, CuratedProducts
 from ._bundle import BUNDLES_DIR, CURRENT, Bundle, current_bundle
 from ._consent import ConsentView, LookDue
 from ._experiments import Experiment, Variant, load_experiments
@@ -334,6 +334,10 @@ class Service:
         path = current_bundle(self.workdir)
         if snapshot is None or snapshot.bundle.path != path:
             snapshot = Snapshot(path, self.pseudonymize, load_search=load_search)
+        # the curated catalog now: what posted events are checked against, and what lists may
+        # show (a product a delivery dropped since the bundle was trained is on none)
+        self._curated_products = CuratedProducts(self.workdir)
+        _follow_catalog(snapshot, self._curated_products.get())
         self.snapshot = snapshot
         # in memory, what shoppers did since the bundle was trained is rebuilt from the served
         # events it did not learn from: a restart (a deploy, a crash) forgets nobody's clicks
@@ -345,7 +349,6 @@ class Service:
         self._variant_rules: dict[tuple[str, str, str], Rules] = {}  # (variant, shop rules) -> merged
         self.rules = Rules.load(self.workdir)
         self.synonyms = LiveSynonyms(self.workdir)  # config/synonyms.txt, checked per search
-        self._curated_products = CuratedProducts(self.workdir)  # what posted events are checked against
         self.experiments: list[Experiment] = load_experiments(self.workdir)
         self._config_mtimes = self._mtimes()
         # the erasures whose online state this process has forgotten (each at its time): a new
@@ -394,7 +397,16 @@ class Service:
             m(self.workdir / "config" / "experiments.json"),
             m(self.workdir / "governance" / "people.json"),
             m(self.workdir / "governance" / "erasures.jsonl"),
+            m(self.workdir / PRODUCT_IDS),
         )
+
+    def _catalog_changed(self) -> None:
+        """A catalog delivery changed the curated products: every loaded bundle's lists follow
+        (`CatalogView.follow`), and the answers cached before are dropped."""
+        ids = self._curated_products.get()
+        for snap in (self.snapshot, *self._others.values()):
+            _follow_catalog(snap, ids)
+        self._clear_caches()
 
     def _apply_erasures(self) -> None:
         """A user was erased: forget their online state and reload the (re-signed) bundle."""
@@ -481,6 +493,7 @@ class Service:
                     ("keys", lambda: setattr(self, "keys", self._load_keys())),
                     ("rules", lambda: setattr(self, "rules", Rules.load(self.workdir))),
                     ("experiments", lambda: setattr(self, "experiments", load_experiments(self.workdir))),
+                    ("catalog", self._catalog_changed if mt[4] != self._config_mtimes[4] else None),
                 ):
                     if load is None:
                         continue
@@ -514,6 +527,7 @@ class Service:
                         self.online = online
                     finally:
                         self._rebuilding = None
+                _follow_catalog(new, self._curated_products.get())
                 self.snapshot = new
                 self.search_warm = self._unwarmed()
                 self._clear_caches()
@@ -536,6 +550,7 @@ class Service:
                     self.pseudonymize,
                     load_search=self._load_search,
                 )
+                _follow_catalog(other, self._curated_products.get())
             except Exception as exc:
                 # `experiments set` checked that it existed, but it may have gone since (retention,
                 # a file edited by hand): its users get the current bundle (`bundle_version` says
@@ -704,7 +719,9 @@ class Service:
         )
 
     def knows_product(self, product_id: str) -> bool:
-        return product_id in self.snapshot.item_index
+        """A product of the bundle that its catalog view still lists (`CatalogView.narrowed`: a
+        product a catalog delivery dropped answered 200 with items similar to it)."""
+        return product_id in self.snapshot.item_index and product_id in self.snapshot.info
 
     def similar(self, product_id: str, k: int, *, cached_only: bool = False) -> Answer | None:
         """What /v1/items/{id}/similar answers; None for a product not in the catalog, or (with
@@ -712,7 +729,7 @@ class Service:
         event loop and sends the others to the similar-items queue (see `_recommend_queue`)."""
         snap = self.snapshot
         i = snap.item_index.get(product_id)
-        if i is None:
+        if i is None or not self.knows_product(product_id):
             return None
         n_cand = min(k * self.settings.candidates_factor + 20, len(snap.item_ids) - 1)
         key = (snap.version, "similar", i, n_cand)
@@ -1082,6 +1099,18 @@ class Service:
     @staticmethod
     def new_id(prefix: str) -> str:
         return f"{prefix}_{os.urandom(16).hex()}"  # 128 random bits, as a uuid4
+
+
+def _follow_catalog(snap: Any, curated: frozenset[str] | None) -> None:
+    """A snapshot's catalog view narrowed to the curated catalog (`CatalogView.narrowed`, from the
+    bundle's own view: a new one, swapped in whole; a test's planted catalog stays as it is)."""
+    base = getattr(snap, "_catalog_base", None)
+    if base is None:
+        base = snap.info
+    narrowed = getattr(base, "narrowed", None)
+    if narrowed is not None:
+        snap._catalog_base = base
+        snap.info = narrowed(curated)
 
 
 def online_event(values: dict[str, Any], timestamp: Any) -> dict[str, Any]:

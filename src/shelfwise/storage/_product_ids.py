@@ -24,14 +24,25 @@ __all__ = ["PRODUCT_IDS", "CuratedProducts", "record_product_ids"]
 
 def record_product_ids(workdir: str | Path, wh: Any) -> None:
     """Write the curated product ids of warehouse `wh` (a `Warehouse`) for the servers, when
-    they changed (atomically: a server never reads half a file)."""
+    they changed (atomically: a server never reads half a file). The products version they
+    were read from is kept beside them: a load that left it as it was (every absorb of served
+    events) reads no product."""
+    path = Path(workdir) / PRODUCT_IDS
+    has = "products" in wh.curated_tables()
+    tv = wh.latest_version("products") if has else None
+    stamp = [tv.version, tv.content_hash] if tv is not None else None
+    try:
+        old = orjson.loads(path.read_bytes())
+        if isinstance(old, dict) and old.get("version") == stamp and stamp is not None:
+            return
+    except (OSError, ValueError):
+        pass
     ids = (
         sorted(r[0] for r in wh.sql('SELECT DISTINCT product_id FROM curated."products"').fetchall())
-        if "products" in wh.curated_tables()
+        if has
         else None
     )
-    path = Path(workdir) / PRODUCT_IDS
-    data = orjson.dumps({"products": ids})
+    data = orjson.dumps({"version": stamp, "products": ids})
     try:
         if path.read_bytes() == data:
             return

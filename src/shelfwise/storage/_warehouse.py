@@ -168,7 +168,16 @@ class Warehouse:
         physical = f"{table}__v{version}"
         self.sql(f'CREATE TABLE curated."{physical}" AS {source_sql}')
         count, digest = self.fingerprint(f'curated."{physical}"')
-        if same_keeps and prev is not None and (count, digest) == (prev.row_count, prev.content_hash):
+        if (
+            same_keeps
+            and prev is not None
+            and (count, digest, contract_version)
+            == (
+                prev.row_count,
+                prev.content_hash,
+                prev.contract_version,
+            )
+        ):  # (checked under another contract since: a version of its own, that says so)
             self.sql(f'DROP TABLE curated."{physical}"')
             return prev
         self.sql(f'CREATE OR REPLACE VIEW curated."{table}" AS SELECT * FROM curated."{physical}"')
@@ -195,7 +204,16 @@ class Warehouse:
         version = (prev.version + 1) if prev else 1
         relation = f"read_parquet('{files}')"
         count, digest = self.fingerprint(relation)
-        if same_keeps and prev is not None and (count, digest) == (prev.row_count, prev.content_hash):
+        if (
+            same_keeps
+            and prev is not None
+            and (count, digest, contract_version)
+            == (
+                prev.row_count,
+                prev.content_hash,
+                prev.contract_version,
+            )
+        ):
             return prev
         self.sql(f'CREATE OR REPLACE VIEW curated."{table}" AS SELECT * FROM {relation}')
         tv = TableVersion(
@@ -460,7 +478,7 @@ def compact_warehouse(workdir: str | Path, *, tries: int = 5) -> dict[str, Any]:
             f.unlink(missing_ok=True)
         try:
             old = duckdb.connect(str(path), read_only=True)
-        except duckdb.IOException as exc:  # a load (or a server's absorb) writes it now
+        except duckdb.Error as exc:  # a load (or a server's absorb) writes it now
             why = str(exc).splitlines()[0][:200]
             continue
         try:
@@ -479,7 +497,12 @@ def compact_warehouse(workdir: str | Path, *, tries: int = 5) -> dict[str, Any]:
             old.execute(f"ATTACH '{tmp.as_posix()}' AS _compact (READ_WRITE)")
             old.execute(f'COPY FROM DATABASE "{name}" TO _compact')
             old.execute("DETACH _compact")  # (checkpointed: the fresh file is whole)
-            os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
+            st = path.stat()
+            os.chmod(tmp, stat.S_IMODE(st.st_mode))
+            try:  # (an admin rewriting a service's workdir as root leaves it the service's)
+                os.chown(tmp, st.st_uid, st.st_gid)
+            except OSError:
+                pass
             os.replace(tmp, path)
             return {"before_bytes": before, "after_bytes": path.stat().st_size}
         finally:
