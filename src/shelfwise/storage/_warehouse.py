@@ -168,18 +168,9 @@ class Warehouse:
         physical = f"{table}__v{version}"
         self.sql(f'CREATE TABLE curated."{physical}" AS {source_sql}')
         count, digest = self.fingerprint(f'curated."{physical}"')
-        if (
-            same_keeps
-            and prev is not None
-            and (count, digest, contract_version)
-            == (
-                prev.row_count,
-                prev.content_hash,
-                prev.contract_version,
-            )
-        ):  # (checked under another contract since: a version of its own, that says so)
+        if same_keeps and _unchanged(prev, count, digest, contract_version):
             self.sql(f'DROP TABLE curated."{physical}"')
-            return prev
+            return prev  # type: ignore[return-value]
         self.sql(f'CREATE OR REPLACE VIEW curated."{table}" AS SELECT * FROM curated."{physical}"')
         tv = TableVersion(
             table,
@@ -204,17 +195,8 @@ class Warehouse:
         version = (prev.version + 1) if prev else 1
         relation = f"read_parquet('{files}')"
         count, digest = self.fingerprint(relation)
-        if (
-            same_keeps
-            and prev is not None
-            and (count, digest, contract_version)
-            == (
-                prev.row_count,
-                prev.content_hash,
-                prev.contract_version,
-            )
-        ):
-            return prev
+        if same_keeps and _unchanged(prev, count, digest, contract_version):
+            return prev  # type: ignore[return-value]
         self.sql(f'CREATE OR REPLACE VIEW curated."{table}" AS SELECT * FROM {relation}')
         tv = TableVersion(
             table,
@@ -450,6 +432,16 @@ def _parquet_moves(con: Any, workdir: Path) -> dict[str, str]:
         if folder.is_dir():
             moves[name] = moved
     return moves
+
+
+def _unchanged(prev: TableVersion | None, count: int, digest: str, contract_version: str) -> bool:
+    """Whether a new version would hold exactly `prev`'s rows under the same contract (one checked
+    under another contract since is a version of its own, that says so)."""
+    return prev is not None and (count, digest, contract_version) == (
+        prev.row_count,
+        prev.content_hash,
+        prev.contract_version,
+    )
 
 
 def compact_warehouse(workdir: str | Path, *, tries: int = 5) -> dict[str, Any]:
