@@ -475,7 +475,7 @@ class CatalogView(Mapping[str, tuple[str, str, bool]]):
         self._cat, self._brand, self._stock = bundle.categories, bundle.brands, bundle.in_stock
         listed = getattr(bundle, "listed", None)
         self._listed = None if listed is None or bool(np.all(listed)) else np.asarray(listed, bool)
-        self._base = self._listed  # the bundle's own: what `follow` narrows
+        self._base = self._listed  # the bundle's own: what `narrowed` narrows
         self._hidden: dict[tuple[ItemRule, ...], np.ndarray] = {}
 
     def narrowed(self, curated: frozenset[str] | None) -> CatalogView:
