@@ -1310,8 +1310,7 @@ def _user_id(value: Any, what: str = "user id") -> str:
     from .governance._compile import trim_id
     from .governance._privacy import refuse_pseudonym
 
-    if not isinstance(value, str):
-        raise ShelfwiseError(f"{what} {value!r}: give the shop's own user id as a string")
+    _a_string(value, what)
     if not trim_id(value):
         raise ShelfwiseError(f"{what}: an empty user id")
     refuse_pseudonym(trim_id(value), what)  # (it names nobody: its pseudonym is another id)

@@ -146,11 +146,9 @@ def enforce_retention(
                 for b in sorted((workdir / "bundles").glob("[0-9]*"))
                 if b.is_dir()
             )
-        from ._erase import CONSOLE_FIGURES, drop_console_figures
+        from ._erase import CONSOLE_FIGURES, compact_if_owed, drop_console_figures
 
         deleted[str(CONSOLE_FIGURES)] = drop_console_figures(workdir)
-        from ._erase import compact_if_owed
-
         # last, the rest done: the warehouse file rewritten without the deleted rows' bytes
         compacted = compact_if_owed(workdir, owed=deleted_rows)
     except Exception as exc:

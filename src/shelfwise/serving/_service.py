@@ -402,7 +402,7 @@ class Service:
 
     def _catalog_changed(self) -> None:
         """A catalog delivery changed the curated products: every loaded bundle's lists follow
-        (`CatalogView.follow`), and the answers cached before are dropped."""
+        (`CatalogView.narrowed`), and the answers cached before are dropped."""
         ids = self._curated_products.get()
         for snap in (self.snapshot, *self._others.values()):
             _follow_catalog(snap, ids)
@@ -729,7 +729,7 @@ class Service:
         event loop and sends the others to the similar-items queue (see `_recommend_queue`)."""
         snap = self.snapshot
         i = snap.item_index.get(product_id)
-        if i is None or not self.knows_product(product_id):
+        if i is None or product_id not in snap.info:  # (`knows_product`, of this snapshot)
             return None
         n_cand = min(k * self.settings.candidates_factor + 20, len(snap.item_ids) - 1)
         key = (snap.version, "similar", i, n_cand)
