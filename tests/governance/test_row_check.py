@@ -219,3 +219,38 @@ def test_columns_a_file_lacks_are_checked_as_empty_ones(tmp_path: Path):
         for w in works
     ]
     assert len(quarantined[0]) > 5 and quarantined[0] == quarantined[1]
+
+
+def test_the_warehouse_trims_only_what_trim_would():
+    """The compiled checks trim a value only when it could lose something (`trimmed_or_null`):
+    the same result as `nullif(trim(v), '')` for every space separator, at either end, inside,
+    alone, next to a tab or to non-ASCII text; and an enum value already written as an allowed
+    one is read as it is, the others still normalized and mapped."""
+    import duckdb
+
+    from shelfwise.governance._compile import DUCKDB, TRIM_SPACES, enum_expr
+
+    values = ["", "a", "a b", "\t", "a\t", "\ta", "日本", " 日本 ", "é", "x\u200b", None]
+    for sp in TRIM_SPACES:
+        values += [sp, f"{sp}a", f"a{sp}", f"{sp}a{sp}", f"a{sp}b", f"{sp}{sp}", f"\t{sp}"]
+    values += [f"{sp}日本" for sp in TRIM_SPACES] + [f"ü{sp}" for sp in TRIM_SPACES]
+    values += [f"{sp}x" for sp in TRIM_SPACES] + [f"x{sp}" for sp in TRIM_SPACES]
+    con = duckdb.connect()
+    con.sql("CREATE TABLE v (s VARCHAR)")
+    con.executemany("INSERT INTO v VALUES (?)", [[x] for x in values])
+    got = con.sql(f"SELECT s, nullif(trim(s), ''), {DUCKDB.trimmed_or_null('s')} FROM v").fetchall()
+    assert all(want == ours for _, want, ours in got), [r for r in got if r[1] != r[2]]
+    assert sum(1 for _, want, _ in got if want is None) > 3  # blanks made NULL
+    event_type = EVENTS.column("event_type")
+    cases = ["view", "Add To Cart", "add-to-cart", "Review", "review", "purchase", "teleport", "PURCHASE"]
+    read = [con.execute(f"SELECT {enum_expr(event_type, '$1')}", [c]).fetchone()[0] for c in cases]
+    assert read == [
+        "view",
+        "add_to_cart",
+        "add_to_cart",
+        "rating",
+        "rating",
+        "purchase",
+        "teleport",
+        "purchase",
+    ]
