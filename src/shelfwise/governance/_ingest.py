@@ -46,6 +46,7 @@ from ._contracts import (
     classify_extra_column,
 )
 from ._erasures import Erasures
+from ._faq_conflicts import faq_conflicts
 from ._ingest_report import IngestReport, IngestSettings, TableReport
 from ._lineage import DatasetRef, LineageRun, warehouse_namespace
 from ._load_anonymous import count_anonymous, spark_count_anonymous
@@ -596,6 +597,8 @@ class Ingestor:
                 tr.stage_seconds[name] = round(spent, 3)
             if st.withheld_lines:
                 self.withheld_lines[contract.name] = st.withheld_lines
+            if contract.name == "faq" and "faq" in wh.curated_tables():
+                _say_faq_conflicts(wh, tr, report)
         except BaseException:
             if self.engine.name == "spark":  # the load's staged Parquet holds raw ids: never left behind
                 from ._load_spark import discard_staged
@@ -603,6 +606,17 @@ class Ingestor:
                 discard_staged(st)
             raise
         return tr
+
+
+def _say_faq_conflicts(wh: Warehouse, tr: TableReport, report: IngestReport) -> None:
+    tr.faq_conflicts, tr.faq_conflict_examples = faq_conflicts(wh)
+    if tr.faq_conflicts:
+        first = tr.faq_conflict_examples[0]
+        report.notes.append(
+            f"faq: {tr.faq_conflicts} question(s) are asked by entries that answer them differently "
+            f"(e.g. {first['question']!r}: {', '.join(first['faq_ids'])}); `ask` answers with whichever "
+            "fits the shopper's words best: keep one answer per question (faq_conflicts in the report)"
+        )
 
 
 def _keep_when_empty(st: LoadState) -> None:

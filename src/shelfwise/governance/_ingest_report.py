@@ -102,6 +102,10 @@ class TableReport:
     # valid events rows with no user id but a session id: anonymous browsing, attributed to the
     # session (a user id `~anonymous:<session_id>`, pseudonymized `a_…`; never a customer)
     anonymous_rows: int = 0
+    # faq only: questions asked by entries that answer them differently (`_faq_conflicts`):
+    # how many, and the first few (the question, the entries' faq ids)
+    faq_conflicts: int = 0
+    faq_conflict_examples: list[dict[str, Any]] = field(default_factory=list)
     # wall seconds of each stage of the load (stage, columns, raw, rows, sets, publish): where
     # the time goes (`benchmarks/ingest_speed.py`)
     stage_seconds: dict[str, float] = field(default_factory=dict)
