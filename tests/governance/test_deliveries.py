@@ -774,6 +774,36 @@ def test_personal_data_in_a_kept_profile_column_is_masked(tmp_path, engine=None)
     assert "jane" not in str(curated_rows(work, "SELECT * FROM curated.users"))
 
 
+def test_personal_columns_are_known_by_their_words_run_together(tmp_path):
+    """`Post Code` is a postcode (the hint list had `postcode` and `postal_code` only), `Tax ID`
+    a national identifier, latitude and longitude a place as precise as an address: dropped;
+    a phone number in one run inside a kept column is masked."""
+    from shelfwise.governance._contracts import Classification, classify_extra_column
+
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "users.csv").write_text(
+        "user_id,Post Code,Postal Code,Tax ID,Latitude,Longitude,Gender,Notes,Segment\n"
+        "U1,SW1A 1AA,SW1A 1AA,DE123456789,51.501,-0.142,f,ring 07700900123 after 6,Corporate\n"
+    )
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\nU1,P1,view,2024-01-01T10:00:00Z\n"
+    )
+    work = tmp_path / "w"
+    report = Ingestor(work).run(d)
+    dropped = set(report.tables["users"].personal_columns_dropped)
+    assert dropped == {"Post Code", "Postal Code", "Tax ID", "Latitude", "Longitude"}
+    rows = curated_rows(work, "SELECT * FROM curated.users")
+    assert "SW1A" not in str(rows) and "DE123456789" not in str(rows) and "51.501" not in str(rows)
+    assert curated_rows(work, "SELECT x_notes, x_segment FROM curated.users") == [
+        ("ring [phone] after 6", "Corporate")
+    ]
+    for kept in ("Segment", "Region", "City", "Ship Mode", "Discount", "Profit", "Category", "Flat Rate"):
+        assert classify_extra_column(kept) is Classification.INTERNAL, kept
+    for personal in ("TaxID", "vat_number", "GeoLocation", "lng", "Driver License"):
+        assert classify_extra_column(personal) is Classification.PERSONAL, personal
+
+
 def split_burst_deliveries(d: Path) -> tuple[Path, Path]:
     """A robot's 150 views within 60 s that the export splits at midnight: 80 on day 1, 70 on
     day 2 (each part under the limit of 120). A customer's 80 views in the same minute on day 1,

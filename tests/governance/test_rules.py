@@ -195,6 +195,16 @@ def test_pii_masking_and_pseudonyms():
     assert "192" not in mask_pii("client ::ffff:192.168.1.10 error")  # (a mapped IPv4 kept its tail)
     kept = "at 10:30:45, std::vector, Beef:: stew, mac 00:1A:2B:3C:4D:5E"
     assert mask_pii(kept) == kept
+    # phone numbers written in one run (E.164, a national number with its trunk 0) and an IBAN
+    # written in groups: wholly masked, with their own token and the words around them kept
+    assert mask_pii("kettle +447700900123") == "kettle [phone]"
+    assert mask_pii("call me on +14155550199 thanks") == "call me on [phone] thanks"
+    assert mask_pii("whatsapp +4917012345678 ok") == "whatsapp [phone] ok"
+    assert mask_pii("ring 07700900123 after 6") == "ring [phone] after 6"
+    assert mask_pii("refund to GB82 WEST 1234 5698 7654 32 please") == "refund to [iban] please"
+    assert mask_pii("iban DE89370400440532013000.") == "iban [iban]."
+    assert mask_pii("card 4111111111111111 exp") == "card [card] exp"
+    assert mask_pii("order 12345678, size 42, model 2024") == "order 12345678, size 42, model 2024"
     p = Pseudonymizer(b"k" * 32)
     assert p("123") == p("123") != p("124") != Pseudonymizer(b"x" * 32)("124")
     ids = ["123", "C00042", "ünïcode", ""]

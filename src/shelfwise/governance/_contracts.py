@@ -487,6 +487,24 @@ PERSONAL_COLUMN_HINTS = (
     "nickname",
     "login_name",
     "screen_name",
+    # national and tax identifiers
+    "tax_id",
+    "vat_id",
+    "vat_number",
+    "national_id",
+    "id_number",
+    "social_security",
+    "driver_license",
+    "driving_licence",
+    # where a person is: coordinates as precise as an address
+    "latitude",
+    "longitude",
+    "lat",
+    "lng",
+    "lon",
+    "geolocation",
+    "coordinates",
+    "gps",
 )
 
 
@@ -495,8 +513,11 @@ def classify_extra_column(name: str) -> Classification:
     # `Customer Name`, `customer-name`, `CustomerName` and `customer_name` are one name
     low = re.sub(r"[^a-z0-9]+", "_", re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()).strip("_")
     parts = set(low.split("_"))
+    # and `Post Code` is a postcode, `TaxID` a tax_id: the words run together compared too
+    compact = low.replace("_", "")
     for hint in PERSONAL_COLUMN_HINTS:
-        if low == hint or hint in parts or (len(hint) > 4 and hint in low):
+        run = hint.replace("_", "")
+        if low == hint or hint in parts or (len(hint) > 4 and (hint in low or run in compact)):
             return Classification.PERSONAL
     return Classification.INTERNAL
 

@@ -44,12 +44,18 @@ def refuse_pseudonym(user_id: str, what: str = "user id") -> None:
 
 
 # Personal data in free text. Applied in the warehouse (RE2 regular expressions, DuckDB's
-# regexp_replace), in this order: cards before phones so a card number is not half-masked.
+# regexp_replace), in this order: an IBAN before cards (its digit groups read as a card number
+# and its country and check digits were left: "GB82 WEST [card]"), a phone number written in
+# one run (`+14155550199`, E.164: 7 to 15 digits after the "+"; `07700900123`, a national
+# number with its trunk 0: 10 or 11 digits) before cards (a 13-digit one read as "+[card]"),
+# cards before the other phone forms so a card number is not half-masked.
 PII_PATTERNS: tuple[tuple[str, str, str], ...] = (
     # \pL / \pN: Unicode letters and digits (internationalized addresses such as chloé@example.org)
     ("email", r"[\pL\pN._%+\-]+@[\pL\pN\-]+(?:\.[\pL\pN\-]+)*\.\pL{2,}", "[email]"),
-    ("card", r"\b(?:\d[ \-]?){13,19}\b", "[card]"),
     ("iban", r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){3,7}(?: ?[A-Z0-9]{1,4})?\b", "[iban]"),
+    ("phone_run", r"\+[1-9]\d{6,14}\b|\b0\d{9,10}\b", "[phone]"),
+    # 13 to 19 digits, a space or dash between two of them (never after the last: "[card]exp")
+    ("card", r"\b\d(?:[ \-]?\d){12,18}\b", "[card]"),
     ("phone", r"(?:\+\d{1,3}[ .\-]?)?(?:\(\d{1,4}\)[ .\-]?)?\d{2,4}[ .\-]\d{2,4}[ .\-]?\d{2,5}", "[phone]"),
     ("ipv4", r"\b(?:\d{1,3}\.){3}\d{1,3}\b", "[ip]"),
     # IPv6 (after IPv4: a mapped ::ffff:192.0.2.1 keeps no part of its IPv4): eight groups;
