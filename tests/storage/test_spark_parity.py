@@ -457,3 +457,11 @@ def test_an_id_the_server_gave_on_spark_as_on_duckdb(spark, tmp_path):
     )
 
     check(tmp_path, engine=lambda work: SparkEngine(work, master="local[2]"))
+
+
+def test_events_past_the_retention_policy_are_withheld_on_spark_too(spark, tmp_path):
+    from tests.governance.test_retention_deliveries import (
+        test_events_past_the_retention_policy_never_come_back as check,
+    )
+
+    check(tmp_path, engine=lambda work: SparkEngine(work, master="local[2]"))

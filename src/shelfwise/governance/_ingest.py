@@ -29,7 +29,7 @@ import re
 import shutil
 import time
 from dataclasses import asdict, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ..errors import SourceError
@@ -59,6 +59,7 @@ from ._load_spark import spark_check_rows, spark_check_sets, spark_publish, spar
 from ._load_state import QUARANTINE_DDL, REPROCESS_JOB, LoadState, parquet_files
 from ._mapping import MAP_FILE, ColumnMap, load_column_map
 from ._orderlines import derive as derive_order_lines
+from ._retention import load_retention
 from ._text import normalize_flat_array, normalize_lines_array
 
 # a table's load, stage by stage, per engine: the one place the engine changes what runs
@@ -288,6 +289,11 @@ class Ingestor:
         self._map = self.column_map if self.column_map is not None else load_column_map(data_dir)
         # the erasure register, read once per load: rows of these users must not come back
         self._erasures = Erasures.of(self.workdir)
+        # nor events the retention policy took away (a re-sent export of last year)
+        days = load_retention(self.workdir)["events_days"]
+        self._expire_before = (
+            None if days is None else datetime.now(UTC).replace(tzinfo=None) - timedelta(days=days)
+        )
         self._derived: set[str] = set()
         files = {
             t: self._declared_file(data_dir, t)
@@ -576,6 +582,7 @@ class Ingestor:
             tr=tr,
             workdir=self.workdir,
             erasures=self._erasures,
+            expire_before=self._expire_before if contract.name == "events" else None,
             reprocess=self.job == REPROCESS_JOB,
             header=header,
             mapping=cols.mapping,

@@ -20,7 +20,7 @@ from ..storage._sources import PART_LINES
 from ._compile import DUCKDB, Dialect, client_event_id, lit, q
 from ._contracts import Kind, TableContract
 from ._load_anonymous import uncount_redelivered
-from ._load_state import CHECKED, LoadState, count_withheld, note_withheld
+from ._load_state import CHECKED, PAST_RETENTION, LoadState, count_withheld, note_withheld
 from ._privacy import Pseudonymizer
 from ._reasons import Reason
 
@@ -35,8 +35,13 @@ def withhold_erased(st: LoadState) -> None:
     erasure (a returning shopper's new data); undated tables (`users`) keep none."""
     if not st.staging:
         return
-    assert st.erasures is not None
     wh = st.wh
+    _withhold_expired(st)
+    if st.erasures is None:  # staged for the retention policy alone: nobody was erased
+        for c in st.pseudo_cols:
+            _pseudonym_table(st, c)
+        note_withheld(st)
+        return
     hits: list[tuple[str, str, datetime]] = []
     for c in st.pseudo_cols:
         ids = [
@@ -77,9 +82,36 @@ def withhold_erased(st: LoadState) -> None:
         wh.sql(f"DELETE FROM {st.target} WHERE _source_line IN (SELECT line FROM _withheld)")
         count_withheld(st.tr, n)
         if st.reprocess:
-            st.withheld_lines = [int(r[0]) for r in wh.sql("SELECT line FROM _withheld").fetchall()]
+            st.withheld_lines += [int(r[0]) for r in wh.sql("SELECT line FROM _withheld").fetchall()]
     note_withheld(st)
     wh.sql("DROP TABLE _withheld")
+
+
+def _withhold_expired(st: LoadState) -> None:
+    """Take the rows dated before the retention policy's cutoff out of this load (valid or not:
+    the policy keeps no copy of them, quarantine included), as `retention enforce` deletes them
+    from what is curated. A row whose time cannot be read is judged by its load, now: kept."""
+    if st.expire_before is None or not _dated(st):
+        return
+    wh = st.wh
+    wh.sql(
+        f"""CREATE OR REPLACE TEMP TABLE _expired AS SELECT _source_line AS line FROM {CHECKED}
+            WHERE "timestamp" < ?""",
+        [st.expire_before],
+    )
+    row = wh.sql("SELECT count(*) FROM _expired").fetchone()
+    n = int(row[0]) if row else 0
+    if n:
+        wh.sql(f"DELETE FROM {CHECKED} WHERE _source_line IN (SELECT line FROM _expired)")
+        wh.sql(f"DELETE FROM {st.target} WHERE _source_line IN (SELECT line FROM _expired)")
+        count_withheld(st.tr, n, PAST_RETENTION)
+        if st.reprocess:
+            st.withheld_lines += [int(r[0]) for r in wh.sql("SELECT line FROM _expired").fetchall()]
+    wh.sql("DROP TABLE _expired")
+
+
+def _dated(st: LoadState) -> bool:
+    return any(c.name == "timestamp" and c.kind is Kind.TIMESTAMP for c in st.contract.columns)
 
 
 def publish(st: LoadState) -> None:

@@ -54,7 +54,7 @@ from ._load_publish import (
 from ._load_raw import tell_new_keys
 from ._load_rows import day_first_dates
 from ._load_sets import NEAR_DETAIL, RESENT_BOT_DETAIL, curated_near, resent_bot_lines
-from ._load_state import LoadState, count_withheld, note_withheld, safe
+from ._load_state import PAST_RETENTION, LoadState, count_withheld, note_withheld, safe
 from ._privacy import Pseudonymizer
 from ._reasons import Reason
 
@@ -213,8 +213,11 @@ def spark_withhold_erased(st: LoadState) -> None:
     up in the erasure register; their rows dated at or before the erasure leave the load."""
     if not st.staging:
         return
-    assert st.erasures is not None
     spark = _engine(st).session
+    _spark_withhold_expired(st)
+    if st.erasures is None:  # staged for the retention policy alone: nobody was erased
+        note_withheld(st)
+        return
     df = st.frames["checked"]
     hits: list[tuple[str, str, datetime]] = []
     for c in st.pseudo_cols:
@@ -246,8 +249,35 @@ def spark_withhold_erased(st: LoadState) -> None:
         st.wh.sql(f"DELETE FROM {st.target} WHERE list_contains(?::BIGINT[], _source_line)", [lines])
         count_withheld(st.tr, len(lines))
         if st.reprocess:
-            st.withheld_lines = lines
+            st.withheld_lines += lines
     note_withheld(st)
+
+
+def _spark_withhold_expired(st: LoadState) -> None:
+    """As `_load_publish._withhold_expired`: the rows dated before the retention policy's
+    cutoff leave the load, valid or not."""
+    if st.expire_before is None or not any(
+        c.name == "timestamp" and c.kind is Kind.TIMESTAMP for c in st.contract.columns
+    ):
+        return
+    from pyspark.sql import functions as F
+
+    import pyarrow as pa
+
+    df = st.frames["checked"]
+    expired = F.col("timestamp") < F.lit(st.expire_before).cast("timestamp_ntz")
+    lines = [int(r[0]) for r in df.where(expired).select("_source_line").collect()]
+    if lines:
+        st.frames["checked"] = df.where(~F.coalesce(expired, F.lit(False))).localCheckpoint()
+        # (a join, not a list per row: a re-sent history may be millions of rows)
+        st.wh.db.register("_expired_src", pa.table({"line": pa.array(lines, pa.int64())}))
+        try:
+            st.wh.sql(f"DELETE FROM {st.target} WHERE _source_line IN (SELECT line FROM _expired_src)")
+        finally:
+            st.wh.db.unregister("_expired_src")
+        count_withheld(st.tr, len(lines), PAST_RETENTION)
+        if st.reprocess:
+            st.withheld_lines += lines
 
 
 def spark_check_sets(st: LoadState) -> None:

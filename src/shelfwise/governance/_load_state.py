@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,9 @@ from ._contracts import TableContract
 from ._erasures import ERASED_USER, Erasures
 from ._ingest_report import IngestReport, IngestSettings, TableReport
 from ._reasons import Reason
+
+# a withheld row's reason when it is dated before the retention policy's cutoff
+PAST_RETENTION = "past_retention"
 
 QUARANTINE_DDL = """CREATE TABLE IF NOT EXISTS quarantine.rows (
     quarantine_id BIGINT, run_id VARCHAR, table_name VARCHAR, source_file VARCHAR, source_line BIGINT,
@@ -63,6 +67,10 @@ class LoadState:
     workdir: Path
     # None: no one was ever erased (rows go to raw straight from the reader)
     erasures: Erasures | None
+    # the retention policy's cutoff (`events_days`, the events table only): a row dated before
+    # it is withheld as `past_retention`, as `retention enforce` would delete it (a re-sent
+    # export never brings back what the policy took away); None: no policy
+    expire_before: datetime | None = None
     # a re-processing of quarantined rows (`_reprocess`): its rows are the quarantine's own, so
     # a row failing again is the open row of the quarantine, not a re-sent copy of one
     reprocess: bool = False
@@ -122,8 +130,9 @@ class LoadState:
 
     @property
     def staging(self) -> bool:
-        """Whether rows are held in a temp table until erased users' rows are taken out."""
-        return self.erasures is not None and bool(self.pseudo_cols)
+        """Whether rows are held in a temp table until erased users' rows (and rows past the
+        retention policy) are taken out."""
+        return (self.erasures is not None or self.expire_before is not None) and bool(self.pseudo_cols)
 
     def note(self, text: str) -> None:
         self.report.notes.append(text)
@@ -134,29 +143,36 @@ class LoadState:
         """Lines that never became rows, less those naming an erased user (withheld, counted).
         Only tables with pseudonymized columns are looked at (a product line naming `42` is
         not a user's)."""
-        if not self.staging or not lines:
+        if not self.staging or not lines or self.erasures is None:
             return list(lines)
-        assert self.erasures is not None
         kept, n = self.erasures.split_lines(lines)
         count_withheld(self.tr, n)
         return kept
 
 
 def note_withheld(st: LoadState) -> None:
-    """The load's note of its withheld rows: every one, the rows its checks withheld and the
-    lines that never became rows (`drop_erased_lines`) alike (the note said the rows only: 40
-    where the report's `rows_withheld` said 41)."""
-    if st.tr.rows_withheld:
+    """The load's notes of its withheld rows, by reason: every one, the rows its checks withheld
+    and the lines that never became rows (`drop_erased_lines`) alike (the note said the rows
+    only: 40 where the report's `rows_withheld` said 41)."""
+    erased = st.tr.withheld.get(ERASED_USER, 0)
+    if erased:
         st.note(
-            f"{st.name}: {st.tr.rows_withheld:,} row(s) of erased users withheld (dated at or before their "
+            f"{st.name}: {erased:,} row(s) of erased users withheld (dated at or before their "
             "erasure, or undated): not stored in raw, curated or quarantine"
+        )
+    expired = st.tr.withheld.get(PAST_RETENTION, 0)
+    if expired and st.expire_before is not None:
+        st.note(
+            f"{st.name}: {expired:,} row(s) dated before {st.expire_before:%Y-%m-%d %H:%M} withheld "
+            "(the retention policy's events_days, config/retention.json): not stored in raw, curated "
+            "or quarantine"
         )
 
 
-def count_withheld(tr: TableReport, n: int) -> None:
+def count_withheld(tr: TableReport, n: int, reason: str = ERASED_USER) -> None:
     if n:
         tr.rows_withheld += n
-        tr.withheld[ERASED_USER] = tr.withheld.get(ERASED_USER, 0) + n
+        tr.withheld[reason] = tr.withheld.get(reason, 0) + n
 
 
 def quarantine_lines(
