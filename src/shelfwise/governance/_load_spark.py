@@ -260,9 +260,8 @@ def _spark_withhold_expired(st: LoadState) -> None:
         c.name == "timestamp" and c.kind is Kind.TIMESTAMP for c in st.contract.columns
     ):
         return
-    from pyspark.sql import functions as F
-
     import pyarrow as pa
+    from pyspark.sql import functions as F
 
     df = st.frames["checked"]
     expired = F.col("timestamp") < F.lit(st.expire_before).cast("timestamp_ntz")
