@@ -83,7 +83,13 @@ def _ingest_dataset(
     fingerprint = None
     if skip_unchanged and state.exists() and (workdir / "warehouse.duckdb").exists():
         fingerprint = _fingerprint(data, flags=map_flags)
-        if json.loads(state.read_text()).get(source_key) == fingerprint:
+        last = json.loads(state.read_text()).get(source_key)
+        # a full load is DIR's snapshot: skipped only while the warehouse still holds what that
+        # load left (a later delivery, absorb or reprocess made new table versions: DIR's
+        # snapshot is no longer what is curated); a delivery already appended stays skipped
+        if last is not None and not append:
+            fingerprint[_TABLES] = _table_versions(workdir)
+        if last == fingerprint:
             return None
     fmt = detect_format(data) if data.exists() else "canonical"
     notes = []
@@ -120,11 +126,33 @@ def _ingest_dataset(
     if fingerprint is None:  # the files ingested were hashed while staged: not read again
         staged = {Path(f).resolve(): h for t in report.tables.values() for f, h in t.source_files.items()}
         fingerprint = _fingerprint(source, staged, flags=map_flags)
+    fingerprint.pop(_TABLES, None)
+    if not append:
+        fingerprint[_TABLES] = _table_versions(workdir)
     state.parent.mkdir(parents=True, exist_ok=True)
     last = json.loads(state.read_text()) if state.exists() else {}
     last[source_key] = fingerprint
     state.write_text(json.dumps(last, indent=2))
     return report
+
+
+# the fingerprint's entry for the warehouse's table versions a full load left (a name no file
+# has: a relative path never starts with "--")
+_TABLES = "--tables"
+
+
+def _table_versions(workdir: Path) -> str:
+    """A digest of every curated table's versions (name, version, run): what changes when any
+    later load, absorb or reprocess curates anything."""
+    import hashlib
+
+    from ..storage import read_only
+
+    with read_only(workdir) as (con, _):
+        rows = con.sql(
+            "SELECT table_name, version, run_id FROM meta.table_versions ORDER BY table_name, version"
+        ).fetchall()
+    return hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest()
 
 
 def _fingerprint(
