@@ -92,6 +92,9 @@ def test_a_fallback_page_for_a_query_that_matched_nothing_is_a_no_result_search(
         },
         {"query": "lamp", "items": ["P3"], "offset": 0, "match": "keyword", "fallback": None},
         {"query": "lampe", "items": ["P3"], "offset": 0, "match": "semantic_only", "fallback": None},
+        # empty pages that say nothing of the words: past the last result, emptied by filters
+        {"query": "lamp", "items": [], "offset": 500, "match": "keyword", "fallback": None},
+        {"query": "lamp", "items": [], "offset": 0, "filtered": True, "match": "none", "fallback": None},
     ):
         add_served_search(per_query, rec)
     summary = served_search_summary(per_query, set())

@@ -102,6 +102,7 @@ def test_search_with_facets_filters_and_sort(server):
         ("GET", "/v1/search?q=" + "a" * 600, None, 422),
         ("GET", "/v1/search?q=tea&sort=random", None, 422),
         ("GET", "/v1/search?q=tea&price_min=cheap", None, 422),
+        ("GET", "/v1/search?q=tea&price_min=60&price_max=50", None, 422),  # no price is both
         ("GET", "/v1/items/x/similar?k=0", None, 422),
         ("POST", "/v1/events", b"{not json", 400),
         ("POST", "/v1/events", b"\xff\xfe\x00binary", 400),

@@ -463,6 +463,32 @@ def test_search_counts_and_facets_are_what_the_rules_let_a_shopper_see(served_wo
     assert unpinned is not None and filtered.extra["total"] == unpinned.extra["total"]
 
 
+def test_rules_that_hide_every_keyword_hit_make_a_no_result_page(served_workdir) -> None:
+    """ "pillow" with every product holding the word hidden: the page said `match: keyword` with
+    `total: 0` and a short page of products without the word. It is a query with no result now:
+    `match: none`, the popular products the rules allow as a `fallback`, no hidden product."""
+    from shelfwise.search import Filters
+    from shelfwise.search._analyze import analyze
+
+    _, work = served_workdir
+    svc = Service(work)
+    snap = svc.snapshot
+    holding = snap.search._holding_terms(analyze("pillow"), None)
+    hidden = [snap.search.catalog.product_ids[d] for d in holding]
+    svc.rules = Rules.from_dict(
+        {"filter_out_of_stock": False, "items": [{"action": "hide", "product_id": p} for p in hidden]}
+    )
+    page = svc.search("pillow", 10, filters=Filters())
+    assert page is not None
+    assert (page.extra["match"], page.extra["fallback"], page.extra["total"]) == ("none", "popular", 0)
+    assert len(page.items) == 10 and not set(page.items) & set(hidden)
+    pop = np.asarray(snap.search.popularity_)
+    assert all(pop[snap.search._index[p]] > 0 for p in page.items)  # best sellers, not neighbours
+    svc.rules = Rules.from_dict({"filter_out_of_stock": False})
+    shown = svc.search("pillow", 10, filters=Filters())
+    assert shown is not None and shown.extra["match"] == "keyword" and shown.extra["total"] == len(hidden)
+
+
 def test_search_counted_agrees_with_what_apply_shows() -> None:
     """`Rules.search_counted` (vectorized, for counting) keeps exactly the products `apply`
     shows on a long enough search page, for random rule sets over a catalog with unlisted and

@@ -136,10 +136,11 @@ def add_served_search(per_query: dict[str, list[Any]], rec: dict[str, Any]) -> N
     d = per_query.setdefault(q, [0, 0, []])
     d[0] += 1
     # an empty page past the end of the results (`offset` beyond `total`) is no zero-result
-    # search: the query had results on its earlier pages; a page of popular products shown
-    # because the query matched nothing (`fallback`, `match` none) is one
+    # search: the query had results on its earlier pages; nor is a page the shopper's filters
+    # emptied ("earbuds" under 5 dollars: the words found products, the filters none); a page of
+    # popular products shown because the query matched nothing (`fallback`, `match` none) is one
     found = bool(rec.get("items")) and not rec.get("fallback") and rec.get("match") != "none"
-    d[1] += 0 if found or int(rec.get("offset") or 0) > 0 else 1
+    d[1] += 0 if found or int(rec.get("offset") or 0) > 0 or rec.get("filtered") else 1
     if rec.get("id"):
         d[2].append(str(rec["id"]))
 

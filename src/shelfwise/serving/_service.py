@@ -931,12 +931,30 @@ class Service:
         if engine.cross_ is not None:
             available.append("cross_encoder")
         total, facets = search_counts(req.snap, page, req.rules, asked, pin_ok)
+        match, fallback = page["match"], page.get("fallback")
+        if match == "keyword" and total == 0 and ranked:
+            # the rules hid every product holding a word of the query ("shirt" with Fashion
+            # hidden): what was left were neighbours without the words, a short page that said
+            # "keyword" with a total of 0. It is a query the shop's page has no result for: the
+            # popular products the rules and filters allow, said to be a fallback
+            popular = engine._no_match(
+                engine._query(a.q), len(ranked), 0, a.filters, a.sort, stages, int(page.get("depth") or 0)
+            )
+            items = req.rules.apply(
+                [it["product_id"] for it in popular["items"]],
+                a.offset + a.k,
+                req.snap.info,
+                surface="search",
+                query=asked,
+                pin_allowed=pin_ok,
+            )
+            match, fallback, facets = "none", "popular" if items else None, popular["facets"]
         extra = {
             "total": total,
             "facets": facets,
             "corrected_query": page["corrected_query"],
-            "match": page["match"],
-            "fallback": page.get("fallback"),
+            "match": match,
+            "fallback": fallback,
             "stages": stages,
             "degraded": self._degraded(engine, page),
             "skipped": [st for st in available if st not in stages],
