@@ -59,6 +59,11 @@ def test_rules_respect_dates_surfaces_queries_and_contexts():
     assert apply(doc, k=4) == ["A", "B", "C", "D"]
     assert apply(doc, k=4, surface="search", query=" tea ") == ["A", "F", "C", "D"]
     assert apply(doc, k=4, context="Toys > Blocks") == ["A", "B", "D", "F"]
+    # a rule's query is compared word by word: spaces inside, tabs and case are not a difference
+    two = {"items": [{"action": "pin", "product_id": "F", "position": 1, "query": "Green  Tea"}]}
+    for asked in ("green tea", "green  tea", "green\ttea", " GREEN tea "):
+        assert apply(two, k=2, surface="search", query=asked) == ["F", "A"], asked
+    assert apply(two, k=2, surface="search", query="greentea") == ["A", "B"]
 
 
 def test_category_diversity():

@@ -32,8 +32,10 @@ def audit(work: Path) -> list[dict]:
 
 
 def test_a_save_is_checked_versioned_kept_and_audited(tmp_path: Path) -> None:
-    with pytest.raises(ShelfwiseError, match="line 2: a group needs two or more words"):
+    with pytest.raises(ShelfwiseError, match="line 2: a group needs two or more different words"):
         save_synonyms(tmp_path, "tv, television\nsofa\n", actor="eve")
+    with pytest.raises(ShelfwiseError, match="line 1: a group needs two or more different words"):
+        check_synonyms("a, A ,a\n")  # one word three times
     with pytest.raises(ShelfwiseError, match="line 1: 'a => b, c' needs words on both sides"):
         check_synonyms("sofa =>")
     assert not (tmp_path / SYNONYMS_FILE).exists()

@@ -81,6 +81,12 @@ def _is_whole(value: Any) -> bool:
 Asked = str | tuple[str, ...] | None
 
 
+def _query_key(query: str) -> str:
+    """A query as a rule for it compares: lower case, its words one space apart ("black  earbuds"
+    and "black\tearbuds" are the query "black earbuds" the rule names, as search reads them)."""
+    return " ".join(query.lower().split())
+
+
 @dataclass(frozen=True)
 class ItemRule:
     action: str
@@ -107,7 +113,7 @@ class ItemRule:
             return False
         if self.query is not None:
             asked = (query,) if query is None or isinstance(query, str) else query
-            if not any((q or "").strip().lower() == self.query for q in asked):
+            if not any(_query_key(q or "") == self.query for q in asked):
                 return False
         return not (self.context is not None and not (context or "").lower().startswith(self.context))
 
@@ -238,7 +244,7 @@ class Rules:
                     brand=str(r["brand"]).lower() if r.get("brand") else None,
                     position=int(float(position)),
                     factor=float(factor),
-                    query=str(r["query"]).strip().lower() if r.get("query") else None,
+                    query=_query_key(str(r["query"])) if r.get("query") else None,
                     context=str(r["context"]).lower() if r.get("context") else None,
                     surfaces=surfaces,
                     start=parse_when(r.get("start"), where),

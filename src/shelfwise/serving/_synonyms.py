@@ -74,9 +74,10 @@ def check_synonyms(text: str, source: str = "synonyms") -> dict[str, list[str]]:
                 raise ShelfwiseError(
                     f"{source}: line {n}: 'a => b, c' needs words on both sides: {raw.strip()!r}"
                 )
-        elif len([t for t in line.split(",") if t.strip()]) < 2:
+        elif len({" ".join(t.lower().split()) for t in line.split(",") if t.strip()}) < 2:
+            # ("a, a" is one word twice: as empty a group as "a" alone)
             raise ShelfwiseError(
-                f"{source}: line {n}: a group needs two or more words separated by commas "
+                f"{source}: line {n}: a group needs two or more different words separated by commas "
                 f"(or 'a => b'): {raw.strip()!r}"
             )
     return parse_synonyms(text)
