@@ -129,6 +129,59 @@ def _audit_path_exists(work: Path) -> bool:
     return (work / "audit" / "audit.jsonl").exists()
 
 
+def test_the_shops_one_column_map_serves_every_delivery_shape(tmp_path):
+    """One `shelfwise.toml` mapping the catalog export and the web events: an events-only
+    delivery (no catalog file, no product columns in the events) is read as events, not refused
+    for the catalog's headers; a price feed that leaves out mapped columns updates the price and
+    keeps each product's curated title and brand. A full load still refuses a mapped header the
+    file lacks (a typo)."""
+    toml = (
+        '[files]\nproducts = "catalog.csv"\nevents = "web_events.csv"\n'
+        '[map.products]\nproduct_id = "SKU Code"\ntitle = "Item Name"\nprice = "Retail Price"\nbrand = "Maker"\n'
+        '[map.events]\nuser_id = "Shopper"\nproduct_id = "Item"\ntimestamp = "When"\n'
+    )
+
+    def delivery(name: str, files: dict[str, str], drop: str = "") -> Path:
+        d = tmp_path / name
+        d.mkdir()
+        (d / "shelfwise.toml").write_text("\n".join(x for x in toml.split("\n") if x != drop))
+        for f, text in files.items():
+            (d / f).write_text(text)
+        return d
+
+    catalog = "SKU Code,Item Name,Retail Price,Maker\nP1,Red Kettle,12.00,Acme\nP2,Blue Kettle,12.00,Bolt\n"
+    day1 = delivery(
+        "day1",
+        {
+            "catalog.csv": catalog,
+            "web_events.csv": "Shopper,Item,event_type,When\nU1,P1,view,2024-01-05T10:00:00Z\n",
+        },
+    )
+    work = tmp_path / "w"
+    Ingestor(work).run(day1)
+    day2 = delivery(
+        "day2", {"web_events.csv": "Shopper,Item,event_type,When\nU2,P2,view,2024-01-06T10:00:00Z\n"},
+        drop='products = "catalog.csv"',
+    )  # fmt: skip
+    r2 = Ingestor(work, mode="append").run(day2)
+    assert r2.tables["events"].rows_curated == 1 and "products" not in r2.tables
+    prices = delivery(
+        "prices", {"catalog.csv": "SKU Code,Retail Price\nP1,9.50\n"}, drop='events = "web_events.csv"'
+    )
+    r3 = Ingestor(work, mode="append").run(prices)
+    assert (r3.tables["products"].rows_updated, r3.tables["products"].rows_quarantined) == (1, 0)
+    assert any("products.brand = 'Maker' is not in this delivery" in n for n in r3.notes), r3.notes
+    assert sorted(curated_rows(work, "SELECT product_id, title, brand, price FROM curated.products")) == [
+        ("P1", "Red Kettle", "Acme", 9.5),
+        ("P2", "Blue Kettle", "Bolt", 12.0),
+    ]
+    typo = delivery(
+        "typo", {"catalog.csv": "SKU Code,Retail Price\nP1,9.50\n"}, drop='events = "web_events.csv"'
+    )
+    with pytest.raises(SourceError, match="maps products.title to 'Item Name', which is not a column"):
+        Ingestor(tmp_path / "w2").run(typo)
+
+
 def test_column_map_from_shelfwise_toml_and_map_flags(tmp_path):
     d = tmp_path / "shop"
     d.mkdir()

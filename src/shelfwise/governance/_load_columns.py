@@ -71,6 +71,16 @@ def map_columns(
         found = []
         for h in headers:
             hit = h if h in header else match_headers(list(seen), {c: [h]}).get(c)
+            if hit is None and keyed_update and c not in contract.key and not found:
+                # a delivery to a keyed table may leave columns out (a price feed of the shop
+                # whose map names its catalog export's every column): the column is this file's
+                # to send or not, as if the map did not name it (said, in case it is a typo)
+                if c not in contract.required_columns:  # (a required one is said below, `filled`)
+                    notes.append(
+                        f"{path.name}: the column map's {contract.name}.{c} = {h!r} is not in this "
+                        f"delivery: each row keeps its curated {c}"
+                    )
+                break
             if hit is None:
                 origin = column_map.origin.get((contract.name, c), MAP_FILE)
                 close = difflib.get_close_matches(h, header, n=1, cutoff=0.5)
@@ -82,6 +92,8 @@ def map_columns(
                     + f"; the header has: {', '.join(header) or 'no columns'}",
                 )
             found.append(hit)
+        if not found:
+            continue
         mapping[c] = found[0]
         if len(found) > 1:
             joined[c] = found[1:]

@@ -140,7 +140,11 @@ def derive(
     shared = {events_mapping[c] for c in ("value", "quantity") if c in events_mapping}
 
     # (only when the products are read from this file: a products file of their own is mapped
-    # with its own headers)
+    # with its own headers; and only when the file holds some header the map names for the
+    # products: a plain events file of a shop whose `shelfwise.toml` maps its catalog export
+    # carries none, and is read as events alone, as without the map)
+    if not any(h in header for hs in product_map.values() for h in hs):
+        product_map = {}
     for column, hs in product_map.items() if "products" in need else ():
         for h in hs:
             if h not in header:
