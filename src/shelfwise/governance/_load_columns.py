@@ -68,7 +68,7 @@ def map_columns(
     joined: dict[str, list[str]] = {}
     explicit = {} if derived else column_map.for_table(contract.name)
     for c, headers in explicit.items():
-        found = []
+        found: list[str] = []
         for h in headers:
             hit = h if h in header else match_headers(list(seen), {c: [h]}).get(c)
             if hit is None and keyed_update and c not in contract.key and not found:
