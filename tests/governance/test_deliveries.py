@@ -964,3 +964,44 @@ def test_an_order_lines_delivery_orders_its_dates_as_the_table_read_them_before(
     sw("ingest", "--data", str(day2), "--workdir", str(work), "--append")
     tiers = curated_rows(work, "SELECT x_tier FROM curated.users")
     assert tiers == [("platinum",)], tiers
+
+
+def test_older_order_lines_delivered_later_do_not_overwrite_newer_attributes(tmp_path, engine=None):
+    """Order lines are not sent in date order (a late export, a catch-up of last year): a
+    delivery whose lines for a product or a customer are older than their curated purchases
+    leaves their rows as the later orders said them; a later line updates them."""
+    head = "Order ID,Order Date,Customer ID,Segment,Product ID,Product Name,Sales,Quantity\n"
+
+    def day(name: str, *lines: str) -> Path:
+        d = tmp_path / name
+        d.mkdir()
+        (d / "orders.csv").write_text(head + "".join(x + "\n" for x in lines))
+        return d
+
+    work = tmp_path / "w"
+    make = (lambda: engine(work)) if engine else (lambda: None)
+    Ingestor(work, engine=make()).run(day("d1", "O-2,2017-06-01,C1,Corporate,P1,Kettle NEW NAME,20,1"))
+    late = Ingestor(work, engine=make(), mode="append").run(
+        day("d2", "O-1,2015-01-01,C1,Consumer,P1,Kettle old name,10,1", "O-3,2015-01-02,C2,Home,P2,Mug,5,1")
+    )
+    assert any("1 product(s) of these order lines keep their curated products row" in n for n in late.notes)
+    assert sorted(curated_rows(work, "SELECT product_id, title FROM curated.products")) == [
+        ("P1", "Kettle NEW NAME"),
+        ("P2", "Mug"),
+    ]
+    assert sorted(r[0] for r in curated_rows(work, "SELECT x_segment FROM curated.users")) == [
+        "Corporate",
+        "Home",
+    ]
+    assert curated_rows(work, "SELECT count(*) FROM curated.events") == [(3,)]  # every order line is an event
+    Ingestor(work, engine=make(), mode="append").run(
+        day("d3", "O-4,2018-03-01,C1,Consumer,P1,Kettle 2018,30,1")
+    )
+    assert sorted(curated_rows(work, "SELECT product_id, title FROM curated.products")) == [
+        ("P1", "Kettle 2018"),
+        ("P2", "Mug"),
+    ]
+    assert sorted(r[0] for r in curated_rows(work, "SELECT x_segment FROM curated.users")) == [
+        "Consumer",
+        "Home",
+    ]

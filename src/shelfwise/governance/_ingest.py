@@ -59,6 +59,7 @@ from ._load_spark import spark_check_rows, spark_check_sets, spark_publish, spar
 from ._load_state import QUARANTINE_DDL, REPROCESS_JOB, LoadState, parquet_files
 from ._mapping import MAP_FILE, ColumnMap, load_column_map
 from ._orderlines import derive as derive_order_lines
+from ._privacy import Pseudonymizer
 from ._retention import load_retention
 from ._text import normalize_flat_array, normalize_lines_array
 
@@ -387,6 +388,9 @@ class Ingestor:
                     need,
                     staged_dir,
                     parquet_files(ev),
+                    # a delivery's older lines never overwrite what later orders said
+                    after_curated=self.mode == "append" and "events" in wh.curated_tables(),
+                    pseudonym_sql=Pseudonymizer.of(self.workdir).sql,
                 )
                 staged_now.update(lines.tables)
                 derived.update(lines.descriptions)

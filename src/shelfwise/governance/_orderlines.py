@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..errors import SourceError
 from ..storage import StagedFile, Warehouse, stage_file
@@ -123,10 +123,20 @@ def derive(
     need: set[str],
     staged_dir: Path,
     parquet_files: str,
+    *,
+    after_curated: bool = False,
+    pseudonym_sql: Callable[[str], tuple[str, list[Any]]] | None = None,
 ) -> OrderLines:
     """Products and users from an events file that carries their attributes; `need`: the
     tables the dataset has no file for; `product_map`: the column map's products entries
-    (headers of this file). Nothing when the file names no product title."""
+    (headers of this file). Nothing when the file names no product title.
+
+    `after_curated`: the file is a delivery appended to curated events. A product or customer
+    whose curated purchases are later than this file's latest line for them keeps its curated
+    row (an export re-sending or catching up older orders must not turn a product's title, or a
+    customer's segment, back to what an older order said): their rows are left out of the
+    derived tables (`pseudonym_sql`: the warehouse's pseudonym of a raw user id, to find a
+    customer's curated purchases)."""
     out = OrderLines()
     pid, uid = events_mapping.get("product_id"), events_mapping.get("user_id")
     if pid is None or not need:
@@ -188,8 +198,22 @@ def derive(
     # for 566 of Superstore's 784 customers)
     latest_key = "_line"
     ts = events_mapping.get("timestamp")
+    when = "NULL::TIMESTAMP"
     if ts is not None:
-        latest_key = f"(coalesce({timestamp_expr(text(ts), day_first=_day_first(sql, rel, text(ts)))}, TIMESTAMP '0001-01-01'), _line)"
+        when = f"coalesce({timestamp_expr(text(ts), day_first=_day_first(sql, rel, text(ts)))}, TIMESTAMP '0001-01-01')"
+        latest_key = f"({when}, _line)"
+    later_known = after_curated and ts is not None
+
+    def newer(key: str, curated_key: str, params: list[Any] | None = None) -> tuple[str, list[Any]]:
+        """A filter over a derived table's rows (`_as_of`: its latest line's date): only those
+        no curated purchase of theirs is later than."""
+        if not later_known:
+            return "", []
+        return (
+            f"""WHERE NOT EXISTS (SELECT 1 FROM curated.events e WHERE e.event_type = 'purchase'
+                  AND e.{curated_key} = {key} AND e."timestamp" > d._as_of)""",
+            params or [],
+        )
 
     if "products" in need:
         title = find("title", PRODUCTS)
@@ -244,15 +268,20 @@ def derive(
                 f"arg_max({q(c)}, _k) FILTER (WHERE {q(c)} IS NOT NULL) AS {q(c)}" for c in cols
             )
             price_out = ", CAST(round(median(_unit), 2) AS VARCHAR) AS price" if how else ""
-            lines = f"SELECT _line, {latest_key} AS _k, {', '.join(select)} FROM {rel}"
+            lines = f"SELECT _line, {latest_key} AS _k, {when} AS _when, {', '.join(select)} FROM {rel}"
+            keep, _ = newer("d.product_id", "product_id")
             out.tables["products"] = _write(
                 sql,
                 staged,
                 staged_dir / "products.derived.staged",
-                f"""SELECT max(_line) AS {q(LINE_COLUMN)}, product_id, {attributes}{price_out} FROM (
-                      {lines}) WHERE product_id IS NOT NULL GROUP BY product_id ORDER BY 1""",
+                f"""SELECT * EXCLUDE (_as_of) FROM (
+                      SELECT max(_line) AS {q(LINE_COLUMN)}, product_id, {attributes}{price_out},
+                        max(_when) AS _as_of FROM ({lines})
+                      WHERE product_id IS NOT NULL GROUP BY product_id) d {keep} ORDER BY 1""",
                 names + (["price"] if how else []),
             )
+            if keep:
+                _say_kept(sql, out, "products", f"SELECT count(DISTINCT product_id) FROM ({lines})", [])
             row = sql(
                 f"""SELECT count(*) FROM (SELECT product_id FROM ({lines}) WHERE product_id IS NOT NULL
                     GROUP BY product_id HAVING count(DISTINCT title) > 1)"""
@@ -284,14 +313,23 @@ def derive(
                 f"arg_max({text(h)}, {latest_key}) FILTER (WHERE {text(h)} IS NOT NULL) AS {q(h)}"
                 for h in attrs
             )
+            keep, params = "", cast(list[Any], [])
+            if later_known and pseudonym_sql is not None:
+                pseudo, params = pseudonym_sql("d.user_id")
+                keep, params = newer(pseudo, "user_id", params)
             out.tables["users"] = _write(
                 sql,
                 staged,
                 staged_dir / "users.derived.staged",
-                f"""SELECT max(_line) AS {q(LINE_COLUMN)}, {text(uid)} AS user_id, {latest} FROM {rel}
-                    WHERE {text(uid)} IS NOT NULL GROUP BY {text(uid)} ORDER BY 1""",
+                f"""SELECT * EXCLUDE (_as_of) FROM (
+                      SELECT max(_line) AS {q(LINE_COLUMN)}, {text(uid)} AS user_id, {latest},
+                        max({when}) AS _as_of FROM {rel}
+                      WHERE {text(uid)} IS NOT NULL GROUP BY {text(uid)}) d {keep} ORDER BY 1""",
                 ["user_id", *attrs],
+                params,
             )
+            if keep:
+                _say_kept(sql, out, "users", f"SELECT count(DISTINCT {text(uid)}) FROM {rel}", [])
             out.descriptions["users"] = (
                 f"one row per customer of the order lines in {staged.source.name}, with the attributes of "
                 f"their latest order: {', '.join(attrs)} (personal ones are left out by the users contract)"
@@ -304,12 +342,31 @@ def derive(
     return out
 
 
+def _say_kept(
+    sql: Callable[..., Any], out: OrderLines, table: str, count_all: str, params: list[Any]
+) -> None:
+    """A note of the derived rows left out because later purchases are curated already."""
+    row = sql(count_all, params or None).fetchone()
+    left = (int(row[0]) if row else 0) - out.tables[table].records
+    if left > 0:
+        whose = "product(s)" if table == "products" else "customer(s)"
+        out.notes.append(
+            f"{left:,} {whose} of these order lines keep their curated {table} row: later orders of theirs "
+            "are curated already (an older line does not overwrite what a later one said)"
+        )
+
+
 def _write(
-    sql: Callable[..., Any], staged: StagedFile, path: Path, query: str, header: list[str]
+    sql: Callable[..., Any],
+    staged: StagedFile,
+    path: Path,
+    query: str,
+    header: list[str],
+    params: list[Any] | None = None,
 ) -> StagedFile:
     """Write a derived table as a staged CSV (line column first) and describe it as staged."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    sql(f"CREATE OR REPLACE TEMP TABLE _derived AS {query}")
+    sql(f"CREATE OR REPLACE TEMP TABLE _derived AS {query}", params or None)
     sql(
         f"COPY _derived TO {lit(path.as_posix())} (FORMAT CSV, HEADER, DELIMITER ',', QUOTE '\"', ESCAPE '\"')"
     )
