@@ -60,16 +60,38 @@ class SearchOptions(TypedDict, total=False):
     personalized: bool  # False: that history is not used
 
 
-ColumnMap = Sequence[str] | Mapping[str, str]
-"""Column maps: `"events.user_id=customer"` strings (as `--map` takes) or `{"events.user_id": "customer"}`."""
+ColumnMap = Sequence[str] | Mapping[str, Any]
+"""Column maps: `"events.user_id=customer"` strings (as `--map` takes), `{"events.user_id":
+"customer"}`, or per table as `shelfwise.toml`'s `[map.events]`: `{"events": {"user_id":
+"customer"}}`; a list of headers joins them (`{"products.category": ["Dept", "Sub Dept"]}`)."""
 
 
 def _map_flags(column_map: ColumnMap | None) -> tuple[str, ...]:
     if not column_map:
         return ()
-    if isinstance(column_map, Mapping):
-        return tuple(f"{k}={v}" for k, v in column_map.items())
-    return tuple(column_map)
+    if isinstance(column_map, str):
+        return (column_map,)
+    if not isinstance(column_map, Mapping):
+        return tuple(column_map)
+    flags: list[str] = []
+
+    def add(target: str, headers: Any) -> None:
+        for h in (
+            [headers]
+            if isinstance(headers, str)
+            else headers
+            if isinstance(headers, list | tuple)
+            else [headers]
+        ):
+            flags.append(f"{target}={h}")
+
+    for key, value in column_map.items():
+        if isinstance(value, Mapping):  # {"events": {"user_id": "customer"}}
+            for column, headers in value.items():
+                add(f"{key}.{column}", headers)
+        else:
+            add(str(key), value)
+    return tuple(flags)
 
 
 class Shop:

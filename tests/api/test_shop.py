@@ -14,6 +14,7 @@ from shelfwise import Shop
 from shelfwise.errors import AccessDenied, ShelfwiseError
 from tests.api.conftest import FAST
 from tests.cli.test_cli import sw
+from tests.conftest import curated_rows
 from tests.serving.conftest import known_users
 
 
@@ -126,6 +127,29 @@ def test_a_column_map_may_be_a_dict(tmp_path):
     report = Shop(tmp_path / "w").ingest(data, column_map={"events.user_id": "customer"})
     assert report.tables["events"].rows_curated == 2
     assert report.column_map["events"]["user_id"] == "customer"
+    # per table, as shelfwise.toml's [map.events] (it was read as a --map flag and refused)
+    again = Shop(tmp_path / "w2").ingest(data, column_map={"events": {"user_id": "customer"}})
+    assert again.tables["events"].rows_curated == 2 and again.column_map["events"]["user_id"] == "customer"
+
+
+def test_a_column_given_twice_joins_its_headers_or_is_refused(tmp_path):
+    """`--map products.category=Dept --map 'products.category=Sub Dept'` kept the last header and
+    listed Dept as ignored: a column that joins headers (the category path) reads both, in order,
+    as shelfwise.toml's list does; another column given twice is refused, not half read."""
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "products.csv").write_text("sku,name,Dept,Sub Dept\nP1,Kettle,Home,Kitchen\n")
+    flags = [
+        "products.product_id=sku",
+        "products.title=name",
+        "products.category=Dept",
+        "products.category=Sub Dept",
+    ]
+    report = Shop(tmp_path / "w").ingest(data, column_map=flags)
+    assert report.tables["products"].ignored_columns == []
+    assert curated_rows(tmp_path / "w", "SELECT category FROM curated.products") == [("Home > Kitchen",)]
+    with pytest.raises(ShelfwiseError, match="products.title is read from one column"):
+        Shop(tmp_path / "w3").ingest(data, column_map=[*flags, "products.title=Dept"])
 
 
 def test_every_person_reads_the_quarantine_counts_and_only_stewards_its_rows(tmp_path):

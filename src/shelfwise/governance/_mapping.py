@@ -154,8 +154,12 @@ def read_map_file(path: Path, into: ColumnMap | None = None) -> ColumnMap:
 
 
 def parse_map_flags(flags: Iterable[str], into: ColumnMap | None = None) -> ColumnMap:
-    """`table.column=HEADER` flags (the header may hold spaces and `=`; quote it in the shell)."""
+    """`table.column=HEADER` flags (the header may hold spaces and `=`; quote it in the shell).
+    A column given twice or more reads every header given, in order, as `shelfwise.toml`'s
+    list does (`--map products.category=Dept --map 'products.category=Sub Dept'`: the category
+    path); the flags for a column replace the file's entry."""
     out = into if into is not None else ColumnMap()
+    given: dict[tuple[str, str], list[str]] = {}
     for flag in flags:
         target, sep, header = flag.partition("=")
         table, dot, column = target.strip().partition(".")
@@ -163,7 +167,9 @@ def parse_map_flags(flags: Iterable[str], into: ColumnMap | None = None) -> Colu
             raise ShelfwiseError(
                 f"--map {flag!r}: write TABLE.COLUMN=HEADER, e.g. --map 'events.timestamp=Order Date'"
             )
-        out.set(table.strip(), column.strip(), [header], f"--map {flag}")
+        headers = given.setdefault((table.strip(), column.strip()), [])
+        headers.append(header)
+        out.set(table.strip(), column.strip(), headers, f"--map {flag}")
     return out
 
 
