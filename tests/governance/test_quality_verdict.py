@@ -83,7 +83,8 @@ def test_a_delivery_the_catalog_calls_failing_fails_in_the_report_the_summary_an
     gate = _data_gate(work)
     assert gate.passed and "passed" not in gate.detail, gate
     assert "failed its quality check" in gate.detail, gate.detail
-    assert "products v2 FAILING: 1 of 10 new rows quarantined (10.0%" in gate.detail, gate.detail
+    assert "products v2: products.csv (run " in gate.detail, gate.detail
+    assert "FAILING: 1 of 10 new rows quarantined (10.0%" in gate.detail, gate.detail
 
 
 def test_the_gate_judges_the_version_the_bundle_learned_from_not_a_later_delivery(tmp_path):
@@ -96,7 +97,24 @@ def test_the_gate_judges_the_version_the_bundle_learned_from_not_a_later_deliver
     before = _data_versions(work)
     Ingestor(work, mode="append").run(_price_feed(tmp_path / "day4"))
     assert "quality check" not in _data_gate(work, before).detail
-    assert "products v2 FAILING" in _data_gate(work).detail
+    assert "products v2: products.csv" in _data_gate(work).detail
+
+
+def test_the_gate_names_a_failing_delivery_behind_later_clean_ones(tmp_path):
+    """A version made by appending holds every delivery appended since the last full load: a
+    clean delivery after the failing one (an absorb of served events, the next price feed) hid
+    it ("every curated input is valid"). A full load starts the table again: then it is gone."""
+    work = tmp_path / "w"
+    Ingestor(work).run(_full(tmp_path / "day0"))
+    Ingestor(work, mode="append").run(_price_feed(tmp_path / "day4"))
+    clean = tmp_path / "day5"
+    clean.mkdir()
+    (clean / "products.csv").write_text("product_id,price\nP000001,3.00\n")
+    Ingestor(work, mode="append").run(clean)
+    gate = _data_gate(work)
+    assert "products v3: products.csv (run " in gate.detail and "FAILING: 1 of 10" in gate.detail, gate.detail
+    Ingestor(work).run(_full(tmp_path / "day6"))
+    assert "quality check" not in _data_gate(work).detail
 
 
 def test_withheld_rows_of_erased_users_are_not_in_the_quality_share(tmp_path):

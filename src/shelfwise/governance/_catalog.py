@@ -19,7 +19,13 @@ from ._contracts import CONTRACTS, classify_extra_column
 from ._ingest_report import FAILING_SHARE, QualityCheck, quality_check
 from ._load_state import REPROCESS_JOB
 
-__all__ = ["FAILING_SHARE", "catalog", "delivery_checks", "governance_summary", "write_governance_report"]
+__all__ = [
+    "FAILING_SHARE",
+    "catalog",
+    "failing_deliveries_behind",
+    "governance_summary",
+    "write_governance_report",
+]
 
 MODEL_OWNER = {"owner": "ml-platform", "steward": "ml-engineering-lead"}
 RULES_OWNER = {"owner": "merchandising", "steward": "ml-engineering-lead"}
@@ -65,6 +71,7 @@ def _loads(con: Any) -> list[dict[str, Any]]:
                     "rows_withheld": tr.get("rows_withheld") or 0,
                     "reasons": tr.get("reasons", {}),
                     "source_file": tr.get("source_file"),
+                    "mode": tr.get("mode") or "replace",
                 }
             )
     return loads
@@ -83,10 +90,11 @@ def _latest_delivery(
     return last[-1] if last else None
 
 
-def delivery_checks(workdir: str | Path, runs: dict[str, str | None]) -> dict[str, dict[str, Any]]:
-    """table -> the verdict of its latest delivery up to the run that published a version
-    (`runs`: table -> that run's id, None: the latest delivery): what the catalog said of the
-    table when that version was current. A table with no recorded load is left out."""
+def failing_deliveries_behind(workdir: str | Path, runs: dict[str, str | None]) -> dict[str, list[str]]:
+    """table -> the deliveries behind its version (`runs`: table -> the run that published
+    it) that failed their quality check, each described: every load since the table's last full
+    load, up to that run (a version made by appending holds every delivery appended since; the
+    latest alone, often an absorb of served events, hid a failed delivery before it)."""
     from ..storage import read_only
     from ..storage._warehouse import WAREHOUSE_FILE
 
@@ -94,17 +102,22 @@ def delivery_checks(workdir: str | Path, runs: dict[str, str | None]) -> dict[st
         return {}
     with read_only(Path(workdir)) as (con, _):
         loads = _loads(con)
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, list[str]] = {}
     for table, run_id in runs.items():
-        load = _latest_delivery(loads, table, run_id)
-        if load is not None:
-            got = _check(load)
-            out[table] = {
-                "passed": got.passed,
-                "share": got.share,
-                "detail": got.describe(),
-                "at": load["at"],
-            }
+        upto = loads
+        if run_id is not None:
+            ends = [i for i, x in enumerate(loads) if x["run_id"] == run_id]
+            upto = loads[: ends[-1] + 1] if ends else []
+        mine = [x for x in upto if x["table"] == table and x["job"] != REPROCESS_JOB]
+        full = [i for i, x in enumerate(mine) if x["mode"] != "append"]
+        behind = mine[full[-1] :] if full else mine
+        bad = [
+            f"{Path(str(x['source_file'] or '?')).name} (run {x['run_id']}, {str(x['at'])[:19]}) {_check(x).describe()}"
+            for x in behind
+            if not _check(x).passed
+        ]
+        if bad:
+            out[table] = bad
     return out
 
 

@@ -234,7 +234,7 @@ class Registry:
         not a reason to keep a model from serving. The gate never says "passed" of such a
         delivery."""
         from ..governance import CONTRACTS
-        from ..governance._catalog import delivery_checks
+        from ..governance._catalog import failing_deliveries_behind
 
         inputs = m.get("data_versions", {})
         stale = [
@@ -242,12 +242,8 @@ class Registry:
             for t, v in inputs.items()
             if t in CONTRACTS and v.get("contract_version") != CONTRACTS[t].version
         ]
-        checks = delivery_checks(self.workdir, {t: v.get("run_id") for t, v in inputs.items()})
-        failing = [
-            f"{t} v{inputs[t].get('version')} {c['detail']}"
-            for t, c in sorted(checks.items())
-            if not c["passed"]
-        ]
+        behind = failing_deliveries_behind(self.workdir, {t: v.get("run_id") for t, v in inputs.items()})
+        failing = [f"{t} v{inputs[t].get('version')}: {'; '.join(bad)}" for t, bad in sorted(behind.items())]
         why = []
         if stale:
             why.append("learned from data checked by older contracts: " + ", ".join(stale))
