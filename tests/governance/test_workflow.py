@@ -177,6 +177,10 @@ def test_promotion_needs_gates_and_approval_and_serving_follows(shop):
         # the version rolled back goes live again only on a new approval
         proc = run("models", "promote", "--workdir", str(work), "--version", cand, who=who["eve"])
         assert proc.returncode == 2 and "no approval" in proc.stderr and current_bundle(work).name == live
+        # and says who had approved it (the list showed "approved by -" as if nobody ever had)
+        listed = ok(run("models", "list", "--workdir", str(work), who=who["eve"])).stdout
+        line = next(ln for ln in listed.splitlines() if ln.startswith(f"v{cand} "))
+        assert "withdrawn: stu (rolled back)" in line, listed
         actions = [(e["action"], e["outcome"], e["actor"]) for e in audit(work)]
         assert ("model.rollback", "refused", "eve") in actions  # (the bundle that was gone)
         assert ("model.promote", "refused", "eve") in actions

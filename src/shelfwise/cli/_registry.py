@@ -33,9 +33,11 @@ def models_list(workdir: Workdir, as_json: AsJson = False) -> None:
         else:
             gates = "all gates pass"
         ndcg = "ndcg@10 -" if r["ndcg@10"] is None else f"ndcg@10 {r['ndcg@10']:.4f}"
+        withdrawn = r.get("approval_withdrawn")  # (a version rolled back: its approver, withdrawn)
+        approved = r["approved_by"] or (f"- (withdrawn: {withdrawn})" if withdrawn else "-")
         typer.echo(
             f"v{r['version']:<4} {r['bundle']} {','.join(r['aliases']) or r['status']:<12} {r['default_model']:<12} "
-            f"{ndcg} [{r.get('measured_as') or 'protocol unknown'}]  {gates}  approved by {r['approved_by'] or '-'}"
+            f"{ndcg} [{r.get('measured_as') or 'protocol unknown'}]  {gates}  approved by {approved}"
         )
 
 

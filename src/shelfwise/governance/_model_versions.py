@@ -199,6 +199,9 @@ def registered_versions(
                 "measured_as": tags.get("measured_as") or _measured_as_of(workdir, mv.source),
                 "registered_by": tags.get("registered_by"),
                 "approved_by": tags.get("approved_by"),
+                # who had approved a version rolled back ("eve (rolled back)"): it needs a new
+                # approval to go live again
+                "approval_withdrawn": tags.get("approval_withdrawn"),
                 "gates": json.loads(tags.get("gates", "[]")),
                 # a candidate a newer one replaced awaits no approval any more (its tag stays)
                 "status": "superseded"
