@@ -379,6 +379,24 @@ def test_search_cli_with_ranker_and_candidates(trained, tmp_path):
     )
     lines = [json.loads(x) for x in res.read_text().splitlines()]
     assert sorted(lines[0]["items"]) == pick
+    # a list for a query id the queries file does not have is refused, not silently ranked for nobody
+    stray = tmp_path / "stray.jsonl"
+    stray.write_text(cands.read_text() + json.dumps({"query_id": "no-such-id", "items": pick}) + "\n")
+    args = (
+        "search",
+        "--workdir",
+        str(work),
+        "--queries",
+        str(q),
+        "--out",
+        str(res),
+        "--candidates",
+        str(stray),
+    )
+    proc = sw(*args, check=False)
+    assert (
+        proc.returncode == 2 and "query ids the queries file" in proc.stderr and "'no-such-id'" in proc.stderr
+    )
     bad = tmp_path / "bad.csv"
     # (`id,text` is a queries file to ingestion, whose contract takes those names as aliases)
     bad.write_text("who,what\n1,x\n")

@@ -298,6 +298,18 @@ def search(
             lambda obj: (str(obj["query_id"]), [str(x) for x in obj["items"]]),
         )
         lists = dict(pairs)
+        # a list for a query id the queries file does not have (a typo, another file's ids) would
+        # rank nothing: refused, naming the ids, before anything is written
+        unknown = sorted(set(lists) - {qid for qid, _ in rows})
+        if unknown:
+            shown = ", ".join(repr(x) for x in unknown[:5]) + (
+                f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            )
+            raise SourceError(
+                str(candidates),
+                None,
+                f"candidate lists for query ids the queries file ({queries}) does not have: {shown}",
+            )
         yield from (lists.get(qid) for qid, _ in rows)
 
     from ..storage import outside_workdir
