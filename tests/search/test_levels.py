@@ -138,3 +138,28 @@ def test_coded_facets_equal_the_counted_ones(tmp_path):
     for docs in ([7, 0, 1, 3], [5, 6], list(range(8)), []):
         d = np.array(docs, np.int64)
         assert eng._facets(d) == facets(cat, d)
+
+
+def test_a_filter_that_leaves_no_keyword_match_is_judged_alike_at_every_level(tmp_path):
+    """ "running shoes" in Apparel: the products with the words are all in Sports. The full and
+    fused levels then asked the encoder (a semantic match: jogging trainers); the lexical level,
+    having found keywords before the filter, answered "none". Every level asks the encoder when
+    no product with a word passes the filters."""
+    titles = {
+        "p1": ("Red running shoes for men", "Sports"),
+        "p2": ("Trail running shoe, waterproof", "Sports"),
+        "p3": ("Jogging trainers for women, breathable mesh sneakers", "Apparel"),
+        "p4": ("Cotton summer dress, floral", "Apparel"),
+        "p5": ("Stainless steel kitchen knife", "Home"),
+    }
+    ids = sorted(titles)
+    cat = SearchCatalog(ids, [titles[p][0] for p in ids], category=[titles[p][1] for p in ids])
+    eng = SearchEngine(tmp_path / "s", candidates=5).build(cat, popularity=np.ones(len(ids), np.float32))
+    pages = {
+        lv: eng.query("running shoes", 3, filters=Filters(category="Apparel"), level=lv)
+        for lv in eng.levels()
+    }
+    matches = {lv: p["match"] for lv, p in pages.items()}
+    assert len(set(matches.values())) == 1, matches
+    assert "semantic" in pages["lexical"]["stages"]  # (the encoder ran)
+    assert {i["product_id"] for i in pages["lexical"]["items"]} <= {"p3", "p4"}

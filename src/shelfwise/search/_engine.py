@@ -178,7 +178,10 @@ class SearchEngine(SearchIndex, RankerTraining):
                 if level == "lexical":
                     lex = _ranked(self.lexical_.search_terms(q.terms, depth))
                     found = [lex, {}, {}]
-                    if not lex and q.text.strip():  # no keyword: only the encoder can tell
+                    # no keyword (none in the catalog passing the filters, as the full level
+                    # judges it: "earbuds" in Sports was a semantic match there and "none" here)
+                    none_kept = filtering and not len(self._holding_terms(q.terms, filters))
+                    if (not lex or none_kept) and q.text.strip():  # only the encoder can tell
                         vecs = vecs or self.encode_queries([q.text], multilingual=None)[0]
                         encoded = True
                         _, found = self._retrieve(q, vecs, depth)
