@@ -38,3 +38,31 @@ def test_a_full_reload_after_an_erasure_emptied_an_archive(trained, tmp_path: Pa
     assert "events" not in rep.tables and any(
         "events.jsonl: no rows (an empty JSON lines file)" in n for n in rep.notes
     )
+
+
+def test_a_catalog_snapshot_does_not_replay_the_served_events(trained, tmp_path: Path) -> None:
+    """A full load of a products file alone keeps the curated events as they are: replaying the
+    archives on top only re-sent them ("replayed 1 served events", the catalog then said the
+    events' latest load had re-sent rows)."""
+    data, src = trained
+    w = tmp_path / "w"
+    shutil.copytree(src, w)
+    shop = Shop(w)
+    user = known_users(data, w, 1)[0]
+    product = shop.table("products")["product_id"].iloc[0]
+    ev = {
+        "user_id": user,
+        "product_id": product,
+        "event_type": "view",
+        "timestamp": datetime.now(UTC).isoformat(),
+    }
+    assert shop.send_events([ev])["accepted"] == 1
+    shop.absorb_events()
+    before = len(shop.table("events"))
+    snap = tmp_path / "snap"
+    snap.mkdir()
+    shutil.copy(data / "products.csv", snap / "products.csv")
+    report = shop.ingest(snap)
+    assert "events" not in report.tables
+    assert not [n for n in report.notes if "replayed" in n], report.notes
+    assert len(shop.table("events")) == before

@@ -116,8 +116,10 @@ def _ingest_dataset(
         report.notes.append(
             f"consent: {consents:,} change(s) from the users table recorded in the consent register"
         )
-    # a delivery is added to what is curated, served events included: nothing to replay
-    replayed = 0 if append else _replay_feedback(workdir)
+    # a delivery is added to what is curated, served events included: nothing to replay; nor
+    # after a full load with no events file (a catalog snapshot: the curated events, served ones
+    # included, are kept as they are; a replay only re-sent them, counted as re-deliveries)
+    replayed = 0 if append or "events" not in report.tables else _replay_feedback(workdir)
     if replayed:
         report.notes.append(f"replayed {replayed:,} served events from feedback/ on top of the full load")
     from ..reporting import write_quality_report  # (imported in the background meanwhile)
