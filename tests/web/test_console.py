@@ -349,6 +349,17 @@ def test_search_playground_and_a_saved_rule(shop: Shop, page: Any) -> None:
     r = p2.request.post(shop.url + "/console/rules", form={"csrf": token, "rules": json.dumps(rules)})
     assert r.status == 403 and denied_since(shop, n, "ana", "rules.change")
     other.close()
+    # a draft the rules refuse is kept in the editor, with the reason (a page of its own lost it)
+    bad = json.dumps({"items": [{"action": "pin", "product_id": top, "position": 0, "query": q}]})
+    page.fill("#rules-form textarea", bad)
+    page.click("#save-rules")
+    assert "Rules not saved" in page.locator("#error-message").inner_text()
+    assert "position" in page.locator("#error-message").inner_text()
+    assert page.locator("#rules-form textarea").input_value() == bad
+    # (the refusal is a 422, which the browser logs as a failed load: the one expected entry)
+    assert [e for e in page.js_errors if "422" not in e] == []
+    page.js_errors.clear()
+    page.fill("#rules-form textarea", json.dumps(rules))
     page.click("#save-rules")
     assert "saved" in page.locator(".flash.ok").inner_text()
     deadline = time.monotonic() + 10

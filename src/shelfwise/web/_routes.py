@@ -711,17 +711,40 @@ def console_router(
             cols = [_playground.search_side(s, q[:512], k, chosen[0], user_id=user_id or None)]
             if compare:
                 cols.append(_playground.search_side(s, q[:512], k, chosen[1], user_id=user_id or None))
+        return search_page(
+            ctx, q=q, k=k, user_id=user_id, compare=compare, b_bundle=b_bundle, b_rules=b_rules,
+            b_variant=b_variant, cols=cols, done=done,
+        )  # fmt: skip
+
+    def search_page(
+        ctx: Any, *, status: int = 200, drafts: dict[str, str] | None = None, **values: Any
+    ) -> Any:
+        """The search playground with the rules and synonyms in force in its editors, or the
+        `drafts` a refused save posted (kept, with the reason above them: a refusal on a page of
+        its own lost the edit)."""
         from ..serving._synonyms import synonyms_text
 
+        s = svc()
         s.sync_synonyms(s.snapshot)
         engine = s.snapshot.search
         bundle_syn = s.synonyms.bundle_synonyms(engine) if engine is not None else None
         syn_text, syn_version = synonyms_text(workdir, bundle_syn)
+        drafts = drafts or {}
+        page = {
+            "q": "",
+            "k": 10,
+            "user_id": "",
+            "compare": "",
+            "b_bundle": "",
+            "b_rules": "force",
+            "b_variant": "",
+        }
+        page.update(cols=[], done=None, refused=None)
+        page.update(values)
         return ctx.render(
-            "search.html", q=q, k=k, user_id=user_id, compare=compare, b_bundle=b_bundle, b_rules=b_rules,
-            b_variant=b_variant, variants=sorted(search_variants(s)),
-            cols=cols, bundles=bundles(), rules_text=_playground.rules_json(workdir), rules_version=s.rules.version,
-            synonyms_text=syn_text, synonyms_version=syn_version, done=done,
+            "search.html", status, variants=sorted(search_variants(s)), bundles=bundles(),
+            rules_text=drafts.get("rules", _playground.rules_json(workdir)), rules_version=s.rules.version,
+            synonyms_text=drafts.get("synonyms", syn_text), synonyms_version=syn_version, **page,
         )  # fmt: skip
 
     @router.post("/search/preview", response_class=HTMLResponse)
@@ -772,6 +795,7 @@ def console_router(
         from ..serving._rules import save_rules as save
 
         ctx = Ctx(request)
+        fields: dict[str, str] = {}
         try:
             fields = await posted(request, ctx)
             user = ctx.need("rules.change")
@@ -788,7 +812,13 @@ def console_router(
                 "error.html", exc.status, title=_refusal_title(exc.status), message=exc.message, page=""
             )
         except ShelfwiseError as exc:
-            return ctx.render("error.html", 422, title="Rules not saved", message=str(exc), page="")
+            return search_page(
+                ctx,
+                status=422,
+                drafts={"rules": fields.get("rules") or ""},
+                q=fields.get("q", ""),
+                refused=f"Rules not saved: {exc}",
+            )
         s = service()
         if s is not None:
             s.refresh()  # this process applies them now; other workers within --reload-seconds
@@ -805,6 +835,7 @@ def console_router(
         from ..serving._synonyms import save_synonyms as save
 
         ctx = Ctx(request)
+        fields: dict[str, str] = {}
         try:
             fields = await posted(request, ctx)
             user = ctx.need("rules.change")
@@ -816,7 +847,13 @@ def console_router(
                 "error.html", exc.status, title=_refusal_title(exc.status), message=exc.message, page=""
             )
         except ShelfwiseError as exc:
-            return ctx.render("error.html", 422, title="Synonyms not saved", message=str(exc), page="")
+            return search_page(
+                ctx,
+                status=422,
+                drafts={"synonyms": fields.get("synonyms") or ""},
+                q=fields.get("q", ""),
+                refused=f"Synonyms not saved: {exc}",
+            )
         q = fields.get("q", "")
         return back(ctx, f"{PREFIX}/search?{urlencode({'q': q})}", f"synonyms version {got['version']} saved")
 
