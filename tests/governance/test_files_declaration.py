@@ -53,3 +53,25 @@ def test_a_declared_file_that_is_not_there_is_named_in_the_error(tmp_path):
         (d / "shelfwise.toml").write_text(f"[files]\n{bad}\n")
         proc = sw("ingest", "--data", str(d), "--workdir", str(tmp_path / "w"), check=False)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
+def test_a_declared_file_may_be_a_pattern_for_dated_deliveries(tmp_path):
+    """`events = "orders_*.csv"`: the nightly export named after its day needs no edit of the
+    toml; a pattern matching two files is refused, naming them; one matching none is not found."""
+    d = tmp_path / "shop"
+    d.mkdir()
+    (d / "orders_2026-12-02.csv").write_text(EVENTS)
+    (d / "catalog export.csv").write_text(PRODUCTS)
+    (d / "shelfwise.toml").write_text('[files]\nevents = "orders_*.csv"\nproducts = "catalog*.csv"\n\n' + MAP)
+    out = json.loads(sw("ingest", "--data", str(d), "--workdir", str(tmp_path / "w"), "--json").stdout)
+    assert out["tables"]["events"]["rows_curated"] == 3 and out["tables"]["products"]["rows_curated"] == 2
+    assert out["tables"]["events"]["source_file"].endswith("orders_2026-12-02.csv")
+    (d / "orders_2026-12-03.csv").write_text(EVENTS)
+    proc = sw("ingest", "--data", str(d), "--workdir", str(tmp_path / "w2"), check=False)
+    assert (
+        proc.returncode == 2 and "matches 2 files" in proc.stderr and "orders_2026-12-03.csv" in proc.stderr
+    )
+    for f in d.glob("orders_*"):
+        f.unlink()
+    proc = sw("ingest", "--data", str(d), "--workdir", str(tmp_path / "w3"), check=False)
+    assert proc.returncode == 2 and "orders_*.csv" in proc.stderr and "not found" in proc.stderr

@@ -202,21 +202,37 @@ def _declare_hint(data_dir: Path, taken: frozenset[str] = frozenset()) -> str:
     )
     if not files:
         return ""
-    name = files[0]
-    table = _table_by_header(data_dir / name) or (
-        "products" if any(w in name.lower() for w in ("product", "catalog", "item", "article")) else "events"
-    )
-    other = "products" if table == "events" else "events"
-    after = (
-        f'({other} = "..." for its other file, if any; an order-lines export also yields its products)'
-        if table in ("events", "products")
-        else "(its header reads as such; a shop also needs its catalog or its events: products = "
-        '"..." and events = "..." for those files)'
-    )
+
+    def table_of(name: str) -> str:
+        return _table_by_header(data_dir / name) or (
+            "products"
+            if any(w in name.lower() for w in ("product", "catalog", "item", "article"))
+            else "events"
+        )
+
+    # each table its first file (a catalog export and a web-events file: both lines, not the
+    # catalog's alone)
+    declared: dict[str, str] = {}
+    for name in files:
+        declared.setdefault(table_of(name), name)
+    lines = "".join(f"    {t} = {_toml_string(n)}\n" for t, n in declared.items())
+    shop = {"events", "products"} & set(declared)
+    if shop == {"events", "products"}:
+        after = "(the files as their headers and names read)"
+    elif shop:
+        other = "products" if shop == {"events"} else "events"
+        after = (
+            f'({other} = "..." for its other file, if any; an order-lines export also yields its products)'
+        )
+    else:
+        after = (
+            "(its header reads as such; a shop also needs its catalog or its events: products = "
+            '"..." and events = "..." for those files)'
+        )
     return (
         "a table is read from a file named after it (events, orders, products, ...: the README's data "
         f"format) or from the file {data_dir / MAP_FILE} declares for it:\n"
-        f"    [files]\n    {table} = {_toml_string(name)}\n" + after
+        f"    [files]\n{lines}" + after
     )
 
 
@@ -264,9 +280,23 @@ class Ingestor:
         return self.recorded_as.get(here, here)
 
     def _declared_file(self, data_dir: Path, table: str) -> Path:
-        """The file `shelfwise.toml` names for `table` (`[files]`): it must be there."""
+        """The file `shelfwise.toml` names for `table` (`[files]`): it must be there. A name
+        with `*` or `?` is a pattern (`orders_*.csv`: a nightly export named after its day) that
+        must match one file of the directory."""
         name = self._map.files[table]
         path = data_dir / name
+        if any(ch in name for ch in "*?["):
+            hits = sorted(p for p in data_dir.glob(name) if p.is_file() and p.name != MAP_FILE)
+            if len(hits) > 1:
+                raise SourceError(
+                    str(data_dir),
+                    None,
+                    f"{MAP_FILE} [files] reads the {table} table from {name!r}, which matches "
+                    f"{len(hits)} files ({', '.join(p.name for p in hits[:5])}): a delivery is one file a "
+                    "table (or a folder of its parts)",
+                )
+            if hits:
+                return hits[0]
         if not path.exists():
             present = ", ".join(sorted(p.name for p in data_dir.iterdir() if p.name != MAP_FILE)[:20])
             raise SourceError(
