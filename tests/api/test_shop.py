@@ -239,3 +239,26 @@ def test_training_on_data_needs_the_ingest_role_and_a_readers_report_does_not_ab
     assert absorbs == [] and ann.pending_events() == 1
     ada.search_report()
     assert [e["actor"] for e in AuditLog(work).entries() if e["action"] == "events.absorb"] == ["ada"]
+
+
+def test_whole_number_columns_are_exported_as_whole_numbers(tmp_path):
+    """`quantity` and `stock` are whole numbers by contract (stored as DOUBLE): an export wrote
+    `3.0` and `5.0`; CSV, JSON lines and Parquet now carry 3 and 5, and an empty one stays empty."""
+    import pandas as pd
+
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "products.csv").write_text("product_id,title,stock\nP1,Kettle,5\nP2,Mug,\n")
+    (data / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp,quantity\nU1,P1,purchase,2026-01-01T00:00:00Z,3\n"
+    )
+    shop = Shop(tmp_path / "w")
+    shop.ingest(data)
+    out = tmp_path / "out"
+    shop.export("events", out / "e.csv")
+    assert out.joinpath("e.csv").read_text().splitlines()[1].split(",")[7] == "3"
+    shop.export("products", out / "p.jsonl")
+    rows = [json.loads(x) for x in out.joinpath("p.jsonl").read_text().splitlines()]
+    assert sorted((r["product_id"], r["stock"]) for r in rows) == [("P1", 5), ("P2", None)]
+    shop.export("events", out / "e.parquet")
+    assert str(pd.read_parquet(out / "e.parquet")["quantity"].dtype) in ("int64", "Int64")

@@ -288,9 +288,9 @@ class Warehouse:
         )
 
     # -- export ---------------------------------------------------------------------------------
-    def export(self, table: str, out: str | Path) -> int:
+    def export(self, table: str, out: str | Path, whole: Sequence[str] = ()) -> int:
         """Write a curated table (pseudonymized, masked) to CSV, Parquet or JSON lines."""
-        return export_curated(self.sql, self.curated_tables(), table, out)
+        return export_curated(self.sql, self.curated_tables(), table, out, whole)
 
 
 def _close_to_others(folder: Path) -> None:
@@ -314,9 +314,12 @@ def relation_columns(con: Any, relation: str) -> list[str]:
     return [r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
 
 
-def export_curated(sql: Any, curated: list[str], table: str, out: str | Path) -> int:
+def export_curated(
+    sql: Any, curated: list[str], table: str, out: str | Path, whole: Sequence[str] = ()
+) -> int:
     """Write a curated table (pseudonymized, masked) to CSV, Parquet or JSON lines through `sql`
-    (a read-write or a read-only connection's)."""
+    (a read-write or a read-only connection's). `whole`: columns the contract holds to whole
+    numbers (stored as DOUBLE), written as such (`3`, not `3.0`)."""
     out = Path(out)
     if table not in curated:
         known = ", ".join(curated) or "none yet"
@@ -339,7 +342,10 @@ def export_curated(sql: Any, curated: list[str], table: str, out: str | Path) ->
 
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
         part = Path(tmp) / out.name
-        sql(f"COPY (SELECT * FROM curated.\"{table}\") TO '{part.as_posix()}' (FORMAT {fmt})")
+        have = {r[0] for r in sql(f'DESCRIBE SELECT * FROM curated."{table}"').fetchall()} if whole else set()
+        casts = [f'CAST("{c}" AS BIGINT) AS "{c}"' for c in whole if c in have]
+        columns = f"* REPLACE ({', '.join(casts)})" if casts else "*"
+        sql(f"COPY (SELECT {columns} FROM curated.\"{table}\") TO '{part.as_posix()}' (FORMAT {fmt})")
         os.chmod(part, 0o600)
         os.replace(part, out)
     row = sql(f'SELECT count(*) FROM curated."{table}"').fetchone()
