@@ -165,8 +165,11 @@ def test_the_shops_one_column_map_serves_every_delivery_shape(tmp_path):
     )  # fmt: skip
     r2 = Ingestor(work, mode="append").run(day2)
     assert r2.tables["events"].rows_curated == 1 and "products" not in r2.tables
+    # (a `Brand` column is not the brand the map names, `Maker`: not read by its name either)
     prices = delivery(
-        "prices", {"catalog.csv": "SKU Code,Retail Price\nP1,9.50\n"}, drop='events = "web_events.csv"'
+        "prices",
+        {"catalog.csv": "SKU Code,Retail Price,Brand\nP1,9.50,Other\n"},
+        drop='events = "web_events.csv"',
     )
     r3 = Ingestor(work, mode="append").run(prices)
     assert (r3.tables["products"].rows_updated, r3.tables["products"].rows_quarantined) == (1, 0)

@@ -27,23 +27,32 @@ def test_contradictory_faq_entries_are_said(tmp_path: Path):
             ("F3", "can i return a gift", "No, gifts are final."),
             ("F4", "Do you ship abroad", "yes"),  # the same answer, written differently
             ("F5", "How do I pay?", "By card."),
+            # other scripts are words too: two Russian questions are not one ("eu" alone), and a
+            # Japanese question asked twice with two answers is found
+            ("R1", "Доставка в EU?", "Да."),
+            ("R2", "Возврат в EU?", "Нет."),
+            ("J1", "返品できますか？", "はい。"),
+            ("J2", "返品できますか", "いいえ。"),
         ],
     )
     report = Ingestor(work).run(day1)
     t = report.tables["faq"]
-    assert t.rows_curated == 5
-    assert t.faq_conflicts == 1
-    assert t.faq_conflict_examples == [{"question": "Can I return a gift?", "faq_ids": ["F1", "F3"]}]
+    assert t.rows_curated == 9
+    assert t.faq_conflicts == 2
+    assert t.faq_conflict_examples == [
+        {"question": "Can I return a gift?", "faq_ids": ["F1", "F3"]},
+        {"question": "返品できますか?", "faq_ids": ["J1", "J2"]},  # (NFKC: a full-width "？")
+    ]
     note = next(n for n in report.notes if n.startswith("faq: "))
-    assert "1 question(s)" in note and "F1, F3" in note
-    assert report.to_dict()["tables"]["faq"]["faq_conflicts"] == 1
+    assert "2 question(s)" in note and "F1, F3" in note
+    assert report.to_dict()["tables"]["faq"]["faq_conflicts"] == 2
 
     # a delivery whose entry contradicts one curated by the first load
     day2 = _faq(tmp_path / "d2", [("F9", "How do I pay?", "Cash on delivery only.")])
     report2 = Ingestor(work, mode="append").run(day2)
     t2 = report2.tables["faq"]
-    assert t2.faq_conflicts == 2
-    assert [e["faq_ids"] for e in t2.faq_conflict_examples] == [["F1", "F3"], ["F5", "F9"]]
+    assert t2.faq_conflicts == 3
+    assert [e["faq_ids"] for e in t2.faq_conflict_examples] == [["F1", "F3"], ["F5", "F9"], ["J1", "J2"]]
 
     # the shop keeps one answer each: nothing left to say
     fixed = _faq(

@@ -6,18 +6,21 @@ rows in = curated + quarantined + withheld. Also run on Spark (tests/storage/tes
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from shelfwise.governance import Ingestor
 from shelfwise.governance._retention import enforce_retention
 from tests.conftest import curated_rows
 
+RECENT = (datetime.now(UTC) - timedelta(days=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
 EVENTS = (
     "user_id,product_id,event_type,timestamp\n"
     "U1,P1,view,2015-01-05T10:00:00Z\n"  # older than the policy
     "U1,P1,teleport,2015-01-06T10:00:00Z\n"  # older and invalid: withheld, not quarantined
-    "U2,P1,view,2026-11-30T10:00:00Z\n"
+    f"U2,P1,view,{RECENT}\n"
     "U3,P1,view,not a date\n"  # undated: judged by its load (now), quarantined as usual
+    "U4,P1,view,1970-01-01T00:00:00Z\n"  # implausible (before 1990): a broken row, quarantined
 )
 
 
@@ -41,7 +44,7 @@ def test_events_past_the_retention_policy_never_come_back(tmp_path: Path, engine
     # the same export sent again as a delivery: the old rows are withheld, the new one is known
     again = Ingestor(work, engine=make(work), mode="append").run(_shop(tmp_path / "d2"))
     t = again.tables["events"]
-    assert (t.rows_in, t.rows_withheld, t.withheld) == (4, 2, {"past_retention": 2})
+    assert (t.rows_in, t.rows_withheld, t.withheld) == (5, 2, {"past_retention": 2})
     assert t.rows_curated == 0 and t.rows_in == t.rows_curated + t.rows_quarantined + t.rows_withheld
     assert t.balanced and t.contract_check == "passed"
     assert any("2 row(s) dated before" in n and "events_days" in n for n in again.notes), again.notes
@@ -55,6 +58,7 @@ def test_events_past_the_retention_policy_never_come_back(tmp_path: Path, engine
     in_quarantine = f"SELECT count(*) FROM quarantine.rows WHERE run_id = '{again.run_id}'"
     assert curated_rows(work, in_quarantine + " AND raw::VARCHAR LIKE '%2015-01%'") == [(0,)]
     assert curated_rows(work, in_quarantine + " AND raw::VARCHAR LIKE '%not a date%'") == [(1,)]
+    assert curated_rows(work, in_quarantine + " AND raw::VARCHAR LIKE '%1970-01-01%'") == [(1,)]
 
     # a full load of the same file: the policy holds for snapshots too
     full = Ingestor(work, engine=make(work)).run(_shop(tmp_path / "d3"))

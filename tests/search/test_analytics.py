@@ -94,8 +94,15 @@ def test_a_fallback_page_for_a_query_that_matched_nothing_is_a_no_result_search(
         {"query": "lampe", "items": ["P3"], "offset": 0, "match": "semantic_only", "fallback": None},
         # empty pages that say nothing of the words: past the last result, emptied by filters
         {"query": "lamp", "items": [], "offset": 500, "match": "keyword", "fallback": None},
-        {"query": "lamp", "items": [], "offset": 0, "filtered": True, "match": "none", "fallback": None},
-    ):
+        {"query": "lamp", "items": [], "offset": 0, "filtered": True, "words_found": True, "match": "none",
+         "fallback": None},
+        # a filtered query whose words find nothing anywhere (a storefront always sending in_stock)
+        {"query": "xyzzy", "items": ["P1"], "offset": 0, "filtered": True, "words_found": False, "match": "none",
+         "fallback": "popular"},
+    ):  # fmt: skip
         add_served_search(per_query, rec)
     summary = served_search_summary(per_query, set())
-    assert summary["zero_result_queries"] == [{"query": "zzzxqj nothing", "zero_result_pages": 1}]
+    assert summary["zero_result_queries"] == [
+        {"query": "xyzzy", "zero_result_pages": 1},
+        {"query": "zzzxqj nothing", "zero_result_pages": 1},
+    ]

@@ -487,6 +487,21 @@ def test_rules_that_hide_every_keyword_hit_make_a_no_result_page(served_workdir)
     svc.rules = Rules.from_dict({"filter_out_of_stock": False})
     shown = svc.search("pillow", 10, filters=Filters())
     assert shown is not None and shown.extra["match"] == "keyword" and shown.extra["total"] == len(hidden)
+    # a product pinned for a query that matches nothing is a result of it: counted and faceted
+    # (the popular fallback after it is not)
+    pin = {"action": "pin", "product_id": hidden[0], "query": "xqzvwkpl"}
+    svc.rules = Rules.from_dict({"filter_out_of_stock": False, "items": [pin]})
+    odd = svc.search("xqzvwkpl", 10, filters=Filters())
+    assert odd is not None and odd.extra["match"] == "none" and odd.items[0] == hidden[0]
+    assert odd.extra["total"] == 1 and sum(f["count"] for f in odd.extra["facets"]["brand"]) == 1
+    # an empty filtered page says whether the words found products the filters took away (the
+    # analytics' no-result queries leave those out, and keep a filtered query matching nothing)
+    svc.rules = Rules.from_dict({"filter_out_of_stock": False})
+    emptied = svc.search("pillow", 10, filters=Filters(price_min=999_999_999))
+    assert emptied is not None and emptied.items == [] and emptied.extra["words_found"] is True
+    nothing = svc.search("xqzvwkpl", 10, filters=Filters(in_stock=True))
+    assert nothing is not None and nothing.extra["words_found"] is False
+    assert svc.search("pillow", 10, filters=Filters()).extra["words_found"] is None  # (unfiltered)
 
 
 def test_search_counted_agrees_with_what_apply_shows() -> None:

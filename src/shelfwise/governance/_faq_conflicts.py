@@ -16,7 +16,9 @@ __all__ = ["faq_conflicts"]
 
 # a question or answer compared as words: case, punctuation and spacing do not make two texts
 # different ("Can I return a gift?" and "can i return a gift" ask one thing)
-_WORDS = "trim(regexp_replace(lower({}), '[^[:alnum:]]+', ' ', 'g'))"
+# (letters and digits of any script: `[:alnum:]` is ASCII in RE2, which read every Japanese
+# question as "" and "Доставка в EU?" as "eu")
+_WORDS = "trim(regexp_replace(lower({}), '[^\\pL\\pN]+', ' ', 'g'))"
 
 
 def faq_conflicts(wh: Warehouse, *, shown: int = 5) -> tuple[int, list[dict[str, Any]]]:

@@ -67,6 +67,7 @@ def map_columns(
     mapping: dict[str, str] = {}
     joined: dict[str, list[str]] = {}
     explicit = {} if derived else column_map.for_table(contract.name)
+    unsent: set[str] = set()  # mapped columns a keyed delivery leaves out: not read by name either
     for c, headers in explicit.items():
         found: list[str] = []
         for h in headers:
@@ -75,6 +76,7 @@ def map_columns(
                 # a delivery to a keyed table may leave columns out (a price feed of the shop
                 # whose map names its catalog export's every column): the column is this file's
                 # to send or not, as if the map did not name it (said, in case it is a typo)
+                unsent.add(c)
                 if c not in contract.required_columns:  # (a required one is said below, `filled`)
                     notes.append(
                         f"{path.name}: the column map's {contract.name}.{c} = {h!r} is not in this "
@@ -98,7 +100,13 @@ def map_columns(
         if len(found) > 1:
             joined[c] = found[1:]
     taken = {h for hs in [mapping.values(), *joined.values()] for h in hs}
-    rest = {spec.name: (spec.name, *spec.aliases) for spec in contract.columns if spec.name not in mapping}
+    # (a column the map names for another header is not read from one that merely has its name:
+    # a delivery with `Price` where the map says `price = "Sale Price"` does not send the price)
+    rest = {
+        spec.name: (spec.name, *spec.aliases)
+        for spec in contract.columns
+        if spec.name not in mapping and spec.name not in unsent
+    }
     matched = match_headers(list(seen), rest, taken)
     mapping.update(matched)
     taken |= set(matched.values())

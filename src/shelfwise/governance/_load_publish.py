@@ -94,10 +94,12 @@ def _withhold_expired(st: LoadState) -> None:
     if st.expire_before is None or not _dated(st):
         return
     wh = st.wh
+    # (a date before the plausible range is the row checks' `out_of_range`, quarantined: an
+    # export that wrote 1970 on every row is a broken delivery, not an old one)
     wh.sql(
         f"""CREATE OR REPLACE TEMP TABLE _expired AS SELECT _source_line AS line FROM {CHECKED}
-            WHERE "timestamp" < ?""",
-        [st.expire_before],
+            WHERE "timestamp" < ? AND "timestamp" >= ?""",
+        [st.expire_before, datetime(st.settings.min_year, 1, 1)],
     )
     row = wh.sql("SELECT count(*) FROM _expired").fetchone()
     n = int(row[0]) if row else 0

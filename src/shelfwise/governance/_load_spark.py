@@ -264,7 +264,11 @@ def _spark_withhold_expired(st: LoadState) -> None:
     from pyspark.sql import functions as F
 
     df = st.frames["checked"]
-    expired = F.col("timestamp") < F.lit(st.expire_before).cast("timestamp_ntz")
+    # (literals from text: a Python datetime literal goes through the host's time zone; a date
+    # before the plausible range is quarantined as `out_of_range`, as on DuckDB)
+    cutoff = F.lit(st.expire_before.isoformat(sep=" ")).cast("timestamp_ntz")
+    floor = F.lit(f"{st.settings.min_year:04d}-01-01 00:00:00").cast("timestamp_ntz")
+    expired = (F.col("timestamp") < cutoff) & (F.col("timestamp") >= floor)
     lines = [int(r[0]) for r in df.where(expired).select("_source_line").collect()]
     if lines:
         st.frames["checked"] = df.where(~F.coalesce(expired, F.lit(False))).localCheckpoint()

@@ -168,6 +168,8 @@ def parse_map_flags(flags: Iterable[str], into: ColumnMap | None = None) -> Colu
                 f"--map {flag!r}: write TABLE.COLUMN=HEADER, e.g. --map 'events.timestamp=Order Date'"
             )
         headers = given.setdefault((table.strip(), column.strip()), [])
+        if header in headers:  # (the same flag twice says it once)
+            continue
         headers.append(header)
         out.set(table.strip(), column.strip(), headers, f"--map {flag}")
     return out

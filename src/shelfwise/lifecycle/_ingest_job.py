@@ -119,7 +119,12 @@ def _ingest_dataset(
     # a delivery is added to what is curated, served events included: nothing to replay; nor
     # after a full load with no events file (a catalog snapshot: the curated events, served ones
     # included, are kept as they are; a replay only re-sent them, counted as re-deliveries)
-    replayed = 0 if append or "events" not in report.tables else _replay_feedback(workdir)
+    # (unless the warehouse has no events at all: then the archives are the shop's behaviour)
+    from ..storage import read_only
+
+    with read_only(workdir) as (_, curated):
+        has_events = "events" in curated
+    replayed = 0 if append or ("events" not in report.tables and has_events) else _replay_feedback(workdir)
     if replayed:
         report.notes.append(f"replayed {replayed:,} served events from feedback/ on top of the full load")
     from ..reporting import write_quality_report  # (imported in the background meanwhile)

@@ -137,10 +137,12 @@ def add_served_search(per_query: dict[str, list[Any]], rec: dict[str, Any]) -> N
     d[0] += 1
     # an empty page past the end of the results (`offset` beyond `total`) is no zero-result
     # search: the query had results on its earlier pages; nor is a page the shopper's filters
-    # emptied ("earbuds" under 5 dollars: the words found products, the filters none); a page of
-    # popular products shown because the query matched nothing (`fallback`, `match` none) is one
+    # emptied ("earbuds" under 5 dollars: the words found products, the filters none:
+    # `words_found`); a page of popular products shown because the query matched nothing
+    # (`fallback`, `match` none) is one, filtered or not
     found = bool(rec.get("items")) and not rec.get("fallback") and rec.get("match") != "none"
-    d[1] += 0 if found or int(rec.get("offset") or 0) > 0 or rec.get("filtered") else 1
+    emptied = bool(rec.get("filtered") and rec.get("words_found"))
+    d[1] += 0 if found or emptied or int(rec.get("offset") or 0) > 0 else 1
     if rec.get("id"):
         d[2].append(str(rec["id"]))
 

@@ -248,6 +248,7 @@ def lists_router(ctx: AppContext) -> APIRouter:
             # is a no-result search (`search._analytics.add_served_search`)
             # (its query masked before it is written: `_http_tasks.exposure_lines`)
             {"query": q, "offset": offset, "sort": sort, "filtered": filters.active(),
+             "words_found": ans.extra.get("words_found"),
              "match": ans.extra.get("match"), "fallback": ans.extra.get("fallback")},
         )  # fmt: skip
         snap = s.snapshot

@@ -179,13 +179,13 @@ def search_counts(
     snap: Snapshot, page: dict[str, Any], rules: Rules, query: Any, pin_allowed: Any = None
 ) -> tuple[int, dict[str, Any]]:
     """A search page's `total` and facets as the shopper sees them after `rules`: what the rules
-    hide is not a result, a pinned product is (the engine's page counts before the rules, so
-    that one cached page serves every rule set)."""
+    hide is not a result, a pinned product is, on a page that matched nothing too (its popular
+    fallback is no result; the engine's page counts before the rules, so that one cached page
+    serves every rule set)."""
     engine = snap.search
     if (
         engine is None
         or (page.get("counted") is None and page.get("count_spec") is None)
-        or page["match"] == "none"  # (no result to count: the popular fallback's page)
         or rules is NO_RULES
         or not isinstance(snap.info, CatalogView)  # (a test's planted catalog)
     ):
@@ -937,8 +937,10 @@ class Service:
             # hidden): what was left were neighbours without the words, a short page that said
             # "keyword" with a total of 0. It is a query the shop's page has no result for: the
             # popular products the rules and filters allow, said to be a fallback
+            # (as many as the page had, and room for what the rules hide among the best sellers)
+            want = max(len(ranked), (a.offset + a.k) * 3)
             popular = engine._no_match(
-                engine._query(a.q), len(ranked), 0, a.filters, a.sort, stages, int(page.get("depth") or 0)
+                engine._query(a.q), want, 0, a.filters, a.sort, stages, int(page.get("depth") or 0)
             )
             items = req.rules.apply(
                 [it["product_id"] for it in popular["items"]],
@@ -949,12 +951,18 @@ class Service:
                 pin_allowed=pin_ok,
             )
             match, fallback, facets = "none", "popular" if items else None, popular["facets"]
+        # an empty filtered page: whether the words found products the filters then took away
+        # (search analytics: "earbuds" under 5 dollars is no query that finds nothing)
+        words_found = None
+        if a.filters is not None and a.filters.active() and (match == "none" or not items[a.offset :]):
+            words_found = bool(len(engine._holding_terms(engine._query(a.q).terms, None)))
         extra = {
             "total": total,
             "facets": facets,
             "corrected_query": page["corrected_query"],
             "match": match,
             "fallback": fallback,
+            "words_found": words_found,
             "stages": stages,
             "degraded": self._degraded(engine, page),
             "skipped": [st for st in available if st not in stages],

@@ -789,6 +789,18 @@ def console_router(
                 "error.html", exc.status, title=_refusal_title(exc.status), message=exc.message, page=""
             )
 
+    async def refused_save(ctx: Any, fields: dict[str, str], what: str, message: str) -> Any:
+        """A save the checks refused: the playground again, the draft kept in its editor (when
+        the form was read) and the reason above it; the error page when the playground cannot
+        be shown (the bundle still loading)."""
+        drafts = {what: fields[what]} if what in fields else None
+        try:
+            return await asyncio.to_thread(
+                search_page, ctx, status=422, drafts=drafts, q=fields.get("q", ""), refused=message
+            )
+        except Denied:
+            return ctx.render("error.html", 422, title=message.split(":")[0], message=message, page="")
+
     @router.post("/rules")
     async def save_rules(request: Request) -> Any:
         """`shelfwise rules set`: validated, versioned, the previous version kept, audited."""
@@ -812,13 +824,7 @@ def console_router(
                 "error.html", exc.status, title=_refusal_title(exc.status), message=exc.message, page=""
             )
         except ShelfwiseError as exc:
-            return search_page(
-                ctx,
-                status=422,
-                drafts={"rules": fields.get("rules") or ""},
-                q=fields.get("q", ""),
-                refused=f"Rules not saved: {exc}",
-            )
+            return await refused_save(ctx, fields, "rules", f"Rules not saved: {exc}")
         s = service()
         if s is not None:
             s.refresh()  # this process applies them now; other workers within --reload-seconds
@@ -847,13 +853,7 @@ def console_router(
                 "error.html", exc.status, title=_refusal_title(exc.status), message=exc.message, page=""
             )
         except ShelfwiseError as exc:
-            return search_page(
-                ctx,
-                status=422,
-                drafts={"synonyms": fields.get("synonyms") or ""},
-                q=fields.get("q", ""),
-                refused=f"Synonyms not saved: {exc}",
-            )
+            return await refused_save(ctx, fields, "synonyms", f"Synonyms not saved: {exc}")
         q = fields.get("q", "")
         return back(ctx, f"{PREFIX}/search?{urlencode({'q': q})}", f"synonyms version {got['version']} saved")
 
