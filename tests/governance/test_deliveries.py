@@ -997,6 +997,14 @@ def test_older_order_lines_delivered_later_do_not_overwrite_newer_attributes(tmp
         "Home",
     ]
     assert curated_rows(work, "SELECT count(*) FROM curated.events") == [(3,)]  # every order line is an event
+    # a purchase that says nothing of the product or the customer (a plain events file, a served
+    # event) does not hold back a later order line: only the order lines' own dates count
+    web = tmp_path / "web"
+    web.mkdir()
+    (web / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\nC1,P1,purchase,2019-01-01T00:00:00Z\n"
+    )
+    Ingestor(work, engine=make(), mode="append").run(web)
     Ingestor(work, engine=make(), mode="append").run(
         day("d3", "O-4,2018-03-01,C1,Consumer,P1,Kettle 2018,30,1")
     )
@@ -1008,3 +1016,10 @@ def test_older_order_lines_delivered_later_do_not_overwrite_newer_attributes(tmp
         "Consumer",
         "Home",
     ]
+    # the dates are kept by pseudonym (never a raw id), and an erasure takes the customer's
+    from shelfwise.governance._erase import erase_user
+
+    keys = [r[0] for r in curated_rows(work, "SELECT key FROM meta.derived_as_of WHERE table_name = 'users'")]
+    assert len(keys) == 2 and all(k.startswith("u_") for k in keys)
+    erase_user(work, "C1")
+    assert len(curated_rows(work, "SELECT key FROM meta.derived_as_of WHERE table_name = 'users'")) == 1

@@ -286,6 +286,11 @@ def _erase_warehouse(workdir: Path, raw: str, pseudo: str, pseudonymize: Pseudon
             out[f"{schema}.{table}"] = int(n[0]) if n else 0
             if schema == "curated" and out[f"{schema}.{table}"]:
                 wh.refresh_version(table)
+        if wh.exists("meta", "derived_as_of"):  # (the date of their latest order line, by pseudonym)
+            wh.sql(
+                "DELETE FROM meta.derived_as_of WHERE table_name = 'users' AND key IN (SELECT unnest(?::VARCHAR[]))",
+                [[pseudo, *anon]],
+            )
         out.update(_erase_parquet(wh, raw, [pseudo, *anon], sessions))
         if wh.exists("quarantine", "rows"):
             cond, params = quarantined_of(raw, sessions)

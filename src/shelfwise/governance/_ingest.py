@@ -59,6 +59,7 @@ from ._load_spark import spark_check_rows, spark_check_sets, spark_publish, spar
 from ._load_state import QUARANTINE_DDL, REPROCESS_JOB, LoadState, parquet_files
 from ._mapping import MAP_FILE, ColumnMap, load_column_map
 from ._orderlines import derive as derive_order_lines
+from ._orderlines import record_as_of
 from ._privacy import Pseudonymizer
 from ._retention import load_retention
 from ._text import normalize_flat_array, normalize_lines_array
@@ -448,6 +449,8 @@ class Ingestor:
                         staged.staged.unlink(missing_ok=True)
                     continue
                 tr = self._ingest_table(wh, CONTRACTS[table], staged, lineage.run_id, report)
+                if table in ("products", "users"):  # (the order lines' dates behind derived rows)
+                    record_as_of(wh, table, derived=table in self._derived, replace=tr.mode != "append")
                 tr.stage_seconds = {"stage": round(staging_s, 3), **tr.stage_seconds}
                 tr.derived = derived.get(table, "")
                 report.tables[table] = tr

@@ -26,7 +26,7 @@ from typing import Any, cast
 from ..errors import SourceError
 from ..storage import StagedFile, Warehouse, stage_file
 from ..storage._sources import JSON_DELIMITER, LINE_COLUMN, PART_LINES
-from ._compile import lit, number_expr, q, timestamp_expr
+from ._compile import DUCKDB, lit, number_expr, q, timestamp_expr
 from ._contracts import PRODUCTS, TableContract
 from ._load_rows import slash_date_counts
 
@@ -204,14 +204,16 @@ def derive(
         latest_key = f"({when}, _line)"
     later_known = after_curated and ts is not None
 
-    def newer(key: str, curated_key: str, params: list[Any] | None = None) -> tuple[str, list[Any]]:
+    def newer(table: str, key: str, params: list[Any] | None = None) -> tuple[str, list[Any]]:
         """A filter over a derived table's rows (`_as_of`: its latest line's date): only those
-        no curated purchase of theirs is later than."""
-        if not later_known:
+        whose curated row no later order line said (`AS_OF`: the date of the line each derived
+        row was read from, by key; a purchase that says nothing of a product, a web or served
+        one, does not count)."""
+        if not later_known or not wh.exists("meta", "derived_as_of"):
             return "", []
         return (
-            f"""WHERE NOT EXISTS (SELECT 1 FROM curated.events e WHERE e.event_type = 'purchase'
-                  AND e.{curated_key} = {key} AND e."timestamp" > d._as_of)""",
+            f"""WHERE NOT EXISTS (SELECT 1 FROM {AS_OF} m WHERE m.table_name = {lit(table)}
+                  AND m.key = {key} AND m.as_of > d._as_of)""",
             params or [],
         )
 
@@ -269,16 +271,17 @@ def derive(
             )
             price_out = ", CAST(round(median(_unit), 2) AS VARCHAR) AS price" if how else ""
             lines = f"SELECT _line, {latest_key} AS _k, {when} AS _when, {', '.join(select)} FROM {rel}"
-            keep, _ = newer("d.product_id", "product_id")
+            keep, _ = newer("products", _id_key("d.product_id"))
             out.tables["products"] = _write(
                 sql,
                 staged,
                 staged_dir / "products.derived.staged",
-                f"""SELECT * EXCLUDE (_as_of) FROM (
+                f"""SELECT * FROM (
                       SELECT max(_line) AS {q(LINE_COLUMN)}, product_id, {attributes}{price_out},
                         max(_when) AS _as_of FROM ({lines})
                       WHERE product_id IS NOT NULL GROUP BY product_id) d {keep} ORDER BY 1""",
                 names + (["price"] if how else []),
+                as_of=("products", _id_key("product_id"), []),
             )
             if keep:
                 _say_kept(sql, out, "products", f"SELECT count(DISTINCT product_id) FROM ({lines})", [])
@@ -314,19 +317,24 @@ def derive(
                 for h in attrs
             )
             keep, params = "", cast(list[Any], [])
-            if later_known and pseudonym_sql is not None:
-                pseudo, params = pseudonym_sql("d.user_id")
-                keep, params = newer(pseudo, "user_id", params)
+            key: tuple[str, str, list[Any]] | None = None
+            if pseudonym_sql is not None:  # (the as-of dates are kept by pseudonym, never raw ids)
+                pseudo, pseudo_params = pseudonym_sql(_id_key("user_id"))
+                key = ("users", pseudo, pseudo_params)
+                if later_known:
+                    pseudo_d, params = pseudonym_sql(_id_key("d.user_id"))
+                    keep, params = newer("users", pseudo_d, params)
             out.tables["users"] = _write(
                 sql,
                 staged,
                 staged_dir / "users.derived.staged",
-                f"""SELECT * EXCLUDE (_as_of) FROM (
+                f"""SELECT * FROM (
                       SELECT max(_line) AS {q(LINE_COLUMN)}, {text(uid)} AS user_id, {latest},
                         max({when}) AS _as_of FROM {rel}
                       WHERE {text(uid)} IS NOT NULL GROUP BY {text(uid)}) d {keep} ORDER BY 1""",
                 ["user_id", *attrs],
                 params,
+                as_of=key,
             )
             if keep:
                 _say_kept(sql, out, "users", f"SELECT count(DISTINCT {text(uid)}) FROM {rel}", [])
@@ -340,6 +348,50 @@ def derive(
             "rows; " + "; ".join(f"{t} derived as {d}" for t, d in out.descriptions.items())
         )
     return out
+
+
+# the date of the order line each derived products / users row was read from, by key (a product
+# id; a user's pseudonym, erased with them): a later delivery's older lines leave those rows as
+# they are (`derive(after_curated=...)`)
+AS_OF = "meta.derived_as_of"
+
+
+def _id_key(raw: str) -> str:
+    """A raw id as curation reads it (trimmed, `123.0` as `123`): a product's curated id, the
+    raw id whose pseudonym is a user's curated one."""
+    from ._compile import _clean, _id_value
+    from ._contracts import Kind
+
+    return _id_value(_clean(f"nullif(trim({raw}), '')", Kind.ID), DUCKDB)
+
+
+def record_as_of(wh: Warehouse, table: str, *, derived: bool, replace: bool) -> None:
+    """After a load of `table` (products, users): a derived one's as-of dates into `AS_OF` (a
+    full load's replace the table's; a delivery's replace its keys'); a load from a file of the
+    table's own (a catalog, a users export) drops the table's dates: its rows are no order
+    line's."""
+    temp = f"_as_of_{table}"
+    have = bool(
+        wh.sql("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?", [temp]).fetchone()[
+            0
+        ]
+    )  # type: ignore[index]
+    if not derived or not have:
+        if wh.exists("meta", "derived_as_of"):
+            wh.sql(f"DELETE FROM {AS_OF} WHERE table_name = ?", [table])
+        if have:
+            wh.sql(f"DROP TABLE {temp}")
+        return
+    wh.sql(f"CREATE TABLE IF NOT EXISTS {AS_OF} (table_name VARCHAR, key VARCHAR, as_of TIMESTAMP)")
+    if replace:
+        wh.sql(f"DELETE FROM {AS_OF} WHERE table_name = ?", [table])
+    else:
+        wh.sql(f"DELETE FROM {AS_OF} WHERE table_name = ? AND key IN (SELECT key FROM {temp})", [table])
+    wh.sql(
+        f"INSERT INTO {AS_OF} SELECT ?, key, max(as_of) FROM {temp} WHERE key IS NOT NULL GROUP BY key",
+        [table],
+    )
+    wh.sql(f"DROP TABLE {temp}")
 
 
 def _say_kept(
@@ -363,12 +415,25 @@ def _write(
     query: str,
     header: list[str],
     params: list[Any] | None = None,
+    as_of: tuple[str, str, list[Any]] | None = None,
 ) -> StagedFile:
-    """Write a derived table as a staged CSV (line column first) and describe it as staged."""
+    """Write a derived table as a staged CSV (line column first) and describe it as staged.
+    `query` also gives each row's `_as_of` (its latest line's date): with `as_of` (the table,
+    the SQL of a row's key over `_derived`, its parameters) they are kept in the temp table
+    `_as_of_<table>` for `record_as_of`, once the table's load is done."""
     path.parent.mkdir(parents=True, exist_ok=True)
     sql(f"CREATE OR REPLACE TEMP TABLE _derived AS {query}", params or None)
+    if as_of is not None:
+        table, key, key_params = as_of
+        sql(
+            f"CREATE OR REPLACE TEMP TABLE _as_of_{table} AS SELECT {key} AS key, _as_of AS as_of FROM _derived "
+            "WHERE _as_of IS NOT NULL",
+            key_params or None,
+        )
+    columns = ", ".join(q(c) for c in [LINE_COLUMN, *header])
     sql(
-        f"COPY _derived TO {lit(path.as_posix())} (FORMAT CSV, HEADER, DELIMITER ',', QUOTE '\"', ESCAPE '\"')"
+        f"COPY (SELECT {columns} FROM _derived) TO {lit(path.as_posix())} "
+        """(FORMAT CSV, HEADER, DELIMITER ',', QUOTE '"', ESCAPE '"')"""
     )
     row = sql("SELECT count(*) FROM _derived").fetchone()
     sql("DROP TABLE _derived")
