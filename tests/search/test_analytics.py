@@ -106,3 +106,33 @@ def test_a_fallback_page_for_a_query_that_matched_nothing_is_a_no_result_search(
         {"query": "xyzzy", "zero_result_pages": 1},
         {"query": "zzzxqj nothing", "zero_result_pages": 1},
     ]
+
+
+def test_a_served_page_is_clicked_only_by_its_shoppers_later_click_cart_or_purchase() -> None:
+    """Every page an event named counted as clicked: the shop's own `search` event naming its
+    page, another shopper's click, a click dated days before the page was served. The rule is
+    the console's traffic one (`not_counted`): a click, cart or purchase of the page's shopper
+    (a page served to nobody in particular: anyone's), dated at most a day before it."""
+    from shelfwise.search._analytics import add_served_search, served_search_summary
+
+    at = 1_800_000_000.0
+    per_query: dict = {}
+    for i in range(6):
+        rec = {
+            "query": "lamp",
+            "items": ["P1"],
+            "offset": 0,
+            "id": f"s{i}",
+            "user": "u_a" if i < 5 else "",
+            "at": at,
+        }
+        add_served_search(per_query, rec)
+    attributed = [
+        ("s0", "u_a", at + 60),  # its shopper's click, after: counted
+        ("s2", "u_b", at + 60),  # another shopper's: not
+        ("s3", "u_a", at - 3 * 86_400),  # three days before the page: not
+        ("s4", "u_a", at - 3_600),  # an hour before (clocks disagree): counted
+        ("s5", "u_z", at + 5),  # a page served to nobody in particular: anyone's
+    ]
+    summary = served_search_summary(per_query, attributed)
+    assert summary["top_queries"] == [{"query": "lamp", "pages": 6, "attributed_ctr": round(3 / 6, 4)}]

@@ -26,7 +26,8 @@ SESSION_WINDOW_S = 1800
 PROTOCOL = {
     "session_ctr": f"share of logged searches followed by a click/cart/purchase in the same session of the same user within {SESSION_WINDOW_S // 60} min",
     "session_conversion": f"share of logged searches followed by a purchase in the same session of the same user within {SESSION_WINDOW_S // 60} min",
-    "attributed_ctr": "share of served result pages named by a later event's search_id",
+    "attributed_ctr": "share of served result pages a click, add-to-cart or purchase names by its search_id "
+    "(the page's shopper's, dated no more than a day before the page was served)",
     "zero_results": "served pages with no item (served log); queries with no keyword match (current index)",
 }
 
@@ -48,9 +49,12 @@ def search_analytics(workdir: str | Path, top: int = 50, lexical: Any = None) ->
     }
 
 
-def logged_searches(workdir: str | Path, top: int = 50) -> tuple[dict[str, Any], set[str]]:
-    """The shop's logged searches (top queries with session CTR and conversion) and the search
-    ids that a curated event names (for the served pages' attributed CTR).
+def logged_searches(
+    workdir: str | Path, top: int = 50
+) -> tuple[dict[str, Any], list[tuple[str, str, float]]]:
+    """The shop's logged searches (top queries with session CTR and conversion) and the curated
+    clicks, carts and purchases that name a served page (search id, user, time: for the served
+    pages' attributed CTR, `served_search_summary`).
 
     A search is credited with the click, cart or purchase that follows it within
     `SESSION_WINDOW_S` in the same session *of the same user*: both rows' `user_id` (the
@@ -65,7 +69,7 @@ def logged_searches(workdir: str | Path, top: int = 50) -> tuple[dict[str, Any],
     from ..storage import read_only, relation_columns
 
     logged: dict[str, Any] = {"searches": 0, "distinct_queries": 0, "top_queries": []}
-    attributed: set[str] = set()
+    attributed: list[tuple[str, str, float]] = []
     with read_only(workdir) as (con, tables):
         if "events" not in tables:
             return logged, attributed
@@ -104,16 +108,43 @@ def logged_searches(workdir: str | Path, top: int = 50) -> tuple[dict[str, Any],
         ]
         cols = set(relation_columns(con, "curated.events"))
         if "search_id" in cols:
-            attributed = {
-                r[0]
+            # (search id, user, epoch seconds) of the clicks, carts and purchases that name a
+            # page (a `search` event naming its own page is no click: every page was "clicked")
+            attributed = [
+                (str(r[0]), str(r[1] or ""), float(r[2]))
                 for r in con.sql(
-                    "SELECT DISTINCT search_id FROM curated.events WHERE search_id IS NOT NULL"
+                    """SELECT search_id, user_id, max(epoch("timestamp"))::DOUBLE FROM curated.events
+                       WHERE search_id IS NOT NULL AND event_type IN ('click', 'add_to_cart', 'purchase')
+                       GROUP BY ALL"""
                 ).fetchall()
-            }
+            ]
     return logged, attributed
 
 
-def served_searches(workdir: str | Path, attributed: set[str], top: int = 50) -> dict[str, Any]:
+# an event dated this long before its list was served still counts for it (the shop's clocks
+# and the server's disagree; a date without a time is midnight; a naive local time is read as
+# UTC: up to 14 hours off); an older one was not caused by the list
+CLOCK_SKEW_S = 86_400.0
+
+
+def not_counted(list_user: str, list_at: float, event_user: str, event_ts: float) -> str | None:
+    """Why an event naming a served list does not count for it (None: it counts): another
+    customer's event ("another_user"; an anonymous session's list bought after a login, or the
+    other way round, is the same shopper's; a list served to no shopper is anyone's), or one
+    dated more than CLOCK_SKEW_S before the list was served ("before_the_list"). One rule for
+    the experiment report, the console's traffic and the search analytics."""
+    from ..governance import is_anonymous
+
+    # (a list served to nobody in particular - similar items, a search without a shopper - is
+    # any shopper's: only its time is read)
+    if list_user and event_user != list_user and not (is_anonymous(event_user) or is_anonymous(list_user)):
+        return "another_user"
+    if list_at and event_ts < list_at - CLOCK_SKEW_S:
+        return "before_the_list"
+    return None
+
+
+def served_searches(workdir: str | Path, attributed: Any, top: int = 50) -> dict[str, Any]:
     """The result pages `shelfwise serve` logged: per query, pages, empty pages and the share
     of pages a curated event names (`attributed`: `logged_searches`' search ids)."""
     per_query: dict[str, list[Any]] = {}
@@ -143,8 +174,8 @@ def add_served_search(per_query: dict[str, list[Any]], rec: dict[str, Any]) -> N
     found = bool(rec.get("items")) and not rec.get("fallback") and rec.get("match") != "none"
     emptied = bool(rec.get("filtered") and rec.get("words_found"))
     d[1] += 0 if found or emptied or int(rec.get("offset") or 0) > 0 else 1
-    if rec.get("id"):
-        d[2].append(str(rec["id"]))
+    if rec.get("id"):  # (with its shopper and time: the attribution rule reads them)
+        d[2].append([str(rec["id"]), str(rec.get("user") or ""), float(rec.get("at") or 0.0)])
 
 
 def merge_served_searches(into: dict[str, list[Any]], other: dict[str, list[Any]]) -> None:
@@ -155,13 +186,25 @@ def merge_served_searches(into: dict[str, list[Any]], other: dict[str, list[Any]
         d[2].extend(ids)
 
 
-def served_search_summary(
-    per_query: dict[str, list[Any]], attributed: set[str], top: int = 50
-) -> dict[str, Any]:
-    """`served_searches` from the per-query sums of `add_served_search`."""
+def served_search_summary(per_query: dict[str, list[Any]], attributed: Any, top: int = 50) -> dict[str, Any]:
+    """`served_searches` from the per-query sums of `add_served_search`. A page counts as
+    clicked when a click, cart or purchase names it that `not_counted` lets count for it (its
+    shopper's, not dated before it was served: the console's traffic and the experiment report
+    read events the same way). `attributed`: (search id, user, epoch seconds) per such event."""
+    events: dict[str, list[tuple[str, float]]] = {}
+    for a in attributed:
+        if isinstance(a, str):  # (an id alone: anyone's, any time)
+            events.setdefault(a, []).append(("", float("inf")))
+        else:
+            events.setdefault(str(a[0]), []).append((str(a[1]), float(a[2])))
+
+    def clicked(page: Any) -> bool:
+        pid, user, at = (page, "", 0.0) if isinstance(page, str) else (page[0], page[1], page[2])
+        return any(not_counted(user, at, u, ts) is None for u, ts in events.get(pid, ()))
+
     served = sorted(
         (
-            {"query": q, "pages": pages, "zero": zero, "clicked": sum(1 for i in ids if i in attributed)}
+            {"query": q, "pages": pages, "zero": zero, "clicked": sum(1 for p in ids if clicked(p))}
             for q, (pages, zero, ids) in per_query.items()
         ),
         key=lambda d: (-d["pages"], d["query"]),

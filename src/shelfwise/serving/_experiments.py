@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ShelfwiseError
+from ..search._analytics import CLOCK_SKEW_S, not_counted
 from ._rules import Rules, is_number, parse_when, write_json_atomically
 
 EXPERIMENTS_FILE = Path("config") / "experiments.json"
@@ -244,27 +245,7 @@ def _bootstrap_mean(values: np.ndarray, rounds: int = 1000, seed: int = 0) -> tu
     return (float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975)))
 
 
-# an event dated this long before its list was served still counts for it (the shop's clocks
-# and the server's disagree; a date without a time is midnight; a naive local time is read as
-# UTC: up to 14 hours off); an older one was not caused by the list
-CLOCK_SKEW_S = 86_400.0
 SRM_P = 0.001  # the sample-ratio check's threshold (the usual one: a split this unlikely is broken)
-
-
-def not_counted(list_user: str, list_at: float, event_user: str, event_ts: float) -> str | None:
-    """Why an event naming a served list does not count for it (None: it counts): another
-    customer's event ("another_user"; an anonymous session's list bought after a login, or the
-    other way round, is the same shopper's; a list served to no shopper is anyone's), or one dated more than CLOCK_SKEW_S before the list
-    was served ("before_the_list"). One rule for the experiment report and the console."""
-    from ..governance import is_anonymous
-
-    # (a list served to nobody in particular - similar items, a search without a shopper - is
-    # any shopper's: only its time is read)
-    if list_user and event_user != list_user and not (is_anonymous(event_user) or is_anonymous(list_user)):
-        return "another_user"
-    if list_at and event_ts < list_at - CLOCK_SKEW_S:
-        return "before_the_list"
-    return None
 
 
 def experiment_report(workdir: str | Path, experiment: str | None = None) -> dict[str, Any]:

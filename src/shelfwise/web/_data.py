@@ -1244,10 +1244,10 @@ def search_report(workdir: Path, lexical: Any = None) -> dict[str, Any]:
     # the live synonyms count: a saved synonym takes a query off the no-keyword-match list
     stamp = _stamp(workdir, *WAREHOUSE, *REGISTRY, str(SYNONYMS_FILE))
 
-    def logged() -> tuple[Any, dict[str, Any], set[str], list[dict[str, Any]]]:
+    def logged() -> tuple[Any, dict[str, Any], list[Any], list[dict[str, Any]]]:
         with warehouse():
-            got, attributed = logged_searches(workdir)
-        attributed = set(_served_only(workdir, attributed))
+            got, found = logged_searches(workdir)
+        attributed = _served_only(workdir, found)
         lex = lexical if lexical is not None else current_lexical(workdir)
         live = workdir / SYNONYMS_FILE
         synonyms = load_synonyms(live) if live.exists() else None
@@ -1266,10 +1266,10 @@ def search_report(workdir: Path, lexical: Any = None) -> dict[str, Any]:
     return {"protocol": dict(PROTOCOL), "logged": got, "served": served, "no_keyword_match": nkm}
 
 
-_SEARCH_LOGGED = Persist(
-    "search_logged",
-    dump=lambda v: [v[0], v[1], sorted(v[2]), v[3]],
-    load=lambda v: (_tuples(v[0]), v[1], set(v[2]), v[3]),
+_SEARCH_LOGGED = Persist(  # (v2: the attributed events with their user and time, not ids alone)
+    "search_logged_v2",
+    dump=lambda v: [v[0], v[1], [list(a) for a in v[2]], v[3]],
+    load=lambda v: (_tuples(v[0]), v[1], [tuple(a) for a in v[2]], v[3]),
 )
 
 
