@@ -242,3 +242,42 @@ def test_a_wide_relevance_scale_keeps_its_grades_apart_in_the_rankers_labels():
     thirds = judged_labels([i / 3 for i in range(61)])  # 0..20 in thirds: 1/3 is not "unjudged"
     assert thirds is not None and thirds[1 / 3] > thirds[0.0] == 0.0
     assert judged_labels([-1.0, 0.0, 100.0]) == {-1.0: 0.0, 0.0: 0.0, 100.0: 3.0}  # unjudged stays 0
+
+
+def test_the_held_out_number_is_scored_on_groups_no_choice_was_made_on(tmp_path, monkeypatch):
+    """The held-out groups stopped the ranker's boosting (early stopping) and then scored it:
+    the number the keep decision read was a validation number. A twin ranker now stops on half
+    of the held-out groups and is scored on the other half; the served ranker's number on all of
+    them is kept as `validation_ndcg@10`, said to be one."""
+    import lightgbm as lgb
+
+    ids = [f"p{i}" for i in range(120)]
+    eng = SearchEngine(tmp_path / "s", candidates=40).build(
+        SearchCatalog(ids, [f"tool {i % 60} model {i} {'steel' if i % 3 else 'wood'}" for i in range(120)])
+    )
+    queries = {f"q{i}": f"tool {i}" for i in range(60)}
+    gains = {f"q{i}": {f"p{i}": 2.0, f"p{i + 60}": 1.0} for i in range(60)}
+    stopped_on: list[int] = []
+    train = lgb.train
+
+    def spy(params, train_set, **kw):
+        if kw.get("valid_sets"):
+            stopped_on.append(
+                len(kw["valid_sets"][0].get_group()) if kw["valid_sets"][0].get_group() is not None else -1
+            )
+        return train(params, train_set, **kw)
+
+    monkeypatch.setattr(lgb, "train", spy)
+    info = eng.fit_ranker(queries, gains, holdout=0.5, seed=0)
+    assert info["holdout_groups_stopping"] + info["holdout_groups_scored"] >= 20
+    # the served ranker stopped on every held-out group, the twin on the stopping half only
+    assert stopped_on == [
+        info["holdout_groups_stopping"] + info["holdout_groups_scored"],
+        info["holdout_groups_stopping"],
+    ]
+    assert "note" in info["validation_ndcg@10"] and "early stopping" in info["validation_ndcg@10"]["note"]
+    assert f"other {info['holdout_groups_scored']}" in info["holdout_protocol"]
+    # too few held-out groups to halve: the held-out number is the validation one, said so
+    few = eng.fit_ranker({q: queries[q] for q in list(queries)[:10]}, gains, holdout=0.3, seed=0)
+    assert "holdout_protocol" not in few
+    assert few["holdout_ndcg@10"]["reranked"] == few["validation_ndcg@10"]["reranked"]

@@ -910,6 +910,7 @@ def _build_search(
             f"({r['personalized_groups']:,} with the shopper's history; {r['served_pages']:,} served pages, "
             f"position-corrected: {r['position_bias_correction']}): "
             f"held-out ({r['holdout_label']}) NDCG@10 {_r4(r.get('holdout_ndcg@10'))}, kept={r['kept']}"
+            + (f" [{r['holdout_protocol']}]" if r.get("holdout_protocol") else " [rounds chosen on them too]")
         )
     if gains and settings.search_cross_budget_s > 0 and settings.search_cross_steps > 0:
         from ..search import CrossSettings
