@@ -121,6 +121,36 @@ def test_queries_file_is_read_with_its_delimiter_and_the_contracts_aliases(tmp_p
     assert _read_queries(path) == [("0", "salon chair"), ("1", "smart coffee table")]
 
 
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        (
+            "q.json",
+            '{"query_id": "0", "query": "salon chair"}\n{"query_id": 1, "query": "smart coffee table"}\n',
+        ),
+        (
+            "q.json",
+            '[{"qid": "0", "query": "salon chair"}, {"query_id": "1", "query": "smart coffee table"}]',
+        ),
+        (
+            "q.csv",
+            '[{"query_id": "0", "query": "salon chair"}, {"query_id": "1", "query": "smart coffee table"}]',
+        ),
+    ],
+)
+def test_a_queries_file_in_json_is_read_as_json_whatever_its_name(
+    tmp_path: Path, name: str, text: str
+) -> None:
+    """JSON lines in a `.json` file, or one JSON array (ESCI's query set): read as JSON (they
+    were read as a CSV whose header was `{"query_id":"0"`)."""
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    assert _read_queries(path) == [("0", "salon chair"), ("1", "smart coffee table")]
+    path.write_text('[{"query": "no id"}]', encoding="utf-8")
+    with pytest.raises(SourceError, match="element 1: needs query_id and query"):
+        _read_queries(path)
+
+
 def test_queries_file_without_the_columns_is_an_error_naming_its_header(tmp_path: Path) -> None:
     path = tmp_path / "queries.csv"
     path.write_text("a,b\n1,2\n", encoding="utf-8")

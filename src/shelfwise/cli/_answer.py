@@ -202,21 +202,42 @@ def _read_queries(queries: Path) -> list[tuple[str, str]]:
     if queries.is_dir():
         raise SourceError(str(queries), None, "a folder, not a file of queries")
     wanted = {c: header_names(c, "queries") for c in ("query_id", "query")}
-    if queries.suffix.lower() in (".jsonl", ".ndjson"):
 
-        def pick(obj: object) -> tuple[str, str]:
-            qid = json_field(obj, wanted["query_id"])
+    def pick(obj: object) -> tuple[str, str]:
+        qid = json_field(obj, wanted["query_id"])
+        try:
+            text = json_field(obj, wanted["query"])
+        except KeyError:
+            text = ""
+        return str(qid), str(text or "")
+
+    text = queries.read_text(encoding="utf-8-sig", errors="replace")
+    start = text.lstrip()[:1]
+    # JSON whatever the name says: lines of objects (`.jsonl`, or a `.json` file of them), or one
+    # array of objects (a `.json` export); it was read as a CSV whose header was `{"query_id":"1"`
+    if start == "[":
+        try:
+            items = json.loads(text)
+        except ValueError as exc:
+            raise SourceError(str(queries), None, f"not valid JSON: {exc}") from None
+        if not isinstance(items, list):
+            raise SourceError(str(queries), None, "a JSON array of {query_id, query} objects was expected")
+        pairs: list[tuple[str, str]] = []
+        for i, obj in enumerate(items, 1):
             try:
-                text = json_field(obj, wanted["query"])
-            except KeyError:
-                text = ""
-            return str(qid), str(text or "")
-
+                pairs.append(pick(obj))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise SourceError(
+                    str(queries), None, f"element {i}: needs query_id and query ({exc})"
+                ) from None
+        if not pairs:
+            raise SourceError(str(queries), None, "the file is empty: no queries to search")
+        return pairs
+    if queries.suffix.lower() in (".jsonl", ".ndjson") or start == "{":
         pairs = json_lines(queries, "query_id and query", pick)
         if not pairs:
             raise SourceError(str(queries), None, "the file is empty: no queries to search")
         return pairs
-    text = queries.read_text(encoding="utf-8-sig", errors="replace")
     delimiter, header = sniff_table(queries, text)
     cols = find_columns(header, wanted)
     aliases = "; ".join(f"{c}: {', '.join(n[1:])}" for c, n in wanted.items())
