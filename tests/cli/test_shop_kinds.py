@@ -136,6 +136,14 @@ def test_catalog_only_shop_trains_searches_recommends_and_serves(catalog_only, t
     assert "nothing to evaluate" in proc.stdout
     report = json.loads(sw("evaluate", "--workdir", str(work), "--json").stdout)
     assert report["results"] == [] and "no behaviour events" in report["nothing_to_evaluate"]
+    # ... and what training measured of its search, with how (a search-first shop's one number)
+    measured = bundle.manifest["search"]["ranker"].get("holdout_ndcg@10")
+    if measured:
+        sq = report["search"]
+        assert sq["ndcg@10"] == measured and sq["held_out"] == "judgments" and "unjudged" in sq["candidates"]
+        assert "search, measured at training on" in proc.stdout and "NDCG@10 hybrid" in proc.stdout
+    else:
+        assert report["search"] is None
 
     # serve: the three GET endpoints answer over HTTP
     server = Server(work, "--absorb-seconds", "0")

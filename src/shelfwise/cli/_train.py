@@ -236,6 +236,13 @@ def evaluate(
         typer.echo(
             f"nothing to evaluate in bundle {report['bundle_version']}: {report['nothing_to_evaluate']}"
         )
+        if sq := report.get("search"):  # (a search-first shop: what training measured of its search)
+            nd = sq["ndcg@10"]
+            typer.echo(
+                f"search, measured at training on {sq['held_out_queries']} held-out {sq['held_out']} queries "
+                f"({sq['protocol']}; candidates: {sq['candidates']}): NDCG@10 hybrid "
+                f"{nd.get('hybrid') or 0:.4f}, reranked {nd.get('reranked') or 0:.4f}, ranker kept: {sq['ranker_kept']}"
+            )
         return
     p = report["protocol"]
     typer.echo(f"protocol: {p['split_description']}; candidates: {p['candidates']}; seen items excluded")

@@ -1287,7 +1287,8 @@ def evaluate_workdir(
     bundle = Bundle.load(bundle_dir or current)
     nothing = _nothing_to_evaluate(bundle)
     if nothing is not None:
-        return nothing
+        # (a search-first shop: no recommendation to evaluate, its search measured at training)
+        return nothing | {"search": search_quality(bundle.manifest.get("search"))}
     split = make_split(bundle.interactions, bundle.manifest["protocol"]["split"])
     missing = set(models or []) - set(bundle.models)
     if missing:
@@ -1382,6 +1383,28 @@ def _report_of(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return report if isinstance(report, dict) else None
+
+
+def search_quality(search: Any) -> dict[str, Any] | None:
+    """What training measured of a bundle's search on its held-out judged queries (the ranker's
+    and the cross-encoder's held-out NDCG@10, with how they were held out), or None when it
+    measured nothing (no judgments)."""
+    if not isinstance(search, dict):
+        return None
+    ranker = search.get("ranker") or {}
+    if not isinstance(ranker, dict) or not ranker.get("holdout_ndcg@10"):
+        return None
+    cross = search.get("cross_encoder") if isinstance(search.get("cross_encoder"), dict) else {}
+    return {
+        "held_out": ranker.get("holdout_label"),
+        "held_out_queries": ranker.get("holdout_queries"),
+        "ndcg@10": ranker.get("holdout_ndcg@10"),
+        "protocol": ranker.get("holdout_protocol")
+        or "the held-out queries also chose the ranker's boosting rounds (too few to halve)",
+        "ranker_kept": ranker.get("kept"),
+        "cross_encoder_ndcg@10": (cross or {}).get("holdout_ndcg@10"),
+        "candidates": "the whole catalog; unjudged products count as irrelevant",
+    }
 
 
 def _nothing_to_evaluate(bundle: Any) -> dict[str, Any] | None:
