@@ -287,7 +287,8 @@ class Ingestor:
         name = self._map.files[table]
         path = data_dir / name
         if any(ch in name for ch in "*?["):
-            hits = sorted(p for p in data_dir.glob(name) if p.is_file() and p.name != MAP_FILE)
+            # (a file, or a folder of the table's parts)
+            hits = sorted(p for p in data_dir.glob(name) if p.name != MAP_FILE and not p.name.startswith("."))
             if len(hits) > 1:
                 raise SourceError(
                     str(data_dir),
