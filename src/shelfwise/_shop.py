@@ -1385,10 +1385,6 @@ def _search_args(options: Mapping[str, Any]) -> Callable[[str, int], Any]:
     for name in ("in_stock", "personalized"):
         if o.get(name) is not None and not isinstance(o[name], bool):
             raise ShelfwiseError(f"{name} {o[name]!r}: True or False")
-    if o.get("price_min") is not None and o.get("price_max") is not None and o["price_min"] > o["price_max"]:
-        raise ShelfwiseError(
-            f"price_min {o['price_min']!r} is above price_max {o['price_max']!r}: no price is both"
-        )
     sort = o.get("sort", "relevance")
     if sort not in SORTS:
         raise ShelfwiseError(f"sort {sort!r}: one of {', '.join(SORTS)}")

@@ -51,6 +51,7 @@ def test_search_options_suggest_and_profile_answer_what_the_server_answers(work)
         {"user_id": f" {user} "},  # trimmed, as curation trims ids (the route did not)
         {"user_id": user, "personalized": False},
         {"user_id": ""},  # no shopper: an anonymous page
+        {"price_min": 9.0, "price_max": 3.0},  # nothing in between: the same (empty) page both ways
     ]
     # a budget no page misses on a loaded machine: a degraded page (stages skipped for time)
     # would differ from the Python API's, which always runs the whole pipeline
@@ -92,7 +93,6 @@ def test_search_options_are_checked_as_the_server_checks_them(work):
         ({"offset": 1001}, "offset 1001"),
         ({"price_min": "cheap"}, "price_min 'cheap': a price"),
         ({"price_max": True}, "price_max True"),
-        ({"price_min": 9.0, "price_max": 3.0}, "price_min 9.0 is above price_max 3.0"),  # (HTTP: 422)
         ({"in_stock": "yes"}, "in_stock 'yes': True or False"),
         ({"category": 3}, "category 3: give it as text"),
         ({"user_id": 5}, "give the shop's own user id as a string"),

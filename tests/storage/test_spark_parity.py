@@ -465,11 +465,3 @@ def test_events_past_the_retention_policy_are_withheld_on_spark_too(spark, tmp_p
     )
 
     check(tmp_path, engine=lambda work: SparkEngine(work, master="local[2]"))
-
-
-def test_older_order_lines_do_not_overwrite_newer_attributes_on_spark_too(spark, tmp_path):
-    from tests.governance.test_deliveries import (
-        test_older_order_lines_delivered_later_do_not_overwrite_newer_attributes as check,
-    )
-
-    check(tmp_path, engine=lambda work: SparkEngine(work, master="local[2]"))

@@ -198,10 +198,6 @@ def lists_router(ctx: AppContext) -> APIRouter:
         for name, v in (("category", category), ("brand", brand), ("user_id", user_id)):
             if v is not None:
                 clean_text(v, name, 256)
-        if price_min is not None and price_max is not None and price_min > price_max:
-            raise HTTPException(
-                422, f"price_min {price_min:g} is above price_max {price_max:g}: no price is both"
-            )
         filters = Filters(category, brand, price_min, price_max, in_stock)
         # a cache hit is answered on the event loop; a miss goes to the search queue, which
         # answers it within the latency budget (skipping stages when it is deep) or refuses it
