@@ -450,7 +450,9 @@ class Ingestor:
                         staged.staged.unlink(missing_ok=True)
                     continue
                 tr = self._ingest_table(wh, CONTRACTS[table], staged, lineage.run_id, report)
-                if table in ("products", "users"):  # (the order lines' dates behind derived rows)
+                # (the order lines' dates behind derived rows; a reprocess of quarantined rows
+                # is no delivery of the table: its dates stay)
+                if table in ("products", "users") and self.job != REPROCESS_JOB:
                     record_as_of(wh, table, derived=table in self._derived, replace=tr.mode != "append")
                 tr.stage_seconds = {"stage": round(staging_s, 3), **tr.stage_seconds}
                 tr.derived = derived.get(table, "")
