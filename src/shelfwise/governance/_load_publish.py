@@ -18,7 +18,7 @@ from ..errors import ContractViolation
 from ..storage import TableVersion, Warehouse
 from ..storage._sources import PART_LINES
 from ._compile import DUCKDB, Dialect, client_event_id, lit, q
-from ._contracts import Kind, TableContract
+from ._contracts import TableContract
 from ._load_anonymous import uncount_redelivered
 from ._load_state import CHECKED, PAST_RETENTION, LoadState, count_withheld, note_withheld
 from ._privacy import Pseudonymizer
@@ -62,7 +62,7 @@ def withhold_erased(st: LoadState) -> None:
     )
     on = " OR ".join(f"(e.col = {lit(c)} AND c.{q(c)} = e.raw_id)" for c in st.pseudo_cols)
     later = "false"
-    if any(c.name == "timestamp" and c.kind is Kind.TIMESTAMP for c in st.contract.columns):
+    if st.dated:
         # a valid date after the erasure and no later than this load (a day of clock skew): an
         # erased user's row dated in the future is withheld even where `max_future_days` would
         # curate it, or an old export with a mistyped year could bring them back
@@ -91,7 +91,7 @@ def _withhold_expired(st: LoadState) -> None:
     """Take the rows dated before the retention policy's cutoff out of this load (valid or not:
     the policy keeps no copy of them, quarantine included), as `retention enforce` deletes them
     from what is curated. A row whose time cannot be read is judged by its load, now: kept."""
-    if st.expire_before is None or not _dated(st):
+    if st.expire_before is None or not st.dated:
         return
     wh = st.wh
     # (a date before the plausible range is the row checks' `out_of_range`, quarantined: an
@@ -110,10 +110,6 @@ def _withhold_expired(st: LoadState) -> None:
         if st.reprocess:
             st.withheld_lines += [int(r[0]) for r in wh.sql("SELECT line FROM _expired").fetchall()]
     wh.sql("DROP TABLE _expired")
-
-
-def _dated(st: LoadState) -> bool:
-    return any(c.name == "timestamp" and c.kind is Kind.TIMESTAMP for c in st.contract.columns)
 
 
 def publish(st: LoadState) -> None:

@@ -38,7 +38,7 @@ from ._compile import (
     mask_profile_value,
     q,
 )
-from ._contracts import BOT_EVENT_TYPES, Kind
+from ._contracts import BOT_EVENT_TYPES
 from ._load_anonymous import spark_uncount_redelivered
 from ._load_publish import (
     ID_CURATED_SQL,
@@ -233,7 +233,7 @@ def spark_withhold_erased(st: LoadState) -> None:
     )
     on = " OR ".join(f"(e.col = {SPARK.lit(c)} AND c.{bq(c)} = e.raw_id)" for c in st.pseudo_cols)
     later = "false"
-    if any(c.name == "timestamp" and c.kind is Kind.TIMESTAMP for c in st.contract.columns):
+    if st.dated:
         later = f"c.`timestamp` > e.at AND c.`timestamp` <= {SPARK.now_plus_days(1)}"
     lines = [
         int(r[0])
@@ -256,9 +256,7 @@ def spark_withhold_erased(st: LoadState) -> None:
 def _spark_withhold_expired(st: LoadState) -> None:
     """As `_load_publish._withhold_expired`: the rows dated before the retention policy's
     cutoff leave the load, valid or not."""
-    if st.expire_before is None or not any(
-        c.name == "timestamp" and c.kind is Kind.TIMESTAMP for c in st.contract.columns
-    ):
+    if st.expire_before is None or not st.dated:
         return
     import pyarrow as pa
     from pyspark.sql import functions as F

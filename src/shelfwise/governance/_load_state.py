@@ -18,7 +18,7 @@ from typing import Any
 
 from ..storage import StagedFile, Warehouse
 from ._compile import lit, q
-from ._contracts import TableContract
+from ._contracts import Kind, TableContract
 from ._erasures import ERASED_USER, Erasures
 from ._ingest_report import IngestReport, IngestSettings, TableReport
 from ._reasons import Reason
@@ -123,6 +123,12 @@ class LoadState:
     @property
     def extra_sel(self) -> list[str]:
         return [q("x_" + safe(e)) for e in self.extra_kept]
+
+    @property
+    def dated(self) -> bool:
+        """Whether the table's rows carry a `timestamp` (events): what erasure and retention
+        judge a withheld row by."""
+        return any(c.name == "timestamp" and c.kind is Kind.TIMESTAMP for c in self.contract.columns)
 
     @property
     def pseudo_cols(self) -> list[str]:
