@@ -110,15 +110,23 @@ def logged_searches(
         if "search_id" in cols:
             # (search id, user, epoch seconds) of the clicks, carts and purchases that name a
             # page (a `search` event naming its own page is no click: every page was "clicked")
-            attributed = [
-                (str(r[0]), str(r[1] or ""), float(r[2]))
-                for r in con.sql(
-                    """SELECT search_id, user_id, max(epoch("timestamp"))::DOUBLE FROM curated.events
-                       WHERE search_id IS NOT NULL AND event_type IN ('click', 'add_to_cart', 'purchase')
-                       GROUP BY ALL"""
-                ).fetchall()
-            ]
+            attributed = [(str(i), str(u), float(ts)) for i, u, _, ts in attributed_events(con, "search_id")]
     return logged, attributed
+
+
+def attributed_events(con: Any, column: str) -> list[tuple[str, str, bool, float]]:
+    """(list id, user, a purchase, the latest time: epoch seconds) per served list the curated
+    clicks, carts and purchases name in `column` (`search_id`, `recommendation_id`), on a
+    connection to the warehouse: what the console's traffic and the search analytics attribute."""
+    return [
+        tuple(r)
+        for r in con.sql(
+            f"""SELECT {column}, coalesce(user_id, ''), event_type = 'purchase',
+                  max(epoch("timestamp"))::DOUBLE FROM curated.events
+                WHERE {column} IS NOT NULL AND event_type IN ('click', 'add_to_cart', 'purchase')
+                GROUP BY ALL"""
+        ).fetchall()
+    ]
 
 
 # an event dated this long before its list was served still counts for it (the shop's clocks
@@ -146,7 +154,8 @@ def not_counted(list_user: str, list_at: float, event_user: str, event_ts: float
 
 def served_searches(workdir: str | Path, attributed: Any, top: int = 50) -> dict[str, Any]:
     """The result pages `shelfwise serve` logged: per query, pages, empty pages and the share
-    of pages a curated event names (`attributed`: `logged_searches`' search ids)."""
+    of pages a curated click, cart or purchase names (`attributed`: `logged_searches`' events,
+    read by `served_search_summary`)."""
     per_query: dict[str, list[Any]] = {}
     for rec in served_search_pages(workdir):
         add_served_search(per_query, rec)

@@ -717,6 +717,7 @@ def _attributed(workdir: Path) -> list[tuple[str, str, bool, float]]:
     click, cart or purchase names, its user and whether a purchase: the warehouse's part of the
     traffic, cached apart from the served log's (which grows with every page served while the
     warehouse changes at each absorb)."""
+    from ..search._analytics import attributed_events
     from ..storage import read_only, relation_columns
 
     out: list[tuple[str, str, bool, float]] = []
@@ -724,12 +725,7 @@ def _attributed(workdir: Path) -> list[tuple[str, str, bool, float]]:
         if "events" in tables:
             cols = set(relation_columns(con, "curated.events"))
             for c in (c for c in ("recommendation_id", "search_id") if c in cols):
-                out += con.sql(
-                    f"""SELECT {c}, coalesce(user_id, ''), event_type = 'purchase',
-                          max(epoch("timestamp"))::DOUBLE FROM curated.events
-                        WHERE {c} IS NOT NULL AND event_type IN ('click', 'add_to_cart', 'purchase')
-                        GROUP BY ALL"""
-                ).fetchall()
+                out += attributed_events(con, c)
     return out
 
 
