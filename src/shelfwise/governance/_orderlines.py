@@ -284,7 +284,7 @@ def derive(
                 as_of=("products", _id_key("product_id"), []),
             )
             if keep:
-                _say_kept(sql, out, "products", f"SELECT count(DISTINCT product_id) FROM ({lines})", [])
+                _say_kept(sql, out, "products", f"SELECT count(DISTINCT product_id) FROM ({lines})")
             row = sql(
                 f"""SELECT count(*) FROM (SELECT product_id FROM ({lines}) WHERE product_id IS NOT NULL
                     GROUP BY product_id HAVING count(DISTINCT title) > 1)"""
@@ -337,7 +337,7 @@ def derive(
                 as_of=key,
             )
             if keep:
-                _say_kept(sql, out, "users", f"SELECT count(DISTINCT {text(uid)}) FROM {rel}", [])
+                _say_kept(sql, out, "users", f"SELECT count(DISTINCT {text(uid)}) FROM {rel}")
             out.descriptions["users"] = (
                 f"one row per customer of the order lines in {staged.source.name}, with the attributes of "
                 f"their latest order: {', '.join(attrs)} (personal ones are left out by the users contract)"
@@ -371,11 +371,8 @@ def record_as_of(wh: Warehouse, table: str, *, derived: bool, replace: bool) -> 
     table's own (a catalog, a users export) drops the table's dates: its rows are no order
     line's."""
     temp = f"_as_of_{table}"
-    have = bool(
-        wh.sql("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?", [temp]).fetchone()[
-            0
-        ]
-    )  # type: ignore[index]
+    row = wh.sql("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?", [temp]).fetchone()
+    have = bool(row and row[0])
     if not derived or not have:
         if wh.exists("meta", "derived_as_of"):
             wh.sql(f"DELETE FROM {AS_OF} WHERE table_name = ?", [table])
@@ -394,11 +391,10 @@ def record_as_of(wh: Warehouse, table: str, *, derived: bool, replace: bool) -> 
     wh.sql(f"DROP TABLE {temp}")
 
 
-def _say_kept(
-    sql: Callable[..., Any], out: OrderLines, table: str, count_all: str, params: list[Any]
-) -> None:
-    """A note of the derived rows left out because later purchases are curated already."""
-    row = sql(count_all, params or None).fetchone()
+def _say_kept(sql: Callable[..., Any], out: OrderLines, table: str, count_all: str) -> None:
+    """A note of the derived rows left out because a later order line said their curated row
+    (`count_all`: the SQL counting the file's keys of `table`)."""
+    row = sql(count_all).fetchone()
     left = (int(row[0]) if row else 0) - out.tables[table].records
     if left > 0:
         whose = "product(s)" if table == "products" else "customer(s)"
