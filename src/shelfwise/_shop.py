@@ -76,13 +76,7 @@ def _map_flags(column_map: ColumnMap | None) -> tuple[str, ...]:
     flags: list[str] = []
 
     def add(target: str, headers: Any) -> None:
-        for h in (
-            [headers]
-            if isinstance(headers, str)
-            else headers
-            if isinstance(headers, list | tuple)
-            else [headers]
-        ):
+        for h in headers if isinstance(headers, list | tuple) else [headers]:
             flags.append(f"{target}={h}")
 
     for key, value in column_map.items():

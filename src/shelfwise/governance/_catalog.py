@@ -77,16 +77,22 @@ def _loads(con: Any) -> list[dict[str, Any]]:
     return loads
 
 
+def _up_to(loads: list[dict[str, Any]], run_id: str | None) -> list[dict[str, Any]]:
+    """The loads (oldest first) up to and including run `run_id`'s (None: all of them; a run
+    not recorded: none)."""
+    if run_id is None:
+        return loads
+    ends = [i for i, x in enumerate(loads) if x["run_id"] == run_id]
+    return loads[: ends[-1] + 1] if ends else []
+
+
 def _latest_delivery(
     loads: list[dict[str, Any]], table: str, upto: str | None = None
 ) -> dict[str, Any] | None:
     """The load that says the table's quality: its latest delivery (a re-processing of quarantined
     rows is a batch of rows that failed before, not a delivery), with `upto` (a run id) the
     latest one up to that run's."""
-    if upto is not None:
-        ends = [i for i, x in enumerate(loads) if x["run_id"] == upto]
-        loads = loads[: ends[-1] + 1] if ends else []
-    last = [x for x in loads if x["table"] == table and x["job"] != REPROCESS_JOB]
+    last = [x for x in _up_to(loads, upto) if x["table"] == table and x["job"] != REPROCESS_JOB]
     return last[-1] if last else None
 
 
@@ -104,17 +110,14 @@ def failing_deliveries_behind(workdir: str | Path, runs: dict[str, str | None]) 
         loads = _loads(con)
     out: dict[str, list[str]] = {}
     for table, run_id in runs.items():
-        upto = loads
-        if run_id is not None:
-            ends = [i for i, x in enumerate(loads) if x["run_id"] == run_id]
-            upto = loads[: ends[-1] + 1] if ends else []
-        mine = [x for x in upto if x["table"] == table and x["job"] != REPROCESS_JOB]
+        mine = [x for x in _up_to(loads, run_id) if x["table"] == table and x["job"] != REPROCESS_JOB]
         full = [i for i, x in enumerate(mine) if x["mode"] != "append"]
         behind = mine[full[-1] :] if full else mine
+        checked = [(x, _check(x)) for x in behind]
         bad = [
-            f"{Path(str(x['source_file'] or '?')).name} (run {x['run_id']}, {str(x['at'])[:19]}) {_check(x).describe()}"
-            for x in behind
-            if not _check(x).passed
+            f"{Path(str(x['source_file'] or '?')).name} (run {x['run_id']}, {str(x['at'])[:19]}) {got.describe()}"
+            for x, got in checked
+            if not got.passed
         ]
         if bad:
             out[table] = bad

@@ -197,7 +197,8 @@ class RankerTraining(RankingFeatures):
         if len(scored) >= MIN_SCORED_GROUPS:
             order = np.random.default_rng(seed + 11).permutation(len(scored))
             stop_g = [scored[i] for i in order[: len(scored) // 2]]
-            score_g = [gid for gid in hold_g if gid not in set(stop_g)]
+            stopping = set(stop_g)
+            score_g = [gid for gid in hold_g if gid not in stopping]
             xs, ys, gs = stack(stop_g)
             twin = lgb.train(
                 params,
