@@ -164,6 +164,7 @@ class SearchEngine(SearchIndex, RankerTraining):
         # each retrieval's candidates and scores: a deeper one's new products rank after the
         # shallower one's (page 3 never repeats a product of page 1, ranked among fewer)
         rounds: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        holding: np.ndarray | None = None  # the catalog's products holding a word (and passing the filters)
         while True:
             if level == "full":
                 if vecs is None or (self.multilingual_ is not None and vecs.multilingual is None):
@@ -180,7 +181,9 @@ class SearchEngine(SearchIndex, RankerTraining):
                     found = [lex, {}, {}]
                     # no keyword (none in the catalog passing the filters, as the full level
                     # judges it: "earbuds" in Sports was a semantic match there and "none" here)
-                    none_kept = filtering and not len(self._holding_terms(q.terms, filters))
+                    if filtering and holding is None:
+                        holding = self._holding_terms(q.terms, filters)
+                    none_kept = filtering and holding is not None and not len(holding)
                     if (not lex or none_kept) and q.text.strip():  # only the encoder can tell
                         vecs = vecs or self.encode_queries([q.text], multilingual=None)[0]
                         encoded = True
@@ -249,7 +252,8 @@ class SearchEngine(SearchIndex, RankerTraining):
         # the candidate depth's 100): the semantic neighbours the ranker places among and after
         # them are not "results for" the words (and when filters left no product with a word,
         # what is left is a semantic match, counted among the candidates)
-        holding = self._holding_terms(q.terms, filters if filtering else None)
+        if holding is None:  # (the lexical level found them already when filtering)
+            holding = self._holding_terms(q.terms, filters if filtering else None)
         keyword = bool(len(holding))
         if not keyword and not semantic:  # BM25 matched only words like "the": no match
             return self._no_match(q, k, offset, filters, sort, stages, depth) | {"level": level}
