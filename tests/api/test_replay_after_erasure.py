@@ -13,17 +13,28 @@ from shelfwise.serving._feedback import FEEDBACK_DIR
 from tests.serving.conftest import known_users
 
 
-def test_a_full_reload_after_an_erasure_emptied_an_archive(trained, tmp_path: Path) -> None:
+def _one_served_event_absorbed(trained, tmp_path: Path) -> tuple[Path, Path, Shop, str]:
+    """A copy of the trained shop where a known shopper's view was served and absorbed (into
+    the warehouse and the served-events archive): (data, workdir, shop, the shopper)."""
     data, src = trained
     w = tmp_path / "w"
     shutil.copytree(src, w)
     shop = Shop(w)
     user = known_users(data, w, 1)[0]
     product = shop.table("products")["product_id"].iloc[0]
-    now = datetime.now(UTC).isoformat()
-    ev = {"user_id": user, "product_id": product, "event_type": "view", "timestamp": now}
+    ev = {
+        "user_id": user,
+        "product_id": product,
+        "event_type": "view",
+        "timestamp": datetime.now(UTC).isoformat(),
+    }
     assert shop.send_events([ev])["accepted"] == 1
     shop.absorb_events()
+    return data, w, shop, user
+
+
+def test_a_full_reload_after_an_erasure_emptied_an_archive(trained, tmp_path: Path) -> None:
+    data, w, shop, user = _one_served_event_absorbed(trained, tmp_path)
     archives = sorted((w / FEEDBACK_DIR).glob("events-*.jsonl"))
     assert archives
     shop.erase(user)
@@ -44,20 +55,7 @@ def test_a_catalog_snapshot_does_not_replay_the_served_events(trained, tmp_path:
     """A full load of a products file alone keeps the curated events as they are: replaying the
     archives on top only re-sent them ("replayed 1 served events", the catalog then said the
     events' latest load had re-sent rows)."""
-    data, src = trained
-    w = tmp_path / "w"
-    shutil.copytree(src, w)
-    shop = Shop(w)
-    user = known_users(data, w, 1)[0]
-    product = shop.table("products")["product_id"].iloc[0]
-    ev = {
-        "user_id": user,
-        "product_id": product,
-        "event_type": "view",
-        "timestamp": datetime.now(UTC).isoformat(),
-    }
-    assert shop.send_events([ev])["accepted"] == 1
-    shop.absorb_events()
+    data, _, shop, _ = _one_served_event_absorbed(trained, tmp_path)
     before = len(shop.table("events"))
     snap = tmp_path / "snap"
     snap.mkdir()
