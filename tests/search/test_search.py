@@ -95,7 +95,8 @@ def shop_engine(tmp_path, synonyms=None):
         cat,
         popularity=np.array([5, 50, 1, 0, 9]),
         synonyms=synonyms,
-        query_log=["running shoes", "running shoes", "knife"],
+        # each once per shopper who typed it (a typo counts for its spelling; one shopper is not enough)
+        query_log=["running shoes", "running shoes", "runnning shoes", "knife"],
     )
 
 
@@ -173,7 +174,11 @@ def test_spelling_synonyms_autocomplete_and_round_trip(tmp_path):
     assert page["corrected_query"] == "running shoes"
     assert {i["product_id"] for i in page["items"]} <= {"s1", "s2", "s3"}
     assert eng.query("sneakers", k=1)["items"][0]["product_id"] in {"s1", "s2"}
-    assert eng.suggest("run") == ["running shoes", "running socks"]  # the popular query first
+    # the popular query first, then the catalog's: a run of words two titles share, a title's start
+    assert eng.suggest("run") == ["running shoes", "running", "running socks"]
+    assert eng.suggest("sho") == ["running shoes", "shoes"]  # a later word of the query, then the catalog's
+    assert dict(eng.autocomplete_.phrases)["running shoes"] == 1003.0
+    assert eng.autocomplete_.logged(10) == ["running shoes"]  # `knife`: one shopper
     eng.save()
     again = SearchEngine.load(tmp_path / "s")
     assert again.query("runnning shoes", k=2)["corrected_query"] == "running shoes"
@@ -226,28 +231,28 @@ MASKED_LOG = [
     "bike helmet [email]",
     "bike helmet [email]",
     "bike helmet [email]",
-    "bike helmet",
-    "bike lock for [phone]",
-    "[card] bike light",
-    "white phone case",
+    *["bike helmet"] * 3,
+    *["bike lock for [phone]"] * 3,
+    *["[card] bike light"] * 3,
+    *["white phone case"] * 3,
 ]
 
 
 def test_suggestions_never_offer_a_masked_query_or_its_placeholder(tmp_path):
     eng = bike_shop(tmp_path, MASKED_LOG)
-    # the logged query first (once: the masked ones are not counted for it), then the titles
-    assert eng.suggest("bik") == ["bike helmet", "bike light rechargeable", "bike lock steel"]
+    # the logged query first (the masked ones are not counted for it), then the titles'
+    assert eng.suggest("bik") == ["bike helmet", "bike", "bike light rechargeable", "bike lock steel"]
     assert eng.suggest("bike helmet ") == []
     assert eng.suggest("card") == []
     assert eng.suggest("whi") == ["white phone case"]
-    assert dict(eng.autocomplete_.phrases)["bike helmet"] == 1001.0
+    assert dict(eng.autocomplete_.phrases)["bike helmet"] == 1003.0
     assert eng.autocomplete_.logged(10) == ["bike helmet", "white phone case"]  # warmed: no title, no masked
     eng.save()
     again = SearchEngine.load(tmp_path / "s")
     for e in (eng, again):
         for p, _ in e.autocomplete_.phrases:
             assert "[" not in p and not (set(p.split()) & {"email", "card", "for"}), p
-        assert e.suggest("bike") == ["bike helmet", "bike light rechargeable", "bike lock steel"]
+        assert e.suggest("bike") == ["bike helmet", "bike", "bike light rechargeable", "bike lock steel"]
 
 
 def test_a_bundle_saved_with_masked_queries_in_its_suggestions_loads_without_them(tmp_path):
@@ -524,3 +529,55 @@ def test_the_no_keyword_match_list_counts_the_live_synonyms(engine):
     top = [{"query": "sneakers", "searches": 5}, {"query": "running shoes", "searches": 3}]
     assert no_keyword_match(engine.lexical_, top) == [{"query": "sneakers", "searches": 5}]
     assert no_keyword_match(engine.lexical_, top, synonyms={"sneakers": ["running shoes"]}) == []
+
+
+def test_autocomplete_matches_later_words_and_suggests_what_enough_shoppers_typed(tmp_path):
+    """`dril` completes where titles start with a brand (no title starts `dril`); the catalog's
+    suggestions are word runs titles share, not a title cut
+    at six words, never starting or ending with a function word or a number; a query is
+    suggested once three shoppers typed it, one shopper typing it five times counts once."""
+    from shelfwise.governance import ingest
+    from shelfwise.search import load_query_log, load_search_data
+
+    data = tmp_path / "data"
+    data.mkdir()
+    titles = [
+        "Makita 18V Cordless Drill with Battery",
+        "DeWalt 20V Cordless Drill Kit",
+        "Bosch Hammer Drill 7 Amp",
+        "Ryobi Drill Bit Set 20 Piece",
+        "Milwaukee Drill Bit Set for Metal",
+        "Gorilla Wood Glue",
+    ]
+    (data / "products.csv").write_text(
+        "product_id,title\n" + "".join(f"p{i},{t}\n" for i, t in enumerate(titles))
+    )
+    rows = ["user_id,product_id,event_type,timestamp,query"]
+    rows += [f"u1,,search,2026-01-0{d} 10:00:00,gorilla glue" for d in range(1, 6)]  # one shopper, 5 times
+    rows += [f"u{u},,search,2026-01-01 11:00:00,Impact Driver" for u in (2, 3, 4)]  # three shoppers
+    rows += ["u5,,search,2026-01-01 12:00:00,divorce lawyer anna"]  # one shopper's own query
+    (data / "events.csv").write_text("\n".join(rows) + "\n")
+    ingest(data, tmp_path / "w")
+    log = load_query_log(tmp_path / "w")
+    assert sorted(log) == [
+        "divorce lawyer anna",
+        "gorilla glue",
+        "impact driver",
+        "impact driver",
+        "impact driver",
+    ]
+    catalog, _, _ = load_search_data(tmp_path / "w")
+    eng = SearchEngine(tmp_path / "s", candidates=5).build(catalog, query_log=log)
+    # the runs start at every word: `drill` though no title starts with it
+    assert eng.suggest("dril") == ["drill", "drill bit", "drill bit set"]
+    assert eng.suggest("cordless d") == ["cordless drill"]
+    assert eng.suggest("imp") == ["impact driver"]  # three shoppers
+    assert eng.suggest("driv") == ["impact driver"]  # a logged query's later word
+    assert eng.suggest("gori") == ["gorilla wood glue"]  # the title's start: one shopper's query is not
+    assert eng.suggest("divorce") == [] and eng.suggest("anna") == []
+    phrases = {p for p, _ in eng.autocomplete_.phrases}
+    assert not {"drill with", "with battery", "set for", "20 piece", "drill 7"} & phrases
+    assert "makita 18 v cordless drill with" in phrases  # a title's first six words
+    eng.save()
+    again = SearchEngine.load(tmp_path / "s")
+    assert again.suggest("dril") == eng.suggest("dril") and again.suggest("driv") == ["impact driver"]

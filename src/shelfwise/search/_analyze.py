@@ -18,6 +18,14 @@ _CJK = re.compile(f"[{_HAN}]")
 _CJK_RUN = re.compile(f"[{_HAN}\u3000-\u303f\uff00-\uffef]+")
 _NUM_UNIT = re.compile(r"^(\d+(?:\.\d+)?)([a-z]+)$")
 MAX_QUERY_CHARS = 512
+# English function words (not "can", "us", "off", "no", "up", "out", "plus": a trash can, a US
+# plug, off-white, no-show, plus size are products)
+STOP_WORDS = (
+    "a an the and or nor of for with without in on at by to from into onto over under about as "
+    "is are was were be been it its this that these those my your our their his her i you we they "
+    "me them not do does will so if but than then all any some very how what which who where "
+    "when why"
+)
 
 
 @lru_cache(maxsize=1)

@@ -24,14 +24,18 @@ def _flatten(attributes: str | None) -> str:
 
 
 def load_query_log(workdir: str | Path, limit: int = 200_000) -> list[str]:
-    """Shoppers' search queries (masked) from curated events: the source of autocomplete."""
+    """Shoppers' search queries (masked) from curated events, each once per shopper who typed
+    it (lower-cased; a shopper repeating a query, or a script, counts once): the source of
+    autocomplete, which suggests a query only when enough shoppers typed it."""
     with read_only(workdir) as (con, tables):
         if "events" not in tables:
             return []
         rows = con.sql(
-            f"SELECT query FROM curated.events WHERE event_type = 'search' AND query IS NOT NULL AND query <> '' LIMIT {int(limit)}"
+            f"""SELECT DISTINCT user_id, lower(trim(query)) FROM curated.events
+                WHERE event_type = 'search' AND query IS NOT NULL AND trim(query) <> ''
+                ORDER BY 1, 2 LIMIT {int(limit)}"""
         ).fetchall()
-    return [r[0] for r in rows]
+    return [r[1] for r in rows]
 
 
 def load_ctr(workdir: str | Path, product_ids: list[str], prior_views: float = 20.0) -> np.ndarray:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..evaluation._metrics import graded_ndcg_at_k as ndcg_at_k
-from ._analyze import MAX_QUERY_CHARS, analyze, contains_cjk
+from ._analyze import MAX_QUERY_CHARS, STOP_WORDS, analyze, contains_cjk
 from ._features import _BM25, _COLUMN, _RRF, FEATURES, _ranked
 
 # helpers the feature tests import from this module, where they lived before the split
@@ -59,21 +59,12 @@ NULL_QUERIES = 64
 # a page keeps the rows it counts up to this many; more are found again when recounted
 COUNTED_KEPT = 4096
 
-# (not "can", "us", "off", "no", "up", "out", "plus": a trash can, a US plug, off-white, no-show,
-# plus size are products)
-_STOP_WORDS = (
-    "a an the and or nor of for with without in on at by to from into onto over under about as "
-    "is are was were be been it its this that these those my your our their his her i you we they "
-    "me them not do does will so if but than then all any some very how what which who where "
-    "when why"
-)
-
 
 @lru_cache(maxsize=1)
 def stop_terms() -> frozenset[str]:
     """English function words as the analyzer indexes them (stemmed): they say nothing of what
     a shopper wants, so they do not decide which products match (`_holding_terms`)."""
-    return frozenset(analyze(_STOP_WORDS))
+    return frozenset(analyze(STOP_WORDS))
 
 
 class SearchEngine(SearchIndex, RankerTraining):

@@ -82,7 +82,9 @@ class SearchIndex(EngineState):
             embedding = pool.submit(embed)
             t0 = time.perf_counter()
             self.speller_ = Speller.from_texts(catalog.title + catalog.brand + catalog.category)
-            self.autocomplete_ = Autocomplete.build(list(query_log or []), catalog.title)
+            self.autocomplete_ = Autocomplete.build(
+                list(query_log or []), catalog.title, correct=self.speller_.correct
+            )
             took["speller_and_autocomplete"], t0 = time.perf_counter() - t0, time.perf_counter()
             self.lexical_ = LexicalRetriever(self.path / "lexical").index(catalog)
             took["lexical"], t0 = time.perf_counter() - t0, time.perf_counter()

@@ -4,20 +4,25 @@ vocabulary, per-shop synonyms, autocomplete, filters, facets with counts, and so
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..governance._privacy import PII_PATTERNS
-from ._analyze import words
+from ._analyze import STOP_WORDS, words
 from ._retrievers import SearchCatalog
 
 SORTS = ("relevance", "price_asc", "price_desc", "popularity")
 QUERY_SCORE = 1000.0  # an autocomplete phrase from the query log scores this plus its count
+# shoppers who must have typed a query before it is suggested to others: one shopper's query
+# ("gift for anna's divorce") is theirs, not the shop's, and a one-off typo is no suggestion
+MIN_QUERY_SHOPPERS = 3
 # the placeholders governance masks personal data in free text with (`[email]`, `[phone]`, ...),
 # and the words the analyzer leaves of them (`email`, `phone`, ...)
 MASKS = tuple(token for _, _, token in PII_PATTERNS)
@@ -232,22 +237,86 @@ def expand_synonyms(query: str, synonyms: dict[str, list[str]]) -> str:
 
 @dataclass
 class Autocomplete:
-    """Completions of a prefix: popular queries first (by count), then catalog titles. A query
-    that governance masked (a shopper typed an email, a phone number, ... into it: `bike helmet
-    [email]`) is never suggested, nor counted for the query it would have been unmasked."""
+    """Completions of what a shopper has typed so far.
+
+    The phrases are the query log's (scored `QUERY_SCORE` plus the shoppers who typed them:
+    popular queries first; one needs `MIN_QUERY_SHOPPERS` to be suggested) and the catalog's:
+    every run of one to three words that two or more titles share (`cordless drill`, `dewalt`;
+    scored by the share of titles holding it, at most `max_title_phrases` of them) and each title's first six words (what a long prefix completes
+    to; the runs start at every word, so `dril` finds `drill bit` where titles start with a
+    brand). What is typed matches a phrase at its start, or a logged query at one of its later
+    words (`driv`: `impact driver`): logged queries first (those starting with it, then the
+    others), then the catalog's phrases; within each, by score. A query that governance
+    masked (a shopper typed an email, a phone number, ... into it: `bike helmet [email]`) is
+    never suggested, nor counted for the query it would have been unmasked."""
 
     phrases: list[tuple[str, float]] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # every phrase's start and every logged query's later words' starts (the catalog's runs
+        # start at every word already), ordered by the text from there on (`suggest` finds a
+        # prefix's matches by bisection); `_order` ranks a match: logged queries' starts, their
+        # inner words, the catalog's phrases; then by score
+        texts = [p for p, _ in self.phrases]
+        rank: list[int] = []
+        start: list[int] = []
+        group: list[int] = []
+        for i, (p, score) in enumerate(self.phrases):
+            rank.append(i)
+            start.append(0)
+            if score <= QUERY_SCORE:
+                group.append(2)
+                continue
+            group.append(0)
+            for m in re.finditer(" (?=\\S)", p):
+                rank.append(i)
+                start.append(m.end())
+                group.append(1)
+        by_text = sorted(range(len(rank)), key=lambda e: texts[rank[e]][start[e] :])
+        self._texts = texts
+        self._rank = np.asarray(rank, np.int64)[by_text]
+        self._start = np.asarray(start, np.int64)[by_text]
+        self._order = np.asarray(group, np.int64)[by_text] * max(len(texts), 1) + self._rank
+
     @classmethod
-    def build(cls, queries: list[str], titles: list[str], max_titles: int = 50_000) -> Autocomplete:
+    def build(
+        cls,
+        queries: list[str],
+        titles: list[str],
+        max_titles: int = 50_000,
+        max_title_phrases: int = 100_000,
+        correct: Callable[[str], str] | None = None,
+        min_shoppers: int = MIN_QUERY_SHOPPERS,
+    ) -> Autocomplete:
+        """`queries`: each once per shopper who typed it (`load_query_log`); a query is
+        suggested when `min_shoppers` typed it, spelled as `correct` (the catalog's speller)
+        spells it (`dewalr tools` counts for `dewalt tools`)."""
         qc = Counter(" ".join(words(q)) for q in queries if q and q.strip() and not is_masked(q))
-        phrases = [(q, QUERY_SCORE + n) for q, n in qc.items() if q]
+        if correct is not None:
+            fixed: Counter[str] = Counter()
+            for q, n in qc.items():
+                fixed[" ".join(words(correct(q)))] += n
+            qc = fixed
+        phrases = [(q, QUERY_SCORE + n) for q, n in qc.items() if q and n >= min_shoppers]
         seen = {q for q, _ in phrases}
-        for t in titles[:max_titles]:
-            p = " ".join(words(t)[:6])
+        n_titles = max(len(titles), 1)
+        shared: Counter[str] = Counter()
+        firsts: list[str] = []
+        for t in titles:
+            ws = words(t)[:TITLE_WORDS]
+            if len(firsts) < max_titles:
+                firsts.append(" ".join(ws[:6]))
+            shared.update(set(_title_runs(ws)))
+        for p, n in shared.most_common(max_title_phrases):
+            if n < 2:
+                break
+            if p not in seen:
+                seen.add(p)
+                phrases.append((p, n / (n_titles + 1)))
+        for p in firsts:
             if p and p not in seen:
                 seen.add(p)
-                phrases.append((p, 1.0))
+                phrases.append((p, 1 / (n_titles + 1)))
         phrases.sort(key=lambda x: (-x[1], x[0]))
         return cls(phrases)
 
@@ -271,8 +340,48 @@ class Autocomplete:
 
     def suggest(self, prefix: str, k: int = 8) -> list[str]:
         pre = " ".join(words(prefix))
-        if not pre:
+        if not pre or k < 1:
             return []
         if prefix.endswith(" "):
             pre += " "
-        return [p for p, _ in self.phrases if p.startswith(pre)][:k]
+        key = self._suffix
+        lo = bisect_left(range(len(self._rank)), pre, key=key)
+        hi = bisect_left(range(len(self._rank)), pre + "\U0010ffff", lo=lo, key=key)
+        found = self._order[lo:hi]
+        if len(found) > 4 * k:
+            found = found[np.argpartition(found, 4 * k)[: 4 * k]]
+        out: list[str] = []
+        for o in np.sort(found):
+            p = self._texts[int(o) % max(len(self._texts), 1)]
+            if p not in out:
+                out.append(p)
+                if len(out) == k:
+                    break
+        return out
+
+    def _suffix(self, e: int) -> str:
+        return self._texts[self._rank[e]][self._start[e] :]
+
+
+TITLE_WORDS = 12  # the words of a title its shared phrases are taken from
+
+
+def _title_runs(ws: list[str]) -> list[str]:
+    """A title's runs of one to three words that could be a query: none starting or ending with
+    a function word (`drill with`), a number or a lone letter (`dewalt 20`, `painter 39 s`)."""
+    stop = _stop_words()
+    out = []
+    for i, w in enumerate(ws):
+        if w in stop or len(w) < 2 or w.isdigit():
+            continue
+        for j in range(i + 1, min(i + 3, len(ws)) + 1):
+            last = ws[j - 1]
+            if last in stop or len(last) < 2 or last.isdigit():
+                continue
+            out.append(" ".join(ws[i:j]))
+    return out
+
+
+@lru_cache(maxsize=1)
+def _stop_words() -> frozenset[str]:
+    return frozenset(STOP_WORDS.split())
