@@ -795,10 +795,52 @@ class Shop:
     def set_experiments(self, experiments: Mapping[str, Any] | str | Path) -> list[str]:
         """Install an experiments configuration (document or JSON file); returns their names."""
         with self._acting("experiments.change", workdir=False) as actor:
-            from .serving._experiments import save_experiments
+            from .serving._experiments import parse_experiments, save_experiments
 
             doc = _json_doc(experiments, "experiments")
+            exps = parse_experiments(doc)
+            if any(v.rules for e in exps for v in e.variants):
+                # a variant's rules are the shop's rules for its shoppers: who may not change
+                # those may not put them in a variant either (the refusal is audited)
+                self.authorize("rules.change")
+            self._variants_bundles_may_serve(exps)
             return [e.name for e in save_experiments(self.workdir, doc, actor=actor)]
+
+    def _variants_bundles_may_serve(self, experiments: Sequence[Any]) -> None:
+        """In a shop with people, a variant serves a bundle that is or was in production, or
+        one whose gates passed and that a person approved: an experiment is no way around the
+        registry (a variant of weight 1 beside a control of weight 0 is a promotion)."""
+        from .governance._access import People
+
+        named = {v.bundle for e in experiments for v in e.variants if v.bundle}
+        if not named or not People(self.workdir).governed:
+            return
+        by_bundle = {r["bundle"]: r for r in self._registry().versions() if r.get("bundle")}
+        for e in experiments:
+            for v in e.variants:
+                if not v.bundle:
+                    continue
+                where = f"experiment {e.name!r}: variant {v.name!r}: bundle {v.bundle!r}"
+                r = by_bundle.get(v.bundle)
+                if r is None:
+                    raise ShelfwiseError(
+                        f"{where} is not in the model registry: only a registered bundle can serve"
+                    )
+                failed = [g["name"] for g in r.get("gates") or [] if not g.get("passed")]
+                if r["status"] in ("production", "retired") or (r.get("approved_by") and not failed):
+                    continue
+                why = (
+                    "it was rolled back"
+                    if r["status"] == "rolled_back"
+                    else f"its gates failed ({', '.join(failed)})"
+                    if failed
+                    else "nobody approved it"
+                )
+                raise ShelfwiseError(
+                    f"{where} (version {r['version']}) may not serve shoppers: {why}; a variant serves a "
+                    "bundle that is or was in production, or one whose gates passed and that a person "
+                    "approved (`shelfwise models approve`)"
+                )
 
     def experiment_report(self, experiment: str | None = None) -> dict[str, Any]:
         """Per experiment and variant: users, exposures, CTR, add-to-cart rate, conversion,

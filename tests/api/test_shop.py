@@ -262,3 +262,62 @@ def test_whole_number_columns_are_exported_as_whole_numbers(tmp_path):
     assert sorted((r["product_id"], r["stock"]) for r in rows) == [("P1", 5), ("P2", None)]
     shop.export("events", out / "e.parquet")
     assert str(pd.read_parquet(out / "e.parquet")["quantity"].dtype) in ("int64", "Int64")
+
+
+def test_an_experiment_is_no_way_around_the_registry_or_the_rules_permission(trained, tmp_path, monkeypatch):
+    """A scientist may change experiments, not rules, and may not put a bundle live: a variant
+    naming a bundle nobody approved (at weight 1, beside a control at 0, it is a promotion) is
+    refused, as are rules inside a variant; the production bundle and an approved one whose
+    gates passed may serve; the audit entry says what each variant serves."""
+    from shelfwise.governance import AuditLog
+
+    data, src = trained
+    work = tmp_path / "w"
+    shutil.copytree(src, work)
+    ada = Shop(work, as_="ada", api_key=Shop(work).add_person("ada", "admin"))
+    sam = Shop(work, as_="sam", api_key=ada.add_person("sam", "scientist"))
+    eve = Shop(work, as_="eve", api_key=ada.add_person("eve", "engineer"))
+    prod = next(v for v in ada.versions() if "production" in v["aliases"])
+    run = eve.train(models=["popularity", "itemknn"], **FAST)
+    cand = run.bundle.name
+    assert not run.registry["production"]
+
+    def doc(variant):
+        return {
+            "experiments": [
+                {
+                    "name": "sneak",
+                    "surface": "recommendations",
+                    "variants": [{"name": "control", "weight": 0}, {"name": "mine", "weight": 1, **variant}],
+                }
+            ]
+        }
+
+    with pytest.raises(
+        ShelfwiseError, match=f"bundle '{cand}' .* may not serve shoppers: nobody approved it"
+    ):
+        sam.set_experiments(doc({"bundle": cand}))
+    with pytest.raises(AccessDenied, match="sam \\(role scientist\\) may not rules.change"):
+        sam.set_experiments(
+            doc({"rules": {"items": [{"action": "pin", "product_id": "P000001", "position": 1}]}})
+        )
+    assert sam.set_experiments(doc({"bundle": prod["bundle"]})) == ["sneak"]
+    ada.approve(run.registry["version"])
+    assert all(g["passed"] for g in next(v for v in ada.versions() if v["bundle"] == cand)["gates"])
+    assert sam.set_experiments(doc({"bundle": cand})) == ["sneak"]  # approved, its gates passed
+    # approved with a gate failed: still no
+    real = sam._registry
+
+    class Failing:
+        def versions(self):
+            return [
+                {**v, "gates": [{"name": "coverage_floor", "passed": False}]} if v["bundle"] == cand else v
+                for v in real().versions()
+            ]
+
+    monkeypatch.setattr(sam, "_registry", Failing)
+    with pytest.raises(ShelfwiseError, match="its gates failed \\(coverage_floor\\)"):
+        sam.set_experiments(doc({"bundle": cand}))
+    entry = [e for e in AuditLog(work).entries() if e["action"] == "experiments.change"][-1]
+    mine = entry["details"]["variants"]["sneak"][1]
+    assert entry["actor"] == "sam" and mine == {"name": "mine", "weight": 1.0, "bundle": cand}

@@ -232,6 +232,20 @@ def save_experiments(workdir: str | Path, doc: dict[str, Any], actor: str | None
         "experiments.change",
         actor=actor,
         experiments=[e.name for e in exps],
+        # what each variant serves: a reviewer reads which bundle, model and rules went to whom
+        variants={
+            e.name: [
+                {
+                    "name": v.name,
+                    "weight": v.weight,
+                    **({"bundle": v.bundle} if v.bundle else {}),
+                    **({"model": v.model} if v.model else {}),
+                    **({"rules": v.rules} if v.rules else {}),
+                }
+                for v in e.variants
+            ]
+            for e in exps
+        },
         sha256=hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest(),
     )
     return exps
