@@ -260,3 +260,44 @@ def test_a_withdrawal_covers_the_customers_anonymous_sessions(tmp_path: Path):
     # consent given back: the session is the customer's again
     record_consent(work, u9, {"personalization": True}, source="test")
     assert consent_withdrawn(work, "personalization", among=everyone) == set()
+
+
+TILLS = """user_id,product_id,event_type,timestamp,session_id,quantity
+,P1,purchase,2024-03-01T09:00:00,till-1,3
+,P2,purchase,2024-03-01T10:00:00,till-1,2
+,P1,purchase,2024-03-02T09:00:00,till-1,5
+,P3,purchase,2024-03-02T11:00:00,till-2,1
+u1,P2,purchase,2024-03-01T12:00:00,till-1,1
+u2,P3,purchase,2024-03-02T12:00:00,till-2,4
+u3,P3,purchase,2024-03-02T12:10:00,till-2,1
+,P1,purchase,2024-03-03T09:00:00,till-1,7
+,P3,view,2024-03-04T09:00:00,web-9,
+,P2,view,2024-03-04T09:10:00,web-9,
+u4,P2,purchase,2024-03-04T09:20:00,web-9,1
+"""
+
+
+def test_erasing_a_customer_keeps_the_anonymous_sales_of_a_till_they_bought_at(tmp_path: Path):
+    """A session id that is a till or a day (sales without customers) is no visit of one
+    shopper: erasing a customer who bought there once takes their own row, not the till's
+    anonymous sales (a session spanning days, or one another customer's rows name); a visit
+    (anonymous browsing minutes before the login) is still theirs. A reload keeps the till's."""
+    from shelfwise.governance._erase import erase_user
+    from shelfwise.governance._subject_access import subject_access
+
+    data, work = _shop(tmp_path)
+    (data / "events.csv").write_text(TILLS)
+    Ingestor(work).run(data)
+    assert subject_access(work, "u1")["linked_anonymous_sessions"] == []  # till-1 spans three days
+    assert subject_access(work, "u2")["linked_anonymous_sessions"] == []  # till-2: u3's too
+    assert subject_access(work, "u4")["linked_anonymous_sessions"] == ["web-9"]
+    assert erase_user(work, "u1")["warehouse"]["curated.events__v1"] == 1
+    assert erase_user(work, "u2")["warehouse"]["curated.events__v1"] == 1
+    assert erase_user(work, "u4")["warehouse"]["curated.events__v1"] == 3
+    ev = Ingestor(work).run(data).tables["events"]
+    assert ev.rows_withheld == 5 and ev.balanced
+    with read_only(work) as (con, _):
+        left = con.sql(
+            "SELECT session_id, sum(quantity) FROM curated.events GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    assert left == [("till-1", 17), ("till-2", 2)]  # every anonymous sale, and u3's

@@ -33,7 +33,7 @@ import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,13 @@ from ._compile import MISSING_VALUES, lit, trim_id
 from ._consent import CONSENTS_FILE, erase_consent
 from ._erasures import ERASURES_FILE
 from ._lineage import DatasetRef, LineageRun, warehouse_namespace
-from ._privacy import Pseudonymizer, anonymous_user_id, is_anonymous_raw, refuse_pseudonym
+from ._privacy import (
+    ANONYMOUS_PSEUDONYM_PREFIX,
+    Pseudonymizer,
+    anonymous_user_id,
+    is_anonymous_raw,
+    refuse_pseudonym,
+)
 
 
 def compaction_owed(workdir: Path) -> bool:
@@ -240,7 +246,73 @@ def _linked_sessions(
                     [files, pseudo],
                 ).fetchall()
             }
-    return sorted(s for s in found if s and s not in MISSING_VALUES)
+    named = sorted(s for s in found if s and s not in MISSING_VALUES)
+    return _one_visit(wh, named, pseudo, tables, versions)
+
+
+# the longest session whose anonymous rows are taken for the user's own: a visit (browsing
+# before logging in) lasts minutes to hours; a till's or a day's session id spans days
+LINKED_SESSION_HOURS = 4
+_VISIT = timedelta(hours=LINKED_SESSION_HOURS)
+
+
+def _one_visit(
+    wh: Any, sessions: list[str], pseudo: str, tables: set[tuple[str, str]], versions: Any
+) -> list[str]:
+    """Of the sessions the user's rows name, those that are one visit of theirs with anonymous
+    rows in it: no other customer's rows name it and its curated rows span at most
+    `LINKED_SESSION_HOURS`. A session id that is a till or a day (what the README suggests for
+    sales without customers) is shared by many shoppers' anonymous sales: erasing one customer
+    must not take them all. A session with no anonymous row (an order id) links nothing."""
+    if not sessions:
+        return []
+    # session -> [first, last, another customer named it, anonymous rows]
+    span: dict[str, list[Any]] = {}
+
+    def add(rows: Any) -> None:
+        for s, first, last, others, anonymous in rows:
+            got = span.setdefault(s, [first, last, False, False])
+            if first is not None and (got[0] is None or first < got[0]):
+                got[0] = first
+            if last is not None and (got[1] is None or last > got[1]):
+                got[1] = last
+            got[2] = got[2] or bool(others)
+            got[3] = got[3] or bool(anonymous)
+
+    anon = f"starts_with(trim(user_id), '{ANONYMOUS_PSEUDONYM_PREFIX}')"
+    select = (
+        "SELECT trim(session_id), min(timestamp), max(timestamp), "
+        f"count(*) FILTER (WHERE trim(user_id) <> ? AND NOT {anon}), count(*) FILTER (WHERE {anon}) "
+        "FROM {src} WHERE trim(session_id) IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1"
+    )
+    for schema, table in sorted(tables):
+        if schema == "raw":  # anonymous rows as received (a quarantined one too), no time span
+            rows = wh.sql(
+                f'SELECT DISTINCT trim(session_id), NULL, NULL, 0, 1 FROM "{schema}"."{table}" '
+                f"WHERE {_MISSING_USER} AND trim(session_id) IN (SELECT unnest(?::VARCHAR[]))",
+                [sessions],
+            ).fetchall()
+            add(rows)
+            continue
+        cols = {r[0] for r in wh.sql(f'DESCRIBE "{schema}"."{table}"').fetchall()}
+        if "timestamp" in cols:
+            add(wh.sql(select.format(src=f'"{schema}"."{table}"'), [pseudo, sessions]).fetchall())
+    for v in versions:
+        files = [str(f) for f in v.files]
+        if not files:
+            continue
+        cols = {r[0] for r in wh.sql("DESCRIBE SELECT * FROM read_parquet(?)", [files]).fetchall()}
+        if {"user_id", "session_id", "timestamp"} <= cols:
+            add(wh.sql(select.format(src="read_parquet(?)"), [pseudo, files, sessions]).fetchall())
+    out = []
+    for s in sessions:
+        first, last, shared, anonymous = span.get(s, [None, None, False, False])
+        if shared or not anonymous:
+            continue
+        if isinstance(first, datetime) and isinstance(last, datetime) and last - first > _VISIT:
+            continue
+        out.append(s)
+    return out
 
 
 def _erase_warehouse(workdir: Path, raw: str, pseudo: str, pseudonymize: Pseudonymizer) -> _Linked:
