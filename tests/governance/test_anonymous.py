@@ -301,3 +301,31 @@ def test_erasing_a_customer_keeps_the_anonymous_sales_of_a_till_they_bought_at(t
             "SELECT session_id, sum(quantity) FROM curated.events GROUP BY 1 ORDER BY 1"
         ).fetchall()
     assert left == [("till-1", 17), ("till-2", 2)]  # every anonymous sale, and u3's
+
+
+def test_a_converted_copy_is_kept_for_the_load_only_and_an_erasure_removes_a_left_one(tmp_path: Path):
+    """A shop's data in another format (MovieLens `u.data` here) is converted into the workdir
+    for the load: that copy holds the shop's raw user ids, so it is removed after the load (an
+    erasure or retention run would have to find it); one a dead load left is removed by an
+    erasure, which counts it."""
+    from shelfwise.governance._erase import erase_user
+    from shelfwise.lifecycle._ingest_job import ingest_dataset
+
+    data = tmp_path / "ml"
+    data.mkdir()
+    lines = [
+        f"{u}\t{i}\t{(u + i) % 5 + 1}\t{881250949 + 60 * (u * 10 + i)}"
+        for u in range(1, 6)
+        for i in range(1, 8)
+    ]
+    (data / "u.data").write_text("\n".join(lines) + "\n")
+    work = tmp_path / "w"
+    report = ingest_dataset(data, work)
+    assert report.tables["events"].rows_curated == 35
+    assert any("converted to" in n and "removed after it" in n for n in report.notes)
+    assert not (work / "converted").exists()
+    left = work / "converted" / "movielens"
+    left.mkdir(parents=True)
+    (left / "events.jsonl").write_text('{"user_id": "3", "product_id": "1"}\n')
+    assert erase_user(work, "3")["files"]["converted"] == 1
+    assert not (work / "converted").exists()

@@ -471,6 +471,8 @@ def _erase_files(workdir: Path, raw: str, pseudos: list[str], sessions: list[str
         out[folder] = n
     out[str(CONSOLE_FIGURES)] = drop_console_figures(workdir)
     out["tmp/absorb"] = _drop_stale_absorbs(workdir)
+    # a converted copy a load left when its process died (or an older version kept): raw ids
+    out[CONVERTED] = drop_converted(workdir)
     return out
 
 
@@ -489,6 +491,23 @@ def _drop_stale_absorbs(workdir: Path) -> int:
         for folder in stale:
             shutil.rmtree(folder, ignore_errors=True)
         return len(stale)
+
+
+# where a shop's data in another format is converted for a load (and removed after it)
+CONVERTED = "converted"
+
+
+def drop_converted(workdir: Path) -> int:
+    """Remove the converted copies of a workdir (one a load left when its process died, or an
+    older version kept): the files removed."""
+    import shutil
+
+    folder = Path(workdir) / CONVERTED
+    if not folder.exists():
+        return 0
+    n = sum(1 for p in folder.rglob("*") if p.is_file())
+    shutil.rmtree(folder, ignore_errors=True)
+    return n
 
 
 # a rewrite of the warehouse owed (`compact_if_owed`)

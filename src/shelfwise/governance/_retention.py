@@ -125,6 +125,10 @@ def enforce_retention(
             deleted["feedback"] = sum(
                 _rewrite_jsonl(p, old_event) for p in (workdir / "feedback").glob("*.jsonl")
             )
+            from ._erase import CONVERTED, drop_converted
+
+            # (a converted copy a load left when its process died: the shop's events, all dates)
+            deleted[CONVERTED] = drop_converted(workdir)
         if policy["served_log_days"] is not None:
             from ..storage._segments import rewrite_segments
 

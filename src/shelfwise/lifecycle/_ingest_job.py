@@ -73,6 +73,7 @@ def _ingest_dataset(
 ) -> Any:
     from ..datasets import convert, detect_format
     from ..governance import ingest
+    from ..governance._erase import CONVERTED, drop_converted
     from ..governance._mapping import load_column_map
 
     # read (and checked) before anything is loaded; a converted directory keeps the original's map
@@ -93,20 +94,32 @@ def _ingest_dataset(
             return None
     fmt = detect_format(data) if data.exists() else "canonical"
     notes = []
+    converted = None
     if fmt not in (None, "canonical"):
-        converted = workdir / "converted" / fmt
+        # the copy holds the shop's raw user ids and the personal columns curation drops: kept
+        # for the load only, then removed (whatever the load's outcome), so that no erasure or
+        # retention run has a copy to miss; the next load converts again
+        converted = workdir / CONVERTED / fmt
         res = convert(data, converted, fmt)
-        notes.append(f"{data} is in the {fmt} format: converted to {converted} ({res.files})")
+        notes.append(
+            f"{data} is in the {fmt} format: converted to {converted} ({res.files}) for the load, "
+            "removed after it"
+        )
         # what the conversion itself repaired or could not read: the report's, not only convert's
         for what, n in res.cleaned.items():
             notes.append(f"{data.name}: converting, {n:,} {what}")
         if res.passed_through:
             notes.append(
                 f"{data.name}: {res.passed_through:,} line(s) the {fmt} format could not read, passed "
-                "on as they are (quarantined as malformed_row; lines numbered in the converted file)"
+                "on as they are (quarantined as malformed_row with their text; lines numbered in the "
+                "converted file)"
             )
         data = converted
-    report = ingest(data, workdir, append=append, column_map=column_map, engine=engine)
+    try:
+        report = ingest(data, workdir, append=append, column_map=column_map, engine=engine)
+    finally:
+        if converted is not None:
+            drop_converted(workdir)
     report.notes[:0] = notes
     from ..governance._consent import sync_users_table
 
