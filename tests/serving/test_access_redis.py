@@ -49,3 +49,33 @@ def test_the_access_export_reads_what_redis_holds_about_the_user(tmp_path, redis
     doc = json.loads(out.read_text())
     assert "redis/events" not in doc["parts"] and any("--redis-url" in n for n in doc["not_covered"])
     client.flushdb()
+
+
+def test_every_rejected_event_in_redis_reaches_the_quarantine_absorb_after_absorb(tmp_path, redis_url):
+    """The rejected stream's events were numbered 1, 2, ... per absorb: the second absorb took
+    its events for lines the first had quarantined and dropped them (deleted from the stream,
+    stored nowhere). Each is now known by its stream entry id."""
+    from shelfwise.governance import Quarantine
+    from shelfwise.serving._feedback import absorb
+
+    url = redis_url.rsplit("/", 1)[0] + "/8"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    work = tmp_path / "w"
+    sw("ingest", "--data", str(plant_shop(tmp_path / "d")), "--workdir", str(work), "--json")
+
+    def reject(n: int) -> None:
+        for i in range(n):
+            bad = {"event_id": f"bad-{n}-{i}", "user_id": "shopper-2", "event_type": "teleport"}
+            failures = [{"reason": "invalid_value", "detail": "event_type 'teleport'"}]
+            client.xadd(REDIS_REJECTED, {"e": json.dumps({"event": bad, "failures": failures})})
+
+    reject(2)
+    assert absorb(work, client)["quarantined"] == 2
+    reject(3)
+    assert absorb(work, client)["quarantined"] == 3
+    rows = Quarantine(work).list("events", limit=None)
+    ids = sorted(r["raw"]["event_id"] for r in rows if r["source_file"].startswith("http:redis:"))
+    assert ids == ["bad-2-0", "bad-2-1", "bad-3-0", "bad-3-1", "bad-3-2"]
+    assert client.xlen(REDIS_REJECTED) == 0
+    client.flushdb()

@@ -152,7 +152,7 @@ def _absorb_once(workdir: Path, redis_client: Any) -> dict[str, Any]:
                                 {"run_id": rep.run_id, "event_id_sha256": [_digest(i) for i in refused]}
                             )
                         )
-                rejected = _rejected_rows(rej_segments, [line for _, line in redis_rej])
+                rejected = _rejected_rows(rej_segments, redis_rej)
                 if rejected:
                     report["quarantined"] = _quarantine(workdir, rejected, report.get("ingest_run_id"))
             except duckdb.IOException as exc:  # the warehouse is held by another process (training)
@@ -411,13 +411,19 @@ def _canonical_event(record: dict[str, Any], locator: str) -> dict[str, Any]:
     return {**dict.fromkeys(HEADER_COLUMNS), **ev}
 
 
-def _rejected_rows(segments: list[Path], redis_lines: list[bytes]) -> list[tuple[str, int, dict[str, Any]]]:
+def _rejected_rows(
+    segments: list[Path], redis_entries: list[tuple[str, bytes]]
+) -> list[tuple[str, int, dict[str, Any]]]:
+    """(source, line, record) of each rejected event: a segment's name and line, or the Redis
+    stream's entry id (`redis:<stream>/<id>`, line 1): what tells an absorb that died before
+    removing them from what was quarantined before (a per-absorb line number of the stream was
+    taken for rows earlier absorbs had quarantined, and the new rejections were dropped)."""
     rows = []
     for seg in segments:
         name = segment_stem(seg) + CLOSED_SUFFIX  # the same whether the writer closed it or died
         for n, line in enumerate(segment_lines(seg) or (), 1):
             rows.append((name, n, json.loads(line)))
-    rows += [("redis:" + REDIS_REJECTED, n, json.loads(line)) for n, line in enumerate(redis_lines, 1)]
+    rows += [(f"redis:{REDIS_REJECTED}/{i}", 1, json.loads(line)) for i, line in redis_entries]
     return rows
 
 
