@@ -25,7 +25,7 @@ def test_a_revoked_key_stops_at_once_and_its_refusal_names_the_owner(served_work
     work = tmp_path / "w"
     shutil.copytree(src, work, ignore=shutil.ignore_patterns("serve-*.log"))
     svc = Service(work)  # started in single-user mode: everyone served
-    ctx = type("Ctx", (), {"service": lambda self: svc, "workdir": work})()
+    ctx = type("Ctx", (), {"service": lambda self: svc, "workdir": work, "state": {}})()
 
     def asks(key: str | None) -> Request:
         headers = [(b"x-api-key", key.encode())] if key else []

@@ -116,6 +116,27 @@ class AuditLog:
                         found = last
         return last, n, found
 
+    def _last_line(self) -> dict[str, Any] | None:
+        """The log's last entry, read from the file's end; None when it cannot be read as one."""
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                end = fh.tell()
+                chunk = b""
+                pos = end
+                while pos > 0 and chunk.rstrip(b"\n").count(b"\n") < 1:
+                    step = min(8192, pos)
+                    pos -= step
+                    fh.seek(pos)
+                    chunk = fh.read(step) + chunk
+            line = chunk.rstrip(b"\n").rsplit(b"\n", 1)[-1]
+            entry = json.loads(line)
+        except (OSError, ValueError):
+            return None
+        if not isinstance(entry, dict) or not isinstance(entry.get("seq"), int) or not entry.get("hash"):
+            return None
+        return entry
+
     def _read_head(self) -> dict[str, Any] | None:
         try:
             head = json.loads(self.head.read_text())
@@ -136,7 +157,18 @@ class AuditLog:
             # the same entry, and the log would read as tampered with
             fcntl.flock(fd, fcntl.LOCK_EX)
             head = self._read_head()
-            prev, n, at_head = self._last_hash(int(head.get("seq", 0)) if head else 0)
+            last = self._last_line()
+            at_head: str | None
+            if (
+                head is not None
+                and last is not None
+                and (last["seq"], last["hash"]) == (head.get("seq"), head.get("hash"))
+            ):
+                # the usual case: the log ends with the entry the head names (read from the
+                # file's end, not the whole log: an append cost grew with the log)
+                prev, n, at_head = str(last["hash"]), int(last["seq"]), str(last["hash"])
+            else:
+                prev, n, at_head = self._last_hash(int(head.get("seq", 0)) if head else 0)
             entry = self._entry(action, actor, outcome, details, prev, n)
             os.write(fd, (json.dumps(entry, ensure_ascii=False, default=str) + "\n").encode("utf-8"))
             os.fsync(fd)

@@ -239,6 +239,8 @@ async def _serving(ctx: AppContext) -> AsyncIterator[None]:
             await asyncio.to_thread(spool.close)
         await tasks.drain(workdir, redis_client, settings.drain_seconds)
         await asyncio.to_thread(event_ids.close)
+        if (denials := state.get("denials")) is not None:  # the denials counted, not yet audited
+            await asyncio.to_thread(denials.flush)
         served()  # the orderly shutdown is done: `serve` may end the process (see `_exit`)
 
 
