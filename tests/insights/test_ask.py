@@ -128,6 +128,14 @@ def test_report_ask_scores_labeled_questions_against_bm25s(shop: Path, tmp_path:
     assert "warning: 1 of 5 labelled questions are FAQ entries' own questions as written" in proc.stderr
     assert "accuracy on the other 4: 1.0000" in proc.stderr
     assert 'id="copied"' in (shop / "reports" / "ask.html").read_text()
+    # a mistake's question as the report shows it: a shopper's e-mail in it masked
+    labeled.write_text(LABELED + "mail,jane.doe@example.com here: what is the capital of mongolia,F1\n")
+    doc = json.loads(
+        ok(run("report", "ask", "--workdir", str(shop), "--questions", str(labeled), "--json")).stdout
+    )
+    assert [e["question"] for e in doc["errors"]] == ["[email] here: what is the capital of mongolia"]
+    for f in ("ask.json", "ask.html"):
+        assert "jane.doe" not in (shop / "reports" / f).read_text()
     # a label the FAQ does not have names the file and line
     labeled.write_text(LABELED + "typo,where is my parcel,F9\n")
     proc = run("report", "ask", "--workdir", str(shop), "--questions", str(labeled))

@@ -260,8 +260,18 @@ def ask_summary(workdir: str | Path, questions: str | Path | None = None) -> dic
         qids, qs, truth = read_labeled(Path(questions), set(m.faq_ids))
         pred = m.match(qs)
         doc["evaluation"] = {"file": Path(questions).name, **evaluate_faq(m, qs, truth, pred)}
+        from ..governance._privacy import mask_pii
+
+        # (the questions as the report shows them: a shopper's e-mail or phone number typed into
+        # a labeled question is masked, as in every text shelfwise keeps)
         errors = [
-            {"question_id": i, "question": q, "expected": t, "got": a.faq_id, "score": round(a.score, 4)}
+            {
+                "question_id": i,
+                "question": mask_pii(q),
+                "expected": t,
+                "got": a.faq_id,
+                "score": round(a.score, 4),
+            }
             for i, q, t, a in zip(qids, qs, truth, pred, strict=True)
             if a.faq_id != t
         ]
