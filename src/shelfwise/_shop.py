@@ -774,23 +774,25 @@ class Shop:
         """Validate and install a rules document (or JSON file) as the next version; a running
         server picks it up. Returns the installed rules (with `version`)."""
         with self._acting("rules.change", workdir=False) as actor:
+            from .governance._audit import actor_name
             from .serving._rules import save_rules
 
             doc = _json_doc(rules, "rules")
-            return save_rules(self.workdir, doc, actor=actor or "cli").as_dict()
+            return save_rules(self.workdir, doc, actor=actor_name(actor)).as_dict()
 
     def set_synonyms(self, file: str | Path) -> dict[str, Any]:
         """Install a search synonyms file (one group per line, `a, b, c` or `a => b, c`) as the
         next version of config/synonyms.txt; running servers use it on their next search (no
         retraining). The rules' permission and audit action (`rules.change`, `what: synonyms`)."""
         with self._acting("rules.change", workdir=False) as actor:
+            from .governance._audit import actor_name
             from .serving._synonyms import save_synonyms
 
             try:
                 text = Path(file).read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 raise ShelfwiseError(f"{file}: cannot read a synonyms file: {exc}") from None
-            return save_synonyms(self.workdir, text, actor=actor or "cli")
+            return save_synonyms(self.workdir, text, actor=actor_name(actor))
 
     def set_experiments(self, experiments: Mapping[str, Any] | str | Path) -> list[str]:
         """Install an experiments configuration (document or JSON file); returns their names."""
@@ -1055,7 +1057,7 @@ class Shop:
         *,
         personalization: bool | None = None,
         marketing: bool | None = None,
-        source: str = "cli",
+        source: str = "python",
         redis_url: str | None = None,
     ) -> dict[str, Any]:
         """Record a user's consent (flags left None stay as they are) in the consent register,
@@ -1078,7 +1080,10 @@ class Shop:
 
                 ConsentView(self.workdir, client)  # catches Redis up with the register
             self._services.clear()
-            return {"user_id": user_id, "consent": rec["consent"], "recorded": rec["recorded"]}
+            out = {"user_id": user_id, "consent": rec["consent"], "recorded": rec["recorded"]}
+            if rec["reports_removed"]:  # (the reports naming a user who withdrew personalization)
+                out["reports_removed"] = rec["reports_removed"]
+            return out
 
     def consent(self, user_id: str) -> dict[str, Any]:
         """A user's current consent flags and their history (oldest first); audited."""

@@ -199,6 +199,25 @@ def test_erasing_a_customer_the_report_names_removes_the_report(report, tmp_path
     assert "removed customers" not in text and (work / "reports" / "customers.json").exists()
 
 
+def test_withdrawing_personalization_removes_the_reports_naming_the_customer(report, tmp_path):
+    """A customer without personalization consent is in no figure: the customers report naming
+    them at risk goes when they withdraw it (as at an erasure), said; one naming nobody stays."""
+    src, _ = report
+    work = tmp_path / "w"
+    shutil.copytree(src, work)
+    (work / "reports" / "demand.json").write_text('{"series": 3}')
+    assert _pseudonym(work, "CHURNER") in (work / "reports" / "customers.json").read_text()
+    out = ok(
+        run("privacy", "consent", "--workdir", str(work), "--user", "CHURNER", "--personalization", "no")
+    )
+    assert "removed customers.json, customers.html: they named the user" in out.stdout
+    assert not (work / "reports" / "customers.json").exists() and (work / "reports" / "demand.json").exists()
+    rep = json.loads(
+        ok(run("report", "customers", "--workdir", str(work), "--as-of", AS_OF, "--json")).stdout
+    )
+    assert _pseudonym(work, "CHURNER") not in json.dumps(rep)
+
+
 def test_a_churn_model_without_skill_is_said_not_to_be_acted_on():
     """Superstore's held-out churn AUC was 0.516: its interval holds chance, and the report
     presented the risks as any other. The interval decides the verdict."""

@@ -110,6 +110,11 @@ def privacy_consent(
         print_json(rep)
         return
     typer.echo(", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in rep["consent"].items()))
+    if rep.get("reports_removed"):
+        typer.echo(
+            f"removed {', '.join(rep['reports_removed'])}: they named the user "
+            "(`shelfwise report customers` makes it again without them)"
+        )
     for r in rep.get("history", []):
         if "erased" in r:
             typer.echo(f"  {r['erased']}  erased")

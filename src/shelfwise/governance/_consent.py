@@ -300,7 +300,9 @@ def record_consent(
     actor: str | None = None,
 ) -> dict[str, Any]:
     """Append the given flags (None: left as it is) for one user; audited with the pseudonym.
-    Returns `{"pseudonym", "recorded", "consent"}` (consent: the current state, defaults applied)."""
+    Returns `{"pseudonym", "recorded", "consent", "reports_removed"}` (consent: the current
+    state, defaults applied; reports_removed: the reports naming the user that a withdrawn
+    personalization consent removed)."""
     workdir = Path(workdir)
     unknown = set(changes) - set(FLAGS)
     if unknown:
@@ -318,7 +320,17 @@ def record_consent(
     AuditLog(workdir).append(
         "privacy.consent", actor=actor, pseudonym=pseudonym, changes=given, source=source, users=1
     )
+    removed: list[str]
+    if given.get("personalization") is False:
+        # "in no figure": the reports that name the user (the customers report's at-risk lists)
+        # go, as at an erasure, and are made again without them by running the report again
+        from ._erase import drop_reports_naming
+
+        removed = drop_reports_naming(workdir, None, [pseudonym])
+    else:
+        removed = []
     return {
+        "reports_removed": removed,
         "pseudonym": pseudonym,
         "recorded": len(records),
         "at": at,

@@ -517,21 +517,22 @@ REPORTS = "reports"
 _REPORT_COMMANDS = {"search-analytics": "search", "demand-category": "demand --level category"}
 
 
-def drop_reports_naming(workdir: Path, raw: str, pseudos: list[str]) -> list[str]:
-    """Remove the reports (`reports/<name>.json` and its `.html`) that name the user: the
-    customers report lists at-risk customers by pseudonym. Made again from what is left by
-    running the report again; returns the files removed."""
+def drop_reports_naming(workdir: Path, raw: str | None, pseudos: list[str]) -> list[str]:
+    """Remove the reports (`reports/<name>.json` and its `.html`) that name the user (by a
+    pseudonym, or by the raw id when given): the customers report lists at-risk customers by
+    pseudonym. Made again from what is left by running the report again; returns the files
+    removed."""
     folder = workdir / REPORTS
     if not folder.is_dir():
         return []
-    needles = [p.encode() for p in pseudos] + [json.dumps(raw).encode()]
+    needles = [p.encode() for p in pseudos] + ([json.dumps(raw).encode()] if raw is not None else [])
     naming: set[str] = set()
     for f in sorted(folder.iterdir()):
         if f.suffix not in (".json", ".html") or not f.is_file():
             continue
         text = f.read_bytes()
         # the raw id only as a whole JSON string (an id like "42" is in many HTML numbers)
-        if any(n in text for n in (needles if f.suffix == ".json" else needles[:-1])):
+        if any(n in text for n in (needles if f.suffix == ".json" else needles[: len(pseudos)])):
             naming.add(f.stem)
     removed = []
     for stem in sorted(naming):
