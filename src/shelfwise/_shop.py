@@ -189,6 +189,7 @@ class Shop:
         contracts, cleaning + quarantine, privacy, lineage and the HTML quality report.
         `append` adds a delivery to what is curated instead of replacing it with a snapshot.
         `engine` (`storage.engine_from`): where the data work runs, DuckDB by default."""
+        _a_path(data, "data")
         with self._acting("ingest", workdir=False):
             from .lifecycle import ingest_dataset
 
@@ -272,6 +273,8 @@ class Shop:
         with self._acting("events.post") as actor:
             from .serving._intake import send_events
 
+            if _is_frame(events):  # a DataFrame of events: its rows (iterated: its column names)
+                events = cast(Any, events).to_dict("records")
             if isinstance(events, Mapping | str | bytes) or not isinstance(events, Iterable):
                 raise ShelfwiseError("events: a list of events (dicts with the events contract's fields)")
             body = [_plain_event(ev) for ev in events]
@@ -314,6 +317,8 @@ class Shop:
         fields (`seed`, `split`, budgets...) over `settings`. The result carries the protocol,
         the test-fold metrics per model (`results`), the report paths and the registry entry.
         `engine` (a `SparkEngine`): the ingestion and the interactions run on Spark."""
+        if data is not None:
+            _a_path(data, "data")
         with self._acting("train", workdir=data is None) as actor:
             if data is not None:  # loading data is ingesting it, whoever trains on it after
                 self.authorize("ingest")
@@ -326,6 +331,7 @@ class Shop:
             chosen = replace(settings or TrainSettings(), **_train_options(options))
             if models is not None:
                 chosen = replace(chosen, models=tuple(model_names(models)))
+            _in_range(chosen)
             # before anything is loaded: a typo must not leave a delivery appended behind it
             check_choices(
                 chosen.models,
@@ -462,6 +468,13 @@ class Shop:
             one = isinstance(users, str)
             if not one and not isinstance(users, Iterable):
                 raise ShelfwiseError(f"users {users!r}: a user id (a string) or several")
+            if _is_frame(users) or isinstance(users, Mapping):
+                # (iterated, a DataFrame gives its column names and a dict its keys: "user_id"
+                # answered as a stranger, a cold-start list an evaluation would have read)
+                raise ShelfwiseError(
+                    f"users: a {type(users).__name__} is no list of user ids; give its column "
+                    "(`df['user_id']`) or a list"
+                )
             # read after the checks: the CLI passes a generator reading its file. Each id must be
             # a string (checked below): 1.0 from a pandas column with gaps would have become the
             # stranger "1.0" and got the cold-start list without a word
@@ -1527,3 +1540,51 @@ def _train_options(options: dict[str, Any]) -> dict[str, Any]:
         elif bool in allowed and isinstance(value, np_bool):
             out[name] = bool(value)
     return out
+
+
+def _is_frame(obj: Any) -> bool:
+    """Whether `obj` is a pandas (or Polars) DataFrame, without importing either."""
+    return type(obj).__name__ == "DataFrame" and hasattr(obj, "columns")
+
+
+def _a_path(value: Any, what: str) -> None:
+    """`value` must name a file or directory (a DataFrame has none: said, not a pathlib error)."""
+    if not isinstance(value, str | os.PathLike):
+        hint = (
+            " (write it first: `df.to_csv(DIR / 'events.csv', index=False)`, then give DIR)"
+            if _is_frame(value)
+            else ""
+        )
+        raise ShelfwiseError(f"{what}: a directory or file path, not a {type(value).__name__}{hint}")
+
+
+# the least each TrainSettings number may be (the CLI's flags refuse the same): a negative budget
+# ran as none, bootstrap_rounds=0 failed after every fit with numpy's IndexError
+_AT_LEAST = {
+    "tune_trials": 0,
+    "sasrec_epochs": 1,
+    "sasrec_refresh_epochs": 0,
+    "fusion_min_users": 1,
+    "max_tune_users": 1,
+    "bootstrap_rounds": 1,
+    "toplist_width": 1,
+    "toplist_max_users": 0,
+    "search_candidates": 1,
+    "search_finetune_steps": 0,
+    "search_cross_steps": 0,
+}
+
+
+def _in_range(settings: Any) -> None:
+    """Every budget, count and cap of `settings` at least what it may be (seconds >= 0)."""
+    import dataclasses
+    import math
+
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        least = 0 if f.name.endswith("_budget_s") else _AT_LEAST.get(f.name)
+        if least is None or value is None or isinstance(value, bool):
+            continue
+        if not isinstance(value, int | float) or math.isnan(value) or value < least:
+            what = "seconds, 0 or more" if f.name.endswith("_budget_s") else f"at least {least}"
+            raise ShelfwiseError(f"train option {f.name}={value!r}: {what}")

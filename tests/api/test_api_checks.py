@@ -60,11 +60,52 @@ def test_train_checks_its_choices_before_loading_the_delivery(shop, tmp_path):
 
     with pytest.raises(ShelfwiseError, match="unknown model"):  # named in the settings too
         s.train(delivery, append=True, settings=TrainSettings(models=("nosuch",)), **FAST)
+    # a budget or count out of range: said before anything runs (bootstrap_rounds=0 failed with
+    # numpy's IndexError after every fit; a negative budget ran as none)
+    for kwargs, said in (
+        ({"bootstrap_rounds": 0}, "bootstrap_rounds=0: at least 1"),
+        ({"tune_trials": -1}, "tune_trials=-1: at least 0"),
+        ({"tune_budget_s": -5.0}, "tune_budget_s=-5.0: seconds, 0 or more"),
+        ({"settings": TrainSettings(search_candidates=0)}, "search_candidates=0: at least 1"),
+    ):
+        with pytest.raises(ShelfwiseError, match=said):
+            s.train(delivery, append=True, **{**FAST, **kwargs})
+    import pandas as pd
+
+    frame = pd.DataFrame({"user_id": ["u1"], "product_id": ["P1"]})
+    with pytest.raises(ShelfwiseError, match="data: a directory or file path, not a DataFrame .*to_csv"):
+        s.ingest(frame)  # type: ignore[arg-type]
+    with pytest.raises(ShelfwiseError, match="data: a directory or file path, not a DataFrame"):
+        s.train(frame, **FAST)  # type: ignore[arg-type]
     assert len(s.audit()) == before  # nothing ingested, nothing audited
     with pytest.raises(ShelfwiseError, match=r"not in bundle"):
         s.evaluate(["nosuch"])
     with pytest.raises(ShelfwiseError, match="sampled -5"):
         s.evaluate(sampled=-5)
+
+
+def test_a_frame_or_a_dict_is_no_list_of_users_and_a_frame_of_events_is_its_rows(shop):
+    """Iterated, a DataFrame gives its column names and a dict its keys: `recommend(df)` answered
+    the stranger "user_id" with a cold-start list, `send_events(df)` quarantined its headers."""
+    import pandas as pd
+
+    s, data = shop
+    users = pd.DataFrame({"user_id": known_users(data, s.workdir, 2)})
+    for given in (users, {"user_id": "u1"}):
+        with pytest.raises(ShelfwiseError, match="is no list of user ids; give its column"):
+            s.recommend(given, k=3)  # type: ignore[call-overload]
+    assert len(s.recommend(users["user_id"], k=3)) == 2  # its column is
+    product = s.recommend(users["user_id"].iloc[0], k=1)["items"][0]
+    events = pd.DataFrame(
+        {
+            "user_id": ["frame-shopper"],
+            "product_id": [product],
+            "event_type": ["view"],
+            "timestamp": [pd.Timestamp("2026-09-01T10:00:00Z")],
+        }
+    )
+    out = s.send_events(events)
+    assert [r["status"] for r in out["results"]] == ["accepted"]
 
 
 def test_answers_refuse_what_http_answers_422(shop):

@@ -207,7 +207,8 @@ def evaluate(
         int | None,
         typer.Option(
             help="A sampled protocol instead of full ranking: rank each target among N random unseen "
-            "items (a report of its own; the full-ranking report is left as it was)."
+            "items (a report of its own; the full-ranking report is left as it was); 0: full ranking.",
+            min=0,
         ),
     ] = None,
     version: Annotated[
