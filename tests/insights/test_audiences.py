@@ -61,6 +61,27 @@ def test_rule_audience_known_answer_lineage_and_export(shop: Path, heavy: dict, 
     assert "H000" not in (shop / "audiences" / "heavy" / "members.jsonl").read_text()
 
 
+def test_a_rule_audience_of_a_size_is_its_best_by_expected_value(shop: Path, heavy: dict, tmp_path: Path):
+    """`--size N` on a rule audience was stored and ignored (every match exported): it is the N
+    best by expected value among the matches, said; the lift stays the rule's."""
+    work = copy_of(shop, tmp_path)
+    rep = json.loads(
+        ok(
+            run("audiences", "build", "-w", str(work), "--name", "top60", "--rule", "frequency >= 20",
+                "--size", "60", "--no-lift", "--json")
+        ).stdout
+    )  # fmt: skip
+    assert rep["size"] == 60 and "the best 60 by expected value of the 120 users" in rep["size_cut"]
+    out = tmp_path / "top.csv"
+    ok(run("audiences", "export", "-w", str(work), "--name", "top60", "--out", str(out)))
+    top = exported(out)
+    assert len(top) == 60 and set(top) <= set(HEAVY)
+    full = tmp_path / "all.csv"
+    ok(run("audiences", "export", "-w", str(work), "--name", "heavy", "--out", str(full)))
+    every = exported(full)
+    assert min(top.values()) >= max(v for u, v in every.items() if u not in top)
+
+
 def test_lift_on_planted_data(heavy: dict):
     """30 days before the last event, the heavy buyers all buy again in the next 30 days; the
     base rate is theirs plus the few light buyers who happen to order then."""

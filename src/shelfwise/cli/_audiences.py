@@ -57,7 +57,12 @@ def build(
     ] = None,
     size: Annotated[
         int | None,
-        typer.Option("--size", min=1, help="Model audiences: how many users (default: the top 10%)."),
+        typer.Option(
+            "--size",
+            min=1,
+            help="How many users: a model audience's top ranked (default: the top 10%), a rule "
+            "audience's best by expected value (default: every match).",
+        ),
     ] = None,
     model: Annotated[
         str | None,

@@ -66,7 +66,9 @@ class AudienceSpec:
     products: list[str] = field(default_factory=list)
     category: str | None = None
     days: int = DEFAULT_DAYS  # the model audience's horizon, and the lift's
-    size: int | None = None  # model audiences: how many users (default: DEFAULT_SHARE of them)
+    # how many users: a model audience's (default: DEFAULT_SHARE of them); a rule audience's
+    # best by expected value (default: every match)
+    size: int | None = None
     model: str | None = None  # model audiences: the bundle's model (default: its default)
     min_size: int = MIN_SIZE
     horizon_days: int = 90  # rule audiences: the profile's churn / expected-purchases horizon
@@ -444,6 +446,16 @@ def _rule_audience(
         "horizon_days": spec.horizon_days,
         "score": "expected_value",
     }
+    if spec.size is not None:
+        # `--size N`: the N best by expected value among the matches an export may write (as a
+        # model audience's N are users reached); the flag was stored and every match kept
+        matched = len(members)
+        reachable = _eligible_for_marketing(workdir, [u for u, _ in members])
+        members = [m for m, ok in zip(members, reachable, strict=True) if ok][: spec.size]
+        made["size_cut"] = (
+            f"the best {len(members):,} by expected value of the {matched:,} users the rule matches "
+            f"(--size {spec.size}, among those who may receive marketing); the lift is the rule's"
+        )
     check([u for u, _ in members])  # before the lift: a refused audience costs no second fit
     lift = None
     if spec.lift:
