@@ -90,7 +90,7 @@ def test_production_is_scored_on_the_candidates_held_out_steps_user_by_user(tmp_
     assert v2 != v1
     same = head_to_head(work, reg.bundle_dir(v2), reg.bundle_dir(v1))
     pm = reg.manifest(v1)
-    assert same["new_users"] == 0 and same["users"] == pm["protocol"]["users"]
+    assert same["new_users"] == 0 and same["users"] == pm["protocol"]["users"] and "leaked_users" not in same
     assert same["production"] == pytest.approx(pm["metrics"]["popularity"]["ndcg@10"], abs=1e-6)
     cm = reg.manifest(v2)
     assert same["candidate"] == pytest.approx(cm["metrics"][cm["default_model"]]["ndcg@10"], abs=1e-6)
@@ -103,6 +103,7 @@ def test_production_is_scored_on_the_candidates_held_out_steps_user_by_user(tmp_
     got = head_to_head(work, reg.bundle_dir(v3), reg.bundle_dir(v1))
     expected, users, left_out = _popularity_ndcg(prod, cand)
     assert left_out > 0 and got["new_users"] == left_out and got["users"] == users
+    assert "leaked_users" not in got  # day 2 added: production learned none of the held-out steps
     assert got["production"] == pytest.approx(expected, abs=1e-6)
     lo, hi = got["ci95"]
     assert lo <= got["difference"] <= hi
@@ -119,3 +120,40 @@ def test_production_is_scored_on_the_candidates_held_out_steps_user_by_user(tmp_
     cached = list((work / "registry" / "head_to_head").glob("*.json"))
     assert len(cached) == 3
     assert head_to_head(work, reg.bundle_dir(v3), reg.bundle_dir(v2)) == h2h
+
+    # a newer full snapshot holding less (each shopper's last 3 events of day 1 left out): its
+    # events version is higher, but production v1's fit learned the steps this bundle holds out;
+    # those users are left out (production's number on them would be in sample)
+    short = tmp_path / "d1short"
+    short.mkdir()
+    for f in d1.iterdir():
+        if f.name != "events.csv":
+            (short / f.name).write_bytes(f.read_bytes())
+    with (d1 / "events.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    by_user: dict[str, list[dict[str, str]]] = {}
+    for r in sorted(rows, key=lambda r: r["timestamp"]):
+        by_user.setdefault(r["user_id"], []).append(r)
+    kept = [r for evs in by_user.values() for r in evs[:-3]]
+    with (short / "events.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(kept)
+    train(work, short, TrainSettings(models=("popularity",), **FAST), **quiet)
+    v4 = reg.bundle_dir(str(int(v3) + 1))
+    assert _events_version_of(v4) > _events_version_of(reg.bundle_dir(v1))
+    got = head_to_head(work, v4, reg.bundle_dir(v1))
+    fold = make_split(Bundle.load(v4).interactions, "leave_last_out").test
+    # (events are merged into steps: a shopper's last 3 events may be fewer than 2 steps)
+    assert got["leaked_users"] > len(fold) // 2
+    if "skipped" not in got:
+        assert got["users"] + got["new_users"] + got["leaked_users"] == len(fold)
+
+
+def _events_version_of(bundle_dir) -> int:
+    from shelfwise.lifecycle._head_to_head import _events_version
+    from shelfwise.models import read_manifest
+
+    v = _events_version(read_manifest(bundle_dir))
+    assert v is not None
+    return v

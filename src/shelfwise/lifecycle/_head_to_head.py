@@ -17,7 +17,10 @@ candidate's held-out steps removed), and the two are compared user by user:
 - the gate reads the mean of the per-user differences (candidate - production) and its
   percentile bootstrap 95% interval (paired: the users' own difficulty cancels);
 - production learned from newer events than the candidate (an older candidate promoted after a
-  newer one went live): not compared (its fit may hold the candidate's held-out steps).
+  newer one went live): not compared (its fit may hold the candidate's held-out steps); nor a
+  user whose latest step in production's fit is later than the candidate's test history holds
+  (a newer snapshot holding less: production learned that user's held-out steps), counted as
+  `leaked_users`.
 
 Production is scored with the fit `train` evaluated (made without its own last steps per user),
 not the refit it serves, which has them: the comparison leans a little the candidate's way.
@@ -122,6 +125,24 @@ def _compare(cdir: Path, pdir: Path, *, bootstrap_rounds: int, seed: int) -> dic
     c_item = {it: i for i, it in enumerate(cand.interactions.item_ids)}
     to_c = np.array([c_item.get(it, -1) for it in prod.interactions.item_ids], np.int64)
 
+    # production's fit must not know a compared user's behaviour past what the candidate's test
+    # history holds: its evaluated fit learned at most its own test history (the fusion's
+    # ranker learned the validation step too), and a user whose latest step in it is later
+    # than the candidate's history learned (part of) the candidate's held-out steps (a newer
+    # snapshot holding less: the events version alone cannot tell). Those users are left out.
+    pfold = make_split(prod.interactions, prod.manifest["protocol"]["split"]).test
+    seen_p, seen_c = _latest(pfold.history), _latest(fold.history)
+    leaked = np.zeros(len(pu), bool)
+    leaked[common] = seen_p[pu[common]] > seen_c[fold.users[common]]
+    if leaked.any():
+        common &= ~leaked
+        if not common.any():
+            return {
+                "skipped": "production's fit learned every compared user's steps past the candidate's "
+                "test history (a newer snapshot holding less): its number would not be out of sample",
+                "leaked_users": int(leaked.sum()),
+                "default_models": models,
+            }
     users_c = fold.users[common]
     users_p = pu[common]
     targets = fold.targets[np.flatnonzero(common)]
@@ -137,13 +158,22 @@ def _compare(cdir: Path, pdir: Path, *, bootstrap_rounds: int, seed: int) -> dic
     lo, hi = bootstrap_ci(diff, rounds=bootstrap_rounds, seed=seed)
     return {
         "users": int(common.sum()),
-        "new_users": int((~common).sum()),
+        "new_users": int((~common & ~leaked).sum()),
+        **({"leaked_users": int(leaked.sum())} if leaked.any() else {}),
         "candidate": round(float(c_ndcg.mean()), 6),
         "production": round(float(p_ndcg.mean()), 6),
         "difference": round(float(diff.mean()), 6),
         "ci95": [round(float(lo), 6), round(float(hi), 6)],
         "default_models": models,
     }
+
+
+def _latest(inter: Interactions) -> np.ndarray:
+    """Per user index, the time of their latest step (-inf for a user with none)."""
+    out = np.full(inter.n_users, -np.inf)
+    if len(inter):
+        np.maximum.at(out, inter.user_idx, inter.timestamp.astype(np.float64))
+    return out
 
 
 def _events_version(manifest: Any) -> int | None:

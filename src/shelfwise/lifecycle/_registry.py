@@ -200,6 +200,11 @@ class Registry:
         if "difference" in h2h:
             d_lo, d_hi = h2h["ci95"]
             new = f"; {h2h['new_users']:,} new to production not compared" if h2h["new_users"] else ""
+            if h2h.get("leaked_users"):
+                new += (
+                    f"; {h2h['leaked_users']:,} whose held-out steps production's fit learned (a newer "
+                    "snapshot holding less) not compared"
+                )
             return Gate(
                 name,
                 d_hi >= 0,
