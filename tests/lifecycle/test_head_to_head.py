@@ -88,6 +88,9 @@ def test_production_is_scored_on_the_candidates_held_out_steps_user_by_user(tmp_
     train(work, None, TrainSettings(models=("popularity", "itemknn"), **FAST), **quiet)
     v2 = reg.production()
     assert v2 != v1
+    # production's own gate is the one it went live with, against v1 (not against itself)
+    live = {g.name: g for g in reg.gates(v2)}["not_worse_than_production"]
+    assert f"production v{v1}" in live.detail, live.detail
     same = head_to_head(work, reg.bundle_dir(v2), reg.bundle_dir(v1))
     pm = reg.manifest(v1)
     assert same["new_users"] == 0 and same["users"] == pm["protocol"]["users"] and "leaked_users" not in same

@@ -124,7 +124,11 @@ class Registry:
         score = float(metrics.get(default, {}).get(HEADLINE, 0.0))
         lo, hi = (ci.get(default, {}).get(HEADLINE) or [score, score])[:2]
         prod = self.production()
-        if prod is None or prod == str(version):
+        if prod == str(version):
+            # production itself: the gate as it stood when it went live, against the version it
+            # replaced (recomputed against itself, a failed gate read "passed" afterwards)
+            prod = self._version(str(version)).tags.get("previous_production") or None
+        if prod is None:
             gates.append(Gate("not_worse_than_production", True, "no other production version"))
         elif (pm := self.manifest(prod))["default_model"] not in pm.get("metrics", {}):
             gates.append(Gate("not_worse_than_production", True, f"production v{prod} has no test metrics"))
