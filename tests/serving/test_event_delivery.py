@@ -66,8 +66,9 @@ def test_sigterm_then_export_shows_every_acknowledged_event(shop: Path):
     finally:
         rc = srv.stop(signal.SIGTERM)
     assert rc in (0, -signal.SIGTERM)
-    assert "absorbed 1000 acknowledged events into the warehouse on the way out" in srv.logs()
-    assert "every acknowledged event is in the warehouse" in srv.logs()
+    assert "absorbed 1000 acknowledged events on the way out" in srv.logs()
+    assert ": 1000 curated, 0 quarantined by its checks" in srv.logs() and "0 withheld" in srv.logs()
+    assert "no acknowledged event is left in the spool" in srv.logs()
     sessions, stderr = exported_sessions(shop, shop.parent / "after.csv")
     assert sessions.count("drain") == 1000
     assert "waiting in the spool" not in stderr
@@ -195,7 +196,7 @@ def test_two_workers_share_the_ids_and_both_stops_absorb_once(shop: Path):
     finally:
         assert srv.stop() in (0, -signal.SIGTERM)
     logs = srv.logs()
-    assert logs.count("every acknowledged event is in the warehouse") == 2, logs[-3000:]
+    assert logs.count("no acknowledged event is left in the spool") == 2, logs[-3000:]
     rows = curated(shop, "session_id = 'workers'")
     assert len(rows) == 500 and len({r[0] for r in rows}) == 500
 

@@ -5,6 +5,7 @@ of a rules file that crashed or passed unchecked. Hand-made shops: milliseconds.
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -585,3 +586,13 @@ def test_a_user_in_the_erasure_register_is_a_stranger_whatever_the_bundle_holds(
     ans = svc.recommend(user, 5)
     assert ans.source == "cold_start" and ans.items == svc.recommend("never-seen-anyone", 5).items
     assert Service(copy).recommend(user, 5).source == "cold_start"  # a server starting now too
+    # yesterday's events of theirs posted after the erasure (a client re-sending): the absorb
+    # withholds them, and they must not personalize the user's answers meanwhile either
+    product = str(svc.recommend("never-seen-anyone", 1).items[0])
+    svc.record_events(
+        [{"user_id": user, "product_id": product, "_type": "click", "_ts": time.time() - 86400}]
+    )
+    assert svc.recommend(user, 5).source == "cold_start"
+    # a returning shopper's new events are theirs
+    svc.record_events([{"user_id": user, "product_id": product, "_type": "click", "_ts": time.time() + 1}])
+    assert svc.recommend(user, 5).source != "cold_start"

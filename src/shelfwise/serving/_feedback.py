@@ -145,6 +145,8 @@ def _absorb_once(workdir: Path, redis_client: Any) -> dict[str, Any]:
                     report["ingest_run_id"] = rep.run_id
                     report["curated"] = ev.rows_curated if ev else 0
                     report["quarantined_by_ingest"] = ev.rows_quarantined if ev else 0
+                    if ev and ev.rows_withheld:  # (erased users, past the retention period)
+                        report["withheld_by_ingest"] = ev.rows_withheld
                     refused = _refused_ids(workdir, rep.run_id) if ev and ev.rows_quarantined else []
                     if refused:
                         (tmp / "refused.json").write_text(

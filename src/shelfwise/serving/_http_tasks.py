@@ -214,12 +214,16 @@ async def drain(workdir: Path, redis_client: Any, seconds: float) -> None:
         took = time.monotonic() - t0
         status = result.get("status")
         if status == "ok":
+            withheld = result.get("withheld_erased", 0) + result.get("withheld_by_ingest", 0)
             log.info(
-                "absorbed %d acknowledged events into the warehouse on the way out in %.1f s (%d of "
-                "them quarantined by its checks, e.g. repeats; %d rejected events quarantined)",
-                result.get("accepted", 0),
+                "absorbed %d acknowledged events on the way out in %.1f s: %d curated, %d quarantined "
+                "by its checks (repeats, bot traffic, ...), %d withheld (erased users, past the "
+                "retention period); %d rejected events quarantined",
+                result.get("accepted", 0) + result.get("withheld_erased", 0),
                 took,
+                result.get("curated", 0),
                 result.get("quarantined_by_ingest", 0),
+                withheld,
                 result.get("quarantined", 0),
             )
         elif status != "nothing":
@@ -237,4 +241,5 @@ async def drain(workdir: Path, redis_client: Any, seconds: float) -> None:
             workdir,
         )
     elif seconds > 0:
-        log.info("every acknowledged event is in the warehouse")
+        # (not "in the warehouse": some may have been quarantined or withheld, said above)
+        log.info("no acknowledged event is left in the spool")

@@ -1112,7 +1112,11 @@ class Service:
         return {} if ids is None else {"product_id": ids}
 
     def _online_rows(self, events: list[dict[str, Any]]) -> list[tuple[str, str, str, float]]:
-        return [
+        """The online state's rows of accepted events, less those of an erased user dated at or
+        before their erasure: the absorb withholds those from the warehouse, and they must not
+        personalize the user's next answers either (a client re-sending yesterday's events
+        after an erasure brought the user's history back until the server restarted)."""
+        rows = [
             (
                 self.pseudonymize(str(e["user_id"])),
                 e.get("product_id") or "",
@@ -1120,6 +1124,12 @@ class Service:
                 e.get("_ts") or time.time(),
             )
             for e in events
+        ]
+        erased = self._erasures_applied
+        if not erased:
+            return rows
+        return [
+            r for r in rows if (at := erased.get(r[0])) is None or r[3] > at.replace(tzinfo=UTC).timestamp()
         ]
 
     @staticmethod
