@@ -156,3 +156,47 @@ def test_main_reraises_what_is_not_busy_and_exits_3_on_a_lock(monkeypatch, capsy
         cli.main([])
     assert "busy" not in capsys.readouterr().err
     assert "Could not set lock" in str(info.value.__context__)  # the traceback shows both
+
+
+def test_a_training_run_waits_for_a_writer_instead_of_failing(tmp_path: Path):
+    """A server's absorb holds the warehouse for seconds; a training run's read that met one
+    lost every fit made before it (an SRE's walk). Within `waiting_for_the_warehouse` a read
+    waits for the writer to let go; outside it, it is told at once."""
+    import threading
+
+    import duckdb
+
+    from shelfwise.storage import read_only, waiting_for_the_warehouse
+
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\nu1,p1,view,2026-01-01T10:00:00\n"
+    )
+    work = tmp_path / "w"
+    sw("ingest", "--data", str(data), "--workdir", str(work))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(work / "warehouse.duckdb")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    try:
+        with read_only(work):
+            raise AssertionError("read while another process writes")
+    except duckdb.IOException:
+        pass
+
+    def let_go() -> None:
+        time.sleep(1.5)
+        assert holder.stdin is not None
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+
+    threading.Thread(target=let_go).start()
+    t0 = time.monotonic()
+    with waiting_for_the_warehouse(30), read_only(work) as (con, curated):
+        assert "events" in curated and con.sql("SELECT count(*) FROM curated.events").fetchone() == (1,)
+    assert time.monotonic() - t0 >= 1.0
+    holder.wait(30)

@@ -169,6 +169,9 @@ def _data_versions(workdir: Path) -> dict[str, Any]:
     }
 
 
+READS_WAIT_S = 120.0
+
+
 def train(
     workdir: str | Path,
     data: str | Path | None = None,
@@ -195,7 +198,11 @@ def train(
     unknown = set(settings.models) - set(RECOMMENDERS)
     if unknown:
         raise ValueError(f"unknown models {sorted(unknown)}; known: {sorted(RECOMMENDERS)}")
-    with RunConsole(workdir, log, progress=progress) as console:
+    from ..storage import waiting_for_the_warehouse
+
+    # a server's absorb holds the warehouse for seconds: the run's reads wait for it (up to
+    # READS_WAIT_S each) rather than losing every fit at the read that met one
+    with RunConsole(workdir, log, progress=progress) as console, waiting_for_the_warehouse(READS_WAIT_S):
         result = _train_logged(workdir, data, settings, console, actor, append, map_flags, engine)
         console.log(f"run log (library warnings included): {console.path}")
     return result

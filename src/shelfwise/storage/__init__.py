@@ -3,7 +3,15 @@ load runs on (DuckDB, or Spark with Parquet in a warehouse location)."""
 
 from ._sources import StagedFile, file_sha256, find_table_file, outside_workdir, sniff_header, stage_file
 from ._spark import ENGINES, DuckDBEngine, Engine, SparkEngine, engine_from
-from ._warehouse import LAYERS, TableVersion, Warehouse, raw_user_ids, read_only, relation_columns
+from ._warehouse import (
+    LAYERS,
+    TableVersion,
+    Warehouse,
+    raw_user_ids,
+    read_only,
+    relation_columns,
+    waiting_for_the_warehouse,
+)
 
 __all__ = [
     "ENGINES",
@@ -20,6 +28,7 @@ __all__ = [
     "find_table_file",
     "raw_user_ids",
     "read_only",
+    "waiting_for_the_warehouse",
     "relation_columns",
     "sniff_header",
     "stage_file",

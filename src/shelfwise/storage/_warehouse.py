@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -355,7 +356,9 @@ def export_curated(
 @contextmanager
 def read_only(workdir: str | Path) -> Iterator[tuple[Any, set[str]]]:
     """A read-only DuckDB connection to the workdir's warehouse and the names of its curated
-    tables: for readers (training, search building) that must not take the write lock."""
+    tables: for readers (training, search building) that must not take the write lock. While
+    another process writes it, waits as long as `waiting_for_the_warehouse` says (0: the
+    caller is told at once)."""
     import duckdb
 
     path = Path(workdir) / WAREHOUSE_FILE
@@ -363,7 +366,19 @@ def read_only(workdir: str | Path) -> Iterator[tuple[Any, set[str]]]:
         raise ShelfwiseError(
             f"{workdir}: no warehouse; run `shelfwise ingest` or `shelfwise train --data` first"
         )
-    con = duckdb.connect(str(path), read_only=True)
+    deadline = time.monotonic() + _WAIT[0]
+    delay = 0.05
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=True)
+            break
+        except duckdb.IOException as exc:
+            # another process holds the write lock (a server's absorb: seconds); a long run
+            # waits for it instead of losing its work at its last read
+            if "lock" not in str(exc).lower() or time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
     if _parquet_moves(con, Path(workdir)):  # moved: rebased once, by a writer's connection
         con.close()
         try:
@@ -381,6 +396,24 @@ def read_only(workdir: str | Path) -> Iterator[tuple[Any, set[str]]]:
         yield con, curated
     finally:
         con.close()
+
+
+# how long `read_only` waits for a writer to finish (seconds; process-wide: the readers of a run
+# are on several threads)
+_WAIT = [0.0]
+
+
+@contextmanager
+def waiting_for_the_warehouse(seconds: float) -> Iterator[None]:
+    """Within it, `read_only` waits up to `seconds` for another process's write lock (a
+    training run beside a server that absorbs events every 30 s: each absorb holds the lock for
+    seconds, and a run of minutes failed at whichever read met one)."""
+    before = _WAIT[0]
+    _WAIT[0] = max(before, seconds)
+    try:
+        yield
+    finally:
+        _WAIT[0] = before
 
 
 def raw_user_ids(
