@@ -69,3 +69,40 @@ def test_events_past_the_retention_policy_never_come_back(tmp_path: Path, engine
 def test_without_a_policy_old_events_are_kept(tmp_path: Path):
     report = Ingestor(tmp_path / "w").run(_shop(tmp_path / "d"))
     assert report.tables["events"].rows_curated == 2 and report.tables["events"].rows_withheld == 0
+
+
+def test_old_curated_versions_are_dropped_but_what_a_bundle_learned_from(tmp_path: Path):
+    """Every delivery (and a server's absorb every 30 s) published a full copy of the table as a
+    new version, kept for ever: versions beyond the last `curated_versions_kept` are dropped,
+    but one a bundle in the workdir learned from; meta.table_versions keeps every row."""
+    from shelfwise.governance import ingest
+
+    data, work = tmp_path / "d", tmp_path / "w"
+    data.mkdir()
+    (data / "products.csv").write_text("product_id,title\nP1,kettle\n")
+    (work / "config").mkdir(parents=True)
+    (work / "config" / "retention.json").write_text(json.dumps({"curated_versions_kept": 3}))
+    (work / "bundles" / "20260101T000000000000Z").mkdir(parents=True)
+    (work / "bundles" / "20260101T000000000000Z" / "manifest.json").write_text(
+        json.dumps({"data_versions": {"events": {"version": 2}}})
+    )
+    notes = []
+    for day in range(1, 8):
+        (data / "events.csv").write_text(
+            f"user_id,product_id,event_type,timestamp\nU{day},P1,view,{RECENT}\n"
+        )
+        notes += ingest(data, work, append=day > 1).notes
+    physical = sorted(
+        r[0]
+        for r in curated_rows(
+            work,
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'curated' "
+            "AND table_name LIKE 'events__v%'",
+        )
+    )
+    assert physical == ["events__v2", "events__v5", "events__v6", "events__v7"]
+    assert curated_rows(work, "SELECT count(*) FROM meta.table_versions WHERE table_name = 'events'") == [
+        (7,)
+    ]
+    assert curated_rows(work, "SELECT count(*) FROM curated.events") == [(7,)]
+    assert any("1 old curated version(s) dropped (v4;" in n for n in notes), notes

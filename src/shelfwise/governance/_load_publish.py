@@ -175,6 +175,16 @@ def publish(st: LoadState) -> None:
     supersede_open(st)
     tv = wh.publish(contract.name, source_sql, run_id, contract.version, same_keeps=appending)
     unchanged_version(st, tv)
+    if tv.run_id == st.run_id:  # a new version: the oldest ones beyond the kept go
+        from ._retention import prune_curated_versions
+
+        dropped = prune_curated_versions(wh, contract.name)
+        if dropped:
+            st.note(
+                f"{st.name}: {len(dropped)} old curated version(s) dropped (v{min(dropped)}"
+                f"{'' if len(dropped) == 1 else f'-v{max(dropped)}'}; config/retention.json "
+                "curated_versions_kept, and the versions kept bundles learned from, stay)"
+            )
     for c in pseudo_cols:
         wh.sql(f"DROP TABLE _pseudo_{c}")  # the raw -> pseudonym map never persists
     wh.sql("DROP TABLE IF EXISTS _redelivered")

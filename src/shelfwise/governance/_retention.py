@@ -41,6 +41,9 @@ DEFAULTS: dict[str, int | None] = {
     "quarantine_days": 365,
     "served_log_days": 365,
     "bundles_keep": 5,
+    # each curated table's last versions kept (and those a kept bundle learned from): a server
+    # absorbing events every 30 s made a full copy of the events table each time
+    "curated_versions_kept": 10,
     "consent_history_days": None,  # the history of consent is its proof: kept unless the shop says
 }
 
@@ -61,6 +64,24 @@ def load_retention(workdir: str | Path) -> dict[str, int | None]:
                 raise ShelfwiseError(f"{path}: {k} must be a whole number >= 0 or null")
             out[k] = v
     return out
+
+
+def prune_curated_versions(wh: Any, table: str) -> list[int]:
+    """After a load published a version of `table`: drop its versions older than the last
+    `curated_versions_kept` (config/retention.json; null keeps every one), but those a bundle
+    in the workdir learned from (its manifest's `data_versions`)."""
+    keep = load_retention(wh.workdir)["curated_versions_kept"]
+    if keep is None:
+        return []
+    pinned: set[int] = set()
+    for manifest in sorted((Path(wh.workdir) / "bundles").glob("*/manifest.json")):
+        try:
+            v = json.loads(manifest.read_text()).get("data_versions", {}).get(table, {}).get("version")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(v, int):
+            pinned.add(v)
+    return list(wh.drop_versions(table, keep, pinned))
 
 
 def enforce_retention(

@@ -185,6 +185,26 @@ class Warehouse:
         )
         return self._record_version(tv)
 
+    def drop_versions(self, table: str, keep: int, pinned: set[int]) -> list[int]:
+        """Drop the DuckDB-written versions of curated `table` older than its last `keep`, but
+        those in `pinned` (what a kept bundle learned from); their rows in meta.table_versions
+        stay (the lineage says a version existed). Returns the versions dropped."""
+        versions = [v for v in self.versions(table) if "/" not in v.physical_name]
+        existing = {
+            r[0]
+            for r in self.sql(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'curated' "
+                "AND table_type = 'BASE TABLE'"
+            ).fetchall()
+        }
+        dropped = []
+        for v in versions[: max(len(versions) - max(keep, 1), 0)]:
+            if v.version in pinned or v.physical_name not in existing:
+                continue
+            self.sql(f'DROP TABLE curated."{v.physical_name}"')
+            dropped.append(v.version)
+        return dropped
+
     def publish_parquet(
         self, table: str, files: str, run_id: str, contract_version: str, *, same_keeps: bool = False
     ) -> TableVersion:
