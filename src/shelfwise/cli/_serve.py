@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -109,7 +110,6 @@ def serve(
     """Serve /v1/search, /v1/recommendations, /v1/items/{id}/similar and /v1/events over HTTP."""
     shop(workdir).authorize("serve.run")
     import os
-    import shutil
     from dataclasses import asdict
 
     import uvicorn
@@ -142,10 +142,9 @@ def serve(
     )
     os.environ[CONFIG_ENV] = json.dumps({"workdir": str(workdir), "settings": asdict(settings)})
     if workers > 1:  # Prometheus metrics summed over the worker processes
-        prom = workdir / "run" / "prometheus"
-        shutil.rmtree(prom, ignore_errors=True)
-        prom.mkdir(parents=True)
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prom)
+        # one folder per server: two replicas on one workdir shared one (each start wiped the
+        # other's counters, and each /metrics answered both servers' sums)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_folder(workdir, os.getpid()))
     options: dict = {
         "factory": True,
         "loop": "uvloop",
@@ -203,3 +202,35 @@ def events_absorb(
         typer.echo(", ".join(f"{k}: {v}" for k, v in res.items()))
     if res.get("status") == "busy":
         raise typer.Exit(3)
+
+
+def metrics_folder(workdir: Path, pid: int) -> Path:
+    """The server `pid`'s own Prometheus folder (`run/prometheus/<pid>`, empty), the folders of
+    servers no longer running removed: replicas on one workdir keep their counters apart."""
+    import shutil
+
+    root = Path(workdir) / "run" / "prometheus"
+    for old in root.glob("*") if root.is_dir() else ():
+        if old.name.isdigit() and old.is_dir() and _alive(int(old.name)):
+            continue
+        if old.is_dir():  # a stopped server's (or the shared folder's files of before)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+    prom = root / str(pid)
+    shutil.rmtree(prom, ignore_errors=True)
+    prom.mkdir(parents=True)
+    return prom
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process of that id runs (a server whose metrics folder is in use)."""
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

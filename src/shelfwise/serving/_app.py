@@ -201,6 +201,7 @@ async def _serving(ctx: AppContext) -> AsyncIterator[None]:
         similar_queue=tasks.start_similar_queue(service, settings),
     )
     running = [asyncio.create_task(tasks.every(0.5, tasks.flush_exposures, state))]
+    running.append(asyncio.create_task(tasks.every(1.0, _gauges, ctx)))
     running.append(asyncio.create_task(tasks.stop_when_cancelled(state["search_queue"])))
     running.append(asyncio.create_task(tasks.stop_when_cancelled(state["recommend_queue"])))
     running.append(asyncio.create_task(tasks.stop_when_cancelled(state["similar_queue"])))
@@ -242,6 +243,12 @@ async def _serving(ctx: AppContext) -> AsyncIterator[None]:
         if (denials := state.get("denials")) is not None:  # the denials counted, not yet audited
             await asyncio.to_thread(denials.flush)
         served()  # the orderly shutdown is done: `serve` may end the process (see `_exit`)
+
+
+async def _gauges(ctx: AppContext) -> None:
+    from ._http_ops import set_gauges
+
+    set_gauges(ctx)
 
 
 def app_from_env() -> FastAPI:

@@ -80,20 +80,7 @@ def ops_router(ctx: AppContext) -> APIRouter:
         responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
     )
     async def prometheus() -> Response:
-        s = ctx.state.get("service")
-        if s is not None:
-            metrics.swaps.set(s.swaps)
-        queue: SearchQueue | None = ctx.state.get("search_queue")
-        if queue is not None:
-            metrics.search_depth.set(queue.depth())
-            for level, cost in list(queue.cost_s.items()):
-                metrics.search_cost.labels(level).set(cost)
-        rq: RecommendQueue | None = ctx.state.get("recommend_queue")
-        if rq is not None:
-            metrics.recommend_depth.set(rq.depth())
-        sq: RecommendQueue | None = ctx.state.get("similar_queue")
-        if sq is not None:
-            metrics.similar_depth.set(sq.depth())
+        set_gauges(ctx)
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @router.post(
@@ -109,3 +96,25 @@ def ops_router(ctx: AppContext) -> APIRouter:
         return JSON({"changed": changed, "bundle_version": s.snapshot.version})
 
     return router
+
+
+def set_gauges(ctx: AppContext) -> None:
+    """This process's gauges (queue depths, search stage costs, bundle swaps) as they are now:
+    at a scrape it answers, and every second in each worker (`_app`), so that a sum over the
+    workers is not of the values each had when it last answered a scrape (a depth of 217 read
+    for minutes after the load was gone)."""
+    metrics = ctx.metrics
+    s = ctx.state.get("service")
+    if s is not None:
+        metrics.swaps.set(s.swaps)
+    queue: SearchQueue | None = ctx.state.get("search_queue")
+    if queue is not None:
+        metrics.search_depth.set(queue.depth())
+        for level, cost in list(queue.cost_s.items()):
+            metrics.search_cost.labels(level).set(cost)
+    rq: RecommendQueue | None = ctx.state.get("recommend_queue")
+    if rq is not None:
+        metrics.recommend_depth.set(rq.depth())
+    sq: RecommendQueue | None = ctx.state.get("similar_queue")
+    if sq is not None:
+        metrics.similar_depth.set(sq.depth())
