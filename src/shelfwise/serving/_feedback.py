@@ -126,7 +126,7 @@ def _absorb_once(workdir: Path, redis_client: Any) -> dict[str, Any]:
             if erasures is not None:
                 kept = [(ev, by) for ev, by in sent if not erasures.withholds(ev)]
                 withheld, sent = len(sent) - len(kept), kept
-            events = [ev for ev, _ in sent]
+            events = _masked([ev for ev, _ in sent])
             # who sent the events absorbed: the audit entry ties them to the keys' names
             posters = Counter(by for _, by in sent)
             del sent
@@ -401,6 +401,22 @@ def ingest_events(
     return Ingestor(
         workdir, mode="append", job="shelfwise.events", recorded_as=recorded, lineage_inputs=inputs
     ).run(data_dir)
+
+
+def _masked(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events with personal data in their free text masked (`query`, `text`: an e-mail or a
+    phone number a shopper typed) as curation masks it: the served-events archive is kept and
+    replayed into every full load, and it kept them as typed."""
+    from ..governance._contracts import CONTRACTS, Kind
+    from ..governance._privacy import mask_pii_many
+
+    for col in CONTRACTS["events"].columns:
+        if col.kind is not Kind.TEXT or not col.mask_personal:
+            continue
+        rows = [i for i, ev in enumerate(events) if isinstance(ev.get(col.name), str) and ev[col.name]]
+        for i, text in zip(rows, mask_pii_many([events[i][col.name] for i in rows]), strict=True):
+            events[i][col.name] = text
+    return events
 
 
 def _canonical_event(record: dict[str, Any], locator: str) -> dict[str, Any]:

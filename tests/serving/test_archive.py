@@ -1,0 +1,31 @@
+"""The served-events archive (`feedback/`): what an absorb keeps of the events it takes."""
+
+from __future__ import annotations
+
+import json
+
+from tests.cli.test_cli import sw
+from tests.governance.test_consent import plant_shop
+
+
+def test_the_served_events_archive_keeps_free_text_masked(tmp_path):
+    """The archive (`feedback/`) is kept and replayed into every full load: an e-mail and a
+    phone number a shopper typed into a search were kept there as typed (curated masks them)."""
+    from shelfwise.serving._feedback import absorb
+
+    work = tmp_path / "w"
+    sw("ingest", "--data", str(plant_shop(tmp_path / "d")), "--workdir", str(work), "--json")
+    spool = work / "spool" / "events"
+    spool.mkdir(parents=True, exist_ok=True)
+    event = {
+        "user_id": "shopper-2",
+        "event_type": "search",
+        "query": "jane.roe@example.com red mug +14155550199",
+        "timestamp": "2024-03-03T10:00:00Z",
+    }
+    (spool / "20240303T100000000000Z-host-1.jsonl").write_text(json.dumps({"event": event}) + "\n")
+    assert absorb(work)["accepted"] == 1
+    archived = "".join(p.read_text() for p in (work / "feedback").glob("events-*.jsonl"))
+    assert (
+        "[email] red mug [phone]" in archived and "jane.roe" not in archived and "4155550199" not in archived
+    )
