@@ -96,6 +96,9 @@ def test_search_with_facets_filters_and_sort(server):
         ("GET", "/v1/recommendations/" + "x" * 300, None, 422),
         ("GET", "/v1/recommendations/u%00x", None, 422),
         ("GET", "/v1/recommendations/%20%20", None, 422),  # blank once trimmed: no shopper
+        # a pseudonym (what exports show) names nobody the shop knows: not a cold-start list
+        ("GET", "/v1/recommendations/u_" + "0123456789abcdef" * 2, None, 422),
+        ("GET", "/v1/search?q=tea&user_id=u_" + "0123456789abcdef" * 2, None, 422),
         ("GET", "/v1/search", None, 422),
         ("GET", "/v1/search?q=", None, 422),
         ("GET", "/v1/search?q=%FF%FE%00", None, 422),

@@ -21,11 +21,11 @@ def profile_when_ready(server: Server, user: str, headers: dict[str, str] | None
     the fit, with no read timeout of the client's to cut it short on a loaded machine (the
     client's 30 s used to); a 503 then means the fit outlasted the server's own wait
     (`_profiles.WAIT_S`; the client's own limit is that wait plus two minutes, so a server that
-    stops answering fails the test instead of hanging the suite) and the profile is asked for again, `fits` times at most. A failed fit
-    is answered at once."""
+    stops answering fails the test instead of hanging the suite) and the profile is asked for
+    again, `fits` times at most. A failed fit is answered at once (409)."""
     for _ in range(fits):
         r = server.client.get(f"/v1/users/{user}/profile", headers=headers or {}, timeout=WAIT_S + 120)
-        if r.status_code != 503 or "the last fit failed" in r.json()["error"]:
+        if r.status_code != 503:  # (a failed fit is a 409, at once)
             return r
         assert r.headers["retry-after"] == "10" and "being fitted" in r.json()["error"]
     return r
@@ -109,3 +109,39 @@ def test_who_may_read_a_profile(shop):
         assert r.status_code == 200 and r.json()["user_id"] == user
     finally:
         s.stop()
+
+
+def test_a_fit_that_failed_on_the_data_is_a_409_not_a_retry(tmp_path, monkeypatch):
+    """Profiles that cannot be fitted on the shop's data (ratings only: no purchase) were a 503
+    "retry shortly" with Retry-After: clients retried for ever. It is a 409 saying why, until
+    new data comes; a fit still running stays a 503 with Retry-After."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from shelfwise.insights import _profiles
+    from shelfwise.insights._http import insights_router
+
+    class Failed:
+        error, fitting = "ShelfwiseError: no purchase up to 1998-04-22", False
+
+        def __init__(self, workdir):
+            pass
+
+        def get(self, pseudonym):
+            return False, None
+
+    class Fitting(Failed):
+        error, fitting = None, True
+
+    (tmp_path / "governance").mkdir()
+    for store, status in ((Failed, 409), (Fitting, 503)):
+        monkeypatch.setattr(_profiles, "ProfileStore", store)
+        app = FastAPI()
+        app.include_router(insights_router(tmp_path))
+        r = TestClient(app).get("/v1/users/u1/profile")
+        assert r.status_code == status, r.text
+        if status == 409:
+            assert "cannot be fitted on the current data (ShelfwiseError: no purchase" in r.json()["detail"]
+            assert "retry-after" not in r.headers
+        else:
+            assert r.headers["retry-after"] == "10"

@@ -106,7 +106,7 @@ def insights_router(workdir: str | pathlib.Path, guard: Callable[..., Any] | Non
     @router.get(
         "/v1/users/{user_id}/profile",
         response_model=ProfileResponse,
-        responses=error_responses(401, 403, 404, 422, 503),
+        responses=error_responses(401, 403, 404, 409, 422, 503),
         openapi_extra={"security": REQUIREMENT},
         summary="A customer's profile",
     )
@@ -137,9 +137,15 @@ def insights_router(workdir: str | pathlib.Path, guard: Callable[..., Any] | Non
         pseudo = profiles["pseudo"](trim_id(user_id))
         ready, rec = await asyncio.to_thread(store.get, pseudo)
         if not ready:
-            why = f" (the last fit failed: {store.error})" if store.error else ""
+            if store.error and not store.fitting:
+                # failed on the data as it is: fitted again when new data arrives, not by a retry
+                # (a 503 with Retry-After had clients retrying for ever)
+                raise HTTPException(
+                    409, f"customer profiles cannot be fitted on the current data ({store.error}); "
+                    "they are fitted again when new data arrives",
+                )  # fmt: skip
             raise HTTPException(
-                503, f"customer profiles are being fitted on the current data; retry shortly{why}",
+                503, "customer profiles are being fitted on the current data; retry shortly",
                 headers={"Retry-After": "10"},
             )  # fmt: skip
         if rec is None:

@@ -170,6 +170,12 @@ class ProfileStore:
                 self._fitting = None
                 self._stamp = None  # data that came while fitting is looked at on the next call
 
+    @property
+    def fitting(self) -> bool:
+        """Whether a fit runs now (a failed one is tried again only on new data)."""
+        with self._lock:
+            return self._fitting is not None
+
     def get(self, pseudonym: str, wait_s: float = WAIT_S) -> tuple[bool, dict[str, Any] | None]:
         """(ready, profile). With no profiles at all yet, the call waits for the fit (up to
         `wait_s`); once some exist, newer data is fitted in the background while they answer."""

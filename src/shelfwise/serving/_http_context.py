@@ -87,10 +87,13 @@ def clean_user_id(value: str, max_chars: int) -> str:
     curation trims ids (`/v1/recommendations/%20` was served, a shopper " " counted in an
     experiment's arm, whose events ingestion refuses as `missing_required`)."""
     from ..governance._compile import trim_id
+    from ..governance._privacy import looks_like_pseudonym
 
     clean_text(value, "user_id", max_chars)
     if not trim_id(value):
         raise HTTPException(422, "user_id: empty (only spaces)")
+    if looks_like_pseudonym(trim_id(value)):  # it names nobody: a cold-start list would mislead
+        raise HTTPException(422, f"user_id {value!r} is a pseudonym: give the shop's own user id")
     return value
 
 

@@ -198,6 +198,8 @@ def lists_router(ctx: AppContext) -> APIRouter:
         for name, v in (("category", category), ("brand", brand), ("user_id", user_id)):
             if v is not None:
                 clean_text(v, name, 256)
+        if user_id is not None and user_id.strip():
+            clean_user_id(user_id, settings.max_id_chars)  # (a pseudonym names nobody: refused)
         filters = Filters(category, brand, price_min, price_max, in_stock)
         # a cache hit is answered on the event loop; a miss goes to the search queue, which
         # answers it within the latency budget (skipping stages when it is deep) or refuses it

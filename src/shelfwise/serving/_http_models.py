@@ -47,6 +47,7 @@ _ERROR_TEXT = {
     "registered in this shop.",
     403: "The API key's role may not do this.",
     404: "Unknown product; for search, a bundle trained without a search index (no catalog text).",
+    409: "The shop's current data cannot give it (the message says why; new data is tried again).",
     413: "The body or the event list is larger than the server's limit.",
     422: "A parameter or the body is invalid (the message names it).",
     503: "Not ready (the bundle is loading), or overloaded (retry after `Retry-After` seconds).",
