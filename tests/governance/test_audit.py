@@ -109,3 +109,33 @@ def test_removing_the_newest_entries_is_detected(tmp_path):
     assert not v.ok and "differs" in (v.reason or ""), v
     log.path.unlink()
     assert not AuditLog(tmp_path).verify().ok
+
+
+def test_removing_the_newest_entries_and_the_head_is_detected(tmp_path):
+    """Removing the newest lines and `head.json` with them read "hash chain intact": a log
+    whose entries were written since the head was kept must have it (an older log has none)."""
+    import json
+
+    from shelfwise.governance._audit import AUDIT_HEAD
+
+    log = AuditLog(tmp_path)
+    for i in range(4):
+        log.append("train", run_id=f"r{i}")
+    lines = log.path.read_text().splitlines()
+    log.path.write_text("\n".join(lines[:3]) + "\n")
+    (tmp_path / AUDIT_HEAD).unlink()
+    v = AuditLog(tmp_path).verify()
+    assert not v.ok and "head record" in (v.reason or "") and "missing" in (v.reason or "")
+    # a log written before the head was kept (its entries older) verifies without one
+    old = tmp_path / "old"
+    AuditLog(old).append("train", run_id="x")
+    entry = json.loads(AuditLog(old).path.read_text())
+    (old / AUDIT_HEAD).unlink()
+    from shelfwise.governance import _audit
+
+    entry["at"] = "2026-11-01T10:00:00+00:00"
+    entry["hash"] = _audit.hashlib.sha256(
+        _audit._canonical({k: v for k, v in entry.items() if k != "hash"})
+    ).hexdigest()
+    AuditLog(old).path.write_text(json.dumps(entry) + "\n")
+    assert AuditLog(old).verify().ok

@@ -25,6 +25,8 @@ AUDIT_FILE = "audit/audit.jsonl"
 # the last entry written (seq and hash), kept beside the log: removing the newest lines leaves a
 # valid chain, shorter than what was written (a lower bound: an append writes the log first)
 AUDIT_HEAD = "audit/head.json"
+# entries written from then on were written with the head beside them (older logs have none)
+HEAD_KEPT_SINCE = "2026-12-06"
 GENESIS = "0" * 64
 ACTIONS = (
     "ingest",
@@ -213,6 +215,7 @@ class AuditLog:
     def verify(self) -> Verification:
         prev = GENESIS
         n = 0
+        last_at: Any = None
         head = self._read_head()
         if not self.path.exists():
             if head is not None:
@@ -244,11 +247,20 @@ class AuditLog:
                     return Verification(
                         False, n, lineno, "content does not match its hash (the entry was edited)"
                     )
-                prev = entry["hash"]
+                prev, last_at = entry["hash"], entry.get("at")
                 if head is not None and entry["seq"] == head.get("seq") and entry["hash"] != head.get("hash"):
                     return Verification(
                         False, n, lineno, "the entry at the recorded head differs from the one written"
                     )
+        if head is None and n and str(last_at) >= HEAD_KEPT_SINCE:
+            # every append since the head was kept writes it: a log that ends after that with no
+            # head lost it (removing the newest lines and the head hid the removal)
+            return Verification(
+                False,
+                n,
+                None,
+                f"the head record ({AUDIT_HEAD}) is missing: the log's newest lines may have been removed with it",
+            )
         if head is not None and n < int(head.get("seq", 0)):
             return Verification(
                 False,
