@@ -113,8 +113,9 @@ def test_point_in_time_nothing_after_as_of(profiles):
     churner = profiles["CHURNER"]
     # 33 weekly orders, the last on 2025-08-13; the order of 2026-01-06 is not seen
     assert churner["frequency"] == 33
+    # in days from the as-of date (a whole day: its events in, ages from its start)
     assert churner["recency_days"] == pytest.approx(
-        (datetime(2026, 1, 1) - (START + timedelta(days=224))).days, abs=0.01
+        (datetime(2025, 12, 31) - (START + timedelta(days=224))).days, abs=0.01
     )
     assert churner["monetary"] == pytest.approx(33 * 19)
 
@@ -184,6 +185,20 @@ def test_erased_user_leaves_profiles_and_roles_are_checked(shop, tmp_path):
            env={"SHELFWISE_AS": "ann", "SHELFWISE_API_KEY": keys["ann"]}))  # fmt: skip
     users = {json.loads(x)["user_id"] for x in out.read_text().splitlines()}
     assert "CHURNER" not in users and {"LOYAL", "BROWSER"} <= users
+
+
+def test_the_last_days_date_as_of_dates_recency_as_its_default_does(shop, tmp_path):
+    """`--as-of` the date of the latest event reads what the default (the latest event's time)
+    reads: a same-day buyer is 0 days ago, not 1 (every recency was a day more with the date)."""
+    by_default, dated = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    ok(run("insights", "customers", "--workdir", str(shop), "--out", str(by_default)))
+    last = (START + timedelta(days=370)).strftime("%Y-%m-%d")
+    ok(run("insights", "customers", "--workdir", str(shop), "--as-of", last, "--out", str(dated)))
+    a, b = (
+        {r["user_id"]: r["recency_days"] for r in map(json.loads, p.read_text().splitlines())}
+        for p in (by_default, dated)
+    )
+    assert a == b and a["CHURNER"] == 0
 
 
 def test_a_user_left_out_does_not_date_everyone_elses_recency(shop, tmp_path):

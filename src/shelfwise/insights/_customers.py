@@ -139,8 +139,15 @@ def features_at(
     users = pd.Index(ev["user_id"].unique(), name="user_id")
     f = pd.DataFrame(index=users)
 
+    # a cut that is a whole day (`--as-of 2017-12-30`: up to its last microsecond) measures ages
+    # from that day's start, as the latest event's own time does: a same-day buyer is 0 days
+    # ago, not 1 (every recency read one more day with the date given than without)
+    after = cut + np.timedelta64(1, "us")
+    whole_day = after == after.astype("datetime64[D]")
+    anchor = cut.astype("datetime64[D]").astype("datetime64[us]") if whole_day else cut
+
     def days(ts: pd.Series) -> pd.Series:
-        return (cut - ts.to_numpy(dtype="datetime64[us]")) / DAY
+        return np.maximum((anchor - ts.to_numpy(dtype="datetime64[us]")) / DAY, 0.0)
 
     g = od.groupby("user_id")
     f["frequency"] = g.size().reindex(users).fillna(0.0)
