@@ -555,15 +555,20 @@ class Shop:
 
     def explain(self, user_id: str, product_id: str) -> list[str]:
         """The user's history items that most raise `product_id` for them (shop ids; empty for a
-        user or product the current bundle does not know, or a user without personalization
-        consent)."""
+        user the current bundle does not know, or without personalization consent); a
+        ShelfwiseError for a product it does not know (as `similar`: a mistyped id is said, not
+        answered as "nothing explains it")."""
         with self._acting("recommend"):
             service = self._service(True, search=False)
             snap = service.snapshot
             pseudo = snap.recs.pseudonymize(_user_id(user_id))
             user = snap.user_index.get(pseudo) if service.personalizes(pseudo) else None
-            item = snap.item_index.get(product_id)
-            if user is None or item is None:
+            item = snap.item_index.get(product_id) if isinstance(product_id, str) else None
+            if item is None:
+                raise ShelfwiseError(
+                    f"product {product_id!r} is not in the current bundle (unknown, or new since it was trained)"
+                )
+            if user is None:
                 return []
             return snap.recs.explain(user, item, snap.recs.model_name(None))  # (as the default list's)
 

@@ -78,6 +78,8 @@ def test_recommend_and_search_answer_what_the_cli_writes(trained, tmp_path):
     assert got["fallback"] == ("popular" if got["related"] < 5 else None) and got["model"]
     assert shop.explain(users[0], top) == cli[0]["because"]
     assert shop.explain("someone-never-seen", top) == []
+    with pytest.raises(ShelfwiseError, match="product 'no-such-product' is not in the current bundle"):
+        shop.explain(users[0], "no-such-product")  # a mistyped id is said, not "nothing explains it"
     events = shop.table("events")  # curated: pseudonymized
     assert len(events) > 0 and not events["user_id"].astype(str).str.startswith("C1").any()
 

@@ -77,7 +77,9 @@ def leave_last_out(inter: Interactions, min_steps: int = 3) -> Split:
         Fold("validation", users, train, _targets(users, [np.array([i]) for i in val_items], inter.n_items)),
         Fold("test", users, upto_val, _targets(users, [np.array([i]) for i in test_items], inter.n_items)),
         f"leave-last-out: per user with >= {min_steps} steps, the last step is the test target and "
-        f"the one before it the validation target; models are fitted on the earlier steps{ties}",
+        f"the one before it the validation target; models are fitted on the earlier steps (each "
+        f"user's: other users' later steps are in training; global_time cuts the whole shop at one "
+        f"time){ties}",
     )
 
 

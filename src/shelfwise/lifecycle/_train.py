@@ -1345,13 +1345,15 @@ def evaluate_workdir(
             r["validation_ndcg@10"] = None  # train validated under full ranking, not this protocol
         live = bundle_dir is None or Path(bundle_dir).resolve() == Path(current).resolve()
         path = reports / (f"evaluation-sampled{sampled}" + ("" if live else f"-{bundle.version}") + ".json")
-        full = _report_of(reports / "evaluation.json")
-        # (the full-ranking numbers of this bundle stay in train's report, named here)
-        report["full_ranking_report"] = (
-            str(reports / "evaluation.json")
-            if full is not None and full.get("bundle_version") == bundle.version
-            else None
-        )
+        # (the full-ranking numbers of this bundle stay in train's report, named here: the
+        # workdir's `evaluation.json`, or `evaluation-<bundle>.json` when that one is another
+        # bundle's, a candidate trained after it)
+        report["full_ranking_report"] = None
+        for candidate in (reports / "evaluation.json", reports / f"evaluation-{bundle.version}.json"):
+            full = _report_of(candidate)
+            if full is not None and full.get("bundle_version") == bundle.version:
+                report["full_ranking_report"] = str(candidate)
+                break
         path.write_text(json.dumps(report, indent=2, default=str))
         report["report_html"] = str(write_evaluation_report(path.with_suffix(".html"), report))
         return report
