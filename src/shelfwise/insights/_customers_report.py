@@ -237,7 +237,8 @@ def customers_summary(
         .sort_values("customers", ascending=False, kind="stable")
     )
     hist, _ = np.histogram(buyers["churn_risk"].clip(0, 1), bins=RISK_BINS, range=(0.0, 1.0))
-    risky = buyers[buyers["churn_risk"] >= AT_RISK]
+    # compared as the profiles file shows it (4 decimals): a 0.59996 shown as 0.6000 is at risk
+    risky = buyers[buyers["churn_risk"].round(4) >= AT_RISK]
     # the value at stake: what the customer has been worth per order times the orders a year at
     # their rhythm is not known to every shop; what they paid so far is, and ranks the same way
     risky = risky.assign(at_stake=risky["monetary"] * risky["churn_risk"]).sort_values(
