@@ -197,6 +197,12 @@ def test_two_workers_share_the_ids_and_both_stops_absorb_once(shop: Path):
         assert srv.stop() in (0, -signal.SIGTERM)
     logs = srv.logs()
     assert logs.count("no acknowledged event is left in the spool") == 2, logs[-3000:]
+    # each line with its time and process (two workers write to one stream); the supervisor's too
+    import re
+
+    stamped = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\S* \[(\d+)\] ", re.M)
+    assert len(set(stamped.findall(logs))) >= 3, logs[-3000:]  # the supervisor and both workers
+    assert "listening on http://" in logs and "with 2 forked workers" in logs
     rows = curated(shop, "session_id = 'workers'")
     assert len(rows) == 500 and len({r[0] for r in rows}) == 500
 

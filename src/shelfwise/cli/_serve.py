@@ -152,7 +152,11 @@ def serve(
         "access_log": False,
         "timeout_graceful_shutdown": 15,
         "log_level": "info",
+        "log_config": _log_config(),
     }
+    import logging.config
+
+    logging.config.dictConfig(options["log_config"])  # (this process's lines too: the supervisor's)
     if workers > 1 and preload:
         # the bundle is loaded once and the workers forked from it (see `serving._prefork`)
         from ..serving._prefork import serve_forked
@@ -202,6 +206,23 @@ def events_absorb(
         typer.echo(", ".join(f"{k}: {v}" for k, v in res.items()))
     if res.get("status") == "busy":
         raise typer.Exit(3)
+
+
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging, each line with its time and process id (several workers write to one
+    stream), and shelfwise's own server loggers through it: a bundle swapped in, a bundle that
+    failed to load, a synonyms file refused were printed by Python's last-resort handler (no
+    level, no time) or not at all (info)."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    cfg = copy.deepcopy(LOGGING_CONFIG)
+    for name in ("default", "access"):
+        cfg["formatters"][name]["fmt"] = "%(asctime)s [%(process)d] " + cfg["formatters"][name]["fmt"]
+        cfg["formatters"][name]["datefmt"] = "%Y-%m-%dT%H:%M:%S%z"
+    cfg["loggers"]["shelfwise"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return cfg
 
 
 def metrics_folder(workdir: Path, pid: int) -> Path:

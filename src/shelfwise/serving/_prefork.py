@@ -124,6 +124,7 @@ def serve_forked(
     sock.bind((host, port))
     sock.listen(2048)
     sock.set_inheritable(True)
+    log.info("listening on http://%s:%d with %d forked workers", host, port, workers)
     t0 = time.monotonic()
     _preload(workdir)
     if "torch" in sys.modules:  # the bundle's models score with torch: one thread, set before the fork
