@@ -138,6 +138,11 @@ def test_a_rejected_event_is_named_by_its_event_id_whatever_failed(server):
     assert r.status_code == 422, r.text
     assert [x["event_id"] for x in r.json()["results"]] == ["H-8", "7"]
     assert [x["errors"][0]["reason"] for x in r.json()["results"]] == ["unknown_field", "invalid_type"]
+    # every failure at once: the rest of the event is checked too (a bad event type was said only
+    # at the retry, once the unknown field was gone)
+    r = server.client.post("/v1/events", json=[ev("u", "P000001", "teleport", colour="red")])
+    got = [(e["field"], e["reason"]) for e in r.json()["results"][0]["errors"]]
+    assert got == [("colour", "unknown_field"), ("event_type", "invalid_value")], got
 
 
 def test_limits_on_body_size_and_event_count(server):

@@ -53,6 +53,15 @@ def _failures(ev: Any, known: dict[str, Any], max_id_chars: int) -> tuple[list[d
         if f in EVENT_FIELDS and (isinstance(v, bool) or not isinstance(v, str | int | float | None))
     ]
     if failures:
+        # the rest of the event checked too: every failure said at once, not the next one at the
+        # retry (README: "every failure is collected")
+        bad = {f["field"] for f in failures}
+        rest = check_record(EVENTS, {k: v for k, v in ev.items() if k not in bad}, known=known)
+        failures += [
+            {"field": f.field, "reason": f.reason.value, "detail": f.detail}
+            for f in rest.failures
+            if f.field not in bad
+        ]
         return failures, None
     chk = check_record(EVENTS, ev, known=known)
     failures = [{"field": f.field, "reason": f.reason.value, "detail": f.detail} for f in chk.failures]
