@@ -72,9 +72,10 @@ def test_without_a_policy_old_events_are_kept(tmp_path: Path):
 
 
 def test_old_curated_versions_are_dropped_but_what_a_bundle_learned_from(tmp_path: Path):
-    """Every delivery (and a server's absorb every 30 s) published a full copy of the table as a
-    new version, kept for ever: versions beyond the last `curated_versions_kept` are dropped,
-    but one a bundle in the workdir learned from; meta.table_versions keeps every row."""
+    """Every delivery (and a server's absorb every 30 s) published a full copy of the events
+    table as a new version, kept for ever: versions beyond the last `curated_versions_kept` are
+    dropped, but one a bundle in the workdir learned from; meta.table_versions keeps every row;
+    other tables keep every version."""
     from shelfwise.governance import ingest
 
     data, work = tmp_path / "d", tmp_path / "w"
@@ -91,6 +92,7 @@ def test_old_curated_versions_are_dropped_but_what_a_bundle_learned_from(tmp_pat
         (data / "events.csv").write_text(
             f"user_id,product_id,event_type,timestamp\nU{day},P1,view,{RECENT}\n"
         )
+        (data / "products.csv").write_text(f"product_id,title\nP1,kettle {day}\n")  # a catalog a day
         notes += ingest(data, work, append=day > 1).notes
     physical = sorted(
         r[0]
@@ -101,6 +103,13 @@ def test_old_curated_versions_are_dropped_but_what_a_bundle_learned_from(tmp_pat
         )
     )
     assert physical == ["events__v2", "events__v5", "events__v6", "events__v7"]
+    # the catalog keeps every version (`insights demand --as-of` reads the one of a date)
+    products = curated_rows(
+        work,
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'curated' "
+        "AND table_name LIKE 'products__v%'",
+    )
+    assert products == [(7,)]
     assert curated_rows(work, "SELECT count(*) FROM meta.table_versions WHERE table_name = 'events'") == [
         (7,)
     ]

@@ -175,7 +175,9 @@ def publish(st: LoadState) -> None:
     supersede_open(st)
     tv = wh.publish(contract.name, source_sql, run_id, contract.version, same_keeps=appending)
     unchanged_version(st, tv)
-    if tv.run_id == st.run_id:  # a new version: the oldest ones beyond the kept go
+    # a new events version: the oldest ones beyond the kept go (the events table is what grows:
+    # a server absorbs every 30 s; other tables' versions are read by date, `insights` --as-of)
+    if tv.run_id == st.run_id and contract.name == "events":
         from ._retention import prune_curated_versions
 
         dropped = prune_curated_versions(wh, contract.name)

@@ -41,8 +41,8 @@ DEFAULTS: dict[str, int | None] = {
     "quarantine_days": 365,
     "served_log_days": 365,
     "bundles_keep": 5,
-    # each curated table's last versions kept (and those a kept bundle learned from): a server
-    # absorbing events every 30 s made a full copy of the events table each time
+    # the curated events table's last versions kept (and those a kept bundle learned from): a
+    # server absorbing events every 30 s made a full copy of the table each time
     "curated_versions_kept": 10,
     "consent_history_days": None,  # the history of consent is its proof: kept unless the shop says
 }

@@ -5,7 +5,8 @@ Layers are DuckDB schemas: `raw` (rows as received, strings, steward-only), `cur
 pseudonymized, versioned), `quarantine` (rejected rows with reasons) and `meta` (table versions,
 runs). A curated table is written as an immutable version `curated.<name>__v<N>` and the view
 `curated.<name>` points at the newest one, so every version stays readable and names the run
-that made it.
+that made it (but the events table's versions beyond `curated_versions_kept`, governance's
+retention setting, that no kept bundle learned from: `drop_versions`).
 """
 
 from __future__ import annotations
