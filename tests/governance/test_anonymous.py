@@ -301,6 +301,23 @@ def test_erasing_a_customer_keeps_the_anonymous_sales_of_a_till_they_bought_at(t
             "SELECT session_id, sum(quantity) FROM curated.events GROUP BY 1 ORDER BY 1"
         ).fetchall()
     assert left == [("till-1", 17), ("till-2", 2)]  # every anonymous sale, and u3's
+    # a visit whose anonymous rows come later (a later delivery, or still spooled): registered
+    # at the erasure all the same, so that they are withheld when they come
+    (data / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp,session_id\nu5,P2,purchase,2024-03-05T10:00:00,web-5\n"
+    )
+    Ingestor(work).run(data)
+    assert subject_access(work, "u5")["linked_anonymous_sessions"] == []  # none yet to list
+    erase_user(work, "u5")
+    late = data.parent / "late"
+    late.mkdir()
+    (late / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp,session_id\n,P1,view,2024-03-05T09:50:00,web-5\n"
+    )
+    from shelfwise.governance import ingest
+
+    ev = ingest(late, work, append=True).tables["events"]
+    assert ev.rows_withheld == 1 and ev.rows_curated == 0
 
 
 def test_a_converted_copy_is_kept_for_the_load_only_and_an_erasure_removes_a_left_one(tmp_path: Path):

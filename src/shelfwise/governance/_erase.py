@@ -220,7 +220,7 @@ def _user_tables(wh: Any, column: str) -> set[tuple[str, str]]:
 
 
 def _linked_sessions(
-    wh: Any, raw: str, pseudo: str, tables: set[tuple[str, str]], versions: Any
+    wh: Any, raw: str, pseudo: str, tables: set[tuple[str, str]], versions: Any, *, with_rows: bool = False
 ) -> list[str]:
     """The session ids of the user's rows: curated (as curated, the form an anonymous row's
     session is attributed by) and raw (trimmed), and Spark's Parquet versions."""
@@ -247,7 +247,7 @@ def _linked_sessions(
                 ).fetchall()
             }
     named = sorted(s for s in found if s and s not in MISSING_VALUES)
-    return _one_visit(wh, named, pseudo, tables, versions)
+    return _one_visit(wh, named, pseudo, tables, versions, with_rows=with_rows)
 
 
 # the longest session whose anonymous rows are taken for the user's own: a visit (browsing
@@ -257,13 +257,20 @@ _VISIT = timedelta(hours=LINKED_SESSION_HOURS)
 
 
 def _one_visit(
-    wh: Any, sessions: list[str], pseudo: str, tables: set[tuple[str, str]], versions: Any
+    wh: Any,
+    sessions: list[str],
+    pseudo: str,
+    tables: set[tuple[str, str]],
+    versions: Any,
+    *,
+    with_rows: bool = False,
 ) -> list[str]:
-    """Of the sessions the user's rows name, those that are one visit of theirs with anonymous
-    rows in it: no other customer's rows name it and its curated rows span at most
-    `LINKED_SESSION_HOURS`. A session id that is a till or a day (what the README suggests for
-    sales without customers) is shared by many shoppers' anonymous sales: erasing one customer
-    must not take them all. A session with no anonymous row (an order id) links nothing."""
+    """Of the sessions the user's rows name, those that are one visit of theirs: no other
+    customer's rows name it and its curated rows span at most `LINKED_SESSION_HOURS`. A session
+    id that is a till or a day (what the README suggests for sales without customers) is shared
+    by many shoppers' anonymous sales: erasing one customer must not take them all. `with_rows`
+    (what the right of access lists): only those with anonymous rows now; an erasure registers
+    the others too, so that anonymous rows delivered later (or still spooled) are withheld."""
     if not sessions:
         return []
     # session -> [first, last, another customer named it, anonymous rows]
@@ -307,7 +314,7 @@ def _one_visit(
     out = []
     for s in sessions:
         first, last, shared, anonymous = span.get(s, [None, None, False, False])
-        if shared or not anonymous:
+        if shared or (with_rows and not anonymous):
             continue
         if isinstance(first, datetime) and isinstance(last, datetime) and last - first > _VISIT:
             continue

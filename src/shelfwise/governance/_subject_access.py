@@ -76,10 +76,12 @@ class _Positional:
         return self.con.execute(query, params) if params is not None else self.con.sql(query)
 
 
-def _warehouse_parts(workdir: Path, raw: str, pseudo: str) -> tuple[dict[str, Any], list[str], list[str]]:
+def _warehouse_parts(
+    workdir: Path, raw: str, pseudo: str
+) -> tuple[dict[str, Any], list[str], list[str], list[str]]:
     """The user's rows in the warehouse, with the anonymous rows of the sessions linked to them
-    (their own rows' sessions: what an erasure deletes as theirs); and those sessions' ids and
-    anonymous pseudonyms."""
+    (their own rows' sessions: what an erasure deletes as theirs); those sessions' ids and
+    anonymous pseudonyms; and the ids of those with anonymous rows now (what is listed)."""
     from ..storage import read_only
     from ._erase import _MISSING_USER, _linked_sessions, _user_tables, quarantined_of
     from ._parquet_versions import parquet_versions
@@ -96,6 +98,8 @@ def _warehouse_parts(workdir: Path, raw: str, pseudo: str) -> tuple[dict[str, An
         wh = _Positional(con)  # (the erasure's queries take their parameters as a Warehouse does)
         with_sessions = _user_tables(wh, "session_id") & {(a, b) for a, b in tables}
         sessions = _linked_sessions(wh, raw, pseudo, with_sessions, parquet_versions(con))
+        # listed: those with anonymous rows now (a customer's own order id links none yet)
+        listed = _linked_sessions(wh, raw, pseudo, with_sessions, parquet_versions(con), with_rows=True)
         anon = Pseudonymizer.of(workdir).many([anonymous_user_id(x) for x in sessions])
         versions = {
             r[0]: r[1:]
@@ -170,7 +174,7 @@ def _warehouse_parts(workdir: Path, raw: str, pseudo: str) -> tuple[dict[str, An
                     "lineage": {"layer": "quarantine", "table": "quarantine.rows", "location": where},
                     "rows": rows,
                 }
-    return parts, sessions, anon
+    return parts, sessions, anon, listed
 
 
 def _parquet_parts(
@@ -333,7 +337,7 @@ def subject_access(
         raise ShelfwiseError(f"{workdir}: not a shelfwise workdir (no warehouse.duckdb)")
     pseudo = Pseudonymizer.of(workdir)(raw)
     parts: dict[str, Any] = {}
-    held, sessions, anon = _warehouse_parts(workdir, raw, pseudo)
+    held, sessions, anon, listed = _warehouse_parts(workdir, raw, pseudo)
     parts.update(held)
     parts.update(_file_parts(workdir, raw, pseudo, sessions, anon))
     parts.update(_bundle_parts(workdir, [pseudo, *anon]))
@@ -374,7 +378,7 @@ def subject_access(
         # the anonymous sessions their own rows share a session id with: those sessions'
         # anonymous rows are in the warehouse, quarantine, served-event, served-log and bundle
         # parts above (an erasure deletes them as theirs)
-        "linked_anonymous_sessions": sessions,
+        "linked_anonymous_sessions": listed,
         "generated_at": datetime.now(UTC).isoformat(),
         "parts": parts,
         "not_covered": [
