@@ -112,10 +112,12 @@ def test_removing_the_newest_entries_is_detected(tmp_path):
 
 
 def test_removing_the_newest_entries_and_the_head_is_detected(tmp_path):
-    """Removing the newest lines and `head.json` with them read "hash chain intact": a log
-    whose entries were written since the head was kept must have it (an older log has none)."""
+    """Removing the newest lines and `head.json` with them read "hash chain intact": a log of
+    entries written with a head (format 2) must have one, and the next entry does not make a
+    new one (it would hide the removal again); an older log (entries without `v`) has none."""
     import json
 
+    from shelfwise.governance import _audit
     from shelfwise.governance._audit import AUDIT_HEAD
 
     log = AuditLog(tmp_path)
@@ -126,16 +128,19 @@ def test_removing_the_newest_entries_and_the_head_is_detected(tmp_path):
     (tmp_path / AUDIT_HEAD).unlink()
     v = AuditLog(tmp_path).verify()
     assert not v.ok and "head record" in (v.reason or "") and "missing" in (v.reason or "")
-    # a log written before the head was kept (its entries older) verifies without one
+    AuditLog(tmp_path).append("train", run_id="after")  # an absorb's entry, 30 s later
+    assert not (tmp_path / AUDIT_HEAD).exists()
+    assert not AuditLog(tmp_path).verify().ok
+    # a log written before the head was kept (its entries without `v`) verifies without one
     old = tmp_path / "old"
     AuditLog(old).append("train", run_id="x")
     entry = json.loads(AuditLog(old).path.read_text())
     (old / AUDIT_HEAD).unlink()
-    from shelfwise.governance import _audit
-
-    entry["at"] = "2026-11-01T10:00:00+00:00"
+    entry.pop("v")
     entry["hash"] = _audit.hashlib.sha256(
         _audit._canonical({k: v for k, v in entry.items() if k != "hash"})
     ).hexdigest()
     AuditLog(old).path.write_text(json.dumps(entry) + "\n")
     assert AuditLog(old).verify().ok
+    AuditLog(old).append("train", run_id="y")  # the first entry of this version makes the head
+    assert (old / AUDIT_HEAD).exists() and AuditLog(old).verify().ok

@@ -25,8 +25,8 @@ AUDIT_FILE = "audit/audit.jsonl"
 # the last entry written (seq and hash), kept beside the log: removing the newest lines leaves a
 # valid chain, shorter than what was written (a lower bound: an append writes the log first)
 AUDIT_HEAD = "audit/head.json"
-# entries written from then on were written with the head beside them (older logs have none)
-HEAD_KEPT_SINCE = "2026-12-06"
+# an entry's format: 2 = written with the head beside the log (an entry without `v` is older)
+FORMAT = 2
 GENESIS = "0" * 64
 ACTIONS = (
     "ingest",
@@ -176,7 +176,12 @@ class AuditLog:
             os.fsync(fd)
             # the head moves on only from a log that still holds it: after lines were removed it
             # stays where it was, so the next entries cannot hide the removal (`verify`)
-            if head is None or at_head == head.get("hash"):
+            # (and a log of entries written with a head that has none lost it: it is not made
+            # again, so that `verify` keeps saying so after the next entry)
+            lost = (
+                head is None and last is not None and isinstance(last.get("v"), int) and last["v"] >= FORMAT
+            )
+            if (head is None and not lost) or (head is not None and at_head == head.get("hash")):
                 tmp = self.head.with_name(self.head.name + ".tmp")
                 tmp.write_text(json.dumps({"seq": entry["seq"], "hash": entry["hash"]}))
                 tmp.replace(self.head)
@@ -188,6 +193,7 @@ class AuditLog:
         self, action: str, actor: str | None, outcome: str, details: dict[str, Any], prev: str, n: int
     ) -> dict[str, Any]:
         entry: dict[str, Any] = {
+            "v": FORMAT,
             "seq": n + 1,
             "at": datetime.now(UTC).isoformat(),
             "action": action,
@@ -215,7 +221,7 @@ class AuditLog:
     def verify(self) -> Verification:
         prev = GENESIS
         n = 0
-        last_at: Any = None
+        marked = False
         head = self._read_head()
         if not self.path.exists():
             if head is not None:
@@ -247,14 +253,15 @@ class AuditLog:
                     return Verification(
                         False, n, lineno, "content does not match its hash (the entry was edited)"
                     )
-                prev, last_at = entry["hash"], entry.get("at")
+                prev = entry["hash"]
+                marked = marked or (isinstance(entry.get("v"), int) and entry["v"] >= FORMAT)
                 if head is not None and entry["seq"] == head.get("seq") and entry["hash"] != head.get("hash"):
                     return Verification(
                         False, n, lineno, "the entry at the recorded head differs from the one written"
                     )
-        if head is None and n and str(last_at) >= HEAD_KEPT_SINCE:
-            # every append since the head was kept writes it: a log that ends after that with no
-            # head lost it (removing the newest lines and the head hid the removal)
+        if head is None and n and marked:
+            # entries written with a head beside the log: one with none lost it (removing the
+            # newest lines and the head hid the removal)
             return Verification(
                 False,
                 n,
