@@ -44,6 +44,7 @@ from ..features._splits import Fold
 
 HEADLINE = "ndcg@10"
 CACHE_DIR = Path("registry") / "head_to_head"
+METHOD = 2  # 2: users whose held-out steps production's fit learned are left out
 
 
 def _digest(bundle_dir: Path) -> str:
@@ -67,7 +68,9 @@ def head_to_head(
     cd, pd = _digest(cdir), _digest(pdir)
     if cd == pd:  # one bundle registered twice: nothing to compare
         return {"skipped": "the candidate is production's own bundle"}
-    cache = workdir / CACHE_DIR / f"{cd}-{pd}.json"
+    # (the method's version in the name: a comparison cached before users whose steps production
+    # learned were left out is made again, not read)
+    cache = workdir / CACHE_DIR / f"v{METHOD}-{cd}-{pd}.json"
     try:
         return dict(json.loads(cache.read_text()))
     except (OSError, ValueError):

@@ -33,7 +33,7 @@ from . import _http_tasks as tasks
 from ._event_ids import SqliteEventIds
 from ._exit import served, server_process
 from ._feedback import EVENTS_DIR, EXPOSURES_DIR, REDIS_EVENTS, REDIS_REJECTED, REJECTED_DIR
-from ._http_auth import SCHEMES, authorize
+from ._http_auth import DENIAL_WINDOW_S, SCHEMES, authorize
 from ._http_consent import consent_router
 from ._http_context import JSON, AppContext
 from ._http_docs import docs_router, mount_assets
@@ -202,6 +202,7 @@ async def _serving(ctx: AppContext) -> AsyncIterator[None]:
     )
     running = [asyncio.create_task(tasks.every(0.5, tasks.flush_exposures, state))]
     running.append(asyncio.create_task(tasks.every(1.0, _gauges, ctx)))
+    running.append(asyncio.create_task(tasks.every(DENIAL_WINDOW_S, _denials_due, ctx)))
     running.append(asyncio.create_task(tasks.stop_when_cancelled(state["search_queue"])))
     running.append(asyncio.create_task(tasks.stop_when_cancelled(state["recommend_queue"])))
     running.append(asyncio.create_task(tasks.stop_when_cancelled(state["similar_queue"])))
@@ -243,6 +244,13 @@ async def _serving(ctx: AppContext) -> AsyncIterator[None]:
         if (denials := state.get("denials")) is not None:  # the denials counted, not yet audited
             await asyncio.to_thread(denials.flush)
         served()  # the orderly shutdown is done: `serve` may end the process (see `_exit`)
+
+
+async def _denials_due(ctx: AppContext) -> None:
+    """The denial counts of the windows that have passed, audited (off the event loop)."""
+    from ._http_auth import denials
+
+    await asyncio.to_thread(denials(ctx).flush, passed_only=True)
 
 
 async def _gauges(ctx: AppContext) -> None:

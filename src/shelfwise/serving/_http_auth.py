@@ -47,8 +47,7 @@ def authorize(ctx: AppContext, request: Request, action: str = "serve.call") -> 
         request.state.caller = name  # (who posted: recorded beside their events)
         return s
     status = 403 if name is not None and name not in s.revoked_keys.values() else 401
-    denials: Denials = ctx.state.setdefault("denials", Denials(ctx.workdir))
-    denials.deny(name or "anonymous", action, route_path(request), status)
+    denials(ctx).deny(name or "anonymous", action, route_path(request), status)
     if name is None or not allowed and name in s.revoked_keys.values():  # (a revoked key: 401)
         if key:  # a key was sent: it is not one of this shop's (mistyped, revoked, another shop's)
             raise HTTPException(401, "this API key is not valid here (unknown or revoked)")
@@ -85,9 +84,12 @@ class Denials:
                 window[1] += 1
         self._write(due)
 
-    def flush(self) -> None:
+    def flush(self, *, passed_only: bool = False) -> None:
+        """Audit the counts held: of the windows that have passed (`passed_only`: every
+        `DENIAL_WINDOW_S` while the server runs, so that a burst is in the log within seconds,
+        not at the next denial), or all of them (the server's stop)."""
         with self._lock:
-            due = self._due(float("inf"))
+            due = self._due(time.monotonic() if passed_only else float("inf"))
         self._write(due)
 
     def _due(self, now: float) -> list[tuple[tuple[str, str, str, int], int]]:
@@ -114,6 +116,14 @@ class Denials:
                 status=status,
                 **extra,
             )
+
+
+def denials(ctx: AppContext) -> Denials:
+    """The app's one `Denials` (made at its first denial)."""
+    got: Denials | None = ctx.state.get("denials")
+    if got is None:
+        got = ctx.state.setdefault("denials", Denials(ctx.workdir))
+    return got
 
 
 def route_path(request: Request) -> str:
