@@ -216,6 +216,15 @@ def test_withdrawing_personalization_removes_the_reports_naming_the_customer(rep
         ok(run("report", "customers", "--workdir", str(work), "--as-of", AS_OF, "--json")).stdout
     )
     assert _pseudonym(work, "CHURNER") not in json.dumps(rep)
+    # a withdrawal delivered in the users table does the same (synced at the load)
+    text = (work / "reports" / "customers.json").read_text()
+    candidates = [f"R{i:02d}" for i in range(40)] + [f"L{i:02d}" for i in range(15)] + ["LOYAL"]
+    named = next(u for u in candidates if _pseudonym(work, u) in text)
+    users = tmp_path / "users"
+    users.mkdir()
+    (users / "users.csv").write_text(f"user_id,consent_personalization\n{named},no\n")
+    ok(run("ingest", "--data", str(users), "--workdir", str(work), "--append"))
+    assert not (work / "reports" / "customers.json").exists()
 
 
 def test_a_churn_model_without_skill_is_said_not_to_be_acted_on():

@@ -414,6 +414,11 @@ def sync_users_table(workdir: str | Path, *, actor: str | None = None) -> int:
             withdrawn=sum(not r["value"] for r in new),
             kept_withdrawn=kept_withdrawn,
         )
+    withdrew = sorted({r["pseudonym"] for r in new if r["flag"] == "personalization" and not r["value"]})
+    if withdrew:  # "in no figure": as a withdrawal through the CLI, the API or the console
+        from ._erase import drop_reports_naming
+
+        drop_reports_naming(Path(workdir), None, withdrew)
     return len(new)
 
 
