@@ -109,13 +109,19 @@ def test_known_churner_loyal_buyer_and_browser(profiles):
     assert all(p["expected_purchases"] >= 1 - p["churn_risk"] - 1e-4 for p in profiles.values())
 
 
-def test_point_in_time_nothing_after_as_of(profiles):
+def test_point_in_time_nothing_after_as_of(shop, profiles):
+    from tests.conftest import curated_rows
+
     churner = profiles["CHURNER"]
     # 33 weekly orders, the last on 2025-08-13; the order of 2026-01-06 is not seen
     assert churner["frequency"] == 33
-    # in days from the as-of date (a whole day: its events in, ages from its start)
+    # in days from the shop's latest event up to the as-of date (what the default as-of is)
+    ((latest,),) = curated_rows(
+        shop, f"SELECT max(timestamp) FROM curated.events WHERE timestamp < DATE '{AS_OF}' + 1"
+    )
+    assert latest.date() < datetime(2025, 12, 31).date()
     assert churner["recency_days"] == pytest.approx(
-        (datetime(2025, 12, 31) - (START + timedelta(days=224))).days, abs=0.01
+        (latest - (START + timedelta(days=224))).total_seconds() / 86400, abs=0.01
     )
     assert churner["monetary"] == pytest.approx(33 * 19)
 

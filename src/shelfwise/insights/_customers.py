@@ -139,15 +139,13 @@ def features_at(
     users = pd.Index(ev["user_id"].unique(), name="user_id")
     f = pd.DataFrame(index=users)
 
-    # a cut that is a whole day (`--as-of 2017-12-30`: up to its last microsecond) measures ages
-    # from that day's start, as the latest event's own time does: a same-day buyer is 0 days
-    # ago, not 1 (every recency read one more day with the date given than without)
-    after = cut + np.timedelta64(1, "us")
-    whole_day = after == after.astype("datetime64[D]")
-    anchor = cut.astype("datetime64[D]").astype("datetime64[us]") if whole_day else cut
+    # ages are counted from the shop's latest event up to the cut, what the default as-of is:
+    # `--as-of 2017-12-30` (up to that day's last microsecond) counted from the day's end, and
+    # every recency read up to a day more with the date given than without
+    anchor = ev["timestamp"].to_numpy(dtype="datetime64[us]").max() if len(ev) else cut
 
     def days(ts: pd.Series) -> pd.Series:
-        return np.maximum((anchor - ts.to_numpy(dtype="datetime64[us]")) / DAY, 0.0)
+        return (anchor - ts.to_numpy(dtype="datetime64[us]")) / DAY
 
     g = od.groupby("user_id")
     f["frequency"] = g.size().reindex(users).fillna(0.0)
