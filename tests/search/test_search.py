@@ -556,6 +556,10 @@ def test_autocomplete_matches_later_words_and_suggests_what_enough_shoppers_type
     rows += [f"u1,,search,2026-01-0{d} 10:00:00,gorilla glue" for d in range(1, 6)]  # one shopper, 5 times
     rows += [f"u{u},,search,2026-01-01 11:00:00,Impact Driver" for u in (2, 3, 4)]  # three shoppers
     rows += ["u5,,search,2026-01-01 12:00:00,divorce lawyer anna"]  # one shopper's own query
+    # one client opening a new anonymous session per search counts for nobody
+    rows = [r + "," for r in rows]
+    rows[0] = "user_id,product_id,event_type,timestamp,query,session_id"
+    rows += [f",,search,2026-01-01 13:00:0{i},buy cheap pills,s{i}" for i in range(5)]
     (data / "events.csv").write_text("\n".join(rows) + "\n")
     ingest(data, tmp_path / "w")
     log = load_query_log(tmp_path / "w")
@@ -574,10 +578,20 @@ def test_autocomplete_matches_later_words_and_suggests_what_enough_shoppers_type
     assert eng.suggest("imp") == ["impact driver"]  # three shoppers
     assert eng.suggest("driv") == ["impact driver"]  # a logged query's later word
     assert eng.suggest("gori") == ["gorilla wood glue"]  # the title's start: one shopper's query is not
-    assert eng.suggest("divorce") == [] and eng.suggest("anna") == []
+    assert eng.suggest("divorce") == [] and eng.suggest("anna") == [] and eng.suggest("buy") == []
     phrases = {p for p, _ in eng.autocomplete_.phrases}
     assert not {"drill with", "with battery", "set for", "20 piece", "drill 7"} & phrases
     assert "makita 18 v cordless drill with" in phrases  # a title's first six words
     eng.save()
     again = SearchEngine.load(tmp_path / "s")
     assert again.suggest("dril") == eng.suggest("dril") and again.suggest("driv") == ["impact driver"]
+    # a bundle of before (any logged query suggested, scored by its searches): those searched
+    # fewer than 3 times go at load
+    import json
+
+    shopper = json.loads((tmp_path / "s" / "shopper.json").read_text())
+    shopper.pop("autocomplete_min_shoppers")
+    shopper["autocomplete"] += [["divorce lawyer anna", 1001.0], ["garden hose", 1004.0]]
+    (tmp_path / "s" / "shopper.json").write_text(json.dumps(shopper))
+    old = SearchEngine.load(tmp_path / "s")
+    assert old.suggest("divorce") == [] and old.suggest("garden") == ["garden hose"]

@@ -24,15 +24,19 @@ def _flatten(attributes: str | None) -> str:
 
 
 def load_query_log(workdir: str | Path, limit: int = 200_000) -> list[str]:
-    """Shoppers' search queries (masked) from curated events, each once per shopper who typed
-    it (lower-cased; a shopper repeating a query, or a script, counts once): the source of
-    autocomplete, which suggests a query only when enough shoppers typed it."""
+    """Shoppers' search queries (masked) from curated events, each once per identified shopper
+    who typed it (lower-cased; a shopper repeating a query, or a script, counts once; an
+    anonymous session counts for nobody: one client can open as many as it likes): the source
+    of autocomplete, which suggests a query only when enough shoppers typed it."""
+    from ..governance._privacy import ANONYMOUS_PSEUDONYM_PREFIX
+
     with read_only(workdir) as (con, tables):
         if "events" not in tables:
             return []
         rows = con.sql(
             f"""SELECT DISTINCT user_id, lower(trim(query)) FROM curated.events
                 WHERE event_type = 'search' AND query IS NOT NULL AND trim(query) <> ''
+                  AND NOT starts_with(user_id, '{ANONYMOUS_PSEUDONYM_PREFIX}')
                 ORDER BY 1, 2 LIMIT {int(limit)}"""
         ).fetchall()
     return [r[1] for r in rows]

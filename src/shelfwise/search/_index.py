@@ -33,7 +33,7 @@ from ._cross import OnnxCrossEncoder
 from ._features import FEATURES, _postings, _title_idf
 from ._personal import USER_FEATURES, ProfileColumns, top_category
 from ._retrievers import LexicalRetriever, SearchCatalog, SemanticRetriever
-from ._shopper import Autocomplete, Speller
+from ._shopper import MIN_QUERY_SHOPPERS, QUERY_SCORE, Autocomplete, Speller
 from ._state import EngineState
 from ._units import MeasureRows, encode_measures, measures
 
@@ -293,6 +293,7 @@ class SearchIndex(EngineState):
                     "vocabulary": dict(self.speller_.vocabulary),
                     "autocomplete": self.autocomplete_.phrases,
                     "autocomplete_masked_left_out": True,
+                    "autocomplete_min_shoppers": MIN_QUERY_SHOPPERS,
                 },
                 ensure_ascii=False,
             )
@@ -330,6 +331,12 @@ class SearchIndex(EngineState):
         eng.synonyms_ = shop["synonyms"]
         eng.speller_ = Speller(Counter(shop["vocabulary"]))
         phrases = [(p, float(s)) for p, s in shop["autocomplete"]]
+        if "autocomplete_min_shoppers" not in shop:
+            # a bundle of before: any logged query was suggested (a count of searches, not of
+            # shoppers): those searched fewer than MIN_QUERY_SHOPPERS times go
+            phrases = [
+                (p, s) for p, s in phrases if s <= QUERY_SCORE or s >= QUERY_SCORE + MIN_QUERY_SHOPPERS
+            ]
         eng.autocomplete_ = (
             Autocomplete(phrases)
             if shop.get("autocomplete_masked_left_out")
