@@ -274,7 +274,7 @@ class Shop:
             from .serving._intake import send_events
 
             if _is_frame(events):  # a DataFrame of events: its rows (iterated: its column names)
-                events = cast(Any, events).to_dict("records")
+                events = _frame_rows(events)
             if isinstance(events, Mapping | str | bytes) or not isinstance(events, Iterable):
                 raise ShelfwiseError("events: a list of events (dicts with the events contract's fields)")
             body = [_plain_event(ev) for ev in events]
@@ -1414,8 +1414,8 @@ def _plain_event(ev: Any) -> Any:
     for k, v in ev.items():
         if hasattr(v, "item") and type(v).__module__ == "numpy":
             v = v.item()  # numpy.int64(5) -> 5
-        if isinstance(v, float) and math.isnan(v):
-            v = None
+        if (isinstance(v, float) and math.isnan(v)) or _missing(v):
+            v = None  # (pandas' NaT and NA too: "NaT" was sent as the event's time)
         elif isinstance(v, dt.datetime | dt.date):
             v = v.isoformat()
         out[k] = v
@@ -1547,9 +1547,27 @@ def _train_options(options: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _missing(v: Any) -> bool:
+    """pandas' missing markers (NaT, NA), without importing pandas."""
+    return type(v).__name__ in ("NaTType", "NAType") and type(v).__module__.startswith("pandas")
+
+
 def _is_frame(obj: Any) -> bool:
-    """Whether `obj` is a pandas (or Polars) DataFrame, without importing either."""
+    """Whether `obj` is a DataFrame (pandas, Polars, Spark...), without importing any."""
     return type(obj).__name__ == "DataFrame" and hasattr(obj, "columns")
+
+
+def _frame_rows(frame: Any) -> list[dict[str, Any]]:
+    """A DataFrame's rows as dicts: pandas' `to_dict("records")`, Polars' `to_dicts()`; any other
+    kind is refused, naming what to give."""
+    module = type(frame).__module__
+    if module.startswith("pandas"):
+        return list(frame.to_dict("records"))
+    if module.startswith("polars"):
+        return list(frame.to_dicts())
+    raise ShelfwiseError(
+        f"events: a {module.split('.')[0]} DataFrame; give a list of dicts (or a pandas or Polars DataFrame)"
+    )
 
 
 def _a_path(value: Any, what: str) -> None:

@@ -106,6 +106,16 @@ def test_a_frame_or_a_dict_is_no_list_of_users_and_a_frame_of_events_is_its_rows
     )
     out = s.send_events(events)
     assert [r["status"] for r in out["results"]] == ["accepted"]
+    # a missing time (NaT) is no time, not the text "NaT"; a Polars frame is its rows too
+    gap = events.assign(timestamp=[pd.NaT], user_id=["frame-shopper-2"])
+    (res,) = s.send_events(gap)["results"]
+    assert res["status"] == "rejected" and [e["reason"] for e in res["errors"]] == ["missing_required"], res
+    import polars as pl
+
+    out = s.send_events(
+        pl.DataFrame({**{c: list(events[c].astype(str)) for c in events}, "user_id": ["frame-3"]})
+    )
+    assert [r["status"] for r in out["results"]] == ["accepted"], out
 
 
 def test_answers_refuse_what_http_answers_422(shop):
