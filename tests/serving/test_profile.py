@@ -145,3 +145,27 @@ def test_a_fit_that_failed_on_the_data_is_a_409_not_a_retry(tmp_path, monkeypatc
             assert "retry-after" not in r.headers
         else:
             assert r.headers["retry-after"] == "10"
+
+
+def test_a_fit_that_met_a_writers_lock_is_no_failure(tmp_path, monkeypatch):
+    """The server's own absorb holds the warehouse for seconds: a fit that met its lock is tried
+    again at the next call, not kept as failed (the route's 409 is for the data's faults)."""
+    import duckdb
+
+    from shelfwise.insights import _profiles
+
+    store = _profiles.ProfileStore(tmp_path)
+
+    def busy(workdir, key):
+        raise duckdb.IOException('Could not set lock on file "warehouse.duckdb": Conflicting lock is held')
+
+    monkeypatch.setattr(_profiles, "write_profiles", busy)
+    store._fit("k1")
+    assert store.error is None and store._failed is None
+
+    def broken(workdir, key):
+        raise ValueError("no purchase up to 1998-04-22")
+
+    monkeypatch.setattr(_profiles, "write_profiles", broken)
+    store._fit("k1")
+    assert store._failed == "k1" and "no purchase" in (store.error or "")

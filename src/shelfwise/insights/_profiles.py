@@ -164,7 +164,10 @@ class ProfileStore:
                 self._key, self._profiles, self.error = key, profiles, None
         except Exception as exc:  # noqa: BLE001 - reported to callers; retried on new data
             with self._lock:
-                self._failed, self.error = key, f"{type(exc).__name__}: {exc}"
+                if _busy(exc):  # the warehouse held by a writer (an absorb): tried at the next call
+                    self.error = None
+                else:
+                    self._failed, self.error = key, f"{type(exc).__name__}: {exc}"
         finally:
             with self._lock:
                 self._fitting = None
@@ -224,3 +227,11 @@ class ProfileStore:
 
 
 __all__ = ["HORIZON_DAYS", "PROFILES_DIR", "ProfileStore", "profiles_key", "read_profiles", "write_profiles"]
+
+
+def _busy(exc: BaseException) -> bool:
+    """Whether a fit failed on the warehouse being written by another process (a lock): not the
+    data's fault, so not a failure to keep (the profile route's 409 is for the data's)."""
+    import duckdb
+
+    return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
