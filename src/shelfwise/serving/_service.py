@@ -339,6 +339,11 @@ class Service:
         self._curated_products = CuratedProducts(self.workdir)
         _follow_catalog(snapshot, self._curated_products.get())
         self.snapshot = snapshot
+        # the erasures whose online state this process has forgotten (each at its time): a new
+        # one (or a later erasure of the same user) is forgotten when the register moves, not a
+        # user erased long ago who came back and shops again (before the replay: it records
+        # events, which leave out an erased user's dated before their erasure)
+        self._erasures_applied = erased_pseudonyms(self.workdir)
         # in memory, what shoppers did since the bundle was trained is rebuilt from the served
         # events it did not learn from: a restart (a deploy, a crash) forgets nobody's clicks
         self.replayed = self._replay_served(self.snapshot, self.online) if self._memory else 0
@@ -351,10 +356,6 @@ class Service:
         self.synonyms = LiveSynonyms(self.workdir)  # config/synonyms.txt, checked per search
         self.experiments: list[Experiment] = load_experiments(self.workdir)
         self._config_mtimes = self._mtimes()
-        # the erasures whose online state this process has forgotten (each at its time): a new
-        # one (or a later erasure of the same user) is forgotten when the register moves, not a
-        # user erased long ago who came back and shops again
-        self._erasures_applied = erased_pseudonyms(self.workdir)
         from ..governance import PERMISSIONS
         from ..governance._access import PEOPLE_FILE
 
