@@ -340,9 +340,16 @@ def test_a_converted_copy_is_kept_for_the_load_only_and_an_erasure_removes_a_lef
     report = ingest_dataset(data, work)
     assert report.tables["events"].rows_curated == 35
     assert any("converted to" in n and "removed after it" in n for n in report.notes)
-    assert not (work / "converted").exists()
+    assert list((work / "converted").iterdir()) == []  # no copy left
     left = work / "converted" / "movielens"
     left.mkdir(parents=True)
     (left / "events.jsonl").write_text('{"user_id": "3", "product_id": "1"}\n')
     assert erase_user(work, "3")["files"]["converted"] == 1
-    assert not (work / "converted").exists()
+    assert not left.exists()
+    # a running load's copy (its lock held) is its own: an erasure meanwhile leaves it
+    from shelfwise.governance._erase import converted_copy
+
+    with converted_copy(work) as mine:
+        (mine / "events.jsonl").write_text('{"user_id": "4"}\n')
+        assert erase_user(work, "4")["files"]["converted"] == 0 and (mine / "events.jsonl").exists()
+    assert not mine.exists()

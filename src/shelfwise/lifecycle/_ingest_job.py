@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -71,9 +72,9 @@ def _ingest_dataset(
     map_flags: Sequence[str],
     engine: Any = None,
 ) -> Any:
-    from ..datasets import convert, detect_format
+    from ..datasets import detect_format
     from ..governance import ingest
-    from ..governance._erase import CONVERTED, drop_converted
+    from ..governance._erase import converted_copy
     from ..governance._mapping import load_column_map
 
     # read (and checked) before anything is loaded; a converted directory keeps the original's map
@@ -93,33 +94,14 @@ def _ingest_dataset(
         if last == fingerprint:
             return None
     fmt = detect_format(data) if data.exists() else "canonical"
-    notes = []
-    converted = None
-    if fmt not in (None, "canonical"):
-        # the copy holds the shop's raw user ids and the personal columns curation drops: kept
-        # for the load only, then removed (whatever the load's outcome), so that no erasure or
-        # retention run has a copy to miss; the next load converts again
-        converted = workdir / CONVERTED / fmt
-        res = convert(data, converted, fmt)
-        notes.append(
-            f"{data} is in the {fmt} format: converted to {converted} ({res.files}) for the load, "
-            "removed after it"
-        )
-        # what the conversion itself repaired or could not read: the report's, not only convert's
-        for what, n in res.cleaned.items():
-            notes.append(f"{data.name}: converting, {n:,} {what}")
-        if res.passed_through:
-            notes.append(
-                f"{data.name}: {res.passed_through:,} line(s) the {fmt} format could not read, passed "
-                "on as they are (quarantined as malformed_row with their text; lines numbered in the "
-                "converted file)"
-            )
-        data = converted
-    try:
+    notes: list[str] = []
+    with ExitStack() as stack:
+        if fmt not in (None, "canonical"):
+            # the copy holds the shop's raw user ids and the personal columns curation drops:
+            # kept for the load only, then removed (whatever the load's outcome), so that no
+            # erasure or retention run has a copy to miss; the next load converts again
+            data = _converted(stack.enter_context(converted_copy(workdir)), data, fmt, notes)
         report = ingest(data, workdir, append=append, column_map=column_map, engine=engine)
-    finally:
-        if converted is not None:
-            drop_converted(workdir)
     report.notes[:0] = notes
     from ..governance._consent import sync_users_table
 
@@ -154,6 +136,29 @@ def _ingest_dataset(
     last[source_key] = fingerprint
     state.write_text(json.dumps(last, indent=2))
     return report
+
+
+def _converted(folder: Path, data: Path, fmt: str, notes: list[str]) -> Path:
+    """`data` converted from `fmt` into `folder` (the load's own), what the conversion said
+    added to `notes`; the converted directory."""
+    from ..datasets import convert
+
+    converted = folder / fmt
+    res = convert(data, converted, fmt)
+    notes.append(
+        f"{data} is in the {fmt} format: converted to {converted} ({res.files}) for the load, "
+        "removed after it"
+    )
+    # what the conversion itself repaired or could not read: the report's, not only convert's
+    for what, n in res.cleaned.items():
+        notes.append(f"{data.name}: converting, {n:,} {what}")
+    if res.passed_through:
+        notes.append(
+            f"{data.name}: {res.passed_through:,} line(s) the {fmt} format could not read, passed "
+            "on as they are (quarantined as malformed_row with their text; lines numbered in the "
+            "converted file)"
+        )
+    return converted
 
 
 # the fingerprint's entry for the warehouse's table versions a full load left (a name no file
