@@ -144,7 +144,7 @@ def serve(
     if workers > 1:  # Prometheus metrics summed over the worker processes
         # one folder per server: two replicas on one workdir shared one (each start wiped the
         # other's counters, and each /metrics answered both servers' sums)
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_folder(workdir, os.getpid()))
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_folder(workdir))
     options: dict = {
         "factory": True,
         "loop": "uvloop",
@@ -225,33 +225,38 @@ def _log_config() -> dict[str, Any]:
     return cfg
 
 
-def metrics_folder(workdir: Path, pid: int) -> Path:
-    """The server `pid`'s own Prometheus folder (`run/prometheus/<pid>`, empty), the folders of
-    servers no longer running removed: replicas on one workdir keep their counters apart."""
+def metrics_folder(workdir: Path) -> Path:
+    """This server's own Prometheus folder (`run/prometheus/<host>-<pid>-<random>`, empty, locked
+    for as long as this process lives), the folders of servers no longer running removed:
+    replicas on one workdir keep their counters apart, also in containers where each server is
+    process 1 (a folder by pid alone was shared, and wiped, by two of them)."""
+    import fcntl
+    import os
     import shutil
+    import socket
 
     root = Path(workdir) / "run" / "prometheus"
-    for old in root.glob("*") if root.is_dir() else ():
-        if old.name.isdigit() and old.is_dir() and _alive(int(old.name)):
-            continue
-        if old.is_dir():  # a stopped server's (or the shared folder's files of before)
+    root.mkdir(parents=True, exist_ok=True)
+    for old in sorted(root.iterdir()):
+        lock = old / ".lock"
+        if old.is_dir() and lock.exists():
+            fd = os.open(lock, os.O_WRONLY)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a running server's
+            finally:
+                os.close(fd)
+        if old.is_dir():
             shutil.rmtree(old, ignore_errors=True)
         else:
             old.unlink(missing_ok=True)
-    prom = root / str(pid)
-    shutil.rmtree(prom, ignore_errors=True)
-    prom.mkdir(parents=True)
+    prom = root / f"{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}"
+    prom.mkdir()
+    fd = os.open(prom / ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    _HELD.append(fd)  # (held until the process ends)
     return prom
 
 
-def _alive(pid: int) -> bool:
-    """Whether a process of that id runs (a server whose metrics folder is in use)."""
-    import os
-
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+_HELD: list[int] = []
