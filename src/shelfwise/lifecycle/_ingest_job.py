@@ -155,8 +155,8 @@ def _converted(folder: Path, data: Path, fmt: str, notes: list[str]) -> Path:
     if res.passed_through:
         notes.append(
             f"{data.name}: {res.passed_through:,} line(s) the {fmt} format could not read, passed "
-            "on as they are (quarantined as malformed_row with their text; lines numbered in the "
-            "converted file)"
+            "on as they are (quarantined as malformed_row with their text: the converted file "
+            "is removed after the load)"
         )
     return converted
 
