@@ -226,35 +226,18 @@ def _log_config() -> dict[str, Any]:
 
 
 def metrics_folder(workdir: Path) -> Path:
-    """This server's own Prometheus folder (`run/prometheus/<host>-<pid>-<random>`, empty, locked
+    """This server's own Prometheus folder (`run/prometheus/<host>-<pid>-<random>`, empty, held
     for as long as this process lives), the folders of servers no longer running removed:
     replicas on one workdir keep their counters apart, also in containers where each server is
     process 1 (a folder by pid alone was shared, and wiped, by two of them)."""
-    import fcntl
     import os
-    import shutil
     import socket
 
+    from ..storage._segments import own_folder, remove_unheld_folders
+
     root = Path(workdir) / "run" / "prometheus"
-    root.mkdir(parents=True, exist_ok=True)
-    for old in sorted(root.iterdir()):
-        lock = old / ".lock"
-        if old.is_dir() and lock.exists():
-            fd = os.open(lock, os.O_WRONLY)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # a running server's
-            finally:
-                os.close(fd)
-        if old.is_dir():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink(missing_ok=True)
-    prom = root / f"{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}"
-    prom.mkdir()
-    fd = os.open(prom / ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
+    remove_unheld_folders(root)
+    prom, fd = own_folder(root, f"{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}")
     _HELD.append(fd)  # (held until the process ends)
     return prom
 

@@ -507,57 +507,28 @@ CONVERTED = "converted"
 
 @contextmanager
 def converted_copy(workdir: Path) -> Iterator[Path]:
-    """A folder of this load's own for a converted copy (`converted/<pid>-<random>/`), locked
+    """A folder of this load's own for a converted copy (`converted/<pid>-<random>/`), held
     while the load runs and removed after it, whatever its outcome: an erasure or a retention
     run, or another load, removes only the copies of loads no longer running."""
-    import fcntl
     import shutil
 
-    folder = Path(workdir) / CONVERTED / f"{os.getpid()}-{os.urandom(4).hex()}"
-    folder.mkdir(parents=True)
-    fd = os.open(folder / _LOCK, os.O_WRONLY | os.O_CREAT, 0o600)
+    from ..storage._segments import own_folder
+
+    folder, fd = own_folder(Path(workdir) / CONVERTED, f"{os.getpid()}-{os.urandom(4).hex()}")
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
         os.close(fd)
 
 
-_LOCK = ".lock"
-
-
 def drop_converted(workdir: Path) -> int:
     """Remove the converted copies of loads no longer running (one a load left when its process
     died, or an older version's `converted/<format>/`): the files removed. A running load's
-    copy (its lock held) is left to it."""
-    import fcntl
-    import shutil
+    copy is left to it."""
+    from ..storage._segments import remove_unheld_folders
 
-    root = Path(workdir) / CONVERTED
-    if not root.is_dir():
-        return 0
-    n = 0
-    for folder in sorted(root.iterdir()):
-        if folder.is_dir() and (folder / _LOCK).exists():
-            fd = os.open(folder / _LOCK, os.O_WRONLY)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue  # a running load's
-            try:
-                n += sum(1 for p in folder.rglob("*") if p.is_file() and p.name != _LOCK)
-                shutil.rmtree(folder, ignore_errors=True)
-            finally:
-                os.close(fd)
-            continue
-        n += sum(1 for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 1
-        if folder.is_dir():
-            shutil.rmtree(folder, ignore_errors=True)
-        else:
-            folder.unlink(missing_ok=True)
-    return n
+    return remove_unheld_folders(Path(workdir) / CONVERTED)
 
 
 # a rewrite of the warehouse owed (`compact_if_owed`)

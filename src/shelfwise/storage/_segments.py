@@ -74,6 +74,50 @@ def folder_lock(folder: str | Path, *, shared: bool, name: str = ".lock") -> Ite
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+OWNER_LOCK = ".lock"
+
+
+def own_folder(root: str | Path, name: str) -> tuple[Path, int]:
+    """A new folder `root/name` held by this process: (the folder, the descriptor of its lock,
+    held exclusively until closed or until the process ends). `unheld_folders` tells the
+    folders of processes no longer running from those of running ones, whatever their ids
+    (in containers every server may be process 1)."""
+    folder = Path(root) / name
+    folder.mkdir(parents=True)
+    fd = os.open(folder / OWNER_LOCK, os.O_WRONLY | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return folder, fd
+
+
+def remove_unheld_folders(root: str | Path) -> int:
+    """Remove what `root` holds but the folders a running process holds (`own_folder`): the
+    folders of processes that ended, and anything else (a layout of before). Returns the files
+    removed."""
+    import shutil
+
+    root = Path(root)
+    if not root.is_dir():
+        return 0
+    n = 0
+    for entry in sorted(root.iterdir()):
+        lock = entry / OWNER_LOCK
+        if entry.is_dir() and lock.exists():
+            fd = os.open(lock, os.O_WRONLY)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a running process's
+            finally:
+                os.close(fd)
+        if entry.is_dir():
+            n += sum(1 for p in entry.rglob("*") if p.is_file() and p.name != OWNER_LOCK)
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            n += 1
+            entry.unlink(missing_ok=True)
+    return n
+
+
 def _writer_gone(path: Path) -> bool:
     """Whether nobody holds the open segment's lock (its writer ended, however it ended)."""
     try:
