@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import shutil
 import time
 import uuid
@@ -94,6 +95,7 @@ def _absorb_once(workdir: Path, redis_client: Any) -> dict[str, Any]:
             return {"status": "busy", "reason": "another absorb is running"}
         for stale in (workdir / "tmp").glob("absorb-*"):  # of an absorber that died (we hold the lock)
             shutil.rmtree(stale, ignore_errors=True)
+        mask_archives_once(workdir)
         ev_segments = ready_segments(workdir / EVENTS_DIR)
         rej_segments = ready_segments(workdir / REJECTED_DIR)
         redis_ev: list[tuple[str, bytes]] = []
@@ -401,6 +403,38 @@ def ingest_events(
     return Ingestor(
         workdir, mode="append", job="shelfwise.events", recorded_as=recorded, lineage_inputs=inputs
     ).run(data_dir)
+
+
+# written once the archives of before (free text kept as typed) were masked
+MASKED_MARK = "masked.v1"
+
+
+def mask_archives_once(workdir: Path) -> int:
+    """The archives written before absorbs masked free text (`_masked`), masked once (a new
+    file renamed over each, as every rewrite of an archive is; under the absorbers' lock): they
+    are kept and replayed into every full load. Returns the archives rewritten."""
+    folder = workdir / FEEDBACK_DIR
+    mark = folder / MASKED_MARK
+    if mark.exists() or not folder.is_dir():
+        return 0
+    n = 0
+    for path in sorted(folder.glob("events-*.jsonl")):
+        lines = read_lines(path)
+        events = [json.loads(line) for line in lines]
+        before = [json.dumps(ev, ensure_ascii=False) for ev in events]
+        _masked([ev for ev in events if isinstance(ev, dict)])  # (in place)
+        after = [json.dumps(ev, ensure_ascii=False) for ev in events]
+        if before == after:
+            continue
+        tmp = path.with_name(f".rewrite-{os.getpid()}-{time.time_ns()}.tmp")
+        with open(tmp, "wb") as fh:
+            fh.writelines(line.encode() + b"\n" for line in after)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+        n += 1
+    mark.write_text("")
+    return n
 
 
 def _masked(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
