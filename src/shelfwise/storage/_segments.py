@@ -83,9 +83,13 @@ def own_folder(root: str | Path, name: str) -> tuple[Path, int]:
     folders of processes no longer running from those of running ones, whatever their ids
     (in containers every server may be process 1)."""
     folder = Path(root) / name
-    folder.mkdir(parents=True)
-    fd = os.open(folder / OWNER_LOCK, os.O_WRONLY | os.O_CREAT, 0o600)
+    # made under a dot name and renamed once its lock is held: `remove_unheld_folders` never
+    # sees it without its lock (it would take it for a folder of before)
+    making = folder.with_name("." + name)
+    making.mkdir(parents=True)
+    fd = os.open(making / OWNER_LOCK, os.O_WRONLY | os.O_CREAT, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX)
+    making.rename(folder)
     return folder, fd
 
 
@@ -101,6 +105,8 @@ def remove_unheld_folders(root: str | Path) -> int:
     n = 0
     for entry in sorted(root.iterdir()):
         lock = entry / OWNER_LOCK
+        if entry.name.startswith(".") and not lock.exists():
+            continue  # one being made (`own_folder`): its lock comes next
         if entry.is_dir() and lock.exists():
             fd = os.open(lock, os.O_WRONLY)
             try:
