@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 import shutil
 import time
 import uuid
@@ -413,6 +412,8 @@ def mask_archives_once(workdir: Path) -> int:
     """The archives written before absorbs masked free text (`_masked`), masked once (a new
     file renamed over each, as every rewrite of an archive is; under the absorbers' lock): they
     are kept and replayed into every full load. Returns the archives rewritten."""
+    from ..storage._segments import replace_lines
+
     folder = workdir / FEEDBACK_DIR
     mark = folder / MASKED_MARK
     if mark.exists() or not folder.is_dir():
@@ -426,12 +427,7 @@ def mask_archives_once(workdir: Path) -> int:
         after = [json.dumps(ev, ensure_ascii=False) for ev in events]
         if before == after:
             continue
-        tmp = path.with_name(f".rewrite-{os.getpid()}-{time.time_ns()}.tmp")
-        with open(tmp, "wb") as fh:
-            fh.writelines(line.encode() + b"\n" for line in after)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(path)
+        replace_lines(path, [line.encode() + b"\n" for line in after])
         n += 1
     mark.write_text("")
     return n

@@ -79,7 +79,7 @@ OWNER_LOCK = ".lock"
 
 def own_folder(root: str | Path, name: str) -> tuple[Path, int]:
     """A new folder `root/name` held by this process: (the folder, the descriptor of its lock,
-    held exclusively until closed or until the process ends). `unheld_folders` tells the
+    held exclusively until closed or until the process ends). `remove_unheld_folders` tells the
     folders of processes no longer running from those of running ones, whatever their ids
     (in containers every server may be process 1)."""
     folder = Path(root) / name
@@ -299,13 +299,20 @@ def _rewrite_file(path: Path, drop: Any) -> int:
     except FileNotFoundError:  # absorbed meanwhile
         return 0
     if dropped:
-        tmp = path.with_name(f".rewrite-{os.getpid()}-{time.time_ns()}.tmp")
-        with open(tmp, "wb") as fh:
-            fh.writelines(kept)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(path)
+        replace_lines(path, kept)
     return dropped
+
+
+def replace_lines(path: Path, lines: Any) -> None:
+    """`path` (a file no one writes) replaced by `lines` (bytes, each ending in a newline): a new
+    file, fsync'ed, renamed over it (readers see one or the other, whole; the new file's name is
+    no segment's: `*.jsonl*` never matches it)."""
+    tmp = path.with_name(f".rewrite-{os.getpid()}-{time.time_ns()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.writelines(lines)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
 
 
 def _rewrite_open(path: Path, drop: Any) -> int:
