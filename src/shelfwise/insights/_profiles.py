@@ -234,4 +234,6 @@ def _busy(exc: BaseException) -> bool:
     data's fault, so not a failure to keep (the profile route's 409 is for the data's)."""
     import duckdb
 
-    return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+    from ..storage._warehouse import writer_holds_it
+
+    return isinstance(exc, duckdb.IOException) and writer_holds_it(exc)

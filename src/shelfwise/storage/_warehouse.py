@@ -396,7 +396,7 @@ def read_only(workdir: str | Path) -> Iterator[tuple[Any, set[str]]]:
         except duckdb.IOException as exc:
             # another process holds the write lock (a server's absorb: seconds); a long run
             # waits for it instead of losing its work at its last read
-            if "lock" not in str(exc).lower() or time.monotonic() + delay > deadline:
+            if not writer_holds_it(exc) or time.monotonic() + delay > deadline:
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
@@ -417,6 +417,13 @@ def read_only(workdir: str | Path) -> Iterator[tuple[Any, set[str]]]:
         yield con, curated
     finally:
         con.close()
+
+
+def writer_holds_it(exc: BaseException) -> bool:
+    """Whether `exc` is DuckDB's refusal while another process holds the warehouse's write lock
+    ("Could not set lock on file ...: Conflicting lock is held"): a wait, not a fault."""
+    text = str(exc).lower()
+    return "lock" in text and "conflict" in text
 
 
 # how long `read_only` waits for a writer to finish (seconds; process-wide: the readers of a run

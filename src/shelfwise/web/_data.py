@@ -101,7 +101,9 @@ def warehouse() -> Any:
         try:
             yield
         except Exception as exc:
-            if "lock" in str(exc).lower() and "conflict" in str(exc).lower():
+            from ..storage._warehouse import writer_holds_it
+
+            if writer_holds_it(exc):
                 raise WarehouseBusy(str(exc).splitlines()[0]) from None
             raise
 
