@@ -221,8 +221,8 @@ def _user_tables(wh: Any, column: str) -> set[tuple[str, str]]:
 
 
 def _linked_sessions(
-    wh: Any, raw: str, pseudo: str, tables: set[tuple[str, str]], versions: Any, *, with_rows: bool = False
-) -> list[str]:
+    wh: Any, raw: str, pseudo: str, tables: set[tuple[str, str]], versions: Any
+) -> tuple[list[str], list[str]]:
     """The session ids of the user's rows: curated (as curated, the form an anonymous row's
     session is attributed by) and raw (trimmed), and Spark's Parquet versions."""
     found: set[str] = set()
@@ -248,7 +248,7 @@ def _linked_sessions(
                 ).fetchall()
             }
     named = sorted(s for s in found if s and s not in MISSING_VALUES)
-    return _one_visit(wh, named, pseudo, tables, versions, with_rows=with_rows)
+    return _one_visit(wh, named, pseudo, tables, versions)
 
 
 # the longest session whose anonymous rows are taken for the user's own: a visit (browsing
@@ -263,17 +263,16 @@ def _one_visit(
     pseudo: str,
     tables: set[tuple[str, str]],
     versions: Any,
-    *,
-    with_rows: bool = False,
-) -> list[str]:
+) -> tuple[list[str], list[str]]:
     """Of the sessions the user's rows name, those that are one visit of theirs: no other
     customer's rows name it and its curated rows span at most `LINKED_SESSION_HOURS`. A session
     id that is a till or a day (what the README suggests for sales without customers) is shared
-    by many shoppers' anonymous sales: erasing one customer must not take them all. `with_rows`
-    (what the right of access lists): only those with anonymous rows now; an erasure registers
-    the others too, so that anonymous rows delivered later (or still spooled) are withheld."""
+    by many shoppers' anonymous sales: erasing one customer must not take them all. Returns
+    (the visits, those of them with anonymous rows now): an erasure registers every visit, so
+    that anonymous rows delivered later (or still spooled) are withheld; the right of access
+    lists those with rows."""
     if not sessions:
-        return []
+        return [], []
     # session -> [first, last, another customer named it, anonymous rows]
     span: dict[str, list[Any]] = {}
 
@@ -312,15 +311,17 @@ def _one_visit(
         cols = {r[0] for r in wh.sql("DESCRIBE SELECT * FROM read_parquet(?)", [files]).fetchall()}
         if {"user_id", "session_id", "timestamp"} <= cols:
             add(wh.sql(select.format(src="read_parquet(?)"), [pseudo, files, sessions]).fetchall())
-    out = []
+    visits, with_rows = [], []
     for s in sessions:
         first, last, shared, anonymous = span.get(s, [None, None, False, False])
-        if shared or (with_rows and not anonymous):
+        if shared:
             continue
         if isinstance(first, datetime) and isinstance(last, datetime) and last - first > _VISIT:
             continue
-        out.append(s)
-    return out
+        visits.append(s)
+        if anonymous:
+            with_rows.append(s)
+    return visits, with_rows
 
 
 def _erase_warehouse(workdir: Path, raw: str, pseudo: str, pseudonymize: Pseudonymizer) -> _Linked:
@@ -332,7 +333,7 @@ def _erase_warehouse(workdir: Path, raw: str, pseudo: str, pseudonymize: Pseudon
     with Warehouse(workdir) as wh:
         tables = sorted(_user_tables(wh, "user_id"))
         with_sessions = _user_tables(wh, "session_id") & set(tables)
-        sessions = _linked_sessions(wh, raw, pseudo, with_sessions, parquet_versions(wh))
+        sessions, _ = _linked_sessions(wh, raw, pseudo, with_sessions, parquet_versions(wh))
         anon = pseudonymize.many([anonymous_user_id(s) for s in sessions])
         linked.sessions, linked.pseudonyms = sessions, anon
         erased: set[str] = set()  # the linked sessions whose anonymous rows are erased

@@ -97,9 +97,8 @@ def _warehouse_parts(
         ).fetchall()
         wh = _Positional(con)  # (the erasure's queries take their parameters as a Warehouse does)
         with_sessions = _user_tables(wh, "session_id") & {(a, b) for a, b in tables}
-        sessions = _linked_sessions(wh, raw, pseudo, with_sessions, parquet_versions(con))
         # listed: those with anonymous rows now (a customer's own order id links none yet)
-        listed = _linked_sessions(wh, raw, pseudo, with_sessions, parquet_versions(con), with_rows=True)
+        sessions, listed = _linked_sessions(wh, raw, pseudo, with_sessions, parquet_versions(con))
         anon = Pseudonymizer.of(workdir).many([anonymous_user_id(x) for x in sessions])
         versions = {
             r[0]: r[1:]
