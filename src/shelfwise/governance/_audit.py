@@ -178,9 +178,7 @@ class AuditLog:
             # stays where it was, so the next entries cannot hide the removal (`verify`)
             # (and a log of entries written with a head that has none lost it: it is not made
             # again, so that `verify` keeps saying so after the next entry)
-            lost = (
-                head is None and last is not None and isinstance(last.get("v"), int) and last["v"] >= FORMAT
-            )
+            lost = head is None and last is not None and _with_head(last)
             if (head is None and not lost) or (head is not None and at_head == head.get("hash")):
                 tmp = self.head.with_name(self.head.name + ".tmp")
                 tmp.write_text(json.dumps({"seq": entry["seq"], "hash": entry["hash"]}))
@@ -254,7 +252,7 @@ class AuditLog:
                         False, n, lineno, "content does not match its hash (the entry was edited)"
                     )
                 prev = entry["hash"]
-                marked = marked or (isinstance(entry.get("v"), int) and entry["v"] >= FORMAT)
+                marked = marked or _with_head(entry)
                 if head is not None and entry["seq"] == head.get("seq") and entry["hash"] != head.get("hash"):
                     return Verification(
                         False, n, lineno, "the entry at the recorded head differs from the one written"
@@ -276,6 +274,11 @@ class AuditLog:
                 f"the log ends at entry {n} but entry {head.get('seq')} was written (its newest lines were removed)",
             )
         return Verification(True, n)
+
+
+def _with_head(entry: dict[str, Any]) -> bool:
+    """Whether an entry was written with the head beside the log (format 2 on)."""
+    return isinstance(entry.get("v"), int) and entry["v"] >= FORMAT
 
 
 def actor_name(actor: str | None = None) -> str:
