@@ -242,11 +242,12 @@ class Autocomplete:
     The phrases are the query log's (scored `QUERY_SCORE` plus the shoppers who typed them:
     popular queries first; one needs `MIN_QUERY_SHOPPERS` to be suggested) and the catalog's:
     every run of one to three words that two or more titles share (`cordless drill`, `dewalt`;
-    scored by the share of titles holding it, at most `max_title_phrases` of them) and each title's first six words (what a long prefix completes
-    to; the runs start at every word, so `dril` finds `drill bit` where titles start with a
-    brand). What is typed matches a phrase at its start, or a logged query at one of its later
-    words (`driv`: `impact driver`): logged queries first (those starting with it, then the
-    others), then the catalog's phrases; within each, by score. A query that governance
+    scored by the share of titles holding it, at most `max_title_phrases` of them) and each
+    title's first six words (what a long prefix completes to; the runs start at every word, so
+    `dril` finds `drill bit` where titles start with a brand). What is typed matches a phrase
+    at its start, or a logged query at one of its later words (`driv`: `impact driver`): logged
+    queries first (those starting with it, then the others), then the catalog's phrases; within
+    each, by score. A query that governance
     masked (a shopper typed an email, a phone number, ... into it: `bike helmet [email]`) is
     never suggested, nor counted for the query it would have been unmasked."""
 
@@ -370,16 +371,14 @@ def _title_runs(ws: list[str]) -> list[str]:
     """A title's runs of one to three words that could be a query: none starting or ending with
     a function word (`drill with`), a number or a lone letter (`dewalt 20`, `painter 39 s`)."""
     stop = _stop_words()
-    out = []
-    for i, w in enumerate(ws):
-        if w in stop or len(w) < 2 or w.isdigit():
-            continue
-        for j in range(i + 1, min(i + 3, len(ws)) + 1):
-            last = ws[j - 1]
-            if last in stop or len(last) < 2 or last.isdigit():
-                continue
-            out.append(" ".join(ws[i:j]))
-    return out
+    ends = [w not in stop and len(w) > 1 and not w.isdigit() for w in ws]  # may start or end a run
+    return [
+        " ".join(ws[i:j])
+        for i in range(len(ws))
+        if ends[i]
+        for j in range(i + 1, min(i + 3, len(ws)) + 1)
+        if ends[j - 1]
+    ]
 
 
 @lru_cache(maxsize=1)
