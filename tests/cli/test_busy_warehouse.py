@@ -20,6 +20,24 @@ sys.stdin.readline()
 """
 
 
+def _holding(work: Path) -> subprocess.Popen[str]:
+    """A process holding the workdir's warehouse as a writer (until `_let_go`)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(work / "warehouse.duckdb")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def _let_go(holder: subprocess.Popen[str]) -> None:
+    assert holder.stdin is not None
+    holder.stdin.write("\n")
+    holder.stdin.flush()
+
+
 def test_a_busy_warehouse_is_one_line_and_exit_3(tmp_path: Path):
     data = tmp_path / "d"
     data.mkdir()
@@ -29,14 +47,8 @@ def test_a_busy_warehouse_is_one_line_and_exit_3(tmp_path: Path):
     )
     work = tmp_path / "w"
     sw("ingest", "--data", str(data), "--workdir", str(work))
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(work / "warehouse.duckdb")],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    holder = _holding(work)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         proc = sw(
             "export",
             "--workdir",
@@ -53,9 +65,7 @@ def test_a_busy_warehouse_is_one_line_and_exit_3(tmp_path: Path):
         assert len(lines) == 1 and lines[0].startswith("busy: "), proc.stderr
         assert str(work / "warehouse.duckdb") in lines[0] and f"PID {holder.pid}" in lines[0]
     finally:
-        assert holder.stdin is not None
-        holder.stdin.write("\n")
-        holder.stdin.flush()
+        _let_go(holder)
         holder.wait(30)
     time.sleep(0.1)
     sw("export", "--workdir", str(work), "--table", "events", "--out", str(tmp_path / "e.csv"))
@@ -175,13 +185,7 @@ def test_a_training_run_waits_for_a_writer_instead_of_failing(tmp_path: Path):
     )
     work = tmp_path / "w"
     sw("ingest", "--data", str(data), "--workdir", str(work))
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(work / "warehouse.duckdb")],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    holder = _holding(work)
     try:
         with read_only(work):
             raise AssertionError("read while another process writes")
@@ -190,9 +194,7 @@ def test_a_training_run_waits_for_a_writer_instead_of_failing(tmp_path: Path):
 
     def let_go() -> None:
         time.sleep(1.5)
-        assert holder.stdin is not None
-        holder.stdin.write("\n")
-        holder.stdin.flush()
+        _let_go(holder)
 
     threading.Thread(target=let_go).start()
     t0 = time.monotonic()
