@@ -200,7 +200,8 @@ class Shop:
 
     def export(self, table: str, out: str | Path) -> int:
         """Write a curated table (pseudonymized ids, masked text) to CSV, Parquet or JSON lines;
-        returns the number of rows."""
+        returns the number of rows. The users' consent columns say the consent in force now (the
+        consent register's, the shop's default where it has none)."""
         with self._acting("export") as actor:
             from .governance import AuditLog
             from .storage import read_only
@@ -213,7 +214,8 @@ class Shop:
             contract = CONTRACTS.get(table)
             whole = [c.name for c in contract.columns if c.integer] if contract is not None else []
             with read_only(self.workdir) as (con, tables):
-                n = export_curated(con.sql, sorted(tables), table, out, whole)
+                select = _users_now(con, self.workdir) if table == "users" and table in tables else None
+                n = export_curated(con.sql, sorted(tables), table, out, whole, select)
             # a whole table leaving the workdir (pseudonymized ids are still a person's data):
             # who took it, where
             AuditLog(self.workdir).append(
@@ -232,7 +234,10 @@ class Shop:
                 if name not in tables:
                     known = ", ".join(sorted(tables)) or "none yet"
                     raise ShelfwiseError(f"no curated table {name!r} (curated tables: {known})")
-                df = con.sql(f'SELECT * FROM curated."{name}"').df()
+                select = (
+                    _users_now(con, self.workdir) if name == "users" else f'SELECT * FROM curated."{name}"'
+                )
+                df = con.sql(select).df()
             AuditLog(self.workdir).append("export", actor=actor, table=name, rows=len(df), out="dataframe")
             return df
 
@@ -1550,6 +1555,13 @@ def _train_options(options: dict[str, Any]) -> dict[str, Any]:
 def _missing(v: Any) -> bool:
     """pandas' missing markers (NaT, NA), without importing pandas."""
     return type(v).__name__ in ("NaTType", "NAType") and type(v).__module__.startswith("pandas")
+
+
+def _users_now(con: Any, workdir: Path) -> str:
+    """The users table as exported: its consent columns say the consent in force now."""
+    from .governance._consent import users_now
+
+    return users_now(con, workdir)
 
 
 def _is_frame(obj: Any) -> bool:

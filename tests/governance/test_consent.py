@@ -331,3 +331,56 @@ def test_the_access_export_lists_a_bundle_steps_weight_changes(tmp_path, monkeyp
          "weight_changes": [{"timestamp": 100, "weight": 1.0}, {"timestamp": 200, "weight": 8.0}]},
         {"product_id": "P2", "weight": 1.0, "timestamp": 300},
     ]  # fmt: skip
+
+
+def test_a_users_export_says_the_consent_in_force_now_not_the_last_delivery(tmp_path):
+    """The users table keeps what the last delivery said (shopper-2: "yes"); a withdrawal since
+    through the CLI overrules it, and the export and `Shop.table` say so. A table without the
+    consent columns: the shop's default for the users the register never heard of."""
+    import pandas as pd
+
+    import shelfwise
+
+    data = plant_shop(tmp_path / "d")
+    work = tmp_path / "w"
+    sw("ingest", "--data", str(data), "--workdir", str(work), "--json")
+    sw("privacy", "consent", "--workdir", str(work), "--user", "shopper-2", "--personalization", "no")
+    sw("export", "--workdir", str(work), "--table", "users", "--out", str(tmp_path / "users.csv"))
+    got = pd.read_csv(tmp_path / "users.csv").set_index("user_id")
+    s1, s10, s2, s3 = (pseudo(work, u) for u in USERS)
+    assert got.loc[s2, "consent_personalization"] == False  # noqa: E712 (the file said yes)
+    assert got.loc[s1, "consent_personalization"] == False  # noqa: E712 (the file said no)
+    assert got.loc[s10, "consent_marketing"] == False  # noqa: E712
+    assert got.loc[s3, ["consent_personalization", "consent_marketing"]].tolist() == [
+        True,
+        True,
+    ]  # the default
+    assert got.loc[s2, "x_segment"] == "silver"  # the other columns as curated
+    table = shelfwise.Shop(work).table("users").set_index("user_id")
+    assert table.loc[s2, "consent_personalization"] == False  # noqa: E712
+
+    # a users table without consent columns, in an opt-in shop for marketing
+    plant_shop(data, "user_id,segment\nshopper-1,gold\nshopper-2,silver\n")
+    sw("ingest", "--data", str(data), "--workdir", str(work), "--json")
+    (work / "config").mkdir(exist_ok=True)
+    (work / "config" / "privacy.json").write_text(json.dumps({"default_consent": {"marketing": False}}))
+    sw("privacy", "consent", "--workdir", str(work), "--user", "shopper-1", "--marketing", "yes")
+    sw("export", "--workdir", str(work), "--table", "users", "--out", str(tmp_path / "u.parquet"))
+    got = pd.read_parquet(tmp_path / "u.parquet").set_index("user_id")
+    flags = ["consent_personalization", "consent_marketing"]
+    assert got.loc[s1, flags].tolist() == [False, True]  # the first table's "no" stands; marketing recorded
+    assert got.loc[s2, flags].tolist() == [False, False]  # withdrawn; marketing: the opt-in default
+
+
+def test_a_users_table_curated_before_the_consent_columns_is_exported_with_them(tmp_path):
+    import duckdb
+
+    from shelfwise.governance._consent import users_now
+
+    record_consent(tmp_path, "u_a", {"marketing": False}, source="test")
+    con = duckdb.connect()
+    con.sql(
+        "CREATE TABLE old_users AS SELECT * FROM (VALUES ('u_a', 'gold'), ('u_b', 'silver')) t(user_id, x_tier)"
+    )
+    got = con.sql(users_now(con, tmp_path, "old_users") + " ORDER BY user_id").fetchall()
+    assert got == [("u_a", "gold", True, False), ("u_b", "silver", True, True)]

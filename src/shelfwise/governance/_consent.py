@@ -75,6 +75,7 @@ __all__ = [
     "record_consent",
     "session_members",
     "sync_users_table",
+    "users_now",
 ]
 
 
@@ -420,6 +421,39 @@ def sync_users_table(workdir: str | Path, *, actor: str | None = None) -> int:
 
         drop_reports_naming(Path(workdir), None, withdrew)
     return len(new)
+
+
+def users_now(con: Any, workdir: str | Path, relation: str = "curated.users") -> str:
+    """A SELECT of the users table `relation` whose `consent_personalization` and
+    `consent_marketing` columns say the consent in force now: the register's latest record, the
+    shop's default for a user it never recorded (the table's own columns say what the last
+    delivery gave, which a withdrawal since through the API or the CLI has overruled). What a
+    users export writes; the register's current state is registered on `con` (a view that lasts
+    as long as the connection)."""
+    import pyarrow as pa
+
+    c = Consents.of(workdir)
+    users = sorted(c.state)
+    con.register(
+        "_consent_now",
+        pa.table(
+            {
+                "pseudonym": pa.array(users, pa.string()),
+                **{f: pa.array([c.state[u].get(f) for u in users], pa.bool_()) for f in FLAGS},
+            }
+        ),
+    )
+    from ..storage import relation_columns
+
+    have = relation_columns(con, relation)
+    now = {col: f"coalesce(_c.{f}, {str(c.default[f]).lower()})" for col, f in USERS_COLUMNS.items()}
+    replace = [f'{now[col]} AS "{col}"' for col in USERS_COLUMNS if col in have]
+    added = [f'{now[col]} AS "{col}"' for col in USERS_COLUMNS if col not in have]
+    star = f"_u.* REPLACE ({', '.join(replace)})" if replace else "_u.*"
+    return (
+        f"SELECT {', '.join([star, *added])} FROM {relation} AS _u "
+        "LEFT JOIN _consent_now AS _c ON _c.pseudonym = _u.user_id"
+    )
 
 
 def consent_history(workdir: str | Path, pseudonym: str) -> list[dict[str, Any]]:

@@ -337,11 +337,17 @@ def relation_columns(con: Any, relation: str) -> list[str]:
 
 
 def export_curated(
-    sql: Any, curated: list[str], table: str, out: str | Path, whole: Sequence[str] = ()
+    sql: Any,
+    curated: list[str],
+    table: str,
+    out: str | Path,
+    whole: Sequence[str] = (),
+    select: str | None = None,
 ) -> int:
     """Write a curated table (pseudonymized, masked) to CSV, Parquet or JSON lines through `sql`
     (a read-write or a read-only connection's). `whole`: columns the contract holds to whole
-    numbers (stored as DOUBLE), written as such (`3`, not `3.0`)."""
+    numbers (stored as DOUBLE), written as such (`3`, not `3.0`). `select`: a query of the table
+    to write instead of the table as stored (the users with the consent in force now)."""
     out = Path(out)
     if table not in curated:
         known = ", ".join(curated) or "none yet"
@@ -364,10 +370,11 @@ def export_curated(
 
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
         part = Path(tmp) / out.name
-        have = {r[0] for r in sql(f'DESCRIBE SELECT * FROM curated."{table}"').fetchall()} if whole else set()
+        source = f"({select})" if select else f'curated."{table}"'
+        have = {r[0] for r in sql(f"DESCRIBE SELECT * FROM {source}").fetchall()} if whole else set()
         casts = [f'CAST("{c}" AS BIGINT) AS "{c}"' for c in whole if c in have]
         columns = f"* REPLACE ({', '.join(casts)})" if casts else "*"
-        sql(f"COPY (SELECT {columns} FROM curated.\"{table}\") TO '{part.as_posix()}' (FORMAT {fmt})")
+        sql(f"COPY (SELECT {columns} FROM {source}) TO '{part.as_posix()}' (FORMAT {fmt})")
         os.chmod(part, 0o600)
         os.replace(part, out)
     row = sql(f'SELECT count(*) FROM curated."{table}"').fetchone()
