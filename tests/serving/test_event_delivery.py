@@ -248,3 +248,47 @@ def test_a_restart_remembers_what_shoppers_did_since_the_bundle(shop: Path):
             assert got["personalized"] is True and got["items"] == want["items"], (user, want, got)
     finally:
         c.stop()
+
+
+def test_an_erased_users_events_from_before_the_erasure_are_withheld_not_accepted(
+    shop: Path, served_workdir: tuple[Path, Path]
+):
+    """A client re-sending yesterday's events of a shopper erased since: the absorb withheld them
+    while the answer said `accepted` (the client believed them kept). Each is `withheld` now,
+    over HTTP and from `Shop.send_events`, and stored nowhere: a retry is withheld again, the
+    shopper's new events are theirs, and the warehouse holds those alone."""
+    from datetime import UTC, datetime, timedelta
+
+    from shelfwise import Shop
+    from shelfwise.governance import Pseudonymizer
+    from tests.serving.conftest import known_users
+
+    products = catalog_products(shop)
+    user = known_users(served_workdir[0], shop, 1)[0]
+    Shop(shop).erase(user)
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    srv = Server(shop, "--absorb-seconds", "0")
+    try:
+        batch = [
+            ev(user, products[0], "view", timestamp=yesterday, event_id="old-1"),
+            ev(user, products[1], "view", timestamp=yesterday),
+            ev(user, products[2], "view", timestamp=datetime.now(UTC).isoformat(), event_id="new-1"),
+            ev("someone-else", products[3], "view", timestamp=yesterday),
+        ]
+        r = srv.client.post("/v1/events", json=batch)
+        assert r.status_code == 202, r.text
+        body = r.json()
+        assert [x["status"] for x in body["results"]] == ["withheld", "withheld", "accepted", "accepted"]
+        assert (body["accepted"], body["withheld"], body["duplicates"]) == (2, 2, 0)
+        assert "erased" in body["results"][0]["detail"]
+        again = srv.client.post("/v1/events", json=batch[:1]).json()
+        assert again["results"][0]["status"] == "withheld"  # not a duplicate: never stored
+        metrics = srv.client.get("/metrics").text
+        assert re.search(r'shelfwise_events_total\{outcome="withheld"\} 3\.0', metrics), metrics
+    finally:
+        srv.stop(signal.SIGTERM)
+    got = Shop(shop).send_events([ev(user, products[4], "view", timestamp=yesterday)])
+    assert got["withheld"] == 1 and got["results"][0]["status"] == "withheld" and got["accepted"] == 0
+    Shop(shop).absorb_events()
+    pseudo = Pseudonymizer.of(shop)(user)
+    assert curated(shop, f"user_id = '{pseudo}'") == [("new-1", None, products[2])]

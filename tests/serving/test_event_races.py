@@ -75,6 +75,7 @@ def _events_app(
         caller=lambda key, action: (True, None),
         snapshot=SimpleNamespace(item_index={"P000001": 0}),
         event_references=lambda: {"product_id": {"P000001"}},
+        withholds=lambda: None,  # (nobody erased)
         record_events=recorded.extend,
     )
     ctx = AppContext(workdir=tmp_path, settings=ServeSettings(fsync=False), metrics=Metrics())

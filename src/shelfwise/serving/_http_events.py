@@ -125,12 +125,14 @@ def events_router(ctx: AppContext) -> APIRouter:
         ids, taken = await _claim(in_flight, ids)
         stored = False
         claimed: list[str] = []
+        withheld_ids: set[str] = set()  # stored nowhere: their claims let go, a retry withheld again
         try:
             seen = await _claim_shared(store, ids) if ids else set()
             claimed = [i for i in ids if i not in seen]
             seen |= taken
-            batch = to_store(valid, seen, results, received, poster)
+            batch = to_store(valid, seen, results, received, poster, s.withholds())
             ok_lines, ok_events, ok_ids = batch.lines, batch.events, batch.ids
+            withheld_ids = set(batch.withheld_ids)
             try:  # durable (fsync'ed / in Redis) before we answer; the rejected first: once the
                 # accepted are stored the answer is "accepted", whatever happens after
                 if bad_lines:
@@ -141,8 +143,10 @@ def events_router(ctx: AppContext) -> APIRouter:
                 log.error("events not stored: %s", exc)
                 raise HTTPException(503, "events could not be stored; nothing was accepted, retry") from None
             stored = True
-            duplicates = len(valid) - len(ok_lines)
+            duplicates = len(valid) - len(ok_lines) - batch.withheld
             metrics.events.labels("accepted").inc(len(ok_lines))
+            if batch.withheld:
+                metrics.events.labels("withheld").inc(batch.withheld)
             if ok_lines:
                 ctx.events_accepted()
             metrics.events.labels("quarantined").inc(len(bad_lines))
@@ -156,15 +160,17 @@ def events_router(ctx: AppContext) -> APIRouter:
                     log.error("event_ids not remembered (the warehouse still drops repeats): %s", exc)
         finally:  # a retry waiting for these ids is a duplicate now, or (not stored) asks again
             try:
-                if claimed and not stored:
-                    await asyncio.to_thread(store.release, claimed)
+                let_go = claimed if not stored else [i for i in claimed if i in withheld_ids]
+                if let_go:
+                    await asyncio.to_thread(store.release, let_go)
             except Exception as exc:  # its claims stay: other processes wait `claim_ttl_s`
                 log.error("event_id claims not released: %s", exc)
             finally:
-                in_flight.release(ids, stored)
+                in_flight.release([i for i in ids if i in withheld_ids], False)
+                in_flight.release([i for i in ids if i not in withheld_ids], stored)
         if ok_events:
             await asyncio.to_thread(s.record_events, ok_events)
-        out, status = answer(len(body), results, errors, len(ok_lines), duplicates)
+        out, status = answer(len(body), results, errors, len(ok_lines), duplicates, batch.withheld)
         return JSON(out, status_code=status)
 
     return router

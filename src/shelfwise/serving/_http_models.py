@@ -195,9 +195,12 @@ class EventError(EventFailure):
 
 class EventResult(BaseModel):
     index: int
-    status: Literal["accepted", "duplicate", "rejected"]
+    status: Literal["accepted", "duplicate", "rejected", "withheld"] = Field(
+        description="`withheld`: an erased user's event dated at or before their erasure, not kept"
+    )
     event_id: str | None
     errors: list[EventFailure] | None = None
+    detail: str | None = Field(None, description="why an event was withheld")
 
 
 class EventsAccepted(BaseModel):
@@ -206,6 +209,7 @@ class EventsAccepted(BaseModel):
     accepted: int
     rejected: int
     duplicates: int
+    withheld: int = Field(0, description="events of erased users dated at or before their erasure: not kept")
     results: list[EventResult]
 
 

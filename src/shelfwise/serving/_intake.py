@@ -1,5 +1,6 @@
 """Event intake, whoever sends: `POST /v1/events` and `Shop.send_events` give each event a verdict
-(rejected with its reasons, a duplicate of an accepted event_id, or accepted), spool the accepted
+(rejected with its reasons, a duplicate of an accepted event_id, withheld: an erased user's dated
+at or before their erasure, or accepted), spool the accepted
 ones and quarantine the rejected ones the same way, and answer alike.
 
 The HTTP route waits asynchronously (`_http_events`); `send_events` here is the same path for a
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +28,16 @@ from ._service import online_event
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EVENT_FIELDS", "Accepted", "answer", "rejected_lines", "send_events", "to_store", "verdicts"]
+__all__ = [
+    "EVENT_FIELDS",
+    "WITHHELD_DETAIL",
+    "Accepted",
+    "answer",
+    "rejected_lines",
+    "send_events",
+    "to_store",
+    "verdicts",
+]
 
 EVENT_FIELDS = frozenset(EVENTS.column_names)
 
@@ -121,14 +132,23 @@ def _given_event_id(ev: Any) -> str | None:
     return trim_id(v) or None
 
 
+WITHHELD_DETAIL = (
+    "the user (or the session's customer) was erased after this event's time: events dated at or "
+    "before an erasure are not kept"
+)
+
+
 @dataclass
 class Accepted:
     """What a batch stores: spool lines, the events for the online state, the event_ids to
-    remember."""
+    remember; `withheld`: the events of an erased user dated at or before their erasure,
+    stored nowhere (their ids neither: a claim on them is to be let go)."""
 
     lines: list[bytes] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
+    withheld: int = 0
+    withheld_ids: list[str] = field(default_factory=list)
 
 
 def to_store(
@@ -137,17 +157,26 @@ def to_store(
     results: list[dict[str, Any]],
     received: str,
     poster: str | None = None,
+    withholds: Callable[[dict[str, Any]], bool] | None = None,
 ) -> Accepted:
     """The valid events to store: an event_id in `seen` (accepted before, or earlier in this
     batch) makes its event a duplicate (its result says so). `poster`: the registered person
-    or service whose key sent them, kept beside each (`posted_by`; none in single-user mode)."""
+    or service whose key sent them, kept beside each (`posted_by`; none in single-user mode).
+    `withholds` (`Erasures.withholds`): an event it names is `withheld`, not stored: the next
+    absorb would leave it out of the warehouse, and a client told `accepted` believed it kept."""
     out = Accepted()
     by = {"posted_by": poster} if poster else {}
     for i, ev, chk, eid in valid:
+        if eid is not None and eid in seen:
+            results[i]["status"] = "duplicate"
+            continue
+        if withholds is not None and withholds(ev):
+            results[i].update(status="withheld", detail=WITHHELD_DETAIL)
+            out.withheld += 1
+            if eid is not None:
+                out.withheld_ids.append(eid)
+            continue
         if eid is not None:
-            if eid in seen:
-                results[i]["status"] = "duplicate"
-                continue
             seen.add(eid)  # a repeat later in this batch is a duplicate of this one
             out.ids.append(eid)
         elif "event_id" in ev:  # "", "null": no id; the absorber gives it one of its own
@@ -169,15 +198,22 @@ def rejected_lines(
 
 
 def answer(
-    n: int, results: list[dict[str, Any]], errors: list[dict[str, Any]], accepted: int, duplicates: int
+    n: int,
+    results: list[dict[str, Any]],
+    errors: list[dict[str, Any]],
+    accepted: int,
+    duplicates: int,
+    withheld: int = 0,
 ) -> tuple[dict[str, Any], int]:
     """The answer to a batch of `n` events and its HTTP status: 202 when none was rejected, 207
     (multi-status: a success, so that a client does not retry, and duplicate, the accepted
-    events) when some were, 422 when all were."""
+    events) when some were, 422 when all were. `withheld`: an erased user's events (each
+    result says so), not an error: sending them again changes nothing."""
     out: dict[str, Any] = {
         "accepted": accepted,
         "rejected": len(errors),
         "duplicates": duplicates,
+        "withheld": withheld,
         "results": results,
     }
     if not errors:
@@ -203,6 +239,7 @@ def send_events(
     ShelfwiseError when the events could not be stored: then none was accepted (a retry is
     safe; its rejected events may be quarantined a second time, never lost)."""
     from ..errors import ShelfwiseError
+    from ..governance._erasures import Erasures
     from ._event_ids import RedisEventIds, SqliteEventIds
     from ._feedback import EVENT_IDS_DB, EVENTS_DIR, REDIS_EVENTS, REDIS_REJECTED, REJECTED_DIR
     from ._service import ServeSettings
@@ -240,7 +277,9 @@ def send_events(
             time.sleep(delay)
             delay = min(2 * delay, 0.1)
         claimed = [i for i in ids if i not in got.duplicates]
-        batch = to_store(valid, set(got.duplicates), results, received, poster)
+        erasures = Erasures.of(workdir)
+        withholds = erasures.withholds if erasures is not None else None
+        batch = to_store(valid, set(got.duplicates), results, received, poster, withholds)
         try:
             # the rejected first: once the accepted are stored, the answer is "accepted"
             if errors:
@@ -250,6 +289,8 @@ def send_events(
         except Exception as exc:  # noqa: BLE001 - a disk's, a Redis's: said as the route says it
             raise ShelfwiseError(f"events could not be stored; nothing was accepted, retry ({exc})") from exc
         stored = True
+        if batch.withheld_ids:  # stored nowhere: a retry is withheld again
+            store.release([i for i in claimed if i in set(batch.withheld_ids)])
         if batch.ids:  # after the spool, as the route does: a failure here lets a retry
             try:  # through to the spool, and the warehouse drops that repeat
                 store.remember(batch.ids)
@@ -261,5 +302,6 @@ def send_events(
                 store.release(claimed)
         finally:
             store.close()
-    out, _ = answer(len(body), results, errors, len(batch.lines), len(valid) - len(batch.lines))
+    duplicates = len(valid) - len(batch.lines) - batch.withheld
+    out, _ = answer(len(body), results, errors, len(batch.lines), duplicates, batch.withheld)
     return out, batch.events

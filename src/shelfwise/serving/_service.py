@@ -1104,6 +1104,16 @@ class Service:
         if rebuilding is not None and rebuilding is not self.online:
             rebuilding.record(rows)
 
+    def withholds(self) -> Any:
+        """Whether a posted event is an erased user's dated at or before their erasure
+        (`Erasures.withholds`, on the erasures this process applied); None when nobody was
+        erased."""
+        if not self._erasures_applied:
+            return None
+        from ..governance._erasures import Erasures
+
+        return Erasures(self._erasures_applied, self.pseudonymize).withholds
+
     def event_references(self) -> dict[str, Any]:
         """What a posted event's product is checked against, as ingestion checks it: the curated
         products (`CuratedProducts`, read again when an ingestion changes them); none when the
