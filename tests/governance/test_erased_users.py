@@ -273,3 +273,50 @@ def test_a_rewrite_of_the_warehouse_that_cannot_be_made_now_is_owed_and_made_lat
     assert "before_bytes" in out["warehouse_compacted"], out
     assert not (work / COMPACT_OWED).exists()
     assert pseudo.encode() not in (work / "warehouse.duckdb").read_bytes()
+
+
+def test_an_id_written_as_a_float_is_the_same_customer_for_access_and_erasure(tmp_path):
+    """Curation reads `101.0` (pandas writes integer ids so) as customer 101; the right of access
+    listed only the raw rows written `101`, and the erasure left the `101.0` rows in raw and in
+    the quarantine (asked for as `101` or as `101.0`)."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "products.csv").write_text("product_id,title,category,price\np1,Mug,Kitchen,9\np2,Pot,Kitchen,30\n")
+    (d / "users.csv").write_text("user_id,segment\n101.0,gold\n102,silver\n")
+    (d / "events.csv").write_text(
+        EVENTS_HEADER
+        + "101,p1,view,2024-03-01T10:00:00,\n 101 ,p2,view,2024-03-01T10:01:00,\n"
+        + "101.0,p2,click,2024-03-01T10:02:00,\n101.0,p9,view,2024-03-01T10:03:00,\n"
+        + "1010,p1,view,2024-03-01T10:04:00,\n102,p1,view,2024-03-01T10:05:00,\n"
+    )
+    work = tmp_path / "w"
+    sw("ingest", "--data", str(d), "--workdir", str(work), "--json")
+    out = tmp_path / "access.json"
+    rep = json.loads(
+        sw("privacy", "export", "--workdir", str(work), "--user", "101.0", "--out", str(out), "--json").stdout
+    )
+    assert {k: rep["parts"][k] for k in ("raw.events", "raw.users", "quarantine")} == {
+        "raw.events": 4,
+        "raw.users": 1,
+        "quarantine": 1,  # p9: an unknown product
+    }
+    assert rep["parts"]["curated.events@v1"] == 3
+    # files that left the workdir before: the erasure cannot reach them, it names them
+    sw("export", "--workdir", str(work), "--table", "events", "--out", str(tmp_path / "ev.csv"))
+    sw("export", "--workdir", str(work), "--table", "products", "--out", str(tmp_path / "pr.csv"))
+    sw("export", "--workdir", str(work), "--table", "users", "--out", str(tmp_path / "gone.csv"))
+    (tmp_path / "gone.csv").unlink()
+    erased = json.loads(sw("privacy", "erase", "--workdir", str(work), "--user", "101", "--json").stdout)
+    assert [(e["action"], Path(e["file"]).name) for e in erased["earlier_exports"]] == [("export", "ev.csv")]
+    # (the products name no customer; a file deleted since is no longer one to delete)
+    assert "1 file(s) written out of the workdir" in erased["not_covered"]
+    con = duckdb.connect(str(work / "warehouse.duckdb"), read_only=True)
+    try:
+        left = sorted(r[0].strip() for r in con.sql("SELECT user_id FROM raw.events").fetchall())
+        assert left == ["1010", "102"]  # another customer whose id starts alike is theirs
+        assert [r[0] for r in con.sql("SELECT user_id FROM raw.users").fetchall()] == ["102"]
+        assert con.sql(
+            "SELECT count(*) FROM quarantine.rows WHERE contains(raw::VARCHAR, '101.0')"
+        ).fetchone() == (0,)
+    finally:
+        con.close()

@@ -40,6 +40,14 @@ def test_events_past_the_retention_policy_never_come_back(tmp_path: Path, engine
     (work / "config" / "retention.json").write_text(json.dumps({"events_days": 365}))
     enforce_retention(work)
     assert curated_rows(work, "SELECT count(*) FROM curated.events") == [(1,)]
+    # the quarantined copy of an old event (its shop id as received) goes with it; an undated
+    # or implausibly dated one ages by `quarantine_days`
+    quarantined = (
+        f"SELECT count(*) FROM quarantine.rows WHERE run_id = '{first.run_id}' AND raw::VARCHAR LIKE "
+    )
+    assert curated_rows(work, quarantined + "'%2015-01%'") == [(0,)]
+    assert curated_rows(work, quarantined + "'%not a date%'") == [(1,)]
+    assert curated_rows(work, quarantined + "'%1970-01-01%'") == [(1,)]
 
     # the same export sent again as a delivery: the old rows are withheld, the new one is known
     again = Ingestor(work, engine=make(work), mode="append").run(_shop(tmp_path / "d2"))

@@ -11,6 +11,7 @@ both and requires the same rows, reasons and values.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from ._contracts import ColumnSpec, Kind, TableContract
@@ -87,9 +88,17 @@ TRIM_SPACES = " \u00a0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u20
 
 
 def trim_id(value: object) -> str:
-    """An id as curation reads it (trimmed of `TRIM_SPACES` only): for Python code that compares
-    an id given by a person or a spooled event with the warehouse's ids."""
-    return str(value).strip(TRIM_SPACES)
+    """An id as curation reads it (trimmed of `TRIM_SPACES` only; an integer written as a float,
+    `101.0`, is that integer, as `_id_value` reads it): for Python code that compares an id given
+    by a person or a spooled event with the warehouse's ids."""
+    s = str(value).strip(TRIM_SPACES)
+    return s[:-2] if s.endswith(".0") and re.fullmatch(_FLOAT_INT, s) else s
+
+
+def id_sql(expr: str) -> str:
+    """DuckDB SQL of an id as curation reads it (`trim_id`), from `expr`, text as received (a
+    raw layer's column, a quarantined row's field): what compares a raw row with a person's id."""
+    return _id_value(f"trim({expr})", DUCKDB)
 
 
 class Dialect:

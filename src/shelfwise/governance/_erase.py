@@ -42,7 +42,7 @@ import numpy as np
 
 from ..errors import ShelfwiseError
 from ._audit import AuditLog
-from ._compile import MISSING_VALUES, lit, trim_id
+from ._compile import MISSING_VALUES, id_sql, lit, trim_id
 from ._consent import CONSENTS_FILE, erase_consent
 from ._erasures import ERASURES_FILE
 from ._lineage import DatasetRef, LineageRun, warehouse_namespace
@@ -174,6 +174,13 @@ def erase_user(
         "the shop's own source files (the --data directories) are outside shelfwise; "
         "delete the user there too (later loads of them withhold the user's rows dated up to this erasure)"
     )
+    earlier = earlier_exports(workdir)
+    if earlier:
+        report["earlier_exports"] = earlier
+        report["not_covered"] += (
+            f"; {len(earlier)} file(s) written out of the workdir before this erasure may hold the user's "
+            "rows (`earlier_exports`: when, by whom, where, as audited): delete them, or the user in them"
+        )
     AuditLog(workdir).append(
         "privacy.erase",
         actor=actor,
@@ -187,6 +194,45 @@ def erase_user(
     return report
 
 
+# the audited actions that write customers' rows to a file outside the workdir (the field that
+# names the file); an `export` of a table whose rows name no customer is no such file
+_EXPORTS = {
+    "export": "out",
+    "quarantine.export": "file",
+    "recommend.all_users": "out",
+    "insights.customers": "out",
+    "audiences.export": "out",
+}
+
+
+def earlier_exports(workdir: Path) -> list[dict[str, Any]]:
+    """The files, still there, that audited commands wrote out of the workdir with customers'
+    rows (a curated table with user ids, the quarantine, lists, profiles, audiences): an erasure
+    cannot reach them, so it names them. Oldest first; a file written twice is listed once, at its
+    latest write. (A subject access export's file is not audited by name: a steward names it
+    after the person.)"""
+    from ._contracts import CONTRACTS
+
+    personal = {n for n, c in CONTRACTS.items() if "user_id" in c.column_names}
+    found: dict[str, dict[str, Any]] = {}
+    for e in AuditLog(workdir).entries():
+        field_ = _EXPORTS.get(str(e.get("action")))
+        details = e.get("details") or {}
+        if field_ is None or e.get("outcome", "ok") != "ok":
+            continue
+        if e["action"] == "export" and details.get("table") not in personal:
+            continue
+        where = str(details.get(field_) or "")
+        if not where or not Path(where).is_file():
+            continue
+        found.pop(where, None)
+        found[where] = {"at": e.get("at"), "action": e["action"], "by": e.get("actor"), "file": where}
+    return list(found.values())
+
+
+# a raw row's ids as curation reads them (`trim_id`: `101.0` is 101), and a quarantined row's
+_USER, _SESSION = id_sql("user_id"), id_sql("session_id")
+_Q_USER, _Q_SESSION = "json_extract_string(raw, '$.user_id')", "json_extract_string(raw, '$.session_id')"
 # a raw row is anonymous where its user id is missing (as the row checks read it, `_compile`)
 _MISSING_USER = (
     "(nullif(trim(user_id), '') IS NULL OR trim(user_id) IN ("
@@ -231,7 +277,7 @@ def _linked_sessions(
         found |= {
             r[0]
             for r in wh.sql(
-                f'SELECT DISTINCT trim(session_id) FROM "{schema}"."{table}" WHERE trim(user_id) = ?', [value]
+                f'SELECT DISTINCT {_SESSION} FROM "{schema}"."{table}" WHERE {_USER} = ?', [value]
             ).fetchall()
         }
     for v in versions:
@@ -295,8 +341,8 @@ def _one_visit(
     for schema, table in sorted(tables):
         if schema == "raw":  # anonymous rows as received (a quarantined one too), no time span
             rows = wh.sql(
-                f'SELECT DISTINCT trim(session_id), NULL, NULL, 0, 1 FROM "{schema}"."{table}" '
-                f"WHERE {_MISSING_USER} AND trim(session_id) IN (SELECT unnest(?::VARCHAR[]))",
+                f'SELECT DISTINCT {_SESSION}, NULL, NULL, 0, 1 FROM "{schema}"."{table}" '
+                f"WHERE {_MISSING_USER} AND {_SESSION} IN (SELECT unnest(?::VARCHAR[]))",
                 [sessions],
             ).fetchall()
             add(rows)
@@ -341,13 +387,13 @@ def _erase_warehouse(workdir: Path, raw: str, pseudo: str, pseudonymize: Pseudon
         for schema, table in tables:
             params: list[Any]
             if schema == "raw":
-                where, params = "trim(user_id) = ?", [raw]
+                where, params = f"{_USER} = ?", [raw]
                 if sessions and (schema, table) in with_sessions:
-                    anonymous = f"{_MISSING_USER} AND trim(session_id) IN (SELECT unnest(?::VARCHAR[]))"
+                    anonymous = f"{_MISSING_USER} AND {_SESSION} IN (SELECT unnest(?::VARCHAR[]))"
                     erased |= {
                         r[0]
                         for r in wh.sql(
-                            f'SELECT DISTINCT trim(session_id) FROM "{schema}"."{table}" WHERE {anonymous}',
+                            f'SELECT DISTINCT {_SESSION} FROM "{schema}"."{table}" WHERE {anonymous}',
                             [sessions],
                         ).fetchall()
                     }
@@ -387,12 +433,14 @@ def quarantined_of(raw: str, sessions: list[str]) -> tuple[str, list[Any]]:
     rows: theirs by the user id as received, a line that names it, and an anonymous row of a
     session linked to them (its fields as received): what an erasure deletes and the right of
     access shows."""
-    token = '(^|[,;\\t|"])' + re.escape(raw) + '([,;\\t|"]|$)'
+    # (an integer id also as a float, `101.0`: curation reads it as the integer)
+    written = re.escape(raw) + ("(\\.0)?" if re.fullmatch("-?[0-9]+", raw) else "")
+    token = '(^|[,;\\t|"])' + written + '([,;\\t|"]|$)'
     cond = (
-        "trim(json_extract_string(raw, '$.user_id')) = ? "
+        f"{id_sql(_Q_USER)} = ? "
         "OR regexp_matches(coalesce(json_extract_string(raw, '$.line'), ''), ?) "
-        "OR (coalesce(nullif(trim(json_extract_string(raw, '$.user_id')), ''), 'NA') IN "
-        "(SELECT unnest(?::VARCHAR[])) AND trim(json_extract_string(raw, '$.session_id')) "
+        f"OR (coalesce(nullif(trim({_Q_USER}), ''), 'NA') IN "
+        f"(SELECT unnest(?::VARCHAR[])) AND {id_sql(_Q_SESSION)} "
         "IN (SELECT unnest(?::VARCHAR[])))"
     )
     return cond, [raw, token, list(MISSING_VALUES), sessions]
@@ -417,9 +465,9 @@ def _erase_parquet(wh: Any, raw: str, pseudos: list[str], sessions: list[str]) -
         gone = rewrite_files(
             sorted(folder.glob("*.parquet")),
             "raw",
-            "trim(json_extract_string(raw, '$.user_id')) = $2 OR ("
-            "coalesce(nullif(trim(json_extract_string(raw, '$.user_id')), ''), 'NA') IN (SELECT unnest($3::VARCHAR[])) "
-            "AND trim(json_extract_string(raw, '$.session_id')) IN (SELECT unnest($4::VARCHAR[])))",
+            f"{id_sql(_Q_USER)} = $2 OR ("
+            f"coalesce(nullif(trim({_Q_USER}), ''), 'NA') IN (SELECT unnest($3::VARCHAR[])) "
+            f"AND {id_sql(_Q_SESSION)} IN (SELECT unnest($4::VARCHAR[])))",
             [raw, list(MISSING_VALUES), sessions],
         )
         if gone:  # the files of the rows `quarantine.rows` indexes (as retention names them)

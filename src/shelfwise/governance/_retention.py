@@ -2,13 +2,15 @@
 
 `<workdir>/config/retention.json` (defaults below when absent; `null` keeps forever):
 
-    {"events_days": 730, "quarantine_days": 365, "served_log_days": 365, "bundles_keep": 5,
-     "consent_history_days": null}
+    {"events_days": null, "quarantine_days": 365, "served_log_days": 365, "bundles_keep": 5,
+     "curated_versions_kept": 10, "consent_history_days": null}
 
 - `events_days`: behaviour events older than this leave every version of `curated.events` (the
   Parquet versions Spark wrote too: their files are rewritten), the raw layer (by their parsed
   timestamp; a row whose time cannot be read, by the time it was loaded), the served-events archive (`feedback/`) and the histories and purchase lists of
-  the bundles kept (the steps begun before the cutoff: a rollback serves no older history);
+  the bundles kept (the steps begun before the cutoff: a rollback serves no older history),
+  and the quarantine (a quarantined event dated before the cutoff, with the Spark loads'
+  quarantine files; one whose time cannot be read is left to `quarantine_days`);
 - `quarantine_days`: quarantined rows older than this (by quarantine time) are deleted, with the
   quarantine files of the Spark loads they came from;
 - `served_log_days`: exposure-log lines older than this are deleted;
@@ -124,6 +126,16 @@ def enforce_retention(
                         )
                     n = wh.sql(f"DELETE FROM raw.events WHERE ({ts}) < ?", [cutoff]).fetchone()
                     deleted["raw.events"] = int(n[0]) if n else 0
+                # the quarantined events dated before it (shop ids and text as received): kept
+                # until `quarantine_days` after their quarantine, a later load of the same old
+                # rows leaving nothing anywhere; one whose time cannot be read ages from there
+                deleted.update(_expire_parquet_quarantine_events(wh, cutoff))
+                if wh.exists("quarantine", "rows"):
+                    n = wh.sql(
+                        f"DELETE FROM quarantine.rows WHERE table_name = 'events' AND ({_QUARANTINED_AT}) < ?",
+                        [cutoff],
+                    ).fetchone()
+                    deleted["quarantine.rows (events_days)"] = int(n[0]) if n else 0
             if policy["quarantine_days"] is not None:
                 cutoff = (now - timedelta(days=policy["quarantine_days"])).replace(tzinfo=None)
                 # (first: the Spark loads' quarantine times are read from the rows deleted below)
@@ -186,6 +198,34 @@ def enforce_retention(
     if compacted is not None:
         out["warehouse_compacted"] = compacted
     return out
+
+
+def _quarantined_time() -> str:
+    """SQL of a quarantined event's own time (its `timestamp` field as received, parsed as the
+    row checks parse it; NULL when it has none, it cannot be read or it is implausible, before
+    1990: an epoch's zero is no time of the event)."""
+    from ._compile import timestamp_expr
+
+    ts = timestamp_expr("nullif(trim(json_extract_string(raw, '$.timestamp')), '')")
+    return f"CASE WHEN ({ts}) >= TIMESTAMP '1990-01-01' THEN ({ts}) END"
+
+
+_QUARANTINED_AT = _quarantined_time()
+
+
+def _expire_parquet_quarantine_events(wh: Any, cutoff: datetime) -> dict[str, int]:
+    """A Spark load's quarantined events dated before `cutoff`: their files rewritten without them
+    (`quarantine.rows`, which indexes them, loses them next)."""
+    from ._parquet_versions import parquet_versions, quarantine_dirs, rewrite_files
+
+    n = 0
+    for table, _, folder in quarantine_dirs(parquet_versions(wh)):
+        if table == "events":
+            gone = rewrite_files(
+                sorted(folder.glob("*.parquet")), "raw", f"({_QUARANTINED_AT}) < $2", [cutoff]
+            )
+            n += sum(gone.values())
+    return {"quarantine.parquet (events_days)": n} if n else {}
 
 
 def _expire_parquet_events(wh: Any, cutoff: datetime) -> dict[str, int]:

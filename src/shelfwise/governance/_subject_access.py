@@ -83,7 +83,7 @@ def _warehouse_parts(
     (their own rows' sessions: what an erasure deletes as theirs); those sessions' ids and
     anonymous pseudonyms; and the ids of those with anonymous rows now (what is listed)."""
     from ..storage import read_only
-    from ._erase import _MISSING_USER, _linked_sessions, _user_tables, quarantined_of
+    from ._erase import _MISSING_USER, _SESSION, _USER, _linked_sessions, _user_tables, quarantined_of
     from ._parquet_versions import parquet_versions
 
     where = str((workdir / "warehouse.duckdb").resolve())
@@ -120,11 +120,9 @@ def _warehouse_parts(
         for schema, table in tables:
             if schema == "raw":
                 params: list[Any]
-                cond, params = "trim(user_id) = ?", [raw]
+                cond, params = f"{_USER} = ?", [raw]
                 if sessions and (schema, table) in with_sessions:
-                    cond = (
-                        f"{cond} OR ({_MISSING_USER} AND trim(session_id) IN (SELECT unnest(?::VARCHAR[])))"
-                    )
+                    cond = f"{cond} OR ({_MISSING_USER} AND {_SESSION} IN (SELECT unnest(?::VARCHAR[])))"
                     params = [raw, sessions]
             else:
                 cond, params = "trim(user_id) IN (SELECT unnest(?::VARCHAR[]))", [[pseudo, *anon]]

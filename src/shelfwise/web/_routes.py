@@ -872,15 +872,30 @@ def console_router(
         ctx.need("recommend")
         s = svc()
         shop = _playground.shopper(s, user_id[:256], min(max(k, 1), 50))
-        # a profile by the shop's own id: `Shop.profile`'s and /v1/users/{id}/profile's permission
-        # (`insights.customers` lets a scientist see profiles by pseudonym only)
-        if ctx.user.may("insights.profile"):
-            profile = _data.customer_profile(workdir, s.pseudonymize(user_id[:256]))
+        pseudo = s.pseudonymize(user_id[:256])
+        # a profile, and the whole history, by the shop's own id: `Shop.profile`'s and
+        # /v1/users/{id}/profile's permission (`insights.customers` lets a scientist see profiles
+        # by pseudonym only; `recommend` gives the lists and the items that explain them, as
+        # `recommend --explain` does, not every step a customer took)
+        may_read = ctx.user.may("insights.profile")
+        if may_read:
+            profile = _data.customer_profile(workdir, pseudo)
         else:
             profile = {
                 "status": "unavailable",
                 "reason": f"the role {ctx.user.role} may not read a customer's profile by their id",
             }
+            shop["history"] = None
+        # a customer looked up by their id: who, whom (pseudonym), what they were shown
+        from ..governance import AuditLog
+
+        AuditLog(workdir).append(
+            "console.shopper",
+            actor=None if ctx.user.single_user else ctx.user.name,
+            pseudonym=pseudo,
+            history_shown=may_read,
+            via="console",
+        )
         return ctx.render("shopper.html", shop=shop, profile=profile, user_id=user_id, page="users")  # fmt: skip
 
     # -- audit, lineage, analytics -------------------------------------------------------------
