@@ -1023,3 +1023,30 @@ def test_older_order_lines_delivered_later_do_not_overwrite_newer_attributes(tmp
     assert len(keys) == 2 and all(k.startswith("u_") for k in keys)
     erase_user(work, "C1")
     assert len(curated_rows(work, "SELECT key FROM meta.derived_as_of WHERE table_name = 'users'")) == 1
+
+
+def test_personal_columns_are_known_in_other_languages_and_short_forms(tmp_path):
+    """A German users export (`Vorname`, `Nachname`, `Adresse`, `PLZ`, `Geburtsdatum`), a
+    shipping address, a religion: all reached the curated layer and analysts' exports."""
+    from shelfwise.governance._contracts import Classification, classify_extra_column
+
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "users.csv").write_text(
+        "user_id,Vorname,Nachname,Adresse,PLZ,Geburtsdatum,Ship To,Religion,Segment\n"
+        "U1,Anna,Schmidt,Hauptstr. 5,10115,1980-05-04,5 Elm Rd,catholic,gold\n"
+    )
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\nU1,P1,view,2024-01-01T10:00:00Z\n"
+    )
+    work = tmp_path / "w"
+    report = Ingestor(work).run(d)
+    assert set(report.tables["users"].personal_columns_dropped) == {
+        "Vorname", "Nachname", "Adresse", "PLZ", "Geburtsdatum", "Ship To", "Religion",
+    }  # fmt: skip
+    assert "Schmidt" not in str(curated_rows(work, "SELECT * FROM curated.users"))
+    for personal in ("Prénom", "Straße", "Código Postal", "Cognome", "Tel", "Cell", "Addr1", "Billing",
+                     "House Number", "Geohash", "Device ID", "Ethnicity", "Health", "Voornaam"):  # fmt: skip
+        assert classify_extra_column(personal) is Classification.PERSONAL, personal
+    for kept in ("Gender", "Age", "Country", "Language", "Loyalty Tier", "Capacity", "Nominal Plan"):
+        assert classify_extra_column(kept) is Classification.INTERNAL, kept
