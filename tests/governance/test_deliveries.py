@@ -793,12 +793,12 @@ def test_a_products_map_applies_to_the_products_file_when_there_is_no_users_file
 
 
 def test_personal_data_in_a_kept_profile_column_is_masked(tmp_path, engine=None):
-    """An e-mail or phone number under a name that does not sound personal (`Contact`, `Notes`)
+    """An e-mail or phone number under a name that does not sound personal (`Reach`, `Notes`)
     is masked as in events text; a handle column (`Username`) is dropped as a name is."""
     d = tmp_path / "d"
     d.mkdir()
     (d / "users.csv").write_text(
-        "user_id,Contact,Username,Notes,Email,Tier,Signup,Seen,Spend\n"
+        "user_id,Reach,Username,Notes,Email,Tier,Signup,Seen,Spend\n"
         "U1,jane@example.com,jdoe,call 555-987-6543 or jane@example.com,jane@example.com,gold,"
         '2023-05-01,2023-06-15T10:00:00Z,"1,234,567.50"\n'
         "U2,+49 30 1234567,,,,silver,05/01/2024,05/01/2024 10:00,12.500.000\n"
@@ -809,9 +809,7 @@ def test_personal_data_in_a_kept_profile_column_is_masked(tmp_path, engine=None)
     work = tmp_path / "w"
     report = Ingestor(work, engine=engine(work) if engine else None).run(d)
     assert set(report.tables["users"].personal_columns_dropped) == {"Email", "Username"}
-    rows = curated_rows(
-        work, "SELECT x_contact, x_notes, x_tier, x_signup, x_seen, x_spend FROM curated.users"
-    )
+    rows = curated_rows(work, "SELECT x_reach, x_notes, x_tier, x_signup, x_seen, x_spend FROM curated.users")
     # dates, times and grouped numbers are no personal data: kept as they are
     assert sorted(rows, key=str) == sorted(
         [

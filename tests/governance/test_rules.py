@@ -205,6 +205,12 @@ def test_pii_masking_and_pseudonyms():
     assert mask_pii("iban DE89370400440532013000.") == "iban [iban]."
     assert mask_pii("card 4111111111111111 exp") == "card [card] exp"
     assert mask_pii("order 12345678, size 42, model 2024") == "order 12345678, size 42, model 2024"
+    # numbers as other countries group them were half masked (`+33 6 [phone] 78`) or read as a card
+    for number in ("+31 6 12345678", "06 12 34 56 78", "+33 6 12 34 56 78", "+91 98765 43210",
+                   "+34 612 34 56 78", "+81 3-1234-5678", "+1 (555) 123-4567", "0170 1234567"):  # fmt: skip
+        assert mask_pii(f"bel {number} ok") == "bel [phone] ok", number
+    assert mask_pii("0049 170 1234567") == "[phone]"
+    assert mask_pii("between 10 and 20 items, +5 10 points") == "between 10 and 20 items, +5 10 points"
     p = Pseudonymizer(b"k" * 32)
     assert p("123") == p("123") != p("124") != Pseudonymizer(b"x" * 32)("124")
     ids = ["123", "C00042", "ünïcode", ""]

@@ -53,9 +53,19 @@ PII_PATTERNS: tuple[tuple[str, str, str], ...] = (
     # \pL / \pN: Unicode letters and digits (internationalized addresses such as chloé@example.org)
     ("email", r"[\pL\pN._%+\-]+@[\pL\pN\-]+(?:\.[\pL\pN\-]+)*\.\pL{2,}", "[email]"),
     ("iban", r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){3,7}(?: ?[A-Z0-9]{1,4})?\b", "[iban]"),
+    # an international number in groups: "+" or "00", the country code, then groups however
+    # the country writes them (`+33 6 12 34 56 78`, `+31 6 12345678`, `+91 98765 43210`,
+    # `+81 3-1234-5678`, `0049 170 1234567`): the forms below masked half of it or read a card
+    (
+        "phone_intl",
+        r"(?:\+|\b00)[1-9]\d{0,2}[ .\-]?(?:\(\d{1,4}\)[ .\-]?)?\d{1,5}(?:[ .\-]\d{2,8}){1,5}\b",
+        "[phone]",
+    ),
     ("phone_run", r"\+[1-9]\d{6,14}\b|\b0\d{9,10}\b", "[phone]"),
     # 13 to 19 digits, a space or dash between two of them (never after the last: "[card]exp")
     ("card", r"\b\d(?:[ \-]?\d){12,18}\b", "[card]"),
+    # a national number with its trunk 0 in groups (`06 12 34 56 78`, `0170 1234567`)
+    ("phone_national", r"\b0\d{1,4}(?:[ .\-]\d{2,8}){2,4}\b|\b0\d{1,4}[ .\-]\d{6,8}\b", "[phone]"),
     ("phone", r"(?:\+\d{1,3}[ .\-]?)?(?:\(\d{1,4}\)[ .\-]?)?\d{2,4}[ .\-]\d{2,4}[ .\-]?\d{2,5}", "[phone]"),
     ("ipv4", r"\b(?:\d{1,3}\.){3}\d{1,3}\b", "[ip]"),
     # IPv6 (after IPv4: a mapped ::ffff:192.0.2.1 keeps no part of its IPv4): eight groups;
