@@ -61,6 +61,7 @@ ACTIONS = (
     "report.audiences",
     "report.customers",
     "report.ask",
+    "console.shopper",
 )
 
 
