@@ -596,3 +596,64 @@ def test_a_user_in_the_erasure_register_is_a_stranger_whatever_the_bundle_holds(
     # a returning shopper's new events are theirs
     svc.record_events([{"user_id": user, "product_id": product, "_type": "click", "_ts": time.time() + 1}])
     assert svc.recommend(user, 5).source != "cold_start"
+
+
+def test_paging_reaches_every_counted_product_when_the_rules_thin_the_candidates(
+    served_workdir, tmp_path: Path
+) -> None:
+    """A query whose candidates the rules thin (brands hidden, the out-of-stock filter): each page
+    asked for offset + 3k + 20 candidates and the rules took many away, so pages came back short
+    and then empty while `total` still counted the rest (71 of "cordless drill"'s 199 could be
+    reached on a real shop). Pages retrieve deeper while the rules leave them short: every page
+    is full until the end, and no product is on two pages."""
+    import shutil
+    from collections import Counter
+
+    from shelfwise.search import Filters
+
+    _, work = served_workdir
+    copy = tmp_path / "w"
+    shutil.copytree(work, copy, ignore=shutil.ignore_patterns("spool", "serve-*.log"))
+    svc = Service(copy)
+    engine = svc.snapshot.search
+    assert engine is not None
+    words = Counter(
+        w for t in engine.catalog.title for w in set(t.lower().split()) if w.isalpha() and len(w) > 3
+    )
+    word = max(words.most_common(20), key=lambda wc: svc.search(wc[0], 10, filters=Filters()).extra["total"])[
+        0
+    ]
+    # hide the biggest categories until most of the catalog is hidden for this query
+    category_of = {p: svc.snapshot.info.get(p, ("", "", True))[0] for p in svc.snapshot.item_ids}
+    hidden: list[str] = []
+    for c, _ in Counter(c for c in category_of.values() if c).most_common():
+        if sum(1 for x in category_of.values() if x in hidden) >= 0.7 * len(category_of):
+            break
+        hidden.append(c)
+    svc.rules = Rules.from_dict({"items": [{"action": "hide", "category": c, "query": word} for c in hidden]})
+    svc._clear_caches()
+    first = svc.search(word, 10, filters=Filters())
+    assert first is not None
+    total = first.extra["total"]
+    assert total > 0, (word, total)
+    seen: list[str] = []
+    sizes = []
+    for offset in range(0, 1000, 10):
+        page = svc.search(word, 10, filters=Filters(), offset=offset)
+        assert page is not None
+        sizes.append(len(page.items))
+        if not page.items:
+            break
+        seen += page.items
+    assert len(seen) == len(set(seen))  # no product on two pages
+    assert all(n == 10 for n in sizes[:-2]), sizes  # full pages until the catalog has no more
+    assert len(seen) >= total  # every counted product reached (then the neighbours)
+    # the page sizes ran out with the catalog: every product the rules leave (in stock, not
+    # hidden) was on a page (before: 17 of them, two pages, the third empty)
+    left = {
+        p
+        for p in svc.snapshot.item_ids
+        if category_of[p] not in hidden and (svc.snapshot.info.get(p) or ("", "", False))[2]
+    }
+    assert set(seen) == left, (len(seen), len(left))
+    assert not any(category_of[p] in hidden for p in seen)

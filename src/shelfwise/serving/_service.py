@@ -141,6 +141,11 @@ class SearchArgs:
     personalized: bool = True  # False: the shopper's history is not used (`?personalized=false`)
 
 
+# the most candidates a page asks for when the rules thin them (`Service._deepen`): a page past
+# `offset` 1000 (the API's limit) of 100 with most candidates hidden
+_DEEPEST = 8192
+
+
 @dataclass
 class _SearchRequest:
     args: SearchArgs
@@ -160,6 +165,7 @@ class _SearchRequest:
     # call found every vector cached) and how many texts that call encoded (0: none)
     encoder_s: float | None = None
     encoder_batch: int | None = None
+    shown: list[str] | None = None  # the page's products after the rules (`Service._deepen`)
 
 
 def _filtered(engine: Any, filters: Any) -> Any:
@@ -847,24 +853,34 @@ class Service:
             if r.answer is not None:
                 out.append(r.answer)
                 continue
-            if r.page is None:
-                r.page = self.search_cache.get(r.key)  # computed by an earlier job of this batch
-            if r.page is None:
-                eng = r.snap.search
-                assert eng is not None  # else `_search_request` answered
-                vkey = (id(eng), r.level == "full")
-                vecs = vectors.get((*vkey, eng._query(r.args.q).text))
-                a = r.args
-                t0 = time.perf_counter()
-                r.page = eng.query(
-                    a.q, r.n_cand, filters=a.filters, sort=a.sort, profile=r.profile, level=r.level, vecs=vecs
-                )
-                r.cost_s = time.perf_counter() - t0 + (share.get(vkey, 0.0) if vecs is not None else 0.0)
-                if vecs is not None and vkey in encoded:  # encoder_batch 0: vectors from the cache
-                    r.encoder_s, r.encoder_batch = share.get(vkey, 0.0), encoded[vkey]
-                r.computed = True
-                if not self._degraded(eng, r.page):
-                    self.search_cache.put(r.key, r.page)
+            while True:  # (again, deeper, while the rules leave the page short: `_deepen`)
+                if r.page is None:
+                    r.page = self.search_cache.get(r.key)  # computed by an earlier job of this batch
+                if r.page is None:
+                    eng = r.snap.search
+                    assert eng is not None  # else `_search_request` answered
+                    vkey = (id(eng), r.level == "full")
+                    vecs = vectors.get((*vkey, eng._query(r.args.q).text))
+                    a = r.args
+                    t0 = time.perf_counter()
+                    r.page = eng.query(
+                        a.q,
+                        r.n_cand,
+                        filters=a.filters,
+                        sort=a.sort,
+                        profile=r.profile,
+                        level=r.level,
+                        vecs=vecs,
+                    )
+                    took = time.perf_counter() - t0 + (share.get(vkey, 0.0) if vecs is not None else 0.0)
+                    r.cost_s = (r.cost_s or 0.0) + took
+                    if vecs is not None and vkey in encoded:  # encoder_batch 0: vectors from the cache
+                        r.encoder_s, r.encoder_batch = share.get(vkey, 0.0), encoded[vkey]
+                    r.computed = True
+                    if not self._degraded(eng, r.page):
+                        self.search_cache.put(r.key, r.page)
+                if not self._deepen(r):
+                    break
             out.append(self._search_answer(r))
         return out
 
@@ -902,7 +918,44 @@ class Service:
             if req.profile is not None:
                 req.key = (*req.key, pseudo, version)
         req.page = self.search_cache.get(req.key)
+        while req.page is not None and self._deepen(req):
+            req.page = self.search_cache.get(req.key)  # (a miss: the deeper page is computed)
         return req
+
+    def _deepen(self, req: _SearchRequest) -> bool:
+        """Whether `req.page` leaves the asked page short because the rules (hides, the
+        out-of-stock filter) took candidates away and the retrieval holds more: then `req` asks
+        for twice as many candidates (its `n_cand` and cache key), up to `_DEEPEST`. Paging a
+        query whose candidates the rules thinned stopped early: 71 of "cordless drill"'s 199
+        counted products could be reached with one brand hidden. A deeper retrieval ranks its
+        new products after the shallower one's, so the pages before keep their products."""
+        page, a = req.page, req.args
+        assert page is not None
+        want = a.offset + a.k
+        deepest = min(_DEEPEST, len(req.snap.item_ids))
+        req.shown = None
+        if req.n_cand >= deepest or len(page["items"]) < req.n_cand:
+            return False  # the catalog (or the retrieval) has no more
+        req.shown = self._apply_rules(req, [it["product_id"] for it in page["items"]])
+        if len(req.shown) >= want:
+            return False
+        req.shown = None
+        req.n_cand = min(deepest, req.n_cand * 2)
+        key = list(req.key)
+        key[5] = req.n_cand
+        req.key = tuple(key)
+        req.page = None
+        return True
+
+    def _apply_rules(self, req: _SearchRequest, ranked: list[str]) -> list[str]:
+        """The page's products once the rules are applied (as `_search_answer` shows them)."""
+        page, a = req.page, req.args
+        assert page is not None
+        asked = (a.q, page["corrected_query"]) if page.get("corrected_query") else a.q
+        pin_ok = _filtered(req.snap.search, a.filters)
+        return req.rules.apply(
+            ranked, a.offset + a.k, req.snap.info, surface="search", query=asked, pin_allowed=pin_ok
+        )
 
     @staticmethod
     def _degraded(engine: Any, page: dict[str, Any]) -> bool:
@@ -922,9 +975,7 @@ class Service:
         pin_ok = _filtered(engine, a.filters)
         # a rule for the query holds on it as typed and as the engine corrected it
         asked = (a.q, page["corrected_query"]) if page.get("corrected_query") else a.q
-        items = req.rules.apply(
-            ranked, a.offset + a.k, req.snap.info, surface="search", query=asked, pin_allowed=pin_ok
-        )
+        items = req.shown if req.shown is not None else self._apply_rules(req, ranked)
         stages = list(page["stages"])
         available = ["lexical", "semantic"]
         if engine.ranker_ is not None:
