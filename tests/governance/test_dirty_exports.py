@@ -330,3 +330,32 @@ def test_a_till_file_without_customers_and_a_stock_feed_before_any_catalog(tmp_p
     (feed / "products.csv").write_text("product_id,stock,lead_time_days\nP1,5,3\n")
     with pytest.raises(SourceError, match="there is no curated products table yet"):
         Ingestor(work, mode="append").run(feed)
+
+
+def test_a_stray_quote_closed_lines_later_quarantines_its_line_alone(tmp_path):
+    """A quote opened on one line (`"Office Supplies`) and a quoted value four lines later closed
+    it: the lines between became one malformed row, four valid purchases were never curated nor
+    counted, and the load still read as balanced. The joined record has more fields than the
+    header: the first line is quarantined alone, the others read again; a value that spans lines
+    stays one row."""
+    data, work = tmp_path / "d", tmp_path / "w"
+    data.mkdir()
+    (data / "products.csv").write_text("product_id,title\np1,Chair\np2,Desk\n")
+    (data / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp,query\n"
+        "u1,p1,purchase,2024-01-01T10:00:00,ok\n"
+        'u2,p1,purchase,2024-01-01T10:01:00,"Office Supplies\n'
+        "u3,p2,purchase,2024-01-01T10:02:00,fine\n"
+        "u4,p1,purchase,2024-01-01T10:03:00,fine\n"
+        'u5,p2,purchase,2024-01-01T10:04:00,"Global Leather and Oak Executive Chair, Black"\n'
+        'u6,p1,search,2024-01-01T10:05:00,"two\nlines"\n'
+        "u7,p2,purchase,2024-01-01T10:06:00,last\n"
+    )
+    report = Ingestor(work).run(data)
+    ev = report.tables["events"]
+    assert (ev.rows_in, ev.rows_curated, ev.reasons) == (7, 6, {"malformed_row": 1}), ev
+    assert ev.balanced
+    got = curated_rows(work, "SELECT count(DISTINCT user_id) FROM curated.events")
+    assert got == [(6,)]
+    bad = curated_rows(work, "SELECT source_line, detail FROM quarantine.rows")
+    assert len(bad) == 1 and bad[0][0] == 3 and "stray quote" in bad[0][1], bad

@@ -560,6 +560,17 @@ class _Records:
             self.pending_bytes += len(line)
             if not _open_quote(line, self.sep[0], True):
                 record = b"\n".join(ln.rstrip(b"\r") for ln in self.pending)
+                fields = self._fields(record)
+                if fields != len(self.info.header):
+                    # a quote opened a field on the first line and one on a later line closed it:
+                    # a stray quote, not a value over lines (one has the header's fields), which
+                    # swallowed the valid lines between into one malformed row
+                    self._give_up(
+                        f"a quote opens a field on this line and one {len(self.pending) - 1} line(s) "
+                        f"later closes it, making a record of {fields} fields where the header has "
+                        f"{len(self.info.header)}: a stray quote (the lines after it are read again)"
+                    )
+                    return
                 self.out.append(b"%d%b%b" % (self.pending_no, self.sep, record))
                 self.info.records += 1
                 self.pending = []
@@ -576,6 +587,16 @@ class _Records:
             return
         self.out.append(b"%d%b%b" % (line_no, self.sep, line.rstrip(b"\r")))
         self.info.records += 1
+
+    def _fields(self, record: bytes) -> int:
+        """The fields of a CSV record spanning lines, as the warehouse's reader splits it (a
+        quote opens a field at its start, `""` escapes one inside); -1 when it reads as more than
+        one record."""
+        import csv
+
+        text = record.decode("utf-8", errors="replace")
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=self.sep.decode()))
+        return len(rows[0]) if len(rows) == 1 else -1
 
     def _give_up(self, why: str) -> None:
         first, rest, no = self.pending[0], self.pending[1:], self.pending_no
