@@ -359,3 +359,50 @@ def test_a_stray_quote_closed_lines_later_quarantines_its_line_alone(tmp_path):
     assert got == [(6,)]
     bad = curated_rows(work, "SELECT source_line, detail FROM quarantine.rows")
     assert len(bad) == 1 and bad[0][0] == 3 and "stray quote" in bad[0][1], bad
+
+
+def test_a_comma_decimal_file_reads_three_decimals_as_decimals(tmp_path):
+    """A European export (`;`, `209,3`, `90,93`) read `323,136` as three hundred and twenty-three
+    thousand: purchase values and derived prices 1000 times too big, no note. A file whose
+    numbers write a comma decimal reads it as one; a file with a point decimal (`1,299.00`)
+    keeps the comma a thousands separator; a `;` file that tells neither reads a decimal comma."""
+
+    def load(name: str, sep: str, values: list[str]) -> tuple[list[float], str]:
+        d = tmp_path / name
+        d.mkdir()
+        (d / "products.csv").write_text("product_id,title\np1,Chair\n")
+        rows = [
+            sep.join(["u1", "p1", "purchase", f"2024-01-0{i + 1}T10:00:00", v]) for i, v in enumerate(values)
+        ]
+        (d / "events.csv").write_text(
+            sep.join(["user_id", "product_id", "event_type", "timestamp", "value"])
+            + "\n"
+            + "\n".join(rows)
+            + "\n"
+        )
+        report = Ingestor(tmp_path / f"w-{name}").run(d)
+        got = curated_rows(tmp_path / f"w-{name}", "SELECT value FROM curated.events ORDER BY timestamp")
+        return [r[0] for r in got], " | ".join(report.notes)
+
+    values, notes = load("eu", ";", ["209,3", "323,136", "90,93"])
+    assert values == [209.3, 323.136, 90.93]
+    assert "323,136 read with a decimal comma (323.136)" in notes
+    values, notes = load("us", ",", ['"1,299.00"', '"323,136"', "12.5"])
+    assert values == [1299.0, 323136.0, 12.5] and "decimal comma" not in notes
+    values, notes = load("semicolon", ";", ["323,136", "1"])
+    assert values == [323.136, 1.0] and "fields separated by ';'" in notes
+    values, _ = load("plain", ",", ['"323,136"', "7"])
+    assert values == [323136.0, 7.0]  # nothing tells: a thousands group, as before
+
+
+def test_an_order_lines_export_with_a_comma_decimal_derives_prices_as_written(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "orders.csv").write_text(
+        "Order ID;Order Date;Customer ID;Product ID;Product Name;Sales;Quantity\n"
+        "O1;2024-01-02;C1;P1;Desk;323,136;2\n"
+        "O2;2024-01-03;C2;P2;Chair;90,93;1\n"
+    )
+    Ingestor(tmp_path / "w").run(d)
+    got = curated_rows(tmp_path / "w", "SELECT product_id, price FROM curated.products ORDER BY 1")
+    assert got == [("P1", 161.57), ("P2", 90.93)]  # (a unit price in cents; it was 161,568.00)

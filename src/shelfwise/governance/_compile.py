@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from ._contracts import ColumnSpec, Kind, TableContract
 from ._privacy import ANONYMOUS_PREFIX, PII_PATTERNS
@@ -394,6 +395,40 @@ _GROUPED_DECIMAL_COMMA = r"-?[0-9]{1,3}(\.[0-9]{3})+,[0-9]+"  # 1.299,00
 _DECIMAL_COMMA = r"-?[0-9]+,[0-9]{1,2}"  # 12,99
 _GROUPED = r"-?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?"  # 1,299.00
 _FLOAT_INT = r"-?[0-9]+\.0"  # an integer id written as a float
+_ONE_COMMA_GROUP = r"-?[0-9]{1,3},[0-9]{3}"  # 323,136: a decimal comma, or one thousands group
+# what tells a file's decimal mark (`decimal_comma_counts`): a comma with one or two decimals, or
+# dots grouping thousands before one (12,99; 1.299,00); a point with decimals, or commas
+# grouping thousands before one (12.5; 1,299.00)
+_COMMA_TELLS = r"-?([0-9]+,[0-9]{1,2}|[0-9]{1,3}(\.[0-9]{3})+,[0-9]+)"
+_POINT_TELLS = r"-?([0-9]+\.[0-9]{1,2}|[0-9]{1,3}(,[0-9]{3})+\.[0-9]+|[0-9]+\.[0-9]{4,})"
+
+
+def decimal_comma_counts(sql: Any, relation: str, columns: list[str]) -> tuple[int, int, int, str | None]:
+    """Of a sample of 200,000 values of each of `columns` (SQL expressions of text over
+    `relation`): how many write a decimal comma unambiguously (`12,99`, `1.299,00`), how many a
+    decimal point (`12.5`, `1,299.00`), how many could be either (`323,136`), and one of those."""
+    if not columns:
+        return 0, 0, 0, None
+
+    def t(c: str) -> str:  # (the text as `number_expr` reads it: no currency, no spaces)
+        return f"regexp_replace(regexp_replace(trim({c}), {lit(CURRENCY_AROUND)}, '', 'g'), {lit(NUMBER_SPACES)}, '', 'g')"
+
+    parts = " UNION ALL ".join(
+        f"(SELECT {t(c)} AS v FROM {relation} WHERE {c} IS NOT NULL AND (contains({c}, ',') OR contains({c}, '.')) LIMIT 200000)"
+        for c in columns
+    )
+    row = sql(
+        f"""SELECT count(*) FILTER (WHERE regexp_full_match(v, {lit(_COMMA_TELLS)})),
+                   count(*) FILTER (WHERE regexp_full_match(v, {lit(_POINT_TELLS)})),
+                   count(*) FILTER (WHERE regexp_full_match(v, {lit(_ONE_COMMA_GROUP)})),
+                   any_value(v) FILTER (WHERE regexp_full_match(v, {lit(_ONE_COMMA_GROUP)}))
+            FROM ({parts})"""
+    ).fetchone()
+    if not row:
+        return 0, 0, 0, None
+    return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0), row[3]
+
+
 _CATEGORY_SEP = r"\s*[>|]\s*"
 
 MISSING_KINDS = (Kind.ID, Kind.STRING, Kind.CATEGORY)  # read as NULL before anything else
@@ -511,17 +546,21 @@ CURRENCY_AROUND = f"^({CURRENCY})\\s*|\\s*({CURRENCY})$"
 NUMBER_SPACES = "[ \u00a0\u202f]"
 
 
-def number_expr(s: str, d: Dialect = DUCKDB) -> str:
+def number_expr(s: str, d: Dialect = DUCKDB, *, decimal_comma: bool = False) -> str:
     """A number as shops write it: plain (`12.5`, `1e3`) at the cost of one cast, else without
     a currency symbol or code before or after it, with thousands separators (`1,299.00`,
-    `1.299,00`) or a decimal comma (`12,99`; `1,299` is one thousand two hundred and ninety-nine)."""
+    `1.299,00`) or a decimal comma (`12,99`; `1,299` is one thousand two hundred and ninety-nine,
+    unless `decimal_comma`: the file writes its decimals with a comma (`decimal_comma_counts`),
+    and `323,136` is 323.136)."""
     fast = d.to_double(s)
     # (spaces inside a number group thousands: `1 299,00`, with a no-break space in French)
     t = d.replace_all(d.replace_all(s, CURRENCY_AROUND, ""), NUMBER_SPACES, "")
+    three = f"WHEN {d.full_match(t, _ONE_COMMA_GROUP)} THEN replace({t}, ',', '.') " if decimal_comma else ""
     text = (
         f"CASE WHEN {d.full_match(t, _GROUPED_DECIMAL_COMMA)} "
         f"THEN replace(replace({t}, '.', ''), ',', '.') "
         f"WHEN {d.full_match(t, _DECIMAL_COMMA)} THEN replace({t}, ',', '.') "
+        f"{three}"
         f"WHEN {d.full_match(t, _GROUPED)} THEN replace({t}, ',', '') "
         f"ELSE {t} END"
     )
@@ -552,6 +591,7 @@ def compile_contract(
     min_year: int = 1990,
     max_future_days: int = 2,
     day_first: bool = False,
+    decimal_comma: bool = False,
     dialect: Dialect = DUCKDB,
 ) -> CompiledContract:
     d = dialect
@@ -592,7 +632,7 @@ def compile_contract(
             if c.kind is Kind.CATEGORY:
                 value = f"nullif({d.trim_chars(d.replace_all(value, _CATEGORY_SEP, ' > '), ' >')}, '')"
         elif c.kind is Kind.FLOAT:
-            value = number_expr(s, d)
+            value = number_expr(s, d, decimal_comma=decimal_comma)
             checks.append(
                 Check(
                     f"({s} IS NOT NULL AND {v} IS NULL AND NOT {_missing(s, d)})",

@@ -11,7 +11,7 @@ from ._compile import compile_contract, lit, mask_profile_value, q
 from ._contracts import Kind
 from ._load_state import CHECKED, LoadState, constant
 
-__all__ = ["check_rows", "day_first_dates"]
+__all__ = ["check_rows", "day_first_dates", "decimal_comma_numbers"]
 
 
 def check_rows(st: LoadState) -> None:
@@ -22,6 +22,7 @@ def check_rows(st: LoadState) -> None:
         min_year=st.settings.min_year,
         max_future_days=st.settings.max_future_days,
         day_first=day_first,
+        decimal_comma=decimal_comma_numbers(st),
     )
     extra_sel = st.extra_sel
     empty_text = lit("")
@@ -43,6 +44,34 @@ def check_rows(st: LoadState) -> None:
         else loaded
     )
     st.wh.sql(f"CREATE OR REPLACE TEMP TABLE {CHECKED} AS {compiled.query(source, extra_sel)}")
+
+
+def decimal_comma_numbers(st: LoadState) -> bool:
+    """Whether the file writes its decimals with a comma, so that `323,136` is 323.136 and not
+    three hundred and twenty-three thousand (a European export's `209,3` and `90,93` beside it).
+    A file tells when some of its numbers write a comma decimal (`12,99`, `1.299,00`) and none a
+    point one (`12.5`, `1,299.00`); one that tells neither reads a comma as a decimal mark when
+    its fields are separated by `;` (what a comma-decimal locale's spreadsheet writes). Said in the
+    load's notes when it changes what a value reads as."""
+    from ._compile import decimal_comma_counts
+
+    columns = [q(c.name) for c in st.contract.columns if c.kind is Kind.FLOAT and c.name in st.mapping]
+    comma, point, either, example = decimal_comma_counts(st.wh.sql, st.load, columns)
+    if not either or example is None:
+        return False
+    if comma and not point:
+        st.note(
+            f"{st.src.name}: numbers like {example} read with a decimal comma ({example.replace(',', '.')}): "
+            "the file writes decimals with a comma and never with a point"
+        )
+        return True
+    if not comma and not point and st.staged.delimiter == ";":
+        st.note(
+            f"{st.src.name}: numbers like {example} read with a decimal comma ({example.replace(',', '.')}): "
+            "no number tells the decimal mark, and fields separated by ';' are a comma-decimal export's"
+        )
+        return True
+    return False
 
 
 DATE_ORDERS = "meta.date_orders"

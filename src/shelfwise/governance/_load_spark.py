@@ -52,7 +52,7 @@ from ._load_publish import (
     upsert_select,
 )
 from ._load_raw import tell_new_keys
-from ._load_rows import day_first_dates
+from ._load_rows import day_first_dates, decimal_comma_numbers
 from ._load_sets import NEAR_DETAIL, RESENT_BOT_DETAIL, curated_near, resent_bot_lines
 from ._load_state import PAST_RETENTION, LoadState, count_withheld, note_withheld, safe
 from ._privacy import Pseudonymizer
@@ -125,6 +125,7 @@ def spark_check_rows(st: LoadState) -> None:
         min_year=st.settings.min_year,
         max_future_days=st.settings.max_future_days,
         day_first=day_first,
+        decimal_comma=decimal_comma_numbers(st),
         dialect=SPARK,
     )
     path = _tmp(st) / f"{st.name}_load.parquet"

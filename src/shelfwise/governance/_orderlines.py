@@ -26,7 +26,7 @@ from typing import Any, cast
 from ..errors import SourceError
 from ..storage import StagedFile, Warehouse, stage_file
 from ..storage._sources import JSON_DELIMITER, LINE_COLUMN, PART_LINES
-from ._compile import DUCKDB, lit, number_expr, q, timestamp_expr
+from ._compile import DUCKDB, decimal_comma_counts, lit, number_expr, q, timestamp_expr
 from ._contracts import PRODUCTS, TableContract
 from ._load_rows import slash_date_counts
 
@@ -240,18 +240,26 @@ def derive(
                 )
             price = find("price", PRODUCTS)
             how = ""
+            sales = next((by_key[k] for k in SALES_KEYS if k in by_key), None)
+            qty = next((by_key[k] for k in QUANTITY_KEYS if k in by_key), None)
+            disc = next((by_key[k] for k in DISCOUNT_KEYS if k in by_key), None)
+            # the file's decimal mark, as the events load reads it (`323,136` beside `209,3`)
+            numeric = [text(h) for h in (price[0] if price else None, sales, disc) if h]
+            comma, point, either, _ = decimal_comma_counts(sql, rel, numeric)
+            dc = bool(either) and not point and (bool(comma) or staged.delimiter == ";")
+
+            def num(e: str) -> str:
+                return number_expr(e, decimal_comma=dc)
+
             if price:
-                unit = number_expr(text(price[0]))
+                unit = num(text(price[0]))
                 how = f"the median of {price[0]!r} over its lines"
                 used.add(price[0])
             else:
-                sales = next((by_key[k] for k in SALES_KEYS if k in by_key), None)
-                qty = next((by_key[k] for k in QUANTITY_KEYS if k in by_key), None)
-                disc = next((by_key[k] for k in DISCOUNT_KEYS if k in by_key), None)
                 unit = "NULL::DOUBLE"
                 if sales and qty:
-                    n_qty, n_sales = number_expr(text(qty)), number_expr(text(sales))
-                    d = f"coalesce({number_expr(text(disc))}, 0)" if disc else "0"
+                    n_qty, n_sales = num(text(qty)), num(text(sales))
+                    d = f"coalesce({num(text(disc))}, 0)" if disc else "0"
                     # the line's revenue is after its discount: the list price is before it
                     unit = f"CASE WHEN {n_qty} > 0 AND {d} >= 0 AND {d} < 1 THEN {n_sales} / {n_qty} / (1 - {d}) END"
                     how = (
