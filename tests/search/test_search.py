@@ -595,3 +595,17 @@ def test_autocomplete_matches_later_words_and_suggests_what_enough_shoppers_type
     (tmp_path / "s" / "shopper.json").write_text(json.dumps(shopper))
     old = SearchEngine.load(tmp_path / "s")
     assert old.suggest("divorce") == [] and old.suggest("garden") == ["garden hose"]
+
+
+def test_a_synonym_word_is_the_shops_not_a_typo_of_a_catalog_word(tmp_path):
+    """`spanner => wrench` was searched as "spinner" (the speller knows the catalog's words, not
+    the synonyms'), and a typo of a synonym word went to the nearest catalog word: the shop's
+    synonym words are kept as typed, and a misspelt one is corrected to them first."""
+    eng = shop_engine(tmp_path, synonyms={"rocks": ["running shoes"], "cutlery": ["knife"]})
+    page = eng.query("rocks", k=3)
+    assert page["corrected_query"] is None  # not "socks"
+    assert {i["product_id"] for i in page["items"][:2]} == {"s1", "s2"}
+    typo = eng.query("rocs", k=3)
+    assert typo["corrected_query"] == "rocks" and typo["items"][0]["product_id"] in {"s1", "s2"}
+    assert eng.query("cutlary", k=1)["items"][0]["product_id"] in {"s4", "s5"}
+    assert eng.query("runnning shoes", k=2)["corrected_query"] == "running shoes"  # the catalog's, as before

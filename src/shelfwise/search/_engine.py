@@ -15,6 +15,7 @@ module is the query-time searcher.
 
 from __future__ import annotations
 
+from collections import Counter
 from functools import lru_cache
 from typing import Any
 
@@ -75,7 +76,43 @@ class SearchEngine(SearchIndex, RankerTraining):
     def _query(self, text: str) -> Query:
         text = (text or "")[:MAX_QUERY_CHARS]
         fixed = self.correct(text) if text.strip() else text
+        if self.synonyms_ and text.strip():
+            fixed = self._synonym_words_kept(text, fixed)
         return Query(fixed, analyze(expand_synonyms(fixed, self.synonyms_)), fixed if fixed != text else None)
+
+    def _synonym_words_kept(self, text: str, fixed: str) -> str:
+        """`fixed` (the speller's) with the shop's synonym words as typed: a word a synonym
+        names is the shop's word, not a typo of a catalog word (`spanner => wrench` was searched
+        as "spinner", `weed wacker` as "weed wicker"), and a misspelt one goes to the nearest
+        synonym word before any catalog word (the speller's edit distances)."""
+        import re
+
+        from ._shopper import Speller
+
+        synonyms = self.synonyms_
+        cached = getattr(self, "_synonym_speller", None)
+        if cached is None or cached[0] is not synonyms:
+            vocab: Counter[str] = Counter()
+            for key, values in synonyms.items():
+                for phrase in (key, *values):
+                    vocab.update(w for w in re.findall(r"\w+", phrase.lower()) if w.isalpha())
+            cached = self._synonym_speller = (synonyms, Speller(vocab))
+        speller = cached[1]
+        typed, corrected = re.split(r"(\s+)", text), re.split(r"(\s+)", fixed)
+        if len(typed) != len(corrected):
+            return fixed
+        known = self.speller_.vocabulary
+        out = []
+        for a, b in zip(typed, corrected, strict=True):
+            low = a.lower()
+            # a word the speller changed, or one the catalog does not know (left as typed)
+            if a.strip() and (low != b.lower() or low not in known):
+                near = speller.correct_word(low)
+                if low in speller.vocabulary or near != low:
+                    out.append(a if near == low else near)
+                    continue
+            out.append(b)
+        return "".join(out)
 
     def correct(self, text: str) -> str:
         """The spelling-corrected query (cached: the speller's fuzzy match is the costly part)."""
