@@ -657,3 +657,18 @@ def test_paging_reaches_every_counted_product_when_the_rules_thin_the_candidates
     }
     assert set(seen) == left, (len(seen), len(left))
     assert not any(category_of[p] in hidden for p in seen)
+
+
+def test_a_rule_names_a_product_as_curation_reads_its_id() -> None:
+    """A rules file written from a spreadsheet or pandas (`111422.0`) installed a pin of
+    "111422.0", which no product is: the catalog curated it as 111422, and the pin never held."""
+    rules = Rules.from_dict(
+        {
+            "items": [
+                {"action": "pin", "product_id": 111422.0, "position": 1, "query": "hammer"},
+                {"action": "hide", "product_id": " p1 "},
+                {"action": "bury", "product_id": "101.0"},
+            ]
+        }
+    )
+    assert [r.product_id for r in rules.items] == ["111422", "p1", "101"]

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ShelfwiseError
+from ..governance._compile import trim_id
 
 ACTIONS = ("pin", "boost", "bury", "hide")
 SURFACES = ("search", "recommendations", "similar")
@@ -239,7 +240,9 @@ class Rules:
             items.append(
                 ItemRule(
                     action=action,
-                    product_id=str(r["product_id"]) if r.get("product_id") else None,
+                    # an id as curation reads it: 111422.0 (a spreadsheet's or pandas' whole
+                    # number) is product 111422, " p1 " is p1
+                    product_id=trim_id(r["product_id"]) if r.get("product_id") else None,
                     category=str(r["category"]).lower() if r.get("category") else None,
                     brand=str(r["brand"]).lower() if r.get("brand") else None,
                     position=int(float(position)),
