@@ -82,3 +82,30 @@ def test_events_are_checked_against_the_catalog_a_delivery_left(trained, tmp_pat
         "py-gone",
     ]
     assert not any("PNEW-1" in str(r["raw"]) for r in held)
+
+
+def test_a_stock_feed_takes_a_sold_out_product_off_the_lists_at_once(trained, tmp_path: Path) -> None:
+    """A stock delivery (`product_id,in_stock`) said the product recommended most is sold out:
+    it stayed on every list, in search too, until the next training (the bundle's stock)."""
+    data, src = trained
+    w = tmp_path / "w"
+    shutil.copytree(src, w)
+    shop = Shop(w)
+    users = known_users(data, w, 30)
+    counts: dict[str, int] = {}
+    for line in shop.recommend(users, 10):
+        for p in line["items"]:
+            counts[p] = counts.get(p, 0) + 1
+    sold_out = max(counts, key=lambda p: (counts[p], p))
+    title = shop.table("products").set_index("product_id").loc[sold_out, "title"]
+    assert sold_out in shop.search(title, 20)
+    feed = tmp_path / "stock"
+    feed.mkdir()
+    (feed / "products.csv").write_text(f"product_id,in_stock\n{sold_out},false\n")
+    rep = shop.ingest(feed, append=True)
+    assert rep.tables["products"].rows_curated == 1
+    assert all(sold_out not in line["items"] for line in shop.recommend(users, 10))
+    assert sold_out not in shop.search(title, 20)
+    (feed / "products.csv").write_text(f"product_id,in_stock\n{sold_out},true\n")
+    shop.ingest(feed, append=True)
+    assert sold_out in shop.search(title, 20)  # back in stock: back on the lists

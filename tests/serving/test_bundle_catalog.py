@@ -157,3 +157,16 @@ def test_a_shop_with_only_candidates_is_told_so_not_to_train(tmp_path: Path):
     (tmp_path / "bundles" / "20260101T000000000000Z" / "manifest.json").write_text("{}")
     with pytest.raises(ShelfwiseError, match="no bundle is in production.*models list"):
         current_bundle(tmp_path)
+
+
+def test_a_stock_feed_since_the_training_takes_a_product_off_the_lists(bundle_path: Path):
+    """A stock delivery said A1 is sold out and B1 is back: the bundle's stock stayed in force
+    until the next training (a sold-out product kept its place in search and recommendations)."""
+    b = Bundle.load(bundle_path)
+    view = CatalogView({p: i for i, p in enumerate(IDS)}, b)
+    now = view.narrowed(None, {"A1": False, "B1": True, "gone": False})
+    assert now["A1"][2] is False and now["B1"][2] is True and now["C1"][2] is True
+    assert view["A1"][2] is True  # the bundle's own view is left as it was
+    assert "A1" not in Rules().apply(IDS, 5, now, surface="recommendations")
+    assert now.unavailable(np.array([0, 2]), out_of_stock=True).tolist() == [True, False]
+    assert view.narrowed(None, None)["A1"][2] is True

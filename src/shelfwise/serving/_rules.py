@@ -485,18 +485,32 @@ class CatalogView(Mapping[str, tuple[str, str, bool]]):
         listed = getattr(bundle, "listed", None)
         self._listed = None if listed is None or bool(np.all(listed)) else np.asarray(listed, bool)
         self._base = self._listed  # the bundle's own: what `narrowed` narrows
+        self._stock_base = self._stock
         self._hidden: dict[tuple[ItemRule, ...], np.ndarray] = {}
 
-    def narrowed(self, curated: frozenset[str] | None) -> CatalogView:
+    def narrowed(
+        self, curated: frozenset[str] | None, stock: Mapping[str, bool] | None = None
+    ) -> CatalogView:
         """This view narrowed to the products of the curated catalog now (`curated`,
         `storage.CuratedProducts`; None: the bundle's own), as a new view (a request holds one
         view from start to end): a product a catalog delivery dropped after the bundle was
         trained is on no list from then on (it was recommended, found and shown as similar
         until the next training). A catalog that would take away more than half of the bundle's
         products is not followed (a truncated export, ids written another way): logged, and
-        the bundle's catalog stays in force until the next training."""
+        the bundle's catalog stays in force until the next training. `stock`: the curated
+        catalog's in_stock where it says it, over the bundle's (a stock feed delivered since the
+        training: a sold-out product leaves the lists at once, a restocked one comes back)."""
         out = copy.copy(self)
         out._hidden = {}
+        out._stock = self._stock_base
+        if stock:
+            now_stock = np.array(self._stock_base, bool)
+            for pid, flag in stock.items():
+                i = self._index.get(pid)
+                if i is not None:
+                    now_stock[int(i)] = flag
+            if not np.array_equal(now_stock, np.asarray(self._stock_base, bool)):
+                out._stock = now_stock
         if curated is None:
             out._listed = self._base
             return out

@@ -343,7 +343,7 @@ class Service:
         # the curated catalog now: what posted events are checked against, and what lists may
         # show (a product a delivery dropped since the bundle was trained is on none)
         self._curated_products = CuratedProducts(self.workdir)
-        _follow_catalog(snapshot, self._curated_products.get())
+        _follow_catalog(snapshot, self._curated_products.get(), self._curated_products.stock())
         self.snapshot = snapshot
         # the erasures whose online state this process has forgotten (each at its time): a new
         # one (or a later erasure of the same user) is forgotten when the register moves, not a
@@ -412,7 +412,7 @@ class Service:
         (`CatalogView.narrowed`), and the answers cached before are dropped."""
         ids = self._curated_products.get()
         for snap in (self.snapshot, *self._others.values()):
-            _follow_catalog(snap, ids)
+            _follow_catalog(snap, ids, self._curated_products.stock())
         self._clear_caches()
 
     def _apply_erasures(self) -> None:
@@ -534,7 +534,7 @@ class Service:
                         self.online = online
                     finally:
                         self._rebuilding = None
-                _follow_catalog(new, self._curated_products.get())
+                _follow_catalog(new, self._curated_products.get(), self._curated_products.stock())
                 self.snapshot = new
                 self.search_warm = self._unwarmed()
                 self._clear_caches()
@@ -557,7 +557,7 @@ class Service:
                     self.pseudonymize,
                     load_search=self._load_search,
                 )
-                _follow_catalog(other, self._curated_products.get())
+                _follow_catalog(other, self._curated_products.get(), self._curated_products.stock())
             except Exception as exc:
                 # `experiments set` checked that it existed, but it may have gone since (retention,
                 # a file edited by hand): its users get the current bundle (`bundle_version` says
@@ -1199,16 +1199,17 @@ class Service:
         return f"{prefix}_{os.urandom(16).hex()}"  # 128 random bits, as a uuid4
 
 
-def _follow_catalog(snap: Any, curated: frozenset[str] | None) -> None:
-    """A snapshot's catalog view narrowed to the curated catalog (`CatalogView.narrowed`, from the
-    bundle's own view: a new one, swapped in whole; a test's planted catalog stays as it is)."""
+def _follow_catalog(snap: Any, curated: frozenset[str] | None, stock: dict[str, bool] | None = None) -> None:
+    """A snapshot's catalog view narrowed to the curated catalog and its stock now
+    (`CatalogView.narrowed`, from the bundle's own view: a new one, swapped in whole; a test's
+    planted catalog stays as it is)."""
     base = getattr(snap, "_catalog_base", None)
     if base is None:
         base = snap.info
     narrowed = getattr(base, "narrowed", None)
     if narrowed is not None:
         snap._catalog_base = base
-        snap.info = narrowed(curated)
+        snap.info = narrowed(curated, stock)
 
 
 def online_event(values: dict[str, Any], timestamp: Any) -> dict[str, Any]:

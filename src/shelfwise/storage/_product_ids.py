@@ -37,12 +37,22 @@ def record_product_ids(workdir: str | Path, wh: Any) -> None:
             return
     except (OSError, ValueError):
         pass
-    ids = (
-        sorted(r[0] for r in wh.sql('SELECT DISTINCT product_id FROM curated."products"').fetchall())
-        if has
-        else None
-    )
-    data = orjson.dumps({"version": stamp, "products": ids})
+    ids: list[str] | None = None
+    stock: list[bool | None] | None = None
+    if has:
+        cols = {r[0] for r in wh.sql('DESCRIBE SELECT * FROM curated."products"').fetchall()}
+        if "in_stock" in cols:
+            rows = wh.sql(
+                'SELECT product_id, any_value(in_stock) FROM curated."products" GROUP BY 1 ORDER BY 1'
+            ).fetchall()
+            ids, stock = [r[0] for r in rows], [None if r[1] is None else bool(r[1]) for r in rows]
+        else:
+            ids = sorted(
+                r[0] for r in wh.sql('SELECT DISTINCT product_id FROM curated."products"').fetchall()
+            )
+    # `stock`: each product's curated in_stock (null: not known), beside `products` - a stock
+    # feed takes a sold-out product off the lists from the next request on, not the next training
+    data = orjson.dumps({"version": stamp, "products": ids, "stock": stock})
     try:
         if path.read_bytes() == data:
             return
@@ -64,6 +74,7 @@ class CuratedProducts:
         self._lock = threading.Lock()
         self._stat: tuple[int, int, int] | None = None
         self._ids: frozenset[str] | None = None
+        self._stock: dict[str, bool] | None = None
 
     def get(self, missing: Any = None) -> Any:
         try:
@@ -74,9 +85,21 @@ class CuratedProducts:
         with self._lock:
             if key != self._stat:
                 try:
-                    ids = orjson.loads(self.path.read_bytes()).get("products")
+                    doc = orjson.loads(self.path.read_bytes())
+                    ids, stock = doc.get("products"), doc.get("stock")
                 except (OSError, ValueError, AttributeError):
                     return missing
                 self._ids = None if ids is None else frozenset(str(i) for i in ids)
+                self._stock = (
+                    {str(i): bool(v) for i, v in zip(ids, stock, strict=False) if v is not None}
+                    if ids is not None and isinstance(stock, list)
+                    else None
+                )
                 self._stat = key
             return self._ids
+
+    def stock(self) -> dict[str, bool] | None:
+        """Each curated product's in_stock where the catalog says it (None: no such column, or
+        a file written before it), as of the last `get()`."""
+        with self._lock:
+            return self._stock
