@@ -406,3 +406,32 @@ def test_an_order_lines_export_with_a_comma_decimal_derives_prices_as_written(tm
     Ingestor(tmp_path / "w").run(d)
     got = curated_rows(tmp_path / "w", "SELECT product_id, price FROM curated.products ORDER BY 1")
     assert got == [("P1", 161.57), ("P2", 90.93)]  # (a unit price in cents; it was 161,568.00)
+
+
+def test_a_renamed_customer_column_is_refused_not_read_as_anonymous_sessions(tmp_path):
+    """A day's export whose `Customer ID` header became `Customer`: every purchase became an
+    anonymous session's and the check passed. Appended to events that name customers, a file
+    with a customer-like column and no user_id is refused with the mapping to use; a till export
+    without any such column still loads as anonymous sessions."""
+    day1, day2, till, work = tmp_path / "d1", tmp_path / "d2", tmp_path / "till", tmp_path / "w"
+    for d in (day1, day2, till):
+        d.mkdir()
+        (d / "products.csv").write_text("product_id,title\np1,Chair\n")
+    (day1 / "events.csv").write_text(
+        "Customer ID,Order ID,product_id,event_type,timestamp\nC1,O1,p1,purchase,2024-01-01T10:00:00\n"
+    )
+    (day2 / "events.csv").write_text(
+        "Customer,Order ID,product_id,event_type,timestamp\nC2,O2,p1,purchase,2024-01-02T10:00:00\n"
+    )
+    (till / "events.csv").write_text(
+        "Till,Order ID,product_id,event_type,timestamp\nT1,O3,p1,purchase,2024-01-03T10:00:00\n"
+    )
+    Ingestor(work).run(day1)
+    with pytest.raises(
+        SourceError, match=r"missing required column\(s\) 'user_id' \(likely: 'Customer'"
+    ) as got:
+        Ingestor(work, mode="append").run(day2)
+    assert "--map 'events.user_id=Customer'" in str(got.value)
+    rep = Ingestor(work, mode="append").run(till)
+    assert rep.tables["events"].rows_curated == 1
+    assert any("every row is an anonymous session's" in n for n in rep.notes)

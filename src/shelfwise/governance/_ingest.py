@@ -60,7 +60,7 @@ from ._load_state import QUARANTINE_DDL, REPROCESS_JOB, LoadState, parquet_files
 from ._mapping import MAP_FILE, ColumnMap, load_column_map
 from ._orderlines import derive as derive_order_lines
 from ._orderlines import record_as_of
-from ._privacy import Pseudonymizer
+from ._privacy import ANONYMOUS_PSEUDONYM_PREFIX, Pseudonymizer
 from ._retention import load_retention
 from ._text import normalize_flat_array, normalize_lines_array
 
@@ -235,6 +235,16 @@ def _declare_hint(data_dir: Path, taken: frozenset[str] = frozenset()) -> str:
         f"format) or from the file {data_dir / MAP_FILE} declares for it:\n"
         f"    [files]\n{lines}" + after
     )
+
+
+def _names_customers(wh: Warehouse) -> bool:
+    """Whether the curated events name a customer (not only anonymous sessions)."""
+    if "events" not in wh.curated_tables():
+        return False
+    row = wh.sql(
+        f"SELECT 1 FROM curated.events WHERE NOT starts_with(user_id, '{ANONYMOUS_PSEUDONYM_PREFIX}') LIMIT 1"
+    ).fetchone()
+    return row is not None
 
 
 class Ingestor:
@@ -591,6 +601,7 @@ class Ingestor:
             and bool(contract.key)
             and contract.name in wh.curated_tables(),
             nothing_to_update=self.mode == "append" and contract.name not in wh.curated_tables(),
+            had_customers=(lambda: _names_customers(wh)) if self.mode == "append" else None,
         )
         report.notes.extend(cols.notes)
         tr.column_mapping = {v: k for k, v in cols.mapping.items()}

@@ -45,6 +45,7 @@ def map_columns(
     samples: Callable[[], dict[str, list[str]]] | None = None,
     keyed_update: bool = False,
     nothing_to_update: bool = False,
+    had_customers: Callable[[], bool] | None = None,
 ) -> Columns:
     """canonical -> source column; the source columns outside the contract; and canonical
     columns the file implies without naming them (the event type of `ratings.csv`). The
@@ -53,7 +54,10 @@ def map_columns(
     reads the first, the others are joined to it. `keyed_update`: the file is a delivery to a
     keyed table curated already, so a required column other than the key may be left out (a
     price-only products file): each row keeps its key's curated value (`Columns.filled`). A
-    header that repeats a name is read at its first column (said in `Columns.notes`)."""
+    header that repeats a name is read at its first column (said in `Columns.notes`).
+    `had_customers`: whether the table's curated rows name customers (an events delivery
+    appended to them): then a file without a user_id column but with a header whose name is a
+    user id's (`Customer` for `Customer ID`) is refused, not read as anonymous sessions."""
     notes: list[str] = []
     seen: dict[str, int] = {}
     for i, h in enumerate(header, 1):
@@ -123,9 +127,19 @@ def map_columns(
     if contract.name == "events" and "product_id" not in mapping:
         missing.append("product_id")
     if contract.name == "events" and "user_id" in missing and "session_id" in mapping:
-        # a till's or a guest shop's rows: no customer, a session (a basket, a receipt) each
-        missing.remove("user_id")
-        notes.append(f"{path.name}: no user_id column: every row is an anonymous session's (its session_id)")
+        # a till's or a guest shop's rows: no customer, a session (a basket, a receipt) each;
+        # but not a delivery whose customer column was renamed (`Customer ID` -> `Customer`)
+        # to a table whose rows name customers: its purchases would lose their customers
+        renamed = [
+            h
+            for h, why in suggest_columns(contract, "user_id", header, {}, used=taken)
+            if why == "a similar name"
+        ]
+        if not (renamed and had_customers is not None and had_customers()):
+            missing.remove("user_id")
+            notes.append(
+                f"{path.name}: no user_id column: every row is an anonymous session's (its session_id)"
+            )
     filled: list[str] = []
     if keyed_update and contract.key and all(k in mapping for k in contract.key):
         filled = [c for c in missing if c not in contract.key]
@@ -156,7 +170,11 @@ def map_columns(
         )
         if "user_id" in missing and contract.name == "events":
             advice += (
-                " (rows without a customer need a session_id column instead: each is an anonymous session's)"
+                " (the curated events name customers and a column's name is a customer id's: this "
+                "delivery's rows would all have become anonymous sessions; a file of rows without a "
+                "customer has no such column)"
+                if "session_id" in mapping
+                else " (rows without a customer need a session_id column instead: each is an anonymous session's)"
             )
         keys = contract.key
         if nothing_to_update and keys and all(k in mapping for k in keys) and not set(missing) & set(keys):
