@@ -435,3 +435,19 @@ def test_a_renamed_customer_column_is_refused_not_read_as_anonymous_sessions(tmp
     rep = Ingestor(work, mode="append").run(till)
     assert rep.tables["events"].rows_curated == 1
     assert any("every row is an anonymous session's" in n for n in rep.notes)
+
+
+def test_the_files_a_load_names_are_named_whole_wherever_it_ran(tmp_path, monkeypatch):
+    """`--data data/full` from a shell in /srv: the raw loads and the quarantine named
+    `data/full/orders.csv`, a path that means nothing from cron or another directory."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "products.csv").write_text("product_id,title\np1,Chair\n")
+    (d / "events.csv").write_text("user_id,product_id,event_type,timestamp\nu1,p9,view,2024-01-01T10:00:00\n")
+    monkeypatch.chdir(tmp_path)
+    Ingestor(tmp_path / "w").run("d")
+    loads = curated_rows(tmp_path / "w", "SELECT source_file FROM meta.raw_loads ORDER BY 1")
+    assert loads == [(str(d / "events.csv"),), (str(d / "products.csv"),)]
+    assert curated_rows(tmp_path / "w", "SELECT source_file FROM quarantine.rows") == [
+        (str(d / "events.csv"),)
+    ]

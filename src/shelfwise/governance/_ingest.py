@@ -329,6 +329,9 @@ class Ingestor:
             )
         if not data_dir.is_dir():
             raise SourceError(str(data_dir), None, "dataset directory not found")
+        # the files named wherever the command ran (cron, another shell): the raw loads, the
+        # quarantine and the re-delivery details name them as lineage does, whole
+        data_dir = data_dir.absolute()
         self._map = self.column_map if self.column_map is not None else load_column_map(data_dir)
         # the erasure register, read once per load: rows of these users must not come back
         self._erasures = Erasures.of(self.workdir)
