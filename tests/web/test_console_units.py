@@ -1165,3 +1165,40 @@ def test_the_access_download_of_an_id_in_any_script_is_named_in_ascii(tmp_path: 
     assert doc["parts"]["raw.events"]["rows"], doc["parts"].keys()
     bad = c.post("/console/privacy/export", data={"csrf": token, "user_id": "x" * 300})
     assert bad.status_code == 409 and "longer than 256" in bad.text and 'id="error-back"' in bad.text
+
+
+def test_the_lineage_of_an_appended_version_goes_back_through_every_delivery(tmp_path: Path) -> None:
+    """A bundle trained on events version 3 (a full load, then two daily deliveries) traced to
+    the last day's file alone: an append's run named its delivery, not the version it added to.
+    It names both, so the graph reaches every file; a re-send that changed nothing claims no
+    version (three runs claimed to have made the same one)."""
+    from shelfwise.governance import Ingestor
+    from shelfwise.governance._lineage import LINEAGE_FILE
+
+    w = tmp_path / "w"
+    days = []
+    for i, rows in enumerate((["u1,p1,view,2024-01-01T10:00:00"], ["u2,p1,view,2024-01-02T10:00:00"],
+                              ["u3,p1,view,2024-01-03T10:00:00"]), 1):  # fmt: skip
+        d = tmp_path / f"day{i}"
+        d.mkdir()
+        if i == 1:
+            (d / "products.csv").write_text("product_id,title\np1,Chair\n")
+        (d / "events.csv").write_text("user_id,product_id,event_type,timestamp\n" + "\n".join(rows) + "\n")
+        days.append(Ingestor(w, mode="replace" if i == 1 else "append").run(d))
+    resend = Ingestor(w, mode="append").run(tmp_path / "day3")
+    made = {}
+    for line in (w / LINEAGE_FILE).read_text().splitlines():
+        e = json.loads(line)
+        if e.get("eventType") == "COMPLETE":
+            made[e["run"]["runId"]] = [o["name"] for o in e.get("outputs", [])]
+    assert "curated.events" not in made[resend.run_id]
+    (w / "bundles" / "B1").mkdir(parents=True)
+    (w / "bundles" / "CURRENT").write_text("B1")
+    (w / "bundles" / "B1" / "manifest.json").write_text(json.dumps({
+        "default_model": "popularity", "lineage": {},
+        "data_versions": {"events": {"version": 3, "run_id": days[2].run_id, "rows": 3}},
+    }))  # fmt: skip
+    g = _data.lineage_graph(w)
+    files = {n["detail"] for n in g["nodes"] if n["kind"] == "file"}
+    assert {str(tmp_path / f"day{i}" / "events.csv") for i in (1, 2, 3)} <= files, files
+    assert sum(1 for n in g["nodes"] if n["kind"] == "run") == 3

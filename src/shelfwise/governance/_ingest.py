@@ -462,6 +462,8 @@ class Ingestor:
                     if staged.staged is not None and staged.numbered:
                         staged.staged.unlink(missing_ok=True)
                     continue
+                # an append's table is the earlier version and the delivery: both are its inputs
+                before = wh.latest_version(table) if self.mode == "append" else None
                 tr = self._ingest_table(wh, CONTRACTS[table], staged, lineage.run_id, report)
                 # (the order lines' dates behind derived rows; a reprocess of quarantined rows
                 # is no delivery of the table: its dates stay)
@@ -479,16 +481,27 @@ class Ingestor:
                         size_bytes=staged.size_bytes,
                     )
                 )
-                outputs.append(
-                    DatasetRef(
-                        warehouse_namespace(self.workdir),
-                        f"curated.{table}",
-                        rows=tr.rows_total,
-                        content_hash=tr.content_hash,
-                        columns=tuple(wh.columns(table)),
-                        lifecycle="ALTER" if self.mode == "append" else "OVERWRITE",
+                if before is not None:
+                    input_refs.append(
+                        DatasetRef(
+                            warehouse_namespace(self.workdir),
+                            f"curated.{table}",
+                            rows=before.row_count,
+                            content_hash=before.content_hash,
+                        )
                     )
-                )
+                # a delivery that changed nothing (a re-send) made no version: none is claimed
+                if before is None or before.content_hash != tr.content_hash:
+                    outputs.append(
+                        DatasetRef(
+                            warehouse_namespace(self.workdir),
+                            f"curated.{table}",
+                            rows=tr.rows_total,
+                            content_hash=tr.content_hash,
+                            columns=tuple(wh.columns(table)),
+                            lifecycle="ALTER" if self.mode == "append" else "OVERWRITE",
+                        )
+                    )
                 if staged.staged is not None and staged.numbered:  # (never the source read in place)
                     staged.staged.unlink(missing_ok=True)
             if unread:

@@ -1097,6 +1097,33 @@ def lineage_graph(
             job = str(runs.get(rid, {}).get("job", {}).get("name", "ingest")).split(".")[-1]
             r = node(f"run:{rid}", run_label(job, str(rid)), "run", 1, str(rid))
             edges.append((r, d))
+    # an append's run read the table's earlier version too: back through those, to the files of
+    # every delivery the version holds (the last full load's, then each day's), at most
+    # `LINEAGE_HOPS` runs back (a server absorbing every 30 s makes thousands), the rest one node
+    made_by = {(name, h): r for r, run in runs.items() for name, h in run.get("made", []) if h}
+    todo, hops = list(ingest_runs), 0
+    while todo:
+        rid = todo.pop()
+        for inp in runs.get(rid, {}).get("inputs", []):
+            name = str(inp.get("name", ""))
+            h = str(((inp.get("facets") or {}).get("version") or {}).get("datasetVersion") or "")
+            if not (str(inp.get("namespace", "")).startswith("duckdb") and name.startswith("curated.") and h):
+                continue
+            prev = node(
+                f"data:{name}:{h}", f"{name} ·{h[:6]}", "dataset", 2, f"an earlier version, hash {h[:12]}"
+            )
+            edges.append((prev, f"run:{rid}"))
+            by = made_by.get((name, h))
+            if by is None or by in ingest_runs:
+                continue
+            if hops >= LINEAGE_HOPS:
+                edges.append((node("run:earlier", "… earlier loads", "run", 1, "older runs not drawn"), prev))
+                continue
+            hops += 1
+            job = str(runs.get(by, {}).get("job", {}).get("name", "ingest")).split(".")[-1]
+            edges.append((node(f"run:{by}", run_label(job, by), "run", 1, by), prev))
+            ingest_runs.add(by)
+            todo.append(by)
     for rid in ingest_runs:
         for inp in runs.get(rid, {}).get("inputs", []):
             if str(inp.get("namespace", "")).startswith("file"):
@@ -1116,6 +1143,7 @@ def lineage_graph(
             "served": served[0] if served else None}  # fmt: skip
 
 
+LINEAGE_HOPS = 12  # the earlier loads drawn behind a bundle's table versions
 LINEAGE_FILE = "lineage/openlineage.jsonl"  # governance._lineage.LINEAGE_FILE (that module imports the
 # OpenLineage client: a second of CPU on a page; the file is plain JSON lines)
 
@@ -1155,9 +1183,20 @@ class _LineageRuns:
                         continue
                     if isinstance(e, dict) and e.get("eventType") == "COMPLETE":
                         rid = (e.get("run") or {}).get("runId")
-                        if rid:  # the job's name and inputs are what a page draws
+                        if rid:  # the job's name, inputs and versions made are what a page draws
+                            made = [
+                                (
+                                    str(o.get("name")),
+                                    str(
+                                        ((o.get("facets") or {}).get("version") or {}).get("datasetVersion")
+                                        or ""
+                                    ),
+                                )
+                                for o in e.get("outputs") or []
+                                if isinstance(o, dict)
+                            ]
                             self.runs[str(rid)] = {"job": e.get("job") or {}, "inputs": e.get("inputs") or [],
-                                                   "eventTime": e.get("eventTime")}  # fmt: skip
+                                                   "eventTime": e.get("eventTime"), "made": made}  # fmt: skip
             return dict(self.runs)
 
 
