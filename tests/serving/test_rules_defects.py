@@ -672,3 +672,36 @@ def test_a_rule_names_a_product_as_curation_reads_its_id() -> None:
         }
     )
     assert [r.product_id for r in rules.items] == ["111422", "p1", "101"]
+
+
+def test_a_querys_later_pages_are_computed_at_its_first_pages_level(served_workdir, tmp_path: Path) -> None:
+    """Under load the search queue picked a level per cache miss: page 1 of "garden hose" came
+    from one level and page 2 from another, and 11 products were on both. A later page is
+    computed at the level its query's first page was answered at (a degraded first page is
+    cached under its level for them); the next first page still gets the whole pipeline."""
+    import shutil
+    from collections import Counter
+
+    from shelfwise.search import Filters
+    from shelfwise.serving._service import SearchArgs
+
+    _, work = served_workdir
+    copy = tmp_path / "w"
+    shutil.copytree(work, copy, ignore=shutil.ignore_patterns("spool", "serve-*.log"))
+    svc = Service(copy)
+    engine = svc.snapshot.search
+    assert engine is not None and engine.levels()[-1] == "lexical" and len(engine.levels()) > 1
+    words = Counter(
+        w for t in engine.catalog.title for w in set(t.lower().split()) if w.isalpha() and len(w) > 3
+    )
+    q = words.most_common(1)[0][0]
+    first = svc.search_batch([(SearchArgs(q, 20, Filters()), "lexical")])[0]
+    assert first.extra["level"] == "lexical"
+    pages = [first]
+    for offset in (20, 40, 60, 140):  # (the last one past the first page's candidates)
+        pages.append(svc.search_batch([(SearchArgs(q, 20, Filters(), offset=offset), engine.levels()[0])])[0])
+    assert all(p.extra["level"] in ("lexical", None) for p in pages), [p.extra["level"] for p in pages]
+    shown = [p for page in pages[:4] for p in page.items]
+    assert len(shown) == len(set(shown))  # no product on two pages
+    again = svc.search_batch([(SearchArgs(q, 20, Filters()), engine.levels()[0])])[0]
+    assert again.extra["level"] == engine.levels()[0]  # a first page: the whole pipeline again

@@ -166,6 +166,7 @@ class _SearchRequest:
     encoder_s: float | None = None
     encoder_batch: int | None = None
     shown: list[str] | None = None  # the page's products after the rules (`Service._deepen`)
+    pinned: str | None = None  # a later page's level: its query's first page's (`_search_request`)
 
 
 def _filtered(engine: Any, filters: Any) -> Any:
@@ -383,6 +384,9 @@ class Service:
         """Cached lists and pages belong to one snapshot."""
         self.cache = LRU(self.settings.cache_size)
         self.search_cache = LRU(self.settings.search_cache_size)
+        # the level each query's first page was answered at (`_search_request`): its later pages
+        # are computed at that level, so that no product is on two pages whatever the load
+        self._page_levels = LRU(self.settings.search_cache_size)
 
     # -- hot swap -----------------------------------------------------------------------------
     def _pointer(self) -> str | None:
@@ -877,10 +881,17 @@ class Service:
                     if vecs is not None and vkey in encoded:  # encoder_batch 0: vectors from the cache
                         r.encoder_s, r.encoder_batch = share.get(vkey, 0.0), encoded[vkey]
                     r.computed = True
-                    if not self._degraded(eng, r.page):
+                    # a degraded page is cached for the later pages of its query alone (its key
+                    # names its level): the next first page gets the whole pipeline
+                    if not self._degraded(eng, r.page) or r.pinned is not None:
                         self.search_cache.put(r.key, r.page)
                 if not self._deepen(r):
                     break
+            if r.args.offset == 0 and r.page is not None:
+                first = self._first_page_key(r.key)
+                self._page_levels.put(first, r.page["level"])
+                if self._degraded(r.snap.search, r.page):
+                    self.search_cache.put((*r.key, r.page["level"]), r.page)
             out.append(self._search_answer(r))
         return out
 
@@ -917,10 +928,26 @@ class Service:
             req.profile = engine.profile([snap.item_ids[i] for i in seq] + list(recent))
             if req.profile is not None:
                 req.key = (*req.key, pseudo, version)
+        first = self._first_page_key(req.key)
+        if args.offset > 0:
+            # a later page at its first page's level (a degraded one is cached under its level
+            # for them): pages of one query computed at two levels rank alike only by chance
+            req.pinned = self._page_levels.get(first)
+            if req.pinned is not None:
+                req.level = req.pinned  # (whatever the search queue planned)
+                if req.pinned != engine.levels()[0]:
+                    req.key = (*req.key, req.pinned)
         req.page = self.search_cache.get(req.key)
         while req.page is not None and self._deepen(req):
             req.page = self.search_cache.get(req.key)  # (a miss: the deeper page is computed)
+        if args.offset == 0 and req.page is not None:
+            self._page_levels.put(first, req.page["level"])
         return req
+
+    @staticmethod
+    def _first_page_key(key: tuple[Any, ...]) -> tuple[Any, ...]:
+        """A query's cache key without its candidate depth: what its pages share."""
+        return key[:5] + key[6:]
 
     def _deepen(self, req: _SearchRequest) -> bool:
         """Whether `req.page` leaves the asked page short because the rules (hides, the
