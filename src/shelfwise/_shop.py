@@ -983,12 +983,22 @@ class Shop:
             entries = AuditLog(self.workdir).entries()
             return entries[-limit:] if limit else entries
 
-    def verify_audit(self) -> Verification:
-        """Check the audit trail's hash chain (`ok`, `entries`, `first_bad_line`, `reason`)."""
+    def verify_audit(self, anchor: tuple[int, str] | None = None) -> Verification:
+        """Check the audit trail's hash chain (`ok`, `entries`, `first_bad_line`, `reason`);
+        `anchor` (seq, hash): an entry's hash recorded outside the workdir before (`audit_head`),
+        which the log must still hold."""
         with self._acting("audit.read"):
             from .governance import AuditLog
 
-            return AuditLog(self.workdir).verify()
+            return AuditLog(self.workdir).verify(anchor)
+
+    def audit_head(self) -> dict[str, Any] | None:
+        """The audit log's last entry's `seq` and `hash`: recorded outside the workdir (a ticket,
+        another machine), `verify_audit(anchor=(seq, hash))` later tells a log rewritten whole."""
+        with self._acting("audit.read"):
+            from .governance import AuditLog
+
+            return AuditLog(self.workdir).head_entry()
 
     def quarantine(
         self,

@@ -144,3 +144,46 @@ def test_removing_the_newest_entries_and_the_head_is_detected(tmp_path):
     assert AuditLog(old).verify().ok
     AuditLog(old).append("train", run_id="y")  # the first entry of this version makes the head
     assert (old / AUDIT_HEAD).exists() and AuditLog(old).verify().ok
+
+
+def test_a_log_rewritten_whole_fails_its_anchor_and_a_removed_log_is_noticed(tmp_path):
+    """A log with entries removed and every hash and the head recomputed, or no log at all,
+    read "hash chain intact": the head recorded outside the workdir (an anchor) tells the first;
+    the lineage's completed runs tell the second (every audited command records a run)."""
+    import hashlib
+
+    from shelfwise.governance._audit import AUDIT_HEAD, _canonical
+
+    w = tmp_path / "w"
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "products.csv").write_text("product_id,title\np1,Chair\n")
+    (d / "events.csv").write_text("user_id,product_id,event_type,timestamp\nu1,p1,view,2024-01-01T10:00:00\n")
+    sw("ingest", "--data", str(d), "--workdir", str(w))
+    log = AuditLog(w)
+    log.append("access.denied", outcome="denied", denied_action="export")
+    log.append("train", run_id="r1")
+    out = sw("audit", "--workdir", str(w)).stdout
+    head = log.head_entry()
+    assert head is not None and f"head: {head['seq']}:{head['hash']}" in out
+    anchor = f"{head['seq']}:{head['hash']}"
+    # the denial removed, every later hash and the head recomputed: the chain is intact
+    entries = [e for e in log.entries() if e["action"] != "access.denied"]
+    prev = "0" * 64
+    for n, e in enumerate(entries, 1):
+        e["seq"], e["prev"] = n, prev
+        e["hash"] = prev = hashlib.sha256(_canonical(e)).hexdigest()
+    log.path.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    (w / AUDIT_HEAD).write_text(json.dumps({"seq": len(entries), "hash": prev}))
+    assert AuditLog(w).verify().ok
+    v = AuditLog(w).verify((head["seq"], head["hash"]))
+    assert not v.ok and "not in the log" in (v.reason or "")
+    bad = sw("audit", "--workdir", str(w), "--anchor", anchor, check=False)
+    assert bad.returncode == 1 and "AUDIT LOG TAMPERED" in bad.stdout
+    # the whole audit folder removed
+    import shutil
+
+    shutil.rmtree(w / "audit")
+    v = AuditLog(w).verify()
+    assert not v.ok and "completed run" in (v.reason or "")
+    assert AuditLog(tmp_path / "new").verify().ok  # a workdir with nothing done yet

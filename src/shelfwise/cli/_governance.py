@@ -17,16 +17,31 @@ def audit(
     workdir: Workdir,
     as_json: AsJson = False,
     limit: Annotated[int, typer.Option(help="Entries to list (newest).")] = 50,
+    anchor: Annotated[
+        str | None,
+        typer.Option(
+            help="SEQ:HASH of an entry recorded outside the workdir before (the `head` this command "
+            "prints): the log must still hold it (a log rewritten whole passes its chain, not this)."
+        ),
+    ] = None,
 ) -> None:
     """List the audit trail and verify its hash chain (exit status 1 when it was tampered with)."""
+    from ..errors import ShelfwiseError
     from ..governance._audit import AUDIT_FILE
 
+    anchored: tuple[int, str] | None = None
+    if anchor is not None:
+        seq, _, want = anchor.partition(":")
+        if not seq.strip().isdigit() or len(want.strip()) != 64:
+            raise ShelfwiseError(f"--anchor {anchor!r}: SEQ:HASH, as `shelfwise audit` prints the head")
+        anchored = (int(seq), want.strip())
     sh = shop(workdir)
-    check = sh.verify_audit()
+    check = sh.verify_audit(anchored)
     entries = sh.audit()
+    head = sh.audit_head()
     path = workdir / AUDIT_FILE
     if as_json:
-        print_json({"verification": check.as_dict(), "entries": entries[-limit:]})
+        print_json({"verification": check.as_dict(), "head": head, "entries": entries[-limit:]})
     else:
         for e in entries[-limit:]:
             if "unparseable" in e:
@@ -37,6 +52,11 @@ def audit(
             )
         if check.ok:
             typer.echo(f"audit log verified: {check.entries} entries, hash chain intact ({path})")
+            if head is not None:
+                typer.echo(
+                    f"head: {head['seq']}:{head['hash']} (kept outside the workdir, it is the "
+                    "`--anchor` that tells later whether the log was rewritten since)"
+                )
         else:
             typer.echo(f"AUDIT LOG TAMPERED: line {check.first_bad_line}: {check.reason} ({path})")
     if not check.ok:

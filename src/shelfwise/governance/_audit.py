@@ -140,6 +140,15 @@ class AuditLog:
             return None
         return entry
 
+    def _completed_runs(self) -> int:
+        """The runs the workdir's lineage file records as completed (`lineage/openlineage.jsonl`)."""
+        return _completed_runs_in(self.path.parent.parent / "lineage" / "openlineage.jsonl")
+
+    def head_entry(self) -> dict[str, Any] | None:
+        """The log's last entry's seq and hash: what to record outside the workdir (an anchor)."""
+        last = self._last_line()
+        return None if last is None else {"seq": last["seq"], "hash": last["hash"]}
+
     def _read_head(self) -> dict[str, Any] | None:
         try:
             head = json.loads(self.head.read_text())
@@ -217,15 +226,41 @@ class AuditLog:
                         out.append({"unparseable": line.rstrip("\n")})
         return out
 
-    def verify(self) -> Verification:
+    def verify(self, anchor: tuple[int, str] | None = None) -> Verification:
+        """Walk the chain. `anchor` (seq, hash): an entry's hash recorded outside the workdir
+        earlier (`shelfwise audit` prints the head): the log must still hold it, whatever its
+        head file says - a log rewritten whole with its head (every hash recomputed) passes the
+        chain but not an anchor taken before."""
+        got = self._verify()
+        if got.ok and anchor is not None:
+            seq, want = anchor
+            found = next((e for e in self.entries() if e.get("seq") == seq), None)
+            if found is None:
+                return Verification(False, got.entries, None, f"the anchor's entry {seq} is not in the log")
+            if found.get("hash") != want:
+                return Verification(
+                    False, got.entries, None, f"entry {seq}'s hash is not the anchor's: the log was rewritten"
+                )
+        return got
+
+    def _verify(self) -> Verification:
         prev = GENESIS
         n = 0
         marked = False
         head = self._read_head()
-        if not self.path.exists():
+        if not self.path.exists() or self.path.stat().st_size == 0:
             if head is not None:
                 return Verification(
                     False, 0, None, f"the log is gone but entry {head.get('seq')} was written"
+                )
+            runs = self._completed_runs()
+            if runs:
+                # every audited command records its run: a workdir with runs and no log lost it
+                return Verification(
+                    False,
+                    0,
+                    None,
+                    f"the log is gone but the workdir's lineage records {runs} completed run(s)",
                 )
             return Verification(True, 0)
         with open(self.path, encoding="utf-8") as fh:
@@ -275,6 +310,16 @@ class AuditLog:
                 f"the log ends at entry {n} but entry {head.get('seq')} was written (its newest lines were removed)",
             )
         return Verification(True, n)
+
+
+def _completed_runs_in(path: Path) -> int:
+    try:
+        with open(path, "rb") as fh:
+            return sum(
+                1 for line in fh if b'"eventType": "COMPLETE"' in line or b'"eventType":"COMPLETE"' in line
+            )
+    except OSError:
+        return 0
 
 
 def _with_head(entry: dict[str, Any]) -> bool:
