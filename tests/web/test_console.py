@@ -333,6 +333,18 @@ def test_search_playground_and_a_saved_rule(shop: Shop, page: Any) -> None:
     ids = col.locator("li[data-product]").evaluate_all("els => els.map(e => e.dataset.product)")
     assert ids == [it["product_id"] for it in api["items"]]
     assert col.locator("details.why").count() >= 1  # scores (and ranker contributions) per result
+    # a sorted, filtered later page: what the API gives for it (the form's fields were ignored)
+    how = "&sort=price_asc&in_stock=true&price_max=500&offset=5"
+    sorted_api = api_search(shop, q + how)
+    page.goto(shop.url + f"/console/search?q={q.replace(' ', '+')}&k=10{how}")
+    got = (
+        page.locator(".col")
+        .first.locator("li[data-product]")
+        .evaluate_all("els => els.map(e => e.dataset.product)")
+    )
+    assert got == [it["product_id"] for it in sorted_api["items"]] and got != ids
+    assert page.locator("select[name=sort]").input_value() == "price_asc"
+    page.goto(shop.url + f"/console/search?q={q.replace(' ', '+')}&compare=1&b_rules=none")
     top = ids[0]
     rules = {"filter_out_of_stock": True, "items": [{"action": "hide", "product_id": top, "query": q}]}
     page.fill("#rules-form textarea", json.dumps(rules))
@@ -379,7 +391,7 @@ def test_search_playground_and_a_saved_rule(shop: Shop, page: Any) -> None:
 def api_search(shop: Shop, q: str, k: int = 10) -> dict[str, Any]:
     """/v1/search's full-pipeline page (a busy machine's queue may answer below it for a while)."""
     for _ in range(20):
-        got = shop.api("eve", f"/v1/search?q={q.replace(' ', '+')}&k={k}")
+        got = shop.api("eve", f"/v1/search?q={q.replace(' ', '+')}&k={k}")  # (q may carry &params)
         if not got["degraded"]:
             return got  # type: ignore[no-any-return]
         time.sleep(0.5)

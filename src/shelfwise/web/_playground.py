@@ -101,12 +101,17 @@ def _image(engine: Any, row: int) -> str | None:
 
 def search_side(
     service: Any, q: str, k: int, side: Side, *, user_id: str | None = None, explain: bool = True,
-    synonyms: dict[str, list[str]] | None = None,
+    synonyms: dict[str, list[str]] | None = None, filters: Any = None, sort: str = "relevance",
+    offset: int = 0,
 ) -> dict[str, Any]:  # fmt: skip
-    """One column of results: what `/v1/search?q=&k=` answers for the side's bundle and rules
-    (the page is computed, not taken from the server's cache), each item with its why.
-    `synonyms` previews a synonyms list instead of the ones in force (a copy of the engine)."""
+    """One column of results: what `/v1/search?q=&k=&offset=&sort=` with its filters answers for
+    the side's bundle and rules (the page is computed, not taken from the server's cache), each
+    item with its why. `synonyms` previews a synonyms list instead of the ones in force (a copy
+    of the engine)."""
     from ..search import Filters
+    from ..serving._service import _filtered
+
+    filters = filters if filters is not None else Filters()
 
     snap = _snapshot(service, side.bundle)
     service.sync_synonyms(snap)  # the synonyms in force now (config/synonyms.txt), as /v1/search
@@ -127,22 +132,26 @@ def search_side(
         u = snap.user_index.get(pseudo)
         seq = snap.bundle.interactions.sequence(u).tolist() if u is not None else []
         profile = engine.profile([snap.item_ids[i] for i in seq] + list(service.online.recent(pseudo)[1]))
-    n_cand = max(100, k * service.settings.candidates_factor + 20)  # as Service._search_key
-    page = engine.query(q, n_cand, filters=Filters(), sort="relevance", profile=profile)
+    n_cand = max(100, offset + k * service.settings.candidates_factor + 20)  # as Service._search_key
+    page = engine.query(q, n_cand, filters=filters, sort=sort, profile=profile)
     ranked = [it["product_id"] for it in page["items"]]
     engine_rank = {p: i + 1 for i, p in enumerate(ranked)}
     score = {it["product_id"]: it["score"] for it in page["items"]}
     asked = (q, page["corrected_query"]) if page.get("corrected_query") else q  # (as the server asks)
+    pin_ok = _filtered(engine, filters)  # (a pin passes the page's filters, as on the server)
     if side.rules is not None:
-        items = side.rules.apply(ranked, k, snap.info, surface="search", query=asked)
+        items = side.rules.apply(
+            ranked, offset + k, snap.info, surface="search", query=asked, pin_allowed=pin_ok
+        )
     else:
-        items = ranked[:k]
+        items = ranked[: offset + k]
+    items = items[offset:]
     idx = engine._index
     rows = [idx[p] for p in items if p in idx]
     why = _explain(engine, q, rows) if explain and page["match"] != "none" else [{} for _ in rows]
     cat = engine.catalog
     out_items: list[dict[str, Any]] = []
-    for pos, p in enumerate(items, 1):
+    for pos, p in enumerate(items, offset + 1):
         r = idx.get(p)
         w = why[len(out_items)] if r is not None and len(out_items) < len(why) else {}
         out_items.append(
@@ -162,7 +171,7 @@ def search_side(
                 "why": w,
             }
         )
-    total, facets = search_counts(snap, page, side.rules or NO_RULES, asked)
+    total, facets = search_counts(snap, page, side.rules or NO_RULES, asked, pin_ok)
     return {
         "label": side.label,
         "bundle": snap.version,

@@ -700,20 +700,41 @@ def console_router(
     @guard
     def search(
         ctx: Any, q: str = "", k: int = 10, user_id: str = "", compare: str = "", b_bundle: str = "",
-        b_rules: str = "force", b_variant: str = "", done: str | None = None,
+        b_rules: str = "force", b_variant: str = "", done: str | None = None, category: str = "",
+        brand: str = "", price_min: str = "", price_max: str = "", in_stock: str = "",
+        sort: str = "relevance", offset: int = 0,
     ) -> Any:  # fmt: skip
+        from ..search import Filters
+
         ctx.need("search")
         s = svc()
         k = min(max(k, 1), 50)
+        offset = min(max(offset, 0), 1000)  # (as /v1/search allows)
+        sort = sort if sort in ("relevance", "price_asc", "price_desc", "popularity") else "relevance"
+
+        def price(text: str) -> float | None:
+            try:
+                v = float(text)
+            except ValueError:
+                return None
+            return v if v == v and abs(v) != float("inf") else None
+
+        stock = {"true": True, "false": False}.get(in_stock)
+        filters = Filters(
+            category.strip() or None, brand.strip() or None, price(price_min), price(price_max), stock
+        )
+        how: dict[str, Any] = {"filters": filters, "sort": sort, "offset": offset}
         cols = []
         if q.strip():
             chosen = sides(s, b_bundle, b_rules, b_variant=b_variant if compare else "")
-            cols = [_playground.search_side(s, q[:512], k, chosen[0], user_id=user_id or None)]
+            cols = [_playground.search_side(s, q[:512], k, chosen[0], user_id=user_id or None, **how)]
             if compare:
-                cols.append(_playground.search_side(s, q[:512], k, chosen[1], user_id=user_id or None))
+                cols.append(_playground.search_side(s, q[:512], k, chosen[1], user_id=user_id or None, **how))
         return search_page(
             ctx, q=q, k=k, user_id=user_id, compare=compare, b_bundle=b_bundle, b_rules=b_rules,
-            b_variant=b_variant, cols=cols, done=done,
+            b_variant=b_variant, cols=cols, done=done, category=category, brand=brand,
+            price_min=price_min, price_max=price_max, in_stock=in_stock if stock is not None else "",
+            sort=sort, offset=offset,
         )  # fmt: skip
 
     def search_page(
@@ -738,6 +759,13 @@ def console_router(
             "b_bundle": "",
             "b_rules": "force",
             "b_variant": "",
+            "category": "",
+            "brand": "",
+            "price_min": "",
+            "price_max": "",
+            "in_stock": "",
+            "sort": "relevance",
+            "offset": 0,
         }
         page.update(cols=[], done=None, refused=None)
         page.update(values)
