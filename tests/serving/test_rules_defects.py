@@ -656,6 +656,16 @@ def test_paging_reaches_every_counted_product_when_the_rules_thin_the_candidates
         if category_of[p] not in hidden and (svc.snapshot.info.get(p) or ("", "", False))[2]
     }
     assert set(seen) == left, (len(seen), len(left))
+    # the event loop answers such a page from the cache at the depth it needed (one pass of the
+    # rules, no walk down the depths), and a price sort keeps its depth (a deeper retrieval
+    # would order new products before those shown)
+    assert svc.search(word, 10, filters=Filters(), offset=30, cached_only=True) is not None
+    by_price: list[str] = []
+    for offset in range(0, 200, 10):
+        page = svc.search(word, 10, filters=Filters(), offset=offset, sort="price_asc")
+        assert page is not None
+        by_price += page.items
+    assert len(by_price) == len(set(by_price))
     assert not any(category_of[p] in hidden for p in seen)
 
 

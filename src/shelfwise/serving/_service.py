@@ -167,6 +167,7 @@ class _SearchRequest:
     encoder_batch: int | None = None
     shown: list[str] | None = None  # the page's products after the rules (`Service._deepen`)
     pinned: str | None = None  # a later page's level: its query's first page's (`_search_request`)
+    origin: tuple[Any, ...] = ()  # its cache key at the depth `_search_key` gave (`Service._depths`)
 
 
 def _filtered(engine: Any, filters: Any) -> Any:
@@ -387,6 +388,7 @@ class Service:
         # the level each query's first page was answered at (`_search_request`): its later pages
         # are computed at that level, so that no product is on two pages whatever the load
         self._page_levels = LRU(self.settings.search_cache_size)
+        self._depths = LRU(self.settings.search_cache_size)  # a page's key -> the depth it needed
 
     # -- hot swap -----------------------------------------------------------------------------
     def _pointer(self) -> str | None:
@@ -937,12 +939,26 @@ class Service:
                 req.level = req.pinned  # (whatever the search queue planned)
                 if req.pinned != engine.levels()[0]:
                     req.key = (*req.key, req.pinned)
+        # the depth the rules made this page need last time (`_deepen`): one cached page, one
+        # pass of the rules, not a walk down every depth on the event loop
+        req.origin = req.key
+        deeper = self._depths.get(req.key)
+        if deeper is not None and deeper > req.n_cand:
+            req.n_cand, req.key = deeper, self._at_depth(req.key, deeper)
         req.page = self.search_cache.get(req.key)
         while req.page is not None and self._deepen(req):
+            if not wait:  # (the event loop: the search queue's thread walks down)
+                req.page = None
+                break
             req.page = self.search_cache.get(req.key)  # (a miss: the deeper page is computed)
         if args.offset == 0 and req.page is not None:
             self._page_levels.put(first, req.page["level"])
         return req
+
+    @staticmethod
+    def _at_depth(key: tuple[Any, ...], n_cand: int) -> tuple[Any, ...]:
+        """A page's cache key at another candidate depth."""
+        return (*key[:5], n_cand, *key[6:])
 
     @staticmethod
     def _first_page_key(key: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -961,16 +977,17 @@ class Service:
         want = a.offset + a.k
         deepest = min(_DEEPEST, len(req.snap.item_ids))
         req.shown = None
-        if req.n_cand >= deepest or len(page["items"]) < req.n_cand:
+        # (a price or popularity sort orders every candidate retrieved: a deeper retrieval would
+        # put new products before those the earlier pages showed, so it keeps its depth)
+        if a.sort != "relevance" or req.n_cand >= deepest or len(page["items"]) < req.n_cand:
             return False  # the catalog (or the retrieval) has no more
         req.shown = self._apply_rules(req, [it["product_id"] for it in page["items"]])
         if len(req.shown) >= want:
             return False
         req.shown = None
         req.n_cand = min(deepest, req.n_cand * 2)
-        key = list(req.key)
-        key[5] = req.n_cand
-        req.key = tuple(key)
+        req.key = self._at_depth(req.key, req.n_cand)
+        self._depths.put(req.origin, req.n_cand)  # (the next request for it starts there)
         req.page = None
         return True
 
