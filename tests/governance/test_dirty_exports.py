@@ -451,3 +451,20 @@ def test_the_files_a_load_names_are_named_whole_wherever_it_ran(tmp_path, monkey
     assert curated_rows(tmp_path / "w", "SELECT source_file FROM quarantine.rows") == [
         (str(d / "events.csv"),)
     ]
+
+
+def test_a_value_over_lines_in_a_malformed_row_stays_one_quarantined_row(tmp_path):
+    """A quoted value over lines whose row has one field too many is one malformed row, not a
+    stray quote: its inner lines (`u9,p9,fake`) must not be read as rows of their own (the first
+    version of the stray-quote check made a purchase of user u9 out of a note's text)."""
+    data, work = tmp_path / "d", tmp_path / "w"
+    data.mkdir()
+    (data / "products.csv").write_text("product_id,title\np1,Chair\np9,Desk\n")
+    (data / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp,query\n"
+        'u1,p1,search,2024-01-01T10:00:00,"note:\nu9,p9,purchase,2024-01-01T10:01:00,fake\nend",extra\n'
+        "u2,p1,view,2024-01-01T10:02:00,x\n"
+    )
+    ev = Ingestor(work).run(data).tables["events"]
+    assert (ev.rows_in, ev.rows_curated, ev.reasons) == (2, 1, {"malformed_row": 1}), ev
+    assert curated_rows(work, "SELECT count(*) FROM curated.events WHERE product_id = 'p9'") == [(0,)]

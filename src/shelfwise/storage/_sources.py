@@ -560,11 +560,14 @@ class _Records:
             self.pending_bytes += len(line)
             if not _open_quote(line, self.sep[0], True):
                 record = b"\n".join(ln.rstrip(b"\r") for ln in self.pending)
-                fields = self._fields(record)
-                if fields != len(self.info.header):
+                fields, width = self._fields(record), len(self.info.header)
+                if fields != width and all(
+                    self._fields(ln.rstrip(b"\r")) == width for ln in self.pending[1:]
+                ):
                     # a quote opened a field on the first line and one on a later line closed it:
                     # a stray quote, not a value over lines (one has the header's fields), which
-                    # swallowed the valid lines between into one malformed row
+                    # swallowed the valid lines between (each a record of the header's fields on
+                    # its own) into one malformed row
                     self._give_up(
                         f"a quote opens a field on this line and one {len(self.pending) - 1} line(s) "
                         f"later closes it, making a record of {fields} fields where the header has "
