@@ -468,3 +468,22 @@ def test_a_value_over_lines_in_a_malformed_row_stays_one_quarantined_row(tmp_pat
     ev = Ingestor(work).run(data).tables["events"]
     assert (ev.rows_in, ev.rows_curated, ev.reasons) == (2, 1, {"malformed_row": 1}), ev
     assert curated_rows(work, "SELECT count(*) FROM curated.events WHERE product_id = 'p9'") == [(0,)]
+
+
+def test_a_file_that_does_not_tell_its_decimal_mark_reads_as_the_tables_earlier_files(tmp_path):
+    """A day's delivery of `323,136` alone (or a row re-processed from the quarantine) told
+    nothing and was read as 323136 after the table's first file had shown a decimal comma."""
+    d1, d2, work = tmp_path / "d1", tmp_path / "d2", tmp_path / "w"
+    for d in (d1, d2):
+        d.mkdir()
+        (d / "products.csv").write_text("product_id,title\np1,Chair\n")
+    (d1 / "events.csv").write_text(
+        "user_id;product_id;event_type;timestamp;value\nu1;p1;purchase;2024-01-01T10:00:00;209,3\n"
+    )
+    (d2 / "events.csv").write_text(
+        'user_id,product_id,event_type,timestamp,value\nu2,p1,purchase,2024-01-02T10:00:00,"323,136"\n'
+    )
+    Ingestor(work).run(d1)
+    rep = Ingestor(work, mode="append").run(d2)
+    assert curated_rows(work, "SELECT value FROM curated.events ORDER BY timestamp") == [(209.3,), (323.136,)]
+    assert any("as an earlier file of this table wrote them" in n for n in rep.notes), rep.notes

@@ -46,29 +46,56 @@ def check_rows(st: LoadState) -> None:
     st.wh.sql(f"CREATE OR REPLACE TEMP TABLE {CHECKED} AS {compiled.query(source, extra_sel)}")
 
 
+NUMBER_MARKS = "meta.number_marks"
+
+
 def decimal_comma_numbers(st: LoadState) -> bool:
     """Whether the file writes its decimals with a comma, so that `323,136` is 323.136 and not
     three hundred and twenty-three thousand (a European export's `209,3` and `90,93` beside it).
     A file tells when some of its numbers write a comma decimal (`12,99`, `1.299,00`) and none a
-    point one (`12.5`, `1,299.00`); one that tells neither reads a comma as a decimal mark when
-    its fields are separated by `;` (what a comma-decimal locale's spreadsheet writes). Said in the
-    load's notes when it changes what a value reads as."""
+    point one (`12.5`, `1,299.00`), or the reverse; what it tells is remembered for the table
+    (`meta.number_marks`). A file that does not tell (a day's delivery of `323,136` alone, a row
+    re-processed from the quarantine) is read as the table's earlier files told, else with a
+    decimal comma when its fields are separated by `;` (what a comma-decimal locale's
+    spreadsheet writes). Said in the load's notes when it changes what a value reads as."""
     from ._compile import decimal_comma_counts
 
     columns = [q(c.name) for c in st.contract.columns if c.kind is Kind.FLOAT and c.name in st.mapping]
     comma, point, either, example = decimal_comma_counts(st.wh.sql, st.load, columns)
-    if not either or example is None:
-        return False
-    if comma and not point:
-        st.note(
-            f"{st.src.name}: numbers like {example} read with a decimal comma ({example.replace(',', '.')}): "
-            "the file writes decimals with a comma and never with a point"
+    told: bool | None = True if comma and not point else False if point and not comma else None
+    st.wh.sql(
+        f"CREATE TABLE IF NOT EXISTS {NUMBER_MARKS} (table_name VARCHAR PRIMARY KEY, decimal_comma BOOLEAN, "
+        "run_id VARCHAR, source_file VARCHAR, decided_at TIMESTAMP)"
+    )
+    if told is not None and not st.reprocess:  # (re-processed rows are no delivery's form)
+        st.wh.sql(
+            f"INSERT OR REPLACE INTO {NUMBER_MARKS} VALUES (?, ?, ?, ?, now()::TIMESTAMP)",
+            [st.name, told, st.run_id, str(st.src)],
         )
-        return True
-    if not comma and not point and st.staged.delimiter == ";":
+    if not either or example is None:
+        return bool(told)
+    plain = example.replace(",", ".")
+    if told is not None:
+        if told:
+            st.note(
+                f"{st.src.name}: numbers like {example} read with a decimal comma ({plain}): "
+                "the file writes decimals with a comma and never with a point"
+            )
+        return told
+    known = st.wh.sql(
+        f"SELECT decimal_comma, source_file FROM {NUMBER_MARKS} WHERE table_name = ?", [st.name]
+    ).fetchone()
+    if known is not None:
+        if known[0]:
+            st.note(
+                f"{st.src.name}: numbers like {example} read with a decimal comma ({plain}), as an "
+                f"earlier file of this table wrote them ({'/'.join(Path(str(known[1])).parts[-2:])})"
+            )
+        return bool(known[0])
+    if st.staged.delimiter == ";":
         st.note(
-            f"{st.src.name}: numbers like {example} read with a decimal comma ({example.replace(',', '.')}): "
-            "no number tells the decimal mark, and fields separated by ';' are a comma-decimal export's"
+            f"{st.src.name}: numbers like {example} read with a decimal comma ({plain}): no number "
+            "tells the decimal mark, and fields separated by ';' are a comma-decimal export's"
         )
         return True
     return False
