@@ -544,7 +544,7 @@ class Shop:
         one holding only an earlier output, outside the workdir); `users=None`: every user of the
         current bundle whose shop id the raw layer holds, a list of every customer's shop id, so
         it also needs `recommend.all_users` and is audited. Returns counts."""
-        from .governance._audit import AuditLog
+        from .governance._audit import AuditLog, file_named
         from .lifecycle._spark_jobs import recommend_batch_spark
 
         with self._acting("recommend") as actor:
@@ -554,7 +554,7 @@ class Shop:
             counts = recommend_batch_spark(self.workdir, engine.session, out, ids, k, model=model)
             if users is None:
                 AuditLog(self.workdir).append(
-                    "recommend.all_users", actor=actor, out=str(out), model=model, counts=counts
+                    "recommend.all_users", actor=actor, out=file_named(out), model=model, counts=counts
                 )
             return counts
 

@@ -320,3 +320,30 @@ def test_an_id_written_as_a_float_is_the_same_customer_for_access_and_erasure(tm
         ).fetchone() == (0,)
     finally:
         con.close()
+
+
+def test_the_erasure_names_earlier_exports_written_as_folders_or_from_another_directory(
+    tmp_path, monkeypatch
+):
+    """`recommend --all-users` on Spark writes a folder, and three commands audited their output
+    as given (`out.csv`, relative to wherever they ran): the erasure's check for files still there
+    found neither."""
+    from shelfwise.governance import AuditLog
+    from shelfwise.governance._audit import file_named
+    from shelfwise.governance._erase import earlier_exports
+
+    work = tmp_path / "w"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "part-0.parquet").write_text("x")
+    (tmp_path / "profiles.csv").write_text("user_id\n")
+    AuditLog(work).append("recommend.all_users", out=file_named("lists"), model=None, counts={})
+    AuditLog(work).append("insights.customers", out=file_named("profiles.csv"), users=1)
+    AuditLog(work).append("audiences.export", out=file_named("s3://bucket/aud.csv"), name="a", rows=1)
+    monkeypatch.chdir(tmp_path.parent)  # (the erasure runs elsewhere: a server, another shell)
+    got = [(e["action"], e["file"]) for e in earlier_exports(work)]
+    assert got == [
+        ("recommend.all_users", str(tmp_path / "lists")),
+        ("insights.customers", str(tmp_path / "profiles.csv")),
+        ("audiences.export", "s3://bucket/aud.csv"),  # (not on this disk to check: named)
+    ]

@@ -322,6 +322,13 @@ def _completed_runs_in(path: Path) -> int:
         return 0
 
 
+def file_named(out: str | Path) -> str:
+    """An output's name as an audit entry keeps it: a local path whole (resolved: whoever reads
+    the entry later runs from another directory), a URI (`s3://...`) as given."""
+    text = str(out)
+    return text if "://" in text else str(Path(text).resolve())
+
+
 def _with_head(entry: dict[str, Any]) -> bool:
     """Whether an entry was written with the head beside the log (format 2 on)."""
     return isinstance(entry.get("v"), int) and entry["v"] >= FORMAT

@@ -223,7 +223,9 @@ def earlier_exports(workdir: Path) -> list[dict[str, Any]]:
         if e["action"] == "export" and details.get("table") not in personal:
             continue
         where = str(details.get(field_) or "")
-        if not where or not Path(where).is_file():
+        # (a Spark job's output is a folder; one on a cluster's storage, a URI, cannot be
+        # checked from here: named all the same)
+        if not where or ("://" not in where and not Path(where).exists()):
             continue
         found.pop(where, None)
         found[where] = {"at": e.get("at"), "action": e["action"], "by": e.get("actor"), "file": where}

@@ -649,6 +649,7 @@ def export_audience(
     """Write an audience's members (shop ids when `shop_ids`, else the warehouse pseudonyms) to
     CSV or JSON lines. The caller has checked `audiences.export` and decided `shop_ids`."""
     from ..governance import AuditLog, DatasetRef, LineageRun
+    from ..governance._audit import file_named
 
     workdir, out = Path(workdir), Path(out)
     if out.suffix not in (".csv", ".jsonl"):
@@ -683,7 +684,7 @@ def export_audience(
     lineage.complete([DatasetRef("file", str(out.resolve()), rows=len(rows))])
     id_kind = "shop" if shop_ids else "pseudonym"
     AuditLog(workdir).append(
-        "audiences.export", actor=actor, name=name, rows=len(rows), ids=id_kind, out=str(out),
+        "audiences.export", actor=actor, name=name, rows=len(rows), ids=id_kind, out=file_named(out),
         lineage_run_id=lineage.run_id,
     )  # fmt: skip
     return {

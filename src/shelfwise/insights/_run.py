@@ -147,6 +147,7 @@ def run_customers(
     checked the `insights.customers` permission and decided `shop_ids` as `audiences export`
     does (`audiences.shop_ids`); `actor` is the person the audit entry names."""
     from ..governance import AuditLog, DatasetRef, LineageRun
+    from ..governance._audit import file_named
 
     workdir, out = Path(workdir), Path(out)
     if out.suffix not in (".jsonl", ".csv"):
@@ -172,7 +173,7 @@ def run_customers(
     AuditLog(workdir).append(
         "insights.customers",
         actor=actor,
-        out=str(out),
+        out=file_named(out),
         users=len(records),
         ids=meta["ids"],
         marketing_opt_outs=meta["marketing_opt_outs"],
