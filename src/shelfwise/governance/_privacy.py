@@ -58,7 +58,10 @@ PII_PATTERNS: tuple[tuple[str, str, str], ...] = (
     # `+81 3-1234-5678`, `0049 170 1234567`): the forms below masked half of it or read a card
     (
         "phone_intl",
-        r"(?:\+|\b00)[1-9]\d{0,2}[ .\-]?(?:\(\d{1,4}\)[ .\-]?)?\d{1,5}(?:[ .\-]\d{2,8}){1,5}\b",
+        # (a separator or an area code after the country code, then at least two groups or
+        # one long one: `2+1 10 20 pack`, `score +1 2 34` and `+20 30 40` are no numbers to mask)
+        r"(?:\+|\b00)[1-9]\d{0,2}(?:[ .\-]|[ .\-]?\(\d{1,4}\)[ .\-]?)"
+        r"(?:\d{1,5}(?:[ .\-]\d{2,8}){2,5}|\d{1,5}[ .\-]\d{6,8}|\d{3,5}[ .\-]\d{4,8})\b",
         "[phone]",
     ),
     ("phone_run", r"\+[1-9]\d{6,14}\b|\b0\d{9,10}\b", "[phone]"),
