@@ -625,10 +625,22 @@ def classify_extra_column(name: str) -> Classification:
     # and `Post Code` is a postcode, `TaxID` a tax_id: the words run together compared too
     compact = low.replace("_", "")
     for hint in PERSONAL_COLUMN_HINTS:
+        if hint in _WHOLE_NAME_ONLY:
+            if low == hint:
+                return Classification.PERSONAL
+            continue
         run = hint.replace("_", "")
         if low == hint or hint in parts or (len(hint) > 4 and (hint in low or run in compact)):
             return Classification.PERSONAL
     return Classification.INTERNAL
+
+
+# hints that name a personal column only as the whole name: as a word of a longer one they mean
+# something else (`billing_cycle`, `free_shipping_member`, `health_score`, `recalled_orders`,
+# `Nombre de commandes`, French for "number of orders", `price_cap`, `contact_preference`)
+_WHOLE_NAME_ONLY = frozenset(
+    {"nombre", "calle", "billing", "shipping", "portable", "contact", "health", "medical", "cap", "nom"}
+)
 
 
 _PANDERA_TYPES = {
