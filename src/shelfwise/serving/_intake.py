@@ -183,6 +183,9 @@ def to_store(
             ev = {k: v for k, v in ev.items() if k != "event_id"}
         out.lines.append(orjson.dumps({"event": ev, "received_at": received, **by}))
         out.events.append(online_event(chk.values, ev["timestamp"]))
+    if out.withheld_ids and out.ids:  # (an id withheld, then accepted later in the batch: accepted)
+        stored = set(out.ids)
+        out.withheld_ids = [i for i in out.withheld_ids if i not in stored]
     return out
 
 
