@@ -1051,3 +1051,17 @@ def test_personal_columns_are_known_in_other_languages_and_short_forms(tmp_path)
                  "Nombre de commandes", "times_called", "billing_cycle", "free_shipping_member",
                  "health_score", "portable_device_owner", "price_cap", "contact_preference"):  # fmt: skip
         assert classify_extra_column(kept) is Classification.INTERNAL, kept
+
+
+def test_a_missing_product_id_is_never_suggested_from_the_title_column():
+    """`Product ID` renamed `Prod`: the advice offered `Product Name` first (it "names one") and
+    the ready-made --map would have made titles the ids; a header that describes (a name, a
+    title, a category) is no id."""
+    from shelfwise.governance._contracts import CONTRACTS
+    from shelfwise.governance._mapping import suggest_columns
+
+    header = ["Order ID", "Order Date", "Customer ID", "Customer Name", "Prod", "Product Name", "Category"]
+    got = suggest_columns(CONTRACTS["events"], "product_id", header, {}, used=header[:3])
+    assert [h for h, _ in got] == ["Prod"], got
+    got = suggest_columns(CONTRACTS["events"], "user_id", ["Customer Name", "Client No"], {})
+    assert [h for h, _ in got] == ["Client No"], got

@@ -203,6 +203,8 @@ def suggest_columns(
     scored: dict[str, tuple[float, str]] = {}
 
     def offer(h: str, score: float, why: str) -> None:
+        if spec.kind is Kind.ID and _describes(h):
+            return  # `Product Name` holds titles, `Customer Name` names: no id to map
         if h not in taken and (h not in scored or scored[h][0] < score):
             scored[h] = (score, why)
 
@@ -254,6 +256,19 @@ def mapping_advice(table: str, picks: Mapping[str, str]) -> str:
     flags = " ".join(f"--map '{table}.{c}={h}'" for c, h in picks.items())
     toml = "\n".join(f'    {c} = "{h}"' for c, h in picks.items())
     return f"say which with {flags}\n  or in the data directory's {MAP_FILE}:\n    [map.{table}]\n{toml}"
+
+
+# words of a header that describes a thing rather than naming it by an id
+_DESCRIBING = ("name", "title", "desc", "category", "brand", "price", "segment", "type", "date", "email")
+
+
+def _describes(header: str) -> bool:
+    """Whether a header holds a description (a title, a name, a category...), not an id: its
+    name says so and does not end the way an id column's does (`Product Name`, not `Name ID`)."""
+    key = _key(header)
+    return any(w in key for w in _DESCRIBING) and not key.endswith(
+        ("id", "code", "sku", "number", "no", "ref")
+    )
 
 
 def _key(name: str) -> str:
