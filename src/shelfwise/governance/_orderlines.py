@@ -407,8 +407,9 @@ def _say_kept(sql: Callable[..., Any], out: OrderLines, table: str, count_all: s
     if left > 0:
         whose = "product(s)" if table == "products" else "customer(s)"
         out.notes.append(
-            f"{left:,} {whose} of these order lines keep their curated {table} row: later orders of theirs "
-            "are curated already (an older line does not overwrite what a later one said)"
+            f"{left:,} {whose} of these order lines keep their curated {table} row: an order of theirs "
+            "curated already is dated later, or these lines' dates cannot be read (an older or undated "
+            "line does not overwrite what a dated later one said)"
         )
 
 
