@@ -181,6 +181,10 @@ def test_events_arriving_later_add_the_recommenders(catalog_only, demo, tmp_path
     assert out["registry"]["production"] and out["registry"]["version"] == "2"
     report = json.loads(sw("evaluate", "--workdir", str(work), "--json").stdout)
     assert report["results"] and "nothing_to_evaluate" not in report
+    # the bundle's search as training measured it, with events too (it was said without them only)
+    measured = (bundle.manifest.get("search") or {}).get("ranker", {}).get("holdout_ndcg@10")
+    assert "search" in report
+    assert report["search"]["ndcg@10"] == measured if measured else report["search"] is None
     # an unmeasured bundle (the catalog-only one, registered again) cannot replace a measured one
     from shelfwise.lifecycle._registry import Registry
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -237,13 +237,7 @@ def evaluate(
         typer.echo(
             f"nothing to evaluate in bundle {report['bundle_version']}: {report['nothing_to_evaluate']}"
         )
-        if sq := report.get("search"):  # (a search-first shop: what training measured of its search)
-            nd = sq["ndcg@10"]
-            typer.echo(
-                f"search, measured at training on {sq['held_out_queries']} held-out {sq['held_out']} queries "
-                f"({sq['protocol']}; candidates: {sq['candidates']}): NDCG@10 hybrid "
-                f"{nd.get('hybrid') or 0:.4f}, reranked {nd.get('reranked') or 0:.4f}, ranker kept: {sq['ranker_kept']}"
-            )
+        _say_search(report)
         return
     p = report["protocol"]
     typer.echo(f"protocol: {p['split_description']}; candidates: {p['candidates']}; seen items excluded")
@@ -265,4 +259,16 @@ def evaluate(
         )
     # the legend only under a starred row (the default model not asked for: no row is starred)
     legend = "   (* = the bundle's default model)" if starred else ""
+    _say_search(report)
     typer.echo(f"report: {report['report_html']}{legend}")
+
+
+def _say_search(report: dict[str, Any]) -> None:
+    """What training measured of the bundle's search (on its held-out judged queries), if it did."""
+    if sq := report.get("search"):
+        nd = sq["ndcg@10"]
+        typer.echo(
+            f"search, measured at training on {sq['held_out_queries']} held-out {sq['held_out']} queries "
+            f"({sq['protocol']}; candidates: {sq['candidates']}): NDCG@10 hybrid "
+            f"{nd.get('hybrid') or 0:.4f}, reranked {nd.get('reranked') or 0:.4f}, ranker kept: {sq['ranker_kept']}"
+        )

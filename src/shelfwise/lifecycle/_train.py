@@ -1324,6 +1324,9 @@ def evaluate_workdir(
         "data_versions": bundle.manifest["data_versions"],
         "fits": "train fold (as evaluated by train; the served models are refit on every interaction)",
         "not_evaluable": not_evaluable,
+        # the bundle's search, as training measured it on its held-out judged queries (a shop
+        # with events and judgments read no search number from `evaluate`)
+        "search": search_quality(bundle.manifest.get("search")),
     }
     trimmed = bundle.manifest.get("retention")
     if trimmed:  # retention removed old steps of the bundle's history since train measured it
