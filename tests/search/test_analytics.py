@@ -136,3 +136,37 @@ def test_a_served_page_is_clicked_only_by_its_shoppers_later_click_cart_or_purch
     ]
     summary = served_search_summary(per_query, attributed)
     assert summary["top_queries"] == [{"query": "lamp", "pages": 6, "attributed_ctr": round(3 / 6, 4)}]
+
+
+def test_an_anonymous_event_counts_only_for_its_own_shoppers_list(tmp_path) -> None:
+    """Any event from an anonymous session counted for any list (and any event for an anonymous
+    session's list): a stranger's click raised a variant's CTR. The warehouse says who else an
+    event's shopper is (`linked_shoppers_sql`): a customer's event is also its session's
+    anonymous shopper, an anonymous event is also the customers whose events carry its session."""
+    from shelfwise.governance import Ingestor, Pseudonymizer
+    from shelfwise.governance._privacy import anonymous_user_id
+    from shelfwise.search._analytics import attributed_events, not_counted
+    from shelfwise.storage import read_only
+
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "products.csv").write_text("product_id,title\nP1,Lamp\n")
+    (d / "events.csv").write_text(
+        "user_id,session_id,product_id,event_type,timestamp,recommendation_id\n"
+        ",S1,P1,view,2024-01-01T10:00:00,\n"  # anonymous browsing in S1 ...
+        "C1,S1,P1,purchase,2024-01-01T10:05:00,r_anon\n"  # ... then C1 logs in and buys from S1's list
+        "C2,S2,P1,purchase,2024-01-01T10:06:00,r_anon\n"  # another customer, another session
+        ",S3,P1,click,2024-01-01T10:07:00,r_c1\n"  # a stranger's session clicks C1's list
+        ",S1,P1,click,2024-01-01T10:08:00,r_c1\n"  # C1's own session (logged out) clicks it
+    )
+    work = tmp_path / "w"
+    Ingestor(work).run(d)
+    p = Pseudonymizer.of(work)
+    c1, s1 = p("C1"), p(anonymous_user_id("S1"))
+    with read_only(work) as (con, _):
+        rows = attributed_events(con, "recommendation_id", work)
+    lists = {"r_anon": s1, "r_c1": c1}
+    counted = sorted(
+        (lid, user) for lid, user, _, ts, also in rows if not_counted(lists[lid], 0.0, user, ts, also) is None
+    )
+    assert counted == [("r_anon", c1), ("r_c1", s1)], rows

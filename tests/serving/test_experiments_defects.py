@@ -222,10 +222,20 @@ def test_an_event_counts_for_its_own_users_list_and_not_before_it_was_served() -
     by_list["r2"] = [["u2", 10_000.0 - 3600 * 14, "click", 0.0]]  # a naive local time, 14 h off: counted
     m = _experiments.experiment_summary(ex, by_list)["experiments"]["e"]["variants"]["control"]
     assert m["revenue_per_user"] == 10.0 and m["conversion"] == 0.5 and m["ctr"] == 1.0
-    # an anonymous session's list, bought from after the shopper logged in: the same shopper
-    anon = _served([("control", "r3", "a_sess", 10_000.0)])
-    got = _experiments.experiment_summary(anon, {"r3": [["u_cust", 10_100.0, "purchase", 50.0]]})
-    assert got["experiments"]["e"]["variants"]["control"]["revenue_per_user"] == 50.0
+    # an anonymous session's list, bought from after the shopper logged in in that session (the
+    # event's session is the list's shopper: `also`): the same shopper; a customer who never
+    # used that session, or a stranger's anonymous session clicking a customer's list, is not
+    anon = _served([("control", "r3", "a_sess", 10_000.0), ("control", "r4", "u_c2", 10_000.0)])
+    logged_in = {"r3": [["u_cust", 10_100.0, "purchase", 50.0, ["a_sess"]]]}
+    got = _experiments.experiment_summary(anon, logged_in)["experiments"]["e"]["variants"]["control"]
+    assert got["revenue_per_user"] == 25.0
+    strangers = {
+        "r3": [["u_other", 10_100.0, "purchase", 100.0, ["a_elsewhere"]]],
+        "r4": [["a_stranger", 10_100.0, "click", 0.0, []], ["a_hers", 10_200.0, "click", 0.0, ["u_c2"]]],
+    }
+    got = _experiments.experiment_summary(anon, strangers)["experiments"]["e"]["variants"]["control"]
+    assert got["revenue_per_user"] == 0.0 and got["ctr"] == 0.5  # (r4: her own session's click)
+    assert got["events_not_counted"]["another_user"] == 2
     by_list.pop("r2")
     m = _experiments.experiment_summary(ex, by_list)["experiments"]["e"]["variants"]["control"]
     assert m["revenue_per_user"] == 10.0 and m["conversion"] == 0.5

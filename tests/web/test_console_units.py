@@ -214,11 +214,11 @@ def test_the_overview_counts_a_click_as_the_experiment_report_does(tmp_path: Pat
     recs.append({"id": "S0", "kind": "similar", "bundle": "b1", "user": None, "at": 10 * day})  # nobody's
     (folder / "t-h-1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     attributed = [
-        ("L0", "u_0", False, 10 * day + 60),  # its shopper's click after it: counts
-        ("L1", "u_1", False, 7 * day),  # three days before it was served: not caused by it
-        ("L2", "u_other", True, 10 * day + 60),  # another customer's purchase naming it
-        ("L3", "a_session", True, 10 * day + 60),  # an anonymous session's (logged in later)
-        ("S0", "u_9", False, 10 * day + 60),  # a click on a similar-items list: anyone's
+        ("L0", "u_0", False, 10 * day + 60, ()),  # its shopper's click after it: counts
+        ("L1", "u_1", False, 7 * day, ()),  # three days before it was served: not caused by it
+        ("L2", "u_other", True, 10 * day + 60, ()),  # another customer's purchase naming it
+        ("L3", "a_session", True, 10 * day + 60, ("u_3",)),  # u_3's own session (logged out)
+        ("S0", "u_9", False, 10 * day + 60, ()),  # a click on a similar-items list: anyone's
     ]
     monkeypatch.setattr(_data, "_TALLIES", {})
     got = {s["surface"]: s for s in _data._traffic(tmp_path, attributed)["surfaces"]}
@@ -556,7 +556,9 @@ def test_the_lineage_file_is_read_incrementally_and_equals_a_full_read(tmp_path:
                            "eventTime": f"2026-12-05T10:0{i}:00+00:00"}) + "\n"  # fmt: skip
 
     def full() -> dict:
-        return {e["run"]["runId"]: {"job": e["job"], "inputs": e["inputs"], "eventTime": e.get("eventTime")}
+        return {e["run"]["runId"]: {"job": e["job"], "inputs": e["inputs"], "eventTime": e.get("eventTime"),
+                                    "made": [(o["name"], (o.get("facets") or {}).get("version", {}).get("datasetVersion") or "")
+                                             for o in e.get("outputs") or []]}
                 for e in read_lineage(tmp_path) if e["eventType"] == "COMPLETE"}  # fmt: skip
 
     path.write_text(event(1, "START") + event(1) + event(2))
@@ -622,7 +624,7 @@ def test_a_training_run_keeps_the_figures_the_first_server_shows(tmp_path: Path,
     monkeypatch.setattr(_train, "train", lambda *a, **k: "trained")
     assert shop.train(log=None) == "trained"
     kept = {f.name for f in (tmp_path / "w" / "state" / "console").glob("*.json")}
-    assert {"catalog.json", "quarantine_summary.json", "search_logged_v2.json"} <= kept
+    assert {"catalog.json", "quarantine_summary.json", "search_logged_v3.json"} <= kept
     expected = _data.datasets(tmp_path / "w")
     _data._CACHE.clear()  # a new process
 

@@ -51,7 +51,7 @@ def search_analytics(workdir: str | Path, top: int = 50, lexical: Any = None) ->
 
 def logged_searches(
     workdir: str | Path, top: int = 50
-) -> tuple[dict[str, Any], list[tuple[str, str, float]]]:
+) -> tuple[dict[str, Any], list[tuple[str, str, float, tuple[str, ...]]]]:
     """The shop's logged searches (top queries with session CTR and conversion) and the curated
     clicks, carts and purchases that name a served page (search id, user, time: for the served
     pages' attributed CTR, `served_search_summary`).
@@ -69,7 +69,7 @@ def logged_searches(
     from ..storage import read_only, relation_columns
 
     logged: dict[str, Any] = {"searches": 0, "distinct_queries": 0, "top_queries": []}
-    attributed: list[tuple[str, str, float]] = []
+    attributed: list[tuple[str, str, float, tuple[str, ...]]] = []
     with read_only(workdir) as (con, tables):
         if "events" not in tables:
             return logged, attributed
@@ -110,21 +110,57 @@ def logged_searches(
         if "search_id" in cols:
             # (search id, user, epoch seconds) of the clicks, carts and purchases that name a
             # page (a `search` event naming its own page is no click: every page was "clicked")
-            attributed = [(str(i), str(u), float(ts)) for i, u, _, ts in attributed_events(con, "search_id")]
+            attributed = [
+                (str(i), str(u), float(ts), also)
+                for i, u, _, ts, also in attributed_events(con, "search_id", workdir)
+            ]
     return logged, attributed
 
 
-def attributed_events(con: Any, column: str) -> list[tuple[str, str, bool, float]]:
-    """(list id, user, a purchase, the latest time: epoch seconds) per served list the curated
-    clicks, carts and purchases name in `column` (`search_id`, `recommendation_id`), on a
-    connection to the warehouse: what the console's traffic and the search analytics attribute."""
+def linked_shoppers_sql(workdir: str | Path) -> tuple[str, str, list[Any]]:
+    """SQL over a curated event `e` (with `LINKS`, the CTE it names, joined as `l`) of the other
+    pseudonyms of its shopper (`also`): a customer's event is also the anonymous session it was
+    made in (the browsing before the login: a list served to `~anonymous:<session>`); an anonymous
+    event is also the customers whose events carry its session. (the CTE, the expression, its
+    parameters)"""
+    from ..governance import Pseudonymizer
+    from ..governance._privacy import ANONYMOUS_PREFIX, ANONYMOUS_PSEUDONYM_PREFIX
+
+    anon, params = Pseudonymizer.of(workdir).sql(f"({lit_text(ANONYMOUS_PREFIX)} || trim(e.session_id))")
+    cte = (
+        "links AS (SELECT session_id, list(DISTINCT user_id ORDER BY user_id) AS customers "
+        f"FROM curated.events WHERE session_id IS NOT NULL AND NOT starts_with(user_id, '{ANONYMOUS_PSEUDONYM_PREFIX}') "
+        "GROUP BY 1)"
+    )
+    also = (
+        f"CASE WHEN starts_with(e.user_id, '{ANONYMOUS_PSEUDONYM_PREFIX}') THEN coalesce(l.customers, []::VARCHAR[]) "
+        f"WHEN e.session_id IS NOT NULL THEN [{anon}] ELSE []::VARCHAR[] END"
+    )
+    return cte, also, params
+
+
+def lit_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def attributed_events(
+    con: Any, column: str, workdir: str | Path
+) -> list[tuple[str, str, bool, float, tuple[str, ...]]]:
+    """(list id, user, a purchase, the latest time: epoch seconds, the shopper's other
+    pseudonyms: `linked_shoppers_sql`) per served list the curated clicks, carts and purchases
+    name in `column` (`search_id`, `recommendation_id`), on a connection to the warehouse (of
+    `workdir`): what the console's traffic and the search analytics attribute."""
+    cte, also, params = linked_shoppers_sql(workdir)
     return [
-        tuple(r)
-        for r in con.sql(
-            f"""SELECT {column}, coalesce(user_id, ''), event_type = 'purchase',
-                  max(epoch("timestamp"))::DOUBLE FROM curated.events
-                WHERE {column} IS NOT NULL AND event_type IN ('click', 'add_to_cart', 'purchase')
-                GROUP BY ALL"""
+        (r[0], r[1], r[2], r[3], tuple(r[4]))
+        for r in con.execute(
+            f"""WITH {cte}
+                SELECT e.{column}, coalesce(e.user_id, ''), e.event_type = 'purchase',
+                  max(epoch(e."timestamp"))::DOUBLE, {also} AS also
+                FROM curated.events e LEFT JOIN links l ON l.session_id = e.session_id
+                WHERE e.{column} IS NOT NULL AND e.event_type IN ('click', 'add_to_cart', 'purchase')
+                GROUP BY ALL""",
+            params,
         ).fetchall()
     ]
 
@@ -135,17 +171,20 @@ def attributed_events(con: Any, column: str) -> list[tuple[str, str, bool, float
 CLOCK_SKEW_S = 86_400.0
 
 
-def not_counted(list_user: str, list_at: float, event_user: str, event_ts: float) -> str | None:
+def not_counted(
+    list_user: str, list_at: float, event_user: str, event_ts: float, also: Any = ()
+) -> str | None:
     """Why an event naming a served list does not count for it (None: it counts): another
-    customer's event ("another_user"; an anonymous session's list bought after a login, or the
-    other way round, is the same shopper's; a list served to no shopper is anyone's), or one
-    dated more than CLOCK_SKEW_S before the list was served ("before_the_list"). One rule for
-    the experiment report, the console's traffic and the search analytics."""
-    from ..governance import is_anonymous
-
+    shopper's event ("another_user"; `also`, the event's shopper's other pseudonyms
+    (`linked_shoppers_sql`): an anonymous session's list bought after a login in that session,
+    or a customer's list clicked in a session of theirs, is the same shopper's; a list served to
+    no shopper is anyone's), or one dated more than CLOCK_SKEW_S before the list was served
+    ("before_the_list"). One rule for the experiment report, the console's traffic and the
+    search analytics. (An anonymous session's event counted for any list: a stranger's click on
+    a customer's list raised its variant's CTR.)"""
     # (a list served to nobody in particular - similar items, a search without a shopper - is
     # any shopper's: only its time is read)
-    if list_user and event_user != list_user and not (is_anonymous(event_user) or is_anonymous(list_user)):
+    if list_user and event_user != list_user and list_user not in also:
         return "another_user"
     if list_at and event_ts < list_at - CLOCK_SKEW_S:
         return "before_the_list"
@@ -200,16 +239,17 @@ def served_search_summary(per_query: dict[str, list[Any]], attributed: Any, top:
     clicked when a click, cart or purchase names it that `not_counted` lets count for it (its
     shopper's, not dated before it was served: the console's traffic and the experiment report
     read events the same way). `attributed`: (search id, user, epoch seconds) per such event."""
-    events: dict[str, list[tuple[str, float]]] = {}
+    events: dict[str, list[tuple[str, float, tuple[str, ...]]]] = {}
     for a in attributed:
         if isinstance(a, str):  # (an id alone: anyone's, any time)
-            events.setdefault(a, []).append(("", float("inf")))
+            events.setdefault(a, []).append(("", float("inf"), ()))
         else:
-            events.setdefault(str(a[0]), []).append((str(a[1]), float(a[2])))
+            also = tuple(a[3]) if len(a) > 3 else ()
+            events.setdefault(str(a[0]), []).append((str(a[1]), float(a[2]), also))
 
     def clicked(page: Any) -> bool:
         pid, user, at = (page, "", 0.0) if isinstance(page, str) else (page[0], page[1], page[2])
-        return any(not_counted(user, at, u, ts) is None for u, ts in events.get(pid, ()))
+        return any(not_counted(user, at, u, ts, also) is None for u, ts, also in events.get(pid, ()))
 
     served = sorted(
         (

@@ -334,13 +334,21 @@ def attributed_events(workdir: str | Path) -> dict[str, list[list[Any]]]:
         cols = set(relation_columns(con, "curated.events"))
         if "recommendation_id" not in cols:
             return by_list
-        rows = con.sql(
-            'SELECT coalesce(recommendation_id, search_id), user_id, epoch("timestamp"), event_type, '
-            "coalesce(value, 0) FROM curated.events WHERE coalesce(recommendation_id, search_id) IS NOT NULL "
-            "AND event_type IN ('click', 'add_to_cart', 'purchase')"
+        from ..search._analytics import linked_shoppers_sql
+
+        cte, also, params = linked_shoppers_sql(workdir)
+        rows = con.execute(
+            f"WITH {cte} "
+            'SELECT coalesce(e.recommendation_id, e.search_id), e.user_id, epoch(e."timestamp"), e.event_type, '
+            f"coalesce(e.value, 0), {also} FROM curated.events e LEFT JOIN links l ON l.session_id = e.session_id "
+            "WHERE coalesce(e.recommendation_id, e.search_id) IS NOT NULL "
+            "AND e.event_type IN ('click', 'add_to_cart', 'purchase')",
+            params,
         ).fetchall()
-    for sid, user, ts, etype, value in rows:
-        by_list.setdefault(str(sid), []).append([str(user), float(ts), str(etype), float(value)])
+    for sid, user, ts, etype, value, others in rows:
+        by_list.setdefault(str(sid), []).append(
+            [str(user), float(ts), str(etype), float(value), list(others)]
+        )
     return by_list
 
 
@@ -407,8 +415,9 @@ def experiment_summary(
     out: dict[str, Any] = {
         "protocol": (
             "unit = user (pseudonym); exposure = one served list; an event counts for the list whose "
-            "recommendation_id/search_id it carries unless another customer's (an anonymous session's "
-            "list bought after a login counts) or dated more than "
+            "recommendation_id/search_id it carries unless another shopper's (an anonymous session's "
+            "list bought after a login in that session counts, as does a customer's list clicked in a "
+            "session of theirs) or dated more than "
             f"{CLOCK_SKEW_S / 3600:g} hours before the list was served; CTR and add-to-cart "
             "rate per exposure, conversion = share of exposed users with an attributed purchase, revenue "
             "per exposed user = sum of attributed purchase values; 95% CIs with the user as unit: delta "
@@ -435,8 +444,8 @@ def experiment_summary(
                 u = row[e[3]]
                 shown[u] += 1
                 kinds: set[str] = set()
-                for ev_user, ts, etype, value in by_list.get(e[2], ()):
-                    why = not_counted(e[3], e[5], ev_user, ts)
+                for ev_user, ts, etype, value, *others in by_list.get(e[2], ()):
+                    why = not_counted(e[3], e[5], ev_user, ts, others[0] if others else ())
                     if why is not None:
                         other_user += why == "another_user"
                         before += why == "before_the_list"

@@ -481,7 +481,7 @@ def traffic(workdir: Path) -> dict[str, Any]:
     or purchase) and conversion (lists with an attributed purchase)."""
     served = _stamp(workdir, *SERVED)
     att_stamp: tuple[Any, ...] = ()
-    attributed: list[tuple[str, str, bool, float]] = []
+    attributed: list[tuple[str, str, bool, float, tuple[str, ...]]] = []
     if _has_warehouse(workdir) and served[0]:  # lists were served: the events that name them
         stamp = _stamp(workdir, *WAREHOUSE)
         att_stamp, attributed = _cached(
@@ -659,7 +659,8 @@ def exposure_tally(workdir: Path) -> dict[str, Any]:
 
 
 # (v2: rows per list, user and kind with the latest time: `not_counted` reads them)
-_ATTRIBUTED = Persist("attributed_v2", load=lambda v: (_tuples(v[0]), [tuple(r) for r in v[1]]))
+# (v3: with the shopper's other pseudonyms, `linked_shoppers_sql`)
+_ATTRIBUTED = Persist("attributed_v3", load=lambda v: (_tuples(v[0]), [(*r[:4], tuple(r[4])) for r in v[1]]))
 
 
 def _tuples(v: Any) -> Any:
@@ -667,7 +668,9 @@ def _tuples(v: Any) -> Any:
     return tuple(_tuples(x) for x in v) if isinstance(v, list) else v
 
 
-def _traffic(workdir: Path, attributed: list[tuple[str, str, bool, float]]) -> dict[str, Any]:
+def _traffic(
+    workdir: Path, attributed: list[tuple[str, str, bool, float, tuple[str, ...]]]
+) -> dict[str, Any]:
     from ..serving._experiments import not_counted
 
     tally = exposure_tally(workdir)
@@ -678,9 +681,9 @@ def _traffic(workdir: Path, attributed: list[tuple[str, str, bool, float]]) -> d
     # for its events: one of them counts when it does)
     engaged_ids: set[str] = set()
     bought_ids: set[str] = set()
-    for sid, user, purchase, last in attributed if bundle_of else []:
+    for sid, user, purchase, last, also in attributed if bundle_of else []:
         got = bundle_of.get(sid)
-        if got is not None and not_counted(got[2], got[3], user, last) is None:
+        if got is not None and not_counted(got[2], got[3], user, last, also) is None:
             engaged_ids.add(sid)
             if purchase:
                 bought_ids.add(sid)
@@ -714,7 +717,7 @@ def _traffic(workdir: Path, attributed: list[tuple[str, str, bool, float]]) -> d
     return {"surfaces": surfaces, "served": sum(served.values()), "by_bundle": bundles}
 
 
-def _attributed(workdir: Path) -> list[tuple[str, str, bool, float]]:
+def _attributed(workdir: Path) -> list[tuple[str, str, bool, float, tuple[str, ...]]]:
     """(list id, user, a purchase, the latest time: epoch seconds) per served list a curated
     click, cart or purchase names, its user and whether a purchase: the warehouse's part of the
     traffic, cached apart from the served log's (which grows with every page served while the
@@ -722,12 +725,12 @@ def _attributed(workdir: Path) -> list[tuple[str, str, bool, float]]:
     from ..search._analytics import attributed_events
     from ..storage import read_only, relation_columns
 
-    out: list[tuple[str, str, bool, float]] = []
+    out: list[tuple[str, str, bool, float, tuple[str, ...]]] = []
     with warehouse(), read_only(workdir) as (con, tables):
         if "events" in tables:
             cols = set(relation_columns(con, "curated.events"))
             for c in (c for c in ("recommendation_id", "search_id") if c in cols):
-                out += attributed_events(con, c)
+                out += attributed_events(con, c, workdir)
     return out
 
 
@@ -1303,10 +1306,10 @@ def search_report(workdir: Path, lexical: Any = None) -> dict[str, Any]:
     return {"protocol": dict(PROTOCOL), "logged": got, "served": served, "no_keyword_match": nkm}
 
 
-_SEARCH_LOGGED = Persist(  # (v2: the attributed events with their user and time, not ids alone)
-    "search_logged_v2",
-    dump=lambda v: [v[0], v[1], [list(a) for a in v[2]], v[3]],
-    load=lambda v: (_tuples(v[0]), v[1], [tuple(a) for a in v[2]], v[3]),
+_SEARCH_LOGGED = Persist(  # (v3: the attributed events with their user, time and linked shoppers)
+    "search_logged_v3",
+    dump=lambda v: [v[0], v[1], [[*a[:3], list(a[3])] for a in v[2]], v[3]],
+    load=lambda v: (_tuples(v[0]), v[1], [(*a[:3], tuple(a[3])) for a in v[2]], v[3]),
 )
 
 
@@ -1363,7 +1366,7 @@ def experiments(workdir: Path) -> dict[str, Any]:
 
 
 # (v2: each list's events with their user and time, not counts: the v1 file is not read)
-_EXPERIMENT_EVENTS = Persist("experiment_events_v2", load=lambda v: (_tuples(v[0]), v[1]))
+_EXPERIMENT_EVENTS = Persist("experiment_events_v3", load=lambda v: (_tuples(v[0]), v[1]))
 
 
 # -- warm-up ---------------------------------------------------------------------------------------
