@@ -310,3 +310,18 @@ def test_the_report_names_an_unknown_experiment_and_events_naming_unknown_lists(
         _experiments.attributed_events = orig  # type: ignore[assignment]
     assert rep["unknown_list_events"] == 1
     assert rep["experiments"]["e"]["variants"]["control"]["ctr"] == 1.0
+
+
+def test_users_a_weight_change_moved_between_variants_are_left_out_and_said() -> None:
+    """A 50/50 experiment set to 20/80 while it ran: 66 of 207 users moved A -> B and were counted
+    in both (125 + 164 users of 223), and the sample-ratio check blamed the split. Users served
+    by two variants are left out of both, counted and said."""
+    ex = _served([("A", f"a{i}", f"u{i}", 0.0) for i in range(10)])
+    ex += _served([("B", f"b{i}", f"u{i}", 1.0) for i in range(6, 10)])  # u6..u9 moved A -> B
+    ex += _served([("B", f"c{i}", f"v{i}", 1.0) for i in range(10)])
+    got = _experiments.experiment_summary(ex, {}, weights={"e": {"A": 50.0, "B": 50.0}})["experiments"]["e"]
+    assert got["crossed_users"] == 4 and "served by more than one variant" in got["warning"]
+    assert got["variants"]["A"]["users"] == 6 and got["variants"]["B"]["users"] == 10
+    assert got["variants"]["A"]["exposures"] == 6 and got["variants"]["B"]["exposures"] == 10
+    clean = _experiments.experiment_summary(_served([("A", "x", "u1", 0.0)]), {})["experiments"]["e"]
+    assert clean["crossed_users"] == 0 and "warning" not in clean

@@ -75,8 +75,20 @@ def experiments_set(
     file: Annotated[Path, typer.Option("--file", help="An experiments JSON file.")],
 ) -> None:
     """Install the experiments configuration (a running server picks it up; audited)."""
+    from ..serving._experiments import load_experiments
+
+    before = {e.name: {v.name: v.weight for v in e.variants} for e in load_experiments(workdir)}
     names = shop(workdir).set_experiments(file)
     typer.echo(f"{len(names)} experiment(s) installed: {', '.join(names)}")
+    for e in load_experiments(workdir):
+        was = before.get(e.name)
+        if was is not None and was != {v.name: v.weight for v in e.variants}:
+            typer.echo(
+                f"warning: experiment {e.name}'s weights changed: the users whose bucket the new split "
+                "gives another variant move to it, and the report leaves everyone served by two variants "
+                "out (`crossed_users`); a new experiment name compares the new split cleanly",
+                err=True,
+            )
 
 
 @experiments_app.command("report")
@@ -93,6 +105,8 @@ def experiments_report(
     typer.echo(rep["protocol"])
     for name, e in rep["experiments"].items():
         typer.echo(f"\nexperiment {name}")
+        if e.get("warning"):
+            typer.echo(f"  warning: {e['warning']}")
         srm = e.get("sample_ratio")
         if srm and srm["mismatch"]:
             typer.echo(

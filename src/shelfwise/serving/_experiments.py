@@ -428,12 +428,19 @@ def experiment_summary(
         "experiments": {},
     }
     groups: dict[tuple[str, str], list[tuple[str, str, str, str, str, float]]] = {}
+    seen_in: dict[tuple[str, str], set[str]] = {}  # (experiment, user) -> the variants that served them
     for e in exposures:
         groups.setdefault((e[0], e[1]), []).append(e)
+        seen_in.setdefault((e[0], e[3]), set()).add(e[1])
     for exp_name in sorted({k[0] for k in groups}):
         variants: dict[str, Any] = {}
+        # a user served by two variants (the weights changed while it ran: the hash moved them)
+        # is no clean unit of either: left out of both, and counted
+        crossed = {u for (x, u), vs in seen_in.items() if x == exp_name and len(vs) > 1}
         for var in sorted(v for x, v in groups if x == exp_name):
-            ex = groups[(exp_name, var)]
+            ex = [e for e in groups[(exp_name, var)] if e[3] not in crossed]
+            if not ex:
+                continue
             users = sorted({e[3] for e in ex})
             row = {u: i for i, u in enumerate(users)}
             n_u = len(users)
@@ -474,5 +481,16 @@ def experiment_summary(
                 "events_not_counted": {"another_user": other_user, "before_the_list": before},
             }
         srm = _sample_ratio({v: m["users"] for v, m in variants.items()}, (weights or {}).get(exp_name))
-        out["experiments"][exp_name] = {"variants": variants, "sample_ratio": srm}
+        out["experiments"][exp_name] = {
+            "variants": variants,
+            "sample_ratio": srm,
+            "crossed_users": len(crossed),
+        }
+        if crossed:
+            out["experiments"][exp_name]["warning"] = (
+                f"{len(crossed):,} user(s) were served by more than one variant (the weights changed while "
+                "the experiment ran: a user's bucket moved) and are left out of every variant; the "
+                "sample-ratio check compares the rest with the weights configured now. A new experiment "
+                "name compares a new split cleanly."
+            )
     return out
