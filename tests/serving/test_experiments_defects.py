@@ -325,3 +325,15 @@ def test_users_a_weight_change_moved_between_variants_are_left_out_and_said() ->
     assert got["variants"]["A"]["exposures"] == 6 and got["variants"]["B"]["exposures"] == 10
     clean = _experiments.experiment_summary(_served([("A", "x", "u1", 0.0)]), {})["experiments"]["e"]
     assert clean["crossed_users"] == 0 and "warning" not in clean
+
+
+def test_a_robots_lists_leave_the_report_with_its_clicks() -> None:
+    """A bot fetched 100 lists and clicked them; ingestion quarantined the clicks as robot
+    traffic, but its 100 lists stayed in its variant's exposures as unclicked ones (CTR down).
+    The shoppers `attributed_events` names as robots (`BOTS_KEY`) leave with their lists."""
+    ex = _served([("A", f"r{i}", "u_bot", 0.0) for i in range(100)] + [("A", "h1", "u_h", 0.0)])
+    by_list = {"h1": [["u_h", 10.0, "click", 0.0, []]], _experiments.BOTS_KEY: [["u_bot"]]}
+    got = _experiments.experiment_summary(ex, by_list)["experiments"]["e"]
+    assert got["robot_users_left_out"] == 1
+    assert got["variants"]["A"]["users"] == 1 and got["variants"]["A"]["exposures"] == 1
+    assert got["variants"]["A"]["ctr"] == 1.0

@@ -296,7 +296,7 @@ def experiment_report(workdir: str | Path, experiment: str | None = None) -> dic
     by_list = attributed_events(workdir) if exposures else {}
     out = experiment_summary(exposures, by_list, weights=configured_weights(configured))
     # events naming a list the log does not hold (a mistyped id, or one past the log's retention)
-    out["unknown_list_events"] = sum(len(v) for k, v in by_list.items() if k not in served)
+    out["unknown_list_events"] = sum(len(v) for k, v in by_list.items() if k not in served and k != BOTS_KEY)
     return out
 
 
@@ -345,11 +345,48 @@ def attributed_events(workdir: str | Path) -> dict[str, list[list[Any]]]:
             "AND e.event_type IN ('click', 'add_to_cart', 'purchase')",
             params,
         ).fetchall()
+        bots = _bot_users(con, workdir)
     for sid, user, ts, etype, value, others in rows:
         by_list.setdefault(str(sid), []).append(
             [str(user), float(ts), str(etype), float(value), list(others)]
         )
+    if bots:
+        by_list[BOTS_KEY] = [[b] for b in sorted(bots)]
     return by_list
+
+
+# `attributed_events`' entry (no list id is this) of the shoppers whose events were quarantined
+# as robot traffic: their exposures leave the report too (their clicks did: a bot's 100 lists
+# counted as 100 unclicked exposures of its variant)
+BOTS_KEY = "\x00robots"
+
+
+def _bot_users(con: Any, workdir: str | Path) -> set[str]:
+    """The pseudonyms of the users (or anonymous sessions) whose events ingestion quarantined as
+    robot traffic (`bot_traffic`)."""
+    from ..governance import Pseudonymizer
+    from ..governance._compile import MISSING_VALUES, trim_id
+    from ..governance._privacy import anonymous_user_id
+
+    has = con.sql(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'quarantine' AND table_name = 'rows'"
+    ).fetchone()
+    if not has or not has[0]:
+        return set()
+    rows = con.sql(
+        "SELECT DISTINCT json_extract_string(raw, '$.user_id'), json_extract_string(raw, '$.session_id') "
+        "FROM quarantine.rows WHERE table_name = 'events' AND reason = 'bot_traffic'"
+    ).fetchall()
+    raw = set()
+    for user, session in rows:
+        u = trim_id(user or "")
+        if u and u not in MISSING_VALUES:
+            raw.add(u)
+        elif (sess := trim_id(session or "")) and sess not in MISSING_VALUES:
+            raw.add(anonymous_user_id(sess))
+    if not raw:
+        return set()
+    return set(Pseudonymizer.of(workdir).many(sorted(raw)))
 
 
 def _ratio_interval(num: np.ndarray, den: np.ndarray) -> tuple[float, float]:
@@ -429,7 +466,12 @@ def experiment_summary(
     }
     groups: dict[tuple[str, str], list[tuple[str, str, str, str, str, float]]] = {}
     seen_in: dict[tuple[str, str], set[str]] = {}  # (experiment, user) -> the variants that served them
+    bots = {str(b[0]) for b in by_list.get(BOTS_KEY, ())}
+    robots: dict[str, set[str]] = {}  # experiment -> the robots it served, left out
     for e in exposures:
+        if e[3] in bots:
+            robots.setdefault(e[0], set()).add(e[3])
+            continue
         groups.setdefault((e[0], e[1]), []).append(e)
         seen_in.setdefault((e[0], e[3]), set()).add(e[1])
     for exp_name in sorted({k[0] for k in groups}):
@@ -485,6 +527,8 @@ def experiment_summary(
             "variants": variants,
             "sample_ratio": srm,
             "crossed_users": len(crossed),
+            # shoppers whose events were quarantined as robot traffic: their lists too
+            "robot_users_left_out": len(robots.get(exp_name, ())),
         }
         if crossed:
             out["experiments"][exp_name]["warning"] = (

@@ -1318,6 +1318,7 @@ def experiments(workdir: Path) -> dict[str, Any]:
     The exposures come from the incremental tally (only what was appended to the log is read),
     the attributed events from the warehouse (cached, kept in the workdir, per warehouse state)."""
     from ..serving._experiments import (
+        BOTS_KEY,
         attributed_events,
         configured_weights,
         experiment_summary,
@@ -1349,7 +1350,7 @@ def experiments(workdir: Path) -> dict[str, Any]:
             # the events of the lists an experiment served, the only ones its report reads (each
             # event is kept with its user and time: every list's would grow with all the traffic)
             in_experiments = {e[2] for e in exposure_tally(workdir)["exposures"]}
-            return stamp, {k: v for k, v in got.items() if k in in_experiments}
+            return stamp, {k: v for k, v in got.items() if k in in_experiments or k == BOTS_KEY}
 
         events_stamp, by_list = _cached(
             ("experiment-events", workdir), stamp, events, float("inf"), REFRESH_WAIT_S,
