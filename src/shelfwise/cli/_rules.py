@@ -107,6 +107,11 @@ def experiments_report(
         typer.echo(f"\nexperiment {name}")
         if e.get("warning"):
             typer.echo(f"  warning: {e['warning']}")
+        if e.get("robot_users_left_out"):
+            typer.echo(
+                f"  {e['robot_users_left_out']:,} shopper(s) whose events were quarantined as robot traffic "
+                "left out with their lists"
+            )
         srm = e.get("sample_ratio")
         if srm and srm["mismatch"]:
             typer.echo(
