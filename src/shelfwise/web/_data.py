@@ -1331,7 +1331,8 @@ def experiments(workdir: Path) -> dict[str, Any]:
             "name": e.name,
             "surface": e.surface,
             "variants": [
-                {"name": v.name, "weight": v.weight, "model": v.model, "bundle": v.bundle} for v in e.variants
+                {"name": v.name, "weight": v.weight, "model": v.model, "bundle": v.bundle, "rules": v.rules}
+                for v in e.variants
             ],
         }
         for e in installed
@@ -1363,7 +1364,11 @@ def experiments(workdir: Path) -> dict[str, Any]:
         lambda: experiment_summary(exposure_tally(workdir)["exposures"], by_list, weights=weights),
         float("inf"),
     )
-    return {"configured": configured, "report": report}
+    from ..serving._feedback import pending_events
+
+    # acknowledged events not absorbed yet: their lists are in the exposures, they are not (as
+    # `experiments report` warns)
+    return {"configured": configured, "report": report, "pending_events": pending_events(workdir)}
 
 
 # (v2: each list's events with their user and time, not counts: the v1 file is not read)
