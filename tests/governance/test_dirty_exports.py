@@ -423,8 +423,9 @@ def test_a_renamed_customer_column_is_refused_not_read_as_anonymous_sessions(tmp
     (day2 / "events.csv").write_text(
         "Customer,Order ID,product_id,event_type,timestamp\nC2,O2,p1,purchase,2024-01-02T10:00:00\n"
     )
-    (till / "events.csv").write_text(
-        "Till,Order ID,product_id,event_type,timestamp\nT1,O3,p1,purchase,2024-01-03T10:00:00\n"
+    (till / "events.csv").write_text(  # (a store's, a register's, a browser's ids are no customer's: review)
+        "Till,store_id,register_id,user_agent,new_customer,Order ID,product_id,event_type,timestamp\n"
+        "T1,S1,R1,Mozilla,yes,O3,p1,purchase,2024-01-03T10:00:00\n"
     )
     Ingestor(work).run(day1)
     with pytest.raises(
@@ -484,6 +485,18 @@ def test_a_file_that_does_not_tell_its_decimal_mark_reads_as_the_tables_earlier_
         'user_id,product_id,event_type,timestamp,value\nu2,p1,purchase,2024-01-02T10:00:00,"323,136"\n'
     )
     Ingestor(work).run(d1)
+    # served events absorbed between (JSON numbers, `19.99`: typed, no locale's text) do not
+    # overwrite what the shop's files told (the review's: the 1000x came back after an absorb)
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "events.jsonl").write_text(
+        '{"user_id": "u3", "product_id": "p1", "event_type": "purchase", "timestamp": "2024-01-01T12:00:00", "value": 19.99}\n'
+    )
+    Ingestor(work, mode="append").run(served)
     rep = Ingestor(work, mode="append").run(d2)
-    assert curated_rows(work, "SELECT value FROM curated.events ORDER BY timestamp") == [(209.3,), (323.136,)]
+    assert curated_rows(work, "SELECT value FROM curated.events ORDER BY timestamp") == [
+        (209.3,),
+        (19.99,),
+        (323.136,),
+    ]
     assert any("as an earlier file of this table wrote them" in n for n in rep.notes), rep.notes

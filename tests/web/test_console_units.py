@@ -1204,3 +1204,26 @@ def test_the_lineage_of_an_appended_version_goes_back_through_every_delivery(tmp
     files = {n["detail"] for n in g["nodes"] if n["kind"] == "file"}
     assert {str(tmp_path / f"day{i}" / "events.csv") for i in (1, 2, 3)} <= files, files
     assert sum(1 for n in g["nodes"] if n["kind"] == "run") == 3
+
+
+def test_the_consoles_audit_check_says_what_shelfwise_audit_says_of_a_removed_log(tmp_path: Path) -> None:
+    """The console reset a missing log to "0 entries, intact" while `shelfwise audit` failed it
+    (the lineage records runs), and did not read the head (newest lines removed)."""
+    from shelfwise.governance import AuditLog
+    from shelfwise.governance._audit import AUDIT_FILE
+
+    w = tmp_path / "w"
+    for i in range(3):
+        AuditLog(w).append("train", run_id=f"r{i}")
+    (w / "lineage").mkdir()
+    (w / "lineage" / "openlineage.jsonl").write_text('{"eventType": "COMPLETE", "run": {"runId": "r0"}}\n')
+    assert _data.audit_check(w)["ok"]
+    lines = (w / AUDIT_FILE).read_text().splitlines()
+    (w / AUDIT_FILE).write_text(lines[0] + "\n")  # the newest two removed, the head left
+    got = _data.audit_check(w)
+    assert not got["ok"] and "entry 3 was written" in got["reason"]
+    import shutil
+
+    shutil.rmtree(w / "audit")
+    got = _data.audit_check(w)
+    assert not got["ok"] and "completed run" in got["reason"]

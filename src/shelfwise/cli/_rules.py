@@ -75,9 +75,13 @@ def experiments_set(
     file: Annotated[Path, typer.Option("--file", help="An experiments JSON file.")],
 ) -> None:
     """Install the experiments configuration (a running server picks it up; audited)."""
+    from ..errors import ShelfwiseError
     from ..serving._experiments import load_experiments
 
-    before = {e.name: {v.name: v.weight for v in e.variants} for e in load_experiments(workdir)}
+    try:
+        before = {e.name: {v.name: v.weight for v in e.variants} for e in load_experiments(workdir)}
+    except ShelfwiseError:  # (the file this replaces could not be read: nothing to compare)
+        before = {}
     names = shop(workdir).set_experiments(file)
     typer.echo(f"{len(names)} experiment(s) installed: {', '.join(names)}")
     for e in load_experiments(workdir):

@@ -515,7 +515,12 @@ class Ingestor:
                 report.notes.append("no products file: the catalog is the set of products seen in events")
             q_rows = sum(t.rows_quarantined for t in report.tables.values())
             outputs.append(DatasetRef(warehouse_namespace(self.workdir), "quarantine.rows", rows=q_rows))
-            lineage.inputs = input_refs if self.lineage_inputs is None else list(self.lineage_inputs)
+            # (a replay's or a re-process's own inputs, and the earlier versions an append read)
+            lineage.inputs = (
+                input_refs
+                if self.lineage_inputs is None
+                else [*self.lineage_inputs, *(r for r in input_refs if r.namespace != "file")]
+            )
             report.seconds = round(time.perf_counter() - t0, 3)
             wh.record_run(lineage.run_id, self.job, started, "COMPLETE", report.to_dict())
             lineage.complete(outputs)

@@ -130,11 +130,7 @@ def map_columns(
         # a till's or a guest shop's rows: no customer, a session (a basket, a receipt) each;
         # but not a delivery whose customer column was renamed (`Customer ID` -> `Customer`)
         # to a table whose rows name customers: its purchases would lose their customers
-        renamed = [
-            h
-            for h, why in suggest_columns(contract, "user_id", header, {}, used=taken)
-            if why == "a similar name"
-        ]
+        renamed = [h for h in header if h not in taken and _names_a_person(h)]
         if not (renamed and had_customers is not None and had_customers()):
             missing.remove("user_id")
             notes.append(
@@ -196,6 +192,18 @@ def map_columns(
         )
     extra = [h for h in dict.fromkeys(header) if h not in taken and h != LINE_COLUMN]
     return Columns(mapping, extra, implied, joined, filled, notes)
+
+
+# the words a customer column is named by, alone or with an id's ending (`Customer`,
+# `Customer No`, `client_ref`): not `store_id`, `user_agent`, `new_customer`, `customer_count`
+_PERSON_WORDS = ("customer", "user", "client", "member", "buyer", "shopper", "account", "visitor", "consumer")
+_ID_ENDINGS = ("", "id", "no", "nr", "number", "num", "code", "ref", "key")
+
+
+def _names_a_person(header: str) -> bool:
+    """Whether a header is named as a customer id column is (a renamed `Customer ID`)."""
+    key = "".join(ch for ch in header.lower() if ch.isalnum())
+    return any(key == w + e for w in _PERSON_WORDS for e in _ID_ENDINGS)
 
 
 def samples_of(wh: Warehouse, staged: StagedFile, header: list[str]) -> dict[str, list[str]]:

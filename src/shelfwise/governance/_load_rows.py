@@ -67,7 +67,9 @@ def decimal_comma_numbers(st: LoadState) -> bool:
         f"CREATE TABLE IF NOT EXISTS {NUMBER_MARKS} (table_name VARCHAR PRIMARY KEY, decimal_comma BOOLEAN, "
         "run_id VARCHAR, source_file VARCHAR, decided_at TIMESTAMP)"
     )
-    if told is not None and not st.reprocess:  # (re-processed rows are no delivery's form)
+    # (re-processed rows are no delivery's form; JSON numbers are typed, not a locale's text:
+    # an absorb's `19.99` said nothing of how the shop's files write theirs)
+    if told is not None and not st.reprocess and st.staged.format == "csv":
         st.wh.sql(
             f"INSERT OR REPLACE INTO {NUMBER_MARKS} VALUES (?, ?, ?, ?, now()::TIMESTAMP)",
             [st.name, told, st.run_id, str(st.src)],
@@ -82,9 +84,7 @@ def decimal_comma_numbers(st: LoadState) -> bool:
                 "the file writes decimals with a comma and never with a point"
             )
         return told
-    known = st.wh.sql(
-        f"SELECT decimal_comma, source_file FROM {NUMBER_MARKS} WHERE table_name = ?", [st.name]
-    ).fetchone()
+    known = known_decimal_mark(st.wh.sql, st.name)
     if known is not None:
         if known[0]:
             st.note(
@@ -99,6 +99,20 @@ def decimal_comma_numbers(st: LoadState) -> bool:
         )
         return True
     return False
+
+
+def known_decimal_mark(sql: Callable[..., Any], table: str) -> tuple[bool, str] | None:
+    """(decimal comma, the file that told) as `table`'s files told it (`meta.number_marks`);
+    None when none did."""
+    has = sql(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'meta' AND table_name = 'number_marks'"
+    ).fetchone()
+    if not has or not has[0]:
+        return None
+    row = sql(
+        f"SELECT decimal_comma, source_file FROM {NUMBER_MARKS} WHERE table_name = ?", [table]
+    ).fetchone()
+    return None if row is None else (bool(row[0]), str(row[1]))
 
 
 DATE_ORDERS = "meta.date_orders"

@@ -336,7 +336,10 @@ def attributed_events(workdir: str | Path) -> dict[str, list[list[Any]]]:
             return by_list
         from ..search._analytics import linked_shoppers_sql
 
-        cte, also, params = linked_shoppers_sql(workdir)
+        cte, also, params = linked_shoppers_sql(
+            workdir,
+            "coalesce(recommendation_id, search_id) IS NOT NULL AND event_type IN ('click', 'add_to_cart', 'purchase')",
+        )
         rows = con.execute(
             f"WITH {cte} "
             'SELECT coalesce(e.recommendation_id, e.search_id), e.user_id, epoch(e."timestamp"), e.event_type, '
@@ -375,7 +378,7 @@ def _bot_users(con: Any, workdir: str | Path) -> set[str]:
         return set()
     rows = con.sql(
         "SELECT DISTINCT json_extract_string(raw, '$.user_id'), json_extract_string(raw, '$.session_id') "
-        "FROM quarantine.rows WHERE table_name = 'events' AND reason = 'bot_traffic'"
+        "FROM quarantine.rows WHERE table_name = 'events' AND reason = 'bot_traffic' AND status = 'open'"
     ).fetchall()
     raw = set()
     for user, session in rows:

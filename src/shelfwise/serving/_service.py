@@ -167,7 +167,7 @@ class _SearchRequest:
     encoder_batch: int | None = None
     shown: list[str] | None = None  # the page's products after the rules (`Service._deepen`)
     pinned: str | None = None  # a later page's level: its query's first page's (`_search_request`)
-    origin: tuple[Any, ...] = ()  # its cache key at the depth `_search_key` gave (`Service._depths`)
+    origin: tuple[Any, ...] = ()  # its cache key at `_search_key`'s depth, and its rules (`Service._depths`)
 
 
 def _filtered(engine: Any, filters: Any) -> Any:
@@ -941,8 +941,9 @@ class Service:
                     req.key = (*req.key, req.pinned)
         # the depth the rules made this page need last time (`_deepen`): one cached page, one
         # pass of the rules, not a walk down every depth on the event loop
-        req.origin = req.key
-        deeper = self._depths.get(req.key)
+        # (keyed by the rules too: the rules decide how deep a page must go, and variants differ)
+        req.origin = (*req.key, req.rules.sha256)
+        deeper = self._depths.get(req.origin)
         if deeper is not None and deeper > req.n_cand:
             req.n_cand, req.key = deeper, self._at_depth(req.key, deeper)
         req.page = self.search_cache.get(req.key)
