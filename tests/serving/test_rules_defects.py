@@ -660,6 +660,15 @@ def test_paging_reaches_every_counted_product_when_the_rules_thin_the_candidates
     # rules, no walk down the depths), and a price sort keeps its depth (a deeper retrieval
     # would order new products before those shown)
     assert svc.search(word, 10, filters=Filters(), offset=30, cached_only=True) is not None
+    # the console's playground shows that page as the API gives it (it did not deepen)
+    from shelfwise.web import _playground
+
+    side = _playground.search_side(
+        svc, word, 10, _playground.Side(None, svc.rules, "in force"), explain=False, offset=30
+    )
+    assert [it["product_id"] for it in side["items"]] == svc.search(
+        word, 10, filters=Filters(), offset=30
+    ).items
     by_price: list[str] = []
     for offset in range(0, 200, 10):
         page = svc.search(word, 10, filters=Filters(), offset=offset, sort="price_asc")

@@ -132,19 +132,27 @@ def search_side(
         u = snap.user_index.get(pseudo)
         seq = snap.bundle.interactions.sequence(u).tolist() if u is not None else []
         profile = engine.profile([snap.item_ids[i] for i in seq] + list(service.online.recent(pseudo)[1]))
+    from ..serving._service import _DEEPEST
+
     n_cand = max(100, offset + k * service.settings.candidates_factor + 20)  # as Service._search_key
-    page = engine.query(q, n_cand, filters=filters, sort=sort, profile=profile)
-    ranked = [it["product_id"] for it in page["items"]]
+    pin_ok = _filtered(engine, filters)  # (a pin passes the page's filters, as on the server)
+    deepest = min(_DEEPEST, len(snap.item_ids))
+    while True:
+        page = engine.query(q, n_cand, filters=filters, sort=sort, profile=profile)
+        ranked = [it["product_id"] for it in page["items"]]
+        asked = (q, page["corrected_query"]) if page.get("corrected_query") else q  # (as the server asks)
+        if side.rules is not None:
+            items = side.rules.apply(
+                ranked, offset + k, snap.info, surface="search", query=asked, pin_allowed=pin_ok
+            )
+        else:
+            items = ranked[: offset + k]
+        # a page the rules thinned retrieves deeper, as `/v1/search` does (`Service._deepen`)
+        if len(items) >= offset + k or sort != "relevance" or n_cand >= deepest or len(ranked) < n_cand:
+            break
+        n_cand = min(deepest, n_cand * 2)
     engine_rank = {p: i + 1 for i, p in enumerate(ranked)}
     score = {it["product_id"]: it["score"] for it in page["items"]}
-    asked = (q, page["corrected_query"]) if page.get("corrected_query") else q  # (as the server asks)
-    pin_ok = _filtered(engine, filters)  # (a pin passes the page's filters, as on the server)
-    if side.rules is not None:
-        items = side.rules.apply(
-            ranked, offset + k, snap.info, surface="search", query=asked, pin_allowed=pin_ok
-        )
-    else:
-        items = ranked[: offset + k]
     items = items[offset:]
     idx = engine._index
     rows = [idx[p] for p in items if p in idx]
