@@ -15,7 +15,7 @@ from ..storage._sources import JSON_DELIMITER, LINE_COLUMN
 from ._compile import lit, q
 from ._contracts import IMPLIED_EVENT_TYPES, ORDER_ID_ALIASES, TableContract
 from ._load_state import column_key, match_headers, parquet_files
-from ._mapping import MAP_FILE, ColumnMap, mapping_advice, suggest_columns
+from ._mapping import ID_ENDINGS, MAP_FILE, ColumnMap, _key, mapping_advice, suggest_columns
 
 # header names of an order id: an events file with one and no event type holds purchases
 ORDER_KEYS = frozenset("".join(ch for ch in a if ch.isalnum()) for a in ORDER_ID_ALIASES)
@@ -197,12 +197,12 @@ def map_columns(
 # the words a customer column is named by, alone or with an id's ending (`Customer`,
 # `Customer No`, `client_ref`): not `store_id`, `user_agent`, `new_customer`, `customer_count`
 _PERSON_WORDS = ("customer", "user", "client", "member", "buyer", "shopper", "account", "visitor", "consumer")
-_ID_ENDINGS = ("", "id", "no", "nr", "number", "num", "code", "ref", "key")
+_ID_ENDINGS = ("", *ID_ENDINGS, "nr", "num", "key")
 
 
 def _names_a_person(header: str) -> bool:
     """Whether a header is named as a customer id column is (a renamed `Customer ID`)."""
-    key = "".join(ch for ch in header.lower() if ch.isalnum())
+    key = _key(header)
     return any(key == w + e for w in _PERSON_WORDS for e in _ID_ENDINGS)
 
 

@@ -104,10 +104,9 @@ def decimal_comma_numbers(st: LoadState) -> bool:
 def known_decimal_mark(sql: Callable[..., Any], table: str) -> tuple[bool, str] | None:
     """(decimal comma, the file that told) as `table`'s files told it (`meta.number_marks`);
     None when none did."""
-    has = sql(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'meta' AND table_name = 'number_marks'"
-    ).fetchone()
-    if not has or not has[0]:
+    from ..storage._warehouse import has_table
+
+    if not has_table(sql, "meta", "number_marks"):
         return None
     row = sql(
         f"SELECT decimal_comma, source_file FROM {NUMBER_MARKS} WHERE table_name = ?", [table]

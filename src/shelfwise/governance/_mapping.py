@@ -246,7 +246,7 @@ def suggest_columns(
         elif spec.kind is Kind.ID:
             words = ID_WORDS.get(missing, ())
             if any(w in _key(h) for w in words):
-                idlike = _key(h).endswith(("id", "code", "sku", "number", "no", "ref"))
+                idlike = _key(h).endswith(ID_ENDINGS)
                 offer(h, 2.2 + 0.3 * idlike, f"{'an id column' if idlike else 'names one'}, e.g. {example!r}")
     return [(h, why) for h, (_, why) in sorted(scored.items(), key=lambda kv: -kv[1][0])][:3]
 
@@ -258,6 +258,8 @@ def mapping_advice(table: str, picks: Mapping[str, str]) -> str:
     return f"say which with {flags}\n  or in the data directory's {MAP_FILE}:\n    [map.{table}]\n{toml}"
 
 
+# how an id column's name ends (`Product ID`, `Client No`, `sku`)
+ID_ENDINGS = ("id", "code", "sku", "number", "no", "ref")
 # words of a header that describes a thing rather than naming it by an id
 _DESCRIBING = ("name", "title", "desc", "category", "brand", "price", "segment", "type", "date", "email")
 
@@ -266,9 +268,7 @@ def _describes(header: str) -> bool:
     """Whether a header holds a description (a title, a name, a category...), not an id: its
     name says so and does not end the way an id column's does (`Product Name`, not `Name ID`)."""
     key = _key(header)
-    return any(w in key for w in _DESCRIBING) and not key.endswith(
-        ("id", "code", "sku", "number", "no", "ref")
-    )
+    return any(w in key for w in _DESCRIBING) and not key.endswith(ID_ENDINGS)
 
 
 def _key(name: str) -> str:

@@ -125,9 +125,10 @@ def linked_shoppers_sql(workdir: str | Path, attributed: str) -> tuple[str, str,
     the events the caller reads (only their anonymous sessions are looked up: grouping every
     session of the table cost 20 times the query). (the CTE, the expression, its parameters)"""
     from ..governance import Pseudonymizer
+    from ..governance._compile import lit
     from ..governance._privacy import ANONYMOUS_PREFIX, ANONYMOUS_PSEUDONYM_PREFIX
 
-    anon, params = Pseudonymizer.of(workdir).sql(f"({lit_text(ANONYMOUS_PREFIX)} || trim(e.session_id))")
+    anon, params = Pseudonymizer.of(workdir).sql(f"({lit(ANONYMOUS_PREFIX)} || trim(e.session_id))")
     cte = (
         "links AS (SELECT session_id, list(DISTINCT user_id ORDER BY user_id) AS customers "
         f"FROM curated.events WHERE session_id IS NOT NULL AND NOT starts_with(user_id, '{ANONYMOUS_PSEUDONYM_PREFIX}') "
@@ -139,10 +140,6 @@ def linked_shoppers_sql(workdir: str | Path, attributed: str) -> tuple[str, str,
         f"WHEN e.session_id IS NOT NULL THEN [{anon}] ELSE []::VARCHAR[] END"
     )
     return cte, also, params
-
-
-def lit_text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def attributed_events(

@@ -370,11 +370,9 @@ def _bot_users(con: Any, workdir: str | Path) -> set[str]:
     from ..governance import Pseudonymizer
     from ..governance._compile import MISSING_VALUES, trim_id
     from ..governance._privacy import anonymous_user_id
+    from ..storage._warehouse import has_table
 
-    has = con.sql(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'quarantine' AND table_name = 'rows'"
-    ).fetchone()
-    if not has or not has[0]:
+    if not has_table(con.sql, "quarantine", "rows"):
         return set()
     rows = con.sql(
         "SELECT DISTINCT json_extract_string(raw, '$.user_id'), json_extract_string(raw, '$.session_id') "

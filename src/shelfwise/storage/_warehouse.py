@@ -127,11 +127,7 @@ class Warehouse:
         self.close()
 
     def exists(self, layer: str, name: str) -> bool:
-        row = self.sql(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-            [layer, name],
-        ).fetchone()
-        return bool(row and row[0])
+        return has_table(self.sql, layer, name)
 
     def columns(self, name: str, layer: str = "curated") -> list[str]:
         """A table's (or view's) column names, in order (no Ibis needed)."""
@@ -327,6 +323,19 @@ def _close_to_others(folder: Path) -> None:
             os.chmod(folder, stat.S_IMODE(st.st_mode) & ~0o007)
     except OSError:
         pass
+
+
+def has_table(sql: Any, layer: str, name: str) -> bool:
+    """Whether the warehouse holds table `layer.name`, through `sql` (a `Warehouse`'s, or a
+    read-only connection's `sql`/`execute`: the names are the code's own, written in the query)."""
+    for v in (layer, name):
+        if not v.replace("_", "").isalnum():
+            raise ValueError(f"not a table name: {v!r}")
+    row = sql(
+        "SELECT count(*) FROM information_schema.tables "
+        f"WHERE table_schema = '{layer}' AND table_name = '{name}'"
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def relation_columns(con: Any, relation: str) -> list[str]:
