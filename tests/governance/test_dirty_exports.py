@@ -408,6 +408,25 @@ def test_an_order_lines_export_with_a_comma_decimal_derives_prices_as_written(tm
     assert got == [("P1", 161.57), ("P2", 90.93)]  # (a unit price in cents; it was 161,568.00)
 
 
+def test_order_lines_that_show_both_decimal_marks_derive_prices_as_the_events_read(tmp_path):
+    """The order lines' derived prices and the events load decided the decimal mark each its
+    own way: a `;` file showing both marks (`12,99` and `1.5`) read `323,136` as 323.136 in the
+    events and as 323136 in the prices (a desk at 161,568.00). One rule decides both."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "orders.csv").write_text(
+        "Order ID;Order Date;Customer ID;Product ID;Product Name;Sales;Quantity\n"
+        "O1;2024-01-02;C1;P1;Desk;323,136;2\n"
+        "O2;2024-01-03;C2;P2;Chair;12,99;1\n"
+        "O3;2024-01-04;C3;P3;Lamp;1.5;1\n"
+    )
+    Ingestor(tmp_path / "w").run(d)
+    prices = curated_rows(tmp_path / "w", "SELECT product_id, price FROM curated.products ORDER BY 1")
+    values = curated_rows(tmp_path / "w", "SELECT product_id, value FROM curated.events ORDER BY 1")
+    assert prices == [("P1", 161.57), ("P2", 12.99), ("P3", 1.5)]
+    assert values == [("P1", 323.136), ("P2", 12.99), ("P3", 1.5)]
+
+
 def test_a_renamed_customer_column_is_refused_not_read_as_anonymous_sessions(tmp_path):
     """A day's export whose `Customer ID` header became `Customer`: every purchase became an
     anonymous session's and the check passed. Appended to events that name customers, a file

@@ -11,7 +11,7 @@ from ._compile import compile_contract, lit, mask_profile_value, q
 from ._contracts import Kind
 from ._load_state import CHECKED, LoadState, constant
 
-__all__ = ["check_rows", "day_first_dates", "decimal_comma_numbers"]
+__all__ = ["check_rows", "day_first_dates", "decide_decimal_mark", "decimal_comma_numbers"]
 
 
 def check_rows(st: LoadState) -> None:
@@ -76,29 +76,36 @@ def decimal_comma_numbers(st: LoadState) -> bool:
         )
     if not either or example is None:
         return bool(told)
-    plain = example.replace(",", ".")
-    if told is not None:
-        if told:
-            st.note(
-                f"{st.src.name}: numbers like {example} read with a decimal comma ({plain}): "
-                "the file writes decimals with a comma and never with a point"
-            )
-        return told
-    known = known_decimal_mark(st.wh.sql, st.name)
-    if known is not None:
-        if known[0]:
-            st.note(
-                f"{st.src.name}: numbers like {example} read with a decimal comma ({plain}), as an "
-                f"earlier file of this table wrote them ({'/'.join(Path(str(known[1])).parts[-2:])})"
-            )
-        return bool(known[0])
-    if st.staged.delimiter == ";":
+    known = known_decimal_mark(st.wh.sql, st.name) if told is None else None
+    comma_decimal, why = decide_decimal_mark(comma, point, known, st.staged.delimiter)
+    if comma_decimal:
         st.note(
-            f"{st.src.name}: numbers like {example} read with a decimal comma ({plain}): no number "
-            "tells the decimal mark, and fields separated by ';' are a comma-decimal export's"
+            f"{st.src.name}: numbers like {example} read with a decimal comma ({example.replace(',', '.')}){why}"
         )
-        return True
-    return False
+    return comma_decimal
+
+
+def decide_decimal_mark(
+    comma: int, point: int, known: tuple[bool, str] | None, delimiter: str
+) -> tuple[bool, str]:
+    """(decimal comma, why) for a file whose numbers write `comma` unambiguous comma decimals and
+    `point` point ones (`decimal_comma_counts`): the one rule of the events load and the order
+    lines' derivation. A file tells when it writes one mark and never the other; a file that
+    tells nothing (or both) is read as the table's earlier files told (`known`), else with a
+    decimal comma when its fields are separated by `;` (a comma-decimal locale's spreadsheet)."""
+    if comma and not point:
+        return True, ": the file writes decimals with a comma and never with a point"
+    if point and not comma:
+        return False, ""
+    if known is not None:
+        where = "/".join(Path(str(known[1])).parts[-2:])
+        return bool(known[0]), f", as an earlier file of this table wrote them ({where})"
+    if delimiter == ";":
+        return (
+            True,
+            ": no number tells the decimal mark, and fields separated by ';' are a comma-decimal export's",
+        )
+    return False, ""
 
 
 def known_decimal_mark(sql: Callable[..., Any], table: str) -> tuple[bool, str] | None:

@@ -28,7 +28,7 @@ from ..storage import StagedFile, Warehouse, stage_file
 from ..storage._sources import JSON_DELIMITER, LINE_COLUMN, PART_LINES
 from ._compile import DUCKDB, decimal_comma_counts, lit, number_expr, q, timestamp_expr
 from ._contracts import PRODUCTS, TableContract
-from ._load_rows import known_decimal_mark, slash_date_counts
+from ._load_rows import decide_decimal_mark, known_decimal_mark, slash_date_counts
 
 # headers (compared without case, spaces and punctuation) that continue a category path
 SUBCATEGORY_KEYS = ("subcategory", "subcategoryname", "subcat", "productsubcategory")
@@ -247,9 +247,10 @@ def derive(
             numeric = [text(h) for h in (price[0] if price else None, sales, disc) if h]
             comma, point, either, _ = decimal_comma_counts(sql, rel, numeric)
             dc = False
-            if either and not point:  # (as the events load reads it: `decimal_comma_numbers`)
-                known = known_decimal_mark(sql, "events") if not comma else None
-                dc = bool(comma) or (known[0] if known is not None else staged.delimiter == ";")
+            if either:  # (the events load's rule: `decimal_comma_numbers`)
+                told = bool(comma) != bool(point)
+                known = None if told else known_decimal_mark(sql, "events")
+                dc = decide_decimal_mark(comma, point, known, staged.delimiter)[0]
 
             def num(e: str) -> str:
                 return number_expr(e, decimal_comma=dc)
