@@ -235,6 +235,9 @@ def test_an_event_counts_for_its_own_users_list_and_not_before_it_was_served() -
     }
     got = _experiments.experiment_summary(anon, strangers)["experiments"]["e"]["variants"]["control"]
     assert got["revenue_per_user"] == 0.0 and got["ctr"] == 0.5  # (r4: her own session's click)
+    # nobody bought: no revenue interval (every resample of zeros said [0, 0], a certainty)
+    assert got["revenue_per_user_ci95"] is None and got["conversion_ci95"][1] > 0
+    assert m["revenue_per_user_ci95"] is not None
     assert got["events_not_counted"]["another_user"] == 2
     by_list.pop("r2")
     m = _experiments.experiment_summary(ex, by_list)["experiments"]["e"]["variants"]["control"]
@@ -337,3 +340,29 @@ def test_a_robots_lists_leave_the_report_with_its_clicks() -> None:
     assert got["robot_users_left_out"] == 1
     assert got["variants"]["A"]["users"] == 1 and got["variants"]["A"]["exposures"] == 1
     assert got["variants"]["A"]["ctr"] == 1.0
+
+
+def test_the_experiments_report_says_no_revenue_interval_before_a_purchase(monkeypatch) -> None:
+    """The text report printed `rev/user 0.00 [0.00, 0.00]` for a variant nobody bought from."""
+    from typer.testing import CliRunner
+
+    from shelfwise.cli import _rules as cli_rules
+    from shelfwise.cli import app
+
+    ex = _served(
+        [("control", "r1", "u1", 10_000.0), ("control", "r3", "u3", 10_000.0)]
+        + [("treatment", "r2", "u2", 10_000.0), ("treatment", "r4", "u4", 10_000.0)]
+    )
+    rep = _experiments.experiment_summary(ex, {"r2": [["u2", 10_050.0, "purchase", 20.0]]})
+    rep["protocol"] = "protocol"
+
+    class _Shop:
+        def experiment_report(self, experiment: str | None) -> dict:
+            return rep
+
+    monkeypatch.setattr(cli_rules, "shop", lambda workdir: _Shop())
+    out = CliRunner().invoke(app, ["experiments", "report", "--workdir", "w"]).output
+    control = next(line for line in out.splitlines() if line.strip().startswith("control"))
+    treatment = next(line for line in out.splitlines() if line.strip().startswith("treatment"))
+    assert "rev/user 0.00 [no interval: needs a purchase and two users]" in control
+    assert "rev/user 10.00 [0.00, 20.00]" in treatment

@@ -130,7 +130,12 @@ def experiments_report(
                 f"  {var:12s} users {m['users']:6d} exposures {m['exposures']:7d} "
                 f"ctr {m['ctr']:.4f} [{m['ctr_ci95'][0]:.4f}, {m['ctr_ci95'][1]:.4f}] "
                 f"cart {m['add_to_cart_rate']:.4f} conv {m['conversion']:.4f} "
-                f"rev/user {m['revenue_per_user']:.2f} [{m['revenue_per_user_ci95'][0]:.2f}, {m['revenue_per_user_ci95'][1]:.2f}]"
+                f"rev/user {m['revenue_per_user']:.2f} "
+                + (
+                    f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+                    if (ci := m["revenue_per_user_ci95"]) is not None
+                    else "[no interval: needs a purchase and two users]"
+                )
             )
             skipped = m.get("events_not_counted") or {}
             if any(skipped.values()):

@@ -251,9 +251,13 @@ def save_experiments(workdir: str | Path, doc: dict[str, Any], actor: str | None
     return exps
 
 
-def _bootstrap_mean(values: np.ndarray, rounds: int = 1000, seed: int = 0) -> tuple[float, float]:
-    if len(values) == 0:
-        return (0.0, 0.0)
+def _bootstrap_mean(values: np.ndarray, rounds: int = 1000, seed: int = 0) -> tuple[float, float] | None:
+    """95% bootstrap interval of the mean revenue per user; None while nobody bought or one user
+    was served: every resample is then the same number ([0, 0], [20, 20]), a certainty the data
+    do not give (how much a purchase is worth is unknown until one is made; conversion's Wilson
+    interval says how likely one is)."""
+    if len(values) < 2 or not np.any(values):
+        return None
     rng = np.random.default_rng(seed)
     means = values[rng.integers(0, len(values), (rounds, len(values)))].mean(axis=1)
     return (float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975)))
