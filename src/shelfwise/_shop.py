@@ -218,9 +218,9 @@ class Shop:
                 n = export_curated(con.sql, sorted(tables), table, out, whole, select)
             # a whole table leaving the workdir (pseudonymized ids are still a person's data):
             # who took it, where
-            AuditLog(self.workdir).append(
-                "export", actor=actor, table=table, rows=n, out=str(Path(out).resolve())
-            )
+            from .governance._audit import file_named
+
+            AuditLog(self.workdir).append("export", actor=actor, table=table, rows=n, out=file_named(out))
             return n
 
     def table(self, name: str) -> pd.DataFrame:
@@ -1040,6 +1040,7 @@ class Shop:
         returns the number of rows."""
         with self._acting("quarantine.read_raw") as actor:
             from .governance import AuditLog, Quarantine
+            from .governance._audit import file_named
             from .governance._quarantine import refuse_unknown_filters
 
             self._outside(out)
@@ -1052,7 +1053,7 @@ class Shop:
                 table=table,
                 reason=reason,
                 rows=n,
-                file=str(Path(out).resolve()),
+                file=file_named(out),
             )
             return n
 
