@@ -829,7 +829,75 @@ class Shop:
                 # those may not put them in a variant either (the refusal is audited)
                 self.authorize("rules.change")
             self._variants_bundles_may_serve(exps)
+            self._variants_models_may_serve(exps)
             return [e.name for e in save_experiments(self.workdir, doc, actor=actor)]
+
+    def _variants_models_may_serve(self, experiments: Sequence[Any]) -> None:
+        """In a shop with people, a variant serving a model of its bundle other than the
+        default one the registry approved (`"model": "popularity"`) is a model no gate passed
+        unless its own numbers in that bundle's evaluation pass them: not worse than the
+        default (its upper 95% bound reaches the default's NDCG@10) and the coverage floor. One
+        that does not pass may be tried beside a control serving production, never take more of
+        the traffic than that control (a weight of 1 beside a control of 0 put popularity live
+        for every shopper while the registry said production was fusion)."""
+        from .governance._access import People
+        from .governance._model_versions import HEADLINE
+
+        if not any(v.model for e in experiments for v in e.variants) or not People(self.workdir).governed:
+            return
+        reg = self._registry()
+        prod = reg.production()
+        if prod is None:
+            return
+        by_bundle = {r["bundle"]: r for r in reg.versions() if r.get("bundle")}
+        prod_bundle = next((b for b, r in by_bundle.items() if str(r["version"]) == str(prod)), None)
+        manifests: dict[str, Any] = {}
+
+        def manifest(bundle: str | None) -> Any:
+            version = str(by_bundle[bundle]["version"]) if bundle in by_bundle else str(prod)
+            if version not in manifests:
+                manifests[version] = reg.manifest(version)
+            return manifests[version]
+
+        def failed(v: Any) -> str | None:
+            m = manifest(v.bundle)
+            default = m["default_model"]
+            if v.model == default:
+                return None
+            metrics, ci = m.get("metrics", {}), m.get("ci95", {})
+            if v.model not in metrics or default not in metrics:
+                return f"{v.model} has no test numbers in its bundle's evaluation"
+            best = float(metrics[default].get(HEADLINE, 0.0))
+            score = float(metrics[v.model].get(HEADLINE, 0.0))
+            hi = float((ci.get(v.model, {}).get(HEADLINE) or [score, score])[1])
+            cov = float(metrics[v.model].get("coverage@10", 0.0))
+            why = []
+            if hi < best:
+                why.append(
+                    f"{HEADLINE} {score:.4f} (95% upper bound {hi:.4f}) is worse than the default "
+                    f"{default}'s {best:.4f}"
+                )
+            if cov < reg.coverage_floor:
+                why.append(f"coverage@10 {cov:.3f} is under the floor {reg.coverage_floor}")
+            return "; ".join(why) or None
+
+        def production_itself(v: Any) -> bool:
+            return v.bundle in (None, prod_bundle) and (
+                v.model is None or v.model == manifest(v.bundle)["default_model"]
+            )
+
+        for e in experiments:
+            control = sum(v.weight for v in e.variants if production_itself(v))
+            for v in e.variants:
+                if not v.model or (why := failed(v)) is None or v.weight <= control:
+                    continue
+                raise ShelfwiseError(
+                    f"experiment {e.name!r}: variant {v.name!r}: model {v.model!r} did not pass the "
+                    f"registry's gates ({why}): it may be tried beside a control serving production "
+                    f"with at least its weight ({v.weight:g} against {control:g}), never take more of "
+                    "the traffic; to serve it, train a bundle whose default it is and go through "
+                    "`shelfwise models approve` / `promote`"
+                )
 
     def _variants_bundles_may_serve(self, experiments: Sequence[Any]) -> None:
         """In a shop with people, a variant serves a bundle that is or was in production, or

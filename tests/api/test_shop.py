@@ -323,3 +323,35 @@ def test_an_experiment_is_no_way_around_the_registry_or_the_rules_permission(tra
     entry = [e for e in AuditLog(work).entries() if e["action"] == "experiments.change"][-1]
     mine = entry["details"]["variants"]["sneak"][1]
     assert entry["actor"] == "sam" and mine == {"name": "mine", "weight": 1.0, "bundle": cand}
+
+
+def test_an_experiment_may_try_a_weaker_model_beside_production_never_instead_of_it(trained, tmp_path):
+    """A variant naming only a model (`"model": "popularity"`) was never checked: at weight 1
+    beside a control at 0 it served popularity to every shopper while the registry said
+    production was another model. A model of the bundle whose own numbers fail the gates may
+    take at most the control's share; the bundle's default, or a model that passes, may serve."""
+    data, src = trained
+    work = tmp_path / "w"
+    shutil.copytree(src, work)
+    ada = Shop(work, as_="ada", api_key=Shop(work).add_person("ada", "admin"))
+    sam = Shop(work, as_="sam", api_key=ada.add_person("sam", "scientist"))
+    prod = next(v for v in ada.versions() if "production" in v["aliases"])
+    reg = ada._registry()
+    m = reg.manifest(str(prod["version"]))
+    assert m["default_model"] == "itemknn"
+    pop, knn = m["metrics"]["popularity"]["ndcg@10"], m["metrics"]["itemknn"]["ndcg@10"]
+    assert m["ci95"]["popularity"]["ndcg@10"][1] < knn, (pop, knn)  # (the data make it so)
+
+    def doc(control: float, mine: float, model: str = "popularity") -> dict:
+        variants = [{"name": "control", "weight": control}, {"name": "mine", "weight": mine, "model": model}]
+        return {"experiments": [{"name": "sneak", "surface": "recommendations", "variants": variants}]}
+
+    with pytest.raises(
+        ShelfwiseError, match=r"model 'popularity' did not pass the registry's gates \(ndcg@10 .* worse than"
+    ) as got:
+        sam.set_experiments(doc(0, 1))
+    assert "(1 against 0)" in str(got.value)
+    with pytest.raises(ShelfwiseError, match="did not pass"):
+        sam.set_experiments(doc(0.3, 0.7))
+    assert sam.set_experiments(doc(0.5, 0.5)) == ["sneak"]  # an A/B test beside production
+    assert sam.set_experiments(doc(0, 1, model="itemknn")) == ["sneak"]  # production's own model
