@@ -355,3 +355,39 @@ def test_an_experiment_may_try_a_weaker_model_beside_production_never_instead_of
         sam.set_experiments(doc(0.3, 0.7))
     assert sam.set_experiments(doc(0.5, 0.5)) == ["sneak"]  # an A/B test beside production
     assert sam.set_experiments(doc(0, 1, model="itemknn")) == ["sneak"]  # production's own model
+
+
+def test_a_version_whose_bundle_is_gone_is_never_approved_nor_promoted(trained, tmp_path):
+    """Retention removed a version's bundle folder; `models promote` still moved bundles/CURRENT
+    to it (in a copied workdir, reading the original's folder of that name) and every server
+    and `recommend` then failed with "not a bundle". Approve and promote refuse it, audited,
+    production stays, and the listing says the bundle is gone."""
+    from shelfwise.governance import AuditLog
+
+    data, src = trained
+    first = tmp_path / "first"
+    shutil.copytree(src, first)
+    keys = {"ada": Shop(first).add_person("ada", "admin")}
+    ada = Shop(first, as_="ada", api_key=keys["ada"])
+    keys["eve"] = ada.add_person("eve", "engineer")
+    run = Shop(first, as_="eve", api_key=keys["eve"]).train(models=["popularity", "itemknn"], **FAST)
+    version, name = run.registry["version"], run.bundle.name
+    work = tmp_path / "copy"  # (a copy of a workdir: the registry names the first one's paths)
+    shutil.copytree(first, work)
+    shutil.rmtree(work / "bundles" / name)
+    ada, eve = Shop(work, as_="ada", api_key=keys["ada"]), Shop(work, as_="eve", api_key=keys["eve"])
+    current = (work / "bundles" / "CURRENT").read_text()
+    with pytest.raises(ShelfwiseError, match=f"version {version}'s bundle {name} is gone"):
+        ada.approve(version)
+    with pytest.raises(ShelfwiseError, match=f"version {version}'s bundle {name} is gone"):
+        eve.promote(version)
+    assert (work / "bundles" / "CURRENT").read_text() == current
+    refused = [e for e in AuditLog(work).entries() if e.get("outcome") == "refused"]
+    assert [e["action"] for e in refused[-2:]] == ["model.approve", "model.promote"]
+    listed = {v["version"]: v for v in ada.versions()}
+    assert listed[str(version)]["bundle_gone"] and not any(
+        v["bundle_gone"] for k, v in listed.items() if k != str(version)
+    )
+    prod = next(v for v in listed.values() if "production" in v["aliases"])
+    with pytest.raises(ShelfwiseError, match="already in production"):
+        eve.promote(prod["version"])

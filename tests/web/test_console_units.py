@@ -643,8 +643,16 @@ def test_a_registered_bundle_is_found_in_a_moved_workdir(tmp_path: Path) -> None
 
     (tmp_path / "w" / "bundles" / "B1").mkdir(parents=True)
     assert bundle_path(tmp_path / "w", "/gone/w/bundles/B1") == str(tmp_path / "w" / "bundles" / "B1")
-    # a bundle not in this workdir: the path as registered
-    assert bundle_path(tmp_path / "w", "/gone/w/bundles/B2") == "/gone/w/bundles/B2"
+    # a bundle not in this workdir: where it would be here (gone), never another workdir's
+    # folder of that name (a copy put the original's bundle live after retention removed its own)
+    (tmp_path / "other" / "bundles" / "B2").mkdir(parents=True)
+    assert bundle_path(tmp_path / "w", str(tmp_path / "other" / "bundles" / "B2")) == str(
+        tmp_path / "w" / "bundles" / "B2"
+    )
+    # the path as registered when it is this workdir's own
+    inside = tmp_path / "w" / "elsewhere" / "B3"
+    inside.mkdir(parents=True)
+    assert bundle_path(tmp_path / "w", str(inside)) == str(inside)
 
 
 def _console_client(tmp_path: Path) -> tuple[Any, str]:

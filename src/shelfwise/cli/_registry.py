@@ -28,10 +28,12 @@ def models_list(workdir: Workdir, as_json: AsJson = False) -> None:
         review = [g["name"] for g in r["gates"] if g.get("review")]
         if not all(g["passed"] for g in r["gates"]):
             gates = "gates failing: " + ", ".join(g["name"] for g in r["gates"] if not g["passed"])
-        elif review:  # (production's number is of another protocol: nothing measured it)
-            gates = "gates pass; for the approver (not comparable): " + ", ".join(review)
         else:
-            gates = "all gates pass"
+            gates = "all gates pass" if not review else "gates pass"
+        if review:  # (production's number is of another protocol: nothing measured it)
+            gates += "; for the approver (not comparable): " + ", ".join(review)
+        if r.get("bundle_gone"):  # (retention removed its folder: it can never go live)
+            gates += "; bundle removed"
         ndcg = "ndcg@10 -" if r["ndcg@10"] is None else f"ndcg@10 {r['ndcg@10']:.4f}"
         withdrawn = r.get("approval_withdrawn")  # (a version rolled back: its approver, withdrawn)
         approved = r["approved_by"] or (f"- (withdrawn: {withdrawn})" if withdrawn else "-")

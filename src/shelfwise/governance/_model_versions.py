@@ -161,7 +161,24 @@ def bundle_path(workdir: str | Path, source: str) -> str:
     was registered from, so a workdir copied or moved elsewhere (its old folder removed) finds
     the bundle under the same name in its own `bundles/`."""
     here = Path(workdir) / "bundles" / Path(source).name
-    return str(here) if here.is_dir() else source
+    if here.is_dir():
+        return str(here)
+    # the registered path only when it is this workdir's: a copy of a workdir whose bundle
+    # retention removed read (and put live) the original workdir's bundle of that name
+    try:
+        inside = Path(source).resolve().is_relative_to(Path(workdir).resolve())
+    except (OSError, ValueError):
+        inside = False
+    return source if inside else str(here)
+
+
+def _with_presence(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each version's `bundle_gone`: its folder was removed (retention keeps only the newest
+    bundles and those the aliases name): such a version can never go live again."""
+    return [
+        {**r, "bundle_gone": bool(r.get("path")) and not (Path(r["path"]) / "manifest.json").exists()}
+        for r in rows
+    ]
 
 
 def registered_versions(
@@ -172,7 +189,9 @@ def registered_versions(
     when the registry has not changed since (no MLflow import; see the module docstring)."""
     workdir = Path(workdir)
     if use_snapshot and client is None and (got := _read_snapshot(workdir)) is not None:
-        return [{**r, "path": bundle_path(workdir, r["path"])} if r.get("path") else r for r in got]
+        return _with_presence(
+            [{**r, "path": bundle_path(workdir, r["path"])} if r.get("path") else r for r in got]
+        )
     from mlflow.exceptions import MlflowException
 
     client = client if client is not None else mlflow_client(workdir)
@@ -212,7 +231,7 @@ def registered_versions(
         )
     if _registry_stamp(workdir) == before:  # nothing was written while we read
         _write_snapshot(workdir, before, out)
-    return out
+    return _with_presence(out)
 
 
 def measured_as(manifest: Any) -> str:

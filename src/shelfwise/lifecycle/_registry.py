@@ -334,6 +334,7 @@ class Registry:
                 "model.approve", actor=actor, outcome="refused", version=str(version), reason=why
             )
             raise ShelfwiseError(why)
+        self._bundle_held(version, "model.approve", actor)
         if mv.tags.get("registered_by") and mv.tags.get("registered_by") == actor:
             AuditLog(self.workdir).append(
                 "access.denied",
@@ -354,6 +355,9 @@ class Registry:
         from ..governance import AuditLog
 
         mv = self._version(version)
+        if str(version) == str(self.production()):
+            raise ShelfwiseError(f"version {version} is already in production")
+        self._bundle_held(version, "model.promote", actor)
         gates = self.gates(version)
         failed = [g for g in gates if not g.passed]
         approved = mv.tags.get("approved_by")
@@ -380,6 +384,22 @@ class Registry:
         )
         self.versions()
         return gates
+
+    def _bundle_held(self, version: str, action: str, actor: str | None) -> None:
+        """Refuse (audited) a version whose bundle folder is gone: promoted, `bundles/CURRENT`
+        named a folder retention had removed and every server and `recommend` failed."""
+        from ..governance import AuditLog
+
+        folder = Path(self.bundle_dir(version))
+        if not (folder / "manifest.json").exists():
+            why = (
+                f"version {version}'s bundle {folder.name} is gone (retention keeps the newest "
+                "bundles and those the aliases name; or a person removed it): it cannot go live"
+            )
+            AuditLog(self.workdir).append(
+                action, actor=actor, outcome="refused", version=str(version), reason=why
+            )
+            raise ShelfwiseError(why)
 
     def promote_unattended(self, version: str, actor: str | None) -> None:
         """Single-user mode: live at once (the gates are recorded on the version, not enforced)."""
