@@ -78,3 +78,25 @@ def test_a_shop_of_till_sales_only_is_told_its_events_are_anonymous(tmp_path):
     shop.ingest(data)
     with pytest.raises(ShelfwiseError, match="all 60 events up to .* are anonymous"):
         shop.customers(tmp_path / "c.jsonl")
+
+
+def test_trees_never_seen_a_customer_do_not_score_the_days_buyers():
+    """A shop with a year of browsing whose only orders came in its last days (a ratings
+    catalog, then the first served purchases): the trees were trained on prospects alone and
+    every buyer of the day read 99.9% churn. Without customers in the training cuts the trees
+    are not fitted, the report says why, and a constant rate stands in."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for u in range(400):
+        for _ in range(3):
+            day = float(rng.uniform(0, 360))
+            rows.append((f"U{u}", "P1", "view", START + timedelta(days=day), None, None, 1))
+    for u in range(15):
+        rows.append((f"U{u}", "P1", "purchase", START + timedelta(days=364.5), None, 10.0, 1))
+    cols = ["user_id", "product_id", "event_type", "timestamp", "session_id", "value", "quantity"]
+    events = pd.DataFrame(rows, columns=cols).sort_values("timestamp", ignore_index=True)
+    products = pd.DataFrame({"product_id": ["P1"], "category": ["C"], "brand": ["b"], "price": [10.0]})
+    prof, info = profile_customers(events, products, START + timedelta(days=365), 90)
+    assert info.model != "gbm" and "0 row(s) of customers" in info.note, info
+    buyers = prof[prof["frequency"] > 0]
+    assert len(buyers) == 15 and buyers["churn_risk"].max() < 0.9, buyers["churn_risk"].describe()

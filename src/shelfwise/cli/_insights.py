@@ -55,6 +55,8 @@ def customers(
         f"wrote {rep['users']:,} customer profiles to {out} (as of {rep['as_of']}, horizon {horizon_days} d, "
         f"model {rep['model']['model']}; lineage run {rep['lineage_run_id']})"
     )
+    if rep["model"].get("note"):
+        typer.echo(f"  model: {rep['model']['note']}")
     if rep.get("pseudonymized"):
         typer.echo(f"  users named by pseudonyms: your role may not see shop ids ({rep['pseudonymized']:,})")
     if rep["left_out"]:

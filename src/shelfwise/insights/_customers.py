@@ -37,6 +37,10 @@ MIN_HISTORY_DAYS = 30  # a cut needs this much data before it
 MIN_TRAIN_ROWS = 50
 PRIOR_ORDERS = 2.0
 MIN_BGNBD_CUSTOMERS = 20
+# the trees learn what a customer does next only from customers: the training cuts must hold
+# this many rows of users with an order before their cut (a shop whose only orders came in the
+# last weeks trained them on prospects alone, and every buyer of the day read 99.9% churn)
+MIN_TRAIN_CUSTOMERS = 20
 SEASONAL_CLIP = 2.0
 DEFAULT_TREES, MIN_TREES, MAX_TREES, EARLY_STOP = (
     200,
@@ -107,6 +111,8 @@ class CustomerModel:
     # profiles whose expected orders were raised to their P(at least one order): P(N >= 1) <=
     # E[N] for a count, and the two are estimated by different models (`consistent`)
     raised_to_churn: int = 0
+    # why the trees were not fitted when history had cuts (said in the reports)
+    note: str = ""
 
 
 def orders_from_events(events: pd.DataFrame, products: pd.DataFrame) -> pd.DataFrame:
@@ -382,7 +388,14 @@ def fit_predict(
     rows = sum(len(x) for x, _ in parts)
     ys = pd.concat([y for _, y in parts]) if parts else pd.Series(dtype=float)
     bg_churn = _bgnbd_churn(now)
-    if rows >= MIN_TRAIN_ROWS and 0 < (ys > 0).mean() < 1:
+    customer_rows = sum(int((x["frequency"] > 0).sum()) for x, _ in parts)
+    if parts and customer_rows < MIN_TRAIN_CUSTOMERS:
+        info.note = (
+            f"the training cuts hold {customer_rows} row(s) of customers (an order before the cut), "
+            f"fewer than {MIN_TRAIN_CUSTOMERS}: nothing to learn what a customer does next from; "
+            "a constant order rate per customer stands in"
+        )
+    if rows >= MIN_TRAIN_ROWS and 0 < (ys > 0).mean() < 1 and customer_rows >= MIN_TRAIN_CUSTOMERS:
         clf, churn_val = _fit_gbm(lgb.LGBMClassifier, "binary", parts, lambda y: (y == 0).astype(int), seed)
         reg, count_val = _fit_gbm(lgb.LGBMRegressor, "poisson", parts, lambda y: y, seed)
         xn = now[list(FEATURES)]
