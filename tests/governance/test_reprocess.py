@@ -309,3 +309,33 @@ def test_an_id_the_server_gave_does_not_make_a_retried_event_another(tmp_path: P
     assert [r["status"] for r in Quarantine(work).list("events", status=None, limit=None)] == ["open"]
     second = Ingestor(work, engine=eng, mode="append").run(days[1]).tables["events"]
     assert (second.rows_curated, second.rows_redelivered) == (0, 1)
+
+
+def test_a_row_fixed_in_two_tries_is_a_redelivery_when_its_file_comes_again(tmp_path: Path):
+    """A steward's first fix of a bad event type (`teleport` -> `teleport2`) failed again and its
+    second (`rating`) was released; the shop re-sent the same file and the original row came back
+    as a new open fault ("1 of 1 new rows quarantined", the check FAILING): the row its first fix
+    superseded was no longer the quarantine's. A row superseded by a re-processing still is."""
+    import json
+
+    d, work = tmp_path / "d", tmp_path / "w"
+    d.mkdir()
+    (d / "products.csv").write_text("product_id,title\nP1,Chair\n")
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\nU1,P1,view,2026-01-01T10:00:00Z\n"
+        "U2,P1,teleport,2026-01-01T11:00:00Z\n"
+    )
+    Ingestor(work).run(d)
+    for value in ("teleport2", "rating"):
+        out = tmp_path / f"{value}.jsonl"
+        Quarantine(work).export(out, "events")
+        (rec,) = [json.loads(x) for x in out.read_text().splitlines()]
+        rec["event_type"] = value
+        out.write_text(json.dumps(rec) + "\n")
+        reprocess_rows(work, "events", out)
+    assert Quarantine(work).list("events", status="open", limit=None) == []
+    rep = Ingestor(work, mode="append").run(d)
+    ev = rep.tables["events"]
+    assert (ev.rows_quarantined, ev.rows_redelivered) == (2, 2), ev  # (the view: curated already)
+    assert Quarantine(work).list("events", status="open", limit=None) == []
+    assert not any("FAILING" in n for n in rep.notes), rep.notes

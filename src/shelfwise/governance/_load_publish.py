@@ -20,7 +20,14 @@ from ..storage._sources import PART_LINES
 from ._compile import DUCKDB, Dialect, client_event_id, lit, q
 from ._contracts import TableContract
 from ._load_anonymous import uncount_redelivered
-from ._load_state import CHECKED, PAST_RETENTION, LoadState, count_withheld, note_withheld
+from ._load_state import (
+    CHECKED,
+    PAST_RETENTION,
+    STILL_THE_QUARANTINES,
+    LoadState,
+    count_withheld,
+    note_withheld,
+)
 from ._privacy import Pseudonymizer
 from ._reasons import Reason
 
@@ -232,13 +239,15 @@ def quarantined_before(st: LoadState, raw: str) -> str:
     re-send. Never in a re-processing: a row failing again there is the quarantine's open row
     (its earlier row is superseded by it). An earlier row `superseded` is no longer the
     quarantine's (a full snapshot dropped it, `supersede_open`): a bad row that comes back is
-    open again, not a copy of nothing open."""
+    open again, not a copy of nothing open. A row a re-processing superseded is still the
+    quarantine's, under the row its fix became (a first fix failed, the second was released: the
+    re-sent original came back as a new open fault)."""
     if st.reprocess:
         return "false"
     table, run_id = st.name, st.run_id
     return (
         f"{raw}::VARCHAR IN (SELECT raw::VARCHAR FROM quarantine.rows "
-        f"WHERE table_name = {lit(table)} AND run_id <> {lit(run_id)} AND status <> 'superseded')"
+        f"WHERE table_name = {lit(table)} AND run_id <> {lit(run_id)} AND {STILL_THE_QUARANTINES})"
     )
 
 

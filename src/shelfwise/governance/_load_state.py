@@ -50,6 +50,10 @@ __all__ = [
 
 
 REPROCESS_JOB = "shelfwise.quarantine.reprocess"  # the lineage job of re-processing quarantined rows
+# a quarantined row that is still the quarantine's (a re-sent copy of it is `redelivered`): any
+# but one a full snapshot superseded; one a re-processing superseded lives on as the row its fix
+# became (a first fix failed, the second was released: the re-sent original came back open)
+STILL_THE_QUARANTINES = f"(status <> 'superseded' OR resolved_run_id IN (SELECT run_id FROM meta.runs WHERE job = '{REPROCESS_JOB}'))"
 
 
 @dataclass
@@ -218,7 +222,7 @@ def quarantine_lines(
         "SELECT DISTINCT raw::VARCHAR AS raw FROM quarantine.rows WHERE false"
         if reprocess
         else "SELECT DISTINCT raw::VARCHAR AS raw FROM quarantine.rows WHERE table_name = $table "
-        "AND run_id <> $run AND status <> 'superseded'"
+        f"AND run_id <> $run AND {STILL_THE_QUARANTINES}"
     )
     wh.db.register("_malformed_lines", batch)
     try:
