@@ -339,3 +339,26 @@ def test_a_row_fixed_in_two_tries_is_a_redelivery_when_its_file_comes_again(tmp_
     assert (ev.rows_quarantined, ev.rows_redelivered) == (2, 2), ev  # (the view: curated already)
     assert Quarantine(work).list("events", status="open", limit=None) == []
     assert not any("FAILING" in n for n in rep.notes), rep.notes
+
+
+def test_a_full_snapshot_that_curates_fewer_rows_than_the_table_held_warns(tmp_path: Path):
+    """`train --data DIR` re-run after an `--append` delivery replaced the curated events with
+    DIR's alone, and no line said a day's rows had left the table. The load warns (printed by
+    `ingest` and `train --data`), naming the version that keeps them; appends never do."""
+    from shelfwise.reporting import summary_lines
+
+    d1, d2, work = tmp_path / "d1", tmp_path / "d2", tmp_path / "w"
+    for d, day in ((d1, "01"), (d2, "02")):
+        d.mkdir()
+        (d / "products.csv").write_text("product_id,title\nP1,Chair\n")
+        (d / "events.csv").write_text(
+            "user_id,product_id,event_type,timestamp\n"
+            + "".join(f"U{i},P1,view,2026-01-{day}T10:0{i}:00Z\n" for i in range(3))
+        )
+    assert Ingestor(work).run(d1).warnings == []
+    assert Ingestor(work, mode="append").run(d2).warnings == []
+    rep = Ingestor(work).run(d1)
+    (warning,) = rep.warnings
+    assert "events: this full snapshot curated 3 rows where the table held 6" in warning
+    assert "version 2 keeps them" in warning and "--append" in warning
+    assert any(line.startswith("  warning: events: this full snapshot") for line in summary_lines(rep))

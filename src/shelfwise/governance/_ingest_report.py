@@ -127,6 +127,9 @@ class IngestReport:
     status: str = "COMPLETE"
     tables: dict[str, TableReport] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # what a person must read (printed by `ingest` and `train --data`, first in the report):
+    # a full snapshot that curated fewer rows than its table held
+    warnings: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     html_report: str | None = None
     mode: str = "replace"  # replace (a full snapshot) or append (a delivery added to what is curated)

@@ -180,8 +180,10 @@ def publish(st: LoadState) -> None:
     if st.mode == "append" and not appending:  # the table's first load: every valid row is new
         tr.rows_updated, tr.rows_unchanged = 0, 0
     supersede_open(st)
+    before = wh.latest_version(contract.name)
     tv = wh.publish(contract.name, source_sql, run_id, contract.version, same_keeps=appending)
     unchanged_version(st, tv)
+    shrunk_by_snapshot(st, before, tv)
     # a new events version: the oldest ones beyond the kept go (the events table is what grows:
     # a server absorbs every 30 s; other tables' versions are read by date, `insights` --as-of)
     if tv.run_id == st.run_id and contract.name == "events":
@@ -201,6 +203,20 @@ def publish(st: LoadState) -> None:
     wh.sql("DROP TABLE IF EXISTS _new")
     wh.sql(f"DROP VIEW {st.load}")
     account(st, tv, added)
+
+
+def shrunk_by_snapshot(st: LoadState, before: TableVersion | None, tv: TableVersion) -> None:
+    """Warn when a full snapshot curated fewer rows than its table held: `train --data DIR`
+    re-run after an `--append` delivery replaced the 100,000 curated events with DIR's 85,000,
+    and nothing said that a day's rows had left the table (the earlier version keeps them)."""
+    if st.mode == "append" or before is None or tv.run_id != st.run_id or tv.row_count >= before.row_count:
+        return
+    st.warn(
+        f"{st.name}: this full snapshot curated {tv.row_count:,} rows where the table held "
+        f"{before.row_count:,}: the {before.row_count - tv.row_count:,} rows of earlier loads it does "
+        f"not hold are no longer curated (version {before.version} keeps them; a day's delivery is "
+        "added with --append)"
+    )
 
 
 def unchanged_version(st: LoadState, tv: TableVersion) -> None:

@@ -47,6 +47,7 @@ from ._load_publish import (
     redelivery_details,
     same_row,
     sent_twice,
+    shrunk_by_snapshot,
     supersede_open,
     unchanged_version,
     upsert_select,
@@ -562,6 +563,7 @@ def spark_publish(st: LoadState) -> None:
         [redelivered],
     )
     supersede_open(st)
+    before = wh.latest_version(contract.name)
     tv = wh.publish_parquet(
         contract.name,
         f"{where.as_posix()}/*.parquet",
@@ -572,6 +574,7 @@ def spark_publish(st: LoadState) -> None:
     if tv.version != version:  # nothing new: the files written for a version are not one
         shutil.rmtree(where, ignore_errors=True)
     unchanged_version(st, tv)
+    shrunk_by_snapshot(st, before, tv)
     wh.sql(f"DROP VIEW {st.load}")
     shutil.rmtree(_tmp(st), ignore_errors=True)
     st.frames.clear()

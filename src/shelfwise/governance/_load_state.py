@@ -147,6 +147,9 @@ class LoadState:
     def note(self, text: str) -> None:
         self.report.notes.append(text)
 
+    def warn(self, text: str) -> None:
+        self.report.warnings.append(text)
+
     def drop_erased_lines(
         self, lines: Sequence[tuple[int | None, str, str]]
     ) -> list[tuple[int | None, str, str]]:

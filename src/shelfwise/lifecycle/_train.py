@@ -248,6 +248,8 @@ def _train_logged(
                     for t, r in report.tables.items()
                 )
             )
+            for warning in report.warnings:
+                log(f"warning: {warning}")
     from ..serving._feedback import absorb, absorb_mark
 
     absorbed = absorb(workdir)  # events the server accepted since the last absorb

@@ -45,6 +45,7 @@ code{background:#f3f4f6;padding:0 .3rem;border-radius:4px} ul.notes li{margin:.2
 <div class="grid">
 {% for c in charts %}<div class="chart">{{ c|safe }}</div>{% endfor %}
 </div>
+{% if r.warnings %}<h2>Warnings</h2><ul class="notes">{% for n in r.warnings %}<li><strong>{{ n }}</strong></li>{% endfor %}</ul>{% endif %}
 {% if r.notes %}<h2>Notes</h2><ul class="notes">{% for n in r.notes %}<li>{{ n }}</li>{% endfor %}</ul>{% endif %}
 <h2>Privacy</h2>
 <ul class="notes"><li>User ids are replaced by keyed HMAC-SHA256 pseudonyms (the key is in the workdir's secret store, not in the warehouse).</li>
@@ -184,6 +185,8 @@ def summary_lines(report: IngestReport) -> list[str]:
             )
         for reason, n in t.reasons.items():
             lines.append(f"      {reason:<22} {n:>8,}")
+    for warning in report.warnings:
+        lines.append(f"  warning: {html.unescape(warning)}")
     for note in report.notes:
         lines.append(f"  note: {html.unescape(note)}")
     return lines
