@@ -443,9 +443,10 @@ def test_shopper_view_matches_the_api(shop: Shop, page: Any) -> None:
     api = shop.api("sam", f"/v1/recommendations/{user}?k=10")
     ids = page.locator("#recommendations li").evaluate_all("els => els.map(e => e.dataset.product)")
     assert ids == api["items"]
-    # a customer's whole history by their shop id is not a scientist's (the items that explain
-    # the list are, as `recommend --explain` gives them); the look-up is audited
+    # a customer's history by their shop id is not a scientist's, nor the items of it that
+    # explain the list ("because of: <title>" showed them); the look-up is audited
     assert page.locator("#history li").count() == 0
+    assert "because of:" not in page.locator("#recommendations").inner_text()
     assert "may not read a customer's history by their id" in page.locator("#history").inner_text()
     looked = [e for e in shop.audit() if e["action"] == "console.shopper"][-1]
     assert looked["actor"] == "sam" and looked["details"]["history_shown"] is False

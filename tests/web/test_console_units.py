@@ -1235,3 +1235,86 @@ def test_the_consoles_audit_check_says_what_shelfwise_audit_says_of_a_removed_lo
     shutil.rmtree(w / "audit")
     got = _data.audit_check(w)
     assert not got["ok"] and "completed run" in got["reason"]
+
+
+def _as_person(workdir: Path, role: str, service: Any = None) -> Any:
+    """A TestClient of a console whose only person (beside the admin who added them) has
+    `role`, logged in; `service` stands for the loaded `Service` (None: still loading)."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from shelfwise.governance import People
+    from shelfwise.web._routes import console_router
+
+    people = People(workdir)
+    if "ada" not in people.load():
+        people.add("ada", "admin")
+    name = f"{role[:3]}-{len(people.load())}"
+    key = people.add(name, role, people.load()["ada"])
+    app = FastAPI()
+    app.include_router(console_router(workdir, lambda: service))
+    c = TestClient(app, base_url="http://127.0.0.1")
+    csrf = re.search(r'name="csrf" value="([^"]*)"', c.get("/console/login").text).group(1)  # type: ignore[union-attr]
+    r = c.post(
+        "/console/login",
+        data={"name": name, "api_key": key, "csrf": csrf, "next": "/console/"},
+        headers={"origin": "http://127.0.0.1"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text[:500]
+    return c
+
+
+def _fake_service() -> Any:
+    """What the shopper page reads of a `Service`: a shopper (pseudonym u_known) whose history
+    is the one product "Secret diary", recommended two products an item model explains by it."""
+    from types import SimpleNamespace as NS
+
+    import numpy as np
+
+    class Explainer:
+        def explain_many(self, user: int, items: list[int], history: Any = None) -> dict[int, list[dict]]:
+            return {i: [{"item": 0}] for i in items}  # every item: because of the history's item 0
+
+    snap = NS(
+        version="b1",
+        user_index={"u_known": 0},
+        item_index={"p_secret": 0, "p_hat": 1, "p_scarf": 2},
+        item_ids=["p_secret", "p_hat", "p_scarf"],
+        info={},
+        history=lambda u, recent: [0],
+        bundle=NS(
+            titles=["Secret diary", "Hat", "Scarf"],
+            interactions=NS(sequence=lambda u: np.array([0])),
+            models={"itemknn": Explainer()},
+            manifest={"default_model": "itemknn"},
+        ),
+    )
+    answer = NS(items=["p_hat", "p_scarf"], model="itemknn", source="itemknn", experiment=None, variant=None)
+    return NS(
+        snapshot=snap,
+        pseudonymize=lambda user_id: "u_known" if user_id == "C-1" else "u_other",
+        online=NS(recent=lambda pseudo: (None, [])),
+        recommend=lambda user_id, k: answer,
+        experiments=[],
+        personalizes=lambda pseudo, requested=True: True,
+    )
+
+
+def test_a_role_that_may_not_read_a_history_sees_nothing_of_it_on_the_shopper_page(tmp_path: Path) -> None:
+    """An engineer (and a scientist) saw "because of: <title>" under each recommendation, a
+    product of the shopper's history, while the audit entry said `history_shown: false`. Without
+    the history permission nothing read from the history shows; the audit entry says what did."""
+    from shelfwise.governance import AuditLog
+
+    service = _fake_service()
+    for role, may in (("engineer", False), ("scientist", False), ("analyst", True)):
+        page = _as_person(tmp_path, role, service).get("/console/users/C-1")
+        assert page.status_code == 200, page.text[-800:]
+        recs = page.text.split('id="recommendations"')[1].split("</ol>")[0]
+        assert 'data-product="p_hat"' in recs  # the list itself is the `recommend` permission's
+        assert ("Secret diary" in page.text) is may, role  # the history's product, anywhere
+        assert ("because of:" in recs) is may, role
+        assert ('id="because-hidden"' in page.text) is not may
+        entry = [e for e in AuditLog(tmp_path).entries() if e["action"] == "console.shopper"][-1]
+        assert entry["details"]["history_shown"] is may, role

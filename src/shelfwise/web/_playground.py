@@ -193,10 +193,15 @@ def search_side(
     }
 
 
-def shopper(service: Any, user_id: str, k: int = 10) -> dict[str, Any]:
+def shopper(service: Any, user_id: str, k: int = 10, *, history: bool = True) -> dict[str, Any]:
     """A shopper's page: recent history (the bundle's and the events posted since), what
     `/v1/recommendations/{user_id}` answers with the reason per item, and what each variant
-    of each recommendations experiment would show them (their own variant marked)."""
+    of each recommendations experiment would show them (their own variant marked).
+
+    `history=False` (a role that may not read a customer's history by their id): neither the
+    history nor anything read from it, the items that explain the list among it ("because of:
+    <title>" named a product of the shopper's history to an engineer whose audit entry said
+    `history_shown: false`); `history` and `history_total` are None."""
     snap = service.snapshot
     pseudo = service.pseudonymize(user_id)
     u = snap.user_index.get(pseudo)
@@ -214,12 +219,12 @@ def shopper(service: Any, user_id: str, k: int = 10) -> dict[str, Any]:
             "in_stock": stock,
         }
 
-    seq = snap.bundle.interactions.sequence(u).tolist() if u is not None else []
-    history = [item(snap.item_ids[i]) for i in seq] + [item(p) for p in recent]
+    seq = snap.bundle.interactions.sequence(u).tolist() if u is not None and history else []
+    steps = [item(snap.item_ids[i]) for i in seq] + [item(p) for p in recent] if history else []
     ans = service.recommend(user_id, k)
     reasons: dict[str, list[str]] = {}
     model = snap.bundle.models.get(ans.model)
-    hist = snap.history(u, list(recent)) if (u is not None or recent) else None
+    hist = snap.history(u, list(recent)) if history and (u is not None or recent) else None
     # (a list by popularity owes nothing to the shopper's history: no "because of")
     if hist is not None and ans.source != "cold_start" and ans.model != "popularity":
         expl = next(
@@ -265,8 +270,8 @@ def shopper(service: Any, user_id: str, k: int = 10) -> dict[str, Any]:
     return {
         "user_id": user_id,
         "known": u is not None,
-        "history": history[-30:][::-1],
-        "history_total": len(history),
+        "history": steps[-30:][::-1] if history else None,
+        "history_total": len(steps) if history else None,
         "recommendations": {
             "model": ans.model,
             "source": ans.source.split(":")[0],

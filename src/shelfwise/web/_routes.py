@@ -899,13 +899,13 @@ def console_router(
     def user_page(ctx: Any, user_id: str, k: int = 10) -> Any:
         ctx.need("recommend")
         s = svc()
-        shop = _playground.shopper(s, user_id[:256], min(max(k, 1), 50))
-        pseudo = s.pseudonymize(user_id[:256])
         # a profile, and the whole history, by the shop's own id: `Shop.profile`'s and
         # /v1/users/{id}/profile's permission (`insights.customers` lets a scientist see profiles
-        # by pseudonym only; `recommend` gives the lists and the items that explain them, as
-        # `recommend --explain` does, not every step a customer took)
+        # by pseudonym only; `recommend` gives the lists, not the steps a customer took nor the
+        # items of them that explain the lists: "because of: <title>" is a step of their history)
         may_read = ctx.user.may("insights.profile")
+        shop = _playground.shopper(s, user_id[:256], min(max(k, 1), 50), history=may_read)
+        pseudo = s.pseudonymize(user_id[:256])
         if may_read:
             profile = _data.customer_profile(workdir, pseudo)
         else:
@@ -913,7 +913,6 @@ def console_router(
                 "status": "unavailable",
                 "reason": f"the role {ctx.user.role} may not read a customer's profile by their id",
             }
-            shop["history"] = None
         # a customer looked up by their id: who, whom (pseudonym), what they were shown
         from ..governance import AuditLog
 
