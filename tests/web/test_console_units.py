@@ -1318,3 +1318,67 @@ def test_a_role_that_may_not_read_a_history_sees_nothing_of_it_on_the_shopper_pa
         assert ('id="because-hidden"' in page.text) is not may
         entry = [e for e in AuditLog(tmp_path).entries() if e["action"] == "console.shopper"][-1]
         assert entry["details"]["history_shown"] is may, role
+
+
+def test_a_spike_compares_a_delivery_with_the_previous_delivery_by_the_ingests_count(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """ "quarantine spike in events: 9.9% of the latest load vs 0.0% before": 24/243 where the
+    CLI, the table and the report judge 23 of 242 (a re-sent row is not judged), against the
+    absorbs of served events between (0%) rather than the shop's previous delivery. The Data
+    page said "24 of 243 quarantined (9.5%)" of the same load."""
+    from shelfwise.governance import _catalog
+    from shelfwise.governance._load_state import REPROCESS_JOB
+
+    def load(job: str, rows_in: int, quarantined: int, again: int = 0, at: str = "") -> dict[str, Any]:
+        return {"job": job, "table": "events", "rows_in": rows_in, "rows_quarantined": quarantined,
+                "rows_redelivered": again, "rows_withheld": 0, "at": at}  # fmt: skip
+
+    served = "shelfwise.events"  # serving/_feedback.py's absorbs of served events
+    loads = [
+        load("shelfwise.ingest", 2137, 84, at="d1"),  # 3.9%
+        load(served, 35, 0, at="a1"),
+        load(served, 10, 0, at="a2"),
+        load("shelfwise.ingest", 243, 24, again=1, at="d2"),  # 23 of 242 new rows: 9.5%
+        load(REPROCESS_JOB, 2, 2, at="r1"),
+        load(served, 10, 0, at="a3"),
+    ]
+    spikes = [
+        a["what"] for a in _data.alerts({"datasets": [], "loads": loads}, [], True) if "spike" in a["what"]
+    ]
+    assert spikes == [
+        "quarantine spike in events: 9.5% of the latest delivery vs 3.9% of the delivery before"
+    ]
+    loads[0]["rows_quarantined"] = 130  # 6.1% before: 9.5% is no spike against it
+    assert not [a for a in _data.alerts({"datasets": [], "loads": loads}, [], True) if "spike" in a["what"]]
+    # the absorbs of served events against each other
+    loads.append(load(served, 10, 3, at="a4"))
+    spikes = [
+        a["what"] for a in _data.alerts({"datasets": [], "loads": loads}, [], True) if "spike" in a["what"]
+    ]
+    assert spikes == [
+        "quarantine spike in events: 30.0% of the latest absorb of served events vs 0.0% of the absorb before"
+    ]
+    # a whole delivery re-sent judges no row: no 0% load on the trend's scale of a spike
+    loads.append(load("shelfwise.ingest", 243, 242, again=242, at="d3"))
+    assert (
+        len([a for a in _data.alerts({"datasets": [], "loads": loads}, [], True) if "spike" in a["what"]])
+        == 1
+    )
+
+    # the Data page counts the latest load as the CLI does
+    quality = {"latest_load": "d2", "rows_in": 243, "rows_quarantined": 24, "rows_redelivered": 1,
+               "rows_withheld": 0, "quarantined_share": 0.095, "passed": False, "reasons": {},
+               "open_quarantine": 24, "open_reasons": {}}  # fmt: skip
+    table = {"name": "curated.events", "owner": "o", "steward": "s", "description": "", "classification": {},
+             "contract_version": "1", "contract_in_force": "1", "rows": 2300, "versions": 2,
+             "latest_version": 2, "updated_at": "2026-12-06 18:45:31", "quality": quality}  # fmt: skip
+    monkeypatch.setattr(
+        _catalog,
+        "catalog",
+        lambda w: {"datasets": [table], "models": [], "rules": None, "loads": loads, "contracts": []},
+    )
+    c, _ = _console_client(tmp_path)
+    (tmp_path / "warehouse.duckdb").write_bytes(b"planted")
+    page = c.get("/console/data").text
+    assert "23 of 242 new rows quarantined" in page and "(9.5%; 1 re-sent)" in page, page[-3000:]

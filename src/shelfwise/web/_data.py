@@ -327,8 +327,34 @@ def datasets(workdir: Path) -> dict[str, Any]:
     # ages move with the clock, not with the files: computed at each read from `updated_at`
     return {
         **got,
-        "datasets": [{**d, "freshness_hours": _age_hours(d.get("updated_at"))} for d in got["datasets"]],
+        "datasets": [
+            {**d, "freshness_hours": _age_hours(d.get("updated_at")), "quality": _judged(d["quality"])}
+            for d in got["datasets"]
+        ],
     }
+
+
+def _judged(quality: dict[str, Any]) -> dict[str, Any]:
+    """A table's latest-load quality with the counts its share is of (`judged`, `failed`): the
+    rows the load sent for the first time and, of them, the quarantined (`quality_check`, as the
+    CLI and the ingest summary count). The Data page said "24 of 243 quarantined (9.5%)" of a
+    load that re-sent a row: 9.5% is 23 of 242."""
+    if quality.get("rows_in") is None:
+        return quality
+    check = _check(quality)
+    return {**quality, "judged": check.judged, "failed": check.failed}
+
+
+def _check(load: dict[str, Any]) -> Any:
+    """One load's verdict by the ingest report's own rule (re-sent and withheld rows not judged)."""
+    from ..governance._ingest_report import quality_check
+
+    return quality_check(
+        load["rows_in"],
+        load["rows_quarantined"],
+        load.get("rows_redelivered") or 0,
+        load.get("rows_withheld") or 0,
+    )
 
 
 _CATALOG = Persist("catalog")
@@ -346,6 +372,11 @@ def _recent_loads(loads: list[dict[str, Any]], per_table: int = LOADS_SHOWN) -> 
         if seen[x["table"]] <= per_table:
             out.append(x)
     return out[::-1]
+
+
+# the job of an absorb of the events served lists drew (serving/_feedback.py): not a delivery of
+# the shop's files, and no baseline for one (a delivery was compared with the absorb before it)
+SERVED_EVENTS_JOB = "shelfwise.events"
 
 
 def deliveries(cat: dict[str, Any]) -> list[dict[str, Any]]:
@@ -800,20 +831,27 @@ def alerts(
                     "link": "/console/data",
                 }
             )
-    by_table: dict[str, list[dict[str, Any]]] = {}
+    # a load against the one before of the same kind: a delivery of the shop's files against the
+    # previous delivery of that table, an absorb of served events against the previous absorb
+    # (a delivery compared with the absorbs of served events between: "9.9% vs 0.0% before");
+    # each share by the ingest's rule (re-sent rows not judged: 24/243 was said where the
+    # table, the CLI and the report say 23 of 242, 9.5%); a load that judged no row (a whole
+    # day re-sent) has no share to compare
+    by_kind: dict[tuple[str, bool], list[tuple[dict[str, Any], float]]] = {}
     for x in deliveries(cat):
-        if x["rows_in"]:
-            by_table.setdefault(x["table"], []).append(x)
-    for t, loads in by_table.items():
+        check = _check(x)
+        if check.judged:
+            by_kind.setdefault((x["table"], x.get("job") == SERVED_EVENTS_JOB), []).append((x, check.share))
+    for (t, served), loads in by_kind.items():
         if len(loads) >= 2:
-            prev, last = loads[-2], loads[-1]
-            a = prev["rows_quarantined"] / prev["rows_in"]
-            b = last["rows_quarantined"] / last["rows_in"]
+            (_, a), (_, b) = loads[-2], loads[-1]
             if b > max(a * SPIKE_FACTOR, 0.01):
+                of = ("absorb of served events", "absorb") if served else ("delivery", "delivery")
                 out.append(
                     {
                         "level": "bad",
-                        "what": f"quarantine spike in {t}: {100 * b:.1f}% of the latest load vs {100 * a:.1f}% before",
+                        "what": f"quarantine spike in {t}: {100 * b:.1f}% of the latest {of[0]} "
+                        f"vs {100 * a:.1f}% of the {of[1]} before",
                         "link": f"/console/data/quarantine?table={t}",
                     }
                 )
@@ -854,8 +892,8 @@ def overview(workdir: Path) -> dict[str, Any]:
     served = traffic(workdir)
     trend: dict[str, list[tuple[str, float]]] = {}
     for x in deliveries(cat):
-        if x["rows_in"]:
-            trend.setdefault(x["table"], []).append((x["at"], round(x["rows_quarantined"] / x["rows_in"], 4)))
+        if x["rows_in"]:  # (the share of the rows judged, as the table and the alerts say it)
+            trend.setdefault(x["table"], []).append((x["at"], round(_check(x).share, 4)))
     return {
         "datasets": cat["datasets"],
         "trend": trend,
