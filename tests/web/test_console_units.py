@@ -1382,3 +1382,41 @@ def test_a_spike_compares_a_delivery_with_the_previous_delivery_by_the_ingests_c
     (tmp_path / "warehouse.duckdb").write_bytes(b"planted")
     page = c.get("/console/data").text
     assert "23 of 242 new rows quarantined" in page and "(9.5%; 1 re-sent)" in page, page[-3000:]
+
+
+def test_the_quarantine_summary_follows_the_status_filter(tmp_path: Path, monkeypatch) -> None:
+    """`?status=open` listed the superseded, released and re-delivered lines in the summary
+    table too, while `shelfwise quarantine list` and the README say it follows the filters."""
+    from shelfwise import governance
+
+    summary = [
+        {"table": "events", "reason": "unknown_reference", "status": "open", "rows": 19},
+        {"table": "events", "reason": "duplicate_row", "status": "redelivered", "rows": 220},
+        {"table": "events", "reason": "invalid_value", "status": "released", "rows": 1},
+        {"table": "products", "reason": "duplicate_row", "status": "superseded", "rows": 1065},
+    ]
+
+    class FakeQuarantine:
+        def __init__(self, workdir: Path) -> None:
+            pass
+
+        def summary(self) -> list[dict]:
+            return summary
+
+        def list(self, table=None, reason=None, status="open", limit=100, after=None) -> list[dict]:
+            return []
+
+    monkeypatch.setattr(governance, "Quarantine", FakeQuarantine)
+    (tmp_path / "warehouse.duckdb").write_bytes(b"planted")
+    c, _ = _console_client(tmp_path)
+
+    def lines(url: str) -> list[tuple[str, ...]]:
+        table = c.get(url).text.split('<table class="summary">')[1].split("</table>")[0]
+        return [tuple(re.findall(r"<td[^>]*>([^<]*)</td>", tr)[:3]) for tr in table.split("<tr>")[2:]]
+
+    assert lines("/console/data/quarantine?status=open") == [("events", "unknown_reference", "open")]
+    assert lines("/console/data/quarantine") == [("events", "unknown_reference", "open")]  # open by default
+    assert len(lines("/console/data/quarantine?status=all")) == 4
+    assert lines("/console/data/quarantine?status=superseded&table=products") == [
+        ("products", "duplicate_row", "superseded")
+    ]
