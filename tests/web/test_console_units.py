@@ -15,7 +15,7 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from shelfwise.web import _auth, _data
+from shelfwise.web import _auth, _data, _playground
 
 
 def _dataset(name: str, share: float) -> dict:
@@ -655,16 +655,16 @@ def test_a_registered_bundle_is_found_in_a_moved_workdir(tmp_path: Path) -> None
     assert bundle_path(tmp_path / "w", str(inside)) == str(inside)
 
 
-def _console_client(tmp_path: Path) -> tuple[Any, str]:
+def _console_client(tmp_path: Path, service: Any = None) -> tuple[Any, str]:
     """An in-process console (single-user mode: the test client counts as loopback) and the
-    CSRF token of its session."""
+    CSRF token of its session; `service` stands for the loaded `Service` (None: loading)."""
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
     from shelfwise.web._routes import console_router
 
     app = FastAPI()
-    app.include_router(console_router(tmp_path, lambda: None))
+    app.include_router(console_router(tmp_path, lambda: service))
     c = TestClient(app)
     token = re.search(r'name="csrf" value="([^"]+)"', c.get("/console/data/quarantine").text)
     assert token is not None
@@ -1420,3 +1420,44 @@ def test_the_quarantine_summary_follows_the_status_filter(tmp_path: Path, monkey
     assert lines("/console/data/quarantine?status=superseded&table=products") == [
         ("products", "duplicate_row", "superseded")
     ]
+
+
+def test_the_search_playground_says_what_it_could_not_read(tmp_path: Path) -> None:
+    """`price_max=$20` was ignored (every price shown, no word) where `/v1/search` answers 422;
+    `k=-5`, `sort=bogus`, `in_stock=maybe` and `offset=-3` were clamped or defaulted. The page
+    names each value it could not read, keeps them in the form, and searches nothing."""
+    from types import SimpleNamespace as NS
+
+    searched: list[Any] = []
+    service = _fake_service()
+    service.snapshot.search = None
+    service.sync_synonyms = lambda snap: None
+    service.synonyms = NS(bundle_synonyms=lambda engine: None)
+    service.rules = NS(version=1, items=[])
+    service.search = lambda *a, **kw: searched.append(a)
+    c, _ = _console_client(tmp_path, service)
+    r = c.get("/console/search?q=mug&price_max=%2420&k=-5&sort=bogus&in_stock=maybe&offset=-3")
+    assert r.status_code == 422, r.text[-1500:]
+    said = html.unescape(r.text.split('id="search-error"')[1].split("</div>")[0])
+    assert "price_max: not a number (got '$20'" in said
+    assert "k: from 1 to 50 (got '-5')" in said and "offset: from 0 to 1000 (got '-3')" in said
+    assert "sort: one of relevance, price_asc, price_desc, popularity (got 'bogus')" in said
+    assert "in_stock: true or false (got 'maybe')" in said
+    form = html.unescape(r.text.split('id="search-form"')[1].split("</form>")[0])
+    assert (
+        'name="price_max" value="$20"' in form
+        and 'name="k" type="number" min="1" max="50" value="-5"' in form
+    )
+    assert '<option value="bogus" selected>' in form and '<option value="maybe" selected>' in form
+    assert 'id="results"' not in r.text and searched == []
+    # what it reads is as the API reads it: an empty field is the default, a sound value taken
+    assert _playground.search_args("10", "0", "", " 20.5 ", "TRUE", "") == (
+        {"k": 10, "offset": 0, "price_min": None, "price_max": 20.5, "in_stock": True, "sort": "relevance"},
+        [],
+    )
+    assert _playground.search_args("60", "0", "nan", "-1", "", "relevance")[1] == [
+        "k: from 1 to 50 (got '60')",
+        "price_min: from 0 to 1000000000 (got 'nan')",
+        "price_max: from 0 to 1000000000 (got '-1')",
+    ]
+    assert c.get("/console/search?price_max=20&sort=price_asc").status_code == 200  # (no query: no search)

@@ -22,7 +22,7 @@ import numpy as np
 from ..serving._ranking import rank_user
 from ..serving._service import NO_RULES, search_counts
 
-__all__ = ["Side", "search_side", "shopper"]
+__all__ = ["Side", "search_args", "search_side", "shopper"]
 
 EXPLAINED = 5  # recommendations explained on the shopper page
 _IMAGE = re.compile(r"https?://[^\s\"']+\.(?:jpe?g|png|webp|gif)(?:\?[^\s\"']*)?", re.IGNORECASE)
@@ -191,6 +191,71 @@ def search_side(
         "fallback": page.get("fallback"),
         "items": out_items,
     }
+
+
+MAX_K = 50  # results a playground column shows
+MAX_OFFSET = 1000  # as /v1/search allows
+MAX_PRICE = 1e9  # as /v1/search allows
+_BOOL = {
+    "true": True,
+    "1": True,
+    "yes": True,
+    "on": True,
+    "false": False,
+    "0": False,
+    "no": False,
+    "off": False,
+}
+
+
+def search_args(
+    k: str, offset: str, price_min: str, price_max: str, in_stock: str, sort: str
+) -> tuple[dict[str, Any], list[str]]:
+    """The playground's values read as `/v1/search` reads them, and what could not be: the API
+    answers 422 for `price_max=$20`, `k=-5`, `sort=bogus`, `in_stock=maybe` or `offset=-3`, where
+    the page ignored the price (every result shown) and clamped or defaulted the rest. Each
+    problem names the field and the value given; an empty text is the field's default."""
+    from ..search import SORTS
+
+    got: dict[str, Any] = {"k": 10, "offset": 0, "price_min": None, "price_max": None, "in_stock": None}
+    problems: list[str] = []
+
+    def whole(name: str, text: str, low: int, high: int) -> None:
+        if not text.strip():
+            return
+        try:
+            v = int(text.strip())
+        except ValueError:
+            problems.append(f"{name}: not a whole number (got {text!r})")
+            return
+        if not low <= v <= high:
+            problems.append(f"{name}: from {low} to {high} (got {text!r})")
+            return
+        got[name] = v
+
+    whole("k", k, 1, MAX_K)
+    whole("offset", offset, 0, MAX_OFFSET)
+    for name, text in (("price_min", price_min), ("price_max", price_max)):
+        if not text.strip():
+            continue
+        try:
+            v = float(text.strip())
+        except ValueError:
+            problems.append(f"{name}: not a number (got {text!r}; a price is digits, no currency sign)")
+            continue
+        if not 0 <= v <= MAX_PRICE:  # (a NaN fails this too; an infinity is past the bound)
+            problems.append(f"{name}: from 0 to {MAX_PRICE:.0f} (got {text!r})")
+            continue
+        got[name] = v
+    if in_stock.strip():
+        if in_stock.strip().lower() in _BOOL:
+            got["in_stock"] = _BOOL[in_stock.strip().lower()]
+        else:
+            problems.append(f"in_stock: true or false (got {in_stock!r})")
+    got["sort"] = sort or "relevance"
+    if got["sort"] not in SORTS:
+        problems.append(f"sort: one of {', '.join(SORTS)} (got {sort!r})")
+    return got, problems
 
 
 def shopper(service: Any, user_id: str, k: int = 10, *, history: bool = True) -> dict[str, Any]:

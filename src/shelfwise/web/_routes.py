@@ -708,23 +708,27 @@ def console_router(
 
         ctx.need("search")
         s = svc()
-        k = min(max(k, 1), 50)
-        offset = min(max(offset, 0), 1000)  # (as /v1/search allows)
-        sort = sort if sort in ("relevance", "price_asc", "price_desc", "popularity") else "relevance"
-
-        def price(text: str) -> float | None:
-            try:
-                v = float(text)
-            except ValueError:
-                return None
-            return v if v == v and abs(v) != float("inf") else None
-
-        stock = {"true": True, "false": False}.get(in_stock)
+        # read as /v1/search reads them: what cannot be is said (a 422, as the API answers), the
+        # inputs kept as typed and no page searched (`$20` was ignored: every price shown)
+        # (`k=many` is not an int at all: the error page, as for every console address)
+        got, problems = _playground.search_args(str(k), str(offset), price_min, price_max, in_stock, sort)
         filters = Filters(
-            category.strip() or None, brand.strip() or None, price(price_min), price(price_max), stock
+            category.strip() or None,
+            brand.strip() or None,
+            got["price_min"],
+            got["price_max"],
+            got["in_stock"],
         )
-        how: dict[str, Any] = {"filters": filters, "sort": sort, "offset": offset}
+        how: dict[str, Any] = {"filters": filters, "sort": got["sort"], "offset": got["offset"]}
         cols = []
+        if problems:
+            return search_page(
+                ctx, status=422, q=q, k=k, user_id=user_id, compare=compare, b_bundle=b_bundle,
+                b_rules=b_rules, b_variant=b_variant, category=category, brand=brand,
+                price_min=price_min, price_max=price_max, in_stock=in_stock, sort=sort, offset=offset,
+                problems=problems,
+            )  # fmt: skip
+        k, stock = got["k"], got["in_stock"]
         if q.strip():
             chosen = sides(s, b_bundle, b_rules, b_variant=b_variant if compare else "")
             cols = [_playground.search_side(s, q[:512], k, chosen[0], user_id=user_id or None, **how)]
@@ -733,8 +737,8 @@ def console_router(
         return search_page(
             ctx, q=q, k=k, user_id=user_id, compare=compare, b_bundle=b_bundle, b_rules=b_rules,
             b_variant=b_variant, cols=cols, done=done, category=category, brand=brand,
-            price_min=price_min, price_max=price_max, in_stock=in_stock if stock is not None else "",
-            sort=sort, offset=offset,
+            price_min=price_min, price_max=price_max, in_stock="" if stock is None else str(stock).lower(),
+            sort=got["sort"], offset=got["offset"],
         )  # fmt: skip
 
     def search_page(
@@ -767,7 +771,7 @@ def console_router(
             "sort": "relevance",
             "offset": 0,
         }
-        page.update(cols=[], done=None, refused=None)
+        page.update(cols=[], done=None, refused=None, problems=[])
         page.update(values)
         return ctx.render(
             "search.html", status, variants=sorted(search_variants(s)), bundles=bundles(),
