@@ -1461,3 +1461,40 @@ def test_the_search_playground_says_what_it_could_not_read(tmp_path: Path) -> No
         "price_max: from 0 to 1000000000 (got '-1')",
     ]
     assert c.get("/console/search?price_max=20&sort=price_asc").status_code == 200  # (no query: no search)
+
+
+def test_analytics_links_a_query_to_the_playground_only_for_who_may_search(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A steward's analytics page linked each served and no-result query to the search
+    playground, which refused them ("may not search", audited as a denial)."""
+    report = {
+        "logged": {"searches": 3, "distinct_queries": 2, "top_queries": []},
+        "served": {"pages": 3, "zero_result_pages": 1, "top_queries": [{"query": "red mug", "pages": 2,
+                   "attributed_ctr": 0.5}], "zero_result_queries": [{"query": "blu pot", "zero_result_pages": 1}]},
+        "no_keyword_match": [{"query": "crockery", "searches": 1}],
+        "protocol": {},
+    }  # fmt: skip
+    monkeypatch.setattr(_data, "search_report", lambda workdir, lexical: report)
+    monkeypatch.setattr(
+        _data, "experiments", lambda workdir: {"configured": [], "report": {"experiments": {}}}
+    )
+    for role, may in (("steward", False), ("analyst", True)):
+        page = _as_person(tmp_path, role).get("/console/analytics")
+        assert page.status_code == 200, page.text[-800:]
+        for q in ("red mug", "blu pot", "crockery"):
+            assert q in page.text
+        assert ('href="/console/search?q=' in page.text) is may, role
+
+
+def test_an_overview_alert_links_its_page_only_for_who_may_open_it(tmp_path: Path, monkeypatch) -> None:
+    """ "the audit trail's hash chain is broken" linked an analyst to the audit page, a refusal."""
+    o = {"datasets": [], "trend": {}, "production": [], "candidates": [], "traffic": {"surfaces": []},
+         "audit": {"entries": 3, "ok": False},
+         "alerts": _data.alerts({"datasets": [], "loads": []}, [], audit_ok=False)}  # fmt: skip
+    monkeypatch.setattr(_data, "overview", lambda workdir: o)
+    for role, may in (("analyst", False), ("steward", True)):
+        page = _as_person(tmp_path, role).get("/console/").text
+        alerts = page.split('id="alerts"')[1].split("</ul>")[0]
+        assert "hash chain is broken" in alerts
+        assert ('href="/console/audit"' in alerts) is may, role

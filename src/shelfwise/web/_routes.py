@@ -71,6 +71,13 @@ NAV_NEEDS = {
 }
 
 
+def _nav_of(link: str) -> str:
+    """The nav page a console link opens (its permission: `NAV_NEEDS`)."""
+    path = link.split("?", 1)[0].removeprefix(PREFIX).strip("/")
+    first = path.split("/", 1)[0]
+    return first if first in NAV_NEEDS else "overview"
+
+
 def _invalid_request(request: Request, exc: RequestValidationError) -> dict[str, Any]:
     """The error page's values for an address FastAPI refused (`?limit=abc`, `/quarantine/x`):
     what was wrong with which parameter, and a link to the same page without the bad ones."""
@@ -379,7 +386,12 @@ def console_router(
     def overview(ctx: Any) -> Any:
         ctx.need("catalog.read")
         data = _data.overview(workdir)
-        return ctx.render("overview.html", o=data)
+        # an alert links to its page only for who may open it (a broken audit chain linked an
+        # analyst to the audit page: a refusal, audited as a denial)
+        alerts = [
+            a if ctx.user.may(NAV_NEEDS[_nav_of(a["link"])]) else {**a, "link": None} for a in data["alerts"]
+        ]
+        return ctx.render("overview.html", o={**data, "alerts": alerts})
 
     # -- models --------------------------------------------------------------------------------
     @router.get("/models", response_class=HTMLResponse)
