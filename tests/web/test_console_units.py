@@ -1498,3 +1498,59 @@ def test_an_overview_alert_links_its_page_only_for_who_may_open_it(tmp_path: Pat
         alerts = page.split('id="alerts"')[1].split("</ul>")[0]
         assert "hash chain is broken" in alerts
         assert ('href="/console/audit"' in alerts) is may, role
+
+
+def test_the_shopper_page_looks_a_pseudonym_up_or_says_what_to_enter(tmp_path: Path, monkeypatch) -> None:
+    """`/console/users/u_…` (the pseudonyms the Insights report lists) said "Not in the serving
+    bundle (a new visitor)" with a cold-start list. A role that may name customers by shop id
+    sees the customer it names (the look-up audited); the others, and a pseudonym no customer
+    held has, are told it is a pseudonym and to give the shop's own id, with no list."""
+    from shelfwise import Shop
+    from shelfwise.governance import AuditLog, Pseudonymizer
+    from shelfwise.insights import _reports
+
+    data, work = tmp_path / "data", tmp_path / "w"
+    data.mkdir()
+    (data / "products.csv").write_text("product_id,title,price\np_hat,Hat,3\np_scarf,Scarf,4\n")
+    (data / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\nC-1,p_hat,view,2024-02-01T10:00:00\n"
+    )
+    Shop(work).ingest(data)
+    pseudo = Pseudonymizer.of(work).many(["C-1"])[0]
+    service = _fake_service()
+    real = {"C-1": "u_known"}
+    service.pseudonymize = lambda user_id: real.get(user_id, "u_other")
+
+    analyst = _as_person(work, "analyst", service)
+    page = analyst.get(f"/console/users/{pseudo}")
+    assert page.status_code == 200, page.text[-1500:]
+    assert "<h1>Shopper C-1</h1>" in page.text and 'id="from-pseudonym"' in page.text
+    assert "Known to the serving bundle" in page.text and 'data-product="p_hat"' in page.text
+    entry = [e for e in AuditLog(work).entries() if e["action"] == "console.shopper"][-1]
+    assert entry["details"]["looked_up_by"] == "pseudonym" and entry["details"]["pseudonym"] == "u_known"
+    assert "C-1" not in json.dumps(entry)
+
+    for who, url, why in (
+        (
+            _as_person(work, "engineer", service),
+            f"/console/users/{pseudo}",
+            "may not look a customer's shop id up",
+        ),
+        (analyst, "/console/users/u_" + "0" * 32, "no customer the shop still holds has it"),
+    ):
+        page = who.get(url)
+        assert page.status_code == 422, page.text[-800:]
+        note = html.unescape(page.text.split('id="pseudonym-note">')[1].split("</p>")[0])
+        assert "is a pseudonym" in note and why in note and "give the shop's own user id" in note
+        assert 'id="recommendations"' not in page.text and "Not in the serving bundle" not in page.text
+
+    # the Insights report's at-risk customers link to it for who may open it and look them up
+    report = {"as_of": "2024-02-02", "horizon_days": 90, "customers": 1, "buyers": 1, "model": {"model": "bgnbd"},
+              "segments": [], "mean_churn_risk_buyers": 0.7, "at_risk_count": 1, "at_risk_threshold": 0.6,
+              "evaluation": {"computable": False},
+              "at_risk": [{"pseudonym": pseudo, "segment": "loyal", "churn_risk": 0.7, "value_at_stake": 2.1}]}  # fmt: skip
+    monkeypatch.setattr(_reports, "read_report", lambda w, name: report if "customer" in str(name) else None)
+    for who, linked in ((analyst, True), (_as_person(work, "scientist", service), False)):
+        page = who.get("/console/insights").text
+        assert pseudo in page
+        assert (f'href="/console/users/{pseudo}"' in page) is linked

@@ -915,6 +915,21 @@ def console_router(
     def user_page(ctx: Any, user_id: str, k: int = 10) -> Any:
         ctx.need("recommend")
         s = svc()
+        given = user_id[:256]
+        # a warehouse pseudonym (the Insights report lists customers by them) names nobody the
+        # shop knows: it was shown as "a new visitor" with a cold-start list. A role that may name
+        # customers by shop id (`audiences.shop_ids`, as `insights customers` does) has it
+        # looked up in the raw layer; the others, or one not held, are told what to enter.
+        from ..governance._privacy import looks_like_pseudonym
+
+        looked_up = looks_like_pseudonym(given.strip())
+        if looked_up:
+            found, why = shop_id_of(ctx, given.strip())
+            if found is None:
+                return ctx.render(
+                    "shopper.html", 422, shop=None, user_id=given, page="users", pseudonym_note=why
+                )
+            user_id = found
         # a profile, and the whole history, by the shop's own id: `Shop.profile`'s and
         # /v1/users/{id}/profile's permission (`insights.customers` lets a scientist see profiles
         # by pseudonym only; `recommend` gives the lists, not the steps a customer took nor the
@@ -937,9 +952,31 @@ def console_router(
             actor=None if ctx.user.single_user else ctx.user.name,
             pseudonym=pseudo,
             history_shown=may_read,
+            **({"looked_up_by": "pseudonym"} if looked_up else {}),
             via="console",
         )
-        return ctx.render("shopper.html", shop=shop, profile=profile, user_id=user_id, page="users")  # fmt: skip
+        return ctx.render("shopper.html", shop=shop, profile=profile, user_id=user_id, page="users",
+                          from_pseudonym=given.strip() if looked_up else None)  # fmt: skip
+
+    def shop_id_of(ctx: Any, pseudo: str) -> tuple[str | None, str]:
+        """(the shop's own id of a warehouse pseudonym, "") or (None, why there is none to show):
+        the role may not name customers by shop id, or the raw layer holds no customer under it
+        (erased, aged out by retention, another shop's)."""
+        said = (
+            f"{pseudo!r} is a pseudonym (curated tables and the Insights report show those), not the "
+            "shop's own user id"
+        )
+        if not ctx.user.may("audiences.shop_ids"):
+            why = f"the role {ctx.user.role} may not look a customer's shop id up from it"
+            return None, f"{said}; {why}: give the shop's own user id"
+        from ..insights._data import shop_ids
+
+        with _data.warehouse():
+            got = shop_ids(workdir, [pseudo]) if _data._has_warehouse(workdir) else {}
+        if pseudo not in got:
+            why = "no customer the shop still holds has it (erased, aged out, or not this shop's)"
+            return None, f"{said}, and {why}: give the shop's own user id"
+        return got[pseudo], ""
 
     # -- audit, lineage, analytics -------------------------------------------------------------
     @router.get("/audit", response_class=HTMLResponse)
