@@ -1554,3 +1554,47 @@ def test_the_shopper_page_looks_a_pseudonym_up_or_says_what_to_enter(tmp_path: P
         page = who.get("/console/insights").text
         assert pseudo in page
         assert (f'href="/console/users/{pseudo}"' in page) is linked
+
+
+def test_a_failed_row_fix_names_and_opens_the_row_that_holds_it_now(tmp_path: Path) -> None:
+    """ "row #1159: still quarantined (see its new reason)" named neither the new row nor its
+    reason, and opened the status=all list at its top, oldest first (the new row ~24 pages on)."""
+    from shelfwise import Shop
+    from shelfwise.governance import Quarantine
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "products.csv").write_text("product_id,title,price\np1,Hat,3\np2,Scarf,4\n")
+    (data / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\nu1,p1,view,2024-02-01T10:00:00\n"
+        "u2,p9,view,2024-02-01T10:05:00\n"  # an unknown product
+    )
+    Shop(tmp_path / "w").ingest(data)
+    (row,) = Quarantine(tmp_path / "w").list("events", limit=None)
+    qid = row["quarantine_id"]
+    c, token = _console_client(tmp_path / "w")
+    fix = {"f.user_id": "u2", "f.product_id": "p2", "f.event_type": "view", "f.timestamp": "not a time"}
+    r = c.post(
+        f"/console/data/quarantine/{qid}/reprocess", data={"csrf": token, **fix}, follow_redirects=False
+    )
+    assert r.status_code == 303, r.text[-800:]
+    (new,) = Quarantine(tmp_path / "w").list("events", limit=None)  # the open one
+    assert new["quarantine_id"] != qid
+    where = urlsplit(r.headers["location"])
+    assert where.path == f"/console/data/quarantine/{new['quarantine_id']}"
+    done = parse_qs(where.query)["done"][0]
+    assert done.startswith(
+        f"row #{qid}: still quarantined, now as row #{new['quarantine_id']}: {new['reason']}"
+    )
+    page = c.get(r.headers["location"]).text
+    assert 'class="flash ok"' in page and html.escape(done, quote=False) in page
+    assert f'data-qid="{new["quarantine_id"]}"' in page
+    # fixed: released, and the row's own page says so
+    fix["f.timestamp"] = "2024-02-01T10:05:00"
+    r = c.post(
+        f"/console/data/quarantine/{new['quarantine_id']}/reprocess",
+        data={"csrf": token, **fix},
+        follow_redirects=False,
+    )
+    assert urlsplit(r.headers["location"]).path == f"/console/data/quarantine/{new['quarantine_id']}"
+    assert "released into curated" in html.unescape(c.get(r.headers["location"]).text)

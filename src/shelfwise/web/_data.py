@@ -438,6 +438,20 @@ def quarantine(
 _QUARANTINE = Persist("quarantine_summary")
 
 
+def quarantined_by(workdir: Path, table: str, run_id: str) -> list[dict[str, Any]]:
+    """The open rows of `table` a run quarantined (a re-process: the rows that supersede those it
+    retried), with their reason and detail, in quarantine order."""
+    from ..storage import read_only
+
+    with warehouse(), read_only(workdir) as (con, _):
+        rows = con.execute(
+            "SELECT quarantine_id, reason, detail FROM quarantine.rows "
+            "WHERE run_id = ? AND table_name = ? AND status = 'open' ORDER BY quarantine_id",
+            [run_id, table],
+        ).fetchall()
+    return [{"quarantine_id": int(i), "reason": str(r), "detail": d or ""} for i, r, d in rows]
+
+
 # -- models ----------------------------------------------------------------------------------------
 def _manifest(path: str | None) -> dict[str, Any]:
     try:

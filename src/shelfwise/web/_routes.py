@@ -527,7 +527,7 @@ def console_router(
             out.append({"table": tbl, "rows": len(mine), "released": res["released"],
                         "still_quarantined": res["still_quarantined"],
                         "withheld": res.get("withheld", 0), "skipped": res.get("skipped", 0),
-                        "skipped_reason": res.get("skipped_reason")})  # fmt: skip
+                        "skipped_reason": res.get("skipped_reason"), "run_id": res.get("run_id")})  # fmt: skip
         return out
 
     def reprocess_error(ctx: Any, exc: Exception) -> Any:
@@ -588,7 +588,7 @@ def console_router(
 
     @router.get("/data/quarantine/{qid}", response_class=HTMLResponse)
     @guard
-    def quarantine_row(ctx: Any, qid: int) -> Any:
+    def quarantine_row(ctx: Any, qid: int, done: str | None = None) -> Any:
         """One quarantined row: its raw fields (the roles that may read them), editable when it
         is open and the person may re-process."""
         ctx.need("quarantine.read_raw")
@@ -612,7 +612,7 @@ def console_router(
             else {k: v for k, v in raw.items() if k != "line"}
         )
         return ctx.render("quarantine_row.html", r=r, fields=fields, unread=unread and bool(raw), page="data",
-                          reprocess=ctx.user.may("quarantine.reprocess"))  # fmt: skip
+                          reprocess=ctx.user.may("quarantine.reprocess"), done=done)  # fmt: skip
 
     @router.post("/data/quarantine/reprocess")
     async def reprocess_selected(request: Request) -> Any:
@@ -668,11 +668,27 @@ def console_router(
             if res["released"]
             else "withheld: it names an erased user"
             if res.get("withheld")
-            else "still quarantined (see its new reason)"
+            else None
         )
-        return back(
-            ctx, f"{PREFIX}/data/quarantine?table={row['table']}&status=all", f"row #{qid}: {verdict}"
-        )
+        # each outcome opens the row it is about: this one, or the row that now holds it (the
+        # list at status=all opened at its top, oldest first: the new row was ~24 pages later,
+        # and "see its new reason" named neither it nor its reason)
+        where = f"{PREFIX}/data/quarantine/{qid}"
+        if verdict is None:
+            new = (
+                _data.quarantined_by(workdir, row["table"], str(res.get("run_id")))
+                if res.get("run_id")
+                else []
+            )
+            if new:
+                n = new[0]
+                why = f"{n['reason']}" + (f" ({n['detail']})" if n["detail"] else "")
+                verdict = f"still quarantined, now as row #{n['quarantine_id']}: {why}"
+                where = f"{PREFIX}/data/quarantine/{n['quarantine_id']}"
+            else:  # (not found: the open rows of the table past this one hold it)
+                verdict = "still quarantined, as a new row (below)"
+                where = f"{PREFIX}/data/quarantine?{urlencode({'table': row['table'], 'after': qid})}"
+        return back(ctx, where, f"row #{qid}: {verdict}")
 
     # -- search playground ---------------------------------------------------------------------
     def search_variants(s: Any) -> dict[str, Any]:
