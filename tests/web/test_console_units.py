@@ -1598,3 +1598,52 @@ def test_a_failed_row_fix_names_and_opens_the_row_that_holds_it_now(tmp_path: Pa
     )
     assert urlsplit(r.headers["location"]).path == f"/console/data/quarantine/{new['quarantine_id']}"
     assert "released into curated" in html.unescape(c.get(r.headers["location"]).text)
+
+
+def test_a_variants_rules_are_said_in_words() -> None:
+    """The search-experiment comparison printed "rules {'items': [{'action': 'boost', ...}]}"."""
+    said = _playground.rules_said(
+        {
+            "items": [
+                {"action": "boost", "category": "Home > Kitchen", "factor": 2.0, "surfaces": ["search"]},
+                {"action": "pin", "product_id": "P12", "position": 1, "query": "kettle"},
+            ],
+            "max_per_category": 1,
+        }  # fmt: skip
+    )
+    assert (
+        said
+        == "boost category Home > Kitchen x2 on search; pin product P12 at 1 for 'kettle'; max per category 1"
+    )
+    assert "{" not in said
+
+
+def test_a_passing_gate_that_says_a_delivery_failed_is_a_warning_not_a_green_check(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The data_contracts gate passes while it says a delivery behind the model failed its quality
+    check ("FAILING: 1,065 of 3,385"): a green check beside it read as all well."""
+    import inspect
+
+    from shelfwise.lifecycle._registry import Registry
+
+    # the words the page reads are the registry's
+    assert "a delivery failed its quality check" in inspect.getsource(Registry._data_gate)
+    gates = [
+        {"name": "data_contracts", "passed": True, "review": False,
+         "detail": "every curated input is valid under its contract in force; a delivery failed its quality "
+                   "check (its quarantined rows held back): products v1: FAILING: 1,065 of 3,385"},
+        {"name": "beats_baseline", "passed": True, "review": False, "detail": "ndcg 0.3 > 0.2"},
+        {"name": "coverage", "passed": False, "review": False, "detail": "too low"},
+    ]  # fmt: skip
+    version = {"version": "1", "aliases": ["candidate"], "status": "READY", "bundle": "b1", "default_model": "m",
+               "metrics": {}, "gates": gates, "gates_live": True, "registered_by": "eve", "approved_by": None}  # fmt: skip
+    monkeypatch.setattr(_data, "models", lambda workdir, live=True: [version])
+    c, _ = _console_client(tmp_path)
+    page = html.unescape(c.get("/console/models").text)
+    looks = re.findall(r'<li class="(\w+)" title="[^"]*">(\S) (\w+)', page)
+    assert looks == [
+        ("warn", "!", "data_contracts"),
+        ("pass", "✔", "beats_baseline"),
+        ("fail", "✘", "coverage"),
+    ]

@@ -22,7 +22,7 @@ import numpy as np
 from ..serving._ranking import rank_user
 from ..serving._service import NO_RULES, search_counts
 
-__all__ = ["Side", "search_args", "search_side", "shopper"]
+__all__ = ["Side", "rules_said", "search_args", "search_side", "shopper"]
 
 EXPLAINED = 5  # recommendations explained on the shopper page
 _IMAGE = re.compile(r"https?://[^\s\"']+\.(?:jpe?g|png|webp|gif)(?:\?[^\s\"']*)?", re.IGNORECASE)
@@ -348,6 +348,38 @@ def shopper(service: Any, user_id: str, k: int = 10, *, history: bool = True) ->
         "variants": variants,
         "model_known": model is not None,
     }
+
+
+def rules_said(rules: dict[str, Any]) -> str:
+    """A variant's rule overrides in words ("boost category Home > Kitchen x2 on search; hide
+    brand Acme"), not the dict (the comparison's label printed "rules {'items': [{'action': ...}]}")."""
+    parts = []
+    for r in rules.get("items") or []:
+        target = (
+            f"product {r['product_id']}"
+            if r.get("product_id")
+            else f"category {r['category']}"
+            if r.get("category")
+            else f"brand {r['brand']}"
+            if r.get("brand")
+            else "every product"
+        )
+        words = [str(r.get("action", "?")), target]
+        if r.get("factor") is not None:
+            words.append(f"x{r['factor']:g}" if isinstance(r["factor"], int | float) else f"x{r['factor']}")
+        if r.get("position") is not None:
+            words.append(f"at {r['position']}")
+        if r.get("query"):
+            words.append(f"for {r['query']!r}")
+        if r.get("context"):
+            words.append(f"in {r['context']}")
+        if r.get("surfaces"):
+            words.append(f"on {', '.join(map(str, r['surfaces']))}")
+        parts.append(" ".join(words))
+    for key, value in rules.items():
+        if key not in ("items", "version", "description"):
+            parts.append(f"{key.replace('_', ' ')} {json.dumps(value, ensure_ascii=False)}")
+    return "; ".join(parts) or "none"
 
 
 def parse_synonyms(text: str) -> dict[str, list[str]]:

@@ -195,6 +195,7 @@ def _templates() -> Jinja2Templates:
     templates.env.filters["pretty_json"] = lambda v: json.dumps(v, default=str, ensure_ascii=False, indent=1)
     templates.env.filters["pct"] = lambda v: "–" if v is None else f"{100 * float(v):.1f}%"
     templates.env.filters["num"] = lambda v, d=4: "–" if v is None else f"{float(v):.{d}f}"
+    templates.env.filters["rules_said"] = _playground.rules_said
     return templates
 
 
@@ -708,7 +709,9 @@ def console_router(
                 raise Denied(404, f"no search experiment variant {b_variant!r} in this shop")
             if v.bundle and v.bundle not in bundles():
                 raise Denied(404, f"variant {b_variant!r} names bundle {v.bundle!r}, not in this shop")
-            what = f"bundle {v.bundle or s.snapshot.version}" + (f", rules {v.rules}" if v.rules else "")
+            what = f"bundle {v.bundle or s.snapshot.version}" + (
+                f", rules: {_playground.rules_said(v.rules)}" if v.rules else ""
+            )
             return [a, _playground.Side(v.bundle or None, s._rules_for(v), f"variant {b_variant}: {what}")]
         if draft is not None:
             b = _playground.Side(b_bundle or None, draft, "draft rules (not saved)")
