@@ -463,8 +463,11 @@ class Shop:
         model, or "cold_start" for a user the shop has no history of), with `experiment` when one
         assigned the user and, with `explain`, `because`: the history items behind the top item.
         `model` names one of the bundle's models; `context` (a category path prefix) steers the
-        cold-start list."""
+        cold-start list. `explain` needs the permission to read a customer's history by their
+        id too (`insights.profile`): the items behind a list are steps of that history."""
         with self._acting("recommend"):
+            if explain:
+                self.authorize("insights.profile")
             k = _k(k)
             if context is not None and not isinstance(context, str):
                 raise ShelfwiseError(
@@ -562,8 +565,10 @@ class Shop:
         """The user's history items that most raise `product_id` for them (shop ids; empty for a
         user the current bundle does not know, or without personalization consent); a
         ShelfwiseError for a product it does not know (as `similar`: a mistyped id is said, not
-        answered as "nothing explains it")."""
+        answered as "nothing explains it"). Needs `insights.profile` too, as a customer's
+        history does: the items it names are steps of it (the console's shopper page agrees)."""
         with self._acting("recommend"):
+            self.authorize("insights.profile")
             service = self._service(True, search=False)
             snap = service.snapshot
             pseudo = snap.recs.pseudonymize(_user_id(user_id))

@@ -391,3 +391,28 @@ def test_a_version_whose_bundle_is_gone_is_never_approved_nor_promoted(trained, 
     prod = next(v for v in listed.values() if "production" in v["aliases"])
     with pytest.raises(ShelfwiseError, match="already in production"):
         eve.promote(prod["version"])
+
+
+def test_the_items_that_explain_a_list_need_the_history_permission(trained, tmp_path):
+    """The items behind a list are steps of the customer's history: a scientist or an engineer,
+    who may not read a customer's history by their id, read them through `recommend(explain=True)`
+    and `explain` (the console's shopper page showed them as "because of"). They are refused,
+    audited; the list itself is theirs to read, and an analyst may read both."""
+    from shelfwise.governance import AuditLog
+
+    data, src = trained
+    work = tmp_path / "w"
+    shutil.copytree(src, work)
+    ada = Shop(work, as_="ada", api_key=Shop(work).add_person("ada", "admin"))
+    sam = Shop(work, as_="sam", api_key=ada.add_person("sam", "scientist"))
+    ann = Shop(work, as_="ann", api_key=ada.add_person("ann", "analyst"))
+    user = "U00001"
+    top = sam.recommend(user, k=3)["items"]
+    with pytest.raises(AccessDenied, match="insights.profile"):
+        sam.recommend(user, k=3, explain=True)
+    with pytest.raises(AccessDenied, match="insights.profile"):
+        sam.explain(user, top[0])
+    denied = [e for e in AuditLog(work).entries() if e["action"] == "access.denied"]
+    assert [e["actor"] for e in denied[-2:]] == ["sam", "sam"]
+    assert "because" in ann.recommend(user, k=3, explain=True)
+    assert isinstance(ann.explain(user, top[0]), list)
