@@ -284,3 +284,28 @@ def test_a_sampled_ranking_breaks_ties_at_random_not_in_the_targets_favour():
     protocol, (result,) = evaluate_all({"blind": model}, split, sampled=49, bootstrap_rounds=10)
     assert "ties broken at random" in protocol.candidates
     assert 0.12 < result.metrics["hr@10"] < 0.28, result.metrics  # 10 / 50 = 0.2 expected
+
+
+def test_a_sample_as_large_as_the_catalog_says_it_ranks_every_unseen_item():
+    """`evaluate --sampled 5000` on a 1,682-item catalog drew every unseen item: the full
+    ranking's numbers, labelled "sampled (5000 random unseen negatives per target)". The label
+    says every unseen item was a candidate; a smaller sample keeps its label."""
+    from shelfwise.evaluation import evaluate_all
+    from shelfwise.features import Interactions, leave_last_out
+    from shelfwise.models import Popularity
+
+    rng = np.random.default_rng(2)
+    users, items, ts = [], [], []
+    for u in range(100):
+        for t, i in enumerate(rng.choice(50, 4, replace=False)):
+            users.append(f"u{u}")
+            items.append(f"p{i}")
+            ts.append(t)
+    split = leave_last_out(Interactions.from_arrays(users, items, ts))
+    model = Popularity().fit(split.train)
+    protocol, _ = evaluate_all({"popularity": model}, split, sampled=5000, bootstrap_rounds=10)
+    assert protocol.candidates.startswith(
+        "sampled (5000 negatives asked, more than the 50 items: every unseen"
+    )
+    protocol, _ = evaluate_all({"popularity": model}, split, sampled=20, bootstrap_rounds=10)
+    assert protocol.candidates.startswith("sampled (20 random unseen negatives per target")

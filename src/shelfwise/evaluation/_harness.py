@@ -237,7 +237,7 @@ def evaluate_all(
     protocol = Protocol(
         split=split.protocol,
         split_description=split.description,
-        candidates=f"sampled ({sampled} random unseen negatives per target{', listed items only' if n_unlisted else ''}, ties broken at random)"
+        candidates=_sampled_label(sampled, split.train.n_items - n_unlisted, n_unlisted)
         if sampled
         else f"full ranking ({over})",
         exclude_seen=True,
@@ -266,6 +266,20 @@ def evaluate_all(
         for name, m in models.items()
     ]
     return protocol, results
+
+
+def _sampled_label(sampled: int, available: int, n_unlisted: int) -> str:
+    """The sampled protocol's name. A sample as large as the catalog draws every unseen item: the
+    full ranking's numbers, which `--sampled 5000` on a 1,682-item catalog labelled "5000
+    random unseen negatives per target"; the label says so (a test of a small catalog may ask
+    for more than it holds)."""
+    listed = ", listed items only" if n_unlisted else ""
+    if sampled >= available - 1:
+        return (
+            f"sampled ({sampled} negatives asked, more than the {available:,}{' listed' if n_unlisted else ''} "
+            "items: every unseen item is a candidate, as in full ranking, ties broken at random)"
+        )
+    return f"sampled ({sampled} random unseen negatives per target{listed}, ties broken at random)"
 
 
 def repeat_targets(fold: Fold) -> int:
