@@ -74,3 +74,43 @@ def test_a_shop_with_only_a_catalog_and_an_faq_answers(trained, tmp_path: Path):
         assert r.json()["faq_id"] is None and r.json()["answer"] is None and r.json()["products"] == []
     finally:
         s.stop()
+
+
+@pytest.mark.slow
+def test_a_running_server_answers_from_an_faq_delivered_after_its_bundle(trained, tmp_path: Path):
+    """An FAQ delivery between trainings (`ingest --append` changing an answer) is what POST
+    /v1/ask answers from at the server's next refresh, as the CLI does: a running server kept
+    the bundle's old answer (score 1.0) until a restart, and `/v1/admin/reload` said
+    `{"changed": false}`."""
+    import time
+
+    from shelfwise.serving import Service
+    from tests.serving.conftest import Server
+
+    work = tmp_path / "w"
+    shutil.copytree(trained[0], work, symlinks=True)
+    question = "How do I return an item?"  # F1's own question: answered by F1 at 1.0
+    s = Server(work, "--absorb-seconds", "0", "--reload-seconds", "0.5")
+    try:
+        r = s.client.post("/v1/ask", json={"question": question}).json()
+        assert r["faq_id"] == "F1" and r["answer"].startswith("Open your orders"), r
+        delivery = tmp_path / "d1"
+        delivery.mkdir()
+        (delivery / "faq.csv").write_text(
+            'faq_id,question,answer\nF1,How do I return an item?,"Write to returns@example.com."\n'
+        )
+        ok(run("ingest", "--append", "--data", str(delivery), "--workdir", str(work)))
+        deadline, got = time.monotonic() + 30, r
+        while time.monotonic() < deadline and got["answer"] != "Write to returns@example.com.":
+            time.sleep(0.3)
+            got = s.client.post("/v1/ask", json={"question": question}).json()
+        assert got["faq_id"] == "F1" and got["answer"] == "Write to returns@example.com.", got
+    finally:
+        s.stop()
+    # the reload reports an FAQ delivery as a change (the service notes the new version)
+    svc = Service(work)
+    before = svc.faq_version
+    assert before is not None and svc.refresh() is False
+    (delivery / "faq.csv").write_text('faq_id,question,answer\nF2,How long does delivery take?,"A week."\n')
+    ok(run("ingest", "--append", "--data", str(delivery), "--workdir", str(work)))
+    assert svc.refresh() is True and svc.faq_version not in (None, before)

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from ..errors import SourceError
 from ..storage import DuckDBEngine, Engine, StagedFile, Warehouse, find_table_file, stage_file
+from ..storage._faq_version import record_faq_version
 from ..storage._product_ids import record_product_ids
 from ._audit import AuditLog
 from ._compile import NORMALIZE_LINES_UDF, NORMALIZE_UDF, q
@@ -526,6 +527,8 @@ class Ingestor:
             lineage.complete(outputs)
             # the servers check posted events against the curated catalog, as ingestion does
             record_product_ids(self.workdir, wh)
+            # and `POST /v1/ask` answers from the curated FAQ (a server kept the bundle's old one)
+            record_faq_version(self.workdir, wh)
             if self.job == "shelfwise.ingest":  # re-processing audits itself, with its own details
                 AuditLog(self.workdir).append(
                     "ingest",

@@ -5,8 +5,10 @@ The app passes its own access check (`guard(request, action)`, raising HTTPExcep
 caller may not), so the router follows the server's keys and audit of denials:
     app.include_router(insights_router(workdir, guard=svc))
 The FAQ is the served bundle's (encoded by `train`) when it matches the warehouse's, else
-encoded on the first question; either is kept until the served bundle changes. Products come
-from the served bundle's search engine.
+encoded on the first question; either is kept until the served bundle or the curated FAQ's
+version changes (the service's `faq_version`, noticed at its refresh; without a service, the
+version file read per question): keyed on the bundle alone, a running server answered with an
+FAQ delivery's old answers until a restart. Products come from the served bundle's search engine.
 """
 
 from __future__ import annotations
@@ -63,14 +65,19 @@ def insights_router(workdir: str | pathlib.Path, guard: Callable[..., Any] | Non
 
     def matcher(svc: Any) -> tuple[Any, Any]:
         """The FAQ matcher and search engine of the bundle being served (the service's, when the
-        guard hands one over; else the workdir's live bundle), rebuilt when the bundle changes."""
+        guard hands one over; else the workdir's live bundle), rebuilt when the bundle or the
+        curated FAQ changes."""
+        from ..storage._faq_version import faq_version
+
         snapshot = getattr(svc, "snapshot", None)
         bundle = snapshot.bundle.path if snapshot is not None else None
+        # the FAQ version the service noticed at its last refresh (as it notices the catalog)
+        faq = svc.faq_version if hasattr(svc, "faq_version") else faq_version(workdir)
         with lock:
             from ._faq_stage import live_bundle
 
             bundle = bundle or live_bundle(workdir)
-            if cache.get("bundle", "-") != bundle:
+            if cache.get("bundle", "-") != bundle or cache.get("faq", "-") != faq:
                 from ..errors import ShelfwiseError
                 from ._faq_stage import faq_matcher, search_engine
 
@@ -79,7 +86,7 @@ def insights_router(workdir: str | pathlib.Path, guard: Callable[..., Any] | Non
                 except ShelfwiseError as exc:
                     raise HTTPException(404, str(exc)) from None
                 engine = snapshot.search if snapshot is not None else search_engine(bundle)
-                cache.update(bundle=bundle, m=m, engine=engine)
+                cache.update(bundle=bundle, faq=faq, m=m, engine=engine)
             return cache["m"], cache["engine"]
 
     @router.post(

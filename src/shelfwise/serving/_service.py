@@ -28,6 +28,7 @@ from ..errors import ShelfwiseError
 from ..features import Interactions
 from ..governance import Pseudonymizer
 from ..search import Filters
+from ..storage._faq_version import FAQ_VERSION, faq_version
 from ..storage._product_ids import PRODUCT_IDS, CuratedProducts
 from ._bundle import BUNDLES_DIR, CURRENT, Bundle, current_bundle
 from ._consent import ConsentView, LookDue
@@ -363,6 +364,10 @@ class Service:
         self.rules = Rules.load(self.workdir)
         self.synonyms = LiveSynonyms(self.workdir)  # config/synonyms.txt, checked per search
         self.experiments: list[Experiment] = load_experiments(self.workdir)
+        # the curated FAQ's version (`governance/faq_version.json`): POST /v1/ask keeps its
+        # matcher per bundle and FAQ version, so an FAQ delivery is answered from without a
+        # restart (it kept the bundle's old answers)
+        self.faq_version: tuple[int, str] | None = faq_version(self.workdir)
         self._config_mtimes = self._mtimes()
         from ..governance import PERMISSIONS
         from ..governance._access import PEOPLE_FILE
@@ -411,6 +416,7 @@ class Service:
             m(self.workdir / "governance" / "people.json"),
             m(self.workdir / "governance" / "erasures.jsonl"),
             m(self.workdir / PRODUCT_IDS),
+            m(self.workdir / FAQ_VERSION),
         )
 
     def _catalog_changed(self) -> None:
@@ -492,7 +498,8 @@ class Service:
         return who[1] in self._roles_of[action], who[0]
 
     def refresh(self) -> bool:
-        """Load a new bundle when CURRENT moved, new rules / experiments when their files changed.
+        """Load a new bundle when CURRENT moved, new rules / experiments when their files changed
+        (and note a new curated FAQ version: `faq_version`, which POST /v1/ask follows).
         Loading happens off the request path; the swap itself is one reference assignment."""
         changed = False
         with self._swap_lock:
@@ -507,6 +514,7 @@ class Service:
                     ("rules", lambda: setattr(self, "rules", Rules.load(self.workdir))),
                     ("experiments", lambda: setattr(self, "experiments", load_experiments(self.workdir))),
                     ("catalog", self._catalog_changed if mt[4] != self._config_mtimes[4] else None),
+                    ("faq", lambda: setattr(self, "faq_version", faq_version(self.workdir))),
                 ):
                     if load is None:
                         continue
