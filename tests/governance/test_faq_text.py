@@ -31,3 +31,36 @@ def test_faq_answers_keep_contact_details_and_lines_reviews_stay_masked(tmp_path
     )
     review = shop.table("events").loc[0, "text"]
     assert review == "great lamp - call me on [phone] or mail [email]"
+
+
+def test_faq_answers_given_as_html_are_converted_to_plain_text_and_said(tmp_path: Path):
+    """An answer in HTML is read as a browser shows it: tags gone, a script's code dropped, a
+    link kept as "text (url)", entities decoded once (`&lt;script&gt;` is the text "<script>",
+    never re-read as a tag), a bare "<" kept; the load says it converted answers, and which
+    answers read as markup once decoded. The regexes stored "type 5 3", "alert('x')", "click
+    Return ." and a real `<script>` tag, and said nothing."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "products.csv").write_text("product_id,title\nP1,red lamp\n")
+    (data / "faq.csv").write_text(
+        "faq_id,question,answer\n"
+        'f1,How do I return an item?,"<p>Go to <b>My Orders</b> and click '
+        '<a href=""https://shop.example/returns"">Return</a>.</p><script>alert(\'x\')</script>"\n'
+        'f2,Which form?,"Use the form &lt;script&gt;alert(document.cookie)&lt;/script&gt; at returns."\n'
+        'f3,Any tips?,"type 5 < 6 and 7 > 3 <3"\n'
+        'f4,What sizes?,"<ul><li>Small</li><li>Large</li></ul>"\n'
+        "f5,How long is delivery?,Three to five days.\n"
+    )
+    shop = Shop(tmp_path / "w")
+    report = shop.ingest(data)
+    answers = dict(zip(*(shop.table("faq")[c] for c in ("faq_id", "answer")), strict=True))
+    assert answers == {
+        "f1": "Go to My Orders and click Return (https://shop.example/returns).",
+        "f2": "Use the form <script>alert(document.cookie)</script> at returns.",
+        "f3": "type 5 < 6 and 7 > 3 <3",
+        "f4": "Small\nLarge",
+        "f5": "Three to five days.",
+    }
+    notes = "\n".join(report.notes)
+    assert "faq.csv: 3 answer(s) given as HTML were converted to plain text" in notes, notes
+    assert "faq: 1 answer(s) read as markup once decoded (f2;" in notes, notes

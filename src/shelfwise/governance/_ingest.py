@@ -681,6 +681,7 @@ class Ingestor:
                 self.withheld_lines[contract.name] = st.withheld_lines
             if contract.name == "faq" and "faq" in wh.curated_tables():
                 _say_faq_conflicts(wh, tr, report)
+            _say_markup(st)
         except BaseException:
             if self.engine.name == "spark":  # the load's staged Parquet holds raw ids: never left behind
                 from ._load_spark import discard_staged
@@ -699,6 +700,44 @@ def _say_faq_conflicts(wh: Warehouse, tr: TableReport, report: IngestReport) -> 
             f"(e.g. {first['question']!r}: {', '.join(first['faq_ids'])}); `ask` answers with whichever "
             "fits the shopper's words best: keep one answer per question (faq_conflicts in the report)"
         )
+
+
+def _say_markup(st: LoadState) -> None:
+    """For text shown to shoppers as written (`keep_lines`: an FAQ answer), the notes of the
+    load: how many of its values were HTML, converted to plain text (`_text.html_to_text`), and
+    which curated values read as markup once their entities are decoded (`&lt;script&gt;` is
+    the text "<script>"): they are served as plain text, and a shop whose pages insert them as
+    HTML should know. Both went unsaid: an answer's markup was stripped or decoded silently."""
+    from ._text import HAS_MARKUP, LOOKS_LIKE_MARKUP
+
+    shown = [c for c in st.contract.columns if c.keep_lines and c.name in st.mapping]
+    if not shown or st.name not in st.wh.curated_tables():
+        return
+    key = q(st.contract.key[0]) if st.contract.key else "NULL"
+    for c in shown:
+        col = q(c.name)
+        row = st.wh.sql(  # (this load's rows as delivered: raw keeps them after the load)
+            f"SELECT count(*) FROM {st.raw_table} WHERE _load = ? AND regexp_matches({col}, ?)",
+            [st.load_id, HAS_MARKUP],
+        ).fetchone()
+        if row and row[0]:
+            st.note(
+                f"{st.src.name}: {row[0]:,} {c.name}(s) given as HTML were converted to plain text (tags and "
+                f'scripts removed, entities decoded, a link kept as "text (url)"): {c.name}s are served as '
+                "plain text"
+            )
+        marked = st.wh.sql(
+            f"SELECT {key}, {col} FROM curated.{q(st.name)} WHERE regexp_matches({col}, ?) ORDER BY 1",
+            [LOOKS_LIKE_MARKUP],
+        ).fetchall()
+        if marked:
+            shown_ids = ", ".join(str(k) for k, _ in marked[:3]) + (" ..." if len(marked) > 3 else "")
+            example = str(marked[0][1])
+            st.note(
+                f"{st.name}: {len(marked):,} {c.name}(s) read as markup once decoded ({shown_ids}; e.g. "
+                f"{example[:80]!r}): served as plain text, as written; a page that inserts {c.name}s as HTML "
+                "must escape them, or write the text without the tags"
+            )
 
 
 def _keep_when_empty(st: LoadState) -> None:
