@@ -320,6 +320,17 @@ class Ingestor:
             )
         return path
 
+    def _holds_a_shop(self) -> bool:
+        """Whether the workdir's warehouse already holds a shop (curated products or events): a
+        snapshot without them then leaves them as they are."""
+        from ..storage import read_only
+        from ..storage._warehouse import WAREHOUSE_FILE
+
+        if not (self.workdir / WAREHOUSE_FILE).exists():
+            return False
+        with read_only(self.workdir) as (_, curated):
+            return bool({"products", "events"} & curated)
+
     def run(self, data_dir: str | Path) -> IngestReport:
         data_dir = Path(data_dir)
         if data_dir.is_file():  # (the Python API's ingest(path) as the CLI's --data: one wording)
@@ -348,7 +359,15 @@ class Ingestor:
             else find_table_file(data_dir, t, TABLE_FILE_ALIASES.get(t, ()))
             for t in LOAD_ORDER
         }
-        if self.mode == "replace" and files["events"] is None and files["products"] is None:
+        # (an existing shop's snapshot of some tables replaces those alone, as a catalog
+        # snapshot with no events file leaves the curated events: a snapshot of faq.csv alone
+        # replaces the FAQ - it was refused with the new shop's message)
+        if (
+            self.mode == "replace"
+            and files["events"] is None
+            and files["products"] is None
+            and not self._holds_a_shop()
+        ):
             present = ", ".join(sorted(p.name for p in data_dir.iterdir())[:20]) or "nothing"
             read = {t: p.name for t, p in files.items() if p is not None}
             # a folder with only the FAQ or the queries: say what they were read as, and that a
@@ -512,7 +531,11 @@ class Ingestor:
                     f"{', '.join(LOAD_ORDER)} with .csv, .tsv, .jsonl, .json or .parquet, optionally .gz; "
                     "or from a folder of such files named after it)"
                 )
-            if "products" not in report.tables and self.mode == "replace":
+            if (
+                "products" not in report.tables
+                and self.mode == "replace"
+                and "products" not in wh.curated_tables()
+            ):
                 report.notes.append("no products file: the catalog is the set of products seen in events")
             q_rows = sum(t.rows_quarantined for t in report.tables.values())
             outputs.append(DatasetRef(warehouse_namespace(self.workdir), "quarantine.rows", rows=q_rows))
