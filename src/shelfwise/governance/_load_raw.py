@@ -14,6 +14,7 @@ from __future__ import annotations
 from ..errors import SourceError
 from ..storage._sources import JSON_DELIMITER, LINE_COLUMN, PART_LINES
 from ._compile import DUCKDB, SPARK, Dialect, lit, q
+from ._contracts import Kind
 from ._load_state import (
     LoadState,
     column_key,
@@ -247,23 +248,25 @@ def _read_json_lines(st: LoadState, into: str) -> None:
     ok = "json_valid(j) AND json_type(j) = 'OBJECT'"
 
     def field_sql(key: str) -> str:
-        path = "$." + '"' + key.replace('"', '\\"') + '"'
+        path = _path(key)
         return (
             f"CASE WHEN json_type(j, {lit(path)}) IN ('ARRAY', 'OBJECT') THEN json_extract(j, {lit(path)})::VARCHAR "
             f"ELSE json_extract_string(j, {lit(path)}) END"
         )
 
-    def col_sql(spec_name: str) -> str:
+    def keys_of(spec_name: str) -> list[str]:
         # JSON lines may name a column differently from one line to the next (item_id / product_id)
-        spec = contract.column(spec_name)
         if spec_name in st.mapped_explicitly:  # mapped: that key only
-            used.update([mapping[spec_name], *joined.get(spec_name, [])])
-            return joined_sql(
-                field_sql(mapping[spec_name]), [field_sql(h) for h in joined.get(spec_name, [])]
-            )
+            return [mapping[spec_name], *joined.get(spec_name, [])]
+        spec = contract.column(spec_name)
         names = {column_key(n) for n in (spec.name, *spec.aliases)}
-        keys = [h for h in st.header if column_key(h) in names]
+        return [h for h in st.header if column_key(h) in names]
+
+    def col_sql(spec_name: str) -> str:
+        keys = keys_of(spec_name)
         used.update(keys)
+        if spec_name in st.mapped_explicitly:
+            return joined_sql(field_sql(keys[0]), [field_sql(h) for h in keys[1:]])
         return f"coalesce({', '.join(field_sql(k) for k in keys)})"
 
     used: set[str] = set()
@@ -274,8 +277,44 @@ def _read_json_lines(st: LoadState, into: str) -> None:
     select += [f"{field_sql(e)} AS {q('x_' + safe(e))}" for e in st.extra_kept if e not in used]
     tr.ignored_columns = [e for e in tr.ignored_columns if e not in used]
     wh.sql(f"CREATE TEMP TABLE _lines AS SELECT * FROM {lines}")
-    safe_lines = f"(SELECT _source_line, CASE WHEN {ok} THEN j END AS j FROM _lines)"
+    # a list or an object given for a column that holds one value (text, a number, a date: every
+    # kind but JSON) is no value of it: `"answer": ["No"]` was curated as the text `["No"]`. The
+    # line is quarantined as `invalid_type`, naming the field, as POST /v1/events refuses it
+    shaped = [
+        (c, k)
+        for c in contract.column_names
+        if c in mapping and contract.column(c).kind is not Kind.JSON
+        for k in keys_of(c)
+    ]
+    wrong = (
+        "concat_ws('; ', "
+        + ", ".join(
+            f"CASE json_type(j, {lit(_path(k))}) WHEN 'ARRAY' THEN {lit(f'{k}: a list given where {_ONE[contract.column(c).kind]} is expected')} "
+            f"WHEN 'OBJECT' THEN {lit(f'{k}: an object given where {_ONE[contract.column(c).kind]} is expected')} END"
+            for c, k in shaped
+        )
+        + ")"
+        if shaped
+        else "''"
+    )
+    # (only lines holding a bracket past the object's own are looked into: a plain events file
+    # is not parsed once more per column)
+    wh.sql(
+        f"CREATE TEMP TABLE _wrong AS SELECT * FROM (SELECT _source_line, j, {wrong} AS detail FROM _lines "
+        f"WHERE (contains(substr(j, 2), '[') OR contains(substr(j, 2), '{{')) AND {ok}) WHERE detail <> ''"
+    )
+    safe_lines = (
+        f"(SELECT _source_line, CASE WHEN {ok} THEN j END AS j FROM _lines "
+        "WHERE _source_line NOT IN (SELECT _source_line FROM _wrong))"
+    )
     wh.sql(f"{into} (SELECT {', '.join(select)}, _source_line FROM {safe_lines} WHERE j IS NOT NULL)")
+    wrong_lines = wh.sql("SELECT _source_line, j, detail FROM _wrong ORDER BY 1").fetchall()
+    wh.sql("DROP TABLE _wrong")
+    # (a line naming an erased user is withheld; a re-sent line is `redelivered`, as a malformed one)
+    quarantine_lines(
+        wh, st.run_id, contract.name, st.src, st.drop_erased_lines(wrong_lines),
+        reprocess=st.reprocess, reason=Reason.INVALID_TYPE,
+    )  # fmt: skip
     malformed = "NOT coalesce(CASE WHEN json_valid(j) THEN json_type(j) = 'OBJECT' END, false)"
     withheld_lines: list[int] = []
     if st.staging:  # a line that is no JSON object but names an erased user is withheld too
@@ -298,6 +337,25 @@ def _read_json_lines(st: LoadState, into: str) -> None:
     )
     wh.sql("DROP TABLE _lines")
     tr.rows_in = staged.records
+
+
+def _path(key: str) -> str:
+    """A JSON line's field as a DuckDB JSON path (any key: quoted)."""
+    return "$." + '"' + key.replace('"', '\\"') + '"'
+
+
+# what a column of each kind holds, as a quarantined row's detail says it
+_ONE = {
+    Kind.ID: "an id",
+    Kind.STRING: "text",
+    Kind.TEXT: "text",
+    Kind.CATEGORY: "a category",
+    Kind.FLOAT: "a number",
+    Kind.BOOL: "true or false",
+    Kind.TIMESTAMP: "a date",
+    Kind.ENUM: "one value",
+    Kind.JSON: "JSON",
+}
 
 
 def _read_parquet(st: LoadState, into: str) -> None:

@@ -196,8 +196,10 @@ def quarantine_lines(
     lines: Sequence[tuple[int | None, str, str]],
     *,
     reprocess: bool = False,
+    reason: Reason = Reason.MALFORMED_ROW,
 ) -> None:
-    """Quarantine source lines that never became rows: (line, its text, why) as `malformed_row`;
+    """Quarantine source lines that never became rows: (line, its text, why) as `reason`
+    (`malformed_row`; `invalid_type`: a JSON line giving a list where a column holds a value);
     a line an earlier load of the table quarantined as it is (a re-sent file) is `redelivered`,
     as a re-sent bad row is (`_load_publish.quarantined_before`): loading the same file twice
     left each malformed line open twice. Never in a re-processing (its row is the open one).
@@ -235,7 +237,7 @@ def quarantine_lines(
                        b.raw::JSON, CASE WHEN e.raw IS NOT NULL THEN 'redelivered' ELSE 'open' END,
                        now()::TIMESTAMP, NULL
                 FROM _malformed_lines b LEFT JOIN ({before}) e ON e.raw = b.raw ORDER BY b.pos""",
-            {"run": run_id, "table": table, "src": str(src), "reason": Reason.MALFORMED_ROW.value},
+            {"run": run_id, "table": table, "src": str(src), "reason": reason.value},
         )
     finally:
         wh.db.unregister("_malformed_lines")
