@@ -250,3 +250,52 @@ def test_the_ask_report_says_how_many_mistakes_it_lists_of_how_many():
     }  # fmt: skip
     assert "Mistakes (the first 1 of 88)" in ask_html(doc)
     assert "Mistakes (all 1)" in ask_html({**doc, "errors_total": 1})
+
+
+def test_blank_and_too_long_questions_are_refused_alike_by_every_door(shop: Path, tmp_path: Path):
+    """One rule (`question_refused`, MAX_QUESTION_CHARS) for Python, the CLI and HTTP: a blank
+    question raised in Python but was answered with an abstention by the CLI and HTTP; 2,001+
+    characters were a 422 over HTTP but answered by the CLI and Python. The CLI refuses such
+    rows one by one, saying why, answers the rest, and warns of a question_id given twice; a
+    body that is not JSON is a 400, as on POST /v1/events."""
+    import httpx
+    from fastapi import FastAPI
+
+    from shelfwise import Shop
+    from shelfwise.errors import ShelfwiseError
+    from shelfwise.insights._faq import MAX_QUESTION_CHARS
+    from shelfwise.insights._http import insights_router
+    from tests.serving.conftest import serve_in_thread
+
+    long = "where is my parcel " * (MAX_QUESTION_CHARS // 19 + 1)
+    for q in ("   ", long):
+        with pytest.raises(ShelfwiseError):
+            Shop(shop).answer(q)
+    qs, out = tmp_path / "q.csv", tmp_path / "a.jsonl"
+    qs.write_text(
+        f"question_id,question\nblank,   \nlong,{long}\nrefund,how do i get my money back\nrefund,do you take paypal\n"
+    )
+    proc = ok(run("ask", "--workdir", str(shop), "--questions", str(qs), "--out", str(out)))
+    assert "question_id 'blank' refused: an empty question" in proc.stderr
+    assert (
+        f"question_id 'long' refused: a question longer than {MAX_QUESTION_CHARS:,} characters" in proc.stderr
+    )
+    assert "question_id given more than once: 'refund'" in proc.stderr
+    assert "2 answered from the FAQ, 0 left unanswered, 2 refused" in proc.stdout
+    got = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r.get("refused", "").split(" (")[0] for r in got] == [
+        "an empty question",
+        f"a question longer than {MAX_QUESTION_CHARS:,} characters",
+        "",
+        "",
+    ]
+    assert got[0]["faq_id"] is None and got[2]["faq_id"] == "F1" and got[3]["faq_id"] == "F3"
+
+    app = FastAPI()
+    app.include_router(insights_router(shop))
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=120) as c:
+        for q in ("   ", long):
+            r = c.post("/v1/ask", json={"question": q})
+            assert r.status_code == 422, r.text
+        r = c.post("/v1/ask", content=b"not json", headers={"content-type": "application/json"})
+        assert r.status_code == 400 and "not valid JSON" in r.text, r.text  # (the app says it as {"error"})

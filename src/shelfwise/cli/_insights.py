@@ -299,9 +299,22 @@ def ask(
     the_shop.authorize("ask")  # who may not ask is refused before the file is read
     _check_questions(questions)
     rep = the_shop.ask(questions, out)
+    refused = rep.get("refused", [])
+    # each refused row said with its reason (the file is answered; its line has "refused")
+    for r in refused:
+        typer.echo(f"warning: {questions}: question_id {r['question_id']!r} refused: {r['reason']}", err=True)
+    if rep.get("duplicate_question_ids"):
+        dup = rep["duplicate_question_ids"]
+        shown = ", ".join(repr(d) for d in dup[:10]) + (f" and {len(dup) - 10} more" if len(dup) > 10 else "")
+        typer.echo(
+            f"warning: {questions}: question_id given more than once: {shown} (their answers share the id)",
+            err=True,
+        )
     typer.echo(
         f"wrote {rep['questions']:,} answers to {out} ({rep['answered']:,} answered from the FAQ, "
-        f"{rep['questions'] - rep['answered']:,} left unanswered; lineage run {rep['lineage_run_id']})"
+        f"{rep['questions'] - rep['answered'] - len(refused):,} left unanswered"
+        + (f", {len(refused):,} refused" if refused else "")
+        + f"; lineage run {rep['lineage_run_id']})"
     )
 
 

@@ -74,12 +74,12 @@ def answer_one(workdir: str | Path, question: str, top: int = TOP_MATCHES) -> di
     """The answer `ask` gives to `question` (`faq_id` null: abstained), the `top` closest FAQ
     entries with their fused scores, best first, the abstention threshold, and the products
     attached (as `ask` attaches them)."""
-    from ._faq import ABSTAIN_BELOW
+    from ._faq import ABSTAIN_BELOW, question_refused
     from ._faq_stage import attach_products
 
+    if (why := question_refused(question)) is not None:
+        raise ShelfwiseError(why)
     question = question.strip()
-    if not question:
-        raise ShelfwiseError("an empty question")
     m, engine, origin = _matcher(Path(workdir))
     all_scores = m.scores([question])
     (a,) = m.answers_from(all_scores)

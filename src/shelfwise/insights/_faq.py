@@ -46,6 +46,21 @@ ANSWER_CHARS = 300  # the answer's head: long answers would drown the question i
 SPELL_MIN_LETTERS = 4
 SPELL_TWO_EDITS = 9
 VOCABULARY_FILE = "vocabulary.json"  # the catalog's words (and counts) beside a saved FAQ
+# the longest question answered, by every door (Shop.answer, `shelfwise ask`, POST /v1/ask, the
+# console): HTTP refused 2,000+ characters while the CLI and Python answered 100,000
+MAX_QUESTION_CHARS = 2000
+
+
+def question_refused(question: str) -> str | None:
+    """Why a question is not answered (None: it is), one rule for every door: a blank one (the
+    Python API refused it while the CLI and HTTP answered it with an abstention), or one longer
+    than MAX_QUESTION_CHARS (spaces at its ends aside)."""
+    text = question.strip()
+    if not text:
+        return "an empty question"
+    if len(text) > MAX_QUESTION_CHARS:
+        return f"a question longer than {MAX_QUESTION_CHARS:,} characters ({len(text):,})"
+    return None
 
 
 @functools.cache
@@ -291,10 +306,12 @@ class FaqMatcher:
 
 __all__ = [
     "ABSTAIN_BELOW",
+    "MAX_QUESTION_CHARS",
     "WEIGHTS",
     "Answer",
     "FaqMatcher",
     "FaqSpeller",
     "english_words",
+    "question_refused",
     "text_vocabulary",
 ]

@@ -22,11 +22,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Request
 from pydantic import BaseModel, Field
 
-MAX_QUESTION_CHARS = 2000
+from ._faq import MAX_QUESTION_CHARS, question_refused
 
 
 class AskRequest(BaseModel):
-    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS, description="The shopper's question.")
+    question: str = Field(
+        min_length=1,
+        max_length=MAX_QUESTION_CHARS,
+        description="The shopper's question (not blank; its length counts without the spaces at its ends "
+        "in the check the other doors share).",
+    )
 
 
 class ProfileResponse(BaseModel):
@@ -57,9 +62,19 @@ class AskResponse(BaseModel):
 
 def insights_router(workdir: str | pathlib.Path, guard: Callable[..., Any] | None = None) -> APIRouter:
     from ..serving._http_auth import REQUIREMENT  # the API key, as the app's other /v1 routes
+    from ..serving._http_consent import _not_json
+    from ..serving._http_context import on_invalid_request
     from ..serving._http_models import error_responses  # the API's one documented error shape
 
-    router = APIRouter()
+    def bad_body(request: Request, exc: Any) -> Any:
+        """A body that is not JSON is a 400, as on POST /v1/events and PUT .../consent (it was
+        FastAPI's 422, the status of JSON that fails validation, which stays a 422)."""
+        why = _not_json(exc, request, '{"question": "..."}')
+        if why is None:
+            raise exc
+        raise HTTPException(400, why) from None
+
+    router = APIRouter(route_class=on_invalid_request(bad_body))
     lock = threading.Lock()
     cache: dict[str, Any] = {}
 
@@ -92,13 +107,15 @@ def insights_router(workdir: str | pathlib.Path, guard: Callable[..., Any] | Non
     @router.post(
         "/v1/ask",
         response_model=AskResponse,
-        responses=error_responses(401, 403, 404, 422, 503),
+        responses=error_responses(400, 401, 403, 404, 422, 503),
         openapi_extra={"security": REQUIREMENT},
     )
     async def ask(body: AskRequest, request: Request) -> AskResponse:
         """The FAQ entry that answers the question (or none: `faq_id` null), and the products
         it is about when no entry answers it but the shop's search finds products for it."""
         svc = guard(request, "ask") if guard is not None else None
+        if (why := question_refused(body.question)) is not None:  # (a blank one was answered)
+            raise HTTPException(422, f"question: {why}")
         m, engine = await asyncio.to_thread(matcher, svc)
         a = (await asyncio.to_thread(m.match, [body.question]))[0]
         from ._faq_stage import attach_products

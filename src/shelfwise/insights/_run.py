@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import os
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -255,6 +256,7 @@ def run_ask(
     (`shelfwise.Shop`) has checked the `ask` permission; `actor` is who the audit entry names."""
     from ..governance import AuditLog, DatasetRef, LineageRun
     from ..governance._lineage import warehouse_namespace
+    from ._faq import question_refused
     from ._faq_stage import attach_products, faq_matcher, live_bundle, search_engine
 
     workdir, questions, out = Path(workdir), Path(questions), Path(out)
@@ -263,6 +265,13 @@ def run_ask(
             f"{workdir}: not a shelfwise workdir (no warehouse.duckdb; run `shelfwise ingest` first)"
         )
     asked = read_questions(questions)
+    # one rule for every door (`question_refused`): a blank or too long question is refused,
+    # row by row, saying why (the file is answered); the CLI answered a blank one with an
+    # abstention and 100,000 characters that POST /v1/ask refused
+    refused = {i: why for i, (_, q) in enumerate(asked) if (why := question_refused(q)) is not None}
+    seen = Counter(qid for qid, _ in asked)
+    duplicates = sorted(qid for qid, n in seen.items() if n > 1)  # (answered, but said: ids join answers)
+    todo = [i for i in range(len(asked)) if i not in refused]
     ns = warehouse_namespace(workdir)
     lineage = LineageRun(
         workdir,
@@ -272,23 +281,25 @@ def run_ask(
     try:
         bundle = live_bundle(workdir)
         matcher, faq_from = faq_matcher(workdir, bundle)  # the bundle's encodings when current
-        answers = matcher.match([q for _, q in asked])
+        answers = matcher.match([asked[i][1].strip() for i in todo])
         products = attach_products(
             search_engine(bundle),
-            [q for _, q in asked],
+            [asked[i][1].strip() for i in todo],
             [a.faq_id is not None for a in answers],
             workdir=workdir,
         )
+        got = dict(zip(todo, zip(answers, products, strict=True), strict=True))
         out.parent.mkdir(parents=True, exist_ok=True)
         with open(out, "w", encoding="utf-8") as fh:
-            for (qid, _), a, prods in zip(asked, answers, products, strict=True):
-                line: dict[str, Any] = {
-                    "question_id": qid,
-                    "faq_id": a.faq_id,
-                    "answer": a.answer,
-                    "score": round(a.score, 4),
-                    "products": prods,
-                }
+            for i, (qid, _) in enumerate(asked):
+                line: dict[str, Any]
+                if i in refused:
+                    line = {"question_id": qid, "faq_id": None, "answer": None, "score": None, "products": [],
+                            "refused": refused[i]}  # fmt: skip
+                else:
+                    a, prods = got[i]
+                    line = {"question_id": qid, "faq_id": a.faq_id, "answer": a.answer,
+                            "score": round(a.score, 4), "products": prods}  # fmt: skip
                 fh.write(json.dumps(line, ensure_ascii=False) + "\n")
     except Exception as exc:
         lineage.fail(f"{type(exc).__name__}: {exc}")
@@ -296,12 +307,14 @@ def run_ask(
     lineage.complete([DatasetRef("file", str(out.resolve()), rows=len(asked))])
     answered = sum(a.faq_id is not None for a in answers)
     AuditLog(workdir).append(
-        "ask", actor=actor, out=str(out), questions=len(asked), answered=answered,
+        "ask", actor=actor, out=str(out), questions=len(asked), answered=answered, refused=len(refused),
         lineage_run_id=lineage.run_id,
     )  # fmt: skip
     return {
         "questions": len(asked), "answered": answered, "out": str(out), "lineage_run_id": lineage.run_id,
         "faq_from": faq_from, "with_products": sum(bool(p) for p in products),
+        "refused": [{"question_id": asked[i][0], "reason": why} for i, why in refused.items()],
+        "duplicate_question_ids": duplicates,
     }  # fmt: skip
 
 

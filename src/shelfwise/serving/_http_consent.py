@@ -74,7 +74,7 @@ def _caller(ctx: AppContext, request: Request) -> str | None:
 _EXAMPLE = '{"personalization": false}'
 
 
-def _not_json(exc: RequestValidationError, request: Request) -> str | None:
+def _not_json(exc: RequestValidationError, request: Request, example: str = _EXAMPLE) -> str | None:
     """Why the body is no JSON at all, as the 400's message (None when it is JSON that failed
     validation): it does not parse, it is empty, or it was sent as something else (a form,
     text: FastAPI hands those over as bytes)."""
@@ -83,12 +83,12 @@ def _not_json(exc: RequestValidationError, request: Request) -> str | None:
         if e.get("type") == "json_invalid":
             at = f" at character {loc[1]}" if len(loc) > 1 else ""
             why = (e.get("ctx") or {}).get("error", "JSON decode error")
-            return f"body is not valid JSON: {why}{at}; expected an object such as {_EXAMPLE}"
+            return f"body is not valid JSON: {why}{at}; expected an object such as {example}"
         if loc == ("body",) and e.get("type") == "missing":
-            return f"body is empty: expected a JSON object such as {_EXAMPLE}"
+            return f"body is empty: expected a JSON object such as {example}"
         if loc == ("body",) and isinstance(e.get("input"), bytes | bytearray):
             sent = request.headers.get("content-type") or "no Content-Type"
-            return f"body is not JSON ({sent}): send a JSON object such as {_EXAMPLE} as application/json"
+            return f"body is not JSON ({sent}): send a JSON object such as {example} as application/json"
     return None
 
 

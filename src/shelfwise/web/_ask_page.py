@@ -19,8 +19,6 @@ from fastapi.responses import HTMLResponse
 
 __all__ = ["add_ask_routes"]
 
-MAX_QUESTION_CHARS = 2000  # as POST /v1/ask
-
 
 def add_ask_routes(router: APIRouter, workdir: Path, guard: Callable[..., Any]) -> None:
     """Register the page on the console's router (`guard`: the console's page wrapper)."""
@@ -36,7 +34,8 @@ def add_ask_routes(router: APIRouter, workdir: Path, guard: Callable[..., Any]) 
         user = ctx.need("ask")
         got: dict[str, Any] | None = None
         problem = ""
-        question = q.strip()[:MAX_QUESTION_CHARS]
+        # (not cut to a length: a question too long is refused, saying why, as every door does)
+        question = q.strip()
         if question:
             try:
                 got = answer_question(
