@@ -298,3 +298,17 @@ def test_erasure_leaves_no_trace_and_the_user_is_served_as_new(shop, tmp_path):
     lines[1] = lines[1].replace('"ok"', '"denied"', 1)
     path.write_text("\n".join(lines) + "\n")
     assert run("audit", "--workdir", str(work), who=who["ada"]).returncode == 1
+
+
+def test_a_demo_refused_to_a_role_writes_nothing_into_the_teams_workdir(tmp_path):
+    """An analyst's `shelfwise demo --workdir W` wrote W/demo-data/ (thousands of rows of a
+    made-up shop beside the team's data) and only then was refused at the ingest."""
+    from shelfwise import Shop
+
+    work = tmp_path / "w"
+    ada = Shop(work, as_="ada", api_key=Shop(work).add_person("ada", "admin"))
+    ann = ada.add_person("ann", "analyst")
+    small = ("--products", "50", "--users", "10", "--events", "300", "--no-train")
+    proc = run("demo", "--workdir", str(work), *small, who=("ann", ann))
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert "may not ingest" in proc.stderr and not (work / "demo-data").exists()

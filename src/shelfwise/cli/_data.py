@@ -124,6 +124,11 @@ def demo(
             f"--end {last:%Y-%m-%d}: too late; a demo's events run up to 5 days past its end and none "
             f"may lie in the future: choose {current_end():%Y-%m-%d} or earlier"
         )
+    # who may not ingest (nor train) here is told before the demo's files are written into the
+    # team's workdir (an analyst's `demo` left demo-data/ there, then was refused)
+    shop(workdir).authorize("ingest")
+    if train_models:
+        shop(workdir).authorize("train")
     made = generate_demo(data, products=products, users=users, events=events, seed=seed, end=last)
     if not as_json:
         typer.echo(
