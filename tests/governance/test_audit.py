@@ -180,6 +180,7 @@ def test_a_log_rewritten_whole_fails_its_anchor_and_a_removed_log_is_noticed(tmp
     assert not v.ok and "not in the log" in (v.reason or "")
     bad = sw("audit", "--workdir", str(w), "--anchor", anchor, check=False)
     assert bad.returncode == 1 and "AUDIT LOG TAMPERED" in bad.stdout
+    assert "line None" not in bad.stdout  # (no line is bad in a log that was rewritten whole)
     # the whole audit folder removed
     import shutil
 

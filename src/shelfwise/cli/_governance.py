@@ -58,7 +58,9 @@ def audit(
                     "`--anchor` that tells later whether the log was rewritten since)"
                 )
         else:
-            typer.echo(f"AUDIT LOG TAMPERED: line {check.first_bad_line}: {check.reason} ({path})")
+            # (a log cut short has no bad line: its end is what is wrong)
+            where = f"line {check.first_bad_line}: " if check.first_bad_line is not None else ""
+            typer.echo(f"AUDIT LOG TAMPERED: {where}{check.reason} ({path})")
     if not check.ok:
         raise typer.Exit(1)
 
