@@ -73,6 +73,8 @@ def test_train_writes_a_bundle_with_protocol_lineage_and_tracking(trained):
     assert where.startswith("file://") and where.endswith("/w/mlruns")
     html = (work / "reports" / "evaluation.html").read_text()
     assert "full ranking" in html and "<svg" in html
+    # whether the bundle went live (a candidate's report replaces the live one's)
+    assert f'registry version {out["registry"]["version"]}: <b id="registry-status">production</b>' in html
     # the popularity baseline is beaten by the default model on the demo's planted tastes
     metric = {r["model"]: r["metrics"]["ndcg@10"] for r in out["results"]}
     assert metric[out["default_model"]] > metric["popularity"]

@@ -25,7 +25,7 @@ th:first-child,td:first-child{text-align:left} th{background:#f9fafb} tr.default
 </style></head><body>
 {% macro num(v, fmt) %}{% if v is none or v is undefined or v != v %}—{% else %}{{ fmt|format(v) }}{% endif %}{% endmacro %}
 <h1>Recommendation evaluation</h1>
-<p class="sub">bundle <code>{{ r.bundle_version }}</code> · default model <b>{{ r.default_model }}</b> · lineage run <code>{{ r.lineage_run_id }}</code></p>
+<p class="sub">bundle <code>{{ r.bundle_version }}</code> · default model <b>{{ r.default_model }}</b> · lineage run <code>{{ r.lineage_run_id }}</code>{% if r.registry %} · registry version {{ r.registry.version }}: <b id="registry-status">{{ "production" if r.registry.production else "a candidate, not live" }}</b> when trained (<code>shelfwise models list</code> says what is live now){% endif %}</p>
 <div class="protocol" id="protocol"><b>Protocol.</b> {{ p.split_description }}. Candidates: <b>{{ p.candidates }}</b>;
 seen items excluded: {{ p.exclude_seen }}; {{ "{:,}".format(p.users) }} users, {{ "{:,}".format(p["items"]) }} items;
 {% if p.repeat_targets is defined and p.users %}{{ "{:,}".format(p.repeat_targets) }} of the users ({{ "%.1f"|format(100 * p.repeat_targets / p.users) }}%) have a target already in their history:

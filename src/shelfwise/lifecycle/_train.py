@@ -635,6 +635,8 @@ def _train(
         runs = _track(workdir, report, models, timings)
         report["registry"] = _register(workdir, bundle, runs.get(default), actor, log)
     report_json.write_text(json.dumps(report, indent=2, default=str))
+    # the page says whether this bundle went live (a candidate's report replaces the live one's)
+    html = write_evaluation_report(reports / "evaluation.html", report)
     log(f"bundle {bundle.name}: default model {default}; report {html}")
     return TrainResult(
         bundle,
