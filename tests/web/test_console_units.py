@@ -1647,3 +1647,47 @@ def test_a_passing_gate_that_says_a_delivery_failed_is_a_warning_not_a_green_che
         ("pass", "✔", "beats_baseline"),
         ("fail", "✘", "coverage"),
     ]
+
+
+def test_a_logged_out_session_cookie_no_longer_opens_the_console(tmp_path: Path) -> None:
+    """Logging out only deleted the cookie in that browser: a copy of it (another tab's, a
+    proxy's log) opened the console for the rest of its 12 hours. The server now refuses it."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from shelfwise import Shop
+    from shelfwise.web._routes import console_router
+
+    key = Shop(tmp_path).add_person("ada", "admin")
+    app = FastAPI()
+    app.include_router(console_router(tmp_path, lambda: None))
+    c = TestClient(app)
+
+    def token(page: str) -> str:
+        found = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert found is not None
+        return found.group(1)
+
+    r = c.post(
+        "/console/login",
+        data={"csrf": token(c.get("/console/login").text), "name": "ada", "api_key": key},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    copied = c.cookies.get("shelfwise_console")
+    page = c.get("/console/data/quarantine")
+    assert page.status_code == 200 and "ada" in page.text
+    assert (
+        c.post("/console/logout", data={"csrf": token(page.text)}, follow_redirects=False).status_code == 303
+    )
+    thief = TestClient(app)
+    thief.cookies.set("shelfwise_console", copied, path="/console")
+    again = thief.get("/console/data/quarantine", follow_redirects=False)
+    assert again.status_code in (303, 401) and "ada" not in again.text, again.status_code
+    # a new login works as before
+    r = thief.post(
+        "/console/login",
+        data={"csrf": token(thief.get("/console/login").text), "name": "ada", "api_key": key},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and thief.get("/console/data/quarantine").status_code == 200

@@ -6,6 +6,9 @@ sha256, `c` the CSRF token, `t` when it was issued) and an HMAC-SHA256 over it w
 API key itself never leaves the login form. The key-hash prefix ties a session to the key it was
 opened with, so a person whose key is replaced or who is deactivated is logged out at their next
 request. Every request re-reads `governance/people.json` (a small file): roles are never cached.
+Logging out ends that session on the server too: its token's hash is kept in
+`<workdir>/secrets/console-logouts.json` until the cookie would have expired (a copied cookie
+opened the console for 12 hours after its owner logged out).
 
 Permissions are `governance.PERMISSIONS`, the table the CLI and the HTTP API check; a refusal is
 the same `access.denied` audit entry (with `via: "console"` and the page's path). In
@@ -103,7 +106,44 @@ def read_session(request: Request, workdir: Path) -> Session | None:
         return None
     if time.time() - float(doc.get("t", 0)) > MAX_AGE_S:
         return None
+    if _token_hash(str(doc["c"])) in _logged_out(workdir):
+        return None
     return Session(str(doc["c"]), doc.get("n"), doc.get("h"), float(doc.get("t", 0)))
+
+
+LOGOUTS = Path("secrets") / "console-logouts.json"
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _logged_out(workdir: Path) -> dict[str, float]:
+    """The sessions logged out before they expired: token hash -> when the cookie expires."""
+    try:
+        doc = json.loads((workdir / LOGOUTS).read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def end_session(workdir: Path, session: Session | None) -> None:
+    """Log `session` out on the server: its cookie is refused from now on, wherever it was
+    copied, until it would have expired anyway (then its entry goes)."""
+    if session is None or not session.name:
+        return
+    import os
+
+    now = time.time()
+    kept = {h: t for h, t in _logged_out(workdir).items() if float(t) > now}
+    kept[_token_hash(session.csrf)] = session.issued + MAX_AGE_S
+    path = workdir / LOGOUTS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(kept, fh)
+    tmp.replace(path)
 
 
 def new_session(name: str | None = None, key_hash: str | None = None) -> Session:

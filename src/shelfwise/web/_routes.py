@@ -377,6 +377,7 @@ def console_router(
     async def logout(request: Request) -> Any:
         ctx = Ctx(request)
         await posted(request, ctx)
+        _auth.end_session(workdir, None if ctx.fresh else ctx.session)  # (a copied cookie opened it still)
         resp = RedirectResponse(f"{PREFIX}/login", 303)
         resp.delete_cookie(_auth.COOKIE, path=PREFIX)
         return resp
