@@ -362,3 +362,29 @@ def test_a_full_snapshot_that_curates_fewer_rows_than_the_table_held_warns(tmp_p
     assert "events: this full snapshot curated 3 rows where the table held 6" in warning
     assert "version 2 keeps them" in warning and "--append" in warning
     assert any(line.startswith("  warning: events: this full snapshot") for line in summary_lines(rep))
+
+
+def test_a_full_snapshot_that_sends_a_row_a_failed_fix_left_open_keeps_it_open(tmp_path: Path):
+    """A first fix failed (the row superseded by the fix's open row), then a full snapshot sent
+    the original bad row again: its copy was counted a redelivery of the superseded row while
+    the snapshot superseded the fix's row, and no open row was left of a fault in the file
+    (the review's). In a full snapshot the copy is open again; in an append it is a redelivery."""
+    import json
+
+    d, work = tmp_path / "d", tmp_path / "w"
+    d.mkdir()
+    (d / "products.csv").write_text("product_id,title\nP1,Chair\n")
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\nU1,P1,view,2026-01-01T10:00:00Z\n"
+        "U2,P1,teleport,2026-01-01T11:00:00Z\n"
+    )
+    Ingestor(work).run(d)
+    out = tmp_path / "fix.jsonl"
+    Quarantine(work).export(out, "events")
+    (rec,) = [json.loads(x) for x in out.read_text().splitlines()]
+    rec["event_type"] = "teleport2"
+    out.write_text(json.dumps(rec) + "\n")
+    reprocess_rows(work, "events", out)
+    Ingestor(work).run(d)  # a full snapshot
+    open_rows = Quarantine(work).list("events", status="open", limit=None)
+    assert [r["raw"]["event_type"] for r in open_rows] == ["teleport"], open_rows

@@ -23,10 +23,10 @@ from ._load_anonymous import uncount_redelivered
 from ._load_state import (
     CHECKED,
     PAST_RETENTION,
-    STILL_THE_QUARANTINES,
     LoadState,
     count_withheld,
     note_withheld,
+    still_the_quarantines,
 )
 from ._privacy import Pseudonymizer
 from ._reasons import Reason
@@ -263,7 +263,7 @@ def quarantined_before(st: LoadState, raw: str) -> str:
     table, run_id = st.name, st.run_id
     return (
         f"{raw}::VARCHAR IN (SELECT raw::VARCHAR FROM quarantine.rows "
-        f"WHERE table_name = {lit(table)} AND run_id <> {lit(run_id)} AND {STILL_THE_QUARANTINES})"
+        f"WHERE table_name = {lit(table)} AND run_id <> {lit(run_id)} AND {still_the_quarantines(st.mode == 'append')})"
     )
 
 

@@ -60,8 +60,9 @@ def load_raw(st: LoadState) -> None:
         _read_parquet(st, into)
     # lines staging rejected itself (a quote that never closes): quarantined as they are
     quarantine_lines(
-        wh, st.run_id, contract.name, st.src, st.drop_erased_lines(staged.bad_lines), reprocess=st.reprocess
-    )
+        wh, st.run_id, contract.name, st.src, st.drop_erased_lines(staged.bad_lines), reprocess=st.reprocess,
+        append=st.mode == "append",
+    )  # fmt: skip
     tr.rows_in += len(staged.bad_lines)
     st.load = f"_load_{contract.name}"
     _define_load(st, st.target)
@@ -212,7 +213,10 @@ def _read_csv(st: LoadState, into: str) -> None:
         bad.append((line_no, body, why))
     if not numbered and bad:
         _renumber_after_rejects(st, [n for n, _, _ in bad if n is not None])
-    quarantine_lines(wh, st.run_id, contract.name, st.src, st.drop_erased_lines(bad), reprocess=st.reprocess)
+    quarantine_lines(
+        wh, st.run_id, contract.name, st.src, st.drop_erased_lines(bad), reprocess=st.reprocess,
+        append=st.mode == "append",
+    )  # fmt: skip
     wh.sql(f"DROP TABLE IF EXISTS {rej}; DROP TABLE IF EXISTS {rej}_scan")
     st.tr.rows_in = staged.records
 
@@ -313,7 +317,7 @@ def _read_json_lines(st: LoadState, into: str) -> None:
     # (a line naming an erased user is withheld; a re-sent line is `redelivered`, as a malformed one)
     quarantine_lines(
         wh, st.run_id, contract.name, st.src, st.drop_erased_lines(wrong_lines),
-        reprocess=st.reprocess, reason=Reason.INVALID_TYPE,
+        reprocess=st.reprocess, reason=Reason.INVALID_TYPE, append=st.mode == "append",
     )  # fmt: skip
     malformed = "NOT coalesce(CASE WHEN json_valid(j) THEN json_type(j) = 'OBJECT' END, false)"
     withheld_lines: list[int] = []

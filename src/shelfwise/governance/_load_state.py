@@ -50,10 +50,19 @@ __all__ = [
 
 
 REPROCESS_JOB = "shelfwise.quarantine.reprocess"  # the lineage job of re-processing quarantined rows
-# a quarantined row that is still the quarantine's (a re-sent copy of it is `redelivered`): any
-# but one a full snapshot superseded; one a re-processing superseded lives on as the row its fix
-# became (a first fix failed, the second was released: the re-sent original came back open)
-STILL_THE_QUARANTINES = f"(status <> 'superseded' OR resolved_run_id IN (SELECT run_id FROM meta.runs WHERE job = '{REPROCESS_JOB}'))"
+
+
+def still_the_quarantines(append: bool) -> str:
+    """The condition that a quarantined row is still the quarantine's (a re-sent copy of it is
+    `redelivered`): any but a superseded one. In an append (a day's delivery), a row a
+    re-processing superseded lives on as the row its fix became (a first fix failed, the second
+    was released: the re-sent original came back as a new open fault). Not in a full snapshot:
+    it replaces the table, the fixed row with it, and supersedes the fix's open row (a bad row
+    it sends again must be open, not a copy of nothing open)."""
+    if not append:
+        return "(status <> 'superseded')"
+    by_fix = f"resolved_run_id IN (SELECT run_id FROM meta.runs WHERE job = '{REPROCESS_JOB}')"
+    return f"(status <> 'superseded' OR {by_fix})"
 
 
 @dataclass
@@ -197,6 +206,7 @@ def quarantine_lines(
     *,
     reprocess: bool = False,
     reason: Reason = Reason.MALFORMED_ROW,
+    append: bool = False,
 ) -> None:
     """Quarantine source lines that never became rows: (line, its text, why) as `reason`
     (`malformed_row`; `invalid_type`: a JSON line giving a list where a column holds a value);
@@ -227,7 +237,7 @@ def quarantine_lines(
         "SELECT DISTINCT raw::VARCHAR AS raw FROM quarantine.rows WHERE false"
         if reprocess
         else "SELECT DISTINCT raw::VARCHAR AS raw FROM quarantine.rows WHERE table_name = $table "
-        f"AND run_id <> $run AND {STILL_THE_QUARANTINES}"
+        f"AND run_id <> $run AND {still_the_quarantines(append)}"
     )
     wh.db.register("_malformed_lines", batch)
     try:
