@@ -42,3 +42,10 @@ def test_a_snapshot_of_the_faq_alone_replaces_the_faq_of_an_existing_shop(tmp_pa
     # a new shop given the FAQ alone is still told what a shop starts from
     with pytest.raises(SourceError, match="starts from its catalog"):
         Ingestor(tmp_path / "new").run(faq_only)
+    # a folder of no table at all is refused, existing shop or not (the review's: it loaded
+    # nothing, COMPLETE, and `train --data wrongdir` went on with the old data)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(SourceError, match=r"no events.* file \(found: notes.csv\)"):
+        shop.ingest(empty)

@@ -66,46 +66,53 @@ def test_faq_answers_given_as_html_are_converted_to_plain_text_and_said(tmp_path
     assert "faq: 1 answer(s) read as markup once decoded (f2;" in notes, notes
 
 
-def test_a_list_or_an_object_given_for_a_text_column_is_quarantined(tmp_path: Path):
-    """JSON lines: `"answer": ["No"]` was curated as the text `["No"]`, said nowhere. A list or
-    an object where a column holds one value (every column but a JSON one, the catalog's too)
-    is `invalid_type`, its file, line and field named; the valid rows are curated."""
+def test_a_list_of_text_is_joined_and_an_object_or_a_listed_id_is_quarantined(tmp_path: Path):
+    """JSON lines: `"answer": ["No"]` was curated as the text `["No"]`, said nowhere. A list of
+    text is its items joined (an answer's paragraphs on lines, Amazon metadata's category lists
+    as a path: quarantining them lost whole catalogs, the review's); an object where a column
+    holds one value, or a list for an id, is `invalid_type`, its file, line and field named; the
+    valid rows are curated."""
     from shelfwise.storage import read_only
 
     data = tmp_path / "data"
     data.mkdir()
     (data / "products.jsonl").write_text(
-        json.dumps({"product_id": "P1", "title": "red lamp"})
-        + "\n"
-        + json.dumps({"product_id": "P2", "title": {"en": "blue kettle"}})
-        + "\n"
+        "".join(
+            json.dumps(r) + "\n"
+            for r in (
+                {"product_id": "P1", "title": "red lamp"},
+                {"product_id": "P2", "title": {"en": "blue kettle"}},
+                {"product_id": "P3", "title": "novel", "categories": [["Books", "Fiction"]]},
+                {"product_id": ["P4"], "title": "mug"},
+            )
+        )
     )
     (data / "faq.jsonl").write_text(
         "".join(
             json.dumps(r) + "\n"
             for r in (
-                {"faq_id": "F1", "question": "Can I return a sale item?", "answer": ["No"]},
+                {
+                    "faq_id": "F1",
+                    "question": "Can I return a sale item?",
+                    "answer": ["No.", "Sale items are final."],
+                },
                 {"faq_id": "F2", "question": "Do you ship abroad?", "answer": "Yes, to the EU."},
             )
         )
     )
     shop = Shop(tmp_path / "w")
     report = shop.ingest(data)
-    assert report.tables["faq"].reasons == {"invalid_type": 1}
-    assert report.tables["products"].reasons == {"invalid_type": 1}
-    assert shop.table("faq")[["faq_id", "answer"]].values.tolist() == [["F2", "Yes, to the EU."]]
-    assert shop.table("products")["product_id"].tolist() == ["P1"]
+    assert report.tables["faq"].reasons == {}
+    assert report.tables["products"].reasons == {"invalid_type": 2}
+    answers = shop.table("faq").set_index("faq_id")["answer"].to_dict()
+    assert answers == {"F1": "No.\nSale items are final.", "F2": "Yes, to the EU."}
+    products = shop.table("products").set_index("product_id")
+    assert sorted(products.index) == ["P1", "P3"] and products.loc["P3", "category"] == "Books > Fiction"
     with read_only(tmp_path / "w") as (con, _):
         rows = con.sql(
-            "SELECT table_name, source_file, source_line, reason, detail FROM quarantine.rows ORDER BY 1"
+            "SELECT source_file, source_line, reason, detail FROM quarantine.rows ORDER BY source_line"
         ).fetchall()
     assert rows == [
-        ("faq", str(data / "faq.jsonl"), 1, "invalid_type", "answer: a list given where text is expected"),
-        (
-            "products",
-            str(data / "products.jsonl"),
-            2,
-            "invalid_type",
-            "title: an object given where text is expected",
-        ),
+        (str(data / "products.jsonl"), 2, "invalid_type", "title: an object given where text is expected"),
+        (str(data / "products.jsonl"), 4, "invalid_type", "product_id: a list given where an id is expected"),
     ]

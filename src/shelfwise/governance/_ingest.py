@@ -366,7 +366,9 @@ class Ingestor:
             self.mode == "replace"
             and files["events"] is None
             and files["products"] is None
-            and not self._holds_a_shop()
+            # (a folder of no table at all, a typo'd or empty one, is refused as before: it
+            # loaded nothing, COMPLETE, and `train --data wrongdir` trained on the old data)
+            and (all(f is None for f in files.values()) or not self._holds_a_shop())
         ):
             present = ", ".join(sorted(p.name for p in data_dir.iterdir())[:20]) or "nothing"
             read = {t: p.name for t, p in files.items() if p is not None}

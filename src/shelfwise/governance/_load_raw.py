@@ -251,8 +251,18 @@ def _read_json_lines(st: LoadState, into: str) -> None:
     )
     ok = "json_valid(j) AND json_type(j) = 'OBJECT'"
 
-    def field_sql(key: str) -> str:
+    def field_sql(key: str, kind: Kind | None = None) -> str:
         path = _path(key)
+        sep = _LIST_JOINS.get(kind) if kind is not None else None
+        if sep is not None:  # a list of text is its items joined (a category list: its path)
+            nested = f"array_to_string(json_extract_string(j, {lit(path + '[0][*]')}), {lit(sep)})"
+            items = f"array_to_string(json_extract_string(j, {lit(path + '[*]')}), {lit(sep)})"
+            return (
+                f"CASE WHEN json_type(j, {lit(path)}) = 'ARRAY' "
+                f"THEN CASE WHEN json_type(j, {lit(path + '[0]')}) = 'ARRAY' THEN {nested} ELSE {items} END "
+                f"WHEN json_type(j, {lit(path)}) = 'OBJECT' THEN json_extract(j, {lit(path)})::VARCHAR "
+                f"ELSE json_extract_string(j, {lit(path)}) END"
+            )
         return (
             f"CASE WHEN json_type(j, {lit(path)}) IN ('ARRAY', 'OBJECT') THEN json_extract(j, {lit(path)})::VARCHAR "
             f"ELSE json_extract_string(j, {lit(path)}) END"
@@ -269,9 +279,10 @@ def _read_json_lines(st: LoadState, into: str) -> None:
     def col_sql(spec_name: str) -> str:
         keys = keys_of(spec_name)
         used.update(keys)
+        kind = contract.column(spec_name).kind
         if spec_name in st.mapped_explicitly:
-            return joined_sql(field_sql(keys[0]), [field_sql(h) for h in keys[1:]])
-        return f"coalesce({', '.join(field_sql(k) for k in keys)})"
+            return joined_sql(field_sql(keys[0], kind), [field_sql(h, kind) for h in keys[1:]])
+        return f"coalesce({', '.join(field_sql(k, kind) for k in keys)})"
 
     used: set[str] = set()
     select = [
@@ -281,9 +292,11 @@ def _read_json_lines(st: LoadState, into: str) -> None:
     select += [f"{field_sql(e)} AS {q('x_' + safe(e))}" for e in st.extra_kept if e not in used]
     tr.ignored_columns = [e for e in tr.ignored_columns if e not in used]
     wh.sql(f"CREATE TEMP TABLE _lines AS SELECT * FROM {lines}")
-    # a list or an object given for a column that holds one value (text, a number, a date: every
-    # kind but JSON) is no value of it: `"answer": ["No"]` was curated as the text `["No"]`. The
-    # line is quarantined as `invalid_type`, naming the field, as POST /v1/events refuses it
+    # a list or an object given for a column that holds one value (an id, a number, a date) is
+    # no value of it, nor an object for text: the line is quarantined as `invalid_type`, naming
+    # the field, as POST /v1/events refuses it. A list of text is its items joined
+    # (`_LIST_JOINS`: an answer's paragraphs, a catalog's category path or description lines, as
+    # Amazon's metadata gives them; `"answer": ["No"]` was curated as the text `["No"]`)
     shaped = [
         (c, k)
         for c in contract.column_names
@@ -293,7 +306,7 @@ def _read_json_lines(st: LoadState, into: str) -> None:
     wrong = (
         "concat_ws('; ', "
         + ", ".join(
-            f"CASE json_type(j, {lit(_path(k))}) WHEN 'ARRAY' THEN {lit(f'{k}: a list given where {_ONE[contract.column(c).kind]} is expected')} "
+            f"CASE json_type(j, {lit(_path(k))}) WHEN 'ARRAY' THEN {'NULL' if contract.column(c).kind in _LIST_JOINS else lit(f'{k}: a list given where {_ONE[contract.column(c).kind]} is expected')} "
             f"WHEN 'OBJECT' THEN {lit(f'{k}: an object given where {_ONE[contract.column(c).kind]} is expected')} END"
             for c, k in shaped
         )
@@ -347,6 +360,9 @@ def _path(key: str) -> str:
     """A JSON line's field as a DuckDB JSON path (any key: quoted)."""
     return "$." + '"' + key.replace('"', '\\"') + '"'
 
+
+# a JSON list given for a text column: its items joined with (a category list is a path)
+_LIST_JOINS = {Kind.TEXT: "\n", Kind.STRING: " ", Kind.CATEGORY: " > "}
 
 # what a column of each kind holds, as a quarantined row's detail says it
 _ONE = {
