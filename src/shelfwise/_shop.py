@@ -893,16 +893,21 @@ class Shop:
 
         for e in experiments:
             control = sum(v.weight for v in e.variants if production_itself(v))
-            for v in e.variants:
-                if not v.model or (why := failed(v)) is None or v.weight <= control:
-                    continue
-                raise ShelfwiseError(
-                    f"experiment {e.name!r}: variant {v.name!r}: model {v.model!r} did not pass the "
-                    f"registry's gates ({why}): it may be tried beside a control serving production "
-                    f"with at least its weight ({v.weight:g} against {control:g}), never take more of "
-                    "the traffic; to serve it, train a bundle whose default it is and go through "
-                    "`shelfwise models approve` / `promote`"
-                )
+            # (all of them together: two such variants at 1 beside a control at 1 served models no
+            # gate passed to two thirds of the shoppers, the review's)
+            weak = [(v, why) for v in e.variants if v.model and (why := failed(v)) is not None]
+            total = sum(v.weight for v, _ in weak)
+            if not weak or total <= control:
+                continue
+            v, why = weak[0]
+            others = f" ({len(weak)} such variants, {total:g} together)" if len(weak) > 1 else ""
+            raise ShelfwiseError(
+                f"experiment {e.name!r}: variant {v.name!r}: model {v.model!r} did not pass the "
+                f"registry's gates ({why}){others}: such variants may be tried beside a control serving "
+                f"production with at least their weight ({total:g} against {control:g}), never take more "
+                "of the traffic; to serve one, train a bundle whose default it is and go through "
+                "`shelfwise models approve` / `promote`"
+            )
 
     def _variants_bundles_may_serve(self, experiments: Sequence[Any]) -> None:
         """In a shop with people, a variant serves a bundle that is or was in production, or

@@ -354,6 +354,11 @@ def test_an_experiment_may_try_a_weaker_model_beside_production_never_instead_of
     with pytest.raises(ShelfwiseError, match="did not pass"):
         sam.set_experiments(doc(0.3, 0.7))
     assert sam.set_experiments(doc(0.5, 0.5)) == ["sneak"]  # an A/B test beside production
+    # two such variants together take more than the control (the review's: each alone did not)
+    two = doc(1, 1)
+    two["experiments"][0]["variants"].append({"name": "mine2", "weight": 1, "model": "popularity"})
+    with pytest.raises(ShelfwiseError, match=r"2 such variants, 2 together\).*\(2 against 1\)"):
+        sam.set_experiments(two)
     assert sam.set_experiments(doc(0, 1, model="itemknn")) == ["sneak"]  # production's own model
 
 

@@ -305,7 +305,7 @@ def test_a_sample_as_large_as_the_catalog_says_it_ranks_every_unseen_item():
     model = Popularity().fit(split.train)
     protocol, _ = evaluate_all({"popularity": model}, split, sampled=5000, bootstrap_rounds=10)
     assert protocol.candidates.startswith(
-        "sampled (5000 negatives asked, more than the 50 items: every unseen"
+        "sampled (5000 negatives asked, as many as the 50 items or more: every unseen"
     )
     protocol, _ = evaluate_all({"popularity": model}, split, sampled=20, bootstrap_rounds=10)
     assert protocol.candidates.startswith("sampled (20 random unseen negatives per target")

@@ -1456,7 +1456,7 @@ def test_the_search_playground_says_what_it_could_not_read(tmp_path: Path) -> No
         [],
     )
     assert _playground.search_args("60", "0", "nan", "-1", "", "relevance")[1] == [
-        "k: from 1 to 50 (got '60')",
+        "k: from 1 to 50 on the playground (got '60')",  # (the API's max_k is 100: the review's)
         "price_min: from 0 to 1000000000 (got 'nan')",
         "price_max: from 0 to 1000000000 (got '-1')",
     ]

@@ -276,10 +276,14 @@ def _sampled_label(sampled: int, available: int, n_unlisted: int) -> str:
     listed = ", listed items only" if n_unlisted else ""
     if sampled >= available - 1:
         return (
-            f"sampled ({sampled} negatives asked, more than the {available:,}{' listed' if n_unlisted else ''} "
-            "items: every unseen item is a candidate, as in full ranking, ties broken at random)"
+            f"sampled ({sampled} negatives asked, as many as the {available:,}{' listed' if n_unlisted else ''} "
+            "items or more: every unseen item is a candidate, as in full ranking, ties broken at random)"
         )
-    return f"sampled ({sampled} random unseen negatives per target{listed}, ties broken at random)"
+    # (a user with fewer unseen items than asked ranks all of theirs: said, it is not rare)
+    return (
+        f"sampled ({sampled} random unseen negatives per target, all of them for a user with fewer"
+        f"{listed}, ties broken at random)"
+    )
 
 
 def repeat_targets(fold: Fold) -> int:

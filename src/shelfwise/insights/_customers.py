@@ -393,7 +393,7 @@ def fit_predict(
         info.note = (
             f"the training cuts hold {customer_rows} row(s) of customers (an order before the cut), "
             f"fewer than {MIN_TRAIN_CUSTOMERS}: nothing to learn what a customer does next from; "
-            "a constant order rate per customer stands in"
+            "BG/NBD (or, where it cannot be fitted, a constant order rate per customer) stands in"
         )
     if rows >= MIN_TRAIN_ROWS and 0 < (ys > 0).mean() < 1 and customer_rows >= MIN_TRAIN_CUSTOMERS:
         clf, churn_val = _fit_gbm(lgb.LGBMClassifier, "binary", parts, lambda y: (y == 0).astype(int), seed)

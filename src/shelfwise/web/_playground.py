@@ -229,7 +229,9 @@ def search_args(
             problems.append(f"{name}: not a whole number (got {text!r})")
             return
         if not low <= v <= high:
-            problems.append(f"{name}: from {low} to {high} (got {text!r})")
+            # (the API's max_k is the server's --max-k, 100 by default: the playground's 50 is its own)
+            mine = " on the playground" if name == "k" and v > high else ""
+            problems.append(f"{name}: from {low} to {high}{mine} (got {text!r})")
             return
         got[name] = v
 
