@@ -724,3 +724,45 @@ def test_a_querys_later_pages_are_computed_at_its_first_pages_level(served_workd
     assert len(shown) == len(set(shown))  # no product on two pages
     again = svc.search_batch([(SearchArgs(q, 20, Filters()), engine.levels()[0])])[0]
     assert again.extra["level"] == engine.levels()[0]  # a first page: the whole pipeline again
+
+
+def test_a_rule_of_a_category_or_brand_the_catalog_lacks_is_said(tmp_path: Path) -> None:
+    """A boost of "Magazines > Cooking" where the catalog says "Magazines > Food & Cooking"
+    installed without a word and did nothing (a shop owner's walk). The rule is installed and
+    said, with the catalog's nearby paths; a category matched from its start, or a known
+    brand, is not."""
+    import json as _json
+    import warnings
+
+    from shelfwise.serving._rules import RulesWarning
+
+    folder = tmp_path / "bundles" / "b1"
+    folder.mkdir(parents=True)
+    (folder / "catalog.json").write_text(
+        _json.dumps(
+            {
+                "in_stock": [True, True],
+                "category": ["Magazines > Food & Cooking", "Magazines > Sports"],
+                "brand": ["Hearst", "Meredith"],
+                "title": ["Food", "Golf"],
+            }
+        )
+    )
+    (tmp_path / "bundles" / "CURRENT").write_text("b1")
+    with pytest.warns(RulesWarning, match=r"boosts category 'magazines > cooking', which no product") as got:
+        save_rules(tmp_path, {"items": [{"action": "boost", "category": "Magazines > Cooking", "factor": 2}]})
+    assert "magazines > food & cooking" in str(got[0].message)
+    assert Rules.load(tmp_path).version == 1  # installed all the same
+    with pytest.warns(RulesWarning, match="hides brand 'conde nast', which no product"):
+        save_rules(tmp_path, {"items": [{"action": "hide", "brand": "Conde Nast"}]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        save_rules(
+            tmp_path,
+            {
+                "items": [
+                    {"action": "boost", "category": "magazines > food", "factor": 2},
+                    {"action": "bury", "brand": "Hearst"},
+                ]
+            },
+        )

@@ -683,6 +683,37 @@ class RulesWarning(UserWarning):
     the catalog does not hold, a pin and a hide of one product on one query)."""
 
 
+def _warn_unmatched(rules: Rules, workdir: Path, said: list[str] | None) -> None:
+    """Say a rule of a category or a brand that no product of the current bundle's catalog is
+    in (a boost of "... > Cooking" where the catalog says "... > Cookbooks" installed without a
+    word and did nothing): categories are matched from their start, case aside."""
+    targeted = [(i, r) for i, r in enumerate(rules.items) if r.product_id is None and (r.category or r.brand)]
+    if not targeted:
+        return
+    try:
+        from ._bundle import _load_catalog, current_bundle
+
+        _, categories, brands, _, _ = _load_catalog(current_bundle(workdir))
+        paths = {str(c).lower() for c in getattr(categories, "values", categories)}
+        names = {str(b).lower() for b in getattr(brands, "values", brands)}
+    except (ShelfwiseError, OSError, KeyError, ValueError):
+        return  # (no bundle yet: nothing to check against)
+    for i, r in targeted:
+        if r.category is not None and not any(p.startswith(r.category) for p in paths):
+            near = sorted(p for p in paths if p.split(" > ")[0] == r.category.split(" > ")[0])[:3]
+            _say(
+                said,
+                f"items[{i}]: {r.action}s category {r.category!r}, which no product of the current bundle's "
+                f"catalog is in (matched from the path's start)"
+                + (f"; the catalog has e.g. {near}" if near else ""),
+            )
+        elif r.category is None and r.brand is not None and r.brand not in names:
+            _say(
+                said,
+                f"items[{i}]: {r.action}s brand {r.brand!r}, which no product of the current bundle's catalog has",
+            )
+
+
 def _check_new_rules(doc: dict[str, Any], rules: Rules, workdir: Path, said: list[str] | None) -> None:
     """What `rules set` refuses beyond a file `Rules.from_dict` can read (files installed
     before these checks still load at serve time): a rule that can never be in force (its
@@ -701,6 +732,7 @@ def _check_new_rules(doc: dict[str, Any], rules: Rules, workdir: Path, said: lis
             )
         if r.get("query") is not None and not str(r["query"]).strip():
             raise ShelfwiseError(f"{where}: a blank query matches no search; leave it out for every query")
+    _warn_unmatched(rules, workdir, said)
     pins = [(i, r) for i, r in enumerate(rules.items) if r.action == "pin"]
     if not pins:
         return
