@@ -154,6 +154,8 @@ def test_console_insights_page_shows_the_report_by_role(report, tmp_path):
     assert f"ROC AUC {e['shelfwise']['churn_auc']} vs BG/NBD {e['bgnbd']['churn_auc']}" in line
     assert e["model"] == "gbm" and "gbm (trees blended with BG/NBD) fitted at the cut" in line
     assert "CHURNER" not in text and "LOYAL" not in text
+    # when it was made, not only the data's time (its counts do not follow erasures made since)
+    assert f"made {doc['made_at']}: erasures and consent changes since" in text
     text = page("eng")
     assert 'id="segments"' not in text and "the role engineer may not read customer insights" in text
 

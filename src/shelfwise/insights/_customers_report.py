@@ -270,6 +270,9 @@ def customers_summary(
         ]
     return {
         "as_of": pd.Timestamp(at).isoformat(),
+        # when the report was made (as_of is the data's time): a page showing it says how old its
+        # counts are (erasures and consent withdrawals since are not in them)
+        "made_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
         "horizon_days": horizon_days,
         "warning": warning,
         "model": asdict(info),
