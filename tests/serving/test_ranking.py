@@ -164,3 +164,26 @@ def test_a_list_longer_than_the_popular_fill_is_filled_from_the_whole_popular_or
     view.cold_candidates = lambda n, context: ["e", "a", "b", "c", "d"][:n]  # type: ignore[method-assign]
     got = rank_user(view, "m", Narrow(), 1, 4, 4, NO_RULES)
     assert got is not None and got.items == ["e", "a", "b", "d"]  # user 1 saw c
+
+
+def test_places_a_model_has_no_evidence_for_are_filled_from_the_popular_list() -> None:
+    """A shop's first week: transitions knew one product that follows a shopper's history and
+    ranked the rest of the catalog at score 0 in catalog order (a magnetic catch, a toilet
+    auger...), served as personalized. Places with no evidence are left empty by the model and
+    filled from the popular list, as a short list is."""
+    from shelfwise.models import Transitions
+
+    inter = Interactions(
+        np.array([0, 0, 1], np.int32),
+        np.array([0, 1, 0], np.int32),  # u0: a then b; u1: a
+        np.ones(3, np.float32),
+        np.arange(3, dtype=np.int64),
+        np.array(["u0", "u1"], object),
+        np.array(ITEMS, object),
+    )
+    model = Transitions().fit(inter)
+    r = model.recommend(np.array([1]), 3, exclude_seen=True, history=inter)
+    assert r.ids[0].tolist() == [1, -1, -1]  # b follows a; nothing else is known to
+    view = View(interactions=inter, cold=["e", "d", "c", "b", "a"], purchases={})
+    got = rank_user(view, "transitions", model, 1, 3, 5, NO_RULES)
+    assert got is not None and got.items == ["b", "e", "d"], got

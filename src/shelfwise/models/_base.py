@@ -166,6 +166,11 @@ class Recommender(ABC):
     #: whether the learned state holds anything per user (`forget_users` changes it); models
     #: whose state is aggregated over users (item-item weights, item factors) hold none
     holds_user_state: ClassVar[bool] = False
+    #: whether a score of 0 or less means the model has no evidence for the item (sums of
+    #: co-occurrences): `recommend` leaves such places empty (-1) rather than ranking them, and
+    #: serving fills them from the popular list (a shop's first week: 13 of 31 known shoppers got
+    #: ten arbitrary zero-score products, labelled personalized)
+    evidence_scores: ClassVar[bool] = False
 
     def get_params(self) -> dict[str, Any]:
         import inspect
@@ -243,6 +248,8 @@ class Recommender(ABC):
                 rows = seen[batch]
                 s[np.repeat(np.arange(len(batch)), np.diff(rows.indptr)), rows.indices] = -np.inf
             r = top_k(s, k)
+            if self.evidence_scores:
+                r = Results(np.where(r.scores > 0, r.ids, -1), r.scores)
             ids.append(r.ids)
             scores.append(r.scores)
         if not ids:

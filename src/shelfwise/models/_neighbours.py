@@ -51,6 +51,7 @@ class ItemKNN(Recommender):
     `half_life_days` weighs the training data by age (recent co-occurrences count most)."""
 
     name = "itemknn"
+    evidence_scores = True  # (cosine sums: 0 is no neighbour in the history)
 
     def __init__(
         self,
@@ -90,6 +91,7 @@ class Transitions(Recommender):
 
     name = "transitions"
     sequential = True
+    evidence_scores = True  # (follow counts: 0 is never seen to follow)
 
     def __init__(
         self,
