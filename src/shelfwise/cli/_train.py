@@ -220,7 +220,7 @@ def evaluate(
     as_json: AsJson = False,
 ) -> None:
     """Evaluate the current bundle's models under its protocol (full ranking by default)."""
-    from ..evaluation import repeat_targets_said
+    from ..evaluation import few_users_said, repeat_targets_said
     from ..lifecycle._train import ModelsNotInBundle
 
     chosen = _model_list(models) if models else None
@@ -244,6 +244,8 @@ def evaluate(
     # (a ceiling only the report showed: 22.6% of Diginetica's test sessions end on a seen item)
     if said := repeat_targets_said(p):
         typer.echo(f"  {said}")
+    if few := few_users_said(p):
+        typer.echo(f"  warning: {few}")
     typer.echo(f"{'model':14s} {'ndcg@10':>8s} {'95% CI':>17s} {'hr@10':>7s} {'mrr@10':>7s} {'cov@10':>7s}")
     starred = False
     for r in report["results"]:

@@ -7,6 +7,7 @@ from ._harness import (
     Protocol,
     evaluate_all,
     evaluate_model,
+    few_users_said,
     ndcg_at_10,
     repeat_targets_said,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "ndcg_at_10",
     "novelty",
     "per_user_metrics",
+    "few_users_said",
     "repeat_targets_said",
     "wilson_interval",
 ]

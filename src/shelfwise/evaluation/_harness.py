@@ -60,6 +60,23 @@ def repeat_targets_said(protocol: dict[str, Any]) -> str:
     )
 
 
+# a test fold of fewer users measures nothing a reader should act on
+FEW_TEST_USERS = 50
+
+
+def few_users_said(protocol: dict[str, Any]) -> str:
+    """A warning when the test fold is too small to act on, in words; "" otherwise. Said by
+    `train`'s log, `evaluate` and the HTML report beside the numbers (only train's log said it:
+    a 20-user fold's tables read as measures everywhere else)."""
+    users = int(protocol.get("users") or 0)
+    if not users or users >= FEW_TEST_USERS:
+        return ""
+    return (
+        f"the test fold has {users:,} users ({protocol.get('split')}): its numbers, and the default model "
+        "chosen by them, are noise more than measure (see each model's 95% CI)"
+    )
+
+
 @dataclass
 class ModelResult:
     model: str

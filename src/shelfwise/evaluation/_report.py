@@ -11,6 +11,7 @@ import numpy as np
 from jinja2 import Environment, select_autoescape
 
 from ..reporting._charts import lines_chart, metric_by_model_chart, scatter_chart
+from ._harness import few_users_said
 
 _TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>shelfwise - evaluation - {{ r.bundle_version }}</title>
@@ -26,6 +27,7 @@ th:first-child,td:first-child{text-align:left} th{background:#f9fafb} tr.default
 {% macro num(v, fmt) %}{% if v is none or v is undefined or v != v %}—{% else %}{{ fmt|format(v) }}{% endif %}{% endmacro %}
 <h1>Recommendation evaluation</h1>
 <p class="sub">bundle <code>{{ r.bundle_version }}</code> · default model <b>{{ r.default_model }}</b> · lineage run <code>{{ r.lineage_run_id }}</code>{% if r.registry %} · registry version {{ r.registry.version }}: <b id="registry-status">{{ "production" if r.registry.production else "a candidate, not live" }}</b> when trained (<code>shelfwise models list</code> says what is live now){% endif %}</p>
+{% if few %}<p class="protocol" id="few-users" style="border-color:#f59e0b;background:#fffbeb"><b>Warning:</b> {{ few }}.</p>{% endif %}
 <div class="protocol" id="protocol"><b>Protocol.</b> {{ p.split_description }}. Candidates: <b>{{ p.candidates }}</b>;
 seen items excluded: {{ p.exclude_seen }}; {{ "{:,}".format(p.users) }} users, {{ "{:,}".format(p["items"]) }} items;
 {% if p.repeat_targets is defined and p.users %}{{ "{:,}".format(p.repeat_targets) }} of the users ({{ "%.1f"|format(100 * p.repeat_targets / p.users) }}%) have a target already in their history:
@@ -87,7 +89,9 @@ def write_evaluation_report(path: str | Path, report: dict[str, Any]) -> Path:
     }
     segs = sorted({s for m in results for s in m["segments"]})
     env = Environment(autoescape=select_autoescape(default=True))
-    html = env.from_string(_TEMPLATE).render(r=report, p=report["protocol"], charts=charts, segs=segs)
+    html = env.from_string(_TEMPLATE).render(
+        r=report, p=report["protocol"], charts=charts, segs=segs, few=few_users_said(report["protocol"])
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(html, encoding="utf-8")
     return path

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ShelfwiseError
-from ..evaluation import HEADLINE, evaluate_all, ndcg_at_10, repeat_targets_said
+from ..evaluation import HEADLINE, evaluate_all, few_users_said, ndcg_at_10, repeat_targets_said
 from ..features import Catalog, Interactions, Split, global_time, leave_last_out, load_interactions
 from ..models import RECOMMENDERS, Content, Fusion, NoRankerData, Recommender
 from ..serving._bundle import BUNDLES_DIR, EVALUATED_DIR, load_evaluated_models, write_bundle
@@ -520,11 +520,8 @@ def _train(
         # what `evaluate` and the report say beside the numbers, said here too
         if said := repeat_targets_said(protocol.as_dict()):
             log(f"evaluation: {said}")
-        if protocol.users < FEW_TEST_USERS:
-            log(
-                f"warning: the test fold has {protocol.users:,} users ({protocol.split}): its numbers and "
-                "the default model chosen by them are noise more than measure (see each model's 95% CI)"
-            )
+        if few := few_users_said(protocol.as_dict()):
+            log(f"warning: {few}")
     for r in results:
         r.extra.update(timings.get(r.model, {}))
         r.extra["validation_ndcg@10"] = validation.get(r.model)
@@ -719,10 +716,6 @@ def _quarantined_instead(workdir: Path) -> str:
         f"; the quarantine holds them instead ({said}): `shelfwise quarantine list --workdir {workdir}` "
         "shows why (a product needs a title; an event a user or a session, a type and a time)"
     )
-
-
-# a test fold of fewer users measures nothing a reader should act on (said in the log)
-FEW_TEST_USERS = 50
 
 
 def _register(workdir: Path, bundle: Path, run_id: str | None, actor: str | None, log: Any) -> dict[str, Any]:
