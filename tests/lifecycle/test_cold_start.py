@@ -37,6 +37,20 @@ def test_products_out_of_stock_come_last():
     assert diverse_cold_start(pop, np.zeros(7), ["A"] * 7, stock).tolist() == [1, 2, 3, 4, 5, 0, 6]
 
 
+def test_products_without_a_category_are_no_category_taking_turns():
+    """A catalog without categories but one product's: "no category" and "Tools" took turns, so
+    that product (popularity 2, where 5 products had more) came second for every new visitor
+    (a new shop's walk). One known category is none to diversify over: the signal's order; with
+    two, an unknown product stands alone at its own rank."""
+    pop = np.array([5, 4, 4, 3, 3, 2], float)
+    cats = ["", "", "", "", "", "Tools > Power Tools"]
+    assert diverse_cold_start(pop, np.zeros(6), cats).tolist() == [0, 1, 2, 3, 4, 5]
+    cats = ["", "Garden", "", "", "", "Tools"]
+    assert diverse_cold_start(pop, np.zeros(6), cats).tolist() == [0, 1, 2, 3, 4, 5]
+    cats = ["Garden", "Garden", "", "", "", "Tools"]  # Garden's second waits its round
+    assert diverse_cold_start(pop, np.zeros(6), cats).tolist() == [0, 2, 3, 4, 5, 1]
+
+
 def test_catalog_only_shop_uses_the_judged_gain():
     gain = np.array([0, 3, 0, 0, 0, 4, 2], float)  # judged: a drill, and two kitchen products
     # Kitchen (the best judged) then Tools; then the unjudged products round-robin in catalog order

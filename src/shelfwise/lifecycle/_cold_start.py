@@ -53,14 +53,19 @@ def diverse_cold_start(
 
 
 def _groups(categories: Sequence[str]) -> np.ndarray | None:
-    """Per item, its category's code at the shallowest path level with two distinct values
-    (None: every item in one category, or none has one)."""
+    """Per item, its category's code at the shallowest path level with two distinct known
+    values (None: every item in one category, or none has one). An item without a category is
+    a group of its own, never one "unknown" category taking turns with the known ones (a
+    catalog without categories but one product's: that product came second for every new
+    visitor, a new shop's walk)."""
     paths = [[p.strip() for p in (c or "").split(">")] for c in categories]
     for depth in range(1, MAX_CATEGORY_DEPTH + 1):
         keys = [" > ".join(p[:depth]) for p in paths]
-        if len(set(keys)) >= 2:
+        if len(set(keys) - {""}) >= 2:
             codes: dict[str, int] = {}
-            return np.array([codes.setdefault(k, len(codes)) for k in keys], np.int64)
+            return np.array(
+                [codes.setdefault(k, len(codes)) if k else -1 - i for i, k in enumerate(keys)], np.int64
+            )
         if all(len(p) <= depth for p in paths):
             break  # no deeper level to look at
     return None
