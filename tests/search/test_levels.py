@@ -163,3 +163,22 @@ def test_a_filter_that_leaves_no_keyword_match_is_judged_alike_at_every_level(tm
     assert len(set(matches.values())) == 1, matches
     assert "semantic" in pages["lexical"]["stages"]  # (the encoder ran)
     assert {i["product_id"] for i in pages["lexical"]["items"]} <= {"p3", "p4"}
+
+
+def test_a_shop_without_events_falls_back_to_its_judged_products_in_the_cold_start_order(tmp_path):
+    """Day 0 (a catalog and search judgments, no events): a query matching nothing got an empty
+    page while recommendations had a list from the judgments; and the two "popular" lists broke
+    ties differently (catalog order against judged gain). The fallback follows the cold-start
+    order: popularity, ties by the judged gain, then catalog order; without events, the gain."""
+    ids = sorted(TITLES)
+    eng = SearchEngine(tmp_path / "s", candidates=8).build(SearchCatalog(ids, [TITLES[p] for p in ids]))
+    gain = np.zeros(len(ids), np.float32)
+    gain[[3, 1]] = [2.0, 1.0]
+    eng.prior_sum_ = gain
+    page = eng.query("asdkjhqwe", 3)
+    assert page["fallback"] == "popular" and [i["product_id"] for i in page["items"]] == [ids[3], ids[1]]
+    pop = np.zeros(len(ids), np.float32)
+    pop[[0, 1, 3]] = [1.0, 5.0, 5.0]  # 1 and 3 tie: the judged gain puts 3 first
+    eng.popularity_ = pop
+    page = eng.query("asdkjhqwe", 3)
+    assert [i["product_id"] for i in page["items"]] == [ids[3], ids[1], ids[0]]

@@ -444,17 +444,23 @@ class SearchEngine(SearchIndex, RankerTraining):
         self, q: Query, k: int, offset: int, filters: Filters | None, sort: str, stages: list[str], depth: int
     ) -> dict[str, Any]:
         """The page of a query that matches nothing: no results, and the shop's most popular
-        products (those passing the filters) as a fallback that says it is one."""
+        products (those passing the filters) as a fallback that says it is one. In the cold-start
+        list's order: popularity, ties by the judged gain, then catalog order; a shop with no
+        events yet by the judged gain (its day-0 pages were empty while its recommendations
+        had a list, and the two "popular" lists broke ties differently: a new shop's walk)."""
         pop = np.asarray(self.popularity_, np.float64)
+        gain = np.asarray(self.prior_sum_, np.float64)
+        signal = pop if len(pop) and float(pop.max()) > 0 else gain
         fallback: list[int] = []
-        if len(pop) and float(pop.max()) > 0:
-            # the catalog by popularity, sorted once per popularity array (a whole-catalog sort
+        if len(signal) and float(signal.max()) > 0:
+            # the catalog in that order, sorted once per popularity array (a whole-catalog sort
             # per no-result page: ~100 ms on a million products)
             cached = getattr(self, "_popular_order", None)
             if cached is None or cached[0] is not self.popularity_:
-                cached = self._popular_order = (self.popularity_, np.argsort(-pop, kind="stable"))
+                order = np.lexsort((np.arange(len(signal)), -gain, -signal))
+                cached = self._popular_order = (self.popularity_, order)
             top = cached[1][: max(1000, offset + k)]
-            top = top[pop[top] > 0]
+            top = top[signal[top] > 0]
             if filters is not None and filters.active():
                 top = top[self._filter_mask(filters, top)]
             fallback = sort_docs(sort, [int(d) for d in top], self.catalog, self.popularity_)[
