@@ -28,7 +28,8 @@ PROTOCOL = {
     "session_conversion": f"share of logged searches followed by a purchase in the same session of the same user within {SESSION_WINDOW_S // 60} min",
     "attributed_ctr": "share of served result pages a click, add-to-cart or purchase names by its search_id "
     "(the page's shopper's, dated no more than a day before the page was served)",
-    "zero_results": "served pages with no item (served log); queries with no keyword match (current index)",
+    "zero_results": "served pages with no result for their query: empty, or the popular fallback of a query "
+    "that matched nothing (served log); queries with no keyword match (current index)",
 }
 
 
@@ -368,7 +369,7 @@ th{{background:#f4f4f4}}.protocol{{background:#f7f7f7;padding:.6rem;border-radiu
 </head><body><h1>Search analytics</h1>
 <div class="protocol" id="protocol">{"<br>".join(f"<b>{escape(k)}</b>: {escape(v)}" for k, v in a["protocol"].items())}</div>
 <p id="totals">{a["logged"]["searches"]:,} logged searches, {a["logged"]["distinct_queries"]:,} distinct queries;
-{a["served"]["pages"]:,} served result pages, {a["served"]["zero_result_pages"]:,} of them empty.</p>
+{a["served"]["pages"]:,} served result pages, {a["served"]["zero_result_pages"]:,} of them with no result (empty, or the popular fallback).</p>
 <h2>Top queries</h2>{top_svg}{ctr_svg}
 {html_table(a["logged"]["top_queries"], ["query", "searches", "users", "session_ctr", "session_conversion"])}
 <h2>Served: attributed CTR per query</h2>{html_table(a["served"]["top_queries"], ["query", "pages", "attributed_ctr"])}
