@@ -981,10 +981,14 @@ class Shop:
             return rows
 
     def gates(self, version: str | int | None = None) -> dict[str, Any]:
-        """The promotion gates of a version (default: the candidate): `{"version", "gates"}`,
-        each gate `{"name", "passed", "detail"}`."""
+        """The promotion gates of a version (default: the candidate, else production's as it
+        went live): `{"version", "gates"}`, each gate `{"name", "passed", "detail"}`."""
         with self._acting("models.read"):
             reg = self._registry()
+            # (with no candidate, production's gates: "no candidate version" answered a shop whose
+            # one bundle was live)
+            if version is None and reg.candidate() is None and reg.production() is not None:
+                version = reg.production()
             v = self._version_or_candidate(reg, version)
             return {"version": v, "gates": [asdict(g) for g in reg.gates(v)]}
 

@@ -421,3 +421,13 @@ def test_the_items_that_explain_a_list_need_the_history_permission(trained, tmp_
     assert [e["actor"] for e in denied[-2:]] == ["sam", "sam"]
     assert "because" in ann.recommend(user, k=3, explain=True)
     assert isinstance(ann.explain(user, top[0]), list)
+
+
+def test_gates_without_a_candidate_are_productions(trained, tmp_path):
+    """`models gates` on a shop whose one bundle went live said "no candidate version"."""
+    data, src = trained
+    work = tmp_path / "w"
+    shutil.copytree(src, work)
+    prod = next(v for v in Shop(work).versions() if "production" in v["aliases"])
+    got = Shop(work).gates()
+    assert got["version"] == str(prod["version"]) and {g["name"] for g in got["gates"]} >= {"coverage_floor"}

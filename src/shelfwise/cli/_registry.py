@@ -45,7 +45,7 @@ def models_list(workdir: Workdir, as_json: AsJson = False) -> None:
 
 @models_app.command("gates")
 def models_gates(workdir: Workdir, version: Version = None, as_json: AsJson = False) -> None:
-    """Evaluate the promotion gates of a version (default: the candidate)."""
+    """Evaluate the promotion gates of a version (default: the candidate, else production)."""
     res = shop(workdir).gates(version)
     if as_json:
         print_json(res)
