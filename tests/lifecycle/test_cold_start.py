@@ -41,7 +41,9 @@ def test_products_without_a_category_are_no_category_taking_turns():
     """A catalog without categories but one product's: "no category" and "Tools" took turns, so
     that product (popularity 2, where 5 products had more) came second for every new visitor
     (a new shop's walk). One known category is none to diversify over: the signal's order; with
-    two, an unknown product stands alone at its own rank."""
+    two, the known ones take turns and a product without one comes where its popularity puts it
+    against the product due next (each taking a turn of its own put them all in the first round,
+    the review's)."""
     pop = np.array([5, 4, 4, 3, 3, 2], float)
     cats = ["", "", "", "", "", "Tools > Power Tools"]
     assert diverse_cold_start(pop, np.zeros(6), cats).tolist() == [0, 1, 2, 3, 4, 5]
@@ -49,6 +51,11 @@ def test_products_without_a_category_are_no_category_taking_turns():
     assert diverse_cold_start(pop, np.zeros(6), cats).tolist() == [0, 1, 2, 3, 4, 5]
     cats = ["Garden", "Garden", "", "", "", "Tools"]  # Garden's second waits its round
     assert diverse_cold_start(pop, np.zeros(6), cats).tolist() == [0, 2, 3, 4, 5, 1]
+    # Books and Music take turns; the unknown products (popularity 5 down to 0.5) do not jump
+    # ahead of products that sell far more
+    pop = np.array([100, 90, 80, 95, 85, 75, 5, 4, 3], float)
+    cats = ["Books"] * 3 + ["Music"] * 3 + [""] * 3
+    assert diverse_cold_start(pop, np.zeros(9), cats).tolist() == [0, 3, 1, 4, 2, 5, 6, 7, 8]
 
 
 def test_catalog_only_shop_uses_the_judged_gain():

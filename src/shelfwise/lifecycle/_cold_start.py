@@ -48,8 +48,33 @@ def diverse_cold_start(
     # yet, the judged gain) come before those without, each part round-robin over categories
     scored = (signal > 0) if (signal > 0).any() else (tiebreak > 0)
     parts = (scored & stocked, ~scored & stocked, ~stocked)
-    out = [_round_robin(base[part[base]], groups) for part in parts]
+    out = [_merged(base[part[base]], groups, signal, tiebreak) for part in parts]
     return np.concatenate(out).astype(np.int32)
+
+
+def _merged(order: np.ndarray, groups: np.ndarray, signal: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
+    """`order` (best first) with the products of a known category round-robin, and those
+    without one (group < 0) merged in where their signal puts them: each takes its place when
+    it outsells (ties: the judged gain, then the earlier in `order`) the known product due
+    next. As one "unknown" category taking turns, one categorized product came second for every
+    visitor; each unknown product taking a turn of its own put them all in the first round."""
+    known = order[groups[order] >= 0]
+    unknown = order[groups[order] < 0]
+    if len(unknown) == 0:
+        return _round_robin(known, groups)
+    rr = _round_robin(known, groups)
+    place = {int(i): n for n, i in enumerate(order.tolist())}
+    out, a, b = [], 0, 0
+    while a < len(rr) and b < len(unknown):
+        x, y = int(rr[a]), int(unknown[b])
+        if (signal[y], tiebreak[y], -place[y]) > (signal[x], tiebreak[x], -place[x]):
+            out.append(y)
+            b += 1
+        else:
+            out.append(x)
+            a += 1
+    out += rr[a:].tolist() + unknown[b:].tolist()
+    return np.asarray(out, np.int64)
 
 
 def _groups(categories: Sequence[str]) -> np.ndarray | None:
@@ -63,9 +88,7 @@ def _groups(categories: Sequence[str]) -> np.ndarray | None:
         keys = [" > ".join(p[:depth]) for p in paths]
         if len(set(keys) - {""}) >= 2:
             codes: dict[str, int] = {}
-            return np.array(
-                [codes.setdefault(k, len(codes)) if k else -1 - i for i, k in enumerate(keys)], np.int64
-            )
+            return np.array([codes.setdefault(k, len(codes)) if k else -1 for k in keys], np.int64)
         if all(len(p) <= depth for p in paths):
             break  # no deeper level to look at
     return None
