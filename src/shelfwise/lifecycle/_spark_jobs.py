@@ -43,7 +43,8 @@ def recommend_all_spark(
     exclude_seen: bool = True,
 ) -> Any:
     """A Spark DataFrame (`SCORES_SCHEMA`): for every user the fitted `model` knows, its top-k
-    product ids (best first; fewer when the catalog runs out) and their scores. Lazy: write it
+    product ids (best first; fewer when the catalog runs out, or where the model has no evidence:
+    item-kNN and transitions leave those places empty, `evidence_scores`) and their scores. Lazy: write it
     (`.write.parquet(...)`) or collect it. `partitions`: how many tasks score (default: the
     session's parallelism)."""
     import numpy as np

@@ -25,6 +25,7 @@ from ..evaluation import HEADLINE, evaluate_all, few_users_said, ndcg_at_10, rep
 from ..features import Catalog, Interactions, Split, global_time, leave_last_out, load_interactions
 from ..models import RECOMMENDERS, Content, Fusion, NoRankerData, Recommender
 from ..serving._bundle import BUNDLES_DIR, EVALUATED_DIR, load_evaluated_models, write_bundle
+from ..serving._ranking import NO_EVIDENCE
 from ._cold_start import diverse_cold_start
 from ._console import RunConsole
 from ._ingest_job import ingest_dataset
@@ -776,7 +777,12 @@ def _serving_arrays(
                 break
             batch = np.arange(start, min(start + 1024, inter.n_users))
             # the full history (the model was fitted on the training part): what serving would use
-            top[batch] = model.recommend(batch, width, exclude_seen=True, history=inter).ids
+            got = model.recommend(batch, width, exclude_seen=True, history=inter).ids
+            # a user the model has no evidence for (`evidence_scores`: every place -1) is
+            # computed too: NO_EVIDENCE in the first place, so the server does not read the row
+            # as "not precomputed" and run the model again on every request
+            got[got[:, 0] < 0, 0] = NO_EVIDENCE
+            top[batch] = got
         out["toplist"] = top
     rows: list[tuple[Any, ...]] = []
     judged: list[tuple[Any, ...]] = []

@@ -17,6 +17,10 @@ import numpy as np
 from ..features import Interactions
 from ._rules import ItemInfo, Rules
 
+# the precomputed top list's first place for a user whose model has no evidence to rank by
+# (item-kNN, transitions: every place -1); -1 there means "not precomputed"
+NO_EVIDENCE = -2
+
 __all__ = ["Ranked", "RankingView", "rank_user", "user_history"]
 
 
@@ -94,7 +98,9 @@ def rank_user(
         and user is not None
         and view.toplist is not None
         and name == view.toplist_model
-        and view.toplist[user, 0] >= 0  # -1: not precomputed (training's time budget ran out)
+        # -1: not precomputed (training's time budget ran out); NO_EVIDENCE: computed, and the
+        # model knows nothing to rank for this user
+        and (view.toplist[user, 0] >= 0 or view.toplist[user, 0] == NO_EVIDENCE)
     ):
         cands = [ids[i] for i in view.toplist[user, :n_cand].tolist() if i >= 0]
         source = f"precomputed:{name}"
@@ -112,6 +118,10 @@ def rank_user(
                 cache.put(cache_key, cands)
         else:
             source = f"cached:{name}"
+    if not cands and source != "cold_start":
+        # the model placed nothing (no evidence for this user): the list is the popular fill,
+        # said as the cold-start list it is, not as the model's personal ranking (a review's)
+        source = "cold_start"
     purchases = dict(view.purchases.get(user, {})) if user is not None else {}
     purchases.update(online_purchases() if online_purchases is not None else {})
     items = rules.apply(cands, k, view.info, surface="recommendations", context=context, purchases=purchases)
