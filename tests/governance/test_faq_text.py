@@ -84,6 +84,7 @@ def test_a_list_of_text_is_joined_and_an_object_or_a_listed_id_is_quarantined(tm
                 {"product_id": "P2", "title": {"en": "blue kettle"}},
                 {"product_id": "P3", "title": "novel", "categories": [["Books", "Fiction"]]},
                 {"product_id": ["P4"], "title": "mug"},
+                {"product_id": "P5", "title": ["A", {"x": 1}]},  # (an object in the list: the review's)
             )
         )
     )
@@ -103,7 +104,7 @@ def test_a_list_of_text_is_joined_and_an_object_or_a_listed_id_is_quarantined(tm
     shop = Shop(tmp_path / "w")
     report = shop.ingest(data)
     assert report.tables["faq"].reasons == {}
-    assert report.tables["products"].reasons == {"invalid_type": 2}
+    assert report.tables["products"].reasons == {"invalid_type": 3}
     answers = shop.table("faq").set_index("faq_id")["answer"].to_dict()
     assert answers == {"F1": "No.\nSale items are final.", "F2": "Yes, to the EU."}
     products = shop.table("products").set_index("product_id")
@@ -115,4 +116,10 @@ def test_a_list_of_text_is_joined_and_an_object_or_a_listed_id_is_quarantined(tm
     assert rows == [
         (str(data / "products.jsonl"), 2, "invalid_type", "title: an object given where text is expected"),
         (str(data / "products.jsonl"), 4, "invalid_type", "product_id: a list given where an id is expected"),
+        (
+            str(data / "products.jsonl"),
+            5,
+            "invalid_type",
+            "title: a list holding more than text where text is expected",
+        ),
     ]

@@ -303,10 +303,25 @@ def _read_json_lines(st: LoadState, into: str) -> None:
         if c in mapping and contract.column(c).kind is not Kind.JSON
         for k in keys_of(c)
     ]
+
+    def listed(c: str, k: str) -> str:
+        """What a list given for column `c` (key `k`) is wrong for: NULL when its items join
+        (text: scalars; a category: scalars, or lists of scalars, its paths)."""
+        kind = contract.column(c).kind
+        if kind not in _LIST_JOINS:
+            return lit(f"{k}: a list given where {_ONE[kind]} is expected")
+        inner = f"json_type(j, {lit(_path(k) + '[*]')})"
+        deeper = f"json_type(j, {lit(_path(k) + '[*][*]')})"
+        # (an object inside the list is no text: `["A", {"x": 1}]` was curated as `A {"x":1}`)
+        bad = f"list_contains({inner}, 'OBJECT') OR list_contains({deeper}, 'OBJECT') OR list_contains({deeper}, 'ARRAY')"
+        if kind is not Kind.CATEGORY:
+            bad += f" OR list_contains({inner}, 'ARRAY')"
+        return f"CASE WHEN {bad} THEN {lit(f'{k}: a list holding more than text where {_ONE[kind]} is expected')} END"
+
     wrong = (
         "concat_ws('; ', "
         + ", ".join(
-            f"CASE json_type(j, {lit(_path(k))}) WHEN 'ARRAY' THEN {'NULL' if contract.column(c).kind in _LIST_JOINS else lit(f'{k}: a list given where {_ONE[contract.column(c).kind]} is expected')} "
+            f"CASE json_type(j, {lit(_path(k))}) WHEN 'ARRAY' THEN {listed(c, k)} "
             f"WHEN 'OBJECT' THEN {lit(f'{k}: an object given where {_ONE[contract.column(c).kind]} is expected')} END"
             for c, k in shaped
         )

@@ -132,18 +132,26 @@ def end_session(workdir: Path, session: Session | None) -> None:
     copied, until it would have expired anyway (then its entry goes)."""
     if session is None or not session.name:
         return
+    import fcntl
     import os
 
-    now = time.time()
-    kept = {h: t for h, t in _logged_out(workdir).items() if float(t) > now}
-    kept[_token_hash(session.csrf)] = session.issued + MAX_AGE_S
     path = workdir / LOGOUTS
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(kept, fh)
-    tmp.replace(path)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # one logout at a time across the server's workers: two read-merge-writes at once lost one
+    # revocation, and its cookie kept working (the review's)
+    lock = os.open(path.with_name(f".{path.name}.lock"), os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        now = time.time()
+        kept = {h: t for h, t in _logged_out(workdir).items() if float(t) > now}
+        kept[_token_hash(session.csrf)] = session.issued + MAX_AGE_S
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(kept, fh)
+        tmp.replace(path)
+    finally:
+        os.close(lock)  # (closing releases the lock)
 
 
 def new_session(name: str | None = None, key_hash: str | None = None) -> Session:
