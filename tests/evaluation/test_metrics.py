@@ -309,3 +309,28 @@ def test_a_sample_as_large_as_the_catalog_says_it_ranks_every_unseen_item():
     )
     protocol, _ = evaluate_all({"popularity": model}, split, sampled=20, bootstrap_rounds=10)
     assert protocol.candidates.startswith("sampled (20 random unseen negatives per target")
+
+
+def test_places_a_model_has_no_evidence_for_are_evaluated_as_the_popular_fill_serving_shows():
+    """Item-kNN and transitions leave no-evidence places empty and serving fills them from its
+    popular list: the offline list is filled alike (unseen, most popular first), so the number
+    measures the list shoppers get, not a miss per empty place."""
+    from shelfwise.evaluation._harness import _listed_top
+    from shelfwise.features import Interactions, leave_last_out
+    from shelfwise.models import Transitions
+
+    users, items, ts = [], [], []
+    for u in range(30):  # u0..u29: p0 then p1; p2..p5 popular among the others
+        for t, i in enumerate([0, 1] if u < 10 else [2, 3, 4, 5][u % 4 :] + [u % 4 + 6]):
+            users.append(f"u{u}")
+            items.append(f"p{i}")
+            ts.append(t)
+    split = leave_last_out(Interactions.from_arrays(users, items, ts))
+    model = Transitions().fit(split.train)
+    raw = model.recommend(split.test.users, 5, exclude_seen=True, history=split.test.history).ids
+    got = _listed_top(model, split.test.users, 5, split.test, None)
+    assert (raw < 0).any() and not (got < 0).any()
+    assert (got[raw >= 0] == raw[raw >= 0]).all()  # the model's own places stay
+    seen = split.test.history.seen()
+    for r, u in enumerate(split.test.users):
+        assert not set(got[r].tolist()) & set(seen.indices[seen.indptr[u] : seen.indptr[u + 1]].tolist())
