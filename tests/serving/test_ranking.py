@@ -187,13 +187,14 @@ def test_places_a_model_has_no_evidence_for_are_filled_from_the_popular_list() -
     view = View(interactions=inter, cold=["e", "d", "c", "b", "a"], purchases={})
     got = rank_user(view, "transitions", model, 1, 3, 5, NO_RULES)
     assert got is not None and got.items == ["b", "e", "d"] and got.source == "transitions", got
-    # a user the model knows nothing to rank for: the cold-start list, said so (the review's);
-    # precomputed as such (NO_EVIDENCE), so the server does not run the model for it again
+    # a user the model knows nothing to rank for: the popular fill; precomputed as such
+    # (NO_EVIDENCE), so the server does not run the model for it again (`source` stays the
+    # model's: `cold_start` says a shopper was not personalized)
     from shelfwise.serving._ranking import NO_EVIDENCE
 
     assert model.recommend(np.array([0]), 3, exclude_seen=True, history=inter).ids[0].tolist() == [-1] * 3
     got = rank_user(view, "transitions", model, 0, 3, 5, NO_RULES)
-    assert got is not None and got.items == ["e", "d", "c"] and got.source == "cold_start", got
+    assert got is not None and got.items == ["e", "d", "c"] and got.source == "transitions", got
     view.toplist, view.toplist_model = np.array([[NO_EVIDENCE, -1, -1], [1, -1, -1]]), "transitions"
     got = rank_user(view, "transitions", model, 0, 3, 5, NO_RULES, cached_only=True)
-    assert got is not None and got.items == ["e", "d", "c"] and got.source == "cold_start", got
+    assert got is not None and got.items == ["e", "d", "c"] and got.source == "precomputed:transitions", got

@@ -118,10 +118,6 @@ def rank_user(
                 cache.put(cache_key, cands)
         else:
             source = f"cached:{name}"
-    if not cands and source != "cold_start":
-        # the model placed nothing (no evidence for this user): the list is the popular fill,
-        # said as the cold-start list it is, not as the model's personal ranking (a review's)
-        source = "cold_start"
     purchases = dict(view.purchases.get(user, {})) if user is not None else {}
     purchases.update(online_purchases() if online_purchases is not None else {})
     items = rules.apply(cands, k, view.info, surface="recommendations", context=context, purchases=purchases)

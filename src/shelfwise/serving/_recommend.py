@@ -88,13 +88,11 @@ class Recommendations:
             u = maybe_u
             ids, _ = out_known[u]
             ids = ids[ids >= 0]
-            # (nothing the model knows to rank: the list is the cold-start list, said as such)
-            source = name if len(ids) else "cold_start"
             if len(ids) < k:  # a model with few candidates: fill from the cold-start list
                 seen = set(self.bundle.interactions.sequence(u).tolist()) | set(ids.tolist())
                 fill = [i for i in self._cold_order[: k + len(seen)] if i not in seen][: k - len(ids)]
                 ids = np.concatenate([ids, np.array(fill, dtype=ids.dtype)])
-            ans: dict[str, Any] = {"user_id": raw, "items": [str(item_ids[i]) for i in ids], "source": source}
+            ans: dict[str, Any] = {"user_id": raw, "items": [str(item_ids[i]) for i in ids], "source": name}
             if explain:
                 ans["because"] = self.explain(u, int(ids[0]), name) if len(ids) else []
             answers.append(ans)
