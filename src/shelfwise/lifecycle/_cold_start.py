@@ -58,11 +58,10 @@ def _merged(order: np.ndarray, groups: np.ndarray, signal: np.ndarray, tiebreak:
     it outsells (ties: the judged gain, then the earlier in `order`) the known product due
     next. As one "unknown" category taking turns, one categorized product came second for every
     visitor; each unknown product taking a turn of its own put them all in the first round."""
-    known = order[groups[order] >= 0]
+    rr = _round_robin(order[groups[order] >= 0], groups)
     unknown = order[groups[order] < 0]
     if len(unknown) == 0:
-        return _round_robin(known, groups)
-    rr = _round_robin(known, groups)
+        return rr
     place = {int(i): n for n, i in enumerate(order.tolist())}
     out, a, b = [], 0, 0
     while a < len(rr) and b < len(unknown):

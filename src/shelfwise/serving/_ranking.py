@@ -100,7 +100,7 @@ def rank_user(
         and name == view.toplist_model
         # -1: not precomputed (training's time budget ran out); NO_EVIDENCE: computed, and the
         # model knows nothing to rank for this user
-        and (view.toplist[user, 0] >= 0 or view.toplist[user, 0] == NO_EVIDENCE)
+        and view.toplist[user, 0] != -1
     ):
         cands = [ids[i] for i in view.toplist[user, :n_cand].tolist() if i >= 0]
         source = f"precomputed:{name}"

@@ -11,12 +11,12 @@ without opening the warehouse an ingestion may hold on every request."""
 
 from __future__ import annotations
 
-import os
-import threading
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from ._product_ids import write_if_changed
 
 FAQ_VERSION = Path("governance") / "faq_version.json"
 
@@ -29,17 +29,7 @@ def record_faq_version(workdir: str | Path, wh: Any) -> None:
     warehouse has no faq table."""
     tv = wh.latest_version("faq") if "faq" in wh.curated_tables() else None
     stamp = [tv.version, tv.content_hash] if tv is not None else None
-    path = Path(workdir) / FAQ_VERSION
-    data = orjson.dumps({"version": stamp})
-    try:
-        if path.read_bytes() == data:
-            return
-    except OSError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_if_changed(Path(workdir) / FAQ_VERSION, orjson.dumps({"version": stamp}))
 
 
 def faq_version(workdir: str | Path) -> tuple[int, str] | None:

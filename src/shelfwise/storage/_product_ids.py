@@ -52,7 +52,12 @@ def record_product_ids(workdir: str | Path, wh: Any) -> None:
             )
     # `stock`: each product's curated in_stock (null: not known), beside `products` - a stock
     # feed takes a sold-out product off the lists from the next request on, not the next training
-    data = orjson.dumps({"version": stamp, "products": ids, "stock": stock})
+    write_if_changed(path, orjson.dumps({"version": stamp, "products": ids, "stock": stock}))
+
+
+def write_if_changed(path: Path, data: bytes) -> None:
+    """Write `data` to `path` unless it holds it already (a file the servers poll: an unchanged
+    one keeps its mtime), atomically: a server never reads half a file."""
     try:
         if path.read_bytes() == data:
             return
