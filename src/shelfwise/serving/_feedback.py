@@ -45,6 +45,9 @@ EVENTS_DIR = SPOOL / "events"
 REJECTED_DIR = SPOOL / "rejected"
 EXPOSURES_DIR = SPOOL / "exposures"
 FEEDBACK_DIR = Path("feedback")
+# the ingestion job of an absorb of served events (the console tells these loads from the
+# deliveries of the shop's files by it)
+SERVED_EVENTS_JOB = "shelfwise.events"
 EVENT_IDS_DB = SPOOL / "event_ids.sqlite"
 # beside `feedback/events-<stamp>.jsonl`: the ids of its events the ingest did not curate, as
 # sha256 digests (a client's id is its own text: an erasure, which rewrites the archive, need
@@ -400,7 +403,7 @@ def ingest_events(
         recorded = {data_dir / "events": archives[0].parent}
     inputs = [DatasetRef("file", str(p.resolve())) for p in archives] if archives is not None else None
     return Ingestor(
-        workdir, mode="append", job="shelfwise.events", recorded_as=recorded, lineage_inputs=inputs
+        workdir, mode="append", job=SERVED_EVENTS_JOB, recorded_as=recorded, lineage_inputs=inputs
     ).run(data_dir)
 
 

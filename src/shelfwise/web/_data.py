@@ -374,11 +374,6 @@ def _recent_loads(loads: list[dict[str, Any]], per_table: int = LOADS_SHOWN) -> 
     return out[::-1]
 
 
-# the job of an absorb of the events served lists drew (serving/_feedback.py): not a delivery of
-# the shop's files, and no baseline for one (a delivery was compared with the absorb before it)
-SERVED_EVENTS_JOB = "shelfwise.events"
-
-
 def deliveries(cat: dict[str, Any]) -> list[dict[str, Any]]:
     """The catalog's loads that brought data (ingests, absorbs), not the re-processing of
     quarantined rows: a re-process retries rows already counted, and four of five retried rows
@@ -824,6 +819,8 @@ def alerts(
     """What needs someone: failing quality checks, quarantine spikes, a broken audit chain, a
     candidate whose gates fail or that waits for approval, a bundle whose online click-through
     dropped against the bundle before it."""
+    from ..serving._feedback import SERVED_EVENTS_JOB
+
     out: list[dict[str, str]] = []
     for d in online_drops((traffic or {}).get("by_bundle", [])):
         out.append(
