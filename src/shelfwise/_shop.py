@@ -846,7 +846,6 @@ class Shop:
         the traffic than that control (a weight of 1 beside a control of 0 put popularity live
         for every shopper while the registry said production was fusion)."""
         from .governance._access import People
-        from .governance._model_versions import HEADLINE
 
         if not any(v.model for e in experiments for v in e.variants) or not People(self.workdir).governed:
             return
@@ -865,26 +864,7 @@ class Shop:
             return manifests[version]
 
         def failed(v: Any) -> str | None:
-            m = manifest(v.bundle)
-            default = m["default_model"]
-            if v.model == default:
-                return None
-            metrics, ci = m.get("metrics", {}), m.get("ci95", {})
-            if v.model not in metrics or default not in metrics:
-                return f"{v.model} has no test numbers in its bundle's evaluation"
-            best = float(metrics[default].get(HEADLINE, 0.0))
-            score = float(metrics[v.model].get(HEADLINE, 0.0))
-            hi = float((ci.get(v.model, {}).get(HEADLINE) or [score, score])[1])
-            cov = float(metrics[v.model].get("coverage@10", 0.0))
-            why = []
-            if hi < best:
-                why.append(
-                    f"{HEADLINE} {score:.4f} (95% upper bound {hi:.4f}) is worse than the default "
-                    f"{default}'s {best:.4f}"
-                )
-            if cov < reg.coverage_floor:
-                why.append(f"coverage@10 {cov:.3f} is under the floor {reg.coverage_floor}")
-            return "; ".join(why) or None
+            return "; ".join(reg.model_shortfalls(manifest(v.bundle), v.model)) or None
 
         def production_itself(v: Any) -> bool:
             return v.bundle in (None, prod_bundle) and (

@@ -119,3 +119,39 @@ def test_coverage_on_a_test_fold_too_small_to_show_it_is_left_to_the_approver(tm
     assert small.passed and small.review and "can show at most 0.073 of the 3,972 products" in small.detail
     big = {g.name: g for g in reg.gates("2")}["coverage_floor"]
     assert not big.passed and not big.review
+
+
+def test_a_variant_model_is_judged_by_the_gates_own_rules(tmp_path):
+    """An experiment's variant serving a model of its bundle other than the default is held to
+    the registry's rules on its own numbers (`model_shortfalls`): not worse than the default by
+    its upper 95% bound, and the coverage floor only where the test fold can show it (a copy of
+    the rules in the experiment check refused a tiny shop's variant for a coverage the gates
+    call not measurable)."""
+    from shelfwise.lifecycle._registry import Registry
+
+    def bundle(users: int) -> dict:
+        m = _manifest("leave_last_out", "leave_last_out: ...")
+        m["protocol"] |= {"users": users, "items": 3972}
+        return m | {
+            "default_model": "transitions",
+            "metrics": {
+                "transitions": {"ndcg@10": 0.20, "coverage@10": 0.04},
+                "itemknn": {"ndcg@10": 0.18, "coverage@10": 0.01},
+                "popularity": {"ndcg@10": 0.05, "coverage@10": 0.003},
+            },
+            "ci95": {"itemknn": {"ndcg@10": [0.15, 0.22]}, "popularity": {"ndcg@10": [0.04, 0.06]}},
+        }
+
+    reg = Registry(tmp_path)
+    assert reg.model_shortfalls(bundle(29), "transitions") == []
+    assert reg.model_shortfalls(bundle(29), "itemknn") == []  # its bound reaches 0.20; coverage n/a
+    big = reg.model_shortfalls(bundle(2000), "itemknn")
+    assert big == ["coverage@10 0.010 (floor 0.05)"]
+    worse = reg.model_shortfalls(bundle(29), "popularity")
+    assert (
+        len(worse) == 1
+        and "95% upper bound 0.0600) is worse than the default transitions's 0.2000" in worse[0]
+    )
+    assert reg.model_shortfalls(bundle(29), "sasrec") == [
+        "sasrec has no test numbers in its bundle's evaluation"
+    ]

@@ -164,32 +164,57 @@ class Registry:
                     f"{default} {HEADLINE} 95% CI lower bound {lo:.4f} vs popularity {float(pop):.4f}",
                 )
             )
-        cov = float(metrics.get(default, {}).get("coverage@10", 0.0))
+        gates.append(self._coverage_gate(m, float(metrics.get(default, {}).get("coverage@10", 0.0))))
+        return gates
+
+    def _coverage_gate(self, m: BundleManifest, cov: float) -> Gate:
+        """`coverage_floor` for a model of bundle `m` whose coverage@10 is `cov`: left to the
+        approver when the test users' lists could not show twice the floor of the catalog."""
         p = m.get("protocol") or {}
         listed = int(p.get("items") or 0) - int(p.get("unlisted_items") or 0)
         # the most of the catalog the test users' lists can show: 20 users x 10 of 3,972
         # products is 0.050, so a tiny shop's gate measured its test fold, not the model
         most = min(1.0, int(p.get("users") or 0) * 10 / listed) if listed > 0 else 1.0
         if most < 2 * self.coverage_floor:
-            gates.append(
-                Gate(
-                    "coverage_floor",
-                    True,
-                    f"coverage@10 {cov:.3f}: not measurable against the floor {self.coverage_floor}: the "
-                    f"{int(p.get('users') or 0):,} test users' lists can show at most {most:.3f} of the "
-                    f"{listed:,} products; the approver decides",
-                    review=True,
-                )
+            return Gate(
+                "coverage_floor",
+                True,
+                f"coverage@10 {cov:.3f}: not measurable against the floor {self.coverage_floor}: the "
+                f"{int(p.get('users') or 0):,} test users' lists can show at most {most:.3f} of the "
+                f"{listed:,} products; the approver decides",
+                review=True,
             )
-        else:
-            gates.append(
-                Gate(
-                    "coverage_floor",
-                    cov >= self.coverage_floor,
-                    f"coverage@10 {cov:.3f} (floor {self.coverage_floor})",
-                )
+        return Gate(
+            "coverage_floor",
+            cov >= self.coverage_floor,
+            f"coverage@10 {cov:.3f} (floor {self.coverage_floor})",
+        )
+
+    def model_shortfalls(self, m: BundleManifest, model: str) -> list[str]:
+        """Why `model`, a model of bundle `m` other than its default, does not pass the gates on
+        its own numbers in that bundle's evaluation (empty: it does): not worse than the default
+        the gates passed (the upper 95% bound of its headline number reaches the default's, the
+        rule `not_worse_than_production` falls back to) and the coverage floor (when the test
+        fold can measure it)."""
+        default = m["default_model"]
+        if model == default:
+            return []
+        metrics, ci = m.get("metrics", {}), m.get("ci95", {})
+        if model not in metrics or default not in metrics:
+            return [f"{model} has no test numbers in its bundle's evaluation"]
+        best = float(metrics[default].get(HEADLINE, 0.0))
+        score = float(metrics[model].get(HEADLINE, 0.0))
+        hi = float((ci.get(model, {}).get(HEADLINE) or [score, score])[1])
+        why = []
+        if hi < best:
+            why.append(
+                f"{HEADLINE} {score:.4f} (95% upper bound {hi:.4f}) is worse than the default "
+                f"{default}'s {best:.4f}"
             )
-        return gates
+        cov = self._coverage_gate(m, float(metrics[model].get("coverage@10", 0.0)))
+        if not cov.passed:
+            why.append(cov.detail)
+        return why
 
     def _not_worse(
         self,

@@ -628,6 +628,8 @@ def _train(
     report_json.write_text(json.dumps(report, indent=2, default=str))
     from ..evaluation._report import write_evaluation_report
 
+    # (rendered with the JSON, so that a registry stage that fails leaves no older page beside
+    # this run's numbers; rendered again below to say whether the bundle went live)
     html = write_evaluation_report(reports / "evaluation.html", report)
     with console.stage("registry"):
         runs = _track(workdir, report, models, timings)
