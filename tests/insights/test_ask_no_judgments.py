@@ -44,6 +44,7 @@ def test_a_shop_with_only_a_catalog_and_an_faq_answers(trained, tmp_path: Path):
     bundle = current_bundle(work)
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["faq"]["entries"] == 3 and manifest["faq"]["catalog_words"] > 0
+    assert manifest["faq"]["near_twins"]["pairs"] == 0  # three distinct questions
     brand = next(iter(titles.values())).split()[0].lower()  # "Brand Adjective Noun - Colour"
     assert brand in json.loads((bundle / "faq" / "vocabulary.json").read_text())
     question, noun = product_question(titles)

@@ -46,6 +46,12 @@ ANSWER_CHARS = 300  # the answer's head: long answers would drown the question i
 SPELL_MIN_LETTERS = 4
 SPELL_TWO_EDITS = 9
 VOCABULARY_FILE = "vocabulary.json"  # the catalog's words (and counts) beside a saved FAQ
+# two entries whose questions both encoders read as nearly one (cosine of the questions alone, on
+# the multilingual USE and on MiniLM, both at least this) and whose answers differ: the shopper's
+# exact wording decides which answers. On Flipkart's help centre (807 entries) 0.9 finds 19 such
+# pairs: about half paraphrases ("How do I track my order?" / "... my order details?"), half one
+# word apart ("Silver" / "Gold" member), the entries the matcher tells apart worst
+NEAR_TWIN = 0.9
 # the longest question answered, by every door (Shop.answer, `shelfwise ask`, POST /v1/ask, the
 # console): HTTP refused 2,000+ characters while the CLI and Python answered 100,000
 MAX_QUESTION_CHARS = 2000
@@ -238,6 +244,45 @@ class FaqMatcher:
         """Whether this matcher was built from exactly this FAQ."""
         return (self.faq_ids, self.questions, self.answers) == (list(faq_ids), list(questions), list(answers))
 
+    def near_twins(self, *, threshold: float = NEAR_TWIN, shown: int = 5) -> dict[str, Any]:
+        """Pairs of entries whose questions read nearly alike (`NEAR_TWIN`) and whose answers
+        differ: {"pairs": how many, "examples": the first `shown`, each the two entries' ids and
+        questions and the two cosines}. Entries asking the very same question are left to the
+        ingest's `faq_conflicts`."""
+        from ..features._text_encoder import encode_texts
+
+        use = np.asarray(self._use, np.float32)
+        n = len(self.faq_ids)
+        minilm = None
+        keys = [verbatim_key(q) for q in self.questions]
+        answers = [verbatim_key(a) for a in self.answers]
+        pairs: list[tuple[int, int, float, float]] = []
+        for start in range(0, n, 1024):  # a block of rows at a time: 20,000 entries, not 400M cosines
+            block = use[start : start + 1024] @ use.T
+            rows, cols = np.nonzero(block >= threshold)
+            for i, j in zip((rows + start).tolist(), cols.tolist(), strict=True):
+                if j <= i or keys[i] == keys[j] or answers[i] == answers[j]:
+                    continue
+                if minilm is None:  # the questions alone (the saved MiniLM vectors hold answers too)
+                    minilm = encode_texts(self.questions)
+                m = float(minilm[i] @ minilm[j])
+                if m >= threshold:
+                    pairs.append((i, j, float(use[i] @ use[j]), m))
+        pairs.sort()
+        return {
+            "pairs": len(pairs),
+            "threshold": threshold,
+            "examples": [
+                {
+                    "faq_ids": [self.faq_ids[i], self.faq_ids[j]],
+                    "questions": [self.questions[i], self.questions[j]],
+                    "cosine_use": round(u, 3),
+                    "cosine_minilm": round(m, 3),
+                }
+                for i, j, u, m in pairs[:shown]
+            ],
+        }
+
     @staticmethod
     def _tokenize(texts: list[str]) -> Any:
         import bm25s
@@ -307,6 +352,7 @@ class FaqMatcher:
 __all__ = [
     "ABSTAIN_BELOW",
     "MAX_QUESTION_CHARS",
+    "NEAR_TWIN",
     "WEIGHTS",
     "Answer",
     "FaqMatcher",

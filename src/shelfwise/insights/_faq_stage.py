@@ -31,10 +31,12 @@ def build_faq_stage(workdir: str | Path, out: str | Path) -> dict[str, Any] | No
     if out.exists():
         shutil.rmtree(out)
     vocabulary = catalog_vocabulary(workdir)
-    FaqMatcher(ids, questions, answers, vocabulary).save(out)
+    matcher = FaqMatcher(ids, questions, answers, vocabulary)
+    matcher.save(out)
     return {
         "entries": len(ids),
         "catalog_words": len(vocabulary),
+        "near_twins": matcher.near_twins(),
         "seconds": round(time.monotonic() - t0, 1),
     }
 

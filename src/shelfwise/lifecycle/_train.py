@@ -618,6 +618,7 @@ def _train(
         "data_versions": data_versions,
         "lineage_run_id": lineage_run_id,
         "search": search_info,
+        "faq": faq_info,
         "skipped": list(skipped),
         "budget_caps": list(caps),
         "seconds": round(time.monotonic() - t_all, 1),
@@ -833,6 +834,15 @@ def _build_faq(workdir: Path, log: Any) -> tuple[Path, dict[str, Any] | None]:
     info = build_faq_stage(workdir, path)
     if info:
         log(f"faq: {info['entries']:,} entries encoded in {info['seconds']}s")
+        if twins := info["near_twins"]["pairs"]:
+            first = info["near_twins"]["examples"][0]
+            log(
+                f"faq: {twins:,} pair(s) of entries ask nearly the same question and answer it "
+                f"differently (e.g. {first['faq_ids'][0]} {first['questions'][0]!r} and "
+                f"{first['faq_ids'][1]} {first['questions'][1]!r}): the shopper's exact words decide "
+                "which answers; merge true duplicates, or put the words that tell them apart in the "
+                "questions (near_twins in the report's faq)"
+            )
     return path, info
 
 
