@@ -35,12 +35,28 @@ def _train_demo_shop(base: Path) -> None:
     generate_demo(data, products=300, users=120, events=6000, seed=5)
     proc = sw("train", "--data", str(data), "--workdir", str(base / "w"), "--json", *FAST)
     (base / "train.json").write_text(proc.stdout)
+    (base / "train.stderr").write_text(proc.stderr)  # the console's other half (a clean console)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
     base = built_once(tmp_path_factory, "train-cli", _train_demo_shop)  # once, whichever worker asks
     return base / "data", base / "w", json.loads((base / "train.json").read_text())
+
+
+@pytest.mark.slow
+def test_a_train_with_fusion_prints_no_library_warnings(trained):
+    """Issue 15's clean console where every default model and the LightGBM fusion train (the
+    20-user shop of test_shop_kinds skips fusion): scikit-learn's "X does not have valid feature
+    names", once per scoring batch of the fusion, implicit's and Optuna's notices, MLflow's lines
+    are not on the console; the run's lines are, and say where the rest went."""
+    from tests.cli.test_shop_kinds import noise
+
+    _, work, out = trained
+    assert "fusion" in {r["model"] for r in out["results"]}  # (trained, not skipped)
+    stderr = (work.parent / "train.stderr").read_text()
+    assert noise(stderr) == [], "\n".join(noise(stderr))
+    assert "fusion: held-out validation" in stderr and "run log (library warnings included)" in stderr
 
 
 @pytest.mark.slow
