@@ -16,7 +16,8 @@ import pytest
 from shelfwise.governance import Pseudonymizer, SecretStore
 from shelfwise.serving import Bundle, current_bundle
 from tests.conftest import built_once
-from tests.serving.conftest import Server, _train_served_shop, known_users
+from tests.serving.conftest import Server, _train_served_shop, catalog_products, known_users
+from tests.serving.test_http import ev, wait_for
 
 pytestmark = pytest.mark.slow
 # tests/serving's fast training (its shop is this module's too): a candidate trained again so is
@@ -122,7 +123,30 @@ def test_promotion_needs_gates_and_approval_and_serving_follows(shop):
         assert server.client.post("/v1/admin/reload", headers=svc).status_code == 403
         assert server.client.get("/readyz").json()["bundle_version"] == live
 
-        out = json.loads(ok(run("train", "--workdir", str(work), *FAST, "--json", who=who["sam"])).stdout)
+        # events the server acknowledged that the train cannot absorb (another absorb holds the
+        # lock): it says how many still wait in the spool (issue 15: `export`, `train` and
+        # /readyz say it), in its note and its JSON
+        from shelfwise.storage._segments import absorb_lock
+
+        products = catalog_products(work)
+        sent = [ev("wf-shopper", products[i], "view", session_id="wf") for i in range(7)]
+        assert server.client.post("/v1/events", json=sent, headers=svc).json()["accepted"] == 7
+        from concurrent.futures import ThreadPoolExecutor
+
+        def refused() -> bool:  # (held past it, the lock would cost the run's absorb mark 60 s)
+            return any(
+                "served events not absorbed now" in p.read_text() for p in (work / "logs").glob("train-*")
+            )
+
+        with ThreadPoolExecutor(1) as pool, absorb_lock(work) as locked:
+            assert locked
+            training = pool.submit(run, "train", "--workdir", str(work), *FAST, "--json", who=who["sam"])
+            wait_for(lambda: refused() or training.done(), timeout=300, step=0.2)
+        trained = ok(training.result())
+        out = json.loads(trained.stdout)
+        assert "served events not absorbed now (another absorb is running)" in trained.stderr
+        assert out["events_pending"] == 7
+        assert "note: 7 acknowledged events are still waiting in the spool" in trained.stderr, trained.stderr
         cand = out["registry"]["version"]
         assert out["registry"]["production"] is False and current_bundle(work).name == live
         models = json.loads(
