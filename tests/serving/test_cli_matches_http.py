@@ -59,13 +59,28 @@ def test_cli_and_http_give_the_same_rankings_with_rules(served_workdir, tmp_path
     shutil.copytree(trained, work)  # its own rules file: the shared workdir stays as it is
     users = [*known_users(data, work, 6), "someone-never-seen"]
     plain = _cli_recommend(work, tmp_path, users, "--no-rules")
+    plain_search = _cli_search(work, tmp_path, "--no-rules")
     # hide what the models rank first for two users, and pin a product on every list
     hidden = plain[users[0]][0]
     pinned = next(p for p in catalog_products(work) if p not in plain[users[1]][:8])
+    # and in search: pin a product the engine does not rank for the first query, and hide the
+    # one it ranks first for the second (rules that change those answers whatever else ranks)
+    searched = [p for items in plain_search.values() for p in items]
+    pinned_s = next(p for p in catalog_products(work) if p not in searched and p not in (hidden, pinned))
+    shelved = plain_search["q1"][0]
+    assert shelved != hidden  # (hidden everywhere by the first rule)
     rules = {
         "items": [
             {"action": "hide", "product_id": hidden},
             {"action": "pin", "product_id": pinned, "position": 1, "surfaces": ["recommendations"]},
+            {
+                "action": "pin",
+                "product_id": pinned_s,
+                "position": 1,
+                "query": QUERIES[0],
+                "surfaces": ["search"],
+            },
+            {"action": "hide", "product_id": shelved, "surfaces": ["search"]},
         ]
     }
     (tmp_path / "rules.json").write_text(json.dumps(rules))
@@ -92,3 +107,6 @@ def test_cli_and_http_give_the_same_rankings_with_rules(served_workdir, tmp_path
     assert all(items[0] == pinned for items in cli_recs.values())
     assert plain[users[0]][0] == hidden and _cli_recommend(work, tmp_path, users, "--no-rules") == plain
     assert all(hidden not in items for items in cli_search.values())
+    assert cli_search["q0"][0] == pinned_s and all(shelved not in items for items in cli_search.values())
+    assert cli_search["q1"] != plain_search["q1"]  # the rules changed what search answers ...
+    assert _cli_search(work, tmp_path, "--no-rules") == plain_search  # ... and --no-rules undoes it
