@@ -74,6 +74,45 @@ def test_sigterm_then_export_shows_every_acknowledged_event(shop: Path):
     assert "waiting in the spool" not in stderr
 
 
+def test_a_drain_past_its_bound_leaves_the_rest_in_the_spool_for_the_next_absorb(shop: Path):
+    """`--drain-seconds` bounds the stop's absorb: one still running at the deadline is
+    abandoned, the log says so and how many acknowledged events are left in the spool, and the
+    stop goes on. Here the absorb can never end (a segment that is a FIFO nobody writes: the
+    read blocks), so the server stops at all only by the bound. The events are still in the
+    spool, and the next absorb curates each of them once."""
+    import os
+    import subprocess
+
+    from shelfwise.serving._feedback import pending_events
+
+    products = catalog_products(shop)
+    srv = Server(shop, "--absorb-seconds", "0", "--drain-seconds", "1")
+    stuck = shop / EVENTS_DIR / "0-elsewhere-1.jsonl"  # (another process's: not counted as the server's)
+    try:
+        sent = [ev(f"b{i}", products[i % len(products)], "view", session_id="bound") for i in range(40)]
+        assert srv.client.post("/v1/events", json=sent).json()["accepted"] == 40
+        os.mkfifo(stuck)
+    finally:
+        try:
+            rc = srv.stop(signal.SIGTERM)
+        except subprocess.TimeoutExpired:
+            srv.proc.kill()
+            raise AssertionError(f"the stop waited past --drain-seconds: {srv.logs()[-2000:]}") from None
+        finally:
+            stuck.unlink(missing_ok=True)
+    assert rc in (0, -signal.SIGTERM)
+    logs = srv.logs()
+    assert "events not absorbed on the way out: still absorbing after 1 s" in logs, logs[-2000:]
+    assert (
+        f"40 acknowledged events left in the spool, absorbed at the next start or by "
+        f"`shelfwise events absorb --workdir {shop}`" in logs
+    )
+    assert "no acknowledged event is left in the spool" not in logs
+    assert pending_events(shop) == 40 and not curated(shop, "session_id = 'bound'")  # none lost
+    assert json.loads(sw("events", "absorb", "--workdir", str(shop), "--json").stdout)["accepted"] == 40
+    assert len(curated(shop, "session_id = 'bound'")) == 40 and pending_events(shop) == 0
+
+
 def test_kill9_restart_and_a_repeated_absorb_curate_each_event_once(shop: Path):
     products = catalog_products(shop)
     keyed = [ev(f"k{i}", products[i % len(products)], session_id="k9", event_id=f"k9-{i}") for i in range(50)]
