@@ -37,6 +37,55 @@ def sw(*args: str, check: bool = True, timeout: float = 300) -> subprocess.Compl
     return proc
 
 
+def sw_in_terminal(*args: str, timeout: float = 600, columns: int = 250) -> str:
+    """`shelfwise ARGS` with its stdout and stderr a terminal (a pseudo-terminal `columns`
+    wide), as a person at a console runs it: what the terminal received, escape sequences
+    included; a failure raises, with that transcript."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+    import time
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TERM="xterm-256color")
+    env.setdefault("SPARK_SUBMIT_OPTS", CLI_SPARK_JVM)
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shelfwise.cli", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+        )
+    finally:
+        os.close(slave)
+    got = bytearray()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            # read as it comes (a full terminal buffer would stop the command), to the end
+            if select.select([master], [], [], 1.0)[0]:
+                try:
+                    chunk = os.read(master, 1 << 16)
+                except OSError:  # (EIO: every writer closed its end)
+                    break
+                if not chunk:
+                    break
+                got += chunk
+        else:
+            proc.kill()
+    finally:
+        os.close(master)
+        rc = proc.wait(60)
+    text = got.decode("utf-8", "replace")
+    if rc != 0:
+        raise AssertionError(f"shelfwise {' '.join(args)} -> {rc} (in a terminal)\n{text[-5000:]}")
+    return text
+
+
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
     base = tmp_path_factory.mktemp("cli")

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from shelfwise.demo import generate_demo
-from tests.cli.test_cli import sw
+from tests.cli.test_cli import sw_in_terminal
 from tests.conftest import built_once
 
 
@@ -80,10 +80,13 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def _train_served_shop(base: Path) -> None:
     data = base / "data"
     generate_demo(data, products=300, users=150, events=8000, seed=21)
-    sw(
+    # at a terminal, as a person runs it: what it showed is kept (train.console) for the test
+    # of its progress display (tests/serving/test_train_console.py)
+    shown = sw_in_terminal(
         "train", "--data", str(data), "--workdir", str(base / "w"), "--models", "popularity,itemknn,transitions,als",
-        "--tune-seconds", "300", "--tune-trials", "3", "--finetune-seconds", "0", "--cross-encoder-seconds", "0", "--json",
+        "--tune-seconds", "300", "--tune-trials", "3", "--finetune-seconds", "0", "--cross-encoder-seconds", "0",
     )  # fmt: skip
+    (base / "train.console").write_text(shown)
 
 
 @pytest.fixture(scope="session")

@@ -41,6 +41,34 @@ def all_segments_closed(work: Path) -> None:
     wait_for(lambda: not list((work / EVENTS_DIR).glob("*.open")))
 
 
+def test_a_train_at_a_terminal_shows_each_stage_its_progress_and_what_remains(served_workdir):
+    """Issue 15: a train's long steps show their progress and what remains. The served shop was
+    trained at a terminal (conftest's `_train_served_shop`; the display is drawn only there):
+    each stage showed as it began, in order, with its bar, done of its total (the tuning trials
+    planned; `?` where none is known), the time spent and the stages after it; the run's own
+    lines were printed too, and no library's bar or warning."""
+    import re
+
+    from shelfwise.lifecycle._tuning import planned_trials
+    from tests.cli.test_shop_kinds import noise
+
+    shown = (served_workdir[1].parent / "train.console").read_text()
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown)  # (colours and cursor moves)
+    models = ["popularity", "itemknn", "transitions", "als"]  # conftest's --models
+    stages = [*models, "fusion", "evaluation", "refit", "search", "serving lists", "registry"]
+    at = text.index("ingest ━")
+    for i, stage in enumerate(stages):
+        name = f"fitting {stage}" if stage in models else stage
+        total = planned_trials(stage, 3) if stage in models else 0  # (--tune-trials 3)
+        then = f" then: {', '.join(stages[i + 1 :])}" if stages[i + 1 :] else " "
+        row = re.compile(rf"{re.escape(name)} ━+ 0/{total or '[?]'} \d+:\d\d:\d\d{re.escape(then)}")
+        found = row.search(text, at)
+        assert found, (name, text[at : at + 3000])
+        at = found.end()
+    assert "bundle: " in text and "(default model: " in text
+    assert noise(text) == [], noise(text)
+
+
 def test_health_ready_openapi_metrics(server):
     c = server.client
     assert c.get("/healthz").json() == {"status": "ok"}
