@@ -81,7 +81,7 @@ def _train_served_shop(base: Path) -> None:
     data = base / "data"
     generate_demo(data, products=300, users=150, events=8000, seed=21)
     # at a terminal, as a person runs it: what it showed is kept (train.console) for the test
-    # of its progress display (tests/serving/test_train_console.py)
+    # of its progress display (tests/serving/test_http.py)
     shown = sw_in_terminal(
         "train", "--data", str(data), "--workdir", str(base / "w"), "--models", "popularity,itemknn,transitions,als",
         "--tune-seconds", "300", "--tune-trials", "3", "--finetune-seconds", "0", "--cross-encoder-seconds", "0",
