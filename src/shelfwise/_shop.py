@@ -459,9 +459,12 @@ class Shop:
     ) -> dict[str, Any] | list[dict[str, Any]]:
         """Top-k products for a user (a shop user id) or for each of several: what
         /v1/recommendations answers (same model, experiments and business rules; `rules=False`:
-        the model's ranking alone). Each answer is `{"user_id", "items", "source"}` (source: the
-        model, or "cold_start" for a user the shop has no history of), with `experiment` when one
-        assigned the user and, with `explain`, `because`: the history items behind the top item.
+        the model's ranking alone). Each answer is `{"user_id", "items", "source", "personalized",
+        "fallback", "filled"}` (source: the model, or "cold_start" for a user the shop has no
+        history of or not to personalize; `filled`: how many places the popular list filled,
+        `fallback: "popular"` when it filled any, and `personalized` false when no place is the
+        model's for the shopper), with `experiment` when one assigned the user and, with
+        `explain`, `because`: the history items behind the top item.
         `model` names one of the bundle's models; `context` (a category path prefix) steers the
         cold-start list. `explain` needs the permission to read a customer's history by their
         id too (`insights.profile`): the items behind a list are steps of that history."""
@@ -487,6 +490,8 @@ class Shop:
             # a string (checked below): 1.0 from a pandas column with gaps would have become the
             # stranger "1.0" and got the cold-start list without a word
             ids = [users] if isinstance(users, str) else list(users)
+            from .serving._service import recommendation_fields
+
             service = self._service(rules, search=False)
             snap = service.snapshot
             try:
@@ -506,6 +511,8 @@ class Shop:
                     "user_id": who,  # (as the CLI writes it: the id answered for, trimmed)
                     "items": ans.items,
                     "source": "cold_start" if ans.source == "cold_start" else ans.model,
+                    # (as /v1/recommendations says them: personalized, fallback, filled)
+                    **recommendation_fields(ans),
                 }
                 if ans.experiment:
                     line["experiment"] = {

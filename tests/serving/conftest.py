@@ -97,6 +97,37 @@ def served_workdir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
     return base / "data", base / "w"
 
 
+def _train_fill_shop(base: Path) -> None:
+    """Twelve garden and tool products; shoppers who view three or four of them in turn; `loner`,
+    who viewed the one product nobody else did (item-kNN has no evidence for them); `partial`,
+    who viewed p10, which `buddy` viewed before p11 (one place of evidence, the rest filled)."""
+    from shelfwise import Shop
+
+    data = base / "data"
+    data.mkdir(parents=True)
+    cats = ["Garden > Hoses"] * 6 + ["Tools > Drills"] * 6
+    (data / "products.csv").write_text(
+        "product_id,title,category,price,in_stock\n"
+        + "".join(f"p{i:02d},{c.split(' > ')[1]} {i},{c},{10 + i},true\n" for i, c in enumerate(cats, 1))
+    )
+    histories = {f"r{u:02d}": ["p01", "p02", "p03"] + (["p04"] if u <= 3 else []) for u in range(1, 7)}
+    histories |= {f"r{u:02d}": ["p07", "p08", "p09"] for u in range(7, 13)}
+    histories |= {"loner": ["p12"], "buddy": ["p10", "p11"], "partial": ["p10"]}
+    rows = ["user_id,product_id,event_type,timestamp"]
+    for d, (user, items) in enumerate(histories.items(), 1):
+        rows += [f"{user},{p},view,2024-03-{d:02d}T10:{m:02d}:00" for m, p in enumerate(items)]
+    (data / "events.csv").write_text("\n".join(rows) + "\n")
+    fast = {"tune_budget_s": 0, "search_finetune_budget_s": 0, "search_cross_budget_s": 0, "log": None}
+    Shop(base / "w").train(data, models=["itemknn"], **fast)
+
+
+@pytest.fixture()
+def fill_shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny shop served by item-kNN alone (`_train_fill_shop`), each test its own copy: its
+    workdir."""
+    return built_once(tmp_path_factory, "fill", _train_fill_shop) / "w"
+
+
 class Server:
     """`shelfwise serve` in a subprocess on a free port (`module`: a test's wrapper of the
     command line, run as `python -m module serve ...`)."""

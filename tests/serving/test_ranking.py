@@ -198,3 +198,34 @@ def test_places_a_model_has_no_evidence_for_are_filled_from_the_popular_list() -
     view.toplist, view.toplist_model = np.array([[NO_EVIDENCE, -1, -1], [1, -1, -1]]), "transitions"
     got = rank_user(view, "transitions", model, 0, 3, 5, NO_RULES, cached_only=True)
     assert got is not None and got.items == ["e", "d", "c"] and got.source == "precomputed:transitions", got
+
+
+def test_a_list_counts_the_places_that_are_the_models_and_those_the_popular_list_filled() -> None:
+    """A known shopper the model had no evidence for got ten best sellers labelled with the
+    model's name and `personalized: true`: the ranking says how many places are the model's for
+    the shopper (`personal`) and how many the popular list filled (`filled`), a partial fill
+    showing as both."""
+    from shelfwise.models import Transitions
+    from shelfwise.serving._ranking import NO_EVIDENCE
+
+    inter = Interactions(
+        np.array([0, 0, 1], np.int32),
+        np.array([0, 1, 0], np.int32),  # u0: a then b; u1: a
+        np.ones(3, np.float32),
+        np.arange(3, dtype=np.int64),
+        np.array(["u0", "u1"], object),
+        np.array(ITEMS, object),
+    )
+    model = Transitions().fit(inter)
+    view = View(interactions=inter, cold=["e", "d", "c", "b", "a"], purchases={})
+    part = rank_user(view, "transitions", model, 1, 3, 5, NO_RULES)  # b follows a; the rest filled
+    assert part is not None and (part.items, part.personal, part.filled) == (["b", "e", "d"], 1, 2)
+    none = rank_user(view, "transitions", model, 0, 3, 5, NO_RULES)  # nothing follows b
+    assert none is not None and (none.source, none.personal, none.filled) == ("transitions", 0, 3)
+    view.toplist, view.toplist_model = np.array([[NO_EVIDENCE, -1, -1], [1, -1, -1]]), "transitions"
+    pre = rank_user(view, "transitions", model, 0, 3, 5, NO_RULES, cached_only=True)
+    assert pre is not None and (pre.source, pre.personal, pre.filled) == ("precomputed:transitions", 0, 3)
+    cold = rank_user(view, "transitions", model, None, 3, 5, NO_RULES)
+    assert cold is not None and (cold.source, cold.personal, cold.filled) == ("cold_start", 0, 3)
+    full = rank_user(View(), "m", Scripted(), 1, 3, 5, NO_RULES)  # a model that ranks everything
+    assert full is not None and (full.personal, full.filled) == (3, 0)

@@ -33,7 +33,9 @@ def recommend(
     out: Annotated[
         Path,
         typer.Option(
-            "--out", help="FILE.jsonl: one {user_id, items} per line (--engine spark: a folder of Parquet)."
+            "--out",
+            help="FILE.jsonl: one {user_id, items, source, personalized, fallback, filled} per line "
+            "(--engine spark: a folder of Parquet).",
         ),
     ],
     users: Annotated[
@@ -106,17 +108,21 @@ def recommend(
 
     answers = shop(workdir).recommend(ids(), k, model=model, explain=explain, context=context, rules=rules)
     out.parent.mkdir(parents=True, exist_ok=True)
-    cold = 0
+    cold = filled = 0
     # shop user ids beside their lists: the owner's only, as the other customer files are
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with open(fd, "w", encoding="utf-8") as fh:  # (closes the descriptor whatever happens)
         os.fchmod(fd, 0o600)  # (a file that existed keeps its mode through O_CREAT)
         for line in answers:
             cold += line["source"] == "cold_start"
+            # a known shopper the model had no evidence for: the popular fill made the list
+            filled += line["source"] != "cold_start" and not line["personalized"] and bool(line["items"])
             fh.write(json.dumps(line, ensure_ascii=False) + "\n")
     typer.echo(
         f"wrote {len(answers):,} users to {out} ({cold:,} unknown to the bundle or not to be "
-        "personalized: served the cold-start list)"
+        "personalized: served the cold-start list"
+        + (f"; {filled:,} the model had no evidence for: served the popular list" if filled else "")
+        + ")"
     )
     _say_skipped(listed, skipped)
 

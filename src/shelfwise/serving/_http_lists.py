@@ -19,7 +19,7 @@ from ._http_auth import REQUIREMENT, authorize
 from ._http_context import JSON, AppContext, clean_text, clean_user_id, text_pattern, with_experiment
 from ._http_models import Recommendations, SearchPage, Similar, Suggestions, error_responses
 from ._queue import Overloaded
-from ._service import SearchArgs, similar_fields
+from ._service import SearchArgs, recommendation_fields, similar_fields
 
 __all__ = ["lists_router"]
 
@@ -101,8 +101,8 @@ def lists_router(ctx: AppContext) -> APIRouter:
             "user_id": user_id,
             "model": ans.model,
             "source": ans.source.split(":")[0],
-            "personalized": bool(ans.extra.get("personalized")),
             "items": ans.items,
+            **recommendation_fields(ans),  # personalized, fallback, filled
         }
         with_experiment(out, ans)
         return JSON(out)

@@ -106,9 +106,21 @@ class Recommendations(BaseModel):
     model: str
     source: str = Field(description="the model name, `precomputed`, `cached` or `cold_start`")
     personalized: bool = Field(
-        description="whether the shopper's own data (history, recent events) shaped it"
+        description="whether the shopper's own data (history, recent events) shaped it: some item "
+        "is the model's for them; false for a list the popular fill made whole (`filled` = every "
+        "item: the model had no evidence for this shopper), whatever `source` says"
     )
     items: list[str] = Field(description="product ids, best first")
+    fallback: str | None = Field(
+        None,
+        description="`popular` when the shop's best sellers fill some of the places (see `filled`), "
+        "as similar items and search say theirs",
+    )
+    filled: int = Field(
+        0,
+        description="how many of the items the popular list filled: every item of a cold-start list; "
+        "for a known shopper, the places the model had no evidence for or the business rules thinned",
+    )
     experiment: ExperimentAssignment | None = Field(None, description="present when an experiment runs")
 
 

@@ -53,6 +53,12 @@ class Ranked:
         float | None
     ]  # the model's score where it scored the item (None: precomputed, popular, cached)
     source: str  # model name, "precomputed:<model>", "cached:<model>", "cold_start"
+    # how many of the items are the model's for this user (its candidates: 0 for a cold-start
+    # list) and how many the popular list filled (every place of a cold-start list; for a known
+    # user, the places the model had no evidence for or the rules thinned). A product a rule
+    # pins is neither.
+    personal: int = 0
+    filled: int = 0
 
 
 def user_history(view: RankingView, user: int | None, recent: Sequence[str] = ()) -> Interactions:
@@ -121,6 +127,7 @@ def rank_user(
     purchases = dict(view.purchases.get(user, {})) if user is not None else {}
     purchases.update(online_purchases() if online_purchases is not None else {})
     items = rules.apply(cands, k, view.info, surface="recommendations", context=context, purchases=purchases)
+    more: list[str] = []
     if len(items) < k or rules.crowded(items, view.info):
         # rules removed too much (or too few unseen items), or the candidates had too few
         # products of other categories to keep the category cap: the popular list fills. The
@@ -140,4 +147,10 @@ def rank_user(
             [*cands, *more], k, view.info, surface="recommendations", context=context, purchases=purchases
         )
     items = items[:k]
-    return Ranked(items, [scores.get(p) for p in items], source)
+    # (a place is the model's when it is one of its candidates; the popular fill's when the
+    # candidates were the popular list - a cold-start list - or it came from the fill)
+    mine: set[str] = set() if source == "cold_start" else set(cands)
+    popular: set[str] = {*(cands if source == "cold_start" else ()), *more}
+    personal = sum(1 for p in items if p in mine)
+    filled = sum(1 for p in items if p not in mine and p in popular)
+    return Ranked(items, [scores.get(p) for p in items], source, personal, filled)

@@ -129,6 +129,21 @@ def similar_fields(ans: Answer) -> dict[str, Any]:
     }
 
 
+def recommendation_fields(ans: Answer) -> dict[str, Any]:
+    """What a recommendation answer says of where its items came from, as
+    /v1/recommendations, `Shop.recommend` and `shelfwise recommend` give it: `personalized`
+    (some place is the model's for this shopper's own data), `filled` (how many places the
+    popular list filled: every place of a cold-start list, and for a known shopper those the
+    model had no evidence for or the rules thinned) and `fallback` (`popular` when it filled
+    any; similar items and search say their fallback so)."""
+    filled = int(ans.extra.get("filled", 0))
+    return {
+        "personalized": bool(ans.extra.get("personalized")),
+        "fallback": "popular" if filled else None,
+        "filled": filled,
+    }
+
+
 @dataclass(frozen=True)
 class SearchArgs:
     """One search request as the HTTP layer parsed it."""
@@ -727,7 +742,16 @@ class Service:
         )
         if ranked is None:
             return None
-        personal = {"personalized": user is not None or bool(recent)}
+        # personalized: the shopper's own data was read (history, recent events) and some place
+        # of the list is the model's for them; a list the popular fill made whole (the model had
+        # no evidence for them: item-kNN, transitions) is not a personal list, whatever `source`
+        # says (the model's: `cold_start` says the shopper was not to be personalized). An empty
+        # list (everything seen) is their history's doing.
+        used = user is not None or bool(recent)
+        personal = {
+            "personalized": used and (ranked.personal > 0 or not ranked.items),
+            "filled": ranked.filled,
+        }
         return Answer(
             ranked.items,
             ranked.source,

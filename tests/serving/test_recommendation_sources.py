@@ -1,0 +1,60 @@
+"""What a recommendation list says of itself, alike in /v1/recommendations, `Shop.recommend` and
+`shelfwise recommend`: how many of its places the popular list filled (a known shopper the model
+had no evidence for was answered as the model's, `personalized: true`, with best sellers)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from shelfwise import Shop
+from shelfwise.serving import create_app
+from tests.cli.test_cli import sw
+
+FIELDS = ("items", "personalized", "fallback", "filled")
+
+
+@pytest.fixture()
+def client(fill_shop: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(fill_shop)) as c:  # (single-user mode: no key)
+        yield c
+
+
+def recs(client: TestClient, user: str, **params: Any) -> dict[str, Any]:
+    r = client.get(f"/v1/recommendations/{user}", params={"k": 5, **params})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_a_list_the_popular_list_filled_says_so_and_is_not_personalized(fill_shop, client, tmp_path):
+    loner, partial, cold = (recs(client, u) for u in ("loner", "partial", "someone-new"))
+    # item-kNN knows nothing that goes with the loner's one product: five best sellers, said so;
+    # the source stays the model's (`cold_start` says a shopper was not to be personalized)
+    assert loner["source"] != "cold_start" and loner["model"] == "itemknn", loner
+    assert (loner["personalized"], loner["fallback"], loner["filled"]) == (False, "popular", 5), loner
+    # one place of evidence (buddy went on from p10 to p11), four filled: both visible
+    assert partial["items"][0] == "p11", partial
+    assert (partial["personalized"], partial["fallback"], partial["filled"]) == (True, "popular", 4), partial
+    assert (cold["source"], cold["personalized"], cold["fallback"], cold["filled"]) == (
+        "cold_start",
+        False,
+        "popular",
+        5,
+    )
+    # the Python API and the batch CLI say the same of the same shoppers
+    users = ["loner", "partial", "someone-new"]
+    http = {u: {f: a[f] for f in FIELDS} for u, a in zip(users, (loner, partial, cold), strict=True)}
+    shop = Shop(fill_shop)
+    assert {u: {f: shop.recommend(u, 5)[f] for f in FIELDS} for u in users} == http
+    assert [shop.recommend(u, 5)["source"] for u in users] == ["itemknn", "itemknn", "cold_start"]
+    (tmp_path / "users.txt").write_text("\n".join(users) + "\n")
+    out = tmp_path / "recs.jsonl"
+    proc = sw("recommend", "--workdir", str(fill_shop), "--users", str(tmp_path / "users.txt"), "--k", "5", "--out", str(out))  # fmt: skip
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert {d["user_id"]: {f: d[f] for f in FIELDS} for d in lines} == http
+    assert "1 the model had no evidence for: served the popular list" in proc.stdout, proc.stdout
