@@ -527,17 +527,12 @@ class Shop:
                 elif explain:  # a list by popularity is not "because of" anything of theirs
                     line["because"] = []
                 out.append(line)
-            steered = any(line["source"] == "cold_start" for line in out)
-            if steered and context and context.strip() and not snap.recs.knows_context(context):
+            # (whoever the users are: a known shopper's context-limited rules read it too, and
+            # /v1/recommendations says it in `warnings` for every answer)
+            if said := service.context_warning(context):
                 import warnings
 
-                warnings.warn(
-                    UnknownContextWarning(
-                        f"context {context!r} starts no category path of the bundle: the "
-                        "cold-start lists are the shop-wide best sellers"
-                    ),
-                    stacklevel=2,
-                )
+                warnings.warn(UnknownContextWarning(said), stacklevel=2)
             return out[0] if one else out
 
     def recommend_on_spark(

@@ -27,7 +27,8 @@ class AccessDenied(ShelfwiseError):
 
 
 class UnknownContextWarning(UserWarning):
-    """A recommendation `context` that starts no category path of the bundle: it steered nothing."""
+    """A recommendation `context` that starts no category path of the bundle and no rule's
+    context: it steered nothing (/v1/recommendations says it in `warnings`)."""
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:

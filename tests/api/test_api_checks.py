@@ -247,3 +247,22 @@ def test_a_consent_withdrawn_by_another_shop_holds_from_the_next_call(shop):
     assert s.recommend(user, 3)["source"] == "cold_start"
     other.set_consent(user, personalization=True)
     assert s.recommend(user, 3)["source"] != "cold_start"
+
+
+def test_a_context_that_steers_nothing_is_said_for_a_known_shopper_too(shop):
+    """It was said only when some list was a cold-start one: a known shopper's misspelled
+    context (context-limited rules read it) went without a word, where /v1/recommendations
+    says it in `warnings`."""
+    import warnings
+
+    from shelfwise.errors import UnknownContextWarning
+
+    s, data = shop
+    user = known_users(data, s.workdir, 1)[0]
+    assert s.recommend(user, 5)["source"] != "cold_start"
+    prefix = str(s.table("products")["category"].dropna().iloc[0]).split(">")[0].strip()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s.recommend(user, 5, context=prefix)
+    with pytest.warns(UnknownContextWarning, match="starts no category path"):
+        s.recommend(user, 5, context="No Such Aisle")

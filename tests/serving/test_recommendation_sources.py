@@ -58,3 +58,25 @@ def test_a_list_the_popular_list_filled_says_so_and_is_not_personalized(fill_sho
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert {d["user_id"]: {f: d[f] for f in FIELDS} for d in lines} == http
     assert "1 the model had no evidence for: served the popular list" in proc.stdout, proc.stdout
+
+
+def test_a_context_that_steers_nothing_is_said_in_warnings(fill_shop, client, tmp_path):
+    """`?context=Gardn` (a typo) was answered as if no context had been sent, without a word.
+    Contexts are open-ended (any category path prefix), so it is no refusal: `warnings` says it,
+    for a shopper with a history too (a context-limited rule reads the context); a context a
+    rule is limited to is one that steers something."""
+    for user in ("someone-new", "partial"):
+        assert recs(client, user, context="Garden")["warnings"] == []
+        assert recs(client, user)["warnings"] == []
+        said = recs(client, user, context="Gardn")["warnings"]
+        assert len(said) == 1 and "'Gardn' starts no category path" in said[0], said
+    (tmp_path / "users.txt").write_text("partial\n")
+    args = ["recommend", "--workdir", str(fill_shop), "--users", str(tmp_path / "users.txt")]
+    proc = sw(*args, "--out", str(tmp_path / "r.jsonl"), "--context", "Gardn")
+    assert f"warning: {said[0]}" in proc.stderr, proc.stderr
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"items": [{"action": "bury", "product_id": "p01", "context": "Homepage"}]}))
+    sw("rules", "set", "--workdir", str(fill_shop), "--file", str(rules))
+    with TestClient(create_app(fill_shop)) as again:
+        assert recs(again, "partial", context="Homepage > Spring")["warnings"] == []
+        assert recs(again, "partial", context="Gardn")["warnings"] != []

@@ -103,6 +103,8 @@ def lists_router(ctx: AppContext) -> APIRouter:
             "source": ans.source.split(":")[0],
             "items": ans.items,
             **recommendation_fields(ans),  # personalized, fallback, filled
+            # a context that steers nothing (misspelled) is said, not answered in silence
+            "warnings": [w] if (w := s.context_warning(context)) else [],
         }
         with_experiment(out, ans)
         return JSON(out)

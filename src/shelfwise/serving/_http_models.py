@@ -121,6 +121,11 @@ class Recommendations(BaseModel):
         description="how many of the items the popular list filled: every item of a cold-start list; "
         "for a known shopper, the places the model had no evidence for or the business rules thinned",
     )
+    warnings: list[str] = Field(
+        [],
+        description="what the client should know of its request: a `context` that starts no category "
+        "path of the bundle and no rule's context steered nothing (a misspelled context)",
+    )
     experiment: ExperimentAssignment | None = Field(None, description="present when an experiment runs")
 
 

@@ -376,6 +376,8 @@ class Service:
         # bundle is tried again when the experiments change)
         self._unservable: set[tuple[str, str]] = set()
         self._variant_rules: dict[tuple[str, str, str], Rules] = {}  # (variant, shop rules) -> merged
+        # (bundle, rules, context) -> what an unknown recommendation context is said as
+        self._context_said: dict[tuple[str, str, str], str | None] = {}
         self.rules = Rules.load(self.workdir)
         self.synonyms = LiveSynonyms(self.workdir)  # config/synonyms.txt, checked per search
         self.experiments: list[Experiment] = load_experiments(self.workdir)
@@ -762,6 +764,35 @@ class Service:
             personal,
             user=pseudo,
         )
+
+    def context_warning(self, context: str | None) -> str | None:
+        """What a recommendation `context` that steers nothing is said as (None when it steers
+        something, or none was given): it starts no category path of the bundle (the cold-start
+        list reads those) and no rule of the shop is limited to a context it starts with. Said in
+        /v1/recommendations' `warnings`, by `Shop.recommend` (`UnknownContextWarning`) and
+        `shelfwise recommend` (a `warning:` line): a misspelled context was answered as if none
+        had been sent. Contexts stay open-ended (any category prefix), so this is no refusal."""
+        if context is None or not context.strip():
+            return None
+        snap = self.snapshot
+        rules = self._rules_for(None)
+        key = (snap.version, rules.sha256, context)
+        if key in self._context_said:
+            return self._context_said[key]
+        lowered = context.lower()
+        known = snap.recs.knows_context(context) or any(
+            r.context is not None and lowered.startswith(r.context) for r in rules.items
+        )
+        said = (
+            None
+            if known
+            else f"context {context!r} starts no category path of the bundle and no rule's context: "
+            "it steered nothing (a shopper without history gets the shop-wide best sellers)"
+        )
+        if len(self._context_said) > 1024:
+            self._context_said.clear()
+        self._context_said[key] = said
+        return said
 
     def knows_product(self, product_id: str) -> bool:
         """A product of the bundle that its catalog view still lists (`CatalogView.narrowed`: a
