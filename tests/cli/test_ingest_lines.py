@@ -72,3 +72,33 @@ def test_quarantine_list_with_nothing_selected_says_so(tmp_path, capsys) -> None
         f"{day4.name}/products.csv:11 [missing_required] title: not in this file, and P888888 is not a curated "
         "product (a new product needs its title)"
     ), out
+
+
+def test_the_summary_names_the_columns_the_contract_does_not_know(tmp_path, capsys) -> None:
+    """A file's columns outside the contract are left out of the load: the JSON report listed
+    them (`ignored_columns`), the printed summary said nothing, so a shop whose `Supplier Code`
+    or unmapped `Order Date` was not read never saw it. The summary names them per table."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "products.csv").write_text(
+        "product_id,title,price,Supplier Code\nP1,Red mug,9.5,S-1\nP2,Blue mug,9.5,S-2\n"
+    )
+    (data / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp,Order Date,Till\n"
+        "C1,P1,view,2024-03-01T10:00:00,2024-03-01,4\nC2,P2,view,2024-03-01T11:00:00,2024-03-01,4\n"
+    )
+    work = tmp_path / "w"
+    assert main(["ingest", "--data", str(data), "--workdir", str(work)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    products = lines[_row(lines, "products") :]
+    assert any("'Supplier Code'" in ln and "products contract" in ln for ln in products[:6]), lines
+    events = lines[_row(lines, "events") :]
+    assert any("'Order Date', 'Till'" in ln and "events contract" in ln for ln in events[:6]), lines
+    assert "--map products.COLUMN=HEADER" in "\n".join(lines)
+    assert "Supplier Code" in (work / "reports" / "quality.html").read_text()
+    assert main(["ingest", "--data", str(data), "--workdir", str(tmp_path / "w2"), "--json"]) == 0
+    tables = json.loads(capsys.readouterr().out)["tables"]
+    assert (tables["products"]["ignored_columns"], tables["events"]["ignored_columns"]) == (
+        ["Supplier Code"],
+        ["Order Date", "Till"],
+    )

@@ -59,3 +59,21 @@ def test_train_says_a_tiny_test_fold_and_a_live_bundle_whose_gates_failed(tmp_pa
     registry = next(line for line in said if line.startswith("registry:"))
     assert "'beats_popularity': False" in registry  # (the default on 12 users: popularity's tie)
     assert "warning: it went live although beats_popularity failed" in registry, registry
+
+
+def test_trains_ingest_lines_name_the_columns_the_contract_does_not_know(tmp_path: Path) -> None:
+    """As `shelfwise ingest` prints them: a column the contract does not know was left out of
+    the load without a word in `train --data`'s output."""
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "products.csv").write_text("product_id,title,Supplier Code\nP1,Red mug,S-1\nP2,Blue mug,S-2\n")
+    said: list[str] = []
+
+    def log(line: str) -> None:
+        said.append(line)
+        if line.startswith("ingest:"):
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        train(tmp_path / "w", data, TrainSettings(models=("popularity",)), log=log)
+    assert "'Supplier Code'" in said[-1] and "products contract" in said[-1], said

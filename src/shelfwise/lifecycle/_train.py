@@ -238,7 +238,7 @@ def _train_logged(
         else:
             ingest_run = report.run_id
             ingested = report.to_dict()
-            from ..reporting._quality import load_counts
+            from ..reporting._quality import ignored_said, load_counts
 
             log(
                 f"ingested {data}{' (appended)' if append else ''}: "
@@ -251,6 +251,9 @@ def _train_logged(
             )
             for warning in report.warnings:
                 log(f"warning: {warning}")
+            for r in report.tables.values():  # (as `ingest` prints them)
+                if r.ignored_columns:
+                    log(f"ingest: {ignored_said(r)}")
     from ..serving._feedback import absorb, absorb_mark
 
     absorbed = absorb(workdir)  # events the server accepted since the last absorb

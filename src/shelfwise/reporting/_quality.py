@@ -46,6 +46,7 @@ code{background:#f3f4f6;padding:0 .3rem;border-radius:4px} ul.notes li{margin:.2
 {% for c in charts %}<div class="chart">{{ c|safe }}</div>{% endfor %}
 </div>
 {% if r.warnings %}<h2>Warnings</h2><ul class="notes">{% for n in r.warnings %}<li><strong>{{ n }}</strong></li>{% endfor %}</ul>{% endif %}
+{% if ignored %}<h2>Ignored columns</h2><ul class="notes">{% for n in ignored %}<li>{{ n }}</li>{% endfor %}</ul>{% endif %}
 {% if r.notes %}<h2>Notes</h2><ul class="notes">{% for n in r.notes %}<li>{{ n }}</li>{% endfor %}</ul>{% endif %}
 <h2>Privacy</h2>
 <ul class="notes"><li>User ids are replaced by keyed HMAC-SHA256 pseudonyms (the key is in the workdir's secret store, not in the warehouse).</li>
@@ -139,6 +140,7 @@ def write_quality_report(workdir: str | Path, report: IngestReport) -> Path:
         total_w=total_w,
         balanced=all(t.balanced for t in report.tables.values()),
         meaning={r.value: r.description for r in Reason},
+        ignored=[ignored_said(t) for t in report.tables.values() if t.ignored_columns],
     )
     path = out_dir / f"quality-{report.run_id}.html"
     path.write_text(page, encoding="utf-8")
@@ -159,6 +161,16 @@ def load_counts(t: TableReport) -> list[tuple[str, int]]:
         # (re-sent: rows curated before and bad rows quarantined before, as the catalog counts)
         return [*done, ("quarantined", t.rows_quarantined), ("of them re-sent", t.rows_redelivered or 0)]
     return [("curated", t.rows_curated), ("quarantined", t.rows_quarantined)]
+
+
+def ignored_said(t: TableReport) -> str:
+    """A table's columns outside its contract, left out of the load (`ignored_columns`), and how
+    to read one: the summary and the HTML report say them (the JSON report lists them)."""
+    cols = ", ".join(repr(c) for c in t.ignored_columns)
+    return (
+        f"{len(t.ignored_columns):,} column(s) not in the {t.table} contract, ignored: {cols} "
+        f"(to read one as a column of the contract: --map {t.table}.COLUMN=HEADER)"
+    )
 
 
 def summary_lines(report: IngestReport) -> list[str]:
@@ -185,6 +197,8 @@ def summary_lines(report: IngestReport) -> list[str]:
             )
         for reason, n in t.reasons.items():
             lines.append(f"      {reason:<22} {n:>8,}")
+        if t.ignored_columns:  # (an unmapped `Order Date` was left out without a word)
+            lines.append(f"      {ignored_said(t)}")
     for warning in report.warnings:
         lines.append(f"  warning: {html.unescape(warning)}")
     for note in report.notes:
