@@ -235,3 +235,25 @@ def test_a_folder_of_two_shops_sequences_is_refused_not_half_converted(tmp_path)
         convert(d, tmp_path / "out")
     res = convert(d / "Sports.txt", tmp_path / "out2")
     assert res.files["events.jsonl"] == 2
+
+
+def test_amazon_2014_category_paths_keep_the_first_and_count_the_rest(tmp_path):
+    """Amazon's 2014 metadata lists a product's category paths; the conversion keeps the first,
+    and did so without a word: the convert result counts the products that had several."""
+    d = tmp_path / "amz"
+    d.mkdir()
+    (d / "Books_5.json").write_text(
+        json.dumps({"reviewerID": "R1", "asin": "B1", "overall": 5.0, "unixReviewTime": 1400000000}) + "\n"
+    )
+    metas = [
+        {"asin": "B1", "title": "A novel", "categories": [["Books", "Fiction"], ["Books", "Sale"]]},
+        {"asin": "B2", "title": "Poems", "categories": [["Books", "Poetry"]]},
+    ]
+    (d / "meta_Books.json").write_text("".join(json.dumps(m) + "\n" for m in metas))
+    res = convert(d, tmp_path / "out", "amazon")
+    got = {
+        r["product_id"]: r
+        for r in map(json.loads, (tmp_path / "out" / "products.jsonl").read_text().splitlines())
+    }
+    assert (got["B1"]["category"], got["B2"]["category"]) == ("Books > Fiction", "Books > Poetry")
+    assert res.cleaned == {"products.category: several category paths, the first kept": 1}

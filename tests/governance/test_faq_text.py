@@ -123,3 +123,44 @@ def test_a_list_of_text_is_joined_and_an_object_or_a_listed_id_is_quarantined(tm
             "title: a list holding more than text where text is expected",
         ),
     ]
+
+
+def test_a_category_given_as_several_paths_keeps_the_first_and_the_report_says_how_many(tmp_path: Path):
+    """Amazon's 2014 metadata lists a product's category paths (`[["Books", "Fiction"],
+    ["Books", "Sale"]]`): the load keeps the first path, and did so without a word. The report's
+    warnings name the file, the table, the column (and the file's key) and how many rows."""
+    from shelfwise.reporting import summary_lines
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "products.jsonl").write_text(
+        "".join(
+            json.dumps(r) + "\n"
+            for r in (
+                {
+                    "product_id": "P1",
+                    "title": "novel",
+                    "categories": [["Books", "Fiction"], ["Books", "Sale"]],
+                },
+                {"product_id": "P2", "title": "poems", "categories": [["Books", "Poetry"]]},
+                {"product_id": "P3", "title": "record", "categories": ["Music", "Jazz"]},
+                {"product_id": "P4", "title": "puzzle", "categories": [["Toys"], ["Games"], ["Gifts"]]},
+                {"product_id": "P5", "title": "lamp"},
+            )
+        )
+    )
+    shop = Shop(tmp_path / "w")
+    report = shop.ingest(data)
+    categories = shop.table("products").set_index("product_id")["category"].to_dict()
+    assert (categories["P1"], categories["P2"], categories["P3"], categories["P4"]) == (
+        "Books > Fiction",
+        "Books > Poetry",
+        "Music > Jazz",
+        "Toys",
+    )
+    said = [w for w in report.warnings if "category paths" in w]
+    assert said == [
+        "products.jsonl: products.category (the file's 'categories'): 2 row(s) give several category "
+        "paths (a list of lists): only the first path of each was kept"
+    ], report.warnings
+    assert any(said[0] in line for line in summary_lines(report))

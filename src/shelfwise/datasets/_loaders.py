@@ -258,6 +258,9 @@ def convert_amazon_reviews(src: Path, out: Path) -> ConvertResult:
         for m in _json_records(metas, pw, res):
             cats = m.get("category") or m.get("categories") or []
             if cats and isinstance(cats[0], list):  # 2014: a list of category paths
+                if len(cats) > 1:  # (the first kept, counted: it was kept without a word)
+                    said = "products.category: several category paths, the first kept"
+                    res.cleaned[said] = res.cleaned.get(said, 0) + 1
                 cats = cats[0]
             cats = [html.unescape(str(c)) for c in cats]  # ("Arts, Music &amp; Photography")
             desc = m.get("description")

@@ -339,6 +339,7 @@ def _read_json_lines(st: LoadState, into: str) -> None:
         f"(SELECT _source_line, CASE WHEN {ok} THEN j END AS j FROM _lines "
         "WHERE _source_line NOT IN (SELECT _source_line FROM _wrong))"
     )
+    _say_several_paths(st, [(c, k) for c, k in shaped if contract.column(c).kind is Kind.CATEGORY], ok)
     wh.sql(f"{into} (SELECT {', '.join(select)}, _source_line FROM {safe_lines} WHERE j IS NOT NULL)")
     wrong_lines = wh.sql("SELECT _source_line, j, detail FROM _wrong ORDER BY 1").fetchall()
     wh.sql("DROP TABLE _wrong")
@@ -369,6 +370,28 @@ def _read_json_lines(st: LoadState, into: str) -> None:
     )
     wh.sql("DROP TABLE _lines")
     tr.rows_in = staged.records
+
+
+def _say_several_paths(st: LoadState, keys: list[tuple[str, str]], ok: str) -> None:
+    """A category given as a list of paths (`[["Books", "Fiction"], ["Books", "Sale"]]`, as
+    Amazon's metadata has it) is read as its first path: how many rows of each key gave more
+    than one is said in the report's warnings (the first was kept without a word). Counted on
+    the lines read as rows (`_lines` less `_wrong`), only where a line holds a bracket."""
+    for c, k in keys:
+        path = _path(k)
+        row = st.wh.sql(
+            f"SELECT count(*) FROM _lines WHERE contains(substr(j, 2), '[') AND {ok} "
+            f"AND json_type(j, {lit(path)}) = 'ARRAY' AND json_type(j, {lit(path + '[0]')}) = 'ARRAY' "
+            f"AND json_array_length(j, {lit(path)}) > 1 "
+            "AND _source_line NOT IN (SELECT _source_line FROM _wrong)"
+        ).fetchone()
+        n = int(row[0]) if row else 0
+        if n:
+            named = c if k == c else f"{c} (the file's {k!r})"
+            st.warn(
+                f"{st.src.name}: {st.name}.{named}: {n:,} row(s) give several category paths (a list of "
+                "lists): only the first path of each was kept"
+            )
 
 
 def _path(key: str) -> str:
