@@ -466,3 +466,25 @@ def test_reports_render_in_a_browser(trained, browser, tmp_path):
     assert pg.locator("svg").count() >= 1 and pg.locator("table").count() >= 1
     pg.screenshot(path=str(tmp_path / "quality.png"), full_page=True)
     pg.close()
+
+
+@pytest.fixture()
+def small_fold(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A shop whose test fold has 12 users (`tests.serving.conftest._train_fill_shop`)."""
+    from tests.serving.conftest import _train_fill_shop
+
+    return built_once(tmp_path_factory, "fill", _train_fill_shop) / "w"
+
+
+def test_evaluate_json_carries_the_few_users_warning(small_fold):
+    """The text output and the HTML report said that a 12-user fold's numbers are noise more
+    than measure; `evaluate --json` (and `Shop.evaluate`) did not: `few_users` says it."""
+    text = sw("evaluate", "--workdir", str(small_fold)).stdout
+    report = json.loads(sw("evaluate", "--workdir", str(small_fold), "--json").stdout)
+    assert report["protocol"]["users"] < 50
+    assert report["few_users"] and "the test fold has" in report["few_users"], report.get("few_users")
+    assert report["few_users"] in text  # one wording
+    assert (
+        json.loads((small_fold / "reports" / "evaluation.json").read_text())["few_users"]
+        == report["few_users"]
+    )

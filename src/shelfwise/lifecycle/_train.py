@@ -614,6 +614,7 @@ def _train(
         "bundle_version": bundle.name,
         "default_model": default,
         "protocol": protocol.as_dict(),
+        "few_users": (few_users_said(protocol.as_dict()) or None) if results else None,
         "results": [r.as_dict() for r in results],
         "validation_ndcg@10": validation,
         "fusion": fusion_info,
@@ -1337,6 +1338,9 @@ def evaluate_workdir(
         "bundle_version": bundle.version,
         "default_model": bundle.manifest["default_model"],
         "protocol": protocol.as_dict(),
+        # a test fold too small to act on, in words (null otherwise): what the text output and
+        # the HTML report say beside the numbers, for a script reading the JSON
+        "few_users": few_users_said(protocol.as_dict()) or None,
         "results": [r.as_dict() for r in results],
         "lineage_run_id": bundle.manifest["lineage"]["train_run_id"],
         "data_versions": bundle.manifest["data_versions"],
@@ -1455,6 +1459,7 @@ def _nothing_to_evaluate(bundle: Any) -> dict[str, Any] | None:
         "bundle_version": bundle.version,
         "default_model": bundle.manifest["default_model"],
         "protocol": bundle.manifest.get("protocol"),
+        "few_users": None,  # (no test fold at all: `nothing_to_evaluate` says why)
         "results": [],
         "nothing_to_evaluate": reason,
         "skipped": bundle.manifest.get("skipped", []),
