@@ -1691,3 +1691,82 @@ def test_a_logged_out_session_cookie_no_longer_opens_the_console(tmp_path: Path)
         follow_redirects=False,
     )
     assert r.status_code == 303 and thief.get("/console/data/quarantine").status_code == 200
+
+
+def test_an_unreadable_logout_list_fails_closed_and_is_never_left_half_written(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`secrets/console-logouts.json` that could not be read was read as empty: every session
+    logged out came back to life (a copied cookie opened the console again). While the list
+    cannot be read every person's session is refused, said once in the log naming the file; the
+    next login replaces it by a cut-off that keeps refusing every session issued before it. A
+    write that fails leaves the list as it was, and no temporary file beside it."""
+    import logging
+
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from shelfwise import Shop
+    from shelfwise.web._routes import console_router
+
+    key = Shop(tmp_path).add_person("ada", "admin")
+    app = FastAPI()
+    app.include_router(console_router(tmp_path, lambda: None))
+
+    def token(page: str) -> str:
+        found = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert found is not None
+        return found.group(1)
+
+    def logged_in() -> TestClient:
+        c = TestClient(app)
+        r = c.post(
+            "/console/login",
+            data={"csrf": token(c.get("/console/login").text), "name": "ada", "api_key": key},
+            follow_redirects=False,
+        )
+        assert r.status_code == 303
+        return c
+
+    def opens(cookie: str) -> bool:
+        c = TestClient(app)
+        c.cookies.set("shelfwise_console", cookie, path="/console")
+        page = c.get("/console/data/quarantine", follow_redirects=False)
+        return page.status_code == 200 and "ada" in page.text
+
+    left, stays = logged_in(), logged_in()
+    copied, kept = left.cookies.get("shelfwise_console"), stays.cookies.get("shelfwise_console")
+    page = left.get("/console/data/quarantine")
+    assert (
+        left.post("/console/logout", data={"csrf": token(page.text)}, follow_redirects=False).status_code
+        == 303
+    )
+    assert not opens(copied) and opens(kept)
+
+    logouts = tmp_path / "secrets" / "console-logouts.json"
+    logouts.write_text('{"3f2a": 17')  # cut short (a disk full, a hand edit)
+    with caplog.at_level(logging.ERROR, logger="shelfwise.web"):
+        assert not opens(copied)  # (read as empty, the logged-out cookie opened the console again)
+        assert not opens(kept)  # which sessions were logged out is unknown: none is trusted
+    said = [r.getMessage() for r in caplog.records if "console-logouts.json" in r.getMessage()]
+    assert len(said) == 1 and str(logouts) in said[0], said
+
+    fresh = logged_in()  # a login sets the cut-off: the console opens to it, not to the old cookies
+    assert fresh.get("/console/data/quarantine").status_code == 200
+    assert not opens(copied) and not opens(kept)
+    assert set(json.loads(logouts.read_text())) == {_auth.ISSUED_BEFORE}
+    assert [p.name.split(".unreadable-")[0] for p in logouts.parent.glob("*.unreadable-*")] == [logouts.name]
+
+    # a logout whose write fails midway leaves the list as it was, and nothing half-written
+    before = logouts.read_text()
+
+    def broken(obj: Any, fh: Any) -> None:
+        fh.write('{"half')
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(_auth.json, "dump", broken)
+    page = fresh.get("/console/data/quarantine")
+    with pytest.raises(OSError, match="no space left"):
+        fresh.post("/console/logout", data={"csrf": token(page.text)}, follow_redirects=False)
+    assert logouts.read_text() == before
+    assert [p.name for p in logouts.parent.iterdir() if p.name.endswith(".tmp")] == []

@@ -8,7 +8,10 @@ opened with, so a person whose key is replaced or who is deactivated is logged o
 request. Every request re-reads `governance/people.json` (a small file): roles are never cached.
 Logging out ends that session on the server too: its token's hash is kept in
 `<workdir>/secrets/console-logouts.json` until the cookie would have expired (a copied cookie
-opened the console for 12 hours after its owner logged out).
+opened the console for 12 hours after its owner logged out). That list fails closed: while it
+cannot be read (corrupt, unreadable) every person's session is refused, with one error in the
+log naming the file, and the next login (or logout) replaces it by a cut-off that refuses every
+cookie issued before it (the revocations it held are unknown); it is written whole or not at all.
 
 Permissions are `governance.PERMISSIONS`, the table the CLI and the HTTP API check; a refusal is
 the same `access.denied` audit entry (with `via: "console"` and the page's path). In
@@ -22,8 +25,11 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
+import math
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import ip_address
 from pathlib import Path
@@ -47,6 +53,8 @@ __all__ = [
     "read_session",
     "write_session",
 ]
+
+log = logging.getLogger("shelfwise.web")
 
 COOKIE = "shelfwise_console"
 MAX_AGE_S = 12 * 3600  # a working day; then log in again
@@ -106,9 +114,10 @@ def read_session(request: Request, workdir: Path) -> Session | None:
         return None
     if time.time() - float(doc.get("t", 0)) > MAX_AGE_S:
         return None
-    if _token_hash(str(doc["c"])) in _logged_out(workdir):
+    session = Session(str(doc["c"]), doc.get("n"), doc.get("h"), float(doc.get("t", 0)))
+    if session.name and _revoked(workdir, session):
         return None
-    return Session(str(doc["c"]), doc.get("n"), doc.get("h"), float(doc.get("t", 0)))
+    return session
 
 
 LOGOUTS = Path("secrets") / "console-logouts.json"
@@ -118,13 +127,127 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+# the entry of the logout list that refuses every session issued before it (epoch seconds): what
+# replaces a list that could not be read (no token hash is this: those are 64 hex digits)
+ISSUED_BEFORE = "issued_before"
+
+
+class _Unreadable(Exception):
+    """The logout list exists and cannot be read as one (corrupt, unreadable)."""
+
+
 def _logged_out(workdir: Path) -> dict[str, float]:
-    """The sessions logged out before they expired: token hash -> when the cookie expires."""
+    """The sessions logged out before they expired: token hash -> when the cookie expires (and
+    `ISSUED_BEFORE` -> a cut-off). No file: nobody logged out. A file that cannot be read as such
+    a list raises `_Unreadable`: it read as empty, and every revoked session came back to life."""
+    path = workdir / LOGOUTS
     try:
-        doc = json.loads((workdir / LOGOUTS).read_text())
-    except (OSError, ValueError):
+        text = path.read_text()
+    except FileNotFoundError:
         return {}
-    return doc if isinstance(doc, dict) else {}
+    except (OSError, ValueError) as exc:  # (ValueError: not UTF-8)
+        raise _Unreadable(f"{type(exc).__name__}: {exc}") from None
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise _Unreadable(f"not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise _Unreadable(f"a JSON {type(doc).__name__}, not an object")
+    for h, t in doc.items():
+        if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t):
+            raise _Unreadable(f"entry {h!r} holds {t!r}, not a time")
+    return {str(h): float(t) for h, t in doc.items()}
+
+
+# (path, mtime_ns, size) of the unreadable lists already said in the log: one error per state of
+# the file, not one per request
+_said_unreadable: set[tuple[str, int, int]] = set()
+
+
+def _say_unreadable(workdir: Path, why: str) -> None:
+    path = workdir / LOGOUTS
+    try:
+        st = path.stat()
+        state = (str(path), st.st_mtime_ns, st.st_size)
+    except OSError:
+        state = (str(path), -1, -1)
+    if state in _said_unreadable:
+        return
+    _said_unreadable.add(state)
+    log.error(
+        "console: the logout list %s cannot be read (%s): every console session is refused as "
+        "logged out until the next login replaces it with a cut-off (sessions issued before it "
+        "stay refused)",
+        path,
+        why,
+    )
+
+
+def _revoked(workdir: Path, session: Session) -> bool:
+    """Whether a person's session was logged out: its token is on the list, or it was issued
+    before the list's cut-off; every session while the list cannot be read (fail closed)."""
+    try:
+        out = _logged_out(workdir)
+    except _Unreadable as exc:
+        _say_unreadable(workdir, str(exc))
+        return True
+    return _token_hash(session.csrf) in out or session.issued < out.get(ISSUED_BEFORE, 0.0)
+
+
+def _write_logouts(workdir: Path, change: Callable[[dict[str, float] | None], dict[str, float]]) -> None:
+    """Rewrite the logout list under a lock (one writer at a time across the server's workers:
+    two read-merge-writes at once lost one revocation, and its cookie kept working): `change`
+    gets the current entries (None when the file cannot be read) and returns the new ones. The
+    file is written whole or not at all (a temporary file, flushed to disk, renamed over it);
+    an unreadable one is kept beside it (`.unreadable-<time>`) for whoever looks into it."""
+    import fcntl
+    import os
+
+    path = workdir / LOGOUTS
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    lock = os.open(path.with_name(f".{path.name}.lock"), os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            current: dict[str, float] | None = _logged_out(workdir)
+        except _Unreadable as exc:
+            _say_unreadable(workdir, str(exc))
+            current = None
+            try:
+                path.replace(path.with_name(f"{path.name}.unreadable-{int(time.time())}"))
+            except OSError:
+                pass  # (replaced below all the same)
+        entries = change(current)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(entries, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # (the list stays as it was: no half-written file anywhere)
+            raise
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # (the rename itself survives a crash)
+        finally:
+            os.close(dir_fd)
+    finally:
+        os.close(lock)  # (closing releases the lock)
+
+
+def _kept(entries: dict[str, float] | None, now: float) -> dict[str, float]:
+    """The entries still refusing a live cookie; for a list that could not be read, a cut-off
+    at `now`: every session issued before it is refused (which it logged out is unknown)."""
+    if entries is None:
+        return {ISSUED_BEFORE: now}
+    kept = {h: t for h, t in entries.items() if h != ISSUED_BEFORE and t > now}
+    cut = entries.get(ISSUED_BEFORE)
+    if cut is not None and cut + MAX_AGE_S > now:  # (a cookie issued before it may live still)
+        kept[ISSUED_BEFORE] = cut
+    return kept
 
 
 def end_session(workdir: Path, session: Session | None) -> None:
@@ -132,26 +255,24 @@ def end_session(workdir: Path, session: Session | None) -> None:
     copied, until it would have expired anyway (then its entry goes)."""
     if session is None or not session.name:
         return
-    import fcntl
-    import os
+    token, expires = _token_hash(session.csrf), session.issued + MAX_AGE_S
 
-    path = workdir / LOGOUTS
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # one logout at a time across the server's workers: two read-merge-writes at once lost one
-    # revocation, and its cookie kept working (the review's)
-    lock = os.open(path.with_name(f".{path.name}.lock"), os.O_WRONLY | os.O_CREAT, 0o600)
+    def change(entries: dict[str, float] | None) -> dict[str, float]:
+        return {**_kept(entries, time.time()), token: expires}
+
+    _write_logouts(workdir, change)
+
+
+def judge_logouts(workdir: Path) -> None:
+    """Before a login: a logout list that cannot be read is replaced by a cut-off at this moment
+    (every session issued before it stays refused; the one about to be issued is not), so the
+    console opens again to whoever logs in. A readable list is left as it is."""
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        now = time.time()
-        kept = {h: t for h, t in _logged_out(workdir).items() if float(t) > now}
-        kept[_token_hash(session.csrf)] = session.issued + MAX_AGE_S
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(kept, fh)
-        tmp.replace(path)
-    finally:
-        os.close(lock)  # (closing releases the lock)
+        _logged_out(workdir)
+        return
+    except _Unreadable:
+        pass
+    _write_logouts(workdir, lambda entries: _kept(entries, time.time()))
 
 
 def new_session(name: str | None = None, key_hash: str | None = None) -> Session:
@@ -221,6 +342,7 @@ def login(workdir: Path, name: str, key: str) -> tuple[User, str]:
             via="console",
         )
         raise Denied(403, f"{p.name} is a {p.role.value}: services call the API, people use the console")
+    judge_logouts(workdir)  # (an unreadable logout list refused every session: the new one too)
     return User(p.name, p.role.value), p.key_sha256[:16]
 
 
