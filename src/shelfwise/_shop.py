@@ -42,7 +42,7 @@ REPLAY_SECONDS = 2.0
 
 # the models whose lists owe nothing to the shopper's history: no "because" (their items were
 # explained by an item-neighbour model that did not choose them)
-UNEXPLAINED = frozenset({"popularity"})
+UNEXPLAINED = frozenset({"popularity"})  # (serving._ranking.NON_PERSONAL, not imported here: light start-up)
 
 
 class SearchOptions(TypedDict, total=False):
@@ -499,6 +499,7 @@ class Shop:
             except KeyError as exc:
                 raise ShelfwiseError(str(exc.args[0])) from exc
             out = []
+            said: str | None = None
             for n, raw in enumerate(ids):
                 who = _user_id(raw, "user id" if one else f"users[{n}]")
                 if who in snap.user_index:  # an id from a curated table or an export
@@ -507,6 +508,8 @@ class Shop:
                         "recommend takes the shop's own user id"
                     )
                 ans = service.recommend(who, k, context=context, model=model)
+                # (per answer: a variant's rules and bundle may know a context production does not)
+                said = said or service.context_warning(context, ans.variant)
                 line: dict[str, Any] = {
                     "user_id": who,  # (as the CLI writes it: the id answered for, trimmed)
                     "items": ans.items,
@@ -529,7 +532,7 @@ class Shop:
                 out.append(line)
             # (whoever the users are: a known shopper's context-limited rules read it too, and
             # /v1/recommendations says it in `warnings` for every answer)
-            if said := service.context_warning(context):
+            if said:
                 import warnings
 
                 warnings.warn(UnknownContextWarning(said), stacklevel=2)

@@ -45,7 +45,7 @@ def test_near_twin_entries_that_answer_differently_are_listed():
         assert min(e["cosine_use"], e["cosine_minilm"]) >= 0.9
 
 
-def test_an_faq_of_distinct_questions_has_no_near_twins():
+def test_a_paraphrase_with_another_answer_is_one_pair_and_distinct_questions_none():
     twins = FaqMatcher(IDS[4:7], QUESTIONS[4:7], ["Cards.", "PayPal too.", "Press Return."]).near_twins(
         shown=1
     )

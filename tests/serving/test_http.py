@@ -65,6 +65,9 @@ def test_a_train_at_a_terminal_shows_each_stage_its_progress_and_what_remains(se
         found = row.search(text, at)
         assert found, (name, text[at : at + 3000])
         at = found.end()
+        if total:  # its progress: the step as it ended, every planned trial counted
+            done = re.compile(rf"{re.escape(name)} ━+ {total}/{total} ")
+            assert done.search(text, at), (name, text[at : at + 3000])
     assert "bundle: " in text and "(default model: " in text
     assert noise(text) == [], noise(text)
 

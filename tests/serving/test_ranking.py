@@ -229,3 +229,7 @@ def test_a_list_counts_the_places_that_are_the_models_and_those_the_popular_list
     assert cold is not None and (cold.source, cold.personal, cold.filled) == ("cold_start", 0, 3)
     full = rank_user(View(), "m", Scripted(), 1, 3, 5, NO_RULES)  # a model that ranks everything
     assert full is not None and (full.personal, full.filled) == (3, 0)
+    # the popularity model ranks every shopper by the best sellers: its list is the popular
+    # list for a known shopper too (it said personal, where a stranger's same list said filled)
+    pop = rank_user(View(), "popularity", Scripted(), 1, 3, 5, NO_RULES)
+    assert pop is not None and (pop.source, pop.personal, pop.filled) == ("popularity", 0, 3)

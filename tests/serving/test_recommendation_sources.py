@@ -57,7 +57,7 @@ def test_a_list_the_popular_list_filled_says_so_and_is_not_personalized(fill_sho
     proc = sw("recommend", "--workdir", str(fill_shop), "--users", str(tmp_path / "users.txt"), "--k", "5", "--out", str(out))  # fmt: skip
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert {d["user_id"]: {f: d[f] for f in FIELDS} for d in lines} == http
-    assert "1 the model had no evidence for: served the popular list" in proc.stdout, proc.stdout
+    assert "1 known to the bundle served the popular list (nothing of the model's" in proc.stdout, proc.stdout
 
 
 def test_a_context_that_steers_nothing_is_said_in_warnings(fill_shop, client, tmp_path):
@@ -80,3 +80,42 @@ def test_a_context_that_steers_nothing_is_said_in_warnings(fill_shop, client, tm
     with TestClient(create_app(fill_shop)) as again:
         assert recs(again, "partial", context="Homepage > Spring")["warnings"] == []
         assert recs(again, "partial", context="Gardn")["warnings"] != []
+
+
+def test_a_context_only_a_variants_rule_reads_is_not_said_to_steer_nothing(fill_shop, tmp_path):
+    """An experiment variant's rules are merged in for its shoppers: a context only a variant's
+    rule is limited to steers that variant's lists, so neither `warnings` nor `Shop.recommend`
+    says it steered nothing (the check read the shop's own rules and production alone)."""
+    import shutil
+    import warnings
+
+    from shelfwise.errors import UnknownContextWarning
+
+    w = tmp_path / "w"
+    shutil.copytree(fill_shop, w)
+    (w / "config").mkdir(exist_ok=True)
+    hide = {"items": [{"action": "hide", "product_id": "p01", "context": "Homepage"}]}
+    (w / "config" / "experiments.json").write_text(
+        json.dumps(
+            {
+                "experiments": [
+                    {
+                        "name": "homepage",
+                        "salt": "s1",
+                        "surface": "recommendations",
+                        "variants": [
+                            {"name": "control", "weight": 0},
+                            {"name": "hide-home", "weight": 1, "rules": hide},
+                        ],
+                    }
+                ]
+            }
+        )
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnknownContextWarning)
+        got = Shop(w).recommend("someone-new", 5, context="Homepage > Spring")
+    assert got["experiment"]["variant"] == "hide-home" and "p01" not in got["items"]
+    with TestClient(create_app(w)) as c:
+        assert recs(c, "someone-new", context="Homepage > Spring")["warnings"] == []
+        assert recs(c, "someone-new", context="Gardn")["warnings"] != []

@@ -1770,3 +1770,17 @@ def test_an_unreadable_logout_list_fails_closed_and_is_never_left_half_written(
         fresh.post("/console/logout", data={"csrf": token(page.text)}, follow_redirects=False)
     assert logouts.read_text() == before
     assert [p.name for p in logouts.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+    # unreadable again: a login whose cut-off cannot be written leaves the unreadable list in
+    # place (moved aside first, no list at all was left: read as "nobody logged out")
+    live = token(fresh.get("/console/data/quarantine").text)  # a page of a session still open
+    logouts.write_text('{"3f2a": 17')
+    with pytest.raises(OSError, match="no space left"):
+        logged_in()
+    assert logouts.read_text() == '{"3f2a": 17'
+    assert not opens(copied) and not opens(kept)
+    monkeypatch.undo()
+    # "Log out" from a session the unreadable list refuses only clears the cookie (it was a 500)
+    r = fresh.post("/console/logout", data={"csrf": live}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].endswith("/console/login")
+    assert "shelfwise_console" not in fresh.cookies

@@ -115,13 +115,19 @@ def recommend(
         os.fchmod(fd, 0o600)  # (a file that existed keeps its mode through O_CREAT)
         for line in answers:
             cold += line["source"] == "cold_start"
-            # a known shopper the model had no evidence for: the popular fill made the list
+            # a known shopper whose list the popular list made whole: the model had no evidence
+            # for them, the rules removed its items, or the model is popularity itself
             filled += line["source"] != "cold_start" and not line["personalized"] and bool(line["items"])
             fh.write(json.dumps(line, ensure_ascii=False) + "\n")
     typer.echo(
         f"wrote {len(answers):,} users to {out} ({cold:,} unknown to the bundle or not to be "
         "personalized: served the cold-start list"
-        + (f"; {filled:,} the model had no evidence for: served the popular list" if filled else "")
+        + (
+            f"; {filled:,} known to the bundle served the popular list (nothing of the model's for them: "
+            "no evidence, or the rules removed its items)"
+            if filled
+            else ""
+        )
         + ")"
     )
     _say_skipped(listed, skipped)

@@ -72,6 +72,9 @@ class StepDisplay:
             yield
         finally:
             if self._progress is not None:
+                # the step as it ended (done of its total) drawn once before it goes: a short step
+                # otherwise never showed a count past 0 between two of rich's timed refreshes
+                self._progress.refresh()
                 self._progress.remove_task(self._task)
                 self._task = None
 

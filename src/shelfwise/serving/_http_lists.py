@@ -104,7 +104,7 @@ def lists_router(ctx: AppContext) -> APIRouter:
             "items": ans.items,
             **recommendation_fields(ans),  # personalized, fallback, filled
             # a context that steers nothing (misspelled) is said, not answered in silence
-            "warnings": [w] if (w := s.context_warning(context)) else [],
+            "warnings": [w] if (w := s.context_warning(context, ans.variant)) else [],
         }
         with_experiment(out, ans)
         return JSON(out)

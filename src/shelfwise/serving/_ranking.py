@@ -21,7 +21,7 @@ from ._rules import ItemInfo, Rules
 # (item-kNN, transitions: every place -1); -1 there means "not precomputed"
 NO_EVIDENCE = -2
 
-__all__ = ["Ranked", "RankingView", "rank_user", "user_history"]
+__all__ = ["NON_PERSONAL", "Ranked", "RankingView", "rank_user", "user_history"]
 
 
 class RankingView(Protocol):
@@ -59,6 +59,11 @@ class Ranked:
     # pins is neither.
     personal: int = 0
     filled: int = 0
+
+
+# models whose list is the shop's best sellers for everyone (less what the shopper has seen): a
+# known shopper's list from them is the popular list, not a personal one, as a stranger's is
+NON_PERSONAL = frozenset({"popularity"})
 
 
 def user_history(view: RankingView, user: int | None, recent: Sequence[str] = ()) -> Interactions:
@@ -148,9 +153,11 @@ def rank_user(
         )
     items = items[:k]
     # (a place is the model's when it is one of its candidates; the popular fill's when the
-    # candidates were the popular list - a cold-start list - or it came from the fill)
-    mine: set[str] = set() if source == "cold_start" else set(cands)
-    popular: set[str] = {*(cands if source == "cold_start" else ()), *more}
+    # candidates were the popular list - a cold-start list, or a model that ranks everyone by
+    # popularity - or it came from the fill)
+    best_sellers = source == "cold_start" or name in NON_PERSONAL
+    mine: set[str] = set() if best_sellers else set(cands)
+    popular: set[str] = {*(cands if best_sellers else ()), *more}
     personal = sum(1 for p in items if p in mine)
     filled = sum(1 for p in items if p not in mine and p in popular)
     return Ranked(items, [scores.get(p) for p in items], source, personal, filled)

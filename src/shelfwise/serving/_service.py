@@ -765,17 +765,19 @@ class Service:
             user=pseudo,
         )
 
-    def context_warning(self, context: str | None) -> str | None:
+    def context_warning(self, context: str | None, variant: Variant | None = None) -> str | None:
         """What a recommendation `context` that steers nothing is said as (None when it steers
         something, or none was given): it starts no category path of the bundle (the cold-start
         list reads those) and no rule of the shop is limited to a context it starts with. Said in
         /v1/recommendations' `warnings`, by `Shop.recommend` (`UnknownContextWarning`) and
         `shelfwise recommend` (a `warning:` line): a misspelled context was answered as if none
-        had been sent. Contexts stay open-ended (any category prefix), so this is no refusal."""
+        had been sent. Contexts stay open-ended (any category prefix), so this is no refusal.
+        `variant`: the experiment variant that answered (its bundle's categories and its rules
+        count: a context only a variant's rule is limited to steers that variant's lists)."""
         if context is None or not context.strip():
             return None
-        snap = self.snapshot
-        rules = self._rules_for(None)
+        snap = self._snapshot_for(variant)
+        rules = self._rules_for(variant)
         key = (snap.version, rules.sha256, context)
         if key in self._context_said:
             return self._context_said[key]

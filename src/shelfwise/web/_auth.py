@@ -10,8 +10,11 @@ Logging out ends that session on the server too: its token's hash is kept in
 `<workdir>/secrets/console-logouts.json` until the cookie would have expired (a copied cookie
 opened the console for 12 hours after its owner logged out). That list fails closed: while it
 cannot be read (corrupt, unreadable) every person's session is refused, with one error in the
-log naming the file, and the next login (or logout) replaces it by a cut-off that refuses every
-cookie issued before it (the revocations it held are unknown); it is written whole or not at all.
+log naming the file, and the next login replaces it by a cut-off that refuses every cookie
+issued before it (the revocations it held are unknown; a copy of it is kept aside); it is written
+whole or not at all (a write that fails leaves the list as it was, unreadable ones included). A
+"Log out" from a session already refused (expired, revoked, or the list unreadable) only clears
+the cookie.
 
 Permissions are `governance.PERMISSIONS`, the table the CLI and the HTTP API check; a refusal is
 the same `access.denied` audit entry (with `via: "console"` and the page's path). In
@@ -28,6 +31,7 @@ import json
 import logging
 import math
 import secrets
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -213,8 +217,11 @@ def _write_logouts(workdir: Path, change: Callable[[dict[str, float] | None], di
         except _Unreadable as exc:
             _say_unreadable(workdir, str(exc))
             current = None
+            # a copy kept aside, the list itself left in place until its replacement is: a write
+            # that fails below leaves the unreadable list, which still refuses every session (moved
+            # aside first, a failed write left no list at all, read as "nobody logged out")
             try:
-                path.replace(path.with_name(f"{path.name}.unreadable-{int(time.time())}"))
+                shutil.copyfile(path, path.with_name(f"{path.name}.unreadable-{int(time.time())}"))
             except OSError:
                 pass  # (replaced below all the same)
         entries = change(current)

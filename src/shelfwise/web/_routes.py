@@ -376,8 +376,19 @@ def console_router(
     @router.post("/logout")
     async def logout(request: Request) -> Any:
         ctx = Ctx(request)
-        await posted(request, ctx)
-        _auth.end_session(workdir, None if ctx.fresh else ctx.session)  # (a copied cookie opened it still)
+        try:
+            await posted(request, ctx)
+        except _auth.Denied as exc:
+            # a session the server refuses already (expired, logged out, or the logout list
+            # unreadable: fail closed) has nothing to end; its form's token cannot match the
+            # fresh session. Clearing the cookie is all there is to do (it answered 500); a live
+            # session's form without its token is refused as any other form
+            if not ctx.fresh:
+                return ctx.render("login.html", exc.status, next="/console/", error=exc.message, page="")
+        else:
+            _auth.end_session(
+                workdir, None if ctx.fresh else ctx.session
+            )  # (a copied cookie opened it still)
         resp = RedirectResponse(f"{PREFIX}/login", 303)
         resp.delete_cookie(_auth.COOKIE, path=PREFIX)
         return resp
