@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from shelfwise.governance import Ingestor
 from shelfwise.governance._catalog import catalog, governance_summary
 from shelfwise.reporting import summary_lines
@@ -161,7 +159,8 @@ def _new_product_detail(work: Path, engine=None) -> None:
 
 
 def test_a_price_feed_row_of_a_product_not_curated_says_the_file_has_no_title(tmp_path):
-    """It said "[missing_required] title: empty", of a file with no title column."""
+    """It said "[missing_required] title: empty", of a file with no title column. (The same on
+    Spark: tests/storage/test_spark_parity.py, on the Spark group's shared session.)"""
     _new_product_detail(tmp_path / "w")
 
 
@@ -187,14 +186,3 @@ def test_a_new_key_of_another_keyed_table_is_said_so_too(tmp_path):
         "judgments": "relevance: not in this file, and (Q1, P2) is not a curated judgment "
         "(a new judgment needs its relevance)",
     }, got
-
-
-@pytest.mark.slow
-def test_a_price_feed_row_of_a_product_not_curated_says_so_on_spark_too(tmp_path):
-    """The Spark path checks the same load view (`_load_raw._define_load`): the same detail."""
-    from tests.storage.conftest import skip_without_spark
-
-    skip_without_spark()
-    from shelfwise.storage import SparkEngine
-
-    _new_product_detail(tmp_path / "w", engine=lambda work: SparkEngine(work, master="local[2]"))

@@ -465,3 +465,12 @@ def test_events_past_the_retention_policy_are_withheld_on_spark_too(spark, tmp_p
     )
 
     check(tmp_path, engine=lambda work: SparkEngine(work, master="local[2]"))
+
+
+def test_a_price_feed_row_of_a_product_not_curated_says_so_on_spark_too(spark, tmp_path):
+    """The Spark path checks the same load view (`_load_raw._define_load`): the same detail as
+    DuckDB's (tests/governance/test_quality_verdict.py). Here, not there: on the session the
+    Spark group shares, not a JVM of its own started on whichever worker ran that module."""
+    from tests.governance.test_quality_verdict import _new_product_detail
+
+    _new_product_detail(tmp_path / "w", engine=lambda work: SparkEngine(work, master="local[2]"))
