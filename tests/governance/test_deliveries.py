@@ -374,7 +374,7 @@ def test_train_with_append_trains_on_the_union_of_the_deliveries(tmp_path):
     from shelfwise.serving import Bundle, current_bundle
 
     full = tmp_path / "full"
-    generate_demo(full, products=150, users=60, events=3000, seed=4)
+    generate_demo(full, products=150, users=60, events=3000, seed=4, faq=False)
     lines = (full / "events.csv").read_text().splitlines(keepends=True)
     header, body = lines[0], lines[1:]
     day1, day2 = tmp_path / "day1", tmp_path / "day2"
@@ -382,7 +382,7 @@ def test_train_with_append_trains_on_the_union_of_the_deliveries(tmp_path):
     day2.mkdir()
     for f in full.iterdir():
         # (no queries or judgments: the search ranker is not what this test is about, and
-        # fitting it would cost each train ~6 s)
+        # fitting it would cost each train ~6 s; no FAQ either (`faq=False`): nor is its encoding)
         if f.name not in ("events.csv", "queries.csv", "judgments.csv") and f.is_file():
             (day1 / f.name).write_bytes(f.read_bytes())
     half = len(body) // 2
