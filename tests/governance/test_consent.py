@@ -24,6 +24,7 @@ from shelfwise.governance._consent import (
     sync_users_table,
 )
 from tests.cli.test_cli import sw
+from tests.conftest import built_once
 
 FAST_TRAIN = ["--models", "popularity,itemknn", "--no-fusion", "--tune-seconds", "0", "--sasrec-seconds", "0"]
 FAST_TRAIN += ["--finetune-seconds", "0", "--cross-encoder-seconds", "0", "--refit-seconds", "0", "--json"]
@@ -50,6 +51,17 @@ def plant_shop(d: Path, users_csv: str | None = None) -> Path:
     rows += ["shopper-1,p1,teleport,2024-03-02T10:00:00,", "shopper-10,p1,teleport,2024-03-02T10:00:00,"]
     (d / "events.csv").write_text("\n".join(rows) + "\n")
     return d
+
+
+def _train_planted_shop(base: Path) -> None:
+    sw("train", "--data", str(plant_shop(base / "d")), "--workdir", str(base / "w"), *FAST_TRAIN)
+
+
+def trained_planted_shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private copy of the workdir `shelfwise train --data D FAST_TRAIN` makes of `plant_shop(D)`
+    (its first training): trained once per run (`built_once`) for this module and
+    tests/serving/test_consent_http.py, which each trained the very same shop themselves."""
+    return built_once(tmp_path_factory, "consent-planted", _train_planted_shop) / "w"
 
 
 def pseudo(work: Path, raw: str) -> str:
@@ -129,14 +141,12 @@ def test_an_opt_in_shop_counts_the_unrecorded_as_without_consent(tmp_path):
 
 
 @pytest.mark.slow  # ingest + train + insights through the CLI: ~30 s on a shared machine
-def test_training_and_profiles_leave_out_users_without_personalization_consent(tmp_path):
+def test_training_and_profiles_leave_out_users_without_personalization_consent(tmp_path_factory):
     from shelfwise.features import Interactions
     from shelfwise.insights._data import load_curated
     from shelfwise.serving import current_bundle
 
-    data = plant_shop(tmp_path / "d")
-    work = tmp_path / "w"
-    sw("train", "--data", str(data), "--workdir", str(work), *FAST_TRAIN)
+    work = trained_planted_shop(tmp_path_factory)  # `train --data` of the planted shop
     s1, s10 = pseudo(work, "shopper-1"), pseudo(work, "shopper-10")
     history = Interactions.load(current_bundle(work) / "interactions.npz")
     users = set(history.user_ids.astype(str))

@@ -14,7 +14,7 @@ import pytest
 
 from shelfwise.governance import AuditLog, Pseudonymizer, SecretStore
 from tests.cli.test_cli import sw
-from tests.governance.test_consent import FAST_TRAIN, plant_shop
+from tests.governance.test_consent import FAST_TRAIN, plant_shop, trained_planted_shop
 from tests.serving.conftest import Server
 from tests.serving.test_http import wait_for
 
@@ -23,11 +23,9 @@ pytestmark = pytest.mark.slow  # trains a tiny shop and starts servers: ~1 min o
 
 @pytest.fixture(scope="module")
 def consent_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    base = tmp_path_factory.mktemp("consent")
-    data = plant_shop(base / "d")
-    work = base / "w"
-    sw("train", "--data", str(data), "--workdir", str(work), *FAST_TRAIN)
-    yield work
+    """The planted shop as `train --data D` (FAST_TRAIN) made it: a copy of tests/governance's
+    (trained once per run)."""
+    yield trained_planted_shop(tmp_path_factory)
 
 
 def recs(server: Server, user: str, **params: object) -> dict:
