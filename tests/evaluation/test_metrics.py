@@ -334,3 +334,33 @@ def test_places_a_model_has_no_evidence_for_are_evaluated_as_the_popular_fill_se
     seen = split.test.history.seen()
     for r, u in enumerate(split.test.users):
         assert not set(got[r].tolist()) & set(seen.indices[seen.indptr[u] : seen.indptr[u + 1]].tolist())
+
+
+def test_a_session_shops_fold_says_which_test_users_are_sessions_without_a_login():
+    """Diginetica's sessions without a login (pseudonyms `a_...`) were counted as "users" beside
+    the customers: leave-last-out held out the next item of one visit for them and the next
+    across visits for customers, under one number without a word. The protocol counts them and
+    the results part the two (segments `anonymous_sessions` and `customers`); a shop of
+    customers only has neither."""
+    from shelfwise.evaluation import evaluate_all, sessions_said
+    from shelfwise.features import Interactions, leave_last_out
+    from shelfwise.models import Popularity
+
+    users = ["a_s1"] * 3 + ["a_s2"] * 3 + ["u_c1"] * 4
+    items = ["x", "y", "z", "x", "y", "w", "y", "x", "z", "w"]
+    split = leave_last_out(Interactions.from_arrays(users, items, list(range(10))))
+    protocol, results = evaluate_all(
+        {"popularity": Popularity().fit(split.train)}, split, bootstrap_rounds=10
+    )
+    assert (protocol.users, protocol.anonymous_sessions) == (3, 2)
+    seg = results[0].segments
+    assert (seg["anonymous_sessions"]["users"], seg["customers"]["users"]) == (2, 1)
+    said = sessions_said(protocol.as_dict())
+    assert said.startswith("2 of 3 test users (66.7%) are sessions without a login"), said
+    customers = leave_last_out(
+        Interactions.from_arrays([u.replace("a_", "u_") for u in users], items, list(range(10)))
+    )
+    p2, r2 = evaluate_all({"popularity": Popularity().fit(customers.train)}, customers, bootstrap_rounds=10)
+    assert (
+        p2.anonymous_sessions == 0 and "customers" not in r2[0].segments and sessions_said(p2.as_dict()) == ""
+    )

@@ -77,3 +77,12 @@ def test_the_protocol_states_how_many_targets_no_model_can_hit(tmp_path: Path):
     # a report written before the count was kept says nothing about it
     old = write_evaluation_report(tmp_path / "old.html", _report(results)).read_text()
     assert "already in their history" not in old
+
+
+def test_the_protocol_says_how_many_test_users_are_sessions_without_a_login(tmp_path: Path):
+    results = [_result("itemknn", 0.2)]
+    html = write_evaluation_report(tmp_path / "e.html", _report(results, anonymous_sessions=25)).read_text()
+    protocol = html[html.index('id="protocol"') : html.index("</div>", html.index('id="protocol"'))]
+    assert "25 of the users are sessions without a login" in protocol
+    old = write_evaluation_report(tmp_path / "old.html", _report(results)).read_text()
+    assert "without a login" not in old

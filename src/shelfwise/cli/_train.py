@@ -220,7 +220,7 @@ def evaluate(
     as_json: AsJson = False,
 ) -> None:
     """Evaluate the current bundle's models under its protocol (full ranking by default)."""
-    from ..evaluation import few_users_said, repeat_targets_said
+    from ..evaluation import few_users_said, repeat_targets_said, sessions_said
     from ..lifecycle._train import ModelsNotInBundle
 
     chosen = _model_list(models) if models else None
@@ -243,6 +243,8 @@ def evaluate(
     typer.echo(f"protocol: {p['split_description']}; candidates: {p['candidates']}; seen items excluded")
     # (a ceiling only the report showed: 22.6% of Diginetica's test sessions end on a seen item)
     if said := repeat_targets_said(p):
+        typer.echo(f"  {said}")
+    if said := sessions_said(p):
         typer.echo(f"  {said}")
     if few := few_users_said(p):
         typer.echo(f"  warning: {few}")

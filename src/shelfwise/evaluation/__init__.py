@@ -10,6 +10,7 @@ from ._harness import (
     few_users_said,
     ndcg_at_10,
     repeat_targets_said,
+    sessions_said,
 )
 from ._metrics import (
     bootstrap_ci,
@@ -37,5 +38,6 @@ __all__ = [
     "per_user_metrics",
     "few_users_said",
     "repeat_targets_said",
+    "sessions_said",
     "wilson_interval",
 ]

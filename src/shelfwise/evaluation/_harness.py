@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..features import Fold, Split
+from ..governance._privacy import ANONYMOUS_PSEUDONYM_PREFIX
 from ..models import Recommender
 from ._metrics import bootstrap_cis, coverage, novelty, per_user_metrics
 
@@ -40,6 +41,9 @@ class Protocol:
     unlisted_items: int = 0
     # users whose target is already in their history: seen items are excluded, so never a hit
     repeat_targets: int = 0
+    # test users that are sessions without a login (pseudonym `a_...`): their held-out step is
+    # the next item of one visit, a customer's the next across visits
+    anonymous_sessions: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -58,6 +62,26 @@ def repeat_targets_said(protocol: dict[str, Any]) -> str:
         f"{repeat:,} of {users:,} test users ({100 * share:.1f}%) have a target already in their history: "
         f"with seen items excluded no model can hit it{ceiling}"
     )
+
+
+def sessions_said(protocol: dict[str, Any]) -> str:
+    """How many test users are anonymous sessions, in words ("" when none): a session shop's
+    number mixes the next item within a visit (sessions) with the next across visits
+    (customers); the results' segments `anonymous_sessions` and `customers` part them."""
+    users, anon = int(protocol.get("users") or 0), int(protocol.get("anonymous_sessions") or 0)
+    if not (users and anon):
+        return ""
+    return (
+        f"{anon:,} of {users:,} test users ({100 * anon / users:.1f}%) are sessions without a login: "
+        "their held-out step is the next item of one visit, a customer's the next across visits "
+        "(segments anonymous_sessions and customers)"
+    )
+
+
+def _anonymous(fold: Fold) -> np.ndarray:
+    """Per test user, whether it is a session without a login (its pseudonym's prefix)."""
+    ids = fold.history.user_ids
+    return np.array([str(ids[u]).startswith(ANONYMOUS_PSEUDONYM_PREFIX) for u in fold.users], bool)
 
 
 # a test fold of fewer users measures nothing a reader should act on
@@ -248,6 +272,10 @@ def evaluate_model(
         "new_users(<=5 steps)": hist_len <= 5,
         "active_users(>5 steps)": hist_len > 5,
     }
+    anon = _anonymous(fold)
+    if anon.any():  # a session shop: the two kinds of held-out step, apart
+        seg_masks["anonymous_sessions"] = anon
+        seg_masks["customers"] = ~anon
     head_cut = np.quantile(item_counts[item_counts > 0], 0.8) if (item_counts > 0).any() else 0
     tgt_first = np.array(
         [
@@ -303,6 +331,7 @@ def evaluate_all(
         bootstrap_rounds=bootstrap_rounds,
         unlisted_items=n_unlisted,
         repeat_targets=repeat_targets(f),
+        anonymous_sessions=int(_anonymous(f).sum()),
     )
     ranked = {} if sampled else _rank_jointly(models, f, max(cutoffs), unlisted)
     results = [

@@ -32,6 +32,7 @@ th:first-child,td:first-child{text-align:left} th{background:#f9fafb} tr.default
 seen items excluded: {{ p.exclude_seen }}; {{ "{:,}".format(p.users) }} users, {{ "{:,}".format(p["items"]) }} items;
 {% if p.repeat_targets is defined and p.users %}{{ "{:,}".format(p.repeat_targets) }} of the users ({{ "%.1f"|format(100 * p.repeat_targets / p.users) }}%) have a target already in their history:
 seen items being excluded, no model can hit it{% if p.split == "leave_last_out" %} (HR@k at most {{ "%.4f"|format(1 - p.repeat_targets / p.users) }}){% endif %};
+{% endif %}{% if p.anonymous_sessions %}{{ "{:,}".format(p.anonymous_sessions) }} of the users are sessions without a login: their held-out step is the next item of one visit, a customer's the next across visits (segments <code>anonymous_sessions</code> and <code>customers</code>);
 {% endif %}metrics at k = {{ p.cutoffs|join(", ") }}; 95% intervals from {{ p.bootstrap_rounds }} bootstrap resamples of users.</div>
 {% if r.get("skipped") %}<h2>Skipped</h2>
 <table id="skipped"><thead><tr><th>model or stage</th><th>why</th></tr></thead><tbody>

@@ -21,7 +21,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import ShelfwiseError
-from ..evaluation import HEADLINE, evaluate_all, few_users_said, ndcg_at_10, repeat_targets_said
+from ..evaluation import (
+    HEADLINE,
+    evaluate_all,
+    few_users_said,
+    ndcg_at_10,
+    repeat_targets_said,
+    sessions_said,
+)
 from ..features import Catalog, Interactions, Split, global_time, leave_last_out, load_interactions
 from ..models import RECOMMENDERS, Content, Fusion, NoRankerData, Recommender
 from ..serving._bundle import BUNDLES_DIR, EVALUATED_DIR, load_evaluated_models, write_bundle
@@ -523,6 +530,8 @@ def _train(
     if results and protocol.users:
         # what `evaluate` and the report say beside the numbers, said here too
         if said := repeat_targets_said(protocol.as_dict()):
+            log(f"evaluation: {said}")
+        if said := sessions_said(protocol.as_dict()):
             log(f"evaluation: {said}")
         if few := few_users_said(protocol.as_dict()):
             log(f"warning: {few}")
