@@ -111,7 +111,19 @@ def map_columns(
         for spec in contract.columns
         if spec.name not in mapping and spec.name not in unsent
     }
-    matched = match_headers(list(seen), rest, taken)
+    # ... but a header the map reads as another column is still its own namesake's: `--map
+    # products.title=product_id` (a catalog without titles) said `product_id` was missing
+    # while the header had it; one header then feeds both columns (said in the notes)
+    namesakes = {h for h in taken if h in rest}
+    matched = match_headers(list(seen), rest, taken - namesakes)
+    for c, h in list(matched.items()):
+        if h in namesakes and h != c:  # (only its namesake, never another column's alias)
+            del matched[c]
+        elif h in namesakes:
+            also = ", ".join(f"{contract.name}.{m}" for m, mh in mapping.items() if mh == h)
+            notes.append(
+                f"{path.name}: the column {h!r} is read as {contract.name}.{c} and, as the map says, as {also}"
+            )
     mapping.update(matched)
     taken |= set(matched.values())
     implied: dict[str, str] = {}
