@@ -155,10 +155,38 @@ def check_choices(models: Sequence[str] | None, split: str, *, models_said: str,
             )
 
 
+def timestamps_are_positions(inter: Interactions) -> bool:
+    """Whether the events' times are their places in each user's sequence: every user's k-th
+    step at one same time, a time of its own per k (a sequences file, which carries order only,
+    converted with one synthetic hour a step). Real times put two users' k-th steps at two
+    times; two users with two steps each are needed to tell."""
+    off = inter.offsets
+    lengths = np.diff(off)
+    if int((lengths >= 2).sum()) < 2:
+        return False
+    pos = np.arange(len(inter)) - np.repeat(off[:-1], lengths)
+    ts = np.asarray(inter.timestamp)
+    order = np.lexsort((ts, pos))
+    p, t = pos[order], ts[order]
+    same = p[1:] == p[:-1]
+    return bool(np.all(t[1:][same] == t[:-1][same])) and len(np.unique(t)) == len(np.unique(p))
+
+
 def make_split(inter: Interactions, protocol: str) -> Split:
     if protocol == "leave_last_out":
         return leave_last_out(inter)
     if protocol == "global_time":
+        if timestamps_are_positions(inter):
+            from ..errors import ShelfwiseError
+
+            # (its "point in time" cut was a cut by sequence length, stated with invented dates:
+            # the test users were exactly those with 34 or more items)
+            raise ShelfwiseError(
+                "--split global_time needs real event times, and these are positions: every user's "
+                "k-th step has one same time (a sequences file carries order only; its conversion "
+                "gives step k the time 2015-01-01 + k hours), so a global time cut would be a cut by "
+                "sequence length; use --split leave_last_out"
+            )
         return global_time(inter)
     raise ValueError(f"unknown split protocol {protocol!r} (leave_last_out, global_time)")
 
