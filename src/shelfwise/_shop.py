@@ -932,7 +932,9 @@ class Shop:
 
     def experiment_report(self, experiment: str | None = None) -> dict[str, Any]:
         """Per experiment and variant: users, exposures, CTR, add-to-cart rate, conversion,
-        revenue per user (95% intervals). Absorbs the newest attributed events first."""
+        revenue per user (95% intervals); `comparisons`: each other variant against the `control`,
+        per metric the difference, relative lift, 95% interval of the difference and a verdict
+        (none below `min_users_per_arm` users an arm). Absorbs the newest attributed events first."""
         with self._acting("evaluate") as actor:
             from .serving._experiments import experiment_report
             from .serving._feedback import pending_events

@@ -366,3 +366,115 @@ def test_the_experiments_report_says_no_revenue_interval_before_a_purchase(monke
     treatment = next(line for line in out.splitlines() if line.strip().startswith("treatment"))
     assert "rev/user 0.00 [no interval: needs a purchase and two users]" in control
     assert "rev/user 10.00 [0.00, 20.00]" in treatment
+
+
+def _ab(n_control: int, n_treat: int, clicks: tuple[int, int], buys: tuple[int, int], value: float = 20.0):
+    """Exposures (one list per user) and events of a two-arm test: the first `clicks[i]` users of
+    arm i click their list, the first `buys[i]` also buy it for `value`."""
+    ex, by_list = [], {}
+    for arm, n, c, b in (
+        ("control", n_control, clicks[0], buys[0]),
+        ("treatment", n_treat, clicks[1], buys[1]),
+    ):
+        for i in range(n):
+            ex.append(("e", arm, f"{arm}{i}", f"{arm}-u{i}", "b1", 10_000.0))
+            evs = [[f"{arm}-u{i}", 10_050.0, "click", 0.0]] if i < c else []
+            evs += [[f"{arm}-u{i}", 10_060.0, "purchase", value]] if i < b else []
+            if evs:
+                by_list[f"{arm}{i}"] = evs
+    return ex, by_list
+
+
+def test_the_readout_compares_each_variant_with_the_control_with_an_interval_of_the_difference() -> None:
+    """The readout gave per-variant rates and intervals only: no difference against the control,
+    no interval of it, no verdict (the audit's run: control clicks 30% / buys 10%, treatment 10% /
+    5%, about 1,500 users each). Known answers: the differences, the relative lifts, Newcombe's
+    interval for the conversion difference (the same as statsmodels'), and "lower"."""
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
+    ex, by_list = _ab(1500, 1500, (450, 150), (150, 75))
+    weights = {"e": {"control": 50.0, "treatment": 50.0}}
+    e = _experiments.experiment_summary(ex, by_list, weights=weights)["experiments"]["e"]
+    assert e["control"] == "control" and e["min_users_per_arm"] == _experiments.MIN_ARM_USERS
+    assert set(e["comparisons"]) == {"treatment"}  # (the control is not compared with itself)
+    c = e["comparisons"]["treatment"]
+    assert set(c) == {"ctr", "add_to_cart_rate", "conversion", "revenue_per_user"}
+    assert c["ctr"]["difference"] == pytest.approx(-0.2) and c["ctr"]["relative_lift"] == pytest.approx(
+        -2 / 3
+    )
+    assert c["conversion"]["difference"] == pytest.approx(-0.05)
+    assert c["conversion"]["relative_lift"] == pytest.approx(-0.5)
+    want = confint_proportions_2indep(75, 1500, 150, 1500, method="newcomb", compare="diff")
+    assert c["conversion"]["difference_ci95"] == pytest.approx(want, abs=2e-4)
+    assert c["revenue_per_user"]["difference"] == pytest.approx(-1.0)
+    lo, hi = c["revenue_per_user"]["difference_ci95"]
+    assert -1.6 < lo < -1.0 < hi < -0.4
+    for metric in ("ctr", "conversion", "revenue_per_user"):
+        assert c[metric]["verdict"] == "lower", (metric, c[metric])
+        assert c[metric]["difference_ci95"][1] < 0
+    # nobody carted in either arm: no lift (the control's rate is 0), and no verdict either way
+    assert c["add_to_cart_rate"]["relative_lift"] is None
+    assert c["add_to_cart_rate"]["verdict"] == "inconclusive"
+    # seeded: the same report twice
+    again = _experiments.experiment_summary(ex, by_list, weights=weights)["experiments"]["e"]
+    assert again["comparisons"] == e["comparisons"]
+    # equal arms: the interval covers 0, and no side is called better
+    ex, by_list = _ab(400, 400, (80, 82), (40, 41))
+    c = _experiments.experiment_summary(ex, by_list)["experiments"]["e"]["comparisons"]["treatment"]
+    for metric, got in c.items():
+        lo, hi = got["difference_ci95"]
+        assert lo < 0 < hi and got["verdict"] == "inconclusive", metric
+        assert "covers 0" in got["verdict_said"]
+
+
+def test_the_readout_calls_no_winner_on_too_little_data_or_a_broken_split() -> None:
+    """With 8 users the report read as "the treatment converts better" (1 purchase of 3 users
+    against 1 of 5): each comparison now says there is too little data (MIN_ARM_USERS per arm),
+    whatever its interval; a broken split (sample-ratio mismatch) gets no verdict either."""
+    ex, by_list = _ab(5, 3, (2, 0), (1, 1))
+    e = _experiments.experiment_summary(ex, by_list)["experiments"]["e"]
+    c = e["comparisons"]["treatment"]
+    assert c["conversion"]["difference"] == pytest.approx(1 / 3 - 1 / 5)
+    assert {m["verdict"] for m in c.values()} == {"too_little_data"}
+    assert all("too little data" in m["verdict_said"] and "200" in m["verdict_said"] for m in c.values())
+    # a large, clear difference on a split the sample-ratio check calls broken: no verdict
+    ex, by_list = _ab(1500, 1000, (450, 100), (150, 50))
+    e = _experiments.experiment_summary(ex, by_list, weights={"e": {"control": 50.0, "treatment": 50.0}})
+    c = e["experiments"]["e"]["comparisons"]["treatment"]
+    assert {m["verdict"] for m in c.values()} == {"split_broken"}
+    # no variant named control: the first configured one is the control
+    ex = [
+        (x, "new" if v == "treatment" else "old", *rest) for x, v, *rest in _ab(300, 300, (30, 90), (0, 0))[0]
+    ]
+    e = _experiments.experiment_summary(ex, {}, weights={"e": {"old": 1.0, "new": 1.0}})["experiments"]["e"]
+    assert e["control"] == "old" and set(e["comparisons"]) == {"new"}
+
+
+def test_the_text_readout_prints_the_comparison_and_its_verdict(monkeypatch) -> None:
+    """`experiments report` printed per-variant lines only; it now prints each variant against
+    the control: difference, 95% interval, lift and a verdict (too little data with 8 users)."""
+    from typer.testing import CliRunner
+
+    from shelfwise.cli import _rules as cli_rules
+    from shelfwise.cli import app
+
+    for sizes, clicks, buys, said in (
+        ((5, 3), (2, 0), (1, 1), "too little data"),
+        ((1500, 1500), (450, 150), (150, 75), "lower"),
+    ):
+        rep = _experiments.experiment_summary(*_ab(*sizes, clicks, buys))
+
+        class _Shop:
+            def experiment_report(self, experiment: str | None, rep: dict = rep) -> dict:
+                return rep
+
+        stub = _Shop()
+        monkeypatch.setattr(cli_rules, "shop", lambda workdir, s=stub: s)
+        out = CliRunner().invoke(app, ["experiments", "report", "--workdir", "w"]).output
+        assert "treatment vs control" in out, out
+        conv = next(line for line in out.splitlines() if line.strip().startswith("conversion "))
+        assert conv.rstrip().endswith(said), conv
+        if said == "lower":
+            assert "-0.0500 [-0.0690, -0.0313] lift -50.0%" in conv
+        else:
+            assert "a verdict needs at least 200 in each" in out

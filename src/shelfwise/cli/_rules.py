@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -101,7 +101,8 @@ def experiments_report(
     experiment: Annotated[str | None, typer.Option(help="Only this experiment.")] = None,
     as_json: AsJson = False,
 ) -> None:
-    """Per variant: users, exposures, CTR, add-to-cart rate, conversion, revenue per user (95% CI)."""
+    """Per variant: users, exposures, CTR, add-to-cart rate, conversion, revenue per user (95% CI);
+    each variant against the control: difference, relative lift, its 95% interval, a verdict."""
     rep = shop(workdir).experiment_report(experiment)
     if as_json:
         print_json(rep)
@@ -143,6 +144,7 @@ def experiments_report(
                     f"  {'':12s} not counted: {skipped['another_user']:,} event(s) of another user, "
                     f"{skipped['before_the_list']:,} dated before the list was served"
                 )
+        _echo_comparisons(e)
     if rep.get("unknown_list_events"):
         typer.echo(
             f"\n{rep['unknown_list_events']:,} event(s) name a list id the exposure log does not hold "
@@ -153,3 +155,34 @@ def experiments_report(
             f"\nwarning: {rep['pending_events']:,} acknowledged event(s) are still in the spool, not in "
             "these numbers (`shelfwise events absorb`, or a running server's next absorb)"
         )
+
+
+_VERDICT_WORD = {
+    "higher": "higher",
+    "lower": "lower",
+    "inconclusive": "no difference shown (the interval covers 0)",
+    "too_little_data": "too little data",
+    "no_interval": "no interval",
+    "split_broken": "no verdict (split broken)",
+}
+
+
+def _echo_comparisons(e: dict[str, Any]) -> None:
+    """Each variant against the control: difference, relative lift, 95% interval, verdict."""
+    for var, metrics in (e.get("comparisons") or {}).items():
+        typer.echo(f"  {var} vs {e['control']} (difference, 95% interval of the difference, relative lift):")
+        for metric, c in metrics.items():
+            money = metric == "revenue_per_user"
+            fmt = "{:+.2f}" if money else "{:+.4f}"
+            ci = c["difference_ci95"]
+            typer.echo(
+                f"    {metric:18s} {fmt.format(c['difference'])} "
+                + (f"[{fmt.format(ci[0])}, {fmt.format(ci[1])}]" if ci is not None else "[no interval]")
+                + (f" lift {c['relative_lift']:+.1%}" if c["relative_lift"] is not None else " lift -")
+                + f"  {_VERDICT_WORD.get(c['verdict'], c['verdict'])}"
+            )
+        said = {
+            c["verdict_said"] for c in metrics.values() if c["verdict"] in ("too_little_data", "split_broken")
+        }
+        for line in sorted(said):
+            typer.echo(f"    {line}")

@@ -265,6 +265,127 @@ def _bootstrap_mean(values: np.ndarray, rounds: int = 1000, seed: int = 0) -> tu
 
 SRM_P = 0.001  # the sample-ratio check's threshold (the usual one: a split this unlikely is broken)
 
+# the fewest users each arm needs before the report says one variant does better or worse than
+# the control (below it the verdict is "too little data", whatever the interval says)
+MIN_ARM_USERS = 200
+CONTROL = "control"  # the variant compared against: this name, else the first configured variant
+COMPARED = ("ctr", "add_to_cart_rate", "conversion", "revenue_per_user")
+_COMPARED_SAID = {
+    "ctr": "CTR",
+    "add_to_cart_rate": "add-to-cart rate",
+    "conversion": "conversion",
+    "revenue_per_user": "revenue per user",
+}
+
+
+_CI_KEY = {"ctr": "ctr_ci95", "add_to_cart_rate": "add_to_cart_ci95", "conversion": "conversion_ci95"}
+
+
+def _control_of(served: list[str], weights: dict[str, float] | None) -> str | None:
+    """The variant the others are compared against: the one named CONTROL, else the first
+    configured variant that served, else the first by name (None while none served)."""
+    if CONTROL in served:
+        return CONTROL
+    for v in weights or {}:
+        if v in served:
+            return v
+    return min(served) if served else None
+
+
+def _bootstrap_difference(
+    variant: np.ndarray, control: np.ndarray, rounds: int = 1000, seed: int = 0
+) -> tuple[float, float] | None:
+    """95% bootstrap interval of mean(variant) - mean(control) (revenue per user): each arm's
+    users resampled on their own, seeded; None when either arm's own interval is
+    (`_bootstrap_mean`: no purchase, or one user)."""
+    if _bootstrap_mean(variant) is None or _bootstrap_mean(control) is None:
+        return None
+    rng = np.random.default_rng(seed)
+    a = variant[rng.integers(0, len(variant), (rounds, len(variant)))].mean(axis=1)
+    b = control[rng.integers(0, len(control), (rounds, len(control)))].mean(axis=1)
+    d = a - b
+    return (float(np.quantile(d, 0.025)), float(np.quantile(d, 0.975)))
+
+
+def _newcombe(
+    p1: float, ci1: tuple[float, float], p0: float, ci0: tuple[float, float]
+) -> tuple[float, float]:
+    """95% interval of p1 - p0 from each arm's own 95% interval (Newcombe's square-and-add,
+    MOVER): with Wilson intervals it is Newcombe's hybrid score interval for two proportions;
+    with the delta-method intervals of CTR and add-to-cart it keeps the user as the unit."""
+    l1, u1 = ci1
+    l0, u0 = ci0
+    d = p1 - p0
+    return (
+        d - math.sqrt((p1 - l1) ** 2 + (u0 - p0) ** 2),
+        d + math.sqrt((u1 - p1) ** 2 + (p0 - l0) ** 2),
+    )
+
+
+def _fmt(metric: str, x: float) -> str:
+    return f"{x:+.2f}" if metric == "revenue_per_user" else f"{x:+.4f}"
+
+
+def _compare(
+    name: str,
+    m: dict[str, Any],
+    c: dict[str, Any],
+    control: str,
+    raw: dict[str, tuple[np.ndarray, ...]],
+    split_broken: bool,
+) -> dict[str, Any]:
+    """One non-control variant against the control, per metric: the difference, the relative
+    lift (when the control's value is > 0), its 95% interval and a verdict that names a
+    direction only when the interval excludes 0, each arm has MIN_ARM_USERS users and the split
+    is not broken."""
+    out: dict[str, Any] = {}
+    few = min(m["users"], c["users"]) < MIN_ARM_USERS
+    for metric in COMPARED:
+        v, k = float(m[metric]), float(c[metric])
+        diff = v - k
+        ci: tuple[float, float] | None
+        if metric == "revenue_per_user":
+            ci = _bootstrap_difference(raw[name][1], raw[control][1])
+        else:
+            key = _CI_KEY[metric]
+            ci = _newcombe(v, (m[key][0], m[key][1]), k, (c[key][0], c[key][1]))
+        said = _COMPARED_SAID[metric]
+        if split_broken:
+            verdict, text = "split_broken", "no verdict: the sample-ratio check says the split is broken"
+        elif few:
+            verdict, text = (
+                "too_little_data",
+                f"too little data to conclude: {control} has {c['users']:,} user(s), {name} {m['users']:,}; "
+                f"a verdict needs at least {MIN_ARM_USERS:,} in each",
+            )
+        elif ci is None:
+            verdict, text = (
+                "no_interval",
+                f"no verdict: no interval of the difference in {said} (needs a purchase and two users in each arm)",
+            )
+        elif ci[0] <= 0.0 <= ci[1]:
+            verdict, text = (
+                "inconclusive",
+                f"no difference shown: {said} {_fmt(metric, diff)}, its 95% interval "
+                f"[{_fmt(metric, ci[0])}, {_fmt(metric, ci[1])}] covers 0",
+            )
+        else:
+            verdict = "higher" if diff > 0 else "lower"
+            text = (
+                f"{name}'s {said} is {verdict} than {control}'s: {_fmt(metric, diff)}, 95% interval "
+                f"[{_fmt(metric, ci[0])}, {_fmt(metric, ci[1])}]"
+            )
+        out[metric] = {
+            "control": k,
+            "variant": v,
+            "difference": diff,
+            "difference_ci95": ci,
+            "relative_lift": diff / k if k > 0 else None,
+            "verdict": verdict,
+            "verdict_said": text,
+        }
+    return out
+
 
 def experiment_report(workdir: str | Path, experiment: str | None = None) -> dict[str, Any]:
     """Per experiment and variant: users, exposures, CTR, add-to-cart rate, conversion and
@@ -465,7 +586,14 @@ def experiment_summary(
             "per exposed user = sum of attributed purchase values; 95% CIs with the user as unit: delta "
             "method (CTR, add-to-cart rate: users' lists are not independent), Wilson over users "
             "(conversion), bootstrap over users (revenue); "
-            f"sample-ratio check: users per variant against the configured weights (chi-square, p < {SRM_P:g})"
+            f"sample-ratio check: users per variant against the configured weights (chi-square, p < {SRM_P:g}); "
+            f"each other variant against the control (the variant named {CONTROL!r}, else the experiment's "
+            "first configured variant): the difference per metric (relative lift when the control's is > 0) "
+            "with its 95% interval: Newcombe's square-and-add of the two arms' own intervals (CTR, "
+            "add-to-cart rate: delta method; conversion: Wilson, i.e. Newcombe's hybrid score interval), "
+            "bootstrap over each arm's users, seed 0 (revenue); a variant is called higher or lower only "
+            f"when that interval excludes 0, both arms have at least {MIN_ARM_USERS} users and the split "
+            "is not broken"
         ),
         "experiments": {},
     }
@@ -484,6 +612,7 @@ def experiment_summary(
         # a user served by two variants (the weights changed while it ran: the hash moved them)
         # is no clean unit of either: left out of both, and counted
         crossed = {u for (x, u), vs in seen_in.items() if x == exp_name and len(vs) > 1}
+        raw: dict[str, tuple[np.ndarray, ...]] = {}  # variant -> (bought, revenue) per user
         for var in sorted(v for x, v in groups if x == exp_name):
             ex = [e for e in groups[(exp_name, var)] if e[3] not in crossed]
             if not ex:
@@ -511,6 +640,7 @@ def experiment_summary(
                 carted[u] += "add_to_cart" in kinds
                 bought[u] |= "purchase" in kinds
             n = len(ex)
+            raw[var] = (bought, revenue)
             variants[var] = {
                 "users": n_u,
                 "exposures": n,
@@ -528,8 +658,18 @@ def experiment_summary(
                 "events_not_counted": {"another_user": other_user, "before_the_list": before},
             }
         srm = _sample_ratio({v: m["users"] for v, m in variants.items()}, (weights or {}).get(exp_name))
+        control = _control_of(list(variants), (weights or {}).get(exp_name))
+        comparisons = {
+            var: _compare(var, m, variants[control], control, raw, bool(srm and srm["mismatch"]))
+            for var, m in variants.items()
+            if control is not None and var != control
+        }
         out["experiments"][exp_name] = {
             "variants": variants,
+            # each other variant against the control (`_compare`); {} while only one variant served
+            "control": control,
+            "min_users_per_arm": MIN_ARM_USERS,
+            "comparisons": comparisons,
             "sample_ratio": srm,
             "crossed_users": len(crossed),
             # shoppers whose events were quarantined as robot traffic: their lists too
