@@ -165,6 +165,9 @@ def test_an_anonymous_event_counts_only_for_its_own_shoppers_list(tmp_path) -> N
     c1, s1 = p("C1"), p(anonymous_user_id("S1"))
     with read_only(work) as (con, _):
         rows = attributed_events(con, "recommendation_id", work)
+        # (the console's traffic asks for the event type too: click-through counts clicks only)
+        typed = {(r[0], r[1], r[5]) for r in attributed_events(con, "recommendation_id", work, kinds=True)}
+    assert (("r_anon", c1, "purchase") in typed) and (("r_c1", s1, "click") in typed), typed
     lists = {"r_anon": s1, "r_c1": c1}
     counted = sorted(
         (lid, user) for lid, user, _, ts, also in rows if not_counted(lists[lid], 0.0, user, ts, also) is None

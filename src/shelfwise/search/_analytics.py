@@ -144,21 +144,23 @@ def linked_shoppers_sql(workdir: str | Path, attributed: str) -> tuple[str, str,
 
 
 def attributed_events(
-    con: Any, column: str, workdir: str | Path
-) -> list[tuple[str, str, bool, float, tuple[str, ...]]]:
+    con: Any, column: str, workdir: str | Path, *, kinds: bool = False
+) -> list[tuple[Any, ...]]:
     """(list id, user, a purchase, the latest time: epoch seconds, the shopper's other
     pseudonyms: `linked_shoppers_sql`) per served list the curated clicks, carts and purchases
     name in `column` (`search_id`, `recommendation_id`), on a connection to the warehouse (of
-    `workdir`): what the console's traffic and the search analytics attribute."""
+    `workdir`): what the console's traffic and the search analytics attribute. `kinds`: one row
+    per event type, which is added last (the console's traffic tells a click from a purchase)."""
     cte, also, params = linked_shoppers_sql(
         workdir, f"{column} IS NOT NULL AND event_type IN ('click', 'add_to_cart', 'purchase')"
     )
+    kind = ", e.event_type" if kinds else ""
     return [
-        (r[0], r[1], r[2], r[3], tuple(r[4]))
+        (r[0], r[1], r[2], r[3], tuple(r[4]), *r[5:])
         for r in con.execute(
             f"""WITH {cte}
                 SELECT e.{column}, coalesce(e.user_id, ''), e.event_type = 'purchase',
-                  max(epoch(e."timestamp"))::DOUBLE, {also} AS also
+                  max(epoch(e."timestamp"))::DOUBLE, {also} AS also{kind}
                 FROM curated.events e LEFT JOIN links l ON l.session_id = e.session_id
                 WHERE e.{column} IS NOT NULL AND e.event_type IN ('click', 'add_to_cart', 'purchase')
                 GROUP BY ALL""",

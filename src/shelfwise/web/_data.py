@@ -517,11 +517,12 @@ def protocol_said(protocol: Any) -> str | None:
 # -- traffic ---------------------------------------------------------------------------------------
 def traffic(workdir: Path) -> dict[str, Any]:
     """Served lists (the exposure log) and the events that name them (absorbed into the
-    warehouse): per surface, lists served, click-through (lists with an attributed click, cart
-    or purchase) and conversion (lists with an attributed purchase)."""
+    warehouse): per surface, lists served, click-through (`ctr`: lists with an attributed click /
+    lists served, the experiment report's CTR), engaged (`engaged`: lists with an attributed
+    click, cart or purchase) and conversion (lists with an attributed purchase)."""
     served = _stamp(workdir, *SERVED)
     att_stamp: tuple[Any, ...] = ()
-    attributed: list[tuple[str, str, bool, float, tuple[str, ...]]] = []
+    attributed: list[tuple[Any, ...]] = []
     if _has_warehouse(workdir) and served[0]:  # lists were served: the events that name them
         stamp = _stamp(workdir, *WAREHOUSE)
         att_stamp, attributed = _cached(
@@ -700,7 +701,10 @@ def exposure_tally(workdir: Path) -> dict[str, Any]:
 
 # (v2: rows per list, user and kind with the latest time: `not_counted` reads them)
 # (v3: with the shopper's other pseudonyms, `linked_shoppers_sql`)
-_ATTRIBUTED = Persist("attributed_v3", load=lambda v: (_tuples(v[0]), [(*r[:4], tuple(r[4])) for r in v[1]]))
+# (v4: one row per event type, the type last: click-through counts clicks only)
+_ATTRIBUTED = Persist(
+    "attributed_v4", load=lambda v: (_tuples(v[0]), [(*r[:4], tuple(r[4]), *r[5:]) for r in v[1]])
+)
 
 
 def _tuples(v: Any) -> Any:
@@ -708,9 +712,7 @@ def _tuples(v: Any) -> Any:
     return tuple(_tuples(x) for x in v) if isinstance(v, list) else v
 
 
-def _traffic(
-    workdir: Path, attributed: list[tuple[str, str, bool, float, tuple[str, ...]]]
-) -> dict[str, Any]:
+def _traffic(workdir: Path, attributed: list[tuple[Any, ...]]) -> dict[str, Any]:
     from ..serving._experiments import not_counted
 
     tally = exposure_tally(workdir)
@@ -719,27 +721,37 @@ def _traffic(
     # a list is clicked (bought) when an event of its own shopper names it, not dated before it
     # was served (`not_counted`: the experiment report's rule; each row's latest time stands
     # for its events: one of them counts when it does)
+    # click-through is clicks only (the experiment report's CTR); a list bought or carted without
+    # a click is engaged, not clicked (the overview said 24.8% where the experiments said 19.2%)
     engaged_ids: set[str] = set()
+    clicked_ids: set[str] = set()
     bought_ids: set[str] = set()
-    for sid, user, purchase, last, also in attributed if bundle_of else []:
+    for sid, user, purchase, last, also, *etype in attributed if bundle_of else []:
         got = bundle_of.get(sid)
         if got is not None and not_counted(got[2], got[3], user, last, also) is None:
             engaged_ids.add(sid)
+            if etype and etype[0] == "click":
+                clicked_ids.add(sid)
             if purchase:
                 bought_ids.add(sid)
     clicked: Counter[str] = Counter()
+    engaged: Counter[str] = Counter()
     bought: Counter[str] = Counter()
     clicked_by_bundle: Counter[tuple[str, str]] = Counter()
+    engaged_by_bundle: Counter[tuple[str, str]] = Counter()
     for sid in engaged_ids:
         kind, bundle = bundle_of[sid][:2]
-        clicked[kind] += 1
+        engaged[kind] += 1
+        clicked[kind] += sid in clicked_ids
         bought[kind] += sid in bought_ids
-        clicked_by_bundle[(kind, bundle)] += 1
+        clicked_by_bundle[(kind, bundle)] += sid in clicked_ids
+        engaged_by_bundle[(kind, bundle)] += 1
     surfaces = [
         {
             "surface": k,
             "served": n,
             "ctr": round(clicked[k] / n, 4) if n else None,
+            "engaged": round(engaged[k] / n, 4) if n else None,
             "conversion": round(bought[k] / n, 4) if n else None,
         }
         for k, n in sorted(served.items())
@@ -750,6 +762,7 @@ def _traffic(
             "bundle": b,
             "served": n,
             "clicked": clicked_by_bundle[(k, b)],
+            "engaged": engaged_by_bundle[(k, b)],
             "first_served": order.get(b, 0.0),
         }
         for (k, b), n in sorted(by_bundle.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 0.0)))
@@ -757,20 +770,21 @@ def _traffic(
     return {"surfaces": surfaces, "served": sum(served.values()), "by_bundle": bundles}
 
 
-def _attributed(workdir: Path) -> list[tuple[str, str, bool, float, tuple[str, ...]]]:
-    """(list id, user, a purchase, the latest time: epoch seconds) per served list a curated
-    click, cart or purchase names, its user and whether a purchase: the warehouse's part of the
+def _attributed(workdir: Path) -> list[tuple[Any, ...]]:
+    """(list id, user, a purchase, the latest time: epoch seconds, the shopper's other
+    pseudonyms, the event type) per served list a curated click, cart or purchase names, its
+    user and event type: the warehouse's part of the
     traffic, cached apart from the served log's (which grows with every page served while the
     warehouse changes at each absorb)."""
     from ..search._analytics import attributed_events
     from ..storage import read_only, relation_columns
 
-    out: list[tuple[str, str, bool, float, tuple[str, ...]]] = []
+    out: list[tuple[Any, ...]] = []
     with warehouse(), read_only(workdir) as (con, tables):
         if "events" in tables:
             cols = set(relation_columns(con, "curated.events"))
             for c in (c for c in ("recommendation_id", "search_id") if c in cols):
-                out += attributed_events(con, c, workdir)
+                out += attributed_events(con, c, workdir, kinds=True)
     return out
 
 
