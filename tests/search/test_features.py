@@ -147,6 +147,45 @@ def test_a_product_judged_only_for_one_query_has_no_prior_in_that_querys_trainin
         assert x[list(cands).index(eng._index["p" + q[1:]])][col["prior_log_count"]] == 0.0
 
 
+def test_a_judged_training_query_is_served_the_prior_its_training_rows_had(tmp_path, monkeypatch):
+    """Served, a judged training query's prior held its own judgments, which its training rows
+    never had (out of fold): its judged products read as other queries' and fell (a walk: NDCG@10
+    0.557 served against 0.720 without the ranker on 161 training queries). Served, its own fold
+    is taken off as in training, after a save and load too; a new query meets the whole prior."""
+    ids = [f"p{i}" for i in range(30)]
+    eng = SearchEngine(tmp_path / "s", candidates=30).build(
+        SearchCatalog(ids, [f"tool {i % 10} model {i}" for i in range(30)])
+    )
+    queries = {f"q{i}": f"tool {i}" for i in range(10)}
+    gains = {f"q{i}": {f"p{i}": 2.0, "p29": 1.0} for i in range(10)}
+    rows: dict[str, tuple[np.ndarray, np.ndarray, bool]] = {}
+    features = eng._features
+
+    def spy(q, given, leave_out=None, **kw):
+        cands, x = features(q, given, leave_out=leave_out, **kw)
+        rows[q.text] = (cands, x, leave_out is not None)
+        return cands, x
+
+    monkeypatch.setattr(eng, "_features", spy)
+    eng.fit_ranker(queries, gains, holdout=0.3, seed=0, always_keep=True)
+    monkeypatch.undo()
+    col = [FEATURES.index("prior_log_count"), FEATURES.index("prior_mean_gain")]
+    eng.save()
+    loaded = SearchEngine.load(tmp_path / "s")
+    trained = [q for q in queries if rows[queries[q]][2]]
+    assert trained
+    for engine in (eng, loaded):
+        for q in trained:
+            cands, x, _ = rows[queries[q]]
+            s_cands, s_x = engine._features(engine._query(queries[q].upper()), None)  # (as typed)
+            want = {int(c): x[j, col].tolist() for j, c in enumerate(cands)}
+            got = {int(c): s_x[j, col].tolist() for j, c in enumerate(s_cands)}
+            assert got == want, q
+        # a query no judgment names sees every training query's judgment of p29
+        n_cands, n_x = engine._features(engine._query("tool model"), None)
+        assert n_x[list(n_cands).index(engine._index["p29"]), col[0]] == pytest.approx(np.log1p(len(trained)))
+
+
 def test_a_kept_ranker_is_refitted_on_the_held_out_queries_too(tmp_path):
     ids, titles = [], []
     for i in range(20):

@@ -155,6 +155,9 @@ class RankingFeatures(EngineState):
         cr = _lookup(sem_d, cands, (0.0, c))[1]
         mr = _lookup(ml_d, cands, (0.0, c))[1]
         pc, ps = self.prior_count_[cands].copy(), self.prior_sum_[cands].copy()
+        if leave_out is None and self.prior_fold_of_:  # served: a judged training query's own fold
+            f = self.prior_fold_of_.get(" ".join(q.text.lower().split()))
+            leave_out = self.prior_folds_[f] if f is not None else None
         if leave_out:  # a training query's own judgments (a handful of rows)
             for j, d in enumerate(map(int, cands)):
                 if d in leave_out:

@@ -251,6 +251,16 @@ class SearchIndex(EngineState):
             popularity=self.popularity_,
             ctr=self.ctr_,
         )
+        # the judged training queries' own folds of the prior (see `prior_fold_of_`)
+        (self.path / "prior_folds.json").write_text(
+            json.dumps(
+                {
+                    "fold_of": self.prior_fold_of_,
+                    "folds": [[[int(r), n, g] for r, (n, g) in f.items()] for f in self.prior_folds_],
+                },
+                ensure_ascii=False,
+            )
+        )
         c = self.catalog
         (self.path / "catalog.json").write_text(
             json.dumps(
@@ -344,6 +354,10 @@ class SearchIndex(EngineState):
             else Autocomplete.saved_with_masked(phrases, eng.speller_.vocabulary)
         )
         eng.prior_count_, eng.prior_sum_, eng.popularity_ = pri["count"], pri["sum"], pri["popularity"]
+        if (path / "prior_folds.json").exists():  # (an index saved before: served as it was)
+            folds = json.loads((path / "prior_folds.json").read_text())
+            eng.prior_fold_of_ = {str(k): int(v) for k, v in folds["fold_of"].items()}
+            eng.prior_folds_ = [{int(r): (float(n), float(g)) for r, n, g in f} for f in folds["folds"]]
         eng.ctr_ = pri["ctr"] if "ctr" in pri.files else np.full(len(catalog), np.nan, np.float32)
         eng._index = RowIndex(catalog.product_ids, eng._tables["product_order"])
         if meta["ranker"]:

@@ -80,6 +80,8 @@ class RankerTraining(RankingFeatures):
                     self.prior_sum_[i] += g
                     n_in, g_in = in_fold[fold[q]].get(i, (0.0, 0.0))
                     in_fold[fold[q]][i] = (n_in + 1.0, g_in + g)
+        self.prior_folds_ = in_fold
+        self.prior_fold_of_ = {_query_key(queries[q]): fold[q] for q in train_q}
         # group id -> (query text, labels by catalog row, label scale, the shopper's profile)
         groups: dict[str, tuple[str, dict[int, float], float, Profile | None]] = {}
         # judged: graded gains (0, 0.33, ..., 2) -> integer labels x3 (`judged_labels`: by rank
@@ -460,5 +462,6 @@ def _tune_split(train_q: list[str], share: float, seed: int) -> list[str]:
 
 
 def _query_key(text: str) -> str:
-    """A query as `fit_ranker` recognises one the encoder was tuned on (clicks included)."""
+    """A query as `fit_ranker` recognises one the encoder was tuned on (clicks included), and
+    `_features` a judged training query (its prior's fold)."""
     return " ".join(text.lower().split())
