@@ -85,6 +85,27 @@ def test_evaluate_prints_the_default_models_legend_only_under_a_starred_row(
     assert ("(* = the bundle's default model)" in lines[-1]) is legend, lines[-1]
 
 
+def test_evaluate_sampled_prints_each_models_unscored_targets(tmp_path, capsys, monkeypatch) -> None:
+    """Under the sampled protocol, the share of each model's targets it left unscored (tied at
+    the floor of their negatives, placed by the random tie-break) is printed beside its numbers,
+    and a model whose share is most of them is flagged."""
+    report = _report(["popularity", "fusion"])
+    report["results"][0]["sampled_unscored_targets"] = 0.167
+    report["results"][1].update(
+        sampled_unscored_targets=0.875, sampled_unscored_target_users=875, sampled_ranked_target_users=1000
+    )
+    monkeypatch.setattr(
+        "shelfwise._shop.Shop.evaluate", lambda self, chosen, sampled=None, version=None: report
+    )
+    assert main(["evaluate", "--workdir", str(tmp_path), "--sampled", "50"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[-1] == "unscored"
+    rows = {ln.split()[0]: ln.split() for ln in lines[2:4]}
+    assert rows["popularity"][-1] == "16.7%" and rows["fusion"][-2:] == ["87.5%", "*"]
+    warned = [ln for ln in lines if ln.strip().startswith("warning:")]
+    assert len(warned) == 1 and "fusion: 87.5% of its sampled targets (875 of 1,000)" in warned[0]
+
+
 # -- demo -----------------------------------------------------------------------------------------
 
 

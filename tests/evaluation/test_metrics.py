@@ -364,3 +364,49 @@ def test_a_session_shops_fold_says_which_test_users_are_sessions_without_a_login
     assert (
         p2.anonymous_sessions == 0 and "customers" not in r2[0].segments and sessions_said(p2.as_dict()) == ""
     )
+
+
+def test_a_sampled_report_counts_the_targets_a_model_left_unscored():
+    """A fusion scores only its generators' candidates (-inf elsewhere): under the sampled
+    protocol its other targets tie with the negatives at the floor and are placed by the random
+    tie-break. Each model's share of such targets is counted: here a model scoring only the
+    items of index < 100 leaves exactly the targets of index >= 100 unscored; one scoring every
+    item 0 leaves all of them; full ranking counts nothing."""
+    from shelfwise.evaluation import evaluate_all, sampled_unscored_said
+    from shelfwise.features import Interactions, leave_last_out
+    from shelfwise.models import Popularity
+
+    class Blind(Popularity):
+        def score(self, users, history=None):
+            return np.zeros((len(users), self.n_items_), np.float32)
+
+    class Candidates(Popularity):  # a fusion in small: finite scores for its candidates only
+        def score(self, users, history=None):
+            s = np.full((len(users), self.n_items_), -np.inf, np.float32)
+            s[:, :100] = np.arange(100, 0, -1)
+            return s
+
+    rng = np.random.default_rng(6)
+    users, items, ts = [], [], []
+    for u in range(400):
+        for t, i in enumerate(rng.choice(200, 4, replace=False)):
+            users.append(f"u{u}")
+            items.append(f"p{i}")
+            ts.append(t)
+    split = leave_last_out(Interactions.from_arrays(users, items, ts))
+    models = {"candidates": Candidates().fit(split.train), "blind": Blind().fit(split.train)}
+    protocol, (cands, blind) = evaluate_all(models, split, sampled=49, bootstrap_rounds=10)
+    assert "sampled_unscored_targets" in protocol.candidates  # the protocol says what a tie means
+    f = split.test
+    tgt = f.targets.indices[f.targets.indptr[:-1]]
+    seen = np.array([tgt[r] in f.history.seen()[u].indices for r, u in enumerate(f.users)])
+    expected = float((tgt[~seen] >= 100).mean())
+    assert 0.3 < expected < 0.7
+    assert cands.extra["sampled_ranked_target_users"] == int((~seen).sum())
+    assert cands.extra["sampled_unscored_targets"] == pytest.approx(expected)
+    assert cands.extra["sampled_unscored_target_users"] == int((tgt[~seen] >= 100).sum())
+    assert blind.extra["sampled_unscored_targets"] == 1.0
+    assert "sampled_unscored_targets" in blind.as_dict()  # a field of the results (JSON)
+    assert sampled_unscored_said(blind.as_dict()).startswith("blind: 100.0% of its sampled targets")
+    _, (full,) = evaluate_all({"blind": models["blind"]}, split, bootstrap_rounds=10)
+    assert "sampled_unscored_targets" not in full.as_dict()

@@ -86,3 +86,18 @@ def test_the_protocol_says_how_many_test_users_are_sessions_without_a_login(tmp_
     assert "25 of the users are sessions without a login" in protocol
     old = write_evaluation_report(tmp_path / "old.html", _report(results)).read_text()
     assert "without a login" not in old
+
+
+def test_a_sampled_report_shows_each_models_unscored_targets(tmp_path: Path):
+    results = [
+        {**_result("fusion", None), "sampled_unscored_targets": 0.875},
+        {**_result("popularity", None), "sampled_unscored_targets": 0.167},
+    ]
+    html = write_evaluation_report(tmp_path / "s.html", _report(results)).read_text()
+    assert "<th>unscored targets</th>" in html
+    assert '<td class="unscored">87.5%</td>' in html and '<td class="unscored">16.7%</td>' in html
+    note = html[html.index('id="unscored"') : html.index("</p>", html.index('id="unscored"'))]
+    assert "fusion: 87.5% of its sampled targets" in note and "popularity:" not in note
+    assert _cells(html, "fusion")["ndcg@10"] == "0.2500"  # the other columns stay where they were
+    full = write_evaluation_report(tmp_path / "f.html", _report([_result("fusion", None)])).read_text()
+    assert "unscored" not in full

@@ -220,7 +220,7 @@ def evaluate(
     as_json: AsJson = False,
 ) -> None:
     """Evaluate the current bundle's models under its protocol (full ranking by default)."""
-    from ..evaluation import few_users_said, repeat_targets_said, sessions_said
+    from ..evaluation import few_users_said, repeat_targets_said, sampled_unscored_said, sessions_said
     from ..lifecycle._train import ModelsNotInBundle
 
     chosen = _model_list(models) if models else None
@@ -248,7 +248,13 @@ def evaluate(
         typer.echo(f"  {said}")
     if few := few_users_said(p):
         typer.echo(f"  warning: {few}")
-    typer.echo(f"{'model':14s} {'ndcg@10':>8s} {'95% CI':>17s} {'hr@10':>7s} {'mrr@10':>7s} {'cov@10':>7s}")
+    # under the sampled protocol, each model's share of targets it left unscored (placed at the
+    # floor of their negatives by the random tie-break), beside its sampled numbers
+    unscored = any("sampled_unscored_targets" in r for r in report["results"])
+    head = f" {'unscored':>8s}" if unscored else ""
+    typer.echo(
+        f"{'model':14s} {'ndcg@10':>8s} {'95% CI':>17s} {'hr@10':>7s} {'mrr@10':>7s} {'cov@10':>7s}{head}"
+    )
     starred = False
     for r in report["results"]:
         m, ci = r["metrics"], r["ci95"]["ndcg@10"]
@@ -257,10 +263,24 @@ def evaluate(
         # (no catalog coverage under a sampled protocol: each list ranks its own candidates)
         cov = m.get("coverage@10")
         cov_text = f"{cov:7.3f}" if cov is not None and cov == cov else f"{'—':>7s}"
+        share = r.get("sampled_unscored_targets")
+        un_text = (
+            (f"{100 * share:7.1f}%" if share is not None and share == share else f"{'—':>8s}")
+            if unscored
+            else ""
+        )
         typer.echo(
             f"{r['model']:14s} {m['ndcg@10']:8.4f} {ci[0]:8.4f}-{ci[1]:.4f} {m['hr@10']:7.4f} {m['mrr@10']:7.4f} "
-            f"{cov_text}{mark}"
+            f"{cov_text}{' ' + un_text if unscored else ''}{mark}"
         )
+    if unscored:
+        typer.echo(
+            "  unscored = the share of a model's sampled targets it scored no higher than the lowest of "
+            "their negatives: placed by the random tie-break, a draw rather than a measure"
+        )
+        for r in report["results"]:
+            if said := sampled_unscored_said(r):
+                typer.echo(f"  warning: {said}")
     # the legend only under a starred row (the default model not asked for: no row is starred)
     legend = "   (* = the bundle's default model)" if starred else ""
     _say_search(report)

@@ -10,6 +10,7 @@ from ._harness import (
     few_users_said,
     ndcg_at_10,
     repeat_targets_said,
+    sampled_unscored_said,
     sessions_said,
 )
 from ._metrics import (
@@ -38,6 +39,7 @@ __all__ = [
     "per_user_metrics",
     "few_users_said",
     "repeat_targets_said",
+    "sampled_unscored_said",
     "sessions_said",
     "wilson_interval",
 ]

@@ -127,7 +127,20 @@ def _rank_sampled(
     """(n, 1 + negatives) ids: a target and its negatives, ordered by the model's score.
     Negatives are drawn from the listed items; a target that is not listed, or that the user has
     already seen (seen items are excluded, as in full ranking), is left out (-1)."""
+    return _rank_sampled_counted(model, fold, negatives, seed, unlisted)[0]
+
+
+def _rank_sampled_counted(
+    model: Recommender, fold: Fold, negatives: int, seed: int, unlisted: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_rank_sampled`'s ids, with two masks over the fold's users: `ranked`, the users whose
+    target is a candidate (listed, not seen, with at least one negative drawn), and `unscored`,
+    those of them whose target the model scores no higher than the lowest score among the
+    user's sampled negatives (`unscored_target`): its place is the floor's, decided by the
+    random tie-break among the negatives sharing that floor (or last), not by the model."""
     rng = np.random.default_rng(seed)
+    ranked = np.zeros(len(fold.users), bool)
+    unscored = np.zeros(len(fold.users), bool)
     seen = fold.history.seen()
     never = np.flatnonzero(unlisted) if unlisted is not None else np.empty(0, np.int64)
     out = np.empty((len(fold.users), negatives + 1), np.int64)
@@ -150,11 +163,26 @@ def _rank_sampled(
             row = cand[np.argsort(-s[r, cand], kind="stable")]
             if len(pos) and np.isin(pos[0], hist):  # a seen target: excluded, as every seen item
                 row[row == pos[0]] = -1
+            elif len(pos) and len(neg) and not np.isin(pos[0], never):
+                ranked[lo + r] = True
+                unscored[lo + r] = unscored_target(s[r, pos[0]], s[r, neg])
             out[lo + r, : len(cand)] = row
             out[lo + r, len(cand) :] = -1
     if len(never):  # an unlisted target is never shown: not in its list at any depth
         out[np.isin(out, never)] = -1
-    return out
+    return out, ranked, unscored
+
+
+def unscored_target(target_score: float, negative_scores: np.ndarray) -> bool:
+    """Whether a sampled target is "unscored": the model's score for it is no higher than the
+    lowest score among its sampled negatives (not finite, e.g. the -inf a fusion gives every item
+    outside its generators' candidates, counts as no higher). Such a target sits at the floor of
+    its list: tied with the negatives sharing the floor score (the zero item-kNN gives an item with
+    no neighbour in the history, the -inf of the fusion), placed among them by the random
+    tie-break, or below them all; its hit or miss is then a draw, not the model's judgement."""
+    floor = float(np.min(negative_scores))
+    t = float(target_score)
+    return bool(t <= floor or t != t)  # (-inf <= any floor, -inf included; nan: no score)
 
 
 def _listed_top(
@@ -238,11 +266,19 @@ def evaluate_model(
     t0 = time.monotonic()
     kmax = max(cutoffs)
     unlisted = _mask(unlisted)
+    extra: dict[str, Any] = {}
     if ranked is not None:
         ids, seconds = ranked
     else:
         if sampled:
-            ids = _rank_sampled(model, fold, sampled, seed, unlisted)
+            ids, rankable_targets, unscored = _rank_sampled_counted(model, fold, sampled, seed, unlisted)
+            # the share of ranked targets the model placed at the floor of their negatives (see
+            # `unscored_target`): a sampled number of a model that leaves most items unscored is
+            # mostly a random draw, not comparable with one of a model that scores them all
+            n_ranked = int(rankable_targets.sum())
+            extra["sampled_unscored_targets"] = float(unscored.sum() / n_ranked) if n_ranked else None
+            extra["sampled_unscored_target_users"] = int(unscored.sum())
+            extra["sampled_ranked_target_users"] = n_ranked
         else:
             ids = _listed_top(model, fold.users, kmax, fold, unlisted)
         seconds = time.monotonic() - t0
@@ -296,7 +332,7 @@ def evaluate_model(
                 HEADLINE: float(per_user[HEADLINE][mask].mean()),
                 "hr@10": float(per_user["hr@10"][mask].mean()),
             }
-    return ModelResult(name, metrics, ci, seg, seconds)
+    return ModelResult(name, metrics, ci, seg, seconds, extra)
 
 
 def evaluate_all(
@@ -367,7 +403,35 @@ def _sampled_label(sampled: int, available: int, n_unlisted: int) -> str:
     # (a user with fewer unseen items than asked ranks all of theirs: said, it is not rare)
     return (
         f"sampled ({sampled} random unseen negatives per target, all of them for a user with fewer"
-        f"{listed}, ties broken at random)"
+        f"{listed}, ties broken at random; {SAMPLED_UNSCORED_MEANING})"
+    )
+
+
+# what a sampled tie at the floor means, said in the sampled protocol's label
+SAMPLED_UNSCORED_MEANING = (
+    "a target a model scores no higher than the lowest of its negatives (unscored: the -inf or 0 a "
+    "model gives items it has no evidence for, as the fusion does outside its generators' candidates) "
+    "is placed among the tied negatives at random or last, its hit a draw, not the model's judgement: "
+    "each model's share of such targets is its sampled_unscored_targets"
+)
+
+# a model with at least this share of unscored sampled targets is flagged beside its number
+SAMPLED_UNSCORED_FLAG = 0.5
+
+
+def sampled_unscored_said(result: dict[str, Any]) -> str:
+    """A model's unscored share under the sampled protocol, in words, when it is large enough
+    (`SAMPLED_UNSCORED_FLAG`) that its sampled number is mostly a draw; "" otherwise (and under
+    full ranking). What `evaluate` prints and the HTML report shows below the table."""
+    share = result.get("sampled_unscored_targets")
+    if share is None or share != share or share < SAMPLED_UNSCORED_FLAG:
+        return ""
+    n, of = result.get("sampled_unscored_target_users"), result.get("sampled_ranked_target_users")
+    counts = f" ({n:,} of {of:,})" if isinstance(n, int) and isinstance(of, int) else ""
+    return (
+        f"{result['model']}: {100 * share:.1f}% of its sampled targets{counts} are unscored (no higher than "
+        "the lowest of their negatives), ranked by the random tie-break: its sampled number is mostly a "
+        "draw and not comparable with a model that scores every candidate (full ranking compares them)"
     )
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from jinja2 import Environment, select_autoescape
 
 from ..reporting._charts import lines_chart, metric_by_model_chart, scatter_chart
-from ._harness import few_users_said
+from ._harness import few_users_said, sampled_unscored_said
 
 _TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>shelfwise - evaluation - {{ r.bundle_version }}</title>
@@ -40,13 +40,15 @@ seen items being excluded, no model can hit it{% if p.split == "leave_last_out" 
 {% endfor %}</tbody></table>{% endif %}
 <h2>All models</h2>
 <table id="comparison"><thead><tr><th>model</th><th>NDCG@10</th><th>95% CI</th><th>HR@10</th><th>Recall@20</th><th>MRR@10</th><th>MAP@10</th>
-<th>coverage@10</th><th>novelty@10</th><th>validation NDCG@10</th><th>train s</th><th>peak RSS MB</th></tr></thead><tbody>
+<th>coverage@10</th><th>novelty@10</th>{% if unscored %}<th>unscored targets</th>{% endif %}<th>validation NDCG@10</th><th>train s</th><th>peak RSS MB</th></tr></thead><tbody>
 {% for m in r.results %}<tr class="{{ 'default' if m.model == r.default_model else '' }}"><td>{{ m.model }}</td>
 <td>{{ num(m.metrics.get("ndcg@10"), "%.4f") }}</td><td>{% set ci = m.ci95.get("ndcg@10") or [none, none] %}{% if ci[0] is none or ci[0] != ci[0] %}—{% else %}{{ "%.4f"|format(ci[0]) }}–{{ "%.4f"|format(ci[1]) }}{% endif %}</td>
 <td>{{ num(m.metrics.get("hr@10"), "%.4f") }}</td><td>{{ num(m.metrics.get("recall@20"), "%.4f") }}</td><td>{{ num(m.metrics.get("mrr@10"), "%.4f") }}</td>
 <td>{{ num(m.metrics.get("map@10"), "%.4f") }}</td><td>{{ num(m.metrics.get("coverage@10"), "%.3f") }}</td><td>{{ num(m.metrics.get("novelty@10"), "%.2f") }}</td>
+{% if unscored %}<td class="unscored">{% set u = m.get("sampled_unscored_targets") %}{% if u is none or u is undefined or u != u %}—{% else %}{{ "%.1f"|format(100 * u) }}%{% endif %}</td>{% endif %}
 <td>{{ num(m.get("validation_ndcg@10"), "%.4f") }}</td><td>{{ m.get("train_seconds", "—") }}</td><td>{{ m.get("peak_rss_mb", "—") }}</td></tr>
 {% endfor %}</tbody></table>
+{% if unscored %}<p class="protocol" id="unscored">Unscored targets: the share of a model's sampled targets it scored no higher than the lowest of their negatives (no score: the -inf or 0 a model gives items it has no evidence for); those are placed among the tied negatives by the random tie-break, or last, so their hits are a draw, not the model's judgement.{% for w in unscored_warnings %}<br><b>Warning:</b> {{ w }}.{% endfor %}</p>{% endif %}
 <h2>Segments (NDCG@10)</h2>
 <table id="segments"><thead><tr><th>model</th>{% for s in segs %}<th>{{ s }}</th>{% endfor %}</tr></thead><tbody>
 {% for m in r.results %}<tr><td>{{ m.model }}</td>{% for s in segs %}<td>{% if s in m.segments %}{{ num(m.segments[s]["ndcg@10"], "%.4f") }} <small>({{ m.segments[s].users }})</small>{% else %}—{% endif %}</td>{% endfor %}</tr>
@@ -90,8 +92,15 @@ def write_evaluation_report(path: str | Path, report: dict[str, Any]) -> Path:
     }
     segs = sorted({s for m in results for s in m["segments"]})
     env = Environment(autoescape=select_autoescape(default=True))
+    unscored = any("sampled_unscored_targets" in m for m in results)
     html = env.from_string(_TEMPLATE).render(
-        r=report, p=report["protocol"], charts=charts, segs=segs, few=few_users_said(report["protocol"])
+        r=report,
+        p=report["protocol"],
+        charts=charts,
+        segs=segs,
+        few=few_users_said(report["protocol"]),
+        unscored=unscored,
+        unscored_warnings=[w for w in (sampled_unscored_said(m) for m in results) if w],
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(html, encoding="utf-8")
