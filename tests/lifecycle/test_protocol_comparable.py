@@ -93,6 +93,14 @@ def test_the_gate_says_each_was_measured_on_its_own_data_and_a_popularity_defaul
     gates = {g.name: g for g in reg.gates("2")}
     assert gates["beats_popularity"].passed and "popularity itself" in gates["beats_popularity"].detail
     assert not gates["not_worse_than_production"].passed  # (0.03 + 0.01 is below production's 0.05)
+    # `train --models popularity` (no other model): nothing was compared with it on validation
+    detail = gates["beats_popularity"].detail
+    assert "popularity itself (the only model trained: nothing was compared with it)" in detail, detail
+    assert "beat" not in detail
+    # other models trained, popularity chosen on validation: said so
+    manifests["2"]["metrics"]["ease"] = {"ndcg@10": 0.02, "coverage@10": 0.4}
+    detail = {g.name: g for g in reg.gates("2")}["beats_popularity"].detail
+    assert "popularity itself (no model beat it on validation)" in detail, detail
 
 
 def test_coverage_on_a_test_fold_too_small_to_show_it_is_left_to_the_approver(tmp_path, monkeypatch):

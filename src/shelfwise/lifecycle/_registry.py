@@ -150,11 +150,19 @@ class Registry:
         if pop is None:
             gates.append(Gate("beats_popularity", False, "no popularity baseline in this evaluation"))
         else:
+            # (popularity the only model trained: nothing was compared with it on validation,
+            # which "no model beat it" said of a `train --models popularity` bundle)
+            others = sorted(set(metrics) - {"popularity"})
+            why = (
+                "no model beat it on validation"
+                if others
+                else "the only model trained: nothing was compared with it"
+            )
             gates.append(
                 Gate(
                     "beats_popularity",
                     True,
-                    f"the default model is popularity itself (no model beat it on validation): the bundle "
+                    f"the default model is popularity itself ({why}): the bundle "
                     f"serves the baseline, {HEADLINE} {float(pop):.4f}",
                 )
                 if default == "popularity"
