@@ -1416,8 +1416,25 @@ def evaluate_workdir(
             if full is not None and full.get("bundle_version") == bundle.version:
                 report["full_ranking_report"] = str(candidate)
                 break
-        path.write_text(json.dumps(report, indent=2, default=str))
-        report["report_html"] = str(write_evaluation_report(path.with_suffix(".html"), report))
+        # `--models a,b` again: the models not asked for keep their sampled lines, as in the
+        # full-ranking report (rewritten whole, the other models' sampled numbers were lost);
+        # only a report of this bundle under the same protocol is merged
+        previous = _report_of(path)
+        written = report
+        if (
+            previous is not None
+            and previous.get("bundle_version") == bundle.version
+            # (compared as written: the protocol's cutoffs are a tuple here, a list once read)
+            and previous.get("protocol") == json.loads(json.dumps(report["protocol"], default=str))
+        ):
+            earlier = {r["model"]: r for r in previous.get("results", [])}
+            now = {r["model"]: r for r in report["results"]}
+            written = {
+                **report,
+                "results": [now.pop(m, r) for m, r in earlier.items()] + list(now.values()),
+            }
+        path.write_text(json.dumps(written, indent=2, default=str))
+        report["report_html"] = str(write_evaluation_report(path.with_suffix(".html"), written))
         return report
     # `reports/evaluation.json` is train's report: of this bundle, what evaluate cannot recompute
     # (train's own validation numbers, fusion, tuning, search, skips, caps, timings) is carried
