@@ -101,3 +101,37 @@ def test_a_sampled_report_shows_each_models_unscored_targets(tmp_path: Path):
     assert _cells(html, "fusion")["ndcg@10"] == "0.2500"  # the other columns stay where they were
     full = write_evaluation_report(tmp_path / "f.html", _report([_result("fusion", None)])).read_text()
     assert "unscored" not in full
+
+
+def test_the_fusions_validation_number_is_shown_with_the_users_it_was_measured_on(tmp_path: Path):
+    """The fusion was made the default on its held-out validation NDCG@10 (train's `fusion`
+    record), which the report's validation column showed as "—": shown, said to be measured on
+    the validation users held out from the ranker, with its generators' numbers there."""
+    results = [_result("fusion", None), _result("transitions", 0.0212), _result("itemknn", 0.0089)]
+    report = _report(results) | {
+        "fusion": {
+            "holdout_users": 627,
+            "holdout_ndcg@10": {"fusion": 0.026875, "itemknn": 0.008793, "transitions": 0.021523},
+            "beats_parts": True,
+        }
+    }
+    html = write_evaluation_report(tmp_path / "e.html", report).read_text()
+    assert _cells(html, "fusion")["validation"] == "0.0269 <small>(held-out 627 users †)</small>"
+    assert _cells(html, "transitions")["validation"] == "0.0212"
+    note = html[
+        html.index('id="fusion-validation"') : html.index("</p>", html.index('id="fusion-validation"'))
+    ]
+    assert "on the 627 validation users held out from its ranker's training" in note
+    assert "fusion 0.0269, transitions 0.0215, itemknn 0.0088" in note
+    assert "It beat its best part there: why training made it the default model." in note
+    # a fusion that lost on its held-out users: said, and not the default
+    report["fusion"]["beats_parts"] = False
+    html = write_evaluation_report(tmp_path / "lost.html", report).read_text()
+    assert "It did not beat its best part there" in html
+    # no fusion record (a report before it, a sampled one): "—", as before
+    assert (
+        _cells(write_evaluation_report(tmp_path / "n.html", _report(results)).read_text(), "fusion")[
+            "validation"
+        ]
+        == "—"
+    )

@@ -46,8 +46,9 @@ seen items being excluded, no model can hit it{% if p.split == "leave_last_out" 
 <td>{{ num(m.metrics.get("hr@10"), "%.4f") }}</td><td>{{ num(m.metrics.get("recall@20"), "%.4f") }}</td><td>{{ num(m.metrics.get("mrr@10"), "%.4f") }}</td>
 <td>{{ num(m.metrics.get("map@10"), "%.4f") }}</td><td>{{ num(m.metrics.get("coverage@10"), "%.3f") }}</td><td>{{ num(m.metrics.get("novelty@10"), "%.2f") }}</td>
 {% if unscored %}<td class="unscored">{% set u = m.get("sampled_unscored_targets") %}{% if u is none or u is undefined or u != u %}—{% else %}{{ "%.1f"|format(100 * u) }}%{% endif %}</td>{% endif %}
-<td>{{ num(m.get("validation_ndcg@10"), "%.4f") }}</td><td>{{ m.get("train_seconds", "—") }}</td><td>{{ m.get("peak_rss_mb", "—") }}</td></tr>
+<td>{% if m.model == "fusion" and m.get("validation_ndcg@10") is none and held %}{{ "%.4f"|format(held.scores.fusion) }} <small>(held-out {{ "{:,}".format(held.users) }} users †)</small>{% else %}{{ num(m.get("validation_ndcg@10"), "%.4f") }}{% endif %}</td><td>{{ m.get("train_seconds", "—") }}</td><td>{{ m.get("peak_rss_mb", "—") }}</td></tr>
 {% endfor %}</tbody></table>
+{% if held %}<p class="protocol" id="fusion-validation">† The fusion's validation NDCG@10 is measured on the {{ "{:,}".format(held.users) }} validation users held out from its ranker's training, not on every validation user as the other models' are, so it is not comparable with their column. On those same users: fusion {{ "%.4f"|format(held.scores.fusion) }}{% for g, v in held.parts %}, {{ g }} {{ "%.4f"|format(v) }}{% endfor %} (point estimates, no interval). {% if held.beats %}It beat its best part there: why training made it the default model.{% else %}It did not beat its best part there, so it was not made the default.{% endif %}</p>{% endif %}
 {% if unscored %}<p class="protocol" id="unscored">Unscored targets: the share of a model's sampled targets it scored no higher than the lowest of their negatives (no score: the -inf or 0 a model gives items it has no evidence for); those are placed among the tied negatives by the random tie-break, or last, so their hits are a draw, not the model's judgement.{% for w in unscored_warnings %}<br><b>Warning:</b> {{ w }}.{% endfor %}</p>{% endif %}
 <h2>Segments (NDCG@10)</h2>
 <table id="segments"><thead><tr><th>model</th>{% for s in segs %}<th>{{ s }}</th>{% endfor %}</tr></thead><tbody>
@@ -93,6 +94,7 @@ def write_evaluation_report(path: str | Path, report: dict[str, Any]) -> Path:
     segs = sorted({s for m in results for s in m["segments"]})
     env = Environment(autoescape=select_autoescape(default=True))
     unscored = any("sampled_unscored_targets" in m for m in results)
+    held = _fusion_held_out(report)
     html = env.from_string(_TEMPLATE).render(
         r=report,
         p=report["protocol"],
@@ -100,11 +102,36 @@ def write_evaluation_report(path: str | Path, report: dict[str, Any]) -> Path:
         segs=segs,
         few=few_users_said(report["protocol"]),
         unscored=unscored,
+        held=held,
         unscored_warnings=[w for w in (sampled_unscored_said(m) for m in results) if w],
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(html, encoding="utf-8")
     return path
+
+
+def _fusion_held_out(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The number that made the fusion the default (or not): its NDCG@10 on the validation users
+    held out from its ranker's training, with its generators' on those same users, from train's
+    `fusion` record; None when the report has none (no fusion, a sampled report). The report's
+    validation column showed "—" for the fusion, and this number lived in `train --json` only."""
+    info = report.get("fusion")
+    if not isinstance(info, dict) or report.get("protocol", {}).get("candidates", "").startswith("sampled"):
+        return None
+    scores = info.get("holdout_ndcg@10")
+    if not isinstance(scores, dict) or not _known(scores.get("fusion")):
+        return None
+    if not any(m.get("model") == "fusion" for m in report.get("results", [])):
+        return None
+    parts = sorted(
+        ((g, float(v)) for g, v in scores.items() if g != "fusion" and _known(v)), key=lambda gv: -gv[1]
+    )
+    return {
+        "scores": {"fusion": float(scores["fusion"])},
+        "users": int(info.get("holdout_users") or 0),
+        "parts": parts,
+        "beats": bool(info.get("beats_parts")),
+    }
 
 
 def _known(v: Any) -> bool:
