@@ -368,6 +368,36 @@ def test_the_experiments_report_says_no_revenue_interval_before_a_purchase(monke
     assert "rev/user 10.00 [0.00, 20.00]" in treatment
 
 
+def test_the_text_readout_prints_the_conversion_and_add_to_cart_intervals(monkeypatch) -> None:
+    """The protocol line says add-to-cart and conversion are given with 95% intervals (delta
+    method, Wilson over users), and they are computed, but only `--json` showed them: the text
+    printed `cart 0.0000 conv 0.1015` alone. Known answer: 1 of 4 control users bought (Wilson
+    [0.0456, 0.6994]), nobody carted ([0, 0.4899], Wilson over 4 lists)."""
+    from typer.testing import CliRunner
+
+    from shelfwise.cli import _rules as cli_rules
+    from shelfwise.cli import app
+    from shelfwise.evaluation import wilson_interval
+
+    ex = _served([("control", f"r{i}", f"u{i}", 10_000.0) for i in range(4)])
+    rep = _experiments.experiment_summary(ex, {"r0": [["u0", 10_050.0, "purchase", 20.0]]})
+    rep["protocol"] = "protocol"
+    m = rep["experiments"]["e"]["variants"]["control"]
+    assert m["conversion_ci95"] == pytest.approx(wilson_interval(1, 4))
+
+    class _Shop:
+        def experiment_report(self, experiment: str | None) -> dict:
+            return rep
+
+    monkeypatch.setattr(cli_rules, "shop", lambda workdir: _Shop())
+    out = CliRunner().invoke(app, ["experiments", "report", "--workdir", "w"]).output
+    control = next(line for line in out.splitlines() if line.strip().startswith("control"))
+    lo, hi = wilson_interval(1, 4)
+    assert f"conv 0.2500 [{lo:.4f}, {hi:.4f}]" in control, control
+    c_lo, c_hi = m["add_to_cart_ci95"]
+    assert f"cart 0.0000 [{c_lo:.4f}, {c_hi:.4f}]" in control and c_hi > 0, control
+
+
 def _ab(n_control: int, n_treat: int, clicks: tuple[int, int], buys: tuple[int, int], value: float = 20.0):
     """Exposures (one list per user) and events of a two-arm test: the first `clicks[i]` users of
     arm i click their list, the first `buys[i]` also buy it for `value`."""

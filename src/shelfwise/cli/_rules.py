@@ -130,7 +130,9 @@ def experiments_report(
             typer.echo(
                 f"  {var:12s} users {m['users']:6d} exposures {m['exposures']:7d} "
                 f"ctr {m['ctr']:.4f} [{m['ctr_ci95'][0]:.4f}, {m['ctr_ci95'][1]:.4f}] "
-                f"cart {m['add_to_cart_rate']:.4f} conv {m['conversion']:.4f} "
+                # (the protocol line says these intervals are given: only --json gave them)
+                f"cart {m['add_to_cart_rate']:.4f} {_ci4(m.get('add_to_cart_ci95'))} "
+                f"conv {m['conversion']:.4f} {_ci4(m.get('conversion_ci95'))} "
                 f"rev/user {m['revenue_per_user']:.2f} "
                 + (
                     f"[{ci[0]:.2f}, {ci[1]:.2f}]"
@@ -155,6 +157,11 @@ def experiments_report(
             f"\nwarning: {rep['pending_events']:,} acknowledged event(s) are still in the spool, not in "
             "these numbers (`shelfwise events absorb`, or a running server's next absorb)"
         )
+
+
+def _ci4(ci: Any) -> str:
+    """A rate's 95% interval as the readout prints it, "[lo, hi]"; "[no interval]" without one."""
+    return f"[{ci[0]:.4f}, {ci[1]:.4f}]" if ci is not None else "[no interval]"
 
 
 _VERDICT_WORD = {
