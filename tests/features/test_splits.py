@@ -178,4 +178,7 @@ def test_leave_last_out_says_how_many_users_last_two_steps_tie():
     assert "share a timestamp" not in leave_last_out(toy()).description
     users = ["a"] * 3 + ["b"] * 3
     tied = Interactions.from_arrays(users, ["x1", "x2", "x3", "y1", "y2", "y3"], [1, 2, 2, 1, 2, 3])
-    assert "; 1 of the 2 users' last two steps share a timestamp" in leave_last_out(tied).description
+    assert (
+        "; 1 of the 2 users' last two steps share a timestamp to the second"
+        in leave_last_out(tied).description
+    )

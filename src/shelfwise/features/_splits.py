@@ -66,8 +66,8 @@ def leave_last_out(inter: Interactions, min_steps: int = 3) -> Split:
     # MovieLens's 943): which one is "last" is the input's order, said with the protocol
     tied = int(np.sum(inter.timestamp[off[users + 1] - 1] == inter.timestamp[off[users + 1] - 2]))
     ties = (
-        f"; {tied:,} of the {len(users):,} users' last two steps share a timestamp (the input's order "
-        "decides which is the test target)"
+        f"; {tied:,} of the {len(users):,} users' last two steps share a timestamp to the second (times "
+        "are read in whole seconds; the input's order decides which is the test target)"
         if tied
         else ""
     )
