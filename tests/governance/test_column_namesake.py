@@ -33,3 +33,19 @@ def test_a_header_mapped_elsewhere_is_not_read_by_anothers_alias(tmp_path: Path)
         CONTRACTS["products"], ["product_id", "title", "Price", "Sale Price"], tmp_path / "p.csv", cmap
     )
     assert cols.mapping["price"] == "Sale Price" and "Price" in cols.extra
+
+
+def test_an_optional_namesake_is_not_read_from_a_header_the_map_took(tmp_path: Path):
+    """`--map events.query=text` reads the searches' words; `text` is not loaded as review text
+    too (only a required column, missing otherwise, is read from a header the map took)."""
+    cmap = ColumnMap()
+    cmap.set("events", "query", ["text"], "--map")
+    header = ["user_id", "product_id", "event_type", "timestamp", "text"]
+    cols = map_columns(CONTRACTS["events"], header, tmp_path / "events.csv", cmap)
+    assert cols.mapping["query"] == "text" and "text" not in cols.mapping
+    cmap = ColumnMap()
+    cmap.set("products", "category", ["brand"], "--map")
+    cols = map_columns(
+        CONTRACTS["products"], ["product_id", "title", "brand"], tmp_path / "products.csv", cmap
+    )
+    assert cols.mapping["category"] == "brand" and "brand" not in cols.mapping

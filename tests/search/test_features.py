@@ -186,6 +186,38 @@ def test_a_judged_training_query_is_served_the_prior_its_training_rows_had(tmp_p
         assert n_x[list(n_cands).index(engine._index["p29"]), col[0]] == pytest.approx(np.log1p(len(trained)))
 
 
+def test_a_respelt_or_repeated_training_query_is_served_the_prior_its_rows_had(tmp_path, monkeypatch):
+    """The served lookup reads the query as searched (spelling corrected): "modle 3" trained as
+    "model 3" is served its fold. Two ids of one query ("Tool 4", "tool 4") share a fold (in two
+    folds each saw the other's judgments, and serving can take off one)."""
+    ids = [f"p{i}" for i in range(30)]
+    eng = SearchEngine(tmp_path / "s", candidates=30).build(
+        SearchCatalog(ids, [f"tool {i % 10} model {i}" for i in range(30)])
+    )
+    queries = {f"q{i}": f"tool {i}" for i in range(10)} | {"typo": "modle 3", "twin": "Tool 4"}
+    gains = {f"q{i}": {f"p{i}": 2.0, "p29": 1.0} for i in range(10)}
+    gains |= {"typo": {"p13": 2.0, "p29": 1.0}, "twin": {"p14": 1.0, "p29": 1.0}}
+    rows: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    features = eng._features
+
+    def spy(q, given, leave_out=None, **kw):
+        cands, x = features(q, given, leave_out=leave_out, **kw)
+        if leave_out is not None:
+            rows.setdefault(q.text.lower(), []).append((cands, x))
+        return cands, x
+
+    monkeypatch.setattr(eng, "_features", spy)
+    eng.fit_ranker(queries, gains, holdout=0.0, seed=0, always_keep=True)
+    monkeypatch.undo()
+    col = [FEATURES.index("prior_log_count"), FEATURES.index("prior_mean_gain")]
+    assert "model 3" in rows and len(rows["tool 4"]) == 2
+    for text, typed in (("model 3", "modle 3"), ("tool 4", "TOOL 4")):
+        s_cands, s_x = eng._features(eng._query(typed), None)
+        got = {int(c): s_x[j, col].tolist() for j, c in enumerate(s_cands)}
+        for cands, x in rows[text]:  # (both ids of "tool 4": one fold, one prior)
+            assert {int(c): x[j, col].tolist() for j, c in enumerate(cands)} == got, text
+
+
 def test_a_kept_ranker_is_refitted_on_the_held_out_queries_too(tmp_path):
     ids, titles = [], []
     for i in range(20):

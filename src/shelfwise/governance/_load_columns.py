@@ -111,10 +111,12 @@ def map_columns(
         for spec in contract.columns
         if spec.name not in mapping and spec.name not in unsent
     }
-    # ... but a header the map reads as another column is still its own namesake's: `--map
-    # products.title=product_id` (a catalog without titles) said `product_id` was missing
-    # while the header had it; one header then feeds both columns (said in the notes)
-    namesakes = {h for h in taken if h in rest}
+    # ... but a header the map reads as another column is still its own namesake's when that is
+    # a required column: `--map products.title=product_id` (a catalog without titles) said
+    # `product_id` was missing while the header had it; one header then feeds both (a note)
+    # (a required column only: `--map events.query=text` must not load the queries as review
+    # text too, nor `products.category=brand` the paths as brands)
+    namesakes = {h for h in taken if h in rest and (h in contract.required_columns or h in contract.key)}
     matched = match_headers(list(seen), rest, taken - namesakes)
     for c, h in list(matched.items()):
         if h in namesakes and h != c:  # (only its namesake, never another column's alias)

@@ -155,14 +155,18 @@ def check_choices(models: Sequence[str] | None, split: str, *, models_said: str,
             )
 
 
+POSITIONS_MIN_USERS = 5  # users with 3+ steps a pattern of positions needs before it is told
+
+
 def timestamps_are_positions(inter: Interactions) -> bool:
     """Whether the events' times are their places in each user's sequence: every user's k-th
     step at one same time, a time of its own per k (a sequences file, which carries order only,
     converted with one synthetic hour a step). Real times put two users' k-th steps at two
-    times; two users with two steps each are needed to tell."""
+    times; `POSITIONS_MIN_USERS` users of 3+ steps are needed to tell."""
     off = inter.offsets
     lengths = np.diff(off)
-    if int((lengths >= 2).sum()) < 2:
+    # (enough users and steps to tell: two users buying on the same two days are not a pattern)
+    if int((lengths >= 3).sum()) < POSITIONS_MIN_USERS:
         return False
     pos = np.arange(len(inter)) - np.repeat(off[:-1], lengths)
     ts = np.asarray(inter.timestamp)
@@ -176,17 +180,6 @@ def make_split(inter: Interactions, protocol: str) -> Split:
     if protocol == "leave_last_out":
         return leave_last_out(inter)
     if protocol == "global_time":
-        if timestamps_are_positions(inter):
-            from ..errors import ShelfwiseError
-
-            # (its "point in time" cut was a cut by sequence length, stated with invented dates:
-            # the test users were exactly those with 34 or more items)
-            raise ShelfwiseError(
-                "--split global_time needs real event times, and these are positions: every user's "
-                "k-th step has one same time (a sequences file carries order only; its conversion "
-                "gives step k the time 2015-01-01 + k hours), so a global time cut would be a cut by "
-                "sequence length; use --split leave_last_out"
-            )
         return global_time(inter)
     raise ValueError(f"unknown split protocol {protocol!r} (leave_last_out, global_time)")
 
@@ -427,6 +420,18 @@ def _train(
         )
     skipped = _Skips(log)
     caps = _Caps(log)
+    if settings.split == "global_time" and timestamps_are_positions(inter):
+        from ..errors import ShelfwiseError
+
+        # (its "point in time" cut was a cut by sequence length, stated with invented dates: the
+        # test users were exactly those with 34 or more items). Refused when training only: a
+        # bundle trained so before is still evaluated and compared as it was measured
+        raise ShelfwiseError(
+            "--split global_time needs real event times, and these are positions: every user's "
+            "k-th step has one same time (a sequences file carries order only; its conversion "
+            "gives step k the time 2015-01-01 + k hours), so a global time cut would be a cut by "
+            "sequence length; train with --split leave_last_out"
+        )
     split = make_split(inter, settings.split) if len(inter) else leave_last_out(inter)
     if len(inter):
         log(

@@ -16,7 +16,7 @@ import numpy as np
 from ..models import Results
 from ._analyze import contains_cjk
 from ._personal import USER_FEATURES, Profile
-from ._state import EngineState, Query, QueryVectors
+from ._state import EngineState, Query, QueryVectors, query_key
 from ._units import measures
 
 FEATURES = [
@@ -156,7 +156,7 @@ class RankingFeatures(EngineState):
         mr = _lookup(ml_d, cands, (0.0, c))[1]
         pc, ps = self.prior_count_[cands].copy(), self.prior_sum_[cands].copy()
         if leave_out is None and self.prior_fold_of_:  # served: a judged training query's own fold
-            f = self.prior_fold_of_.get(" ".join(q.text.lower().split()))
+            f = self.prior_fold_of_.get(query_key(q.text))  # (as searched: spelling corrected)
             leave_out = self.prior_folds_[f] if f is not None else None
         if leave_out:  # a training query's own judgments (a handful of rows)
             for j, d in enumerate(map(int, cands)):

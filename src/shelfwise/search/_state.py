@@ -45,6 +45,11 @@ class Query:
     corrected: str | None = None  # set when the spelling was corrected
 
 
+def query_key(text: str) -> str:
+    """A query compared as text: lower case, its words separated by one space."""
+    return " ".join(text.lower().split())
+
+
 @dataclass
 class QueryVectors:
     main: np.ndarray

@@ -22,6 +22,7 @@ from ._finetune import FinetuneSettings
 from ._index import _BoosterRanker
 from ._personal import USER_FEATURES, Profile
 from ._retrievers import SemanticRetriever
+from ._state import query_key
 
 # held-out groups (with a relevant product) below which the held-out number stays the validation
 # one: half of them would be too few to stop a twin ranker on and score on the rest
@@ -67,9 +68,15 @@ class RankerTraining(RankingFeatures):
         # PRIOR_FOLDS), so the ranker learns the prior as it will meet it for a new query; a
         # leave-one-out prior also tells the ranker the row's own label (it is lower exactly
         # when the left-out judgment was high)
-        fold = {
-            q: j % PRIOR_FOLDS for j, q in enumerate(np.random.default_rng(seed + 2).permutation(train_q))
+        # folds by query as searched (spelling corrected, case and spacing aside), not by query
+        # id: two ids of one query ("Tool 3", "tool 3") in two folds each saw the other's
+        # judgments, and serving, which knows the text alone, can take off one fold
+        keys = {q: _query_key(self._query(queries[q]).text) for q in train_q}
+        by_key = {
+            k: j % PRIOR_FOLDS
+            for j, k in enumerate(np.random.default_rng(seed + 2).permutation(sorted(set(keys.values()))))
         }
+        fold = {q: by_key[keys[q]] for q in train_q}
         in_fold: list[dict[int, tuple[float, float]]] = [{} for _ in range(PRIOR_FOLDS)]
         self.prior_count_[:], self.prior_sum_[:] = 0.0, 0.0  # a second fit counts afresh
         for q in train_q:
@@ -81,7 +88,7 @@ class RankerTraining(RankingFeatures):
                     n_in, g_in = in_fold[fold[q]].get(i, (0.0, 0.0))
                     in_fold[fold[q]][i] = (n_in + 1.0, g_in + g)
         self.prior_folds_ = in_fold
-        self.prior_fold_of_ = {_query_key(queries[q]): fold[q] for q in train_q}
+        self.prior_fold_of_ = by_key  # (served: looked up by the query as searched, `_features`)
         # group id -> (query text, labels by catalog row, label scale, the shopper's profile)
         groups: dict[str, tuple[str, dict[int, float], float, Profile | None]] = {}
         # judged: graded gains (0, 0.33, ..., 2) -> integer labels x3 (`judged_labels`: by rank
@@ -464,4 +471,4 @@ def _tune_split(train_q: list[str], share: float, seed: int) -> list[str]:
 def _query_key(text: str) -> str:
     """A query as `fit_ranker` recognises one the encoder was tuned on (clicks included), and
     `_features` a judged training query (its prior's fold)."""
-    return " ".join(text.lower().split())
+    return query_key(text)
