@@ -120,6 +120,9 @@ class _Recorder:
     def remove_task(self, task: int) -> None:
         pass
 
+    def refresh(self) -> None:
+        """(a frame drawn: the step as it began, and as it ended)"""
+
     @property
     def task_ids(self) -> list[int]:
         return list(range(len(self.steps)))

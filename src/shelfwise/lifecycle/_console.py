@@ -68,13 +68,14 @@ class StepDisplay:
             self._task = self._progress.add_task(
                 name, total=total, remaining=("then: " + ", ".join(remaining)) if remaining else ""
             )
+            # drawn as it begins, and (below) as it ends: a step shorter than rich's timed refresh
+            # (a tenth of a second) was never drawn at all, or drawn at either end by chance
+            self._progress.refresh()
         try:
             yield
         finally:
             if self._progress is not None:
-                # the step as it ended (done of its total) drawn once before it goes: a short step
-                # otherwise never showed a count past 0 between two of rich's timed refreshes
-                self._progress.refresh()
+                self._progress.refresh()  # (the step as it ended: done of its total)
                 self._progress.remove_task(self._task)
                 self._task = None
 
