@@ -43,3 +43,9 @@ def test_a_sampled_evaluate_of_some_models_keeps_the_others_sampled_results(tmp_
     shop.evaluate(["itemknn"], sampled=4)
     other = json.loads((work / "reports" / "evaluation-sampled4.json").read_text())
     assert [r["model"] for r in other["results"]] == ["itemknn"]
+    # another seed is another draw of negatives: its numbers are not merged with seed 0's
+    from shelfwise.lifecycle._train import evaluate_workdir
+
+    evaluate_workdir(work, models=["itemknn"], sampled=3, seed=7)
+    drawn = json.loads(path.read_text())
+    assert [r["model"] for r in drawn["results"]] == ["itemknn"] and drawn["seed"] == 7

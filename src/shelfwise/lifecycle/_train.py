@@ -1384,6 +1384,7 @@ def evaluate_workdir(
         # the HTML report say beside the numbers, for a script reading the JSON
         "few_users": few_users_said(protocol.as_dict()) or None,
         "results": [r.as_dict() for r in results],
+        "seed": seed,  # (a sampled protocol's negatives and ties: merged only with the same draw)
         "lineage_run_id": bundle.manifest["lineage"]["train_run_id"],
         "data_versions": bundle.manifest["data_versions"],
         "fits": "train fold (as evaluated by train; the served models are refit on every interaction)",
@@ -1431,6 +1432,7 @@ def evaluate_workdir(
             and previous.get("bundle_version") == bundle.version
             # (compared as written: the protocol's cutoffs are a tuple here, a list once read)
             and previous.get("protocol") == json.loads(json.dumps(report["protocol"], default=str))
+            and previous.get("seed", 0) == seed  # (another draw of negatives: not the same numbers)
         ):
             earlier = {r["model"]: r for r in previous.get("results", [])}
             now = {r["model"]: r for r in report["results"]}
