@@ -48,7 +48,16 @@ def sw_in_terminal(*args: str, timeout: float = 600, columns: int = 250) -> str:
     import termios
     import time
 
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TERM="xterm-256color")
+    # (the terminal's size said as a shell says it: pytest-xdist's workers carry COLUMNS=80 and
+    # LINES=24, which rich reads before the terminal's own size)
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        TERM="xterm-256color",
+        COLUMNS=str(columns),
+        LINES="50",
+    )
     env.setdefault("SPARK_SUBMIT_OPTS", CLI_SPARK_JVM)
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
