@@ -251,12 +251,17 @@ def save_experiments(workdir: str | Path, doc: dict[str, Any], actor: str | None
     return exps
 
 
+def _revenue_varies(values: np.ndarray) -> bool:
+    """Whether revenue per user can have a bootstrap interval: two users or more and a purchase."""
+    return len(values) >= 2 and bool(np.any(values))
+
+
 def _bootstrap_mean(values: np.ndarray, rounds: int = 1000, seed: int = 0) -> tuple[float, float] | None:
     """95% bootstrap interval of the mean revenue per user; None while nobody bought or one user
     was served: every resample is then the same number ([0, 0], [20, 20]), a certainty the data
     do not give (how much a purchase is worth is unknown until one is made; conversion's Wilson
     interval says how likely one is)."""
-    if len(values) < 2 or not np.any(values):
+    if not _revenue_varies(values):
         return None
     rng = np.random.default_rng(seed)
     means = values[rng.integers(0, len(values), (rounds, len(values)))].mean(axis=1)
@@ -298,7 +303,7 @@ def _bootstrap_difference(
     """95% bootstrap interval of mean(variant) - mean(control) (revenue per user): each arm's
     users resampled on their own, seeded; None when either arm's own interval is
     (`_bootstrap_mean`: no purchase, or one user)."""
-    if _bootstrap_mean(variant) is None or _bootstrap_mean(control) is None:
+    if not (_revenue_varies(variant) and _revenue_varies(control)):
         return None
     rng = np.random.default_rng(seed)
     a = variant[rng.integers(0, len(variant), (rounds, len(variant)))].mean(axis=1)
@@ -331,7 +336,7 @@ def _compare(
     m: dict[str, Any],
     c: dict[str, Any],
     control: str,
-    raw: dict[str, tuple[np.ndarray, ...]],
+    revenue: dict[str, np.ndarray],
     split_broken: bool,
 ) -> dict[str, Any]:
     """One non-control variant against the control, per metric: the difference, the relative
@@ -345,7 +350,7 @@ def _compare(
         diff = v - k
         ci: tuple[float, float] | None
         if metric == "revenue_per_user":
-            ci = _bootstrap_difference(raw[name][1], raw[control][1])
+            ci = _bootstrap_difference(revenue[name], revenue[control])
         else:
             key = _CI_KEY[metric]
             ci = _newcombe(v, (m[key][0], m[key][1]), k, (c[key][0], c[key][1]))
@@ -612,7 +617,7 @@ def experiment_summary(
         # a user served by two variants (the weights changed while it ran: the hash moved them)
         # is no clean unit of either: left out of both, and counted
         crossed = {u for (x, u), vs in seen_in.items() if x == exp_name and len(vs) > 1}
-        raw: dict[str, tuple[np.ndarray, ...]] = {}  # variant -> (bought, revenue) per user
+        per_user_revenue: dict[str, np.ndarray] = {}  # variant -> revenue per user (`_compare`)
         for var in sorted(v for x, v in groups if x == exp_name):
             ex = [e for e in groups[(exp_name, var)] if e[3] not in crossed]
             if not ex:
@@ -640,7 +645,7 @@ def experiment_summary(
                 carted[u] += "add_to_cart" in kinds
                 bought[u] |= "purchase" in kinds
             n = len(ex)
-            raw[var] = (bought, revenue)
+            per_user_revenue[var] = revenue
             variants[var] = {
                 "users": n_u,
                 "exposures": n,
@@ -660,7 +665,7 @@ def experiment_summary(
         srm = _sample_ratio({v: m["users"] for v, m in variants.items()}, (weights or {}).get(exp_name))
         control = _control_of(list(variants), (weights or {}).get(exp_name))
         comparisons = {
-            var: _compare(var, m, variants[control], control, raw, bool(srm and srm["mismatch"]))
+            var: _compare(var, m, variants[control], control, per_user_revenue, bool(srm and srm["mismatch"]))
             for var, m in variants.items()
             if control is not None and var != control
         }
