@@ -108,7 +108,8 @@ class Recommendations(BaseModel):
     personalized: bool = Field(
         description="whether the shopper's own data (history, recent events) shaped it: some item "
         "is the model's for them; false for a list the popular fill made whole (`filled` = every "
-        "item: the model had no evidence for this shopper), whatever `source` says"
+        "item: the model had no evidence for this shopper) and for the `popularity` model's list, "
+        "whatever `source` says"
     )
     items: list[str] = Field(description="product ids, best first")
     fallback: str | None = Field(
