@@ -1,5 +1,6 @@
-"""The batch CLI and the HTTP API answer alike: `shelfwise recommend` / `shelfwise search` give the
-ranking that /v1/recommendations and /v1/search give for the same input, business rules included
+"""The batch CLI and the HTTP API answer alike: `shelfwise recommend` / `shelfwise search` /
+`shelfwise similar` give the ranking that /v1/recommendations, /v1/search and
+/v1/items/{id}/similar give for the same input, business rules included
 (so an offline evaluation measures what shoppers get); `--no-rules` gives the models' ranking alone."""
 
 from __future__ import annotations
@@ -52,6 +53,25 @@ def _cli_search(work: Path, tmp: Path, *flags: str) -> dict[str, list[str]]:
     return {d["query_id"]: d["items"] for d in map(json.loads, out.read_text().splitlines())}
 
 
+def _cli_similar(work: Path, tmp: Path, products: list[str], *flags: str) -> dict[str, dict]:
+    (tmp / "products.csv").write_text("Product ID\n" + "\n".join(products) + "\n")
+    out = tmp / "similar.jsonl"
+    proc = sw(
+        "similar",
+        "--workdir",
+        str(work),
+        "--products",
+        str(tmp / "products.csv"),
+        "--k",
+        "6",
+        "--out",
+        str(out),
+        *flags,
+    )
+    assert f"wrote {len(products)} products" in proc.stdout, proc.stdout
+    return {d["product_id"]: d for d in map(json.loads, out.read_text().splitlines())}
+
+
 @pytest.mark.slow
 def test_cli_and_http_give_the_same_rankings_with_rules(served_workdir, tmp_path):
     data, trained = served_workdir
@@ -69,6 +89,14 @@ def test_cli_and_http_give_the_same_rankings_with_rules(served_workdir, tmp_path
     pinned_s = next(p for p in catalog_products(work) if p not in searched and p not in (hidden, pinned))
     shelved = plain_search["q1"][0]
     assert shelved != hidden  # (hidden everywhere by the first rule)
+    # similar items: the neighbours of four products, and one the bundle does not know
+    anchors = [p for p in catalog_products(work) if p not in (hidden, pinned, pinned_s, shelved)][:4]
+    plain_similar = _cli_similar(work, tmp_path, [*anchors, "NO-SUCH-PRODUCT"], "--no-rules")
+    assert (
+        plain_similar["NO-SUCH-PRODUCT"]["items"] == []
+        and "not in the current bundle" in (plain_similar["NO-SUCH-PRODUCT"]["error"])
+    )
+    buried = plain_similar[anchors[0]]["items"][0]  # hidden from similar items only
     rules = {
         "items": [
             {"action": "hide", "product_id": hidden},
@@ -81,6 +109,7 @@ def test_cli_and_http_give_the_same_rankings_with_rules(served_workdir, tmp_path
                 "surfaces": ["search"],
             },
             {"action": "hide", "product_id": shelved, "surfaces": ["search"]},
+            {"action": "hide", "product_id": buried, "surfaces": ["similar"]},
         ]
     }
     (tmp_path / "rules.json").write_text(json.dumps(rules))
@@ -88,6 +117,7 @@ def test_cli_and_http_give_the_same_rankings_with_rules(served_workdir, tmp_path
 
     cli_recs = _cli_recommend(work, tmp_path, users)
     cli_search = _cli_search(work, tmp_path)
+    cli_similar = _cli_similar(work, tmp_path, [*anchors, "NO-SUCH-PRODUCT"])
     # a budget no query exceeds: the server runs the whole pipeline, as the batch CLI does (under
     # load it may skip stages, and says so in `degraded`)
     server = Server(work, "--absorb-seconds", "0", "--reload-seconds", "0", "--search-budget-ms", "60000")
@@ -100,6 +130,13 @@ def test_cli_and_http_give_the_same_rankings_with_rules(served_workdir, tmp_path
             r = server.client.get("/v1/search", params={"q": q, "k": 8})
             assert r.status_code == 200 and not r.json()["degraded"], r.text
             assert [it["product_id"] for it in r.json()["items"]] == cli_search[f"q{i}"], q
+        for p in anchors:
+            r = server.client.get(f"/v1/items/{p}/similar", params={"k": 6})
+            assert r.status_code == 200, r.text
+            got = r.json()
+            assert got["items"] == cli_similar[p]["items"], p
+            assert (got["model"], got["fallback"]) == (cli_similar[p]["model"], cli_similar[p]["fallback"])
+        assert server.client.get("/v1/items/NO-SUCH-PRODUCT/similar").status_code == 404
     finally:
         server.stop()
     # the rules are in force in the CLI's answers, and --no-rules turns them off
@@ -110,3 +147,6 @@ def test_cli_and_http_give_the_same_rankings_with_rules(served_workdir, tmp_path
     assert cli_search["q0"][0] == pinned_s and all(shelved not in items for items in cli_search.values())
     assert cli_search["q1"] != plain_search["q1"]  # the rules changed what search answers ...
     assert _cli_search(work, tmp_path, "--no-rules") == plain_search  # ... and --no-rules undoes it
+    assert all(buried not in d["items"] and hidden not in d["items"] for d in cli_similar.values())
+    assert cli_similar[anchors[0]]["items"] != plain_similar[anchors[0]]["items"]
+    assert _cli_similar(work, tmp_path, [*anchors, "NO-SUCH-PRODUCT"], "--no-rules") == plain_similar

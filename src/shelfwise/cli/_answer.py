@@ -24,7 +24,7 @@ from ._app import (
     sniff_table,
 )
 
-__all__ = ["recommend", "search"]
+__all__ = ["recommend", "search", "similar"]
 
 
 @app.command()
@@ -133,11 +133,84 @@ def recommend(
     _say_skipped(listed, skipped)
 
 
-def _say_skipped(listed: Path, skipped: list[int]) -> None:
-    """The lines of a users file that named nobody (no user id, no session), on stderr."""
+@app.command()
+def similar(
+    workdir: Workdir,
+    products: Annotated[
+        Path,
+        typer.Option(
+            "--products",
+            help="CSV with a product_id column (or an alias: `Product ID`, `sku`, ...), JSONL, or one "
+            "id per line.",
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="FILE.jsonl: one {product_id, model, items, related, fallback} per line (a product "
+            "the bundle does not know: {product_id, items: [], error}).",
+        ),
+    ],
+    k: Annotated[int, typer.Option("--k", min=1, max=1000, help="Items per product.")] = 10,
+    rules: Annotated[
+        bool,
+        typer.Option(
+            "--rules/--no-rules",
+            help="Apply the business rules (config/rules.json, the out-of-stock filter) as "
+            "/v1/items/{id}/similar does; --no-rules: the model's neighbours alone.",
+        ),
+    ] = True,
+) -> None:
+    """Products like each listed product, in the shop's own ids: what /v1/items/{id}/similar
+    answers for it (same model and business rules; `related`: how many items the model relates to
+    the product, `fallback: "popular"` when best sellers filled the rest). A product the current
+    bundle does not know (new since it was trained, or gone from the catalog) gets a line with its
+    `error` and no items, counted on stderr; the exit status stays 0."""
+    from ..errors import ShelfwiseError
+    from ..storage import outside_workdir
+
+    outside_workdir(out, workdir)
+    the_shop = shop(workdir)
+    the_shop.authorize("recommend")  # (before the file is read, as recommend and search do)
+    skipped: list[int] = []
+    ids = read_ids(products, "product_id", skipped)
+    lines: list[dict[str, object]] = []
+    unknown = filled = 0
+    for pid in ids:
+        try:
+            lines.append(the_shop.similar(pid, k, rules=rules, detail=True))
+        except ShelfwiseError as exc:
+            unknown += 1
+            lines.append({"product_id": pid, "items": [], "error": str(exc)})
+            continue
+        filled += lines[-1].get("fallback") is not None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", encoding="utf-8") as fh:
+        for line in lines:
+            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+    typer.echo(
+        f"wrote {len(lines):,} products to {out}"
+        + (
+            f" ({filled:,} filled with best sellers: the model relates fewer than {k} items)"
+            if filled
+            else ""
+        )
+    )
+    if unknown:
+        typer.echo(
+            f"  {unknown:,} product(s) not in the current bundle (new since it was trained, or no longer "
+            "in the catalog): written with their `error` and no items",
+            err=True,
+        )
+    _say_skipped(products, skipped, "a product_id")
+
+
+def _say_skipped(listed: Path, skipped: list[int], wanted: str = "a user_id or session_id") -> None:
+    """The lines of an ids file that named nobody (no user id, no session; no product), on stderr."""
     if skipped:
         typer.echo(
-            f"  {len(skipped):,} line(s) of {listed.name} without a user_id or session_id skipped "
+            f"  {len(skipped):,} line(s) of {listed.name} without {wanted} skipped "
             f"(line {', '.join(map(str, skipped[:5]))}{', ...' if len(skipped) > 5 else ''})",
             err=True,
         )
