@@ -1424,3 +1424,38 @@ def test_a_launch_is_forecast_at_its_rate_shrunk_towards_the_shops_earlier_launc
     fc, info, _ = forecast_demand(pd.concat([few, new], ignore_index=True), products, as_of, horizon_weeks=2)
     assert info.launch_prior is None and "too few earlier launches" in _launch_line(asdict(info))
     assert np.allclose(fc[fc["unique_id"] == "NEW"]["units"], 35.0)
+
+
+def test_a_daily_export_ending_on_a_sunday_forecasts_from_the_next_monday(tmp_path):
+    """Dates without a time of day (a till's or an ERP's daily export): the last date is a whole
+    day, as `--as-of DATE` reads it. The default as-of was that date's midnight, so an export
+    ending on a Sunday left its last complete week out of the history and "forecast" it."""
+    from shelfwise import Shop
+
+    d = tmp_path / "data"
+    d.mkdir()
+    first, last = date(2024, 1, 1), date(2024, 6, 30)  # a Monday .. a Sunday, 26 weeks
+    rng = np.random.default_rng(3)
+    lines = ["user_id,session_id,product_id,event_type,timestamp,quantity"]
+    day = first
+    while day <= last:
+        for p in ("A", "B"):
+            lines.append(f",till-{day},{p},purchase,{day.isoformat()},{int(rng.integers(1, 9))}")
+        day += timedelta(days=1)
+    (d / "events.csv").write_text("\n".join(lines) + "\n")
+    (d / "products.csv").write_text("product_id,title\nA,Apples\nB,Bread\n")
+    ok(run("ingest", "--data", str(d), "--workdir", str(tmp_path / "w")))
+    shop = Shop(tmp_path / "w")
+    default = shop.demand(tmp_path / "default.jsonl")
+    explicit = shop.demand(tmp_path / "explicit.jsonl", as_of=last.isoformat())
+    assert default["model"]["last_week"] == (last - timedelta(days=6)).isoformat()  # the week sold
+    weeks = sorted(
+        {json.loads(x)["week_start"] for x in (tmp_path / "default.jsonl").read_text().splitlines()}
+    )
+    assert weeks[0] == (last + timedelta(days=1)).isoformat()  # the Monday after the export
+    assert (tmp_path / "default.jsonl").read_text() == (tmp_path / "explicit.jsonl").read_text()
+    catalog = {"catalog_version", "catalog_ingested_at", "stock_reason"}  # (an explicit as-of reads
+    # the catalog as of then: this one was ingested today)
+    assert {k: v for k, v in default["model"].items() if k not in catalog} == {
+        k: v for k, v in explicit["model"].items() if k not in catalog
+    }

@@ -69,7 +69,8 @@ def customers(
 
 
 _AS_OF_HELP = (
-    "Use only events up to this ISO date (the whole day) or date-time, UTC (default: the latest event)."
+    "Use only events up to this ISO date (the whole day) or date-time, UTC (default: the latest event; "
+    "for demand and replenishment its whole day when the events carry dates without a time)."
 )
 
 

@@ -300,10 +300,18 @@ def load_weekly(
         qty = 'coalesce("quantity", 1)' if "quantity" in have else "1"
         explicit = as_of
         if as_of is None:
-            row = con.sql('SELECT max("timestamp") FROM curated.events').fetchone()
+            row = con.sql(
+                'SELECT max("timestamp"), bool_or("timestamp" <> date_trunc(\'day\', "timestamp")) '
+                "FROM curated.events"
+            ).fetchone()
             if not row or row[0] is None:
                 raise ShelfwiseError(f"{workdir}: the curated events table is empty")
             as_of = row[0]
+            if not row[1]:  # dates without a time of day (a daily export): the last date is a
+                # whole day, as `--as-of DATE` reads it (its midnight left out the last complete
+                # week of a shop whose export ends on a Sunday, and forecast a week already sold)
+                whole = pd.Timestamp(as_of).normalize() + pd.Timedelta(days=1, microseconds=-1)
+                as_of = whole.to_pydatetime()
         row = con.execute(
             'SELECT max("timestamp") FROM curated.events WHERE "timestamp" <= ?', [as_of]
         ).fetchone()
