@@ -319,7 +319,12 @@ class Shop:
         them out of sample, write and register a bundle (single-user mode: live at once).
 
         `models` picks models (default: the whole pipeline); `options` are `TrainSettings`
-        fields (`seed`, `split`, budgets...) over `settings`. The result carries the protocol,
+        fields (`seed`, `split`, budgets...) over `settings`; the CLI's flags are named after
+        them, but for `--tune-seconds` (`tune_budget_s`), `--sasrec-seconds` (`sasrec_budget_s`),
+        `--no-fusion` (`fusion=False`), `--finetune-steps`/`--finetune-seconds`
+        (`search_finetune_steps`/`search_finetune_budget_s`), `--cross-encoder-steps`/
+        `--cross-encoder-seconds` (`search_cross_steps`/`search_cross_budget_s`) and
+        `--refit-seconds` (`refit_budget_s`). The result carries the protocol,
         the test-fold metrics per model (`results`), the report paths and the registry entry.
         `engine` (a `SparkEngine`): the ingestion and the interactions run on Spark."""
         if data is not None:
@@ -1597,9 +1602,15 @@ def _train_options(options: dict[str, Any]) -> dict[str, Any]:
     out = dict(options)
     for name, value in options.items():
         if name not in fields:
+            flag = _TRAIN_FLAGS.get(name)
             raise ShelfwiseError(
-                f"train has no option {name!r}{did_you_mean(name, sorted(fields))}"
-                f"; its options are TrainSettings' fields: {', '.join(sorted(fields))}"
+                f"train has no option {name!r}"
+                + (
+                    f" (the CLI's --{name.replace('_', '-')} is {flag})"
+                    if flag
+                    else did_you_mean(name, sorted(fields))
+                )
+                + f"; its options are TrainSettings' fields: {', '.join(sorted(fields))}"
             )
         hint = hints[name]
         allowed = tuple(a for a in (typing.get_args(hint) or (hint,)) if isinstance(a, type)) or (object,)
@@ -1672,6 +1683,19 @@ def _a_path(value: Any, what: str) -> None:
         )
         raise ShelfwiseError(f"{what}: a directory or file path, not a {type(value).__name__}{hint}")
 
+
+# the CLI's `train` flags whose TrainSettings field is named otherwise (a notebook user writing
+# `tune_seconds=` was offered `max_tune_users`)
+_TRAIN_FLAGS = {
+    "tune_seconds": "tune_budget_s",
+    "sasrec_seconds": "sasrec_budget_s",
+    "no_fusion": "fusion=False",
+    "finetune_steps": "search_finetune_steps",
+    "finetune_seconds": "search_finetune_budget_s",
+    "cross_encoder_steps": "search_cross_steps",
+    "cross_encoder_seconds": "search_cross_budget_s",
+    "refit_seconds": "refit_budget_s",
+}
 
 # the least each TrainSettings number may be (the CLI's flags refuse the same): a negative budget
 # ran as none, bootstrap_rounds=0 failed after every fit with numpy's IndexError

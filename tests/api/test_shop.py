@@ -179,6 +179,10 @@ def test_every_person_reads_the_quarantine_counts_and_only_stewards_its_rows(tmp
         ShelfwiseError, match="no option 'sasrec_epoch' \\(did you mean 'sasrec_epochs'\\?\\)"
     ):
         ada.train(models=["popularity"], sasrec_epoch=3)
+    with pytest.raises(
+        ShelfwiseError, match="no option 'tune_seconds' \\(the CLI's --tune-seconds is tune_budget_s\\)"
+    ):
+        ada.train(models=["popularity"], tune_seconds=0)  # (it offered max_tune_users)
     with pytest.raises(ShelfwiseError, match="tune_trials='2': expected int, not str"):
         ada.train(models=["popularity"], tune_trials="2")
     with pytest.raises(ShelfwiseError, match="a file, not a dataset folder: give the folder"):
@@ -431,3 +435,35 @@ def test_gates_without_a_candidate_are_productions(trained, tmp_path):
     prod = next(v for v in Shop(work).versions() if "production" in v["aliases"])
     got = Shop(work).gates()
     assert got["version"] == str(prod["version"]) and {g["name"] for g in got["gates"]} >= {"coverage_floor"}
+
+
+def test_every_train_flag_is_a_train_option_or_named_by_the_flag_map():
+    """Each `shelfwise train` flag is a TrainSettings field of the same name, a parameter of
+    `Shop.train`, or in the map that names its field in `Shop.train`'s error (a notebook user
+    writing the flag's name is told the field)."""
+    import dataclasses
+    import inspect
+
+    import typer.main
+
+    from shelfwise._shop import _TRAIN_FLAGS
+    from shelfwise.cli import app
+    from shelfwise.lifecycle import TrainSettings
+
+    command = typer.main.get_command(app).commands["train"]  # type: ignore[attr-defined]
+    fields = {f.name for f in dataclasses.fields(TrainSettings)}
+    params = set(inspect.signature(Shop.train).parameters)
+    cli_only = {
+        "workdir",
+        "as_json",
+        "map_flags",
+        "spark_remote",
+        "spark_master",
+        "warehouse",
+        "as_",
+        "api_key",
+    }
+    unnamed = [p.name for p in command.params if p.name not in fields | params | cli_only | set(_TRAIN_FLAGS)]
+    assert unnamed == [], unnamed
+    assert set(_TRAIN_FLAGS) <= {p.name for p in command.params}  # (no stale entry)
+    assert {v.split("=")[0] for v in _TRAIN_FLAGS.values()} <= fields
