@@ -353,3 +353,28 @@ def test_a_converted_copy_is_kept_for_the_load_only_and_an_erasure_removes_a_lef
         (mine / "events.jsonl").write_text('{"user_id": "4"}\n')
         assert erase_user(work, "4")["files"]["converted"] == 0 and (mine / "events.jsonl").exists()
     assert not mine.exists()
+
+
+def test_repeated_till_lines_of_a_date_only_export_are_said_with_what_tells_them_apart(tmp_path: Path):
+    """The README's layout for sales without customers (purchase rows, a quantity, a session for
+    the till or the day): two identical lines of a date-only export may be two shoppers buying
+    one each. They stay one event (nothing in the rows tells a re-send apart), and the report says
+    how to keep them apart; a repeat with a time of day (a re-send) is not said so."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "products.csv").write_text(PRODUCTS)
+    (d / "events.csv").write_text(
+        "user_id,session_id,product_id,event_type,timestamp,quantity\n"
+        ",day-2024-03-01,P1,purchase,2024-03-01,1\n"
+        ",day-2024-03-01,P1,purchase,2024-03-01,1\n"  # a second shopper, or a re-send
+        ",day-2024-03-01,P2,purchase,2024-03-01,2\n"
+        ",day-2024-03-01,P2,view,2024-03-01,\n"
+        ",day-2024-03-01,P2,view,2024-03-01,\n"  # a view repeated: not a sale
+        "c1,,P3,purchase,2024-03-01T10:15:00Z,1\n"
+        "c1,,P3,purchase,2024-03-01T10:15:00Z,1\n"  # to the second: a re-send
+    )
+    report = Ingestor(tmp_path / "w").run(d)
+    said = [w for w in report.warnings if "repeat another row exactly" in w]
+    assert len(said) == 1 and said[0].startswith("events.csv: 1 purchase row(s)"), report.warnings
+    assert "event_id" in said[0] and "quarantine reprocess" in said[0]
+    assert report.tables["events"].reasons == {"duplicate_row": 3}  # (kept once: counted, not lost)

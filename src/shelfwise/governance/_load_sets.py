@@ -29,6 +29,8 @@ def check_sets(st: LoadState) -> None:
         _flag_repeats(
             st, Reason.DUPLICATE_ROW, content, last_wins=False, detail="'exact duplicate of an earlier row'"
         )
+        if contract.name == "events":
+            _say_repeated_till_lines(st)
     if "event_id" in contract.column_names:
         _flag_event_ids(st)
     if contract.key:
@@ -67,6 +69,32 @@ def check_sets(st: LoadState) -> None:
         wh.sql("DROP TABLE _known")
     if contract.name == "events":
         _flag_bots(st)
+
+
+def _say_repeated_till_lines(st: LoadState) -> None:
+    """Purchases of a date-only export repeated exactly (same shopper or session, product, date
+    and quantity, no event_id) are one event sent twice as far as the rows can tell, and kept
+    once; on a till's export they may be two shoppers buying one each. Said in the warnings with
+    what tells them apart (an event_id, or the day's quantity summed in one row): the
+    duplicate_row count alone read as re-sends."""
+    have = set(st.contract.column_names)
+    if not {"quantity", "event_type", "timestamp"} <= have:
+        return
+    no_id = f"{q('event_id')} IS NULL" if "event_id" in have else "true"
+    row = st.wh.sql(
+        f"""SELECT count(*) FROM _checked WHERE _reasons = ['{Reason.DUPLICATE_ROW.value}']
+            AND {q("event_type")} = 'purchase' AND {q("quantity")} IS NOT NULL AND {no_id}
+            AND {q("timestamp")} = date_trunc('day', {q("timestamp")})"""
+    ).fetchone()
+    n = int(row[0]) if row else 0
+    if n:
+        st.warn(
+            f"{st.src.name}: {n:,} purchase row(s) repeat another row exactly (same shopper or session, "
+            "product, date and quantity) and were kept once (duplicate_row); if they are separate sales "
+            "(a till's date-only export: two shoppers buying one each), give each row an event_id (the "
+            "receipt and line number) or one row per product and day with the day's quantity, and "
+            "re-process them (`shelfwise quarantine reprocess --file FIXED.jsonl`)"
+        )
 
 
 def _flag_repeats(st: LoadState, reason: Reason, columns: list[str], *, last_wins: bool, detail: str) -> None:
