@@ -31,11 +31,24 @@ __all__ = [
     "REGISTRY_SNAPSHOT",
     "alias_version",
     "mlflow_client",
+    "no_telemetry",
     "registered_versions",
     "tracking_uri",
 ]
 
 REGISTRY_SNAPSHOT = Path("state") / "registry_versions.json"
+
+
+def no_telemetry() -> None:
+    """Before MLflow is first imported: its usage telemetry off (MLflow 3 fetches a config from
+    config.mlflow-telemetry.io and sends usage records at import and on each logged run; a
+    shop's training must not call anyone). A shop that sets MLFLOW_DISABLE_TELEMETRY itself
+    keeps its value. Every import of mlflow in shelfwise goes through this module (this
+    function at module import, `lifecycle._train` calling it again before its own import)."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+no_telemetry()
 _REGISTRY_FILES = ("mlflow.db", "mlflow.db-wal", "mlflow.db-journal")
 
 

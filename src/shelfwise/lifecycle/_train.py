@@ -1292,9 +1292,10 @@ def _track(
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     logging.getLogger("alembic").setLevel(logging.ERROR)
-    import mlflow
+    from ..governance._model_versions import no_telemetry, tracking_uri
 
-    from ..governance._model_versions import tracking_uri
+    no_telemetry()
+    import mlflow
 
     mlflow.set_tracking_uri(tracking_uri(workdir))
     # the experiment's artifacts live in the workdir too, not in whatever directory train ran from
