@@ -347,3 +347,35 @@ def test_the_erasure_names_earlier_exports_written_as_folders_or_from_another_di
         ("insights.customers", str(tmp_path / "profiles.csv")),
         ("audiences.export", "s3://bucket/aud.csv"),  # (not on this disk to check: named)
     ]
+
+
+def test_a_user_erased_while_a_training_runs_is_not_in_the_bundle_it_writes(tmp_path, monkeypatch):
+    """The erasure lands after the training read the history and before it wrote its bundle (as
+    when `privacy erase` runs beside a long `train`): the bundles there were and the warehouse
+    are scrubbed by the erasure, and the new bundle must not bring the user back (it did: the
+    training had read them, and single-user mode made that bundle live)."""
+    from shelfwise import Shop
+    from shelfwise.lifecycle import _train
+    from shelfwise.serving import Bundle, current_bundle
+
+    work, d1 = tmp_path / "w", _shop(tmp_path / "day1")
+    shop = Shop(work)
+    shop.ingest(d1)
+    erased: dict[str, str] = {}
+    write = _train.write_bundle
+
+    def erase_then_write(*args, **kwargs):
+        erased.update(Shop(work).erase("u1"))  # the history with u1 is read already
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(_train, "write_bundle", erase_then_write)
+    said: list[str] = []
+    result = shop.train(models=["popularity", "itemknn"], fusion=False, log=said.append,
+                        search_finetune_steps=0, search_cross_steps=0)  # fmt: skip
+    bundle = Bundle.load(current_bundle(work))
+    assert bundle.path == result.bundle
+    ids = set(bundle.interactions.user_ids.astype(str))
+    assert erased["pseudonym"] not in ids and len(ids) == 4  # (its index stays, named erased_N)
+    assert [e["pseudonym"] for e in bundle.manifest["erasures"]] == [erased["pseudonym"]]
+    assert any("1 user(s) erased while this run trained" in line for line in said), said
+    assert shop.access_export("u1", tmp_path / "a.json")["parts"].get(f"bundles/{bundle.version}", 0) == 0

@@ -44,7 +44,7 @@ from ..errors import ShelfwiseError
 from ._audit import AuditLog
 from ._compile import MISSING_VALUES, id_sql, lit, trim_id
 from ._consent import CONSENTS_FILE, erase_consent
-from ._erasures import ERASURES_FILE
+from ._erasures import ERASURES_FILE, erased_users
 from ._lineage import DatasetRef, LineageRun, warehouse_namespace
 from ._privacy import (
     ANONYMOUS_PSEUDONYM_PREFIX,
@@ -628,6 +628,24 @@ def drop_console_figures(workdir: Path) -> int:
         f.unlink(missing_ok=True)
         n += 1
     return n
+
+
+def erased_while_training(workdir: Path, bundle: Path, since: datetime) -> dict[str, int]:
+    """Remove from a bundle a training just wrote the users erased since `since` (naive UTC, when
+    the training began reading the data): an erasure made while it ran scrubbed the bundles there
+    were then and the warehouse, not the history this run had already read, and the bundle it
+    wrote held the user again. Called once the bundle is in `bundles/` and before it is
+    registered: an erasure registered after that call finds the bundle there (it appends to the
+    register before it lists the bundles). Returns {"users": erased users it held, "steps": their
+    steps removed}."""
+    late = sorted(p for p, at in erased_users(workdir).items() if at >= since)
+    if not late:
+        return {"users": 0, "steps": 0}
+    from ..features import Interactions
+
+    held = set(Interactions.load(bundle / "interactions.npz").user_ids.astype(str))
+    steps = _erase_bundle(bundle, late)
+    return {"users": len(held & set(late)), "steps": steps}
 
 
 def _erase_bundle(path: Path, pseudos: list[str]) -> int:

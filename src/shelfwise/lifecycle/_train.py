@@ -384,6 +384,10 @@ def _train(
 ) -> TrainResult:
     log = console.log
     t_all = time.monotonic()
+    from datetime import UTC, datetime
+
+    # an erasure from now on may miss what this run reads: its users leave the bundle (below)
+    reading_from = datetime.now(UTC).replace(tzinfo=None)
     from ..governance._consent import consent_withdrawn
 
     withdrawn: set[str] = set()
@@ -651,6 +655,14 @@ def _train(
         serving_arrays=arrays,
         make_current=False,  # going live is the registry's decision (below)
     )
+    from ..governance._erase import erased_while_training
+
+    late = erased_while_training(workdir, bundle, reading_from)
+    if late["users"]:
+        log(
+            f"privacy: {late['users']:,} user(s) erased while this run trained left bundle {bundle.name} "
+            f"({late['steps']:,} steps)"
+        )
     report = {
         "bundle": str(bundle),
         "bundle_version": bundle.name,
