@@ -633,6 +633,42 @@ def test_a_delivery_whose_dates_do_not_tell_their_order_reads_them_as_the_shop_d
     assert any("read month/day/year (no earlier file of this table told either)" in n for n in alone.notes)
 
 
+@pytest.mark.parametrize(
+    ("day2_dates", "read", "days"),
+    [
+        # an Italian till's delivery after ISO dates up to 4 January: the 5th and the 7th
+        (("05/01/2019", "07/01/2019"), "day/month", ["2019-01-05", "2019-01-07"]),
+        # a US export after ISO dates up to 4 January: the 5th and the 7th, month first
+        (("01/05/2019", "01/07/2019"), "month/day", ["2019-01-05", "2019-01-07"]),
+    ],
+)
+def test_an_untold_delivery_continues_its_table_from_its_latest_date(tmp_path, day2_dates, read, days):
+    """Day 1 writes ISO dates (no order told); day 2's `;` till file writes slash dates with no
+    field above 12. Read month first, `05/01/2019` after 2019-01-04 landed in May and passed every
+    check; the delivery is read in the order under which it starts nearer the table's latest
+    date, and a note says so with both gaps."""
+    day1, day2 = tmp_path / "day1", tmp_path / "day2"
+    for d in (day1, day2):
+        d.mkdir()
+        (d / "products.csv").write_text("product_id,title\nP1,Pane\nP2,Latte\n")
+    (day1 / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp,session_id\n"
+        "U1,P1,purchase,2019-01-03,S1\nU1,P2,purchase,2019-01-04,S1\n"
+    )
+    (day2 / "events.csv").write_text(
+        "user_id;product_id;event_type;timestamp;session_id\n"
+        + "".join(f"U2;P1;purchase;{d};S2\n" for d in day2_dates)
+    )
+    work = tmp_path / "w"
+    Ingestor(work).run(day1)
+    second = Ingestor(work, mode="append").run(day2)
+    assert second.tables["events"].rows_curated == 2
+    said = [n for n in second.notes if "day or month first" in n]
+    assert len(said) == 1 and f"read {read}/year: this delivery then starts 1 day(s) from the table's latest date (2019-01-04)" in said[0], said  # fmt: skip
+    got = sorted(str(r[0])[:10] for r in curated_rows(work, "SELECT timestamp FROM curated.events"))
+    assert got == ["2019-01-03", "2019-01-04", *days]
+
+
 def test_a_bad_row_sent_again_is_quarantined_once_open(tmp_path):
     """A delivery re-sent whole: its bad rows are counted in its quarantined rows again (rows in
     = added + quarantined), but the quarantine holds each one open once; the copies are

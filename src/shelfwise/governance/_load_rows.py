@@ -198,8 +198,48 @@ def day_first_dates(st: LoadState) -> bool:
             f"({'/'.join(Path(str(known[1])).parts[-2:])})"
         )
         return day_first
+    nearer = _nearer_reading(st, columns[0])
+    if nearer is not None:
+        day_first, gaps, last = nearer
+        st.note(
+            f"{st.src.name}: no date tells whether {example} is day or month first; read "
+            f"{'day/month' if day_first else 'month/day'}/year: this delivery then starts "
+            f"{gaps[day_first]:,} day(s) from the table's latest date ({last:%Y-%m-%d}), read "
+            f"{'month/day' if day_first else 'day/month'}/year {gaps[not day_first]:,} (no earlier file "
+            "of this table told either)"
+        )
+        return day_first
     st.note(
         f"{st.src.name}: no date tells whether {example} is day or month first; read month/day/year "
         "(no earlier file of this table told either)"
     )
     return False
+
+
+def _nearer_reading(st: LoadState, column: str) -> tuple[bool, dict[bool, int], Any] | None:
+    """An append whose slash dates do not tell their order, to a table whose dates do not tell
+    either (ISO dates before): the reading under which the delivery starts nearer the table's
+    latest date, as a daily delivery continues its table (`05/01/2019` after 2019-01-04 is the
+    5th of January; read month first it landed four months ahead and passed every check). None
+    when there is nothing to compare with, or both readings start as near."""
+    if st.mode != "append" or st.name not in st.wh.curated_tables():
+        return None
+    row = st.wh.sql(f"SELECT max({q(column)}) FROM curated.{q(st.name)}").fetchone()
+    last = row[0] if row else None
+    if last is None:
+        return None
+    date = f"regexp_extract({q(column)}, '^\\s*([0-9]{{1,2}}/[0-9]{{1,2}}/[0-9]{{2,4}})', 1)"
+
+    def first(order: str) -> str:  # (two-digit years first: %Y reads `19` as the year 19)
+        return f"min(try_strptime({date}, ['{order}/%y', '{order}/%Y']))"
+
+    row = st.wh.sql(
+        f"SELECT {first('%d/%m')}, {first('%m/%d')} FROM (SELECT * FROM {st.load} "
+        f"WHERE contains({q(column)}, '/') LIMIT 200000)"
+    ).fetchone()
+    if not row or row[0] is None or row[1] is None:
+        return None
+    gaps = {flag: abs((start - last).days) for flag, start in ((True, row[0]), (False, row[1]))}
+    if gaps[True] == gaps[False]:
+        return None
+    return gaps[True] < gaps[False], gaps, last
