@@ -1459,3 +1459,21 @@ def test_a_daily_export_ending_on_a_sunday_forecasts_from_the_next_monday(tmp_pa
     assert {k: v for k, v in default["model"].items() if k not in catalog} == {
         k: v for k, v in explicit["model"].items() if k not in catalog
     }
+
+
+def test_a_quarantined_stock_row_says_the_suggestion_uses_the_earlier_stock(shop, tmp_path):
+    """A stock feed's row for a catalog product fails its check (`-3` on hand): the product is
+    still suggested from its earlier row's stock, and that is said on its line and in the run's
+    warning (it said "not in the catalog, so no stock figure" in the Python answer alone)."""
+    from shelfwise import Shop
+
+    work = with_catalog_deliveries(shop, tmp_path, ["STEADY,Steady thing,Home > Kitchen,5,true,-3,7"])
+    out = tmp_path / "reorder.csv"
+    proc = ok(run("insights", "replenishment", "-w", str(work), "--as-of", AS_OF, "--out", str(out)))
+    rows = {r["product_id"]: r for r in csv.DictReader(out.open())}
+    assert rows["STEADY"]["stock"] == "500" and "earlier row's stock" in rows["STEADY"]["reason"]
+    assert "earlier row's stock" not in rows["SEAS"]["reason"]
+    assert "1 product(s) of the catalog have a later products row in quarantine" in proc.stderr, proc.stderr
+    assert "(STEADY)" in proc.stderr and "2 product(s) are not in the catalog" in proc.stderr  # BAD*
+    left = Shop(work).replenishment(tmp_path / "again.csv", as_of=AS_OF)["left_out"]
+    assert left["stale_stock"] == ["STEADY"] and left["quarantined_product_rows"] == 3

@@ -186,6 +186,8 @@ def replenishment(
         f"{rep['as_of']}, service level {service_level:.1%}; lineage run {rep['lineage_run_id']})"
     )
     typer.echo(f"  {_catalog_line(rep['model'])}")
+    if rep["left_out"].get("reason"):
+        typer.echo(f"  warning: {rep['left_out']['reason']}", err=True)
 
 
 @report_app.command("demand")

@@ -5,6 +5,7 @@ forecast, the output file, an OpenLineage run and an audit entry. The caller
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -51,19 +52,38 @@ def stock_unknown(workdir: Path, at: Any) -> str:
     )
 
 
-def quarantined_products(workdir: Path) -> dict[str, Any]:
-    """The products rows held in quarantine (open): not in the catalog, so not in the
-    suggestions unless they sold (then listed as "not in the catalog"); counted, by reason."""
+def quarantined_products(workdir: Path, catalog: Iterable[str] = ()) -> dict[str, Any]:
+    """The products rows held in quarantine (open), counted by reason. A product the catalog
+    (`catalog`: its ids) has is suggested from its earlier row, whose stock figure a later
+    delivery meant to replace (a stock feed's `-3` quarantined left yesterday's 10 in use, and
+    this said "not in the catalog"): those ids are `stale_stock`; the others are not in the
+    catalog, so not in the suggestions unless they sold (then listed as "not in the catalog")."""
     from ..governance import Quarantine
 
-    held = [r for r in Quarantine(workdir).summary() if r["table"] == "products" and r["status"] == "open"]
-    n = sum(r["rows"] for r in held)
+    rows = Quarantine(workdir).list(table="products", status="open", limit=None)
+    known = set(catalog)
+    ids = {str((r["raw"] or {}).get("product_id") or "").strip() for r in rows}
+    stale = sorted(ids & known)
+    by_reason: dict[str, int] = {}
+    for r in rows:
+        by_reason[r["reason"]] = by_reason.get(r["reason"], 0) + 1
+    n, new = len(rows), sorted(ids - known - {""})
+    said = []
+    if stale:
+        said.append(
+            f"{len(stale):,} product(s) of the catalog have a later products row in quarantine: their "
+            f"suggestions use the earlier row's stock and lead time ({', '.join(stale[:5])}"
+            f"{', ...' if len(stale) > 5 else ''})"
+        )
+    if new or "" in ids:
+        said.append(f"{len(new):,} product(s) are not in the catalog, so no stock figure")
     return {
         "quarantined_product_rows": n,
-        "by_reason": {r["reason"]: r["rows"] for r in held},
+        "by_reason": by_reason,
+        "stale_stock": stale,
         "reason": (
-            f"{n} products rows are in quarantine (open): not in the catalog, so no stock figure; "
-            "fix them (`shelfwise quarantine list --table products`)"
+            f"{n} products rows are in quarantine (open): {'; '.join(said)}; fix them "
+            "(`shelfwise quarantine list --table products`)"
             if n
             else None
         ),
@@ -185,6 +205,14 @@ def run_replenishment(
         records = replenish(
             fc, products, service_level=service_level, review_days=review_days, as_of=at, history=series
         )
+        left_out = quarantined_products(workdir, products["product_id"].astype(str))
+        stale = set(left_out["stale_stock"])
+        for r in records:  # (said where the number is read, not only in the run's summary)
+            if r["product_id"] in stale:
+                r["reason"] = (
+                    f"{r['reason']} (a later products row for it is in quarantine: this is the earlier "
+                    "row's stock)"
+                )
         write_records(records, out, REPLENISHMENT_FIELDS)
     except Exception as exc:
         lineage.fail(f"{type(exc).__name__}: {exc}")
@@ -196,7 +224,7 @@ def run_replenishment(
     rep = {
         "products": len(records),
         "to_order": to_order,
-        "left_out": quarantined_products(workdir),
+        "left_out": left_out,
         "out": str(out),
         "lineage_run_id": lineage.run_id,
         "as_of": info.as_of,
