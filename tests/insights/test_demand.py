@@ -647,6 +647,17 @@ def test_demand_report_and_console_page(shop, tmp_path):
     row = r.text.split('<tr data-product="OOS">', 2)[2].split("</tr>")[0]  # the reorder table's row
     assert f'<td class="n order">{rows["OOS"]["order_qty"]}</td>' in row
     assert 'href="/console/insights"' in r.text  # in the console's navigation
+    # every series is a link away (the page draws the largest sellers), with its calibration said
+    assert 'href="insights/demand-report"' in r.text and "shelfwise insights demand --out FILE.csv" in r.text
+    assert "with the factor learned one window earlier (out of sample)" in r.text or not any(
+        c.get("out_of_sample_coverage") is not None for c in doc["model"]["calibration"]
+    )
+    with TestClient(app, base_url="http://127.0.0.1:8000", client=("127.0.0.1", 40000)) as local:
+        full = local.get("/console/insights/demand-report")
+        (work / "reports" / "demand.html").unlink()
+        gone = local.get("/console/insights/demand-report")
+    assert full.status_code == 200 and full.text == html
+    assert gone.status_code == 404 and "run `shelfwise report demand`" in gone.text
 
 
 def test_search_demand_is_offered_only_where_it_moves_with_sales():

@@ -1105,6 +1105,27 @@ def test_the_insights_page_says_what_its_numbers_rest_on() -> None:
     assert "models chosen by cross-validation (3 rolling origins of 13 weeks): RecentMean 3" in html
     customers["evaluation"]["shelfwise"]["churn_auc"] = 0.71  # type: ignore[index]
     assert "worse than chance" not in page(customers=customers, demand=demand, audiences=[])
+    # the intervals' coverage after calibration and out of sample, a factor at its bound and a
+    # baseline that beat the forecast on the held-out window are said (the CLI said them; the
+    # page showed the coverage before calibration alone)
+    model["calibration"] = [
+        {"group": "smooth, season 13", "series": 16, "factor": 4.0, "held_out_coverage_raw": 0.688,
+         "held_out_errors": 208, "held_out_coverage": 0.77, "out_of_sample_coverage": 0.71, "capped": True,
+         "held_out_mae": {"served": 22.41, "recent_mean_13w": 20.54, "seasonal_naive": 25.0}},
+    ]  # fmt: skip
+    model["series"] = 17
+    demand["top"] = [{"id": f"P{i}", "model": "AutoETS", "recent_units": 1, "forecast": [], "censored": []}
+                     for i in range(12)]  # fmt: skip
+    html = page(customers=customers, demand=demand, audiences=[])
+    assert "77.0% after (on the window the factor was learned from)" in html
+    assert "71.0% with the factor learned one window earlier (out of sample)" in html
+    assert "the factor hit its bound" in html
+    assert "a baseline did better: recent_mean_13w</strong>" in html and "seasonal_naive 25.00" in html
+    assert "The 12 of 17 product series with the most units" in html
+    model["calibration"][0]["held_out_mae"]["recent_mean_13w"] = 30.0  # type: ignore[index]
+    model["calibration"][0]["capped"] = False  # type: ignore[index]
+    html = page(customers=customers, demand=demand, audiences=[])
+    assert "did better" not in html and "hit its bound" not in html
 
 
 def test_the_protocol_line_says_what_a_global_time_split_targets() -> None:

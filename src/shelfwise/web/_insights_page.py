@@ -58,3 +58,17 @@ def add_insights_routes(router: APIRouter, workdir: Path, guard: Callable[..., A
             demand_reason=demand_reason,
             audiences=audiences,
         )
+
+    @router.get("/insights/demand-report", response_class=HTMLResponse)
+    @guard
+    def demand_report(ctx: Any) -> Any:
+        """The demand report as `shelfwise report demand` wrote it (reports/demand.html: every
+        series with its history, forecast and interval; the page shows the largest sellers)."""
+        from ..insights._reports import DEMAND_REPORT, REPORTS_DIR
+        from ._auth import Denied
+
+        ctx.need("insights.demand")
+        page = workdir / REPORTS_DIR / f"{DEMAND_REPORT}.html"
+        if not page.is_file():
+            raise Denied(404, "no demand report yet: run `shelfwise report demand`")
+        return ctx.finish(HTMLResponse(page.read_text(encoding="utf-8")))
