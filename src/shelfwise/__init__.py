@@ -15,14 +15,20 @@ match_threads_to_quota()
 
 if TYPE_CHECKING:
     from ._shop import Shop
-    from .errors import AccessDenied, ShelfwiseError, SourceError
+    from .errors import AccessDenied, ShelfwiseError, SourceError, WarehouseBusy
 
 __version__ = "0.1.0"
 # the errors a caller catches: every refusal is a ShelfwiseError (AccessDenied: a role's; a
-# SourceError names the file and line)
-__all__ = ["AccessDenied", "ShelfwiseError", "Shop", "SourceError", "__version__"]
+# SourceError names the file and line; WarehouseBusy: another process holds the warehouse, try again)
+__all__ = ["AccessDenied", "ShelfwiseError", "Shop", "SourceError", "WarehouseBusy", "__version__"]
 
 __getattr__ = lazy_exports(
     __name__,
-    {"Shop": "._shop", "ShelfwiseError": ".errors", "AccessDenied": ".errors", "SourceError": ".errors"},
+    {
+        "Shop": "._shop",
+        "ShelfwiseError": ".errors",
+        "AccessDenied": ".errors",
+        "SourceError": ".errors",
+        "WarehouseBusy": ".errors",
+    },
 )

@@ -22,7 +22,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast, overload
 
-from .errors import ShelfwiseError, UnknownContextWarning, did_you_mean, whole_number
+from .errors import ShelfwiseError, UnknownContextWarning, WarehouseBusy, did_you_mean, whole_number
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -143,7 +143,17 @@ class Shop:
         if workdir:
             self._require_workdir()
         with acting_as(actor or self._as):
-            yield actor
+            try:
+                yield actor
+            except Exception as exc:
+                # another process holds the warehouse (a server absorbing, another command):
+                # a ShelfwiseError saying so, as the CLI says it (exit 3), not DuckDB's IOException
+                from .storage._warehouse import busy_message
+
+                busy = busy_message(exc)
+                if busy is None:
+                    raise
+                raise WarehouseBusy(busy) from exc
 
     def _absorb_if_allowed(self, actor: str | None) -> None:
         """Absorb the served events first when the person may (`events.absorb`): a report

@@ -26,6 +26,12 @@ class AccessDenied(ShelfwiseError):
     """The identity is missing, wrong, or its role does not permit the action (exit status 4)."""
 
 
+class WarehouseBusy(ShelfwiseError):
+    """Another process holds the warehouse file (a running `shelfwise serve` absorbing events,
+    which takes seconds, or another command): the action stopped where it met the lock; try
+    again when that process is done (the CLI exits 3)."""
+
+
 class UnknownContextWarning(UserWarning):
     """A recommendation `context` that starts no category path of the bundle and no rule's
     context: it steered nothing (/v1/recommendations says it in `warnings`)."""

@@ -72,6 +72,36 @@ def test_a_busy_warehouse_is_one_line_and_exit_3(tmp_path: Path):
     assert len((tmp_path / "e.csv").read_text().splitlines()) == 31
 
 
+def test_the_python_api_says_a_busy_warehouse_as_a_shelfwise_error(tmp_path: Path):
+    """`Shop` raised DuckDB's own IOException (not a ShelfwiseError: a caller catching the
+    documented base class crashed, 6 of 12 erasures beside a serving shop); it raises
+    `WarehouseBusy`, the CLI's words, and the same call works once the holder lets go."""
+    import pytest
+
+    from shelfwise import ShelfwiseError, Shop, WarehouseBusy
+
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\n"
+        + "".join(f"u{i % 3},p{i % 5},view,2026-01-0{1 + i % 9}T10:00:00\n" for i in range(30))
+    )
+    work = tmp_path / "w"
+    shop = Shop(work)
+    shop.ingest(data)
+    holder = _holding(work)
+    try:
+        for call in (lambda: shop.table("events"), lambda: shop.erase("u1")):
+            with pytest.raises(WarehouseBusy, match=f"^busy: the warehouse .* \\(PID {holder.pid}: ") as got:
+                call()
+            assert isinstance(got.value, ShelfwiseError)
+    finally:
+        _let_go(holder)
+        holder.wait(30)
+    time.sleep(0.1)
+    assert len(shop.table("events")) == 30 and shop.erase("u1")["found"]
+
+
 # the classifier: only DuckDB's own lock error is "busy"; an error raised while handling one, or
 # raised `from None`, keeps its own message and traceback (`main` re-raises it)
 LOCK_TEXT = (

@@ -8,7 +8,6 @@ makes its `typer.Typer()`, adds it with `app.add_typer(..., name=...)` and is im
 
 from __future__ import annotations
 
-import re
 import sys
 import warnings
 from typing import Any, NoReturn
@@ -48,36 +47,11 @@ def _take_identity(argv: list[str]) -> list[str]:
     return out
 
 
-_LOCK_HELD = re.compile(
-    r'Could not set lock on file "(?P<path>[^"]+)": Conflicting lock is held in .*?\(PID (?P<pid>\d+)\)'
-)
-
-
 def _warehouse_busy(exc: BaseException) -> str | None:
-    """The one-line answer when `exc` is DuckDB refusing a database file because another process
-    holds it: DuckDB lets no other process in while one writes, and a running `shelfwise serve`
-    writes the warehouse for a few seconds every `--absorb-seconds` and on its way out.
+    """`storage.busy_message`: DuckDB refusing a database file another process holds."""
+    from ..storage._warehouse import busy_message
 
-    Only `exc` itself counts, a `duckdb.IOException` carrying DuckDB's lock-conflict text: not
-    an error raised while handling one (its `__context__`), nor one raised `from None`, which
-    must keep their own message and traceback. The file named is the one DuckDB named."""
-    duckdb = sys.modules.get("duckdb")  # not imported: no DuckDB error can have been raised
-    if duckdb is None or not isinstance(exc, duckdb.IOException):
-        return None
-    m = _LOCK_HELD.search(str(exc))
-    if m is None:
-        return None
-    from pathlib import Path
-
-    from ..storage._warehouse import WAREHOUSE_FILE
-
-    if Path(m["path"]).name != WAREHOUSE_FILE:  # another DuckDB file: named as it is, no guess who
-        return f"busy: the file {m['path']} is in use by another process (PID {m['pid']}); try again when it is done"
-    return (
-        f"busy: the warehouse {m['path']} is in use by another process (PID {m['pid']}: "
-        "a running `shelfwise serve` absorbing events, which takes seconds, or another "
-        "command); try again when it is done"
-    )
+    return busy_message(exc)
 
 
 def _said(exc: ShelfwiseError) -> str:
@@ -116,7 +90,10 @@ def _show_warning(message: Any, category: type[Warning], *args: Any, **kwargs: A
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one clear line and exit with status 2 (4: access denied,
     3: the warehouse is busy, held by another process)."""
-    from ..errors import AccessDenied  # (not through `governance`: `--help` needs no warehouse)
+    from ..errors import (  # (not through `governance`: `--help` needs no warehouse)
+        AccessDenied,
+        WarehouseBusy,
+    )
 
     warnings.showwarning = _show_warning
     argv = _take_identity(list(sys.argv[1:] if argv is None else argv))
@@ -128,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     except AccessDenied as exc:
         typer.echo(f"denied: {exc}", err=True)
         return 4
+    except WarehouseBusy as exc:  # exit 3, as `events absorb` when busy
+        typer.echo(str(exc), err=True)
+        return 3
     except ShelfwiseError as exc:
         typer.echo(f"error: {_said(exc)}", err=True)
         return 2

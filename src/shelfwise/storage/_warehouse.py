@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import time
 from collections.abc import Iterator, Sequence
@@ -433,6 +434,36 @@ def read_only(workdir: str | Path) -> Iterator[tuple[Any, set[str]]]:
         yield con, curated
     finally:
         con.close()
+
+
+_LOCK_HELD = re.compile(
+    r'Could not set lock on file "(?P<path>[^"]+)": Conflicting lock is held in .*?\(PID (?P<pid>\d+)\)'
+)
+
+
+def busy_message(exc: BaseException) -> str | None:
+    """The one-line answer when `exc` is DuckDB refusing a database file because another process
+    holds it: DuckDB lets no other process in while one writes, and a running `shelfwise serve`
+    writes the warehouse for a few seconds every `--absorb-seconds` and on its way out.
+
+    Only `exc` itself counts, a `duckdb.IOException` carrying DuckDB's lock-conflict text: not
+    an error raised while handling one (its `__context__`), nor one raised `from None`, which
+    must keep their own message and traceback. The file named is the one DuckDB named."""
+    import sys
+
+    duckdb = sys.modules.get("duckdb")  # not imported: no DuckDB error can have been raised
+    if duckdb is None or not isinstance(exc, duckdb.IOException):
+        return None
+    m = _LOCK_HELD.search(str(exc))
+    if m is None:
+        return None
+    if Path(m["path"]).name != WAREHOUSE_FILE:  # another DuckDB file: named as it is, no guess who
+        return f"busy: the file {m['path']} is in use by another process (PID {m['pid']}); try again when it is done"
+    return (
+        f"busy: the warehouse {m['path']} is in use by another process (PID {m['pid']}: "
+        "a running `shelfwise serve` absorbing events, which takes seconds, or another "
+        "command); try again when it is done"
+    )
 
 
 def writer_holds_it(exc: BaseException) -> bool:
