@@ -677,6 +677,11 @@ class Shop:
         `search_pages` also says how each list was found (a fallback list says it is one), the
         total, the facets and the stages that ran."""
         one = isinstance(queries, str)
+        if isinstance(candidates, str):  # (iterated, "50" was the list ["5", "0"])
+            raise ShelfwiseError(
+                f"candidates {candidates!r}: a list of product ids for the query (one list, or None, per "
+                "query for several), not a string"
+            )
         if one and candidates is not None:
             cands = list(candidates)
             # one query's own list of ids, or one list (or None) per query as for several

@@ -69,6 +69,8 @@ def test_recommend_and_search_answer_what_the_cli_writes(trained, tmp_path):
     assert shop.search([queries[0], queries[2]], candidates=[None, given[0]])[0] == cli_hits[0]
     (alone,) = shop.search_pages([queries[0]], candidates=[None])
     assert alone["items"] == cli_hits[0] and alone["match"] is not None
+    with pytest.raises(ShelfwiseError, match="candidates '50': a list of product ids"):
+        shop.search(queries[0], candidates="50")  # (it re-ranked the products "5" and "0")
 
     top = cli[0]["items"][0]
     assert top not in shop.similar(top, 5) and len(shop.similar(top, 5)) == 5
