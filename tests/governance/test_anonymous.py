@@ -378,3 +378,12 @@ def test_repeated_till_lines_of_a_date_only_export_are_said_with_what_tells_them
     assert len(said) == 1 and said[0].startswith("events.csv: 1 purchase row(s)"), report.warnings
     assert "event_id" in said[0] and "quarantine reprocess" in said[0]
     assert report.tables["events"].reasons == {"duplicate_row": 3}  # (kept once: counted, not lost)
+    # a till export of one row a unit (no quantity column): its repeats are units too
+    (d / "events.csv").write_text(
+        "user_id,session_id,product_id,event_type,timestamp\n"
+        ",day-2024-03-02,P1,purchase,2024-03-02\n,day-2024-03-02,P1,purchase,2024-03-02\n"
+    )
+    units = Ingestor(tmp_path / "w2").run(d)
+    assert [w for w in units.warnings if "repeat another row exactly" in w][0].startswith(
+        "events.csv: 1 purchase row(s)"
+    ), units.warnings

@@ -640,6 +640,8 @@ def test_a_delivery_whose_dates_do_not_tell_their_order_reads_them_as_the_shop_d
         (("05/01/2019", "07/01/2019"), "day/month", ["2019-01-05", "2019-01-07"]),
         # a US export after ISO dates up to 4 January: the 5th and the 7th, month first
         (("01/05/2019", "01/07/2019"), "month/day", ["2019-01-05", "2019-01-07"]),
+        # its first date reads alike both ways (day = month): the last one tells
+        (("01/01/2019", "05/01/2019"), "day/month", ["2019-01-01", "2019-01-05"]),
     ],
 )
 def test_an_untold_delivery_continues_its_table_from_its_latest_date(tmp_path, day2_dates, read, days):
@@ -664,9 +666,18 @@ def test_an_untold_delivery_continues_its_table_from_its_latest_date(tmp_path, d
     second = Ingestor(work, mode="append").run(day2)
     assert second.tables["events"].rows_curated == 2
     said = [n for n in second.notes if "day or month first" in n]
-    assert len(said) == 1 and f"read {read}/year: this delivery then starts 1 day(s) from the table's latest date (2019-01-04)" in said[0], said  # fmt: skip
+    assert len(said) == 1 and f"read {read}/year: this delivery's first and last dates then lie" in said[0], said  # fmt: skip
+    assert "from the table's latest date (2019-01-04)" in said[0]
     got = sorted(str(r[0])[:10] for r in curated_rows(work, "SELECT timestamp FROM curated.events"))
-    assert got == ["2019-01-03", "2019-01-04", *days]
+    assert got == sorted(["2019-01-03", "2019-01-04", *days])
+    # remembered: the table's next untold file is read alike, said as coming from this one
+    day3 = tmp_path / "day3"
+    day3.mkdir()
+    (day3 / "events.csv").write_text(
+        f"user_id,product_id,event_type,timestamp,session_id\nU3,P2,purchase,{day2_dates[0]},S3\n"
+    )
+    third = Ingestor(work, mode="append").run(day3)
+    assert any("as in an earlier file of this table (day2/events.csv)" in n for n in third.notes), third.notes
 
 
 def test_a_bad_row_sent_again_is_quarantined_once_open(tmp_path):

@@ -1453,6 +1453,8 @@ def test_a_daily_export_ending_on_a_sunday_forecasts_from_the_next_monday(tmp_pa
         for p in ("A", "B"):
             lines.append(f",till-{day},{p},purchase,{day.isoformat()},{int(rng.integers(1, 9))}")
         day += timedelta(days=1)
+    # a web shop's timed view of months before: the last date's rows alone tell a daily export
+    lines.append("c1,,A,view,2024-03-14T15:03:00Z,")
     (d / "events.csv").write_text("\n".join(lines) + "\n")
     (d / "products.csv").write_text("product_id,title\nA,Apples\nB,Bread\n")
     ok(run("ingest", "--data", str(d), "--workdir", str(tmp_path / "w")))
@@ -1467,6 +1469,7 @@ def test_a_daily_export_ending_on_a_sunday_forecasts_from_the_next_monday(tmp_pa
     assert (tmp_path / "default.jsonl").read_text() == (tmp_path / "explicit.jsonl").read_text()
     catalog = {"catalog_version", "catalog_ingested_at", "stock_reason"}  # (an explicit as-of reads
     # the catalog as of then: this one was ingested today)
+    catalog.add("free_text_searches")  # (it holds the seconds its step took)
     assert {k: v for k, v in default["model"].items() if k not in catalog} == {
         k: v for k, v in explicit["model"].items() if k not in catalog
     }
@@ -1476,9 +1479,13 @@ def test_a_quarantined_stock_row_says_the_suggestion_uses_the_earlier_stock(shop
     """A stock feed's row for a catalog product fails its check (`-3` on hand): the product is
     still suggested from its earlier row's stock, and that is said on its line and in the run's
     warning (it said "not in the catalog, so no stock figure" in the Python answer alone)."""
+    import duckdb
+
     from shelfwise import Shop
 
     work = with_catalog_deliveries(shop, tmp_path, ["STEADY,Steady thing,Home > Kitchen,5,true,-3,7"])
+    with duckdb.connect(str(work / "warehouse.duckdb")) as con:  # (delivered a week after the catalog)
+        con.execute("UPDATE quarantine.rows SET quarantined_at = ?", [START + timedelta(weeks=1)])
     out = tmp_path / "reorder.csv"
     proc = ok(run("insights", "replenishment", "-w", str(work), "--as-of", AS_OF, "--out", str(out)))
     rows = {r["product_id"]: r for r in csv.DictReader(out.open())}
@@ -1488,3 +1495,17 @@ def test_a_quarantined_stock_row_says_the_suggestion_uses_the_earlier_stock(shop
     assert "(STEADY)" in proc.stderr and "2 product(s) are not in the catalog" in proc.stderr  # BAD*
     left = Shop(work).replenishment(tmp_path / "again.csv", as_of=AS_OF)["left_out"]
     assert left["stale_stock"] == ["STEADY"] and left["quarantined_product_rows"] == 3
+    # a good row delivered after the bad one: the stock in use is the newest, nothing is stale
+    # (the bad row stays open in the quarantine: it was not fixed, only overtaken)
+    ok(run("ingest", "--append", "--data", str(_catalog_dir(tmp_path / "fixed", "STEADY,Steady thing,Home > Kitchen,5,true,480,7")), "--workdir", str(work)))  # fmt: skip
+    backdate(work, {2: START + timedelta(weeks=2)})
+    proc = ok(run("insights", "replenishment", "-w", str(work), "--as-of", AS_OF, "--out", str(out)))
+    rows = {r["product_id"]: r for r in csv.DictReader(out.open())}
+    assert rows["STEADY"]["stock"] == "480" and "earlier row's stock" not in rows["STEADY"]["reason"]
+    assert "later products row in quarantine" not in proc.stderr, proc.stderr
+
+
+def _catalog_dir(d: Path, row: str) -> Path:
+    d.mkdir()
+    (d / "products.csv").write_text(f"product_id,title,category,price,in_stock,stock_qty,lead_time\n{row}\n")
+    return d

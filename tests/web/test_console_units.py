@@ -1126,6 +1126,10 @@ def test_the_insights_page_says_what_its_numbers_rest_on() -> None:
     model["calibration"][0]["capped"] = False  # type: ignore[index]
     html = page(customers=customers, demand=demand, audiences=[])
     assert "did better" not in html and "hit its bound" not in html
+    # a report written before those fields (the console's templates refuse a missing key)
+    model["calibration"] = [{"group": "all", "series": 3, "factor": 1.2, "held_out_coverage_raw": 0.8,
+                             "held_out_errors": 30}]  # fmt: skip
+    assert "80.0% of 30 held-out weeks fell inside" in page(customers=customers, demand=demand, audiences=[])
 
 
 def test_the_protocol_line_says_what_a_global_time_split_targets() -> None:

@@ -201,12 +201,18 @@ def day_first_dates(st: LoadState) -> bool:
     nearer = _nearer_reading(st, columns[0])
     if nearer is not None:
         day_first, gaps, last = nearer
+        if not st.reprocess:  # remembered as a told order is: the table's next untold files, and
+            # a re-processed row of this one, are read alike (not judged again from a later date)
+            st.wh.sql(
+                f"INSERT OR REPLACE INTO {DATE_ORDERS} VALUES (?, ?, ?, ?, now()::TIMESTAMP)",
+                [st.name, day_first, st.run_id, str(st.src)],
+            )
         st.note(
             f"{st.src.name}: no date tells whether {example} is day or month first; read "
-            f"{'day/month' if day_first else 'month/day'}/year: this delivery then starts "
-            f"{gaps[day_first]:,} day(s) from the table's latest date ({last:%Y-%m-%d}), read "
-            f"{'month/day' if day_first else 'day/month'}/year {gaps[not day_first]:,} (no earlier file "
-            "of this table told either)"
+            f"{'day/month' if day_first else 'month/day'}/year: this delivery's first and last dates "
+            f"then lie {gaps[day_first]:,} day(s) in all from the table's latest date ({last:%Y-%m-%d}), "
+            f"read {'month/day' if day_first else 'day/month'}/year {gaps[not day_first]:,} (no earlier "
+            "file of this table told either)"
         )
         return day_first
     st.note(
@@ -230,16 +236,22 @@ def _nearer_reading(st: LoadState, column: str) -> tuple[bool, dict[bool, int], 
         return None
     date = f"regexp_extract({q(column)}, '^\\s*([0-9]{{1,2}}/[0-9]{{1,2}}/[0-9]{{2,4}})', 1)"
 
-    def first(order: str) -> str:  # (two-digit years first: %Y reads `19` as the year 19)
-        return f"min(try_strptime({date}, ['{order}/%y', '{order}/%Y']))"
+    def read(order: str) -> str:  # (two-digit years first: %Y reads `19` as the year 19)
+        return f"try_strptime({date}, ['{order}/%y', '{order}/%Y'])"
 
     row = st.wh.sql(
-        f"SELECT {first('%d/%m')}, {first('%m/%d')} FROM (SELECT * FROM {st.load} "
-        f"WHERE contains({q(column)}, '/') LIMIT 200000)"
+        f"SELECT min({read('%d/%m')}), max({read('%d/%m')}), min({read('%m/%d')}), max({read('%m/%d')}) "
+        f"FROM (SELECT * FROM {st.load} WHERE contains({q(column)}, '/') LIMIT 200000)"
     ).fetchone()
-    if not row or row[0] is None or row[1] is None:
+    if not row or any(v is None for v in row):
         return None
-    gaps = {flag: abs((start - last).days) for flag, start in ((True, row[0]), (False, row[1]))}
+    # how far each reading's first and last dates lie from the table's latest: its first alone
+    # tied when the first date's day is its month (`01/01/2020`) and the month-first reading of
+    # the rest ran months ahead
+    gaps = {
+        flag: abs((lo - last).days) + abs((hi - last).days)
+        for flag, lo, hi in ((True, row[0], row[1]), (False, row[2], row[3]))
+    }
     if gaps[True] == gaps[False]:
         return None
     return gaps[True] < gaps[False], gaps, last

@@ -78,12 +78,13 @@ def _say_repeated_till_lines(st: LoadState) -> None:
     what tells them apart (an event_id, or the day's quantity summed in one row): the
     duplicate_row count alone read as re-sends."""
     have = set(st.contract.column_names)
-    if not {"quantity", "event_type", "timestamp"} <= have:
+    if not {"event_type", "timestamp"} <= have:
         return
     no_id = f"{q('event_id')} IS NULL" if "event_id" in have else "true"
+    # (a file without quantities is one unit a row: its repeats are units too)
     row = st.wh.sql(
         f"""SELECT count(*) FROM _checked WHERE _reasons = ['{Reason.DUPLICATE_ROW.value}']
-            AND {q("event_type")} = 'purchase' AND {q("quantity")} IS NOT NULL AND {no_id}
+            AND {q("event_type")} = 'purchase' AND {no_id}
             AND {q("timestamp")} = date_trunc('day', {q("timestamp")})"""
     ).fetchone()
     n = int(row[0]) if row else 0

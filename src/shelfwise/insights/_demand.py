@@ -300,9 +300,12 @@ def load_weekly(
         qty = 'coalesce("quantity", 1)' if "quantity" in have else "1"
         explicit = as_of
         if as_of is None:
+            # whether the last date's events carry a time of day: its rows alone decide (a web
+            # shop's few timed events of last month beside a till's daily export do not)
             row = con.sql(
-                'SELECT max("timestamp"), bool_or("timestamp" <> date_trunc(\'day\', "timestamp")) '
-                "FROM curated.events"
+                'WITH m AS (SELECT max("timestamp") AS t FROM curated.events) '
+                'SELECT any_value(m.t), bool_or(e."timestamp" <> date_trunc(\'day\', e."timestamp")) '
+                "FROM m LEFT JOIN curated.events e ON e.\"timestamp\" >= date_trunc('day', m.t)"
             ).fetchone()
             if not row or row[0] is None:
                 raise ShelfwiseError(f"{workdir}: the curated events table is empty")

@@ -52,22 +52,40 @@ def stock_unknown(workdir: Path, at: Any) -> str:
     )
 
 
-def quarantined_products(workdir: Path, catalog: Iterable[str] = ()) -> dict[str, Any]:
+def quarantined_products(
+    workdir: Path, catalog: Iterable[str] = (), in_use_since: Any = None
+) -> dict[str, Any]:
     """The products rows held in quarantine (open), counted by reason. A product the catalog
-    (`catalog`: its ids) has is suggested from its earlier row, whose stock figure a later
-    delivery meant to replace (a stock feed's `-3` quarantined left yesterday's 10 in use, and
-    this said "not in the catalog"): those ids are `stale_stock`; the others are not in the
-    catalog, so not in the suggestions unless they sold (then listed as "not in the catalog")."""
-    from ..governance import Quarantine
+    (`catalog`: its ids) has is suggested from the products version in use (ingested at
+    `in_use_since`); a row of it quarantined after that was meant to replace its stock figure (a
+    stock feed's `-3` quarantined left yesterday's 10 in use, and this said "not in the catalog"):
+    those ids are `stale_stock` (a row quarantined before the version in use is older than the
+    stock read). The other rows' products are not in the catalog, so not in the suggestions
+    unless they sold (then listed as "not in the catalog")."""
+    import pandas as pd
 
-    rows = Quarantine(workdir).list(table="products", status="open", limit=None)
+    from ..storage import read_only
+
+    rows: list[tuple[str, str, Any]] = []
+    if (Path(workdir) / "warehouse.duckdb").exists():
+        with read_only(workdir) as (con, _):
+            if con.execute(
+                "SELECT count(*) FROM information_schema.tables "
+                "WHERE table_schema = 'quarantine' AND table_name = 'rows'"
+            ).fetchone()[0]:
+                rows = con.execute(
+                    "SELECT trim(coalesce(json_extract_string(raw, '$.product_id'), '')), reason, "
+                    "quarantined_at FROM quarantine.rows WHERE table_name = 'products' AND status = 'open'"
+                ).fetchall()
     known = set(catalog)
-    ids = {str((r["raw"] or {}).get("product_id") or "").strip() for r in rows}
-    stale = sorted(ids & known)
+    since = None if in_use_since is None else pd.Timestamp(in_use_since)
+    stale = sorted(
+        {p for p, _, at in rows if p in known and (since is None or at is None or pd.Timestamp(at) > since)}
+    )
     by_reason: dict[str, int] = {}
-    for r in rows:
-        by_reason[r["reason"]] = by_reason.get(r["reason"], 0) + 1
-    n, new = len(rows), sorted(ids - known - {""})
+    for _, reason, _ in rows:
+        by_reason[reason] = by_reason.get(reason, 0) + 1
+    new = sorted({p for p, _, _ in rows if p not in known})
     said = []
     if stale:
         said.append(
@@ -75,15 +93,17 @@ def quarantined_products(workdir: Path, catalog: Iterable[str] = ()) -> dict[str
             f"suggestions use the earlier row's stock and lead time ({', '.join(stale[:5])}"
             f"{', ...' if len(stale) > 5 else ''})"
         )
-    if new or "" in ids:
+    if new:
         said.append(f"{len(new):,} product(s) are not in the catalog, so no stock figure")
+    n = len(rows)
     return {
         "quarantined_product_rows": n,
         "by_reason": by_reason,
         "stale_stock": stale,
         "reason": (
-            f"{n} products rows are in quarantine (open): {'; '.join(said)}; fix them "
-            "(`shelfwise quarantine list --table products`)"
+            f"{n} products rows are in quarantine (open)"
+            + (f": {'; '.join(said)}" if said else "")
+            + "; fix them (`shelfwise quarantine list --table products`)"
             if n
             else None
         ),
@@ -205,7 +225,9 @@ def run_replenishment(
         records = replenish(
             fc, products, service_level=service_level, review_days=review_days, as_of=at, history=series
         )
-        left_out = quarantined_products(workdir, products["product_id"].astype(str))
+        left_out = quarantined_products(
+            workdir, products["product_id"].astype(str), catalog.get("ingested_at")
+        )
         stale = set(left_out["stale_stock"])
         for r in records:  # (said where the number is read, not only in the run's summary)
             if r["product_id"] in stale:

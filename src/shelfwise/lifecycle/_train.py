@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -253,6 +254,10 @@ def _train_logged(
     log = console.log
     ingest_run = None
     ingested: dict[str, Any] | None = None
+    # an erasure from now on may miss what this run reads: its users leave the bundle it writes.
+    # Taken before the run's ingest and absorb: an erasure scrubs the warehouse before it writes
+    # its register, and an absorb between the two curated the user's spooled events again
+    reading_from = datetime.now(UTC).replace(tzinfo=None)
     if data is not None:
         # the same governed path as `shelfwise ingest`; files unchanged since their last load
         # are not ingested again
@@ -317,6 +322,7 @@ def _train_logged(
             actor,
             engine,
             feedback_as_of=feedback_as_of,
+            reading_from=reading_from,
         )
     except Exception as exc:
         lineage.fail(f"{type(exc).__name__}: {exc}")
@@ -381,13 +387,12 @@ def _train(
     engine: Any = None,
     *,
     feedback_as_of: str | None = None,
+    reading_from: datetime | None = None,
 ) -> TrainResult:
     log = console.log
     t_all = time.monotonic()
-    from datetime import UTC, datetime
-
-    # an erasure from now on may miss what this run reads: its users leave the bundle (below)
-    reading_from = datetime.now(UTC).replace(tzinfo=None)
+    if reading_from is None:  # (a caller of its own: its reads begin here)
+        reading_from = datetime.now(UTC).replace(tzinfo=None)
     from ..governance._consent import consent_withdrawn
 
     withdrawn: set[str] = set()
@@ -657,7 +662,7 @@ def _train(
     )
     from ..governance._erase import erased_while_training
 
-    late = erased_while_training(workdir, bundle, reading_from)
+    late = erased_while_training(workdir, bundle, reading_from)  # (set before ingest and absorb)
     if late["users"]:
         log(
             f"privacy: {late['users']:,} user(s) erased while this run trained left bundle {bundle.name} "
