@@ -57,6 +57,12 @@ def test_a_train_with_fusion_prints_no_library_warnings(trained):
     stderr = (work.parent / "train.stderr").read_text()
     assert noise(stderr) == [], "\n".join(noise(stderr))
     assert "fusion: held-out validation" in stderr and "run log (library warnings included)" in stderr
+    # the fusion against its best part with the paired interval of the difference (JSON and line)
+    vs = out["fusion"]["holdout_vs_best_part"]
+    assert (
+        vs["users"] == out["fusion"]["holdout_users"] and vs["ci95"][0] <= vs["difference"] <= vs["ci95"][1]
+    )
+    assert f"paired 95% interval [{vs['ci95'][0]:+.4f}, {vs['ci95'][1]:+.4f}]" in stderr
 
 
 @pytest.mark.slow

@@ -135,3 +135,34 @@ def test_the_fusions_validation_number_is_shown_with_the_users_it_was_measured_o
         ]
         == "—"
     )
+
+
+def test_the_fusions_held_out_difference_has_its_paired_interval_and_no_gain_over_0(tmp_path: Path):
+    """The fusion's line gave point estimates only ("It beat its best part there") for a
+    difference whose paired interval covers 0: the difference and its interval are shown, and a
+    fusion made the default on its point estimate alone is not said to have beaten its part."""
+    results = [_result("fusion", None), _result("transitions", 0.0212)]
+    vs = {"part": "transitions", "difference": 0.005352, "ci95": [-0.0021, 0.0127], "users": 627,
+          "gain_shown": False, "method": "paired percentile bootstrap over the held-out users (1,000 rounds, seed 0)"}  # fmt: skip
+    report = _report(results) | {
+        "fusion": {
+            "holdout_users": 627,
+            "holdout_ndcg@10": {"fusion": 0.026875, "transitions": 0.021523},
+            "beats_parts": True,
+            "holdout_vs_best_part": vs,
+        }
+    }
+
+    def note() -> str:
+        html = write_evaluation_report(tmp_path / "e.html", report).read_text()
+        at = html.index('id="fusion-validation"')
+        return html[at : html.index("</p>", at)]
+
+    said = note()
+    assert "fusion minus transitions +0.0054, paired 95% interval [-0.0021, +0.0127]" in said
+    assert "It beat its best part" not in said and "no interval" not in said
+    assert "the interval covers 0: no gain is shown" in said
+    vs["ci95"] = [0.0011, 0.0127]  # above 0: a gain
+    assert "It beat its best part there, beyond chance" in note()
+    vs["ci95"], report["fusion"]["beats_parts"] = [-0.02, -0.001], False
+    assert "It did worse than its best part there" in note()

@@ -87,6 +87,11 @@ def test_fusion_learns_which_generator_knows_the_next_step(cycles):
     assert ndcg_at_10(gens["popularity"], split.test) < 0.3
     hold = fusion.ranker_report_["holdout_ndcg@10"]
     assert hold["fusion"] >= hold["popularity"] + 0.5
+    # the per-user numbers those are the means of, the same users in the same order for each
+    # (what the paired interval of train's comparison resamples)
+    gains = fusion.holdout_gains_
+    assert {g: float(v.mean()) for g, v in gains.items()} == pytest.approx(hold)
+    assert {len(v) for v in gains.values()} == {fusion.ranker_report_["holdout_users"]}
 
 
 def _without_step_statistics(monkeypatch: pytest.MonkeyPatch) -> None:

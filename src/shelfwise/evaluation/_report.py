@@ -48,7 +48,7 @@ seen items being excluded, no model can hit it{% if p.split == "leave_last_out" 
 {% if unscored %}<td class="unscored">{% set u = m.get("sampled_unscored_targets") %}{% if u is none or u is undefined or u != u %}—{% else %}{{ "%.1f"|format(100 * u) }}%{% endif %}</td>{% endif %}
 <td>{% if m.model == "fusion" and m.get("validation_ndcg@10") is none and held %}{{ "%.4f"|format(held.scores.fusion) }} <small>(held-out {{ "{:,}".format(held.users) }} users †)</small>{% else %}{{ num(m.get("validation_ndcg@10"), "%.4f") }}{% endif %}</td><td>{{ m.get("train_seconds", "—") }}</td><td>{{ m.get("peak_rss_mb", "—") }}</td></tr>
 {% endfor %}</tbody></table>
-{% if held %}<p class="protocol" id="fusion-validation">† The fusion's validation NDCG@10 is measured on the {{ "{:,}".format(held.users) }} validation users held out from its ranker's training, not on every validation user as the other models' are, so it is not comparable with their column. On those same users: fusion {{ "%.4f"|format(held.scores.fusion) }}{% for g, v in held.parts %}, {{ g }} {{ "%.4f"|format(v) }}{% endfor %} (point estimates, no interval). {% if held.beats %}It beat its best part there: why training made it the default model.{% else %}It did not beat its best part there, so it was not made the default.{% endif %}</p>{% endif %}
+{% if held %}<p class="protocol" id="fusion-validation">† The fusion's validation NDCG@10 is measured on the {{ "{:,}".format(held.users) }} validation users held out from its ranker's training, not on every validation user as the other models' are, so it is not comparable with their column. On those same users: fusion {{ "%.4f"|format(held.scores.fusion) }}{% for g, v in held.parts %}, {{ g }} {{ "%.4f"|format(v) }}{% endfor %}{% if held.vs %}; <span id="fusion-difference">fusion minus {{ held.vs.part }} {{ "%+.4f"|format(held.vs.difference) }}, paired 95% interval [{{ "%+.4f"|format(held.vs.ci95[0]) }}, {{ "%+.4f"|format(held.vs.ci95[1]) }}] ({{ held.vs.method }})</span>. {% if held.vs.ci95[0] > 0 %}It beat its best part there, beyond chance: why training made it the default model.{% elif held.beats %}Its point estimate is above its best part's, which made it the default model, but the interval covers 0: no gain is shown.{% elif held.vs.ci95[1] < 0 %}It did worse than its best part there, so it was not made the default.{% else %}It did not beat its best part there, so it was not made the default (the interval covers 0: no difference is shown either way).{% endif %}{% else %} (point estimates, no interval). {% if held.beats %}It beat its best part there: why training made it the default model.{% else %}It did not beat its best part there, so it was not made the default.{% endif %}{% endif %}</p>{% endif %}
 {% if unscored %}<p class="protocol" id="unscored">Unscored targets: the share of a model's sampled targets it scored no higher than the lowest of their negatives (no score: the -inf or 0 a model gives items it has no evidence for); those are placed among the tied negatives by the random tie-break, or last, so their hits are a draw, not the model's judgement.{% for w in unscored_warnings %}<br><b>Warning:</b> {{ w }}.{% endfor %}</p>{% endif %}
 <h2>Segments (NDCG@10)</h2>
 <table id="segments"><thead><tr><th>model</th>{% for s in segs %}<th>{{ s }}</th>{% endfor %}</tr></thead><tbody>
@@ -126,11 +126,14 @@ def _fusion_held_out(report: dict[str, Any]) -> dict[str, Any] | None:
     parts = sorted(
         ((g, float(v)) for g, v in scores.items() if g != "fusion" and _known(v)), key=lambda gv: -gv[1]
     )
+    vs = info.get("holdout_vs_best_part")  # (a report of a train before it: no interval)
+    ok = isinstance(vs, dict) and len(vs.get("ci95") or []) == 2 and all(_known(x) for x in vs["ci95"])
     return {
         "scores": {"fusion": float(scores["fusion"])},
         "users": int(info.get("holdout_users") or 0),
         "parts": parts,
         "beats": bool(info.get("beats_parts")),
+        "vs": vs if ok else None,
     }
 
 

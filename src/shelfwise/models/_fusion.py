@@ -28,13 +28,14 @@ class NoRankerData(ValueError):
 class Fusion(Recommender):
     """`fit(interactions, generators=..., validation=...)` computes the item statistics from the
     training interactions and trains the ranker on the validation fold (`ranker_report_` holds
-    its held-out comparison with the generators); `fit(interactions)` alone on a fitted fusion
+    its held-out comparison with the generators, `holdout_gains_` the per-user NDCG@10 it is the
+    mean of); `fit(interactions)` alone on a fitted fusion
     refreshes the item statistics and keeps the ranker and generators (the refit for serving).
     A loaded fusion is given its (loaded) generators: `load(path, interactions, generators=...)`."""
 
     name = "fusion"
     scoring_batch_size = 512
-    transient = ("interactions_", "generators_", "ranker_report_")
+    transient = ("interactions_", "generators_", "ranker_report_", "holdout_gains_")
 
     def __init__(
         self,
@@ -322,6 +323,9 @@ class Fusion(Recommender):
                 for gi, g in enumerate(self.generators_):
                     gains[g].append(_ndcg_at_10(-x[:, 2 * gi + 1], y))
             out["holdout_ndcg@10"] = {g: float(np.mean(v)) for g, v in gains.items()}
+            # per held-out user, in the same user order for each (not saved): a difference
+            # between two of them is paired by user (`lifecycle._train.fusion_versus_parts`)
+            self.holdout_gains_ = {g: np.asarray(v, np.float64) for g, v in gains.items()}
         # the served rankers: `bag` seeds on every user the fold has (the held-out ones too), for
         # the rounds the held-out curve chose, scaled to the larger set; their scores averaged.
         # On Beauty (default pipeline, test NDCG@10, at 5 generators): one seed on 80% of the
