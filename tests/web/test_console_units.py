@@ -1255,6 +1255,118 @@ def test_the_experiment_chart_draws_intervals_and_the_page_states_the_protocols(
         page.close()
 
 
+def test_every_experiment_rate_on_the_analytics_page_has_its_interval_and_denominator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, browser: Any
+) -> None:
+    """The analytics page gave CTR its 95% interval but add-to-cart and conversion bare (the
+    report, `experiments report`, has all three): each rate now carries the report's interval
+    and what it is a share of, and a note says how they are computed. Known answers: 1 of 5
+    users (one list each) carts and buys: conversion's Wilson interval of 1/5 is [0.0362,
+    0.6245]; add-to-cart's delta-method interval is clipped at 0 and widened to that Wilson
+    bound (never narrower than Wilson over exposures)."""
+    from fastapi import FastAPI
+
+    from shelfwise.serving._experiments import experiment_summary
+    from shelfwise.web._routes import mount_console
+    from tests.serving.conftest import serve_in_thread
+
+    ex = [("e", "control", f"c{i}", f"cu{i}", "b1", 0.0) for i in range(5)]
+    ex += [("e", "treatment", f"t{i}", f"tu{i}", "b1", 0.0) for i in range(4)]
+    by_list = {
+        "c0": [["cu0", 1.0, "click", 0.0], ["cu0", 1.0, "add_to_cart", 0.0], ["cu0", 2.0, "purchase", 20.0]],
+        "t0": [["tu0", 1.0, "click", 0.0], ["tu0", 1.0, "add_to_cart", 0.0]],
+    }
+    report = experiment_summary(ex, by_list)
+    control = report["experiments"]["e"]["variants"]["control"]
+    assert control["conversion_ci95"] == pytest.approx((0.0362, 0.6245), abs=5e-5)
+    assert control["add_to_cart_ci95"] == pytest.approx((0.0, 0.6245), abs=5e-5)
+    monkeypatch.setattr(_data, "experiments", lambda w: {"configured": [], "report": report})
+    sr = {"logged": {"searches": 0, "distinct_queries": 0, "top_queries": []},
+          "served": {"pages": 0, "zero_result_pages": 0, "top_queries": [], "zero_result_queries": []},
+          "no_keyword_match": [], "protocol": {}}  # fmt: skip
+    monkeypatch.setattr(_data, "search_report", lambda *a: sr)
+    app = FastAPI()
+    mount_console(app, tmp_path, lambda: None)
+    page = browser.new_page()
+    try:
+        with serve_in_thread(app) as base:
+            page.goto(base + "/console/analytics")
+            rows = {
+                cells[0]: cells[3:6]  # CTR, add-to-cart, conversion
+                for cells in (
+                    r.locator("td").all_inner_texts() for r in page.locator("table.experiment tr").all()
+                )
+                if cells
+            }
+            assert rows["control"] == [
+                "0.2000 [0.0000, 0.6245] of 5 exposures",
+                "0.2000 [0.0000, 0.6245] of 5 exposures",
+                "0.2000 [0.0362, 0.6245] of 5 users",
+            ]
+            assert rows["treatment"][1:] == [
+                "0.2500 [0.0000, 0.7400] of 4 exposures",
+                "0.0000 [0.0000, 0.4899] of 4 users",
+            ]
+            note = page.locator(".rate-intervals").inner_text()
+            assert "95% interval" in note and "delta method" in note and "Wilson" in note
+    finally:
+        page.close()
+
+
+def test_the_overviews_traffic_rates_have_intervals_with_the_shopper_as_unit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, browser: Any
+) -> None:
+    """The overview's click-through, engaged and conversion per list were bare. Each has its
+    95% interval now, by the experiment report's per-exposure rule (the delta method over
+    shoppers, `_ratio_interval`). Known answer: two shoppers with four lists each, one clicks all
+    four, the other none: 50% of 8 lists, but with two shoppers the interval is [0%, 100%]
+    (Wilson over the 8 lists as if independent would say [21.5%, 78.5%]); one list bought."""
+    import json
+
+    from fastapi import FastAPI
+
+    from shelfwise.web._routes import mount_console
+    from tests.serving.conftest import serve_in_thread
+
+    folder = tmp_path / "spool" / "exposures"
+    folder.mkdir(parents=True)
+    recs = [
+        {
+            "id": f"L{i}",
+            "kind": "recommendations",
+            "bundle": "b1",
+            "user": "u_a" if i < 4 else "u_b",
+            "at": 1000.0,
+        }
+        for i in range(8)
+    ]
+    (folder / "t-h-1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    attributed = [(f"L{i}", "u_a", False, 1100.0, (), "click") for i in range(4)]
+    attributed.append(("L0", "u_a", True, 1100.0, (), "purchase"))
+    monkeypatch.setattr(_data, "_TALLIES", {})
+    traffic = _data._traffic(tmp_path, attributed)
+    got = traffic["surfaces"][0]
+    assert (got["served"], got["ctr"], got["conversion"]) == (8, 0.5, 0.125)
+    assert got["ctr_ci95"] == (0.0, 1.0) and got["engaged_ci95"] == (0.0, 1.0)
+    o = {"datasets": [], "trend": {}, "production": [], "candidates": [], "traffic": traffic,
+         "audit": {"entries": 0, "ok": True}, "alerts": []}  # fmt: skip
+    monkeypatch.setattr(_data, "overview", lambda workdir: o)
+    app = FastAPI()
+    mount_console(app, tmp_path, lambda: None)
+    page = browser.new_page()
+    try:
+        with serve_in_thread(app) as base:
+            page.goto(base + "/console/")
+            row = page.locator('#traffic tr[data-surface="recommendations"]')
+            assert row.locator("td.ctr").inner_text() == "50.0%"
+            assert row.locator("td.ctr-ci").inner_text() == "[0.0%, 100.0%]"
+            lo, hi = got["conversion_ci95"]
+            assert row.locator("td.conversion-ci").inner_text() == f"[{100 * lo:.1f}%, {100 * hi:.1f}%]"
+            assert "shopper is the unit" in page.locator("#traffic-intervals").inner_text()
+    finally:
+        page.close()
+
+
 def test_the_access_download_of_an_id_in_any_script_is_named_in_ascii(tmp_path: Path) -> None:
     """`filename="access-用户1.json"` made Starlette raise UnicodeEncodeError (a 500) after the
     export was written and audited: the header holds Latin-1 only."""

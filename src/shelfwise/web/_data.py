@@ -746,6 +746,7 @@ def _traffic(workdir: Path, attributed: list[tuple[Any, ...]]) -> dict[str, Any]
         bought[kind] += sid in bought_ids
         clicked_by_bundle[(kind, bundle)] += sid in clicked_ids
         engaged_by_bundle[(kind, bundle)] += 1
+    cis = _traffic_intervals(served, bundle_of, clicked_ids, engaged_ids, bought_ids)
     surfaces = [
         {
             "surface": k,
@@ -753,6 +754,8 @@ def _traffic(workdir: Path, attributed: list[tuple[Any, ...]]) -> dict[str, Any]
             "ctr": round(clicked[k] / n, 4) if n else None,
             "engaged": round(engaged[k] / n, 4) if n else None,
             "conversion": round(bought[k] / n, 4) if n else None,
+            # 95% intervals with the shopper as unit (`experiments report`'s per-exposure rule)
+            **(cis.get(k) or {}),
         }
         for k, n in sorted(served.items())
     ]
@@ -768,6 +771,48 @@ def _traffic(workdir: Path, attributed: list[tuple[Any, ...]]) -> dict[str, Any]
         for (k, b), n in sorted(by_bundle.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 0.0)))
     ]
     return {"surfaces": surfaces, "served": sum(served.values()), "by_bundle": bundles}
+
+
+def _traffic_intervals(
+    served: Counter[str],
+    lists: dict[str, tuple[str, str, str, float]],
+    clicked: set[str],
+    engaged: set[str],
+    bought: set[str],
+) -> dict[str, dict[str, tuple[float, float]]]:
+    """Per surface, the 95% intervals of its per-list rates (`ctr_ci95`, `engaged_ci95`,
+    `conversion_ci95`), computed as `experiments report` computes its per-exposure rates
+    (`serving._experiments._ratio_interval`: the delta method over shoppers, a shopper's lists
+    not being independent, never narrower than Wilson over the lists). `lists`: list id ->
+    (surface, bundle, shopper, served at); a list served to nobody in particular, or logged
+    without an id, is a unit of its own."""
+    import numpy as np
+
+    from ..serving._experiments import _ratio_interval
+
+    def unit(sid: str) -> tuple[str, str]:
+        kind, _, user, _ = lists[sid]
+        return kind, user or "\x00" + sid
+
+    # (surface, shopper) -> lists, and of them clicked, engaged, bought (Counters: every served
+    # list is read, the console's largest sum; the attributed sets are small)
+    shown = Counter((kind, user or "\x00" + sid) for sid, (kind, _, user, _) in lists.items())
+    c, e, b = (Counter(unit(sid) for sid in ids if sid in lists) for ids in (clicked, engaged, bought))
+    per: dict[str, list[list[int]]] = {}  # surface -> [lists, clicked, engaged, bought] per shopper
+    for key, n_lists in shown.items():
+        per.setdefault(key[0], []).append([n_lists, c[key], e[key], b[key]])
+    out: dict[str, dict[str, tuple[float, float]]] = {}
+    for kind, n in served.items():
+        rows = per.get(kind, [])
+        rows += [[1, 0, 0, 0]] * max(0, n - sum(r[0] for r in rows))  # lists without an id
+        if not rows:
+            continue
+        a = np.asarray(rows, float)
+        out[kind] = {
+            f"{name}_ci95": tuple(round(x, 4) for x in _ratio_interval(a[:, col], a[:, 0]))  # type: ignore[misc]
+            for name, col in (("ctr", 1), ("engaged", 2), ("conversion", 3))
+        }
+    return out
 
 
 def _attributed(workdir: Path) -> list[tuple[Any, ...]]:
