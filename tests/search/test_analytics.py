@@ -35,8 +35,22 @@ def test_conversion_per_query_credits_a_purchase_to_its_own_user_s_search(tmp_pa
     assert logged["searches"] == 5 and logged["distinct_queries"] == 2
     assert logged["top_queries"] == [
         # on session id alone u1's purchase would be credited to u2's search too (1.0 and 1.0)
-        {"query": "rug", "searches": 3, "users": 3, "session_ctr": 0.6667, "session_conversion": 0.3333},
-        {"query": "lamp", "searches": 2, "users": 2, "session_ctr": 0.5, "session_conversion": 0.5},
+        {
+            "query": "rug",
+            "normalized_query": "rug",
+            "searches": 3,
+            "users": 3,
+            "session_ctr": 0.6667,
+            "session_conversion": 0.3333,
+        },
+        {
+            "query": "lamp",
+            "normalized_query": "lamp",
+            "searches": 2,
+            "users": 2,
+            "session_ctr": 0.5,
+            "session_conversion": 0.5,
+        },
     ]
 
 
@@ -103,8 +117,8 @@ def test_a_fallback_page_for_a_query_that_matched_nothing_is_a_no_result_search(
         add_served_search(per_query, rec)
     summary = served_search_summary(per_query, set())
     assert summary["zero_result_queries"] == [
-        {"query": "xyzzy", "zero_result_pages": 1},
-        {"query": "zzzxqj nothing", "zero_result_pages": 1},
+        {"query": "xyzzy", "normalized_query": "xyzzy", "zero_result_pages": 1},
+        {"query": "zzzxqj nothing", "normalized_query": "zzzxqj nothing", "zero_result_pages": 1},
     ]
 
 
@@ -135,7 +149,9 @@ def test_a_served_page_is_clicked_only_by_its_shoppers_later_click_cart_or_purch
         ("s5", "u_z", at + 5),  # a page served to nobody in particular: anyone's
     ]
     summary = served_search_summary(per_query, attributed)
-    assert summary["top_queries"] == [{"query": "lamp", "pages": 6, "attributed_ctr": round(3 / 6, 4)}]
+    assert summary["top_queries"] == [
+        {"query": "lamp", "normalized_query": "lamp", "pages": 6, "attributed_ctr": round(3 / 6, 4)}
+    ]
 
 
 def test_an_anonymous_event_counts_only_for_its_own_shoppers_list(tmp_path) -> None:
@@ -173,3 +189,45 @@ def test_an_anonymous_event_counts_only_for_its_own_shoppers_list(tmp_path) -> N
         (lid, user) for lid, user, _, ts, also in rows if not_counted(lists[lid], 0.0, user, ts, also) is None
     )
     assert counted == [("r_anon", c1), ("r_c1", s1)], rows
+
+
+def test_a_query_is_counted_normalized_and_shown_as_shoppers_typed_it() -> None:
+    """Served pages were listed by their normalized key ("1/2 hp" as "1 2 hp", "Green Tent" as
+    "green tent"): counted under the key, a query is shown in its most frequent form as typed
+    (outer spaces aside), the first in code-point order between equally frequent forms."""
+    from shelfwise.search._analytics import add_served_search, served_search_summary
+
+    per_query: dict = {}
+    typed = ["1/2 hp", "1/2 hp ", "1/2 HP", "1-2 hp", "lamp", "Lamp", "zzz qq"]
+    for i, q in enumerate(typed):
+        add_served_search(per_query, {"query": q, "items": [] if q == "zzz qq" else ["P1"], "offset": 0,
+                                      "id": f"s{i}"})  # fmt: skip
+    summary = served_search_summary(per_query, set())
+    assert [(d["query"], d["pages"]) for d in summary["top_queries"]] == [
+        ("1/2 hp", 4),
+        ("Lamp", 2),
+        ("zzz qq", 1),
+    ]
+    assert [d["normalized_query"] for d in summary["top_queries"]] == ["1 2 hp", "lamp", "zzz qq"]
+    assert summary["zero_result_queries"] == [
+        {"query": "zzz qq", "normalized_query": "zzz qq", "zero_result_pages": 1}
+    ]
+
+
+def test_a_logged_query_is_shown_as_shoppers_typed_it(tmp_path: Path) -> None:
+    """The logged searches are counted by `lower(trim(query))` and were listed so ("green
+    tent" for what shoppers typed "Green Tent"): the most frequent typed form is shown, the
+    first in code-point order between equally frequent ones ("Rug" before "rug")."""
+    events = "\n".join(
+        ["user_id,product_id,event_type,timestamp,session_id,query"]
+        + [f"g{i},,search,2026-01-01T10:00:00Z,{i},Green Tent" for i in range(2)]
+        + ["g2,,search,2026-01-01T10:00:00Z,2,green tent", 'g3,,search,2026-01-01T10:00:00Z,3," GREEN TENT "']
+        + ["r1,,search,2026-01-01T10:00:00Z,4,rug", "r2,,search,2026-01-01T10:00:00Z,5,Rug"]
+    )
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "events.csv").write_text(events + "\n")
+    Shop(tmp_path / "w").ingest(data)
+    logged, _ = logged_searches(tmp_path / "w")
+    assert [(d["query"], d["searches"]) for d in logged["top_queries"]] == [("Green Tent", 4), ("Rug", 2)]
+    assert [d["normalized_query"] for d in logged["top_queries"]] == ["green tent", "rug"]

@@ -699,7 +699,7 @@ def test_a_training_run_keeps_the_figures_the_first_server_shows(tmp_path: Path,
     monkeypatch.setattr(_train, "train", lambda *a, **k: "trained")
     assert shop.train(log=None) == "trained"
     kept = {f.name for f in (tmp_path / "w" / "state" / "console").glob("*.json")}
-    assert {"catalog.json", "quarantine_summary.json", "search_logged_v3.json"} <= kept
+    assert {"catalog.json", "quarantine_summary.json", f"{_data._SEARCH_LOGGED.name}.json"} <= kept
     expected = _data.datasets(tmp_path / "w")
     _data._CACHE.clear()  # a new process
 

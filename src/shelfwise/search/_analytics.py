@@ -89,23 +89,34 @@ def logged_searches(
                     FROM s),
                 flagged AS (
                     SELECT query, user_id, has_session, b IS NOT NULL AS clicked, coalesce(b, false) AS converted
-                    FROM followed)
-                SELECT lower(trim(query)) AS q, count(*) AS n, count(DISTINCT user_id) AS users,
-                       sum(has_session::INT) AS with_session, sum(clicked::INT) AS clicked,
-                       sum(converted::INT) AS converted
-                FROM flagged GROUP BY 1 ORDER BY n DESC, q"""
+                    FROM followed),
+                forms AS (  -- each key's forms as typed (outer spaces aside) and how often
+                    SELECT lower(trim(query)) AS q, trim(query) AS form, count(*) AS n FROM s GROUP BY 1, 2),
+                shown AS (  -- the most frequent form; between equally frequent ones the first in code-point order
+                    SELECT q, form FROM (
+                        SELECT q, form, row_number() OVER (PARTITION BY q ORDER BY n DESC, form) AS r FROM forms)
+                    WHERE r = 1),
+                counted AS (
+                    SELECT lower(trim(query)) AS q, count(*) AS n, count(DISTINCT user_id) AS users,
+                           sum(has_session::INT) AS with_session, sum(clicked::INT) AS clicked,
+                           sum(converted::INT) AS converted
+                    FROM flagged GROUP BY 1)
+                SELECT c.q, c.n, c.users, c.with_session, c.clicked, c.converted, coalesce(shown.form, c.q)
+                FROM counted c LEFT JOIN shown USING (q) ORDER BY c.n DESC, c.q"""
         ).fetchall()
         logged["searches"] = int(sum(r[1] for r in rows))
         logged["distinct_queries"] = len(rows)
         logged["top_queries"] = [
             {
-                "query": q,
+                # as shoppers typed it (its most frequent form), counted under `normalized_query`
+                "query": form or q,
+                "normalized_query": q,
                 "searches": int(n),
                 "users": int(u),
                 "session_ctr": round(c / ws, 4) if ws else None,
                 "session_conversion": round(b / ws, 4) if ws else None,
             }
-            for q, n, u, ws, c, b in rows[:top]
+            for q, n, u, ws, c, b, form in rows[:top]
         ]
         cols = set(relation_columns(con, "curated.events"))
         if "search_id" in cols:
@@ -207,8 +218,9 @@ def served_searches(workdir: str | Path, attributed: Any, top: int = 50) -> dict
 
 def add_served_search(per_query: dict[str, list[Any]], rec: dict[str, Any]) -> None:
     """Count one logged search page into `per_query` (normalized query -> [pages, empty
-    pages, the pages' list ids]): sums a reader can keep and add to as the log grows (the
-    console's exposure tally) and that give `served_searches` whatever the order."""
+    pages, the pages' list ids, {the query as typed (masked, outer spaces aside): pages}]):
+    sums a reader can keep and add to as the log grows (the console's exposure tally) and that
+    give `served_searches` whatever the order."""
     from ..governance._privacy import mask_pii
     from ._analyze import words
 
@@ -216,8 +228,10 @@ def add_served_search(per_query: dict[str, list[Any]], rec: dict[str, Any]) -> N
     raw = str(rec.get("query") or "")
     raw = raw if rec.get("masked") else mask_pii(raw)
     q = " ".join(words(raw)) or raw.strip().lower()
-    d = per_query.setdefault(q, [0, 0, []])
+    d = per_query.setdefault(q, [0, 0, [], {}])
     d[0] += 1
+    form = raw.strip() or q
+    d[3][form] = d[3].get(form, 0) + 1
     # an empty page past the end of the results (`offset` beyond `total`) is no zero-result
     # search: the query had results on its earlier pages; nor is a page the shopper's filters
     # emptied ("earbuds" under 5 dollars: the words found products, the filters none:
@@ -231,11 +245,20 @@ def add_served_search(per_query: dict[str, list[Any]], rec: dict[str, Any]) -> N
 
 
 def merge_served_searches(into: dict[str, list[Any]], other: dict[str, list[Any]]) -> None:
-    for q, (pages, zero, ids) in other.items():
-        d = into.setdefault(q, [0, 0, []])
+    for q, (pages, zero, ids, *forms) in other.items():
+        d = into.setdefault(q, [0, 0, [], {}])
         d[0] += pages
         d[1] += zero
         d[2].extend(ids)
+        for form, n in (forms[0] if forms else {}).items():
+            d[3][form] = d[3].get(form, 0) + n
+
+
+def shown_form(key: str, forms: dict[str, int] | None) -> str:
+    """How a query counted under `key` is shown: its most frequent form as typed, the first in
+    code-point order between equally frequent ones (the logged searches' rule); `key` when no
+    form was kept (a tally made before forms were)."""
+    return min(forms.items(), key=lambda fn: (-fn[1], fn[0]))[0] if forms else key
 
 
 def served_search_summary(per_query: dict[str, list[Any]], attributed: Any, top: int = 50) -> dict[str, Any]:
@@ -257,22 +280,26 @@ def served_search_summary(per_query: dict[str, list[Any]], attributed: Any, top:
 
     served = sorted(
         (
-            {"query": q, "pages": pages, "zero": zero, "clicked": sum(1 for p in ids if clicked(p))}
-            for q, (pages, zero, ids) in per_query.items()
+            {"key": q, "query": shown_form(q, forms[0] if forms else None), "pages": pages, "zero": zero,
+             "clicked": sum(1 for p in ids if clicked(p))}
+            for q, (pages, zero, ids, *forms) in per_query.items()
         ),
-        key=lambda d: (-d["pages"], d["query"]),
-    )
+        key=lambda d: (-d["pages"], d["key"]),
+    )  # fmt: skip
     return {
         "pages": sum(d["pages"] for d in served),
         "zero_result_pages": sum(d["zero"] for d in served),
+        # each query as shoppers typed it (its most frequent form), counted under `normalized_query`
         "top_queries": [
-            {"query": d["query"], "pages": d["pages"], "attributed_ctr": round(d["clicked"] / d["pages"], 4)}
+            {"query": d["query"], "normalized_query": d["key"], "pages": d["pages"],
+             "attributed_ctr": round(d["clicked"] / d["pages"], 4)}
             for d in served[:top]
         ],
         "zero_result_queries": [
-            {"query": d["query"], "zero_result_pages": d["zero"]} for d in served if d["zero"]
+            {"query": d["query"], "normalized_query": d["key"], "zero_result_pages": d["zero"]}
+            for d in served if d["zero"]
         ][:top],
-    }
+    }  # fmt: skip
 
 
 def no_keyword_match(
@@ -290,9 +317,13 @@ def no_keyword_match(
     if lexical is None:
         return out
     for r in top_queries[: max(top, 200)]:
-        terms = analyze(expand_synonyms(r["query"], synonyms) if synonyms else r["query"])
+        q = r.get("normalized_query") or r["query"]  # (what was counted; the typed form is shown)
+        terms = analyze(expand_synonyms(q, synonyms) if synonyms else q)
         if terms and len(lexical.search_terms(terms, 1).ids[0]) == 0:
-            out.append({"query": r["query"], "searches": r["searches"]})
+            out.append(
+                {"query": r["query"], **({"normalized_query": r["normalized_query"]} if "normalized_query" in r else {}),
+                 "searches": r["searches"]}
+            )  # fmt: skip
     return out
 
 

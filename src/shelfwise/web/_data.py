@@ -693,7 +693,8 @@ def exposure_tally(workdir: Path) -> dict[str, Any]:
         tally = _TALLIES.setdefault(folder, ExposureTally(folder))
     total = tally.update()
     with tally.lock:  # copies: pages iterate them while another thread's update may grow them
-        searches = {q: [pages, zero, list(ids)] for q, (pages, zero, ids) in total.searches.items()}
+        searches = {q: [pages, zero, list(ids), dict(forms[0]) if forms else {}]
+                    for q, (pages, zero, ids, *forms) in total.searches.items()}  # fmt: skip
         return {"served": Counter(total.served), "by_bundle": Counter(total.by_bundle),
                 "first": dict(total.first), "ids": total.ids, "searches": searches,
                 "exposures": list(total.exposures)}  # fmt: skip
@@ -1432,7 +1433,8 @@ def search_report(workdir: Path, lexical: Any = None) -> dict[str, Any]:
 
 
 _SEARCH_LOGGED = Persist(  # (v3: the attributed events with their user, time and linked shoppers)
-    "search_logged_v3",
+    # (v4: each query as typed, with its `normalized_query`)
+    "search_logged_v4",
     dump=lambda v: [v[0], v[1], [[*a[:3], list(a[3])] for a in v[2]], v[3]],
     load=lambda v: (_tuples(v[0]), v[1], [(*a[:3], tuple(a[3])) for a in v[2]], v[3]),
 )
