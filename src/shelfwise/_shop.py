@@ -1046,8 +1046,9 @@ class Shop:
             return {**doc, "html": str(page), "json": str(js)}
 
     def search_report(self) -> dict[str, Any]:
-        """Search analytics (top queries, zero-result queries, CTR per query), written to
-        reports/search-analytics.html and .json; returns the JSON with `html` and `json` paths."""
+        """Search analytics (top queries, zero-result queries; click-through, add-to-cart rate,
+        conversion and engaged share per query), written to reports/search-analytics.html and
+        .json; returns the JSON with `html` and `json` paths."""
         with self._acting("catalog.read") as actor:
             from .search._analytics import write_search_report
 

@@ -42,6 +42,10 @@ def test_conversion_per_query_credits_a_purchase_to_its_own_user_s_search(tmp_pa
             "users": 3,
             "session_ctr": 0.6667,
             "session_conversion": 0.3333,
+            "searches_with_session": 3,
+            "session_click_through": 0.3333,
+            "session_add_to_cart_rate": 0.0,
+            "session_engaged": 0.6667,
         },
         {
             "query": "lamp",
@@ -50,6 +54,10 @@ def test_conversion_per_query_credits_a_purchase_to_its_own_user_s_search(tmp_pa
             "users": 2,
             "session_ctr": 0.5,
             "session_conversion": 0.5,
+            "searches_with_session": 2,
+            "session_click_through": 0.0,
+            "session_add_to_cart_rate": 0.0,
+            "session_engaged": 0.5,
         },
     ]
 
@@ -149,9 +157,8 @@ def test_a_served_page_is_clicked_only_by_its_shoppers_later_click_cart_or_purch
         ("s5", "u_z", at + 5),  # a page served to nobody in particular: anyone's
     ]
     summary = served_search_summary(per_query, attributed)
-    assert summary["top_queries"] == [
-        {"query": "lamp", "normalized_query": "lamp", "pages": 6, "attributed_ctr": round(3 / 6, 4)}
-    ]
+    (got,) = summary["top_queries"]
+    assert (got["query"], got["pages"], got["attributed_ctr"]) == ("lamp", 6, round(3 / 6, 4))
 
 
 def test_an_anonymous_event_counts_only_for_its_own_shoppers_list(tmp_path) -> None:
@@ -231,3 +238,66 @@ def test_a_logged_query_is_shown_as_shoppers_typed_it(tmp_path: Path) -> None:
     logged, _ = logged_searches(tmp_path / "w")
     assert [(d["query"], d["searches"]) for d in logged["top_queries"]] == [("Green Tent", 4), ("Rug", 2)]
     assert [d["normalized_query"] for d in logged["top_queries"]] == ["green tent", "rug"]
+
+
+SOFA = """user_id,product_id,event_type,timestamp,session_id,query
+v1,,search,2026-01-01T10:00:00Z,1,sofa
+v1,p1,add_to_cart,2026-01-01T10:02:00Z,1,
+v2,,search,2026-01-01T10:00:00Z,2,sofa
+v2,p1,click,2026-01-01T10:01:00Z,2,
+v3,,search,2026-01-01T10:00:00Z,3,sofa
+v3,p1,add_to_cart,2026-01-01T10:03:00Z,3,
+v3,p1,purchase,2026-01-01T10:04:00Z,3,
+v4,,search,2026-01-01T10:00:00Z,4,sofa
+"""
+
+
+def test_each_logged_rate_is_named_by_what_it_counts(tmp_path: Path) -> None:
+    """`session_ctr` ("session CTR") counted a search followed by a click, a cart or a purchase:
+    no click-through. Each rate is its own field now, labelled by what it counts; `session_ctr`
+    keeps its value (the engaged share). Known answers: of 4 "sofa" searches one is followed by
+    a click, two by an add-to-cart, one by a purchase, three by any of them. The HTML report
+    labels them so and calls none of them CTR."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "events.csv").write_text(SOFA)
+    shop = Shop(tmp_path / "w")
+    shop.ingest(data)
+    logged, _ = logged_searches(tmp_path / "w")
+    (sofa,) = logged["top_queries"]
+    assert {k: sofa[k] for k in sofa if k not in ("query", "normalized_query")} == {
+        "searches": 4, "users": 4, "searches_with_session": 4, "session_click_through": 0.25,
+        "session_add_to_cart_rate": 0.5, "session_conversion": 0.25, "session_engaged": 0.75,
+        "session_ctr": 0.75,
+    }  # fmt: skip
+    doc = shop.search_report()
+    assert doc["protocol"]["session_click_through"].startswith(
+        "share of logged searches followed by a click "
+    )
+    page = Path(doc["html"]).read_text()
+    table = page.split("<h2>Top queries</h2>")[1].split("</table>")[0]
+    heads = [h.split("</th>")[0] for h in table.split("<th>")[1:]]
+    assert heads == ["query", "searches", "users", "with a session", "click-through", "add-to-cart rate",
+                     "conversion", "engaged (click, cart or purchase)"]  # fmt: skip
+    assert "<td>25.0%</td><td>50.0%</td><td>25.0%</td><td>75.0%</td>" in table
+    assert "CTR" not in page.split("</style>")[1].split('id="protocol"')[0] + table
+
+
+def test_each_served_rate_is_named_by_what_it_counts() -> None:
+    """`attributed_ctr` counted a page named by a click, a cart or a purchase. Known answers: of
+    8 pages, one clicked, one carted, one bought without a click, one clicked and bought:
+    click-through 2/8, add-to-cart 1/8, conversion 2/8, engaged (the old `attributed_ctr`) 4/8."""
+    from shelfwise.search._analytics import add_served_search, served_search_summary
+
+    per_query: dict = {}
+    for i in range(8):
+        add_served_search(per_query, {"query": "Sofa", "items": ["P1"], "offset": 0, "id": f"s{i}",
+                                      "user": "u_a", "at": 1000.0})  # fmt: skip
+    kinds = {"s0": ["click"], "s1": ["add_to_cart"], "s2": ["purchase"], "s3": ["click", "purchase"]}
+    attributed = [(sid, "u_a", 1100.0, (), k) for sid, ks in kinds.items() for k in ks]
+    (got,) = served_search_summary(per_query, attributed)["top_queries"]
+    assert got == {
+        "query": "Sofa", "normalized_query": "sofa", "pages": 8, "attributed_ctr": 0.5,
+        "attributed_click_through": 0.25, "attributed_add_to_cart_rate": 0.125,
+        "attributed_conversion": 0.25, "attributed_engaged": 0.5,
+    }  # fmt: skip

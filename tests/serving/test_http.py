@@ -354,6 +354,13 @@ def test_search_analytics_from_the_logs_and_the_served_pages(server, served_work
     assert served["green tent"]["attributed_ctr"] == pytest.approx(
         1 / served["green tent"]["pages"], abs=1e-4
     )
+    # the click is click-through; no page was carted or bought
+    assert served["green tent"]["attributed_click_through"] == served["green tent"]["attributed_ctr"]
+    assert (
+        served["green tent"]["attributed_add_to_cart_rate"]
+        == served["green tent"]["attributed_conversion"]
+        == 0
+    )
     assert (work / "reports" / "search-analytics.html").exists()
     # the same served pages are training data for the search ranker: the clicked product at its
     # display position, the other products of the page as impressions without a click

@@ -1244,8 +1244,9 @@ def test_the_experiment_chart_draws_intervals_and_the_page_states_the_protocols(
             page.wait_for_selector(".chart canvas")
             foot = page.locator("#search-protocol").inner_text()
             assert (
-                foot.startswith("session CTR: share of logged searches")
-                and "attributed CTR: share of" in foot
+                foot.startswith("click-through (logs): share of logged searches followed by a click ")
+                and "click-through (served): share of served result pages a click " in foot
+                and "CTR" not in foot
             )
             assert "protocol: unit = user" in page.locator("#experiment-protocol").inner_text()
             chart = json.loads(page.locator(".chart[data-chart]").last.get_attribute("data-chart"))
@@ -1363,6 +1364,53 @@ def test_the_overviews_traffic_rates_have_intervals_with_the_shopper_as_unit(
             lo, hi = got["conversion_ci95"]
             assert row.locator("td.conversion-ci").inner_text() == f"[{100 * lo:.1f}%, {100 * hi:.1f}%]"
             assert "shopper is the unit" in page.locator("#traffic-intervals").inner_text()
+    finally:
+        page.close()
+
+
+def test_the_analytics_page_names_each_search_rate_by_what_it_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, browser: Any
+) -> None:
+    """The search tables called a share of searches (pages) followed (named) by a click, a cart
+    or a purchase "session CTR" ("CTR"): each rate is shown under what it counts, the engaged
+    share (the old `session_ctr`, `attributed_ctr`) as "engaged". Known answers: 8 served pages
+    of "Sofa", one clicked, one carted, one bought, one clicked and bought."""
+    from fastapi import FastAPI
+
+    from shelfwise.search._analytics import PROTOCOL, add_served_search, served_search_summary
+    from shelfwise.web._routes import mount_console
+    from tests.serving.conftest import serve_in_thread
+
+    per_query: dict = {}
+    for i in range(8):
+        add_served_search(per_query, {"query": "Sofa", "items": ["P1"], "offset": 0, "id": f"s{i}", "user": "u_a",
+                                      "at": 1000.0})  # fmt: skip
+    kinds = {"s0": ["click"], "s1": ["add_to_cart"], "s2": ["purchase"], "s3": ["click", "purchase"]}
+    served = served_search_summary(
+        per_query, [(sid, "u_a", 1100.0, (), k) for sid, ks in kinds.items() for k in ks]
+    )
+    logged = {"query": "Sofa", "normalized_query": "sofa", "searches": 5, "users": 4, "session_ctr": 0.75,
+              "session_conversion": 0.25, "searches_with_session": 4, "session_click_through": 0.25,
+              "session_add_to_cart_rate": 0.5, "session_engaged": 0.75}  # fmt: skip
+    sr = {"logged": {"searches": 5, "distinct_queries": 1, "top_queries": [logged]}, "served": served,
+          "no_keyword_match": [], "protocol": dict(PROTOCOL)}  # fmt: skip
+    monkeypatch.setattr(_data, "search_report", lambda *a: sr)
+    monkeypatch.setattr(_data, "experiments", lambda w: {"configured": [], "report": {"experiments": {}}})
+    app = FastAPI()
+    mount_console(app, tmp_path, lambda: None)
+    page = browser.new_page()
+    try:
+        with serve_in_thread(app) as base:
+            page.goto(base + "/console/analytics")
+            for table in ("#top-queries", "#served-queries"):
+                heads = page.locator(f"{table} th").all_inner_texts()
+                assert heads[-4:] == ["click-through", "add-to-cart rate", "conversion", "engaged"], heads
+                assert not [h for h in heads if "CTR" in h]
+            cells = page.locator("#top-queries tr").nth(1).locator("td").all_inner_texts()
+            assert cells == ["Sofa", "5", "4", "4", "25.0%", "50.0%", "25.0%", "75.0%"]
+            cells = page.locator("#served-queries tr").nth(1).locator("td").all_inner_texts()
+            assert cells == ["Sofa", "8", "25.0%", "12.5%", "25.0%", "50.0%"]
+            assert "CTR" not in page.locator("h2").all_inner_texts().__str__()
     finally:
         page.close()
 

@@ -120,7 +120,8 @@ def report_governance(workdir: Workdir, as_json: AsJson = False) -> None:
 
 @report_app.command("search")
 def report_search(workdir: Workdir, as_json: AsJson = False) -> None:
-    """Search analytics: top queries, zero-result queries, CTR per query (logged and served):
-    reports/search-analytics.html and .json."""
+    """Search analytics: top queries, zero-result queries; click-through, add-to-cart rate,
+    conversion and engaged share per query (logged and served): reports/search-analytics.html
+    and .json."""
     doc = shop(workdir).search_report()
     print_report(doc, "search analytics", as_json)

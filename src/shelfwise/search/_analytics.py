@@ -1,13 +1,14 @@
-"""Search analytics for merchandisers: top queries, zero-result queries, CTR per query.
+"""Search analytics for merchandisers: top queries, zero-result queries, rates per query.
 
 Two sources, each labelled in the report:
 - the shop's own logs (curated `search` events): how often each query is searched, by how many
-  users, and its *session CTR*: the share of searches followed by a click, cart or purchase in the
-  same session of the same user within 30 minutes (the usual definition when the log carries no
-  result ids);
+  users, and the share of its searches followed in the same session of the same user within 30
+  minutes (the usual definition when the log carries no result ids) by a click (click-through),
+  an add-to-cart, a purchase (conversion), or any of the three (engaged: `session_ctr`, its first
+  name, is no click-through);
 - the served log (`spool/exposures/` from `shelfwise serve`): result pages actually shown, which
-  of them were empty (zero results) and their *attributed CTR*: the share of served pages that a
-  later event names by `search_id`.
+  of them were empty (zero results) and the share of served pages that a later click,
+  add-to-cart, purchase, or any of them names by `search_id` (`attributed_ctr` is the last).
 Queries whose words match nothing in the keyword index ("no keyword match": only the semantic
 retriever answers them, usually a synonym or vocabulary gap worth a rule or a synonym line) are
 found by running the most frequent logged queries through the current bundle's lexical index.
@@ -23,11 +24,19 @@ from typing import Any
 SESSION_WINDOW_S = 1800
 
 
+_FOLLOWED = f"in the same session of the same user within {SESSION_WINDOW_S // 60} min (of the searches with a session: searches_with_session)"
+_NAMED = "names by its search_id (the page's shopper's, dated no more than a day before the page was served)"
 PROTOCOL = {
-    "session_ctr": f"share of logged searches followed by a click/cart/purchase in the same session of the same user within {SESSION_WINDOW_S // 60} min",
-    "session_conversion": f"share of logged searches followed by a purchase in the same session of the same user within {SESSION_WINDOW_S // 60} min",
-    "attributed_ctr": "share of served result pages a click, add-to-cart or purchase names by its search_id "
-    "(the page's shopper's, dated no more than a day before the page was served)",
+    "session_click_through": f"share of logged searches followed by a click {_FOLLOWED}",
+    "session_add_to_cart_rate": f"share of logged searches followed by an add-to-cart {_FOLLOWED}",
+    "session_conversion": f"share of logged searches followed by a purchase {_FOLLOWED}",
+    "session_engaged": f"share of logged searches followed by a click, add-to-cart or purchase {_FOLLOWED}",
+    "session_ctr": "session_engaged under its first name (no click-through: a cart or a purchase without a click counts)",
+    "attributed_click_through": f"share of served result pages a click {_NAMED}",
+    "attributed_add_to_cart_rate": f"share of served result pages an add-to-cart {_NAMED}",
+    "attributed_conversion": f"share of served result pages a purchase {_NAMED}",
+    "attributed_engaged": f"share of served result pages a click, add-to-cart or purchase {_NAMED}",
+    "attributed_ctr": "attributed_engaged under its first name (no click-through: a cart or a purchase without a click counts)",
     "zero_results": "served pages with no result for their query: empty, or the popular fallback of a query "
     "that matched nothing (served log); queries with no keyword match (current index)",
 }
@@ -52,10 +61,11 @@ def search_analytics(workdir: str | Path, top: int = 50, lexical: Any = None) ->
 
 def logged_searches(
     workdir: str | Path, top: int = 50
-) -> tuple[dict[str, Any], list[tuple[str, str, float, tuple[str, ...]]]]:
-    """The shop's logged searches (top queries with session CTR and conversion) and the curated
-    clicks, carts and purchases that name a served page (search id, user, time: for the served
-    pages' attributed CTR, `served_search_summary`).
+) -> tuple[dict[str, Any], list[tuple[str, str, float, tuple[str, ...], str]]]:
+    """The shop's logged searches (top queries with their session click-through, add-to-cart
+    rate, conversion and engaged share) and the curated clicks, carts and purchases that name a
+    served page (search id, user, time, linked shoppers, event type: for the served pages'
+    attributed rates, `served_search_summary`).
 
     A search is credited with the click, cart or purchase that follows it within
     `SESSION_WINDOW_S` in the same session *of the same user*: both rows' `user_id` (the
@@ -66,11 +76,11 @@ def logged_searches(
     no session-only fallback: an action logged under another user id than its search (a guest
     who logs in to pay, if the shop logs the two under different ids) is not credited, which
     understates rather than invents conversions. Searches without a session count in `searches`
-    but not in the CTR or conversion denominators."""
+    but not in the rates' denominators (`searches_with_session`)."""
     from ..storage import read_only, relation_columns
 
     logged: dict[str, Any] = {"searches": 0, "distinct_queries": 0, "top_queries": []}
-    attributed: list[tuple[str, str, float, tuple[str, ...]]] = []
+    attributed: list[tuple[str, str, float, tuple[str, ...], str]] = []
     with read_only(workdir) as (con, tables):
         if "events" not in tables:
             return logged, attributed
@@ -79,16 +89,20 @@ def logged_searches(
                     SELECT user_id, session_id, query, timestamp FROM curated.events
                     WHERE event_type = 'search' AND query IS NOT NULL),
                 a AS (
-                    SELECT user_id, session_id, timestamp, event_type = 'purchase' AS bought FROM curated.events
+                    SELECT user_id, session_id, timestamp,
+                           CASE event_type WHEN 'click' THEN 1 WHEN 'add_to_cart' THEN 2 ELSE 4 END AS kind
+                    FROM curated.events
                     WHERE event_type IN ('click', 'add_to_cart', 'purchase') AND session_id IS NOT NULL),
-                followed AS (  -- per search: NULL (nothing followed), false (acted), true (bought)
+                followed AS (  -- per search: NULL (nothing followed), else 1 click | 2 add-to-cart | 4 purchase
                     SELECT s.query, s.user_id, s.session_id IS NOT NULL AS has_session,
-                           (SELECT bool_or(a.bought) FROM a WHERE a.session_id = s.session_id
+                           (SELECT bit_or(a.kind) FROM a WHERE a.session_id = s.session_id
                                    AND a.user_id = s.user_id AND a.timestamp >= s.timestamp
-                                   AND a.timestamp <= s.timestamp + INTERVAL {SESSION_WINDOW_S} SECOND) AS b
+                                   AND a.timestamp <= s.timestamp + INTERVAL {SESSION_WINDOW_S} SECOND) AS m
                     FROM s),
                 flagged AS (
-                    SELECT query, user_id, has_session, b IS NOT NULL AS clicked, coalesce(b, false) AS converted
+                    SELECT query, user_id, has_session, m IS NOT NULL AS engaged,
+                           coalesce(m & 1, 0) > 0 AS clicked, coalesce(m & 2, 0) > 0 AS carted,
+                           coalesce(m & 4, 0) > 0 AS converted
                     FROM followed),
                 forms AS (  -- each key's forms as typed (outer spaces aside) and how often
                     SELECT lower(trim(query)) AS q, trim(query) AS form, count(*) AS n FROM s GROUP BY 1, 2),
@@ -98,10 +112,11 @@ def logged_searches(
                     WHERE r = 1),
                 counted AS (
                     SELECT lower(trim(query)) AS q, count(*) AS n, count(DISTINCT user_id) AS users,
-                           sum(has_session::INT) AS with_session, sum(clicked::INT) AS clicked,
-                           sum(converted::INT) AS converted
+                           sum(has_session::INT) AS with_session, sum(engaged::INT) AS engaged,
+                           sum(converted::INT) AS converted, sum(clicked::INT) AS clicked, sum(carted::INT) AS carted
                     FROM flagged GROUP BY 1)
-                SELECT c.q, c.n, c.users, c.with_session, c.clicked, c.converted, coalesce(shown.form, c.q)
+                SELECT c.q, c.n, c.users, c.with_session, c.engaged, c.converted, coalesce(shown.form, c.q),
+                       c.clicked, c.carted
                 FROM counted c LEFT JOIN shown USING (q) ORDER BY c.n DESC, c.q"""
         ).fetchall()
         logged["searches"] = int(sum(r[1] for r in rows))
@@ -113,18 +128,25 @@ def logged_searches(
                 "normalized_query": q,
                 "searches": int(n),
                 "users": int(u),
-                "session_ctr": round(c / ws, 4) if ws else None,
+                # (kept: the share of searches followed by a click, cart or purchase, `session_engaged`)
+                "session_ctr": round(e / ws, 4) if ws else None,
                 "session_conversion": round(b / ws, 4) if ws else None,
+                # each rate by what it counts, of the searches with a session
+                "searches_with_session": int(ws),
+                "session_click_through": round(c / ws, 4) if ws else None,
+                "session_add_to_cart_rate": round(k / ws, 4) if ws else None,
+                "session_engaged": round(e / ws, 4) if ws else None,
             }
-            for q, n, u, ws, c, b, form in rows[:top]
+            for q, n, u, ws, e, b, form, c, k in rows[:top]
         ]
         cols = set(relation_columns(con, "curated.events"))
         if "search_id" in cols:
-            # (search id, user, epoch seconds) of the clicks, carts and purchases that name a
-            # page (a `search` event naming its own page is no click: every page was "clicked")
+            # (search id, user, epoch seconds, linked shoppers, event type) of the clicks, carts
+            # and purchases that name a page (a `search` event naming its own page is no click:
+            # every page was "clicked")
             attributed = [
-                (str(i), str(u), float(ts), also)
-                for i, u, _, ts, also in attributed_events(con, "search_id", workdir)
+                (str(i), str(u), float(ts), also, str(kind))
+                for i, u, _, ts, also, kind in attributed_events(con, "search_id", workdir, kinds=True)
             ]
     return logged, attributed
 
@@ -262,26 +284,34 @@ def shown_form(key: str, forms: dict[str, int] | None) -> str:
 
 
 def served_search_summary(per_query: dict[str, list[Any]], attributed: Any, top: int = 50) -> dict[str, Any]:
-    """`served_searches` from the per-query sums of `add_served_search`. A page counts as
-    clicked when a click, cart or purchase names it that `not_counted` lets count for it (its
-    shopper's, not dated before it was served: the console's traffic and the experiment report
-    read events the same way). `attributed`: (search id, user, epoch seconds) per such event."""
-    events: dict[str, list[tuple[str, float, tuple[str, ...]]]] = {}
+    """`served_searches` from the per-query sums of `add_served_search`. An event naming a page
+    counts for it when `not_counted` lets it (its shopper's, not dated before it was served: the
+    console's traffic and the experiment report read events the same way); a page is engaged
+    when a click, cart or purchase counts, clicked (carted, bought) when a click (an add-to-cart,
+    a purchase) does. `attributed`: (search id, user, epoch seconds, linked shoppers, event
+    type) per such event (without a type: engaged only)."""
+    events: dict[str, list[tuple[str, float, tuple[str, ...], str | None]]] = {}
     for a in attributed:
         if isinstance(a, str):  # (an id alone: anyone's, any time)
-            events.setdefault(a, []).append(("", float("inf"), ()))
+            events.setdefault(a, []).append(("", float("inf"), (), None))
         else:
             also = tuple(a[3]) if len(a) > 3 else ()
-            events.setdefault(str(a[0]), []).append((str(a[1]), float(a[2]), also))
+            kind = str(a[4]) if len(a) > 4 else None
+            events.setdefault(str(a[0]), []).append((str(a[1]), float(a[2]), also, kind))
 
-    def clicked(page: Any) -> bool:
+    def counted(page: Any) -> set[str | None]:
         pid, user, at = (page, "", 0.0) if isinstance(page, str) else (page[0], page[1], page[2])
-        return any(not_counted(user, at, u, ts, also) is None for u, ts, also in events.get(pid, ()))
+        return {k for u, ts, also, k in events.get(pid, ()) if not_counted(user, at, u, ts, also) is None}
+
+    def tally(ids: list[Any]) -> dict[str, int]:
+        got = [counted(p) for p in ids]
+        return {"engaged": sum(1 for k in got if k), "clicked": sum("click" in k for k in got),
+                "carted": sum("add_to_cart" in k for k in got), "bought": sum("purchase" in k for k in got)}  # fmt: skip
 
     served = sorted(
         (
             {"key": q, "query": shown_form(q, forms[0] if forms else None), "pages": pages, "zero": zero,
-             "clicked": sum(1 for p in ids if clicked(p))}
+             **tally(ids)}
             for q, (pages, zero, ids, *forms) in per_query.items()
         ),
         key=lambda d: (-d["pages"], d["key"]),
@@ -292,7 +322,13 @@ def served_search_summary(per_query: dict[str, list[Any]], attributed: Any, top:
         # each query as shoppers typed it (its most frequent form), counted under `normalized_query`
         "top_queries": [
             {"query": d["query"], "normalized_query": d["key"], "pages": d["pages"],
-             "attributed_ctr": round(d["clicked"] / d["pages"], 4)}
+             # (kept: the share of pages a click, cart or purchase names, `attributed_engaged`)
+             "attributed_ctr": round(d["engaged"] / d["pages"], 4),
+             # each rate by what it counts, of the pages served
+             "attributed_click_through": round(d["clicked"] / d["pages"], 4),
+             "attributed_add_to_cart_rate": round(d["carted"] / d["pages"], 4),
+             "attributed_conversion": round(d["bought"] / d["pages"], 4),
+             "attributed_engaged": round(d["engaged"] / d["pages"], 4)}
             for d in served[:top]
         ],
         "zero_result_queries": [
@@ -384,16 +420,33 @@ def write_search_report(workdir: str | Path) -> tuple[Path, Path]:
         if top
         else "<p>No searches in the logs.</p>"
     )
-    with_ctr = [t for t in top if t["session_ctr"] is not None]
+    with_ctr = [t for t in top if t.get("session_click_through") is not None]
     ctr_svg = (
         bar_chart(
             [t["query"] for t in with_ctr],
-            [100.0 * t["session_ctr"] for t in with_ctr],
-            title="Session CTR of the top queries (%)",
+            [100.0 * t["session_click_through"] for t in with_ctr],
+            title="Session click-through of the top queries (%)",
         )
         if with_ctr
         else "<p>No sessions in the logs.</p>"
     )
+
+    def labelled(rows: list[dict[str, Any]], cols: dict[str, str]) -> list[dict[str, Any]]:
+        """The rows under their labels (`cols`: field -> label), each rate as a percentage."""
+        rates = {c for c in cols if c not in ("query", "searches", "users", "searches_with_session", "pages")}
+        return [
+            {label: (("–" if r.get(c) is None else f"{100 * r[c]:.1f}%") if c in rates else r.get(c, ""))
+             for c, label in cols.items()}
+            for r in rows
+        ]  # fmt: skip
+
+    logged_cols = {"query": "query", "searches": "searches", "users": "users",
+                   "searches_with_session": "with a session", "session_click_through": "click-through",
+                   "session_add_to_cart_rate": "add-to-cart rate", "session_conversion": "conversion",
+                   "session_engaged": "engaged (click, cart or purchase)"}  # fmt: skip
+    served_cols = {"query": "query", "pages": "pages", "attributed_click_through": "click-through",
+                   "attributed_add_to_cart_rate": "add-to-cart rate", "attributed_conversion": "conversion",
+                   "attributed_engaged": "engaged (click, cart or purchase)"}  # fmt: skip
 
     html = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>shelfwise search analytics</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:1100px;color:#222}}
@@ -404,8 +457,11 @@ th{{background:#f4f4f4}}.protocol{{background:#f7f7f7;padding:.6rem;border-radiu
 <p id="totals">{a["logged"]["searches"]:,} logged searches, {a["logged"]["distinct_queries"]:,} distinct queries;
 {a["served"]["pages"]:,} served result pages, {a["served"]["zero_result_pages"]:,} of them with no result (empty, or the popular fallback).</p>
 <h2>Top queries</h2>{top_svg}{ctr_svg}
-{html_table(a["logged"]["top_queries"], ["query", "searches", "users", "session_ctr", "session_conversion"])}
-<h2>Served: attributed CTR per query</h2>{html_table(a["served"]["top_queries"], ["query", "pages", "attributed_ctr"])}
+<p>Each rate a share of the query's searches with a session, by what followed in that session.</p>
+{html_table(labelled(a["logged"]["top_queries"], logged_cols), list(logged_cols.values()))}
+<h2>Served: attributed rates per query</h2>
+<p>Each rate a share of the query's served pages, by the events that name a page.</p>
+{html_table(labelled(a["served"]["top_queries"], served_cols), list(served_cols.values()))}
 <h2>Zero-result queries (served)</h2>{html_table(a["served"]["zero_result_queries"], ["query", "zero_result_pages"])}
 <h2>No keyword match (answered by the semantic retriever only)</h2>{html_table(a["no_keyword_match"], ["query", "searches"])}
 </body></html>"""
