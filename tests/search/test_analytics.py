@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from shelfwise import Shop
 from shelfwise.search._analytics import logged_searches
 
@@ -33,7 +35,7 @@ def test_conversion_per_query_credits_a_purchase_to_its_own_user_s_search(tmp_pa
     assert report.tables["events"].rows_curated == 10
     logged, _ = logged_searches(tmp_path / "w")
     assert logged["searches"] == 5 and logged["distinct_queries"] == 2
-    assert logged["top_queries"] == [
+    assert [{k: v for k, v in d.items() if not k.endswith("_ci95")} for d in logged["top_queries"]] == [
         # on session id alone u1's purchase would be credited to u2's search too (1.0 and 1.0)
         {
             "query": "rug",
@@ -265,7 +267,7 @@ def test_each_logged_rate_is_named_by_what_it_counts(tmp_path: Path) -> None:
     shop.ingest(data)
     logged, _ = logged_searches(tmp_path / "w")
     (sofa,) = logged["top_queries"]
-    assert {k: sofa[k] for k in sofa if k not in ("query", "normalized_query")} == {
+    assert {k: sofa[k] for k in sofa if k not in ("query", "normalized_query") and "_ci95" not in k} == {
         "searches": 4, "users": 4, "searches_with_session": 4, "session_click_through": 0.25,
         "session_add_to_cart_rate": 0.5, "session_conversion": 0.25, "session_engaged": 0.75,
         "session_ctr": 0.75,
@@ -279,7 +281,12 @@ def test_each_logged_rate_is_named_by_what_it_counts(tmp_path: Path) -> None:
     heads = [h.split("</th>")[0] for h in table.split("<th>")[1:]]
     assert heads == ["query", "searches", "users", "with a session", "click-through", "add-to-cart rate",
                      "conversion", "engaged (click, cart or purchase)"]  # fmt: skip
-    assert "<td>25.0%</td><td>50.0%</td><td>25.0%</td><td>75.0%</td>" in table
+    # each rate with its 95% interval (4 users, one search each: the delta method over users,
+    # never narrower than Wilson: 1 of 4 is [0, 0.74], 3 of 4 [0.26, 1])
+    assert (
+        "<td>25.0% [0.0%, 74.0%]</td><td>50.0% [0.0%, 100.0%]</td><td>25.0% [0.0%, 74.0%]</td><td>75.0% [26.0%, 100.0%]</td>"
+        in table
+    )
     assert "CTR" not in page.split("</style>")[1].split('id="protocol"')[0] + table
 
 
@@ -296,8 +303,54 @@ def test_each_served_rate_is_named_by_what_it_counts() -> None:
     kinds = {"s0": ["click"], "s1": ["add_to_cart"], "s2": ["purchase"], "s3": ["click", "purchase"]}
     attributed = [(sid, "u_a", 1100.0, (), k) for sid, ks in kinds.items() for k in ks]
     (got,) = served_search_summary(per_query, attributed)["top_queries"]
-    assert got == {
+    assert {k: v for k, v in got.items() if not k.endswith("_ci95")} == {
         "query": "Sofa", "normalized_query": "sofa", "pages": 8, "attributed_ctr": 0.5,
         "attributed_click_through": 0.25, "attributed_add_to_cart_rate": 0.125,
         "attributed_conversion": 0.25, "attributed_engaged": 0.5,
     }  # fmt: skip
+
+
+TWO_USERS = "user_id,product_id,event_type,timestamp,session_id,query\n" + "".join(
+    f"{u},,search,2026-01-0{d}T10:00:00Z,{u}{d},lamp\n"
+    + (f"{u},p1,click,2026-01-0{d}T10:01:00Z,{u}{d},\n" if u == "w1" else "")
+    for u in ("w1", "w2")
+    for d in range(1, 5)
+)
+
+
+def test_each_search_rate_has_its_interval_with_the_user_as_unit(tmp_path: Path) -> None:
+    """The per-query rates had no interval. Each has its 95% interval now, the experiment
+    report's per-exposure one (`ratio_interval`: the delta method with the user as unit).
+    Known answer: two users search "lamp" four times each, one clicks after every search, the
+    other never: 50% of 8 searches, but of two users: [0, 1] (Wilson over the 8 searches as if
+    independent says [0.215, 0.785]). The same for 8 served pages of two shoppers."""
+    from shelfwise.evaluation import wilson_interval
+    from shelfwise.search._analytics import add_served_search, served_search_summary
+
+    assert wilson_interval(4, 8) == pytest.approx((0.2152, 0.7848), abs=1e-4)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "events.csv").write_text(TWO_USERS)
+    Shop(tmp_path / "w").ingest(data)
+    logged, _ = logged_searches(tmp_path / "w")
+    (lamp,) = logged["top_queries"]
+    assert (lamp["searches_with_session"], lamp["session_click_through"]) == (8, 0.5)
+    assert lamp["session_click_through_ci95"] == [0.0, 1.0]
+    assert lamp["session_conversion_ci95"] == [
+        0.0,
+        round(wilson_interval(0, 8)[1], 4),
+    ]  # none: Wilson's 0 of 8
+    per_query: dict = {}
+    for i in range(8):
+        add_served_search(per_query, {"query": "lamp", "items": ["P1"], "offset": 0, "id": f"s{i}",
+                                      "user": "u_a" if i < 4 else "u_b", "at": 1000.0})  # fmt: skip
+    clicks = [(f"s{i}", "u_a", 1100.0, (), "click") for i in range(4)]
+    (got,) = served_search_summary(per_query, clicks)["top_queries"]
+    assert got["attributed_click_through"] == 0.5 and got["attributed_click_through_ci95"] == [0.0, 1.0]
+    # the same pages of eight shoppers, one page each: eight units: narrower (the delta method)
+    for i, page in enumerate(per_query["lamp"][2]):
+        page[1] = f"u_{i}"
+    (got,) = served_search_summary(per_query, [(f"s{i}", f"u_{i}", 1100.0, (), "click") for i in range(4)])[
+        "top_queries"
+    ]
+    assert got["attributed_click_through_ci95"] == [0.1296, 0.8704]

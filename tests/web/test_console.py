@@ -572,7 +572,11 @@ def test_audit_lineage_and_analytics(shop: Shop, page: Any) -> None:
     # conversion per query (Algolia's set) as the report computes it (its known answers on a
     # planted log: tests/search/test_analytics.py)
     assert top["session_conversion"] is not None
-    assert first.locator("td.conversion").inner_text() == f"{100 * top['session_conversion']:.1f}%"
+    lo, hi = top["session_conversion_ci95"]  # (with its 95% interval, the user as unit)
+    assert (
+        first.locator("td.conversion").inner_text()
+        == f"{100 * top['session_conversion']:.1f}% [{100 * lo:.1f}%, {100 * hi:.1f}%]"
+    )
     page.wait_for_selector(".chart canvas")
     shot(page, "analytics")
     assert page.js_errors == []

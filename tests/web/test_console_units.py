@@ -1409,8 +1409,54 @@ def test_the_analytics_page_names_each_search_rate_by_what_it_counts(
             cells = page.locator("#top-queries tr").nth(1).locator("td").all_inner_texts()
             assert cells == ["Sofa", "5", "4", "4", "25.0%", "50.0%", "25.0%", "75.0%"]
             cells = page.locator("#served-queries tr").nth(1).locator("td").all_inner_texts()
-            assert cells == ["Sofa", "8", "25.0%", "12.5%", "25.0%", "50.0%"]
+            assert [c.split(" [")[0] for c in cells] == ["Sofa", "8", "25.0%", "12.5%", "25.0%", "50.0%"]
             assert "CTR" not in page.locator("h2").all_inner_texts().__str__()
+    finally:
+        page.close()
+
+
+def test_the_analytics_pages_search_rates_have_their_intervals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, browser: Any
+) -> None:
+    """The search tables' rates were bare: each is shown with its 95% interval from the report
+    (the user as unit, `ratio_interval`), beside its denominator (searches with a session, pages
+    served), and a note says how. Known answer: 8 pages of two shoppers, one of whom clicked all
+    four of theirs: 50.0% [0.0%, 100.0%]."""
+    from fastapi import FastAPI
+
+    from shelfwise.search._analytics import PROTOCOL, add_served_search, served_search_summary
+    from shelfwise.web._routes import mount_console
+    from tests.serving.conftest import serve_in_thread
+
+    per_query: dict = {}
+    for i in range(8):
+        add_served_search(per_query, {"query": "lamp", "items": ["P1"], "offset": 0, "id": f"s{i}",
+                                      "user": "u_a" if i < 4 else "u_b", "at": 1000.0})  # fmt: skip
+    served = served_search_summary(per_query, [(f"s{i}", "u_a", 1100.0, (), "click") for i in range(4)])
+    logged = {"query": "lamp", "normalized_query": "lamp", "searches": 4, "users": 4, "session_ctr": 0.25,
+              "session_conversion": 0.25, "searches_with_session": 4, "session_click_through": 0.25,
+              "session_add_to_cart_rate": 0.0, "session_engaged": 0.25,
+              "session_click_through_ci95": [0.0, 0.74], "session_add_to_cart_rate_ci95": [0.0, 0.4899],
+              "session_conversion_ci95": [0.0, 0.74], "session_engaged_ci95": [0.0, 0.74]}  # fmt: skip
+    sr = {"logged": {"searches": 4, "distinct_queries": 1, "top_queries": [logged]}, "served": served,
+          "no_keyword_match": [], "protocol": dict(PROTOCOL)}  # fmt: skip
+    monkeypatch.setattr(_data, "search_report", lambda *a: sr)
+    monkeypatch.setattr(_data, "experiments", lambda w: {"configured": [], "report": {"experiments": {}}})
+    app = FastAPI()
+    mount_console(app, tmp_path, lambda: None)
+    page = browser.new_page()
+    try:
+        with serve_in_thread(app) as base:
+            page.goto(base + "/console/analytics")
+            row = page.locator("#served-queries tr").nth(1)
+            assert row.locator("td.ctr").inner_text() == "50.0% [0.0%, 100.0%]"
+            assert row.locator("td.add-to-cart").inner_text() == "0.0% [0.0%, 32.4%]"  # Wilson's 0 of 8
+            row = page.locator("#top-queries tr").nth(1)
+            assert row.locator("td.with-session").inner_text() == "4"
+            assert row.locator("td.ctr").inner_text() == "25.0% [0.0%, 74.0%]"
+            assert row.locator("td.add-to-cart").inner_text() == "0.0% [0.0%, 49.0%]"
+            note = page.locator("#search-intervals").inner_text()
+            assert "95% interval" in note and "user is the unit" in note and "searches with a session" in note
     finally:
         page.close()
 

@@ -117,3 +117,42 @@ def wilson_interval(successes: float, n: float, z: float = 1.96) -> tuple[float,
     c = (p + z * z / (2 * n)) / d
     h = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
     return (max(0.0, float(c - h)), min(1.0, float(c + h)))
+
+
+def ratio_interval_from_sums(
+    n: int, sx: float, sy: float, sxx: float, syy: float, sxy: float
+) -> tuple[float, float]:
+    """95% interval of the rate sum(x) / sum(y) over `n` units (per unit: x its successes, y its
+    trials: a user's clicked lists and lists), from the units' sums (of x, y, x*x, y*y, x*y), by
+    the delta method: a unit's trials are not independent of each other, so the variance is the
+    units', not the trials' (a Wilson interval over trials is too narrow when a unit has many).
+    Never narrower than the Wilson interval over the trials (at 0%, 100% or one unit the delta
+    method's variance is 0: a certainty it does not have); clipped to [0, 1]; (0, 0) without a
+    trial. The experiment report's per-exposure rates, the console's traffic and the search
+    analytics' per-query rates all take their interval from here."""
+    if n == 0 or sy <= 0:
+        return (0.0, 0.0)
+    w_lo, w_hi = wilson_interval(int(round(sx)), int(round(sy)))
+    if n < 2:
+        return (w_lo, w_hi)
+    mx, my = sx / n, sy / n
+    r = mx / my
+    vxx = (sxx - n * mx * mx) / (n - 1)
+    vyy = (syy - n * my * my) / (n - 1)
+    vxy = (sxy - n * mx * my) / (n - 1)
+    var = max(0.0, (vxx - 2 * r * vxy + r * r * vyy) / (my * my * n))
+    half = 1.959964 * var**0.5
+    return (max(0.0, min(r - half, w_lo)), min(1.0, max(r + half, w_hi)))
+
+
+def ratio_interval(num: np.ndarray, den: np.ndarray) -> tuple[float, float]:
+    """`ratio_interval_from_sums` of per-unit arrays: `num[i]` successes of `den[i]` trials."""
+    num, den = np.asarray(num, np.float64), np.asarray(den, np.float64)
+    return ratio_interval_from_sums(
+        len(den),
+        float(num.sum()),
+        float(den.sum()),
+        float(num @ num),
+        float(den @ den),
+        float(num @ den),
+    )

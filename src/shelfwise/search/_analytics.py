@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 SESSION_WINDOW_S = 1800
 
 
@@ -37,6 +39,9 @@ PROTOCOL = {
     "attributed_conversion": f"share of served result pages a purchase {_NAMED}",
     "attributed_engaged": f"share of served result pages a click, add-to-cart or purchase {_NAMED}",
     "attributed_ctr": "attributed_engaged under its first name (no click-through: a cart or a purchase without a click counts)",
+    "ci95": "each rate's 95% interval (`<rate>_ci95`) with the user as unit, as `experiments report` computes its "
+    "per-exposure rates: delta method over users (a user's searches, pages, are not independent), never narrower "
+    "than the Wilson interval over the searches (pages)",
     "zero_results": "served pages with no result for their query: empty, or the popular fallback of a query "
     "that matched nothing (served log); queries with no keyword match (current index)",
 }
@@ -77,6 +82,7 @@ def logged_searches(
     who logs in to pay, if the shop logs the two under different ids) is not credited, which
     understates rather than invents conversions. Searches without a session count in `searches`
     but not in the rates' denominators (`searches_with_session`)."""
+    from ..evaluation._metrics import ratio_interval_from_sums
     from ..storage import read_only, relation_columns
 
     logged: dict[str, Any] = {"searches": 0, "distinct_queries": 0, "top_queries": []}
@@ -110,15 +116,34 @@ def logged_searches(
                     SELECT q, form FROM (
                         SELECT q, form, row_number() OVER (PARTITION BY q ORDER BY n DESC, form) AS r FROM forms)
                     WHERE r = 1),
-                counted AS (
-                    SELECT lower(trim(query)) AS q, count(*) AS n, count(DISTINCT user_id) AS users,
-                           sum(has_session::INT) AS with_session, sum(engaged::INT) AS engaged,
-                           sum(converted::INT) AS converted, sum(clicked::INT) AS clicked, sum(carted::INT) AS carted
-                    FROM flagged GROUP BY 1)
+                per_user AS (  -- a query's searches per user: the rates' unit (a user's searches are not independent)
+                    SELECT lower(trim(query)) AS q, user_id, count(*) AS n, sum(has_session::INT) AS y,
+                           sum(engaged::INT) AS xe, sum(converted::INT) AS xb, sum(clicked::INT) AS xc,
+                           sum(carted::INT) AS xk
+                    FROM flagged GROUP BY 1, 2),
+                counted AS (  -- the sums and, per rate, the users' moments its interval needs
+                    SELECT q, sum(n) AS n, count(user_id) AS users, sum(y) AS with_session, sum(xe) AS engaged,
+                           sum(xb) AS converted, sum(xc) AS clicked, sum(xk) AS carted,
+                           count(*) FILTER (WHERE y > 0) AS units, sum(y * y) AS yy,
+                           sum(xe * xe) AS ee, sum(xe * y) AS ey, sum(xb * xb) AS bb, sum(xb * y) AS bq,
+                           sum(xc * xc) AS cc, sum(xc * y) AS cy, sum(xk * xk) AS kk, sum(xk * y) AS ky
+                    FROM per_user GROUP BY 1)
                 SELECT c.q, c.n, c.users, c.with_session, c.engaged, c.converted, coalesce(shown.form, c.q),
-                       c.clicked, c.carted
+                       c.clicked, c.carted,
+                       [c.units, c.yy, c.ee, c.ey, c.bb, c.bq, c.cc, c.cy, c.kk, c.ky]
                 FROM counted c LEFT JOIN shown USING (q) ORDER BY c.n DESC, c.q"""
         ).fetchall()
+
+        def ci(x: Any, ws: Any, m: list[Any], at: int) -> list[float] | None:
+            """A rate's 95% interval with the user as unit (`ratio_interval_from_sums`): `x` of
+            the `ws` searches with a session; `m[at]`, `m[at + 1]`: the users' sums of x*x, x*y."""
+            if not ws:
+                return None
+            lo_hi = ratio_interval_from_sums(
+                int(m[0]), float(x), float(ws), float(m[at]), float(m[1]), float(m[at + 1])
+            )
+            return [round(v, 4) for v in lo_hi]
+
         logged["searches"] = int(sum(r[1] for r in rows))
         logged["distinct_queries"] = len(rows)
         logged["top_queries"] = [
@@ -136,8 +161,13 @@ def logged_searches(
                 "session_click_through": round(c / ws, 4) if ws else None,
                 "session_add_to_cart_rate": round(k / ws, 4) if ws else None,
                 "session_engaged": round(e / ws, 4) if ws else None,
+                # their 95% intervals, the user as unit (`experiments report`'s per-exposure rule)
+                "session_click_through_ci95": ci(c, ws, m, 6),
+                "session_add_to_cart_rate_ci95": ci(k, ws, m, 8),
+                "session_conversion_ci95": ci(b, ws, m, 4),
+                "session_engaged_ci95": ci(e, ws, m, 2),
             }
-            for q, n, u, ws, e, b, form, c, k in rows[:top]
+            for q, n, u, ws, e, b, form, c, k, m in rows[:top]
         ]
         cols = set(relation_columns(con, "curated.events"))
         if "search_id" in cols:
@@ -303,10 +333,35 @@ def served_search_summary(per_query: dict[str, list[Any]], attributed: Any, top:
         pid, user, at = (page, "", 0.0) if isinstance(page, str) else (page[0], page[1], page[2])
         return {k for u, ts, also, k in events.get(pid, ()) if not_counted(user, at, u, ts, also) is None}
 
-    def tally(ids: list[Any]) -> dict[str, int]:
+    def tally(ids: list[Any]) -> dict[str, Any]:
         got = [counted(p) for p in ids]
         return {"engaged": sum(1 for k in got if k), "clicked": sum("click" in k for k in got),
-                "carted": sum("add_to_cart" in k for k in got), "bought": sum("purchase" in k for k in got)}  # fmt: skip
+                "carted": sum("add_to_cart" in k for k in got), "bought": sum("purchase" in k for k in got),
+                "ids": ids, "got": got}  # fmt: skip
+
+    def intervals(d: dict[str, Any]) -> dict[str, list[float]]:
+        """The page rates' 95% intervals with the shopper as unit (`ratio_interval`: the
+        experiment report's per-exposure rule); a page served to nobody in particular is a
+        unit of its own, as is every page when the tally kept no ids."""
+        from ..evaluation._metrics import ratio_interval
+
+        units: dict[str, list[int]] = {}  # shopper -> [pages, engaged, clicked, carted, bought]
+        for page, k in zip(d["ids"], d["got"], strict=True):
+            pid, user = (page, "") if isinstance(page, str) else (page[0], page[1])
+            u = units.setdefault(user or "\x00" + str(pid), [0, 0, 0, 0, 0])
+            for col, hit in enumerate((True, bool(k), "click" in k, "add_to_cart" in k, "purchase" in k)):
+                u[col] += hit
+        rows = list(units.values()) + [[1, 0, 0, 0, 0]] * max(0, d["pages"] - len(d["ids"]))
+        a = np.asarray(rows, np.float64)
+        return {
+            f"attributed_{name}_ci95": [round(v, 4) for v in ratio_interval(a[:, col], a[:, 0])]
+            for name, col in (
+                ("click_through", 2),
+                ("add_to_cart_rate", 3),
+                ("conversion", 4),
+                ("engaged", 1),
+            )
+        }
 
     served = sorted(
         (
@@ -328,7 +383,8 @@ def served_search_summary(per_query: dict[str, list[Any]], attributed: Any, top:
              "attributed_click_through": round(d["clicked"] / d["pages"], 4),
              "attributed_add_to_cart_rate": round(d["carted"] / d["pages"], 4),
              "attributed_conversion": round(d["bought"] / d["pages"], 4),
-             "attributed_engaged": round(d["engaged"] / d["pages"], 4)}
+             "attributed_engaged": round(d["engaged"] / d["pages"], 4),
+             **intervals(d)}
             for d in served[:top]
         ],
         "zero_result_queries": [
@@ -431,14 +487,21 @@ def write_search_report(workdir: str | Path) -> tuple[Path, Path]:
         else "<p>No sessions in the logs.</p>"
     )
 
+    def pct(v: Any) -> str:
+        return "–" if v is None else f"{100 * v:.1f}%"
+
     def labelled(rows: list[dict[str, Any]], cols: dict[str, str]) -> list[dict[str, Any]]:
-        """The rows under their labels (`cols`: field -> label), each rate as a percentage."""
+        """The rows under their labels (`cols`: field -> label), each rate as a percentage with
+        its 95% interval."""
         rates = {c for c in cols if c not in ("query", "searches", "users", "searches_with_session", "pages")}
+
+        def rate(r: dict[str, Any], c: str) -> str:
+            ci = r.get(f"{c}_ci95")
+            return pct(r.get(c)) + (f" [{pct(ci[0])}, {pct(ci[1])}]" if ci else "")
+
         return [
-            {label: (("–" if r.get(c) is None else f"{100 * r[c]:.1f}%") if c in rates else r.get(c, ""))
-             for c, label in cols.items()}
-            for r in rows
-        ]  # fmt: skip
+            {label: rate(r, c) if c in rates else r.get(c, "") for c, label in cols.items()} for r in rows
+        ]
 
     logged_cols = {"query": "query", "searches": "searches", "users": "users",
                    "searches_with_session": "with a session", "session_click_through": "click-through",

@@ -522,26 +522,12 @@ def _bot_users(con: Any, workdir: str | Path) -> set[str]:
 
 def _ratio_interval(num: np.ndarray, den: np.ndarray) -> tuple[float, float]:
     """95% interval of the rate sum(num) / sum(den) over users (per user: their clicked lists
-    and their lists), by the delta method: a user's exposures are not independent of each
-    other, so the variance is the users', not the exposures' (a Wilson interval over exposures
-    is too narrow when users see many lists). Clipped to [0, 1]."""
-    from ..evaluation import wilson_interval
+    and their lists), by the delta method with the user as unit, never narrower than Wilson
+    over exposures: `evaluation._metrics.ratio_interval` (one implementation for this report,
+    the console's traffic and the search analytics)."""
+    from ..evaluation._metrics import ratio_interval
 
-    n = len(den)
-    if n == 0 or den.sum() == 0:
-        return (0.0, 0.0)
-    # never narrower than the Wilson interval over exposures (at 0%, 100% or one user the delta
-    # method's variance is 0: certainty it does not have)
-    w_lo, w_hi = wilson_interval(int(round(num.sum())), int(round(den.sum())))
-    if n < 2:
-        return (w_lo, w_hi)
-    mx, my = float(num.mean()), float(den.mean())
-    r = mx / my
-    sxx, syy = float(num.var(ddof=1)), float(den.var(ddof=1))
-    sxy = float(np.cov(num, den, ddof=1)[0, 1])
-    var = max(0.0, (sxx - 2 * r * sxy + r * r * syy) / (my * my * n))
-    half = 1.959964 * var**0.5
-    return (max(0.0, min(r - half, w_lo)), min(1.0, max(r + half, w_hi)))
+    return ratio_interval(num, den)
 
 
 def _sample_ratio(users: dict[str, int], weights: dict[str, float] | None) -> dict[str, Any] | None:
