@@ -91,17 +91,25 @@ def _map_flags(column_map: ColumnMap | None) -> tuple[str, ...]:
 class Shop:
     """A shop's working directory (warehouse, models, reports, governance), opened as `as_`.
 
-    `as_` and `api_key` identify the acting person once for every call; left out, they come
-    from `SHELFWISE_AS` and `SHELFWISE_API_KEY` as on the command line. A workdir with nobody
-    registered runs in single-user mode: everything is allowed. The workdir need not exist yet
-    (`ingest` and `train(data=...)` make it).
+    `as_` and `api_key` identify the acting person once for every call; left out, they are
+    read from `SHELFWISE_AS` and `SHELFWISE_API_KEY` here, when the Shop is made, as on the
+    command line: changing the environment afterwards changes nobody's identity (a Shop acts as
+    one person for its whole life; `repr` says who). `as_` given without `api_key` takes
+    `SHELFWISE_API_KEY` only when `SHELFWISE_AS` is unset or names the same person (another
+    person's key is never tried under `as_`'s name). A workdir with nobody registered runs in
+    single-user mode: everything is allowed. The workdir need not exist yet (`ingest` and
+    `train(data=...)` make it).
     """
 
     def __init__(self, workdir: str | Path, *, as_: str | None = None, api_key: str | None = None) -> None:
         if not isinstance(workdir, str | os.PathLike):
             raise ShelfwiseError(f"workdir {workdir!r}: a folder's path (a string or a Path)")
         self.workdir = Path(workdir)
-        self._as = as_
+        # the identity, read once (a Shop made without `as_` changed person with the environment)
+        env_as = os.environ.get("SHELFWISE_AS") or None
+        self._as = as_ if as_ is not None else env_as
+        if api_key is None and (as_ is None or env_as in (None, as_)):
+            api_key = os.environ.get("SHELFWISE_API_KEY") or None
         self._key = api_key
         self._services: dict[tuple[bool, bool], Service] = {}
         self._served: tuple[Any, ...] | None = None  # `served_stamp` the services replayed
@@ -122,7 +130,8 @@ class Shop:
         from .governance import authorize
 
         try:
-            person = authorize(self.workdir, action, name=self._as, key=self._key)
+            # ("" and not None: `authorize` must not read the environment again, it was read once)
+            person = authorize(self.workdir, action, name=self._as or "", key=self._key or "")
         except AccessDenied as exc:
             said = str(exc)
             if not self._cli and "--as NAME" in said:  # a notebook has no flags: say its way
@@ -130,6 +139,11 @@ class Shop:
                     ": Shop(W, as_=NAME, api_key=KEY), or SHELFWISE_AS and SHELFWISE_API_KEY"
                 )
                 raise AccessDenied(said) from None
+            if self._as and not self._key and "wrong API key" in said:  # (no key at all: say so)
+                raise AccessDenied(
+                    f"{said}: no API key was given for {self._as!r} (api_key=, or SHELFWISE_API_KEY "
+                    "with SHELFWISE_AS unset or naming the same person)"
+                ) from None
             raise
         return person.name if person else None
 
