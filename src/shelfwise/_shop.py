@@ -1467,11 +1467,14 @@ class Shop:
         people, by = self._managing("revoke")
         people.revoke(name, by)
 
-    def rotate_key(self, name: str) -> str:
+    def rotate_key(self, name: str, *, reactivate: bool = False) -> str:
         """A new API key for `name` (returned, shown once; the old one stops working); admins
-        only, audited."""
+        only, audited. A revoked person is refused unless `reactivate=True`, which makes them
+        active again with the new key (the audit entry says `reactivated`)."""
+        if not isinstance(reactivate, bool):
+            raise ShelfwiseError(f"reactivate={reactivate!r}: give True or False")
         people, by = self._managing("rotate")
-        return people.rotate_key(name, by)
+        return people.rotate_key(name, by, reactivate=reactivate)
 
     def _managing(self, what: str) -> tuple[Any, Any]:
         """The register and the admin acting on it (`users.manage`), for a key to `what`."""

@@ -27,7 +27,14 @@ def test_a_key_is_revoked_and_rotated_by_an_admin_and_audited(tmp_path: Path, ca
         Shop(work, as_="svc", api_key=svc).authorize("ask")
     with pytest.raises(AccessDenied, match="unknown person or wrong API key"):  # (a guess learns nothing)
         Shop(work, as_="svc", api_key="not-the-key").authorize("ask")
-    new = admin.rotate_key("svc")  # active again, with a new key; the old one stays dead
+    # a revoked person is not brought back by a rotation (a quarterly rotation over `people()`
+    # reactivated every revoked account): refused, audited, unless asked for
+    with pytest.raises(ShelfwiseError, match="'svc' is revoked .*reactivate=True"):
+        admin.rotate_key("svc")
+    assert not people.load()["svc"].active
+    with pytest.raises(ShelfwiseError, match="revoked: `rotate_key.name, reactivate=True"):
+        admin.add_person("svc", "service")  # (the way back is named where it is looked for)
+    new = admin.rotate_key("svc", reactivate=True)  # active again, with a new key; the old one stays dead
     assert people.by_key(new).name == "svc" and people.by_key(svc) is None  # type: ignore[union-attr]
     with pytest.raises(AccessDenied, match="may not users.manage"):
         Shop(work, as_="sam", api_key=sam).revoke_person("svc")
@@ -43,6 +50,14 @@ def test_a_key_is_revoked_and_rotated_by_an_admin_and_audited(tmp_path: Path, ca
         e for e in AuditLog(work).entries() if e["action"] == "users.revoke" and e["outcome"] == "refused"
     ]
     assert [e["details"]["name"] for e in refused] == ["ada"]  # (the last admin: refused, audited)
+    rotations = [e for e in AuditLog(work).entries() if e["action"] == "users.rotate_key"]
+    assert [(e["outcome"], e["details"].get("reactivated")) for e in rotations] == [
+        ("refused", None),
+        ("ok", True),
+    ]
+    assert all(e["details"]["name"] == "svc" for e in rotations)
+    admin.rotate_key("svc")  # an active person: no flag needed, and no "reactivated"
+    assert "reactivated" not in AuditLog(work).entries()[-1]["details"]
     # the command line
     env = {"SHELFWISE_AS": "ada", "SHELFWISE_API_KEY": ada}
     with pytest.MonkeyPatch.context() as mp:
@@ -50,7 +65,9 @@ def test_a_key_is_revoked_and_rotated_by_an_admin_and_audited(tmp_path: Path, ca
             mp.setenv(k, v)
         assert main(["users", "revoke", "--workdir", str(work), "--name", "sam"]) == 0
         assert "sam: API key revoked" in capsys.readouterr().out
-        assert main(["users", "rotate-key", "--workdir", str(work), "--name", "sam"]) == 0
+        assert main(["users", "rotate-key", "--workdir", str(work), "--name", "sam"]) == 2
+        assert "--reactivate" in capsys.readouterr().err
+        assert main(["users", "rotate-key", "--workdir", str(work), "--name", "sam", "--reactivate"]) == 0
         key = capsys.readouterr().out.strip().splitlines()[-1]
     assert people.by_key(key).name == "sam" and people.by_key(sam) is None  # type: ignore[union-attr]
 

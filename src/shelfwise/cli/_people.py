@@ -53,17 +53,28 @@ def users_revoke(
     """Revoke a person's or service's API key (a leaked key, someone who left): the entry stays,
     inactive; running servers refuse the key from their next look at the register. Admins only."""
     shop(workdir).revoke_person(name)
-    typer.echo(f"{name}: API key revoked (inactive; `users rotate-key --name {name}` gives a new one)")
+    typer.echo(
+        f"{name}: API key revoked (inactive; `users rotate-key --name {name} --reactivate` "
+        "makes them active again with a new one)"
+    )
 
 
 @users_app.command("rotate-key")
 def users_rotate_key(
     workdir: Workdir,
     name: Annotated[str, typer.Option(help="Login name that gets a new API key.")],
+    reactivate: Annotated[
+        bool,
+        typer.Option(
+            "--reactivate",
+            help="A revoked person or service is active again with the new key (refused without it).",
+        ),
+    ] = False,
     as_json: AsJson = False,
 ) -> None:
-    """A new API key for a person or service (shown once); the old key stops working. Admins only."""
-    key = shop(workdir).rotate_key(name)
+    """A new API key for a person or service (shown once); the old key stops working. A revoked
+    one is refused unless --reactivate (then active again; audited as reactivated). Admins only."""
+    key = shop(workdir).rotate_key(name, reactivate=reactivate)
     if as_json:
         print_json({"name": name, "api_key": key})
     else:

@@ -165,7 +165,13 @@ class People:
                 f"{name!r}: once people are registered, only a registered admin adds people (`by`)"
             )
         if name in people:
-            raise ShelfwiseError(f"{name!r} is already registered (role {people[name].role.value})")
+            back = (
+                "; revoked: `rotate_key(name, reactivate=True)` (`users rotate-key --reactivate`) "
+                "makes them active again with a new key"
+                if not people[name].active
+                else ""
+            )
+            raise ShelfwiseError(f"{name!r} is already registered (role {people[name].role.value}){back}")
         key = "swk_" + secrets.token_urlsafe(32)
         people[name] = Person(name, r, _hash_key(key), datetime.now(UTC).isoformat(), by.name if by else None)
         self._save(people)
@@ -190,14 +196,27 @@ class People:
         self._save(people)
         AuditLog(self.workdir).append("users.revoke", actor=by.name, name=name, role=person.role.value)
 
-    def rotate_key(self, name: str, by: Person) -> str:
-        """A new API key for `name` (returned, shown once); the old one stops working. An
-        inactive person is active again with it."""
+    def rotate_key(self, name: str, by: Person, *, reactivate: bool = False) -> str:
+        """A new API key for `name` (returned, shown once); the old one stops working. A revoked
+        (inactive) person is refused unless `reactivate`: then they are active again with it,
+        and the audit entry says `reactivated` (a rotation of every key brought every revoked
+        account back without a word)."""
         people = self._managed(name, by)
+        person = people[name]
+        if not person.active and not reactivate:
+            why = (
+                f"{name!r} is revoked (inactive): a new key would make them active again; "
+                "to do that, say so (`rotate_key(name, reactivate=True)`, `users rotate-key --reactivate`)"
+            )
+            AuditLog(self.workdir).append(
+                "users.rotate_key", actor=by.name, outcome="refused", name=name, reason=why
+            )
+            raise ShelfwiseError(why)
         key = "swk_" + secrets.token_urlsafe(32)
-        people[name] = replace(people[name], key_sha256=_hash_key(key), active=True)
+        people[name] = replace(person, key_sha256=_hash_key(key), active=True)
         self._save(people)
-        AuditLog(self.workdir).append("users.rotate_key", actor=by.name, name=name)
+        back: dict[str, Any] = {"reactivated": True} if not person.active else {}
+        AuditLog(self.workdir).append("users.rotate_key", actor=by.name, name=name, **back)
         return key
 
     def _managed(self, name: str, by: Person) -> dict[str, Person]:
