@@ -15,20 +15,40 @@ match_threads_to_quota()
 
 if TYPE_CHECKING:
     from ._shop import Shop
-    from .errors import AccessDenied, ShelfwiseError, SourceError, WarehouseBusy
+    from .errors import (
+        AccessDenied,
+        ContractViolation,
+        GateFailed,
+        NotApproved,
+        ShelfwiseError,
+        SourceError,
+        UnknownModel,
+        UnknownName,
+        UnknownVersion,
+        WarehouseBusy,
+    )
 
 __version__ = "0.1.0"
 # the errors a caller catches: every refusal is a ShelfwiseError (AccessDenied: a role's; a
-# SourceError names the file and line; WarehouseBusy: another process holds the warehouse, try again)
-__all__ = ["AccessDenied", "ShelfwiseError", "Shop", "SourceError", "WarehouseBusy", "__version__"]
+# SourceError names the file and line; GateFailed / NotApproved: a promotion refused for its gates
+# / for want of an approval; UnknownName (UnknownVersion, UnknownModel): a name naming nothing;
+# ContractViolation: curated data broke its contract, a bug; WarehouseBusy: another process holds
+# the warehouse, try again)
+__all__ = [
+    "AccessDenied",
+    "ContractViolation",
+    "GateFailed",
+    "NotApproved",
+    "ShelfwiseError",
+    "Shop",
+    "SourceError",
+    "UnknownModel",
+    "UnknownName",
+    "UnknownVersion",
+    "WarehouseBusy",
+    "__version__",
+]
 
 __getattr__ = lazy_exports(
-    __name__,
-    {
-        "Shop": "._shop",
-        "ShelfwiseError": ".errors",
-        "AccessDenied": ".errors",
-        "SourceError": ".errors",
-        "WarehouseBusy": ".errors",
-    },
+    __name__, {"Shop": "._shop", **{n: ".errors" for n in __all__ if n not in ("Shop", "__version__")}}
 )

@@ -22,7 +22,15 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast, overload
 
-from .errors import ShelfwiseError, UnknownContextWarning, WarehouseBusy, did_you_mean, whole_number
+from .errors import (
+    ShelfwiseError,
+    UnknownContextWarning,
+    UnknownModel,
+    UnknownName,
+    WarehouseBusy,
+    did_you_mean,
+    whole_number,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -257,7 +265,12 @@ class Shop:
             with read_only(self.workdir) as (con, tables):
                 if name not in tables:
                     known = ", ".join(sorted(tables)) or "none yet"
-                    raise ShelfwiseError(f"no curated table {name!r} (curated tables: {known})")
+                    raise UnknownName(
+                        f"no curated table {name!r} (curated tables: {known})",
+                        kind="curated table",
+                        name=name,
+                        known=sorted(tables),
+                    )
                 select = (
                     _users_now(con, self.workdir) if name == "users" else f'SELECT * FROM curated."{name}"'
                 )
@@ -526,7 +539,12 @@ class Shop:
             try:
                 snap.recs.model_name(model)
             except KeyError as exc:
-                raise ShelfwiseError(str(exc.args[0])) from exc
+                raise UnknownModel(
+                    str(exc.args[0]),
+                    kind="model of the bundle",
+                    name=model,
+                    known=sorted(snap.recs.bundle.models),
+                ) from exc
             out = []
             said: str | None = None
             for n, raw in enumerate(ids):
@@ -609,8 +627,10 @@ class Shop:
             user = snap.user_index.get(pseudo) if service.personalizes(pseudo) else None
             item = snap.item_index.get(product_id) if isinstance(product_id, str) else None
             if item is None:
-                raise ShelfwiseError(
-                    f"product {product_id!r} is not in the current bundle (unknown, or new since it was trained)"
+                raise UnknownName(
+                    f"product {product_id!r} is not in the current bundle (unknown, or new since it was trained)",
+                    kind="product",
+                    name=product_id,
                 )
             if user is None:
                 return []
@@ -639,10 +659,12 @@ class Shop:
             svc = self._service(rules, search=False)
             ans = svc.similar(product_id, _k(k))
             if ans is None:
-                raise ShelfwiseError(
+                raise UnknownName(
                     f"product {product_id!r} is no longer in the catalog"
                     if product_id in svc.snapshot.item_index
-                    else f"product {product_id!r} is not in the current bundle (unknown, or new since it was trained)"
+                    else f"product {product_id!r} is not in the current bundle (unknown, or new since it was trained)",
+                    kind="product",
+                    name=product_id,
                 )
             if not detail:
                 return ans.items

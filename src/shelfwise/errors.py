@@ -32,6 +32,46 @@ class WarehouseBusy(ShelfwiseError):
     again when that process is done (the CLI exits 3)."""
 
 
+class UnknownName(ShelfwiseError):
+    """A name that names nothing the shop has (a table, a product of the bundle, an audience, a
+    split protocol...): `kind` says what was looked for, `name` what was given, `known` the
+    valid names where they are few enough to list (else empty). A script tells "no such thing"
+    from any other refusal by this class; its text is the message the CLI prints."""
+
+    def __init__(self, message: str, *, kind: str, name: object, known: Iterable[str] = ()):
+        self.kind, self.name, self.known = kind, name, list(known)
+        super().__init__(message)
+
+
+class UnknownVersion(UnknownName):
+    """A model registry version that is not registered (`kind` "model version")."""
+
+
+class UnknownModel(UnknownName):
+    """A model name that is neither one shelfwise trains (`train(models=...)`) nor one of the
+    bundle's (`recommend(model=...)`, `evaluate([...])`); `known`: the names that are."""
+
+
+class GateFailed(ShelfwiseError):
+    """A version was not promoted: promotion gates failed (approving it changes nothing: train a
+    better one). `version`; `failed`: the failed gates' names; `approved`: whether a person had
+    approved it (the message says every reason)."""
+
+    def __init__(self, message: str, *, version: str, failed: Iterable[str], approved: bool):
+        self.version, self.failed, self.approved = version, list(failed), approved
+        super().__init__(message)
+
+
+class NotApproved(ShelfwiseError):
+    """A version was not promoted only for want of a person's approval (its gates pass): once a
+    person with an approving role approves it (`Shop.approve`), promoting it again goes through.
+    `version`."""
+
+    def __init__(self, message: str, *, version: str):
+        self.version = version
+        super().__init__(message)
+
+
 class UnknownContextWarning(UserWarning):
     """A recommendation `context` that starts no category path of the bundle and no rule's
     context: it steered nothing (/v1/recommendations says it in `warnings`)."""

@@ -656,9 +656,15 @@ def export_audience(
         raise ShelfwiseError(f"{out}: unknown output format {out.suffix!r} (use .csv or .jsonl)")
     where = audience_dir(workdir, name)
     if not (where / META_FILE).exists():
-        known = ", ".join(a["name"] for a in list_audiences(workdir)) or "none"
-        raise ShelfwiseError(
-            f"no audience {name!r} (audiences: {known}); build it with `shelfwise audiences build`"
+        from ..errors import UnknownName
+
+        names = [a["name"] for a in list_audiences(workdir)]
+        raise UnknownName(
+            f"no audience {name!r} (audiences: {', '.join(names) or 'none'}); build it with "
+            "`shelfwise audiences build` (`Shop.build_audience`)",
+            kind="audience",
+            name=name,
+            known=names,
         )
     meta = json.loads((where / META_FILE).read_text())
     members = members_now(workdir, where)

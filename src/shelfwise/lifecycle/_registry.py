@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ShelfwiseError
+from ..errors import GateFailed, NotApproved, ShelfwiseError, UnknownVersion
 from ..governance._model_versions import HEADLINE, MODEL, alias_version, measured_as, registered_versions
 from ..governance._model_versions import mlflow_client as _client
 
@@ -88,9 +88,7 @@ class Registry:
         try:
             return self.client.get_model_version(MODEL, str(version))
         except MlflowException:
-            raise ShelfwiseError(
-                f"model version {version!r} is not registered (see `shelfwise models list`)"
-            ) from None
+            raise _unknown_version(version) from None
 
     def bundle_dir(self, version: str) -> str:
         """Where the bundle of registry `version` is."""
@@ -420,7 +418,12 @@ class Registry:
             AuditLog(self.workdir).append(
                 "model.promote", actor=actor, outcome="refused", version=str(version), reasons=why
             )
-            raise ShelfwiseError(f"version {version} not promoted: " + "; ".join(why))
+            said = f"version {version} not promoted: " + "; ".join(why)
+            if failed:  # (an approval would not help: said apart from a missing one)
+                raise GateFailed(
+                    said, version=str(version), failed=[g.name for g in failed], approved=bool(approved)
+                )
+            raise NotApproved(said, version=str(version))
         previous = self.production()
         self._go_live(str(version), mv.source, previous)
         AuditLog(self.workdir).append(
@@ -539,9 +542,17 @@ class RegistryView(Registry):
         for r in self.rows:
             if str(r["version"]) == str(version):
                 return str(r["path"])
-        raise ShelfwiseError(f"model version {version!r} is not registered (see `shelfwise models list`)")
+        raise _unknown_version(version)
 
     def manifest(self, version: str) -> BundleManifest:
         from ..models import read_manifest
 
         return read_manifest(self.bundle_dir(version))
+
+
+def _unknown_version(version: object) -> UnknownVersion:
+    return UnknownVersion(
+        f"model version {version!r} is not registered (see `shelfwise models list`, `Shop.versions()`)",
+        kind="model version",
+        name=str(version),
+    )

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ShelfwiseError
+from ..errors import ShelfwiseError, UnknownModel
 from ..evaluation import (
     HEADLINE,
     evaluate_all,
@@ -125,7 +125,7 @@ def _peak_rss_mb() -> float:
 SPLITS = ("leave_last_out", "global_time")  # the split protocols `make_split` knows
 
 
-class ModelsNotInBundle(ShelfwiseError):
+class ModelsNotInBundle(UnknownModel):
     """`evaluate` named models the current bundle does not have (the CLI says it in its words)."""
 
 
@@ -142,17 +142,28 @@ def check_choices(models: Sequence[str] | None, split: str, *, models_said: str,
     name found after the ingestion and the features was a traceback, and the delivery was
     loaded already): one ShelfwiseError naming the valid choices. `models_said`/`split_said`:
     how the caller gave them (`--models 'a,b'` on the command line)."""
-    from ..errors import ShelfwiseError
+    from ..errors import UnknownName
 
     if split not in SPLITS:
-        raise ShelfwiseError(f"{split_said}: unknown split protocol; choose {' or '.join(SPLITS)}")
+        raise UnknownName(
+            f"{split_said}: unknown split protocol; choose {' or '.join(SPLITS)}",
+            kind="split protocol",
+            name=split,
+            known=SPLITS,
+        )
     if models is not None:
         unknown = [m for m in models if m not in RECOMMENDERS]
-        if unknown or not models:
+        if unknown:
+            raise UnknownModel(
+                f"{models_said}: unknown model(s) {', '.join(map(str, unknown))}; "
+                f"known models: {', '.join(sorted(RECOMMENDERS))}",
+                kind="model",
+                name=unknown[0],
+                known=sorted(RECOMMENDERS),
+            )
+        if not models:
             raise ShelfwiseError(
-                f"{models_said}: "
-                + (f"unknown model(s) {', '.join(map(str, unknown))}" if unknown else "names no model")
-                + f"; known models: {', '.join(sorted(RECOMMENDERS))}"
+                f"{models_said}: names no model; known models: {', '.join(sorted(RECOMMENDERS))}"
             )
 
 
@@ -1425,7 +1436,10 @@ def evaluate_workdir(
     missing = set(models or []) - set(bundle.models)
     if missing:
         raise ModelsNotInBundle(
-            f"models {sorted(missing)} are not in bundle {bundle.version} ({sorted(bundle.models)})"
+            f"models {sorted(missing)} are not in bundle {bundle.version} ({sorted(bundle.models)})",
+            kind="model of the bundle",
+            name=sorted(missing)[0],
+            known=sorted(bundle.models),
         )
     # the fits that were evaluated by `train` (fitted without the test targets), not the served
     # refits on every interaction: scoring those on the test fold would score training data

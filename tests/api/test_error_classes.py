@@ -1,0 +1,65 @@
+"""A script tells one refusal from another by its class, not its English: a promotion refused for
+its gates (`GateFailed`: approving changes nothing) from one waiting for an approval
+(`NotApproved`: approve, then promote again), and a name naming nothing (`UnknownName`, with
+`UnknownVersion` and `UnknownModel`) from every other refusal. Every one is still a
+`ShelfwiseError`. All of them were plain `ShelfwiseError`s."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+import shelfwise
+from shelfwise import (
+    GateFailed,
+    NotApproved,
+    ShelfwiseError,
+    Shop,
+    UnknownModel,
+    UnknownName,
+    UnknownVersion,
+)
+from tests.api.conftest import FAST
+
+
+def test_the_refusals_a_script_acts_on_have_classes_of_their_own(trained, tmp_path):
+    data, src = trained
+    work = tmp_path / "w"
+    shutil.copytree(src, work)
+    ada = Shop(work, as_="ada", api_key=Shop(work).add_person("ada", "admin"))
+    eve = Shop(work, as_="eve", api_key=ada.add_person("eve", "engineer"))
+    for cls in (GateFailed, NotApproved, UnknownName, UnknownVersion, UnknownModel):
+        assert issubclass(cls, ShelfwiseError) and cls.__name__ in shelfwise.__all__
+    assert issubclass(UnknownVersion, UnknownName) and issubclass(UnknownModel, UnknownName)
+
+    with pytest.raises(UnknownVersion, match="model version '99' is not registered") as got:
+        eve.promote("99")
+    assert (got.value.kind, got.value.name) == ("model version", "99")
+    with pytest.raises(UnknownModel, match="not in bundle") as got_model:
+        eve.recommend("U00001", model="nope")
+    assert got_model.value.name == "nope" and "itemknn" in got_model.value.known
+    with pytest.raises(UnknownModel, match="unknown model") as got_model:
+        eve.train(models=["popularty"], **FAST)
+    assert got_model.value.name == "popularty" and "popularity" in got_model.value.known
+    with pytest.raises(UnknownName, match="no curated table 'nope'") as got_name:
+        ada.table("nope")
+    assert got_name.value.kind == "curated table" and "events" in got_name.value.known
+    with pytest.raises(UnknownName, match="not in the current bundle") as got_name:
+        eve.similar("no-such-product")
+    assert got_name.value.kind == "product"
+
+    # the same model again: its gates pass, it waits for a person's approval
+    same = eve.train(models=["popularity", "itemknn"], **FAST).registry["version"]
+    with pytest.raises(NotApproved, match="no approval") as waiting:
+        eve.promote(same)
+    assert waiting.value.version == str(same) and not isinstance(waiting.value, GateFailed)
+    # a weaker model: its gates fail, and an approval does not change that
+    weaker = eve.train(models=["popularity"], **FAST).registry["version"]
+    ada.approve(weaker)
+    with pytest.raises(GateFailed, match="gate .* failed") as failed:
+        eve.promote(weaker)
+    assert failed.value.version == str(weaker) and failed.value.failed and failed.value.approved
+    assert not isinstance(failed.value, NotApproved)
+    ada.approve(same)
+    assert eve.promote(same)["production"] is True
