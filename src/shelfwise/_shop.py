@@ -475,6 +475,7 @@ class Shop:
         explain: bool = False,
         context: str | None = None,
         rules: bool = True,
+        served: bool = False,
     ) -> dict[str, Any]: ...
 
     @overload
@@ -487,6 +488,7 @@ class Shop:
         explain: bool = False,
         context: str | None = None,
         rules: bool = True,
+        served: bool = False,
     ) -> list[dict[str, Any]]: ...
 
     def recommend(
@@ -498,19 +500,26 @@ class Shop:
         explain: bool = False,
         context: str | None = None,
         rules: bool = True,
+        served: bool = False,
     ) -> dict[str, Any] | list[dict[str, Any]]:
         """Top-k products for a user (a shop user id) or for each of several: what
         /v1/recommendations answers (same model, experiments and business rules; `rules=False`:
         the model's ranking alone). Each answer is `{"user_id", "items", "source", "personalized",
-        "fallback", "filled"}` (source: the model, or "cold_start" for a user the shop has no
+        "fallback", "filled", "model", "bundle_version"}` (source: the model, or "cold_start" for a user the shop has no
         history of or not to personalize; `filled`: how many places the popular list filled,
         `fallback: "popular"` when it filled any, and `personalized` false when no place is the
         model's for the shopper), with `experiment` when one assigned the user and, with
         `explain`, `because`: the history items behind the top item.
         `model` names one of the bundle's models; `context` (a category path prefix) steers the
         cold-start list. `explain` needs the permission to read a customer's history by their
-        id too (`insights.profile`): the items behind a list are steps of that history."""
+        id too (`insights.profile`): the items behind a list are steps of that history.
+        `served=True`: the lists are shown to shoppers (an app serving them through Python):
+        each gets a `recommendation_id`, and is written to the exposure log as
+        /v1/recommendations writes it, so that events posted with that id are attributed to the
+        list, its model and experiment variant (`experiment_report`). Left False (an offline
+        batch, an evaluation), no id is given: a list nobody was shown must not count as served."""
         with self._acting("recommend"):
+            _a_flag(served, "served")
             if explain:
                 self.authorize("insights.profile")
             k = _k(k)
@@ -546,6 +555,7 @@ class Shop:
                     known=sorted(snap.recs.bundle.models),
                 ) from exc
             out = []
+            exposures: list[dict[str, Any]] = []
             said: str | None = None
             for n, raw in enumerate(ids):
                 who = _user_id(raw, "user id" if one else f"users[{n}]")
@@ -563,7 +573,16 @@ class Shop:
                     "source": "cold_start" if ans.source == "cold_start" else ans.model,
                     # (as /v1/recommendations says them: personalized, fallback, filled)
                     **recommendation_fields(ans),
+                    "model": ans.model,
+                    "bundle_version": ans.bundle,
                 }
+                if served:  # (as /v1/recommendations mints and logs it)
+                    from .serving._exposures import exposure_record
+
+                    line["recommendation_id"] = rid = service.new_id("rec")
+                    exposures.append(
+                        exposure_record("recommendations", rid, ans, ans.user, {"context": context})
+                    )
                 if ans.experiment:
                     line["experiment"] = {
                         "name": ans.experiment,
@@ -577,6 +596,7 @@ class Shop:
                 elif explain:  # a list by popularity is not "because of" anything of theirs
                     line["because"] = []
                 out.append(line)
+            self._log_served(exposures)
             # (whoever the users are: a known shopper's context-limited rules read it too, and
             # /v1/recommendations says it in `warnings` for every answer)
             if said:
@@ -638,22 +658,34 @@ class Shop:
 
     @overload
     def similar(
-        self, product_id: str, k: int = 10, *, rules: bool = True, detail: Literal[False] = False
+        self,
+        product_id: str,
+        k: int = 10,
+        *,
+        rules: bool = True,
+        detail: Literal[False] = False,
+        served: Literal[False] = False,
     ) -> list[str]: ...
 
     @overload
     def similar(
-        self, product_id: str, k: int = 10, *, rules: bool = True, detail: Literal[True]
+        self, product_id: str, k: int = 10, *, rules: bool = True, detail: Literal[True], served: bool = False
     ) -> dict[str, Any]: ...
 
     def similar(
-        self, product_id: str, k: int = 10, *, rules: bool = True, detail: bool = False
+        self, product_id: str, k: int = 10, *, rules: bool = True, detail: bool = False, served: bool = False
     ) -> list[str] | dict[str, Any]:
         """Products like `product_id` (what /v1/items/{id}/similar answers); ShelfwiseError for a
         product the current bundle does not know. With `detail`, the answer as the endpoint gives
-        it: `{"product_id", "model", "items", "related", "fallback"}` (`related`: how many items
-        the model relates to the product; `fallback: "popular"` when best sellers fill the rest)."""
+        it: `{"product_id", "model", "items", "related", "fallback", "bundle_version"}`
+        (`related`: how many items the model relates to the product; `fallback: "popular"` when
+        best sellers fill the rest). `served=True` (with `detail`): the list is shown to a
+        shopper: it gets a `recommendation_id` and is written to the exposure log as the
+        endpoint writes it (see `recommend`)."""
         with self._acting("recommend"):
+            _a_flag(served, "served")
+            if served and not detail:
+                raise ShelfwiseError("served=True gives the list's recommendation_id: ask for detail=True")
             if not isinstance(product_id, str):
                 raise ShelfwiseError(f"product {product_id!r}: give the product id as a string")
             svc = self._service(rules, search=False)
@@ -670,7 +702,13 @@ class Shop:
                 return ans.items
             from .serving._service import similar_fields
 
-            return {"product_id": product_id, **similar_fields(ans)}
+            got = {"product_id": product_id, **similar_fields(ans), "bundle_version": ans.bundle}
+            if served:
+                from .serving._exposures import exposure_record
+
+                got["recommendation_id"] = rid = svc.new_id("rec")
+                self._log_served([exposure_record("similar", rid, ans, None, {"product_id": product_id})])
+            return got
 
     @overload
     def search(  # type: ignore[overload-overlap]  # a str is an Iterable[str]: this one wins
@@ -712,6 +750,8 @@ class Shop:
         given None is searched as without `candidates`. A blank query finds nothing.
         `search_pages` also says how each list was found (a fallback list says it is one), the
         total, the facets and the stages that ran."""
+        if "served" in options:  # (its ids would be lost with the pages: a list per query comes back)
+            raise ShelfwiseError("served=True: use search_pages, whose pages carry the search_id")
         one = isinstance(queries, str)
         if isinstance(candidates, str):  # (iterated, "50" was the list ["5", "0"])
             raise ShelfwiseError(
@@ -741,6 +781,7 @@ class Shop:
         *,
         candidates: Iterable[Sequence[str] | None] | None = None,
         rules: bool = True,
+        served: bool = False,
         **options: Unpack[SearchOptions],
     ) -> list[dict[str, Any]]:
         """`search`, one dict per query with how its list was found, as /v1/search says it:
@@ -748,10 +789,19 @@ class Shop:
         candidate list), `fallback` (`popular` when nothing matched and the popular products are
         shown instead), `corrected_query`, `total` (the matches before paging), `facets`
         (counts per category, brand, price band, stock), `stages` (those that ran), `degraded`,
-        `personalized`, and `experiment` when one assigned the shopper."""
+        `personalized`, `bundle_version` (the bundle that answered), and `experiment` when one
+        assigned the shopper. `served=True`: the pages are shown to shoppers: each (but a blank
+        query's, which /v1/search refuses) gets a `search_id` and is written to the exposure log
+        as /v1/search writes it, so that events posted with the id are attributed to it (CTR per
+        query, experiments); not with `candidates`."""
         with self._acting("search"):
             from .serving import current_bundle
 
+            _a_flag(served, "served")
+            if served and candidates is not None:
+                raise ShelfwiseError(
+                    "served: a re-ranking of given candidate lists is no page /v1/search serves"
+                )
             k = _k(k)
             make_args = _search_args(options)
             if queries is None or not isinstance(queries, Iterable):
@@ -777,16 +827,18 @@ class Shop:
                     "stages": extra.get("stages", []),
                     "degraded": bool(extra.get("degraded")),
                     "personalized": bool(extra.get("personalized")),
+                    "bundle_version": answer.bundle if answer is not None else bundle.name,
                 }
                 if answer is not None and answer.experiment:
                     variant = answer.variant.name if answer.variant else None
                     out["experiment"] = {"name": answer.experiment, "variant": variant}
                 return out
 
-            def served(batch: list[str]) -> list[dict[str, Any]]:
+            def serve(batch: list[str]) -> list[dict[str, Any]]:
                 """The serving path itself (its whole pipeline), batched as the server batches."""
                 service = self._service(rules, search=True)
                 pages: list[dict[str, Any]] = []
+                exposures: list[dict[str, Any]] = []
                 for lo in range(0, len(batch), 256):
                     chunk = batch[lo : lo + 256]
                     jobs = [(make_args(t, k), "full") for t in chunk if t.strip()]
@@ -795,12 +847,18 @@ class Shop:
                         if t.strip():
                             a = next(answers)
                             pages.append(page(a.items, a))
+                            if served:  # (as /v1/search mints and logs it)
+                                pages[-1]["search_id"] = sid = service.new_id("srch")
+                                exposures.append(_search_exposure(service, sid, a, make_args(t, k)))
                         else:
                             pages.append(page([]))
+                            if served:
+                                pages[-1]["search_id"] = None  # (not served: /v1/search refuses it)
+                self._log_served(exposures)
                 return pages
 
             if candidates is None:
-                return served(texts)
+                return serve(texts)
             if options:
                 raise ShelfwiseError(
                     f"{', '.join(sorted(options))}: filters, sort, paging and personalization apply to "
@@ -827,8 +885,21 @@ class Shop:
                     pages.update({i: page([p for p, _ in h]) for i, h in zip(part, hits, strict=True)})
             unlisted = [i for i, c in enumerate(cands) if c is None]
             if unlisted:
-                pages.update(zip(unlisted, served([texts[i] for i in unlisted]), strict=True))
+                pages.update(zip(unlisted, serve([texts[i] for i in unlisted]), strict=True))
             return [pages[i] for i in range(len(texts))]
+
+    def _log_served(self, records: list[dict[str, Any]]) -> None:
+        """Served lists into the exposure log (`serving._exposures`), as the server logs them."""
+        if not records:
+            return
+        from .serving._exposures import log_exposures
+
+        try:
+            log_exposures(self.workdir, records)
+        except OSError as exc:  # (a full disk): the ids would attribute to nothing
+            raise ShelfwiseError(
+                f"the served lists could not be logged ({exc}); their ids would attribute nothing"
+            ) from exc
 
     def suggest(self, prefix: str, k: int = 8) -> list[str]:
         """Query suggestions for what a shopper has typed so far (what /v1/suggest answers: the
@@ -1523,6 +1594,25 @@ class Shop:
                 }
                 for p in People(self.workdir).load().values()
             ]
+
+
+def _a_flag(value: Any, what: str) -> None:
+    if not isinstance(value, bool):
+        raise ShelfwiseError(f"{what}={value!r}: give True or False")
+
+
+def _search_exposure(service: Any, sid: str, ans: Any, args: Any) -> dict[str, Any]:
+    """A served search page's exposure record, as /v1/search writes it (`_http_lists.search`)."""
+    from .governance._compile import trim_id
+    from .serving._exposures import exposure_record
+
+    who = trim_id(args.raw_user or "")
+    extra = {
+        "query": args.q, "offset": args.offset, "sort": args.sort, "filtered": args.filters.active(),
+        "words_found": ans.extra.get("words_found"),
+        "match": ans.extra.get("match"), "fallback": ans.extra.get("fallback"),
+    }  # fmt: skip
+    return exposure_record("search", sid, ans, service.pseudonymize(who) if who else None, extra)
 
 
 def _a_string(value: Any, what: str) -> None:

@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
+from ._exposures import exposure_record
 from ._feedback import pending_events
 from ._http_metrics import Metrics
 from ._service import Answer, ServeSettings, Service
@@ -128,18 +129,7 @@ class AppContext:
     def expose(self, kind: str, served_id: str, ans: Answer, user: str | None, extra: dict[str, Any]) -> None:
         """Log a served list under its id (written every 0.5 s in one batch), so that events
         posted with the id are attributed to the list, model and experiment variant."""
-        rec = {
-            "id": served_id,
-            "kind": kind,
-            "at": time.time(),
-            "user": user,
-            "bundle": ans.bundle,
-            "model": ans.model,
-            "experiment": ans.experiment,
-            "variant": ans.variant.name if ans.variant else None,
-            "items": ans.items,
-            **extra,
-        }
+        rec = exposure_record(kind, served_id, ans, user, extra)  # (as `Shop(...)(served=True)` logs it)
         # (serialized, and a search's query masked, off the event loop: `flush_exposures`)
         self.state["exposure_buffer"].append(rec)
 

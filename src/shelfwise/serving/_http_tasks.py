@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ._event_ids import EventIds, RedisEventIds, SqliteEventIds
+from ._exposures import exposure_lines
 from ._feedback import EVENT_IDS_DB, absorb, pending_events, spooled_event_ids
 from ._http_metrics import Metrics
 from ._queue import WorkQueue
@@ -152,20 +153,6 @@ async def flush_exposures(state: dict[str, Any]) -> None:
     if buf:
         state["exposure_buffer"] = []
         state["exposures"].append(await asyncio.to_thread(exposure_lines, buf))
-
-
-def exposure_lines(records: list[dict[str, Any]]) -> list[bytes]:
-    """The served lists as the exposure log holds them: a search's query masked as the
-    warehouse masks text (an e-mail or phone number typed into the box was logged as typed and
-    shown in the search analytics), all the buffer's queries at once."""
-    import orjson
-
-    from ..governance._privacy import mask_pii_many
-
-    asked = [i for i, r in enumerate(records) if isinstance(r.get("query"), str)]
-    for i, q in zip(asked, mask_pii_many([records[i]["query"] for i in asked]), strict=True):
-        records[i] = {**records[i], "query": q, "masked": True}
-    return [orjson.dumps(r) for r in records]
 
 
 async def absorb_now(workdir: Path, redis_client: Any) -> None:

@@ -1,0 +1,81 @@
+"""An app serving lists through the Python API can attribute shoppers' clicks to them: with
+`served=True`, `recommend`, `similar(detail=True)` and `search_pages` give the
+`recommendation_id` / `search_id` /v1/... gives and write the list to the exposure log as the
+server writes it, so an event posted with the id is attributed (the search report's CTR per
+query). Every answer says the `bundle_version` that made it. Without `served` (an offline batch)
+no id is given and nothing is logged: a list nobody was shown does not count as served. The
+Python twins gave neither ids nor the bundle."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+
+import pytest
+
+from shelfwise import Shop
+from shelfwise.errors import ShelfwiseError
+from tests.serving.conftest import known_users
+
+
+def _exposures(work):
+    from shelfwise.serving._feedback import EXPOSURES_DIR
+    from shelfwise.storage._segments import iter_records
+
+    return list(iter_records(work / EXPOSURES_DIR)) if (work / EXPOSURES_DIR).exists() else []
+
+
+def test_served_lists_carry_ids_the_events_are_attributed_to(trained, tmp_path):
+    from shelfwise.serving import current_bundle
+
+    data, src = trained
+    work = tmp_path / "w"
+    shutil.copytree(src, work)
+    shutil.rmtree(work / "spool" / "exposures", ignore_errors=True)
+    shop = Shop(work)
+    bundle = current_bundle(work).name
+    user = known_users(data, work, 1)[0]
+
+    # an offline batch: the bundle said, no id, nothing logged as served
+    plain = shop.recommend(user, 5)
+    assert plain["bundle_version"] == bundle and plain["model"] and "recommendation_id" not in plain
+    (page,) = shop.search_pages(["black bike light"], 5)
+    assert page["bundle_version"] == bundle and "search_id" not in page
+    top = plain["items"][0]
+    assert shop.similar(top, 3, detail=True)["bundle_version"] == bundle
+    assert _exposures(work) == []
+
+    # served lists: ids as /v1/... mints them, each logged under its id as the server logs it
+    recs = shop.recommend([user, "someone-never-seen"], 5, served=True)
+    rids = [r["recommendation_id"] for r in recs]
+    assert all(r.startswith("rec_") for r in rids) and len(set(rids)) == 2
+    sim = shop.similar(top, 3, detail=True, served=True)
+    pages = shop.search_pages(["black bike light", "  "], 5, served=True, user_id=user)
+    sid = pages[0]["search_id"]
+    assert sid.startswith("srch_") and pages[1]["search_id"] is None  # (a blank query is not served)
+    logged = {r["id"]: r for r in _exposures(work)}
+    assert set(logged) == {*rids, sim["recommendation_id"], sid}
+    pseudo = shop._pseudonym(user)
+    assert logged[rids[0]]["kind"] == "recommendations" and logged[rids[0]]["user"] == pseudo
+    assert logged[rids[0]]["items"] == recs[0]["items"] and logged[rids[0]]["bundle"] == bundle
+    assert logged[sim["recommendation_id"]]["kind"] == "similar"
+    assert logged[sim["recommendation_id"]]["product_id"] == top
+    s = logged[sid]
+    assert (s["kind"], s["user"], s["query"], s["masked"]) == ("search", pseudo, "black bike light", True)
+    assert s["items"] == pages[0]["items"] and {"offset", "sort", "filtered", "match", "fallback"} <= set(s)
+
+    # a click on the served page, posted with its id: attributed in the search report
+    now = datetime.now(UTC).isoformat()
+    click = {"user_id": user, "event_type": "click", "product_id": pages[0]["items"][0], "timestamp": now}
+    sent = shop.send_events([{**click, "search_id": sid}, {**click, "recommendation_id": rids[0]}])
+    assert sent["accepted"] == 2, sent
+    shop.absorb_events()
+    served = shop.search_report()["served"]
+    assert {"query": "black bike light", "pages": 1, "attributed_ctr": 1.0} in served["top_queries"]
+
+    with pytest.raises(ShelfwiseError, match="detail=True"):
+        shop.similar(top, 3, served=True)
+    with pytest.raises(ShelfwiseError, match="search_pages"):
+        shop.search("black bike light", 5, served=True)  # type: ignore[call-arg]
+    with pytest.raises(ShelfwiseError, match="served='yes'"):
+        shop.recommend(user, 5, served="yes")  # type: ignore[call-overload]
