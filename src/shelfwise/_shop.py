@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast, overload
 
 from .errors import (
+    EmptyRangeWarning,
     ShelfwiseError,
     UnknownContextWarning,
     UnknownModel,
@@ -1181,7 +1182,8 @@ class Shop:
             return entries[-limit:] if limit else entries
 
     def verify_audit(self, anchor: tuple[int, str] | None = None) -> Verification:
-        """Check the audit trail's hash chain (`ok`, `entries`, `first_bad_line`, `reason`);
+        """Check the audit trail's hash chain (`ok`, `entries`, `first_bad_line`, `reason`, as
+        attributes; `.to_dict()`: the same as a plain JSON document);
         `anchor` (seq, hash): an entry's hash recorded outside the workdir before (`audit_head`),
         which the log must still hold."""
         with self._acting("audit.read"):
@@ -1208,7 +1210,8 @@ class Shop:
         """Quarantined rows: `summary` (rows per table, reason and status) and the first `rows`
         with their file, line and detail. `status`: open, released, superseded, redelivered, withheld (re-processed
         into a row of an erased user) or all. `limit=0`: the summary alone, which every person
-        may read (`quarantine.summary`: counts, no row's fields); rows need `quarantine.read_raw`."""
+        may read, not a service (`quarantine.summary`: counts, no row's fields; the people's
+        roles, the `service` role is refused); rows need `quarantine.read_raw`."""
         if limit is not None:  # None: every row; 0: the summary alone
             limit = whole_number(limit, "limit", "the number of rows to show (None: all)", minimum=0)
         if limit != 0:
@@ -1317,7 +1320,10 @@ class Shop:
             return out
 
     def consent(self, user_id: str) -> dict[str, Any]:
-        """A user's current consent flags and their history (oldest first); audited."""
+        """A user's current consent flags and their history (oldest first); audited. A user
+        erased (`erase`) with no consent recorded since is said so: `erased_at` and a `note`
+        that the flags are the shop's defaults (what a shopper new under this id would start
+        from), not a consent the person gave; nothing is held under the id."""
         with self._acting("privacy.consent") as actor:
             from .governance import AuditLog
             from .governance._consent import Consents, consent_history
@@ -1326,7 +1332,7 @@ class Shop:
             pseudo = self._pseudonym(user_id)
             # a person's consent history read: audited as its changes are
             AuditLog(self.workdir).append("privacy.consent.read", actor=actor, pseudonym=pseudo)
-            return {
+            out: dict[str, Any] = {
                 "user_id": user_id,
                 "consent": Consents.of(self.workdir).current(pseudo),
                 "history": [
@@ -1334,6 +1340,27 @@ class Shop:
                     for r in consent_history(self.workdir, pseudo)
                 ],
             }
+            from .governance._erasures import erased_users
+
+            erased = erased_users(self.workdir).get(pseudo)  # (naive UTC)
+            if erased is not None:
+                from datetime import UTC, datetime
+
+                def after(r: dict[str, Any]) -> bool:  # a consent recorded since: a person again
+                    try:
+                        at = datetime.fromisoformat(str(r.get("at")))
+                    except ValueError:
+                        return False
+                    return (at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo else at) > erased
+
+                if not any("erased" not in r and after(r) for r in out["history"]):
+                    out["erased_at"] = erased.isoformat()
+                    out["note"] = (
+                        f"erased at {erased.isoformat()}: nothing is held under this id; the flags are "
+                        "the shop's defaults (what a shopper new under this id would start from), "
+                        "not a consent this person gave"
+                    )
+            return out
 
     def access_export(self, user_id: str, out: str | Path, *, redis_url: str | None = None) -> dict[str, Any]:
         """The right of access: everything held about a user (rows of every layer, spool,
@@ -1688,9 +1715,21 @@ def _search_args(options: Mapping[str, Any]) -> Callable[[str, int], Any]:
     user = (
         _user_id(given) if given is not None and not (isinstance(given, str) and not trim_id(given)) else None
     )
-    filters = Filters(
-        o.get("category"), o.get("brand"), o.get("price_min"), o.get("price_max"), o.get("in_stock")
-    )
+    lo, hi = o.get("price_min"), o.get("price_max")
+    if lo is not None and hi is not None and lo > hi:  # (HTTP answers the empty page: no 422)
+        import sys
+        import warnings
+
+        frame, level = sys._getframe(0), 1  # (the warning names the caller's line, outside this file)
+        while frame.f_back is not None and frame.f_code.co_filename == __file__:
+            frame, level = frame.f_back, level + 1
+        warnings.warn(
+            f"price_min {lo!r} is above price_max {hi!r}: no product can match (the pages are "
+            "empty, as /v1/search answers them); swapped?",
+            EmptyRangeWarning,
+            stacklevel=level,
+        )
+    filters = Filters(o.get("category"), o.get("brand"), lo, hi, o.get("in_stock"))
     personalized = o.get("personalized", True) is not False
 
     def make(q: str, k: int) -> Any:

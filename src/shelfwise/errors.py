@@ -77,6 +77,11 @@ class UnknownContextWarning(UserWarning):
     context: it steered nothing (/v1/recommendations says it in `warnings`)."""
 
 
+class EmptyRangeWarning(UserWarning):
+    """Search filters no product can pass (`price_min` above `price_max`): the page is empty, as
+    /v1/search answers it (the request is valid there), and Python says why."""
+
+
 def did_you_mean(name: str, known: Iterable[str]) -> str:
     """ " (did you mean 'x'?)" for the closest of `known` to a mistyped `name`, else ""."""
     import difflib

@@ -110,6 +110,8 @@ def privacy_consent(
         print_json(rep)
         return
     typer.echo(", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in rep["consent"].items()))
+    if rep.get("note"):  # (an erased user: the flags are the shop's defaults)
+        typer.echo(rep["note"])
     if rep.get("reports_removed"):
         typer.echo(
             f"removed {', '.join(rep['reports_removed'])}: they named the user "

@@ -96,6 +96,12 @@ class Verification:
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))
 
+    def to_dict(self) -> dict[str, Any]:
+        """The plain JSON document (`ok`, `entries`, `first_bad_line`, `reason`), as
+        `IngestReport.to_dict` and `TrainResult.to_dict` give theirs: `json.dumps` refuses the
+        object itself."""
+        return self.as_dict()
+
 
 class AuditLog:
     def __init__(self, workdir: str | Path):
