@@ -203,10 +203,18 @@ class Shop:
 
         return Pseudonymizer.of(self.workdir)(user_id)
 
+    def _not_blank(self, user_id: str) -> None:
+        """An empty id is refused in the caller's words: `--user` on the command line, the
+        argument in Python (`erase("")` said "--user: an empty user id")."""
+        from .governance._compile import trim_id
+
+        if not trim_id(user_id):
+            raise ShelfwiseError(f"{'--user' if self._cli else 'user id'}: an empty user id")
+
     def _require_workdir(self) -> None:
         if not (self.workdir / "warehouse.duckdb").exists():
             raise ShelfwiseError(
-                f"{self.workdir}: not a shelfwise workdir (no warehouse.duckdb; run `shelfwise ingest` first)"
+                f"{self.workdir}: not a shelfwise workdir (no warehouse.duckdb; ingest data first: `Shop.ingest(DIR)` or `shelfwise ingest`)"
             )
 
     # -- data -----------------------------------------------------------------------------------
@@ -1019,7 +1027,7 @@ class Shop:
                 f"registry's gates ({why}){others}: such variants may be tried beside a control serving "
                 f"production with at least their weight ({total:g} against {control:g}), never take more "
                 "of the traffic; to serve one, train a bundle whose default it is and go through "
-                "`shelfwise models approve` / `promote`"
+                "`Shop.approve` / `promote` (`shelfwise models approve` / `promote`)"
             )
 
     def _variants_bundles_may_serve(self, experiments: Sequence[Any]) -> None:
@@ -1055,7 +1063,7 @@ class Shop:
                 raise ShelfwiseError(
                     f"{where} (version {r['version']}) may not serve shoppers: {why}; a variant serves a "
                     "bundle that is or was in production, or one whose gates passed and that a person "
-                    "approved (`shelfwise models approve`)"
+                    "approved (`Shop.approve`, `shelfwise models approve`)"
                 )
 
     def experiment_report(self, experiment: str | None = None) -> dict[str, Any]:
@@ -1085,7 +1093,8 @@ class Shop:
         v = version if version is not None else reg.candidate()
         if v is None:
             raise ShelfwiseError(
-                "no candidate version; name one with --version (see `shelfwise models list`)"
+                "no candidate version; name one (`version=` in Python, `--version` on the command line; see "
+                "`Shop.versions()` or `shelfwise models list`)"
             )
         return str(v)
 
@@ -1279,6 +1288,7 @@ class Shop:
             from .governance._erase import erase_user
 
             _a_string(user_id, "user id")  # (erase(None) erased a user "None", audited "ok")
+            self._not_blank(user_id)
 
             client = _redis(redis_url)
             report = erase_user(self.workdir, user_id, actor=actor, redis_client=client)
@@ -1372,7 +1382,7 @@ class Shop:
             from .insights._run import profile_part
 
             _a_string(user_id, "user id")
-
+            self._not_blank(user_id)
             self._outside(out)
             return write_subject_access(
                 self.workdir,

@@ -240,7 +240,7 @@ class People:
         if not name:
             raise AccessDenied(
                 f"{self.workdir}: this workdir has registered people; say who you are with "
-                f"--as NAME (or {ENV_AS}) and {ENV_KEY}"
+                f"--as NAME (or {ENV_AS}) and {ENV_KEY} (in Python: Shop(W, as_=NAME, api_key=KEY))"
             )
         p = people.get(name)
         right = p is not None and bool(key) and hmac.compare_digest(p.key_sha256, _hash_key(key or ""))

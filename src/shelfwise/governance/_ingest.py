@@ -382,7 +382,7 @@ class Ingestor:
                 f"no events.{{parquet,csv,jsonl}} or products.{{...}} file (found: {present}); {tables}"
                 + ("a shop starts from its catalog (products) or its behaviour (events); " if read else "")
                 + (declare + "; " if declare else "")
-                + "other formats: convert them first with `shelfwise convert`",
+                + "other formats: convert them first with `shelfwise convert` (in Python `shelfwise.datasets.convert`)",
             )
         if self.mode == "append" and all(f is None for f in files.values()):
             present = ", ".join(sorted(p.name for p in data_dir.iterdir())[:20]) or "nothing"

@@ -27,7 +27,7 @@ def _check(workdir: Path, out: Path) -> None:
         raise ShelfwiseError(f"{out}: unknown output format {out.suffix!r} (use .jsonl or .csv)")
     if not (workdir / "warehouse.duckdb").exists():
         raise ShelfwiseError(
-            f"{workdir}: not a shelfwise workdir (no warehouse.duckdb; run `shelfwise ingest` first)"
+            f"{workdir}: not a shelfwise workdir (no warehouse.duckdb; ingest data first: `Shop.ingest(DIR)` or `shelfwise ingest`)"
         )
 
 

@@ -364,7 +364,7 @@ def curated_report(
 
     if not (Path(workdir) / "warehouse.duckdb").exists():
         raise ShelfwiseError(
-            f"{workdir}: not a shelfwise workdir (no warehouse.duckdb; run `shelfwise ingest` first)"
+            f"{workdir}: not a shelfwise workdir (no warehouse.duckdb; ingest data first: `Shop.ingest(DIR)` or `shelfwise ingest`)"
         )
     inputs, versions = curated_inputs(workdir, tables)
     inputs += [DatasetRef("file", str(f.resolve())) for f in files]

@@ -155,7 +155,7 @@ def run_customers(
         raise ShelfwiseError(f"{out}: unknown output format {out.suffix!r} (use .jsonl or .csv)")
     if not (workdir / "warehouse.duckdb").exists():
         raise ShelfwiseError(
-            f"{workdir}: not a shelfwise workdir (no warehouse.duckdb; run `shelfwise ingest` first)"
+            f"{workdir}: not a shelfwise workdir (no warehouse.duckdb; ingest data first: `Shop.ingest(DIR)` or `shelfwise ingest`)"
         )
     inputs, versions = curated_inputs(workdir)
     lineage = LineageRun(
@@ -262,7 +262,7 @@ def run_ask(
     workdir, questions, out = Path(workdir), Path(questions), Path(out)
     if not (workdir / "warehouse.duckdb").exists():
         raise ShelfwiseError(
-            f"{workdir}: not a shelfwise workdir (no warehouse.duckdb; run `shelfwise ingest` first)"
+            f"{workdir}: not a shelfwise workdir (no warehouse.duckdb; ingest data first: `Shop.ingest(DIR)` or `shelfwise ingest`)"
         )
     asked = read_questions(questions)
     # one rule for every door (`question_refused`): a blank or too long question is refused,

@@ -413,7 +413,7 @@ class Registry:
             why = [f"gate {g.name} failed: {g.detail}" for g in failed]
             if require_approval and not approved:
                 why.append(
-                    "no approval: a person with an approving role must approve it (`shelfwise models approve`, or Approve on the console's models page)"
+                    "no approval: a person with an approving role must approve it (`shelfwise models approve`, `Shop.approve(VERSION)`, or Approve on the console's models page)"
                 )
             AuditLog(self.workdir).append(
                 "model.promote", actor=actor, outcome="refused", version=str(version), reasons=why

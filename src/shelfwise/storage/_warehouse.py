@@ -136,7 +136,9 @@ class Warehouse:
 
     def table(self, name: str, layer: str = "curated") -> ibis.Table:
         if not self.exists(layer, name):
-            raise ShelfwiseError(f"no table {layer}.{name} in {self.path} (run `shelfwise ingest` first)")
+            raise ShelfwiseError(
+                f"no table {layer}.{name} in {self.path} (ingest data first: `Shop.ingest(DIR)` or `shelfwise ingest`)"
+            )
         return self.con.table(name, database=layer)
 
     # -- curated versions -----------------------------------------------------------------------
