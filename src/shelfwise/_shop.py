@@ -356,7 +356,7 @@ class Shop:
         settings: TrainSettings | None = None,
         append: bool = False,
         column_map: ColumnMap | None = None,
-        log: Callable[[str], Any] | None = print,
+        log: Callable[[str], Any] | None = None,
         progress: bool = False,
         engine: Any = None,
         **options: Any,
@@ -372,7 +372,11 @@ class Shop:
         `--cross-encoder-seconds` (`search_cross_steps`/`search_cross_budget_s`) and
         `--refit-seconds` (`refit_budget_s`). The result carries the protocol,
         the test-fold metrics per model (`results`), the report paths and the registry entry.
-        `engine` (a `SparkEngine`): the ingestion and the interactions run on Spark."""
+        `engine` (a `SparkEngine`): the ingestion and the interactions run on Spark. `log`: a
+        callable given each progress line (`log=print` in a notebook); left None, nothing is
+        printed (a library call in an app): the lines are in the run's log file all the same
+        (`logs/train-<time>.log` in the workdir). No
+        thread is left behind (the libraries' progress bars' monitor thread is not started)."""
         if data is not None:
             _a_path(data, "data")
         with self._acting("train", workdir=data is None) as actor:
@@ -395,17 +399,18 @@ class Shop:
                 models_said=f"models {list(chosen.models)!r}",
                 split_said=f"split {chosen.split!r}",
             )
-            result: TrainResult = run_train(
-                self.workdir,
-                data,
-                chosen,
-                log=log or (lambda _msg: None),
-                actor=actor,
-                append=append,
-                map_flags=_map_flags(column_map),
-                progress=progress,
-                engine=engine,
-            )
+            with _no_tqdm_monitor():
+                result: TrainResult = run_train(
+                    self.workdir,
+                    data,
+                    chosen,
+                    log=log or (lambda _msg: None),
+                    actor=actor,
+                    append=append,
+                    map_flags=_map_flags(column_map),
+                    progress=progress,
+                    engine=engine,
+                )
             self._services.clear()
             _keep_console_figures(self.workdir)
             return result
@@ -1631,6 +1636,42 @@ class Shop:
                 }
                 for p in People(self.workdir).load().values()
             ]
+
+
+@contextmanager
+def _no_tqdm_monitor() -> Iterator[None]:
+    """tqdm's monitor thread (`tqdm_monitor`, started by the first progress bar a library makes
+    and alive for the rest of the process) not started while training: `monitor_interval` 0 for
+    its duration, as it was after; one started anyway (another thread's bar) is stopped."""
+    try:
+        from tqdm import std
+    except ImportError:  # (tqdm is a dependency; a trimmed install trains without it)
+        yield
+        return
+    before, had = std.tqdm.monitor_interval, _tqdm_monitors(std.tqdm)
+    std.tqdm.monitor_interval = 0
+    try:
+        yield
+    finally:
+        std.tqdm.monitor_interval = before
+        for cls in _tqdm_classes(std.tqdm):
+            mon = cls.__dict__.get("monitor")
+            if mon is not None and id(mon) not in had:
+                mon.exit()
+                cls.monitor = None
+
+
+def _tqdm_classes(base: Any) -> list[Any]:
+    out, todo = [], [base]
+    while todo:
+        cls = todo.pop()
+        out.append(cls)
+        todo.extend(cls.__subclasses__())
+    return out
+
+
+def _tqdm_monitors(base: Any) -> set[int]:
+    return {id(m) for c in _tqdm_classes(base) if (m := c.__dict__.get("monitor")) is not None}
 
 
 def _a_flag(value: Any, what: str) -> None:
