@@ -7,6 +7,7 @@ one spool and one event_id store."""
 from __future__ import annotations
 
 import shutil
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 from shelfwise import AccessDenied, ShelfwiseError, Shop
+from shelfwise.errors import EmptyRangeWarning
 from shelfwise.serving import ServeSettings, create_app
 from tests.api.conftest import FAST
 from tests.serving.conftest import events_in_warehouse, known_users, serve_in_thread
@@ -57,11 +59,17 @@ def test_search_options_suggest_and_profile_answer_what_the_server_answers(work)
     # would differ from the Python API's, which always runs the whole pipeline
     with serve_in_thread(create_app(w, ServeSettings(search_budget_ms=600_000))) as base:
         for opts in cases:
-            (mine,) = shop.search_pages(["shoes"], 5, **opts)
+            swapped = opts.get("price_min", 0) > opts.get("price_max", 1e9)
+            with warnings.catch_warnings(record=True) as said:  # (swapped bounds: said in Python)
+                warnings.simplefilter("always")
+                (mine,) = shop.search_pages(["shoes"], 5, **opts)
+            assert any(w.category is EmptyRangeWarning for w in said) is swapped, opts
             theirs = _http_page(base, {"q": "shoes", "k": 5, **opts})
             assert theirs["degraded"] is False, (opts, theirs["stages"])
             assert mine["items"] == [it["product_id"] for it in theirs["items"]], opts
-            for field in ("total", "facets", "match", "fallback", "personalized", "corrected_query"):
+            for field in (
+                "total", "facets", "match", "fallback", "personalized", "corrected_query", "bundle_version"
+            ):  # fmt: skip
                 assert mine[field] == theirs[field], (opts, field)
             # the shopper's page is personalized (else the comparison would be of two anonymous pages)
             assert mine["personalized"] is (
