@@ -148,7 +148,7 @@ def similar(
         Path,
         typer.Option(
             "--out",
-            help="FILE.jsonl: one {product_id, model, items, related, fallback} per line (a product "
+            help="FILE.jsonl: one {product_id, model, items, related, fallback, bundle_version} per line (a product "
             "the bundle does not know: {product_id, items: [], error}).",
         ),
     ],
@@ -167,7 +167,7 @@ def similar(
     the product, `fallback: "popular"` when best sellers filled the rest). A product the current
     bundle does not know (new since it was trained, or gone from the catalog) gets a line with its
     `error` and no items, counted on stderr; the exit status stays 0."""
-    from ..errors import ShelfwiseError
+    from ..errors import UnknownName
     from ..storage import outside_workdir
 
     outside_workdir(out, workdir)
@@ -180,7 +180,8 @@ def similar(
     for pid in ids:
         try:
             lines.append(the_shop.similar(pid, k, rules=rules, detail=True))
-        except ShelfwiseError as exc:
+        except UnknownName as exc:  # (a product it does not know; anything else stops the run:
+            # no bundle, a refusal, a busy warehouse are not the ids' fault)
             unknown += 1
             lines.append({"product_id": pid, "items": [], "error": str(exc)})
             continue
