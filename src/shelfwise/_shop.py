@@ -113,7 +113,10 @@ class Shop:
     def __init__(self, workdir: str | Path, *, as_: str | None = None, api_key: str | None = None) -> None:
         if not isinstance(workdir, str | os.PathLike):
             raise ShelfwiseError(f"workdir {workdir!r}: a folder's path (a string or a Path)")
-        self.workdir = Path(workdir)
+        # absolute, as given when made (a relative path was looked up again on every call: after
+        # `os.chdir` the same Shop answered from another shop), `~` expanded (DuckDB expanded it
+        # and shelfwise did not: a literal `./~` folder beside a warehouse in the home folder)
+        self.workdir = Path(workdir).expanduser().absolute()
         # the identity, read once (a Shop made without `as_` changed person with the environment)
         env_as = os.environ.get("SHELFWISE_AS") or None
         self._as = as_ if as_ is not None else env_as

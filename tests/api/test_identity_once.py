@@ -65,3 +65,22 @@ def test_as_given_never_takes_another_persons_key_from_the_environment(
     assert Shop(work, as_="ada").authorize("users.manage") == "ada"
     monkeypatch.delenv("SHELFWISE_AS")
     assert Shop(work, as_="ada").authorize("users.manage") == "ada"  # (SHELFWISE_AS unset: the key alone)
+
+
+def test_a_shop_keeps_the_folder_it_was_made_with(tmp_path, monkeypatch):
+    """A relative workdir is the folder it named when the Shop was made (after `os.chdir` into a
+    folder holding another shop of that name, the same Shop answered from the other one), and
+    `~` is the home folder (DuckDB expanded it, shelfwise made a literal `./~` folder)."""
+    import os
+
+    from shelfwise import Shop
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b" / "shop").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "a")
+    shop = Shop("shop")
+    assert shop.workdir == tmp_path / "a" / "shop"
+    os.chdir(tmp_path / "b")
+    assert shop.workdir == tmp_path / "a" / "shop"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert Shop("~/w").workdir == tmp_path / "home" / "w"
