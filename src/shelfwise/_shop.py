@@ -1109,8 +1109,11 @@ class Shop:
     def versions(self) -> list[dict[str, Any]]:
         """Every registered bundle version: aliases, status, headline metric, gates, approvals."""
         with self._acting("models.read"):
-            rows: list[dict[str, Any]] = self._registry().versions()
-            return rows
+            from .governance._model_versions import registered_versions
+
+            # what the registry's last read or write left (`state/registry_versions.json`) while
+            # its files are unchanged since: the same rows, without importing MLflow (~1.3 s CPU)
+            return registered_versions(self.workdir, use_snapshot=True)
 
     def gates(self, version: str | int | None = None) -> dict[str, Any]:
         """The promotion gates of a version (default: the candidate, else production's as it

@@ -337,7 +337,8 @@ def _prune_bundles(workdir: Path, keep: int | None) -> int:
     if (workdir / "mlflow.db").exists():
         from ._model_versions import registered_versions
 
-        versions = registered_versions(workdir)
+        # (the registry's snapshot while it is unchanged: no MLflow import, see `registered_versions`)
+        versions = registered_versions(workdir, use_snapshot=True)
         bundle_of = {v["version"]: str(v["bundle"]) for v in versions}
         for v in versions:
             if v["aliases"]:
