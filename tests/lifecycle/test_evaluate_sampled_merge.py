@@ -49,3 +49,16 @@ def test_a_sampled_evaluate_of_some_models_keeps_the_others_sampled_results(tmp_
     evaluate_workdir(work, models=["itemknn"], sampled=3, seed=7)
     drawn = json.loads(path.read_text())
     assert [r["model"] for r in drawn["results"]] == ["itemknn"] and drawn["seed"] == 7
+
+
+def test_evaluating_does_not_import_optuna():
+    """`shelfwise evaluate` imports training's module (`evaluate_workdir`) and tunes nothing:
+    Optuna (and the redis client it imports) is imported by `tune` alone (~0.15 s CPU)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from shelfwise.lifecycle._train import evaluate_workdir; print('optuna' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
