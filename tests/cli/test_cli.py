@@ -37,6 +37,33 @@ def sw(*args: str, check: bool = True, timeout: float = 300) -> subprocess.Compl
     return proc
 
 
+# what a command imports when it needs it, never at start: seconds of CPU on every run otherwise
+HEAVY = frozenset(
+    {"mlflow", "openlineage", "matplotlib", "pandas", "numpy", "pyarrow", "ibis", "torch", "sklearn"}
+)
+
+
+def sw_imports(*args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """`shelfwise ARGS` in a fresh interpreter, and the top-level packages it imported (what it
+    needed; nothing is imported after the command to say it)."""
+    code = (
+        "import sys\n"
+        "from shelfwise.cli import main\n"
+        "rc = main(sys.argv[1:])\n"
+        "print('\\nimported:', *sorted({m.split('.')[0] for m in sys.modules}))\n"
+        "sys.exit(rc)\n"
+    )
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 0, (
+        f"shelfwise {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    )
+    out, _, imported = proc.stdout.rpartition("\nimported:")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, proc.stderr), set(imported.split())
+
+
 def sw_in_terminal(*args: str, timeout: float = 600, columns: int = 250) -> str:
     """`shelfwise ARGS` with its stdout and stderr a terminal (a pseudo-terminal `columns`
     wide), as a person at a console runs it: what the terminal received, escape sequences
