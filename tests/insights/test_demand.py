@@ -1509,3 +1509,34 @@ def _catalog_dir(d: Path, row: str) -> Path:
     d.mkdir()
     (d / "products.csv").write_text(f"product_id,title,category,price,in_stock,stock_qty,lead_time\n{row}\n")
     return d
+
+
+def test_a_series_forecast_above_its_actuals_in_cross_validation_keeps_an_interval_around_it():
+    """A promotion-driven series: ~5 a week, with a spike of 250 in the last week before each
+    cross-validation origin and before the forecast. The level models follow the spike, the
+    forecast is far above what sells in every CV week, so the CV errors' 90% quantile is below
+    zero and the 80% interval ended at the forecast (hi == units: "never more than the
+    forecast"). The interval holds the forecast with room on both sides, and the series is named."""
+    from shelfwise.insights._demand import forecast_series, one_sided_warning
+
+    rng = np.random.default_rng(5)
+    t = 80
+    ds = pd.date_range("2022-01-03", periods=t, freq="7D")
+    frames = [
+        pd.DataFrame({"unique_id": f"S{i}", "ds": ds, "y": rng.poisson(20, t).astype(float)})
+        for i in range(8)
+    ]
+    promo = rng.poisson(5, t).astype(float)
+    for k in (t - 40, t - 27, t - 14, t - 1):  # the last week of each CV window's training, and the series'
+        promo[k] = 250.0
+    frames.append(pd.DataFrame({"unique_id": "PROMO", "ds": ds, "y": promo}))
+    fc, info = forecast_series(pd.concat(frames, ignore_index=True), 13, season=1, jobs=1, progress=False)
+    p = fc[fc["unique_id"] == "PROMO"]
+    assert (p["units"] > 20).all()  # the forecast follows the last spike, as in the CV
+    assert (p["hi"] > p["units"] + 1.0).all(), p  # room above the forecast
+    assert (p["lo"] < p["units"] - 1.0).all()  # and below it
+    shifts = info["one_sided_bands"]
+    assert set(shifts) == {"PROMO"} and shifts["PROMO"] < -20  # the forecast was far too high in CV
+    assert "PROMO (" in one_sided_warning(shifts) and "above the actual" in one_sided_warning(shifts)
+    steady = fc[fc["unique_id"] != "PROMO"]
+    assert ((steady["lo"] < steady["units"]) & (steady["hi"] > steady["units"])).all()

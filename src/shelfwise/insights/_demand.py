@@ -132,6 +132,10 @@ class NoDataWarning(UserWarning):
     """--as-of is weeks after the shop's last event: the weeks between hold no data."""
 
 
+class BandWarning(UserWarning):
+    """Series whose cross-validation errors lay on one side of the forecast (`_residual_bounds`)."""
+
+
 @dataclass
 class DemandModel:
     """What made a demand forecast (the report's `model`)."""
@@ -172,6 +176,10 @@ class DemandModel:
     # the shop's launches that those series' rates are shrunk towards (`launch_prior`): None
     # when it had too few, and the rate so far is used
     launch_prior: dict[str, Any] | None = None
+    # series whose forecast was above (or below) the actual in more than 90% of its CV weeks:
+    # series -> the median CV error (actual - forecast); their 80% interval is the errors'
+    # spread about the forecast (`_residual_bounds`), and the warning names them
+    one_sided_bands: dict[str, float] = field(default_factory=dict)
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -937,11 +945,29 @@ def _residuals(cv: pd.DataFrame, candidates: list[str], chosen: pd.Series) -> pd
 
 
 def _residual_bounds(cv: pd.DataFrame, candidates: list[str], chosen: pd.Series) -> pd.DataFrame:
-    """Per series: the 10% and 90% quantiles of the chosen candidate's CV errors (`lo`, `hi`)."""
+    """Per series: the 10% and 90% quantiles of the chosen candidate's CV errors (`lo`, `hi`),
+    and `shift`, the errors' median where one bound is the spread about it (else 0).
+
+    A series whose errors lie on one side of zero beyond the 10%/90% level (the forecast above
+    the actual in more than 90% of its CV weeks, or below) has bounds that do not hold its own
+    forecast: a promotion-driven series whose CV origins fell on its spikes was forecast at the
+    spike's level (130-340 a week against 5-20 sold; Theta follows the last level), its 90%
+    error quantile was -13 and its "80% interval" ended at the forecast once clipped up to it.
+    Such a series keeps the bound on the side its errors lie (the forecast too high: `lo` is the
+    10% quantile, the CV's own) and, on the other, the errors' spread about their median
+    (`q90 - q50` above the forecast, or `q10 - q50` below it): the forecast inside with room on
+    both sides, and on the walk's grocery these series' bands held 80% of the next 13 weeks
+    (clipped to the forecast, 77%); `shift` says how far off its forecasts were
+    (`one_sided_bands`, and the warning that names them)."""
     q = (1 - LEVEL / 100) / 2
     r = _residuals(cv, candidates, chosen)
-    b = r.groupby(cv["unique_id"]).quantile([q, 1 - q]).unstack()
-    return b.set_axis(["lo", "hi"], axis=1)
+    b = r.groupby(cv["unique_id"]).quantile([q, 0.5, 1 - q]).unstack()
+    b = b.set_axis(["lo", "mid", "hi"], axis=1)
+    one_sided = ((b["hi"] < 0) | (b["lo"] > 0)) & (b["mid"] - b["lo"] > 0) & (b["hi"] - b["mid"] > 0)
+    shift = b["mid"].where(one_sided, 0.0)
+    lo = b["lo"].where(~one_sided | (b["lo"] <= 0), b["lo"] - shift)
+    hi = b["hi"].where(~one_sided | (b["hi"] >= 0), b["hi"] - shift)
+    return pd.DataFrame({"lo": lo, "hi": hi, "shift": shift})
 
 
 def _conversion(df: pd.DataFrame, upto: Any) -> pd.Series:
@@ -1161,6 +1187,7 @@ def forecast_group(
     rmse = _residuals(cv, candidates, chosen).pow(2).groupby(cv["unique_id"]).mean().pow(0.5)
     out["sd"] = out["unique_id"].map(rmse).to_numpy()
     mae.attrs["calibration"] = {"factor": factor, **held_out}
+    mae.attrs["one_sided"] = {str(k): round(float(v), 3) for k, v in bounds["shift"].items() if v != 0.0}
     mae.attrs["windows"], mae.attrs["h"] = windows, h
     if rule:
         mae.attrs["rule"] = {"rule": rule, "held_out_scores": rule_scores}
@@ -1358,6 +1385,7 @@ def forecast_series(
             info["calibration"].append({"group": group, "series": len(ids)} | mae.attrs["calibration"])
             if "rule" in mae.attrs:
                 info.setdefault("rules", []).append({"group": group, **mae.attrs["rule"]})
+            info.setdefault("one_sided_bands", {}).update(mae.attrs.get("one_sided", {}))
     short = length.index[~seasonal_ok & ~plain_ok]
     if len(short):
         parts.append(forecast_short(series[series["unique_id"].isin(short)], horizon, last_week))
@@ -1526,11 +1554,42 @@ def forecast_demand(
     info.cv_windows, info.cv_h = int(meta["cv_windows"]), int(meta["cv_h"])
     info.chosen, info.cv_mae = meta["chosen"], meta["cv_mae"]
     info.calibration = meta["calibration"]
+    info.one_sided_bands = dict(sorted(meta.get("one_sided_bands", {}).items()))
+    if info.one_sided_bands:
+        said = one_sided_warning(info.one_sided_bands)
+        info.warning = f"{info.warning}; {said}" if info.warning else said
+        warnings.warn(said, BandWarning, stacklevel=2)
     return fc, info, series
+
+
+ONE_SIDED_NAMED = 10  # the series a warning names (then how many more)
+
+
+def one_sided_warning(shifts: dict[str, float]) -> str:
+    """The warning naming the series whose CV errors lay on one side of their forecast
+    (`_residual_bounds`): `shifts`, series -> the median CV error (actual - forecast)."""
+    over = sorted((k for k, v in shifts.items() if v < 0), key=lambda k: shifts[k])
+    under = sorted((k for k, v in shifts.items() if v > 0), key=lambda k: -shifts[k])
+    parts = []
+    for names, side in ((over, "above"), (under, "below")):
+        if not names:
+            continue
+        shown = ", ".join(f"{k} ({shifts[k]:+.1f})" for k in names[:ONE_SIDED_NAMED])
+        more = f" and {len(names) - ONE_SIDED_NAMED} more" if len(names) > ONE_SIDED_NAMED else ""
+        parts.append(
+            f"{len(names)} series forecast {side} the actual in more than 90% of their "
+            f"cross-validation weeks (median error, units a week): {shown}{more}"
+        )
+    return (
+        "; ".join(parts) + ": their 80% intervals reach past the forecast by their errors' spread about "
+        "its median (the errors' own 10%-90% range left the forecast outside it); read those forecasts "
+        "as biased"
+    )
 
 
 __all__ = [
     "MAX_NO_DATA_WEEKS",
+    "BandWarning",
     "PARTIAL_WEEK_MODEL",
     "DemandModel",
     "NoDataWarning",
