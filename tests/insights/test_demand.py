@@ -1540,3 +1540,32 @@ def test_a_series_forecast_above_its_actuals_in_cross_validation_keeps_an_interv
     assert "PROMO (" in one_sided_warning(shifts) and "above the actual" in one_sided_warning(shifts)
     steady = fc[fc["unique_id"] != "PROMO"]
     assert ((steady["lo"] < steady["units"]) & (steady["hi"] > steady["units"])).all()
+
+
+def test_the_interval_widens_with_the_horizon_as_the_cross_validation_errors_do():
+    """Random walks (a level that wanders by N(0, 5) a week): the error of a forecast h weeks
+    ahead has sd 5 x sqrt(h), so the true 80% interval of week 13 is sqrt(13) = 3.6x as wide as
+    week 1's. One width for every week (the CV errors pooled over the steps) was too wide near
+    and too narrow far. i.i.d. weeks around a level keep one width."""
+    from shelfwise.insights._demand import forecast_series
+
+    rng = np.random.default_rng(8)
+    t, n = 90, 30
+    ds = pd.date_range("2022-01-03", periods=t, freq="7D")
+    walks = pd.concat(
+        pd.DataFrame({"unique_id": f"W{i}", "ds": ds, "y": 500 + np.cumsum(rng.normal(0, 5, t))})
+        for i in range(n)
+    )
+    fc, info = forecast_series(walks, 13, season=1, jobs=1, progress=False)
+    (cal,) = info["calibration"]
+    assert 0.3 <= cal["horizon_growth"] <= 0.8, cal  # sqrt(h): 0.5
+    width = (fc["hi"] - fc["lo"]).groupby(fc.groupby("unique_id").cumcount() + 1).mean()
+    assert 2.0 < width[13] / width[1] < 5.5, width  # sqrt(13) = 3.6
+    assert width.is_monotonic_increasing
+    flat = pd.concat(
+        pd.DataFrame({"unique_id": f"F{i}", "ds": ds, "y": rng.normal(500, 5, t)}) for i in range(n)
+    )
+    fc, info = forecast_series(flat, 13, season=1, jobs=1, progress=False)
+    assert info["calibration"][0]["horizon_growth"] < 0.15
+    width = (fc["hi"] - fc["lo"]).groupby(fc.groupby("unique_id").cumcount() + 1).mean()
+    assert width[13] / width[1] < 1.5, width

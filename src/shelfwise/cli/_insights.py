@@ -124,7 +124,11 @@ def demand(
             if raw is not None
             else "no held-out window"
         )
-        typer.echo(f"  80% intervals ({c['group']}, {c['series']:,} series): x{c['factor']:g} ({held})")
+        growth = c.get("horizon_growth") or 0.0
+        wider = f"; width grows as h^{growth:g} with the week ahead h, as the CV errors did" if growth else ""
+        typer.echo(
+            f"  80% intervals ({c['group']}, {c['series']:,} series): x{c['factor']:g} ({held}){wider}"
+        )
         mae = c.get("held_out_mae")
         if mae:  # the forecast as served against the baselines, on a window its choice never saw
             others = ", ".join(f"{k} {v:g}" for k, v in mae.items() if k != "served")

@@ -944,9 +944,49 @@ def _residuals(cv: pd.DataFrame, candidates: list[str], chosen: pd.Series) -> pd
     return pd.Series(cv["y"].to_numpy() - _combined(cv, candidates, chosen), index=cv.index)
 
 
+def _steps(frame: pd.DataFrame) -> np.ndarray:
+    """Per row of a CV frame (`ds`, `cutoff`): the forecast step, 1 for the week after the
+    origin; of a forecast frame (no `cutoff`, sorted by series and week): the row's rank in its
+    series, 1 for the first week forecast."""
+    if "cutoff" in frame:
+        days = (pd.to_datetime(frame["ds"]) - pd.to_datetime(frame["cutoff"])).dt.days.to_numpy()
+        return np.maximum(np.round(days / 7.0), 1.0)
+    return frame.groupby("unique_id", sort=False).cumcount().to_numpy(dtype=float) + 1.0
+
+
+def horizon_growth(cv: pd.DataFrame, errors: pd.Series) -> float:
+    """How the CV errors grow with the forecast step h: the power `p` of h^p fitted (least
+    squares on logs) to each step's mean absolute error, every series' errors over that series'
+    own mean absolute error (a big seller does not set the group's curve), clipped to [0, 1]
+    (0: the same at every step, as i.i.d. weeks around a level; 0.5: a random walk's sqrt(h)).
+    0 with fewer than 3 steps. The interval of step h is the errors' quantiles scaled by h^p
+    (over its mean on the CV steps), not one width for week 1 and week 13."""
+    steps = _steps(cv)
+    a = errors.abs()
+    scale = a.groupby(cv["unique_id"]).transform("mean")
+    rel = (a / scale.where(scale > 0)).to_numpy()
+    ok = ~np.isnan(rel)
+    per = pd.Series(rel[ok]).groupby(steps[ok]).mean()
+    per = per[per > 0]
+    if len(per) < 3:
+        return 0.0
+    x, y = np.log(per.index.to_numpy(dtype=float)), np.log(per.to_numpy(dtype=float))
+    p = float(np.polyfit(x, y, 1)[0])
+    return round(float(np.clip(p, 0.0, 1.0)), 4)
+
+
+def step_scale(steps: np.ndarray, growth: float, cv_h: int) -> np.ndarray:
+    """h^growth over its mean on the CV steps 1..cv_h: 1 on average where the errors were
+    measured, growing past them as the fitted power says (`horizon_growth`)."""
+    h = np.arange(1, max(int(cv_h), 1) + 1, dtype=float)
+    return np.asarray(steps, dtype=float) ** growth / float(np.mean(h**growth))
+
+
 def _residual_bounds(cv: pd.DataFrame, candidates: list[str], chosen: pd.Series) -> pd.DataFrame:
     """Per series: the 10% and 90% quantiles of the chosen candidate's CV errors (`lo`, `hi`),
-    and `shift`, the errors' median where one bound is the spread about it (else 0).
+    each error divided by its step's scale (`step_scale`; the bound of step h is `lo` / `hi`
+    times that scale), and `shift`, the errors' median where one bound is the spread about it (else
+    0), `median`, the median error in units. `attrs["growth"]`, `attrs["cv_h"]`: the step scale.
 
     A series whose errors lie on one side of zero beyond the 10%/90% level (the forecast above
     the actual in more than 90% of its CV weeks, or below) has bounds that do not hold its own
@@ -957,17 +997,29 @@ def _residual_bounds(cv: pd.DataFrame, candidates: list[str], chosen: pd.Series)
     10% quantile, the CV's own) and, on the other, the errors' spread about their median
     (`q90 - q50` above the forecast, or `q10 - q50` below it): the forecast inside with room on
     both sides, and on the walk's grocery these series' bands held 80% of the next 13 weeks
-    (clipped to the forecast, 77%); `shift` says how far off its forecasts were
+    (clipped to the forecast, 77%); `median` says how far off its forecasts were
     (`one_sided_bands`, and the warning that names them)."""
     q = (1 - LEVEL / 100) / 2
     r = _residuals(cv, candidates, chosen)
-    b = r.groupby(cv["unique_id"]).quantile([q, 0.5, 1 - q]).unstack()
+    growth = horizon_growth(cv, r)
+    cv_h = int(_steps(cv).max()) if len(cv) else 1
+    z = r / step_scale(_steps(cv), growth, cv_h)
+    b = z.groupby(cv["unique_id"]).quantile([q, 0.5, 1 - q]).unstack()
     b = b.set_axis(["lo", "mid", "hi"], axis=1)
     one_sided = ((b["hi"] < 0) | (b["lo"] > 0)) & (b["mid"] - b["lo"] > 0) & (b["hi"] - b["mid"] > 0)
     shift = b["mid"].where(one_sided, 0.0)
-    lo = b["lo"].where(~one_sided | (b["lo"] <= 0), b["lo"] - shift)
-    hi = b["hi"].where(~one_sided | (b["hi"] >= 0), b["hi"] - shift)
-    return pd.DataFrame({"lo": lo, "hi": hi, "shift": shift})
+    out = pd.DataFrame(
+        {
+            "lo": b["lo"].where(~one_sided | (b["lo"] <= 0), b["lo"] - shift),
+            "hi": b["hi"].where(~one_sided | (b["hi"] >= 0), b["hi"] - shift),
+            "shift": shift,
+            "median": r.groupby(cv["unique_id"]).median().where(one_sided, 0.0),
+            # a week's spread for stock decisions (`forecast_group`'s `sd`), in the same units
+            "rms": z.pow(2).groupby(cv["unique_id"]).mean().pow(0.5),
+        }
+    )
+    out.attrs["growth"], out.attrs["cv_h"] = growth, cv_h
+    return out
 
 
 def _conversion(df: pd.DataFrame, upto: Any) -> pd.Series:
@@ -1078,7 +1130,9 @@ def _needs(fit: pd.DataFrame, held: pd.DataFrame, candidates: list[str], chosen:
     bounds = _residual_bounds(fit, candidates, chosen)
     e = _residuals(held, candidates, chosen).to_numpy()
     side = np.where(e >= 0, held["unique_id"].map(bounds["hi"]), -held["unique_id"].map(bounds["lo"]))
-    side = np.asarray(side, dtype=float)
+    # (the bound of the error's own step: the fit windows' step scale)
+    scale = step_scale(_steps(held), bounds.attrs["growth"], bounds.attrs["cv_h"])
+    side = np.asarray(side, dtype=float) * scale
     with np.errstate(divide="ignore", invalid="ignore"):
         need = np.where(np.abs(e) < 1e-9, 0.0, np.abs(e) / np.where(side > 0, side, 0.0))
     return need[~np.isnan(need)]
@@ -1179,15 +1233,16 @@ def forecast_group(
     out["model"] = fc["unique_id"].map(chosen.map(_label)).to_numpy()
     for alt in also:
         out[f"units_{alt}"] = _combined(fc, candidates, _choose(mae, df, rule if alt == "auto" else alt))
-    out["lo"] = out["units"] + factor * out["unique_id"].map(bounds["lo"]).to_numpy()
-    out["hi"] = out["units"] + factor * out["unique_id"].map(bounds["hi"]).to_numpy()
+    # the step's scale: the errors grow with the horizon as the CV errors did (`horizon_growth`)
+    scale = step_scale(_steps(out), bounds.attrs["growth"], bounds.attrs["cv_h"])
+    out["lo"] = out["units"] + factor * out["unique_id"].map(bounds["lo"]).to_numpy() * scale
+    out["hi"] = out["units"] + factor * out["unique_id"].map(bounds["hi"]).to_numpy() * scale
     # a week's spread for stock decisions: the root mean square of the chosen forecast's CV errors
-    # (out of sample). For a slow seller the 80% interval is mostly the weeks without a sale and
-    # its width says nothing of the 7 or 14 units a sale week brings; the errors do
-    rmse = _residuals(cv, candidates, chosen).pow(2).groupby(cv["unique_id"]).mean().pow(0.5)
-    out["sd"] = out["unique_id"].map(rmse).to_numpy()
-    mae.attrs["calibration"] = {"factor": factor, **held_out}
-    mae.attrs["one_sided"] = {str(k): round(float(v), 3) for k, v in bounds["shift"].items() if v != 0.0}
+    # (out of sample), at the step's scale. For a slow seller the 80% interval is mostly the weeks
+    # without a sale and its width says nothing of the 7 or 14 units a sale week brings; the errors do
+    out["sd"] = out["unique_id"].map(bounds["rms"]).to_numpy() * scale
+    mae.attrs["calibration"] = {"factor": factor, "horizon_growth": bounds.attrs["growth"], **held_out}
+    mae.attrs["one_sided"] = {str(k): round(float(v), 3) for k, v in bounds["median"].items() if v != 0.0}
     mae.attrs["windows"], mae.attrs["h"] = windows, h
     if rule:
         mae.attrs["rule"] = {"rule": rule, "held_out_scores": rule_scores}
