@@ -1569,3 +1569,50 @@ def test_the_interval_widens_with_the_horizon_as_the_cross_validation_errors_do(
     assert info["calibration"][0]["horizon_growth"] < 0.15
     width = (fc["hi"] - fc["lo"]).groupby(fc.groupby("unique_id").cumcount() + 1).mean()
     assert width[13] / width[1] < 1.5, width
+
+
+def test_a_product_whose_sales_stopped_is_forecast_at_zero_and_not_reordered_silently():
+    """STOP sold ~10 every week for two years, then nothing for 8 weeks: it was forecast at its
+    old level and, with stock 0, replenishment suggested re-ordering it without a word. Its sales
+    stopped (8 weeks at a 100% weekly sale rate: improbable as chance, longer than any quiet spell
+    before): forecast at zero, named, and the suggestion says why it orders nothing. A product that
+    sells in a third of its weeks and was quiet 8 weeks, and a seasonal one in its usual off
+    months, have not stopped."""
+    from shelfwise.insights._demand import STOPPED_MODEL, NoDataWarning, forecast_demand
+    from shelfwise.insights._replenishment import replenish
+
+    rng = np.random.default_rng(2)
+    n = 144  # the last 10 weeks are SEASON's usual off months (weeks 30-51 of each year)
+    ds = pd.date_range("2022-01-03", periods=n, freq="7D")
+    stop = rng.poisson(10, n).astype(float)
+    stop[-8:] = 0.0
+    slow = (rng.random(n) < 0.35) * 3.0
+    slow[-8:] = 0.0
+    slow[[-30, -20]] = 3.0
+    season = np.where((np.arange(n) % 52) < 30, rng.poisson(8, n), 0).astype(float)  # quiet 22 weeks a year
+    steady = rng.poisson(12, n).astype(float)
+    rows = [
+        {"product_id": p, "ds": d, "units": y[i], "orders": y[i], "interest": 0.0, "first_seen": ds[0]}
+        for p, y in (("STOP", stop), ("SLOW", slow), ("SEASON", season), ("STEADY", steady))
+        for i, d in enumerate(ds)
+    ]
+    weekly = pd.DataFrame(rows)
+    as_of = ds[-1] + pd.Timedelta(days=7, microseconds=-1)
+    weekly.attrs["last_event"] = ds[-1] + pd.Timedelta(days=6)
+    with pytest.warns(NoDataWarning, match=r"1 series stopped selling.*STOP \(8 weeks\)"):
+        fc, info, _ = forecast_demand(
+            weekly, _catalog("STOP", "SLOW", "SEASON", "STEADY"), as_of, horizon_weeks=4
+        )
+    assert info.stopped_selling == {"STOP": 8}
+    s = fc[fc["unique_id"] == "STOP"]
+    assert (s["units"] == 0).all() and (s["hi"] == 0).all() and (s["model"] == STOPPED_MODEL).all()
+    assert (s["stopped_selling_weeks"] == 8).all()
+    assert (fc.loc[fc["unique_id"] != "STOP", "stopped_selling_weeks"].isna()).all()
+    assert (fc.loc[fc["unique_id"] == "STEADY", "units"] > 8).all()
+    products = _catalog("STOP", "SLOW", "SEASON", "STEADY").assign(stock=[0, 0, 0, 0])
+    got = {r["product_id"]: r for r in replenish(fc, products, as_of=as_of)}
+    assert got["STOP"]["order_qty"] == 0 and got["STOP"]["stopped_selling_weeks"] == 8
+    assert (
+        "stopped selling" in got["STOP"]["reason"] and "no sale in the last 8 weeks" in got["STOP"]["reason"]
+    )
+    assert got["STEADY"]["order_qty"] > 0 and got["STEADY"]["stopped_selling_weeks"] is None

@@ -123,6 +123,11 @@ MAX_NO_DATA_WEEKS = 13  # --as-of further than this past the last event is refus
 # most of a year, every year: its quiet spell is no longer than those it had before.)
 SALES_STOPPED_WEEKS = 52
 QUIET_SALES_WEEKS = 8  # a quiet spell this long and longer than any before: said beside the forecasts
+# a product's trailing run of weeks without a sale this long (or longer), improbable as chance at
+# the share of weeks it sold in before (below CENSOR_P0), and longer than any quiet spell it had
+# before: its sales stopped (delisted, dead stock, or sales not recorded), forecast at zero
+STOPPED_MIN_WEEKS = 4
+STOPPED_MODEL = "StoppedSelling"
 # a series first sold in the current, partial week: no complete week to model, forecast at the
 # rate sold so far (`forecast_partial_week`)
 PARTIAL_WEEK_MODEL = "PartialWeekRate"
@@ -180,6 +185,9 @@ class DemandModel:
     # series -> the median CV error (actual - forecast); their 80% interval is the errors'
     # spread about the forecast (`_residual_bounds`), and the warning names them
     one_sided_bands: dict[str, float] = field(default_factory=dict)
+    # series whose sales stopped (`stopped_selling`): series -> its trailing weeks without a sale;
+    # forecast at zero (STOPPED_MODEL), named in the warning
+    stopped_selling: dict[str, int] = field(default_factory=dict)
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -1609,6 +1617,22 @@ def forecast_demand(
     info.cv_windows, info.cv_h = int(meta["cv_windows"]), int(meta["cv_h"])
     info.chosen, info.cv_mae = meta["chosen"], meta["cv_mae"]
     info.calibration = meta["calibration"]
+    info.stopped_selling = stopped_selling(series)
+    if info.stopped_selling:
+        stop = fc["unique_id"].astype(str).map(info.stopped_selling)
+        gone = stop.notna().to_numpy()
+        fc.loc[gone, ["units", "lo", "hi"]] = 0.0
+        if "sd" in fc:
+            fc.loc[gone, "sd"] = 0.0
+        fc.loc[gone, "model"] = STOPPED_MODEL
+        meta["chosen"] = (
+            fc.groupby("unique_id")["model"].first().value_counts().rename(str).astype(int).to_dict()
+        )
+        info.chosen = meta["chosen"]
+        said = stopped_warning(info.stopped_selling)
+        info.warning = f"{info.warning}; {said}" if info.warning else said
+        warnings.warn(said, NoDataWarning, stacklevel=2)
+    fc["stopped_selling_weeks"] = fc["unique_id"].astype(str).map(info.stopped_selling)
     info.one_sided_bands = dict(sorted(meta.get("one_sided_bands", {}).items()))
     if info.one_sided_bands:
         said = one_sided_warning(info.one_sided_bands)
@@ -1618,6 +1642,48 @@ def forecast_demand(
 
 
 ONE_SIDED_NAMED = 10  # the series a warning names (then how many more)
+
+
+def stopped_selling(series: pd.DataFrame) -> dict[str, int]:
+    """The series whose sales stopped, to their trailing weeks without a sale: at least
+    STOPPED_MIN_WEEKS of them, improbable as chance (the share p of weeks the series sold in over
+    the year before the run: (1 - p)^weeks < CENSOR_P0) and longer than any earlier quiet spell
+    of the series (a seasonal product's off months are not a stop). Stock-out weeks (`censored`,
+    their demand estimated) are no quiet weeks: a product out of stock is not one that stopped
+    selling. A product sold every week for 4.7 years then nothing for 11 weeks was forecast at
+    6.5 a week (upper bound 72) and kept "covered" by its stock."""
+    out: dict[str, int] = {}
+    cols = ["unique_id", "ds", "y", *(["censored"] if "censored" in series else [])]
+    for uid, g in series[cols].sort_values(["unique_id", "ds"]).groupby("unique_id", sort=False):
+        sold = (g["y"].to_numpy(dtype=float) > 0) | (
+            g["censored"].to_numpy(dtype=bool) if "censored" in g else False
+        )
+        if not sold.any():
+            continue
+        last = int(np.flatnonzero(sold)[-1])
+        quiet = len(sold) - 1 - last
+        if quiet < STOPPED_MIN_WEEKS:
+            continue
+        before = sold[: last + 1]
+        runs = np.diff(np.flatnonzero(before)) - 1 if before.sum() > 1 else np.array([0])
+        if quiet <= int(runs.max(initial=0)):
+            continue
+        share = float(before[-52:].mean())
+        if (1.0 - share) ** quiet < CENSOR_P0:
+            out[str(uid)] = quiet
+    return dict(sorted(out.items()))
+
+
+def stopped_warning(stopped: dict[str, int]) -> str:
+    """The warning naming the series whose sales stopped (`stopped_selling`)."""
+    names = sorted(stopped, key=lambda k: (-stopped[k], k))
+    shown = ", ".join(f"{k} ({stopped[k]} weeks)" for k in names[:ONE_SIDED_NAMED])
+    more = f" and {len(names) - ONE_SIDED_NAMED} more" if len(names) > ONE_SIDED_NAMED else ""
+    return (
+        f"{len(names)} series stopped selling: no sale in their last weeks, longer than any quiet "
+        f"spell before and improbable at the rate they sold: {shown}{more}; forecast at zero "
+        f"({STOPPED_MODEL}): delisted, dead stock, or sales not recorded?"
+    )
 
 
 def one_sided_warning(shifts: dict[str, float]) -> str:
@@ -1646,12 +1712,14 @@ __all__ = [
     "MAX_NO_DATA_WEEKS",
     "BandWarning",
     "PARTIAL_WEEK_MODEL",
+    "STOPPED_MODEL",
     "DemandModel",
     "NoDataWarning",
     "detect_season",
     "forecast_demand",
     "forecast_partial_week",
     "launch_prior",
+    "stopped_selling",
     "forecast_series",
     "last_complete_week",
     "load_weekly",

@@ -18,8 +18,10 @@ from ._demand import forecast_demand, load_weekly
 from ._replenishment import REPLENISHMENT_FIELDS, replenish
 from ._run import write_records
 
-DEMAND_FIELDS = ("product_id", "week_start", "units", "lo", "hi", "model")
-CATEGORY_FIELDS = ("category", "week_start", "units", "lo", "hi", "model")
+# (stopped_selling_weeks: the weeks without a sale of a series whose sales stopped, forecast at
+# zero, `_demand.stopped_selling`; null for the others)
+DEMAND_FIELDS = ("product_id", "week_start", "units", "lo", "hi", "model", "stopped_selling_weeks")
+CATEGORY_FIELDS = ("category", "week_start", "units", "lo", "hi", "model", "stopped_selling_weeks")
 
 
 def _check(workdir: Path, out: Path) -> None:
@@ -129,6 +131,9 @@ def demand_records(
             "lo": round(float(r.lo), 3),
             "hi": round(float(r.hi), 3),
             "model": r.model,
+            "stopped_selling_weeks": None
+            if pd.isna(r.stopped_selling_weeks)
+            else int(r.stopped_selling_weeks),
         }
         for r in fc.itertuples(index=False)
     ]

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from ._demand import PARTIAL_WEEK_MODEL
+from ._demand import PARTIAL_WEEK_MODEL, STOPPED_MODEL
 
 Z80 = float(norm.ppf(0.9))  # the half-width of an 80% interval in standard deviations
 
@@ -41,6 +41,8 @@ REPLENISHMENT_FIELDS = (
     "weeks_of_cover",
     "service_level",
     "reason",
+    # weeks without a sale of a product whose sales stopped (`_demand.stopped_selling`), else null
+    "stopped_selling_weeks",
 )
 
 
@@ -160,6 +162,11 @@ def replenish(
         lead = _number(row.lead_time_days) if row is not None else None
         weeks = by_product.get(pid)
         weekly = float(weeks["units"].head(4).mean()) if weeks is not None else 0.0
+        stopped = (
+            _number(weeks["stopped_selling_weeks"].iloc[0])
+            if weeks is not None and "stopped_selling_weeks" in weeks
+            else None
+        )
         rec: dict[str, Any] = {
             "product_id": pid,
             "stock": None if stock is None else int(stock),
@@ -173,6 +180,7 @@ def replenish(
             "order_qty": None,
             "weeks_of_cover": round(stock / weekly, 2) if stock is not None and weekly > 0 else None,
             "service_level": service_level,
+            "stopped_selling_weeks": None if stopped is None else int(stopped),
         }
         if row is None:
             rec["reason"] = "not in the catalog: sold up to as-of, but no stock figure or lead time is known"
@@ -180,6 +188,15 @@ def replenish(
             rec["reason"] = "no stock figure in the catalog: nothing to compare the demand with"
         elif lead is None:
             rec["reason"] = "no lead_time_days in the catalog: the protection period is unknown"
+        elif stopped is not None:
+            # forecast at zero (`_demand.stopped_selling`): no reorder point from its old sales
+            rec.update(demand_lead_time=0.0, demand_sd=0.0, safety_stock=0.0, reorder_point=0.0, order_qty=0)
+            rec["reason"] = (
+                f"stopped selling: no sale in the last {int(stopped)} weeks (longer than any quiet spell "
+                f"before, improbable at the rate it sold): forecast at zero ({STOPPED_MODEL}), no order "
+                f"suggested; delisted, dead stock ({int(stock)} on hand), or sales not recorded? If it is "
+                "to sell again, order by hand"
+            )
         elif weeks is None:
             rec.update(demand_lead_time=0.0, demand_sd=0.0, safety_stock=0.0, reorder_point=0.0, order_qty=0)
             rec["reason"] = "no sales up to as-of: no demand to cover"
