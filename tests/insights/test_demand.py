@@ -1003,7 +1003,9 @@ def test_as_of_weeks_after_the_last_event_is_no_data_not_zero_demand(shop, tmp_p
     last = START + timedelta(weeks=WEEKS, days=2)  # SEAS's purchase after the fixture's as-of
     base = Shop(shop).demand(tmp_path / "now.jsonl")
     late = (last + timedelta(weeks=6)).date().isoformat()
-    with pytest.warns(NoDataWarning, match="weeks after the shop's last event"):
+    with pytest.warns(
+        NoDataWarning, match=r"days after the shop.s last event .*: the \d+ complete weeks since hold no data"
+    ):
         rep = Shop(shop).demand(tmp_path / "d.jsonl", as_of=late)
     m = rep["model"]
     # the history ends in the week of the last event (the data reach its Sunday), not at as-of
@@ -1016,7 +1018,7 @@ def test_as_of_weeks_after_the_last_event_is_no_data_not_zero_demand(shop, tmp_p
     assert (
         max(weeks) == (last_complete_week(parse_as_of(late)) + 13 * pd.Timedelta(weeks=1)).date().isoformat()
     )
-    with pytest.raises(ShelfwiseError, match="weeks after the shop's last event.*refused"):
+    with pytest.raises(ShelfwiseError, match="days after the shop.s last event.*refused"):
         Shop(shop).demand(tmp_path / "e.jsonl", as_of=(last + timedelta(weeks=40)).date().isoformat())
     proc = run("insights", "demand", "-w", str(shop), "--as-of", (last + timedelta(weeks=40)).date().isoformat(),
                "--out", str(tmp_path / "f.jsonl"))  # fmt: skip
@@ -1616,3 +1618,48 @@ def test_a_product_whose_sales_stopped_is_forecast_at_zero_and_not_reordered_sil
         "stopped selling" in got["STOP"]["reason"] and "no sale in the last 8 weeks" in got["STOP"]["reason"]
     )
     assert got["STEADY"]["order_qty"] > 0 and got["STEADY"]["stopped_selling_weeks"] is None
+
+
+def test_a_shop_closed_on_sundays_completes_its_week_on_saturday(tmp_path):
+    """A daily export of a shop that never trades on Sundays, ending on Saturday: its last
+    Mon-Sat week was left out (the week waited for a Sunday that never comes) and forecast as if
+    unsold; --as-of the Sunday after warned "1 week after the shop's last event" for one day. The
+    closed weekday is read from the history; a gap is said in days, with the weeks it spans."""
+    from shelfwise import Shop
+    from shelfwise.insights._demand import closed_weekdays, last_complete_week
+
+    d = tmp_path / "data"
+    d.mkdir()
+    first, last = date(2024, 1, 1), date(2024, 6, 29)  # a Monday .. a Saturday, 26 weeks
+    rng = np.random.default_rng(4)
+    lines = ["user_id,session_id,product_id,event_type,timestamp,quantity"]
+    day = first
+    while day <= last:
+        if day.weekday() != 6:  # closed on Sundays
+            for p in ("A", "B"):
+                lines.append(f",till-{day},{p},purchase,{day.isoformat()},{int(rng.integers(1, 9))}")
+        day += timedelta(days=1)
+    (d / "events.csv").write_text("\n".join(lines) + "\n")
+    (d / "products.csv").write_text("product_id,title\nA,Apples\nB,Bread\n")
+    ok(run("ingest", "--data", str(d), "--workdir", str(tmp_path / "w")))
+    shop = Shop(tmp_path / "w")
+    monday = (last - timedelta(days=5)).isoformat()  # the last Mon-Sat week, all of it sold
+    rep = shop.demand(tmp_path / "default.jsonl")
+    assert rep["model"]["last_week"] == monday and rep["model"]["closed_weekdays"] == [6]
+    assert rep["model"]["warning"] is None
+    sunday = shop.demand(tmp_path / "sunday.jsonl", as_of=(last + timedelta(days=1)).isoformat())
+    assert sunday["model"]["last_week"] == monday and sunday["model"]["no_data_weeks"] == 0
+    assert sunday["model"]["warning"] is None
+    late = (last + timedelta(days=16)).isoformat()  # a Monday 16 days on: two weeks without data
+    with pytest.warns(
+        UserWarning, match=r"is 16 days after the shop's last event .* the 2 complete weeks since"
+    ):
+        gap = shop.demand(tmp_path / "late.jsonl", as_of=late)
+    assert gap["model"]["no_data_weeks"] == 2 and gap["model"]["last_week"] == monday
+    # the rule itself: a shop selling every day has no closed day; one selling now and then, none read
+    assert closed_weekdays(dict.fromkeys(range(7), 8)) == []
+    assert closed_weekdays({0: 8, 1: 8, 2: 8, 3: 8, 4: 8, 5: 8}) == [6]
+    assert closed_weekdays({2: 3, 5: 2}) == []
+    sat_night = pd.Timestamp(last) + pd.Timedelta(days=1, microseconds=-1)
+    assert last_complete_week(sat_night, {6}) == pd.Timestamp(monday)
+    assert last_complete_week(sat_night) == pd.Timestamp(monday) - pd.Timedelta(weeks=1)

@@ -188,6 +188,9 @@ class DemandModel:
     # series whose sales stopped (`stopped_selling`): series -> its trailing weeks without a sale;
     # forecast at zero (STOPPED_MODEL), named in the warning
     stopped_selling: dict[str, int] = field(default_factory=dict)
+    # the weekdays the shop does not trade on (0 Monday .. 6 Sunday, `closed_weekdays`): a week
+    # is complete once its last trading day is over
+    closed_weekdays: list[int] = field(default_factory=list)
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -335,6 +338,15 @@ def load_weekly(
             'SELECT max("timestamp") FROM curated.events WHERE "timestamp" <= ?', [as_of]
         ).fetchone()
         last_event = row[0] if row else None
+        # the weekdays with a sale in the last CLOSED_WEEKS weeks (`closed_weekdays`)
+        sale_days = dict(
+            con.execute(
+                """SELECT isodow("timestamp") - 1, count(DISTINCT CAST("timestamp" AS DATE))
+                FROM curated.events WHERE event_type = 'purchase' AND "timestamp" <= ?
+                  AND "timestamp" > ? GROUP BY 1""",
+                [as_of, pd.Timestamp(as_of) - pd.Timedelta(weeks=CLOSED_WEEKS)],
+            ).fetchall()
+        )
         interest = ", ".join(f"'{t}'" for t in INTEREST_TYPES)
         weekly = con.execute(
             f"""SELECT product_id, date_trunc('week', "timestamp") AS ds,
@@ -391,6 +403,7 @@ def load_weekly(
     weekly, summary = _with_searches(workdir, weekly, searches, names)
     weekly.attrs["searches"] = summary | named_from
     weekly.attrs["last_event"] = last_event
+    weekly.attrs["closed_weekdays"] = closed_weekdays({int(k): int(v) for k, v in sale_days.items()})
     return weekly, products, as_of, catalog
 
 
@@ -417,12 +430,33 @@ def _with_searches(
     return weekly, summary
 
 
-def last_complete_week(as_of: Any) -> pd.Timestamp:
+def last_complete_week(as_of: Any, closed: Any = ()) -> pd.Timestamp:
     """The Monday of the last week that ends at or before `as_of` (as_of at the end of a Sunday
-    completes that week)."""
+    completes that week). `closed`: the weekdays the shop does not trade on (0 Monday .. 6
+    Sunday, `closed_weekdays`): a week is complete once its last trading day is over (a shop
+    closed on Sundays completes its week on Saturday night)."""
     end = pd.Timestamp(as_of) + pd.Timedelta(microseconds=1)
     monday = end.normalize() - pd.Timedelta(days=end.weekday())
+    # the days of end's week not wholly over (end's own day, unless end is its midnight)
+    if set(range(end.weekday(), 7)) <= set(closed) and len(set(closed)) < 7:
+        return monday
     return monday - WEEK
+
+
+CLOSED_WEEKS = 8  # the recent weeks whose weekdays without a sale are the shop's closed days
+
+
+def closed_weekdays(sale_days: dict[int, int]) -> list[int]:
+    """The weekdays (0 Monday .. 6 Sunday) a shop does not trade on: `sale_days`, weekday -> the
+    days with a sale among that weekday's last CLOSED_WEEKS (up to as-of). A weekday without a
+    sale in CLOSED_WEEKS weeks, in a shop that sold on at least CLOSED_WEEKS - 2 of some other
+    weekday's days (one that trades most days: a shop selling a few times a month has no
+    calendar to read), is closed. A shop closed on Sundays whose export ends on Saturday lost its
+    whole last Mon-Sat week: it waited for a Sunday that never trades."""
+    if max(sale_days.values(), default=0) < CLOSED_WEEKS - 2:
+        return []
+    closed = [d for d in range(7) if sale_days.get(d, 0) == 0]
+    return closed if len(closed) < 7 else []
 
 
 # -- the series --------------------------------------------------------------------------------
@@ -1491,21 +1525,26 @@ def forecast_demand(
     gave the stock figures (`load_weekly`), recorded in the returned model."""
     if level not in ("product", "category"):
         raise ShelfwiseError(f"--level {level!r}: use product or category")
-    last_week = last_complete_week(as_of)
+    closed = set(weekly.attrs.get("closed_weekdays") or ())
+    last_week = last_complete_week(as_of, closed)
     gap, last_event = 0, weekly.attrs.get("last_event")
     if last_event is not None:
-        data_week = last_complete_week(last_event)
-        # the week of the last event is read when the data reach its Sunday (a week cut short
-        # on a Wednesday would read as a drop in demand)
-        if pd.Timestamp(last_event).weekday() == 6 and last_complete_week(as_of) > data_week:
+        data_week = last_complete_week(last_event, closed)
+        # the week of the last event is read when the data reach its last trading day (its
+        # Sunday, or its Saturday in a shop closed on Sundays: a week cut short on a Wednesday
+        # would read as a drop in demand)
+        after = set(range(pd.Timestamp(last_event).weekday() + 1, 7))
+        if after <= closed and last_week > data_week:
             data_week = data_week + WEEK
         gap = max(0, int((last_week - data_week) / WEEK))
     warning = None
     if gap:
         at, last = pd.Timestamp(as_of), pd.Timestamp(last_event)
+        days = int((at.normalize() - last.normalize()) / pd.Timedelta(days=1))
         said = (
-            f"--as-of {at.date()} is {gap} week{'s' if gap > 1 else ''} after the shop's last event "
-            f"({last.isoformat(timespec='seconds')}): the weeks since hold no data, not zero demand"
+            f"--as-of {at.date()} is {days} day{'s' if days != 1 else ''} after the shop's last event "
+            f"({last.isoformat(timespec='seconds')}): the {gap} complete week{'s' if gap > 1 else ''} "
+            "since hold no data, not zero demand"
         )
         if gap > MAX_NO_DATA_WEEKS:
             raise ShelfwiseError(
@@ -1549,6 +1588,7 @@ def forecast_demand(
         last_event=None if last_event is None else pd.Timestamp(last_event).isoformat(),
         no_data_weeks=gap,
         warning=warning,
+        closed_weekdays=sorted(closed),
     )
     if catalog is not None:
         info.catalog_version, info.catalog_ingested_at = catalog["version"], catalog["ingested_at"]
@@ -1716,6 +1756,7 @@ __all__ = [
     "DemandModel",
     "NoDataWarning",
     "detect_season",
+    "closed_weekdays",
     "forecast_demand",
     "forecast_partial_week",
     "launch_prior",
