@@ -1663,3 +1663,54 @@ def test_a_shop_closed_on_sundays_completes_its_week_on_saturday(tmp_path):
     sat_night = pd.Timestamp(last) + pd.Timedelta(days=1, microseconds=-1)
     assert last_complete_week(sat_night, {6}) == pd.Timestamp(monday)
     assert last_complete_week(sat_night) == pd.Timestamp(monday) - pd.Timedelta(weeks=1)
+
+
+def test_replenishment_starts_when_the_stock_was_counted_and_carries_the_bands_warning():
+    """As-of is the export's last day (Saturday night) and the stock figure came in on Monday:
+    the Sunday between was counted as demand the Monday stock still had to cover. The protection
+    period starts at the later of the two. A band whose calibration factor hit its bound (and
+    still held 77% of held-out weeks) was used for the safety stock without a word: the warning
+    goes with the suggestion."""
+    from types import SimpleNamespace
+
+    from shelfwise.insights._replenishment import band_warnings, replenish
+
+    weeks = pd.date_range("2026-11-30", periods=6, freq="7D")  # Mondays
+    units = [70.0, 7.0, 7.0, 7.0, 7.0, 7.0]  # 10 a day in the as-of week, 1 a day after
+    fc = pd.DataFrame(
+        {
+            "unique_id": "A",
+            "ds": weeks,
+            "units": units,
+            "lo": units,
+            "hi": units,
+            "band_group": "smooth, season 13",
+        }
+    )
+    products = pd.DataFrame({"product_id": ["A"], "stock": [0.0], "lead_time_days": [3.0]})
+    as_of = pd.Timestamp("2026-12-05") + pd.Timedelta(days=1, microseconds=-1)  # Saturday night
+    monday = pd.Timestamp("2026-12-07 01:15")
+    (old,) = replenish(fc, products, review_days=4, as_of=as_of)
+    assert old["demand_lead_time"] == pytest.approx(10.0 + 6.0, abs=1e-3)  # Sunday's 10 + 6 days
+    (new,) = replenish(fc, products, review_days=4, as_of=as_of, stock_at=monday)
+    assert new["demand_lead_time"] == pytest.approx(7.0, abs=1e-3)  # 7 days at 1 a day
+    assert new["protection_from"] == monday.isoformat() and new["weekly_demand"] == pytest.approx(7.0)
+    info = SimpleNamespace(
+        calibration=[
+            {"group": "smooth, season 13", "series": 16, "factor": 4.0, "capped": True,
+             "held_out_coverage": 0.77, "out_of_sample_coverage": 0.71}
+        ],
+        one_sided_bands={},
+    )  # fmt: skip
+    (warned,) = replenish(
+        fc, products, review_days=4, as_of=as_of, stock_at=monday, warnings=band_warnings(fc, info)
+    )
+    assert (
+        "x4, the factor's bound, and held 77% of held-out weeks (71% out of sample)"
+        in warned["interval_warning"]
+    )
+    assert warned["interval_warning"] in warned["reason"]
+    fine = SimpleNamespace(
+        calibration=[dict(info.calibration[0], factor=1.2, capped=False, held_out_coverage=0.8)]
+    )
+    assert band_warnings(fc, fine) == {}

@@ -190,6 +190,22 @@ def replenishment(
         f"{rep['as_of']}, service level {service_level:.1%}; lineage run {rep['lineage_run_id']})"
     )
     typer.echo(f"  {_catalog_line(rep['model'])}")
+    if rep.get("protection_from") and rep["protection_from"] != rep["as_of"]:
+        typer.echo(
+            f"  protection periods start at {rep['protection_from']}, when the stock figures were "
+            "delivered (after as-of: the days between are over)"
+        )
+    for c in rep["model"].get("calibration", []):
+        after = c.get("held_out_coverage")
+        if c.get("capped") or (after is not None and after < 0.8):
+            typer.echo(
+                f"  warning: 80% intervals ({c['group']}, {c['series']:,} series): x{c['factor']:g}"
+                + ("; the factor hit its bound" if c.get("capped") else "")
+                + (f", {after:.0%} of held-out weeks inside" if after is not None else "")
+                + ": those products' safety stocks rest on a band under 80% (interval_warning)"
+            )
+    if rep.get("interval_warnings"):
+        typer.echo(f"  {rep['interval_warnings']:,} suggestions carry an interval_warning")
     if rep["left_out"].get("reason"):
         typer.echo(f"  warning: {rep['left_out']['reason']}", err=True)
 

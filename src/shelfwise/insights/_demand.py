@@ -1474,7 +1474,7 @@ def forecast_series(
                 fc, mae = forecast_group(
                     part, horizon, s, names, select=select, interest=with_interest, also=also
                 )
-            parts.append(fc)
+            parts.append(fc.assign(band_group=f"{kind}, season {s}"))
             maes.append(mae)
             info["cv_windows"] = max(info["cv_windows"], mae.attrs["windows"])
             info["cv_h"] = max(info["cv_h"], mae.attrs["h"])

@@ -15,7 +15,7 @@ import pandas as pd
 from ..errors import ShelfwiseError
 from ._data import curated_inputs, parse_as_of
 from ._demand import forecast_demand, load_weekly
-from ._replenishment import REPLENISHMENT_FIELDS, replenish
+from ._replenishment import REPLENISHMENT_FIELDS, band_warnings, replenish
 from ._run import write_records
 
 # (stopped_selling_weeks: the weeks without a sale of a series whose sales stopped, forecast at
@@ -223,12 +223,26 @@ def run_replenishment(
                 )
             raise ShelfwiseError(stock_unknown(workdir, at))
         lead = pd.to_numeric(products["lead_time_days"], errors="coerce").max()
-        weeks = max(13, math.ceil(((0.0 if pd.isna(lead) else float(lead)) + review_days) / 7) + 1)
+        # the stock was counted when its products version came in: the protection period starts
+        # then when that is after as-of (the forecasts reach that far too)
+        stock_at = catalog.get("ingested_at") if catalog.get("version") is not None else None
+        later = (
+            0.0 if stock_at is None else (pd.Timestamp(stock_at) - pd.Timestamp(at)) / pd.Timedelta(days=1)
+        )
+        days = (0.0 if pd.isna(lead) else float(lead)) + review_days + max(later, 0.0)
+        weeks = max(13, math.ceil(days / 7) + 1)
         fc, info, series = forecast_demand(
             weekly, products, at, horizon_weeks=min(weeks, 104), catalog=catalog
         )
         records = replenish(
-            fc, products, service_level=service_level, review_days=review_days, as_of=at, history=series
+            fc,
+            products,
+            service_level=service_level,
+            review_days=review_days,
+            as_of=at,
+            history=series,
+            stock_at=stock_at,
+            warnings=band_warnings(fc, info),
         )
         left_out = quarantined_products(
             workdir, products["product_id"].astype(str), catalog.get("ingested_at")
@@ -255,6 +269,8 @@ def run_replenishment(
         "out": str(out),
         "lineage_run_id": lineage.run_id,
         "as_of": info.as_of,
+        "protection_from": records[0]["protection_from"] if records else info.as_of,
+        "interval_warnings": sum(1 for r in records if r.get("interval_warning")),
         "model": asdict(info),
     }
     AuditLog(workdir).append(

@@ -43,6 +43,11 @@ REPLENISHMENT_FIELDS = (
     "reason",
     # weeks without a sale of a product whose sales stopped (`_demand.stopped_selling`), else null
     "stopped_selling_weeks",
+    # when the protection period starts: as-of, or the stock figures' delivery when later
+    "protection_from",
+    # the demand band's calibration warning (its factor at its bound, under 80% held out; a
+    # forecast one-sided in cross-validation), carried from the forecast (`band_warnings`)
+    "interval_warning",
 )
 
 
@@ -110,6 +115,38 @@ def elapsed_days(first_week: Any, as_of: Any) -> float:
     return float(min(max(gone, 0.0), 7.0))
 
 
+def band_warnings(forecasts: pd.DataFrame, info: Any) -> dict[str, str]:
+    """Per product: what the demand forecast warned of its 80% band, for the suggestion that
+    sizes a safety stock on it. `info`: the forecast's DemandModel. A group whose calibration
+    factor hit its bound, or whose calibrated band held under 80% of the held-out weeks (a x4
+    factor learnt on promotion-driven products stretched the smooth sellers' bands beside them,
+    and still covered 77%), and a product whose forecast was one-sided in cross-validation."""
+    out: dict[str, str] = {}
+    groups = {str(c["group"]): c for c in getattr(info, "calibration", []) or []}
+    if "band_group" in forecasts:
+        first = forecasts.groupby("unique_id", sort=False)["band_group"].first().dropna()
+        for pid, group in first.items():
+            c = groups.get(str(group))
+            if not c:
+                continue
+            after, oos = c.get("held_out_coverage"), c.get("out_of_sample_coverage")
+            if not (c.get("capped") or (after is not None and after < 0.8)):
+                continue
+            said = f"its 80% band (group {group}) is scaled x{c['factor']:g}"
+            said += ", the factor's bound," if c.get("capped") else ""
+            said += f" and held {after:.0%} of held-out weeks" if after is not None else ""
+            said += f" ({oos:.0%} out of sample)" if oos is not None else ""
+            out[str(pid)] = said + ": the safety stock rests on a band under 80%"
+    for pid, median in (getattr(info, "one_sided_bands", {}) or {}).items():
+        side = "above" if median < 0 else "below"
+        said = (
+            f"its forecast was {side} the actual in more than 90% of its cross-validation weeks "
+            f"(median error {median:+.1f} a week)"
+        )
+        out[str(pid)] = f"{out[str(pid)]}; {said}" if str(pid) in out else said
+    return out
+
+
 def _number(v: Any) -> float | None:
     if v is None:
         return None
@@ -128,16 +165,25 @@ def replenish(
     review_days: float = 7.0,
     as_of: Any = None,
     history: pd.DataFrame | None = None,
+    stock_at: Any = None,
+    warnings: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """One suggestion per catalog product and per product with a forecast. `forecasts`:
     `unique_id, ds, units, lo, hi` per product and week; `products`: `product_id, stock,
     lead_time_days` (as they were at `as_of`). The protection period starts at `as_of` (None:
     at the first forecast week's Monday). `history` (`unique_id, ds, y`: the weekly sales the
     forecasts learnt from): a slow seller's reorder point is at least the `service_level`
-    quantile of what its recent protection periods sold (`lumpy_protection`)."""
+    quantile of what its recent protection periods sold (`lumpy_protection`). `stock_at`: when
+    the stock figures were counted (the products version's delivery): the protection period
+    starts then when that is after `as_of` (a stock counted on Monday covers no demand of the
+    Saturday before it). `warnings`: per product, the band's calibration warning
+    (`band_warnings`), in `interval_warning` and the reason."""
     if not 0.5 <= service_level < 1.0:
         raise ValueError(f"--service-level {service_level}: use a probability in [0.5, 1)")
     z = float(norm.ppf(service_level))
+    warnings = warnings or {}
+    if as_of is not None and stock_at is not None and pd.Timestamp(stock_at) > pd.Timestamp(as_of):
+        as_of = pd.Timestamp(stock_at)  # the days between are over before the stock was counted
     if as_of is not None and len(forecasts):
         # weeks over before as-of (forecasts that start at the last week with data, weeks before
         # as-of: `forecast_demand`) are no part of the protection period
@@ -181,6 +227,8 @@ def replenish(
             "weeks_of_cover": round(stock / weekly, 2) if stock is not None and weekly > 0 else None,
             "service_level": service_level,
             "stopped_selling_weeks": None if stopped is None else int(stopped),
+            "protection_from": None if as_of is None else pd.Timestamp(as_of).isoformat(),
+            "interval_warning": warnings.get(pid),
         }
         if row is None:
             rec["reason"] = "not in the catalog: sold up to as-of, but no stock figure or lead time is known"
@@ -226,6 +274,8 @@ def replenish(
                     f"; a slow seller: the reorder point is what {service_level:.0%} of its last "
                     f"{LUMPY_WEEKS} weeks' {days:g}-day spans sold at most"
                 )
+            if pid in warnings:
+                span += f"; {warnings[pid]}"
             if qty > 0:
                 rec["reason"] = (
                     f"stock {int(stock)} is below the reorder point {rop:.1f} (demand {demand:.1f} over "
@@ -242,6 +292,7 @@ def replenish(
 
 __all__ = [
     "REPLENISHMENT_FIELDS",
+    "band_warnings",
     "Z80",
     "elapsed_days",
     "lumpy_protection",
