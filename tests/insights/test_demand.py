@@ -1714,3 +1714,29 @@ def test_replenishment_starts_when_the_stock_was_counted_and_carries_the_bands_w
         calibration=[dict(info.calibration[0], factor=1.2, capped=False, held_out_coverage=0.8)]
     )
     assert band_warnings(fc, fine) == {}
+
+
+def test_a_new_products_interval_counts_the_rate_it_does_not_know_and_the_shops_spread():
+    """Grocery weeks spread far more than a Poisson count (promotions, several units a basket):
+    here every product's weeks are gamma-Poisson, mean 15, variance ~ 8x the mean. A product with
+    two weeks of history got the Poisson band of its mean (~[10, 20]): it held about a third of
+    its next weeks. The gamma-Poisson predictive, with the shop's spread and the rate's
+    uncertainty after two weeks, holds about 80% of them."""
+    from shelfwise.insights._demand import forecast_series
+
+    rng = np.random.default_rng(12)
+    t, size = 60, 2.0  # negative binomial: mean 15, variance 15 + 15^2 / 2 = 127.5
+
+    def weeks(k: int) -> np.ndarray:
+        return rng.negative_binomial(size, size / (size + 15.0), k).astype(float)
+
+    ds = pd.date_range("2022-01-03", periods=t, freq="7D")
+    old = [pd.DataFrame({"unique_id": f"P{i}", "ds": ds, "y": weeks(t)}) for i in range(20)]
+    new = [pd.DataFrame({"unique_id": f"N{i}", "ds": ds[-2:], "y": weeks(2)}) for i in range(150)]
+    fc, _ = forecast_series(pd.concat(old + new, ignore_index=True), 13, season=1, jobs=1, progress=False)
+    fc = fc[fc["unique_id"].str.startswith("N")]
+    assert set(fc["model"]) == {"RecentMean"}
+    truth = weeks(len(fc))  # each new product's next weeks, from the same process
+    inside = float(((truth >= fc["lo"]) & (truth <= fc["hi"])).mean())
+    assert 0.7 <= inside <= 0.92, inside
+    assert float(fc["sd"].median()) > 8.0  # the week's spread, not sqrt(15) = 3.9
