@@ -1039,7 +1039,7 @@ def _residual_bounds(cv: pd.DataFrame, candidates: list[str], chosen: pd.Series)
     10% quantile, the CV's own) and, on the other, the errors' spread about their median
     (`q90 - q50` above the forecast, or `q10 - q50` below it): the forecast inside with room on
     both sides, and on the walk's grocery these series' bands held 80% of the next 13 weeks
-    (clipped to the forecast, 77%); `median` says how far off its forecasts were
+    (clipped to the forecast, 77%); `median` says how far off its forecasts were, where material
     (`one_sided_bands`, and the warning that names them)."""
     q = (1 - LEVEL / 100) / 2
     r = _residuals(cv, candidates, chosen)
@@ -1050,12 +1050,17 @@ def _residual_bounds(cv: pd.DataFrame, candidates: list[str], chosen: pd.Series)
     b = b.set_axis(["lo", "mid", "hi"], axis=1)
     one_sided = ((b["hi"] < 0) | (b["lo"] > 0)) & (b["mid"] - b["lo"] > 0) & (b["hi"] - b["mid"] > 0)
     shift = b["mid"].where(one_sided, 0.0)
+    # named only where the bias matters: half a unit a week and a tenth of what the series sold
+    # in its CV weeks (a seasonal shop's off weeks forecast at 0.03 are no biased forecast)
+    median = r.groupby(cv["unique_id"]).median()
+    sold = cv["y"].abs().groupby(cv["unique_id"]).mean()
+    material = median.abs() >= np.maximum(0.5, 0.1 * sold.reindex(median.index))
     out = pd.DataFrame(
         {
             "lo": b["lo"].where(~one_sided | (b["lo"] <= 0), b["lo"] - shift),
             "hi": b["hi"].where(~one_sided | (b["hi"] >= 0), b["hi"] - shift),
             "shift": shift,
-            "median": r.groupby(cv["unique_id"]).median().where(one_sided, 0.0),
+            "median": median.where(one_sided & material, 0.0),
             # a week's spread for stock decisions (`forecast_group`'s `sd`), in the same units
             "rms": z.pow(2).groupby(cv["unique_id"]).mean().pow(0.5),
         }
