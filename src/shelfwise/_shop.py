@@ -537,6 +537,7 @@ class Shop:
         batch, an evaluation), no id is given: a list nobody was shown must not count as served."""
         with self._acting("recommend"):
             _a_flag(served, "served")
+            _served_as_shown(served, rules, model)
             if explain:
                 self.authorize("insights.profile")
             k = _k(k)
@@ -701,6 +702,7 @@ class Shop:
         endpoint writes it (see `recommend`)."""
         with self._acting("recommend"):
             _a_flag(served, "served")
+            _served_as_shown(served, rules)
             if served and not detail:
                 raise ShelfwiseError("served=True gives the list's recommendation_id: ask for detail=True")
             if not isinstance(product_id, str):
@@ -815,6 +817,7 @@ class Shop:
             from .serving import current_bundle
 
             _a_flag(served, "served")
+            _served_as_shown(served, rules)
             if served and candidates is not None:
                 raise ShelfwiseError(
                     "served: a re-ranking of given candidate lists is no page /v1/search serves"
@@ -1923,6 +1926,18 @@ def _a_path(value: Any, what: str) -> None:
             else ""
         )
         raise ShelfwiseError(f"{what}: a directory or file path, not a {type(value).__name__}{hint}")
+
+
+def _served_as_shown(served: bool, rules: bool, model: str | None = None) -> None:
+    """`served=True` logs a list as the endpoint would have shown it: with the business rules
+    and the experiment's variant (a list ranked without them, or by a model named outside the
+    experiment, counted as served would put lists no shopper was shown in the A/B readout)."""
+    if served and not rules:
+        raise ShelfwiseError("served=True logs the list shoppers are shown: not with rules=False")
+    if served and model is not None:
+        raise ShelfwiseError(
+            "served=True logs the list shoppers are shown: not with model= (outside any experiment)"
+        )
 
 
 # the CLI's `train` flags whose TrainSettings field is named otherwise (a notebook user writing

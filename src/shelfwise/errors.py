@@ -38,7 +38,7 @@ class UnknownName(ShelfwiseError):
     valid names where they are few enough to list (else empty). A script tells "no such thing"
     from any other refusal by this class; its text is the message the CLI prints."""
 
-    def __init__(self, message: str, *, kind: str, name: object, known: Iterable[str] = ()):
+    def __init__(self, message: str, *, kind: str = "name", name: object = None, known: Iterable[str] = ()):
         self.kind, self.name, self.known = kind, name, list(known)
         super().__init__(message)
 
@@ -57,7 +57,9 @@ class GateFailed(ShelfwiseError):
     better one). `version`; `failed`: the failed gates' names; `approved`: whether a person had
     approved it (the message says every reason)."""
 
-    def __init__(self, message: str, *, version: str, failed: Iterable[str], approved: bool):
+    def __init__(
+        self, message: str, *, version: str = "", failed: Iterable[str] = (), approved: bool = False
+    ):
         self.version, self.failed, self.approved = version, list(failed), approved
         super().__init__(message)
 
@@ -67,7 +69,7 @@ class NotApproved(ShelfwiseError):
     person with an approving role approves it (`Shop.approve`), promoting it again goes through.
     `version`."""
 
-    def __init__(self, message: str, *, version: str):
+    def __init__(self, message: str, *, version: str = ""):
         self.version = version
         super().__init__(message)
 

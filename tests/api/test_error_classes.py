@@ -63,3 +63,21 @@ def test_the_refusals_a_script_acts_on_have_classes_of_their_own(trained, tmp_pa
     assert not isinstance(failed.value, NotApproved)
     ada.approve(same)
     assert eve.promote(same)["production"] is True
+
+
+def test_the_refusals_survive_pickling_and_copying():
+    """A promotion run in a worker process (multiprocessing, a job queue) hands its refusal back
+    pickled: the classes with keyword attributes raised a TypeError there (their attributes are
+    restored with them)."""
+    import copy
+    import pickle
+
+    from shelfwise import GateFailed, NotApproved, UnknownVersion
+
+    for exc in (
+        UnknownVersion("no version 9", kind="model version", name="9", known=["1", "2"]),
+        GateFailed("gates failed", version="3", failed=["coverage"], approved=True),
+        NotApproved("not approved", version="3"),
+    ):
+        for back in (pickle.loads(pickle.dumps(exc)), copy.copy(exc)):
+            assert type(back) is type(exc) and str(back) == str(exc) and vars(back) == vars(exc)

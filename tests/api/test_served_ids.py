@@ -80,3 +80,13 @@ def test_served_lists_carry_ids_the_events_are_attributed_to(trained, tmp_path):
         shop.search("black bike light", 5, served=True)  # type: ignore[call-arg]
     with pytest.raises(ShelfwiseError, match="served='yes'"):
         shop.recommend(user, 5, served="yes")  # type: ignore[call-overload]
+    # a list no shopper is shown (the rules off, a model named outside the experiment) is not
+    # logged as served: it would count in the A/B readout under a variant that never showed it
+    for call in (
+        lambda: shop.recommend(user, 5, served=True, rules=False),
+        lambda: shop.recommend(user, 5, served=True, model="popularity"),
+        lambda: shop.similar(top, 3, detail=True, served=True, rules=False),
+        lambda: shop.search_pages(["black bike light"], 5, served=True, rules=False),
+    ):
+        with pytest.raises(ShelfwiseError, match="served=True logs the list shoppers are shown"):
+            call()

@@ -1505,6 +1505,19 @@ def test_a_quarantined_stock_row_says_the_suggestion_uses_the_earlier_stock(shop
     rows = {r["product_id"]: r for r in csv.DictReader(out.open())}
     assert rows["STEADY"]["stock"] == "480" and "earlier row's stock" not in rows["STEADY"]["reason"]
     assert "later products row in quarantine" not in proc.stderr, proc.stderr
+    # one stock feed with a good row and a bad one: its version is made after the bad row was
+    # quarantined, and the bad row's product still reads the earlier stock (by run, not by clock)
+    both = "SEAS,Seasonal thing,Home > Kitchen,5,true,45,14\nSTEADY,Steady thing,Home > Kitchen,5,true,-4,7"
+    ok(
+        run(
+            "ingest", "--append", "--data", str(_catalog_dir(tmp_path / "feed", both)), "--workdir", str(work)
+        )
+    )
+    backdate(work, {3: START + timedelta(weeks=3)})
+    proc = ok(run("insights", "replenishment", "-w", str(work), "--as-of", AS_OF, "--out", str(out)))
+    rows = {r["product_id"]: r for r in csv.DictReader(out.open())}
+    assert rows["SEAS"]["stock"] == "45" and "earlier row's stock" not in rows["SEAS"]["reason"]
+    assert rows["STEADY"]["stock"] == "480" and "earlier row's stock" in rows["STEADY"]["reason"]
 
 
 def _catalog_dir(d: Path, row: str) -> Path:

@@ -348,9 +348,9 @@ def test_search_analytics_from_the_logs_and_the_served_pages(server, served_work
     assert "jane" not in json.dumps(rep)
     assert rep["logged"]["searches"] > 0 and rep["logged"]["top_queries"][0]["searches"] >= 1
     assert all(0 <= (t["session_ctr"] or 0) <= 1 for t in rep["logged"]["top_queries"])
-    served = {t["normalized_query"]: t for t in rep["served"]["top_queries"]}
+    served = {t["query"]: t for t in rep["served"]["top_queries"]}
     assert served["green tent"]["pages"] >= 3
-    assert served["green tent"]["query"] == "Green Tent"  # (counted normalized, shown as typed)
+    assert served["green tent"]["typed_query"] == "Green Tent"  # (counted normalized, shown as typed)
     assert served["green tent"]["attributed_ctr"] == pytest.approx(
         1 / served["green tent"]["pages"], abs=1e-4
     )

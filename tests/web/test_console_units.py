@@ -1389,7 +1389,7 @@ def test_the_analytics_page_names_each_search_rate_by_what_it_counts(
     served = served_search_summary(
         per_query, [(sid, "u_a", 1100.0, (), k) for sid, ks in kinds.items() for k in ks]
     )
-    logged = {"query": "Sofa", "normalized_query": "sofa", "searches": 5, "users": 4, "session_ctr": 0.75,
+    logged = {"query": "sofa", "typed_query": "Sofa", "searches": 5, "users": 4, "session_ctr": 0.75,
               "session_conversion": 0.25, "searches_with_session": 4, "session_click_through": 0.25,
               "session_add_to_cart_rate": 0.5, "session_engaged": 0.75}  # fmt: skip
     sr = {"logged": {"searches": 5, "distinct_queries": 1, "top_queries": [logged]}, "served": served,
@@ -1433,7 +1433,7 @@ def test_the_analytics_pages_search_rates_have_their_intervals(
         add_served_search(per_query, {"query": "lamp", "items": ["P1"], "offset": 0, "id": f"s{i}",
                                       "user": "u_a" if i < 4 else "u_b", "at": 1000.0})  # fmt: skip
     served = served_search_summary(per_query, [(f"s{i}", "u_a", 1100.0, (), "click") for i in range(4)])
-    logged = {"query": "lamp", "normalized_query": "lamp", "searches": 4, "users": 4, "session_ctr": 0.25,
+    logged = {"query": "lamp", "typed_query": "lamp", "searches": 4, "users": 4, "session_ctr": 0.25,
               "session_conversion": 0.25, "searches_with_session": 4, "session_click_through": 0.25,
               "session_add_to_cart_rate": 0.0, "session_engaged": 0.25,
               "session_click_through_ci95": [0.0, 0.74], "session_add_to_cart_rate_ci95": [0.0, 0.4899],

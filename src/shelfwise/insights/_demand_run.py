@@ -55,11 +55,12 @@ def stock_unknown(workdir: Path, at: Any) -> str:
 
 
 def quarantined_products(
-    workdir: Path, catalog: Iterable[str] = (), in_use_since: Any = None
+    workdir: Path, catalog: Iterable[str] = (), in_use: int | None = None
 ) -> dict[str, Any]:
     """The products rows held in quarantine (open), counted by reason. A product the catalog
-    (`catalog`: its ids) has is suggested from the products version in use (ingested at
-    `in_use_since`); a row of it quarantined after that was meant to replace its stock figure (a
+    (`catalog`: its ids) has is suggested from the products version in use (`in_use`); a row of
+    it quarantined by the load that made that version, or after it, was meant to replace its
+    stock figure (a
     stock feed's `-3` quarantined left yesterday's 10 in use, and this said "not in the catalog"):
     those ids are `stale_stock` (a row quarantined before the version in use is older than the
     stock read). The other rows' products are not in the catalog, so not in the suggestions
@@ -68,7 +69,8 @@ def quarantined_products(
 
     from ..storage import read_only
 
-    rows: list[tuple[str, str, Any]] = []
+    rows: list[tuple[str, str, Any, Any]] = []
+    made: tuple[Any, Any] | None = None  # (run, created_at) of the version in use
     if (Path(workdir) / "warehouse.duckdb").exists():
         with read_only(workdir) as (con, _):
             if con.execute(
@@ -77,17 +79,29 @@ def quarantined_products(
             ).fetchone()[0]:
                 rows = con.execute(
                     "SELECT trim(coalesce(json_extract_string(raw, '$.product_id'), '')), reason, "
-                    "quarantined_at FROM quarantine.rows WHERE table_name = 'products' AND status = 'open'"
+                    "quarantined_at, run_id FROM quarantine.rows "
+                    "WHERE table_name = 'products' AND status = 'open'"
                 ).fetchall()
+            if in_use is not None:
+                made = con.execute(
+                    "SELECT run_id, created_at FROM meta.table_versions "
+                    "WHERE table_name = 'products' AND version = ?",
+                    [in_use],
+                ).fetchone()
+
+    def later(at: Any, run: Any) -> bool:
+        """Quarantined by the load that made the version in use (its row failed while the
+        others were published: the version's time comes after the row's) or after it."""
+        if made is None:
+            return True
+        return run == made[0] or at is None or made[1] is None or pd.Timestamp(at) > pd.Timestamp(made[1])
+
     known = set(catalog)
-    since = None if in_use_since is None else pd.Timestamp(in_use_since)
-    stale = sorted(
-        {p for p, _, at in rows if p in known and (since is None or at is None or pd.Timestamp(at) > since)}
-    )
+    stale = sorted({p for p, _, at, run in rows if p in known and later(at, run)})
     by_reason: dict[str, int] = {}
-    for _, reason, _ in rows:
+    for _, reason, _, _ in rows:
         by_reason[reason] = by_reason.get(reason, 0) + 1
-    new = sorted({p for p, _, _ in rows if p not in known})
+    new = sorted({p for p, _, _, _ in rows if p and p not in known})
     said = []
     if stale:
         said.append(
@@ -244,9 +258,7 @@ def run_replenishment(
             stock_at=stock_at,
             warnings=band_warnings(fc, info),
         )
-        left_out = quarantined_products(
-            workdir, products["product_id"].astype(str), catalog.get("ingested_at")
-        )
+        left_out = quarantined_products(workdir, products["product_id"].astype(str), catalog.get("version"))
         stale = set(left_out["stale_stock"])
         for r in records:  # (said where the number is read, not only in the run's summary)
             if r["product_id"] in stale:

@@ -148,9 +148,9 @@ def logged_searches(
         logged["distinct_queries"] = len(rows)
         logged["top_queries"] = [
             {
-                # as shoppers typed it (its most frequent form), counted under `normalized_query`
-                "query": form or q,
-                "normalized_query": q,
+                # the key it is counted under (as before), and its most frequent form as typed
+                "query": q,
+                "typed_query": form or q,
                 "searches": int(n),
                 "users": int(u),
                 # (kept: the share of searches followed by a click, cart or purchase, `session_engaged`)
@@ -374,9 +374,9 @@ def served_search_summary(per_query: dict[str, list[Any]], attributed: Any, top:
     return {
         "pages": sum(d["pages"] for d in served),
         "zero_result_pages": sum(d["zero"] for d in served),
-        # each query as shoppers typed it (its most frequent form), counted under `normalized_query`
+        # each query under the key it is counted under, with its most frequent form as typed
         "top_queries": [
-            {"query": d["query"], "normalized_query": d["key"], "pages": d["pages"],
+            {"query": d["key"], "typed_query": d["query"], "pages": d["pages"],
              # (kept: the share of pages a click, cart or purchase names, `attributed_engaged`)
              "attributed_ctr": round(d["engaged"] / d["pages"], 4),
              # each rate by what it counts, of the pages served
@@ -388,7 +388,7 @@ def served_search_summary(per_query: dict[str, list[Any]], attributed: Any, top:
             for d in served[:top]
         ],
         "zero_result_queries": [
-            {"query": d["query"], "normalized_query": d["key"], "zero_result_pages": d["zero"]}
+            {"query": d["key"], "typed_query": d["query"], "zero_result_pages": d["zero"]}
             for d in served if d["zero"]
         ][:top],
     }  # fmt: skip
@@ -409,11 +409,11 @@ def no_keyword_match(
     if lexical is None:
         return out
     for r in top_queries[: max(top, 200)]:
-        q = r.get("normalized_query") or r["query"]  # (what was counted; the typed form is shown)
+        q = r["query"]  # (what was counted; `typed_query` is shown)
         terms = analyze(expand_synonyms(q, synonyms) if synonyms else q)
         if terms and len(lexical.search_terms(terms, 1).ids[0]) == 0:
             out.append(
-                {"query": r["query"], **({"normalized_query": r["normalized_query"]} if "normalized_query" in r else {}),
+                {"query": r["query"], **({"typed_query": r["typed_query"]} if "typed_query" in r else {}),
                  "searches": r["searches"]}
             )  # fmt: skip
     return out
@@ -469,7 +469,7 @@ def write_search_report(workdir: str | Path) -> tuple[Path, Path]:
     top = a["logged"]["top_queries"][:15]
     top_svg = (
         bar_chart(
-            [t["query"] for t in top],
+            [t.get("typed_query", t["query"]) for t in top],
             [float(t["searches"]) for t in top],
             title="Top queries (logged searches)",
         )
@@ -479,7 +479,7 @@ def write_search_report(workdir: str | Path) -> tuple[Path, Path]:
     with_ctr = [t for t in top if t.get("session_click_through") is not None]
     ctr_svg = (
         bar_chart(
-            [t["query"] for t in with_ctr],
+            [t.get("typed_query", t["query"]) for t in with_ctr],
             [100.0 * t["session_click_through"] for t in with_ctr],
             title="Session click-through of the top queries (%)",
         )
@@ -500,8 +500,20 @@ def write_search_report(workdir: str | Path) -> tuple[Path, Path]:
             return pct(r.get(c)) + (f" [{pct(ci[0])}, {pct(ci[1])}]" if ci else "")
 
         return [
-            {label: rate(r, c) if c in rates else r.get(c, "") for c, label in cols.items()} for r in rows
+            {
+                label: rate(r, c)
+                if c in rates
+                else r.get("typed_query", r["query"])
+                if c == "query"
+                else r.get(c, "")
+                for c, label in cols.items()
+            }
+            for r in rows
         ]
+
+    def shown(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The rows with each query as shoppers typed it."""
+        return [{**r, "query": r.get("typed_query", r["query"])} for r in rows]
 
     logged_cols = {"query": "query", "searches": "searches", "users": "users",
                    "searches_with_session": "with a session", "session_click_through": "click-through",
@@ -525,8 +537,8 @@ th{{background:#f4f4f4}}.protocol{{background:#f7f7f7;padding:.6rem;border-radiu
 <h2>Served: attributed rates per query</h2>
 <p>Each rate a share of the query's served pages, by the events that name a page.</p>
 {html_table(labelled(a["served"]["top_queries"], served_cols), list(served_cols.values()))}
-<h2>Zero-result queries (served)</h2>{html_table(a["served"]["zero_result_queries"], ["query", "zero_result_pages"])}
-<h2>No keyword match (answered by the semantic retriever only)</h2>{html_table(a["no_keyword_match"], ["query", "searches"])}
+<h2>Zero-result queries (served)</h2>{html_table(shown(a["served"]["zero_result_queries"]), ["query", "zero_result_pages"])}
+<h2>No keyword match (answered by the semantic retriever only)</h2>{html_table(shown(a["no_keyword_match"]), ["query", "searches"])}
 </body></html>"""
     page = reports / "search-analytics.html"
     page.write_text(html)

@@ -1433,9 +1433,9 @@ def search_report(workdir: Path, lexical: Any = None) -> dict[str, Any]:
 
 
 _SEARCH_LOGGED = Persist(  # (v3: the attributed events with their user, time and linked shoppers)
-    # (v4: each query as typed, with its `normalized_query`; v5: each rate by what it counts, the
-    # attributed events with their type)
-    "search_logged_v5",
+    # (v4: each query as typed; v5: each rate by what it counts, the attributed events with their
+    # type; v6: `query` the counted key again, the form as typed in `typed_query`)
+    "search_logged_v6",
     dump=lambda v: [v[0], v[1], [[*a[:3], list(a[3]), *a[4:]] for a in v[2]], v[3]],
     load=lambda v: (_tuples(v[0]), v[1], [(*a[:3], tuple(a[3]), *a[4:]) for a in v[2]], v[3]),
 )
