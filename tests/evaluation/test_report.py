@@ -163,6 +163,6 @@ def test_the_fusions_held_out_difference_has_its_paired_interval_and_no_gain_ove
     assert "It beat its best part" not in said and "no interval" not in said
     assert "the interval covers 0: no gain is shown" in said
     vs["ci95"] = [0.0011, 0.0127]  # above 0: a gain
-    assert "It beat its best part there, beyond chance" in note()
+    assert "It beat its best part there, the interval above 0 (these users also chose when" in note()
     vs["ci95"], report["fusion"]["beats_parts"] = [-0.02, -0.001], False
     assert "It did worse than its best part there" in note()
