@@ -666,8 +666,8 @@ def test_an_untold_delivery_continues_its_table_from_its_latest_date(tmp_path, d
     second = Ingestor(work, mode="append").run(day2)
     assert second.tables["events"].rows_curated == 2
     said = [n for n in second.notes if "day or month first" in n]
-    assert len(said) == 1 and f"read {read}/year: this delivery's first and last dates then lie" in said[0], said  # fmt: skip
-    assert "from the table's latest date (2019-01-04)" in said[0]
+    assert len(said) == 1 and f"read {read}/year: this delivery then runs from {min(days)} to {max(days)}" in said[0], said  # fmt: skip
+    assert "continuing the table's latest date (2019-01-04)" in said[0]
     got = sorted(str(r[0])[:10] for r in curated_rows(work, "SELECT timestamp FROM curated.events"))
     assert got == sorted(["2019-01-03", "2019-01-04", *days])
     # remembered: the table's next untold file is read alike, said as coming from this one

@@ -4,6 +4,7 @@ loaded strings (`_compile`): every row's typed values and every check it fails, 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -207,12 +208,13 @@ def day_first_dates(st: LoadState) -> bool:
                 f"INSERT OR REPLACE INTO {DATE_ORDERS} VALUES (?, ?, ?, ?, now()::TIMESTAMP)",
                 [st.name, day_first, st.run_id, str(st.src)],
             )
+        (lo, hi), (olo, ohi) = gaps[day_first], gaps[not day_first]
         st.note(
             f"{st.src.name}: no date tells whether {example} is day or month first; read "
-            f"{'day/month' if day_first else 'month/day'}/year: this delivery's first and last dates "
-            f"then lie {gaps[day_first]:,} day(s) in all from the table's latest date ({last:%Y-%m-%d}), "
-            f"read {'month/day' if day_first else 'day/month'}/year {gaps[not day_first]:,} (no earlier "
-            "file of this table told either)"
+            f"{'day/month' if day_first else 'month/day'}/year: this delivery then runs from {lo:%Y-%m-%d} "
+            f"to {hi:%Y-%m-%d}, continuing the table's latest date ({last:%Y-%m-%d}); read "
+            f"{'month/day' if day_first else 'day/month'}/year it would run from {olo:%Y-%m-%d} to "
+            f"{ohi:%Y-%m-%d} (no earlier file of this table told either)"
         )
         return day_first
     st.note(
@@ -222,12 +224,13 @@ def day_first_dates(st: LoadState) -> bool:
     return False
 
 
-def _nearer_reading(st: LoadState, column: str) -> tuple[bool, dict[bool, int], Any] | None:
+def _nearer_reading(st: LoadState, column: str) -> tuple[bool, dict[bool, tuple[Any, Any]], Any] | None:
     """An append whose slash dates do not tell their order, to a table whose dates do not tell
-    either (ISO dates before): the reading under which the delivery starts nearer the table's
-    latest date, as a daily delivery continues its table (`05/01/2019` after 2019-01-04 is the
-    5th of January; read month first it landed four months ahead and passed every check). None
-    when there is nothing to compare with, or both readings start as near."""
+    either (ISO dates before): the reading under which the delivery continues the table (every
+    date from a week before its latest date to two months after), when one reading does and the
+    other does not (`05/01/2019` after 2019-01-04 is the 5th of January; read month first it
+    landed four months ahead and passed every check). None when neither or both do: a re-send
+    of older lines, a backfill, an export of a whole year say nothing by their distance."""
     if st.mode != "append" or st.name not in st.wh.curated_tables():
         return None
     row = st.wh.sql(f"SELECT max({q(column)}) FROM curated.{q(st.name)}").fetchone()
@@ -245,13 +248,15 @@ def _nearer_reading(st: LoadState, column: str) -> tuple[bool, dict[bool, int], 
     ).fetchone()
     if not row or any(v is None for v in row):
         return None
-    # how far each reading's first and last dates lie from the table's latest: its first alone
-    # tied when the first date's day is its month (`01/01/2020`) and the month-first reading of
-    # the rest ran months ahead
-    gaps = {
-        flag: abs((lo - last).days) + abs((hi - last).days)
-        for flag, lo, hi in ((True, row[0], row[1]), (False, row[2], row[3]))
-    }
-    if gaps[True] == gaps[False]:
+    spans = {True: (row[0], row[1]), False: (row[2], row[3])}
+    window = last - timedelta(days=CONTINUES_BEFORE_DAYS), last + timedelta(days=CONTINUES_AFTER_DAYS)
+    continues = {flag: window[0] <= lo and hi <= window[1] for flag, (lo, hi) in spans.items()}
+    if continues[True] == continues[False]:
         return None
-    return gaps[True] < gaps[False], gaps, last
+    return continues[True], spans, last
+
+
+# a delivery "continues" its table when all its dates lie from a week before the table's latest
+# date to two months after it (a daily, weekly or monthly export of what came since)
+CONTINUES_BEFORE_DAYS = 7
+CONTINUES_AFTER_DAYS = 62
