@@ -178,11 +178,7 @@ def day_first_dates(st: LoadState) -> bool:
                 "(those rows are quarantined if they do not parse)"
             )
             return bool(known[0])
-        if not st.reprocess:  # (re-processed rows are the quarantine's: not a delivery's order)
-            st.wh.sql(
-                f"INSERT OR REPLACE INTO {DATE_ORDERS} VALUES (?, ?, ?, ?, now()::TIMESTAMP)",
-                [st.name, day_first, st.run_id, str(st.src)],
-            )
+        _remember_order(st, day_first)
         if day_first:
             st.note(
                 f"{st.src.name}: dates like 05/01/2024 read as day/month/year (a first field above 12 "
@@ -202,12 +198,9 @@ def day_first_dates(st: LoadState) -> bool:
     nearer = _nearer_reading(st, columns[0])
     if nearer is not None:
         day_first, gaps, last = nearer
-        if not st.reprocess:  # remembered as a told order is: the table's next untold files, and
-            # a re-processed row of this one, are read alike (not judged again from a later date)
-            st.wh.sql(
-                f"INSERT OR REPLACE INTO {DATE_ORDERS} VALUES (?, ?, ?, ?, now()::TIMESTAMP)",
-                [st.name, day_first, st.run_id, str(st.src)],
-            )
+        # remembered as a told order is: the table's next untold files, and a re-processed row
+        # of this one, are read alike (not judged again from a later date)
+        _remember_order(st, day_first)
         (lo, hi), (olo, ohi) = gaps[day_first], gaps[not day_first]
         st.note(
             f"{st.src.name}: no date tells whether {example} is day or month first; read "
@@ -222,6 +215,16 @@ def day_first_dates(st: LoadState) -> bool:
         "(no earlier file of this table told either)"
     )
     return False
+
+
+def _remember_order(st: LoadState, day_first: bool) -> None:
+    """The table's slash-date order, as this delivery decided it (`meta.date_orders`); not in a
+    re-processing (re-processed rows are the quarantine's: not a delivery's order)."""
+    if not st.reprocess:
+        st.wh.sql(
+            f"INSERT OR REPLACE INTO {DATE_ORDERS} VALUES (?, ?, ?, ?, now()::TIMESTAMP)",
+            [st.name, day_first, st.run_id, str(st.src)],
+        )
 
 
 def _nearer_reading(st: LoadState, column: str) -> tuple[bool, dict[bool, tuple[Any, Any]], Any] | None:

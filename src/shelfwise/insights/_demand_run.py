@@ -60,13 +60,10 @@ def quarantined_products(
     """The products rows held in quarantine (open), counted by reason. A product the catalog
     (`catalog`: its ids) has is suggested from the products version in use (`in_use`); a row of
     it quarantined by the load that made that version, or after it, was meant to replace its
-    stock figure (a
-    stock feed's `-3` quarantined left yesterday's 10 in use, and this said "not in the catalog"):
-    those ids are `stale_stock` (a row quarantined before the version in use is older than the
-    stock read). The other rows' products are not in the catalog, so not in the suggestions
-    unless they sold (then listed as "not in the catalog")."""
-    import pandas as pd
-
+    stock figure (a stock feed's `-3` quarantined left yesterday's 10 in use, and this said "not
+    in the catalog"): those ids are `stale_stock` (a row quarantined before the version in use is
+    older than the stock read). The other rows' products are not in the catalog, so not in the
+    suggestions unless they sold (then listed as "not in the catalog")."""
     from ..storage import read_only
 
     rows: list[tuple[str, str, Any, Any]] = []
