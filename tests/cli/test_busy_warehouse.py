@@ -38,13 +38,18 @@ def _let_go(holder: subprocess.Popen[str]) -> None:
     holder.stdin.flush()
 
 
-def test_a_busy_warehouse_is_one_line_and_exit_3(tmp_path: Path):
-    data = tmp_path / "d"
+def _events(data: Path) -> Path:
+    """A folder with 30 view events of 3 users."""
     data.mkdir()
     (data / "events.csv").write_text(
         "user_id,product_id,event_type,timestamp\n"
         + "".join(f"u{i % 3},p{i % 5},view,2026-01-0{1 + i % 9}T10:00:00\n" for i in range(30))
     )
+    return data
+
+
+def test_a_busy_warehouse_is_one_line_and_exit_3(tmp_path: Path):
+    data = _events(tmp_path / "d")
     work = tmp_path / "w"
     sw("ingest", "--data", str(data), "--workdir", str(work))
     holder = _holding(work)
@@ -80,12 +85,7 @@ def test_the_python_api_says_a_busy_warehouse_as_a_shelfwise_error(tmp_path: Pat
 
     from shelfwise import ShelfwiseError, Shop, WarehouseBusy
 
-    data = tmp_path / "d"
-    data.mkdir()
-    (data / "events.csv").write_text(
-        "user_id,product_id,event_type,timestamp\n"
-        + "".join(f"u{i % 3},p{i % 5},view,2026-01-0{1 + i % 9}T10:00:00\n" for i in range(30))
-    )
+    data = _events(tmp_path / "d")
     work = tmp_path / "w"
     shop = Shop(work)
     shop.ingest(data)
