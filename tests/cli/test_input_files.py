@@ -279,3 +279,29 @@ def test_shelfwises_own_warnings_print_as_one_line(capsys, monkeypatch) -> None:
     monkeypatch.setattr("shelfwise.cli._python_show_warning", lambda *a, **k: shown.append(a[:2]))
     _show_warning(UserWarning("other"), UserWarning, "x.py", 3)
     assert capsys.readouterr().err == "" and shown and shown[0][1] is UserWarning
+
+
+def test_a_users_file_with_the_shops_own_header_is_read_by_it(tmp_path: Path) -> None:
+    """A Shopify shop keys its customers on `Email` (`[map.events] user_id = "Email"`): its file
+    of customers, headed `Email`, served a customer called "Email" (walk48a F7)."""
+    path = tmp_path / "users.csv"
+    path.write_text("Email\npaul@example.com\nnever.seen@example.com\n", encoding="utf-8")
+    assert read_ids(path, "user_id") == ["paul@example.com", "never.seen@example.com"]
+    # a header the shop's map names, whatever its ids look like
+    path.write_text("Kundennummer\nK1\nK2\n", encoding="utf-8")
+    assert read_ids(path, "user_id", mapped=["Kundennummer"]) == ["K1", "K2"]
+    assert read_ids(path, "user_id") == ["Kundennummer", "K1", "K2"]  # (unknown: one id per line)
+
+
+def test_the_shops_mapped_customer_header_is_found_in_its_ingests(tmp_path: Path) -> None:
+    from shelfwise.cli._app import mapped_headers
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "events.csv").write_text(
+        "Email,sku,event_type,Created\na@x.com,P1,purchase,2024-01-01T10:00:00\n", encoding="utf-8"
+    )
+    (data / "shelfwise.toml").write_text('[map.events]\nuser_id = "Email"\ntimestamp = "Created"\n')
+    assert main(["ingest", "--data", str(data), "--workdir", str(tmp_path / "w")]) == 0
+    assert mapped_headers(tmp_path / "w", "user_id") == ["Email"]
+    assert mapped_headers(tmp_path / "nothing", "user_id") == []

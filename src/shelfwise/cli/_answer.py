@@ -19,6 +19,7 @@ from ._app import (
     header_names,
     json_field,
     json_lines,
+    mapped_headers,
     read_ids,
     shop,
     sniff_table,
@@ -102,9 +103,10 @@ def recommend(
 
     outside_workdir(out, workdir)
     skipped: list[int] = []
+    mapped = mapped_headers(workdir, "user_id")  # (the shop's own header for its customers)
 
     def ids() -> Iterator[str]:  # read once the Shop has checked the permission and the workdir
-        yield from read_ids(listed, "user_id", skipped)
+        yield from read_ids(listed, "user_id", skipped, mapped)
 
     answers = shop(workdir).recommend(ids(), k, model=model, explain=explain, context=context, rules=rules)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -249,7 +251,7 @@ def _recommend_on_spark(
         the_shop.authorize("recommend.all_users")
     check_output_folder(out, workdir)
     skipped: list[int] = []
-    ids = None if users is None else read_ids(users, "user_id", skipped)
+    ids = None if users is None else read_ids(users, "user_id", skipped, mapped_headers(workdir, "user_id"))
     if users is not None:  # (said as on the one-node path)
         _say_skipped(users, skipped)
     chosen = engine_from("spark", workdir, remote=spark_remote, master=spark_master)

@@ -13,6 +13,8 @@ import typer
 from ..errors import ShelfwiseError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from .._shop import Shop
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "app",
     "json_lines",
     "leave_quickly",
+    "mapped_headers",
     "print_json",
     "print_report",
     "find_columns",
@@ -231,7 +234,44 @@ def json_field(obj: Any, names: list[str]) -> Any:
     raise KeyError(names[0])
 
 
-def read_ids(path: Path, column: str, skipped: list[int] | None = None) -> list[str]:
+def mapped_headers(workdir: Path, column: str) -> list[str]:
+    """The headers the shop's column map read `column` from in its ingests (`[map.events]
+    user_id = "Email"`), newest first, from the runs' reports (`meta.runs`): a file of ids with
+    the shop's own header is read by it. Nothing when the workdir has no warehouse yet."""
+    from ..storage import read_only
+
+    found: list[str] = []
+    try:
+        with read_only(workdir) as (con, _):
+            rows = con.sql(
+                "SELECT report FROM meta.runs WHERE job LIKE '%ingest' AND status = 'COMPLETE' "
+                "ORDER BY ended_at DESC LIMIT 20"
+            ).fetchall()
+    except Exception:  # noqa: BLE001 - a help for reading the header only: the aliases still serve
+        return found
+    for (report,) in rows:
+        try:
+            maps = json.loads(report).get("column_map") or {}
+        except (TypeError, ValueError, AttributeError):
+            continue
+        for table in ("events", "users", "products"):
+            header = (maps.get(table) or {}).get(column)
+            if isinstance(header, str) and header and header not in found:
+                found.append(header)
+    return found
+
+
+def _looks_like_header(first: str, rest: list[str]) -> bool:
+    """Whether the first line of a one-column file of ids is a header: the ids below it are
+    e-mail addresses (a shop keyed on `Email`) and it is none."""
+    below = [v.strip() for v in rest[:200] if v.strip()]
+    mails = sum("@" in v for v in below)
+    return bool(below) and "@" not in first and mails >= 0.9 * len(below)
+
+
+def read_ids(
+    path: Path, column: str, skipped: list[int] | None = None, mapped: Sequence[str] = ()
+) -> list[str]:
     """Ids from a delimited file (CSV, TSV, `;` or `|`) whose header names `column` or one of
     its aliases (`User ID`, `customer_id`, ...: as ingestion reads headers), a JSON-lines file,
     or one id per line; ids are trimmed, as ingestion trims them. A file of several columns
@@ -242,7 +282,10 @@ def read_ids(path: Path, column: str, skipped: list[int] | None = None) -> list[
     For `user_id`, a `session_id` column (or alias) names anonymous shoppers as ingestion does:
     a row whose user id is blank is its session's (`~anonymous:<session_id>`), and a file of
     sessions alone is read as such (its header was an id, and session "2" got user 2's list).
-    The lines (the file's, 1-based) of rows with no id at all are appended to `skipped`."""
+    The lines (the file's, 1-based) of rows with no id at all are appended to `skipped`.
+    `mapped`: the shop's own headers for `column` (its column map, `mapped_headers`), read as
+    its aliases are; a one-column file whose first line is no e-mail above e-mail addresses
+    has that line as its header (`Email`: it was served as a customer called "Email")."""
     import csv
 
     from ..errors import SourceError
@@ -258,7 +301,7 @@ def read_ids(path: Path, column: str, skipped: list[int] | None = None) -> list[
     text = path.read_text(encoding="utf-8-sig", errors="replace")
     numbered = [(n, ln) for n, ln in enumerate(text.splitlines(), 1) if ln.strip()]
     lines = [ln for _, ln in numbered]
-    names = header_names(column)
+    names = [*header_names(column), *(m for m in mapped if m not in header_names(column))]
     sessions = header_names("session_id", "events") if column == "user_id" else []
     ids: list[str] = []
     blank: list[int] = []
@@ -305,7 +348,9 @@ def read_ids(path: Path, column: str, skipped: list[int] | None = None) -> list[
                     f"no {column} column: the header has {', '.join(repr(h) for h in header)}; name the "
                     f"ids' column {column} (or {', '.join(names[1:6])}, ...), or give one id per line",
                 )
-            return [ln.strip() for ln in lines]  # one id per line, no header
+            if not _looks_like_header(lines[0].strip(), lines[1:]):
+                return [ln.strip() for ln in lines]  # one id per line, no header
+            col = 0  # a header of the shop's own naming above one id per line
         for (n, _), row in zip(numbered[1:], csv.reader(lines[1:], delimiter=delimiter), strict=False):
             take(
                 n,
