@@ -39,6 +39,7 @@ def _check(load: dict[str, Any]) -> QualityCheck:
         load["rows_quarantined"],
         load.get("rows_redelivered", 0),
         load.get("rows_withheld", 0),
+        load.get("rows_set_aside", 0),
     )
 
 
@@ -69,6 +70,8 @@ def _loads(con: Any) -> list[dict[str, Any]]:
                     "rows_redelivered": tr.get("rows_redelivered", tr.get("rows_unchanged") or 0),
                     # erased users' rows: never stored, never judged
                     "rows_withheld": tr.get("rows_withheld") or 0,
+                    # order lines that are no purchase (`_load_aside`): never judged
+                    "rows_set_aside": tr.get("rows_set_aside") or 0,
                     "reasons": tr.get("reasons", {}),
                     "source_file": tr.get("source_file"),
                     "mode": tr.get("mode") or "replace",

@@ -439,9 +439,15 @@ LOAD_ORDER = ("products", "queries", "users", "events", "judgments", "faq")
 # file names other exports use for a table, read when the canonical name is absent (`ratings.csv`
 # and `movies.csv` of a MovieLens download, an `orders.csv` export, an `items.jsonl` catalog)
 TABLE_FILE_ALIASES: dict[str, tuple[str, ...]] = {
-    "products": ("items", "catalog", "movies", "articles"),
-    "events": ("interactions", "ratings", "transactions", "orders", "purchases", "clicks", "views"),
-}
+    # (Shopify's admin exports: `products_export.csv`, `orders_export.csv`, `customers_export.csv`;
+    # a large one is split as `orders_export_1.csv`, ...)
+    "products": ("items", "catalog", "movies", "articles", "products_export", "products_export_1"),
+    "events": (
+        "interactions", "ratings", "transactions", "orders", "purchases", "clicks", "views",
+        "orders_export", "orders_export_1",
+    ),
+    "users": ("customers", "customers_export", "customers_export_1"),
+}  # fmt: skip
 # an events file named for one kind of event, without an event type column, holds that kind
 IMPLIED_EVENT_TYPES = {
     "ratings": "rating",
@@ -451,6 +457,15 @@ IMPLIED_EVENT_TYPES = {
     "clicks": "click",
     "views": "view",
 }
+
+
+def implied_event_type(file_name: str) -> str | None:
+    """The kind of event a file's name implies (`IMPLIED_EVENT_TYPES`), its stem read without an
+    export's suffix: `orders_export.csv`, `orders-export_2.csv` and `Orders.csv.gz` hold purchases."""
+    stem = file_name.lower().split(".")[0]
+    stem = re.sub(r"[ _-]*(export)?([ _-]*\d+)?$", "", stem)
+    return IMPLIED_EVENT_TYPES.get(stem)
+
 
 # Extra user-profile columns whose *name* says they hold personal data: excluded from curated data.
 PERSONAL_COLUMN_HINTS = (

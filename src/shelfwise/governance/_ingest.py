@@ -51,6 +51,7 @@ from ._faq_conflicts import faq_conflicts
 from ._ingest_report import IngestReport, IngestSettings, TableReport
 from ._lineage import DatasetRef, LineageRun, warehouse_namespace
 from ._load_anonymous import count_anonymous, spark_count_anonymous
+from ._load_aside import set_aside
 from ._load_columns import ORDER_KEYS, header_of, map_columns, samples_of
 from ._load_publish import publish, validate_curated, withhold_erased
 from ._load_raw import load_raw, store_raw
@@ -69,6 +70,7 @@ from ._text import normalize_flat_array, normalize_lines_array
 STAGES = {
     "duckdb": (
         ("raw", load_raw),  # 1. the file into raw (or, with erased users on record, a temp table)
+        ("raw", set_aside),  # order lines that are no purchase: kept aside (`_load_aside`)
         ("rows", check_rows),  # 2. the contract's row checks
         ("erased", withhold_erased),  # erased users' rows leave the load before anything is stored
         ("raw", store_raw),
@@ -79,6 +81,7 @@ STAGES = {
     # reading stays with the DuckDB reader (`_load_raw`); the rest runs in Spark (`_load_spark`)
     "spark": (
         ("raw", load_raw),
+        ("raw", set_aside),
         ("rows", spark_check_rows),
         ("erased", spark_withhold_erased),
         ("raw", store_raw),
@@ -206,10 +209,13 @@ def _declare_hint(data_dir: Path, taken: frozenset[str] = frozenset()) -> str:
         return ""
 
     def table_of(name: str) -> str:
+        low = name.lower()
+        if any(w in low for w in ("customer", "client", "member", "user")) and not any(
+            w in low for w in ("order", "event", "transaction", "purchase", "click", "view")
+        ):  # (a customers export is the users table: it was offered as `events = "customers_export.csv"`)
+            return "users"
         return _table_by_header(data_dir / name) or (
-            "products"
-            if any(w in name.lower() for w in ("product", "catalog", "item", "article"))
-            else "events"
+            "products" if any(w in low for w in ("product", "catalog", "item", "article")) else "events"
         )
 
     # each table its first file (a catalog export and a web-events file: both lines, not the

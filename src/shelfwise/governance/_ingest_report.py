@@ -40,10 +40,15 @@ class QualityCheck:
 
 
 def quality_check(
-    rows_in: int, rows_quarantined: int, rows_redelivered: int = 0, rows_withheld: int = 0
+    rows_in: int,
+    rows_quarantined: int,
+    rows_redelivered: int = 0,
+    rows_withheld: int = 0,
+    rows_set_aside: int = 0,
 ) -> QualityCheck:
-    """The one rule that judges a load (`QualityCheck`)."""
-    again = int(rows_redelivered or 0)
+    """The one rule that judges a load (`QualityCheck`): re-sent, withheld and set-aside rows
+    (order lines that are no purchase, `_load_aside`) are not judged."""
+    again = int(rows_redelivered or 0) + int(rows_set_aside or 0)
     judged = int(rows_in or 0) - again - int(rows_withheld or 0)
     failed = max(int(rows_quarantined or 0) - again, 0)
     return QualityCheck(max(judged, 0), failed, failed / judged if judged > 0 else 0.0)
@@ -99,6 +104,9 @@ class TableReport:
     # here by reason so that rows_in == rows_curated + rows_quarantined + rows_withheld
     rows_withheld: int = 0
     withheld: dict[str, int] = field(default_factory=dict)
+    # quarantined rows kept aside as the shop's data says them (`_load_aside`: the lines of a
+    # cancelled or refunded order, order lines without a product): counted, not judged
+    rows_set_aside: int = 0
     # valid events rows with no user id but a session id: anonymous browsing, attributed to the
     # session (a user id `~anonymous:<session_id>`, pseudonymized `a_…`; never a customer)
     anonymous_rows: int = 0
@@ -112,7 +120,13 @@ class TableReport:
 
     def check(self) -> QualityCheck:
         """This load's verdict (`quality_check`); `contract_check` is set to it."""
-        got = quality_check(self.rows_in, self.rows_quarantined, self.rows_redelivered, self.rows_withheld)
+        got = quality_check(
+            self.rows_in,
+            self.rows_quarantined,
+            self.rows_redelivered,
+            self.rows_withheld,
+            self.rows_set_aside,
+        )
         self.contract_check = got.verdict
         return got
 

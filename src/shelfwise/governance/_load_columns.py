@@ -13,7 +13,7 @@ from ..errors import SourceError
 from ..storage import StagedFile, Warehouse
 from ..storage._sources import JSON_DELIMITER, LINE_COLUMN
 from ._compile import lit, q
-from ._contracts import IMPLIED_EVENT_TYPES, ORDER_ID_ALIASES, TableContract
+from ._contracts import EVENTS, IMPLIED_EVENT_TYPES, ORDER_ID_ALIASES, TableContract, implied_event_type
 from ._load_state import column_key, match_headers, parquet_files
 from ._mapping import ID_ENDINGS, MAP_FILE, ColumnMap, _key, mapping_advice, suggest_columns
 
@@ -71,6 +71,14 @@ def map_columns(
     mapping: dict[str, str] = {}
     joined: dict[str, list[str]] = {}
     explicit = {} if derived else column_map.for_table(contract.name)
+    # `[map.events] event_type = "purchase"`: every row of the file is that kind of event (an
+    # order export's file says so by no column) - a value of the contract, not a header of the file
+    told = event_type_told(explicit.get("event_type", ()), header) if contract.name == "events" else None
+    if told is not None:
+        explicit = {c: hs for c, hs in explicit.items() if c != "event_type"}
+        notes.append(
+            f"{path.name}: every row is a {told} event, as the column map says (event_type = {told!r})"
+        )
     unsent: set[str] = set()  # mapped columns a keyed delivery leaves out: not read by name either
     for c, headers in explicit.items():
         found: list[str] = []
@@ -130,7 +138,7 @@ def map_columns(
     taken |= set(matched.values())
     implied: dict[str, str] = {}
     if contract.name == "events" and "event_type" not in mapping:
-        kind = IMPLIED_EVENT_TYPES.get(path.name.lower().split(".")[0])
+        kind = told or implied_event_type(path.name)
         if kind is None and "value" in mapping and column_key(mapping["value"]) == "rating":
             kind = "rating"  # a rating per row and no event type: rating events
         if kind is None and column_key(mapping.get("session_id", "")) in ORDER_KEYS:
@@ -174,7 +182,8 @@ def map_columns(
         advice = (
             " (an events file without one is read as one kind of event when its name says which -"
             f" {', '.join(f'{k} = {v}' for k, v in IMPLIED_EVENT_TYPES.items())} - or when it has a"
-            " rating column or an order id)"
+            f" rating column or an order id; or say it in {MAP_FILE}: [map.events] event_type ="
+            ' "purchase" reads every row as a purchase)'
             if "event_type" in missing
             else ""
         )
@@ -208,6 +217,17 @@ def map_columns(
     return Columns(mapping, extra, implied, joined, filled, notes)
 
 
+def event_type_told(headers: tuple[str, ...], header: list[str]) -> str | None:
+    """The event type a column map gives as a value (`event_type = "purchase"`): a name of no
+    column of the file that is an event type of the contract (or a synonym of one)."""
+    if len(headers) != 1 or headers[0] in header or match_headers(header, {"event_type": [headers[0]]}):
+        return None
+    spec = EVENTS.column("event_type")
+    value = headers[0].strip().lower().replace(" ", "_").replace("-", "_")
+    synonyms = dict(spec.synonyms)
+    return value if value in spec.allowed else synonyms.get(value)
+
+
 # the words a customer column is named by, alone or with an id's ending (`Customer`,
 # `Customer No`, `client_ref`): not `store_id`, `user_agent`, `new_customer`, `customer_count`
 _PERSON_WORDS = ("customer", "user", "client", "member", "buyer", "shopper", "account", "visitor", "consumer")
@@ -231,7 +251,9 @@ def samples_of(wh: Warehouse, staged: StagedFile, header: list[str]) -> dict[str
             rows = wh.sql(
                 f"SELECT *{drop} FROM read_csv({lit(staged.staged.as_posix())}, "
                 f"header=true, delim={lit(staged.delimiter)}, quote='\"', escape='\"', columns={spec}, "
-                "auto_detect=false, ignore_errors=true, null_padding=true) LIMIT 200"
+                # (serial: DuckDB's parallel reader refuses null padding beside quoted newlines, and
+                # a catalog's HTML bodies hold them: Shopify's export had no samples, names alone)
+                "auto_detect=false, ignore_errors=true, null_padding=true, parallel=false) LIMIT 200"
             ).fetchall()
             return {h: [r[i] for r in rows if r[i] is not None] for i, h in enumerate(header)}
         if staged.format == "parquet":

@@ -29,7 +29,7 @@ from ._load_state import (
     still_the_quarantines,
 )
 from ._privacy import Pseudonymizer
-from ._reasons import Reason
+from ._reasons import SET_ASIDE_REASONS, Reason
 
 __all__ = ["account", "publish", "redelivery_details", "sent_twice", "validate_curated", "withhold_erased"]
 
@@ -319,6 +319,13 @@ def account(st: LoadState, tv: TableVersion, added: int | None) -> None:
     ).fetchall()
     tr.reasons = {r[0]: int(r[1]) for r in rows}
     tr.rows_quarantined = sum(tr.reasons.values())
+    # order lines kept aside (`_load_aside`), but not those sent before (already `redelivered`)
+    aside = wh.sql(
+        "SELECT count(*) FROM quarantine.rows WHERE run_id = ? AND table_name = ? AND status <> 'redelivered' "
+        "AND list_contains(?::VARCHAR[], reason)",
+        [run_id, contract.name, sorted(SET_ASIDE_REASONS)],
+    ).fetchone()
+    tr.rows_set_aside = int(aside[0]) if aside else 0
     again = wh.sql(
         f"SELECT count(*), count(*) FILTER (WHERE {ID_CURATED_SQL.format(reasons='reasons', detail='detail')}) "
         "FROM quarantine.rows WHERE run_id = ? AND table_name = ? AND status = 'redelivered'",

@@ -33,6 +33,8 @@ def load_raw(st: LoadState) -> None:
     """Read the file into `st.target` and define `st.load`; sets `rows_in`."""
     wh, contract, staged, tr = st.wh, st.contract, st.staged, st.tr
     raw_table, raw_cols = st.raw_table, st.raw_cols
+    # (an earlier load's lines kept aside and variants: `_load_aside` makes this one's)
+    wh.sql("DROP TABLE IF EXISTS _aside_lines; DROP TABLE IF EXISTS _variant_parents")
     if not wh.exists("raw", contract.name):
         cols = ", ".join(f"{q(c)} VARCHAR" for c in raw_cols)
         wh.sql(f"CREATE TABLE {raw_table} ({cols}, _source_line BIGINT, _load INTEGER)")
@@ -78,11 +80,40 @@ def store_raw(st: LoadState) -> None:
     st.target = st.raw_table
 
 
+def _temp_exists(st: LoadState, name: str) -> bool:
+    row = st.wh.sql(
+        "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?", [name]
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def _define_load(st: LoadState, table: str) -> None:
+    """The load view over `table`'s rows of this load: less the lines kept aside (`_load_aside`),
+    a variant row's empty product fields read from its parent's row (`_load_aside.VARIANTS`), a
+    filled column from its key's curated row."""
+    from ._load_aside import ASIDE, INHERITED, VARIANTS
+
+    where = f"l._load = {st.load_id}"
+    if _temp_exists(st, ASIDE):
+        where += f" AND l._source_line NOT IN (SELECT _source_line FROM {ASIDE})"
+    joins = ""
+    inherit: set[str] = set()
+    if st.name == "products" and _temp_exists(st, VARIANTS):
+        inherit = {c for c in INHERITED if c in st.raw_cols}
+        joins += (
+            f" LEFT JOIN {VARIANTS} v ON v._source_line = l._source_line"
+            f" LEFT JOIN {table} p ON p._load = {st.load_id} AND p._source_line = v.parent_line"
+        )
+
+    def col(c: str) -> str:
+        if c in inherit:
+            return f"coalesce(nullif(trim(l.{q(c)}), ''), p.{q(c)}) AS {q(c)}"
+        return f"l.{q(c)}"
+
     if not st.filled:
-        cols = ", ".join([q(c) for c in st.raw_cols] + ["_source_line"])
+        cols = ", ".join([col(c) for c in st.raw_cols] + ["l._source_line"])
         st.wh.sql(
-            f"CREATE OR REPLACE TEMP VIEW {st.load} AS SELECT {cols} FROM {table} WHERE _load = {st.load_id}"
+            f"CREATE OR REPLACE TEMP VIEW {st.load} AS SELECT {cols} FROM {table} l{joins} WHERE {where}"
         )
         return
     # a required column the delivery leaves out: its key's curated value (raw keeps the file's
@@ -94,13 +125,13 @@ def _define_load(st: LoadState, table: str) -> None:
         return _id_value(_clean(f"nullif(trim(l.{q(k)}), '')", Kind.ID), DUCKDB)
 
     cols = ", ".join(
-        [f"CAST(f.{q(c)} AS VARCHAR) AS {q(c)}" if c in st.filled else f"l.{q(c)}" for c in st.raw_cols]
+        [f"CAST(f.{q(c)} AS VARCHAR) AS {q(c)}" if c in st.filled else col(c) for c in st.raw_cols]
         + ["l._source_line"]
     )
     on = " AND ".join(f"f.{q(k)} = {key(k)}" for k in st.contract.key)
     st.wh.sql(
-        f"CREATE OR REPLACE TEMP VIEW {st.load} AS SELECT {cols} FROM {table} l "
-        f"LEFT JOIN curated.{q(st.name)} f ON {on} WHERE l._load = {st.load_id}"
+        f"CREATE OR REPLACE TEMP VIEW {st.load} AS SELECT {cols} FROM {table} l{joins} "
+        f"LEFT JOIN curated.{q(st.name)} f ON {on} WHERE {where}"
     )
 
 

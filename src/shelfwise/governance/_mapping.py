@@ -202,9 +202,34 @@ def suggest_columns(
     names = [missing, *spec.aliases]
     scored: dict[str, tuple[float, str]] = {}
 
+    given = {h: [v.strip() for v in vs if v is not None and v.strip()] for h, vs in samples.items()}
+    mails = {h for h, vs in given.items() if vs and sum(bool(_EMAIL.match(v)) for v in vs) >= 0.8 * len(vs)}
+
+    def implausible(h: str) -> bool:
+        """A header whose values cannot be the column's, whatever its name: empty in every
+        sampled row (Shopify's `Device ID`, `Location`), links for an id (`Variant Image`), no
+        event names for an event type, no dates for a time."""
+        if h not in given:  # (no samples: names alone decide)
+            return False
+        vals = given[h]
+        if not vals:
+            return True
+        if spec.kind is Kind.ID:
+            return sum(bool(_LINK.match(v)) or len(v) > 64 for v in vals) > 0.2 * len(vals)
+        if spec.kind is Kind.ENUM:
+            allowed = {a for a in spec.allowed} | {a for a, _ in spec.synonyms}
+            return sum(v.lower().replace(" ", "_").replace("-", "_") in allowed for v in vals) < 0.5 * len(
+                vals
+            )
+        if spec.kind is Kind.TIMESTAMP:
+            return sum(parse_timestamp(v) is not None for v in vals) < 0.5 * len(vals)
+        return False
+
     def offer(h: str, score: float, why: str) -> None:
-        if spec.kind is Kind.ID and _describes(h):
+        if spec.kind is Kind.ID and _describes(h) and not (missing == "user_id" and h in mails):
             return  # `Product Name` holds titles, `Customer Name` names: no id to map
+        if implausible(h):
+            return
         if h not in taken and (h not in scored or scored[h][0] < score):
             scored[h] = (score, why)
 
@@ -213,6 +238,9 @@ def suggest_columns(
     for h in header:
         if ratios[h] >= 0.6 or any(k and k in _key(h) for k in keys):
             offer(h, 1.0 + ratios[h], "a similar name")
+    if missing == "user_id":  # a shop that keys its customers on their e-mail (Shopify's orders)
+        for h in mails:
+            offer(h, 2.4, f"holds e-mail addresses, a customer key, e.g. {given[h][0][:40]!r}")
     for h, values in samples.items():
         vals = [v.strip() for v in values if v is not None and v.strip()]
         if not vals or h in taken:
@@ -257,6 +285,9 @@ def mapping_advice(table: str, picks: Mapping[str, str]) -> str:
     toml = "\n".join(f'    {c} = "{h}"' for c, h in picks.items())
     return f"say which with {flags}\n  or in the data directory's {MAP_FILE}:\n    [map.{table}]\n{toml}"
 
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_LINK = re.compile(r"^(https?:)?//|^www\.", re.IGNORECASE)
 
 # how an id column's name ends (`Product ID`, `Client No`, `sku`)
 ID_ENDINGS = ("id", "code", "sku", "number", "no", "ref")

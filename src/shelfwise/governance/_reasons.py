@@ -19,6 +19,11 @@ class Reason(StrEnum):
     UNKNOWN_REFERENCE = "unknown_reference"  # names a product / query the catalog does not know
     BOT_TRAFFIC = "bot_traffic"  # a user whose event rate is far beyond a human's
     UNKNOWN_FIELD = "unknown_field"  # a field outside the contract (the HTTP API is strict)
+    # kept aside, not judged by the quality check (`_load_aside`): an order line that is no purchase
+    CANCELLED_ORDER = "cancelled_order"  # a line of a cancelled or voided order
+    REFUNDED_ORDER = "refunded_order"  # a line of an order refunded in full
+    NO_PRODUCT_LINE = "no_product_line"  # an order line without a product (a gift card, shipping)
+    IMAGE_ROW = "image_row"  # a catalog export's row of a further picture alone (no product id, no title)
 
     @property
     def description(self) -> str:
@@ -38,4 +43,14 @@ _DESCRIPTIONS = {
     Reason.UNKNOWN_REFERENCE: "refers to a product or query that is not in the catalog",
     Reason.BOT_TRAFFIC: "the user's event rate is far beyond a human's (robot traffic)",
     Reason.UNKNOWN_FIELD: "a field that is not in the contract (events posted over HTTP)",
+    Reason.CANCELLED_ORDER: "a line of a cancelled or voided order: not a purchase (kept aside)",
+    Reason.REFUNDED_ORDER: "a line of an order refunded in full: not a purchase (kept aside)",
+    Reason.NO_PRODUCT_LINE: "an order line without a product (a gift card, wrapping, shipping; kept aside)",
+    Reason.IMAGE_ROW: "a catalog row holding a further picture of the product above it alone (kept aside)",
 }
+
+# the reasons of rows kept aside as the shop's data says them, not faults of the file: counted
+# (`rows_set_aside`), never judged by the quality check
+SET_ASIDE_REASONS = frozenset(
+    {Reason.CANCELLED_ORDER, Reason.REFUNDED_ORDER, Reason.NO_PRODUCT_LINE, Reason.IMAGE_ROW}
+)

@@ -354,6 +354,7 @@ def _check(load: dict[str, Any]) -> Any:
         load["rows_quarantined"],
         load.get("rows_redelivered") or 0,
         load.get("rows_withheld") or 0,
+        load.get("rows_set_aside") or 0,
     )
 
 

@@ -1,0 +1,199 @@
+"""Order lines that are no purchase, kept aside before the row checks (both engines).
+
+An order-lines export (every row a purchase, its orders named by a session_id column: Shopify's
+`orders_export.csv`) holds lines the shop did not sell:
+
+- the lines of a cancelled or voided order (`Cancelled at` set, `Financial Status` voided or
+  cancelled), and of an order refunded in full (`refunded`: the goods came back or were never
+  sent; a `partially_refunded` order stays a purchase, its export does not say which line was
+  refunded). The export writes the order's fields on its first line only: they are carried to
+  the order's other lines (a filter on the column kept lines 2..n of a cancelled order);
+- lines without a product (a gift card, gift wrapping, shipping: no SKU): no product to learn or
+  serve.
+
+Their rows stay in raw (everything received) and go to the quarantine with a reason of their own
+(`cancelled_order`, `refunded_order`, `no_product_line`, status open: a steward may release one),
+counted in the load's `rows_quarantined` (rows in = curated + quarantined + withheld) and in
+`rows_set_aside`, which the quality check does not judge: they are the shop's data as it is, not
+faults of the file. The load view (`LoadState.load`) leaves them out, so DuckDB's and Spark's row
+checks never see them.
+"""
+
+from __future__ import annotations
+
+from ..storage import stage_file
+from ._compile import lit, q
+from ._load_state import LoadState, parquet_files, still_the_quarantines
+from ._orderlines import source_relation
+from ._reasons import Reason
+
+__all__ = ["ASIDE", "INHERITED", "VARIANTS", "order_status_columns", "set_aside"]
+
+# the temp table of a load's set-aside lines (`_source_line`, reason, detail), read by `_define_load`
+ASIDE = "_aside_lines"
+# a catalog's variant rows and the line of their parent's row (`_source_line`, `parent_line`)
+VARIANTS = "_variant_parents"
+# a product's fields a variant row leaves empty and takes from its parent's row (its id, price
+# and stock are its own)
+INHERITED = ("title", "description", "category", "brand", "in_stock")
+# header names of the parent product a catalog row belongs to (Shopify's `Handle`, Google
+# Merchant's `item_group_id`)
+PARENT_KEYS = ("handle", "parentid", "parentsku", "parentproductid", "itemgroupid", "productgroupid")
+
+# header names (compared without case, spaces and punctuation) of an order's payment status and
+# of the time it was cancelled
+STATUS_KEYS = ("financialstatus", "paymentstatus", "orderstatus", "status")
+CANCELLED_KEYS = ("cancelledat", "canceledat", "cancelled", "canceled", "cancellationdate", "cancelleddate")
+# statuses whose lines are set aside, and why
+CANCELLED_STATUSES = ("voided", "cancelled", "canceled")
+REFUNDED_STATUSES = ("refunded",)
+
+
+def _key(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def order_status_columns(header: list[str], taken: set[str]) -> tuple[str | None, str | None]:
+    """The header of an order's status and of its cancellation time, when the file has them."""
+    by_key = {_key(h): h for h in reversed(header) if h not in taken}
+    status = next((by_key[k] for k in STATUS_KEYS if k in by_key), None)
+    cancelled = next((by_key[k] for k in CANCELLED_KEYS if k in by_key), None)
+    return status, cancelled
+
+
+def _relation(st: LoadState) -> tuple[str, dict[str, str]]:
+    """The staged file's rows as text with the lines raw numbers them by (`source_relation`)."""
+    staged = st.staged
+    if staged.format == "csv" and not staged.numbered:  # (read with its lines, as raw numbers them)
+        staged = stage_file(staged.source, st.workdir / "tmp" / "staged")  # (removed with the run's)
+    return source_relation(staged, st.header, parquet_files(staged))
+
+
+def set_aside(st: LoadState) -> None:
+    """Keep aside the lines of an order-lines events file that are no purchase, and a catalog's
+    rows of pictures alone (see the module); defines `ASIDE` (empty when none) and points the
+    load view past them."""
+    wh = st.wh
+    wh.sql(f"CREATE OR REPLACE TEMP TABLE {ASIDE} (_source_line BIGINT, reason VARCHAR, detail VARCHAR)")
+    if st.name == "products" and not st.reprocess:
+        _variants(st)
+        _finish(st)
+        return
+    order = st.mapping.get("session_id")
+    if st.name != "events" or order is None or st.implied.get("event_type") != "purchase" or st.reprocess:
+        return
+    taken = set(st.mapping.values())
+    status, cancelled = order_status_columns(st.header, taken)
+    rel, expr = _relation(st)
+
+    def text(h: str) -> str:
+        return f"nullif(trim({expr[h]}), '')"
+
+    # the order's fields from whichever of its lines carries them (its first, in Shopify's export)
+    carried = [
+        f"max(lower({text(status)})) OVER (PARTITION BY {text(order)}) AS _status"
+        if status
+        else "NULL AS _status",
+        f"max({text(cancelled)}) OVER (PARTITION BY {text(order)}) AS _cancelled"
+        if cancelled
+        else "NULL AS _cancelled",
+    ]
+    lines = f"SELECT _line, {text(order)} AS _order, {', '.join(carried)} FROM {rel}"
+    no_product = f"nullif(trim(l.{q('product_id')}), '') IS NULL"
+    cancelled_list = ", ".join(lit(s) for s in CANCELLED_STATUSES)
+    refunded_list = ", ".join(lit(s) for s in REFUNDED_STATUSES)
+    status_name = lit(status or "status")
+    wh.sql(
+        f"""INSERT INTO {ASIDE}
+            SELECT l._source_line,
+              CASE WHEN o._cancelled IS NOT NULL OR o._status IN ({cancelled_list}) THEN {lit(Reason.CANCELLED_ORDER.value)}
+                   WHEN o._status IN ({refunded_list}) THEN {lit(Reason.REFUNDED_ORDER.value)}
+                   ELSE {lit(Reason.NO_PRODUCT_LINE.value)} END,
+              CASE WHEN o._cancelled IS NOT NULL
+                     THEN 'order ' || o._order || ' was cancelled at ' || o._cancelled || ': not a purchase'
+                   WHEN o._status IN ({cancelled_list}, {refunded_list})
+                     THEN 'order ' || o._order || ' is ' || o._status || ' (' || {status_name} || '): not a purchase'
+                   ELSE 'an order line without a product id (a gift card, wrapping, shipping): no product to learn or serve' END
+            FROM {st.target} l LEFT JOIN ({lines}) o ON o._line = l._source_line
+            WHERE l._load = {int(st.load_id)} AND (o._cancelled IS NOT NULL
+              OR o._status IN ({cancelled_list}, {refunded_list}) OR {no_product})"""
+    )
+    _finish(st)
+
+
+def _variants(st: LoadState) -> None:
+    """A catalog exported a row per variant under its parent (Shopify: `Handle`; the product's
+    title, description, vendor, type and published flag on the parent's first row only): each
+    variant row takes the fields it leaves empty from its parent's first titled row (`VARIANTS`,
+    read by the load view); a row with neither a product id nor a title (a further picture of
+    the product) is kept aside as `image_row`."""
+    parent = next(
+        (h for k in PARENT_KEYS for h in st.header if _key(h) == k and h not in st.mapping.values()), None
+    )
+    if parent is None or "title" not in st.mapping:
+        return
+    rel, expr = _relation(st)
+    handle = f"nullif(trim({expr[parent]}), '')"
+    title, pid = f"nullif(trim(l.{q('title')}), '')", f"nullif(trim(l.{q('product_id')}), '')"
+    st.wh.sql(
+        f"""CREATE OR REPLACE TEMP TABLE {VARIANTS} AS SELECT * FROM (
+              SELECT l._source_line, {pid} IS NULL AND {title} IS NULL AS _picture, h._parent,
+                min(CASE WHEN {title} IS NOT NULL THEN l._source_line END) OVER (PARTITION BY h._parent) AS parent_line
+              FROM {st.target} l JOIN (SELECT _line, {handle} AS _parent FROM {rel}) h ON h._line = l._source_line
+              WHERE l._load = {int(st.load_id)} AND h._parent IS NOT NULL)
+            WHERE parent_line IS NOT NULL AND parent_line <> _source_line"""
+    )
+    st.wh.sql(
+        f"""INSERT INTO {ASIDE} SELECT _source_line, {lit(Reason.IMAGE_ROW.value)},
+              'a row of ' || {lit(parent)} || ' ' || _parent || ' with no product id and no title: a further '
+              || 'picture of the product on line ' || parent_line || ', not a product'
+            FROM {VARIANTS} WHERE _picture"""
+    )
+    row = st.wh.sql(f"SELECT count(*) FROM {VARIANTS} WHERE NOT _picture").fetchone()
+    if row and row[0]:
+        st.note(
+            f"{st.src.name}: {int(row[0]):,} variant row(s) take the {', '.join(INHERITED)} they leave empty "
+            f"from their parent's first row (the same {parent!r}); each variant is a product of its own id"
+        )
+
+
+def _finish(st: LoadState) -> None:
+    """The set-aside lines into the quarantine, the load view past them, and a note."""
+    wh = st.wh
+    row = wh.sql(f"SELECT count(*) FROM {ASIDE}").fetchone()
+    from ._load_raw import _define_load
+
+    if row and row[0]:
+        _quarantine(st)
+    _define_load(st, st.target)
+    if not row or not row[0]:
+        return
+    counts = dict(wh.sql(f"SELECT reason, count(*) FROM {ASIDE} GROUP BY 1 ORDER BY 1").fetchall())
+    said = ", ".join(f"{int(n):,} {r}" for r, n in counts.items())
+    what = "not products" if st.name == "products" else "not purchases"
+    carried = (
+        "" if st.name == "products" else "; the order's status is carried from its first line to the others"
+    )
+    st.note(
+        f"{st.src.name}: {said} line(s) kept aside, {what} (quarantined with their reason, not judged "
+        f"by the quality check{carried})"
+    )
+
+
+def _quarantine(st: LoadState) -> None:
+    """The set-aside rows into the quarantine, as the row checks write theirs (`raw`: the row's
+    contract columns); one sent before by another load is `redelivered`."""
+    raw = "json_object(" + ", ".join(f"{lit(c)}, l.{q(c)}" for c in st.raw_cols) + ")"
+    before = (
+        f"SELECT DISTINCT raw::VARCHAR AS raw FROM quarantine.rows WHERE table_name = {lit(st.name)} "
+        f"AND run_id <> {lit(st.run_id)} AND {still_the_quarantines(st.mode == 'append')}"
+    )
+    st.wh.sql(
+        f"""INSERT INTO quarantine.rows
+            SELECT nextval('quarantine.qid_seq'), {lit(st.run_id)}, {lit(st.name)}, {lit(str(st.src))},
+                   a._source_line, a.reason, [a.reason], a.detail, a.raw::JSON,
+                   CASE WHEN e.raw IS NOT NULL THEN 'redelivered' ELSE 'open' END, now()::TIMESTAMP, NULL
+            FROM (SELECT a._source_line, a.reason, a.detail, {raw}::VARCHAR AS raw FROM {ASIDE} a
+                  JOIN {st.target} l ON l._source_line = a._source_line AND l._load = {int(st.load_id)}) a
+            LEFT JOIN ({before}) e ON e.raw = a.raw ORDER BY a._source_line"""
+    )

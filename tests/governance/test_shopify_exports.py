@@ -1,0 +1,170 @@
+"""A Shopify shop's admin exports as downloaded (walk48a): `products_export.csv` with a row per
+variant, `orders_export.csv` with a row per line item and the order's fields on its first line
+only, `customers_export.csv`. Small files with known answers; `tests/storage/test_spark_shopify.py`
+loads the same files on Spark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shelfwise.governance import Ingestor
+from shelfwise.governance._contracts import EVENTS, PRODUCTS
+from shelfwise.governance._ingest import _declare_hint
+from shelfwise.governance._mapping import suggest_columns
+from tests.conftest import curated_rows
+
+ORDERS_HEADER = "Name,Email,Financial Status,Created at,Lineitem quantity,Lineitem name,Lineitem sku,Cancelled at,Location,Device ID\n"
+ORDERS = ORDERS_HEADER + (
+    "#1001,a@example.com,paid,2024-03-05T14:22:31+01:00,2,Chair - Black,CH-BLA,,,\n"
+    "#1001,a@example.com,,2024-03-05T14:22:31+01:00,1,Lamp,LA-1,,,\n"
+    "#1002,b@example.com,paid,2024-03-06T10:00:00+01:00,1,Chair - White,CH-WHI,,,\n"
+    "#1003,c@example.com,voided,2024-03-07T10:00:00+01:00,1,Lamp,LA-1,2024-03-07T11:00:00+01:00,,\n"
+    "#1003,c@example.com,,2024-03-07T10:00:00+01:00,3,Chair - Black,CH-BLA,,,\n"
+)
+MAP = '[map.events]\nuser_id = "Email"\nproduct_id = "Lineitem sku"\nsession_id = "Name"\nquantity = "Lineitem quantity"\n'
+
+
+def _shop(tmp_path: Path, files: dict[str, str]) -> Path:
+    d = tmp_path / "shop"
+    d.mkdir(exist_ok=True)
+    for name, text in files.items():
+        (d / name).write_text(text, encoding="utf-8")
+    return d
+
+
+# -- F6: first steps --------------------------------------------------------------------------------
+def test_shopifys_export_names_are_read_as_their_tables(tmp_path: Path) -> None:
+    """`orders_export.csv` holds purchases (only `orders.csv` did), `customers_export.csv` is the
+    users table."""
+    d = _shop(
+        tmp_path,
+        {
+            "orders_export.csv": ORDERS.split("#1003")[0],
+            "customers_export.csv": "Email,Tags\na@example.com,vip\nb@example.com,\n",
+            "shelfwise.toml": MAP + '[map.users]\nuser_id = "Email"\n',
+        },
+    )
+    report = Ingestor(tmp_path / "w").run(d)
+    assert set(report.tables) == {"events", "users"}
+    assert report.tables["events"].rows_curated == 3
+    assert curated_rows(tmp_path / "w", "SELECT DISTINCT event_type FROM curated.events") == [("purchase",)]
+
+
+def test_the_map_may_say_every_row_is_a_purchase(tmp_path: Path) -> None:
+    d = _shop(
+        tmp_path,
+        {
+            "sales 2024.csv": "Email,Lineitem sku,Created at\na@example.com,CH-BLA,2024-03-05T14:22:31Z\n",
+            "shelfwise.toml": '[files]\nevents = "sales 2024.csv"\n[map.events]\nuser_id = "Email"\n'
+            'product_id = "Lineitem sku"\nevent_type = "purchase"\n',
+        },
+    )
+    report = Ingestor(tmp_path / "w").run(d)
+    assert report.tables["events"].rows_curated == 1
+    assert curated_rows(tmp_path / "w", "SELECT event_type FROM curated.events") == [("purchase",)]
+
+
+def test_a_customers_export_is_offered_as_the_users_table(tmp_path: Path) -> None:
+    d = _shop(tmp_path, {"shop customers.csv": "Email,Tags\na@x.com,vip\n", "shop sales.csv": ORDERS})
+    hint = _declare_hint(d)
+    assert 'users = "shop customers.csv"' in hint and 'events = "shop sales.csv"' in hint, hint
+
+
+def test_suggested_columns_are_plausible_by_their_values() -> None:
+    """Shopify's orders: `Device ID` and `Location` are empty, `Variant Image` holds links, the
+    customer's key is `Email` (they were offered as user_id, event_type and product_id)."""
+    header = ORDERS_HEADER.strip().split(",")
+    rows = [line.split(",") for line in ORDERS.strip().splitlines()[1:]]
+    samples = {h: [r[i] for r in rows] for i, h in enumerate(header)}
+    assert suggest_columns(EVENTS, "user_id", header, samples)[0][0] == "Email"
+    assert all(
+        h not in ("Device ID", "Location")
+        for m in ("user_id", "event_type")
+        for h, _ in suggest_columns(EVENTS, m, header, samples)
+    )
+    catalog = ["Handle", "Variant SKU", "Variant Image"]
+    samples = {
+        "Handle": ["chair", "chair"],
+        "Variant SKU": ["CH-BLA", "CH-WHI"],
+        "Variant Image": ["https://cdn.shopify.com/a.jpg", ""],
+    }
+    assert [h for h, _ in suggest_columns(PRODUCTS, "product_id", catalog, samples)] == ["Variant SKU"]
+
+
+# -- F5 / F8: order lines that are no purchase -------------------------------------------------------
+MORE_ORDERS = (
+    "#1004,d@example.com,refunded,2024-03-08T10:00:00Z,1,Gift Card,,,,\n"
+    "#1004,d@example.com,,2024-03-08T10:00:00Z,1,Lamp,LA-1,,,\n"
+    "#1005,d@example.com,paid,2024-03-09T10:00:00Z,1,Gift Card,,,,\n"
+    "#1006,e@example.com,partially_refunded,2024-03-09T11:00:00Z,1,Lamp,LA-1,,,\n"
+)
+CATALOG = (
+    "Handle,Title,Body (HTML),Vendor,Variant SKU,Variant Price,Image Src\n"
+    'chair,Steno Chair,"<p>A chair.\nFor the office.</p>",Global,CH-BLA,60.74,https://x/1.jpg\n'
+    ",,,,,,https://x/ignored.jpg\n"  # (no handle: no variant of anything, a faulty row)
+    "chair,,,,CH-WHI,61.00,https://x/2.jpg\n"
+    "chair,,,,,,https://x/3.jpg\n"  # a further picture of the chair alone
+    "lamp,Desk Lamp,<p>Bright.</p>,Lumo,LA-1,20.00,\n"
+)
+CATALOG_MAP = '[map.products]\nproduct_id = "Variant SKU"\nprice = "Variant Price"\nbrand = "Vendor"\ndescription = "Body (HTML)"\n'
+
+
+def shopify_shop(tmp_path: Path) -> Path:
+    """The orders and the catalog of a small Shopify shop (for both engines)."""
+    return _shop(
+        tmp_path,
+        {
+            "orders_export.csv": ORDERS + MORE_ORDERS,
+            "products_export.csv": CATALOG,
+            "shelfwise.toml": MAP + CATALOG_MAP,
+        },
+    )
+
+
+def test_cancelled_voided_and_refunded_orders_are_kept_aside_not_purchases(tmp_path: Path) -> None:
+    """The order's status is on its first line only (#1003: voided and cancelled; #1004: refunded
+    in full): all their lines are kept aside, counted with a reason, not judged; so are order lines
+    without a product (gift cards); a partially refunded order stays a purchase."""
+    report = Ingestor(tmp_path / "w").run(shopify_shop(tmp_path))
+    ev = report.tables["events"]
+    assert ev.reasons == {"cancelled_order": 2, "refunded_order": 2, "no_product_line": 1}
+    assert (ev.rows_in, ev.rows_curated, ev.rows_quarantined, ev.rows_set_aside) == (9, 4, 5, 5)
+    assert ev.balanced and ev.check().passed and ev.check().judged == 4
+    rows = curated_rows(
+        tmp_path / "w", "SELECT session_id, product_id, quantity FROM curated.events ORDER BY 1, 2"
+    )
+    assert rows == [
+        ("#1001", "CH-BLA", 2),
+        ("#1001", "LA-1", 1),
+        ("#1002", "CH-WHI", 1),
+        ("#1006", "LA-1", 1),
+    ]
+    details = curated_rows(
+        tmp_path / "w",
+        "SELECT source_line, detail FROM quarantine.rows WHERE table_name = 'events' ORDER BY 1",
+    )
+    assert details[1] == (6, "order #1003 was cancelled at 2024-03-07T11:00:00+01:00: not a purchase")
+    assert details[2] == (7, "order #1004 is refunded (Financial Status): not a purchase")
+
+
+# -- F4: variants ------------------------------------------------------------------------------------
+def test_variant_rows_take_their_parents_fields_and_pictures_are_kept_aside(tmp_path: Path) -> None:
+    """Shopify leaves Title, Body, Vendor empty on a variant's row: the variant (CH-WHI, sold in
+    #1002) was quarantined for an empty title and could never be served; the picture-only row
+    is no product (kept aside, not judged)."""
+    report = Ingestor(tmp_path / "w").run(shopify_shop(tmp_path))
+    pr = report.tables["products"]
+    assert pr.reasons == {"image_row": 1, "missing_required": 1}  # (the row of no handle is a fault)
+    assert (pr.rows_in, pr.rows_curated, pr.rows_set_aside) == (5, 3, 1) and pr.balanced
+    got = curated_rows(
+        tmp_path / "w", "SELECT product_id, title, brand, price FROM curated.products ORDER BY 1"
+    )
+    assert got == [
+        ("CH-BLA", "Steno Chair", "Global", 60.74),
+        ("CH-WHI", "Steno Chair", "Global", 61.0),  # its own price, its parent's title and vendor
+        ("LA-1", "Desk Lamp", "Lumo", 20.0),
+    ]
+    desc = curated_rows(
+        tmp_path / "w", "SELECT description FROM curated.products WHERE product_id = 'CH-WHI'"
+    )
+    assert desc[0][0].startswith("A chair.")
