@@ -1132,6 +1132,35 @@ def test_the_insights_page_says_what_its_numbers_rest_on() -> None:
     assert "80.0% of 30 held-out weeks fell inside" in page(customers=customers, demand=demand, audiences=[])
 
 
+def test_the_insights_pages_next_four_weeks_start_after_as_of() -> None:
+    """A shop whose last trading day was a Wednesday (as of 2018-12-26): its forecasts start on
+    that week's Monday, already begun; "next 4 weeks" and the first week's interval are of the
+    weeks after as-of (the table summed 24 Dec .. 14 Jan: 103 units where 4 are ahead)."""
+    from shelfwise.web._routes import _templates
+
+    env = _templates().env
+    block = env.get_template("insights.html").blocks["main"]
+    weeks = ["2018-12-24", "2018-12-31", "2019-01-07", "2019-01-14", "2019-01-21", "2019-01-28"]
+    units = [100.0, 1.0, 1.0, 1.0, 1.0, 50.0]
+    forecast = [[w, u, u - 0.5, u + 0.5] for w, u in zip(weeks, units, strict=True)]
+    model = {"series": 1, "last_week": "2018-12-17", "season_length": 1, "censored_weeks": 0,
+             "cv_windows": 0, "cv_h": 0, "chosen": {"RecentMean": 1}, "calibration": []}  # fmt: skip
+    demand = {
+        "as_of": "2018-12-26T23:59:59.999999",
+        "model": model,
+        "top": [
+            {"id": "P1", "model": "RecentMean", "recent_units": 13, "forecast": forecast, "censored": []}
+        ],
+        "replenishment": {"service_level": 0.95, "review_days": 7, "rows": []},
+    }
+    ctx = {"customers": None, "demand": demand, "audiences": []}
+    html = "".join(block(env.get_template("insights.html").new_context(ctx)))
+    row = html.split('<tr data-product="P1">')[1].split("</tr>")[0]
+    cells = [c.split("</td>")[0] for c in row.split(">", 1)[1].split("<td")[1:]]
+    assert cells[2].endswith(">4.0") and cells[3].endswith(">0.5 – 1.5"), cells
+    assert "(from the first Monday after 2018-12-26)" in html
+
+
 def test_the_protocol_line_says_what_a_global_time_split_targets() -> None:
     from shelfwise.web._data import protocol_said
 
