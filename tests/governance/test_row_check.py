@@ -75,6 +75,15 @@ CASES: list[tuple[dict[str, str], Reason | None]] = [
     ({"user_id": "N/A", "session_id": "7.0", "product_id": "P1", "event_type": "view", "timestamp": "2024-03-01T10:00:00Z"}, None),
     ({"user_id": "", "session_id": "null", "product_id": "P1", "event_type": "view", "timestamp": "2024-03-01T10:00:00Z"}, Reason.MISSING_REQUIRED),
     ({"user_id": "~anonymous:S1", "session_id": "S1", "product_id": "P1", "event_type": "view", "timestamp": "2024-03-01T10:00:00Z"}, Reason.INVALID_VALUE),
+    # a purchase line's quantity (events 1.4.0): 0 is no sale, fewer a return (its line total
+    # may be written below 0); 0 units of anything else is out of range, a no_sale sells nothing
+    ({"user_id": "u17", "product_id": "P1", "event_type": "purchase", "timestamp": "2024-03-02", "quantity": "0"}, None),
+    ({"user_id": "u17", "product_id": "P1", "event_type": "purchase", "timestamp": "2024-03-03", "quantity": "-2", "value": "-19.90"}, None),
+    ({"user_id": "u17", "product_id": "P1", "event_type": "return", "timestamp": "2024-03-04", "quantity": "1"}, None),
+    ({"user_id": "u17", "product_id": "P1", "event_type": "view", "timestamp": "2024-03-05", "quantity": "0"}, Reason.OUT_OF_RANGE),
+    ({"user_id": "u17", "product_id": "P1", "event_type": "return", "timestamp": "2024-03-06", "quantity": "0"}, Reason.OUT_OF_RANGE),
+    ({"user_id": "u17", "product_id": "P1", "event_type": "no_sale", "timestamp": "2024-03-07", "quantity": "3"}, Reason.INVALID_VALUE),
+    ({"user_id": "u17", "product_id": "P1", "event_type": "purchase", "timestamp": "2024-03-08", "quantity": "2", "value": "-5"}, Reason.OUT_OF_RANGE),
 ]  # fmt: skip
 
 
@@ -115,7 +124,7 @@ def test_record_check_agrees_with_the_warehouse(tmp_path: Path):
         w.writerow(["product_id", "title"])
         for p in PRODUCTS:
             w.writerow([p, f"product {p}"])
-    cols = ["user_id", "session_id", "product_id", "event_type", "timestamp", "query", "value"]
+    cols = ["user_id", "session_id", "product_id", "event_type", "timestamp", "query", "value", "quantity"]
     with open(data / "events.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(cols)
@@ -192,7 +201,7 @@ def test_columns_a_file_lacks_are_checked_as_empty_ones(tmp_path: Path):
     from shelfwise.governance._contracts import CONTRACTS
 
     all_cols = CONTRACTS["events"].column_names
-    some = ["user_id", "session_id", "product_id", "event_type", "timestamp", "query", "value"]
+    some = ["user_id", "session_id", "product_id", "event_type", "timestamp", "query", "value", "quantity"]
     assert set(all_cols) > set(some)
     works = []
     for name, cols in (("some", some), ("all", all_cols)):

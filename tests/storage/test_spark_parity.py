@@ -474,3 +474,12 @@ def test_a_price_feed_row_of_a_product_not_curated_says_so_on_spark_too(spark, t
     from tests.governance.test_quality_verdict import _new_product_detail
 
     _new_product_detail(tmp_path / "w", engine=lambda work: SparkEngine(work, master="local[2]"))
+
+
+def test_no_sale_rows_and_returns_on_spark_as_on_duckdb(spark, tmp_path):
+    """A daily export's 0 and negative quantities: no-sale rows and returns, counted, on Spark too."""
+    from tests.governance.test_no_sales_and_returns import (
+        test_zero_and_negative_quantities_are_no_sales_and_returns_not_faults as check,
+    )
+
+    check(tmp_path, engine=lambda work: SparkEngine(work, master="local[2]"))

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._contracts import ColumnSpec, Kind, TableContract
+from ._contracts import NO_SALE, RETURN, ColumnSpec, Kind, TableContract
 from ._privacy import ANONYMOUS_PREFIX, PII_PATTERNS
 from ._reasons import Reason
 
@@ -740,7 +740,33 @@ def compile_contract(
         typed.append(f"{value} AS {v_ref}")
         values.append(f"{v_ref} AS {q(name)}")
     checks.extend(_table_rules(contract, d))
+    if contract.name == "events":  # a purchase line of 0 units or fewer: no sale, a return
+        curated = _events_values(d)
+        values = [
+            f"{curated[n]} AS {q(n)}" if n in curated else v
+            for n, v in zip(contract.column_names, values, strict=True)
+        ]
     return CompiledContract(trimmed, cleaned, typed, values, checks, d)
+
+
+def _is_return(d: Dialect) -> str:
+    """SQL over the typed columns: the row is a return (its type, or a purchase line of fewer than 0 units)."""
+    et, qty = d.q("_v_event_type"), d.q("_v_quantity")
+    return f"({et} = {d.lit(RETURN)} OR ({et} = 'purchase' AND {qty} < 0))"
+
+
+def _events_values(d: Dialect) -> dict[str, str]:
+    """The curated event type, quantity and value of an events row (`_contracts.NO_SALE`,
+    `RETURN`): a purchase line of 0 units is a no_sale row, one of fewer than 0 a return; a
+    return's units and money are curated as positive amounts (what came back, what was refunded)."""
+    et, qty, value = d.q("_v_event_type"), d.q("_v_quantity"), d.q("_v_value")
+    ret = _is_return(d)
+    return {
+        "event_type": f"CASE WHEN {et} = 'purchase' AND {qty} = 0 THEN {d.lit(NO_SALE)} "
+        f"WHEN {et} = 'purchase' AND {qty} < 0 THEN {d.lit(RETURN)} ELSE {et} END",
+        "quantity": f"CASE WHEN {ret} THEN abs({qty}) ELSE {qty} END",
+        "value": f"CASE WHEN {ret} THEN abs({value}) ELSE {value} END",
+    }
 
 
 def _id_value(s: str, d: Dialect) -> str:
@@ -764,6 +790,7 @@ def _table_rules(contract: TableContract, d: Dialect = DUCKDB) -> list[Check]:
     # sees; cleaned texts and typed values are computed columns (see `CompiledContract`)
     et, s_pid, s_et = d.q("_v_event_type"), d.q("_s_product_id"), d.q("_s_event_type")
     s_query, s_value = d.q("_s_query"), d.q("_s_value")
+    qty, s_qty = d.q("_v_quantity"), d.q("_s_quantity")
     return [
         Check(
             f"(coalesce({et}, '') <> 'search' AND {s_pid} IS NULL)",
@@ -779,6 +806,29 @@ def _table_rules(contract: TableContract, d: Dialect = DUCKDB) -> list[Check]:
             f"({et} = 'rating' AND TRY_CAST({s_value} AS DOUBLE) NOT BETWEEN 0 AND 10)",
             Reason.OUT_OF_RANGE,
             f"'value: a rating must be between 0 and 10: ' || {s_value}",
+        ),
+        # a quantity is 1 or more units; a purchase line's 0 is no sale, its fewer a return
+        # (`_events_values`), and a return may say its units either way; a no_sale row sells none
+        Check(
+            f"({qty} < 1 AND coalesce({et}, '') NOT IN ('purchase', {d.lit(RETURN)}, {d.lit(NO_SALE)}))",
+            Reason.OUT_OF_RANGE,
+            f"'quantity: below 1: ' || {s_qty}",
+        ),
+        Check(
+            f"({qty} = 0 AND {et} = {d.lit(RETURN)})",
+            Reason.OUT_OF_RANGE,
+            f"'quantity: a return of 0 units: ' || {s_qty}",
+        ),
+        Check(
+            f"({qty} <> 0 AND {et} = {d.lit(NO_SALE)})",
+            Reason.INVALID_VALUE,
+            f"'quantity: a no_sale row sells no units: ' || {s_qty}",
+        ),
+        # money is 0 or more; a return's line total may be written below 0 (what was refunded)
+        Check(
+            f"({d.q('_v_value')} < 0 AND NOT coalesce({_is_return(d)}, false))",
+            Reason.OUT_OF_RANGE,
+            f"'value: below 0: ' || {s_value}",
         ),
     ]
 

@@ -111,7 +111,12 @@ class TableContract:
         return _to_pandera(self, values=values)
 
 
-EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "rating", "search")
+EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "rating", "search", "return", "no_sale")
+# what a purchase line's quantity makes of it (`_compile._table_rules`, `_row_check`): 0 units is
+# a product-day that sold nothing (a per-product-and-day export writes it), kept as `no_sale`
+# (not a purchase: demand reads it as an observed zero); fewer than 0 is units brought back,
+# curated as a `return` of that many units (never a sale)
+NO_SALE, RETURN = "no_sale", "return"
 # Behavioural event types that a bot inflates; ratings/purchases come in legitimate bursts
 # (a MovieLens user rates 50 films in a minute; Amazon review times are whole days).
 BOT_EVENT_TYPES = ("view", "click", "add_to_cart", "search")
@@ -218,7 +223,11 @@ EVENTS = TableContract(
     # 1.1.0: recommendation_id / search_id attribute an event to a served list
     # 1.2.0: quantity (units of an order line); event_id, an idempotency key: curated once
     # 1.3.0: quantity is a whole number of units (2.5 was curated; issue 18 says integer >= 1)
-    version="1.3.0",
+    # 1.4.0: event types return and no_sale; a purchase line of 0 units is a no_sale row and one
+    # of fewer than 0 a return of that many units (both were out_of_range, quarantined: a
+    # product-per-day export's zero rows failed every delivery); quantity and value are curated
+    # as units and money (>= 0), a return's negative line total as what was refunded
+    version="1.4.0",
     description="Behaviour events: views, clicks, carts, purchases, ratings, searches, reviews.",
     dedupe_exact=True,
     references=(("product_id", "products", "product_id"),),
@@ -282,7 +291,7 @@ EVENTS = TableContract(
         ColumnSpec(
             "value",
             Kind.FLOAT,
-            min_value=0.0,
+            # (below 0: out_of_range but on a return, `_compile._table_rules`)
             max_value=1_000_000.0,
             # an order line's revenue is the price paid
             # a rating's stars (Amazon's reviews say `overall`: read as nothing, every rating
@@ -302,11 +311,14 @@ EVENTS = TableContract(
         ColumnSpec(
             "quantity",
             Kind.FLOAT,
-            min_value=1.0,
+            # (the range is the event type's, `_compile._table_rules`: 1 or more, but 0 on a
+            # purchase line is no sale and fewer a return)
             max_value=1_000_000.0,
             integer=True,
             aliases=("qty", "units", "quantity_ordered", "order_quantity"),
-            description="units bought in a purchase (an order line): a whole number, 1 or more; 1 where missing",
+            description="units bought in a purchase (an order line), or returned: a whole number, 1 or more; "
+            "1 where missing. A purchase line of 0 is curated as a no_sale row (quantity 0), one of -n "
+            "as a return of n units",
         ),
         ColumnSpec(
             "text", Kind.TEXT, classification=Classification.INTERNAL, aliases=("review", "review_text")

@@ -56,6 +56,7 @@ from ._load_columns import ORDER_KEYS, header_of, map_columns, samples_of
 from ._load_publish import publish, validate_curated, withhold_erased
 from ._load_raw import load_raw, store_raw
 from ._load_rows import check_rows
+from ._load_sales import count_sales_outcomes, spark_count_sales_outcomes
 from ._load_sets import check_sets
 from ._load_spark import spark_check_rows, spark_check_sets, spark_publish, spark_withhold_erased
 from ._load_state import QUARANTINE_DDL, REPROCESS_JOB, LoadState, parquet_files
@@ -76,6 +77,7 @@ STAGES = {
         ("raw", store_raw),
         ("sets", check_sets),  # 3. duplicates, keys, references, robots
         ("sets", count_anonymous),  # the valid rows of anonymous sessions, for the report
+        ("sets", count_sales_outcomes),  # the no-sale rows and returns, for the report
         ("publish", publish),  # 4. pseudonyms, re-deliveries, quarantine, the new curated version
     ),
     # reading stays with the DuckDB reader (`_load_raw`); the rest runs in Spark (`_load_spark`)
@@ -87,6 +89,7 @@ STAGES = {
         ("raw", store_raw),
         ("sets", spark_check_sets),
         ("sets", spark_count_anonymous),
+        ("sets", spark_count_sales_outcomes),
         ("publish", spark_publish),
     ),
 }

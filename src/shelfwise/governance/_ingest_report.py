@@ -110,6 +110,11 @@ class TableReport:
     # valid events rows with no user id but a session id: anonymous browsing, attributed to the
     # session (a user id `~anonymous:<session_id>`, pseudonymized `a_…`; never a customer)
     anonymous_rows: int = 0
+    # events rows curated as no sale (a purchase line of 0 units: a product-day without a sale,
+    # not a purchase and not a fault) and as returns (a purchase line of fewer than 0 units, or
+    # the `return` type): among rows_curated, counted apart (`_load_sales`)
+    no_sale_rows: int = 0
+    return_rows: int = 0
     # faq only: questions asked by entries that answer them differently (`_faq_conflicts`):
     # how many, and the first few (the question, the entries' faq ids)
     faq_conflicts: int = 0

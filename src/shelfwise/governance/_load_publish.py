@@ -20,6 +20,7 @@ from ..storage._sources import PART_LINES
 from ._compile import DUCKDB, Dialect, client_event_id, lit, q
 from ._contracts import TableContract
 from ._load_anonymous import uncount_redelivered
+from ._load_sales import uncount_redelivered as uncount_redelivered_sales
 from ._load_state import (
     CHECKED,
     PAST_RETENTION,
@@ -145,6 +146,7 @@ def publish(st: LoadState) -> None:
         )
         _flag_redelivered(st, st.raw_cols)
         uncount_redelivered(st)  # the report's anonymous rows: those curated
+        uncount_redelivered_sales(st)  # ... and its no-sale rows and returns
         wh.sql("DELETE FROM _new WHERE _source_line IN (SELECT line FROM _redelivered)")
         row = wh.sql("SELECT count(*) FROM _new").fetchone()
         added = int(row[0]) if row else 0

@@ -54,6 +54,7 @@ from ._load_publish import (
 )
 from ._load_raw import tell_new_keys
 from ._load_rows import day_first_dates, decimal_comma_numbers
+from ._load_sales import spark_uncount_redelivered as spark_uncount_redelivered_sales
 from ._load_sets import NEAR_DETAIL, RESENT_BOT_DETAIL, curated_near, resent_bot_lines
 from ._load_state import PAST_RETENTION, LoadState, count_withheld, note_withheld, safe
 from ._privacy import Pseudonymizer
@@ -505,6 +506,7 @@ def spark_publish(st: LoadState) -> None:
         new = valid.select(*out_cols, "_source_line").localCheckpoint()
         redelivered = _flag_redelivered(st, new, current)
         spark_uncount_redelivered(st, redelivered)  # the report's anonymous rows: those curated
+        spark_uncount_redelivered_sales(st, redelivered)  # ... and its no-sale rows and returns
         if redelivered:
             gone = spark.createDataFrame([(n,) for n in redelivered], "_gone bigint")
             new = new.join(F.broadcast(gone), new["_source_line"] == gone["_gone"], "left_anti")

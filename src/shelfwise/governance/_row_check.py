@@ -30,7 +30,7 @@ from ._compile import (
     anonymous_sessions,
     slash_date_formats,
 )
-from ._contracts import Kind, TableContract
+from ._contracts import NO_SALE, RETURN, Kind, TableContract
 from ._privacy import ANONYMOUS_PREFIX, anonymous_user_id
 from ._reasons import Reason
 
@@ -253,3 +253,29 @@ def _row_rules(contract: TableContract, record: Mapping[str, Any], out: RecordCh
             out.failures.append(
                 Failure("value", Reason.OUT_OF_RANGE, f"value: a rating must be between 0 and 10: {v:g}")
             )
+    # a purchase line's quantity: 0 is no sale, fewer a return (`_compile._events_values`)
+    qty, value = out.values.get("quantity"), out.values.get("value")
+    s_qty, s_value = _text(record.get("quantity")), _text(record.get("value"))
+    if isinstance(qty, float):
+        if qty < 1 and et not in ("purchase", RETURN, NO_SALE):
+            out.failures.append(Failure("quantity", Reason.OUT_OF_RANGE, f"quantity: below 1: {s_qty}"))
+        elif qty == 0 and et == RETURN:
+            out.failures.append(
+                Failure("quantity", Reason.OUT_OF_RANGE, f"quantity: a return of 0 units: {s_qty}")
+            )
+        elif qty != 0 and et == NO_SALE:
+            out.failures.append(
+                Failure("quantity", Reason.INVALID_VALUE, f"quantity: a no_sale row sells no units: {s_qty}")
+            )
+    is_return = et == RETURN or (et == "purchase" and isinstance(qty, float) and qty < 0)
+    if isinstance(value, float) and value < 0 and not is_return:
+        out.failures.append(Failure("value", Reason.OUT_OF_RANGE, f"value: below 0: {s_value}"))
+    if et == "purchase" and qty == 0:
+        out.values["event_type"] = NO_SALE
+    elif is_return:
+        out.values["event_type"] = RETURN
+    if is_return:
+        out.values.update(
+            quantity=abs(qty) if isinstance(qty, float) else qty,
+            value=abs(value) if isinstance(value, float) else value,
+        )

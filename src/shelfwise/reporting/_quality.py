@@ -195,6 +195,12 @@ def summary_lines(report: IngestReport) -> list[str]:
             lines.append(
                 f"      {t.anonymous_rows:,} anonymous row(s) (no user_id) attributed to their session"
             )
+        if t.no_sale_rows or t.return_rows:  # curated, but neither a sale nor a fault
+            lines.append(
+                f"      of the curated: {t.no_sale_rows:,} no-sale row(s) (a purchase line of 0 units: "
+                f"no sale that day, not a purchase) and {t.return_rows:,} return(s) (fewer than 0 units, or "
+                "typed return: not a sale)"
+            )
         for reason, n in t.reasons.items():
             lines.append(f"      {reason:<22} {n:>8,}")
         if t.ignored_columns:  # (an unmapped `Order Date` was left out without a word)
