@@ -160,9 +160,10 @@ def test_row_check_agrees_on_stock():
 
 
 def test_quantity_is_a_whole_number_of_units_and_one_where_missing(tmp_path):
-    """Events contract 1.3.0 (issue 18: quantity is an integer >= 1, default 1): 2.5 units and 0
-    units are quarantined with their reason, on ingest and in the served events' row check; a
-    purchase without a quantity is curated and counts one unit."""
+    """Events contract 1.3.0 (issue 18: quantity is an integer >= 1, default 1): 2.5 units are
+    quarantined with their reason, on ingest and in the served events' row check; a purchase
+    without a quantity is curated and counts one unit. 1.4.0: a purchase line of 0 units is a
+    no_sale row (curated, not a purchase), a view of 0 units still out of range."""
     from shelfwise.governance._contracts import EVENTS
     from shelfwise.governance._row_check import check_record
     from shelfwise.storage import read_only
@@ -187,10 +188,14 @@ def test_quantity_is_a_whole_number_of_units_and_one_where_missing(tmp_path):
         "u2,P1,purchase,2024-03-05T11:00:00Z,2.5\n"
         "u3,P1,purchase,2024-03-05T12:00:00Z,0\n"
         "u4,P1,purchase,2024-03-05T13:00:00Z,\n"
+        "u5,P1,view,2024-03-05T14:00:00Z,0\n"
     )
-    ok(run("ingest", "--data", str(d), "--workdir", str(tmp_path / "w")))
+    said = ok(run("ingest", "--data", str(d), "--workdir", str(tmp_path / "w"))).stdout
+    assert "of the curated: 1 no-sale row(s)" in said, said
     with read_only(tmp_path / "w") as (con, _):
-        got = con.sql("SELECT coalesce(quantity, 1) FROM curated.events ORDER BY 1").fetchall()
+        got = con.sql(
+            "SELECT coalesce(quantity, 1) FROM curated.events WHERE event_type = 'purchase' ORDER BY 1"
+        ).fetchall()
         bad = con.sql(
             "SELECT reason, detail FROM quarantine.rows WHERE table_name = 'events' ORDER BY reason"
         ).fetchall()
@@ -259,10 +264,12 @@ def test_replenishment_end_to_end(shop, forecasts):
 @pytest.mark.slow
 def test_category_level_csv(shop, tmp_path):
     out = tmp_path / "cat.csv"
-    ok(run("insights", "demand", "--workdir", str(shop), "--as-of", AS_OF, "--level", "category",
-           "--horizon-weeks", "4", "--out", str(out)))  # fmt: skip
+    said = ok(run("insights", "demand", "--workdir", str(shop), "--as-of", AS_OF, "--level", "category",
+           "--horizon-weeks", "4", "--out", str(out))).stdout  # fmt: skip
     rows = list(csv.DictReader(out.open()))
     assert {r["category"] for r in rows} == {"Home > Kitchen", "Sports > Outdoor"} and len(rows) == 8
+    # the category forecast is its own series' model, and says it is not the sum of its products'
+    assert "its forecast is not the sum of its products' forecasts" in said, said
 
 
 @pytest.mark.slow
@@ -819,6 +826,40 @@ def test_forecast_series_reports_the_mean_of_the_four_best():
     # in phase with the planted period: the peak week of the pattern is the highest forecast
     s0 = fc[fc["unique_id"] == "S0"].reset_index(drop=True)
     assert int(s0["units"].iloc[:4].to_numpy().argmax()) == int(np.argmax(np.roll(PATTERN, -(80 % 4))))
+
+
+def test_a_group_whose_13_week_mean_did_better_held_out_is_served_that_mean():
+    """Four series that rose from 10 to 60 a week and then stayed at 60 for 26 weeks: the models
+    follow the climb past its end (held-out MAE about 3 units a week) where each series' mean of
+    its last 13 weeks is right (about 1.5). That group is served the mean (about 60, its own
+    interval around it), and says so (`served_baseline`); period-4 series are still served the
+    models (`test_forecast_series_reports_the_mean_of_the_four_best`)."""
+    from shelfwise.insights._demand import forecast_series
+
+    rng = np.random.default_rng(5)
+    ds = pd.date_range("2022-01-03", periods=96, freq="7D")
+    d = pd.concat(
+        pd.DataFrame(
+            {
+                "unique_id": f"S{u}",
+                "ds": ds,
+                "y": (
+                    np.r_[np.full(40, 10.0), np.linspace(10, 60, 30), np.full(26, 60.0)]
+                    + rng.normal(0, 2, 96)
+                ).clip(0),
+            }
+        )
+        for u in range(4)
+    )
+    fc, info = forecast_series(d, 13, season=1, progress=False)
+    (cal,) = info["calibration"]
+    mae = cal["held_out_mae"]
+    assert mae["recent_mean_13w"] < mae["served"] / 1.5, mae
+    assert cal.get("served_baseline") == "recent_mean_13w" and info["chosen"] == {"RecentMean13w": 4}
+    for uid, f in fc.groupby("unique_id"):
+        last13 = d[d["unique_id"] == uid]["y"].tail(13).mean()
+        assert np.allclose(f["units"], last13) and abs(last13 - 60) < 2
+        assert (f["lo"] < f["units"]).all() and (f["units"] < f["hi"]).all()
 
 
 def _planted_cv(offsets: dict[str, np.ndarray], windows: int = 3, series: int = 6) -> pd.DataFrame:
@@ -1551,7 +1592,10 @@ def test_a_series_forecast_above_its_actuals_in_cross_validation_keeps_an_interv
     assert (p["hi"] > p["units"] + 1.0).all(), p  # room above the forecast
     assert (p["lo"] < p["units"] - 1.0).all()  # and below it
     shifts = info["one_sided_bands"]
-    assert set(shifts) == {"PROMO"} and shifts["PROMO"] < -20  # the forecast was far too high in CV
+    # the forecast was far too high in CV (the group is served its 13-week mean, which did better
+    # held out than the models that followed the spike: still ~19 a week above the actuals)
+    assert info["calibration"][0].get("served_baseline") == "recent_mean_13w"
+    assert set(shifts) == {"PROMO"} and shifts["PROMO"] < -15
     assert "PROMO (" in one_sided_warning(shifts) and "above the actual" in one_sided_warning(shifts)
     steady = fc[fc["unique_id"] != "PROMO"]
     assert ((steady["lo"] < steady["units"]) & (steady["hi"] > steady["units"])).all()

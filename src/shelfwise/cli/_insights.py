@@ -104,6 +104,13 @@ def demand(
     )
     typer.echo(f"  models chosen by cross-validation: {chosen}")
     typer.echo(f"  {_catalog_line(m)}")
+    if m.get("coherence"):
+        typer.echo(f"  {m['coherence']}")
+    if m.get("no_sale_days") or m.get("returned_units"):
+        typer.echo(
+            f"  {m.get('no_sale_days', 0):,} product-days recorded as no sale (read as observed zeros); "
+            f"{m.get('returned_units', 0):g} units returned (not subtracted: the units bought are the demand)"
+        )
     if m.get("free_text_searches"):
         typer.echo(f"  {_searches_line(m['free_text_searches'])}")
     for c in m.get("calibration", []):
@@ -137,6 +144,11 @@ def demand(
                 f"    held out (the last CV window, models chosen on the earlier ones): MAE {mae['served']:g} "
                 f"as served vs {others}" + (f"; a baseline did better: {', '.join(worse)}" if worse else "")
             )
+            if c.get("served_baseline"):  # (the MAE "as served" above is the models')
+                typer.echo(
+                    f"    served instead of the models for this group: {c['served_baseline']} "
+                    "(each series' mean of its last 13 weeks, with its own interval)"
+                )
 
 
 def _searches_line(f: dict) -> str:

@@ -179,7 +179,12 @@ def demand_html(s: dict[str, Any]) -> str:
                 "held-out MAE: as served / baselines": "–"
                 if not c.get("held_out_mae")
                 else f"{c['held_out_mae']['served']:g} / "
-                + ", ".join(f"{k} {v:g}" for k, v in c["held_out_mae"].items() if k != "served"),
+                + ", ".join(f"{k} {v:g}" for k, v in c["held_out_mae"].items() if k != "served")
+                + (
+                    f" (the models' / baselines'; {c['served_baseline']} did better and is served instead)"
+                    if c.get("served_baseline")
+                    else ""
+                ),
             }
             for c in m.get("calibration", [])
         ],
