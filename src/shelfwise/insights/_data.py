@@ -91,8 +91,9 @@ def load_curated(
                 raise ShelfwiseError(f"{workdir}: the curated events table is empty")
             as_of = row[0]
         events = con.execute(
+            # (a no_sale row is the shop's record of a product-day, not a customer's action)
             f'SELECT {cols} FROM curated.events WHERE "timestamp" <= ? AND user_id IS NOT NULL '
-            'ORDER BY "timestamp"',
+            "AND event_type <> 'no_sale' ORDER BY \"timestamp\"",
             [as_of],
         ).df()
         if "products" in curated:
@@ -133,7 +134,9 @@ def no_customer_events(workdir: str | Path, at: Any) -> str:
         if "events" not in curated:
             return f"{workdir}: no curated events"
         rows = con.execute(
-            'SELECT user_id, count(*) FROM curated.events WHERE "timestamp" <= ? GROUP BY 1', [at]
+            'SELECT user_id, count(*) FROM curated.events WHERE "timestamp" <= ? '
+            "AND event_type <> 'no_sale' GROUP BY 1",
+            [at],
         ).fetchall()
     total = sum(int(n) for _, n in rows)
     if not total:
@@ -205,7 +208,7 @@ def count_customers(workdir: str | Path, as_of: datetime) -> int:
             return 0
         row = con.execute(
             'SELECT count(DISTINCT user_id) FROM curated.events WHERE "timestamp" <= ? '
-            "AND user_id IS NOT NULL AND NOT starts_with(user_id, ?)",
+            "AND user_id IS NOT NULL AND event_type <> 'no_sale' AND NOT starts_with(user_id, ?)",
             [as_of, ANONYMOUS_PSEUDONYM_PREFIX],
         ).fetchone()
     return int(row[0]) if row else 0
