@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         ContractViolation,
         GateFailed,
         NotApproved,
+        PersonRevoked,
         ShelfwiseError,
         SourceError,
         UnknownModel,
@@ -32,13 +33,14 @@ __version__ = "0.1.0"
 # the errors a caller catches: every refusal is a ShelfwiseError (AccessDenied: a role's; a
 # SourceError names the file and line; GateFailed / NotApproved: a promotion refused for its gates
 # / for want of an approval; UnknownName (UnknownVersion, UnknownModel): a name naming nothing;
-# ContractViolation: curated data broke its contract, a bug; WarehouseBusy: another process holds
-# the warehouse, try again)
+# PersonRevoked: a key rotation refused for a revoked person; ContractViolation: curated data broke
+# its contract, a bug; WarehouseBusy: another process holds the warehouse, try again)
 __all__ = [
     "AccessDenied",
     "ContractViolation",
     "GateFailed",
     "NotApproved",
+    "PersonRevoked",
     "ShelfwiseError",
     "Shop",
     "SourceError",

@@ -74,6 +74,18 @@ class NotApproved(ShelfwiseError):
         super().__init__(message)
 
 
+class PersonRevoked(ShelfwiseError):
+    """A new API key refused for a revoked (inactive) person (`rotate_key` without
+    `reactivate=True`, `users rotate-key` without `--reactivate`): a rotation would make them
+    active again. A script rotating every key over `people()` tells such an account, which it
+    leaves alone, from any other refusal by this class; `name`: the person. The CLI exits 2, as
+    for every refusal that is not an access denial (4) or a busy warehouse (3)."""
+
+    def __init__(self, message: str, *, name: str = ""):
+        self.name = name
+        super().__init__(message)
+
+
 class UnknownContextWarning(UserWarning):
     """A recommendation `context` that starts no category path of the bundle and no rule's
     context: it steered nothing (/v1/recommendations says it in `warnings`)."""

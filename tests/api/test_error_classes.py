@@ -81,3 +81,44 @@ def test_the_refusals_survive_pickling_and_copying():
     ):
         for back in (pickle.loads(pickle.dumps(exc)), copy.copy(exc)):
             assert type(back) is type(exc) and str(back) == str(exc) and vars(back) == vars(exc)
+
+
+def test_a_revoked_persons_key_rotation_is_refused_by_a_class_of_its_own(tmp_path, capsys):
+    """A rotation of every key over `people()` must leave revoked accounts alone: it tells the
+    refusal of a revoked person (`PersonRevoked`, naming them) from any other by its class, in a
+    worker process too (pickled); the command line still exits 2. It was a plain
+    `ShelfwiseError`."""
+    import copy
+    import pickle
+
+    from shelfwise import PersonRevoked
+    from shelfwise.cli import main
+
+    assert issubclass(PersonRevoked, ShelfwiseError) and "PersonRevoked" in shelfwise.__all__
+    work = tmp_path / "w"
+    key = Shop(work).add_person("ada", "admin")
+    ada = Shop(work, as_="ada", api_key=key)
+    ada.add_person("svc", "service")
+    ada.add_person("sam", "scientist")
+    ada.revoke_person("svc")
+    rotated, left = {}, []
+    for p in ada.people():
+        if p["name"] == "ada":  # (her own key last: the Shop acts with it)
+            continue
+        try:
+            rotated[p["name"]] = ada.rotate_key(p["name"])
+        except PersonRevoked as exc:
+            left.append(exc.name)
+    assert set(rotated) == {"sam"} and left == ["svc"]
+    with pytest.raises(PersonRevoked, match="'svc' is revoked") as got:
+        ada.rotate_key("svc")
+    for back in (pickle.loads(pickle.dumps(got.value)), copy.copy(got.value)):
+        assert type(back) is PersonRevoked and str(back) == str(got.value) and back.name == "svc"
+    with pytest.raises(ShelfwiseError, match="not registered") as other:
+        ada.rotate_key("nobody")
+    assert not isinstance(other.value, PersonRevoked)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SHELFWISE_AS", "ada")
+        mp.setenv("SHELFWISE_API_KEY", key)
+        assert main(["users", "rotate-key", "--workdir", str(work), "--name", "svc"]) == 2
+    assert "error: 'svc' is revoked" in capsys.readouterr().err

@@ -22,7 +22,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from ..errors import AccessDenied, ShelfwiseError
+from ..errors import AccessDenied, PersonRevoked, ShelfwiseError
 from ._audit import AuditLog
 
 PEOPLE_FILE = Path("governance") / "people.json"
@@ -211,7 +211,7 @@ class People:
             AuditLog(self.workdir).append(
                 "users.rotate_key", actor=by.name, outcome="refused", name=name, reason=why
             )
-            raise ShelfwiseError(why)
+            raise PersonRevoked(why, name=name)
         key = "swk_" + secrets.token_urlsafe(32)
         people[name] = replace(person, key_sha256=_hash_key(key), active=True)
         self._save(people)
