@@ -534,8 +534,10 @@ class Shop:
         each gets a `recommendation_id`, and is written to the exposure log as
         /v1/recommendations writes it, so that events posted with that id are attributed to the
         list, its model and experiment variant (`experiment_report`). Left False (an offline
-        batch, an evaluation), no id is given: a list nobody was shown must not count as served."""
-        with self._acting("recommend"):
+        batch, an evaluation), no id is given: a list nobody was shown must not count as served.
+        Serving lists to shoppers needs what the endpoint needs (`serve.call`: the service role
+        has it), an offline list `recommend`."""
+        with self._acting(_serving("recommend", served)):
             _a_flag(served, "served")
             _served_as_shown(served, rules, model)
             if explain:
@@ -699,8 +701,8 @@ class Shop:
         (`related`: how many items the model relates to the product; `fallback: "popular"` when
         best sellers fill the rest). `served=True` (with `detail`): the list is shown to a
         shopper: it gets a `recommendation_id` and is written to the exposure log as the
-        endpoint writes it (see `recommend`)."""
-        with self._acting("recommend"):
+        endpoint writes it (see `recommend`; `serve.call`, as the endpoint needs)."""
+        with self._acting(_serving("recommend", served)):
             _a_flag(served, "served")
             _served_as_shown(served, rules)
             if served and not detail:
@@ -812,8 +814,9 @@ class Shop:
         assigned the shopper. `served=True`: the pages are shown to shoppers: each (but a blank
         query's, which /v1/search refuses) gets a `search_id` and is written to the exposure log
         as /v1/search writes it, so that events posted with the id are attributed to it (CTR per
-        query, experiments); not with `candidates`."""
-        with self._acting("search"):
+        query, experiments); not with `candidates`. Served pages need what /v1/search needs
+        (`serve.call`: the service role has it), others `search`."""
+        with self._acting(_serving("search", served)):
             from .serving import current_bundle
 
             _a_flag(served, "served")
@@ -1681,6 +1684,13 @@ def _tqdm_classes(base: Any) -> list[Any]:
 
 def _tqdm_monitors(base: Any) -> set[int]:
     return {id(m) for c in _tqdm_classes(base) if (m := c.__dict__.get("monitor")) is not None}
+
+
+def _serving(action: str, served: Any) -> str:
+    """The permission of a list: `serve.call` when it is served to shoppers (what its endpoint
+    needs, so the service role may serve through Python what it may serve over HTTP), else the
+    offline `action` (`recommend`, `search`: people's, not a service's)."""
+    return "serve.call" if served is True else action
 
 
 def _a_flag(value: Any, what: str) -> None:

@@ -73,6 +73,9 @@ PERMISSIONS: dict[str, set[Role]] = {
     "retention.enforce": {Role.ADMIN, Role.STEWARD},
     "users.manage": {Role.ADMIN},
     "serve.run": {Role.ADMIN, Role.ENGINEER},
+    # the serving endpoints, and their Python twins' lists served to shoppers (`Shop.recommend`,
+    # `similar`, `search_pages` with `served=True`): the service role serves them either way;
+    # the offline lists (`recommend`, `search`) stay the people's
     "serve.call": {Role.ADMIN, Role.ENGINEER, Role.SERVICE, Role.SCIENTIST, Role.ANALYST},
     "serve.admin": {Role.ADMIN, Role.ENGINEER},
     # shopper events write the shop's data (purchases, revenue an experiment reads): the shop's
