@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         AccessDenied,
         ContractViolation,
         GateFailed,
+        NoSearchIndex,
         NotApproved,
         PersonRevoked,
         ShelfwiseError,
@@ -33,12 +34,14 @@ __version__ = "0.1.0"
 # the errors a caller catches: every refusal is a ShelfwiseError (AccessDenied: a role's; a
 # SourceError names the file and line; GateFailed / NotApproved: a promotion refused for its gates
 # / for want of an approval; UnknownName (UnknownVersion, UnknownModel): a name naming nothing;
-# PersonRevoked: a key rotation refused for a revoked person; ContractViolation: curated data broke
-# its contract, a bug; WarehouseBusy: another process holds the warehouse, try again)
+# PersonRevoked: a key rotation refused for a revoked person; NoSearchIndex: a search of a bundle
+# without one; ContractViolation: curated data broke its contract, a bug; WarehouseBusy: another
+# process holds the warehouse, try again)
 __all__ = [
     "AccessDenied",
     "ContractViolation",
     "GateFailed",
+    "NoSearchIndex",
     "NotApproved",
     "PersonRevoked",
     "ShelfwiseError",

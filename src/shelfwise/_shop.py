@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast, overload
 
 from .errors import (
     EmptyRangeWarning,
+    NoSearchIndex,
     ShelfwiseError,
     UnknownContextWarning,
     UnknownModel,
@@ -831,8 +832,9 @@ class Shop:
                 raise ShelfwiseError(f"queries {queries!r}: a query (a string) or several")
             bundle = current_bundle(self.workdir)
             if not (bundle / "search").exists():
-                raise ShelfwiseError(
-                    f"{bundle}: no search index (the catalog had no text when it was trained)"
+                raise NoSearchIndex(
+                    f"{bundle}: no search index (the catalog had no text when it was trained)",
+                    bundle=bundle.name,
                 )
             # the inputs are read after the checks (and `candidates` after `queries`): the CLI
             # passes generators that read its files, so its errors come in the order they did
@@ -869,6 +871,20 @@ class Shop:
                     for t in chunk:
                         if t.strip():
                             a = next(answers)
+                            if served and a.source == "no_search_index":
+                                # an experiment variant's bundle without an index: /v1/search
+                                # answers 404 and logs nothing; so does this call (none of its pages)
+                                via = (
+                                    f" (experiment {a.experiment!r}, variant {a.variant.name!r}, "
+                                    "serves it to this shopper)"
+                                    if a.experiment and a.variant
+                                    else ""
+                                )
+                                raise NoSearchIndex(
+                                    f"bundle {a.bundle} has no search index (the catalog had no text "
+                                    f"when it was trained){via}: no page to serve for {t!r}",
+                                    bundle=a.bundle,
+                                )
                             pages.append(page(a.items, a))
                             if served:  # (as /v1/search mints and logs it)
                                 pages[-1]["search_id"] = sid = service.new_id("srch")

@@ -86,6 +86,17 @@ class PersonRevoked(ShelfwiseError):
         super().__init__(message)
 
 
+class NoSearchIndex(ShelfwiseError):
+    """A search asked of a bundle without a search index (its catalog had no text when it was
+    trained): the current bundle, or an experiment variant's (`search_pages(served=True)` for a
+    shopper that variant serves: /v1/search answers 404, and nothing is logged as served).
+    `bundle`: the bundle's version."""
+
+    def __init__(self, message: str, *, bundle: str = ""):
+        self.bundle = bundle
+        super().__init__(message)
+
+
 class UnknownContextWarning(UserWarning):
     """A recommendation `context` that starts no category path of the bundle and no rule's
     context: it steered nothing (/v1/recommendations says it in `warnings`)."""

@@ -8,6 +8,7 @@ Python twins gave neither ids nor the bundle."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import UTC, datetime
 
@@ -90,3 +91,42 @@ def test_served_lists_carry_ids_the_events_are_attributed_to(trained, tmp_path):
     ):
         with pytest.raises(ShelfwiseError, match="served=True logs the list shoppers are shown"):
             call()
+
+
+def test_a_served_search_of_a_variant_bundle_without_an_index_is_refused_and_logs_nothing(trained, tmp_path):
+    """An experiment whose variant serves a bundle without a search index (its catalog had no
+    text): /v1/search answers 404 and logs nothing; `search_pages(served=True)` logged an empty
+    page as served (an exposure of nothing under the variant, counted in the A/B readout). It
+    now refuses the same way, with `NoSearchIndex` naming the bundle, and logs none of the
+    call's pages."""
+    from shelfwise import NoSearchIndex
+    from shelfwise.serving import current_bundle
+
+    _, src = trained
+    work = tmp_path / "w"
+    shutil.copytree(src, work)
+    shutil.rmtree(work / "spool" / "exposures", ignore_errors=True)
+    bare = current_bundle(work).parent / "29990101T000000000000Z"
+    shutil.copytree(current_bundle(work), bare)
+    shutil.rmtree(bare / "search")  # (as a bundle of a catalog without text is written)
+    manifest = json.loads((bare / "manifest.json").read_text())
+    manifest["files"] = {f: h for f, h in manifest["files"].items() if not f.startswith("search/")}
+    manifest.pop("search", None)
+    (bare / "manifest.json").write_text(json.dumps({**manifest, "version": bare.name}))
+    shop = Shop(work)
+    shop.set_experiments(
+        {
+            "experiments": [
+                {
+                    "name": "no-index",
+                    "surface": "search",
+                    "salt": "s1",
+                    "variants": [{"name": "control", "weight": 0}, {"name": "bare", "bundle": bare.name}],
+                }
+            ]
+        }
+    )
+    with pytest.raises(NoSearchIndex, match="no search index .*experiment 'no-index', variant 'bare'") as got:
+        shop.search_pages(["black bike light", "red mug"], 5, served=True, user_id="C1")
+    assert got.value.bundle == bare.name and isinstance(got.value, ShelfwiseError)
+    assert _exposures(work) == []
