@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -130,10 +131,24 @@ class Shop:
         self._engines: dict[Path, Any] = {}
         self._profiles: Any = None  # the served profiles (`profile`), read once
         self._cli = False  # the command line's Shop: its refusals name `--as`, a notebook's `as_=`
+        self._exposures: Any = None  # the served lists not yet written (`serving.ExposureBuffer`)
 
     def __repr__(self) -> str:
         who = f", as_={self._as!r}" if self._as else ""
         return f"Shop({str(self.workdir)!r}{who})"
+
+    def __enter__(self) -> Shop:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Write the lists served with `served=True` that are still buffered to the exposure log
+        and close its segment (also done at the end of a `with Shop(...)` block, when the Shop
+        is collected, and at the process's normal exit). The Shop stays usable."""
+        if self._exposures is not None:
+            self._served_log(self._exposures.close)
 
     # -- permissions ----------------------------------------------------------------------------
     def authorize(self, action: str) -> str | None:
@@ -189,6 +204,7 @@ class Shop:
         from .governance._access import PERMISSIONS, People
         from .serving._feedback import absorb
 
+        self._written_served()  # (the lists the events are attributed to, this process's too)
         if actor is not None:
             person = People(self.workdir).load().get(actor)
             if person is None or person.role not in PERMISSIONS["events.absorb"]:
@@ -306,6 +322,7 @@ class Shop:
         with self._acting("events.absorb"):
             from .serving._feedback import absorb, pending_events
 
+            self._written_served()  # (what its events are attributed to, this process's too)
             client = _redis(redis_url)
             res = absorb(self.workdir, client)
             res["pending"] = pending_events(self.workdir, client)
@@ -403,6 +420,7 @@ class Shop:
                 models_said=f"models {list(chosen.models)!r}",
                 split_said=f"split {chosen.split!r}",
             )
+            self._written_served()  # (the search ranker learns from the served pages)
             with _no_tqdm_monitor():
                 result: TrainResult = run_train(
                     self.workdir,
@@ -928,13 +946,34 @@ class Shop:
             return [pages[i] for i in range(len(texts))]
 
     def _log_served(self, records: list[dict[str, Any]]) -> None:
-        """Served lists into the exposure log (`serving._exposures`), as the server logs them."""
+        """Served lists into the exposure log (`serving._exposures`), batched as the server
+        batches them: this Shop's buffer writes them when full or half a second old, before
+        anything reads the log (`_written_served`), and when the Shop is closed or collected or
+        the process exits."""
         if not records:
             return
-        from .serving._exposures import log_exposures
+        if self._exposures is None:
+            import weakref
 
+            from .serving._exposures import ExposureBuffer
+
+            self._exposures = buf = ExposureBuffer(self.workdir)
+            weakref.finalize(self, buf.close)  # (a Shop dropped unclosed: its lists written)
+        self._served_log(lambda: self._exposures.add(records))
+
+    def _written_served(self) -> None:
+        """Every served list this process holds for the workdir written (any Shop's), before the
+        exposure log is read: a report, an absorb's attribution, an erasure, an export, training."""
+        if "shelfwise.serving._exposures" not in sys.modules:  # (nothing served in this process)
+            return
+        from .serving._exposures import flush_exposures
+
+        self._served_log(lambda: flush_exposures(self.workdir))
+
+    @staticmethod
+    def _served_log(write: Callable[[], Any]) -> None:
         try:
-            log_exposures(self.workdir, records)
+            write()
         except OSError as exc:  # (a full disk): the ids would attribute to nothing
             raise ShelfwiseError(
                 f"the served lists could not be logged ({exc}); their ids would attribute nothing"
@@ -1312,6 +1351,7 @@ class Shop:
         with self._acting("retention.enforce", workdir=False) as actor:
             from .governance._retention import enforce_retention
 
+            self._written_served()  # (its served log's old lines, this process's too)
             return enforce_retention(self.workdir, actor=actor)
 
     def erase(self, user_id: str, *, redis_url: str | None = None) -> dict[str, Any]:
@@ -1323,6 +1363,9 @@ class Shop:
             _a_string(user_id, "user id")  # (erase(None) erased a user "None", audited "ok")
             self._not_blank(user_id)
 
+            # the user's served lists this process holds: written first, and erased with the rest
+            # (written after, they would have named the erased user again)
+            self._written_served()
             client = _redis(redis_url)
             report = erase_user(self.workdir, user_id, actor=actor, redis_client=client)
             self._services.clear()
@@ -1417,6 +1460,7 @@ class Shop:
             _a_string(user_id, "user id")
             self._not_blank(user_id)
             self._outside(out)
+            self._written_served()  # (the lists served to them, this process's too)
             return write_subject_access(
                 self.workdir,
                 user_id,

@@ -54,6 +54,7 @@ def test_served_lists_carry_ids_the_events_are_attributed_to(trained, tmp_path):
     pages = shop.search_pages(["black bike light", "  "], 5, served=True, user_id=user)
     sid = pages[0]["search_id"]
     assert sid.startswith("srch_") and pages[1]["search_id"] is None  # (a blank query is not served)
+    shop.close()  # (the buffered lists written: read here straight from the log)
     logged = {r["id"]: r for r in _exposures(work)}
     assert set(logged) == {*rids, sim["recommendation_id"], sid}
     pseudo = shop._pseudonym(user)
@@ -129,4 +130,5 @@ def test_a_served_search_of_a_variant_bundle_without_an_index_is_refused_and_log
     with pytest.raises(NoSearchIndex, match="no search index .*experiment 'no-index', variant 'bare'") as got:
         shop.search_pages(["black bike light", "red mug"], 5, served=True, user_id="C1")
     assert got.value.bundle == bare.name and isinstance(got.value, ShelfwiseError)
+    shop.close()
     assert _exposures(work) == []

@@ -55,6 +55,7 @@ def test_whoever_may_call_the_endpoints_may_serve_their_lists_in_python(trained,
     from shelfwise.serving._feedback import EXPOSURES_DIR
     from shelfwise.storage._segments import iter_records
 
+    svc.close()  # (its buffered lists written)
     assert rid in {r["id"] for r in iter_records(work / EXPOSURES_DIR)}
     # an offline batch (nothing served) stays a person's: the role table's `recommend`, `search`
     with pytest.raises(AccessDenied, match="may not recommend"):

@@ -1,17 +1,40 @@
 """The exposure log of served lists (`spool/exposures/`): every list shown to a shopper, under the
 `recommendation_id` / `search_id` its answer carried, with the bundle, model and experiment
 variant that made it. Events posted with that id are attributed to the list
-(`experiment_report`, the search analytics' CTR per query). The server writes it (`AppContext.expose`,
-every 0.5 s in one batch); `Shop.recommend` / `similar` / `search_pages` with `served=True` write
-the same records, one closed segment per call."""
+(`experiment_report`, the search analytics' CTR per query). The server writes it (`AppContext.expose`:
+buffered, appended every 0.5 s in one batch to a segment closed every minute); `Shop.recommend` /
+`similar` / `search_pages` with `served=True` write the same records the same way, through an
+`ExposureBuffer` per Shop (one segment per call made 300 files of 300 calls)."""
 
 from __future__ import annotations
 
+import atexit
+import logging
+import os
+import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
-__all__ = ["exposure_lines", "exposure_record", "log_exposures"]
+__all__ = [
+    "EXPOSURE_AGE_S",
+    "EXPOSURE_BATCH",
+    "EXPOSURE_SEGMENT_S",
+    "ExposureBuffer",
+    "exposure_lines",
+    "exposure_record",
+    "flush_exposures",
+    "log_exposures",
+]
+
+log = logging.getLogger("shelfwise.serve")
+
+# a buffer's served lists are written when it holds this many, or when its oldest is this old (the
+# server's 0.5 s), into a segment closed after this long (the server's minute) or when the buffer is
+EXPOSURE_BATCH = 256
+EXPOSURE_AGE_S = 0.5
+EXPOSURE_SEGMENT_S = 60.0
 
 
 def exposure_record(
@@ -60,3 +83,109 @@ def log_exposures(workdir: str | Path, records: list[dict[str, Any]]) -> None:
         spool.append(exposure_lines(records)).result()
     finally:
         spool.close()
+
+
+class ExposureBuffer:
+    """A process's served lists of one workdir (a `Shop`'s), written to the exposure log as the
+    server writes its own: held in memory and appended in one batch when `EXPOSURE_BATCH` are
+    held or the oldest is `EXPOSURE_AGE_S` old (a timer thread), to a segment of this process
+    closed every `EXPOSURE_SEGMENT_S` and by `close` (readable while open, as the server's are).
+    `flush` writes what is held (before anything reads the log: `flush_exposures`); `close` at
+    the Shop's `close`, its `with` block's end, its collection, and the process's normal exit
+    (`atexit`), so that none is lost. A write that fails keeps the lists for the next one."""
+
+    def __init__(self, workdir: str | Path) -> None:
+        self.workdir = Path(workdir)
+        self._lock = threading.RLock()
+        self._held: list[dict[str, Any]] = []
+        self._timer: threading.Timer | None = None
+        self._spool: Any = None  # (the segment's writer, `FileSpool`, made at the first write)
+        _BUFFERS.add(self)
+
+    def add(self, records: list[dict[str, Any]]) -> None:
+        """Hold served lists (written at once when the batch is full; raises what a write raises)."""
+        if not records:
+            return
+        with self._lock:
+            self._held.extend(records)
+            if len(self._held) >= EXPOSURE_BATCH:
+                self._write()
+            elif self._timer is None:
+                self._timer = threading.Timer(EXPOSURE_AGE_S, self._due)
+                self._timer.name, self._timer.daemon = "shelfwise-exposures", True
+                self._timer.start()
+
+    @property
+    def held(self) -> int:
+        """The served lists not written yet."""
+        return len(self._held)
+
+    def flush(self) -> None:
+        """Write what is held (the segment stays open for the next lists)."""
+        with self._lock:
+            self._write()
+
+    def close(self) -> None:
+        """Write what is held and close the segment (the buffer may be used again: a new one)."""
+        with self._lock:
+            try:
+                self._write()
+            finally:
+                if self._spool is not None:
+                    spool, self._spool = self._spool, None
+                    spool.close()
+
+    def _due(self) -> None:
+        try:
+            self.flush()
+        except Exception:  # (a full disk): kept, written by the next flush, which raises it to its caller
+            log.exception("served lists not written to the exposure log yet (kept for the next write)")
+
+    def _write(self) -> None:
+        from ._feedback import EXPOSURES_DIR
+        from ._spool import FileSpool
+
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._held:
+            return
+        if self._spool is None:
+            self._spool = FileSpool(
+                self.workdir / EXPOSURES_DIR, fsync=False, rotate_seconds=EXPOSURE_SEGMENT_S
+            )
+        self._spool.append(exposure_lines(list(self._held))).result()
+        self._held = []
+
+
+_BUFFERS: weakref.WeakSet[ExposureBuffer] = weakref.WeakSet()
+
+
+def flush_exposures(workdir: str | Path | None = None) -> None:
+    """Write every buffer of this process holding served lists of `workdir` (None: of any): what
+    reads the exposure log (a report, attribution, an erasure, an export) reads them too."""
+    where = Path(workdir).absolute() if workdir is not None else None
+    for buf in list(_BUFFERS):
+        if where is None or buf.workdir.absolute() == where:
+            buf.flush()
+
+
+def _forget_in_child() -> None:
+    """A forked child holds copies of its parent's buffers: the parent writes those lists (the
+    child would log them twice), and the writer threads did not come with the fork."""
+    for buf in list(_BUFFERS):
+        buf._lock = threading.RLock()
+        buf._held, buf._timer, buf._spool = [], None, None
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
+@atexit.register
+def _close_all() -> None:
+    """At a normal exit, every buffer written and its segment closed (none lost)."""
+    for buf in list(_BUFFERS):
+        try:
+            buf.close()
+        except Exception:  # (one failing must not keep the others' lists from the log)
+            log.exception("served lists of %s not written to the exposure log at exit", buf.workdir)
