@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -1710,27 +1711,43 @@ class Shop:
             ]
 
 
+# the trainings running in this process (their threads) and, from the first's start, tqdm's
+# monitor setting and monitors as they were: restored when the last one ends
+_TQDM_QUIET = threading.Lock()
+_tqdm_held: dict[str, Any] = {"trainings": 0, "interval": None, "monitors": set()}
+
+
 @contextmanager
 def _no_tqdm_monitor() -> Iterator[None]:
     """tqdm's monitor thread (`tqdm_monitor`, started by the first progress bar a library makes
-    and alive for the rest of the process) not started while training: `monitor_interval` 0 for
-    its duration, as it was after; one started anyway (another thread's bar) is stopped."""
+    and alive for the rest of the process) not started while training: `monitor_interval` (a
+    setting of the process) 0 from the first training's start to the last one's end, as it was
+    after; one started anyway (another thread's bar) is stopped. Counted, so that trainings in
+    two threads do not interfere (the first to end turned the monitor back on under the other,
+    and the last left it off for good: it restored the 0 it found)."""
     try:
         from tqdm import std
     except ImportError:  # (tqdm is a dependency; a trimmed install trains without it)
         yield
         return
-    before, had = std.tqdm.monitor_interval, _tqdm_monitors(std.tqdm)
-    std.tqdm.monitor_interval = 0
+    with _TQDM_QUIET:
+        if _tqdm_held["trainings"] == 0:
+            _tqdm_held["interval"] = std.tqdm.monitor_interval
+            _tqdm_held["monitors"] = _tqdm_monitors(std.tqdm)
+            std.tqdm.monitor_interval = 0
+        _tqdm_held["trainings"] += 1
     try:
         yield
     finally:
-        std.tqdm.monitor_interval = before
-        for cls in _tqdm_classes(std.tqdm):
-            mon = cls.__dict__.get("monitor")
-            if mon is not None and id(mon) not in had:
-                mon.exit()
-                cls.monitor = None
+        with _TQDM_QUIET:
+            _tqdm_held["trainings"] -= 1
+            if _tqdm_held["trainings"] == 0:
+                std.tqdm.monitor_interval = _tqdm_held["interval"]
+                for cls in _tqdm_classes(std.tqdm):
+                    mon = cls.__dict__.get("monitor")
+                    if mon is not None and id(mon) not in _tqdm_held["monitors"]:
+                        mon.exit()
+                        cls.monitor = None
 
 
 def _tqdm_classes(base: Any) -> list[Any]:
