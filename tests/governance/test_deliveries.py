@@ -789,6 +789,49 @@ def test_one_stray_date_does_not_turn_a_tables_date_order(tmp_path):
     assert [str(r[0])[:10] for r in got] == ["2026-03-04"]  # March 4th, month first
 
 
+def test_an_order_a_file_shows_overrules_one_guessed_and_a_guess_never_overrules_a_shown_one(tmp_path):
+    """Day 1 writes ISO dates; day 2's untold slash dates are read day first, the reading under
+    which they continue the table (a guess); day 3 (untold) is read as day 2 was. Day 4 shows
+    month first with one date (01/13/2019): a guessed order was remembered like a shown one, so
+    that date was overruled as a typo and quarantined. Now the shown order wins, with a warning
+    naming the guess and the loads it read; day 5, untold and nearer day first, is read month
+    first as day 4 showed: a guess never overrules a shown order."""
+    head = "user_id,product_id,event_type,timestamp,session_id\n"
+    rows = {
+        1: ["U1,P1,purchase,2019-01-03,S1", "U1,P2,purchase,2019-01-04,S1"],
+        2: ["U2,P1,purchase,05/01/2019,S2", "U2,P2,purchase,07/01/2019,S2"],
+        3: ["U3,P1,purchase,02/01/2019,S3"],
+        4: ["U4,P1,purchase,01/13/2019,S4", "U4,P2,purchase,02/03/2019,S4"],
+        5: ["U5,P1,purchase,10/02/2019,S5"],
+    }
+    work = tmp_path / "w"
+    reports = {}
+    for i, lines in rows.items():
+        d = tmp_path / f"d{i}"
+        d.mkdir()
+        (d / "products.csv").write_text("product_id,title\nP1,Pane\nP2,Latte\n")
+        (d / "events.csv").write_text(head + "\n".join(lines) + "\n")
+        reports[i] = Ingestor(work, mode="append").run(d)
+    assert any("read day/month/year: this delivery then runs" in n for n in reports[2].notes)
+    ev = reports[4].tables["events"]
+    assert (ev.rows_curated, ev.reasons) == (2, {}), (ev.rows_curated, ev.reasons, reports[4].notes)
+    (said,) = [w for w in reports[4].warnings if "guessed" in w]
+    assert "1 date(s) show month first (e.g. 01/13/2019)" in said, said
+    assert "guessed from the nearest dates of d2/events.csv" in said
+    assert "2 load(s): d2/events.csv (run " in said and "d3/events.csv (run " in said
+    assert not any("kept day first" in n for n in reports[4].notes)
+    assert any(
+        "as in an earlier file of this table (d2/events.csv) (itself guessed" in n for n in reports[3].notes
+    )
+    assert any("as in an earlier file of this table (d4/events.csv)" in n for n in reports[5].notes), reports[
+        5
+    ].notes
+    got = sorted(str(r[0])[:10] for r in curated_rows(work, "SELECT timestamp FROM curated.events"))
+    # day 2 and day 3 as the guess read them; day 4 as it showed; day 5 month first (2 October)
+    assert got == ["2019-01-02", "2019-01-03", "2019-01-04", "2019-01-05", "2019-01-07",
+                   "2019-01-13", "2019-02-03", "2019-10-02"]  # fmt: skip
+
+
 def test_a_header_that_repeats_a_name_is_read_at_its_first_column_and_said(tmp_path):
     """`title,title` or `value,value` in an export: the first column is read (the last one was,
     silently), and the load's notes say which was ignored."""

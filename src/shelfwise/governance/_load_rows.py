@@ -3,7 +3,9 @@ loaded strings (`_compile`): every row's typed values and every check it fails, 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -147,11 +149,16 @@ def slash_date_counts(sql: Callable[..., Any], relation: str, ts: str) -> tuple[
 def day_first_dates(st: LoadState) -> bool:
     """Whether the file writes slash dates day first (`25/01/2024`), said in the load's notes.
 
-    The file tells when some first field is above 12 and no second one is (day first), or the
-    reverse (month first); what it tells is remembered for the table (`meta.date_orders`). A
+    The file shows when some first field is above 12 and no second one is (day first), or the
+    reverse (month first); what it shows is remembered for the table (`meta.date_orders`). A
     file that does not tell (every field up to 12: `02/01/2026`) is read as the shop's earlier
     files of the table were - a day-2 delivery re-sending a day-1 event then dates it alike, not
-    a month apart - and month first when none told (a sample of 200,000 such values)."""
+    a month apart - else, in an append, in the order under which it continues the table's dates
+    (`_nearer_reading`: a guess, remembered as one with the loads it read), and month first when
+    nothing tells (a sample of 200,000 such values). A shown order overrules a guessed one, with
+    a warning naming the guess and the loads it read; a guess never overrules a shown order (it
+    is only made where no order is known), and a few dates showing the other order do not
+    overrule a shown one (a typo such as 13/01 in a month-first export)."""
     columns = [c.name for c in st.contract.columns if c.kind is Kind.TIMESTAMP]
     if not columns:
         return False
@@ -160,25 +167,38 @@ def day_first_dates(st: LoadState) -> bool:
         return False
     st.wh.sql(
         f"CREATE TABLE IF NOT EXISTS {DATE_ORDERS} (table_name VARCHAR PRIMARY KEY, day_first BOOLEAN, "
-        "run_id VARCHAR, source_file VARCHAR, decided_at TIMESTAMP)"
+        "run_id VARCHAR, source_file VARCHAR, decided_at TIMESTAMP, how VARCHAR, loads VARCHAR)"
     )
+    # (a warehouse from before: its orders were all remembered alike, as shown)
+    for column in ("how", "loads"):
+        st.wh.sql(f"ALTER TABLE {DATE_ORDERS} ADD COLUMN IF NOT EXISTS {column} VARCHAR")
     told = bool(first_big) != bool(second_big)
-    known = st.wh.sql(
-        f"SELECT day_first, source_file FROM {DATE_ORDERS} WHERE table_name = ?", [st.name]
+    row = st.wh.sql(
+        f"SELECT day_first, source_file, how, loads FROM {DATE_ORDERS} WHERE table_name = ?", [st.name]
     ).fetchone()
+    known = None if row is None else _KnownOrder(bool(row[0]), str(row[1]), row[2] == GUESSED, row[3])
     if told:
         day_first = bool(first_big)
         evidence = first_big or second_big
-        if known is not None and bool(known[0]) != day_first and evidence < max(10, slashed // 100):
-            # a few values against what the table's files showed before (a typo like 13/01 in a
-            # month-first export): the table's order holds, and those rows fail their check
-            st.note(
-                f"{st.src.name}: {evidence} date(s) would be read {'day' if day_first else 'month'} "
-                f"first, against the table's earlier files; kept {'day' if known[0] else 'month'} first "
-                "(those rows are quarantined if they do not parse)"
-            )
-            return bool(known[0])
-        _remember_order(st, day_first)
+        if known is not None and known.day_first != day_first:
+            if known.guessed:  # shown beats guessed, however few the dates that show it
+                st.warn(
+                    f"{st.src.name}: {evidence} date(s) show {_order(day_first)} (e.g. {example}), "
+                    f"against the table's order {_order(known.day_first)}, which was guessed from the "
+                    f"nearest dates of {_file(known.source_file)}, not shown by any date; read "
+                    f"{_order(day_first)} from now on. The guess read {_loads(known.loads)}: their "
+                    f"dates that do not tell were read {_order(known.day_first)}"
+                )
+            elif evidence < max(10, slashed // 100):
+                # a few values against what the table's files showed before (a typo like 13/01
+                # in a month-first export): the table's order holds, and those rows fail their check
+                st.note(
+                    f"{st.src.name}: {evidence} date(s) would be read {'day' if day_first else 'month'} "
+                    f"first, against the table's earlier files; kept {'day' if known.day_first else 'month'} "
+                    "first (those rows are quarantined if they do not parse)"
+                )
+                return known.day_first
+        _remember_order(st, day_first, SHOWN)
         if day_first:
             st.note(
                 f"{st.src.name}: dates like 05/01/2024 read as day/month/year (a first field above 12 "
@@ -188,19 +208,24 @@ def day_first_dates(st: LoadState) -> bool:
     if first_big and second_big:  # both orders occur: month first (the other rows fail their check)
         return False
     if known is not None:
-        day_first = bool(known[0])
+        if known.guessed and not st.reprocess:  # (a load the guess read: named if a file shows otherwise)
+            st.wh.sql(
+                f"UPDATE {DATE_ORDERS} SET loads = ? WHERE table_name = ?",
+                [json.dumps([*_load_list(known.loads), [st.run_id, str(st.src)]]), st.name],
+            )
+        how = " (itself guessed from that file's nearest dates)" if known.guessed else ""
         st.note(
             f"{st.src.name}: no date tells whether {example} is day or month first; read "
-            f"{'day/month' if day_first else 'month/day'}/year as in an earlier file of this table "
-            f"({'/'.join(Path(str(known[1])).parts[-2:])})"
+            f"{'day/month' if known.day_first else 'month/day'}/year as in an earlier file of this table "
+            f"({_file(known.source_file)}){how}"
         )
-        return day_first
+        return known.day_first
     nearer = _nearer_reading(st, columns[0])
     if nearer is not None:
         day_first, gaps, last = nearer
-        # remembered as a told order is: the table's next untold files, and a re-processed row
-        # of this one, are read alike (not judged again from a later date)
-        _remember_order(st, day_first)
+        # remembered as a guess: the table's next untold files, and a re-processed row of this
+        # one, are read alike (not judged again from a later date), until a file shows the order
+        _remember_order(st, day_first, GUESSED)
         (lo, hi), (olo, ohi) = gaps[day_first], gaps[not day_first]
         st.note(
             f"{st.src.name}: no date tells whether {example} is day or month first; read "
@@ -217,14 +242,53 @@ def day_first_dates(st: LoadState) -> bool:
     return False
 
 
-def _remember_order(st: LoadState, day_first: bool) -> None:
-    """The table's slash-date order, as this delivery decided it (`meta.date_orders`); not in a
-    re-processing (re-processed rows are the quarantine's: not a delivery's order)."""
+# how a table's remembered order was decided: shown by a file's dates, or guessed from the nearest
+# dates of an append (`meta.date_orders.how`; NULL, from before it was recorded: shown)
+SHOWN, GUESSED = "shown", "guessed"
+
+
+@dataclass(frozen=True)
+class _KnownOrder:
+    day_first: bool
+    source_file: str
+    guessed: bool
+    loads: str | None  # JSON [[run_id, source_file], ...]: the loads a guessed order read
+
+
+def _remember_order(st: LoadState, day_first: bool, how: str) -> None:
+    """The table's slash-date order, as this delivery decided it (`meta.date_orders`: `how`, and
+    for a guess the loads it read, this one first); not in a re-processing (re-processed rows are
+    the quarantine's: not a delivery's order)."""
     if not st.reprocess:
+        loads = json.dumps([[st.run_id, str(st.src)]]) if how == GUESSED else None
         st.wh.sql(
-            f"INSERT OR REPLACE INTO {DATE_ORDERS} VALUES (?, ?, ?, ?, now()::TIMESTAMP)",
-            [st.name, day_first, st.run_id, str(st.src)],
+            f"INSERT OR REPLACE INTO {DATE_ORDERS} (table_name, day_first, run_id, source_file, "
+            "decided_at, how, loads) VALUES (?, ?, ?, ?, now()::TIMESTAMP, ?, ?)",
+            [st.name, day_first, st.run_id, str(st.src), how, loads],
         )
+
+
+def _order(day_first: bool) -> str:
+    return "day first" if day_first else "month first"
+
+
+def _file(source: str) -> str:
+    return "/".join(Path(source).parts[-2:])
+
+
+def _load_list(loads: str | None) -> list[list[str]]:
+    try:
+        got = json.loads(loads) if loads else []
+    except ValueError:
+        return []
+    return [list(x) for x in got] if isinstance(got, list) else []
+
+
+def _loads(loads: str | None) -> str:
+    """The loads a guessed order read, for a warning: "2 load(s): day2/events.csv (run 0191...), ..."."""
+    got = _load_list(loads)
+    named = ", ".join(f"{_file(src)} (run {run})" for run, src in got)
+    return f"{len(got)} load(s): {named}" if got else "no load recorded"
 
 
 def _nearer_reading(st: LoadState, column: str) -> tuple[bool, dict[bool, tuple[Any, Any]], Any] | None:
