@@ -387,3 +387,30 @@ def test_repeated_till_lines_of_a_date_only_export_are_said_with_what_tells_them
     assert [w for w in units.warnings if "repeat another row exactly" in w][0].startswith(
         "events.csv: 1 purchase row(s)"
     ), units.warnings
+
+
+def test_one_product_on_two_identical_lines_of_an_order_is_said(tmp_path: Path):
+    """An order-lines export stamps each line with its order's time: an order listing one
+    product on two identical lines repeats to the second like a re-send. It stays one event
+    (counted duplicate_row, in the quarantine), and the load says so with how to keep both; a
+    repeat without an order (to the second, a re-send) is not said."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "products.csv").write_text(PRODUCTS)
+    (d / "orders.csv").write_text(
+        "user_id,order_id,product_id,timestamp,quantity\n"
+        "c1,#1001,P1,2024-03-01T10:15:00Z,1\n"
+        "c1,#1001,P1,2024-03-01T10:15:00Z,1\n"  # the same product on a second line
+        "c1,#1001,P2,2024-03-01T10:15:00Z,2\n"
+        "c2,#1002,P1,2024-03-02T09:00:00Z,1\n"
+    )
+    report = Ingestor(tmp_path / "w").run(d)
+    said = [w for w in report.warnings if "repeat another row exactly" in w]
+    assert len(said) == 1 and said[0].startswith("orders.csv: 1 purchase row(s)"), report.warnings
+    assert "order listing one product on two lines" in said[0]
+    assert report.tables["events"].reasons == {"duplicate_row": 1}
+    (d / "orders.csv").write_text(
+        "user_id,product_id,timestamp,quantity\nc1,P1,2024-03-01T10:15:00Z,1\nc1,P1,2024-03-01T10:15:00Z,1\n"
+    )
+    again = Ingestor(tmp_path / "w2").run(d)
+    assert not [w for w in again.warnings if "repeat another row exactly" in w], again.warnings

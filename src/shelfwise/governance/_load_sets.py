@@ -81,20 +81,25 @@ def _say_repeated_till_lines(st: LoadState) -> None:
     if not {"event_type", "timestamp"} <= have:
         return
     no_id = f"{q('event_id')} IS NULL" if "event_id" in have else "true"
+    # an order-lines export stamps every line of an order with the order's time: one product on
+    # two lines of one order (Shopify lists it twice when the lines' properties differ) repeats
+    # to the second like a re-send, which within one file it hardly ever is
+    in_order = f" OR {q('session_id')} IS NOT NULL" if "session_id" in have else ""
     # (a file without quantities is one unit a row: its repeats are units too)
     row = st.wh.sql(
         f"""SELECT count(*) FROM _checked WHERE _reasons = ['{Reason.DUPLICATE_ROW.value}']
             AND {q("event_type")} = 'purchase' AND {no_id}
-            AND {q("timestamp")} = date_trunc('day', {q("timestamp")})"""
+            AND ({q("timestamp")} = date_trunc('day', {q("timestamp")}){in_order})"""
     ).fetchone()
     n = int(row[0]) if row else 0
     if n:
         st.warn(
-            f"{st.src.name}: {n:,} purchase row(s) repeat another row exactly (same shopper or session, "
-            "product, date and quantity) and were kept once (duplicate_row); if they are separate sales "
-            "(a till's date-only export: two shoppers buying one each), give each row an event_id (the "
-            "receipt and line number) or one row per product and day with the day's quantity, and "
-            "re-process them (`shelfwise quarantine reprocess --file FIXED.jsonl`)"
+            f"{st.src.name}: {n:,} purchase row(s) repeat another row exactly (same shopper or session/order, "
+            "product, time and quantity) and were kept once (duplicate_row); if they are separate sales "
+            "(a till's date-only export: two shoppers buying one each; an order listing one product on two "
+            "lines), give each row an event_id (the receipt or order and line number) or one row per "
+            "product and day (or order) with the summed quantity, and re-process them "
+            "(`shelfwise quarantine reprocess --file FIXED.jsonl`)"
         )
 
 
