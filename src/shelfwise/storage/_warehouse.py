@@ -167,23 +167,42 @@ class Warehouse:
         prev = self.latest_version(table)
         version = (prev.version + 1) if prev else 1
         physical = f"{table}__v{version}"
-        self.sql(f'CREATE TABLE curated."{physical}" AS {source_sql}')
-        count, digest = self.fingerprint(f'curated."{physical}"')
-        if same_keeps and _unchanged(prev, count, digest, contract_version):
-            self.sql(f'DROP TABLE curated."{physical}"')
-            return prev  # type: ignore[return-value]
-        self.sql(f'CREATE OR REPLACE VIEW curated."{table}" AS SELECT * FROM curated."{physical}"')
-        tv = TableVersion(
-            table,
-            version,
-            run_id,
-            datetime.now(UTC).replace(tzinfo=None).isoformat(),
-            count,
-            digest,
-            contract_version,
-            physical,
-        )
-        return self._record_version(tv)
+        # a table of this name is recorded nowhere (the next version's number comes from
+        # meta.table_versions): the half-made version of a publish that crashed before this
+        # code cleaned up after itself. It is replaced, not fatal: it wedged every later load
+        # ("Table ... already exists", walk48b F0)
+        self.sql(f'DROP TABLE IF EXISTS curated."{physical}"')
+        try:
+            self.sql(f'CREATE TABLE curated."{physical}" AS {source_sql}')
+            count, digest = self.fingerprint(f'curated."{physical}"')
+            if same_keeps and _unchanged(prev, count, digest, contract_version):
+                self.sql(f'DROP TABLE curated."{physical}"')
+                return prev  # type: ignore[return-value]
+            tv = TableVersion(
+                table,
+                version,
+                run_id,
+                datetime.now(UTC).replace(tzinfo=None).isoformat(),
+                count,
+                digest,
+                contract_version,
+                physical,
+            )
+            # the view and the version's record together: neither without the other
+            self.sql("BEGIN TRANSACTION")
+            try:
+                self.sql(f'CREATE OR REPLACE VIEW curated."{table}" AS SELECT * FROM curated."{physical}"')
+                self._record_version(tv)
+                self.sql("COMMIT")
+            except BaseException:
+                self.sql("ROLLBACK")
+                raise
+            return tv
+        except BaseException:
+            # a failed publish (out of memory while the version was hashed, a full disk) leaves
+            # no half-made version: the table stays at `prev` and the next load tries again
+            _drop_quietly(self, f'curated."{physical}"')
+            raise
 
     def drop_versions(self, table: str, keep: int, pinned: set[int]) -> list[int]:
         """Drop the DuckDB-written versions of curated `table` older than its last `keep`, but
@@ -312,6 +331,14 @@ class Warehouse:
     def export(self, table: str, out: str | Path, whole: Sequence[str] = ()) -> int:
         """Write a curated table (pseudonymized, masked) to CSV, Parquet or JSON lines."""
         return export_curated(self.sql, self.curated_tables(), table, out, whole)
+
+
+def _drop_quietly(wh: Warehouse, relation: str) -> None:
+    """Drop `relation` while another error is on its way out (that error is what is said)."""
+    try:
+        wh.sql(f"DROP TABLE IF EXISTS {relation}")
+    except Exception:  # noqa: BLE001 - the connection may be unusable; the next publish drops it
+        pass
 
 
 def _close_to_others(folder: Path) -> None:
