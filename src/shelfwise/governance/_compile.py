@@ -714,6 +714,14 @@ def compile_contract(
             )
         else:  # pragma: no cover - every kind is handled above
             raise AssertionError(c.kind)
+        if c.max_chars is not None:
+            checks.append(
+                Check(
+                    f"({d.length(s)} > {c.max_chars})",
+                    Reason.INVALID_VALUE,
+                    f"{lit(f'{name}: longer than {c.max_chars} characters: ')} || CAST({d.length(s)} AS STRING)",
+                )
+            )
         if c.required:
             # typed columns: an unparseable value is its own reason; text can become empty by cleaning
             empty = (

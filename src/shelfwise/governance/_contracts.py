@@ -70,6 +70,11 @@ class ColumnSpec:
     # False for the shop's own words published as written (an FAQ answer's phone number)
     mask_personal: bool = True
     keep_lines: bool = False  # TEXT only: line breaks kept (spaces still collapse within a line)
+    # ID, STRING, TEXT, CATEGORY: a longer value (in characters, as trimmed) is invalid_value.
+    # One 900 KB review text among the events made every later absorb run out of memory
+    # (DuckDB 1.5 scans the NULLs after a value stored out of line as copies of it: 2,048
+    # copies per vector; walk48b F0)
+    max_chars: int | None = None
 
 
 @dataclass(frozen=True)
@@ -218,6 +223,12 @@ PRODUCTS = TableContract(
     ),
 )
 
+# the longest values an event holds, in characters (longer: quarantined, or refused by
+# `POST /v1/events` naming the field): a review, a search query, an id
+EVENT_TEXT_CHARS = 10_000
+EVENT_QUERY_CHARS = 1_000
+EVENT_ID_CHARS = 256
+
 EVENTS = TableContract(
     name="events",
     # 1.1.0: recommendation_id / search_id attribute an event to a served list
@@ -227,7 +238,8 @@ EVENTS = TableContract(
     # of fewer than 0 a return of that many units (both were out_of_range, quarantined: a
     # product-per-day export's zero rows failed every delivery); quantity and value are curated
     # as units and money (>= 0), a return's negative line total as what was refunded
-    version="1.4.0",
+    # 1.5.0: a field's length is bounded (`EVENT_TEXT_CHARS`, `EVENT_QUERY_CHARS`, `EVENT_ID_CHARS`)
+    version="1.5.0",
     description="Behaviour events: views, clicks, carts, purchases, ratings, searches, reviews.",
     dedupe_exact=True,
     references=(("product_id", "products", "product_id"),),
@@ -235,12 +247,13 @@ EVENTS = TableContract(
         ColumnSpec(
             "user_id",
             Kind.ID,
+            max_chars=EVENT_ID_CHARS,
             required=True,
             classification=Classification.PERSONAL,
             pseudonymize=True,
             aliases=(*USER_ID_ALIASES, "user"),
         ),
-        ColumnSpec("product_id", Kind.ID, aliases=(*PRODUCT_ID_ALIASES, "item")),
+        ColumnSpec("product_id", Kind.ID, max_chars=EVENT_ID_CHARS, aliases=(*PRODUCT_ID_ALIASES, "item")),
         ColumnSpec(
             "event_type",
             Kind.ENUM,
@@ -278,6 +291,7 @@ EVENTS = TableContract(
         ColumnSpec(
             "session_id",
             Kind.ID,
+            max_chars=EVENT_ID_CHARS,
             classification=Classification.INTERNAL,
             # an order (basket) groups what was bought together, as a session groups what was seen
             aliases=("session", "sessionid", *ORDER_ID_ALIASES),
@@ -285,6 +299,7 @@ EVENTS = TableContract(
         ColumnSpec(
             "query",
             Kind.TEXT,
+            max_chars=EVENT_QUERY_CHARS,
             classification=Classification.INTERNAL,
             aliases=QUERY_ALIASES,
         ),
@@ -321,23 +336,30 @@ EVENTS = TableContract(
             "as a return of n units",
         ),
         ColumnSpec(
-            "text", Kind.TEXT, classification=Classification.INTERNAL, aliases=("review", "review_text")
+            "text",
+            Kind.TEXT,
+            classification=Classification.INTERNAL,
+            max_chars=EVENT_TEXT_CHARS,
+            aliases=("review", "review_text"),
         ),
         ColumnSpec(
             "recommendation_id",
             Kind.ID,
+            max_chars=EVENT_ID_CHARS,
             classification=Classification.INTERNAL,
             description="the served recommendation list this event followed (from the HTTP API)",
         ),
         ColumnSpec(
             "search_id",
             Kind.ID,
+            max_chars=EVENT_ID_CHARS,
             classification=Classification.INTERNAL,
             description="the served search results page this event followed (from the HTTP API)",
         ),
         ColumnSpec(
             "event_id",
             Kind.ID,
+            max_chars=EVENT_ID_CHARS,
             classification=Classification.INTERNAL,
             aliases=("idempotency_key",),
             description="the event's unique id (a client's idempotency key; for a served event without "

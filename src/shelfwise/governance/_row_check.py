@@ -222,6 +222,10 @@ def check_record(
             value = dict(c.synonyms).get(norm, norm)
             if value not in c.allowed:
                 fail(Failure(name, Reason.INVALID_VALUE, f"{name}: not one of {'/'.join(c.allowed)}: {s}"))
+        if c.max_chars is not None and s is not None and len(s) > c.max_chars:
+            fail(
+                Failure(name, Reason.INVALID_VALUE, f"{name}: longer than {c.max_chars} characters: {len(s)}")
+            )
         if c.required and value is None and not any(f.field == name for f in out.failures):
             unset = " (and no session_id)" if name == "user_id" and anonymous_sessions(contract) else ""
             out.failures.insert(0, Failure(name, Reason.MISSING_REQUIRED, f"{name}: empty{unset}"))
