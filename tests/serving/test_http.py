@@ -156,6 +156,32 @@ def test_bad_inputs_are_4xx_with_a_message(server, method, path, body, status):
         assert r.json()["error"]
 
 
+def test_an_over_long_field_is_refused_naming_the_field_and_its_limit(server):
+    """One accepted event with a 900 KB `text` made every later absorb run out of memory
+    (walk48b F0): a field longer than the events contract holds is refused, naming it."""
+    big = ev("u", "P000001", event_id="X2", text="a" * 900_000)
+    r = server.client.post("/v1/events", json=[big])
+    assert r.status_code == 422, r.text
+    (err,) = r.json()["results"][0]["errors"]
+    assert (err["field"], err["reason"]) == ("text", "invalid_value")
+    assert err["detail"] == "text: longer than 10000 characters: 900000"
+    r = server.client.post("/v1/events", json=[ev("u", "P000001", "search", query="q" * 1001)])
+    assert r.json()["results"][0]["errors"][0]["detail"].startswith("query: longer than 1000 characters")
+
+
+def test_a_nan_value_is_refused_as_inf_is(server):
+    """`"value": "nan"` was accepted and curated without a value; "inf" was refused (walk48b F1)."""
+    body = [
+        ev("u", "P000001", "purchase", value=v, event_id=f"NAN-{i}")
+        for i, v in enumerate(("nan", " NaN ", "inf"))
+    ]
+    r = server.client.post("/v1/events", json=body)
+    assert r.status_code == 422, r.text
+    got = [(x["status"], x["errors"][0]["field"], x["errors"][0]["reason"]) for x in r.json()["results"]]
+    assert got == [("rejected", "value", "invalid_type")] * 3
+    assert r.json()["results"][0]["errors"][0]["detail"] == "value: not a number: nan"
+
+
 def test_a_rejected_event_is_named_by_its_event_id_whatever_failed(server):
     """An event rejected for an unknown field (before its row check) answered `event_id: null`;
     the client could not tell which of its events it was."""
