@@ -35,9 +35,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..errors import ShelfwiseError
 from ..governance._contracts import CONTRACTS
 from ..governance._online_keys import REDIS_EVENTS, REDIS_REJECTED  # the key names, shared
 from ..storage._segments import absorb_lock, count_segment_lines, iter_segments, segment_lines
+from ..storage._warehouse import writer_holds_it
 from ._spool import CLOSED_SUFFIX, all_segments, ready_segments, segment_stem
 
 SPOOL = Path("spool")
@@ -62,6 +64,7 @@ __all__ = [
     "REDIS_EVENTS",
     "REDIS_REJECTED",
     "REJECTED_DIR",
+    "AbsorbFailed",
     "absorb",
     "absorb_mark",
     "ingest_events",
@@ -162,7 +165,13 @@ def _absorb_once(workdir: Path, redis_client: Any) -> dict[str, Any]:
                 if rejected:
                     report["quarantined"] = _quarantine(workdir, rejected, report.get("ingest_run_id"))
             except duckdb.IOException as exc:  # the warehouse is held by another process (training)
-                return {"status": "busy", "reason": str(exc).splitlines()[0][:200]}
+                if writer_holds_it(exc):
+                    return {"status": "busy", "reason": str(exc).splitlines()[0][:200]}
+                raise AbsorbFailed(_failed(exc, n_events)) from exc
+            except duckdb.Error as exc:
+                # (out of memory, a full disk: said in one line, the events stay in the spool; a
+                # raw traceback was all `shelfwise events absorb` gave, walk48b F0)
+                raise AbsorbFailed(_failed(exc, n_events)) from exc
             archive.mkdir(parents=True, exist_ok=True)
             if n_events:
                 # the refused ids first: a server reading the archive (`served_since`) finds them
@@ -181,6 +190,25 @@ def _absorb_once(workdir: Path, redis_client: Any) -> dict[str, Any]:
             shutil.rmtree(tmp, ignore_errors=True)
         AuditLog(workdir).append("events.absorb", **{k: v for k, v in report.items() if k != "status"})
         return report
+
+
+class AbsorbFailed(ShelfwiseError):
+    """The warehouse refused an absorb (not busy: out of memory, a full disk...); the events
+    stay in the spool for the next absorb."""
+
+
+def _failed(exc: BaseException, n_events: int) -> str:
+    first = str(exc).splitlines()[0][:300] if str(exc) else repr(exc)
+    hint = ""
+    if "out of memory" in first.lower():
+        hint = (
+            " (the warehouse's memory limit while it loads, IngestSettings.memory_limit; a very "
+            "long text in a curated table needs ~2,048 times its size to read)"
+        )
+    return (
+        f"events not absorbed: the warehouse refused them: {first}{hint}; the {n_events:,} "
+        "acknowledged events stay in the spool and the next absorb tries again"
+    )
 
 
 def read_lines(path: Path) -> list[bytes]:
