@@ -369,3 +369,42 @@ def test_an_absorb_the_warehouse_refuses_says_so_in_one_line_and_keeps_the_event
             "events", f'SELECT * REPLACE (left(text, 100) AS text) FROM curated."{physical}"', "fix", "1.4.0"
         )
     assert json.loads(sw("events", "absorb", "--workdir", str(shop), "--json").stdout)["accepted"] == 3
+
+
+def _metric(text: str, name: str) -> float | None:
+    m = re.search(rf"^{re.escape(name)} ([0-9.e+-]+)$", text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def test_absorbs_that_keep_failing_make_the_server_degraded_and_the_metrics_say_so(shop: Path):
+    """walk48b F2: every absorb failed for minutes while `/readyz` said "ready" and `/metrics` had
+    no series for the backlog or the absorbs. Here the absorbs fail (the workdir's `tmp` folder
+    is a file), then work again."""
+    products = catalog_products(shop)
+    srv = Server(shop, "--absorb-seconds", "1")
+    try:
+        ready = srv.client.get("/readyz").json()
+        assert ready["status"] == "ready" and ready["absorb"]["failures_in_a_row"] == 0
+        shutil.rmtree(shop / "tmp")
+        (shop / "tmp").write_text("")
+        r = srv.client.post("/v1/events", json=[ev(f"f2-{i}", products[i], "view") for i in range(3)])
+        assert r.status_code == 202, r.text
+        ready = wait_for(lambda: (j := srv.client.get("/readyz").json())["status"] == "degraded" and j, 30)
+        assert ready["events_pending"] == 3
+        assert ready["absorb"]["failures_in_a_row"] >= 3 and ready["absorb"]["last_error"]
+        assert "absorbs failed" in ready["degraded_because"][0]
+        text = srv.client.get("/metrics").text
+        assert _metric(text, 'shelfwise_absorbs_total{outcome="failed"}') >= 3
+        assert _metric(text, "shelfwise_events_pending") == 3
+        assert _metric(text, "shelfwise_events_pending_age_seconds") > 0
+        (shop / "tmp").unlink()
+        (shop / "tmp").mkdir()
+        ready = wait_for(lambda: (j := srv.client.get("/readyz").json())["status"] == "ready" and j, 30)
+        assert ready["absorb"]["last_success"] and ready["absorb"]["failures_in_a_row"] == 0
+        wait_for(lambda: srv.client.get("/readyz").json()["events_pending"] == 0, 30)
+        text = srv.client.get("/metrics").text
+        assert _metric(text, 'shelfwise_absorbs_total{outcome="ok"}') >= 1
+        assert _metric(text, "shelfwise_absorb_last_success_timestamp_seconds") > 1.7e9
+        assert _metric(text, "shelfwise_events_pending") == 0
+    finally:
+        srv.stop(signal.SIGTERM)

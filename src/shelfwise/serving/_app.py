@@ -214,10 +214,10 @@ async def _serving(ctx: AppContext) -> AsyncIterator[None]:
         running.append(asyncio.create_task(tasks.every(3600, tasks.prune, event_ids)))
     if settings.absorb_interval_s > 0:
         # at once (what a killed predecessor acknowledged), then every interval
-        running.append(asyncio.create_task(tasks.absorb_now(workdir, redis_client)))
+        running.append(asyncio.create_task(tasks.once(tasks.absorb_now, workdir, redis_client, ctx)))
         running.append(
             asyncio.create_task(
-                tasks.every(settings.absorb_interval_s, tasks.absorb_now, workdir, redis_client)
+                tasks.every(settings.absorb_interval_s, tasks.absorb_now, workdir, redis_client, ctx)
             )
         )
     log.info("serving bundle %s from %s", service.snapshot.version, workdir)

@@ -68,6 +68,7 @@ __all__ = [
     "absorb",
     "absorb_mark",
     "ingest_events",
+    "oldest_pending",
     "pending_events",
     "read_lines",
     "served_since",
@@ -217,6 +218,25 @@ def read_lines(path: Path) -> list[bytes]:
     without its newline is a write that a crash cut short: not an event."""
     with open(path, "rb") as fh:
         return [line for line in fh if line.strip() and line.endswith(b"\n")]
+
+
+def oldest_pending(workdir: str | Path, redis_client: Any = None) -> float | None:
+    """When (Unix seconds) the oldest acknowledged event not yet in the warehouse was spooled:
+    its segment's opening (segments are named by it), or the Redis stream's first entry; None
+    when nothing waits. A backlog that keeps ageing is an absorb that keeps failing."""
+    stamps: list[float] = []
+    for p in all_segments(Path(workdir) / EVENTS_DIR):
+        head = segment_stem(p).split("-", 1)[0]
+        try:
+            if head.isdigit() and p.stat().st_size:
+                stamps.append(int(head) / 1e9)
+        except FileNotFoundError:  # absorbed meanwhile
+            continue
+    if redis_client is not None:
+        first = redis_client.xrange(REDIS_EVENTS, "-", "+", count=1)
+        if first:
+            stamps.append(int(first[0][0].decode().split("-")[0]) / 1e3)
+    return min(stamps) if stamps else None
 
 
 def pending_events(workdir: str | Path, redis_client: Any = None, *, pid: int | None = None) -> int:

@@ -25,6 +25,7 @@ from ._service import Answer, ServeSettings, Service
 __all__ = [
     "JSON",
     "NOT_TEXT",
+    "AbsorbHealth",
     "AppContext",
     "clean_text",
     "on_invalid_request",
@@ -98,6 +99,44 @@ def clean_user_id(value: str, max_chars: int) -> str:
     return value
 
 
+# /readyz says "degraded" after this many failed absorbs in a row (a busy warehouse is no failure)
+ABSORB_FAILURES_DEGRADED = 3
+
+
+@dataclass
+class AbsorbHealth:
+    """This worker's absorbs (the one at start and the periodic ones): what `/readyz` and
+    `/metrics` say of the event pipeline. One absorb failing out of memory every 30 s left the
+    server "ready" for as long as it ran, the spool growing (walk48b F2)."""
+
+    last_success: float | None = None  # Unix time of the last absorb that ended ok (or had nothing)
+    failures_in_a_row: int = 0
+    last_error: str | None = None
+
+    def record(self, metrics: Metrics, outcome: str, error: str | None = None) -> None:
+        """One absorb's `outcome`: ok, nothing, busy or failed."""
+        metrics.absorbs.labels(outcome).inc()
+        if outcome in ("ok", "nothing"):
+            self.last_success = time.time()
+            self.failures_in_a_row = 0
+            metrics.absorb_last_success.set(self.last_success)
+        elif outcome == "failed":
+            self.failures_in_a_row += 1
+            self.last_error = error
+
+    def degraded(self, oldest_pending: float | None, interval_s: float) -> list[str]:
+        """Why events are not reaching the warehouse, if they are not: absorbs failing in a row,
+        or an acknowledged event waiting ten absorb intervals (at least 5 minutes)."""
+        why = []
+        if self.failures_in_a_row >= ABSORB_FAILURES_DEGRADED:
+            why.append(f"the last {self.failures_in_a_row} absorbs failed: {self.last_error}")
+        if interval_s > 0 and oldest_pending is not None:
+            age = time.time() - oldest_pending
+            if age > max(10 * interval_s, 300.0):
+                why.append(f"the oldest acknowledged event has waited {age:.0f} s for the warehouse")
+        return why
+
+
 @dataclass
 class AppContext:
     """One app's shared state. `state` is filled by the lifespan (service, spools, the search
@@ -107,6 +146,7 @@ class AppContext:
     settings: ServeSettings
     metrics: Metrics
     state: dict[str, Any] = field(default_factory=dict)
+    absorb: AbsorbHealth = field(default_factory=AbsorbHealth)
     # (counted at, count) of the spool's pending events, see `pending_count`
     _pending: list[float] = field(default_factory=lambda: [0.0, 0.0])
 

@@ -35,6 +35,31 @@ class Metrics:
         )  # fmt: skip
         self.cache = Counter("shelfwise_cache_total", "list lookups by outcome", ["surface", "outcome"], **kw)
         self.events = Counter("shelfwise_events_total", "posted events by outcome", ["outcome"], **kw)
+        # the event pipeline: acknowledged events reach the warehouse by the absorbs (walk48b F2)
+        self.absorbs = Counter(
+            "shelfwise_absorbs_total",
+            "event absorbs by outcome (ok, nothing, busy, failed)",
+            ["outcome"],
+            **kw,
+        )
+        self.absorb_last_success = Gauge(
+            "shelfwise_absorb_last_success_timestamp_seconds",
+            "when an absorb last ended without failing (Unix time)",
+            multiprocess_mode="max",
+            **kw,
+        )
+        self.events_pending = Gauge(
+            "shelfwise_events_pending",
+            "acknowledged events not yet in the warehouse (the spool's backlog)",
+            multiprocess_mode="mostrecent",
+            **kw,
+        )
+        self.events_pending_age = Gauge(
+            "shelfwise_events_pending_age_seconds",
+            "how long the oldest acknowledged event not yet in the warehouse has waited (0: none)",
+            multiprocess_mode="mostrecent",
+            **kw,
+        )
         self.children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self.swaps = Gauge("shelfwise_bundle_swaps", "bundles hot-swapped in", multiprocess_mode="max", **kw)
         # the search queue (see `_search_queue`): misses waiting or in progress, refused misses,

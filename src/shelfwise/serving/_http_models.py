@@ -78,8 +78,24 @@ class RecommendQueueStatus(BaseModel):
     cost_ms: float = Field(description="estimated milliseconds per list computed by the model")
 
 
+class AbsorbStatus(BaseModel):
+    last_success: str | None = Field(
+        None, description="when this worker's last absorb ended without failing (ISO 8601, UTC)"
+    )
+    failures_in_a_row: int = Field(0, description="this worker's absorbs failed since its last success")
+    last_error: str | None = Field(None, description="the last failure's first line")
+    oldest_pending_age_s: float | None = Field(
+        None, description="how long the oldest acknowledged event not yet in the warehouse has waited"
+    )
+
+
 class Ready(BaseModel):
-    status: Literal["ready", "loading"]
+    status: Literal["ready", "degraded", "loading"] = Field(
+        description="`degraded`: serving, but acknowledged events are not reaching the warehouse "
+        "(`degraded_because`); still 200: the lists are served as before"
+    )
+    degraded_because: list[str] | None = None
+    absorb: AbsorbStatus | None = Field(None, description="the event pipeline (absorbs into the warehouse)")
     bundle_version: str | None = None
     swaps: int | None = Field(None, description="bundles hot-swapped in since the start")
     search_cache_warmed: int | None = Field(None, description="queries pre-searched; null while warming")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from ._feedback import oldest_pending
 from ._http_auth import REQUIREMENT, authorize
 from ._http_context import JSON, AppContext
 from ._http_models import Health, Ready, Reloaded, error_responses
@@ -59,14 +62,26 @@ def ops_router(ctx: AppContext) -> APIRouter:
         s = ctx.state.get("service")
         if s is None:
             return JSON({"status": "loading"}, status_code=503)
+        pending, oldest = await event_backlog(ctx)
+        why = ctx.absorb.degraded(oldest, ctx.settings.absorb_interval_s)
+        last = ctx.absorb.last_success
         return JSON(
             {
-                "status": "ready",
+                "status": "degraded" if why else "ready",
+                "degraded_because": why or None,
+                "absorb": {
+                    "last_success": None
+                    if last is None
+                    else datetime.fromtimestamp(last, UTC).isoformat(timespec="seconds"),
+                    "failures_in_a_row": ctx.absorb.failures_in_a_row,
+                    "last_error": ctx.absorb.last_error,
+                    "oldest_pending_age_s": None if oldest is None else round(time.time() - oldest, 1),
+                },
                 "bundle_version": s.snapshot.version,
                 "swaps": s.swaps,
                 "search_cache_warmed": s.search_warm,  # null while warming
                 # acknowledged, not yet in the warehouse (absorbed every --absorb-seconds)
-                "events_pending": await ctx.pending_count(),
+                "events_pending": pending,
                 "search_queue": queue_status(ctx.state.get("search_queue")),
                 "recommend_queue": recommend_queue_status(ctx.state.get("recommend_queue")),
                 "similar_queue": recommend_queue_status(ctx.state.get("similar_queue")),
@@ -81,6 +96,7 @@ def ops_router(ctx: AppContext) -> APIRouter:
     )
     async def prometheus() -> Response:
         set_gauges(ctx)
+        await event_backlog(ctx)
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @router.post(
@@ -96,6 +112,16 @@ def ops_router(ctx: AppContext) -> APIRouter:
         return JSON({"changed": changed, "bundle_version": s.snapshot.version})
 
     return router
+
+
+async def event_backlog(ctx: AppContext) -> tuple[int, float | None]:
+    """(acknowledged events not yet in the warehouse, when the oldest of them was spooled), the
+    backlog's gauges set to them."""
+    pending = await ctx.pending_count()
+    oldest = await asyncio.to_thread(oldest_pending, ctx.workdir, ctx.state.get("redis")) if pending else None
+    ctx.metrics.events_pending.set(pending)
+    ctx.metrics.events_pending_age.set(0.0 if oldest is None else max(0.0, time.time() - oldest))
+    return pending, oldest
 
 
 def set_gauges(ctx: AppContext) -> None:

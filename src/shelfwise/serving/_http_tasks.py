@@ -17,6 +17,7 @@ from typing import Any
 from ._event_ids import EventIds, RedisEventIds, SqliteEventIds
 from ._exposures import exposure_lines
 from ._feedback import EVENT_IDS_DB, absorb, pending_events, spooled_event_ids
+from ._http_context import AppContext
 from ._http_metrics import Metrics
 from ._queue import WorkQueue
 from ._recommend_queue import RecommendQueue
@@ -28,6 +29,7 @@ __all__ = [
     "drain",
     "every",
     "flush_exposures",
+    "once",
     "open_event_ids",
     "prune",
     "refresh",
@@ -128,6 +130,15 @@ async def every(seconds: float, fn: Callable[..., Awaitable[None]], *args: Any) 
             log.error("%s failed: %s", fn.__name__, exc)
 
 
+async def once(fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+    """`fn(*args)` as a task of its own, a failure logged as `every` logs it (a task's exception
+    nobody awaited was said only when the task was collected, if ever)."""
+    try:
+        await fn(*args)
+    except Exception as exc:
+        log.error("%s failed: %s", fn.__name__, exc)
+
+
 async def refresh(service: Service) -> None:
     before = service.snapshot
     await asyncio.to_thread(service.refresh)
@@ -155,8 +166,18 @@ async def flush_exposures(state: dict[str, Any]) -> None:
         state["exposures"].append(await asyncio.to_thread(exposure_lines, buf))
 
 
-async def absorb_now(workdir: Path, redis_client: Any) -> None:
-    res = await asyncio.to_thread(absorb, workdir, redis_client)
+async def absorb_now(workdir: Path, redis_client: Any, ctx: AppContext | None = None) -> None:
+    """One absorb; with `ctx`, its outcome counted (`/metrics`, `/readyz`)."""
+    try:
+        res = await asyncio.to_thread(absorb, workdir, redis_client)
+    except Exception as exc:
+        if ctx is not None:
+            ctx.absorb.record(
+                ctx.metrics, "failed", str(exc).splitlines()[0][:300] if str(exc) else repr(exc)
+            )
+        raise
+    if ctx is not None:
+        ctx.absorb.record(ctx.metrics, str(res.get("status")))
     if res.get("status") == "ok":
         log.info("absorbed events: %s", res)
 
