@@ -687,11 +687,7 @@ class Shop:
             user = snap.user_index.get(pseudo) if service.personalizes(pseudo) else None
             item = snap.item_index.get(product_id) if isinstance(product_id, str) else None
             if item is None:
-                raise UnknownName(
-                    f"product {product_id!r} is not in the current bundle (unknown, or new since it was trained)",
-                    kind="product",
-                    name=product_id,
-                )
+                raise _not_in_bundle(product_id)
             if user is None:
                 return []
             return snap.recs.explain(user, item, snap.recs.model_name(None))  # (as the default list's)
@@ -732,13 +728,11 @@ class Shop:
             svc = self._service(rules, search=False)
             ans = svc.similar(product_id, _k(k))
             if ans is None:
-                raise UnknownName(
-                    f"product {product_id!r} is no longer in the catalog"
-                    if product_id in svc.snapshot.item_index
-                    else f"product {product_id!r} is not in the current bundle (unknown, or new since it was trained)",
-                    kind="product",
-                    name=product_id,
-                )
+                if product_id in svc.snapshot.item_index:
+                    raise UnknownName(
+                        f"product {product_id!r} is no longer in the catalog", kind="product", name=product_id
+                    )
+                raise _not_in_bundle(product_id)
             if not detail:
                 return ans.items
             from .serving._service import similar_fields
@@ -1795,6 +1789,15 @@ def _a_string(value: Any, what: str) -> None:
     leaving the person asked for untouched."""
     if not isinstance(value, str):
         raise ShelfwiseError(f"{what} {value!r}: give the shop's own user id as a string")
+
+
+def _not_in_bundle(product_id: Any) -> UnknownName:
+    """The refusal of a product the current bundle does not hold (`explain`, `similar`)."""
+    return UnknownName(
+        f"product {product_id!r} is not in the current bundle (unknown, or new since it was trained)",
+        kind="product",
+        name=product_id,
+    )
 
 
 def _user_id(value: Any, what: str = "user id") -> str:

@@ -129,7 +129,17 @@ def test_record_check_agrees_with_the_warehouse(tmp_path: Path):
         w.writerow(["product_id", "title"])
         for p in PRODUCTS:
             w.writerow([p, f"product {p}"])
-    cols = ["user_id", "session_id", "product_id", "event_type", "timestamp", "query", "value", "quantity", "text"]
+    cols = [
+        "user_id",
+        "session_id",
+        "product_id",
+        "event_type",
+        "timestamp",
+        "query",
+        "value",
+        "quantity",
+        "text",
+    ]
     with open(data / "events.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(cols)
