@@ -65,6 +65,11 @@ CASES: list[tuple[dict[str, str], Reason | None]] = [
     # ISO 8601 to the minute, with an offset (the warehouse's cast needs the seconds)
     ({"user_id": "u16", "product_id": "P1", "event_type": "view", "timestamp": "2024-03-01T10:05Z"}, None),
     ({"user_id": "u16", "product_id": "P1", "event_type": "view", "timestamp": "2024-03-01T10:05+02:00"}, None),
+    # a space before the offset (Shopify's exports write `2024-03-05 14:22:31 -0500`)
+    ({"user_id": "u17", "product_id": "P1", "event_type": "view", "timestamp": "2024-03-01 10:05:00 -0500"}, None),
+    ({"user_id": "u17", "product_id": "P1", "event_type": "view", "timestamp": "2024-03-01 10:05 +02:00"}, None),
+    ({"user_id": "u17", "product_id": "P1", "event_type": "view", "timestamp": "2024-03-01 10:05:00.5 -05"}, None),
+    ({"user_id": "u17", "product_id": "P1", "event_type": "view", "timestamp": "2024-03-01 -0500"}, Reason.UNPARSEABLE_TIMESTAMP),
     ({"user_id": "u12", "product_id": "P1", "event_type": "view", "timestamp": "13/13/2024"}, Reason.UNPARSEABLE_TIMESTAMP),
     ({"user_id": "u13", "product_id": "P1", "event_type": "view", "timestamp": "1709287200000000"}, None),  # µs
     ({"user_id": "u14", "product_id": "P1", "event_type": "view", "timestamp": "1709287200000000000"}, None),  # ns
@@ -102,6 +107,9 @@ def test_parse_timestamp_formats():
     assert parse_timestamp("03/01/2024 10:00") == datetime(2024, 3, 1, 10)
     assert parse_timestamp("03/01/2024 10:00", day_first=True) == datetime(2024, 1, 3, 10)
     assert parse_timestamp("Fri, 01 Mar 2024 12:00:00 +0200") == datetime(2024, 3, 1, 10)
+    assert parse_timestamp("2024-03-01 05:00:00 -0500") == datetime(2024, 3, 1, 10)
+    assert parse_timestamp("2024-03-01T11:00 +01:00") == datetime(2024, 3, 1, 10)
+    assert parse_timestamp("2024-03-01 05:00:00.250 -0500") == datetime(2024, 3, 1, 10, 0, 0, 250000)
 
 
 def test_parse_number_forms():

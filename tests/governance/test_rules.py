@@ -36,7 +36,12 @@ def test_timestamps_iso_offsets_and_epochs_are_utc(tiny_dir, tmp_path):
         "a,p4,view,1704448800000,,,,\n"
         "a,p5,view,2024-01-05 10:00:00,,,,\n"
         "a,p6,view,yesterday,,,,\n"
-        "a,p7,view,1969-12-31T00:00:00Z,,,,\n",
+        "a,p7,view,1969-12-31T00:00:00Z,,,,\n"
+        # a space before the offset: Shopify's `Created at` (every order was quarantined)
+        "a,s1,view,2024-01-05 05:00:00 -0500,,,,\n"
+        "a,s2,view,2024-01-05 11:00:00 +01:00,,,,\n"
+        "a,s3,view,2024-01-05T12:00 +0200,,,,\n"
+        "a,s4,view,2024-01-05 05:00:00.000 -05,,,,\n",
     )
     r = ingest(tiny_dir, tmp_path / "w")
     got = dict(
@@ -45,7 +50,7 @@ def test_timestamps_iso_offsets_and_epochs_are_utc(tiny_dir, tmp_path):
             "SELECT product_id, strftime(\"timestamp\", '%Y-%m-%d %H:%M:%S') FROM curated.events",
         )
     )
-    assert got == {p: "2024-01-05 10:00:00" for p in ("p1", "p2", "p3", "p4", "p5")}
+    assert got == {p: "2024-01-05 10:00:00" for p in ("p1", "p2", "p3", "p4", "p5", "s1", "s2", "s3", "s4")}
     assert r.tables["events"].reasons == {"unparseable_timestamp": 1, "out_of_range": 1}
 
 

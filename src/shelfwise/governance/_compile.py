@@ -124,6 +124,10 @@ class Dialect:
     def replace_all(self, s: str, pattern: str, repl: str) -> str:
         return f"regexp_replace({s}, {self.lit(pattern)}, {self.lit(repl)}, 'g')"
 
+    def group(self, n: int) -> str:
+        """The `n`th group of the pattern, in `replace_all`'s replacement."""
+        return f"\\{n}"
+
     def is_in(self, s: str, values: tuple[str, ...]) -> str:
         return f"list_contains([{', '.join(self.lit(m) for m in values)}], {s})"
 
@@ -183,7 +187,7 @@ class Dialect:
         # `10:05+01:00`, which ISO 8601 allows: given `:00` seconds, it does)
         return (
             f"CASE WHEN substr({s}, 5, 1) = '-' THEN TRY_CAST(coalesce(TRY_CAST({s} AS TIMESTAMPTZ), "
-            f"TRY_CAST(regexp_replace({s}, '{_ISO_MINUTES_OFFSET}', '\\1:00\\2') AS TIMESTAMPTZ)) AS TIMESTAMP) END"
+            f"TRY_CAST({_iso_offset_joined(s, self)} AS TIMESTAMPTZ)) AS TIMESTAMP) END"
         )
 
     def plain_timestamp(self, s: str) -> str:
@@ -235,6 +239,9 @@ class SparkDialect(Dialect):
 
     def replace_all(self, s: str, pattern: str, repl: str) -> str:
         return f"regexp_replace({s}, {self.lit(pattern)}, {self.lit(repl)})"
+
+    def group(self, n: int) -> str:
+        return f"${n}"
 
     def is_in(self, s: str, values: tuple[str, ...]) -> str:
         return f"({s} IN ({', '.join(self.lit(m) for m in values)}))"
@@ -291,8 +298,8 @@ class SparkDialect(Dialect):
         # (a time to the minute before an offset is given `:00` seconds, as on DuckDB)
         return (
             f"CASE WHEN {s} RLIKE '^[0-9]{{4}}-[0-9]{{1,2}}-[0-9]{{1,2}}' "
-            f"THEN CAST(coalesce(try_cast({s} AS TIMESTAMP_LTZ), try_cast(regexp_replace({s}, "
-            f"'{_ISO_MINUTES_OFFSET}', '$1:00$2') AS TIMESTAMP_LTZ)) AS TIMESTAMP_NTZ) END"
+            f"THEN CAST(coalesce(try_cast({s} AS TIMESTAMP_LTZ), "
+            f"try_cast({_iso_offset_joined(s, self)} AS TIMESTAMP_LTZ)) AS TIMESTAMP_NTZ) END"
         )
 
     def plain_timestamp(self, s: str) -> str:
@@ -492,10 +499,27 @@ def slash_date_formats(day_first: bool) -> tuple[str, ...]:
     )
 
 
-# what spreadsheets, mail headers and European systems write, tried (in order) only for a value
-# that is neither a number nor ISO 8601
 # an ISO date and time to the minute, then an offset (`2026-01-01T10:05Z`, `... 10:05+01:00`)
 _ISO_MINUTES_OFFSET = "^([0-9]{4}-[0-9]{1,2}-[0-9]{1,2}[T ][0-9]{1,2}:[0-9]{2})(Z|[+-][0-9]{2}(:?[0-9]{2})?)$"
+# an ISO date and time, a space, then an offset (`2024-03-05 14:22:31 -0500`: Shopify's exports,
+# Ruby's `Time#to_s`): DuckDB's cast refuses the space, Spark's reads it
+_ISO_SPACED_OFFSET = "^([0-9]{4}-[0-9]{1,2}-[0-9]{1,2}[T ][0-9]{1,2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)?) ([+-][0-9]{2}(:?[0-9]{2})?)$"
+
+
+def _iso_offset_joined(s: str, d: Dialect) -> str:
+    """SQL: `s` written as both casts read an offset: no space before it (`_ISO_SPACED_OFFSET`),
+    a time to the minute given `:00` seconds (`_ISO_MINUTES_OFFSET`); any other value as it is."""
+    joined = d.replace_all(s, _ISO_SPACED_OFFSET, d.group(1) + d.group(4))
+    return d.replace_all(joined, _ISO_MINUTES_OFFSET, d.group(1) + ":00" + d.group(2))
+
+
+def iso_offset_joined(s: str) -> str:
+    """`_iso_offset_joined` in Python (`_row_check.parse_timestamp`, the one-record path)."""
+    return re.sub(_ISO_MINUTES_OFFSET, r"\1:00\2", re.sub(_ISO_SPACED_OFFSET, r"\1\4", s))
+
+
+# what spreadsheets, mail headers and European systems write, tried (in order) only for a value
+# that is neither a number nor ISO 8601
 TIMESTAMP_FORMATS = (
     "%Y/%m/%d %H:%M:%S",  # the warehouse's cast reads these already; Python's ISO parser does not
     "%Y/%m/%d %H:%M",

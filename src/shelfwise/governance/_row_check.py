@@ -28,6 +28,7 @@ from ._compile import (
     TRIM_SPACES,
     TRUE_TOKENS,
     anonymous_sessions,
+    iso_offset_joined,
     slash_date_formats,
 )
 from ._contracts import NO_SALE, RETURN, Kind, TableContract
@@ -104,6 +105,22 @@ def parse_number(s: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _iso(s: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(s)
+    except ValueError:
+        return None
+
+
+def _first_format(s: str, formats: tuple[str, ...]) -> datetime | None:
+    for fmt in formats:
+        try:
+            return datetime.strptime(s, fmt)
+        except ValueError:
+            continue
+    return None
+
+
 def parse_timestamp(s: str, *, day_first: bool = False) -> datetime | None:
     """As `_compile.timestamp_expr`: ISO 8601 (offsets honoured, to naive UTC), epoch seconds /
     ms / µs / ns, compact `YYYYMMDD[HHMMSS]`, or a common non-ISO form."""
@@ -123,17 +140,13 @@ def parse_timestamp(s: str, *, day_first: bool = False) -> datetime | None:
             return datetime.fromtimestamp(num, UTC).replace(tzinfo=None)
         except (OverflowError, OSError, ValueError):
             return None
-    try:
-        ts = datetime.fromisoformat(s.replace("Z", "+00:00") if s.endswith("Z") else s)
-    except ValueError:
-        for fmt in (*slash_date_formats(day_first), *TIMESTAMP_FORMATS, RFC2822_FORMAT):
-            try:
-                ts = datetime.strptime(s, fmt)
-                break
-            except ValueError:
-                continue
-        else:
-            return None
+    ts = _iso(s.replace("Z", "+00:00") if s.endswith("Z") else s)
+    if ts is None and s[4:5] == "-":  # `2024-03-05 14:22:31 -0500`, as `Dialect.iso_timestamp`
+        ts = _iso(iso_offset_joined(s))
+    if ts is None:
+        ts = _first_format(s, (*slash_date_formats(day_first), *TIMESTAMP_FORMATS, RFC2822_FORMAT))
+    if ts is None:
+        return None
     if ts.tzinfo is not None:
         ts = ts.astimezone(UTC).replace(tzinfo=None)
     return ts
