@@ -918,6 +918,30 @@ def test_personal_data_in_a_kept_profile_column_is_masked(tmp_path, engine=None)
     assert "jane" not in str(curated_rows(work, "SELECT * FROM curated.users"))
 
 
+def test_long_numbers_that_are_no_card_numbers_are_kept(tmp_path, engine=None):
+    """Shopify's 13-digit `Customer ID` was masked `[card]` for every customer: a column of ids
+    keeps its digits whatever their check digit, and elsewhere a 13-19 digit number that fails
+    the Luhn check every card number passes (an EAN-13 barcode) is kept; one that passes it, or
+    a card number written in groups, is still masked."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "users.csv").write_text(
+        "user_id,Customer ID,Barcode,Memo\n"
+        "U1,7000000000003,4006381333931,4111 1111 1111 1111\n"  # the id and the card pass Luhn
+        "U2,7000000000000,4111111111111111,paid with 4111111111111111\n"
+    )
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\nU1,P1,view,2024-01-01T10:00:00Z\n"
+    )
+    work = tmp_path / "w"
+    Ingestor(work, engine=engine(work) if engine else None).run(d)
+    rows = curated_rows(work, "SELECT x_customer_id, x_barcode, x_memo FROM curated.users ORDER BY 1")
+    assert rows == [
+        ("7000000000000", "[card]", "paid with [card]"),
+        ("7000000000003", "4006381333931", "[card]"),
+    ], rows
+
+
 def test_personal_columns_are_known_by_their_words_run_together(tmp_path):
     """`Post Code` is a postcode (the hint list had `postcode` and `postal_code` only), `Tax ID`
     a national identifier, latitude and longitude a place as precise as an address: dropped;

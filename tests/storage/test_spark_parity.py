@@ -418,6 +418,12 @@ def test_personal_data_in_profile_columns_is_masked_on_spark_too(spark, tmp_path
     check(tmp_path, engine=lambda work: SparkEngine(work, master="local[2]"))
 
 
+def test_long_numbers_that_are_no_card_numbers_are_kept_on_spark_too(spark, tmp_path):
+    from tests.governance.test_deliveries import test_long_numbers_that_are_no_card_numbers_are_kept as check
+
+    check(tmp_path, engine=lambda work: SparkEngine(work, master="local[2]"))
+
+
 def test_resent_rows_are_redeliveries_on_spark_too(spark, tmp_path):
     from tests.governance.test_reprocess import (
         test_resent_bad_rows_and_resent_event_ids_are_redeliveries_not_failures as check,

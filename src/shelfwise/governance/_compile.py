@@ -143,6 +143,11 @@ class Dialect:
     def to_double(self, s: str) -> str:
         return f"TRY_CAST({s} AS DOUBLE)"
 
+    def luhn_sum(self, digits: str) -> str:
+        """The Luhn sum of `digits` (a text of digits only): every second digit from the right
+        doubled, less 9 when that is above 9; a card number's sum is a multiple of 10."""
+        return f"list_sum(list_transform(range(1, strlen({digits}) + 1), i -> {_luhn_term(digits)}))"
+
     def isfinite(self, x: str) -> str:
         return f"isfinite({x})"
 
@@ -259,6 +264,9 @@ class SparkDialect(Dialect):
 
     def strptime_tz(self, s: str, fmt: str) -> str:
         return f"CAST({self._one(s, fmt)} AS TIMESTAMP_NTZ)"
+
+    def luhn_sum(self, digits: str) -> str:
+        return f"aggregate(sequence(1, length({digits})), 0, (acc, i) -> acc + {_luhn_term(digits)})"
 
     def to_double(self, s: str) -> str:
         # Java's number parser also reads `1d` and `2f` (a double and a float literal)
@@ -483,10 +491,36 @@ NOT_PERSONAL_VALUE = (
 )
 
 
-def mask_profile_value(expr: str, d: Dialect = DUCKDB) -> str:
+def _luhn_term(digits: str) -> str:
+    """SQL (both dialects, in a lambda over `i`): the `i`th digit from the right of `digits`,
+    as the Luhn sum counts it."""
+    digit = f"CAST(substr(reverse({digits}), i, 1) AS INT)"
+    return (
+        f"(CASE WHEN i % 2 = 0 THEN 2 * {digit} - CASE WHEN {digit} > 4 THEN 9 ELSE 0 END ELSE {digit} END)"
+    )
+
+
+# the name of a column of ids: `Customer ID`, `customer_id`, `CustomerId`, `ID` (not `Paid`)
+_ID_NAME = re.compile(r"(?:^|[^A-Za-z0-9])(?:id|Id|ID)$|[a-z0-9](?:Id|ID)$")
+
+
+def is_id_name(name: str) -> bool:
+    """Whether a column's name says it holds ids (`_ID_NAME`)."""
+    return _ID_NAME.search(name.strip()) is not None
+
+
+def mask_profile_value(expr: str, d: Dialect = DUCKDB, *, name: str = "") -> str:
     """`_mask` for a kept profile column's value (an e-mail or phone in `Contact` or `Notes`),
-    leaving a date, time or grouped number as it is (`NOT_PERSONAL_VALUE`)."""
-    return f"CASE WHEN {d.matches(expr, NOT_PERSONAL_VALUE)} THEN {expr} ELSE {_mask(expr, d)} END"
+    leaving a date, time or grouped number as it is (`NOT_PERSONAL_VALUE`), and a number of 13
+    to 19 digits in one run that fails the Luhn check every card number passes (an EAN-13
+    barcode, a loyalty number). In a column of ids (`is_id_name(name)`: Shopify's 13-digit
+    `Customer ID`) a value of digits alone is an id, kept whatever its check digit."""
+    keep = [d.matches(expr, NOT_PERSONAL_VALUE)]
+    if is_id_name(name):
+        keep.append(d.full_match(expr, "[0-9]+"))
+    else:
+        keep.append(f"({d.full_match(expr, '[0-9]{13,19}')} AND {d.luhn_sum(expr)} % 10 <> 0)")
+    return f"CASE WHEN {' OR '.join(keep)} THEN {expr} ELSE {_mask(expr, d)} END"
 
 
 def slash_date_formats(day_first: bool) -> tuple[str, ...]:

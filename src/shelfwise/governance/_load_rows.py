@@ -31,7 +31,10 @@ def check_rows(st: LoadState) -> None:
     empty_text = lit("")
     # a kept profile column's values are masked as free text is (an e-mail or phone number in
     # a `Contact` or `Notes` column is personal data whatever the column is called)
-    extra_clean = [f"{mask_profile_value(f'nullif(trim({c}), {empty_text})')} AS {c}" for c in extra_sel]
+    extra_clean = [
+        f"{mask_profile_value(f'nullif(trim({c}), {empty_text})', name=e)} AS {c}"
+        for c, e in zip(extra_sel, st.extra_kept, strict=True)
+    ]
     loaded = st.load
     # a column the file does not have holds one constant in every row of this load (its implied
     # value or NULL, as `_load_raw` wrote it): read as that constant, its cleaning and checks fold

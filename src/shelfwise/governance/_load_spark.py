@@ -142,7 +142,10 @@ def spark_check_rows(st: LoadState) -> None:
     if extra:
         kept = [bq(c) for c in st.contract.column_names] + ["_source_line"]
         # masked as on DuckDB (`_load_rows.check_rows`)
-        cleaned = [mask_profile_value(f"nullif({SPARK.trim(c)}, '')", SPARK) + f" AS {c}" for c in extra]
+        cleaned = [
+            mask_profile_value(f"nullif({SPARK.trim(c)}, '')", SPARK, name=e) + f" AS {c}"
+            for c, e in zip(extra, st.extra_kept, strict=True)
+        ]
         source = f"(SELECT {', '.join(kept + cleaned)} FROM {view}) AS _with_extra"
     # the compiled contract is one wide projection (a CASE per column and reason): as one
     # whole-stage Java method it outgrows the JVM's 64 KB limit, and Spark printed a compiler
