@@ -1179,3 +1179,40 @@ def test_a_missing_product_id_is_never_suggested_from_the_title_column():
     assert [h for h, _ in got] == ["Prod"], got
     got = suggest_columns(CONTRACTS["events"], "user_id", ["Customer Name", "Client No"], {})
     assert [h for h, _ in got] == ["Client No"], got
+
+
+def test_a_failed_load_publishes_nothing(tmp_path, engine=None):
+    """A load that stops at the events file (its map forgot a column) had published products and
+    users and quarantined their bad rows under the failed run: the next load counted those rows
+    as re-sent ("check passed: 0 of 2 new rows quarantined") for a catalog half of which is bad.
+    The failed run leaves no version, quarantine row or raw row; the corrected load judges
+    every row as new."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "products.csv").write_text("product_id,title\nP1,Red Shoe\nP2,\nP3,Blue Shoe\nP4,\n")
+    (d / "users.csv").write_text("user_id,Tier\nU1,gold\n")
+    (d / "events.csv").write_text(
+        "Customer,product_id,event_type,timestamp\nU1,P1,view,2024-01-01T10:00:00Z\n"
+    )
+    work = tmp_path / "w"
+
+    def run():
+        return Ingestor(work, engine=engine(work) if engine else None).run(d)
+
+    with pytest.raises(SourceError, match="missing required column"):
+        run()
+    held = "SELECT (SELECT count(*) FROM meta.table_versions), (SELECT count(*) FROM quarantine.rows)"
+    assert curated_rows(work, held) == [(0, 0)]
+    assert curated_rows(
+        work, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'curated'"
+    ) == [(0,)]
+    assert curated_rows(work, "SELECT status FROM meta.runs") == [("FAIL",)]
+    (d / "shelfwise.toml").write_text('[map.events]\nuser_id = "Customer"\n')
+    products = run().tables["products"]
+    assert (products.rows_quarantined, products.rows_redelivered) == (2, 0)
+    assert products.check().verdict == "failed"
+    assert curated_rows(work, "SELECT table_name, version FROM meta.table_versions ORDER BY 1") == [
+        ("events", 1),
+        ("products", 1),
+        ("users", 1),
+    ]

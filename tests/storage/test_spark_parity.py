@@ -424,6 +424,16 @@ def test_long_numbers_that_are_no_card_numbers_are_kept_on_spark_too(spark, tmp_
     check(tmp_path, engine=lambda work: SparkEngine(work, master="local[2]"))
 
 
+def test_a_failed_load_publishes_nothing_on_spark_too(spark, tmp_path):
+    from tests.governance.test_deliveries import test_a_failed_load_publishes_nothing as check
+
+    check(tmp_path, engine=lambda work: SparkEngine(work, master="local[2]"))
+    # (the failed run's Parquet went with it: its quarantined rows held the raw rows)
+    runs = curated_rows(tmp_path / "w", "SELECT run_id FROM meta.runs WHERE status = 'COMPLETE'")
+    held = (tmp_path / "w" / "spark-warehouse" / "quarantine" / "products").iterdir()
+    assert [p.name for p in held] == [f"run={runs[0][0]}"]
+
+
 def test_resent_rows_are_redeliveries_on_spark_too(spark, tmp_path):
     from tests.governance.test_reprocess import (
         test_resent_bad_rows_and_resent_event_ids_are_redeliveries_not_failures as check,

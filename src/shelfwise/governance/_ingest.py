@@ -432,8 +432,13 @@ class Ingestor:
         if self.engine.name != "duckdb":
             report.notes.append(f"engine: {self.engine.describe()}")
         wh = Warehouse(self.workdir, memory_limit=self.settings.memory_limit)
+        committed = False
         try:
             self._prepare(wh)
+            # one transaction for the whole run: a load that fails at any table publishes
+            # nothing (its earlier tables' versions, quarantine rows and raw rows went with it;
+            # the next load counted the failed run's quarantined rows as re-sent, "check passed")
+            wh.sql("BEGIN TRANSACTION")
             outputs: list[DatasetRef] = []
             input_refs: list[DatasetRef] = []
             staged_now: dict[str, StagedFile] = {}
@@ -558,6 +563,8 @@ class Ingestor:
             )
             report.seconds = round(time.perf_counter() - t0, 3)
             wh.record_run(lineage.run_id, self.job, started, "COMPLETE", report.to_dict())
+            wh.sql("COMMIT")
+            committed = True
             lineage.complete(outputs)
             # the servers check posted events against the curated catalog, as ingestion does
             record_product_ids(self.workdir, wh)
@@ -594,6 +601,9 @@ class Ingestor:
                 )
         except Exception as exc:
             report.status = "FAIL"
+            if not committed:
+                _roll_back(wh, self.engine, lineage.run_id)
+                report.notes.append("the run failed: nothing it loaded was published")
             lineage.fail(f"{type(exc).__name__}: {exc}")
             AuditLog(self.workdir).append(
                 "ingest",
@@ -723,6 +733,29 @@ class Ingestor:
                 discard_staged(st)
             raise
         return tr
+
+
+def _roll_back(wh: Warehouse, engine: Engine, run_id: str) -> None:
+    """Undo a failed run: its transaction (versions, quarantine rows, raw rows, every `meta`
+    row), and on Spark the Parquet it wrote for them (files the catalog no longer names)."""
+    written: list[Path] = []
+    if engine.name == "spark":
+        try:
+            rows = wh.sql(
+                "SELECT physical_name FROM meta.table_versions WHERE run_id = ?", [run_id]
+            ).fetchall()
+        except Exception:  # noqa: BLE001 - an aborted transaction: the versions are unknown
+            rows = []
+        written = [Path(r[0]).parent for r in rows if "/" in r[0]]
+        location = getattr(engine, "location", None)
+        if isinstance(location, Path):
+            written += location.glob(f"quarantine/*/run={run_id}")
+    try:
+        wh.sql("ROLLBACK")
+    except Exception:  # noqa: BLE001 - no transaction left to roll back (it never began)
+        pass
+    for folder in written:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _say_faq_conflicts(wh: Warehouse, tr: TableReport, report: IngestReport) -> None:

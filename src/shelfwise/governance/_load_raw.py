@@ -222,12 +222,16 @@ def _read_csv(st: LoadState, into: str) -> None:
             # row's place in the file; the copy into raw is parallel too. Measured on 3M rows
             # (benchmarks/ingest_speed.py's file, 2 cores, quiet): 5.7 s wall (9.6 CPU-s) with the
             # window, 3.6 s (5.9 CPU-s) this way, 3.2 s for an unnumbered insert.
+            # (inside the run's transaction a new table's rowids start at DuckDB's MAX_ROW_ID,
+            # not 0: counted from the first row's)
             wh.sql(f"CREATE OR REPLACE TEMP TABLE {read} AS SELECT {', '.join(select)} FROM {reader}")
-            wh.sql(f"{into} (SELECT *, (rowid + 2)::BIGINT AS _source_line FROM {read})")
+            first = wh.sql(f"SELECT min(rowid) FROM {read}").fetchone()
+            base = int(first[0]) if first and first[0] is not None else 0
+            wh.sql(f"{into} (SELECT *, (rowid - {base} + 2)::BIGINT AS _source_line FROM {read})")
     except Exception as exc:  # noqa: BLE001 - the reader's own words are the clearest reason
+        # (the run's transaction is aborted: the run rolls back, its temp tables go with it)
         raise SourceError(str(st.src), None, f"unreadable CSV: {exc}") from exc
-    finally:
-        wh.sql(f"DROP TABLE IF EXISTS {read}")
+    wh.sql(f"DROP TABLE IF EXISTS {read}")
     rejects = wh.sql(
         f"SELECT min(csv_line), string_agg(DISTINCT error_type, ', '), line FROM {rej} GROUP BY line ORDER BY line"
     ).fetchall()
