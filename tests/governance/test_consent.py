@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from shelfwise.errors import ShelfwiseError
-from shelfwise.governance import AuditLog, Pseudonymizer, SecretStore
+from shelfwise.governance import AuditLog, Ingestor, Pseudonymizer, SecretStore
 from shelfwise.governance._consent import (
     CONSENTS_FILE,
     Consents,
@@ -24,7 +24,7 @@ from shelfwise.governance._consent import (
     sync_users_table,
 )
 from tests.cli.test_cli import sw
-from tests.conftest import built_once
+from tests.conftest import built_once, curated_rows
 
 FAST_TRAIN = ["--models", "popularity,itemknn", "--no-fusion", "--tune-seconds", "0", "--sasrec-seconds", "0"]
 FAST_TRAIN += ["--finetune-seconds", "0", "--cross-encoder-seconds", "0", "--refit-seconds", "0", "--json"]
@@ -394,3 +394,79 @@ def test_a_users_table_curated_before_the_consent_columns_is_exported_with_them(
     )
     got = con.sql(users_now(con, tmp_path, "old_users") + " ORDER BY user_id").fetchall()
     assert got == [("u_a", "gold", True, False), ("u_b", "silver", True, True)]
+
+
+def test_shopifys_marketing_consent_is_read_and_a_users_table_on_another_key_is_warned_of(
+    tmp_path, engine=None
+):
+    """Shopify's customers export says consent in `Accepts Email Marketing`: it was dropped as a
+    personal column (its name holds "email"), silently, and every customer had the shop's default
+    consent. It is read as consent_marketing; a consent-looking column read as none is said; the
+    personal columns left out are printed; and a users table keyed on `Customer ID` beside orders
+    keyed on `Email` (no shopper of the events has a users row) is a warning naming the fix."""
+    from shelfwise.reporting._quality import summary_lines
+
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "users.csv").write_text(
+        "Customer ID,Email,Phone,Accepts Email Marketing,Accepts SMS Marketing\n"
+        "7000000000003,ann@example.com,555-0100,yes,no\n"
+        "7000000000011,bob@example.com,555-0101,no,no\n"
+        "7000000000029,cy@example.com,555-0102,no,yes\n"
+    )
+    (d / "events.csv").write_text(
+        "Email,product_id,event_type,timestamp\n"
+        "ann@example.com,P1,purchase,2024-01-01T10:00:00Z\n"
+        "bob@example.com,P1,purchase,2024-01-02T10:00:00Z\n"
+        "cy@example.com,P1,purchase,2024-01-03T10:00:00Z\n"
+    )
+    (d / "shelfwise.toml").write_text('[map.events]\nuser_id = "Email"\n')
+
+    def run(work):
+        return Ingestor(work, engine=engine(work) if engine else None).run(d)
+
+    report = run(tmp_path / "w1")
+    users = report.tables["users"]
+    assert users.column_mapping["Customer ID"] == "user_id"
+    assert users.column_mapping["Accepts Email Marketing"] == "consent_marketing"
+    assert set(users.personal_columns_dropped) == {"Email", "Phone"}
+    printed = "\n".join(summary_lines(report))
+    assert "personal column(s) left out of the curated layer: 'Email', 'Phone'" in printed
+    assert any("'Accepts SMS Marketing' looks like a consent too" in n for n in report.notes)
+    [warning] = report.warnings
+    assert "only 0 of the 3 users of curated.events have a row among the 3 of curated.users" in warning
+    assert "users keyed on 'Customer ID', events on 'Email'" in warning
+    assert "--map 'users.user_id=Email'" in warning
+    consents = curated_rows(tmp_path / "w1", "SELECT consent_marketing FROM curated.users")
+    assert sorted(c for (c,) in consents) == [False, False, True]
+
+    # keyed as the events are: no warning, and two of the three said no
+    (d / "shelfwise.toml").write_text('[map.events]\nuser_id = "Email"\n[map.users]\nuser_id = "Email"\n')
+    report = run(tmp_path / "w2")
+    assert report.warnings == []
+    said_no = curated_rows(
+        tmp_path / "w2",
+        "SELECT count(*) FROM curated.users u JOIN curated.events e USING (user_id) WHERE NOT u.consent_marketing",
+    )
+    assert said_no == [(2,)]
+
+
+def test_a_consent_column_read_as_none_is_kept_and_warned_of(tmp_path):
+    """A consent column under a name no alias knows is kept (not dropped for the "email" in it)
+    and, with no consent read, a warning says every user has the shop's default and how to map."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "users.csv").write_text("user_id,Email Newsletter Consent\nU1,no\nU2,yes\n")
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\nU1,P1,view,2024-01-01T10:00:00Z\n"
+    )
+    work = tmp_path / "w"
+    report = Ingestor(work).run(d)
+    assert report.tables["users"].personal_columns_dropped == []
+    [warning] = report.warnings
+    assert "'Email Newsletter Consent' looks like a consent, but no consent is read" in warning
+    assert "--map 'users.consent_marketing=Email Newsletter Consent'" in warning
+    assert sorted(curated_rows(work, "SELECT x_email_newsletter_consent FROM curated.users")) == [
+        ("no",),
+        ("yes",),
+    ]

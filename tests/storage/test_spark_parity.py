@@ -434,6 +434,14 @@ def test_a_failed_load_publishes_nothing_on_spark_too(spark, tmp_path):
     assert [p.name for p in held] == [f"run={runs[0][0]}"]
 
 
+def test_shopifys_consent_and_a_users_table_on_another_key_on_spark_too(spark, tmp_path):
+    from tests.governance.test_consent import (
+        test_shopifys_marketing_consent_is_read_and_a_users_table_on_another_key_is_warned_of as check,
+    )
+
+    check(tmp_path, engine=lambda work: SparkEngine(work, master="local[2]"))
+
+
 def test_resent_rows_are_redeliveries_on_spark_too(spark, tmp_path):
     from tests.governance.test_reprocess import (
         test_resent_bad_rows_and_resent_event_ids_are_redeliveries_not_failures as check,

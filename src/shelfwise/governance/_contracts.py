@@ -435,7 +435,16 @@ USERS = TableContract(
             "consent_marketing",
             Kind.BOOL,
             classification=Classification.INTERNAL,
-            aliases=("marketing_consent", "marketing_opt_in", "newsletter_opt_in", "accepts_marketing"),
+            # (Shopify's customers export: `Accepts Email Marketing`, earlier `Accepts Marketing`)
+            aliases=(
+                "marketing_consent",
+                "marketing_opt_in",
+                "newsletter_opt_in",
+                "accepts_marketing",
+                "accepts_email_marketing",
+                "email_marketing_consent",
+                "email_opt_in",
+            ),
             description="the user consents to marketing (audience exports)",
         ),
     ),
@@ -662,14 +671,35 @@ PERSONAL_COLUMN_HINTS = (
 )
 
 
-def classify_extra_column(name: str) -> Classification:
-    """Classification of a profile column outside the contract, from its name (in English or in
-    one of the languages `PERSONAL_COLUMN_HINTS` lists, accents and `ß` transliterated)."""
+def _words(name: str) -> str:
+    """A column's name as lower-case words joined by `_`: `Customer Name`, `customer-name`,
+    `CustomerName` and `customer_name` are one name (accents and `ß` transliterated)."""
     import unicodedata
 
     name = unicodedata.normalize("NFKD", name.replace("ß", "ss")).encode("ascii", "ignore").decode()
-    # `Customer Name`, `customer-name`, `CustomerName` and `customer_name` are one name
-    low = re.sub(r"[^a-z0-9]+", "_", re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()).strip("_")
+    return re.sub(r"[^a-z0-9]+", "_", re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()).strip("_")
+
+
+# a column that says whether a person agreed (`Accepts SMS Marketing`, `Email Opt-In`, `GDPR
+# Consent`, `Unsubscribed`): a yes or no, no personal data, whatever channel its name names
+_CONSENT_NAME = re.compile(
+    r"consent|(?:^|_)opt(?:ed)?_?(?:in|out)(?:_|$)|accepts_(?:\w+_)?marketing|(?:^|_)(?:un)?subscribed(?:_|$)"
+)
+
+
+def looks_like_consent(name: str) -> bool:
+    """Whether a column's name says it holds a person's consent (`_CONSENT_NAME`)."""
+    return _CONSENT_NAME.search(_words(name)) is not None
+
+
+def classify_extra_column(name: str) -> Classification:
+    """Classification of a profile column outside the contract, from its name (in English or in
+    one of the languages `PERSONAL_COLUMN_HINTS` lists, accents and `ß` transliterated). A
+    consent column is never personal (`Accepts Email Marketing` holds "email" and was dropped,
+    so every customer who said no had the shop's default consent)."""
+    if looks_like_consent(name):
+        return Classification.INTERNAL
+    low = _words(name)
     parts = set(low.split("_"))
     # and `Post Code` is a postcode, `TaxID` a tax_id: the words run together compared too
     compact = low.replace("_", "")

@@ -37,7 +37,7 @@ from ..storage import DuckDBEngine, Engine, StagedFile, Warehouse, find_table_fi
 from ..storage._faq_version import record_faq_version
 from ..storage._product_ids import record_product_ids
 from ._audit import AuditLog
-from ._compile import NORMALIZE_LINES_UDF, NORMALIZE_UDF, q
+from ._compile import NORMALIZE_LINES_UDF, NORMALIZE_UDF, lit, q
 from ._contracts import (
     CONTRACTS,
     LOAD_ORDER,
@@ -45,6 +45,7 @@ from ._contracts import (
     Classification,
     TableContract,
     classify_extra_column,
+    looks_like_consent,
 )
 from ._erasures import Erasures
 from ._faq_conflicts import faq_conflicts
@@ -59,7 +60,7 @@ from ._load_rows import check_rows
 from ._load_sales import count_sales_outcomes, spark_count_sales_outcomes
 from ._load_sets import check_sets
 from ._load_spark import spark_check_rows, spark_check_sets, spark_publish, spark_withhold_erased
-from ._load_state import QUARANTINE_DDL, REPROCESS_JOB, LoadState, parquet_files
+from ._load_state import QUARANTINE_DDL, REPROCESS_JOB, LoadState, column_key, parquet_files
 from ._mapping import MAP_FILE, ColumnMap, load_column_map
 from ._orderlines import derive as derive_order_lines
 from ._orderlines import record_as_of
@@ -362,6 +363,7 @@ class Ingestor:
             None if days is None else datetime.now(UTC).replace(tzinfo=None) - timedelta(days=days)
         )
         self._derived: set[str] = set()
+        self._headers: dict[str, list[str]] = {}  # each table's file header, as read this run
         files = {
             t: self._declared_file(data_dir, t)
             if t in self._map.files
@@ -540,6 +542,7 @@ class Ingestor:
                     )
                 if staged.staged is not None and staged.numbered:  # (never the source read in place)
                     staged.staged.unlink(missing_ok=True)
+            _say_unmatched_users(wh, report, self._headers)
             if unread:
                 shown = ", ".join(unread[:10]) + (f" and {len(unread) - 10} more" if len(unread) > 10 else "")
                 report.notes.append(
@@ -685,6 +688,9 @@ class Ingestor:
                     extra_kept.append(e)
         else:
             tr.ignored_columns = cols.extra
+        self._headers[contract.name] = header
+        if contract.name == "users":
+            _say_consent_columns(src.name, cols.mapping, extra_kept, report)
         if staged.transcoded_lines:
             report.notes.append(
                 f"{src.name}: {staged.transcoded_lines} line(s) were not valid UTF-8 and were read as cp1252/latin-1"
@@ -733,6 +739,69 @@ class Ingestor:
                 discard_staged(st)
             raise
         return tr
+
+
+USER_CONSENTS = ("consent_marketing", "consent_personalization")
+
+
+def _say_consent_columns(file: str, mapping: dict[str, str], kept: list[str], report: IngestReport) -> None:
+    """A users file's column that looks like a consent (`Accepts SMS Marketing`, `Email Opt-In`)
+    and is read as none: kept as a profile column, and said: a warning when no consent is read
+    at all (every user then has the shop's default, and a marketing audience holds those who
+    said no), else a note naming the column consent is read from."""
+    read = [f"{c} is read from {mapping[c]!r}" for c in USER_CONSENTS if c in mapping]
+    for e in (e for e in kept if looks_like_consent(e)):
+        if read:
+            report.notes.append(
+                f"{file}: {e!r} looks like a consent too: kept as a profile column, not read as one "
+                f"({', '.join(read)})"
+            )
+            continue
+        report.warnings.append(
+            f"{file}: {e!r} looks like a consent, but no consent is read from this file: every user "
+            "has the shop's default consent, and an audience export includes those who said no. "
+            f"To read it: --map 'users.consent_marketing={e}' (or users.consent_personalization), "
+            f'or [map.users] consent_marketing = "{e}" in {MAP_FILE}'
+        )
+
+
+def _say_unmatched_users(wh: Warehouse, report: IngestReport, headers: dict[str, list[str]]) -> None:
+    """A warning when the users table and the events name their shoppers by different keys
+    (Shopify: the customers export's `Customer ID`, the orders' `Email`): under one in ten of
+    the events' (non-anonymous) users has a users row, so consent and profiles reach almost
+    nobody. Said with the counts, the two columns read and, where the users file has a column
+    named as the events' user column, the map that keys both on it."""
+    if not {"users", "events"} & set(report.tables) or not {"users", "events"} <= set(wh.curated_tables()):
+        return
+    row = wh.sql(
+        f"""WITH u AS (SELECT DISTINCT user_id FROM curated.users WHERE user_id IS NOT NULL),
+                 e AS (SELECT DISTINCT user_id FROM curated.events WHERE user_id IS NOT NULL
+                       AND NOT starts_with(user_id, {lit(ANONYMOUS_PSEUDONYM_PREFIX)}))
+            SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM e),
+                   (SELECT count(*) FROM u JOIN e USING (user_id))"""
+    ).fetchone()
+    users, shoppers, matched = (int(x) for x in row) if row else (0, 0, 0)
+    if not users or not shoppers or matched * 10 >= shoppers:
+        return
+
+    def read_from(table: str) -> str | None:
+        t = report.tables.get(table)
+        return next((h for h, c in t.column_mapping.items() if c == "user_id"), None) if t else None
+
+    on_users, on_events = read_from("users"), read_from("events")
+    said = ""
+    if on_users and on_events:
+        said = f" (users keyed on {on_users!r}, events on {on_events!r})"
+    fix = "map users.user_id and events.user_id to columns holding the same id: --map 'users.user_id=HEADER'"
+    same = [h for h in headers.get("users", []) if on_events and column_key(h) == column_key(on_events)]
+    if same and same[0] != on_users:
+        fix = f"--map 'users.user_id={same[0]}' (or [map.users] user_id = \"{same[0]}\" in {MAP_FILE})"
+    report.warnings.append(
+        f"only {matched:,} of the {shoppers:,} users of curated.events have a row among the {users:,} "
+        f"of curated.users: the two name their shoppers by different ids{said}, so consent and "
+        "profiles reach almost none of them, and the shop's default consent applies to the rest "
+        f"(an audience export holds them). Key both on one id: {fix}"
+    )
 
 
 def _roll_back(wh: Warehouse, engine: Engine, run_id: str) -> None:

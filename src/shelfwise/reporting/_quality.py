@@ -173,6 +173,16 @@ def ignored_said(t: TableReport) -> str:
     )
 
 
+def personal_said(t: TableReport) -> str:
+    """A table's profile columns left out of the curated layer because their names say personal
+    data (`personal_columns_dropped`), and how to read one that is not."""
+    cols = ", ".join(repr(c) for c in t.personal_columns_dropped)
+    return (
+        f"{len(t.personal_columns_dropped):,} personal column(s) left out of the curated layer: {cols} "
+        f"(one that is a column of the contract is read with --map {t.table}.COLUMN=HEADER)"
+    )
+
+
 def summary_lines(report: IngestReport) -> list[str]:
     """A readable plain-text summary (the CLI prints it): per table, its counts, whether the
     rows balance (in = curated + quarantined + withheld) and - a separate fact - the load's
@@ -205,6 +215,8 @@ def summary_lines(report: IngestReport) -> list[str]:
             lines.append(f"      {reason:<22} {n:>8,}")
         if t.ignored_columns:  # (an unmapped `Order Date` was left out without a word)
             lines.append(f"      {ignored_said(t)}")
+        if t.personal_columns_dropped:  # (a consent column named "email" was, without a word)
+            lines.append(f"      {personal_said(t)}")
     for warning in report.warnings:
         lines.append(f"  warning: {html.unescape(warning)}")
     for note in report.notes:
