@@ -440,7 +440,7 @@ class Ingestor:
             # one transaction for the whole run: a load that fails at any table publishes
             # nothing (its earlier tables' versions, quarantine rows and raw rows went with it;
             # the next load counted the failed run's quarantined rows as re-sent, "check passed")
-            wh.sql("BEGIN TRANSACTION")
+            wh.begin()
             outputs: list[DatasetRef] = []
             input_refs: list[DatasetRef] = []
             staged_now: dict[str, StagedFile] = {}
@@ -566,7 +566,7 @@ class Ingestor:
             )
             report.seconds = round(time.perf_counter() - t0, 3)
             wh.record_run(lineage.run_id, self.job, started, "COMPLETE", report.to_dict())
-            wh.sql("COMMIT")
+            wh.commit()
             committed = True
             lineage.complete(outputs)
             # the servers check posted events against the curated catalog, as ingestion does
@@ -819,10 +819,7 @@ def _roll_back(wh: Warehouse, engine: Engine, run_id: str) -> None:
         location = getattr(engine, "location", None)
         if isinstance(location, Path):
             written += location.glob(f"quarantine/*/run={run_id}")
-    try:
-        wh.sql("ROLLBACK")
-    except Exception:  # noqa: BLE001 - no transaction left to roll back (it never began)
-        pass
+    wh.rollback()
     for folder in written:
         shutil.rmtree(folder, ignore_errors=True)
 

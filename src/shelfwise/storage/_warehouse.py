@@ -67,6 +67,9 @@ class Warehouse:
         # the background while the warehouse reads.
         self.db: duckdb.DuckDBPyConnection = duckdb.connect(str(self.path.absolute()))
         self._ibis: Backend | None = None
+        # a transaction open on the connection (`begin`): a whole ingest run is one, and the
+        # steps inside it that are atomic on their own (`publish`) take part in it
+        self.in_transaction = False
         # as Ibis sets it on every connection it makes: a query's names are tables, never
         # Python variables of the caller (an Arrow table is read only once registered)
         self.sql("SET python_enable_replacements=false")
@@ -188,14 +191,19 @@ class Warehouse:
                 contract_version,
                 physical,
             )
-            # the view and the version's record together: neither without the other
-            self.sql("BEGIN TRANSACTION")
+            # the view and the version's record together: neither without the other (inside a
+            # run's own transaction, that one holds them)
+            outer = self.in_transaction
+            if not outer:
+                self.begin()
             try:
                 self.sql(f'CREATE OR REPLACE VIEW curated."{table}" AS SELECT * FROM curated."{physical}"')
                 self._record_version(tv)
-                self.sql("COMMIT")
+                if not outer:
+                    self.commit()
             except BaseException:
-                self.sql("ROLLBACK")
+                if not outer:
+                    self.rollback()
                 raise
             return tv
         except BaseException:
@@ -203,6 +211,24 @@ class Warehouse:
             # no half-made version: the table stays at `prev` and the next load tries again
             _drop_quietly(self, f'curated."{physical}"')
             raise
+
+    def begin(self) -> None:
+        """Open a transaction on the warehouse's connection (one at a time: DuckDB nests none)."""
+        self.sql("BEGIN TRANSACTION")
+        self.in_transaction = True
+
+    def commit(self) -> None:
+        self.in_transaction = False
+        self.sql("COMMIT")
+
+    def rollback(self) -> None:
+        """Undo the open transaction; quiet when none is open (it never began, or DuckDB ended
+        it with the error that brought us here)."""
+        self.in_transaction = False
+        try:
+            self.sql("ROLLBACK")
+        except Exception:  # noqa: BLE001 - no transaction left to roll back
+            pass
 
     def drop_versions(self, table: str, keep: int, pinned: set[int]) -> list[int]:
         """Drop the DuckDB-written versions of curated `table` older than its last `keep`, but
