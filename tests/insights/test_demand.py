@@ -1797,3 +1797,15 @@ def test_a_new_products_interval_counts_the_rate_it_does_not_know_and_the_shops_
     inside = float(((truth >= fc["lo"]) & (truth <= fc["hi"])).mean())
     assert 0.7 <= inside <= 0.92, inside
     assert float(fc["sd"].median()) > 8.0  # the week's spread, not sqrt(15) = 3.9
+
+
+def test_the_recent_mean_is_served_only_when_it_did_clearly_better():
+    """On one held-out window a 13-week mean ties the models on a drifting level by chance; the
+    group keeps its models unless the mean did better by the margin (the planted interest shop
+    lost its search signal to a mean that won by a hair on 28 of 30 series)."""
+    from shelfwise.insights._demand import BASELINE_KEY, BASELINE_MARGIN, baseline_clearly_better
+
+    assert BASELINE_MARGIN > 1.0
+    assert not baseline_clearly_better({"served": 10.0, BASELINE_KEY: 9.0})  # a hair: models kept
+    assert baseline_clearly_better({"served": 10.0, BASELINE_KEY: 4.5})  # the walk's 2.2x: the mean
+    assert not baseline_clearly_better({"served": 10.0})  # no baseline measured
