@@ -29,3 +29,29 @@ def test_no_sale_rows_are_left_out_of_customer_data(tmp_path: Path):
     assert sorted(events["event_type"]) == ["purchase", "purchase"]
     assert str(at).startswith("2024-03-06")  # the latest event still sets the default as-of
     assert count_customers(work, at) == 2
+
+
+def test_a_return_is_no_activity_in_churn_features():
+    """`events_30` and `days_since_event` count a shopper's actions: a return undoes a purchase,
+    it is no sign the shopper is active (it counted as browsing activity, against churn)."""
+    import pandas as pd
+
+    from shelfwise.insights._customers import features_at, orders_from_events
+
+    ts = pd.to_datetime(["2024-03-01T10:00", "2024-03-02T10:00", "2024-03-20T10:00", "2024-03-20T11:00"])
+    events = pd.DataFrame(
+        {
+            "user_id": ["u1", "u1", "u1", "u2"],
+            "product_id": ["P1", "P1", "P1", "P2"],
+            "event_type": ["view", "purchase", "return", "view"],
+            "timestamp": ts.astype("datetime64[us]"),
+            "session_id": [None] * 4,
+            "quantity": [1, 1, -1, 1],
+            "value": [None, 5.0, None, None],
+        }
+    )
+    products = pd.DataFrame({"product_id": ["P1", "P2"], "price": [5.0, 3.0], "category": ["a", "b"]})
+    orders = orders_from_events(events, products)
+    f = features_at(events, orders, products, ts.max(), 90)
+    assert f.loc["u1", "events_30"] == 1.0  # the view, not the return
+    assert round(f.loc["u1", "days_since_event"]) == 18  # since the purchase, not the return

@@ -41,6 +41,26 @@ def test_online_state_contract(state):
     assert state.recent("u2")[1] == ["C"]
 
 
+def test_online_state_takes_only_the_types_training_learns_from(state):
+    """A `return`, a `no_sale` and a purchase of 0 or fewer units (which the row check turns
+    into those) are no interest in the product: training leaves them out, and so must the
+    online state, or a returned product becomes the shopper's freshest signal."""
+    from shelfwise.governance._contracts import EVENTS
+    from shelfwise.governance._row_check import check_record
+    from shelfwise.serving._service import online_event
+
+    state.record([("u1", "A", "view", 1.0)])
+    before = state.recent("u1")
+    for etype, qty in (("return", "1"), ("purchase", "-1"), ("purchase", "0"), ("no_sale", "0")):
+        rec = {"user_id": "u1", "product_id": f"P-{etype}-{qty}", "event_type": etype}
+        rec |= {"timestamp": "2024-03-05T10:00:00Z", "quantity": qty}
+        check = check_record(EVENTS, rec)
+        assert not check.failures
+        e = online_event(check.values, rec["timestamp"])
+        state.record([("u1", e["product_id"], e["_type"], e["_ts"])])
+    assert state.recent("u1") == before and state.purchases("u1") == {}
+
+
 DOC = {
     "experiments": [
         {"name": "e1", "salt": "x", "variants": [{"name": "a", "weight": 70}, {"name": "b", "weight": 30}]}

@@ -31,6 +31,9 @@ import pandas as pd
 from ._bgnbd import BGNBD
 
 DAY = np.timedelta64(1, "D")
+# event types that are no shopper's activity: a return undoes a purchase, and a no_sale row is
+# the shop's record of a product-day (the warehouse reader leaves those out already)
+NOT_ACTIVITY = ("purchase", "return", "no_sale")
 CUT_STEP_DAYS = 30  # training cuts every 30 days back from as_of - horizon
 MAX_CUTS = 12
 MIN_HISTORY_DAYS = 30  # a cut needs this much data before it
@@ -185,11 +188,12 @@ def features_at(
         ("views_90", kinds.isin(["view", "click"]), 90),
         ("carts_90", kinds == "add_to_cart", 90),
         ("searches_90", kinds == "search", 90),
-        ("events_30", kinds != "purchase", 30),
+        ("events_30", ~kinds.isin(NOT_ACTIVITY), 30),
     ):
         f[name] = ev[mask & (ev_age <= w)].groupby("user_id").size().reindex(users).fillna(0.0)
+    acted = ev[~kinds.isin(NOT_ACTIVITY[1:])]  # a purchase is an action, a return none
     f["days_since_event"] = pd.Series(
-        days(ev.groupby("user_id")["timestamp"].max().reindex(users)), index=users
+        days(acted.groupby("user_id")["timestamp"].max().reindex(users)), index=users
     )
     carts = ev[kinds == "add_to_cart"].groupby("user_id")["timestamp"].max().reindex(users)
     f["days_since_cart"] = pd.Series(days(carts), index=users)

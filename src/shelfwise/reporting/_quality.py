@@ -87,11 +87,14 @@ def _charts(wh: Warehouse, report: IngestReport) -> list[str]:
                ORDER BY d, event_type"""
         ).fetchall()
         days = sorted({r[0] for r in rows})
-        types = sorted({r[1] for r in rows})
+        # a no_sale row is the shop's record of a product-day, no shopper's action: its own
+        # series, labelled so, not read as the day's activity
+        label = {"no_sale": "no_sale (shop's record, no action)"}
+        types = sorted({label.get(r[1], r[1]) for r in rows})
         idx = {d: i for i, d in enumerate(days)}
         series = {t: [0.0] * len(days) for t in types}
         for d, t, n in rows:
-            series[t][idx[d]] = n
+            series[label.get(t, t)][idx[d]] = n
         if days:
             charts.append(stacked_time_chart(days, series, "Curated events over time", fast=True))
         counts = [

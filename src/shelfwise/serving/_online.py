@@ -12,14 +12,20 @@ import threading
 from collections import OrderedDict, deque
 from typing import Any, Protocol
 
+from ..features._interactions import DEFAULT_EVENT_WEIGHTS
 from ..governance._online_keys import ONLINE_PREFIX, online_keys
 
 RECENT_MAX = 50
+# The event types that say what a user wants, as training weighs them: a `return` or a
+# `no_sale` (and a purchase of 0 or fewer units, which the row check turns into those) is no
+# interest in the product, and must not become the user's freshest signal online either.
+ONLINE_TYPES = frozenset(DEFAULT_EVENT_WEIGHTS)
 
 
 class OnlineState(Protocol):
     def record(self, events: list[tuple[str, str, str, float]]) -> None:
-        """(user pseudonym, product id, event type, epoch seconds), in arrival order."""
+        """(user pseudonym, product id, event type, epoch seconds), in arrival order; events of
+        a type training does not learn from (not in `ONLINE_TYPES`) are left out."""
 
     def recent(self, user: str) -> tuple[int, list[str]]:
         """(a version that changes with every recorded item, recent product ids oldest first)."""
@@ -40,7 +46,7 @@ class MemoryState:
     def record(self, events: list[tuple[str, str, str, float]]) -> None:
         with self._lock:
             for user, product, etype, ts in events:
-                if not product:
+                if not product or etype not in ONLINE_TYPES:
                     continue
                 q = self._recent.get(user)
                 if q is None:
@@ -84,7 +90,7 @@ class RedisState:
     def record(self, events: list[tuple[str, str, str, float]]) -> None:
         pipe = self.client.pipeline(transaction=False)
         for user, product, etype, ts in events:
-            if not product:
+            if not product or etype not in ONLINE_TYPES:
                 continue
             recent, bought, version = self._keys(user)
             pipe.rpush(recent, product)
