@@ -147,7 +147,8 @@ class Shop:
     def close(self) -> None:
         """Write the lists served with `served=True` that are still buffered to the exposure log
         and close its segment (also done at the end of a `with Shop(...)` block, when the Shop
-        is collected, and at the process's normal exit). The Shop stays usable."""
+        is collected, and at the process's normal exit; in a forked or `multiprocessing` child
+        each list is written as it is served). The Shop stays usable."""
         if self._exposures is not None:
             self._served_log(self._exposures.close)
 
@@ -952,8 +953,10 @@ class Shop:
 
             from .serving._exposures import ExposureBuffer
 
-            self._exposures = buf = ExposureBuffer(self.workdir)
-            weakref.finalize(self, buf.close)  # (a Shop dropped unclosed: its lists written)
+            with _EXPOSURES_MADE:  # (two threads serving at once made two, `close` closed one)
+                if self._exposures is None:
+                    self._exposures = buf = ExposureBuffer(self.workdir)
+                    weakref.finalize(self, buf.close)  # (a Shop dropped unclosed: its lists written)
         self._served_log(lambda: self._exposures.add(records))
 
     def _written_served(self) -> None:
@@ -1708,6 +1711,7 @@ class Shop:
 # the trainings running in this process (their threads) and, from the first's start, tqdm's
 # monitor setting and monitors as they were: restored when the last one ends
 _TQDM_QUIET = threading.Lock()
+_EXPOSURES_MADE = threading.Lock()  # (a Shop's exposure buffer made once)
 _tqdm_held: dict[str, Any] = {"trainings": 0, "interval": None, "monitors": set()}
 
 

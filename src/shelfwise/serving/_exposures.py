@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
@@ -100,15 +101,20 @@ class ExposureBuffer:
         self._held: list[dict[str, Any]] = []
         self._timer: threading.Timer | None = None
         self._spool: Any = None  # (the segment's writer, `FileSpool`, made at the first write)
+        # a write under way in this thread, and a `close` asked during it: a GC finalizer run
+        # inside a write (the RLock lets it in) leaves both to that write, which ends them
+        self._writing = False
+        self._closing = False
         _BUFFERS.add(self)
 
     def add(self, records: list[dict[str, Any]]) -> None:
-        """Hold served lists (written at once when the batch is full; raises what a write raises)."""
+        """Hold served lists (written at once when the batch is full, or in a child process;
+        raises what a write raises)."""
         if not records:
             return
         with self._lock:
             self._held.extend(records)
-            if len(self._held) >= EXPOSURE_BATCH:
+            if len(self._held) >= EXPOSURE_BATCH or _in_child():
                 self._write()
             elif self._timer is None:
                 self._timer = threading.Timer(EXPOSURE_AGE_S, self._due)
@@ -128,12 +134,8 @@ class ExposureBuffer:
     def close(self) -> None:
         """Write what is held and close the segment (the buffer may be used again: a new one)."""
         with self._lock:
-            try:
-                self._write()
-            finally:
-                if self._spool is not None:
-                    spool, self._spool = self._spool, None
-                    spool.close()
+            self._closing = True
+            self._write()
 
     def _due(self) -> None:
         try:
@@ -142,20 +144,37 @@ class ExposureBuffer:
             log.exception("served lists not written to the exposure log yet (kept for the next write)")
 
     def _write(self) -> None:
+        """(Under the lock.) The held lists taken out before they are written, and put back if
+        the write fails: a call re-entered through the lock during a write finds none of them
+        (it logged them twice), and returns at once (it closed the segment under the write)."""
         from ._feedback import EXPOSURES_DIR
         from ._spool import FileSpool
 
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if not self._held:
+        if self._writing:
             return
-        if self._spool is None:
-            self._spool = FileSpool(
-                self.workdir / EXPOSURES_DIR, fsync=False, rotate_seconds=EXPOSURE_SEGMENT_S
-            )
-        self._spool.append(exposure_lines(list(self._held))).result()
-        self._held = []
+        self._writing = True
+        try:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            while self._held:  # (lists added during the write: written too)
+                batch, self._held = self._held, []
+                try:
+                    if self._spool is None:
+                        self._spool = FileSpool(
+                            self.workdir / EXPOSURES_DIR, fsync=False, rotate_seconds=EXPOSURE_SEGMENT_S
+                        )
+                    self._spool.append(exposure_lines(list(batch))).result()
+                except BaseException:
+                    self._held[:0] = batch
+                    raise
+        finally:
+            self._writing = False
+            if self._closing:
+                self._closing = False
+                if self._spool is not None:
+                    spool, self._spool = self._spool, None
+                    spool.close()
 
 
 _BUFFERS: weakref.WeakSet[ExposureBuffer] = weakref.WeakSet()
@@ -170,12 +189,33 @@ def flush_exposures(workdir: str | Path | None = None) -> None:
             buf.flush()
 
 
+_FORKED = False
+
+
+def _in_child() -> bool:
+    """Whether this process is a forked child or a `multiprocessing` one (spawned too): one that
+    may leave through `os._exit` (a `Process` or `Pool` worker does, a terminated `Pool`'s
+    worker is killed), running neither `atexit` nor finalizers, so its buffers hold nothing:
+    each list written as it is served, to the open segment."""
+    if _FORKED:
+        return True
+    mp = sys.modules.get("multiprocessing")
+    return mp is not None and mp.parent_process() is not None
+
+
 def _forget_in_child() -> None:
     """A forked child holds copies of its parent's buffers: the parent writes those lists (the
-    child would log them twice), and the writer threads did not come with the fork."""
+    child would log them twice), and the writer threads did not come with the fork. The child's
+    segments are closed at its `multiprocessing` exit (`_close_all`, run by its exit function)."""
+    global _FORKED
+    _FORKED = True
     for buf in list(_BUFFERS):
         buf._lock = threading.RLock()
         buf._held, buf._timer, buf._spool = [], None, None
+        buf._writing = buf._closing = False
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is not None:
+        mp_util.Finalize(None, _close_all, exitpriority=10)
 
 
 os.register_at_fork(after_in_child=_forget_in_child)
