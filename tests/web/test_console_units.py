@@ -2119,3 +2119,23 @@ def test_an_unreadable_logout_list_fails_closed_and_is_never_left_half_written(
     r = fresh.post("/console/logout", data={"csrf": live}, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].endswith("/console/login")
     assert "shelfwise_console" not in fresh.cookies
+
+
+def test_the_next_weeks_column_says_how_many_weeks_it_sums():
+    """A report whose forecasts start at a week already begun at as-of, with fewer than 4 weeks
+    after it: the column headed "next 4 weeks" says the number of weeks it summed (it said 4)."""
+    from shelfwise.web._routes import _templates
+
+    env = _templates().env
+    forecast = [[w, 10.0, 9.0, 11.0] for w in ("2018-12-24", "2018-12-31", "2019-01-07", "2019-01-14")]
+    model = {"series": 1, "last_week": "2018-12-17", "season_length": 1, "censored_weeks": 0}
+    model |= {"cv_windows": 0, "cv_h": 0, "chosen": {"RecentMean": 1}, "calibration": []}
+    top = [{"id": "P1", "model": "RecentMean", "recent_units": 130, "forecast": forecast, "censored": []}]
+    demand = {"as_of": "2018-12-26T23:59:59.999999", "model": model, "top": top}
+    demand["replenishment"] = {"service_level": 0.95, "review_days": 7, "rows": []}
+    tpl = env.get_template("insights.html")
+    html = "".join(
+        tpl.blocks["main"](tpl.new_context({"customers": None, "demand": demand, "audiences": []}))
+    )
+    row = html.split('<tr data-product="P1">')[1].split("</tr>")[0]
+    assert "30.0" in row and "(3 weeks)" in row

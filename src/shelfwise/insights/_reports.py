@@ -65,7 +65,13 @@ def demand_summary(
     if level == "category":
         need = 1  # (no reorder suggestion reads past the horizon shown)
     fc, info, history = forecast_demand(
-        weekly, products, at, horizon_weeks=min(max(horizon_weeks, need), 104), level=level, catalog=catalog
+        # (one week more: a history ending mid-week starts the forecasts at the week already begun)
+        weekly,
+        products,
+        at,
+        horizon_weeks=min(max(horizon_weeks + 1, need), 105),
+        level=level,
+        catalog=catalog,
     )
     reorders = (
         replenish(
@@ -74,7 +80,11 @@ def demand_summary(
         if catalog["stock_known"] and level == "product"
         else []
     )
-    shown = fc[fc["ds"] <= fc["ds"].min() + pd.Timedelta(weeks=horizon_weeks - 1)]
+    # `horizon_weeks` weeks after as-of (what the console sums as the next weeks), with the week
+    # already begun at as-of before them when the history ends mid-week
+    after = fc["ds"][fc["ds"].dt.normalize() > pd.Timestamp(at).tz_localize(None).normalize()]
+    start = after.min() if len(after) else fc["ds"].min()
+    shown = fc[fc["ds"] <= start + pd.Timedelta(weeks=horizon_weeks - 1)]
     last = history["ds"].max()
     recent = history[history["ds"] > last - pd.Timedelta(weeks=RECENT_WEEKS)]
     ranked = recent.groupby("unique_id")["y"].sum().sort_values(ascending=False, kind="stable")
