@@ -147,6 +147,21 @@ def test_cancelled_voided_and_refunded_orders_are_kept_aside_not_purchases(tmp_p
     assert details[2] == (7, "order #1004 is refunded (Financial Status): not a purchase")
 
 
+def test_an_erased_users_set_aside_lines_are_withheld_not_quarantined(tmp_path: Path) -> None:
+    """c@ (order #1003, cancelled) is erased; the shop sends its orders again: c@'s two cancelled
+    lines are withheld (counted), never written to the quarantine with the e-mail in clear."""
+    from shelfwise import Shop
+
+    w, data = tmp_path / "w", shopify_shop(tmp_path)
+    Ingestor(w).run(data)
+    Shop(w).erase("c@example.com")
+    ev = Ingestor(w, mode="append").run(data).tables["events"]
+    assert (ev.rows_withheld, ev.withheld) == (2, {"erased_user": 2})
+    assert "cancelled_order" not in ev.reasons and ev.balanced
+    named = "SELECT count(*) FROM quarantine.rows WHERE raw::VARCHAR LIKE '%c@example.com%'"
+    assert curated_rows(w, named) == [(0,)]
+
+
 # -- F4: variants ------------------------------------------------------------------------------------
 def test_variant_rows_take_their_parents_fields_and_pictures_are_kept_aside(tmp_path: Path) -> None:
     """Shopify leaves Title, Body, Vendor empty on a variant's row: the variant (CH-WHI, sold in

@@ -16,14 +16,15 @@ Their rows stay in raw (everything received) and go to the quarantine with a rea
 counted in the load's `rows_quarantined` (rows in = curated + quarantined + withheld) and in
 `rows_set_aside`, which the quality check does not judge: they are the shop's data as it is, not
 faults of the file. The load view (`LoadState.load`) leaves them out, so DuckDB's and Spark's row
-checks never see them.
+checks never see them. The lines of an erased user are withheld (`rows_withheld`) before any is
+written to the quarantine, on both engines (this stage runs on DuckDB for both).
 """
 
 from __future__ import annotations
 
 from ..storage import stage_file
-from ._compile import lit, q
-from ._load_state import LoadState, parquet_files, still_the_quarantines
+from ._compile import id_sql, lit, q
+from ._load_state import LoadState, count_withheld, parquet_files, still_the_quarantines
 from ._orderlines import source_relation
 from ._reasons import Reason
 
@@ -160,6 +161,7 @@ def _variants(st: LoadState) -> None:
 def _finish(st: LoadState) -> None:
     """The set-aside lines into the quarantine, the load view past them, and a note."""
     wh = st.wh
+    _withhold_erased(st)
     row = wh.sql(f"SELECT count(*) FROM {ASIDE}").fetchone()
     from ._load_raw import _define_load
 
@@ -178,6 +180,34 @@ def _finish(st: LoadState) -> None:
         f"{st.src.name}: {said} line(s) kept aside, {what} (quarantined with their reason, not judged "
         f"by the quality check{carried})"
     )
+
+
+def _withhold_erased(st: LoadState) -> None:
+    """Set-aside lines naming an erased user leave the load before anything is written to the
+    quarantine (its `raw` holds the id in clear): withheld and counted, as the row checks' rows of
+    erased users are (`withhold_erased`, which reads only the lines checked, never these). A line
+    set aside is no purchase, so its date is not asked: every one naming an erased user is
+    withheld."""
+    if not st.staging or st.erasures is None:
+        return
+    wh, lines = st.wh, set()
+    for c in st.pseudo_cols:
+        rows = wh.sql(
+            f"""SELECT a._source_line, {id_sql(f"l.{q(c)}")} FROM {ASIDE} a
+                JOIN {st.target} l ON l._source_line = a._source_line AND l._load = {int(st.load_id)}
+                WHERE nullif(trim(l.{q(c)}), '') IS NOT NULL"""
+        ).fetchall()
+        _, erased = st.erasures.lookup(sorted({str(r[1]) for r in rows}))
+        hit = {raw for raw, _ in erased}
+        lines |= {int(r[0]) for r in rows if str(r[1]) in hit}
+    if not lines:
+        return
+    listed = ", ".join(str(n) for n in sorted(lines))
+    wh.sql(f"DELETE FROM {ASIDE} WHERE _source_line IN ({listed})")
+    wh.sql(f"DELETE FROM {st.target} WHERE _load = {int(st.load_id)} AND _source_line IN ({listed})")
+    count_withheld(st.tr, len(lines))
+    if st.reprocess:
+        st.withheld_lines += sorted(lines)
 
 
 def _quarantine(st: LoadState) -> None:
