@@ -162,6 +162,28 @@ def test_an_erased_users_set_aside_lines_are_withheld_not_quarantined(tmp_path: 
     assert curated_rows(w, named) == [(0,)]
 
 
+def test_a_plain_reprocess_never_releases_set_aside_lines(tmp_path: Path) -> None:
+    """Re-processing the events' open rows as they are leaves the five set-aside lines open (a
+    cancelled order #1003 and a refunded #1004 stay no purchase; the gift cards are no fault)."""
+    from shelfwise.governance import Quarantine
+
+    w = tmp_path / "w"
+    Ingestor(w).run(shopify_shop(tmp_path))
+    res = Quarantine(w).reprocess("events")
+    assert (res["retried"], res["released"], res["skipped"], res["set_aside"]) == (0, 0, 5, 5)
+    assert curated_rows(w, "SELECT DISTINCT session_id FROM curated.events ORDER BY 1") == [
+        ("#1001",),
+        ("#1002",),
+        ("#1006",),
+    ]
+    statuses = "SELECT reason, status, count(*) FROM quarantine.rows WHERE table_name = 'events' GROUP BY ALL ORDER BY 1"
+    assert curated_rows(w, statuses) == [
+        ("cancelled_order", "open", 2),
+        ("no_product_line", "open", 1),
+        ("refunded_order", "open", 2),
+    ]
+
+
 # -- F4: variants ------------------------------------------------------------------------------------
 def test_variant_rows_take_their_parents_fields_and_pictures_are_kept_aside(tmp_path: Path) -> None:
     """Shopify leaves Title, Body, Vendor empty on a variant's row: the variant (CH-WHI, sold in

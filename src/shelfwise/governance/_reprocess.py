@@ -70,7 +70,7 @@ def reprocess_rows(
             rec = dict(r["raw"] or {})
             rec["_quarantine_id"] = r["quarantine_id"]
             records.append(rec)
-    records, skipped = _fixable(table, records, open_rows)
+    records, skipped = _fixable(table, records, open_rows, as_is=fixed_file is None)
     if not_taken:
         skipped["not_taken"] = not_taken
     if not records:
@@ -187,27 +187,48 @@ def _statuses(workdir: Path, table: str) -> dict[int, str]:
 
 
 def _fixable(
-    table: str, records: list[dict[str, Any]], rows: dict[int, dict[str, Any]]
+    table: str, records: list[dict[str, Any]], rows: dict[int, dict[str, Any]], *, as_is: bool = False
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The records to re-process, and what was left open: a row of AS_IS_NEVER whose fields
-    are as quarantined (not edited) stays open, counted in `skipped` with the reason. `rows`:
-    the table's open quarantined rows by id."""
+    are as quarantined (not edited) stays open, counted in `skipped` with the reason. A row set
+    aside (`SET_ASIDE_REASONS`: a cancelled or refunded order's line, a gift card, a picture) is
+    the shop's data, no fault: a plain re-processing (`as_is`) never takes one (the re-processing
+    skips the set-aside stage, so a cancelled order's line would be curated as the purchase its
+    raw row says); only a steward's file (`--file`) may release one. `rows`: the table's open
+    quarantined rows by id."""
+    from ._reasons import SET_ASIDE_REASONS
+
     columns = CONTRACTS[table].column_names
-    keep, left = [], 0
+    aside_reasons = {str(r.value) for r in SET_ASIDE_REASONS}
+    keep, left, aside = [], 0, 0
     for rec in records:
         row = rows.get(int(rec["_quarantine_id"]))
         raw = (row or {}).get("raw") or {}
         unchanged = all((rec.get(c) or None) == (raw.get(c) or None) for c in columns)
         reasons = set((row or {}).get("reasons") or [(row or {}).get("reason")])
-        if row is not None and reasons & set(AS_IS_NEVER) and unchanged:
+        if as_is and row is not None and reasons & aside_reasons:
+            aside += 1
+        elif row is not None and reasons & set(AS_IS_NEVER) and unchanged:
             left += 1
         else:
             keep.append(rec)
-    if not left:
+    if not left and not aside:
         return keep, {}
+    why = []
+    if left:
+        why.append(
+            "duplicate keys, exact duplicates and unreadable lines are not re-processed as "
+            "they are (a duplicate key's row would replace the kept one; an exact duplicate is one again): fix "
+            "them in a file (quarantine export, edit, --file) or leave them"
+        )
+    if aside:
+        why.append(
+            "lines set aside (cancelled or refunded orders, lines without a product, pictures) are the "
+            "shop's data, not faults: a plain re-processing never releases one (a cancelled order's line "
+            "would become a purchase); a steward may, in a file (quarantine export, edit, --file)"
+        )
     return keep, {
-        "skipped": left,
-        "skipped_reason": "duplicate keys, exact duplicates and unreadable lines are not re-processed as "
-        "they are (a duplicate key's row would replace the kept one; an exact duplicate is one again): fix "
-        "them in a file (quarantine export, edit, --file) or leave them",
+        "skipped": left + aside,
+        **({"set_aside": aside} if aside else {}),
+        "skipped_reason": "; ".join(why),
     }
