@@ -184,6 +184,59 @@ def test_a_plain_reprocess_never_releases_set_aside_lines(tmp_path: Path) -> Non
     ]
 
 
+STATUS_MAP = (
+    '[map.events]\nuser_id = "customer"\nproduct_id = "sku"\nsession_id = "order_id"\ntimestamp = "date"\n'
+)
+
+
+def _orders(tmp_path: Path, text: str):
+    data = _shop(tmp_path, {"orders.csv": text, "shelfwise.toml": STATUS_MAP})
+    report = Ingestor(tmp_path / "w").run(data)
+    lines = "SELECT source_line, reason, detail FROM quarantine.rows ORDER BY 1"
+    return report, report.tables["events"], curated_rows(tmp_path / "w", lines)
+
+
+def test_a_boolean_cancelled_column_sets_aside_only_the_true_ones(tmp_path: Path) -> None:
+    """false/no/0 are no cancellation (every line was set aside as "cancelled at false")."""
+    _, ev, lines = _orders(
+        tmp_path,
+        "order_id,customer,sku,date,cancelled\nA1,u1,P1,2024-03-01,false\nA2,u2,P2,2024-03-02,no\n"
+        "A3,u3,P1,2024-03-03,0\nA4,u4,P2,2024-03-04,true\n",
+    )
+    assert (ev.rows_curated, ev.rows_set_aside) == (3, 1)
+    assert lines == [(5, "cancelled_order", "order A4 was cancelled at true: not a purchase")]
+
+
+def test_a_per_line_status_is_the_lines_own_and_orderless_lines_are_judged_alone(tmp_path: Path) -> None:
+    """An order's status is carried to its lines that have none, from its first line that has one
+    (not max(): 'refunded' beside 'paid' set the paid line aside); lines without an order id are
+    no one order (one voided line set all of them aside)."""
+    _, ev, lines = _orders(
+        tmp_path,
+        "order_id,customer,sku,date,status\nA1,u1,P1,2024-03-01,paid\nA1,u1,P2,2024-03-01,refunded\n"
+        ",u2,P1,2024-03-02,paid\n,u3,P2,2024-03-03,voided\nA9,u4,P1,2024-03-04,voided\nA9,u4,P2,2024-03-04,\n",
+    )
+    assert (ev.rows_curated, ev.rows_set_aside) == (2, 4)
+    assert lines == [
+        (3, "refunded_order", "order A1 is refunded (status): not a purchase"),
+        (5, "cancelled_order", "a line without an order id is voided (status): not a purchase"),
+        (6, "cancelled_order", "order A9 is voided (status): not a purchase"),
+        (7, "cancelled_order", "order A9 is voided (status): not a purchase"),
+    ]
+
+
+def test_a_delivery_mostly_set_aside_is_said_loudly(tmp_path: Path) -> None:
+    """3 of 4 lines set aside: a warning, and the check says it (it said a bare "passed")."""
+    report, ev, _ = _orders(
+        tmp_path,
+        "order_id,customer,sku,date,status\nA1,u1,P1,2024-03-01,voided\nA2,u2,P2,2024-03-02,refunded\n"
+        "A3,u3,P1,2024-03-03,voided\nA4,u4,P2,2024-03-04,paid\n",
+    )
+    assert ev.rows_set_aside == 3
+    assert any("3 of 4 line(s) kept aside" in w for w in report.warnings)
+    assert "WARNING: 3 of 4 rows set aside" in ev.check().describe()
+
+
 # -- F4: variants ------------------------------------------------------------------------------------
 def test_variant_rows_take_their_parents_fields_and_pictures_are_kept_aside(tmp_path: Path) -> None:
     """Shopify leaves Title, Body, Vendor empty on a variant's row: the variant (CH-WHI, sold in

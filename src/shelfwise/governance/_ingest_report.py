@@ -5,10 +5,20 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["FAILING_SHARE", "IngestReport", "IngestSettings", "QualityCheck", "TableReport", "quality_check"]
+__all__ = [
+    "FAILING_SHARE",
+    "SET_ASIDE_WARN_SHARE",
+    "IngestReport",
+    "IngestSettings",
+    "QualityCheck",
+    "TableReport",
+    "quality_check",
+]
 
 # a load whose quarantined share of its new, judged rows is above this fails its check
 FAILING_SHARE = 0.05
+# more than this share of a load's rows set aside is said with its verdict (`QualityCheck`)
+SET_ASIDE_WARN_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -22,6 +32,14 @@ class QualityCheck:
     judged: int  # the load's new rows that were checked
     failed: int  # of them, quarantined
     share: float
+    set_aside: int = 0  # the load's rows kept aside as no purchase (not judged)
+    rows_in: int = 0
+
+    @property
+    def mostly_set_aside(self) -> bool:
+        """Over `SET_ASIDE_WARN_SHARE` of the load set aside: said with the verdict (a status
+        column read wrongly sets whole files aside, and those rows are not judged)."""
+        return self.rows_in > 0 and self.set_aside > SET_ASIDE_WARN_SHARE * self.rows_in
 
     @property
     def passed(self) -> bool:
@@ -36,7 +54,13 @@ class QualityCheck:
         """E.g. "FAILING: 1 of 10 new rows quarantined (10.0%, over 5%)"."""
         head = "passed" if self.passed else "FAILING"
         limit = f"{'over' if not self.passed else 'limit'} {100 * FAILING_SHARE:g}%"
-        return f"{head}: {self.failed:,} of {self.judged:,} new rows quarantined ({100 * self.share:.1f}%, {limit})"
+        said = f"{head}: {self.failed:,} of {self.judged:,} new rows quarantined ({100 * self.share:.1f}%, {limit})"
+        if self.mostly_set_aside:
+            said += (
+                f"; WARNING: {self.set_aside:,} of {self.rows_in:,} rows set aside, not judged (over "
+                f"{100 * SET_ASIDE_WARN_SHARE:g}%)"
+            )
+        return said
 
 
 def quality_check(
@@ -51,7 +75,8 @@ def quality_check(
     again = int(rows_redelivered or 0) + int(rows_set_aside or 0)
     judged = int(rows_in or 0) - again - int(rows_withheld or 0)
     failed = max(int(rows_quarantined or 0) - again, 0)
-    return QualityCheck(max(judged, 0), failed, failed / judged if judged > 0 else 0.0)
+    share = failed / judged if judged > 0 else 0.0
+    return QualityCheck(max(judged, 0), failed, share, int(rows_set_aside or 0), int(rows_in or 0))
 
 
 @dataclass(frozen=True)

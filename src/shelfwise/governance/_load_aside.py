@@ -7,7 +7,11 @@ An order-lines export (every row a purchase, its orders named by a session_id co
   cancelled), and of an order refunded in full (`refunded`: the goods came back or were never
   sent; a `partially_refunded` order stays a purchase, its export does not say which line was
   refunded). The export writes the order's fields on its first line only: they are carried to
-  the order's other lines (a filter on the column kept lines 2..n of a cancelled order);
+  the order's other lines (a filter on the column kept lines 2..n of a cancelled order): a line's
+  own value, else its order's first non-empty one by line (never max(), which made one refunded
+  line of a paid order set the order aside); a line without an order id has its own alone. A
+  cancellation column counts only a time or an explicit true (a boolean `cancelled` of false/no/0
+  set whole files aside). Over half a delivery set aside is a warning, said with the check;
 - lines without a product (a gift card, gift wrapping, shipping: no SKU): no product to learn or
   serve.
 
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 from ..storage import stage_file
 from ._compile import id_sql, lit, q
+from ._ingest_report import SET_ASIDE_WARN_SHARE
 from ._load_state import LoadState, count_withheld, parquet_files, still_the_quarantines
 from ._orderlines import source_relation
 from ._reasons import Reason
@@ -48,6 +53,10 @@ CANCELLED_KEYS = ("cancelledat", "canceledat", "cancelled", "canceled", "cancell
 # statuses whose lines are set aside, and why
 CANCELLED_STATUSES = ("voided", "cancelled", "canceled")
 REFUNDED_STATUSES = ("refunded",)
+# a cancellation column's values that say an order was cancelled, besides a time
+CANCELLED_TRUE = ("true", "yes", "y", "t", "1", "cancelled", "canceled", "voided")
+# a value read as a time (a date first: `2024-03-07 11:00:00 +0100`, `07/03/2024`)
+_DATE_LIKE = r"^\d{4}-\d{1,2}-\d{1,2}|^\d{1,2}[./-]\d{1,2}[./-]\d{2,4}"
 
 
 def _key(name: str) -> str:
@@ -90,20 +99,34 @@ def set_aside(st: LoadState) -> None:
     def text(h: str) -> str:
         return f"nullif(trim({expr[h]}), '')"
 
-    # the order's fields from whichever of its lines carries them (its first, in Shopify's export)
-    carried = [
-        f"max(lower({text(status)})) OVER (PARTITION BY {text(order)}) AS _status"
-        if status
-        else "NULL AS _status",
-        f"max({text(cancelled)}) OVER (PARTITION BY {text(order)}) AS _cancelled"
+    def carried(value: str) -> str:
+        """A line's own value, else its order's first non-empty one (by line: Shopify writes the
+        order's fields on its first line only); a line without an order id has its own alone."""
+        first = (
+            f"first_value({value} IGNORE NULLS) OVER (PARTITION BY {text(order)} ORDER BY _line "
+            "ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)"
+        )
+        return f"coalesce({value}, CASE WHEN {text(order)} IS NOT NULL THEN {first} END)"
+
+    # a cancellation column is read only where it says so: a time (`Cancelled at`) or an explicit
+    # true (a boolean `cancelled` holding false/no/0 is no cancellation)
+    said = ", ".join(lit(v) for v in CANCELLED_TRUE)
+    cancel = (
+        f"CASE WHEN regexp_matches({text(cancelled)}, {lit(_DATE_LIKE)}) OR lower({text(cancelled)}) IN ({said}) "
+        f"THEN {text(cancelled)} END"
         if cancelled
-        else "NULL AS _cancelled",
-    ]
-    lines = f"SELECT _line, {text(order)} AS _order, {', '.join(carried)} FROM {rel}"
+        else "NULL"
+    )
+    status_value = f"lower({text(status)})" if status else "NULL"
+    lines = (
+        f"SELECT _line, {text(order)} AS _order, {carried(status_value)} AS _status, "
+        f"{carried(cancel)} AS _cancelled FROM {rel}"
+    )
     no_product = f"nullif(trim(l.{q('product_id')}), '') IS NULL"
     cancelled_list = ", ".join(lit(s) for s in CANCELLED_STATUSES)
     refunded_list = ", ".join(lit(s) for s in REFUNDED_STATUSES)
     status_name = lit(status or "status")
+    the_order = "coalesce('order ' || o._order, 'a line without an order id')"
     wh.sql(
         f"""INSERT INTO {ASIDE}
             SELECT l._source_line,
@@ -111,9 +134,9 @@ def set_aside(st: LoadState) -> None:
                    WHEN o._status IN ({refunded_list}) THEN {lit(Reason.REFUNDED_ORDER.value)}
                    ELSE {lit(Reason.NO_PRODUCT_LINE.value)} END,
               CASE WHEN o._cancelled IS NOT NULL
-                     THEN 'order ' || o._order || ' was cancelled at ' || o._cancelled || ': not a purchase'
+                     THEN {the_order} || ' was cancelled at ' || o._cancelled || ': not a purchase'
                    WHEN o._status IN ({cancelled_list}, {refunded_list})
-                     THEN 'order ' || o._order || ' is ' || o._status || ' (' || {status_name} || '): not a purchase'
+                     THEN {the_order} || ' is ' || o._status || ' (' || {status_name} || '): not a purchase'
                    ELSE 'an order line without a product id (a gift card, wrapping, shipping): no product to learn or serve' END
             FROM {st.target} l LEFT JOIN ({lines}) o ON o._line = l._source_line
             WHERE l._load = {int(st.load_id)} AND (o._cancelled IS NOT NULL
@@ -180,6 +203,14 @@ def _finish(st: LoadState) -> None:
         f"{st.src.name}: {said} line(s) kept aside, {what} (quarantined with their reason, not judged "
         f"by the quality check{carried})"
     )
+    total = wh.sql(f"SELECT count(*) FROM {st.target} WHERE _load = {int(st.load_id)}").fetchone()
+    aside, rows = sum(int(n) for n in counts.values()), int(total[0]) if total else 0
+    if rows and aside > SET_ASIDE_WARN_SHARE * rows:
+        st.warn(
+            f"{st.src.name}: {aside:,} of {rows:,} line(s) kept aside ({said}), over "
+            f"{100 * SET_ASIDE_WARN_SHARE:g}% of the delivery and not judged by the quality check: is a status "
+            "or cancellation column read as it should be? (quarantine list shows each line's reason)"
+        )
 
 
 def _withhold_erased(st: LoadState) -> None:
