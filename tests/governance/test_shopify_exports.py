@@ -237,6 +237,27 @@ def test_a_delivery_mostly_set_aside_is_said_loudly(tmp_path: Path) -> None:
     assert "WARNING: 3 of 4 rows set aside" in ev.check().describe()
 
 
+def test_a_column_suggestion_never_quotes_a_customers_e_mail(tmp_path: Path) -> None:
+    """Unmapped orders: the advice offers `Email` for user_id without quoting an address (it went
+    into the error, the hash-chained audit log and lineage); a product's sku is still quoted."""
+    import pytest
+
+    from shelfwise.errors import SourceError
+
+    w, data = tmp_path / "w", _shop(tmp_path, {"orders_export.csv": ORDERS})
+    with pytest.raises(SourceError) as err:
+        Ingestor(w).run(data)
+    assert "'Email' (holds e-mail addresses, a customer key)" in str(err.value)
+    assert "@example.com" not in str(err.value)
+    named = [p.name for p in w.rglob("*") if p.is_file() and b"@example.com" in p.read_bytes()]
+    assert named == []
+    samples = {"Customer Phone": ["+44 20 7946 0958"], "Customer ID": ["C-17"]}
+    assert dict(suggest_columns(EVENTS, "user_id", list(samples), samples)) == {
+        "Customer ID": "an id column, e.g. 'C-17'",
+        "Customer Phone": "names one, its values not quoted: personal data",
+    }
+
+
 # -- F4: variants ------------------------------------------------------------------------------------
 def test_variant_rows_take_their_parents_fields_and_pictures_are_kept_aside(tmp_path: Path) -> None:
     """Shopify leaves Title, Body, Vendor empty on a variant's row: the variant (CH-WHI, sold in

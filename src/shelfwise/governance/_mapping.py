@@ -240,12 +240,16 @@ def suggest_columns(
             offer(h, 1.0 + ratios[h], "a similar name")
     if missing == "user_id":  # a shop that keys its customers on their e-mail (Shopify's orders)
         for h in mails:
-            offer(h, 2.4, f"holds e-mail addresses, a customer key, e.g. {given[h][0][:40]!r}")
+            # (no example: an address is a customer's, and the advice lands in the audit log)
+            offer(h, 2.4, "holds e-mail addresses, a customer key")
     for h, values in samples.items():
         vals = [v.strip() for v in values if v is not None and v.strip()]
         if not vals or h in taken:
             continue
-        example = vals[0][:40]
+        # a sample of a personal column (an e-mail, a phone, a name) is never quoted: the advice
+        # goes into the error, and from there into the hash-chained audit log and lineage
+        personal = h in mails or _personal(h) or any(_EMAIL.match(v) for v in vals[:5])
+        example = "its values not quoted: personal data" if personal else f"e.g. {vals[0][:40]!r}"
         if spec.kind is Kind.TIMESTAMP:
             from datetime import datetime
 
@@ -261,21 +265,21 @@ def suggest_columns(
                 if any(w.startswith(o) for w in parts for o in OTHER_TIME_WORDS):
                     bonus -= 1.5  # below every date column without such a word (at most 2.2 < 2.8)
                 # of several date columns (order date, ship date) the closest name first
-                offer(h, 2.0 + share + bonus + 0.2 * ratios.get(h, 0.0), f"holds dates, e.g. {example!r}")
+                offer(h, 2.0 + share + bonus + 0.2 * ratios.get(h, 0.0), f"holds dates, {example}")
         elif spec.kind is Kind.ENUM:
             allowed = {a for a in spec.allowed} | {a for a, _ in spec.synonyms}
             share = sum(v.lower().replace(" ", "_").replace("-", "_") in allowed for v in vals) / len(vals)
             if share >= 0.5:
-                offer(h, 2.0 + share, f"holds {missing} values, e.g. {example!r}")
+                offer(h, 2.0 + share, f"holds {missing} values, {example}")
         elif spec.kind is Kind.FLOAT:
             share = sum(parse_number(v) is not None for v in vals) / len(vals)
             if share >= 0.9 and h in scored:
-                offer(h, scored[h][0] + 0.5, f"a similar name, holds numbers, e.g. {example!r}")
+                offer(h, scored[h][0] + 0.5, f"a similar name, holds numbers, {example}")
         elif spec.kind is Kind.ID:
             words = ID_WORDS.get(missing, ())
             if any(w in _key(h) for w in words):
                 idlike = _key(h).endswith(ID_ENDINGS)
-                offer(h, 2.2 + 0.3 * idlike, f"{'an id column' if idlike else 'names one'}, e.g. {example!r}")
+                offer(h, 2.2 + 0.3 * idlike, f"{'an id column' if idlike else 'names one'}, {example}")
     return [(h, why) for h, (_, why) in sorted(scored.items(), key=lambda kv: -kv[1][0])][:3]
 
 
@@ -284,6 +288,13 @@ def mapping_advice(table: str, picks: Mapping[str, str]) -> str:
     flags = " ".join(f"--map '{table}.{c}={h}'" for c, h in picks.items())
     toml = "\n".join(f'    {c} = "{h}"' for c, h in picks.items())
     return f"say which with {flags}\n  or in the data directory's {MAP_FILE}:\n    [map.{table}]\n{toml}"
+
+
+def _personal(header: str) -> bool:
+    """Whether a header names personal data (`classify_extra_column`: e-mail, phone, names...)."""
+    from ._contracts import Classification, classify_extra_column
+
+    return classify_extra_column(header) is Classification.PERSONAL
 
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
