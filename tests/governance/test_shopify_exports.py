@@ -279,3 +279,19 @@ def test_variant_rows_take_their_parents_fields_and_pictures_are_kept_aside(tmp_
         tmp_path / "w", "SELECT description FROM curated.products WHERE product_id = 'CH-WHI'"
     )
     assert desc[0][0].startswith("A chair.")
+
+
+def test_a_variant_without_a_sku_is_judged_not_a_picture(tmp_path: Path) -> None:
+    """Variants with a price but no SKU are product rows without their id (`missing_required`,
+    judged: the check fails), not pictures; the row with its image alone is one."""
+    catalog = (
+        "Handle,Title,Body (HTML),Vendor,Variant SKU,Variant Price,Image Src\n"
+        "chair,Steno Chair,<p>A chair.</p>,Global,CH-BLA,60.74,https://x/1.jpg\n"
+        "chair,,,,,61.00,\n"
+        "chair,,,,,62.00,\n"
+        "chair,,,,,,https://x/3.jpg\n"
+    )
+    data = _shop(tmp_path, {"products_export.csv": catalog, "shelfwise.toml": CATALOG_MAP})
+    pr = Ingestor(tmp_path / "w").run(data).tables["products"]
+    assert pr.reasons == {"missing_required": 2, "image_row": 1}
+    assert (pr.rows_curated, pr.rows_set_aside, pr.check().judged, pr.check().passed) == (1, 1, 3, False)

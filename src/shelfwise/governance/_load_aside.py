@@ -149,8 +149,9 @@ def _variants(st: LoadState) -> None:
     """A catalog exported a row per variant under its parent (Shopify: `Handle`; the product's
     title, description, vendor, type and published flag on the parent's first row only): each
     variant row takes the fields it leaves empty from its parent's first titled row (`VARIANTS`,
-    read by the load view); a row with neither a product id nor a title (a further picture of
-    the product) is kept aside as `image_row`."""
+    read by the load view); a row with no value in any mapped column (a further picture of the
+    product: its image alone) is kept aside as `image_row`; a variant with a price, stock or
+    options but no product id is no picture: judged (`missing_required`)."""
     parent = next(
         (h for k in PARENT_KEYS for h in st.header if _key(h) == k and h not in st.mapping.values()), None
     )
@@ -158,10 +159,14 @@ def _variants(st: LoadState) -> None:
         return
     rel, expr = _relation(st)
     handle = f"nullif(trim({expr[parent]}), '')"
-    title, pid = f"nullif(trim(l.{q('title')}), '')", f"nullif(trim(l.{q('product_id')}), '')"
+    title = f"nullif(trim(l.{q('title')}), '')"
+    # a picture alone: every column the file maps (and every extra kept) empty; a variant with a
+    # price or stock but no SKU is a product row without its id, judged (`missing_required`)
+    mapped = [c for c in st.raw_cols if c in st.mapping or c.startswith("x_")]
+    picture = " AND ".join(f"nullif(trim(l.{q(c)}::VARCHAR), '') IS NULL" for c in mapped) or "false"
     st.wh.sql(
         f"""CREATE OR REPLACE TEMP TABLE {VARIANTS} AS SELECT * FROM (
-              SELECT l._source_line, {pid} IS NULL AND {title} IS NULL AS _picture, h._parent,
+              SELECT l._source_line, {picture} AS _picture, h._parent,
                 min(CASE WHEN {title} IS NOT NULL THEN l._source_line END) OVER (PARTITION BY h._parent) AS parent_line
               FROM {st.target} l JOIN (SELECT _line, {handle} AS _parent FROM {rel}) h ON h._line = l._source_line
               WHERE l._load = {int(st.load_id)} AND h._parent IS NOT NULL)
@@ -169,7 +174,7 @@ def _variants(st: LoadState) -> None:
     )
     st.wh.sql(
         f"""INSERT INTO {ASIDE} SELECT _source_line, {lit(Reason.IMAGE_ROW.value)},
-              'a row of ' || {lit(parent)} || ' ' || _parent || ' with no product id and no title: a further '
+              'a row of ' || {lit(parent)} || ' ' || _parent || ' with no value but its picture: a further '
               || 'picture of the product on line ' || parent_line || ', not a product'
             FROM {VARIANTS} WHERE _picture"""
     )
