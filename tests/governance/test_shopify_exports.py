@@ -295,3 +295,25 @@ def test_a_variant_without_a_sku_is_judged_not_a_picture(tmp_path: Path) -> None
     pr = Ingestor(tmp_path / "w").run(data).tables["products"]
     assert pr.reasons == {"missing_required": 2, "image_row": 1}
     assert (pr.rows_curated, pr.rows_set_aside, pr.check().judged, pr.check().passed) == (1, 1, 3, False)
+
+
+def test_a_split_export_is_refused_naming_its_parts_and_read_as_a_folder(tmp_path: Path) -> None:
+    """`orders_export_1.csv` and `_2`: refused with both named (only `_1` was read, the load
+    passed); moved into the folder the error names, both are read as one table, and the voided
+    order #1003, whose second line is in `_2`, is set aside whole."""
+    import pytest
+
+    from shelfwise.errors import SourceError
+
+    one = ORDERS_HEADER + "".join(ORDERS.splitlines(keepends=True)[1:5])
+    two = ORDERS_HEADER + ORDERS.splitlines(keepends=True)[5]
+    data = _shop(tmp_path, {"orders_export_1.csv": one, "orders_export_2.csv": two, "shelfwise.toml": MAP})
+    with pytest.raises(
+        SourceError, match=r"2 parts \(orders_export_1.csv, orders_export_2.csv\).*'orders_export'"
+    ):
+        Ingestor(tmp_path / "w").run(data)
+    (data / "orders_export").mkdir()
+    for name in ("orders_export_1.csv", "orders_export_2.csv"):
+        (data / name).rename(data / "orders_export" / name)
+    ev = Ingestor(tmp_path / "w").run(data).tables["events"]
+    assert (ev.rows_in, ev.rows_curated, ev.reasons) == (5, 3, {"cancelled_order": 2})

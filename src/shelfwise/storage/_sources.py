@@ -96,7 +96,35 @@ def find_table_file(data_dir: Path, table: str, aliases: tuple[str, ...] = ()) -
             None,
             f"no {table} file, and several that could be it ({names}): name the one to read {table}.<ext>",
         )
+    if by_alias:
+        _refuse_split_export(data_dir, by_alias[0])
     return by_alias[0] if by_alias else None
+
+
+def _refuse_split_export(data_dir: Path, found: Path) -> None:
+    """An export split in numbered parts (Shopify's `orders_export_1.csv`, `orders_export_2.csv`)
+    is refused with its parts named: only the first was read (the others were "not read" and the
+    load passed). A folder of parts is read as one table: moving them into one is the fix."""
+    if not found.is_file():
+        return
+    name = found.name.lower()
+    stem = name[: len(name) - len(name.split(".", 1)[1]) - 1] if "." in name else name
+    m = re.fullmatch(r"(.+?)[ _-]*\d+", stem)
+    base = m.group(1) if m else stem  # (`orders_export.csv` beside an `orders_export_2.csv` too)
+    parts = sorted(
+        p.name
+        for p in data_dir.iterdir()
+        if p.is_file()
+        and _readable_name(p.name)
+        and (p == found or re.fullmatch(re.escape(base) + r"[ _-]*\d+", p.name.lower().split(".", 1)[0]))
+    )
+    if len(parts) > 1:
+        raise SourceError(
+            str(data_dir),
+            None,
+            f"an export split in {len(parts)} parts ({', '.join(parts)}): only one would be read; move them "
+            f"into one folder named {base!r} (a folder of parts is read as one table)",
+        )
 
 
 def _find_named(data_dir: Path, table: str) -> Path | None:
