@@ -470,3 +470,42 @@ def test_a_consent_column_read_as_none_is_kept_and_warned_of(tmp_path):
         ("no",),
         ("yes",),
     ]
+
+
+def test_an_unreadable_consent_value_is_no_consent_and_counted(tmp_path):
+    """`unsubscribed`, `opted out`, `Nein`, `No.`, `opt-out` quarantined the users row (not a
+    boolean), no consent was recorded, and the customer had the shop's default: consent. The
+    common spellings are read; a value still unreadable is no consent (fail closed), counted."""
+    d = tmp_path / "d"
+    d.mkdir()
+    said = {
+        "U1": "unsubscribed",
+        "U2": "opted out",
+        "U3": "Nein",
+        "U4": "No.",
+        "U5": "opt-out",
+        "U6": "maybe later",
+        "U7": "Yes!",
+        "U8": "Ja",
+        "U9": "",
+    }
+    (d / "users.csv").write_text("user_id,Newsletter\n" + "".join(f"{u},{v}\n" for u, v in said.items()))
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\nU1,P1,view,2024-01-01T10:00:00Z\n"
+    )
+    work = tmp_path / "w"
+    report = Ingestor(work).run(d)
+    users = report.tables["users"]
+    assert users.column_mapping["Newsletter"] == "consent_marketing"
+    assert users.rows_quarantined == 0
+    [note] = [n for n in report.notes if "no yes or no" in n]
+    assert "1 row(s) with a consent_marketing ('Newsletter')" in note and "'maybe later'" in note
+    assert sync_users_table(work) == 8
+    c = Consents.of(work)
+    marketing = {u: c.allows(pseudo(work, u), "marketing") for u in said}
+    assert marketing == {
+        **dict.fromkeys(["U1", "U2", "U3", "U4", "U5", "U6"], False),
+        "U7": True,
+        "U8": True,
+        "U9": True,
+    }

@@ -392,6 +392,103 @@ FALSE_TOKENS = (
     "sold out",
     "unavailable",
 )
+# what else a yes or a no is written as (a consent column most of all: `opted out`, `Nein`,
+# `No.`, Shopify's `not_subscribed`), compared with the value lower-cased, each run of
+# punctuation, dashes, underscores and spaces one space, trimmed (`bool_key`): only for a value
+# that is none of the tokens above as written, so the usual column costs nothing more. A consent
+# value that is none of these is read as no consent (`ColumnSpec.lenient`: fail closed)
+TRUE_WORDS = (
+    *TRUE_TOKENS,
+    "on",
+    "ok",
+    "x",
+    "opt in",
+    "opted in",
+    "optin",
+    "optedin",
+    "subscribed",
+    "subscribe",
+    "consented",
+    "consent given",
+    "granted",
+    "accepted",
+    "agreed",
+    "allowed",
+    "ja",
+    "j",
+    "oui",
+    "si",
+    "sí",
+    "sì",
+    "sim",
+    "tak",
+    "da",
+)
+FALSE_WORDS = (
+    *FALSE_TOKENS,
+    "off",
+    "opt out",
+    "opted out",
+    "optout",
+    "optedout",
+    "unsubscribed",
+    "unsubscribe",
+    "not subscribed",
+    "notsubscribed",
+    "never subscribed",
+    "no consent",
+    "not consented",
+    "declined",
+    "denied",
+    "refused",
+    "withdrawn",
+    "revoked",
+    "nein",
+    "non",
+    "nee",
+    "nej",
+    "nei",
+    "nie",
+    "não",
+    "nao",
+)
+_BOOL_PUNCT = r"[^\p{L}\p{N}]+"  # (RE2 and Java alike; `bool_key` in Python)
+
+
+def bool_key(text: str) -> str:
+    """A boolean's text as `TRUE_WORDS` / `FALSE_WORDS` are written: lower case, each run of
+    anything but letters and digits one space, trimmed."""
+    return " ".join("".join(ch if ch.isalnum() else " " for ch in text.lower()).split())
+
+
+_TRUE_KEYS = tuple(dict.fromkeys(bool_key(w) for w in TRUE_WORDS))
+_FALSE_KEYS = tuple(dict.fromkeys(bool_key(w) for w in FALSE_WORDS))
+
+
+def parse_bool(text: str) -> bool | None:
+    """A yes or no as `bool_expr` reads it (None: neither)."""
+    low = text.lower()
+    if low in TRUE_TOKENS:
+        return True
+    if low in FALSE_TOKENS:
+        return False
+    key = bool_key(text)
+    return True if key in _TRUE_KEYS else False if key in _FALSE_KEYS else None
+
+
+def bool_expr(s: str, d: Dialect) -> str:
+    """SQL of the boolean the text `s` says (NULL: neither), as `parse_bool`."""
+    lit = d.lit
+    low = f"lower({s})"
+    key = f"trim({d.replace_all(low, _BOOL_PUNCT, ' ')})"
+    return (
+        f"CASE WHEN {low} IN ({', '.join(lit(t) for t in TRUE_TOKENS)}) THEN true "
+        f"WHEN {low} IN ({', '.join(lit(t) for t in FALSE_TOKENS)}) THEN false "
+        f"WHEN {key} IN ({', '.join(lit(t) for t in _TRUE_KEYS)}) THEN true "
+        f"WHEN {key} IN ({', '.join(lit(t) for t in _FALSE_KEYS)}) THEN false END"
+    )
+
+
 # what exports write for "no value", in the cases they write it (`nan`, `NaN`, `N/A`, `NULL`).
 # Ids, names and categories holding one are missing (`_clean`); a number, boolean or JSON column
 # holding one is missing instead of invalid (tested only on the rows that fail to parse: free);
@@ -723,17 +820,27 @@ def compile_contract(
                     )
                 )
         elif c.kind is Kind.BOOL:
-            low = f"lower({s})"
-            value = (
-                f"CASE WHEN {low} IN ({', '.join(lit(t) for t in TRUE_TOKENS)}) THEN true "
-                f"WHEN {low} IN ({', '.join(lit(t) for t in FALSE_TOKENS)}) THEN false END"
-            )
+            value = bool_expr(s, d)
+            if c.lenient:
+                # fail closed: a consent no yes or no we know is no consent, the row curated
+                # (counted in the load's notes: `unreadable_counts`)
+                value = (
+                    f"CASE WHEN {s} IS NULL OR {_missing(s, d)} THEN NULL ELSE coalesce({value}, false) END"
+                )
             checks.append(
                 Check(
                     f"({s} IS NOT NULL AND {v} IS NULL AND NOT {_missing(s, d)})",
                     Reason.INVALID_TYPE,
                     f"{lit(name + ': not a boolean: ')} || {s}",
                 )
+            )
+        elif c.kind is Kind.TIMESTAMP and c.lenient:
+            # a date that only qualifies another column (when a consent was given): one that
+            # cannot be read, or is implausible, is no date (counted: `unreadable_counts`)
+            parsed = timestamp_expr(s, day_first=day_first, d=d)
+            value = (
+                f"CASE WHEN {parsed} >= {d.timestamp_literal(f'{min_year}-01-01')} "
+                f"AND {parsed} <= {d.now_plus_days(max_future_days)} THEN {parsed} END"
             )
         elif c.kind is Kind.TIMESTAMP:
             value = timestamp_expr(s, day_first=day_first, d=d)

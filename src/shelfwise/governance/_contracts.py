@@ -75,6 +75,10 @@ class ColumnSpec:
     # (DuckDB 1.5 scans the NULLs after a value stored out of line as copies of it: 2,048
     # copies per vector; walk48b F0)
     max_chars: int | None = None
+    # BOOL, TIMESTAMP: a value that cannot be read does not quarantine the row; a BOOL reads as
+    # false (a consent nobody can read is no consent: fail closed), a TIMESTAMP as no date;
+    # counted in the load's notes
+    lenient: bool = False
 
 
 @dataclass(frozen=True)
@@ -409,7 +413,10 @@ JUDGMENTS = TableContract(
 USERS = TableContract(
     name="users",
     # 1.2.0: the optional consent columns (governance/_consent.py reads them after each load)
-    version="1.2.0",
+    # 1.3.0: a consent value that is no yes or no we know reads as no consent (the row was
+    # quarantined, and the customer had the shop's default: consent); the optional
+    # `consent_updated_at`, when the shop's system last changed the consent
+    version="1.3.0",
     description="User profiles. Personal columns (names, contact details, addresses) never reach the curated layer.",
     key=("user_id",),
     key_rule="the last row of a user_id in file order wins",
@@ -429,7 +436,9 @@ USERS = TableContract(
             # a person's choice is theirs to see, not the public's (it read "public")
             classification=Classification.INTERNAL,
             aliases=("personalization_consent", "consent_profiling", "personalization"),
-            description="the user consents to personalized lists (blank: unknown, the shop's default)",
+            lenient=True,
+            description="the user consents to personalized lists (blank: unknown, the shop's default; "
+            "a value that is no yes or no: no consent)",
         ),
         ColumnSpec(
             "consent_marketing",
@@ -444,8 +453,33 @@ USERS = TableContract(
                 "accepts_email_marketing",
                 "email_marketing_consent",
                 "email_opt_in",
+                "newsletter",
+                "newsletter_subscribed",
+                "newsletter_subscription",
+                "subscribed_to_newsletter",
             ),
-            description="the user consents to marketing (audience exports)",
+            lenient=True,
+            description="the user consents to marketing (audience exports; blank: unknown, the shop's "
+            "default; a value that is no yes or no: no consent)",
+        ),
+        ColumnSpec(
+            "consent_updated_at",
+            Kind.TIMESTAMP,
+            classification=Classification.INTERNAL,
+            # (Shopify: `Accepts Email Marketing Updated At`, its API's
+            # `email_marketing_consent.consent_updated_at`)
+            aliases=(
+                "consent_updated",
+                "consent_date",
+                "consent_changed_at",
+                "marketing_consent_updated_at",
+                "accepts_email_marketing_updated_at",
+                "accepts_marketing_updated_at",
+                "email_marketing_consent_updated_at",
+            ),
+            lenient=True,
+            description="when the shop's system last changed the user's consent: an older row does not "
+            "overrule a consent recorded since (an unreadable date: none)",
         ),
     ),
 )

@@ -10,11 +10,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from ._compile import compile_contract, lit, mask_profile_value, q
+from ._compile import DUCKDB, compile_contract, lit, mask_profile_value, q
 from ._contracts import Kind
 from ._load_state import CHECKED, LoadState, constant
 
-__all__ = ["check_rows", "day_first_dates", "decide_decimal_mark", "decimal_comma_numbers"]
+__all__ = [
+    "check_rows",
+    "day_first_dates",
+    "decide_decimal_mark",
+    "decimal_comma_numbers",
+    "note_unreadable",
+]
 
 
 def check_rows(st: LoadState) -> None:
@@ -50,6 +56,43 @@ def check_rows(st: LoadState) -> None:
         else loaded
     )
     st.wh.sql(f"CREATE OR REPLACE TEMP TABLE {CHECKED} AS {compiled.query(source, extra_sel)}")
+    note_unreadable(st, day_first)
+
+
+def note_unreadable(st: LoadState, day_first: bool) -> None:
+    """Say how many rows hold a value of a lenient column (`ColumnSpec.lenient`: the users
+    table's consent columns and their date) that cannot be read: a consent read as none, a date
+    as no date. On the loaded strings, as either engine reads them."""
+    from ._compile import _missing, bool_expr, timestamp_expr
+
+    cols = [
+        c
+        for c in st.contract.columns
+        if c.lenient and c.name in st.mapping and c.kind in (Kind.BOOL, Kind.TIMESTAMP)
+    ]
+    if not cols:
+        return
+    counts = []
+    for c in cols:
+        s = f"nullif(trim({q(c.name)}), {lit('')})"
+        parsed = bool_expr(s, DUCKDB) if c.kind is Kind.BOOL else timestamp_expr(s, day_first=day_first)
+        bad = f"{s} IS NOT NULL AND NOT {_missing(s)} AND {parsed} IS NULL"
+        counts.append(f"count(*) FILTER (WHERE {bad}), min({s}) FILTER (WHERE {bad})")
+    row = st.wh.sql(f"SELECT {', '.join(counts)} FROM {st.load}").fetchone()
+    for i, c in enumerate(cols):
+        n, example = row[2 * i], row[2 * i + 1]
+        if not n:
+            continue
+        header = st.mapping[c.name]
+        if c.kind is Kind.BOOL:
+            st.note(
+                f"{st.name}: {n:,} row(s) with a {c.name} ({header!r}) that is no yes or no "
+                f"(e.g. {example!r}): read as no consent (fail closed) until a readable value arrives"
+            )
+        else:
+            st.note(
+                f"{st.name}: {n:,} row(s) with a {c.name} ({header!r}) that is no date (e.g. {example!r}): read as none"
+            )
 
 
 NUMBER_MARKS = "meta.number_marks"

@@ -53,7 +53,7 @@ from ._load_publish import (
     upsert_select,
 )
 from ._load_raw import tell_new_keys
-from ._load_rows import day_first_dates, decimal_comma_numbers
+from ._load_rows import day_first_dates, decimal_comma_numbers, note_unreadable
 from ._load_sales import spark_uncount_redelivered as spark_uncount_redelivered_sales
 from ._load_sets import NEAR_DETAIL, RESENT_BOT_DETAIL, curated_near, resent_bot_lines
 from ._load_state import PAST_RETENTION, LoadState, count_withheld, note_withheld, safe
@@ -153,6 +153,7 @@ def spark_check_rows(st: LoadState) -> None:
     # does here from the start
     with _sql_conf(spark, "spark.sql.codegen.wholeStage", "false"):
         st.frames["checked"] = spark.sql(compiled.query(source, extra)).localCheckpoint()
+    note_unreadable(st, day_first)
 
 
 @contextmanager

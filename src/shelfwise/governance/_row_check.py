@@ -19,16 +19,15 @@ from typing import Any
 
 from ._compile import (
     CURRENCY_AROUND,
-    FALSE_TOKENS,
     MISSING_KINDS,
     MISSING_VALUES,
     NUMBER_SPACES,
     RFC2822_FORMAT,
     TIMESTAMP_FORMATS,
     TRIM_SPACES,
-    TRUE_TOKENS,
     anonymous_sessions,
     iso_offset_joined,
+    parse_bool,
     slash_date_formats,
 )
 from ._contracts import NO_SALE, RETURN, Kind, TableContract
@@ -43,8 +42,6 @@ _DECIMAL_COMMA = re.compile(r"-?[0-9]+,[0-9]{1,2}")  # 12,99
 _GROUPED = re.compile(r"-?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?")  # 1,299.00
 _FLOAT_INT = re.compile(r"-?[0-9]+\.0")
 _MISSING = frozenset(MISSING_VALUES)
-_TRUE = frozenset(TRUE_TOKENS)
-_FALSE = frozenset(FALSE_TOKENS)
 
 
 @dataclass(frozen=True)
@@ -212,14 +209,19 @@ def check_record(
                     fail(Failure(name, Reason.OUT_OF_RANGE, f"{name}: above {c.max_value:g}: {s}"))
         elif c.kind is Kind.BOOL:
             if s is not None:
-                low = s.lower()
-                value = True if low in _TRUE else False if low in _FALSE else None
-                if value is None:
+                value = parse_bool(s)
+                if value is None and c.lenient:
+                    value = False  # fail closed (`ColumnSpec.lenient`)
+                elif value is None:
                     fail(Failure(name, Reason.INVALID_TYPE, f"{name}: not a boolean: {s}"))
         elif c.kind is Kind.TIMESTAMP:
             if s is not None:
                 value = parse_timestamp(s)
-                if value is None:
+                if c.lenient:
+                    late = value is not None and value > now() + timedelta(days=max_future_days)
+                    if value is not None and (value < datetime(min_year, 1, 1) or late):
+                        value = None  # no date (`ColumnSpec.lenient`)
+                elif value is None:
                     fail(Failure(name, Reason.UNPARSEABLE_TIMESTAMP, f"{name}: cannot parse: {s}"))
                 elif value < datetime(min_year, 1, 1) or value > now() + timedelta(days=max_future_days):
                     fail(Failure(name, Reason.OUT_OF_RANGE, f"{name}: implausible date: {s}"))
