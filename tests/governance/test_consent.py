@@ -308,8 +308,10 @@ def test_a_users_table_naming_consent_for_the_first_time_does_not_regrant_a_with
     assert Consents.of(work).current(s2)["personalization"] is False
     entry = [e for e in AuditLog(work).entries() if e["action"] == "privacy.consent"][-1]
     assert entry["details"]["kept_withdrawn"] == 1 and entry["details"]["records"] == 1  # shopper-1's
-    for value in ("no", "yes"):
-        plant_shop(data, header + f"shopper-1,gold,yes\nshopper-2,silver,{value}\n")
+    # (the "yes" again in a row that differs from the first table's: that very row sent again
+    # would be an old file re-sent, which changes no consent)
+    for segment, value in (("silver", "no"), ("gold", "yes")):
+        plant_shop(data, header + f"shopper-1,gold,yes\nshopper-2,{segment},{value}\n")
         sw("ingest", "--data", str(data), "--workdir", str(work), "--json")
     assert Consents.of(work).current(s2)["personalization"] is True
 
@@ -509,3 +511,41 @@ def test_an_unreadable_consent_value_is_no_consent_and_counted(tmp_path):
         "U8": True,
         "U9": True,
     }
+
+
+@pytest.mark.parametrize("dated", [True, False])
+def test_an_old_users_file_sent_again_does_not_regrant_a_later_withdrawal(tmp_path, dated):
+    """Load 1 says yes (2017), a later delivery says no (2018; one customer also withdrew through
+    the CLI first), then load 1's file is sent again (a retry, a backfill): it gave consent back
+    (each record stamped with the load's time, the table's own value compared only with its
+    last). A row delivered before, exactly, has had its say; a row dated before the consent held
+    does not overrule it."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\nU1,P1,view,2024-01-01T10:00:00Z\n"
+    )
+    header = "user_id,Marketing Opt-In" + (",Consent Updated\n" if dated else "\n")
+
+    def deliver(rows: dict[str, tuple[str, str]], append: bool = True) -> None:
+        lines = [f"{u},{v},{day}" if dated else f"{u},{v}" for u, (v, day) in rows.items()]
+        (d / "users.csv").write_text(header + "\n".join(lines) + "\n")
+        Ingestor(work, mode="append" if append else "replace").run(d)
+        sync_users_table(work)
+
+    work = tmp_path / "w"
+    first = {u: ("yes", "2017-10-25") for u in ("U1", "U2", "U3")}
+    deliver(first, append=False)
+    record_consent(work, pseudo(work, "U3"), {"marketing": False}, source="unsubscribe-link")
+    deliver({**first, "U1": ("no", "2018-01-05"), "U3": ("no", "2018-01-05")})
+    deliver(first)  # load 1's file again
+    c = Consents.of(work)
+    assert {u: c.allows(pseudo(work, u), "marketing") for u in first} == {
+        "U1": False,
+        "U2": True,
+        "U3": False,
+    }
+    # a new statement of the shop's system is recorded: U1 subscribes again (undated, the row is
+    # load 1's very row: told from a re-send by nothing, it is not recorded; fail closed)
+    deliver({**first, "U1": ("Yes", "2018-03-01")})
+    assert Consents.of(work).allows(pseudo(work, "U1"), "marketing") is dated

@@ -11,7 +11,12 @@ record has the shop's default (`config/privacy.json`, below). Records come from
 it differs from the value that the users table last gave for that user and flag: re-delivering
 an old export does not undo a withdrawal made since through the API. Nor does the first table
 that names the flag for a user: its "yes" is not recorded over a withdrawal from another source
-(a stale export); only a value the table itself changes later is.
+(a stale export); only a value the table itself changes later is. Nor does a users row that was
+delivered before, exactly (an old file sent again: `governance/consent_rows.json` keeps a hash of
+each row delivered per pseudonym, erased with the user), nor a row whose `consent_updated_at`
+(the shop's own date of the consent) is older than the consent held: the `dated` of the table's
+record, the `at` of a withdrawal through the API or the CLI. A consent value that is no yes or no
+is read as no consent (fail closed: contract `users` 1.3.0).
 
 Erasure removes a user's records and leaves one tombstone (`{"pseudonym", "erased": at}`): the
 register must remember that an erasure happened, not what was consented before it. Like the
@@ -39,6 +44,7 @@ curated events and its spool (`serving._session_links`, through `session_members
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
@@ -58,6 +64,10 @@ FLAGS = ("personalization", "marketing")
 USERS_TABLE_SOURCE = "users table"
 # the users-table columns that carry consent (contract `users` >= 1.2.0)
 USERS_COLUMNS = {f"consent_{f}": f for f in FLAGS}
+# when the shop's system last changed the consent (contract `users` >= 1.3.0)
+DATE_COLUMN = "consent_updated_at"
+# pseudonym -> the hashes of the users rows delivered for them (`sync_users_table`)
+ROWS_SEEN_FILE = Path("governance") / "consent_rows.json"
 
 __all__ = [
     "CONSENTS_FILE",
@@ -345,10 +355,33 @@ def _audit_actor() -> str:
     return _ACTING.get() or os.environ.get("SHELFWISE_AS") or _os_user()
 
 
-def sync_users_table(workdir: str | Path, *, actor: str | None = None) -> int:
+def _row_hash(names: list[str], row: tuple[Any, ...]) -> str:
+    """A curated users row's identity: the same row delivered again hashes the same."""
+    doc = json.dumps(sorted(zip(names, (str(v) for v in row), strict=True)), ensure_ascii=False)
+    return hashlib.sha256(doc.encode()).hexdigest()[:16]
+
+
+def _naive_utc(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    at = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo else at
+
+
+def _read_rows_seen(workdir: Path) -> dict[str, list[str]]:
+    path = workdir / ROWS_SEEN_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def sync_users_table(
+    workdir: str | Path, *, actor: str | None = None, counts: dict[str, int] | None = None
+) -> int:
     """Record the consent columns of the curated users table where they changed since the users
-    table last gave them (see the module doc); returns the records appended (audited when > 0)."""
+    table last gave them (see the module doc); returns the records appended (audited when > 0).
+    `counts` (when given) receives `resent` and `older`: the consent values not recorded because
+    their row was delivered before, or dated (`consent_updated_at`) before the consent held."""
     from ..storage import read_only, relation_columns
+    from ._compile import q
 
     workdir = Path(workdir)
     if not (workdir / "warehouse.duckdb").exists():
@@ -356,14 +389,29 @@ def sync_users_table(workdir: str | Path, *, actor: str | None = None) -> int:
     with read_only(workdir) as (con, curated):
         if "users" not in curated:
             return 0
-        have = set(relation_columns(con, "curated.users"))
-        cols = [c for c in USERS_COLUMNS if c in have]
+        names = list(relation_columns(con, "curated.users"))
+        cols = [c for c in USERS_COLUMNS if c in names]
         if not cols:
             return 0
-        rows = con.sql(
-            f"SELECT user_id, {', '.join(cols)} FROM curated.users WHERE user_id IS NOT NULL"
+        all_rows = con.sql(
+            f"SELECT {', '.join(q(n) for n in names)} FROM curated.users WHERE user_id IS NOT NULL"
         ).fetchall()
+    at_col = names.index(DATE_COLUMN) if DATE_COLUMN in names else None
+    # (user, date, hash, values of `cols`)
+    rows = [
+        (
+            r[names.index("user_id")],
+            _naive_utc(r[at_col]) if at_col is not None else None,
+            _row_hash(names, r),
+            [r[names.index(c)] for c in cols],
+        )
+        for r in all_rows
+    ]
+    seen = _read_rows_seen(workdir)
     last: dict[tuple[str, str], bool] = {}
+    # when the consent held was given: a users-table record's `dated` (the shop's own date, when
+    # its table has one), another source's `at` (the API, the CLI record it as it happens)
+    held_since: dict[tuple[str, str], datetime | None] = {}
     # the latest record from any source: a grant the users table gives for the first time does
     # not undo a withdrawal the shopper made through another channel (the API, the CLI): a stale
     # export must not re-grant what was withdrawn; a table that changes its value later does
@@ -375,7 +423,9 @@ def sync_users_table(workdir: str | Path, *, actor: str | None = None) -> int:
                 withdrawn_elsewhere.discard((rec["pseudonym"], f))
             continue
         key = (rec["pseudonym"], rec["flag"])
-        if rec.get("source") == USERS_TABLE_SOURCE:
+        from_table = rec.get("source") == USERS_TABLE_SOURCE
+        held_since[key] = _naive_utc(rec.get("dated") if from_table else rec.get("at"))
+        if from_table:
             last[key] = rec["value"]
             withdrawn_elsewhere.discard(key)
         elif rec["value"]:
@@ -385,26 +435,35 @@ def sync_users_table(workdir: str | Path, *, actor: str | None = None) -> int:
     at = datetime.now(UTC).isoformat()
     by = actor or _audit_actor()
     new = []
-    kept_withdrawn = 0
-    for user, *values in rows:
+    kept_withdrawn = resent = older = 0
+    seen_now: dict[str, list[str]] = {}
+    for user, dated, row_hash, values in rows:
+        earlier = seen.get(user, [])
+        seen_now[user] = earlier if row_hash in earlier else [*earlier, row_hash]
         for col, v in zip(cols, values, strict=True):
             flag = USERS_COLUMNS[col]
             if v is None or last.get((user, flag)) == bool(v):
                 continue
+            if row_hash in earlier:
+                # this very row was delivered before (an old file sent again): it already had
+                # its say, and what was recorded since stands
+                resent += 1
+                continue
+            since = held_since.get((user, flag))
+            if dated is not None and since is not None and dated < since:
+                older += 1  # dated before the consent held: a stale export does not overrule it
+                continue
             if v and (user, flag) not in last and (user, flag) in withdrawn_elsewhere:
                 kept_withdrawn += 1
                 continue
-            new.append(
-                {
-                    "pseudonym": user,
-                    "flag": flag,
-                    "value": bool(v),
-                    "at": at,
-                    "source": USERS_TABLE_SOURCE,
-                    "by": by,
-                }
-            )
+            rec = {"pseudonym": user, "flag": flag, "value": bool(v), "at": at, "source": USERS_TABLE_SOURCE}
+            if dated is not None:
+                rec["dated"] = dated.isoformat()
+            new.append({**rec, "by": by})
     _append(workdir, new)
+    _write_rows_seen(workdir, seen_now)
+    if counts is not None:
+        counts.update(resent=resent, older=older, kept_withdrawn=kept_withdrawn)
     if new:
         AuditLog(workdir).append(
             "privacy.consent",
@@ -414,6 +473,8 @@ def sync_users_table(workdir: str | Path, *, actor: str | None = None) -> int:
             users=len({r["pseudonym"] for r in new}),
             withdrawn=sum(not r["value"] for r in new),
             kept_withdrawn=kept_withdrawn,
+            kept_resent=resent,
+            kept_older=older,
         )
     withdrew = sorted({r["pseudonym"] for r in new if r["flag"] == "personalization" and not r["value"]})
     if withdrew:  # "in no figure": as a withdrawal through the CLI, the API or the console
@@ -421,6 +482,18 @@ def sync_users_table(workdir: str | Path, *, actor: str | None = None) -> int:
 
         drop_reports_naming(Path(workdir), None, withdrew)
     return len(new)
+
+
+def _write_rows_seen(workdir: Path, seen: dict[str, list[str]]) -> None:
+    """The users rows each user's table delivered (hashes, by pseudonym): what tells an old
+    file sent again from a new statement. Rewritten whole, under the register's lock."""
+    path = workdir / ROWS_SEEN_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _register_lock(workdir):
+        kept = {**_read_rows_seen(workdir), **seen}
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(kept, sort_keys=True))
+        tmp.replace(path)
 
 
 def users_now(con: Any, workdir: str | Path, relation: str = "curated.users") -> str:
@@ -468,6 +541,10 @@ def erase_consent(workdir: str | Path, pseudonym: str) -> int:
     if not path.exists():
         return 0
     with _register_lock(Path(workdir)):
+        seen_path = Path(workdir) / ROWS_SEEN_FILE
+        seen = _read_rows_seen(Path(workdir))
+        if seen.pop(pseudonym, None) is not None:  # the user's rows delivered: theirs too
+            seen_path.write_text(json.dumps(seen, sort_keys=True))
         records = read_register(workdir)
         kept = [r for r in records if r["pseudonym"] != pseudonym]
         if len(kept) == len(records):

@@ -106,10 +106,17 @@ def _ingest_dataset(
     from ..governance._consent import sync_users_table
 
     # consent given or withdrawn in the users table joins the consent register (audited)
-    consents = sync_users_table(workdir)
+    kept: dict[str, int] = {}
+    consents = sync_users_table(workdir, counts=kept)
     if consents:
         report.notes.append(
             f"consent: {consents:,} change(s) from the users table recorded in the consent register"
+        )
+    if kept.get("resent") or kept.get("older"):
+        report.notes.append(
+            f"consent: {kept['resent'] + kept['older']:,} value(s) of the users table not recorded, the "
+            f"consent held since stands ({kept['resent']:,} in rows delivered before, an old file sent "
+            f"again; {kept['older']:,} dated before the consent held)"
         )
     # a delivery is added to what is curated, served events included: nothing to replay; nor
     # after a full load with no events file (a catalog snapshot: the curated events, served ones
