@@ -1380,7 +1380,8 @@ class Shop:
     ) -> dict[str, Any]:
         """Record a user's consent (flags left None stay as they are) in the consent register,
         audited; running servers follow on the next request (and at once through `redis_url`).
-        Returns `{"user_id", "consent": current flags, "recorded"}`."""
+        Returns `{"user_id", "consent": current flags, "recorded", "known"}` (known: whether the
+        shop has seen the id; when not, `did_you_mean`: the seen ids differing in case only)."""
         # a shop's workdir, not a new one a typo would make (with a key of its own)
         with self._acting("privacy.consent") as actor:
             from .governance._consent import record_consent
@@ -1391,6 +1392,11 @@ class Shop:
                 if value is not None and not isinstance(value, bool):  # "false" is truthy
                     raise ShelfwiseError(f"{flag}={value!r}: give True or False (None leaves it as it is)")
             pseudo = self._pseudonym(user_id)
+            from .governance import Pseudonymizer
+            from .governance._consent import id_lookup
+
+            # (looked up before recording: the record itself would make the id known)
+            lookup = id_lookup(self.workdir, user_id, Pseudonymizer.of(self.workdir))
             rec = record_consent(self.workdir, pseudo, values, source=source, actor=actor)
             client = _redis(redis_url)
             if client is not None:
@@ -1398,7 +1404,7 @@ class Shop:
 
                 ConsentView(self.workdir, client)  # catches Redis up with the register
             self._services.clear()
-            out = {"user_id": user_id, "consent": rec["consent"], "recorded": rec["recorded"]}
+            out = {"user_id": user_id, "consent": rec["consent"], "recorded": rec["recorded"], **lookup}
             if rec["reports_removed"]:  # (the reports naming a user who withdrew personalization)
                 out["reports_removed"] = rec["reports_removed"]
             return out

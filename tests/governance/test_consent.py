@@ -549,3 +549,25 @@ def test_an_old_users_file_sent_again_does_not_regrant_a_later_withdrawal(tmp_pa
     # load 1's very row: told from a re-send by nothing, it is not recorded; fail closed)
     deliver({**first, "U1": ("Yes", "2018-03-01")})
     assert Consents.of(work).allows(pseudo(work, "U1"), "marketing") is dated
+
+
+def test_consent_for_an_id_the_shop_never_saw_is_said_with_the_id_in_another_case(tmp_path):
+    """An unsubscribe list in lower case (`aa-10375` for `AA-10375`) recorded the consent of
+    nobody, silently, and the customer stayed opted in. It is still recorded (consent may come
+    before a first event), with a warning naming the id the shop knows."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\nAA-10375,P1,view,2024-01-01T10:00:00Z\n"
+    )
+    work = tmp_path / "w"
+    Ingestor(work).run(d)
+    base = ("privacy", "consent", "--workdir", str(work), "--marketing", "no")
+    out = sw(*base, "--user", "aa-10375")
+    assert "warning: no user 'aa-10375' in the warehouse" in out.stderr
+    assert "did you mean 'AA-10375'?" in out.stderr
+    rep = json.loads(sw(*base, "--user", "zz-1", "--json").stdout)
+    assert rep["known"] is False and "did_you_mean" not in rep
+    rep = json.loads(sw(*base, "--user", "AA-10375", "--json").stdout)
+    assert rep["known"] is True
+    assert "warning" not in sw(*base, "--user", "AA-10375").stderr

@@ -110,6 +110,15 @@ def privacy_consent(
         print_json(rep)
         return
     typer.echo(", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in rep["consent"].items()))
+    if rep.get("known") is False:
+        like = rep.get("did_you_mean")
+        hint = (
+            f"; did you mean {' or '.join(repr(u) for u in like)}? (ids are case-sensitive)" if like else ""
+        )
+        typer.echo(
+            f"warning: no user {user!r} in the warehouse (recorded anyway, for a customer yet to come){hint}",
+            err=True,
+        )
     if rep.get("note"):  # (an erased user: the flags are the shop's defaults)
         typer.echo(rep["note"])
     if rep.get("reports_removed"):

@@ -78,6 +78,8 @@ __all__ = [
     "consent_history",
     "consent_withdrawn",
     "erase_consent",
+    "id_lookup",
+    "known_users",
     "linked_customers",
     "load_privacy_settings",
     "prune_history",
@@ -232,6 +234,47 @@ def linked_customers(workdir: str | Path, anonymous: Iterable[str]) -> set[tuple
             [anonymous, ANONYMOUS_PSEUDONYM_PREFIX],
         ).fetchall()
     return {(r[0], r[1]) for r in rows}
+
+
+def known_users(workdir: str | Path, pseudonyms: Iterable[str]) -> set[str]:
+    """Those of `pseudonyms` the shop has seen: a row of the curated users or events, or a
+    record of the consent register. Opens the warehouse read-only (see `linked_customers`)."""
+    from ..storage import read_only
+
+    wanted = set(pseudonyms)
+    found = {r["pseudonym"] for r in read_register(workdir) if "erased" not in r} & wanted
+    if wanted - found and (Path(workdir) / "warehouse.duckdb").exists():
+        with read_only(workdir) as (con, curated):
+            for table in ("users", "events"):
+                if table in curated and wanted - found:
+                    found |= {
+                        r[0]
+                        for r in con.execute(
+                            f"SELECT DISTINCT user_id FROM curated.{table} "
+                            "WHERE user_id IN (SELECT unnest(?::VARCHAR[]))",
+                            [sorted(wanted - found)],
+                        ).fetchall()
+                    }
+    return found
+
+
+def id_lookup(workdir: str | Path, user_id: str, pseudonymize: Any) -> dict[str, Any]:
+    """`{"known": bool}` for a shop's user id given a consent (`pseudonymize`: the id's
+    pseudonym), with `did_you_mean`, the ids differing in case only that the shop has seen,
+    when it has not seen this one: an unsubscribe list in lower case recorded the consent of
+    nobody, and the customer stayed opted in. Consent may come before a user's first event: an
+    unknown id is said, not refused."""
+    if known_users(workdir, [pseudonymize(user_id)]):
+        return {"known": True}
+    variants = {
+        v: pseudonymize(v) for v in {user_id.upper(), user_id.lower(), user_id.capitalize()} - {user_id}
+    }
+    hits = known_users(workdir, variants.values())
+    out: dict[str, Any] = {"known": False}
+    matches = sorted(v for v, p in variants.items() if p in hits)
+    if matches:
+        out["did_you_mean"] = matches
+    return out
 
 
 def session_members(

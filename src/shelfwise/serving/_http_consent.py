@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from ..governance._compile import trim_id
-from ..governance._consent import FLAGS, record_consent
+from ..governance._consent import FLAGS, id_lookup, record_consent
 from ..governance._privacy import looks_like_pseudonym
 from ._http_auth import REQUIREMENT, authorize
 from ._http_context import JSON, AppContext, clean_text, clean_user_id, on_invalid_request, text_pattern
@@ -59,6 +59,14 @@ class ConsentState(BaseModel):
     user_id: str
     consent: dict[str, bool] = Field(description="the current flags (the shop's default where never given)")
     recorded: int = Field(0, description="records this request appended to the consent register")
+    known: bool | None = Field(
+        None,
+        description="whether the shop has seen this user id (curated users or events, the consent "
+        "register); false: recorded anyway, for a customer yet to come",
+    )
+    did_you_mean: list[str] | None = Field(
+        None, description="when not known: the ids the shop has seen that differ in case only"
+    )
 
 
 def _caller(ctx: AppContext, request: Request) -> str | None:
@@ -131,11 +139,13 @@ def consent_router(ctx: AppContext) -> APIRouter:
         if looks_like_pseudonym(trim_id(user_id)):  # consent of nobody the shop knows
             raise HTTPException(422, f"user {user_id!r} is a pseudonym: give the shop's own user id")
         pseudo = s.pseudonymize(trim_id(user_id))  # as curation and the Python API trim ids
+        # (before recording: the record itself would make the id known)
+        lookup = await asyncio.to_thread(id_lookup, ctx.workdir, trim_id(user_id), s.pseudonymize)
         # the register (fsync) and the audit entry first: acknowledged means recorded
         rec = await asyncio.to_thread(
             record_consent, ctx.workdir, pseudo, values, source=source, actor=_caller(ctx, request)
         )
         s.consent.set(pseudo, values)
-        return JSON({"user_id": user_id, "consent": rec["consent"], "recorded": rec["recorded"]})
+        return JSON({"user_id": user_id, "consent": rec["consent"], "recorded": rec["recorded"], **lookup})
 
     return router
