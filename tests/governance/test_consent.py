@@ -549,6 +549,12 @@ def test_an_old_users_file_sent_again_does_not_regrant_a_later_withdrawal(tmp_pa
     # load 1's very row: told from a re-send by nothing, it is not recorded; fail closed)
     deliver({**first, "U1": ("Yes", "2018-03-01")})
     assert Consents.of(work).allows(pseudo(work, "U1"), "marketing") is dated
+    # erasure takes the hashes of the user's rows too
+    from shelfwise.governance._consent import ROWS_SEEN_FILE, erase_consent
+
+    erase_consent(work, pseudo(work, "U2"))
+    seen = json.loads((work / ROWS_SEEN_FILE).read_text())
+    assert pseudo(work, "U2") not in seen and pseudo(work, "U1") in seen
 
 
 def test_consent_for_an_id_the_shop_never_saw_is_said_with_the_id_in_another_case(tmp_path):

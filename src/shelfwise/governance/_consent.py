@@ -73,6 +73,7 @@ __all__ = [
     "CONSENTS_FILE",
     "FLAGS",
     "PRIVACY_FILE",
+    "ROWS_SEEN_FILE",
     "Consents",
     "PrivacySettings",
     "consent_history",
@@ -581,13 +582,14 @@ def erase_consent(workdir: str | Path, pseudonym: str) -> int:
     """Erasure: the user's records leave the register, one tombstone stays; returns the records
     removed."""
     path = Path(workdir) / CONSENTS_FILE
+    if (Path(workdir) / ROWS_SEEN_FILE).exists():
+        with _register_lock(Path(workdir)):  # the hashes of the user's rows delivered: theirs too
+            seen = _read_rows_seen(Path(workdir))
+            if seen.pop(pseudonym, None) is not None:
+                (Path(workdir) / ROWS_SEEN_FILE).write_text(json.dumps(seen, sort_keys=True))
     if not path.exists():
         return 0
     with _register_lock(Path(workdir)):
-        seen_path = Path(workdir) / ROWS_SEEN_FILE
-        seen = _read_rows_seen(Path(workdir))
-        if seen.pop(pseudonym, None) is not None:  # the user's rows delivered: theirs too
-            seen_path.write_text(json.dumps(seen, sort_keys=True))
         records = read_register(workdir)
         kept = [r for r in records if r["pseudonym"] != pseudonym]
         if len(kept) == len(records):
