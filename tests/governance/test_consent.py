@@ -577,3 +577,66 @@ def test_consent_for_an_id_the_shop_never_saw_is_said_with_the_id_in_another_cas
     rep = json.loads(sw(*base, "--user", "AA-10375", "--json").stdout)
     assert rep["known"] is True
     assert "warning" not in sw(*base, "--user", "AA-10375").stderr
+
+
+def test_a_withdrawal_sent_again_in_a_file_without_dates_is_recorded(tmp_path):
+    """No, then yes, then no again: a users file without a date column sends its first row
+    again for the last "no". A re-sent grant has had its say; a re-sent withdrawal is recorded
+    (fail closed: the customer stayed in the audience export)."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\nU1,P1,view,2024-01-01T10:00:00Z\n"
+    )
+    work = tmp_path / "w"
+    for i, value in enumerate(("no", "yes", "no")):
+        (d / "users.csv").write_text(f"user_id,Marketing Opt-In\nU1,{value}\n")
+        Ingestor(work, mode="append" if i else "replace").run(d)
+        sync_users_table(work)
+        assert Consents.of(work).allows(pseudo(work, "U1"), "marketing") is (value == "yes"), value
+
+
+def test_consent_is_recorded_when_the_warehouse_is_busy(tmp_path):
+    """The lookup of whether the id is known opens the warehouse; a load holding it made the
+    consent call fail and the withdrawal went unrecorded. It is recorded, `known` unknown."""
+    import duckdb
+
+    from shelfwise import Shop
+
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\nU1,P1,view,2024-01-01T10:00:00Z\n"
+    )
+    work = tmp_path / "w"
+    Ingestor(work).run(d)
+    holder = duckdb.connect(str(work / "warehouse.duckdb"))  # another writer holds the file
+    try:
+        import subprocess
+        import sys
+
+        code = (
+            "import json, sys; from shelfwise import Shop; "
+            f"print(json.dumps(Shop({str(work)!r}).set_consent('U1', marketing=False)))"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    finally:
+        holder.close()
+    assert out.returncode == 0, out.stderr
+    rep = json.loads(out.stdout.strip().splitlines()[-1])
+    assert rep["recorded"] == 1 and rep["known"] is None
+    assert Shop(work).consent("U1")["consent"]["marketing"] is False
+
+
+def test_an_opt_out_column_is_not_advised_as_a_consent_map(tmp_path):
+    """`Unsubscribed` (yes = no consent) mapped as consent_marketing would read every opt-out as
+    a consent: the warning says to turn it into a consent column instead."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\nU1,P1,view,2024-01-01T10:00:00Z\n"
+    )
+    (d / "users.csv").write_text("user_id,Unsubscribed\nU1,yes\n")
+    report = Ingestor(tmp_path / "w").run(d)
+    said = [w for w in report.warnings if "'Unsubscribed' looks like a consent" in w]
+    assert said and "opt-out" in said[0] and "--map" not in said[0], report.warnings

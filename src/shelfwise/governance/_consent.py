@@ -265,12 +265,17 @@ def id_lookup(workdir: str | Path, user_id: str, pseudonymize: Any) -> dict[str,
     when it has not seen this one: an unsubscribe list in lower case recorded the consent of
     nobody, and the customer stayed opted in. Consent may come before a user's first event: an
     unknown id is said, not refused."""
-    if known_users(workdir, [pseudonymize(user_id)]):
-        return {"known": True}
-    variants = {
-        v: pseudonymize(v) for v in {user_id.upper(), user_id.lower(), user_id.capitalize()} - {user_id}
-    }
-    hits = known_users(workdir, variants.values())
+    try:
+        if known_users(workdir, [pseudonymize(user_id)]):
+            return {"known": True}
+        variants = {
+            v: pseudonymize(v) for v in {user_id.upper(), user_id.lower(), user_id.capitalize()} - {user_id}
+        }
+        hits = known_users(workdir, variants.values())
+    except Exception:  # noqa: BLE001 - a warehouse busy with a load (or an absorb): not known
+        # whether the id is seen; the consent is recorded all the same (a withdrawal must never
+        # wait on, or fail for, a lookup that only informs)
+        return {"known": None}
     out: dict[str, Any] = {"known": False}
     matches = sorted(v for v, p in variants.items() if p in hits)
     if matches:
@@ -488,9 +493,10 @@ def sync_users_table(
             flag = USERS_COLUMNS[col]
             if v is None or last.get((user, flag)) == bool(v):
                 continue
-            if row_hash in earlier:
-                # this very row was delivered before (an old file sent again): it already had
-                # its say, and what was recorded since stands
+            if row_hash in earlier and v:
+                # this very row was delivered before (an old file sent again): its grant already
+                # had its say, and what was recorded since stands. A withdrawal counts again (a
+                # no -> yes -> no of a file without dates sends the first row again: fail closed)
                 resent += 1
                 continue
             since = held_since.get((user, flag))
@@ -534,7 +540,10 @@ def _write_rows_seen(workdir: Path, seen: dict[str, list[str]]) -> None:
     path = workdir / ROWS_SEEN_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     with _register_lock(workdir):
-        kept = {**_read_rows_seen(workdir), **seen}
+        # a user erased since this load read the users table keeps no hashes (the erasure took
+        # theirs under this lock; the load's copy must not bring them back)
+        erased = {r["pseudonym"] for r in read_register(workdir) if "erased" in r}
+        kept = {k: v for k, v in {**_read_rows_seen(workdir), **seen}.items() if k not in erased}
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(kept, sort_keys=True))
         tmp.replace(path)
@@ -586,7 +595,10 @@ def erase_consent(workdir: str | Path, pseudonym: str) -> int:
         with _register_lock(Path(workdir)):  # the hashes of the user's rows delivered: theirs too
             seen = _read_rows_seen(Path(workdir))
             if seen.pop(pseudonym, None) is not None:
-                (Path(workdir) / ROWS_SEEN_FILE).write_text(json.dumps(seen, sort_keys=True))
+                # (written beside and renamed: a file cut short would stop every later sync)
+                tmp = Path(workdir) / ROWS_SEEN_FILE.with_name(ROWS_SEEN_FILE.name + ".tmp")
+                tmp.write_text(json.dumps(seen, sort_keys=True))
+                tmp.replace(Path(workdir) / ROWS_SEEN_FILE)
     if not path.exists():
         return 0
     with _register_lock(Path(workdir)):

@@ -112,6 +112,10 @@ _DATA_SUFFIXES = (".csv", ".tsv", ".txt", ".jsonl", ".json", ".parquet")
 _DELIMITERS = (",", ";", "\t", "|")
 
 
+# a column whose yes is a refusal (`Unsubscribed`, `Email Opt-Out`, `Opted Out`)
+_OPT_OUT = re.compile(r"un-?subscri|opt(?:ed)?[\s_-]*out", re.IGNORECASE)
+
+
 def _looks_tabular(path: Path) -> bool:
     """Whether a text file starts like a table, so that a README or notes file is not offered as
     one: a first line split by a delimiter into at least two fields. A `.csv`/`.tsv` says it is a
@@ -757,12 +761,21 @@ def _say_consent_columns(file: str, mapping: dict[str, str], kept: list[str], re
                 f"({', '.join(read)})"
             )
             continue
-        report.warnings.append(
+        said = (
             f"{file}: {e!r} looks like a consent, but no consent is read from this file: every user "
             "has the shop's default consent, and an audience export includes those who said no. "
-            f"To read it: --map 'users.consent_marketing={e}' (or users.consent_personalization), "
-            f'or [map.users] consent_marketing = "{e}" in {MAP_FILE}'
         )
+        if _OPT_OUT.search(e):  # its "yes" is a refusal: mapped as it is, it would read as consent
+            said += (
+                "It reads as an opt-out (yes = no consent): write it as a consent column (yes = "
+                "consent) and map that (users.consent_marketing or users.consent_personalization)"
+            )
+        else:
+            said += (
+                f"To read it: --map 'users.consent_marketing={e}' (or users.consent_personalization), "
+                f'or [map.users] consent_marketing = "{e}" in {MAP_FILE}'
+            )
+        report.warnings.append(said)
 
 
 def _say_unmatched_users(wh: Warehouse, report: IngestReport, headers: dict[str, list[str]]) -> None:
