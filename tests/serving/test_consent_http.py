@@ -50,6 +50,7 @@ def test_a_withdrawal_on_one_replica_is_obeyed_by_the_next_answer_of_another(con
             "user_id": "shopper-2",
             "consent": {"personalization": False, "marketing": True},
             "recorded": 1,
+            "known": True,  # (the shop has seen the id: it is no typo's consent)
         }
         for replica in (b, a):  # the next request, on either replica
             after = recs(replica, "shopper-2")
