@@ -347,6 +347,7 @@ def test_the_superstore_export_ingests_into_events_products_and_users(tmp_path):
     assert user_cols == {"user_id", "x_segment", "x_country", "x_city", "x_state", "x_region"} | {
         "consent_personalization",
         "consent_marketing",
+        "consent_updated_at",  # (users contract 1.3.0: when a consent was given, if the file says)
     }
     names = {r[0] for r in curated_rows(w, "SELECT DISTINCT x_segment FROM curated.users")}
     assert names <= {"Consumer", "Corporate", "Home Office"}
