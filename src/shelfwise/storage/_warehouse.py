@@ -191,26 +191,30 @@ class Warehouse:
                 contract_version,
                 physical,
             )
-            # the view and the version's record together: neither without the other (inside a
-            # run's own transaction, that one holds them)
-            outer = self.in_transaction
-            if not outer:
-                self.begin()
-            try:
+            with self.atomic():  # the view and the version's record: neither without the other
                 self.sql(f'CREATE OR REPLACE VIEW curated."{table}" AS SELECT * FROM curated."{physical}"')
                 self._record_version(tv)
-                if not outer:
-                    self.commit()
-            except BaseException:
-                if not outer:
-                    self.rollback()
-                raise
             return tv
         except BaseException:
             # a failed publish (out of memory while the version was hashed, a full disk) leaves
             # no half-made version: the table stays at `prev` and the next load tries again
             _drop_quietly(self, f'curated."{physical}"')
             raise
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """One transaction, or a part of the one already open (a whole ingest run holds its
+        publishes): DuckDB nests none."""
+        if self.in_transaction:
+            yield
+            return
+        self.begin()
+        try:
+            yield
+        except BaseException:
+            self.rollback()
+            raise
+        self.commit()
 
     def begin(self) -> None:
         """Open a transaction on the warehouse's connection (one at a time: DuckDB nests none)."""
