@@ -537,16 +537,22 @@ def sync_users_table(
 def _write_rows_seen(workdir: Path, seen: dict[str, list[str]]) -> None:
     """The users rows each user's table delivered (hashes, by pseudonym): what tells an old
     file sent again from a new statement. Rewritten whole, under the register's lock."""
-    path = workdir / ROWS_SEEN_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
+    (workdir / ROWS_SEEN_FILE).parent.mkdir(parents=True, exist_ok=True)
     with _register_lock(workdir):
         # a user erased since this load read the users table keeps no hashes (the erasure took
         # theirs under this lock; the load's copy must not bring them back)
         erased = {r["pseudonym"] for r in read_register(workdir) if "erased" in r}
-        kept = {k: v for k, v in {**_read_rows_seen(workdir), **seen}.items() if k not in erased}
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(kept, sort_keys=True))
-        tmp.replace(path)
+        merged = {**_read_rows_seen(workdir), **seen}
+        _store_rows_seen(workdir, {k: v for k, v in merged.items() if k not in erased})
+
+
+def _store_rows_seen(workdir: Path, seen: dict[str, list[str]]) -> None:
+    """Write the row hashes beside the file and rename (a file cut short would stop every later
+    sync); the caller holds the register's lock."""
+    path = workdir / ROWS_SEEN_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(seen, sort_keys=True))
+    tmp.replace(path)
 
 
 def users_now(con: Any, workdir: str | Path, relation: str = "curated.users") -> str:
@@ -595,10 +601,7 @@ def erase_consent(workdir: str | Path, pseudonym: str) -> int:
         with _register_lock(Path(workdir)):  # the hashes of the user's rows delivered: theirs too
             seen = _read_rows_seen(Path(workdir))
             if seen.pop(pseudonym, None) is not None:
-                # (written beside and renamed: a file cut short would stop every later sync)
-                tmp = Path(workdir) / ROWS_SEEN_FILE.with_name(ROWS_SEEN_FILE.name + ".tmp")
-                tmp.write_text(json.dumps(seen, sort_keys=True))
-                tmp.replace(Path(workdir) / ROWS_SEEN_FILE)
+                _store_rows_seen(Path(workdir), seen)
     if not path.exists():
         return 0
     with _register_lock(Path(workdir)):
