@@ -232,3 +232,34 @@ def test_a_training_run_waits_for_a_writer_instead_of_failing(tmp_path: Path):
         assert "events" in curated and con.sql("SELECT count(*) FROM curated.events").fetchone() == (1,)
     assert time.monotonic() - t0 >= 1.0
     holder.wait(30)
+
+
+def test_waits_that_end_out_of_order_leave_no_wait_behind(tmp_path: Path):
+    """Two runs on two threads each wait for the warehouse; the first to start ends first. The
+    wait was a saved-and-restored value, put back by the later exit: every read of the process
+    then waited two minutes for a writer instead of being told at once (two tests of the full
+    suite took 120 s each)."""
+    import duckdb
+
+    from shelfwise.storage import read_only, waiting_for_the_warehouse
+
+    data = _events(tmp_path / "d")
+    work = tmp_path / "w"
+    sw("ingest", "--data", str(data), "--workdir", str(work))
+    first, second = waiting_for_the_warehouse(60), waiting_for_the_warehouse(30)
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    second.__exit__(None, None, None)
+    holder = _holding(work)
+    try:
+        t0 = time.monotonic()
+        try:
+            with read_only(work):
+                raise AssertionError("read while another process writes")
+        except duckdb.IOException:
+            pass
+        assert time.monotonic() - t0 < 5
+    finally:
+        _let_go(holder)
+        holder.wait(30)

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import stat
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -463,7 +464,7 @@ def read_only(workdir: str | Path) -> Iterator[tuple[Any, set[str]]]:
         raise ShelfwiseError(
             f"{workdir}: no warehouse; run `shelfwise ingest` or `shelfwise train --data` first"
         )
-    deadline = time.monotonic() + _WAIT[0]
+    deadline = time.monotonic() + _read_wait()
     delay = 0.05
     while True:
         try:
@@ -532,9 +533,17 @@ def writer_holds_it(exc: BaseException) -> bool:
     return "lock" in text and "conflict" in text
 
 
-# how long `read_only` waits for a writer to finish (seconds; process-wide: the readers of a run
-# are on several threads)
-_WAIT = [0.0]
+# how long `read_only` waits for a writer to finish: the longest of the waits open now (seconds;
+# process-wide: the readers of a run are on several threads). Each open wait is its own entry,
+# so waits that end out of order (two runs on two threads) leave none behind: a saved-and-restored
+# value was put back by the later exit, and every read of the process then waited two minutes
+_WAITS: dict[object, float] = {}
+_WAITS_LOCK = threading.Lock()
+
+
+def _read_wait() -> float:
+    with _WAITS_LOCK:
+        return max(_WAITS.values(), default=0.0)
 
 
 @contextmanager
@@ -542,12 +551,14 @@ def waiting_for_the_warehouse(seconds: float) -> Iterator[None]:
     """Within it, `read_only` waits up to `seconds` for another process's write lock (a
     training run beside a server that absorbs events every 30 s: each absorb holds the lock for
     seconds, and a run of minutes failed at whichever read met one)."""
-    before = _WAIT[0]
-    _WAIT[0] = max(before, seconds)
+    token = object()
+    with _WAITS_LOCK:
+        _WAITS[token] = float(seconds)
     try:
         yield
     finally:
-        _WAIT[0] = before
+        with _WAITS_LOCK:
+            del _WAITS[token]
 
 
 def raw_user_ids(
