@@ -46,3 +46,39 @@ def test_a_revoked_key_stops_at_once_and_its_refusal_names_the_owner(served_work
     assert revoked.value.status_code == 401 and "revoked" in str(revoked.value.detail)
     denied = [e for e in ada.audit(limit=5) if e["action"] == "access.denied"]
     assert denied[-1]["actor"] == "mia"
+
+
+def test_a_request_without_a_key_is_refused_before_its_validation_errors_are_said(
+    served_workdir, tmp_path: Path
+) -> None:
+    """Over real HTTP: a /v1/ request without a key got its 400 or 422, naming the fields the
+    route takes, before the 401 (an SRE's walk: `POST /v1/ask` with a bad body); now 401 first,
+    and the same requests with a key get their validation answers as before."""
+    from shelfwise import Shop
+
+    from .conftest import Server
+
+    _, src = served_workdir
+    work = tmp_path / "w"
+    shutil.copytree(src, work, ignore=shutil.ignore_patterns("serve-*.log"))
+    key = Shop(work).add_person("ada", "admin")
+    server = Server(work, "--absorb-seconds", "0", env={"SHELFWISE_AS": "ada", "SHELFWISE_API_KEY": key})
+    try:
+        bad = [
+            ("POST", "/v1/ask", {"content": b"not json", "headers": {"content-type": "application/json"}}),
+            ("GET", "/v1/search", {}),  # no q
+            ("GET", "/v1/search?q=chair&k=0", {}),
+            ("POST", "/v1/events", {"content": b"[{", "headers": {"content-type": "application/json"}}),
+            ("PUT", "/v1/users/u1/consent", {"json": {"marketing": "perhaps"}}),
+        ]
+        for method, path, kw in bad:
+            got = server.client.request(method, path, **kw)
+            assert got.status_code == 401, (method, path, got.status_code, got.text)
+            assert "API key" in got.json()["error"]
+        for method, path, kw in bad:
+            headers = {**kw.get("headers", {}), "x-api-key": key}
+            got = server.client.request(method, path, **{**kw, "headers": headers})
+            assert got.status_code in (400, 422), (method, path, got.status_code, got.text)
+        assert server.client.get("/readyz").status_code == 200  # no key asked where none is
+    finally:
+        server.stop()

@@ -33,9 +33,9 @@ from . import _http_tasks as tasks
 from ._event_ids import SqliteEventIds
 from ._exit import served, server_process
 from ._feedback import EVENTS_DIR, EXPOSURES_DIR, REDIS_EVENTS, REDIS_REJECTED, REJECTED_DIR
-from ._http_auth import DENIAL_WINDOW_S, SCHEMES, authorize
+from ._http_auth import DENIAL_WINDOW_S, SCHEMES, authenticate, authorize
 from ._http_consent import consent_router
-from ._http_context import JSON, AppContext
+from ._http_context import JSON, AppContext, key_first
 from ._http_docs import docs_router, mount_assets
 from ._http_events import events_router
 from ._http_lists import lists_router
@@ -72,6 +72,8 @@ def create_app(workdir: str | Path, settings: ServeSettings | None = None) -> Fa
         redoc_url=None,
     )
     app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)
+    # a /v1/ request without a known key is a 401 before any validation error is said
+    app.state.authenticate = lambda request: authenticate(ctx, request)
     _error_answers(app)
 
     # Every router of the app, in one place. Another part of shelfwise that serves pages or
@@ -130,6 +132,10 @@ def _error_answers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSON:
+        try:
+            key_first(request)
+        except StarletteHTTPException as refused:
+            return JSON({"error": refused.detail}, status_code=refused.status_code, headers=refused.headers)
         problems: list[str] = []
         fields: set[str] = set()
         for e in exc.errors():

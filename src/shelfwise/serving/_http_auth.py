@@ -23,7 +23,7 @@ from fastapi import HTTPException, Request
 from ._http_context import AppContext
 from ._service import Service
 
-__all__ = ["REQUIREMENT", "SCHEMES", "authorize", "route_path"]
+__all__ = ["REQUIREMENT", "SCHEMES", "authenticate", "authorize", "route_path"]
 
 _KEY_DOC = "a person's or service's API key (`shelfwise users add`); needed once people are registered"
 SCHEMES: dict[str, dict[str, Any]] = {
@@ -38,10 +38,7 @@ def authorize(ctx: AppContext, request: Request, action: str = "serve.call") -> 
     """The service when the caller may do `action` (serve.call, serve.admin); 503 while the
     bundle loads, 401 / 403 (audited) otherwise."""
     s = ctx.service()
-    key = request.headers.get("x-api-key")
-    auth = request.headers.get("authorization", "")
-    if key is None and auth.lower().startswith("bearer "):
-        key = auth[7:].strip()
+    key = _key_of(request)
     allowed, name = s.caller(key, action)  # (allowed, None: nobody registered, single-user mode)
     if allowed:
         request.state.caller = name  # (who posted: recorded beside their events)
@@ -53,6 +50,26 @@ def authorize(ctx: AppContext, request: Request, action: str = "serve.call") -> 
             raise HTTPException(401, "this API key is not valid here (unknown or revoked)")
         raise HTTPException(401, "an API key is required (header X-API-Key)")
     raise HTTPException(403, f"{name} may not {action}")
+
+
+def authenticate(ctx: AppContext, request: Request) -> None:
+    """The 401 of `authorize` (audited as it audits) when the shop asks for API keys and the
+    request carries no known one; a known key passes whatever its role (the route judges that).
+    A request that fails validation is answered this first: a caller without a key was told
+    which fields a route takes and what they hold (400 or 422 before 401)."""
+    s = ctx.service()
+    allowed, name = s.caller(_key_of(request), "serve.call")
+    if allowed or (name is not None and name not in s.revoked_keys.values()):
+        return
+    authorize(ctx, request, "serve.call")  # raises its 401
+
+
+def _key_of(request: Request) -> str | None:
+    key = request.headers.get("x-api-key")
+    auth = request.headers.get("authorization", "")
+    if key is None and auth.lower().startswith("bearer "):
+        key = auth[7:].strip()
+    return key
 
 
 DENIAL_WINDOW_S = 10.0

@@ -28,6 +28,7 @@ __all__ = [
     "AbsorbHealth",
     "AppContext",
     "clean_text",
+    "key_first",
     "on_invalid_request",
     "text_pattern",
     "with_experiment",
@@ -48,6 +49,15 @@ _CONTROL = "\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\ufffd"
 NOT_TEXT = re.compile(f"[{_CONTROL}]")
 
 
+def key_first(request: Request) -> None:
+    """Raise the 401 of a `/v1/` request without a known API key, when the app says how
+    (`app.state.authenticate`, `_http_auth.authenticate`): asked before a validation error is
+    answered."""
+    check = getattr(request.app.state, "authenticate", None)
+    if check is not None and request.url.path.startswith("/v1/"):
+        check(request)
+
+
 def on_invalid_request(answer: Callable[[Request, RequestValidationError], Response]) -> type[APIRoute]:
     """A route class (`APIRouter(route_class=...)`) whose routes answer a request FastAPI's
     validation refused with `answer(request, error)` instead of the app's JSON 422; `answer`
@@ -61,6 +71,7 @@ def on_invalid_request(answer: Callable[[Request, RequestValidationError], Respo
                 try:
                     return await handler(request)
                 except RequestValidationError as exc:
+                    key_first(request)  # (raises the 401 of a caller without a key)
                     return answer(request, exc)
 
             return route
