@@ -242,6 +242,8 @@ def test_two_workers_share_the_ids_and_both_stops_absorb_once(shop: Path):
     stamped = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\S* \[(\d+)\] ", re.M)
     assert len(set(stamped.findall(logs))) >= 3, logs[-3000:]  # the supervisor and both workers
     assert "listening on http://" in logs and "with 2 forked workers" in logs
+    # (no Redis: said once, at start, by the supervisor)
+    assert logs.count("2 workers without --redis-url: each worker keeps its own online state") == 1
     rows = curated(shop, "session_id = 'workers'")
     assert len(rows) == 500 and len({r[0] for r in rows}) == 500
 

@@ -157,6 +157,14 @@ def serve(
     import logging.config
 
     logging.config.dictConfig(options["log_config"])  # (this process's lines too: the supervisor's)
+    if workers > 1 and not redis_url:
+        logging.getLogger("uvicorn.error").warning(
+            "%d workers without --redis-url: each worker keeps its own online state (a shopper's "
+            "recent items and purchases), so an event posted to one worker does not change the "
+            "lists the others answer until the next bundle loads; give the workers one Redis "
+            "(--redis-url redis://HOST:6379/0). Events, ids and consent are shared as they are",
+            workers,
+        )
     if workers > 1 and preload:
         # the bundle is loaded once and the workers forked from it (see `serving._prefork`)
         from ..serving._prefork import serve_forked
