@@ -1197,11 +1197,17 @@ class Shop:
 
     def promote(self, version: str | int | None = None) -> dict[str, Any]:
         """Put a version (default: the candidate) live: its gates must pass and it must be
-        approved; servers follow. Returns `{"version", "production": True, "gates"}`."""
-        with self._acting("models.promote") as actor:
+        approved (in single-user mode nobody else could approve: the gates alone); servers
+        follow. A server's absorb holding the warehouse (the data gate reads it) is waited for,
+        up to `PROMOTE_WAIT_S`. Returns `{"version", "production": True, "gates"}`."""
+        from .storage import waiting_for_the_warehouse
+
+        with self._acting("models.promote") as actor, waiting_for_the_warehouse(PROMOTE_WAIT_S):
             reg = self._registry()
             v = self._version_or_candidate(reg, version)
-            gates = reg.promote(v, actor)
+            # (single-user mode, `actor` None: every new version went live unattended; a rollback
+            # then a promote of the version rolled back asked for an approval nobody could give)
+            gates = reg.promote(v, actor, require_approval=actor is not None)
             self._services.clear()
             return {"version": v, "production": True, "gates": [asdict(g) for g in gates]}
 
@@ -1765,6 +1771,11 @@ def _tqdm_classes(base: Any) -> list[Any]:
 
 def _tqdm_monitors(base: Any) -> set[int]:
     return {id(m) for c in _tqdm_classes(base) if (m := c.__dict__.get("monitor")) is not None}
+
+
+# how long `Shop.promote` waits for another process's hold on the warehouse (a server's absorb:
+# seconds) before it says "busy"
+PROMOTE_WAIT_S = 60.0
 
 
 def _serving(action: str, served: Any) -> str:
