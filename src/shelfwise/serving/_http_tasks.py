@@ -208,7 +208,10 @@ async def drain(workdir: Path, redis_client: Any, seconds: float) -> None:
 
         def run() -> None:
             try:
-                result.update(absorb(workdir, redis_client, wait_s=seconds / 2))
+                # another worker stopping absorbs every closed segment, this one's included:
+                # waited for within the budget (half of it left this worker counting, as its
+                # own, the events the other was taking; the other then said none were left)
+                result.update(absorb(workdir, redis_client, wait_s=max(seconds - 1.0, seconds / 2)))
             except Exception as exc:  # the warehouse held by a training run, a bad segment
                 result.update(
                     status="failed", reason=str(exc).splitlines()[0][:200] if str(exc) else repr(exc)
@@ -242,12 +245,19 @@ async def drain(workdir: Path, redis_client: Any, seconds: float) -> None:
         log.warning("could not count the spooled events: %s", exc)
         return
     if left:
+        taking = (
+            " (another absorb, still running, may be taking them now)"
+            if result.get("status") == "busy"
+            else ""
+        )
         log.warning(
             "%d acknowledged events left in the spool, absorbed at the next start or by "
-            "`shelfwise events absorb --workdir %s`",
+            "`shelfwise events absorb --workdir %s`: this process's%s",
             left,
             workdir,
+            taking,
         )
     elif seconds > 0:
-        # (not "in the warehouse": some may have been quarantined or withheld, said above)
-        log.info("no acknowledged event is left in the spool")
+        # (not "in the warehouse": some may have been quarantined or withheld, said above; and
+        # this process's only: another worker stopping says its own)
+        log.info("no acknowledged event is left in the spool by this process")
