@@ -3,6 +3,12 @@
 An order-lines export (every row a purchase, its orders named by a session_id column: Shopify's
 `orders_export.csv`) holds lines the shop did not sell:
 
+- the lines of an order never paid or never placed: its payment failed (`failed_payment`), still
+  awaited (`pending_payment`) or not confirmed (`on_hold_order`), a checkout draft (`draft_order`),
+  an order in the shop's trash (`trashed_order`). A status is read without WooCommerce's `wc-`
+  prefix, case, spaces, underscores and hyphens (`wc-on-hold` is `On Hold`); a status in neither
+  list (`STATUS_REASONS`, `PURCHASE_STATUSES`) is not guessed: its lines stay purchases and the
+  load's notes name it with its lines;
 - the lines of a cancelled or voided order (`Cancelled at` set, `Financial Status` voided or
   cancelled), and of an order refunded in full (`refunded`: the goods came back or were never
   sent; a `partially_refunded` order stays a purchase, its export does not say which line was
@@ -33,7 +39,7 @@ from ._load_state import LoadState, count_withheld, parquet_files, still_the_qua
 from ._orderlines import source_relation
 from ._reasons import Reason
 
-__all__ = ["ASIDE", "INHERITED", "VARIANTS", "order_status_columns", "set_aside"]
+__all__ = ["ASIDE", "INHERITED", "VARIANTS", "order_status_columns", "set_aside", "status_key_sql"]
 
 # the temp table of a load's set-aside lines (`_source_line`, reason, detail), read by `_define_load`
 ASIDE = "_aside_lines"
@@ -50,9 +56,43 @@ PARENT_KEYS = ("handle", "parentid", "parentsku", "parentproductid", "itemgroupi
 # of the time it was cancelled
 STATUS_KEYS = ("financialstatus", "paymentstatus", "orderstatus", "status")
 CANCELLED_KEYS = ("cancelledat", "canceledat", "cancelled", "canceled", "cancellationdate", "cancelleddate")
-# statuses whose lines are set aside, and why
+# an order's status as read: lower case, WooCommerce's `wc-` prefix off, spaces, underscores and
+# hyphens out (`wc-on-hold`, `On Hold` and `on_hold` are `onhold`)
+# statuses whose lines are set aside, and why: an order cancelled, voided or refunded in full, and
+# one never paid (its payment failed, still awaited or not confirmed) or never placed (a
+# checkout draft) or deleted (WooCommerce's trash)
 CANCELLED_STATUSES = ("voided", "cancelled", "canceled")
 REFUNDED_STATUSES = ("refunded",)
+STATUS_REASONS: dict[str, Reason] = {
+    **{s: Reason.CANCELLED_ORDER for s in CANCELLED_STATUSES},
+    **{s: Reason.REFUNDED_ORDER for s in REFUNDED_STATUSES},
+    "failed": Reason.FAILED_PAYMENT,
+    "pending": Reason.PENDING_PAYMENT,
+    "pendingpayment": Reason.PENDING_PAYMENT,
+    "onhold": Reason.ON_HOLD_ORDER,
+    "checkoutdraft": Reason.DRAFT_ORDER,
+    "draft": Reason.DRAFT_ORDER,
+    "trash": Reason.TRASHED_ORDER,
+}
+# statuses of a paid order, read as purchases (Shopify's financial and fulfillment statuses,
+# WooCommerce's `processing` and `completed`); a partially refunded order stays a purchase (its
+# export does not say which line was refunded). A status in neither list is not guessed: its
+# lines stay purchases and the load's notes name it
+PURCHASE_STATUSES = (
+    "paid",
+    "partiallypaid",
+    "authorized",
+    "partiallyrefunded",
+    "fulfilled",
+    "unfulfilled",
+    "partiallyfulfilled",
+    "partial",
+    "processing",
+    "completed",
+    "complete",
+    "shipped",
+    "delivered",
+)
 # a cancellation column's values that say an order was cancelled, besides a time
 CANCELLED_TRUE = ("true", "yes", "y", "t", "1", "cancelled", "canceled", "voided")
 # a value read as a time (a date first: `2024-03-07 11:00:00 +0100`, `07/03/2024`)
@@ -61,6 +101,12 @@ _DATE_LIKE = r"^\d{4}-\d{1,2}-\d{1,2}|^\d{1,2}[./-]\d{1,2}[./-]\d{2,4}"
 
 def _key(name: str) -> str:
     return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def status_key_sql(value: str) -> str:
+    """SQL of an order status as it is compared (`STATUS_REASONS`): lower case, a leading `wc-`
+    off, every character but letters and digits out."""
+    return f"regexp_replace(regexp_replace(lower({value}), '^wc-', ''), '[^a-z0-9]', '', 'g')"
 
 
 def order_status_columns(header: list[str], taken: set[str]) -> tuple[str | None, str | None]:
@@ -115,34 +161,61 @@ def set_aside(st: LoadState) -> None:
         f"CASE WHEN regexp_matches({text(cancelled)}, {lit(_DATE_LIKE)}) OR lower({text(cancelled)}) IN ({said}) "
         f"THEN {text(cancelled)} END"
         if cancelled
-        else "NULL"
+        else "NULL::VARCHAR"
     )
-    status_value = f"lower({text(status)})" if status else "NULL"
+    status_value = status_key_sql(text(status)) if status else "NULL::VARCHAR"
+    status_said = f"lower({text(status)})" if status else "NULL::VARCHAR"
     lines = (
         f"SELECT _line, {text(order)} AS _order, {carried(status_value)} AS _status, "
-        f"{carried(cancel)} AS _cancelled FROM {rel}"
+        f"{carried(status_said)} AS _said, {carried(cancel)} AS _cancelled FROM {rel}"
     )
     no_product = f"nullif(trim(l.{q('product_id')}), '') IS NULL"
-    cancelled_list = ", ".join(lit(s) for s in CANCELLED_STATUSES)
-    refunded_list = ", ".join(lit(s) for s in REFUNDED_STATUSES)
+    aside_list = ", ".join(lit(s) for s in STATUS_REASONS)
+    by_status = " ".join(f"WHEN o._status = {lit(s)} THEN {lit(r.value)}" for s, r in STATUS_REASONS.items())
     status_name = lit(status or "status")
     the_order = "coalesce('order ' || o._order, 'a line without an order id')"
+    wh.sql(f"CREATE OR REPLACE TEMP TABLE _aside_status AS {lines}")
     wh.sql(
         f"""INSERT INTO {ASIDE}
             SELECT l._source_line,
-              CASE WHEN o._cancelled IS NOT NULL OR o._status IN ({cancelled_list}) THEN {lit(Reason.CANCELLED_ORDER.value)}
-                   WHEN o._status IN ({refunded_list}) THEN {lit(Reason.REFUNDED_ORDER.value)}
+              CASE WHEN o._cancelled IS NOT NULL THEN {lit(Reason.CANCELLED_ORDER.value)}
+                   {by_status}
                    ELSE {lit(Reason.NO_PRODUCT_LINE.value)} END,
               CASE WHEN o._cancelled IS NOT NULL
                      THEN {the_order} || ' was cancelled at ' || o._cancelled || ': not a purchase'
-                   WHEN o._status IN ({cancelled_list}, {refunded_list})
-                     THEN {the_order} || ' is ' || o._status || ' (' || {status_name} || '): not a purchase'
+                   WHEN o._status IN ({aside_list})
+                     THEN {the_order} || ' is ' || o._said || ' (' || {status_name} || '): not a purchase'
                    ELSE 'an order line without a product id (a gift card, wrapping, shipping): no product to learn or serve' END
-            FROM {st.target} l LEFT JOIN ({lines}) o ON o._line = l._source_line
+            FROM {st.target} l LEFT JOIN _aside_status o ON o._line = l._source_line
             WHERE l._load = {int(st.load_id)} AND (o._cancelled IS NOT NULL
-              OR o._status IN ({cancelled_list}, {refunded_list}) OR {no_product})"""
+              OR o._status IN ({aside_list}) OR {no_product})"""
     )
+    if status:
+        _unknown_statuses(st, status)
+    wh.sql("DROP TABLE _aside_status")
     _finish(st)
+
+
+def _unknown_statuses(st: LoadState, status: str) -> None:
+    """A note naming the status values the load's lines hold that shelfwise does not know (in
+    neither `STATUS_REASONS` nor `PURCHASE_STATUSES`), with their lines: kept as purchases, not
+    guessed (a shop's own status, `wc-packed`, may be paid or not)."""
+    known = ", ".join(lit(s) for s in (*STATUS_REASONS, *PURCHASE_STATUSES))
+    rows = st.wh.sql(
+        f"""SELECT o._said, count(*) FROM {st.target} l JOIN _aside_status o ON o._line = l._source_line
+            WHERE l._load = {int(st.load_id)} AND o._cancelled IS NULL AND o._status IS NOT NULL
+              AND o._status NOT IN ({known})
+              AND l._source_line NOT IN (SELECT _source_line FROM {ASIDE})
+            GROUP BY 1 ORDER BY 2 DESC, 1"""
+    ).fetchall()
+    if not rows:
+        return
+    said = ", ".join(f"{v!r} {int(n):,} line(s)" for v, n in rows)
+    st.note(
+        f"{st.src.name}: {status!r} value(s) shelfwise does not know: {said}; read as purchases (kept, "
+        "not guessed: set aside are only cancelled, voided, refunded, failed, pending, on-hold, draft and "
+        "trash orders, a `wc-` prefix and case ignored)"
+    )
 
 
 def _variants(st: LoadState) -> None:

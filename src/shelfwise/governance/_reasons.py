@@ -22,6 +22,11 @@ class Reason(StrEnum):
     # kept aside, not judged by the quality check (`_load_aside`): an order line that is no purchase
     CANCELLED_ORDER = "cancelled_order"  # a line of a cancelled or voided order
     REFUNDED_ORDER = "refunded_order"  # a line of an order refunded in full
+    FAILED_PAYMENT = "failed_payment"  # a line of an order whose payment failed (WooCommerce `failed`)
+    PENDING_PAYMENT = "pending_payment"  # a line of an order awaiting payment (`pending`)
+    ON_HOLD_ORDER = "on_hold_order"  # a line of an order on hold, its payment not confirmed (`on-hold`)
+    DRAFT_ORDER = "draft_order"  # a line of a checkout never placed (`checkout-draft`, `draft`)
+    TRASHED_ORDER = "trashed_order"  # a line of an order the shop deleted (`trash`)
     NO_PRODUCT_LINE = "no_product_line"  # an order line without a product (a gift card, shipping)
     IMAGE_ROW = "image_row"  # a catalog export's row of a further picture alone (no product id, no title)
 
@@ -45,6 +50,11 @@ _DESCRIPTIONS = {
     Reason.UNKNOWN_FIELD: "a field that is not in the contract (events posted over HTTP)",
     Reason.CANCELLED_ORDER: "a line of a cancelled or voided order: not a purchase (kept aside)",
     Reason.REFUNDED_ORDER: "a line of an order refunded in full: not a purchase (kept aside)",
+    Reason.FAILED_PAYMENT: "a line of an order whose payment failed: not a purchase (kept aside)",
+    Reason.PENDING_PAYMENT: "a line of an order still awaiting payment: not a purchase (kept aside)",
+    Reason.ON_HOLD_ORDER: "a line of an order on hold, its payment not confirmed: not a purchase (kept aside)",
+    Reason.DRAFT_ORDER: "a line of a checkout draft, never placed: not a purchase (kept aside)",
+    Reason.TRASHED_ORDER: "a line of an order the shop deleted (trash): not a purchase (kept aside)",
     Reason.NO_PRODUCT_LINE: "an order line without a product (a gift card, wrapping, shipping; kept aside)",
     Reason.IMAGE_ROW: "a catalog row holding a further picture of the product above it alone (kept aside)",
 }
@@ -52,5 +62,15 @@ _DESCRIPTIONS = {
 # the reasons of rows kept aside as the shop's data says them, not faults of the file: counted
 # (`rows_set_aside`), never judged by the quality check
 SET_ASIDE_REASONS = frozenset(
-    {Reason.CANCELLED_ORDER, Reason.REFUNDED_ORDER, Reason.NO_PRODUCT_LINE, Reason.IMAGE_ROW}
+    {
+        Reason.CANCELLED_ORDER,
+        Reason.REFUNDED_ORDER,
+        Reason.FAILED_PAYMENT,
+        Reason.PENDING_PAYMENT,
+        Reason.ON_HOLD_ORDER,
+        Reason.DRAFT_ORDER,
+        Reason.TRASHED_ORDER,
+        Reason.NO_PRODUCT_LINE,
+        Reason.IMAGE_ROW,
+    }
 )
