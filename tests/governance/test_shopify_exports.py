@@ -349,3 +349,16 @@ def test_a_split_export_is_refused_naming_its_parts_and_read_as_a_folder(tmp_pat
         (data / name).rename(data / "orders_export" / name)
     ev = Ingestor(tmp_path / "w").run(data).tables["events"]
     assert (ev.rows_in, ev.rows_curated, ev.reasons) == (5, 3, {"cancelled_order": 2})
+
+
+def test_a_set_aside_line_sent_again_is_still_set_aside(tmp_path: Path) -> None:
+    """The same full load twice (walk49a): the second said `rows_set_aside: 0, rows_redelivered:
+    54` where the first said `rows_set_aside: 54`; it is set aside again, of them re-sent, and
+    judged no more than the first time."""
+    data = shopify_shop(tmp_path)
+    first = Ingestor(tmp_path / "w").run(data).tables["events"]
+    again = Ingestor(tmp_path / "w").run(data).tables["events"]
+    assert (first.rows_set_aside, first.rows_set_aside_resent, first.rows_redelivered) == (5, 0, 0)
+    assert (again.rows_set_aside, again.rows_set_aside_resent, again.rows_redelivered) == (5, 5, 5)
+    assert again.check().judged == first.check().judged == 4 and again.check().passed
+    assert again.reasons == first.reasons and again.balanced

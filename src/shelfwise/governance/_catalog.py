@@ -40,6 +40,7 @@ def _check(load: dict[str, Any]) -> QualityCheck:
         load.get("rows_redelivered", 0),
         load.get("rows_withheld", 0),
         load.get("rows_set_aside", 0),
+        load.get("rows_set_aside_resent", 0),
     )
 
 
@@ -72,6 +73,8 @@ def _loads(con: Any) -> list[dict[str, Any]]:
                     "rows_withheld": tr.get("rows_withheld") or 0,
                     # order lines that are no purchase (`_load_aside`): never judged
                     "rows_set_aside": tr.get("rows_set_aside") or 0,
+                    # of them, sent again (among rows_redelivered too: judged by neither)
+                    "rows_set_aside_resent": tr.get("rows_set_aside_resent") or 0,
                     "reasons": tr.get("reasons", {}),
                     "source_file": tr.get("source_file"),
                     "mode": tr.get("mode") or "replace",

@@ -69,10 +69,12 @@ def quality_check(
     rows_redelivered: int = 0,
     rows_withheld: int = 0,
     rows_set_aside: int = 0,
+    rows_set_aside_resent: int = 0,
 ) -> QualityCheck:
     """The one rule that judges a load (`QualityCheck`): re-sent, withheld and set-aside rows
-    (order lines that are no purchase, `_load_aside`) are not judged."""
-    again = int(rows_redelivered or 0) + int(rows_set_aside or 0)
+    (order lines that are no purchase, `_load_aside`) are not judged; a set-aside row sent again
+    is counted in both, and not judged twice (`rows_set_aside_resent`)."""
+    again = int(rows_redelivered or 0) + int(rows_set_aside or 0) - int(rows_set_aside_resent or 0)
     judged = int(rows_in or 0) - again - int(rows_withheld or 0)
     failed = max(int(rows_quarantined or 0) - again, 0)
     share = failed / judged if judged > 0 else 0.0
@@ -132,6 +134,8 @@ class TableReport:
     # quarantined rows kept aside as the shop's data says them (`_load_aside`: the lines of a
     # cancelled or refunded order, order lines without a product): counted, not judged
     rows_set_aside: int = 0
+    # of them, lines an earlier load set aside too, sent again (also among rows_redelivered)
+    rows_set_aside_resent: int = 0
     # valid events rows with no user id but a session id: anonymous browsing, attributed to the
     # session (a user id `~anonymous:<session_id>`, pseudonymized `a_…`; never a customer)
     anonymous_rows: int = 0
@@ -156,6 +160,7 @@ class TableReport:
             self.rows_redelivered,
             self.rows_withheld,
             self.rows_set_aside,
+            self.rows_set_aside_resent,
         )
         self.contract_check = got.verdict
         return got

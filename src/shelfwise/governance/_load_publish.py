@@ -321,13 +321,15 @@ def account(st: LoadState, tv: TableVersion, added: int | None) -> None:
     ).fetchall()
     tr.reasons = {r[0]: int(r[1]) for r in rows}
     tr.rows_quarantined = sum(tr.reasons.values())
-    # order lines kept aside (`_load_aside`), but not those sent before (already `redelivered`)
+    # order lines kept aside (`_load_aside`), those sent before (`redelivered`) included: a line
+    # set aside and sent again is still set aside (a re-run read "set aside 0"), counted re-sent too
     aside = wh.sql(
-        "SELECT count(*) FROM quarantine.rows WHERE run_id = ? AND table_name = ? AND status <> 'redelivered' "
-        "AND list_contains(?::VARCHAR[], reason)",
+        "SELECT count(*), count(*) FILTER (WHERE status = 'redelivered') FROM quarantine.rows "
+        "WHERE run_id = ? AND table_name = ? AND list_contains(?::VARCHAR[], reason)",
         [run_id, contract.name, sorted(SET_ASIDE_REASONS)],
     ).fetchone()
     tr.rows_set_aside = int(aside[0]) if aside else 0
+    tr.rows_set_aside_resent = int(aside[1]) if aside else 0
     again = wh.sql(
         f"SELECT count(*), count(*) FILTER (WHERE {ID_CURATED_SQL.format(reasons='reasons', detail='detail')}) "
         "FROM quarantine.rows WHERE run_id = ? AND table_name = ? AND status = 'redelivered'",

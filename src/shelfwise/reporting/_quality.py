@@ -204,6 +204,11 @@ def summary_lines(report: IngestReport) -> list[str]:
             f"      check {t.check().describe()}"
             + (f"; the table now has {t.rows_total:,} rows" if t.mode == "append" else "")
         )
+        if t.rows_set_aside:  # (a re-run said "set aside 0" of the lines the first run set aside)
+            again = f", {t.rows_set_aside_resent:,} of them sent before" if t.rows_set_aside_resent else ""
+            lines.append(
+                f"      set aside {t.rows_set_aside:,} (no purchase or no product, not judged{again})"
+            )
         if t.anonymous_rows:
             lines.append(
                 f"      {t.anonymous_rows:,} anonymous row(s) (no user_id) attributed to their session"

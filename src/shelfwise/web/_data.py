@@ -355,6 +355,7 @@ def _check(load: dict[str, Any]) -> Any:
         load.get("rows_redelivered") or 0,
         load.get("rows_withheld") or 0,
         load.get("rows_set_aside") or 0,
+        load.get("rows_set_aside_resent") or 0,
     )
 
 
