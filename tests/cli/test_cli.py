@@ -365,3 +365,17 @@ def test_python_dash_m_shelfwise_is_the_command():
         [sys.executable, "-m", "shelfwise", "--help"], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0 and "python -m shelfwise" in proc.stdout and "train" in proc.stdout
+
+
+def test_ingest_exits_1_when_a_full_snapshot_curates_no_row(tmp_path: Path) -> None:
+    """walk49a: 0 of 1,216 events curated (`check FAILING`) and exit 0; the load failed."""
+    from tests.governance.test_shopify_exports import WOO_CATALOG, WOO_ORDERS, woo_map
+
+    d = tmp_path / "shop"
+    d.mkdir()
+    (d / "orders.csv").write_text(WOO_ORDERS)
+    (d / "products.csv").write_text(WOO_CATALOG)
+    (d / "shelfwise.toml").write_text(woo_map("Product Id"))
+    proc = sw("ingest", "--data", str(d), "--workdir", str(tmp_path / "w"), check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "curated none of its 2 rows" in proc.stdout

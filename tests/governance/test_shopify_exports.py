@@ -362,3 +362,47 @@ def test_a_set_aside_line_sent_again_is_still_set_aside(tmp_path: Path) -> None:
     assert (again.rows_set_aside, again.rows_set_aside_resent, again.rows_redelivered) == (5, 5, 5)
     assert again.check().judged == first.check().judged == 4 and again.check().passed
     assert again.reasons == first.reasons and again.balanced
+
+
+WOO_ORDERS = (
+    "Order Number,Customer User ID,Order Date,Product Id,SKU,Quantity\n"
+    "5000,u1,2024-03-01,1042,CH-BLA,1\n5001,u2,2024-03-02,1043,LA-1,2\n"
+)
+WOO_CATALOG = "SKU,Name\nCH-BLA,Chair\nLA-1,Lamp\n"
+
+
+def woo_map(product: str) -> str:
+    return WOO_MAP.replace("[map.events]\n", f'[map.events]\nproduct_id = "{product}"\n')
+
+
+WOO_MAP = (
+    '[map.events]\nuser_id = "Customer User ID"\nsession_id = "Order Number"\ntimestamp = "Order Date"\n'
+    'event_type = "purchase"\n[map.products]\nproduct_id = "SKU"\ntitle = "Name"\n'
+)
+
+
+def test_a_full_snapshot_that_curates_no_row_is_not_published(tmp_path: Path) -> None:
+    """walk49a: events mapped to WooCommerce's numeric `Product Id` (the catalog is keyed on
+    SKU) quarantined all 1,216 rows and replaced 1,291 curated events with none, exit 0. The
+    earlier version stays, the report says the load failed, and a note names the column to map."""
+    d = _shop(
+        tmp_path, {"orders.csv": WOO_ORDERS, "products.csv": WOO_CATALOG, "shelfwise.toml": woo_map("SKU")}
+    )
+    good = Ingestor(tmp_path / "w").run(d).tables["events"]
+    assert (good.rows_curated, good.curated_nothing, good.published) == (2, False, True)
+    (d / "shelfwise.toml").write_text(woo_map("Product Id"))
+    report = Ingestor(tmp_path / "w").run(d)
+    ev = report.tables["events"]
+    assert (ev.rows_in, ev.rows_curated, ev.rows_quarantined) == (2, 0, 2) and ev.balanced
+    assert (ev.curated_nothing, ev.published, ev.curated_version) == (True, False, good.curated_version)
+    assert curated_rows(tmp_path / "w", "SELECT count(*) FROM curated.events") == [(2,)]
+    assert any("NOT PUBLISHED" in w and "curated none of its 2 rows" in w for w in report.warnings)
+    assert any("--map 'events.product_id=SKU'" in n for n in report.notes), report.notes
+
+
+def test_a_first_load_that_curates_no_row_is_published_empty_and_failed(tmp_path: Path) -> None:
+    shop = {"orders.csv": WOO_ORDERS, "products.csv": WOO_CATALOG, "shelfwise.toml": woo_map("Product Id")}
+    report = Ingestor(tmp_path / "w").run(_shop(tmp_path, shop))
+    ev = report.tables["events"]
+    assert (ev.rows_curated, ev.curated_nothing, ev.published) == (0, True, True)
+    assert any("published empty" in w for w in report.warnings)

@@ -70,12 +70,16 @@ def ingest(
 
     chosen = engine_from(engine, workdir, remote=spark_remote, master=spark_master, warehouse=warehouse)
     try:
-        _run_ingest(data, workdir, as_json, append=append, map_flags=map_flags, engine=chosen)
+        out = _run_ingest(data, workdir, as_json, append=append, map_flags=map_flags, engine=chosen)
     finally:
         chosen.close()
     # the warehouse, the report and the lineage are written and closed: no teardown needed
     # (Spark's session and JVM are left to their own shutdown)
     leave_quickly(chosen.name == "duckdb")
+    # a full snapshot that curated no row of a file with rows: the load failed (its warning says
+    # whether the earlier version stays), as `audit` exits 1 on a broken chain
+    if any(t.get("curated_nothing") for t in (out.get("tables") or {}).values()):
+        raise typer.Exit(1)
 
 
 DEMO_TRIALS = 6  # the demo's tuning budget: Optuna trials per tuned model

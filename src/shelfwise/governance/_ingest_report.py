@@ -136,6 +136,10 @@ class TableReport:
     rows_set_aside: int = 0
     # of them, lines an earlier load set aside too, sent again (also among rows_redelivered)
     rows_set_aside_resent: int = 0
+    # a full snapshot whose file had rows (not all withheld) and that curated none: not published
+    # over an earlier version (`published` false: the table stays as it was); `ingest` exits 1
+    curated_nothing: bool = False
+    published: bool = True
     # valid events rows with no user id but a session id: anonymous browsing, attributed to the
     # session (a user id `~anonymous:<session_id>`, pseudonymized `a_…`; never a customer)
     anonymous_rows: int = 0

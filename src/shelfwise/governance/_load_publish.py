@@ -181,11 +181,15 @@ def publish(st: LoadState) -> None:
     )
     if st.mode == "append" and not appending:  # the table's first load: every valid row is new
         tr.rows_updated, tr.rows_unchanged = 0, 0
-    supersede_open(st)
     before = wh.latest_version(contract.name)
-    tv = wh.publish(contract.name, source_sql, run_id, contract.version, same_keeps=appending)
-    unchanged_version(st, tv)
-    shrunk_by_snapshot(st, before, tv)
+    valid = wh.sql(f"SELECT count(*) FROM {CHECKED} WHERE len(_reasons) = 0").fetchone()
+    if curated_nothing(st, int(valid[0]) if valid else 0, before) and before is not None:
+        tv, added = before, 0  # the earlier version stays the table
+    else:
+        supersede_open(st)
+        tv = wh.publish(contract.name, source_sql, run_id, contract.version, same_keeps=appending)
+        unchanged_version(st, tv)
+        shrunk_by_snapshot(st, before, tv)
     # a new events version: the oldest ones beyond the kept go (the events table is what grows:
     # a server absorbs every 30 s; other tables' versions are read by date, `insights` --as-of)
     if tv.run_id == st.run_id and contract.name == "events":
@@ -205,6 +209,67 @@ def publish(st: LoadState) -> None:
     wh.sql("DROP TABLE IF EXISTS _new")
     wh.sql(f"DROP VIEW {st.load}")
     account(st, tv, added)
+
+
+def curated_nothing(st: LoadState, valid: int, before: TableVersion | None) -> bool:
+    """Whether a full snapshot whose file had rows (not all of erased users) curates none: every
+    row quarantined or set aside (walk49a: events mapped to a product id the catalog is not keyed
+    on, 0 of 1,216 curated, replaced 1,291 curated rows with none, exit 0). It is not published over
+    an earlier version (the table stays as it was, `published` false); a first load publishes its
+    empty table. Either way the report says so and `ingest` exits 1 (`curated_nothing`)."""
+    tr = st.tr
+    if st.mode == "append" or st.reprocess or valid or tr.rows_in - tr.rows_withheld <= 0:
+        return False
+    tr.curated_nothing = True
+    kept = (
+        f"NOT PUBLISHED: the curated table stays at version {before.version} ({before.row_count:,} rows)"
+        if before is not None
+        else "published empty (the table's first load)"
+    )
+    st.warn(
+        f"{st.name}: this full snapshot curated none of its {tr.rows_in - tr.rows_withheld:,} rows (every "
+        f"one quarantined or set aside: quarantine list shows why): {kept}; the load failed (exit 1)"
+    )
+    if before is not None:
+        tr.published = False
+    suggest_product_column(st)
+    return True
+
+
+def suggest_product_column(st: LoadState) -> None:
+    """When unknown product ids are the load's main reason and another column of its file holds
+    ids the catalog knows (orders mapped to WooCommerce's numeric `Product Id` where the catalog
+    is keyed on `SKU`), a note names the column and its `--map`."""
+    wh, name = st.wh, st.name
+    col = st.mapping.get("product_id")
+    if col is None or name == "products" or "products" not in wh.curated_tables():
+        return
+    top = wh.sql(
+        "SELECT reason, count(*) FROM quarantine.rows WHERE run_id = ? AND table_name = ? "
+        "GROUP BY 1 ORDER BY 2 DESC LIMIT 1",
+        [st.run_id, name],
+    ).fetchone()
+    if not top or top[0] != Reason.UNKNOWN_REFERENCE.value:
+        return
+    from ._load_aside import _relation
+
+    rel, expr = _relation(st)
+    best: tuple[int, str] | None = None
+    for h in st.header:
+        if h == col or h not in expr:
+            continue
+        hit = wh.sql(
+            f"""SELECT count(DISTINCT v) FROM (SELECT nullif(trim({expr[h]}), '') AS v FROM {rel})
+                WHERE v IN (SELECT product_id::VARCHAR FROM curated.products)"""
+        ).fetchone()
+        n = int(hit[0]) if hit else 0
+        if n and (best is None or n > best[0]):
+            best = (n, h)
+    if best is not None:
+        st.note(
+            f"{st.src.name}: {best[0]:,} value(s) of its column {best[1]!r} are product ids of the catalog, "
+            f"where {col!r} names products it does not know: map it (--map '{name}.product_id={best[1]}')"
+        )
 
 
 def shrunk_by_snapshot(st: LoadState, before: TableVersion | None, tv: TableVersion) -> None:

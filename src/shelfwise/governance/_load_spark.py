@@ -43,6 +43,7 @@ from ._load_anonymous import spark_uncount_redelivered
 from ._load_publish import (
     ID_CURATED_SQL,
     account,
+    curated_nothing,
     quarantined_before,
     redelivery_details,
     same_row,
@@ -568,19 +569,23 @@ def spark_publish(st: LoadState) -> None:
             FROM read_parquet('{qdir.as_posix()}/*.parquet') ORDER BY source_line""",
         [redelivered],
     )
-    supersede_open(st)
     before = wh.latest_version(contract.name)
-    tv = wh.publish_parquet(
-        contract.name,
-        f"{where.as_posix()}/*.parquet",
-        st.run_id,
-        contract.version,
-        same_keeps=current is not None,
-    )
-    if tv.version != version:  # nothing new: the files written for a version are not one
-        shutil.rmtree(where, ignore_errors=True)
-    unchanged_version(st, tv)
-    shrunk_by_snapshot(st, before, tv)
+    if current is None and curated_nothing(st, valid.limit(1).count(), before) and before is not None:
+        shutil.rmtree(where, ignore_errors=True)  # the earlier version stays the table
+        tv, added = before, 0
+    else:
+        supersede_open(st)
+        tv = wh.publish_parquet(
+            contract.name,
+            f"{where.as_posix()}/*.parquet",
+            st.run_id,
+            contract.version,
+            same_keeps=current is not None,
+        )
+        if tv.version != version:  # nothing new: the files written for a version are not one
+            shutil.rmtree(where, ignore_errors=True)
+        unchanged_version(st, tv)
+        shrunk_by_snapshot(st, before, tv)
     wh.sql(f"DROP VIEW {st.load}")
     shutil.rmtree(_tmp(st), ignore_errors=True)
     st.frames.clear()

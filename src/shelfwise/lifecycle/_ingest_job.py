@@ -126,7 +126,12 @@ def _ingest_dataset(
 
     with read_only(workdir) as (_, curated):
         has_events = "events" in curated
-    replayed = 0 if append or ("events" not in report.tables and has_events) else _replay_feedback(workdir)
+    events_kept = "events" in report.tables and not report.tables["events"].published  # (not replaced)
+    replayed = (
+        0
+        if append or events_kept or ("events" not in report.tables and has_events)
+        else _replay_feedback(workdir)
+    )
     if replayed:
         report.notes.append(f"replayed {replayed:,} served events from feedback/ on top of the full load")
     from ..reporting import write_quality_report  # (imported in the background meanwhile)

@@ -282,6 +282,14 @@ def _train_logged(
         else:
             ingest_run = report.run_id
             ingested = report.to_dict()
+            failed = [t for t, r in report.tables.items() if r.curated_nothing]
+            if failed:  # (it trained on the table as it was, or on none, after a warning)
+                from ..errors import ShelfwiseError
+
+                raise ShelfwiseError(
+                    f"{data}: the load curated no row of {', '.join(failed)} (every one quarantined: "
+                    f"`shelfwise quarantine list`, ingestion run {report.run_id}); nothing trained"
+                )
             from ..reporting._quality import ignored_said, load_counts
 
             log(
