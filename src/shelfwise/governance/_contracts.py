@@ -176,6 +176,8 @@ USER_ID_ALIASES = (
     "client_id",
     "member_id",
     "reviewer_id",  # (Amazon's reviews: `reviewerID`)
+    "customer_user_id",  # (WooCommerce's orders: `Customer User ID`, 0 for a guest)
+    "customer_user",
 )
 QUERY_ALIASES = ("search_term", "search_query")
 # order-lines exports: the order's date is the event's time, the order id groups its lines

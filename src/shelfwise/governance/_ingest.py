@@ -679,6 +679,7 @@ class Ingestor:
             had_customers=(lambda: _names_customers(wh)) if self.mode == "append" else None,
         )
         report.notes.extend(cols.notes)
+        report.warnings.extend(cols.warnings)
         tr.column_mapping = {v: k for k, v in cols.mapping.items()}
         tr.column_mapping.update({h: c for c, hs in cols.joined.items() for h in hs})
         for column, value in cols.implied.items():

@@ -33,6 +33,7 @@ class Columns:
     # curated row of the key (`_load_raw._define_load`); a key not curated yet fails its check
     filled: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what the load's report says of the header
+    warnings: list[str] = field(default_factory=list)  # what a person must read (the report's warnings)
 
 
 def map_columns(
@@ -59,6 +60,7 @@ def map_columns(
     appended to them): then a file without a user_id column but with a header whose name is a
     user id's (`Customer` for `Customer ID`) is refused, not read as anonymous sessions."""
     notes: list[str] = []
+    warnings: list[str] = []
     seen: dict[str, int] = {}
     for i, h in enumerate(header, 1):
         if h in seen:
@@ -158,6 +160,12 @@ def map_columns(
             notes.append(
                 f"{path.name}: no user_id column: every row is an anonymous session's (its session_id)"
             )
+            if renamed:  # a first load (or one to anonymous rows) is read, but said loudly
+                warnings.append(
+                    f"{path.name}: no column is read as the user id, so every row is an anonymous "
+                    f"session's, but {renamed[0]!r} is named like a customer id: if it names the "
+                    f"customers, {mapping_advice(contract.name, {'user_id': renamed[0]})}"
+                )
     filled: list[str] = []
     if keyed_update and contract.key and all(k in mapping for k in contract.key):
         filled = [c for c in missing if c not in contract.key]
@@ -214,7 +222,7 @@ def map_columns(
             ),
         )
     extra = [h for h in dict.fromkeys(header) if h not in taken and h != LINE_COLUMN]
-    return Columns(mapping, extra, implied, joined, filled, notes)
+    return Columns(mapping, extra, implied, joined, filled, notes, warnings)
 
 
 def event_type_told(headers: tuple[str, ...], header: list[str]) -> str | None:
@@ -235,9 +243,18 @@ _ID_ENDINGS = ("", *ID_ENDINGS, "nr", "num", "key")
 
 
 def _names_a_person(header: str) -> bool:
-    """Whether a header is named as a customer id column is (a renamed `Customer ID`)."""
+    """Whether a header is named as a customer id column is (a renamed `Customer ID`), or
+    begins with a customer's word and ends as an id does (`Buyer Account No`)."""
     key = _key(header)
-    return any(key == w + e for w in _PERSON_WORDS for e in _ID_ENDINGS)
+    return any(key == w + e for w in _PERSON_WORDS for e in _ID_ENDINGS) or (
+        key.startswith(_PERSON_WORDS)
+        and key.endswith(("id", "number", "no", "nr", "ref"))
+        and not any(w in key for w in _NOT_A_PERSON)
+    )
+
+
+# words of a header that name another thing than the customer (`Customer Order No`)
+_NOT_A_PERSON = ("order", "invoice", "session", "basket", "product", "item", "note", "ip")
 
 
 def samples_of(wh: Warehouse, staged: StagedFile, header: list[str]) -> dict[str, list[str]]:
