@@ -7,7 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shelfwise.governance import Ingestor, Pseudonymizer, SecretStore
+import pytest
+
+from shelfwise.errors import ShelfwiseError
+from shelfwise.governance import Ingestor, Pseudonymizer, SecretStore, anonymous_user_id, is_anonymous
+from shelfwise.governance._contracts import EVENTS
+from shelfwise.governance._row_check import check_record
 from tests.conftest import curated_rows
 
 PRODUCTS = "product_id,title,category\nP1,red kettle,Kitchen\nP2,blue mug,Kitchen\nP3,desk lamp,Home\n"
@@ -40,6 +45,72 @@ def test_customer_user_id_is_read_as_the_user_id_without_a_map(tmp_path: Path) -
     pseudo = Pseudonymizer(SecretStore(tmp_path / "w").pseudonym_key())
     users = dict(curated_rows(tmp_path / "w", "SELECT user_id, count(*) FROM curated.events GROUP BY 1"))
     assert users[pseudo("433")] == 2 and users[pseudo("434")] == 1
+
+
+@pytest.mark.parametrize("mapped", [False, True])
+def test_guest_checkouts_are_anonymous_sessions_one_per_order(tmp_path: Path, mapped: bool) -> None:
+    toml = '[map.events]\nuser_id = "Customer User ID"\nproduct_id = "SKU"\n' if mapped else None
+    work = tmp_path / "w"
+    report = Ingestor(work).run(_shop(tmp_path, toml=toml))
+    ev = report.tables["events"]
+    assert (ev.rows_in, ev.rows_curated, ev.anonymous_rows) == (7, 6, 3)
+    assert any("3 row(s) name the guest user id '0'" in n and "anonymous sessions" in n for n in report.notes)
+    pseudo = Pseudonymizer(SecretStore(work).pseudonym_key())
+    users = dict(curated_rows(work, "SELECT user_id, count(*) FROM curated.events GROUP BY 1"))
+    assert pseudo("0") not in users
+    assert users == {
+        pseudo("433"): 2,
+        pseudo("434"): 1,
+        pseudo(anonymous_user_id("5001")): 2,  # the order's two lines: one session
+        pseudo(anonymous_user_id("5002")): 1,
+    }
+    # no profile, no audience: the customers are the two who have ids
+    from shelfwise.insights._data import load_curated
+
+    customers, _, _ = load_curated(work, None, consent="personalization")
+    assert set(customers["user_id"]) == {pseudo("433"), pseudo("434")}
+    assert not customers["user_id"].map(is_anonymous).any()
+
+
+def test_the_guest_id_is_no_subject_of_a_privacy_request(tmp_path: Path) -> None:
+    from shelfwise.governance._erase import erase_user
+    from shelfwise.governance._subject_access import subject_access
+
+    work = tmp_path / "w"
+    Ingestor(work).run(_shop(tmp_path))
+    with pytest.raises(ShelfwiseError, match="guest checkout's placeholder id, no customer"):
+        erase_user(work, "0")
+    with pytest.raises(ShelfwiseError, match="guest checkout's placeholder id, no customer"):
+        subject_access(work, "0")
+    erase_user(work, "433")  # a customer still is
+
+
+def test_a_zero_id_without_a_session_is_a_customer(tmp_path: Path) -> None:
+    """A dataset whose visitor ids count from 0 (no session column): 0 is a visitor's id."""
+    from shelfwise.governance._erase import erase_user
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "products.csv").write_text(PRODUCTS)
+    (data / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\n0,P1,view,2024-03-01T10:00:00Z\n1,P2,view,2024-03-01T10:00:00Z\n"
+    )
+    work = tmp_path / "w"
+    ev = Ingestor(work).run(data).tables["events"]
+    assert (ev.rows_curated, ev.anonymous_rows) == (2, 0)
+    pseudo = Pseudonymizer(SecretStore(work).pseudonym_key())
+    assert (pseudo("0"),) in curated_rows(work, "SELECT user_id FROM curated.events")
+    erase_user(work, "0")  # a customer of that workdir: erasable
+
+
+def test_a_posted_guest_id_is_its_sessions_as_the_load_reads_it() -> None:
+    """`POST /v1/events` checks each event with `check_record` (`serving._intake`)."""
+    base = {"product_id": "P1", "event_type": "view", "timestamp": "2024-03-01T10:00:00Z"}
+    for guest in ("0", "0.0", "-1", "Guest", "anonymous"):
+        got = check_record(EVENTS, {**base, "user_id": guest, "session_id": "s7"})
+        assert got.values["user_id"] == anonymous_user_id("s7"), guest
+    assert check_record(EVENTS, {**base, "user_id": "0"}).values["user_id"] == "0"  # no session
+    assert check_record(EVENTS, {**base, "user_id": "10", "session_id": "s7"}).values["user_id"] == "10"
 
 
 def test_a_first_load_says_a_customer_column_it_does_not_read(tmp_path: Path) -> None:

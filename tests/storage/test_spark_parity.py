@@ -226,6 +226,12 @@ def test_compiled_checks_agree_value_by_value(spark):
         {"user_id": u, "session_id": sid, "product_id": "p1", "event_type": "view", "timestamp": "1709287200"}
         for u, sid in ((None, "S1"), ("", "S2"), ("NA", "7.0"), (None, None), ("~anonymous:S1", "S1"))
     ]
+    # a guest checkout's placeholder id beside a session (its order) is that session's; without
+    # one it is read as written
+    rows += [
+        {"user_id": u, "session_id": sid, "product_id": "p1", "event_type": "view", "timestamp": "1709287200"}
+        for u, sid in (("0", "5001"), ("Guest", "S3"), ("0.0", "S4"), ("-1", "S5"), ("0", None), ("10", "S6"))
+    ]
     # ids trimmed of the Unicode spaces only (Spark's own trim() removes the ASCII space alone)
     rows += [
         {"user_id": u, "product_id": "\u00a0p1 ", "event_type": "view", "timestamp": "1709287200"}
@@ -249,6 +255,11 @@ def test_compiled_checks_agree_value_by_value(spark):
     for d in duck:
         s = by_line[d[-1]]
         assert tuple(s[:-3]) == tuple(d[:-3]) and list(s[-3]) == list(d[-3]) and s[-2] == d[-2], (d, s)
+    # the guest ids beside a session are anonymous sessions' on both (the same, above)
+    guests = {r.get("session_id"): i for i, r in enumerate(rows) if r.get("user_id") in ("0", "Guest", "10")}
+    duck_by_line = {d[-1]: d for d in duck}
+    assert "~anonymous:5001" in duck_by_line[guests["5001"]] and "~anonymous:S3" in duck_by_line[guests["S3"]]
+    assert "0" in duck_by_line[guests[None]] and "10" in duck_by_line[guests["S6"]]
     # ... and "2.5" is refused as a fraction on both
     fraction = len(rows) - 5
     assert any("quantity: not a whole number: 2.5" in str(x) for x in by_line[fraction]), by_line[fraction]

@@ -777,9 +777,12 @@ def compile_contract(
                     )
                 )
             if anonymous_sessions(contract) and name == "user_id":
-                # no user but a session: anonymous browsing, attributed to its session
+                # no user but a session: anonymous browsing, attributed to its session; so is a
+                # guest checkout's placeholder id (WooCommerce's `Customer User ID` 0) beside a
+                # session (its order): every guest would otherwise be one customer "0"
                 session = _id_value(q("_s_session_id"), d)
-                value = f"CASE WHEN {s} IS NULL THEN {lit(ANONYMOUS_PREFIX)} || ({session}) ELSE {value} END"
+                guest = f"({session} IS NOT NULL AND {d.is_in(f'lower({value})', GUEST_USER_IDS)})"
+                value = f"CASE WHEN {s} IS NULL OR {guest} THEN {lit(ANONYMOUS_PREFIX)} || ({session}) ELSE {value} END"
         elif c.kind in (Kind.STRING, Kind.TEXT, Kind.CATEGORY):
             value = normalized_expr(raw, s, d, keep_lines=c.keep_lines)
             if c.kind is Kind.TEXT and c.mask_personal:
@@ -946,6 +949,22 @@ def _id_value(s: str, d: Dialect) -> str:
     """An id's value: an integer id written as a float by a dataframe library (`123.0`) is
     that integer."""
     return f"CASE WHEN {d.endswith(s, '.0')} AND {d.full_match(s, _FLOAT_INT)} THEN {d.drop_last(s, 2)} ELSE {s} END"
+
+
+# user ids that name no customer but a guest checkout (compared without case): WooCommerce writes
+# `Customer User ID` 0 for every guest order, other exports -1, `guest` or `anonymous`. An events
+# row with one and a session id (its order) is an anonymous session's, as a row without a user
+# id is (`_load_anonymous` counts them for the load's notes); without a session id it is read
+# as written (a dataset whose visitor ids count from 0)
+GUEST_USER_IDS = ("0", "-1", "guest", "anonymous")
+
+
+def is_guest_user_id(raw_id: str) -> bool:
+    """Whether a raw user id is a guest checkout's placeholder (`GUEST_USER_IDS`), no customer."""
+    value = raw_id.strip().lower()
+    if value.endswith(".0") and value[:-2].lstrip("-").isdigit():
+        value = value[:-2]
+    return value in GUEST_USER_IDS
 
 
 def anonymous_sessions(contract: TableContract) -> bool:

@@ -42,7 +42,7 @@ import numpy as np
 
 from ..errors import ShelfwiseError
 from ._audit import AuditLog
-from ._compile import MISSING_VALUES, id_sql, lit, trim_id
+from ._compile import MISSING_VALUES, id_sql, is_guest_user_id, lit, trim_id
 from ._consent import CONSENTS_FILE, erase_consent
 from ._erasures import ERASURES_FILE, erased_users
 from ._lineage import DatasetRef, LineageRun, warehouse_namespace
@@ -82,6 +82,33 @@ def compact_if_owed(workdir: Path, *, owed: bool) -> dict[str, Any] | None:
     return done
 
 
+def refuse_guest(workdir: Path, raw_user_id: str, pseudo: str) -> None:
+    """Refuse a guest checkout's placeholder id (`_compile.GUEST_USER_IDS`: WooCommerce's 0) as
+    the subject of a privacy request: its rows are many guests' anonymous sessions, no one
+    person's. A workdir whose curated layer names it as a customer (a dataset whose visitor ids
+    count from 0, read without sessions) is answered as for any customer."""
+    if not is_guest_user_id(raw_user_id):
+        return
+    from ..storage import read_only
+
+    with read_only(workdir) as (con, _):
+        tables = {
+            r[0]
+            for r in con.sql(
+                "SELECT table_name FROM information_schema.columns WHERE table_schema = 'curated' "
+                "AND column_name = 'user_id'"
+            ).fetchall()
+        }
+        for t in sorted(tables):
+            if con.execute(f'SELECT 1 FROM curated."{t}" WHERE user_id = ? LIMIT 1', [pseudo]).fetchone():
+                return
+    raise ShelfwiseError(
+        f"--user {raw_user_id!r}: a guest checkout's placeholder id, no customer: the rows that name it "
+        "are read as anonymous sessions (one per order), no one person's (`shelfwise retention enforce` "
+        "removes them with the rest of the old data)"
+    )
+
+
 def erase_user(
     workdir: str | Path, raw_user_id: str, *, actor: str | None = None, redis_client: Any = None
 ) -> dict[str, Any]:
@@ -101,6 +128,7 @@ def erase_user(
         raise ShelfwiseError(f"{workdir}: not a shelfwise workdir (no warehouse.duckdb)")
     pseudonymize = Pseudonymizer.of(workdir)
     pseudo = pseudonymize(raw_user_id)
+    refuse_guest(workdir, raw_user_id, pseudo)
     lineage = LineageRun(workdir, "shelfwise.privacy.erase", []).start()
     report: dict[str, Any] = {"pseudonym": pseudo, "warehouse": {}, "files": {}, "bundles": {}}
     touched: list[DatasetRef] = []

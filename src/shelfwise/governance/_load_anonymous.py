@@ -12,12 +12,13 @@ The count is of the rows curated: appending, the rows an earlier load curated al
 
 from __future__ import annotations
 
-from ._compile import anonymous_sessions, lit
+from ._compile import GUEST_USER_IDS, anonymous_sessions, lit
 from ._load_state import CHECKED, LoadState
 from ._privacy import ANONYMOUS_PREFIX
 
 __all__ = [
     "count_anonymous",
+    "note_guests",
     "spark_count_anonymous",
     "spark_uncount_redelivered",
     "uncount_redelivered",
@@ -29,9 +30,29 @@ def _applies(st: LoadState) -> bool:
     return anonymous_sessions(st.contract) and "session_id" in st.mapping
 
 
+def note_guests(st: LoadState) -> None:
+    """Say how many rows name a guest checkout's placeholder user id (`GUEST_USER_IDS`, beside a
+    session id): the row checks read them as anonymous sessions' (`_compile`). The load view is
+    DuckDB's on both engines."""
+    if "user_id" not in st.mapping:
+        return
+    guests = ", ".join(lit(g) for g in GUEST_USER_IDS)
+    user = "lower(regexp_replace(trim(CAST(user_id AS VARCHAR)), '^(-?[0-9]+)\\.0$', '\\1'))"
+    rows = st.wh.sql(
+        f"SELECT {user} AS g, count(*) FROM {st.load} WHERE {user} IN ({guests}) "
+        "AND nullif(trim(CAST(session_id AS VARCHAR)), '') IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1"
+    ).fetchall()
+    for guest, n in rows:
+        st.report.notes.append(
+            f"{st.staged.source.name}: {int(n):,} row(s) name the guest user id {guest!r} (a guest "
+            "checkout, no customer): read as anonymous sessions (each its session_id, an order's lines one)"
+        )
+
+
 def count_anonymous(st: LoadState) -> None:
     if not _applies(st):
         return
+    note_guests(st)
     st.tr.anonymous_rows = _anonymous_checked(st, "len(_reasons) = 0")
 
 
@@ -47,6 +68,7 @@ def _anonymous_checked(st: LoadState, where: str) -> int:
 def spark_count_anonymous(st: LoadState) -> None:
     if not _applies(st):
         return
+    note_guests(st)
     from pyspark.sql import functions as F
 
     df = st.frames["checked"]

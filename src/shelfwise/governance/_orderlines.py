@@ -26,7 +26,7 @@ from typing import Any, cast
 from ..errors import SourceError
 from ..storage import StagedFile, Warehouse, stage_file
 from ..storage._sources import JSON_DELIMITER, LINE_COLUMN, PART_LINES
-from ._compile import DUCKDB, decimal_comma_counts, lit, number_expr, q, timestamp_expr
+from ._compile import DUCKDB, GUEST_USER_IDS, decimal_comma_counts, lit, number_expr, q, timestamp_expr
 from ._contracts import PRODUCTS, TableContract
 from ._load_rows import decide_decimal_mark, known_decimal_mark, slash_date_counts
 
@@ -329,6 +329,13 @@ def derive(
                 for h in attrs
             )
             keep, params = "", cast(list[Any], [])
+            # a guest checkout's placeholder id beside its order (WooCommerce's 0) is no customer:
+            # its rows are read as anonymous sessions (`_compile.GUEST_USER_IDS`)
+            sid = events_mapping.get("session_id")
+            guests = ", ".join(lit(g) for g in GUEST_USER_IDS)
+            no_guest = (
+                f"AND NOT (lower({text(uid)}) IN ({guests}) AND {text(sid)} IS NOT NULL)" if sid else ""
+            )
             key: tuple[str, str, list[Any]] | None = None
             if pseudonym_sql is not None:  # (the as-of dates are kept by pseudonym, never raw ids)
                 pseudo, pseudo_params = pseudonym_sql(_id_key("user_id"))
@@ -343,7 +350,7 @@ def derive(
                 f"""SELECT * FROM (
                       SELECT max(_line) AS {q(LINE_COLUMN)}, {text(uid)} AS user_id, {latest},
                         max({when}) AS _as_of FROM {rel}
-                      WHERE {text(uid)} IS NOT NULL GROUP BY {text(uid)}) d {keep} ORDER BY 1""",
+                      WHERE {text(uid)} IS NOT NULL {no_guest} GROUP BY {text(uid)}) d {keep} ORDER BY 1""",
                 ["user_id", *attrs],
                 params,
                 as_of=key,

@@ -26,6 +26,7 @@ from ._compile import (
     TIMESTAMP_FORMATS,
     TRIM_SPACES,
     anonymous_sessions,
+    is_guest_user_id,
     iso_offset_joined,
     parse_bool,
     slash_date_formats,
@@ -189,11 +190,13 @@ def check_record(
                         f"{name}: the prefix {ANONYMOUS_PREFIX} is reserved for anonymous sessions: {s}",
                     )
                 )
-            if value is None and name == "user_id" and anonymous_sessions(contract):
+            if name == "user_id" and anonymous_sessions(contract):
                 session = _text(record.get("session_id"))
                 session = _id(None if session in _MISSING else session)
-                # no user but a session: anonymous browsing, attributed to its session (as `_compile`)
-                value = None if session is None else anonymous_user_id(session)
+                # no user but a session: anonymous browsing, attributed to its session; so is a
+                # guest checkout's placeholder id (`0`) beside a session (as `_compile`)
+                if value is None or (session is not None and is_guest_user_id(value)):
+                    value = None if session is None else anonymous_user_id(session)
         elif c.kind in (Kind.STRING, Kind.TEXT, Kind.CATEGORY):
             value = _normalize(s) if s is not None else None
         elif c.kind is Kind.FLOAT:

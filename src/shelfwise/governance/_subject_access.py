@@ -333,6 +333,9 @@ def subject_access(
     if not (workdir / "warehouse.duckdb").exists():
         raise ShelfwiseError(f"{workdir}: not a shelfwise workdir (no warehouse.duckdb)")
     pseudo = Pseudonymizer.of(workdir)(raw)
+    from ._erase import refuse_guest
+
+    refuse_guest(workdir, raw, pseudo)
     parts: dict[str, Any] = {}
     held, sessions, anon, listed = _warehouse_parts(workdir, raw, pseudo)
     parts.update(held)
