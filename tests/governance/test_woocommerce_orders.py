@@ -119,3 +119,11 @@ def test_a_first_load_says_a_customer_column_it_does_not_read(tmp_path: Path) ->
     warned = [w for w in report.warnings if "'Buyer Account No' is named like a customer id" in w]
     assert warned and "--map 'events.user_id=Buyer Account No'" in warned[0]
     assert '[map.events]\n    user_id = "Buyer Account No"' in warned[0]
+
+
+def test_the_order_status_is_not_said_ignored(tmp_path: Path) -> None:
+    report = Ingestor(tmp_path / "w").run(_shop(tmp_path))
+    ev = report.tables["events"]
+    assert ev.reasons == {"refunded_order": 1}
+    assert "Order Status" not in ev.ignored_columns and "Billing Email" in ev.ignored_columns
+    assert any("'Order Status' is read for the order's status" in n for n in report.notes)

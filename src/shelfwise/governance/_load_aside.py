@@ -140,6 +140,14 @@ def set_aside(st: LoadState) -> None:
         return
     taken = set(st.mapping.values())
     status, cancelled = order_status_columns(st.header, taken)
+    read = [h for h in (status, cancelled) if h]
+    if read:  # read for the set-aside: not among the columns the load ignored
+        st.tr.ignored_columns = [c for c in st.tr.ignored_columns if c not in read]
+        st.report.notes.append(
+            f"{st.staged.source.name}: {' and '.join(repr(h) for h in read)} "
+            f"{'is' if len(read) == 1 else 'are'} read for the order's status (the lines of a cancelled, "
+            "voided or refunded order are set aside, not purchases), not curated as a column"
+        )
     rel, expr = _relation(st)
 
     def text(h: str) -> str:
