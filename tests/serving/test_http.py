@@ -609,3 +609,20 @@ def test_a_search_batch_whose_vectors_were_cached_reports_no_encoder_call(served
     )
     assert second.extra["level"] == "full" and second.extra["cost_s"] is not None  # computed
     assert calls == [1] and second.extra["encoder_batch"] == 0 and second.extra["encoder_s"] == 0.0
+
+
+def test_ids_holding_a_slash_are_read_whole(server):
+    """A shopper or product id holding `/` (sent as `%2F`: an anonymous session's base64, a SKU
+    `AB/123`) matched no route: a generic `404 {"error": "Not Found"}` (an SRE's walk). The id is
+    read whole: an unknown shopper gets the cold-start list, an unknown product its own 404."""
+    got = server.client.get("/v1/recommendations/a%2Fb", params={"k": 3})
+    assert got.status_code == 200, got.text
+    assert len(got.json()["items"]) == 3
+    miss = server.client.get("/v1/items/no%2Fsuch/similar")
+    assert miss.status_code == 404 and miss.json()["error"] == "product_id: unknown product 'no/such'", (
+        miss.text
+    )
+    consent = server.client.put("/v1/users/a%2Fb/consent", json={"marketing": False})
+    assert consent.status_code < 300, consent.text
+    spec = server.client.get("/openapi.json").json()["paths"]
+    assert "/v1/recommendations/{user_id}" in spec and "/v1/items/{product_id}/similar" in spec

@@ -129,7 +129,7 @@ def insights_router(workdir: str | pathlib.Path, guard: Callable[..., Any] | Non
     profiles: dict[str, Any] = {}
 
     @router.get(
-        "/v1/users/{user_id}/profile",
+        "/v1/users/{user_id:path}/profile",
         response_model=ProfileResponse,
         responses=error_responses(401, 403, 404, 409, 422, 503),
         openapi_extra={"security": REQUIREMENT},

@@ -147,4 +147,5 @@ def route_path(request: Request) -> str:
     """The route's template (`/v1/users/{user_id}/profile`), not the requested path: a path can
     hold the shop's own user id, and the append-only audit log holds no raw ids."""
     route = request.scope.get("route")
-    return str(getattr(route, "path", None) or request.scope.get("root_path", "") or "unmatched")
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return str(template or request.scope.get("root_path", "") or "unmatched")

@@ -123,7 +123,7 @@ def consent_router(ctx: AppContext) -> APIRouter:
     ]
 
     @router.put(
-        "/v1/users/{user_id}/consent",
+        "/v1/users/{user_id:path}/consent",
         response_model=ConsentState,
         responses=error_responses(400, 401, 403, 422, 503),
         openapi_extra={"security": REQUIREMENT},

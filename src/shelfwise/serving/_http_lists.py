@@ -49,7 +49,7 @@ def lists_router(ctx: AppContext) -> APIRouter:
         )
 
     @router.get(
-        "/v1/recommendations/{user_id}",
+        "/v1/recommendations/{user_id:path}",
         response_model=Recommendations,
         responses=error_responses(401, 403, 422, 503),
         openapi_extra=secured,
@@ -110,7 +110,7 @@ def lists_router(ctx: AppContext) -> APIRouter:
         return JSON(out)
 
     @router.get(
-        "/v1/items/{product_id}/similar",
+        "/v1/items/{product_id:path}/similar",
         response_model=Similar,
         responses=error_responses(401, 403, 404, 422, 503),
         openapi_extra=secured,

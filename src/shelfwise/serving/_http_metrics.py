@@ -148,7 +148,8 @@ class Metrics:
 
 def _endpoint(scope: dict[str, Any]) -> str:
     route = scope.get("route")
-    return getattr(route, "path", None) or "unmatched"
+    # (the template as documented: `{user_id}`, not its `{user_id:path}` convertor)
+    return getattr(route, "path_format", None) or getattr(route, "path", None) or "unmatched"
 
 
 class MetricsMiddleware:
