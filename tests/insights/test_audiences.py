@@ -460,3 +460,34 @@ def test_console_insights_page_by_role(shop: Path, heavy: dict, tmp_path: Path):
         assert r.status_code == 200 and 'data-audience="heavy"' in r.text
         row = r.text.split('data-audience="heavy"', 1)[1].split("</tr>")[0]
         assert '<td class="n">120</td>' in row
+
+
+def test_churn_skill_says_when_the_churn_risk_ranks_no_better_than_chance():
+    """A rule on churn_risk where the model has no skill picked customers about at random, and
+    `audiences build` said nothing (the customers report said AUC 0.50): the lift's held-out
+    window now measures the churn risk's ranking of who did not buy, and says so."""
+    import pandas as pd
+
+    from shelfwise.insights._audiences import churn_skill
+
+    rng = np.random.default_rng(0)
+    converted = rng.random(2000) < 0.3
+    cut = pd.Timestamp("2026-01-01")
+    blind = churn_skill(rng.random(2000), converted, cut, 30)
+    lo, hi = blind["churn_auc_ci95"]
+    assert lo <= 0.5 <= hi and "no better than chance" in blind["churn_note"]
+    sighted = churn_skill(np.where(converted, 0.2, 0.8) + rng.normal(0, 0.1, 2000), converted, cut, 30)
+    assert sighted["churn_auc"] > 0.9 and "churn_note" not in sighted
+    assert churn_skill(rng.random(10), np.ones(10, bool), cut, 30) == {"churn_auc": None}
+
+
+def test_a_churn_rule_audience_reports_the_churn_risks_held_out_auc(shop: Path, tmp_path: Path):
+    w = copy_of(shop, tmp_path)
+    proc = ok(run("audiences", "build", "-w", str(w), "--name", "lapsing", "--rule", "churn_risk > 0.3"))
+    assert "churn_risk's held-out AUC" in proc.stdout, proc.stdout
+    rep = json.loads((w / "audiences" / "lapsing" / "audience.json").read_text())
+    auc = rep["lift"]["churn_auc"]
+    assert auc is not None and 0.0 <= auc <= 1.0
+    assert ("churn_note" in rep["lift"]) == (
+        rep["lift"]["churn_auc_ci95"][0] <= 0.5 <= rep["lift"]["churn_auc_ci95"][1]
+    )

@@ -116,6 +116,11 @@ def build(
         )
         if lift.get("note"):
             typer.echo(f"  ({lift['note']})")
+        if lift.get("churn_auc") is not None:
+            lo, hi = lift["churn_auc_ci95"]
+            typer.echo(f"  churn_risk's held-out AUC {lift['churn_auc']} (95% {lo}-{hi}) over the same days")
+        if lift.get("churn_note"):
+            typer.echo(f"  warning: {lift['churn_note']}", err=True)
     elif lift:
         typer.echo(f"  lift: {lift.get('note', 'not measured')}")
     if rep.get("note"):  # (a model that cannot tell the users at the cut apart)

@@ -55,6 +55,11 @@ class Rule:
             ) from None
         self._check(self._tree)
 
+    @property
+    def fields(self) -> set[str]:
+        """The profile fields the rule reads."""
+        return {n.id for n in ast.walk(self._tree) if isinstance(n, ast.Name)}
+
     # -- validation (before any data is read: a typo fails at once) ---------------------------
     def _fail(self, node: ast.AST, why: str) -> RuleError:
         col = getattr(node, "col_offset", None)
