@@ -979,8 +979,10 @@ class Shop:
 
     def suggest(self, prefix: str, k: int = 8) -> list[str]:
         """Query suggestions for what a shopper has typed so far (what /v1/suggest answers: the
-        shop's popular queries and catalog terms); none for a blank prefix."""
-        with self._acting("search"):
+        shop's popular queries and catalog terms); none for a blank prefix. What /v1/suggest
+        needs (`serve.call`: the service role, a shop front, has it; every role with `search`
+        too)."""
+        with self._acting("serve.call"):
             if not isinstance(prefix, str):
                 raise ShelfwiseError(f"prefix {prefix!r}: give the text typed so far as a string")
             k = whole_number(k, "k", "the number of suggestions", minimum=1, maximum=20)

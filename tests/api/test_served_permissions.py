@@ -33,6 +33,8 @@ def test_whoever_may_call_the_endpoints_may_serve_their_lists_in_python(trained,
             lambda s=shop: s.recommend(user, 3, served=True)["recommendation_id"],
             lambda s=shop: s.similar(product, 3, detail=True, served=True)["recommendation_id"],
             lambda s=shop: s.search_pages(["bike light"], 3, served=True)[0]["search_id"],
+            # what a shop front shows as the shopper types, as /v1/suggest answers it
+            lambda s=shop: s.suggest("bi", 3) is not None,
         )
         allowed = []
         for call in calls:
