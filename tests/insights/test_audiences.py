@@ -491,3 +491,46 @@ def test_a_churn_rule_audience_reports_the_churn_risks_held_out_auc(shop: Path, 
     assert ("churn_note" in rep["lift"]) == (
         rep["lift"]["churn_auc_ci95"][0] <= 0.5 <= rep["lift"]["churn_auc_ci95"][1]
     )
+
+
+def test_a_looked_but_did_not_buy_audience_reads_the_browsing_of_the_last_30_days():
+    """No rule could say "viewed a category but did not buy from it" (a CRM marketer's walk):
+    `viewed_categories` (viewed, clicked or carted in the last 30 days, with each category's
+    ancestors) and `bought_categories` (every purchase) are rule fields now."""
+    import pandas as pd
+
+    from shelfwise.insights._audience_rules import Rule
+    from shelfwise.insights._customers import category_history
+
+    at = pd.Timestamp("2026-03-31")
+    products = pd.DataFrame(
+        {"product_id": ["road", "helmet", "mug"], "category": ["Bikes > Road", "Bikes > Gear", "Kitchen"]}
+    )
+    rows = [
+        ("looker", "road", "view", "2026-03-20"),  # looked, did not buy: in
+        ("buyer", "road", "view", "2026-03-20"),
+        ("buyer", "helmet", "purchase", "2026-01-05"),  # bought in Bikes (another sub-category)
+        ("stale", "road", "view", "2026-02-01"),  # looked 58 days before: not fresh
+        ("carter", "helmet", "add_to_cart", "2026-03-30"),  # carted: looked
+        ("mugger", "mug", "view", "2026-03-29"),
+        ("later", "road", "view", "2026-04-02"),  # after as_of: not seen
+    ]
+    events = pd.DataFrame(rows, columns=["user_id", "product_id", "event_type", "timestamp"])
+    events["timestamp"] = pd.to_datetime(events["timestamp"])
+    hist = category_history(events, products, at)
+    assert "later" not in hist.index
+    assert hist.loc["looker", "viewed_categories"] == ["Bikes", "Bikes > Road"]
+    assert hist.loc["stale", "viewed_categories"] == [] and hist.loc["mugger", "bought_categories"] == []
+    assert hist.loc["buyer", "bought_categories"] == ["Bikes", "Bikes > Gear"]
+    rule = Rule("'Bikes' in viewed_categories and 'Bikes' not in bought_categories")
+    assert sorted(hist.index[rule.mask(hist)]) == ["carter", "looker"]
+    assert sorted(hist.index[Rule("'Bikes > Road' in viewed_categories").mask(hist)]) == ["buyer", "looker"]
+
+
+def test_a_browsing_rule_builds_through_the_cli(shop: Path, tmp_path: Path):
+    w = copy_of(shop, tmp_path)
+    proc = run(
+        "audiences", "build", "-w", str(w), "--name", "lookers",
+        "--rule", "'No Such Category' in viewed_categories and 'No Such Category' not in bought_categories",
+    )  # fmt: skip
+    assert proc.returncode != 0 and "0 users an export could write" in proc.stderr, proc.stderr

@@ -30,7 +30,9 @@ def build(
             "--rule",
             help="A rule over the customer profile, e.g. \"churn_risk > 0.6 and segment == 'loyal'\" "
             "(fields: recency_days, frequency, monetary, expected_purchases, churn_risk, expected_value, "
-            "segment, price_level, and 'X' in top_categories / top_brands).",
+            "segment, price_level, and 'X' in top_categories / top_brands / viewed_categories (viewed, "
+            "clicked or carted in the last 30 days) / bought_categories; e.g. \"'Bikes' in "
+            "viewed_categories and 'Bikes' not in bought_categories\").",
         ),
     ] = None,
     products: Annotated[

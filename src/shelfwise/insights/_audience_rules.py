@@ -3,6 +3,7 @@
     churn_risk > 0.6 and segment == 'loyal'
     segment in ['at_risk', 'cant_lose'] and expected_value >= 100
     'Home > Kitchen' in top_categories and not price_level == 'budget'
+    'Bikes' in viewed_categories and 'Bikes' not in bought_categories
     0.2 < churn_risk <= 0.8
 
 It is parsed with Python's own parser (`ast`, mode "eval") and evaluated by walking the tree
@@ -25,7 +26,9 @@ from ..errors import ShelfwiseError
 
 NUMERIC = ("recency_days", "frequency", "monetary", "expected_purchases", "churn_risk", "expected_value")
 TEXT = ("segment", "price_level")
-LISTS = ("top_categories", "top_brands")
+# (viewed_categories and bought_categories: a user's browsing of the last RETARGET_DAYS days and
+# every category bought, each with its ancestors; read by audience rules, not in the profile file)
+LISTS = ("top_categories", "top_brands", "viewed_categories", "bought_categories")
 FIELDS = (*NUMERIC, *TEXT, *LISTS)
 PRICE_LEVELS = ("budget", "mid", "premium")
 

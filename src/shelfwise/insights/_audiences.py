@@ -151,7 +151,19 @@ def _profiles_at(
         raise ShelfwiseError(no_customer_events(workdir, at))
     require_purchase(past, at, workdir)
     prof, _ = profile_customers(past, products, at, horizon_days)
-    return prof, events, products, at
+    return _with_browsing(prof, past, products, at), events, products, at
+
+
+def _with_browsing(prof: pd.DataFrame, events: pd.DataFrame, products: pd.DataFrame, at: Any) -> pd.DataFrame:
+    """The profiles with what a rule may also read of each user's browsing (`category_history`:
+    `viewed_categories`, `bought_categories`)."""
+    from ._customers import category_history
+
+    hist = category_history(events, products, at)
+    out = prof.join(hist)
+    for c in hist.columns:
+        out[c] = out[c].map(lambda v: v if isinstance(v, list) else [])
+    return out
 
 
 def _purchasers(events: pd.DataFrame, start: Any, days: int, products: set[str] | None = None) -> set[str]:
@@ -468,6 +480,7 @@ def _rule_audience(
             from ._customers import profile_customers
 
             then, _ = profile_customers(past, products, cut.to_pydatetime(), spec.horizon_days)
+            then = _with_browsing(then, past, products, cut)
             bought = _purchasers(events, cut, spec.days)
             converted = then.index.astype(str).isin(list(bought))
             lift = {**rep, **lift_estimate(rule.mask(then).to_numpy(), converted)}

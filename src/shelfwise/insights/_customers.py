@@ -518,6 +518,50 @@ def tastes(events: pd.DataFrame, products: pd.DataFrame, top: int = 3) -> pd.Dat
     return out
 
 
+# the days of browsing `viewed_categories` holds: what a retargeting audience ("looked at, did
+# not buy") reaches while the interest is fresh
+RETARGET_DAYS = 30
+CATEGORY_HISTORY = ("viewed_categories", "bought_categories")
+
+
+def category_history(
+    events: pd.DataFrame, products: pd.DataFrame, as_of: Any, days: int = RETARGET_DAYS
+) -> pd.DataFrame:
+    """Per user with an event up to `as_of`: `viewed_categories`, the categories of the products
+    they viewed, clicked or put in a cart in the `days` up to `as_of`, and `bought_categories`,
+    those of every product they bought up to `as_of`; each category with its ancestors ('Bikes'
+    and 'Bikes > Road' for a road bike), sorted. What a "looked at, did not buy" audience reads:
+    `'Bikes' in viewed_categories and 'Bikes' not in bought_categories`."""
+    at = pd.Timestamp(as_of)
+    ev = events[(events["timestamp"] <= at) & events["product_id"].notna()]
+    users = pd.Index(events.loc[events["timestamp"] <= at, "user_id"].unique(), name="user_id")
+    out = pd.DataFrame(index=users)
+    cat = products.drop_duplicates("product_id").set_index("product_id")["category"]
+    looked = ev["event_type"].isin(["view", "click", "add_to_cart"]) & (
+        ev["timestamp"] > at - pd.Timedelta(days=days)
+    )
+    for col, rows in (
+        ("viewed_categories", ev[looked]),
+        ("bought_categories", ev[ev["event_type"] == "purchase"]),
+    ):
+        pairs = pd.DataFrame(
+            {"user_id": rows["user_id"].to_numpy(), "category": rows["product_id"].map(cat).to_numpy()}
+        )
+        pairs = pairs.dropna().drop_duplicates()
+        pairs = pairs[pairs["category"].astype(str).str.strip() != ""]
+        paths = pairs["category"].astype(str).unique()
+        # each path with its ancestors, from the distinct paths (few) rather than per event
+        with_parents = {
+            p: [" > ".join(parts[: i + 1]) for i in range(len(parts))]
+            for p in paths
+            for parts in [[x.strip() for x in p.split(">")]]
+        }
+        pairs = pairs.assign(category=pairs["category"].astype(str).map(with_parents)).explode("category")
+        per_user = pairs.groupby("user_id")["category"].agg(lambda v: sorted(set(v)))
+        out[col] = per_user.reindex(users).map(lambda v: v if isinstance(v, list) else [])
+    return out
+
+
 # a profile's columns, in the order written (the shop's user id comes first, added by the caller)
 PROFILE_COLUMNS = (
     "recency_days",
@@ -562,7 +606,10 @@ def profile_customers(
 
 __all__ = [
     "FEATURES",
+    "CATEGORY_HISTORY",
     "PROFILE_COLUMNS",
+    "RETARGET_DAYS",
+    "category_history",
     "SEGMENTS",
     "CustomerModel",
     "features_at",
