@@ -257,6 +257,21 @@ def test_woocommerce_statuses_unpaid_and_dead_orders_are_kept_aside(tmp_path: Pa
     assert "read as purchases" in unknown[0]
 
 
+def test_a_payment_status_pending_is_a_purchase_awaiting_its_money(tmp_path: Path) -> None:
+    """Shopify's `Financial Status` says how an order is paid: its `pending` is a cash-on-delivery
+    or bank-transfer order, often shipped already (a review of the WooCommerce fix: every such
+    line was set aside as `pending_payment`). Only an order status sets unpaid orders aside; a
+    payment status sets aside cancelled, voided and refunded ones, as before."""
+    report, ev, lines = _orders(
+        tmp_path,
+        "order_id,customer,sku,date,Financial Status\nA1,u1,P1,2024-03-01,pending\n"
+        "A2,u2,P2,2024-03-01,paid\nA3,u3,P1,2024-03-02,voided\nA4,u4,P2,2024-03-02,refunded\n",
+    )
+    assert (ev.rows_curated, ev.rows_set_aside) == (2, 2)
+    assert [r for _, r, _ in lines] == ["cancelled_order", "refunded_order"]
+    assert not [n for n in report.notes if "does not know" in n], report.notes
+
+
 def test_a_delivery_mostly_set_aside_is_said_loudly(tmp_path: Path) -> None:
     """3 of 4 lines set aside: a warning, and the check says it (it said a bare "passed")."""
     report, ev, _ = _orders(

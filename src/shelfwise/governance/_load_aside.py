@@ -93,6 +93,23 @@ PURCHASE_STATUSES = (
     "shipped",
     "delivered",
 )
+# a payment status column (Shopify's `Financial Status`) says how the order is paid, not whether
+# it was placed: its `pending` is a cash-on-delivery or bank-transfer order awaiting its money,
+# often shipped already, a purchase. Only an order status (WooCommerce's `Order Status`) sets the
+# never-paid and never-placed statuses aside; a payment status, cancelled, voided and refunded alone
+PAYMENT_STATUS_KEYS = ("financialstatus", "paymentstatus")
+PAID_LATER_STATUSES = ("pending",)
+
+
+def status_reasons(status_header: str | None) -> dict[str, Reason]:
+    """The statuses whose lines are set aside, for the file's status column (`STATUS_REASONS`, or
+    the cancelled and refunded ones alone for a payment status)."""
+    if status_header is not None and _key(status_header) in PAYMENT_STATUS_KEYS:
+        kept = (Reason.CANCELLED_ORDER, Reason.REFUNDED_ORDER)
+        return {k: r for k, r in STATUS_REASONS.items() if r in kept}
+    return STATUS_REASONS
+
+
 # a cancellation column's values that say an order was cancelled, besides a time
 CANCELLED_TRUE = ("true", "yes", "y", "t", "1", "cancelled", "canceled", "voided")
 # a value read as a time (a date first: `2024-03-07 11:00:00 +0100`, `07/03/2024`)
@@ -178,8 +195,9 @@ def set_aside(st: LoadState) -> None:
         f"{carried(status_said)} AS _said, {carried(cancel)} AS _cancelled FROM {rel}"
     )
     no_product = f"nullif(trim(l.{q('product_id')}), '') IS NULL"
-    aside_list = ", ".join(lit(s) for s in STATUS_REASONS)
-    by_status = " ".join(f"WHEN o._status = {lit(s)} THEN {lit(r.value)}" for s, r in STATUS_REASONS.items())
+    reasons = status_reasons(status)
+    aside_list = ", ".join(lit(s) for s in reasons)
+    by_status = " ".join(f"WHEN o._status = {lit(s)} THEN {lit(r.value)}" for s, r in reasons.items())
     status_name = lit(status or "status")
     the_order = "coalesce('order ' || o._order, 'a line without an order id')"
     wh.sql(f"CREATE OR REPLACE TEMP TABLE _aside_status AS {lines}")
@@ -208,7 +226,8 @@ def _unknown_statuses(st: LoadState, status: str) -> None:
     """A note naming the status values the load's lines hold that shelfwise does not know (in
     neither `STATUS_REASONS` nor `PURCHASE_STATUSES`), with their lines: kept as purchases, not
     guessed (a shop's own status, `wc-packed`, may be paid or not)."""
-    known = ", ".join(lit(s) for s in (*STATUS_REASONS, *PURCHASE_STATUSES))
+    paid_later = PAID_LATER_STATUSES if status_reasons(status) is not STATUS_REASONS else ()
+    known = ", ".join(lit(s) for s in (*status_reasons(status), *PURCHASE_STATUSES, *paid_later))
     rows = st.wh.sql(
         f"""SELECT o._said, count(*) FROM {st.target} l JOIN _aside_status o ON o._line = l._source_line
             WHERE l._load = {int(st.load_id)} AND o._cancelled IS NULL AND o._status IS NOT NULL
@@ -221,8 +240,8 @@ def _unknown_statuses(st: LoadState, status: str) -> None:
     said = ", ".join(f"{v!r} {int(n):,} line(s)" for v, n in rows)
     st.note(
         f"{st.src.name}: {status!r} value(s) shelfwise does not know: {said}; read as purchases (kept, "
-        "not guessed: set aside are only cancelled, voided, refunded, failed, pending, on-hold, draft and "
-        "trash orders, a `wc-` prefix and case ignored)"
+        "not guessed: set aside are only cancelled, voided and refunded orders, and by an order status "
+        "(not a payment status) failed, pending, on-hold, draft and trash ones, a `wc-` prefix and case ignored)"
     )
 
 
