@@ -421,3 +421,17 @@ def test_a_first_load_that_curates_no_row_is_published_empty_and_failed(tmp_path
     ev = report.tables["events"]
     assert (ev.rows_curated, ev.curated_nothing, ev.published) == (0, True, True)
     assert any("published empty" in w for w in report.warnings)
+
+
+def test_a_snapshot_whose_every_line_is_set_aside_is_published(tmp_path: Path) -> None:
+    """Orders A1 and A2 loaded as completed, then the same orders sent again as cancelled: the
+    snapshot holds no purchase, which is the shop's data, not a fault (a review: it was refused as
+    a load that curated nothing, exit 1, and the cancelled orders stayed curated as purchases)."""
+    header = "order_id,customer,sku,date,status\n"
+    first = header + "A1,u1,P1,2024-03-01,completed\nA2,u2,P2,2024-03-02,completed\n"
+    d = _shop(tmp_path, {"orders.csv": first, "shelfwise.toml": STATUS_MAP})
+    assert Ingestor(tmp_path / "w").run(d).tables["events"].rows_curated == 2
+    (d / "orders.csv").write_text(header + "A1,u1,P1,2024-03-01,cancelled\nA2,u2,P2,2024-03-02,cancelled\n")
+    ev = Ingestor(tmp_path / "w").run(d).tables["events"]
+    assert (ev.rows_curated, ev.rows_set_aside, ev.curated_nothing, ev.published) == (0, 2, False, True)
+    assert curated_rows(tmp_path / "w", "SELECT count(*) FROM curated.events") == [(0,)]

@@ -218,7 +218,10 @@ def curated_nothing(st: LoadState, valid: int, before: TableVersion | None) -> b
     an earlier version (the table stays as it was, `published` false); a first load publishes its
     empty table. Either way the report says so and `ingest` exits 1 (`curated_nothing`)."""
     tr = st.tr
-    if st.mode == "append" or st.reprocess or valid or tr.rows_in - tr.rows_withheld <= 0:
+    # lines set aside (an order cancelled, refunded) are the shop's data, not faults: a snapshot
+    # of them alone is published (refused, the cancelled orders stayed curated as purchases)
+    aside = _set_aside_lines(st.wh)
+    if st.mode == "append" or st.reprocess or valid or tr.rows_in - tr.rows_withheld - aside <= 0:
         return False
     tr.curated_nothing = True
     kept = (
@@ -234,6 +237,19 @@ def curated_nothing(st: LoadState, valid: int, before: TableVersion | None) -> b
         tr.published = False
     suggest_product_column(st)
     return True
+
+
+def _set_aside_lines(wh: Warehouse) -> int:
+    """The lines `_load_aside` kept aside in this load (its temp table; 0 where none was made)."""
+    from ._load_aside import ASIDE
+
+    made = wh.sql(
+        "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?", [ASIDE]
+    ).fetchone()
+    if not made or not made[0]:
+        return 0
+    row = wh.sql(f"SELECT count(*) FROM {ASIDE}").fetchone()
+    return int(row[0]) if row else 0
 
 
 def suggest_product_column(st: LoadState) -> None:
