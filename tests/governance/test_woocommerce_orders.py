@@ -127,3 +127,17 @@ def test_the_order_status_is_not_said_ignored(tmp_path: Path) -> None:
     assert ev.reasons == {"refunded_order": 1}
     assert "Order Status" not in ev.ignored_columns and "Billing Email" in ev.ignored_columns
     assert any("'Order Status' is read for the order's status" in n for n in report.notes)
+
+
+def test_a_customers_attribute_column_is_not_named_as_the_customers_id():
+    """The customer-id look-alike rule read `Customer Group Id` (Magento), `Customer Tax ID`,
+    `Customer Phone No`, `User Agent ID` and `Visitor Country Id` as a customer's id (a review):
+    an anonymous delivery beside them was refused, and the advice would have keyed a whole group
+    of customers on one id. A customer's own id columns are still read as such."""
+    from shelfwise.governance._load_columns import _names_a_person
+
+    for header in ("Customer Group Id", "Customer Tax ID", "Customer Phone No", "User Agent ID",
+                   "Visitor Country Id", "Customer Store Id", "Customer Order No"):  # fmt: skip
+        assert not _names_a_person(header), header
+    for header in ("Buyer Account No", "Customer Number", "client_ref", "Customer ID", "Member No"):
+        assert _names_a_person(header), header

@@ -253,8 +253,14 @@ def _names_a_person(header: str) -> bool:
     )
 
 
-# words of a header that name another thing than the customer (`Customer Order No`)
-_NOT_A_PERSON = ("order", "invoice", "session", "basket", "product", "item", "note", "ip")
+# words of a header that name another thing than the customer (`Customer Order No`), or a
+# customer's attribute shared by many (`Customer Group Id`, `Customer Tax ID`, `User Agent ID`,
+# `Visitor Country Id`: read as a user id, a group would be one customer)
+_NOT_A_PERSON = (
+    "order", "invoice", "session", "basket", "product", "item", "note", "ip", "group", "type", "tax",
+    "vat", "phone", "mobile", "agent", "country", "region", "state", "city", "zip", "postal", "segment",
+    "tier", "level", "class", "category", "language", "currency", "channel", "source", "status", "store",
+)  # fmt: skip
 
 
 def samples_of(wh: Warehouse, staged: StagedFile, header: list[str]) -> dict[str, list[str]]:
