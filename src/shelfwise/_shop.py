@@ -1207,9 +1207,7 @@ class Shop:
         with self._acting("models.promote") as actor, waiting_for_the_warehouse(PROMOTE_WAIT_S):
             reg = self._registry()
             v = self._version_or_candidate(reg, version)
-            # (single-user mode, `actor` None: every new version went live unattended; a rollback
-            # then a promote of the version rolled back asked for an approval nobody could give)
-            gates = reg.promote(v, actor, require_approval=actor is not None)
+            gates = reg.promote(v, actor)  # (single-user mode, `actor` None: the gates alone)
             self._services.clear()
             return {"version": v, "production": True, "gates": [asdict(g) for g in gates]}
 

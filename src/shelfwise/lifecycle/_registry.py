@@ -398,9 +398,15 @@ class Registry:
         AuditLog(self.workdir).append("model.approve", actor=actor, version=str(version))
         self.versions()
 
-    def promote(self, version: str, actor: str | None, *, require_approval: bool = True) -> list[Gate]:
-        """Make `version` production if its gates pass and (when required) it is approved."""
+    def promote(self, version: str, actor: str | None, *, require_approval: bool | None = None) -> list[Gate]:
+        """Make `version` production if its gates pass and (when required) it is approved. The
+        approval is required unless said otherwise where a person acts (`actor`); in single-user
+        mode (`actor` None) nobody else could approve: the gates alone (every new version went
+        live unattended there, and a rollback then a promote asked for an approval)."""
         from ..governance import AuditLog
+
+        if require_approval is None:
+            require_approval = actor is not None
 
         mv = self._version(version)
         if str(version) == str(self.production()):
