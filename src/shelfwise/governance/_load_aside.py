@@ -293,8 +293,8 @@ def _finish(st: LoadState) -> None:
     row = wh.sql(f"SELECT count(*) FROM {ASIDE}").fetchone()
     from ._load_raw import _define_load
 
-    if row and row[0]:
-        _quarantine(st)
+    if row and row[0]:  # (in the run's transaction: `LoadState.defer`)
+        st.defer(lambda: _quarantine(st))
     _define_load(st, st.target)
     if not row or not row[0]:
         return

@@ -30,29 +30,22 @@ __all__ = ["load_raw", "new_key_detail", "store_raw", "tell_new_keys"]
 
 
 def load_raw(st: LoadState) -> None:
-    """Read the file into `st.target` and define `st.load`; sets `rows_in`."""
+    """Read the file into the temp table `st.target` (`LoadState.incoming`) and define `st.load`;
+    sets `rows_in`. Nothing is written to the warehouse here (a run reads and checks its files
+    before its transaction): raw gets the rows in `store_raw`, the quarantine its lines through
+    `LoadState.defer`."""
     wh, contract, staged, tr = st.wh, st.contract, st.staged, st.tr
-    raw_table, raw_cols = st.raw_table, st.raw_cols
+    raw_cols = st.raw_cols
     # (an earlier load's lines kept aside and variants: `_load_aside` makes this one's)
     wh.sql("DROP TABLE IF EXISTS _aside_lines; DROP TABLE IF EXISTS _variant_parents")
-    if not wh.exists("raw", contract.name):
-        cols = ", ".join(f"{q(c)} VARCHAR" for c in raw_cols)
-        wh.sql(f"CREATE TABLE {raw_table} ({cols}, _source_line BIGINT, _load INTEGER)")
-    raw_existing = {r[0] for r in wh.sql(f"DESCRIBE {raw_table}").fetchall()}
-    for col, typ in [(c, "VARCHAR") for c in raw_cols] + [("_load", "INTEGER")]:
-        if col not in raw_existing:
-            wh.sql(f"ALTER TABLE {raw_table} ADD COLUMN {q(col)} {typ}")
     load_row = wh.sql("SELECT coalesce(max(load_id), 0) + 1 FROM meta.raw_loads").fetchone()
-    st.load_id = int(load_row[0]) if load_row else 1
-    wh.sql(
-        "INSERT INTO meta.raw_loads VALUES (?, ?, ?, ?, ?, now()::TIMESTAMP)",
-        [st.load_id, st.run_id, contract.name, str(st.src), staged.sha256],
-    )
-    # with erased users on record, this load's rows are read into a temporary table first and
-    # reach raw only after the erased users' rows are taken out: those are never stored
-    st.target = f"_incoming_{contract.name}" if st.staging else raw_table
-    if st.staging:
-        wh.sql(f"CREATE OR REPLACE TEMP TABLE {st.target} AS SELECT * FROM {raw_table} LIMIT 0")
+    st.load_id = max(int(load_row[0]) if load_row else 1, st.min_load_id)
+    # this load's rows are read into a temporary table first and reach raw only after the
+    # erased users' rows are taken out (those are never stored), in the run's transaction; the
+    # later stages read them there (DuckDB reads rows written in an open transaction on one thread)
+    st.target = st.incoming
+    cols = ", ".join(f"{q(c)} VARCHAR" for c in raw_cols)
+    wh.sql(f"CREATE OR REPLACE TEMP TABLE {st.target} ({cols}, _source_line BIGINT, _load INTEGER)")
     into = f"INSERT INTO {st.target} BY NAME SELECT *, {st.load_id}::INTEGER AS _load FROM"
     if staged.format == "csv":
         _read_csv(st, into)
@@ -61,23 +54,47 @@ def load_raw(st: LoadState) -> None:
     else:
         _read_parquet(st, into)
     # lines staging rejected itself (a quote that never closes): quarantined as they are
-    quarantine_lines(
-        wh, st.run_id, contract.name, st.src, st.drop_erased_lines(staged.bad_lines), reprocess=st.reprocess,
-        append=st.mode == "append",
-    )  # fmt: skip
+    defer_quarantine_lines(st, st.drop_erased_lines(staged.bad_lines))
     tr.rows_in += len(staged.bad_lines)
     st.load = f"_load_{contract.name}"
     _define_load(st, st.target)
 
 
+def defer_quarantine_lines(
+    st: LoadState, lines: list[tuple[int | None, str, str]], reason: Reason = Reason.MALFORMED_ROW
+) -> None:
+    """`quarantine_lines` for this load, in the run's transaction."""
+    if lines:
+        st.defer(
+            lambda: quarantine_lines(
+                st.wh,
+                st.run_id,
+                st.name,
+                st.src,
+                lines,
+                reprocess=st.reprocess,
+                reason=reason,
+                append=st.mode == "append",
+            )  # fmt: skip
+        )
+
+
 def store_raw(st: LoadState) -> None:
-    """Staging: this load's remaining rows into raw, `st.load` pointed there."""
-    if not st.staging:
-        return
-    st.wh.sql(f"INSERT INTO {st.raw_table} BY NAME SELECT * FROM {st.target}")
-    _define_load(st, st.raw_table)
-    st.wh.sql(f"DROP TABLE {st.target}")
-    st.target = st.raw_table
+    """This load's remaining rows into raw (the table made, or given the columns it lacks) and
+    the load into `meta.raw_loads`; `st.load` keeps reading the temp table."""
+    wh, raw_table, raw_cols = st.wh, st.raw_table, st.raw_cols
+    if not wh.exists("raw", st.name):
+        cols = ", ".join(f"{q(c)} VARCHAR" for c in raw_cols)
+        wh.sql(f"CREATE TABLE {raw_table} ({cols}, _source_line BIGINT, _load INTEGER)")
+    raw_existing = {r[0] for r in wh.sql(f"DESCRIBE {raw_table}").fetchall()}
+    for col, typ in [(c, "VARCHAR") for c in raw_cols] + [("_load", "INTEGER")]:
+        if col not in raw_existing:
+            wh.sql(f"ALTER TABLE {raw_table} ADD COLUMN {q(col)} {typ}")
+    wh.sql(
+        "INSERT INTO meta.raw_loads VALUES (?, ?, ?, ?, ?, now()::TIMESTAMP)",
+        [st.load_id, st.run_id, st.name, str(st.src), st.staged.sha256],
+    )
+    wh.sql(f"INSERT INTO {raw_table} BY NAME SELECT * FROM {st.target}")
 
 
 def _temp_exists(st: LoadState, name: str) -> bool:
@@ -248,10 +265,7 @@ def _read_csv(st: LoadState, into: str) -> None:
         bad.append((line_no, body, why))
     if not numbered and bad:
         _renumber_after_rejects(st, [n for n, _, _ in bad if n is not None])
-    quarantine_lines(
-        wh, st.run_id, contract.name, st.src, st.drop_erased_lines(bad), reprocess=st.reprocess,
-        append=st.mode == "append",
-    )  # fmt: skip
+    defer_quarantine_lines(st, st.drop_erased_lines(bad))
     wh.sql(f"DROP TABLE IF EXISTS {rej}; DROP TABLE IF EXISTS {rej}_scan")
     st.tr.rows_in = staged.records
 
@@ -379,30 +393,31 @@ def _read_json_lines(st: LoadState, into: str) -> None:
     wrong_lines = wh.sql("SELECT _source_line, j, detail FROM _wrong ORDER BY 1").fetchall()
     wh.sql("DROP TABLE _wrong")
     # (a line naming an erased user is withheld; a re-sent line is `redelivered`, as a malformed one)
-    quarantine_lines(
-        wh, st.run_id, contract.name, st.src, st.drop_erased_lines(wrong_lines),
-        reprocess=st.reprocess, reason=Reason.INVALID_TYPE, append=st.mode == "append",
-    )  # fmt: skip
+    defer_quarantine_lines(st, st.drop_erased_lines(wrong_lines), Reason.INVALID_TYPE)
     malformed = "NOT coalesce(CASE WHEN json_valid(j) THEN json_type(j) = 'OBJECT' END, false)"
     withheld_lines: list[int] = []
     if st.staging:  # a line that is no JSON object but names an erased user is withheld too
         bad_json = wh.sql(f"SELECT _source_line, j FROM _lines WHERE {malformed}").fetchall()
         kept = {n for n, _, _ in st.drop_erased_lines([(n, j, "") for n, j in bad_json])}
         withheld_lines = [n for n, _ in bad_json if n not in kept]
+    # (kept in a temp table of their own until the run's transaction writes them)
+    malformed_lines = f"_malformed_{contract.name}"
     wh.sql(
-        f"""INSERT INTO quarantine.rows SELECT nextval('quarantine.qid_seq'), ?, ?, ?, _source_line, ?, [?],
-            CASE WHEN json_valid(j) THEN 'not a JSON object' ELSE 'not valid JSON' END,
-            json_object('line', left(j, 10000)), 'open', now()::TIMESTAMP, NULL FROM _lines
+        f"""CREATE OR REPLACE TEMP TABLE {malformed_lines} AS SELECT _source_line, j FROM _lines
             WHERE {malformed} AND NOT list_contains(?::BIGINT[], _source_line)""",
-        [
-            st.run_id,
-            contract.name,
-            str(st.src),
-            Reason.MALFORMED_ROW.value,
-            Reason.MALFORMED_ROW.value,
-            withheld_lines,
-        ],
+        [withheld_lines],
     )
+
+    def quarantine_malformed() -> None:
+        wh.sql(
+            f"""INSERT INTO quarantine.rows SELECT nextval('quarantine.qid_seq'), ?, ?, ?, _source_line, ?, [?],
+                CASE WHEN json_valid(j) THEN 'not a JSON object' ELSE 'not valid JSON' END,
+                json_object('line', left(j, 10000)), 'open', now()::TIMESTAMP, NULL FROM {malformed_lines}""",
+            [st.run_id, contract.name, str(st.src), Reason.MALFORMED_ROW.value, Reason.MALFORMED_ROW.value],
+        )
+        wh.sql(f"DROP TABLE {malformed_lines}")
+
+    st.defer(quarantine_malformed)
     wh.sql("DROP TABLE _lines")
     tr.rows_in = staged.records
 

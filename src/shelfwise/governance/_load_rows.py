@@ -112,17 +112,11 @@ def decimal_comma_numbers(st: LoadState) -> bool:
     columns = [q(c.name) for c in st.contract.columns if c.kind is Kind.FLOAT and c.name in st.mapping]
     comma, point, either, example = decimal_comma_counts(st.wh.sql, st.load, columns)
     told: bool | None = True if comma and not point else False if point and not comma else None
-    st.wh.sql(
-        f"CREATE TABLE IF NOT EXISTS {NUMBER_MARKS} (table_name VARCHAR PRIMARY KEY, decimal_comma BOOLEAN, "
-        "run_id VARCHAR, source_file VARCHAR, decided_at TIMESTAMP)"
-    )
     # (re-processed rows are no delivery's form; JSON numbers are typed, not a locale's text:
-    # an absorb's `19.99` said nothing of how the shop's files write theirs)
+    # an absorb's `19.99` said nothing of how the shop's files write theirs; remembered in the
+    # run's transaction: `LoadState.defer`)
     if told is not None and not st.reprocess and st.staged.format == "csv":
-        st.wh.sql(
-            f"INSERT OR REPLACE INTO {NUMBER_MARKS} VALUES (?, ?, ?, ?, now()::TIMESTAMP)",
-            [st.name, told, st.run_id, str(st.src)],
-        )
+        st.defer(lambda: _remember_mark(st, told))
     if not either or example is None:
         return bool(told)
     known = known_decimal_mark(st.wh.sql, st.name) if told is None else None
@@ -132,6 +126,17 @@ def decimal_comma_numbers(st: LoadState) -> bool:
             f"{st.src.name}: numbers like {example} read with a decimal comma ({example.replace(',', '.')}){why}"
         )
     return comma_decimal
+
+
+def _remember_mark(st: LoadState, decimal_comma: bool) -> None:
+    st.wh.sql(
+        f"CREATE TABLE IF NOT EXISTS {NUMBER_MARKS} (table_name VARCHAR PRIMARY KEY, decimal_comma BOOLEAN, "
+        "run_id VARCHAR, source_file VARCHAR, decided_at TIMESTAMP)"
+    )
+    st.wh.sql(
+        f"INSERT OR REPLACE INTO {NUMBER_MARKS} VALUES (?, ?, ?, ?, now()::TIMESTAMP)",
+        [st.name, decimal_comma, st.run_id, str(st.src)],
+    )
 
 
 def decide_decimal_mark(
@@ -211,17 +216,8 @@ def day_first_dates(st: LoadState) -> bool:
     slashed, first_big, second_big, example = slash_date_counts(st.wh.sql, st.load, q(columns[0]))
     if not slashed:
         return False
-    st.wh.sql(
-        f"CREATE TABLE IF NOT EXISTS {DATE_ORDERS} (table_name VARCHAR PRIMARY KEY, day_first BOOLEAN, "
-        "run_id VARCHAR, source_file VARCHAR, decided_at TIMESTAMP, how VARCHAR, loads VARCHAR)"
-    )
-    # (a warehouse from before: its orders were all remembered alike, as shown)
-    for column in ("how", "loads"):
-        st.wh.sql(f"ALTER TABLE {DATE_ORDERS} ADD COLUMN IF NOT EXISTS {column} VARCHAR")
     told = bool(first_big) != bool(second_big)
-    row = st.wh.sql(
-        f"SELECT day_first, source_file, how, loads FROM {DATE_ORDERS} WHERE table_name = ?", [st.name]
-    ).fetchone()
+    row = _known_order_row(st)
     known = None if row is None else _KnownOrder(bool(row[0]), str(row[1]), row[2] == GUESSED, row[3])
     if told:
         day_first = bool(first_big)
@@ -255,9 +251,11 @@ def day_first_dates(st: LoadState) -> bool:
         return False
     if known is not None:
         if known.guessed and not st.reprocess:  # (a load the guess read: named if a file shows otherwise)
-            st.wh.sql(
-                f"UPDATE {DATE_ORDERS} SET loads = ? WHERE table_name = ?",
-                [json.dumps([*_load_list(known.loads), [st.run_id, str(st.src)]]), st.name],
+            loads = json.dumps([*_load_list(known.loads), [st.run_id, str(st.src)]])
+            st.defer(
+                lambda: st.wh.sql(
+                    f"UPDATE {DATE_ORDERS} SET loads = ? WHERE table_name = ?", [loads, st.name]
+                )
             )
         how = " (itself guessed from that file's nearest dates)" if known.guessed else ""
         st.note(
@@ -307,11 +305,47 @@ def _remember_order(st: LoadState, day_first: bool, how: str) -> None:
     the quarantine's: not a delivery's order)."""
     if not st.reprocess:
         loads = json.dumps([[st.run_id, str(st.src)]]) if how == GUESSED else None
-        st.wh.sql(
-            f"INSERT OR REPLACE INTO {DATE_ORDERS} (table_name, day_first, run_id, source_file, "
-            "decided_at, how, loads) VALUES (?, ?, ?, ?, now()::TIMESTAMP, ?, ?)",
-            [st.name, day_first, st.run_id, str(st.src), how, loads],
-        )
+
+        def remember() -> None:  # (in the run's transaction: `LoadState.defer`)
+            _date_orders_table(st)
+            st.wh.sql(
+                f"INSERT OR REPLACE INTO {DATE_ORDERS} (table_name, day_first, run_id, source_file, "
+                "decided_at, how, loads) VALUES (?, ?, ?, ?, now()::TIMESTAMP, ?, ?)",
+                [st.name, day_first, st.run_id, str(st.src), how, loads],
+            )
+
+        st.defer(remember)
+
+
+def _date_orders_table(st: LoadState) -> None:
+    st.wh.sql(
+        f"CREATE TABLE IF NOT EXISTS {DATE_ORDERS} (table_name VARCHAR PRIMARY KEY, day_first BOOLEAN, "
+        "run_id VARCHAR, source_file VARCHAR, decided_at TIMESTAMP, how VARCHAR, loads VARCHAR)"
+    )
+    # (a warehouse from before: its orders were all remembered alike, as shown)
+    for column in ("how", "loads"):
+        st.wh.sql(f"ALTER TABLE {DATE_ORDERS} ADD COLUMN IF NOT EXISTS {column} VARCHAR")
+
+
+def _known_order_row(st: LoadState) -> tuple[Any, ...] | None:
+    """The table's remembered order (day_first, source_file, how, loads); None when none is (a
+    warehouse from before `how` and `loads`: NULL for them, remembered as shown)."""
+    from ..storage._warehouse import has_table
+
+    if not has_table(st.wh.sql, "meta", "date_orders"):
+        return None
+    have = {
+        str(r[0])
+        for r in st.wh.sql(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'meta' "
+            "AND table_name = 'date_orders'"
+        ).fetchall()
+    }
+    cols = ", ".join(c if c in have else f"NULL AS {c}" for c in ("how", "loads"))
+    row = st.wh.sql(
+        f"SELECT day_first, source_file, {cols} FROM {DATE_ORDERS} WHERE table_name = ?", [st.name]
+    ).fetchone()
+    return None if row is None else tuple(row)
 
 
 def _order(day_first: bool) -> str:

@@ -10,7 +10,7 @@ reads what the earlier ones set and leaves its result in warehouse temp tables n
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +33,11 @@ QUARANTINE_DDL = """CREATE TABLE IF NOT EXISTS quarantine.rows (
 
 # the temp table of checked rows: typed values, `_reasons` (failed checks), `_detail`, `_source_line`
 CHECKED = "_checked"
+
+# the temp tables a load's first stages leave for its later ones under one name for every table
+# (the checked rows, `_load_aside`'s lines kept aside and variant parents): between the run's
+# two passes each table's are kept under its own name (`LoadState.park`)
+_SHARED_TEMPS = (CHECKED, "_aside_lines", "_variant_parents")
 
 __all__ = [
     "CHECKED",
@@ -107,6 +112,50 @@ class LoadState:
     # whose stages keep their DataFrames in `frames`
     engine: Any = None
     frames: dict[str, Any] = field(default_factory=dict)
+    # the lowest load id this load may take (`load_raw`): the run's earlier tables took theirs
+    # before any was recorded in meta.raw_loads (`store_raw`, in the run's transaction)
+    min_load_id: int = 1
+    # the warehouse writes of the stages that run before the run's transaction (`Ingestor.run`
+    # reads and checks every table's file first): quarantined lines, remembered date orders and
+    # decimal marks, applied in order inside it (`apply_deferred`), never when the run fails
+    deferred: list[Callable[[], None]] = field(default_factory=list)
+
+    def defer(self, write: Callable[[], None]) -> None:
+        """A warehouse write of this load, made in the run's transaction (`apply_deferred`)."""
+        self.deferred.append(write)
+
+    def apply_deferred(self) -> None:
+        while self.deferred:
+            self.deferred.pop(0)()
+
+    def park(self) -> None:
+        """Keep this load's shared-name temp tables under its own names (`_checked` ->
+        `_checked__events`) while the run prepares its other tables."""
+        self._rename_temps(lambda t: t, lambda t: f"{t}__{self.name}")
+
+    def unpark(self) -> None:
+        self._rename_temps(lambda t: f"{t}__{self.name}", lambda t: t)
+
+    def _rename_temps(self, old: Callable[[str], str], new: Callable[[str], str]) -> None:
+        for t in _SHARED_TEMPS:
+            self.wh.sql(f"DROP TABLE IF EXISTS {new(t)}")  # (an earlier table's, left behind)
+            if self.wh_temp_exists(old(t)):
+                self.wh.sql(f"ALTER TABLE {old(t)} RENAME TO {new(t)}")
+
+    def wh_temp_exists(self, name: str) -> bool:
+        row = self.wh.sql(
+            "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?", [name]
+        ).fetchone()
+        return bool(row and row[0])
+
+    def drop_temps(self) -> None:
+        """The load's temp tables and view, once it is published (or the run failed)."""
+        self.wh.sql(f"DROP VIEW IF EXISTS {self.load or '_load_' + self.name}")
+        self.wh.sql(f"DROP TABLE IF EXISTS {self.incoming}")
+        self.wh.sql(f"DROP TABLE IF EXISTS _malformed_{self.name}")
+        for t in _SHARED_TEMPS:
+            self.wh.sql(f"DROP TABLE IF EXISTS {t}")
+            self.wh.sql(f"DROP TABLE IF EXISTS {t}__{self.name}")
 
     @property
     def src(self) -> Path:
@@ -115,6 +164,11 @@ class LoadState:
     @property
     def name(self) -> str:
         return self.contract.name
+
+    @property
+    def incoming(self) -> str:
+        """The temp table this load's rows are read into (raw gets them in `store_raw`)."""
+        return f"_incoming_{self.contract.name}"
 
     @property
     def raw_table(self) -> str:
