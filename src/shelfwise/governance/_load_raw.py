@@ -1,13 +1,14 @@
 """Stage 1 of a table's load: the staged file into the raw layer (strings, with its line numbers);
 lines the reader cannot split go to quarantine as `malformed_row` with their text.
 
-The raw layer is the history of everything received, steward-only. Rows are written there once,
-straight from the reader, with the id of this load (`meta.raw_loads`: run, file, hash); the load's
-rows are then read back by that id (`LoadState.load`). Raw tables written before the load id keep
-their `_run_id` and `_source_file` columns (NULL in newer rows). With erased users on record the
-rows go to a temp table first (`LoadState.target`) and reach raw through `store_raw`, once the
-erased users' rows are out (`_load_publish.withhold_erased`).
-"""
+The raw layer is the history of everything received, steward-only, each load's rows under its id
+(`meta.raw_loads`: run, file, hash). `load_raw` reads the file into a temp table of this load's
+rows (`LoadState.target`) before the run's transaction and writes nothing to the warehouse (its
+quarantined lines wait for the transaction: `LoadState.defer`); `store_raw`, in the transaction
+and once erased users' rows are out (`_load_publish.withhold_erased`), records the load and copies
+its rows into raw. The load's later stages read the temp table (`LoadState.load`): DuckDB reads
+rows written inside an open transaction on one thread. Raw tables written before the load id keep
+their `_run_id` and `_source_file` columns (NULL in newer rows)."""
 
 from __future__ import annotations
 
