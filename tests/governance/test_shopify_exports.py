@@ -413,6 +413,16 @@ def test_a_full_snapshot_that_curates_no_row_is_not_published(tmp_path: Path) ->
     assert curated_rows(tmp_path / "w", "SELECT count(*) FROM curated.events") == [(2,)]
     assert any("NOT PUBLISHED" in w and "curated none of its 2 rows" in w for w in report.warnings)
     assert any("--map 'events.product_id=SKU'" in n for n in report.notes), report.notes
+    # its lineage claims no new version of the table it kept (two runs claimed one version)
+    import json
+
+    done = [
+        json.loads(x)
+        for x in (tmp_path / "w" / "lineage" / "openlineage.jsonl").read_text().splitlines()
+        if '"COMPLETE"' in x
+    ]
+    ours = [e for e in done if e["run"]["runId"] == report.run_id]
+    assert ours and "curated.events" not in {o["name"] for o in ours[-1]["outputs"]}, ours
 
 
 def test_a_first_load_that_curates_no_row_is_published_empty_and_failed(tmp_path: Path) -> None:

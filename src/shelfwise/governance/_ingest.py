@@ -521,7 +521,8 @@ class Ingestor:
                 tr = self._finish_table(ready, report)
                 # (the order lines' dates behind derived rows; a reprocess of quarantined rows
                 # is no delivery of the table: its dates stay)
-                if table in ("products", "users") and self.job != REPROCESS_JOB:
+                # (a snapshot not published, `curated_nothing`, leaves the kept table's dates)
+                if table in ("products", "users") and self.job != REPROCESS_JOB and tr.published:
                     record_as_of(wh, table, derived=table in self._derived, replace=tr.mode != "append")
                 tr.stage_seconds = {"stage": round(staging_s, 3), **tr.stage_seconds}
                 tr.derived = derived.get(table, "")
@@ -544,8 +545,9 @@ class Ingestor:
                             content_hash=before.content_hash,
                         )
                     )
-                # a delivery that changed nothing (a re-send) made no version: none is claimed
-                if before is None or before.content_hash != tr.content_hash:
+                # a delivery that changed nothing (a re-send) made no version, nor one that was
+                # not published (`curated_nothing`: the earlier version stays): none is claimed
+                if tr.published and (before is None or before.content_hash != tr.content_hash):
                     outputs.append(
                         DatasetRef(
                             warehouse_namespace(self.workdir),
