@@ -47,6 +47,34 @@ def note_guests(st: LoadState) -> None:
             f"{st.staged.source.name}: {int(n):,} row(s) name the guest user id {guest!r} (a guest "
             "checkout, no customer): read as anonymous sessions (each its session_id, an order's lines one)"
         )
+    if rows:
+        _say_guests_curated_before(st)
+
+
+def _say_guests_curated_before(st: LoadState) -> None:
+    """A warning when the curated events already hold a guest id as one customer, curated by a
+    load made before guest ids were read as anonymous sessions: those rows stay one customer "0"
+    (in audiences, profiles), and a re-sent line of their orders is no longer recognised as a
+    re-send (a review: two rows of one order line). One full load of the events reads them anew."""
+    if "events" not in st.wh.curated_tables():
+        return
+    from ._privacy import Pseudonymizer
+
+    pseudo = Pseudonymizer.of(st.workdir)
+    names = {pseudo(g): g for g in GUEST_USER_IDS}
+    held = st.wh.sql(
+        f"SELECT user_id, count(*) FROM curated.events WHERE user_id IN ({', '.join(lit(p) for p in names)}) "
+        "GROUP BY 1 ORDER BY 2 DESC"
+    ).fetchall()
+    if not held:
+        return
+    said = ", ".join(f"{int(n):,} of the guest id {names[u]!r}" for u, n in held)
+    st.warn(
+        f"curated.events holds rows of guest checkouts as one customer ({said}), curated before guest ids "
+        "were read as anonymous sessions: they stay one customer in profiles and audiences, and a re-sent "
+        "line of their orders is not recognised as a re-send. Load the events once in full (`shelfwise "
+        "ingest` without --append, every delivery's orders) to read them as anonymous sessions"
+    )
 
 
 def count_anonymous(st: LoadState) -> None:
