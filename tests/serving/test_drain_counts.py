@@ -16,11 +16,11 @@ import shelfwise.serving._http_tasks as tasks
 
 
 def test_a_worker_waits_for_the_neighbours_absorb_and_then_counts(tmp_path: Path, monkeypatch, caplog):
-    other = threading.Event()  # the other worker's absorb, holding the lock for 1.5 s
+    other = threading.Event()  # the other worker's absorb, holding the lock for 3.5 s
     spooled = {"n": 40}
 
     def other_absorb() -> None:
-        time.sleep(1.5)
+        time.sleep(3.5)
         spooled["n"] = 0  # it took every closed segment, this worker's included
         other.set()
 
@@ -33,7 +33,8 @@ def test_a_worker_waits_for_the_neighbours_absorb_and_then_counts(tmp_path: Path
     monkeypatch.setattr(tasks, "pending_events", lambda *a, **k: spooled["n"])
     threading.Thread(target=other_absorb).start()
     with caplog.at_level(logging.INFO, logger="uvicorn.error"):
-        asyncio.run(tasks.drain(tmp_path, None, seconds=2.5))
+        # (it waits 4.5 s of its 6: half of them, 3 s, was the old wait)
+        asyncio.run(tasks.drain(tmp_path, None, seconds=6.0))
     said = caplog.text
     assert "events not absorbed on the way out" not in said, said
     assert "no acknowledged event is left in the spool by this process" in said, said

@@ -211,7 +211,8 @@ async def drain(workdir: Path, redis_client: Any, seconds: float) -> None:
                 # another worker stopping absorbs every closed segment, this one's included:
                 # waited for within the budget (half of it left this worker counting, as its
                 # own, the events the other was taking; the other then said none were left)
-                result.update(absorb(workdir, redis_client, wait_s=max(seconds - 1.0, seconds / 2)))
+                # (a quarter of it, up to 5 s, kept for this worker's own absorb)
+                result.update(absorb(workdir, redis_client, wait_s=seconds - min(5.0, seconds / 4)))
             except Exception as exc:  # the warehouse held by a training run, a bad segment
                 result.update(
                     status="failed", reason=str(exc).splitlines()[0][:200] if str(exc) else repr(exc)
@@ -247,7 +248,7 @@ async def drain(workdir: Path, redis_client: Any, seconds: float) -> None:
     if left:
         taking = (
             " (another absorb, still running, may be taking them now)"
-            if result.get("status") == "busy"
+            if result.get("status") in ("busy", "timeout")
             else ""
         )
         log.warning(
