@@ -522,3 +522,35 @@ def test_no_sale_rows_and_returns_on_spark_as_on_duckdb(spark, tmp_path):
     )
 
     check(tmp_path, engine=lambda work: SparkEngine(work, master="local[2]"))
+
+
+def test_a_products_published_column_reads_alike_on_both_engines(spark):
+    """WooCommerce's `Published` 1 / 0 / -1 and Shopify's TRUE / active / draft / archived read
+    as published or not on both engines (-1 is a draft, not a yes); another word quarantines."""
+    contract = CONTRACTS["products"]
+    values = [
+        "1",
+        "0",
+        "-1",
+        "TRUE",
+        "false",
+        "active",
+        "Draft",
+        "archived",
+        "private",
+        "publish",
+        "",
+        "maybe",
+    ]
+    cols = contract.column_names
+    table = [
+        {c: None for c in cols} | {"product_id": f"p{i}", "title": "T", "published": v, "_source_line": i}
+        for i, v in enumerate(values)
+    ]
+    duck, sprk = _through_both(spark, contract, table)
+    at = cols.index("published")
+    for d, s in zip(sorted(duck, key=lambda r: r[-1]), sorted(sprk, key=lambda r: r[-1]), strict=True):
+        assert d[at] == s[at] and list(d[-3]) == list(s[-3]), (d, s)
+    got = [r[at] for r in sorted(duck, key=lambda r: r[-1])]
+    assert got == [True, False, False, True, False, True, False, False, False, True, None, None]
+    assert "published: not a boolean: maybe" in str(sorted(duck, key=lambda r: r[-1])[-1])

@@ -28,8 +28,10 @@ class Catalog:
     attributes: list[str] = field(default_factory=list)
     # in the curated products table (None: every item, a shop with no products table). An item
     # known only from events (its catalog row quarantined, or never delivered) is learned from
-    # but never served: serving has no valid title, price or stock for it
+    # but never served: serving has no valid title, price or stock for it; nor is one whose
+    # catalog row says it is not published (`published` false: a draft, private, archived)
     listed: np.ndarray | None = None
+    unpublished: int = 0  # of those not listed, the catalog's products it says are not published
     # what train derives from these arrays once and reads more than once (the attribute matrix
     # SASRec and the fusion both read: see lifecycle `_item_attributes`)
     derived: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -93,10 +95,12 @@ def load_interactions(
             # (a products version published before the contract had `attributes` lacks it)
             cols = {r[0] for r in con.sql("DESCRIBE curated.products").fetchall()}
             attrs = "coalesce(attributes::VARCHAR, '')" if "attributes" in cols else "''"
+            # (not published: a draft, private or archived product, learned from, never served)
+            published = "coalesce(published, true)" if "published" in cols else "true"
             prod = con.sql(
                 "SELECT product_id, coalesce(title, '') AS title, coalesce(category, '') AS category, "
                 "price, coalesce(in_stock, true) AS in_stock, coalesce(brand, '') AS brand, "
-                f"{attrs} AS attributes FROM curated.products ORDER BY product_id"
+                f"{attrs} AS attributes, {published} AS published FROM curated.products ORDER BY product_id"
             ).fetchnumpy()
         else:
             prod = None
@@ -113,6 +117,7 @@ def load_interactions(
     prices = np.full(n, np.nan)
     stock = np.ones(n, bool)
     listed = None
+    unpublished = 0
     if prod is not None:
         # catalog rows come first in the item index, in the same order (from_arrays keeps it)
         assert catalog_ids is not None
@@ -126,6 +131,11 @@ def load_interactions(
         # (a products table whose every row was quarantined lists nothing: then, as without
         # one, the products seen in events are the catalog, rather than a shop with nothing to show)
         listed = np.arange(n) < m if m else None
+        if listed is not None:  # a product the catalog says is not published is never served
+            listed[:m] &= np.asarray(prod["published"], dtype=bool)
+            unpublished = int(m - listed[:m].sum())
     vocab = {c: i for i, c in enumerate(sorted({c for c in cats if c}))}
     codes = np.array([vocab.get(c, -1) for c in cats], np.int64)
-    return inter, Catalog(inter.item_ids, titles, cats, codes, prices, stock, brands, attributes, listed)
+    return inter, Catalog(
+        inter.item_ids, titles, cats, codes, prices, stock, brands, attributes, listed, unpublished
+    )

@@ -542,7 +542,6 @@ def decimal_comma_counts(sql: Any, relation: str, columns: list[str]) -> tuple[i
 
 
 _CATEGORY_SEP = r"\s*[>|]\s*"
-
 MISSING_KINDS = (Kind.ID, Kind.STRING, Kind.CATEGORY)  # read as NULL before anything else
 
 
@@ -824,6 +823,10 @@ def compile_contract(
                 )
         elif c.kind is Kind.BOOL:
             value = bool_expr(s, d)
+            if c.synonyms:  # a column's own words first (`PUBLISHED_WORDS`: -1 is a draft)
+                yes = ", ".join(lit(a) for a, b in c.synonyms if b == "true")
+                no = ", ".join(lit(a) for a, b in c.synonyms if b == "false")
+                value = f"CASE WHEN lower({s}) IN ({yes}) THEN true WHEN lower({s}) IN ({no}) THEN false ELSE {value} END"
             if c.lenient:
                 # fail closed: a consent no yes or no we know is no consent, the row curated
                 # (counted in the load's notes: `unreadable_counts`)

@@ -59,7 +59,9 @@ class ColumnSpec:
     required: bool = False
     classification: Classification = Classification.PUBLIC
     allowed: tuple[str, ...] = ()
-    synonyms: tuple[tuple[str, str], ...] = ()  # raw value -> allowed value, for ENUM
+    # raw value -> allowed value, for ENUM; for BOOL, a lower-cased value -> "true" / "false"
+    # read before the usual yes and no (`PUBLISHED_WORDS`)
+    synonyms: tuple[tuple[str, str], ...] = ()
     min_value: float | None = None
     max_value: float | None = None
     pseudonymize: bool = False  # replaced by a keyed HMAC pseudonym before curation
@@ -184,10 +186,40 @@ QUERY_ALIASES = ("search_term", "search_query")
 ORDER_DATE_ALIASES = ("order_date", "order_datetime", "order_time", "purchase_date", "invoice_date")
 ORDER_ID_ALIASES = ("order_id", "order_number", "order_no", "invoice_no", "invoice_id", "basket_id")
 
+# what a shop's `Published` / `Status` column writes (BOOL `synonyms`: the value lower-cased and
+# trimmed, read before the usual yes and no): WooCommerce's 1 / 0 / -1 (published, private,
+# draft) and post statuses, Shopify's TRUE / FALSE and active / draft / archived. Another value
+# is no yes or no: the row is quarantined as invalid_type, as an unreadable in_stock is
+PUBLISHED_WORDS = (
+    *((w, "true") for w in ("publish", "published", "active", "visible", "public", "live", "online")),
+    *(
+        (w, "false")
+        for w in (
+            "-1",
+            "-1.0",
+            "draft",
+            "private",
+            "archived",
+            "archive",
+            "hidden",
+            "pending",
+            "unpublished",
+            "not published",
+            "inactive",
+            "trash",
+            "future",
+            "offline",
+        )
+    ),
+)
+
 PRODUCTS = TableContract(
     name="products",
     # 1.1.0: stock (units on hand) and lead_time_days (days from order to delivery), optional
-    version="1.1.0",
+    # 1.2.0: published, optional (WooCommerce's `Published` 1/0/-1, Shopify's `Published` or
+    # `Status`): a product the catalog says is not published (a draft, private, archived) is
+    # curated, learned from and kept in its history, but never served
+    version="1.2.0",
     description="The shop's catalog: one row per product.",
     key=("product_id",),
     key_rule="the last row of a product_id in file order wins (later rows are newer versions)",
@@ -209,6 +241,13 @@ PRODUCTS = TableContract(
         ColumnSpec("price", Kind.FLOAT, min_value=0.0, max_value=1_000_000.0),
         ColumnSpec("in_stock", Kind.BOOL, aliases=("available", "instock")),
         ColumnSpec("attributes", Kind.JSON),
+        ColumnSpec(
+            "published",
+            Kind.BOOL,
+            aliases=("status", "post_status", "product_status", "publish_status"),
+            synonyms=PUBLISHED_WORDS,
+            description="whether the shop shows the product (false: a draft, private, archived or hidden one)",
+        ),
         ColumnSpec(
             "stock",
             Kind.FLOAT,

@@ -212,7 +212,8 @@ def check_record(
                     fail(Failure(name, Reason.OUT_OF_RANGE, f"{name}: above {c.max_value:g}: {s}"))
         elif c.kind is Kind.BOOL:
             if s is not None:
-                value = parse_bool(s)
+                own = dict(c.synonyms).get(s.lower())  # a column's own words first (as `_compile`)
+                value = parse_bool(s) if own is None else own == "true"
                 if value is None and c.lenient:
                     value = False  # fail closed (`ColumnSpec.lenient`)
                 elif value is None:

@@ -470,11 +470,17 @@ def _train(
             f"interactions: none yet ({inter.n_items:,} products in the catalog): building search, "
             "content-based similar items and a cold-start list"
         )
-    unlisted = 0 if catalog.listed is None else int((~np.asarray(catalog.listed, bool)).sum())
+    unpublished = int(getattr(catalog, "unpublished", 0) or 0)
+    unlisted = 0 if catalog.listed is None else int((~np.asarray(catalog.listed, bool)).sum()) - unpublished
     if unlisted:
         log(
             f"catalog: {unlisted:,} product(s) seen in events have no curated catalog row (quarantined "
             "or never delivered): learned from, never served"
+        )
+    if unpublished:
+        log(
+            f"catalog: {unpublished:,} product(s) the catalog says are not published (draft, private, "
+            "archived; its `published` column): learned from, never served"
         )
     has_val = len(split.validation) > 0
     models: dict[str, Recommender] = {}
