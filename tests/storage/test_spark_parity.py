@@ -554,3 +554,20 @@ def test_a_products_published_column_reads_alike_on_both_engines(spark):
     got = [r[at] for r in sorted(duck, key=lambda r: r[-1])]
     assert got == [True, False, False, True, False, True, False, False, False, True, None, None]
     assert "published: not a boolean: maybe" in str(sorted(duck, key=lambda r: r[-1])[-1])
+
+
+def test_several_category_paths_in_one_cell_read_alike_on_both_engines(spark):
+    """WooCommerce's `Categories` (`Furniture > Tables, Sale`, `\\,` a name's comma): the first
+    path on both engines; a name with a comma and no `>` is kept whole."""
+    contract = CONTRACTS["products"]
+    values = ["Furniture > Tables, Sale", "Kitchen > Mugs\\, Cups", "Bed, Bath", "A > B, C > D, E", "A|B"]
+    cols = contract.column_names
+    table = [
+        {c: None for c in cols} | {"product_id": f"p{i}", "title": "T", "category": v, "_source_line": i}
+        for i, v in enumerate(values)
+    ]
+    duck, sprk = _through_both(spark, contract, table)
+    at = cols.index("category")
+    got = [r[at] for r in sorted(duck, key=lambda r: r[-1])]
+    assert got == [r[at] for r in sorted(sprk, key=lambda r: r[-1])]
+    assert got == ["Furniture > Tables", "Kitchen > Mugs, Cups", "Bed, Bath", "A > B", "A > B"]

@@ -542,6 +542,10 @@ def decimal_comma_counts(sql: Any, relation: str, columns: list[str]) -> tuple[i
 
 
 _CATEGORY_SEP = r"\s*[>|]\s*"
+# a category cell holding several paths separated by ", " (a comma escaped `\,` is a name's):
+# group 1 the first path, read where the cell holds a `>`
+SEVERAL_PATHS = r"^((?:[^,\\]|\\.)*),\s.*$"
+
 MISSING_KINDS = (Kind.ID, Kind.STRING, Kind.CATEGORY)  # read as NULL before anything else
 
 
@@ -787,6 +791,13 @@ def compile_contract(
             if c.kind is Kind.TEXT and c.mask_personal:
                 value = _mask(value, d)
             if c.kind is Kind.CATEGORY:
+                # several paths in one cell (WooCommerce's `Categories`: `Furniture > Tables, Sale`,
+                # a comma inside a name written `\,`): the first path, as of a JSON list of paths
+                # (counted in the load's warnings: `note_several_paths`); a name with a comma and
+                # no `>` is one name
+                first = d.replace_all(value, SEVERAL_PATHS, d.group(1))
+                value = f"CASE WHEN {d.matches(value, '>')} THEN {first} ELSE {value} END"
+                value = d.replace_all(value, r"\\,", ",")
                 value = f"nullif({d.trim_chars(d.replace_all(value, _CATEGORY_SEP, ' > '), ' >')}, '')"
         elif c.kind is Kind.FLOAT:
             value = number_expr(s, d, decimal_comma=decimal_comma)

@@ -64,7 +64,9 @@ def note_unreadable(st: LoadState, day_first: bool) -> None:
     table's consent columns and their date) that cannot be read: a consent read as none, a date
     as no date. On the loaded strings, as either engine reads them."""
     from ._compile import _missing, bool_expr, timestamp_expr
+    from ._load_paths import note_several_paths
 
+    note_several_paths(st)  # (a category cell of several paths: warned of here, on both engines)
     cols = [
         c
         for c in st.contract.columns
