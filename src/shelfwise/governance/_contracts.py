@@ -558,8 +558,12 @@ LOAD_ORDER = ("products", "queries", "users", "events", "judgments", "faq")
 # and `movies.csv` of a MovieLens download, an `orders.csv` export, an `items.jsonl` catalog)
 TABLE_FILE_ALIASES: dict[str, tuple[str, ...]] = {
     # (Shopify's admin exports: `products_export.csv`, `orders_export.csv`, `customers_export.csv`;
-    # a large one is split as `orders_export_1.csv`, ...)
-    "products": ("items", "catalog", "movies", "articles", "products_export", "products_export_1"),
+    # a large one is split as `orders_export_1.csv`, ...; WooCommerce's product export is named
+    # after its date, `wc-product-export-7-12-2026-1796642000000.csv`: a name ending in `*` is a
+    # prefix)
+    "products": (
+        "items", "catalog", "movies", "articles", "products_export", "products_export_1", "wc-product-export-*",
+    ),
     "events": (
         "interactions", "ratings", "transactions", "orders", "purchases", "clicks", "views",
         "orders_export", "orders_export_1",

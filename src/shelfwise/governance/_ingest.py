@@ -307,10 +307,12 @@ class Ingestor:
         here = path.resolve()
         return self.recorded_as.get(here, here)
 
-    def _declared_file(self, data_dir: Path, table: str) -> Path:
+    def _declared_file(self, data_dir: Path, table: str) -> Path | None:
         """The file `shelfwise.toml` names for `table` (`[files]`): it must be there. A name
         with `*` or `?` is a pattern (`orders_*.csv`: a nightly export named after its day) that
-        must match one file of the directory."""
+        must match one file of the directory. None (a note says so: `_undelivered`) where an
+        appended delivery has no such file: the shop's one shelfwise.toml serves a day's orders
+        alone too (a full load missing it is refused: a typo, or a folder not the shop's)."""
         name = self._map.files[table]
         path = data_dir / name
         if any(ch in name for ch in "*?["):
@@ -326,6 +328,12 @@ class Ingestor:
                 )
             if hits:
                 return hits[0]
+        if not path.exists() and self.mode == "append":
+            self._undelivered.append(
+                f"{MAP_FILE} [files] reads the {table} table from {name!r}: no such file in this "
+                f"delivery, so no {table} were delivered (its curated rows stay as they are)"
+            )
+            return None
         if not path.exists():
             present = ", ".join(sorted(p.name for p in data_dir.iterdir() if p.name != MAP_FILE)[:20])
             raise SourceError(
@@ -371,6 +379,7 @@ class Ingestor:
         self._derived: set[str] = set()
         self._next_load_id = 1  # (the run's tables each take a load id before any is recorded)
         self._headers: dict[str, list[str]] = {}  # each table's file header, as read this run
+        self._undelivered: list[str] = []  # `[files]` tables this delivery has no file of
         files = {
             t: self._declared_file(data_dir, t)
             if t in self._map.files
@@ -440,6 +449,7 @@ class Ingestor:
         )
         if self.engine.name != "duckdb":
             report.notes.append(f"engine: {self.engine.describe()}")
+        report.notes.extend(self._undelivered)
         wh = Warehouse(self.workdir, memory_limit=self.settings.memory_limit)
         committed = False
         try:
@@ -563,10 +573,21 @@ class Ingestor:
             _say_unmatched_users(wh, report, self._headers)
             if unread:
                 shown = ", ".join(unread[:10]) + (f" and {len(unread) - 10} more" if len(unread) > 10 else "")
+                # (the shelfwise.toml lines that would read them: `products = "wc-export 7-12.csv"`)
+                hint = _declare_hint(data_dir, frozenset(used)).split("[files]\n", 1)[-1]
+                declare = "; ".join(
+                    x.strip() for x in hint.splitlines() if x.startswith("    ") and " = " in x
+                )
                 report.notes.append(
                     f"not read: {shown} (a table is read from a file named after it: "
                     f"{', '.join(LOAD_ORDER)} with .csv, .tsv, .jsonl, .json or .parquet, optionally .gz; "
-                    "or from a folder of such files named after it)"
+                    "or from a folder of such files named after it"
+                    + (
+                        f"; or from the file {MAP_FILE} names for it, e.g. [files] {declare}"
+                        if declare
+                        else ""
+                    )
+                    + ")"
                 )
             if (
                 "products" not in report.tables

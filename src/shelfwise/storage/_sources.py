@@ -73,8 +73,13 @@ class StagedFile:
 
 
 def _same_name(entry: Path, stem: str) -> str | None:
-    """The suffix (`.csv`, `.csv.gz`, ...) of `entry` when its name is `stem` plus a suffix, in any case."""
+    """The suffix (`.csv`, `.csv.gz`, ...) of `entry` when its name is `stem` plus a suffix, in any
+    case; a `stem` ending in `*` is a prefix (`wc-product-export-*`: any name starting so)."""
     low = entry.name.lower()
+    if stem.endswith("*"):
+        prefix = stem[:-1]
+        dot = low.find(".", len(prefix))
+        return low[dot:] if low.startswith(prefix) and dot > len(prefix) else None
     if not low.startswith(stem + "."):
         return None
     return low[len(stem) :]
