@@ -62,3 +62,23 @@ def test_a_days_orders_alone_under_the_shops_files_line_are_appended(tmp_path: P
     # a full load without the declared file is refused, as before (a typo, a folder not the shop's)
     with pytest.raises(ShelfwiseError, match="has no such file"):
         Ingestor(tmp_path / "w2").run(day2)
+
+
+def test_regular_price_is_the_price_and_a_sale_price_is_said_not_read(tmp_path: Path) -> None:
+    """WooCommerce's `Regular price` (Shopify's `Variant Price`) is the price without a map; its
+    `Sale price` is not read, and a note says so with the map that would read it (walk49a: every
+    price was empty until --map products.price="Regular price")."""
+    products = "SKU,Name,Regular price,Sale price\nP1,red kettle,20,15\nP2,blue mug,5,\n"
+    day1 = _folder(tmp_path / "day1", {"products.csv": products, "orders.csv": ORDERS})
+    report = Ingestor(tmp_path / "w").run(day1)
+    assert report.tables["products"].column_mapping["Regular price"] == "price"
+    prices = dict(curated_rows(tmp_path / "w", "SELECT product_id, price FROM curated.products"))
+    assert prices == {"P1": 20.0, "P2": 5.0}
+    (said,) = [n for n in report.notes if "'Sale price' is not read" in n]
+    assert "products.price is 'Regular price'" in said and '--map products.price="Sale price"' in said, said
+    shopify = "Handle,Title,Variant SKU,Variant Price\nkettle,red kettle,P1,19.5\n"
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "products.csv").write_text(shopify)
+    (tmp_path / "s" / "shelfwise.toml").write_text('[map.products]\nproduct_id = "Variant SKU"\n')
+    Ingestor(tmp_path / "w2").run(tmp_path / "s")
+    assert curated_rows(tmp_path / "w2", "SELECT price FROM curated.products") == [(19.5,)]

@@ -238,7 +238,15 @@ PRODUCTS = TableContract(
             aliases=("category_path", "categories", "category_name", "product_category", "genres", "genre"),
         ),
         ColumnSpec("brand", Kind.STRING),
-        ColumnSpec("price", Kind.FLOAT, min_value=0.0, max_value=1_000_000.0),
+        ColumnSpec(
+            "price",
+            Kind.FLOAT,
+            min_value=0.0,
+            max_value=1_000_000.0,
+            # (WooCommerce's `Regular price`, Shopify's `Variant Price`; a `Sale price` beside it is
+            # not read: a note says so, `_load_columns.SALE_PRICE_KEYS`)
+            aliases=("regular_price", "variant_price"),
+        ),
         ColumnSpec("in_stock", Kind.BOOL, aliases=("available", "instock")),
         ColumnSpec("attributes", Kind.JSON),
         ColumnSpec(

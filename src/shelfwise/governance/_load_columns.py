@@ -17,6 +17,9 @@ from ._contracts import EVENTS, IMPLIED_EVENT_TYPES, ORDER_ID_ALIASES, TableCont
 from ._load_state import column_key, match_headers, parquet_files
 from ._mapping import ID_ENDINGS, MAP_FILE, ColumnMap, _key, mapping_advice, suggest_columns
 
+# a catalog's sale price column (WooCommerce's `Sale price`), not read as the price
+SALE_PRICE_KEYS = ("saleprice", "salesprice", "specialprice", "promoprice")
+
 # header names of an order id: an events file with one and no event type holds purchases
 ORDER_KEYS = frozenset("".join(ch for ch in a if ch.isalnum()) for a in ORDER_ID_ALIASES)
 
@@ -222,6 +225,15 @@ def map_columns(
             ),
         )
     extra = [h for h in dict.fromkeys(header) if h not in taken and h != LINE_COLUMN]
+    sale = [h for h in extra if column_key(h) in SALE_PRICE_KEYS]
+    if contract.name == "products" and "price" in mapping and sale:
+        # (WooCommerce's `Regular price` beside its `Sale price`: the price stays the regular one,
+        # and revenue figures read from it do not change with a sale)
+        notes.append(
+            f"{path.name}: {sale[0]!r} is not read: products.price is {mapping['price']!r} (a product's "
+            f"regular price, also where revenue falls back on the catalog's price); to read the price "
+            f'paid on sale instead: --map products.price="{sale[0]}"'
+        )
     return Columns(mapping, extra, implied, joined, filled, notes, warnings)
 
 
