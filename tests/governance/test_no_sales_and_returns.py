@@ -10,6 +10,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from shelfwise.governance import Ingestor
+from shelfwise.governance._contracts import EVENTS
 from tests.conftest import curated_rows
 
 # 3 products x 14 days (a till's daily export: the day is the session); known answers below
@@ -45,7 +46,7 @@ def test_zero_and_negative_quantities_are_no_sales_and_returns_not_faults(tmp_pa
     # every row accounted for: curated (sales, no-sale rows, returns), nothing quarantined
     assert (ev.rows_in, ev.rows_curated, ev.rows_quarantined, ev.balanced) == (42, 42, 0, True)
     assert (ev.no_sale_rows, ev.return_rows) == (ZEROS, RETURNS)
-    assert ev.check().passed and ev.contract_check == "passed" and ev.contract_version == "1.5.0"
+    assert ev.check().passed and ev.contract_check == "passed" and ev.contract_version == EVENTS.version
     got = dict(curated_rows(work, "SELECT event_type, sum(quantity) FROM curated.events GROUP BY 1"))
     assert got == {"purchase": SOLD, "no_sale": 0, "return": RETURNED}
     # a delivery that re-sends the file adds nothing and counts no no-sale row or return again

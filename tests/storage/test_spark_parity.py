@@ -571,3 +571,22 @@ def test_several_category_paths_in_one_cell_read_alike_on_both_engines(spark):
     got = [r[at] for r in sorted(duck, key=lambda r: r[-1])]
     assert got == [r[at] for r in sorted(sprk, key=lambda r: r[-1])]
     assert got == ["Furniture > Tables", "Kitchen > Mugs, Cups", "Bed, Bath", "A > B", "A > B"]
+
+
+def test_a_lines_unit_price_times_its_quantity_on_both_engines(spark):
+    """events.unit_price (`Item Cost`): a line without a value is worth unit price x quantity (1
+    unit where none is given), a value given wins, a return's is what was refunded, on both."""
+    contract = CONTRACTS["events"]
+    cases = [("25", "2", None), ("5", None, None), ("5", "3", "12"), ("4", "-2", None), (None, "2", None)]
+    cols = contract.column_names
+    table = [
+        {c: None for c in cols}
+        | {"user_id": "u1", "product_id": "p1", "event_type": "purchase", "timestamp": "1709287200"}
+        | {"unit_price": u, "quantity": n, "value": v, "_source_line": i}
+        for i, (u, n, v) in enumerate(cases)
+    ]
+    duck, sprk = _through_both(spark, contract, table)
+    at = cols.index("value")
+    got = [r[at] for r in sorted(duck, key=lambda r: r[-1])]
+    assert got == [r[at] for r in sorted(sprk, key=lambda r: r[-1])]
+    assert got == [50.0, 5.0, 12.0, 8.0, None]

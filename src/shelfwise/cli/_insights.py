@@ -57,6 +57,8 @@ def customers(
     )
     if rep["model"].get("note"):
         typer.echo(f"  model: {rep['model']['note']}")
+    if rep.get("monetary_source"):
+        typer.echo(f"  monetary (total paid) from: {rep['monetary_source']}")
     if rep.get("pseudonymized"):
         typer.echo(f"  users named by pseudonyms: your role may not see shop ids ({rep['pseudonymized']:,})")
     if rep["left_out"]:

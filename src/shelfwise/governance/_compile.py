@@ -931,7 +931,7 @@ def compile_contract(
         values.append(f"{v_ref} AS {q(name)}")
     checks.extend(_table_rules(contract, d))
     if contract.name == "events":  # a purchase line of 0 units or fewer: no sale, a return
-        curated = _events_values(d)
+        curated = _events_values(d, unit_price="unit_price" in contract.column_names)
         values = [
             f"{curated[n]} AS {q(n)}" if n in curated else v
             for n, v in zip(contract.column_names, values, strict=True)
@@ -945,11 +945,15 @@ def _is_return(d: Dialect) -> str:
     return f"({et} = {d.lit(RETURN)} OR ({et} = 'purchase' AND {qty} < 0))"
 
 
-def _events_values(d: Dialect) -> dict[str, str]:
+def _events_values(d: Dialect, *, unit_price: bool = False) -> dict[str, str]:
     """The curated event type, quantity and value of an events row (`_contracts.NO_SALE`,
     `RETURN`): a purchase line of 0 units is a no_sale row, one of fewer than 0 a return; a
-    return's units and money are curated as positive amounts (what came back, what was refunded)."""
+    return's units and money are curated as positive amounts (what came back, what was refunded).
+    A line without a value but with a `unit_price` is worth unit_price x quantity (1 unit where
+    the quantity is missing)."""
     et, qty, value = d.q("_v_event_type"), d.q("_v_quantity"), d.q("_v_value")
+    if unit_price:
+        value = f"coalesce({value}, {d.q('_v_unit_price')} * coalesce({qty}, 1))"
     ret = _is_return(d)
     return {
         "event_type": f"CASE WHEN {et} = 'purchase' AND {qty} = 0 THEN {d.lit(NO_SALE)} "

@@ -292,7 +292,10 @@ EVENTS = TableContract(
     # product-per-day export's zero rows failed every delivery); quantity and value are curated
     # as units and money (>= 0), a return's negative line total as what was refunded
     # 1.5.0: a field's length is bounded (`EVENT_TEXT_CHARS`, `EVENT_QUERY_CHARS`, `EVENT_ID_CHARS`)
-    version="1.5.0",
+    # 1.6.0: unit_price, optional (an order-lines export's `Item Cost`, `Unit Price`, `Lineitem
+    # price`): a purchase line without a value is worth unit_price x quantity (a unit price read
+    # as the value was summed as if it were the line's total)
+    version="1.6.0",
     description="Behaviour events: views, clicks, carts, purchases, ratings, searches, reviews.",
     dedupe_exact=True,
     references=(("product_id", "products", "product_id"),),
@@ -375,6 +378,15 @@ EVENTS = TableContract(
                 "line_total",
                 "amount",
             ),
+        ),
+        ColumnSpec(
+            "unit_price",
+            Kind.FLOAT,
+            min_value=0.0,
+            max_value=1_000_000.0,
+            aliases=("item_cost", "lineitem_price", "price_each", "item_price", "price_per_unit"),
+            description="the price of one unit on an order line: a line without a value is worth "
+            "unit_price x quantity (its value, when given, is the line's total and wins)",
         ),
         ColumnSpec(
             "quantity",

@@ -225,6 +225,15 @@ def map_columns(
             ),
         )
     extra = [h for h in dict.fromkeys(header) if h not in taken and h != LINE_COLUMN]
+    unit_keys = {column_key(n) for n in ("unit_price", *EVENTS.column("unit_price").aliases)}
+    if contract.name == "events" and column_key(mapping.get("value", "")) in unit_keys:
+        # (`Item Cost` mapped as the value: monetary summed unit prices, walk49a)
+        warnings.append(
+            f"{path.name}: events.value is {mapping['value']!r}, read as each line's total paid, but its "
+            f"name says a unit price: to have a line worth unit price x quantity, map it as "
+            f'events.unit_price instead (--map events.unit_price="{mapping["value"]}", or leave value '
+            "unmapped: the header is read as unit_price by name)"
+        )
     sale = [h for h in extra if column_key(h) in SALE_PRICE_KEYS]
     if contract.name == "products" and "price" in mapping and sale:
         # (WooCommerce's `Regular price` beside its `Sale price`: the price stays the regular one,

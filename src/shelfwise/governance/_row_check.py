@@ -279,6 +279,9 @@ def _row_rules(contract: TableContract, record: Mapping[str, Any], out: RecordCh
     # a purchase line's quantity: 0 is no sale, fewer a return (`_compile._events_values`)
     qty, value = out.values.get("quantity"), out.values.get("value")
     s_qty, s_value = _text(record.get("quantity")), _text(record.get("value"))
+    unit = out.values.get("unit_price")
+    if value is None and isinstance(unit, float):  # (as `_compile._events_values`)
+        value = out.values["value"] = unit * (qty if isinstance(qty, float) else 1.0)
     if isinstance(qty, float):
         if qty < 1 and et not in ("purchase", RETURN, NO_SALE):
             out.failures.append(Failure("quantity", Reason.OUT_OF_RANGE, f"quantity: below 1: {s_qty}"))

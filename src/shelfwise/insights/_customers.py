@@ -3,7 +3,8 @@
 Definitions (the output fields, DESIGN.md):
 - a *purchase* is an order: the purchase events of one user that share a session/order id (or,
   without one, a day). `frequency` counts orders up to `as_of`, `recency_days` is the time since
-  the last one, `monetary` the total paid (a line's `value`, else the product's price x quantity).
+  the last one, `monetary` the total paid (a line's `value`, else the product's price x quantity:
+  `monetary_source` says which, in the report and the command's output).
 - `expected_purchases`: orders expected in the `horizon_days` after `as_of`; `churn_risk`: the
   probability of no order in that horizon; `expected_value`: expected orders x the user's average
   order value (shrunk towards the shop's for users with few orders).
@@ -135,6 +136,29 @@ def orders_from_events(events: pd.DataFrame, products: pd.DataFrame) -> pd.DataF
     g = p.groupby(["user_id", "order_key"], sort=False)
     out = g.agg(ts=("timestamp", "min"), value=("line_value", "sum"), units=("units", "sum")).reset_index()
     return out.drop(columns="order_key").sort_values("ts", kind="stable").reset_index(drop=True)
+
+
+def monetary_source(events: pd.DataFrame, products: pd.DataFrame) -> str:
+    """Where `monetary` (and an order's value) comes from, in words: the purchase lines' `value`
+    (what the shop's export says was paid for the line), or the catalog's price x quantity where
+    a line has none (the price the catalog says now: not what was paid on sale or at an older
+    price), or neither."""
+    p = events[events["event_type"] == "purchase"]
+    n = len(p)
+    if not n:
+        return "no purchases"
+    valued = int(pd.to_numeric(p["value"], errors="coerce").notna().sum())
+    priced = set(products.loc[products["price"].notna(), "product_id"]) if len(products) else set()
+    if valued == n:
+        return "the purchase lines' value (events.value)"
+    rest = p[pd.to_numeric(p["value"], errors="coerce").isna()]
+    listed = int(rest["product_id"].isin(priced).sum())
+    fallback = f"the catalog's current price x quantity for {listed:,} line(s) without a value" + (
+        f", 0 for {len(rest) - listed:,} without a price either" if listed < len(rest) else ""
+    )
+    if not valued:
+        return f"{fallback} (no purchase line has a value: map events.value to what a line paid)"
+    return f"the purchase lines' value for {valued:,} of {n:,} line(s); {fallback}"
 
 
 def features_at(

@@ -202,7 +202,7 @@ def customers_summary(
 ) -> dict[str, Any]:
     """What reports/customers.json holds (pseudonyms only; users without the personalization
     consent left out)."""
-    from ._customers import profile_customers
+    from ._customers import monetary_source, profile_customers
     from ._data import (
         count_customers,
         load_curated,
@@ -270,6 +270,7 @@ def customers_summary(
         ]
     return {
         "as_of": pd.Timestamp(at).isoformat(),
+        "monetary_source": monetary_source(events, products),
         # when the report was made (as_of is the data's time): a page showing it says how old its
         # counts are (erasures and consent withdrawals since are not in them)
         "made_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
@@ -400,7 +401,7 @@ def customers_html(s: dict[str, Any]) -> str:
 ({len(m["cuts"])} training cuts, {m["train_rows"]:,} rows; trees' weight against BG/NBD: churn
 {m["churn_weight"]:g}, orders {m["count_weight"]:g}). Customers are named by the warehouse's
 pseudonyms; {s["left_out_without_consent"]:,} users without the personalization consent are left out
-of every figure.</p>
+of every figure. Monetary (total paid) from: {escape(s.get("monetary_source") or "")}.</p>
 {
         _cards(
             [

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import ShelfwiseError
-from ._customers import PROFILE_COLUMNS, profile_customers
+from ._customers import PROFILE_COLUMNS, monetary_source, profile_customers
 from ._data import (
     NO_QUESTIONS,
     curated_inputs,
@@ -97,6 +97,7 @@ def profile_records(
         "left_out_without_shop_id": without_id,
         "left_out_without_consent": count_customers(workdir, at) - int(events["user_id"].nunique()),
         "marketing_opt_outs": sum(not r["marketing_consent"] for r in records),
+        "monetary_source": monetary_source(events, products),
         "contact_list": False,
         "warning": stale,
         "note": NOT_A_CONTACT_LIST,
