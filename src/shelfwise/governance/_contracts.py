@@ -184,7 +184,11 @@ USER_ID_ALIASES = (
 QUERY_ALIASES = ("search_term", "search_query")
 # order-lines exports: the order's date is the event's time, the order id groups its lines
 ORDER_DATE_ALIASES = ("order_date", "order_datetime", "order_time", "purchase_date", "invoice_date")
-ORDER_ID_ALIASES = ("order_id", "order_number", "order_no", "invoice_no", "invoice_id", "basket_id")
+# (Magento 2's order number is `increment_id`, `order_increment_id` in some extensions' exports)
+ORDER_ID_ALIASES = (
+    "order_id", "order_number", "order_no", "invoice_no", "invoice_id", "basket_id", "increment_id",
+    "order_increment_id",
+)  # fmt: skip
 
 # what a shop's `Published` / `Status` column writes (BOOL `synonyms`: the value lower-cased and
 # trimmed, read before the usual yes and no): WooCommerce's 1 / 0 / -1 (published, private,

@@ -1,0 +1,45 @@
+"""A Magento 2 shop's order-lines export (walk49b): `increment_id` the order number, `item_id`
+the order LINE's id beside `sku` the product, `status` Magento's order status, guest lines with
+an empty `customer_id`, and a configurable product's parent line (the price) with its child line
+(`parent_item_id` naming the parent's `item_id`, price 0)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shelfwise.governance import Ingestor
+from tests.conftest import curated_rows
+
+PRODUCTS = "sku,name,price\nSKU-A,red kettle,10\nSKU-B,blue mug,5\nSKU-C,desk lamp,20\n"
+HEADER = "increment_id,created_at,status,customer_id,customer_is_guest,item_id,parent_item_id,product_type,sku,qty_ordered,price,row_total\n"
+ORDERS = HEADER + (
+    "100000001,2024-03-01 10:00:00,complete,11,0,50001,,simple,SKU-A,1,10,10\n"
+    "100000001,2024-03-01 10:00:00,complete,11,0,50002,,simple,SKU-B,2,5,10\n"
+    "100000002,2024-03-02 10:00:00,complete,,1,50003,,simple,SKU-C,1,20,20\n"
+    "100000003,2024-03-03 10:00:00,canceled,12,0,50004,,simple,SKU-A,1,10,10\n"
+    "100000004,2024-03-04 10:00:00,complete,12,0,50005,,simple,SKU-C,1,20,20\n"
+)
+
+
+def _shop(tmp_path: Path, orders: str = ORDERS, products: str | None = PRODUCTS, toml: str = "") -> Path:
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    if products is not None:
+        (data / "products.csv").write_text(products)
+    (data / "orders.csv").write_text(orders)
+    (data / "shelfwise.toml").write_text('[map.products]\nproduct_id = "sku"\ntitle = "name"\n' + toml)
+    return data
+
+
+def test_increment_id_is_the_order_and_guests_are_sessions(tmp_path: Path) -> None:
+    report = Ingestor(tmp_path / "w").run(_shop(tmp_path, toml='[map.events]\nproduct_id = "sku"\n'))
+    ev = report.tables["events"]
+    assert ev.column_mapping["increment_id"] == "session_id"
+    # the status is read: the canceled order's line is set aside, not a purchase
+    assert ev.rows_set_aside == 1
+    # the guest line is an anonymous session's purchase, not quarantined missing_required
+    assert (ev.rows_in, ev.rows_curated, ev.anonymous_rows) == (5, 4, 1)
+    (n,) = curated_rows(tmp_path / "w", "SELECT count(*) FROM curated.events WHERE event_type = 'purchase'")[
+        0
+    ]
+    assert n == 4
