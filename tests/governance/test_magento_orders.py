@@ -27,7 +27,8 @@ def _shop(tmp_path: Path, orders: str = ORDERS, products: str | None = PRODUCTS,
     if products is not None:
         (data / "products.csv").write_text(products)
     (data / "orders.csv").write_text(orders)
-    (data / "shelfwise.toml").write_text('[map.products]\nproduct_id = "sku"\ntitle = "name"\n' + toml)
+    catalog = '[map.products]\nproduct_id = "sku"\ntitle = "name"\n' if products is not None else ""
+    (data / "shelfwise.toml").write_text(catalog + toml)
     return data
 
 
@@ -43,3 +44,25 @@ def test_increment_id_is_the_order_and_guests_are_sessions(tmp_path: Path) -> No
         0
     ]
     assert n == 4
+
+
+def test_sku_not_the_line_item_id_is_the_product(tmp_path: Path) -> None:
+    """`item_id` (the line's id, a product id alias) and `sku` both could be the product id:
+    the catalog is keyed on the SKUs, so `sku` is read, and a note says the choice."""
+    report = Ingestor(tmp_path / "w").run(_shop(tmp_path))
+    ev = report.tables["events"]
+    assert ev.column_mapping["sku"] == "product_id"
+    assert "item_id" in ev.ignored_columns
+    assert any("'sku' is read as events.product_id" in n and "catalog" in n for n in report.notes)
+    products = {r[0] for r in curated_rows(tmp_path / "w", "SELECT DISTINCT product_id FROM curated.events")}
+    assert products == {"SKU-A", "SKU-B", "SKU-C"}
+
+
+def test_without_a_catalog_an_order_export_reads_sku(tmp_path: Path) -> None:
+    """No products file and nothing curated: the names decide, `sku` over the line's `item_id`."""
+    report = Ingestor(tmp_path / "w").run(_shop(tmp_path, products=None))
+    assert report.tables["events"].column_mapping["sku"] == "product_id"
+    products = {r[0] for r in curated_rows(tmp_path / "w", "SELECT DISTINCT product_id FROM curated.events")}
+    assert products == {"SKU-A", "SKU-B", "SKU-C"}
+    assert any("likely the line's own id" in n for n in report.notes)
+

@@ -264,6 +264,27 @@ def _names_customers(wh: Warehouse) -> bool:
     return row is not None
 
 
+def _known_products(wh: Warehouse) -> Callable[[list[str]], int]:
+    """How many of some values are product ids of the catalog: this delivery's products (read
+    and checked already, `_checked__products`), else the curated products; none: 0."""
+
+    def count(values: list[str]) -> int:
+        for table in ("_checked__products", "curated.products"):
+            try:
+                row = wh.sql(
+                    f"SELECT count(*) FROM (SELECT unnest(?::VARCHAR[]) AS v) "
+                    f"WHERE v IN (SELECT CAST(product_id AS VARCHAR) FROM {table})",
+                    [values],
+                ).fetchone()
+            except Exception:  # noqa: BLE001 - no such table (yet): the next, else none
+                continue
+            if row and row[0]:
+                return int(row[0])
+        return 0
+
+    return count
+
+
 class Ingestor:
     """Runs governed ingestion of one dataset directory into a workdir."""
 
@@ -474,6 +495,7 @@ class Ingestor:
                     ev.source,
                     self._map,
                     samples=lambda: samples_of(wh, ev, header),
+                    known_products=_known_products(wh),
                 ).mapping
                 lines = derive_order_lines(
                     wh,
@@ -732,6 +754,7 @@ class Ingestor:
             and contract.name in wh.curated_tables(),
             nothing_to_update=self.mode == "append" and contract.name not in wh.curated_tables(),
             had_customers=(lambda: _names_customers(wh)) if self.mode == "append" else None,
+            known_products=_known_products(wh) if contract.name == "events" else None,
         )
         report.notes.extend(cols.notes)
         report.warnings.extend(cols.warnings)

@@ -50,6 +50,7 @@ def map_columns(
     keyed_update: bool = False,
     nothing_to_update: bool = False,
     had_customers: Callable[[], bool] | None = None,
+    known_products: Callable[[list[str]], int] | None = None,
 ) -> Columns:
     """canonical -> source column; the source columns outside the contract; and canonical
     columns the file implies without naming them (the event type of `ratings.csv`). The
@@ -61,7 +62,11 @@ def map_columns(
     header that repeats a name is read at its first column (said in `Columns.notes`).
     `had_customers`: whether the table's curated rows name customers (an events delivery
     appended to them): then a file without a user_id column but with a header whose name is a
-    user id's (`Customer` for `Customer ID`) is refused, not read as anonymous sessions."""
+    user id's (`Customer` for `Customer ID`) is refused, not read as anonymous sessions.
+    `known_products`: how many of some values are product ids of the catalog (the delivery's
+    products file, else the curated one): of an events file's several product id columns by name
+    (Magento's `item_id`, the order line's id, beside `sku`) the one whose values match it best
+    is read (`_product_column`)."""
     notes: list[str] = []
     warnings: list[str] = []
     seen: dict[str, int] = {}
@@ -139,6 +144,11 @@ def map_columns(
             notes.append(
                 f"{path.name}: the column {h!r} is read as {contract.name}.{c} and, as the map says, as {also}"
             )
+    if contract.name == "events" and "product_id" in matched:
+        matched["product_id"] = _product_column(
+            contract, list(seen), matched["product_id"], taken | set(matched.values()), path,
+            samples, known_products, notes,
+        )  # fmt: skip
     mapping.update(matched)
     taken |= set(matched.values())
     implied: dict[str, str] = {}
@@ -244,6 +254,73 @@ def map_columns(
             f'paid on sale instead: --map products.price="{sale[0]}"'
         )
     return Columns(mapping, extra, implied, joined, filled, notes, warnings)
+
+
+# a generic line or row id that an order-lines export names beside the product's `sku` (Magento's
+# `item_id` is the order line's id: 767 "products" for 611 SKUs, walk49b)
+_GENERIC_PRODUCT_KEYS = ("itemid", "id", "item")
+
+
+def _product_column(
+    contract: TableContract,
+    header: list[str],
+    pick: str,
+    taken: set[str],
+    path: Path,
+    samples: Callable[[], dict[str, list[str]]] | None,
+    known_products: Callable[[list[str]], int] | None,
+    notes: list[str],
+) -> str:
+    """Of an events file's headers named as a product id (`pick`, the first by the contract's
+    names, and any other), the one whose sampled values are the catalog's product ids the most
+    (`known_products`); with no catalog to tell, or none matching, `sku` over a generic `item_id`
+    or `id` on an order-lines export (a file with an order id column). Said in a note when
+    several competed."""
+    spec = contract.column("product_id")
+    keys = {column_key(n) for n in (spec.name, *spec.aliases)}
+    candidates = [h for h in header if column_key(h) in keys and (h == pick or h not in taken)]
+    if len(candidates) < 2:
+        return pick
+    shares: dict[str, float] = {}
+    if known_products is not None and samples is not None:
+        sample = samples()
+        for h in candidates:
+            vals = sorted({v.strip() for v in sample.get(h, []) if v is not None and v.strip()})
+            if vals:
+                try:
+                    shares[h] = known_products(vals) / len(vals)
+                except Exception:  # noqa: BLE001 - no catalog to read: the names decide
+                    shares = {}
+                    break
+    best = max(candidates, key=lambda h: shares.get(h, 0.0))
+    if shares.get(best, 0.0) > shares.get(pick, 0.0):
+        chosen = best
+        why = (
+            f"its values match the catalog's product ids ({100 * shares[best]:.0f}% of those sampled, "
+            + ", ".join(f"{100 * shares.get(h, 0.0):.0f}% for {h!r}" for h in candidates if h != best)
+            + ")"
+        )
+    else:
+        order_file = any(column_key(h) in ORDER_KEYS for h in header)
+        sku = next((h for h in candidates if column_key(h) == "sku"), None)
+        if order_file and sku is not None and column_key(pick) in _GENERIC_PRODUCT_KEYS:
+            chosen = sku
+            why = f"an order-lines export's {pick!r} is likely the line's own id, {sku!r} the product's" + (
+                " (no catalog product id matched either)" if shares else " (no catalog to compare with)"
+            )
+        else:
+            chosen = pick
+            why = "the first of the contract's names" + (
+                f" (its values match the catalog as well or better: {100 * shares.get(pick, 0.0):.0f}%)"
+                if shares
+                else ""
+            )
+    notes.append(
+        f"{path.name}: {', '.join(repr(h) for h in candidates)} could each be the product id: "
+        f"{chosen!r} is read as events.product_id, {why}; to read another: "
+        f'--map events.product_id="{next(h for h in candidates if h != chosen)}"'
+    )
+    return chosen
 
 
 def event_type_told(headers: tuple[str, ...], header: list[str]) -> str | None:
