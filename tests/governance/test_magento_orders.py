@@ -66,3 +66,43 @@ def test_without_a_catalog_an_order_export_reads_sku(tmp_path: Path) -> None:
     assert products == {"SKU-A", "SKU-B", "SKU-C"}
     assert any("likely the line's own id" in n for n in report.notes)
 
+
+STATUSES = HEADER + (
+    "100000011,2024-03-01 10:00:00,complete,11,0,50011,,simple,SKU-A,1,10,10\n"
+    "100000012,2024-03-02 10:00:00,closed,11,0,50012,,simple,SKU-B,1,5,5\n"
+    "100000013,2024-03-03 10:00:00,holded,12,0,50013,,simple,SKU-C,1,20,20\n"
+    "100000014,2024-03-04 10:00:00,payment_review,12,0,50014,,simple,SKU-A,1,10,10\n"
+    "100000015,2024-03-05 10:00:00,fraud,13,0,50015,,simple,SKU-B,1,5,5\n"
+    "100000016,2024-03-06 10:00:00,processing,13,0,50016,,simple,SKU-C,1,20,20\n"
+)
+
+
+def _reasons(work: Path) -> dict[str, int]:
+    return dict(curated_rows(work, "SELECT reason, count(*) FROM quarantine.rows GROUP BY 1"))
+
+
+def test_magentos_closed_fraud_holded_and_payment_review_are_no_purchases(tmp_path: Path) -> None:
+    report = Ingestor(tmp_path / "w").run(_shop(tmp_path, orders=STATUSES))
+    ev = report.tables["events"]
+    assert (ev.rows_in, ev.rows_curated, ev.rows_set_aside) == (6, 2, 4)
+    assert _reasons(tmp_path / "w") == {
+        "refunded_order": 1,  # closed: refunded in full in Magento
+        "on_hold_order": 1,
+        "pending_payment": 1,
+        "suspected_fraud": 1,
+    }
+    assert any("its 'closed' is an order refunded in full" in n for n in report.notes)
+
+
+def test_closed_beside_no_magento_status_stays_a_purchase(tmp_path: Path) -> None:
+    """A shop whose `closed` is a finished order (no `holded`, `payment_review` nor `complete`)."""
+    orders = "\n".join(
+        line
+        for line in STATUSES.splitlines()
+        if not any(s in line for s in (",complete,", ",holded,", ",payment_review,"))
+    )
+    report = Ingestor(tmp_path / "w").run(_shop(tmp_path, orders=orders + "\n"))
+    ev = report.tables["events"]
+    assert (ev.rows_in, ev.rows_curated, ev.rows_set_aside) == (3, 2, 1)
+    assert _reasons(tmp_path / "w") == {"suspected_fraud": 1}
+    assert any("'closed' 1 line(s)" in n and "read as purchases" in n for n in report.notes)

@@ -5,7 +5,9 @@ An order-lines export (every row a purchase, its orders named by a session_id co
 
 - the lines of an order never paid or never placed: its payment failed (`failed_payment`), still
   awaited (`pending_payment`) or not confirmed (`on_hold_order`), a checkout draft (`draft_order`),
-  an order in the shop's trash (`trashed_order`). A status is read without WooCommerce's `wc-`
+  an order in the shop's trash (`trashed_order`); Magento 2's `holded` (on hold), `payment_review`
+  (pending payment) and `fraud` (`suspected_fraud`), and its `closed` (refunded in full) where the
+  status column holds Magento's own statuses (`MAGENTO_STATUSES`), a finished order elsewhere. A status is read without WooCommerce's `wc-`
   prefix, case, spaces, underscores and hyphens (`wc-on-hold` is `On Hold`); a status in neither
   list (`STATUS_REASONS`, `PURCHASE_STATUSES`) is not guessed: its lines stay purchases and the
   load's notes name it with its lines;
@@ -73,7 +75,19 @@ STATUS_REASONS: dict[str, Reason] = {
     "checkoutdraft": Reason.DRAFT_ORDER,
     "draft": Reason.DRAFT_ORDER,
     "trash": Reason.TRASHED_ORDER,
+    # Magento 2's order states: on hold (`holded`), a payment under review, suspected fraud
+    "holded": Reason.ON_HOLD_ORDER,
+    "paymentreview": Reason.PENDING_PAYMENT,
+    "fraud": Reason.SUSPECTED_FRAUD,
+    "suspectedfraud": Reason.SUSPECTED_FRAUD,
 }
+# `closed` is a refunded-in-full order in Magento 2 (a credit memo closed it) but a finished one
+# elsewhere (Shopify archives fulfilled orders as closed): read as refunded only where the status
+# column's values are Magento's, i.e. it also holds a status only Magento writes: `holded`,
+# `payment_review`, or `complete` (WooCommerce writes `completed`); else it stays a purchase (the
+# notes name it as a status not known)
+MAGENTO_CLOSED = "closed"
+MAGENTO_STATUSES = ("holded", "paymentreview", "complete")
 # statuses of a paid order, read as purchases (Shopify's financial and fulfillment statuses,
 # WooCommerce's `processing` and `completed`); a partially refunded order stays a purchase (its
 # export does not say which line was refunded). A status in neither list is not guessed: its
@@ -196,11 +210,26 @@ def set_aside(st: LoadState) -> None:
     )
     no_product = f"nullif(trim(l.{q('product_id')}), '') IS NULL"
     reasons = status_reasons(status)
+    wh.sql(f"CREATE OR REPLACE TEMP TABLE _aside_status AS {lines}")
+    if status and reasons is STATUS_REASONS:
+        marks = ", ".join(lit(s) for s in MAGENTO_STATUSES)
+        said_by = wh.sql(
+            f"SELECT list(DISTINCT _said ORDER BY _said) FROM _aside_status WHERE _status IN ({marks})"
+        ).fetchone()
+        closed = wh.sql(
+            f"SELECT count(*) FROM _aside_status WHERE _status = {lit(MAGENTO_CLOSED)}"
+        ).fetchone()
+        if said_by and said_by[0] and closed and closed[0]:
+            reasons = {**reasons, MAGENTO_CLOSED: Reason.REFUNDED_ORDER}
+            st.note(
+                f"{st.src.name}: {status!r} holds Magento's statuses ({', '.join(repr(v) for v in said_by[0])}): "
+                f"its 'closed' is an order refunded in full (a credit memo), set aside as refunded_order "
+                "(elsewhere 'closed' is a finished order, a purchase)"
+            )
     aside_list = ", ".join(lit(s) for s in reasons)
     by_status = " ".join(f"WHEN o._status = {lit(s)} THEN {lit(r.value)}" for s, r in reasons.items())
     status_name = lit(status or "status")
     the_order = "coalesce('order ' || o._order, 'a line without an order id')"
-    wh.sql(f"CREATE OR REPLACE TEMP TABLE _aside_status AS {lines}")
     wh.sql(
         f"""INSERT INTO {ASIDE}
             SELECT l._source_line,
@@ -241,7 +270,9 @@ def _unknown_statuses(st: LoadState, status: str) -> None:
     st.note(
         f"{st.src.name}: {status!r} value(s) shelfwise does not know: {said}; read as purchases (kept, "
         "not guessed: set aside are only cancelled, voided and refunded orders, and by an order status "
-        "(not a payment status) failed, pending, on-hold, draft and trash ones, a `wc-` prefix and case ignored)"
+        "(not a payment status) failed, pending, on-hold, draft and trash ones and Magento's holded, "
+        "payment_review and fraud, a `wc-` prefix and case ignored; 'closed' is refunded beside Magento's "
+        "own statuses only)"
     )
 
 

@@ -27,6 +27,7 @@ class Reason(StrEnum):
     ON_HOLD_ORDER = "on_hold_order"  # a line of an order on hold, its payment not confirmed (`on-hold`)
     DRAFT_ORDER = "draft_order"  # a line of a checkout never placed (`checkout-draft`, `draft`)
     TRASHED_ORDER = "trashed_order"  # a line of an order the shop deleted (`trash`)
+    SUSPECTED_FRAUD = "suspected_fraud"  # a line of an order held as suspected fraud (Magento `fraud`)
     NO_PRODUCT_LINE = "no_product_line"  # an order line without a product (a gift card, shipping)
     IMAGE_ROW = "image_row"  # a catalog export's row of a further picture alone (no product id, no title)
 
@@ -55,6 +56,7 @@ _DESCRIPTIONS = {
     Reason.ON_HOLD_ORDER: "a line of an order on hold, its payment not confirmed: not a purchase (kept aside)",
     Reason.DRAFT_ORDER: "a line of a checkout draft, never placed: not a purchase (kept aside)",
     Reason.TRASHED_ORDER: "a line of an order the shop deleted (trash): not a purchase (kept aside)",
+    Reason.SUSPECTED_FRAUD: "a line of an order held as suspected fraud: not a purchase (kept aside)",
     Reason.NO_PRODUCT_LINE: "an order line without a product (a gift card, wrapping, shipping; kept aside)",
     Reason.IMAGE_ROW: "a catalog row holding a further picture of the product above it alone (kept aside)",
 }
@@ -70,6 +72,7 @@ SET_ASIDE_REASONS = frozenset(
         Reason.ON_HOLD_ORDER,
         Reason.DRAFT_ORDER,
         Reason.TRASHED_ORDER,
+        Reason.SUSPECTED_FRAUD,
         Reason.NO_PRODUCT_LINE,
         Reason.IMAGE_ROW,
     }
