@@ -106,3 +106,26 @@ def test_closed_beside_no_magento_status_stays_a_purchase(tmp_path: Path) -> Non
     assert (ev.rows_in, ev.rows_curated, ev.rows_set_aside) == (3, 2, 1)
     assert _reasons(tmp_path / "w") == {"suspected_fraud": 1}
     assert any("'closed' 1 line(s)" in n and "read as purchases" in n for n in report.notes)
+
+
+UNITS = '[map.events]\nquantity = "qty_ordered"\nvalue = "row_total"\n'
+
+
+def test_a_configurable_items_child_line_is_set_aside_the_parent_counted_once(tmp_path: Path) -> None:
+    orders = HEADER + (
+        "100000021,2024-03-01 10:00:00,complete,11,0,50021,,configurable,SKU-A,4,10,40\n"
+        "100000021,2024-03-01 10:00:00,complete,11,0,50022,50021,simple,SKU-A,4,0,0\n"
+        "100000021,2024-03-01 10:00:00,complete,11,0,50023,,simple,SKU-B,1,5,5\n"
+        # a parent_item_id naming no line of its order: no child of anything here, a purchase
+        "100000022,2024-03-02 10:00:00,complete,12,0,50024,50021,simple,SKU-C,1,20,20\n"
+    )
+    work = tmp_path / "w"
+    report = Ingestor(work).run(_shop(tmp_path, orders=orders, toml=UNITS))
+    ev = report.tables["events"]
+    assert (ev.rows_in, ev.rows_curated, ev.rows_set_aside) == (4, 3, 1)
+    (units, value) = curated_rows(work, "SELECT sum(quantity), sum(value) FROM curated.events")[0]
+    assert (units, value) == (6, 65)  # not 10: the child line's 4 units counted once
+    assert _reasons(work) == {"child_line": 1}
+    lines = dict(curated_rows(work, "SELECT product_id, count(*) FROM curated.events GROUP BY 1"))
+    assert lines == {"SKU-A": 1, "SKU-B": 1, "SKU-C": 1}
+    assert "parent_item_id" not in ev.ignored_columns

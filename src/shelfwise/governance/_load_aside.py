@@ -81,6 +81,11 @@ STATUS_REASONS: dict[str, Reason] = {
     "fraud": Reason.SUSPECTED_FRAUD,
     "suspectedfraud": Reason.SUSPECTED_FRAUD,
 }
+# header names of an order line's own id and of the line it is the child of (Magento 2 writes a
+# configurable product bought as a parent line, `product_type` configurable, with the price, and a
+# child line, `parent_item_id` naming the parent's `item_id`, price 0: one item, on two lines)
+LINE_ID_KEYS = ("itemid", "orderitemid", "lineitemid", "lineid")
+PARENT_LINE_KEYS = ("parentitemid", "parentorderitemid", "parentlineitemid", "parentlineid")
 # `closed` is a refunded-in-full order in Magento 2 (a credit memo closed it) but a finished one
 # elsewhere (Shopify archives fulfilled orders as closed): read as refunded only where the status
 # column's values are Magento's, i.e. it also holds a status only Magento writes: `holded`,
@@ -245,10 +250,48 @@ def set_aside(st: LoadState) -> None:
             WHERE l._load = {int(st.load_id)} AND (o._cancelled IS NOT NULL
               OR o._status IN ({aside_list}) OR {no_product})"""
     )
+    _child_lines(st, rel, expr, order)
     if status:
         _unknown_statuses(st, status)
     wh.sql("DROP TABLE _aside_status")
     _finish(st)
+
+
+def _child_lines(st: LoadState, rel: str, expr: dict[str, str], order: str) -> None:
+    """Set aside a child line (`child_line`): one whose parent line column (`parent_item_id`)
+    names the line id (`item_id`) of another line of the same order. Its parent line carries the
+    product bought (Magento writes the chosen variant's SKU on both) and the price (0 on the
+    child's): read once, not twice. A line already set aside (a cancelled order's) keeps its reason."""
+    taken = set(st.mapping.values())
+    by_key = {_key(h): h for h in reversed(st.header)}
+    item = next((by_key[k] for k in LINE_ID_KEYS if k in by_key), None)
+    parent = next((by_key[k] for k in PARENT_LINE_KEYS if k in by_key and by_key[k] not in taken), None)
+    if item is None or parent is None:
+        return
+
+    def text(h: str) -> str:
+        return f"nullif(trim({expr[h]}), '')"
+
+    rows = (
+        f"SELECT _line, {text(order)} AS _order, {text(item)} AS _item, {text(parent)} AS _parent FROM {rel}"
+    )
+    st.wh.sql(
+        f"""INSERT INTO {ASIDE}
+            SELECT l._source_line, {lit(Reason.CHILD_LINE.value)},
+              'a child line of order ' || c._order || ' (' || {lit(parent)} || ' ' || c._parent
+              || ', the line on line ' || p._line || '): that line is the item bought, read once'
+            FROM {st.target} l JOIN ({rows}) c ON c._line = l._source_line
+            JOIN ({rows}) p ON p._order = c._order AND p._item = c._parent AND p._line <> c._line
+            WHERE l._load = {int(st.load_id)} AND c._parent IS NOT NULL
+              AND l._source_line NOT IN (SELECT _source_line FROM {ASIDE})
+            QUALIFY row_number() OVER (PARTITION BY l._source_line ORDER BY p._line) = 1"""
+    )
+    st.tr.ignored_columns = [c for c in st.tr.ignored_columns if c != parent]
+    st.note(
+        f"{st.src.name}: {parent!r} is read to set a child line aside (one naming the {item!r} of another "
+        "line of its order: Magento's configurable item, its parent line the purchase with the price), "
+        "not curated as a column"
+    )
 
 
 def _unknown_statuses(st: LoadState, status: str) -> None:

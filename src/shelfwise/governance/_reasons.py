@@ -28,6 +28,7 @@ class Reason(StrEnum):
     DRAFT_ORDER = "draft_order"  # a line of a checkout never placed (`checkout-draft`, `draft`)
     TRASHED_ORDER = "trashed_order"  # a line of an order the shop deleted (`trash`)
     SUSPECTED_FRAUD = "suspected_fraud"  # a line of an order held as suspected fraud (Magento `fraud`)
+    CHILD_LINE = "child_line"  # a configurable product's child line: its parent line is the item bought
     NO_PRODUCT_LINE = "no_product_line"  # an order line without a product (a gift card, shipping)
     IMAGE_ROW = "image_row"  # a catalog export's row of a further picture alone (no product id, no title)
 
@@ -57,6 +58,7 @@ _DESCRIPTIONS = {
     Reason.DRAFT_ORDER: "a line of a checkout draft, never placed: not a purchase (kept aside)",
     Reason.TRASHED_ORDER: "a line of an order the shop deleted (trash): not a purchase (kept aside)",
     Reason.SUSPECTED_FRAUD: "a line of an order held as suspected fraud: not a purchase (kept aside)",
+    Reason.CHILD_LINE: "the child line of an order line (Magento's configurable item): its parent line is the purchase (kept aside)",
     Reason.NO_PRODUCT_LINE: "an order line without a product (a gift card, wrapping, shipping; kept aside)",
     Reason.IMAGE_ROW: "a catalog row holding a further picture of the product above it alone (kept aside)",
 }
@@ -73,6 +75,7 @@ SET_ASIDE_REASONS = frozenset(
         Reason.DRAFT_ORDER,
         Reason.TRASHED_ORDER,
         Reason.SUSPECTED_FRAUD,
+        Reason.CHILD_LINE,
         Reason.NO_PRODUCT_LINE,
         Reason.IMAGE_ROW,
     }
