@@ -804,6 +804,10 @@ def classify_extra_column(name: str) -> Classification:
         return Classification.INTERNAL
     low = _words(name)
     parts = set(low.split("_"))
+    # a billing or shipping address in one column (Magento's `billing_full`, `shipping_full`,
+    # `billing_line_1`): the street, house number and town of a person
+    if parts & _ADDRESS_OWNERS and parts & _ADDRESS_PARTS:
+        return Classification.PERSONAL
     # and `Post Code` is a postcode, `TaxID` a tax_id: the words run together compared too
     compact = low.replace("_", "")
     for hint in PERSONAL_COLUMN_HINTS:
@@ -815,6 +819,29 @@ def classify_extra_column(name: str) -> Classification:
         if low == hint or hint in parts or (len(hint) > 4 and (hint in low or run in compact)):
             return Classification.PERSONAL
     return Classification.INTERNAL
+
+
+# the words of a header naming whose address (`billing_full`, `ship_line1`) and what part of it
+_ADDRESS_OWNERS = frozenset({"billing", "shipping", "bill", "ship", "delivery"})
+_ADDRESS_PARTS = frozenset({"full", "line", "line1", "line2", "line3", "l1", "l2", "addr", "address"})
+
+# a value that is a street address: a house number and a street (`1 Main St`, `221B Baker
+# Street`, `12 rue de la Paix`) or a street and a house number (`Hauptstr. 5`, `Kerkstraat 12`)
+STREET_ADDRESS = re.compile(
+    r"^\s*\d{1,5}[A-Za-z]?,?\s+(?:[^\W\d][\w.'-]*\s+){0,4}?"
+    r"(?:st|street|ave|avenue|rd|road|blvd|boulevard|ln|lane|dr|drive|way|ct|court|pl|place|sq|square"
+    r"|ter|terrace|hwy|highway|pkwy|parkway|cres|crescent|close|rue|avenida|calle|via|strasse|stra\u00dfe)\b"
+    r"|^\s*[^\W\d][\w.'-]*(?:str\.|stra(?:ss|\u00df)e|weg|gasse|allee|straat|laan|gracht|plein)\s+\d{1,5}[a-z]?\b",
+    re.IGNORECASE,
+)
+
+
+def holds_street_addresses(values: list[str]) -> bool:
+    """Whether a column's sample values are street addresses (`STREET_ADDRESS`): half or more of
+    its values that are not empty, and at least one."""
+    seen = [v for v in values if v and v.strip()]
+    hits = sum(1 for v in seen if STREET_ADDRESS.search(v))
+    return bool(seen) and hits * 2 >= len(seen)
 
 
 # hints that name a personal column only as the whole name: as a word of a longer one they mean

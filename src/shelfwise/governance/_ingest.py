@@ -47,6 +47,7 @@ from ._contracts import (
     Classification,
     TableContract,
     classify_extra_column,
+    holds_street_addresses,
     looks_like_consent,
 )
 from ._erasures import Erasures
@@ -769,6 +770,7 @@ class Ingestor:
                     tr.personal_columns_dropped.append(e)
                 else:
                     extra_kept.append(e)
+            _drop_street_addresses(extra_kept, lambda: samples_of(wh, staged, header), src.name, tr, report)
         else:
             tr.ignored_columns = cols.extra
         self._headers[contract.name] = header
@@ -877,6 +879,27 @@ class _Prepared:
 
 
 USER_CONSENTS = ("consent_marketing", "consent_personalization")
+
+
+def _drop_street_addresses(
+    kept: list[str],
+    samples: Callable[[], dict[str, list[str]]],
+    file: str,
+    tr: TableReport,
+    report: IngestReport,
+) -> None:
+    """A kept profile column whose name says nothing but whose values are street addresses
+    (`1 Main St Providence`, `Hauptstr. 5`: `holds_street_addresses`) is personal: moved from
+    `kept` to the dropped personal columns, and said in a note (the column, never a value)."""
+    if not kept:
+        return
+    values = samples()
+    for e in [e for e in kept if holds_street_addresses(values.get(e, []))]:
+        kept.remove(e)
+        tr.personal_columns_dropped.append(e)
+        report.notes.append(
+            f"{file}: {e!r} holds street addresses: left out of the curated layer as personal data"
+        )
 
 
 def _say_consent_columns(file: str, mapping: dict[str, str], kept: list[str], report: IngestReport) -> None:
