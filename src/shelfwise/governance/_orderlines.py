@@ -284,6 +284,7 @@ def derive(
             price_out = ", CAST(round(median(_unit), 2) AS VARCHAR) AS price" if how else ""
             lines = f"SELECT _line, {latest_key} AS _k, {when} AS _when, {', '.join(select)} FROM {rel}"
             keep, _ = newer("products", _id_key("d.product_id"))
+            keep, catalog_kept = _only_new(wh, "products", _id_key("d.product_id"), keep, after_curated)
             out.tables["products"] = _write(
                 sql,
                 staged,
@@ -295,7 +296,9 @@ def derive(
                 names + (["price"] if how else []),
                 as_of=("products", _id_key("product_id"), []),
             )
-            if keep:
+            if catalog_kept:
+                _say_added(sql, out, "products", f"SELECT count(DISTINCT product_id) FROM ({lines})")
+            elif keep:
                 _say_kept(sql, out, "products", f"SELECT count(DISTINCT product_id) FROM ({lines})")
             row = sql(
                 f"""SELECT count(*) FROM (SELECT product_id FROM ({lines}) WHERE product_id IS NOT NULL
@@ -337,12 +340,17 @@ def derive(
                 f"AND NOT (lower({text(uid)}) IN ({guests}) AND {text(sid)} IS NOT NULL)" if sid else ""
             )
             key: tuple[str, str, list[Any]] | None = None
+            users_kept = False
             if pseudonym_sql is not None:  # (the as-of dates are kept by pseudonym, never raw ids)
                 pseudo, pseudo_params = pseudonym_sql(_id_key("user_id"))
                 key = ("users", pseudo, pseudo_params)
                 if later_known:
                     pseudo_d, params = pseudonym_sql(_id_key("d.user_id"))
                     keep, params = newer("users", pseudo_d, params)
+                if after_curated:
+                    pseudo_d, own = pseudonym_sql(_id_key("d.user_id"))
+                    keep, users_kept = _only_new(wh, "users", pseudo_d, keep, after_curated)
+                    params = [*params, *own] if users_kept else params
             out.tables["users"] = _write(
                 sql,
                 staged,
@@ -355,7 +363,11 @@ def derive(
                 params,
                 as_of=key,
             )
-            if keep:
+            if users_kept:
+                _say_added(
+                    sql, out, "users", f"SELECT count(DISTINCT {text(uid)}) FROM {rel} WHERE true {no_guest}"
+                )
+            elif keep:
                 _say_kept(sql, out, "users", f"SELECT count(DISTINCT {text(uid)}) FROM {rel}")
             out.descriptions["users"] = (
                 f"one row per customer of the order lines in {staged.source.name}, with the attributes of "
@@ -384,11 +396,57 @@ def _id_key(raw: str) -> str:
     return _id_value(_clean(f"nullif(trim({raw}), '')", Kind.ID), DUCKDB)
 
 
+# where each curated products / users table came from: `file` (a catalog, a users export of its
+# own) or `derived` (order lines); an order-lines delivery never overwrites a file's rows
+ORIGIN = "meta.derived_origin"
+
+
+def from_own_file(wh: Warehouse, table: str) -> bool:
+    """Whether curated `table` came from a file of its own (a catalog), not from order lines
+    (`ORIGIN`; a warehouse from before it: a table with no order line's dates in `AS_OF`)."""
+    if table not in wh.curated_tables():
+        return False
+    if wh.exists("meta", "derived_origin"):
+        row = wh.sql(f"SELECT origin FROM {ORIGIN} WHERE table_name = ?", [table]).fetchone()
+        if row is not None:
+            return bool(row[0] == "file")
+    if wh.exists("meta", "derived_as_of"):
+        row = wh.sql(f"SELECT count(*) FROM {AS_OF} WHERE table_name = ?", [table]).fetchone()
+        return not (row and row[0])
+    return True
+
+
+def _only_new(wh: Warehouse, table: str, key: str, keep: str, after_curated: bool) -> tuple[str, bool]:
+    """`keep` (a filter over the derived rows `d`) narrowed to the keys curated `table` lacks
+    when that table came from a file of its own (`from_own_file`): the order lines add what the
+    catalog lacks and overwrite none of its fields (walk49b: a delivery of orders rewrote 68
+    catalog prices with the lines' discounted median). The filter, and whether it narrowed."""
+    if not after_curated or not from_own_file(wh, table):
+        return keep, False
+    column = "product_id" if table == "products" else "user_id"
+    cond = f"NOT EXISTS (SELECT 1 FROM curated.{table} c WHERE c.{column} = {key})"
+    return (f"{keep} AND {cond}" if keep else f"WHERE {cond}"), True
+
+
+def _say_added(sql: Callable[..., Any], out: OrderLines, table: str, count_all: str) -> None:
+    """A note of the derived rows an order-lines delivery adds to a table read from a file of
+    its own, and of those it leaves as the file said them."""
+    row = sql(count_all).fetchone()
+    added = out.tables[table].records
+    left = max((int(row[0]) if row else 0) - added, 0)
+    whose, file = ("product(s)", "catalog") if table == "products" else ("customer(s)", "users file")
+    out.notes.append(
+        f"{added:,} {whose} of these order lines not in curated.{table} added from them; {left:,} "
+        f"keep their curated row as the {file} said it (order lines never overwrite a {file}'s fields)"
+    )
+
+
 def record_as_of(wh: Warehouse, table: str, *, derived: bool, replace: bool) -> None:
     """After a load of `table` (products, users): a derived one's as-of dates into `AS_OF` (a
     full load's replace the table's; a delivery's replace its keys'); a load from a file of the
     table's own (a catalog, a users export) drops the table's dates: its rows are no order
     line's."""
+    _record_origin(wh, table, derived=derived, replace=replace)
     temp = f"_as_of_{table}"
     row = wh.sql("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?", [temp]).fetchone()
     have = bool(row and row[0])
@@ -408,6 +466,19 @@ def record_as_of(wh: Warehouse, table: str, *, derived: bool, replace: bool) -> 
         [table],
     )
     wh.sql(f"DROP TABLE {temp}")
+
+
+def _record_origin(wh: Warehouse, table: str, *, derived: bool, replace: bool) -> None:
+    """`ORIGIN` after a load of `table`: a file's load makes it `file`; a derived full load
+    `derived`; a derived delivery leaves it as it was (rows added to a catalog keep it a
+    catalog), `derived` when none was said."""
+    wh.sql(f"CREATE TABLE IF NOT EXISTS {ORIGIN} (table_name VARCHAR, origin VARCHAR)")
+    if derived and not replace:
+        row = wh.sql(f"SELECT count(*) FROM {ORIGIN} WHERE table_name = ?", [table]).fetchone()
+        if row and row[0]:
+            return
+    wh.sql(f"DELETE FROM {ORIGIN} WHERE table_name = ?", [table])
+    wh.sql(f"INSERT INTO {ORIGIN} VALUES (?, ?)", [table, "derived" if derived else "file"])
 
 
 def _say_kept(sql: Callable[..., Any], out: OrderLines, table: str, count_all: str) -> None:
