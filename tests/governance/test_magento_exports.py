@@ -80,3 +80,27 @@ def test_an_orders_only_delivery_never_rewrites_the_catalogs_prices(tmp_path):
     assert curated_rows(work2, "SELECT title, price FROM curated.products WHERE product_id = 'P1'") == [
         ("Chair sale", 117.88)
     ]
+
+
+def test_magentos_newsletter_status_is_read_as_marketing_consent(tmp_path):
+    """`newsletter_subscription_status` was kept as a profile column: every customer had the
+    shop's default consent, and an audience export held the Unsubscribed and Not Subscribed.
+    Only `Subscribed` is a yes; `Unsubscribed` is no refusal read as a yes."""
+    from shelfwise.governance._compile import parse_bool
+
+    d = tmp_path / "d"
+    d.mkdir()
+    statuses = ["Subscribed", "Not Subscribed", "Unsubscribed", "Not Activated", "Unconfirmed"]
+    (d / "users.csv").write_text(
+        "user_id,newsletter_subscription_status\n"
+        + "".join(f"{1000 + i},{s}\n" for i, s in enumerate(statuses))
+    )
+    (d / "events.csv").write_text(EVENTS)
+    work = tmp_path / "w"
+    report = Ingestor(work).run(d)
+    assert report.tables["users"].column_mapping["newsletter_subscription_status"] == "consent_marketing"
+    assert sorted(curated_rows(work, "SELECT consent_marketing FROM curated.users")) == [(False,)] * 4 + [
+        (True,)
+    ]
+    assert not any("looks like a consent" in w for w in report.warnings)
+    assert [parse_bool(s) for s in statuses] == [True, False, False, False, False]

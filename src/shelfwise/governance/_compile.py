@@ -436,6 +436,9 @@ FALSE_WORDS = (
     "not subscribed",
     "notsubscribed",
     "never subscribed",
+    # Magento's newsletter statuses short of a confirmed subscription (a double opt-in not done)
+    "not activated",
+    "unconfirmed",
     "no consent",
     "not consented",
     "declined",

@@ -522,6 +522,9 @@ USERS = TableContract(
                 "newsletter_subscribed",
                 "newsletter_subscription",
                 "subscribed_to_newsletter",
+                # (Magento 2's customers export: Subscribed, Not Subscribed, Unsubscribed, Not Activated)
+                "newsletter_subscription_status",
+                "newsletter_status",
             ),
             lenient=True,
             description="the user consents to marketing (audience exports; blank: unknown, the shop's "
@@ -787,6 +790,7 @@ def _words(name: str) -> str:
 # Consent`, `Unsubscribed`): a yes or no, no personal data, whatever channel its name names
 _CONSENT_NAME = re.compile(
     r"consent|(?:^|_)opt(?:ed)?_?(?:in|out)(?:_|$)|accepts_(?:\w+_)?marketing|(?:^|_)(?:un)?subscribed(?:_|$)"
+    r"|(?:^|_)newsletter(?:_subscri\w*|_status|_sign_?up)?$"
 )
 
 
