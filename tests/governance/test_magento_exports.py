@@ -104,3 +104,31 @@ def test_magentos_newsletter_status_is_read_as_marketing_consent(tmp_path):
     ]
     assert not any("looks like a consent" in w for w in report.warnings)
     assert [parse_bool(s) for s in statuses] == [True, False, False, False, False]
+
+
+def test_a_store_view_row_never_replaces_the_default_product(tmp_path):
+    """Magento's catalog_product export repeats a product on a row per store view (`de`, a German
+    name, the other fields empty): the last row of an id won, so the German row was the product
+    (no category, description or price). It is kept aside as `store_view_row`, counted."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "products.csv").write_text(
+        "sku,store_view_code,categories,name,price\n"
+        "P1,,Office Supplies,Easy-staple paper,12.28\n"
+        "P1,de,,DE: Easy-staple paper (Bürobedarf),\n"
+        "P2,,Furniture,Chair,130.98\n"
+    )
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\n1000,P1,view,2024-01-01T10:00:00Z\n"
+    )
+    work = tmp_path / "w"
+    (d / "shelfwise.toml").write_text('[map.products]\nproduct_id = "sku"\ntitle = "name"\n')
+    report = Ingestor(work).run(d)
+    assert curated_rows(work, "SELECT product_id, title, price FROM curated.products ORDER BY 1") == [
+        ("P1", "Easy-staple paper", 12.28),
+        ("P2", "Chair", 130.98),
+    ]
+    products = report.tables["products"]
+    assert products.reasons == {"store_view_row": 1}
+    assert "store_view_code" not in products.ignored_columns
+    assert any("1 store-view row(s) are translations kept aside" in n for n in report.notes)

@@ -168,6 +168,7 @@ def set_aside(st: LoadState) -> None:
     wh = st.wh
     wh.sql(f"CREATE OR REPLACE TEMP TABLE {ASIDE} (_source_line BIGINT, reason VARCHAR, detail VARCHAR)")
     if st.name == "products" and not st.reprocess:
+        _store_views(st)
         _variants(st)
         _finish(st)
         return
@@ -316,6 +317,41 @@ def _unknown_statuses(st: LoadState, status: str) -> None:
         "(not a payment status) failed, pending, on-hold, draft and trash ones and Magento's holded, "
         "payment_review and fraud, a `wc-` prefix and case ignored; 'closed' is refunded beside Magento's "
         "own statuses only)"
+    )
+
+
+# header names of a catalog row's store view (Magento 2's `store_view_code`, Magento 1's `_store`):
+# empty on the product's default row, a store's code on a row of that store's translations
+STORE_VIEW_KEYS = ("storeviewcode", "storeview", "store")
+
+
+def _store_views(st: LoadState) -> None:
+    """A catalog that repeats a product on a row per store view (Magento: `store_view_code` `de`,
+    a German `name`, the other fields empty) beside its default row (the column empty): each
+    store view's row is a translation, kept aside as `store_view_row` (the last row of an id
+    won: German titles served, categories and prices lost); the default row is the product.
+    Only when the file has default rows (a column empty somewhere), and said in a note."""
+    view = next(
+        (h for k in STORE_VIEW_KEYS for h in st.header if _key(h) == k and h not in st.mapping.values()), None
+    )
+    if view is None:
+        return
+    rel, expr = _relation(st)
+    code = f"nullif(trim({expr[view]}), '')"
+    row = st.wh.sql(f"SELECT count(*) FILTER (WHERE {code} IS NULL), count({code}) FROM {rel}").fetchone()
+    if not row or not row[0] or not row[1]:
+        return
+    st.wh.sql(
+        f"""INSERT INTO {ASIDE} SELECT l._source_line, {lit(Reason.STORE_VIEW_ROW.value)},
+              'a row of store view ' || h._view || ' ({view}): a translation of the product''s default row, '
+              || 'not a product of its own'
+            FROM {st.target} l JOIN (SELECT _line, {code} AS _view FROM {rel}) h ON h._line = l._source_line
+            WHERE l._load = {int(st.load_id)} AND h._view IS NOT NULL"""
+    )
+    st.tr.ignored_columns = [c for c in st.tr.ignored_columns if c != view]
+    st.note(
+        f"{st.src.name}: {view!r} is read for the store view: its {int(row[1]):,} store-view row(s) are "
+        "translations kept aside (store_view_row); each product is its default row (the column empty)"
     )
 
 

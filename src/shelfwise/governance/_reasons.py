@@ -31,6 +31,9 @@ class Reason(StrEnum):
     CHILD_LINE = "child_line"  # a configurable product's child line: its parent line is the item bought
     NO_PRODUCT_LINE = "no_product_line"  # an order line without a product (a gift card, shipping)
     IMAGE_ROW = "image_row"  # a catalog export's row of a further picture alone (no product id, no title)
+    STORE_VIEW_ROW = (
+        "store_view_row"  # a catalog row of a store view (Magento's `store_view_code`): a translation
+    )
 
     @property
     def description(self) -> str:
@@ -61,6 +64,7 @@ _DESCRIPTIONS = {
     Reason.CHILD_LINE: "the child line of an order line (Magento's configurable item): its parent line is the purchase (kept aside)",
     Reason.NO_PRODUCT_LINE: "an order line without a product (a gift card, wrapping, shipping; kept aside)",
     Reason.IMAGE_ROW: "a catalog row holding a further picture of the product above it alone (kept aside)",
+    Reason.STORE_VIEW_ROW: "a catalog row of a store view (a translation of the product's default row; kept aside)",
 }
 
 # the reasons of rows kept aside as the shop's data says them, not faults of the file: counted
@@ -78,5 +82,6 @@ SET_ASIDE_REASONS = frozenset(
         Reason.CHILD_LINE,
         Reason.NO_PRODUCT_LINE,
         Reason.IMAGE_ROW,
+        Reason.STORE_VIEW_ROW,
     }
 )
