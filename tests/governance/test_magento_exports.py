@@ -132,3 +132,45 @@ def test_a_store_view_row_never_replaces_the_default_product(tmp_path):
     assert products.reasons == {"store_view_row": 1}
     assert "store_view_code" not in products.ignored_columns
     assert any("1 store-view row(s) are translations kept aside" in n for n in report.notes)
+
+
+def test_magentos_visibility_status_and_stock_are_read(tmp_path):
+    """`product_online` (1 enabled, 2 disabled), `visibility` (`Not Visible Individually`: a
+    configurable's child), `is_in_stock` and `qty` were ignored: disabled, hidden and sold-out
+    products were served. `product_online` is read as published, and a row either column says
+    is not shown is not published; `is_in_stock` is in_stock, `qty` stock."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "products.csv").write_text(
+        "sku,name,visibility,qty,is_in_stock,product_online\n"
+        'P1,Chair,"Catalog, Search",115.0000,1,1\n'
+        "P2,Red chair,Not Visible Individually,3.0000,1,1\n"
+        'P3,Paper,"Catalog, Search",0.0000,0,2\n'
+        "P4,Pen,Search,5.0000,1,1\n"
+    )
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\n1000,P1,view,2024-01-01T10:00:00Z\n"
+    )
+    (d / "shelfwise.toml").write_text('[map.products]\nproduct_id = "sku"\ntitle = "name"\n')
+    work = tmp_path / "w"
+    report = Ingestor(work).run(d)
+    assert curated_rows(
+        work, "SELECT product_id, published, in_stock, stock FROM curated.products ORDER BY 1"
+    ) == [
+        ("P1", True, True, 115.0),
+        ("P2", False, True, 3.0),
+        ("P3", False, False, 0.0),
+        ("P4", True, True, 5.0),
+    ]
+    assert not report.tables["products"].ignored_columns
+    assert any("1 row(s) 'Not Visible Individually'" in n for n in report.notes)
+
+    # visibility alone is read as published
+    (d / "products.csv").write_text(
+        "sku,name,visibility\nP1,Chair,Catalog\nP2,Red chair,Not Visible Individually\n"
+    )
+    Ingestor(work).run(d)
+    assert curated_rows(work, "SELECT product_id, published FROM curated.products ORDER BY 1") == [
+        ("P1", True),
+        ("P2", False),
+    ]

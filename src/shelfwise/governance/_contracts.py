@@ -196,11 +196,18 @@ ORDER_ID_ALIASES = (
 # is no yes or no: the row is quarantined as invalid_type, as an unreadable in_stock is
 PUBLISHED_WORDS = (
     *((w, "true") for w in ("publish", "published", "active", "visible", "public", "live", "online")),
+    # Magento's `visibility`: shown in the catalog, in search or both
+    *((w, "true") for w in ("catalog, search", "catalog", "search")),
     *(
         (w, "false")
         for w in (
             "-1",
             "-1.0",
+            # Magento's `product_online` 2 (disabled; 1 enabled), and its `visibility` of a
+            # configurable's child, never shown alone
+            "2",
+            "2.0",
+            "not visible individually",
             "draft",
             "private",
             "archived",
@@ -251,12 +258,21 @@ PRODUCTS = TableContract(
             # not read: a note says so, `_load_columns.SALE_PRICE_KEYS`)
             aliases=("regular_price", "variant_price"),
         ),
-        ColumnSpec("in_stock", Kind.BOOL, aliases=("available", "instock")),
+        ColumnSpec("in_stock", Kind.BOOL, aliases=("available", "instock", "is_in_stock")),
         ColumnSpec("attributes", Kind.JSON),
         ColumnSpec(
             "published",
             Kind.BOOL,
-            aliases=("status", "post_status", "product_status", "publish_status"),
+            # (Magento: `product_online`, and `visibility` when it is the only one; beside
+            # `product_online` it is read too: `Not Visible Individually` is not published)
+            aliases=(
+                "status",
+                "post_status",
+                "product_status",
+                "publish_status",
+                "product_online",
+                "visibility",
+            ),
             synonyms=PUBLISHED_WORDS,
             description="whether the shop shows the product (false: a draft, private, archived or hidden one)",
         ),
@@ -266,7 +282,15 @@ PRODUCTS = TableContract(
             min_value=0.0,
             max_value=1_000_000_000.0,
             integer=True,
-            aliases=("stock_qty", "stock_level", "on_hand", "qty_on_hand", "quantity_on_hand", "inventory"),
+            aliases=(
+                "stock_qty",
+                "stock_level",
+                "on_hand",
+                "qty_on_hand",
+                "quantity_on_hand",
+                "inventory",
+                "qty",
+            ),
             description="units on hand",
         ),
         ColumnSpec(

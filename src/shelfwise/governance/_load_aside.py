@@ -41,7 +41,15 @@ from ._load_state import LoadState, count_withheld, parquet_files, still_the_qua
 from ._orderlines import source_relation
 from ._reasons import Reason
 
-__all__ = ["ASIDE", "INHERITED", "VARIANTS", "order_status_columns", "set_aside", "status_key_sql"]
+__all__ = [
+    "ASIDE",
+    "INHERITED",
+    "NOT_VISIBLE",
+    "VARIANTS",
+    "order_status_columns",
+    "set_aside",
+    "status_key_sql",
+]
 
 # the temp table of a load's set-aside lines (`_source_line`, reason, detail), read by `_define_load`
 ASIDE = "_aside_lines"
@@ -169,6 +177,7 @@ def set_aside(st: LoadState) -> None:
     wh.sql(f"CREATE OR REPLACE TEMP TABLE {ASIDE} (_source_line BIGINT, reason VARCHAR, detail VARCHAR)")
     if st.name == "products" and not st.reprocess:
         _store_views(st)
+        _not_visible(st)
         _variants(st)
         _finish(st)
         return
@@ -352,6 +361,33 @@ def _store_views(st: LoadState) -> None:
     st.note(
         f"{st.src.name}: {view!r} is read for the store view: its {int(row[1]):,} store-view row(s) are "
         "translations kept aside (store_view_row); each product is its default row (the column empty)"
+    )
+
+
+# the lines of a catalog whose `visibility` says the product is never shown alone (Magento's
+# `Not Visible Individually`: a configurable's child), read as not published by the load view
+# when `published` is read from another column (`product_online`): either saying no is a no
+NOT_VISIBLE = "_not_visible_lines"
+
+
+def _not_visible(st: LoadState) -> None:
+    """`NOT_VISIBLE` from a `visibility` column beside the column `published` is read from."""
+    st.wh.sql(f"DROP TABLE IF EXISTS {NOT_VISIBLE}")
+    read = st.mapping.get("published")
+    view = next((h for h in st.header if _key(h) == "visibility" and h != read), None)
+    if read is None or view is None or view in st.mapping.values():
+        return
+    rel, expr = _relation(st)
+    st.wh.sql(
+        f"""CREATE TEMP TABLE {NOT_VISIBLE} AS SELECT _line AS _source_line FROM {rel}
+            WHERE lower(trim({expr[view]})) = 'not visible individually'"""
+    )
+    st.tr.ignored_columns = [c for c in st.tr.ignored_columns if c != view]
+    row = st.wh.sql(f"SELECT count(*) FROM {NOT_VISIBLE}").fetchone()
+    st.note(
+        f"{st.src.name}: {view!r} is read beside {read!r} for published: {int(row[0]) if row else 0:,} "
+        "row(s) 'Not Visible Individually' (a configurable's child) are not published, whatever "
+        f"{read!r} says"
     )
 
 

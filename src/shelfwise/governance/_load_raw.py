@@ -109,7 +109,7 @@ def _define_load(st: LoadState, table: str) -> None:
     """The load view over `table`'s rows of this load: less the lines kept aside (`_load_aside`),
     a variant row's empty product fields read from its parent's row (`_load_aside.VARIANTS`), a
     filled column from its key's curated row."""
-    from ._load_aside import ASIDE, INHERITED, VARIANTS
+    from ._load_aside import ASIDE, INHERITED, NOT_VISIBLE, VARIANTS
 
     where = f"l._load = {st.load_id}"
     if _temp_exists(st, ASIDE):
@@ -123,7 +123,19 @@ def _define_load(st: LoadState, table: str) -> None:
             f" LEFT JOIN {table} p ON p._load = {st.load_id} AND p._source_line = v.parent_line"
         )
 
+    hidden = (
+        st.name == "products"
+        and not st.reprocess
+        and "published" in st.raw_cols
+        and _temp_exists(st, NOT_VISIBLE)
+    )
+
     def col(c: str) -> str:
+        if hidden and c == "published":  # (`_load_aside._not_visible`: either column's no is a no)
+            return (
+                f"CASE WHEN l._source_line IN (SELECT _source_line FROM {NOT_VISIBLE}) THEN 'false' "
+                f"ELSE l.{q(c)} END AS {q(c)}"
+            )
         if c in inherit:
             return f"coalesce(nullif(trim(l.{q(c)}), ''), p.{q(c)}) AS {q(c)}"
         return f"l.{q(c)}"
