@@ -174,3 +174,30 @@ def test_magentos_visibility_status_and_stock_are_read(tmp_path):
         ("P1", True),
         ("P2", False),
     ]
+
+
+def test_magentos_category_paths_are_read_under_its_root(tmp_path):
+    """`Default Category/Furniture/Chairs` was one category of that name, and several paths
+    joined by `,` one more: the root is no category, `/` separates the levels, the first path is
+    kept and the rows with several counted. A name holding a `/` outside that root stays whole."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "products.csv").write_text(
+        "product_id,title,category\n"
+        "P1,Chair,Default Category/Furniture/Chairs\n"
+        'P2,Box,"Default Category/Office Supplies/Storage,Default Category/Sale"\n'
+        "P3,Tee,T-Shirts/Tops\n"
+        "P4,Desk,Furniture > Tables\n"
+    )
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\n1000,P1,view,2024-01-01T10:00:00Z\n"
+    )
+    work = tmp_path / "w"
+    report = Ingestor(work).run(d)
+    assert curated_rows(work, "SELECT product_id, category FROM curated.products ORDER BY 1") == [
+        ("P1", "Furniture > Chairs"),
+        ("P2", "Office Supplies > Storage"),
+        ("P3", "T-Shirts/Tops"),
+        ("P4", "Furniture > Tables"),
+    ]
+    assert any("1 row(s) give several category paths" in w for w in report.warnings)

@@ -548,6 +548,12 @@ _CATEGORY_SEP = r"\s*[>|]\s*"
 # a category cell holding several paths separated by ", " (a comma escaped `\,` is a name's):
 # group 1 the first path, read where the cell holds a `>`
 SEVERAL_PATHS = r"^((?:[^,\\]|\\.)*),\s.*$"
+# Magento's category paths: `/`-separated under its root category (`Default Category/Furniture/
+# Chairs`; the root, `Default Category` or `Root Catalog`, is no category), several joined by `,`:
+# read as `Furniture > Chairs`, the first path kept (`MAGENTO_SEVERAL` group 1). A name holding a
+# `/` (`T-Shirts/Tops`) is split only under that root
+MAGENTO_ROOT = r"(?i)^(?:default category|root catalog)/"
+MAGENTO_SEVERAL = r"(?i)^(.*?)\s*,\s*(?:default category|root catalog)/.*$"
 
 MISSING_KINDS = (Kind.ID, Kind.STRING, Kind.CATEGORY)  # read as NULL before anything else
 
@@ -799,7 +805,15 @@ def compile_contract(
                 # (counted in the load's warnings: `note_several_paths`); a name with a comma and
                 # no `>` is one name
                 first = d.replace_all(value, SEVERAL_PATHS, d.group(1))
-                value = f"CASE WHEN {d.matches(value, '>')} THEN {first} ELSE {value} END"
+                magento = d.replace_all(
+                    d.replace_all(d.replace_all(value, MAGENTO_SEVERAL, d.group(1)), MAGENTO_ROOT, ""),
+                    "/",
+                    " > ",
+                )
+                value = (
+                    f"CASE WHEN {d.matches(value, MAGENTO_ROOT)} THEN {magento} "
+                    f"WHEN {d.matches(value, '>')} THEN {first} ELSE {value} END"
+                )
                 value = d.replace_all(value, r"\\,", ",")
                 value = f"nullif({d.trim_chars(d.replace_all(value, _CATEGORY_SEP, ' > '), ' >')}, '')"
         elif c.kind is Kind.FLOAT:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._compile import DUCKDB, SEVERAL_PATHS, lit, q
+from ._compile import DUCKDB, MAGENTO_ROOT, MAGENTO_SEVERAL, SEVERAL_PATHS, lit, q
 from ._contracts import Kind
 
 __all__ = ["note_several_paths"]
@@ -19,7 +19,11 @@ def note_several_paths(st: Any) -> None:
         if c.kind is not Kind.CATEGORY or c.name not in st.mapping:
             continue
         s = f"trim({q(c.name)})"
-        several = f"contains({s}, '>') AND {DUCKDB.matches(s, SEVERAL_PATHS)}"
+        magento = DUCKDB.matches(s, MAGENTO_ROOT)
+        several = (
+            f"((NOT {magento} AND contains({s}, '>') AND {DUCKDB.matches(s, SEVERAL_PATHS)})"
+            f" OR ({magento} AND {DUCKDB.matches(s, MAGENTO_SEVERAL)}))"
+        )
         row = st.wh.sql(
             f"SELECT count(*), min({s}) FILTER (WHERE {several}) FROM {st.load} WHERE {several}"
         ).fetchone()
@@ -29,6 +33,6 @@ def note_several_paths(st: Any) -> None:
             named = c.name if header == c.name else f"{c.name} (the file's {header!r})"
             st.warn(
                 f"{st.src.name}: {st.name}.{named}: {n:,} row(s) give several category paths separated "
-                f"by ', ' (e.g. {example!r}): only the first path of each was kept (a comma inside a "
+                f"by ',' (e.g. {example!r}): only the first path of each was kept (a comma inside a "
                 f"name is written {lit(chr(92) + ',')})"
             )
