@@ -590,3 +590,33 @@ def test_a_lines_unit_price_times_its_quantity_on_both_engines(spark):
     got = [r[at] for r in sorted(duck, key=lambda r: r[-1])]
     assert got == [r[at] for r in sorted(sprk, key=lambda r: r[-1])]
     assert got == [50.0, 5.0, 12.0, 8.0, None]
+
+
+def test_magento_catalog_reads_alike_on_spark(spark, tmp_path):
+    """walk49b: Magento's category paths under its root, store-view rows and product_online /
+    visibility read the same on both engines."""
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "products.csv").write_text(
+        "sku,store_view_code,categories,name,visibility,product_online,is_in_stock,qty\n"
+        'P1,,"Default Category/Furniture/Chairs,Default Category/Sale",Chair,"Catalog, Search",1,1,3\n'
+        "P1,de,,DE: Stuhl,,,,\n"
+        "P2,,T-Shirts/Tops,Tee,Not Visible Individually,1,1,2\n"
+        'P3,,Default Category/Office Supplies/Paper,Paper,"Catalog, Search",2,0,0\n'
+    )
+    (data / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\nU1,P1,view,2024-01-01T10:00:00Z\n"
+    )
+    (data / "shelfwise.toml").write_text('[map.products]\nproduct_id = "sku"\ntitle = "name"\n')
+    duck, sprk, reports = _ingest_both(spark, data, tmp_path)
+    sql = "SELECT product_id, title, category, published, in_stock, stock FROM curated.products ORDER BY 1"
+    assert (
+        curated_rows(duck, sql)
+        == curated_rows(sprk, sql)
+        == [
+            ("P1", "Chair", "Furniture > Chairs", True, True, 3.0),
+            ("P2", "Tee", "T-Shirts/Tops", False, True, 2.0),
+            ("P3", "Paper", "Office Supplies > Paper", False, False, 0.0),
+        ]
+    )
+    assert _counts(reports["duckdb"]) == _counts(reports["spark"])
