@@ -201,3 +201,26 @@ def test_magentos_category_paths_are_read_under_its_root(tmp_path):
         ("P4", "Furniture > Tables"),
     ]
     assert any("1 row(s) give several category paths" in w for w in report.warnings)
+
+
+def test_a_catalog_loaded_alone_is_not_rewritten_by_the_first_orders(tmp_path):
+    """The order a new shop follows: its catalog (and customers) alone, then its first orders
+    appended. No events were curated yet, and the orders rewrote the catalog's titles and
+    prices (a review: the origin was recorded as a file, never consulted)."""
+    day1, day2 = tmp_path / "d1", tmp_path / "d2"
+    day1.mkdir()
+    day2.mkdir()
+    (day1 / "products.csv").write_text("product_id,title,price\nP1,Chair,130.98\nP2,Paper,6.47\n")
+    (day1 / "users.csv").write_text("user_id,segment\n1000,gold\n")
+    (day2 / "events.csv").write_text(
+        "order_id,user_id,product_id,title,price,timestamp,segment\n"
+        "O2,1000,P1,Chair sale,117.88,2024-01-02T10:00:00Z,silver\nO3,1001,P2,Paper,1.29,2024-01-02T11:00:00Z,bronze\n"
+    )
+    work = tmp_path / "w"
+    Ingestor(work).run(day1)
+    Ingestor(work, mode="append").run(day2)
+    assert curated_rows(work, "SELECT product_id, title, price FROM curated.products ORDER BY 1") == [
+        ("P1", "Chair", 130.98),
+        ("P2", "Paper", 6.47),
+    ]
+    assert sorted(curated_rows(work, "SELECT x_segment FROM curated.users")) == [("bronze",), ("gold",)]

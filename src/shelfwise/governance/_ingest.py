@@ -509,6 +509,7 @@ class Ingestor:
                     parquet_files(ev),
                     # a delivery's older lines never overwrite what later orders said
                     after_curated=self.mode == "append" and "events" in wh.curated_tables(),
+                    appending=self.mode == "append",
                     pseudonym_sql=Pseudonymizer.of(self.workdir).sql,
                 )
                 staged_now.update(lines.tables)

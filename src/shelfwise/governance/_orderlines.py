@@ -125,6 +125,7 @@ def derive(
     parquet_files: str,
     *,
     after_curated: bool = False,
+    appending: bool = False,
     pseudonym_sql: Callable[[str], tuple[str, list[Any]]] | None = None,
 ) -> OrderLines:
     """Products and users from an events file that carries their attributes; `need`: the
@@ -136,7 +137,11 @@ def derive(
     row (an export re-sending or catching up older orders must not turn a product's title, or a
     customer's segment, back to what an older order said): their rows are left out of the
     derived tables (`pseudonym_sql`: the warehouse's pseudonym of a raw user id, to find a
-    customer's curated purchases)."""
+    customer's curated purchases).
+
+    `appending`: the file is an `--append` delivery. Products and customers curated from a file
+    of their own (a catalog, a users file: `from_own_file`) are never overwritten by it, whether
+    or not events were curated before (a catalog loaded alone, then the first orders appended)."""
     out = OrderLines()
     pid, uid = events_mapping.get("product_id"), events_mapping.get("user_id")
     if pid is None or not need:
@@ -284,7 +289,7 @@ def derive(
             price_out = ", CAST(round(median(_unit), 2) AS VARCHAR) AS price" if how else ""
             lines = f"SELECT _line, {latest_key} AS _k, {when} AS _when, {', '.join(select)} FROM {rel}"
             keep, _ = newer("products", _id_key("d.product_id"))
-            keep, catalog_kept = _only_new(wh, "products", _id_key("d.product_id"), keep, after_curated)
+            keep, catalog_kept = _only_new(wh, "products", _id_key("d.product_id"), keep, appending)
             out.tables["products"] = _write(
                 sql,
                 staged,
@@ -347,9 +352,9 @@ def derive(
                 if later_known:
                     pseudo_d, params = pseudonym_sql(_id_key("d.user_id"))
                     keep, params = newer("users", pseudo_d, params)
-                if after_curated:
+                if appending:
                     pseudo_d, own = pseudonym_sql(_id_key("d.user_id"))
-                    keep, users_kept = _only_new(wh, "users", pseudo_d, keep, after_curated)
+                    keep, users_kept = _only_new(wh, "users", pseudo_d, keep, appending)
                     params = [*params, *own] if users_kept else params
             out.tables["users"] = _write(
                 sql,
@@ -416,12 +421,12 @@ def from_own_file(wh: Warehouse, table: str) -> bool:
     return True
 
 
-def _only_new(wh: Warehouse, table: str, key: str, keep: str, after_curated: bool) -> tuple[str, bool]:
+def _only_new(wh: Warehouse, table: str, key: str, keep: str, appending: bool) -> tuple[str, bool]:
     """`keep` (a filter over the derived rows `d`) narrowed to the keys curated `table` lacks
     when that table came from a file of its own (`from_own_file`): the order lines add what the
     catalog lacks and overwrite none of its fields (walk49b: a delivery of orders rewrote 68
     catalog prices with the lines' discounted median). The filter, and whether it narrowed."""
-    if not after_curated or not from_own_file(wh, table):
+    if not appending or not from_own_file(wh, table):
         return keep, False
     column = "product_id" if table == "products" else "user_id"
     cond = f"NOT EXISTS (SELECT 1 FROM curated.{table} c WHERE c.{column} = {key})"
