@@ -129,3 +129,33 @@ def test_a_configurable_items_child_line_is_set_aside_the_parent_counted_once(tm
     lines = dict(curated_rows(work, "SELECT product_id, count(*) FROM curated.events GROUP BY 1"))
     assert lines == {"SKU-A": 1, "SKU-B": 1, "SKU-C": 1}
     assert "parent_item_id" not in ev.ignored_columns
+
+
+def test_a_product_id_column_is_never_read_past_for_a_line_id(tmp_path):
+    """Integer product ids and order line ids overlap: with one retired product in the sample,
+    a file's `product_id` was read past for its `item_id` (a review): every event then named an
+    existing, wrong product. A column named product_id stays; an `item_id` that is the product
+    (it matches the catalog) stays beside a `sku` that matches too."""
+    from shelfwise.governance._contracts import EVENTS
+    from shelfwise.governance._load_columns import _product_column
+
+    header = ["order_id", "product_id", "item_id", "timestamp"]
+    sample = {
+        "product_id": [str(i) for i in range(1, 200)] + ["9999"],
+        "item_id": [str(i) for i in range(1, 201)],
+    }
+    notes: list[str] = []
+
+    def known(vals: list[str]) -> int:
+        return sum(1 for v in vals if int(v) <= 200)
+
+    chosen = _product_column(
+        EVENTS, header, "product_id", set(), tmp_path / "e.csv", lambda: sample, known, notes
+    )
+    assert chosen == "product_id", notes
+    header = ["order_id", "item_id", "sku", "timestamp"]
+    sample = {"item_id": ["1", "2", "3"], "sku": ["1", "2", "3"]}
+    assert (
+        _product_column(EVENTS, header, "item_id", set(), tmp_path / "e.csv", lambda: sample, known, [])
+        == "item_id"
+    )

@@ -259,6 +259,10 @@ def map_columns(
 # a generic line or row id that an order-lines export names beside the product's `sku` (Magento's
 # `item_id` is the order line's id: 767 "products" for 611 SKUs, walk49b)
 _GENERIC_PRODUCT_KEYS = ("itemid", "id", "item")
+# the shares of sampled values found in the catalog under which a generic pick is read past, and
+# over which another column is read instead
+POOR_MATCH = 0.5
+GOOD_MATCH = 0.9
 
 
 def _product_column(
@@ -293,28 +297,33 @@ def _product_column(
                     shares = {}
                     break
     best = max(candidates, key=lambda h: shares.get(h, 0.0))
-    if shares.get(best, 0.0) > shares.get(pick, 0.0):
+    # only a generic line or row id (`item_id`, `id`) is read past, and only when it matches the
+    # catalog poorly and another column well: a `product_id` column, or an `item_id` that is the
+    # product, stays (integer product and line ids overlap; one retired product in the sample
+    # turned a real product_id into the line id: a review)
+    generic = column_key(pick) in _GENERIC_PRODUCT_KEYS
+    pick_matches = shares.get(pick, 0.0) >= POOR_MATCH
+    order_file = any(column_key(h) in ORDER_KEYS for h in header)
+    sku = next((h for h in candidates if column_key(h) == "sku"), None)
+    if generic and best != pick and shares.get(best, 0.0) >= GOOD_MATCH and not pick_matches:
         chosen = best
         why = (
-            f"its values match the catalog's product ids ({100 * shares[best]:.0f}% of those sampled, "
-            + ", ".join(f"{100 * shares.get(h, 0.0):.0f}% for {h!r}" for h in candidates if h != best)
+            f"its values match the catalog's product ids ({100 * shares[best]:.1f}% of those sampled, "
+            + ", ".join(f"{100 * shares.get(h, 0.0):.1f}% for {h!r}" for h in candidates if h != best)
             + ")"
         )
+    elif generic and not pick_matches and order_file and sku is not None:
+        chosen = sku
+        why = f"an order-lines export's {pick!r} is likely the line's own id, {sku!r} the product's" + (
+            " (no catalog product id matched either well)" if shares else " (no catalog to compare with)"
+        )
     else:
-        order_file = any(column_key(h) in ORDER_KEYS for h in header)
-        sku = next((h for h in candidates if column_key(h) == "sku"), None)
-        if order_file and sku is not None and column_key(pick) in _GENERIC_PRODUCT_KEYS:
-            chosen = sku
-            why = f"an order-lines export's {pick!r} is likely the line's own id, {sku!r} the product's" + (
-                " (no catalog product id matched either)" if shares else " (no catalog to compare with)"
-            )
-        else:
-            chosen = pick
-            why = "the first of the contract's names" + (
-                f" (its values match the catalog as well or better: {100 * shares.get(pick, 0.0):.0f}%)"
-                if shares
-                else ""
-            )
+        chosen = pick
+        why = "the first of the contract's names" + (
+            f" (its values match the catalog: {100 * shares.get(pick, 0.0):.1f}% of those sampled)"
+            if shares
+            else ""
+        )
     notes.append(
         f"{path.name}: {', '.join(repr(h) for h in candidates)} could each be the product id: "
         f"{chosen!r} is read as events.product_id, {why}; to read another: "
