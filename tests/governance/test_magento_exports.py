@@ -224,3 +224,22 @@ def test_a_catalog_loaded_alone_is_not_rewritten_by_the_first_orders(tmp_path):
         ("P2", "Paper", 6.47),
     ]
     assert sorted(curated_rows(work, "SELECT x_segment FROM curated.users")) == [("bronze",), ("gold",)]
+
+
+def test_a_catalogs_own_status_words_never_quarantine_its_products(tmp_path):
+    """`status` is read as `published`; a catalog whose status says `Enabled`/`Disabled` (Magento
+    1, PrestaShop) or `new`/`sale` had every such row quarantined (a review: a whole catalog
+    empty). `Enabled`/`Disabled` are read; a word shelfwise does not know is shown, counted."""
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "products.csv").write_text(
+        "product_id,title,status\nP1,Chair,Enabled\nP2,Desk,Disabled\nP3,Lamp,new\nP4,Mug,sale\nP5,Pen,draft\n"
+    )
+    report = Ingestor(tmp_path / "w").run(data)
+    pr = report.tables["products"]
+    assert (pr.rows_curated, pr.rows_quarantined) == (5, 0)
+    assert curated_rows(tmp_path / "w", "SELECT product_id, published FROM curated.products ORDER BY 1") == [
+        ("P1", True), ("P2", False), ("P3", True), ("P4", True), ("P5", False),
+    ]  # fmt: skip
+    said = [n for n in report.notes if "no yes or no shelfwise knows" in n]
+    assert len(said) == 1 and "2 row(s)" in said[0], report.notes

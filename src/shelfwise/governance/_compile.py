@@ -857,10 +857,9 @@ def compile_contract(
                 value = f"CASE WHEN lower({s}) IN ({yes}) THEN true WHEN lower({s}) IN ({no}) THEN false ELSE {value} END"
             if c.lenient:
                 # fail closed: a consent no yes or no we know is no consent, the row curated
-                # (counted in the load's notes: `unreadable_counts`)
-                value = (
-                    f"CASE WHEN {s} IS NULL OR {_missing(s, d)} THEN NULL ELSE coalesce({value}, false) END"
-                )
+                # (counted in the load's notes: `unreadable_counts`); `published`: shown
+                unread = "true" if c.lenient_value else "false"
+                value = f"CASE WHEN {s} IS NULL OR {_missing(s, d)} THEN NULL ELSE coalesce({value}, {unread}) END"
             checks.append(
                 Check(
                     f"({s} IS NOT NULL AND {v} IS NULL AND NOT {_missing(s, d)})",

@@ -81,6 +81,9 @@ class ColumnSpec:
     # false (a consent nobody can read is no consent: fail closed), a TIMESTAMP as no date;
     # counted in the load's notes
     lenient: bool = False
+    # what a lenient BOOL's unreadable value reads as: false (a consent: fail closed) or true
+    # (`published`: a catalog's own status words, `Enabled`, `new`, a whole catalog quarantined)
+    lenient_value: bool = False
 
 
 @dataclass(frozen=True)
@@ -193,9 +196,12 @@ ORDER_ID_ALIASES = (
 # what a shop's `Published` / `Status` column writes (BOOL `synonyms`: the value lower-cased and
 # trimmed, read before the usual yes and no): WooCommerce's 1 / 0 / -1 (published, private,
 # draft) and post statuses, Shopify's TRUE / FALSE and active / draft / archived. Another value
-# is no yes or no: the row is quarantined as invalid_type, as an unreadable in_stock is
+# is no yes or no is read as shown (`ColumnSpec.lenient_value`), counted in the load's notes
 PUBLISHED_WORDS = (
-    *((w, "true") for w in ("publish", "published", "active", "visible", "public", "live", "online")),
+    *(
+        (w, "true")
+        for w in ("publish", "published", "active", "visible", "public", "live", "online", "enabled")
+    ),
     # Magento's `visibility`: shown in the catalog, in search or both
     *((w, "true") for w in ("catalog, search", "catalog", "search")),
     *(
@@ -217,6 +223,7 @@ PUBLISHED_WORDS = (
             "unpublished",
             "not published",
             "inactive",
+            "disabled",
             "trash",
             "future",
             "offline",
@@ -274,6 +281,11 @@ PRODUCTS = TableContract(
                 "visibility",
             ),
             synonyms=PUBLISHED_WORDS,
+            # a value no yes or no we know (a catalog's own `status`: `Enabled`, `new`, `sale`)
+            # is shown, counted in the load's notes (it quarantined the row: a whole catalog
+            # whose `status` said `Enabled`/`Disabled`, a review)
+            lenient=True,
+            lenient_value=True,
             description="whether the shop shows the product (false: a draft, private, archived or hidden one)",
         ),
         ColumnSpec(

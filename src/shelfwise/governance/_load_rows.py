@@ -79,6 +79,8 @@ def note_unreadable(st: LoadState, day_first: bool) -> None:
         s = f"nullif(trim({q(c.name)}), {lit('')})"
         parsed = bool_expr(s, DUCKDB) if c.kind is Kind.BOOL else timestamp_expr(s, day_first=day_first)
         bad = f"{s} IS NOT NULL AND NOT {_missing(s)} AND {parsed} IS NULL"
+        if c.synonyms:  # (the column's own words are read: `PUBLISHED_WORDS`)
+            bad += f" AND lower({s}) NOT IN ({', '.join(lit(a) for a, _ in c.synonyms)})"
         counts.append(f"count(*) FILTER (WHERE {bad}), min({s}) FILTER (WHERE {bad})")
     row = st.wh.sql(f"SELECT {', '.join(counts)} FROM {st.load}").fetchone()
     for i, c in enumerate(cols):
@@ -86,7 +88,13 @@ def note_unreadable(st: LoadState, day_first: bool) -> None:
         if not n:
             continue
         header = st.mapping[c.name]
-        if c.kind is Kind.BOOL:
+        if c.kind is Kind.BOOL and c.lenient_value:
+            st.note(
+                f"{st.name}: {n:,} row(s) with a {c.name} ({header!r}) that is no yes or no shelfwise knows "
+                f"(e.g. {example!r}): read as {str(c.lenient_value).lower()} (the product is shown; "
+                f"a column {header!r} that says something else than whether it is shown may be renamed)"
+            )
+        elif c.kind is Kind.BOOL:
             st.note(
                 f"{st.name}: {n:,} row(s) with a {c.name} ({header!r}) that is no yes or no "
                 f"(e.g. {example!r}): read as no consent (fail closed) until a readable value arrives"

@@ -215,7 +215,7 @@ def check_record(
                 own = dict(c.synonyms).get(s.lower())  # a column's own words first (as `_compile`)
                 value = parse_bool(s) if own is None else own == "true"
                 if value is None and c.lenient:
-                    value = False  # fail closed (`ColumnSpec.lenient`)
+                    value = c.lenient_value  # fail closed, or shown (`ColumnSpec.lenient_value`)
                 elif value is None:
                     fail(Failure(name, Reason.INVALID_TYPE, f"{name}: not a boolean: {s}"))
         elif c.kind is Kind.TIMESTAMP:
