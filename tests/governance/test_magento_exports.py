@@ -131,7 +131,23 @@ def test_a_store_view_row_never_replaces_the_default_product(tmp_path):
     products = report.tables["products"]
     assert products.reasons == {"store_view_row": 1}
     assert "store_view_code" not in products.ignored_columns
-    assert any("1 store-view row(s) are translations kept aside" in n for n in report.notes)
+    assert any("1 store-view row(s) of a product with a default row" in n for n in report.notes)
+
+
+def test_a_row_of_its_own_with_a_store_column_is_a_product(tmp_path):
+    """A marketplace catalog: the shop's own products with `store_view` empty, a vendor's with it
+    set and no default row of theirs. Each store-set row was set aside as a translation (a
+    review: 2 of 3 products gone); only a row whose product has a default row is one."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "products.csv").write_text(
+        "product_id,title,store_view\nP1,Chair,\nP2,Lamp,Outlet Berlin\nP3,Desk,Outlet Berlin\nP1,Stuhl,de\n"
+    )
+    report = Ingestor(tmp_path / "w").run(d)
+    assert sorted(r[0] for r in curated_rows(tmp_path / "w", "SELECT product_id FROM curated.products")) == [
+        "P1", "P2", "P3",
+    ]  # fmt: skip
+    assert report.tables["products"].reasons == {"store_view_row": 1}
 
 
 def test_magentos_visibility_status_and_stock_are_read(tmp_path):

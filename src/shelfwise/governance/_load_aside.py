@@ -331,7 +331,7 @@ def _unknown_statuses(st: LoadState, status: str) -> None:
 
 # header names of a catalog row's store view (Magento 2's `store_view_code`, Magento 1's `_store`):
 # empty on the product's default row, a store's code on a row of that store's translations
-STORE_VIEW_KEYS = ("storeviewcode", "storeview", "store")
+STORE_VIEW_KEYS = ("storeviewcode", "storeview")  # (not a bare `store`: a marketplace's vendor)
 
 
 def _store_views(st: LoadState) -> None:
@@ -345,22 +345,33 @@ def _store_views(st: LoadState) -> None:
     )
     if view is None:
         return
+    key = st.mapping.get("product_id")
     rel, expr = _relation(st)
-    code = f"nullif(trim({expr[view]}), '')"
-    row = st.wh.sql(f"SELECT count(*) FILTER (WHERE {code} IS NULL), count({code}) FROM {rel}").fetchone()
-    if not row or not row[0] or not row[1]:
+    if key is None or key not in expr:
         return
+    code, pid = f"nullif(trim({expr[view]}), '')", f"nullif(trim({expr[key]}), '')"
+    # a store view's row only where its product has a default row (the column empty): a row of
+    # its own with the column set (a marketplace vendor's product) is a product (a review)
+    views = (
+        f"SELECT _line, {code} AS _view FROM {rel} WHERE {code} IS NOT NULL "
+        f"AND {pid} IN (SELECT {pid} FROM {rel} WHERE {code} IS NULL AND {pid} IS NOT NULL)"
+    )
+    before = st.wh.sql(f"SELECT count(*) FROM {ASIDE}").fetchone()
     st.wh.sql(
         f"""INSERT INTO {ASIDE} SELECT l._source_line, {lit(Reason.STORE_VIEW_ROW.value)},
               'a row of store view ' || h._view || ' ({view}): a translation of the product''s default row, '
               || 'not a product of its own'
-            FROM {st.target} l JOIN (SELECT _line, {code} AS _view FROM {rel}) h ON h._line = l._source_line
-            WHERE l._load = {int(st.load_id)} AND h._view IS NOT NULL"""
+            FROM {st.target} l JOIN ({views}) h ON h._line = l._source_line
+            WHERE l._load = {int(st.load_id)}"""
     )
+    after = st.wh.sql(f"SELECT count(*) FROM {ASIDE}").fetchone()
+    n = int(after[0] if after else 0) - int(before[0] if before else 0)
+    if not n:
+        return
     st.tr.ignored_columns = [c for c in st.tr.ignored_columns if c != view]
     st.note(
-        f"{st.src.name}: {view!r} is read for the store view: its {int(row[1]):,} store-view row(s) are "
-        "translations kept aside (store_view_row); each product is its default row (the column empty)"
+        f"{st.src.name}: {view!r} is read for the store view: its {n:,} store-view row(s) of a product with "
+        "a default row (the column empty) are translations kept aside (store_view_row); the default row is the product"
     )
 
 
