@@ -35,3 +35,22 @@ def test_several_category_paths_in_one_cell_keep_the_first_and_say_so(tmp_path: 
     }
     (said,) = [w for w in report.warnings if "several category paths" in w]
     assert "products.category (the file's 'Categories'): 2 row(s)" in said and "first path" in said, said
+
+
+def test_a_category_columns_comma_is_part_of_its_name(tmp_path):
+    """`Clothing > Shirts, Tops` in a column named `category` is one category: the ", " split of
+    several paths is for a plural `Categories` column (a review: names were cut at the comma)."""
+    from shelfwise.governance import Ingestor
+    from tests.conftest import curated_rows
+
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "products.csv").write_text(
+        'product_id,title,category\nP1,Tee,"Clothing > Shirts, Tops"\nP2,TV,"Electronics > TV, Audio & Video"\n'
+    )
+    report = Ingestor(tmp_path / "w").run(d)
+    assert curated_rows(tmp_path / "w", "SELECT category FROM curated.products ORDER BY product_id") == [
+        ("Clothing > Shirts, Tops",),
+        ("Electronics > TV, Audio & Video",),
+    ]
+    assert not [w for w in report.warnings if "several category paths" in w]

@@ -265,7 +265,7 @@ def test_compiled_checks_agree_value_by_value(spark):
     assert any("quantity: not a whole number: 2.5" in str(x) for x in by_line[fraction]), by_line[fraction]
 
 
-def _through_both(spark, contract, table: list[dict]) -> tuple[list[tuple], list[tuple]]:
+def _through_both(spark, contract, table: list[dict], **options) -> tuple[list[tuple], list[tuple]]:
     """`table` (string columns + _source_line) through the contract's compiled SQL on DuckDB
     and on Spark, with the warehouse's text functions registered on each."""
     import duckdb
@@ -284,11 +284,14 @@ def _through_both(spark, contract, table: list[dict]) -> tuple[list[tuple], list
     for name, fn in ((NORMALIZE_UDF, normalize_flat_array), (NORMALIZE_LINES_UDF, normalize_lines_array)):
         con.create_function(name, fn, ["VARCHAR"], "VARCHAR", type="arrow", null_handling="special")
     con.execute("SET TimeZone='UTC'")
-    duck = con.sql(compile_contract(contract).query("src", [])).fetchall()
+    duck = con.sql(compile_contract(contract, **options).query("src", [])).fetchall()
     register_udfs(spark)
     schema = ", ".join(f"`{c}` string" for c in cols) + ", _source_line bigint"
     spark.createDataFrame([tuple(r.values()) for r in table], schema).createOrReplaceTempView("src")
-    sprk = [tuple(r) for r in spark.sql(compile_contract(contract, dialect=SPARK).query("src", [])).collect()]
+    sprk = [
+        tuple(r)
+        for r in spark.sql(compile_contract(contract, dialect=SPARK, **options).query("src", [])).collect()
+    ]
     return duck, sprk
 
 
@@ -569,11 +572,16 @@ def test_several_category_paths_in_one_cell_read_alike_on_both_engines(spark):
         {c: None for c in cols} | {"product_id": f"p{i}", "title": "T", "category": v, "_source_line": i}
         for i, v in enumerate(values)
     ]
-    duck, sprk = _through_both(spark, contract, table)
+    duck, sprk = _through_both(spark, contract, table, several_paths=True)  # (a `Categories` column)
     at = cols.index("category")
     got = [r[at] for r in sorted(duck, key=lambda r: r[-1])]
     assert got == [r[at] for r in sorted(sprk, key=lambda r: r[-1])]
     assert got == ["Furniture > Tables", "Kitchen > Mugs, Cups", "Bed, Bath", "A > B", "A > B"]
+    # a `Category` column's ", " after a `>` is part of a name (`Clothing > Shirts, Tops`)
+    duck, sprk = _through_both(spark, contract, table)
+    one = [r[at] for r in sorted(duck, key=lambda r: r[-1])]
+    assert one == [r[at] for r in sorted(sprk, key=lambda r: r[-1])]
+    assert one[0] == "Furniture > Tables, Sale" and one[3] == "A > B, C > D, E"
 
 
 def test_a_lines_unit_price_times_its_quantity_on_both_engines(spark):

@@ -548,6 +548,14 @@ _CATEGORY_SEP = r"\s*[>|]\s*"
 # a category cell holding several paths separated by ", " (a comma escaped `\,` is a name's):
 # group 1 the first path, read where the cell holds a `>`
 SEVERAL_PATHS = r"^((?:[^,\\]|\\.)*),\s.*$"
+
+
+def several_category_paths(header: str | None) -> bool:
+    """Whether a category column's header names several categories (`Categories`, WooCommerce's
+    and Magento's): its ", " separates paths; a `Category` column's ", " is part of a name."""
+    return header is not None and "".join(ch for ch in header.lower() if ch.isalnum()).endswith("categories")
+
+
 # Magento's category paths: `/`-separated under its root category (`Default Category/Furniture/
 # Chairs`; the root, `Default Category` or `Root Catalog`, is no category), several joined by `,`:
 # read as `Furniture > Chairs`, the first path kept (`MAGENTO_SEVERAL` group 1). A name holding a
@@ -759,8 +767,12 @@ def compile_contract(
     max_future_days: int = 2,
     day_first: bool = False,
     decimal_comma: bool = False,
+    several_paths: bool = False,
     dialect: Dialect = DUCKDB,
 ) -> CompiledContract:
+    """`several_paths`: the category column lists several paths separated by ", " (a header
+    named in the plural, WooCommerce's `Categories`: `several_category_paths`), the first kept;
+    else a ", " after a `>` is part of a name (`Clothing > Shirts, Tops`)."""
     d = dialect
     lit, q = d.lit, d.q  # noqa: F811 - the dialect's quoting inside this function
     trimmed: list[str] = []
@@ -812,7 +824,8 @@ def compile_contract(
                 )
                 value = (
                     f"CASE WHEN {d.matches(value, MAGENTO_ROOT)} THEN {magento} "
-                    f"WHEN {d.matches(value, '>')} THEN {first} ELSE {value} END"
+                    + (f"WHEN {d.matches(value, '>')} THEN {first} " if several_paths else "")
+                    + f"ELSE {value} END"
                 )
                 value = d.replace_all(value, r"\\,", ",")
                 value = f"nullif({d.trim_chars(d.replace_all(value, _CATEGORY_SEP, ' > '), ' >')}, '')"

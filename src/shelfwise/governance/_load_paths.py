@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._compile import DUCKDB, MAGENTO_ROOT, MAGENTO_SEVERAL, SEVERAL_PATHS, lit, q
+from ._compile import DUCKDB, MAGENTO_ROOT, MAGENTO_SEVERAL, SEVERAL_PATHS, lit, q, several_category_paths
 from ._contracts import Kind
 
 __all__ = ["note_several_paths"]
@@ -20,10 +20,12 @@ def note_several_paths(st: Any) -> None:
             continue
         s = f"trim({q(c.name)})"
         magento = DUCKDB.matches(s, MAGENTO_ROOT)
-        several = (
-            f"((NOT {magento} AND contains({s}, '>') AND {DUCKDB.matches(s, SEVERAL_PATHS)})"
-            f" OR ({magento} AND {DUCKDB.matches(s, MAGENTO_SEVERAL)}))"
+        listed = (
+            f"(NOT {magento} AND contains({s}, '>') AND {DUCKDB.matches(s, SEVERAL_PATHS)}) OR "
+            if several_category_paths(st.mapping[c.name])
+            else ""
         )
+        several = f"({listed}({magento} AND {DUCKDB.matches(s, MAGENTO_SEVERAL)}))"
         row = st.wh.sql(
             f"SELECT count(*), min({s}) FILTER (WHERE {several}) FROM {st.load} WHERE {several}"
         ).fetchone()

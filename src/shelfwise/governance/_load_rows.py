@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from ._compile import DUCKDB, compile_contract, lit, mask_profile_value, q
+from ._compile import DUCKDB, compile_contract, lit, mask_profile_value, q, several_category_paths
 from ._contracts import Kind
 from ._load_state import CHECKED, LoadState, constant
 
@@ -32,6 +32,7 @@ def check_rows(st: LoadState) -> None:
         max_future_days=st.settings.max_future_days,
         day_first=day_first,
         decimal_comma=decimal_comma_numbers(st),
+        several_paths=several_category_paths(st.mapping.get("category")),
     )
     extra_sel = st.extra_sel
     empty_text = lit("")

@@ -37,6 +37,7 @@ from ._compile import (
     lit,
     mask_profile_value,
     q,
+    several_category_paths,
 )
 from ._contracts import BOT_EVENT_TYPES
 from ._load_anonymous import spark_uncount_redelivered
@@ -129,6 +130,7 @@ def spark_check_rows(st: LoadState) -> None:
         max_future_days=st.settings.max_future_days,
         day_first=day_first,
         decimal_comma=decimal_comma_numbers(st),
+        several_paths=several_category_paths(st.mapping.get("category")),
         dialect=SPARK,
     )
     path = _tmp(st) / f"{st.name}_load.parquet"
