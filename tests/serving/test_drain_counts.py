@@ -15,7 +15,28 @@ import shelfwise.serving._feedback as feedback
 import shelfwise.serving._http_tasks as tasks
 
 
-def test_a_worker_waits_for_the_neighbours_absorb_and_then_counts(tmp_path: Path, monkeypatch, caplog):
+def _said(run) -> str:
+    """What the drain logs on `uvicorn.error`, read by a handler of its own (another test may have
+    configured that logger not to propagate to pytest's capture)."""
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger = logging.getLogger("uvicorn.error")
+    handler, level = Keep(logging.INFO), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        run()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    return "\n".join(lines)
+
+
+def test_a_worker_waits_for_the_neighbours_absorb_and_then_counts(tmp_path: Path, monkeypatch):
     other = threading.Event()  # the other worker's absorb, holding the lock for 3.5 s
     spooled = {"n": 40}
 
@@ -32,23 +53,19 @@ def test_a_worker_waits_for_the_neighbours_absorb_and_then_counts(tmp_path: Path
     monkeypatch.setattr(feedback, "_absorb_once", absorb_once)
     monkeypatch.setattr(tasks, "pending_events", lambda *a, **k: spooled["n"])
     threading.Thread(target=other_absorb).start()
-    with caplog.at_level(logging.INFO, logger="uvicorn.error"):
-        # (it waits 4.5 s of its 6: half of them, 3 s, was the old wait)
-        asyncio.run(tasks.drain(tmp_path, None, seconds=6.0))
-    said = caplog.text
+    # (it waits 4.5 s of its 6: half of them, 3 s, was the old wait)
+    said = _said(lambda: asyncio.run(tasks.drain(tmp_path, None, seconds=6.0)))
     assert "events not absorbed on the way out" not in said, said
     assert "no acknowledged event is left in the spool by this process" in said, said
 
 
 def test_a_worker_that_cannot_wait_says_whose_events_and_that_another_absorb_may_take_them(
-    tmp_path: Path, monkeypatch, caplog
+    tmp_path: Path, monkeypatch
 ):
     monkeypatch.setattr(
         feedback, "_absorb_once", lambda w, r: {"status": "busy", "reason": "another absorb is running"}
     )
     monkeypatch.setattr(tasks, "pending_events", lambda *a, **k: 7)
-    with caplog.at_level(logging.INFO, logger="uvicorn.error"):
-        asyncio.run(tasks.drain(tmp_path, None, seconds=1.0))
-    said = caplog.text
+    said = _said(lambda: asyncio.run(tasks.drain(tmp_path, None, seconds=1.0)))
     assert "7 acknowledged events left in the spool" in said
     assert "this process's (another absorb, still running, may be taking them now)" in said, said

@@ -55,7 +55,11 @@ def key_first(request: Request) -> None:
     answered."""
     check = getattr(request.app.state, "authenticate", None)
     if check is not None and request.url.path.startswith("/v1/"):
-        check(request)
+        try:
+            check(request)
+        except HTTPException as exc:
+            if exc.status_code != 503:  # (the bundle still loading: the validation answer stands)
+                raise
 
 
 def on_invalid_request(answer: Callable[[Request, RequestValidationError], Response]) -> type[APIRoute]:
