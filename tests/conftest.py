@@ -5,6 +5,7 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -215,6 +216,31 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
+
+
+def run_async(make: Callable[[], Any], timeout: float = 60.0) -> Any:
+    """`asyncio.run(make())` in a thread of its own, its result returned and its failure re-raised
+    here: another test of the same worker (Playwright's sync API, the session's browser) may have
+    left an event loop running in the test's thread, where `asyncio.run` refuses to start."""
+    import asyncio
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def in_thread() -> None:
+        try:
+            box["result"] = asyncio.run(make())
+        except BaseException as exc:  # re-raised below, in the test's thread
+            box["failure"] = exc
+
+    t = threading.Thread(target=in_thread)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        raise TimeoutError(f"the coroutine did not finish in {timeout:.0f} s")
+    if "failure" in box:
+        raise box["failure"]
+    return box.get("result")
 
 
 @pytest.fixture(scope="session")

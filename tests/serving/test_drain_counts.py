@@ -5,7 +5,6 @@ the other said none were left, of its own, while 113 of the first's remained).""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import shelfwise.serving._feedback as feedback
 import shelfwise.serving._http_tasks as tasks
+from tests.conftest import run_async
 
 
 def _said(run) -> str:
@@ -54,7 +54,7 @@ def test_a_worker_waits_for_the_neighbours_absorb_and_then_counts(tmp_path: Path
     monkeypatch.setattr(tasks, "pending_events", lambda *a, **k: spooled["n"])
     threading.Thread(target=other_absorb).start()
     # (it waits 4.5 s of its 6: half of them, 3 s, was the old wait)
-    said = _said(lambda: asyncio.run(tasks.drain(tmp_path, None, seconds=6.0)))
+    said = _said(lambda: run_async(lambda: tasks.drain(tmp_path, None, seconds=6.0)))
     assert "events not absorbed on the way out" not in said, said
     assert "no acknowledged event is left in the spool by this process" in said, said
 
@@ -66,6 +66,6 @@ def test_a_worker_that_cannot_wait_says_whose_events_and_that_another_absorb_may
         feedback, "_absorb_once", lambda w, r: {"status": "busy", "reason": "another absorb is running"}
     )
     monkeypatch.setattr(tasks, "pending_events", lambda *a, **k: 7)
-    said = _said(lambda: asyncio.run(tasks.drain(tmp_path, None, seconds=1.0)))
+    said = _said(lambda: run_async(lambda: tasks.drain(tmp_path, None, seconds=1.0)))
     assert "7 acknowledged events left in the spool" in said
     assert "this process's (another absorb, still running, may be taking them now)" in said, said

@@ -6,34 +6,16 @@ never a wall-clock number."""
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 
 import pytest
 
 from shelfwise.serving._queue import Overloaded
 from shelfwise.serving._recommend_queue import RecommendQueue, _Job
+from tests.conftest import run_async
 
 from .conftest import Server, catalog_products
 from .test_http import ev
-
-
-def in_thread(fn) -> None:
-    """`asyncio.run(fn())` in a thread of its own (another test of the process may have left an
-    event loop running in this one), its failure re-raised here."""
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            asyncio.run(fn())
-        except BaseException as exc:
-            failure.append(exc)
-
-    t = threading.Thread(target=run)
-    t.start()
-    t.join(60)
-    if failure:
-        raise failure[0]
 
 
 def test_admission_refuses_a_full_queue_and_a_predicted_answer_beyond_the_limit():
@@ -54,7 +36,7 @@ def test_admission_refuses_a_full_queue_and_a_predicted_answer_beyond_the_limit(
         with pytest.raises(Overloaded):
             none.submit("a")
 
-    in_thread(run)
+    run_async(run)
 
 
 def test_the_worker_answers_in_order_and_refuses_what_waited_past_its_time():
@@ -75,7 +57,7 @@ def test_the_worker_answers_in_order_and_refuses_what_waited_past_its_time():
             await job.future
         assert exc.value.kind == "expired"
 
-    in_thread(run)
+    run_async(run)
 
 
 def test_a_batch_whose_computation_fails_answers_every_job_with_the_error():
@@ -107,7 +89,7 @@ def test_a_batch_whose_computation_fails_answers_every_job_with_the_error():
         finally:
             q.stop()
 
-    in_thread(run)
+    run_async(run)
 
 
 def _shed(metrics: str, reason: str, surface: str = "recommend") -> float:
@@ -183,4 +165,4 @@ def test_one_slow_list_does_not_refuse_every_later_one():
         finally:
             q.stop()
 
-    in_thread(run)
+    run_async(run)

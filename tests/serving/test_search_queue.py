@@ -3,33 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
 
 import pytest
 
 from shelfwise.serving._search_queue import Overloaded, SearchQueue, _Job
+from tests.conftest import run_async
 
 COSTS = {"full": 0.010, "fused": 0.003, "lexical": 0.0005}
-
-
-def run_in_own_thread(run: Callable[[], Awaitable[None]]) -> None:
-    """`asyncio.run(run())` in a thread of its own (another test of the same process, Playwright's
-    sync API, may have left an event loop running in this one); its failure re-raised here."""
-    failure: list[BaseException] = []
-
-    def in_thread() -> None:
-        try:
-            asyncio.run(run())
-        except BaseException as exc:  # re-raised below, in the test's thread
-            failure.append(exc)
-
-    t = threading.Thread(target=in_thread)
-    t.start()
-    t.join(60)
-    if failure:
-        raise failure[0]
 
 
 def queue(**kw) -> SearchQueue:
@@ -94,7 +75,7 @@ def test_admission_refuses_beyond_the_limit_or_the_predicted_wait():
         assert exc.value.kind == "too_slow" and int(exc.value.retry_after) >= 1
 
     # the worker is not started: nothing leaves the queue
-    run_in_own_thread(run)
+    run_async(run)
 
 
 def answered(level: str, cost: float) -> list[SimpleNamespace]:
@@ -160,7 +141,7 @@ def test_misses_waiting_together_are_computed_as_one_batch_and_reported():
             q.stop()
         assert len(answers) == 5
 
-    run_in_own_thread(run)
+    run_async(run)
     assert [len(js) for js in computed] == [5]
     assert [args for args, _ in computed[0]] == [f"query {i}" for i in range(5)]
     ((size, levels, waits),) = told
