@@ -89,17 +89,10 @@ def refuse_guest(workdir: Path, raw_user_id: str, pseudo: str) -> None:
     count from 0, read without sessions) is answered as for any customer."""
     if not is_guest_user_id(raw_user_id):
         return
-    from ..storage import read_only
+    from ..storage import read_only, tables_with_column
 
     with read_only(workdir) as (con, _):
-        tables = {
-            r[0]
-            for r in con.sql(
-                "SELECT table_name FROM information_schema.columns WHERE table_schema = 'curated' "
-                "AND column_name = 'user_id'"
-            ).fetchall()
-        }
-        for t in sorted(tables):
+        for _, t in tables_with_column(con.sql, "user_id", ("curated",)):
             if con.execute(f'SELECT 1 FROM curated."{t}" WHERE user_id = ? LIMIT 1', [pseudo]).fetchone():
                 return
     raise ShelfwiseError(
@@ -284,16 +277,9 @@ class _Linked:
 
 
 def _user_tables(wh: Any, column: str) -> set[tuple[str, str]]:
-    return {
-        (r[0], r[1])
-        for r in wh.sql(
-            "SELECT table_schema, table_name FROM information_schema.columns "
-            "WHERE column_name = ? AND table_schema IN ('raw', 'curated') "
-            "AND table_name IN (SELECT table_name FROM information_schema.tables "
-            "WHERE table_type = 'BASE TABLE' AND table_schema = information_schema.columns.table_schema)",
-            [column],
-        ).fetchall()
-    }
+    from ..storage import tables_with_column
+
+    return set(tables_with_column(wh.sql, column, base_tables=True))
 
 
 def _linked_sessions(

@@ -82,19 +82,14 @@ def _warehouse_parts(
     """The user's rows in the warehouse, with the anonymous rows of the sessions linked to them
     (their own rows' sessions: what an erasure deletes as theirs); those sessions' ids and
     anonymous pseudonyms; and the ids of those with anonymous rows now (what is listed)."""
-    from ..storage import read_only
+    from ..storage import read_only, tables_with_column
     from ._erase import _MISSING_USER, _SESSION, _USER, _linked_sessions, _user_tables, quarantined_of
     from ._parquet_versions import parquet_versions
 
     where = str((workdir / "warehouse.duckdb").resolve())
     parts: dict[str, Any] = {}
     with read_only(workdir) as (con, _):
-        tables = con.sql(
-            "SELECT c.table_schema, c.table_name FROM information_schema.columns c "
-            "JOIN information_schema.tables t USING (table_schema, table_name) "
-            "WHERE c.column_name = 'user_id' AND c.table_schema IN ('raw', 'curated') "
-            "AND t.table_type = 'BASE TABLE' ORDER BY 1, 2"
-        ).fetchall()
+        tables = tables_with_column(con.sql, "user_id", base_tables=True)
         wh = _Positional(con)  # (the erasure's queries take their parameters as a Warehouse does)
         with_sessions = _user_tables(wh, "session_id") & {(a, b) for a, b in tables}
         # listed: those with anonymous rows now (a customer's own order id links none yet)

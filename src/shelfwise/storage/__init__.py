@@ -10,6 +10,7 @@ from ._warehouse import (
     raw_user_ids,
     read_only,
     relation_columns,
+    tables_with_column,
     waiting_for_the_warehouse,
 )
 
@@ -32,4 +33,5 @@ __all__ = [
     "relation_columns",
     "sniff_header",
     "stage_file",
+    "tables_with_column",
 ]

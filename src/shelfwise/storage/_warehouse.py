@@ -399,6 +399,26 @@ def has_table(sql: Any, layer: str, name: str) -> bool:
     return bool(row and row[0])
 
 
+def tables_with_column(
+    sql: Any, column: str, layers: Sequence[str] = ("raw", "curated"), *, base_tables: bool = False
+) -> list[tuple[str, str]]:
+    """The (layer, table) pairs of `layers` with a column `column`, sorted, through `sql` (a
+    `Warehouse`'s, or a read-only connection's `sql`: the names are the code's own, written in
+    the query); `base_tables`: tables only, not views (what a deletion may touch)."""
+    for v in (column, *layers):
+        if not v.replace("_", "").isalnum():
+            raise ValueError(f"not a column or layer name: {v!r}")
+    listed = ", ".join(f"'{layer}'" for layer in layers)
+    query = (
+        "SELECT c.table_schema, c.table_name FROM information_schema.columns c "
+        + ("JOIN information_schema.tables t USING (table_schema, table_name) " if base_tables else "")
+        + f"WHERE c.column_name = '{column}' AND c.table_schema IN ({listed}) "
+        + ("AND t.table_type = 'BASE TABLE' " if base_tables else "")
+        + "ORDER BY 1, 2"
+    )
+    return [(r[0], r[1]) for r in sql(query).fetchall()]
+
+
 def relation_columns(con: Any, relation: str) -> list[str]:
     """The column names, in order, of `relation` (a table or view such as `curated.events`, or
     any relation expression: `read_parquet('...')`, a version's relation) on `con`, a DuckDB
@@ -570,17 +590,11 @@ def raw_user_ids(
     (pseudonyms are not reversible). Governance says which ids name customers
     (`governance.shop_user_ids`)."""
     with read_only(workdir) as (con, _):
-        tables = {
-            r[0]
-            for r in con.sql(
-                "SELECT table_name FROM information_schema.columns WHERE table_schema = 'raw' "
-                "AND column_name = 'user_id'"
-            ).fetchall()
-        }
+        tables = [t for _, t in tables_with_column(con.sql, "user_id", ("raw",))]
         if not tables:
             return []
         union = " UNION ".join(
-            f"SELECT DISTINCT nullif(trim(user_id), '') AS u FROM raw.\"{t}\"" for t in sorted(tables)
+            f"SELECT DISTINCT nullif(trim(user_id), '') AS u FROM raw.\"{t}\"" for t in tables
         )
         where = ["u IS NOT NULL"]
         params: list[Any] = []
