@@ -417,6 +417,8 @@ EVENTS = TableContract(
                 "revenue",
                 "line_total",
                 "amount",
+                # BigCommerce's order line (one per product of its `Product Details`)
+                "product_total_price",
             ),
         ),
         ColumnSpec(
@@ -424,7 +426,14 @@ EVENTS = TableContract(
             Kind.FLOAT,
             min_value=0.0,
             max_value=1_000_000.0,
-            aliases=("item_cost", "lineitem_price", "price_each", "item_price", "price_per_unit"),
+            aliases=(
+                "item_cost",
+                "lineitem_price",
+                "price_each",
+                "item_price",
+                "price_per_unit",
+                "product_unit_price",  # BigCommerce
+            ),
             description="the price of one unit on an order line: a line without a value is worth "
             "unit_price x quantity (its value, when given, is the line's total and wins)",
         ),
@@ -435,7 +444,7 @@ EVENTS = TableContract(
             # purchase line is no sale and fewer a return)
             max_value=1_000_000.0,
             integer=True,
-            aliases=("qty", "units", "quantity_ordered", "order_quantity"),
+            aliases=("qty", "units", "quantity_ordered", "order_quantity", "product_qty"),
             description="units bought in a purchase (an order line), or returned: a whole number, 1 or more; "
             "1 where missing. A purchase line of 0 is curated as a no_sale row (quantity 0), one of -n "
             "as a return of n units",

@@ -88,6 +88,14 @@ STATUS_REASONS: dict[str, Reason] = {
     "paymentreview": Reason.PENDING_PAYMENT,
     "fraud": Reason.SUSPECTED_FRAUD,
     "suspectedfraud": Reason.SUSPECTED_FRAUD,
+    # BigCommerce's: a card declined, a checkout never finished (`Incomplete`), an order placed
+    # and never paid, and one held for a fraud check before its payment is taken (as Magento's
+    # payment review); `Disputed` (a paid order whose payment the buyer contests) stays a purchase
+    # until a refund says otherwise, as `Partially Refunded` does
+    "declined": Reason.FAILED_PAYMENT,
+    "incomplete": Reason.DRAFT_ORDER,
+    "awaitingpayment": Reason.PENDING_PAYMENT,
+    "manualverificationrequired": Reason.PENDING_PAYMENT,
 }
 # header names of an order line's own id and of the line it is the child of (Magento 2 writes a
 # configurable product bought as a parent line, `product_type` configurable, with the price, and a
@@ -119,6 +127,12 @@ PURCHASE_STATUSES = (
     "complete",
     "shipped",
     "delivered",
+    # BigCommerce's paid orders on their way
+    "awaitingfulfillment",
+    "awaitingshipment",
+    "awaitingpickup",
+    "partiallyshipped",
+    "disputed",
 )
 # a payment status column (Shopify's `Financial Status`) says how the order is paid, not whether
 # it was placed: its `pending` is a cash-on-delivery or bank-transfer order awaiting its money,

@@ -93,9 +93,17 @@ def _say_repeated_till_lines(st: LoadState) -> None:
     ).fetchone()
     n = int(row[0]) if row else 0
     if n:
+        # the columns the rows were compared on are those the file gives: never one it did not
+        # read (a quantity column left unmapped made lines of 6 and 8 units "the same quantity")
+        read = st.delivered
+        same = ["shopper or session/order", "product", "time"]
+        same += [c for c in ("quantity", "value", "unit_price") if c in read]
+        unread = [c for c in ("quantity", "value") if c not in read]
         st.warn(
-            f"{st.src.name}: {n:,} purchase row(s) repeat another row exactly (same shopper or session/order, "
-            "product, time and quantity) and were kept once (duplicate_row); if they are separate sales "
+            f"{st.src.name}: {n:,} purchase row(s) repeat another row exactly (same {', '.join(same[:-1])} "
+            f"and {same[-1]}"
+            + (f"; no {' or '.join(unread)} column was read: map it if the file has one" if unread else "")
+            + ") and were kept once (duplicate_row); if they are separate sales "
             "(a till's date-only export: two shoppers buying one each; an order listing one product on two "
             "lines), give each row an event_id (the receipt or order and line number) or one row per "
             "product and day (or order) with the summed quantity, and re-process them "

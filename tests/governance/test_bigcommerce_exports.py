@@ -1,0 +1,71 @@
+"""A BigCommerce shop's default exports (walk50D), read as downloaded: the Orders export packs an
+order's products in one `Product Details` cell (read as one line per product), the line columns
+(`Product Qty`, `Product Unit Price`, `Product Total Price`) are recognised, BigCommerce's
+never-paid statuses are set aside, its e-mail permission column is the marketing consent, and its
+catalog's `Product Visible?`, `Current Stock Level` and `A/B;C` categories are read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shelfwise.governance import Ingestor
+from tests.conftest import curated_rows
+
+PRODUCTS = """Product ID,Product Type,Code,Name,Brand,Price,Category,Product Visible?,Current Stock Level
+77,P,ABC-1,Chair,Acme,10.00,Furniture/Chairs;Sale,Y,5
+80,P,ABC-2,Desk,Acme,50.00,Furniture/Tables,N,0
+81,P,ABC-3,Lamp,Acme,20.00,Office Supplies/Lighting,Y,3
+"""
+CUSTOMERS = """Customer ID,First Name,Last Name,Email,Receive Review/Abandoned Cart Emails?
+1000,Allen,Armold,allen@example.com,Y
+1001,Adam,Bellavance,adam@example.com,N
+"""
+UNPACKED = """Order ID,Customer ID,Order Date,Order Status,Product ID,Product Qty,Product Unit Price,Product Total Price
+5000,1000,01/10/2017 11:56,Shipped,77,6,10.00,60.00
+5000,1000,01/10/2017 11:56,Shipped,77,8,10.00,80.00
+5001,1001,02/10/2017 11:56,Declined,81,1,20.00,20.00
+5002,1001,03/10/2017 11:56,Incomplete,81,1,20.00,20.00
+5003,1001,04/10/2017 11:56,Awaiting Payment,81,1,20.00,20.00
+5004,1000,05/10/2017 11:56,Manual Verification Required,81,1,20.00,20.00
+5005,1000,06/10/2017 11:56,Partially Refunded,80,1,50.00,50.00
+5006,1000,07/10/2017 11:56,Disputed,80,2,50.00,100.00
+5007,1000,08/10/2017 11:56,Awaiting Fulfillment,81,1,20.00,20.00
+"""
+
+
+def _shop(tmp_path: Path, orders: str, name: str = "orders-2017-12-19.csv") -> Path:
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    (data / "products-2017-12-31.csv").write_text(PRODUCTS)
+    (data / "customers-2017-12-31.csv").write_text(CUSTOMERS)
+    (data / name).write_text(orders)
+    (data / "shelfwise.toml").write_text(
+        '[files]\nusers = "customers-*.csv"\nevents = "orders-*.csv"\nproducts = "products-*.csv"\n'
+    )
+    return data
+
+
+def test_the_line_columns_are_read_and_two_lines_of_one_product_both_curated(tmp_path: Path) -> None:
+    report = Ingestor(tmp_path / "w").run(_shop(tmp_path, UNPACKED))
+    ev = report.tables["events"]
+    mapped = ev.column_mapping
+    assert mapped["Product Qty"] == "quantity"
+    assert mapped["Product Unit Price"] == "unit_price"
+    assert mapped["Product Total Price"] == "value"
+    rows = curated_rows(
+        tmp_path / "w", "SELECT product_id, quantity, value FROM curated.events ORDER BY timestamp, quantity"
+    )
+    # order 5000's two lines of product 77 (6 and 8 units) are two lines, not a duplicate
+    assert rows[:2] == [("77", 6, 60.0), ("77", 8, 80.0)]
+    assert ev.reasons.get("duplicate_row", 0) == 0
+
+
+def test_bigcommerce_statuses_never_paid_are_set_aside(tmp_path: Path) -> None:
+    report = Ingestor(tmp_path / "w").run(_shop(tmp_path, UNPACKED))
+    ev = report.tables["events"]
+    assert ev.reasons.get("failed_payment") == 1  # Declined
+    assert ev.reasons.get("draft_order") == 1  # Incomplete
+    assert ev.reasons.get("pending_payment") == 2  # Awaiting Payment, Manual Verification Required
+    # Partially Refunded, Disputed and Awaiting Fulfillment stay purchases, and are no unknown status
+    assert ev.rows_curated == 5
+    assert not any("does not know" in n for n in report.notes)
