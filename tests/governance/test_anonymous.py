@@ -384,9 +384,10 @@ def test_repeated_till_lines_of_a_date_only_export_are_said_with_what_tells_them
         ",day-2024-03-02,P1,purchase,2024-03-02\n,day-2024-03-02,P1,purchase,2024-03-02\n"
     )
     units = Ingestor(tmp_path / "w2").run(d)
-    assert [w for w in units.warnings if "repeat another row exactly" in w][0].startswith(
-        "events.csv: 1 purchase row(s)"
-    ), units.warnings
+    said = [w for w in units.warnings if "repeat another row exactly" in w]
+    assert said[0].startswith("events.csv: 1 purchase row(s)"), units.warnings
+    # (no quantity column was read: the rows are not said to share one)
+    assert "(same shopper or session/order, product and time; no quantity or value column was read" in said[0]
 
 
 def test_one_product_on_two_identical_lines_of_an_order_is_said(tmp_path: Path):
