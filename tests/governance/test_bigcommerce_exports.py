@@ -69,3 +69,40 @@ def test_bigcommerce_statuses_never_paid_are_set_aside(tmp_path: Path) -> None:
     # Partially Refunded, Disputed and Awaiting Fulfillment stay purchases, and are no unknown status
     assert ev.rows_curated == 5
     assert not any("does not know" in n for n in report.notes)
+
+
+def test_the_email_permission_column_is_the_marketing_consent(tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    report = Ingestor(work).run(_shop(tmp_path, UNPACKED))
+    users = report.tables["users"]
+    assert users.column_mapping["Receive Review/Abandoned Cart Emails?"] == "consent_marketing"
+    assert "Receive Review/Abandoned Cart Emails?" not in users.personal_columns_dropped
+    assert sorted(curated_rows(work, "SELECT consent_marketing FROM curated.users")) == [(False,), (True,)]
+
+
+def test_a_header_that_looks_like_an_email_permission_is_never_dropped_silently(tmp_path: Path) -> None:
+    from shelfwise.governance._contracts import Classification, classify_extra_column, looks_like_consent
+
+    for header in ("Receive Marketing Emails", "Optin", "Email Permission", "Accepts Email Marketing"):
+        assert looks_like_consent(header), header
+        assert classify_extra_column(header) == Classification.INTERNAL, header
+    for header in ("Email", "Customer Email", "Billing Email"):
+        assert not looks_like_consent(header), header
+
+
+def test_the_catalog_reads_visibility_stock_and_slash_category_paths(tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    report = Ingestor(work).run(_shop(tmp_path, UNPACKED))
+    pr = report.tables["products"]
+    assert pr.column_mapping["Product Visible?"] == "published"
+    assert pr.column_mapping["Current Stock Level"] == "stock"
+    rows = curated_rows(
+        work, "SELECT product_id, published, stock, category FROM curated.products ORDER BY 1"
+    )
+    assert rows == [
+        ("77", True, 5, "Furniture > Chairs"),
+        ("80", False, 0, "Furniture > Tables"),
+        ("81", True, 3, "Office Supplies > Lighting"),
+    ]
+    said = [w for w in report.warnings if "several category paths" in w]
+    assert len(said) == 1 and "'Furniture/Chairs;Sale'" in said[0] and "';'" in said[0], report.warnings

@@ -12,6 +12,7 @@ both and requires the same rows, reasons and values.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -556,6 +557,20 @@ def several_category_paths(header: str | None) -> bool:
     return header is not None and "".join(ch for ch in header.lower() if ch.isalnum()).endswith("categories")
 
 
+# BigCommerce's catalog (`Product Visible?`, `Current Stock Level` beside its `Category`) writes a
+# category path's levels separated by `/` and several categories by `;` (`Furniture/Chairs;Sale`):
+# read as `Furniture > Chairs`, the first path kept (`SLASH_SEVERAL` group 1), as WooCommerce's
+# `Categories`; another shop's `/` is part of a name (`T-Shirts/Tops`)
+SLASH_PATH_HEADERS = ("productvisible", "currentstocklevel")
+SLASH_SEVERAL = r"^([^;]*?)\s*;.*$"
+
+
+def slash_category_paths(header: Sequence[str]) -> bool:
+    """Whether a catalog's header is BigCommerce's, whose categories are `A/B;C` (`SLASH_SEVERAL`)."""
+    keys = {"".join(ch for ch in h.lower() if ch.isalnum()) for h in header}
+    return any(k in keys for k in SLASH_PATH_HEADERS)
+
+
 # Magento's category paths: `/`-separated under its root category (`Default Category/Furniture/
 # Chairs`; the root, `Default Category` or `Root Catalog`, is no category), several joined by `,`:
 # read as `Furniture > Chairs`, the first path kept (`MAGENTO_SEVERAL` group 1). A name holding a
@@ -768,11 +783,13 @@ def compile_contract(
     day_first: bool = False,
     decimal_comma: bool = False,
     several_paths: bool = False,
+    slash_paths: bool = False,
     dialect: Dialect = DUCKDB,
 ) -> CompiledContract:
     """`several_paths`: the category column lists several paths separated by ", " (a header
     named in the plural, WooCommerce's `Categories`: `several_category_paths`), the first kept;
-    else a ", " after a `>` is part of a name (`Clothing > Shirts, Tops`)."""
+    else a ", " after a `>` is part of a name (`Clothing > Shirts, Tops`). `slash_paths`: the
+    catalog is BigCommerce's (`slash_category_paths`): `/` separates levels, `;` categories."""
     d = dialect
     lit, q = d.lit, d.q  # noqa: F811 - the dialect's quoting inside this function
     trimmed: list[str] = []
@@ -822,8 +839,10 @@ def compile_contract(
                     "/",
                     " > ",
                 )
+                slashed = d.replace_all(d.replace_all(value, SLASH_SEVERAL, d.group(1)), "/", " > ")
                 value = (
                     f"CASE WHEN {d.matches(value, MAGENTO_ROOT)} THEN {magento} "
+                    + (f"WHEN true THEN {slashed} " if slash_paths else "")
                     + (f"WHEN {d.matches(value, '>')} THEN {first} " if several_paths else "")
                     + f"ELSE {value} END"
                 )

@@ -279,6 +279,8 @@ PRODUCTS = TableContract(
                 "publish_status",
                 "product_online",
                 "visibility",
+                # (BigCommerce's products export: `Product Visible?` Y or N)
+                "product_visible",
             ),
             synonyms=PUBLISHED_WORDS,
             # a value no yes or no we know (a catalog's own `status`: `Enabled`, `new`, `sale`)
@@ -302,6 +304,8 @@ PRODUCTS = TableContract(
                 "quantity_on_hand",
                 "inventory",
                 "qty",
+                # (BigCommerce's products export)
+                "current_stock_level",
             ),
             description="units on hand",
         ),
@@ -570,6 +574,11 @@ USERS = TableContract(
                 # (Magento 2's customers export: Subscribed, Not Subscribed, Unsubscribed, Not Activated)
                 "newsletter_subscription_status",
                 "newsletter_status",
+                # (BigCommerce's customers export: Y or N)
+                "receive_review_abandoned_cart_emails",
+                "receive_marketing_emails",
+                "email_optin",
+                "optin",
             ),
             lenient=True,
             description="the user consents to marketing (audience exports; blank: unknown, the shop's "
@@ -836,6 +845,10 @@ def _words(name: str) -> str:
 _CONSENT_NAME = re.compile(
     r"consent|(?:^|_)opt(?:ed)?_?(?:in|out)(?:_|$)|accepts_(?:\w+_)?marketing|(?:^|_)(?:un)?subscribed(?:_|$)"
     r"|(?:^|_)newsletter(?:_subscri\w*|_status|_sign_?up)?$"
+    # an e-mail permission: BigCommerce's `Receive Review/Abandoned Cart Emails?`, `Receive
+    # Marketing Emails`, `Email Permission`, `Optin`, `Allow Emails`
+    r"|(?:^|_)(?:receive|allow|accepts?|wants?)_(?:\w+_)?e_?mails?(?:_|$)|e_?mail_permission|permission_to_e_?mail"
+    r"|(?:^|_)optin(?:_|$)"
 )
 
 

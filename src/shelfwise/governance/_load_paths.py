@@ -6,7 +6,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._compile import DUCKDB, MAGENTO_ROOT, MAGENTO_SEVERAL, SEVERAL_PATHS, lit, q, several_category_paths
+from ._compile import (
+    DUCKDB,
+    MAGENTO_ROOT,
+    MAGENTO_SEVERAL,
+    SEVERAL_PATHS,
+    SLASH_SEVERAL,
+    lit,
+    q,
+    several_category_paths,
+    slash_category_paths,
+)
 from ._contracts import Kind
 
 __all__ = ["note_several_paths"]
@@ -26,6 +36,9 @@ def note_several_paths(st: Any) -> None:
             else ""
         )
         several = f"({listed}({magento} AND {DUCKDB.matches(s, MAGENTO_SEVERAL)}))"
+        slashed = slash_category_paths(st.header)
+        if slashed:  # BigCommerce's `Furniture/Chairs;Sale`
+            several = f"(NOT {magento} AND {DUCKDB.matches(s, SLASH_SEVERAL)})"
         row = st.wh.sql(
             f"SELECT count(*), min({s}) FILTER (WHERE {several}) FROM {st.load} WHERE {several}"
         ).fetchone()
@@ -35,6 +48,6 @@ def note_several_paths(st: Any) -> None:
             named = c.name if header == c.name else f"{c.name} (the file's {header!r})"
             st.warn(
                 f"{st.src.name}: {st.name}.{named}: {n:,} row(s) give several category paths separated "
-                f"by ',' (e.g. {example!r}): only the first path of each was kept (a comma inside a "
-                f"name is written {lit(chr(92) + ',')})"
+                f"by {';' if slashed else ','!r} (e.g. {example!r}): only the first path of each was kept"
+                + ("" if slashed else f" (a comma inside a name is written {lit(chr(92) + ',')})")
             )

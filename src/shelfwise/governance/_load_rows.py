@@ -10,7 +10,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from ._compile import DUCKDB, compile_contract, lit, mask_profile_value, q, several_category_paths
+from ._compile import (
+    DUCKDB,
+    compile_contract,
+    lit,
+    mask_profile_value,
+    q,
+    several_category_paths,
+    slash_category_paths,
+)
 from ._contracts import Kind
 from ._load_state import CHECKED, LoadState, constant
 
@@ -33,6 +41,7 @@ def check_rows(st: LoadState) -> None:
         day_first=day_first,
         decimal_comma=decimal_comma_numbers(st),
         several_paths=several_category_paths(st.mapping.get("category")),
+        slash_paths=slash_category_paths(st.header),
     )
     extra_sel = st.extra_sel
     empty_text = lit("")

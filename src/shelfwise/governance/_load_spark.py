@@ -38,6 +38,7 @@ from ._compile import (
     mask_profile_value,
     q,
     several_category_paths,
+    slash_category_paths,
 )
 from ._contracts import BOT_EVENT_TYPES
 from ._load_anonymous import spark_uncount_redelivered
@@ -131,6 +132,7 @@ def spark_check_rows(st: LoadState) -> None:
         day_first=day_first,
         decimal_comma=decimal_comma_numbers(st),
         several_paths=several_category_paths(st.mapping.get("category")),
+        slash_paths=slash_category_paths(st.header),
         dialect=SPARK,
     )
     path = _tmp(st) / f"{st.name}_load.parquet"
