@@ -584,6 +584,23 @@ def test_several_category_paths_in_one_cell_read_alike_on_both_engines(spark):
     assert one[0] == "Furniture > Tables, Sale" and one[3] == "A > B, C > D, E"
 
 
+def test_bigcommerce_slash_category_paths_read_alike_on_both_engines(spark):
+    """BigCommerce's `Category` (`Furniture/Chairs;Sale`): `/` separates levels, `;` categories
+    (the first kept), on both engines."""
+    contract = CONTRACTS["products"]
+    values = ["Furniture/Chairs;Sale", "Office Supplies/Paper", "Sale", "A / B ; C/D", "Default Category/X/Y"]
+    cols = contract.column_names
+    table = [
+        {c: None for c in cols} | {"product_id": f"p{i}", "title": "T", "category": v, "_source_line": i}
+        for i, v in enumerate(values)
+    ]
+    duck, sprk = _through_both(spark, contract, table, slash_paths=True)
+    at = cols.index("category")
+    got = [r[at] for r in sorted(duck, key=lambda r: r[-1])]
+    assert got == [r[at] for r in sorted(sprk, key=lambda r: r[-1])]
+    assert got == ["Furniture > Chairs", "Office Supplies > Paper", "Sale", "A > B", "X > Y"]
+
+
 def test_a_lines_unit_price_times_its_quantity_on_both_engines(spark):
     """events.unit_price (`Item Cost`): a line without a value is worth unit price x quantity (1
     unit where none is given), a value given wins, a return's is what was refunded, on both."""
