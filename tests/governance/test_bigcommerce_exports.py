@@ -106,3 +106,53 @@ def test_the_catalog_reads_visibility_stock_and_slash_category_paths(tmp_path: P
     ]
     said = [w for w in report.warnings if "several category paths" in w]
     assert len(said) == 1 and "'Furniture/Chairs;Sale'" in said[0] and "';'" in said[0], report.warnings
+
+
+def _details(*products: tuple[str, int, str, float]) -> str:
+    return " | ".join(
+        f"Product ID: {pid}, Product Qty: {n}, Product SKU: SKU-{pid}, Product Name: {name}, Product Weight: 1.0, "
+        f"Product Variation Details: , Product Unit Price: {price:.2f}, Product Total Price: {price * n:.2f}"
+        for pid, n, name, price in products
+    )
+
+
+PACKED = (
+    "Order ID,Customer ID,Customer Email,Order Date,Order Status,Product Details\n"
+    f'5000,1000,allen@example.com,01/10/2017 11:56,Shipped,"{_details(("77", 2, "Chair, black", 10.0), ("81", 1, "Lamp", 20.0))}"\n'
+    f'5001,1001,adam@example.com,02/10/2017 11:56,Refunded,"{_details(("80", 1, "Desk", 50.0))}"\n'
+    # the second product cannot be read (no Product ID): that line alone is quarantined
+    '5002,1000,allen@example.com,03/10/2017 11:56,Completed,"'
+    + _details(("81", 3, "Lamp", 20.0))
+    + ' | Product Qty: 1, Product Name: Mystery"\n'
+)
+
+
+def test_the_packed_product_details_are_read_as_one_line_per_product(tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    report = Ingestor(work).run(_shop(tmp_path, PACKED))
+    ev = report.tables["events"]
+    # 3 orders held 5 lines: rows in are the lines read, and balanced
+    assert ev.rows_in == 5
+    assert (ev.rows_curated, ev.rows_quarantined) == (3, 2)
+    assert ev.reasons == {"refunded_order": 1, "malformed_row": 1}
+    assert any(
+        "3 order(s) packed their products in 'Product Details'" in n and "held 5 order line(s)" in n
+        for n in report.notes
+    ), report.notes
+    rows = curated_rows(
+        work,
+        "SELECT product_id, quantity, value, unit_price FROM curated.events ORDER BY timestamp, product_id",
+    )
+    assert rows == [("77", 2, 20.0, 10.0), ("81", 1, 20.0, 20.0), ("81", 3, 60.0, 20.0)]
+    quarantined = curated_rows(
+        work, "SELECT source_file, source_line, reason, detail FROM quarantine.rows ORDER BY source_line"
+    )
+    assert [(Path(f).name, line, reason) for f, line, reason, _ in quarantined] == [
+        ("orders-2017-12-19.csv", 3, "refunded_order"),
+        ("orders-2017-12-19.csv", 4, "malformed_row"),
+    ]
+    assert "product 1 of the row's packed Product Details" in quarantined[0][3]
+    detail = quarantined[1][3]
+    assert "unreadable packed product" in detail and "Product ID" in detail and "product 2 of" in detail, (
+        detail
+    )

@@ -66,7 +66,7 @@ from ._load_spark import spark_check_rows, spark_check_sets, spark_publish, spar
 from ._load_state import QUARANTINE_DDL, REPROCESS_JOB, LoadState, column_key, parquet_files
 from ._mapping import MAP_FILE, ColumnMap, load_column_map
 from ._orderlines import derive as derive_order_lines
-from ._orderlines import record_as_of
+from ._orderlines import record_as_of, unpack_orders
 from ._privacy import ANONYMOUS_PSEUDONYM_PREFIX, Pseudonymizer
 from ._retention import load_retention
 from ._text import normalize_flat_array, normalize_lines_array
@@ -486,7 +486,7 @@ class Ingestor:
             header: list[str] = []
             if events_path is not None and need:  # an order-lines export carries products and users
                 t0_stage = time.perf_counter()
-                ev = staged_now["events"] = stage_file(events_path, staged_dir, in_place=True)
+                ev = staged_now["events"] = self._stage_events(events_path, staged_dir, report)
                 staging_secs["events"] = time.perf_counter() - t0_stage
                 header = header_of(wh, ev)
             if header:  # (an empty JSON lines file: nothing to derive)
@@ -529,7 +529,11 @@ class Ingestor:
                 if path is None:
                     continue
                 t0_stage = time.perf_counter()
-                staged = staged_now.pop(table, None) or stage_file(path, staged_dir, in_place=True)
+                staged = staged_now.pop(table, None) or (
+                    self._stage_events(path, staged_dir, report)
+                    if table == "events"
+                    else stage_file(path, staged_dir, in_place=True)
+                )
                 staging_s = staging_secs.get(table, 0.0) + time.perf_counter() - t0_stage
                 if staged.format == "jsonl" and not staged.records and not staged.bad_lines:
                     # JSON lines with no line: no row, and no key to read columns from (a CSV
@@ -689,6 +693,14 @@ class Ingestor:
         return report
 
     # ------------------------------------------------------------------------------------------
+    def _stage_events(self, path: Path, staged_dir: Path, report: IngestReport) -> StagedFile:
+        """The events file staged; an orders export packing each order's products in one cell
+        (BigCommerce's `Product Details`) as one record per product (`_orderlines.unpack_orders`)."""
+        staged, note = unpack_orders(stage_file(path, staged_dir, in_place=True), staged_dir)
+        if note:
+            report.notes.append(note)
+        return staged
+
     def _prepare(self, wh: Warehouse) -> None:
         wh.sql(QUARANTINE_DDL)
         wh.sql("CREATE SEQUENCE IF NOT EXISTS quarantine.qid_seq START 1")

@@ -388,6 +388,15 @@ def account(st: LoadState, tv: TableVersion, added: int | None) -> None:
         tr.mode = "append"
         if tr.rows_inserted is None:
             tr.rows_inserted = tr.rows_curated - (tr.rows_updated or 0)
+    scale = st.staged.line_scale
+    if scale > 1:  # an order's k-th packed product is line * scale + k: the line, and k said
+        wh.sql(
+            f"""UPDATE quarantine.rows SET source_line = source_line // {scale},
+                detail = coalesce(detail || ' ', '') || '(product ' || CAST(source_line % {scale} AS VARCHAR) ||
+                    ' of the row''s packed Product Details)'
+                WHERE run_id = ? AND table_name = ? AND source_line IS NOT NULL""",
+            [run_id, contract.name],
+        )
     if st.staged.source.is_dir():  # a folder's rows are numbered part * PART_LINES + line: name both
         parts = "[" + ", ".join(lit(str(p)) for p in st.staged.parts) + "]"
         wh.sql(

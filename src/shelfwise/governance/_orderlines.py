@@ -18,6 +18,8 @@ A derived table is staged like a file: its rows carry the line of the order line
 
 from __future__ import annotations
 
+import csv
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -540,6 +542,7 @@ def _write(
         sha256=staged.sha256,
         size_bytes=staged.size_bytes,
         records=int(row[0]) if row else 0,
+        line_scale=staged.line_scale,  # (a packed order's product: its row's line, and its place)
     )
 
 
@@ -564,3 +567,153 @@ def _day_first(sql: Callable[[str], Any], rel: str, ts: str) -> bool:
         if known is not None:
             return bool(known[0])
     return False
+
+
+# BigCommerce's default Orders export: one row per order, its products packed in one cell,
+# `Product ID: 77, Product Qty: 2, Product SKU: ABC-1, Product Name: Chair, ..., Product Total
+# Price: 20.00 | Product ID: 80, ...`. Read as one order line per product: the order's columns
+# and the product's fields (`Product ID`, `Product Qty`, ...: the events contract reads them by
+# their aliases). Each line is numbered `row line * PACKED_LINES + k` (the row's k-th product);
+# quarantine names the row's line and k (`_load_publish.account`).
+PACKED_KEYS = ("productdetails",)
+PACKED_LINES = 1000
+PACKED_FIELDS = (
+    "Product ID",
+    "Product Qty",
+    "Product SKU",
+    "Product Name",
+    "Product Weight",
+    "Product Variation Details",
+    "Product Unit Price",
+    "Product Total Price",
+)
+_PACKED_FIELD = re.compile(r"(?:^|,\s*)(" + "|".join(re.escape(f) for f in PACKED_FIELDS) + r"):[ \t]?")
+# (a product is split from the next at a ` | ` before a field's name: a name may hold a `|`)
+_PACKED_PART = re.compile(r"\s*\|\s*(?=(?:" + "|".join(re.escape(f) for f in PACKED_FIELDS) + r"):)")
+
+
+def packed_products(cell: str) -> list[tuple[dict[str, str] | None, str, str]]:
+    """The products of a packed `Product Details` cell: (fields, text, why) per part, fields None
+    for a part that cannot be read (no `Product ID: ...` in it; `why` says so)."""
+    out: list[tuple[dict[str, str] | None, str, str]] = []
+    for part in _PACKED_PART.split(cell.strip()):
+        if not part.strip():
+            continue
+        found = list(_PACKED_FIELD.finditer(part))
+        fields: dict[str, str] = {}
+        for i, m in enumerate(found):
+            end = found[i + 1].start() if i + 1 < len(found) else len(part)
+            fields[m.group(1)] = part[m.end() : end].strip()
+        lead = part[: found[0].start()].strip() if found else part.strip()
+        if not found or lead or not fields.get("Product ID"):
+            why = (
+                "a packed product that names no product ('Product ID: ...' missing or empty)"
+                if not lead or not found
+                else f"text before its first field: {lead[:80]!r}"
+            )
+            out.append((None, part, f"Product Details: unreadable packed product: {why}"))
+            continue
+        out.append((fields, part, ""))
+    return out
+
+
+def packed_column(header: list[str]) -> str | None:
+    """The header of the packed products cell of an orders export, or None."""
+    return next((h for h in header if _key(h) in PACKED_KEYS), None)
+
+
+def unpack_orders(staged: StagedFile, staged_dir: Path) -> tuple[StagedFile, str | None]:
+    """`staged` as one record per packed product (a new numbered staged copy) when it is a CSV
+    file whose header has a packed `Product Details` column and no `Product ID` of its own, and a
+    note saying how many orders held how many lines; else `staged` as it is and None. A row whose
+    cell is empty, or a part that cannot be read, is a rejected record of its own (quarantined as
+    malformed_row with why), never dropped: rows in = lines read."""
+    if staged.format != "csv" or staged.staged is None:
+        return staged, None
+    header = list(staged.header)
+    packed = packed_column(header)
+    if packed is None or any(_key(h) == _key("Product ID") for h in header):
+        return staged, None
+    at = header.index(packed)
+    kept = [h for i, h in enumerate(header) if i != at]
+    out_header = [LINE_COLUMN, *kept, *PACKED_FIELDS]
+    staged_dir.mkdir(parents=True, exist_ok=True)
+    target = staged_dir / (staged.source.name.removesuffix(".gz") + ".unpacked.staged")
+    info = StagedFile(
+        source=staged.source,
+        staged=target,
+        format="csv",
+        parts=list(staged.parts),
+        part_sha256=list(staged.part_sha256),
+        delimiter=",",
+        header=[*kept, *PACKED_FIELDS],
+        sha256=staged.sha256,
+        size_bytes=staged.size_bytes,
+        blank_lines=staged.blank_lines,
+        transcoded_lines=staged.transcoded_lines,
+        nul_bytes=staged.nul_bytes,
+        notes=list(staged.notes),
+        line_scale=PACKED_LINES,
+    )
+    # (lines staging rejected itself keep their numbers, scaled: one record of their line)
+    info.bad_lines = [(line * PACKED_LINES + 1, text, why) for line, text, why in staged.bad_lines]
+    orders = lines = 0
+    unreadable_orders = 0
+    rejected = len(info.bad_lines)  # (rows not read as an order: the unreadable parts are the rest)
+    with (
+        open(staged.staged, encoding="utf-8-sig", newline="") as src,
+        open(target, "w", encoding="utf-8", newline="") as dst,
+    ):
+        reader = csv.reader(src, delimiter=staged.delimiter)
+        writer = csv.writer(dst, lineterminator="\n")
+        next(reader, None)  # the header
+        writer.writerow(out_header)
+        for n, row in enumerate(reader):
+            if staged.numbered:
+                line, row = int(row[0]), row[1:]
+            else:
+                line = n + 2
+            if len(row) != len(header):  # (the events load's reader would reject it: so does this)
+                text = staged.delimiter.join(row)
+                info.bad_lines.append(
+                    (line * PACKED_LINES + 1, text, f"{len(row)} field(s) where the header has {len(header)}")
+                )
+                rejected += 1
+                continue
+            orders += 1
+            base = [v for i, v in enumerate(row) if i != at]
+            parts = packed_products(row[at])
+            if not parts:
+                info.bad_lines.append(
+                    (
+                        line * PACKED_LINES + 1,
+                        staged.delimiter.join(row),
+                        f"{packed}: no product in the order's cell",
+                    )
+                )
+                unreadable_orders += 1
+                continue
+            for k, (fields, text, why) in enumerate(parts, start=1):
+                if k >= PACKED_LINES:
+                    raise SourceError(
+                        str(staged.source),
+                        line,
+                        f"{packed}: more than {PACKED_LINES - 1} products packed in one order's cell",
+                    )
+                if fields is None:
+                    info.bad_lines.append((line * PACKED_LINES + k, text, why))
+                    continue
+                writer.writerow([line * PACKED_LINES + k, *base, *(fields.get(f, "") for f in PACKED_FIELDS)])
+                lines += 1
+    info.records = lines
+    if staged.numbered:
+        staged.staged.unlink(missing_ok=True)
+    unreadable = len(info.bad_lines) - rejected - unreadable_orders
+    note = (
+        f"{staged.source.name}: {orders:,} order(s) packed their products in {packed!r} (BigCommerce's "
+        f"Orders export) and held {lines + unreadable:,} order line(s): read as one row per product"
+        + (f" ({unreadable:,} that could not be read quarantined as malformed_row)" if unreadable else "")
+        + (f"; {unreadable_orders:,} order(s) with no product quarantined" if unreadable_orders else "")
+        + "; a line's quarantine names its order's row and the product's place in the cell"
+    )
+    return info, note

@@ -70,6 +70,9 @@ class StagedFile:
     # records staging rejected itself: (line, text, why); they count as rows in
     bad_lines: list[tuple[int, str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what was repaired, in words
+    # >1: a record is line * line_scale + k, the k-th of the records read from one line (an order's
+    # products packed in one cell, BigCommerce's `Product Details`); quarantine names line and k
+    line_scale: int = 1
 
 
 def _same_name(entry: Path, stem: str) -> str | None:
