@@ -156,3 +156,17 @@ def test_the_packed_product_details_are_read_as_one_line_per_product(tmp_path: P
     assert "unreadable packed product" in detail and "Product ID" in detail and "product 2 of" in detail, (
         detail
     )
+
+
+def test_a_free_text_product_details_column_is_not_unpacked(tmp_path: Path) -> None:
+    orders = (
+        "Order ID,Customer ID,Order Date,Order Status,Product Details,Product Qty\n"
+        "5000,1000,01/10/2017 11:56,Shipped,A nice chair,2\n"
+        "5001,1001,02/10/2017 11:56,Shipped,A desk,1\n"
+    )
+    orders = orders.replace("Product Details,Product Qty", "Product Details,Product Qty,SKU")
+    orders = orders.replace(",2\n", ",2,77\n").replace(",1\n", ",1,81\n")
+    report = Ingestor(tmp_path / "w").run(_shop(tmp_path, orders))
+    ev = report.tables["events"]
+    assert (ev.rows_in, ev.rows_curated) == (2, 2)
+    assert not any("packed their products" in n for n in report.notes)

@@ -622,6 +622,26 @@ def packed_column(header: list[str]) -> str | None:
     return next((h for h in header if _key(h) in PACKED_KEYS), None)
 
 
+def _looks_packed(staged: StagedFile, at: int, rows: int = 100) -> bool:
+    """Whether the first non-empty cells of column `at` (of the first `rows` rows) are packed
+    products: most of them start with `Product ID:`."""
+    assert staged.staged is not None
+    seen = packed = 0
+    with open(staged.staged, encoding="utf-8-sig", newline="") as src:
+        reader = csv.reader(src, delimiter=staged.delimiter)
+        next(reader, None)
+        for row in reader:
+            if staged.numbered:
+                row = row[1:]
+            cell = row[at].strip() if at < len(row) else ""
+            if cell:
+                seen += 1
+                packed += cell.startswith("Product ID:")
+            if seen >= rows:
+                break
+    return seen > 0 and packed * 2 > seen
+
+
 def unpack_orders(staged: StagedFile, staged_dir: Path) -> tuple[StagedFile, str | None]:
     """`staged` as one record per packed product (a new numbered staged copy) when it is a CSV
     file whose header has a packed `Product Details` column and no `Product ID` of its own, and a
@@ -635,6 +655,8 @@ def unpack_orders(staged: StagedFile, staged_dir: Path) -> tuple[StagedFile, str
     if packed is None or any(_key(h) == _key("Product ID") for h in header):
         return staged, None
     at = header.index(packed)
+    if not _looks_packed(staged, at):  # a free-text `Product Details` column of another export
+        return staged, None
     kept = [h for i, h in enumerate(header) if i != at]
     out_header = [LINE_COLUMN, *kept, *PACKED_FIELDS]
     staged_dir.mkdir(parents=True, exist_ok=True)
