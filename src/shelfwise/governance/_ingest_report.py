@@ -136,6 +136,12 @@ class TableReport:
     rows_set_aside: int = 0
     # of them, lines an earlier load set aside too, sent again (also among rows_redelivered)
     rows_set_aside_resent: int = 0
+    # appending order lines: purchase lines an earlier load curated, of orders this delivery sets
+    # aside for their status (refunded, cancelled, unpaid: the order's latest status wins), taken
+    # out of the curated table (`_load_retract`); not among this load's rows in (rows_total is
+    # the table after the load), quarantined as superseded, by reason in `retracted`
+    rows_retracted: int = 0
+    retracted: dict[str, int] = field(default_factory=dict)
     # a full snapshot whose file had rows (not all withheld) and that curated none: not published
     # over an earlier version (`published` false: the table stays as it was); `ingest` exits 1
     curated_nothing: bool = False

@@ -20,6 +20,7 @@ from ..storage._sources import PART_LINES
 from ._compile import DUCKDB, Dialect, client_event_id, lit, q
 from ._contracts import TableContract
 from ._load_anonymous import uncount_redelivered
+from ._load_retract import RETRACT, RETRACTED_SOURCE, retract_orders
 from ._load_sales import uncount_redelivered as uncount_redelivered_sales
 from ._load_state import (
     CHECKED,
@@ -153,6 +154,9 @@ def publish(st: LoadState) -> None:
         cur = f"curated.{q(contract.name)}"
         keep = f"SELECT * FROM {cur}"
         fresh = "SELECT * EXCLUDE (_source_line) FROM _new"
+        kept = retract_orders(st)  # an order's latest status wins over its curated purchase
+        if kept is not None:
+            keep += f" WHERE {kept}"
         if contract.key:  # the newer version of a key replaces the curated one (an upsert)
             using = ", ".join(q(k) for k in contract.key)
             keep += f" ANTI JOIN _new USING ({using})"
@@ -205,6 +209,7 @@ def publish(st: LoadState) -> None:
     for c in pseudo_cols:
         wh.sql(f"DROP TABLE _pseudo_{c}")  # the raw -> pseudonym map never persists
     wh.sql("DROP TABLE IF EXISTS _redelivered")
+    wh.sql(f"DROP TABLE IF EXISTS {RETRACT}")
     wh.sql(f"DROP TABLE {CHECKED}")
     wh.sql("DROP TABLE IF EXISTS _new")
     wh.sql(f"DROP VIEW {st.load}")
@@ -405,8 +410,12 @@ def account(st: LoadState, tv: TableVersion, added: int | None) -> None:
                 WHERE run_id = ? AND table_name = ? AND source_line IS NOT NULL""",
             [run_id, contract.name],
         )
+    # (a curated line an earlier load delivered and this one took out, `_load_retract`, is not
+    # among this load's rows: counted in rows_retracted)
+    mine = f"NOT starts_with(coalesce(source_file, ''), {lit(RETRACTED_SOURCE)})"
     rows = wh.sql(
-        "SELECT reason, count(*) FROM quarantine.rows WHERE run_id = ? AND table_name = ? GROUP BY 1 ORDER BY 2 DESC",
+        f"SELECT reason, count(*) FROM quarantine.rows WHERE run_id = ? AND table_name = ? AND {mine} "
+        "GROUP BY 1 ORDER BY 2 DESC",
         [run_id, contract.name],
     ).fetchall()
     tr.reasons = {r[0]: int(r[1]) for r in rows}
@@ -415,7 +424,7 @@ def account(st: LoadState, tv: TableVersion, added: int | None) -> None:
     # set aside and sent again is still set aside (a re-run read "set aside 0"), counted re-sent too
     aside = wh.sql(
         "SELECT count(*), count(*) FILTER (WHERE status = 'redelivered') FROM quarantine.rows "
-        "WHERE run_id = ? AND table_name = ? AND list_contains(?::VARCHAR[], reason)",
+        f"WHERE run_id = ? AND table_name = ? AND list_contains(?::VARCHAR[], reason) AND {mine}",
         [run_id, contract.name, sorted(SET_ASIDE_REASONS)],
     ).fetchone()
     tr.rows_set_aside = int(aside[0]) if aside else 0

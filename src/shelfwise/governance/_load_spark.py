@@ -56,6 +56,7 @@ from ._load_publish import (
     upsert_select,
 )
 from ._load_raw import tell_new_keys
+from ._load_retract import retract_orders, retracted_orders
 from ._load_rows import day_first_dates, decimal_comma_numbers, note_unreadable
 from ._load_sales import spark_uncount_redelivered as spark_uncount_redelivered_sales
 from ._load_sets import NEAR_DETAIL, RESENT_BOT_DETAIL, curated_near, resent_bot_lines
@@ -522,6 +523,10 @@ def spark_publish(st: LoadState) -> None:
         new = new.orderBy(*order).drop("_source_line").localCheckpoint()
         added = new.count()
         keep = current
+        if retract_orders(st) is not None:  # an order's latest status wins (as on DuckDB)
+            orders = retracted_orders(st)  # (a delivery's orders: a list, not a join)
+            hit = (F.col("event_type") == "purchase") & F.col("session_id").cast("string").isin(orders)
+            keep = current.where(~F.coalesce(hit, F.lit(False)))
         if contract.key:  # the newer version of a key replaces the curated one (an upsert)
             keep = current.join(new.select(*contract.key), list(contract.key), "left_anti")
             # a column the delivery does not give keeps the key's curated value (`upsert_select`)

@@ -209,6 +209,12 @@ def summary_lines(report: IngestReport) -> list[str]:
             lines.append(
                 f"      set aside {t.rows_set_aside:,} (no purchase or no product, not judged{again})"
             )
+        if t.rows_retracted:  # (an order's latest status wins over its curated purchase)
+            why = ", ".join(f"{n:,} {r}" for r, n in sorted(t.retracted.items()))
+            lines.append(
+                f"      took out {t.rows_retracted:,} earlier purchase line(s) of orders now cancelled, refunded "
+                f"or unpaid ({why}; quarantined as superseded, not among this delivery's rows)"
+            )
         if t.anonymous_rows:
             lines.append(
                 f"      {t.anonymous_rows:,} anonymous row(s) (no user_id) attributed to their session"

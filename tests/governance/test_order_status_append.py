@@ -1,0 +1,81 @@
+"""An order's latest status wins across `--append` deliveries (walk50D finding 1): an order
+curated as a purchase on day 1 and re-sent refunded or cancelled on day 2 leaves the curated
+purchases; one set aside on day 1 (awaiting payment) and paid on day 2 is curated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shelfwise.governance import Ingestor
+from shelfwise.reporting import summary_lines
+from tests.conftest import curated_rows
+
+MAP = (
+    '[map.events]\nuser_id = "customer"\nproduct_id = "sku"\nsession_id = "order_id"\ntimestamp = "date"\n'
+    'value = "total"\n'
+)
+HEADER = "order_id,customer,sku,date,status,total\n"
+DAY1 = HEADER + (
+    "A1,u1,P1,2024-03-01 10:00,shipped,10\nA1,u1,P2,2024-03-01 10:00,shipped,20\n"
+    "A2,u2,P1,2024-03-01 11:00,completed,30\nA3,u3,P2,2024-03-01 12:00,completed,40\n"
+    "A4,u4,P1,2024-03-01 13:00,pending,50\n"
+)
+# A1 refunded, A3 cancelled (its line re-sent with the new status), A4 now paid, A5 new
+DAY2 = HEADER + (
+    "A1,u1,P1,2024-03-01 10:00,refunded,10\nA1,u1,P2,2024-03-01 10:00,refunded,20\n"
+    "A3,u3,P2,2024-03-01 12:00,cancelled,40\nA4,u4,P1,2024-03-01 13:00,processing,50\n"
+    "A5,u5,P2,2024-03-02 09:00,completed,60\n"
+)
+
+
+def _day(tmp_path: Path, name: str, text: str) -> Path:
+    d = tmp_path / name
+    d.mkdir()
+    (d / "orders.csv").write_text(text, encoding="utf-8")
+    (d / "shelfwise.toml").write_text(MAP, encoding="utf-8")
+    return d
+
+
+def test_a_later_refund_or_cancellation_takes_the_curated_purchase_out(tmp_path: Path) -> None:
+    w = tmp_path / "w"
+    first = Ingestor(w).run(_day(tmp_path, "day1", DAY1)).tables["events"]
+    assert (first.rows_curated, first.rows_set_aside) == (4, 1)
+    report = Ingestor(w, mode="append").run(_day(tmp_path, "day2", DAY2))
+    ev = report.tables["events"]
+    # by each order's latest status: A2, A4 (paid now) and A5 are purchases, A1 and A3 are not
+    got = curated_rows(w, "SELECT session_id, value FROM curated.events ORDER BY 1")
+    assert got == [("A2", 30.0), ("A4", 50.0), ("A5", 60.0)]
+    assert (ev.rows_in, ev.rows_curated, ev.rows_set_aside) == (5, 2, 3) and ev.balanced
+    assert ev.rows_total == 3
+    assert (ev.rows_retracted, ev.retracted) == (3, {"cancelled_order": 1, "refunded_order": 2})
+    said = [x for x in report.warnings if "earlier purchase line(s)" in x]
+    assert len(said) == 1 and "3 earlier purchase line(s) of 2 order(s)" in said[0] and "A1, A3" in said[0]
+    assert "took out 3 earlier purchase line(s)" in "\n".join(summary_lines(report))
+    # nothing dropped silently: each curated line taken out is in the quarantine, with the
+    # delivery that changed it
+    out = curated_rows(
+        w,
+        "SELECT reason, status, detail, raw->>'session_id' FROM quarantine.rows "
+        "WHERE source_file LIKE 'curated:%' ORDER BY 4, 1",
+    )
+    assert [(r, s, o) for r, s, _, o in out] == [
+        ("refunded_order", "superseded", "A1"),
+        ("refunded_order", "superseded", "A1"),
+        ("cancelled_order", "superseded", "A3"),
+    ]
+    assert all("day2" in d and "orders.csv line" in d and "taken out" in d for _, _, d, _ in out), out
+
+
+def test_an_append_without_a_status_change_takes_nothing_out(tmp_path: Path) -> None:
+    w = tmp_path / "w"
+    Ingestor(w).run(_day(tmp_path, "day1", DAY1))
+    report = Ingestor(w, mode="append").run(
+        _day(
+            tmp_path,
+            "day2",
+            HEADER + "A6,u6,P1,2024-03-02 10:00,cancelled,5\nA2,u2,P1,2024-03-01 11:00,completed,30\n",
+        )
+    )
+    ev = report.tables["events"]
+    assert ev.rows_retracted == 0 and ev.balanced and ev.rows_total == 4
+    assert not [x for x in report.warnings if "earlier purchase line(s)" in x]
