@@ -4,7 +4,9 @@ purchases; one set aside on day 1 (awaiting payment) and paid on day 2 is curate
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from shelfwise.governance import Ingestor
 from shelfwise.reporting import summary_lines
@@ -36,11 +38,18 @@ def _day(tmp_path: Path, name: str, text: str) -> Path:
     return d
 
 
-def test_a_later_refund_or_cancellation_takes_the_curated_purchase_out(tmp_path: Path) -> None:
+def test_a_later_refund_or_cancellation_takes_the_curated_purchase_out(
+    tmp_path: Path, engine: Callable[[Path], Any] | None = None
+) -> None:
+    """Both engines (`tests/storage/test_spark_parity.py` passes `engine`)."""
     w = tmp_path / "w"
-    first = Ingestor(w).run(_day(tmp_path, "day1", DAY1)).tables["events"]
+
+    def ingest(mode: str) -> Ingestor:
+        return Ingestor(w, mode=mode, **({"engine": engine(w)} if engine else {}))
+
+    first = ingest("replace").run(_day(tmp_path, "day1", DAY1)).tables["events"]
     assert (first.rows_curated, first.rows_set_aside) == (4, 1)
-    report = Ingestor(w, mode="append").run(_day(tmp_path, "day2", DAY2))
+    report = ingest("append").run(_day(tmp_path, "day2", DAY2))
     ev = report.tables["events"]
     # by each order's latest status: A2, A4 (paid now) and A5 are purchases, A1 and A3 are not
     got = curated_rows(w, "SELECT session_id, value FROM curated.events ORDER BY 1")

@@ -464,6 +464,16 @@ def test_resent_rows_are_redeliveries_on_spark_too(spark, tmp_path):
     check(tmp_path, engine=lambda work: SparkEngine(work, master="local[2]"))
 
 
+def test_a_later_refund_takes_the_curated_purchase_out_on_spark_too(spark, tmp_path):
+    """An --append delivery that refunds or cancels an order curated as a purchase takes its
+    curated lines out on Spark as on DuckDB (the order's latest status wins)."""
+    from tests.governance.test_order_status_append import (
+        test_a_later_refund_or_cancellation_takes_the_curated_purchase_out as check,
+    )
+
+    check(tmp_path, engine=lambda work: SparkEngine(work, master="local[2]"))
+
+
 def test_a_robots_events_sent_again_on_spark_as_on_duckdb(spark, tmp_path):
     """A re-sent part of a robot's burst is robot traffic on Spark as on DuckDB."""
     from tests.governance.test_deliveries import check_robot_deliveries, robot_deliveries
