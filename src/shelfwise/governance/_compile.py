@@ -978,6 +978,16 @@ def compile_contract(
         typed.append(f"{value} AS {v_ref}")
         values.append(f"{v_ref} AS {q(name)}")
     checks.extend(_table_rules(contract, d))
+    names = contract.column_names
+    if "in_stock" in names and "stock" in names:
+        # a row without an `in_stock` value but with a stock figure is in stock when it holds
+        # some (BigCommerce's `Current Stock Level` 0: sold-out products were served, their facet
+        # `unknown`); a given `in_stock` wins over the figure (a shop selling on backorder says
+        # true at 0)
+        stock, given = d.q("_v_stock"), d.q("_v_in_stock")
+        values[names.index("in_stock")] = (
+            f"coalesce({given}, CASE WHEN {stock} IS NOT NULL THEN {stock} > 0 END) AS {d.q('in_stock')}"
+        )
     if contract.name == "events":  # a purchase line of 0 units or fewer: no sale, a return
         curated = _events_values(d, unit_price="unit_price" in contract.column_names)
         values = [

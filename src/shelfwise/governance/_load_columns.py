@@ -253,6 +253,12 @@ def map_columns(
             f"regular price, also where revenue falls back on the catalog's price); to read the price "
             f'paid on sale instead: --map products.price="{sale[0]}"'
         )
+    if contract.name == "products" and "stock" in mapping and "in_stock" not in mapping:
+        notes.append(
+            f"{path.name}: products.in_stock is derived from {mapping['stock']!r} (stock): a product with "
+            "a stock of 0 is out of stock (off recommendations and search), one with more is in stock, one "
+            "without a figure stays unknown"
+        )
     return Columns(mapping, extra, implied, joined, filled, notes, warnings)
 
 

@@ -183,9 +183,10 @@ class LoadState:
         """The curated columns this file gives values for (named, joined, implied, kept extras):
         an appended row says nothing about the others (a partial re-send of a product keeps
         its curated brand; a re-sent event lacking an optional column is still the same event)."""
-        return frozenset(
-            [*self.mapping, *self.joined, *self.implied, *(f"x_{safe(e)}" for e in self.extra_kept)]
-        )
+        given = [*self.mapping, *self.joined, *self.implied, *(f"x_{safe(e)}" for e in self.extra_kept)]
+        if "stock" in given and "in_stock" in self.contract.column_names:
+            given.append("in_stock")  # (derived from the stock figure where not given: `compile_contract`)
+        return frozenset(given)
 
     @property
     def extra_sel(self) -> list[str]:
