@@ -572,6 +572,25 @@ def test_a_products_published_column_reads_alike_on_both_engines(spark):
     assert all(not list(r[-3]) for r in duck), duck  # no row quarantined
 
 
+def test_in_stock_from_a_stock_figure_reads_alike_on_both_engines(spark):
+    """A row without in_stock but with a stock figure is in stock above 0 on both engines; a
+    given in_stock wins; neither stays unknown."""
+    contract = CONTRACTS["products"]
+    pairs = [(None, "0"), (None, "5"), (None, None), ("true", "0"), ("false", "3"), ("", "0")]
+    cols = contract.column_names
+    table = [
+        {c: None for c in cols}
+        | {"product_id": f"p{i}", "title": "T", "in_stock": flag, "stock": stock, "_source_line": i}
+        for i, (flag, stock) in enumerate(pairs)
+    ]
+    duck, sprk = _through_both(spark, contract, table)
+    at = cols.index("in_stock")
+    got = [r[at] for r in sorted(duck, key=lambda r: r[-1])]
+    assert (
+        got == [r[at] for r in sorted(sprk, key=lambda r: r[-1])] == [False, True, None, True, False, False]
+    )
+
+
 def test_several_category_paths_in_one_cell_read_alike_on_both_engines(spark):
     """WooCommerce's `Categories` (`Furniture > Tables, Sale`, `\\,` a name's comma): the first
     path on both engines; a name with a comma and no `>` is kept whole."""
