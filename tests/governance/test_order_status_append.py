@@ -73,6 +73,11 @@ def test_a_later_refund_or_cancellation_takes_the_curated_purchase_out(
         ("cancelled_order", "superseded", "A3"),
     ]
     assert all("day2" in d and "orders.csv line" in d and "taken out" in d for _, _, d, _ in out), out
+    if engine is None:  # the steward's list names the curated version, no line of a file
+        from tests.cli.test_cli import sw
+
+        listed = sw("quarantine", "list", "--workdir", str(w), "--status", "superseded").stdout
+        assert "events curated:events v1 [refunded_order] order A1 is refunded" in listed, listed
 
 
 def test_an_append_without_a_status_change_takes_nothing_out(tmp_path: Path) -> None:

@@ -92,7 +92,9 @@ def quarantine_list(
         detail = r["detail"] if len(r["detail"] or "") <= 200 else r["detail"][:197] + "..."
         # the file with its folder: two days' deliveries are often both `events.jsonl`
         where = "/".join(Path(r["source_file"]).parts[-2:]).lstrip("/") if r["source_file"] else "?"
-        typer.echo(f"#{r['quarantine_id']} {r['table']} {where}:{r['source_line']} [{r['reason']}] {detail}")
+        # (a curated line a later delivery took out has no line of a file: `_load_retract`)
+        line = f":{r['source_line']}" if r["source_line"] is not None else ""
+        typer.echo(f"#{r['quarantine_id']} {r['table']} {where}{line} [{r['reason']}] {detail}")
 
 
 @quarantine_app.command("export")
