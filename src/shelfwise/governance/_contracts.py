@@ -171,6 +171,8 @@ PRODUCT_ID_ALIASES = (
     "article_id",
     "movie_id",
     "variant_id",
+    # (PrestaShop 8's exports: `id_product`)
+    "id_product",
 )
 USER_ID_ALIASES = (
     "userid",
@@ -183,6 +185,8 @@ USER_ID_ALIASES = (
     "reviewer_id",  # (Amazon's reviews: `reviewerID`)
     "customer_user_id",  # (WooCommerce's orders: `Customer User ID`, 0 for a guest)
     "customer_user",
+    # (PrestaShop 8's exports: `id_customer`, the customer's id in orders and customers alike)
+    "id_customer",
 )
 QUERY_ALIASES = ("search_term", "search_query")
 # order-lines exports: the order's date is the event's time, the order id groups its lines
@@ -191,6 +195,8 @@ ORDER_DATE_ALIASES = ("order_date", "order_datetime", "order_time", "purchase_da
 ORDER_ID_ALIASES = (
     "order_id", "order_number", "order_no", "invoice_no", "invoice_id", "basket_id", "increment_id",
     "order_increment_id",
+    # (PrestaShop 8's order exports: `id_order`; its `reference` is a code of letters per order)
+    "id_order",
 )  # fmt: skip
 
 # what a shop's `Published` / `Status` column writes (BOOL `synonyms`: the value lower-cased and
@@ -249,7 +255,12 @@ PRODUCTS = TableContract(
             aliases=(*PRODUCT_ID_ALIASES, "id"),
         ),
         ColumnSpec("title", Kind.STRING, required=True, aliases=("name", "product_title", "product_name")),
-        ColumnSpec("description", Kind.STRING),
+        ColumnSpec(
+            "description",
+            Kind.STRING,
+            # (PrestaShop 8's products export: `description_short`, HTML, where no `description`)
+            aliases=("description_short",),
+        ),
         ColumnSpec(
             "category",
             Kind.CATEGORY,
@@ -281,6 +292,8 @@ PRODUCTS = TableContract(
                 "visibility",
                 # (BigCommerce's products export: `Product Visible?` Y or N)
                 "product_visible",
+                # (PrestaShop 8's products export: `active`, 1 or 0)
+                "active",
             ),
             synonyms=PUBLISHED_WORDS,
             # a value no yes or no we know (a catalog's own `status`: `Enabled`, `new`, `sale`)
@@ -306,6 +319,9 @@ PRODUCTS = TableContract(
                 "qty",
                 # (BigCommerce's products export)
                 "current_stock_level",
+                # (PrestaShop 8's products export: `quantity`, the units in stock; in an events file
+                # `quantity` is an order line's units, the events contract's own column)
+                "quantity",
             ),
             description="units on hand",
         ),
@@ -353,7 +369,13 @@ EVENTS = TableContract(
             pseudonymize=True,
             aliases=(*USER_ID_ALIASES, "user"),
         ),
-        ColumnSpec("product_id", Kind.ID, max_chars=EVENT_ID_CHARS, aliases=(*PRODUCT_ID_ALIASES, "item")),
+        ColumnSpec(
+            "product_id",
+            Kind.ID,
+            max_chars=EVENT_ID_CHARS,
+            # (PrestaShop's order line names its product's reference, the SKU, beside `product_id`)
+            aliases=(*PRODUCT_ID_ALIASES, "item", "product_reference"),
+        ),
         ColumnSpec(
             "event_type",
             Kind.ENUM,
@@ -386,6 +408,7 @@ EVENTS = TableContract(
                 "occurred_at",
                 "unix_review_time",  # (Amazon's reviews: `unixReviewTime`, seconds)
                 *ORDER_DATE_ALIASES,
+                "date_add",  # (PrestaShop 8's exports: when the order was placed)
             ),
         ),
         ColumnSpec(
@@ -423,6 +446,9 @@ EVENTS = TableContract(
                 "amount",
                 # BigCommerce's order line (one per product of its `Product Details`)
                 "product_total_price",
+                # (PrestaShop 8's order lines: the line's total with tax, else without)
+                "total_price_tax_incl",
+                "total_price_tax_excl",
             ),
         ),
         ColumnSpec(
@@ -437,6 +463,9 @@ EVENTS = TableContract(
                 "item_price",
                 "price_per_unit",
                 "product_unit_price",  # BigCommerce
+                # (PrestaShop 8's order lines: a unit's price with tax, else without)
+                "unit_price_tax_incl",
+                "unit_price_tax_excl",
             ),
             description="the price of one unit on an order line: a line without a value is worth "
             "unit_price x quantity (its value, when given, is the line's total and wins)",
@@ -448,7 +477,15 @@ EVENTS = TableContract(
             # purchase line is no sale and fewer a return)
             max_value=1_000_000.0,
             integer=True,
-            aliases=("qty", "units", "quantity_ordered", "order_quantity", "product_qty"),
+            aliases=(
+                "qty",
+                "units",
+                "quantity_ordered",
+                "order_quantity",
+                "product_qty",  # BigCommerce
+                # (PrestaShop 8's order lines)
+                "product_quantity",
+            ),
             description="units bought in a purchase (an order line), or returned: a whole number, 1 or more; "
             "1 where missing. A purchase line of 0 is curated as a no_sale row (quantity 0), one of -n "
             "as a return of n units",
@@ -870,6 +907,11 @@ def classify_extra_column(name: str) -> Classification:
     # `billing_line_1`): the street, house number and town of a person
     if parts & _ADDRESS_OWNERS and parts & _ADDRESS_PARTS:
         return Classification.PERSONAL
+    # a customer's company (PrestaShop's `company`, BigCommerce's `Company`, Magento's
+    # `billing_company`): a line of their address, and a sole trader's is their own name
+    # (`Ann Lee Plumbing`); a company's size or sector (`company_size`) is no name and stays
+    if low in _COMPANY_NAMES or ("company" in parts and parts & _ADDRESS_OWNERS):
+        return Classification.PERSONAL
     # and `Post Code` is a postcode, `TaxID` a tax_id: the words run together compared too
     compact = low.replace("_", "")
     for hint in PERSONAL_COLUMN_HINTS:
@@ -882,6 +924,9 @@ def classify_extra_column(name: str) -> Classification:
             return Classification.PERSONAL
     return Classification.INTERNAL
 
+
+# a profile column that names the customer's company
+_COMPANY_NAMES = frozenset({"company", "company_name", "companyname", "business_name", "customer_company"})
 
 # the words of a header naming whose address (`billing_full`, `ship_line1`) and what part of it
 _ADDRESS_OWNERS = frozenset({"billing", "shipping", "bill", "ship", "delivery"})

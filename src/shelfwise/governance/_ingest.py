@@ -63,8 +63,16 @@ from ._load_rows import check_rows
 from ._load_sales import count_sales_outcomes, spark_count_sales_outcomes
 from ._load_sets import check_sets
 from ._load_spark import spark_check_rows, spark_check_sets, spark_publish, spark_withhold_erased
-from ._load_state import QUARANTINE_DDL, REPROCESS_JOB, LoadState, column_key, parquet_files
-from ._mapping import MAP_FILE, ColumnMap, load_column_map
+from ._load_state import (
+    QUARANTINE_DDL,
+    REPROCESS_JOB,
+    LoadState,
+    column_key,
+    match_headers,
+    parquet_files,
+    safe,
+)
+from ._mapping import ID_WORDS, MAP_FILE, ColumnMap, load_column_map
 from ._orderlines import derive as derive_order_lines
 from ._orderlines import record_as_of, unpack_orders
 from ._privacy import ANONYMOUS_PSEUDONYM_PREFIX, Pseudonymizer
@@ -402,6 +410,7 @@ class Ingestor:
         self._next_load_id = 1  # (the run's tables each take a load id before any is recorded)
         self._headers: dict[str, list[str]] = {}  # each table's file header, as read this run
         self._undelivered: list[str] = []  # `[files]` tables this delivery has no file of
+        self._events_file: Path | None = None  # (its user ids rank the users' key advice)
         files = {
             t: self._declared_file(data_dir, t)
             if t in self._map.files
@@ -478,6 +487,7 @@ class Ingestor:
             self._prepare(wh)
             outputs: list[DatasetRef] = []
             input_refs: list[DatasetRef] = []
+            self._events_file = files["events"]
             staged_now: dict[str, StagedFile] = {}
             staging_secs: dict[str, float] = {}  # a file staged early (order lines): its seconds
             derived: dict[str, str] = {}
@@ -711,6 +721,33 @@ class Ingestor:
                 name, fn, ["VARCHAR"], "VARCHAR", type=ARROW, null_handling=SPECIAL, side_effects=False
             )
 
+    def _event_user_ids(self, wh: Warehouse) -> Callable[[list[str]], int] | None:
+        """How many of some values are user ids of this delivery's events file (the sampled
+        values of its columns named like a customer's id, `id_customer`, `Customer ID`): a users
+        file without a user_id column is advised to key on the column the events name customers
+        by (it was advised its e-mail column, and no customer of the events had a profile)."""
+        path = self._events_file
+        if path is None:
+            return None
+
+        def count(values: list[str]) -> int:
+            try:
+                staged = stage_file(path, self.workdir / "tmp" / "staged", in_place=True)
+                header = header_of(wh, staged)
+                samples = samples_of(wh, staged, header)
+            except Exception:  # noqa: BLE001 - an unreadable events file is said at its own load
+                return 0
+            ids = {
+                v.strip()
+                for h, vs in samples.items()
+                if any(w in column_key(h) for w in ID_WORDS["user_id"])
+                for v in vs
+                if v and v.strip()
+            }
+            return sum(1 for v in values if v.strip() in ids)
+
+        return count
+
     def _validate(self, wh: Warehouse, contract: TableContract, *, empty: bool = False) -> None:
         """The curated table must satisfy the contract's pandera schema."""
         validate_curated(wh, contract, empty=empty)
@@ -756,6 +793,7 @@ class Ingestor:
             source_files={str(p): h for p, h in zip(staged.parts, staged.part_sha256, strict=True)},
         )
         header = header_of(wh, staged)
+        reads = _read_columns(contract.name, header, src, self._map)
         cols = map_columns(
             contract,
             header,
@@ -769,6 +807,7 @@ class Ingestor:
             nothing_to_update=self.mode == "append" and contract.name not in wh.curated_tables(),
             had_customers=(lambda: _names_customers(wh)) if self.mode == "append" else None,
             known_products=_known_products(wh) if contract.name == "events" else None,
+            known_users=self._event_user_ids(wh) if contract.name == "users" else None,
         )
         report.notes.extend(cols.notes)
         report.warnings.extend(cols.warnings)
@@ -814,6 +853,7 @@ class Ingestor:
             filled=cols.filled,
             extra_kept=extra_kept,
             mapped_explicitly=frozenset(self._map.for_table(contract.name)),
+            read_columns=reads,
             engine=self.engine,
             min_load_id=self._next_load_id,
         )
@@ -915,6 +955,32 @@ def _drop_street_addresses(
         )
 
 
+def _read_columns(table: str, header: list[str], src: Path, column_map: ColumnMap) -> dict[str, str]:
+    """The columns the map names that the load reads but does not curate (`READ_COLUMNS`: an
+    order's status) -> their header in this file (matched as a mapped column is); one the file
+    lacks is a clear error before anything is loaded."""
+    out: dict[str, str] = {}
+    for column, wanted in column_map.reads.get(table, {}).items():
+        hit = wanted if wanted in header else match_headers(header, {column: [wanted]}).get(column)
+        if hit is None:
+            origin = column_map.origin.get((table, column), MAP_FILE)
+            raise SourceError(
+                str(src),
+                1,
+                f"{origin} maps {table}.{column} to {wanted!r}, which is not a column of this file; "
+                f"the header has: {', '.join(header) or 'no columns'}",
+            )
+        out[column] = hit
+    return out
+
+
+# what a second consent-like column of a known export means (by `column_key`)
+_CONSENT_MEANINGS = {
+    "optin": "PrestaShop's consent to offers from the shop's partners (its `newsletter` is the shop's own "
+    "newsletter)",
+}
+
+
 def _say_consent_columns(file: str, mapping: dict[str, str], kept: list[str], report: IngestReport) -> None:
     """A users file's column that looks like a consent (`Accepts SMS Marketing`, `Email Opt-In`)
     and is read as none: kept as a profile column, and said: a warning when no consent is read
@@ -923,9 +989,13 @@ def _say_consent_columns(file: str, mapping: dict[str, str], kept: list[str], re
     read = [f"{c} is read from {mapping[c]!r}" for c in USER_CONSENTS if c in mapping]
     for e in (e for e in kept if looks_like_consent(e)):
         if read:
+            means = _CONSENT_MEANINGS.get(column_key(e))
             report.notes.append(
-                f"{file}: {e!r} looks like a consent too: kept as a profile column, not read as one "
-                f"({', '.join(read)})"
+                f"{file}: {e!r} looks like a consent too: kept as the profile column x_{safe(e)}, not "
+                f"read as one ({', '.join(read)}; an audience export asks that one alone)"
+                + (f"; {e!r} is {means}" if means else "")
+                + f". To read it as the consent instead: --map 'users.consent_marketing={e}' (or "
+                f'users.consent_personalization), or [map.users] consent_marketing = "{e}" in {MAP_FILE}'
             )
             continue
         said = (

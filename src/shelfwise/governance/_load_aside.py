@@ -34,6 +34,8 @@ written to the quarantine, on both engines (this stage runs on DuckDB for both).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..storage import stage_file
 from ._compile import id_sql, lit, q
 from ._ingest_report import SET_ASIDE_WARN_SHARE
@@ -64,7 +66,19 @@ PARENT_KEYS = ("handle", "parentid", "parentsku", "parentproductid", "itemgroupi
 
 # header names (compared without case, spaces and punctuation) of an order's payment status and
 # of the time it was cancelled
-STATUS_KEYS = ("financialstatus", "paymentstatus", "orderstatus", "status")
+STATUS_KEYS = (
+    "financialstatus",
+    "paymentstatus",
+    "orderstatus",
+    "status",
+    # PrestaShop 8's order exports: the order's state by name (`current_state`, `order_state`)
+    "currentstate",
+    "orderstate",
+)
+# a header read as the order's status only where its values are order statuses shelfwise knows
+# (most of them, `STATE_SHARE`): a bare `state` is as often the region of an address
+STATUS_BY_VALUE_KEYS = ("state",)
+STATE_SHARE = 0.5
 CANCELLED_KEYS = ("cancelledat", "canceledat", "cancelled", "canceled", "cancellationdate", "cancelleddate")
 # an order's status as read: lower case, WooCommerce's `wc-` prefix off, spaces, underscores and
 # hyphens out (`wc-on-hold`, `On Hold` and `on_hold` are `onhold`)
@@ -96,6 +110,14 @@ STATUS_REASONS: dict[str, Reason] = {
     "incomplete": Reason.DRAFT_ORDER,
     "awaitingpayment": Reason.PENDING_PAYMENT,
     "manualverificationrequired": Reason.PENDING_PAYMENT,
+    # PrestaShop 8's default order states never paid: a failed payment, a bank wire or a cheque
+    # awaited (the goods wait for the money), a backorder not paid. ("Canceled" and "Refunded" are
+    # above; its "Awaiting cash on delivery validation" is a purchase, `PURCHASE_STATUSES`)
+    "paymenterror": Reason.FAILED_PAYMENT,
+    "awaitingbankwirepayment": Reason.PENDING_PAYMENT,
+    "awaitingcheckpayment": Reason.PENDING_PAYMENT,
+    "awaitingchequepayment": Reason.PENDING_PAYMENT,
+    "onbackordernotpaid": Reason.PENDING_PAYMENT,
 }
 # header names of an order line's own id and of the line it is the child of (Magento 2 writes a
 # configurable product bought as a parent line, `product_type` configurable, with the price, and a
@@ -133,6 +155,13 @@ PURCHASE_STATUSES = (
     "awaitingpickup",
     "partiallyshipped",
     "disputed",
+    # PrestaShop 8's default order states of a paid order, and its cash on delivery order: placed
+    # and shipped, paid on delivery (a purchase, as Shopify's `pending` payment status is)
+    "paymentaccepted",
+    "remotepaymentaccepted",
+    "processinginprogress",
+    "onbackorderpaid",
+    "awaitingcashondeliveryvalidation",
 )
 # a payment status column (Shopify's `Financial Status`) says how the order is paid, not whether
 # it was placed: its `pending` is a cash-on-delivery or bank-transfer order awaiting its money,
@@ -167,12 +196,23 @@ def status_key_sql(value: str) -> str:
     return f"regexp_replace(regexp_replace(lower({value}), '^wc-', ''), '[^a-z0-9]', '', 'g')"
 
 
-def order_status_columns(header: list[str], taken: set[str]) -> tuple[str | None, str | None]:
-    """The header of an order's status and of its cancellation time, when the file has them."""
+def order_status_columns(
+    header: list[str], taken: set[str], holds_statuses: Callable[[str], bool] | None = None
+) -> tuple[str | None, str | None]:
+    """The header of an order's status and of its cancellation time, when the file has them. A
+    header named only like a status (`state`) is one where `holds_statuses` says its values are."""
     by_key = {_key(h): h for h in reversed(header) if h not in taken}
     status = next((by_key[k] for k in STATUS_KEYS if k in by_key), None)
+    if status is None and holds_statuses is not None:
+        status = next(
+            (by_key[k] for k in STATUS_BY_VALUE_KEYS if k in by_key and holds_statuses(by_key[k])), None
+        )
     cancelled = next((by_key[k] for k in CANCELLED_KEYS if k in by_key), None)
     return status, cancelled
+
+
+def _known_statuses() -> tuple[str, ...]:
+    return (*STATUS_REASONS, *PURCHASE_STATUSES, *PAID_LATER_STATUSES, MAGENTO_CLOSED)
 
 
 def _relation(st: LoadState) -> tuple[str, dict[str, str]]:
@@ -197,9 +237,31 @@ def set_aside(st: LoadState) -> None:
         return
     order = st.mapping.get("session_id")
     if st.name != "events" or order is None or st.implied.get("event_type") != "purchase" or st.reprocess:
+        if st.name == "events" and "order_status" in st.read_columns and not st.reprocess:
+            st.note(
+                f"{st.src.name}: the column map's events.order_status = {st.read_columns['order_status']!r} "
+                "is not read: an order's status sets lines aside in an order-lines file only (every row a "
+                "purchase, its order named by events.session_id); map session_id to the order id"
+            )
         return
     taken = set(st.mapping.values())
-    status, cancelled = order_status_columns(st.header, taken)
+    rel, expr = _relation(st)
+    mapped = st.read_columns.get("order_status")  # (a column of the file: `_ingest` checked)
+
+    def holds_statuses(h: str) -> bool:
+        """Whether most of the column's values (`STATE_SHARE`) are order statuses we know."""
+        known = ", ".join(lit(v) for v in _known_statuses())
+        value = status_key_sql(f"nullif(trim({expr[h]}), '')")
+        got = wh.sql(
+            f"SELECT count(*) FILTER (WHERE v IN ({known})), count(v) FROM (SELECT {value} AS v FROM {rel})"
+        ).fetchone()
+        return bool(got and got[1] and got[0] >= STATE_SHARE * got[1])
+
+    status, cancelled = order_status_columns(
+        st.header, taken | ({mapped} if mapped else set()), holds_statuses
+    )
+    if mapped is not None:
+        status = mapped
     read = [h for h in (status, cancelled) if h]
     if read:  # read for the set-aside: not among the columns the load ignored
         st.tr.ignored_columns = [c for c in st.tr.ignored_columns if c not in read]
@@ -208,7 +270,6 @@ def set_aside(st: LoadState) -> None:
             f"{'is' if len(read) == 1 else 'are'} read for the order's status (the lines of a cancelled, "
             "voided or refunded order are set aside, not purchases), not curated as a column"
         )
-    rel, expr = _relation(st)
 
     def text(h: str) -> str:
         return f"nullif(trim({expr[h]}), '')"
@@ -338,7 +399,8 @@ def _unknown_statuses(st: LoadState, status: str) -> None:
         f"{st.src.name}: {status!r} value(s) shelfwise does not know: {said}; read as purchases (kept, "
         "not guessed: set aside are only cancelled, voided and refunded orders, and by an order status "
         "(not a payment status) failed, pending, on-hold, draft and trash ones and Magento's holded, "
-        "payment_review and fraud, a `wc-` prefix and case ignored; 'closed' is refunded beside Magento's "
+        "payment_review and fraud, PrestaShop's payment error, awaiting bank wire or check payment and on "
+        "backorder (not paid), a `wc-` prefix and case ignored; 'closed' is refunded beside Magento's "
         "own statuses only)"
     )
 

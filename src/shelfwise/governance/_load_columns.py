@@ -19,6 +19,9 @@ from ._mapping import ID_ENDINGS, MAP_FILE, ColumnMap, _key, mapping_advice, sug
 
 # a catalog's sale price column (WooCommerce's `Sale price`), not read as the price
 SALE_PRICE_KEYS = ("saleprice", "salesprice", "specialprice", "promoprice")
+# a catalog's cost column (PrestaShop's `wholesale_price`, what the shop pays its supplier): the
+# products contract has no cost column, so it is not read, and said
+COST_KEYS = ("wholesaleprice", "costprice", "cost", "unitcost", "purchaseprice")
 
 # header names of an order id: an events file with one and no event type holds purchases
 ORDER_KEYS = frozenset("".join(ch for ch in a if ch.isalnum()) for a in ORDER_ID_ALIASES)
@@ -51,6 +54,7 @@ def map_columns(
     nothing_to_update: bool = False,
     had_customers: Callable[[], bool] | None = None,
     known_products: Callable[[list[str]], int] | None = None,
+    known_users: Callable[[list[str]], int] | None = None,
 ) -> Columns:
     """canonical -> source column; the source columns outside the contract; and canonical
     columns the file implies without naming them (the event type of `ratings.csv`). The
@@ -193,7 +197,9 @@ def map_columns(
         sample = samples() if samples is not None else {}
         hints, picks = [], {}
         for m in missing:
-            found_s = suggest_columns(contract, m, header, sample, used=taken)
+            found_s = suggest_columns(
+                contract, m, header, sample, used=taken, known=known_users if m == "user_id" else None
+            )
             if found_s:
                 picks[m] = found_s[0][0]
                 likely = "; ".join(f"{h!r} ({why})" for h, why in found_s)
@@ -258,6 +264,17 @@ def map_columns(
             f"{path.name}: products.in_stock is derived from {mapping['stock']!r} (stock): a product with "
             "a stock of 0 is out of stock (off recommendations and search), one with more is in stock, one "
             "without a figure stays unknown"
+        )
+    cost = [h for h in extra if column_key(h) in COST_KEYS]
+    if contract.name == "products" and cost:
+        cost_cols = [c.name for c in contract.columns if c.name == "cost"]
+        notes.append(
+            f"{path.name}: {cost[0]!r} is the product's cost (what the shop pays for it), not its price: "
+            + (
+                f"read it with --map products.cost={cost[0]!r}"
+                if cost_cols
+                else "not read (the products contract has no cost column; products.price is what a shopper pays)"
+            )
         )
     return Columns(mapping, extra, implied, joined, filled, notes, warnings)
 

@@ -104,6 +104,9 @@ class LoadState:
     filled: list[str] = field(default_factory=list)  # read from the key's curated row (`Columns`)
     extra_kept: list[str] = field(default_factory=list)
     mapped_explicitly: frozenset[str] = frozenset()  # columns the column map names (JSON lines)
+    # columns the column map names that are read, not curated (`_mapping.READ_COLUMNS`: an
+    # order's status) -> the header
+    read_columns: dict[str, str] = field(default_factory=dict)
     # set by load_raw
     load_id: int = 0
     target: str = ""  # where this load's rows are written first: raw, or a temp table (staging)

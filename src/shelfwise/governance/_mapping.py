@@ -9,7 +9,10 @@ A mapping comes from a small file beside the data, `shelfwise.toml`:
     [map.products]
     category = ["Category", "Sub-Category"]   # several columns: one category path
 
-and from `--map table.column=HEADER` flags (repeatable), which override the file.
+and from `--map table.column=HEADER` flags (repeatable), which override the file. Besides the
+contract's columns, a map may name a column the load reads but never curates (`READ_COLUMNS`):
+an order-lines export's order status, `[map.events] order_status = "Etat"`
+(`--map events.order_status=Etat`), whose cancelled, refunded and unpaid orders are set aside.
 
 A `[files]` table in the same file names the file a canonical table is read from when the shop's
 export is not named after it (by default `events.csv`, `products.parquet`, ...):
@@ -32,7 +35,7 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +59,10 @@ ID_WORDS = {
 }
 # the canonical columns that may be built from several source columns (joined as a path)
 MULTI_COLUMN = {("products", "category")}
+# columns a map may name that are read by the load, not curated: an order-lines export's order
+# status (PrestaShop's `current_state`, a shop's own `Etat`), whose cancelled, refunded and
+# unpaid orders' lines are set aside (`_load_aside`); found by name when not mapped
+READ_COLUMNS: dict[str, tuple[str, ...]] = {"events": ("order_status",)}
 
 
 @dataclass
@@ -66,22 +73,33 @@ class ColumnMap:
     tables: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
     origin: dict[tuple[str, str], str] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # table -> its file's name (`[files]`)
+    # table -> a column read, not curated (`READ_COLUMNS`) -> its header
+    reads: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def for_table(self, table: str) -> dict[str, tuple[str, ...]]:
         return self.tables.get(table, {})
 
     def __bool__(self) -> bool:
-        return any(self.tables.values())
+        return any(self.tables.values()) or any(self.reads.values())
 
     def set(self, table: str, column: str, headers: Sequence[str], origin: str) -> None:
         contract = _contract(table, origin)
-        if column not in contract.column_names:
+        reads = READ_COLUMNS.get(table, ())
+        if column not in contract.column_names and column not in reads:
+            also = f", and {', '.join(reads)} (read, not curated)" if reads else ""
             raise ShelfwiseError(
-                f"{origin}: {table} has no column {column!r}{did_you_mean(column, contract.column_names)}"
-                f"; its columns: {', '.join(contract.column_names)}"
+                f"{origin}: {table} has no column {column!r}"
+                f"{did_you_mean(column, [*contract.column_names, *reads])}"
+                f"; its columns: {', '.join(contract.column_names)}{also}"
             )
         if not headers or any(not isinstance(h, str) or not h.strip() for h in headers):
             raise ShelfwiseError(f"{origin}: {table}.{column} must name a column of the file (a string)")
+        if column in reads:  # (an order's status: read to set lines aside, never curated)
+            if len(headers) > 1:
+                raise ShelfwiseError(f"{origin}: {table}.{column} is read from one column")
+            self.reads.setdefault(table, {})[column] = headers[0].strip()
+            self.origin[(table, column)] = origin
+            return
         if len(headers) > 1 and (table, column) not in MULTI_COLUMN:
             raise ShelfwiseError(
                 f"{origin}: {table}.{column} is read from one column; only "
@@ -104,7 +122,10 @@ class ColumnMap:
 
     def describe(self) -> dict[str, dict[str, str]]:
         """As the report shows it: table -> canonical -> "Header" (or "A > B")."""
-        return {t: {c: " > ".join(h) for c, h in cols.items()} for t, cols in self.tables.items() if cols}
+        out = {t: {c: " > ".join(h) for c, h in cols.items()} for t, cols in self.tables.items() if cols}
+        for t, read in self.reads.items():
+            out.setdefault(t, {}).update(read)
+        return out
 
 
 def _contract(table: str, origin: str) -> TableContract:
@@ -191,10 +212,13 @@ def suggest_columns(
     header: Sequence[str],
     samples: Mapping[str, Sequence[str]],
     used: Iterable[str] = (),
+    known: Callable[[list[str]], int] | None = None,
 ) -> list[tuple[str, str]]:
     """The headers that may hold canonical column `missing`, best first, each with why: its
     values look like the column's kind, or its name is close. `used` headers (already mapped to
-    other columns) are left out."""
+    other columns) are left out. `known`: how many of some values are the ids another file
+    names (a users file's key: the events' user ids): a header whose values are comes first. A
+    column of e-mail addresses is never advised as a customer key ahead of an id column."""
     from ._row_check import parse_number, parse_timestamp
 
     spec = contract.column(missing)
@@ -241,6 +265,7 @@ def suggest_columns(
     if missing == "user_id":  # a shop that keys its customers on their e-mail (Shopify's orders)
         for h in mails:
             # (no example: an address is a customer's, and the advice lands in the audit log)
+            # (below an id column's 2.5: `id_customer` beside `email` is the key)
             offer(h, 2.4, "holds e-mail addresses, a customer key")
     for h, values in samples.items():
         vals = [v.strip() for v in values if v is not None and v.strip()]
@@ -278,8 +303,19 @@ def suggest_columns(
         elif spec.kind is Kind.ID:
             words = ID_WORDS.get(missing, ())
             if any(w in _key(h) for w in words):
-                idlike = _key(h).endswith(ID_ENDINGS)
+                # (`Customer ID`, and PrestaShop's `id_customer`)
+                idlike = _key(h).endswith(ID_ENDINGS) or h.lower().startswith(ID_STARTS)
                 offer(h, 2.2 + 0.3 * idlike, f"{'an id column' if idlike else 'names one'}, {example}")
+    if known is not None:  # the column whose values are the other file's ids first
+        for h in list(scored):
+            vals = given.get(h, [])
+            hits = known(vals) if vals else 0
+            if hits:
+                score, why = scored[h]
+                scored[h] = (
+                    score + 1.0,
+                    f"its values are the events' user ids ({hits} of {len(vals)} sampled), {why}",
+                )
     return [(h, why) for h, (_, why) in sorted(scored.items(), key=lambda kv: -kv[1][0])][:3]
 
 
@@ -302,6 +338,8 @@ _LINK = re.compile(r"^(https?:)?//|^www\.", re.IGNORECASE)
 
 # how an id column's name ends (`Product ID`, `Client No`, `sku`)
 ID_ENDINGS = ("id", "code", "sku", "number", "no", "ref")
+# how an id column's name starts (PrestaShop's `id_customer`, `id_product`)
+ID_STARTS = ("id_", "id ", "id-")
 # words of a header that describes a thing rather than naming it by an id
 _DESCRIBING = ("name", "title", "desc", "category", "brand", "price", "segment", "type", "date", "email")
 
@@ -318,7 +356,9 @@ def _key(name: str) -> str:
 
 
 __all__ = [
+    "ID_WORDS",
     "MAP_FILE",
+    "READ_COLUMNS",
     "ColumnMap",
     "load_column_map",
     "mapping_advice",

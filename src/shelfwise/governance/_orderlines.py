@@ -56,8 +56,10 @@ USER_ATTRIBUTE_KEYS = (
     "customername",
 )
 USER_PREFIXES = ("customer", "client", "buyer")
-SALES_KEYS = ("sales", "revenue", "linetotal", "amount", "pricepaid")
-QUANTITY_KEYS = ("quantity", "qty", "units", "quantityordered", "orderquantity")
+SALES_KEYS: tuple[str, ...] = ("sales", "revenue", "linetotal", "amount", "pricepaid")
+SALES_KEYS += ("totalpricetaxincl", "totalpricetaxexcl")  # (PrestaShop 8's order lines)
+QUANTITY_KEYS: tuple[str, ...] = ("quantity", "qty", "units", "quantityordered", "orderquantity")
+QUANTITY_KEYS += ("productquantity",)  # (PrestaShop 8's order lines)
 DISCOUNT_KEYS = ("discount", "discountrate")
 
 
