@@ -112,7 +112,8 @@ MapFlags = Annotated[
     typer.Option(
         "--map",
         help="TABLE.COLUMN=HEADER: read a canonical column from the file's HEADER (repeatable; "
-        "overrides the data directory's shelfwise.toml [map.TABLE] entries).",
+        "overrides the data directory's shelfwise.toml [map.TABLE] entries); "
+        "events.order_status=HEADER names an order-lines export's status column (read, not curated).",
     ),
 ]
 
