@@ -730,9 +730,7 @@ class Shop:
             ans = svc.similar(product_id, _k(k))
             if ans is None:
                 if product_id in svc.snapshot.item_index:
-                    raise UnknownName(
-                        f"product {product_id!r} is no longer in the catalog", kind="product", name=product_id
-                    )
+                    raise UnknownName(svc.unlisted_reason(product_id), kind="product", name=product_id)
                 raise _not_in_bundle(product_id)
             if not detail:
                 return ans.items

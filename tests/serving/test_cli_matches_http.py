@@ -150,3 +150,58 @@ def test_cli_and_http_give_the_same_rankings_with_rules(served_workdir, tmp_path
     assert all(buried not in d["items"] and hidden not in d["items"] for d in cli_similar.values())
     assert cli_similar[anchors[0]]["items"] != plain_similar[anchors[0]]["items"]
     assert _cli_similar(work, tmp_path, [*anchors, "NO-SUCH-PRODUCT"], "--no-rules") == plain_similar
+
+
+@pytest.mark.slow
+def test_a_product_unpublished_by_a_catalog_load_leaves_every_list_at_once(served_workdir, tmp_path):
+    """A catalog load said a product is not published (`published=0`): it stayed on every served
+    list until the next training, and a pin of it put it first on every list (recommendations,
+    similar items, search), where a sold-out or dropped product left them at once. It leaves
+    them with the load, pinned or not, alike in the CLI and over HTTP; its similar items say it
+    is not published, and a product never curated says it is not in the catalog."""
+    from shelfwise import Shop
+
+    data, trained = served_workdir
+    work = tmp_path / "w"
+    shutil.copytree(trained, work)
+    users = [*known_users(data, work, 4), "someone-never-seen"]
+    before = _cli_recommend(work, tmp_path, users)
+    draft = before[users[0]][0]
+    anchors = [p for p in catalog_products(work) if p != draft][:3]
+    rules = {
+        "items": [
+            {"action": "pin", "product_id": draft, "position": 1},
+            {"action": "pin", "product_id": draft, "position": 1, "query": QUERIES[0]},
+        ]
+    }
+    (tmp_path / "rules.json").write_text(json.dumps(rules))
+    sw("rules", "set", "--workdir", str(work), "--file", str(tmp_path / "rules.json"))
+    assert all(items[0] == draft for items in _cli_recommend(work, tmp_path, users).values())
+    feed = tmp_path / "feed"
+    feed.mkdir()
+    (feed / "products.csv").write_text(f"product_id,published\n{draft},0\n")
+    Shop(work).ingest(feed, append=True)  # no training after it
+
+    cli_recs = _cli_recommend(work, tmp_path, users)
+    cli_search = _cli_search(work, tmp_path)
+    cli_similar = _cli_similar(work, tmp_path, [*anchors, draft])
+    assert all(draft not in items for items in cli_recs.values()), cli_recs
+    assert all(draft not in items for items in cli_search.values()), cli_search
+    assert all(draft not in cli_similar[p]["items"] for p in anchors)
+    assert cli_similar[draft]["items"] == [] and "is not published" in cli_similar[draft]["error"]
+    server = Server(work, "--absorb-seconds", "0", "--reload-seconds", "0", "--search-budget-ms", "60000")
+    try:
+        for u in users:
+            r = server.client.get(f"/v1/recommendations/{u}", params={"k": 8})
+            assert r.status_code == 200 and r.json()["items"] == cli_recs[u], (u, r.text)
+        for i, q in enumerate(QUERIES):
+            r = server.client.get("/v1/search", params={"q": q, "k": 8})
+            assert [it["product_id"] for it in r.json()["items"]] == cli_search[f"q{i}"], q
+        for p in anchors:
+            r = server.client.get(f"/v1/items/{p}/similar", params={"k": 6})
+            assert r.json()["items"] == cli_similar[p]["items"], p
+        r = server.client.get(f"/v1/items/{draft}/similar")
+        assert r.status_code == 404 and r.json()["error"] == f"product_id: {cli_similar[draft]['error']}"
+        assert "is not published" in r.json()["error"]
+    finally:
+        server.stop()

@@ -125,7 +125,7 @@ def lists_router(ctx: AppContext) -> APIRouter:
         s = authorize(ctx, request)
         clean_text(product_id, "product_id", settings.max_id_chars)
         if not s.knows_product(product_id):
-            raise HTTPException(404, f"product_id: unknown product {product_id!r}")
+            raise HTTPException(404, _unknown_product(s, product_id))
         # a cached list is answered on the event loop; one that needs the model goes to the
         # similar-items queue, which answers it within its time or refuses it (503)
         ans = s.similar(product_id, k, cached_only=True)
@@ -138,7 +138,7 @@ def lists_router(ctx: AppContext) -> APIRouter:
                     503, f"overloaded: {exc}; retry later", headers={"Retry-After": exc.retry_after}
                 ) from None
         if ans is None:  # a new bundle without the product came in meanwhile
-            raise HTTPException(404, f"product_id: unknown product {product_id!r}")
+            raise HTTPException(404, _unknown_product(s, product_id))
         rid = s.new_id("rec")
         ctx.count_cache("similar", ans)
         ctx.expose("similar", rid, ans, None, {"product_id": product_id})
@@ -293,3 +293,13 @@ def lists_router(ctx: AppContext) -> APIRouter:
         )
 
     return router
+
+
+def _unknown_product(s: Any, product_id: str) -> str:
+    """The 404 body's error of a product with no similar items: one the bundle does not hold is
+    an unknown product, as ever; one it holds says why no list shows it, in the words the CLI
+    and the Python API give (`Service.unlisted_reason`: not published, no longer in the
+    catalog, not in the catalog)."""
+    if product_id not in s.snapshot.item_index:
+        return f"product_id: unknown product {product_id!r}"
+    return f"product_id: {s.unlisted_reason(product_id)}"

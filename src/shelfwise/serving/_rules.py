@@ -489,7 +489,10 @@ class CatalogView(Mapping[str, tuple[str, str, bool]]):
         self._hidden: dict[tuple[ItemRule, ...], np.ndarray] = {}
 
     def narrowed(
-        self, curated: frozenset[str] | None, stock: Mapping[str, bool] | None = None
+        self,
+        curated: frozenset[str] | None,
+        stock: Mapping[str, bool] | None = None,
+        unpublished: frozenset[str] = frozenset(),
     ) -> CatalogView:
         """This view narrowed to the products of the curated catalog now (`curated`,
         `storage.CuratedProducts`; None: the bundle's own), as a new view (a request holds one
@@ -499,7 +502,10 @@ class CatalogView(Mapping[str, tuple[str, str, bool]]):
         products is not followed (a truncated export, ids written another way): logged, and
         the bundle's catalog stays in force until the next training. `stock`: the curated
         catalog's in_stock where it says it, over the bundle's (a stock feed delivered since the
-        training: a sold-out product leaves the lists at once, a restocked one comes back)."""
+        training: a sold-out product leaves the lists at once, a restocked one comes back).
+        `unpublished`: the curated products a catalog delivery says are not published (a draft,
+        private, archived): on no list from then on, pinned or not, as a dropped product (they
+        were served, and a pin put them first, until the next training)."""
         out = copy.copy(self)
         out._hidden = {}
         out._stock = self._stock_base
@@ -519,6 +525,10 @@ class CatalogView(Mapping[str, tuple[str, str, bool]]):
             i = self._index.get(pid)
             if i is not None:
                 now[int(i)] = True
+        for pid in unpublished:
+            i = self._index.get(pid)
+            if i is not None:
+                now[int(i)] = False
         base = np.ones(len(self._cat), bool) if self._base is None else self._base
         now &= base
         kept, had = int(now.sum()), int(base.sum())

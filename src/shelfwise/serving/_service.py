@@ -361,7 +361,7 @@ class Service:
         # the curated catalog now: what posted events are checked against, and what lists may
         # show (a product a delivery dropped since the bundle was trained is on none)
         self._curated_products = CuratedProducts(self.workdir)
-        _follow_catalog(snapshot, self._curated_products.get(), self._curated_products.stock())
+        _follow_catalog(snapshot, self._curated_products)
         self.snapshot = snapshot
         # the erasures whose online state this process has forgotten (each at its time): a new
         # one (or a later erasure of the same user) is forgotten when the register moves, not a
@@ -439,9 +439,8 @@ class Service:
     def _catalog_changed(self) -> None:
         """A catalog delivery changed the curated products: every loaded bundle's lists follow
         (`CatalogView.narrowed`), and the answers cached before are dropped."""
-        ids = self._curated_products.get()
         for snap in (self.snapshot, *self._others.values()):
-            _follow_catalog(snap, ids, self._curated_products.stock())
+            _follow_catalog(snap, self._curated_products)
         self._clear_caches()
 
     def _apply_erasures(self) -> None:
@@ -565,7 +564,7 @@ class Service:
                         self.online = online
                     finally:
                         self._rebuilding = None
-                _follow_catalog(new, self._curated_products.get(), self._curated_products.stock())
+                _follow_catalog(new, self._curated_products)
                 self.snapshot = new
                 self.search_warm = self._unwarmed()
                 self._clear_caches()
@@ -588,7 +587,7 @@ class Service:
                     self.pseudonymize,
                     load_search=self._load_search,
                 )
-                _follow_catalog(other, self._curated_products.get(), self._curated_products.stock())
+                _follow_catalog(other, self._curated_products)
             except Exception as exc:
                 # `experiments set` checked that it existed, but it may have gone since (retention,
                 # a file edited by hand): its users get the current bundle (`bundle_version` says
@@ -800,6 +799,31 @@ class Service:
         """A product of the bundle that its catalog view still lists (`CatalogView.narrowed`: a
         product a catalog delivery dropped answered 200 with items similar to it)."""
         return product_id in self.snapshot.item_index and product_id in self.snapshot.info
+
+    def unlisted_reason(self, product_id: str) -> str:
+        """Why a product of the bundle is on no list (`knows_product` false), in the words the
+        CLI, the Python API and the HTTP 404 share: not published (the catalog holds it as a
+        draft, private or archived), no longer in the catalog (a delivery dropped it since the
+        training), or not in the catalog (never curated: known from events alone, its catalog
+        row quarantined). All answered "no longer in the catalog" before."""
+        curated = self._curated_products.get()
+        if product_id in self._curated_products.unpublished():
+            return f"product {product_id!r} is not published in the catalog (a draft, private or archived product)"
+        listed = getattr(self.snapshot.bundle, "listed", None)
+        i = self.snapshot.item_index.get(product_id)
+        by_bundle = i is not None and (listed is None or bool(listed[int(i)]))
+        if curated is not None and product_id in curated:
+            if by_bundle:  # (listed, curated and published: on the lists; not asked here)
+                return f"product {product_id!r} is in the catalog"
+            # curated, not listed by the bundle: unpublished at its training (a catalog file
+            # from before `published` was recorded), or quarantined then and curated since
+            return (
+                f"product {product_id!r} is not published in the catalog, or was not in it when "
+                "the current bundle was trained"
+            )
+        if by_bundle:
+            return f"product {product_id!r} is no longer in the catalog"
+        return f"product {product_id!r} is not in the catalog"
 
     def similar(self, product_id: str, k: int, *, cached_only: bool = False) -> Answer | None:
         """What /v1/items/{id}/similar answers; None for a product not in the catalog, or (with
@@ -1309,8 +1333,9 @@ class Service:
         return f"{prefix}_{os.urandom(16).hex()}"  # 128 random bits, as a uuid4
 
 
-def _follow_catalog(snap: Any, curated: frozenset[str] | None, stock: dict[str, bool] | None = None) -> None:
-    """A snapshot's catalog view narrowed to the curated catalog and its stock now
+def _follow_catalog(snap: Any, products: CuratedProducts) -> None:
+    """A snapshot's catalog view narrowed to the curated catalog, its stock and what it says is
+    not published now
     (`CatalogView.narrowed`, from the bundle's own view: a new one, swapped in whole; a test's
     planted catalog stays as it is)."""
     base = getattr(snap, "_catalog_base", None)
@@ -1319,7 +1344,8 @@ def _follow_catalog(snap: Any, curated: frozenset[str] | None, stock: dict[str, 
     narrowed = getattr(base, "narrowed", None)
     if narrowed is not None:
         snap._catalog_base = base
-        snap.info = narrowed(curated, stock)
+        curated = products.get()
+        snap.info = narrowed(curated, products.stock(), products.unpublished())
 
 
 def online_event(values: dict[str, Any], timestamp: Any) -> dict[str, Any]:

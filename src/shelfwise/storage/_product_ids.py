@@ -33,26 +33,32 @@ def record_product_ids(workdir: str | Path, wh: Any) -> None:
     stamp = [tv.version, tv.content_hash] if tv is not None else None
     try:
         old = orjson.loads(path.read_bytes())
-        if isinstance(old, dict) and old.get("version") == stamp and stamp is not None:
+        # (a file written before `published` was recorded is written again, once)
+        if isinstance(old, dict) and old.get("version") == stamp and stamp is not None and "published" in old:
             return
     except (OSError, ValueError):
         pass
     ids: list[str] | None = None
     stock: list[bool | None] | None = None
+    unpublished: list[str] = []
     if has:
         cols = {r[0] for r in wh.sql('DESCRIBE SELECT * FROM curated."products"').fetchall()}
+        in_stock = "any_value(in_stock)" if "in_stock" in cols else "NULL"
+        # (as training reads it: a product is published unless its row says it is not)
+        published = "bool_and(coalesce(published, true))" if "published" in cols else "true"
+        rows = wh.sql(
+            f'SELECT product_id, {in_stock}, {published} FROM curated."products" GROUP BY 1 ORDER BY 1'
+        ).fetchall()
+        ids = [r[0] for r in rows]
         if "in_stock" in cols:
-            rows = wh.sql(
-                'SELECT product_id, any_value(in_stock) FROM curated."products" GROUP BY 1 ORDER BY 1'
-            ).fetchall()
-            ids, stock = [r[0] for r in rows], [None if r[1] is None else bool(r[1]) for r in rows]
-        else:
-            ids = sorted(
-                r[0] for r in wh.sql('SELECT DISTINCT product_id FROM curated."products"').fetchall()
-            )
+            stock = [None if r[1] is None else bool(r[1]) for r in rows]
+        unpublished = [r[0] for r in rows if r[2] is False]
     # `stock`: each product's curated in_stock (null: not known), beside `products` - a stock
-    # feed takes a sold-out product off the lists from the next request on, not the next training
-    write_if_changed(path, orjson.dumps({"version": stamp, "products": ids, "stock": stock}))
+    # feed takes a sold-out product off the lists from the next request on, not the next training;
+    # `published`: the curated products whose row says they are not published (a draft, private,
+    # archived) - they leave the lists from the next request on alike
+    doc = {"version": stamp, "products": ids, "stock": stock, "published": {"false": unpublished}}
+    write_if_changed(path, orjson.dumps(doc))
 
 
 def write_if_changed(path: Path, data: bytes) -> None:
@@ -80,6 +86,7 @@ class CuratedProducts:
         self._stat: tuple[int, int, int] | None = None
         self._ids: frozenset[str] | None = None
         self._stock: dict[str, bool] | None = None
+        self._unpublished: frozenset[str] = frozenset()
 
     def get(self, missing: Any = None) -> Any:
         try:
@@ -100,6 +107,9 @@ class CuratedProducts:
                     if ids is not None and isinstance(stock, list)
                     else None
                 )
+                pub = doc.get("published")
+                off = pub.get("false") if isinstance(pub, dict) else None
+                self._unpublished = frozenset(str(i) for i in off) if isinstance(off, list) else frozenset()
                 self._stat = key
             return self._ids
 
@@ -108,3 +118,9 @@ class CuratedProducts:
         a file written before it), as of the last `get()`."""
         with self._lock:
             return self._stock
+
+    def unpublished(self) -> frozenset[str]:
+        """The curated products whose catalog row says they are not published (a draft, private,
+        archived), as of the last `get()`: on no served list (a file written before it: none)."""
+        with self._lock:
+            return self._unpublished
