@@ -1008,13 +1008,22 @@ class Shop:
 
     def set_rules(self, rules: Mapping[str, Any] | str | Path) -> dict[str, Any]:
         """Validate and install a rules document (or JSON file) as the next version; a running
-        server picks it up. Returns the installed rules (with `version`)."""
+        server picks it up. Returns the installed rules (with `version`) and `warnings`: each
+        rule that cannot do what it says now (a pin of a product not in the catalog, not
+        published or out of stock, one another rule hides, a window that ended, pins at one
+        position), also warned (`RulesWarning`) and recorded in the change's audit entry."""
         with self._acting("rules.change", workdir=False) as actor:
+            import warnings
+
             from .governance._audit import actor_name
-            from .serving._rules import save_rules
+            from .serving._rules import RulesWarning, save_rules
 
             doc = _json_doc(rules, "rules")
-            return save_rules(self.workdir, doc, actor=actor_name(actor)).as_dict()
+            said: list[str] = []
+            got = save_rules(self.workdir, doc, actor=actor_name(actor), said=said)
+            for w in said:
+                warnings.warn(RulesWarning(w), stacklevel=3)
+            return {**got.as_dict(), "warnings": said}
 
     def set_synonyms(self, file: str | Path) -> dict[str, Any]:
         """Install a search synonyms file (one group per line, `a, b, c` or `a => b, c`) as the

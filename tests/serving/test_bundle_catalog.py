@@ -170,3 +170,64 @@ def test_a_stock_feed_since_the_training_takes_a_product_off_the_lists(bundle_pa
     assert "A1" not in Rules().apply(IDS, 5, now, surface="recommendations")
     assert now.unavailable(np.array([0, 2]), out_of_stock=True).tolist() == [True, False]
     assert view.narrowed(None, None)["A1"][2] is True
+
+
+def test_rules_set_says_each_rule_that_cannot_do_what_it_says_now(bundle_path: Path):
+    """Pins of a product quarantined at ingest or removed (checked against the ids seen in
+    events, they passed), of one the catalog says is not published, of one out of stock, of one
+    another rule hides by category or brand, a window that ended, several pins at one position:
+    all installed without a word. Each is said now (warnings only: installed all the same), by
+    the Python API and in the change's audit entry."""
+    import warnings
+
+    from shelfwise import Shop
+    from shelfwise.governance import AuditLog
+    from shelfwise.serving._rules import RulesWarning
+    from shelfwise.storage._product_ids import PRODUCT_IDS
+
+    workdir = bundle_path.parent.parent
+    # the curated catalog now: A2 dropped by a load (or quarantined), C1 a draft, B2 sold out
+    (workdir / PRODUCT_IDS).parent.mkdir(parents=True, exist_ok=True)
+    (workdir / PRODUCT_IDS).write_text(
+        json.dumps(
+            {
+                "version": [2, "x"],
+                "products": ["A1", "B1", "B2", "C1"],
+                "stock": [True, False, False, True],
+                "published": {"false": ["C1"]},
+            }
+        )
+    )
+    rules = {
+        "items": [
+            {"action": "pin", "product_id": "A2", "position": 1},
+            {"action": "boost", "product_id": "C1"},
+            {"action": "pin", "product_id": "B2", "position": 2, "query": "hose"},
+            {"action": "pin", "product_id": "A1", "position": 1, "query": "kettle"},
+            {"action": "hide", "category": "kitchen"},
+            {"action": "pin", "product_id": "A1", "position": 3, "query": "tea", "end": "2026-01-01"},
+            {"action": "hide", "brand": "hoser", "surfaces": ["similar"]},
+            {"action": "pin", "product_id": "B1", "position": 4, "query": "mug", "surfaces": ["similar"]},
+            {"action": "pin", "product_id": "A1", "position": 4, "query": "mug"},
+        ]
+    }
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = Shop(workdir).set_rules(rules)
+    said = got["warnings"]
+    assert [str(w.message) for w in caught if issubclass(w.category, RulesWarning)] == said
+    assert got["version"] == 1  # installed all the same
+    expected = [
+        "items[0]: pins A2, which the curated catalog does not hold",
+        "items[1]: boosts C1, which the catalog says is not published",
+        "items[2]: pins B2, which is out of stock",
+        "items[3] pins A1 and items[4] hides it by its category 'Kitchen > Kettles' on 'kettle': the hide wins",
+        "items[5]: its end 2026-01-01T00:00:00+00:00 has passed: the rule is never in force",
+        "items[7]: pins B1, which is out of stock",
+        "items[7] pins B1 and items[6] hides it by its brand 'Hoser' on 'mug': the hide wins",
+        "items[7] (B1), items[8] (A1) all pin position 4 on 'mug': the last, items[8] (A1), takes it",
+    ]
+    for e in expected:
+        assert any(w.startswith(e) for w in said), (e, said)
+    entry = [e for e in AuditLog(workdir).entries() if e["action"] == "rules.change"][-1]
+    assert entry["details"]["warnings"] == said

@@ -666,7 +666,8 @@ def save_rules(
         doc = dict(doc)
         doc["version"] = current.version + 1
         rules = Rules.from_dict(doc)
-        _check_new_rules(doc, rules, workdir, said)
+        warned: list[str] = []  # (recorded in the change's audit entry, then said)
+        _check_new_rules(doc, rules, workdir, warned)
         path = workdir / RULES_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists():
@@ -681,7 +682,10 @@ def save_rules(
             sha256=rules.sha256,
             previous_version=current.version,
             rules=len(rules.items),
+            warnings=warned,
         )
+        for w in warned:
+            _say(said, w)
         return rules
 
 
@@ -743,33 +747,149 @@ def _check_new_rules(doc: dict[str, Any], rules: Rules, workdir: Path, said: lis
         if r.get("query") is not None and not str(r["query"]).strip():
             raise ShelfwiseError(f"{where}: a blank query matches no search; leave it out for every query")
     _warn_unmatched(rules, workdir, said)
-    pins = [(i, r) for i, r in enumerate(rules.items) if r.action == "pin"]
-    if not pins:
-        return
-    try:
-        from ._bundle import current_bundle
+    _warn_products(rules, workdir, said)
+    _warn_ended(rules, said)
+    _warn_same_position(rules, said)
 
+
+@dataclass
+class _CatalogNow:
+    """What a new rule's product is checked against at install: the curated catalog now
+    (`storage.CuratedProducts`: its ids, stock and what it says is not published, as serving
+    reads them) over the current bundle's (each product's category and brand, and what it
+    serves)."""
+
+    curated: frozenset[str] | None  # None: no curated ids recorded (checked against the bundle)
+    bundle: set[str] | None  # the bundle's listed products (None: no bundle)
+    unpublished: frozenset[str]
+    in_stock: dict[str, bool]
+    info: dict[str, tuple[str, str]]  # product -> (category, brand), of the bundle's catalog
+
+
+def _catalog_now(workdir: Path) -> _CatalogNow | None:
+    from ..storage._product_ids import CuratedProducts
+    from ._bundle import _load_catalog, current_bundle
+
+    products = CuratedProducts(workdir)
+    curated = products.get()
+    bundle: set[str] | None = None
+    stock: dict[str, bool] = {}
+    info: dict[str, tuple[str, str]] = {}
+    try:
+        path = current_bundle(workdir)
         # the catalog's ids alone (not every user's history): one member of the archive
-        with np.load(current_bundle(workdir) / "interactions.npz", allow_pickle=False) as z:
-            known = set(map(str, z["item_ids"]))
+        with np.load(path / "interactions.npz", allow_pickle=False) as z:
+            ids = [str(p) for p in z["item_ids"]]
     except (ShelfwiseError, OSError, KeyError):
-        known = None  # (no bundle yet: nothing to check against)
-    for i, pin in pins:
-        if known is not None and pin.product_id not in known:
-            _say(said, f"items[{i}]: pins {pin.product_id}, which the current bundle's catalog does not hold")
+        ids = None  # (no bundle yet)
+    if ids is not None:
+        try:
+            in_stock, categories, brands, _, listed = _load_catalog(path)
+            cats = list(getattr(categories, "values", categories))
+            bundle = {p for n, p in enumerate(ids) if listed is None or bool(listed[n])}
+            for n, p in enumerate(ids):
+                stock[p] = bool(in_stock[n])
+                info[p] = (str(cats[n]), str(brands[n]))
+        except (OSError, KeyError, ValueError, IndexError):
+            bundle = set(ids)  # (a bundle without its catalog: its ids alone)
+    if curated is None and bundle is None:
+        return None
+    stock.update(products.stock() or {})
+    return _CatalogNow(curated, bundle, products.unpublished(), stock, info)
+
+
+def _warn_products(rules: Rules, workdir: Path, said: list[str] | None) -> None:
+    """Say a pin or a boost of a product no list will show: one the curated catalog does not
+    hold (quarantined at ingest, removed by a later load: they were checked against the ids
+    seen in events, and passed), one it says is not published, one out of stock (while the
+    out-of-stock filter is on), one the current bundle does not hold yet; and a pin of a product
+    another rule of the set hides, by its id, its category or its brand."""
+    named = [(i, r) for i, r in enumerate(rules.items) if r.action in ("pin", "boost") and r.product_id]
+    if not named:
+        return
+    now = _catalog_now(workdir)
+    for i, r in named:
+        pid = str(r.product_id)
+        verb = f"{r.action}s"
+        if now is not None:
+            if now.curated is not None and pid not in now.curated:
+                _say(
+                    said,
+                    f"items[{i}]: {verb} {pid}, which the curated catalog does not hold (quarantined at "
+                    "ingest, removed by a catalog load, or never delivered): it is on no list",
+                )
+            elif pid in now.unpublished:
+                _say(
+                    said,
+                    f"items[{i}]: {verb} {pid}, which the catalog says is not published (a draft, private "
+                    "or archived product): it is on no list",
+                )
+            elif now.bundle is not None and pid not in now.bundle:
+                _say(said, f"items[{i}]: {verb} {pid}, which the current bundle's catalog does not hold")
+            elif rules.filter_out_of_stock and now.in_stock.get(pid) is False:
+                _say(
+                    said,
+                    f"items[{i}]: {verb} {pid}, which is out of stock: it is on no list while it is "
+                    "(filter_out_of_stock)",
+                )
+        if r.action != "pin":
+            continue
+        category, brand = now.info.get(pid, ("", "")) if now is not None else ("", "")
         for j, other in enumerate(rules.items):
             overlapping = (
                 other.action == "hide"
-                and other.targets(pin.product_id or "", "", "")
-                and other.query in (None, pin.query)
-                and set(other.surfaces) & set(pin.surfaces)
+                and other.targets(pid, category, brand)
+                and other.query in (None, r.query)
+                and set(other.surfaces) & set(r.surfaces)
             )
-            if overlapping:
-                _say(
-                    said,
-                    f"items[{i}] pins {pin.product_id} and items[{j}] hides it"
-                    f"{' on ' + repr(pin.query) if pin.query else ''}: the hide wins",
-                )
+            if not overlapping:
+                continue
+            by = (
+                ""
+                if other.product_id is not None
+                else f" by its category {category!r}"
+                if other.category is not None
+                else f" by its brand {brand!r}"
+            )
+            _say(
+                said,
+                f"items[{i}] pins {pid} and items[{j}] hides it{by}"
+                f"{' on ' + repr(r.query) if r.query else ''}: the hide wins",
+            )
+
+
+def _warn_ended(rules: Rules, said: list[str] | None) -> None:
+    """Say a rule whose dates ended already: never in force again (a start not before its end
+    is refused; an end in the past was installed without a word)."""
+    now = datetime.now(UTC)
+    for i, r in enumerate(rules.items):
+        if r.end is not None and r.end <= now:
+            _say(said, f"items[{i}]: its end {r.end.isoformat()} has passed: the rule is never in force")
+
+
+def _warn_same_position(rules: Rules, said: list[str] | None) -> None:
+    """Say pins that claim one position of one list (the same query, a surface in common): the
+    last of them in the file takes it, the others follow it, last first (`Rules.apply`)."""
+    pins = [(i, r) for i, r in enumerate(rules.items) if r.action == "pin"]
+    done: set[int] = set()
+    for n, (i, r) in enumerate(pins):
+        if i in done:
+            continue
+        same = [(i, r)] + [
+            (j, o)
+            for j, o in pins[n + 1 :]
+            if o.position == r.position and o.query == r.query and set(o.surfaces) & set(r.surfaces)
+        ]
+        if len(same) < 2:
+            continue
+        done.update(j for j, _ in same)
+        which = ", ".join(f"items[{j}] ({o.product_id})" for j, o in same)
+        last_j, last = same[-1]
+        _say(
+            said,
+            f"{which} all pin position {r.position}{' on ' + repr(r.query) if r.query else ''}: the last, "
+            f"items[{last_j}] ({last.product_id}), takes it, and the others follow it, the later first",
+        )
 
 
 def _say(said: list[str] | None, message: str) -> None:
@@ -779,7 +899,7 @@ def _say(said: list[str] | None, message: str) -> None:
         return
     import warnings
 
-    warnings.warn(RulesWarning(message), stacklevel=4)
+    warnings.warn(RulesWarning(message), stacklevel=3)
 
 
 def _json_kind(doc: Any) -> str:
