@@ -1000,11 +1000,15 @@ class Shop:
         """The business rules in force, and the installed rules file (`file`, None without one)."""
         # the governance catalog lists the rules file: reading the rules is reading the catalog
         with self._acting("catalog.read", workdir=False):
-            from .serving._rules import RULES_FILE, Rules
+            from .serving._rules import RULES_FILE, Rules, rules_installed
 
             rules = Rules.load(self.workdir)
             path = self.workdir / RULES_FILE
-            return {**rules.as_dict(), "file": json.loads(path.read_text()) if path.exists() else None}
+            return {
+                **rules.as_dict(),
+                **rules_installed(self.workdir, rules.version),  # who and when, from the audit trail
+                "file": json.loads(path.read_text()) if path.exists() else None,
+            }
 
     def set_rules(self, rules: Mapping[str, Any] | str | Path) -> dict[str, Any]:
         """Validate and install a rules document (or JSON file) as the next version; a running

@@ -766,3 +766,50 @@ def test_a_rule_of_a_category_or_brand_the_catalog_lacks_is_said(tmp_path: Path)
                 ]
             },
         )
+
+
+def test_rules_show_says_who_installed_them_and_the_same_rules_again_make_no_version(tmp_path: Path) -> None:
+    """`rules show` printed version, sha256 and the file, not who installed the version in
+    force nor when (only the audit trail had it); the stored file held its version last, after
+    the rules; and the console saving the text in force again made a new version each time."""
+    from shelfwise.serving._rules import RULES_FILE
+
+    doc = {"filter_out_of_stock": True, "items": [{"action": "hide", "brand": "Acme"}]}
+    first = save_rules(tmp_path, doc, actor="eve")
+    (tmp_path / "rules.json").write_text(json.dumps(doc))
+    proc = sw("rules", "show", "--workdir", str(tmp_path))
+    shown = json.loads(proc.stdout)
+    assert shown["version"] == first.version == 1 == shown["file"]["version"]
+    assert list(shown["file"])[0] == "version"  # said first in the stored file, as in the summary
+    assert shown["installed_by"] == "eve" and shown["installed_at"].startswith(str(datetime.now(UTC).year))
+    # the same rules again, as the console saves them: nothing installed, the version in force kept
+    again = save_rules(tmp_path, dict(doc), actor="ana", if_changed=True)
+    assert again.version == 1 and json.loads((tmp_path / RULES_FILE).read_text())["version"] == 1
+    assert json.loads(sw("rules", "show", "--workdir", str(tmp_path)).stdout)["installed_by"] == "eve"
+    # changed rules make a new version, as the CLI's `rules set` of any file does
+    assert save_rules(tmp_path, {"items": []}, actor="ana", if_changed=True).version == 2
+    assert save_rules(tmp_path, {"items": []}, actor="ana").version == 3
+
+
+def test_similar_items_of_a_product_no_list_shows_say_why(tmp_path: Path) -> None:
+    """All said "no longer in the catalog": a product never curated (known from events alone,
+    its catalog row quarantined at ingest) and one the catalog holds unpublished alike."""
+    from shelfwise.storage._product_ids import PRODUCT_IDS, CuratedProducts
+
+    (tmp_path / PRODUCT_IDS).parent.mkdir(parents=True)
+    (tmp_path / PRODUCT_IDS).write_text(
+        json.dumps({"version": [1, "x"], "products": ["P1", "P3"], "published": {"false": ["P3"]}})
+    )
+    products = CuratedProducts(tmp_path)
+    products.get()
+    # P1 and P2 listed by the bundle (P2 dropped since), P3 listed too (unpublished since), Q
+    # known from events alone
+    bundle = SimpleNamespace(listed=np.array([True, True, True, False]))
+    snap = SimpleNamespace(bundle=bundle, item_index={"P1": 0, "P2": 1, "P3": 2, "Q": 3})
+    svc = SimpleNamespace(_curated_products=products, snapshot=snap)
+    why = {p: Service.unlisted_reason(svc, p) for p in ("P2", "P3", "Q")}  # type: ignore[arg-type]
+    assert why == {
+        "P2": "product 'P2' is no longer in the catalog",
+        "P3": "product 'P3' is not published in the catalog (a draft, private or archived product)",
+        "Q": "product 'Q' is not in the catalog",
+    }

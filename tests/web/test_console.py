@@ -385,6 +385,16 @@ def test_search_playground_and_a_saved_rule(shop: Shop, page: Any) -> None:
     assert top not in now  # the API follows the rule saved in the console
     entry = [e for e in shop.audit() if e["action"] == "rules.change"][-1]
     assert entry["actor"] == "eve"
+    # the page says who installed the version in force, and when (the audit trail's entry)
+    version = entry["details"]["version"]
+    page.goto(shop.url + f"/console/search?q={q.replace(' ', '+')}")
+    said = page.locator("#rules-in-force").inner_text()
+    assert f"v{version}, installed by eve at {entry['at']}" in said, said
+    # the same text saved again makes no new version: said "unchanged"
+    n = len([e for e in shop.audit() if e["action"] == "rules.change"])
+    page.click("#save-rules")
+    assert f"rules unchanged (version {version} in force)" in page.locator(".flash.ok").inner_text()
+    assert len([e for e in shop.audit() if e["action"] == "rules.change"]) == n
     assert page.js_errors == []
 
 

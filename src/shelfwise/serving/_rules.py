@@ -647,13 +647,34 @@ def config_lock(workdir: str | Path, name: str) -> Iterator[None]:
         yield
 
 
+def rules_installed(workdir: str | Path, version: int) -> dict[str, Any]:
+    """Who installed rules version `version`, and when (`installed_by`, `installed_at`), from
+    the audit trail's `rules.change` entry of it (None each where the trail has none: version
+    0, or a file installed by hand)."""
+    from ..governance import AuditLog
+
+    if version:
+        for e in reversed(AuditLog(workdir).entries()):
+            d = e.get("details") or {}
+            if e.get("action") == "rules.change" and not d.get("what") and d.get("version") == version:
+                return {"installed_by": e.get("actor"), "installed_at": e.get("at")}
+    return {"installed_by": None, "installed_at": None}
+
+
 def save_rules(
-    workdir: str | Path, doc: dict[str, Any], actor: str = "cli", *, said: list[str] | None = None
+    workdir: str | Path,
+    doc: dict[str, Any],
+    actor: str = "cli",
+    *,
+    said: list[str] | None = None,
+    if_changed: bool = False,
 ) -> Rules:
-    """Validate and install a new rules file: the version is bumped, the previous one kept
-    under config/rules-history/, and the change audited; one change at a time. What it warns
-    about (`RulesWarning`) is appended to `said` when given (a server's thread: no process-wide
-    warning filters), else warned."""
+    """Validate and install a new rules file: the version is bumped (written first in the
+    file), the previous one kept under config/rules-history/, and the change audited; one
+    change at a time. What it warns about (`RulesWarning`) is appended to `said` when given (a
+    server's thread: no process-wide warning filters), else warned. `if_changed`: rules the
+    same as those in force (the console's text saved again) install nothing and return those in
+    force (their version unchanged); they made a new version each."""
     from ..governance import AuditLog
 
     if not isinstance(doc, dict):  # ([] would have installed an empty rule set)
@@ -663,12 +684,20 @@ def save_rules(
     workdir = Path(workdir)
     with config_lock(workdir, "rules"):
         current = Rules.load(workdir)
-        doc = dict(doc)
-        doc["version"] = current.version + 1
+        path = workdir / RULES_FILE
+        if if_changed and path.exists():
+            try:
+                before = json.loads(path.read_text())
+            except ValueError:
+                before = None
+            if isinstance(before, dict):
+                before.pop("version", None)
+                if before == {k: v for k, v in doc.items() if k != "version"}:
+                    return current
+        doc = {"version": current.version + 1, **{k: v for k, v in doc.items() if k != "version"}}
         rules = Rules.from_dict(doc)
         warned: list[str] = []  # (recorded in the change's audit entry, then said)
         _check_new_rules(doc, rules, workdir, warned)
-        path = workdir / RULES_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists():
             hist = workdir / "config" / "rules-history"

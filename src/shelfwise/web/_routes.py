@@ -819,6 +819,7 @@ def console_router(
         return ctx.render(
             "search.html", status, variants=sorted(search_variants(s)), bundles=bundles(),
             rules_text=drafts.get("rules", _playground.rules_json(workdir)), rules_version=s.rules.version,
+            rules_installed=_rules_installed(workdir, s.rules.version),
             synonyms_text=drafts.get("synonyms", syn_text), synonyms_version=syn_version, **page,
         )  # fmt: skip
 
@@ -879,6 +880,7 @@ def console_router(
     @router.post("/rules")
     async def save_rules(request: Request) -> Any:
         """`shelfwise rules set`: validated, versioned, the previous version kept, audited."""
+        from ..serving._rules import Rules
         from ..serving._rules import save_rules as save
 
         ctx = Ctx(request)
@@ -891,8 +893,15 @@ def console_router(
             except ValueError as exc:
                 raise ShelfwiseError(f"the rules are not valid JSON: {exc}") from None
             said: list[str] = []  # (its warnings, shown with the saved version)
+            before = Rules.load(workdir).version
+            # (the text in force saved again: no new version, said "unchanged")
             rules = await asyncio.to_thread(
-                save, workdir, doc, "single-user" if user.single_user else user.name, said=said
+                save,
+                workdir,
+                doc,
+                "single-user" if user.single_user else user.name,
+                said=said,
+                if_changed=True,
             )
         except Denied as exc:
             return ctx.render(
@@ -905,9 +914,12 @@ def console_router(
             s.refresh()  # this process applies them now; other workers within --reload-seconds
         q = fields.get("q", "")
         notes = "".join(f"; warning: {w}" for w in said)
-        return back(
-            ctx, f"{PREFIX}/search?{urlencode({'q': q})}", f"rules version {rules.version} saved{notes}"
+        done = (
+            f"rules unchanged (version {rules.version} in force)"
+            if rules.version == before
+            else (f"rules version {rules.version} saved{notes}")
         )
+        return back(ctx, f"{PREFIX}/search?{urlencode({'q': q})}", done)
 
     @router.post("/synonyms")
     async def save_synonyms(request: Request) -> Any:
@@ -1076,3 +1088,10 @@ def console_router(
         raise Denied(404, f"no console page {PREFIX}/{rest}")
 
     return router
+
+
+def _rules_installed(workdir: Path, version: int) -> dict[str, Any]:
+    """Who installed the rules in force, and when (the audit trail's entry of their version)."""
+    from ..serving._rules import rules_installed
+
+    return rules_installed(workdir, version)
