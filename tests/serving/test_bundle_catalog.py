@@ -209,6 +209,8 @@ def test_rules_set_says_each_rule_that_cannot_do_what_it_says_now(bundle_path: P
             {"action": "hide", "brand": "hoser", "surfaces": ["similar"]},
             {"action": "pin", "product_id": "B1", "position": 4, "query": "mug", "surfaces": ["similar"]},
             {"action": "pin", "product_id": "A1", "position": 4, "query": "mug"},
+            {"action": "hide", "brand": "zed", "surfaces": ["search"]},
+            {"action": "pin", "product_id": "C1", "position": 1, "query": "gadget"},
         ]
     }
     with warnings.catch_warnings(record=True) as caught:
@@ -226,6 +228,8 @@ def test_rules_set_says_each_rule_that_cannot_do_what_it_says_now(bundle_path: P
         "items[7]: pins B1, which is out of stock",
         "items[7] pins B1 and items[6] hides it by its brand 'Hoser' on 'mug': the hide wins",
         "items[7] (B1), items[8] (A1) all pin position 4 on 'mug': the last, items[8] (A1), takes it",
+        # (the last product of the bundle's catalog: each item's category and brand are read)
+        "items[10] pins C1 and items[9] hides it by its brand 'Zed' on 'gadget': the hide wins",
     ]
     for e in expected:
         assert any(w.startswith(e) for w in said), (e, said)

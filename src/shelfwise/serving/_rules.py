@@ -814,11 +814,10 @@ def _catalog_now(workdir: Path) -> _CatalogNow | None:
     if ids is not None:
         try:
             in_stock, categories, brands, _, listed = _load_catalog(path)
-            cats = list(getattr(categories, "values", categories))
             bundle = {p for n, p in enumerate(ids) if listed is None or bool(listed[n])}
             for n, p in enumerate(ids):
                 stock[p] = bool(in_stock[n])
-                info[p] = (str(cats[n]), str(brands[n]))
+                info[p] = (str(categories[n]), str(brands[n]))  # (coded: each item's value)
         except (OSError, KeyError, ValueError, IndexError):
             bundle = set(ids)  # (a bundle without its catalog: its ids alone)
     if curated is None and bundle is None:
@@ -854,7 +853,12 @@ def _warn_products(rules: Rules, workdir: Path, said: list[str] | None) -> None:
                     "or archived product): it is on no list",
                 )
             elif now.bundle is not None and pid not in now.bundle:
-                _say(said, f"items[{i}]: {verb} {pid}, which the current bundle's catalog does not hold")
+                _say(
+                    said,
+                    f"items[{i}]: {verb} {pid}, which the current bundle's catalog does not hold (new in the "
+                    "catalog, or not published, when it was trained): it is on no list until a training "
+                    "serves it",
+                )
             elif rules.filter_out_of_stock and now.in_stock.get(pid) is False:
                 _say(
                     said,
