@@ -202,8 +202,9 @@ def similar(
     )
     if unknown:
         typer.echo(
-            f"  {unknown:,} product(s) not in the current bundle (new since it was trained, or no longer "
-            "in the catalog): written with their `error` and no items",
+            f"  {unknown:,} product(s) on no list (not in the catalog, no longer in it, not published, or "
+            "new since the current bundle was trained): written with their `error`, which says which, "
+            "and no items",
             err=True,
         )
     _say_skipped(products, skipped, "a product_id")
