@@ -1026,7 +1026,7 @@ class Shop:
             said: list[str] = []
             got = save_rules(self.workdir, doc, actor=actor_name(actor), said=said)
             for w in said:
-                warnings.warn(RulesWarning(w), stacklevel=3)
+                warnings.warn(RulesWarning(w), stacklevel=2)
             return {**got.as_dict(), "warnings": said}
 
     def set_synonyms(self, file: str | Path) -> dict[str, Any]:

@@ -172,6 +172,27 @@ def test_a_stock_feed_since_the_training_takes_a_product_off_the_lists(bundle_pa
     assert view.narrowed(None, None)["A1"][2] is True
 
 
+def test_products_a_catalog_says_are_not_published_leave_the_lists_whatever_the_truncation_guard_says(
+    bundle_path: Path,
+):
+    """A catalog load that unpublishes most of the range (an end-of-season archive) counted its
+    unpublished products as missing rows: under half of the bundle's products were left, the load
+    was taken for a truncated file and not followed, and every draft stayed on every list (with
+    a product an earlier load had dropped back beside them)."""
+    b = Bundle.load(bundle_path)
+    view = CatalogView({p: i for i, p in enumerate(IDS)}, b)
+    archived = view.narrowed(frozenset(IDS), None, frozenset({"A1", "A2", "B2"}))
+    assert not {"A1", "A2", "B2"} & set(archived) and {"B1", "C1"} <= set(archived)
+    assert Rules().apply(IDS, 5, archived, surface="recommendations") == ["C1"]  # (B1 is sold out)
+    # a product dropped from the catalog stays off beside the unpublished ones
+    both = view.narrowed(frozenset(IDS) - {"C1"}, None, frozenset({"A1", "A2"}))
+    assert set(both) == {"B1", "B2"}
+    # a truly truncated catalog (one row of five) is still not followed, but what it says
+    # outright about a product's publication is
+    cut = view.narrowed(frozenset({"A1"}), None, frozenset({"B2"}))
+    assert set(cut) == {"A1", "A2", "B1", "C1"}
+
+
 def test_rules_set_says_each_rule_that_cannot_do_what_it_says_now(bundle_path: Path):
     """Pins of a product quarantined at ingest or removed (checked against the ids seen in
     events, they passed), of one the catalog says is not published, of one out of stock, of one
@@ -211,6 +232,23 @@ def test_rules_set_says_each_rule_that_cannot_do_what_it_says_now(bundle_path: P
             {"action": "pin", "product_id": "A1", "position": 4, "query": "mug"},
             {"action": "hide", "brand": "zed", "surfaces": ["search"]},
             {"action": "pin", "product_id": "C1", "position": 1, "query": "gadget"},
+            # two campaigns, one after the other, at one position: they never meet
+            {
+                "action": "pin",
+                "product_id": "A1",
+                "position": 2,
+                "query": "lamp",
+                "start": "2099-01-01",
+                "end": "2099-02-01",
+            },
+            {
+                "action": "pin",
+                "product_id": "B2",
+                "position": 2,
+                "query": "lamp",
+                "start": "2099-02-01",
+                "end": "2099-03-01",
+            },
         ]
     }
     with warnings.catch_warnings(record=True) as caught:
@@ -230,8 +268,13 @@ def test_rules_set_says_each_rule_that_cannot_do_what_it_says_now(bundle_path: P
         "items[7] (B1), items[8] (A1) all pin position 4 on 'mug': the last, items[8] (A1), takes it",
         # (the last product of the bundle's catalog: each item's category and brand are read)
         "items[10] pins C1 and items[9] hides it by its brand 'Zed' on 'gadget': the hide wins",
+        # a pin for every query meets those for one query at its position (the review of
+        # 5c33115..: said of none), and an ended pin competes with nothing
+        "items[0] (A2, every query), items[3] (A1, on 'kettle'), items[10] (C1, on 'gadget') pin position 1: "
+        "on a query they share, the last of them in the file takes it",
     ]
     for e in expected:
         assert any(w.startswith(e) for w in said), (e, said)
+    assert not [w for w in said if "pin position" in w and ("items[11]" in w or "items[5] (" in w)], said
     entry = [e for e in AuditLog(workdir).entries() if e["action"] == "rules.change"][-1]
     assert entry["details"]["warnings"] == said

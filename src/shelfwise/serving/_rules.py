@@ -517,31 +517,33 @@ class CatalogView(Mapping[str, tuple[str, str, bool]]):
                     now_stock[int(i)] = flag
             if not np.array_equal(now_stock, np.asarray(self._stock_base, bool)):
                 out._stock = now_stock
-        if curated is None:
-            out._listed = self._base
-            return out
-        now = np.zeros(len(self._cat), bool)
-        for pid in curated:
-            i = self._index.get(pid)
-            if i is not None:
-                now[int(i)] = True
-        for pid in unpublished:
+        base = np.ones(len(self._cat), bool) if self._base is None else np.asarray(self._base, bool)
+        now = base.copy()
+        if curated is not None:
+            held = np.zeros(len(self._cat), bool)
+            for pid in curated:
+                i = self._index.get(pid)
+                if i is not None:
+                    held[int(i)] = True
+            held &= base
+            kept, had = int(held.sum()), int(base.sum())
+            # (the guard weighs the catalog's rows alone: a product whose row says it is not
+            # published is there, and an archive of most of the range is not a truncated file)
+            if kept < MIN_CATALOG_KEPT * had:
+                log.warning(
+                    "the curated catalog holds %d of the serving bundle's %d listed products: not followed "
+                    "(a truncated or re-keyed catalog?); the bundle's catalog stays in force until the next "
+                    "training (products it says are not published leave the lists still)",
+                    kept,
+                    had,
+                )
+            else:
+                now = held
+        for pid in unpublished:  # what a catalog row says outright, followed whatever the guard says
             i = self._index.get(pid)
             if i is not None:
                 now[int(i)] = False
-        base = np.ones(len(self._cat), bool) if self._base is None else self._base
-        now &= base
-        kept, had = int(now.sum()), int(base.sum())
-        if kept < MIN_CATALOG_KEPT * had:
-            log.warning(
-                "the curated catalog holds %d of the serving bundle's %d listed products: not followed "
-                "(a truncated or re-keyed catalog?); the bundle's catalog stays in force until the next training",
-                kept,
-                had,
-            )
-            out._listed = self._base
-            return out
-        out._listed = None if kept == len(now) else now
+        out._listed = None if bool(now.all()) else now
         return out
 
     def hidden(self, hides: Sequence[ItemRule]) -> np.ndarray:
@@ -903,7 +905,14 @@ def _warn_ended(rules: Rules, said: list[str] | None) -> None:
 def _warn_same_position(rules: Rules, said: list[str] | None) -> None:
     """Say pins that claim one position of one list (the same query, a surface in common): the
     last of them in the file takes it, the others follow it, last first (`Rules.apply`)."""
-    pins = [(i, r) for i, r in enumerate(rules.items) if r.action == "pin"]
+    now = datetime.now(UTC)
+    # (a pin whose window ended is never in force: said on its own; a pin for every query
+    # (`query` None) meets one for a query on that query's list)
+    pins = [
+        (i, r)
+        for i, r in enumerate(rules.items)
+        if r.action == "pin" and not (r.end is not None and r.end <= now)
+    ]
     done: set[int] = set()
     for n, (i, r) in enumerate(pins):
         if i in done:
@@ -911,18 +920,40 @@ def _warn_same_position(rules: Rules, said: list[str] | None) -> None:
         same = [(i, r)] + [
             (j, o)
             for j, o in pins[n + 1 :]
-            if o.position == r.position and o.query == r.query and set(o.surfaces) & set(r.surfaces)
+            if o.position == r.position
+            and (o.query is None or r.query is None or o.query == r.query)
+            and set(o.surfaces) & set(r.surfaces)
+            and _windows_meet(o, r)
         ]
         if len(same) < 2:
             continue
         done.update(j for j, _ in same)
-        which = ", ".join(f"items[{j}] ({o.product_id})" for j, o in same)
         last_j, last = same[-1]
+        if len({o.query for _, o in same}) > 1:  # a pin for every query among pins for one query
+            which = ", ".join(
+                f"items[{j}] ({o.product_id}, {'on ' + repr(o.query) if o.query else 'every query'})"
+                for j, o in same
+            )
+            _say(
+                said,
+                f"{which} pin position {r.position}: on a query they share, the last of them in the file "
+                "takes it, and the others follow it, the later first",
+            )
+            continue
+        which = ", ".join(f"items[{j}] ({o.product_id})" for j, o in same)
         _say(
             said,
             f"{which} all pin position {r.position}{' on ' + repr(r.query) if r.query else ''}: the last, "
             f"items[{last_j}] ({last.product_id}), takes it, and the others follow it, the later first",
         )
+
+
+def _windows_meet(a: ItemRule, b: ItemRule) -> bool:
+    """Whether two rules' date windows share a moment (no start: since ever; no end: for ever):
+    back-to-back campaign pins at one position never compete."""
+    lo = max((x for x in (a.start, b.start) if x is not None), default=None)
+    hi = min((x for x in (a.end, b.end) if x is not None), default=None)
+    return lo is None or hi is None or lo < hi
 
 
 def _say(said: list[str] | None, message: str) -> None:
