@@ -93,3 +93,37 @@ def test_an_append_without_a_status_change_takes_nothing_out(tmp_path: Path) -> 
     ev = report.tables["events"]
     assert ev.rows_retracted == 0 and ev.balanced and ev.rows_total == 4
     assert not [x for x in report.warnings if "earlier purchase line(s)" in x]
+
+
+def test_an_old_delivery_run_again_does_not_take_out_a_later_purchase(tmp_path: Path) -> None:
+    """Day 1 re-run after day 2 (a nightly job run twice): its pending line of A4, which day 2
+    paid, is a re-send the load recognises, and it took A4's curated paid line out (the review
+    of 5c33115..): a line sent before says nothing new of its order."""
+    w = tmp_path / "w"
+    Ingestor(w, mode="replace").run(_day(tmp_path, "day1", DAY1))
+    Ingestor(w, mode="append").run(_day(tmp_path, "day2", DAY2))
+    again = Ingestor(w, mode="append").run(_day(tmp_path, "day1-again", DAY1)).tables["events"]
+    got = curated_rows(w, "SELECT session_id, value FROM curated.events WHERE session_id = 'A4'")
+    assert got == [("A4", 50.0)] and again.rows_retracted == 0
+
+
+def test_an_order_id_written_as_a_float_is_taken_out_too_and_an_erasure_takes_the_lines_out(
+    tmp_path: Path,
+) -> None:
+    """`5146.0` (a dataframe library's export) is curated as `5146`: the later refund of it took
+    nothing out (the review of 5c33115..). And a customer's purchase line taken out of the
+    curated events (kept in the quarantine as the curated row, under the pseudonym) went
+    unerased and unlisted by a subject access request."""
+    from shelfwise.governance._erase import erase_user
+
+    w = tmp_path / "w"
+    day1 = HEADER + "5146.0,u1,P1,2024-03-01 10:00,shipped,10\nA2,u2,P1,2024-03-01 11:00,completed,30\n"
+    day2 = HEADER + "5146.0,u1,P1,2024-03-01 10:00,refunded,10\n"
+    Ingestor(w, mode="replace").run(_day(tmp_path, "day1", day1))
+    ev = Ingestor(w, mode="append").run(_day(tmp_path, "day2", day2)).tables["events"]
+    assert ev.rows_retracted == 1
+    assert curated_rows(w, "SELECT session_id FROM curated.events") == [("A2",)]
+    taken = "SELECT count(*) FROM quarantine.rows WHERE source_file LIKE 'curated:%'"
+    assert curated_rows(w, taken) == [(1,)]
+    erase_user(w, "u1")
+    assert curated_rows(w, taken) == [(0,)]

@@ -436,7 +436,7 @@ def _erase_warehouse(workdir: Path, raw: str, pseudo: str, pseudonymize: Pseudon
             )
         out.update(_erase_parquet(wh, raw, [pseudo, *anon], sessions))
         if wh.exists("quarantine", "rows"):
-            cond, params = quarantined_of(raw, sessions)
+            cond, params = quarantined_of(raw, sessions, [pseudo, *anon])
             n = wh.sql(f"DELETE FROM quarantine.rows WHERE {cond}", params).fetchone()
             out["quarantine.rows"] = int(n[0]) if n else 0
         wh.sql("CHECKPOINT")
@@ -444,11 +444,13 @@ def _erase_warehouse(workdir: Path, raw: str, pseudo: str, pseudonymize: Pseudon
     return linked
 
 
-def quarantined_of(raw: str, sessions: list[str]) -> tuple[str, list[Any]]:
+def quarantined_of(raw: str, sessions: list[str], pseudos: list[str] | None = None) -> tuple[str, list[Any]]:
     """The condition (SQL over `quarantine.rows`, and its parameters) for a user's quarantined
-    rows: theirs by the user id as received, a line that names it, and an anonymous row of a
-    session linked to them (its fields as received): what an erasure deletes and the right of
-    access shows."""
+    rows: theirs by the user id as received, a line that names it, an anonymous row of a
+    session linked to them (its fields as received), and a curated row a later delivery took
+    out of a curated version (`_load_retract`: its raw is the curated row, the user id the
+    pseudonym: `pseudos`, theirs and their linked sessions'): what an erasure deletes and the
+    right of access shows."""
     # (an integer id also as a float, `101.0`: curation reads it as the integer)
     written = re.escape(raw) + ("(\\.0)?" if re.fullmatch("-?[0-9]+", raw) else "")
     token = '(^|[,;\\t|"])' + written + '([,;\\t|"]|$)'
@@ -459,7 +461,12 @@ def quarantined_of(raw: str, sessions: list[str]) -> tuple[str, list[Any]]:
         f"(SELECT unnest(?::VARCHAR[])) AND {id_sql(_Q_SESSION)} "
         "IN (SELECT unnest(?::VARCHAR[])))"
     )
-    return cond, [raw, token, list(MISSING_VALUES), sessions]
+    from ._load_retract import RETRACTED_SOURCE
+
+    cond += (
+        f" OR (starts_with(source_file, '{RETRACTED_SOURCE}') AND {_Q_USER} IN (SELECT unnest(?::VARCHAR[])))"
+    )
+    return cond, [raw, token, list(MISSING_VALUES), sessions, list(pseudos or [])]
 
 
 def _erase_parquet(wh: Any, raw: str, pseudos: list[str], sessions: list[str]) -> dict[str, int]:

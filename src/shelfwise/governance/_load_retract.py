@@ -24,7 +24,7 @@ lines are valid purchases and curated as new rows.
 
 from __future__ import annotations
 
-from ._compile import lit, q
+from ._compile import id_sql, lit, q
 from ._load_state import LoadState
 from ._reasons import Reason
 
@@ -82,9 +82,14 @@ def retract_orders(st: LoadState) -> str | None:
         f"""CREATE OR REPLACE TEMP TABLE {RETRACT} AS
             SELECT _order, arg_min(reason, _source_line) AS reason, arg_min(detail, _source_line) AS detail,
                    min(_source_line) AS line
-            FROM (SELECT nullif(trim(l.{q("session_id")}::VARCHAR), '') AS _order, a.reason, a.detail, a._source_line
+            FROM (SELECT nullif({id_sql(f"l.{q('session_id')}::VARCHAR")}, '') AS _order, a.reason, a.detail,
+                         a._source_line
                   FROM {ASIDE} a JOIN {st.target} l ON l._source_line = a._source_line AND l._load = {int(st.load_id)}
-                  WHERE a.reason IN ({reasons}))
+                  WHERE a.reason IN ({reasons})
+                  -- (a line an earlier load set aside, sent again, says nothing new of its order: an old
+                  -- delivery re-run must not take out the purchase a later one curated)
+                  AND a._source_line NOT IN (SELECT source_line FROM quarantine.rows WHERE run_id = {lit(st.run_id)}
+                      AND table_name = 'events' AND status = 'redelivered' AND source_line IS NOT NULL))
             WHERE _order IS NOT NULL GROUP BY 1"""
     )
     hit = f"(event_type = 'purchase' AND session_id::VARCHAR IN (SELECT _order FROM {RETRACT}))"

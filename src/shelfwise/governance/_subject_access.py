@@ -157,7 +157,9 @@ def _warehouse_parts(
         if con.sql(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'quarantine' AND table_name = 'rows'"
         ).fetchone()[0]:
-            cond, params = quarantined_of(raw, sessions)  # (what the erasure deletes as theirs)
+            cond, params = quarantined_of(
+                raw, sessions, [pseudo, *anon]
+            )  # (what the erasure deletes as theirs)
             rows = _records(
                 con.execute(f"SELECT * FROM quarantine.rows WHERE {cond} ORDER BY quarantine_id", params)
             )
