@@ -588,6 +588,15 @@ def upsert_select(
             out.append(f"CASE WHEN o._present AND n.{c} IS NULL THEN o.{c} ELSE n.{c} END AS {c}")
         elif col in contract.key or col in delivered or col not in cur_cols:
             out.append(f"n.{c}")
+        elif col == "in_stock" and "stock" in delivered and col in new_cols and "stock" in cur_cols:
+            # a stock feed without `in_stock`: the flag follows the figure (derived), unless the
+            # curated flag was the shop's own word against its figure (a backorder shop's true
+            # at 0): a figure says nothing of that
+            q_stock = dialect.q("stock")
+            out.append(
+                f"CASE WHEN o._present AND o.{c} IS NOT NULL AND o.{q_stock} IS NOT NULL "
+                f"AND o.{c} <> (o.{q_stock} > 0) THEN o.{c} ELSE n.{c} END AS {c}"
+            )
         elif col in new_cols:
             out.append(f"CASE WHEN o._present THEN o.{c} ELSE n.{c} END AS {c}")
         else:  # a kept extra column this file lacks

@@ -187,8 +187,8 @@ class LoadState:
         an appended row says nothing about the others (a partial re-send of a product keeps
         its curated brand; a re-sent event lacking an optional column is still the same event)."""
         given = [*self.mapping, *self.joined, *self.implied, *(f"x_{safe(e)}" for e in self.extra_kept)]
-        if "stock" in given and "in_stock" in self.contract.column_names:
-            given.append("in_stock")  # (derived from the stock figure where not given: `compile_contract`)
+        # (`in_stock` derived from a stock figure where not given, `compile_contract`: an upsert
+        # takes it where the curated row's own agreed with its figure, `upsert_select`)
         return frozenset(given)
 
     @property
