@@ -170,3 +170,27 @@ def test_a_free_text_product_details_column_is_not_unpacked(tmp_path: Path) -> N
     ev = report.tables["events"]
     assert (ev.rows_in, ev.rows_curated) == (2, 2)
     assert not any("packed their products" in n for n in report.notes)
+
+
+def test_two_variants_of_one_product_in_an_order_are_two_lines_and_a_whole_row_reject_names_no_product(
+    tmp_path: Path,
+) -> None:
+    """Two variants of product 77 (sizes S and M, one `Product ID`) in order 5000 were two equal
+    lines: the second quarantined as a duplicate, 10.00 of revenue lost (the review of
+    5c33115..); they carry an event id each now (the order and the place), and a re-send of
+    the order is recognised line for line. A row rejected whole (an extra field) said
+    "(product 1 of the row's packed Product Details)"."""
+    orders = (
+        "Order ID,Customer ID,Customer Email,Order Date,Order Status,Product Details\n"
+        f'5000,1000,allen@example.com,01/10/2017 11:56,Shipped,"{_details(("77", 1, "Shirt", 10.0), ("77", 1, "Shirt", 10.0))}"\n'
+        f'5001,1001,adam@example.com,02/10/2017 11:56,Shipped,"{_details(("80", 1, "Desk", 50.0))}",EXTRA\n'
+    )
+    work = tmp_path / "w"
+    ev = Ingestor(work).run(_shop(tmp_path, orders)).tables["events"]
+    assert (ev.rows_in, ev.rows_curated, ev.reasons) == (3, 2, {"malformed_row": 1})
+    got = curated_rows(work, "SELECT session_id, product_id, value, event_id FROM curated.events ORDER BY 4")
+    assert got == [("5000", "77", 10.0, "5000#1"), ("5000", "77", 10.0, "5000#2")]
+    (detail,) = curated_rows(work, "SELECT detail FROM quarantine.rows WHERE reason = 'malformed_row'")[0]
+    assert "field(s) where the header has" in detail and "packed Product Details" not in detail, detail
+    again = Ingestor(work, mode="append").run(_shop(tmp_path, orders)).tables["events"]
+    assert (again.rows_curated, again.rows_total) == (0, 2)

@@ -397,8 +397,9 @@ def account(st: LoadState, tv: TableVersion, added: int | None) -> None:
     if scale > 1:  # an order's k-th packed product is line * scale + k: the line, and k said
         wh.sql(
             f"""UPDATE quarantine.rows SET source_line = source_line // {scale},
-                detail = coalesce(detail || ' ', '') || '(product ' || CAST(source_line % {scale} AS VARCHAR) ||
-                    ' of the row''s packed Product Details)'
+                detail = CASE WHEN source_line % {scale} = 0 THEN detail ELSE
+                    coalesce(detail || ' ', '') || '(product ' || CAST(source_line % {scale} AS VARCHAR) ||
+                    ' of the row''s packed Product Details)' END
                 WHERE run_id = ? AND table_name = ? AND source_line IS NOT NULL""",
             [run_id, contract.name],
         )

@@ -103,6 +103,8 @@ def retract_orders(st: LoadState) -> str | None:
     cols = [r[0] for r in wh.sql("DESCRIBE curated.events").fetchall()]
     raw = "json_object(" + ", ".join(f"{lit(c)}, e.{q(c)}" for c in cols) + ")"
     said = lit(f"; said by {st.src} line ")
+    scale = st.staged.line_scale  # (a packed order's product: its row's line, `_orderlines`)
+    line = f"(o.line // {scale})" if scale > 1 else "o.line"
     by = lit(
         f" (run {st.run_id}): its purchase line curated by an earlier load ({holder}) is taken out of "
         "the curated events, the order's latest status wins"
@@ -110,7 +112,7 @@ def retract_orders(st: LoadState) -> str | None:
     wh.sql(
         f"""INSERT INTO quarantine.rows
             SELECT nextval('quarantine.qid_seq'), {lit(st.run_id)}, 'events', {lit(RETRACTED_SOURCE + holder)},
-                   NULL, o.reason, [o.reason], o.detail || {said} || o.line || {by}, {raw},
+                   NULL, o.reason, [o.reason], o.detail || {said} || {line} || {by}, {raw},
                    'superseded', now()::TIMESTAMP, {lit(st.run_id)}
             FROM curated.events e JOIN {RETRACT} o ON e.session_id::VARCHAR = o._order
             WHERE e.event_type = 'purchase' ORDER BY o._order, e."timestamp" """

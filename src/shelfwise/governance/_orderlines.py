@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -660,7 +661,13 @@ def unpack_orders(staged: StagedFile, staged_dir: Path) -> tuple[StagedFile, str
     if not _looks_packed(staged, at):  # a free-text `Product Details` column of another export
         return staged, None
     kept = [h for i, h in enumerate(header) if i != at]
-    out_header = [LINE_COLUMN, *kept, *PACKED_FIELDS]
+    # two variants of one product in an order (`Size: S`, `Size: M`: one `Product ID`, the
+    # variation not curated) would be two equal lines, the second quarantined as a duplicate:
+    # such lines carry an event id of their own, the order's id and the product's place
+    order_at = next((i for i, h in enumerate(kept) if _key(h) == "orderid"), None)
+    with_ids = order_at is not None and not any(_key(h) == "eventid" for h in kept)
+    ids = ["event_id"] if with_ids else []
+    out_header = [LINE_COLUMN, *kept, *PACKED_FIELDS, *ids]
     staged_dir.mkdir(parents=True, exist_ok=True)
     target = staged_dir / (staged.source.name.removesuffix(".gz") + ".unpacked.staged")
     info = StagedFile(
@@ -670,7 +677,7 @@ def unpack_orders(staged: StagedFile, staged_dir: Path) -> tuple[StagedFile, str
         parts=list(staged.parts),
         part_sha256=list(staged.part_sha256),
         delimiter=",",
-        header=[*kept, *PACKED_FIELDS],
+        header=[*kept, *PACKED_FIELDS, *ids],
         sha256=staged.sha256,
         size_bytes=staged.size_bytes,
         blank_lines=staged.blank_lines,
@@ -680,7 +687,7 @@ def unpack_orders(staged: StagedFile, staged_dir: Path) -> tuple[StagedFile, str
         line_scale=PACKED_LINES,
     )
     # (lines staging rejected itself keep their numbers, scaled: one record of their line)
-    info.bad_lines = [(line * PACKED_LINES + 1, text, why) for line, text, why in staged.bad_lines]
+    info.bad_lines = [(line * PACKED_LINES, text, why) for line, text, why in staged.bad_lines]
     orders = lines = 0
     unreadable_orders = 0
     rejected = len(info.bad_lines)  # (rows not read as an order: the unreadable parts are the rest)
@@ -699,8 +706,8 @@ def unpack_orders(staged: StagedFile, staged_dir: Path) -> tuple[StagedFile, str
                 line = n + 2
             if len(row) != len(header):  # (the events load's reader would reject it: so does this)
                 text = staged.delimiter.join(row)
-                info.bad_lines.append(
-                    (line * PACKED_LINES + 1, text, f"{len(row)} field(s) where the header has {len(header)}")
+                info.bad_lines.append(  # (the whole row: its place 0, no product named)
+                    (line * PACKED_LINES, text, f"{len(row)} field(s) where the header has {len(header)}")
                 )
                 rejected += 1
                 continue
@@ -710,13 +717,14 @@ def unpack_orders(staged: StagedFile, staged_dir: Path) -> tuple[StagedFile, str
             if not parts:
                 info.bad_lines.append(
                     (
-                        line * PACKED_LINES + 1,
+                        line * PACKED_LINES,
                         staged.delimiter.join(row),
                         f"{packed}: no product in the order's cell",
                     )
                 )
                 unreadable_orders += 1
                 continue
+            seen = Counter((f or {}).get("Product ID", "").strip() for f, _, _ in parts if f is not None)
             for k, (fields, text, why) in enumerate(parts, start=1):
                 if k >= PACKED_LINES:
                     raise SourceError(
@@ -727,7 +735,14 @@ def unpack_orders(staged: StagedFile, staged_dir: Path) -> tuple[StagedFile, str
                 if fields is None:
                     info.bad_lines.append((line * PACKED_LINES + k, text, why))
                     continue
-                writer.writerow([line * PACKED_LINES + k, *base, *(fields.get(f, "") for f in PACKED_FIELDS)])
+                event = []
+                if with_ids:
+                    assert order_at is not None
+                    twice = seen[fields.get("Product ID", "").strip()] > 1
+                    event = [f"{base[order_at].strip()}#{k}" if twice and base[order_at].strip() else ""]
+                writer.writerow(
+                    [line * PACKED_LINES + k, *base, *(fields.get(f, "") for f in PACKED_FIELDS), *event]
+                )
                 lines += 1
     info.records = lines
     if staged.numbered:
