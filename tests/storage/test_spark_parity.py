@@ -474,6 +474,16 @@ def test_a_later_refund_takes_the_curated_purchase_out_on_spark_too(spark, tmp_p
     check(tmp_path, engine=lambda work: SparkEngine(work, master="local[2]"))
 
 
+def test_an_old_delivery_run_again_changes_no_order_on_spark_too(spark, tmp_path):
+    """Day 1 run again after day 2: no paid order taken out, no refunded one curated again
+    (the lines taken out are compared with as delivered), on Spark as on DuckDB."""
+    from tests.governance.test_order_status_append import (
+        test_an_old_delivery_run_again_changes_no_order as check,
+    )
+
+    check(tmp_path, engine=lambda work: SparkEngine(work, master="local[2]"))
+
+
 def test_a_robots_events_sent_again_on_spark_as_on_duckdb(spark, tmp_path):
     """A re-sent part of a robot's burst is robot traffic on Spark as on DuckDB."""
     from tests.governance.test_deliveries import check_robot_deliveries, robot_deliveries

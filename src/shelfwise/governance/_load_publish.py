@@ -20,7 +20,7 @@ from ..storage._sources import PART_LINES
 from ._compile import DUCKDB, Dialect, client_event_id, lit, q
 from ._contracts import TableContract
 from ._load_anonymous import uncount_redelivered
-from ._load_retract import RETRACT, RETRACTED_SOURCE, retract_orders
+from ._load_retract import RETRACT, RETRACTED_SOURCE, retract_orders, retracted_rows
 from ._load_sales import uncount_redelivered as uncount_redelivered_sales
 from ._load_state import (
     CHECKED,
@@ -513,9 +513,15 @@ def _flag_redelivered(st: LoadState, names: list[str]) -> None:
             lo, hi = wh.sql('SELECT min("timestamp"), max("timestamp") FROM _new').fetchone() or (None, None)
             if lo is not None:
                 where = f"WHERE \"timestamp\" BETWEEN TIMESTAMP '{lo}' AND TIMESTAMP '{hi}'"
+        earlier = f"SELECT * FROM {cur} {where}"
+        if contract.name == "events":  # (lines a later delivery took out were delivered too)
+            typed = [(r[0], r[1]) for r in wh.sql(f"DESCRIBE {cur}").fetchall()]
+            retracted = retracted_rows(wh, typed)
+            if retracted is not None:
+                earlier += f" UNION ALL BY NAME SELECT * FROM ({retracted}) {where}"
         wh.sql(
             f"""CREATE OR REPLACE TEMP TABLE _redelivered AS SELECT DISTINCT c._source_line AS line
-                FROM _new c JOIN (SELECT * FROM {cur} {where}) e ON {same}"""
+                FROM _new c JOIN ({earlier}) e ON {same}"""
         )
         row = wh.sql("SELECT count(*) FROM _redelivered").fetchone()
         tr.rows_unchanged, tr.rows_updated = (int(row[0]) if row else 0), 0

@@ -24,11 +24,20 @@ lines are valid purchases and curated as new rows.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._compile import id_sql, lit, q
 from ._load_state import LoadState
 from ._reasons import Reason
 
-__all__ = ["RETRACT", "RETRACTED_SOURCE", "STATUS_ASIDE", "retract_orders", "retracted_orders"]
+__all__ = [
+    "RETRACT",
+    "RETRACTED_SOURCE",
+    "STATUS_ASIDE",
+    "retract_orders",
+    "retracted_orders",
+    "retracted_rows",
+]
 
 # the quarantine's `source_file` of a curated line taken out by a later delivery (prefix + table)
 RETRACTED_SOURCE = "curated:"
@@ -144,3 +153,26 @@ def retracted_orders(st: LoadState) -> list[str]:
     rows = [str(r[0]) for r in st.wh.sql(f"SELECT _order FROM {RETRACT}").fetchall()]
     st.wh.sql(f"DROP TABLE {RETRACT}")
     return rows
+
+
+def retracted_rows(wh: Any, cur_cols: list[tuple[str, str]]) -> str | None:
+    """SQL of the curated event rows later deliveries took out (`retract_orders`), as the curated
+    rows they were (`cur_cols`: the curated table's (name, type)), or None when there are none:
+    what a re-delivery is compared with beside the curated rows (an old delivery run again
+    re-sends the purchase line of an order since refunded: it was delivered, it is not new)."""
+    import json
+
+    from ._compile import lit
+
+    sql = wh.sql
+    found = sql(
+        "SELECT count(*) FROM quarantine.rows WHERE table_name = 'events' AND status = 'superseded' "
+        f"AND starts_with(source_file, {lit(RETRACTED_SOURCE)})"
+    ).fetchone()
+    if not found or not found[0]:
+        return None
+    shape = lit(json.dumps(dict(cur_cols)))
+    return (
+        f"SELECT unnest(json_transform(raw, {shape})) FROM quarantine.rows WHERE table_name = 'events' "
+        f"AND status = 'superseded' AND starts_with(source_file, {lit(RETRACTED_SOURCE)})"
+    )

@@ -56,7 +56,7 @@ from ._load_publish import (
     upsert_select,
 )
 from ._load_raw import tell_new_keys
-from ._load_retract import retract_orders, retracted_orders
+from ._load_retract import retract_orders, retracted_orders, retracted_rows
 from ._load_rows import day_first_dates, decimal_comma_numbers, note_unreadable
 from ._load_sales import spark_uncount_redelivered as spark_uncount_redelivered_sales
 from ._load_sets import NEAR_DETAIL, RESENT_BOT_DETAIL, curated_near, resent_bot_lines
@@ -612,6 +612,13 @@ def _flag_redelivered(st: LoadState, new: Any, current: Any) -> list[int]:
     contract, tr, names = st.contract, st.tr, st.raw_cols
     cur_cols = list(current.columns)
     same = same_row(contract, names, cur_cols, SPARK, delivered=st.delivered)
+    if contract.name == "events" and not contract.key:  # (lines a later delivery took out were delivered too)
+        typed = [(f.name, _duck_type(f.dataType.simpleString())) for f in current.schema.fields]
+        retracted = retracted_rows(st.wh, typed)
+        if retracted is not None:
+            back = st.wh.sql(retracted).arrow()
+            if back.num_rows:
+                current = current.unionByName(spark.createDataFrame(back.to_pandas(), schema=current.schema))
     new.createOrReplaceTempView("_sw_new")
     current.createOrReplaceTempView("_sw_cur")
     if contract.key:
@@ -659,3 +666,19 @@ def _flag_redelivered(st: LoadState, new: Any, current: Any) -> list[int]:
     hits = spark.createDataFrame(details, "_hit_line bigint, _hit_detail string")
     _add_reason(st, hits, Reason.DUPLICATE_ROW)
     return sorted(lines)
+
+
+def _duck_type(spark_type: str) -> str:
+    """The DuckDB type of a Spark column's simple type name (for reading a quarantined curated
+    row back as its table's row)."""
+    return {
+        "string": "VARCHAR",
+        "timestamp_ntz": "TIMESTAMP",
+        "timestamp": "TIMESTAMP",
+        "double": "DOUBLE",
+        "float": "DOUBLE",
+        "bigint": "BIGINT",
+        "int": "BIGINT",
+        "boolean": "BOOLEAN",
+        "date": "DATE",
+    }.get(spark_type, "VARCHAR")
