@@ -687,3 +687,9 @@ def test_magento_catalog_reads_alike_on_spark(spark, tmp_path):
         ]
     )
     assert _counts(reports["duckdb"]) == _counts(reports["spark"])
+
+
+def test_a_cut_last_line_completed_later_on_spark_as_on_duckdb(spark, tmp_path):
+    from tests.governance.test_cut_deliveries import check_cut_then_complete
+
+    check_cut_then_complete(tmp_path, engine=lambda work: SparkEngine(work, master="local[2]"))

@@ -20,6 +20,7 @@ from ..storage._sources import PART_LINES
 from ._compile import DUCKDB, Dialect, client_event_id, lit, q
 from ._contracts import TableContract
 from ._load_anonymous import uncount_redelivered
+from ._load_raw import completed_condition
 from ._load_retract import RETRACT, RETRACTED_SOURCE, retract_orders, retracted_rows
 from ._load_sales import uncount_redelivered as uncount_redelivered_sales
 from ._load_state import (
@@ -153,10 +154,20 @@ def publish(st: LoadState) -> None:
         added = int(row[0]) if row else 0
         cur = f"curated.{q(contract.name)}"
         keep = f"SELECT * FROM {cur}"
+        if st.completions and not contract.key:  # a cut last line's curated row: replaced
+            cur_cols = [r[0] for r in wh.sql(f"DESCRIBE {cur}").fetchall()]
+            replaced = 0
+            for line, _, _, column in st.completions:
+                cond = completed_condition(st, column, cur_cols)
+                row = f"(SELECT * FROM _new WHERE _source_line = {int(line)}) c"
+                hit = wh.sql(f"SELECT count(*) FROM ({keep}) e SEMI JOIN {row} ON {cond}").fetchone()
+                replaced += int(hit[0]) if hit else 0
+                keep = f"SELECT e.* FROM ({keep}) e ANTI JOIN {row} ON {cond}"
+            say_completed(st, replaced)
         fresh = "SELECT * EXCLUDE (_source_line) FROM _new"
         kept = retract_orders(st)  # an order's latest status wins over its curated purchase
         if kept is not None:
-            keep += f" WHERE {kept}"
+            keep = f"SELECT * FROM ({keep}) WHERE {kept}"
         if contract.key:  # the newer version of a key replaces the curated one (an upsert)
             using = ", ".join(q(k) for k in contract.key)
             keep += f" ANTI JOIN _new USING ({using})"
@@ -214,6 +225,19 @@ def publish(st: LoadState) -> None:
     wh.sql("DROP TABLE IF EXISTS _new")
     wh.sql(f"DROP VIEW {st.load}")
     account(st, tv, added)
+
+
+def say_completed(st: LoadState, replaced: int) -> None:
+    """Count the curated rows of cut last lines that this load's complete lines replaced
+    (`_load_raw.find_completions`) as updated, and say so (both engines)."""
+    if not replaced:
+        return
+    st.tr.rows_updated = (st.tr.rows_updated or 0) + replaced
+    lines = ", ".join(f"line {n} (completing line {m} of load {k})" for n, k, m, _ in st.completions)
+    st.note(
+        f"{st.name}: {replaced} row(s) delivered cut off at the end of an earlier file replaced by "
+        f"their complete line in {st.src}: {lines}; counted updated, not added as new events"
+    )
 
 
 def curated_nothing(st: LoadState, valid: int, before: TableVersion | None) -> bool:

@@ -12,6 +12,8 @@ their `_run_id` and `_source_file` columns (NULL in newer rows)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..errors import SourceError
 from ..storage._sources import JSON_DELIMITER, LINE_COLUMN, PART_LINES
 from ._compile import DUCKDB, SPARK, Dialect, lit, q
@@ -57,8 +59,112 @@ def load_raw(st: LoadState) -> None:
     # lines staging rejected itself (a quote that never closes): quarantined as they are
     defer_quarantine_lines(st, st.drop_erased_lines(staged.bad_lines))
     tr.rows_in += len(staged.bad_lines)
+    note_unterminated(st)
+    find_completions(st)
     st.load = f"_load_{contract.name}"
     _define_load(st, st.target)
+
+
+CUT_LINES = "meta.cut_lines"
+
+
+def _ends_without_newline(path: Path) -> bool:
+    """Whether a plain (uncompressed) text file's last byte is no line end (UTF-16 included:
+    its NUL halves are skipped); an empty file or a compressed one is not judged."""
+    if path.suffix.lower() in {".gz", ".parquet", ".zip", ".bz2", ".xz", ".zst"}:
+        return False
+    try:
+        size = path.stat().st_size
+        if not size:
+            return False
+        with path.open("rb") as fh:
+            fh.seek(max(size - 4, 0))
+            tail = fh.read().rstrip(b"\x00")
+    except OSError:
+        return False
+    return bool(tail) and not tail.endswith((b"\n", b"\r"))
+
+
+def note_unterminated(st: LoadState) -> None:
+    """A file that ends without a final newline may have been cut off while it was copied: its
+    last line may be a partial row (a review's text or a purchase's value cut short, which still
+    reads as a valid row). Many exports simply lack the final newline, so the row is loaded, but
+    the load says so in its warnings, naming the file and line, and remembers the line
+    (`st.cut_line`, recorded in `meta.cut_lines` by `store_raw`): when a later delivery brings the
+    complete line, it replaces this one (`find_completions`) instead of adding a second event."""
+    staged = st.staged
+    if staged.format not in {"csv", "jsonl"} or staged.source.is_dir():
+        return
+    if not _ends_without_newline(staged.source):
+        return
+    row = st.wh.sql(f"SELECT max(_source_line) FROM {st.target} WHERE _load = {int(st.load_id)}").fetchone()
+    read = int(row[0]) if row and row[0] is not None else None
+    rejected = [int(n) for n, _, _ in staged.bad_lines if n is not None] + st.rejected_lines
+    last = max([n for n in [read, *rejected] if n is not None], default=None)
+    if last is None:
+        return
+    cut_column = None
+    if staged.format == "csv" and st.header:
+        final = st.header[-1]
+        cut_column = next((c for c, h in st.mapping.items() if h == final), None)
+        if cut_column is None and final in st.extra_kept:
+            cut_column = f"x_{safe(final)}"
+    if read is not None and last == read:  # (a rejected last line is quarantined as it is)
+        st.cut_line, st.cut_column = last, cut_column
+    st.warn(
+        f"{st.src}:{last}: the file ends without a final newline, so its last line may have been "
+        "cut off in transit (a value or text cut short still reads as a valid row); it was loaded "
+        "as it is - if the file was cut, deliver it again complete: the complete line replaces "
+        "this one (counted updated), it is not added as a second event"
+    )
+
+
+def find_completions(st: LoadState) -> None:
+    """Appending to a table without a key (events): this load's rows that complete an earlier
+    load's cut last line (`note_unterminated`): every other field equal and the cut field
+    extended (the earlier value a proper prefix of this one). Sets `st.completions`; the
+    publish stages (both engines) take the curated row the cut line became out of the new
+    version, so the complete row replaces it (`completed_condition`)."""
+    wh, contract = st.wh, st.contract
+    if st.mode != "append" or contract.key or st.reprocess or not wh.exists("raw", contract.name):
+        return
+    if not wh.exists("meta", "cut_lines"):
+        return
+    raw_have = {r[0] for r in wh.sql(f"DESCRIBE {st.raw_table}").fetchall()}
+    found: list[tuple[int, int, int, str]] = []
+    cuts = wh.sql(
+        f"SELECT load_id, source_line, last_column FROM {CUT_LINES} WHERE table_name = ? AND last_column IS NOT NULL",
+        [contract.name],
+    ).fetchall()
+    for load_id, cut_line, column in cuts:
+        if column not in st.raw_cols or column not in raw_have:
+            continue
+        others = [c for c in st.raw_cols if c != column and c in raw_have]
+        same = " AND ".join([f"d.{q(c)} IS NOT DISTINCT FROM r.{q(c)}" for c in others] or ["true"])
+        c = q(column)
+        rows = wh.sql(
+            f"""SELECT min(d._source_line) FROM {st.target} d JOIN {st.raw_table} r
+                ON r._load = ? AND r._source_line = ? AND {same}
+                WHERE d._load = {int(st.load_id)} AND d.{c} IS NOT NULL
+                  AND starts_with(d.{c}, coalesce(r.{c}, '')) AND d.{c} IS DISTINCT FROM r.{c}""",
+            [int(load_id), int(cut_line)],
+        ).fetchone()
+        if rows and rows[0] is not None:
+            found.append((int(rows[0]), int(load_id), int(cut_line), str(column)))
+    st.completions = found
+
+
+def completed_condition(st: LoadState, column: str, cur_cols: list[str], dialect: Dialect = DUCKDB) -> str:
+    """The condition that the curated row `e` is the one an earlier load's cut line became,
+    which this load's completing row `c` replaces: equal but for the cut `column`, which differs
+    (where it is equal the complete row is a plain re-delivery and the curated row stays)."""
+    from ._load_publish import same_row
+
+    names = [n for n in st.raw_cols if n != column]
+    delivered = st.delivered - {column}
+    same = same_row(st.contract, names, cur_cols, dialect, delivered)
+    col = dialect.q(column)
+    return f"({same}) AND NOT (c.{col} {dialect.null_safe_eq} e.{col})"
 
 
 def defer_quarantine_lines(
@@ -96,6 +202,21 @@ def store_raw(st: LoadState) -> None:
         [st.load_id, st.run_id, st.name, str(st.src), st.staged.sha256],
     )
     wh.sql(f"INSERT INTO {raw_table} BY NAME SELECT * FROM {st.target}")
+    if st.cut_line is not None or st.completions:
+        wh.sql(
+            f"CREATE TABLE IF NOT EXISTS {CUT_LINES} (load_id INTEGER, table_name VARCHAR, "
+            "source_line BIGINT, last_column VARCHAR)"
+        )
+    for _, load_id, line, _ in st.completions:  # completed: no longer a cut line
+        wh.sql(
+            f"DELETE FROM {CUT_LINES} WHERE load_id = ? AND table_name = ? AND source_line = ?",
+            [load_id, st.name, line],
+        )
+    if st.cut_line is not None:
+        wh.sql(
+            f"INSERT INTO {CUT_LINES} VALUES (?, ?, ?, ?)",
+            [st.load_id, st.name, st.cut_line, st.cut_column],
+        )
 
 
 def _temp_exists(st: LoadState, name: str) -> bool:
@@ -278,6 +399,7 @@ def _read_csv(st: LoadState, into: str) -> None:
         bad.append((line_no, body, why))
     if not numbered and bad:
         _renumber_after_rejects(st, [n for n, _, _ in bad if n is not None])
+    st.rejected_lines = [n for n, _, _ in bad if n is not None]
     defer_quarantine_lines(st, st.drop_erased_lines(bad))
     wh.sql(f"DROP TABLE IF EXISTS {rej}; DROP TABLE IF EXISTS {rej}_scan")
     st.tr.rows_in = staged.records

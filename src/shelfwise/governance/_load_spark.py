@@ -49,17 +49,23 @@ from ._load_publish import (
     quarantined_before,
     redelivery_details,
     same_row,
+    say_completed,
     sent_twice,
     shrunk_by_snapshot,
     supersede_open,
     unchanged_version,
     upsert_select,
 )
-from ._load_raw import tell_new_keys
+from ._load_raw import completed_condition, tell_new_keys
 from ._load_retract import retract_orders, retracted_orders, retracted_rows
 from ._load_rows import day_first_dates, decimal_comma_numbers, note_unreadable
 from ._load_sales import spark_uncount_redelivered as spark_uncount_redelivered_sales
-from ._load_sets import NEAR_DETAIL, RESENT_BOT_DETAIL, curated_near, resent_bot_lines
+from ._load_sets import (
+    NEAR_DETAIL,
+    RESENT_BOT_DETAIL,
+    curated_near,
+    resent_bot_lines,
+)
 from ._load_state import PAST_RETENTION, LoadState, count_withheld, note_withheld, safe
 from ._privacy import Pseudonymizer
 from ._reasons import Reason
@@ -520,6 +526,8 @@ def spark_publish(st: LoadState) -> None:
         if redelivered:
             gone = spark.createDataFrame([(n,) for n in redelivered], "_gone bigint")
             new = new.join(F.broadcast(gone), new["_source_line"] == gone["_gone"], "left_anti")
+        if st.completions and not contract.key:  # a cut last line's curated row: replaced
+            current = _drop_completed(st, new, current)
         new = new.orderBy(*order).drop("_source_line").localCheckpoint()
         added = new.count()
         keep = current
@@ -599,6 +607,24 @@ def spark_publish(st: LoadState) -> None:
     shutil.rmtree(_tmp(st), ignore_errors=True)
     st.frames.clear()
     account(st, tv, added)
+
+
+def _drop_completed(st: LoadState, new: Any, current: Any) -> Any:
+    """As the DuckDB publish: the curated rows of cut last lines that this load's complete
+    lines replace (`_load_raw.find_completions`) leave the current version; counted updated."""
+    spark = _engine(st).session
+    cur_cols = list(current.columns)
+    replaced = 0
+    for line, _, _, column in st.completions:
+        cond = completed_condition(st, column, cur_cols, SPARK)
+        new.where(f"_source_line = {int(line)}").createOrReplaceTempView("_sw_done_c")
+        current.createOrReplaceTempView("_sw_done_e")
+        replaced += spark.sql(f"SELECT 1 FROM _sw_done_e e LEFT SEMI JOIN _sw_done_c c ON {cond}").count()
+        current = spark.sql(
+            f"SELECT e.* FROM _sw_done_e e LEFT ANTI JOIN _sw_done_c c ON {cond}"
+        ).localCheckpoint()
+    say_completed(st, replaced)
+    return current
 
 
 def _flag_redelivered(st: LoadState, new: Any, current: Any) -> list[int]:
