@@ -32,6 +32,11 @@ class WarehouseBusy(ShelfwiseError):
     again when that process is done (the CLI exits 3)."""
 
 
+class WorkdirUnwritable(ShelfwiseError):
+    """A run could not write its workdir before it published anything (the warehouse file or a
+    folder read-only, a full disk): nothing was published; the CLI prints one line, exit status 1."""
+
+
 class UnknownName(ShelfwiseError):
     """A name that names nothing the shop has (a table, a product of the bundle, an audience, a
     split protocol...): `kind` says what was looked for, `name` what was given, `known` the

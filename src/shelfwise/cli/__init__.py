@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..errors import (  # (not through `governance`: `--help` needs no warehouse)
         AccessDenied,
         WarehouseBusy,
+        WorkdirUnwritable,
     )
 
     warnings.showwarning = _show_warning
@@ -108,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     except WarehouseBusy as exc:  # exit 3, as `events absorb` when busy
         typer.echo(str(exc), err=True)
         return 3
+    except WorkdirUnwritable as exc:  # nothing was published: exit 1, one line
+        typer.echo(f"error: {_said(exc)}", err=True)
+        return 1
     except ShelfwiseError as exc:
         typer.echo(f"error: {_said(exc)}", err=True)
         return 2

@@ -80,6 +80,11 @@ def ingest(
     # whether the earlier version stays), as `audit` exits 1 on a broken chain
     if any(t.get("curated_nothing") for t in (out.get("tables") or {}).values()):
         raise typer.Exit(1)
+    # published, but a record after the commit could not be written: exit 5, each said in one line
+    if out.get("unrecorded"):
+        for line in out["unrecorded"]:
+            typer.echo(line, err=True)
+        raise typer.Exit(5)
 
 
 DEMO_TRIALS = 6  # the demo's tuning budget: Optuna trials per tuned model

@@ -25,6 +25,7 @@ report.
 from __future__ import annotations
 
 import gzip
+import json
 import re
 import shutil
 import time
@@ -32,8 +33,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from ..errors import SourceError
+from ..errors import SourceError, WarehouseBusy, WorkdirUnwritable
 from ..storage import DuckDBEngine, Engine, StagedFile, Warehouse, find_table_file, stage_file
 from ..storage._faq_version import record_faq_version
 from ..storage._product_ids import record_product_ids
@@ -78,6 +80,125 @@ from ._orderlines import record_as_of, unpack_orders
 from ._privacy import ANONYMOUS_PSEUDONYM_PREFIX, Pseudonymizer
 from ._retention import load_retention
 from ._text import normalize_flat_array, normalize_lines_array
+
+
+def _write_refused(exc: BaseException) -> bool:
+    """Whether `exc` is DuckDB (or the lineage client) refused a write to the workdir's files."""
+    text = str(exc)
+    return ("IO Error" in text or "is not writeable" in text) and any(
+        w in text
+        for w in ("Permission denied", "Operation not permitted", "Read-only", "not writeable", "No space")
+    )
+
+
+def _where(exc: BaseException, workdir: Path) -> str:
+    """The file an OS error names, else the workdir."""
+    name = getattr(exc, "filename", None)
+    if name:
+        return str(name)
+    m = re.search(r'(?:file|Log file) "?([^"\s]+)"?', str(exc))
+    return m.group(1) if m else str(workdir)
+
+
+def _open_warehouse(workdir: Path, memory_limit: Any) -> Warehouse:
+    """The warehouse, opened for the run: another process holding it is `WarehouseBusy` (exit 3,
+    naming who holds it); a file that cannot be written is `WorkdirUnwritable` (nothing published)."""
+    try:
+        return Warehouse(workdir, memory_limit=memory_limit)
+    except Exception as exc:
+        from ..storage._warehouse import busy_message
+
+        busy = busy_message(exc)
+        if busy is not None:
+            raise WarehouseBusy(busy) from exc
+        if isinstance(exc, OSError) or _write_refused(exc):
+            raise WorkdirUnwritable(
+                f"{_where(exc, workdir)}: the warehouse cannot be opened for writing "
+                f"({str(exc).splitlines()[0][:300]}); nothing was published - make it writable "
+                "(chmod u+w, chattr -i) and run the same command again"
+            ) from exc
+        raise
+
+
+def recover_unaudited(workdir: Path, wh: Warehouse) -> list[str]:
+    """Write the audit entry of each ingest run the warehouse says COMPLETE (`meta.runs`: it
+    committed) that the audit log lacks - a process killed right after its commit, or an audit
+    folder it could not write - from the run's recorded report, marked `recovered`. Only runs
+    since the log's first entry (a workdir older than its audit log is not back-filled).
+    Returns their run ids."""
+    log = AuditLog(workdir)
+    if not log.path.exists():
+        return []
+    text = log.path.read_text(encoding="utf-8", errors="replace")
+    first = text[: text.find("\n")] if "\n" in text else text
+    try:
+        since = json.loads(first).get("at")
+    except ValueError:
+        return []
+    if not since:
+        return []
+    rows = wh.sql(
+        "SELECT run_id, report::VARCHAR FROM meta.runs WHERE job = 'shelfwise.ingest' AND status = 'COMPLETE' "
+        "AND started_at >= ?::TIMESTAMPTZ::TIMESTAMP ORDER BY started_at",
+        [since],
+    ).fetchall()
+    done: list[str] = []
+    for run_id, raw in rows:
+        if f'"{run_id}"' in text:
+            continue
+        try:
+            rep = json.loads(raw or "{}")
+        except ValueError:
+            rep = {}
+        tables = rep.get("tables") or {}
+        log.append(
+            "ingest",
+            run_id=run_id,
+            data_dir=rep.get("data_dir"),
+            mode=rep.get("mode"),
+            tables={
+                t: {
+                    k: r.get(k)
+                    for k in ("rows_in", "rows_curated", "rows_quarantined", "rows_total")
+                    if k in r
+                }
+                for t, r in tables.items()
+            },
+            recovered=True,
+        )
+        done.append(str(run_id))
+    return done
+
+
+def ingest_audit_fields(report: IngestReport, data_dir: str) -> dict[str, Any]:
+    """The audit entry of a published ingest run (counts only: the audit log never holds a raw id)."""
+    return {
+        "run_id": report.run_id,
+        "data_dir": data_dir,
+        "mode": report.mode,
+        "tables": {
+            t: {
+                "rows_in": r.rows_in,
+                "curated": r.rows_curated,
+                "quarantined": r.rows_quarantined,
+                # the load's quality verdict, as the summary and the catalog say it
+                "contract_check": r.check().verdict,
+                **({"withheld": r.withheld} if r.rows_withheld else {}),
+                **(
+                    {
+                        "inserted": r.rows_inserted,
+                        "updated": r.rows_updated,
+                        "unchanged": r.rows_unchanged,
+                        "rows_total": r.rows_total,
+                    }
+                    if r.mode == "append"
+                    else {}
+                ),
+            }
+            for t, r in report.tables.items()
+        },
+    }
+
 
 # a table's load, stage by stage, per engine: the one place the engine changes what runs
 STAGES = {
@@ -467,7 +588,7 @@ class Ingestor:
         if self.lineage_inputs is not None:
             inputs = list(self.lineage_inputs)
         # (its START written from a thread: the OpenLineage client is imported meanwhile)
-        lineage = LineageRun(self.workdir, self.job, inputs, background=True).start()
+        lineage = LineageRun(self.workdir, self.job, inputs, background=True)
         report = IngestReport(
             run_id=lineage.run_id,
             workdir=str(self.workdir),
@@ -481,7 +602,21 @@ class Ingestor:
         if self.engine.name != "duckdb":
             report.notes.append(f"engine: {self.engine.describe()}")
         report.notes.extend(self._undelivered)
-        wh = Warehouse(self.workdir, memory_limit=self.settings.memory_limit)
+        wh = _open_warehouse(self.workdir, self.settings.memory_limit)
+        if self.job == "shelfwise.ingest":
+            try:
+                recovered = recover_unaudited(self.workdir, wh)
+            except Exception as exc:  # noqa: BLE001 - the run itself goes on; said
+                report.warnings.append(f"earlier runs without an audit entry could not be recovered: {exc}")
+            else:
+                if recovered:
+                    report.notes.append(
+                        f"audit: {len(recovered)} earlier published run(s) had no audit entry (the "
+                        f"process ended, or the audit folder was not writable, after the commit): "
+                        f"written now, marked recovered ({', '.join(recovered)})"
+                    )
+        # (START once the run holds the warehouse: a run refused as busy leaves no open run)
+        lineage.start()
         committed = False
         try:
             self._prepare(wh)
@@ -645,57 +780,73 @@ class Ingestor:
             wh.record_run(lineage.run_id, self.job, started, "COMPLETE", report.to_dict())
             wh.commit()
             committed = True
-            lineage.complete(outputs)
-            # the servers check posted events against the curated catalog, as ingestion does
-            record_product_ids(self.workdir, wh)
-            # and `POST /v1/ask` answers from the curated FAQ (a server kept the bundle's old one)
-            record_faq_version(self.workdir, wh)
+            # the run has succeeded: its records follow, the audit entry first; one that cannot
+            # be written is said (`IngestReport.unrecorded`), never turned into a failed run
             if self.job == "shelfwise.ingest":  # re-processing audits itself, with its own details
-                AuditLog(self.workdir).append(
-                    "ingest",
-                    run_id=lineage.run_id,
-                    data_dir=str(data_dir),
-                    mode=self.mode,
-                    tables={
-                        t: {
-                            "rows_in": r.rows_in,
-                            "curated": r.rows_curated,
-                            "quarantined": r.rows_quarantined,
-                            # the load's quality verdict, as the summary and the catalog say it
-                            "contract_check": r.check().verdict,
-                            # counts only: the audit log never holds a raw id
-                            **({"withheld": r.withheld} if r.rows_withheld else {}),
-                            **(
-                                {
-                                    "inserted": r.rows_inserted,
-                                    "updated": r.rows_updated,
-                                    "unchanged": r.rows_unchanged,
-                                    "rows_total": r.rows_total,
-                                }
-                                if r.mode == "append"
-                                else {}
-                            ),
-                        }
-                        for t, r in report.tables.items()
-                    },
+                audit_dir = self.workdir / "audit"
+                try:
+                    AuditLog(self.workdir).append("ingest", **ingest_audit_fields(report, str(data_dir)))
+                except Exception as exc:  # noqa: BLE001 - the data is published: said, not raised
+                    report.after_commit(
+                        "audit entry",
+                        audit_dir,
+                        exc,
+                        "make the audit folder writable; the next `shelfwise ingest` writes the "
+                        "missing entry, marked recovered",
+                    )
+            try:
+                lineage.complete(outputs)
+            except Exception as exc:  # noqa: BLE001
+                report.after_commit(
+                    "lineage COMPLETE event",
+                    self.workdir / "lineage" / "openlineage.jsonl",
+                    exc,
+                    "make the file writable (chattr -i / chmod u+w); this run's lineage events stay "
+                    "missing or without an end (its audit entry and meta.runs record it)",
+                )
+            try:
+                # the servers check posted events against the curated catalog, as ingestion does
+                record_product_ids(self.workdir, wh)
+                # and `POST /v1/ask` answers from the curated FAQ (a server kept the bundle's old one)
+                record_faq_version(self.workdir, wh)
+            except Exception as exc:  # noqa: BLE001
+                report.after_commit(
+                    "servers' catalog state",
+                    self.workdir / "state",
+                    exc,
+                    "make the folder writable and run `shelfwise ingest` again (re-sent rows are recognised)",
                 )
         except Exception as exc:
+            if committed:  # (the records after the commit are caught above: never reached)
+                raise
             report.status = "FAIL"
             if not committed:
                 _roll_back(wh, self.engine, lineage.run_id)
                 report.notes.append("the run failed: nothing it loaded was published")
-            lineage.fail(f"{type(exc).__name__}: {exc}")
-            AuditLog(self.workdir).append(
-                "ingest",
-                outcome="failed",
-                run_id=lineage.run_id,
-                data_dir=str(data_dir),
-                error=str(exc)[:500],
-            )
-            try:
-                wh.record_run(lineage.run_id, self.job, started, "FAIL", report.to_dict())
-            except Exception:  # pragma: no cover - recording must not hide the real error
-                pass
+            unrecorded: list[str] = []
+            said = f"{type(exc).__name__}: {exc}"
+            for record in (
+                lambda: lineage.fail(said),
+                lambda: AuditLog(self.workdir).append(
+                    "ingest",
+                    outcome="failed",
+                    run_id=lineage.run_id,
+                    data_dir=str(data_dir),
+                    error=said.split(": ", 1)[1][:500],
+                ),
+                lambda: wh.record_run(lineage.run_id, self.job, started, "FAIL", report.to_dict()),
+            ):
+                try:
+                    record()
+                except Exception as also:  # noqa: BLE001 - recording must not hide the real error
+                    unrecorded.append(f"{type(also).__name__}: {also}".splitlines()[0][:200])
+            if isinstance(exc, OSError) or _write_refused(exc):
+                raise WorkdirUnwritable(
+                    f"{_where(exc, self.workdir)}: cannot be written ({str(exc).splitlines()[0][:300]}); "
+                    "nothing was published (the run rolled back) - make it writable and run the "
+                    "same command again"
+                    + (f" (nor could the failure be recorded: {'; '.join(unrecorded)})" if unrecorded else "")
+                ) from exc
             raise
         finally:
             wh.close()

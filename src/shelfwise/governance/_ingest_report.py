@@ -194,6 +194,17 @@ class IngestReport:
     mode: str = "replace"  # replace (a full snapshot) or append (a delivery added to what is curated)
     column_map: dict[str, dict[str, str]] = field(default_factory=dict)  # table -> canonical -> header(s)
     engine: str = "duckdb"  # where the checks and publishing ran: duckdb or spark
+    # what could not be written after the run committed (the data IS published): one line each,
+    # naming the record, where, why and how to repair it (`shelfwise ingest` then exits 5)
+    unrecorded: list[str] = field(default_factory=list)
+
+    def after_commit(self, what: str, where: object, exc: BaseException, repair: str) -> None:
+        """Say that `what` (at `where`) could not be written after the commit (`unrecorded`)."""
+        why = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        self.unrecorded.append(
+            f"published, but the {what} could not be written ({where}: {why}); the data of run "
+            f"{self.run_id} is in the warehouse - to repair: {repair}"
+        )
 
     @property
     def lineage_run_id(self) -> str:

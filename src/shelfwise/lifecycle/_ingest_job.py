@@ -107,12 +107,22 @@ def _ingest_dataset(
 
     # consent given or withdrawn in the users table joins the consent register (audited)
     kept: dict[str, int] = {}
-    consents = sync_users_table(workdir, counts=kept)
+    consents = 0
+    try:
+        consents = sync_users_table(workdir, counts=kept)
+    except OSError as exc:  # the data is published: said (`unrecorded`), never a failed run
+        report.after_commit(
+            "consent register update",
+            getattr(exc, "filename", None) or workdir / "governance",
+            exc,
+            "make the governance folder writable and run `shelfwise ingest` again with the same "
+            "data (re-sent rows are recognised, the users table's consent is synced then)",
+        )
     if consents:
         report.notes.append(
             f"consent: {consents:,} change(s) from the users table recorded in the consent register"
         )
-    if kept.get("resent") or kept.get("older"):
+    if kept.get("resent", 0) or kept.get("older", 0):
         report.notes.append(
             f"consent: {kept['resent'] + kept['older']:,} value(s) of the users table not recorded, the "
             f"consent held since stands ({kept['resent']:,} in rows delivered before, an old file sent "
@@ -136,17 +146,34 @@ def _ingest_dataset(
         report.notes.append(f"replayed {replayed:,} served events from feedback/ on top of the full load")
     from ..reporting import write_quality_report  # (imported in the background meanwhile)
 
-    report.html_report = str(write_quality_report(workdir, report))
+    try:
+        report.html_report = str(write_quality_report(workdir, report))
+    except OSError as exc:
+        report.after_commit(
+            "HTML quality report",
+            getattr(exc, "filename", None) or workdir / "reports",
+            exc,
+            "make the reports folder writable; `shelfwise report governance` writes the governance report again",
+        )
     if fingerprint is None:  # the files ingested were hashed while staged: not read again
         staged = {Path(f).resolve(): h for t in report.tables.values() for f, h in t.source_files.items()}
         fingerprint = _fingerprint(source, staged, flags=map_flags)
     fingerprint.pop(_TABLES, None)
     if not append:
         fingerprint[_TABLES] = _table_versions(workdir)
-    state.parent.mkdir(parents=True, exist_ok=True)
-    last = json.loads(state.read_text()) if state.exists() else {}
-    last[source_key] = fingerprint
-    state.write_text(json.dumps(last, indent=2))
+    try:
+        state.parent.mkdir(parents=True, exist_ok=True)
+        last = json.loads(state.read_text()) if state.exists() else {}
+        last[source_key] = fingerprint
+        state.write_text(json.dumps(last, indent=2))
+    except OSError as exc:
+        report.after_commit(
+            "record of the files loaded",
+            state,
+            exc,
+            "make the state folder writable (`train --data` then re-ingests the same files once, "
+            "recognising their rows as re-sent)",
+        )
     return report
 
 

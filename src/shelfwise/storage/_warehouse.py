@@ -539,11 +539,44 @@ def busy_message(exc: BaseException) -> str | None:
         return None
     if Path(m["path"]).name != WAREHOUSE_FILE:  # another DuckDB file: named as it is, no guess who
         return f"busy: the file {m['path']} is in use by another process (PID {m['pid']}); try again when it is done"
+    holder = process_named(int(m["pid"]))
+    if holder is None:
+        who = "a running `shelfwise serve` absorbing events, which takes seconds, or another command"
+    elif " serve" in f" {holder}":
+        who = f"`{holder}`, which absorbs events for a few seconds at a time"
+    else:
+        who = f"`{holder}`"
     return (
-        f"busy: the warehouse {m['path']} is in use by another process (PID {m['pid']}: "
-        "a running `shelfwise serve` absorbing events, which takes seconds, or another "
-        "command); try again when it is done"
+        f"busy: the warehouse {m['path']} is in use by another process (PID {m['pid']}: {who}); "
+        "try again when it is done"
     )
+
+
+def process_named(pid: int) -> str | None:
+    """The command a local process runs, as `shelfwise ingest` (its words, not its options; its
+    Python and `-m` left out) or another program's name, from /proc; None where it cannot be
+    read (another OS, gone)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    args = [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+    if not args:
+        return None
+    for i, a in enumerate(args):  # `python -m shelfwise ...` or a `shelfwise` script
+        if (
+            a == "shelfwise"
+            or a.endswith("/shelfwise")
+            or (a == "-m" and args[i + 1 : i + 2] == ["shelfwise"])
+        ):
+            rest = args[i + 2 :] if a == "-m" else args[i + 1 :]
+            words: list[str] = []  # the command's words, not its options (a URL may hold a password)
+            for w in rest:
+                if w.startswith("-") or "/" in w or len(words) == 2:
+                    break
+                words.append(w)
+            return " ".join(["shelfwise", *words])
+    return Path(args[0]).name[:80]  # another program: its name (its arguments may be code, secrets)
 
 
 def writer_holds_it(exc: BaseException) -> bool:
