@@ -693,3 +693,9 @@ def test_a_cut_last_line_completed_later_on_spark_as_on_duckdb(spark, tmp_path):
     from tests.governance.test_cut_deliveries import check_cut_then_complete
 
     check_cut_then_complete(tmp_path, engine=lambda work: SparkEngine(work, master="local[2]"))
+
+
+def test_a_day_appended_twice_on_spark_as_on_duckdb(spark, tmp_path):
+    from tests.governance.test_doubled_delivery import check_doubled_day
+
+    check_doubled_day(tmp_path, engine=lambda work: SparkEngine(work, master="local[2]"))

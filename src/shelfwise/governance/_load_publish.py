@@ -194,6 +194,8 @@ def publish(st: LoadState) -> None:
             JOIN {st.load} l ON l._source_line = c._source_line
             WHERE len(c._reasons) > 0 ORDER BY c._source_line"""
     )
+    if appending:
+        resolve_proven_repeats(st)
     if st.mode == "append" and not appending:  # the table's first load: every valid row is new
         tr.rows_updated, tr.rows_unchanged = 0, 0
     before = wh.latest_version(contract.name)
@@ -352,12 +354,42 @@ def sent_twice(st: LoadState, reasons: str, detail: str, raw: str, line: str) ->
     fault). A row repeating an event_id with other content stays open (the id was reused for
     another event), as does a copy without an id or with the server's (nothing says it is the
     same event: `client_event_id`)."""
+    copy = f"row_number() OVER (PARTITION BY {raw}::VARCHAR ORDER BY {line}) > 1"
+    # a bad row repeated whole within the load (a day appended twice to one file): its first
+    # copy holds the fault, the later ones are copies of it, whatever the event_id
+    bad_copy = f"({reasons}[1] <> 'duplicate_row' AND {copy})"
     if "event_id" not in st.contract.column_names:
-        return "false"
+        return bad_copy if st.contract.dedupe_exact and not st.reprocess else "false"
     given = client_event_id(f"json_extract_string({raw}, '$.event_id')")
     duplicate = f"({reasons}[1] = 'duplicate_row' AND {detail} = 'exact duplicate of an earlier row')"
-    copy = f"row_number() OVER (PARTITION BY {raw}::VARCHAR ORDER BY {line}) > 1"
-    return f"(nullif(trim({given}), '') IS NOT NULL AND ({duplicate} OR {copy}))"
+    with_id = f"(nullif(trim({given}), '') IS NOT NULL AND ({duplicate} OR {copy}))"
+    return with_id if st.reprocess or not st.contract.dedupe_exact else f"({with_id} OR {bad_copy})"
+
+
+def resolve_proven_repeats(st: LoadState) -> None:
+    """Appending: an earlier load's open `duplicate_row`s that repeated a row of their file
+    whole (a day appended twice to one file) are resolved `redelivered` by this load when it
+    sends that row once and it is recognised as curated already (a clean re-send: the repeat
+    was a copy, not another event). Both engines (the quarantine is the workdir's DuckDB)."""
+    if st.mode != "append" or st.reprocess or not st.contract.dedupe_exact:
+        return
+    wh, table, run_id = st.wh, lit(st.name), lit(st.run_id)
+    rows = wh.sql(
+        f"""UPDATE quarantine.rows SET status = 'redelivered', resolved_run_id = {run_id}
+            WHERE table_name = {table} AND status = 'open' AND run_id <> {run_id}
+              AND reason = 'duplicate_row' AND detail = 'exact duplicate of an earlier row'
+              AND raw::VARCHAR IN (
+                SELECT raw::VARCHAR FROM quarantine.rows n WHERE n.table_name = {table} AND n.run_id = {run_id}
+                GROUP BY 1
+                HAVING count(*) = 1 AND bool_and(n.status = 'redelivered' AND n.reason = 'duplicate_row'
+                                                 AND n.detail LIKE 're-delivered: %'))
+            RETURNING 1"""
+    ).fetchall()
+    if rows:
+        st.note(
+            f"{st.name}: {len(rows):,} open duplicate_row(s) of earlier loads (rows their file repeated "
+            "whole) resolved as redelivered: this delivery sends each once, and it is curated already"
+        )
 
 
 def quarantined_before(st: LoadState, raw: str) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pyarrow as pa
 
-from ._compile import client_event_id, lit, q
+from ._compile import DUCKDB, Dialect, client_event_id, lit, q
 from ._contracts import BOT_EVENT_TYPES
 from ._load_raw import tell_new_keys
 from ._load_state import LoadState
@@ -71,44 +71,90 @@ def check_sets(st: LoadState) -> None:
         _flag_bots(st)
 
 
+def repeats_sql(st: LoadState, d: Dialect = DUCKDB) -> tuple[str, str] | None:
+    """The conditions, over the checked rows, of (a) a row repeating an earlier row of the file
+    whole (`duplicate_row`, an exact duplicate) and (b) such a row that is a purchase which may be
+    a separate sale (`_say_repeated_till_lines`); None for a table without event types and times."""
+    have = set(st.contract.column_names)
+    if not {"event_type", "timestamp"} <= have:
+        return None
+    no_id = f"{d.q('event_id')} IS NULL" if "event_id" in have else "true"
+    # an order-lines export stamps every line of an order with the order's time: one product on
+    # two lines of one order (Shopify lists it twice when the lines' properties differ) repeats
+    # to the second like a re-send, which within one file it hardly ever is
+    in_order = f" OR {d.q('session_id')} IS NOT NULL" if "session_id" in have else ""
+    ts = d.q("timestamp")
+    dup = Reason.DUPLICATE_ROW.value
+    only_dup = f"_reasons = ['{dup}']" if d is DUCKDB else f"_reasons = array('{dup}')"
+    whole = f"(_detail = 'exact duplicate of an earlier row' AND {only_dup})"
+    # (a file without quantities is one unit a row: its repeats are units too)
+    sale = (
+        f"({whole} AND {d.q('event_type')} = 'purchase' AND {no_id} "
+        f"AND ({ts} = date_trunc('day', {ts}){in_order}))"
+    )
+    return whole, sale
+
+
+# the fewest rows repeated whole within one file that can read as the file duplicated
+DUPLICATED_FILE_MIN = 5
+
+
+def say_repeated_rows(st: LoadState, rows: int, whole: int, sales: int) -> None:
+    """Say what repeated rows within one events file are (both engines): `whole` rows repeat an
+    earlier row of the file in every field, `sales` of them purchases that may be separate sales,
+    of the file's `rows`. Many rows of every kind repeated (views as well as purchases) are a delivery
+    duplicated (a day appended twice, an export concatenated): said first, and that nothing is to
+    be done (giving the copies event_ids would count them as sales); purchases alone repeated may
+    be a till's separate sales: what tells them apart."""
+    if not whole:
+        return
+    # a file repeated whole: many rows (a quarter of the file at least) of every kind; a few
+    # repeated lines are a re-send's or a till's, said (purchases) or not as before
+    if whole > sales and whole >= DUPLICATED_FILE_MIN and whole * 4 >= rows:
+        st.warn(
+            f"{st.src}: {whole:,} of {rows:,} rows repeat an earlier row of the same file in every field "
+            f"(views and other events as well as {sales:,} purchase(s)): the file looks like a delivery "
+            "duplicated (a day appended twice, an export concatenated to itself) - each row was kept "
+            "once (duplicate_row) and nothing more is needed; do not give the copies event_ids or "
+            "re-process them (that would count them as separate events, a purchase twice)"
+        )
+        return
+    if not sales:
+        return
+    # the columns the rows were compared on are those the file gives: never one it did not
+    # read (a quantity column left unmapped made lines of 6 and 8 units "the same quantity")
+    read = st.delivered
+    same = ["shopper or session/order", "product", "time"]
+    same += [c for c in ("quantity", "value", "unit_price") if c in read]
+    unread = [c for c in ("quantity", "value") if c not in read]
+    st.warn(
+        f"{st.src.name}: {sales:,} purchase row(s) repeat another row exactly (same {', '.join(same[:-1])} "
+        f"and {same[-1]}"
+        + (f"; no {' or '.join(unread)} column was read: map it if the file has one" if unread else "")
+        + ") and were kept once (duplicate_row); if they are separate sales "
+        "(a till's date-only export: two shoppers buying one each; an order listing one product on two "
+        "lines), give each row an event_id (the receipt or order and line number) or one row per "
+        "product and day (or order) with the summed quantity, and re-process them "
+        "(`shelfwise quarantine reprocess --file FIXED.jsonl`)"
+    )
+
+
 def _say_repeated_till_lines(st: LoadState) -> None:
     """Purchases of a date-only export repeated exactly (same shopper or session, product, date
     and quantity, no event_id) are one event sent twice as far as the rows can tell, and kept
     once; on a till's export they may be two shoppers buying one each. Said in the warnings with
     what tells them apart (an event_id, or the day's quantity summed in one row): the
-    duplicate_row count alone read as re-sends."""
-    have = set(st.contract.column_names)
-    if not {"event_type", "timestamp"} <= have:
+    duplicate_row count alone read as re-sends; a file repeated whole is said to be one
+    (`say_repeated_rows`)."""
+    conds = repeats_sql(st)
+    if conds is None:
         return
-    no_id = f"{q('event_id')} IS NULL" if "event_id" in have else "true"
-    # an order-lines export stamps every line of an order with the order's time: one product on
-    # two lines of one order (Shopify lists it twice when the lines' properties differ) repeats
-    # to the second like a re-send, which within one file it hardly ever is
-    in_order = f" OR {q('session_id')} IS NOT NULL" if "session_id" in have else ""
-    # (a file without quantities is one unit a row: its repeats are units too)
+    whole, sale = conds
     row = st.wh.sql(
-        f"""SELECT count(*) FROM _checked WHERE _reasons = ['{Reason.DUPLICATE_ROW.value}']
-            AND {q("event_type")} = 'purchase' AND {no_id}
-            AND ({q("timestamp")} = date_trunc('day', {q("timestamp")}){in_order})"""
+        f"SELECT count(*), count(*) FILTER (WHERE {whole}), count(*) FILTER (WHERE {sale}) FROM _checked"
     ).fetchone()
-    n = int(row[0]) if row else 0
-    if n:
-        # the columns the rows were compared on are those the file gives: never one it did not
-        # read (a quantity column left unmapped made lines of 6 and 8 units "the same quantity")
-        read = st.delivered
-        same = ["shopper or session/order", "product", "time"]
-        same += [c for c in ("quantity", "value", "unit_price") if c in read]
-        unread = [c for c in ("quantity", "value") if c not in read]
-        st.warn(
-            f"{st.src.name}: {n:,} purchase row(s) repeat another row exactly (same {', '.join(same[:-1])} "
-            f"and {same[-1]}"
-            + (f"; no {' or '.join(unread)} column was read: map it if the file has one" if unread else "")
-            + ") and were kept once (duplicate_row); if they are separate sales "
-            "(a till's date-only export: two shoppers buying one each; an order listing one product on two "
-            "lines), give each row an event_id (the receipt or order and line number) or one row per "
-            "product and day (or order) with the summed quantity, and re-process them "
-            "(`shelfwise quarantine reprocess --file FIXED.jsonl`)"
-        )
+    if row:
+        say_repeated_rows(st, int(row[0]), int(row[1] or 0), int(row[2] or 0))
 
 
 def _flag_repeats(st: LoadState, reason: Reason, columns: list[str], *, last_wins: bool, detail: str) -> None:

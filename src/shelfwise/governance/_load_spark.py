@@ -48,6 +48,7 @@ from ._load_publish import (
     curated_nothing,
     quarantined_before,
     redelivery_details,
+    resolve_proven_repeats,
     same_row,
     say_completed,
     sent_twice,
@@ -64,7 +65,9 @@ from ._load_sets import (
     NEAR_DETAIL,
     RESENT_BOT_DETAIL,
     curated_near,
+    repeats_sql,
     resent_bot_lines,
+    say_repeated_rows,
 )
 from ._load_state import PAST_RETENTION, LoadState, count_withheld, note_withheld, safe
 from ._privacy import Pseudonymizer
@@ -311,6 +314,8 @@ def spark_check_sets(st: LoadState) -> None:
         _flag_repeats(
             st, Reason.DUPLICATE_ROW, content, last_wins=False, detail="'exact duplicate of an earlier row'"
         )
+        if contract.name == "events":
+            _say_repeated_rows(st)
     if "event_id" in contract.column_names:
         _flag_repeats(
             st,
@@ -343,6 +348,16 @@ def spark_check_sets(st: LoadState) -> None:
         _flag_unknown(st, col, ref_table, ref_col)
     if contract.name == "events":
         _flag_bots(st)
+
+
+def _say_repeated_rows(st: LoadState) -> None:
+    """As `_load_sets._say_repeated_till_lines`, in Spark."""
+    conds = repeats_sql(st, SPARK)
+    if conds is None:
+        return
+    whole, sale = conds
+    row = st.frames["checked"].selectExpr("count(*)", f"count_if({whole})", f"count_if({sale})").first()
+    say_repeated_rows(st, int(row[0]), int(row[1] or 0), int(row[2] or 0))
 
 
 def _flag_repeats(
@@ -586,6 +601,8 @@ def spark_publish(st: LoadState) -> None:
             FROM read_parquet('{qdir.as_posix()}/*.parquet') ORDER BY source_line""",
         [redelivered],
     )
+    if current is not None:
+        resolve_proven_repeats(st)
     before = wh.latest_version(contract.name)
     if current is None and curated_nothing(st, valid.limit(1).count(), before) and before is not None:
         shutil.rmtree(where, ignore_errors=True)  # the earlier version stays the table
