@@ -66,6 +66,8 @@ def load_raw(st: LoadState) -> None:
 
 
 CUT_LINES = "meta.cut_lines"
+# how many of a table's latest cut last lines a delivery is compared with (`find_completions`)
+CUT_LINES_KEPT = 30
 
 
 def _ends_without_newline(path: Path) -> bool:
@@ -133,7 +135,10 @@ def find_completions(st: LoadState) -> None:
     raw_have = {r[0] for r in wh.sql(f"DESCRIBE {st.raw_table}").fetchall()}
     found: list[tuple[int, int, int, str]] = []
     cuts = wh.sql(
-        f"SELECT load_id, source_line, last_column FROM {CUT_LINES} WHERE table_name = ? AND last_column IS NOT NULL",
+        # (the latest loads' only: a cut file is re-sent within days, and many exports lack the
+        # final newline every night)
+        f"SELECT load_id, source_line, last_column FROM {CUT_LINES} WHERE table_name = ? "
+        f"AND last_column IS NOT NULL ORDER BY load_id DESC LIMIT {CUT_LINES_KEPT}",
         [contract.name],
     ).fetchall()
     for load_id, cut_line, column in cuts:
