@@ -120,8 +120,11 @@ def test_a_run_killed_right_after_its_commit_gets_its_audit_entry_at_the_next_ru
     assert proc.returncode == -9
     assert curated_rows(work, "SELECT count(*) FROM curated.events") == [(12,)]
     assert len(_ingest_entries(work)) == 1
+    killed = [r for s, r in _lineage(work) if s == "START"][-1]
+    assert ("COMPLETE", killed) not in _lineage(work)  # killed before its lineage end
     rep = Ingestor(work, mode="append").run(d2)
     assert rep.tables["events"].rows_redelivered == 6
+    assert ("COMPLETE", killed) in _lineage(work)  # the recovery ended its lineage run too
     entries = _ingest_entries(work)
     assert len(entries) == 3 and entries[1]["details"]["recovered"] is True
     # a later run finds nothing more to recover

@@ -167,7 +167,32 @@ def recover_unaudited(workdir: Path, wh: Warehouse) -> list[str]:
             recovered=True,
         )
         done.append(str(run_id))
+    if done:
+        _end_open_lineage(workdir, done)
     return done
+
+
+def _end_open_lineage(workdir: Path, run_ids: list[str]) -> None:
+    """Write a COMPLETE lineage event for each of `run_ids` (committed runs recovered into the
+    audit) whose START the lineage file holds with no end: the run published its data. Best
+    effort: a lineage file that cannot be read or written is left as it is."""
+    path = workdir / "lineage" / "openlineage.jsonl"
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        states: dict[str, set[str]] = {}
+        for line in lines:
+            if not any(r in line for r in run_ids):
+                continue
+            e = json.loads(line)
+            states.setdefault(e["run"]["runId"], set()).add(e["eventType"])
+        for run_id in run_ids:
+            seen = states.get(run_id, set())
+            if "START" in seen and not seen & {"COMPLETE", "FAIL", "ABORT"}:
+                run = LineageRun(workdir, "shelfwise.ingest")
+                run.run_id = run_id
+                run._emit("COMPLETE", [])
+    except Exception:  # noqa: BLE001, S110 - the audit entry is the record; lineage is best effort
+        pass
 
 
 def ingest_audit_fields(report: IngestReport, data_dir: str) -> dict[str, Any]:
