@@ -659,9 +659,9 @@ def _flag_redelivered(st: LoadState, new: Any, current: Any) -> list[int]:
         typed = [(f.name, _duck_type(f.dataType.simpleString())) for f in current.schema.fields]
         retracted = retracted_rows(st.wh, typed)
         if retracted is not None:
-            back = st.wh.sql(retracted).arrow()
-            if back.num_rows:
-                current = current.unionByName(spark.createDataFrame(back.to_pandas(), schema=current.schema))
+            back = st.wh.sql(retracted).df()
+            if len(back):
+                current = current.unionByName(spark.createDataFrame(back, schema=current.schema))
     new.createOrReplaceTempView("_sw_new")
     current.createOrReplaceTempView("_sw_cur")
     if contract.key:
