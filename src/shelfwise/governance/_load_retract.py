@@ -28,7 +28,7 @@ from typing import Any
 
 from ._compile import id_sql, lit, q
 from ._load_state import LoadState
-from ._reasons import Reason
+from ._reasons import ORDER_STATUS_REASONS
 
 __all__ = [
     "RETRACT",
@@ -42,16 +42,7 @@ __all__ = [
 # the quarantine's `source_file` of a curated line taken out by a later delivery (prefix + table)
 RETRACTED_SOURCE = "curated:"
 # the set-aside reasons that say an order is not (or no longer) a purchase
-STATUS_ASIDE = (
-    Reason.CANCELLED_ORDER,
-    Reason.REFUNDED_ORDER,
-    Reason.FAILED_PAYMENT,
-    Reason.PENDING_PAYMENT,
-    Reason.ON_HOLD_ORDER,
-    Reason.DRAFT_ORDER,
-    Reason.TRASHED_ORDER,
-    Reason.SUSPECTED_FRAUD,
-)
+STATUS_ASIDE = ORDER_STATUS_REASONS
 # the temp table of the orders this load takes out of the curated purchases (`_order`, reason, detail)
 RETRACT = "_retract_orders"
 # a few orders named in the warning, the rest counted

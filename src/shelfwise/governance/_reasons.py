@@ -67,18 +67,22 @@ _DESCRIPTIONS = {
     Reason.STORE_VIEW_ROW: "a catalog row of a store view (a translation of the product's default row; kept aside)",
 }
 
+# the set-aside reasons an order's status gives: the order is not (or no longer) a purchase
+ORDER_STATUS_REASONS = (
+    Reason.CANCELLED_ORDER,
+    Reason.REFUNDED_ORDER,
+    Reason.FAILED_PAYMENT,
+    Reason.PENDING_PAYMENT,
+    Reason.ON_HOLD_ORDER,
+    Reason.DRAFT_ORDER,
+    Reason.TRASHED_ORDER,
+    Reason.SUSPECTED_FRAUD,
+)
 # the reasons of rows kept aside as the shop's data says them, not faults of the file: counted
 # (`rows_set_aside`), never judged by the quality check
 SET_ASIDE_REASONS = frozenset(
     {
-        Reason.CANCELLED_ORDER,
-        Reason.REFUNDED_ORDER,
-        Reason.FAILED_PAYMENT,
-        Reason.PENDING_PAYMENT,
-        Reason.ON_HOLD_ORDER,
-        Reason.DRAFT_ORDER,
-        Reason.TRASHED_ORDER,
-        Reason.SUSPECTED_FRAUD,
+        *ORDER_STATUS_REASONS,
         Reason.CHILD_LINE,
         Reason.NO_PRODUCT_LINE,
         Reason.IMAGE_ROW,
