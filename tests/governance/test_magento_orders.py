@@ -159,3 +159,12 @@ def test_a_product_id_column_is_never_read_past_for_a_line_id(tmp_path):
         _product_column(EVENTS, header, "item_id", set(), tmp_path / "e.csv", lambda: sample, known, [])
         == "item_id"
     )
+
+
+def test_qty_ordered_and_row_total_are_read_without_a_map(tmp_path: Path) -> None:
+    """Magento 2's order items name the units `qty_ordered` and the line's total `row_total`:
+    without a map they were ignored, every line one unit worth the catalog's price."""
+    work = tmp_path / "w"
+    Ingestor(work).run(_shop(tmp_path))
+    (units, value) = curated_rows(work, "SELECT sum(quantity), sum(value) FROM curated.events")[0]
+    assert (units, value) == (5, 60)

@@ -446,6 +446,8 @@ EVENTS = TableContract(
                 "amount",
                 # BigCommerce's order line (one per product of its `Product Details`)
                 "product_total_price",
+                # (Magento 2's order items: the line's total)
+                "row_total",
                 # (PrestaShop 8's order lines: the line's total with tax, else without)
                 "total_price_tax_incl",
                 "total_price_tax_excl",
@@ -483,6 +485,7 @@ EVENTS = TableContract(
                 "quantity_ordered",
                 "order_quantity",
                 "product_qty",  # BigCommerce
+                "qty_ordered",  # (Magento 2's order items)
                 # (PrestaShop 8's order lines)
                 "product_quantity",
             ),
