@@ -170,6 +170,11 @@ def _absorb_once(workdir: Path, redis_client: Any) -> dict[str, Any]:
                     return {"status": "busy", "reason": str(exc).splitlines()[0][:200]}
                 raise AbsorbFailed(_failed(exc, n_events)) from exc
             except duckdb.Error as exc:
+                if _held_here(exc):  # another connection of this process, closing: again shortly
+                    import gc
+
+                    gc.collect()  # (one dropped in a reference cycle closes when collected)
+                    return {"status": "busy", "reason": str(exc).splitlines()[0][:200]}
                 # (out of memory, a full disk: said in one line, the events stay in the spool; a
                 # raw traceback was all `shelfwise events absorb` gave, walk48b F0)
                 raise AbsorbFailed(_failed(exc, n_events)) from exc
@@ -191,6 +196,14 @@ def _absorb_once(workdir: Path, redis_client: Any) -> dict[str, Any]:
             shutil.rmtree(tmp, ignore_errors=True)
         AuditLog(workdir).append("events.absorb", **{k: v for k, v in report.items() if k != "status"})
         return report
+
+
+def _held_here(exc: BaseException) -> bool:
+    """Whether DuckDB refused the warehouse because this process holds it open already with
+    other settings (a reader's connection not yet closed: seen at a server's stop, where the
+    drain's absorb then gave up and left its events in the spool): a wait, as for another
+    process's hold, not a failure."""
+    return "different configuration than existing connections" in str(exc)
 
 
 class AbsorbFailed(ShelfwiseError):
