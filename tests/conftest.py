@@ -17,14 +17,6 @@ import pytest
 for _pool in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "SHELFWISE_ENCODER_THREADS"):
     os.environ.setdefault(_pool, "1")
 
-# The JVMs the Spark tests start (the module's local session, `--engine spark` CLIs, a Connect
-# server, a local cluster) run small jobs for a minute or two: the C1 compiler alone and the serial
-# collector. Measured (session 50, two appended deliveries loaded three times on a local[2]
-# session): the JVM's CPU 87.4 s with the defaults, 46.7 s so; the C2 compiler's and G1's threads
-# took the other test worker's core. The Spark results are the same (the JIT level changes no
-# result); a shop's own JVMs keep their defaults.
-os.environ.setdefault("JAVA_TOOL_OPTIONS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
-
 from shelfwise.demo import generate_demo  # noqa: E402
 from shelfwise.governance import ingest  # noqa: E402
 
