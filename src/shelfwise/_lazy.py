@@ -4,6 +4,8 @@ not pay for the rest."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.abc
 import sys
 import threading
 from collections.abc import Callable
@@ -59,3 +61,47 @@ def preloaded() -> None:
         thread.join()
         if thread in _PRELOADS:  # (another thread may have waited for it too)
             _PRELOADS.remove(thread)
+
+
+class _NoScikitLearnHere(importlib.abc.MetaPathFinder):
+    """While this thread imports LightGBM through `lightgbm()`: `import sklearn` fails in it
+    (other threads import as usual), so LightGBM leaves out its scikit-learn layer."""
+
+    def __init__(self) -> None:
+        self.active = threading.local()
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> None:
+        if getattr(self.active, "on", False) and (fullname == "sklearn" or fullname.startswith("sklearn.")):
+            raise ModuleNotFoundError(f"No module named {fullname!r} (left out by shelfwise)", name=fullname)
+        return None
+
+
+_NO_SKLEARN = _NoScikitLearnHere()
+_LIGHTGBM_LOCK = threading.Lock()
+
+
+def lightgbm(*, sklearn_api: bool = False) -> Any:
+    """The `lightgbm` module, imported without its scikit-learn layer where nothing imported
+    scikit-learn yet: LightGBM imports all of scikit-learn at its own import (~1.5 s of a
+    server's 5 s start, of a search command's, of a training's) for the estimator classes,
+    and shelfwise's rankers use the booster API (`lightgbm.train`, `Booster`). Code that wants
+    the estimator classes (`LGBMClassifier`, a ranker pickled by an earlier version) asks with
+    `sklearn_api=True`: the layer is then imported, once."""
+    with _LIGHTGBM_LOCK:
+        if "lightgbm" not in sys.modules and "sklearn" not in sys.modules:
+            sys.meta_path.insert(0, _NO_SKLEARN)
+            _NO_SKLEARN.active.on = True
+            try:
+                import_module("lightgbm")
+            finally:
+                _NO_SKLEARN.active.on = False
+                sys.meta_path.remove(_NO_SKLEARN)
+        lgb = import_module("lightgbm")
+        if sklearn_api and not lgb.compat.SKLEARN_INSTALLED:
+            # the lean import above came first: its compatibility layer read again (scikit-learn
+            # found now), then the estimator module that builds on it
+            importlib.reload(lgb.compat)
+            estimators = importlib.reload(lgb.sklearn)
+            for name in ("LGBMModel", "LGBMClassifier", "LGBMRegressor", "LGBMRanker"):
+                setattr(lgb, name, getattr(estimators, name))
+        return lgb

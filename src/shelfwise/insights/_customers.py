@@ -305,7 +305,9 @@ def _fit_gbm(
     """A model fitted on every cut, with as many trees as predicting the latest cut from the
     earlier ones wanted (early stopping), and that probe's predictions for the latest cut (None
     with fewer than 3 cuts)."""
-    import lightgbm as lgb
+    from .._lazy import lightgbm
+
+    lgb = lightgbm(sklearn_api=True)
 
     cols = list(FEATURES)
     x = pd.concat([p[0] for p in parts])[cols]
@@ -400,8 +402,11 @@ def fit_predict(
 ) -> tuple[pd.DataFrame, CustomerModel]:
     """Features at `as_of` with `expected_purchases` and `churn_risk` for every user with an event
     up to `as_of` (the events must already be cut there)."""
-    import lightgbm as lgb
     from sklearn.metrics import roc_auc_score
+
+    from .._lazy import lightgbm
+
+    lgb = lightgbm(sklearn_api=True)  # (its estimator classes)
 
     events = events[events["timestamp"] <= pd.Timestamp(as_of)]
     orders = orders_from_events(events, products)

@@ -97,6 +97,9 @@ class Fusion(Recommender):
     ) -> Self:
         """A saved fusion with its generators (loaded on the same interactions); without them it
         can be saved again (erasure) but not asked for recommendations."""
+        from .._lazy import lightgbm
+
+        lightgbm()  # (its boosters unpickle through LightGBM: imported without scikit-learn)
         model = super().load(path, interactions)
         model.generators_ = dict(generators or {})
         return model
@@ -249,7 +252,9 @@ class Fusion(Recommender):
     def _fit_ranker(self, fold: Fold) -> dict[str, Any]:
         """Train the ranker on `fold` (a validation fold), keeping `holdout` of its users aside;
         returns NDCG@10 on those held-out users for the fusion and for each generator."""
-        import lightgbm as lgb
+        from .._lazy import lightgbm
+
+        lgb = lightgbm()
 
         self._check_fitted()
         self.features_ = self.feature_names()
@@ -276,37 +281,45 @@ class Fusion(Recommender):
         xs = np.vstack([x for x, _ in train])
         ys = np.concatenate([y for _, y in train])
         groups = [len(y) for _, y in train]
+        # LightGBM's own parameter names for what its scikit-learn ranker was given before
+        # (the same models, tree for tree: that wrapper passed these to `lightgbm.train`)
         params: dict[str, Any] = dict(
             objective="lambdarank",
-            n_estimators=self.trees,
             learning_rate=self.learning_rate,
             num_leaves=self.leaves,
             min_child_samples=self.min_child_samples,
             subsample=0.8,
             subsample_freq=1,
             colsample_bytree=0.8,
-            random_state=self.seed,
+            seed=self.seed,
             deterministic=True,
             force_row_wise=True,
-            n_jobs=lightgbm_threads(len(ys)),
+            num_threads=lightgbm_threads(len(ys)),
             verbose=-1,
         )
-        ranker = lgb.LGBMRanker(**params)
-        fit_kw: dict[str, Any] = {}
-        if valid:
-            fit_kw = dict(
-                eval_X=(np.vstack([x for x, _ in valid]),),
-                eval_y=(np.concatenate([y for _, y in valid]),),
-                eval_group=[[len(y) for _, y in valid]],
-                eval_at=[10],
-                # a long patience: the held-out curve is noisy (a few thousand users), and its
-                # first dip is rarely its top (see `_smoothed_best`)
-                callbacks=[lgb.early_stopping(100, verbose=False)],
-            )
-        ranker.fit(xs, ys, group=groups, feature_name=self.features_, **fit_kw)
+        train_set = lgb.Dataset(xs, ys, group=groups, feature_name=self.features_)
         rounds = self.trees
         if valid:
-            rounds = _smoothed_best(np.asarray(ranker.evals_result_["valid_0"]["ndcg@10"]))
+            curve: dict[str, Any] = {}
+            ranker = lgb.train(
+                {**params, "metric": "ndcg", "eval_at": [10]},
+                train_set,
+                num_boost_round=self.trees,
+                valid_sets=[
+                    lgb.Dataset(
+                        np.vstack([x for x, _ in valid]),
+                        np.concatenate([y for _, y in valid]),
+                        group=[len(y) for _, y in valid],
+                        reference=train_set,
+                    )
+                ],
+                # a long patience: the held-out curve is noisy (a few thousand users), and its
+                # first dip is rarely its top (see `_smoothed_best`)
+                callbacks=[lgb.early_stopping(100, verbose=False), lgb.record_evaluation(curve)],
+            )
+            rounds = _smoothed_best(np.asarray(curve["valid_0"]["ndcg@10"]))
+        else:
+            ranker = lgb.train(params, train_set, num_boost_round=self.trees)
         # held-out comparison: NDCG@10 of the fusion and of each generator alone, on the
         # held-out users (every user, not only those whose target was a candidate)
         out: dict[str, Any] = {"train_users": len(train), "holdout_users": int(is_hold.sum())}
@@ -318,7 +331,7 @@ class Fusion(Recommender):
                     for g in gains:
                         gains[g].append(0.0)
                     continue
-                pred = np.asarray(ranker.booster_.predict(x, num_iteration=rounds), np.float32)
+                pred = np.asarray(ranker.predict(x, num_iteration=rounds), np.float32)
                 gains["fusion"].append(_ndcg_at_10(pred, y))
                 for gi, g in enumerate(self.generators_):
                     gains[g].append(_ndcg_at_10(-x[:, 2 * gi + 1], y))
@@ -332,20 +345,19 @@ class Fusion(Recommender):
         # users with early stopping at 30 rounds 0.0657-0.0678 by seed; three seeds on all
         # users 0.0687.
         final = rounds if not valid else int(np.ceil(rounds / (1.0 - self.holdout)))
-        del xs, ys, fit_kw
+        del xs, ys, train_set
         x_all = np.vstack([x for x, _ in train + valid])
         y_all = np.concatenate([y for _, y in train + valid])
         g_all = [len(y) for _, y in train + valid]
         self.rankers_ = []
         for k in range(max(1, self.bag)):
-            member = lgb.LGBMRanker(**{**params, "n_estimators": final, "random_state": self.seed + k})
-            member.fit(x_all, y_all, group=g_all, feature_name=self.features_)
-            self.rankers_.append(member)
+            every = lgb.Dataset(x_all, y_all, group=g_all, feature_name=self.features_)
+            self.rankers_.append(lgb.train({**params, "seed": self.seed + k}, every, num_boost_round=final))
         self.ranker_ = self.rankers_[0]
         out["best_iteration"] = int(rounds)
         out["final_rounds"] = int(final)
         out["bag"] = len(self.rankers_)
-        importance = np.mean([r.booster_.feature_importance("gain") for r in self.rankers_], axis=0)
+        importance = np.mean([_booster(r).feature_importance("gain") for r in self.rankers_], axis=0)
         out["feature_importance"] = {n: float(v) for n, v in zip(self.features_, importance, strict=True)}
         return out
 
@@ -362,12 +374,19 @@ class Fusion(Recommender):
         return np.asarray(np.mean([_predict(r, x) for r in rankers], axis=0), np.float32)
 
 
+def _booster(ranker: Any) -> Any:
+    """A ranker's LightGBM booster: the ranker itself, or the one inside the scikit-learn
+    wrapper a fusion saved before this version was trained with."""
+    return getattr(ranker, "booster_", ranker)
+
+
 def _predict(ranker: Any, x: np.ndarray) -> np.ndarray:
-    """The ranker's scores of feature rows `x`. Through the booster: the scikit-learn wrapper
-    checks that a plain array has the feature names the ranker was fitted with and warns on
-    every batch (the columns are the fitted features, in order, by construction); the booster
-    uses the early-stopping best iteration, as the wrapper does."""
-    return np.asarray(ranker.booster_.predict(x, num_iteration=ranker.best_iteration_ or None), np.float32)
+    """The ranker's scores of feature rows `x`, through the booster (the scikit-learn wrapper of
+    a fusion saved before checked that a plain array has the fitted feature names and warned on
+    every batch), at the wrapper's early-stopping best iteration where it had one (the
+    boosters trained now are trained for the rounds they are to use)."""
+    best = getattr(ranker, "best_iteration_", None)
+    return np.asarray(_booster(ranker).predict(x, num_iteration=best or None), np.float32)
 
 
 def _attribute_affinity(

@@ -311,7 +311,9 @@ class SearchIndex(EngineState):
 
     @classmethod
     def load(cls, path: str | Path) -> Self:
-        import lightgbm as lgb
+        from .._lazy import lightgbm
+
+        lgb = lightgbm()
 
         path = Path(path)
         meta = json.loads((path / "search.json").read_text())

@@ -58,8 +58,9 @@ class RankerTraining(RankingFeatures):
         training queries and refitting on all gave validation NDCG@10 0.5204, against 0.5227 for
         the ranker stopped on the validation queries themselves - no measured win).
         """
-        import lightgbm as lgb
+        from .._lazy import lightgbm
 
+        lgb = lightgbm()
         clicks = clicks or {}
         qids, is_hold = _split_queries(queries, judgments, holdout, seed)
         train_q = [q for q in qids if not is_hold[q]]
