@@ -640,3 +640,35 @@ def test_an_opt_out_column_is_not_advised_as_a_consent_map(tmp_path):
     report = Ingestor(tmp_path / "w").run(d)
     said = [w for w in report.warnings if "'Unsubscribed' looks like a consent" in w]
     assert said and "opt-out" in said[0] and "--map" not in said[0], report.warnings
+
+
+def test_a_transactional_email_column_is_no_consent(tmp_path):
+    """BigCommerce-like `Receive Invoice Email` / `Receive Order Emails` say whether a shopper
+    gets an invoice or an order confirmation, not marketing: they were taken for consent (kept,
+    offered as consent_marketing in a warning). They are no consent: left out as any column
+    naming an e-mail is, never read as a consent, and a real marketing column beside them is
+    the consent read."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "users.csv").write_text(
+        "user_id,Receive Invoice Email,Receive Order Emails,Receive Marketing Emails\n"
+        "U1,yes,yes,no\nU2,no,no,yes\n"
+    )
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\nU1,P1,view,2024-01-01T10:00:00Z\n"
+    )
+    work = tmp_path / "w"
+    report = Ingestor(work).run(d)
+    users = report.tables["users"]
+    assert users.column_mapping["Receive Marketing Emails"] == "consent_marketing"
+    assert set(users.personal_columns_dropped) == {"Receive Invoice Email", "Receive Order Emails"}
+    said = [m for m in report.notes + report.warnings if "Invoice" in m or "Order Emails" in m]
+    assert not [m for m in said if "consent" in m], said
+    # U1 said yes to invoices and no to marketing: no marketing consent
+    got = curated_rows(work, "SELECT consent_marketing FROM curated.users ORDER BY consent_marketing")
+    assert got == [(False,), (True,)]
+    # alone, such a column is no consent either: no warning offers it as one
+    (d / "users.csv").write_text("user_id,Receive Invoice Email\nU1,yes\nU2,no\n")
+    report = Ingestor(tmp_path / "w2").run(d)
+    assert not [w for w in report.warnings if "looks like a consent" in w], report.warnings
+    assert report.tables["users"].personal_columns_dropped == ["Receive Invoice Email"]

@@ -892,9 +892,47 @@ _CONSENT_NAME = re.compile(
 )
 
 
+# an e-mail the shop sends to run an order or an account, not to market (`Receive Invoice Email`,
+# `Receive Order Emails`, `Shipping Notification Emails`): no consent is asked for those, so a
+# column of them neither grants nor withdraws marketing consent (unless its name also says
+# marketing: `Receive Order and Newsletter Emails`)
+_TRANSACTIONAL_WORDS = frozenset(
+    {
+        "invoice",
+        "invoices",
+        "order",
+        "orders",
+        "shipping",
+        "shipment",
+        "shipments",
+        "delivery",
+        "dispatch",
+        "receipt",
+        "receipts",
+        "confirmation",
+        "confirmations",
+        "transactional",
+        "notification",
+        "notifications",
+        "password",
+        "account",
+        "billing",
+        "tracking",
+    }
+)
+_MARKETING_WORDS = re.compile(r"market|newsletter|promo|offer|news|review|abandon|cart|advert|partner|sms")
+
+
 def looks_like_consent(name: str) -> bool:
-    """Whether a column's name says it holds a person's consent (`_CONSENT_NAME`)."""
-    return _CONSENT_NAME.search(_words(name)) is not None
+    """Whether a column's name says it holds a person's consent (`_CONSENT_NAME`); a
+    transactional e-mail's (`_TRANSACTIONAL_WORDS`: invoices, order confirmations, shipping
+    notices) is none, unless its name says marketing too."""
+    low = _words(name)
+    if _CONSENT_NAME.search(low) is None:
+        return False
+    if set(low.split("_")) & _TRANSACTIONAL_WORDS:
+        return _MARKETING_WORDS.search(low) is not None
+    return True
 
 
 def classify_extra_column(name: str) -> Classification:
