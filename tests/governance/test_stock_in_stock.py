@@ -53,3 +53,34 @@ def test_a_given_in_stock_wins_over_the_stock_figure(tmp_path: Path) -> None:
     Ingestor(w, mode="append").run(_shop(tmp_path, "day2", "Product ID,Current Stock Level\nP1,0\nP3,6\n"))
     got = curated_rows(w, "SELECT product_id, stock, in_stock FROM curated.products ORDER BY 1")
     assert got == [("P1", 0.0, True), ("P2", 4.0, False), ("P3", 6.0, True)]
+
+
+def test_a_stock_column_of_0_on_every_row_is_a_shop_not_tracking_stock(tmp_path: Path) -> None:
+    """PrestaShop's `quantity` (BigCommerce's `Current Stock Level`) is 0 on every product of a
+    shop that does not track stock: the whole catalog was derived out of stock, and nothing was
+    ever recommended or found, a note alone saying so. Such a figure is read as none (in_stock
+    unknown: served), said in one warning naming the file, the column and how to say otherwise;
+    an appended stock feed's 0 still says a product sold out."""
+    w = tmp_path / "w"
+    catalog = "id,name,price,quantity\nP1,Binder,5,0\nP2,Stapler,9,0\nP3,Folder,3,\n"
+    report = Ingestor(w).run(_shop(tmp_path, "day1", catalog, mapping=""))
+    got = curated_rows(w, "SELECT product_id, stock, in_stock FROM curated.products ORDER BY 1")
+    assert got == [("P1", None, None), ("P2", None, None), ("P3", None, None)]
+    [warning] = [m for m in report.warnings if "'quantity'" in m]
+    assert warning.startswith("products.csv: the stock column 'quantity' is 0 or empty on every row")
+    assert "in_stock column" in warning and "--map products.in_stock" in warning
+    assert not [n for n in report.notes if "in_stock is derived" in n]
+    # a stock feed appended later: its figures are read, a 0 there is out of stock
+    Ingestor(w, mode="append").run(_shop(tmp_path, "day2", "id,quantity\nP1,0\nP2,4\n", mapping=""))
+    got = curated_rows(w, "SELECT product_id, stock, in_stock, title FROM curated.products ORDER BY 1")
+    assert got == [("P1", 0.0, False, "Binder"), ("P2", 4.0, True, "Stapler"), ("P3", None, None, "Folder")]
+
+
+def test_an_all_zero_stock_beside_a_given_in_stock_leaves_the_given_flag(tmp_path: Path) -> None:
+    """The shop's own in_stock is read; a row without one is unknown, not out of stock."""
+    w = tmp_path / "w"
+    catalog = "Product ID,Product Name,Current Stock Level,in_stock\nP1,Binder,0,false\nP2,Stapler,0,\n"
+    report = Ingestor(w).run(_shop(tmp_path, "day1", catalog))
+    got = curated_rows(w, "SELECT product_id, in_stock FROM curated.products ORDER BY 1")
+    assert got == [("P1", False), ("P2", None)]
+    assert [m for m in report.warnings if "'Current Stock Level' is 0 or empty on every row" in m]

@@ -28,6 +28,7 @@ __all__ = [
     "decide_decimal_mark",
     "decimal_comma_numbers",
     "note_unreadable",
+    "untracked_stock",
 ]
 
 
@@ -57,6 +58,8 @@ def check_rows(st: LoadState) -> None:
     # to constants in the warehouse instead of running on every row (a typical events file lacks
     # four: ~0.35 CPU-s per million rows, about a tenth of the row checks)
     absent = [c for c in st.contract.column_names if c not in st.mapping and c not in st.filled]
+    if untracked_stock(st):  # (a figure of 0 on every row: read as none, `untracked_stock`)
+        absent.append("stock")
     if absent:
         constants = ", ".join(f"{constant(st.implied, c)} AS {q(c)}" for c in absent)
         loaded = f"(SELECT * REPLACE ({constants}) FROM {st.load})"
@@ -67,6 +70,46 @@ def check_rows(st: LoadState) -> None:
     )
     st.wh.sql(f"CREATE OR REPLACE TEMP TABLE {CHECKED} AS {compiled.query(source, extra_sel)}")
     note_unreadable(st, day_first)
+
+
+def untracked_stock(st: LoadState) -> bool:
+    """Whether a full catalog load's stock figure is 0 (or empty) on every row: a shop that does
+    not track stock exports 0 for every product (PrestaShop's `quantity`, BigCommerce's `Current
+    Stock Level`), and read as figures it made the whole catalog out of stock, off every served
+    list and search. Then the figure is read as none (each product's `in_stock` its given value,
+    else unknown, as without a stock column) and a warning says so and how to say otherwise. An
+    appended delivery is not judged so: a stock feed of a few products all at 0 says they sold
+    out. Decided once per load, on the loaded strings, for both engines (a figure holding a digit
+    other than 0 is one above or below 0)."""
+    if st.contract.name != "products" or "stock" not in st.mapping:
+        return False
+    if st.mode == "append" or st.reprocess:
+        return False
+    if st.untracked_stock is None:
+        stock = q("stock")
+        row = st.wh.sql(
+            f"SELECT count(*) FILTER (WHERE regexp_matches({stock}, '[0-9]')), "
+            f"count(*) FILTER (WHERE regexp_matches({stock}, '[1-9]')) FROM {st.load}"
+        ).fetchone()
+        figures, above = (int(row[0]), int(row[1])) if row else (0, 0)
+        st.untracked_stock = figures > 0 and above == 0
+        if st.untracked_stock:
+            header, file = st.mapping["stock"], st.src.name
+            derived = f"{file}: products.in_stock is derived from {header!r}"
+            st.report.notes[:] = [n for n in st.report.notes if not n.startswith(derived)]
+            given = (
+                f"each product's in_stock is its {st.mapping['in_stock']!r} value, else unknown"
+                if "in_stock" in st.mapping
+                else "every product's in_stock stays unknown and it is served, as without a stock column"
+            )
+            st.warn(
+                f"{file}: the stock column {header!r} is 0 or empty on every row ({figures:,} at 0), as "
+                f"a shop that does not track stock exports it: read as no stock figure, not as a catalog "
+                f"sold out ({given}); if the products really are out of stock, say so in an in_stock "
+                f'column (or --map products.in_stock="COLUMN"), or send the figures as a stock feed '
+                "with --append (an appended feed's 0 is out of stock)"
+            )
+    return st.untracked_stock
 
 
 def note_unreadable(st: LoadState, day_first: bool) -> None:

@@ -59,7 +59,7 @@ from ._load_publish import (
 )
 from ._load_raw import completed_condition, tell_new_keys
 from ._load_retract import retract_orders, retracted_orders, retracted_rows
-from ._load_rows import day_first_dates, decimal_comma_numbers, note_unreadable
+from ._load_rows import day_first_dates, decimal_comma_numbers, note_unreadable, untracked_stock
 from ._load_sales import spark_uncount_redelivered as spark_uncount_redelivered_sales
 from ._load_sets import (
     NEAR_DETAIL,
@@ -147,7 +147,11 @@ def spark_check_rows(st: LoadState) -> None:
     )
     path = _tmp(st) / f"{st.name}_load.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
-    st.wh.sql(f"COPY (SELECT * FROM {st.load}) TO '{path.as_posix()}' (FORMAT PARQUET)")
+    # (a stock figure of 0 on every row of a catalog is read as none, as on DuckDB: `untracked_stock`)
+    rows = (
+        f"SELECT * REPLACE (NULL::VARCHAR AS {q('stock')}) FROM" if untracked_stock(st) else "SELECT * FROM"
+    )
+    st.wh.sql(f"COPY ({rows} {st.load}) TO '{path.as_posix()}' (FORMAT PARQUET)")
     load = spark.read.parquet(str(path))
     st.frames["load"] = load
     view = f"_sw_load_{st.name}"

@@ -107,6 +107,9 @@ class LoadState:
     # columns the column map names that are read, not curated (`_mapping.READ_COLUMNS`: an
     # order's status) -> the header
     read_columns: dict[str, str] = field(default_factory=dict)
+    # a catalog's stock figure is 0 on every row, read as none (`_load_rows.untracked_stock`;
+    # None: not judged yet)
+    untracked_stock: bool | None = None
     # set by load_raw
     load_id: int = 0
     target: str = ""  # where this load's rows are written first: raw, or a temp table (staging)
