@@ -84,3 +84,23 @@ def test_an_all_zero_stock_beside_a_given_in_stock_leaves_the_given_flag(tmp_pat
     got = curated_rows(w, "SELECT product_id, in_stock FROM curated.products ORDER BY 1")
     assert got == [("P1", False), ("P2", None)]
     assert [m for m in report.warnings if "'Current Stock Level' is 0 or empty on every row" in m]
+
+
+def test_shopifys_inventory_policy_continue_is_in_stock_at_any_figure(tmp_path: Path) -> None:
+    """Shopify's `Variant Inventory Policy` was not read: a variant sold on backorder
+    (`continue`) at 0 units was out of stock. `continue` is in stock whatever the figure;
+    `deny` says nothing of it, the figure decides."""
+    w = tmp_path / "w"
+    catalog = (
+        "Handle,Title,Variant SKU,Variant Price,Variant Inventory Qty,Variant Inventory Policy\n"
+        "chair,Steno Chair,CH-BLA,60.74,0,continue\n"
+        "lamp,Desk Lamp,LA-1,20,0,deny\n"
+        "mug,Mug,MU-1,5,3,deny\n"
+        "pen,Pen,PE-1,1,4,Continue\n"
+    )
+    mapping = '[map.products]\nproduct_id = "Variant SKU"\nstock = "Variant Inventory Qty"\n'
+    report = Ingestor(w).run(_shop(tmp_path, "day1", catalog, mapping))
+    assert report.tables["products"].column_mapping["Variant Inventory Policy"] == "in_stock"
+    assert report.tables["products"].rows_curated == 4
+    got = curated_rows(w, "SELECT product_id, stock, in_stock FROM curated.products ORDER BY 1")
+    assert got == [("CH-BLA", 0.0, True), ("LA-1", 0.0, False), ("MU-1", 3.0, True), ("PE-1", 4.0, True)]

@@ -884,17 +884,25 @@ def compile_contract(
         elif c.kind is Kind.BOOL:
             value = bool_expr(s, d)
             if c.synonyms:  # a column's own words first (`PUBLISHED_WORDS`: -1 is a draft)
-                yes = ", ".join(lit(a) for a, b in c.synonyms if b == "true")
-                no = ", ".join(lit(a) for a, b in c.synonyms if b == "false")
-                value = f"CASE WHEN lower({s}) IN ({yes}) THEN true WHEN lower({s}) IN ({no}) THEN false ELSE {value} END"
+                # (`none`: a word that says neither, read as no value: Shopify's `deny`)
+                yes, no, neither = (
+                    ", ".join([lit(a) for a, b in c.synonyms if b == word] or ["NULL"])
+                    for word in ("true", "false", "none")
+                )
+                value = (
+                    f"CASE WHEN lower({s}) IN ({yes}) THEN true WHEN lower({s}) IN ({no}) THEN false "
+                    f"WHEN lower({s}) IN ({neither}) THEN NULL ELSE {value} END"
+                )
             if c.lenient:
                 # fail closed: a consent no yes or no we know is no consent, the row curated
                 # (counted in the load's notes: `unreadable_counts`); `published`: shown
                 unread = "true" if c.lenient_value else "false"
                 value = f"CASE WHEN {s} IS NULL OR {_missing(s, d)} THEN NULL ELSE coalesce({value}, {unread}) END"
+            said = [lit(a) for a, b in c.synonyms if b == "none"]
+            neither = f" AND lower({s}) NOT IN ({', '.join(said)})" if said else ""
             checks.append(
                 Check(
-                    f"({s} IS NOT NULL AND {v} IS NULL AND NOT {_missing(s, d)})",
+                    f"({s} IS NOT NULL AND {v} IS NULL AND NOT {_missing(s, d)}{neither})",
                     Reason.INVALID_TYPE,
                     f"{lit(name + ': not a boolean: ')} || {s}",
                 )

@@ -60,7 +60,7 @@ class ColumnSpec:
     classification: Classification = Classification.PUBLIC
     allowed: tuple[str, ...] = ()
     # raw value -> allowed value, for ENUM; for BOOL, a lower-cased value -> "true" / "false"
-    # read before the usual yes and no (`PUBLISHED_WORDS`)
+    # read before the usual yes and no (`PUBLISHED_WORDS`), or "none": a word read as no value
     synonyms: tuple[tuple[str, str], ...] = ()
     min_value: float | None = None
     max_value: float | None = None
@@ -276,7 +276,15 @@ PRODUCTS = TableContract(
             # not read: a note says so, `_load_columns.SALE_PRICE_KEYS`)
             aliases=("regular_price", "variant_price"),
         ),
-        ColumnSpec("in_stock", Kind.BOOL, aliases=("available", "instock", "is_in_stock")),
+        ColumnSpec(
+            "in_stock",
+            Kind.BOOL,
+            # (Shopify's products export: `Variant Inventory Policy`, `continue` sells when out of
+            # stock (a backorder: in stock whatever the figure), `deny` says nothing of it (the
+            # stock figure decides, when there is one))
+            aliases=("available", "instock", "is_in_stock", "variant_inventory_policy", "inventory_policy"),
+            synonyms=(("continue", "true"), ("deny", "none")),
+        ),
         ColumnSpec("attributes", Kind.JSON),
         ColumnSpec(
             "published",

@@ -213,8 +213,10 @@ def check_record(
         elif c.kind is Kind.BOOL:
             if s is not None:
                 own = dict(c.synonyms).get(s.lower())  # a column's own words first (as `_compile`)
-                value = parse_bool(s) if own is None else own == "true"
-                if value is None and c.lenient:
+                value = parse_bool(s) if own is None else None if own == "none" else own == "true"
+                if own == "none":
+                    pass  # a word that says neither (Shopify's `deny`): no value
+                elif value is None and c.lenient:
                     value = c.lenient_value  # fail closed, or shown (`ColumnSpec.lenient_value`)
                 elif value is None:
                     fail(Failure(name, Reason.INVALID_TYPE, f"{name}: not a boolean: {s}"))
