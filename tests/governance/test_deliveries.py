@@ -1219,3 +1219,61 @@ def test_a_failed_load_publishes_nothing(tmp_path, engine=None):
         ("products", 1),
         ("users", 1),
     ]
+
+
+def test_a_resent_text_that_lost_its_letters_to_an_encoding_error_keeps_the_curated_text(
+    tmp_path, engine=None
+):
+    """A catalog re-sent through a tool that wrote it in a code page without `é` (`Caf? cr?me`)
+    or read it as another (`Un caf\ufffd doux`) overwrote the good curated text in an --append
+    upsert. Such a value keeps the curated text, counted in one warning with an example; its
+    row's other changes (a price) are taken; a new title (holding a `?` or not) replaces it."""
+
+    def run(name: str, catalog: str, mode: str = "replace"):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "products.csv").write_text(catalog, encoding="utf-8")
+        return Ingestor(work, mode=mode, engine=engine(work) if engine else None).run(d)
+
+    work = tmp_path / "w"
+    run(
+        "day1",
+        "product_id,title,description,price\np1,Café crème,Un café doux,5\np2,Thé vert,Thé,3\np3,Crêpe,Sucrée,4\n",
+    )
+    report = run(
+        "day2",
+        "product_id,title,description,price\n"
+        "p1,Caf? cr?me,Un caf\ufffd doux,6\np2,Thé noir?,Thé,3\np3,Cr??pe,Sucr?e,4\n",
+        mode="append",
+    )
+    got = curated_rows(work, "SELECT product_id, title, description, price FROM curated.products ORDER BY 1")
+    assert got == [
+        ("p1", "Café crème", "Un café doux", 6.0),
+        ("p2", "Thé noir?", "Thé", 3.0),
+        ("p3", "Crêpe", "Sucrée", 4.0),
+    ]
+    [warning] = [w for w in report.warnings if "encoding error" in w]
+    assert warning.startswith("products.csv: 4 text value(s) kept as curated")
+    assert "e.g. title 'Caf? cr?me' for 'Café crème'" in warning
+    pr = report.tables["products"]
+    assert (pr.rows_updated, pr.rows_unchanged) == (2, 1)  # (p3 changed nothing but its lost letters)
+
+
+@pytest.mark.parametrize(
+    ("incoming", "curated", "lost"),
+    [
+        ("Caf? cr?me", "Café crème", True),
+        ("Caf\ufffd", "Café", True),
+        ("Caf??", "Café", True),  # (`é` as UTF-8 bytes read one by one)
+        ("Caf? ?", "Café ?", True),
+        ("Cafe creme", "Café crème", False),  # (letters changed, none lost: a new text)
+        ("Tea pot?", "Tea pot", False),
+        ("Caf?", "Cafe", False),  # (an ASCII letter is no encoding loss)
+        ("Cafés?", "Café", False),
+        ("New title?", "Café", False),
+    ],
+)
+def test_which_texts_lost_letters_to_an_encoding_error(incoming, curated, lost):
+    from shelfwise.governance._text import lost_to_encoding
+
+    assert lost_to_encoding(incoming, curated) is lost

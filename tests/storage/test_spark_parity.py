@@ -699,3 +699,22 @@ def test_a_day_appended_twice_on_spark_as_on_duckdb(spark, tmp_path):
     from tests.governance.test_doubled_delivery import check_doubled_day
 
     check_doubled_day(tmp_path, engine=lambda work: SparkEngine(work, master="local[2]"))
+
+
+def test_a_resent_text_that_lost_its_letters_keeps_the_curated_text_on_spark_too(spark, tmp_path):
+    from tests.governance.test_deliveries import (
+        test_a_resent_text_that_lost_its_letters_to_an_encoding_error_keeps_the_curated_text as check,
+    )
+
+    check(tmp_path, engine=lambda work: SparkEngine(work, master="local[2]"))
+
+
+def test_an_all_zero_stock_column_is_no_figure_on_spark_too(spark, tmp_path):
+    w = tmp_path / "w"
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "products.csv").write_text("id,name,price,quantity\nP1,Binder,5,0\nP2,Stapler,9,0\n")
+    report = Ingestor(w, engine=SparkEngine(w, master="local[2]")).run(d)
+    got = curated_rows(w, "SELECT product_id, stock, in_stock FROM curated.products ORDER BY 1")
+    assert got == [("P1", None, None), ("P2", None, None)]
+    assert [m for m in report.warnings if "'quantity' is 0 or empty on every row" in m]

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 import pyarrow as pa
@@ -18,7 +19,7 @@ from ..errors import ContractViolation
 from ..storage import TableVersion, Warehouse
 from ..storage._sources import PART_LINES
 from ._compile import DUCKDB, Dialect, client_event_id, lit, q
-from ._contracts import TableContract
+from ._contracts import Kind, TableContract
 from ._load_anonymous import uncount_redelivered
 from ._load_raw import completed_condition
 from ._load_retract import RETRACT, RETRACTED_SOURCE, retract_orders, retracted_rows
@@ -33,8 +34,18 @@ from ._load_state import (
 )
 from ._privacy import Pseudonymizer
 from ._reasons import SET_ASIDE_REASONS, Reason
+from ._text import lost_to_encoding
 
-__all__ = ["account", "publish", "redelivery_details", "sent_twice", "validate_curated", "withhold_erased"]
+__all__ = [
+    "account",
+    "keep_curated_text",
+    "lost_text_condition",
+    "publish",
+    "redelivery_details",
+    "sent_twice",
+    "validate_curated",
+    "withhold_erased",
+]
 
 
 def withhold_erased(st: LoadState) -> None:
@@ -146,6 +157,8 @@ def publish(st: LoadState) -> None:
             f"CREATE OR REPLACE TEMP TABLE _new AS SELECT t._source_line, {', '.join(select_out)} "
             f"FROM {CHECKED} t{joins} WHERE len(t._reasons) = 0 {order}"
         )
+        if contract.key:  # (a re-send's text that lost its letters to an encoding error)
+            duckdb_text_mending(st)
         _flag_redelivered(st, st.raw_cols)
         uncount_redelivered(st)  # the report's anonymous rows: those curated
         uncount_redelivered_sales(st)  # ... and its no-sale rows and returns
@@ -227,6 +240,81 @@ def publish(st: LoadState) -> None:
     wh.sql("DROP TABLE IF EXISTS _new")
     wh.sql(f"DROP VIEW {st.load}")
     account(st, tv, added)
+
+
+# the kinds of a column whose value is text (a title, a description, a brand, a category path)
+TEXT_KINDS = (Kind.STRING, Kind.TEXT, Kind.CATEGORY)
+
+
+# (column, lines, values): the kept curated values set in an engine's rows of the load
+Mend = Callable[[str, list[int], list[str]], None]
+# column -> (line, the load's value, the curated one) where they differ and the load's holds a
+# `?` or U+FFFD
+Candidates = Callable[[str], list[tuple[int, str, str]]]
+
+
+def keep_curated_text(st: LoadState, cur_cols: list[str], candidates: Candidates, mend: Mend) -> None:
+    """An appended delivery to a keyed table (a catalog's re-send): a text value that is its
+    key's curated one with some non-ASCII letters lost to an encoding error (`Caf? cr?me` for
+    `Café crème`, `_text.lost_to_encoding`) keeps the curated value; counted and said in one
+    warning with an example, instead of overwriting the good text. A new text still replaces it.
+    Both engines: `candidates` reads the load's rows against the curated ones, `mend` sets the
+    kept values (DuckDB: `duckdb_text_mending`)."""
+    contract = st.contract
+    if not contract.key or st.reprocess:
+        return
+    texts = [
+        c.name
+        for c in contract.columns
+        if c.kind in TEXT_KINDS
+        and c.name in st.delivered
+        and c.name in cur_cols
+        and c.name not in contract.key
+    ]
+    kept, example = 0, ""
+    for col in texts:
+        rows = candidates(col)
+        hits = [(int(line), new, old) for line, new, old in rows if lost_to_encoding(new, old)]
+        if not hits:
+            continue
+        if not example:
+            example = f"{col} {hits[0][1]!r} for {hits[0][2]!r}"
+        kept += len(hits)
+        mend(col, [line for line, _, _ in hits], [old for _, _, old in hits])
+    if kept:
+        st.warn(
+            f"{st.src.name}: {kept:,} text value(s) kept as curated: they differ from it only by letters "
+            f"lost to an encoding error ('?' or U+FFFD in their place, e.g. {example}); re-send the "
+            "file in UTF-8 to change them"
+        )
+
+
+def lost_text_condition(col: str, dialect: Dialect = DUCKDB) -> str:
+    """SQL over `n` (the load's row) and `o` (its key's curated row): `col` differs and the
+    load's value holds a `?` or U+FFFD (`keep_curated_text`'s candidates)."""
+    c = dialect.q(col)
+    return f"n.{c} <> o.{c} AND (instr(n.{c}, '?') > 0 OR instr(n.{c}, {dialect.lit(chr(0xFFFD))}) > 0)"
+
+
+def duckdb_text_mending(st: LoadState) -> None:
+    """`keep_curated_text` on DuckDB, over `_new` (this load's rows as they will be curated)."""
+    wh, contract = st.wh, st.contract
+    cur = f"curated.{q(contract.name)}"
+    cur_cols = [r[0] for r in wh.sql(f"DESCRIBE {cur}").fetchall()]
+    on = " AND ".join(f"o.{q(k)} = n.{q(k)}" for k in contract.key)
+
+    def candidates(col: str) -> list[tuple[int, str, str]]:
+        sql = f"SELECT n._source_line, n.{q(col)}, o.{q(col)} FROM _new n JOIN {cur} o ON {on} WHERE {lost_text_condition(col)}"
+        return [(int(a), b, c) for a, b, c in wh.sql(sql).fetchall()]
+
+    def mend(col: str, lines: list[int], values: list[str]) -> None:
+        wh.sql(
+            f"UPDATE _new SET {q(col)} = m.value FROM (SELECT unnest(?::BIGINT[]) AS line, "
+            "unnest(?::VARCHAR[]) AS value) m WHERE _new._source_line = m.line",
+            [lines, values],
+        )
+
+    keep_curated_text(st, cur_cols, candidates, mend)
 
 
 def say_completed(st: LoadState, replaced: int) -> None:

@@ -46,6 +46,8 @@ from ._load_publish import (
     ID_CURATED_SQL,
     account,
     curated_nothing,
+    keep_curated_text,
+    lost_text_condition,
     quarantined_before,
     redelivery_details,
     resolve_proven_repeats,
@@ -539,6 +541,8 @@ def spark_publish(st: LoadState) -> None:
         curated = valid.orderBy(*order).select(*out_cols)
     else:
         new = valid.select(*out_cols, "_source_line").localCheckpoint()
+        if contract.key:  # (a re-send's text that lost its letters to an encoding error: as on DuckDB)
+            new = _text_mending(st, new, current)
         redelivered = _flag_redelivered(st, new, current)
         spark_uncount_redelivered(st, redelivered)  # the report's anonymous rows: those curated
         spark_uncount_redelivered_sales(st, redelivered)  # ... and its no-sale rows and returns
@@ -646,6 +650,38 @@ def _drop_completed(st: LoadState, new: Any, current: Any) -> Any:
         ).localCheckpoint()
     say_completed(st, replaced)
     return current
+
+
+def _text_mending(st: LoadState, new: Any, current: Any) -> Any:
+    """`_load_publish.keep_curated_text` in Spark: `new` with the text values that lost letters
+    to an encoding error set back to their key's curated ones."""
+    from pyspark.sql import functions as F
+
+    spark = _engine(st).session
+    new.createOrReplaceTempView("_sw_mend_n")
+    current.createOrReplaceTempView("_sw_mend_o")
+    on = " AND ".join(f"o.{bq(k)} = n.{bq(k)}" for k in st.contract.key)
+    held = [new]
+
+    def candidates(col: str) -> list[tuple[int, str, str]]:
+        rows = spark.sql(
+            f"SELECT n._source_line, n.{bq(col)}, o.{bq(col)} FROM _sw_mend_n n JOIN _sw_mend_o o "
+            f"ON {on} WHERE {lost_text_condition(col, SPARK)}"
+        ).collect()
+        return [(int(r[0]), r[1], r[2]) for r in rows]
+
+    def mend(col: str, lines: list[int], values: list[str]) -> None:
+        fix = spark.createDataFrame(
+            list(zip(lines, values, strict=True)), "_mend_line bigint, _mend_value string"
+        )
+        df = held[0]
+        df = df.join(F.broadcast(fix), df["_source_line"] == fix["_mend_line"], "left")
+        held[0] = df.withColumn(col, F.coalesce(F.col("_mend_value"), F.col(col))).drop(
+            "_mend_line", "_mend_value"
+        )
+
+    keep_curated_text(st, list(current.columns), candidates, mend)
+    return new if held[0] is new else held[0].localCheckpoint()
 
 
 def _flag_redelivered(st: LoadState, new: Any, current: Any) -> list[int]:

@@ -145,3 +145,29 @@ def html_to_text(value: str) -> str:
     parser.feed(re.sub(_OPEN_TAG_AT_END, " ", value))
     parser.close()
     return "".join(parser.out)
+
+
+# what an encoding error leaves in place of a letter: `?` (a character the writer's code page
+# lacked) or U+FFFD (bytes the reader could not decode); one or two per letter (`é` as UTF-8 read
+# as ASCII is two)
+_LOST = re.compile("[?\ufffd]+")
+
+
+def lost_to_encoding(incoming: str | None, curated: str | None) -> bool:
+    """Whether `incoming` is `curated` with some of its non-ASCII letters lost to an encoding
+    error (`Caf? cr?me` for `Café crème`, `Caf\ufffd` for `Café`): the same text elsewhere, each
+    run of `?` / U+FFFD in place of as many non-ASCII characters or fewer (at least one of them
+    lost). A text that differs otherwise is a new text."""
+    if not incoming or not curated or incoming == curated or not _LOST.search(incoming):
+        return False
+    if curated.isascii():
+        return False
+    parts: list[str] = []
+    at = 0
+    for m in _LOST.finditer(incoming):
+        parts.append(re.escape(incoming[at : m.start()]))
+        # (a `?` the curated text has too stays a match for itself)
+        parts.append(f"(?:[^\\x00-\\x7f]|[?\ufffd]){{1,{len(m.group())}}}")
+        at = m.end()
+    parts.append(re.escape(incoming[at:]))
+    return re.fullmatch("".join(parts), curated, flags=re.DOTALL) is not None
