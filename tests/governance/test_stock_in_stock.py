@@ -104,3 +104,14 @@ def test_shopifys_inventory_policy_continue_is_in_stock_at_any_figure(tmp_path: 
     assert report.tables["products"].rows_curated == 4
     got = curated_rows(w, "SELECT product_id, stock, in_stock FROM curated.products ORDER BY 1")
     assert got == [("CH-BLA", 0.0, True), ("LA-1", 0.0, False), ("MU-1", 3.0, True), ("PE-1", 4.0, True)]
+
+
+def test_an_appending_shops_first_delivery_is_its_whole_catalog(tmp_path: Path) -> None:
+    """A shop that appends every delivery, the first into an empty workdir: that one is its
+    catalog, and a stock of 0 on every row there is no figure either."""
+    w = tmp_path / "w"
+    catalog = "id,name,price,quantity\nP1,Binder,5,0\nP2,Stapler,9,0\n"
+    report = Ingestor(w, mode="append").run(_shop(tmp_path, "day1", catalog, mapping=""))
+    got = curated_rows(w, "SELECT product_id, in_stock FROM curated.products ORDER BY 1")
+    assert got == [("P1", None), ("P2", None)]
+    assert [m for m in report.warnings if "'quantity' is 0 or empty on every row" in m]

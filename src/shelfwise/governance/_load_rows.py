@@ -77,14 +77,14 @@ def untracked_stock(st: LoadState) -> bool:
     not track stock exports 0 for every product (PrestaShop's `quantity`, BigCommerce's `Current
     Stock Level`), and read as figures it made the whole catalog out of stock, off every served
     list and search. Then the figure is read as none (each product's `in_stock` its given value,
-    else unknown, as without a stock column) and a warning says so and how to say otherwise. An
-    appended delivery is not judged so: a stock feed of a few products all at 0 says they sold
-    out. Decided once per load, on the loaded strings, for both engines (a figure holding a digit
+    else unknown, as without a stock column) and a warning says so and how to say otherwise. A
+    delivery appended to a curated catalog is not judged so: a stock feed of a few products all
+    at 0 says they sold out (the first delivery of an appending shop is its catalog: judged). Decided once per load, on the loaded strings, for both engines (a figure holding a digit
     other than 0 is one above or below 0)."""
     if st.contract.name != "products" or "stock" not in st.mapping:
         return False
-    if st.mode == "append" or st.reprocess:
-        return False
+    if st.reprocess or (st.mode == "append" and "products" in st.wh.curated_tables()):
+        return False  # (an append's first delivery is the whole catalog known)
     if st.untracked_stock is None:
         stock = q("stock")
         row = st.wh.sql(
