@@ -237,13 +237,29 @@ PUBLISHED_WORDS = (
     ),
 )
 
+# a variant's parent product (style) column: Google Shopping's `item_group_id`, a `parent_sku`,
+# WooCommerce's `Parent`, Shopify's `Handle` (every variant row of a product shares it)
+GROUP_ID_ALIASES = (
+    "item_group_id",
+    "parent_sku",
+    "parent_id",
+    "parent_product_id",
+    "product_group_id",
+    "style_id",
+    "parent",
+    "handle",
+)
+
 PRODUCTS = TableContract(
     name="products",
     # 1.1.0: stock (units on hand) and lead_time_days (days from order to delivery), optional
     # 1.2.0: published, optional (WooCommerce's `Published` 1/0/-1, Shopify's `Published` or
     # `Status`): a product the catalog says is not published (a draft, private, archived) is
     # curated, learned from and kept in its history, but never served
-    version="1.2.0",
+    # 1.3.0: group_id, optional: the style (parent product) a size/colour variant belongs to
+    # (`parent_sku`, Google Shopping's `item_group_id`, WooCommerce's `Parent`, Shopify's
+    # `Handle`); a product without one is its own group. Serving shows one product per group
+    version="1.3.0",
     description="The shop's catalog: one row per product.",
     key=("product_id",),
     key_rule="the last row of a product_id in file order wins (later rows are newer versions)",
@@ -340,6 +356,17 @@ PRODUCTS = TableContract(
             max_value=3650.0,
             aliases=("lead_time", "leadtime", "lead_days", "replenishment_days", "delivery_days"),
             description="days from placing a replenishment order to its delivery",
+        ),
+        ColumnSpec(
+            "group_id",
+            Kind.ID,
+            # (the headers `_load_aside.PARENT_KEYS` reads as a variant's parent, and WooCommerce's
+            # `Parent`)
+            aliases=GROUP_ID_ALIASES,
+            description=(
+                "the style or parent product a variant (a size, a colour) belongs to; empty: the "
+                "product is its own group. Served lists hold one product per group"
+            ),
         ),
     ),
 )

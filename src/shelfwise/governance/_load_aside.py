@@ -485,7 +485,9 @@ def _variants(st: LoadState) -> None:
     read by the load view); a row with no value in any mapped column (a further picture of the
     product: its image alone) is kept aside as `image_row`; a variant with a price, stock or
     options but no product id is no picture: judged (`missing_required`)."""
-    parent = next(
+    # (the column read as the product's group, `group_id`, is its parent column: mapped or found
+    # by name; else a parent header the load does not read)
+    parent = st.mapping.get("group_id") or next(
         (h for k in PARENT_KEYS for h in st.header if _key(h) == k and h not in st.mapping.values()), None
     )
     if parent is None or "title" not in st.mapping:
@@ -493,9 +495,10 @@ def _variants(st: LoadState) -> None:
     rel, expr = _relation(st)
     handle = f"nullif(trim({expr[parent]}), '')"
     title = f"nullif(trim(l.{q('title')}), '')"
-    # a picture alone: every column the file maps (and every extra kept) empty; a variant with a
-    # price or stock but no SKU is a product row without its id, judged (`missing_required`)
-    mapped = [c for c in st.raw_cols if c in st.mapping or c.startswith("x_")]
+    # a picture alone: every column the file maps (and every extra kept) empty, its group aside
+    # (Shopify writes the handle on a picture's row too); a variant with a price or stock but no
+    # SKU is a product row without its id, judged (`missing_required`)
+    mapped = [c for c in st.raw_cols if (c in st.mapping and c != "group_id") or c.startswith("x_")]
     picture = " AND ".join(f"nullif(trim(l.{q(c)}::VARCHAR), '') IS NULL" for c in mapped) or "false"
     st.wh.sql(
         f"""CREATE OR REPLACE TEMP TABLE {VARIANTS} AS SELECT * FROM (
@@ -511,11 +514,39 @@ def _variants(st: LoadState) -> None:
               || 'picture of the product on line ' || parent_line || ', not a product'
             FROM {VARIANTS} WHERE _picture"""
     )
-    row = st.wh.sql(f"SELECT count(*) FROM {VARIANTS} WHERE NOT _picture").fetchone()
-    if row and row[0]:
+    # the fields actually filled: a variant's empty field its parent's row has a value for
+    inherit = [c for c in INHERITED if c in st.raw_cols]
+    empty = lambda t, c: f"nullif(trim({t}.{q(c)}::VARCHAR), '') IS NULL"  # noqa: E731
+    filled = [f"count(*) FILTER (WHERE {empty('l', c)} AND NOT {empty('p', c)}) AS {q(c)}" for c in inherit]
+    counts = (
+        st.wh.sql(
+            f"""SELECT {", ".join(filled)} FROM {VARIANTS} v
+                JOIN {st.target} l ON l._load = {int(st.load_id)} AND l._source_line = v._source_line
+                JOIN {st.target} p ON p._load = {int(st.load_id)} AND p._source_line = v.parent_line
+                WHERE NOT v._picture"""
+        ).fetchone()
+        if inherit
+        else None
+    )
+    rows = st.wh.sql(
+        f"""SELECT count(DISTINCT v._source_line) FROM {VARIANTS} v
+            JOIN {st.target} l ON l._load = {int(st.load_id)} AND l._source_line = v._source_line
+            JOIN {st.target} p ON p._load = {int(st.load_id)} AND p._source_line = v.parent_line
+            WHERE NOT v._picture AND ({" OR ".join(f"({empty('l', c)} AND NOT {empty('p', c)})" for c in inherit) or "false"})"""
+    ).fetchone()
+    took = {c: int(n) for c, n in zip(inherit, counts or (), strict=False) if n}
+    grouped = (
+        f" (read as products.group_id: served lists hold one product per {parent!r})"
+        if st.mapping.get("group_id") == parent
+        else ""
+    )
+    # (read for the variants' fields: not among the columns the load ignored)
+    st.tr.ignored_columns = [c for c in st.tr.ignored_columns if c != parent]
+    if rows and rows[0]:
+        said = ", ".join(f"{c} ({n:,})" for c, n in took.items())
         st.note(
-            f"{st.src.name}: {int(row[0]):,} variant row(s) take the {', '.join(INHERITED)} they leave empty "
-            f"from their parent's first row (the same {parent!r}); each variant is a product of its own id"
+            f"{st.src.name}: {int(rows[0]):,} variant row(s) take fields they leave empty from their parent's "
+            f"first row (the same {parent!r}{grouped}): {said}; each variant is a product of its own id"
         )
 
 
