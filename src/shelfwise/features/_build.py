@@ -32,6 +32,9 @@ class Catalog:
     # catalog row says it is not published (`published` false: a draft, private, archived)
     listed: np.ndarray | None = None
     unpublished: int = 0  # of those not listed, the catalog's products it says are not published
+    # per item, the group (style) it belongs to: its catalog row's `group_id`, else its own
+    # product id; empty where the catalog has no groups (then every product is its own)
+    groups: list[str] = field(default_factory=list)
     # what train derives from these arrays once and reads more than once (the attribute matrix
     # SASRec and the fusion both read: see lifecycle `_item_attributes`)
     derived: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -97,10 +100,13 @@ def load_interactions(
             attrs = "coalesce(attributes::VARCHAR, '')" if "attributes" in cols else "''"
             # (not published: a draft, private or archived product, learned from, never served)
             published = "coalesce(published, true)" if "published" in cols else "true"
+            # (a variant's style, `group_id`, from contract 1.3.0: a product of none is its own)
+            group = "nullif(trim(group_id), '')" if "group_id" in cols else "NULL::VARCHAR"
             prod = con.sql(
                 "SELECT product_id, coalesce(title, '') AS title, coalesce(category, '') AS category, "
                 "price, coalesce(in_stock, true) AS in_stock, coalesce(brand, '') AS brand, "
-                f"{attrs} AS attributes, {published} AS published FROM curated.products ORDER BY product_id"
+                f"{attrs} AS attributes, {published} AS published, {group} AS group_id "
+                "FROM curated.products ORDER BY product_id"
             ).fetchnumpy()
         else:
             prod = None
@@ -134,8 +140,16 @@ def load_interactions(
         if listed is not None:  # a product the catalog says is not published is never served
             listed[:m] &= np.asarray(prod["published"], dtype=bool)
             unpublished = int(m - listed[:m].sum())
+    groups: list[str] = []
+    # (a NULL comes back masked, not None: only a text is a group)
+    named = [g if isinstance(g, str) and g else None for g in prod["group_id"]] if prod is not None else []
+    if any(g is not None for g in named):
+        groups = [str(p) for p in inter.item_ids]
+        for i, g in enumerate(named):
+            if g is not None:
+                groups[i] = g
     vocab = {c: i for i, c in enumerate(sorted({c for c in cats if c}))}
     codes = np.array([vocab.get(c, -1) for c in cats], np.int64)
     return inter, Catalog(
-        inter.item_ids, titles, cats, codes, prices, stock, brands, attributes, listed, unpublished
+        inter.item_ids, titles, cats, codes, prices, stock, brands, attributes, listed, unpublished, groups
     )

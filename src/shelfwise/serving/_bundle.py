@@ -136,6 +136,8 @@ def _save_catalog(folder: Path, catalog: Catalog) -> None:
     Coded.of(catalog.categories).save(folder, "category")
     Coded.of(list(catalog.brands) or [""] * n).save(folder, "brand")
     Strings.of(catalog.titles).save(folder, "title")
+    if catalog.groups:  # (a catalog of variants: each item's group, `Catalog.groups`)
+        Coded.of(catalog.groups).save(folder, "group")
 
 
 def _load_catalog(path: Path) -> tuple[np.ndarray, Coded, Sequence[str], Sequence[str], np.ndarray | None]:
@@ -165,6 +167,15 @@ def _load_catalog(path: Path) -> tuple[np.ndarray, Coded, Sequence[str], Sequenc
     )
 
 
+def _load_groups(path: Path) -> Coded | None:
+    """Per item index, its group (style): None where the catalog had none (every product its
+    own group) or the bundle was written before groups were kept."""
+    folder = path / CATALOG_DIR
+    if (folder / "group.codes.npy").exists():
+        return Coded.load(folder, "group")
+    return None
+
+
 @dataclass
 class Bundle:
     path: Path
@@ -179,6 +190,8 @@ class Bundle:
     arrays: dict[str, np.ndarray]
     # per item index: in the curated products table (None: every item; see `Catalog.listed`)
     listed: np.ndarray | None = None
+    # per item index: its group (style, `Catalog.groups`); None: every product is its own
+    groups: Coded | None = None
 
     @property
     def version(self) -> str:
@@ -219,7 +232,19 @@ class Bundle:
         if (path / "serving.npz").exists():
             with np.load(path / "serving.npz") as z:
                 arrays = {k: z[k] for k in z.files}
-        return cls(path, manifest, inter, models, in_stock, categories, brands, titles, arrays, listed)
+        return cls(
+            path,
+            manifest,
+            inter,
+            models,
+            in_stock,
+            categories,
+            brands,
+            titles,
+            arrays,
+            listed,
+            _load_groups(path),
+        )
 
 
 def load_evaluated_models(bundle: Bundle) -> tuple[dict[str, Recommender], dict[str, str]]:

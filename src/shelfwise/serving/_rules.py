@@ -34,7 +34,7 @@ import logging
 import math
 import os
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -314,28 +314,68 @@ class Rules:
         purchases = purchases or {}
         now_s = now.timestamp()
         excluded = frozenset(exclude)
+        # a catalog of variants (`CatalogView.group_of`: a style's sizes and colours): one product
+        # per group on a list, the best ranked that may be shown; an excluded product's group is
+        # excluded (a similar list's anchor: not its other sizes), a bought product's group is
+        # bought (a dress bought in M: not the S and the L)
+        group_of = _grouping(catalog)
+        excluded_groups = (
+            frozenset(g for g in map(group_of, excluded) if g is not None) if group_of else frozenset()
+        )
+        bought_groups: dict[int, float] = {}
+        if group_of is not None:
+            for b, ts in purchases.items():
+                g = group_of(b)
+                if g is not None and ts > bought_groups.get(g, float("-inf")):
+                    bought_groups[g] = ts
 
         def allowed(p: str) -> bool:
             if excluded and p in excluded:
                 return False
             if not self._may_show(p, catalog, hides):
                 return False
-            if purchases and p in purchases:
+            g = group_of(p) if group_of is not None else None
+            if excluded_groups and g in excluded_groups:
+                return False
+            bought = purchases.get(p) if purchases else None
+            if bought is None and g is not None and bought_groups:
+                bought = bought_groups.get(g)
+            if bought is not None:
                 window = self._repurchase_window(catalog[p][0])
-                if window is None or now_s - purchases[p] < float(window) * 86400:
+                if window is None or now_s - bought < float(window) * 86400:
                     return False
             return True
+
+        def one_per_group(items: Iterable[str], taken_groups: set[int] | None = None) -> list[str]:
+            """The first product of each group in `items` (all of them without groups)."""
+            if group_of is None:
+                return list(items)
+            seen = set() if taken_groups is None else taken_groups
+            out = []
+            for p in items:
+                g = group_of(p)
+                if g is None or g not in seen:
+                    if g is not None:
+                        seen.add(g)
+                    out.append(p)
+            return out
 
         boosts = [r for r in active if r.action in ("boost", "bury")]
         n_pins = sum(1 for r in active if r.action == "pin")
         if boosts or self.max_per_category:
-            kept = [p for p in dict.fromkeys(ranked) if allowed(p)]
+            kept = one_per_group(p for p in dict.fromkeys(ranked) if allowed(p))
         else:  # the common case: stop as soon as the page is full
             kept, taken = [], set()
+            taken_groups: set[int] = set()
             need = k + n_pins
             for p in ranked:
                 if p not in taken and allowed(p):
                     taken.add(p)
+                    g = group_of(p) if group_of is not None else None
+                    if g is not None:
+                        if g in taken_groups:
+                            continue
+                        taken_groups.add(g)
                     kept.append(p)
                     if len(kept) >= need:
                         break
@@ -356,6 +396,7 @@ class Rules:
         # for every search) the one nearer the top places it
         pins: list[ItemRule] = []
         pinned: set[str | None] = set()
+        pinned_groups: set[int] = set()
         for r in sorted((r for r in active if r.action == "pin"), key=lambda r: r.position):
             if (
                 r.product_id
@@ -363,9 +404,20 @@ class Rules:
                 and allowed(r.product_id)
                 and (pin_allowed is None or pin_allowed(r.product_id))
             ):
+                g = group_of(r.product_id) if group_of is not None else None
+                if g is not None and g in pinned_groups:
+                    continue  # (a second pinned variant of a pinned style: one per group)
+                if g is not None:
+                    pinned_groups.add(g)
                 pins.append(r)
                 pinned.add(r.product_id)
-        kept = [p for p in kept if p not in pinned]  # (a pinned product is only at its position)
+        # (a pinned product is only at its position; a pinned variant stands for its group)
+        kept = [
+            p
+            for p in kept
+            if p not in pinned
+            and not (pinned_groups and group_of is not None and group_of(p) in pinned_groups)
+        ]
         within = [r for r in pins if r.position <= k]  # on this list; the others on a later page
         if self.max_per_category:
             kept = self._diversify(kept, k - len(within), catalog)
@@ -415,6 +467,9 @@ class Rules:
         extra = np.setdiff1d(np.array(pinned, np.int64), kept) if pinned else ()
         if len(extra):
             kept = np.concatenate([kept, extra])
+        grouped = catalog.one_per_group(kept, rows)  # (a catalog of variants: counted by style)
+        if grouped is not None:
+            kept = grouped
         return kept if kept is not docs else None
 
     def _may_show(self, p: str, catalog: ItemInfo, hides: Sequence[ItemRule]) -> bool:
@@ -468,6 +523,14 @@ class Rules:
 ItemInfo = Mapping[str, tuple[str, str, bool]]
 
 
+def _grouping(catalog: ItemInfo) -> Callable[[str], int | None] | None:
+    """The catalog's product -> group (style) look-up, where it has groups (`CatalogView`)."""
+    group_of = getattr(catalog, "group_of", None)
+    if group_of is None or getattr(catalog, "_group", None) is None:
+        return None
+    return group_of  # type: ignore[no-any-return]
+
+
 # a catalog delivery that would leave fewer of the bundle's listed products than this share is not
 # followed by served lists (`CatalogView.narrowed`)
 MIN_CATALOG_KEPT = 0.5
@@ -487,6 +550,9 @@ class CatalogView(Mapping[str, tuple[str, str, bool]]):
         self._base = self._listed  # the bundle's own: what `narrowed` narrows
         self._stock_base = self._stock
         self._hidden: dict[tuple[ItemRule, ...], np.ndarray] = {}
+        groups = getattr(bundle, "groups", None)
+        # per item index, its group's code (`Bundle.groups`); None: every product its own group
+        self._group = None if groups is None else np.asarray(groups.codes, np.int64)
 
     def narrowed(
         self,
@@ -572,6 +638,35 @@ class CatalogView(Mapping[str, tuple[str, str, bool]]):
                 self._hidden.clear()
             self._hidden[key] = got
         return got
+
+    def group_of(self, product_id: object) -> int | None:
+        """The group (style) of a product, as a code (None: the catalog has no groups, or the
+        product is not the bundle's)."""
+        if self._group is None:
+            return None
+        i = self._index.get(product_id)  # type: ignore[call-overload]
+        return None if i is None else int(self._group[i])
+
+    def group_rows(self, rows: np.ndarray) -> np.ndarray | None:
+        """Per item index in `rows` (-1: a product the bundle does not have, its own group), the
+        group code; None where the catalog has no groups."""
+        if self._group is None:
+            return None
+        rows = np.asarray(rows, np.int64)
+        n = len(self._group)
+        # (a row the bundle lacks: a code of its own, past every group's)
+        return np.where(rows >= 0, self._group[np.where(rows >= 0, rows, 0)], n + np.arange(len(rows)))
+
+    def one_per_group(self, docs: np.ndarray, rows: np.ndarray) -> np.ndarray | None:
+        """Of a search's matching products `docs` (engine rows; `rows`: per engine row, its item
+        index here), the first of each group: what `total` and the facets count in a catalog of
+        variants (None: no groups, or one product per group already)."""
+        docs = np.asarray(docs, np.int64)
+        codes = self.group_rows(rows[docs])
+        if codes is None:
+            return None
+        _, first = np.unique(codes, return_index=True)
+        return docs[np.sort(first)] if len(first) < len(docs) else None
 
     def _at(self, product_id: object) -> int | None:
         i = self._index.get(product_id)  # type: ignore[call-overload]

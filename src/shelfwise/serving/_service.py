@@ -210,10 +210,15 @@ def search_counts(
     if (
         engine is None
         or (page.get("counted") is None and page.get("count_spec") is None)
-        or rules is NO_RULES
         or not isinstance(snap.info, CatalogView)  # (a test's planted catalog)
     ):
         return page["total"], page["facets"]
+    if rules is NO_RULES:
+        # a catalog of variants counts its groups (styles), one product each, rules or none
+        shown = snap.info.one_per_group(engine.counted_rows(page), snap.search_rows)
+        if shown is None:
+            return page["total"], page["facets"]
+        return len(shown), engine._facets(shown)
     shown = rules.search_counted(
         engine.counted_rows(page),
         engine._index,

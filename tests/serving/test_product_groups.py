@@ -1,0 +1,126 @@
+"""A catalog of size variants under styles (`products.group_id`): every served list holds one
+product per style, a shopper who bought a style gets none of its sizes, a product's similar
+items hold none of its own style, and a search counts styles. Without groups, nothing changes."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from shelfwise import Shop
+from tests.conftest import built_once
+from tests.serving.conftest import Server
+
+FAST = {"tune_budget_s": 0, "search_finetune_budget_s": 0, "search_cross_budget_s": 0, "log": None}
+SIZES = ("S", "M", "L", "XL")
+STYLES = {
+    "A": "Wrap Dress",
+    "B": "Midi Dress",
+    "C": "Linen Dress",
+    "E": "Oxford Shirt",
+    "F": "Denim Jeans",
+}
+
+
+def _write_shop(d: Path, *, groups: bool) -> None:
+    d.mkdir(parents=True)
+    rows = ["product_id,parent_sku,title,category,brand,price,in_stock"]
+    for s, title in STYLES.items():
+        for z in SIZES:
+            rows.append(f"{s}-{z},{s},{title} {z},Clothing,Mira,50,true")
+    rows.append("D,,Leather Belt,Accessories,Oak,20,true")
+    text = "\n".join(rows) + "\n"
+    if not groups:
+        text = (
+            "\n".join(",".join(c for i, c in enumerate(r.split(",")) if i != 1) for r in text.splitlines())
+            + "\n"
+        )
+    (d / "products.csv").write_text(text)
+    rng = random.Random(7)
+    ev = ["user_id,product_id,event_type,timestamp"]
+    t = 1_700_000_000
+    # every shopper views a few sizes of a few styles: A with B and C, E with F and D
+    for u in range(60):
+        pool = ["A", "B", "C"] if u % 2 else ["E", "F", "D"]
+        for _ in range(6):
+            s = rng.choice(pool)
+            p = s if s == "D" else f"{s}-{rng.choice(SIZES)}"
+            t += 60
+            ev.append(f"U{u},{p},{rng.choice(['view', 'view', 'purchase'])},{t}")
+    # the shopper who bought the wrap dress in M (and looked at the midi dress)
+    ev += [f"buyer,A-M,purchase,{t + 60}", f"buyer,B-S,view,{t + 120}"]
+    (d / "events.csv").write_text("\n".join(ev) + "\n")
+
+
+def _train(base: Path, groups: bool) -> None:
+    _write_shop(base / "data", groups=groups)
+    Shop(base / "w").train(base / "data", models=["popularity", "itemknn"], **FAST)
+
+
+@pytest.fixture(scope="module")
+def grouped(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return built_once(tmp_path_factory, "grouped-shop", lambda b: _train(b, True)) / "w"
+
+
+@pytest.fixture(scope="module")
+def ungrouped(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return built_once(tmp_path_factory, "ungrouped-shop", lambda b: _train(b, False)) / "w"
+
+
+def _style(p: str) -> str:
+    return p.split("-")[0]
+
+
+def _ids(items: list) -> list[str]:
+    """Product ids of a served list (HTTP search items carry a title beside the id)."""
+    return [i["product_id"] if isinstance(i, dict) else i for i in items]
+
+
+def _one_per_style(items: list[str]) -> bool:
+    return len({_style(p) for p in items}) == len(items)
+
+
+def test_lists_hold_one_product_per_style(grouped: Path) -> None:
+    shop = Shop(grouped)
+    recs = shop.recommend("buyer", k=10)
+    items = recs["items"]  # type: ignore[index]
+    assert items and _one_per_style(items), items
+    assert not any(_style(p) == "A" for p in items), items  # bought A in M: no A in any size
+    for anchor in ("A-M", "E-S"):
+        sim = shop.similar(anchor, k=10)
+        assert isinstance(sim, list) and sim and _one_per_style(sim), sim
+        assert not any(_style(p) == _style(anchor) for p in sim), sim  # no size of itself
+    page = shop.search("dress", k=10)
+    # one per style: the three dresses first (the semantic neighbours after them)
+    assert _one_per_style(page) and sorted(_style(p) for p in page[:3]) == ["A", "B", "C"], page
+    for u in ("U1", "U2", "someone-new"):
+        got = shop.recommend(u, k=10)["items"]  # type: ignore[index]
+        assert _one_per_style(got), got
+
+
+def test_over_http_lists_and_search_counts_are_by_style(grouped: Path) -> None:
+    server = Server(grouped)
+    try:
+        r = server.client.get("/v1/recommendations/buyer", params={"k": 10}).json()
+        ids = _ids(r["items"])
+        assert ids and _one_per_style(ids), r
+        assert not any(_style(p) == "A" for p in ids), r
+        s = server.client.get("/v1/items/A-M/similar", params={"k": 10}).json()
+        ids = _ids(s["items"])
+        assert ids and _one_per_style(ids) and "A" not in {_style(p) for p in ids}, s
+        q = server.client.get("/v1/search", params={"q": "dress", "k": 10}).json()
+        ids = _ids(q["items"])
+        assert _one_per_style(ids) and sorted(_style(p) for p in ids[:3]) == ["A", "B", "C"], q
+        assert q["total"] == 3, q  # 3 styles, not 12 sizes
+    finally:
+        server.stop()
+
+
+def test_a_catalog_without_groups_lists_every_size(ungrouped: Path) -> None:
+    shop = Shop(ungrouped)
+    page = shop.search("dress", k=20)
+    assert len([p for p in page if _style(p) in ("A", "B", "C")]) == 12, page  # every size, as before
+    sim = shop.similar("A-M", k=20)
+    assert isinstance(sim, list) and any(_style(p) == "A" for p in sim), sim
