@@ -124,3 +124,19 @@ def test_a_catalog_without_groups_lists_every_size(ungrouped: Path) -> None:
     assert len([p for p in page if _style(p) in ("A", "B", "C")]) == 12, page  # every size, as before
     sim = shop.similar("A-M", k=20)
     assert isinstance(sim, list) and any(_style(p) == "A" for p in sim), sim
+
+
+def test_training_reports_group_metrics_beside_the_item_ones(grouped: Path, ungrouped: Path) -> None:
+    """The test fold is also scored by style (a hit on any size of the held-out product's style),
+    stated in the protocol; a catalog without groups reports the item metrics alone."""
+    from shelfwise.models import read_manifest
+    from shelfwise.serving._bundle import current_bundle
+
+    m = read_manifest(current_bundle(grouped))
+    assert m.protocol["groups"] == 6  # A, B, C, E, F and the belt
+    for name, metrics in m.metrics.items():
+        assert "ndcg@10" in metrics and "group_hr@10" in metrics and "group_ndcg@10" in metrics, name
+        assert metrics["group_hr@10"] >= metrics["hr@10"], (name, metrics)
+    plain = read_manifest(current_bundle(ungrouped))
+    assert plain.protocol.get("groups", 0) == 0
+    assert all("group_hr@10" not in metrics for metrics in plain.metrics.values())

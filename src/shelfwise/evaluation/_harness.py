@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..features import Fold, Split
 from ..governance._privacy import ANONYMOUS_PSEUDONYM_PREFIX
@@ -44,6 +45,11 @@ class Protocol:
     # test users that are sessions without a login (pseudonym `a_...`): their held-out step is
     # the next item of one visit, a customer's the next across visits
     anonymous_sessions: int = 0
+    # the catalog's product groups (styles of size/colour variants, `products.group_id`); 0: none.
+    # Where there are groups, `group_hr@10` and `group_ndcg@10` are reported beside the item
+    # metrics: each list collapsed to one product per group (as serving shows it), a hit on any
+    # variant of a held-out product's group
+    groups: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -260,6 +266,7 @@ def evaluate_model(
     seed: int = 0,
     ranked: tuple[np.ndarray, float] | None = None,
     unlisted: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
 ) -> ModelResult:
     """Metrics of one model on a fold; `ranked` = (top ids, seconds) when already computed;
     `unlisted` (a mask over items) marks items serving never shows, left out of every list."""
@@ -290,6 +297,10 @@ def evaluate_model(
         per_user.update(per_user_metrics(ids, fold.targets, k))
     # a fold with no users (a shop with a handful of events) has no value, not a warning
     metrics = {m: float(v.mean()) if len(v) else float("nan") for m, v in per_user.items()}
+    if groups is not None and not sampled and kmax >= 10:
+        by_group = per_user_metrics(*group_lists(ids, fold.targets, groups), 10)
+        metrics["group_hr@10"] = float(by_group["hr@10"].mean()) if len(fold) else float("nan")
+        metrics["group_ndcg@10"] = float(by_group["ndcg@10"].mean()) if len(fold) else float("nan")
     if not sampled:
         for k in (10, 20):
             if k <= kmax:
@@ -345,9 +356,16 @@ def evaluate_all(
     bootstrap_rounds: int = 1000,
     seed: int = 0,
     listed: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
 ) -> tuple[Protocol, list[ModelResult]]:
     """Every model on one fold under one protocol. `listed` (bool per item, None = all): the
-    items serving can show; the others are never ranked (see the module's docstring)."""
+    items serving can show; the others are never ranked (see the module's docstring).
+    `groups` (an int code per item, None = no groups): the catalog's product groups, for the
+    group-level metrics reported beside the item ones (`Protocol.groups`)."""
+    if groups is not None:
+        groups = np.asarray(groups, np.int64)
+        if len(groups) != split.train.n_items or len(np.unique(groups)) == len(groups):
+            groups = None  # (every product its own group: the item metrics say it all)
     f = split.test if fold == "test" else split.validation
     item_counts = split.train.item_counts()
     lengths = split.train.lengths()
@@ -368,6 +386,7 @@ def evaluate_all(
         unlisted_items=n_unlisted,
         repeat_targets=repeat_targets(f),
         anonymous_sessions=int(_anonymous(f).sum()),
+        groups=0 if groups is None or sampled else len(np.unique(groups)),
     )
     ranked = {} if sampled else _rank_jointly(models, f, max(cutoffs), unlisted)
     results = [
@@ -383,10 +402,39 @@ def evaluate_all(
             seed=seed,
             ranked=ranked.get(name),
             unlisted=unlisted,
+            groups=groups,
         )
         for name, m in models.items()
     ]
     return protocol, results
+
+
+def group_lists(
+    ids: np.ndarray, targets: sp.csr_matrix, groups: np.ndarray
+) -> tuple[np.ndarray, sp.csr_matrix]:
+    """Top lists and targets at group level: each list's items as their groups, a group's
+    later items dropped and the rest moved up (serving shows one product per group), padded
+    with -1; each user's targets as the groups they belong to."""
+    out = np.full(ids.shape, -1, np.int64)
+    for r, row in enumerate(ids):
+        seen: set[int] = set()
+        j = 0
+        for i in row:
+            if i < 0:
+                continue
+            g = int(groups[i])
+            if g not in seen:
+                seen.add(g)
+                out[r, j] = g
+                j += 1
+    t = targets.tocoo()
+    n_groups = int(groups.max()) + 1 if len(groups) else 0
+    by_group = sp.csr_matrix(
+        (np.ones(len(t.row), np.float32), (t.row, groups[t.col])), shape=(targets.shape[0], n_groups)
+    )
+    by_group.sum_duplicates()
+    by_group.data[:] = 1.0  # (two targets of one group: one positive)
+    return out, by_group
 
 
 def _sampled_label(sampled: int, available: int, n_unlisted: int) -> str:

@@ -33,6 +33,7 @@ seen items excluded: {{ p.exclude_seen }}; {{ "{:,}".format(p.users) }} users, {
 {% if p.repeat_targets is defined and p.users %}{{ "{:,}".format(p.repeat_targets) }} of the users ({{ "%.1f"|format(100 * p.repeat_targets / p.users) }}%) have a target already in their history:
 seen items being excluded, no model can hit it{% if p.split == "leave_last_out" %} (HR@k at most {{ "%.4f"|format(1 - p.repeat_targets / p.users) }}){% endif %};
 {% endif %}{% if p.anonymous_sessions %}{{ "{:,}".format(p.anonymous_sessions) }} of the users are sessions without a login: their held-out step is the next item of one visit, a customer's the next across visits (segments <code>anonymous_sessions</code> and <code>customers</code>);
+{% endif %}{% if p.groups %}the catalog groups its products into {{ "{:,}".format(p.groups) }} styles (<code>group_id</code>): <code>group_hr@10</code> and <code>group_ndcg@10</code>, beside the item metrics, collapse each list to one product per group as serving does and count a hit on any variant of a held-out product's group;
 {% endif %}metrics at k = {{ p.cutoffs|join(", ") }}; 95% intervals from {{ p.bootstrap_rounds }} bootstrap resamples of users.</div>
 {% if r.get("skipped") %}<h2>Skipped</h2>
 <table id="skipped"><thead><tr><th>model or stage</th><th>why</th></tr></thead><tbody>

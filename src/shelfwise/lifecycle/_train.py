@@ -591,6 +591,7 @@ def _train(
                 bootstrap_rounds=settings.bootstrap_rounds,
                 seed=settings.seed,
                 listed=catalog.listed,
+                groups=group_codes(catalog.groups),
             )
     else:
         protocol, results = evaluate_all({}, split)  # the protocol, stated; nobody to score
@@ -1465,7 +1466,13 @@ def evaluate_workdir(
             "the test targets (it predates evaluated fits); retrain to evaluate"
         )
     protocol, results = evaluate_all(
-        chosen, split, sampled=sampled, bootstrap_rounds=bootstrap_rounds, seed=seed, listed=bundle.listed
+        chosen,
+        split,
+        sampled=sampled,
+        bootstrap_rounds=bootstrap_rounds,
+        seed=seed,
+        listed=bundle.listed,
+        groups=None if bundle.groups is None else np.asarray(bundle.groups.codes, np.int64),
     )
     report = {
         "bundle": str(bundle.path),
@@ -1617,3 +1624,10 @@ def _nothing_to_evaluate(bundle: Any) -> dict[str, Any] | None:
         "nothing_to_evaluate": reason,
         "skipped": bundle.manifest.get("skipped", []),
     }
+
+
+def group_codes(groups: list[str]) -> np.ndarray | None:
+    """An int code per item of the catalog's groups (`Catalog.groups`); None where it has none."""
+    if not groups:
+        return None
+    return np.unique(np.asarray(groups, dtype=object), return_inverse=True)[1].astype(np.int64)
