@@ -194,3 +194,27 @@ def test_two_variants_of_one_product_in_an_order_are_two_lines_and_a_whole_row_r
     assert "field(s) where the header has" in detail and "packed Product Details" not in detail, detail
     again = Ingestor(work, mode="append").run(_shop(tmp_path, orders)).tables["events"]
     assert (again.rows_curated, again.rows_total) == (0, 2)
+
+
+def test_an_order_packing_a_thousand_products_is_read_whole_beside_its_neighbours(tmp_path: Path) -> None:
+    """An order of 1,000 packed products stopped the whole file with a SourceError (its lines
+    were numbered row * 1000 + k): every valid order of the file was lost. The numbering scales
+    to the largest order, and a line's quarantine still names its row and its product's place."""
+    big = _details(*[("77", 1, "Chair", 10.0)] * 1000 + [("81", 1, "Lamp", 20.0)])
+    orders = (
+        "Order ID,Customer ID,Customer Email,Order Date,Order Status,Product Details\n"
+        f'5000,1000,allen@example.com,01/10/2017 11:56,Shipped,"{_details(("80", 1, "Desk", 50.0))}"\n'
+        f'5001,1001,adam@example.com,02/10/2017 11:56,Shipped,"{big}'
+        ' | Product Qty: 1, Product Name: Mystery"\n'
+        f'5002,1000,allen@example.com,03/10/2017 11:56,Shipped,"{_details(("81", 2, "Lamp", 20.0))}"\n'
+    )
+    work = tmp_path / "w"
+    ev = Ingestor(work).run(_shop(tmp_path, orders)).tables["events"]
+    assert (ev.rows_in, ev.rows_curated, ev.reasons) == (1004, 1003, {"malformed_row": 1})
+    got = curated_rows(work, "SELECT session_id, count(*) FROM curated.events GROUP BY 1 ORDER BY 1")
+    assert got == [("5000", 1), ("5001", 1001), ("5002", 1)]
+    ((name, line, detail),) = curated_rows(
+        work, "SELECT source_file, source_line, detail FROM quarantine.rows"
+    )
+    assert (Path(name).name, line) == ("orders-2017-12-19.csv", 3)
+    assert "product 1002 of the row's packed Product Details" in detail, detail

@@ -28,7 +28,7 @@ from typing import Any, cast
 
 from ..errors import SourceError
 from ..storage import StagedFile, Warehouse, stage_file
-from ..storage._sources import JSON_DELIMITER, LINE_COLUMN, PART_LINES
+from ..storage._sources import JSON_DELIMITER, LINE_COLUMN, MAX_QUOTED_BYTES, PART_LINES
 from ._compile import DUCKDB, GUEST_USER_IDS, decimal_comma_counts, lit, number_expr, q, timestamp_expr
 from ._contracts import PRODUCTS, TableContract
 from ._load_rows import decide_decimal_mark, known_decimal_mark, slash_date_counts
@@ -576,10 +576,14 @@ def _day_first(sql: Callable[[str], Any], rel: str, ts: str) -> bool:
 # `Product ID: 77, Product Qty: 2, Product SKU: ABC-1, Product Name: Chair, ..., Product Total
 # Price: 20.00 | Product ID: 80, ...`. Read as one order line per product: the order's columns
 # and the product's fields (`Product ID`, `Product Qty`, ...: the events contract reads them by
-# their aliases). Each line is numbered `row line * PACKED_LINES + k` (the row's k-th product);
-# quarantine names the row's line and k (`_load_publish.account`).
+# their aliases). Each line is numbered `row line * scale + k` (the row's k-th product), the
+# scale PACKED_LINES unless an order packs that many products or more (`_packed_scale`: the next
+# power of ten); quarantine names the row's line and k (`_load_publish.account`).
 PACKED_KEYS = ("productdetails",)
 PACKED_LINES = 1000
+# a packed cell of a large order (about 180 bytes a product) passes the csv module's default
+# field limit (128 KiB: an order of ~700 products): raised to what staging keeps in one field
+csv.field_size_limit(max(csv.field_size_limit(), MAX_QUOTED_BYTES))
 PACKED_FIELDS = (
     "Product ID",
     "Product Qty",
@@ -645,6 +649,22 @@ def _looks_packed(staged: StagedFile, at: int, rows: int = 100) -> bool:
     return seen > 0 and packed * 2 > seen
 
 
+def _packed_scale(staged: StagedFile, at: int) -> int:
+    """The line scale of an unpacked orders export: PACKED_LINES, or the power of ten above the
+    most products one order's cell packs (a large order is read whole, never a reason to stop
+    the file): the file's order lines keep PACKED_LINES' numbers unless one order needs more."""
+    assert staged.staged is not None
+    most = 0
+    with open(staged.staged, encoding="utf-8-sig", newline="") as src:
+        reader = csv.reader(src, delimiter=staged.delimiter)
+        next(reader, None)
+        for row in reader:
+            cell = row[at + 1 if staged.numbered else at] if len(row) > at + staged.numbered else ""
+            if "|" in cell:  # (an upper bound of its parts: an empty part is skipped)
+                most = max(most, len(_PACKED_PART.findall(cell)) + 1)
+    return max(PACKED_LINES, 10 ** len(str(most)))
+
+
 def unpack_orders(staged: StagedFile, staged_dir: Path) -> tuple[StagedFile, str | None]:
     """`staged` as one record per packed product (a new numbered staged copy) when it is a CSV
     file whose header has a packed `Product Details` column and no `Product ID` of its own, and a
@@ -670,6 +690,7 @@ def unpack_orders(staged: StagedFile, staged_dir: Path) -> tuple[StagedFile, str
     out_header = [LINE_COLUMN, *kept, *PACKED_FIELDS, *ids]
     staged_dir.mkdir(parents=True, exist_ok=True)
     target = staged_dir / (staged.source.name.removesuffix(".gz") + ".unpacked.staged")
+    scale = _packed_scale(staged, at)
     info = StagedFile(
         source=staged.source,
         staged=target,
@@ -684,10 +705,10 @@ def unpack_orders(staged: StagedFile, staged_dir: Path) -> tuple[StagedFile, str
         transcoded_lines=staged.transcoded_lines,
         nul_bytes=staged.nul_bytes,
         notes=list(staged.notes),
-        line_scale=PACKED_LINES,
+        line_scale=scale,
     )
     # (lines staging rejected itself keep their numbers, scaled: one record of their line)
-    info.bad_lines = [(line * PACKED_LINES, text, why) for line, text, why in staged.bad_lines]
+    info.bad_lines = [(line * scale, text, why) for line, text, why in staged.bad_lines]
     orders = lines = 0
     unreadable_orders = 0
     rejected = len(info.bad_lines)  # (rows not read as an order: the unreadable parts are the rest)
@@ -707,7 +728,7 @@ def unpack_orders(staged: StagedFile, staged_dir: Path) -> tuple[StagedFile, str
             if len(row) != len(header):  # (the events load's reader would reject it: so does this)
                 text = staged.delimiter.join(row)
                 info.bad_lines.append(  # (the whole row: its place 0, no product named)
-                    (line * PACKED_LINES, text, f"{len(row)} field(s) where the header has {len(header)}")
+                    (line * scale, text, f"{len(row)} field(s) where the header has {len(header)}")
                 )
                 rejected += 1
                 continue
@@ -717,7 +738,7 @@ def unpack_orders(staged: StagedFile, staged_dir: Path) -> tuple[StagedFile, str
             if not parts:
                 info.bad_lines.append(
                     (
-                        line * PACKED_LINES,
+                        line * scale,
                         staged.delimiter.join(row),
                         f"{packed}: no product in the order's cell",
                     )
@@ -726,14 +747,8 @@ def unpack_orders(staged: StagedFile, staged_dir: Path) -> tuple[StagedFile, str
                 continue
             seen = Counter((f or {}).get("Product ID", "").strip() for f, _, _ in parts if f is not None)
             for k, (fields, text, why) in enumerate(parts, start=1):
-                if k >= PACKED_LINES:
-                    raise SourceError(
-                        str(staged.source),
-                        line,
-                        f"{packed}: more than {PACKED_LINES - 1} products packed in one order's cell",
-                    )
                 if fields is None:
-                    info.bad_lines.append((line * PACKED_LINES + k, text, why))
+                    info.bad_lines.append((line * scale + k, text, why))
                     continue
                 event = []
                 if with_ids:
@@ -741,7 +756,7 @@ def unpack_orders(staged: StagedFile, staged_dir: Path) -> tuple[StagedFile, str
                     twice = seen[fields.get("Product ID", "").strip()] > 1
                     event = [f"{base[order_at].strip()}#{k}" if twice and base[order_at].strip() else ""]
                 writer.writerow(
-                    [line * PACKED_LINES + k, *base, *(fields.get(f, "") for f in PACKED_FIELDS), *event]
+                    [line * scale + k, *base, *(fields.get(f, "") for f in PACKED_FIELDS), *event]
                 )
                 lines += 1
     info.records = lines
