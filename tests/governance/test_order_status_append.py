@@ -137,3 +137,22 @@ def test_an_order_id_written_as_a_float_is_taken_out_too_and_an_erasure_takes_th
     assert curated_rows(w, taken) == [(1,)]
     erase_user(w, "u1")
     assert curated_rows(w, taken) == [(0,)]
+
+
+def test_a_line_taken_out_by_a_folder_delivery_names_the_file_and_row(tmp_path: Path) -> None:
+    """A delivery read from a folder of files numbers its lines part * 10**10 + line: the
+    superseded purchase's detail named that internal number (`line 20000000003`), not the file
+    and row a person can open."""
+    w = tmp_path / "w"
+    Ingestor(w).run(_day(tmp_path, "day1", DAY1))
+    day2 = tmp_path / "day2"
+    (day2 / "orders").mkdir(parents=True)
+    (day2 / "shelfwise.toml").write_text(MAP, encoding="utf-8")
+    (day2 / "orders" / "part-1.csv").write_text(HEADER + "A5,u5,P2,2024-03-02 09:00,completed,60\n")
+    (day2 / "orders" / "part-2.csv").write_text(
+        HEADER + "A2,u2,P1,2024-03-01 11:00,completed,30\nA3,u3,P2,2024-03-01 12:00,cancelled,40\n"
+    )
+    ev = Ingestor(w, mode="append").run(day2).tables["events"]
+    assert ev.rows_retracted == 1
+    ((detail,),) = curated_rows(w, "SELECT detail FROM quarantine.rows WHERE status = 'superseded'")
+    assert f"said by {day2 / 'orders' / 'part-2.csv'} line 3 " in detail, detail

@@ -102,9 +102,16 @@ def retract_orders(st: LoadState) -> str | None:
     holder = f"events v{version.version}" if version else "events"
     cols = [r[0] for r in wh.sql("DESCRIBE curated.events").fetchall()]
     raw = "json_object(" + ", ".join(f"{lit(c)}, e.{q(c)}" for c in cols) + ")"
-    said = lit(f"; said by {st.src} line ")
     scale = st.staged.line_scale  # (a packed order's product: its row's line, `_orderlines`)
     line = f"(o.line // {scale})" if scale > 1 else "o.line"
+    if st.staged.source.is_dir():  # a folder's lines are part * PART_LINES + line: its file and row
+        from ..storage._sources import PART_LINES
+
+        parts = "[" + ", ".join(lit(str(p)) for p in st.staged.parts) + "]"
+        said = lit("; said by ")
+        line = f"{parts}[{line} // {PART_LINES} + 1] || ' line ' || CAST({line} % {PART_LINES} AS VARCHAR)"
+    else:
+        said = lit(f"; said by {st.src} line ")
     by = lit(
         f" (run {st.run_id}): its purchase line curated by an earlier load ({holder}) is taken out of "
         "the curated events, the order's latest status wins"
