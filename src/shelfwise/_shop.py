@@ -1267,11 +1267,61 @@ class Shop:
 
             return read_lineage(self.workdir)
 
+    def recover_audit(self) -> dict[str, Any]:
+        """Write the audit entry of each ingest run the warehouse records as committed that the
+        trail lacks (a process killed right after its commit, an audit folder it could not
+        write), marked `recovered`, as the next `ingest` does; reading the trail (`audit`,
+        `verify_audit`) does it first. Returns `recovered` (run ids) and `pending`: None, or why
+        such runs could not be looked for or written now (the warehouse held by a writer, the
+        audit folder not writable, a log that fails its check: never written to)."""
+        with self._acting("audit.read"):
+            return self._recover_audit()
+
+    def _recover_audit(self) -> dict[str, Any]:
+        import duckdb
+
+        from .governance import AuditLog
+        from .governance._ingest import recover_unaudited
+        from .storage import read_only
+
+        done: dict[str, Any] = {"recovered": [], "pending": None}
+        log = AuditLog(self.workdir)
+        if not (self.workdir / "warehouse.duckdb").exists() or not log.path.exists():
+            return done
+
+        class _Sql:  # (`recover_unaudited` reads through a warehouse's `sql`)
+            def __init__(self, con: Any) -> None:
+                self.con = con
+
+            def sql(self, query: str, params: list[Any] | None = None) -> Any:
+                return self.con.execute(query, params or [])
+
+        try:
+            with read_only(self.workdir) as (con, _):
+                has = con.execute(
+                    "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'meta' "
+                    "AND table_name = 'runs'"
+                ).fetchone()
+                if not has or not has[0]:
+                    return done
+                if not log.verify().ok:  # (a log that fails its check is evidence: not written to)
+                    done["pending"] = "the audit log fails its check: no missing entry written to it"
+                    return done
+                done["recovered"] = recover_unaudited(self.workdir, cast(Any, _Sql(con)))
+        except (duckdb.Error, OSError) as exc:
+            done["pending"] = (
+                "committed ingest runs without an audit entry could not be looked for or written now "
+                f"({str(exc).splitlines()[0][:200]}); the next `shelfwise audit` or `shelfwise ingest` does it"
+            )
+        return done
+
     def audit(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """The audit trail's entries, oldest first (`limit`: only the newest that many)."""
+        """The audit trail's entries, oldest first (`limit`: only the newest that many); an
+        ingest run committed without its entry gets it first (`recover_audit`)."""
         with self._acting("audit.read"):
             from .governance import AuditLog
 
+            self._recover_audit()
             if limit is not None:
                 limit = whole_number(limit, "limit", "the number of newest entries (None: all)", minimum=1)
             entries = AuditLog(self.workdir).entries()
@@ -1285,6 +1335,7 @@ class Shop:
         with self._acting("audit.read"):
             from .governance import AuditLog
 
+            self._recover_audit()  # (a committed run's missing entry is no gap: written first)
             return AuditLog(self.workdir).verify(anchor)
 
     def audit_head(self) -> dict[str, Any] | None:

@@ -181,3 +181,68 @@ def test_an_ingest_refused_as_busy_names_the_other_ingest_and_leaves_no_lineage_
     assert f"PID {holder.pid}" in proc.stderr and "shelfwise ingest" in proc.stderr
     assert "serve" not in proc.stderr
     assert _lineage(work) == before
+
+
+def test_reading_the_audit_trail_recovers_a_run_killed_right_after_its_commit(tmp_path):
+    """Only the next `ingest` wrote a killed run's missing entry: `shelfwise audit` listed the
+    trail without the published delivery and said nothing of it."""
+    d1, d2 = _days(tmp_path)
+    work = tmp_path / "w"
+    Ingestor(work).run(d1)
+    patch = (
+        "import os, signal\n"
+        "from shelfwise.governance._audit import AuditLog\n"
+        "append = AuditLog.append\n"
+        "def die(self, action, **kw):\n"
+        "    if action == 'ingest':\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return append(self, action, **kw)\n"
+        "AuditLog.append = die\n"
+    )
+    assert _run(patch, "ingest", "--data", str(d2), "-w", str(work), "--append").returncode == -9
+    killed = [r for s, r in _lineage(work) if s == "START"][-1]
+    proc = _run("", "audit", "-w", str(work), "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["recovered"] == [killed] and out["verification"]["ok"]
+    assert "marked recovered" in proc.stderr and killed in proc.stderr
+    rec = [e for e in out["entries"] if e["action"] == "ingest" and e["details"].get("run_id") == killed]
+    assert len(rec) == 1 and rec[0]["details"]["recovered"] is True
+    assert ("COMPLETE", killed) in _lineage(work)
+    # read again: nothing more to recover, the entry is not written twice
+    again = json.loads(_run("", "audit", "-w", str(work), "--json").stdout)
+    assert again["recovered"] == [] and len(_ingest_entries(work)) == 2
+
+
+def test_train_with_data_exits_5_when_a_record_after_the_ingest_commit_fails(tmp_path):
+    """`train --data` ingested, the lineage COMPLETE event could not be written, and it exited 0:
+    the one-line `published, but ...` and exit 5 of `ingest` were missing."""
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "products.csv").write_text("product_id,title\n" + "".join(f"p{i},Item {i}\n" for i in range(8)))
+    (data / "events.csv").write_text(
+        HEADER
+        + "".join(
+            f"u{u},p{(u + k) % 8},{'purchase' if k % 3 == 0 else 'view'},2024-03-{1 + k:02d}T10:{u:02d}:00\n"
+            for u in range(20)
+            for k in range(6)
+        )
+    )
+    patch = (
+        "from shelfwise.governance._lineage import LineageRun\n"
+        "complete = LineageRun.complete\n"
+        "def refuse(self, outputs):\n"
+        "    if self.job_name == 'shelfwise.ingest':\n"
+        "        raise RuntimeError(f'Log file {self._path} is not writeable')\n"
+        "    return complete(self, outputs)\n"
+        "LineageRun.complete = refuse\n"
+    )
+    work = tmp_path / "w"
+    proc = _run(
+        patch, "train", "--data", str(data), "-w", str(work), "--models", "popularity", "--no-fusion",
+        "--tune-trials", "1", "--finetune-steps", "0", "--cross-encoder-steps", "0",
+    )  # fmt: skip
+    assert proc.returncode == 5, proc.stderr[-3000:]
+    said = [line for line in proc.stderr.splitlines() if line.startswith("published, but")]
+    assert len(said) == 1 and "lineage COMPLETE event" in said[0], proc.stderr[-3000:]
+    assert curated_rows(work, "SELECT count(*) FROM curated.events") == [(120,)]

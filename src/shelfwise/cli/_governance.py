@@ -36,12 +36,31 @@ def audit(
             raise ShelfwiseError(f"--anchor {anchor!r}: SEQ:HASH, as `shelfwise audit` prints the head")
         anchored = (int(seq), want.strip())
     sh = shop(workdir)
+    # an ingest run committed without its audit entry (killed right after its commit) gets it now
+    recovery = sh.recover_audit()
+    if recovery["recovered"]:
+        typer.echo(
+            f"audit: {len(recovery['recovered'])} published ingest run(s) had no audit entry (the process "
+            f"ended, or the audit folder was not writable, after the commit): written now, marked recovered "
+            f"({', '.join(recovery['recovered'])})",
+            err=True,
+        )
+    if recovery["pending"]:
+        typer.echo(f"audit: {recovery['pending']}", err=True)
     check = sh.verify_audit(anchored)
     entries = sh.audit()
     head = sh.audit_head()
     path = workdir / AUDIT_FILE
     if as_json:
-        print_json({"verification": check.as_dict(), "head": head, "entries": entries[-limit:]})
+        print_json(
+            {
+                "verification": check.as_dict(),
+                "head": head,
+                "entries": entries[-limit:],
+                "recovered": recovery["recovered"],
+                "recovery_pending": recovery["pending"],
+            }
+        )
     else:
         for e in entries[-limit:]:
             if "unparseable" in e:

@@ -195,6 +195,13 @@ def train(
     else:
         typer.echo(f"bundle: {result.bundle} (default model: {result.default_model})")
         typer.echo(f"evaluation report: {result.report_html}")
+    # the delivery was published, but a record after its commit could not be written: exit 5,
+    # each said in one line, as `shelfwise ingest` does
+    unrecorded = (result.ingest or {}).get("unrecorded") or []
+    if unrecorded:
+        for line in unrecorded:
+            typer.echo(line, err=True)
+        raise typer.Exit(5)
 
 
 @app.command()
