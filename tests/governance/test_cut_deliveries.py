@@ -84,3 +84,46 @@ def test_a_last_line_without_newline_that_is_complete_is_loaded_as_it_is(tmp_pat
     rep = Ingestor(work).run(d)
     assert rep.tables["events"].rows_curated == 5 and rep.tables["events"].rows_quarantined == 0
     assert any(f"{d / 'events.csv'}:6:" in w for w in rep.warnings)
+
+
+def test_a_gzip_file_cut_in_its_last_value_warns_and_the_complete_line_replaces_the_row(tmp_path):
+    """A .csv.gz file was never judged (its compressed bytes end as they end): its cut last line
+    was loaded without a word, and the complete file sent later added a second purchase."""
+    import gzip
+
+    work = tmp_path / "w"
+    Ingestor(work, mode="append").run(_write(tmp_path / "day1", "\n".join(DAY1) + "\n", products=True))
+    full = "\n".join(DAY2) + "\n"
+    days = []
+    for name, text in (("cut", full[: full.index("84.99") + 2]), ("full", full)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "events.csv.gz").write_bytes(gzip.compress((HEADER + text).encode()))
+        days.append(tmp_path / name)
+    report = Ingestor(work, mode="append").run(days[0])
+    warned = [w for w in report.warnings if "without a final newline" in w]
+    assert len(warned) == 1 and f"{days[0] / 'events.csv.gz'}:4:" in warned[0], report.warnings
+    ev = Ingestor(work, mode="append").run(days[1]).tables["events"]
+    assert (ev.rows_inserted, ev.rows_updated, ev.rows_total) == (0, 1, 8)
+    assert curated_rows(work, "SELECT value FROM curated.events WHERE event_type = 'purchase'") == [(84.99,)]
+
+
+def test_each_part_of_a_folder_delivery_is_judged_and_names_its_file_and_line(tmp_path):
+    """A folder of parts was never judged: a part cut in its last value was loaded without a
+    word. Each part is judged; the warning names the part and its line, and the complete
+    folder sent later replaces the cut row."""
+    work = tmp_path / "w"
+    Ingestor(work, mode="append").run(_write(tmp_path / "day1", "\n".join(DAY1) + "\n", products=True))
+    full = "\n".join(DAY2) + "\n"
+    days = []
+    for name, text in (("cut", full[: full.index("84.99") + 2]), ("full", full)):
+        parts = tmp_path / name / "events"
+        parts.mkdir(parents=True)
+        (parts / "part-0.csv").write_text(HEADER + "u4,p1,view,2024-03-02T08:00:00,,\n")
+        (parts / "part-1.csv").write_text(HEADER + text)
+        days.append(tmp_path / name)
+    report = Ingestor(work, mode="append").run(days[0])
+    warned = [w for w in report.warnings if "without a final newline" in w]
+    assert len(warned) == 1 and f"{days[0] / 'events' / 'part-1.csv'}:4:" in warned[0], report.warnings
+    ev = Ingestor(work, mode="append").run(days[1]).tables["events"]
+    assert (ev.rows_inserted, ev.rows_updated, ev.rows_total) == (0, 1, 9)
+    assert curated_rows(work, "SELECT value FROM curated.events WHERE event_type = 'purchase'") == [(84.99,)]

@@ -92,33 +92,53 @@ def note_unterminated(st: LoadState) -> None:
     last line may be a partial row (a review's text or a purchase's value cut short, which still
     reads as a valid row). Many exports simply lack the final newline, so the row is loaded, but
     the load says so in its warnings, naming the file and line, and remembers the line
-    (`st.cut_line`, recorded in `meta.cut_lines` by `store_raw`): when a later delivery brings the
-    complete line, it replaces this one (`find_completions`) instead of adding a second event."""
+    (`st.cut_lines`, recorded in `meta.cut_lines` by `store_raw`): when a later delivery brings the
+    complete line, it replaces this one (`find_completions`) instead of adding a second event.
+    A compressed file is judged by its decompressed text, a folder's parts each (staging tells:
+    `StagedFile.unterminated`)."""
     staged = st.staged
-    if staged.format not in {"csv", "jsonl"} or staged.source.is_dir():
+    if staged.format not in {"csv", "jsonl"}:
         return
-    if not _ends_without_newline(staged.source):
+    if staged.numbered:
+        cut_parts = sorted(set(staged.unterminated))
+    else:  # (a plain CSV read in place: its own last bytes)
+        cut_parts = [0] if _ends_without_newline(staged.source) else []
+    if not cut_parts:
         return
-    row = st.wh.sql(f"SELECT max(_source_line) FROM {st.target} WHERE _load = {int(st.load_id)}").fetchone()
-    read = int(row[0]) if row and row[0] is not None else None
+    scale = max(staged.line_scale, 1)  # (a packed order's product: its row's line * scale + k)
+    span = PART_LINES * scale
+    rows = st.wh.sql(
+        f"SELECT _source_line // {span}, max(_source_line) FROM {st.target} WHERE _load = {int(st.load_id)} "
+        "AND _source_line IS NOT NULL GROUP BY 1"
+    ).fetchall()
+    read_in = {int(k): int(n) for k, n in rows}
     rejected = [int(n) for n, _, _ in staged.bad_lines if n is not None] + st.rejected_lines
-    last = max([n for n in [read, *rejected] if n is not None], default=None)
-    if last is None:
-        return
     cut_column = None
     if staged.format == "csv" and st.header:
         final = st.header[-1]
         cut_column = next((c for c, h in st.mapping.items() if h == final), None)
         if cut_column is None and final in st.extra_kept:
             cut_column = f"x_{safe(final)}"
-    if read is not None and last == read:  # (a rejected last line is quarantined as it is)
-        st.cut_line, st.cut_column = last, cut_column
-    st.warn(
-        f"{st.src}:{last}: the file ends without a final newline, so its last line may have been "
-        "cut off in transit (a value or text cut short still reads as a valid row); it was loaded "
-        "as it is - if the file was cut, deliver it again complete: the complete line replaces "
-        "this one (counted updated), it is not added as a second event"
-    )
+    for k in cut_parts:
+        read = read_in.get(k)
+        last = max([n for n in [read, *rejected] if n is not None and n // span == k], default=None)
+        if last is None:
+            continue
+        if read is not None and last == read:  # (a rejected last line is quarantined as it is)
+            st.cut_lines.append(last)
+            st.cut_column = cut_column
+        row = (last // scale) % PART_LINES
+        where = (
+            f"{staged.parts[k]}:{row}"
+            if staged.source.is_dir() and k < len(staged.parts)
+            else f"{st.src}:{row}"
+        )
+        st.warn(
+            f"{where}: the file ends without a final newline, so its last line may have been "
+            "cut off in transit (a value or text cut short still reads as a valid row); it was loaded "
+            "as it is - if the file was cut, deliver it again complete: the complete line replaces "
+            "this one (counted updated), it is not added as a second event"
+        )
 
 
 def find_completions(st: LoadState) -> None:
@@ -207,7 +227,7 @@ def store_raw(st: LoadState) -> None:
         [st.load_id, st.run_id, st.name, str(st.src), st.staged.sha256],
     )
     wh.sql(f"INSERT INTO {raw_table} BY NAME SELECT * FROM {st.target}")
-    if st.cut_line is not None or st.completions:
+    if st.cut_lines or st.completions:
         wh.sql(
             f"CREATE TABLE IF NOT EXISTS {CUT_LINES} (load_id INTEGER, table_name VARCHAR, "
             "source_line BIGINT, last_column VARCHAR)"
@@ -217,11 +237,8 @@ def store_raw(st: LoadState) -> None:
             f"DELETE FROM {CUT_LINES} WHERE load_id = ? AND table_name = ? AND source_line = ?",
             [load_id, st.name, line],
         )
-    if st.cut_line is not None:
-        wh.sql(
-            f"INSERT INTO {CUT_LINES} VALUES (?, ?, ?, ?)",
-            [st.load_id, st.name, st.cut_line, st.cut_column],
-        )
+    for line in st.cut_lines:
+        wh.sql(f"INSERT INTO {CUT_LINES} VALUES (?, ?, ?, ?)", [st.load_id, st.name, line, st.cut_column])
 
 
 def _temp_exists(st: LoadState, name: str) -> bool:

@@ -125,9 +125,9 @@ class LoadState:
     # reads and checks every table's file first): quarantined lines, remembered date orders and
     # decimal marks, applied in order inside it (`apply_deferred`), never when the run fails
     deferred: list[Callable[[], None]] = field(default_factory=list)
-    # the file ends without a final newline (`_load_raw.note_unterminated`): its last line, and
-    # the column its last field is read into (None: a column the load does not keep)
-    cut_line: int | None = None
+    # the file (a folder's parts: each) ends without a final newline (`_load_raw.note_unterminated`):
+    # its last line, and the column its last field is read into (None: a column the load does not keep)
+    cut_lines: list[int] = field(default_factory=list)
     cut_column: str | None = None
     # this load's lines that complete an earlier load's cut last line (`_load_raw.find_completions`):
     # (line, earlier load, its line, the cut column); the complete row replaces the cut one

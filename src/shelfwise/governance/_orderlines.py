@@ -546,6 +546,7 @@ def _write(
         size_bytes=staged.size_bytes,
         records=int(row[0]) if row else 0,
         line_scale=staged.line_scale,  # (a packed order's product: its row's line, and its place)
+        unterminated=list(staged.unterminated),
     )
 
 
@@ -706,6 +707,7 @@ def unpack_orders(staged: StagedFile, staged_dir: Path) -> tuple[StagedFile, str
         nul_bytes=staged.nul_bytes,
         notes=list(staged.notes),
         line_scale=scale,
+        unterminated=list(staged.unterminated),
     )
     # (lines staging rejected itself keep their numbers, scaled: one record of their line)
     info.bad_lines = [(line * scale, text, why) for line, text, why in staged.bad_lines]

@@ -73,6 +73,10 @@ class StagedFile:
     # >1: a record is line * line_scale + k, the k-th of the records read from one line (an order's
     # products packed in one cell, BigCommerce's `Product Details`); quarantine names line and k
     line_scale: int = 1
+    # the parts (their index in `parts`) whose text ends without a final newline, as decompressed
+    # and decoded (a .csv.gz file's, a folder part's): their last line may have been cut off
+    # (`_load_raw.note_unterminated`); a plain CSV read in place (`numbered` False) is judged there
+    unterminated: list[int] = field(default_factory=list)
 
 
 def _same_name(entry: Path, stem: str) -> str | None:
@@ -730,7 +734,9 @@ def _stage_stream(
     else:
         records = _Records(info, JSON_DELIMITER.encode(), quoted=False, line_no=line_base)
     sep = records.sep[0] if records.quoted else None
+    ended = True  # (no line after the header: nothing that could be cut)
     for raw_block in _blocks(stream, carry):
+        ended = raw_block.rstrip(b"\x00").endswith((b"\n", b"\r"))
         block = _clean_block(raw_block, info)
         lines = block.split(b"\n")
         if block.endswith(b"\n"):
@@ -744,6 +750,8 @@ def _stage_stream(
         records.flush(dst)
     records.finish()
     records.flush(dst)
+    if not ended:
+        info.unterminated.append(line_base // PART_LINES)
     if info.nul_bytes > nul_before:
         notes.append(f"{info.nul_bytes - nul_before} NUL byte(s) removed")
     if records.stray_crs:
