@@ -111,6 +111,14 @@ def train(
             "pipeline's, 100).",
         ),
     ] = None,
+    search_language: Annotated[
+        str | None,
+        typer.Option(
+            help="Search: the catalog's language for keyword search (stemming, stopwords, accents, "
+            "German compounds): auto, english, german, french, spanish, italian, dutch (or en, de, "
+            "fr, es, it, nl); default auto, detected from the catalog's text.",
+        ),
+    ] = None,
     finetune_steps: Annotated[
         int, typer.Option(min=0, help="Budget for fine-tuning MiniLM on search judgments, steps (0: off).")
     ] = 400,
@@ -164,6 +172,7 @@ def train(
         sasrec_refresh_epochs=sasrec_refresh_epochs,
         fusion=not no_fusion,
         search_candidates=search_candidates or TrainSettings.search_candidates,
+        search_language=_search_language(search_language),
         search_finetune_steps=finetune_steps,
         search_finetune_budget_s=finetune_seconds,
         search_cross_steps=cross_encoder_steps,
@@ -303,3 +312,13 @@ def _say_search(report: dict[str, Any]) -> None:
             f"({sq['protocol']}; candidates: {sq['candidates']}): NDCG@10 hybrid "
             f"{nd.get('hybrid') or 0:.4f}, reranked {nd.get('reranked') or 0:.4f}, ranker kept: {sq['ranker_kept']}"
         )
+
+
+def _search_language(value: str | None) -> str | None:
+    """`--search-language` as the analyzer names it (None: detected), or a usage error."""
+    from ..search._analyze import language_name
+
+    try:
+        return language_name(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--search-language") from None

@@ -65,10 +65,12 @@ class QueryResolver:
     _synonyms: dict[str, list[str]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        from ..search._analyze import analyze
+        from ..search._analyze import ENGLISH
 
         self._ids = list(self.names)
         self._postings = {}
+        # the search engine's analysis (its shop's language) when there is one
+        analyze = getattr(self.engine, "analyzer_", ENGLISH).analyze
         for i, name in enumerate(self.names.values()):
             for t in set(analyze(name)):
                 self._postings.setdefault(t, set()).add(i)
@@ -87,8 +89,9 @@ class QueryResolver:
 
     def _covering(self, word: str) -> set[int]:
         """The products whose name holds every analyzed term of `word` or of one of its synonyms."""
-        from ..search._analyze import analyze
+        from ..search._analyze import ENGLISH
 
+        analyze = getattr(self.engine, "analyzer_", ENGLISH).analyze
         out: set[int] = set()
         for alt in (word, *self._synonyms.get(word, ())):
             terms = set(analyze(alt))

@@ -80,6 +80,9 @@ class TrainSettings:
     # each search retriever's depth: its top N products are the ranker's candidates (the
     # engine's default, `search._state.CANDIDATES`; recorded in the bundle's search/search.json)
     search_candidates: int = 100
+    # the search analyzer's language ("de", "french", ...; None: detected from the catalog's
+    # text); recorded, with why, in the report's search section
+    search_language: str | None = None
     search_finetune_steps: int = 400
     search_finetune_budget_s: float = 3600.0
     search_cross_steps: int = 300
@@ -1019,8 +1022,12 @@ def _build_search(
             ctr=ctr,
             synonyms=load_synonyms(synonyms_file),
             query_log=query_log,
+            language=settings.search_language,
         )
     info: dict[str, Any] = {"products": len(catalog), "ranker": None, "candidates": engine.candidates}
+    an = engine.analyzer_
+    info["language"] = {"language": an.language, "why": an.why, "compound_words": len(an.vocabulary)}
+    log(f"search: text analyzed as {an.language.capitalize()}: {an.why}")
     info["build_seconds"] = engine.build_seconds_
 
     info["encoders"] = {

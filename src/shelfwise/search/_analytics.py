@@ -402,7 +402,7 @@ def no_keyword_match(
 ) -> list[dict[str, Any]]:
     """The logged top queries none of whose words (synonyms expanded, as search does) the
     keyword index knows (`lexical`: the serving bundle's; None: no search index, no such list)."""
-    from ._analyze import analyze
+    from ._analyze import ENGLISH
     from ._shopper import expand_synonyms
 
     out: list[dict[str, Any]] = []
@@ -410,7 +410,7 @@ def no_keyword_match(
         return out
     for r in top_queries[: max(top, 200)]:
         q = r["query"]  # (what was counted; `typed_query` is shown)
-        terms = analyze(expand_synonyms(q, synonyms) if synonyms else q)
+        terms = getattr(lexical, "analyzer", ENGLISH).analyze(expand_synonyms(q, synonyms) if synonyms else q)
         if terms and len(lexical.search_terms(terms, 1).ids[0]) == 0:
             out.append(
                 {"query": r["query"], **({"typed_query": r["typed_query"]} if "typed_query" in r else {}),

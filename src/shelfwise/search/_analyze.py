@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from functools import lru_cache
+from functools import cache, lru_cache
+from pathlib import Path
 
 _HAN = "\u4e00-\u9fff\u3400-\u4dbf"  # CJK unified ideographs and extension A
 _TOKEN = re.compile(f"[{_HAN}]+|[^\\W_]+", re.UNICODE)
@@ -100,3 +101,264 @@ def has_cjk(texts: list[str], share: float = 0.01, at_least: int = 20) -> bool:
     """Whether a catalog has enough Chinese text to need the multilingual encoder."""
     hits = sum(1 for t in texts if contains_cjk(t))
     return hits >= at_least or (bool(texts) and hits / len(texts) >= share and hits > 0)
+
+
+# -- languages other than English -----------------------------------------------------------
+# A shop's catalog language picks the Snowball stemmer, the stopwords left out of the keyword
+# index and queries, accent folding and (German) decompounding. English keeps `analyze` as it
+# is (stopwords indexed, accents kept): its results must not move.
+LANGUAGES = ("english", "german", "french", "spanish", "italian", "dutch")
+# short forms a setting may use
+LANGUAGE_CODES = {
+    "en": "english",
+    "de": "german",
+    "fr": "french",
+    "es": "spanish",
+    "it": "italian",
+    "nl": "dutch",
+}
+# function words, folded (no accents): words that say nothing of a product
+_STOP = {
+    "english": STOP_WORDS,
+    "german": (
+        "der die das den dem des ein eine einer eines einem einen und oder aber mit ohne fur von "
+        "vom zu zum zur im in ins am an auf aus bei fuer uber unter nach vor ist sind war waren "
+        "wird werden hat haben sein ihr ihre sie er es wir ich du nicht auch als wie so sehr noch "
+        "nur dass wenn dieser diese dieses jeder jede alle sich man mehr bis durch gegen um"
+    ),
+    "french": (
+        "le la les l un une des du de d au aux et ou mais avec sans pour par en dans sur sous "
+        "ce cet cette ces son sa ses leur leurs mon ma mes ton ta tes qui que quoi dont est sont "
+        "etre a ont il elle ils elles nous vous je tu ne pas plus tres se y c s n qu j m t"
+    ),
+    "spanish": (
+        "el la los las un una unos unas y o pero con sin para por de del al en sobre bajo es son "
+        "que se su sus lo le les muy mas como este esta estos estas ese esa mi tu"
+    ),
+    "italian": (
+        "il lo la i gli le un uno una e o ma con senza per da di del della dei delle al alla "
+        "in su nel nella che non si sono e' piu molto come questo questa suo sua l d"
+    ),
+    "dutch": (
+        "de het een en of maar met zonder voor van aan in op uit bij naar om te tot is zijn was "
+        "waren wordt die dat dit deze niet ook als zo zeer nog ze hij zij wij ik je u"
+    ),
+}
+_FOLD_EXTRA = str.maketrans({"ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "đ": "d", "ł": "l"})
+# German decompounding: a part is at least this long (shorter ones, "tee", "ski", "eis", would
+# split many words by chance) and a word is split only when every part is a catalog word
+MIN_PART = 4
+DECOMPOUNDED = frozenset({"german"})
+
+
+def fold(word: str) -> str:
+    """A word without its accents: "randonnée" -> "randonnee", "größe" -> "grosse"."""
+    word = word.translate(_FOLD_EXTRA)
+    decomposed = unicodedata.normalize("NFKD", word)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def language_name(value: str | None) -> str | None:
+    """A setting's language as the analyzer names it ("de", "German" -> "german"); None for
+    auto-detection (None, "", "auto"). Raises ValueError for a language it does not know."""
+    if value is None or not str(value).strip() or str(value).strip().lower() == "auto":
+        return None
+    v = str(value).strip().lower()
+    v = LANGUAGE_CODES.get(v, v)
+    if v not in LANGUAGES:
+        raise ValueError(
+            f"search language {value!r}: one of auto, {', '.join(LANGUAGES)} (or {', '.join(LANGUAGE_CODES)})"
+        )
+    return v
+
+
+@cache
+def _stemmer_for(language: str):
+    import Stemmer
+
+    return Stemmer.Stemmer(language)
+
+
+@cache
+def stopwords(language: str) -> frozenset[str]:
+    """The language's function words, folded (English: as typed)."""
+    return frozenset(_STOP[language].split())
+
+
+def detect_language(texts: list[str], sample: int = 5000) -> tuple[str, str]:
+    """(language, why) of a catalog's text: the share of its words that are each language's
+    function words ("de", "und", "pour"...), over the first `sample` texts. English unless
+    another language has at least 5 such words and at least twice English's share (and more
+    than any other's): a catalog with no function words at all stays English."""
+    counts = dict.fromkeys(LANGUAGES, 0)
+    total = 0
+    sets = {lang: stopwords(lang) for lang in LANGUAGES}
+    for t in texts[:sample]:
+        for w in words(t):
+            if _CJK.match(w):
+                continue
+            total += 1
+            f = fold(w)
+            for lang, s in sets.items():
+                if (w if lang == "english" else f) in s:
+                    counts[lang] += 1
+    if total == 0:
+        return "english", "no words in the catalog's text: English"
+    share = {lang: counts[lang] / total for lang in LANGUAGES}
+    ranked = sorted(LANGUAGES[1:], key=lambda lang: (-share[lang], LANGUAGES.index(lang)))
+    best, second = ranked[0], ranked[1]
+    shares = ", ".join(f"{lang} {share[lang]:.1%}" for lang in ("english", *ranked[:3]))
+    if counts[best] >= 5 and share[best] >= 2 * share["english"] and share[best] > share[second]:
+        return best, f"detected from the catalog's text: function words among {total:,} words: {shares}"
+    return (
+        "english",
+        f"English (no other language's function words stand out among {total:,} words: {shares})",
+    )
+
+
+class Analyzer:
+    """The analysis of one shop's text (index and queries alike): `language` picks the Snowball
+    stemmer; other than English, words are accent-folded, the language's stopwords left out (a
+    text of only stopwords keeps them, so such a query still reaches the encoders' and the
+    speller's path rather than nothing) and, for German, compounds also indexed as their parts
+    when every part is a word of the catalog's `vocabulary` (see `for_catalog`)."""
+
+    def __init__(
+        self, language: str = "english", vocabulary: frozenset[str] | set[str] = frozenset(), why: str = ""
+    ):
+        self.language = language
+        self.why = why
+        self.vocabulary = frozenset(vocabulary)
+        self._stems = frozenset(self._stem(w) for w in self.vocabulary) if self.vocabulary else frozenset()
+        self._parts: dict[str, tuple[str, ...]] = {}
+
+    def __repr__(self) -> str:
+        return f"Analyzer({self.language!r}, {len(self.vocabulary)} words)"
+
+    @classmethod
+    def for_catalog(cls, texts: list[str], language: str | None = None) -> Analyzer:
+        """The analyzer of a catalog whose text is `texts`: `language` when given (a setting),
+        else detected (`detect_language`); German with the catalog's words for decompounding."""
+        name = language_name(language)
+        if name is None:
+            name, why = detect_language(texts)
+        else:
+            why = f"set by configuration ({language})"
+        vocab: set[str] = set()
+        if name in DECOMPOUNDED:
+            stop = stopwords(name)
+            for t in texts:
+                for w in words(t):
+                    f = fold(w)
+                    if len(f) >= MIN_PART and f.isalpha() and f not in stop:
+                        vocab.add(f)
+            vocab |= cls(name, vocab).modifiers()
+        return cls(name, vocab, why)
+
+    def modifiers(self, at_least: int = 2) -> set[str]:
+        """First parts that are no catalog word alone but begin catalog words whose rest is one,
+        with `at_least` different rests ("wander": wander|rucksack, wander|socken): German's modifiers are often
+        verb stems and prefixes that never stand alone in a product title."""
+        seen: dict[str, set[str]] = {}
+        for w in self.vocabulary:
+            for i in range(MIN_PART, len(w) - MIN_PART + 1):
+                head, tail = w[:i], w[i:]
+                if head in self.vocabulary:
+                    continue
+                for rest in (tail, tail[1:]) if tail.startswith("s") else (tail,):
+                    if self._known(rest):  # (counted by the rest's stem: rucksack, rucksacke: one)
+                        seen.setdefault(head, set()).add(self._stem(rest))
+        return {m for m, ws in seen.items() if len(ws) >= at_least}
+
+    def _stem(self, word: str) -> str:
+        return str(_stemmer_for(self.language).stemWord(word))
+
+    def split(self, word: str) -> tuple[str, ...]:
+        """A folded word's compound parts (every part a catalog word, or a form of one, at least
+        MIN_PART long, a linking "s" between two allowed: "arbeitsschuhe" -> arbeit, schuhe),
+        the split into the fewest parts, and each part's own parts after it; () when no split."""
+        if word in self._parts:
+            return self._parts[word]
+        best = self._split(word, top=True) or ()
+        out: list[str] = []
+        for p in best:
+            out.append(p)
+            if len(p) >= 2 * MIN_PART:
+                out.extend(self.split(p))
+        self._parts[word] = tuple(out)
+        return self._parts[word]
+
+    def _known(self, part: str) -> bool:
+        return len(part) >= MIN_PART and (part in self.vocabulary or self._stem(part) in self._stems)
+
+    def _split(self, word: str, top: bool = False) -> tuple[str, ...] | None:
+        if not top and self._known(word):
+            return (word,)
+        best: tuple[str, ...] | None = None
+        for i in range(MIN_PART, len(word) - MIN_PART + 1):
+            head, tail = word[:i], word[i:]
+            if not self._known(head):
+                continue
+            heads = [tail]
+            if tail.startswith("s") and len(tail) > MIN_PART:
+                heads.append(tail[1:])  # Fugen-s: "arbeits|schuhe"
+            for rest in heads:
+                sub = self._split(rest)
+                if sub is not None and (best is None or 1 + len(sub) < len(best)):
+                    best = (head, *sub)
+        return best
+
+    def analyze(self, text: str) -> list[str]:
+        if self.language == "english":
+            return analyze(text)
+        stop = stopwords(self.language)
+        out: list[str] = []
+        dropped: list[str] = []
+        for w in words(text):
+            if _CJK.match(w):
+                out.append(w)
+                continue
+            f = fold(w)
+            if f in stop:
+                dropped.append(self._stem(f))
+                continue
+            out.append(self._stem(f))
+            if self.vocabulary and len(f) >= 2 * MIN_PART and f.isalpha():
+                out.extend(self._stem(p) for p in self.split(f))
+        return out if out else dropped
+
+    def analyzed(self, text: str) -> str:
+        return " ".join(self.analyze(text))
+
+    def stop_terms(self) -> frozenset[str]:
+        """Function words as this analyzer writes them (English: stemmed, as indexed)."""
+        if self.language == "english":
+            return frozenset(analyze(STOP_WORDS))
+        return frozenset(self._stem(w) for w in stopwords(self.language))
+
+    # -- persistence (beside the keyword index: a query is analyzed as its index was) -------
+    FILE = "analyzer.json"
+
+    def save(self, folder: str | Path) -> None:
+        import json
+
+        Path(folder, self.FILE).write_text(
+            json.dumps(
+                {"language": self.language, "why": self.why, "vocabulary": sorted(self.vocabulary)},
+                ensure_ascii=False,
+            )
+        )
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Analyzer:
+        """The analyzer saved in `folder`; English for an index saved before analyzers were."""
+        import json
+
+        f = Path(folder, cls.FILE)
+        if not f.exists():
+            return ENGLISH
+        d = json.loads(f.read_text())
+        return cls(d["language"], frozenset(d.get("vocabulary") or ()), d.get("why", ""))
+
+
+ENGLISH = Analyzer("english", why="default")

@@ -78,7 +78,8 @@ class SearchEngine(SearchIndex, RankerTraining):
         fixed = self.correct(text) if text.strip() else text
         if self.synonyms_ and text.strip():
             fixed = self._synonym_words_kept(text, fixed)
-        return Query(fixed, analyze(expand_synonyms(fixed, self.synonyms_)), fixed if fixed != text else None)
+        terms = self.analyzer_.analyze(expand_synonyms(fixed, self.synonyms_))
+        return Query(fixed, terms, fixed if fixed != text else None)
 
     def _synonym_words_kept(self, text: str, fixed: str) -> str:
         """`fixed` (the speller's) with the shop's synonym words as typed: a word a synonym
@@ -343,7 +344,7 @@ class SearchEngine(SearchIndex, RankerTraining):
         matched every product whose description says "by")."""
         postings = self._text_rows
         distinct = list(dict.fromkeys(terms))
-        stop = stop_terms()
+        stop = stop_terms() if self.analyzer_.language == "english" else self.analyzer_.stop_terms()
         content = [t for t in distinct if t not in stop] or distinct
         parts = [postings[t] for t in content if t in postings]
         if not parts:

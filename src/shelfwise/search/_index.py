@@ -16,7 +16,7 @@ from typing import Any, Self
 import numpy as np
 from rapidfuzz import utils
 
-from ._analyze import analyze, contains_cjk, has_cjk, load_segmenter
+from ._analyze import Analyzer, contains_cjk, has_cjk, load_segmenter
 from ._compact import (
     TABLES_DIR,
     TABLES_VERSION,
@@ -53,16 +53,22 @@ class SearchIndex(EngineState):
         query_log: list[str] | None = None,
         multilingual: bool | None = None,
         int8_above: int = 50_000,
+        language: str | None = None,
     ) -> Self:
         """Index `catalog`. `multilingual` adds the multilingual encoder's index (Chinese and
         cross-language queries); by default it is added when the catalog has Chinese text.
         Catalogs over `int8_above` products are embedded with the int8 MiniLM (2.5x faster to
         build and to encode a query; semantic NDCG@10 on Home Depot 0.289 against 0.304).
         `popularity` and `ctr` (clicks per view, smoothed) are per catalog row. `build_seconds_`
-        gives each step's time; the embedding steps overlap the others."""
+        gives each step's time; the embedding steps overlap the others. `language` ("de",
+        "french", ...; None or "auto": detected from the catalog's text, see
+        `_analyze.detect_language`) picks the keyword analysis (`analyzer_`, saved with the index)."""
         self.path.mkdir(parents=True, exist_ok=True)
         self.catalog = catalog
         self.synonyms_ = dict(synonyms or {})
+        self.analyzer_ = Analyzer.for_catalog(
+            list(catalog.title) + list(catalog.category) + list(catalog.description), language
+        )
         if multilingual is None:
             multilingual = has_cjk(catalog.title)
         took: dict[str, float] = {}
@@ -86,7 +92,7 @@ class SearchIndex(EngineState):
                 list(query_log or []), catalog.title, correct=self.speller_.correct
             )
             took["speller_and_autocomplete"], t0 = time.perf_counter() - t0, time.perf_counter()
-            self.lexical_ = LexicalRetriever(self.path / "lexical").index(catalog)
+            self.lexical_ = LexicalRetriever(self.path / "lexical", analyzer=self.analyzer_).index(catalog)
             took["lexical"], t0 = time.perf_counter() - t0, time.perf_counter()
             self._prepare()
             took["match_features"] = time.perf_counter() - t0
@@ -106,6 +112,7 @@ class SearchIndex(EngineState):
         """Per-product analyzed terms for the match features, as the compact tables a loaded
         engine memory-maps (see `_compact`); `save` writes them."""
         c = self.catalog
+        analyze = self.analyzer_.analyze
         titles = [analyze(t) for t in c.title]
         title_sets = [set(t) for t in titles]
         idf, self._idf_unseen = _title_idf(title_sets)
@@ -318,6 +325,7 @@ class SearchIndex(EngineState):
         path = Path(path)
         meta = json.loads((path / "search.json").read_text())
         eng = cls(path, meta["candidates"], meta["rrf_k"])
+        eng.analyzer_ = Analyzer.load(path / "lexical")  # (before `_prepare` of an old bundle)
         if not eng._load_tables():  # an index saved before the tables were kept: build them
             cat = json.loads((path / "catalog.json").read_text())
             arr = np.load(path / "catalog_arrays.npz")

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..models import Results
-from ._analyze import analyze, analyzed, without_cjk
+from ._analyze import ENGLISH, Analyzer, without_cjk
 
 TEXT_FIELDS = ("title", "brand", "category", "description", "attributes")
 # weight of the category path's embedding beside the product name's (see `embed_catalog`)
@@ -91,9 +91,13 @@ class LexicalRetriever:
 
     name = "bm25"
 
-    def __init__(self, path: str | Path, boosts: dict[str, float] | None = None):
+    def __init__(
+        self, path: str | Path, boosts: dict[str, float] | None = None, analyzer: Analyzer | None = None
+    ):
         self.path = Path(path)
         self.boosts = dict(DEFAULT_BOOSTS if boosts is None else boosts)
+        # the shop's text analysis (language, stopwords, compounds), saved with the index
+        self.analyzer = analyzer or ENGLISH
 
     def _schema(self):
         import tantivy
@@ -115,11 +119,13 @@ class LexicalRetriever:
         for i in range(len(catalog)):
             doc: dict[str, Any] = {"doc": i}
             for f in TEXT_FIELDS:
-                doc[f] = analyzed(getattr(catalog, f)[i])
+                doc[f] = self.analyzer.analyzed(getattr(catalog, f)[i])
             writer.add_document(tantivy.Document(**doc))
         writer.commit()
         writer.wait_merging_threads()
         (self.path / "shelfwise.json").write_text(json.dumps({"boosts": self.boosts, "docs": len(catalog)}))
+        if self.analyzer.language != "english":  # (an index without the file is English's)
+            self.analyzer.save(self.path)
         self._open()
         return self
 
@@ -143,7 +149,7 @@ class LexicalRetriever:
     @classmethod
     def load(cls, path: str | Path) -> LexicalRetriever:
         meta = json.loads((Path(path) / "shelfwise.json").read_text())
-        r = cls(path, meta["boosts"])
+        r = cls(path, meta["boosts"], Analyzer.load(path))
         r._open()
         return r
 
@@ -157,7 +163,7 @@ class LexicalRetriever:
         return Results(ids[None, :], scores[None, :])
 
     def search(self, query: str, k: int = 10) -> Results:
-        return self.search_terms(analyze(query), k)
+        return self.search_terms(self.analyzer.analyze(query), k)
 
 
 class SemanticRetriever:

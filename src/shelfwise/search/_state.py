@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from cachetools import LRUCache
 
+from ._analyze import ENGLISH, Analyzer
+
 if TYPE_CHECKING:
     from ._compact import Coded, Strings
     from ._cross import OnnxCrossEncoder
@@ -99,6 +101,8 @@ class EngineState:
         self.candidates = candidates
         self.max_depth = max_depth
         self.rrf_k = rrf_k
+        # the keyword analysis (language, stopwords, compounds): `build` picks it, `load` reads it
+        self.analyzer_: Analyzer = ENGLISH
         self.ranker_: Any = None
         self.ranker_columns_: list[int] | None = None  # set when a loaded ranker knew other features
         self.cross_: OnnxCrossEncoder | None = None  # the kept cross-encoder, if any

@@ -1,0 +1,163 @@
+"""Per-shop text analysis: the catalog's language (detected or set) picks the stemmer; German and
+French text is accent-folded, its stopwords left out of the keyword index and queries, and German
+compounds indexed with their parts. English analysis is as it always was."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shelfwise.search import SearchCatalog, SearchEngine, analyze
+from shelfwise.search._analyze import ENGLISH, Analyzer, detect_language, fold, language_name
+from shelfwise.search._retrievers import LexicalRetriever
+
+GERMAN = [
+    ("Adidas Damenlaufschuhe schwarz", "Schuhe > Laufschuhe", "Leichte Schuhe für den Asphalt und die Bahn"),
+    ("Asics Herrenlaufschuhe blau", "Schuhe > Laufschuhe", "Gedämpfte Schuhe für lange Läufe"),
+    ("Nike Laufschuh rot", "Schuhe > Laufschuhe", "Ein Schuh mit viel Grip"),
+    ("Salomon Wanderschuhe grün", "Schuhe > Wanderschuhe", "Robuste Schuhe für die Berge"),
+    ("Deuter Wanderrucksack 30 L", "Zubehör > Rucksäcke", "Ein Rucksack mit Regenhülle und Hüftgurt"),
+    ("Deuter Laufrucksack", "Zubehör > Rucksäcke", "Leicht und mit Trinkblase"),
+    ("Puma Wandersocken", "Bekleidung > Socken", "Socken aus Merinowolle"),
+    ("Puma Laufsocken Damen", "Bekleidung > Socken", "Dünne Socken für den Sommer"),
+    ("Jute Sack natur", "Zubehör > Taschen", "Ein Sack aus Jute"),
+    ("Regenjacke Damen", "Bekleidung > Jacken", "Wasserdicht und atmungsaktiv"),
+    ("Trainingsjacke Herren", "Bekleidung > Jacken", "Eine Jacke für das Training"),
+    ("Grüner Tee", "Lebensmittel > Tee", "Loser Tee aus Japan"),
+]
+FRENCH = [
+    ("Chaussettes de randonnée", "Vêtements > Chaussettes", "Des chaussettes en laine pour la montagne"),
+    ("Chaussettes de course femme", "Vêtements > Chaussettes", "Légères et respirantes"),
+    ("Sac à dos de randonnée 30 L", "Accessoires > Sacs à dos", "Un sac avec une housse de pluie"),
+    ("Veste de pluie femme", "Vêtements > Vestes", "Imperméable et légère"),
+    ("Veste d'hiver homme", "Vêtements > Vestes", "Chaude pour les jours de neige"),
+    ("Gourde de sport", "Accessoires > Gourdes", "Une gourde en acier pour le sport"),
+    ("Montre GPS de sport", "Électronique > Montres", "La montre des coureurs"),
+    ("Tapis de yoga antidérapant", "Fitness > Tapis", "Un tapis pour le yoga et la gym"),
+]
+
+
+def catalog(rows: list[tuple[str, str, str]]) -> SearchCatalog:
+    return SearchCatalog(
+        [f"p{i}" for i in range(len(rows))],
+        [r[0] for r in rows],
+        category=[r[1] for r in rows],
+        description=[r[2] for r in rows],
+    )
+
+
+def texts(rows: list[tuple[str, str, str]]) -> list[str]:
+    return [t for r in rows for t in r]
+
+
+def titles_found(engine: SearchEngine, query: str) -> set[str]:
+    rows = engine.lexical_.search_terms(engine._query(query).terms, 100).ids[0]
+    return {engine.catalog.title[int(i)] for i in rows if i >= 0}
+
+
+# -- the analyzer ----------------------------------------------------------------------------
+def test_language_detected_from_the_catalogs_text():
+    assert detect_language(texts(GERMAN))[0] == "german"
+    assert detect_language(texts(FRENCH))[0] == "french"
+    english = ["Red running shoes for men", "A mug for the office and the kitchen", "Lamp with a shade"]
+    assert detect_language(english)[0] == "english"
+    assert detect_language(["Laufschuh", "Rucksack"])[0] == "english"  # no function words: English
+    assert "function words" in detect_language(texts(FRENCH))[1]
+
+
+def test_language_setting_overrides_and_is_checked():
+    assert Analyzer.for_catalog(texts(GERMAN), "fr").language == "french"
+    assert "configuration" in Analyzer.for_catalog(texts(GERMAN), "fr").why
+    assert language_name("auto") is None and language_name("DE") == "german"
+    with pytest.raises(ValueError, match="search language"):
+        language_name("klingon")
+
+
+def test_english_analysis_unchanged():
+    text = "The Men's 12in stainless-steel running shoes, for cafés and of the walk"
+    assert ENGLISH.analyze(text) == analyze(text)
+    assert Analyzer.for_catalog([text, "Red running shoes for men"]).analyze(text) == analyze(text)
+    # stopwords still indexed, accents still kept, as before
+    assert "the" in analyze(text) and any("é" in t for t in analyze(text))
+
+
+def test_french_accents_folded_and_stopwords_left_out():
+    fr = Analyzer("french")
+    assert fold("randonnée") == "randonnee" and fold("Größe") == "Grosse"
+    assert fr.analyze("randonnee") == fr.analyze("randonnée") == fr.analyze("RANDONNÉE")
+    assert fr.analyze("chaussettes de randonnée") == fr.analyze("chaussettes randonnee")
+    assert "de" not in fr.analyze("chaussettes de randonnée")
+    assert fr.analyze("de la") == ["de", "la"]  # a query of stopwords only keeps them
+
+
+def test_german_compounds_indexed_with_their_parts():
+    de = Analyzer.for_catalog(texts(GERMAN))
+    assert de.language == "german"
+    rucksack = de.analyze("Rucksack")[0]
+    assert rucksack in de.analyze("Wanderrucksack") and rucksack in de.analyze("Laufrucksack")
+    damen, laufschuh = de.analyze("damen")[0], de.analyze("laufschuhe")[0]
+    assert {damen, laufschuh} <= set(de.analyze("Damenlaufschuhe"))
+    jacke = de.analyze("Jacke")[0]
+    assert jacke in de.analyze("Trainingsjacke")  # (Fugen-s: trainings|jacke)
+    # precision: "sack" is a word, but "ruck" is none: Rucksack is not a sack
+    assert de.analyze("sack")[0] not in de.analyze("Wanderrucksack")
+    # a part shorter than MIN_PART is never split off: "tee" does not match inside other words
+    assert de.analyze("Tee")[0] not in de.analyze("Teekanne")
+
+
+def test_analyzer_saved_with_the_keyword_index(tmp_path):
+    de = Analyzer.for_catalog(texts(GERMAN))
+    LexicalRetriever(tmp_path / "lex", analyzer=de).index(catalog(GERMAN))
+    loaded = LexicalRetriever.load(tmp_path / "lex")
+    assert loaded.analyzer.language == "german" and loaded.analyzer.vocabulary == de.vocabulary
+    assert loaded.analyzer.analyze("Wanderrucksack") == de.analyze("Wanderrucksack")
+    # an English index (or one saved before analyzers were) loads English
+    LexicalRetriever(tmp_path / "en").index(SearchCatalog(["a"], ["Red shoes"]))
+    assert LexicalRetriever.load(tmp_path / "en").analyzer is ENGLISH
+
+
+# -- through the search engine ---------------------------------------------------------------
+@pytest.fixture(scope="module")
+def german(tmp_path_factory) -> SearchEngine:
+    cat = catalog(GERMAN)
+    path = tmp_path_factory.mktemp("de") / "search"
+    eng = SearchEngine(path, candidates=len(cat)).build(cat, popularity=np.zeros(len(cat)))
+    eng.save()
+    return SearchEngine.load(path)  # as served: the analyzer read back with the index
+
+
+@pytest.fixture(scope="module")
+def french(tmp_path_factory) -> SearchEngine:
+    cat = catalog(FRENCH)
+    path = tmp_path_factory.mktemp("fr") / "search"
+    return SearchEngine(path, candidates=len(cat)).build(cat, popularity=np.zeros(len(cat)))
+
+
+def test_german_shop_search(german):
+    assert german.analyzer_.language == "german"
+    found = titles_found(german, "rucksack")
+    assert {"Deuter Wanderrucksack 30 L", "Deuter Laufrucksack"} <= found
+    assert "Jute Sack natur" not in found
+    page = german.query("laufschuhe damen", k=3, level="lexical")
+    first = german.catalog.title[german._index[page["items"][0]["product_id"]]]
+    assert first == "Adidas Damenlaufschuhe schwarz"
+    assert "Adidas Damenlaufschuhe schwarz" in titles_found(german, "laufschuhe")
+    sack = titles_found(german, "sack")
+    assert "Jute Sack natur" in sack and "Deuter Wanderrucksack 30 L" not in sack
+    # "für" (in most descriptions) is no keyword: only the jacket named for training holds "training"
+    assert titles_found(german, "jacke für training") >= {"Trainingsjacke Herren"}
+    assert "Adidas Damenlaufschuhe schwarz" not in titles_found(german, "jacke für training")
+
+
+def test_french_shop_search(french):
+    assert french.analyzer_.language == "french"
+    both = {"Chaussettes de randonnée", "Sac à dos de randonnée 30 L"}
+    assert titles_found(french, "randonnee") == both
+    # "de" is in every title but says nothing: only the socks and the hiking products match
+    found = titles_found(french, "chaussettes de randonnée")
+    assert found == both | {"Chaussettes de course femme"}
+    # the keyword index alone (no speller) folds the query's accents
+    hits = french.lexical_.search("RANDONNEE", 10).ids[0]
+    assert {french.catalog.title[int(i)] for i in hits} == both
+    # a query of stopwords only is no keyword match, not every product
+    assert french.query("de la", k=5)["match"] != "keyword"
