@@ -63,6 +63,12 @@ def test_language_detected_from_the_catalogs_text():
     assert detect_language(english)[0] == "english"
     assert detect_language(["Laufschuh", "Rucksack"])[0] == "english"  # no function words: English
     assert "function words" in detect_language(texts(FRENCH))[1]
+    # titles only, as a shop's feed often is: "30 L" is no French "l'", and "de" (French, Spanish,
+    # Dutch alike) weighs less than "pour" or "für", each one language's
+    de_titles = ["Wanderrucksack 30 L", "Laufschuh", "Fitnessuhr für Kinder", "Regenjacke Damen"] * 5
+    assert detect_language(de_titles)[0] == "german"
+    fr_titles = ["Sac à dos de randonnée 30 L", "Montre fitness pour enfants", "Veste de pluie"] * 5
+    assert detect_language(fr_titles)[0] == "french"
 
 
 def test_language_setting_overrides_and_is_checked():

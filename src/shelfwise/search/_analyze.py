@@ -186,30 +186,32 @@ def stopwords(language: str) -> frozenset[str]:
 
 
 def detect_language(texts: list[str], sample: int = 5000) -> tuple[str, str]:
-    """(language, why) of a catalog's text: the share of its words that are each language's
-    function words ("de", "und", "pour"...), over the first `sample` texts. English unless
-    another language has at least 5 such words and at least twice English's share (and more
-    than any other's): a catalog with no function words at all stays English."""
-    counts = dict.fromkeys(LANGUAGES, 0)
+    """(language, why) of a catalog's text: how many of its words (of two letters or more) are
+    each language's function words ("und", "pour", "the"...), a word shared by several languages
+    ("de": French, Spanish, Dutch) counting a part to each, over `sample` texts spread over
+    `texts`. English unless another language has at least 5 such words, at least twice English's
+    score and more than any other's: a catalog with no function words at all, or whose only
+    ones are shared alike, stays English (set the language then)."""
+    score = dict.fromkeys(LANGUAGES, 0.0)
     total = 0
     sets = {lang: stopwords(lang) for lang in LANGUAGES}
-    for t in texts[:sample]:
+    step = max(1, len(texts) // max(sample, 1))
+    for t in texts[::step][:sample]:
         for w in words(t):
-            if _CJK.match(w):
-                continue
+            if _CJK.match(w) or len(w) < 2 or not w.isalpha():
+                continue  # (French "l'", "d'" and "30 L" alike: a letter says nothing)
             total += 1
             f = fold(w)
-            for lang, s in sets.items():
-                if (w if lang == "english" else f) in s:
-                    counts[lang] += 1
+            langs = [lang for lang, s in sets.items() if (w if lang == "english" else f) in s]
+            for lang in langs:
+                score[lang] += 1.0 / len(langs)
     if total == 0:
         return "english", "no words in the catalog's text: English"
-    share = {lang: counts[lang] / total for lang in LANGUAGES}
-    ranked = sorted(LANGUAGES[1:], key=lambda lang: (-share[lang], LANGUAGES.index(lang)))
+    ranked = sorted(LANGUAGES[1:], key=lambda lang: (-score[lang], LANGUAGES.index(lang)))
     best, second = ranked[0], ranked[1]
-    shares = ", ".join(f"{lang} {share[lang]:.1%}" for lang in ("english", *ranked[:3]))
-    if counts[best] >= 5 and share[best] >= 2 * share["english"] and share[best] > share[second]:
-        return best, f"detected from the catalog's text: function words among {total:,} words: {shares}"
+    shares = ", ".join(f"{lang} {score[lang] / total:.1%}" for lang in ("english", *ranked[:3]))
+    if score[best] >= 5 and score[best] >= 2 * score["english"] and score[best] > score[second]:
+        return best, f"detected from the catalog's text (function words among {total:,} words: {shares})"
     return (
         "english",
         f"English (no other language's function words stand out among {total:,} words: {shares})",
