@@ -2156,3 +2156,11 @@ def _in_range(settings: Any) -> None:
         if not isinstance(value, int | float) or math.isnan(value) or value < least:
             what = "seconds, 0 or more" if f.name.endswith("_budget_s") else f"at least {least}"
             raise ShelfwiseError(f"train option {f.name}={value!r}: {what}")
+    language = getattr(settings, "search_language", None)
+    if language is not None:  # (before the run: an unknown language failed at the search index)
+        from .search._analyze import language_name
+
+        try:
+            language_name(language)
+        except ValueError as exc:
+            raise ShelfwiseError(f"train option search_language={language!r}: {exc}") from None

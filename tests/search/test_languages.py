@@ -167,3 +167,52 @@ def test_french_shop_search(french):
     assert {french.catalog.title[int(i)] for i in hits} == both
     # a query of stopwords only is no keyword match, not every product
     assert french.query("de la", k=5)["match"] != "keyword"
+
+
+# -- the train setting -----------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("setting", "language", "why"), [(None, "english", "English"), ("de", "german", "configuration")]
+)
+def test_train_records_the_language_and_why(tmp_path, setting, language, why):
+    import shutil
+    from types import SimpleNamespace
+
+    from shelfwise.demo import generate_demo
+    from shelfwise.lifecycle import TrainSettings
+    from shelfwise.lifecycle._train import _build_search
+    from tests.cli.test_cli import sw
+
+    demo = tmp_path / "demo"
+    generate_demo(demo, products=40, users=10, events=100, seed=3, defects=False)
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(demo / "products.csv", data / "products.csv")
+    work = tmp_path / "w"
+    sw("ingest", "--data", str(data), "--workdir", str(work))
+    no_events = SimpleNamespace(item_ids=np.array([], object), item_counts=lambda: np.zeros(0))
+    settings = TrainSettings(search_language=setting, search_finetune_steps=0, search_cross_steps=0)
+    lines: list[str] = []
+    path, info = _build_search(work, no_events, lines.append, [], settings)  # type: ignore[arg-type]
+    assert info is not None and path is not None
+    assert info["language"]["language"] == language and why in info["language"]["why"]
+    assert any(f"analyzed as {language.capitalize()}" in line for line in lines)
+    assert SearchEngine.load(path).analyzer_.language == language
+
+
+def test_train_takes_the_language_as_a_flag():
+    from tests.cli.test_cli import sw
+
+    assert "--search-language" in sw("train", "--help").stdout
+    bad = sw("train", "--search-language", "klingon", "--workdir", "/nonexistent", check=False)
+    assert bad.returncode != 0 and "search language" in (bad.stdout + bad.stderr)
+
+
+def test_shop_train_refuses_an_unknown_language():
+    from shelfwise._shop import _in_range
+    from shelfwise.errors import ShelfwiseError
+    from shelfwise.lifecycle import TrainSettings
+
+    _in_range(TrainSettings(search_language="fr"))
+    with pytest.raises(ShelfwiseError, match="search_language='klingon'"):
+        _in_range(TrainSettings(search_language="klingon"))
