@@ -107,8 +107,12 @@ def test_german_compounds_indexed_with_their_parts():
     assert jacke in de.analyze("Trainingsjacke")  # (Fugen-s: trainings|jacke)
     # precision: "sack" is a word, but "ruck" is none: Rucksack is not a sack
     assert de.analyze("sack")[0] not in de.analyze("Wanderrucksack")
-    # a part shorter than MIN_PART is never split off: "tee" does not match inside other words
-    assert de.analyze("Tee")[0] not in de.analyze("Teekanne")
+    # a part shorter than MIN_PART is never split off: "tee" and "kanne" are both catalog words,
+    # yet "tee" does not match inside other words ("Steelbox", "Teekanne")
+    de = Analyzer.for_catalog([*texts(GERMAN), "Kanne aus Glas", "Steelbox", "Teekanne"])
+    assert de._known("kanne") and "tee" in {de.analyze("Tee")[0]}
+    assert de.analyze("Teekanne") == [de.analyze("Teekanne")[0]]
+    assert "tee" not in de.analyze("Teekanne") + de.analyze("Steelbox")
 
 
 def test_analyzer_saved_with_the_keyword_index(tmp_path):

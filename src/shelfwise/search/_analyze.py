@@ -3,6 +3,11 @@
 English (and other Latin-script) words are lower-cased, NFKC-normalized and Snowball-stemmed
 (PyStemmer); runs of CJK characters are segmented with jieba's dictionary. Units glued to numbers
 (`12in`, `3.5oz`) are split so `12 in` and `12in` meet.
+
+`analyze` is the English analysis; `Analyzer` is a shop's (its language detected from the
+catalog or set, see `Analyzer.for_catalog`): English as `analyze`, other languages with their
+Snowball stemmer, accents folded, stopwords left out and (German) compounds split into catalog
+words. The engine keeps its analyzer with the keyword index (`Analyzer.save` / `load`).
 """
 
 from __future__ import annotations
