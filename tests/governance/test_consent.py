@@ -672,3 +672,60 @@ def test_a_transactional_email_column_is_no_consent(tmp_path):
     report = Ingestor(tmp_path / "w2").run(d)
     assert not [w for w in report.warnings if "looks like a consent" in w], report.warnings
     assert report.tables["users"].personal_columns_dropped == ["Receive Invoice Email"]
+
+
+def test_rows_of_one_user_that_disagree_on_consent_keep_the_opt_out(tmp_path, engine=None):
+    """A combined delivery of several stores lists a customer once per store: opted out of
+    marketing in one store's row, opted in in another's. The last row won (the customer stayed
+    marketable); an opt-out on any row of the load wins now, the load says how many users' rows
+    disagreed, and the consent register holds the withdrawal."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\n"
+        + "".join(f"U{i},P1,view,2024-01-01T10:00:0{i}Z\n" for i in range(1, 5))
+    )
+    (d / "users.csv").write_text(
+        "user_id,consent_personalization,consent_marketing,store\n"
+        "U1,yes,no,de\nU1,yes,yes,fr\n"  # opted out first, opted in last: the opt-out wins
+        "U2,yes,yes,de\nU2,yes,yes,fr\n"  # agree
+        "U3,no,yes,de\nU3,yes,yes,uk\nU3,yes,yes,fr\n"  # personalization withdrawn in one store
+        "U4,yes,yes,de\n"
+    )
+    work = tmp_path / "w"
+    report = Ingestor(work, **({"engine": engine(work)} if engine else {})).run(d)
+    sync_users_table(work)
+    said = [w for w in report.warnings if "consent disagrees" in w]
+    assert len(said) == 1 and "users.csv: 2 user(s)" in said[0], report.warnings
+    c = Consents.of(work)
+    got = {u: c.current(pseudo(work, u)) for u in ("U1", "U2", "U3", "U4")}
+    assert got == {
+        "U1": {"personalization": True, "marketing": False},
+        "U2": {"personalization": True, "marketing": True},
+        "U3": {"personalization": False, "marketing": True},
+        "U4": {"personalization": True, "marketing": True},
+    }
+    assert consent_withdrawn(work, "marketing") == {pseudo(work, "U1")}
+    # the curated row says the same as the register
+    rows = {
+        r[0]: r[1:]
+        for r in curated_rows(
+            work, "SELECT user_id, consent_personalization, consent_marketing FROM curated.users"
+        )
+    }
+    assert rows[pseudo(work, "U1")] == (True, False) and rows[pseudo(work, "U3")] == (False, True)
+
+
+def test_a_multi_store_users_file_through_the_cli_is_not_marketable_after_an_opt_out(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\nA1,P1,view,2024-01-01T10:00:00Z\n"
+    )
+    (d / "users.csv").write_text("user_id,consent_marketing,store\nA1,false,de\nA1,true,fr\nA2,true,de\n")
+    out = sw("ingest", "--data", str(d), "--workdir", str(tmp_path / "w"))
+    assert "1 user(s) have several rows whose consent disagrees" in out.stdout + out.stderr
+    rep = json.loads(
+        sw("privacy", "consent", "--workdir", str(tmp_path / "w"), "--user", "A1", "--json").stdout
+    )
+    assert rep["consent"]["marketing"] is False

@@ -718,3 +718,11 @@ def test_an_all_zero_stock_column_is_no_figure_on_spark_too(spark, tmp_path):
     got = curated_rows(w, "SELECT product_id, stock, in_stock FROM curated.products ORDER BY 1")
     assert got == [("P1", None, None), ("P2", None, None)]
     assert [m for m in report.warnings if "'quantity' is 0 or empty on every row" in m]
+
+
+def test_rows_disagreeing_on_consent_keep_the_opt_out_on_spark_too(spark, tmp_path):
+    from tests.governance.test_consent import (
+        test_rows_of_one_user_that_disagree_on_consent_keep_the_opt_out as check,
+    )
+
+    check(tmp_path, engine=lambda work: SparkEngine(work, master="local[2]"))

@@ -47,6 +47,7 @@ def check_sets(st: LoadState) -> None:
             last_wins=True,
             detail=f"'conflicting duplicate of key ' || {key_text} || ' (the last row wins)'",
         )
+        say_consent_conflicts(st, combine_consent_sql(st))
     for col, ref_table, ref_col in contract.references:
         if ref_table not in st.report.tables and not (
             st.mode == "append" and ref_table in wh.curated_tables()
@@ -69,6 +70,51 @@ def check_sets(st: LoadState) -> None:
         wh.sql("DROP TABLE _known")
     if contract.name == "events":
         _flag_bots(st)
+
+
+def consent_columns(st: LoadState) -> list[str]:
+    """The consent columns of a keyed users load (empty for any other table)."""
+    from ._consent import USERS_COLUMNS
+
+    if st.contract.name != "users" or not st.contract.key:
+        return []
+    return [c for c in USERS_COLUMNS if c in st.contract.column_names]
+
+
+def combine_consent_sql(st: LoadState) -> int:
+    """A user key on several rows of one load whose consent columns disagree (opted out in one
+    store's row, opted in in another's) is combined conservatively: an opt-out on any row wins,
+    on the row that is curated (the last row otherwise won, and a customer who withdrew stayed
+    marketable). Returns the number of users whose rows disagreed."""
+    cols = consent_columns(st)
+    if not cols:
+        return 0
+    keys = ", ".join(q(k) for k in st.contract.key)
+    null_key = " AND ".join(f"{q(k)} IS NOT NULL" for k in st.contract.key)
+    disagree = " OR ".join(f"count(DISTINCT {q(c)}) > 1" for c in cols)
+    aggs = ", ".join(f"bool_and({q(c)}) AS {q('_c_' + c)}" for c in cols)
+    wh = st.wh
+    wh.sql(
+        f"""CREATE OR REPLACE TEMP TABLE _consent_conflicts AS
+            SELECT {keys}, {aggs} FROM _checked WHERE {null_key} GROUP BY {keys} HAVING {disagree}"""
+    )
+    row = wh.sql("SELECT count(*) FROM _consent_conflicts").fetchone()
+    n = int(row[0]) if row else 0
+    if n:
+        sets = ", ".join(f"{q(c)} = coalesce(f.{q('_c_' + c)}, _checked.{q(c)})" for c in cols)
+        on = " AND ".join(f"_checked.{q(k)} = f.{q(k)}" for k in st.contract.key)
+        wh.sql(f"UPDATE _checked SET {sets} FROM _consent_conflicts f WHERE {on}")
+    wh.sql("DROP TABLE _consent_conflicts")
+    return n
+
+
+def say_consent_conflicts(st: LoadState, users: int) -> None:
+    if users:
+        st.warn(
+            f"{st.src.name}: {users:,} user(s) have several rows whose consent disagrees (e.g. opted "
+            "out in one row, opted in in another): an opt-out on any row wins (the curated row and "
+            "the consent register hold the withdrawal)"
+        )
 
 
 def repeats_sql(st: LoadState, d: Dialect = DUCKDB) -> tuple[str, str] | None:

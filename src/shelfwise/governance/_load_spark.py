@@ -66,9 +66,11 @@ from ._load_sales import spark_uncount_redelivered as spark_uncount_redelivered_
 from ._load_sets import (
     NEAR_DETAIL,
     RESENT_BOT_DETAIL,
+    consent_columns,
     curated_near,
     repeats_sql,
     resent_bot_lines,
+    say_consent_conflicts,
     say_repeated_rows,
 )
 from ._load_state import PAST_RETENTION, LoadState, count_withheld, note_withheld, safe
@@ -346,6 +348,7 @@ def spark_check_sets(st: LoadState) -> None:
             last_wins=True,
             detail=f"'conflicting duplicate of key ' || {key_text} || ' (the last row wins)'",
         )
+        say_consent_conflicts(st, _combine_consent(st))
     for col, ref_table, ref_col in contract.references:
         if ref_table not in st.report.tables and not (
             st.mode == "append" and ref_table in st.wh.curated_tables()
@@ -354,6 +357,31 @@ def spark_check_sets(st: LoadState) -> None:
         _flag_unknown(st, col, ref_table, ref_col)
     if contract.name == "events":
         _flag_bots(st)
+
+
+def _combine_consent(st: LoadState) -> int:
+    """As `_load_sets.combine_consent_sql`, in Spark: an opt-out on any row of a user key wins."""
+    from pyspark.sql import functions as F
+
+    cols = consent_columns(st)
+    if not cols:
+        return 0
+    keys = list(st.contract.key)
+    df = st.frames["checked"]
+    grouped = df.where(" AND ".join(f"{bq(k)} IS NOT NULL" for k in keys)).groupBy(*keys)
+    agg = grouped.agg(
+        *[F.expr(f"bool_and({bq(c)})").alias("_c_" + c) for c in cols],
+        *[F.countDistinct(c).alias("_n_" + c) for c in cols],
+    )
+    agg = agg.where(" OR ".join(f"_n_{c} > 1" for c in cols)).drop(*["_n_" + c for c in cols])
+    n = agg.count()
+    if not n:
+        return 0
+    j = df.join(F.broadcast(agg), on=keys, how="left")
+    for c in cols:
+        j = j.withColumn(c, F.coalesce(F.col("_c_" + c), F.col(c))).drop("_c_" + c)
+    st.frames["checked"] = j.select(*df.columns).localCheckpoint()
+    return int(n)
 
 
 def _say_repeated_rows(st: LoadState) -> None:
