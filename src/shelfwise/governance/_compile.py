@@ -763,8 +763,11 @@ def number_expr(s: str, d: Dialect = DUCKDB, *, decimal_comma: bool = False) -> 
 def enum_expr(c: ColumnSpec, s: str, d: Dialect = DUCKDB) -> str:
     """An enum value: lower case, spaces and dashes as underscores, synonyms mapped."""
     norm = f"replace(replace(lower({s}), ' ', '_'), '-', '_')"
+    codes = bool(c.allowed) and all(a.isupper() for a in c.allowed)
+    if codes:  # codes (ISO 4217's): upper case, as written
+        norm = f"upper(trim({s}))"
     if c.synonyms:
-        cases = " ".join(f"WHEN {d.lit(a)} THEN {d.lit(b)}" for a, b in c.synonyms)
+        cases = " ".join(f"WHEN {d.lit(a.upper() if codes else a)} THEN {d.lit(b)}" for a, b in c.synonyms)
         norm = f"CASE {norm} {cases} ELSE {norm} END"
     # a value already written as an allowed one (the usual case) is itself: normalizing and the
     # synonyms' CASE run on the other values only
@@ -947,7 +950,9 @@ def compile_contract(
                 Check(
                     f"({v} IS NOT NULL AND {v} NOT IN ({allowed}))",
                     Reason.INVALID_VALUE,
-                    f"{lit(name + ': not one of ' + '/'.join(c.allowed) + ': ')} || {s}",
+                    f"{lit(name + ': not one of ' + '/'.join(c.allowed) + ': ')} || {s}"
+                    if len(c.allowed) <= 20
+                    else f"{lit(name + ': not a known code: ')} || {s}",
                 )
             )
         else:  # pragma: no cover - every kind is handled above

@@ -250,6 +250,41 @@ GROUP_ID_ALIASES = (
     "handle",
 )
 
+# ISO 4217 currency codes in use (a `currency` column's values, curated upper-cased)
+_ISO_4217 = """
+AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP BYN BZD
+CAD CDF CHF CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF
+GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP
+LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB
+PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP
+SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD UYU UZS VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR
+ZMW ZWG ZWL
+"""
+CURRENCY_CODES = tuple(_ISO_4217.split())
+# unambiguous currency signs read as their code (`$` is not: USD, CAD, AUD, ...)
+CURRENCY_SIGNS = (
+    ("€", "EUR"),
+    ("£", "GBP"),
+    ("¥", "JPY"),
+    ("₹", "INR"),
+    ("₽", "RUB"),
+    ("₺", "TRY"),
+    ("zł", "PLN"),
+)
+
+
+def _currency_column(*extra: str) -> ColumnSpec:
+    return ColumnSpec(
+        "currency",
+        Kind.ENUM,
+        allowed=CURRENCY_CODES,
+        synonyms=tuple((sign.lower(), code) for sign, code in CURRENCY_SIGNS),
+        aliases=("currency_code", "currency_iso", *extra),
+        description="the ISO 4217 code of the row's money (price, value, unit_price), upper-cased; shelfwise "
+        "does not convert: money in several currencies is reported per currency",
+    )
+
+
 PRODUCTS = TableContract(
     name="products",
     # 1.1.0: stock (units on hand) and lead_time_days (days from order to delivery), optional
@@ -259,7 +294,8 @@ PRODUCTS = TableContract(
     # 1.3.0: group_id, optional: the style (parent product) a size/colour variant belongs to
     # (`parent_sku`, Google Shopping's `item_group_id`, WooCommerce's `Parent`, Shopify's
     # `Handle`); a product without one is its own group. Serving shows one product per group
-    version="1.3.0",
+    # 1.4.0: currency, optional (ISO 4217, the price's currency)
+    version="1.4.0",
     description="The shop's catalog: one row per product.",
     key=("product_id",),
     key_rule="the last row of a product_id in file order wins (later rows are newer versions)",
@@ -368,6 +404,7 @@ PRODUCTS = TableContract(
                 "product is its own group. Served lists hold one product per group"
             ),
         ),
+        _currency_column("price_currency"),
     ),
 )
 
@@ -390,7 +427,9 @@ EVENTS = TableContract(
     # 1.6.0: unit_price, optional (an order-lines export's `Item Cost`, `Unit Price`, `Lineitem
     # price`): a purchase line without a value is worth unit_price x quantity (a unit price read
     # as the value was summed as if it were the line's total)
-    version="1.6.0",
+    # 1.7.0: currency, optional (ISO 4217, the value's and unit_price's currency; Shopify's and
+    # WooCommerce's `Currency` / `Order Currency`, Magento's `order_currency_code`)
+    version="1.7.0",
     description="Behaviour events: views, clicks, carts, purchases, ratings, searches, reviews.",
     dedupe_exact=True,
     references=(("product_id", "products", "product_id"),),
@@ -558,6 +597,7 @@ EVENTS = TableContract(
             description="the event's unique id (a client's idempotency key; for a served event without "
             "one, where the server spooled it): a repeated event_id is a duplicate_row",
         ),
+        _currency_column("order_currency", "order_currency_code", "presentment_currency"),
     ),
 )
 

@@ -769,6 +769,7 @@ class Ingestor:
                 if staged.staged is not None and staged.numbered:  # (never the source read in place)
                     staged.staged.unlink(missing_ok=True)
             _say_unmatched_users(wh, report, self._headers)
+            _say_currencies(wh, report)
             if unread:
                 shown = ", ".join(unread[:10]) + (f" and {len(unread) - 10} more" if len(unread) > 10 else "")
                 # (the shelfwise.toml lines that would read them: `products = "wc-export 7-12.csv"`)
@@ -1189,6 +1190,37 @@ def _say_consent_columns(file: str, mapping: dict[str, str], kept: list[str], re
                 f'or [map.users] consent_marketing = "{e}" in {MAP_FILE}'
             )
         report.warnings.append(said)
+
+
+def currency_counts(wh: Warehouse, table: str) -> list[tuple[str, int]]:
+    """(ISO 4217 code, rows) of a curated table's `currency` column, most rows first (empty
+    without the column or a value in it)."""
+    if table not in wh.curated_tables() or "currency" not in wh.columns(table):
+        return []
+    rows = wh.sql(
+        f"SELECT currency, count(*) FROM curated.{table} WHERE currency IS NOT NULL "
+        "GROUP BY currency ORDER BY count(*) DESC, currency"
+    ).fetchall()
+    return [(str(r[0]), int(r[1])) for r in rows]
+
+
+def currencies_said(counts: list[tuple[str, int]]) -> str:
+    return ", ".join(f"{c} {n:,} rows" for c, n in counts)
+
+
+def _say_currencies(wh: Warehouse, report: IngestReport) -> None:
+    """A curated table whose `currency` column holds more than one currency (a combined
+    delivery of several stores): said in one line. shelfwise does not convert: money summed
+    over the rows (a customer's monetary value, revenue) is per currency."""
+    for table in ("events", "products"):
+        if table not in report.tables:
+            continue
+        counts = currency_counts(wh, table)
+        if len(counts) > 1:
+            report.warnings.append(
+                f"curated.{table}: money in {len(counts)} currencies: {currencies_said(counts)} - shelfwise "
+                "does not convert; revenue figures are per currency (or use one workdir per currency)"
+            )
 
 
 def _say_unmatched_users(wh: Warehouse, report: IngestReport, headers: dict[str, list[str]]) -> None:

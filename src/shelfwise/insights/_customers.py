@@ -138,6 +138,41 @@ def orders_from_events(events: pd.DataFrame, products: pd.DataFrame) -> pd.DataF
     return out.drop(columns="order_key").sort_values("ts", kind="stable").reset_index(drop=True)
 
 
+def money_currency(events: pd.DataFrame, products: pd.DataFrame) -> str | None:
+    """The one currency (ISO 4217) of the money a customer's `monetary` sums: the purchase lines'
+    `currency`, and the catalog's where a line's money is the product's price; None where the
+    shop's files name none. Money in more than one currency is refused, naming them with their
+    counts: shelfwise does not convert, and a sum of euros and pounds is no figure."""
+    from ..errors import ShelfwiseError
+
+    p = events[events["event_type"] == "purchase"] if "event_type" in events else events
+    seen: dict[str, int] = {}
+    if "currency" in p:
+        for c, n in p["currency"].dropna().astype(str).value_counts().items():
+            seen[str(c)] = seen.get(str(c), 0) + int(n)
+    if "currency" in products and "value" in p and len(products):
+        unvalued = p[pd.to_numeric(p["value"], errors="coerce").isna()]
+        if "currency" in unvalued:
+            unvalued = unvalued[unvalued["currency"].isna()]
+        cur = (
+            products.dropna(subset=["currency"])
+            .drop_duplicates("product_id")
+            .set_index("product_id")["currency"]
+        )
+        for c, n in unvalued["product_id"].map(cur).dropna().astype(str).value_counts().items():
+            seen[str(c)] = seen.get(str(c), 0) + int(n)
+    if len(seen) > 1:
+        said = ", ".join(
+            f"{c} {n:,} purchase line(s)" for c, n in sorted(seen.items(), key=lambda x: (-x[1], x[0]))
+        )
+        raise ShelfwiseError(
+            f"money in {len(seen)} currencies: {said} - shelfwise does not convert, and will not add "
+            "different currencies into one customer's monetary value or one revenue figure: ingest "
+            "each currency's (store's) files into its own --workdir"
+        )
+    return next(iter(seen), None)
+
+
 def monetary_source(events: pd.DataFrame, products: pd.DataFrame) -> str:
     """Where `monetary` (and an order's value) comes from, in words: the purchase lines' `value`
     (what the shop's export says was paid for the line), or the catalog's price x quantity where
@@ -147,6 +182,13 @@ def monetary_source(events: pd.DataFrame, products: pd.DataFrame) -> str:
     n = len(p)
     if not n:
         return "no purchases"
+    currency = money_currency(events, products)
+    if currency:  # (the one currency the files name: said with the figure's source)
+        return f"{_monetary_source(p, products, n)}, in {currency}"
+    return _monetary_source(p, products, n)
+
+
+def _monetary_source(p: pd.DataFrame, products: pd.DataFrame, n: int) -> str:
     valued = int(pd.to_numeric(p["value"], errors="coerce").notna().sum())
     priced = set(products.loc[products["price"].notna(), "product_id"]) if len(products) else set()
     if valued == n:
@@ -626,6 +668,7 @@ def profile_customers(
     `as_of`. `horizon_days`: a whole number of days >= 1 (0 or -5 gave churn risks above 1 and
     negative expected values)."""
     horizon_days = check_horizon_days(horizon_days)
+    money_currency(events, products)  # money in several currencies: refused, not summed
     f, info = fit_predict(events, products, as_of, horizon_days, seed=seed)
     f["segment"] = rfm_segments(f)
     t = tastes(events[events["timestamp"] <= pd.Timestamp(as_of)], products)

@@ -202,7 +202,7 @@ def customers_summary(
 ) -> dict[str, Any]:
     """What reports/customers.json holds (pseudonyms only; users without the personalization
     consent left out)."""
-    from ._customers import monetary_source, profile_customers
+    from ._customers import monetary_source, money_currency, profile_customers
     from ._data import (
         count_customers,
         load_curated,
@@ -271,6 +271,8 @@ def customers_summary(
     return {
         "as_of": pd.Timestamp(at).isoformat(),
         "monetary_source": monetary_source(events, products),
+        # (the one currency the money is in; None where the files name none)
+        "currency": money_currency(events, products),
         # when the report was made (as_of is the data's time): a page showing it says how old its
         # counts are (erasures and consent withdrawals since are not in them)
         "made_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),

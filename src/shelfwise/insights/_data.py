@@ -18,8 +18,18 @@ import pandas as pd
 
 from ..errors import ShelfwiseError
 
-EVENT_COLUMNS = ("user_id", "product_id", "event_type", "timestamp", "session_id", "value", "quantity")
-PRODUCT_COLUMNS = ("product_id", "category", "brand", "price")
+# (`currency`: NULL for a shop whose files name none; `_customers.money_currency` reads it)
+EVENT_COLUMNS = (
+    "user_id",
+    "product_id",
+    "event_type",
+    "timestamp",
+    "session_id",
+    "value",
+    "quantity",
+    "currency",
+)
+PRODUCT_COLUMNS = ("product_id", "category", "brand", "price", "currency")
 
 
 def questions_file(path: Path, columns: str, *, jsonl: bool = True) -> None:

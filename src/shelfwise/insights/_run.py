@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import ShelfwiseError
-from ._customers import PROFILE_COLUMNS, monetary_source, profile_customers
+from ._customers import PROFILE_COLUMNS, monetary_source, money_currency, profile_customers
 from ._data import (
     NO_QUESTIONS,
     curated_inputs,
@@ -98,6 +98,8 @@ def profile_records(
         "left_out_without_consent": count_customers(workdir, at) - int(events["user_id"].nunique()),
         "marketing_opt_outs": sum(not r["marketing_consent"] for r in records),
         "monetary_source": monetary_source(events, products),
+        # (the one currency the money is in; None where the files name none)
+        "currency": money_currency(events, products),
         "contact_list": False,
         "warning": stale,
         "note": NOT_A_CONTACT_LIST,

@@ -273,7 +273,9 @@ def _event_schema() -> dict[str, Any]:
         if not col.required:
             options = [*options, {"type": "null"}]
         doc = col.kind.value
-        if col.allowed:
+        if col.allowed and len(col.allowed) > 20:  # (currency: ISO 4217's codes)
+            doc += ": an ISO 4217 code (EUR, GBP, USD, ...)"
+        elif col.allowed:
             doc += ": one of " + ", ".join(col.allowed) + " (or a synonym)"
         props[col.name] = {"anyOf": options, "description": doc}
     return {
