@@ -68,3 +68,56 @@ def test_one_currency_is_stated_and_a_shop_without_one_is_as_before(tmp_path, cu
     assert line.endswith("(events.value), in GBP" if currencies else "(events.value)")
     got = {json.loads(x)["user_id"]: json.loads(x)["monetary"] for x in (tmp_path / "c.jsonl").open()}
     assert got == {"U0": 24.0, "U1": 26.0, "U2": 28.0, "U3": 30.0}
+
+
+def test_a_price_column_with_two_currency_signs_is_warned_of_with_counts(tmp_path):
+    """`21,82 €` beside `£13.39` in one price column: both read as plain numbers, and said (one
+    sign alone is a note: what was stripped)."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "products.csv").write_text(
+        'product_id,title,price\nP1,Mug,"21,82 €"\nP2,Pot,£13.39\nP3,Cup,"5,00 €"\nP4,Jug,EUR 4.50\n'
+    )
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\nU1,P1,view,2024-01-01T10:00:00Z\n"
+    )
+    work = tmp_path / "w"
+    report = Ingestor(work).run(d)
+    assert curated_rows(work, "SELECT product_id, price FROM curated.products ORDER BY 1") == [
+        ("P1", 21.82),
+        ("P2", 13.39),
+        ("P3", 5.0),
+        ("P4", 4.5),
+    ]
+    said = [w for w in report.warnings if "currency signs" in w]
+    assert len(said) == 1, report.warnings
+    assert (
+        "products.csv: price holds money in 3 currency signs or codes: € 2 value(s), EUR 1 value(s), £ 1 value(s)"
+        in said[0]
+    )
+    # one sign: a note of what was stripped, no warning
+    (d / "products.csv").write_text('product_id,title,price\nP1,Mug,"21,82 €"\nP2,Pot,"3,10 €"\n')
+    again = Ingestor(tmp_path / "w2").run(d)
+    assert not [w for w in again.warnings if "currency" in w]
+    assert any(
+        "products.csv: price: the currency sign or code € was stripped from 2 value(s)" in n
+        for n in again.notes
+    )
+
+
+def test_a_price_sign_that_disagrees_with_the_currency_column_is_warned_of_through_the_cli(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "products.csv").write_text(
+        "product_id,title,price,currency\nP1,Mug,£13.39,GBP\nP2,Pot,£2.00,EUR\nP3,Cup,3.00,EUR\n"
+    )
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\nU1,P1,view,2024-01-01T10:00:00Z\n"
+    )
+    out = sw("ingest", "--data", str(d), "--workdir", str(tmp_path / "w"))
+    text = out.stdout + out.stderr
+    assert (
+        "products.csv: price: 1 row(s) carry a currency sign or code that is not their currency column's (e.g. line 3)"
+        in text
+    )
+    assert "money in 2 currencies: EUR 2 rows, GBP 1 rows" in text

@@ -28,6 +28,7 @@ __all__ = [
     "decide_decimal_mark",
     "decimal_comma_numbers",
     "note_unreadable",
+    "say_currency_signs",
     "untracked_stock",
 ]
 
@@ -35,6 +36,7 @@ __all__ = [
 def check_rows(st: LoadState) -> None:
     """`_checked` (typed values, `_reasons`, `_detail`, `_source_line`) from `st.load`."""
     day_first = day_first_dates(st)
+    say_currency_signs(st)
     compiled = compile_contract(
         st.contract,
         min_year=st.settings.min_year,
@@ -159,6 +161,69 @@ def note_unreadable(st: LoadState, day_first: bool) -> None:
 
 
 NUMBER_MARKS = "meta.number_marks"
+
+# the money columns whose text may carry a currency sign or code (`21,82 €`, `£13.39`, `EUR 12`)
+MONEY_COLUMNS = ("price", "value", "unit_price")
+# a sign or code before or after a number: the sign or code
+_SIGN_BEFORE = "^\\s*([$€£¥₹]|[A-Za-z]{3})\\s*[-+]?[0-9]"
+_SIGN_AFTER = "[0-9]\\s*([$€£¥₹]|[A-Za-z]{3})\\s*$"
+
+
+def say_currency_signs(st: LoadState) -> None:
+    """The currency signs and codes a money column's text carries (stripped when the number is
+    read): said in the notes where one, warned of where a column holds more than one (`21,82 €`
+    beside `£13.39`: read as one currency, summed as one), naming the file, the column and
+    each sign with its count; where the file has a currency column too, the rows whose sign
+    names another currency are counted. Read from the load's strings: both engines."""
+    from ._contracts import CURRENCY_SIGNS
+
+    cols = [c for c in MONEY_COLUMNS if c in st.contract.column_names and c in st.mapping]
+    if not cols:
+        return
+    to_code = dict(CURRENCY_SIGNS)
+    has_currency = "currency" in st.mapping and "currency" in st.contract.column_names
+    for col in cols:
+        v = q(col)
+        sign = (
+            f"coalesce(nullif(regexp_extract({v}, {lit(_SIGN_BEFORE)}, 1), ''), "
+            f"nullif(regexp_extract({v}, {lit(_SIGN_AFTER)}, 1), ''))"
+        )
+        rows = st.wh.sql(
+            f"SELECT s, count(*) FROM (SELECT {sign} AS s FROM {st.load} WHERE {v} IS NOT NULL "
+            f"AND TRY_CAST(trim({v}) AS DOUBLE) IS NULL) WHERE s IS NOT NULL GROUP BY s ORDER BY count(*) DESC, s"
+        ).fetchall()
+        # (a code in any case is one code: `eur` and `EUR`)
+        counts: dict[str, int] = {}
+        for s, n in rows:
+            key = str(s) if len(str(s)) == 1 else str(s).upper()
+            counts[key] = counts.get(key, 0) + int(n)
+        if not counts:
+            continue
+        said = ", ".join(f"{s} {n:,} value(s)" for s, n in counts.items())
+        if len(counts) == 1:
+            ((only, n),) = counts.items()
+            st.note(
+                f"{st.src.name}: {col}: the currency sign or code {only} was stripped from {n:,} value(s)"
+            )
+        else:
+            st.warn(
+                f"{st.src.name}: {col} holds money in {len(counts)} currency signs or codes: {said} - the "
+                "signs were stripped and the numbers read alike (shelfwise does not convert): deliver "
+                "one file per currency, or a currency column with each row's ISO 4217 code"
+            )
+        if has_currency:
+            cases = " ".join(f"WHEN {lit(a)} THEN {lit(b)}" for a, b in to_code.items())
+            code = f"CASE {sign} {cases} ELSE upper({sign}) END"
+            row = st.wh.sql(
+                f"SELECT count(*), min(_source_line) FROM {st.load} WHERE {v} IS NOT NULL AND {sign} IS NOT NULL "
+                f"AND {sign} <> '$' AND nullif(trim(currency), '') IS NOT NULL "
+                f"AND {code} <> upper(trim(currency))"
+            ).fetchone()
+            if row and row[0]:
+                st.warn(
+                    f"{st.src.name}: {col}: {int(row[0]):,} row(s) carry a currency sign or code that is not "
+                    f"their currency column's (e.g. line {int(row[1])}): check which currency the money is in"
+                )
 
 
 def decimal_comma_numbers(st: LoadState) -> bool:

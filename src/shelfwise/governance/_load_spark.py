@@ -61,7 +61,13 @@ from ._load_publish import (
 )
 from ._load_raw import completed_condition, tell_new_keys
 from ._load_retract import retract_orders, retracted_orders, retracted_rows
-from ._load_rows import day_first_dates, decimal_comma_numbers, note_unreadable, untracked_stock
+from ._load_rows import (
+    day_first_dates,
+    decimal_comma_numbers,
+    note_unreadable,
+    say_currency_signs,
+    untracked_stock,
+)
 from ._load_sales import spark_uncount_redelivered as spark_uncount_redelivered_sales
 from ._load_sets import (
     NEAR_DETAIL,
@@ -139,6 +145,7 @@ def spark_check_rows(st: LoadState) -> None:
     spark = _engine(st).session
     register_udfs(spark)
     day_first = day_first_dates(st)
+    say_currency_signs(st)
     compiled = compile_contract(
         st.contract,
         min_year=st.settings.min_year,
