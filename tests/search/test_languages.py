@@ -220,3 +220,56 @@ def test_shop_train_refuses_an_unknown_language():
     _in_range(TrainSettings(search_language="fr"))
     with pytest.raises(ShelfwiseError, match="search_language='klingon'"):
         _in_range(TrainSettings(search_language="klingon"))
+
+
+# -- decompounding's work is bounded ---------------------------------------------------------
+def counting(analyzer: Analyzer) -> list[int]:
+    """Count the analyzer's vocabulary look-ups (its `_known` calls): the work of a split."""
+    calls = [0]
+    known = analyzer._known
+
+    def counted(part: str) -> bool:
+        calls[0] += 1
+        return known(part)
+
+    analyzer._known = counted  # type: ignore[method-assign]
+    return calls
+
+
+def test_a_long_unspaced_word_is_no_exponential_split():
+    import threading
+
+    shop = ["Wanderschuhe für Damen mit Gummisohle", "Gummi Sohle Sohlen", "Schuhe und Socken"] * 3
+    de = Analyzer.for_catalog(shop, "de")
+    calls = counting(de)
+    # 500 letters (a query's limit is 512): once minutes of splitting, now no split at all
+    done: list[list[str]] = []
+    worker = threading.Thread(target=lambda: done.append(de.analyze("gummisohle" * 50)), daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    assert done and done[0] == [de._stem("gummisohle" * 50)] and calls[0] == 0
+    # up to MAX_COMPOUND letters a word is split as before, each substring looked up at most once
+    calls[0] = 0
+    assert de._stem("gummi") in de.analyze("gummisohle" * 4) and de._stem("sohle") in de.analyze(
+        "gummisohle" * 4
+    )
+    assert calls[0] <= 41 * 40 // 2
+    # the worst case: every substring a word of the catalog (every split point a candidate)
+    a = Analyzer("german", {"a" * n for n in range(4, 13)})
+    calls = counting(a)
+    assert a.split("a" * 40) and len(a.split("a" * 40)) < 40
+    assert calls[0] <= 41 * 40  # (the word's substrings, then its parts' own: the search before
+    # tried every split below every other, ~10**9 look-ups here)
+
+
+def test_the_split_cache_is_bounded():
+    de = Analyzer.for_catalog(texts(GERMAN))
+    de.parts_cached = 50
+    words_ = [f"wander{x}rucksack" for x in ("", "s", "lauf", "damen")] + [
+        f"zzzz{i:04d}socken" for i in range(200)
+    ]
+    got = [de.analyze(w) for w in words_]
+    assert len(de._parts) <= 50
+    fresh = Analyzer.for_catalog(texts(GERMAN))
+    assert got == [fresh.analyze(w) for w in words_]  # (a word dropped is split again alike)
+    assert de.analyze("Wanderrucksack") == fresh.analyze("Wanderrucksack")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import OrderedDict
 from functools import cache, lru_cache
 from pathlib import Path
 
@@ -153,6 +154,14 @@ _FOLD_EXTRA = str.maketrans({"ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "đ"
 # German decompounding: a part is at least this long (shorter ones, "tee", "ski", "eis", would
 # split many words by chance) and a word is split only when every part is a catalog word
 MIN_PART = 4
+# ... and only a word of at most this many letters is split: German product compounds run to 20-30
+# letters ("Kompressionsstrümpfe" 20, "Fahrradtrinkflaschenhalter" 26); a longer unspaced run (a
+# URL, a model code, a pasted string, 500 letters in a query) is no compound, and the cap bounds a
+# split's work (about MAX_COMPOUND**2 / 2 substrings looked up, each at most once)
+MAX_COMPOUND = 40
+# words whose split a shop's analyzer keeps (least recently used dropped first): queries bring
+# words without end, a long-running server must not keep them all
+PARTS_CACHED = 50_000
 DECOMPOUNDED = frozenset({"german"})
 
 
@@ -237,7 +246,8 @@ class Analyzer:
         self.why = why
         self.vocabulary = frozenset(vocabulary)
         self._stems = frozenset(self._stem(w) for w in self.vocabulary) if self.vocabulary else frozenset()
-        self._parts: dict[str, tuple[str, ...]] = {}
+        self._parts: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+        self.parts_cached = PARTS_CACHED
 
     def __repr__(self) -> str:
         return f"Analyzer({self.language!r}, {len(self.vocabulary)} words)"
@@ -283,37 +293,75 @@ class Analyzer:
     def split(self, word: str) -> tuple[str, ...]:
         """A folded word's compound parts (every part a catalog word, or a form of one, at least
         MIN_PART long, a linking "s" between two allowed: "arbeitsschuhe" -> arbeit, schuhe),
-        the split into the fewest parts, and each part's own parts after it; () when no split."""
-        if word in self._parts:
-            return self._parts[word]
-        best = self._split(word, top=True) or ()
+        the split into the fewest parts, and each part's own parts after it; () when no split
+        (and for a word longer than MAX_COMPOUND). The last PARTS_CACHED words' splits are kept."""
+        if len(word) > MAX_COMPOUND or len(word) < 2 * MIN_PART:
+            return ()
+        hit = self._parts.get(word)
+        if hit is not None:
+            try:
+                self._parts.move_to_end(word)
+            except KeyError:  # (dropped meanwhile by another thread)
+                pass
+            return hit
+        best = self._split(word) or ()
         out: list[str] = []
         for p in best:
             out.append(p)
             if len(p) >= 2 * MIN_PART:
                 out.extend(self.split(p))
-        self._parts[word] = tuple(out)
-        return self._parts[word]
+        parts = tuple(out)
+        self._parts[word] = parts
+        while len(self._parts) > self.parts_cached:
+            try:
+                self._parts.popitem(last=False)
+            except KeyError:
+                break
+        return parts
 
     def _known(self, part: str) -> bool:
         return len(part) >= MIN_PART and (part in self.vocabulary or self._stem(part) in self._stems)
 
-    def _split(self, word: str, top: bool = False) -> tuple[str, ...] | None:
-        if not top and self._known(word):
-            return (word,)
-        best: tuple[str, ...] | None = None
-        for i in range(MIN_PART, len(word) - MIN_PART + 1):
-            head, tail = word[:i], word[i:]
-            if not self._known(head):
-                continue
-            heads = [tail]
-            if tail.startswith("s") and len(tail) > MIN_PART:
-                heads.append(tail[1:])  # Fugen-s: "arbeits|schuhe"
-            for rest in heads:
-                sub = self._split(rest)
-                if sub is not None and (best is None or 1 + len(sub) < len(best)):
-                    best = (head, *sub)
-        return best
+    def _split(self, word: str) -> tuple[str, ...] | None:
+        """The fewest-parts split of `word` into two parts or more (None when there is none): over
+        the positions where a part may begin, each suffix's best split worked out once (the
+        search before tried every split point again below every other one: exponential), each
+        substring looked up once; ties go, as before, to the shortest first part, a tail before
+        its Fugen-s form."""
+        n = len(word)
+        known: dict[tuple[int, int], bool] = {}
+
+        def is_known(i: int, j: int) -> bool:
+            k = known.get((i, j))
+            if k is None:
+                k = known[(i, j)] = self._known(word[i:j])
+            return k
+
+        # rest[i]: the fewest-parts split of word[i:] with that whole suffix allowed as one part
+        rest: dict[int, tuple[str, ...] | None] = {}
+
+        def best_from(start: int, whole: bool) -> tuple[str, ...] | None:
+            if whole and start in rest:
+                return rest[start]
+            if whole and is_known(start, n):
+                rest[start] = (word[start:],)
+                return rest[start]
+            best: tuple[str, ...] | None = None
+            for i in range(start + MIN_PART, n - MIN_PART + 1):
+                if not is_known(start, i):
+                    continue
+                nexts = [i]
+                if word[i] == "s" and n - i > MIN_PART:
+                    nexts.append(i + 1)  # Fugen-s: "arbeits|schuhe"
+                for j in nexts:
+                    sub = best_from(j, True)
+                    if sub is not None and (best is None or 1 + len(sub) < len(best)):
+                        best = (word[start:i], *sub)
+            if whole:
+                rest[start] = best
+            return best
+
+        return best_from(0, False)
 
     def analyze(self, text: str) -> list[str]:
         if self.language == "english":
