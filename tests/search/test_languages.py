@@ -273,3 +273,20 @@ def test_the_split_cache_is_bounded():
     fresh = Analyzer.for_catalog(texts(GERMAN))
     assert got == [fresh.analyze(w) for w in words_]  # (a word dropped is split again alike)
     assert de.analyze("Wanderrucksack") == fresh.analyze("Wanderrucksack")
+
+
+def test_negations_are_kept_as_terms():
+    de, fr = Analyzer.for_catalog(texts(GERMAN)), Analyzer("french")
+    # "ohne Zucker" is sugar-free: not a search for sugar
+    assert de.analyze("ohne Zucker") != de.analyze("Zucker") and de._stem("ohne") in de.analyze("ohne Zucker")
+    assert de._stem("nicht") in de.analyze("nicht wasserdicht") and de._stem("kein") in de.analyze(
+        "kein Zucker"
+    )
+    assert fr._stem("sans") in fr.analyze("sans gluten") and "pas" in fr.analyze("pas cher")
+    assert "sin" in Analyzer("spanish").analyze("sin azúcar")
+    it = Analyzer("italian")
+    assert {it._stem("senza"), "non"} <= set(it.analyze("senza glutine, non fritto"))
+    assert "zonder" in Analyzer("dutch").analyze("zonder suiker")
+    # the other function words are still left out
+    assert "fur" not in de.analyze("für Damen") and "de" not in fr.analyze("sac de sport")
+    assert "ohne" not in de.vocabulary  # (no compound part)

@@ -127,29 +127,43 @@ LANGUAGE_CODES = {
 _STOP = {
     "english": STOP_WORDS,
     "german": (
-        "der die das den dem des ein eine einer eines einem einen und oder aber mit ohne fur von "
+        "der die das den dem des ein eine einer eines einem einen und oder aber mit fur von "
         "vom zu zum zur im in ins am an auf aus bei fuer uber unter nach vor ist sind war waren "
-        "wird werden hat haben sein ihr ihre sie er es wir ich du nicht auch als wie so sehr noch "
+        "wird werden hat haben sein ihr ihre sie er es wir ich du auch als wie so sehr noch "
         "nur dass wenn dieser diese dieses jeder jede alle sich man mehr bis durch gegen um"
     ),
     "french": (
-        "le la les l un une des du de d au aux et ou mais avec sans pour par en dans sur sous "
+        "le la les l un une des du de d au aux et ou mais avec pour par en dans sur sous "
         "ce cet cette ces son sa ses leur leurs mon ma mes ton ta tes qui que quoi dont est sont "
-        "etre a ont il elle ils elles nous vous je tu ne pas plus tres se y c s n qu j m t"
+        "etre a ont il elle ils elles nous vous je tu plus tres se y c s n qu j m t"
     ),
     "spanish": (
-        "el la los las un una unos unas y o pero con sin para por de del al en sobre bajo es son "
+        "el la los las un una unos unas y o pero con para por de del al en sobre bajo es son "
         "que se su sus lo le les muy mas como este esta estos estas ese esa mi tu"
     ),
     "italian": (
-        "il lo la i gli le un uno una e o ma con senza per da di del della dei delle al alla "
-        "in su nel nella che non si sono e' piu molto come questo questa suo sua l d"
+        "il lo la i gli le un uno una e o ma con per da di del della dei delle al alla "
+        "in su nel nella che si sono e' piu molto come questo questa suo sua l d"
     ),
     "dutch": (
-        "de het een en of maar met zonder voor van aan in op uit bij naar om te tot is zijn was "
-        "waren wordt die dat dit deze niet ook als zo zeer nog ze hij zij wij ik je u"
+        "de het een en of maar met voor van aan in op uit bij naar om te tot is zijn was "
+        "waren wordt die dat dit deze ook als zo zeer nog ze hij zij wij ik je u"
     ),
 }
+# negations, folded: no stopwords ("ohne Zucker" is sugar-free, "sans gluten" gluten-free: a
+# query's "ohne" must not be dropped to "zucker"); they stay terms of the index and of queries.
+# English keeps its analysis (its stopwords, "without" and "not" among them, are indexed as ever)
+NEGATIONS = {
+    "english": frozenset(),
+    "german": frozenset(["ohne", "nicht", "kein", "keine", "keinen", "keinem", "keiner", "keines"]),
+    "french": frozenset(["sans", "pas", "ne", "non", "aucun", "aucune"]),
+    "spanish": frozenset(["sin", "no", "ni", "ningun", "ninguna"]),
+    "italian": frozenset(["senza", "non", "nessun", "nessuna"]),
+    "dutch": frozenset(["zonder", "niet", "geen"]),
+}
+# language evidence beyond the stopwords: negations found in no English text ("non", "no": an
+# English "non-slip" mat, a "no-show" sock, say nothing of French, Spanish or Italian)
+_EVIDENCE_EXTRA = {lang: negs - {"non", "no", "ne", "ni"} for lang, negs in NEGATIONS.items()}
 _FOLD_EXTRA = str.maketrans({"ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "đ": "d", "ł": "l"})
 # German decompounding: a part is at least this long (shorter ones, "tee", "ski", "eis", would
 # split many words by chance) and a word is split only when every part is a catalog word
@@ -196,7 +210,13 @@ def _stemmer_for(language: str):
 @cache
 def stopwords(language: str) -> frozenset[str]:
     """The language's function words, folded (English: as typed)."""
-    return frozenset(_STOP[language].split())
+    return frozenset(_STOP[language].split()) - NEGATIONS[language]
+
+
+@cache
+def _evidence(language: str) -> frozenset[str]:
+    """The words that tell a text is in `language` (see `detect_language`)."""
+    return stopwords(language) | _EVIDENCE_EXTRA[language]
 
 
 def detect_language(texts: list[str], sample: int = 5000) -> tuple[str, str]:
@@ -208,7 +228,7 @@ def detect_language(texts: list[str], sample: int = 5000) -> tuple[str, str]:
     ones are shared alike, stays English (set the language then)."""
     score = dict.fromkeys(LANGUAGES, 0.0)
     total = 0
-    sets = {lang: stopwords(lang) for lang in LANGUAGES}
+    sets = {lang: _evidence(lang) for lang in LANGUAGES}
     step = max(1, len(texts) // max(sample, 1))
     for t in texts[::step][:sample]:
         for w in words(t):
@@ -263,7 +283,7 @@ class Analyzer:
             why = f"set by configuration ({language})"
         vocab: set[str] = set()
         if name in DECOMPOUNDED:
-            stop = stopwords(name)
+            stop = stopwords(name) | NEGATIONS[name]
             for t in texts:
                 for w in words(t):
                     f = fold(w)
