@@ -290,3 +290,27 @@ def test_negations_are_kept_as_terms():
     # the other function words are still left out
     assert "fur" not in de.analyze("für Damen") and "de" not in fr.analyze("sac de sport")
     assert "ohne" not in de.vocabulary  # (no compound part)
+
+
+def test_foreign_names_in_an_english_catalog_leave_it_english():
+    # titles only: a foreign name's function word, however often, is one or two different words
+    wine = [f"Chateau {n} {y} Cotes du Rhone Red Wine" for n in "ABCDEFGH" for y in (2018, 2019)]
+    wine += ["Le Petit Cheval Bordeaux", "Vin de France Rose"]
+    assert detect_language(wine)[0] == "english" and "foreign names" in detect_language(wine)[1]
+    deli = [
+        f"{x} di {y} 500g"
+        for x in ["Pasta", "Aceto Balsamico", "Olio", "Farina"]
+        for y in ["Modena", "Semola", "Grano Duro", "Oliva"]
+    ]
+    deli += ["Gift box for the chef"] * 2
+    assert detect_language(deli)[0] == "english"
+    shop = Analyzer.for_catalog(deli)
+    assert shop.language == "english" and shop.analyze("gift for the chef") == analyze("gift for the chef")
+    # "non" is no Italian ("Non-slip yoga mat" made a UK shop Italian)
+    assert (
+        detect_language([f"{b} Non-slip yoga mat {c}" for b in "ABCDEF" for c in ("red", "blue")])[0]
+        == "english"
+    )
+    # while a shop in the language uses several ("da", "per", "con") even without accents
+    italian = ["Scarpe da corsa per donna", "Zaino con tasca per la pioggia", "Calze da trekking"] * 3
+    assert detect_language(italian)[0] == "italian"

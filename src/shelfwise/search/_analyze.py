@@ -219,14 +219,37 @@ def _evidence(language: str) -> frozenset[str]:
     return stopwords(language) | _EVIDENCE_EXTRA[language]
 
 
+# letters of a language's own words (a word with one is no English word)
+_LETTERS = {
+    "english": "",
+    "german": "äöüß",
+    "french": "éèêëàâçîïôûùœÿ",
+    "spanish": "ñáéíóúü",
+    "italian": "àèéìíòóù",
+    "dutch": "ëïéèáóú",
+}
+# the evidence a language other than English needs besides its function words' count: at least
+# KINDS different function words (a text in the language uses several: "und", "mit", "für"; a
+# foreign name one or two, over and over: "Côtes du Rhône", "Aceto Balsamico di Modena") or, with
+# fewer, its own letters in at least LETTER_SHARE of the words (a titles-only German shop says
+# "für" in one phrase only, but "grün", "weiß" and "Zubehör" throughout)
+KINDS = 2.0
+LETTER_SHARE = 0.02
+
+
 def detect_language(texts: list[str], sample: int = 5000) -> tuple[str, str]:
     """(language, why) of a catalog's text: how many of its words (of two letters or more) are
     each language's function words ("und", "pour", "the"...), a word shared by several languages
     ("de": French, Spanish, Dutch) counting a part to each, over `sample` texts spread over
     `texts`. English unless another language has at least 5 such words, at least twice English's
-    score and more than any other's: a catalog with no function words at all, or whose only
-    ones are shared alike, stays English (set the language then)."""
+    score and more than any other's, and either KINDS different ones (each shared word a part)
+    or its own letters ("ü", "é") in LETTER_SHARE of the words: a catalog with no function words
+    at all, whose only ones are shared alike, or whose only ones come from a few foreign names
+    in English text ("Cotes du Rhone Red Wine"), stays English (set the language then)."""
     score = dict.fromkeys(LANGUAGES, 0.0)
+    kinds = dict.fromkeys(LANGUAGES, 0.0)
+    lettered = dict.fromkeys(LANGUAGES, 0)
+    seen: set[str] = set()
     total = 0
     sets = {lang: _evidence(lang) for lang in LANGUAGES}
     step = max(1, len(texts) // max(sample, 1))
@@ -236,16 +259,31 @@ def detect_language(texts: list[str], sample: int = 5000) -> tuple[str, str]:
                 continue  # (French "l'", "d'" and "30 L" alike: a letter says nothing)
             total += 1
             f = fold(w)
+            if f != w:
+                for lang in LANGUAGES[1:]:
+                    if any(ch in _LETTERS[lang] for ch in w):
+                        lettered[lang] += 1
             langs = [lang for lang, s in sets.items() if (w if lang == "english" else f) in s]
             for lang in langs:
                 score[lang] += 1.0 / len(langs)
+                if f not in seen:
+                    kinds[lang] += 1.0 / len(langs)
+            if langs:
+                seen.add(f)
     if total == 0:
         return "english", "no words in the catalog's text: English"
     ranked = sorted(LANGUAGES[1:], key=lambda lang: (-score[lang], LANGUAGES.index(lang)))
     best, second = ranked[0], ranked[1]
     shares = ", ".join(f"{lang} {score[lang] / total:.1%}" for lang in ("english", *ranked[:3]))
     if score[best] >= 5 and score[best] >= 2 * score["english"] and score[best] > score[second]:
-        return best, f"detected from the catalog's text (function words among {total:,} words: {shares})"
+        if kinds[best] >= KINDS or lettered[best] >= LETTER_SHARE * total:
+            return best, f"detected from the catalog's text (function words among {total:,} words: {shares})"
+        return (
+            "english",
+            f"English ({best}'s function words among {total:,} words ({shares}) are few different"
+            f" ones ({kinds[best]:.1f}) with few {best} letters ({lettered[best] / total:.1%} of the"
+            " words): foreign names, likely; set the language if the shop is not English)",
+        )
     return (
         "english",
         f"English (no other language's function words stand out among {total:,} words: {shares})",
