@@ -250,6 +250,21 @@ GROUP_ID_ALIASES = (
     "handle",
 )
 
+# what a Google Shopping (Merchant Center) feed's `availability` says beyond in stock and out of
+# stock (`_compile.TRUE_TOKENS` / `FALSE_TOKENS` read `in_stock`, `in stock`, `out_of_stock`,
+# `out of stock`): a product on preorder or backorder is sold now and delivered later, so it is
+# in stock (shown and recommended); `limited availability` is in stock, `discontinued` not
+AVAILABILITY_WORDS = (
+    *(
+        (w, "true")
+        for w in (
+            "preorder", "pre-order", "pre_order", "pre order", "backorder", "back-order", "back_order",
+            "back order", "limited availability", "limited_availability",
+        )
+    ),
+    *((w, "false") for w in ("discontinued", "sold_out", "soldout")),
+)  # fmt: skip
+
 # ISO 4217 currency codes in use (a `currency` column's values, curated upper-cased)
 _ISO_4217 = """
 AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP BYN BZD
@@ -334,8 +349,17 @@ PRODUCTS = TableContract(
             # (Shopify's products export: `Variant Inventory Policy`, `continue` sells when out of
             # stock (a backorder: in stock whatever the figure), `deny` says nothing of it (the
             # stock figure decides, when there is one))
-            aliases=("available", "instock", "is_in_stock", "variant_inventory_policy", "inventory_policy"),
-            synonyms=(("continue", "true"), ("deny", "none")),
+            # (Google Shopping / Merchant Center feeds: `availability`, in_stock / out_of_stock /
+            # preorder / backorder: `AVAILABILITY_WORDS`)
+            aliases=(
+                "available",
+                "instock",
+                "is_in_stock",
+                "variant_inventory_policy",
+                "inventory_policy",
+                "availability",
+            ),
+            synonyms=(("continue", "true"), ("deny", "none"), *AVAILABILITY_WORDS),
         ),
         ColumnSpec("attributes", Kind.JSON),
         ColumnSpec(

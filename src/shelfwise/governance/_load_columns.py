@@ -155,6 +155,11 @@ def map_columns(
         )  # fmt: skip
     mapping.update(matched)
     taken |= set(matched.values())
+    if contract.name == "products" and "category" not in mapping and "category" not in unsent:
+        feed = _feed_category(list(seen), taken, path, samples, notes)
+        if feed is not None:
+            mapping["category"] = feed
+            taken.add(feed)
     implied: dict[str, str] = {}
     if contract.name == "events" and "event_type" not in mapping:
         kind = told or implied_event_type(path.name)
@@ -277,6 +282,70 @@ def map_columns(
             )
         )
     return Columns(mapping, extra, implied, joined, filled, notes, warnings)
+
+
+# a Google Shopping (Merchant Center) feed's category columns, read as products.category where
+# no category column is named: the shop's own `product_type` path ("Apparel & Accessories >
+# Shoes > Sneakers") first, Google's taxonomy (`google_product_category`, less the shop's own
+# tree, and often written as a numeric id) only without one
+FEED_CATEGORY_KEYS = ("producttype", "googleproductcategory")
+# what a `product_type` of another export holds: a kind of catalog entry, no category (Magento's
+# `simple` / `configurable`, WooCommerce's `variable`)
+PRODUCT_KIND_WORDS = frozenset(
+    (
+        "simple", "configurable", "virtual", "bundle", "grouped", "downloadable", "variable",
+        "variation", "external", "giftcard", "gift card", "physical", "digital", "service",
+    )
+)  # fmt: skip
+
+
+def _feed_category(
+    header: list[str],
+    taken: set[str],
+    path: Path,
+    samples: Callable[[], dict[str, list[str]]] | None,
+    notes: list[str],
+) -> str | None:
+    """The header read as products.category where no category column is named: a Google
+    Shopping feed's `product_type`, else its `google_product_category`; not one whose sampled
+    values are kinds of catalog entry (Magento's `product_type`, `simple`) nor numeric taxonomy
+    ids (`1604`). Said in a note."""
+    found = {column_key(h): h for h in header if h not in taken and column_key(h) in FEED_CATEGORY_KEYS}
+    if not found:
+        return None
+    sample = samples() if samples is not None else {}
+    for key in FEED_CATEGORY_KEYS:
+        h = found.get(key)
+        if h is None:
+            continue
+        vals = [v.strip() for v in sample.get(h, []) if v is not None and v.strip()]
+        kinds = sum(v.lower() in PRODUCT_KIND_WORDS for v in vals)
+        ids = sum(v.isdigit() for v in vals)
+        if vals and kinds >= 0.5 * len(vals):
+            notes.append(
+                f"{path.name}: {h!r} holds kinds of catalog entry (e.g. {vals[0][:40]!r}), not categories: "
+                f"not read as products.category (to read it: --map products.category={h!r})"
+            )
+            continue
+        if vals and ids >= 0.5 * len(vals):
+            notes.append(
+                f"{path.name}: {h!r} holds Google's numeric taxonomy ids (e.g. {vals[0][:40]!r}), not "
+                f"category paths: not read as products.category (to read it: --map products.category={h!r})"
+            )
+            continue
+        other = [o for k, o in found.items() if k != key]
+        notes.append(
+            f"{path.name}: {h!r} (a Google Shopping feed's "
+            + (
+                "product type, the shop's own category path"
+                if key == "producttype"
+                else "Google product category"
+            )
+            + ") is read as products.category"
+            + (f"; {other[0]!r} (Google's taxonomy) is not read" if other and key == "producttype" else "")
+        )
+        return h
+    return None
 
 
 # a generic line or row id that an order-lines export names beside the product's `sku` (Magento's

@@ -480,7 +480,11 @@ def _read_json_lines(st: LoadState, into: str) -> None:
             return [mapping[spec_name], *joined.get(spec_name, [])]
         spec = contract.column(spec_name)
         names = {column_key(n) for n in (spec.name, *spec.aliases)}
-        return [h for h in st.header if column_key(h) in names]
+        # (a header read by its values, not its name: a feed's `product_type` as the category)
+        return [h for h in st.header if column_key(h) in names] or [
+            mapping[spec_name],
+            *joined.get(spec_name, []),
+        ]
 
     def col_sql(spec_name: str) -> str:
         keys = keys_of(spec_name)
