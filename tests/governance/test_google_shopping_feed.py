@@ -119,3 +119,127 @@ def test_a_tab_separated_feed_txt_is_read_through_the_cli(tmp_path: Path) -> Non
     got = curated_rows(work, "SELECT product_id, in_stock, category FROM curated.products")
     assert {p: s for p, s, _ in got} == IN_STOCK
     assert {p: c for p, _, c in got} == CATEGORY
+
+
+# -- variant attributes -----------------------------------------------------------------------------
+def test_a_feeds_size_color_material_and_gender_are_kept_as_product_attributes(tmp_path: Path) -> None:
+    report = Ingestor(tmp_path / "w").run(_shop(tmp_path, {"products.csv": FEED}))
+    pr = report.tables["products"]
+    for h in ("size", "color", "material", "gender"):
+        assert pr.column_mapping.get(h) == f"attributes.{h}" and h not in pr.ignored_columns, (
+            pr.column_mapping
+        )
+    got = {
+        p: json.loads(a)
+        for p, a in curated_rows(tmp_path / "w", "SELECT product_id, attributes FROM curated.products")
+    }
+    assert got["SN-1-40"] == {"size": "40", "color": "White", "material": "Leather", "gender": "female"}
+    # an empty size adds no key
+    assert got["BT-3"] == {"color": "Brown", "material": "Leather", "gender": "male"}
+
+
+def test_attribute_columns_merge_with_an_attributes_column(tmp_path: Path) -> None:
+    catalog = (
+        "product_id,title,attributes,colour,size\n"
+        'A,Shirt,"{""fit"": ""slim"", ""colour"": ""Old""}",Navy,\n'
+        "B,Coat,,Camel,L\n"
+        'C,Hat,"{""fit"": ""loose""}",,\n'
+    )
+    report = Ingestor(tmp_path / "w").run(_shop(tmp_path, {"products.csv": catalog}))
+    assert report.tables["products"].rows_quarantined == 0
+    assert any("kept as product attributes beside those of 'attributes'" in n for n in report.notes)
+    got = {
+        p: json.loads(a)
+        for p, a in curated_rows(tmp_path / "w", "SELECT product_id, attributes FROM curated.products")
+    }
+    # the column's value wins over the object's; the object's other keys stay
+    assert got == {
+        "A": {"fit": "slim", "colour": "Navy"},
+        "B": {"colour": "Camel", "size": "L"},
+        "C": {"fit": "loose"},
+    }
+
+
+def test_any_header_maps_into_attributes_and_search_finds_it_through_the_cli(tmp_path: Path) -> None:
+    from shelfwise.search import LexicalRetriever
+    from shelfwise.search._build import load_search_data
+
+    feed = FEED.replace(",gender\n", ",gender,Fit\n", 1)
+    lines = feed.splitlines()
+    lines[1:] = [line + (",Relaxed" if line.startswith("DR-2") else ",Regular") for line in lines[1:]]
+    data = _shop(tmp_path, {"products.csv": "\n".join(lines) + "\n"})
+    work = tmp_path / "w"
+    out = json.loads(
+        sw(
+            "ingest",
+            "--data",
+            str(data),
+            "--workdir",
+            str(work),
+            "--map",
+            "products.attributes.fit=Fit",
+            "--json",
+        ).stdout
+    )
+    pr = out["tables"]["products"]
+    assert pr["column_mapping"]["Fit"] == "attributes.fit" and "Fit" not in pr["ignored_columns"]
+    assert out["column_map"]["products"] == {"attributes.fit": "Fit"}
+    got = dict(curated_rows(work, "SELECT product_id, attributes->>'fit' FROM curated.products"))
+    assert got == {
+        "SN-1-40": "Regular",
+        "SN-1-41": "Regular",
+        "DR-2-S": "Relaxed",
+        "DR-2-M": "Relaxed",
+        "BT-3": "Regular",
+        "SC-4": "Regular",
+    }
+    # the attributes are search text: "relaxed" (a fit) and "sand" (a colour) find the dresses
+    catalog, _, _ = load_search_data(work)
+    assert catalog is not None
+    bm25 = LexicalRetriever(tmp_path / "ix").index(catalog)
+    found = {catalog.product_ids[i] for i in bm25.search("relaxed").ids.ravel() if i >= 0}
+    assert found == {"DR-2-S", "DR-2-M"}
+    assert {catalog.product_ids[i] for i in bm25.search("sand").ids.ravel() if i >= 0} == {"DR-2-S", "DR-2-M"}
+
+
+def test_the_map_files_attributes_section_names_attribute_headers(tmp_path: Path) -> None:
+    from shelfwise.governance._mapping import load_column_map
+
+    catalog = "product_id,title,Heel Height,Fit\nA,Boot,5 cm,Narrow\n"
+    toml = '[map.products.attributes]\nheel_height = "Heel Height"\nfit = "Fit"\n'
+    data = _shop(tmp_path, {"products.csv": catalog, "shelfwise.toml": toml})
+    report = Ingestor(tmp_path / "w", column_map=load_column_map(data)).run(data)
+    assert report.tables["products"].ignored_columns == []
+    (attrs,) = curated_rows(tmp_path / "w", "SELECT attributes FROM curated.products")[0]
+    assert json.loads(attrs) == {"heel_height": "5 cm", "fit": "Narrow"}
+
+
+def test_attribute_columns_are_kept_from_json_lines_and_parquet_alike(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [
+        {"id": "A", "title": "Shirt", "size": "M", "color": "Navy", "attributes": {"fit": "slim"}},
+        {"id": "B", "title": "Coat", "colour": "Camel"},
+        {"id": "C", "title": "Hat"},
+    ]
+    jl = _shop(tmp_path, {"products.jsonl": "\n".join(json.dumps(r) for r in rows) + "\n"}, "jl")
+    Ingestor(tmp_path / "wj").run(jl)
+    got = {
+        p: a and json.loads(a)
+        for p, a in curated_rows(tmp_path / "wj", "SELECT product_id, attributes FROM curated.products")
+    }
+    assert got == {"A": {"fit": "slim", "size": "M", "color": "Navy"}, "B": {"colour": "Camel"}, "C": None}
+    pqd = tmp_path / "pq"
+    pqd.mkdir()
+    table = pa.table(
+        {"id": ["A", "B"], "title": ["Shirt", "Coat"], "size": ["M", None], "material": ["Linen", "Wool"]}
+    )
+    pq.write_table(table, pqd / "products.parquet")
+    report = Ingestor(tmp_path / "wp").run(pqd)
+    assert report.tables["products"].ignored_columns == []
+    got = {
+        p: json.loads(a)
+        for p, a in curated_rows(tmp_path / "wp", "SELECT product_id, attributes FROM curated.products")
+    }
+    assert got == {"A": {"size": "M", "material": "Linen"}, "B": {"material": "Wool"}}

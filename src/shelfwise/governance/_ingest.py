@@ -990,6 +990,7 @@ class Ingestor:
         report.warnings.extend(cols.warnings)
         tr.column_mapping = {v: k for k, v in cols.mapping.items()}
         tr.column_mapping.update({h: c for c, hs in cols.joined.items() for h in hs})
+        tr.column_mapping.update({h: f"attributes.{k}" for k, h in cols.attributes.items()})
         for column, value in cols.implied.items():
             report.notes.append(f"{src.name}: no {column} column: every row is {column} = {value}")
         extra_kept: list[str] = []
@@ -1026,6 +1027,7 @@ class Ingestor:
             header=header,
             mapping=cols.mapping,
             joined=cols.joined,
+            attributes=cols.attributes,
             implied=cols.implied,
             filled=cols.filled,
             extra_kept=extra_kept,

@@ -15,7 +15,16 @@ from ..storage._sources import JSON_DELIMITER, LINE_COLUMN
 from ._compile import lit, q
 from ._contracts import EVENTS, IMPLIED_EVENT_TYPES, ORDER_ID_ALIASES, TableContract, implied_event_type
 from ._load_state import column_key, match_headers, parquet_files
-from ._mapping import ID_ENDINGS, MAP_FILE, ColumnMap, _key, mapping_advice, suggest_columns
+from ._mapping import (
+    ATTRIBUTE_COLUMNS,
+    ATTRIBUTE_HEADERS,
+    ID_ENDINGS,
+    MAP_FILE,
+    ColumnMap,
+    _key,
+    mapping_advice,
+    suggest_columns,
+)
 
 # a catalog's sale price column (WooCommerce's `Sale price`), not read as the price
 SALE_PRICE_KEYS = ("saleprice", "salesprice", "specialprice", "promoprice")
@@ -40,6 +49,8 @@ class Columns:
     filled: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what the load's report says of the header
     warnings: list[str] = field(default_factory=list)  # what a person must read (the report's warnings)
+    # attribute key -> the header kept as that key of the JSON `attributes` (products: `size`)
+    attributes: dict[str, str] = field(default_factory=dict)
 
 
 def map_columns(
@@ -160,6 +171,15 @@ def map_columns(
         if feed is not None:
             mapping["category"] = feed
             taken.add(feed)
+    attributes = _attribute_columns(
+        contract, list(seen), header, taken, path, column_map, derived, keyed_update, notes
+    )
+    taken |= set(attributes.values())
+    if attributes and "attributes" in mapping:
+        notes.append(
+            f"{path.name}: {', '.join(repr(h) for h in attributes.values())} kept as product attributes beside "
+            f"those of {mapping['attributes']!r} (a key in both: the column's value wins where it has one)"
+        )
     implied: dict[str, str] = {}
     if contract.name == "events" and "event_type" not in mapping:
         kind = told or implied_event_type(path.name)
@@ -281,7 +301,51 @@ def map_columns(
                 else "not read (the products contract has no cost column; products.price is what a shopper pays)"
             )
         )
-    return Columns(mapping, extra, implied, joined, filled, notes, warnings)
+    return Columns(mapping, extra, implied, joined, filled, notes, warnings, attributes)
+
+
+def _attribute_columns(
+    contract: TableContract,
+    header: list[str],
+    full_header: list[str],
+    taken: set[str],
+    path: Path,
+    column_map: ColumnMap,
+    derived: bool,
+    keyed_update: bool,
+    notes: list[str],
+) -> dict[str, str]:
+    """attribute key -> the header kept as that key of the table's JSON attributes column: those
+    the column map names (`products.attributes.fit=Fit`), then the well-known variant headers
+    by name (`ATTRIBUTE_HEADERS`: size, color, material, ...) that no other column reads."""
+    json_column = ATTRIBUTE_COLUMNS.get(contract.name)
+    if json_column is None:
+        return {}
+    out: dict[str, str] = {}
+    for key, h in ({} if derived else column_map.attributes_for(contract.name)).items():
+        hit = h if h in header else match_headers(header, {key: [h]}).get(key)
+        if hit is None and keyed_update:
+            notes.append(
+                f"{path.name}: the column map's {contract.name}.{json_column}.{key} = {h!r} is not in this "
+                f"delivery: its rows have no {key} attribute"
+            )
+            continue
+        if hit is None:
+            origin = column_map.origin.get((contract.name, f"{json_column}.{key}"), MAP_FILE)
+            close = difflib.get_close_matches(h, header, n=1, cutoff=0.5)
+            raise SourceError(
+                str(path),
+                1,
+                f"{origin} maps {contract.name}.{json_column}.{key} to {h!r}, which is not a column of this file"
+                + (f" (is {close[0]!r} meant?)" if close else "")
+                + f"; the header has: {', '.join(full_header) or 'no columns'}",
+            )
+        out[key] = hit
+    for h in header:
+        known = ATTRIBUTE_HEADERS.get(column_key(h))
+        if known is not None and known not in out and h not in taken and h not in out.values():
+            out[known] = h
+    return out
 
 
 # a Google Shopping (Merchant Center) feed's category columns, read as products.category where

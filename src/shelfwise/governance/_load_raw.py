@@ -20,6 +20,7 @@ from ._compile import DUCKDB, SPARK, Dialect, lit, q
 from ._contracts import Kind
 from ._load_state import (
     LoadState,
+    attributes_sql,
     column_key,
     constant,
     joined_sql,
@@ -371,6 +372,14 @@ def _read_csv(st: LoadState, into: str) -> None:
         else f"{constant(st.implied, c)} AS {q(c)}"
         for c in contract.column_names
     ]
+    if st.attributes:
+        given = select[contract.column_names.index("attributes")].rpartition(" AS ")[0]
+        select[contract.column_names.index("attributes")] = (
+            attributes_sql(
+                given if "attributes" in mapping else None, [(k, q(pos[h])) for k, h in st.attributes.items()]
+            )
+            + f" AS {q('attributes')}"
+        )
     select += [f"{q(pos[e])} AS {q('x_' + safe(e))}" for e in st.extra_kept]
     rej = f"rej_{contract.name}"
     wh.sql(f"DROP TABLE IF EXISTS {rej}; DROP TABLE IF EXISTS {rej}_scan")
@@ -499,6 +508,13 @@ def _read_json_lines(st: LoadState, into: str) -> None:
         f"{col_sql(c)} AS {q(c)}" if c in mapping else f"{constant(st.implied, c)} AS {q(c)}"
         for c in contract.column_names
     ]
+    if st.attributes:
+        base = col_sql("attributes") if "attributes" in mapping else None
+        select[contract.column_names.index("attributes")] = (
+            attributes_sql(base, [(k, field_sql(h)) for k, h in st.attributes.items()])
+            + f" AS {q('attributes')}"
+        )
+        used.update(st.attributes.values())
     select += [f"{field_sql(e)} AS {q('x_' + safe(e))}" for e in st.extra_kept if e not in used]
     tr.ignored_columns = [e for e in tr.ignored_columns if e not in used]
     wh.sql(f"CREATE TEMP TABLE _lines AS SELECT * FROM {lines}")
@@ -640,6 +656,13 @@ def _read_parquet(st: LoadState, into: str) -> None:
         else f"{constant(st.implied, c)} AS {q(c)}"
         for c in contract.column_names
     ]
+    if st.attributes:
+        i = contract.column_names.index("attributes")
+        base = select[i].rpartition(" AS ")[0] if "attributes" in mapping else None
+        select[i] = (
+            attributes_sql(base, [(k, f"CAST({q(h)} AS VARCHAR)") for k, h in st.attributes.items()])
+            + f" AS {q('attributes')}"
+        )
     select += [f"CAST({q(e)} AS VARCHAR) AS {q('x_' + safe(e))}" for e in st.extra_kept]
     files = parquet_files(staged)
     line = "file_row_number + 1"

@@ -46,6 +46,7 @@ __all__ = [
     "column_key",
     "constant",
     "count_withheld",
+    "attributes_sql",
     "joined_sql",
     "match_headers",
     "parquet_files",
@@ -100,6 +101,8 @@ class LoadState:
     header: list[str] = field(default_factory=list)
     mapping: dict[str, str] = field(default_factory=dict)
     joined: dict[str, list[str]] = field(default_factory=dict)
+    # attribute key -> the header kept as that key of the JSON `attributes` (`_load_columns`)
+    attributes: dict[str, str] = field(default_factory=dict)
     implied: dict[str, str] = field(default_factory=dict)
     filled: list[str] = field(default_factory=list)  # read from the key's curated row (`Columns`)
     extra_kept: list[str] = field(default_factory=list)
@@ -199,6 +202,8 @@ class LoadState:
         an appended row says nothing about the others (a partial re-send of a product keeps
         its curated brand; a re-sent event lacking an optional column is still the same event)."""
         given = [*self.mapping, *self.joined, *self.implied, *(f"x_{safe(e)}" for e in self.extra_kept)]
+        if self.attributes:  # (kept from their own columns: `size`, `color`)
+            given.append("attributes")
         # (`in_stock` derived from a stock figure where not given, `compile_contract`: an upsert
         # takes it where the curated row's own agreed with its figure, `upsert_select`)
         return frozenset(given)
@@ -335,6 +340,27 @@ def joined_sql(first: str, rest: list[str]) -> str:
         return first
     parts = ", ".join(f"nullif(trim({e}), '')" for e in (first, *rest))
     return f"nullif(concat_ws(' > ', {parts}), '')"
+
+
+def attributes_sql(base: str | None, pairs: Sequence[tuple[str, str]]) -> str:
+    """The JSON `attributes` of a row: the object its attributes column holds (`base`, when the
+    file has one), each of `pairs` (key, SQL of a header's value) set on it where the header has
+    a value (trimmed text; an empty one adds nothing). A base that is no JSON object is left as it
+    is (the contract's check says so). NULL where nothing is set."""
+    if not pairs:
+        return base if base is not None else "NULL::VARCHAR"
+    obj = "json_object(" + ", ".join(f"{lit(k)}, nullif(trim({e}), '')" for k, e in pairs) + ")"
+    # (a merge patch drops the keys whose value is null: the empty headers add nothing)
+    patch = f"json_merge_patch('{{}}', {obj})"
+    added = f"nullif({patch}::VARCHAR, '{{}}')"
+    if base is None:
+        return added
+    b = f"nullif(trim({base}), '')"
+    return (
+        f"CASE WHEN {b} IS NULL THEN {added} "
+        f"WHEN json_valid({b}) AND json_type({b}) = 'OBJECT' THEN json_merge_patch({b}, {patch})::VARCHAR "
+        f"ELSE {base} END"
+    )
 
 
 def parquet_files(staged: StagedFile) -> str:

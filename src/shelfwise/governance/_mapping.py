@@ -20,7 +20,17 @@ export is not named after it (by default `events.csv`, `products.parquet`, ...):
     [files]
     events = "orders_2026.csv"
     products = "catalog export.csv"
- A mapped
+
+Any header may be kept as one product attribute (a key of `products.attributes`, the JSON object
+search matches and the models read) with `--map products.attributes.fit=Fit`, or in the file
+
+    [map.products.attributes]
+    fit = "Fit"
+    heel_height = "Heel Height"
+
+(a variant's well-known `size`, `color` / `colour`, `material`, `gender`, `age_group` and
+`pattern` columns are kept so by name, `ATTRIBUTE_HEADERS`). A mapped
+column wins over the contract's own header names; the other columns are still matched by name.
 column wins over the contract's own header names; the other columns are still matched by name.
 The file is read with the standard library's tomllib; an unknown table or canonical column is a
 clear error at once, before anything is loaded.
@@ -63,6 +73,20 @@ MULTI_COLUMN = {("products", "category")}
 # status (PrestaShop's `current_state`, a shop's own `Etat`), whose cancelled, refunded and
 # unpaid orders' lines are set aside (`_load_aside`); found by name when not mapped
 READ_COLUMNS: dict[str, tuple[str, ...]] = {"events": ("order_status",)}
+# the JSON column of a table a header may be kept in as one of its keys (`products.attributes.fit`)
+ATTRIBUTE_COLUMNS = {"products": "attributes"}
+# the headers (compared as `column_key`s) kept as product attributes by name: a Google Shopping
+# feed's (and any variant catalog's) size, colour, material, gender, age group and pattern ->
+# the attribute's key
+ATTRIBUTE_HEADERS = {
+    "size": "size",
+    "color": "color",
+    "colour": "colour",
+    "material": "material",
+    "gender": "gender",
+    "agegroup": "age_group",
+    "pattern": "pattern",
+}
 
 
 @dataclass
@@ -75,15 +99,24 @@ class ColumnMap:
     files: dict[str, str] = field(default_factory=dict)  # table -> its file's name (`[files]`)
     # table -> a column read, not curated (`READ_COLUMNS`) -> its header
     reads: dict[str, dict[str, str]] = field(default_factory=dict)
+    # table -> an attribute's key -> its header (`products.attributes.fit=Fit`)
+    attributes: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def for_table(self, table: str) -> dict[str, tuple[str, ...]]:
         return self.tables.get(table, {})
 
+    def attributes_for(self, table: str) -> dict[str, str]:
+        return self.attributes.get(table, {})
+
     def __bool__(self) -> bool:
-        return any(self.tables.values()) or any(self.reads.values())
+        return any(self.tables.values()) or any(self.reads.values()) or any(self.attributes.values())
 
     def set(self, table: str, column: str, headers: Sequence[str], origin: str) -> None:
         contract = _contract(table, origin)
+        json_column = ATTRIBUTE_COLUMNS.get(table)
+        if json_column is not None and column.startswith(json_column + "."):
+            self._set_attribute(table, column[len(json_column) + 1 :], headers, origin)
+            return
         reads = READ_COLUMNS.get(table, ())
         if column not in contract.column_names and column not in reads:
             also = f", and {', '.join(reads)} (read, not curated)" if reads else ""
@@ -108,6 +141,20 @@ class ColumnMap:
         self.tables.setdefault(table, {})[column] = tuple(h.strip() for h in headers)
         self.origin[(table, column)] = origin
 
+    def _set_attribute(self, table: str, key: str, headers: Sequence[str], origin: str) -> None:
+        """`products.attributes.KEY=HEADER`: the header's value kept as the attribute KEY."""
+        json_column = ATTRIBUTE_COLUMNS[table]
+        key = key.strip()
+        if not key:
+            raise ShelfwiseError(
+                f"{origin}: name the attribute: {table}.{json_column}.KEY=HEADER, e.g. "
+                f"--map {table}.{json_column}.fit=Fit"
+            )
+        if len(headers) != 1 or not isinstance(headers[0], str) or not headers[0].strip():
+            raise ShelfwiseError(f"{origin}: {table}.{json_column}.{key} is read from one column (a string)")
+        self.attributes.setdefault(table, {})[key] = headers[0].strip()
+        self.origin[(table, f"{json_column}.{key}")] = origin
+
     def set_file(self, table: str, name: Any, origin: str) -> None:
         """`table` is read from the file `name` of the data directory."""
         _contract(table, origin)
@@ -125,6 +172,8 @@ class ColumnMap:
         out = {t: {c: " > ".join(h) for c, h in cols.items()} for t, cols in self.tables.items() if cols}
         for t, read in self.reads.items():
             out.setdefault(t, {}).update(read)
+        for t, attrs in self.attributes.items():
+            out.setdefault(t, {}).update({f"{ATTRIBUTE_COLUMNS[t]}.{k}": h for k, h in attrs.items()})
         return out
 
 
@@ -167,6 +216,11 @@ def read_map_file(path: Path, into: ColumnMap | None = None) -> ColumnMap:
         if not isinstance(cols, dict):
             raise SourceError(str(path), None, f'map.{table} must be a section of column = "HEADER" lines')
         for column, headers in cols.items():
+            if isinstance(headers, dict) and column == ATTRIBUTE_COLUMNS.get(table):
+                # [map.products.attributes] fit = "Fit": each key an attribute
+                for key, header in headers.items():
+                    out.set(table, f"{column}.{key}", [header], f"{where}.{column}")
+                continue
             seq = [headers] if isinstance(headers, str) else headers if isinstance(headers, list) else None
             if seq is None:
                 raise ShelfwiseError(f"{where}: {column} must be a header name (a string) or a list of them")
@@ -356,6 +410,8 @@ def _key(name: str) -> str:
 
 
 __all__ = [
+    "ATTRIBUTE_COLUMNS",
+    "ATTRIBUTE_HEADERS",
     "ID_WORDS",
     "MAP_FILE",
     "READ_COLUMNS",
