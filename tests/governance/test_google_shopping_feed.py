@@ -243,3 +243,19 @@ def test_attribute_columns_are_kept_from_json_lines_and_parquet_alike(tmp_path: 
         for p, a in curated_rows(tmp_path / "wp", "SELECT product_id, attributes FROM curated.products")
     }
     assert got == {"A": {"size": "M", "material": "Linen"}, "B": {"material": "Wool"}}
+
+
+def test_a_mistyped_attribute_map_says_how_to_write_one() -> None:
+    import pytest
+
+    from shelfwise.errors import ShelfwiseError
+    from shelfwise.governance._mapping import parse_map_flags
+
+    with pytest.raises(ShelfwiseError, match=r"attributes\.KEY \(a header kept as the attribute KEY\)"):
+        parse_map_flags(["products.attribute.fit=Fit"])
+    with pytest.raises(ShelfwiseError, match="name the attribute"):
+        parse_map_flags(["products.attributes.=Fit"])
+    got = parse_map_flags(["products.attributes.fit=Fit", "products.attributes=Attrs"])
+    assert got.attributes_for("products") == {"fit": "Fit"} and got.for_table("products") == {
+        "attributes": ("Attrs",)
+    }

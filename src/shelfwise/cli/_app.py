@@ -113,7 +113,8 @@ MapFlags = Annotated[
         "--map",
         help="TABLE.COLUMN=HEADER: read a canonical column from the file's HEADER (repeatable; "
         "overrides the data directory's shelfwise.toml [map.TABLE] entries); "
-        "events.order_status=HEADER names an order-lines export's status column (read, not curated).",
+        "events.order_status=HEADER names an order-lines export's status column (read, not curated); "
+        "products.attributes.KEY=HEADER keeps HEADER as the product attribute KEY.",
     ),
 ]
 

@@ -120,6 +120,8 @@ class ColumnMap:
         reads = READ_COLUMNS.get(table, ())
         if column not in contract.column_names and column not in reads:
             also = f", and {', '.join(reads)} (read, not curated)" if reads else ""
+            if json_column is not None:
+                also += f", and {json_column}.KEY (a header kept as the attribute KEY)"
             raise ShelfwiseError(
                 f"{origin}: {table} has no column {column!r}"
                 f"{did_you_mean(column, [*contract.column_names, *reads])}"
