@@ -172,7 +172,13 @@ def ignored_said(t: TableReport) -> str:
     cols = ", ".join(repr(c) for c in t.ignored_columns)
     return (
         f"{len(t.ignored_columns):,} column(s) not in the {t.table} contract, ignored: {cols} "
-        f"(to read one as a column of the contract: --map {t.table}.COLUMN=HEADER)"
+        f"(to read one as a column of the contract: --map {t.table}.COLUMN=HEADER"
+        + (
+            ", or to keep one as a product attribute: --map products.attributes.KEY=HEADER"
+            if t.table == "products"
+            else ""
+        )
+        + ")"
     )
 
 
