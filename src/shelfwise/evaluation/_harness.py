@@ -50,6 +50,10 @@ class Protocol:
     # metrics: each list collapsed to one product per group (as serving shows it), a hit on any
     # variant of a held-out product's group
     groups: int = 0
+    # where there are groups: test users whose held-out step is in a group already in their
+    # history (another size of a style they saw): no new group for the shopper, and serving
+    # leaves a bought group out of their recommendations
+    repeat_group_targets: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -60,14 +64,22 @@ def repeat_targets_said(protocol: dict[str, Any]) -> str:
     "" when there is none. The hr@10 ceiling it implies holds with one target a user, as
     leave-last-out has. What `evaluate` prints and `train` logs beside the numbers."""
     users, repeat = protocol.get("users") or 0, protocol.get("repeat_targets") or 0
-    if not (users and repeat):
-        return ""
-    share = repeat / users
-    ceiling = f" (hr@10 at most {1 - share:.4f})" if protocol.get("split") == "leave_last_out" else ""
-    return (
-        f"{repeat:,} of {users:,} test users ({100 * share:.1f}%) have a target already in their history: "
-        f"with seen items excluded no model can hit it{ceiling}"
-    )
+    said = ""
+    if users and repeat:
+        share = repeat / users
+        ceiling = f" (hr@10 at most {1 - share:.4f})" if protocol.get("split") == "leave_last_out" else ""
+        said = (
+            f"{repeat:,} of {users:,} test users ({100 * share:.1f}%) have a target already in their history: "
+            f"with seen items excluded no model can hit it{ceiling}"
+        )
+    groups = protocol.get("repeat_group_targets") or 0
+    if users and groups:
+        said += ("; " if said else "") + (
+            f"{groups:,} of {users:,} test users ({100 * groups / users:.1f}%) have a target in a product "
+            "group already in their history (another size or colour of a style they saw): no new group "
+            "for the shopper"
+        )
+    return said
 
 
 def sessions_said(protocol: dict[str, Any]) -> str:
@@ -387,6 +399,7 @@ def evaluate_all(
         repeat_targets=repeat_targets(f),
         anonymous_sessions=int(_anonymous(f).sum()),
         groups=0 if groups is None or sampled else len(np.unique(groups)),
+        repeat_group_targets=0 if groups is None else repeat_group_targets(f, groups),
     )
     ranked = {} if sampled else _rank_jointly(models, f, max(cutoffs), unlisted)
     results = [
@@ -492,6 +505,16 @@ def repeat_targets(fold: Fold) -> int:
     return int((fold.targets.multiply(seen).getnnz(axis=1) > 0).sum())
 
 
+def repeat_group_targets(fold: Fold, groups: np.ndarray) -> int:
+    """The fold's users with a target whose product group is already in their history (another
+    size or colour of a style they interacted with)."""
+    if len(fold) == 0:
+        return 0
+    _, by_group = group_lists(np.empty((len(fold.users), 0), np.int64), fold.targets, groups)
+    _, seen = group_lists(np.empty((len(fold.users), 0), np.int64), fold.history.seen()[fold.users], groups)
+    return int((by_group.multiply(seen).getnnz(axis=1) > 0).sum())
+
+
 def _mask(unlisted: np.ndarray | None) -> np.ndarray | None:
     """None when no item is unlisted (the common case: nothing to filter)."""
     if unlisted is None:
@@ -532,11 +555,14 @@ def ndcg_at_10(
     max_users: int | None = None,
     seed: int = 0,
     listed: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
 ) -> float:
     """Mean full-ranking NDCG@10 on a fold (optionally a fixed random subset of its users):
     the objective of tuning and early stopping. `listed` (bool per item, None = all): ranked
     among the listed items only, as `evaluate_all` and serving rank (an unlisted target is a
-    miss), so that a model is not tuned or stopped for hits serving never shows."""
+    miss), so that a model is not tuned or stopped for hits serving never shows. `groups` (an
+    int code per item, None = none): the group NDCG@10 (`group_ndcg@10`: lists collapsed to one
+    product per group, as served; a hit on any variant of the target's group)."""
     users, targets = fold.users, fold.targets
     if max_users and len(users) > max_users:
         pick = np.sort(np.random.default_rng(seed).choice(len(users), max_users, replace=False))
@@ -544,5 +570,9 @@ def ndcg_at_10(
     if len(users) == 0:
         return float("nan")  # no validation target: nothing to score (callers skip tuning then)
     unlisted = _mask(None if listed is None else ~np.asarray(listed, bool))
+    if groups is not None:
+        # a group's variants take up places of the raw list that the collapsed one fills again
+        ids = _listed_top(model, users, 50, fold, unlisted)
+        return float(per_user_metrics(*group_lists(ids, targets, groups), 10)["ndcg@10"].mean())
     ids = _listed_top(model, users, 10, fold, unlisted)
     return float(per_user_metrics(ids, targets, 10)["ndcg@10"].mean())

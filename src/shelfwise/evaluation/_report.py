@@ -27,6 +27,8 @@ th:first-child,td:first-child{text-align:left} th{background:#f9fafb} tr.default
 {% macro num(v, fmt) %}{% if v is none or v is undefined or v != v %}—{% else %}{{ fmt|format(v) }}{% endif %}{% endmacro %}
 <h1>Recommendation evaluation</h1>
 <p class="sub">bundle <code>{{ r.bundle_version }}</code> · default model <b>{{ r.default_model }}</b> · lineage run <code>{{ r.lineage_run_id }}</code>{% if r.registry %} · registry version {{ r.registry.version }}: <b id="registry-status">{{ "production" if r.registry.production else "a candidate, not live" }}</b> when trained (<code>shelfwise models list</code> says what is live now){% endif %}</p>
+{% if r.default_chosen_by and r.default_chosen_by.why %}<p class="protocol" id="default-chosen-by">The default model was chosen by the highest {{ r.default_chosen_by.fold }} <b>{{ r.default_chosen_by.metric }}</b>: {{ r.default_chosen_by.why }}.</p>{% endif %}
+{% if p.repeat_group_targets %}<p class="protocol" id="repeat-group-targets">{{ "{:,}".format(p.repeat_group_targets) }} of the users ({{ "%.1f"|format(100 * p.repeat_group_targets / p.users) }}%) have a target in a product group already in their history (another size or colour of a style they saw): no new group for the shopper.</p>{% endif %}
 {% if few %}<p class="protocol" id="few-users" style="border-color:#f59e0b;background:#fffbeb"><b>Warning:</b> {{ few }}.</p>{% endif %}
 <div class="protocol" id="protocol"><b>Protocol.</b> {{ p.split_description }}. Candidates: <b>{{ p.candidates }}</b>;
 seen items excluded: {{ p.exclude_seen }}; {{ "{:,}".format(p.users) }} users, {{ "{:,}".format(p["items"]) }} items;

@@ -37,7 +37,7 @@ from ..serving._ranking import NO_EVIDENCE
 from ._cold_start import diverse_cold_start
 from ._console import RunConsole
 from ._ingest_job import ingest_dataset
-from ._tuning import SEARCH_SPACES, planned_trials, tune
+from ._tuning import SEARCH_SPACES, fit_model, planned_trials, tune
 
 DEFAULT_MODELS = ("popularity", "itemknn", "transitions", "als", "ease", "sasrec", "content")
 
@@ -490,6 +490,10 @@ def _train(
     timings: dict[str, dict[str, float]] = {}
     tuned: dict[str, dict[str, Any]] = {}
     validation: dict[str, float] = {}
+    # the catalog's product groups: served lists show one product per group, so the models that
+    # count learn per group, tuning scores by the group NDCG@10 and the default is chosen by it
+    groups = _served_groups(catalog, inter.n_items)
+    group_validation: dict[str, float] = {}
     names = list(settings.models)
     if "content" in names and not _has_text(catalog):
         skipped.add("model", "content", "the catalog titles carry no text to embed")
@@ -524,7 +528,7 @@ def _train(
         t0 = time.monotonic()
         with console.stage(f"fitting {name}", stages[i + 1 :], total=_planned_trials(name, settings) or None):
             try:
-                model = _fit_one(name, split, catalog, settings, tuned, log, has_val, console, caps)
+                model = _fit_one(name, split, catalog, settings, tuned, log, has_val, console, caps, groups)
             except Exception as exc:  # one model that cannot learn from this data must not end the run
                 import logging
 
@@ -538,7 +542,16 @@ def _train(
             validation[name] = ndcg_at_10(
                 model, split.validation, listed=catalog.listed if catalog is not None else None
             )
-            log(f"{name}: fitted in {secs:.1f}s, validation {HEADLINE} {validation[name]:.4f}")
+            said = ""
+            if groups is not None:
+                group_validation[name] = ndcg_at_10(
+                    model,
+                    split.validation,
+                    listed=catalog.listed if catalog is not None else None,
+                    groups=groups,
+                )
+                said = f", group_ndcg@10 {group_validation[name]:.4f}"
+            log(f"{name}: fitted in {secs:.1f}s, validation {HEADLINE} {validation[name]:.4f}{said}")
         else:
             log(f"{name}: fitted in {secs:.1f}s (no validation users to score it on)")
     if not models:
@@ -546,12 +559,31 @@ def _train(
         # over no events is the catalog in its cold-start order
         from ..models import Popularity
 
-        models["popularity"] = Popularity().fit(inter)
+        models["popularity"] = Popularity().fit(inter, groups=groups)
         log("popularity: the only model (nothing else could be fitted): serves the cold-start list")
         timings["popularity"] = {"train_seconds": 0.0, "peak_rss_mb": round(_peak_rss_mb(), 1)}
     fusion_info = None
+    chosen_by = None
     if validation:
-        default = max(validation, key=lambda n: validation[n])
+        chosen_by = {"metric": "ndcg@10", "fold": "validation"}
+        choice = validation
+        if groups is not None and group_validation:
+            choice = group_validation
+            chosen_by = {
+                "metric": "group_ndcg@10",
+                "fold": "validation",
+                "why": (
+                    f"the catalog has {len(np.unique(groups)):,} product groups and serving shows one "
+                    "product per group: the item NDCG@10 would count another size of a style in the "
+                    "history as a hit that the served list collapses"
+                ),
+            }
+        default = max(choice, key=lambda n: choice[n])
+        if "why" in chosen_by:
+            log(
+                f"default model: {default} (highest validation {chosen_by['metric']} "
+                f"{choice[default]:.4f}; {chosen_by['why']})"
+            )
     else:
         default = next(n for n in (*FALLBACK_ORDER, *models) if n in models)
         log(
@@ -584,8 +616,33 @@ def _train(
                     settings.seed,
                 )
             )
-            if fusion_info["beats_parts"]:
+            if groups is not None:
+                # its ranker learnt the item labels: made the default only where it also beats its
+                # parts by the group NDCG@10 on the validation users its ranker did not learn from
+                by_group = _fusion_by_group(models, gens, split, catalog, groups)
+                fusion_info["holdout_group_ndcg@10"] = by_group
+                parts = {n: v for n, v in by_group.items() if n != "fusion"}
+                best = max(parts, key=lambda n: parts[n]) if parts else None
+                beats = best is not None and by_group.get("fusion", float("nan")) > parts[best]
+                log(
+                    f"fusion: held-out validation group_ndcg@10 {by_group.get('fusion', float('nan')):.4f} "
+                    f"vs best part {best} {parts.get(best or '', float('nan')):.4f}: "
+                    + (
+                        "made the default"
+                        if beats
+                        else "not made the default (lists are served one per group)"
+                    )
+                )
+                if beats:
+                    default = "fusion"
+                    chosen_by = {
+                        "metric": "group_ndcg@10",
+                        "fold": "fusion's held-out validation users",
+                        "why": str((chosen_by or {}).get("why", "")),
+                    }
+            elif fusion_info["beats_parts"]:
                 default = "fusion"
+                chosen_by = {"metric": "ndcg@10", "fold": "fusion's held-out validation users"}
     if len(split.test):
         with console.stage("evaluation", ["refit", "search", "serving lists", "registry"]):
             protocol, results = evaluate_all(
@@ -611,6 +668,8 @@ def _train(
     for r in results:
         r.extra.update(timings.get(r.model, {}))
         r.extra["validation_ndcg@10"] = validation.get(r.model)
+        if groups is not None:
+            r.extra["validation_group_ndcg@10"] = group_validation.get(r.model)
         log(
             f"test {r.model:12s} {HEADLINE} {r.metrics[HEADLINE]:.4f}  hr@10 {r.metrics['hr@10']:.4f}  coverage@10 {r.metrics.get('coverage@10', 0):.3f}"
         )
@@ -707,6 +766,8 @@ def _train(
         "few_users": (few_users_said(protocol.as_dict()) or None) if results else None,
         "results": [r.as_dict() for r in results],
         "validation_ndcg@10": validation,
+        **({"validation_group_ndcg@10": group_validation} if groups is not None else {}),
+        "default_chosen_by": chosen_by,
         "fusion": fusion_info,
         "tuned": tuned,
         "data_versions": data_versions,
@@ -1285,9 +1346,11 @@ def _fit_one(
     has_val: bool = True,
     console: RunConsole | None = None,
     caps: _Caps | None = None,
+    groups: np.ndarray | None = None,
 ) -> Recommender:
     """One model fitted on the training part: SASRec stopped early on the validation fold,
-    the others tuned on it (with their defaults when there are no validation users)."""
+    the others tuned on it (with their defaults when there are no validation users). With
+    product `groups`, the models that count learn per group and tuning scores by group."""
     cls = RECOMMENDERS[name]
     ran = [0]  # Optuna trials that ended, scored or failed (a NaN score): the cap is what stops short
 
@@ -1354,6 +1417,7 @@ def _fit_one(
         seed=settings.seed,
         on_trial=step,
         listed=catalog.listed if catalog is not None else None,
+        groups=groups,
     )
     planned = planned_trials(name, settings.tune_trials) if has_val and settings.tune_budget_s > 0 else 0
     if trials:
@@ -1372,7 +1436,7 @@ def _fit_one(
             f"{planned} trials, capped at {settings.tune_budget_s:g} s",
             f"{ran[0]} of {planned} trials",
         )
-    return best if best is not None else cls(**params).fit(split.train)
+    return best if best is not None else fit_model(cls(**params), split.train, groups)
 
 
 def _track(
@@ -1638,3 +1702,35 @@ def group_codes(groups: list[str]) -> np.ndarray | None:
     if not groups:
         return None
     return np.unique(np.asarray(groups, dtype=object), return_inverse=True)[1].astype(np.int64)
+
+
+def _served_groups(catalog: Catalog | None, n_items: int) -> np.ndarray | None:
+    """The catalog's product groups as an int code per item, where some group holds several
+    products (as served: one product per group); None otherwise (a catalog without groups)."""
+    codes = group_codes(catalog.groups) if catalog is not None else None
+    if codes is None or len(codes) != n_items or len(np.unique(codes)) == len(codes):
+        return None
+    return codes
+
+
+def _fusion_by_group(
+    models: dict[str, Recommender],
+    gens: dict[str, Recommender],
+    split: Split,
+    catalog: Catalog | None,
+    groups: np.ndarray,
+) -> dict[str, float]:
+    """The group NDCG@10 of the fusion and of each of its generators on the validation users
+    its ranker held out (the same draw as `Fusion`'s: its seed and share)."""
+    from ..features import Fold
+
+    fusion = models["fusion"]
+    fold = split.validation
+    hold = np.random.default_rng(getattr(fusion, "seed", 0)).random(len(fold.users)) < getattr(
+        fusion, "holdout", 0.2
+    )
+    sub = Fold(fold.name, fold.users[hold], fold.history, fold.targets[np.flatnonzero(hold)])
+    listed = catalog.listed if catalog is not None else None
+    return {
+        n: ndcg_at_10(m, sub, listed=listed, groups=groups) for n, m in {"fusion": fusion, **gens}.items()
+    }

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..evaluation import ndcg_at_10
-from ..features import Split
+from ..features import Interactions, Split
 from ..models import RECOMMENDERS, Recommender
 
 if TYPE_CHECKING:
@@ -92,13 +92,17 @@ def tune(
     defaults: dict[str, Any] | None = None,
     on_trial: Callable[[], None] | None = None,
     listed: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], Recommender | None]:
     """Best parameters by full-ranking NDCG@10 on the validation fold, every trial, and the
     best fitted model (so the caller need not fit it again; None when nothing was tuned).
     The budget is `planned_trials(name, max_trials)` trials; `budget_s` seconds is a safety
     cap (0: no tuning) after which no new trial starts: fewer trials than planned means it was
     hit, and the choice then depends on the machine's speed. `on_trial` is called after each
-    trial (the run's progress display). `listed`: the items serving shows (see `ndcg_at_10`)."""
+    trial (the run's progress display). `listed`: the items serving shows (see `ndcg_at_10`).
+    `groups` (an int code per item; None = none): the catalog's product groups; a model that
+    learns per group is fitted with them, and every trial is scored by the group NDCG@10
+    (lists collapsed to one product per group, as served)."""
     cls = RECOMMENDERS[name]
     space = SEARCH_SPACES.get(name)
     base = dict(defaults or {})
@@ -121,8 +125,10 @@ def tune(
 
     def objective(trial: optuna.Trial) -> float:
         params = {**base, **space(trial, half_lives)}
-        model = cls(**params).fit(split.train)
-        value = ndcg_at_10(model, split.validation, max_users=max_users, seed=seed, listed=listed)
+        model = fit_model(cls(**params), split.train, groups)
+        value = ndcg_at_10(
+            model, split.validation, max_users=max_users, seed=seed, listed=listed, groups=groups
+        )
         if value > best["value"]:
             best.update(value=value, model=model)
         return value
@@ -136,3 +142,10 @@ def tune(
     if not trials:  # the time cap ended the study before its first trial: the defaults
         return base, [], None
     return {**base, **study.best_params}, trials, best["model"]
+
+
+def fit_model(model: Recommender, interactions: Interactions, groups: np.ndarray | None) -> Recommender:
+    """`model.fit(interactions)`, given the catalog's product groups where it learns per group."""
+    if groups is not None and model.learns_groups:
+        return model.fit(interactions, groups=groups)  # type: ignore[call-arg]
+    return model.fit(interactions)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar, NamedTuple, Self
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..features import Interactions
 
@@ -171,6 +172,9 @@ class Recommender(ABC):
     #: serving fills them from the popular list (a shop's first week: 13 of 31 known shoppers got
     #: ten arbitrary zero-score products, labelled personalized)
     evidence_scores: ClassVar[bool] = False
+    #: whether `fit` takes `groups` (an int code per item: the catalog's product groups, a
+    #: size/colour variant's style) and then learns per group (see `GroupedCounts`)
+    learns_groups: ClassVar[bool] = False
 
     def get_params(self) -> dict[str, Any]:
         import inspect
@@ -338,6 +342,49 @@ class Recommender(ABC):
         vars(model).update(load_state(path))
         model.interactions_ = interactions
         return model
+
+
+class GroupedCounts(Recommender):
+    """A count-based model that, given the catalog's product groups, counts per group: the
+    sizes of one style no longer split its signal (a dress bought with a belt in six sizes is
+    six weak pairs at item level, one strong pair at group level). Each variant is then scored
+    with its group's score, the variant's own count breaking the tie within the group (serving
+    shows one product per group, the best-ranked variant). `fit(interactions, groups=None)`:
+    without groups (a catalog without them) the model is the item-level one, unchanged; a refit
+    without `groups` keeps those it was fitted with. A model saved before groups (no `groups_`)
+    loads and scores as before."""
+
+    learns_groups = True
+
+    def fit(self, interactions: Interactions, groups: np.ndarray | None = None) -> Self:
+        if groups is not None:
+            g = np.asarray(groups, np.int64)
+            # every product its own group, or codes for another catalog: the item-level model
+            ok = len(g) == interactions.n_items and len(np.unique(g)) < len(g)
+            self.groups_ = g if ok else None
+        elif not hasattr(self, "groups_"):
+            self.groups_ = None
+        return super().fit(interactions)
+
+    def _grouping(self) -> np.ndarray | None:
+        g = getattr(self, "groups_", None)
+        return g if g is not None and len(g) == getattr(self, "n_items_", -1) else None
+
+    @staticmethod
+    def group_matrix(groups: np.ndarray) -> sp.csr_matrix:
+        """(n_items, n_groups) 0/1: each item's group."""
+        n = len(groups)
+        n_groups = int(groups.max()) + 1 if n else 0
+        return sp.csr_matrix(
+            (np.ones(n, np.float32), (np.arange(n), groups)), shape=(n, n_groups), dtype=np.float32
+        )
+
+    @staticmethod
+    def within_group_share(groups: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """Each item's count over the largest count in its group (0..1): the tie-breaker."""
+        top = np.zeros(int(groups.max()) + 1 if len(groups) else 0, np.float64)
+        np.maximum.at(top, groups, counts.astype(np.float64))
+        return np.where(top[groups] > 0, counts / np.maximum(top[groups], 1e-12), 0.0)
 
 
 class IncompatibleModel(ValueError):

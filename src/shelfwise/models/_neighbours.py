@@ -6,7 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..features import Interactions
-from ._base import Recommender
+from ._base import GroupedCounts
 
 
 def step_pairs(interactions: Interactions, distance: int) -> tuple[np.ndarray, np.ndarray]:
@@ -45,10 +45,12 @@ def _recent_history(
     return m
 
 
-class ItemKNN(Recommender):
+class ItemKNN(GroupedCounts):
     """Item-item cosine neighbours (implicit's CosineRecommender), scored from the history.
     `last`/`decay` weigh the query-time history by position (the last steps count most);
-    `half_life_days` weighs the training data by age (recent co-occurrences count most)."""
+    `half_life_days` weighs the training data by age (recent co-occurrences count most).
+    Fitted with product groups, the neighbours are those of groups (users x groups columns,
+    a group never its own neighbour): a variant's similar items are its style's neighbours."""
 
     name = "itemknn"
     evidence_scores = True  # (cosine sums: 0 is no neighbour in the history)
@@ -71,22 +73,33 @@ class ItemKNN(Recommender):
         # what implicit's CosineRecommender does (cosine = the dot product of L2-normalized item
         # columns), but handing the normalized matrix over as CSR: given implicit's own COO it
         # warns at every fit that it converts it (the result is the same, bit for bit)
-        weighted = normalize(interactions.decayed_seen(self.half_life_days).T).T.tocsr()
+        seen = interactions.decayed_seen(self.half_life_days)
+        groups = self._grouping()
+        if groups is not None:
+            seen = (seen @ self.group_matrix(groups)).tocsr()
+        weighted = normalize(seen.T).T.tocsr()
         model = ItemItemRecommender(K=self.neighbours, num_threads=0)
         model.fit(weighted, show_progress=False)
-        self.similarity_ = model.similarity.tocsr().astype(np.float32)
+        sim = model.similarity.tocsr().astype(np.float32)
+        if groups is not None:
+            sim.setdiag(0)  # (a style's other sizes are no neighbours of it)
+            sim.eliminate_zeros()
+            self.tiebreak_ = _tiebreak(groups, interactions)
+        self.similarity_ = sim
 
     def _score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
         h = _recent_history(history, users, self.last, self.decay)
-        return np.asarray((h @ self.similarity_).todense(), dtype=np.float32)
+        return _scored(h, self.similarity_, self._grouping(), getattr(self, "tiebreak_", None))
 
 
-class Transitions(Recommender):
+class Transitions(GroupedCounts):
     """Sequential co-visitation: how often item b follows item a within `window` steps.
 
     A pair at distance d counts 1/d; backward pairs count `backward`. Counts are normalized by
     the source item's popularity ** `alpha` (so hubs do not dominate). A user is scored from
-    their last `last` items, the most recent weighted most (`decay` per step back).
+    their last `last` items, the most recent weighted most (`decay` per step back). Fitted
+    with product groups, it counts how often group b follows group a (a size change within a
+    style is no step).
     """
 
     name = "transitions"
@@ -108,10 +121,13 @@ class Transitions(Recommender):
         self.decay = decay
 
     def _fit(self, interactions: Interactions) -> None:
-        n = interactions.n_items
+        groups = self._grouping()
+        n = interactions.n_items if groups is None else int(groups.max()) + 1
         src, dst, val = [], [], []
         for d in range(1, self.window + 1):
             a, b = step_pairs(interactions, d)
+            if groups is not None:
+                a, b = groups[a], groups[b]
             src += [a, b]
             dst += [b, a]
             w = np.float32(1.0 / d)
@@ -130,7 +146,32 @@ class Transitions(Recommender):
         pop = np.asarray(c.sum(axis=1)).ravel()
         norm = np.where(pop > 0, 1.0 / np.power(np.maximum(pop, 1e-9), self.alpha), 0.0).astype(np.float32)
         self.transitions_ = sp.diags(norm) @ c
+        if groups is not None:
+            self.tiebreak_ = _tiebreak(groups, interactions)
 
     def _score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
         h = _recent_history(history, users, self.last, self.decay)
-        return np.asarray((h @ self.transitions_).todense(), dtype=np.float32)
+        return _scored(h, self.transitions_, self._grouping(), getattr(self, "tiebreak_", None))
+
+
+def _tiebreak(groups: np.ndarray, interactions: Interactions) -> np.ndarray:
+    """A factor per item just above 1 (up to 1 + 1e-4): its steps over the most of its group's,
+    so that of a group's variants (equal group scores) the most interacted-with ranks first,
+    without moving a group past another whose score differs by more than 0.01%."""
+    counts = np.bincount(interactions.item_idx, minlength=len(groups)).astype(np.float64)
+    return (1.0 + 1e-4 * GroupedCounts.within_group_share(groups, counts)).astype(np.float32)
+
+
+def _scored(
+    h: sp.csr_matrix, weights: sp.csr_matrix, groups: np.ndarray | None, tiebreak: np.ndarray | None
+) -> np.ndarray:
+    """Users' scores from their history rows `h` (users x items) and item-item `weights`, or,
+    with groups, group-group weights: the history's groups scored, each item given its group's
+    score times its tie-breaker."""
+    if groups is None:
+        return np.asarray((h @ weights).todense(), dtype=np.float32)
+    by_group = np.asarray(((h @ GroupedCounts.group_matrix(groups)) @ weights).todense(), np.float32)
+    out = by_group[:, groups]
+    if tiebreak is not None:
+        out *= tiebreak[None, :]
+    return out

@@ -5,11 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..features import Interactions
-from ._base import Recommender, Results
+from ._base import GroupedCounts, Results
 
 
-class Popularity(Recommender):
-    """Most interacted-with items, overall or within the last `window_days` of the data."""
+class Popularity(GroupedCounts):
+    """Most interacted-with items, overall or within the last `window_days` of the data.
+    Fitted with the catalog's product groups (`fit(..., groups=)`), most interacted-with
+    groups: a style counts every size's steps, each variant ranked by its group's count and,
+    within the group, by its own."""
 
     name = "popularity"
 
@@ -25,7 +28,13 @@ class Popularity(Recommender):
         counts = np.bincount(interactions.item_idx[mask], weights=w, minlength=interactions.n_items)
         # tiny tie-breaker on all-time counts keeps the order stable when the window is sparse
         total = np.bincount(interactions.item_idx, minlength=interactions.n_items)
-        self.scores_ = (counts + 1e-6 * total / max(total.max(), 1)).astype(np.float32)
+        scores = counts + 1e-6 * total / max(total.max(), 1)
+        groups = self._grouping()
+        if groups is not None:
+            # the group's count, then (below 1, under the next whole step) the variant's own
+            by_group = np.bincount(groups, weights=counts, minlength=int(groups.max()) + 1)
+            scores = by_group[groups] + 0.5 * self.within_group_share(groups, scores)
+        self.scores_ = scores.astype(np.float32)
         self.order_ = np.argsort(-self.scores_, kind="stable")  # equal scores by item index
 
     def _score(self, users: np.ndarray, history: Interactions) -> np.ndarray:

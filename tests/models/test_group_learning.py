@@ -1,0 +1,105 @@
+"""The count-based models learn per product group (a size/colour variant's style) when fitted
+with the catalog's groups: sizes no longer split a style's signal, each variant is scored with
+its group's score and its own count breaks the tie within the group. Without groups they are
+the item-level models, unchanged."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shelfwise.features import Interactions
+from shelfwise.models import ItemKNN, Popularity, Transitions
+from shelfwise.models._loading import load_model
+
+SIZES = ("S", "M", "L", "XL")
+STYLES = ("A", "B", "C", "D")
+ITEMS = [f"{s}-{z}" for s in STYLES for z in SIZES]  # item index = style * 4 + size
+GROUPS = np.repeat(np.arange(len(STYLES)), len(SIZES))
+
+
+def _interactions(rows: list[tuple[str, str]]) -> Interactions:
+    users = [u for u, _ in rows]
+    items = [i for _, i in rows]
+    return Interactions.from_arrays(
+        users, items, np.arange(len(rows)), item_ids=np.array(ITEMS, dtype=object)
+    )
+
+
+def _paired() -> Interactions:
+    """Style A is always bought with style B, each in a random size (so every size pair is
+    rare); a few shoppers buy the same A and D sizes together (one strong size pair); C and D
+    go together otherwise."""
+    rng = random.Random(3)
+    rows: list[tuple[str, str]] = []
+    for u in range(24):
+        rows += [(f"ab{u}", f"A-{rng.choice(SIZES)}"), (f"ab{u}", f"B-{rng.choice(SIZES)}")]
+    for u in range(4):
+        rows += [(f"ad{u}", "A-S"), (f"ad{u}", "D-S")]
+    for u in range(24):
+        rows += [(f"cd{u}", f"C-{rng.choice(SIZES)}"), (f"cd{u}", f"D-{rng.choice(SIZES)}")]
+    return _interactions(rows)
+
+
+def _style(i: int) -> str:
+    return ITEMS[i].split("-")[0]
+
+
+@pytest.mark.parametrize("cls", [ItemKNN, Transitions])
+def test_similar_items_of_a_size_come_from_its_style_s_neighbours(cls: type) -> None:
+    inter = _paired()
+    a_s = ITEMS.index("A-S")
+    by_item = cls().fit(inter).similar_items(np.array([a_s]), k=10).ids[0]
+    assert _style(by_item[0]) == "D"  # item level: the one strong size pair wins over B's split sizes
+    grouped = cls().fit(inter, groups=GROUPS)
+    got = [int(i) for i in grouped.similar_items(np.array([a_s]), k=10).ids[0] if i >= 0]
+    assert _style(got[0]) == "B", [ITEMS[i] for i in got]
+    assert "A" not in {_style(i) for i in got}  # a style is no neighbour of itself
+    # every size of B follows, the most bought of them first (the tie-breaker)
+    b = [i for i in got if _style(i) == "B"]
+    counts = np.bincount(inter.item_idx, minlength=len(ITEMS))
+    assert b == sorted(b, key=lambda i: -counts[i])
+
+
+def test_popularity_counts_a_style_over_its_sizes() -> None:
+    """Style A sells 3 of each size (12), the one-size product C-S sells 5: A first by group,
+    C-S first by item; within A, the size that sold most first."""
+    rows = [(f"a{z}{n}", f"A-{z}") for z in SIZES for n in range(3)] + [("a-extra", "A-L")]
+    rows += [(f"c{n}", "C-S") for n in range(5)] + [(f"b{n}", "B-M") for n in range(4)]
+    inter = _interactions(rows)
+    groups = GROUPS.copy()
+    assert (
+        ITEMS[int(Popularity().fit(inter).recommend(np.array([0]), k=1, exclude_seen=False).ids[0, 0])]
+        == "C-S"
+    )
+    pop = Popularity().fit(inter, groups=groups)
+    top = [ITEMS[int(i)] for i in pop.recommend(np.array([0]), k=6, exclude_seen=False).ids[0]]
+    assert top[0] == "A-L" and {_style(ITEMS.index(p)) for p in top[:4]} == {"A"}, top
+    assert top[4] == "C-S", top
+
+
+def test_a_catalog_without_groups_learns_as_before(tmp_path: Path) -> None:
+    """No groups, or every product its own group: the same scores as an item-level fit."""
+    inter = _paired()
+    for cls in (Popularity, ItemKNN, Transitions):
+        plain = cls().fit(inter).score(np.arange(5))
+        assert np.array_equal(cls().fit(inter, groups=None).score(np.arange(5)), plain)
+        own = np.arange(len(ITEMS))
+        assert np.array_equal(cls().fit(inter, groups=own).score(np.arange(5)), plain)
+
+
+def test_a_grouped_model_saves_loads_refits_and_explains(tmp_path: Path) -> None:
+    inter = _paired()
+    model = ItemKNN().fit(inter, groups=GROUPS)
+    model.save(tmp_path / "itemknn")
+    back = load_model(tmp_path / "itemknn", inter)
+    assert np.array_equal(back.score(np.arange(5)), model.score(np.arange(5)))
+    model.fit(inter)  # a refit (serving's, on all data) keeps the groups it was fitted with
+    assert np.array_equal(model.score(np.arange(5)), back.score(np.arange(5)))
+    u = int(np.flatnonzero(inter.user_ids == "ab0")[0])
+    b_item = int(next(i for i in model.recommend(np.array([u]), k=5).ids[0] if i >= 0))
+    why = model.explain(u, b_item)
+    assert why and all(_style(w["item"]) in ("A", "B") for w in why), why
