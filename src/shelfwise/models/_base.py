@@ -370,6 +370,30 @@ class GroupedCounts(Recommender):
         g = getattr(self, "groups_", None)
         return g if g is not None and len(g) == getattr(self, "n_items_", -1) else None
 
+    def similar_items(self, items: np.ndarray, k: int = 10) -> Results:
+        """With groups: items like each given item's group (scored from a history of every
+        variant of that group, all of them excluded): a style's neighbours, not its sizes."""
+        groups = self._grouping()
+        if groups is None:
+            return super().similar_items(items, k)
+        self._check_fitted()
+        items = np.asarray(items, np.int64)
+        members = [np.flatnonzero(groups == groups[i]) for i in items]
+        rows = np.repeat(np.arange(len(items)), [len(m) for m in members])
+        cols = np.concatenate(members) if members else np.empty(0, np.int64)
+        # the given item last: the most recent step of the probe (models reading the order)
+        order = np.lexsort((cols == np.repeat(items, [len(m) for m in members]), rows))
+        rows, cols = rows[order], cols[order]
+        probe = Interactions(
+            rows.astype(np.int32),
+            cols.astype(np.int32),
+            np.ones(len(rows), np.float32),
+            np.arange(len(rows), dtype=np.int64),
+            np.arange(len(items)).astype(object),
+            self.interactions_.item_ids,
+        )
+        return self.recommend(np.arange(len(items)), k, exclude_seen=True, history=probe)
+
     @staticmethod
     def group_matrix(groups: np.ndarray) -> sp.csr_matrix:
         """(n_items, n_groups) 0/1: each item's group."""

@@ -49,8 +49,8 @@ class ItemKNN(GroupedCounts):
     """Item-item cosine neighbours (implicit's CosineRecommender), scored from the history.
     `last`/`decay` weigh the query-time history by position (the last steps count most);
     `half_life_days` weighs the training data by age (recent co-occurrences count most).
-    Fitted with product groups, the neighbours are those of groups (users x groups columns,
-    a group never its own neighbour): a variant's similar items are its style's neighbours."""
+    Fitted with product groups, the neighbours are those of groups (users x groups columns):
+    a variant's similar items are its style's neighbours (its own style left out)."""
 
     name = "itemknn"
     evidence_scores = True  # (cosine sums: 0 is no neighbour in the history)
@@ -76,14 +76,15 @@ class ItemKNN(GroupedCounts):
         seen = interactions.decayed_seen(self.half_life_days)
         groups = self._grouping()
         if groups is not None:
+            # a shopper's cell per group, not per size: viewing four sizes of a style is
+            # one interest in it, not four (capped at the newest step's decay weight, <= 1)
             seen = (seen @ self.group_matrix(groups)).tocsr()
+            seen.data = np.minimum(seen.data, 1.0)
         weighted = normalize(seen.T).T.tocsr()
         model = ItemItemRecommender(K=self.neighbours, num_threads=0)
         model.fit(weighted, show_progress=False)
         sim = model.similarity.tocsr().astype(np.float32)
         if groups is not None:
-            sim.setdiag(0)  # (a style's other sizes are no neighbours of it)
-            sim.eliminate_zeros()
             self.tiebreak_ = _tiebreak(groups, interactions)
         self.similarity_ = sim
 
@@ -98,8 +99,8 @@ class Transitions(GroupedCounts):
     A pair at distance d counts 1/d; backward pairs count `backward`. Counts are normalized by
     the source item's popularity ** `alpha` (so hubs do not dominate). A user is scored from
     their last `last` items, the most recent weighted most (`decay` per step back). Fitted
-    with product groups, it counts how often group b follows group a (a size change within a
-    style is no step).
+    with product groups, it counts how often group b follows group a (a step to another size
+    of the same style counts for that style).
     """
 
     name = "transitions"
@@ -139,8 +140,9 @@ class Transitions(GroupedCounts):
                 dtype=np.float32,
             )
             c.sum_duplicates()
-            c.setdiag(0)
-            c.eliminate_zeros()
+            if groups is None:  # (by group, a step to another size of one style is a step)
+                c.setdiag(0)
+                c.eliminate_zeros()
         else:
             c = sp.csr_matrix((n, n), dtype=np.float32)
         pop = np.asarray(c.sum(axis=1)).ravel()
