@@ -52,7 +52,8 @@ class Protocol:
     groups: int = 0
     # where there are groups: test users whose held-out step is in a group already in their
     # history (another size of a style they saw): no new group for the shopper, and serving
-    # leaves a bought group out of their recommendations
+    # leaves a bought group out of their recommendations. `new_group_hr@10`/`new_group_ndcg@10`
+    # score the other users alone: lists without the groups of their history, a hit on a new group
     repeat_group_targets: int = 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -299,8 +300,12 @@ def evaluate_model(
             extra["sampled_unscored_target_users"] = int(unscored.sum())
             extra["sampled_ranked_target_users"] = n_ranked
         else:
-            ids = _listed_top(model, fold.users, kmax, fold, unlisted)
+            depth = kmax if groups is None else group_depth(groups, kmax)
+            ids = _listed_top(model, fold.users, depth, fold, unlisted)
         seconds = time.monotonic() - t0
+    deep = ids  # (with groups, ranked deeper: a group's variants take places the collapse frees)
+    if groups is not None and ids.shape[1] > kmax:
+        ids = ids[:, :kmax]
     if ids.shape[1] < kmax:  # a sampled list shorter than a cutoff: the rest is padding
         ids = np.pad(ids, ((0, 0), (0, kmax - ids.shape[1])), constant_values=-1)
     rankable = len(item_counts) - (int(unlisted.sum()) if unlisted is not None else 0)
@@ -310,9 +315,14 @@ def evaluate_model(
     # a fold with no users (a shop with a handful of events) has no value, not a warning
     metrics = {m: float(v.mean()) if len(v) else float("nan") for m, v in per_user.items()}
     if groups is not None and not sampled and kmax >= 10:
-        by_group = per_user_metrics(*group_lists(ids, fold.targets, groups), 10)
+        by_group = per_user_metrics(*group_lists(deep, fold.targets, groups), 10)
         metrics["group_hr@10"] = float(by_group["hr@10"].mean()) if len(fold) else float("nan")
         metrics["group_ndcg@10"] = float(by_group["ndcg@10"].mean()) if len(fold) else float("nan")
+        g_ids, g_targets, eligible = new_group_lists(deep, fold, groups)
+        if eligible.any():
+            fresh = per_user_metrics(g_ids[eligible], g_targets[np.flatnonzero(eligible)], 10)
+            metrics["new_group_hr@10"] = float(fresh["hr@10"].mean())
+            metrics["new_group_ndcg@10"] = float(fresh["ndcg@10"].mean())
     if not sampled:
         for k in (10, 20):
             if k <= kmax:
@@ -401,7 +411,8 @@ def evaluate_all(
         groups=0 if groups is None or sampled else len(np.unique(groups)),
         repeat_group_targets=0 if groups is None else repeat_group_targets(f, groups),
     )
-    ranked = {} if sampled else _rank_jointly(models, f, max(cutoffs), unlisted)
+    depth = max(cutoffs) if groups is None else group_depth(groups, max(cutoffs))
+    ranked = {} if sampled else _rank_jointly(models, f, depth, unlisted)
     results = [
         evaluate_model(
             name,
@@ -505,6 +516,35 @@ def repeat_targets(fold: Fold) -> int:
     return int((fold.targets.multiply(seen).getnnz(axis=1) > 0).sum())
 
 
+def group_depth(groups: np.ndarray, k: int) -> int:
+    """How deep to rank items for group lists of 10: a group's variants rank together (a model
+    that learns per group gives them one score), so a list of k items may hold few groups; 30
+    groups' worth of the largest group's variants (and at least k), at most the catalog."""
+    if not len(groups):
+        return k
+    return int(min(len(groups), max(k, 30 * int(np.bincount(groups).max()))))
+
+
+def new_group_lists(
+    ids: np.ndarray, fold: Fold, groups: np.ndarray
+) -> tuple[np.ndarray, sp.csr_matrix, np.ndarray]:
+    """Group lists and targets for the groups new to each user: the lists collapsed to one
+    product per group without the groups of the user's history, the targets in a group outside
+    it, and which users have such a target (the users `new_group_*` metrics average over)."""
+    seen = fold.history.seen()[fold.users]
+    _, seen_groups = group_lists(np.empty((len(fold.users), 0), np.int64), seen, groups)
+    g_ids, g_targets = group_lists(ids, fold.targets, groups)
+    in_history = seen_groups.tolil()
+    out = np.full(g_ids.shape, -1, np.int64)
+    for r, row in enumerate(g_ids):
+        old = set(in_history.rows[r])
+        kept = [g for g in row if g >= 0 and g not in old]
+        out[r, : len(kept)] = kept
+    fresh = (g_targets - g_targets.multiply(seen_groups)).tocsr()
+    fresh.eliminate_zeros()
+    return out, fresh, fresh.getnnz(axis=1) > 0
+
+
 def repeat_group_targets(fold: Fold, groups: np.ndarray) -> int:
     """The fold's users with a target whose product group is already in their history (another
     size or colour of a style they interacted with)."""
@@ -572,7 +612,7 @@ def ndcg_at_10(
     unlisted = _mask(None if listed is None else ~np.asarray(listed, bool))
     if groups is not None:
         # a group's variants take up places of the raw list that the collapsed one fills again
-        ids = _listed_top(model, users, 50, fold, unlisted)
+        ids = _listed_top(model, users, group_depth(groups, 50), fold, unlisted)
         return float(per_user_metrics(*group_lists(ids, targets, groups), 10)["ndcg@10"].mean())
     ids = _listed_top(model, users, 10, fold, unlisted)
     return float(per_user_metrics(ids, targets, 10)["ndcg@10"].mean())

@@ -31,8 +31,18 @@ class Popularity(GroupedCounts):
         scores = counts + 1e-6 * total / max(total.max(), 1)
         groups = self._grouping()
         if groups is not None:
+            # a group's steps as the items' are: a shopper's consecutive steps in one group (four
+            # sizes looked at in a row) are one step of it, as one product's funnel is one step
+            g = groups[interactions.item_idx]
+            first = np.ones(len(g), bool)
+            first[1:] = (interactions.user_idx[1:] != interactions.user_idx[:-1]) | (g[1:] != g[:-1])
+            keep = mask & first
+            by_group = np.bincount(
+                g[keep],
+                weights=interactions.weight[keep] if self.weighted else None,
+                minlength=int(groups.max()) + 1,
+            )
             # the group's count, then (below 1, under the next whole step) the variant's own
-            by_group = np.bincount(groups, weights=counts, minlength=int(groups.max()) + 1)
             scores = by_group[groups] + 0.5 * self.within_group_share(groups, scores)
         self.scores_ = scores.astype(np.float32)
         self.order_ = np.argsort(-self.scores_, kind="stable")  # equal scores by item index
