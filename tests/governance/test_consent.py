@@ -716,6 +716,41 @@ def test_rows_of_one_user_that_disagree_on_consent_keep_the_opt_out(tmp_path, en
     assert rows[pseudo(work, "U1")] == (True, False) and rows[pseudo(work, "U3")] == (False, True)
 
 
+def test_an_opt_out_and_an_empty_answer_on_one_users_rows_keep_the_opt_out(tmp_path, engine=None):
+    """Rows of one user that say no in one store and nothing (an empty cell) in another disagree
+    too: the empty row, last, won (`count(DISTINCT)` skips empties), nothing reached the consent
+    register and the shop default (marketable) answered for a customer who had opted out."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\n"
+        + "".join(f"U{i},P1,view,2024-01-01T10:00:0{i}Z\n" for i in range(1, 5))
+    )
+    (d / "users.csv").write_text(
+        "user_id,consent_personalization,consent_marketing,store\n"
+        "U1,yes,no,de\nU1,yes,,fr\n"  # no, then empty: the no wins
+        "U2,,yes,de\nU2,no,yes,fr\n"  # empty, then no: the no wins
+        "U3,yes,yes,de\nU3,yes,,fr\n"  # yes, then empty: no opt-out, nothing to keep
+        "U4,yes,no,de\n"
+    )
+    work = tmp_path / "w"
+    report = Ingestor(work, **({"engine": engine(work)} if engine else {})).run(d)
+    sync_users_table(work)
+    said = [w for w in report.warnings if "consent disagrees" in w]
+    assert len(said) == 1 and "users.csv: 2 user(s)" in said[0], report.warnings
+    c = Consents.of(work)
+    assert c.current(pseudo(work, "U1"))["marketing"] is False
+    assert c.current(pseudo(work, "U2"))["personalization"] is False
+    assert consent_withdrawn(work, "marketing") == {pseudo(work, "U1"), pseudo(work, "U4")}
+    rows = {
+        r[0]: r[1:]
+        for r in curated_rows(
+            work, "SELECT user_id, consent_personalization, consent_marketing FROM curated.users"
+        )
+    }
+    assert rows[pseudo(work, "U1")] == (True, False) and rows[pseudo(work, "U2")] == (False, True)
+
+
 def test_a_multi_store_users_file_through_the_cli_is_not_marketable_after_an_opt_out(tmp_path):
     d = tmp_path / "d"
     d.mkdir()

@@ -726,3 +726,11 @@ def test_rows_disagreeing_on_consent_keep_the_opt_out_on_spark_too(spark, tmp_pa
     )
 
     check(tmp_path, engine=lambda work: SparkEngine(work, master="local[2]"))
+
+
+def test_an_opt_out_and_an_empty_answer_keep_the_opt_out_on_spark_too(spark, tmp_path):
+    from tests.governance.test_consent import (
+        test_an_opt_out_and_an_empty_answer_on_one_users_rows_keep_the_opt_out as check,
+    )
+
+    check(tmp_path, engine=lambda work: SparkEngine(work, master="local[2]"))

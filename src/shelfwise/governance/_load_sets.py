@@ -81,9 +81,16 @@ def consent_columns(st: LoadState) -> list[str]:
     return [c for c in USERS_COLUMNS if c in st.contract.column_names]
 
 
+def consent_disagree_sql(col: str) -> str:
+    """The condition, over a user key's rows, that its consent column `col` (quoted) disagrees:
+    two answers differ, or one row says no and another is empty (`count(DISTINCT)` skips the
+    empty one, and the last row, empty, then won over the opt-out: the shop default answered)."""
+    return f"(count(DISTINCT {col}) > 1 OR (bool_or(NOT {col}) AND count({col}) < count(*)))"
+
+
 def combine_consent_sql(st: LoadState) -> int:
     """A user key on several rows of one load whose consent columns disagree (opted out in one
-    store's row, opted in in another's) is combined conservatively: an opt-out on any row wins,
+    store's row, opted in or empty in another's) is combined conservatively: an opt-out on any row wins,
     on the row that is curated (the last row otherwise won, and a customer who withdrew stayed
     marketable). Returns the number of users whose rows disagreed."""
     cols = consent_columns(st)
@@ -91,7 +98,7 @@ def combine_consent_sql(st: LoadState) -> int:
         return 0
     keys = ", ".join(q(k) for k in st.contract.key)
     null_key = " AND ".join(f"{q(k)} IS NOT NULL" for k in st.contract.key)
-    disagree = " OR ".join(f"count(DISTINCT {q(c)}) > 1" for c in cols)
+    disagree = " OR ".join(consent_disagree_sql(q(c)) for c in cols)
     aggs = ", ".join(f"bool_and({q(c)}) AS {q('_c_' + c)}" for c in cols)
     wh = st.wh
     wh.sql(

@@ -73,6 +73,7 @@ from ._load_sets import (
     NEAR_DETAIL,
     RESENT_BOT_DETAIL,
     consent_columns,
+    consent_disagree_sql,
     curated_near,
     repeats_sql,
     resent_bot_lines,
@@ -378,9 +379,9 @@ def _combine_consent(st: LoadState) -> int:
     grouped = df.where(" AND ".join(f"{bq(k)} IS NOT NULL" for k in keys)).groupBy(*keys)
     agg = grouped.agg(
         *[F.expr(f"bool_and({bq(c)})").alias("_c_" + c) for c in cols],
-        *[F.countDistinct(c).alias("_n_" + c) for c in cols],
+        *[F.expr(consent_disagree_sql(bq(c))).alias("_n_" + c) for c in cols],
     )
-    agg = agg.where(" OR ".join(f"_n_{c} > 1" for c in cols)).drop(*["_n_" + c for c in cols])
+    agg = agg.where(" OR ".join(f"`_n_{c}`" for c in cols)).drop(*["_n_" + c for c in cols])
     n = agg.count()
     if not n:
         return 0
