@@ -30,17 +30,65 @@ def _shop(d: Path, currencies: tuple[str, ...] | None) -> Path:
     return d
 
 
-def test_the_currency_column_is_curated_upper_cased_and_an_unknown_code_quarantined(tmp_path):
+def test_the_currency_column_is_curated_upper_cased_and_an_unknown_code_kept_empty(tmp_path):
     d = _shop(tmp_path / "d", ("eur", "€"))
     with (d / "events.csv").open("a") as fh:
         fh.write("U9,P1,purchase,2024-03-20T10:00:00Z,3,XYZ\n")
     work = tmp_path / "w"
     report = Ingestor(work).run(d)
-    assert curated_rows(work, "SELECT DISTINCT currency FROM curated.events") == [("EUR",)]
-    assert curated_rows(work, "SELECT reason, detail FROM quarantine.rows") == [
-        ("invalid_value", "currency: not a known code: XYZ")
+    assert curated_rows(work, "SELECT DISTINCT currency FROM curated.events ORDER BY 1") == [
+        ("EUR",),
+        (None,),
     ]
+    assert curated_rows(work, "SELECT reason, detail FROM quarantine.rows") == []
     assert not [w for w in report.warnings if "currencies" in w]
+    said = [w for w in report.warnings if "does not know" in w]
+    assert said == [
+        "events.csv: 1 row(s) with a currency ('Currency') shelfwise does not know ('XYZ' 1 row(s)): "
+        "curated with no currency (the rows are kept; write the code, e.g. ISO 4217's, to have it read)"
+    ], report.warnings
+
+
+def test_a_withdrawn_code_and_a_common_spelling_are_read_and_an_unknown_one_loses_no_sale(tmp_path):
+    """A 2022 purchase in kuna (`HRK`, Croatia's until 2023) and one written `US$` were
+    quarantined whole, optional currency and all: read now, and a code nobody knows leaves the
+    sale curated with no currency, warned of with its count."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "products.csv").write_text("product_id,title,price\nP1,Mug,5\n")
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp,value,currency\n"
+        "U1,P1,purchase,2022-06-01T10:00:01Z,37.5,HRK\n"
+        "U2,P1,purchase,2024-01-01T10:00:01Z,5,EUR\n"
+        "U3,P1,purchase,2024-01-02T10:00:01Z,5,US$\n"
+        "U4,P1,purchase,2024-01-03T10:00:01Z,5,Euro\n"
+        "U5,P1,purchase,2024-01-04T10:00:01Z,5,DOLLARZ\n"
+        "U6,P1,purchase,2024-01-05T10:00:01Z,5,DOLLARZ\n"
+    )
+    work = tmp_path / "w"
+    report = Ingestor(work).run(d)
+    e = report.tables["events"]
+    assert (e.rows_in, e.rows_curated) == (6, 6), e.reasons
+    got = curated_rows(work, "SELECT currency, count(*) FROM curated.events GROUP BY 1 ORDER BY 1")
+    assert got == [("EUR", 2), ("HRK", 1), ("USD", 1), (None, 2)]
+    said = [w for w in report.warnings if "does not know" in w]
+    assert len(said) == 1 and "events.csv: 2 row(s) with a currency ('currency')" in said[0], report.warnings
+    assert "('DOLLARZ' 2 row(s))" in said[0]
+
+
+def test_a_live_event_with_an_unknown_currency_is_kept_with_none():
+    from shelfwise.governance._contracts import EVENTS
+    from shelfwise.governance._row_check import check_record
+
+    base = {
+        "user_id": "U1",
+        "product_id": "P1",
+        "event_type": "purchase",
+        "timestamp": "2024-01-01T10:00:00Z",
+    }
+    for given, want in (("us$", "USD"), ("hrk", "HRK"), ("eur", "EUR"), ("XYZ", None)):
+        out = check_record(EVENTS, {**base, "currency": given})
+        assert not out.failures and out.values["currency"] == want, (given, out.failures)
 
 
 def test_money_in_two_currencies_is_warned_of_and_never_summed(tmp_path):

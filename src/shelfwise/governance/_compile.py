@@ -943,6 +943,12 @@ def compile_contract(
                     f"{lit(name + ': not valid JSON: ')} || left({s}, 80)",
                 )
             )
+        elif c.kind is Kind.ENUM and c.lenient:
+            # a value none of `allowed` is no value, the row curated (warned of, each value
+            # with its count: `_load_rows.note_unreadable`)
+            norm = enum_expr(c, s, d)
+            allowed = ", ".join(lit(a) for a in c.allowed)
+            value = f"CASE WHEN {norm} IN ({allowed}) THEN {norm} END"
         elif c.kind is Kind.ENUM:
             value = enum_expr(c, s, d)
             allowed = ", ".join(lit(a) for a in c.allowed)

@@ -77,9 +77,10 @@ class ColumnSpec:
     # (DuckDB 1.5 scans the NULLs after a value stored out of line as copies of it: 2,048
     # copies per vector; walk48b F0)
     max_chars: int | None = None
-    # BOOL, TIMESTAMP: a value that cannot be read does not quarantine the row; a BOOL reads as
-    # false (a consent nobody can read is no consent: fail closed), a TIMESTAMP as no date;
-    # counted in the load's notes
+    # BOOL, TIMESTAMP, ENUM: a value that cannot be read does not quarantine the row; a BOOL
+    # reads as false (a consent nobody can read is no consent: fail closed), a TIMESTAMP as no
+    # date (counted in the load's notes), an ENUM value none of `allowed` as no value (an
+    # optional `currency`'s unknown code: the sale is kept; warned of, each value with its count)
     lenient: bool = False
     # what a lenient BOOL's unreadable value reads as: false (a consent: fail closed) or true
     # (`published`: a catalog's own status words, `Enabled`, `new`, a whole catalog quarantined)
@@ -275,7 +276,13 @@ PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL 
 SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD UYU UZS VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR
 ZMW ZWG ZWL
 """
-CURRENCY_CODES = tuple(_ISO_4217.split())
+# withdrawn since 2000, still found in order histories (Croatia's kuna until 2023, the euro's
+# predecessors, Venezuela's, Mauritania's, ... older codes); and the digital bolivar (2021)
+_ISO_4217_WITHDRAWN = """
+ATS BEF BYR CUC CYP CSD DEM EEK ESP FIM FRF GHC GRD HRK IEP ITL LTL LUF LVL MGF MRO MTL MZM NLG PTE
+ROL SDD SIT SKK SRG STD TMM TRL VEB VEF ZMK ZWD ZWN ZWR AZM VED
+"""
+CURRENCY_CODES = tuple(_ISO_4217.split()) + tuple(_ISO_4217_WITHDRAWN.split())
 # unambiguous currency signs read as their code (`$` is not: USD, CAD, AUD, ...)
 CURRENCY_SIGNS = (
     ("€", "EUR"),
@@ -288,12 +295,38 @@ CURRENCY_SIGNS = (
 )
 
 
+# common spellings of a code that name one currency only (`$` alone, `kr`, `dollar` do not)
+CURRENCY_SPELLINGS = (
+    ("US$", "USD"),
+    ("USD$", "USD"),
+    ("U.S.$", "USD"),
+    ("A$", "AUD"),
+    ("AU$", "AUD"),
+    ("C$", "CAD"),
+    ("CA$", "CAD"),
+    ("NZ$", "NZD"),
+    ("HK$", "HKD"),
+    ("S$", "SGD"),
+    ("R$", "BRL"),
+    ("MX$", "MXN"),
+    ("EURO", "EUR"),
+    ("EUROS", "EUR"),
+    ("GBP£", "GBP"),
+    ("£GBP", "GBP"),
+    ("€EUR", "EUR"),
+    ("EUR€", "EUR"),
+    ("RMB", "CNY"),
+)
+
+
 def _currency_column(*extra: str) -> ColumnSpec:
     return ColumnSpec(
         "currency",
         Kind.ENUM,
         allowed=CURRENCY_CODES,
-        synonyms=tuple((sign.lower(), code) for sign, code in CURRENCY_SIGNS),
+        synonyms=tuple((sign.lower(), code) for sign, code in CURRENCY_SIGNS + CURRENCY_SPELLINGS),
+        # an unknown code is no currency, the row kept: one optional value never loses a sale
+        lenient=True,
         aliases=("currency_code", "currency_iso", *extra),
         description="the ISO 4217 code of the row's money (price, value, unit_price), upper-cased; shelfwise "
         "does not convert: money in several currencies is reported per currency",

@@ -124,6 +124,7 @@ def note_unreadable(st: LoadState, day_first: bool) -> None:
     from ._load_paths import note_several_paths
 
     note_several_paths(st)  # (a category cell of several paths: warned of here, on both engines)
+    _say_unknown_enum_values(st)
     cols = [
         c
         for c in st.contract.columns
@@ -160,6 +161,38 @@ def note_unreadable(st: LoadState, day_first: bool) -> None:
             st.note(
                 f"{st.name}: {n:,} row(s) with a {c.name} ({header!r}) that is no date (e.g. {example!r}): read as none"
             )
+
+
+def _say_unknown_enum_values(st: LoadState) -> None:
+    """A lenient enum column's values none of its allowed ones (an optional `currency`'s unknown
+    code: `HRK` before it was known, `US$`): the rows are curated with no value there, and one
+    warning names the file, the column and each value with its count (the few most frequent)."""
+    from ._compile import _missing, enum_expr
+
+    for c in st.contract.columns:
+        if not (c.lenient and c.kind is Kind.ENUM and c.name in st.mapping):
+            continue
+        s = f"nullif(trim({q(c.name)}), {lit('')})"
+        norm = enum_expr(c, s)
+        allowed = ", ".join(lit(a) for a in c.allowed)
+        rows = st.wh.sql(
+            f"SELECT {s} AS v, count(*) AS n FROM {st.load} WHERE {s} IS NOT NULL AND NOT {_missing(s)} "
+            f"AND {norm} NOT IN ({allowed}) GROUP BY v ORDER BY n DESC, v"
+        ).fetchall()
+        if not rows:
+            continue
+        total = sum(int(n) for _, n in rows)
+        shown = ", ".join(f"{v!r} {int(n):,} row(s)" for v, n in rows[:10])
+        more = f", and {len(rows) - 10:,} other value(s)" if len(rows) > 10 else ""
+        header = st.mapping[c.name]
+        st.warn(
+            f"{st.src.name}: {total:,} row(s) with a {c.name} ({header!r}) shelfwise does not know "
+            f"({shown}{more}): curated with no {c.name} (the rows are kept; write the code, e.g. "
+            "ISO 4217's, to have it read)"
+            if c.name == "currency"
+            else f"{st.name}: {total:,} row(s) with a {c.name} ({header!r}) shelfwise does not know "
+            f"({shown}{more}): curated with no {c.name} (the rows are kept)"
+        )
 
 
 NUMBER_MARKS = "meta.number_marks"

@@ -239,9 +239,13 @@ def check_record(
                 except ValueError:
                     fail(Failure(name, Reason.INVALID_TYPE, f"{name}: not valid JSON: {s[:80]}"))
         elif c.kind is Kind.ENUM and s is not None:
-            norm = s.lower().replace(" ", "_").replace("-", "_")
-            value = dict(c.synonyms).get(norm, norm)
-            if value not in c.allowed:
+            codes = bool(c.allowed) and all(a.isupper() for a in c.allowed)  # as `_compile.enum_expr`
+            norm = s.strip().upper() if codes else s.lower().replace(" ", "_").replace("-", "_")
+            synonyms = {a.upper(): b for a, b in c.synonyms} if codes else dict(c.synonyms)
+            value = synonyms.get(norm, norm)
+            if value not in c.allowed and c.lenient:
+                value = None  # no value, the row kept (`ColumnSpec.lenient`)
+            elif value not in c.allowed:
                 fail(Failure(name, Reason.INVALID_VALUE, f"{name}: not one of {'/'.join(c.allowed)}: {s}"))
         if c.max_chars is not None and s is not None and len(s) > c.max_chars:
             fail(
