@@ -218,3 +218,31 @@ def test_an_order_packing_a_thousand_products_is_read_whole_beside_its_neighbour
     )
     assert (Path(name).name, line) == ("orders-2017-12-19.csv", 3)
     assert "product 1002 of the row's packed Product Details" in detail, detail
+
+
+def test_a_cut_last_line_of_a_packed_orders_file_is_warned_of_and_replaced_by_its_complete_line(
+    tmp_path: Path,
+) -> None:
+    """A packed orders export read in place whose last line ends without a newline (cut in
+    transit: order 5001's total `150.00` arrived as `15`) went unsaid, since the unpacked copy
+    never learnt that its source was cut, and the complete re-send added a second purchase. The
+    warning names the file's own row (not the scaled `:3001`), and the complete line replaces
+    the cut one."""
+    full = (
+        "Order ID,Customer ID,Customer Email,Order Date,Order Status,Product Details\n"
+        f'5000,1000,allen@example.com,01/10/2017 11:56,Shipped,"{_details(("77", 2, "Chair", 10.0), ("81", 1, "Lamp", 20.0))}"\n'
+        f'5001,1001,adam@example.com,02/10/2017 11:56,Shipped,"{_details(("80", 3, "Desk", 50.0))}"\n'
+    )
+    cut = full.removesuffix('0.00"\n') + '"'  # (no final newline)
+    work = tmp_path / "w"
+    report = Ingestor(work).run(_shop(tmp_path, cut))
+    said = [w for w in report.warnings if "final newline" in w]
+    assert len(said) == 1 and said[0].startswith(f"{tmp_path / 'data' / 'orders-2017-12-19.csv'}:3: "), said
+    query = "SELECT session_id, product_id, value FROM curated.events ORDER BY 1, 2"
+    assert curated_rows(work, query)[-1] == ("5001", "80", 15.0)
+    again = Ingestor(work, mode="append").run(_shop(tmp_path, full))
+    ev = again.tables["events"]
+    assert (ev.rows_total, ev.rows_updated) == (3, 1), ev
+    assert curated_rows(work, query) == [("5000", "77", 20.0), ("5000", "81", 20.0), ("5001", "80", 150.0)]
+    done = [n for n in again.notes if "delivered cut off" in n]
+    assert len(done) == 1 and "line 3 (completing line 3 of load" in done[0], again.notes

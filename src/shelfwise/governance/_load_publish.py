@@ -323,7 +323,16 @@ def say_completed(st: LoadState, replaced: int) -> None:
     if not replaced:
         return
     st.tr.rows_updated = (st.tr.rows_updated or 0) + replaced
-    lines = ", ".join(f"line {n} (completing line {m} of load {k})" for n, k, m, _ in st.completions)
+    # (the file's rows, as the warning on the cut line named them: a packed order's product is
+    # numbered line * scale + k; a re-send of one export is read at the scale it was)
+    scale = max(st.staged.line_scale, 1)
+
+    def row(n: int) -> int:
+        return n // scale
+
+    lines = ", ".join(
+        f"line {row(n)} (completing line {row(m)} of load {k})" for n, k, m, _ in st.completions
+    )
     st.note(
         f"{st.name}: {replaced} row(s) delivered cut off at the end of an earlier file replaced by "
         f"their complete line in {st.src}: {lines}; counted updated, not added as new events"

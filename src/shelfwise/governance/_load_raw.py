@@ -71,7 +71,7 @@ CUT_LINES = "meta.cut_lines"
 CUT_LINES_KEPT = 30
 
 
-def _ends_without_newline(path: Path) -> bool:
+def ends_without_newline(path: Path) -> bool:
     """Whether a plain (uncompressed) text file's last byte is no line end (UTF-16 included:
     its NUL halves are skipped); an empty file or a compressed one is not judged."""
     if path.suffix.lower() in {".gz", ".parquet", ".zip", ".bz2", ".xz", ".zst"}:
@@ -103,7 +103,7 @@ def note_unterminated(st: LoadState) -> None:
     if staged.numbered:
         cut_parts = sorted(set(staged.unterminated))
     else:  # (a plain CSV read in place: its own last bytes)
-        cut_parts = [0] if _ends_without_newline(staged.source) else []
+        cut_parts = [0] if ends_without_newline(staged.source) else []
     if not cut_parts:
         return
     scale = max(staged.line_scale, 1)  # (a packed order's product: its row's line * scale + k)
@@ -117,6 +117,12 @@ def note_unterminated(st: LoadState) -> None:
     cut_column = None
     if staged.format == "csv" and st.header:
         final = st.header[-1]
+        if staged.line_scale > 1:  # (a packed orders export, unpacked: `_orderlines.unpack_orders`)
+            from ._orderlines import PACKED_FIELDS
+
+            # the file's last column packs the products; a cut shortens the last product's
+            # last field (its ids, appended after, are no column of the file)
+            final = PACKED_FIELDS[-1] if PACKED_FIELDS[-1] in st.header else final
         cut_column = next((c for c, h in st.mapping.items() if h == final), None)
         if cut_column is None and final in st.extra_kept:
             cut_column = f"x_{safe(final)}"

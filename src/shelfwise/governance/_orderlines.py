@@ -546,7 +546,7 @@ def _write(
         size_bytes=staged.size_bytes,
         records=int(row[0]) if row else 0,
         line_scale=staged.line_scale,  # (a packed order's product: its row's line, and its place)
-        unterminated=list(staged.unterminated),
+        unterminated=_unterminated(staged),
     )
 
 
@@ -650,6 +650,18 @@ def _looks_packed(staged: StagedFile, at: int, rows: int = 100) -> bool:
     return seen > 0 and packed * 2 > seen
 
 
+def _unterminated(staged: StagedFile) -> list[int]:
+    """The parts of `staged` that end without a final newline, for a copy derived from it: a
+    numbered staged copy says (`StagedFile.unterminated`); a plain CSV read in place was never
+    staged, so its own last bytes tell (its derived copy is numbered, and `note_unterminated`
+    reads the list: left empty, a cut last line went unsaid and unremembered)."""
+    from ._load_raw import ends_without_newline
+
+    if staged.numbered:
+        return list(staged.unterminated)
+    return [0] if ends_without_newline(staged.source) else []
+
+
 def _packed_scale(staged: StagedFile, at: int) -> int:
     """The line scale of an unpacked orders export: PACKED_LINES, or the power of ten above the
     most products one order's cell packs (a large order is read whole, never a reason to stop
@@ -707,7 +719,7 @@ def unpack_orders(staged: StagedFile, staged_dir: Path) -> tuple[StagedFile, str
         nul_bytes=staged.nul_bytes,
         notes=list(staged.notes),
         line_scale=scale,
-        unterminated=list(staged.unterminated),
+        unterminated=_unterminated(staged),
     )
     # (lines staging rejected itself keep their numbers, scaled: one record of their line)
     info.bad_lines = [(line * scale, text, why) for line, text, why in staged.bad_lines]
