@@ -140,3 +140,62 @@ def test_training_reports_group_metrics_beside_the_item_ones(grouped: Path, ungr
     plain = read_manifest(current_bundle(ungrouped))
     assert plain.protocol.get("groups", 0) == 0
     assert all("group_hr@10" not in metrics for metrics in plain.metrics.values())
+
+
+def _write_variants_shop(d: Path) -> None:
+    """20 styles of 12 sizes and colours each; shoppers keep to one of 4 clusters of 5 styles."""
+    d.mkdir(parents=True)
+    sizes, colours = ("XS", "S", "M", "L", "XL", "XXL"), ("red", "blue")
+    styles = [f"S{i:02d}" for i in range(20)]
+    rows = ["product_id,parent_sku,title,category,brand,price,in_stock"]
+    rows += [
+        f"{s}-{z}-{c},{s},Dress {s} {z} {c},Clothing,Mira,50,true"
+        for s in styles
+        for z in sizes
+        for c in colours
+    ]
+    (d / "products.csv").write_text("\n".join(rows) + "\n")
+    rng = random.Random(1)
+    ev = ["user_id,product_id,event_type,timestamp"]
+    t = 1_700_000_000
+    for u in range(200):
+        c0 = rng.randrange(4)
+        for _ in range(30):
+            s = rng.choice(styles[c0 * 5 : c0 * 5 + 5])
+            t += 60
+            ev.append(
+                f"U{u},{s}-{rng.choice(sizes)}-{rng.choice(colours)},{rng.choice(['view', 'view', 'purchase'])},{t}"
+            )
+    (d / "events.csv").write_text("\n".join(ev) + "\n")
+
+
+@pytest.fixture(scope="module")
+def variants(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    def build(b: Path) -> None:
+        _write_variants_shop(b / "data")
+        Shop(b / "w").train(b / "data", models=["popularity", "itemknn"], **FAST)
+
+    return built_once(tmp_path_factory, "variants-shop", build) / "w"
+
+
+def test_similar_items_of_a_catalog_of_variants_fill_k_styles(variants: Path) -> None:
+    """20 styles of 12 variants: the 50 candidates of a k=10 list were variants of the anchor's
+    4 related styles, collapsed to one product per style after, with no refill: 4 items came
+    back although 19 other styles exist. Now k styles, the related ones first, then the popular
+    fill; alike over HTTP."""
+    shop = Shop(variants)
+    for k in (5, 10, 15):
+        sim = shop.similar("S00-M-red", k=k)
+        assert isinstance(sim, list) and len(sim) == k and _one_per_style(sim), (k, sim)
+        assert "S00" not in {p.split("-")[0] for p in sim}, sim
+    detail = shop.similar("S00-M-red", k=10, detail=True)
+    assert isinstance(detail, dict), detail
+    related = {p.split("-")[0] for p in _ids(detail["items"])[: detail["related"]]}
+    assert related and related <= {"S01", "S02", "S03", "S04"}, detail
+    server = Server(variants)
+    try:
+        s = server.client.get("/v1/items/S00-M-red/similar", params={"k": 10}).json()
+        ids = _ids(s["items"])
+        assert len(ids) == 10 and _one_per_style(ids) and "S00" not in {p.split("-")[0] for p in ids}, s
+    finally:
+        server.stop()

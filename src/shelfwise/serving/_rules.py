@@ -553,6 +553,17 @@ class CatalogView(Mapping[str, tuple[str, str, bool]]):
         groups = getattr(bundle, "groups", None)
         # per item index, its group's code (`Bundle.groups`); None: every product its own group
         self._group = None if groups is None else np.asarray(groups.codes, np.int64)
+        self._depth: float | None = None
+
+    @property
+    def group_depth(self) -> float:
+        """Products per group on average (1.0 without groups): how much deeper than k a list
+        must look for k groups, one product each (a similar-items list of a catalog of 12
+        sizes and colours a style came back with 4 products of 50 candidates)."""
+        if self._depth is None:
+            g = self._group
+            self._depth = 1.0 if g is None or not len(g) else len(g) / max(len(np.unique(g)), 1)
+        return self._depth
 
     def narrowed(
         self,

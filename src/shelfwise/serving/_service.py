@@ -838,7 +838,10 @@ class Service:
         i = snap.item_index.get(product_id)
         if i is None or product_id not in snap.info:  # (`knows_product`, of this snapshot)
             return None
-        n_cand = min(k * self.settings.candidates_factor + 20, len(snap.item_ids) - 1)
+        # a catalog of variants shows one product per group: as many groups' worth of candidates
+        # (a style's 12 sizes and colours took 12 places of the 50; up to 10 times deeper)
+        depth = min(float(getattr(snap.info, "group_depth", 1.0)), 10.0)
+        n_cand = min(int((k * self.settings.candidates_factor + 20) * depth), len(snap.item_ids) - 1)
         key = (snap.version, "similar", i, n_cand)
         cands = self.cache.get(key)
         if cands is None and cached_only:
@@ -871,7 +874,17 @@ class Service:
             self.cache.put(key, cands)
         listed, related = cands
         # the anchor is never similar to itself, not even where a rule pins it
-        items = self._rules_for(None).apply(listed, k, snap.info, surface="similar", exclude=(product_id,))
+        rules = self._rules_for(None)
+        items = rules.apply(listed, k, snap.info, surface="similar", exclude=(product_id,))
+        if len(items) < k and len(listed) < len(snap.item_ids) - 1:
+            # the rules (one product per group, hidden and sold-out products) thinned the list:
+            # the popular list fills it, through the rules once, as a user's recommendations
+            have = set(listed) | {product_id}
+            need = len(have) + int(k * max(depth, 1.0)) + k
+            more = [p for p in snap.cold_candidates(need, None) if p not in have]
+            if more:
+                listed = [*listed, *more]
+                items = rules.apply(listed, k, snap.info, surface="similar", exclude=(product_id,))
         backed, filled = set(listed[:related]), set(listed[related:])
         extra = {
             "related": sum(1 for p in items if p in backed),  # (a product a rule pins is neither)
