@@ -49,7 +49,9 @@ def test_the_currency_column_is_curated_upper_cased_and_an_unknown_code_kept_emp
     ], report.warnings
 
 
-def test_a_withdrawn_code_and_a_common_spelling_are_read_and_an_unknown_one_loses_no_sale(tmp_path):
+def test_a_withdrawn_code_and_a_common_spelling_are_read_and_an_unknown_one_loses_no_sale(
+    tmp_path, engine=None
+):
     """A 2022 purchase in kuna (`HRK`, Croatia's until 2023) and one written `US$` were
     quarantined whole, optional currency and all: read now, and a code nobody knows leaves the
     sale curated with no currency, warned of with its count."""
@@ -66,7 +68,7 @@ def test_a_withdrawn_code_and_a_common_spelling_are_read_and_an_unknown_one_lose
         "U6,P1,purchase,2024-01-05T10:00:01Z,5,DOLLARZ\n"
     )
     work = tmp_path / "w"
-    report = Ingestor(work).run(d)
+    report = Ingestor(work, **({"engine": engine(work)} if engine else {})).run(d)
     e = report.tables["events"]
     assert (e.rows_in, e.rows_curated) == (6, 6), e.reasons
     got = curated_rows(work, "SELECT currency, count(*) FROM curated.events GROUP BY 1 ORDER BY 1")

@@ -734,3 +734,11 @@ def test_an_opt_out_and_an_empty_answer_keep_the_opt_out_on_spark_too(spark, tmp
     )
 
     check(tmp_path, engine=lambda work: SparkEngine(work, master="local[2]"))
+
+
+def test_an_unknown_currency_loses_no_sale_on_spark_too(spark, tmp_path):
+    from tests.governance.test_currency import (
+        test_a_withdrawn_code_and_a_common_spelling_are_read_and_an_unknown_one_loses_no_sale as check,
+    )
+
+    check(tmp_path, engine=lambda work: SparkEngine(work, master="local[2]"))
