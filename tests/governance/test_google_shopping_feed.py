@@ -259,3 +259,38 @@ def test_a_mistyped_attribute_map_says_how_to_write_one() -> None:
     assert got.attributes_for("products") == {"fit": "Fit"} and got.for_table("products") == {
         "attributes": ("Attrs",)
     }
+
+
+def test_an_appended_feed_with_a_size_column_keeps_the_curated_attributes(tmp_path: Path) -> None:
+    """A partial delivery (price and size) is no whole attributes value: the curated attributes
+    of a product stay (they were replaced by the size alone), a new product takes what it gives."""
+    catalog = 'product_id,title,price,attributes\nA,Shirt,10,"{""fit"": ""slim"", ""color"": ""red""}"\n'
+    Ingestor(tmp_path / "w").run(_shop(tmp_path, {"products.csv": catalog}, name="d1"))
+    feed = "product_id,title,price,size\nA,Shirt,12,M\nB,Coat,20,L\n"
+    report = Ingestor(tmp_path / "w", mode="append").run(_shop(tmp_path, {"products.csv": feed}, name="d2"))
+    assert report.tables["products"].rows_quarantined == 0
+    got = {
+        p: (price, json.loads(a) if a else None)
+        for p, price, a in curated_rows(
+            tmp_path / "w", "SELECT product_id, price, attributes FROM curated.products"
+        )
+    }
+    assert got == {"A": (12.0, {"fit": "slim", "color": "red"}), "B": (20.0, {"size": "L"})}
+
+
+def test_an_availability_column_of_free_text_is_not_read_as_in_stock(tmp_path: Path) -> None:
+    """A shop's own "Availability" text is no stock flag: the rows are curated (they were all
+    quarantined), the column is not read, and a note says how to read it anyway."""
+    catalog = (
+        "product_id,title,price,availability\n"
+        "A,Shirt,10,Ships in 2-3 days\n"
+        "B,Coat,20,Available from 2026-01-10\n"
+        "C,Hat,5,on order\n"
+    )
+    report = Ingestor(tmp_path / "w").run(_shop(tmp_path, {"products.csv": catalog}))
+    pr = report.tables["products"]
+    assert pr.rows_quarantined == 0 and pr.rows_curated == 3
+    assert any("not read as products.in_stock" in n for n in report.notes), report.notes
+    assert curated_rows(
+        tmp_path / "w", "SELECT count(*) FROM curated.products WHERE in_stock IS NOT NULL"
+    ) == [(0,)]

@@ -12,8 +12,15 @@ from pathlib import Path
 from ..errors import SourceError
 from ..storage import StagedFile, Warehouse
 from ..storage._sources import JSON_DELIMITER, LINE_COLUMN
-from ._compile import lit, q
-from ._contracts import EVENTS, IMPLIED_EVENT_TYPES, ORDER_ID_ALIASES, TableContract, implied_event_type
+from ._compile import FALSE_TOKENS, MISSING_TOKENS, TRUE_TOKENS, lit, q
+from ._contracts import (
+    AVAILABILITY_WORDS,
+    EVENTS,
+    IMPLIED_EVENT_TYPES,
+    ORDER_ID_ALIASES,
+    TableContract,
+    implied_event_type,
+)
 from ._load_state import column_key, match_headers, parquet_files
 from ._mapping import (
     ATTRIBUTE_COLUMNS,
@@ -164,6 +171,12 @@ def map_columns(
             contract, list(seen), matched["product_id"], taken | set(matched.values()), path,
             samples, known_products, notes,
         )  # fmt: skip
+    if (
+        contract.name == "products"
+        and column_key(matched.get("in_stock", "")) == "availability"
+        and not _reads_as_availability(matched["in_stock"], path, samples, notes)
+    ):
+        del matched["in_stock"]
     mapping.update(matched)
     taken |= set(matched.values())
     if contract.name == "products" and "category" not in mapping and "category" not in unsent:
@@ -361,6 +374,25 @@ PRODUCT_KIND_WORDS = frozenset(
         "variation", "external", "giftcard", "gift card", "physical", "digital", "service",
     )
 )  # fmt: skip
+
+
+def _reads_as_availability(
+    h: str, path: Path, samples: Callable[[], dict[str, list[str]]] | None, notes: list[str]
+) -> bool:
+    """Whether an `Availability` header (matched by name) holds stock words (a Google Shopping
+    feed's in_stock / out_of_stock / preorder, yes/no): a shop's free text there ("Ships in 2-3
+    days", "Available from 2026-01-10") is no in-stock flag, and read as one it quarantined
+    every product row (the column was ignored before). Not read then, said in a note."""
+    sample = samples() if samples is not None else {}
+    vals = [v.strip().lower() for v in sample.get(h, []) if v is not None and v.strip()]
+    words = {*TRUE_TOKENS, *FALSE_TOKENS, *MISSING_TOKENS, *(w for w, _ in AVAILABILITY_WORDS)}
+    if not vals or sum(v in words for v in vals) >= 0.5 * len(vals):
+        return True
+    notes.append(
+        f"{path.name}: {h!r} holds text, not stock words (e.g. {vals[0][:40]!r}): not read as "
+        f"products.in_stock (to read it: --map products.in_stock={h!r})"
+    )
+    return False
 
 
 def _feed_category(

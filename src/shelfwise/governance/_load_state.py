@@ -202,7 +202,10 @@ class LoadState:
         an appended row says nothing about the others (a partial re-send of a product keeps
         its curated brand; a re-sent event lacking an optional column is still the same event)."""
         given = [*self.mapping, *self.joined, *self.implied, *(f"x_{safe(e)}" for e in self.extra_kept)]
-        if self.attributes:  # (kept from their own columns: `size`, `color`)
+        if self.attributes and self.mode != "append":  # (kept from their own columns: `size`, `color`)
+            # (appending, attributes made of a few such columns are no whole attributes value: a
+            # price feed with a `size` column would have replaced a product's curated attributes
+            # with its size alone; the curated ones stay, a new product takes the delivered ones)
             given.append("attributes")
         # (`in_stock` derived from a stock figure where not given, `compile_contract`: an upsert
         # takes it where the curated row's own agreed with its figure, `upsert_select`)
