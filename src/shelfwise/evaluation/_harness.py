@@ -439,26 +439,43 @@ def group_lists(
     """Top lists and targets at group level: each list's items as their groups, a group's
     later items dropped and the rest moved up (serving shows one product per group), padded
     with -1; each user's targets as the groups they belong to."""
-    out = np.full(ids.shape, -1, np.int64)
-    for r, row in enumerate(ids):
-        seen: set[int] = set()
-        j = 0
-        for i in row:
-            if i < 0:
-                continue
-            g = int(groups[i])
-            if g not in seen:
-                seen.add(g)
-                out[r, j] = g
-                j += 1
-    t = targets.tocoo()
+    return collapsed_to_groups(ids, groups), by_group(targets, groups)
+
+
+def collapsed_to_groups(ids: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Each row of top lists `ids` (-1: no item) as its items' groups, a group's first place
+    kept and the later ones dropped, the rest moved up, padded with -1 (vectorised: a Python
+    loop over the cells took ~30 s a model at 5,000 users and 1,300-item lists)."""
+    ids = np.asarray(ids, np.int64)
+    if ids.size == 0:
+        return np.full(ids.shape, -1, np.int64)
+    g = np.where(ids >= 0, groups[np.maximum(ids, 0)], -1)
+    order = np.argsort(g, axis=1, kind="stable")  # a group's places together, in list order
+    ranked = np.take_along_axis(g, order, axis=1)
+    first_sorted = np.ones(ranked.shape, bool)
+    first_sorted[:, 1:] = ranked[:, 1:] != ranked[:, :-1]
+    first = np.zeros(g.shape, bool)
+    np.put_along_axis(first, order, first_sorted, axis=1)
+    return _compacted(g, first & (g >= 0))
+
+
+def _compacted(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Each row's kept values moved up, in their order, the row padded with -1."""
+    moved = np.argsort(~keep, axis=1, kind="stable")
+    return np.take_along_axis(np.where(keep, values, -1), moved, axis=1)
+
+
+def by_group(m: sp.csr_matrix, groups: np.ndarray) -> sp.csr_matrix:
+    """A users x items 0/1 matrix (targets, a history's items) as users x groups: 1 where any
+    of the user's items is in the group."""
+    t = m.tocoo()
     n_groups = int(groups.max()) + 1 if len(groups) else 0
-    by_group = sp.csr_matrix(
-        (np.ones(len(t.row), np.float32), (t.row, groups[t.col])), shape=(targets.shape[0], n_groups)
+    out = sp.csr_matrix(
+        (np.ones(len(t.row), np.float32), (t.row, groups[t.col])), shape=(m.shape[0], n_groups)
     )
-    by_group.sum_duplicates()
-    by_group.data[:] = 1.0  # (two targets of one group: one positive)
-    return out, by_group
+    out.sum_duplicates()
+    out.data[:] = 1.0  # (two items of one group: one)
+    return out
 
 
 def _sampled_label(sampled: int, available: int, n_unlisted: int) -> str:
@@ -538,15 +555,13 @@ def new_group_lists(
     """Group lists and targets for the groups new to each user: the lists collapsed to one
     product per group without the groups of the user's history, the targets in a group outside
     it, and which users have such a target (the users `new_group_*` metrics average over)."""
-    seen = fold.history.seen()[fold.users]
-    _, seen_groups = group_lists(np.empty((len(fold.users), 0), np.int64), seen, groups)
+    seen_groups = by_group(fold.history.seen()[fold.users], groups)
     g_ids, g_targets = group_lists(ids, fold.targets, groups)
-    in_history = seen_groups.tolil()
-    out = np.full(g_ids.shape, -1, np.int64)
-    for r, row in enumerate(g_ids):
-        old = set(in_history.rows[r])
-        kept = [g for g in row if g >= 0 and g not in old]
-        out[r, : len(kept)] = kept
+    rows, cols = np.nonzero(g_ids >= 0)
+    old = np.zeros(g_ids.shape, bool)
+    if len(rows):
+        old[rows, cols] = np.asarray(seen_groups[rows, g_ids[rows, cols]]).ravel() > 0
+    out = _compacted(g_ids, (g_ids >= 0) & ~old)
     fresh = (g_targets - g_targets.multiply(seen_groups)).tocsr()
     fresh.eliminate_zeros()
     return out, fresh, fresh.getnnz(axis=1) > 0
@@ -557,9 +572,9 @@ def repeat_group_targets(fold: Fold, groups: np.ndarray) -> int:
     size or colour of a style they interacted with)."""
     if len(fold) == 0:
         return 0
-    _, by_group = group_lists(np.empty((len(fold.users), 0), np.int64), fold.targets, groups)
-    _, seen = group_lists(np.empty((len(fold.users), 0), np.int64), fold.history.seen()[fold.users], groups)
-    return int((by_group.multiply(seen).getnnz(axis=1) > 0).sum())
+    targets = by_group(fold.targets, groups)
+    seen = by_group(fold.history.seen()[fold.users], groups)
+    return int((targets.multiply(seen).getnnz(axis=1) > 0).sum())
 
 
 def _mask(unlisted: np.ndarray | None) -> np.ndarray | None:
