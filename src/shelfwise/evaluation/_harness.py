@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from ..features import Fold, Split
 from ..governance._privacy import ANONYMOUS_PSEUDONYM_PREFIX
-from ..models import Recommender
+from ..models import Recommender, product_groups
 from ._metrics import bootstrap_cis, coverage, novelty, per_user_metrics
 
 CUTOFFS = (5, 10, 20, 50)
@@ -384,10 +384,7 @@ def evaluate_all(
     items serving can show; the others are never ranked (see the module's docstring).
     `groups` (an int code per item, None = no groups): the catalog's product groups, for the
     group-level metrics reported beside the item ones (`Protocol.groups`)."""
-    if groups is not None:
-        groups = np.asarray(groups, np.int64)
-        if len(groups) != split.train.n_items or len(np.unique(groups)) == len(groups):
-            groups = None  # (every product its own group: the item metrics say it all)
+    groups = product_groups(groups, split.train.n_items)  # (none: the item metrics say it all)
     f = split.test if fold == "test" else split.validation
     item_counts = split.train.item_counts()
     lengths = split.train.lengths()

@@ -31,7 +31,7 @@ from ..evaluation import (
     sessions_said,
 )
 from ..features import Catalog, Interactions, Split, global_time, leave_last_out, load_interactions
-from ..models import RECOMMENDERS, Content, Fusion, NoRankerData, Recommender
+from ..models import RECOMMENDERS, Content, Fusion, NoRankerData, Recommender, product_groups
 from ..serving._bundle import BUNDLES_DIR, EVALUATED_DIR, load_evaluated_models, write_bundle
 from ..serving._ranking import NO_EVIDENCE
 from ._cold_start import diverse_cold_start
@@ -1707,10 +1707,7 @@ def group_codes(groups: list[str]) -> np.ndarray | None:
 def _served_groups(catalog: Catalog | None, n_items: int) -> np.ndarray | None:
     """The catalog's product groups as an int code per item, where some group holds several
     products (as served: one product per group); None otherwise (a catalog without groups)."""
-    codes = group_codes(catalog.groups) if catalog is not None else None
-    if codes is None or len(codes) != n_items or len(np.unique(codes)) == len(codes):
-        return None
-    return codes
+    return product_groups(group_codes(catalog.groups) if catalog is not None else None, n_items)
 
 
 def _fusion_by_group(

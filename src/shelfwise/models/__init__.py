@@ -10,7 +10,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING
 
 from .._lazy import lazy_exports
-from ._base import IncompatibleModel, Recommender, Results, shared_scores, top_k
+from ._base import IncompatibleModel, Recommender, Results, product_groups, shared_scores, top_k
 from ._content import Content
 from ._factorization import ALS, BPR, EASE
 from ._fusion import Fusion, NoRankerData
@@ -78,6 +78,7 @@ __all__ = [
     "load_model",
     "load_models",
     "model_class",
+    "product_groups",
     "read_manifest",
     "shared_scores",
     "top_k",

@@ -344,6 +344,16 @@ class Recommender(ABC):
         return model
 
 
+def product_groups(groups: np.ndarray | None, n_items: int) -> np.ndarray | None:
+    """The catalog's product groups (an int code per item) where they are groups: as many codes
+    as items and some group holding several; None otherwise (none, every product its own group,
+    or codes of another catalog): the item-level models and metrics then say it all."""
+    if groups is None:
+        return None
+    g = np.asarray(groups, np.int64)
+    return g if len(g) == n_items and len(np.unique(g)) < len(g) else None
+
+
 class GroupedCounts(Recommender):
     """A count-based model that, given the catalog's product groups, counts per group: the
     sizes of one style no longer split its signal (a dress bought with a belt in six sizes is
@@ -358,10 +368,8 @@ class GroupedCounts(Recommender):
 
     def fit(self, interactions: Interactions, groups: np.ndarray | None = None) -> Self:
         if groups is not None:
-            g = np.asarray(groups, np.int64)
             # every product its own group, or codes for another catalog: the item-level model
-            ok = len(g) == interactions.n_items and len(np.unique(g)) < len(g)
-            self.groups_ = g if ok else None
+            self.groups_ = product_groups(groups, interactions.n_items)
         elif not hasattr(self, "groups_"):
             self.groups_ = None
         return super().fit(interactions)
@@ -369,6 +377,18 @@ class GroupedCounts(Recommender):
     def _grouping(self) -> np.ndarray | None:
         g = getattr(self, "groups_", None)
         return g if g is not None and len(g) == getattr(self, "n_items_", -1) else None
+
+    def _members(self) -> sp.csr_matrix | None:
+        """`group_matrix` of the groups fitted with, built once per grouping (every scoring of
+        a batch of users, a served request's included, reads it)."""
+        groups = self._grouping()
+        if groups is None:
+            return None
+        cached = getattr(self, "_member_matrix", None)  # (no trailing `_`: never saved)
+        if cached is None or cached[0] is not groups:
+            cached = (groups, self.group_matrix(groups))
+            self._member_matrix = cached
+        return cached[1]
 
     def similar_items(self, items: np.ndarray, k: int = 10) -> Results:
         """With groups: items like each given item's group (scored from a history of every

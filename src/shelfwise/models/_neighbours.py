@@ -78,7 +78,7 @@ class ItemKNN(GroupedCounts):
         if groups is not None:
             # a shopper's cell per group, not per size: viewing four sizes of a style is
             # one interest in it, not four (capped at the newest step's decay weight, <= 1)
-            seen = (seen @ self.group_matrix(groups)).tocsr()
+            seen = (seen @ self._members()).tocsr()
             seen.data = np.minimum(seen.data, 1.0)
         weighted = normalize(seen.T).T.tocsr()
         model = ItemItemRecommender(K=self.neighbours, num_threads=0)
@@ -90,7 +90,9 @@ class ItemKNN(GroupedCounts):
 
     def _score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
         h = _recent_history(history, users, self.last, self.decay)
-        return _scored(h, self.similarity_, self._grouping(), getattr(self, "tiebreak_", None))
+        return _scored(
+            h, self.similarity_, self._grouping(), self._members(), getattr(self, "tiebreak_", None)
+        )
 
 
 class Transitions(GroupedCounts):
@@ -153,7 +155,9 @@ class Transitions(GroupedCounts):
 
     def _score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
         h = _recent_history(history, users, self.last, self.decay)
-        return _scored(h, self.transitions_, self._grouping(), getattr(self, "tiebreak_", None))
+        return _scored(
+            h, self.transitions_, self._grouping(), self._members(), getattr(self, "tiebreak_", None)
+        )
 
 
 def _tiebreak(groups: np.ndarray, interactions: Interactions) -> np.ndarray:
@@ -165,14 +169,18 @@ def _tiebreak(groups: np.ndarray, interactions: Interactions) -> np.ndarray:
 
 
 def _scored(
-    h: sp.csr_matrix, weights: sp.csr_matrix, groups: np.ndarray | None, tiebreak: np.ndarray | None
+    h: sp.csr_matrix,
+    weights: sp.csr_matrix,
+    groups: np.ndarray | None,
+    members: sp.csr_matrix | None,
+    tiebreak: np.ndarray | None,
 ) -> np.ndarray:
     """Users' scores from their history rows `h` (users x items) and item-item `weights`, or,
-    with groups, group-group weights: the history's groups scored, each item given its group's
-    score times its tie-breaker."""
-    if groups is None:
+    with groups (`members`: their items x groups matrix), group-group weights: the history's
+    groups scored, each item given its group's score times its tie-breaker."""
+    if groups is None or members is None:
         return np.asarray((h @ weights).todense(), dtype=np.float32)
-    by_group = np.asarray(((h @ GroupedCounts.group_matrix(groups)) @ weights).todense(), np.float32)
+    by_group = np.asarray(((h @ members) @ weights).todense(), np.float32)
     out = by_group[:, groups]
     if tiebreak is not None:
         out *= tiebreak[None, :]
