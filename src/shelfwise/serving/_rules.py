@@ -346,11 +346,11 @@ class Rules:
                     return False
             return True
 
-        def one_per_group(items: Iterable[str], taken_groups: set[int] | None = None) -> list[str]:
+        def one_per_group(items: Iterable[str]) -> list[str]:
             """The first product of each group in `items` (all of them without groups)."""
             if group_of is None:
                 return list(items)
-            seen = set() if taken_groups is None else taken_groups
+            seen: set[int] = set()
             out = []
             for p in items:
                 g = group_of(p)
@@ -525,10 +525,9 @@ ItemInfo = Mapping[str, tuple[str, str, bool]]
 
 def _grouping(catalog: ItemInfo) -> Callable[[str], int | None] | None:
     """The catalog's product -> group (style) look-up, where it has groups (`CatalogView`)."""
-    group_of = getattr(catalog, "group_of", None)
-    if group_of is None or getattr(catalog, "_group", None) is None:
+    if not getattr(catalog, "has_groups", False):
         return None
-    return group_of  # type: ignore[no-any-return]
+    return catalog.group_of  # type: ignore[attr-defined, no-any-return]
 
 
 # a catalog delivery that would leave fewer of the bundle's listed products than this share is not
@@ -554,6 +553,11 @@ class CatalogView(Mapping[str, tuple[str, str, bool]]):
         # per item index, its group's code (`Bundle.groups`); None: every product its own group
         self._group = None if groups is None else np.asarray(groups.codes, np.int64)
         self._depth: float | None = None
+
+    @property
+    def has_groups(self) -> bool:
+        """Whether the bundle's catalog has product groups (`Bundle.groups`)."""
+        return self._group is not None
 
     @property
     def group_depth(self) -> float:

@@ -214,7 +214,7 @@ def search_counts(
     ):
         return page["total"], page["facets"]
     if rules is NO_RULES:
-        if getattr(snap.info, "_group", None) is None:  # (no groups: the engine's count stands)
+        if not snap.info.has_groups:  # (no groups: the engine's count stands)
             return page["total"], page["facets"]
         # a catalog of variants counts its groups (styles), one product each, rules or none
         shown = snap.info.one_per_group(engine.counted_rows(page), snap.search_rows)
