@@ -128,15 +128,7 @@ def map_columns(
                     )
                 break
             if hit is None:
-                origin = column_map.origin.get((contract.name, c), MAP_FILE)
-                close = difflib.get_close_matches(h, header, n=1, cutoff=0.5)
-                raise SourceError(
-                    str(path),
-                    1,
-                    f"{origin} maps {contract.name}.{c} to {h!r}, which is not a column of this file"
-                    + (f" (is {close[0]!r} meant?)" if close else "")
-                    + f"; the header has: {', '.join(header) or 'no columns'}",
-                )
+                raise _not_in_file(column_map, contract.name, c, h, path, header)
             found.append(hit)
         if not found:
             continue
@@ -344,14 +336,8 @@ def _attribute_columns(
             )
             continue
         if hit is None:
-            origin = column_map.origin.get((contract.name, f"{json_column}.{key}"), MAP_FILE)
-            close = difflib.get_close_matches(h, header, n=1, cutoff=0.5)
-            raise SourceError(
-                str(path),
-                1,
-                f"{origin} maps {contract.name}.{json_column}.{key} to {h!r}, which is not a column of this file"
-                + (f" (is {close[0]!r} meant?)" if close else "")
-                + f"; the header has: {', '.join(full_header) or 'no columns'}",
+            raise _not_in_file(
+                column_map, contract.name, f"{json_column}.{key}", h, path, header, full_header
             )
         out[key] = hit
     for h in header:
@@ -374,6 +360,29 @@ PRODUCT_KIND_WORDS = frozenset(
         "variation", "external", "giftcard", "gift card", "physical", "digital", "service",
     )
 )  # fmt: skip
+
+
+def _not_in_file(
+    column_map: ColumnMap,
+    table: str,
+    column: str,
+    h: str,
+    path: Path,
+    header: list[str],
+    shown: list[str] | None = None,
+) -> SourceError:
+    """The column map names `h` for `table.column` (an attribute: `attributes.KEY`), and the
+    file has no such column: where the map said it, the closest header of `header`, and the
+    file's header (`shown`, default `header`)."""
+    origin = column_map.origin.get((table, column), MAP_FILE)
+    close = difflib.get_close_matches(h, header, n=1, cutoff=0.5)
+    return SourceError(
+        str(path),
+        1,
+        f"{origin} maps {table}.{column} to {h!r}, which is not a column of this file"
+        + (f" (is {close[0]!r} meant?)" if close else "")
+        + f"; the header has: {', '.join(header if shown is None else shown) or 'no columns'}",
+    )
 
 
 def _reads_as_availability(

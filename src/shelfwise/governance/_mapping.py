@@ -31,7 +31,6 @@ search matches and the models read) with `--map products.attributes.fit=Fit`, or
 (a variant's well-known `size`, `color` / `colour`, `material`, `gender`, `age_group` and
 `pattern` columns are kept so by name, `ATTRIBUTE_HEADERS`). A mapped
 column wins over the contract's own header names; the other columns are still matched by name.
-column wins over the contract's own header names; the other columns are still matched by name.
 The file is read with the standard library's tomllib; an unknown table or canonical column is a
 clear error at once, before anything is loaded.
 
