@@ -157,18 +157,18 @@ def publish(st: LoadState) -> None:
             f"CREATE OR REPLACE TEMP TABLE _new AS SELECT t._source_line, {', '.join(select_out)} "
             f"FROM {CHECKED} t{joins} WHERE len(t._reasons) = 0 {order}"
         )
+        cur = f"curated.{q(contract.name)}"
+        cur_cols = [r[0] for r in wh.sql(f"DESCRIBE {cur}").fetchall()]
         if contract.key:  # (a re-send's text that lost its letters to an encoding error)
-            duckdb_text_mending(st)
+            duckdb_text_mending(st, cur_cols)
         _flag_redelivered(st, st.raw_cols)
         uncount_redelivered(st)  # the report's anonymous rows: those curated
         uncount_redelivered_sales(st)  # ... and its no-sale rows and returns
         wh.sql("DELETE FROM _new WHERE _source_line IN (SELECT line FROM _redelivered)")
         row = wh.sql("SELECT count(*) FROM _new").fetchone()
         added = int(row[0]) if row else 0
-        cur = f"curated.{q(contract.name)}"
         keep = f"SELECT * FROM {cur}"
         if st.completions and not contract.key:  # a cut last line's curated row: replaced
-            cur_cols = [r[0] for r in wh.sql(f"DESCRIBE {cur}").fetchall()]
             replaced = 0
             for line, _, _, column in st.completions:
                 cond = completed_condition(st, column, cur_cols)
@@ -185,7 +185,6 @@ def publish(st: LoadState) -> None:
             using = ", ".join(q(k) for k in contract.key)
             keep += f" ANTI JOIN _new USING ({using})"
             new_cols = [r[0] for r in wh.sql("DESCRIBE _new").fetchall() if r[0] != "_source_line"]
-            cur_cols = [r[0] for r in wh.sql(f"DESCRIBE {cur}").fetchall()]
             on = " AND ".join(f"o.{q(k)} = n.{q(k)}" for k in contract.key)
             fresh = (
                 f"SELECT {upsert_select(contract, new_cols, cur_cols, st.delivered, nulls_keep=st.reprocess)} "
@@ -296,11 +295,11 @@ def lost_text_condition(col: str, dialect: Dialect = DUCKDB) -> str:
     return f"n.{c} <> o.{c} AND (instr(n.{c}, '?') > 0 OR instr(n.{c}, {dialect.lit(chr(0xFFFD))}) > 0)"
 
 
-def duckdb_text_mending(st: LoadState) -> None:
-    """`keep_curated_text` on DuckDB, over `_new` (this load's rows as they will be curated)."""
+def duckdb_text_mending(st: LoadState, cur_cols: list[str]) -> None:
+    """`keep_curated_text` on DuckDB, over `_new` (this load's rows as they will be curated;
+    `cur_cols`: the curated table's columns)."""
     wh, contract = st.wh, st.contract
     cur = f"curated.{q(contract.name)}"
-    cur_cols = [r[0] for r in wh.sql(f"DESCRIBE {cur}").fetchall()]
     on = " AND ".join(f"o.{q(k)} = n.{q(k)}" for k in contract.key)
 
     def candidates(col: str) -> list[tuple[int, str, str]]:
