@@ -15,18 +15,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import SourceError
+from ..storage import StagedFile
 from ..storage._sources import JSON_DELIMITER, LINE_COLUMN, PART_LINES
 from ._compile import DUCKDB, SPARK, Dialect, lit, q
 from ._contracts import Kind
 from ._load_state import (
     LoadState,
-    attributes_sql,
     column_key,
     constant,
     joined_sql,
     parquet_files,
     quarantine_lines,
     safe,
+    with_attributes,
 )
 from ._reasons import Reason
 
@@ -88,6 +89,16 @@ def ends_without_newline(path: Path) -> bool:
     return bool(tail) and not tail.endswith((b"\n", b"\r"))
 
 
+def unterminated_parts(staged: StagedFile) -> list[int]:
+    """The parts of `staged` (their index in `parts`) whose text ends without a final newline: a
+    numbered staged copy says so itself (`StagedFile.unterminated`); a plain CSV read in place was
+    never staged, so its own last bytes tell. A copy derived from it (an unpacked orders export,
+    numbered) carries the list on: left empty, a cut last line went unsaid and unremembered."""
+    if staged.numbered:
+        return sorted(set(staged.unterminated))
+    return [0] if ends_without_newline(staged.source) else []
+
+
 def note_unterminated(st: LoadState) -> None:
     """A file that ends without a final newline may have been cut off while it was copied: its
     last line may be a partial row (a review's text or a purchase's value cut short, which still
@@ -100,10 +111,7 @@ def note_unterminated(st: LoadState) -> None:
     staged = st.staged
     if staged.format not in {"csv", "jsonl"}:
         return
-    if staged.numbered:
-        cut_parts = sorted(set(staged.unterminated))
-    else:  # (a plain CSV read in place: its own last bytes)
-        cut_parts = [0] if ends_without_newline(staged.source) else []
+    cut_parts = unterminated_parts(staged)
     if not cut_parts:
         return
     scale = max(staged.line_scale, 1)  # (a packed order's product: its row's line * scale + k)
@@ -379,13 +387,7 @@ def _read_csv(st: LoadState, into: str) -> None:
         for c in contract.column_names
     ]
     if st.attributes:
-        given = select[contract.column_names.index("attributes")].rpartition(" AS ")[0]
-        select[contract.column_names.index("attributes")] = (
-            attributes_sql(
-                given if "attributes" in mapping else None, [(k, q(pos[h])) for k, h in st.attributes.items()]
-            )
-            + f" AS {q('attributes')}"
-        )
+        with_attributes(select, st, [(k, q(pos[h])) for k, h in st.attributes.items()])
     select += [f"{q(pos[e])} AS {q('x_' + safe(e))}" for e in st.extra_kept]
     rej = f"rej_{contract.name}"
     wh.sql(f"DROP TABLE IF EXISTS {rej}; DROP TABLE IF EXISTS {rej}_scan")
@@ -515,11 +517,7 @@ def _read_json_lines(st: LoadState, into: str) -> None:
         for c in contract.column_names
     ]
     if st.attributes:
-        base = col_sql("attributes") if "attributes" in mapping else None
-        select[contract.column_names.index("attributes")] = (
-            attributes_sql(base, [(k, field_sql(h)) for k, h in st.attributes.items()])
-            + f" AS {q('attributes')}"
-        )
+        with_attributes(select, st, [(k, field_sql(h)) for k, h in st.attributes.items()])
         used.update(st.attributes.values())
     select += [f"{field_sql(e)} AS {q('x_' + safe(e))}" for e in st.extra_kept if e not in used]
     tr.ignored_columns = [e for e in tr.ignored_columns if e not in used]
@@ -663,12 +661,7 @@ def _read_parquet(st: LoadState, into: str) -> None:
         for c in contract.column_names
     ]
     if st.attributes:
-        i = contract.column_names.index("attributes")
-        base = select[i].rpartition(" AS ")[0] if "attributes" in mapping else None
-        select[i] = (
-            attributes_sql(base, [(k, f"CAST({q(h)} AS VARCHAR)") for k, h in st.attributes.items()])
-            + f" AS {q('attributes')}"
-        )
+        with_attributes(select, st, [(k, f"CAST({q(h)} AS VARCHAR)") for k, h in st.attributes.items()])
     select += [f"CAST({q(e)} AS VARCHAR) AS {q('x_' + safe(e))}" for e in st.extra_kept]
     files = parquet_files(staged)
     line = "file_row_number + 1"

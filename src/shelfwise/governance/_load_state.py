@@ -47,6 +47,7 @@ __all__ = [
     "constant",
     "count_withheld",
     "attributes_sql",
+    "with_attributes",
     "joined_sql",
     "match_headers",
     "parquet_files",
@@ -364,6 +365,15 @@ def attributes_sql(base: str | None, pairs: Sequence[tuple[str, str]]) -> str:
         f"WHEN json_valid({b}) AND json_type({b}) = 'OBJECT' THEN json_merge_patch({b}, {patch})::VARCHAR "
         f"ELSE {base} END"
     )
+
+
+def with_attributes(select: list[str], st: LoadState, pairs: Sequence[tuple[str, str]]) -> None:
+    """A reader's select list (one `EXPR AS "column"` per contract column) with its `attributes`
+    made of the file's attributes column (where the file has one) and `pairs` (`attributes_sql`):
+    the same for a CSV, a JSON lines and a Parquet file, each reading its headers its own way."""
+    i = st.contract.column_names.index("attributes")
+    base = select[i].rpartition(" AS ")[0] if "attributes" in st.mapping else None
+    select[i] = attributes_sql(base, pairs) + f" AS {q('attributes')}"
 
 
 def parquet_files(staged: StagedFile) -> str:

@@ -31,6 +31,7 @@ from ..storage import StagedFile, Warehouse, stage_file
 from ..storage._sources import JSON_DELIMITER, LINE_COLUMN, MAX_QUOTED_BYTES, PART_LINES
 from ._compile import DUCKDB, GUEST_USER_IDS, decimal_comma_counts, lit, number_expr, q, timestamp_expr
 from ._contracts import PRODUCTS, TableContract
+from ._load_raw import unterminated_parts
 from ._load_rows import decide_decimal_mark, known_decimal_mark, slash_date_counts
 
 # headers (compared without case, spaces and punctuation) that continue a category path
@@ -546,7 +547,7 @@ def _write(
         size_bytes=staged.size_bytes,
         records=int(row[0]) if row else 0,
         line_scale=staged.line_scale,  # (a packed order's product: its row's line, and its place)
-        unterminated=_unterminated(staged),
+        unterminated=unterminated_parts(staged),
     )
 
 
@@ -650,18 +651,6 @@ def _looks_packed(staged: StagedFile, at: int, rows: int = 100) -> bool:
     return seen > 0 and packed * 2 > seen
 
 
-def _unterminated(staged: StagedFile) -> list[int]:
-    """The parts of `staged` that end without a final newline, for a copy derived from it: a
-    numbered staged copy says (`StagedFile.unterminated`); a plain CSV read in place was never
-    staged, so its own last bytes tell (its derived copy is numbered, and `note_unterminated`
-    reads the list: left empty, a cut last line went unsaid and unremembered)."""
-    from ._load_raw import ends_without_newline
-
-    if staged.numbered:
-        return list(staged.unterminated)
-    return [0] if ends_without_newline(staged.source) else []
-
-
 def _packed_scale(staged: StagedFile, at: int) -> int:
     """The line scale of an unpacked orders export: PACKED_LINES, or the power of ten above the
     most products one order's cell packs (a large order is read whole, never a reason to stop
@@ -719,7 +708,7 @@ def unpack_orders(staged: StagedFile, staged_dir: Path) -> tuple[StagedFile, str
         nul_bytes=staged.nul_bytes,
         notes=list(staged.notes),
         line_scale=scale,
-        unterminated=_unterminated(staged),
+        unterminated=unterminated_parts(staged),
     )
     # (lines staging rejected itself keep their numbers, scaled: one record of their line)
     info.bad_lines = [(line * scale, text, why) for line, text, why in staged.bad_lines]
