@@ -517,24 +517,18 @@ def _variants(st: LoadState) -> None:
     # the fields actually filled: a variant's empty field its parent's row has a value for
     inherit = [c for c in INHERITED if c in st.raw_cols]
     empty = lambda t, c: f"nullif(trim({t}.{q(c)}::VARCHAR), '') IS NULL"  # noqa: E731
-    filled = [f"count(*) FILTER (WHERE {empty('l', c)} AND NOT {empty('p', c)}) AS {q(c)}" for c in inherit]
-    counts = (
-        st.wh.sql(
-            f"""SELECT {", ".join(filled)} FROM {VARIANTS} v
-                JOIN {st.target} l ON l._load = {int(st.load_id)} AND l._source_line = v._source_line
-                JOIN {st.target} p ON p._load = {int(st.load_id)} AND p._source_line = v.parent_line
-                WHERE NOT v._picture"""
-        ).fetchone()
-        if inherit
-        else None
-    )
-    rows = st.wh.sql(
-        f"""SELECT count(DISTINCT v._source_line) FROM {VARIANTS} v
+    takes = {c: f"({empty('l', c)} AND NOT {empty('p', c)})" for c in inherit}
+    # (per field, and the variant rows that took any: one pass over the variants)
+    counts = st.wh.sql(
+        f"""SELECT {"".join(f"count(*) FILTER (WHERE {t}), " for t in takes.values())}
+                   count(DISTINCT v._source_line) FILTER (WHERE {" OR ".join(takes.values()) or "false"})
+            FROM {VARIANTS} v
             JOIN {st.target} l ON l._load = {int(st.load_id)} AND l._source_line = v._source_line
             JOIN {st.target} p ON p._load = {int(st.load_id)} AND p._source_line = v.parent_line
-            WHERE NOT v._picture AND ({" OR ".join(f"({empty('l', c)} AND NOT {empty('p', c)})" for c in inherit) or "false"})"""
-    ).fetchone()
-    took = {c: int(n) for c, n in zip(inherit, counts or (), strict=False) if n}
+            WHERE NOT v._picture"""
+    ).fetchone() or (0,) * (len(takes) + 1)
+    took = {c: int(n) for c, n in zip(inherit, counts[:-1], strict=True) if n}
+    variants = int(counts[-1] or 0)
     grouped = (
         f" (read as products.group_id: served lists hold one product per {parent!r})"
         if st.mapping.get("group_id") == parent
@@ -542,10 +536,10 @@ def _variants(st: LoadState) -> None:
     )
     # (read for the variants' fields: not among the columns the load ignored)
     st.tr.ignored_columns = [c for c in st.tr.ignored_columns if c != parent]
-    if rows and rows[0]:
+    if variants:
         said = ", ".join(f"{c} ({n:,})" for c, n in took.items())
         st.note(
-            f"{st.src.name}: {int(rows[0]):,} variant row(s) take fields they leave empty from their parent's "
+            f"{st.src.name}: {variants:,} variant row(s) take fields they leave empty from their parent's "
             f"first row (the same {parent!r}{grouped}): {said}; each variant is a product of its own id"
         )
 
