@@ -763,7 +763,7 @@ def number_expr(s: str, d: Dialect = DUCKDB, *, decimal_comma: bool = False) -> 
 def enum_expr(c: ColumnSpec, s: str, d: Dialect = DUCKDB) -> str:
     """An enum value: lower case, spaces and dashes as underscores, synonyms mapped."""
     norm = f"replace(replace(lower({s}), ' ', '_'), '-', '_')"
-    codes = bool(c.allowed) and all(a.isupper() for a in c.allowed)
+    codes = c.codes
     if codes:  # codes (ISO 4217's): upper case, as written
         norm = f"upper(trim({s}))"
     if c.synonyms:

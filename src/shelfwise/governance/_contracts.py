@@ -86,6 +86,12 @@ class ColumnSpec:
     # (`published`: a catalog's own status words, `Enabled`, `new`, a whole catalog quarantined)
     lenient_value: bool = False
 
+    @property
+    def codes(self) -> bool:
+        """Whether an enum's allowed values are codes (ISO 4217's `EUR`): read upper-cased as
+        written, not lower-cased with spaces and dashes as underscores."""
+        return bool(self.allowed) and all(a.isupper() for a in self.allowed)
+
 
 @dataclass(frozen=True)
 class TableContract:

@@ -239,7 +239,7 @@ def check_record(
                 except ValueError:
                     fail(Failure(name, Reason.INVALID_TYPE, f"{name}: not valid JSON: {s[:80]}"))
         elif c.kind is Kind.ENUM and s is not None:
-            codes = bool(c.allowed) and all(a.isupper() for a in c.allowed)  # as `_compile.enum_expr`
+            codes = c.codes  # (as `_compile.enum_expr`)
             norm = s.strip().upper() if codes else s.lower().replace(" ", "_").replace("-", "_")
             synonyms = {a.upper(): b for a, b in c.synonyms} if codes else dict(c.synonyms)
             value = synonyms.get(norm, norm)
