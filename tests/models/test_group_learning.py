@@ -103,3 +103,45 @@ def test_a_grouped_model_saves_loads_refits_and_explains(tmp_path: Path) -> None
     b_item = int(next(i for i in model.recommend(np.array([u]), k=5).ids[0] if i >= 0))
     why = model.explain(u, b_item)
     assert why and all(_style(w["item"]) in ("A", "B") for w in why), why
+
+
+def test_popularity_counts_a_run_in_a_style_at_its_strongest_step() -> None:
+    """A view of A-S then a purchase of A-M is one step of style A, of the purchase's weight
+    (as one product's view then purchase is one step of the purchase's weight); a run of views
+    of one style counts one view."""
+    rows = [
+        ("u1", "A-S", 1.0),
+        ("u1", "A-M", 5.0),  # bought after viewing another size: a purchase of A
+        ("u2", "B-S", 1.0),
+        ("u2", "B-M", 1.0),
+        ("u2", "B-L", 1.0),  # three sizes looked at: one view of B
+        ("u3", "C-S", 5.0),
+        ("u3", "C-M", 1.0),  # bought C-S, then looked at C-M: still the purchase
+    ]
+    inter = Interactions.from_arrays(
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        np.arange(len(rows)),
+        [r[2] for r in rows],
+        item_ids=np.array(ITEMS, dtype=object),
+    )
+    pop = Popularity(weighted=True).fit(inter, groups=GROUPS)
+    by_style = {s: float(pop.scores_[ITEMS.index(f"{s}-S")]) for s in STYLES}
+    # the group's weighted count, plus at most 0.5 for the variant's own share
+    assert 5 <= by_style["A"] < 6 and 5 <= by_style["C"] < 6, by_style
+    assert 1 <= by_style["B"] < 2 and by_style["D"] < 1, by_style
+    # unweighted: one step per run
+    plain = Popularity().fit(inter, groups=GROUPS)
+    assert all(1 <= plain.scores_[ITEMS.index(f"{s}-S")] < 2 for s in "ABC")
+
+
+def test_transitions_by_group_step_from_a_run_in_a_style_and_never_to_itself() -> None:
+    """Viewing A-S, buying A-M, then B-S: A is followed by B one step later (the run in A is one
+    step), and A never follows A."""
+    rows = [("u1", "A-S"), ("u1", "A-M"), ("u1", "B-S"), ("u2", "C-S"), ("u2", "D-S"), ("u2", "C-M")]
+    model = Transitions(alpha=0.0).fit(_interactions(rows), groups=GROUPS)
+    t = model.transitions_.toarray()
+    a, b, c, d = range(4)
+    assert t[a, b] == pytest.approx(1.0) and t[b, a] == pytest.approx(0.5), t  # one step apart
+    assert np.diag(t).tolist() == [0.0] * 4, t  # C, D, C: no C -> C two steps on
+    assert t[c, d] == pytest.approx(1.0 + 0.5) and t[d, c] == pytest.approx(1.0 + 0.5), t

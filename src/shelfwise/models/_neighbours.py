@@ -12,9 +12,21 @@ from ._base import GroupedCounts
 def step_pairs(interactions: Interactions, distance: int) -> tuple[np.ndarray, np.ndarray]:
     """The item pairs (a, b) that are `distance` steps apart in one user's sequence, a first
     (the rows are sorted by user, then time)."""
-    u, it = interactions.user_idx, interactions.item_idx
+    return _pairs(interactions.user_idx, interactions.item_idx, distance)
+
+
+def _pairs(u: np.ndarray, it: np.ndarray, distance: int) -> tuple[np.ndarray, np.ndarray]:
+    """`step_pairs` of a sequence given as its users and items (sorted by user, then time)."""
     same = u[distance:] == u[:-distance]
     return it[:-distance][same], it[distance:][same]
+
+
+def _group_runs(u: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A sequence of steps (users `u`, groups `g`, sorted by user, then time) with each run of
+    one user's consecutive steps in one group as one step."""
+    first = np.ones(len(g), bool)
+    first[1:] = (u[1:] != u[:-1]) | (g[1:] != g[:-1])
+    return u[first], g[first]
 
 
 def _recent_history(
@@ -101,8 +113,9 @@ class Transitions(GroupedCounts):
     A pair at distance d counts 1/d; backward pairs count `backward`. Counts are normalized by
     the source item's popularity ** `alpha` (so hubs do not dominate). A user is scored from
     their last `last` items, the most recent weighted most (`decay` per step back). Fitted
-    with product groups, it counts how often group b follows group a (a step to another size
-    of the same style counts for that style).
+    with product groups, it counts how often group b follows group a, a shopper's consecutive
+    steps in one style one step of it (a step to another size of the same style is no
+    transition).
     """
 
     name = "transitions"
@@ -127,10 +140,14 @@ class Transitions(GroupedCounts):
         groups = self._grouping()
         n = interactions.n_items if groups is None else int(groups.max()) + 1
         src, dst, val = [], [], []
+        seq = interactions.user_idx, interactions.item_idx
+        if groups is not None:
+            # the steps as groups, a shopper's consecutive steps in one group one step (a view
+            # of A-S then the purchase of A-M is one step of A: the step after them is one step
+            # after A, not two)
+            seq = _group_runs(interactions.user_idx, groups[interactions.item_idx])
         for d in range(1, self.window + 1):
-            a, b = step_pairs(interactions, d)
-            if groups is not None:
-                a, b = groups[a], groups[b]
+            a, b = _pairs(*seq, d)
             src += [a, b]
             dst += [b, a]
             w = np.float32(1.0 / d)
@@ -142,9 +159,10 @@ class Transitions(GroupedCounts):
                 dtype=np.float32,
             )
             c.sum_duplicates()
-            if groups is None:  # (by group, a step to another size of one style is a step)
-                c.setdiag(0)
-                c.eliminate_zeros()
+            # (an item, or a group, following itself is no transition: by group, a step to
+            # another size of one style, or back to it after another, relates nothing new)
+            c.setdiag(0)
+            c.eliminate_zeros()
         else:
             c = sp.csr_matrix((n, n), dtype=np.float32)
         pop = np.asarray(c.sum(axis=1)).ravel()

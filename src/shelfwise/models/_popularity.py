@@ -32,14 +32,19 @@ class Popularity(GroupedCounts):
         groups = self._grouping()
         if groups is not None:
             # a group's steps as the items' are: a shopper's consecutive steps in one group (four
-            # sizes looked at in a row) are one step of it, as one product's funnel is one step
-            g = groups[interactions.item_idx]
+            # sizes looked at in a row, a view of one size then the purchase of another) are one
+            # step of it, as one product's funnel is one step (`Interactions.from_arrays`), of the
+            # run's strongest weight (its purchase, not the view that began it); the runs of the
+            # steps in the window
+            g = groups[interactions.item_idx[mask]]
+            u = interactions.user_idx[mask]
+            w = interactions.weight[mask].astype(np.float64)
             first = np.ones(len(g), bool)
-            first[1:] = (interactions.user_idx[1:] != interactions.user_idx[:-1]) | (g[1:] != g[:-1])
-            keep = mask & first
+            first[1:] = (u[1:] != u[:-1]) | (g[1:] != g[:-1])
+            starts = np.flatnonzero(first)
             by_group = np.bincount(
-                g[keep],
-                weights=interactions.weight[keep] if self.weighted else None,
+                g[starts],
+                weights=(np.maximum.reduceat(w, starts) if len(starts) else None) if self.weighted else None,
                 minlength=int(groups.max()) + 1,
             )
             # the group's count, then (below 1, under the next whole step) the variant's own
