@@ -4,6 +4,7 @@ items hold none of its own style, and a search counts styles. Without groups, no
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -199,3 +200,67 @@ def test_similar_items_of_a_catalog_of_variants_fill_k_styles(variants: Path) ->
         assert len(ids) == 10 and _one_per_style(ids) and "S00" not in {p.split("-")[0] for p in ids}, s
     finally:
         server.stop()
+
+
+def _write_one_big_style_shop(d: Path) -> None:
+    """200 products on their own and one style of 60 sizes and colours (`BIG`): the average
+    group holds 1.3 products. Those who look at P000 look at the big style and at two of
+    P001-P020 (each fewer times together with P000 than the big style is)."""
+    d.mkdir(parents=True)
+    rows = ["product_id,parent_sku,title,category,brand,price,in_stock"]
+    rows += [f"P{i:03d},,Item {i},Home,Oak,20,true" for i in range(200)]
+    rows += [f"BIG-{v:02d},BIG,Big Dress {v},Clothing,Mira,50,true" for v in range(60)]
+    (d / "products.csv").write_text("\n".join(rows) + "\n")
+    rng = random.Random(5)
+    ev = ["user_id,product_id,event_type,timestamp"]
+    t = 1_700_000_000
+    for u in range(60):
+        steps = ["P000", f"BIG-{rng.randrange(60):02d}", *rng.sample([f"P{i:03d}" for i in range(1, 21)], 2)]
+        for p in steps:
+            t += 60
+            ev.append(f"A{u},{p},view,{t}")
+    for u in range(150):
+        for p in rng.sample([f"P{i:03d}" for i in range(21, 200)], 3):
+            t += 60
+            ev.append(f"B{u},{p},{rng.choice(['view', 'purchase'])},{t}")
+    (d / "events.csv").write_text("\n".join(ev) + "\n")
+
+
+@pytest.fixture(scope="module")
+def one_big_style(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    def build(b: Path) -> None:
+        _write_one_big_style_shop(b / "data")
+        Shop(b / "w").train(b / "data", models=["popularity", "itemknn"], **FAST)
+
+    return built_once(tmp_path_factory, "one-big-style-shop", build) / "w"
+
+
+def test_similar_items_next_to_a_big_style_are_k_related_styles(
+    one_big_style: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The candidates' depth came from the average group (1.3 products): P000's 64 candidates
+    were the big style's 60 variants and 4 products, collapsed to 5 styles, and best sellers
+    filled the rest although the model relates 20 more. Now the list looks deeper until it
+    holds k styles the model relates, over the Python API, HTTP and the batch CLI alike."""
+    from shelfwise.cli import main
+
+    shop = Shop(one_big_style)
+    related = {"BIG", *(f"P{i:03d}" for i in range(1, 21))}
+    got = shop.similar("P000", k=10, detail=True)
+    assert isinstance(got, dict), got
+    items = _ids(got["items"])
+    assert len({_style(p) for p in items}) == len(items) == 10, got
+    assert got["related"] == 10 and got["fallback"] is None, got
+    assert {_style(p) for p in items} <= related, got
+    server = Server(one_big_style)
+    try:
+        s = server.client.get("/v1/items/P000/similar", params={"k": 10}).json()
+        assert _ids(s["items"]) == items and s["related"] == 10, s
+    finally:
+        server.stop()
+    (tmp_path / "ids.txt").write_text("P000\n")
+    out = tmp_path / "similar.jsonl"
+    argv = ["similar", "--workdir", str(one_big_style), "--products", str(tmp_path / "ids.txt")]
+    assert main([*argv, "--k", "10", "--out", str(out)]) in (0, None), capsys.readouterr()
+    line = json.loads(out.read_text().splitlines()[0])
+    assert line["items"] == items and line["related"] == 10 and line["fallback"] is None, line

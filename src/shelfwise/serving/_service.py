@@ -104,6 +104,8 @@ class LRU:
 
 # models whose similar-items score is evidence (shared sessions, steps): a zero relates nothing
 NEIGHBOUR_MODELS = ("itemknn", "transitions")
+# the most candidates a similar-items list looks at for k products of k groups (`similar`)
+SIMILAR_MAX_CANDIDATES = 2000
 
 
 @dataclass
@@ -832,18 +834,13 @@ class Service:
             return f"product {product_id!r} is no longer in the catalog"
         return f"product {product_id!r} is not in the catalog"
 
-    def similar(self, product_id: str, k: int, *, cached_only: bool = False) -> Answer | None:
-        """What /v1/items/{id}/similar answers; None for a product not in the catalog, or (with
-        `cached_only`) when the list needs the model: the HTTP layer answers cached lists on the
-        event loop and sends the others to the similar-items queue (see `_recommend_queue`)."""
+    def _similar_candidates(
+        self, i: int, product_id: str, n_cand: int, *, cached_only: bool = False
+    ) -> tuple[list[str], int] | None:
+        """`similar`'s `n_cand` candidates for product index `i` (cached per depth): the model's
+        related products, then the text-similar ones, then best sellers, with how many of them
+        are related (by the model or the text); None with `cached_only` when not cached."""
         snap = self.snapshot
-        i = snap.item_index.get(product_id)
-        if i is None or product_id not in snap.info:  # (`knows_product`, of this snapshot)
-            return None
-        # a catalog of variants shows one product per group: as many groups' worth of candidates
-        # (a style's 12 sizes and colours took 12 places of the 50; up to 10 times deeper)
-        depth = min(float(getattr(snap.info, "group_depth", 1.0)), 10.0)
-        n_cand = min(int((k * self.settings.candidates_factor + 20) * depth), len(snap.item_ids) - 1)
         key = (snap.version, "similar", i, n_cand)
         cands = self.cache.get(key)
         if cands is None and cached_only:
@@ -875,9 +872,35 @@ class Service:
             cands = (cands, related)
             self.cache.put(key, cands)
         listed, related = cands
-        # the anchor is never similar to itself, not even where a rule pins it
+        return list(listed), int(related)
+
+    def similar(self, product_id: str, k: int, *, cached_only: bool = False) -> Answer | None:
+        """What /v1/items/{id}/similar answers; None for a product not in the catalog, or (with
+        `cached_only`) when the list needs the model: the HTTP layer answers cached lists on the
+        event loop and sends the others to the similar-items queue (see `_recommend_queue`)."""
+        snap = self.snapshot
+        i = snap.item_index.get(product_id)
+        if i is None or product_id not in snap.info:  # (`knows_product`, of this snapshot)
+            return None
+        # a catalog of variants shows one product per group: as many groups' worth of candidates
+        # as the average group holds (a style's 12 sizes and colours took 12 places of the 50; up
+        # to 10 times deeper), then deeper while the rules (one product per group) leave fewer
+        # than k and the model relates more (one style of 60 variants next to the product took
+        # every place of a catalog whose average group is 1.5 products: filled with best sellers)
+        depth = min(float(getattr(snap.info, "group_depth", 1.0)), 10.0)
+        n_cand = min(int((k * self.settings.candidates_factor + 20) * depth), len(snap.item_ids) - 1)
+        deepest = max(n_cand, min(SIMILAR_MAX_CANDIDATES, len(snap.item_ids) - 1))
         rules = self._rules_for(None)
-        items = rules.apply(listed, k, snap.info, surface="similar", exclude=(product_id,))
+        while True:
+            got = self._similar_candidates(i, product_id, n_cand, cached_only=cached_only)
+            if got is None:
+                return None
+            listed, related = got
+            # the anchor is never similar to itself, not even where a rule pins it
+            items = rules.apply(listed, k, snap.info, surface="similar", exclude=(product_id,))
+            if len(items) >= k or related < n_cand or n_cand >= deepest:
+                break
+            n_cand = min(n_cand * 4, deepest)
         if len(items) < k and len(listed) < len(snap.item_ids) - 1:
             # the rules (one product per group, hidden and sold-out products) thinned the list:
             # the popular list fills it, through the rules once, as a user's recommendations
