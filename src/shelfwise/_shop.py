@@ -1189,7 +1189,9 @@ class Shop:
 
     def gates(self, version: str | int | None = None) -> dict[str, Any]:
         """The promotion gates of a version (default: the candidate, else production's as it
-        went live): `{"version", "gates"}`, each gate `{"name", "passed", "detail"}`."""
+        went live): `{"version", "metric", "gates"}`, each gate `{"name", "passed", "detail"}`;
+        `metric`: the test metric the quality gates read, the one that chose the bundle's default
+        model (`group_ndcg@10` where its catalog has product groups, else `ndcg@10`)."""
         with self._acting("models.read"):
             reg = self._registry()
             # (with no candidate, production's gates: "no candidate version" answered a shop whose
@@ -1197,7 +1199,10 @@ class Shop:
             if version is None and reg.candidate() is None and reg.production() is not None:
                 version = reg.production()
             v = self._version_or_candidate(reg, version)
-            return {"version": v, "gates": [asdict(g) for g in reg.gates(v)]}
+            from .governance._model_versions import chosen_metric
+
+            gates = [asdict(g) for g in reg.gates(v)]
+            return {"version": v, "metric": chosen_metric(reg.manifest(v)), "gates": gates}
 
     def approve(self, version: str | int | None = None) -> dict[str, str]:
         """Sign off a version (default: the candidate) for production; someone other than the

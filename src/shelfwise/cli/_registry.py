@@ -35,6 +35,9 @@ def models_list(workdir: Workdir, as_json: AsJson = False) -> None:
         if r.get("bundle_gone"):  # (retention removed its folder: it can never go live)
             gates += "; bundle removed"
         ndcg = "ndcg@10 -" if r["ndcg@10"] is None else f"ndcg@10 {r['ndcg@10']:.4f}"
+        if r.get("gate_metric") and r["gate_metric"] != "ndcg@10":  # (a catalog with product groups)
+            got = r.get("gate_score")
+            ndcg += f", {r['gate_metric']} {'-' if got is None else f'{got:.4f}'} (gated on)"
         withdrawn = r.get("approval_withdrawn")  # (a version rolled back: its approver, withdrawn)
         approved = r["approved_by"] or (f"- (withdrawn: {withdrawn})" if withdrawn else "-")
         typer.echo(
@@ -50,6 +53,8 @@ def models_gates(workdir: Workdir, version: Version = None, as_json: AsJson = Fa
     if as_json:
         print_json(res)
         return
+    if res.get("metric") and res["metric"] != "ndcg@10":  # (a catalog with product groups)
+        typer.echo(f"gated on {res['metric']}: the test metric that chose the default model")
     for g in res["gates"]:
         typer.echo(f"{'PASS' if g['passed'] else 'FAIL'}  {g['name']:<28} {g['detail']}")
 

@@ -23,9 +23,13 @@ from typing import Any
 
 MODEL = "shelfwise-bundle"
 HEADLINE = "ndcg@10"
+# the headline of a catalog with product groups (served lists show one product per group)
+GROUP_HEADLINE = "group_ndcg@10"
 
 __all__ = [
+    "GROUP_HEADLINE",
     "HEADLINE",
+    "chosen_metric",
     "bundle_path",
     "MODEL",
     "REGISTRY_SNAPSHOT",
@@ -229,6 +233,8 @@ def registered_versions(
                 # what that number measures (split, targets, candidates): two versions' numbers
                 # are on one scale only when it is the same
                 "measured_as": tags.get("measured_as") or _measured_as_of(workdir, mv.source),
+                # the metric its gates read (the one that chose its default model) and its value
+                **_gate_metric(workdir, mv.source, tags),
                 "registered_by": tags.get("registered_by"),
                 "approved_by": tags.get("approved_by"),
                 # who had approved a version rolled back ("eve (rolled back)"): it needs a new
@@ -247,6 +253,29 @@ def registered_versions(
     return _with_presence(out)
 
 
+def chosen_metric(manifest: Any) -> str:
+    """The metric that chose a bundle's default model, which its gates read: the manifest's
+    `default_chosen_by` (`train`: the validation `group_ndcg@10` where the catalog has product
+    groups, else `ndcg@10`) when the bundle's test numbers hold it; a bundle without one (trained
+    before it was kept, or with no validation users to choose by) the group NDCG@10 where its test
+    numbers have it (its catalog has groups, as `train` would have chosen), else `ndcg@10`."""
+    default = manifest.get("default_model")
+    measured = ((manifest.get("metrics") or {}).get(default)) or {}
+    chosen = manifest.get("default_chosen_by")
+    metric = chosen.get("metric") if isinstance(chosen, dict) else None
+    if isinstance(metric, str) and (metric in measured or not measured):
+        return metric
+    return GROUP_HEADLINE if GROUP_HEADLINE in measured else HEADLINE
+
+
+def _manifest_at(workdir: str | Path, source: str) -> dict[str, Any] | None:
+    try:
+        got = json.loads((Path(bundle_path(workdir, source)) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return got if isinstance(got, dict) else None
+
+
 def measured_as(manifest: Any) -> str:
     """What a bundle's test numbers measure, from its manifest: the split, its targets and the
     candidates (the cut dates and users differ from run to run; what a target is must not)."""
@@ -261,10 +290,24 @@ def measured_as(manifest: Any) -> str:
     return f"{p.get('split')} ({targets}; {candidates})"
 
 
+def _gate_metric(workdir: str | Path, source: str, tags: dict[str, str]) -> dict[str, Any]:
+    """`gate_metric` and `gate_score` of a registered version: its tags, or (registered before
+    they were kept) its manifest's (`chosen_metric`)."""
+    metric, score = tags.get("gate_metric"), tags.get("gate_score")
+    if not metric:
+        manifest = _manifest_at(workdir, source)
+        if manifest is None:
+            return {
+                "gate_metric": HEADLINE,
+                "gate_score": float(tags["ndcg_at_10"]) if tags.get("ndcg_at_10") else None,
+            }
+        metric = chosen_metric(manifest)
+        got = ((manifest.get("metrics") or {}).get(manifest.get("default_model")) or {}).get(metric)
+        return {"gate_metric": metric, "gate_score": None if got is None else float(got)}
+    return {"gate_metric": metric, "gate_score": float(score) if score else None}
+
+
 def _measured_as_of(workdir: str | Path, source: str) -> str | None:
     """`measured_as` of a version registered before the tag was kept, from its manifest."""
-    try:
-        manifest = json.loads((Path(bundle_path(workdir, source)) / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return measured_as(manifest)
+    manifest = _manifest_at(workdir, source)
+    return None if manifest is None else measured_as(manifest)

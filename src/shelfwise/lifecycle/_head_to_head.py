@@ -37,12 +37,13 @@ from typing import Any
 
 import numpy as np
 
-from ..evaluation._harness import _listed_top, _mask
+from ..evaluation._harness import _listed_top, _mask, group_depth, group_lists
 from ..evaluation._metrics import bootstrap_ci, per_user_metrics
 from ..features import Interactions
 from ..features._splits import Fold
 
 HEADLINE = "ndcg@10"
+GROUP_HEADLINE = "group_ndcg@10"
 CACHE_DIR = Path("registry") / "head_to_head"
 METHOD = 2  # 2: users whose held-out steps production's fit learned are left out
 
@@ -59,25 +60,31 @@ def head_to_head(
     bootstrap_rounds: int = 1000,
     seed: int = 0,
     compute: bool = True,
+    metric: str = HEADLINE,
 ) -> dict[str, Any] | None:
     """The comparison (see the module's docstring), read from its cache when both bundles are
     as they were: `{"users", "new_users", "candidate", "production", "difference", "ci95",
     "default_models"}`, or `{"skipped": why}` when there is nothing to compare; None when it
-    is not cached and `compute` is False."""
+    is not cached and `compute` is False. `metric`: `ndcg@10`, or `group_ndcg@10` (the one that
+    chose the candidate's default where its catalog has product groups): both models' lists
+    collapsed to one product per group of the candidate's catalog, as the candidate serves them,
+    a hit on any variant of the held-out product's group (production's lists too, whether or not
+    its own catalog had groups: scored as the candidate's catalog would show them)."""
     workdir, cdir, pdir = Path(workdir), Path(candidate_dir), Path(production_dir)
     cd, pd = _digest(cdir), _digest(pdir)
     if cd == pd:  # one bundle registered twice: nothing to compare
         return {"skipped": "the candidate is production's own bundle"}
     # (the method's version in the name: a comparison cached before users whose steps production
     # learned were left out is made again, not read)
-    cache = workdir / CACHE_DIR / f"v{METHOD}-{cd}-{pd}.json"
+    by = "" if metric == HEADLINE else f"{metric.replace('@', '-at-')}-"
+    cache = workdir / CACHE_DIR / f"v{METHOD}-{by}{cd}-{pd}.json"
     try:
         return dict(json.loads(cache.read_text()))
     except (OSError, ValueError):
         pass
     if not compute:
         return None
-    out = _compare(cdir, pdir, bootstrap_rounds=bootstrap_rounds, seed=seed)
+    out = _compare(cdir, pdir, bootstrap_rounds=bootstrap_rounds, seed=seed, metric=metric)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(f".{np.random.default_rng().integers(1 << 62)}.tmp")
     tmp.write_text(json.dumps(out, indent=2))
@@ -85,7 +92,9 @@ def head_to_head(
     return out
 
 
-def _compare(cdir: Path, pdir: Path, *, bootstrap_rounds: int, seed: int) -> dict[str, Any]:
+def _compare(
+    cdir: Path, pdir: Path, *, bootstrap_rounds: int, seed: int, metric: str = HEADLINE
+) -> dict[str, Any]:
     from ..serving._bundle import Bundle, load_evaluated_models
     from ._train import make_split
 
@@ -150,13 +159,29 @@ def _compare(cdir: Path, pdir: Path, *, bootstrap_rounds: int, seed: int) -> dic
     users_p = pu[common]
     targets = fold.targets[np.flatnonzero(common)]
     k = 10
+    groups = None
+    if metric == GROUP_HEADLINE:
+        from ..models import product_groups
+
+        coded = cand.groups
+        groups = product_groups(None if coded is None else np.asarray(coded.codes), cand.interactions.n_items)
+        if groups is None:
+            return {
+                "skipped": f"{metric}: the candidate's catalog has no product groups",
+                "default_models": models,
+            }
+        k = group_depth(groups, k)  # (a group's variants take places the collapse frees)
     c_ids = _listed_top(cfits[cname], users_c, k, fold, _unlisted(cand))
     hist_p = _history_in(fold.history, users_c, users_p, to_p, prod.interactions)
     p_fold = Fold("test", users_p, hist_p, targets)
     p_ids = _listed_top(pfits[pname], users_p, k, p_fold, _unlisted(prod))
     p_ids = np.where(p_ids >= 0, to_c[np.maximum(p_ids, 0)], -1)  # as the candidate's items
-    c_ndcg = per_user_metrics(c_ids, targets, k)[HEADLINE]
-    p_ndcg = per_user_metrics(p_ids, targets, k)[HEADLINE]
+    if groups is None:
+        c_ndcg = per_user_metrics(c_ids, targets, k)[HEADLINE]
+        p_ndcg = per_user_metrics(p_ids, targets, k)[HEADLINE]
+    else:
+        c_ndcg = per_user_metrics(*group_lists(c_ids, targets, groups), 10)[HEADLINE]
+        p_ndcg = per_user_metrics(*group_lists(p_ids, targets, groups), 10)[HEADLINE]
     diff = c_ndcg - p_ndcg
     lo, hi = bootstrap_ci(diff, rounds=bootstrap_rounds, seed=seed)
     return {
@@ -168,6 +193,7 @@ def _compare(cdir: Path, pdir: Path, *, bootstrap_rounds: int, seed: int) -> dic
         "difference": round(float(diff.mean()), 6),
         "ci95": [round(float(lo), 6), round(float(hi), 6)],
         "default_models": models,
+        **({"metric": metric} if metric != HEADLINE else {}),
     }
 
 

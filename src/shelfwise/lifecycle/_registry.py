@@ -21,6 +21,13 @@ Gates (stated in `gates()` with their numbers):
   serves the baseline);
 - `coverage_floor`: catalog coverage@10 of the default model at least `coverage_floor` (0.05).
 
+The quality gates read the metric that chose the bundle's default model (its manifest's
+`default_chosen_by`, `governance._model_versions.chosen_metric`): NDCG@10, or where the catalog
+has product groups `group_ndcg@10` (lists collapsed to one product per group as served) with
+its own 95% interval; each gate's text names it. A candidate chosen by the group NDCG@10 is
+compared with production user by user on it (production's lists collapsed by the candidate's
+groups); production's own test number only where it has that metric, else "not comparable".
+
 A bundle with no test metrics (a shop with no or too few events: no test users) passes
 `beats_popularity` and `coverage_floor` as not applicable, and `not_worse_than_production` only
 when production has no test metrics either: a new shop's first bundle can go live, an
@@ -39,7 +46,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import GateFailed, NotApproved, ShelfwiseError, UnknownVersion
-from ..governance._model_versions import HEADLINE, MODEL, alias_version, measured_as, registered_versions
+from ..governance._model_versions import (
+    HEADLINE,
+    MODEL,
+    alias_version,
+    chosen_metric,
+    measured_as,
+    registered_versions,
+)
 from ..governance._model_versions import mlflow_client as _client
 
 if TYPE_CHECKING:
@@ -119,8 +133,11 @@ class Registry:
             # no test users (a new shop: no or few events): the quality gates have nothing to
             # measure; such a bundle may go live first, never replace a measured production one
             return gates + self._unmeasured_gates(version)
-        score = float(metrics.get(default, {}).get(HEADLINE, 0.0))
-        lo, hi = (ci.get(default, {}).get(HEADLINE) or [score, score])[:2]
+        # the metric that chose the default model (`group_ndcg@10` where the catalog has product
+        # groups): a candidate chosen by one number is gated by it, not by another
+        metric = chosen_metric(m)
+        score = float(metrics.get(default, {}).get(metric, 0.0))
+        lo, hi = (ci.get(default, {}).get(metric) or [score, score])[:2]
         prod = self.production()
         if prod == str(version):
             # production itself: the gate as it stood when it went live, against the version it
@@ -143,8 +160,8 @@ class Registry:
                 )
             )
         else:
-            gates.append(self._not_worse(version, prod, m, pm, score, lo, hi, measure=measure))
-        pop = metrics.get("popularity", {}).get(HEADLINE)
+            gates.append(self._not_worse(version, prod, m, pm, metric, score, lo, hi, measure=measure))
+        pop = metrics.get("popularity", {}).get(metric)
         if pop is None:
             gates.append(Gate("beats_popularity", False, "no popularity baseline in this evaluation"))
         else:
@@ -161,13 +178,13 @@ class Registry:
                     "beats_popularity",
                     True,
                     f"the default model is popularity itself ({why}): the bundle "
-                    f"serves the baseline, {HEADLINE} {float(pop):.4f}",
+                    f"serves the baseline, {metric} {float(pop):.4f}",
                 )
                 if default == "popularity"
                 else Gate(
                     "beats_popularity",
                     lo > float(pop),
-                    f"{default} {HEADLINE} 95% CI lower bound {lo:.4f} vs popularity {float(pop):.4f}",
+                    f"{default} {metric} 95% CI lower bound {lo:.4f} vs popularity {float(pop):.4f}",
                 )
             )
         gates.append(self._coverage_gate(m, float(metrics.get(default, {}).get("coverage@10", 0.0))))
@@ -208,13 +225,14 @@ class Registry:
         metrics, ci = m.get("metrics", {}), m.get("ci95", {})
         if model not in metrics or default not in metrics:
             return [f"{model} has no test numbers in its bundle's evaluation"]
-        best = float(metrics[default].get(HEADLINE, 0.0))
-        score = float(metrics[model].get(HEADLINE, 0.0))
-        hi = float((ci.get(model, {}).get(HEADLINE) or [score, score])[1])
+        metric = chosen_metric(m)  # (the number the gates read)
+        best = float(metrics[default].get(metric, 0.0))
+        score = float(metrics[model].get(metric, 0.0))
+        hi = float((ci.get(model, {}).get(metric) or [score, score])[1])
         why = []
         if hi < best:
             why.append(
-                f"{HEADLINE} {score:.4f} (95% upper bound {hi:.4f}) is worse than the default "
+                f"{metric} {score:.4f} (95% upper bound {hi:.4f}) is worse than the default "
                 f"{default}'s {best:.4f}"
             )
         cov = self._coverage_gate(m, float(metrics[model].get("coverage@10", 0.0)))
@@ -228,6 +246,7 @@ class Registry:
         prod: str,
         m: BundleManifest,
         pm: BundleManifest,
+        metric: str,
         score: float,
         lo: float,
         hi: float,
@@ -238,13 +257,19 @@ class Registry:
         for this bundle's test users and the two are compared user by user (`head_to_head`);
         the candidate fails when the 95% interval of the difference is wholly below zero. When
         that cannot be measured (a bundle whose files are gone, or no fit made without the test
-        targets), each bundle's own test number, as before, with why."""
+        targets), each bundle's own test number, as before, with why. Both are compared on
+        `metric`, the one that chose this bundle's default (`chosen_metric`): user by user, both
+        lists collapsed to one product per group of this bundle's catalog where it is
+        `group_ndcg@10` (whatever chose production's default); production's own number only
+        where it has that metric, else not on one scale (for the approver)."""
         from ._head_to_head import head_to_head
 
         name = "not_worse_than_production"
         h2h: dict[str, Any] | None
         try:
-            h2h = head_to_head(self.workdir, self.bundle_dir(version), self.bundle_dir(prod), compute=measure)
+            h2h = head_to_head(
+                self.workdir, self.bundle_dir(version), self.bundle_dir(prod), compute=measure, metric=metric
+            )
         except (ShelfwiseError, OSError, ValueError, KeyError) as exc:
             h2h = {"skipped": f"{type(exc).__name__}: {exc}"}
         if h2h is None:
@@ -260,11 +285,20 @@ class Registry:
             return Gate(
                 name,
                 d_hi >= 0,
-                f"on this bundle's {h2h['users']:,} test users production knows{new}: {HEADLINE} "
+                f"on this bundle's {h2h['users']:,} test users production knows{new}: {metric} "
                 f"{h2h['candidate']:.4f} vs production v{prod} {h2h['production']:.4f}, difference "
                 f"{h2h['difference']:+.4f} (paired 95% CI {d_lo:+.4f} to {d_hi:+.4f})",
             )
-        pscore = float(pm["metrics"][pm["default_model"]][HEADLINE])
+        if metric not in pm["metrics"][pm["default_model"]]:
+            # (production chose and measured by the item NDCG@10: its catalog had no groups)
+            return Gate(
+                name,
+                True,
+                f"not comparable: production v{prod} was measured by {chosen_metric(pm)}, this bundle "
+                f"by {metric} {score:.4f} (not compared user by user: {h2h['skipped']}): the approver decides",
+                review=True,
+            )
+        pscore = float(pm["metrics"][pm["default_model"]][metric])
         # each on its own held-out steps: after a new delivery those are other steps (still
         # compared: a worse candidate must not pass for it; said)
         ev, pev = (x.get("data_versions", {}).get("events", {}).get("version") for x in (m, pm))
@@ -277,7 +311,7 @@ class Registry:
         return Gate(
             name,
             hi >= pscore,
-            f"{HEADLINE} {score:.4f} (95% CI {lo:.4f}-{hi:.4f}) vs production v{prod} {pscore:.4f}{other} "
+            f"{metric} {score:.4f} (95% CI {lo:.4f}-{hi:.4f}) vs production v{prod} {pscore:.4f}{other} "
             f"(not compared user by user: {h2h['skipped']})",
         )
 
@@ -349,6 +383,9 @@ class Registry:
             "bundle_version": m["version"],
             "default_model": default,
             "ndcg_at_10": str(m.get("metrics", {}).get(default, {}).get(HEADLINE, "")),
+            # the metric the gates read (the one that chose the default model) and its value
+            "gate_metric": chosen_metric(m),
+            "gate_score": str(m.get("metrics", {}).get(default, {}).get(chosen_metric(m), "")),
             "measured_as": measured_as(m),
             "lineage_run_id": str(m.get("lineage", {}).get("train_run_id")),
             "data_versions": json.dumps({t: v.get("version") for t, v in m.get("data_versions", {}).items()}),

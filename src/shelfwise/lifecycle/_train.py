@@ -697,6 +697,8 @@ def _train(
         "protocol": protocol.as_dict(),
         "metrics": {r.model: r.metrics for r in results},
         "ci95": {r.model: {k: list(v) for k, v in r.ci.items()} for r in results},
+        # the metric that chose the default model: the registry's gates read the same one
+        "default_chosen_by": chosen_by,
         "data_versions": data_versions,
         "lineage": {
             "train_run_id": lineage_run_id,

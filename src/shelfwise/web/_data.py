@@ -479,7 +479,7 @@ def _models(workdir: Path, with_live_gates: bool) -> list[dict[str, Any]]:
         ci = (m.get("ci95") or {}).get(default, {})
         r["metrics"] = {
             k: {"value": metrics.get(k), "ci95": ci.get(k)}
-            for k in ("ndcg@10", "hr@10", "recall@10", "mrr@10", "coverage@10")
+            for k in ("ndcg@10", "hr@10", "recall@10", "mrr@10", "coverage@10", "group_ndcg@10")
             if metrics.get(k) is not None
         }
         r["per_model"] = {n: v.get("ndcg@10") for n, v in (m.get("metrics") or {}).items()}
