@@ -145,3 +145,21 @@ def test_transitions_by_group_step_from_a_run_in_a_style_and_never_to_itself() -
     assert t[a, b] == pytest.approx(1.0) and t[b, a] == pytest.approx(0.5), t  # one step apart
     assert np.diag(t).tolist() == [0.0] * 4, t  # C, D, C: no C -> C two steps on
     assert t[c, d] == pytest.approx(1.0 + 0.5) and t[d, c] == pytest.approx(1.0 + 0.5), t
+
+
+def test_popularity_counts_a_run_in_a_style_that_began_before_its_window() -> None:
+    """With `window_days`, the steps inside the window count by style: a run in style D that
+    began before the window (D-S 30 days ago, then D-M and D-L inside it) is one step of D, as
+    C's run wholly inside it is (it was not counted: its first step was outside)."""
+    day = 86400
+    rows = [("u1", "D-S", 0), ("u1", "D-M", 29 * day), ("u1", "D-L", 29 * day + 60), ("u2", "C-S", 30 * day)]
+    inter = Interactions.from_arrays(
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        np.array([r[2] for r in rows]),
+        item_ids=np.array(ITEMS, dtype=object),
+    )
+    pop = Popularity(window_days=7).fit(inter, groups=GROUPS)
+    by_style = {s: float(pop.scores_[ITEMS.index(f"{s}-M")]) for s in STYLES}
+    assert 1 <= by_style["D"] < 2 and 1 <= by_style["C"] < 2, by_style
+    assert by_style["A"] < 1 and by_style["B"] < 1, by_style
