@@ -115,3 +115,22 @@ def test_an_appending_shops_first_delivery_is_its_whole_catalog(tmp_path: Path) 
     got = curated_rows(w, "SELECT product_id, in_stock FROM curated.products ORDER BY 1")
     assert got == [("P1", None), ("P2", None)]
     assert [m for m in report.warnings if "'quantity' is 0 or empty on every row" in m]
+
+
+def test_shopifys_variant_inventory_qty_is_the_stock_by_name(tmp_path: Path) -> None:
+    """Shopify's products export names a variant's units `Variant Inventory Qty`: it is read as
+    `stock` without a column map (it was read only when mapped, and ignored otherwise)."""
+    w = tmp_path / "w"
+    catalog = (
+        "Handle,Title,Variant SKU,Variant Price,Variant Inventory Tracker,Variant Inventory Qty,"
+        "Variant Inventory Policy\n"
+        "chair,Steno Chair,CH-BLA,60.74,shopify,0,deny\n"
+        "lamp,Desk Lamp,LA-1,20,shopify,7,deny\n"
+        "mug,Mug,MU-1,5,shopify,0,continue\n"
+    )
+    report = Ingestor(w).run(_shop(tmp_path, "day1", catalog, '[map.products]\nproduct_id = "Variant SKU"\n'))
+    pr = report.tables["products"]
+    assert pr.column_mapping["Variant Inventory Qty"] == "stock", pr.column_mapping
+    assert "Variant Inventory Qty" not in pr.ignored_columns
+    got = curated_rows(w, "SELECT product_id, stock, in_stock FROM curated.products ORDER BY 1")
+    assert got == [("CH-BLA", 0.0, False), ("LA-1", 7.0, True), ("MU-1", 0.0, True)]

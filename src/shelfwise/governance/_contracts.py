@@ -339,6 +339,40 @@ def _currency_column(*extra: str) -> ColumnSpec:
     )
 
 
+# the headers of when a shop's system last changed a row (a product, a customer): PrestaShop's
+# `date_upd`, WooCommerce's `date_modified`, Magento's and a generic `updated_at`, Shopify's
+# `Updated At` (its key is the canonical name's)
+UPDATED_AT_ALIASES = (
+    "date_upd",
+    "date_modified",
+    "date_modified_gmt",
+    "modified_at",
+    "last_modified",
+    "last_modified_at",
+    "last_updated",
+    "last_updated_at",
+    "date_updated",
+    "updated_on",
+    "modified_on",
+    "update_time",
+)
+
+
+def _updated_at_column() -> ColumnSpec:
+    """A keyed table's optional `updated_at`: an appended row older than its key's curated one
+    is quarantined as `stale_row` instead of replacing it (`_load_publish.flag_stale`)."""
+    return ColumnSpec(
+        "updated_at",
+        Kind.TIMESTAMP,
+        classification=Classification.INTERNAL,
+        aliases=UPDATED_AT_ALIASES,
+        lenient=True,
+        description="when the shop's system last changed the row: an appended row older than the "
+        "curated one of its key does not replace it (quarantined as stale_row; an unreadable date: "
+        "none, and the later delivery wins)",
+    )
+
+
 PRODUCTS = TableContract(
     name="products",
     # 1.1.0: stock (units on hand) and lead_time_days (days from order to delivery), optional
@@ -349,7 +383,10 @@ PRODUCTS = TableContract(
     # (`parent_sku`, Google Shopping's `item_group_id`, WooCommerce's `Parent`, Shopify's
     # `Handle`); a product without one is its own group. Serving shows one product per group
     # 1.4.0: currency, optional (ISO 4217, the price's currency)
-    version="1.4.0",
+    # 1.5.0: updated_at, optional (PrestaShop's `date_upd`, WooCommerce's `date_modified`,
+    # Magento's `updated_at`, Shopify's `Updated At`): an appended row older than its key's
+    # curated one does not replace it (`stale_row`)
+    version="1.5.0",
     description="The shop's catalog: one row per product.",
     key=("product_id",),
     key_rule="the last row of a product_id in file order wins (later rows are newer versions)",
@@ -442,12 +479,18 @@ PRODUCTS = TableContract(
                 "qty",
                 # (BigCommerce's products export)
                 "current_stock_level",
+                # (Shopify's products export: the variant's units; its `Variant Inventory Policy`
+                # is in_stock)
+                "variant_inventory_qty",
+                "variant_inventory_quantity",
+                "inventory_quantity",
                 # (PrestaShop 8's products export: `quantity`, the units in stock; in an events file
                 # `quantity` is an order line's units, the events contract's own column)
                 "quantity",
             ),
             description="units on hand",
         ),
+        _updated_at_column(),
         ColumnSpec(
             "lead_time_days",
             Kind.FLOAT,
@@ -708,7 +751,9 @@ USERS = TableContract(
     # 1.3.0: a consent value that is no yes or no we know reads as no consent (the row was
     # quarantined, and the customer had the shop's default: consent); the optional
     # `consent_updated_at`, when the shop's system last changed the consent
-    version="1.3.0",
+    # 1.4.0: updated_at, optional: an appended row older than the user's curated one does not
+    # replace it (`stale_row`)
+    version="1.4.0",
     description="User profiles. Personal columns (names, contact details, addresses) never reach the curated layer.",
     key=("user_id",),
     key_rule="the last row of a user_id in file order wins",
@@ -781,6 +826,7 @@ USERS = TableContract(
             description="when the shop's system last changed the user's consent: an older row does not "
             "overrule a consent recorded since (an unreadable date: none)",
         ),
+        _updated_at_column(),
     ),
 )
 
