@@ -152,10 +152,11 @@ def test_attribute_columns_merge_with_an_attributes_column(tmp_path: Path) -> No
         p: json.loads(a)
         for p, a in curated_rows(tmp_path / "w", "SELECT product_id, attributes FROM curated.products")
     }
-    # the column's value wins over the object's; the object's other keys stay
+    # the column's value wins over the object's; the object's other keys stay; `colour` (the
+    # header's and the object's key) is the one key `color`
     assert got == {
-        "A": {"fit": "slim", "colour": "Navy"},
-        "B": {"colour": "Camel", "size": "L"},
+        "A": {"fit": "slim", "color": "Navy"},
+        "B": {"color": "Camel", "size": "L"},
         "C": {"fit": "loose"},
     }
 
@@ -229,7 +230,7 @@ def test_attribute_columns_are_kept_from_json_lines_and_parquet_alike(tmp_path: 
         p: a and json.loads(a)
         for p, a in curated_rows(tmp_path / "wj", "SELECT product_id, attributes FROM curated.products")
     }
-    assert got == {"A": {"fit": "slim", "size": "M", "color": "Navy"}, "B": {"colour": "Camel"}, "C": None}
+    assert got == {"A": {"fit": "slim", "size": "M", "color": "Navy"}, "B": {"color": "Camel"}, "C": None}
     pqd = tmp_path / "pq"
     pqd.mkdir()
     table = pa.table(
@@ -294,3 +295,43 @@ def test_an_availability_column_of_free_text_is_not_read_as_in_stock(tmp_path: P
     assert curated_rows(
         tmp_path / "w", "SELECT count(*) FROM curated.products WHERE in_stock IS NOT NULL"
     ) == [(0,)]
+
+
+def test_attribute_spellings_are_one_key(tmp_path: Path) -> None:
+    """`color` and `colour` (German `Farbe`, French `couleur`; `taille` and `Größe` for size)
+    were two attribute keys: facets and similar items saw two. Read from headers (by name or
+    mapped) they are the one canonical key; an attributes object's other spelling of a key a
+    header gives is folded into it, its value kept where the header's cell is empty."""
+    catalog = (
+        "product_id,title,Colour,Größe,attributes\n"
+        "A,Shirt,Navy,M,\n"
+        'B,Coat,,L,"{""colour"": ""Camel"", ""fit"": ""loose""}"\n'
+        "C,Hat,,,\n"
+    )
+    Ingestor(tmp_path / "w").run(_shop(tmp_path, {"products.csv": catalog}, name="a"))
+    got = {
+        p: a and json.loads(a)
+        for p, a in curated_rows(tmp_path / "w", "SELECT product_id, attributes FROM curated.products")
+    }
+    assert got == {
+        "A": {"color": "Navy", "size": "M"},
+        "B": {"color": "Camel", "fit": "loose", "size": "L"},
+        "C": None,
+    }
+    rows = [{"id": "D", "title": "Sock", "Farbe": "Rot"}, {"id": "E", "title": "Cap", "couleur": "Bleu"}]
+    jl = _shop(tmp_path, {"products.jsonl": "\n".join(json.dumps(r) for r in rows) + "\n"}, "jl")
+    Ingestor(tmp_path / "wj").run(jl)
+    got = dict(curated_rows(tmp_path / "wj", "SELECT product_id, attributes FROM curated.products"))
+    assert {p: json.loads(a) for p, a in got.items()} == {"D": {"color": "Rot"}, "E": {"color": "Bleu"}}
+    # a mapped key spelled so is the canonical one too
+    catalog = "product_id,title,Shade\nF,Scarf,Grey\n"
+    data = _shop(
+        tmp_path,
+        {"products.csv": catalog, "shelfwise.toml": '[map.products.attributes]\ncolour = "Shade"\n'},
+        "m",
+    )
+    from shelfwise.governance._mapping import load_column_map
+
+    Ingestor(tmp_path / "wm", column_map=load_column_map(data)).run(data)
+    (attrs,) = curated_rows(tmp_path / "wm", "SELECT attributes FROM curated.products")[0]
+    assert json.loads(attrs) == {"color": "Grey"}

@@ -29,6 +29,7 @@ from ._mapping import (
     MAP_FILE,
     ColumnMap,
     _key,
+    attribute_key,
     mapping_advice,
     suggest_columns,
 )
@@ -339,7 +340,7 @@ def _attribute_columns(
             raise _not_in_file(
                 column_map, contract.name, f"{json_column}.{key}", h, path, header, full_header
             )
-        out[key] = hit
+        out[attribute_key(key)] = hit  # (`colour` is `color`: one key, whatever the spelling)
     for h in header:
         known = ATTRIBUTE_HEADERS.get(column_key(h))
         if known is not None and known not in out and h not in taken and h not in out.values():

@@ -21,6 +21,7 @@ from ._compile import lit, q
 from ._contracts import Kind, TableContract
 from ._erasures import ERASED_USER, Erasures
 from ._ingest_report import IngestReport, IngestSettings, TableReport
+from ._mapping import attribute_spellings
 from ._reasons import Reason
 
 # a withheld row's reason when it is dated before the retention policy's cutoff
@@ -360,11 +361,26 @@ def attributes_sql(base: str | None, pairs: Sequence[tuple[str, str]]) -> str:
     if base is None:
         return added
     b = f"nullif(trim({base}), '')"
+    # the object's other spellings of a key a header gives (`colour` beside a `color` header)
+    # folded into the one key first: the header's value wins, the object's stays where the
+    # header's cell is empty, and the row never holds both spellings
+    folded = b
+    for k, _ in pairs:
+        others = attribute_spellings(k)
+        if others:
+            paths = ", ".join(f"json_extract({b}, {lit(json_path(a))})" for a in [k, *others])
+            unset = ", ".join(f"{lit(a)}, NULL" for a in others)
+            folded = f"json_merge_patch({folded}, json_object({unset}, {lit(k)}, coalesce({paths})))"
     return (
         f"CASE WHEN {b} IS NULL THEN {added} "
-        f"WHEN json_valid({b}) AND json_type({b}) = 'OBJECT' THEN json_merge_patch({b}, {patch})::VARCHAR "
+        f"WHEN json_valid({b}) AND json_type({b}) = 'OBJECT' THEN json_merge_patch({folded}, {patch})::VARCHAR "
         f"ELSE {base} END"
     )
+
+
+def json_path(key: str) -> str:
+    """The JSON path of an object's key (quoted: `$."größe"`)."""
+    return '$."' + key.replace('"', '\\"') + '"'
 
 
 def with_attributes(select: list[str], st: LoadState, pairs: Sequence[tuple[str, str]]) -> None:

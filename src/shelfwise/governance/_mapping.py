@@ -28,8 +28,9 @@ search matches and the models read) with `--map products.attributes.fit=Fit`, or
     fit = "Fit"
     heel_height = "Heel Height"
 
-(a variant's well-known `size`, `color` / `colour`, `material`, `gender`, `age_group` and
-`pattern` columns are kept so by name, `ATTRIBUTE_HEADERS`). A mapped
+(a variant's well-known `size`, `color`, `material`, `gender`, `age_group` and `pattern`
+columns are kept so by name, `ATTRIBUTE_HEADERS`, each under one key whatever its spelling:
+`colour`, `Farbe` and `couleur` are `color`, `taille` and `Größe` are `size`). A mapped
 column wins over the contract's own header names; the other columns are still matched by name.
 The file is read with the standard library's tomllib; an unknown table or canonical column is a
 clear error at once, before anything is loaded.
@@ -77,15 +78,35 @@ ATTRIBUTE_COLUMNS = {"products": "attributes"}
 # the headers (compared as `column_key`s) kept as product attributes by name: a Google Shopping
 # feed's (and any variant catalog's) size, colour, material, gender, age group and pattern ->
 # the attribute's key
+# (one canonical key per attribute, whatever the spelling: `colour`, German `Farbe` and French
+# `couleur` are all `color`, so that facets and similar items see one key)
 ATTRIBUTE_HEADERS = {
     "size": "size",
+    "taille": "size",
+    "größe": "size",
+    "groesse": "size",
     "color": "color",
-    "colour": "colour",
+    "colour": "color",
+    "farbe": "color",
+    "couleur": "color",
     "material": "material",
     "gender": "gender",
     "agegroup": "age_group",
     "pattern": "pattern",
 }
+
+
+def attribute_key(key: str) -> str:
+    """The canonical key of an attribute spelled `key` (`Colour` -> `color`, `age group` ->
+    `age_group`, `ATTRIBUTE_HEADERS`); any other key as it is."""
+    return ATTRIBUTE_HEADERS.get("".join(ch for ch in key.lower() if ch.isalnum()), key)
+
+
+def attribute_spellings(key: str) -> list[str]:
+    """The other spellings read as the canonical attribute `key` (`color`: `colour`, `farbe`,
+    `couleur`): an attributes object's key so spelled is folded into `key` where a header gives
+    it (`_load_state.attributes_sql`)."""
+    return [h for h, k in ATTRIBUTE_HEADERS.items() if k == key and h != key.replace("_", "")]
 
 
 @dataclass
@@ -417,6 +438,8 @@ __all__ = [
     "MAP_FILE",
     "READ_COLUMNS",
     "ColumnMap",
+    "attribute_key",
+    "attribute_spellings",
     "load_column_map",
     "mapping_advice",
     "parse_map_flags",
