@@ -262,21 +262,46 @@ def test_a_mistyped_attribute_map_says_how_to_write_one() -> None:
     }
 
 
-def test_an_appended_feed_with_a_size_column_keeps_the_curated_attributes(tmp_path: Path) -> None:
-    """A partial delivery (price and size) is no whole attributes value: the curated attributes
-    of a product stay (they were replaced by the size alone), a new product takes what it gives."""
+def test_an_appended_feed_with_a_size_column_merges_into_the_curated_attributes(
+    tmp_path: Path, engine=None
+) -> None:
+    """A partial delivery (price and size) is no whole attributes value: its keys are merged into
+    a product's curated attributes key by key (the size was dropped, and before that the curated
+    attributes were replaced by the size alone); a delivered key wins, the other curated keys
+    stay, an empty cell deletes nothing; a new product takes what it gives. (Run on Spark too:
+    tests/storage/test_spark_parity.py.)"""
+    w = tmp_path / "w"
+    make = (lambda: engine(w)) if engine else (lambda: None)
     catalog = 'product_id,title,price,attributes\nA,Shirt,10,"{""fit"": ""slim"", ""color"": ""red""}"\n'
-    Ingestor(tmp_path / "w").run(_shop(tmp_path, {"products.csv": catalog}, name="d1"))
+    catalog += 'C,Scarf,7,"{""color"": ""red"", ""material"": ""wool""}"\n'
+    Ingestor(w, engine=make()).run(_shop(tmp_path, {"products.csv": catalog}, name="d1"))
     feed = "product_id,title,price,size\nA,Shirt,12,M\nB,Coat,20,L\n"
-    report = Ingestor(tmp_path / "w", mode="append").run(_shop(tmp_path, {"products.csv": feed}, name="d2"))
+    report = Ingestor(w, engine=make(), mode="append").run(_shop(tmp_path, {"products.csv": feed}, name="d2"))
     assert report.tables["products"].rows_quarantined == 0
-    got = {
-        p: (price, json.loads(a) if a else None)
-        for p, price, a in curated_rows(
-            tmp_path / "w", "SELECT product_id, price, attributes FROM curated.products"
-        )
+    rows = "SELECT product_id, price, attributes FROM curated.products"
+
+    def got() -> dict[str, tuple[float, dict[str, str] | None]]:
+        return {
+            p: (price, json.loads(a) if a else None) for p, price, a in curated_rows(tmp_path / "w", rows)
+        }
+
+    assert got() == {
+        "A": (12.0, {"fit": "slim", "color": "red", "size": "M"}),
+        "B": (20.0, {"size": "L"}),
+        "C": (7.0, {"color": "red", "material": "wool"}),
     }
-    assert got == {"A": (12.0, {"fit": "slim", "color": "red"}), "B": (20.0, {"size": "L"})}
+    # `product_id,size` alone: C gains its size; A's empty cell keeps M; B re-sent as it is is
+    # unchanged (its keys hold the curated values), and a `colour` column sets the color key
+    feed = "product_id,size,colour\nA,,navy\nB,L,\nC,S,\n"
+    report = Ingestor(w, engine=make(), mode="append").run(_shop(tmp_path, {"products.csv": feed}, name="d3"))
+    pr = report.tables["products"]
+    assert (pr.rows_updated, pr.rows_unchanged, pr.rows_inserted) == (2, 1, 0)
+    assert pr.rows_in == pr.rows_curated + pr.rows_quarantined
+    assert got() == {
+        "A": (12.0, {"fit": "slim", "color": "navy", "size": "M"}),
+        "B": (20.0, {"size": "L"}),
+        "C": (7.0, {"color": "red", "material": "wool", "size": "S"}),
+    }
 
 
 def test_an_availability_column_of_free_text_is_not_read_as_in_stock(tmp_path: Path) -> None:

@@ -164,6 +164,26 @@ class Dialect:
     def drop_last(self, s: str, n: int) -> str:
         return f"left({s}, -{n})"
 
+    def json_merge(self, old: str, new: str) -> str:
+        """The JSON object `old` with the keys of the object `new` set on it (its other keys
+        kept); `new` NULL: `old`; `old` no object: `new`."""
+        return (
+            f"CASE WHEN {new} IS NULL THEN {old} WHEN {old} IS NULL OR NOT json_valid({old}) "
+            f"OR json_type({old}) <> 'OBJECT' THEN {new} ELSE json_merge_patch({old}, {new})::VARCHAR END"
+        )
+
+    def json_covered(self, new: str, old: str) -> str:
+        """Whether every key of the JSON object `new` has the same value in `old` (`new` NULL:
+        true): merging `new` into `old` changes nothing."""
+
+        def at(x: str) -> str:
+            return f"""json_extract({x}, '$."' || k || '"')"""
+
+        return (
+            f"coalesce(list_bool_and(list_transform(json_keys({new}), k -> {at(old)} IS NOT DISTINCT FROM "
+            f"{at(new)})), true)"
+        )
+
     def trim_chars(self, s: str, chars: str) -> str:
         return f"trim({s}, {self.lit(chars)})"
 
@@ -288,6 +308,18 @@ class SparkDialect(Dialect):
 
     def drop_last(self, s: str, n: int) -> str:
         return f"substr({s}, 1, length({s}) - {n})"
+
+    def json_merge(self, old: str, new: str) -> str:
+        # (as maps of text: a number or a nested value of the object is kept as its JSON text)
+        o, n = f"from_json({old}, 'map<string,string>')", f"from_json({new}, 'map<string,string>')"
+        return (
+            f"CASE WHEN {new} IS NULL THEN {old} WHEN {o} IS NULL THEN {new} ELSE "
+            f"to_json(map_concat(map_filter({o}, (k, v) -> NOT array_contains(map_keys({n}), k)), {n})) END"
+        )
+
+    def json_covered(self, new: str, old: str) -> str:
+        o, n = f"from_json({old}, 'map<string,string>')", f"from_json({new}, 'map<string,string>')"
+        return f"coalesce(forall(map_keys({n}), k -> element_at({o}, k) <=> element_at({n}, k)), true)"
 
     def trim_chars(self, s: str, chars: str) -> str:
         return f"trim(BOTH {self.lit(chars)} FROM {s})"

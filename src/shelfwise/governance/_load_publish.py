@@ -187,7 +187,7 @@ def publish(st: LoadState) -> None:
             new_cols = [r[0] for r in wh.sql("DESCRIBE _new").fetchall() if r[0] != "_source_line"]
             on = " AND ".join(f"o.{q(k)} = n.{q(k)}" for k in contract.key)
             fresh = (
-                f"SELECT {upsert_select(contract, new_cols, cur_cols, st.delivered, nulls_keep=st.reprocess)} "
+                f"SELECT {upsert_select(contract, new_cols, cur_cols, st.delivered, nulls_keep=st.reprocess, merged=st.merged)} "
                 "FROM _new n "
                 f"LEFT JOIN (SELECT *, true AS _present FROM {cur}) o ON {on} ORDER BY n._source_line"
             )
@@ -642,7 +642,7 @@ def _flag_redelivered(st: LoadState, names: list[str]) -> None:
     wh, contract, tr = st.wh, st.contract, st.tr
     cur = f"curated.{q(contract.name)}"
     cur_cols = [r[0] for r in wh.sql(f"DESCRIBE {cur}").fetchall()]
-    same = same_row(contract, names, cur_cols, delivered=st.delivered)
+    same = same_row(contract, names, cur_cols, delivered=st.delivered, merged=st.merged)
     if contract.key:
         on = " AND ".join(f"c.{q(k)} = e.{q(k)}" for k in contract.key)
         wh.sql(
@@ -699,6 +699,7 @@ def same_row(
     cur_cols: list[str],
     dialect: Dialect = DUCKDB,
     delivered: frozenset[str] | None = None,
+    merged: frozenset[str] = frozenset(),
 ) -> str:
     """The condition that this load's row `c` (columns `names`) is the curated row `e`
     (columns `cur_cols`). Only the columns the delivery gives (`delivered`; None: all of
@@ -706,14 +707,18 @@ def same_row(
     are never NULL in a valid row: compared with `=`, which lets the warehouse push the join's
     key range down to the scan; a keyed table's others NULL-safely; an event's describing
     columns (outside EVENT_IDENTITY) where both sides have a value (a re-send that adds the
-    order value to a purchase is the same purchase)."""
+    order value to a purchase is the same purchase). A column merged key by key (`merged`:
+    attributes from a few attribute columns) is the same where its keys hold the curated values."""
     required = set(contract.required_columns)
     given = set(names) if delivered is None else set(names) & set(delivered)
+    given |= {c for c in merged if c in names and c in cur_cols}
     tolerant = not contract.key and contract.name == "events"
 
     def equal(col: str) -> str:
         left = "c." + dialect.q(col)
         right = "e." + dialect.q(col) if col in cur_cols else "NULL"
+        if col in merged and col not in required:
+            return dialect.json_covered(left, right)
         if col == "event_id":  # an id the server gave says nothing (`client_event_id`)
             left, right = client_event_id(left), client_event_id(right)
         if col in required and col in cur_cols:
@@ -732,12 +737,15 @@ def upsert_select(
     delivered: frozenset[str],
     dialect: Dialect = DUCKDB,
     nulls_keep: bool = False,
+    merged: frozenset[str] = frozenset(),
 ) -> str:
     """The SELECT list over `n` (this load's rows) LEFT JOIN `o` (the curated rows of their
     keys, `o._present` where there is one) that a keyed table's new version takes: a column
     the delivery gives from the load, one it does not from the curated row of the key (a new
     key: the load's value, its default or NULL). A partial re-send of a product (price only)
-    keeps its brand and category instead of blanking them."""
+    keeps its brand and category instead of blanking them. A `merged` column (a JSON object:
+    attributes from a few attribute columns, `LoadState.merged`) takes the delivered keys over
+    the key's curated object, its other keys kept."""
     out = []
     for col in dict.fromkeys([*new_cols, *cur_cols]):
         c = dialect.q(col)
@@ -745,6 +753,10 @@ def upsert_select(
             # a re-processed row names every column (the quarantine keeps a row's fields, not
             # which of them its file had): an empty one keeps the key's curated value
             out.append(f"CASE WHEN o._present AND n.{c} IS NULL THEN o.{c} ELSE n.{c} END AS {c}")
+        elif col in merged and col in new_cols and col in cur_cols:
+            out.append(
+                f"CASE WHEN o._present THEN {dialect.json_merge(f'o.{c}', f'n.{c}')} ELSE n.{c} END AS {c}"
+            )
         elif col in contract.key or col in delivered or col not in cur_cols:
             out.append(f"n.{c}")
         elif col == "in_stock" and "stock" in delivered and col in new_cols and "stock" in cur_cols:

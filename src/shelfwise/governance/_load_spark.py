@@ -607,6 +607,7 @@ def spark_publish(st: LoadState) -> None:
                 st.delivered,
                 SPARK,
                 nulls_keep=st.reprocess,
+                merged=st.merged,
             )
             new = spark.sql(
                 f"SELECT {cols} FROM _sw_upsert_n n LEFT JOIN "
@@ -730,7 +731,7 @@ def _flag_redelivered(st: LoadState, new: Any, current: Any) -> list[int]:
     spark = _engine(st).session
     contract, tr, names = st.contract, st.tr, st.raw_cols
     cur_cols = list(current.columns)
-    same = same_row(contract, names, cur_cols, SPARK, delivered=st.delivered)
+    same = same_row(contract, names, cur_cols, SPARK, delivered=st.delivered, merged=st.merged)
     if contract.name == "events" and not contract.key:  # (lines a later delivery took out were delivered too)
         typed = [(f.name, _duck_type(f.dataType.simpleString())) for f in current.schema.fields]
         retracted = retracted_rows(st.wh, typed)

@@ -207,11 +207,22 @@ class LoadState:
         if self.attributes and self.mode != "append":  # (kept from their own columns: `size`, `color`)
             # (appending, attributes made of a few such columns are no whole attributes value: a
             # price feed with a `size` column would have replaced a product's curated attributes
-            # with its size alone; the curated ones stay, a new product takes the delivered ones)
+            # with its size alone; they are merged into the curated ones key by key, `merged`,
+            # and a new product takes the delivered ones)
             given.append("attributes")
         # (`in_stock` derived from a stock figure where not given, `compile_contract`: an upsert
         # takes it where the curated row's own agreed with its figure, `upsert_select`)
         return frozenset(given)
+
+    @property
+    def merged(self) -> frozenset[str]:
+        """The curated columns an appended row merges into its key's curated value key by key
+        (`_load_publish.upsert_select`): the JSON attributes made of a few attribute columns
+        (`size`, `color`) without an attributes column - a delivered key wins, the curated
+        object's other keys stay, an empty cell deletes nothing."""
+        if self.attributes and self.mode == "append" and "attributes" not in self.delivered:
+            return frozenset({"attributes"})
+        return frozenset()
 
     @property
     def extra_sel(self) -> list[str]:
