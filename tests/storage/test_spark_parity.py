@@ -742,3 +742,19 @@ def test_an_unknown_currency_loses_no_sale_on_spark_too(spark, tmp_path):
     )
 
     check(tmp_path, engine=lambda work: SparkEngine(work, master="local[2]"))
+
+
+def test_keyed_deliveries_merge_attributes_and_keep_the_newest_row_on_spark_too(spark, tmp_path):
+    """An appended delivery's attribute columns merged into the curated attributes key by key,
+    and a product row older than its curated version (`updated_at`) kept out as `stale_row`."""
+    from tests.governance.test_google_shopping_feed import (
+        test_an_appended_feed_with_a_size_column_merges_into_the_curated_attributes as merge,
+    )
+    from tests.governance.test_out_of_order_rows import (
+        test_an_older_product_row_delivered_later_does_not_replace_the_newer as newest,
+    )
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    merge(tmp_path / "a", engine=lambda work: SparkEngine(work, master="local[2]"))
+    newest(tmp_path / "b", engine=lambda work: SparkEngine(work, master="local[2]"))

@@ -41,6 +41,7 @@ def _check(load: dict[str, Any]) -> QualityCheck:
         load.get("rows_withheld", 0),
         load.get("rows_set_aside", 0),
         load.get("rows_set_aside_resent", 0),
+        load.get("rows_stale", 0),
     )
 
 
@@ -75,6 +76,8 @@ def _loads(con: Any) -> list[dict[str, Any]]:
                     "rows_set_aside": tr.get("rows_set_aside") or 0,
                     # of them, sent again (among rows_redelivered too: judged by neither)
                     "rows_set_aside_resent": tr.get("rows_set_aside_resent") or 0,
+                    # keyed rows older than their curated version (`stale_row`): never judged
+                    "rows_stale": tr.get("rows_stale") or 0,
                     "reasons": tr.get("reasons", {}),
                     "source_file": tr.get("source_file"),
                     "mode": tr.get("mode") or "replace",

@@ -70,11 +70,18 @@ def quality_check(
     rows_withheld: int = 0,
     rows_set_aside: int = 0,
     rows_set_aside_resent: int = 0,
+    rows_stale: int = 0,
 ) -> QualityCheck:
     """The one rule that judges a load (`QualityCheck`): re-sent, withheld and set-aside rows
     (order lines that are no purchase, `_load_aside`) are not judged; a set-aside row sent again
-    is counted in both, and not judged twice (`rows_set_aside_resent`)."""
-    again = int(rows_redelivered or 0) + int(rows_set_aside or 0) - int(rows_set_aside_resent or 0)
+    is counted in both, and not judged twice (`rows_set_aside_resent`); nor are the keyed rows
+    older than their curated version (`rows_stale`: a re-send out of order, not a fault)."""
+    again = (
+        int(rows_redelivered or 0)
+        + int(rows_set_aside or 0)
+        - int(rows_set_aside_resent or 0)
+        + int(rows_stale or 0)
+    )
     judged = int(rows_in or 0) - again - int(rows_withheld or 0)
     failed = max(int(rows_quarantined or 0) - again, 0)
     share = failed / judged if judged > 0 else 0.0
@@ -136,6 +143,10 @@ class TableReport:
     rows_set_aside: int = 0
     # of them, lines an earlier load set aside too, sent again (also among rows_redelivered)
     rows_set_aside_resent: int = 0
+    # appending to a keyed table (products, users): delivered rows whose `updated_at` is older than
+    # their key's curated row's (a re-send arriving out of order); the newer curated row is kept,
+    # they are quarantined as `stale_row` (status superseded) and not judged
+    rows_stale: int = 0
     # appending order lines: purchase lines an earlier load curated, of orders this delivery sets
     # aside for their status (refunded, cancelled, unpaid: the order's latest status wins), taken
     # out of the curated table (`_load_retract`); not among this load's rows in (rows_total is
@@ -171,6 +182,7 @@ class TableReport:
             self.rows_withheld,
             self.rows_set_aside,
             self.rows_set_aside_resent,
+            self.rows_stale,
         )
         self.contract_check = got.verdict
         return got

@@ -42,7 +42,10 @@ __all__ = [
     "lost_text_condition",
     "publish",
     "redelivery_details",
+    "say_stale",
     "sent_twice",
+    "stale_applies",
+    "stale_detail_sql",
     "validate_curated",
     "withhold_erased",
 ]
@@ -161,6 +164,7 @@ def publish(st: LoadState) -> None:
         cur_cols = [r[0] for r in wh.sql(f"DESCRIBE {cur}").fetchall()]
         if contract.key:  # (a re-send's text that lost its letters to an encoding error)
             duckdb_text_mending(st, cur_cols)
+            _flag_stale(st, cur_cols)  # (an older version of a curated row: the newer stays)
         _flag_redelivered(st, st.raw_cols)
         uncount_redelivered(st)  # the report's anonymous rows: those curated
         uncount_redelivered_sales(st)  # ... and its no-sale rows and returns
@@ -199,9 +203,11 @@ def publish(st: LoadState) -> None:
     wh.sql(
         f"""INSERT INTO quarantine.rows SELECT nextval('quarantine.qid_seq'), {lit(run_id)}, {lit(contract.name)},
             {lit(str(st.src))}, c._source_line, c._reasons[1], c._reasons, c._detail, {raw_json},
-            CASE WHEN c._redelivered OR {ID_CURATED_SQL.format(reasons="c._reasons", detail="c._detail")}
+            CASE WHEN c._reasons[1] = {lit(Reason.STALE_ROW.value)} THEN 'superseded'
+                 WHEN c._redelivered OR {ID_CURATED_SQL.format(reasons="c._reasons", detail="c._detail")}
                    OR {quarantined_before(st, raw_json)} OR {sent_twice(st, "c._reasons", "c._detail", raw_json, "c._source_line")}
-                 THEN 'redelivered' ELSE 'open' END, now()::TIMESTAMP, NULL
+                 THEN 'redelivered' ELSE 'open' END, now()::TIMESTAMP,
+            CASE WHEN c._reasons[1] = {lit(Reason.STALE_ROW.value)} THEN {lit(run_id)} END
             FROM (SELECT *, {redelivered} AS _redelivered FROM {CHECKED}) c
             JOIN {st.load} l ON l._source_line = c._source_line
             WHERE len(c._reasons) > 0 ORDER BY c._source_line"""
@@ -314,6 +320,79 @@ def duckdb_text_mending(st: LoadState, cur_cols: list[str]) -> None:
         )
 
     keep_curated_text(st, cur_cols, candidates, mend)
+
+
+# the column that says when the shop's system last changed a keyed row (`_contracts.UPDATED_AT_ALIASES`)
+UPDATED_AT = "updated_at"
+
+
+def stale_applies(st: LoadState, cur_cols: list[str]) -> bool:
+    """Whether an appended keyed load is judged for rows older than their curated version: the
+    table has `updated_at`, the delivery gives it and the curated table holds it (both engines)."""
+    return (
+        bool(st.contract.key)
+        and not st.reprocess
+        and UPDATED_AT in st.contract.column_names
+        and UPDATED_AT in st.delivered
+        and UPDATED_AT in cur_cols
+    )
+
+
+def stale_detail_sql(st: LoadState, dialect: Dialect = DUCKDB) -> str:
+    """SQL over `n` (the load's row) and `o` (its key's curated row): why `n` is a `stale_row`
+    (a pseudonymized key - a user id - is not written out: the detail is shown in reports)."""
+    contract = st.contract
+    shown = not any(contract.column(k).pseudonymize for k in contract.key)
+    # (`CAST(... AS STRING)`: both warehouses' spelling)
+    key = (
+        " || ',' || ".join(f"CAST(n.{dialect.q(k)} AS STRING)" for k in contract.key)
+        if shown
+        else dialect.lit("(pseudonymized)")
+    )
+    u = dialect.q(UPDATED_AT)
+    return (
+        f"concat({dialect.lit('older than the curated row of ' + '/'.join(contract.key) + ' ')}, {key}, "
+        f"{dialect.lit(': updated_at ')}, CAST(n.{u} AS STRING), {dialect.lit(' before ')}, "
+        f"CAST(o.{u} AS STRING), {dialect.lit(' (the curated row is kept)')})"
+    )
+
+
+def say_stale(st: LoadState, n: int) -> None:
+    """The warning of a load whose rows were older than their curated version (both engines)."""
+    if n:
+        st.warn(
+            f"{st.src.name}: {n:,} {st.name} row(s) older than their curated version (updated_at "
+            "earlier than the curated row's: a re-send arriving out of order) did not replace it; "
+            "quarantined as stale_row (status superseded), not judged"
+        )
+
+
+def _flag_stale(st: LoadState, cur_cols: list[str]) -> None:
+    """Appending to a keyed table whose rows carry `updated_at`: a valid row older than its
+    key's curated row (an export re-sent, its older version arriving after the newer one) does
+    not replace it. It leaves `_new` and is flagged `stale_row` (quarantined with status
+    `superseded`, counted in `rows_stale`, not judged). Equal or missing times: the later
+    delivery wins, as without the column."""
+    if not stale_applies(st, cur_cols):
+        return
+    wh, contract = st.wh, st.contract
+    cur = f"curated.{q(contract.name)}"
+    on = " AND ".join(f"o.{q(k)} = n.{q(k)}" for k in contract.key)
+    u = q(UPDATED_AT)
+    wh.sql(
+        f"""CREATE OR REPLACE TEMP TABLE _stale AS SELECT n._source_line AS line, {stale_detail_sql(st)} AS detail
+            FROM _new n JOIN {cur} o ON {on} WHERE n.{u} < o.{u}"""
+    )
+    row = wh.sql("SELECT count(*) FROM _stale").fetchone()
+    n = int(row[0]) if row else 0
+    if n:
+        wh.sql(
+            f"""UPDATE {CHECKED} SET _reasons = list_append(_reasons, '{Reason.STALE_ROW.value}'),
+                _detail = coalesce(_detail, s.detail) FROM _stale s WHERE s.line = {CHECKED}._source_line"""
+        )
+        wh.sql("DELETE FROM _new WHERE _source_line IN (SELECT line FROM _stale)")
+    wh.sql("DROP TABLE _stale")
+    say_stale(st, n)
 
 
 def say_completed(st: LoadState, replaced: int) -> None:
@@ -573,6 +652,7 @@ def account(st: LoadState, tv: TableVersion, added: int | None) -> None:
     ).fetchall()
     tr.reasons = {r[0]: int(r[1]) for r in rows}
     tr.rows_quarantined = sum(tr.reasons.values())
+    tr.rows_stale = tr.reasons.get(Reason.STALE_ROW.value, 0)
     # order lines kept aside (`_load_aside`), those sent before (`redelivered`) included: a line
     # set aside and sent again is still set aside (a re-run read "set aside 0"), counted re-sent too
     aside = wh.sql(

@@ -53,8 +53,11 @@ from ._load_publish import (
     resolve_proven_repeats,
     same_row,
     say_completed,
+    say_stale,
     sent_twice,
     shrunk_by_snapshot,
+    stale_applies,
+    stale_detail_sql,
     supersede_open,
     unchanged_version,
     upsert_select,
@@ -579,6 +582,7 @@ def spark_publish(st: LoadState) -> None:
         new = valid.select(*out_cols, "_source_line").localCheckpoint()
         if contract.key:  # (a re-send's text that lost its letters to an encoding error: as on DuckDB)
             new = _text_mending(st, new, current)
+            new = _flag_stale(st, new, current)  # (an older version of a curated row: as on DuckDB)
         redelivered = _flag_redelivered(st, new, current)
         spark_uncount_redelivered(st, redelivered)  # the report's anonymous rows: those curated
         spark_uncount_redelivered_sales(st, redelivered)  # ... and its no-sale rows and returns
@@ -638,11 +642,12 @@ def spark_publish(st: LoadState) -> None:
     wh.sql(
         f"""INSERT INTO quarantine.rows SELECT nextval('quarantine.qid_seq'), {lit(st.run_id)}, {lit(contract.name)},
             {lit(str(st.src))}, source_line, reason, reasons, detail, raw::JSON,
-            CASE WHEN list_contains(?::BIGINT[], source_line)
+            CASE WHEN reason = {lit(Reason.STALE_ROW.value)} THEN 'superseded'
+                 WHEN list_contains(?::BIGINT[], source_line)
                    OR {ID_CURATED_SQL.format(reasons="reasons", detail="detail")}
                    OR {quarantined_before(st, "raw")} OR {sent_twice(st, "reasons", "detail", "raw", "source_line")}
                  THEN 'redelivered' ELSE 'open' END,
-            now()::TIMESTAMP, NULL
+            now()::TIMESTAMP, CASE WHEN reason = {lit(Reason.STALE_ROW.value)} THEN {lit(st.run_id)} END
             FROM read_parquet('{qdir.as_posix()}/*.parquet') ORDER BY source_line""",
         [redelivered],
     )
@@ -719,6 +724,32 @@ def _text_mending(st: LoadState, new: Any, current: Any) -> Any:
 
     keep_curated_text(st, list(current.columns), candidates, mend)
     return new if held[0] is new else held[0].localCheckpoint()
+
+
+def _flag_stale(st: LoadState, new: Any, current: Any) -> Any:
+    """As `_load_publish._flag_stale`, in Spark: the rows of `new` (this load's valid rows as
+    they will be curated, with `_source_line`) whose `updated_at` is older than their key's
+    curated row's are flagged `stale_row` and leave `new` (returned)."""
+    from pyspark.sql import functions as F
+
+    if not stale_applies(st, list(current.columns)):
+        return new
+    spark = _engine(st).session
+    new.createOrReplaceTempView("_sw_stale_n")
+    current.createOrReplaceTempView("_sw_stale_o")
+    on = " AND ".join(f"o.{bq(k)} = n.{bq(k)}" for k in st.contract.key)
+    u = bq("updated_at")
+    rows = spark.sql(
+        f"SELECT n._source_line, {stale_detail_sql(st, SPARK)} FROM _sw_stale_n n JOIN _sw_stale_o o "
+        f"ON {on} WHERE n.{u} < o.{u}"
+    ).collect()
+    say_stale(st, len(rows))
+    if not rows:
+        return new
+    hits = spark.createDataFrame([(int(r[0]), r[1]) for r in rows], "_hit_line bigint, _hit_detail string")
+    _add_reason(st, hits, Reason.STALE_ROW)
+    gone = spark.createDataFrame([(int(r[0]),) for r in rows], "_gone bigint")
+    return new.join(F.broadcast(gone), new["_source_line"] == gone["_gone"], "left_anti").localCheckpoint()
 
 
 def _flag_redelivered(st: LoadState, new: Any, current: Any) -> list[int]:

@@ -16,6 +16,9 @@ class Reason(StrEnum):
     UNPARSEABLE_TIMESTAMP = "unparseable_timestamp"  # in none of the forms `timestamp_expr` reads
     DUPLICATE_ROW = "duplicate_row"  # an exact copy of an earlier row (the first is kept)
     DUPLICATE_KEY = "duplicate_key"  # same key, different content (the stated keep rule decides)
+    # an appended keyed row (a product, a user) whose `updated_at` is older than its key's curated
+    # row's: the newer curated row is kept (a re-send arriving out of order); not a fault
+    STALE_ROW = "stale_row"
     UNKNOWN_REFERENCE = "unknown_reference"  # names a product / query the catalog does not know
     BOT_TRAFFIC = "bot_traffic"  # a user whose event rate is far beyond a human's
     UNKNOWN_FIELD = "unknown_field"  # a field outside the contract (the HTTP API is strict)
@@ -50,6 +53,8 @@ _DESCRIPTIONS = {
     "dates, '05 Jan 2024', RFC 2822)",
     Reason.DUPLICATE_ROW: "an exact duplicate of an earlier row (the first one is kept)",
     Reason.DUPLICATE_KEY: "a conflicting duplicate key (the last row in the file is kept)",
+    Reason.STALE_ROW: "an older version of a curated row (its updated_at is earlier than the curated "
+    "row's): the newer one is kept",
     Reason.UNKNOWN_REFERENCE: "refers to a product or query that is not in the catalog",
     Reason.BOT_TRAFFIC: "the user's event rate is far beyond a human's (robot traffic)",
     Reason.UNKNOWN_FIELD: "a field that is not in the contract (events posted over HTTP)",

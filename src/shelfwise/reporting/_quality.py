@@ -215,6 +215,11 @@ def summary_lines(report: IngestReport) -> list[str]:
             lines.append(
                 f"      set aside {t.rows_set_aside:,} (no purchase or no product, not judged{again})"
             )
+        if t.rows_stale:  # (a re-send out of order: the newer curated row stays)
+            lines.append(
+                f"      {t.rows_stale:,} row(s) older than their curated version (updated_at) did not "
+                "replace it (quarantined as stale_row, superseded; not judged)"
+            )
         if t.rows_retracted:  # (an order's latest status wins over its curated purchase)
             why = ", ".join(f"{n:,} {r}" for r, n in sorted(t.retracted.items()))
             lines.append(

@@ -356,6 +356,7 @@ def _check(load: dict[str, Any]) -> Any:
         load.get("rows_withheld") or 0,
         load.get("rows_set_aside") or 0,
         load.get("rows_set_aside_resent") or 0,
+        load.get("rows_stale") or 0,
     )
 
 
