@@ -67,7 +67,7 @@ def test_an_older_customer_row_and_shopify_headers(tmp_path: Path) -> None:
     `Updated At` with an offset is read as UTC."""
     w = tmp_path / "w"
     day1 = "customer_id,Updated At,tier\nC1,2026-03-05 10:00:00 +0100,gold\nC2,2026-03-05 10:00:00 +0100,silver\n"
-    Ingestor(w).run(_day(tmp_path, "d1", {"users.csv": day1}))
+    Ingestor(w, mode="append").run(_day(tmp_path, "d1", {"users.csv": day1}))  # (users alone: appended)
     # 2026-03-05 10:00 +0100 is 09:00 UTC; C1's re-send at 08:30 UTC is older, C2's at 09:30 newer
     day2 = "customer_id,Updated At,tier\nC1,2026-03-05 08:30:00 +0000,bronze\nC2,2026-03-05 09:30:00 +0000,platinum\n"
     report = Ingestor(w, mode="append").run(_day(tmp_path, "d2", {"users.csv": day2}))

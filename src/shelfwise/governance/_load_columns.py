@@ -343,7 +343,11 @@ def _attribute_columns(
         out[attribute_key(key)] = hit  # (`colour` is `color`: one key, whatever the spelling)
     for h in header:
         known = ATTRIBUTE_HEADERS.get(column_key(h))
-        if known is not None and known not in out and h not in taken and h not in out.values():
+        if known is not None and known in out and h not in taken and h not in out.values():
+            # a second spelling of a key in one file (JSON lines whose rows say `color` and
+            # `colour`): kept under its own spelling rather than lost
+            out.setdefault(column_key(h), h)
+        elif known is not None and known not in out and h not in taken and h not in out.values():
             out[known] = h
     return out
 
