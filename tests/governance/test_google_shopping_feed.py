@@ -230,8 +230,8 @@ def test_attribute_columns_are_kept_from_json_lines_and_parquet_alike(tmp_path: 
         p: a and json.loads(a)
         for p, a in curated_rows(tmp_path / "wj", "SELECT product_id, attributes FROM curated.products")
     }
-    # (two spellings in one file: the second is kept under its own, not lost)
-    assert got == {"A": {"fit": "slim", "size": "M", "color": "Navy"}, "B": {"colour": "Camel"}, "C": None}
+    # (two spellings in one file, `color` and `colour`: one key, neither value lost)
+    assert got == {"A": {"fit": "slim", "size": "M", "color": "Navy"}, "B": {"color": "Camel"}, "C": None}
     pqd = tmp_path / "pq"
     pqd.mkdir()
     table = pa.table(
@@ -361,3 +361,40 @@ def test_attribute_spellings_are_one_key(tmp_path: Path) -> None:
     Ingestor(tmp_path / "wm", column_map=load_column_map(data)).run(data)
     (attrs,) = curated_rows(tmp_path / "wm", "SELECT attributes FROM curated.products")[0]
     assert json.loads(attrs) == {"color": "Grey"}
+
+
+def test_an_attributes_objects_own_spellings_are_one_key(tmp_path: Path) -> None:
+    """A catalog whose attributes come as objects alone (a JSON lines `attributes` field, an
+    attributes column; no attribute header) had `Colour`, `colour` and `color` as separate facet
+    keys: each spelling is folded into the canonical key. Where one object holds two, the
+    canonical key's value wins (then the first spelling's); other keys and JSON types stay."""
+    rows = [
+        {"id": "A", "title": "Shirt", "attributes": {"Colour": "Navy", "fit": "slim"}},
+        {"id": "B", "title": "Coat", "attributes": {"colour": "Camel", "color": "Brown"}},
+        {"id": "C", "title": "Sock", "attributes": {"Farbe": "Rot", "couleur": "Rouge", "Größe": 42}},
+        {"id": "D", "title": "Hat", "attributes": {"Age Group": "kids", "size": "S", "pack": [1, 2]}},
+        {"id": "E", "title": "Cap"},
+    ]
+    jl = _shop(tmp_path, {"products.jsonl": "\n".join(json.dumps(r) for r in rows) + "\n"}, "jl")
+    report = Ingestor(tmp_path / "wj").run(jl)
+    assert report.tables["products"].rows_quarantined == 0
+    got = {
+        p: a and json.loads(a)
+        for p, a in curated_rows(tmp_path / "wj", "SELECT product_id, attributes FROM curated.products")
+    }
+    assert got == {
+        "A": {"color": "Navy", "fit": "slim"},
+        "B": {"color": "Brown"},
+        "C": {"color": "Rot", "size": 42},
+        "D": {"age_group": "kids", "size": "S", "pack": [1, 2]},
+        "E": None,
+    }
+    # an attributes column of a CSV file, without attribute headers: the same
+    catalog = (
+        'product_id,title,attributes\nF,Scarf,"{""Colour"": ""Grey"", ""taille"": ""L""}"\nG,Belt,not json\n'
+    )
+    Ingestor(tmp_path / "wc").run(_shop(tmp_path, {"products.csv": catalog}, "csv"))
+    (attrs,) = curated_rows(
+        tmp_path / "wc", "SELECT attributes FROM curated.products WHERE product_id = 'F'"
+    )[0]
+    assert json.loads(attrs) == {"color": "Grey", "size": "L"}

@@ -74,7 +74,7 @@ from ._load_state import (
     parquet_files,
     safe,
 )
-from ._mapping import ID_WORDS, MAP_FILE, ColumnMap, load_column_map
+from ._mapping import ID_WORDS, MAP_FILE, ColumnMap, attribute_key, load_column_map
 from ._orderlines import derive as derive_order_lines
 from ._orderlines import record_as_of, unpack_orders
 from ._privacy import ANONYMOUS_PSEUDONYM_PREFIX, Pseudonymizer
@@ -990,7 +990,7 @@ class Ingestor:
         report.warnings.extend(cols.warnings)
         tr.column_mapping = {v: k for k, v in cols.mapping.items()}
         tr.column_mapping.update({h: c for c, hs in cols.joined.items() for h in hs})
-        tr.column_mapping.update({h: f"attributes.{k}" for k, h in cols.attributes.items()})
+        tr.column_mapping.update({h: f"attributes.{attribute_key(k)}" for k, h in cols.attributes.items()})
         for column, value in cols.implied.items():
             report.notes.append(f"{src.name}: no {column} column: every row is {column} = {value}")
         extra_kept: list[str] = []

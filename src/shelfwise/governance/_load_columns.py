@@ -345,8 +345,9 @@ def _attribute_columns(
         known = ATTRIBUTE_HEADERS.get(column_key(h))
         if known is not None and known in out and h not in taken and h not in out.values():
             # a second spelling of a key in one file (JSON lines whose rows say `color` and
-            # `colour`): kept under its own spelling rather than lost
-            out.setdefault(column_key(h), h)
+            # `colour`): read too, and folded into the one key where the row has no value under
+            # the first (`_load_state.fold_attribute_keys`)
+            out.setdefault(h, h)
         elif known is not None and known not in out and h not in taken and h not in out.values():
             out[known] = h
     return out

@@ -386,8 +386,7 @@ def _read_csv(st: LoadState, into: str) -> None:
         else f"{constant(st.implied, c)} AS {q(c)}"
         for c in contract.column_names
     ]
-    if st.attributes:
-        with_attributes(select, st, [(k, q(pos[h])) for k, h in st.attributes.items()])
+    with_attributes(select, st, [(k, q(pos[h])) for k, h in st.attributes.items()])
     select += [f"{q(pos[e])} AS {q('x_' + safe(e))}" for e in st.extra_kept]
     rej = f"rej_{contract.name}"
     wh.sql(f"DROP TABLE IF EXISTS {rej}; DROP TABLE IF EXISTS {rej}_scan")
@@ -516,9 +515,8 @@ def _read_json_lines(st: LoadState, into: str) -> None:
         f"{col_sql(c)} AS {q(c)}" if c in mapping else f"{constant(st.implied, c)} AS {q(c)}"
         for c in contract.column_names
     ]
-    if st.attributes:
-        with_attributes(select, st, [(k, field_sql(h)) for k, h in st.attributes.items()])
-        used.update(st.attributes.values())
+    with_attributes(select, st, [(k, field_sql(h)) for k, h in st.attributes.items()])
+    used.update(st.attributes.values())
     select += [f"{field_sql(e)} AS {q('x_' + safe(e))}" for e in st.extra_kept if e not in used]
     tr.ignored_columns = [e for e in tr.ignored_columns if e not in used]
     wh.sql(f"CREATE TEMP TABLE _lines AS SELECT * FROM {lines}")
@@ -660,8 +658,7 @@ def _read_parquet(st: LoadState, into: str) -> None:
         else f"{constant(st.implied, c)} AS {q(c)}"
         for c in contract.column_names
     ]
-    if st.attributes:
-        with_attributes(select, st, [(k, f"CAST({q(h)} AS VARCHAR)") for k, h in st.attributes.items()])
+    with_attributes(select, st, [(k, f"CAST({q(h)} AS VARCHAR)") for k, h in st.attributes.items()])
     select += [f"CAST({q(e)} AS VARCHAR) AS {q('x_' + safe(e))}" for e in st.extra_kept]
     files = parquet_files(staged)
     line = "file_row_number + 1"

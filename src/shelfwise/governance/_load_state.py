@@ -21,7 +21,7 @@ from ._compile import lit, q
 from ._contracts import Kind, TableContract
 from ._erasures import ERASED_USER, Erasures
 from ._ingest_report import IngestReport, IngestSettings, TableReport
-from ._mapping import attribute_spellings
+from ._mapping import ATTRIBUTE_HEADERS
 from ._reasons import Reason
 
 # a withheld row's reason when it is dated before the retention policy's cutoff
@@ -363,43 +363,88 @@ def attributes_sql(base: str | None, pairs: Sequence[tuple[str, str]]) -> str:
     file has one), each of `pairs` (key, SQL of a header's value) set on it where the header has
     a value (trimmed text; an empty one adds nothing). A base that is no JSON object is left as it
     is (the contract's check says so). NULL where nothing is set."""
-    if not pairs:
-        return base if base is not None else "NULL::VARCHAR"
+    if not pairs:  # (the object's own keys spelled one way, `fold_attribute_keys`)
+        return fold_attribute_keys(base) if base is not None else "NULL::VARCHAR"
     obj = "json_object(" + ", ".join(f"{lit(k)}, nullif(trim({e}), '')" for k, e in pairs) + ")"
     # (a merge patch drops the keys whose value is null: the empty headers add nothing)
     patch = f"json_merge_patch('{{}}', {obj})"
     added = f"nullif({patch}::VARCHAR, '{{}}')"
     if base is None:
-        return added
+        return fold_attribute_keys(added)
     b = f"nullif(trim({base}), '')"
-    # the object's other spellings of a key a header gives (`colour` beside a `color` header)
-    # folded into the one key first: the header's value wins, the object's stays where the
-    # header's cell is empty, and the row never holds both spellings
-    folded = b
-    for k, _ in pairs:
-        others = attribute_spellings(k)
-        if others:
-            paths = ", ".join(f"json_extract({b}, {lit(json_path(a))})" for a in [k, *others])
-            unset = ", ".join(f"{lit(a)}, NULL" for a in others)
-            folded = f"json_merge_patch({folded}, json_object({unset}, {lit(k)}, coalesce({paths})))"
-    return (
+    return fold_attribute_keys(
         f"CASE WHEN {b} IS NULL THEN {added} "
-        f"WHEN json_valid({b}) AND json_type({b}) = 'OBJECT' THEN json_merge_patch({folded}, {patch})::VARCHAR "
+        f"WHEN json_valid({b}) AND json_type({b}) = 'OBJECT' THEN json_merge_patch({b}, {patch})::VARCHAR "
         f"ELSE {base} END"
     )
 
 
-def json_path(key: str) -> str:
-    """The JSON path of an object's key (quoted: `$."größe"`)."""
-    return '$."' + key.replace('"', '\\"') + '"'
+def _canonical_key(k: str) -> str:
+    """SQL: the canonical attribute key of the text `k` (`ATTRIBUTE_HEADERS`, matched as a
+    `column_key`: `Colour`, `Farbe` -> `color`, `Age Group` -> `age_group`), else `k`."""
+    # (a position in two constant lists: a CASE of a dozen WHENs, or a MAP, cost ten times more
+    # inside the lambda that reads each key of each row)
+    spellings = "[" + ", ".join(lit(h) for h in ATTRIBUTE_HEADERS) + "]"
+    keys = "[" + ", ".join(lit(key) for key in ATTRIBUTE_HEADERS.values()) + "]"
+    ck = f"regexp_replace(lower({k}), '[^\\p{{L}}\\p{{N}}]', '', 'g')"
+    return f"coalesce({keys}[list_position({spellings}, {ck})], {k})"
+
+
+def _json_path(k: str) -> str:
+    """SQL: the JSON path of the object key that the text `k` holds (quoted: `$."größe"`)."""
+    return f"""('$."' || replace({k}, '"', '\\"') || '"')"""
+
+
+def fold_attribute_keys(obj: str) -> str:
+    """SQL: the attributes `obj` (JSON text) with each key spelled another way than its canonical
+    one (`colour`, `Farbe`, `Colour` -> `color`; `ATTRIBUTE_HEADERS`) folded into the canonical
+    key, whether it came from a header or from the shop's own attributes object: facets and
+    similar items see one key. Where one object holds several spellings, the canonical key's
+    value wins, else the first spelling's in the object's order; the others are dropped (the
+    quarantine's raw row and the raw layer keep what was sent). Not an object: as it is."""
+    # (each other spelling in turn: its value moved to the canonical key unless that one holds
+    # a value already, then the spelling removed; `k` is a JSON string, to type the fold)
+    k = "json_extract_string(k, '$')"
+    c = _canonical_key(k)
+    step = (
+        f"json_merge_patch(acc, json_object({k}, NULL, {c}, "
+        f"coalesce(json_extract(acc, {_json_path(c)}), json_extract(acc, {_json_path(k)}))))"
+    )
+    others = (
+        f"list_transform(list_filter(json_keys({obj}), k -> {_canonical_key('k')} <> k), k -> to_json(k))"
+    )
+    # (reading every key of every row costs tens of times the text itself: only an object whose
+    # text may hold a key to fold, `_MAY_FOLD`, is read key by key)
+    spelled = f"regexp_matches({obj}, {lit(_MAY_FOLD)})"
+    return (
+        f"CASE WHEN {spelled} AND json_valid({obj}) AND json_type({obj}) = 'OBJECT' "
+        f"THEN list_reduce({others}, (acc, k) -> {step}, {obj}::JSON)::VARCHAR ELSE {obj} END"
+    )
+
+
+# a JSON object's text that may hold an attribute key to fold (`fold_attribute_keys`, which
+# decides key by key; more here costs time only): a key with a capital letter (`Colour`, `Size`,
+# `Größe`), another spelling in any case (`colour`, `taille`, `gr\u00f6\u00dfe`, `age group`) or
+# a canonical one with a space, an underscore or a dash around it
+_KNOWN = "colou?r|farbe|couleur|size|taille|gr(?:ö|oe|\\\\u00f6)(?:ß|ss|\\\\u00df)e|material|gender|age[ _-]*group|pattern"
+_MAY_FOLD = (
+    r'"[^"]*\p{Lu}[^"]*"\s*:'
+    r'|"(?:colour|farbe|couleur|taille|gr(?:ö|oe|\\u00f6)(?:ß|ss|\\u00df)e|age[ -]*group|agegroup)"\s*:'
+    f'|"(?i:[ _-]+(?:{_KNOWN})[ _-]*|(?:{_KNOWN})[ _-]+)"'
+)
 
 
 def with_attributes(select: list[str], st: LoadState, pairs: Sequence[tuple[str, str]]) -> None:
     """A reader's select list (one `EXPR AS "column"` per contract column) with its `attributes`
     made of the file's attributes column (where the file has one) and `pairs` (`attributes_sql`):
-    the same for a CSV, a JSON lines and a Parquet file, each reading its headers its own way."""
+    the same for a CSV, a JSON lines and a Parquet file, each reading its headers its own way.
+    Without either (or without an attributes column in the table): the select list as it is."""
+    if "attributes" not in st.contract.column_names:
+        return
     i = st.contract.column_names.index("attributes")
     base = select[i].rpartition(" AS ")[0] if "attributes" in st.mapping else None
+    if base is None and not pairs:
+        return
     select[i] = attributes_sql(base, pairs) + f" AS {q('attributes')}"
 
 

@@ -102,13 +102,6 @@ def attribute_key(key: str) -> str:
     return ATTRIBUTE_HEADERS.get("".join(ch for ch in key.lower() if ch.isalnum()), key)
 
 
-def attribute_spellings(key: str) -> list[str]:
-    """The other spellings read as the canonical attribute `key` (`color`: `colour`, `farbe`,
-    `couleur`): an attributes object's key so spelled is folded into `key` where a header gives
-    it (`_load_state.attributes_sql`)."""
-    return [h for h, k in ATTRIBUTE_HEADERS.items() if k == key and h != key.replace("_", "")]
-
-
 @dataclass
 class ColumnMap:
     """table -> canonical column -> the source header(s) it is read from; `origin` says where
@@ -439,7 +432,6 @@ __all__ = [
     "READ_COLUMNS",
     "ColumnMap",
     "attribute_key",
-    "attribute_spellings",
     "load_column_map",
     "mapping_advice",
     "parse_map_flags",
