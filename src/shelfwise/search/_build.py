@@ -105,5 +105,6 @@ def load_search_data(
         price=np.array([np.nan if r[6] is None else r[6] for r in rows], float),
         in_stock=np.array([r[7] is None or bool(r[7]) for r in rows], bool),
         stock_known=np.array([r[7] is not None for r in rows], bool),
+        attribute_json=[str(r[5] or "") for r in rows],
     )
     return catalog, queries, gains

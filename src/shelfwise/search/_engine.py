@@ -16,6 +16,7 @@ module is the query-time searcher.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -300,15 +301,30 @@ class SearchEngine(SearchIndex, RankerTraining):
             order = sort_docs(sort, order, self.catalog, self.popularity_)
         page = order[offset : offset + k]
         kept = not keyword or len(counted) <= COUNTED_KEPT
+        # the attribute facets count the matches of every filter but the attribute ones, each
+        # key with the other keys' filters (disjunctive: `color=red` still counts the blue);
+        # a semantic match's candidates were filtered as they were retrieved: counted as they are
+        wanted = filters.attributes if filtering else {}  # type: ignore[union-attr]
+        base, base_spec = counted, None
+        if wanted and keyword:
+            rest = filters.without_attributes()  # type: ignore[union-attr]
+            base = self._holding_terms(q.terms, rest if rest.active() else None)
+            if len(base) > COUNTED_KEPT:
+                base_spec = (list(q.terms), rest if rest.active() else None)
         return {
             # (a match sorted onto the page without being retrieved has no ranker score: 0)
             "items": [{"product_id": self.catalog.product_ids[d], "score": by_doc.get(d, 0.0)} for d in page],
             "total": len(counted),
-            "facets": self._facets(counted),
+            "facets": self._facets(counted, base, wanted),
             # the rows `total` and the facets count (serving recounts them after its rules,
             # `counted_rows`): kept when few, else the words and filters that find them again
             "counted": counted if kept else None,
             "count_spec": None if kept else (list(q.terms), filters if filtering else None),
+            # the attribute filters and the rows their facets count (`attribute_rows`): kept when
+            # few, else found again; none when they are the counted rows
+            "attribute_filter": wanted,
+            "attribute_rows": base if wanted and keyword and base_spec is None else None,
+            "attribute_spec": base_spec,
             "corrected_query": q.corrected,
             # (filters that left nothing: no match of either kind, the page empty)
             "match": "keyword" if keyword else "semantic_only" if len(counted) else "none",
@@ -318,9 +334,19 @@ class SearchEngine(SearchIndex, RankerTraining):
             "level": level,
         }
 
-    def _facets(self, docs: np.ndarray, top: int = 10) -> dict[str, Any]:
+    def _facets(
+        self,
+        docs: np.ndarray,
+        base: np.ndarray | None = None,
+        wanted: Mapping[str, Sequence[str]] | None = None,
+        groups: np.ndarray | None = None,
+        top: int = 10,
+    ) -> dict[str, Any]:
         """`facets(self.catalog, docs)`, the same counts in the same order, from per-product codes
-        made once per engine (counting strings per candidate was ~40% of a BM25-only page)."""
+        made once per engine (counting strings per candidate was ~40% of a BM25-only page); the
+        attribute facets over `base` (the rows matching every filter but the `wanted` attribute
+        values; `docs` when not given; `groups`: `base`'s rows' groups, see
+        `AttributeIndex.facets`)."""
         codes = self._facet_codes
         if codes is None:
             c = self.catalog
@@ -334,7 +360,19 @@ class SearchEngine(SearchIndex, RankerTraining):
             "category": _counted(top_names, top_code[docs], top),
             "brand": _counted(brand_names, brand_code[docs], top),
             **price_and_stock_facets(self.catalog, docs),
+            "attributes": self.attributes_.facets(docs if base is None else base, wanted, groups),
         }
+
+    def attribute_rows(self, page: dict[str, Any]) -> np.ndarray:
+        """The rows a page's attribute facets count (see `query`): its counted rows when it has
+        no attribute filter, else those matching its words and its other filters."""
+        rows = page.get("attribute_rows")
+        if rows is not None:
+            return np.asarray(rows, np.int64)
+        spec = page.get("attribute_spec")
+        if spec is not None:
+            return self._holding_terms(spec[0], spec[1])
+        return self.counted_rows(page)
 
     def _holding_terms(self, terms: list[str], filters: Filters | None) -> np.ndarray:
         """The catalog rows (ascending) holding any of the query's content words in a field
@@ -373,9 +411,9 @@ class SearchEngine(SearchIndex, RankerTraining):
         return self._holding_terms(spec[0], spec[1])
 
     def _filter_mask(self, filters: Filters, docs: np.ndarray) -> np.ndarray:
-        """`filters.mask` over this engine's coded category and brand columns."""
+        """`filters.mask` over this engine's coded category, brand and attribute columns."""
         t = self._tables
-        return filters.mask(self.catalog, docs, (t["profile_category"], t["profile_brand"]))
+        return filters.mask(self.catalog, docs, (t["profile_category"], t["profile_brand"]), self.attributes_)
 
     def _fuse(
         self, found: list[dict[int, tuple[float, int]]], depth: int, vecs: QueryVectors | None

@@ -17,6 +17,7 @@ import numpy as np
 from rapidfuzz import utils
 
 from ._analyze import Analyzer, contains_cjk, has_cjk, load_segmenter
+from ._attributes import AttributeIndex
 from ._compact import (
     TABLES_DIR,
     TABLES_VERSION,
@@ -95,6 +96,7 @@ class SearchIndex(EngineState):
             self.lexical_ = LexicalRetriever(self.path / "lexical", analyzer=self.analyzer_).index(catalog)
             took["lexical"], t0 = time.perf_counter() - t0, time.perf_counter()
             self._prepare()
+            self.attributes_ = AttributeIndex.of(catalog.attribute_json)
             took["match_features"] = time.perf_counter() - t0
             embedding.result()
         self.build_seconds_ = {k: round(v, 1) for k, v in took.items()}
@@ -191,6 +193,8 @@ class SearchIndex(EngineState):
         save_array(tmp, "catalog.price", np.asarray(c.price, np.float64))
         save_array(tmp, "catalog.in_stock", np.asarray(c.in_stock, bool))
         save_array(tmp, "catalog.stock_known", np.asarray(c.stock_known, bool))
+        attrs = c.attribute_json
+        (attrs if isinstance(attrs, Strings) else Strings.of(attrs)).save(tmp, "catalog.attribute_json")
         for name, part in self._tables.items():
             if isinstance(part, Strings | Coded):
                 part.save(tmp, name)
@@ -218,6 +222,10 @@ class SearchIndex(EngineState):
             stock_known=load_array(folder, "catalog.stock_known")
             if (folder / "catalog.stock_known.npy").exists()
             else None,
+            # (tables saved before it: no attribute filters or facets until the next training)
+            attribute_json=Strings.load(folder, "catalog.attribute_json")
+            if (folder / "catalog.attribute_json.offsets.npy").exists()
+            else [],
         )
         t: dict[str, Any] = {}
         for name in ("title_norm", "title_proc", "title_measures", "text_terms", "vocabulary"):
@@ -338,6 +346,8 @@ class SearchIndex(EngineState):
             del cat
             eng._prepare()
         catalog = eng.catalog
+        # each attribute's value codes, made once per load (a filter or a facet reads them)
+        eng.attributes_ = AttributeIndex.of(catalog.attribute_json)
         if bool(np.any(eng._cjk)):
             # the catalog's Chinese titles will be queried in Chinese: jieba now (before a server
             # forks), not in the first such request; a catalog without Chinese text never loads it

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -46,9 +47,15 @@ class SearchCatalog:
     # whose `in_stock` is empty, is neither in nor out of stock to a filter or a facet);
     # default: known when `in_stock` is given
     stock_known: np.ndarray | None = None
+    # each product's attributes as the JSON object it was curated with ("" = none): what the
+    # attribute filters and facets read (`_attributes.AttributeIndex`; `attributes` above is
+    # their flattened text, for the keyword index)
+    attribute_json: Sequence[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         n = len(self.product_ids)
+        if not len(self.attribute_json):
+            self.attribute_json = [""] * n
         if self.stock_known is None:
             self.stock_known = np.full(n, self.in_stock is not None)
         for f in TEXT_FIELDS:

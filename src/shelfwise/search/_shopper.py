@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ import numpy as np
 
 from ..governance._privacy import PII_PATTERNS
 from ._analyze import STOP_WORDS, words
+from ._attributes import AttributeIndex, attribute_key
 from ._retrievers import SearchCatalog
 
 SORTS = ("relevance", "price_asc", "price_desc", "popularity")
@@ -51,15 +52,42 @@ class Filters:
     price_min: float | None = None
     price_max: float | None = None
     in_stock: bool | None = None
+    # attribute key -> the values wanted (`{"color": ("red",), "size": ("m", "l")}`): a
+    # product passes with one of the values of every key (values ORed, keys ANDed); keys and
+    # values trimmed and case-folded here (`attribute_key`), sorted, so that equal filters
+    # have one repr (the search cache's key)
+    attributes: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        wanted: dict[str, set[str]] = {}
+        for key, values in dict(self.attributes or {}).items():
+            k = attribute_key(key)
+            vs = {attribute_key(v) for v in ([values] if isinstance(values, str) else values)}
+            vs.discard("")
+            if k and vs:
+                wanted.setdefault(k, set()).update(vs)
+        self.attributes = {k: tuple(sorted(wanted[k])) for k in sorted(wanted)}
+
+    def without_attributes(self) -> Filters:
+        """These filters less the attribute ones (what a disjunctive facet counts over)."""
+        return replace(self, attributes={})
 
     def mask(
-        self, catalog: SearchCatalog, docs: np.ndarray, coded: tuple[Any, Any] | None = None
+        self,
+        catalog: SearchCatalog,
+        docs: np.ndarray,
+        coded: tuple[Any, Any] | None = None,
+        attributes: AttributeIndex | None = None,
     ) -> np.ndarray:
         """Per row of `docs`, whether it passes. `coded`: the catalog's category paths and
         brands as `Coded` columns (trimmed, lower-cased), tested once per distinct value instead
-        of once per row (a search counts thousands of matching products)."""
+        of once per row (a search counts thousands of matching products); `attributes`: the
+        catalog's attribute codes (made from `catalog.attribute_json` when not given)."""
         keep = np.ones(len(docs), bool)
         docs = np.asarray(docs, np.int64)
+        if self.attributes:
+            index = attributes if attributes is not None else AttributeIndex.of(catalog.attribute_json)
+            keep &= index.mask(self.attributes, docs)
         if self.category:
             pre = category_path(self.category)
             if coded is not None:
@@ -85,17 +113,19 @@ class Filters:
         return keep
 
     def active(self) -> bool:
-        return any(v is not None and v != "" for v in vars(self).values())
+        return any(v is not None and v != "" and v != {} for v in vars(self).values())
 
 
 def facets(catalog: SearchCatalog, docs: np.ndarray, top: int = 10) -> dict[str, Any]:
-    """Counts over the matching products: top-level category, brand, price bands, stock."""
+    """Counts over the matching products: top-level category, brand, price bands, stock, and
+    the values of the catalog's most common attributes (`AttributeIndex.facets`)."""
     cats = Counter(catalog.category[d].split(">")[0].strip() for d in docs if catalog.category[d])
     brands = Counter(catalog.brand[d] for d in docs if catalog.brand[d])
     return {
         "category": [{"value": v, "count": c} for v, c in cats.most_common(top)],
         "brand": [{"value": v, "count": c} for v, c in brands.most_common(top)],
         **price_and_stock_facets(catalog, docs),
+        "attributes": AttributeIndex.of(catalog.attribute_json).facets(docs) if len(docs) else {},
     }
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from cachetools import LRUCache
 
 from ._analyze import ENGLISH, Analyzer
+from ._attributes import AttributeIndex
 
 if TYPE_CHECKING:
     from ._compact import Coded, Strings
@@ -127,6 +128,8 @@ class EngineState:
         self._vectors: LRUCache[str, QueryVectors] = LRUCache(QUERY_CACHE_SIZE)
         self._null_vectors: dict[str, np.ndarray] = {}  # see `no_match_threshold`
         self._facet_codes: tuple[Any, ...] | None = None  # see `_facets`
+        # the catalog's attribute value codes (filters and facets): set by `build` and `load`
+        self.attributes_ = AttributeIndex({}, 0)
 
     # -- query time (see `SearchEngine`) ----------------------------------------------------
     def _query(self, text: str) -> Query:
