@@ -66,6 +66,9 @@ class SearchOptions(TypedDict, total=False):
     price_min: float | None
     price_max: float | None
     in_stock: bool | None
+    # attribute filters, key -> a value or several (`{"color": "red", "size": ["M", "L"]}`):
+    # the values of one key ORed, keys ANDed, as `attr.color=red&attr.size=M&attr.size=L`
+    attributes: Mapping[str, str | Sequence[str]] | None
     sort: str  # one of `shelfwise.search.SORTS` (default "relevance")
     offset: int  # results skipped (paging), 0..1000
     user_id: str | None  # the shop's own user id: personalizes by their history (with consent)
@@ -779,7 +782,7 @@ class Shop:
         re-ranked; the results /v1/search answers (business rules included; `rules=False`: the
         search ranking alone), with its filters, sort, paging and personalization as keywords
         (`SearchOptions`: `category=`, `brand=`, `price_min=`, `price_max=`, `in_stock=`,
-        `sort=`, `offset=`, `user_id=`, `personalized=`). `candidates` (one list or None per
+        `attributes=` (`{"color": "red", "size": ["M", "L"]}`), `sort=`, `offset=`, `user_id=`, `personalized=`). `candidates` (one list or None per
         query) re-ranks given lists only, with the ranker alone (no rules, no options); a query
         given None is searched as without `candidates`. A blank query finds nothing.
         `search_pages` also says how each list was found (a fallback list says it is one), the
@@ -822,7 +825,7 @@ class Shop:
         `items`, `match` (`keyword`, `semantic_only`, `none`; None for a blank query or a given
         candidate list), `fallback` (`popular` when nothing matched and the popular products are
         shown instead), `corrected_query`, `total` (the matches before paging), `facets`
-        (counts per category, brand, price band, stock), `stages` (those that ran), `degraded`,
+        (counts per category, brand, price band, stock, and attribute value), `stages` (those that ran), `degraded`,
         `personalized`, `bundle_version` (the bundle that answered), and `experiment` when one
         assigned the shopper. `served=True`: the pages are shown to shoppers: each (but a blank
         query's, which /v1/search refuses) gets a `search_id` and is written to the exposure log
@@ -1944,6 +1947,16 @@ def _search_args(options: Mapping[str, Any]) -> Callable[[str, int], Any]:
     for name in ("in_stock", "personalized"):
         if o.get(name) is not None and not isinstance(o[name], bool):
             raise ShelfwiseError(f"{name} {o[name]!r}: True or False")
+    attrs = o.get("attributes") or {}
+    if not isinstance(attrs, Mapping) or not all(
+        isinstance(key, str)
+        and (isinstance(v, str) or (isinstance(v, Sequence) and all(isinstance(x, str) for x in v)))
+        for key, v in attrs.items()
+    ):
+        raise ShelfwiseError(
+            f"attributes {attrs!r}: a mapping of attribute key to a value or a list of values, as text "
+            '(e.g. {"color": "red", "size": ["M", "L"]})'
+        )
     sort = o.get("sort", "relevance")
     if sort not in SORTS:
         raise ShelfwiseError(f"sort {sort!r}: one of {', '.join(SORTS)}")
@@ -1967,7 +1980,7 @@ def _search_args(options: Mapping[str, Any]) -> Callable[[str, int], Any]:
             EmptyRangeWarning,
             stacklevel=level,
         )
-    filters = Filters(o.get("category"), o.get("brand"), lo, hi, o.get("in_stock"))
+    filters = Filters(o.get("category"), o.get("brand"), lo, hi, o.get("in_stock"), dict(attrs))
     personalized = o.get("personalized", True) is not False
 
     def make(q: str, k: int) -> Any:

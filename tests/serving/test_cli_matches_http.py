@@ -205,3 +205,38 @@ def test_a_product_unpublished_by_a_catalog_load_leaves_every_list_at_once(serve
         assert "is not published" in r.json()["error"]
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_cli_and_http_give_the_same_pages_with_attribute_filters(served_workdir, tmp_path):
+    """`shelfwise search --attr color=blue --attr size=M --attr size=L` answers as
+    /v1/search?attr.color=blue&attr.size=M&attr.size=L: the same products, every one of them
+    blue in M or L, and a filter that changes the pages."""
+    from shelfwise.storage import read_only
+
+    _, trained = served_workdir
+    work = tmp_path / "w"
+    shutil.copytree(trained, work)  # (the server writes its log there)
+    plain = _cli_search(work, tmp_path)
+    flags = ("--attr", "color=blue", "--attr", "size=M", "--attr", "size=L")
+    cli = _cli_search(work, tmp_path, *flags)
+    assert cli != plain and any(cli.values()), cli
+    with read_only(work) as (con, _):
+        attrs = dict(con.sql("SELECT product_id, attributes FROM curated.products").fetchall())
+    server = Server(work, "--absorb-seconds", "0", "--reload-seconds", "0", "--search-budget-ms", "60000")
+    try:
+        for i, q in enumerate(QUERIES):
+            r = server.client.get(
+                "/v1/search",
+                params=[("q", q), ("k", 8), ("attr.color", "blue"), ("attr.size", "M"), ("attr.size", "L")],
+            )
+            assert r.status_code == 200 and not r.json()["degraded"], r.text
+            assert [it["product_id"] for it in r.json()["items"]] == cli[f"q{i}"], q
+            facets = r.json()["facets"]["attributes"]
+            assert {f["value"] for f in facets["size"]} >= {"M", "L"}, facets  # (without the size filter)
+    finally:
+        server.stop()
+    for items in cli.values():
+        for p in items:
+            a = json.loads(attrs[p])
+            assert a["color"] == "blue" and a["size"] in ("M", "L"), (p, a)

@@ -65,6 +65,12 @@ def test_every_json_answer_is_typed_and_every_error_has_the_one_shape(schema):
             assert (op.get("security") is not None) == path.startswith("/v1/"), path
     search_q = next(p for p in paths["/v1/search"]["get"]["parameters"] if p["name"] == "q")
     assert search_q["schema"]["maxLength"] == 512 and search_q["schema"]["pattern"]
+    # the attribute filters: one documented parameter (`attr.color=red`, `attr[color]=red`)
+    attr = next(p for p in paths["/v1/search"]["get"]["parameters"] if p["name"] == "attr")
+    assert attr["style"] == "deepObject" and "attr.color=red" in attr["description"]
+    assert attr["schema"]["additionalProperties"]["maxLength"] == 256
+    facets = schema["components"]["schemas"]["Facets"]["properties"]
+    assert "its own `attr.` one" in facets["attributes"]["description"]
 
 
 def test_single_user_mode_declares_no_key(tmp_path: Path):

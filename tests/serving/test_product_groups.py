@@ -25,13 +25,27 @@ STYLES = {
 }
 
 
-def _write_shop(d: Path, *, groups: bool) -> None:
+# style -> the colour of its sizes S, M, L, XL (the `attributes` shop's colour and size columns)
+COLOURS = {
+    "A": ("red", "red", "blue", "blue"),
+    "B": ("blue",) * 4,
+    "C": ("red", "green", "green", "green"),
+    "E": ("white",) * 4,
+    "F": ("blue",) * 4,
+}
+
+
+def _write_shop(d: Path, *, groups: bool, attributes: bool = False) -> None:
     d.mkdir(parents=True)
-    rows = ["product_id,parent_sku,title,category,brand,price,in_stock"]
+    rows = [
+        "product_id,parent_sku,title,category,brand,price,in_stock" + (",color,size" if attributes else "")
+    ]
     for s, title in STYLES.items():
-        for z in SIZES:
-            rows.append(f"{s}-{z},{s},{title} {z},Clothing,Mira,50,true")
-    rows.append("D,,Leather Belt,Accessories,Oak,20,true")
+        for z, colour in zip(SIZES, COLOURS[s], strict=True):
+            rows.append(
+                f"{s}-{z},{s},{title} {z},Clothing,Mira,50,true" + (f",{colour},{z}" if attributes else "")
+            )
+    rows.append("D,,Leather Belt,Accessories,Oak,20,true" + (",brown," if attributes else ""))
     text = "\n".join(rows) + "\n"
     if not groups:
         text = (
@@ -55,14 +69,15 @@ def _write_shop(d: Path, *, groups: bool) -> None:
     (d / "events.csv").write_text("\n".join(ev) + "\n")
 
 
-def _train(base: Path, groups: bool) -> None:
-    _write_shop(base / "data", groups=groups)
+def _train(base: Path, groups: bool, attributes: bool = False) -> None:
+    _write_shop(base / "data", groups=groups, attributes=attributes)
     Shop(base / "w").train(base / "data", models=["popularity", "itemknn"], **FAST)
 
 
 @pytest.fixture(scope="module")
 def grouped(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return built_once(tmp_path_factory, "grouped-shop", lambda b: _train(b, True)) / "w"
+    """The styles and sizes with a colour and a size attribute each (`COLOURS`)."""
+    return built_once(tmp_path_factory, "grouped-attributes-shop", lambda b: _train(b, True, True)) / "w"
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +130,46 @@ def test_over_http_lists_and_search_counts_are_by_style(grouped: Path) -> None:
         ids = _ids(q["items"])
         assert _one_per_style(ids) and sorted(_style(p) for p in ids[:3]) == ["A", "B", "C"], q
         assert q["total"] == 3, q  # 3 styles, not 12 sizes
+        assert q["facets"]["attributes"]["size"] == [{"value": z, "count": 3} for z in ("L", "M", "S", "XL")]
+        # attribute filters: the styles with a red variant, each shown by a red one; the colours
+        # counted by style without the colour filter, the sizes of the red variants
+        q = server.client.get("/v1/search", params={"q": "dress", "k": 10, "attr.color": "Red"}).json()
+        assert sorted(_ids(q["items"])) in (["A-M", "C-S"], ["A-S", "C-S"]) and q["total"] == 2, q
+        assert q["facets"]["attributes"] == {
+            "color": [
+                {"value": "blue", "count": 2},
+                {"value": "red", "count": 2},
+                {"value": "green", "count": 1},
+            ],
+            "size": [{"value": "S", "count": 2}, {"value": "M", "count": 1}],
+        }, q
+        # two values of one key ORed (deepObject spelling too), two keys ANDed
+        q = server.client.get("/v1/search?q=dress&k=10&attr[color]=green&attr.color=red&attr.size=m").json()
+        assert sorted(_ids(q["items"])) == ["A-M", "C-M"] and q["total"] == 2, q
+        assert q["facets"]["attributes"]["color"] == [
+            {"value": v, "count": 1} for v in ("blue", "green", "red")
+        ]
+        assert server.client.get("/v1/search", params={"q": "dress", "attr.color": " "}).status_code == 422
     finally:
         server.stop()
+
+
+def test_attribute_filters_find_the_matching_variant_of_each_style(grouped: Path) -> None:
+    """A style matches an attribute filter when one of its variants does, and the page shows
+    that variant (a search for red shows the red size of a style, not its blue one); the
+    Python API answers as /v1/search, with the facets."""
+    shop = Shop(grouped)
+    red_m = shop.search("dress", k=10, attributes={"color": "red", "size": "M"})
+    assert red_m == ["A-M"], red_m  # (A's red sizes are S and M; C is red in S only)
+    blue = shop.search("dress", k=10, attributes={"color": ["blue"]})
+    # (the two blue dress styles, then the blue jeans: a neighbour without the word)
+    assert sorted(_style(p) for p in blue[:2]) == ["A", "B"] and {"A-L", "A-XL"} & set(blue), blue
+    assert all(_style(p) in ("A", "B", "F") for p in blue) and _one_per_style(blue), blue
+    (page,) = shop.search_pages(["dress"], k=10, attributes={"color": "red"})
+    assert page["total"] == 2 and page["facets"]["attributes"]["size"] == [
+        {"value": "S", "count": 2},
+        {"value": "M", "count": 1},
+    ], page
 
 
 def test_a_catalog_without_groups_lists_every_size(ungrouped: Path) -> None:

@@ -385,10 +385,26 @@ def search(
             "does; --no-rules: the search ranking alone.",
         ),
     ] = True,
+    attr: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--attr",
+            metavar="KEY=VALUE",
+            help="An attribute filter for every query, as /v1/search's attr.KEY=VALUE (e.g. --attr "
+            "color=red --attr size=M): a key given twice ORs its values, different keys AND.",
+        ),
+    ] = None,
 ) -> None:
     """Search the catalog: lexical + semantic retrieval, fused and re-ranked; the same results
-    /v1/search answers for the same query (business rules included)."""
+    /v1/search answers for the same query (business rules and attribute filters included)."""
     from ..errors import SourceError
+
+    attributes: dict[str, list[str]] = {}
+    for given in attr or []:
+        key, sep, value = given.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise typer.BadParameter(f"{given!r}: give KEY=VALUE, e.g. color=red", param_hint="--attr")
+        attributes.setdefault(key.strip(), []).append(value)
 
     # the Shop checks the permission, the workdir and the bundle's index before it reads the
     # queries, and the queries before the candidates: the files are read in its order
@@ -426,7 +442,11 @@ def search(
 
     outside_workdir(out, workdir)
     pages = shop(workdir).search_pages(
-        texts(), k, candidates=given() if candidates is not None else None, rules=rules
+        texts(),
+        k,
+        candidates=given() if candidates is not None else None,
+        rules=rules,
+        **({"attributes": attributes} if attributes else {}),
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8") as fh:

@@ -8,6 +8,8 @@ the exposure log under that id, so that a later event posted with the id is attr
 list, the model and the experiment variant that produced it.
 """
 
+import re
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -24,6 +26,30 @@ from ._service import SearchArgs, recommendation_fields, similar_fields
 __all__ = ["lists_router"]
 
 _SORTS = f"^({'|'.join(SORTS)})$"
+MAX_ATTRIBUTE_FILTERS = 20  # attribute values one search may filter on
+_ATTR = re.compile(r"^attr(?:\.(?P<dot>.+)|\[(?P<bracket>[^\]]+)\])$", re.DOTALL)
+
+
+def attribute_params(params: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """The attribute filters of a query string (`attr.color=red`, `attr[color]=red`): key ->
+    values (a key given twice: both values, ORed). 422 for more than `MAX_ATTRIBUTE_FILTERS`
+    values, a key or a value that is not text, too long, or blank."""
+    out: dict[str, list[str]] = {}
+    n = 0
+    for name, value in params:
+        m = _ATTR.match(name)
+        if m is None:
+            continue
+        key = m.group("dot") or m.group("bracket") or ""
+        clean_text(key, name, 64)
+        clean_text(value, name, 256)
+        if not key.strip() or not value.strip():
+            raise HTTPException(422, f"{name}: empty (give attr.KEY=VALUE, e.g. attr.color=red)")
+        n += 1
+        if n > MAX_ATTRIBUTE_FILTERS:
+            raise HTTPException(422, f"attr: more than {MAX_ATTRIBUTE_FILTERS} attribute filter values")
+        out.setdefault(key, []).append(value)
+    return out
 
 
 def lists_router(ctx: AppContext) -> APIRouter:
@@ -154,11 +180,37 @@ def lists_router(ctx: AppContext) -> APIRouter:
 
     Facet = Annotated[str | None, Query(max_length=256, json_schema_extra=text)]
 
+    # the attribute filters: `attr.color=red&attr.size=M` (or, as OpenAPI's deepObject spells
+    # it, `attr[color]=red`); a key given twice ORs its values, different keys AND
+    attribute_filters = {
+        **secured,
+        "parameters": [
+            {
+                "name": "attr",
+                "in": "query",
+                "style": "deepObject",
+                "explode": True,
+                "required": False,
+                "description": "attribute filters, key -> value: `attr.color=red&attr.size=M` "
+                "(`attr[color]=red` alike); the values of one key given several times are ORed "
+                f"(`attr.color=red&attr.color=blue`), different keys ANDed; at most {MAX_ATTRIBUTE_FILTERS} "
+                "values; keys and values compare case-insensitively. In a catalog of variants, a "
+                "style matches when one of its variants does, and the page shows that variant. "
+                "`facets.attributes` counts each key's values without its own filter",
+                "schema": {
+                    "type": "object",
+                    "maxProperties": MAX_ATTRIBUTE_FILTERS,
+                    "additionalProperties": {"type": "string", "maxLength": 256, **text},
+                },
+            }
+        ],
+    }
+
     @router.get(
         "/v1/search",
         response_model=SearchPage,
         responses=error_responses(401, 403, 404, 422, 503),
-        openapi_extra=secured,
+        openapi_extra=attribute_filters,
         summary="Search the catalog",
     )
     async def search(
@@ -202,7 +254,8 @@ def lists_router(ctx: AppContext) -> APIRouter:
                 clean_text(v, name, 256)
         if user_id is not None and user_id.strip():
             clean_user_id(user_id, settings.max_id_chars)  # (a pseudonym names nobody: refused)
-        filters = Filters(category, brand, price_min, price_max, in_stock)
+        attrs = attribute_params(request.query_params.multi_items())
+        filters = Filters(category, brand, price_min, price_max, in_stock, attrs)
         # a cache hit is answered on the event loop; a miss goes to the search queue, which
         # answers it within the latency budget (skipping stages when it is deep) or refuses it
         ans = s.search(

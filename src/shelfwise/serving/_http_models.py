@@ -187,6 +187,13 @@ class Facets(BaseModel):
         description="`true` / `false` counts of the products whose stock is known; `unknown`, "
         "when some are not (no `in_stock` in the catalog): those pass neither `in_stock` filter",
     )
+    attributes: dict[str, list[FacetValue]] = Field(
+        {},
+        description="per attribute key (the catalog's most common ones, and any the search filters "
+        "on), counts per value (the most frequent first): the matching products (styles in a catalog "
+        "of variants, one under each of its variants' values), each key counted with every filter "
+        "but its own `attr.` one (choosing `attr.color=red` still counts the other colours)",
+    )
 
 
 class SearchPage(BaseModel):

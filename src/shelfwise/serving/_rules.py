@@ -446,6 +446,27 @@ class Rules:
         for `query` (listed, in stock when filtered, not hidden), plus the products an active
         pin puts on the page. `engine_index`: the engine's row of each product id; `rows`: per engine row, the product's item index in `catalog` (-1: none). Position
         rules (boost, bury, the category cap) move products but show every one of them."""
+        docs = np.asarray(docs, np.int64)
+        kept = self.search_kept(docs, engine_index, rows, catalog, query, now, pin_allowed)
+        grouped = catalog.one_per_group(kept, rows)  # (a catalog of variants: counted by style)
+        if grouped is not None:
+            kept = grouped
+        return kept if kept is not docs else None
+
+    def search_kept(
+        self,
+        docs: np.ndarray,
+        engine_index: Mapping[str, int],
+        rows: np.ndarray,
+        catalog: CatalogView,
+        query: Asked,
+        now: datetime | None = None,
+        pin_allowed: Callable[[str], bool] | None = None,
+    ) -> np.ndarray:
+        """`search_counted` before a catalog of variants is counted by style: of `docs`, the
+        products the rules may show, plus the pinned ones (`docs` itself when that is all of
+        them); every variant of a style kept (the attribute facets count a style under each
+        of its variants' values)."""
         now = now or datetime.now(UTC)
         docs = np.asarray(docs, np.int64)
         active = [r for r in self.items if r.applies("search", query, None, now)] if self.items else []
@@ -467,10 +488,7 @@ class Rules:
         extra = np.setdiff1d(np.array(pinned, np.int64), kept) if pinned else ()
         if len(extra):
             kept = np.concatenate([kept, extra])
-        grouped = catalog.one_per_group(kept, rows)  # (a catalog of variants: counted by style)
-        if grouped is not None:
-            kept = grouped
-        return kept if kept is not docs else None
+        return kept
 
     def _may_show(self, p: str, catalog: ItemInfo, hides: Sequence[ItemRule]) -> bool:
         """Whether any list may show product `p`: in the curated catalog, in stock when the

@@ -208,6 +208,32 @@ def search_counts(
     hide is not a result, a pinned product is, on a page that matched nothing too (its popular
     fallback is no result; the engine's page counts before the rules, so that one cached page
     serves every rule set)."""
+    total, facets = _search_counts(snap, page, rules, query, pin_allowed)
+    engine = snap.search
+    if (
+        engine is not None
+        and engine.attributes_
+        and isinstance(snap.info, CatalogView)
+        and (page.get("counted") is not None or page.get("count_spec") is not None)
+        and (rules is not NO_RULES or snap.info.has_groups)
+    ):
+        # the attribute facets after the rules too, a catalog of variants' counted by style:
+        # a style under each of its variants' values (red and blue: once under each)
+        base = engine.attribute_rows(page)
+        if rules is not NO_RULES:
+            base = rules.search_kept(
+                base, engine._index, snap.search_rows, snap.info, query, pin_allowed=pin_allowed
+            )
+        groups = snap.info.group_rows(snap.search_rows[base])
+        attrs = engine.attributes_.facets(base, page.get("attribute_filter"), groups)
+        facets = {**facets, "attributes": attrs}
+    return total, facets
+
+
+def _search_counts(
+    snap: Snapshot, page: dict[str, Any], rules: Rules, query: Any, pin_allowed: Any = None
+) -> tuple[int, dict[str, Any]]:
+    """`search_counts` less the attribute facets' recount."""
     engine = snap.search
     if (
         engine is None
