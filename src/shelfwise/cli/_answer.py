@@ -400,10 +400,10 @@ def search(
     from ..errors import SourceError
 
     attributes: dict[str, list[str]] = {}
-    for given in attr or []:
-        key, sep, value = given.partition("=")
+    for pair in attr or []:
+        key, sep, value = pair.partition("=")
         if not sep or not key.strip() or not value.strip():
-            raise typer.BadParameter(f"{given!r}: give KEY=VALUE, e.g. color=red", param_hint="--attr")
+            raise typer.BadParameter(f"{pair!r}: give KEY=VALUE, e.g. color=red", param_hint="--attr")
         attributes.setdefault(key.strip(), []).append(value)
 
     # the Shop checks the permission, the workdir and the bundle's index before it reads the
@@ -446,7 +446,7 @@ def search(
         k,
         candidates=given() if candidates is not None else None,
         rules=rules,
-        **({"attributes": attributes} if attributes else {}),
+        attributes=dict(attributes) if attributes else None,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8") as fh:
