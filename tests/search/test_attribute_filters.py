@@ -100,3 +100,53 @@ def test_facets_are_bounded() -> None:
     got = AttributeIndex.of(attrs).facets(np.arange(60), top_keys=8, top_values=20)
     assert len(got) == 8 and all(len(v) == 20 for v in got.values())
     assert all(f["count"] == 2 for v in got.values() for f in v)
+
+
+def _shop_engine(path):  # type: ignore[no-untyped-def]
+    """60 clothes in 4 colours and 3 sizes, retrieving 5 deep: a filter on one colour and size
+    (5 products) leaves a page to fill from deeper in the ranking."""
+    from shelfwise.search import SearchEngine
+
+    rng = np.random.default_rng(7)
+    nouns, adjs = ("coat", "dress", "scarf", "boots", "shirt"), ("warm", "light", "wool", "linen")
+    colours, sizes = ("red", "blue", "green", "black"), ("S", "M", "L")
+    rows = [(nouns[i % 5], adjs[(i // 5) % 4], colours[i % 4], sizes[(i // 4) % 3]) for i in range(60)]
+    ids = [f"p{i:02d}" for i in range(60)]
+    titles = [f"{a} {n} in {c} {rng.choice(['classic', 'soft', 'cosy'])}" for n, a, c, _ in rows]
+    cat = SearchCatalog(
+        ids,
+        titles,
+        brand=[("Mira", "Oak", "Luna")[i % 3] for i in range(60)],
+        attribute_json=[json.dumps({"color": c, "size": z}) for _, _, c, z in rows],
+    )
+    return SearchEngine(path, candidates=5).build(cat, popularity=np.ones(60, np.float32))
+
+
+def test_a_narrow_filter_ranks_the_allowed_products_as_the_unfiltered_search_does(tmp_path, monkeypatch):
+    """A narrow filter's deeper retrievals fuse only the products it allows (their ranks in the
+    whole top lists kept: the fused score each has unfiltered), not the hundreds it drops: the
+    page is the unfiltered ranking restricted to the allowed products, at a fraction of the work."""
+    eng = _shop_engine(tmp_path / "s")
+    fused: list[int] = []
+    fuse = eng._fuse
+    monkeypatch.setattr(
+        eng, "_fuse", lambda found, *a: (fused.append(len(set().union(*found))), fuse(found, *a))[1]
+    )
+    rows = np.arange(60)
+    for filters in (
+        Filters(attributes={"color": "red", "size": "M"}),
+        Filters(brand="Oak", attributes={"color": ["blue", "green"], "size": "s"}),
+    ):
+        allowed = {f"p{i:02d}" for i in rows[eng._filter_mask(filters, rows)]}
+        assert 0 < len(allowed) < 10
+        for level in ("fused", "lexical"):
+            for q in ("warm wool coat", "light linen dress", "soft scarf"):
+                fused.clear()
+                page = eng.query(q, k=10, filters=filters, level=level)
+                assert page["depth"] == 60, (q, level)  # (it did retrieve deeper)
+                # the deeper retrievals fused only the allowed products
+                assert max(fused[1:]) <= len(allowed), (q, level, fused)
+                whole = eng.query(q, k=60, level=level)
+                expected = [i for i in whole["items"] if i["product_id"] in allowed]
+                assert expected, (q, level)
+                assert page["items"] == expected[:10], (q, level)

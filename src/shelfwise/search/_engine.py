@@ -24,7 +24,7 @@ import numpy as np
 
 from ..evaluation._metrics import graded_ndcg_at_k as ndcg_at_k
 from ._analyze import MAX_QUERY_CHARS, STOP_WORDS, analyze, contains_cjk
-from ._features import _BM25, _COLUMN, _RRF, FEATURES, _ranked
+from ._features import _BM25, _COLUMN, _RRF, FEATURES, Seen
 
 # helpers the feature tests import from this module, where they lived before the split
 from ._features import _postings as _postings
@@ -195,6 +195,10 @@ class SearchEngine(SearchIndex, RankerTraining):
         # shallower one's (page 3 never repeats a product of page 1, ranked among fewer)
         rounds: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         holding: np.ndarray | None = None  # the catalog's products holding a word (and passing the filters)
+        # the catalog rows passing the filters, once the first retrieval left too few: a deeper
+        # top list is then kept to them as it is read (`_ranked`), its ranks unchanged; a narrow
+        # filter's 1,000 deep products cost a Python entry each only when they pass
+        allowed: np.ndarray | None = None
         while True:
             if level == "full":
                 if vecs is None or (self.multilingual_ is not None and vecs.multilingual is None):
@@ -207,17 +211,16 @@ class SearchEngine(SearchIndex, RankerTraining):
                 tie = _tie_break(x)
             else:
                 if level == "lexical":
-                    lex = _ranked(self.lexical_.search_terms(q.terms, depth))
-                    found = [lex, {}, {}]
+                    found, seen = self._retrieve_kept(q, None, depth, allowed, lexical=True)
                     # no keyword (none in the catalog passing the filters, as the full level
                     # judges it: "earbuds" in Sports was a semantic match there and "none" here)
                     if filtering and holding is None:
                         holding = self._holding_terms(q.terms, filters)
                     none_kept = filtering and holding is not None and not len(holding)
-                    if (not lex or none_kept) and q.text.strip():  # only the encoder can tell
+                    if (not seen.lexical or none_kept) and q.text.strip():  # only the encoder can tell
                         vecs = vecs or self.encode_queries([q.text], multilingual=None)[0]
                         encoded = True
-                        _, found = self._retrieve(q, vecs, depth)
+                        found, seen = self._retrieve_kept(q, vecs, depth, allowed)
                 else:
                     vecs = vecs or self.encode_queries([q.text], multilingual=None)[0]
                     if vecs.multilingual is not None and not contains_cjk(q.text):
@@ -225,8 +228,8 @@ class SearchEngine(SearchIndex, RankerTraining):
                         # multilingual vector happens to be cached: the page must not depend on it
                         vecs = QueryVectors(vecs.main, None)
                     encoded = True
-                    _, found = self._retrieve(q, vecs, depth)
-                cands, score, keyword, semantic = self._fuse(found, depth, vecs)
+                    found, seen = self._retrieve_kept(q, vecs, depth, allowed)
+                cands, score, keyword, semantic = self._fuse(found, depth, vecs, seen)
                 tie = np.zeros(len(cands))
                 if (
                     not keyword
@@ -237,8 +240,8 @@ class SearchEngine(SearchIndex, RankerTraining):
                 ):  # before saying "no match", the multilingual encoder too (as the full level does)
                     vecs = self.encode_queries([q.text])[0]
                     encoded = True
-                    _, found = self._retrieve(q, vecs, depth)
-                    cands, score, keyword, semantic = self._fuse(found, depth, vecs)
+                    found, seen = self._retrieve_kept(q, vecs, depth, allowed)
+                    cands, score, keyword, semantic = self._fuse(found, depth, vecs, seen)
                     tie = np.zeros(len(cands))
             if filtering and len(cands):
                 keep = self._filter_mask(filters, cands)  # type: ignore[arg-type]
@@ -252,6 +255,8 @@ class SearchEngine(SearchIndex, RankerTraining):
             ):
                 break
             depth = min(depth * 10, self.max_depth, len(self.catalog))
+            if filtering and allowed is None and level != "full":
+                allowed = self._filter_mask(filters, np.arange(len(self.catalog)))  # type: ignore[arg-type]
         if encoded and q.text.strip():
             stages.append("semantic")
         if not keyword and not semantic:
@@ -416,23 +421,22 @@ class SearchEngine(SearchIndex, RankerTraining):
         return filters.mask(self.catalog, docs, (t["profile_category"], t["profile_brand"]), self.attributes_)
 
     def _fuse(
-        self, found: list[dict[int, tuple[float, int]]], depth: int, vecs: QueryVectors | None
+        self, found: list[dict[int, tuple[float, int]]], depth: int, vecs: QueryVectors | None, seen: Seen
     ) -> tuple[np.ndarray, np.ndarray, bool, bool]:
         """Candidates, their reciprocal-rank-fusion score (BM25 alone when the encoders did
-        not run), whether a keyword matched and whether the encoders found a semantic match."""
+        not run), whether a keyword matched and whether the encoders found a semantic match
+        (`seen`: what the whole top lists said, `found` may hold only a filter's rows of them)."""
         lex, sem, ml = found
         cands = np.array(sorted(set().union(*found)), np.int64)
-        if not sem and not ml:  # BM25 alone: its own score orders (ties as tantivy ranked)
+        if not seen.semantic:  # BM25 alone: its own score orders (ties as tantivy ranked)
             score = np.array([lex[int(d)][0] for d in cands], np.float32)
-            return cands, score, bool(lex), False
+            return cands, score, seen.lexical, False
         c = depth + 1
         score = np.zeros(len(cands), np.float32)
-        for ranks in found:
-            if ranks:
+        for ranks, listed in zip(found, (seen.lexical, seen.main, seen.multilingual), strict=True):
+            if listed:  # (a list that found products, whether or not the filter kept any)
                 score += np.array([1.0 / (self.rrf_k + ranks.get(int(d), (0.0, c))[1]) for d in cands])
-        best = max((s for s, _ in sem.values()), default=-1.0)
-        best_ml = max((s for s, _ in ml.values()), default=-1.0)
-        return cands, score, any(s > 0 for s, _ in lex.values()), self._semantic_match(best, best_ml, vecs)
+        return cands, score, seen.keyword, self._semantic_match(seen.best, seen.best_ml, vecs)
 
     def _semantic_match(self, cosine: Any, cosine_ml: Any, vecs: QueryVectors | None) -> bool:
         """Whether the encoders found a product closer to the query than meaningless text is:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from itertools import chain
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -108,6 +108,26 @@ class RankingFeatures(EngineState):
         while len(found) < 3:
             found.append({})
         return cands, found
+
+    def _retrieve_kept(
+        self,
+        q: Query,
+        vecs: QueryVectors | None,
+        depth: int,
+        allowed: np.ndarray | None,
+        lexical: bool = False,
+    ) -> tuple[list[dict[int, tuple[float, int]]], Seen]:
+        """Per retriever (bm25, main encoder, multilingual; only BM25 when `lexical`) its top
+        `depth` as {row: (score, rank)}, only the `allowed` rows when given (their ranks those of
+        the whole list: the fused score of a row kept is the one it has unfiltered), and what
+        the whole lists said (`Seen`)."""
+        lists = [self.lexical_.search_terms(q.terms, depth)]
+        if not lexical and q.text.strip() and vecs is not None:
+            lists.append(self.semantic_.search_vectors(vecs.main[None, :], depth))
+            if self.multilingual_ is not None and vecs.multilingual is not None:
+                lists.append(self.multilingual_.search_vectors(vecs.multilingual[None, :], depth))
+        found = [_ranked(r, allowed) for r in lists]
+        return found + [{}] * (3 - len(found)), _seen(lists)
 
     def _features(
         self,
@@ -232,12 +252,47 @@ class RankingFeatures(EngineState):
         return {lx.row(a): float(s) for s, a in hits}
 
 
-def _ranked(found: Results) -> dict[int, tuple[float, int]]:
-    return {
-        int(d): (float(s), r + 1)
-        for r, (d, s) in enumerate(zip(found.ids[0], found.scores[0], strict=True))
-        if d >= 0
-    }
+def _ranked(found: Results, allowed: np.ndarray | None = None) -> dict[int, tuple[float, int]]:
+    """{row: (score, rank)} of a retriever's top list, the rank its place in the whole list;
+    only the rows `allowed` (a catalog mask: a filter's) when given, so that a narrow filter's
+    deep list costs a dict entry per product it keeps, not per product retrieved."""
+    ids, scores = found.ids[0], found.scores[0]
+    keep = ids >= 0
+    if allowed is not None:
+        keep &= allowed[np.where(keep, ids, 0)]
+    at = np.flatnonzero(keep)
+    return dict(zip(ids[at].tolist(), zip(scores[at].tolist(), (at + 1).tolist(), strict=True), strict=True))
+
+
+class Seen(NamedTuple):
+    """What a retrieval's whole top lists said, before a filter kept some of their rows (whether
+    a keyword or the encoders matched is a question about the catalog, not the filter's rows)."""
+
+    lexical: bool  # BM25 found a product
+    keyword: bool  # one with a positive score
+    main: bool  # the main encoder found a product
+    multilingual: bool  # the multilingual encoder did
+    best: float  # the best cosine of the main encoder (-1: it found none)
+    best_ml: float  # of the multilingual encoder
+
+    @property
+    def semantic(self) -> bool:
+        """Whether an encoder found a product."""
+        return self.main or self.multilingual
+
+
+def _seen(lists: Sequence[Results]) -> Seen:
+    """`Seen` of the retrievers' top lists (bm25, main encoder, multilingual; missing: not run)."""
+    got = [r.scores[0][r.ids[0] >= 0] for r in lists] + [np.zeros(0, np.float32)] * (3 - len(lists))
+    lex, sem, ml = got
+    return Seen(
+        bool(len(lex)),
+        bool((lex > 0).any()),
+        bool(len(sem)),
+        bool(len(ml)),
+        float(sem.max()) if len(sem) else -1.0,
+        float(ml.max()) if len(ml) else -1.0,
+    )
 
 
 def _lookup(found: Mapping[int, Any], cands: np.ndarray, missing: tuple[float, ...]) -> np.ndarray:
