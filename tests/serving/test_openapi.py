@@ -5,6 +5,7 @@ docs (`/docs`, `/redoc`) render from the package with no request leaving the mac
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -69,6 +70,9 @@ def test_every_json_answer_is_typed_and_every_error_has_the_one_shape(schema):
     attr = next(p for p in paths["/v1/search"]["get"]["parameters"] if p["name"] == "attr")
     assert attr["style"] == "deepObject" and "attr.color=red" in attr["description"]
     assert attr["schema"]["additionalProperties"]["maxLength"] == 256
+    # a blank key or value is refused (422): the document says so, or a fuzzer sends one
+    for part in (attr["schema"]["additionalProperties"], attr["schema"]["propertyNames"]):
+        assert re.search(part["pattern"], "red") and not re.search(part["pattern"], " "), part
     facets = schema["components"]["schemas"]["Facets"]["properties"]
     assert "its own `attr.` one" in facets["attributes"]["description"]
 

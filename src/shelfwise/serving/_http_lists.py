@@ -182,6 +182,7 @@ def lists_router(ctx: AppContext) -> APIRouter:
 
     # the attribute filters: `attr.color=red&attr.size=M` (or, as OpenAPI's deepObject spells
     # it, `attr[color]=red`); a key given twice ORs its values, different keys AND
+    non_blank = text_pattern(non_blank=True)
     attribute_filters = {
         **secured,
         "parameters": [
@@ -197,10 +198,17 @@ def lists_router(ctx: AppContext) -> APIRouter:
                 "values; keys and values compare case-insensitively. In a catalog of variants, a "
                 "style matches when one of its variants does, and the page shows that variant. "
                 "`facets.attributes` counts each key's values without its own filter",
+                # (a blank key or value is refused: documented so, as a fuzzer reads it)
                 "schema": {
                     "type": "object",
                     "maxProperties": MAX_ATTRIBUTE_FILTERS,
-                    "additionalProperties": {"type": "string", "maxLength": 256, **text},
+                    "propertyNames": {"minLength": 1, "maxLength": 64, "pattern": non_blank},
+                    "additionalProperties": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 256,
+                        "pattern": non_blank,
+                    },
                 },
             }
         ],
