@@ -30,7 +30,7 @@ def _shop(d: Path, currencies: tuple[str, ...] | None) -> Path:
     return d
 
 
-def test_the_currency_column_is_curated_upper_cased_and_an_unknown_code_kept_empty(tmp_path):
+def test_the_currency_column_is_curated_upper_cased_and_an_unknown_code_kept_as_unknown(tmp_path):
     d = _shop(tmp_path / "d", ("eur", "€"))
     with (d / "events.csv").open("a") as fh:
         fh.write("U9,P1,purchase,2024-03-20T10:00:00Z,3,XYZ\n")
@@ -38,14 +38,14 @@ def test_the_currency_column_is_curated_upper_cased_and_an_unknown_code_kept_emp
     report = Ingestor(work).run(d)
     assert curated_rows(work, "SELECT DISTINCT currency FROM curated.events ORDER BY 1") == [
         ("EUR",),
-        (None,),
+        ("XXX",),
     ]
     assert curated_rows(work, "SELECT reason, detail FROM quarantine.rows") == []
-    assert not [w for w in report.warnings if "currencies" in w]
     said = [w for w in report.warnings if "does not know" in w]
     assert said == [
         "events.csv: 1 row(s) with a currency ('Currency') shelfwise does not know ('XYZ' 1 row(s)): "
-        "curated with no currency (the rows are kept; write the code, e.g. ISO 4217's, to have it read)"
+        "curated as XXX (unknown: the rows are kept, their money never summed with a known currency's; "
+        "write the code, e.g. ISO 4217's, to have it read)"
     ], report.warnings
 
 
@@ -72,13 +72,13 @@ def test_a_withdrawn_code_and_a_common_spelling_are_read_and_an_unknown_one_lose
     e = report.tables["events"]
     assert (e.rows_in, e.rows_curated) == (6, 6), e.reasons
     got = curated_rows(work, "SELECT currency, count(*) FROM curated.events GROUP BY 1 ORDER BY 1")
-    assert got == [("EUR", 2), ("HRK", 1), ("USD", 1), (None, 2)]
+    assert got == [("EUR", 2), ("HRK", 1), ("USD", 1), ("XXX", 2)]
     said = [w for w in report.warnings if "does not know" in w]
     assert len(said) == 1 and "events.csv: 2 row(s) with a currency ('currency')" in said[0], report.warnings
     assert "('DOLLARZ' 2 row(s))" in said[0]
 
 
-def test_a_live_event_with_an_unknown_currency_is_kept_with_none():
+def test_a_live_event_with_an_unknown_currency_is_kept_as_unknown():
     from shelfwise.governance._contracts import EVENTS
     from shelfwise.governance._row_check import check_record
 
@@ -88,7 +88,7 @@ def test_a_live_event_with_an_unknown_currency_is_kept_with_none():
         "event_type": "purchase",
         "timestamp": "2024-01-01T10:00:00Z",
     }
-    for given, want in (("us$", "USD"), ("hrk", "HRK"), ("eur", "EUR"), ("XYZ", None)):
+    for given, want in (("us$", "USD"), ("hrk", "HRK"), ("eur", "EUR"), ("XYZ", "XXX"), ("n/a", None)):
         out = check_record(EVENTS, {**base, "currency": given})
         assert not out.failures and out.values["currency"] == want, (given, out.failures)
 
@@ -171,3 +171,141 @@ def test_a_price_sign_that_disagrees_with_the_currency_column_is_warned_of_throu
         in text
     )
     assert "money in 2 currencies: EUR 2 rows, GBP 1 rows" in text
+
+
+def test_an_unreadable_currency_is_curated_as_unknown_and_never_summed_into_the_known_one(tmp_path):
+    """`Kč` on 2 of 8 purchase lines beside `EUR`: curated as XXX (it was empty), said apart at
+    ingest, and the customer profiles refuse instead of summing the koruna "in EUR"."""
+    d = _shop(tmp_path / "d", ("EUR", "EUR", "EUR", "Kč"))
+    work = tmp_path / "w"
+    report = Ingestor(work).run(d)
+    got = curated_rows(work, "SELECT currency, count(*) FROM curated.events GROUP BY 1 ORDER BY 1")
+    assert got == [("EUR", 6), ("XXX", 2)]
+    assert any(
+        "money in 2 currencies: EUR 6 rows, XXX (a code shelfwise cannot read) 2 rows" in w
+        for w in report.warnings
+    ), report.warnings
+    from shelfwise.insights._run import profile_records
+
+    with pytest.raises(
+        ShelfwiseError, match="EUR 6 purchase line\\(s\\), and 2 purchase line\\(s\\) of unknown"
+    ):
+        profile_records(work)
+
+
+def test_a_line_without_a_currency_beside_lines_with_one_is_unknown_unless_its_product_names_it():
+    import pandas as pd
+
+    from shelfwise.insights._customers import monetary_source, money_currency
+
+    events = pd.DataFrame(
+        {
+            "user_id": ["U1", "U2", "U3"],
+            "product_id": ["P1", "P2", "P3"],
+            "event_type": ["purchase"] * 3,
+            "value": [10.0, 20.0, 30.0],
+            "currency": ["EUR", None, None],
+        }
+    )
+    products = pd.DataFrame(
+        {"product_id": ["P1", "P2", "P3"], "price": [1.0, 2.0, 3.0], "currency": ["EUR", "EUR", None]}
+    )
+    with pytest.raises(
+        ShelfwiseError, match="EUR 2 purchase line\\(s\\), and 1 purchase line\\(s\\) of unknown"
+    ):
+        money_currency(events, products)
+    with pytest.raises(ShelfwiseError, match="unknown currency"):
+        monetary_source(events, products)
+    products.loc[2, "currency"] = "EUR"  # (the product's currency fills the line's)
+    assert money_currency(events, products) == "EUR"
+    assert monetary_source(events, products).endswith(", in EUR")
+    # a shop whose files name no currency at all: as before
+    assert money_currency(events.assign(currency=None), products.assign(currency=None)) is None
+
+
+def test_a_feeds_price_with_its_iso_code_fills_the_products_currency(tmp_path):
+    """Google Shopping's `price` is `49.99 EUR` (no currency column): the code names the row's
+    currency (a sign that names one too, `€12`); a figure without one takes the file's one
+    currency; where the rows name two, each keeps its own and a bare figure none."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "products.csv").write_text(
+        'id,title,price\nP1,Mug,49.99 EUR\nP2,Pot,"1.234,56 EUR"\nP3,Cup,€12\nP4,Jug,"49,99 €"\nP5,Bowl,5\n'
+    )
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\nU1,P1,view,2024-01-01T10:00:00Z\n"
+    )
+    work = tmp_path / "w"
+    report = Ingestor(work).run(d)
+    assert curated_rows(work, "SELECT product_id, price, currency FROM curated.products ORDER BY 1") == [
+        ("P1", 49.99, "EUR"),
+        ("P2", 1234.56, "EUR"),
+        ("P3", 12.0, "EUR"),
+        ("P4", 49.99, "EUR"),
+        ("P5", 5.0, "EUR"),
+    ]
+    assert any("no currency column: each row's currency read from its money" in n for n in report.notes)
+    (d / "products.csv").write_text("id,title,price\nP1,Mug,49.99 EUR\nP2,Pot,£3.00\nP3,Cup,5.00\n")
+    work2 = tmp_path / "w2"
+    Ingestor(work2).run(d)
+    assert curated_rows(work2, "SELECT product_id, currency FROM curated.products ORDER BY 1") == [
+        ("P1", "EUR"),
+        ("P2", "GBP"),
+        ("P3", None),
+    ]
+
+
+def test_a_word_before_a_price_is_no_currency_code(tmp_path):
+    """`von 12` ("from 12") was read as a currency code VON: two codes warned of, and one said to
+    disagree with the row's currency column. Only real codes and signs count."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "products.csv").write_text(
+        "product_id,title,price,currency\nP1,Mug,von 12,EUR\nP2,Pot,EUR 5,EUR\nP3,Cup,7,EUR\n"
+    )
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp\nU1,P1,view,2024-01-01T10:00:00Z\n"
+    )
+    report = Ingestor(tmp_path / "w").run(d)
+    assert not [w for w in report.warnings if "currency" in w], report.warnings
+    assert [n for n in report.notes if "currency sign" in n] == [
+        "products.csv: price: the currency sign or code EUR was stripped from 1 value(s)"
+    ]
+    from shelfwise.governance._compile import money_currency
+
+    for text, want in (
+        ("von 12", None), ("ab 12", None), ("dès 12", None), ("12 kg", None), ("$12", None),
+        ("eur 12", None), ("EUR 12", "EUR"), ("49.99 EUR", "EUR"), ("€12", "EUR"), ("12 Euro", "EUR"),
+        ("US$12", "USD"), ("HRK 5", "HRK"), ("12 zł", "PLN"),
+    ):  # fmt: skip
+        assert money_currency(text) == want, text
+
+
+def test_a_no_break_space_around_the_currency_reads_alike_in_a_batch_load_and_a_live_event(tmp_path):
+    """`49,99\u00a0€` and `EUR\u00a012` (and a thin space): the batch load and `POST /events`
+    (`check_record`) read the same value and currency (the events file has no currency column)."""
+    from shelfwise.governance._contracts import EVENTS
+    from shelfwise.governance._row_check import check_record
+
+    values = ["49,99\u00a0€", "EUR\u00a012", "€\u00a07,50", "3,25\u2009€"]
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "products.csv").write_text("product_id,title,price\nP1,Mug,5\n")
+    lines = ["user_id,product_id,event_type,timestamp,value"] + [
+        f'U{i},P1,purchase,2024-01-0{i + 1}T10:00:00Z,"{v}"' for i, v in enumerate(values)
+    ]
+    (d / "events.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    work = tmp_path / "w"
+    report = Ingestor(work).run(d)
+    assert report.tables["events"].rows_curated == 4, report.tables["events"].reasons
+    batch = curated_rows(work, "SELECT value, currency FROM curated.events ORDER BY timestamp")
+    live = []
+    for i, v in enumerate(values):
+        out = check_record(
+            EVENTS,
+            {"user_id": f"U{i}", "product_id": "P1", "event_type": "purchase",
+             "timestamp": f"2024-01-0{i + 1}T10:00:00Z", "value": v},
+        )  # fmt: skip
+        assert out.ok, out.failures
+        live.append((out.values["value"], out.values["currency"]))
+    assert batch == live == [(49.99, "EUR"), (12.0, "EUR"), (7.5, "EUR"), (3.25, "EUR")]

@@ -16,7 +16,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._contracts import NO_SALE, RETURN, ColumnSpec, Kind, TableContract
+from ._contracts import (
+    CURRENCY_CODES,
+    CURRENCY_SIGNS,
+    CURRENCY_SPELLINGS,
+    NO_SALE,
+    RETURN,
+    ColumnSpec,
+    Kind,
+    TableContract,
+)
 from ._privacy import ANONYMOUS_PREFIX, PII_PATTERNS
 from ._reasons import Reason
 
@@ -764,8 +773,72 @@ def timestamp_expr(s: str, *, day_first: bool = False, d: Dialect = DUCKDB) -> s
 
 
 CURRENCY = "[$€£¥₹]|[A-Za-z]{3}"  # a symbol or an ISO 4217 code (USD, eur)
-CURRENCY_AROUND = f"^({CURRENCY})\\s*|\\s*({CURRENCY})$"
+# the spaces between a figure and its currency sign or code: a tab or any of `TRIM_SPACES` (the
+# no-break space of `49,99\u00a0€`), spelled out: `\s` is ASCII in RE2 and Unicode in Python,
+# so the warehouse (batch loads) and `_row_check` (live events) read `49,99\u2009€` apart
+MONEY_SPACE = f"[\t{TRIM_SPACES}]"
+CURRENCY_AROUND = f"^({CURRENCY}){MONEY_SPACE}*|{MONEY_SPACE}*({CURRENCY})$"
 NUMBER_SPACES = "[ \u00a0\u202f]"
+
+# a currency sign or code written before or after a money figure (`€49.99`, `49,99 €`, `EUR 12`,
+# Google Shopping's `49.99 EUR`), spaced by a space or a no-break one (`49,99\u00a0€`, which
+# `\s` does not match in RE2): group 1 the word or sign, a currency only where
+# `currency_of_sign` reads it as one (`von 12`, `ab 12`, `dès 12`, `12 kg` are none). The same
+# patterns in the warehouse (the batch loads) and in Python (`_row_check`, the live events)
+_MONEY_SIGN = f"[^\t{TRIM_SPACES}0-9.,+-]+"
+MONEY_SIGN_BEFORE = f"^{MONEY_SPACE}*({_MONEY_SIGN}){MONEY_SPACE}*[-+]?[0-9]"
+MONEY_SIGN_AFTER = f"[0-9]{MONEY_SPACE}*({_MONEY_SIGN}){MONEY_SPACE}*$"
+# the signs and spellings that name one currency, upper-cased (`€`, `ZŁ`, `US$`, `EURO`)
+SIGN_CODES = {sign.upper(): code for sign, code in CURRENCY_SIGNS + CURRENCY_SPELLINGS}
+_CODES = frozenset(CURRENCY_CODES)
+_MONEY_BEFORE_RE = re.compile(MONEY_SIGN_BEFORE)
+_MONEY_AFTER_RE = re.compile(MONEY_SIGN_AFTER)
+
+
+def currency_of_sign(sign: str | None) -> str | None:
+    """The ISO 4217 code a money text's sign or word names: an upper-case code (ISO 4217's, or a
+    withdrawn one), or a sign or spelling that names one currency (`€`, `£`, `US$`, `euro`);
+    None for anything else (`$`, which several currencies write; `von`, `ab`, `kg`)."""
+    if not sign:
+        return None
+    return sign if sign in _CODES else SIGN_CODES.get(sign.upper())
+
+
+def money_sign(text: str | None) -> str | None:
+    """The sign or word written before a money figure, else after it (`_MONEY_SIGN`), as written."""
+    if not text:
+        return None
+    for pattern in (_MONEY_BEFORE_RE, _MONEY_AFTER_RE):
+        if (m := pattern.search(text)) and (currency_of_sign(m.group(1)) or m.group(1) == "$"):
+            return m.group(1)
+    return None
+
+
+def money_currency(text: str | None) -> str | None:
+    """The currency a money text names by its own sign or code (`49.99 EUR`, `49,99\u00a0€`,
+    `£13`): `money_sign` read by `currency_of_sign`; None where it names none (`von 12`)."""
+    return currency_of_sign(money_sign(text))
+
+
+def currency_of_sign_sql(sign: str) -> str:
+    """`currency_of_sign` in the warehouse (DuckDB, over a load's strings)."""
+    codes = ", ".join(lit(c) for c in CURRENCY_CODES)
+    cases = " ".join(f"WHEN {lit(a)} THEN {lit(b)}" for a, b in SIGN_CODES.items())
+    return f"CASE WHEN {sign} IN ({codes}) THEN {sign} ELSE CASE upper({sign}) {cases} END END"
+
+
+def money_sign_sql(text: str) -> str:
+    """`money_sign` in the warehouse (DuckDB): the sign or word as written, NULL for none."""
+    parts = []
+    for pattern in (MONEY_SIGN_BEFORE, MONEY_SIGN_AFTER):
+        s = f"nullif(regexp_extract({text}, {lit(pattern)}, 1), '')"
+        parts.append(f"CASE WHEN {s} = '$' OR ({currency_of_sign_sql(s)}) IS NOT NULL THEN {s} END")
+    return f"coalesce({', '.join(parts)})"
+
+
+def money_currency_sql(text: str) -> str:
+    """`money_currency` in the warehouse (DuckDB)."""
+    return currency_of_sign_sql(money_sign_sql(text))
 
 
 def number_expr(s: str, d: Dialect = DUCKDB, *, decimal_comma: bool = False) -> str:
@@ -978,9 +1051,11 @@ def compile_contract(
         elif c.kind is Kind.ENUM and c.lenient:
             # a value none of `allowed` is no value, the row curated (warned of, each value
             # with its count: `_load_rows.note_unreadable`)
+            # (`ColumnSpec.lenient_unknown`: a currency given but unreadable is `XXX`, told apart)
             norm = enum_expr(c, s, d)
             allowed = ", ".join(lit(a) for a in c.allowed)
-            value = f"CASE WHEN {norm} IN ({allowed}) THEN {norm} END"
+            unknown = f" WHEN {s} IS NOT NULL THEN {lit(c.lenient_unknown)}" if c.lenient_unknown else ""
+            value = f"CASE WHEN {norm} IN ({allowed}) THEN {norm}{unknown} END"
         elif c.kind is Kind.ENUM:
             value = enum_expr(c, s, d)
             allowed = ", ".join(lit(a) for a in c.allowed)

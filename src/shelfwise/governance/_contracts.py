@@ -85,6 +85,10 @@ class ColumnSpec:
     # what a lenient BOOL's unreadable value reads as: false (a consent: fail closed) or true
     # (`published`: a catalog's own status words, `Enabled`, `new`, a whole catalog quarantined)
     lenient_value: bool = False
+    # what a lenient ENUM's given value none of `allowed` reads as, instead of no value: an
+    # optional `currency`'s unreadable code (`Kč`) is `UNKNOWN_CURRENCY`, so that money in it is
+    # told from money with no currency given and never summed into another currency's figure
+    lenient_unknown: str | None = None
 
     @property
     def codes(self) -> bool:
@@ -289,6 +293,10 @@ ATS BEF BYR CUC CYP CSD DEM EEK ESP FIM FRF GHC GRD HRK IEP ITL LTL LUF LVL MGF 
 ROL SDD SIT SKK SRG STD TMM TRL VEB VEF ZMK ZWD ZWN ZWR AZM VED
 """
 CURRENCY_CODES = tuple(_ISO_4217.split()) + tuple(_ISO_4217_WITHDRAWN.split())
+# a `currency` cell that was given but names no currency shelfwise reads (`Kč`, `DOLLARZ`): ISO
+# 4217's code for "no currency" (never a shop's money), curated so that the money's readers
+# (`insights.money_currency`, the experiments' revenue) count those rows apart
+UNKNOWN_CURRENCY = "XXX"
 # unambiguous currency signs read as their code (`$` is not: USD, CAD, AUD, ...)
 CURRENCY_SIGNS = (
     ("€", "EUR"),
@@ -331,11 +339,15 @@ def _currency_column(*extra: str) -> ColumnSpec:
         Kind.ENUM,
         allowed=CURRENCY_CODES,
         synonyms=tuple((sign.lower(), code) for sign, code in CURRENCY_SIGNS + CURRENCY_SPELLINGS),
-        # an unknown code is no currency, the row kept: one optional value never loses a sale
+        # an unknown code is no currency shelfwise reads, the row kept (one optional value never
+        # loses a sale): curated as UNKNOWN_CURRENCY, never summed with a known currency's money
         lenient=True,
+        lenient_unknown=UNKNOWN_CURRENCY,
         aliases=("currency_code", "currency_iso", *extra),
-        description="the ISO 4217 code of the row's money (price, value, unit_price), upper-cased; shelfwise "
-        "does not convert: money in several currencies is reported per currency",
+        description="the ISO 4217 code of the row's money (price, value, unit_price), upper-cased; without "
+        "a currency column, read from the money's own text (`49.99 EUR`, `€12`); a code shelfwise cannot "
+        f"read is {UNKNOWN_CURRENCY} (unknown); shelfwise does not convert: money in several currencies "
+        "is reported per currency",
     )
 
 
@@ -386,7 +398,10 @@ PRODUCTS = TableContract(
     # 1.5.0: updated_at, optional (PrestaShop's `date_upd`, WooCommerce's `date_modified`,
     # Magento's `updated_at`, Shopify's `Updated At`): an appended row older than its key's
     # curated one does not replace it (`stale_row`)
-    version="1.5.0",
+    # 1.6.0: a currency code shelfwise cannot read is XXX (`UNKNOWN_CURRENCY`: was empty, and its
+    # money summed with the known currency's); without a currency column the price's own text
+    # names it (Google Shopping's `49.99 EUR`, `€12`, `49,99 €`)
+    version="1.6.0",
     description="The shop's catalog: one row per product.",
     key=("product_id",),
     key_rule="the last row of a product_id in file order wins (later rows are newer versions)",
@@ -535,7 +550,10 @@ EVENTS = TableContract(
     # as the value was summed as if it were the line's total)
     # 1.7.0: currency, optional (ISO 4217, the value's and unit_price's currency; Shopify's and
     # WooCommerce's `Currency` / `Order Currency`, Magento's `order_currency_code`)
-    version="1.7.0",
+    # 1.8.0: a currency code shelfwise cannot read is XXX (`UNKNOWN_CURRENCY`: was empty, and its
+    # money summed with the known currency's); without a currency column the value's or
+    # unit_price's own text names it (`49.99 EUR`, `€12`)
+    version="1.8.0",
     description="Behaviour events: views, clicks, carts, purchases, ratings, searches, reviews.",
     dedupe_exact=True,
     references=(("product_id", "products", "product_id"),),

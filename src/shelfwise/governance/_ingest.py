@@ -1207,7 +1207,12 @@ def currency_counts(wh: Warehouse, table: str) -> list[tuple[str, int]]:
 
 
 def currencies_said(counts: list[tuple[str, int]]) -> str:
-    return ", ".join(f"{c} {n:,} rows" for c, n in counts)
+    from ._contracts import UNKNOWN_CURRENCY
+
+    return ", ".join(
+        f"{c} (a code shelfwise cannot read) {n:,} rows" if c == UNKNOWN_CURRENCY else f"{c} {n:,} rows"
+        for c, n in counts
+    )
 
 
 def _say_currencies(wh: Warehouse, report: IngestReport) -> None:

@@ -27,6 +27,7 @@ __all__ = [
     "day_first_dates",
     "decide_decimal_mark",
     "decimal_comma_numbers",
+    "money_text_currency",
     "note_unreadable",
     "say_currency_signs",
     "untracked_stock",
@@ -62,10 +63,14 @@ def check_rows(st: LoadState) -> None:
     absent = [c for c in st.contract.column_names if c not in st.mapping and c not in st.filled]
     if st.attributes and "attributes" in absent:  # (kept from their own columns: `size`, `color`)
         absent.remove("attributes")
+    # (no currency column: each row's read from its money's own text, `money_text_currency`)
+    replaced = [f"{read} AS {q('currency')}"] if (read := money_text_currency(st)) else []
+    if replaced:
+        absent.remove("currency")
     if untracked_stock(st):  # (a figure of 0 on every row: read as none, `untracked_stock`)
         absent.append("stock")
-    if absent:
-        constants = ", ".join(f"{constant(st.implied, c)} AS {q(c)}" for c in absent)
+    if absent or replaced:
+        constants = ", ".join([f"{constant(st.implied, c)} AS {q(c)}" for c in absent] + replaced)
         loaded = f"(SELECT * REPLACE ({constants}) FROM {st.load})"
     source = (
         f"(SELECT * EXCLUDE ({', '.join(extra_sel)}), {', '.join(extra_clean)} FROM {loaded})"
@@ -165,7 +170,8 @@ def note_unreadable(st: LoadState, day_first: bool) -> None:
 
 def _say_unknown_enum_values(st: LoadState) -> None:
     """A lenient enum column's values none of its allowed ones (an optional `currency`'s unknown
-    code: `HRK` before it was known, `US$`): the rows are curated with no value there, and one
+    code: `Kč`, `DOLLARZ`): the rows are curated with no value there, or the column's
+    `lenient_unknown` (a currency's `XXX`: unknown, counted apart where money is summed), and one
     warning names the file, the column and each value with its count (the few most frequent)."""
     from ._compile import _missing, enum_expr
 
@@ -187,8 +193,8 @@ def _say_unknown_enum_values(st: LoadState) -> None:
         header = st.mapping[c.name]
         st.warn(
             f"{st.src.name}: {total:,} row(s) with a {c.name} ({header!r}) shelfwise does not know "
-            f"({shown}{more}): curated with no {c.name} (the rows are kept; write the code, e.g. "
-            "ISO 4217's, to have it read)"
+            f"({shown}{more}): curated as {c.lenient_unknown} (unknown: the rows are kept, their money "
+            "never summed with a known currency's; write the code, e.g. ISO 4217's, to have it read)"
             if c.name == "currency"
             else f"{st.name}: {total:,} row(s) with a {c.name} ({header!r}) shelfwise does not know "
             f"({shown}{more}): curated with no {c.name} (the rows are kept)"
@@ -199,9 +205,6 @@ NUMBER_MARKS = "meta.number_marks"
 
 # the money columns whose text may carry a currency sign or code (`21,82 €`, `£13.39`, `EUR 12`)
 MONEY_COLUMNS = ("price", "value", "unit_price")
-# a sign or code before or after a number: the sign or code
-_SIGN_BEFORE = "^\\s*([$€£¥₹]|[A-Za-z]{3})\\s*[-+]?[0-9]"
-_SIGN_AFTER = "[0-9]\\s*([$€£¥₹]|[A-Za-z]{3})\\s*$"
 
 
 def say_currency_signs(st: LoadState) -> None:
@@ -209,25 +212,23 @@ def say_currency_signs(st: LoadState) -> None:
     read): said in the notes where one, warned of where a column holds more than one (`21,82 €`
     beside `£13.39`: read as one currency, summed as one), naming the file, the column and
     each sign with its count; where the file has a currency column too, the rows whose sign
-    names another currency are counted. Read from the load's strings: both engines."""
-    from ._contracts import CURRENCY_SIGNS
+    names another currency are counted. Only a real sign or code counts (`_compile.money_sign`:
+    ISO 4217's upper-case codes, the signs and spellings that name one currency, and `$`): the
+    `von` of `von 12` is a word, not a currency. Read from the load's strings: both engines."""
+    from ._compile import currency_of_sign_sql, enum_expr, money_sign_sql
 
     cols = [c for c in MONEY_COLUMNS if c in st.contract.column_names and c in st.mapping]
     if not cols:
         return
-    to_code = dict(CURRENCY_SIGNS)
     has_currency = "currency" in st.mapping and "currency" in st.contract.column_names
     for col in cols:
         v = q(col)
-        sign = (
-            f"coalesce(nullif(regexp_extract({v}, {lit(_SIGN_BEFORE)}, 1), ''), "
-            f"nullif(regexp_extract({v}, {lit(_SIGN_AFTER)}, 1), ''))"
-        )
+        sign = money_sign_sql(v)
         rows = st.wh.sql(
             f"SELECT s, count(*) FROM (SELECT {sign} AS s FROM {st.load} WHERE {v} IS NOT NULL "
             f"AND TRY_CAST(trim({v}) AS DOUBLE) IS NULL) WHERE s IS NOT NULL GROUP BY s ORDER BY count(*) DESC, s"
         ).fetchall()
-        # (a code in any case is one code: `eur` and `EUR`)
+        # (a spelling in any case is one: `Euro` and `EURO`)
         counts: dict[str, int] = {}
         for s, n in rows:
             key = str(s) if len(str(s)) == 1 else str(s).upper()
@@ -247,18 +248,65 @@ def say_currency_signs(st: LoadState) -> None:
                 "one file per currency, or a currency column with each row's ISO 4217 code"
             )
         if has_currency:
-            cases = " ".join(f"WHEN {lit(a)} THEN {lit(b)}" for a, b in to_code.items())
-            code = f"CASE {sign} {cases} ELSE upper({sign}) END"
+            spec = next(c for c in st.contract.columns if c.name == "currency")
+            code = currency_of_sign_sql(sign)
+            given = "nullif(trim(currency), '')"
             row = st.wh.sql(
-                f"SELECT count(*), min(_source_line) FROM {st.load} WHERE {v} IS NOT NULL AND {sign} IS NOT NULL "
-                f"AND {sign} <> '$' AND nullif(trim(currency), '') IS NOT NULL "
-                f"AND {code} <> upper(trim(currency))"
+                f"SELECT count(*), min(_source_line) FROM {st.load} WHERE {v} IS NOT NULL AND {code} IS NOT NULL "
+                f"AND {given} IS NOT NULL AND {code} <> {enum_expr(spec, given)}"
             ).fetchone()
             if row and row[0]:
                 st.warn(
                     f"{st.src.name}: {col}: {int(row[0]):,} row(s) carry a currency sign or code that is not "
                     f"their currency column's (e.g. line {int(row[1])}): check which currency the money is in"
                 )
+
+
+def money_text_currency(st: LoadState) -> str | None:
+    """SQL over the load's strings of each row's currency read from its money's own text, for a
+    file with no currency column (a Google Shopping feed's `price` `49.99 EUR`, `€12`, `49,99 €`:
+    `_compile.money_currency`): a row's own sign or code names its currency; a row whose figure
+    names none takes the one currency the file's other rows name, when they all name the same;
+    a row whose `value` and `unit_price` name different ones is of unknown currency (`XXX`).
+    None where the file has a currency column (or keeps the curated one), names a constant
+    one, or no money column names any. Said in the load's notes. Read by both engines."""
+    from ._compile import money_currency_sql
+    from ._contracts import UNKNOWN_CURRENCY
+
+    c = "currency"
+    if c not in st.contract.column_names or c in st.mapping or c in st.filled or c in st.implied:
+        return None
+    cols = [m for m in MONEY_COLUMNS if m in st.contract.column_names and m in st.mapping]
+    if not cols:
+        return None
+    # (a plain figure names no currency: the signs are looked for in the other values only)
+    codes = [
+        f"CASE WHEN TRY_CAST(trim({q(m)}) AS DOUBLE) IS NULL THEN {money_currency_sql(q(m))} END"
+        for m in cols
+    ]
+    own = codes[0]
+    if len(codes) == 2:
+        a, b = codes
+        own = f"CASE WHEN {b} IS NULL THEN {a} WHEN {a} IS NULL OR {a} = {b} THEN {b} ELSE {lit(UNKNOWN_CURRENCY)} END"
+    named = st.wh.sql(
+        f"SELECT code, count(*) FROM (SELECT {own} AS code FROM {st.load}) WHERE code IS NOT NULL "
+        "GROUP BY code ORDER BY count(*) DESC, code"
+    ).fetchall()
+    if not named:
+        return None
+    said = ", ".join(f"{code} {int(n):,} row(s)" for code, n in named)
+    one = [str(code) for code, _ in named if code != UNKNOWN_CURRENCY]
+    rest = (
+        f"; the rows whose figure names none are read as {one[0]}"
+        if len(named) == 1 and len(one) == 1
+        else "; the rows whose figure names none have no currency"
+    )
+    st.note(
+        f"{st.src.name}: no currency column: each row's currency read from its money's own sign or code ({said}){rest}"
+    )
+    if len(named) == 1 and len(one) == 1:
+        return f"coalesce({own}, {lit(one[0])})"
+    return own
 
 
 def decimal_comma_numbers(st: LoadState) -> bool:

@@ -67,6 +67,7 @@ from ._load_retract import retract_orders, retracted_orders, retracted_rows
 from ._load_rows import (
     day_first_dates,
     decimal_comma_numbers,
+    money_text_currency,
     note_unreadable,
     say_currency_signs,
     untracked_stock,
@@ -163,9 +164,11 @@ def spark_check_rows(st: LoadState) -> None:
     path = _tmp(st) / f"{st.name}_load.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
     # (a stock figure of 0 on every row of a catalog is read as none, as on DuckDB: `untracked_stock`)
-    rows = (
-        f"SELECT * REPLACE (NULL::VARCHAR AS {q('stock')}) FROM" if untracked_stock(st) else "SELECT * FROM"
-    )
+    replaced = [f"NULL::VARCHAR AS {q('stock')}"] if untracked_stock(st) else []
+    # (no currency column: each row's read from its money's own text, as on DuckDB)
+    if read := money_text_currency(st):
+        replaced.append(f"{read} AS {q('currency')}")
+    rows = f"SELECT * REPLACE ({', '.join(replaced)}) FROM" if replaced else "SELECT * FROM"
     st.wh.sql(f"COPY ({rows} {st.load}) TO '{path.as_posix()}' (FORMAT PARQUET)")
     load = spark.read.parquet(str(path))
     st.frames["load"] = load

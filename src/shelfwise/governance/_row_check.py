@@ -28,6 +28,7 @@ from ._compile import (
     anonymous_sessions,
     is_guest_user_id,
     iso_offset_joined,
+    money_currency,
     parse_bool,
     slash_date_formats,
 )
@@ -244,7 +245,7 @@ def check_record(
             synonyms = {a.upper(): b for a, b in c.synonyms} if codes else dict(c.synonyms)
             value = synonyms.get(norm, norm)
             if value not in c.allowed and c.lenient:
-                value = None  # no value, the row kept (`ColumnSpec.lenient`)
+                value = c.lenient_unknown  # the row kept (`ColumnSpec.lenient`, `lenient_unknown`)
             elif value not in c.allowed:
                 fail(Failure(name, Reason.INVALID_VALUE, f"{name}: not one of {'/'.join(c.allowed)}: {s}"))
         if c.max_chars is not None and s is not None and len(s) > c.max_chars:
@@ -255,12 +256,37 @@ def check_record(
             unset = " (and no session_id)" if name == "user_id" and anonymous_sessions(contract) else ""
             out.failures.insert(0, Failure(name, Reason.MISSING_REQUIRED, f"{name}: empty{unset}"))
         out.values[name] = value
+    if "currency" in contract.column_names and "currency" not in record:
+        out.values["currency"] = _money_text_currency(contract, record)
     _row_rules(contract, record, out)
     for column, _table, _ref_col in contract.references:
         v = out.values.get(column)
         if known is not None and column in known and v is not None and v not in known[column]:
             fail(Failure(column, Reason.UNKNOWN_REFERENCE, f"{column}: not in the catalog: {v}"))
     return out
+
+
+def _money_text_currency(contract: TableContract, record: Mapping[str, Any]) -> str | None:
+    """A record without a currency field: the currency its money's own text names (`49,99 €`,
+    `EUR\u00a012`), as a batch load of a file without a currency column reads each row
+    (`_load_rows.money_text_currency`; a row's `value` and `unit_price` naming two: unknown)."""
+    from ._contracts import UNKNOWN_CURRENCY
+
+    codes = []
+    for m in ("price", "value", "unit_price"):
+        s = _text(record.get(m)) if m in contract.column_names else None
+        if s is not None and parse_number(s) is not None and (code := _plain_or_code(s)):
+            codes.append(code)
+    return None if not codes else codes[0] if len(set(codes)) == 1 else UNKNOWN_CURRENCY
+
+
+def _plain_or_code(s: str) -> str | None:
+    """The currency a money text names (None for a plain figure, `12.5`, as the warehouse's)."""
+    try:
+        float(s)
+        return None
+    except ValueError:
+        return money_currency(s)
 
 
 def _row_rules(contract: TableContract, record: Mapping[str, Any], out: RecordCheck) -> None:

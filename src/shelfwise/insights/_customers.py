@@ -139,36 +139,51 @@ def orders_from_events(events: pd.DataFrame, products: pd.DataFrame) -> pd.DataF
 
 
 def money_currency(events: pd.DataFrame, products: pd.DataFrame) -> str | None:
-    """The one currency (ISO 4217) of the money a customer's `monetary` sums: the purchase lines'
-    `currency`, and the catalog's where a line's money is the product's price; None where the
+    """The one currency (ISO 4217) of the money a customer's `monetary` sums: each purchase
+    line's own `currency`, else its product's (the catalog's price's currency); None where the
     shop's files name none. Money in more than one currency is refused, naming them with their
-    counts: shelfwise does not convert, and a sum of euros and pounds is no figure."""
+    counts: shelfwise does not convert, and a sum of euros and pounds is no figure. So is money
+    of unknown currency beside a known one, counted apart: a line whose currency code could not
+    be read (curated as `UNKNOWN_CURRENCY`, `Kč`), or one with no currency of its own or its
+    product's where the files name a currency for others (never summed "in EUR")."""
     from ..errors import ShelfwiseError
+    from ..governance import UNKNOWN_CURRENCY
 
     p = events[events["event_type"] == "purchase"] if "event_type" in events else events
-    seen: dict[str, int] = {}
-    if "currency" in p:
-        for c, n in p["currency"].dropna().astype(str).value_counts().items():
-            seen[str(c)] = seen.get(str(c), 0) + int(n)
-    if "currency" in products and "value" in p and len(products):
-        unvalued = p[pd.to_numeric(p["value"], errors="coerce").isna()]
-        if "currency" in unvalued:
-            unvalued = unvalued[unvalued["currency"].isna()]
+    own = p["currency"] if "currency" in p else pd.Series(None, index=p.index, dtype=object)
+    own = own.astype(object).where(own.notna(), None)
+    if "currency" in products and len(products) and "product_id" in p:
         cur = (
             products.dropna(subset=["currency"])
             .drop_duplicates("product_id")
             .set_index("product_id")["currency"]
         )
-        for c, n in unvalued["product_id"].map(cur).dropna().astype(str).value_counts().items():
-            seen[str(c)] = seen.get(str(c), 0) + int(n)
-    if len(seen) > 1:
+        listed = p["product_id"].map(cur)
+        line = own.where(own.notna(), listed.astype(object).where(listed.notna(), None))
+    else:
+        line = own
+    named = line.dropna().astype(str)
+    seen: dict[str, int] = {}
+    for c, n in named[named != UNKNOWN_CURRENCY].value_counts().items():
+        seen[str(c)] = int(n)
+    unknown = int((named == UNKNOWN_CURRENCY).sum())
+    if seen:  # (no currency of its own or its product's, where others name one: unknown too)
+        unknown += int(line.isna().sum())
+    if len(seen) > 1 or (seen and unknown):
         said = ", ".join(
             f"{c} {n:,} purchase line(s)" for c, n in sorted(seen.items(), key=lambda x: (-x[1], x[0]))
         )
+        if unknown:
+            said += (
+                f", and {unknown:,} purchase line(s) of unknown currency (a currency code shelfwise cannot "
+                f"read, curated as {UNKNOWN_CURRENCY}, or none given where other lines name one)"
+            )
+        many = f"money in {len(seen)} currencies" if len(seen) > 1 else "money of more than one currency"
         raise ShelfwiseError(
-            f"money in {len(seen)} currencies: {said} - shelfwise does not convert, and will not add "
+            f"{many}: {said} - shelfwise does not convert, and will not add "
             "different currencies into one customer's monetary value or one revenue figure: ingest "
             "each currency's (store's) files into its own --workdir"
+            + (", with each line's ISO 4217 code in its currency column" if unknown else "")
         )
     return next(iter(seen), None)
 
