@@ -508,3 +508,56 @@ def test_the_text_readout_prints_the_comparison_and_its_verdict(monkeypatch) -> 
             assert "-0.0500 [-0.0690, -0.0313] lift -50.0%" in conv
         else:
             assert "a verdict needs at least 200 in each" in out
+
+
+def test_revenue_in_two_currencies_is_reported_per_currency_never_one_sum(tmp_path, monkeypatch) -> None:
+    """Purchases in EUR and GBP attributed to an experiment's lists were summed into one revenue
+    per arm. `attributed_events` gives each event's currency (its own, else its product's);
+    the report gives revenue per user per currency, no single figure, no comparison on it."""
+    from typer.testing import CliRunner
+
+    from shelfwise.cli import _rules as cli_rules
+    from shelfwise.cli import app
+    from shelfwise.governance import Ingestor
+
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "products.csv").write_text("product_id,title,price,currency\nP1,Mug,5,EUR\nP2,Pot,7,GBP\n")
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp,value,currency,recommendation_id\n"
+        "u1,P1,purchase,2024-03-01T10:00:00Z,20,EUR,r1\n"
+        "u2,P2,purchase,2024-03-01T10:00:00Z,30,,r2\n"  # (its product's currency: GBP)
+        "u3,P1,purchase,2024-03-01T10:00:00Z,10,EUR,r3\n"
+    )
+    work = tmp_path / "w"
+    Ingestor(work).run(d)
+    by_list = _experiments.attributed_events(work)
+    assert [e[-1] for k in ("r1", "r2", "r3") for e in by_list[k]] == ["EUR", "GBP", "EUR"]
+    user = {k: by_list[k][0][0] for k in ("r1", "r2", "r3")}
+    ex = _served(
+        [("control", "r1", user["r1"], 0.0), ("control", "r3", user["r3"], 0.0)]
+        + [("treatment", "r2", user["r2"], 0.0), ("treatment", "r4", "u4", 0.0)]
+    )
+    rep = _experiments.experiment_summary(ex, by_list)
+    e = rep["experiments"]["e"]
+    control, treatment = e["variants"]["control"], e["variants"]["treatment"]
+    assert control["revenue_per_user"] is None and treatment["revenue_per_user"] is None
+    assert control["revenue_per_user_by_currency"] == {"EUR": 15.0}
+    assert treatment["revenue_per_user_by_currency"] == {"GBP": 15.0}
+    assert e["revenue_currencies"] == {"EUR": 2, "GBP": 1} and e["revenue_currency"] is None
+    assert "revenue in 2 currencies: EUR 2 purchase(s), GBP 1 purchase(s)" in e["revenue_warning"]
+    assert "revenue_per_user" not in e["comparisons"]["treatment"]
+    rep["protocol"] = "protocol"
+
+    class _Shop:
+        def experiment_report(self, experiment: str | None) -> dict:
+            return rep
+
+    monkeypatch.setattr(cli_rules, "shop", lambda workdir: _Shop())
+    out = CliRunner().invoke(app, ["experiments", "report", "--workdir", "w"]).output
+    assert "warning: revenue in 2 currencies" in out
+    assert "rev/user EUR 15.00" in next(x for x in out.splitlines() if x.strip().startswith("control"))
+    # one currency: one figure, named
+    one = _experiments.experiment_summary(ex[:2], by_list)["experiments"]["e"]
+    assert one["variants"]["control"]["revenue_per_user"] == 15.0 and one["revenue_currency"] == "EUR"
+    assert "revenue_warning" not in one

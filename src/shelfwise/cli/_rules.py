@@ -112,6 +112,8 @@ def experiments_report(
         typer.echo(f"\nexperiment {name}")
         if e.get("warning"):
             typer.echo(f"  warning: {e['warning']}")
+        if e.get("revenue_warning"):
+            typer.echo(f"  warning: {e['revenue_warning']}")
         if e.get("robot_users_left_out"):
             typer.echo(
                 f"  {e['robot_users_left_out']:,} shopper(s) whose events were quarantined as robot traffic "
@@ -133,11 +135,19 @@ def experiments_report(
                 # (the protocol line says these intervals are given: only --json gave them)
                 f"cart {m['add_to_cart_rate']:.4f} {_ci4(m.get('add_to_cart_ci95'))} "
                 f"conv {m['conversion']:.4f} {_ci4(m.get('conversion_ci95'))} "
-                f"rev/user {m['revenue_per_user']:.2f} "
                 + (
-                    f"[{ci[0]:.2f}, {ci[1]:.2f}]"
-                    if (ci := m["revenue_per_user_ci95"]) is not None
-                    else "[no interval: needs a purchase and two users]"
+                    f"rev/user {m['revenue_per_user']:.2f} "
+                    + (
+                        f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+                        if (ci := m["revenue_per_user_ci95"]) is not None
+                        else "[no interval: needs a purchase and two users]"
+                    )
+                    if m["revenue_per_user"] is not None
+                    # (purchases in several currencies: per currency, never one sum)
+                    else "rev/user "
+                    + ", ".join(
+                        f"{c} {x:.2f}" for c, x in (m.get("revenue_per_user_by_currency") or {}).items()
+                    )
                 )
             )
             skipped = m.get("events_not_counted") or {}

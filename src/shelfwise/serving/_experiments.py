@@ -346,6 +346,8 @@ def _compare(
     out: dict[str, Any] = {}
     few = min(m["users"], c["users"]) < MIN_ARM_USERS
     for metric in COMPARED:
+        if m[metric] is None or c[metric] is None:
+            continue  # (revenue in several currencies: no one figure to compare, `_revenue_per_currency`)
         v, k = float(m[metric]), float(c[metric])
         diff = v - k
         ci: tuple[float, float] | None
@@ -390,6 +392,61 @@ def _compare(
             "verdict_said": text,
         }
     return out
+
+
+def _currency_counts(purchases: dict[str | None, int]) -> dict[str, int]:
+    """The counted purchases per currency label (`_currency_label`), most first; {} where no
+    purchase names a currency (a shop whose files name none)."""
+    if not set(purchases) - {None}:
+        return {}
+    counts: dict[str, int] = {}
+    for c, n in purchases.items():
+        counts[_currency_label(c)] = counts.get(_currency_label(c), 0) + n
+    return dict(sorted(counts.items(), key=lambda x: (-x[1], x[0])))
+
+
+def _currency_label(code: str | None) -> str:
+    """A currency as the report names it: its code, or "unknown" (`UNKNOWN_CURRENCY`, or none
+    named where other purchases name one)."""
+    from ..governance import UNKNOWN_CURRENCY
+
+    return "unknown" if code is None or code == UNKNOWN_CURRENCY else code
+
+
+def _one_currency(purchases: dict[str | None, int]) -> str | None:
+    """The one currency every counted purchase is in; None when they mix or name none."""
+    labels = {_currency_label(c) for c in purchases}
+    return next(iter(labels)) if len(labels) == 1 and labels != {"unknown"} else None
+
+
+def _revenue_per_currency(
+    variants: dict[str, dict[str, Any]],
+    by_currency: dict[str, dict[str | None, np.ndarray]],
+    purchases: dict[str | None, int],
+) -> str | None:
+    """Each variant's revenue per user per currency (`revenue_per_user_by_currency`); where the
+    experiment's purchases are in more than one currency (or of unknown currency beside a known
+    one), `revenue_per_user` and its interval are None (shelfwise does not convert: a sum of
+    euros and pounds is no figure, and no arm is compared on it) and the warning naming the
+    currencies with their counts is returned."""
+    labels: dict[str | None, str] = {c: _currency_label(c) for c in purchases}
+    named = bool(set(purchases) - {None})  # ({} for a shop whose files name no currency)
+    for var, m in variants.items():
+        per: dict[str, float] = {}
+        for c, values in by_currency.get(var, {}).items() if named else ():
+            per[labels[c]] = per.get(labels[c], 0.0) + float(values.sum())
+        m["revenue_per_user_by_currency"] = {k: v / m["users"] for k, v in per.items()} if m["users"] else {}
+    if len(set(labels.values())) < 2:
+        return None
+    for m in variants.values():
+        m["revenue_per_user"] = None
+        m["revenue_per_user_ci95"] = None
+    counts = _currency_counts(purchases)
+    said = ", ".join(f"{c} {n:,} purchase(s)" for c, n in counts.items())
+    return (
+        f"revenue in {len(counts)} currencies: {said} - shelfwise does not convert: revenue per user is "
+        "given per currency (revenue_per_user_by_currency), with no single figure and no comparison of it"
+    )
 
 
 def experiment_report(workdir: str | Path, experiment: str | None = None) -> dict[str, Any]:
@@ -452,9 +509,10 @@ def experiment_exposure(rec: Any) -> tuple[str, str, str, str, str, float] | Non
 
 def attributed_events(workdir: str | Path) -> dict[str, list[list[Any]]]:
     """Per served list id a curated event names (`recommendation_id`, else `search_id`): its
-    events as `[user (pseudonym), time (epoch seconds), event_type, value]` (the warehouse's
-    part of the report; `experiment_summary` counts those of the list's own user, not dated
-    before it was served)."""
+    events as `[user (pseudonym), time (epoch seconds), event_type, value, the shoppers linked
+    to it, currency]` (the warehouse's part of the report; `experiment_summary` counts those of
+    the list's own user, not dated before it was served; `currency`: the line's own, else its
+    product's, None where neither names one: revenue is summed per currency)."""
     from ..storage import read_only, relation_columns
 
     by_list: dict[str, list[list[Any]]] = {}
@@ -470,18 +528,33 @@ def attributed_events(workdir: str | Path) -> dict[str, list[list[Any]]]:
             workdir,
             "coalesce(recommendation_id, search_id) IS NOT NULL AND event_type IN ('click', 'add_to_cart', 'purchase')",
         )
+        # (the money's currency: the line's own, else its product's; NULL where neither names one)
+        own = "e.currency" if "currency" in cols else "NULL::VARCHAR"
+        listed = (
+            "(SELECT any_value(p.currency) FROM curated.products p WHERE p.product_id = e.product_id)"
+            if "products" in tables and "currency" in relation_columns(con, "curated.products")
+            else "NULL::VARCHAR"
+        )
         rows = con.execute(
             f"WITH {cte} "
             'SELECT coalesce(e.recommendation_id, e.search_id), e.user_id, epoch(e."timestamp"), e.event_type, '
-            f"coalesce(e.value, 0), {also} FROM curated.events e LEFT JOIN links l ON l.session_id = e.session_id "
+            f"coalesce(e.value, 0), {also}, coalesce({own}, {listed}) "
+            "FROM curated.events e LEFT JOIN links l ON l.session_id = e.session_id "
             "WHERE coalesce(e.recommendation_id, e.search_id) IS NOT NULL "
             "AND e.event_type IN ('click', 'add_to_cart', 'purchase')",
             params,
         ).fetchall()
         bots = _bot_users(con, workdir)
-    for sid, user, ts, etype, value, others in rows:
+    for sid, user, ts, etype, value, others, currency in rows:
         by_list.setdefault(str(sid), []).append(
-            [str(user), float(ts), str(etype), float(value), list(others)]
+            [
+                str(user),
+                float(ts),
+                str(etype),
+                float(value),
+                list(others),
+                None if currency is None else str(currency),
+            ]
         )
     if bots:
         by_list[BOTS_KEY] = [[b] for b in sorted(bots)]
@@ -604,6 +677,8 @@ def experiment_summary(
         # is no clean unit of either: left out of both, and counted
         crossed = {u for (x, u), vs in seen_in.items() if x == exp_name and len(vs) > 1}
         per_user_revenue: dict[str, np.ndarray] = {}  # variant -> revenue per user (`_compare`)
+        purchases: dict[str | None, int] = {}  # currency (None: none named) -> counted purchases
+        variant_by_currency: dict[str, dict[str | None, np.ndarray]] = {}
         for var in sorted(v for x, v in groups if x == exp_name):
             ex = [e for e in groups[(exp_name, var)] if e[3] not in crossed]
             if not ex:
@@ -613,6 +688,7 @@ def experiment_summary(
             n_u = len(users)
             shown, clicked, carted = np.zeros(n_u), np.zeros(n_u), np.zeros(n_u)
             bought, revenue = np.zeros(n_u, bool), np.zeros(n_u)
+            by_currency: dict[str | None, np.ndarray] = {}  # currency -> revenue per user
             other_user = before = 0
             for e in ex:
                 u = row[e[3]]
@@ -627,11 +703,15 @@ def experiment_summary(
                     kinds.add(etype)
                     if etype == "purchase":
                         revenue[u] += value
+                        cur = others[1] if len(others) > 1 else None
+                        by_currency.setdefault(cur, np.zeros(n_u))[u] += value
+                        purchases[cur] = purchases.get(cur, 0) + 1
                 clicked[u] += "click" in kinds
                 carted[u] += "add_to_cart" in kinds
                 bought[u] |= "purchase" in kinds
             n = len(ex)
             per_user_revenue[var] = revenue
+            variant_by_currency[var] = by_currency
             variants[var] = {
                 "users": n_u,
                 "exposures": n,
@@ -648,6 +728,7 @@ def experiment_summary(
                 # before the list was served
                 "events_not_counted": {"another_user": other_user, "before_the_list": before},
             }
+        revenue_warning = _revenue_per_currency(variants, variant_by_currency, purchases)
         srm = _sample_ratio({v: m["users"] for v, m in variants.items()}, (weights or {}).get(exp_name))
         control = _control_of(list(variants), (weights or {}).get(exp_name))
         comparisons = {
@@ -665,7 +746,14 @@ def experiment_summary(
             "crossed_users": len(crossed),
             # shoppers whose events were quarantined as robot traffic: their lists too
             "robot_users_left_out": len(robots.get(exp_name, ())),
+            # the counted purchases per currency (`_revenue_per_currency`; "unknown": a code shelfwise
+            # cannot read, or none named beside lines that name one), and the one currency of
+            # the revenue figures (None: mixed, or none named)
+            "revenue_currencies": _currency_counts(purchases),
+            "revenue_currency": _one_currency(purchases),
         }
+        if revenue_warning:
+            out["experiments"][exp_name]["revenue_warning"] = revenue_warning
         if crossed:
             out["experiments"][exp_name]["warning"] = (
                 f"{len(crossed):,} user(s) were served by more than one variant (the weights changed while "
