@@ -1228,7 +1228,8 @@ def _to_pandera(contract: TableContract, *, values: bool = True) -> pa.DataFrame
             columns[c.name] = pa.Column(dtype, nullable=True, required=True)
             continue
         if c.allowed:
-            checks.append(pa.Check.isin(list(c.allowed)))
+            # (a lenient enum's unreadable value: `lenient_unknown`, a currency's XXX)
+            checks.append(pa.Check.isin([*c.allowed, *([c.lenient_unknown] if c.lenient_unknown else [])]))
         if c.min_value is not None:
             checks.append(pa.Check.ge(c.min_value))
         if c.max_value is not None:
