@@ -66,13 +66,14 @@ def test_a_withdrawn_code_and_a_common_spelling_are_read_and_an_unknown_one_lose
         "U4,P1,purchase,2024-01-03T10:00:01Z,5,Euro\n"
         "U5,P1,purchase,2024-01-04T10:00:01Z,5,DOLLARZ\n"
         "U6,P1,purchase,2024-01-05T10:00:01Z,5,DOLLARZ\n"
+        "U7,P1,purchase,2024-01-06T10:00:01Z,5,n/a\n"  # (an export's "no value": none given)
     )
     work = tmp_path / "w"
     report = Ingestor(work, **({"engine": engine(work)} if engine else {})).run(d)
     e = report.tables["events"]
-    assert (e.rows_in, e.rows_curated) == (6, 6), e.reasons
-    got = curated_rows(work, "SELECT currency, count(*) FROM curated.events GROUP BY 1 ORDER BY 1")
-    assert got == [("EUR", 2), ("HRK", 1), ("USD", 1), ("XXX", 2)]
+    assert (e.rows_in, e.rows_curated) == (7, 7), e.reasons
+    got = curated_rows(work, "SELECT currency, count(*) FROM curated.events GROUP BY 1 ORDER BY 1 NULLS LAST")
+    assert got == [("EUR", 2), ("HRK", 1), ("USD", 1), ("XXX", 2), (None, 1)]
     said = [w for w in report.warnings if "does not know" in w]
     assert len(said) == 1 and "events.csv: 2 row(s) with a currency ('currency')" in said[0], report.warnings
     assert "('DOLLARZ' 2 row(s))" in said[0]

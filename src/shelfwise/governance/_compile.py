@@ -1054,7 +1054,12 @@ def compile_contract(
             # (`ColumnSpec.lenient_unknown`: a currency given but unreadable is `XXX`, told apart)
             norm = enum_expr(c, s, d)
             allowed = ", ".join(lit(a) for a in c.allowed)
-            unknown = f" WHEN {s} IS NOT NULL THEN {lit(c.lenient_unknown)}" if c.lenient_unknown else ""
+            # (an export's "no value", `n/a`, is none given: no value, as the warning counts it)
+            unknown = (
+                f" WHEN {s} IS NOT NULL AND NOT {_missing(s, d)} THEN {lit(c.lenient_unknown)}"
+                if c.lenient_unknown
+                else ""
+            )
             value = f"CASE WHEN {norm} IN ({allowed}) THEN {norm}{unknown} END"
         elif c.kind is Kind.ENUM:
             value = enum_expr(c, s, d)

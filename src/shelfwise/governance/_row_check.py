@@ -245,7 +245,9 @@ def check_record(
             synonyms = {a.upper(): b for a, b in c.synonyms} if codes else dict(c.synonyms)
             value = synonyms.get(norm, norm)
             if value not in c.allowed and c.lenient:
-                value = c.lenient_unknown  # the row kept (`ColumnSpec.lenient`, `lenient_unknown`)
+                # the row kept (`ColumnSpec.lenient`, `lenient_unknown`); an export's "no value"
+                # (`n/a`) is none given, as the batch load reads it
+                value = None if s in _MISSING else c.lenient_unknown
             elif value not in c.allowed:
                 fail(Failure(name, Reason.INVALID_VALUE, f"{name}: not one of {'/'.join(c.allowed)}: {s}"))
         if c.max_chars is not None and s is not None and len(s) > c.max_chars:
