@@ -1151,7 +1151,8 @@ class Shop:
 
     def experiment_report(self, experiment: str | None = None) -> dict[str, Any]:
         """Per experiment and variant: users, exposures, CTR, add-to-cart rate, conversion,
-        revenue per user (95% intervals); `comparisons`: each other variant against the `control`,
+        revenue per user (95% intervals; conversion and revenue net of the returns attributed to
+        the arm, `gross_revenue_per_user` and `returns_per_user` beside them); `comparisons`: each other variant against the `control`,
         per metric the difference, relative lift, 95% interval of the difference and a verdict
         (none below `min_users_per_arm` users an arm). Absorbs the newest attributed events first."""
         with self._acting("evaluate") as actor:

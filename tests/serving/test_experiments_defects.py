@@ -532,7 +532,7 @@ def test_revenue_in_two_currencies_is_reported_per_currency_never_one_sum(tmp_pa
     work = tmp_path / "w"
     Ingestor(work).run(d)
     by_list = _experiments.attributed_events(work)
-    assert [e[-1] for k in ("r1", "r2", "r3") for e in by_list[k]] == ["EUR", "GBP", "EUR"]
+    assert [e[5] for k in ("r1", "r2", "r3") for e in by_list[k]] == ["EUR", "GBP", "EUR"]
     user = {k: by_list[k][0][0] for k in ("r1", "r2", "r3")}
     ex = _served(
         [("control", "r1", user["r1"], 0.0), ("control", "r3", user["r3"], 0.0)]
@@ -561,3 +561,79 @@ def test_revenue_in_two_currencies_is_reported_per_currency_never_one_sum(tmp_pa
     one = _experiments.experiment_summary(ex[:2], by_list)["experiments"]["e"]
     assert one["variants"]["control"]["revenue_per_user"] == 15.0 and one["revenue_currency"] == "EUR"
     assert "revenue_warning" not in one
+
+
+def _returns_ab(n: int = 400) -> tuple[list[tuple], dict[str, list[list[Any]]]]:
+    """The walker's case: the control's quarter of users buy for 20 and keep it; the treatment
+    sells twice as much (half its users buy for 20) and 60% of it comes back (3 in 5 buyers
+    return the line, refunded 20)."""
+    ex, by_list = [], {}
+    for arm, buyers, returners in (("control", n // 4, 0), ("treatment", n // 2, n // 2 * 3 // 5)):
+        for i in range(n):
+            ex.append(("e", arm, f"{arm}{i}", f"{arm}-u{i}", "b1", 10_000.0))
+            evs = [[f"{arm}-u{i}", 10_050.0, "purchase", 20.0, [], "EUR", "P1", 1.0]] if i < buyers else []
+            evs += [[f"{arm}-u{i}", 90_000.0, "return", 20.0, [], "EUR", "P1", 1.0]] if i < returners else []
+            if evs:
+                by_list[f"{arm}{i}"] = evs
+    return ex, by_list
+
+
+def test_returns_count_against_the_arm_that_sold_them_net_revenue_and_conversion() -> None:
+    """An arm selling twice as much with 60% of it returned read "revenue per user +100%" and
+    won: returns were ignored. Known answer: control 5.00 per user (100 of 400 buy 20, keep
+    it), treatment gross 10.00, returns 6.00, net 4.00 - lower than the control; conversion
+    net of returns 0.20 against 0.25 (gross 0.50)."""
+    ex, by_list = _returns_ab()
+    e = _experiments.experiment_summary(ex, by_list, weights={"e": {"control": 1.0, "treatment": 1.0}})
+    e = e["experiments"]["e"]
+    c, t = e["variants"]["control"], e["variants"]["treatment"]
+    assert (c["revenue_per_user"], c["gross_revenue_per_user"], c["returns_per_user"]) == (5.0, 5.0, 0.0)
+    assert t["gross_revenue_per_user"] == pytest.approx(10.0) and t["returns_per_user"] == pytest.approx(6.0)
+    assert t["revenue_per_user"] == pytest.approx(4.0) and t["returns"] == 120
+    assert t["revenue_per_user_by_currency"] == {"EUR": pytest.approx(4.0)}
+    assert t["gross_revenue_per_user_by_currency"] == {"EUR": pytest.approx(10.0)}
+    assert t["returns_per_user_by_currency"] == {"EUR": pytest.approx(6.0)}
+    assert (t["conversion"], t["gross_conversion"], c["conversion"]) == (0.2, 0.5, 0.25)
+    rev = e["comparisons"]["treatment"]["revenue_per_user"]
+    assert rev["difference"] == pytest.approx(-1.0) and rev["relative_lift"] == pytest.approx(-0.2)
+    assert rev["verdict"] == "lower", rev
+    assert e["comparisons"]["treatment"]["conversion"]["difference"] == pytest.approx(-0.05)
+    assert e["revenue_currency"] == "EUR" and "revenue_warning" not in e
+
+
+def test_the_warehouse_attributes_returns_to_the_list_the_product_was_bought_from(tmp_path) -> None:
+    """A return naming its list, a purchase line of -1 unit naming none (the user's purchase of
+    the product from a list is the one it undoes) and a return without a value (worth the price
+    paid) all count against the arm; a return of a product bought from no list counts nowhere."""
+    from shelfwise.governance import Ingestor
+
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "products.csv").write_text("product_id,title,price\nP1,Mug,5\nP2,Pot,7\nP3,Cup,3\n")
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp,value,quantity,recommendation_id\n"
+        "u1,P1,purchase,2024-03-01T10:00:00Z,20,2,r1\n"
+        "u1,P1,return,2024-03-05T10:00:00Z,,1,\n"  # (no list, no value: half of the 20 paid)
+        "u2,P2,purchase,2024-03-01T10:00:00Z,30,1,r2\n"
+        "u2,P2,purchase,2024-03-06T10:00:00Z,-30,-1,\n"  # (a purchase of -1 unit: a return)
+        "u3,P1,purchase,2024-03-01T10:00:00Z,8,1,r3\n"
+        "u3,P1,return,2024-03-02T10:00:00Z,8,1,r3\n"
+        "u3,P3,purchase,2024-03-01T10:00:00Z,3,1,\n"
+        "u3,P3,return,2024-03-02T10:00:00Z,3,1,\n"  # (bought from no list: not the arm's)
+    )
+    work = tmp_path / "w"
+    Ingestor(work).run(d)
+    by_list = _experiments.attributed_events(work)
+    got = {k: sorted((e[2], e[3], e[6], e[7]) for e in by_list[k]) for k in ("r1", "r2", "r3")}
+    assert got == {
+        "r1": [("purchase", 20.0, "P1", 2.0), ("return", 10.0, "P1", 1.0)],
+        "r2": [("purchase", 30.0, "P2", 1.0), ("return", 30.0, "P2", 1.0)],
+        "r3": [("purchase", 8.0, "P1", 1.0), ("return", 8.0, "P1", 1.0)],
+    }
+    user = {k: by_list[k][0][0] for k in ("r1", "r2", "r3")}
+    ex = _served([("control", k, user[k], 0.0) for k in ("r1", "r2", "r3")])
+    m = _experiments.experiment_summary(ex, by_list)["experiments"]["e"]["variants"]["control"]
+    assert m["gross_revenue_per_user"] == pytest.approx(58 / 3) and m["returns_per_user"] == pytest.approx(16)
+    assert m["revenue_per_user"] == pytest.approx(10 / 3) and m["returns"] == 3
+    # u1 kept one of two mugs; u2 and u3 returned all they bought from the lists
+    assert m["conversion"] == pytest.approx(1 / 3) and m["gross_conversion"] == 1.0

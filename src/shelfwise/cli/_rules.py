@@ -101,7 +101,8 @@ def experiments_report(
     experiment: Annotated[str | None, typer.Option(help="Only this experiment.")] = None,
     as_json: AsJson = False,
 ) -> None:
-    """Per variant: users, exposures, CTR, add-to-cart rate, conversion, revenue per user (95% CI);
+    """Per variant: users, exposures, CTR, add-to-cart rate, conversion, revenue per user (95% CI;
+    both net of returns, gross and returns beside the revenue);
     each variant against the control: difference, relative lift, its 95% interval, a verdict."""
     rep = shop(workdir).experiment_report(experiment)
     if as_json:
@@ -149,6 +150,7 @@ def experiments_report(
                         f"{c} {x:.2f}" for c, x in (m.get("revenue_per_user_by_currency") or {}).items()
                     )
                 )
+                + _gross_and_returns(m)
             )
             skipped = m.get("events_not_counted") or {}
             if any(skipped.values()):
@@ -167,6 +169,23 @@ def experiments_report(
             f"\nwarning: {rep['pending_events']:,} acknowledged event(s) are still in the spool, not in "
             "these numbers (`shelfwise events absorb`, or a running server's next absorb)"
         )
+
+
+def _gross_and_returns(m: dict[str, Any]) -> str:
+    """What the net revenue per user was made of, labelled: " net (gross 10.00, returns 6.00)"
+    (per currency where the purchases mix currencies); "" for a report without them."""
+    if m.get("gross_revenue_per_user") is not None and m.get("returns_per_user") is not None:
+        return f" net (gross {m['gross_revenue_per_user']:.2f}, returns {m['returns_per_user']:.2f})"
+    gross, back = m.get("gross_revenue_per_user_by_currency"), m.get("returns_per_user_by_currency")
+    if not gross:
+        return ""
+    return (
+        " net (gross "
+        + ", ".join(f"{c} {x:.2f}" for c, x in gross.items())
+        + "; returns "
+        + ", ".join(f"{c} {x:.2f}" for c, x in (back or {}).items())
+        + ")"
+    )
 
 
 def _ci4(ci: Any) -> str:

@@ -419,32 +419,56 @@ def _one_currency(purchases: dict[str | None, int]) -> str | None:
     return next(iter(labels)) if len(labels) == 1 and labels != {"unknown"} else None
 
 
+def _merged(a: dict[str | None, int], b: dict[str | None, int]) -> dict[str | None, int]:
+    """Two counts per currency added up (the purchases and the returns counted)."""
+    return {c: a.get(c, 0) + b.get(c, 0) for c in {*a, *b}}
+
+
 def _revenue_per_currency(
     variants: dict[str, dict[str, Any]],
-    by_currency: dict[str, dict[str | None, np.ndarray]],
+    by_currency: dict[str, dict[str | None, tuple[np.ndarray, np.ndarray]]],
     purchases: dict[str | None, int],
+    refunds: dict[str | None, int] | None = None,
 ) -> str | None:
-    """Each variant's revenue per user per currency (`revenue_per_user_by_currency`); where the
-    experiment's purchases are in more than one currency (or of unknown currency beside a known
-    one), `revenue_per_user` and its interval are None (shelfwise does not convert: a sum of
-    euros and pounds is no figure, and no arm is compared on it) and the warning naming the
-    currencies with their counts is returned."""
-    labels: dict[str | None, str] = {c: _currency_label(c) for c in purchases}
-    named = bool(set(purchases) - {None})  # ({} for a shop whose files name no currency)
+    """Each variant's revenue per user per currency, net of returns
+    (`revenue_per_user_by_currency`; `gross_revenue_per_user_by_currency` and
+    `returns_per_user_by_currency` beside it); where the experiment's purchases and returns are
+    in more than one currency (or of unknown currency beside a known one), `revenue_per_user`,
+    its interval, `gross_revenue_per_user` and `returns_per_user` are None (shelfwise does not
+    convert: a sum of euros and pounds is no figure, and no arm is compared on it) and the
+    warning naming the currencies with their counts is returned."""
+    refunds = refunds or {}
+    counted = _merged(purchases, refunds)
+    labels: dict[str | None, str] = {c: _currency_label(c) for c in counted}
+    named = bool(set(counted) - {None})  # ({} for a shop whose files name no currency)
     for var, m in variants.items():
-        per: dict[str, float] = {}
-        for c, values in by_currency.get(var, {}).items() if named else ():
-            per[labels[c]] = per.get(labels[c], 0.0) + float(values.sum())
-        m["revenue_per_user_by_currency"] = {k: v / m["users"] for k, v in per.items()} if m["users"] else {}
+        gross: dict[str, float] = {}
+        back: dict[str, float] = {}
+        for c, (bought, returned) in by_currency.get(var, {}).items() if named else ():
+            gross[labels[c]] = gross.get(labels[c], 0.0) + float(bought.sum())
+            back[labels[c]] = back.get(labels[c], 0.0) + float(returned.sum())
+        n = m["users"]
+        m["revenue_per_user_by_currency"] = {k: (v - back[k]) / n for k, v in gross.items()} if n else {}
+        m["gross_revenue_per_user_by_currency"] = {k: v / n for k, v in gross.items()} if n else {}
+        m["returns_per_user_by_currency"] = {k: v / n for k, v in back.items()} if n else {}
     if len(set(labels.values())) < 2:
         return None
     for m in variants.values():
-        m["revenue_per_user"] = None
-        m["revenue_per_user_ci95"] = None
+        for key in (
+            "revenue_per_user",
+            "revenue_per_user_ci95",
+            "gross_revenue_per_user",
+            "returns_per_user",
+        ):
+            m[key] = None
     counts = _currency_counts(purchases)
     said = ", ".join(f"{c} {n:,} purchase(s)" for c, n in counts.items())
+    back_counts = _currency_counts(refunds)
+    if back_counts:
+        said += "; returns: " + ", ".join(f"{c} {n:,}" for c, n in back_counts.items())
+    n_currencies = len(set(labels.values()))
     return (
-        f"revenue in {len(counts)} currencies: {said} - shelfwise does not convert: revenue per user is "
+        f"revenue in {n_currencies} currencies: {said} - shelfwise does not convert: revenue per user is "
         "given per currency (revenue_per_user_by_currency), with no single figure and no comparison of it"
     )
 
@@ -510,9 +534,13 @@ def experiment_exposure(rec: Any) -> tuple[str, str, str, str, str, float] | Non
 def attributed_events(workdir: str | Path) -> dict[str, list[list[Any]]]:
     """Per served list id a curated event names (`recommendation_id`, else `search_id`): its
     events as `[user (pseudonym), time (epoch seconds), event_type, value, the shoppers linked
-    to it, currency]` (the warehouse's part of the report; `experiment_summary` counts those of
-    the list's own user, not dated before it was served; `currency`: the line's own, else its
-    product's, None where neither names one: revenue is summed per currency)."""
+    to it, currency, product_id, quantity]` (the warehouse's part of the report;
+    `experiment_summary` counts those of the list's own user, not dated before it was served;
+    `currency`: the line's own, else its product's, None where neither names one: revenue is
+    summed per currency). A return (event type `return`, or a purchase line of fewer than 0
+    units, curated as one) counts for the list its own `recommendation_id` / `search_id` names,
+    else for the list the same user bought that product from (the latest such purchase before
+    the return); its value is the refund written, else the price paid for the returned units."""
     from ..storage import read_only, relation_columns
 
     by_list: dict[str, list[list[Any]]] = {}
@@ -526,26 +554,48 @@ def attributed_events(workdir: str | Path) -> dict[str, list[list[Any]]]:
 
         cte, also, params = linked_shoppers_sql(
             workdir,
-            "coalesce(recommendation_id, search_id) IS NOT NULL AND event_type IN ('click', 'add_to_cart', 'purchase')",
+            "coalesce(recommendation_id, search_id) IS NOT NULL "
+            "AND event_type IN ('click', 'add_to_cart', 'purchase', 'return')",
         )
         # (the money's currency: the line's own, else its product's; NULL where neither names one)
-        own = "e.currency" if "currency" in cols else "NULL::VARCHAR"
+        own = "currency" if "currency" in cols else "NULL::VARCHAR"
+        qty = "quantity" if "quantity" in cols else "NULL::DOUBLE"
         listed = (
             "(SELECT any_value(p.currency) FROM curated.products p WHERE p.product_id = e.product_id)"
             if "products" in tables and "currency" in relation_columns(con, "curated.products")
             else "NULL::VARCHAR"
         )
+        lid = "coalesce(recommendation_id, search_id)"
+        # each return with the purchase it undoes: its own list's purchase of the product by the
+        # user, else the user's latest purchase of it from any list, not after the return
+        returns = (
+            f'bought AS (SELECT {lid} AS list, user_id, product_id, session_id, "timestamp" AS ts, '
+            f"value, {qty} AS quantity FROM curated.events WHERE event_type = 'purchase' AND {lid} IS NOT NULL), "
+            f"rets AS (SELECT row_number() OVER () AS k, {lid} AS list, user_id, product_id, session_id, "
+            f'"timestamp" AS ts, value, {qty} AS quantity, {own} AS currency '
+            "FROM curated.events WHERE event_type = 'return'), "
+            "matched AS (SELECT r.*, b.list AS b_list, b.session_id AS b_session, b.value AS b_value, "
+            "b.quantity AS b_quantity FROM rets r LEFT JOIN bought b ON b.user_id = r.user_id "
+            "AND b.product_id = r.product_id AND b.ts <= r.ts "
+            "QUALIFY row_number() OVER (PARTITION BY r.k ORDER BY (b.list IS NOT DISTINCT FROM r.list) DESC, "
+            "b.ts DESC) = 1), "
+            f'ev AS (SELECT {lid} AS list, user_id, session_id, "timestamp", event_type, value, '
+            f"{own} AS currency, product_id, {qty} AS quantity FROM curated.events "
+            f"WHERE {lid} IS NOT NULL AND event_type IN ('click', 'add_to_cart', 'purchase') "
+            "UNION ALL SELECT coalesce(list, b_list), user_id, "
+            "CASE WHEN list IS NOT NULL THEN session_id ELSE b_session END, ts, 'return', "
+            "coalesce(value, b_value / coalesce(b_quantity, 1) * coalesce(quantity, 1)), currency, product_id, "
+            "quantity FROM matched WHERE coalesce(list, b_list) IS NOT NULL)"
+        )
         rows = con.execute(
-            f"WITH {cte} "
-            'SELECT coalesce(e.recommendation_id, e.search_id), e.user_id, epoch(e."timestamp"), e.event_type, '
-            f"coalesce(e.value, 0), {also}, coalesce({own}, {listed}) "
-            "FROM curated.events e LEFT JOIN links l ON l.session_id = e.session_id "
-            "WHERE coalesce(e.recommendation_id, e.search_id) IS NOT NULL "
-            "AND e.event_type IN ('click', 'add_to_cart', 'purchase')",
+            f"WITH {cte}, {returns} "
+            'SELECT e.list, e.user_id, epoch(e."timestamp"), e.event_type, '
+            f"coalesce(e.value, 0), {also}, coalesce(e.currency, {listed}), e.product_id, "
+            "coalesce(e.quantity, 1) FROM ev e LEFT JOIN links l ON l.session_id = e.session_id",
             params,
         ).fetchall()
         bots = _bot_users(con, workdir)
-    for sid, user, ts, etype, value, others, currency in rows:
+    for sid, user, ts, etype, value, others, currency, product, quantity in rows:
         by_list.setdefault(str(sid), []).append(
             [
                 str(user),
@@ -554,6 +604,8 @@ def attributed_events(workdir: str | Path) -> dict[str, list[list[Any]]]:
                 float(value),
                 list(others),
                 None if currency is None else str(currency),
+                None if product is None else str(product),
+                float(quantity),
             ]
         )
     if bots:
@@ -646,8 +698,11 @@ def experiment_summary(
             "list bought after a login in that session counts, as does a customer's list clicked in a "
             "session of theirs) or dated more than "
             f"{CLOCK_SKEW_S / 3600:g} hours before the list was served; CTR and add-to-cart "
-            "rate per exposure, conversion = share of exposed users with an attributed purchase, revenue "
-            "per exposed user = sum of attributed purchase values; 95% CIs with the user as unit: delta "
+            "rate per exposure, conversion = share of exposed users with an attributed purchase not wholly "
+            "returned, revenue per exposed user = sum of attributed purchase values net of attributed returns "
+            "(gross and returns beside it; a return counts for the list its recommendation_id/search_id "
+            "names, else the list its user bought the product from, the latest purchase before it; worth "
+            "its refund, else the price paid); 95% CIs with the user as unit: delta "
             "method (CTR, add-to-cart rate: users' lists are not independent), Wilson over users "
             "(conversion), bootstrap over users (revenue); "
             f"sample-ratio check: users per variant against the configured weights (chi-square, p < {SRM_P:g}); "
@@ -676,9 +731,11 @@ def experiment_summary(
         # a user served by two variants (the weights changed while it ran: the hash moved them)
         # is no clean unit of either: left out of both, and counted
         crossed = {u for (x, u), vs in seen_in.items() if x == exp_name and len(vs) > 1}
-        per_user_revenue: dict[str, np.ndarray] = {}  # variant -> revenue per user (`_compare`)
+        per_user_revenue: dict[str, np.ndarray] = {}  # variant -> net revenue per user (`_compare`)
         purchases: dict[str | None, int] = {}  # currency (None: none named) -> counted purchases
-        variant_by_currency: dict[str, dict[str | None, np.ndarray]] = {}
+        refunds: dict[str | None, int] = {}  # currency -> counted returns
+        # variant -> currency -> (gross revenue, returned value) per user
+        variant_by_currency: dict[str, dict[str | None, tuple[np.ndarray, np.ndarray]]] = {}
         for var in sorted(v for x, v in groups if x == exp_name):
             ex = [e for e in groups[(exp_name, var)] if e[3] not in crossed]
             if not ex:
@@ -687,9 +744,10 @@ def experiment_summary(
             row = {u: i for i, u in enumerate(users)}
             n_u = len(users)
             shown, clicked, carted = np.zeros(n_u), np.zeros(n_u), np.zeros(n_u)
-            bought, revenue = np.zeros(n_u, bool), np.zeros(n_u)
-            by_currency: dict[str | None, np.ndarray] = {}  # currency -> revenue per user
-            other_user = before = 0
+            bought, revenue, returned = np.zeros(n_u, bool), np.zeros(n_u), np.zeros(n_u)
+            by_currency: dict[str | None, tuple[np.ndarray, np.ndarray]] = {}  # (gross, returned)
+            units: dict[tuple[int, str | None], float] = {}  # (user, product) -> units kept
+            n_returns = other_user = before = 0
             for e in ex:
                 u = row[e[3]]
                 shown[u] += 1
@@ -701,16 +759,32 @@ def experiment_summary(
                         before += why == "before_the_list"
                         continue
                     kinds.add(etype)
+                    if etype in ("purchase", "return"):
+                        cur = others[1] if len(others) > 1 else None
+                        line = (u, others[2] if len(others) > 2 else None)
+                        n_units = float(others[3]) if len(others) > 3 else 1.0
+                        pair = by_currency.setdefault(cur, (np.zeros(n_u), np.zeros(n_u)))
                     if etype == "purchase":
                         revenue[u] += value
-                        cur = others[1] if len(others) > 1 else None
-                        by_currency.setdefault(cur, np.zeros(n_u))[u] += value
+                        pair[0][u] += value
                         purchases[cur] = purchases.get(cur, 0) + 1
+                        units[line] = units.get(line, 0.0) + n_units
+                    elif etype == "return":  # (what came back: its refund, positive)
+                        returned[u] += value
+                        pair[1][u] += value
+                        refunds[cur] = refunds.get(cur, 0) + 1
+                        units[line] = units.get(line, 0.0) - n_units
+                        n_returns += 1
                 clicked[u] += "click" in kinds
                 carted[u] += "add_to_cart" in kinds
                 bought[u] |= "purchase" in kinds
+            # converted: a purchase not wholly returned (units of a product bought and kept)
+            kept = np.zeros(n_u, bool)
+            for (u, _product), left in units.items():
+                kept[u] |= left > 0
+            net = revenue - returned
             n = len(ex)
-            per_user_revenue[var] = revenue
+            per_user_revenue[var] = net
             variant_by_currency[var] = by_currency
             variants[var] = {
                 "users": n_u,
@@ -719,16 +793,22 @@ def experiment_summary(
                 "ctr_ci95": _ratio_interval(clicked, shown),
                 "add_to_cart_rate": float(carted.sum() / n) if n else 0.0,
                 "add_to_cart_ci95": _ratio_interval(carted, shown),
-                "conversion": float(bought.mean()) if n_u else 0.0,
-                "conversion_ci95": wilson_interval(int(bought.sum()), n_u),
-                "revenue_per_user": float(revenue.mean()) if n_u else 0.0,
-                "revenue_per_user_ci95": _bootstrap_mean(revenue),
+                # net of returns: a user whose every purchase came back did not convert, and
+                # revenue is what was bought less what was refunded (`gross_*` beside them)
+                "conversion": float(kept.mean()) if n_u else 0.0,
+                "conversion_ci95": wilson_interval(int(kept.sum()), n_u),
+                "gross_conversion": float(bought.mean()) if n_u else 0.0,
+                "revenue_per_user": float(net.mean()) if n_u else 0.0,
+                "revenue_per_user_ci95": _bootstrap_mean(net),
+                "gross_revenue_per_user": float(revenue.mean()) if n_u else 0.0,
+                "returns_per_user": float(returned.mean()) if n_u else 0.0,
+                "returns": n_returns,
                 "bundles": sorted({e[4] for e in ex}),
                 # events naming the variant's lists that did not count: another user's, or dated
                 # before the list was served
                 "events_not_counted": {"another_user": other_user, "before_the_list": before},
             }
-        revenue_warning = _revenue_per_currency(variants, variant_by_currency, purchases)
+        revenue_warning = _revenue_per_currency(variants, variant_by_currency, purchases, refunds)
         srm = _sample_ratio({v: m["users"] for v, m in variants.items()}, (weights or {}).get(exp_name))
         control = _control_of(list(variants), (weights or {}).get(exp_name))
         comparisons = {
@@ -750,7 +830,7 @@ def experiment_summary(
             # cannot read, or none named beside lines that name one), and the one currency of
             # the revenue figures (None: mixed, or none named)
             "revenue_currencies": _currency_counts(purchases),
-            "revenue_currency": _one_currency(purchases),
+            "revenue_currency": _one_currency(_merged(purchases, refunds)),
         }
         if revenue_warning:
             out["experiments"][exp_name]["revenue_warning"] = revenue_warning

@@ -1503,8 +1503,9 @@ def experiments(workdir: Path) -> dict[str, Any]:
 
 
 # (v2: each list's events with their user and time, not counts: the v1 file is not read)
-# (v4: each event carries its currency, `attributed_events`)
-_EXPERIMENT_EVENTS = Persist("experiment_events_v4", load=lambda v: (_tuples(v[0]), v[1]))
+# (v4: each event carries its currency, `attributed_events`; v5: its product and quantity, and
+# the returns attributed to a list)
+_EXPERIMENT_EVENTS = Persist("experiment_events_v5", load=lambda v: (_tuples(v[0]), v[1]))
 
 
 # -- warm-up ---------------------------------------------------------------------------------------
