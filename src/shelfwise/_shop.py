@@ -1046,10 +1046,35 @@ class Shop:
                 raise ShelfwiseError(f"{file}: cannot read a synonyms file: {exc}") from None
             return save_synonyms(self.workdir, text, actor=actor_name(actor))
 
-    def set_experiments(self, experiments: Mapping[str, Any] | str | Path) -> list[str]:
-        """Install an experiments configuration (document or JSON file); returns their names."""
+    @overload
+    def set_experiments(
+        self,
+        experiments: Mapping[str, Any] | str | Path,
+        *,
+        end_missing: bool = ...,
+        detail: Literal[False] = ...,
+    ) -> list[str]: ...
+    @overload
+    def set_experiments(
+        self,
+        experiments: Mapping[str, Any] | str | Path,
+        *,
+        end_missing: bool = ...,
+        detail: Literal[True],
+    ) -> dict[str, Any]: ...
+    def set_experiments(
+        self, experiments: Mapping[str, Any] | str | Path, *, end_missing: bool = False, detail: bool = False
+    ) -> list[str] | dict[str, Any]:
+        """Install an experiments configuration (document or JSON file); returns their names.
+        The file is the whole configuration: one that leaves out a running experiment would end
+        it, refused (naming them and their users) unless `end_missing`. `detail=True`: a dict of
+        the names (`experiments`), the running experiments it ended (`ended`: name, surface,
+        users, since) and `warnings` (a variant whose rules change nothing; also warned as an
+        `ExperimentsWarning`), all recorded in the change's audit entry."""
         with self._acting("experiments.change", workdir=False) as actor:
-            from .serving._experiments import parse_experiments, save_experiments
+            import warnings
+
+            from .serving._experiments import ExperimentsWarning, parse_experiments, save_experiments
 
             doc = _json_doc(experiments, "experiments")
             exps = parse_experiments(doc)
@@ -1059,7 +1084,19 @@ class Shop:
                 self.authorize("rules.change")
             self._variants_bundles_may_serve(exps)
             self._variants_models_may_serve(exps)
-            return [e.name for e in save_experiments(self.workdir, doc, actor=actor)]
+            said: list[str] = []
+            ended: list[dict[str, Any]] = []
+            names = [
+                e.name
+                for e in save_experiments(
+                    self.workdir, doc, actor=actor, end_missing=end_missing, said=said, ended=ended
+                )
+            ]
+            for w in said:
+                warnings.warn(ExperimentsWarning(w), stacklevel=2)
+            if detail:
+                return {"experiments": names, "ended": ended, "warnings": said}
+            return names
 
     def _variants_models_may_serve(self, experiments: Sequence[Any]) -> None:
         """In a shop with people, a variant serving a model of its bundle other than the

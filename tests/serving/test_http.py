@@ -351,7 +351,7 @@ def test_rules_and_experiments_are_picked_up_live_and_reported(server, served_wo
             assert 0 <= lo <= v["ctr"] <= hi <= 1
     finally:
         exp.write_text(json.dumps({"experiments": []}))
-        sw("experiments", "set", "--workdir", str(work), "--file", str(exp))
+        sw("experiments", "set", "--workdir", str(work), "--file", str(exp), "--end-missing")
 
 
 def test_search_analytics_from_the_logs_and_the_served_pages(server, served_workdir):

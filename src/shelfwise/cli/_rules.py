@@ -73,17 +73,37 @@ app.add_typer(experiments_app, name="experiments")
 def experiments_set(
     workdir: Workdir,
     file: Annotated[Path, typer.Option("--file", help="An experiments JSON file.")],
+    end_missing: Annotated[
+        bool,
+        typer.Option(
+            "--end-missing",
+            help="End the running experiments the file leaves out (refused without it, naming them).",
+        ),
+    ] = False,
 ) -> None:
-    """Install the experiments configuration (a running server picks it up; audited)."""
+    """Install the experiments configuration (a running server picks it up; audited). The file
+    is the whole configuration: one that leaves out a running experiment needs --end-missing."""
+    import warnings
+
     from ..errors import ShelfwiseError
-    from ..serving._experiments import load_experiments
+    from ..serving._experiments import ExperimentsWarning, ended_said, load_experiments
 
     try:
         before = {e.name: {v.name: v.weight for v in e.variants} for e in load_experiments(workdir)}
     except ShelfwiseError:  # (the file this replaces could not be read: nothing to compare)
         before = {}
-    names = shop(workdir).set_experiments(file)
+    with warnings.catch_warnings():  # (said below, once, as `warning:` lines)
+        warnings.simplefilter("ignore", ExperimentsWarning)
+        got = shop(workdir).set_experiments(file, end_missing=end_missing, detail=True)
+    names = got["experiments"]
     typer.echo(f"{len(names)} experiment(s) installed: {', '.join(names)}")
+    if got["ended"]:
+        typer.echo(
+            f"ended (left out of the file): {ended_said(got['ended'])}; their reports stay readable "
+            "(`experiments report --experiment NAME`)"
+        )
+    for w in got["warnings"]:
+        typer.echo(f"warning: {w}", err=True)
     for e in load_experiments(workdir):
         was = before.get(e.name)
         if was is not None and was != {v.name: v.weight for v in e.variants}:
@@ -157,6 +177,14 @@ def experiments_report(
                 typer.echo(
                     f"  {'':12s} not counted: {skipped['another_user']:,} event(s) of another user, "
                     f"{skipped['before_the_list']:,} dated before the list was served"
+                )
+            if m.get("fallback_lists"):
+                # (intent to treat: the arm's users count whatever they got; this says how diluted)
+                typer.echo(
+                    f"  {'':12s} lists served by: "
+                    + ", ".join(f"{k} {n:,}" for k, n in m["served_by"].items())
+                    + f" ({m['fallback_share']:.1%} the popular fallback: new shoppers, no personalization "
+                    "consent; counted in the arm all the same)"
                 )
         _echo_comparisons(e)
     if rep.get("unknown_list_events"):

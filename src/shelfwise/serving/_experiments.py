@@ -8,20 +8,24 @@
          {"name": "control", "weight": 50},
          {"name": "sasrec", "weight": 50, "model": "sasrec"},
          {"name": "old", "weight": 0, "bundle": "20261101T000000000000Z"},
-         {"name": "diverse", "weight": 0, "rules": {"max_per_category": 2}}
+         {"name": "diverse", "weight": 0, "rules": {"max_per_category": 2}},
+         {"name": "no-merchandising", "weight": 0, "shop_rules": false}
        ],
        "start": "2026-11-01", "end": null}
     ]}
 
 A variant may name a model of the serving bundle, another bundle version, or rule overrides:
 its settings replace the shop's, its `items` are added after the shop's (a variant cannot lift
-a rule of the shop). `experiments set` checks every value, and that each bundle and model named
+a rule of the shop). `"shop_rules": false` serves a variant without the shop's merchandising (its
+pins, boosts and buries; the shop's hides and settings stay): the "rules off" arm of a test of
+the rules (`experiments set` warns of a variant whose rules change nothing). `experiments set` checks every value, and that each bundle and model named
 exists (a model in the bundle that will serve the variant); one gone by serving time is served
 from the current bundle or its default model, said in the log. A user's variant is a pure function of (experiment, salt, raw user id):
 `sha256` into 10,000 buckets, split by weight, stable across processes, replicas and restarts.
 
 Every served list is logged (the exposure log, `spool/exposures/`) with its id, the user's
-pseudonym, the bundle, the model and the variant; events posted with that `recommendation_id` /
+pseudonym, the bundle, the model, the variant and what served it (`served_by`: the model, or
+`fallback` for the popular list served in its place); events posted with that `recommendation_id` /
 `search_id` are attributed to it. `experiment_report` joins the two.
 """
 
@@ -52,6 +56,8 @@ class Variant:
     model: str | None = None
     bundle: str | None = None
     rules: dict[str, Any] = field(default_factory=dict)
+    # False: served without the shop's pins, boosts and buries (its hides and settings stay)
+    shop_rules: bool = True
 
 
 @dataclass(frozen=True)
@@ -79,7 +85,7 @@ class Experiment:
 
 
 _EXPERIMENT_FIELDS = {"name", "surface", "salt", "variants", "start", "end", "description", "note"}
-_VARIANT_FIELDS = {"name", "weight", "model", "bundle", "rules", "description", "note"}
+_VARIANT_FIELDS = {"name", "weight", "model", "bundle", "rules", "shop_rules", "description", "note"}
 
 
 def parse_experiments(doc: Any, source: str = "experiments", *, strict: bool = True) -> list[Experiment]:
@@ -132,7 +138,12 @@ def parse_experiments(doc: Any, source: str = "experiments", *, strict: bool = T
             if not isinstance(rules, dict):
                 raise ShelfwiseError(f"{vwhere}: rules must be an object of rule settings, not {rules!r}")
             Rules.from_dict(rules, f"{vwhere}: rules")  # checked as `rules set` checks a rules file
-            variants.append(Variant(str(v["name"]), float(w), v.get("model"), v.get("bundle"), dict(rules)))
+            shop_rules = v.get("shop_rules", True)
+            if not isinstance(shop_rules, bool):
+                raise ShelfwiseError(f"{vwhere}: shop_rules must be true or false, not {shop_rules!r}")
+            variants.append(
+                Variant(str(v["name"]), float(w), v.get("model"), v.get("bundle"), dict(rules), shop_rules)
+            )
         total = sum(v.weight for v in variants)
         if len(variants) < 2 or not total > 0:
             raise ShelfwiseError(f"{where}: at least two variants with a positive total weight")
@@ -222,16 +233,143 @@ def check_servable(workdir: str | Path, experiments: list[Experiment], source: s
                 )
 
 
-def save_experiments(workdir: str | Path, doc: dict[str, Any], actor: str | None = None) -> list[Experiment]:
+class ExperimentsWarning(UserWarning):
+    """An experiments configuration installed with something that cannot do what it says (a
+    variant whose rules change nothing): `Shop.set_experiments` warns it."""
+
+
+# the rule actions a variant's `"shop_rules": false` takes away (the shop's hides stay: a product
+# hidden for a recall or a legal reason is never an experiment's to show)
+MERCHANDISING = ("pin", "boost", "bury")
+_RULE_SETTINGS = ("filter_out_of_stock", "max_per_category", "category_level", "repurchase_days")
+
+
+def shop_rules_for(shop: Rules, variant: Variant) -> tuple[Any, ...]:
+    """The shop's rule items a variant's users are served with: all of them, or without its
+    pins, boosts and buries for a variant with `"shop_rules": false`."""
+    if variant.shop_rules:
+        return shop.items
+    return tuple(r for r in shop.items if r.action not in MERCHANDISING)
+
+
+def rules_warnings(workdir: str | Path, doc: dict[str, Any], experiments: list[Experiment]) -> list[str]:
+    """What `experiments set` warns of in a configuration that installs: each variant that names
+    `rules` (or `"shop_rules": false`) that change nothing of what the shop's rules serve (a
+    "rules off" arm written `{"items": []}` served the shop's boosted list, as its control did:
+    an A/B test of two identical treatments)."""
+    shop = Rules.load(workdir)
+    said = []
+    for e, raw in zip(experiments, doc.get("experiments") or [], strict=False):
+        for v, rv in zip(e.variants, raw.get("variants") or [], strict=False):
+            if not isinstance(rv, dict) or ("rules" not in rv and v.shop_rules):
+                continue  # (no rules arm: its model or bundle is what it tests)
+            if shop_rules_for(shop, v) != shop.items:
+                continue  # the shop's merchandising is off for it
+            settings = {f: getattr(shop, f) for f in _RULE_SETTINGS}
+            mine = Rules.from_dict({**settings, **v.rules})
+            if mine.items or any(getattr(mine, f) != settings[f] for f in _RULE_SETTINGS):
+                continue
+            merch = [r for r in shop.items if r.action in MERCHANDISING]
+            said.append(
+                f"experiment {e.name!r}: variant {v.name!r}: its rules change nothing (a variant's items are "
+                f"added after the shop's {len(shop.items)} rule(s), which stay in force): its shoppers get "
+                "what the shop's rules serve"
+                + (
+                    '; to test the shop\'s pins, boosts and buries off, give the variant "shop_rules": false'
+                    if merch
+                    else ""
+                )
+            )
+    return said
+
+
+def running_left_out(workdir: str | Path, experiments: list[Experiment]) -> list[dict[str, Any]]:
+    """The experiments installed and running now that `experiments` (a new configuration) leaves
+    out, which installing it ends: per experiment its name, surface, the users its exposure log
+    holds and when it first served (`since`, None before any list)."""
+    from ..storage._segments import iter_records
+    from ._feedback import EXPOSURES_DIR
+
+    try:
+        installed = load_experiments(workdir)
+    except ShelfwiseError:  # (the file being replaced cannot be read: nothing known to end)
+        return []
+    now = datetime.now(UTC)
+    keep = {e.name for e in experiments}
+    gone = {e.name: e for e in installed if e.name not in keep and e.active(now)}
+    if not gone:
+        return []
+    users: dict[str, set[str]] = {n: set() for n in gone}
+    since: dict[str, float] = {}
+    for rec in iter_records(Path(workdir) / EXPOSURES_DIR):
+        if isinstance(rec, dict) and (name := rec.get("experiment")) in gone:
+            users[name].add(str(rec.get("user")))
+            try:
+                at = float(rec.get("at") or 0.0)
+            except (TypeError, ValueError):
+                continue
+            if at and at < since.get(name, float("inf")):
+                since[name] = at
+    return [
+        {
+            "name": n,
+            "surface": gone[n].surface,
+            "users": len(users[n]),
+            "since": datetime.fromtimestamp(since[n], UTC).isoformat(timespec="seconds")
+            if n in since
+            else None,
+        }
+        for n in sorted(gone)
+    ]
+
+
+def ended_said(ended: list[dict[str, Any]]) -> str:
+    """The running experiments a configuration ends, as `experiments set` names them."""
+    return ", ".join(f"{e['name']} ({e['surface']}, {e['users']:,} user(s))" for e in ended)
+
+
+def save_experiments(
+    workdir: str | Path,
+    doc: dict[str, Any],
+    actor: str | None = None,
+    *,
+    end_missing: bool = False,
+    said: list[str] | None = None,
+    ended: list[dict[str, Any]] | None = None,
+) -> list[Experiment]:
+    """Check and install an experiments configuration. The file is the whole configuration: a
+    running experiment it leaves out ends, which is refused unless `end_missing` (the ones it
+    ends are added to `ended`, and audited). `said` gets the configuration's warnings
+    (`rules_warnings`), audited too."""
     from ..governance import AuditLog
 
     exps = parse_experiments(doc)
     check_servable(workdir, exps)
+    gone = running_left_out(workdir, exps)
+    if gone and not end_missing:
+        raise ShelfwiseError(
+            f"this experiments file leaves out running experiment(s) {ended_said(gone)}: installing it "
+            "would end them. Keep them in the file (an `end` date ends one on a date of your choosing), "
+            "or end them on purpose: `experiments set --end-missing` (`Shop.set_experiments(..., "
+            "end_missing=True)`); an ended experiment's report stays readable (`experiments report "
+            "--experiment NAME`)"
+        )
+    warned = rules_warnings(workdir, doc, exps)
     write_json_atomically(Path(workdir) / EXPERIMENTS_FILE, doc)
+    if said is not None:
+        said.extend(warned)
+    if ended is not None:
+        ended.extend(gone)
+    noted: dict[str, Any] = {}  # (the running experiments it ended, its warnings: when any)
+    if gone:
+        noted["ended"] = gone
+    if warned:
+        noted["warnings"] = warned
     AuditLog(workdir).append(
         "experiments.change",
         actor=actor,
         experiments=[e.name for e in exps],
+        **noted,
         # what each variant serves: a reviewer reads which bundle, model and rules went to whom
         variants={
             e.name: [
@@ -241,6 +379,7 @@ def save_experiments(workdir: str | Path, doc: dict[str, Any], actor: str | None
                     **({"bundle": v.bundle} if v.bundle else {}),
                     **({"model": v.model} if v.model else {}),
                     **({"rules": v.rules} if v.rules else {}),
+                    **({"shop_rules": False} if not v.shop_rules else {}),
                 }
                 for v in e.variants
             ]
@@ -516,19 +655,21 @@ def configured_weights(experiments: list[Experiment]) -> dict[str, dict[str, flo
     return {e.name: {v.name: v.weight for v in e.variants} for e in experiments}
 
 
-def experiment_exposure(rec: Any) -> tuple[str, str, str, str, str, float] | None:
+def experiment_exposure(rec: Any) -> tuple[str, str, str, str, str, float, str | None] | None:
     """What the report needs of one exposure-log line: (experiment, variant, list id, user,
-    bundle, served at: epoch seconds), or None when no experiment served it. Order-free: a
-    reader may keep these as the log grows (the console does) and give `experiment_summary`
-    the same report."""
+    bundle, served at: epoch seconds, served by: the model that made the list or `fallback`,
+    None in a line logged before it was recorded), or None when no experiment served it.
+    Order-free: a reader may keep these as the log grows (the console does) and give
+    `experiment_summary` the same report."""
     if not isinstance(rec, dict) or not rec.get("experiment") or not rec.get("variant"):
         return None  # (a line without its variant cannot count for one: not a variant "None")
     try:
         at = float(rec.get("at") or 0.0)
     except (TypeError, ValueError):
         at = 0.0
+    by = rec.get("served_by")
     return (str(rec["experiment"]), str(rec.get("variant")), str(rec.get("id")), str(rec.get("user")),
-            str(rec.get("bundle")), at)  # fmt: skip
+            str(rec.get("bundle")), at, str(by) if by else None)  # fmt: skip
 
 
 def attributed_events(workdir: str | Path) -> dict[str, list[list[Any]]]:
@@ -655,6 +796,24 @@ def _ratio_interval(num: np.ndarray, den: np.ndarray) -> tuple[float, float]:
     return ratio_interval(num, den)
 
 
+def _served_by(exposures: list[tuple[Any, ...]]) -> dict[str, Any]:
+    """What made a variant's lists (`served_by`: the model, `fallback` for the popular list
+    served in its place, `unrecorded` for lines logged before this was recorded) and how many
+    were the fallback (`fallback_lists`, `fallback_share`): an arm whose users mostly got the
+    fallback (new shoppers, no personalization consent) dilutes the effect of its model."""
+    by: dict[str, int] = {}
+    for e in exposures:
+        key = (e[6] if len(e) > 6 else None) or "unrecorded"
+        by[key] = by.get(key, 0) + 1
+    fallback = by.get("fallback", 0)
+    recorded = len(exposures) - by.get("unrecorded", 0)
+    return {
+        "served_by": dict(sorted(by.items())),
+        "fallback_lists": fallback,
+        "fallback_share": fallback / recorded if recorded else None,
+    }
+
+
 def _sample_ratio(users: dict[str, int], weights: dict[str, float] | None) -> dict[str, Any] | None:
     """The sample-ratio check: the users per variant against the configured weights (chi-square);
     a mismatch (p below SRM_P) means the split was broken (load shedding that fell on one arm,
@@ -682,7 +841,7 @@ def _sample_ratio(users: dict[str, int], weights: dict[str, float] | None) -> di
 
 
 def experiment_summary(
-    exposures: list[tuple[str, str, str, str, str, float]],
+    exposures: list[tuple[Any, ...]],
     by_list: dict[str, list[list[Any]]],
     *,
     weights: dict[str, dict[str, float]] | None = None,
@@ -716,7 +875,7 @@ def experiment_summary(
         ),
         "experiments": {},
     }
-    groups: dict[tuple[str, str], list[tuple[str, str, str, str, str, float]]] = {}
+    groups: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
     seen_in: dict[tuple[str, str], set[str]] = {}  # (experiment, user) -> the variants that served them
     bots = {str(b[0]) for b in by_list.get(BOTS_KEY, ())}
     robots: dict[str, set[str]] = {}  # experiment -> the robots it served, left out
@@ -804,6 +963,7 @@ def experiment_summary(
                 "returns_per_user": float(returned.mean()) if n_u else 0.0,
                 "returns": n_returns,
                 "bundles": sorted({e[4] for e in ex}),
+                **_served_by(ex),
                 # events naming the variant's lists that did not count: another user's, or dated
                 # before the list was served
                 "events_not_counted": {"another_user": other_user, "before_the_list": before},

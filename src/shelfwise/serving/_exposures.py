@@ -27,6 +27,7 @@ __all__ = [
     "exposure_record",
     "flush_exposures",
     "log_exposures",
+    "served_by",
 ]
 
 log = logging.getLogger("shelfwise.serve")
@@ -50,11 +51,29 @@ def exposure_record(
         "user": user,
         "bundle": ans.bundle,
         "model": ans.model,
+        "served_by": served_by(kind, ans),
         "experiment": ans.experiment,
         "variant": ans.variant.name if ans.variant else None,
         "items": ans.items,
         **extra,
     }
+
+
+def served_by(kind: str, ans: Any) -> str:
+    """What actually made a served list: the model (`model`) whose list it is, or `fallback` for
+    the popular list served in its place (a recommendation for a shopper the model has nothing
+    for: a new shopper, one without personalization consent, a list the popular fill made whole;
+    a search page of popular products for a query nothing matched). An experiment arm's lists
+    are logged under its model either way: this says how many of them were really its model's."""
+    from ._ranking import NON_PERSONAL
+
+    if kind == "recommendations":
+        personal = bool(ans.extra.get("personalized"))
+        if ans.source == "cold_start" or (not personal and ans.model not in NON_PERSONAL):
+            return "fallback"
+    elif kind == "search" and ans.extra.get("match") == "none":
+        return "fallback"
+    return str(ans.model)
 
 
 def exposure_lines(records: list[dict[str, Any]]) -> list[bytes]:

@@ -32,7 +32,7 @@ from ..storage._faq_version import FAQ_VERSION, faq_version
 from ..storage._product_ids import PRODUCT_IDS, CuratedProducts
 from ._bundle import BUNDLES_DIR, CURRENT, Bundle, current_bundle
 from ._consent import ConsentView, LookDue
-from ._experiments import Experiment, Variant, load_experiments
+from ._experiments import Experiment, Variant, load_experiments, shop_rules_for
 from ._online import MemoryState, OnlineState
 from ._ranking import rank_user, user_history
 from ._recommend import Recommendations
@@ -671,10 +671,14 @@ class Service:
     def _rules_for(self, variant: Variant | None) -> Rules:
         if not self.apply_rules:
             return NO_RULES
-        if variant is None or not variant.rules:
+        if variant is None or (not variant.rules and variant.shop_rules):
             return self.rules
         # built once per variant and shop rules (a request does not re-check and re-hash them)
-        key = (variant.name, json.dumps(variant.rules, sort_keys=True, default=str), self.rules.sha256)
+        key = (
+            variant.name,
+            json.dumps([variant.rules, variant.shop_rules], sort_keys=True, default=str),
+            self.rules.sha256,
+        )
         cached = self._variant_rules.get(key)
         if cached is not None:
             return cached
@@ -695,9 +699,11 @@ class Service:
         base = Rules.from_dict(doc)
         # the variant's settings replace the shop's; its `items` come after the shop's, which
         # stay in force: a variant tests more merchandising, it cannot lift a rule of the shop
-        # (a product the shop hides stays hidden in every variant)
-        both = hashlib.sha256(f"{self.rules.sha256}:{base.sha256}".encode()).hexdigest()
-        return replace(base, items=self.rules.items + base.items, version=self.rules.version, sha256=both)
+        # (a product the shop hides stays hidden in every variant); `"shop_rules": false`: without
+        # the shop's pins, boosts and buries (the "rules off" arm of a test of them)
+        shop = shop_rules_for(self.rules, variant)
+        both = hashlib.sha256(f"{self.rules.sha256}:{base.sha256}:{variant.shop_rules}".encode()).hexdigest()
+        return replace(base, items=shop + base.items, version=self.rules.version, sha256=both)
 
     # -- answering ----------------------------------------------------------------------------
     def personalizes(self, pseudo: str, requested: bool = True, *, wait: bool = True) -> bool:

@@ -554,7 +554,7 @@ class _FileTally:
         # search pages per query (`search._analytics.add_served_search`) and experiment
         # exposures (`serving._experiments.experiment_exposure`): the analytics page's sums
         self.searches: dict[str, list[Any]] = {}
-        self.exposures: list[tuple[str, str, str, str, str, float]] = []
+        self.exposures: list[tuple[str, str, str, str, str, float, str | None]] = []
         self.lines = 0  # lines parsed (tests: an append is read, not the whole file again)
 
     def read(self, data: bytes) -> _FileTally:
