@@ -21,6 +21,7 @@ from collections import Counter
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ __all__ = [
     "online_drops",
     "overview",
     "quarantine",
+    "running_experiments",
     "search_report",
     "traffic",
     "warehouse",
@@ -959,6 +961,53 @@ def alerts(
     return out
 
 
+def running_experiments(workdir: Path) -> list[dict[str, Any]]:
+    """The experiments running now (configured and active), as the Overview and Models pages
+    say them beside the models in production: per experiment its surface, since when (its
+    `start`, else its first served list, None before any), and each variant's share of the
+    shoppers and what it serves (model, bundle, rules, or without the shop's rules). A
+    configuration that cannot be read says nothing here (the Analytics page says why)."""
+    from ..errors import ShelfwiseError
+    from ..serving._experiments import load_experiments
+
+    try:
+        installed = load_experiments(workdir)
+    except ShelfwiseError:
+        return []
+    now = datetime.now(UTC)
+    running = [e for e in installed if e.active(now)]
+    if not running:
+        return []
+    first: dict[str, float] = {}
+    if (workdir / "spool").exists():
+        for e in exposure_tally(workdir)["exposures"]:
+            if e[5] and e[5] < first.get(e[0], float("inf")):
+                first[e[0]] = e[5]
+    out = []
+    for e in running:
+        total = sum(v.weight for v in e.variants)
+        since = e.start or (datetime.fromtimestamp(first[e.name], UTC) if e.name in first else None)
+        out.append(
+            {
+                "name": e.name,
+                "surface": e.surface,
+                "since": since.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if since else None,
+                "variants": [
+                    {
+                        "name": v.name,
+                        "share": v.weight / total if total else 0.0,
+                        "model": v.model,
+                        "bundle": v.bundle,
+                        "rules": v.rules,
+                        "shop_rules": v.shop_rules,
+                    }
+                    for v in e.variants
+                ],
+            }
+        )
+    return out
+
+
 def overview(workdir: Path) -> dict[str, Any]:
     cat = datasets(workdir)
     versions = models(workdir)
@@ -972,6 +1021,7 @@ def overview(workdir: Path) -> dict[str, Any]:
         "datasets": cat["datasets"],
         "trend": trend,
         "production": [v for v in versions if "production" in v["aliases"]],
+        "experiments": running_experiments(workdir),
         "candidates": [v for v in versions if "candidate" in v["aliases"]],
         "traffic": served,
         "alerts": alerts(cat, versions, check["ok"], served),

@@ -414,7 +414,8 @@ def console_router(
         versions = _data.models(workdir)[::-1]
         # "Roll back" only where there is something to go back to (it was offered with one version)
         prod = next((v for v in versions if "production" in v["aliases"]), None)
-        return ctx.render("models.html", versions=versions, prod=prod, done=done)
+        running = _data.running_experiments(workdir)  # (an arm may serve another model)
+        return ctx.render("models.html", versions=versions, prod=prod, done=done, running=running)
 
     async def model_action(request: Request, version: str | None, action: str) -> Any:
         from ..lifecycle._registry import Registry
