@@ -215,7 +215,7 @@ def say_currency_signs(st: LoadState) -> None:
     names another currency are counted. Only a real sign or code counts (`_compile.money_sign`:
     ISO 4217's upper-case codes, the signs and spellings that name one currency, and `$`): the
     `von` of `von 12` is a word, not a currency. Read from the load's strings: both engines."""
-    from ._compile import currency_of_sign_sql, enum_expr, money_sign_sql
+    from ._compile import currency_of_sign_sql, enum_expr, money_sign_sql, money_signs
 
     cols = [c for c in MONEY_COLUMNS if c in st.contract.column_names and c in st.mapping]
     if not cols:
@@ -223,7 +223,7 @@ def say_currency_signs(st: LoadState) -> None:
     has_currency = "currency" in st.mapping and "currency" in st.contract.column_names
     for col in cols:
         v = q(col)
-        sign = money_sign_sql(v)
+        sign = money_sign_sql(v, money_signs(st.wh.sql, st.load, v))
         rows = st.wh.sql(
             f"SELECT s, count(*) FROM (SELECT {sign} AS s FROM {st.load} WHERE {v} IS NOT NULL "
             f"AND TRY_CAST(trim({v}) AS DOUBLE) IS NULL) WHERE s IS NOT NULL GROUP BY s ORDER BY count(*) DESC, s"
@@ -270,7 +270,7 @@ def money_text_currency(st: LoadState) -> str | None:
     a row whose `value` and `unit_price` name different ones is of unknown currency (`XXX`).
     None where the file has a currency column (or keeps the curated one), names a constant
     one, or no money column names any. Said in the load's notes. Read by both engines."""
-    from ._compile import money_currency_sql
+    from ._compile import money_currency_sql, money_signs
     from ._contracts import UNKNOWN_CURRENCY
 
     c = "currency"
@@ -281,7 +281,8 @@ def money_text_currency(st: LoadState) -> str | None:
         return None
     # (a plain figure names no currency: the signs are looked for in the other values only)
     codes = [
-        f"CASE WHEN TRY_CAST(trim({q(m)}) AS DOUBLE) IS NULL THEN {money_currency_sql(q(m))} END"
+        f"CASE WHEN TRY_CAST(trim({q(m)}) AS DOUBLE) IS NULL THEN "
+        f"{money_currency_sql(q(m), money_signs(st.wh.sql, st.load, q(m)))} END"
         for m in cols
     ]
     own = codes[0]
