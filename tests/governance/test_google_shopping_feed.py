@@ -398,3 +398,35 @@ def test_an_attributes_objects_own_spellings_are_one_key(tmp_path: Path) -> None
         tmp_path / "wc", "SELECT attributes FROM curated.products WHERE product_id = 'F'"
     )[0]
     assert json.loads(attrs) == {"color": "Grey", "size": "L"}
+
+
+def test_two_spellings_of_an_attribute_header_lose_no_column_in_either_order(tmp_path: Path) -> None:
+    """`colour,color` read only `colour` (the `color` column was never read): neither column
+    is lost in either order; where a row has both, the header spelled as the key wins."""
+    rows = {"A": ("Red", "Navy"), "B": ("Camel", ""), "C": ("", "Grey"), "D": ("", "")}
+    want = {"A": {"color": "Navy"}, "B": {"color": "Camel"}, "C": {"color": "Grey"}, "D": None}
+    for n, (other, canonical) in enumerate((("colour", "color"), ("Farbe", "Color"))):
+        for order in (0, 1):
+            head = [other, canonical] if order == 0 else [canonical, other]
+            catalog = f"product_id,title,{head[0]},{head[1]}\n" + "".join(
+                f"{p},T{p},{o},{c}\n" if order == 0 else f"{p},T{p},{c},{o}\n" for p, (o, c) in rows.items()
+            )
+            w = tmp_path / f"w{n}{order}"
+            Ingestor(w).run(_shop(tmp_path, {"products.csv": catalog}, f"s{n}{order}"))
+            sql = "SELECT product_id, attributes FROM curated.products"
+            got = {p: a and json.loads(a) for p, a in curated_rows(w, sql)}
+            assert got == want, head
+    # the column map names `Farbe` as the color: a `color` header beside it is read where
+    # `Farbe` is empty (before: never read)
+    catalog = "product_id,title,Farbe,color\nA,Shirt,Rot,Navy\nB,Coat,,Camel\nC,Hat,,\n"
+    data = _shop(
+        tmp_path,
+        {"products.csv": catalog, "shelfwise.toml": '[map.products.attributes]\ncolor = "Farbe"\n'},
+        "m",
+    )
+    from shelfwise.governance._mapping import load_column_map
+
+    Ingestor(tmp_path / "wm", column_map=load_column_map(data)).run(data)
+    sql = "SELECT product_id, attributes FROM curated.products"
+    got = {p: a and json.loads(a) for p, a in curated_rows(tmp_path / "wm", sql)}
+    assert got == {"A": {"color": "Rot"}, "B": {"color": "Camel"}, "C": None}

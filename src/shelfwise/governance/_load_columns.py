@@ -341,16 +341,29 @@ def _attribute_columns(
                 column_map, contract.name, f"{json_column}.{key}", h, path, header, full_header
             )
         out[attribute_key(key)] = hit  # (`colour` is `color`: one key, whatever the spelling)
+    mapped = set(out.values())
     for h in header:
         known = ATTRIBUTE_HEADERS.get(column_key(h))
-        if known is not None and known in out and h not in taken and h not in out.values():
-            # a second spelling of a key in one file (JSON lines whose rows say `color` and
-            # `colour`): read too, and folded into the one key where the row has no value under
-            # the first (`_load_state.fold_attribute_keys`)
-            out.setdefault(h, h)
-        elif known is not None and known not in out and h not in taken and h not in out.values():
+        if known is None or h in taken or h in out.values():
+            continue
+        held = out.get(known)
+        if held is None:
             out[known] = h
+            continue
+        # a second spelling of a key in one file (`colour,color`; JSON lines whose rows say
+        # `color` and `colour`; a `color` header beside a mapped `Farbe`): read too, under a key
+        # of its own that `_load_state.fold_attribute_keys` folds into the one key where the row
+        # has no value under it. Which header holds the key is not the file's order: the column
+        # map's header, else the one spelled as the key (`color`, then `Color`), else the first
+        if held not in mapped and _spelling_rank(h, known) < _spelling_rank(held, known):
+            out[known], h = h, held
+        out[h if h != known else f"_{known}"] = h  # (`_color` folds into `color` too)
     return out
+
+
+def _spelling_rank(h: str, known: str) -> int:
+    """How close the header `h` is spelled to the attribute key `known` it reads (0: as the key)."""
+    return 0 if h == known else 1 if column_key(h) == known else 2
 
 
 # a Google Shopping (Merchant Center) feed's category columns, read as products.category where
