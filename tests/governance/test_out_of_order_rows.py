@@ -60,6 +60,15 @@ def test_an_older_product_row_delivered_later_does_not_replace_the_newer(tmp_pat
     assert q[2].startswith(
         "older than the curated row of product_id P1: updated_at 2026-03-01 08:00:00 before"
     )
+    # P4's re-send without a time kept its curated time (it wiped it: a later out-of-order
+    # re-send of P4 was applied, the check had nothing to compare against)
+    (t,) = curated_rows(w, "SELECT updated_at FROM curated.products WHERE product_id = 'P4'")[0]
+    assert str(t).startswith("2026-03-05 10:00:00")
+    day3 = "id_product,name,price,date_upd\nP4,Pan,10,2026-03-01 08:00:00\n"
+    report = Ingestor(w, engine=make(), mode="append").run(_day(tmp_path, "d3", {"products.csv": day3}))
+    assert report.tables["products"].rows_stale == 1
+    got = dict(curated_rows(w, "SELECT product_id, price FROM curated.products"))
+    assert got["P4"] == 11.0
 
 
 def test_an_older_customer_row_and_shopify_headers(tmp_path: Path) -> None:

@@ -837,6 +837,10 @@ def upsert_select(
             out.append(
                 f"CASE WHEN o._present THEN {dialect.json_merge(f'o.{c}', f'n.{c}')} ELSE n.{c} END AS {c}"
             )
+        elif col == UPDATED_AT and col in delivered and col in new_cols and col in cur_cols:
+            # a row without a (readable) time keeps its key's curated one: the stale check
+            # (`_flag_stale`) still knows how new the key's row is for a later out-of-order re-send
+            out.append(f"coalesce(n.{c}, o.{c}) AS {c}")
         elif col in contract.key or col in delivered or col not in cur_cols:
             out.append(f"n.{c}")
         elif col == "in_stock" and "stock" in delivered and col in new_cols and "stock" in cur_cols:
