@@ -742,17 +742,19 @@ def _flag_stale(st: LoadState, new: Any, current: Any) -> Any:
     current.createOrReplaceTempView("_sw_stale_o")
     on = " AND ".join(f"o.{bq(k)} = n.{bq(k)}" for k in st.contract.key)
     u = bq("updated_at")
-    rows = spark.sql(
-        f"SELECT n._source_line, {stale_detail_sql(st, SPARK)} FROM _sw_stale_n n JOIN _sw_stale_o o "
-        f"ON {on} WHERE n.{u} < o.{u}"
-    ).collect()
-    say_stale(st, len(rows))
-    if not rows:
+    # (kept as a frame, not fetched: a whole old export re-sent by mistake is millions of stale
+    # rows; `_add_reason` fetches only a few)
+    hits = spark.sql(
+        f"SELECT CAST(n._source_line AS BIGINT) AS _hit_line, {stale_detail_sql(st, SPARK)} AS _hit_detail "
+        f"FROM _sw_stale_n n JOIN _sw_stale_o o ON {on} WHERE n.{u} < o.{u}"
+    ).localCheckpoint()
+    n = hits.count()
+    say_stale(st, n)
+    if not n:
         return new
-    hits = spark.createDataFrame([(int(r[0]), r[1]) for r in rows], "_hit_line bigint, _hit_detail string")
     _add_reason(st, hits, Reason.STALE_ROW)
-    gone = spark.createDataFrame([(int(r[0]),) for r in rows], "_gone bigint")
-    return new.join(F.broadcast(gone), new["_source_line"] == gone["_gone"], "left_anti").localCheckpoint()
+    gone = hits.select(F.col("_hit_line").alias("_gone"))
+    return new.join(gone, new["_source_line"] == gone["_gone"], "left_anti").localCheckpoint()
 
 
 def _flag_redelivered(st: LoadState, new: Any, current: Any) -> list[int]:
