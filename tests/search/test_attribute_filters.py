@@ -150,3 +150,27 @@ def test_a_narrow_filter_ranks_the_allowed_products_as_the_unfiltered_search_doe
                 expected = [i for i in whole["items"] if i["product_id"] in allowed]
                 assert expected, (q, level)
                 assert page["items"] == expected[:10], (q, level)
+
+
+def test_a_filter_key_is_folded_as_ingest_folds_the_catalogs_keys() -> None:
+    """Ingest folds `Colour`, `Farbe`, `couleur` into `color`; a filter on `colour` or `Farbe`
+    gave an empty page. The filter's key is folded the same way, and a catalog curated before
+    the fold (its key still `colour`) is found by `color` too."""
+    cat = _catalog()  # (its key spelled `Color`)
+    index = AttributeIndex.of(cat.attribute_json)
+    rows = np.arange(len(IDS))
+    for key in ("colour", "Farbe", " COULEUR ", "color"):
+        got = Filters(attributes={key: "red"}).mask(cat, rows, attributes=index)
+        assert _ids(got) == ["A-S", "A-M", "C-S"], key
+    assert repr(Filters(attributes={"Farbe": "Red"})) == repr(Filters(attributes={"color": "red"}))
+    assert _ids(Filters(attributes={"Größe": "m"}).mask(cat, rows, attributes=index)) == ["A-M", "B-M", "C-M"]
+    # an older catalog's `colour` (and one product spelling it both ways: the canonical wins)
+    old = SearchCatalog(
+        ["P", "Q"],
+        ["p", "q"],
+        attribute_json=[json.dumps({"colour": "Navy"}), json.dumps({"colour": "Red", "color": "Navy"})],
+    )
+    idx = AttributeIndex.of(old.attribute_json)
+    got = Filters(attributes={"color": "navy"}).mask(old, np.arange(2), attributes=idx)
+    assert got.tolist() == [True, True]
+    assert not Filters(attributes={"colour": "red"}).mask(old, np.arange(2), attributes=idx).any()

@@ -3,8 +3,9 @@
 `AttributeIndex` codes each attribute key's values once per loaded engine (per key, one int32
 code per catalog row, -1 where the product does not say it): a filter is one look-up table
 indexed by the rows' codes, a facet one `bincount`, whatever the number of matching products.
-Keys and values compare trimmed and case-folded (`Color: Red` is `color=red`); a facet shows a
-value as the catalog first spells it.
+Keys and values compare trimmed and case-folded (`Color: Red` is `color=red`), a key's other
+spellings as ingest folds them (`colour`, `Farbe` are `color`: `key_of`); a facet shows a key
+and a value as the catalog first spells them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ATTRIBUTE_KEYS", "ATTRIBUTE_VALUES", "AttributeIndex", "attribute_key", "parse_attributes"]
+from ..governance._mapping import attribute_key as canonical_key
+
+__all__ = [
+    "ATTRIBUTE_KEYS",
+    "ATTRIBUTE_VALUES",
+    "AttributeIndex",
+    "attribute_key",
+    "key_of",
+    "parse_attributes",
+]
 
 # the facets of at most this many attribute keys (the catalog's most common ones, and any a
 # search filters on), each with at most this many values (the most frequent in the results,
@@ -30,6 +40,15 @@ def attribute_key(text: object) -> str:
     """An attribute key or value as filters compare it: trimmed, inner spaces collapsed,
     case-folded (`" Light  Blue"` is `light blue`)."""
     return " ".join(str(text).split()).casefold()
+
+
+def key_of(text: object) -> str:
+    """An attribute key as filters compare it: its canonical key as ingest folds it
+    (`_mapping.attribute_key`: `Colour`, `Farbe`, `couleur` are `color`; `Age Group` is
+    `age_group`), then `attribute_key`'s. A filter on `colour` finds the `color` a catalog
+    curated since the fold holds, and one on `color` the `colour` a catalog curated before it
+    holds."""
+    return attribute_key(canonical_key(" ".join(str(text).split())))
 
 
 def parse_attributes(text: str | None) -> dict[str, str]:
@@ -80,8 +99,14 @@ class AttributeIndex:
         for row, text in enumerate(attributes):
             if not text:
                 continue
+            # (one value per key and row: where a product spells a key two ways, the canonical
+            # spelling's value, else the first's, as ingest folds them)
+            said: dict[str, tuple[str, str]] = {}
             for k, v in parse_attributes(text).items():
-                key = attribute_key(k)
+                key = key_of(k)
+                if key not in said or attribute_key(k) == key:
+                    said[key] = (k, v)
+            for key, (k, v) in said.items():
                 col = raw.get(key)
                 if col is None:
                     col = raw[key] = (k, {}, [], [])

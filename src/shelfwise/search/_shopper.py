@@ -16,7 +16,7 @@ import numpy as np
 
 from ..governance._privacy import PII_PATTERNS
 from ._analyze import STOP_WORDS, words
-from ._attributes import AttributeIndex, attribute_key
+from ._attributes import AttributeIndex, attribute_key, key_of
 from ._retrievers import SearchCatalog
 
 SORTS = ("relevance", "price_asc", "price_desc", "popularity")
@@ -54,14 +54,15 @@ class Filters:
     in_stock: bool | None = None
     # attribute key -> the values wanted (`{"color": ("red",), "size": ("m", "l")}`): a
     # product passes with one of the values of every key (values ORed, keys ANDed); keys and
-    # values trimmed and case-folded here (`attribute_key`), sorted, so that equal filters
+    # values trimmed and case-folded here (`attribute_key`; a key's other spellings folded as
+    # ingest folds them, `key_of`), sorted, so that equal filters
     # have one repr (the search cache's key)
     attributes: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         wanted: dict[str, set[str]] = {}
         for key, values in dict(self.attributes or {}).items():
-            k = attribute_key(key)
+            k = key_of(key)  # (`colour`, `Farbe` are `color`, as ingest folds them)
             vs = {attribute_key(v) for v in ([values] if isinstance(values, str) else values)}
             vs.discard("")
             if k and vs:
