@@ -638,3 +638,73 @@ def test_the_warehouse_attributes_returns_to_the_list_the_product_was_bought_fro
     assert m["revenue_per_user"] == pytest.approx(10 / 3) and m["returns"] == 3
     # u1 kept one of two mugs; u2 and u3 returned all they bought from the lists
     assert m["conversion"] == pytest.approx(1 / 3) and m["gross_conversion"] == 1.0
+
+
+def test_a_return_of_a_product_last_bought_from_no_list_is_not_charged_to_an_older_lists(tmp_path) -> None:
+    """u1 buys P1 from r1 and keeps it, buys P1 again directly (no list) and returns that one:
+    the return was matched to r1's purchase, the control losing its 20 and its conversion. It
+    is matched to the user's latest purchase of the product, which came from no list: not the
+    arm's. A return naming its list (u2's, r2) still counts for it. Known answer: control 20
+    per user and converted; treatment 0, not converted."""
+    from shelfwise.governance import Ingestor
+
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "products.csv").write_text("product_id,title,price\nP1,Mug,5\nP2,Pot,7\n")
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp,value,quantity,recommendation_id\n"
+        "u1,P1,purchase,2024-03-01T10:00:00Z,20,1,r1\n"
+        "u1,P1,purchase,2024-03-10T10:00:00Z,20,1,\n"  # (bought again, directly)
+        "u1,P1,return,2024-03-12T10:00:00Z,20,1,\n"  # (that one returned)
+        "u2,P2,purchase,2024-03-01T10:00:00Z,30,1,r2\n"
+        "u2,P2,purchase,2024-03-10T10:00:00Z,30,1,\n"
+        "u2,P2,return,2024-03-12T10:00:00Z,30,1,r2\n"  # (naming its list: the list's)
+    )
+    work = tmp_path / "w"
+    Ingestor(work).run(d)
+    by_list = _experiments.attributed_events(work)
+    got = {k: sorted((e[2], e[3], e[6]) for e in by_list[k]) for k in ("r1", "r2")}
+    assert got == {
+        "r1": [("purchase", 20.0, "P1")],
+        "r2": [("purchase", 30.0, "P2"), ("return", 30.0, "P2")],
+    }
+    ex = _served([("control", "r1", by_list["r1"][0][0], 0.0), ("treatment", "r2", by_list["r2"][0][0], 0.0)])
+    v = _experiments.experiment_summary(ex, by_list)["experiments"]["e"]["variants"]
+    assert (v["control"]["revenue_per_user"], v["control"]["conversion"], v["control"]["returns"]) == (
+        20.0,
+        1.0,
+        0,
+    )
+    assert (v["treatment"]["revenue_per_user"], v["treatment"]["conversion"]) == (0.0, 0.0)
+
+
+def test_a_return_naming_no_currency_is_in_the_currency_of_the_purchase_it_undoes(tmp_path) -> None:
+    """Purchases name EUR and GBP, a refunds export's return lines none, products none: the
+    return was "unknown" (revenue "in 3 currencies"); it is in its purchase's currency."""
+    from shelfwise.governance import Ingestor
+
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "products.csv").write_text("product_id,title,price\nP1,Mug,5\nP2,Pot,7\n")
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp,value,currency,recommendation_id\n"
+        "u1,P1,purchase,2024-03-01T10:00:00Z,20,GBP,r1\n"
+        "u1,P1,return,2024-03-05T10:00:00Z,20,,\n"
+        "u2,P2,purchase,2024-03-01T10:00:00Z,30,EUR,r2\n"
+        "u2,P2,return,2024-03-05T10:00:00Z,30,,r2\n"
+    )
+    work = tmp_path / "w"
+    Ingestor(work).run(d)
+    by_list = _experiments.attributed_events(work)
+    got = {k: sorted((e[2], e[5]) for e in by_list[k]) for k in ("r1", "r2")}
+    assert got == {
+        "r1": [("purchase", "GBP"), ("return", "GBP")],
+        "r2": [("purchase", "EUR"), ("return", "EUR")],
+    }
+    ex = _served([("control", "r1", by_list["r1"][0][0], 0.0), ("treatment", "r2", by_list["r2"][0][0], 0.0)])
+    e = _experiments.experiment_summary(ex, by_list)["experiments"]["e"]
+    assert "returns: EUR 1, GBP 1" in e["revenue_warning"] and "unknown" not in e["revenue_warning"]
+    # one currency: the figure stands
+    one = _experiments.experiment_summary(ex[1:], by_list)["experiments"]["e"]
+    assert one["revenue_currency"] == "EUR" and "revenue_warning" not in one
+    assert one["variants"]["treatment"]["revenue_per_user"] == 0.0

@@ -680,8 +680,9 @@ def attributed_events(workdir: str | Path) -> dict[str, list[list[Any]]]:
     `currency`: the line's own, else its product's, None where neither names one: revenue is
     summed per currency). A return (event type `return`, or a purchase line of fewer than 0
     units, curated as one) counts for the list its own `recommendation_id` / `search_id` names,
-    else for the list the same user bought that product from (the latest such purchase before
-    the return); its value is the refund written, else the price paid for the returned units."""
+    else for the list of the user's latest purchase of that product before the return (for no
+    list where that purchase came from none); its value is the refund written, else the price
+    paid for the returned units, and its currency, where it names none, that purchase's."""
     from ..storage import read_only, relation_columns
 
     by_list: dict[str, list[list[Any]]] = {}
@@ -708,24 +709,27 @@ def attributed_events(workdir: str | Path) -> dict[str, list[list[Any]]]:
         )
         lid = "coalesce(recommendation_id, search_id)"
         # each return with the purchase it undoes: its own list's purchase of the product by the
-        # user, else the user's latest purchase of it from any list, not after the return
+        # user, else the user's latest purchase of it, listed or not, not after the return (a
+        # return of a product last bought outside any list counts for no list: not for an older
+        # list's purchase of it); it is in that purchase's currency where it names none
         returns = (
             f'bought AS (SELECT {lid} AS list, user_id, product_id, session_id, "timestamp" AS ts, '
-            f"value, {qty} AS quantity FROM curated.events WHERE event_type = 'purchase' AND {lid} IS NOT NULL), "
+            f"value, {qty} AS quantity, {own} AS currency FROM curated.events WHERE event_type = 'purchase'), "
             f"rets AS (SELECT row_number() OVER () AS k, {lid} AS list, user_id, product_id, session_id, "
             f'"timestamp" AS ts, value, {qty} AS quantity, {own} AS currency '
             "FROM curated.events WHERE event_type = 'return'), "
             "matched AS (SELECT r.*, b.list AS b_list, b.session_id AS b_session, b.value AS b_value, "
-            "b.quantity AS b_quantity FROM rets r LEFT JOIN bought b ON b.user_id = r.user_id "
-            "AND b.product_id = r.product_id AND b.ts <= r.ts "
-            "QUALIFY row_number() OVER (PARTITION BY r.k ORDER BY (b.list IS NOT DISTINCT FROM r.list) DESC, "
+            "b.quantity AS b_quantity, b.currency AS b_currency FROM rets r LEFT JOIN bought b "
+            "ON b.user_id = r.user_id AND b.product_id = r.product_id AND b.ts <= r.ts "
+            "QUALIFY row_number() OVER (PARTITION BY r.k ORDER BY coalesce(b.list = r.list, false) DESC, "
             "b.ts DESC) = 1), "
             f'ev AS (SELECT {lid} AS list, user_id, session_id, "timestamp", event_type, value, '
             f"{own} AS currency, product_id, {qty} AS quantity FROM curated.events "
             f"WHERE {lid} IS NOT NULL AND event_type IN ('click', 'add_to_cart', 'purchase') "
             "UNION ALL SELECT coalesce(list, b_list), user_id, "
             "CASE WHEN list IS NOT NULL THEN session_id ELSE b_session END, ts, 'return', "
-            "coalesce(value, b_value / coalesce(b_quantity, 1) * coalesce(quantity, 1)), currency, product_id, "
+            "coalesce(value, b_value / coalesce(b_quantity, 1) * coalesce(quantity, 1)), "
+            "coalesce(currency, b_currency), product_id, "
             "quantity FROM matched WHERE coalesce(list, b_list) IS NOT NULL)"
         )
         rows = con.execute(
