@@ -194,7 +194,11 @@ def test_an_unreadable_currency_is_curated_as_unknown_and_never_summed_into_the_
         profile_records(work)
 
 
-def test_a_line_without_a_currency_beside_lines_with_one_is_unknown_unless_its_product_names_it():
+def test_a_line_without_a_currency_beside_lines_with_one_is_in_their_currency_and_said():
+    """A line with no currency of its own or its product's beside lines naming EUR was refused
+    as unknown: it is in the one currency named, and the figure's source says how many lines
+    name none. A code given but unreadable (XXX) beside EUR is still refused, and so are two
+    known currencies."""
     import pandas as pd
 
     from shelfwise.insights._customers import monetary_source, money_currency
@@ -211,17 +215,58 @@ def test_a_line_without_a_currency_beside_lines_with_one_is_unknown_unless_its_p
     products = pd.DataFrame(
         {"product_id": ["P1", "P2", "P3"], "price": [1.0, 2.0, 3.0], "currency": ["EUR", "EUR", None]}
     )
-    with pytest.raises(
-        ShelfwiseError, match="EUR 2 purchase line\\(s\\), and 1 purchase line\\(s\\) of unknown"
-    ):
-        money_currency(events, products)
-    with pytest.raises(ShelfwiseError, match="unknown currency"):
-        monetary_source(events, products)
+    assert money_currency(events, products) == "EUR"
+    assert monetary_source(events, products).endswith(", in EUR (1 line names none)")
     products.loc[2, "currency"] = "EUR"  # (the product's currency fills the line's)
     assert money_currency(events, products) == "EUR"
     assert monetary_source(events, products).endswith(", in EUR")
     # a shop whose files name no currency at all: as before
     assert money_currency(events.assign(currency=None), products.assign(currency=None)) is None
+    # a code given but unreadable beside a known one, and two known ones: refused
+    with pytest.raises(
+        ShelfwiseError, match="EUR 2 purchase line\\(s\\), and 1 purchase line\\(s\\) of unknown"
+    ):
+        money_currency(events.assign(currency=["EUR", None, "XXX"]), products)
+    with pytest.raises(ShelfwiseError, match="money in 2 currencies: EUR 2 purchase line"):
+        monetary_source(events.assign(currency=["EUR", None, "GBP"]), products)
+
+
+def test_live_purchases_without_a_currency_beside_an_eur_orders_file_keep_the_profiles(tmp_path):
+    """A one-currency shop: orders.csv names EUR, its products none, and purchases posted live to
+    /v1/events carry none (a numeric value names no currency). `insights customers` refused
+    the shop as "money of more than one currency"; the money is in EUR, 2 lines naming none."""
+    import pandas as pd
+
+    from shelfwise.governance._contracts import EVENTS
+    from shelfwise.governance._row_check import check_record
+    from shelfwise.insights._customers import monetary_source, money_currency
+
+    d = _shop(tmp_path / "d", ("EUR",))
+    work = tmp_path / "w"
+    Ingestor(work).run(d)
+    batch = pd.DataFrame(
+        curated_rows(work, "SELECT user_id, product_id, event_type, value, currency FROM curated.events"),
+        columns=["user_id", "product_id", "event_type", "value", "currency"],
+    )
+    live = []
+    for user in ("U1", "U2"):
+        out = check_record(
+            EVENTS,
+            {"user_id": user, "product_id": "P1", "event_type": "purchase", "timestamp": "2024-04-01T10:00:00Z",
+             "value": "12.5"},
+        )  # fmt: skip
+        assert not out.failures and out.values.get("currency") is None
+        live.append(
+            {k: out.values.get(k) for k in ("user_id", "product_id", "event_type", "value", "currency")}
+        )
+    events = pd.concat([batch, pd.DataFrame(live)], ignore_index=True)
+    products = pd.DataFrame(curated_rows(work, "SELECT product_id, price FROM curated.products"))
+    products.columns = ["product_id", "price"]
+    assert money_currency(events, products) == "EUR"
+    assert (
+        monetary_source(events, products)
+        == "the purchase lines' value (events.value), in EUR (2 lines name none)"
+    )
 
 
 def test_a_feeds_price_with_its_iso_code_fills_the_products_currency(tmp_path):

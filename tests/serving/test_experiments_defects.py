@@ -708,3 +708,29 @@ def test_a_return_naming_no_currency_is_in_the_currency_of_the_purchase_it_undoe
     one = _experiments.experiment_summary(ex[1:], by_list)["experiments"]["e"]
     assert one["revenue_currency"] == "EUR" and "revenue_warning" not in one
     assert one["variants"]["treatment"]["revenue_per_user"] == 0.0
+
+
+def test_live_purchases_naming_no_currency_beside_eur_keep_the_revenue_figure() -> None:
+    """A batch purchase names EUR; a live /v1/events purchase names none (nor its product): the
+    report dropped revenue ("unknown" beside EUR). It is in EUR, said with the figure; a code
+    given but unreadable (XXX) beside EUR, and two known currencies, still drop it."""
+    ex = _served([("control", "r1", "u1", 0.0), ("treatment", "r2", "u2", 0.0)])
+
+    def report(second: str | None) -> dict[str, Any]:
+        by_list = {
+            "r1": [["u1", 10.0, "purchase", 20.0, [], "EUR", "P1", 1.0]],
+            "r2": [["u2", 10.0, "purchase", 10.0, [], second, "P2", 1.0]],
+        }
+        return _experiments.experiment_summary(ex, by_list)["experiments"]["e"]
+
+    e = report(None)
+    assert "revenue_warning" not in e and e["revenue_currency"] == "EUR"
+    assert e["revenue_currencies"] == {"EUR": 2}
+    assert e["revenue_currency_said"] == "in EUR (1 purchase or return line names none)"
+    assert e["variants"]["treatment"]["revenue_per_user"] == 10.0
+    assert e["variants"]["treatment"]["revenue_per_user_by_currency"] == {"EUR": 10.0}
+    assert "revenue_per_user" in e["comparisons"]["treatment"]
+    for second, said in (("XXX", "EUR 1 purchase(s), unknown 1"), ("GBP", "EUR 1 purchase(s), GBP 1")):
+        bad = report(second)
+        assert said in bad["revenue_warning"] and bad["variants"]["control"]["revenue_per_user"] is None
+        assert "revenue_currency_said" not in bad

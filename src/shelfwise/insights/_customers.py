@@ -141,11 +141,18 @@ def orders_from_events(events: pd.DataFrame, products: pd.DataFrame) -> pd.DataF
 def money_currency(events: pd.DataFrame, products: pd.DataFrame) -> str | None:
     """The one currency (ISO 4217) of the money a customer's `monetary` sums: each purchase
     line's own `currency`, else its product's (the catalog's price's currency); None where the
-    shop's files name none. Money in more than one currency is refused, naming them with their
-    counts: shelfwise does not convert, and a sum of euros and pounds is no figure. So is money
-    of unknown currency beside a known one, counted apart: a line whose currency code could not
-    be read (curated as `UNKNOWN_CURRENCY`, `Kč`), or one with no currency of its own or its
-    product's where the files name a currency for others (never summed "in EUR")."""
+    shop's files name none. A line with no currency of its own or its product's is of the one
+    currency the other lines name (a live `/v1/events` purchase carries none: `monetary_source`
+    counts them). Money in more than one currency is refused, naming them with their counts:
+    shelfwise does not convert, and a sum of euros and pounds is no figure. So is money of
+    unknown currency beside a known one, counted apart: a line whose currency code was given
+    but could not be read (curated as `UNKNOWN_CURRENCY`, `Kč`; never summed "in EUR")."""
+    return _line_currencies(events, products)[0]
+
+
+def _line_currencies(events: pd.DataFrame, products: pd.DataFrame) -> tuple[str | None, int]:
+    """`money_currency`, and how many purchase lines name no currency (none of their own or
+    their product's) and are taken to be in it."""
     from ..errors import ShelfwiseError
     from ..governance import UNKNOWN_CURRENCY
 
@@ -167,8 +174,6 @@ def money_currency(events: pd.DataFrame, products: pd.DataFrame) -> str | None:
     for c, n in named[named != UNKNOWN_CURRENCY].value_counts().items():
         seen[str(c)] = int(n)
     unknown = int((named == UNKNOWN_CURRENCY).sum())
-    if seen:  # (no currency of its own or its product's, where others name one: unknown too)
-        unknown += int(line.isna().sum())
     if len(seen) > 1 or (seen and unknown):
         said = ", ".join(
             f"{c} {n:,} purchase line(s)" for c, n in sorted(seen.items(), key=lambda x: (-x[1], x[0]))
@@ -176,7 +181,7 @@ def money_currency(events: pd.DataFrame, products: pd.DataFrame) -> str | None:
         if unknown:
             said += (
                 f", and {unknown:,} purchase line(s) of unknown currency (a currency code shelfwise cannot "
-                f"read, curated as {UNKNOWN_CURRENCY}, or none given where other lines name one)"
+                f"read, curated as {UNKNOWN_CURRENCY})"
             )
         many = f"money in {len(seen)} currencies" if len(seen) > 1 else "money of more than one currency"
         raise ShelfwiseError(
@@ -185,21 +190,23 @@ def money_currency(events: pd.DataFrame, products: pd.DataFrame) -> str | None:
             "each currency's (store's) files into its own --workdir"
             + (", with each line's ISO 4217 code in its currency column" if unknown else "")
         )
-    return next(iter(seen), None)
+    return next(iter(seen), None), int(line.isna().sum()) if seen else 0
 
 
 def monetary_source(events: pd.DataFrame, products: pd.DataFrame) -> str:
     """Where `monetary` (and an order's value) comes from, in words: the purchase lines' `value`
     (what the shop's export says was paid for the line), or the catalog's price x quantity where
     a line has none (the price the catalog says now: not what was paid on sale or at an older
-    price), or neither."""
+    price), or neither; and the one currency the files name, with how many lines name none and
+    are taken to be in it ("in EUR (3 lines name none)")."""
     p = events[events["event_type"] == "purchase"]
     n = len(p)
     if not n:
         return "no purchases"
-    currency = money_currency(events, products)
+    currency, unnamed = _line_currencies(events, products)
     if currency:  # (the one currency the files name: said with the figure's source)
-        return f"{_monetary_source(p, products, n)}, in {currency}"
+        none = f" ({unnamed:,} {'line names' if unnamed == 1 else 'lines name'} none)" if unnamed else ""
+        return f"{_monetary_source(p, products, n)}, in {currency}{none}"
     return _monetary_source(p, products, n)
 
 

@@ -546,7 +546,7 @@ def _currency_counts(purchases: dict[str | None, int]) -> dict[str, int]:
 
 def _currency_label(code: str | None) -> str:
     """A currency as the report names it: its code, or "unknown" (`UNKNOWN_CURRENCY`, or none
-    named where other purchases name one)."""
+    named where the others name more than one: `_none_named_as_the_one`)."""
     from ..governance import UNKNOWN_CURRENCY
 
     return "unknown" if code is None or code == UNKNOWN_CURRENCY else code
@@ -556,6 +556,36 @@ def _one_currency(purchases: dict[str | None, int]) -> str | None:
     """The one currency every counted purchase is in; None when they mix or name none."""
     labels = {_currency_label(c) for c in purchases}
     return next(iter(labels)) if len(labels) == 1 and labels != {"unknown"} else None
+
+
+def _none_named_as_the_one(
+    by_currency: dict[str, dict[str | None, tuple[np.ndarray, np.ndarray]]],
+    purchases: dict[str | None, int],
+    refunds: dict[str | None, int],
+) -> tuple[str, int] | None:
+    """The purchases and returns that name no currency (none of their own, their product's or,
+    for a return, the purchase it undoes': a live `/v1/events` purchase carries none) are put in
+    the one currency the others name, in place (`UNKNOWN_CURRENCY`, a code given but unreadable,
+    is no currency named); returned: that currency and how many lines name none, or None where
+    none is put (no line without one, or not exactly one currency named)."""
+    from ..governance import UNKNOWN_CURRENCY
+
+    known = set(_merged(purchases, refunds)) - {None, UNKNOWN_CURRENCY}
+    unnamed = purchases.get(None, 0) + refunds.get(None, 0)
+    if len(known) != 1 or not unnamed:
+        return None
+    code = next(iter(known))
+    for counts in (purchases, refunds):
+        if None in counts:
+            counts[code] = counts.get(code, 0) + counts.pop(None)
+    for per in by_currency.values():
+        if None in per:
+            gross, back = per.pop(None)
+            if code in per:
+                per[code] = (per[code][0] + gross, per[code][1] + back)
+            else:
+                per[code] = (gross, back)
+    return str(code), unnamed
 
 
 def _merged(a: dict[str | None, int], b: dict[str | None, int]) -> dict[str | None, int]:
@@ -972,6 +1002,7 @@ def experiment_summary(
                 # before the list was served
                 "events_not_counted": {"another_user": other_user, "before_the_list": before},
             }
+        filled = _none_named_as_the_one(variant_by_currency, purchases, refunds)
         revenue_warning = _revenue_per_currency(variants, variant_by_currency, purchases, refunds)
         srm = _sample_ratio({v: m["users"] for v, m in variants.items()}, (weights or {}).get(exp_name))
         control = _control_of(list(variants), (weights or {}).get(exp_name))
@@ -991,11 +1022,17 @@ def experiment_summary(
             # shoppers whose events were quarantined as robot traffic: their lists too
             "robot_users_left_out": len(robots.get(exp_name, ())),
             # the counted purchases per currency (`_revenue_per_currency`; "unknown": a code shelfwise
-            # cannot read, or none named beside lines that name one), and the one currency of
+            # cannot read, or none named beside two that are; a line naming none is in the one
+            # currency the others name: `_none_named_as_the_one`), and the one currency of
             # the revenue figures (None: mixed, or none named)
             "revenue_currencies": _currency_counts(purchases),
             "revenue_currency": _one_currency(_merged(purchases, refunds)),
         }
+        if filled and not revenue_warning:  # (the figure's currency, and how many lines name none)
+            out["experiments"][exp_name]["revenue_currency_said"] = (
+                f"in {filled[0]} ({filled[1]:,} purchase or return line{'s' if filled[1] != 1 else ''} "
+                f"name{'' if filled[1] != 1 else 's'} none)"
+            )
         if revenue_warning:
             out["experiments"][exp_name]["revenue_warning"] = revenue_warning
         if crossed:
