@@ -536,7 +536,7 @@ def test_shopper_view_shows_what_each_experiment_variant_would_show(shop: Shop, 
         assert in_column == api["items"]
         assert page.js_errors == []
     finally:
-        save_experiments(shop.work, {"experiments": []}, actor="eve")
+        save_experiments(shop.work, {"experiments": []}, actor="eve", end_missing=True)
 
 
 def test_audit_lineage_and_analytics(shop: Shop, page: Any) -> None:
@@ -695,7 +695,7 @@ def test_playground_compares_a_search_experiment_variant(shop: Shop, page: Any) 
         r = page.request.get(shop.url + f"/console/search?q={q}&compare=1&b_variant=srch:nope")
         assert r.status == 404
     finally:
-        save_experiments(shop.work, {"experiments": []}, actor="eve")
+        save_experiments(shop.work, {"experiments": []}, actor="eve", end_missing=True)
 
 
 def test_a_stewards_privacy_requests_consent_access_and_erasure(shop: Shop, page: Any) -> None:
