@@ -913,9 +913,10 @@ class Shop:
 
             if candidates is None:
                 return serve(texts)
-            if options:
+            chosen = sorted(name for name, value in options.items() if value is not None)
+            if chosen:  # (an option given as None is not given: the CLI passes `attributes=None`)
                 raise ShelfwiseError(
-                    f"{', '.join(sorted(options))}: filters, sort, paging and personalization apply to "
+                    f"{', '.join(chosen)}: filters, sort, paging and personalization apply to "
                     "a search, not to re-ranking given candidate lists"
                 )
             # re-ranking given lists has no HTTP twin: the ranker alone; a query given no list

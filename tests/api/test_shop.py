@@ -65,6 +65,10 @@ def test_recommend_and_search_answer_what_the_cli_writes(trained, tmp_path):
     given = [cli_hits[2][::-1], None, cli_hits[0][:3]]
     reranked = shop.search(queries, candidates=given)
     assert set(reranked[0]) <= set(given[0]) and set(reranked[2]) <= set(given[2])
+    # an option given as None is not given (as the CLI passes it); one given is refused
+    assert shop.search(queries, candidates=given, attributes=None) == reranked
+    with pytest.raises(ShelfwiseError, match="attributes: filters, sort"):
+        shop.search(queries, candidates=given, attributes={"color": ["red"]})
     # a query given no list is searched as without lists (the serving path: match, fallback)
     assert shop.search([queries[0], queries[2]], candidates=[None, given[0]])[0] == cli_hits[0]
     (alone,) = shop.search_pages([queries[0]], candidates=[None])
