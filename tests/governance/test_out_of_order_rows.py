@@ -31,9 +31,15 @@ def test_an_older_product_row_delivered_later_does_not_replace_the_newer(tmp_pat
         "P2,Mug,5,2026-03-05 10:00:00\n"
         "P3,Pot,9,\n"
         "P4,Pan,12,2026-03-05 10:00:00\n"
+        "P2,Mug,4,2026-03-02 10:00:00\n"  # (P2's older row listed last: the newer one is kept)
     )
     first = Ingestor(w, engine=make()).run(_day(tmp_path, "d1", {"products.csv": day1}))
     assert first.tables["products"].column_mapping["date_upd"] == "updated_at"
+    assert first.tables["products"].reasons == {"duplicate_key": 1}
+    assert curated_rows(w, "SELECT price FROM curated.products WHERE product_id = 'P2'") == [(5.0,)]
+    assert curated_rows(w, "SELECT source_line, detail FROM quarantine.rows") == [
+        (6, "conflicting duplicate of key P2 (the row with the latest updated_at wins, then the last row)")
+    ]
     # the re-send: P1's older version (an export of the 1st, arriving late), P2's newer one,
     # P3 without a curated time, P4 with none of its own, P5 a new product
     day2 = (

@@ -79,6 +79,8 @@ from ._load_sets import (
     consent_columns,
     consent_disagree_sql,
     curated_near,
+    key_keep_said,
+    key_newest_first,
     repeats_sql,
     resent_bot_lines,
     say_consent_conflicts,
@@ -360,7 +362,8 @@ def spark_check_sets(st: LoadState) -> None:
             Reason.DUPLICATE_KEY,
             keys,
             last_wins=True,
-            detail=f"'conflicting duplicate of key ' || {key_text} || ' (the last row wins)'",
+            detail=f"'conflicting duplicate of key ' || {key_text} || {lit(key_keep_said(st))}",
+            newest_first=key_newest_first(st, SPARK),
         )
         say_consent_conflicts(st, _combine_consent(st))
     for col, ref_table, ref_col in contract.references:
@@ -409,10 +412,17 @@ def _say_repeated_rows(st: LoadState) -> None:
 
 
 def _flag_repeats(
-    st: LoadState, reason: Reason, columns: list[str], *, last_wins: bool, detail: str, where: str = "true"
+    st: LoadState,
+    reason: Reason,
+    columns: list[str],
+    *,
+    last_wins: bool,
+    detail: str,
+    where: str = "true",
+    newest_first: str = "",
 ) -> None:
     spark = _engine(st).session
-    order = "_source_line DESC" if last_wins else "_source_line"
+    order = newest_first + ("_source_line DESC" if last_wins else "_source_line")
     hits = spark.sql(
         f"""SELECT _source_line AS _hit_line, {detail} AS _hit_detail FROM (
               SELECT *, row_number() OVER (PARTITION BY {", ".join(columns)} ORDER BY {order}) AS _rn
