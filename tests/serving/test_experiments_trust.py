@@ -155,3 +155,44 @@ def test_the_report_says_how_many_of_an_arms_lists_were_the_fallback() -> None:
     m = _experiments.experiment_summary(exposures, {})["experiments"]["e"]["variants"]["itemknn"]
     assert m["served_by"] == {"fallback": 1, "itemknn": 2, "unrecorded": 1}
     assert m["fallback_lists"] == 1 and m["fallback_share"] == pytest.approx(1 / 3)
+
+
+# an arm serving item-kNN to everyone (`fill_shop`: item-kNN alone, whose `partial` shopper gets one
+# product of the model's and four of the popular fill, `loner` five of the fill)
+KNN_ARM = {
+    "name": "knn-arm",
+    "start": "2020-01-01",
+    "variants": [{"name": "control", "weight": 0}, {"name": "itemknn", "weight": 1, "model": "itemknn"}],
+}
+
+
+def test_the_report_counts_the_slots_of_an_arms_lists_the_popular_fill_supplied(
+    fill_shop: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A list the model could only partly fill (1 of its 5 products, the popular list the other
+    4) was counted as wholly the model's: an arm whose model covers few shoppers looked like it
+    served its model. Each exposure records how many items the fill supplied (`filled`), and the
+    report the share of the arm's slots that were the fill, beside `fallback_share`, in the JSON
+    report, the text readout and (`tests/web`) the console."""
+    from shelfwise import Shop
+    from shelfwise.cli import main
+    from shelfwise.storage._segments import iter_records
+
+    with Shop(fill_shop) as shop:
+        shop.set_experiments({"experiments": [KNN_ARM]})
+        got = shop.recommend(["partial", "loner"], 5, served=True)
+        assert [(r["personalized"], r["filled"]) for r in got] == [(True, 4), (False, 5)], got
+    logged = [r for r in iter_records(fill_shop / "spool" / "exposures") if r.get("experiment")]
+    assert sorted((r["served_by"], r["filled"]) for r in logged) == [("fallback", 5), ("itemknn", 4)]
+    # a line logged before `filled` was recorded still reads: counted apart, not as no fill
+    mine = next(r for r in logged if r["served_by"] == "itemknn")
+    old = {k: v for k, v in mine.items() if k != "filled"} | {"id": "rec-old"}
+    log_exposures(fill_shop, [old])
+    m = Shop(fill_shop).experiment_report()["experiments"]["knn-arm"]["variants"]["itemknn"]
+    assert m["served_by"] == {"fallback": 1, "itemknn": 2} and m["fallback_share"] == pytest.approx(1 / 3)
+    assert (m["served_slots"], m["filled_slots"], m["filled_unrecorded_lists"]) == (10, 9, 1), m
+    assert m["filled_slot_share"] == pytest.approx(0.9)
+    assert main(["experiments", "report", "--workdir", str(fill_shop)]) == 0
+    out = capsys.readouterr().out
+    assert "9 of their 10 slots (90.0%) the popular fill" in out, out
+    assert "(1 list(s) logged before the fill was recorded left out of it)" in out, out

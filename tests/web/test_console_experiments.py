@@ -77,3 +77,19 @@ def test_the_analytics_page_says_how_many_of_an_arms_lists_were_the_fallback() -
     html = _page("analytics.html", sr=None, exps=exps)
     assert "itemknn: 1 of its lists (33.3%) were the popular fallback" in html
     assert "served by fallback 1, itemknn 2" in html
+
+
+def test_the_analytics_page_says_the_slots_of_an_arms_lists_the_popular_fill_supplied() -> None:
+    """A list the model made 1 of 5 products of is its model's in `served_by`: the page said no
+    word of an arm whose lists were mostly the popular fill (`filled_slot_share`)."""
+    m = {"users": 2, "exposures": 2, "ctr": 0.0, "add_to_cart_rate": 0.0, "conversion": 0.0, "revenue_per_user": 0.0,
+         "served_by": {"itemknn": 2}, "fallback_lists": 0, "fallback_share": 0.0, "served_slots": 10,
+         "filled_slots": 8, "filled_slot_share": 0.8, "filled_unrecorded_lists": 1}  # fmt: skip
+    exps = {
+        "configured": [],
+        "report": {"experiments": {"e": {"variants": {"itemknn": m}, "comparisons": {}}}},
+    }
+    html = _page("analytics.html", sr=None, exps=exps)
+    assert "8 of the 10 slots of its lists (80.0%) the popular fill" in html
+    assert "(1 list(s) logged before the fill was recorded left out of it)" in html
+    assert "served by itemknn 2" in html

@@ -115,6 +115,23 @@ def experiments_set(
             )
 
 
+def _fallback_said(m: dict[str, Any]) -> str:
+    """How much of a variant's lists was the popular list, as the text readout says it: the
+    lists served by the fallback (`fallback_share`) and the slots the popular fill supplied
+    (`filled_slot_share`: a list the model made 2 of 10 slots of is the model's list)."""
+    said = "lists served by: " + ", ".join(f"{k} {n:,}" for k, n in m["served_by"].items())
+    if m.get("fallback_lists"):
+        said += f" ({m['fallback_share']:.1%} the popular fallback: new shoppers, no personalization consent)"
+    if m.get("filled_slots"):
+        said += (
+            f"; {m['filled_slots']:,} of their {m['served_slots']:,} slots ({m['filled_slot_share']:.1%}) "
+            "the popular fill (the model had too few products for its shoppers, or the rules thinned them)"
+        )
+        if m.get("filled_unrecorded_lists"):
+            said += f" ({m['filled_unrecorded_lists']:,} list(s) logged before the fill was recorded left out of it)"
+    return said + "; counted in the arm all the same"
+
+
 @experiments_app.command("report")
 def experiments_report(
     workdir: Workdir,
@@ -178,14 +195,9 @@ def experiments_report(
                     f"  {'':12s} not counted: {skipped['another_user']:,} event(s) of another user, "
                     f"{skipped['before_the_list']:,} dated before the list was served"
                 )
-            if m.get("fallback_lists"):
+            if m.get("fallback_lists") or m.get("filled_slots"):
                 # (intent to treat: the arm's users count whatever they got; this says how diluted)
-                typer.echo(
-                    f"  {'':12s} lists served by: "
-                    + ", ".join(f"{k} {n:,}" for k, n in m["served_by"].items())
-                    + f" ({m['fallback_share']:.1%} the popular fallback: new shoppers, no personalization "
-                    "consent; counted in the arm all the same)"
-                )
+                typer.echo(f"  {'':12s} " + _fallback_said(m))
         _echo_comparisons(e)
     if rep.get("unknown_list_events"):
         typer.echo(

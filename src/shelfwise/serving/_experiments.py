@@ -25,7 +25,8 @@ from the current bundle or its default model, said in the log. A user's variant 
 
 Every served list is logged (the exposure log, `spool/exposures/`) with its id, the user's
 pseudonym, the bundle, the model, the variant and what served it (`served_by`: the model, or
-`fallback` for the popular list served in its place); events posted with that `recommendation_id` /
+`fallback` for the popular list served in its place; `filled`: how many of its items the popular
+fill supplied); events posted with that `recommendation_id` /
 `search_id` are attributed to it. `experiment_report` joins the two.
 """
 
@@ -685,12 +686,17 @@ def configured_weights(experiments: list[Experiment]) -> dict[str, dict[str, flo
     return {e.name: {v.name: v.weight for v in e.variants} for e in experiments}
 
 
-def experiment_exposure(rec: Any) -> tuple[str, str, str, str, str, float, str | None] | None:
+# one exposure as the report reads it (`experiment_exposure`)
+Exposure = tuple[str, str, str, str, str, float, str | None, int, int | None]
+
+
+def experiment_exposure(rec: Any) -> Exposure | None:
     """What the report needs of one exposure-log line: (experiment, variant, list id, user,
     bundle, served at: epoch seconds, served by: the model that made the list or `fallback`,
-    None in a line logged before it was recorded), or None when no experiment served it.
-    Order-free: a reader may keep these as the log grows (the console does) and give
-    `experiment_summary` the same report."""
+    None in a line logged before it was recorded, the list's items, how many of them the
+    popular fill supplied: None in a line logged before that was recorded), or None when no
+    experiment served it. Order-free: a reader may keep these as the log grows (the console
+    does) and give `experiment_summary` the same report."""
     if not isinstance(rec, dict) or not rec.get("experiment") or not rec.get("variant"):
         return None  # (a line without its variant cannot count for one: not a variant "None")
     try:
@@ -698,8 +704,14 @@ def experiment_exposure(rec: Any) -> tuple[str, str, str, str, str, float, str |
     except (TypeError, ValueError):
         at = 0.0
     by = rec.get("served_by")
+    items = rec.get("items")
+    slots = len(items) if isinstance(items, list) else 0
+    filled = rec.get("filled")
+    # (a count that is no whole number of the list's places: not recorded, never a share past 1)
+    if isinstance(filled, bool) or not isinstance(filled, int) or not 0 <= filled <= slots:
+        filled = None
     return (str(rec["experiment"]), str(rec.get("variant")), str(rec.get("id")), str(rec.get("user")),
-            str(rec.get("bundle")), at, str(by) if by else None)  # fmt: skip
+            str(rec.get("bundle")), at, str(by) if by else None, slots, filled)  # fmt: skip
 
 
 def attributed_events(workdir: str | Path) -> dict[str, list[list[Any]]]:
@@ -834,17 +846,31 @@ def _served_by(exposures: list[tuple[Any, ...]]) -> dict[str, Any]:
     """What made a variant's lists (`served_by`: the model, `fallback` for the popular list
     served in its place, `unrecorded` for lines logged before this was recorded) and how many
     were the fallback (`fallback_lists`, `fallback_share`): an arm whose users mostly got the
-    fallback (new shoppers, no personalization consent) dilutes the effect of its model."""
+    fallback (new shoppers, no personalization consent) dilutes the effect of its model. A list
+    the model only partly made (2 of its places, the popular fill the other 8) is the model's
+    there: `filled_slots` of `served_slots` (`filled_slot_share`) are the places of the arm's
+    lists the popular fill supplied, fallback lists included (every place of theirs), over the
+    lists that record it (`filled_unrecorded_lists`: logged before it was recorded)."""
     by: dict[str, int] = {}
+    slots = filled = unrecorded = 0
     for e in exposures:
         key = (e[6] if len(e) > 6 else None) or "unrecorded"
         by[key] = by.get(key, 0) + 1
+        if len(e) > 8 and e[8] is not None:
+            slots += e[7]
+            filled += e[8]
+        else:
+            unrecorded += 1
     fallback = by.get("fallback", 0)
     recorded = len(exposures) - by.get("unrecorded", 0)
     return {
         "served_by": dict(sorted(by.items())),
         "fallback_lists": fallback,
         "fallback_share": fallback / recorded if recorded else None,
+        "served_slots": slots,
+        "filled_slots": filled,
+        "filled_slot_share": filled / slots if slots else None,
+        "filled_unrecorded_lists": unrecorded,
     }
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "exposure_record",
     "flush_exposures",
     "log_exposures",
+    "filled_places",
     "served_by",
 ]
 
@@ -52,6 +53,7 @@ def exposure_record(
         "bundle": ans.bundle,
         "model": ans.model,
         "served_by": served_by(kind, ans),
+        "filled": filled_places(kind, ans),
         "experiment": ans.experiment,
         "variant": ans.variant.name if ans.variant else None,
         "items": ans.items,
@@ -64,7 +66,10 @@ def served_by(kind: str, ans: Any) -> str:
     the popular list served in its place (a recommendation for a shopper the model has nothing
     for: a new shopper, one without personalization consent, a list the popular fill made whole;
     a search page of popular products for a query nothing matched). An experiment arm's lists
-    are logged under its model either way: this says how many of them were really its model's."""
+    are logged under its model either way: this says how many of them were really its model's.
+    A list the model made part of (2 of its 10 places, the popular fill the other 8) is the
+    model's here, however little of it the model made: `filled` (`filled_places`) says how many
+    places the fill supplied, and the report their share of the arm's places."""
     from ._ranking import NON_PERSONAL
 
     if kind == "recommendations":
@@ -74,6 +79,21 @@ def served_by(kind: str, ans: Any) -> str:
     elif kind == "search" and ans.extra.get("match") == "none":
         return "fallback"
     return str(ans.model)
+
+
+def filled_places(kind: str, ans: Any) -> int | None:
+    """How many of a served list's items the popular fill supplied (`filled` in the exposure
+    log): a recommendation's `filled` (every place of a cold-start list; for a known shopper
+    the places the model had no evidence for or the rules thinned: a list the model could only
+    partly fill is its model's in `served_by`, and this says how much of it was not), every
+    item of a search page of popular products (`match` none), none of a page the query found;
+    None for a similar-items list (no experiment serves one: not recorded)."""
+    if kind == "recommendations":
+        filled = ans.extra.get("filled")
+        return int(filled) if filled is not None else None
+    if kind == "search":
+        return len(ans.items) if ans.extra.get("match") == "none" else 0
+    return None
 
 
 def exposure_lines(records: list[dict[str, Any]]) -> list[bytes]:

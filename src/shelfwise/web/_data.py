@@ -23,7 +23,10 @@ from contextvars import ContextVar
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..serving._experiments import Exposure
 
 __all__ = [
     "ExposureTally",
@@ -556,7 +559,7 @@ class _FileTally:
         # search pages per query (`search._analytics.add_served_search`) and experiment
         # exposures (`serving._experiments.experiment_exposure`): the analytics page's sums
         self.searches: dict[str, list[Any]] = {}
-        self.exposures: list[tuple[str, str, str, str, str, float, str | None]] = []
+        self.exposures: list[Exposure] = []
         self.lines = 0  # lines parsed (tests: an append is read, not the whole file again)
 
     def read(self, data: bytes) -> _FileTally:
