@@ -5,6 +5,8 @@ ended without a word, and the lists an arm served by the popular fallback said i
 from __future__ import annotations
 
 import json
+import os
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -196,3 +198,55 @@ def test_the_report_counts_the_slots_of_an_arms_lists_the_popular_fill_supplied(
     out = capsys.readouterr().out
     assert "9 of their 10 slots (90.0%) the popular fill" in out, out
     assert "(1 list(s) logged before the fill was recorded left out of it)" in out, out
+
+
+SEARCH_ONLY = {
+    "experiments": [{"name": "aurora", "surface": "search", "variants": [{"name": "control"}, {"name": "b"}]}]
+}
+
+
+def test_experiments_set_reads_only_the_segments_written_since_the_running_experiment_started(
+    fill_shop: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`experiments set` read the whole exposure log (every segment of a shop's months of served
+    lists) to tell the users of the running experiment a file would end; it opens only the
+    segments written since that experiment started (less a day of clock skew), same answer."""
+    from shelfwise import Shop
+    from shelfwise.storage import _segments
+
+    folder = fill_shop / "spool" / "exposures"
+    long_ago = datetime(2019, 6, 1, tzinfo=UTC).timestamp()  # (the experiment starts 2020-01-01)
+    for n, exp in enumerate(["spring-sale", "spring-sale", None]):  # three segments of 2019
+        ans = Answer(
+            ["p1"], "itemknn", "itemknn", CURRENT, SimpleNamespace(name="a") if exp else None, exp, {}
+        )
+        log_exposures(
+            fill_shop, [{**exposure_record("recommendations", f"old-{n}", ans, f"u{n}", {}), "at": long_ago}]
+        )
+    old = {_segments.segment_stem(p) for p in folder.glob("*.jsonl")}
+    for p in folder.glob("*.jsonl"):
+        os.utime(p, (long_ago, long_ago))
+    with Shop(fill_shop) as shop:  # (a segment of its own, closed at the end of the block)
+        shop.set_experiments({"experiments": [KNN_ARM]})
+        shop.recommend(["partial", "loner"], 5, served=True)
+    _log(fill_shop, "knn-arm", "itemknn", ["u7", "u8"])  # (a server's segment: another one)
+    since = {_segments.segment_stem(p) for p in _segments.all_segments(folder)} - old
+    assert len(old) == 3 and len(since) == 2
+    # the answer the whole log gives
+    every = [r for r in _segments.iter_records(folder) if r.get("experiment") == "knn-arm"]
+    first = datetime.fromtimestamp(min(r["at"] for r in every), UTC).isoformat(timespec="seconds")
+    want = {"name": "knn-arm", "surface": "recommendations", "users": 4, "since": first}
+    assert len({r["user"] for r in every}) == 4
+    opened: list[str] = []
+    read = _segments.segment_lines
+
+    def counted(path: Any) -> Any:
+        opened.append(_segments.segment_stem(Path(path)))
+        return read(path)
+
+    monkeypatch.setattr(_segments, "segment_lines", counted)
+    with pytest.raises(ShelfwiseError, match=r"knn-arm \(recommendations, 4 user\(s\)\)"):
+        Shop(fill_shop).set_experiments(SEARCH_ONLY)
+    assert sorted(opened) == sorted(since), opened  # the 2019 segments not opened
+    got = Shop(fill_shop).set_experiments(SEARCH_ONLY, end_missing=True, detail=True)
+    assert got["ended"] == [want]

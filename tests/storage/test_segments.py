@@ -249,3 +249,20 @@ def test_a_reader_creates_no_gate(tmp_path: Path) -> None:
     finally:
         tmp_path.chmod(0o700)
     assert not (tmp_path / GATE).exists()
+
+
+def test_a_reader_asking_for_what_was_written_since_skips_older_segments_unopened(tmp_path: Path) -> None:
+    """`written_since` leaves out the segments last written before it (their modification time);
+    an open segment closed while the folder was listed is told by its closed name, one gone
+    meanwhile is never skipped (then found gone: left out)."""
+    from shelfwise.storage._segments import iter_records, last_written
+
+    old, new = tmp_path / f"1-host-1{CLOSED_SUFFIX}", tmp_path / f"2-host-1{CLOSED_SUFFIX}"
+    old.write_bytes(_line("a", 1) + b"\n")
+    new.write_bytes(_line("b", 2) + b"\n")
+    os.utime(old, (1000.0, 1000.0))
+    os.utime(new, (3000.0, 3000.0))
+    assert [r["n"] for r in iter_records(tmp_path, written_since=2000.0)] == [2]
+    assert [r["n"] for r in iter_records(tmp_path, written_since=None)] == [1, 2]
+    assert last_written(tmp_path / f"2-host-1{OPEN_SUFFIX}") == 3000.0  # (closed meanwhile)
+    assert last_written(tmp_path / f"9-host-1{OPEN_SUFFIX}") == float("inf")

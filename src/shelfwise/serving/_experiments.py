@@ -287,7 +287,13 @@ def rules_warnings(workdir: str | Path, doc: dict[str, Any], experiments: list[E
 def running_left_out(workdir: str | Path, experiments: list[Experiment]) -> list[dict[str, Any]]:
     """The experiments installed and running now that `experiments` (a new configuration) leaves
     out, which installing it ends: per experiment its name, surface, the users its exposure log
-    holds and when it first served (`since`, None before any list)."""
+    holds and when it first served (`since`, None before any list).
+
+    Only the segments of the log written since the experiments started are read (`start`, less
+    a day of clock skew: `CLOCK_SKEW_S`): a server serves an experiment's lists only once it
+    started, so an older segment holds none of them (a shop's months of served lists were read
+    whole on every `experiments set`). An experiment without a `start` (running since it was
+    installed, whenever that was) has the whole log read."""
     from ..storage._segments import iter_records
     from ._feedback import EXPOSURES_DIR
 
@@ -302,7 +308,9 @@ def running_left_out(workdir: str | Path, experiments: list[Experiment]) -> list
         return []
     users: dict[str, set[str]] = {n: set() for n in gone}
     since: dict[str, float] = {}
-    for rec in iter_records(Path(workdir) / EXPOSURES_DIR):
+    starts = [e.start.timestamp() for e in gone.values() if e.start is not None]
+    written_since = min(starts) - CLOCK_SKEW_S if len(starts) == len(gone) else None  # (else: all of it)
+    for rec in iter_records(Path(workdir) / EXPOSURES_DIR, written_since=written_since):
         if isinstance(rec, dict) and (name := rec.get("experiment")) in gone:
             users[name].add(str(rec.get("user")))
             try:

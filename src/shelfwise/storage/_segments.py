@@ -228,25 +228,49 @@ def count_segment_lines(path: str | Path) -> int:
     return _under_gate(path, count) or 0
 
 
-def iter_segments(directory: str | Path) -> Iterator[tuple[Path, list[bytes]]]:
+def iter_segments(
+    directory: str | Path, *, written_since: float | None = None
+) -> Iterator[tuple[Path, list[bytes]]]:
     """Every segment of `directory` (oldest first) with its complete lines, each read whole
     under the gate and released before it is yielded; a segment gone meanwhile is left out,
-    one listed under both names (closed while the folder was listed) is read once."""
+    one listed under both names (closed while the folder was listed) is read once.
+    `written_since` (epoch seconds): only the segments last written at or after it; an older
+    one (`last_written`) holds no line written since, and is not opened."""
     seen: set[str] = set()
     for path in all_segments(directory):
         stem = segment_stem(path)
         if stem in seen:
             continue
         seen.add(stem)
+        if written_since is not None and last_written(path) < written_since:
+            continue
         lines = segment_lines(path)
         if lines is not None:
             yield path, lines
 
 
-def iter_records(directory: str | Path) -> Iterator[Any]:
+def last_written(path: Path) -> float:
+    """When a segment was last written (epoch seconds: its modification time, which a line
+    appended and a rewrite by an erasure or retention run move later; closing renames it,
+    writing nothing): none of its lines was written after it. +inf when it cannot be told (gone
+    meanwhile: read, never skipped, by a caller that asks). A `.jsonl.open` closed meanwhile is
+    its `.jsonl`."""
+    names = [path]
+    if path.name.endswith(OPEN_SUFFIX):
+        names.append(path.with_name(path.name[: -len(OPEN_SUFFIX)] + CLOSED_SUFFIX))
+    for p in names:
+        try:
+            return p.stat().st_mtime
+        except FileNotFoundError:
+            continue
+    return float("inf")
+
+
+def iter_records(directory: str | Path, *, written_since: float | None = None) -> Iterator[Any]:
     """The JSON value of every complete line of every segment of `directory`, oldest first
-    (`iter_segments`); lines that are not JSON are skipped."""
-    for _, lines in iter_segments(directory):
+    (`iter_segments`; `written_since`: of the segments last written since then); lines that
+    are not JSON are skipped."""
+    for _, lines in iter_segments(directory, written_since=written_since):
         for line in lines:
             try:
                 yield json.loads(line)
