@@ -1087,6 +1087,9 @@ class Shop:
             self._variants_models_may_serve(exps)
             said: list[str] = []
             ended: list[dict[str, Any]] = []
+            # (the running experiments it would end are told by their served lists: this
+            # process's own too, held for the next write)
+            self._written_served()
             names = [
                 e.name
                 for e in save_experiments(

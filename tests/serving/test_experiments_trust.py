@@ -250,3 +250,19 @@ def test_experiments_set_reads_only_the_segments_written_since_the_running_exper
     assert sorted(opened) == sorted(since), opened  # the 2019 segments not opened
     got = Shop(fill_shop).set_experiments(SEARCH_ONLY, end_missing=True, detail=True)
     assert got["ended"] == [want]
+
+
+def test_experiments_set_counts_the_lists_this_process_served_and_holds_unwritten(
+    fill_shop: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Shop that served lists of the running experiment and then set a file leaving it out
+    was told the experiment had no users: its own lists were still held for the next write."""
+    from shelfwise import Shop
+    from shelfwise.serving import _exposures
+
+    monkeypatch.setattr(_exposures, "EXPOSURE_AGE_S", 3600.0)  # (held until something writes them)
+    with Shop(fill_shop) as shop:
+        shop.set_experiments({"experiments": [KNN_ARM]})
+        shop.recommend(["partial", "loner"], 5, served=True)
+        with pytest.raises(ShelfwiseError, match=r"knn-arm \(recommendations, 2 user\(s\)\)"):
+            shop.set_experiments(SEARCH_ONLY)
