@@ -408,6 +408,106 @@ def api_search(shop: Shop, q: str, k: int = 10) -> dict[str, Any]:
     raise AssertionError(f"/v1/search?q={q} stayed degraded")
 
 
+def _shown(page: Any) -> tuple[list[str], int, dict[str, list[tuple[str, int]]]]:
+    """The playground's first column: its result ids, its total and its attribute facets."""
+    col = page.locator("#results .col").first
+    ids = col.locator("li[data-product]").evaluate_all("els => els.map(e => e.dataset.product)")
+    total = int(re.search(r"(\d+) candidates", col.locator("p.muted").first.inner_text()).group(1))  # type: ignore[union-attr]
+    facets = col.locator(".attr-facets .facet").evaluate_all(
+        "els => els.map(f => [f.dataset.key, [...f.querySelectorAll('a.chip')].map(a => [a.dataset.value, +a.dataset.count])])"
+    )
+    return ids, total, {k: [tuple(v) for v in vs] for k, vs in facets}
+
+
+def _api_said(api: dict[str, Any]) -> tuple[list[str], int, dict[str, list[tuple[str, int]]]]:
+    attrs = api["facets"].get("attributes") or {}
+    return (
+        [it["product_id"] for it in api["items"]],
+        api["total"],
+        {k: [(f["value"], f["count"]) for f in vs] for k, vs in attrs.items()},
+    )
+
+
+def _attr_params(url: str) -> list[tuple[str, str]]:
+    from urllib.parse import parse_qsl, urlsplit
+
+    return [(n, v) for n, v in parse_qsl(urlsplit(url).query) if n.startswith("attr")]
+
+
+def test_playground_filters_by_the_attribute_facets_the_api_counts(shop: Shop, page: Any) -> None:
+    """The demo shop's products carry color, material and size: the playground shows the
+    query's attribute facets as `/v1/search` counts them, and a click on a value filters as
+    `attr.KEY=VALUE` does (a second color ORed, a size ANDed): the page's results, total and
+    facets are the API's for the same query and filters at each step. The filters in force are
+    shown and removable, the address carries them (opened by another person, it is the same
+    page), and the form's next search keeps them."""
+    from urllib.parse import quote
+
+    q = "wireless"  # (a keyword match: a semantic one's facets count its filtered candidates alone)
+    login(page, shop, "eve")
+    page.goto(shop.url + f"/console/search?q={q}")
+    api = api_search(shop, q)
+    assert (
+        api["match"] == "keyword" and api["facets"]["attributes"]
+    )  # (the demo shop's products have attributes)
+    assert _shown(page) == _api_said(api) and page.locator("#active-filters").count() == 0
+    colors = [v for v, n in _api_said(api)[2]["color"] if n > 0]
+
+    def choose(key: str, value: str) -> None:
+        link = page.locator("#results .col").first.locator(
+            f'.facet[data-key="{key}"] a[data-value="{value}"]'
+        )
+        with page.expect_navigation():
+            link.click()
+
+    def api_for(pairs: list[tuple[str, str]], more: str = "") -> dict[str, Any]:
+        return api_search(shop, q + "".join(f"&{n}={quote(v)}" for n, v in pairs) + more)
+
+    choose("color", colors[0])
+    one = api_for([("attr.color", colors[0])])
+    assert _attr_params(page.url) == [("attr.color", colors[0])]
+    assert _shown(page) == _api_said(one) and _shown(page)[0] != _api_said(api)[0]
+    choose("color", colors[1])  # another value of the same attribute: either (OR)
+    either = api_for([("attr.color", colors[0]), ("attr.color", colors[1])])
+    assert _shown(page) == _api_said(either) and either["total"] > one["total"]
+    sizes = [v for v, n in _shown(page)[2]["size"] if n > 0]
+    choose("size", sizes[0])  # another attribute: both (AND)
+    pairs = [("attr.color", colors[0]), ("attr.color", colors[1]), ("attr.size", sizes[0])]
+    both = api_for(pairs)
+    assert _attr_params(page.url) == pairs
+    assert _shown(page) == _api_said(both) and 0 < both["total"] < either["total"]
+    assert both["match"] == "keyword"
+    chosen = page.locator("#active-filters a.chip").evaluate_all("els => els.map(e => e.dataset.value)")
+    assert chosen == [colors[0], colors[1], sizes[0]]
+    on = page.locator("#results .col").first.locator(".attr-facets a.chip.on")
+    assert sorted(on.evaluate_all("els => els.map(e => e.dataset.value)")) == sorted(chosen)
+    # the address is the page: another person opening it sees the same results and filters
+    shared = page.url
+    other = page.context.browser.new_context()
+    p2 = other.new_page()
+    login(p2, shop, "ana")
+    p2.goto(shared)
+    assert _shown(p2) == _shown(page)
+    assert p2.locator("#active-filters a.chip").evaluate_all("els => els.map(e => e.dataset.value)") == chosen
+    other.close()
+    # the form's next search (another sort) keeps the filters
+    page.select_option("select[name=sort]", "price_asc")
+    with page.expect_navigation():
+        page.click("#search-form button[type=submit]")
+    assert _attr_params(page.url) == pairs
+    assert _shown(page) == _api_said(api_for(pairs, "&sort=price_asc"))
+    # a filter removed from those in force, then all of them
+    with page.expect_navigation():
+        page.locator(f'#active-filters a.chip[data-value="{colors[1]}"]').click()
+    assert _attr_params(page.url) == [pairs[0], pairs[2]]
+    assert _shown(page) == _api_said(api_for([pairs[0], pairs[2]], "&sort=price_asc"))
+    with page.expect_navigation():
+        page.click("#clear-filters")
+    assert _attr_params(page.url) == [] and page.locator("#active-filters").count() == 0
+    assert _shown(page) == _api_said(api_search(shop, q + "&sort=price_asc"))
+    assert page.js_errors == []
+
+
 def test_saved_synonyms_change_the_search(shop: Shop, page: Any) -> None:
     q = "sofa"  # no catalog word: only the semantic retriever answers it
     before = api_search(shop, q)

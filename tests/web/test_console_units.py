@@ -9,7 +9,7 @@ import re
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import pytest
 from starlette.requests import Request
@@ -2139,3 +2139,99 @@ def test_the_next_weeks_column_says_how_many_weeks_it_sums():
     )
     row = html.split('<tr data-product="P1">')[1].split("</tr>")[0]
     assert "30.0" in row and "(3 weeks)" in row
+
+
+def _playground_console(tmp_path: Path, monkeypatch, col: dict[str, Any]) -> tuple[Any, list[Any]]:
+    """A console whose search playground answers every query with `col` (a result column as
+    `_playground.search_side` gives it), and the filters each search was asked with."""
+    from types import SimpleNamespace as NS
+
+    asked: list[Any] = []
+    service = _fake_service()
+    service.snapshot.search = None
+    service.sync_synonyms = lambda snap: None
+    service.synonyms = NS(bundle_synonyms=lambda engine: None)
+    service.rules = NS(version=1, items=[])
+    monkeypatch.setattr(
+        _playground, "search_side", lambda s, q, k, side, **how: asked.append(how["filters"]) or col
+    )
+    c, _ = _console_client(tmp_path, service)
+    return c, asked
+
+
+def _column(facets: dict[str, Any]) -> dict[str, Any]:
+    item = {"position": 1, "product_id": "p_hat", "title": "Hat", "brand": "Acme", "category": "Hats",
+            "price": 9.5, "image": None, "engine_rank": 1, "score": 1.0, "rules": [], "why": {}}  # fmt: skip
+    return {"label": "serving", "bundle": "b1", "match": "keyword", "total": 1, "corrected_query": None,
+            "stages": ["lexical"], "facets": facets, "fallback": None, "items": [item]}  # fmt: skip
+
+
+def test_the_playground_shows_attribute_facets_only_for_a_catalog_with_attributes(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A shop whose products have no attributes gets no attribute facets nor filters on the
+    playground (the page as before); one with attributes gets each value as a link that
+    filters, its count as the page's facets say it."""
+    plain = {"category": [{"value": "Hats", "count": 1}], "brand": [{"value": "Acme", "count": 1}]}
+    for facets in (plain, {**plain, "attributes": {}}):
+        c, asked = _playground_console(tmp_path, monkeypatch, _column(facets))
+        r = c.get("/console/search?q=hat")
+        assert r.status_code == 200, r.text[-1500:]
+        assert 'data-product="p_hat"' in r.text
+        assert "attr-facets" not in r.text and 'id="active-filters"' not in r.text
+        assert 'name="attr.' not in r.text and asked[-1].attributes == {}
+    got = {"color": [{"value": "Red", "count": 3}, {"value": "blue", "count": 2}]}
+    c, asked = _playground_console(tmp_path, monkeypatch, _column({**plain, "attributes": got}))
+    r = c.get("/console/search?q=hat&sort=price_asc&offset=10")
+    box = html.unescape(r.text.split('class="attr-facets"')[1].split("</details>")[0])
+    links = dict(re.findall(r'href="([^"]+)" data-value="([^"]+)" data-count="3"', box))
+    assert list(links.values()) == ["Red"]
+    # the link keeps the page's fields but its place (a filter changes the pages), adds the value
+    link = next(iter(links))
+    assert parse_qs(urlsplit(link).query) == {"q": ["hat"], "sort": ["price_asc"], "attr.color": ["Red"]}
+    assert "(3)" not in r.text.split('class="facets"')[1]  # (said once: the links, not the summary too)
+
+
+def test_the_playgrounds_attribute_filters_are_read_as_the_api_reads_them(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """`attr.color=red&attr.color=blue&attr[size]=M` is the search `/v1/search` makes (one key's
+    values ORed, keys ANDed); the filters in force are shown, each with a link that removes it,
+    and carried by the form's next search; a blank value, which the API refuses with a 422, is
+    said and nothing is searched."""
+    facets = {"attributes": {"color": [{"value": "red", "count": 3}, {"value": "blue", "count": 2},
+                                       {"value": "green", "count": 1}], "size": [{"value": "M", "count": 4}]}}  # fmt: skip
+    c, asked = _playground_console(tmp_path, monkeypatch, _column(facets))
+    r = c.get("/console/search?q=hat&attr.color=red&attr.Colour=Blue&attr[size]=M")
+    assert r.status_code == 200, r.text[-1500:]
+    assert asked[-1].attributes == {"color": ("blue", "red"), "size": ("m",)}
+    chosen = html.unescape(r.text.split('id="active-filters">')[1].split("</p>")[0])
+    said = " ".join(re.sub(r"<[^>]+>", " ", chosen).split())
+    assert said.startswith("Filtered on color red × or Blue × and size M × · clear all"), said
+    removes = dict(re.findall(r'href="([^"]+)" data-value="([^"]+)"', chosen))
+    by_value = {v: parse_qs(urlsplit(h).query) for h, v in removes.items()}
+    assert by_value["Blue"] == {"q": ["hat"], "attr.color": ["red"], "attr.size": ["M"]}
+    assert by_value["M"] == {"q": ["hat"], "attr.color": ["red"], "attr.Colour": ["Blue"]}
+    # the facets mark the values chosen (their link removes them), the others add theirs
+    box = html.unescape(r.text.split('class="attr-facets"')[1].split("</details>")[0])
+    on = re.findall(r'class="chip on" href="([^"]+)" data-value="([^"]+)"', box)
+    assert sorted(v for _, v in on) == ["M", "blue", "red"]
+    green = re.search(r'href="([^"]+)" data-value="green"', box)
+    assert green is not None
+    assert [p for p in parse_qsl(urlsplit(green.group(1)).query) if p[0].startswith("attr")] == [
+        ("attr.color", "red"), ("attr.Colour", "Blue"), ("attr.size", "M"), ("attr.color", "green")
+    ]  # fmt: skip
+    # the form's next search (another sort, say) keeps them
+    form = html.unescape(r.text.split('id="search-form"')[1].split("</form>")[0])
+    assert re.findall(r'type="hidden" name="(attr\.[^"]+)" value="([^"]*)"', form) == [
+        ("attr.color", "red"), ("attr.Colour", "Blue"), ("attr.size", "M")
+    ]  # fmt: skip
+    n = len(asked)
+    bad = c.get("/console/search?q=hat&attr.color=%20")
+    assert bad.status_code == 422 and len(asked) == n
+    said = html.unescape(bad.text.split('id="search-error"')[1].split("</div>")[0])
+    assert "attr.color: empty (give attr.KEY=VALUE, e.g. attr.color=red)" in said
+    many = "&".join(f"attr.size={i}" for i in range(21))
+    assert "more than 20 attribute filter values" in html.unescape(
+        c.get(f"/console/search?q=hat&{many}").text
+    )

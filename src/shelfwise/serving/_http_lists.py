@@ -30,6 +30,13 @@ MAX_ATTRIBUTE_FILTERS = 20  # attribute values one search may filter on
 _ATTR = re.compile(r"^attr(?:\.(?P<dot>.+)|\[(?P<bracket>[^\]]+)\])$", re.DOTALL)
 
 
+def attribute_param_key(name: str) -> str | None:
+    """The attribute key a query parameter filters on (`attr.color`, `attr[color]`: `color`),
+    None for a parameter of another kind (the console's search playground reads its URL so)."""
+    m = _ATTR.match(name)
+    return None if m is None else (m.group("dot") or m.group("bracket") or "")
+
+
 def attribute_params(params: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     """The attribute filters of a query string (`attr.color=red`, `attr[color]=red`): key ->
     values (a key given twice: both values, ORed). 422 for more than `MAX_ATTRIBUTE_FILTERS`
@@ -37,10 +44,9 @@ def attribute_params(params: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     n = 0
     for name, value in params:
-        m = _ATTR.match(name)
-        if m is None:
+        key = attribute_param_key(name)
+        if key is None:
             continue
-        key = m.group("dot") or m.group("bracket") or ""
         clean_text(key, name, 64)
         clean_text(value, name, 256)
         if not key.strip() or not value.strip():

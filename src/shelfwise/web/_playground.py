@@ -14,15 +14,17 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import numpy as np
 
 from ..serving._ranking import rank_user
 from ..serving._service import NO_RULES, search_counts
 
-__all__ = ["Side", "rules_said", "search_args", "search_side", "shopper"]
+__all__ = ["AttributeFilters", "Side", "rules_said", "search_args", "search_side", "shopper"]
 
 EXPLAINED = 5  # recommendations explained on the shopper page
 _IMAGE = re.compile(r"https?://[^\s\"']+\.(?:jpe?g|png|webp|gif)(?:\?[^\s\"']*)?", re.IGNORECASE)
@@ -258,6 +260,98 @@ def search_args(
     if got["sort"] not in SORTS:
         problems.append(f"sort: one of {', '.join(SORTS)} (got {sort!r})")
     return got, problems
+
+
+class AttributeFilters:
+    """The playground's attribute filters as its address carries them (`attr.color=red`, or
+    `attr[color]=red`, as `/v1/search` reads them: one key's values ORed, keys ANDed), and the
+    links that add or remove one, so that a filtered page is a link to share. The filters are
+    read by `/v1/search`'s own reader (a blank value or more than 20 values is a problem the
+    page states, as the API's 422); the facets shown are the page's own (`search_side`: the
+    serving code's counts), never recounted here. A link keeps every other field of the address
+    and starts again at the first result (a filter changes what the pages hold)."""
+
+    def __init__(self, path: str, params: Iterable[tuple[str, str]]):
+        from ..serving._http_lists import attribute_param_key
+
+        self.path = path
+        self.given: list[tuple[str, str]] = []  # (key, value) as typed, in the address's order
+        self._rest: list[tuple[str, str]] = []  # the other fields, but the page's place and flash
+        self._params: list[tuple[str, str]] = []
+        for name, value in params:
+            self._params.append((name, value))
+            key = attribute_param_key(name)
+            if key is not None:
+                self.given.append((key, value))
+            elif name not in ("offset", "done", "sig"):
+                self._rest.append((name, value))
+
+    def read(self) -> tuple[dict[str, list[str]], list[str]]:
+        """The filters as `/v1/search` reads them (key -> values), and what it would refuse."""
+        from fastapi import HTTPException
+
+        from ..serving._http_lists import attribute_params
+
+        try:
+            return attribute_params(self._params), []
+        except HTTPException as exc:
+            return {}, [str(exc.detail)]
+
+    @staticmethod
+    def _same(a: tuple[str, str], b: tuple[str, str]) -> bool:
+        from ..search._attributes import attribute_key, key_of
+
+        return key_of(a[0]) == key_of(b[0]) and attribute_key(a[1]) == attribute_key(b[1])
+
+    def href(self, pairs: Iterable[tuple[str, str]]) -> str:
+        query = urlencode(self._rest + [(f"attr.{k}", v) for k, v in pairs])
+        return f"{self.path}?{query}" if query else self.path
+
+    def on(self, key: str, value: str) -> bool:
+        return any(self._same(g, (key, value)) for g in self.given)
+
+    def toggled(self, key: str, value: str) -> str:
+        """The address with the value chosen (added to its key's, ORed), or no longer chosen."""
+        if self.on(key, value):
+            return self.href(g for g in self.given if not self._same(g, (key, value)))
+        return self.href([*self.given, (key, value)])
+
+    def chosen(self) -> list[dict[str, Any]]:
+        """The filters in force, per key (as first typed) its values, each with the link that
+        removes it; `clear`: the link without any."""
+        from ..search._attributes import attribute_key, key_of
+
+        keys: dict[str, dict[str, Any]] = {}
+        for key, value in self.given:
+            got = keys.setdefault(key_of(key), {"key": key, "values": []})
+            if not any(attribute_key(v["value"]) == attribute_key(value) for v in got["values"]):
+                got["values"].append({"value": value, "remove": self.toggled(key, value)})
+        return list(keys.values())
+
+    def clear(self) -> str:
+        return self.href([])
+
+    def facets(self, col: dict[str, Any]) -> list[dict[str, Any]]:
+        """A result column's attribute facets (`facets.attributes`, as `/v1/search` answers
+        them) with, per value, whether it is chosen and the link that toggles it; [] for a
+        catalog without attributes."""
+        out = []
+        for key, values in ((col.get("facets") or {}).get("attributes") or {}).items():
+            out.append(
+                {
+                    "key": key,
+                    "values": [
+                        {
+                            "value": f["value"],
+                            "count": f["count"],
+                            "on": self.on(key, f["value"]),
+                            "href": self.toggled(key, f["value"]),
+                        }
+                        for f in values
+                    ],
+                }
+            )
+        return out
 
 
 def shopper(service: Any, user_id: str, k: int = 10, *, history: bool = True) -> dict[str, Any]:

@@ -756,12 +756,17 @@ def console_router(
         # inputs kept as typed and no page searched (`$20` was ignored: every price shown)
         # (`k=many` is not an int at all: the error page, as for every console address)
         got, problems = _playground.search_args(str(k), str(offset), price_min, price_max, in_stock, sort)
+        # the attribute filters (`attr.color=red`), read by `/v1/search`'s own reader
+        attr = _playground.AttributeFilters(ctx.request.url.path, ctx.request.query_params.multi_items())
+        attributes, attr_problems = attr.read()
+        problems += attr_problems
         filters = Filters(
             category.strip() or None,
             brand.strip() or None,
             got["price_min"],
             got["price_max"],
             got["in_stock"],
+            attributes,
         )
         how: dict[str, Any] = {"filters": filters, "sort": got["sort"], "offset": got["offset"]}
         cols = []
@@ -770,7 +775,7 @@ def console_router(
                 ctx, status=422, q=q, k=k, user_id=user_id, compare=compare, b_bundle=b_bundle,
                 b_rules=b_rules, b_variant=b_variant, category=category, brand=brand,
                 price_min=price_min, price_max=price_max, in_stock=in_stock, sort=sort, offset=offset,
-                problems=problems,
+                problems=problems, attr=attr,
             )  # fmt: skip
         k, stock = got["k"], got["in_stock"]
         if q.strip():
@@ -782,7 +787,7 @@ def console_router(
             ctx, q=q, k=k, user_id=user_id, compare=compare, b_bundle=b_bundle, b_rules=b_rules,
             b_variant=b_variant, cols=cols, done=done, category=category, brand=brand,
             price_min=price_min, price_max=price_max, in_stock="" if stock is None else str(stock).lower(),
-            sort=got["sort"], offset=got["offset"],
+            sort=got["sort"], offset=got["offset"], attr=attr,
         )  # fmt: skip
 
     def search_page(
@@ -814,6 +819,7 @@ def console_router(
             "in_stock": "",
             "sort": "relevance",
             "offset": 0,
+            "attr": None,  # the attribute filters of the address (`_playground.AttributeFilters`)
         }
         page.update(cols=[], done=None, refused=None, problems=[])
         page.update(values)
