@@ -301,6 +301,81 @@ def test_a_feeds_price_with_its_iso_code_fills_the_products_currency(tmp_path):
     ]
 
 
+def test_an_empty_currency_cell_is_read_from_its_rows_own_money(tmp_path, engine=None):
+    """A currency column with a row's cell empty and its price `12,50 EUR` curated that row with
+    no currency, though without the column the price's own text names it: an empty cell (or an
+    export's `n/a`) takes its row's money's sign or code, in products and events alike, batch
+    and live; a filled cell is never overridden (a sign that disagrees: the cell wins, warned
+    with a count and an example line); a plain figure beside an empty cell names none."""
+    from shelfwise.governance._contracts import EVENTS
+    from shelfwise.governance._row_check import check_record
+
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "products.csv").write_text(
+        "product_id,title,price,currency\n"
+        'P1,Mug,"12,50 EUR",\n'
+        "P2,Pot,€12.50,n/a\n"
+        "P3,Cup,49.99 USD, \n"
+        "P4,Jug,£3.00,EUR\n"  # (the cell wins)
+        "P5,Bowl,5.00,\n"
+        "P6,Vase,7.00,GBP\n"
+    )
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp,value,unit_price,currency\n"
+        'U1,P1,purchase,2024-01-01T10:00:00Z,"12,50 EUR",,\n'
+        "U2,P1,purchase,2024-01-02T10:00:00Z,,€6.25,\n"
+        "U3,P1,purchase,2024-01-03T10:00:00Z,49.99 USD,£3,\n"  # (two currencies: unknown)
+        "U4,P1,purchase,2024-01-04T10:00:00Z,£3,,EUR\n"
+        "U5,P1,purchase,2024-01-05T10:00:00Z,5,,\n"
+    )
+    work = tmp_path / "w"
+    report = Ingestor(work, **({"engine": engine(work)} if engine else {})).run(d)
+    assert curated_rows(work, "SELECT product_id, price, currency FROM curated.products ORDER BY 1") == [
+        ("P1", 12.5, "EUR"),
+        ("P2", 12.5, "EUR"),
+        ("P3", 49.99, "USD"),
+        ("P4", 3.0, "EUR"),
+        ("P5", 5.0, None),
+        ("P6", 7.0, "GBP"),
+    ]
+    assert curated_rows(work, "SELECT value, currency FROM curated.events ORDER BY timestamp") == [
+        (12.5, "EUR"),  # U1
+        (6.25, "EUR"),  # U2: its unit price's
+        (49.99, "XXX"),  # U3
+        (3.0, "EUR"),  # U4: the cell's
+        (5.0, None),  # U5
+    ]
+    assert report.tables["events"].rows_curated == 5, report.tables["events"].reasons
+    disagree = [w for w in report.warnings if "not their currency column's" in w]
+    assert disagree == [
+        "products.csv: price: 1 row(s) carry a currency sign or code that is not their currency column's (e.g. line 5): "
+        "check which currency the money is in",
+        "events.csv: value: 1 row(s) carry a currency sign or code that is not their currency column's (e.g. line 5): "
+        "check which currency the money is in",
+    ], report.warnings
+    said = [n for n in report.notes if "empty currency cell" in n]
+    assert said == [
+        "products.csv: 3 row(s) with an empty currency cell ('currency'): their currency read from their "
+        "money's own sign or code (EUR 2 row(s), USD 1 row(s))",
+        "events.csv: 3 row(s) with an empty currency cell ('currency'): their currency read from their "
+        "money's own sign or code (EUR 2 row(s), XXX 1 row(s))",
+    ], report.notes
+    # a live event reads its empty currency alike
+    base = {
+        "user_id": "U1",
+        "product_id": "P1",
+        "event_type": "purchase",
+        "timestamp": "2024-01-01T10:00:00Z",
+    }
+    for value, currency, want in (
+        ("12,50 EUR", "", "EUR"), ("€12.50", "n/a", "EUR"), ("£3", "EUR", "EUR"), ("5", "", None),
+        ("£3", "XYZ", "XXX"),
+    ):  # fmt: skip
+        out = check_record(EVENTS, {**base, "value": value, "currency": currency})
+        assert not out.failures and out.values["currency"] == want, (value, currency, out.failures)
+
+
 def test_a_word_before_a_price_is_no_currency_code(tmp_path):
     """`von 12` ("from 12") was read as a currency code VON: two codes warned of, and one said to
     disagree with the row's currency column. Only real codes and signs count."""

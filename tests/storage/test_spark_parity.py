@@ -737,11 +737,18 @@ def test_an_opt_out_and_an_empty_answer_keep_the_opt_out_on_spark_too(spark, tmp
 
 
 def test_an_unknown_currency_loses_no_sale_on_spark_too(spark, tmp_path):
+    """And a row's empty currency cell is read from its money's own sign or code, as on DuckDB."""
     from tests.governance.test_currency import (
         test_a_withdrawn_code_and_a_common_spelling_are_read_and_an_unknown_one_loses_no_sale as check,
     )
+    from tests.governance.test_currency import (
+        test_an_empty_currency_cell_is_read_from_its_rows_own_money as empty,
+    )
 
-    check(tmp_path, engine=lambda work: SparkEngine(work, master="local[2]"))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    check(tmp_path / "a", engine=lambda work: SparkEngine(work, master="local[2]"))
+    empty(tmp_path / "b", engine=lambda work: SparkEngine(work, master="local[2]"))
 
 
 def test_keyed_deliveries_merge_attributes_and_keep_the_newest_row_on_spark_too(spark, tmp_path):

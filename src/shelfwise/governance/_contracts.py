@@ -401,7 +401,8 @@ PRODUCTS = TableContract(
     # 1.6.0: a currency code shelfwise cannot read is XXX (`UNKNOWN_CURRENCY`: was empty, and its
     # money summed with the known currency's); without a currency column the price's own text
     # names it (Google Shopping's `49.99 EUR`, `€12`, `49,99 €`)
-    version="1.6.0",
+    # 1.7.0: so does it a row's empty currency cell (or `n/a`); a filled cell is the row's currency
+    version="1.7.0",
     description="The shop's catalog: one row per product.",
     key=("product_id",),
     key_rule="the last row of a product_id in file order wins (later rows are newer versions)",
@@ -553,7 +554,8 @@ EVENTS = TableContract(
     # 1.8.0: a currency code shelfwise cannot read is XXX (`UNKNOWN_CURRENCY`: was empty, and its
     # money summed with the known currency's); without a currency column the value's or
     # unit_price's own text names it (`49.99 EUR`, `€12`)
-    version="1.8.0",
+    # 1.9.0: so does it a row's empty currency cell (or `n/a`); a filled cell is the row's currency
+    version="1.9.0",
     description="Behaviour events: views, clicks, carts, purchases, ratings, searches, reviews.",
     dedupe_exact=True,
     references=(("product_id", "products", "product_id"),),

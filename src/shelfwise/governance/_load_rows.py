@@ -64,8 +64,9 @@ def check_rows(st: LoadState) -> None:
     if st.attributes and "attributes" in absent:  # (kept from their own columns: `size`, `color`)
         absent.remove("attributes")
     # (no currency column: each row's read from its money's own text, `money_text_currency`)
+    # (a file with one: its empty cells', from their row's money)
     replaced = [f"{read} AS {q('currency')}"] if (read := money_text_currency(st)) else []
-    if replaced:
+    if replaced and "currency" in absent:
         absent.remove("currency")
     if untracked_stock(st):  # (a figure of 0 on every row: read as none, `untracked_stock`)
         absent.append("stock")
@@ -215,7 +216,7 @@ def say_currency_signs(st: LoadState) -> None:
     names another currency are counted. Only a real sign or code counts (`_compile.money_sign`:
     ISO 4217's upper-case codes, the signs and spellings that name one currency, and `$`): the
     `von` of `von 12` is a word, not a currency. Read from the load's strings: both engines."""
-    from ._compile import currency_of_sign_sql, enum_expr, money_sign_sql, money_signs
+    from ._compile import _missing, currency_of_sign_sql, enum_expr, money_sign_sql, money_signs
 
     cols = [c for c in MONEY_COLUMNS if c in st.contract.column_names and c in st.mapping]
     if not cols:
@@ -250,10 +251,11 @@ def say_currency_signs(st: LoadState) -> None:
         if has_currency:
             spec = next(c for c in st.contract.columns if c.name == "currency")
             code = currency_of_sign_sql(sign)
+            # (an export's "no value", `n/a`, is no currency given: the money's own is read)
             given = "nullif(trim(currency), '')"
             row = st.wh.sql(
                 f"SELECT count(*), min(_source_line) FROM {st.load} WHERE {v} IS NOT NULL AND {code} IS NOT NULL "
-                f"AND {given} IS NOT NULL AND {code} <> {enum_expr(spec, given)}"
+                f"AND {given} IS NOT NULL AND NOT {_missing(given)} AND {code} <> {enum_expr(spec, given)}"
             ).fetchone()
             if row and row[0]:
                 st.warn(
@@ -263,40 +265,41 @@ def say_currency_signs(st: LoadState) -> None:
 
 
 def money_text_currency(st: LoadState) -> str | None:
-    """SQL over the load's strings of each row's currency read from its money's own text, for a
-    file with no currency column (a Google Shopping feed's `price` `49.99 EUR`, `€12`, `49,99 €`:
-    `_compile.money_currency`): a row's own sign or code names its currency; a row whose figure
-    names none takes the one currency the file's other rows name, when they all name the same;
-    a row whose `value` and `unit_price` name different ones is of unknown currency (`XXX`).
-    None where the file has a currency column (or keeps the curated one), names a constant
-    one, or no money column names any. Said in the load's notes. Read by both engines."""
-    from ._compile import money_currency_sql, money_signs
+    """SQL over the load's strings of each row's currency read from its money's own text (a
+    Google Shopping feed's `price` `49.99 EUR`, `€12`, `49,99 €`: `_compile.money_row_currencies`):
+    a row's own sign or code names its currency; a row whose `value` and `unit_price` name
+    different ones is of unknown currency (`XXX`). In a file without a currency column every
+    row's is read so, and a row whose figure names none takes the one currency the file's other
+    rows name, when they all name the same. In a file with one, only the rows whose cell is
+    empty (or an export's "no value", `n/a`): a filled cell is the row's currency whatever its
+    money's text says (`say_currency_signs` warns of the rows where the two disagree). None
+    where the file keeps the curated currency or names a constant one, or no row it would read
+    names any. Said in the load's notes. Read by both engines (the Spark load's rows are
+    written from DuckDB's: `_load_spark.spark_check_rows`)."""
+    from ._compile import _missing, money_row_currencies
     from ._contracts import UNKNOWN_CURRENCY
 
     c = "currency"
-    if c not in st.contract.column_names or c in st.mapping or c in st.filled or c in st.implied:
+    if c not in st.contract.column_names or c in st.filled or c in st.implied:
         return None
     cols = [m for m in MONEY_COLUMNS if m in st.contract.column_names and m in st.mapping]
     if not cols:
         return None
-    # (a plain figure names no currency: the signs are looked for in the other values only)
-    codes = [
-        f"CASE WHEN TRY_CAST(trim({q(m)}) AS DOUBLE) IS NULL THEN "
-        f"{money_currency_sql(q(m), money_signs(st.wh.sql, st.load, q(m)))} END"
-        for m in cols
-    ]
-    own = codes[0]
-    if len(codes) == 2:
-        a, b = codes
-        own = f"CASE WHEN {b} IS NULL THEN {a} WHEN {a} IS NULL OR {a} = {b} THEN {b} ELSE {lit(UNKNOWN_CURRENCY)} END"
-    named = st.wh.sql(
-        f"SELECT code, count(*) FROM (SELECT {own} AS code FROM {st.load}) WHERE code IS NOT NULL "
-        "GROUP BY code ORDER BY count(*) DESC, code"
-    ).fetchall()
-    if not named:
+    column = st.mapping.get(c)
+    cell = f"trim({q(c)})"
+    empty = f"(coalesce({cell}, '') = '' OR {_missing(cell)})"
+    own, counts = money_row_currencies(st.wh.sql, st.load, [q(m) for m in cols], empty if column else "true")
+    if own is None or not counts:
         return None
-    said = ", ".join(f"{code} {int(n):,} row(s)" for code, n in named)
-    one = [str(code) for code, _ in named if code != UNKNOWN_CURRENCY]
+    named = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    said = ", ".join(f"{code} {n:,} row(s)" for code, n in named)
+    if column is not None:
+        st.note(
+            f"{st.src.name}: {sum(counts.values()):,} row(s) with an empty currency cell ({column!r}): their "
+            f"currency read from their money's own sign or code ({said})"
+        )
+        return f"CASE WHEN {empty} THEN {own} ELSE {q(c)} END"
+    one = [code for code, _ in named if code != UNKNOWN_CURRENCY]
     rest = (
         f"; the rows whose figure names none are read as {one[0]}"
         if len(named) == 1 and len(one) == 1

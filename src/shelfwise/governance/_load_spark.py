@@ -167,7 +167,7 @@ def spark_check_rows(st: LoadState) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # (a stock figure of 0 on every row of a catalog is read as none, as on DuckDB: `untracked_stock`)
     replaced = [f"NULL::VARCHAR AS {q('stock')}"] if untracked_stock(st) else []
-    # (no currency column: each row's read from its money's own text, as on DuckDB)
+    # (no currency column, or an empty cell of one: the row's read from its money's own text, as on DuckDB)
     if read := money_text_currency(st):
         replaced.append(f"{read} AS {q('currency')}")
     rows = f"SELECT * REPLACE ({', '.join(replaced)}) FROM" if replaced else "SELECT * FROM"

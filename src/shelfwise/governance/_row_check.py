@@ -258,7 +258,9 @@ def check_record(
             unset = " (and no session_id)" if name == "user_id" and anonymous_sessions(contract) else ""
             out.failures.insert(0, Failure(name, Reason.MISSING_REQUIRED, f"{name}: empty{unset}"))
         out.values[name] = value
-    if "currency" in contract.column_names and "currency" not in record:
+    if "currency" in contract.column_names and out.values.get("currency") is None:
+        # (no currency given, or an empty one: the money's own text names it, as a batch load
+        # reads such a row; a given one, even unreadable, `XXX`, is the row's)
         out.values["currency"] = _money_text_currency(contract, record)
     _row_rules(contract, record, out)
     for column, _table, _ref_col in contract.references:
@@ -269,8 +271,8 @@ def check_record(
 
 
 def _money_text_currency(contract: TableContract, record: Mapping[str, Any]) -> str | None:
-    """A record without a currency field: the currency its money's own text names (`49,99 €`,
-    `EUR\u00a012`), as a batch load of a file without a currency column reads each row
+    """A record without a currency (none given, or an empty one): the currency its money's own
+    text names (`49,99 €`, `EUR\u00a012`), as a batch load reads such a row
     (`_load_rows.money_text_currency`; a row's `value` and `unit_price` naming two: unknown)."""
     from ._contracts import UNKNOWN_CURRENCY
 
