@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast, overload
 
 from .errors import (
+    AttributeFiltersWarning,
     EmptyRangeWarning,
     NoSearchIndex,
     ShelfwiseError,
@@ -826,8 +827,9 @@ class Shop:
         candidate list), `fallback` (`popular` when nothing matched and the popular products are
         shown instead), `corrected_query`, `total` (the matches before paging), `facets`
         (counts per category, brand, price band, stock, and attribute value), `stages` (those that ran), `degraded`,
-        `personalized`, `bundle_version` (the bundle that answered), and `experiment` when one
-        assigned the shopper. `served=True`: the pages are shown to shoppers: each (but a blank
+        `personalized`, `bundle_version` (the bundle that answered), `warnings` (attribute filters
+        asked of a bundle trained before they existed, which match nothing: also warned once a
+        call, `AttributeFiltersWarning`), and `experiment` when one assigned the shopper. `served=True`: the pages are shown to shoppers: each (but a blank
         query's, which /v1/search refuses) gets a `search_id` and is written to the exposure log
         as /v1/search writes it, so that events posted with the id are attributed to it (CTR per
         query, experiments); not with `candidates`. Served pages need what /v1/search needs
@@ -868,6 +870,7 @@ class Shop:
                     "degraded": bool(extra.get("degraded")),
                     "personalized": bool(extra.get("personalized")),
                     "bundle_version": answer.bundle if answer is not None else bundle.name,
+                    "warnings": list(extra.get("warnings", [])),
                 }
                 if answer is not None and answer.experiment:
                     variant = answer.variant.name if answer.variant else None
@@ -909,6 +912,10 @@ class Shop:
                             if served:
                                 pages[-1]["search_id"] = None  # (not served: /v1/search refuses it)
                 self._log_served(exposures)
+                # (as /v1/search says it in `warnings`: once a call, the options are every query's)
+                said = next((w for p in pages for w in p["warnings"]), None)
+                if said:
+                    _warn_caller(said, AttributeFiltersWarning)
                 return pages
 
             if candidates is None:
@@ -1967,6 +1974,16 @@ def _plain_event(ev: Any) -> Any:
     return out
 
 
+def _warn_caller(message: str, category: type[Warning]) -> None:
+    """`message` warned as `category`, naming the caller's line outside this file."""
+    import warnings
+
+    frame, level = sys._getframe(0), 1
+    while frame.f_back is not None and frame.f_code.co_filename == __file__:
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
+
+
 def _search_args(options: Mapping[str, Any]) -> Callable[[str, int], Any]:
     """The search options checked as `/v1/search` checks its parameters (a ShelfwiseError naming
     the one that fails): a maker of each query's `SearchArgs`."""
@@ -2010,17 +2027,10 @@ def _search_args(options: Mapping[str, Any]) -> Callable[[str, int], Any]:
     )
     lo, hi = o.get("price_min"), o.get("price_max")
     if lo is not None and hi is not None and lo > hi:  # (HTTP answers the empty page: no 422)
-        import sys
-        import warnings
-
-        frame, level = sys._getframe(0), 1  # (the warning names the caller's line, outside this file)
-        while frame.f_back is not None and frame.f_code.co_filename == __file__:
-            frame, level = frame.f_back, level + 1
-        warnings.warn(
+        _warn_caller(
             f"price_min {lo!r} is above price_max {hi!r}: no product can match (the pages are "
             "empty, as /v1/search answers them); swapped?",
             EmptyRangeWarning,
-            stacklevel=level,
         )
     filters = Filters(o.get("category"), o.get("brand"), lo, hi, o.get("in_stock"), dict(attrs))
     personalized = o.get("personalized", True) is not False

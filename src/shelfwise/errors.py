@@ -112,6 +112,12 @@ class EmptyRangeWarning(UserWarning):
     /v1/search answers it (the request is valid there), and Python says why."""
 
 
+class AttributeFiltersWarning(UserWarning):
+    """Attribute filters (`attributes=`, `--attr`) asked of a bundle trained before attribute
+    filters existed: it has no attribute index, so they match nothing (an empty page) until the
+    next `train` adds it (/v1/search says it in `warnings`)."""
+
+
 def did_you_mean(name: str, known: Iterable[str]) -> str:
     """ " (did you mean 'x'?)" for the closest of `known` to a mistyped `name`, else ""."""
     import difflib

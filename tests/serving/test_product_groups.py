@@ -172,6 +172,67 @@ def test_attribute_filters_find_the_matching_variant_of_each_style(grouped: Path
     ], page
 
 
+def test_attribute_filters_on_a_bundle_trained_before_them_say_so(grouped: Path, tmp_path: Path) -> None:
+    """A bundle whose search index predates attribute filters (no attribute index) answered a
+    filtered search with an empty page and no word why: /v1/search's `warnings`, the Python
+    API's page and warning, and the CLI's `warning:` line say so and that the next `train` adds
+    it; a search without one, and a bundle that has the index, say nothing."""
+    import shutil
+    import warnings
+
+    from fastapi.testclient import TestClient
+
+    from shelfwise.errors import AttributeFiltersWarning
+    from shelfwise.serving import create_app
+    from shelfwise.serving._bundle import current_bundle
+    from tests.cli.test_cli import sw
+
+    (page,) = Shop(grouped).search_pages(["dress"], k=10, attributes={"color": "red"})
+    assert page["items"] and page["warnings"] == [], page
+    w = tmp_path / "w"
+    shutil.copytree(grouped, w, symlinks=True)
+    bundle = current_bundle(w)
+    # the bundle as trained before attribute filters: its index kept no attributes (nor listed them)
+    tables = bundle / "search" / "tables"
+    gone = sorted(tables.glob("catalog.attribute_json.*"))
+    assert gone
+    for f in gone:
+        f.unlink()
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["files"] = {k: v for k, v in manifest["files"].items() if "catalog.attribute_json" not in k}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    said = (
+        f"attribute filters (attr.color): bundle {bundle.name} was trained before attribute filters existed "
+        "and has no attribute index, so no product matches them; the next `shelfwise train` adds it"
+    )
+    shop = Shop(w)
+    with pytest.warns(AttributeFiltersWarning) as got:
+        (page,) = shop.search_pages(["dress"], k=10, attributes={"color": "red"})
+    assert (page["items"], page["warnings"]) == ([], [said]), page
+    assert [str(x.message) for x in got] == [said] and got[0].filename == __file__  # (the caller's line)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (plain,) = shop.search_pages(["dress"], k=10)
+    assert plain["items"] and plain["warnings"] == [], plain
+    with TestClient(create_app(w)) as client:  # (single-user mode: no key)
+        r = client.get("/v1/search", params={"q": "dress", "k": 10, "attr.color": "red"})
+        assert r.status_code == 200 and r.json()["items"] == [] and r.json()["warnings"] == [said], r.text
+        assert client.get("/v1/search", params={"q": "dress", "k": 10}).json()["warnings"] == []
+    (tmp_path / "q.csv").write_text("query_id,query\nq1,dress\n")
+    args = [
+        "search",
+        "--workdir",
+        str(w),
+        "--queries",
+        str(tmp_path / "q.csv"),
+        "--out",
+        str(tmp_path / "o.jsonl"),
+    ]
+    proc = sw(*args, "--attr", "color=red")
+    assert f"warning: {said}" in proc.stderr, proc.stderr
+    assert "warning:" not in sw(*args).stderr
+
+
 def test_a_catalog_without_groups_lists_every_size(ungrouped: Path) -> None:
     shop = Shop(ungrouped)
     page = shop.search("dress", k=20)

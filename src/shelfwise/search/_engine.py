@@ -139,6 +139,19 @@ class SearchEngine(SearchIndex, RankerTraining):
         ids = self.lexical_.search_terms(q.terms, k).ids[0]
         return [self.catalog.product_ids[int(i)] for i in ids if i >= 0]
 
+    def filter_warnings(self, filters: Filters | None, bundle: str | None = None) -> list[str]:
+        """What a client should know of `filters` on this index: attribute filters asked of an
+        index saved before they existed (`has_attribute_index_`) match nothing, an empty page
+        with no word why; said, with how to get them (`bundle`: its version, in the words)."""
+        if filters is None or not filters.attributes or self.has_attribute_index_:
+            return []
+        asked = ", ".join(f"attr.{k}" for k in filters.attributes)
+        which = f"bundle {bundle}" if bundle else "this bundle"
+        return [
+            f"attribute filters ({asked}): {which} was trained before attribute filters existed and has "
+            "no attribute index, so no product matches them; the next `shelfwise train` adds it"
+        ]
+
     def levels(self) -> tuple[str, ...]:
         """The levels this engine answers at, richest first ("full" only when it adds to
         "fused": a ranker or a cross-encoder; both need the query's vectors)."""

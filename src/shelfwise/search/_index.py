@@ -214,6 +214,7 @@ class SearchIndex(EngineState):
         if meta.get("tables") != TABLES_VERSION or not folder.is_dir():
             return False
         cat = {f: Strings.load(folder, f"catalog.{f}") for f in _CATALOG_TEXT}
+        attributes = (folder / "catalog.attribute_json.offsets.npy").exists()
         self.catalog = SearchCatalog(
             **cat,  # type: ignore[arg-type]
             price=load_array(folder, "catalog.price"),
@@ -223,10 +224,9 @@ class SearchIndex(EngineState):
             if (folder / "catalog.stock_known.npy").exists()
             else None,
             # (tables saved before it: no attribute filters or facets until the next training)
-            attribute_json=Strings.load(folder, "catalog.attribute_json")
-            if (folder / "catalog.attribute_json.offsets.npy").exists()
-            else [],
+            attribute_json=Strings.load(folder, "catalog.attribute_json") if attributes else [],
         )
+        self.has_attribute_index_ = attributes
         t: dict[str, Any] = {}
         for name in ("title_norm", "title_proc", "title_measures", "text_terms", "vocabulary"):
             t[name] = Strings.load(folder, name)
@@ -345,6 +345,7 @@ class SearchIndex(EngineState):
             )
             del cat
             eng._prepare()
+            eng.has_attribute_index_ = False  # (nor did it keep the products' attributes)
         catalog = eng.catalog
         # each attribute's value codes, made once per load (a filter or a facet reads them)
         eng.attributes_ = AttributeIndex.of(catalog.attribute_json)

@@ -130,6 +130,9 @@ class EngineState:
         self._facet_codes: tuple[Any, ...] | None = None  # see `_facets`
         # the catalog's attribute value codes (filters and facets): set by `build` and `load`
         self.attributes_ = AttributeIndex({}, 0)
+        # False for an index saved before attribute filters existed: it kept no product's
+        # attributes, so a filter on one matches nothing (`filter_warnings` says so)
+        self.has_attribute_index_ = True
 
     # -- query time (see `SearchEngine`) ----------------------------------------------------
     def _query(self, text: str) -> Query:

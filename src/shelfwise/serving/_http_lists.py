@@ -336,6 +336,7 @@ def lists_router(ctx: AppContext) -> APIRouter:
                 for p in ans.items
             ],
             "facets": ans.extra.get("facets", {}),
+            "warnings": ans.extra.get("warnings", []),
         }
         with_experiment(out, ans)
         return JSON(out)

@@ -215,6 +215,11 @@ class SearchPage(BaseModel):
     )
     items: list[SearchItem]
     facets: Facets
+    warnings: list[str] = Field(
+        [],
+        description="what the client should know of its request: attribute filters (`attr.`) asked of a "
+        "bundle trained before attribute filters existed, which match nothing until the next training",
+    )
     experiment: ExperimentAssignment | None = None
 
 

@@ -1232,6 +1232,9 @@ class Service:
             "encoder_s": req.encoder_s,
             "encoder_batch": req.encoder_batch,
             "personalized": req.profile is not None,
+            # (attribute filters asked of a bundle trained before they existed: said, not an
+            # empty page without a word)
+            "warnings": engine.filter_warnings(a.filters, req.snap.version),
         }
         source = "search" if req.computed else "cached:search"
         return Answer(
