@@ -32,13 +32,21 @@ def test_an_older_product_row_delivered_later_does_not_replace_the_newer(tmp_pat
         "P3,Pot,9,\n"
         "P4,Pan,12,2026-03-05 10:00:00\n"
         "P2,Mug,4,2026-03-02 10:00:00\n"  # (P2's older row listed last: the newer one is kept)
+        "P6,Cup,2,2026-03-05 10:00:00\n"
+        "P6,Cup,3,\n"  # (a row without a time: the last row wins, as a later delivery would)
+        "P7,Jar,4,2026-03-05 10:00:00\n"
+        "P7,Jar,5,2026-03-05 10:00:00\n"  # (a tie: the last row)
     )
     first = Ingestor(w, engine=make()).run(_day(tmp_path, "d1", {"products.csv": day1}))
     assert first.tables["products"].column_mapping["date_upd"] == "updated_at"
-    assert first.tables["products"].reasons == {"duplicate_key": 1}
-    assert curated_rows(w, "SELECT price FROM curated.products WHERE product_id = 'P2'") == [(5.0,)]
-    assert curated_rows(w, "SELECT source_line, detail FROM quarantine.rows") == [
-        (6, "conflicting duplicate of key P2 (the row with the latest updated_at wins, then the last row)")
+    assert first.tables["products"].reasons == {"duplicate_key": 3}
+    got = dict(curated_rows(w, "SELECT product_id, price FROM curated.products WHERE product_id > 'P1'"))
+    assert (got["P2"], got["P6"], got["P7"]) == (5.0, 3.0, 5.0)
+    said = " (the row with the latest updated_at wins where each has one, else the last row)"
+    assert sorted(curated_rows(w, "SELECT source_line, detail FROM quarantine.rows")) == [
+        (6, "conflicting duplicate of key P2" + said),
+        (7, "conflicting duplicate of key P6" + said),
+        (9, "conflicting duplicate of key P7" + said),
     ]
     # the re-send: P1's older version (an export of the 1st, arriving late), P2's newer one,
     # P3 without a curated time, P4 with none of its own, P5 a new product
@@ -53,7 +61,7 @@ def test_an_older_product_row_delivered_later_does_not_replace_the_newer(tmp_pat
     report = Ingestor(w, engine=make(), mode="append").run(_day(tmp_path, "d2", {"products.csv": day2}))
     pr = report.tables["products"]
     got = dict(curated_rows(w, "SELECT product_id, price FROM curated.products"))
-    assert got == {"P1": 30.0, "P2": 6.0, "P3": 8.0, "P4": 11.0, "P5": 3.0}
+    assert got == {"P1": 30.0, "P2": 6.0, "P3": 8.0, "P4": 11.0, "P5": 3.0, "P6": 3.0, "P7": 5.0}
     assert pr.rows_stale == 1 and pr.reasons == {"stale_row": 1}
     assert (pr.rows_inserted, pr.rows_updated) == (1, 3)
     assert pr.rows_in == pr.rows_curated + pr.rows_quarantined + pr.rows_withheld and pr.balanced

@@ -401,11 +401,14 @@ PRODUCTS = TableContract(
     # 1.6.0: a currency code shelfwise cannot read is XXX (`UNKNOWN_CURRENCY`: was empty, and its
     # money summed with the known currency's); without a currency column the price's own text
     # names it (Google Shopping's `49.99 EUR`, `€12`, `49,99 €`)
-    # 1.7.0: so does it a row's empty currency cell (or `n/a`); a filled cell is the row's currency
+    # 1.7.0: so does it a row's empty currency cell (or `n/a`); a filled cell is the row's currency;
+    # a product_id on several rows of one file keeps the row with the latest updated_at where
+    # each of them has one (else, and on a tie, the last row)
     version="1.7.0",
     description="The shop's catalog: one row per product.",
     key=("product_id",),
-    key_rule="the last row of a product_id in file order wins (later rows are newer versions)",
+    key_rule="the row of a product_id with the latest updated_at wins where each of its rows has one; "
+    "else (and on a tie) the last in file order (later rows are newer versions)",
     columns=(
         ColumnSpec(
             "product_id",
@@ -773,10 +776,13 @@ USERS = TableContract(
     # `consent_updated_at`, when the shop's system last changed the consent
     # 1.4.0: updated_at, optional: an appended row older than the user's curated one does not
     # replace it (`stale_row`)
-    version="1.4.0",
+    # 1.5.0: a user_id on several rows of one file keeps the row with the latest updated_at where
+    # each of them has one (else, and on a tie, the last row)
+    version="1.5.0",
     description="User profiles. Personal columns (names, contact details, addresses) never reach the curated layer.",
     key=("user_id",),
-    key_rule="the last row of a user_id in file order wins",
+    key_rule="the row of a user_id with the latest updated_at wins where each of its rows has one; "
+    "else (and on a tie) the last in file order",
     keep_extra_columns=True,
     columns=(
         ColumnSpec(

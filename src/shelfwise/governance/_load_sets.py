@@ -15,7 +15,7 @@ from ._load_state import LoadState
 from ._privacy import Pseudonymizer
 from ._reasons import Reason
 
-__all__ = ["check_sets", "key_keep_said", "key_newest_first"]
+__all__ = ["check_sets", "key_dated_sql", "key_keep_said", "key_newest_first"]
 
 
 def check_sets(st: LoadState) -> None:
@@ -74,18 +74,28 @@ def check_sets(st: LoadState) -> None:
 
 
 def key_newest_first(st: LoadState, d: Dialect = DUCKDB) -> str:
-    """The order that keeps, among one load's rows of a key, the row the shop changed last: the
-    latest `updated_at` first where the file gives it (an export listing a product's history, or
-    two systems' rows merged, need not list it last), then the last row. Empty without one."""
+    """The order that keeps, among one load's rows of a key, the row the shop changed last: where
+    the file gives `updated_at` and every row of the key has one, the latest first (an export
+    listing a product's history, or two systems' rows merged, need not list it last); then the
+    last row. A key with a row without a (readable) time keeps its last row, as a later delivery
+    without one replaces the curated row (`_load_publish._flag_stale`). Empty without the column.
+    The ORDER BY prefix reads `_dated`, which `key_dated_sql` adds to the rows."""
     if "updated_at" in st.contract.column_names and "updated_at" in st.delivered:
-        return f"{d.q('updated_at')} DESC NULLS LAST, "
+        return f"CASE WHEN _dated THEN {d.q('updated_at')} END DESC NULLS LAST, "
     return ""
+
+
+def key_dated_sql(columns: list[str], d: Dialect = DUCKDB) -> str:
+    """`_dated`: whether every row of the partition `columns` has an `updated_at`."""
+    by = ", ".join(columns)
+    u = d.q("updated_at")
+    return f"count({u}) OVER (PARTITION BY {by}) = count(*) OVER (PARTITION BY {by}) AS _dated"
 
 
 def key_keep_said(st: LoadState) -> str:
     """How a conflicting key's kept row was chosen, as its quarantined rows' detail says it."""
     if key_newest_first(st):
-        return " (the row with the latest updated_at wins, then the last row)"
+        return " (the row with the latest updated_at wins where each has one, else the last row)"
     return " (the last row wins)"
 
 
@@ -239,13 +249,14 @@ def _flag_repeats(
     cols = ", ".join(columns)
     order = newest_first + ("_source_line DESC" if last_wins else "_source_line")
     valid = "len(_reasons) = 0"
+    dated = f", {key_dated_sql(columns)}" if newest_first else ""
     st.wh.sql(
         f"""UPDATE _checked SET _reasons = list_append(_reasons, '{reason.value}'), _detail = coalesce(_detail, f.detail)
             FROM (SELECT _source_line AS line, {detail} AS detail,
                          row_number() OVER (PARTITION BY {cols} ORDER BY {order}) > 1 AS hit
-                  FROM _checked WHERE {valid} AND hash({cols}) IN (
+                  FROM (SELECT *{dated} FROM _checked WHERE {valid} AND hash({cols}) IN (
                     SELECT h FROM (SELECT hash({cols}) AS h FROM _checked WHERE {valid})
-                    GROUP BY h HAVING count(*) > 1)) f
+                    GROUP BY h HAVING count(*) > 1))) f
             WHERE f.hit AND _checked._source_line = f.line AND len(_checked._reasons) = 0"""
     )
 

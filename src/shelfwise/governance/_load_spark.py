@@ -79,6 +79,7 @@ from ._load_sets import (
     consent_columns,
     consent_disagree_sql,
     curated_near,
+    key_dated_sql,
     key_keep_said,
     key_newest_first,
     repeats_sql,
@@ -423,10 +424,12 @@ def _flag_repeats(
 ) -> None:
     spark = _engine(st).session
     order = newest_first + ("_source_line DESC" if last_wins else "_source_line")
+    dated = f", {key_dated_sql(columns, SPARK)}" if newest_first else ""
     hits = spark.sql(
         f"""SELECT _source_line AS _hit_line, {detail} AS _hit_detail FROM (
               SELECT *, row_number() OVER (PARTITION BY {", ".join(columns)} ORDER BY {order}) AS _rn
-              FROM {_view(st)} WHERE size(_reasons) = 0 AND {where}) AS r WHERE _rn > 1"""
+              FROM (SELECT *{dated} FROM {_view(st)} WHERE size(_reasons) = 0 AND {where}) AS v) AS r
+            WHERE _rn > 1"""
     )
     _add_reason(st, hits, reason)
 

@@ -52,7 +52,8 @@ _DESCRIPTIONS = {
     Reason.UNPARSEABLE_TIMESTAMP: "a timestamp in none of the forms read (ISO 8601, epoch, YYYYMMDD, slash "
     "dates, '05 Jan 2024', RFC 2822)",
     Reason.DUPLICATE_ROW: "an exact duplicate of an earlier row (the first one is kept)",
-    Reason.DUPLICATE_KEY: "a conflicting duplicate key (the last row in the file is kept)",
+    Reason.DUPLICATE_KEY: "a conflicting duplicate key (the last row in the file is kept; products and users "
+    "with updated_at on every row of the key: the latest one)",
     Reason.STALE_ROW: "an older version of a curated row (its updated_at is earlier than the curated "
     "row's): the newer one is kept",
     Reason.UNKNOWN_REFERENCE: "refers to a product or query that is not in the catalog",

@@ -56,7 +56,7 @@ code{background:#f3f4f6;padding:0 .3rem;border-radius:4px} ul.notes li{margin:.2
 <h2>Rules in force</h2>
 <ul class="notes"><li>Robot traffic: more than {{ r.settings.bot_max_events }} view/click/cart/search events by one user within {{ r.settings.bot_window_seconds }} s quarantines that user's events (a delivery's events counted with those an earlier load curated close to them).</li>
 <li>Timestamps: ISO 8601 (offsets converted to UTC), epoch seconds / ms / µs / ns, compact YYYYMMDD[HHMMSS], slash dates (month or day first, as the table's files show), "05 Jan 2024" forms and RFC 2822; plausible from {{ r.settings.min_year }} to {{ r.settings.max_future_days }} days ahead.</li>
-<li>Conflicting duplicate keys: the last row in file order wins. Exact duplicate events: the first is kept.</li></ul>
+<li>Conflicting duplicate keys: the last row in file order wins (products and users with updated_at on every row of the key: the latest). Exact duplicate events: the first is kept.</li></ul>
 <p class="sub">Lineage: OpenLineage run <code>{{ r.run_id }}</code> in <code>lineage/openlineage.jsonl</code>.</p>
 </body></html>"""
 
