@@ -152,6 +152,9 @@ def test_the_report_says_how_many_of_an_arms_lists_were_the_fallback() -> None:
     ]
     assert [r["served_by"] for r in recs] == ["fallback", "itemknn", "itemknn"]
     assert exposure_record("recommendations", "rp", popular, "u9", {})["served_by"] == "popularity"
+    # an arm serving the popular list on purpose: none of its places is the fill (its model's list)
+    popular_arm = Answer(["p3", "p4"], "popularity", "popularity", CURRENT, variant, "e", {"filled": 2})
+    assert exposure_record("recommendations", "rq", popular_arm, "u8", {})["filled"] == 0
     old = {k: v for k, v in recs[2].items() if k != "served_by"} | {"id": "r9"}  # a line logged before
     exposures = [e for r in [*recs, old] if (e := _experiments.experiment_exposure(r)) is not None]
     m = _experiments.experiment_summary(exposures, {})["experiments"]["e"]["variants"]["itemknn"]

@@ -89,6 +89,10 @@ def filled_places(kind: str, ans: Any) -> int | None:
     item of a search page of popular products (`match` none), none of a page the query found;
     None for a similar-items list (no experiment serves one: not recorded)."""
     if kind == "recommendations":
+        from ._ranking import NON_PERSONAL
+
+        if ans.model in NON_PERSONAL and ans.source != "cold_start":
+            return 0  # (an arm serving the popular list on purpose: its list is its model's, as `served_by` says)
         filled = ans.extra.get("filled")
         return int(filled) if filled is not None else None
     if kind == "search":
