@@ -218,6 +218,9 @@ def test_attribute_filters_on_a_bundle_trained_before_them_say_so(grouped: Path,
         r = client.get("/v1/search", params={"q": "dress", "k": 10, "attr.color": "red"})
         assert r.status_code == 200 and r.json()["items"] == [] and r.json()["warnings"] == [said], r.text
         assert client.get("/v1/search", params={"q": "dress", "k": 10}).json()["warnings"] == []
+        # the console's search playground says it too (its column was empty without a word)
+        html = client.get("/console/search", params={"q": "dress", "attr.color": "red"}).text
+        assert "was trained before attribute filters existed" in html, html[-2000:]
     (tmp_path / "q.csv").write_text("query_id,query\nq1,dress\n")
     args = [
         "search",

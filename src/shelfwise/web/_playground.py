@@ -191,6 +191,8 @@ def search_side(
         "stages": page["stages"],
         "facets": facets,
         "fallback": page.get("fallback"),
+        # (as /v1/search's `warnings`: attribute filters on a bundle trained before them)
+        "warnings": engine.filter_warnings(filters, snap.version),
         "items": out_items,
     }
 
