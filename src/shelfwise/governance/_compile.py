@@ -820,13 +820,6 @@ def money_currency(text: str | None) -> str | None:
     return currency_of_sign(money_sign(text))
 
 
-def currency_of_sign_sql(sign: str) -> str:
-    """`currency_of_sign` in the warehouse (DuckDB, over a load's strings)."""
-    codes = ", ".join(lit(c) for c in CURRENCY_CODES)
-    cases = " ".join(f"WHEN {lit(a)} THEN {lit(b)}" for a, b in SIGN_CODES.items())
-    return f"CASE WHEN {sign} IN ({codes}) THEN {sign} ELSE CASE upper({sign}) {cases} END END"
-
-
 def sign_of_parts(before: str | None, after: str | None) -> str | None:
     """`money_sign` of a text whose words before and after its figure are `before` and `after`
     (`money_sign_parts_sql`'s two values)."""
@@ -865,6 +858,17 @@ def money_sign_sql(text: str, signs: dict[str, str | None]) -> str:
     sign or word as written, NULL for none (one CASE over the few parts a load has, not the
     code lists a row: those made a load's check of a 20,000-row file take 18 s)."""
     whens = " ".join(f"WHEN {lit(k)} THEN {lit(v)}" for k, v in signs.items() if v is not None)
+    if not whens:
+        return "NULL::VARCHAR"
+    return f"CASE {money_sign_parts_sql(text)} {whens} END"
+
+
+def money_currency_sql(text: str, signs: dict[str, str | None]) -> str:
+    """`money_currency` in the warehouse (DuckDB), as `money_sign_sql`: the code each of the
+    load's sign parts names, mapped here once (not the code lists a row), NULL for none."""
+    whens = " ".join(
+        f"WHEN {lit(k)} THEN {lit(c)}" for k, v in signs.items() if (c := currency_of_sign(v)) is not None
+    )
     if not whens:
         return "NULL::VARCHAR"
     return f"CASE {money_sign_parts_sql(text)} {whens} END"

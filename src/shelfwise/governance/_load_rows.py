@@ -216,7 +216,7 @@ def say_currency_signs(st: LoadState) -> None:
     names another currency are counted. Only a real sign or code counts (`_compile.money_sign`:
     ISO 4217's upper-case codes, the signs and spellings that name one currency, and `$`): the
     `von` of `von 12` is a word, not a currency. Read from the load's strings: both engines."""
-    from ._compile import _missing, currency_of_sign_sql, enum_expr, money_sign_sql, money_signs
+    from ._compile import _missing, enum_expr, money_currency_sql, money_sign_sql, money_signs
 
     cols = [c for c in MONEY_COLUMNS if c in st.contract.column_names and c in st.mapping]
     if not cols:
@@ -224,7 +224,8 @@ def say_currency_signs(st: LoadState) -> None:
     has_currency = "currency" in st.mapping and "currency" in st.contract.column_names
     for col in cols:
         v = q(col)
-        sign = money_sign_sql(v, money_signs(st.wh.sql, st.load, v))
+        signs = money_signs(st.wh.sql, st.load, v)
+        sign = money_sign_sql(v, signs)
         rows = st.wh.sql(
             f"SELECT s, count(*) FROM (SELECT {sign} AS s FROM {st.load} WHERE {v} IS NOT NULL "
             f"AND TRY_CAST(trim({v}) AS DOUBLE) IS NULL) WHERE s IS NOT NULL GROUP BY s ORDER BY count(*) DESC, s"
@@ -250,7 +251,7 @@ def say_currency_signs(st: LoadState) -> None:
             )
         if has_currency:
             spec = next(c for c in st.contract.columns if c.name == "currency")
-            code = currency_of_sign_sql(sign)
+            code = money_currency_sql(v, signs)
             # (an export's "no value", `n/a`, is no currency given: the money's own is read)
             given = "nullif(trim(currency), '')"
             row = st.wh.sql(
