@@ -376,6 +376,59 @@ def test_an_empty_currency_cell_is_read_from_its_rows_own_money(tmp_path, engine
         assert not out.failures and out.values["currency"] == want, (value, currency, out.failures)
 
 
+def test_a_plain_figure_beside_an_empty_currency_cell_takes_the_files_one_currency(tmp_path):
+    """A currency column present but empty in every row (as some exports write it) curated the
+    plain figures with no currency, while the same file without the column reads them as the one
+    currency its other rows name: an empty cell beside a plain figure takes the one currency the
+    file names (its filled cells and its money texts), never where it names several, and a row
+    without any figure (a view) is given none."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "products.csv").write_text(
+        "product_id,title,price,currency\nP1,Mug,€12.50,\nP2,Pot,7.00,\nP3,Cup,EUR 3,\n"
+    )
+    (d / "events.csv").write_text(
+        "user_id,product_id,event_type,timestamp,value,currency\n"
+        "U1,P1,purchase,2024-01-01T10:00:00Z,12.50,EUR\n"
+        "U2,P1,purchase,2024-01-02T10:00:00Z,6.25,\n"
+        "U3,P1,view,2024-01-03T10:00:00Z,,\n"
+        "U4,P2,purchase,2024-01-04T10:00:00Z,€7,\n"
+    )
+    work = tmp_path / "w"
+    report = Ingestor(work).run(d)
+    assert curated_rows(work, "SELECT product_id, price, currency FROM curated.products ORDER BY 1") == [
+        ("P1", 12.5, "EUR"),
+        ("P2", 7.0, "EUR"),
+        ("P3", 3.0, "EUR"),
+    ]
+    assert curated_rows(
+        work, "SELECT event_type, value, currency FROM curated.events ORDER BY timestamp"
+    ) == [
+        ("purchase", 12.5, "EUR"),
+        ("purchase", 6.25, "EUR"),  # the cells filled (EUR) and the money texts (€) name one
+        ("view", None, None),  # no money, no currency
+        ("purchase", 7.0, "EUR"),
+    ]
+    said = [n for n in report.notes if "the one currency the file names" in n]
+    assert said == [
+        "products.csv: 1 row(s) with a plain figure and an empty currency cell ('currency') read as EUR, "
+        "the one currency the file names",
+        "events.csv: 1 row(s) with a plain figure and an empty currency cell ('currency') read as EUR, "
+        "the one currency the file names",
+    ], report.notes
+    # a file naming two currencies gives its plain figures none
+    (d / "products.csv").write_text(
+        "product_id,title,price,currency\nP1,Mug,€12.50,\nP2,Pot,7.00,\nP3,Cup,3,USD\n"
+    )
+    work2 = tmp_path / "w2"
+    Ingestor(work2).run(d)
+    assert curated_rows(work2, "SELECT product_id, currency FROM curated.products ORDER BY 1") == [
+        ("P1", "EUR"),
+        ("P2", None),
+        ("P3", "USD"),
+    ]
+
+
 def test_a_word_before_a_price_is_no_currency_code(tmp_path):
     """`von 12` ("from 12") was read as a currency code VON: two codes warned of, and one said to
     disagree with the row's currency column. Only real codes and signs count."""

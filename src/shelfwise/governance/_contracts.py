@@ -404,7 +404,9 @@ PRODUCTS = TableContract(
     # 1.7.0: so does it a row's empty currency cell (or `n/a`); a filled cell is the row's currency;
     # a product_id on several rows of one file keeps the row with the latest updated_at where
     # each of them has one (else, and on a tie, the last row)
-    version="1.7.0",
+    # 1.8.0: a plain figure beside an empty currency cell takes the one currency the file names
+    # (its filled cells and money texts), as a file without the column reads it
+    version="1.8.0",
     description="The shop's catalog: one row per product.",
     key=("product_id",),
     key_rule="the row of a product_id with the latest updated_at wins where each of its rows has one; "
@@ -558,7 +560,10 @@ EVENTS = TableContract(
     # money summed with the known currency's); without a currency column the value's or
     # unit_price's own text names it (`49.99 EUR`, `€12`)
     # 1.9.0: so does it a row's empty currency cell (or `n/a`); a filled cell is the row's currency
-    version="1.9.0",
+    # 1.10.0: a plain figure beside an empty currency cell takes the one currency the file names
+    # (its filled cells and money texts), as a file without the column reads it; a row without
+    # money (a view) none
+    version="1.10.0",
     description="Behaviour events: views, clicks, carts, purchases, ratings, searches, reviews.",
     dedupe_exact=True,
     references=(("product_id", "products", "product_id"),),

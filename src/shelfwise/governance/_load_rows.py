@@ -290,16 +290,12 @@ def money_text_currency(st: LoadState) -> str | None:
     cell = f"trim({q(c)})"
     empty = f"(coalesce({cell}, '') = '' OR {_missing(cell)})"
     own, counts = money_row_currencies(st.wh.sql, st.load, [q(m) for m in cols], empty if column else "true")
+    if column is not None:
+        return _empty_cells_currency(st, column, cols, empty, own, counts)
     if own is None or not counts:
         return None
     named = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     said = ", ".join(f"{code} {n:,} row(s)" for code, n in named)
-    if column is not None:
-        st.note(
-            f"{st.src.name}: {sum(counts.values()):,} row(s) with an empty currency cell ({column!r}): their "
-            f"currency read from their money's own sign or code ({said})"
-        )
-        return f"CASE WHEN {empty} THEN {own} ELSE {q(c)} END"
     one = [code for code, _ in named if code != UNKNOWN_CURRENCY]
     rest = (
         f"; the rows whose figure names none are read as {one[0]}"
@@ -312,6 +308,60 @@ def money_text_currency(st: LoadState) -> str | None:
     if len(named) == 1 and len(one) == 1:
         return f"coalesce({own}, {lit(one[0])})"
     return own
+
+
+def _empty_cells_currency(
+    st: LoadState, column: str, cols: list[str], empty: str, own: str | None, counts: dict[str, int]
+) -> str | None:
+    """`money_text_currency` for a file with a currency column: an empty cell takes its row's
+    money's own sign or code; a row with a plain figure beside an empty cell takes the one
+    currency the file names (its filled cells and its other rows' money texts), when it names
+    exactly one, as a file without the column reads it (a column present and empty in every row,
+    as some exports write it, read its plain figures with no currency). A row without any figure
+    (a view) is given none. One scan of the currency cells finds the filled cells' currencies,
+    and only where some empty cell sits beside a plain figure."""
+    from ._compile import enum_expr
+    from ._contracts import UNKNOWN_CURRENCY
+
+    spec = next(x for x in st.contract.columns if x.name == "currency")
+    figure = " OR ".join(f"nullif(trim({q(m)}), '') IS NOT NULL" for m in cols)
+    plain = " AND ".join(
+        f"(nullif(trim({q(m)}), '') IS NULL OR TRY_CAST(trim({q(m)}) AS DOUBLE) IS NOT NULL)" for m in cols
+    )
+    one: str | None = None
+    row = st.wh.sql(
+        f"SELECT count(*) FILTER (WHERE {empty} AND ({figure}) AND {plain}), "
+        f"list(DISTINCT {enum_expr(spec, f'trim({q(spec.name)})')}) FILTER (WHERE NOT {empty}) FROM {st.load}"
+    ).fetchone()
+    plain_rows = int(row[0]) if row else 0
+    if plain_rows:
+        # (a filled code shelfwise cannot read is curated as unknown: no one currency then)
+        filled = {str(x) if str(x) in spec.allowed else UNKNOWN_CURRENCY for x in (row[1] or [])}
+        named_codes = filled | set(counts)
+        if len(named_codes) == 1 and UNKNOWN_CURRENCY not in named_codes:
+            one = next(iter(named_codes))
+    if own is None and one is None:
+        return None
+    parts = []
+    if counts:
+        said = ", ".join(
+            f"{code} {n:,} row(s)" for code, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        )
+        parts.append(
+            f"{st.src.name}: {sum(counts.values()):,} row(s) with an empty currency cell ({column!r}): their "
+            f"currency read from their money's own sign or code ({said})"
+        )
+    if one is not None:
+        parts.append(
+            f"{st.src.name}: {plain_rows:,} row(s) with a plain figure and an empty currency cell ({column!r}) "
+            f"read as {one}, the one currency the file names"
+        )
+    for line in parts:
+        st.note(line)
+    read = own if own is not None else "NULL"
+    if one is not None:
+        read = f"coalesce({read}, CASE WHEN {figure} THEN {lit(one)} END)"
+    return f"CASE WHEN {empty} THEN {read} ELSE {q('currency')} END"
 
 
 def decimal_comma_numbers(st: LoadState) -> bool:
