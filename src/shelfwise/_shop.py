@@ -920,8 +920,10 @@ class Shop:
 
             if candidates is None:
                 return serve(texts)
-            chosen = sorted(name for name, value in options.items() if value is not None)
-            if chosen:  # (an option given as None is not given: the CLI passes `attributes=None`)
+            # (an option given as None, or an empty filter, is not given: the CLI passes
+            # `attributes=None`, a form with no attribute ticked `attributes={}`)
+            chosen = sorted(name for name, value in options.items() if not _not_given(value))
+            if chosen:
                 raise ShelfwiseError(
                     f"{', '.join(chosen)}: filters, sort, paging and personalization apply to "
                     "a search, not to re-ranking given candidate lists"
@@ -1907,6 +1909,11 @@ def _serving(action: str, served: Any) -> str:
 def _a_flag(value: Any, what: str) -> None:
     if not isinstance(value, bool):
         raise ShelfwiseError(f"{what}={value!r}: give True or False")
+
+
+def _not_given(value: Any) -> bool:
+    """An option that asks nothing of a search: None, or an empty filter (`attributes={}`)."""
+    return value is None or (isinstance(value, (dict, list, tuple, set)) and not value)
 
 
 def _search_exposure(service: Any, sid: str, ans: Any, args: Any) -> dict[str, Any]:

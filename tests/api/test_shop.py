@@ -67,6 +67,7 @@ def test_recommend_and_search_answer_what_the_cli_writes(trained, tmp_path):
     assert set(reranked[0]) <= set(given[0]) and set(reranked[2]) <= set(given[2])
     # an option given as None is not given (as the CLI passes it); one given is refused
     assert shop.search(queries, candidates=given, attributes=None) == reranked
+    assert shop.search(queries, candidates=given, attributes={}) == reranked  # (no filter ticked)
     with pytest.raises(ShelfwiseError, match="attributes: filters, sort"):
         shop.search(queries, candidates=given, attributes={"color": ["red"]})
     # a query given no list is searched as without lists (the serving path: match, fallback)
