@@ -320,16 +320,21 @@ def test_an_experiment_is_no_way_around_the_registry_or_the_rules_permission(tra
     assert all(g["passed"] for g in next(v for v in ada.versions() if v["bundle"] == cand)["gates"])
     assert sam.set_experiments(doc({"bundle": cand})) == ["sneak"]  # approved, its gates passed
     # approved with a gate failed: still no
-    real = sam._registry
+    from shelfwise.lifecycle import _variant_gates
+
+    real = _variant_gates.Registry
 
     class Failing:
+        def __init__(self, workdir):
+            self.workdir = workdir
+
         def versions(self):
             return [
                 {**v, "gates": [{"name": "coverage_floor", "passed": False}]} if v["bundle"] == cand else v
-                for v in real().versions()
+                for v in real(self.workdir).versions()
             ]
 
-    monkeypatch.setattr(sam, "_registry", Failing)
+    monkeypatch.setattr(_variant_gates, "Registry", Failing)
     with pytest.raises(ShelfwiseError, match="its gates failed \\(coverage_floor\\)"):
         sam.set_experiments(doc({"bundle": cand}))
     entry = [e for e in AuditLog(work).entries() if e["action"] == "experiments.change"][-1]

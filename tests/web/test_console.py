@@ -639,6 +639,64 @@ def test_shopper_view_shows_what_each_experiment_variant_would_show(shop: Shop, 
         save_experiments(shop.work, {"experiments": []}, actor="eve", end_missing=True)
 
 
+def test_experiments_are_started_and_ended_from_the_analytics_page(shop: Shop, page: Any) -> None:
+    """An engineer starts an A/B test from the console's editor (checked and installed as
+    `experiments set` installs it, audited with their name; the server assigns shoppers at
+    once); a draft that is no JSON is refused with the reason and kept; a configuration leaving
+    out the running experiment is refused until ticked; "End now" ends it (its `end` set, kept
+    in the file); an analyst sees no editor and is refused the action (audited)."""
+    from datetime import UTC, datetime
+
+    from shelfwise.serving._experiments import load_experiments, save_experiments
+
+    user = known_users(shop.data, shop.work, 1)[0]
+    doc = {"experiments": [{"name": "recx", "surface": "recommendations", "variants": [
+        {"name": "popular", "weight": 1, "model": "popularity"}, {"name": "usual", "weight": 1},
+    ]}]}  # fmt: skip
+    try:
+        login(page, shop, "eve")
+        page.goto(shop.url + "/console/analytics")
+        assert json.loads(page.locator("#experiments-form textarea").input_value()) == {"experiments": []}
+        page.locator("#experiments-form textarea").fill("{not json")
+        page.click("#save-experiments")
+        assert "not valid JSON" in page.locator("#experiments-error").inner_text()
+        assert page.locator("#experiments-form textarea").input_value() == "{not json"  # (the draft kept)
+        n = len(shop.audit())
+        page.locator("#experiments-form textarea").fill(json.dumps(doc))
+        page.click("#save-experiments")
+        assert "experiments saved (recx)" in page.locator(".flash.ok").inner_text()
+        changes = [e for e in shop.audit()[n:] if e["action"] == "experiments.change"]
+        assert [e["actor"] for e in changes] == ["eve"]
+        for _ in range(40):  # this server follows at once; the loop only bounds a slow machine
+            api = shop.api("sam", f"/v1/recommendations/{user}?k=10")
+            if api.get("experiment"):
+                break
+            time.sleep(0.25)
+        assert api["experiment"]["name"] == "recx"
+        # a configuration without the running experiment would end it: refused until ticked
+        page.locator("#experiments-form textarea").fill('{"experiments": []}')
+        page.click("#save-experiments")
+        said = page.locator("#experiments-error").inner_text()
+        assert "leaves out running experiment(s) recx" in said and "tick" in said, said
+        page.goto(shop.url + "/console/analytics")
+        page.click(".end-experiment[data-experiment='recx'] button")
+        assert "experiment recx ended now" in page.locator(".flash.ok").inner_text()
+        (ended,) = load_experiments(shop.work)
+        assert ended.name == "recx" and ended.end is not None and not ended.active(datetime.now(UTC))
+        assert page.locator(".end-experiment").count() == 0
+        assert [e for e in page.js_errors if "status of 422" not in e] == []  # (the two refusals')
+        login(page, shop, "ana")
+        page.goto(shop.url + "/console/analytics")
+        assert page.locator("#experiments-editor").count() == 0
+        token = json.loads(page.locator("body").get_attribute("hx-headers"))["X-CSRF-Token"]
+        n = len(shop.audit())
+        form = {"csrf": token, "experiments": json.dumps(doc)}
+        assert page.request.post(shop.url + "/console/experiments", form=form).status == 403
+        assert denied_since(shop, n, "ana", "experiments.change")
+    finally:
+        save_experiments(shop.work, {"experiments": []}, actor="eve", end_missing=True)
+
+
 def test_audit_lineage_and_analytics(shop: Shop, page: Any) -> None:
     login(page, shop, "ana")  # a refusal to filter the log by, whichever tests ran before
     token = json.loads(page.locator("body").get_attribute("hx-headers"))["X-CSRF-Token"]

@@ -964,6 +964,53 @@ def alerts(
     return out
 
 
+def experiments_text(workdir: Path) -> str:
+    """The installed experiments configuration as the console's editor shows it: the file's
+    JSON indented (`{"experiments": []}` where none is installed; a file that is no JSON shown
+    as it is, the page saying why above)."""
+    from ..serving._experiments import EXPERIMENTS_FILE
+
+    path = workdir / EXPERIMENTS_FILE
+    if not path.exists():
+        return json.dumps({"experiments": []}, indent=2)
+    text = path.read_text(encoding="utf-8")
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:
+        return text
+
+
+def running_experiment_names(workdir: Path) -> list[str]:
+    """The names of the experiments running now (none where the configuration cannot be read)."""
+    from ..errors import ShelfwiseError
+    from ..serving._experiments import load_experiments
+
+    try:
+        return [e.name for e in load_experiments(workdir) if e.active(datetime.now(UTC))]
+    except ShelfwiseError:
+        return []
+
+
+def experiments_ended_now(workdir: Path, name: str) -> dict[str, Any]:
+    """The installed configuration with running experiment `name` ended at this instant: its
+    `end` set to now (kept in the file, as an `end` date ends one: its report stays, and no
+    other experiment changes)."""
+    from ..errors import ShelfwiseError
+    from ..serving._experiments import EXPERIMENTS_FILE, load_experiments
+
+    now = datetime.now(UTC)
+    running = {e.name for e in load_experiments(workdir) if e.active(now)}
+    if name not in running:
+        raise ShelfwiseError(
+            f"no running experiment {name!r} to end (running: {', '.join(sorted(running)) or 'none'})"
+        )
+    doc = json.loads((workdir / EXPERIMENTS_FILE).read_text(encoding="utf-8"))
+    for e in doc["experiments"]:
+        if e.get("name") == name:
+            e["end"] = now.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return dict(doc)
+
+
 def running_experiments(workdir: Path) -> list[dict[str, Any]]:
     """The experiments running now (configured and active), as the Overview and Models pages
     say them beside the models in production: per experiment its surface, since when (its

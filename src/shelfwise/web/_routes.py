@@ -1070,13 +1070,99 @@ def console_router(
 
     @router.get("/analytics", response_class=HTMLResponse)
     @guard
-    def analytics(ctx: Any) -> Any:
+    def analytics(ctx: Any, done: str | None = None) -> Any:
+        return analytics_page(ctx, done=done)
+
+    def analytics_page(
+        ctx: Any,
+        *,
+        status: int = 200,
+        draft: str | None = None,
+        refused: str | None = None,
+        done: str | None = None,
+    ) -> Any:
+        """The analytics page; for a person who may change the experiments, their editor with
+        the installed configuration, or the `draft` a refused save posted (kept, the reason
+        above it)."""
         ctx.need("catalog.read")
         exps = _data.experiments(workdir) if ctx.user.may("evaluate") else None
         s, lexical = service(), None
         if s is not None and s.snapshot.search is not None and s.snapshot.version == _current(workdir):
             lexical = s.snapshot.search.lexical_  # the index serving uses: nothing to load
-        return ctx.render("analytics.html", sr=_data.search_report(workdir, lexical), exps=exps)
+        editor = None
+        if ctx.user.may("experiments.change"):
+            editor = {
+                "text": draft if draft is not None else _data.experiments_text(workdir),
+                "running": _data.running_experiment_names(workdir),
+            }
+        return ctx.render(
+            "analytics.html", status, sr=_data.search_report(workdir, lexical), exps=exps, editor=editor,
+            refused=refused, done=done,
+        )  # fmt: skip
+
+    @router.post("/experiments")
+    async def change_experiments(request: Request) -> Any:
+        """`shelfwise experiments set` from the console: the whole configuration as the editor
+        posts it (`end_missing` ticked: the running experiments it leaves out end), or one
+        running experiment ended now (`end_experiment`: its `end` set to this instant, the
+        experiment kept in the file, its report readable). Checked as `Shop.set_experiments`
+        checks it (a variant's rules need `rules.change`; a variant serves only what the
+        registry lets serve), this process's served lists written first, audited with the
+        person as actor; this process follows at once, other servers within --reload-seconds."""
+        from ..lifecycle._variant_gates import variants_may_serve
+        from ..serving._experiments import parse_experiments, save_experiments
+        from ..serving._exposures import flush_exposures
+
+        ctx = Ctx(request)
+        fields: dict[str, str] = {}
+        said: list[str] = []
+        ended: list[dict[str, Any]] = []
+        try:
+            fields = await posted(request, ctx)
+            user = ctx.need("experiments.change")
+            one = (fields.get("end_experiment") or "").strip()
+            if one:
+                doc = _data.experiments_ended_now(workdir, one)
+            else:
+                try:
+                    doc = json.loads(fields.get("experiments") or "")
+                except ValueError as exc:
+                    raise ShelfwiseError(f"the experiments are not valid JSON: {exc}") from None
+            exps = parse_experiments(doc)
+            if any(v.rules for e in exps for v in e.variants):
+                ctx.need("rules.change")  # (a variant's rules are the shop's rules for its shoppers)
+            actor = None if user.single_user else user.name
+
+            def install() -> list[Any]:
+                variants_may_serve(workdir, exps)
+                flush_exposures(workdir)  # (the running experiments it ends are told by their lists)
+                return save_experiments(
+                    workdir, doc, actor, end_missing=fields.get("end_missing") == "on", said=said, ended=ended
+                )
+
+            installed = await asyncio.to_thread(install)
+        except Denied as exc:
+            return ctx.render(
+                "error.html", exc.status, title=_refusal_title(exc.status), message=exc.message, page=""
+            )
+        except ShelfwiseError as exc:
+            message = str(exc).replace(
+                "`experiments set --end-missing` (`Shop.set_experiments(..., end_missing=True)`)",
+                'tick "end the running experiments it leaves out"',
+            )
+            draft = fields.get("experiments") if "experiments" in fields else None
+            return await asyncio.to_thread(
+                analytics_page, ctx, status=422, draft=draft, refused=f"Experiments not saved: {message}"
+            )
+        s = service()
+        if s is not None:
+            s.refresh()  # this process serves them now; other workers within --reload-seconds
+        names = ", ".join(e.name for e in installed) or "none"
+        msg = f"experiment {one} ended now" if one else f"experiments saved ({names})"
+        if ended:
+            msg += f"; ended: {', '.join(e['name'] for e in ended)}"
+        msg += "".join(f"; warning: {w}" for w in said)
+        return back(ctx, f"{PREFIX}/analytics", msg)
 
     from ._insights_page import add_insights_routes  # (the insights stream's page, own module)
 
