@@ -305,6 +305,57 @@ def test_an_appended_feed_with_a_size_column_merges_into_the_curated_attributes(
     }
 
 
+# a product's curated attributes of every JSON type; once a merge rewrites the object DuckDB
+# writes it compact, `1.50` as `1.5`, the `\u00e9` escape as the character; its null kept
+TYPED_ATTRIBUTES = {
+    "A": '{"size": 40, "weight": 1.50, "waterproof": true, "dims": {"w": 2, "h": [1, 2.5e-7]}, '
+    '"label": "Gr\u00f6\u00dfe \\u00e9", "color": "red", "gift": null}',
+    "B": '{"size": "S", "pack": {"of": 2}, "eco": false}',
+}
+TYPED_MERGED = {
+    "A": '{"weight":1.5,"waterproof":true,"dims":{"w":2,"h":[1,2.5e-7]},'
+    '"label":"Gr\u00f6\u00dfe \u00e9","color":"red","gift":null,"size":"40"}',
+    "B": '{"pack":{"of":2},"eco":false,"size":"M"}',
+}
+
+
+def test_an_appended_attribute_keeps_the_json_types_of_the_curated_ones(tmp_path: Path, engine=None) -> None:
+    """A delivered `size` merged into curated attributes that hold a number, a boolean, a
+    nested object, a null and an escaped string keeps each other value's type and writes the
+    object as DuckDB's `json_merge_patch` writes it, on either engine (on Spark the other values
+    came back as JSON text, `"weight":"1.5"`); a size 40 delivered over a curated number 40 is
+    a change (the text "40" is no number), and a delivery of the keys' curated text values
+    changes nothing (counted unchanged). (Run on Spark too: tests/storage/test_spark_parity.py.)"""
+    import csv
+    import io
+
+    w = tmp_path / "w"
+    make = (lambda: engine(w)) if engine else (lambda: None)
+    out = io.StringIO()
+    rows = [
+        ("product_id", "title", "price", "attributes"),
+        *((p, "Item", 10, a) for p, a in TYPED_ATTRIBUTES.items()),
+    ]
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    Ingestor(w, engine=make()).run(_shop(tmp_path, {"products.csv": out.getvalue()}, name="d1"))
+
+    def text() -> dict[str, str]:
+        return dict(curated_rows(w, "SELECT product_id, attributes FROM curated.products"))
+
+    assert text() == TYPED_ATTRIBUTES  # (a full load curates the text as it came)
+    feed = "product_id,size\nA,40\nB,M\n"
+    report = Ingestor(w, engine=make(), mode="append").run(_shop(tmp_path, {"products.csv": feed}, name="d2"))
+    pr = report.tables["products"]
+    assert (pr.rows_updated, pr.rows_unchanged, pr.rows_quarantined) == (2, 0, 0)
+    assert text() == TYPED_MERGED
+    assert json.loads(text()["A"])["weight"] == 1.5 and json.loads(text()["B"])["eco"] is False
+    feed = "product_id,size,colour\nA,40,red\nB,M,\n"
+    report = Ingestor(w, engine=make(), mode="append").run(_shop(tmp_path, {"products.csv": feed}, name="d3"))
+    pr = report.tables["products"]
+    assert (pr.rows_updated, pr.rows_unchanged, pr.rows_inserted) == (0, 2, 0)
+    assert text() == TYPED_MERGED
+
+
 def test_an_availability_column_of_free_text_is_not_read_as_in_stock(tmp_path: Path) -> None:
     """A shop's own "Availability" text is no stock flag: the rows are curated (they were all
     quarantined), the column is not read, and a note says how to read it anyway."""

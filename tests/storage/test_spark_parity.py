@@ -765,3 +765,134 @@ def test_keyed_deliveries_merge_attributes_and_keep_the_newest_row_on_spark_too(
     (tmp_path / "b").mkdir()
     merge(tmp_path / "a", engine=lambda work: SparkEngine(work, master="local[2]"))
     newest(tmp_path / "b", engine=lambda work: SparkEngine(work, master="local[2]"))
+
+
+def test_an_appended_attribute_keeps_its_json_types_on_spark_too(spark, tmp_path):
+    """The merged attributes' text on Spark is DuckDB's, value types kept (they came back as
+    JSON text, `{"size": 40}` merged as `{"size":"40"}`), and a re-sent key's curated text
+    value is no change."""
+    from tests.governance.test_google_shopping_feed import (
+        test_an_appended_attribute_keeps_the_json_types_of_the_curated_ones as typed,
+    )
+
+    typed(tmp_path, engine=lambda work: SparkEngine(work, master="local[2]"))
+
+
+# (curated object, delivered object): numbers, booleans, nested objects merged recursively, a
+# null deleting a key, a text "1" beside a number 1, NULLs and a curated value that is no object
+JSON_PAIRS = [
+    (
+        '{"a": 1, "b": true, "c": {"x": 1, "y": [1, 2]}, "d": "t"}',
+        '{"c": {"x": null, "z": false}, "d": null}',
+    ),
+    ('{"a": 1}', '{"e": 1.50, "f": 1e3, "g": -0.0, "h": 12345678901234567890}'),
+    ('{"n": 1}', '{"n": "1"}'),
+    ('{"n": "1"}', '{"n": 1}'),
+    ('{"n": 1}', '{"n": 1}'),
+    ('{"n": 1.0}', '{"n": 1}'),
+    ('{"n": true}', '{"n": "true"}'),
+    ('{"n": {"x": 1}}', '{"n": {"x": 1}}'),
+    ('{"n": {"x": 1, "y": 2}}', '{"n": {"x": 1}}'),
+    ('{"n": [1, 2]}', '{"n": "[1, 2]"}'),
+    ('{"n": null}', '{"n": null}'),
+    ('{"n": 1}', '{"m": null}'),
+    ('{"a": "\\u00e9 \\ud83d\\ude00", "b": "x\\"y"}', '{"c": "\\n"}'),
+    ('{"a": 1, "a": 2}', '{"b": 3}'),
+    ('{"size": "M", "color": "red"}', '{"size": "M"}'),
+    ('{"a": 1}', "{}"),
+    ("{}", '{"a": [1, {"b": null}]}'),
+    ('{"a": 1}', None),
+    (None, '{"a": 1}'),
+    (None, None),
+    ("[1, 2]", '{"a": 1}'),
+    ('"text"', '{"a": 1}'),
+    ("12", '{"a": 1}'),
+]
+
+
+def test_json_merge_and_its_no_change_verdict_agree_value_by_value(spark):
+    """`SparkDialect.json_merge` / `json_covered` give DuckDB's text and verdict pair by pair: a
+    merged number, boolean or nested object stays one (Spark's map<string,string> made each
+    JSON text), a null in the delivered object deletes the key, nested objects merge key by key,
+    and `{"n": "1"}` over `{"n": 1}` is a change on both (Spark's text map read them equal)."""
+    import duckdb
+    import pyarrow as pa
+
+    from shelfwise.governance._compile import DUCKDB
+    from shelfwise.governance._load_spark import register_udfs
+
+    sql = "SELECT i, {}, {} FROM pairs ORDER BY i"
+    table = pa.table(
+        {
+            "i": list(range(len(JSON_PAIRS))),
+            "o": [o for o, _ in JSON_PAIRS],
+            "n": [n for _, n in JSON_PAIRS],
+        }
+    )
+    con = duckdb.connect()
+    con.register("pairs", table)
+    duck = con.sql(sql.format(DUCKDB.json_merge("o", "n"), DUCKDB.json_covered("n", "o"))).fetchall()
+    register_udfs(spark)
+    spark.createDataFrame(
+        [(i, o, n) for i, (o, n) in enumerate(JSON_PAIRS)], "i int, o string, n string"
+    ).createOrReplaceTempView("pairs")
+    sprk = [
+        tuple(r)
+        for r in spark.sql(sql.format(SPARK.json_merge("o", "n"), SPARK.json_covered("n", "o"))).collect()
+    ]
+    assert sprk == duck
+    merged = {i: m for i, m, _ in duck}
+    assert merged[0] == '{"a":1,"b":true,"c":{"y":[1,2],"z":false}}'
+    assert [c for _, _, c in duck][2:6] == [False, False, True, False]
+
+
+# JSON cells the two engines' readers could disagree on (DuckDB's reader, yyjson, accepts a
+# trailing comma, NaN / Infinity and a bare `nan`, and refuses a lone surrogate; Python's
+# json.loads the other way round, and it fails on deep nesting)
+TRICKY_JSON = [
+    '{"a": 1,}',
+    "[1, 2,]",
+    '{"a": NaN}',
+    '{"a": Infinity, "b": -Infinity}',
+    "nan",
+    '"\\ud800"',
+    '{"a": "\\ud800"}',
+    '{"a": "\\ud83d\\ude00 \\u00e9"}',
+    '{"a": 1, "a": 2}',
+    "[" * 3000 + "]" * 3000,
+    '{"a": 1.5e-7, "b": 1E+400, "c": -0}',
+    '{"a": 01}',
+    '{"a": .5}',
+    '{"a": +1}',
+    '{"a": 0x10}',
+    '{"a": 1} trailing',
+    "{a: 1}",
+    "{'a': 1}",
+    '{"a": "\x01"}',
+    '  {"a": 1}  ',
+    "null",
+    "true",
+    '"text"',
+    "12",
+    "{}",
+]
+
+
+def test_tricky_json_cells_are_curated_or_quarantined_alike(spark):
+    """Each tricky JSON cell is valid or not (curated or quarantined as `invalid_type`, with the
+    same detail) on both engines: Spark asks DuckDB's own json_valid."""
+    contract = CONTRACTS["products"]
+    cols = contract.column_names
+    rows = [{"product_id": f"P{i}", "title": "T", "attributes": cell} for i, cell in enumerate(TRICKY_JSON)]
+    table = [{c: r.get(c) for c in cols} | {"_source_line": i} for i, r in enumerate(rows)]
+    duck, sprk = _through_both(spark, contract, table)
+    by_line = {r[-1]: r for r in sprk}
+    for d in duck:
+        s = by_line[d[-1]]
+        assert tuple(s[:-3]) == tuple(d[:-3]) and list(s[-3]) == list(d[-3]) and s[-2] == d[-2], (
+            TRICKY_JSON[d[-1]][:40],
+            d[-3:],
+            s[-3:],
+        )
+    bad = {TRICKY_JSON[d[-1]][:20] for d in duck if d[-3]}
+    assert '{"a": 1,}' not in bad and '"\\ud800"' in bad and "[" * 20 not in bad and "{a: 1}" in bad

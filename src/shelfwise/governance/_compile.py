@@ -31,7 +31,12 @@ from ._reasons import Reason
 
 NORMALIZE_UDF = "sw_normalize_text"
 NORMALIZE_LINES_UDF = "sw_normalize_lines"  # the same, keeping line breaks (ColumnSpec.keep_lines)
-JSON_VALID_UDF = "sw_json_valid"  # Spark only: get_json_object accepts `{"a": 1} trailing text`
+# Spark only, DuckDB's own JSON functions run on each Arrow batch (`_duck_json`): Spark's
+# get_json_object accepts `{"a": 1} trailing text`, and its from_json(.., map<string,string>)
+# reads a number, a boolean or a nested object as text
+JSON_VALID_UDF = "sw_json_valid"
+JSON_MERGE_UDF = "sw_json_merge"
+JSON_COVERED_UDF = "sw_json_covered"
 
 
 def q(name: str) -> str:
@@ -319,16 +324,10 @@ class SparkDialect(Dialect):
         return f"substr({s}, 1, length({s}) - {n})"
 
     def json_merge(self, old: str, new: str) -> str:
-        # (as maps of text: a number or a nested value of the object is kept as its JSON text)
-        o, n = f"from_json({old}, 'map<string,string>')", f"from_json({new}, 'map<string,string>')"
-        return (
-            f"CASE WHEN {new} IS NULL THEN {old} WHEN {o} IS NULL THEN {new} ELSE "
-            f"to_json(map_concat(map_filter({o}, (k, v) -> NOT array_contains(map_keys({n}), k)), {n})) END"
-        )
+        return f"{JSON_MERGE_UDF}({old}, {new})"  # (DuckDB's `json_merge`, a batch at a time)
 
     def json_covered(self, new: str, old: str) -> str:
-        o, n = f"from_json({old}, 'map<string,string>')", f"from_json({new}, 'map<string,string>')"
-        return f"coalesce(forall(map_keys({n}), k -> element_at({o}, k) <=> element_at({n}, k)), true)"
+        return f"{JSON_COVERED_UDF}({new}, {old})"  # (DuckDB's `json_covered`)
 
     def trim_chars(self, s: str, chars: str) -> str:
         return f"trim(BOTH {self.lit(chars)} FROM {s})"

@@ -28,6 +28,8 @@ from typing import Any
 
 from ..storage import SparkEngine
 from ._compile import (
+    JSON_COVERED_UDF,
+    JSON_MERGE_UDF,
     JSON_VALID_UDF,
     NORMALIZE_LINES_UDF,
     NORMALIZE_UDF,
@@ -116,6 +118,7 @@ def register_udfs(spark: Any) -> None:
     import pyarrow as pa
     from pyspark.sql.functions import pandas_udf
 
+    from ._duck_json import COVERED_SQL, MERGE_SQL, VALID_SQL, duckdb_series
     from ._text import normalize_text_array
 
     def normalize(values: pd.Series) -> pd.Series:
@@ -127,25 +130,25 @@ def register_udfs(spark: Any) -> None:
         return pd.Series(arr.to_pylist(), index=values.index, dtype=object)
 
     def json_valid(values: pd.Series) -> pd.Series:
-        import json
+        return duckdb_series(VALID_SQL, values.index, s=values)
 
-        def ok(v: Any) -> bool | None:
-            if v is None or not isinstance(v, str):
-                return None
-            try:
-                json.loads(v)
-            except ValueError:
-                return False
-            return True
+    def json_merge(old: pd.Series, new: pd.Series) -> pd.Series:
+        return duckdb_series(MERGE_SQL, old.index, o=old, n=new)
 
-        return pd.Series([ok(v) for v in values], index=values.index, dtype=object)
+    def json_covered(new: pd.Series, old: pd.Series) -> pd.Series:
+        return duckdb_series(COVERED_SQL, new.index, n=new, o=old)
 
     # (this module's annotations are strings; pyspark reads the UDF kind from real ones)
-    for fn in (normalize, normalize_lines, json_valid):
-        fn.__annotations__ = {"values": pd.Series, "return": pd.Series}
+    for fn in (normalize, normalize_lines, json_valid, json_merge, json_covered):
+        fn.__annotations__ = {
+            a: pd.Series for a in (*fn.__code__.co_varnames[: fn.__code__.co_argcount], "return")
+        }
     spark.udf.register(NORMALIZE_UDF, pandas_udf(normalize, "string"))  # type: ignore[call-overload]
     spark.udf.register(NORMALIZE_LINES_UDF, pandas_udf(normalize_lines, "string"))  # type: ignore[call-overload]
+    # (JSON judged, merged and compared by DuckDB itself, a batch at a time: `_duck_json`)
     spark.udf.register(JSON_VALID_UDF, pandas_udf(json_valid, "boolean"))  # type: ignore[call-overload]
+    spark.udf.register(JSON_MERGE_UDF, pandas_udf(json_merge, "string"))  # type: ignore[call-overload]
+    spark.udf.register(JSON_COVERED_UDF, pandas_udf(json_covered, "boolean"))  # type: ignore[call-overload]
 
 
 def spark_check_rows(st: LoadState) -> None:
