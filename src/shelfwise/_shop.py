@@ -1089,9 +1089,10 @@ class Shop:
 
             doc = _json_doc(experiments, "experiments")
             exps = parse_experiments(doc)
-            if any(v.rules for e in exps for v in e.variants):
+            if any(v.rules or not v.shop_rules for e in exps for v in e.variants):
                 # a variant's rules are the shop's rules for its shoppers: who may not change
-                # those may not put them in a variant either (the refusal is audited)
+                # those may not put them in a variant, nor serve one without the shop's pins,
+                # boosts and buries (`shop_rules: false`), either (the refusal is audited)
                 self.authorize("rules.change")
             variants_may_serve(self.workdir, exps)
             said: list[str] = []

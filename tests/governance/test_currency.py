@@ -385,7 +385,7 @@ def test_a_plain_figure_beside_an_empty_currency_cell_takes_the_files_one_curren
     d = tmp_path / "d"
     d.mkdir()
     (d / "products.csv").write_text(
-        "product_id,title,price,currency\nP1,Mug,€12.50,\nP2,Pot,7.00,\nP3,Cup,EUR 3,\n"
+        'product_id,title,price,currency\nP1,Mug,"€12,50",\nP2,Pot,"7,00",\nP3,Cup,"EUR 3,10",\nP4,Jar,n/a,\n'
     )
     (d / "events.csv").write_text(
         "user_id,product_id,event_type,timestamp,value,currency\n"
@@ -398,8 +398,9 @@ def test_a_plain_figure_beside_an_empty_currency_cell_takes_the_files_one_curren
     report = Ingestor(work).run(d)
     assert curated_rows(work, "SELECT product_id, price, currency FROM curated.products ORDER BY 1") == [
         ("P1", 12.5, "EUR"),
-        ("P2", 7.0, "EUR"),
-        ("P3", 3.0, "EUR"),
+        ("P2", 7.0, "EUR"),  # (a decimal comma's plain figure, too)
+        ("P3", 3.1, "EUR"),
+        ("P4", None, None),  # (no figure: no currency)
     ]
     assert curated_rows(
         work, "SELECT event_type, value, currency FROM curated.events ORDER BY timestamp"

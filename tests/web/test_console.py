@@ -647,7 +647,8 @@ def test_experiments_are_started_and_ended_from_the_analytics_page(shop: Shop, p
     in the file); an analyst sees no editor and is refused the action (audited)."""
     from datetime import UTC, datetime
 
-    from shelfwise.serving._experiments import load_experiments, save_experiments
+    from shelfwise.serving._experiments import EXPERIMENTS_FILE, load_experiments, save_experiments
+    from shelfwise.web import _data
 
     user = known_users(shop.data, shop.work, 1)[0]
     doc = {"experiments": [{"name": "recx", "surface": "recommendations", "variants": [
@@ -673,6 +674,20 @@ def test_experiments_are_started_and_ended_from_the_analytics_page(shop: Shop, p
                 break
             time.sleep(0.25)
         assert api["experiment"]["name"] == "recx"
+        # refused, each with the reason: a save over a file changed since the page was opened,
+        # a bundle the registry does not know
+        token = json.loads(page.locator("body").get_attribute("hx-headers"))["X-CSRF-Token"]
+        stamp = _data.experiments_stamp(shop.work)
+        stale = {"csrf": token, "stamp": "0" * 64, "experiments": json.dumps(doc)}
+        r = page.request.post(shop.url + "/console/experiments", form=stale)
+        assert r.status == 422 and "changed since this page was opened" in r.text()
+        unknown = {"experiments": [{**doc["experiments"][0], "variants": [
+            {"name": "usual", "weight": 1}, {"name": "other", "weight": 1, "bundle": "no-such-bundle"}]}]}  # fmt: skip
+        form = {"csrf": token, "stamp": stamp, "experiments": json.dumps(unknown)}
+        r = page.request.post(shop.url + "/console/experiments", form=form)
+        assert (
+            r.status == 422 and "no-such-bundle" in r.text() and _data.experiments_stamp(shop.work) == stamp
+        )
         # a configuration without the running experiment would end it: refused until ticked
         page.locator("#experiments-form textarea").fill('{"experiments": []}')
         page.click("#save-experiments")
@@ -690,10 +705,30 @@ def test_experiments_are_started_and_ended_from_the_analytics_page(shop: Shop, p
         assert page.locator("#experiments-editor").count() == 0
         token = json.loads(page.locator("body").get_attribute("hx-headers"))["X-CSRF-Token"]
         n = len(shop.audit())
-        form = {"csrf": token, "experiments": json.dumps(doc)}
+        form = {"csrf": token, "stamp": _data.experiments_stamp(shop.work), "experiments": json.dumps(doc)}
         assert page.request.post(shop.url + "/console/experiments", form=form).status == 403
         assert denied_since(shop, n, "ana", "experiments.change")
+        # a scientist may run experiments, not change the shop's merchandising through one
+        login(page, shop, "sam")
+        token = json.loads(page.locator("body").get_attribute("hx-headers"))["X-CSRF-Token"]
+        for variant in ({"rules": {"max_per_category": 1}}, {"shop_rules": False}):
+            mine = {"experiments": [{"name": "merch", "surface": "search", "variants": [
+                {"name": "control", "weight": 1}, {"name": "other", "weight": 1, **variant}]}]}  # fmt: skip
+            n = len(shop.audit())
+            form = {
+                "csrf": token,
+                "stamp": _data.experiments_stamp(shop.work),
+                "experiments": json.dumps(mine),
+            }
+            assert page.request.post(shop.url + "/console/experiments", form=form).status == 403, variant
+            assert denied_since(shop, n, "sam", "rules.change"), variant
+        # a file that cannot be read: said on the page, shown as it is in the editor to mend it
+        (shop.work / EXPERIMENTS_FILE).write_text("{bad")
+        page.goto(shop.url + "/console/analytics")
+        assert page.locator("#experiments-unreadable").count() == 1
+        assert page.locator("#experiments-form textarea").input_value() == "{bad"
     finally:
+        (shop.work / EXPERIMENTS_FILE).unlink(missing_ok=True)
         save_experiments(shop.work, {"experiments": []}, actor="eve", end_missing=True)
 
 

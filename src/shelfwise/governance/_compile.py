@@ -191,7 +191,8 @@ class Dialect:
         true): merging `new` into `old` changes nothing."""
 
         def at(x: str) -> str:
-            return f"""json_extract({x}, '$."' || k || '"')"""
+            # (a JSON Pointer, `~` and `/` escaped: a path `$."k"` failed the load on a key with a `"`)
+            return f"""json_extract({x}, '/' || replace(replace(k, '~', '~0'), '/', '~1'))"""
 
         return (
             f"coalesce(list_bool_and(list_transform(json_keys({new}), k -> {at(old)} IS NOT DISTINCT FROM "

@@ -11,6 +11,7 @@ lone surrogate `"\\ud800"`), and fails on deep nesting (RecursionError)."""
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -24,6 +25,16 @@ VALID_SQL = DUCKDB.json_valid("s")
 
 _lock = threading.Lock()
 _con: Any = None  # one in-memory DuckDB per (Spark worker) process, a cursor per batch
+
+
+def _forget_in_child() -> None:
+    """A forked child (Spark's daemon forks its Python workers) starts its own connection, and
+    a lock a parent's thread held at the fork is not the child's to wait on."""
+    global _con, _lock
+    _con, _lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def _cursor() -> Any:

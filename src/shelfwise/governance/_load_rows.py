@@ -320,14 +320,16 @@ def _empty_cells_currency(
     as some exports write it, read its plain figures with no currency). A row without any figure
     (a view) is given none. One scan of the currency cells finds the filled cells' currencies,
     and only where some empty cell sits beside a plain figure."""
-    from ._compile import enum_expr
+    from ._compile import _missing, enum_expr
     from ._contracts import UNKNOWN_CURRENCY
 
     spec = next(x for x in st.contract.columns if x.name == "currency")
-    figure = " OR ".join(f"nullif(trim({q(m)}), '') IS NOT NULL" for m in cols)
-    plain = " AND ".join(
-        f"(nullif(trim({q(m)}), '') IS NULL OR TRY_CAST(trim({q(m)}) AS DOUBLE) IS NOT NULL)" for m in cols
+    figure = " OR ".join(
+        f"(nullif(trim({q(m)}), '') IS NOT NULL AND NOT {_missing(f'trim({q(m)})')})" for m in cols
     )
+    # (a figure naming no currency: `7.00`, `7,00`, `1,234.50`; the same test counts the rows,
+    # says them and reads them)
+    plain = f"({own}) IS NULL" if own is not None else "true"
     one: str | None = None
     row = st.wh.sql(
         f"SELECT count(*) FILTER (WHERE {empty} AND ({figure}) AND {plain}), "

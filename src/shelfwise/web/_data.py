@@ -18,10 +18,11 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -971,13 +972,46 @@ def experiments_text(workdir: Path) -> str:
     from ..serving._experiments import EXPERIMENTS_FILE
 
     path = workdir / EXPERIMENTS_FILE
-    if not path.exists():
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
         return json.dumps({"experiments": []}, indent=2)
-    text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        return f"(the experiments file cannot be read: {exc})"
+    text = raw.decode("utf-8", errors="replace")
     try:
         return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
     except ValueError:
         return text
+
+
+def experiments_stamp(workdir: Path) -> str:
+    """What the installed experiments file holds, as a digest ("" where none is installed): the
+    console's editor posts the one it showed, and a save is refused when the file changed since."""
+    from ..serving._experiments import EXPERIMENTS_FILE
+
+    try:
+        return hashlib.sha256((workdir / EXPERIMENTS_FILE).read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+@contextmanager
+def experiments_lock(workdir: Path) -> Iterator[None]:
+    """The console's turn at the experiments file (every worker process of a server): its
+    check that the file is the one the person saw and its write happen in one turn."""
+    import fcntl
+
+    from ..serving._experiments import EXPERIMENTS_FILE
+
+    lock = workdir / EXPERIMENTS_FILE.parent / ".experiments.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "ab") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def running_experiment_names(workdir: Path) -> list[str]:
@@ -1005,9 +1039,11 @@ def experiments_ended_now(workdir: Path, name: str) -> dict[str, Any]:
             f"no running experiment {name!r} to end (running: {', '.join(sorted(running)) or 'none'})"
         )
     doc = json.loads((workdir / EXPERIMENTS_FILE).read_text(encoding="utf-8"))
+    # (to the next whole second: one started within this second must not end before it started)
+    end = now.replace(microsecond=0) + (timedelta(seconds=1) if now.microsecond else timedelta(0))
     for e in doc["experiments"]:
         if e.get("name") == name:
-            e["end"] = now.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+            e["end"] = end.isoformat().replace("+00:00", "Z")
     return dict(doc)
 
 

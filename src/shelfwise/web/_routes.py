@@ -1085,7 +1085,12 @@ def console_router(
         the installed configuration, or the `draft` a refused save posted (kept, the reason
         above it)."""
         ctx.need("catalog.read")
-        exps = _data.experiments(workdir) if ctx.user.may("evaluate") else None
+        exps, unreadable = None, None
+        if ctx.user.may("evaluate"):
+            try:
+                exps = _data.experiments(workdir)
+            except ShelfwiseError as exc:  # (an experiments file that cannot be read: said, and
+                unreadable = str(exc)  # the editor below shows it as it is, to mend it)
         s, lexical = service(), None
         if s is not None and s.snapshot.search is not None and s.snapshot.version == _current(workdir):
             lexical = s.snapshot.search.lexical_  # the index serving uses: nothing to load
@@ -1094,11 +1099,19 @@ def console_router(
             editor = {
                 "text": draft if draft is not None else _data.experiments_text(workdir),
                 "running": _data.running_experiment_names(workdir),
+                "stamp": _data.experiments_stamp(workdir),  # (what the person saw: `change_experiments`)
             }
+        sr = _data.search_report(workdir, lexical)
         return ctx.render(
-            "analytics.html", status, sr=_data.search_report(workdir, lexical), exps=exps, editor=editor,
-            refused=refused, done=done,
-        )  # fmt: skip
+            "analytics.html",
+            status,
+            sr=sr,
+            exps=exps,
+            editor=editor,
+            refused=refused,
+            done=done,
+            unreadable=unreadable,
+        )
 
     @router.post("/experiments")
     async def change_experiments(request: Request) -> Any:
@@ -1106,17 +1119,20 @@ def console_router(
         posts it (`end_missing` ticked: the running experiments it leaves out end), or one
         running experiment ended now (`end_experiment`: its `end` set to this instant, the
         experiment kept in the file, its report readable). Checked as `Shop.set_experiments`
-        checks it (a variant's rules need `rules.change`; a variant serves only what the
-        registry lets serve), this process's served lists written first, audited with the
-        person as actor; this process follows at once, other servers within --reload-seconds."""
+        checks it (a variant's rules, or one without the shop's rules, need `rules.change`, but
+        to end an experiment; a variant serves only what the registry lets serve), audited with
+        the person as actor; this process follows at once, other servers within
+        --reload-seconds. Refused when the file changed since the page was opened (`stamp`:
+        another person's save, or an "End now", would be lost), checked and written under the
+        console's lock of the file."""
         from ..lifecycle._variant_gates import variants_may_serve
         from ..serving._experiments import parse_experiments, save_experiments
-        from ..serving._exposures import flush_exposures
 
         ctx = Ctx(request)
         fields: dict[str, str] = {}
         said: list[str] = []
         ended: list[dict[str, Any]] = []
+        one = ""
         try:
             fields = await posted(request, ctx)
             user = ctx.need("experiments.change")
@@ -1129,16 +1145,29 @@ def console_router(
                 except ValueError as exc:
                     raise ShelfwiseError(f"the experiments are not valid JSON: {exc}") from None
             exps = parse_experiments(doc)
-            if any(v.rules for e in exps for v in e.variants):
-                ctx.need("rules.change")  # (a variant's rules are the shop's rules for its shoppers)
+            if not one and any(v.rules or not v.shop_rules for e in exps for v in e.variants):
+                # (a variant's rules are the shop's rules for its shoppers; ending one changes none)
+                ctx.need("rules.change")
             actor = None if user.single_user else user.name
 
             def install() -> list[Any]:
-                variants_may_serve(workdir, exps)
-                flush_exposures(workdir)  # (the running experiments it ends are told by their lists)
-                return save_experiments(
-                    workdir, doc, actor, end_missing=fields.get("end_missing") == "on", said=said, ended=ended
-                )
+                with _data.experiments_lock(workdir):
+                    if fields.get("stamp", "") != _data.experiments_stamp(workdir):
+                        raise ShelfwiseError(
+                            "the experiments were changed since this page was opened (another person's "
+                            'save, an "End now" or `shelfwise experiments set`): nothing was saved; '
+                            "the configuration in force is on the page again"
+                            + (", your draft below it" if not one else "")
+                        )
+                    variants_may_serve(workdir, exps)
+                    return save_experiments(
+                        workdir,
+                        doc,
+                        actor,
+                        end_missing=fields.get("end_missing") == "on",
+                        said=said,
+                        ended=ended,
+                    )
 
             installed = await asyncio.to_thread(install)
         except Denied as exc:
@@ -1150,10 +1179,12 @@ def console_router(
                 "`experiments set --end-missing` (`Shop.set_experiments(..., end_missing=True)`)",
                 'tick "end the running experiments it leaves out"',
             )
-            draft = fields.get("experiments") if "experiments" in fields else None
-            return await asyncio.to_thread(
-                analytics_page, ctx, status=422, draft=draft, refused=f"Experiments not saved: {message}"
-            )
+            draft = fields.get("experiments") if "experiments" in fields and not one else None
+            refused = f"Experiments not saved: {message}"
+            try:
+                return await asyncio.to_thread(analytics_page, ctx, status=422, draft=draft, refused=refused)
+            except (Denied, ShelfwiseError, _data.WarehouseBusy):  # (the page itself cannot be shown)
+                return ctx.render("error.html", 422, title="Experiments not saved", message=refused, page="")
         s = service()
         if s is not None:
             s.refresh()  # this process serves them now; other workers within --reload-seconds
