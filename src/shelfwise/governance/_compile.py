@@ -1314,6 +1314,12 @@ def _table_rules(contract: TableContract, d: Dialect = DUCKDB) -> list[Check]:
 def reasons_sql(checks: list[Check], d: Dialect = DUCKDB) -> tuple[str, str]:
     """SQL for the list of failed reasons and for the detail of the first one."""
     reasons = d.reasons([f"CASE WHEN {c.condition} THEN {d.lit(c.reason.value)} END" for c in checks])
+    if checks and d.name == "duckdb":
+        # the list of every check's outcome built and filtered only for a row that fails one:
+        # nearly every row passes, and a list of ~30 items made and filtered on each cost ~1.2
+        # CPU-s per million events rows (the same list: a condition that is NULL fails no check)
+        failed = " OR ".join(f"({c.condition})" for c in checks)
+        reasons = f"CASE WHEN {failed} THEN {reasons} ELSE {d.reasons([])} END"
     detail = (
         "CASE " + " ".join(f"WHEN {c.condition} THEN {c.detail}" for c in checks) + " END"
         if checks
