@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,7 @@ def test_sigterm_then_export_shows_every_acknowledged_event(shop: Path):
     products = catalog_products(shop)
     srv = Server(shop, "--absorb-seconds", "0")  # no periodic absorb: the stop alone must do it
     try:
+        t0 = time.monotonic()
         for b in range(10):
             r = srv.client.post(
                 "/v1/events",
@@ -60,9 +62,15 @@ def test_sigterm_then_export_shows_every_acknowledged_event(shop: Path):
         assert "drain" not in sessions
         assert "1,000 acknowledged events are still waiting in the spool" in stderr
         # all in the running server's open segment: `events absorb` would take none of them, so
-        # the note does not offer it (it did: the command then said "nothing")
-        assert "a running server still writes them and absorbs them itself" in stderr, stderr
-        assert "events absorb" not in stderr
+        # the note does not offer it (it did: the command then said "nothing"). A segment is
+        # closed 5 s after it opened (`FileSpool.rotate_seconds`): on a machine so loaded that
+        # the export came later, they are in a closed one, and the note rightly offers the command
+        if time.monotonic() - t0 < 4.5:
+            assert "a running server still writes them and absorbs them itself" in stderr, stderr
+        if "a running server still writes them and absorbs them itself" in stderr:
+            assert "events absorb" not in stderr
+        else:
+            assert "or run `shelfwise events absorb" in stderr, stderr
     finally:
         rc = srv.stop(signal.SIGTERM)
     assert rc in (0, -signal.SIGTERM)
