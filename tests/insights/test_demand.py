@@ -272,61 +272,6 @@ def test_category_level_csv(shop, tmp_path):
     assert "its forecast is not the sum of its products' forecasts" in said, said
 
 
-@pytest.mark.slow
-def test_the_demand_report_at_the_category_level(shop, tmp_path):
-    """`report demand --level category` (a planner's view): the series are the categories, and
-    no reorder suggestion is made (stock and orders are a product's), in the JSON, the HTML
-    and the console."""
-    import shutil
-
-    from fastapi import FastAPI
-    from fastapi.testclient import TestClient
-
-    from shelfwise.web import mount_console
-
-    work = tmp_path / "w"
-    shutil.copytree(shop, work)
-    doc = json.loads(
-        ok(
-            run(
-                "report",
-                "demand",
-                "--workdir",
-                str(work),
-                "--as-of",
-                AS_OF,
-                "--level",
-                "category",
-                "--horizon-weeks",
-                "4",
-                "--json",
-            )
-        ).stdout  # fmt: skip
-    )
-    assert doc["level"] == "category" and {p["id"] for p in doc["top"]} == {
-        "Home > Kitchen",
-        "Sports > Outdoor",
-    }
-    assert all(len(p["forecast"]) == 4 for p in doc["top"])
-    assert doc["replenishment"]["rows"] == [] and doc["replenishment"]["per_product_only"]
-    html = (work / "reports" / "demand-category.html").read_text()
-    assert "Largest categories" in html and "this report forecasts categories" in html
-    assert (work / "reports" / "demand-category.json").exists()
-    # beside the product report, not over it: the console shows the product one's reorders
-    assert not (work / "reports" / "demand.json").exists()
-    ok(run("report", "demand", "--workdir", str(work), "--as-of", AS_OF, "--horizon-weeks", "4"))
-    assert json.loads((work / "reports" / "demand-category.json").read_text())["level"] == "category"
-    app = FastAPI()
-    mount_console(app, work, lambda: None)
-    with TestClient(app, base_url="http://127.0.0.1:8000", client=("127.0.0.1", 40000)) as local:
-        page = local.get("/console/insights").text
-    assert "product series" in page and 'id="reorders"' in page
-    with pytest.raises(Exception, match="use product or category"):
-        from shelfwise import Shop
-
-        Shop(work).demand_report(as_of=AS_OF, level="brand")
-
-
 @pytest.mark.slow  # four CLI processes (~50 s on a loaded machine)
 def test_permissions_are_checked_and_denials_audited(shop, tmp_path):
     import shutil
@@ -609,10 +554,14 @@ def test_a_slow_sellers_reorder_point_covers_its_sale_weeks():
     assert covered(got, two_weeks.index) > covered(widths, two_weeks.index)
 
 
-@pytest.mark.slow  # a forecast through the CLI (~30-60 s on a loaded machine)
-def test_demand_report_and_console_page(shop, tmp_path):
-    """`shelfwise report demand` writes an offline HTML report with charts and the JSON the
-    console's insights page shows; the page renders the forecasts and reorder suggestions."""
+@pytest.mark.slow  # two forecasts through the CLI (~60-120 s on a loaded machine)
+def test_demand_reports_category_then_product_and_the_console_page(shop, tmp_path):
+    """`report demand --level category` (a planner's view): the series are the categories, and
+    no reorder suggestion is made (stock and orders are a product's), in the JSON, the HTML
+    and the console. Then, beside it and not over it, `shelfwise report demand` writes an
+    offline HTML report with charts and the JSON the console's insights page shows; the page
+    renders the forecasts and reorder suggestions. (One copy of the shop for both reports:
+    the product report is the one the category report must not disturb.)"""
     import shutil
 
     from fastapi import FastAPI
@@ -622,7 +571,37 @@ def test_demand_report_and_console_page(shop, tmp_path):
 
     work = tmp_path / "w"
     shutil.copytree(shop, work)
+    doc = json.loads(
+        ok(
+            run(
+                "report",
+                "demand",
+                "--workdir",
+                str(work),
+                "--as-of",
+                AS_OF,
+                "--level",
+                "category",
+                "--horizon-weeks",
+                "4",
+                "--json",
+            )
+        ).stdout  # fmt: skip
+    )
+    assert doc["level"] == "category" and {p["id"] for p in doc["top"]} == {
+        "Home > Kitchen",
+        "Sports > Outdoor",
+    }
+    assert all(len(p["forecast"]) == 4 for p in doc["top"])
+    assert doc["replenishment"]["rows"] == [] and doc["replenishment"]["per_product_only"]
+    html = (work / "reports" / "demand-category.html").read_text()
+    assert "Largest categories" in html and "this report forecasts categories" in html
+    assert (work / "reports" / "demand-category.json").exists()
+    # beside the product report, not over it: the console shows the product one's reorders
+    assert not (work / "reports" / "demand.json").exists()
+
     proc = ok(run("report", "demand", "--workdir", str(work), "--as-of", AS_OF, "--json"))
+    assert json.loads((work / "reports" / "demand-category.json").read_text())["level"] == "category"
     doc = json.loads(proc.stdout)
     html = (work / "reports" / "demand.html").read_text()
     assert html.count("<svg") >= 2 and "Reorder suggestions" in html and "http" not in html.split("<svg")[0]
@@ -665,6 +644,11 @@ def test_demand_report_and_console_page(shop, tmp_path):
         gone = local.get("/console/insights/demand-report")
     assert full.status_code == 200 and full.text == html
     assert gone.status_code == 404 and "run `shelfwise report demand`" in gone.text
+    assert "product series" in r.text
+    with pytest.raises(Exception, match="use product or category"):
+        from shelfwise import Shop
+
+        Shop(work).demand_report(as_of=AS_OF, level="brand")
 
 
 def test_search_demand_is_offered_only_where_it_moves_with_sales():
