@@ -413,10 +413,19 @@ def _read_csv(st: LoadState, into: str) -> None:
             # window, 3.6 s (5.9 CPU-s) this way, 3.2 s for an unnumbered insert.
             # (inside the run's transaction a new table's rowids start at DuckDB's MAX_ROW_ID,
             # not 0: counted from the first row's)
-            wh.sql(f"CREATE OR REPLACE TEMP TABLE {read} AS SELECT {', '.join(select)} FROM {reader}")
+            # The read table becomes the load's own (`st.target`, its columns in their order):
+            # its line numbers set in place, not the whole read copied into it once more
+            # (~0.6 CPU-s per million events rows).
+            cols = ", ".join(q(c) for c in st.raw_cols)
+            wh.sql(
+                f"CREATE OR REPLACE TEMP TABLE {read} AS SELECT {cols}, NULL::BIGINT AS _source_line, "
+                f"{int(st.load_id)}::INTEGER AS _load FROM (SELECT {', '.join(select)} FROM {reader})"
+            )
             first = wh.sql(f"SELECT min(rowid) FROM {read}").fetchone()
             base = int(first[0]) if first and first[0] is not None else 0
-            wh.sql(f"{into} (SELECT *, (rowid - {base} + 2)::BIGINT AS _source_line FROM {read})")
+            wh.sql(f"UPDATE {read} SET _source_line = (rowid - {base} + 2)::BIGINT")
+            wh.sql(f"DROP TABLE {st.target}")
+            wh.sql(f"ALTER TABLE {read} RENAME TO {st.target}")
     except Exception as exc:  # noqa: BLE001 - the reader's own words are the clearest reason
         # (the run's transaction is aborted: the run rolls back, its temp tables go with it)
         raise SourceError(str(st.src), None, f"unreadable CSV: {exc}") from exc
