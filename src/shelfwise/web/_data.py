@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -1000,18 +1000,13 @@ def experiments_stamp(workdir: Path) -> str:
 def experiments_lock(workdir: Path) -> Iterator[None]:
     """The console's turn at the experiments file (every worker process of a server): its
     check that the file is the one the person saw and its write happen in one turn."""
-    import fcntl
-
     from ..serving._experiments import EXPERIMENTS_FILE
+    from ..storage._segments import folder_lock
 
-    lock = workdir / EXPERIMENTS_FILE.parent / ".experiments.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "ab") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    folder = workdir / EXPERIMENTS_FILE.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    with folder_lock(folder, shared=False, name=".experiments.lock"):
+        yield
 
 
 def running_experiment_names(workdir: Path) -> list[str]:
@@ -1039,11 +1034,11 @@ def experiments_ended_now(workdir: Path, name: str) -> dict[str, Any]:
             f"no running experiment {name!r} to end (running: {', '.join(sorted(running)) or 'none'})"
         )
     doc = json.loads((workdir / EXPERIMENTS_FILE).read_text(encoding="utf-8"))
-    # (to the next whole second: one started within this second must not end before it started)
-    end = now.replace(microsecond=0) + (timedelta(seconds=1) if now.microsecond else timedelta(0))
+    # (to the microsecond: cut to the second, one started within this second would end before
+    # it started, and rounded up it would run on for up to a second after "End now")
     for e in doc["experiments"]:
         if e.get("name") == name:
-            e["end"] = end.isoformat().replace("+00:00", "Z")
+            e["end"] = now.isoformat(timespec="microseconds").replace("+00:00", "Z")
     return dict(doc)
 
 
