@@ -380,8 +380,9 @@ def test_a_plain_figure_beside_an_empty_currency_cell_takes_the_files_one_curren
     """A currency column present but empty in every row (as some exports write it) curated the
     plain figures with no currency, while the same file without the column reads them as the one
     currency its other rows name: an empty cell beside a plain figure takes the one currency the
-    file names (its filled cells and its money texts), never where it names several, and a row
-    without any figure (a view) is given none."""
+    file names (its filled cells and its money texts), never where it names several; a row
+    without any figure is given none, nor an events line (it is in its product's currency, read
+    where the money is summed)."""
     d = tmp_path / "d"
     d.mkdir()
     (d / "products.csv").write_text(
@@ -406,15 +407,13 @@ def test_a_plain_figure_beside_an_empty_currency_cell_takes_the_files_one_curren
         work, "SELECT event_type, value, currency FROM curated.events ORDER BY timestamp"
     ) == [
         ("purchase", 12.5, "EUR"),
-        ("purchase", 6.25, "EUR"),  # the cells filled (EUR) and the money texts (€) name one
+        ("purchase", 6.25, None),  # an events line: its product's currency, read where summed
         ("view", None, None),  # no money, no currency
         ("purchase", 7.0, "EUR"),
     ]
     said = [n for n in report.notes if "the one currency the file names" in n]
     assert said == [
         "products.csv: 1 row(s) with a plain figure and an empty currency cell ('currency') read as EUR, "
-        "the one currency the file names",
-        "events.csv: 1 row(s) with a plain figure and an empty currency cell ('currency') read as EUR, "
         "the one currency the file names",
     ], report.notes
     # a file naming two currencies gives its plain figures none

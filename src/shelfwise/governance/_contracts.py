@@ -560,10 +560,7 @@ EVENTS = TableContract(
     # money summed with the known currency's); without a currency column the value's or
     # unit_price's own text names it (`49.99 EUR`, `€12`)
     # 1.9.0: so does it a row's empty currency cell (or `n/a`); a filled cell is the row's currency
-    # 1.10.0: a plain figure beside an empty currency cell takes the one currency the file names
-    # (its filled cells and money texts), as a file without the column reads it; a row without
-    # money (a view) none
-    version="1.10.0",
+    version="1.9.0",
     description="Behaviour events: views, clicks, carts, purchases, ratings, searches, reviews.",
     dedupe_exact=True,
     references=(("product_id", "products", "product_id"),),

@@ -318,8 +318,8 @@ def _empty_cells_currency(
     currency the file names (its filled cells and its other rows' money texts), when it names
     exactly one, as a file without the column reads it (a column present and empty in every row,
     as some exports write it, read its plain figures with no currency). A row without any figure
-    (a view) is given none. One scan of the currency cells finds the filled cells' currencies,
-    and only where some empty cell sits beside a plain figure."""
+    is given none, nor an events line (it is in its product's currency). One more scan of the
+    load counts such rows and lists the filled cells' currencies."""
     from ._compile import _missing, enum_expr
     from ._contracts import UNKNOWN_CURRENCY
 
@@ -336,7 +336,10 @@ def _empty_cells_currency(
         f"list(DISTINCT {enum_expr(spec, f'trim({q(spec.name)})')}) FILTER (WHERE NOT {empty}) FROM {st.load}"
     ).fetchone()
     plain_rows = int(row[0]) if row else 0
-    if plain_rows:
+    # (an events line whose cell is empty is in its product's currency, read where the money is
+    # summed: `insights._customers.money_currency`, the experiments' revenue; a file's other
+    # lines say nothing of it)
+    if plain_rows and st.contract.name != "events":
         # (a filled code shelfwise cannot read is curated as unknown: no one currency then)
         filled = {str(x) if str(x) in spec.allowed else UNKNOWN_CURRENCY for x in (row[1] or [])}
         named_codes = filled | set(counts)
