@@ -331,15 +331,19 @@ def _empty_cells_currency(
     # says them and reads them)
     plain = f"({own}) IS NULL" if own is not None else "true"
     one: str | None = None
-    row = st.wh.sql(
-        f"SELECT count(*) FILTER (WHERE {empty} AND ({figure}) AND {plain}), "
-        f"list(DISTINCT {enum_expr(spec, f'trim({q(spec.name)})')}) FILTER (WHERE NOT {empty}) FROM {st.load}"
-    ).fetchone()
-    plain_rows = int(row[0]) if row else 0
     # (an events line whose cell is empty is in its product's currency, read where the money is
     # summed: `insights._customers.money_currency`, the experiments' revenue; a file's other
-    # lines say nothing of it)
-    if plain_rows and st.contract.name != "events":
+    # lines say nothing of it: no scan for them)
+    row = (
+        None
+        if st.contract.name == "events"
+        else st.wh.sql(
+            f"SELECT count(*) FILTER (WHERE {empty} AND ({figure}) AND {plain}), "
+            f"list(DISTINCT {enum_expr(spec, f'trim({q(spec.name)})')}) FILTER (WHERE NOT {empty}) FROM {st.load}"
+        ).fetchone()
+    )
+    plain_rows = int(row[0]) if row else 0
+    if row and plain_rows:
         # (a filled code shelfwise cannot read is curated as unknown: no one currency then)
         filled = {str(x) if str(x) in spec.allowed else UNKNOWN_CURRENCY for x in (row[1] or [])}
         named_codes = filled | set(counts)
