@@ -1084,12 +1084,12 @@ class Shop:
         with self._acting("experiments.change", workdir=False) as actor:
             import warnings
 
-            from .lifecycle._variant_gates import variants_may_serve
+            from .lifecycle._variant_gates import changes_shop_rules, variants_may_serve
             from .serving._experiments import ExperimentsWarning, parse_experiments, save_experiments
 
             doc = _json_doc(experiments, "experiments")
             exps = parse_experiments(doc)
-            if any(v.rules or not v.shop_rules for e in exps for v in e.variants):
+            if changes_shop_rules(exps):
                 # a variant's rules are the shop's rules for its shoppers: who may not change
                 # those may not put them in a variant, nor serve one without the shop's pins,
                 # boosts and buries (`shop_rules: false`), either (the refusal is audited)

@@ -12,7 +12,14 @@ from typing import Any
 from ..errors import ShelfwiseError
 from ._registry import Registry
 
-__all__ = ["variants_may_serve"]
+__all__ = ["changes_shop_rules", "variants_may_serve"]
+
+
+def changes_shop_rules(experiments: Sequence[Any]) -> bool:
+    """Whether a variant serves other rules than the shop's: its own `rules`, or none of the
+    shop's pins, boosts and buries (`shop_rules: false`). Who may not change the rules
+    (`rules.change`) may not do either through an experiment."""
+    return any(v.rules or not v.shop_rules for e in experiments for v in e.variants)
 
 
 def variants_may_serve(workdir: str | Path, experiments: Sequence[Any]) -> None:

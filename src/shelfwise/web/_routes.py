@@ -1125,7 +1125,7 @@ def console_router(
         --reload-seconds. Refused when the file changed since the page was opened (`stamp`:
         another person's save, or an "End now", would be lost), checked and written under the
         console's lock of the file."""
-        from ..lifecycle._variant_gates import variants_may_serve
+        from ..lifecycle._variant_gates import changes_shop_rules, variants_may_serve
         from ..serving._experiments import parse_experiments, save_experiments
 
         ctx = Ctx(request)
@@ -1145,7 +1145,7 @@ def console_router(
                 except ValueError as exc:
                     raise ShelfwiseError(f"the experiments are not valid JSON: {exc}") from None
             exps = parse_experiments(doc)
-            if not one and any(v.rules or not v.shop_rules for e in exps for v in e.variants):
+            if not one and changes_shop_rules(exps):
                 # (a variant's rules are the shop's rules for its shoppers; ending one changes none)
                 ctx.need("rules.change")
             actor = None if user.single_user else user.name
